@@ -1,0 +1,43 @@
+/* buf.h — a growable byte buffer with a maximum fixed at creation.
+ *
+ * Every buffer that grows from network or disk input is a buf_t whose `max` is
+ * a named limit; appending past it fails with ERR_TOO_LARGE instead of growing.
+ * buf_t is a small public value type: the caller owns the struct and frees its
+ * storage with buf_free(). data is always NUL-terminated one byte past len (not
+ * counted), so text can be handed to C string functions. Not thread-safe.
+ */
+#ifndef FLAMEDB_COMMON_BUF_H
+#define FLAMEDB_COMMON_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct buf {
+    uint8_t *data; /* NULL until the first append */
+    size_t len;
+    size_t cap;
+    size_t max; /* appends beyond max bytes fail with ERR_TOO_LARGE */
+} buf_t;
+
+#define BUF_UNLIMITED ((size_t)-1)
+
+void buf_init(buf_t *b, size_t max);
+void buf_free(buf_t *b);
+void buf_reset(buf_t *b); /* len = 0, keeps capacity */
+int buf_reserve(buf_t *b, size_t extra);
+int buf_append(buf_t *b, const void *p, size_t n);
+int buf_append_str(buf_t *b, const char *s);
+int buf_append_byte(buf_t *b, uint8_t c);
+int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int buf_vprintf(buf_t *b, const char *fmt, va_list ap);
+/* Appends s as a JSON string literal, quotes included; invalid UTF-8 bytes become U+FFFD. */
+int buf_append_json_string(buf_t *b, const char *s, size_t n);
+/* Appends the LEB128 varint of v / the zigzag varint of v. */
+int buf_append_uvarint(buf_t *b, uint64_t v);
+int buf_append_svarint(buf_t *b, int64_t v);
+int buf_append_u64be(buf_t *b, uint64_t v);
+/* Hands the storage to the caller (free with free()), leaves b empty. */
+uint8_t *buf_steal(buf_t *b, size_t *len);
+
+#endif

@@ -1,0 +1,79 @@
+/* calltree.h — the call tree: the unit flamedb stores, ships and merges.
+ *
+ * A calltree_t is a tree of frames keyed by symbol id (common/hash.h). Node 0 is
+ * the root (SYM_ROOT). Every node has a signed self value (delta profiles may be
+ * negative) and a total = self + the totals of its children. Children of one
+ * parent are unique by symbol. Adding stacks or merging trees sums values, so
+ * merge is associative and commutative — the property that lets RocksDB merge
+ * operands, replicas and scatter-gather partials be combined in any order.
+ *
+ * Wire/disk encoding (version 1), used for block values, merge operands and
+ * query partials; see docs/storage-format.md:
+ *   u8      version = 1
+ *   uvarint nsyms, then nsyms x u64 little-endian symbol ids (the dictionary)
+ *   uvarint nnodes (root excluded)
+ *   nnodes x { uvarint depth (1 = child of root), uvarint dict index,
+ *              svarint self }           in preorder (parent before children)
+ * Totals are not stored; they are recomputed on decode.
+ *
+ * Limits: a tree refuses to grow past max_nodes (ERR_LIMIT) and decode refuses
+ * encodings deeper than CALLTREE_MAX_DEPTH (ERR_CORRUPT), so hostile input is
+ * bounded.
+ *
+ * Ownership: calltree_new() returns a tree the caller owns (calltree_free()).
+ * Not thread-safe; distinct trees may be used from distinct threads.
+ */
+#ifndef FLAMEDB_COMMON_CALLTREE_H
+#define FLAMEDB_COMMON_CALLTREE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+
+#define CALLTREE_VERSION 1
+#define CALLTREE_MAX_DEPTH 65536
+#define CALLTREE_NONE UINT32_MAX
+
+typedef struct calltree calltree_t;
+
+/* A tree that holds at most max_nodes nodes (root included); 0 = unlimited. */
+calltree_t *calltree_new(size_t max_nodes);
+void calltree_free(calltree_t *t);
+void calltree_clear(calltree_t *t);
+
+/* Adds value along stack[0..depth) (stack[0] is the outermost caller, the last
+ * entry the leaf) and adds value to the leaf's self. depth 0 adds to root self.
+ * ERR_LIMIT when the tree would exceed max_nodes (the tree is then unchanged
+ * except for nodes already created on this path, whose values are untouched). */
+int calltree_add_stack(calltree_t *t, const uint64_t *stack, size_t depth, int64_t value);
+
+/* Finds or creates the child of parent with symbol sym; returns its index in *child. */
+int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child);
+/* Adds value to node's self and to the totals of it and all its ancestors. */
+void calltree_add_self(calltree_t *t, uint32_t node, int64_t value);
+
+/* dst += src. */
+int calltree_merge(calltree_t *dst, const calltree_t *src);
+
+/* Appends the version-1 encoding of t to out. */
+int calltree_encode(const calltree_t *t, buf_t *out);
+/* Decodes an encoding and adds it into dst (dst += decoded). ERR_CORRUPT on bad
+ * bytes, ERR_LIMIT past dst's max_nodes; dst may be partly merged on error. */
+int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n);
+
+/* Node access. Indices are stable until calltree_clear/free. */
+size_t calltree_node_count(const calltree_t *t);
+uint64_t calltree_sym(const calltree_t *t, uint32_t node);
+int64_t calltree_self(const calltree_t *t, uint32_t node);
+int64_t calltree_total(const calltree_t *t, uint32_t node);
+uint32_t calltree_parent(const calltree_t *t, uint32_t node);      /* CALLTREE_NONE for root */
+uint32_t calltree_first_child(const calltree_t *t, uint32_t node); /* CALLTREE_NONE if leaf */
+uint32_t calltree_next_sibling(const calltree_t *t, uint32_t node);
+/* Total of the root: the exact sum of every value added. */
+int64_t calltree_root_total(const calltree_t *t);
+
+/* Calls fn(ctx, sym) once for each distinct symbol in t (root excluded). */
+int calltree_for_each_symbol(const calltree_t *t, int (*fn)(void *ctx, uint64_t sym), void *ctx);
+
+#endif

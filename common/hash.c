@@ -1,0 +1,33 @@
+/* hash.c — XXH3 wrappers behind hash.h. */
+#include "common/hash.h"
+
+#include <string.h>
+#include <xxhash.h>
+
+#include "common/varint.h"
+
+uint64_t hash_bytes64(const void *p, size_t n)
+{
+    return XXH3_64bits(p, n);
+}
+
+void hash_bytes128(const void *p, size_t n, uint8_t out[16])
+{
+    XXH128_hash_t h = XXH3_128bits(p, n);
+    be64_put(out, h.high64);
+    be64_put(out + 8, h.low64);
+}
+
+uint64_t hash_symbol(const char *name, size_t name_len, const char *file, size_t file_len)
+{
+    XXH3_state_t st;
+    static const char zero = 0;
+    XXH3_64bits_reset(&st);
+    XXH3_64bits_update(&st, name, name_len);
+    XXH3_64bits_update(&st, &zero, 1);
+    XXH3_64bits_update(&st, file, file_len);
+    uint64_t h = XXH3_64bits_digest(&st);
+    if (h <= SYM_OTHER)
+        h += 2;
+    return h;
+}

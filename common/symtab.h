@@ -1,0 +1,33 @@
+/* symtab.h — symbol table: symbol id -> (function name, file name).
+ *
+ * Symbols are content-addressed (hash_symbol), so a symtab never remaps ids;
+ * adding a symbol that is already present is a no-op. Used by ingest (symbols a
+ * profile introduces), storage (persisting and loading them) and query
+ * (rendering names). Strings are copied into an arena the symtab owns; returned
+ * pointers are borrowed until symtab_free(). Not thread-safe.
+ */
+#ifndef FLAMEDB_COMMON_SYMTAB_H
+#define FLAMEDB_COMMON_SYMTAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct symtab symtab_t;
+
+symtab_t *symtab_new(void);
+void symtab_free(symtab_t *s);
+
+/* Adds name/file under id = hash_symbol(name, file) and returns the id in *id. */
+int symtab_intern(symtab_t *s, const char *name, size_t name_len, const char *file,
+                  size_t file_len, uint64_t *id);
+/* Adds a symbol under a known id (used when loading from storage). */
+int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, const char *file,
+               size_t file_len);
+/* Returns 1 and borrowed name/file (NUL-terminated) if id is known, else 0.
+ * SYM_ROOT reads as "total" and SYM_OTHER as "other". */
+int symtab_get(const symtab_t *s, uint64_t id, const char **name, const char **file);
+size_t symtab_count(const symtab_t *s);
+/* Iteration in insertion order: i < symtab_count(). */
+uint64_t symtab_id_at(const symtab_t *s, size_t i);
+
+#endif

@@ -1,0 +1,65 @@
+/* ingest.h — turns one Pyroscope-compatible ingest request into storable series.
+ *
+ * Owns body-format detection (gzip by magic bytes, multipart, pprof, folded,
+ * lines), the pprof and folded parsers, profile-type derivation (REFERENCE.md
+ * §2), splitting samples into series by their string labels, span/trace
+ * indexing labels, the profile id (DESIGN.md invariant 2) and every input
+ * limit. It does no I/O: the caller hands it the request and writes the result
+ * with storage_write_profile().
+ *
+ * Threads: ingest_parse() is reentrant; call it from worker threads.
+ * Ownership: on success *out is owned by the caller (ingest_profile_free());
+ * the request is borrowed for the duration of the call only.
+ */
+#ifndef FLAMEDB_NODE_INGEST_INGEST_H
+#define FLAMEDB_NODE_INGEST_INGEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "storage/storage.h"
+
+typedef struct ingest_limits {
+    size_t max_decompressed_bytes;   /* gunzipped body (gzip bombs) */
+    size_t max_samples;              /* samples per profile */
+    size_t max_stack_depth;          /* frames per stack; deeper is refused */
+    size_t max_labels_per_series;    /* label pairs per series */
+    size_t max_label_name_len;       /* bytes */
+    size_t max_label_value_len;      /* bytes */
+    size_t max_series_per_profile;   /* series one profile may split into */
+    size_t max_symbol_len;           /* bytes of a function or file name */
+    size_t max_tree_nodes;           /* call-tree nodes per series */
+    uint32_t shards_per_service;     /* placement shards (ring.h) */
+    int64_t max_past_seconds;        /* backfill window (the retention) */
+    int64_t max_future_seconds;      /* clock skew tolerated */
+} ingest_limits_t;
+
+void ingest_limits_default(ingest_limits_t *l);
+
+/* Raw request: query parameters as received (NULL when absent), URL-decoded. */
+typedef struct ingest_request {
+    const char *tenant; /* from X-Scope-OrgID, validated by the caller; "anonymous" default */
+    const char *name;   /* app.cpu{k=v,...} (required) */
+    const char *from, *until, *format, *sample_rate, *spy_name, *units, *aggregation_type;
+    const char *content_type; /* Content-Type header or NULL */
+    const uint8_t *body;
+    size_t body_len;
+    int64_t now_ns; /* the node's clock, for defaults and the accepted time window */
+} ingest_request_t;
+
+typedef struct ingest_profile ingest_profile_t;
+
+/* Parses and splits. Errors: ERR_INVALID_ARGUMENT (400: bad parameter),
+ * ERR_TOO_LARGE (413), ERR_UNPARSEABLE (422: body not a valid profile),
+ * ERR_LIMIT (429/422-class limit: too many series, labels, samples, frames),
+ * with the reason in em. */
+int ingest_parse(const ingest_request_t *req, const ingest_limits_t *lim, ingest_profile_t **out,
+                 errmsg_t *em);
+
+/* The storable view; borrowed, valid until ingest_profile_free(). */
+const storage_profile_write_t *ingest_profile_write(const ingest_profile_t *p);
+/* Sum of all sample values per series (for tests and logs). */
+void ingest_profile_free(ingest_profile_t *p);
+
+#endif

@@ -1,0 +1,147 @@
+/* storage.h — a node's durable store: RocksDB on local disk.
+ *
+ * Owns the RocksDB instance, its column families, the key layout
+ * (docs/storage-format.md), the block merge operator (which sums call trees)
+ * and the idempotence of writes (a profile id is counted once per series, even
+ * when written many times).
+ *
+ * Column families:
+ *   series    token|tenant|series_id            -> canonical labels
+ *   postings  tenant|name|value|token|series_id -> ""      (label index)
+ *   blocks    token|tenant|series_id|res|window -> calltree (merge: sum)
+ *   totals    token|tenant|series_id|res|window -> i64     (merge: add)
+ *   symbols   tenant|symbol_id                  -> name, file
+ *   spans     tenant|kind|id|token|series_id    -> calltree (merge: sum)
+ *   profiles  token|tenant|series_id|profile_id -> time, total (the `seen` index)
+ *   meta      name                              -> value     (format version, node id)
+ * Keys that start with the placement token make one token range one
+ * contiguous key range (streaming and dropping a range are range operations).
+ *
+ * Time: blocks cover aligned windows at several resolutions
+ * (STORAGE_RESOLUTIONS, seconds). A profile at time t is added to the window
+ * floor(t/res)*res of every resolution in one atomic WriteBatch, together with
+ * its profiles entry, so it is counted once at every resolution or not at all.
+ *
+ * Threads: every function is safe to call from any thread concurrently;
+ * writers of the same profile id are serialised internally so two concurrent
+ * retries cannot both pass the seen check. Callbacks run on the calling
+ * thread; the bytes they get are borrowed for the duration of the call.
+ * storage_open() returns a handle the caller owns (storage_close()).
+ */
+#ifndef FLAMEDB_STORAGE_STORAGE_H
+#define FLAMEDB_STORAGE_STORAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/calltree.h"
+#include "common/err.h"
+#include "common/labels.h"
+#include "common/symtab.h"
+
+/* Window sizes in seconds, finest first. Index into this table is the `res`
+ * byte of block and totals keys. */
+#define STORAGE_RESOLUTION_COUNT 5
+extern const uint32_t storage_resolutions[STORAGE_RESOLUTION_COUNT]; /* 10,60,600,3600,86400 */
+
+#define STORAGE_TENANT_MAX 150
+
+typedef struct storage storage_t;
+
+typedef struct storage_options {
+    const char *path;               /* data directory; created if missing */
+    size_t block_cache_bytes;       /* RocksDB LRU block cache shared by all CFs */
+    size_t write_buffer_bytes;      /* total memtable budget (write buffer manager) */
+    int64_t retention_seconds[STORAGE_RESOLUTION_COUNT]; /* per resolution; 0 = forever */
+    int64_t seen_retention_seconds; /* how long profile ids are remembered */
+    int max_background_jobs;
+} storage_options_t;
+
+/* Defaults: 256 MiB cache, 256 MiB memtables, retention 1d/7d/30d/90d/forever, seen 7d. */
+void storage_options_default(storage_options_t *o);
+
+int storage_open(const storage_options_t *o, storage_t **out, errmsg_t *em);
+/* Flushes memtables and closes RocksDB cleanly. NULL is a no-op. */
+void storage_close(storage_t *s);
+
+/* One series' share of an ingested profile. All pointers borrowed. */
+typedef struct storage_span_tree {
+    uint8_t kind; /* STORAGE_SPAN_KIND_* */
+    uint64_t id;  /* span id (16 hex digits parsed) or hash of the id string */
+    const calltree_t *tree;
+} storage_span_tree_t;
+
+#define STORAGE_SPAN_KIND_SPAN 1
+#define STORAGE_SPAN_KIND_TRACE 2
+
+typedef struct storage_series_write {
+    const labels_t *labels; /* canonical; includes __name__, __profile_type__, service_name */
+    uint64_t token;         /* ring_placement_token(...) */
+    uint64_t series_id;     /* labels_hash(labels) */
+    const calltree_t *tree; /* the samples of this series, summed */
+    const storage_span_tree_t *spans;
+    size_t nspans;
+} storage_series_write_t;
+
+typedef struct storage_profile_write {
+    const char *tenant;
+    uint8_t profile_id[16];
+    int64_t time_ns;
+    const storage_series_write_t *series;
+    size_t nseries;
+    const symtab_t *symbols; /* every symbol the trees reference */
+} storage_profile_write_t;
+
+/* Writes a profile: for each series whose (series, profile id) was not seen
+ * before, atomically records the id and adds the tree to every resolution.
+ * *written (may be NULL) gets the number of series written; series already
+ * seen are skipped, so retries count once. */
+int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t *written,
+                          errmsg_t *em);
+
+/* Label index. Callbacks return 0 to continue or non-zero to stop (which is
+ * returned). Strings passed to callbacks are borrowed, NUL-terminated. */
+typedef int (*storage_name_fn)(void *ctx, const char *name);
+typedef int (*storage_series_fn)(void *ctx, uint64_t token, uint64_t series_id);
+
+/* Distinct label names of the tenant's series, sorted. */
+int storage_label_names(storage_t *s, const char *tenant, storage_name_fn fn, void *ctx);
+/* Distinct values of one label name, sorted. */
+int storage_label_values(storage_t *s, const char *tenant, const char *name, storage_name_fn fn,
+                         void *ctx);
+/* Series that have name=value (postings). */
+int storage_postings(storage_t *s, const char *tenant, const char *name, const char *value,
+                     storage_series_fn fn, void *ctx);
+/* Labels of one series; caller owns *out (labels_free). ERR_NOT_FOUND if absent. */
+int storage_series_labels(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                          labels_t **out);
+
+/* Blocks of one series at resolution index res whose window start w satisfies
+ * from_s <= w < until_s (unix seconds), in window order. value is a calltree
+ * encoding (all merge operands already folded), borrowed for the call. */
+typedef int (*storage_block_fn)(void *ctx, int64_t window_start, const uint8_t *value,
+                                size_t len);
+int storage_scan_blocks(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                        int res, int64_t from_s, int64_t until_s, storage_block_fn fn, void *ctx);
+
+/* Totals of one series' windows (same selection as storage_scan_blocks). */
+typedef int (*storage_total_fn)(void *ctx, int64_t window_start, int64_t total);
+int storage_scan_totals(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                        int res, int64_t from_s, int64_t until_s, storage_total_fn fn, void *ctx);
+
+/* Span/trace trees: every (series, tree) recorded for span or trace `id`. */
+typedef int (*storage_span_fn)(void *ctx, uint64_t token, uint64_t series_id,
+                               const uint8_t *value, size_t len);
+int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t id,
+                       storage_span_fn fn, void *ctx);
+
+/* Loads name/file of each id in ids[0..n) into dst (unknown ids are skipped). */
+int storage_load_symbols(storage_t *s, const char *tenant, const uint64_t *ids, size_t n,
+                         symtab_t *dst);
+
+/* Approximate bytes on disk (SST + WAL) and a short stats string for /metrics. */
+int storage_disk_usage(storage_t *s, uint64_t *bytes);
+/* Compacts everything now (tests and benchmarks measure settled sizes). */
+int storage_compact(storage_t *s);
+
+#endif
