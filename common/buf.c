@@ -1,0 +1,196 @@
+/* buf.c — growable bounded byte buffer (see buf.h). */
+#include "common/buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/varint.h"
+
+void buf_init(buf_t *b, size_t max)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->max = max;
+}
+
+void buf_free(buf_t *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+void buf_reset(buf_t *b)
+{
+    b->len = 0;
+    if (b->data != NULL)
+        b->data[0] = 0;
+}
+
+int buf_reserve(buf_t *b, size_t extra)
+{
+    if (extra > b->max || b->len > b->max - extra)
+        return ERR_TOO_LARGE;
+    size_t need = b->len + extra + 1; /* + NUL terminator */
+    if (need <= b->cap)
+        return ERR_OK;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    uint8_t *p = realloc(b->data, cap);
+    if (p == NULL)
+        return ERR_NOMEM;
+    b->data = p;
+    b->cap = cap;
+    return ERR_OK;
+}
+
+int buf_append(buf_t *b, const void *p, size_t n)
+{
+    int rc = buf_reserve(b, n);
+    if (rc != ERR_OK)
+        return rc;
+    if (n > 0)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = 0;
+    return ERR_OK;
+}
+
+int buf_append_str(buf_t *b, const char *s)
+{
+    return buf_append(b, s, strlen(s));
+}
+
+int buf_append_byte(buf_t *b, uint8_t c)
+{
+    return buf_append(b, &c, 1);
+}
+
+int buf_vprintf(buf_t *b, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0)
+        return ERR_INTERNAL;
+    int rc = buf_reserve(b, (size_t)n);
+    if (rc != ERR_OK)
+        return rc;
+    vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+    return ERR_OK;
+}
+
+int buf_printf(buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = buf_vprintf(b, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not valid. */
+static size_t utf8_valid_len(const uint8_t *s, size_t n)
+{
+    uint8_t c = s[0];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0) {
+        len = 2;
+        cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+        len = 3;
+        cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+        len = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+int buf_append_json_string(buf_t *b, const char *str, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const uint8_t *s = (const uint8_t *)str;
+    int rc = buf_append_byte(b, '"');
+    size_t i = 0;
+    while (rc == ERR_OK && i < n) {
+        size_t run = i;
+        /* copy the longest run of bytes that need no escaping in one append */
+        while (run < n && s[run] >= 0x20 && s[run] < 0x80 && s[run] != '"' && s[run] != '\\')
+            run++;
+        if (run > i) {
+            rc = buf_append(b, s + i, run - i);
+            i = run;
+            continue;
+        }
+        uint8_t c = s[i];
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            rc = buf_append(b, e, 2);
+            i++;
+        } else if (c < 0x20) {
+            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            rc = buf_append(b, e, 6);
+            i++;
+        } else {
+            size_t l = utf8_valid_len(s + i, n - i);
+            if (l == 0) {
+                rc = buf_append(b, "\xef\xbf\xbd", 3); /* U+FFFD */
+                i++;
+            } else {
+                rc = buf_append(b, s + i, l);
+                i += l;
+            }
+        }
+    }
+    return rc == ERR_OK ? buf_append_byte(b, '"') : rc;
+}
+
+int buf_append_uvarint(buf_t *b, uint64_t v)
+{
+    uint8_t tmp[10];
+    return buf_append(b, tmp, varint_put_u(tmp, v));
+}
+
+int buf_append_svarint(buf_t *b, int64_t v)
+{
+    return buf_append_uvarint(b, varint_zigzag(v));
+}
+
+int buf_append_u64be(buf_t *b, uint64_t v)
+{
+    uint8_t tmp[8];
+    be64_put(tmp, v);
+    return buf_append(b, tmp, 8);
+}
+
+uint8_t *buf_steal(buf_t *b, size_t *len)
+{
+    uint8_t *p = b->data;
+    if (len != NULL)
+        *len = b->len;
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return p;
+}

@@ -1,0 +1,472 @@
+/* calltree.c — call trees and their encoding (see calltree.h).
+ *
+ * Nodes live in one array; a node is always created after its parent, so
+ * index order is a topological order (parents first). That makes merge a
+ * single pass over the source. Children are found through an open-addressing
+ * table keyed by (parent, symbol) and linked parent -> first_child ->
+ * next_sibling for traversal. */
+#include "common/calltree.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/hash.h"
+#include "common/varint.h"
+
+typedef struct ct_node {
+    uint64_t sym;
+    int64_t self;
+    int64_t total;
+    uint32_t parent;
+    uint32_t first_child;
+    uint32_t next_sibling;
+} ct_node_t;
+
+struct calltree {
+    ct_node_t *nodes;
+    size_t count, cap;
+    size_t max_nodes;
+    uint32_t *slots; /* node index + 1; 0 = empty. Root is not in the table. */
+    size_t nslots;   /* power of two, > 2 * count */
+};
+
+static size_t slot_hash(uint32_t parent, uint64_t sym, size_t mask)
+{
+    uint64_t h = (sym ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
+    return (size_t)(h >> 29) & mask;
+}
+
+static int grow_nodes(calltree_t *t)
+{
+    size_t cap = t->cap ? t->cap * 2 : 64;
+    ct_node_t *n = realloc(t->nodes, cap * sizeof *n);
+    if (n == NULL)
+        return ERR_NOMEM;
+    t->nodes = n;
+    t->cap = cap;
+    return ERR_OK;
+}
+
+static int grow_slots(calltree_t *t)
+{
+    size_t n = t->nslots ? t->nslots * 2 : 128;
+    uint32_t *slots = calloc(n, sizeof *slots);
+    if (slots == NULL)
+        return ERR_NOMEM;
+    for (size_t i = 1; i < t->count; i++) {
+        size_t s = slot_hash(t->nodes[i].parent, t->nodes[i].sym, n - 1);
+        while (slots[s] != 0)
+            s = (s + 1) & (n - 1);
+        slots[s] = (uint32_t)i + 1;
+    }
+    free(t->slots);
+    t->slots = slots;
+    t->nslots = n;
+    return ERR_OK;
+}
+
+calltree_t *calltree_new(size_t max_nodes)
+{
+    calltree_t *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return NULL;
+    t->max_nodes = max_nodes == 0 ? (size_t)UINT32_MAX - 1 : max_nodes;
+    if (grow_nodes(t) != ERR_OK || grow_slots(t) != ERR_OK) {
+        calltree_free(t);
+        return NULL;
+    }
+    t->nodes[0] = (ct_node_t){SYM_ROOT, 0, 0, CALLTREE_NONE, CALLTREE_NONE, CALLTREE_NONE};
+    t->count = 1;
+    return t;
+}
+
+void calltree_free(calltree_t *t)
+{
+    if (t == NULL)
+        return;
+    free(t->nodes);
+    free(t->slots);
+    free(t);
+}
+
+void calltree_clear(calltree_t *t)
+{
+    memset(t->slots, 0, t->nslots * sizeof *t->slots);
+    t->nodes[0] = (ct_node_t){SYM_ROOT, 0, 0, CALLTREE_NONE, CALLTREE_NONE, CALLTREE_NONE};
+    t->count = 1;
+}
+
+int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child)
+{
+    size_t mask = t->nslots - 1;
+    size_t s = slot_hash(parent, sym, mask);
+    for (uint32_t v; (v = t->slots[s]) != 0; s = (s + 1) & mask) {
+        const ct_node_t *n = &t->nodes[v - 1];
+        if (n->sym == sym && n->parent == parent) {
+            *child = v - 1;
+            return ERR_OK;
+        }
+    }
+    if (t->count >= t->max_nodes)
+        return ERR_LIMIT;
+    if (t->count == t->cap && grow_nodes(t) != ERR_OK)
+        return ERR_NOMEM;
+    if ((t->count + 1) * 2 > t->nslots) {
+        if (grow_slots(t) != ERR_OK)
+            return ERR_NOMEM;
+        mask = t->nslots - 1;
+        s = slot_hash(parent, sym, mask);
+        while (t->slots[s] != 0)
+            s = (s + 1) & mask;
+    }
+    uint32_t idx = (uint32_t)t->count++;
+    ct_node_t *p = &t->nodes[parent];
+    t->nodes[idx] = (ct_node_t){sym, 0, 0, parent, CALLTREE_NONE, p->first_child};
+    p->first_child = idx;
+    t->slots[s] = idx + 1;
+    *child = idx;
+    return ERR_OK;
+}
+
+void calltree_add_self(calltree_t *t, uint32_t node, int64_t value)
+{
+    t->nodes[node].self += value;
+    for (uint32_t n = node; n != CALLTREE_NONE; n = t->nodes[n].parent)
+        t->nodes[n].total += value;
+}
+
+int calltree_add_stack(calltree_t *t, const uint64_t *stack, size_t depth, int64_t value)
+{
+    uint32_t node = 0;
+    for (size_t i = 0; i < depth; i++) {
+        int rc = calltree_child(t, node, stack[i], &node);
+        if (rc != ERR_OK)
+            return rc;
+    }
+    calltree_add_self(t, node, value);
+    return ERR_OK;
+}
+
+int calltree_merge(calltree_t *dst, const calltree_t *src)
+{
+    uint32_t *map = malloc(src->count * sizeof *map);
+    if (map == NULL)
+        return ERR_NOMEM;
+    map[0] = 0;
+    int rc = ERR_OK;
+    for (size_t i = 1; i < src->count && rc == ERR_OK; i++)
+        rc = calltree_child(dst, map[src->nodes[i].parent], src->nodes[i].sym, &map[i]);
+    if (rc == ERR_OK) {
+        /* Adding each node's self and total to its image keeps dst consistent
+         * without walking ancestors. */
+        for (size_t i = 0; i < src->count; i++) {
+            dst->nodes[map[i]].self += src->nodes[i].self;
+            dst->nodes[map[i]].total += src->nodes[i].total;
+        }
+    }
+    free(map);
+    return rc;
+}
+
+/* Dictionary used while encoding: symbol -> index, open addressing. */
+typedef struct sym_dict {
+    uint64_t *keys;
+    uint32_t *vals; /* index + 1; 0 = empty */
+    size_t nslots;
+    uint32_t count;
+} sym_dict_t;
+
+static uint32_t dict_index(sym_dict_t *d, uint64_t sym, int *added)
+{
+    size_t mask = d->nslots - 1;
+    size_t s = (size_t)(sym * 0x9e3779b97f4a7c15ULL >> 20) & mask;
+    while (d->vals[s] != 0) {
+        if (d->keys[s] == sym) {
+            *added = 0;
+            return d->vals[s] - 1;
+        }
+        s = (s + 1) & mask;
+    }
+    d->keys[s] = sym;
+    d->vals[s] = ++d->count;
+    *added = 1;
+    return d->count - 1;
+}
+
+/* Preorder traversal: calls visit(ctx, node, depth) for every non-root node. */
+static int preorder(const calltree_t *t, int (*visit)(void *, uint32_t, uint32_t), void *ctx)
+{
+    uint32_t node = t->nodes[0].first_child;
+    uint32_t depth = 1;
+    while (node != CALLTREE_NONE) {
+        int rc = visit(ctx, node, depth);
+        if (rc != ERR_OK)
+            return rc;
+        if (t->nodes[node].first_child != CALLTREE_NONE) {
+            node = t->nodes[node].first_child;
+            depth++;
+            continue;
+        }
+        while (node != 0 && t->nodes[node].next_sibling == CALLTREE_NONE) {
+            node = t->nodes[node].parent;
+            depth--;
+        }
+        node = node == 0 ? CALLTREE_NONE : t->nodes[node].next_sibling;
+    }
+    return ERR_OK;
+}
+
+typedef struct encode_ctx {
+    const calltree_t *t;
+    sym_dict_t dict;
+    buf_t *syms;  /* dictionary, LE u64 */
+    buf_t *body;  /* node records */
+} encode_ctx_t;
+
+static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
+{
+    encode_ctx_t *c = vctx;
+    const ct_node_t *n = &c->t->nodes[node];
+    int added;
+    uint32_t idx = dict_index(&c->dict, n->sym, &added);
+    uint8_t tmp[30];
+    size_t len = 0;
+    if (added) {
+        uint8_t le[8];
+        for (int i = 0; i < 8; i++)
+            le[i] = (uint8_t)(n->sym >> (8 * i));
+        int rc = buf_append(c->syms, le, 8);
+        if (rc != ERR_OK)
+            return rc;
+    }
+    len += varint_put_u(tmp + len, depth);
+    len += varint_put_u(tmp + len, idx);
+    len += varint_put_u(tmp + len, varint_zigzag(n->self));
+    return buf_append(c->body, tmp, len);
+}
+
+int calltree_encode(const calltree_t *t, buf_t *out)
+{
+    encode_ctx_t c = {.t = t};
+    buf_t syms, body;
+    buf_init(&syms, BUF_UNLIMITED);
+    buf_init(&body, BUF_UNLIMITED);
+    c.syms = &syms;
+    c.body = &body;
+    c.dict.nslots = 16;
+    while (c.dict.nslots < t->count * 2)
+        c.dict.nslots *= 2;
+    c.dict.keys = malloc(c.dict.nslots * sizeof *c.dict.keys);
+    c.dict.vals = calloc(c.dict.nslots, sizeof *c.dict.vals);
+    int rc = (c.dict.keys && c.dict.vals) ? ERR_OK : ERR_NOMEM;
+    if (rc == ERR_OK)
+        rc = preorder(t, encode_visit, &c);
+    if (rc == ERR_OK)
+        rc = buf_append_byte(out, CALLTREE_VERSION);
+    if (rc == ERR_OK)
+        rc = buf_append_uvarint(out, c.dict.count);
+    if (rc == ERR_OK)
+        rc = buf_append(out, syms.data, syms.len);
+    if (rc == ERR_OK)
+        rc = buf_append_svarint(out, t->nodes[0].self);
+    if (rc == ERR_OK)
+        rc = buf_append_uvarint(out, t->count - 1);
+    if (rc == ERR_OK)
+        rc = buf_append(out, body.data, body.len);
+    free(c.dict.keys);
+    free(c.dict.vals);
+    buf_free(&syms);
+    buf_free(&body);
+    return rc;
+}
+
+static uint64_t le64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+typedef struct decoded {
+    uint32_t *dst; /* dst node of each decoded node */
+    uint32_t *depth;
+    int64_t *self;
+    uint32_t *stack; /* dst node at each depth while walking */
+    int64_t *acc;    /* subtree sums by depth during the total pass */
+} decoded_t;
+
+static void decoded_free(decoded_t *d)
+{
+    free(d->dst);
+    free(d->depth);
+    free(d->self);
+    free(d->stack);
+    free(d->acc);
+}
+
+/* Pass 1: parse and validate every record without touching dst, so a
+ * corrupt encoding leaves dst unchanged. */
+static int decode_records(const uint8_t **pp, const uint8_t *end, uint64_t nsyms, uint64_t nnodes,
+                          decoded_t *d, uint32_t *max_depth)
+{
+    const uint8_t *p = *pp;
+    uint32_t cur_depth = 0, deepest = 0;
+    for (uint64_t i = 0; i < nnodes; i++) {
+        uint64_t depth, idx, zz;
+        if (!varint_read_u(&p, end, &depth) || !varint_read_u(&p, end, &idx) ||
+            !varint_read_u(&p, end, &zz))
+            return ERR_CORRUPT;
+        if (depth == 0 || depth > cur_depth + 1 || depth > CALLTREE_MAX_DEPTH || idx >= nsyms)
+            return ERR_CORRUPT;
+        d->dst[i] = (uint32_t)idx; /* dictionary index until pass 2 maps it */
+        d->depth[i] = (uint32_t)depth;
+        d->self[i] = (int64_t)((zz >> 1) ^ (~(zz & 1) + 1));
+        cur_depth = (uint32_t)depth;
+        if (cur_depth > deepest)
+            deepest = cur_depth;
+    }
+    if (p != end)
+        return ERR_CORRUPT;
+    *pp = p;
+    *max_depth = deepest;
+    return ERR_OK;
+}
+
+/* Pass 2: create (or find) every node in dst. On ERR_LIMIT no value has been
+ * added yet, so dst's values stay exact. */
+static int decode_place(calltree_t *dst, const uint8_t *dict, uint64_t nnodes, decoded_t *d)
+{
+    d->stack[0] = 0;
+    for (uint64_t i = 0; i < nnodes; i++) {
+        uint64_t sym = le64_get(dict + 8 * (size_t)d->dst[i]);
+        uint32_t node;
+        int rc = calltree_child(dst, d->stack[d->depth[i] - 1], sym, &node);
+        if (rc != ERR_OK)
+            return rc;
+        d->stack[d->depth[i]] = node;
+        d->dst[i] = node;
+    }
+    return ERR_OK;
+}
+
+/* Pass 3: add self values and subtree totals, computed in reverse preorder
+ * with one accumulator per depth. */
+static void decode_add(calltree_t *dst, uint64_t nnodes, int64_t root_self, decoded_t *d,
+                       uint32_t max_depth)
+{
+    memset(d->acc, 0, (max_depth + 2) * sizeof *d->acc);
+    for (uint64_t k = nnodes; k-- > 0;) {
+        uint32_t depth = d->depth[k];
+        int64_t total = d->self[k] + d->acc[depth + 1];
+        d->acc[depth + 1] = 0;
+        d->acc[depth] += total;
+        dst->nodes[d->dst[k]].self += d->self[k];
+        dst->nodes[d->dst[k]].total += total;
+    }
+    dst->nodes[0].self += root_self;
+    dst->nodes[0].total += root_self + d->acc[1];
+}
+
+int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
+{
+    const uint8_t *end = p + n;
+    uint64_t nsyms, nnodes;
+    int64_t root_self;
+    if (n < 1 || p[0] != CALLTREE_VERSION)
+        return ERR_CORRUPT;
+    p++;
+    if (!varint_read_u(&p, end, &nsyms) || nsyms > (uint64_t)(end - p) / 8)
+        return ERR_CORRUPT;
+    const uint8_t *dict = p;
+    p += 8 * nsyms;
+    if (!varint_read_s(&p, end, &root_self) || !varint_read_u(&p, end, &nnodes))
+        return ERR_CORRUPT;
+    if (nnodes > (uint64_t)(end - p) / 3) /* every record takes at least 3 bytes */
+        return ERR_CORRUPT;
+    if (nnodes == 0) {
+        if (p != end)
+            return ERR_CORRUPT;
+        dst->nodes[0].self += root_self;
+        dst->nodes[0].total += root_self;
+        return ERR_OK;
+    }
+    size_t stack_len = (nnodes < CALLTREE_MAX_DEPTH ? nnodes : CALLTREE_MAX_DEPTH) + 2;
+    decoded_t d = {
+        .dst = malloc(nnodes * sizeof(uint32_t)),
+        .depth = malloc(nnodes * sizeof(uint32_t)),
+        .self = malloc(nnodes * sizeof(int64_t)),
+        .stack = malloc(stack_len * sizeof(uint32_t)),
+        .acc = malloc(stack_len * sizeof(int64_t)),
+    };
+    uint32_t max_depth = 0;
+    int rc = (d.dst && d.depth && d.self && d.stack && d.acc) ? ERR_OK : ERR_NOMEM;
+    if (rc == ERR_OK)
+        rc = decode_records(&p, end, nsyms, nnodes, &d, &max_depth);
+    if (rc == ERR_OK)
+        rc = decode_place(dst, dict, nnodes, &d);
+    if (rc == ERR_OK)
+        decode_add(dst, nnodes, root_self, &d, max_depth);
+    decoded_free(&d);
+    return rc;
+}
+
+size_t calltree_node_count(const calltree_t *t)
+{
+    return t->count;
+}
+
+uint64_t calltree_sym(const calltree_t *t, uint32_t node)
+{
+    return t->nodes[node].sym;
+}
+
+int64_t calltree_self(const calltree_t *t, uint32_t node)
+{
+    return t->nodes[node].self;
+}
+
+int64_t calltree_total(const calltree_t *t, uint32_t node)
+{
+    return t->nodes[node].total;
+}
+
+uint32_t calltree_parent(const calltree_t *t, uint32_t node)
+{
+    return t->nodes[node].parent;
+}
+
+uint32_t calltree_first_child(const calltree_t *t, uint32_t node)
+{
+    return t->nodes[node].first_child;
+}
+
+uint32_t calltree_next_sibling(const calltree_t *t, uint32_t node)
+{
+    return t->nodes[node].next_sibling;
+}
+
+int64_t calltree_root_total(const calltree_t *t)
+{
+    return t->nodes[0].total;
+}
+
+int calltree_for_each_symbol(const calltree_t *t, int (*fn)(void *ctx, uint64_t sym), void *ctx)
+{
+    sym_dict_t d = {.nslots = 16};
+    while (d.nslots < t->count * 2)
+        d.nslots *= 2;
+    d.keys = malloc(d.nslots * sizeof *d.keys);
+    d.vals = calloc(d.nslots, sizeof *d.vals);
+    int rc = (d.keys && d.vals) ? ERR_OK : ERR_NOMEM;
+    for (size_t i = 1; i < t->count && rc == ERR_OK; i++) {
+        int added;
+        dict_index(&d, t->nodes[i].sym, &added);
+        if (added)
+            rc = fn(ctx, t->nodes[i].sym);
+    }
+    free(d.keys);
+    free(d.vals);
+    return rc;
+}

@@ -11,6 +11,7 @@
  * query partials; see docs/storage-format.md:
  *   u8      version = 1
  *   uvarint nsyms, then nsyms x u64 little-endian symbol ids (the dictionary)
+ *   svarint root self (value of empty stacks)
  *   uvarint nnodes (root excluded)
  *   nnodes x { uvarint depth (1 = child of root), uvarint dict index,
  *              svarint self }           in preorder (parent before children)
@@ -59,7 +60,8 @@ int calltree_merge(calltree_t *dst, const calltree_t *src);
 /* Appends the version-1 encoding of t to out. */
 int calltree_encode(const calltree_t *t, buf_t *out);
 /* Decodes an encoding and adds it into dst (dst += decoded). ERR_CORRUPT on bad
- * bytes, ERR_LIMIT past dst's max_nodes; dst may be partly merged on error. */
+ * bytes, ERR_LIMIT past dst's max_nodes. On error no value of dst changes (on
+ * ERR_LIMIT some zero-valued nodes may have been created). */
 int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n);
 
 /* Node access. Indices are stable until calltree_clear/free. */

@@ -2,6 +2,7 @@
 #include "common/hash.h"
 
 #include <string.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
 #include "common/varint.h"

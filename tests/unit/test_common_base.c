@@ -1,0 +1,151 @@
+/* Unit tests for common/: buf, labels, symtab, hash golden values, errors. */
+#include <string.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/hash.h"
+#include "common/labels.h"
+#include "common/symtab.h"
+#include "common/varint.h"
+#include "check.h"
+
+static void test_buf(void)
+{
+    buf_t b;
+    buf_init(&b, 8);
+    CHECK_EQ_INT(buf_append_str(&b, "12345678"), ERR_OK);
+    CHECK_EQ_INT(buf_append_byte(&b, '9'), ERR_TOO_LARGE);
+    CHECK_EQ_INT(b.len, 8);
+    CHECK_EQ_STR((char *)b.data, "12345678");
+    buf_free(&b);
+
+    buf_init(&b, BUF_UNLIMITED);
+    CHECK_EQ_INT(buf_append_json_string(&b, "a\"b\\c\n\x01\xff\xc3\xa9", 10), ERR_OK);
+    CHECK_EQ_STR((char *)b.data, "\"a\\\"b\\\\c\\u000a\\u0001\xef\xbf\xbd\xc3\xa9\"");
+    buf_reset(&b);
+    CHECK_EQ_INT(buf_printf(&b, "%d-%s", 42, "x"), ERR_OK);
+    CHECK_EQ_STR((char *)b.data, "42-x");
+    buf_free(&b);
+}
+
+static void test_varint(void)
+{
+    uint8_t tmp[10];
+    const int64_t vals[] = {0, 1, -1, 63, -64, 1LL << 40, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        size_t n = varint_put_u(tmp, varint_zigzag(vals[i]));
+        const uint8_t *p = tmp;
+        int64_t v;
+        CHECK(varint_read_s(&p, tmp + n, &v));
+        CHECK(v == vals[i]);
+        p = tmp;
+        CHECK(n < 2 || !varint_read_s(&p, tmp + n - 1, &v)); /* truncated */
+    }
+    uint8_t bad[11];
+    memset(bad, 0xff, sizeof bad);
+    const uint8_t *p = bad;
+    uint64_t u;
+    CHECK(!varint_read_u(&p, bad + sizeof bad, &u)); /* over-long */
+}
+
+static void test_labels(void)
+{
+    labels_t *l = labels_new();
+    CHECK_EQ_INT(labels_set_str(l, "service_name", "api"), ERR_OK);
+    CHECK_EQ_INT(labels_set_str(l, "env", "prod"), ERR_OK);
+    CHECK_EQ_INT(labels_set_str(l, "__name__", "process_cpu"), ERR_OK);
+    CHECK_EQ_INT(labels_set_str(l, "env", "staging"), ERR_OK);
+    CHECK_EQ_INT(labels_count(l), 3);
+    CHECK_EQ_STR(labels_name(l, 0), "__name__");
+    CHECK_EQ_STR(labels_name(l, 1), "env");
+    CHECK_EQ_STR(labels_get(l, "env"), "staging");
+    CHECK(labels_get(l, "nope") == NULL);
+
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    CHECK_EQ_INT(labels_encode(l, &b), ERR_OK);
+    labels_t *d = NULL;
+    CHECK_EQ_INT(labels_decode(b.data, b.len, &d), ERR_OK);
+    CHECK_EQ_INT(labels_count(d), 3);
+    CHECK(labels_hash(d) == labels_hash(l));
+    CHECK_EQ_INT(labels_decode(b.data, b.len - 1, &(labels_t *){NULL}), ERR_CORRUPT);
+    labels_free(d);
+
+    /* insertion order does not change identity */
+    labels_t *o = labels_new();
+    labels_set_str(o, "env", "staging");
+    labels_set_str(o, "__name__", "process_cpu");
+    labels_set_str(o, "service_name", "api");
+    CHECK(labels_hash(o) == labels_hash(l));
+    labels_remove(o, "env");
+    CHECK(labels_hash(o) != labels_hash(l));
+    buf_reset(&b);
+    CHECK_EQ_INT(labels_format(o, &b), ERR_OK);
+    CHECK_EQ_STR((char *)b.data, "{__name__=\"process_cpu\", service_name=\"api\"}");
+    buf_free(&b);
+    labels_free(o);
+    labels_free(l);
+}
+
+static void test_symtab(void)
+{
+    symtab_t *s = symtab_new();
+    uint64_t a, b, a2;
+    CHECK_EQ_INT(symtab_intern(s, "main", 4, "main.c", 6, &a), ERR_OK);
+    CHECK_EQ_INT(symtab_intern(s, "main", 4, "other.c", 7, &b), ERR_OK);
+    CHECK_EQ_INT(symtab_intern(s, "main", 4, "main.c", 6, &a2), ERR_OK);
+    CHECK(a == a2 && a != b);
+    CHECK_EQ_INT(symtab_count(s), 2);
+    const char *name, *file;
+    CHECK(symtab_get(s, b, &name, &file));
+    CHECK_EQ_STR(name, "main");
+    CHECK_EQ_STR(file, "other.c");
+    CHECK(symtab_get(s, SYM_ROOT, &name, &file));
+    CHECK_EQ_STR(name, "total");
+    CHECK(!symtab_get(s, 12345, &name, &file));
+    for (int i = 0; i < 5000; i++) {
+        char n[32];
+        int len = snprintf(n, sizeof n, "fn%d", i);
+        uint64_t id;
+        CHECK_EQ_INT(symtab_intern(s, n, (size_t)len, "", 0, &id), ERR_OK);
+    }
+    CHECK_EQ_INT(symtab_count(s), 5002);
+    CHECK(symtab_get(s, a, &name, &file));
+    CHECK_EQ_STR(file, "main.c");
+    symtab_free(s);
+}
+
+/* Golden values: these ids are persisted in keys and exchanged between nodes.
+ * If this test fails, the storage format changed. */
+static void test_hash_golden(void)
+{
+    CHECK(hash_bytes64("", 0) == 0x2d06800538d394c2ULL);
+    CHECK(hash_bytes64("flamedb", 7) == hash_bytes64("flamedb", 7));
+    uint64_t s1 = hash_symbol("main", 4, "main.c", 6);
+    CHECK(s1 != hash_symbol("main", 4, "", 0));
+    CHECK(s1 == 0xa1f5180e95777163ULL);
+}
+
+static void test_err(void)
+{
+    CHECK_EQ_INT(err_http_status(ERR_INVALID_ARGUMENT), 400);
+    CHECK_EQ_INT(err_http_status(ERR_TOO_LARGE), 413);
+    CHECK_EQ_INT(err_http_status(ERR_UNPARSEABLE), 422);
+    CHECK_EQ_INT(err_http_status(-999), 500);
+    CHECK_EQ_STR(err_code_name(ERR_INVALID_ARGUMENT), "invalid_parameter");
+    errmsg_t em = {{0}};
+    CHECK_EQ_STR(errmsg_text(&em, ERR_IO), "storage or file error");
+    CHECK_EQ_INT(errmsg_set(&em, ERR_LIMIT, "x=%d", 3), ERR_LIMIT);
+    CHECK_EQ_STR(errmsg_text(&em, ERR_LIMIT), "x=3");
+}
+
+int main(void)
+{
+    test_buf();
+    test_varint();
+    test_labels();
+    test_symtab();
+    test_hash_golden();
+    test_err();
+    return check_exit();
+}

@@ -1,0 +1,184 @@
+/* Unit tests for common/calltree: building, merging, encoding, decoding,
+ * limits and hostile encodings. Randomised cases print their seed; pass a
+ * seed as argv[1] to replay. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "common/calltree.h"
+#include "common/err.h"
+#include "common/hash.h"
+#include "check.h"
+
+static uint64_t rng_state;
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* Sum of self over all nodes == root total; every node's total == self + children. */
+static int tree_consistent(const calltree_t *t)
+{
+    int64_t sum_self = 0;
+    for (uint32_t i = 0; i < calltree_node_count(t); i++) {
+        int64_t kids = 0;
+        for (uint32_t c = calltree_first_child(t, i); c != CALLTREE_NONE;
+             c = calltree_next_sibling(t, c))
+            kids += calltree_total(t, c);
+        if (calltree_total(t, i) != calltree_self(t, i) + kids)
+            return 0;
+        sum_self += calltree_self(t, i);
+    }
+    return sum_self == calltree_root_total(t);
+}
+
+static void random_tree(calltree_t *t, int stacks, int64_t *sum)
+{
+    uint64_t st[12];
+    for (int i = 0; i < stacks; i++) {
+        size_t depth = rng() % 12;
+        for (size_t d = 0; d < depth; d++)
+            st[d] = 2 + rng() % 6; /* few symbols: lots of sharing */
+        int64_t v = (int64_t)(rng() % 1000) - 100; /* some negative values */
+        CHECK_EQ_INT(calltree_add_stack(t, st, depth, v), ERR_OK);
+        *sum += v;
+    }
+}
+
+static void test_basic(void)
+{
+    calltree_t *t = calltree_new(0);
+    uint64_t a[] = {10, 11, 12}, b[] = {10, 11}, c[] = {20};
+    CHECK_EQ_INT(calltree_add_stack(t, a, 3, 5), ERR_OK);
+    CHECK_EQ_INT(calltree_add_stack(t, b, 2, 7), ERR_OK);
+    CHECK_EQ_INT(calltree_add_stack(t, c, 1, 1), ERR_OK);
+    CHECK_EQ_INT(calltree_add_stack(t, a, 0, 2), ERR_OK); /* empty stack -> root self */
+    CHECK_EQ_INT(calltree_root_total(t), 15);
+    CHECK_EQ_INT(calltree_node_count(t), 5);
+    CHECK_EQ_INT(calltree_self(t, 0), 2);
+    CHECK(tree_consistent(t));
+    calltree_free(t);
+}
+
+static void test_roundtrip_and_merge(uint64_t seed)
+{
+    rng_state = seed;
+    for (int round = 0; round < 50; round++) {
+        calltree_t *a = calltree_new(0), *b = calltree_new(0), *m = calltree_new(0);
+        int64_t sa = 0, sb = 0;
+        random_tree(a, 1 + (int)(rng() % 200), &sa);
+        random_tree(b, 1 + (int)(rng() % 200), &sb);
+        CHECK_EQ_INT(calltree_root_total(a), sa);
+        CHECK(tree_consistent(a));
+        buf_t ea, eb;
+        buf_init(&ea, BUF_UNLIMITED);
+        buf_init(&eb, BUF_UNLIMITED);
+        CHECK_EQ_INT(calltree_encode(a, &ea), ERR_OK);
+        CHECK_EQ_INT(calltree_encode(b, &eb), ERR_OK);
+        CHECK_EQ_INT(calltree_decode_merge(m, ea.data, ea.len), ERR_OK);
+        CHECK_EQ_INT(calltree_decode_merge(m, eb.data, eb.len), ERR_OK);
+        CHECK_EQ_INT(calltree_root_total(m), sa + sb);
+        CHECK(tree_consistent(m));
+        /* merge in memory gives the same encoding size and totals as decode-merge */
+        calltree_t *m2 = calltree_new(0);
+        CHECK_EQ_INT(calltree_merge(m2, b), ERR_OK);
+        CHECK_EQ_INT(calltree_merge(m2, a), ERR_OK);
+        CHECK_EQ_INT(calltree_node_count(m2), calltree_node_count(m));
+        CHECK_EQ_INT(calltree_root_total(m2), sa + sb);
+        CHECK(tree_consistent(m2));
+        /* re-encode / decode is stable */
+        buf_t e2;
+        buf_init(&e2, BUF_UNLIMITED);
+        CHECK_EQ_INT(calltree_encode(m, &e2), ERR_OK);
+        calltree_t *m3 = calltree_new(0);
+        CHECK_EQ_INT(calltree_decode_merge(m3, e2.data, e2.len), ERR_OK);
+        CHECK_EQ_INT(calltree_node_count(m3), calltree_node_count(m));
+        CHECK_EQ_INT(calltree_root_total(m3), sa + sb);
+        buf_free(&ea);
+        buf_free(&eb);
+        buf_free(&e2);
+        calltree_free(a);
+        calltree_free(b);
+        calltree_free(m);
+        calltree_free(m2);
+        calltree_free(m3);
+    }
+}
+
+static void test_limits_and_corruption(uint64_t seed)
+{
+    calltree_t *t = calltree_new(3);
+    uint64_t s[] = {5, 6, 7};
+    CHECK_EQ_INT(calltree_add_stack(t, s, 3, 1), ERR_LIMIT);
+    CHECK_EQ_INT(calltree_root_total(t), 0);
+    CHECK_EQ_INT(calltree_add_stack(t, s, 2, 4), ERR_OK);
+    CHECK_EQ_INT(calltree_root_total(t), 4);
+    calltree_free(t);
+
+    /* every truncation and every single-byte flip of a valid encoding is
+     * either refused or decodes to a consistent tree; a refused one leaves dst
+     * values unchanged */
+    rng_state = seed;
+    calltree_t *src = calltree_new(0);
+    int64_t sum = 0;
+    random_tree(src, 100, &sum);
+    buf_t e;
+    buf_init(&e, BUF_UNLIMITED);
+    CHECK_EQ_INT(calltree_encode(src, &e), ERR_OK);
+    for (size_t cut = 0; cut < e.len; cut++) {
+        calltree_t *d = calltree_new(0);
+        int rc = calltree_decode_merge(d, e.data, cut);
+        CHECK(rc == ERR_CORRUPT);
+        CHECK_EQ_INT(calltree_root_total(d), 0);
+        calltree_free(d);
+    }
+    for (size_t i = 0; i < e.len; i++) {
+        uint8_t saved = e.data[i];
+        e.data[i] ^= (uint8_t)(1u << (rng() % 8));
+        calltree_t *d = calltree_new(0);
+        int rc = calltree_decode_merge(d, e.data, e.len);
+        CHECK(rc == ERR_OK || rc == ERR_CORRUPT);
+        CHECK(tree_consistent(d));
+        if (rc != ERR_OK)
+            CHECK_EQ_INT(calltree_root_total(d), 0);
+        calltree_free(d);
+        e.data[i] = saved;
+    }
+    buf_free(&e);
+    calltree_free(src);
+}
+
+static int count_sym(void *ctx, uint64_t sym)
+{
+    (void)sym;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static void test_symbols(void)
+{
+    calltree_t *t = calltree_new(0);
+    uint64_t a[] = {10, 11, 10}, b[] = {11, 12};
+    calltree_add_stack(t, a, 3, 1);
+    calltree_add_stack(t, b, 2, 1);
+    int n = 0;
+    CHECK_EQ_INT(calltree_for_each_symbol(t, count_sym, &n), ERR_OK);
+    CHECK_EQ_INT(n, 3);
+    calltree_free(t);
+    /* reserved ids are never produced by hash_symbol */
+    CHECK(hash_symbol("", 0, "", 0) > SYM_OTHER);
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL) | 1;
+    fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
+    test_basic();
+    test_roundtrip_and_merge(seed);
+    test_limits_and_corruption(seed);
+    test_symbols();
+    return check_exit();
+}
