@@ -1,0 +1,950 @@
+/* http_server.c — HTTP/1.1 connections on libuv (see http_server.h).
+ *
+ * Each connection is a state machine:
+ *
+ *   READING --request complete--> HANDLING --http_respond--> WRITING
+ *      ^                                                      |
+ *      +------------------ keep-alive ------------------------+
+ *                                                              | close
+ *   any state --error/timeout/EOF--> CLOSING     LINGERING <---+
+ *
+ * READING parses bytes as they arrive; HANDLING has reading stopped until the
+ * handler answers; WRITING waits for the write callback; LINGERING has sent
+ * FIN after a `Connection: close` response and discards input until the peer
+ * closes (so unread request bytes do not turn the close into a reset that
+ * destroys the response); CLOSING waits for libuv's close callbacks.
+ */
+#include "node/http_server.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+#define READ_CHUNK (64 * 1024)
+#define LINGER_MS 2000
+#define LINGER_MAX_BYTES (1024 * 1024)
+/* A body buffer larger than this is freed between keep-alive requests. */
+#define KEEP_BODY_CAP (64 * 1024)
+
+enum conn_state { CONN_READING, CONN_HANDLING, CONN_WRITING, CONN_LINGERING, CONN_CLOSING };
+
+/* What the parser is accumulating into head. */
+enum piece { PIECE_NONE, PIECE_URL, PIECE_FIELD, PIECE_VALUE };
+
+typedef struct hdr_span {
+    uint32_t name_off, name_len, value_off, value_len;
+} hdr_span_t;
+
+struct http_exchange {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t wreq;
+    uv_write_t creq; /* 100 Continue */
+    uv_shutdown_t sreq;
+    http_server_t *srv;
+    struct http_exchange *prev, *next;
+    enum conn_state state;
+    int handles_open;
+    http_parser parser;
+    /* request being received */
+    int started, msg_done, keep_alive, close_requested, in_handler, tag;
+    enum piece piece;
+    int fail_status, fail_err;
+    errmsg_t fail_em;
+    uint64_t start_ms;
+    buf_t head; /* url, then name/value pieces, each NUL-terminated */
+    uint32_t url_len;
+    hdr_span_t hdr[HTTP_MAX_HEADERS];
+    size_t nhdr;
+    buf_t body;
+    size_t charged; /* body bytes counted in srv->stats.buffered_bytes */
+    buf_t pending;  /* bytes after a complete request (pipelining) */
+    buf_t scratch;  /* decoded path and parameters */
+    http_kv_t kv_headers[HTTP_MAX_HEADERS];
+    http_kv_t kv_params[HTTP_MAX_PARAMS];
+    http_request_t req;
+    /* fairness */
+    int yielded;
+    uint64_t wake_iter;
+    size_t wake_bytes, linger_bytes;
+    /* response */
+    buf_t out_head, out_body;
+};
+
+typedef http_exchange_t conn_t;
+
+struct http_server {
+    uv_loop_t *loop;
+    http_server_limits_t lim;
+    http_handler_fn handler;
+    http_observer_fn observer;
+    void *ctx;
+    uv_tcp_t listener;
+    uv_prepare_t prepare; /* counts loop iterations (wakeups) */
+    uv_idle_t idle;       /* resumes connections that yielded */
+    uv_timer_t drain_timer;
+    int listening, handles_open, draining, rest_closed, done_called;
+    void (*drain_done)(void *);
+    void *drain_arg;
+    int port;
+    uint64_t iter;
+    conn_t *conns;
+    http_server_stats_t stats;
+    char rbuf[READ_CHUNK];
+};
+
+static void conn_close(conn_t *c);
+static void conn_feed(conn_t *c, const uint8_t *data, size_t n);
+static void conn_reply(conn_t *c, http_response_t *resp);
+static void server_check_drained(http_server_t *s);
+
+/* ---------- URL decoding ---------- */
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch = tolower(ch);
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    return -1;
+}
+
+int http_url_decode(const char *s, size_t n, int plus_is_space, buf_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        int ch = (unsigned char)s[i];
+        if (ch == '%') {
+            if (i + 2 >= n)
+                return ERR_INVALID_ARGUMENT;
+            int hi = hexval((unsigned char)s[i + 1]);
+            int lo = hexval((unsigned char)s[i + 2]);
+            /* %00 would truncate the C strings handlers get */
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                return ERR_INVALID_ARGUMENT;
+            ch = hi * 16 + lo;
+            i += 2;
+        } else if (ch == '+' && plus_is_space) {
+            ch = ' ';
+        }
+        int rc = buf_append_byte(out, (uint8_t)ch);
+        if (rc != ERR_OK)
+            return rc;
+    }
+    return ERR_OK;
+}
+
+/* ---------- parser callbacks: the loop thread only parses here ---------- */
+
+#define NO_VALUE UINT32_MAX
+
+/* Records why the request is refused; returns -1 so the parser stops. */
+static int fail(conn_t *c, int status, int err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(conn_t *c, int status, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->fail_em.text, sizeof c->fail_em.text, fmt, ap);
+    va_end(ap);
+    c->fail_status = status;
+    c->fail_err = err;
+    return -1;
+}
+
+static int fail_header_size(conn_t *c)
+{
+    return fail(c, 431, ERR_TOO_LARGE, "request line and headers exceed %zu bytes (max-header-bytes)",
+                c->srv->lim.max_header_bytes);
+}
+
+/* Ends the piece being accumulated with a NUL and starts `next`. */
+static int switch_piece(conn_t *c, enum piece next)
+{
+    if (c->piece == next)
+        return 0;
+    if (c->piece != PIECE_NONE && buf_append_byte(&c->head, 0) != ERR_OK)
+        return fail_header_size(c);
+    if (next == PIECE_FIELD) {
+        if (c->nhdr == HTTP_MAX_HEADERS)
+            return fail(c, 431, ERR_TOO_LARGE, "more than %d request headers", HTTP_MAX_HEADERS);
+        hdr_span_t *h = &c->hdr[c->nhdr++];
+        h->name_off = (uint32_t)c->head.len;
+        h->name_len = 0;
+        h->value_off = NO_VALUE;
+        h->value_len = 0;
+    } else if (next == PIECE_VALUE) {
+        c->hdr[c->nhdr - 1].value_off = (uint32_t)c->head.len;
+    }
+    c->piece = next;
+    return 0;
+}
+
+static int append_piece(conn_t *c, enum piece kind, const char *at, size_t len)
+{
+    if (switch_piece(c, kind) != 0)
+        return -1;
+    if (buf_append(&c->head, at, len) != ERR_OK)
+        return fail_header_size(c);
+    if (kind == PIECE_URL)
+        c->url_len += (uint32_t)len;
+    else if (kind == PIECE_FIELD)
+        c->hdr[c->nhdr - 1].name_len += (uint32_t)len;
+    else
+        c->hdr[c->nhdr - 1].value_len += (uint32_t)len;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    return append_piece(p->data, PIECE_URL, at, len);
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    return append_piece(p->data, PIECE_FIELD, at, len);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    return append_piece(p->data, PIECE_VALUE, at, len);
+}
+
+/* Counts n more body bytes against the server-wide budget (bounded memory:
+ * max-connections x max-body-bytes would be far too much to hold at once). */
+static int charge(conn_t *c, size_t n)
+{
+    http_server_t *s = c->srv;
+    if (s->stats.buffered_bytes + n > s->lim.max_buffered_bytes) {
+        s->stats.busy++;
+        return fail(c, 503, ERR_UNAVAILABLE,
+                    "server busy: request bodies in memory would exceed %zu bytes "
+                    "(max-buffered-bytes); retry later",
+                    s->lim.max_buffered_bytes);
+    }
+    s->stats.buffered_bytes += n;
+    c->charged += n;
+    return 0;
+}
+
+static const char *hdr_value(const conn_t *c, const hdr_span_t *h)
+{
+    return h->value_off == NO_VALUE ? "" : (const char *)c->head.data + h->value_off;
+}
+
+static const char *find_header(const conn_t *c, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < c->nhdr; i++)
+        if (c->hdr[i].name_len == n &&
+            strncasecmp((const char *)c->head.data + c->hdr[i].name_off, name, n) == 0)
+            return hdr_value(c, &c->hdr[i]);
+    return NULL;
+}
+
+static void continue_written(uv_write_t *req, int status)
+{
+    (void)req, (void)status; /* a failed write shows up on the response write */
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    conn_t *c = p->data;
+    if (switch_piece(c, PIECE_NONE) != 0)
+        return -1;
+    uint64_t cl = p->content_length;
+    if ((p->flags & F_CONTENTLENGTH) && cl != ULLONG_MAX && cl > 0) {
+        /* Refuse before reading a byte of the body. */
+        if (cl > c->srv->lim.max_body_bytes)
+            return fail(c, 413, ERR_TOO_LARGE,
+                        "request body of %llu bytes is larger than %zu (max-body-bytes)",
+                        (unsigned long long)cl, c->srv->lim.max_body_bytes);
+        if (charge(c, (size_t)cl) != 0)
+            return -1;
+        if (buf_reserve(&c->body, (size_t)cl) != ERR_OK)
+            return fail(c, 503, ERR_NOMEM, "out of memory for a %llu-byte body",
+                        (unsigned long long)cl);
+    }
+    const char *expect = find_header(c, "Expect");
+    if (expect != NULL && strcasecmp(expect, "100-continue") == 0 && p->http_minor >= 1) {
+        static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
+        uv_write(&c->creq, (uv_stream_t *)&c->tcp, &b, 1, continue_written);
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    conn_t *c = p->data;
+    if (c->body.len + len > c->srv->lim.max_body_bytes)
+        return fail(c, 413, ERR_TOO_LARGE, "request body larger than %zu bytes (max-body-bytes)",
+                    c->srv->lim.max_body_bytes);
+    if (c->body.len + len > c->charged && charge(c, c->body.len + len - c->charged) != 0)
+        return -1;
+    if (buf_append(&c->body, at, len) != ERR_OK)
+        return fail(c, 503, ERR_NOMEM, "out of memory buffering a %zu-byte body",
+                    c->body.len + len);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    conn_t *c = p->data;
+    c->msg_done = 1;
+    /* Stop here: bytes after this request wait until it has been answered. */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---------- building the request a handler sees ---------- */
+
+static int parse_params(conn_t *c, const char *q, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t end = i;
+        while (end < n && q[end] != '&')
+            end++;
+        if (end > i) {
+            if (c->req.nparams == HTTP_MAX_PARAMS)
+                return errmsg_set(&c->fail_em, ERR_INVALID_ARGUMENT,
+                                  "more than %d query parameters", HTTP_MAX_PARAMS);
+            const char *eq = memchr(q + i, '=', end - i);
+            size_t nlen = eq ? (size_t)(eq - (q + i)) : end - i;
+            size_t name_off = c->scratch.len;
+            if (http_url_decode(q + i, nlen, 1, &c->scratch) != ERR_OK ||
+                buf_append_byte(&c->scratch, 0) != ERR_OK)
+                return errmsg_set(&c->fail_em, ERR_INVALID_ARGUMENT,
+                                  "query parameter %zu: bad percent-encoding", c->req.nparams + 1);
+            size_t value_off = c->scratch.len;
+            if ((eq && http_url_decode(eq + 1, (size_t)(q + end - eq - 1), 1, &c->scratch) !=
+                           ERR_OK) ||
+                buf_append_byte(&c->scratch, 0) != ERR_OK)
+                return errmsg_set(&c->fail_em, ERR_INVALID_ARGUMENT,
+                                  "query parameter '%s': bad percent-encoding",
+                                  (const char *)c->scratch.data + name_off);
+            /* Offsets for now: scratch may still move. */
+            c->kv_params[c->req.nparams].name = (const char *)(uintptr_t)name_off;
+            c->kv_params[c->req.nparams].value = (const char *)(uintptr_t)value_off;
+            c->req.nparams++;
+        }
+        i = end + 1;
+    }
+    return ERR_OK;
+}
+
+/* Fills c->req from the parsed pieces. On error c->fail_em has the reason. */
+static int build_request(conn_t *c)
+{
+    http_request_t *r = &c->req;
+    const char *url = (const char *)c->head.data;
+    const char *qmark = memchr(url, '?', c->url_len);
+    size_t path_len = qmark ? (size_t)(qmark - url) : c->url_len;
+    r->method = c->parser.method;
+    r->method_name = http_method_str(c->parser.method);
+    r->body = c->body.data ? c->body.data : (const uint8_t *)"";
+    r->body_len = c->body.len;
+    r->start_ms = c->start_ms;
+    for (size_t i = 0; i < c->nhdr; i++) {
+        c->kv_headers[i].name = (const char *)c->head.data + c->hdr[i].name_off;
+        c->kv_headers[i].value = hdr_value(c, &c->hdr[i]);
+    }
+    r->headers = c->kv_headers;
+    r->nheaders = c->nhdr;
+    r->query = qmark ? qmark + 1 : "";
+    if (http_url_decode(url, path_len, 0, &c->scratch) != ERR_OK ||
+        buf_append_byte(&c->scratch, 0) != ERR_OK)
+        return errmsg_set(&c->fail_em, ERR_INVALID_ARGUMENT, "bad percent-encoding in the path");
+    int rc = parse_params(c, r->query, strlen(r->query));
+    if (rc != ERR_OK)
+        return rc;
+    const char *base = (const char *)c->scratch.data;
+    r->path = base;
+    for (size_t i = 0; i < r->nparams; i++) {
+        c->kv_params[i].name = base + (uintptr_t)c->kv_params[i].name;
+        c->kv_params[i].value = base + (uintptr_t)c->kv_params[i].value;
+    }
+    r->params = c->kv_params;
+    return ERR_OK;
+}
+
+/* ---------- the connection state machine ---------- */
+
+static uint64_t now_ms(const conn_t *c) { return uv_now(c->srv->loop); }
+
+static void conn_timer(conn_t *c, uint64_t ms);
+static void on_idle(uv_idle_t *h);
+
+/* Forgets the request just answered and gets ready for the next one. */
+static void conn_reset_request(conn_t *c)
+{
+    http_server_t *s = c->srv;
+    s->stats.buffered_bytes -= c->charged;
+    c->charged = 0;
+    if (c->body.cap > KEEP_BODY_CAP)
+        buf_free(&c->body);
+    else
+        buf_reset(&c->body);
+    buf_reset(&c->head);
+    buf_reset(&c->scratch);
+    memset(&c->req, 0, sizeof c->req);
+    c->nhdr = 0;
+    c->url_len = 0;
+    c->piece = PIECE_NONE;
+    c->started = c->msg_done = c->fail_status = c->fail_err = 0;
+    c->fail_em.text[0] = 0;
+    c->tag = 0;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    (void)suggested;
+    conn_t *c = h->data;
+    /* One buffer for all connections: read callbacks consume it at once. */
+    *b = uv_buf_init(c->srv->rbuf, sizeof c->srv->rbuf);
+}
+
+/* Answers a request the server refuses itself, then closes the connection. */
+static void conn_refuse(conn_t *c, int status, int err, const errmsg_t *em)
+{
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->keep_alive = 0;
+    c->state = CONN_HANDLING;
+    http_respond_error(c, status, err, em, status == 503 ? "Retry-After: 1\r\n" : NULL);
+}
+
+static void conn_dispatch(conn_t *c)
+{
+    http_server_t *s = c->srv;
+    uv_timer_stop(&c->timer);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->state = CONN_HANDLING;
+    c->keep_alive = http_should_keep_alive(&c->parser) && !s->draining;
+    if (build_request(c) != ERR_OK) {
+        s->stats.protocol_errors++;
+        conn_refuse(c, 400, ERR_INVALID_ARGUMENT, &c->fail_em);
+        return;
+    }
+    s->stats.requests_in_flight++;
+    c->in_handler = 1;
+    s->handler(s->ctx, c);
+}
+
+static void conn_feed(conn_t *c, const uint8_t *data, size_t n)
+{
+    http_server_t *s = c->srv;
+    if (!c->started) {
+        c->started = 1;
+        c->start_ms = now_ms(c);
+        /* The deadline runs from the first byte: trickling bytes does not extend it. */
+        conn_timer(c, s->lim.request_timeout_ms);
+    }
+    size_t used = http_parser_execute(&c->parser, &parser_settings, (const char *)data, n);
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    if (c->fail_status != 0) {
+        if (c->fail_status == 413 || c->fail_status == 431)
+            s->stats.too_large++;
+        conn_refuse(c, c->fail_status, c->fail_err, &c->fail_em);
+        return;
+    }
+    if (e == HPE_HEADER_OVERFLOW) {
+        s->stats.too_large++;
+        fail_header_size(c);
+        conn_refuse(c, 431, ERR_TOO_LARGE, &c->fail_em);
+        return;
+    }
+    if ((e != HPE_OK && e != HPE_PAUSED) || c->parser.upgrade) {
+        s->stats.protocol_errors++;
+        errmsg_set(&c->fail_em, ERR_INVALID_ARGUMENT, "malformed HTTP request: %s",
+                   c->parser.upgrade ? "protocol upgrades are not supported"
+                                     : http_errno_description(e));
+        conn_refuse(c, 400, ERR_INVALID_ARGUMENT, &c->fail_em);
+        return;
+    }
+    if (!c->msg_done)
+        return;
+    if (used < n && buf_append(&c->pending, data + used, n - used) != ERR_OK) {
+        errmsg_set(&c->fail_em, ERR_TOO_LARGE, "too many pipelined bytes");
+        conn_refuse(c, 400, ERR_INVALID_ARGUMENT, &c->fail_em);
+        return;
+    }
+    conn_dispatch(c);
+}
+
+/* Stops reading until the next loop iteration when this wakeup's budget is spent. */
+static void conn_account(conn_t *c, size_t n)
+{
+    http_server_t *s = c->srv;
+    if (c->wake_iter != s->iter) {
+        c->wake_iter = s->iter;
+        c->wake_bytes = 0;
+    }
+    c->wake_bytes += n;
+    if (c->state == CONN_READING && c->wake_bytes >= HTTP_BYTES_PER_WAKEUP && !c->yielded) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->yielded = 1;
+        uv_idle_start(&s->idle, on_idle);
+    }
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
+{
+    conn_t *c = st->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        conn_close(c); /* EOF or error: a half-received request is dropped */
+        return;
+    }
+    if (c->state == CONN_LINGERING) {
+        c->linger_bytes += (size_t)nread;
+        if (c->linger_bytes > LINGER_MAX_BYTES)
+            conn_close(c);
+        return;
+    }
+    if (c->state != CONN_READING)
+        return;
+    conn_feed(c, (const uint8_t *)b->base, (size_t)nread);
+    if (c->state == CONN_READING)
+        conn_account(c, (size_t)nread);
+}
+
+static void conn_start_reading(conn_t *c)
+{
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+        conn_close(c);
+}
+
+/* After a keep-alive response: serve a pipelined request or wait for one. */
+static void conn_next_request(conn_t *c)
+{
+    conn_reset_request(c);
+    c->state = CONN_READING;
+    conn_timer(c, c->srv->lim.idle_timeout_ms);
+    if (c->pending.len > 0) {
+        buf_t input = c->pending;
+        buf_init(&c->pending, c->pending.max);
+        conn_feed(c, input.data, input.len);
+        buf_free(&input);
+    }
+    if (c->state == CONN_READING && !c->yielded)
+        conn_start_reading(c);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)req, (void)status;
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    conn_t *c = req->data;
+    buf_free(&c->out_head);
+    buf_free(&c->out_body);
+    if (c->state == CONN_CLOSING)
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->keep_alive && !c->srv->draining) {
+        conn_next_request(c);
+        return;
+    }
+    /* Half-close, then discard what the peer still sends until it closes. */
+    c->state = CONN_LINGERING;
+    c->sreq.data = c;
+    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        conn_close(c);
+        return;
+    }
+    conn_timer(c, LINGER_MS);
+    conn_start_reading(c);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    http_server_t *s = c->srv;
+    if (c->state == CONN_READING && c->started) {
+        s->stats.timeouts++;
+        errmsg_t em;
+        errmsg_set(&em, ERR_TIMEOUT, "request not received within %llu ms (request-timeout)",
+                   (unsigned long long)s->lim.request_timeout_ms);
+        conn_refuse(c, 408, ERR_TIMEOUT, &em);
+        return;
+    }
+    if (c->state == CONN_READING)
+        s->stats.idle_closed++;
+    else if (c->state == CONN_WRITING)
+        s->stats.timeouts++; /* the peer does not read its response */
+    conn_close(c);
+}
+
+static void conn_timer(conn_t *c, uint64_t ms)
+{
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* ---------- responses ---------- */
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Entity";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    default: return http_status_str((enum http_status)status);
+    }
+}
+
+/* Writes resp on c (state HANDLING) and moves to WRITING. */
+static void conn_reply(conn_t *c, http_response_t *resp)
+{
+    http_server_t *s = c->srv;
+    if (s->draining)
+        c->keep_alive = 0;
+    buf_init(&c->out_head, 4096 + (resp->extra_headers ? strlen(resp->extra_headers) : 0));
+    int rc = buf_printf(&c->out_head, "HTTP/1.1 %d %s\r\nServer: flamedb\r\nContent-Length: %zu\r\n",
+                        resp->status, reason(resp->status), resp->body.len);
+    if (rc == ERR_OK && resp->content_type)
+        rc = buf_printf(&c->out_head, "Content-Type: %s\r\n", resp->content_type);
+    if (rc == ERR_OK && resp->content_encoding)
+        rc = buf_printf(&c->out_head, "Content-Encoding: %s\r\n", resp->content_encoding);
+    if (rc == ERR_OK && resp->extra_headers)
+        rc = buf_append_str(&c->out_head, resp->extra_headers);
+    if (rc == ERR_OK)
+        rc = buf_printf(&c->out_head, "Connection: %s\r\n\r\n", c->keep_alive ? "keep-alive" : "close");
+    c->out_body = resp->body;
+    buf_init(&resp->body, 0);
+    if (s->observer)
+        s->observer(s->ctx, c, resp->status, now_ms(c) - (c->started ? c->start_ms : now_ms(c)));
+    if (rc != ERR_OK) {
+        conn_close(c);
+        return;
+    }
+    uv_buf_t bufs[2] = {
+        uv_buf_init((char *)c->out_head.data, (unsigned)c->out_head.len),
+        uv_buf_init((char *)c->out_body.data, (unsigned)c->out_body.len),
+    };
+    c->state = CONN_WRITING;
+    c->wreq.data = c;
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, c->out_body.len ? 2 : 1, on_written) != 0) {
+        conn_close(c);
+        return;
+    }
+    /* A peer that stops reading its response is cut off after this. */
+    conn_timer(c, s->lim.request_timeout_ms);
+}
+
+void http_respond(http_exchange_t *c, http_response_t *resp)
+{
+    http_server_t *s = c->srv;
+    if (c->state != CONN_HANDLING) {
+        log_error("http", "response for a connection in state %d ignored", (int)c->state);
+        buf_free(&resp->body);
+        return;
+    }
+    if (c->in_handler) {
+        c->in_handler = 0;
+        s->stats.requests_in_flight--;
+    }
+    /* The body has been handled: give its bytes back to the budget now. */
+    s->stats.buffered_bytes -= c->charged;
+    c->charged = 0;
+    if (c->close_requested) {
+        buf_free(&resp->body);
+        conn_close(c);
+        return;
+    }
+    conn_reply(c, resp);
+}
+
+void http_respond_error(http_exchange_t *ex, int status, int err, const errmsg_t *em,
+                        const char *extra_headers)
+{
+    http_response_t r = {.status = status ? status : err_http_status(err),
+                         .content_type = "application/json",
+                         .extra_headers = extra_headers};
+    buf_init(&r.body, 2 * ERRMSG_MAX + 256);
+    const char *code = err_code_name(err);
+    const char *msg = errmsg_text(em, err);
+    buf_append_str(&r.body, "{\"code\":");
+    buf_append_json_string(&r.body, code, strlen(code));
+    buf_append_str(&r.body, ",\"message\":");
+    buf_append_json_string(&r.body, msg, strlen(msg));
+    buf_append_str(&r.body, "}\n");
+    http_respond(ex, &r);
+}
+
+/* ---------- connection lifetime ---------- */
+
+static void conn_free(conn_t *c)
+{
+    http_server_t *s = c->srv;
+    s->stats.buffered_bytes -= c->charged;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->stats.connections_open--;
+    buf_free(&c->head);
+    buf_free(&c->body);
+    buf_free(&c->pending);
+    buf_free(&c->scratch);
+    buf_free(&c->out_head);
+    buf_free(&c->out_body);
+    free(c);
+    server_check_drained(s);
+}
+
+static void on_conn_handle_closed(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    if (--c->handles_open == 0)
+        conn_free(c);
+}
+
+static void conn_close(conn_t *c)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    if (c->state == CONN_HANDLING) {
+        /* The handler still holds the request: close when it answers. */
+        c->close_requested = 1;
+        return;
+    }
+    c->state = CONN_CLOSING;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+}
+
+static conn_t *conn_new(http_server_t *s)
+{
+    conn_t *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->srv = s;
+    buf_init(&c->head, s->lim.max_header_bytes);
+    buf_init(&c->body, s->lim.max_body_bytes);
+    buf_init(&c->pending, READ_CHUNK);
+    /* decoded path and parameters never outgrow the raw URL plus NULs */
+    buf_init(&c->scratch, s->lim.max_header_bytes + 2 * HTTP_MAX_PARAMS + 2);
+    uv_tcp_init(s->loop, &c->tcp);
+    uv_timer_init(s->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles_open = 2;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->stats.connections_open++;
+    conn_reset_request(c);
+    return c;
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    http_server_t *s = listener->data;
+    if (status < 0 || s->draining)
+        return;
+    conn_t *c = conn_new(s);
+    if (c == NULL)
+        return;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    if (s->stats.connections_open > s->lim.max_connections) {
+        static const char body[] =
+            "{\"code\":\"unavailable\",\"message\":\"too many connections (max-connections)\"}\n";
+        char busy[512];
+        int n = snprintf(busy, sizeof busy,
+                         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
+                         sizeof body - 1, body);
+        uv_buf_t b = uv_buf_init(busy, (unsigned)n);
+        uv_try_write((uv_stream_t *)&c->tcp, &b, 1); /* best effort: the socket is fresh */
+        s->stats.connections_rejected++;
+        conn_close(c);
+        return;
+    }
+    s->stats.connections_accepted++;
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->state = CONN_READING;
+    conn_timer(c, s->lim.idle_timeout_ms);
+    conn_start_reading(c);
+}
+
+/* ---------- fairness: iteration counter and resumption of yielded reads ---------- */
+
+static void on_prepare(uv_prepare_t *h)
+{
+    http_server_t *s = h->data;
+    s->iter++;
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    http_server_t *s = h->data;
+    uv_idle_stop(h);
+    for (conn_t *c = s->conns; c != NULL; c = c->next) {
+        if (!c->yielded)
+            continue;
+        c->yielded = 0;
+        if (c->state == CONN_READING)
+            conn_start_reading(c);
+    }
+}
+
+/* ---------- server lifetime ---------- */
+
+int http_server_new(uv_loop_t *loop, const http_server_limits_t *lim, http_handler_fn handler,
+                    http_observer_fn observer, void *ctx, http_server_t **out)
+{
+    http_server_t *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return ERR_NOMEM;
+    s->loop = loop;
+    s->lim = *lim;
+    if (s->lim.max_header_bytes > HTTP_MAX_HEADER_BYTES_LIMIT)
+        s->lim.max_header_bytes = HTTP_MAX_HEADER_BYTES_LIMIT;
+    s->handler = handler;
+    s->observer = observer;
+    s->ctx = ctx;
+    s->port = -1;
+    uv_tcp_init(loop, &s->listener);
+    uv_prepare_init(loop, &s->prepare);
+    uv_idle_init(loop, &s->idle);
+    uv_timer_init(loop, &s->drain_timer);
+    s->listener.data = s->prepare.data = s->idle.data = s->drain_timer.data = s;
+    s->handles_open = 4;
+    uv_prepare_start(&s->prepare, on_prepare);
+    uv_unref((uv_handle_t *)&s->prepare); /* counting wakeups must not keep the loop alive */
+    *out = s;
+    return ERR_OK;
+}
+
+int http_server_listen(http_server_t *s, const char *host, int port, errmsg_t *em)
+{
+    struct sockaddr_storage addr;
+    int rc = strchr(host, ':') ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr)
+                               : uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    if (rc != 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "http-listen: '%s' is not an IP address", host);
+    rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+    if (rc != 0)
+        return errmsg_set(em, ERR_IO, "http-listen %s:%d: %s", host, port, uv_strerror(rc));
+    struct sockaddr_storage bound;
+    int len = sizeof bound;
+    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
+    s->port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                          : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    s->listening = 1;
+    return ERR_OK;
+}
+
+int http_server_port(const http_server_t *s) { return s->port; }
+
+const http_server_stats_t *http_server_stats(const http_server_t *s) { return &s->stats; }
+
+static void on_server_handle_closed(uv_handle_t *h)
+{
+    http_server_t *s = h->data;
+    if (--s->handles_open == 0 && s->drain_done && !s->done_called) {
+        s->done_called = 1;
+        s->drain_done(s->drain_arg);
+    }
+}
+
+static void server_check_drained(http_server_t *s)
+{
+    if (!s->draining || s->conns != NULL || s->rest_closed)
+        return;
+    s->rest_closed = 1;
+    uv_close((uv_handle_t *)&s->prepare, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->idle, on_server_handle_closed);
+    uv_close((uv_handle_t *)&s->drain_timer, on_server_handle_closed);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    http_server_t *s = t->data;
+    conn_t *next;
+    for (conn_t *c = s->conns; c != NULL; c = next) {
+        next = c->next; /* conn_close never frees synchronously */
+        conn_close(c);
+    }
+}
+
+void http_server_drain(http_server_t *s, uint64_t timeout_ms, void (*done)(void *arg), void *arg)
+{
+    if (s->draining)
+        return;
+    s->draining = 1;
+    s->drain_done = done;
+    s->drain_arg = arg;
+    /* Closing the listener makes new connections fail fast instead of waiting. */
+    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+    s->listening = 0;
+    conn_t *next;
+    for (conn_t *c = s->conns; c != NULL; c = next) {
+        next = c->next;
+        if ((c->state == CONN_READING && !c->started) || c->state == CONN_LINGERING)
+            conn_close(c);
+    }
+    uv_timer_start(&s->drain_timer, on_drain_timeout, timeout_ms, 0);
+    server_check_drained(s);
+}
+
+void http_server_free(http_server_t *s)
+{
+    free(s);
+}
+
+/* ---------- accessors ---------- */
+
+const http_request_t *http_exchange_request(const http_exchange_t *ex) { return &ex->req; }
+
+void http_exchange_set_tag(http_exchange_t *ex, int tag) { ex->tag = tag; }
+
+int http_exchange_tag(const http_exchange_t *ex) { return ex->tag; }
+
+const char *http_request_header(const http_request_t *r, const char *name)
+{
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0)
+            return r->headers[i].value;
+    return NULL;
+}
+
+const char *http_request_param(const http_request_t *r, const char *name)
+{
+    for (size_t i = 0; i < r->nparams; i++)
+        if (strcmp(r->params[i].name, name) == 0)
+            return r->params[i].value;
+    return NULL;
+}

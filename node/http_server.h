@@ -1,0 +1,145 @@
+/* http_server.h — the node's HTTP/1.1 server on libuv (internal to node/).
+ *
+ * Owns listening, connections, request parsing (http-parser), the request
+ * limits (header bytes, body bytes, the server-wide budget of buffered body
+ * bytes, connection count, idle and request timeouts), keep-alive, pipelining,
+ * `Expect: 100-continue`, response framing and draining on shutdown. It knows
+ * nothing of routes: each complete request goes to one handler callback.
+ *
+ * Connections: each connection is an explicit state machine (enum conn_state
+ * in http_server.c) with at most one request in flight. While a request is
+ * handled, reading from its connection is stopped, so a pipelining client is
+ * served one request at a time and its unread bytes wait in the kernel. Work
+ * per loop wakeup is capped per connection (HTTP_BYTES_PER_WAKEUP parsed
+ * bytes; one request dispatched), so a client streaming a large body or a
+ * long pipeline cannot starve the others.
+ *
+ * Threads: every function must be called on the loop thread. A handler may
+ * answer at once or later (for example from a uv_queue_work after-callback,
+ * which runs on the loop thread); the request it was given stays valid, and
+ * its connection stays open, until it calls http_respond() exactly once.
+ *
+ * Ownership: http_server_new() returns a server the caller owns. Close it with
+ * http_server_drain() and, once the drain callback has run, free it with
+ * http_server_free(). Request fields are borrowed until http_respond().
+ */
+#ifndef FLAMEDB_NODE_HTTP_SERVER_H
+#define FLAMEDB_NODE_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+
+/* Bytes one connection may parse per loop wakeup before it yields. */
+#define HTTP_BYTES_PER_WAKEUP (256 * 1024)
+/* Headers and query parameters kept per request; more is refused (431/400). */
+#define HTTP_MAX_HEADERS 64
+#define HTTP_MAX_PARAMS 64
+/* http-parser refuses header blocks over 80 KiB itself (HTTP_MAX_HEADER_SIZE). */
+#define HTTP_MAX_HEADER_BYTES_LIMIT (64 * 1024)
+
+typedef struct http_server http_server_t;
+/* One request and its response on a connection. */
+typedef struct http_exchange http_exchange_t;
+
+typedef struct http_server_limits {
+    size_t max_connections;    /* further connections get 503 and are closed */
+    size_t max_header_bytes;   /* request line + headers; over -> 431 */
+    size_t max_body_bytes;     /* one body; over -> 413 (from Content-Length, early) */
+    size_t max_buffered_bytes; /* all bodies held at once; over -> 503 + Retry-After */
+    uint64_t idle_timeout_ms;  /* keep-alive connection with no request: closed */
+    uint64_t request_timeout_ms; /* first byte to last byte of a request; also a
+                                    stalled response write. Over -> 408, closed */
+} http_server_limits_t;
+
+typedef struct http_kv {
+    const char *name;
+    const char *value;
+} http_kv_t;
+
+typedef struct http_request {
+    int method;         /* enum http_method of http_parser.h */
+    const char *method_name;
+    const char *path;   /* percent-decoded, no query */
+    const char *query;  /* raw query string, "" when none */
+    const http_kv_t *headers; /* names as received */
+    size_t nheaders;
+    const http_kv_t *params; /* query parameters, URL-decoded ('+' is a space) */
+    size_t nparams;
+    const uint8_t *body; /* NUL-terminated one past body_len */
+    size_t body_len;
+    uint64_t start_ms;  /* uv_now() when the first byte arrived */
+} http_request_t;
+
+typedef struct http_response {
+    int status;
+    const char *content_type;     /* may be NULL when the body is empty */
+    const char *content_encoding; /* NULL or e.g. "gzip" */
+    const char *extra_headers;    /* NULL or "Name: value\r\n" lines */
+    buf_t body;                   /* http_respond() takes ownership of its storage */
+} http_response_t;
+
+/* Counters of what the server itself answered or refused (handlers count the
+ * rest). Read on the loop thread. */
+typedef struct http_server_stats {
+    uint64_t connections_accepted;
+    uint64_t connections_rejected; /* over max_connections */
+    uint64_t connections_open;
+    uint64_t requests_in_flight;   /* handed to the handler, not yet answered */
+    uint64_t buffered_bytes;       /* body bytes held now */
+    uint64_t protocol_errors;      /* malformed HTTP -> 400 */
+    uint64_t too_large;            /* 413 / 431 */
+    uint64_t busy;                 /* 503: buffered-bytes budget exhausted */
+    uint64_t timeouts;             /* 408 or closed for a stalled write */
+    uint64_t idle_closed;
+} http_server_stats_t;
+
+typedef void (*http_handler_fn)(void *ctx, http_exchange_t *ex);
+/* Called once per response the server wrote, handler's or its own, with the
+ * route-independent facts (for request metrics). May be NULL. */
+typedef void (*http_observer_fn)(void *ctx, const http_exchange_t *ex, int status,
+                                 uint64_t duration_ms);
+
+int http_server_new(uv_loop_t *loop, const http_server_limits_t *lim, http_handler_fn handler,
+                    http_observer_fn observer, void *ctx, http_server_t **out);
+
+/* Binds and listens on host:port (IPv4 or IPv6 literal; port 0 picks a free one). */
+int http_server_listen(http_server_t *s, const char *host, int port, errmsg_t *em);
+/* The bound port (after http_server_listen), or -1. */
+int http_server_port(const http_server_t *s);
+const http_server_stats_t *http_server_stats(const http_server_t *s);
+
+/* Stops accepting, closes idle connections, lets in-flight requests finish
+ * (their connections close after the response), and force-closes whatever is
+ * left after timeout_ms. done(arg) runs once every connection and the listener
+ * are closed. Handlers still running then are answered into the void. */
+void http_server_drain(http_server_t *s, uint64_t timeout_ms, void (*done)(void *arg), void *arg);
+/* Frees a drained server (after done ran). NULL is a no-op. */
+void http_server_free(http_server_t *s);
+
+/* The request of an exchange; borrowed until http_respond(). */
+const http_request_t *http_exchange_request(const http_exchange_t *ex);
+/* Per-exchange slot for the handler (e.g. its route index); 0 initially. */
+void http_exchange_set_tag(http_exchange_t *ex, int tag);
+int http_exchange_tag(const http_exchange_t *ex);
+
+/* Sends the response (takes ownership of resp->body's storage). Exactly once
+ * per exchange, on the loop thread. */
+void http_respond(http_exchange_t *ex, http_response_t *resp);
+/* Sends {"code": err_code_name(err), "message": errmsg_text(em, err)} with
+ * status err_http_status(err) (status overrides when non-zero). */
+void http_respond_error(http_exchange_t *ex, int status, int err, const errmsg_t *em,
+                        const char *extra_headers);
+
+/* Case-insensitive header lookup / exact parameter lookup; borrowed or NULL. */
+const char *http_request_header(const http_request_t *r, const char *name);
+const char *http_request_param(const http_request_t *r, const char *name);
+
+/* Percent-decodes s[0..n) into out (plus_is_space for query strings).
+ * ERR_INVALID_ARGUMENT on a bad escape or an encoded NUL. */
+int http_url_decode(const char *s, size_t n, int plus_is_space, buf_t *out);
+
+#endif

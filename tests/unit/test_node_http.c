@@ -1,0 +1,381 @@
+/* test_node_http.c — the HTTP/1.1 server on a real loopback socket.
+ *
+ * A server with small limits runs its loop in a second thread; the test talks
+ * to it with blocking sockets (every read has a timeout) and checks framing,
+ * keep-alive, pipelining, limits, timeouts, deferred answers and draining.
+ */
+#define _GNU_SOURCE /* strcasestr */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "check.h"
+#include "node/http_server.h"
+
+typedef struct fixture {
+    uv_loop_t loop;
+    uv_async_t stop;
+    uv_timer_t later;        /* answers /slow */
+    http_exchange_t *slow_ex; /* pending /slow exchange */
+    http_server_t *srv;
+    pthread_t thread;
+    int port;
+    int drained;
+    int observed;
+} fixture_t;
+
+static void respond_text(http_exchange_t *ex, int status, const char *text)
+{
+    http_response_t r = {.status = status, .content_type = "text/plain"};
+    buf_init(&r.body, BUF_UNLIMITED);
+    buf_append_str(&r.body, text);
+    http_respond(ex, &r);
+}
+
+static void on_later(uv_timer_t *t)
+{
+    fixture_t *f = t->data;
+    respond_text(f->slow_ex, 200, "slow done");
+    f->slow_ex = NULL;
+}
+
+static void handler(void *ctx, http_exchange_t *ex)
+{
+    fixture_t *f = ctx;
+    const http_request_t *r = http_exchange_request(ex);
+    char out[512];
+    if (strcmp(r->path, "/slow") == 0 && f->slow_ex == NULL) {
+        f->slow_ex = ex; /* answered later, from a timer */
+        uv_timer_start(&f->later, on_later, 300, 0);
+        return;
+    }
+    const char *a = http_request_param(r, "a"), *b = http_request_param(r, "b");
+    const char *h = http_request_header(r, "x-test");
+    snprintf(out, sizeof out, "%s %s a=%s b=%s h=%s len=%zu", r->method_name, r->path,
+             a ? a : "-", b ? b : "-", h ? h : "-", r->body_len);
+    respond_text(ex, 200, out);
+}
+
+static void observer(void *ctx, const http_exchange_t *ex, int status, uint64_t ms)
+{
+    fixture_t *f = ctx;
+    f->observed++;
+}
+
+static void on_drained(void *arg)
+{
+    fixture_t *f = arg;
+    f->drained = 1;
+    uv_close((uv_handle_t *)&f->stop, NULL);
+    uv_close((uv_handle_t *)&f->later, NULL);
+}
+
+static void on_stop(uv_async_t *a)
+{
+    fixture_t *f = a->data;
+    http_server_drain(f->srv, 2000, on_drained, f);
+}
+
+static void *loop_main(void *arg)
+{
+    fixture_t *f = arg;
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    return NULL;
+}
+
+static void fixture_start(fixture_t *f, const http_server_limits_t *lim)
+{
+    memset(f, 0, sizeof *f);
+    uv_loop_init(&f->loop);
+    uv_async_init(&f->loop, &f->stop, on_stop);
+    uv_timer_init(&f->loop, &f->later);
+    f->stop.data = f->later.data = f;
+    CHECK(http_server_new(&f->loop, lim, handler, observer, f, &f->srv) == 0);
+    errmsg_t em = {{0}};
+    CHECK(http_server_listen(f->srv, "127.0.0.1", 0, &em) == 0);
+    f->port = http_server_port(f->srv);
+    CHECK(f->port > 0);
+    pthread_create(&f->thread, NULL, loop_main, f);
+}
+
+static void fixture_stop(fixture_t *f)
+{
+    uv_async_send(&f->stop);
+    pthread_join(f->thread, NULL);
+    CHECK(f->drained);
+    http_server_free(f->srv);
+    CHECK(uv_loop_close(&f->loop) == 0);
+}
+
+static int dial(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void send_all(int fd, const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Reads one response (head + Content-Length body) into out; returns the status
+ * or -1 on EOF/timeout. Bytes after it stay in *carry for the next call. */
+static int read_response(int fd, char *out, size_t cap, buf_t *carry)
+{
+    for (int rounds = 0; rounds < 10000; rounds++) {
+        char *end = carry->data ? strstr((char *)carry->data, "\r\n\r\n") : NULL;
+        if (end != NULL) {
+            size_t head = (size_t)(end + 4 - (char *)carry->data);
+            const char *cl = strcasestr((char *)carry->data, "Content-Length:");
+            size_t body = cl && cl < end ? strtoul(cl + 15, NULL, 10) : 0;
+            int status = atoi((char *)carry->data + 9);
+            if (status == 100) {
+                memmove(carry->data, carry->data + head, carry->len - head + 1);
+                carry->len -= head;
+                continue;
+            }
+            if (carry->len >= head + body) {
+                size_t n = head + body < cap - 1 ? head + body : cap - 1;
+                memcpy(out, carry->data, n);
+                out[n] = 0;
+                memmove(carry->data, carry->data + head + body, carry->len - head - body + 1);
+                carry->len -= head + body;
+                return status;
+            }
+        }
+        char tmp[4096];
+        ssize_t r = recv(fd, tmp, sizeof tmp, 0);
+        if (r <= 0)
+            return -1;
+        buf_append(carry, tmp, (size_t)r);
+    }
+    return -1;
+}
+
+static int roundtrip(int port, const char *req, char *out, size_t cap)
+{
+    int fd = dial(port);
+    buf_t carry;
+    buf_init(&carry, BUF_UNLIMITED);
+    send_all(fd, req, strlen(req));
+    int status = read_response(fd, out, cap, &carry);
+    buf_free(&carry);
+    close(fd);
+    return status;
+}
+
+static const char *body_of(const char *resp)
+{
+    const char *p = strstr(resp, "\r\n\r\n");
+    return p ? p + 4 : "";
+}
+
+static void test_basic_and_decoding(fixture_t *f)
+{
+    char out[4096];
+    CHECK_EQ_INT(roundtrip(f->port, "GET /a%2Fb?a=1&b=x%20y+z&c HTTP/1.1\r\nHost: x\r\nX-Test: hi\r\n\r\n",
+                           out, sizeof out),
+                 200);
+    CHECK_EQ_STR(body_of(out), "GET /a/b a=1 b=x y z h=hi len=0");
+    CHECK(strstr(out, "Connection: keep-alive") != NULL);
+    CHECK_EQ_INT(roundtrip(f->port, "GET /?a=%zz HTTP/1.1\r\n\r\n", out, sizeof out), 400);
+    CHECK(strstr(out, "\"code\":\"invalid_parameter\"") != NULL);
+    CHECK_EQ_INT(roundtrip(f->port, "GET /?a=%00 HTTP/1.1\r\n\r\n", out, sizeof out), 400);
+    CHECK_EQ_INT(roundtrip(f->port, "GARBAGE\r\n\r\n", out, sizeof out), 400);
+    CHECK(strstr(out, "malformed HTTP request") != NULL);
+}
+
+static void test_keepalive_pipelining_bodies(fixture_t *f)
+{
+    char out[4096];
+    int fd = dial(f->port);
+    buf_t carry;
+    buf_init(&carry, BUF_UNLIMITED);
+    const char *two = "POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /q?a=2 HTTP/1.1\r\n\r\n";
+    send_all(fd, two, strlen(two));
+    CHECK_EQ_INT(read_response(fd, out, sizeof out, &carry), 200);
+    CHECK_EQ_STR(body_of(out), "POST /p a=- b=- h=- len=5");
+    CHECK_EQ_INT(read_response(fd, out, sizeof out, &carry), 200);
+    CHECK_EQ_STR(body_of(out), "GET /q a=2 b=- h=- len=0");
+    const char *chunked = "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n";
+    send_all(fd, chunked, strlen(chunked));
+    CHECK_EQ_INT(read_response(fd, out, sizeof out, &carry), 200);
+    CHECK_EQ_STR(body_of(out), "POST /c a=- b=- h=- len=7");
+    const char *expect = "POST /e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
+    send_all(fd, expect, strlen(expect));
+    char tmp[64] = {0};
+    ssize_t r = recv(fd, tmp, 25, MSG_WAITALL);
+    CHECK(r == 25 && strncmp(tmp, "HTTP/1.1 100 Continue\r\n\r\n", 25) == 0);
+    send_all(fd, "xyz", 3);
+    CHECK_EQ_INT(read_response(fd, out, sizeof out, &carry), 200);
+    CHECK_EQ_STR(body_of(out), "POST /e a=- b=- h=- len=3");
+    const char *last = "GET /z HTTP/1.1\r\nConnection: close\r\n\r\n";
+    send_all(fd, last, strlen(last));
+    CHECK_EQ_INT(read_response(fd, out, sizeof out, &carry), 200);
+    CHECK(strstr(out, "Connection: close") != NULL);
+    CHECK_EQ_INT(recv(fd, tmp, sizeof tmp, 0), 0); /* server closed after it */
+    buf_free(&carry);
+    close(fd);
+}
+
+static void test_limits(fixture_t *f)
+{
+    char out[4096];
+    /* 413 from Content-Length alone, before any body byte is sent */
+    CHECK_EQ_INT(roundtrip(f->port, "POST /big HTTP/1.1\r\nContent-Length: 100000\r\n\r\n", out,
+                           sizeof out),
+                 413);
+    CHECK(strstr(out, "\"code\":\"too_large\"") != NULL);
+    CHECK(strstr(out, "max-body-bytes") != NULL);
+    /* chunked bodies are counted as they arrive */
+    char req[8192];
+    char chunk[3000];
+    memset(chunk, 'x', sizeof chunk);
+    int n = snprintf(req, sizeof req, "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 2; i++)
+        n += snprintf(req + n, sizeof req - (size_t)n, "bb8\r\n%.3000s\r\n", chunk);
+    CHECK_EQ_INT(roundtrip(f->port, req, out, sizeof out), 413);
+    /* header block over max_header_bytes */
+    n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\nX-Big: ");
+    memset(req + n, 'h', 5000);
+    strcpy(req + n + 5000, "\r\n\r\n");
+    CHECK_EQ_INT(roundtrip(f->port, req, out, sizeof out), 431);
+    /* the server-wide budget of buffered bytes (4000 here) */
+    int fd = dial(f->port);
+    const char *hold = "POST /hold HTTP/1.1\r\nContent-Length: 3000\r\n\r\nabc";
+    send_all(fd, hold, strlen(hold));
+    usleep(100 * 1000);
+    CHECK_EQ_INT(roundtrip(f->port, "POST /b HTTP/1.1\r\nContent-Length: 3000\r\n\r\n", out, sizeof out),
+                 503);
+    CHECK(strstr(out, "Retry-After: 1") != NULL);
+    close(fd);
+}
+
+static void test_timeouts(fixture_t *f)
+{
+    char tmp[4096];
+    struct timeval t0, t1;
+    /* idle connection: closed silently after idle_timeout (300 ms) */
+    int fd = dial(f->port);
+    gettimeofday(&t0, NULL);
+    CHECK_EQ_INT(recv(fd, tmp, sizeof tmp, 0), 0);
+    gettimeofday(&t1, NULL);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000;
+    CHECK(ms >= 250 && ms < 3000);
+    close(fd);
+    /* slowloris: a byte at a time does not extend request_timeout (600 ms) */
+    fd = dial(f->port);
+    const char *part = "GET / HTTP/1.1\r\nX-Slow: ";
+    send_all(fd, part, strlen(part));
+    for (int i = 0; i < 10; i++) {
+        usleep(100 * 1000);
+        send_all(fd, "a", 1);
+    }
+    buf_t carry;
+    buf_init(&carry, BUF_UNLIMITED);
+    CHECK_EQ_INT(read_response(fd, tmp, sizeof tmp, &carry), 408);
+    buf_free(&carry);
+    close(fd);
+}
+
+static void test_deferred_and_fairness(fixture_t *f)
+{
+    char out[4096];
+    int fd = dial(f->port);
+    const char *slow = "GET /slow HTTP/1.1\r\n\r\n";
+    send_all(fd, slow, strlen(slow));
+    struct timeval t0, t1;
+    gettimeofday(&t0, NULL);
+    CHECK_EQ_INT(roundtrip(f->port, "GET /fast HTTP/1.1\r\n\r\n", out, sizeof out), 200);
+    gettimeofday(&t1, NULL);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000;
+    CHECK(ms < 250); /* not stuck behind /slow */
+    buf_t carry;
+    buf_init(&carry, BUF_UNLIMITED);
+    CHECK_EQ_INT(read_response(fd, out, sizeof out, &carry), 200);
+    CHECK_EQ_STR(body_of(out), "slow done");
+    buf_free(&carry);
+    close(fd);
+}
+
+static void test_max_connections(fixture_t *f)
+{
+    int fds[5];
+    char out[4096];
+    for (int i = 0; i < 4; i++)
+        fds[i] = dial(f->port);
+    usleep(100 * 1000);
+    CHECK_EQ_INT(roundtrip(f->port, "GET / HTTP/1.1\r\n\r\n", out, sizeof out), 503);
+    CHECK(strstr(out, "max-connections") != NULL);
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+    usleep(100 * 1000);
+    CHECK_EQ_INT(roundtrip(f->port, "GET / HTTP/1.1\r\n\r\n", out, sizeof out), 200);
+}
+
+static void test_drain(fixture_t *f)
+{
+    /* an in-flight request finishes during the drain, with Connection: close */
+    char out[4096];
+    int fd = dial(f->port);
+    const char *slow = "GET /slow HTTP/1.1\r\n\r\n";
+    send_all(fd, slow, strlen(slow));
+    usleep(50 * 1000);
+    uv_async_send(&f->stop);
+    buf_t carry;
+    buf_init(&carry, BUF_UNLIMITED);
+    CHECK_EQ_INT(read_response(fd, out, sizeof out, &carry), 200);
+    CHECK(strstr(out, "Connection: close") != NULL);
+    buf_free(&carry);
+    close(fd);
+    pthread_join(f->thread, NULL);
+    CHECK(f->drained);
+    CHECK(dial(f->port) < 0); /* the listener is gone */
+    http_server_free(f->srv);
+    CHECK(uv_loop_close(&f->loop) == 0);
+}
+
+int main(void)
+{
+    http_server_limits_t lim = {
+        .max_connections = 4,
+        .max_header_bytes = 4096,
+        .max_body_bytes = 5000,
+        .max_buffered_bytes = 4000,
+        .idle_timeout_ms = 300,
+        .request_timeout_ms = 600,
+    };
+    fixture_t f;
+    fixture_start(&f, &lim);
+    test_basic_and_decoding(&f);
+    test_keepalive_pipelining_bodies(&f);
+    test_limits(&f);
+    test_timeouts(&f);
+    test_deferred_and_fairness(&f);
+    test_max_connections(&f);
+    fixture_stop(&f);
+    CHECK(f.observed > 10);
+
+    fixture_start(&f, &lim);
+    test_drain(&f);
+    return check_exit();
+}
