@@ -1,1 +1,455 @@
-/* placeholder: replaced by the module implementation */
+/* storage.c — opening, configuring and closing the RocksDB instance, plus the
+ * module's small services: the error boundary, the clock, the id caches,
+ * disk usage, stats, compaction and checkpoints.
+ *
+ * Memory is bounded by two settings: block_cache_bytes (one LRU cache shared
+ * by every column family, which also holds index and filter blocks) and
+ * write_buffer_bytes (split between the column families' memtables by weight,
+ * at most two memtables each, and enforced as a whole by RocksDB's
+ * db_write_buffer_size, which flushes the largest memtable when the total is
+ * reached).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "storage/storage_int.h"
+
+const uint32_t storage_resolutions[STORAGE_RESOLUTION_COUNT] = {10, 60, 600, 3600, 86400};
+
+enum merge_kind { MERGE_NONE, MERGE_TREE, MERGE_I64 };
+
+/* How each column family is tuned. weight: share of the memtable budget
+ * (0 = the 1 MiB minimum). bloom: point lookups happen there. */
+static const struct cf_spec {
+    const char *name;
+    int compression;
+    int bloom;
+    enum merge_kind merge;
+    unsigned weight;
+} cf_specs[CF_COUNT] = {
+    [CF_DEFAULT] = {"default", rocksdb_no_compression, 0, MERGE_NONE, 0},
+    [CF_SERIES] = {"series", rocksdb_lz4_compression, 1, MERGE_NONE, 1},
+    [CF_POSTINGS] = {"postings", rocksdb_lz4_compression, 0, MERGE_NONE, 1},
+    [CF_BLOCKS] = {"blocks", rocksdb_zstd_compression, 0, MERGE_TREE, 4},
+    [CF_TOTALS] = {"totals", rocksdb_lz4_compression, 0, MERGE_I64, 1},
+    [CF_SYMBOLS] = {"symbols", rocksdb_zstd_compression, 1, MERGE_NONE, 1},
+    [CF_SPANS] = {"spans", rocksdb_zstd_compression, 0, MERGE_TREE, 2},
+    [CF_PROFILES] = {"profiles", rocksdb_lz4_compression, 1, MERGE_NONE, 1},
+    [CF_META] = {"meta", rocksdb_no_compression, 0, MERGE_NONE, 0},
+};
+
+#define MIB ((size_t)1 << 20)
+#define MEMTABLES_PER_CF 2
+/* A hot window folds its memtable operands into one value every this many
+ * merges, so reading the last hour does not re-merge every push. */
+#define MAX_SUCCESSIVE_MERGES 64
+
+void storage_options_default(storage_options_t *o)
+{
+    static const int64_t day = 86400;
+    memset(o, 0, sizeof *o);
+    o->block_cache_bytes = 256 * MIB;
+    o->write_buffer_bytes = 256 * MIB;
+    o->retention_seconds[0] = day;
+    o->retention_seconds[1] = 7 * day;
+    o->retention_seconds[2] = 30 * day;
+    o->retention_seconds[3] = 90 * day;
+    o->retention_seconds[4] = 0;
+    o->seen_retention_seconds = 7 * day;
+    o->max_background_jobs = 2;
+}
+
+/* --- small services ------------------------------------------------------ */
+
+int storage_rocks_err(char *err, errmsg_t *em, const char *what)
+{
+    if (err == NULL)
+        return 0;
+    log_error("storage", "%s: %s", what, err);
+    errmsg_set(em, ERR_IO, "%s: %s", what, err);
+    free(err);
+    return ERR_IO;
+}
+
+int storage_check_tenant(const char *tenant, errmsg_t *em)
+{
+    size_t n = tenant != NULL ? strlen(tenant) : 0;
+    if (n == 0 || n > STORAGE_TENANT_MAX)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "tenant must be 1..%d bytes, got %zu",
+                          STORAGE_TENANT_MAX, n);
+    return 0;
+}
+
+static int64_t wall_clock(void *ctx)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+void storage_set_clock(storage_t *s, storage_clock_fn fn, void *ctx)
+{
+    s->clock = fn != NULL ? fn : wall_clock;
+    s->clock_ctx = fn != NULL ? ctx : NULL;
+}
+
+int64_t storage_now(const storage_t *s)
+{
+    return s->clock(s->clock_ctx);
+}
+
+uint64_t storage_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+int idcache_init(idcache_t *c, size_t slots)
+{
+    c->slots = calloc(slots, sizeof *c->slots);
+    c->mask = slots - 1;
+    return c->slots != NULL ? 0 : ERR_NOMEM;
+}
+
+void idcache_free(idcache_t *c)
+{
+    free(c->slots);
+    c->slots = NULL;
+}
+
+static uint64_t idcache_key(uint64_t key)
+{
+    return key != 0 ? key : 1; /* 0 marks an empty slot */
+}
+
+int idcache_has(idcache_t *c, uint64_t key)
+{
+    key = idcache_key(key);
+    return atomic_load_explicit(&c->slots[key & c->mask], memory_order_relaxed) == key;
+}
+
+void idcache_add(idcache_t *c, uint64_t key)
+{
+    key = idcache_key(key);
+    atomic_store_explicit(&c->slots[key & c->mask], key, memory_order_relaxed);
+}
+
+void idcache_clear(idcache_t *c)
+{
+    for (size_t i = 0; i <= c->mask; i++)
+        atomic_store_explicit(&c->slots[i], 0, memory_order_relaxed);
+}
+
+/* --- options -------------------------------------------------------------- */
+
+static rocksdb_block_based_table_options_t *table_options(storage_t *s, const struct cf_spec *sp)
+{
+    rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(t, s->cache);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
+    rocksdb_block_based_options_set_format_version(t, 5);
+    rocksdb_block_based_options_set_block_size(t, 16 * 1024);
+    if (sp->bloom) /* the table options take ownership of the policy */
+        rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom_full(10));
+    return t;
+}
+
+static size_t memtable_size(const storage_options_t *o, unsigned weight)
+{
+    unsigned total = 0;
+    for (int i = 0; i < CF_COUNT; i++)
+        total += cf_specs[i].weight;
+    size_t unit = o->write_buffer_bytes / ((size_t)MEMTABLES_PER_CF * total);
+    size_t n = unit * weight;
+    return n < MIB ? MIB : n;
+}
+
+static rocksdb_options_t *cf_options(storage_t *s, enum storage_cf cf)
+{
+    const struct cf_spec *sp = &cf_specs[cf];
+    rocksdb_options_t *o = rocksdb_options_create_copy(s->db_opts);
+    rocksdb_block_based_table_options_t *t = table_options(s, sp);
+    rocksdb_options_set_block_based_table_factory(o, t);
+    rocksdb_block_based_options_destroy(t);
+    rocksdb_options_set_compression(o, sp->compression);
+    rocksdb_options_set_bottommost_compression(o, sp->compression == rocksdb_no_compression
+                                                      ? rocksdb_no_compression
+                                                      : rocksdb_zstd_compression);
+    rocksdb_options_set_write_buffer_size(o, memtable_size(&s->opts, sp->weight));
+    rocksdb_options_set_max_write_buffer_number(o, MEMTABLES_PER_CF);
+    rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
+    if (sp->merge != MERGE_NONE) { /* the options take ownership of the operator */
+        rocksdb_options_set_merge_operator(o, sp->merge == MERGE_TREE
+                                                  ? storage_merge_tree_new(&s->counters)
+                                                  : storage_merge_i64_new(&s->counters));
+        rocksdb_options_set_max_successive_merges(o, MAX_SUCCESSIVE_MERGES);
+    }
+    s->filters[cf] = storage_filter_new(s, cf);
+    if (s->filters[cf] != NULL)
+        rocksdb_options_set_compaction_filter(o, s->filters[cf]);
+    return o;
+}
+
+static void db_options(storage_t *s)
+{
+    const storage_options_t *o = &s->opts;
+    rocksdb_options_t *d = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(d, 1);
+    rocksdb_options_set_create_missing_column_families(d, 1);
+    rocksdb_options_set_max_background_jobs(d, o->max_background_jobs > 0 ? o->max_background_jobs
+                                                                          : 2);
+    rocksdb_options_set_db_write_buffer_size(d, o->write_buffer_bytes);
+    /* A WAL older than this forces the flush of the CFs that keep it alive. */
+    rocksdb_options_set_max_total_wal_size(d, 2 * (uint64_t)o->write_buffer_bytes);
+    rocksdb_options_set_keep_log_file_num(d, 4);
+    rocksdb_options_set_max_log_file_size(d, 16 * MIB);
+    rocksdb_options_set_bytes_per_sync(d, MIB);
+    s->db_opts = d;
+}
+
+/* --- open / close --------------------------------------------------------- */
+
+/* mkdir -p: RocksDB creates only the last path component. */
+static int make_dirs(const char *path, errmsg_t *em)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "data directory path too long");
+    for (char *p = tmp + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return errmsg_set(em, ERR_IO, "mkdir %s: %s", tmp, strerror(errno));
+        *p = c;
+        if (c == '\0')
+            return 0;
+    }
+}
+
+static int check_format(storage_t *s, errmsg_t *em)
+{
+    static const char key[] = "format_version";
+    char *err = NULL;
+    size_t len = 0;
+    char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_META], key, sizeof key - 1, &len, &err);
+    int rc = storage_rocks_err(err, em, "read format version");
+    if (rc == 0 && v != NULL &&
+        (len != strlen(STORAGE_FORMAT_VERSION) || memcmp(v, STORAGE_FORMAT_VERSION, len) != 0))
+        rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
+                        (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
+    if (rc == 0 && v == NULL) {
+        rocksdb_put_cf(s->db, s->wopts, s->cf[CF_META], key, sizeof key - 1,
+                       STORAGE_FORMAT_VERSION, strlen(STORAGE_FORMAT_VERSION), &err);
+        rc = storage_rocks_err(err, em, "write format version");
+    }
+    free(v);
+    return rc;
+}
+
+static int open_db(storage_t *s, errmsg_t *em)
+{
+    const char *names[CF_COUNT];
+    const rocksdb_options_t *opts[CF_COUNT];
+    db_options(s);
+    for (int i = 0; i < CF_COUNT; i++) {
+        names[i] = cf_specs[i].name;
+        s->cf_opts[i] = cf_options(s, (enum storage_cf)i);
+        opts[i] = s->cf_opts[i];
+    }
+    char *err = NULL;
+    s->db = rocksdb_open_column_families(s->db_opts, s->path, CF_COUNT, names, opts, s->cf, &err);
+    if (err != NULL)
+        s->db = NULL;
+    return storage_rocks_err(err, em, "open");
+}
+
+static storage_t *storage_alloc(const storage_options_t *o)
+{
+    storage_t *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->opts = *o;
+    s->path = strdup(o->path);
+    storage_set_clock(s, NULL, NULL);
+    for (int i = 0; i < STORAGE_STRIPES; i++)
+        pthread_mutex_init(&s->stripes[i], NULL);
+    s->cache = rocksdb_cache_create_lru(o->block_cache_bytes);
+    s->ropts = rocksdb_readoptions_create();
+    s->wopts = rocksdb_writeoptions_create();
+    if (s->path == NULL || idcache_init(&s->symbol_cache, STORAGE_SYMBOL_CACHE_SLOTS) != 0 ||
+        idcache_init(&s->series_cache, STORAGE_SERIES_CACHE_SLOTS) != 0) {
+        storage_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+int storage_open(const storage_options_t *o, storage_t **out, errmsg_t *em)
+{
+    *out = NULL;
+    if (o == NULL || o->path == NULL || o->path[0] == '\0')
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "storage: no data directory given");
+    int rc = make_dirs(o->path, em);
+    if (rc != 0)
+        return rc;
+    storage_t *s = storage_alloc(o);
+    if (s == NULL)
+        return errmsg_set(em, ERR_NOMEM, "storage: out of memory");
+    rc = open_db(s, em);
+    if (rc == 0)
+        rc = check_format(s, em);
+    if (rc != 0) {
+        storage_close(s);
+        return rc;
+    }
+    log_info("storage", "opened %s (cache %zu MiB, memtables %zu MiB)", s->path,
+             o->block_cache_bytes / MIB, o->write_buffer_bytes / MIB);
+    *out = s;
+    return 0;
+}
+
+static void flush_all(storage_t *s)
+{
+    rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(fo, 1);
+    for (int i = 0; i < CF_COUNT; i++) {
+        char *err = NULL;
+        rocksdb_flush_cf(s->db, fo, s->cf[i], &err);
+        storage_rocks_err(err, NULL, "flush on close");
+    }
+    rocksdb_flushoptions_destroy(fo);
+}
+
+/* Order matters: the DB goes first (it still calls merge operators and
+ * filters), then the options (which own the merge operators), then the
+ * filters and the cache, and the handle last (operators point into it). */
+void storage_close(storage_t *s)
+{
+    if (s == NULL)
+        return;
+    if (s->db != NULL) {
+        flush_all(s);
+        rocksdb_cancel_all_background_work(s->db, 1);
+        for (int i = 0; i < CF_COUNT; i++)
+            if (s->cf[i] != NULL)
+                rocksdb_column_family_handle_destroy(s->cf[i]);
+        rocksdb_close(s->db);
+        log_info("storage", "closed %s", s->path);
+    }
+    for (int i = 0; i < CF_COUNT; i++)
+        if (s->cf_opts[i] != NULL)
+            rocksdb_options_destroy(s->cf_opts[i]);
+    if (s->db_opts != NULL)
+        rocksdb_options_destroy(s->db_opts);
+    for (int i = 0; i < CF_COUNT; i++)
+        if (s->filters[i] != NULL)
+            rocksdb_compactionfilter_destroy(s->filters[i]);
+    if (s->cache != NULL)
+        rocksdb_cache_destroy(s->cache);
+    if (s->ropts != NULL)
+        rocksdb_readoptions_destroy(s->ropts);
+    if (s->wopts != NULL)
+        rocksdb_writeoptions_destroy(s->wopts);
+    idcache_free(&s->symbol_cache);
+    idcache_free(&s->series_cache);
+    for (int i = 0; i < STORAGE_STRIPES; i++)
+        pthread_mutex_destroy(&s->stripes[i]);
+    free(s->path);
+    free(s);
+}
+
+/* --- sizes, stats, compaction, checkpoints -------------------------------- */
+
+/* Bytes of write-ahead log files (*.log) in the data directory. */
+static uint64_t wal_bytes(const char *path)
+{
+    uint64_t total = 0;
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return 0;
+    struct dirent *e;
+    char file[4096];
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n < 4 || strcmp(e->d_name + n - 4, ".log") != 0)
+            continue;
+        struct stat st;
+        if (snprintf(file, sizeof file, "%s/%s", path, e->d_name) < (int)sizeof file &&
+            stat(file, &st) == 0)
+            total += (uint64_t)st.st_size;
+    }
+    closedir(d);
+    return total;
+}
+
+static uint64_t sum_property(storage_t *s, const char *name)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < CF_COUNT; i++) {
+        uint64_t v = 0;
+        if (rocksdb_property_int_cf(s->db, s->cf[i], name, &v) == 0)
+            total += v;
+    }
+    return total;
+}
+
+int storage_disk_usage(storage_t *s, uint64_t *bytes)
+{
+    *bytes = sum_property(s, "rocksdb.total-sst-files-size") + wal_bytes(s->path);
+    return 0;
+}
+
+int storage_stats(storage_t *s, storage_stats_t *out)
+{
+    memset(out, 0, sizeof *out);
+    storage_disk_usage(s, &out->disk_bytes);
+    out->memtable_bytes = sum_property(s, "rocksdb.cur-size-all-mem-tables");
+    out->block_cache_bytes = rocksdb_cache_get_usage(s->cache);
+    out->corrupt_operands = atomic_load(&s->counters.corrupt_operands);
+    out->expired_windows = atomic_load(&s->counters.filtered_windows);
+    out->expired_seen = atomic_load(&s->counters.filtered_seen);
+    out->duplicate_series = atomic_load(&s->counters.duplicates);
+    out->series_written = atomic_load(&s->counters.series_written);
+    return 0;
+}
+
+/* Forcing the bottommost level through compaction makes retention filters
+ * and merge folding see every key, so sizes measured afterwards are settled. */
+int storage_compact(storage_t *s)
+{
+    rocksdb_compactoptions_t *co = rocksdb_compactoptions_create();
+    rocksdb_compactoptions_set_bottommost_level_compaction(co, 2 /* kForce */);
+    rocksdb_compactoptions_set_exclusive_manual_compaction(co, 0);
+    for (int i = 0; i < CF_COUNT; i++)
+        rocksdb_compact_range_cf_opt(s->db, s->cf[i], co, NULL, 0, NULL, 0);
+    rocksdb_compactoptions_destroy(co);
+    return 0;
+}
+
+int storage_checkpoint(storage_t *s, const char *dir, errmsg_t *em)
+{
+    if (dir == NULL || dir[0] == '\0')
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "checkpoint: no directory given");
+    char *err = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &err);
+    int rc = storage_rocks_err(err, em, "checkpoint");
+    if (rc != 0)
+        return rc;
+    /* log_size_for_flush 0: flush memtables so the checkpoint holds no WAL. */
+    rocksdb_checkpoint_create(cp, dir, 0, &err);
+    rc = storage_rocks_err(err, em, "checkpoint");
+    rocksdb_checkpoint_object_destroy(cp);
+    return rc;
+}

@@ -144,4 +144,22 @@ int storage_disk_usage(storage_t *s, uint64_t *bytes);
 /* Compacts everything now (tests and benchmarks measure settled sizes). */
 int storage_compact(storage_t *s);
 
+/* Counters and sizes for /metrics; a snapshot, filled into *out. */
+typedef struct storage_stats {
+    uint64_t disk_bytes;        /* as storage_disk_usage */
+    uint64_t memtable_bytes;    /* all memtables of all column families */
+    uint64_t block_cache_bytes; /* block cache in use */
+    uint64_t corrupt_operands;  /* merge operands skipped because they did not decode */
+    uint64_t expired_windows;   /* blocks/totals windows dropped by retention */
+    uint64_t expired_seen;      /* profile ids forgotten after seen_retention_seconds */
+    uint64_t duplicate_series;  /* series writes skipped: (series, profile id) already seen */
+    uint64_t series_written;    /* series writes committed */
+} storage_stats_t;
+int storage_stats(storage_t *s, storage_stats_t *out);
+
+/* Writes a consistent copy of the database into dir (which must not exist),
+ * hard-linking SST files where the file system allows: a backup that costs
+ * little space until the live files compact away. ERR_IO with the reason. */
+int storage_checkpoint(storage_t *s, const char *dir, errmsg_t *em);
+
 #endif

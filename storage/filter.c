@@ -1,0 +1,93 @@
+/* filter.c — retention as RocksDB compaction filters.
+ *
+ * blocks/totals: a window [w, w+res) of resolution index r is dropped once
+ *   w + res + retention_seconds[r] <= now (the whole window is older than the
+ *   retention of its resolution); retention 0 keeps it forever.
+ * profiles (the seen index): an entry is dropped once
+ *   written_s + seen_retention_seconds <= now, where written_s is the clock
+ *   when it was stored — not the profile's own time, so a backfilled profile
+ *   is still remembered for the full period after it arrived.
+ *
+ * "now" comes from the handle's clock (storage_set_clock), so tests can age
+ * data without waiting. Filters only ever see fully merged values and Puts;
+ * merge operands are kept until compaction folds them into a value.
+ * Keys or values that do not parse are kept: retention never guesses.
+ */
+#include "storage/storage_int.h"
+
+/* Smallest blocks/totals key: token, empty tenant, series_id, res, window. */
+#define WINDOW_KEY_MIN (8 + 1 + 8 + 1 + 8)
+
+static int window_expired(storage_t *s, const uint8_t *key, size_t klen)
+{
+    if (klen < WINDOW_KEY_MIN)
+        return 0;
+    int res = key[klen - 9];
+    if (res >= STORAGE_RESOLUTION_COUNT)
+        return 0;
+    int64_t keep = s->opts.retention_seconds[res];
+    if (keep <= 0)
+        return 0;
+    int64_t window = storage_time_decode(key + klen - 8);
+    int64_t end = window + (int64_t)storage_resolutions[res];
+    return end + keep <= storage_now(s);
+}
+
+static int seen_expired(storage_t *s, const uint8_t *val, size_t vlen)
+{
+    int64_t keep = s->opts.seen_retention_seconds;
+    if (keep <= 0 || vlen != STORAGE_PROFILE_VALUE_LEN)
+        return 0;
+    int64_t written = storage_i64_get(val + 16);
+    return written + keep <= storage_now(s);
+}
+
+int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key, size_t klen,
+                           const uint8_t *val, size_t vlen)
+{
+    switch (cf) {
+    case CF_BLOCKS:
+    case CF_TOTALS:
+        return window_expired(s, key, klen);
+    case CF_PROFILES:
+        return seen_expired(s, val, vlen);
+    default:
+        return 0;
+    }
+}
+
+static unsigned char filter(void *state, int level, const char *key, size_t klen,
+                            const char *val, size_t vlen, char **new_value, size_t *new_len,
+                            unsigned char *changed)
+{
+    storage_filter_state_t *fs = state;
+    *changed = 0;
+    if (!storage_filter_expired(fs->s, fs->cf, (const uint8_t *)key, klen, (const uint8_t *)val,
+                                vlen))
+        return 0;
+    atomic_uint_fast64_t *n = fs->cf == CF_PROFILES ? &fs->s->counters.filtered_seen
+                                                    : &fs->s->counters.filtered_windows;
+    atomic_fetch_add(n, 1);
+    return 1;
+}
+
+static const char *filter_name(void *state)
+{
+    storage_filter_state_t *fs = state;
+    return fs->cf == CF_PROFILES ? "flamedb.seen_retention.v1" : "flamedb.window_retention.v1";
+}
+
+static void no_destructor(void *state) {}
+
+rocksdb_compactionfilter_t *storage_filter_new(storage_t *s, enum storage_cf cf)
+{
+    if (cf != CF_BLOCKS && cf != CF_TOTALS && cf != CF_PROFILES)
+        return NULL;
+    s->filter_state[cf].s = s;
+    s->filter_state[cf].cf = cf;
+    rocksdb_compactionfilter_t *f =
+        rocksdb_compactionfilter_create(&s->filter_state[cf], no_destructor, filter, filter_name);
+    if (f != NULL)
+        rocksdb_compactionfilter_set_ignore_snapshots(f, 1);
+    return f;
+}

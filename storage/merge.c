@@ -1,0 +1,199 @@
+/* merge.c — the RocksDB merge operators of blocks, spans and totals.
+ *
+ * Blocks and spans hold call trees; their operator sums trees (decode every
+ * operand into one tree, encode it once). Totals hold signed 64-bit integers
+ * (8 bytes little-endian) and their operator adds them with wrap-around, which
+ * is exact for any sum that fits in an int64.
+ *
+ * Both operators implement full merge (operands onto an existing value) and
+ * partial merge (operands onto each other), so compaction and flushes fold a
+ * hot window's operands into one instead of leaving every read to do it.
+ *
+ * A merge operator must never fail: a failed merge makes RocksDB report
+ * corruption for the key and, during compaction, stop all background work.
+ * So an operand (or existing value) that does not decode is skipped, counted
+ * in storage_counters_t.corrupt_operands and logged; the others still sum.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/calltree.h"
+#include "common/log.h"
+#include "storage/storage_int.h"
+
+#define MERGE_TREE_NAME "flamedb.calltree_sum.v1"
+#define MERGE_I64_NAME "flamedb.i64_add.v1"
+
+static void log_corrupt(storage_counters_t *c, const char *what, int i, int rc)
+{
+    uint64_t n = atomic_fetch_add(&c->corrupt_operands, 1) + 1;
+    log_warn("storage", "skipped corrupt %s merge operand #%d (%s); %llu skipped so far", what, i,
+             err_message(rc), (unsigned long long)n);
+}
+
+/* Re-adds the parts before `upto` that decoded, after acc was cleared. */
+static int refold(calltree_t *acc, const char *const *parts, const size_t *lens,
+                  const unsigned char *bad, int upto)
+{
+    calltree_clear(acc);
+    for (int j = 0; j < upto; j++) {
+        if (bad[j])
+            continue;
+        int rc = calltree_decode_merge(acc, (const uint8_t *)parts[j], lens[j]);
+        if (rc != 0)
+            return rc; /* decoded before, so only out of memory gets here */
+    }
+    return 0;
+}
+
+/* Decodes straight into the accumulator (the common case costs one decode
+ * per operand); a part that fails may have left half of itself in acc, so
+ * acc is then rebuilt from the good parts seen so far. */
+int storage_fold_trees(storage_counters_t *c, const char *const *parts, const size_t *lens,
+                       int n, buf_t *out)
+{
+    /* Unlimited nodes: the merged tree is no larger than the sum of its
+     * operands, which are bounded by the ingest limits and RocksDB values. */
+    calltree_t *acc = calltree_new(0);
+    unsigned char *bad = NULL;
+    int rc = acc == NULL ? ERR_NOMEM : 0;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        int drc = calltree_decode_merge(acc, (const uint8_t *)parts[i], lens[i]);
+        if (drc == 0)
+            continue;
+        if (drc == ERR_NOMEM) {
+            rc = drc;
+            break;
+        }
+        if (bad == NULL && (bad = calloc((size_t)n, 1)) == NULL) {
+            rc = ERR_NOMEM;
+            break;
+        }
+        bad[i] = 1;
+        log_corrupt(c, "calltree", i, drc);
+        rc = refold(acc, parts, lens, bad, i);
+    }
+    if (rc == 0)
+        rc = calltree_encode(acc, out);
+    free(bad);
+    calltree_free(acc);
+    return rc;
+}
+
+static char *tree_result(storage_counters_t *c, const char *const *parts, const size_t *lens,
+                         int n, unsigned char *success, size_t *new_len)
+{
+    buf_t out;
+    buf_init(&out, STORAGE_VALUE_MAX);
+    if (storage_fold_trees(c, parts, lens, n, &out) != 0) {
+        buf_free(&out);
+        *success = 0;
+        *new_len = 0;
+        return malloc(1); /* RocksDB copies 0 bytes from it, then frees it */
+    }
+    *success = 1;
+    return (char *)buf_steal(&out, new_len);
+}
+
+static char *tree_full_merge(void *state, const char *key, size_t key_len, const char *existing,
+                             size_t existing_len, const char *const *ops, const size_t *op_lens,
+                             int nops, unsigned char *success, size_t *new_len)
+{
+    if (existing == NULL)
+        return tree_result(state, ops, op_lens, nops, success, new_len);
+    const char **parts = malloc(sizeof *parts * ((size_t)nops + 1));
+    size_t *lens = malloc(sizeof *lens * ((size_t)nops + 1));
+    char *r = NULL;
+    if (parts != NULL && lens != NULL) {
+        parts[0] = existing;
+        lens[0] = existing_len;
+        memcpy(parts + 1, ops, sizeof *parts * (size_t)nops);
+        memcpy(lens + 1, op_lens, sizeof *lens * (size_t)nops);
+        r = tree_result(state, parts, lens, nops + 1, success, new_len);
+    } else {
+        *success = 0;
+        *new_len = 0;
+        r = malloc(1);
+    }
+    free(parts);
+    free(lens);
+    return r;
+}
+
+static char *tree_partial_merge(void *state, const char *key, size_t key_len,
+                                const char *const *ops, const size_t *op_lens, int nops,
+                                unsigned char *success, size_t *new_len)
+{
+    return tree_result(state, ops, op_lens, nops, success, new_len);
+}
+
+/* Sums 8-byte operands; wrong-sized ones are corrupt and skipped. */
+static uint64_t sum_i64(storage_counters_t *c, const char *const *ops, const size_t *lens, int n)
+{
+    uint64_t sum = 0;
+    for (int i = 0; i < n; i++) {
+        if (lens[i] != 8) {
+            log_corrupt(c, "total", i, ERR_CORRUPT);
+            continue;
+        }
+        sum += (uint64_t)storage_i64_get((const uint8_t *)ops[i]);
+    }
+    return sum;
+}
+
+static char *i64_result(uint64_t sum, unsigned char *success, size_t *new_len)
+{
+    char *r = malloc(8);
+    *success = r != NULL;
+    *new_len = r != NULL ? 8 : 0;
+    if (r != NULL)
+        storage_i64_put((uint8_t *)r, (int64_t)sum);
+    return r;
+}
+
+static char *i64_full_merge(void *state, const char *key, size_t key_len, const char *existing,
+                            size_t existing_len, const char *const *ops, const size_t *op_lens,
+                            int nops, unsigned char *success, size_t *new_len)
+{
+    uint64_t sum = sum_i64(state, ops, op_lens, nops);
+    if (existing != NULL)
+        sum += sum_i64(state, &existing, &existing_len, 1);
+    return i64_result(sum, success, new_len);
+}
+
+static char *i64_partial_merge(void *state, const char *key, size_t key_len,
+                               const char *const *ops, const size_t *op_lens, int nops,
+                               unsigned char *success, size_t *new_len)
+{
+    return i64_result(sum_i64(state, ops, op_lens, nops), success, new_len);
+}
+
+static void delete_value(void *state, const char *value, size_t len)
+{
+    free((void *)value);
+}
+
+/* The counters belong to the storage_t, which outlives the DB. */
+static void no_destructor(void *state) {}
+
+static const char *tree_name(void *state)
+{
+    return MERGE_TREE_NAME;
+}
+
+static const char *i64_name(void *state)
+{
+    return MERGE_I64_NAME;
+}
+
+rocksdb_mergeoperator_t *storage_merge_tree_new(storage_counters_t *c)
+{
+    return rocksdb_mergeoperator_create(c, no_destructor, tree_full_merge, tree_partial_merge,
+                                        delete_value, tree_name);
+}
+
+rocksdb_mergeoperator_t *storage_merge_i64_new(storage_counters_t *c)
+{
+    return rocksdb_mergeoperator_create(c, no_destructor, i64_full_merge, i64_partial_merge,
+                                        delete_value, i64_name);
+}

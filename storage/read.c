@@ -1,0 +1,342 @@
+/* read.c — the read side: label index, series labels, window scans, spans
+ * and symbols.
+ *
+ * Every scan is a bounded iterator (lower bound = the first key wanted, upper
+ * bound = the first key not wanted), so RocksDB never reads past the range.
+ * Values handed to callbacks are the fully merged ones (iterators and Get
+ * apply the merge operators) and are borrowed until the callback returns.
+ * Distinct label names and values are listed by seeking past each one rather
+ * than reading every posting under it: the cost is one seek per distinct
+ * string, not one step per series.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/varint.h"
+#include "storage/storage_int.h"
+
+#define SYMBOL_BATCH 256
+
+typedef struct range {
+    rocksdb_readoptions_t *ro;
+    rocksdb_iterator_t *it;
+} range_t;
+
+/* Opens an iterator over [lo, hi) of cf, positioned at lo. lo and hi must
+ * stay alive until range_close. */
+static void range_open(storage_t *s, range_t *r, enum storage_cf cf, const uint8_t *lo,
+                       size_t lon, const uint8_t *hi, size_t hin)
+{
+    r->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_lower_bound(r->ro, (const char *)lo, lon);
+    rocksdb_readoptions_set_iterate_upper_bound(r->ro, (const char *)hi, hin);
+    r->it = rocksdb_create_iterator_cf(s->db, r->ro, s->cf[cf]);
+    rocksdb_iter_seek(r->it, (const char *)lo, lon);
+}
+
+/* Closes the iterator; returns rc, or ERR_IO if the iterator failed. */
+static int range_close(range_t *r, int rc)
+{
+    char *err = NULL;
+    rocksdb_iter_get_error(r->it, &err);
+    int ioerr = storage_rocks_err(err, NULL, "scan");
+    rocksdb_iter_destroy(r->it);
+    rocksdb_readoptions_destroy(r->ro);
+    return ioerr != 0 ? ioerr : rc;
+}
+
+static const uint8_t *range_key(range_t *r, size_t *n)
+{
+    return (const uint8_t *)rocksdb_iter_key(r->it, n);
+}
+
+/* --- label index ----------------------------------------------------------- */
+
+/* The next distinct string at offset off of the keys in [lo, hi): copied into
+ * str (NUL-terminated); the iterator then seeks past every key that has it.
+ * Returns 1 when found, 0 at the end. */
+static int next_distinct(range_t *r, size_t off, buf_t *str, buf_t *seek)
+{
+    while (rocksdb_iter_valid(r->it)) {
+        size_t kn;
+        const uint8_t *k = range_key(r, &kn);
+        const uint8_t *nul = kn > off ? memchr(k + off, 0, kn - off) : NULL;
+        if (nul == NULL) { /* not a posting key: skip it */
+            rocksdb_iter_next(r->it);
+            continue;
+        }
+        size_t len = (size_t)(nul - k);
+        buf_reset(str);
+        buf_reset(seek);
+        if (buf_append(str, k + off, len - off) != 0 || buf_append(seek, k, len) != 0 ||
+            buf_append_byte(seek, 1) != 0)
+            return ERR_NOMEM;
+        /* key prefix + 0x01 sorts after every key prefix + 0x00 + ... */
+        rocksdb_iter_seek(r->it, (const char *)seek->data, seek->len);
+        return 1;
+    }
+    return 0;
+}
+
+/* Calls fn with every distinct string that follows prefix in postings. */
+static int list_distinct(storage_t *s, const buf_t *prefix, storage_name_fn fn, void *ctx)
+{
+    buf_t hi, str, seek;
+    buf_init(&hi, BUF_UNLIMITED);
+    buf_init(&str, STORAGE_LABEL_MAX + 1);
+    buf_init(&seek, BUF_UNLIMITED);
+    int rc = buf_append(&hi, prefix->data, prefix->len);
+    if (rc != 0) {
+        buf_free(&hi);
+        return rc;
+    }
+    hi.len = storage_prefix_successor(hi.data, hi.len);
+    range_t r;
+    range_open(s, &r, CF_POSTINGS, prefix->data, prefix->len, hi.data, hi.len);
+    while (rc == 0 && (rc = next_distinct(&r, prefix->len, &str, &seek)) == 1)
+        rc = fn(ctx, (const char *)str.data);
+    rc = range_close(&r, rc);
+    buf_free(&hi);
+    buf_free(&str);
+    buf_free(&seek);
+    return rc;
+}
+
+/* tenant length, tenant, then optionally name 0x00 [value 0x00]. */
+static int posting_prefix(buf_t *b, const char *tenant, const char *name, const char *value)
+{
+    size_t tn = strlen(tenant);
+    int rc = buf_append_byte(b, (uint8_t)tn);
+    if (rc == 0)
+        rc = buf_append(b, tenant, tn);
+    if (rc == 0 && name != NULL)
+        rc = buf_append(b, name, strlen(name) + 1);
+    if (rc == 0 && value != NULL)
+        rc = buf_append(b, value, strlen(value) + 1);
+    return rc == ERR_TOO_LARGE ? ERR_LIMIT : rc;
+}
+
+int storage_label_names(storage_t *s, const char *tenant, storage_name_fn fn, void *ctx)
+{
+    int rc = storage_check_tenant(tenant, NULL);
+    if (rc != 0)
+        return rc;
+    buf_t prefix;
+    buf_init(&prefix, 1 + STORAGE_TENANT_MAX);
+    rc = posting_prefix(&prefix, tenant, NULL, NULL);
+    if (rc == 0)
+        rc = list_distinct(s, &prefix, fn, ctx);
+    buf_free(&prefix);
+    return rc;
+}
+
+int storage_label_values(storage_t *s, const char *tenant, const char *name, storage_name_fn fn,
+                         void *ctx)
+{
+    int rc = storage_check_tenant(tenant, NULL);
+    if (rc != 0 || name == NULL)
+        return rc != 0 ? rc : ERR_INVALID_ARGUMENT;
+    buf_t prefix;
+    buf_init(&prefix, 1 + STORAGE_TENANT_MAX + STORAGE_LABEL_MAX + 1);
+    rc = posting_prefix(&prefix, tenant, name, NULL);
+    if (rc == 0)
+        rc = list_distinct(s, &prefix, fn, ctx);
+    buf_free(&prefix);
+    return rc;
+}
+
+int storage_postings(storage_t *s, const char *tenant, const char *name, const char *value,
+                     storage_series_fn fn, void *ctx)
+{
+    int rc = storage_check_tenant(tenant, NULL);
+    if (rc != 0 || name == NULL || value == NULL)
+        return rc != 0 ? rc : ERR_INVALID_ARGUMENT;
+    buf_t lo, hi;
+    buf_init(&lo, 1 + STORAGE_TENANT_MAX + 2 * (STORAGE_LABEL_MAX + 1));
+    buf_init(&hi, BUF_UNLIMITED);
+    rc = posting_prefix(&lo, tenant, name, value);
+    if (rc == 0)
+        rc = buf_append(&hi, lo.data, lo.len);
+    if (rc != 0) {
+        buf_free(&lo);
+        buf_free(&hi);
+        return rc;
+    }
+    hi.len = storage_prefix_successor(hi.data, hi.len);
+    range_t r;
+    range_open(s, &r, CF_POSTINGS, lo.data, lo.len, hi.data, hi.len);
+    for (; rc == 0 && rocksdb_iter_valid(r.it); rocksdb_iter_next(r.it)) {
+        size_t kn;
+        const uint8_t *k = range_key(&r, &kn);
+        if (kn == lo.len + 16) /* every posting key has this length; defensive */
+            rc = fn(ctx, be64_get(k + lo.len), be64_get(k + lo.len + 8));
+    }
+    rc = range_close(&r, rc);
+    buf_free(&lo);
+    buf_free(&hi);
+    return rc;
+}
+
+int storage_series_labels(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                          labels_t **out)
+{
+    *out = NULL;
+    int rc = storage_check_tenant(tenant, NULL);
+    if (rc != 0)
+        return rc;
+    skey_t k;
+    char *err = NULL;
+    storage_key_series(&k, token, tenant, series_id);
+    rocksdb_pinnableslice_t *v =
+        rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[CF_SERIES], (const char *)k.b, k.n, &err);
+    rc = storage_rocks_err(err, NULL, "series lookup");
+    if (rc == 0 && v == NULL)
+        rc = ERR_NOT_FOUND;
+    if (rc == 0) {
+        size_t n;
+        const char *p = rocksdb_pinnableslice_value(v, &n);
+        rc = labels_decode((const uint8_t *)p, n, out);
+    }
+    rocksdb_pinnableslice_destroy(v);
+    return rc;
+}
+
+/* --- windows and spans -------------------------------------------------------- */
+
+typedef int (*window_fn)(void *ctx, int64_t window, const uint8_t *v, size_t n);
+
+static int scan_windows(storage_t *s, enum storage_cf cf, const char *tenant, uint64_t token,
+                        uint64_t series_id, int res, int64_t from_s, int64_t until_s,
+                        window_fn fn, void *ctx)
+{
+    int rc = storage_check_tenant(tenant, NULL);
+    if (rc != 0)
+        return rc;
+    if (res < 0 || res >= STORAGE_RESOLUTION_COUNT)
+        return ERR_INVALID_ARGUMENT;
+    if (from_s >= until_s)
+        return 0;
+    skey_t lo, hi;
+    storage_key_window(&lo, token, tenant, series_id, res, from_s);
+    storage_key_window(&hi, token, tenant, series_id, res, until_s);
+    range_t r;
+    range_open(s, &r, cf, lo.b, lo.n, hi.b, hi.n);
+    for (; rc == 0 && rocksdb_iter_valid(r.it); rocksdb_iter_next(r.it)) {
+        size_t kn, vn;
+        const uint8_t *k = range_key(&r, &kn);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(r.it, &vn);
+        if (kn == lo.n)
+            rc = fn(ctx, storage_time_decode(k + kn - 8), v, vn);
+    }
+    return range_close(&r, rc);
+}
+
+typedef struct block_ctx {
+    storage_block_fn fn;
+    storage_total_fn tfn;
+    void *ctx;
+} block_ctx_t;
+
+static int block_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
+{
+    block_ctx_t *b = ctx;
+    return b->fn(b->ctx, window, v, n);
+}
+
+static int total_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
+{
+    block_ctx_t *b = ctx;
+    if (n != 8) {
+        log_warn("storage", "total of window %lld has %zu bytes, not 8: skipped", (long long)window,
+                 n);
+        return 0;
+    }
+    return b->tfn(b->ctx, window, storage_i64_get(v));
+}
+
+int storage_scan_blocks(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                        int res, int64_t from_s, int64_t until_s, storage_block_fn fn, void *ctx)
+{
+    block_ctx_t b = {.fn = fn, .ctx = ctx};
+    return scan_windows(s, CF_BLOCKS, tenant, token, series_id, res, from_s, until_s, block_cb, &b);
+}
+
+int storage_scan_totals(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                        int res, int64_t from_s, int64_t until_s, storage_total_fn fn, void *ctx)
+{
+    block_ctx_t b = {.tfn = fn, .ctx = ctx};
+    return scan_windows(s, CF_TOTALS, tenant, token, series_id, res, from_s, until_s, total_cb, &b);
+}
+
+int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t id,
+                       storage_span_fn fn, void *ctx)
+{
+    int rc = storage_check_tenant(tenant, NULL);
+    if (rc != 0)
+        return rc;
+    skey_t lo, hi;
+    storage_key_span_prefix(&lo, tenant, kind, id);
+    hi = lo;
+    hi.n = storage_prefix_successor(hi.b, hi.n);
+    range_t r;
+    range_open(s, &r, CF_SPANS, lo.b, lo.n, hi.b, hi.n);
+    for (; rc == 0 && rocksdb_iter_valid(r.it); rocksdb_iter_next(r.it)) {
+        size_t kn, vn;
+        const uint8_t *k = range_key(&r, &kn);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(r.it, &vn);
+        if (kn == lo.n + 16)
+            rc = fn(ctx, be64_get(k + lo.n), be64_get(k + lo.n + 8), v, vn);
+    }
+    return range_close(&r, rc);
+}
+
+/* --- symbols ------------------------------------------------------------------ */
+
+static int put_loaded(symtab_t *dst, uint64_t id, const char *v, size_t n)
+{
+    const char *name, *file;
+    size_t nn, fn;
+    if (storage_symbol_decode((const uint8_t *)v, n, &name, &nn, &file, &fn) != 0) {
+        log_warn("storage", "symbol %016llx: corrupt value skipped", (unsigned long long)id);
+        return 0;
+    }
+    return symtab_put(dst, id, name, nn, file, fn);
+}
+
+static int load_batch(storage_t *s, const char *tenant, const uint64_t *ids, size_t n,
+                      symtab_t *dst)
+{
+    skey_t keys[SYMBOL_BATCH];
+    const char *kp[SYMBOL_BATCH];
+    size_t kl[SYMBOL_BATCH], vl[SYMBOL_BATCH];
+    char *vals[SYMBOL_BATCH], *errs[SYMBOL_BATCH];
+    const rocksdb_column_family_handle_t *cfs[SYMBOL_BATCH];
+    for (size_t i = 0; i < n; i++) {
+        storage_key_symbol(&keys[i], tenant, ids[i]);
+        kp[i] = (const char *)keys[i].b;
+        kl[i] = keys[i].n;
+        cfs[i] = s->cf[CF_SYMBOLS];
+    }
+    rocksdb_multi_get_cf(s->db, s->ropts, cfs, n, kp, kl, vals, vl, errs);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        int erc = storage_rocks_err(errs[i], NULL, "symbol lookup");
+        if (rc == 0)
+            rc = erc;
+        if (rc == 0 && vals[i] != NULL)
+            rc = put_loaded(dst, ids[i], vals[i], vl[i]);
+        free(vals[i]);
+    }
+    return rc;
+}
+
+int storage_load_symbols(storage_t *s, const char *tenant, const uint64_t *ids, size_t n,
+                         symtab_t *dst)
+{
+    int rc = storage_check_tenant(tenant, NULL);
+    for (size_t off = 0; rc == 0 && off < n; off += SYMBOL_BATCH)
+        rc = load_batch(s, tenant, ids + off, n - off < SYMBOL_BATCH ? n - off : SYMBOL_BATCH,
+                        dst);
+    return rc;
+}

@@ -1,0 +1,206 @@
+/* storage_int.h — internals of the storage module; included only inside
+ * storage/ and by its unit tests (which need the clock hook).
+ *
+ * Owns the layout of struct storage, the column family table, the key
+ * builders (docs/storage-format.md is the byte-level description and must
+ * match them), the merge operators, the compaction filters and the small
+ * lock-free "already stored" caches of the write path.
+ *
+ * Threads: everything here is safe to call concurrently except
+ * storage_set_clock(), which a test calls before any other thread uses the
+ * handle.
+ */
+#ifndef FLAMEDB_STORAGE_STORAGE_INT_H
+#define FLAMEDB_STORAGE_STORAGE_INT_H
+
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "storage/storage.h"
+
+/* Column families, in the order they are opened. The value of each enum is
+ * the index of its handle in storage_t.cf. */
+enum storage_cf {
+    CF_DEFAULT = 0, /* required by RocksDB; unused */
+    CF_SERIES,
+    CF_POSTINGS,
+    CF_BLOCKS,
+    CF_TOTALS,
+    CF_SYMBOLS,
+    CF_SPANS,
+    CF_PROFILES,
+    CF_META,
+    CF_COUNT
+};
+
+/* Stored format version (meta key "format_version"). Bump on any change to a
+ * key or value layout that old data would be misread under. */
+#define STORAGE_FORMAT_VERSION "1"
+
+/* Writer stripes: writers of one profile id take the same mutex. */
+#define STORAGE_STRIPES 64
+
+/* Limits of the write path (named so that errors can cite them). */
+#define STORAGE_MAX_SERIES_PER_WRITE 65536
+#define STORAGE_MAX_SPANS_PER_SERIES (1u << 20)
+/* A single encoded tree (write path) or merged block (merge operator) must
+ * fit in this many bytes; RocksDB values beyond a few hundred MiB are a bug. */
+#define STORAGE_VALUE_MAX ((size_t)1 << 30)
+/* Longest label name or value that can go into a postings key. */
+#define STORAGE_LABEL_MAX 65535
+
+/* Slots of the "known to be stored" caches (powers of two, 8 bytes each). */
+#define STORAGE_SYMBOL_CACHE_SLOTS (1u << 18)
+#define STORAGE_SERIES_CACHE_SLOTS (1u << 16)
+
+/* Largest fixed-layout key: token|tenant|series_id|profile_id. */
+#define SKEY_MAX (8 + 1 + STORAGE_TENANT_MAX + 8 + 1 + 8 + 16)
+
+/* A key of bounded size built on the stack. */
+typedef struct skey {
+    size_t n;
+    uint8_t b[SKEY_MAX];
+} skey_t;
+
+/* Direct-mapped cache of 64-bit keys: a slot holds the last key hashed to it
+ * (0 = empty). Lookups and inserts are single relaxed atomic operations, so
+ * concurrent writers never block on it; a lost insert only costs a rewrite. */
+typedef struct idcache {
+    _Atomic uint64_t *slots;
+    size_t mask;
+} idcache_t;
+
+/* What the merge operators and filters know of their owner. */
+typedef struct storage_counters {
+    atomic_uint_fast64_t corrupt_operands; /* merge operands skipped as corrupt */
+    atomic_uint_fast64_t filtered_windows; /* blocks/totals dropped by retention */
+    atomic_uint_fast64_t filtered_seen;    /* profiles entries dropped by retention */
+    atomic_uint_fast64_t duplicates;       /* series writes skipped as already seen */
+    atomic_uint_fast64_t series_written;   /* series writes committed */
+} storage_counters_t;
+
+typedef int64_t (*storage_clock_fn)(void *ctx); /* unix seconds */
+
+/* State of one compaction filter; points back at the handle. */
+typedef struct storage_filter_state {
+    struct storage *s;
+    enum storage_cf cf;
+} storage_filter_state_t;
+
+struct storage {
+    rocksdb_t *db;
+    rocksdb_column_family_handle_t *cf[CF_COUNT];
+    rocksdb_options_t *db_opts;
+    rocksdb_options_t *cf_opts[CF_COUNT];
+    rocksdb_cache_t *cache;
+    rocksdb_readoptions_t *ropts;
+    rocksdb_writeoptions_t *wopts;
+    rocksdb_compactionfilter_t *filters[CF_COUNT]; /* NULL where none */
+    storage_filter_state_t filter_state[CF_COUNT];
+    storage_options_t opts;
+    char *path;
+
+    storage_clock_fn clock;
+    void *clock_ctx;
+
+    pthread_mutex_t stripes[STORAGE_STRIPES];
+    idcache_t symbol_cache;
+    idcache_t series_cache;
+    storage_counters_t counters;
+};
+
+/* --- clock (tests) ------------------------------------------------------- */
+
+/* Replaces the clock the retention filters and the write path read "now"
+ * from. Call before other threads use s. fn NULL restores the wall clock. */
+void storage_set_clock(storage_t *s, storage_clock_fn fn, void *ctx);
+int64_t storage_now(const storage_t *s);
+
+/* --- errors -------------------------------------------------------------- */
+
+/* The one RocksDB error boundary: if err is non-NULL, sets em (may be NULL)
+ * to "what: err", logs it, frees err and returns ERR_IO; else returns 0. */
+int storage_rocks_err(char *err, errmsg_t *em, const char *what);
+
+/* 0 if tenant is 1..STORAGE_TENANT_MAX bytes, else ERR_INVALID_ARGUMENT. */
+int storage_check_tenant(const char *tenant, errmsg_t *em);
+
+/* --- keys (docs/storage-format.md) ---------------------------------------- */
+
+static inline void skey_reset(skey_t *k) { k->n = 0; }
+void skey_u8(skey_t *k, uint8_t v);
+void skey_u64(skey_t *k, uint64_t v);  /* big-endian */
+void skey_time(skey_t *k, int64_t t);  /* big-endian, sign bit flipped */
+void skey_tenant(skey_t *k, const char *tenant); /* length byte + bytes */
+void skey_bytes(skey_t *k, const void *p, size_t n);
+
+int64_t storage_time_decode(const uint8_t *p); /* inverse of skey_time */
+
+/* token|tenant|series_id (the prefix of series, blocks, totals, profiles). */
+void storage_key_series(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id);
+/* token|tenant|series_id|res|window */
+void storage_key_window(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id,
+                        int res, int64_t window);
+/* token|tenant|series_id|profile_id */
+void storage_key_profile(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id,
+                         const uint8_t profile_id[16]);
+/* tenant|symbol_id */
+void storage_key_symbol(skey_t *k, const char *tenant, uint64_t symbol_id);
+/* tenant|kind|id and tenant|kind|id|token|series_id */
+void storage_key_span_prefix(skey_t *k, const char *tenant, uint8_t kind, uint64_t id);
+void storage_key_span(skey_t *k, const char *tenant, uint8_t kind, uint64_t id, uint64_t token,
+                      uint64_t series_id);
+/* tenant|name 0x00 value 0x00 token series_id, appended to out (reset first). */
+int storage_key_posting(buf_t *out, const char *tenant, const char *name, const char *value,
+                        uint64_t token, uint64_t series_id);
+
+/* Replaces k (n bytes) with the smallest key greater than every key that
+ * starts with k: strips trailing 0xff bytes and increments the last byte.
+ * Returns the new length, 0 when no such key exists (all 0xff). */
+size_t storage_prefix_successor(uint8_t *k, size_t n);
+
+/* Values. */
+#define STORAGE_PROFILE_VALUE_LEN 24
+void storage_profile_value(uint8_t out[STORAGE_PROFILE_VALUE_LEN], int64_t time_ns,
+                           int64_t total, int64_t written_s);
+void storage_i64_put(uint8_t out[8], int64_t v); /* little-endian */
+int64_t storage_i64_get(const uint8_t *p);
+
+/* Symbol value: uvarint name_len, name, uvarint file_len, file. */
+int storage_symbol_value(buf_t *out, const char *name, const char *file);
+int storage_symbol_decode(const uint8_t *p, size_t n, const char **name, size_t *name_len,
+                          const char **file, size_t *file_len);
+
+/* --- merge operators and compaction filters ------------------------------ */
+
+/* New merge operators; each rocksdb_options_t takes ownership of its own. */
+rocksdb_mergeoperator_t *storage_merge_tree_new(storage_counters_t *c);
+rocksdb_mergeoperator_t *storage_merge_i64_new(storage_counters_t *c);
+
+/* Sums calltree encodings parts[0..n) into out, skipping (and counting in c)
+ * the ones that do not decode. Always succeeds unless out of memory. */
+int storage_fold_trees(storage_counters_t *c, const char *const *parts, const size_t *lens,
+                       int n, buf_t *out);
+
+/* Compaction filter of cf (blocks, totals, profiles); NULL for other CFs.
+ * The filter must outlive the DB. */
+rocksdb_compactionfilter_t *storage_filter_new(storage_t *s, enum storage_cf cf);
+
+/* Whether the compaction filter of cf would drop key/value now. */
+int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key, size_t klen,
+                           const uint8_t *val, size_t vlen);
+
+/* --- caches --------------------------------------------------------------- */
+
+int idcache_init(idcache_t *c, size_t slots);
+void idcache_free(idcache_t *c);
+int idcache_has(idcache_t *c, uint64_t key);
+void idcache_add(idcache_t *c, uint64_t key);
+void idcache_clear(idcache_t *c);
+uint64_t storage_mix64(uint64_t x);
+
+#endif

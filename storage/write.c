@@ -1,0 +1,359 @@
+/* write.c — storage_write_profile: the idempotent write path.
+ *
+ * Under the stripe mutex of the profile id, each series' (series, profile id)
+ * is looked up in the profiles CF (the seen index, bloom-filtered); the series
+ * not seen before go into ONE WriteBatch with their seen entry, labels,
+ * postings, new symbols, block and total operands at every resolution and
+ * span operands. The batch commits atomically, so a profile counts once at
+ * every resolution or not at all, and the mutex keeps two concurrent retries
+ * of one id from both passing the check.
+ *
+ * Two direct-mapped caches skip rewriting what is known to be stored: symbol
+ * ids (a hot service sends the same ~20k frames every push) and series
+ * (labels and postings). Entries are added only after a batch committed.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/hash.h"
+#include "common/varint.h"
+#include "storage/storage_int.h"
+
+/* Growable set of 64-bit keys (0 is mapped to 1), for the symbols a batch
+ * already carries. Bounded by the symbols of one profile. */
+typedef struct u64set {
+    uint64_t *keys;
+    size_t mask, count;
+} u64set_t;
+
+static int u64set_grow(u64set_t *set)
+{
+    size_t slots = set->keys == NULL ? 256 : 2 * (set->mask + 1);
+    uint64_t *keys = calloc(slots, sizeof *keys);
+    if (keys == NULL)
+        return ERR_NOMEM;
+    for (size_t i = 0; set->keys != NULL && i <= set->mask; i++) {
+        uint64_t k = set->keys[i];
+        size_t j = k & (slots - 1);
+        while (k != 0 && keys[j] != 0)
+            j = (j + 1) & (slots - 1);
+        keys[j] = k;
+    }
+    free(set->keys);
+    set->keys = keys;
+    set->mask = slots - 1;
+    return 0;
+}
+
+/* Returns 1 if key was added, 0 if present, or a negative error. */
+static int u64set_add(u64set_t *set, uint64_t key)
+{
+    key = key != 0 ? key : 1;
+    if ((set->count + 1) * 2 > (set->keys == NULL ? 0 : set->mask + 1) && u64set_grow(set) != 0)
+        return ERR_NOMEM;
+    size_t i = key & set->mask;
+    for (; set->keys[i] != 0; i = (i + 1) & set->mask)
+        if (set->keys[i] == key)
+            return 0;
+    set->keys[i] = key;
+    set->count++;
+    return 1;
+}
+
+typedef struct wctx {
+    storage_t *s;
+    const storage_profile_write_t *p;
+    rocksdb_writebatch_t *wb;
+    buf_t enc, tmp;
+    u64set_t syms;   /* symbol-cache keys this batch writes */
+    u64set_t series; /* series-cache keys this batch writes */
+    uint64_t tenant_hash;
+    int64_t now, t_s;
+    errmsg_t *em;
+} wctx_t;
+
+static uint64_t symbol_cache_key(uint64_t tenant_hash, uint64_t sym)
+{
+    return storage_mix64(tenant_hash ^ storage_mix64(sym));
+}
+
+static uint64_t series_cache_key(uint64_t tenant_hash, uint64_t token, uint64_t series_id)
+{
+    return storage_mix64(tenant_hash ^ storage_mix64(token ^ storage_mix64(series_id)));
+}
+
+static int put_symbol(void *ctx, uint64_t sym)
+{
+    wctx_t *w = ctx;
+    uint64_t ck = symbol_cache_key(w->tenant_hash, sym);
+    if (idcache_has(&w->s->symbol_cache, ck))
+        return 0;
+    int added = u64set_add(&w->syms, ck);
+    if (added <= 0)
+        return added == 0 ? 0 : errmsg_set(w->em, added, "out of memory");
+    const char *name, *file;
+    if (w->p->symbols == NULL || !symtab_get(w->p->symbols, sym, &name, &file))
+        return errmsg_set(w->em, ERR_INVALID_ARGUMENT,
+                          "symbol %016llx is referenced by a tree but not in the symbol table",
+                          (unsigned long long)sym);
+    int rc = storage_symbol_value(&w->tmp, name, file);
+    if (rc != 0)
+        return errmsg_set(w->em, rc, "symbol %016llx: value too large", (unsigned long long)sym);
+    skey_t k;
+    storage_key_symbol(&k, w->p->tenant, sym);
+    rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_SYMBOLS], (const char *)k.b, k.n,
+                              (const char *)w->tmp.data, w->tmp.len);
+    return 0;
+}
+
+/* Labels and postings, unless this series is known to be stored. */
+static int put_series(wctx_t *w, const storage_series_write_t *sw)
+{
+    uint64_t ck = series_cache_key(w->tenant_hash, sw->token, sw->series_id);
+    if (idcache_has(&w->s->series_cache, ck))
+        return 0;
+    int added = u64set_add(&w->series, ck);
+    if (added <= 0)
+        return added == 0 ? 0 : errmsg_set(w->em, added, "out of memory");
+    buf_reset(&w->tmp);
+    int rc = labels_encode(sw->labels, &w->tmp);
+    if (rc != 0)
+        return errmsg_set(w->em, rc, "series labels: %s", err_message(rc));
+    skey_t k;
+    storage_key_series(&k, sw->token, w->p->tenant, sw->series_id);
+    rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_SERIES], (const char *)k.b, k.n,
+                              (const char *)w->tmp.data, w->tmp.len);
+    for (size_t i = 0; i < labels_count(sw->labels); i++) {
+        rc = storage_key_posting(&w->tmp, w->p->tenant, labels_name(sw->labels, i),
+                                 labels_value(sw->labels, i), sw->token, sw->series_id);
+        if (rc != 0)
+            return errmsg_set(w->em, ERR_LIMIT, "label %s: name or value longer than %d bytes",
+                              labels_name(sw->labels, i), STORAGE_LABEL_MAX);
+        rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_POSTINGS], (const char *)w->tmp.data,
+                                  w->tmp.len, "", 0);
+    }
+    return 0;
+}
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* The tree (already encoded in w->enc) and its total into every resolution
+ * whose window has not already expired. */
+static void put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t total)
+{
+    uint8_t tv[8];
+    storage_i64_put(tv, total);
+    for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++) {
+        int64_t res = storage_resolutions[r];
+        skey_t k;
+        storage_key_window(&k, sw->token, w->p->tenant, sw->series_id, r,
+                           floor_div(w->t_s, res) * res);
+        if (storage_filter_expired(w->s, CF_BLOCKS, k.b, k.n, NULL, 0))
+            continue;
+        rocksdb_writebatch_merge_cf(w->wb, w->s->cf[CF_BLOCKS], (const char *)k.b, k.n,
+                                    (const char *)w->enc.data, w->enc.len);
+        rocksdb_writebatch_merge_cf(w->wb, w->s->cf[CF_TOTALS], (const char *)k.b, k.n,
+                                    (const char *)tv, sizeof tv);
+    }
+}
+
+static int put_spans(wctx_t *w, const storage_series_write_t *sw)
+{
+    for (size_t i = 0; i < sw->nspans; i++) {
+        const storage_span_tree_t *sp = &sw->spans[i];
+        buf_reset(&w->enc);
+        int rc = calltree_encode(sp->tree, &w->enc);
+        if (rc != 0)
+            return errmsg_set(w->em, rc, "span tree: %s", err_message(rc));
+        rc = calltree_for_each_symbol(sp->tree, put_symbol, w);
+        if (rc != 0)
+            return rc; /* put_symbol set em */
+        skey_t k;
+        storage_key_span(&k, w->p->tenant, sp->kind, sp->id, sw->token, sw->series_id);
+        rocksdb_writebatch_merge_cf(w->wb, w->s->cf[CF_SPANS], (const char *)k.b, k.n,
+                                    (const char *)w->enc.data, w->enc.len);
+    }
+    return 0;
+}
+
+static int put_one(wctx_t *w, const storage_series_write_t *sw)
+{
+    int64_t total = calltree_root_total(sw->tree);
+    uint8_t pv[STORAGE_PROFILE_VALUE_LEN];
+    skey_t k;
+    storage_profile_value(pv, w->p->time_ns, total, w->now);
+    storage_key_profile(&k, sw->token, w->p->tenant, sw->series_id, w->p->profile_id);
+    rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_PROFILES], (const char *)k.b, k.n,
+                              (const char *)pv, sizeof pv);
+    int rc = put_series(w, sw);
+    if (rc != 0)
+        return rc;
+    rc = calltree_for_each_symbol(sw->tree, put_symbol, w);
+    if (rc != 0)
+        return rc; /* put_symbol set em */
+    buf_reset(&w->enc);
+    rc = calltree_encode(sw->tree, &w->enc);
+    if (rc != 0)
+        return errmsg_set(w->em, rc, "series tree: %s", err_message(rc));
+    put_windows(w, sw, total);
+    return put_spans(w, sw);
+}
+
+static int validate(const storage_profile_write_t *p, errmsg_t *em)
+{
+    if (p == NULL)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "no profile");
+    int rc = storage_check_tenant(p->tenant, em);
+    if (rc != 0)
+        return rc;
+    if (p->nseries > STORAGE_MAX_SERIES_PER_WRITE)
+        return errmsg_set(em, ERR_LIMIT, "%zu series in one profile (limit %d)", p->nseries,
+                          STORAGE_MAX_SERIES_PER_WRITE);
+    if (p->nseries > 0 && p->series == NULL)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "no series array");
+    for (size_t i = 0; i < p->nseries; i++) {
+        const storage_series_write_t *sw = &p->series[i];
+        if (sw->labels == NULL || sw->tree == NULL || (sw->nspans > 0 && sw->spans == NULL))
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "series %zu: missing labels or tree", i);
+        if (sw->nspans > STORAGE_MAX_SPANS_PER_SERIES)
+            return errmsg_set(em, ERR_LIMIT, "series %zu: %zu span trees (limit %u)", i,
+                              sw->nspans, STORAGE_MAX_SPANS_PER_SERIES);
+        for (size_t j = 0; j < sw->nspans; j++)
+            if (sw->spans[j].tree == NULL)
+                return errmsg_set(em, ERR_INVALID_ARGUMENT, "series %zu: span %zu has no tree",
+                                  i, j);
+    }
+    return 0;
+}
+
+/* 1 if (series, profile id) is in the seen index, 0 if not, or ERR_IO. */
+static int seen(storage_t *s, const storage_profile_write_t *p, const storage_series_write_t *sw,
+                errmsg_t *em)
+{
+    skey_t k;
+    char *err = NULL;
+    storage_key_profile(&k, sw->token, p->tenant, sw->series_id, p->profile_id);
+    rocksdb_pinnableslice_t *v =
+        rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[CF_PROFILES], (const char *)k.b, k.n, &err);
+    int rc = storage_rocks_err(err, em, "seen index lookup");
+    if (rc == 0)
+        rc = v != NULL;
+    rocksdb_pinnableslice_destroy(v);
+    return rc;
+}
+
+typedef struct series_ref {
+    uint64_t token, series_id;
+    size_t idx;
+} series_ref_t;
+
+static int cmp_ref(const void *a, const void *b)
+{
+    const series_ref_t *x = a, *y = b;
+    if (x->token != y->token)
+        return x->token < y->token ? -1 : 1;
+    if (x->series_id != y->series_id)
+        return x->series_id < y->series_id ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Marks in todo[] the series to write: not seen before and not a repeat of
+ * an earlier entry of this same profile (which would count it twice). */
+static int select_new(storage_t *s, const storage_profile_write_t *p, unsigned char *todo,
+                      size_t *ntodo, errmsg_t *em)
+{
+    series_ref_t *refs = malloc(sizeof *refs * (p->nseries ? p->nseries : 1));
+    if (refs == NULL)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < p->nseries; i++)
+        refs[i] = (series_ref_t){p->series[i].token, p->series[i].series_id, i};
+    qsort(refs, p->nseries, sizeof *refs, cmp_ref);
+    int rc = 0;
+    *ntodo = 0;
+    for (size_t i = 0; i < p->nseries && rc >= 0; i++) {
+        if (i > 0 && refs[i].token == refs[i - 1].token &&
+            refs[i].series_id == refs[i - 1].series_id)
+            continue;
+        rc = seen(s, p, &p->series[refs[i].idx], em);
+        if (rc == 0) {
+            todo[refs[i].idx] = 1;
+            (*ntodo)++;
+        }
+    }
+    free(refs);
+    return rc < 0 ? rc : 0;
+}
+
+static int build_and_commit(wctx_t *w, const unsigned char *todo)
+{
+    int rc = 0;
+    for (size_t i = 0; i < w->p->nseries && rc == 0; i++)
+        if (todo[i])
+            rc = put_one(w, &w->p->series[i]);
+    if (rc != 0)
+        return rc;
+    char *err = NULL;
+    rocksdb_write(w->s->db, w->s->wopts, w->wb, &err);
+    rc = storage_rocks_err(err, w->em, "write profile");
+    if (rc != 0)
+        return rc;
+    /* Committed: now the caches may say so. */
+    for (size_t i = 0; w->syms.keys != NULL && i <= w->syms.mask; i++)
+        if (w->syms.keys[i] != 0)
+            idcache_add(&w->s->symbol_cache, w->syms.keys[i]);
+    for (size_t i = 0; w->series.keys != NULL && i <= w->series.mask; i++)
+        if (w->series.keys[i] != 0)
+            idcache_add(&w->s->series_cache, w->series.keys[i]);
+    return 0;
+}
+
+static uint64_t stripe_of(const uint8_t id[16])
+{
+    return storage_mix64(be64_get(id) ^ be64_get(id + 8)) % STORAGE_STRIPES;
+}
+
+int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t *written,
+                          errmsg_t *em)
+{
+    if (written != NULL)
+        *written = 0;
+    int rc = validate(p, em);
+    if (rc != 0 || p->nseries == 0)
+        return rc;
+    unsigned char *todo = calloc(p->nseries, 1);
+    if (todo == NULL)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    wctx_t w = {.s = s, .p = p, .em = em, .now = storage_now(s)};
+    w.tenant_hash = hash_bytes64(p->tenant, strlen(p->tenant));
+    w.t_s = floor_div(p->time_ns, 1000000000);
+    buf_init(&w.enc, STORAGE_VALUE_MAX);
+    buf_init(&w.tmp, STORAGE_VALUE_MAX);
+    pthread_mutex_t *mu = &s->stripes[stripe_of(p->profile_id)];
+    size_t ntodo = 0;
+
+    pthread_mutex_lock(mu);
+    rc = select_new(s, p, todo, &ntodo, em);
+    if (rc == 0 && ntodo > 0) {
+        w.wb = rocksdb_writebatch_create();
+        rc = build_and_commit(&w, todo);
+        rocksdb_writebatch_destroy(w.wb);
+    }
+    pthread_mutex_unlock(mu);
+
+    if (rc == 0) {
+        atomic_fetch_add(&s->counters.series_written, ntodo);
+        atomic_fetch_add(&s->counters.duplicates, p->nseries - ntodo);
+        if (written != NULL)
+            *written = ntodo;
+    }
+    free(todo);
+    free(w.syms.keys);
+    free(w.series.keys);
+    buf_free(&w.enc);
+    buf_free(&w.tmp);
+    return rc;
+}

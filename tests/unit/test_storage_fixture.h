@@ -1,0 +1,214 @@
+/* test_storage_fixture.h — shared helpers of the storage unit tests: a real
+ * RocksDB in a fresh mkdtemp directory (removed afterwards), a settable fake
+ * clock, and small builders for trees, labels and one-series profiles.
+ * Included by tests/unit/test_storage_*.c only. */
+#ifndef FLAMEDB_TESTS_STORAGE_FIXTURE_H
+#define FLAMEDB_TESTS_STORAGE_FIXTURE_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "common/calltree.h"
+#include "common/hash.h"
+#include "common/labels.h"
+#include "common/symtab.h"
+#include "storage/storage.h"
+#include "storage/storage_int.h"
+
+#define NS 1000000000LL
+
+typedef struct fixture {
+    char dir[64];
+    storage_options_t opts;
+    storage_t *s;
+    int64_t now; /* the fake clock, unix seconds */
+} fixture_t;
+
+static int64_t fake_clock(void *ctx)
+{
+    return ((fixture_t *)ctx)->now;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void fx_rmrf(const char *dir)
+{
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int fx_open(fixture_t *f)
+{
+    errmsg_t em = {{0}};
+    int rc = storage_open(&f->opts, &f->s, &em);
+    if (rc != 0) {
+        fprintf(stderr, "storage_open: %s\n", errmsg_text(&em, rc));
+        return rc;
+    }
+    storage_set_clock(f->s, fake_clock, f);
+    return 0;
+}
+
+/* Creates the directory and opens storage with small caches. */
+static int fx_init(fixture_t *f)
+{
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/flamedb-storage-XXXXXX");
+    if (mkdtemp(f->dir) == NULL) {
+        perror("mkdtemp");
+        return -1;
+    }
+    storage_options_default(&f->opts);
+    f->opts.path = f->dir;
+    f->opts.block_cache_bytes = 8 << 20;
+    f->opts.write_buffer_bytes = 16 << 20;
+    f->now = 1700000000;
+    return fx_open(f);
+}
+
+static int fx_reopen(fixture_t *f)
+{
+    storage_close(f->s);
+    f->s = NULL;
+    return fx_open(f);
+}
+
+static void fx_done(fixture_t *f)
+{
+    storage_close(f->s);
+    f->s = NULL;
+    fx_rmrf(f->dir);
+}
+
+/* Interns frames "a;b;c" into st and adds the stack with value v to t. */
+static void fx_add(calltree_t *t, symtab_t *st, const char *folded, int64_t v)
+{
+    uint64_t stack[64];
+    size_t depth = 0;
+    const char *p = folded;
+    while (*p != '\0' && depth < 64) {
+        const char *e = strchr(p, ';');
+        size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
+        CHECK_EQ_INT(symtab_intern(st, p, n, "file.c", 6, &stack[depth]), 0);
+        depth++;
+        p += n;
+        if (*p == ';')
+            p++;
+    }
+    CHECK_EQ_INT(calltree_add_stack(t, stack, depth, v), 0);
+}
+
+static labels_t *fx_labels(const char *service, const char *env)
+{
+    labels_t *l = labels_new();
+    labels_set_str(l, LABEL_NAME, "process_cpu");
+    labels_set_str(l, LABEL_PROFILE_TYPE, "process_cpu:cpu:nanoseconds:cpu:nanoseconds");
+    labels_set_str(l, LABEL_SERVICE_NAME, service);
+    if (env != NULL)
+        labels_set_str(l, "env", env);
+    return l;
+}
+
+static void fx_id(uint8_t id[16], uint64_t n)
+{
+    memset(id, 0, 16);
+    for (int i = 0; i < 8; i++)
+        id[15 - i] = (uint8_t)(n >> (8 * i));
+}
+
+/* Writes one series (token = series_id >> 1 for variety) with one tree. */
+static int fx_write(storage_t *s, const char *tenant, const labels_t *l, const calltree_t *t,
+                    const symtab_t *st, uint64_t id, int64_t time_ns, size_t *written)
+{
+    storage_series_write_t sw = {
+        .labels = l, .series_id = labels_hash(l), .tree = t};
+    sw.token = sw.series_id >> 1;
+    storage_profile_write_t p = {
+        .tenant = tenant, .time_ns = time_ns, .series = &sw, .nseries = 1, .symbols = st};
+    fx_id(p.profile_id, id);
+    errmsg_t em = {{0}};
+    int rc = storage_write_profile(s, &p, written, &em);
+    if (rc != 0)
+        fprintf(stderr, "storage_write_profile: %s\n", errmsg_text(&em, rc));
+    return rc;
+}
+
+/* Merges every block of a series at res in [from, until) into acc. */
+typedef struct fx_scan {
+    calltree_t *acc;
+    int64_t total;
+    int windows;
+    int64_t first, last;
+    int bad;
+} fx_scan_t;
+
+static int fx_block_cb(void *ctx, int64_t w, const uint8_t *v, size_t n)
+{
+    fx_scan_t *sc = ctx;
+    if (sc->windows == 0)
+        sc->first = w;
+    else if (w <= sc->last)
+        sc->bad++; /* not in window order */
+    sc->last = w;
+    sc->windows++;
+    if (calltree_decode_merge(sc->acc, v, n) != 0)
+        sc->bad++;
+    return 0;
+}
+
+static int fx_total_cb(void *ctx, int64_t w, int64_t total)
+{
+    fx_scan_t *sc = ctx;
+    sc->windows++;
+    sc->total += total;
+    return 0;
+}
+
+static fx_scan_t fx_blocks(storage_t *s, const char *tenant, const labels_t *l, int res,
+                           int64_t from, int64_t until)
+{
+    fx_scan_t sc = {.acc = calltree_new(0)};
+    uint64_t id = labels_hash(l);
+    CHECK_EQ_INT(storage_scan_blocks(s, tenant, id >> 1, id, res, from, until, fx_block_cb, &sc),
+                 0);
+    CHECK_EQ_INT(sc.bad, 0);
+    return sc;
+}
+
+static int64_t fx_totals(storage_t *s, const char *tenant, const labels_t *l, int res,
+                         int64_t from, int64_t until, int *windows)
+{
+    fx_scan_t sc = {0};
+    uint64_t id = labels_hash(l);
+    CHECK_EQ_INT(storage_scan_totals(s, tenant, id >> 1, id, res, from, until, fx_total_cb, &sc),
+                 0);
+    if (windows != NULL)
+        *windows = sc.windows;
+    return sc.total;
+}
+
+/* Root total of the blocks at res over [from, until), and their count. */
+static int64_t fx_block_total(storage_t *s, const char *tenant, const labels_t *l, int res,
+                              int64_t from, int64_t until, int *windows)
+{
+    fx_scan_t sc = fx_blocks(s, tenant, l, res, from, until);
+    int64_t total = calltree_root_total(sc.acc);
+    if (windows != NULL)
+        *windows = sc.windows;
+    calltree_free(sc.acc);
+    return total;
+}
+
+#endif
