@@ -1,0 +1,69 @@
+/* folded.c — `root;...;leaf self` lines, one per node with a non-zero self,
+ * in preorder with children ordered by name. A non-zero self on the root (a
+ * sample with an empty stack) is written as the frame `total`. Line breaks
+ * inside names become spaces so every line stays one stack.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "query/query_int.h"
+
+static int append_name(buf_t *b, const char *s)
+{
+    size_t start = b->len;
+    int rc = buf_append_str(b, s);
+    for (size_t i = start; rc == 0 && i < b->len; i++)
+        if (b->data[i] == '\n' || b->data[i] == '\r')
+            b->data[i] = ' ';
+    return rc;
+}
+
+typedef struct fframe {
+    uint32_t node, depth;
+} fframe_t;
+
+static int walk_folded(const sorted_tree_t *st, buf_t *path, size_t *plen, buf_t *out)
+{
+    fframe_t *stack = malloc(st->n * sizeof *stack);
+    if (stack == NULL)
+        return ERR_NOMEM;
+    size_t sp = 0;
+    int rc = 0;
+    stack[sp++] = (fframe_t){0, 0};
+    while (sp > 0 && rc == 0) {
+        fframe_t f = stack[--sp];
+        if (f.depth > 0) {
+            path->len = plen[f.depth - 1];
+            if (f.depth > 1)
+                rc = buf_append_byte(path, ';');
+            if (rc == 0)
+                rc = append_name(path, st->name[f.node]);
+            plen[f.depth] = path->len;
+        }
+        int64_t self = calltree_self(st->t, f.node);
+        if (rc == 0 && self != 0)
+            rc = buf_printf(out, "%s %lld\n", f.depth ? (const char *)path->data : "total",
+                            (long long)self);
+        for (uint32_t k = st->off[f.node + 1]; k > st->off[f.node] && rc == 0; k--)
+            stack[sp++] = (fframe_t){st->kids[k - 1], f.depth + 1};
+    }
+    free(stack);
+    return rc;
+}
+
+int query_encode_folded(const calltree_t *t, const symtab_t *syms, buf_t *out)
+{
+    sorted_tree_t st;
+    int rc = sorted_tree_build(&st, t, syms);
+    if (rc != 0)
+        return rc;
+    /* plen[d]: length of the path text up to depth d; depth < node count. */
+    size_t *plen = calloc(st.n + 1, sizeof *plen);
+    buf_t path;
+    buf_init(&path, out->max);
+    rc = plen ? walk_folded(&st, &path, plen, out) : ERR_NOMEM;
+    buf_free(&path);
+    free(plen);
+    sorted_tree_free(&st);
+    return rc;
+}

@@ -1,0 +1,64 @@
+/* merge.c — summing the stored blocks of the selected series over a plan into
+ * one call tree, and loading the names of the symbols it references. */
+#include <stdlib.h>
+
+#include "common/hash.h"
+#include "query/query_int.h"
+
+static int block_fn(void *ctx, int64_t window_start, const uint8_t *value, size_t len)
+{
+    (void)window_start;
+    return calltree_decode_merge(ctx, value, len);
+}
+
+int query_merge_series(storage_t *st, const char *tenant, const query_series_t *ser,
+                       const query_plan_t *plan, calltree_t *dst, errmsg_t *em)
+{
+    for (size_t i = 0; i < ser->n; i++) {
+        for (size_t k = 0; k < plan->n; k++) {
+            const query_plan_piece_t *pc = &plan->piece[k];
+            int rc = storage_scan_blocks(st, tenant, ser->token[i], ser->series_id[i], pc->res,
+                                         pc->from_s, pc->until_s, block_fn, dst);
+            if (rc == ERR_LIMIT)
+                return errmsg_set(em, ERR_LIMIT,
+                                  "merged call tree exceeds max_tree_nodes (%zu nodes); narrow "
+                                  "the selector or the time range",
+                                  calltree_node_count(dst));
+            if (rc != 0)
+                return errmsg_set(em, rc, "reading blocks: %s", err_message(rc));
+        }
+    }
+    return 0;
+}
+
+typedef struct ids {
+    uint64_t *v;
+    size_t n, cap;
+} ids_t;
+
+static int id_fn(void *ctx, uint64_t sym)
+{
+    ids_t *ids = ctx;
+    if (sym == SYM_OTHER || sym == SYM_ROOT)
+        return 0;
+    if (ids->n == ids->cap) {
+        size_t cap = ids->cap ? ids->cap * 2 : 1024;
+        uint64_t *v = realloc(ids->v, cap * sizeof *v);
+        if (v == NULL)
+            return ERR_NOMEM;
+        ids->v = v;
+        ids->cap = cap;
+    }
+    ids->v[ids->n++] = sym;
+    return 0;
+}
+
+int query_load_symbols(storage_t *st, const char *tenant, const calltree_t *t, symtab_t *dst)
+{
+    ids_t ids = {0};
+    int rc = calltree_for_each_symbol(t, id_fn, &ids);
+    if (rc == 0 && ids.n > 0)
+        rc = storage_load_symbols(st, tenant, ids.v, ids.n, dst);
+    free(ids.v);
+    return rc;
+}

@@ -1,0 +1,278 @@
+/* pprof.c — the merged tree as a gzipped pprof Profile.
+ *
+ * One sample type (sample_type:sample_unit of the profile type id), one
+ * Function per distinct symbol (name, system_name and filename), one Location
+ * per Function, and one Sample per node with a non-zero self whose stack is
+ * the node's path, leaf first. Its total equals the tree's root total.
+ * The period is 10 ms (100 Hz, Pyroscope's default rate) for nanosecond CPU
+ * types and 1 otherwise: the stored blocks do not keep the original period.
+ */
+#define _GNU_SOURCE /* qsort_r */
+#include <libdeflate.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/proto/pprof.pb-c.h"
+#include "query/query_int.h"
+
+typedef struct pp {
+    const sorted_tree_t *st;
+    strmap_t strs;
+    uint32_t *func_of; /* node -> function index (0-based) */
+    size_t nfunc;
+    Perftools__Profiles__Function *funcs;
+    Perftools__Profiles__Function **funcp;
+    Perftools__Profiles__Location *locs;
+    Perftools__Profiles__Location **locp;
+    Perftools__Profiles__Line *lines;
+    Perftools__Profiles__Line **linep;
+    Perftools__Profiles__Sample *samples;
+    Perftools__Profiles__Sample **samplep;
+    size_t nsamples;
+    uint64_t *loc_pool;
+    int64_t *val_pool;
+    ProtobufCBinaryData *table;
+} pp_t;
+
+static int str_idx(pp_t *p, const char *s, int64_t *out)
+{
+    uint32_t i;
+    int rc = strmap_intern(&p->strs, s, strlen(s), &i);
+    *out = i;
+    return rc;
+}
+
+static int sym_cmp(const void *a, const void *b, void *arg)
+{
+    const calltree_t *t = arg;
+    uint64_t x = calltree_sym(t, *(const uint32_t *)a), y = calltree_sym(t, *(const uint32_t *)b);
+    return x < y ? -1 : x > y;
+}
+
+/* Assigns one function per distinct symbol (nodes sorted by symbol). */
+static int make_functions(pp_t *p)
+{
+    const sorted_tree_t *st = p->st;
+    size_t n = st->n;
+    uint32_t *order = malloc(n * sizeof *order);
+    p->func_of = calloc(n, sizeof *p->func_of);
+    p->funcs = calloc(n, sizeof *p->funcs);
+    p->funcp = calloc(n, sizeof *p->funcp);
+    p->locs = calloc(n, sizeof *p->locs);
+    p->locp = calloc(n, sizeof *p->locp);
+    p->lines = calloc(n, sizeof *p->lines);
+    p->linep = calloc(n, sizeof *p->linep);
+    int rc = (order && p->func_of && p->funcs && p->funcp && p->locs && p->locp && p->lines &&
+              p->linep) ? 0 : ERR_NOMEM;
+    for (size_t i = 1; rc == 0 && i < n; i++)
+        order[i - 1] = (uint32_t)i;
+    if (rc == 0 && n > 1)
+        qsort_r(order, n - 1, sizeof *order, sym_cmp, (void *)st->t);
+    for (size_t k = 0; rc == 0 && k + 1 < n; k++) {
+        uint32_t i = order[k];
+        if (k > 0 && calltree_sym(st->t, order[k - 1]) == calltree_sym(st->t, i)) {
+            p->func_of[i] = p->func_of[order[k - 1]];
+            continue;
+        }
+        size_t f = p->nfunc++;
+        p->func_of[i] = (uint32_t)f;
+        Perftools__Profiles__Function *fn = &p->funcs[f];
+        perftools__profiles__function__init(fn);
+        fn->id = f + 1;
+        rc = str_idx(p, st->name[i], &fn->name);
+        fn->system_name = fn->name;
+        if (rc == 0)
+            rc = str_idx(p, st->file[i], &fn->filename);
+        p->funcp[f] = fn;
+        perftools__profiles__line__init(&p->lines[f]);
+        p->lines[f].function_id = f + 1;
+        p->linep[f] = &p->lines[f];
+        perftools__profiles__location__init(&p->locs[f]);
+        p->locs[f].id = f + 1;
+        p->locs[f].n_line = 1;
+        p->locs[f].line = &p->linep[f];
+        p->locp[f] = &p->locs[f];
+    }
+    free(order);
+    return rc;
+}
+
+/* Counts samples and their stack entries; refuses early when the stacks alone
+ * would exceed the output cap (each id costs at least one byte). */
+static int count_samples(pp_t *p, size_t max_bytes, size_t *nsamples, size_t *nlocs,
+                         uint32_t *depth)
+{
+    const calltree_t *t = p->st->t;
+    *nsamples = *nlocs = 0;
+    /* Breadth-first from the root, so a parent's depth is known before its
+     * children's whatever the node indices are. */
+    uint32_t *queue = malloc(p->st->n * sizeof *queue);
+    if (queue == NULL)
+        return ERR_NOMEM;
+    size_t qn = 0;
+    depth[0] = 0;
+    queue[qn++] = 0;
+    for (size_t q = 0; q < qn; q++) {
+        uint32_t i = queue[q];
+        for (uint32_t k = p->st->off[i]; k < p->st->off[i + 1]; k++) {
+            depth[p->st->kids[k]] = depth[i] + 1;
+            queue[qn++] = p->st->kids[k];
+        }
+    }
+    free(queue);
+    for (uint32_t i = 0; i < p->st->n; i++) {
+        if (calltree_self(t, i) == 0)
+            continue;
+        (*nsamples)++;
+        *nlocs += depth[i];
+        if (*nlocs > max_bytes)
+            return ERR_TOO_LARGE;
+    }
+    return 0;
+}
+
+static void fill_sample(pp_t *p, uint32_t node, uint32_t d, uint64_t *locs, int64_t *val)
+{
+    const calltree_t *t = p->st->t;
+    Perftools__Profiles__Sample *s = &p->samples[p->nsamples];
+    perftools__profiles__sample__init(s);
+    size_t k = 0;
+    for (uint32_t i = node; i != 0 && k < d; i = calltree_parent(t, i))
+        locs[k++] = p->func_of[i] + 1; /* location id == function id */
+    *val = calltree_self(t, node);
+    s->n_location_id = k;
+    s->location_id = locs;
+    s->n_value = 1;
+    s->value = val;
+    p->samplep[p->nsamples++] = s;
+}
+
+static int make_samples(pp_t *p, size_t max_bytes)
+{
+    size_t ns, nl;
+    uint32_t *depth = malloc(p->st->n * sizeof *depth);
+    if (depth == NULL)
+        return ERR_NOMEM;
+    int rc = count_samples(p, max_bytes, &ns, &nl, depth);
+    if (rc == 0) {
+        p->samples = calloc(ns + 1, sizeof *p->samples);
+        p->samplep = calloc(ns + 1, sizeof *p->samplep);
+        p->loc_pool = malloc((nl + 1) * sizeof *p->loc_pool);
+        p->val_pool = malloc((ns + 1) * sizeof *p->val_pool);
+        if (!p->samples || !p->samplep || !p->loc_pool || !p->val_pool)
+            rc = ERR_NOMEM;
+    }
+    size_t used = 0;
+    for (uint32_t i = 0; rc == 0 && i < p->st->n; i++) {
+        if (calltree_self(p->st->t, i) == 0)
+            continue;
+        fill_sample(p, i, depth[i], p->loc_pool + used, p->val_pool + p->nsamples);
+        used += depth[i];
+    }
+    free(depth);
+    return rc;
+}
+
+static int pack_gzip(const Perftools__Profiles__Profile *prof, buf_t *out)
+{
+    size_t n = perftools__profiles__profile__get_packed_size(prof);
+    if (n > out->max)
+        return ERR_TOO_LARGE;
+    uint8_t *raw = malloc(n ? n : 1);
+    if (raw == NULL)
+        return ERR_NOMEM;
+    perftools__profiles__profile__pack(prof, raw);
+    struct libdeflate_compressor *c = libdeflate_alloc_compressor(6);
+    size_t bound = c ? libdeflate_gzip_compress_bound(c, n) : 0;
+    int rc = c ? buf_reserve(out, bound) : ERR_NOMEM;
+    if (rc == 0) {
+        size_t z = libdeflate_gzip_compress(c, raw, n, out->data + out->len, bound);
+        rc = z == 0 ? ERR_INTERNAL : 0;
+        out->len += z;
+        out->data[out->len] = 0;
+    }
+    libdeflate_free_compressor(c);
+    free(raw);
+    return rc;
+}
+
+static int make_header(pp_t *p, const char *profile_type, Perftools__Profiles__ValueType *vt,
+                       Perftools__Profiles__ValueType *per, int64_t *period)
+{
+    ptype_t pt;
+    if (profile_type == NULL || ptype_parse(profile_type, &pt) != 0)
+        return ERR_INVALID_ARGUMENT;
+    int rc = str_idx(p, pt.sample_type, &vt->type);
+    if (rc == 0)
+        rc = str_idx(p, pt.sample_unit, &vt->unit);
+    if (rc == 0)
+        rc = str_idx(p, pt.period_type, &per->type);
+    if (rc == 0)
+        rc = str_idx(p, pt.period_unit, &per->unit);
+    int cpu_ns = strcmp(pt.period_unit, "nanoseconds") == 0 && strcmp(pt.name, "process_cpu") == 0;
+    *period = cpu_ns ? 10000000 : 1;
+    return rc;
+}
+
+static int build_and_pack(pp_t *p, const char *profile_type, int64_t time_ns,
+                          int64_t duration_ns, buf_t *out)
+{
+    Perftools__Profiles__ValueType vt = PERFTOOLS__PROFILES__VALUE_TYPE__INIT;
+    Perftools__Profiles__ValueType per = PERFTOOLS__PROFILES__VALUE_TYPE__INIT;
+    Perftools__Profiles__ValueType *vtp = &vt;
+    Perftools__Profiles__Profile prof = PERFTOOLS__PROFILES__PROFILE__INIT;
+    int64_t empty;
+    int rc = str_idx(p, "", &empty); /* string_table[0] must be "" */
+    if (rc == 0)
+        rc = make_header(p, profile_type, &vt, &per, &prof.period);
+    if (rc == 0)
+        rc = make_functions(p);
+    if (rc == 0)
+        rc = make_samples(p, out->max);
+    if (rc == 0 && (p->table = calloc(p->strs.n, sizeof *p->table)) == NULL)
+        rc = ERR_NOMEM;
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < p->strs.n; i++)
+        p->table[i] = (ProtobufCBinaryData){.len = p->strs.lens[i], .data = (uint8_t *)p->strs.strs[i]};
+    prof.n_sample_type = 1;
+    prof.sample_type = &vtp;
+    prof.period_type = &per;
+    prof.n_sample = p->nsamples;
+    prof.sample = p->samplep;
+    prof.n_location = prof.n_function = p->nfunc;
+    prof.location = p->locp;
+    prof.function = p->funcp;
+    prof.n_string_table = p->strs.n;
+    prof.string_table = p->table;
+    prof.time_nanos = time_ns;
+    prof.duration_nanos = duration_ns;
+    return pack_gzip(&prof, out);
+}
+
+int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *profile_type,
+                       int64_t time_ns, int64_t duration_ns, buf_t *out)
+{
+    sorted_tree_t st;
+    int rc = sorted_tree_build(&st, t, syms);
+    if (rc != 0)
+        return rc;
+    pp_t p = {.st = &st};
+    strmap_init(&p.strs);
+    rc = build_and_pack(&p, profile_type, time_ns, duration_ns, out);
+    free(p.func_of);
+    free(p.funcs);
+    free(p.funcp);
+    free(p.locs);
+    free(p.locp);
+    free(p.lines);
+    free(p.linep);
+    free(p.samples);
+    free(p.samplep);
+    free(p.loc_pool);
+    free(p.val_pool);
+    free(p.table);
+    strmap_free(&p.strs);
+    sorted_tree_free(&st);
+    return rc;
+}

@@ -1,0 +1,63 @@
+/* query_int.h — internals shared by the files of query/; never included
+ * outside query/.
+ *
+ * Holds the string-interning map the encoders use to deduplicate names, the
+ * "children sorted by name" view of a call tree that makes every encoder's
+ * output depend on content only, and small helpers for error reasons.
+ */
+#ifndef FLAMEDB_QUERY_QUERY_INT_H
+#define FLAMEDB_QUERY_QUERY_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "query/query.h"
+
+/* ---- strmap: string -> dense index (0, 1, 2, ... in insertion order) ---- */
+typedef struct strmap {
+    size_t n, cap;     /* entries used / slots (power of two) */
+    uint32_t *slots;   /* index + 1, 0 = empty */
+    const char **strs; /* borrowed strings, in insertion order */
+    size_t *lens;
+    size_t strs_cap;
+} strmap_t;
+
+void strmap_init(strmap_t *m);
+void strmap_free(strmap_t *m);
+/* Index of s (borrowed: must outlive the map), adding it when new. */
+int strmap_intern(strmap_t *m, const char *s, size_t len, uint32_t *idx);
+
+/* ---- sorted children view ---- */
+/* For every node of t, its children ordered by (name, file, symbol id).
+ * kids[off[i] .. off[i+1]) are node i's children. */
+typedef struct sorted_tree {
+    const calltree_t *t;
+    const symtab_t *syms;
+    size_t n;
+    uint32_t *off;     /* n + 1 */
+    uint32_t *kids;    /* n - 1 */
+    const char **name; /* per node, never NULL; borrowed from syms or unk */
+    const char **file;
+    char *unk; /* 32 bytes per node for unknown-symbol names, or NULL */
+} sorted_tree_t;
+
+int sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *syms);
+void sorted_tree_free(sorted_tree_t *st);
+
+/* Name and file of sym (never NULL). Unknown symbols become "unknown 0x<id>"
+ * written into scratch (at least 32 bytes). */
+void sym_name(const symtab_t *syms, uint64_t sym, char *scratch, const char **name,
+              const char **file);
+
+/* The five parts of a profile type id; pointers into a copy held in buf. */
+typedef struct ptype {
+    char buf[QUERY_TYPE_MAX + 1];
+    const char *name, *sample_type, *sample_unit, *period_type, *period_unit;
+} ptype_t;
+/* 0, or ERR_INVALID_ARGUMENT when id is not name:st:su:pt:pu. */
+int ptype_parse(const char *id, ptype_t *out);
+
+/* Maps a buf_t error of an encoder to ERR_LIMIT with a reason. */
+int out_err(int rc, const buf_t *out, errmsg_t *em);
+
+#endif

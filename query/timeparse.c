@@ -1,0 +1,141 @@
+/* timeparse.c — the from/until parameters: unix timestamps of any precision,
+ * `now`, `now-<n><unit>`, and YYYYMMDD. Results are unix milliseconds.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "query/query_int.h"
+
+#define TIME_TEXT_MAX 64
+
+static int bad(const char *param, const char *s, const char *why, errmsg_t *em)
+{
+    return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter '%s': %s: \"%.*s\"", param, why,
+                      TIME_TEXT_MAX, s);
+}
+
+/* Parses all-digit s into *v; 0 on overflow or non-digits. */
+static int parse_digits(const char *s, size_t n, uint64_t *v)
+{
+    uint64_t x = 0;
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        if (x > (UINT64_MAX - 9) / 10)
+            return 0;
+        x = x * 10 + (uint64_t)(s[i] - '0');
+    }
+    *v = x;
+    return 1;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+ * days_from_civil). */
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int days_in_month(int64_t y, int64_t m)
+{
+    static const int dm[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return dm[m - 1] + (m == 2 && leap);
+}
+
+/* YYYYMMDD with a plausible date (1970..2999); returns 1 and sets *ms. */
+static int parse_yyyymmdd(uint64_t v, int64_t *ms)
+{
+    int64_t y = (int64_t)(v / 10000), m = (int64_t)(v / 100 % 100), d = (int64_t)(v % 100);
+    if (y < 1970 || y > 2999 || m < 1 || m > 12 || d < 1 || d > days_in_month(y, m))
+        return 0;
+    *ms = days_from_civil(y, m, d) * 86400 * 1000;
+    return 1;
+}
+
+static int parse_relative(const char *param, const char *s, int64_t now_ms, int64_t *out,
+                          errmsg_t *em)
+{
+    const char *p = s + 3;
+    if (*p == 0) {
+        *out = now_ms;
+        return 0;
+    }
+    if (*p != '-')
+        return bad(param, s, "expected now or now-<n>{s,m,h,d,w}", em);
+    p++;
+    size_t n = strspn(p, "0123456789");
+    uint64_t v;
+    if (!parse_digits(p, n, &v) || strlen(p + n) != 1)
+        return bad(param, s, "expected now-<n>{s,m,h,d,w}", em);
+    int64_t unit;
+    switch (p[n]) {
+    case 's': unit = 1000; break;
+    case 'm': unit = 60 * 1000; break;
+    case 'h': unit = 3600 * 1000; break;
+    case 'd': unit = 86400 * 1000; break;
+    case 'w': unit = 7 * 86400 * 1000LL; break;
+    default: return bad(param, s, "unknown unit (use s, m, h, d or w)", em);
+    }
+    /* 100 years is far beyond any retention; it keeps the arithmetic exact. */
+    if (v > (uint64_t)(100LL * 365 * 86400 * 1000) / (uint64_t)unit)
+        return bad(param, s, "offset too large", em);
+    *out = now_ms - (int64_t)v * unit;
+    return 0;
+}
+
+int query_time_parse(const char *param, const char *s, int64_t now_ms, int64_t *out_ms,
+                     errmsg_t *em)
+{
+    size_t n = strnlen(s, TIME_TEXT_MAX + 1);
+    if (n == 0 || n > TIME_TEXT_MAX)
+        return bad(param, s, n ? "too long" : "empty time", em);
+    if (strncmp(s, "now", 3) == 0)
+        return parse_relative(param, s, now_ms, out_ms, em);
+    uint64_t v;
+    if (!parse_digits(s, n, &v))
+        return bad(param, s, "not a time (unix s/ms/us/ns, now, now-1h, YYYYMMDD)", em);
+    if (n == 8 && parse_yyyymmdd(v, out_ms))
+        return 0;
+    if (v < 10000000000ULL) /* seconds until the year 2286 */
+        *out_ms = (int64_t)v * 1000;
+    else if (v < 10000000000000ULL) /* milliseconds */
+        *out_ms = (int64_t)v;
+    else if (v < 10000000000000000ULL) /* microseconds */
+        *out_ms = (int64_t)(v / 1000);
+    else if (v <= (uint64_t)INT64_MAX) /* nanoseconds */
+        *out_ms = (int64_t)(v / 1000000);
+    else
+        return bad(param, s, "time out of range", em);
+    return 0;
+}
+
+int query_time_range(const query_params_t *p, int64_t now_ms, int64_t *from_ms,
+                     int64_t *until_ms, errmsg_t *em)
+{
+    int rc;
+    if (p->from != NULL && p->from[0] != 0)
+        rc = query_time_parse("from", p->from, now_ms, from_ms, em);
+    else
+        *from_ms = now_ms - 3600 * 1000, rc = 0;
+    if (rc != 0)
+        return rc;
+    if (p->until != NULL && p->until[0] != 0)
+        rc = query_time_parse("until", p->until, now_ms, until_ms, em);
+    else
+        *until_ms = now_ms;
+    if (rc != 0)
+        return rc;
+    if (*from_ms >= *until_ms)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "parameter 'from': must be before 'until' (%lld >= %lld ms)",
+                          (long long)*from_ms, (long long)*until_ms);
+    return 0;
+}
