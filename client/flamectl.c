@@ -1,2 +1,464 @@
-/* placeholder */
-int main(void) { return 0; }
+/* flamectl.c — the command-line client of flamedb, on top of libflamedb.
+ *
+ * Commands come from one table (name, arguments, handler, help text), options
+ * from one getopt_long table; both print the help. Exit status: 0 success,
+ * 1 the request failed (the server's reason is printed), 2 bad usage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client/flamedb.h"
+#include "client/flamedb_int.h"
+
+#define EXIT_USAGE 2
+#define MAX_PUSH_BYTES ((size_t)256 << 20) /* largest file flamectl pushes */
+#define DEFAULT_TOP_LIMIT 20
+
+typedef struct args {
+    const char *url, *tenant, *token;
+    int timeout_ms;
+    const char *name, *format, *from, *until, *output, *outfile, *match, *spy_name;
+    int max_nodes, limit, sample_rate;
+    int help;
+    const char *pos[4]; /* positional arguments after the command */
+    int npos;
+} args_t;
+
+typedef struct command {
+    const char *name;
+    int min_pos, max_pos;
+    int (*run)(flamedb_client_t *c, const args_t *a);
+    const char *usage;
+    const char *help;
+} command_t;
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "flamectl: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(see flamectl --help)\n");
+    return EXIT_USAGE;
+}
+
+static int request_failed(flamedb_client_t *c, const char *what, int rc)
+{
+    const char *msg = flamedb_errmsg(c);
+    fprintf(stderr, "flamectl: %s failed: %s\n", what, msg[0] ? msg : flamedb_strerror(rc));
+    return EXIT_FAILURE;
+}
+
+/* --- push ------------------------------------------------------------------ */
+
+static int read_input(const char *path, uint8_t **out, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "flamectl: cannot open %s: %s\n", path, strerror(errno));
+        return EXIT_FAILURE;
+    }
+    buf_t b;
+    buf_init(&b, MAX_PUSH_BYTES);
+    uint8_t chunk[65536];
+    size_t n;
+    int rc = ERR_OK;
+    while (rc == ERR_OK && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = buf_append(&b, chunk, n);
+    int bad = ferror(f);
+    if (f != stdin)
+        fclose(f);
+    if (rc != ERR_OK || bad) {
+        fprintf(stderr, "flamectl: cannot read %s: %s\n", path,
+                bad ? "read error" : "larger than 256 MiB");
+        buf_free(&b);
+        return EXIT_FAILURE;
+    }
+    *out = buf_steal(&b, len);
+    return 0;
+}
+
+/* pprof when gzipped or binary (protobuf), folded when it looks like text. */
+static const char *detect_format(const uint8_t *p, size_t n)
+{
+    if (n >= 2 && p[0] == 0x1f && p[1] == 0x8b)
+        return "pprof";
+    if (n >= 2 && ((p[0] == 0xff && p[1] == 0xfe) || (p[0] == 0xfe && p[1] == 0xff)))
+        return "folded"; /* UTF-16 text: the server decodes or refuses it */
+    for (size_t i = 0; i < n && i < 4096; i++)
+        if (p[i] < 0x09 || (p[i] > 0x0d && p[i] < 0x20) || p[i] == 0x7f)
+            return "pprof";
+    return "folded";
+}
+
+static int parse_seconds(const char *s, const char *what, int64_t *out)
+{
+    char *end;
+    if (s == NULL) {
+        *out = 0;
+        return 0;
+    }
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v <= 0)
+        return usage_error(what, s);
+    *out = v;
+    return 0;
+}
+
+static int cmd_push(flamedb_client_t *c, const args_t *a)
+{
+    int64_t from, until;
+    if (a->name == NULL)
+        return usage_error("push: --name is required (e.g. --name 'app.cpu{env=prod}')%s", "");
+    if (parse_seconds(a->from, "push: --from '%s' is not unix seconds", &from) ||
+        parse_seconds(a->until, "push: --until '%s' is not unix seconds", &until))
+        return EXIT_USAGE;
+    if (a->format && strcmp(a->format, "pprof") != 0 && strcmp(a->format, "folded") != 0)
+        return usage_error("push: --format must be pprof or folded, not '%s'", a->format);
+    uint8_t *data;
+    size_t len;
+    if (read_input(a->pos[0], &data, &len) != 0)
+        return EXIT_FAILURE;
+    const char *fmt = a->format ? a->format : detect_format(data, len);
+    flamedb_push_t p = {.name = a->name, .from = from, .until = until,
+                        .format = strcmp(fmt, "pprof") == 0 ? FLAMEDB_PUSH_PPROF
+                                                            : FLAMEDB_PUSH_FOLDED,
+                        .sample_rate = a->sample_rate, .spy_name = a->spy_name};
+    int rc = flamedb_push(c, &p, data, len);
+    free(data);
+    if (rc != 0)
+        return request_failed(c, "push", rc);
+    fprintf(stderr, "pushed %zu bytes (%s) as %s\n", len, fmt, a->name);
+    return 0;
+}
+
+/* --- query ----------------------------------------------------------------- */
+
+/* Sample unit of a profile type id "name:type:UNIT:ptype:punit". */
+static void type_unit(const char *query, char *unit, size_t cap)
+{
+    const char *p = query;
+    unit[0] = '\0';
+    for (int i = 0; i < 2 && p != NULL; i++) {
+        p = strchr(p, ':');
+        if (p != NULL)
+            p++;
+    }
+    if (p == NULL)
+        return;
+    size_t n = strcspn(p, ":{");
+    snprintf(unit, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
+}
+
+static void format_value(char *out, size_t cap, int64_t v, const char *unit)
+{
+    static const char *bin[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    if (strcmp(unit, "nanoseconds") == 0) {
+        snprintf(out, cap, "%.2fs", (double)v / 1e9);
+    } else if (strcmp(unit, "bytes") == 0) {
+        double d = (double)v;
+        int i = 0;
+        while ((d >= 1024 || d <= -1024) && i < 4) {
+            d /= 1024;
+            i++;
+        }
+        snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", d, bin[i]);
+    } else {
+        snprintf(out, cap, "%" PRId64, v);
+    }
+}
+
+static int print_top(const char *query, const flamedb_response_t *r, int limit)
+{
+    flamedb__top_t t;
+    errmsg_t em = {{0}};
+    if (flamedb__top_folded((const char *)r->body, r->len, &t, &em) != 0) {
+        fprintf(stderr, "flamectl: cannot read the server's folded answer: %s\n", em.text);
+        return EXIT_FAILURE;
+    }
+    char unit[32], self[32], total[32];
+    type_unit(query, unit, sizeof unit);
+    double sum = t.sum != 0 ? (double)t.sum : 1;
+    printf("%12s %7s %12s %7s  %s\n", "SELF", "SELF%", "TOTAL", "TOTAL%", "FUNCTION");
+    size_t n = limit > 0 && (size_t)limit < t.count ? (size_t)limit : t.count;
+    for (size_t i = 0; i < n; i++) {
+        format_value(self, sizeof self, t.rows[i].self, unit);
+        format_value(total, sizeof total, t.rows[i].total, unit);
+        printf("%12s %6.2f%% %12s %6.2f%%  %s\n", self, 100.0 * (double)t.rows[i].self / sum,
+               total, 100.0 * (double)t.rows[i].total / sum, t.rows[i].name);
+    }
+    format_value(total, sizeof total, t.sum, unit);
+    printf("total %s in %zu functions (%zu shown)\n", total, t.count, n);
+    flamedb__top_free(&t);
+    return 0;
+}
+
+static int write_binary(const flamedb_response_t *r, const char *path)
+{
+    if (path == NULL && isatty(STDOUT_FILENO)) {
+        fprintf(stderr, "flamectl: not writing a binary pprof to a terminal; "
+                        "use -o FILE or redirect stdout\n");
+        return EXIT_USAGE;
+    }
+    FILE *f = path ? fopen(path, "wb") : stdout;
+    if (f == NULL) {
+        fprintf(stderr, "flamectl: cannot create %s: %s\n", path, strerror(errno));
+        return EXIT_FAILURE;
+    }
+    int bad = fwrite(r->body, 1, r->len, f) != r->len;
+    bad |= path ? fclose(f) != 0 : fflush(f) != 0;
+    if (bad) {
+        fprintf(stderr, "flamectl: write %s: %s\n", path ? path : "stdout", strerror(errno));
+        return EXIT_FAILURE;
+    }
+    if (path)
+        fprintf(stderr, "wrote %zu bytes to %s\n", r->len, path);
+    return 0;
+}
+
+static int cmd_query(flamedb_client_t *c, const args_t *a)
+{
+    const char *out = a->output ? a->output : "top";
+    flamedb_format_t f;
+    if (strcmp(out, "top") == 0 || strcmp(out, "folded") == 0)
+        f = FLAMEDB_FORMAT_FOLDED;
+    else if (strcmp(out, "json") == 0)
+        f = FLAMEDB_FORMAT_JSON;
+    else if (strcmp(out, "pprof") == 0)
+        f = FLAMEDB_FORMAT_PPROF;
+    else
+        return usage_error("query: --output must be top, folded, json or pprof, not '%s'", out);
+    flamedb_response_t r;
+    int rc = flamedb_query(c, a->pos[0], a->from, a->until, f, a->max_nodes, &r);
+    if (rc != 0)
+        return request_failed(c, "query", rc);
+    int status = 0;
+    if (strcmp(out, "top") == 0)
+        status = print_top(a->pos[0], &r, a->limit > 0 ? a->limit : DEFAULT_TOP_LIMIT);
+    else if (f == FLAMEDB_FORMAT_PPROF || a->outfile != NULL)
+        status = write_binary(&r, a->outfile);
+    else if (fwrite(r.body, 1, r.len, stdout) != r.len || fflush(stdout) != 0)
+        status = EXIT_FAILURE;
+    if (f == FLAMEDB_FORMAT_JSON && a->outfile == NULL && status == 0)
+        putchar('\n');
+    flamedb_response_free(&r);
+    return status;
+}
+
+/* --- labels, ready ------------------------------------------------------------ */
+
+static int cmd_labels(flamedb_client_t *c, const args_t *a)
+{
+    flamedb_strings_t s;
+    int rc = a->npos > 0
+                 ? flamedb_label_values(c, a->pos[0], a->match, a->from, a->until, &s)
+                 : flamedb_label_names(c, a->match, a->from, a->until, &s);
+    if (rc != 0)
+        return request_failed(c, "labels", rc);
+    for (size_t i = 0; i < s.count; i++)
+        printf("%s\n", s.items[i]);
+    flamedb_strings_free(&s);
+    return 0;
+}
+
+static int cmd_ready(flamedb_client_t *c, const args_t *a)
+{
+    flamedb_response_t r;
+    int rc = flamedb_get(c, "/ready", &r);
+    if (rc != 0)
+        return request_failed(c, "ready", rc);
+    printf("ready (HTTP %d)\n", r.status);
+    flamedb_response_free(&r);
+    return 0;
+}
+
+static const command_t commands[] = {
+    {"push", 1, 1, cmd_push,
+     "push FILE --name 'APP{k=v,...}' [--format pprof|folded] [--from S] [--until S]\n"
+     "          [--sample-rate HZ] [--spy-name NAME]",
+     "Sends one profile to POST /ingest. FILE is a pprof (gzipped or raw) or folded\n"
+     "stacks ('a;b;c 12' lines), '-' reads stdin. Without --format, gzip or binary\n"
+     "content is pprof and text is folded. Folded names carry the type as a suffix:\n"
+     "'app.cpu{env=prod}'. --from/--until are unix seconds (default: now)."},
+    {"query", 1, 1, cmd_query,
+     "query 'TYPE{selector}' [--from T] [--until T] [--output top|folded|json|pprof]\n"
+     "          [--max-nodes N] [--limit N] [-o FILE]",
+     "Reads a merged flame graph from GET /pyroscope/render. TYPE is a profile type id\n"
+     "such as process_cpu:cpu:nanoseconds:cpu:nanoseconds; the selector uses =, !=, =~\n"
+     "and !~. Times: unix seconds or ms, now, now-1h (default now-1h .. now).\n"
+     "--output top (default) prints functions by self value with percentages\n"
+     "(--limit rows, default 20); folded and json print the answer; pprof writes the\n"
+     "gzipped profile to -o FILE or to stdout when it is not a terminal."},
+    {"labels", 0, 1, cmd_labels, "labels [NAME] [--match '{selector}'] [--from T] [--until T]",
+     "Without NAME lists the label names; with NAME lists its values\n"
+     "(NAME __profile_type__ lists the profile types present)."},
+    {"ready", 0, 0, cmd_ready, "ready", "Exits 0 when the node answers GET /ready with 200."},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+/* --- options and main ----------------------------------------------------------- */
+
+enum { OPT_URL = 256, OPT_TENANT, OPT_TOKEN, OPT_TIMEOUT, OPT_NAME, OPT_FORMAT, OPT_FROM,
+       OPT_UNTIL, OPT_OUTPUT, OPT_MAX_NODES, OPT_LIMIT, OPT_MATCH, OPT_SAMPLE_RATE,
+       OPT_SPY_NAME };
+
+static const struct option options[] = {
+    {"url", required_argument, NULL, OPT_URL},
+    {"tenant", required_argument, NULL, OPT_TENANT},
+    {"token", required_argument, NULL, OPT_TOKEN},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"from", required_argument, NULL, OPT_FROM},
+    {"until", required_argument, NULL, OPT_UNTIL},
+    {"output", required_argument, NULL, OPT_OUTPUT},
+    {"max-nodes", required_argument, NULL, OPT_MAX_NODES},
+    {"limit", required_argument, NULL, OPT_LIMIT},
+    {"match", required_argument, NULL, OPT_MATCH},
+    {"sample-rate", required_argument, NULL, OPT_SAMPLE_RATE},
+    {"spy-name", required_argument, NULL, OPT_SPY_NAME},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static void print_help(FILE *f)
+{
+    fprintf(f, "usage: flamectl [--url URL] [--tenant ID] COMMAND [ARGS] [OPTIONS]\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "  flamectl %s\n", commands[i].usage);
+    fprintf(f, "\ncommon options:\n"
+               "  --url URL       node to talk to (default $FLAMEDB_URL or %s)\n"
+               "  --tenant ID     tenant, sent as X-Scope-OrgID (default $FLAMEDB_TENANT)\n"
+               "  --token TOKEN   bearer token (default $FLAMEDB_TOKEN)\n"
+               "  --timeout MS    connect and I/O timeout in milliseconds (default 30000)\n"
+               "  -h, --help      this help; 'flamectl COMMAND --help' explains a command\n"
+               "\nexit status: 0 ok, 1 the request failed, 2 bad usage\n",
+               FLAMEDB_DEFAULT_URL);
+}
+
+static void print_command_help(const command_t *cmd)
+{
+    printf("usage: flamectl %s\n\n%s\n", cmd->usage, cmd->help);
+}
+
+static int parse_int(const char *s, const char *opt, int min, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > INT_MAX) {
+        fprintf(stderr, "flamectl: %s: '%s' is not a number >= %d\n", opt, s, min);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int set_option(args_t *a, int opt, const char *v)
+{
+    switch (opt) {
+    case OPT_URL: a->url = v; return 0;
+    case OPT_TENANT: a->tenant = v; return 0;
+    case OPT_TOKEN: a->token = v; return 0;
+    case OPT_TIMEOUT: return parse_int(v, "--timeout", 1, &a->timeout_ms);
+    case OPT_NAME: a->name = v; return 0;
+    case OPT_FORMAT: a->format = v; return 0;
+    case OPT_FROM: a->from = v; return 0;
+    case OPT_UNTIL: a->until = v; return 0;
+    case OPT_OUTPUT: a->output = v; return 0;
+    case 'o': a->outfile = v; return 0;
+    case OPT_MAX_NODES: return parse_int(v, "--max-nodes", 1, &a->max_nodes);
+    case OPT_LIMIT: return parse_int(v, "--limit", 1, &a->limit);
+    case OPT_MATCH: a->match = v; return 0;
+    case OPT_SAMPLE_RATE: return parse_int(v, "--sample-rate", 1, &a->sample_rate);
+    case OPT_SPY_NAME: a->spy_name = v; return 0;
+    case 'h': a->help = 1; return 0;
+    default: return -1; /* getopt already printed why */
+    }
+}
+
+/* Options may come anywhere; positionals are the command and its arguments. */
+static int parse_args(int argc, char **argv, args_t *a, const char **cmd)
+{
+    memset(a, 0, sizeof *a);
+    a->url = getenv("FLAMEDB_URL");
+    a->tenant = getenv("FLAMEDB_TENANT");
+    a->token = getenv("FLAMEDB_TOKEN");
+    *cmd = NULL;
+    int opt;
+    opterr = 1;
+    while ((opt = getopt_long(argc, argv, "ho:", options, NULL)) != -1)
+        if (set_option(a, opt, optarg) != 0)
+            return -1;
+    for (int i = optind; i < argc; i++) {
+        if (*cmd == NULL)
+            *cmd = argv[i];
+        else if (a->npos < (int)(sizeof a->pos / sizeof a->pos[0]))
+            a->pos[a->npos++] = argv[i];
+        else {
+            usage_error("too many arguments ('%s')", argv[i]);
+            return -1;
+        }
+    }
+    if (a->url == NULL || a->url[0] == '\0')
+        a->url = FLAMEDB_DEFAULT_URL;
+    return 0;
+}
+
+static const command_t *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static int run(const command_t *cmd, const args_t *a)
+{
+    flamedb_opts_t o = {.tenant = a->tenant, .bearer_token = a->token,
+                        .user_agent = "flamectl", .connect_timeout_ms = a->timeout_ms,
+                        .io_timeout_ms = a->timeout_ms};
+    flamedb_client_t *c;
+    char err[512];
+    if (flamedb_client_new(a->url, &o, &c, err, sizeof err) != 0) {
+        fprintf(stderr, "flamectl: %s\n", err);
+        return EXIT_USAGE;
+    }
+    int status = cmd->run(c, a);
+    flamedb_client_free(c);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    args_t a;
+    const char *name;
+    if (parse_args(argc, argv, &a, &name) != 0)
+        return EXIT_USAGE;
+    if (name != NULL && strcmp(name, "help") == 0) {
+        name = a.npos > 0 ? a.pos[0] : NULL;
+        a.help = 1;
+    }
+    if (name == NULL) {
+        print_help(a.help ? stdout : stderr);
+        return a.help ? 0 : EXIT_USAGE;
+    }
+    const command_t *cmd = find_command(name);
+    if (cmd == NULL)
+        return usage_error("unknown command '%s'", name);
+    if (a.help) {
+        print_command_help(cmd);
+        return 0;
+    }
+    if (a.npos < cmd->min_pos || a.npos > cmd->max_pos) {
+        fprintf(stderr, "flamectl: wrong number of arguments\nusage: flamectl %s\n", cmd->usage);
+        return EXIT_USAGE;
+    }
+    return run(cmd, &a);
+}

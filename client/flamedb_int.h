@@ -1,0 +1,119 @@
+/* flamedb_int.h — internals of libflamedb, shared by the client sources and the
+ * client unit tests; never installed.
+ *
+ * url.c   parses the base URL and builds URL-encoded query strings;
+ * http.c  owns the socket: connect with timeout, request writing, bounded
+ *         response parsing (Content-Length, chunked, until-close);
+ * top.c   the top-functions table of folded stacks (flamectl; not exported);
+ * json.c  reads the two JSON shapes the client needs (string arrays and
+ *         {"code","message"} error objects) with bounded depth.
+ * Nothing here is thread-safe; one connection belongs to one client.
+ */
+#ifndef FLAMEDB_CLIENT_FLAMEDB_INT_H
+#define FLAMEDB_CLIENT_FLAMEDB_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client/flamedb.h"
+#include "common/buf.h"
+#include "common/err.h"
+
+/* Limits of what the client accepts from a server. */
+#define FLAMEDB__MAX_HEADER_LINE 8192     /* status line or one header */
+#define FLAMEDB__MAX_HEADER_BYTES 65536   /* all headers of one response */
+#define FLAMEDB__MAX_HEADERS 100          /* header lines of one response */
+#define FLAMEDB__MAX_INTERIM 8            /* 1xx responses before the real one */
+#define FLAMEDB__MAX_STRINGS 1000000      /* items of a JSON string array */
+#define FLAMEDB__JSON_MAX_DEPTH 64
+
+/* --- url.c --- */
+
+typedef struct flamedb__url {
+    char host[256];   /* without brackets for IPv6 literals */
+    char port[8];     /* decimal */
+    char prefix[512]; /* path prefix without trailing '/', "" for none */
+    int ipv6;         /* host is an IPv6 literal (needs brackets in Host:) */
+} flamedb__url_t;
+
+/* Parses "http://host[:port][/prefix]". ERR_UNSUPPORTED for other schemes,
+ * ERR_INVALID_ARGUMENT otherwise, with the reason in em. */
+int flamedb__url_parse(const char *url, flamedb__url_t *out, errmsg_t *em);
+/* Appends s percent-encoded for a query-string value (RFC 3986 unreserved
+ * characters stay as they are). */
+int flamedb__url_escape(buf_t *b, const char *s);
+/* Appends "?key=value" (first parameter of b) or "&key=value"; a NULL value
+ * appends nothing. */
+int flamedb__query_add(buf_t *b, const char *key, const char *value);
+int flamedb__query_add_int(buf_t *b, const char *key, int64_t value);
+
+/* --- http.c --- */
+
+typedef struct flamedb__conn {
+    int fd; /* -1 when not connected */
+    int connect_timeout_ms;
+    int io_timeout_ms;
+    /* read buffer: bytes [rpos, rlen) received but not yet consumed */
+    uint8_t rbuf[16384];
+    size_t rpos, rlen;
+    size_t resp_bytes; /* bytes received for the current response */
+    int stale;         /* the peer closed before any byte of the response */
+} flamedb__conn_t;
+
+typedef struct flamedb__request {
+    const char *method;
+    const char *target;       /* path and query, already encoded */
+    const char *extra_headers; /* "Name: value\r\n" lines or NULL */
+    const char *content_type; /* NULL: no body headers unless body_len > 0 */
+    const void *body;
+    size_t body_len;
+} flamedb__request_t;
+
+typedef struct flamedb__response {
+    int status;
+    int keep_alive;
+    char content_type[128];
+    buf_t body; /* initialised by flamedb__http_do with the body limit */
+} flamedb__response_t;
+
+void flamedb__conn_init(flamedb__conn_t *c, int connect_timeout_ms, int io_timeout_ms);
+void flamedb__conn_close(flamedb__conn_t *c);
+/* Sends req and reads one complete response into resp (resp->body is
+ * initialised here with max_body as its limit; caller frees it with
+ * buf_free() whatever the result). Connects when needed; when a reused
+ * keep-alive connection turns out to be closed by the server before any byte
+ * of the response arrived, reconnects and sends once more. */
+int flamedb__http_do(flamedb__conn_t *c, const flamedb__url_t *u, const flamedb__request_t *req,
+                     size_t max_body, flamedb__response_t *resp, errmsg_t *em);
+
+/* --- json.c --- */
+
+/* Parses a JSON array of strings into out (caller owns). ERR_UNPARSEABLE on
+ * anything else. */
+int flamedb__json_strings(const char *p, size_t n, flamedb_strings_t *out, errmsg_t *em);
+/* Reads the top-level "code" and "message" strings of a JSON object into the
+ * given buffers (truncated, "" when absent). ERR_UNPARSEABLE when p is not a
+ * JSON object. */
+int flamedb__json_error(const char *p, size_t n, char *code, size_t code_len, char *msg,
+                        size_t msg_len);
+
+/* --- top.c (in-tree only, used by flamectl) --- */
+
+typedef struct flamedb__top_row {
+    char *name;
+    int64_t self, total;
+} flamedb__top_row_t;
+
+typedef struct flamedb__top {
+    flamedb__top_row_t *rows; /* sorted by self, then total, descending */
+    size_t count;
+    int64_t sum; /* sum of all stack values: the root total */
+} flamedb__top_t;
+
+/* Builds the table from folded text ("a;b;c 12" lines). Caller owns *out
+ * (free with flamedb__top_free()). ERR_UNPARSEABLE for a line without a
+ * count. */
+int flamedb__top_folded(const char *text, size_t n, flamedb__top_t *out, errmsg_t *em);
+void flamedb__top_free(flamedb__top_t *t);
+
+#endif
