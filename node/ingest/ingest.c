@@ -1,1 +1,285 @@
-/* placeholder: replaced by the module implementation */
+/* ingest.c — ingest_parse(): one /ingest request to storable series.
+ *
+ * Steps: parameters (ingest_request.c) -> body format (multipart, gzip by
+ * magic bytes) -> pprof or folded parser -> time window check -> profile id
+ * -> the storage view. The profile id (DESIGN.md invariant 2) is XXH3-128
+ * over tenant, every query parameter that shapes what is stored (name, from,
+ * until, format, sampleRate, spyName, units, aggregationType) and a hash of
+ * the profile payload (the `profile` and `sample_type_config` parts of a
+ * multipart body rather than the body, so a client that retries with a new
+ * multipart boundary still sends the same profile).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/hash.h"
+#include "node/ingest/ingest_int.h"
+#include "ring/ring.h"
+
+struct ingest_profile {
+    char *tenant;
+    series_set_t ss;
+    symtab_t *symtab;
+    storage_series_write_t *writes;
+    storage_profile_write_t w;
+    const char *format;
+};
+
+void ingest_limits_default(ingest_limits_t *l)
+{
+    memset(l, 0, sizeof *l);
+    l->max_decompressed_bytes = 32u << 20;
+    l->max_samples = 100000;
+    l->max_stack_depth = 2048;
+    l->max_labels_per_series = 30;
+    l->max_label_name_len = 1024;
+    l->max_label_value_len = 2048;
+    l->max_series_per_profile = 1000;
+    l->max_symbol_len = 65535;
+    l->max_tree_nodes = 1u << 20;
+    l->max_decoded_bytes = 512u << 20;
+    l->shards_per_service = RING_DEFAULT_SHARDS_PER_SERVICE;
+    l->max_past_seconds = 90LL * 86400;
+    l->max_future_seconds = 600;
+}
+
+/* The payload to parse: the body or its multipart `profile` part, gunzipped
+ * when it starts with the gzip magic. *owned is set when *data was allocated. */
+typedef struct payload {
+    const uint8_t *data;
+    size_t len;
+    uint8_t *owned;
+    const uint8_t *config;
+    size_t config_len;
+    uint64_t hash;
+} payload_t;
+
+static int load_payload(const ingest_request_t *req, const ingest_params_t *pa,
+                        const ingest_limits_t *lim, payload_t *pl, errmsg_t *em)
+{
+    memset(pl, 0, sizeof *pl);
+    pl->data = req->body;
+    pl->len = req->body_len;
+    if (pl->data == NULL)
+        pl->data = (const uint8_t *)"";
+    if (pa->format == BODY_PPROF && pa->multipart) {
+        multipart_parts_t parts;
+        int rc = ingest_multipart(pl->data, pl->len, req->content_type, &parts, em);
+        if (rc < 0)
+            return rc;
+        pl->data = parts.profile;
+        pl->len = parts.profile_len;
+        pl->config = parts.config;
+        pl->config_len = parts.config_len;
+    }
+    pl->hash = hash_bytes64(pl->data, pl->len) ^
+               (pl->config ? hash_bytes64(pl->config, pl->config_len) * 31 : 0);
+    if (ingest_is_gzip(pl->data, pl->len)) {
+        size_t n;
+        int rc = ingest_gunzip(pl->data, pl->len, lim->max_decompressed_bytes, &pl->owned, &n, em);
+        if (rc < 0)
+            return rc;
+        pl->data = pl->owned;
+        pl->len = n;
+    } else if (pl->len > lim->max_decompressed_bytes) {
+        return errmsg_set(em, ERR_TOO_LARGE, "body of %zu bytes exceeds %zu (max_decompressed_bytes)",
+                          pl->len, lim->max_decompressed_bytes);
+    }
+    return 0;
+}
+
+static int parse_pprof(ingest_profile_t *p, const payload_t *pl, const ingest_params_t *pa,
+                       const ingest_limits_t *lim, int64_t *time_ns, errmsg_t *em)
+{
+    stc_t *config = NULL;
+    int rc = 0;
+    if (pl->config != NULL) {
+        config = malloc(sizeof *config);
+        if (config == NULL)
+            return errmsg_set(em, ERR_NOMEM, "out of memory");
+        rc = stc_parse(pl->config, pl->config_len, config, em);
+    }
+    pprof_ctx_t ctx = {.lim = lim, .base = pa->base, .config = config, .ss = &p->ss,
+                       .symtab = p->symtab};
+    if (rc == 0 && pl->len > 0)
+        rc = ingest_pprof(pl->data, pl->len, &ctx, em);
+    free(config);
+    *time_ns = ctx.time_ns;
+    return rc;
+}
+
+static int parse_folded(ingest_profile_t *p, const payload_t *pl, const ingest_params_t *pa,
+                        const ingest_limits_t *lim, errmsg_t *em)
+{
+    const folded_type_t *t = pa->type;
+    char id[256];
+    int64_t scale = 1;
+    if (t->scaled && pa->sample_rate == 0) /* counts stay counts (Pyroscope) */
+        snprintf(id, sizeof id, "%s:samples:count::", t->name);
+    else
+        snprintf(id, sizeof id, "%s:%s:%s:%s:%s", t->name, t->sample_type, t->sample_unit,
+                 t->period_type, t->period_unit);
+    if (t->scaled && pa->sample_rate > 0)
+        scale = 1000000000LL / pa->sample_rate; /* integer period, as Pyroscope */
+    labels_t *l = series_labels(pa->base, t->name, id);
+    if (l == NULL)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    folded_ctx_t ctx = {.lim = lim, .ss = &p->ss, .symtab = p->symtab, .scale = scale,
+                        .lines = pa->format == BODY_LINES};
+    int rc = series_get(&p->ss, l, &ctx.series, em);
+    return rc < 0 ? rc : ingest_folded(pl->data, pl->len, &ctx, em);
+}
+
+static int check_time(int64_t t, int64_t now, const ingest_limits_t *lim, errmsg_t *em)
+{
+    if (t < now - lim->max_past_seconds * 1000000000LL)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "profile time %lld s is more than %lld s in the past (max_past_seconds)",
+                          (long long)(t / 1000000000LL), (long long)lim->max_past_seconds);
+    if (t > now + lim->max_future_seconds * 1000000000LL)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "profile time %lld s is more than %lld s in the future (max_future_seconds)",
+                          (long long)(t / 1000000000LL), (long long)lim->max_future_seconds);
+    return 0;
+}
+
+static void put_field(buf_t *b, const char *s)
+{
+    buf_append_byte(b, s ? 1 : 0);
+    if (s)
+        buf_append(b, s, strlen(s) + 1);
+}
+
+static void profile_id(const ingest_request_t *req, const char *tenant, uint64_t body_hash,
+                       uint8_t out[16])
+{
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    buf_append(&b, "ingest-v1", 10);
+    put_field(&b, tenant);
+    const char *f[] = {req->name,        req->from,  req->until, req->format, req->sample_rate,
+                       req->spy_name,    req->units, req->aggregation_type};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        put_field(&b, f[i]);
+    buf_append_u64be(&b, body_hash);
+    hash_bytes128(b.data, b.len, out);
+    buf_free(&b);
+}
+
+static int build_view(ingest_profile_t *p, int64_t time_ns, errmsg_t *em)
+{
+    series_set_t *ss = &p->ss;
+    p->writes = calloc(ss->n + 1, sizeof *p->writes);
+    if (p->writes == NULL)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < ss->n; i++) {
+        const ingest_series_t *s = &ss->v[i];
+        p->writes[i] = (storage_series_write_t){.labels = s->labels, .token = s->token,
+                                                .series_id = s->series_id, .tree = s->tree,
+                                                .spans = s->spans.v, .nspans = s->spans.n};
+    }
+    p->w.tenant = p->tenant;
+    p->w.time_ns = time_ns;
+    p->w.series = p->writes;
+    p->w.nseries = ss->n;
+    p->w.symbols = p->symtab;
+    return 0;
+}
+
+static const char *format_name(body_format_t f)
+{
+    return f == BODY_PPROF ? "pprof" : f == BODY_LINES ? "lines" : "folded";
+}
+
+static int64_t clock_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_profile_t *p,
+               errmsg_t *em)
+{
+    ingest_params_t pa;
+    payload_t pl = {0};
+    int64_t time_ns = 0, now = req->now_ns ? req->now_ns : clock_now();
+    int rc = ingest_params_parse(req, lim, &pa, em);
+    if (rc == 0)
+        rc = load_payload(req, &pa, lim, &pl, em);
+    if (rc == 0) {
+        p->format = format_name(pa.format);
+        if (pa.format == BODY_PPROF)
+            rc = parse_pprof(p, &pl, &pa, lim, &time_ns, em);
+        else
+            rc = parse_folded(p, &pl, &pa, lim, em);
+    }
+    if (time_ns == 0)
+        time_ns = pa.from_ns ? pa.from_ns : now;
+    if (rc == 0)
+        rc = check_time(time_ns, now, lim, em);
+    if (rc == 0) {
+        profile_id(req, p->tenant, pl.hash, p->w.profile_id);
+        rc = build_view(p, time_ns, em);
+    }
+    free(pl.owned);
+    ingest_params_free(&pa);
+    return rc;
+}
+
+int ingest_parse(const ingest_request_t *req, const ingest_limits_t *lim, ingest_profile_t **out,
+                 errmsg_t *em)
+{
+    ingest_limits_t defaults;
+    if (lim == NULL) {
+        ingest_limits_default(&defaults);
+        lim = &defaults;
+    }
+    *out = NULL;
+    ingest_profile_t *p = calloc(1, sizeof *p);
+    const char *tenant = req->tenant && req->tenant[0] ? req->tenant : "anonymous";
+    if (p == NULL)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    p->tenant = strdup(tenant);
+    p->symtab = symtab_new();
+    int rc = p->tenant && p->symtab ? series_set_init(&p->ss, p->tenant, lim) : ERR_NOMEM;
+    if (rc < 0) {
+        errmsg_set(em, ERR_NOMEM, "out of memory");
+    } else {
+        rc = run(req, lim, p, em);
+    }
+    if (rc < 0) {
+        ingest_profile_free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+const storage_profile_write_t *ingest_profile_write(const ingest_profile_t *p)
+{
+    return &p->w;
+}
+
+int64_t ingest_profile_series_total(const ingest_profile_t *p, size_t i)
+{
+    return i < p->ss.n ? calltree_root_total(p->ss.v[i].tree) : 0;
+}
+
+const char *ingest_profile_format(const ingest_profile_t *p)
+{
+    return p->format ? p->format : "";
+}
+
+void ingest_profile_free(ingest_profile_t *p)
+{
+    if (p == NULL)
+        return;
+    series_set_free(&p->ss);
+    symtab_free(p->symtab);
+    free(p->writes);
+    free(p->tenant);
+    free(p);
+}

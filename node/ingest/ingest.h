@@ -30,11 +30,17 @@ typedef struct ingest_limits {
     size_t max_series_per_profile;   /* series one profile may split into */
     size_t max_symbol_len;           /* bytes of a function or file name */
     size_t max_tree_nodes;           /* call-tree nodes per series */
+    size_t max_decoded_bytes;        /* memory one decoded pprof message may take */
     uint32_t shards_per_service;     /* placement shards (ring.h) */
     int64_t max_past_seconds;        /* backfill window (the retention) */
     int64_t max_future_seconds;      /* clock skew tolerated */
 } ingest_limits_t;
 
+/* Defaults (chosen so every real profile of the shared corpus is admitted):
+ * 32 MiB decompressed, 100,000 samples, 2,048 frames, 30 labels per series,
+ * label name 1,024 / value 2,048 bytes, 1,000 series per profile, symbols of
+ * 65,535 bytes, 1,048,576 tree nodes per series, 512 MiB decoded pprof,
+ * RING_DEFAULT_SHARDS_PER_SERVICE shards, 90 days back, 10 minutes ahead. */
 void ingest_limits_default(ingest_limits_t *l);
 
 /* Raw request: query parameters as received (NULL when absent), URL-decoded. */
@@ -59,7 +65,10 @@ int ingest_parse(const ingest_request_t *req, const ingest_limits_t *lim, ingest
 
 /* The storable view; borrowed, valid until ingest_profile_free(). */
 const storage_profile_write_t *ingest_profile_write(const ingest_profile_t *p);
-/* Sum of all sample values per series (for tests and logs). */
+/* Sum of all sample values of series i (for tests and logs). */
+int64_t ingest_profile_series_total(const ingest_profile_t *p, size_t i);
+/* Body format that was parsed: "pprof", "folded" or "lines"; static string. */
+const char *ingest_profile_format(const ingest_profile_t *p);
 void ingest_profile_free(ingest_profile_t *p);
 
 #endif

@@ -1,0 +1,198 @@
+/* ingest_int.h — internals of the ingest module; included only inside node/ingest/.
+ *
+ * The module is split by concern:
+ *   ingest.c            ingest_parse(): parameters -> body format -> parser -> result
+ *   ingest_request.c    name parameter, times, sample rate, folded type suffix table
+ *   ingest_types.c      profile-type names of pprof sample types
+ *   ingest_gzip.c       bounded gunzip (libdeflate)
+ *   ingest_multipart.c  multipart/form-data and the sample_type_config JSON part
+ *   ingest_pprof.c      pprof decode (protobuf-c) and conversion to call trees
+ *   ingest_folded.c     folded / lines text (incl. UTF-16 with BOM)
+ *   ingest_series.c     the set of series one profile splits into, span trees, u64 map
+ * Everything here is per request: no state survives ingest_parse().
+ */
+#ifndef FLAMEDB_NODE_INGEST_INGEST_INT_H
+#define FLAMEDB_NODE_INGEST_INGEST_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/calltree.h"
+#include "common/err.h"
+#include "common/labels.h"
+#include "common/symtab.h"
+#include "node/ingest/ingest.h"
+
+/* ---- u64 -> u32 open-addressing map (ingest_series.c) ---- */
+
+typedef struct u64map {
+    uint64_t *keys;
+    uint32_t *vals; /* UINT32_MAX marks an empty slot */
+    size_t cap;     /* power of two */
+    size_t len;
+} u64map_t;
+
+int u64map_init(u64map_t *m, size_t expected);
+void u64map_free(u64map_t *m);
+/* Returns 1 and the value when key is present, else 0. */
+int u64map_get(const u64map_t *m, uint64_t key, uint32_t *val);
+/* Inserts key -> val (key must be absent). */
+int u64map_put(u64map_t *m, uint64_t key, uint32_t val);
+
+/* ---- request parameters (ingest_request.c) ---- */
+
+typedef enum { BODY_FOLDED = 0, BODY_LINES = 1, BODY_PPROF = 2 } body_format_t;
+
+/* The profile type a folded/lines body gets from the last dot-segment of the
+ * app name (see the table in ingest_request.c). */
+typedef struct folded_type {
+    const char *suffix;
+    const char *name; /* __name__ */
+    const char *sample_type, *sample_unit, *period_type, *period_unit;
+    bool scaled; /* values are sample counts turned into ns by 1e9/sampleRate */
+} folded_type_t;
+
+typedef struct ingest_params {
+    char *app;                       /* service name from the name parameter (owned) */
+    labels_t *base;                  /* name labels + service_name (+ pyroscope_spy); owned */
+    const folded_type_t *type;       /* from the name suffix (cpu when none) */
+    int64_t sample_rate;             /* Hz; default 100 */
+    int64_t from_ns, until_ns;       /* 0 when absent */
+    body_format_t format;
+    bool multipart;
+} ingest_params_t;
+
+int ingest_params_parse(const ingest_request_t *req, const ingest_limits_t *lim,
+                        ingest_params_t *out, errmsg_t *em);
+void ingest_params_free(ingest_params_t *p);
+/* Parses `app{k=v,...}` into *app (caller frees) and user labels into l. */
+int ingest_parse_name(const char *name, const ingest_limits_t *lim, char **app, labels_t *l,
+                      errmsg_t *em);
+/* Type selected by the last dot-segment of app; *app_len gets the service
+ * name's length (the suffix stripped). Unknown or no suffix: cpu, app kept. */
+const folded_type_t *ingest_folded_type(const char *app, size_t *app_len);
+/* Parses a time given as unix s, ms, us or ns (by magnitude) into ns. */
+int ingest_parse_time(const char *s, int64_t *ns);
+/* True when s is a valid label name: [a-zA-Z_][a-zA-Z0-9_.]* */
+bool ingest_label_name_valid(const char *s, size_t n);
+/* True for the names Pyroscope reserves (__name__, __profile_type__, ...):
+ * they are derived by the server, never taken from input. */
+bool ingest_label_reserved(const char *s, size_t n);
+
+/* ---- sample_type_config (ingest_multipart.c) ---- */
+
+#define STC_MAX_ENTRIES 64
+#define STC_MAX_STR 128
+
+typedef struct stc_entry {
+    char sample_type[STC_MAX_STR];
+    char display_name[STC_MAX_STR];
+    char units[STC_MAX_STR];
+} stc_entry_t;
+
+typedef struct stc {
+    stc_entry_t e[STC_MAX_ENTRIES];
+    size_t n;
+} stc_t;
+
+int stc_parse(const uint8_t *json, size_t len, stc_t *out, errmsg_t *em);
+const stc_entry_t *stc_find(const stc_t *c, const char *st, size_t n);
+
+typedef struct multipart_parts {
+    const uint8_t *profile;
+    size_t profile_len;
+    const uint8_t *config; /* sample_type_config or NULL */
+    size_t config_len;
+} multipart_parts_t;
+
+int ingest_multipart(const uint8_t *body, size_t len, const char *content_type,
+                     multipart_parts_t *out, errmsg_t *em);
+
+/* ---- gzip (ingest_gzip.c) ---- */
+
+static inline bool ingest_is_gzip(const uint8_t *p, size_t n)
+{
+    return n >= 2 && p[0] == 0x1f && p[1] == 0x8b;
+}
+/* Gunzips in[0..n) into a malloc'd buffer of at most max bytes (*out, caller
+ * frees). ERR_TOO_LARGE past max, ERR_UNPARSEABLE on corrupt data. */
+int ingest_gunzip(const uint8_t *in, size_t n, size_t max, uint8_t **out, size_t *out_len,
+                  errmsg_t *em);
+
+/* ---- the series of one profile (ingest_series.c) ---- */
+
+typedef struct span_acc {
+    storage_span_tree_t *v; /* tree pointers owned here */
+    size_t n, cap;
+    u64map_t index[2]; /* by id, per kind (SPAN, TRACE) */
+} span_acc_t;
+
+typedef struct ingest_series {
+    labels_t *labels;
+    uint64_t series_id, token;
+    calltree_t *tree;
+    span_acc_t spans;
+} ingest_series_t;
+
+typedef struct series_set {
+    const ingest_limits_t *lim;
+    const char *tenant;
+    ingest_series_t *v;
+    size_t n, cap;
+    u64map_t by_id;
+    uint64_t *stack; /* scratch: one stack, root first */
+    size_t stack_cap;
+} series_set_t;
+
+int series_set_init(series_set_t *ss, const char *tenant, const ingest_limits_t *lim);
+void series_set_free(series_set_t *ss);
+/* Finds or creates the series of labels (takes ownership of labels, which
+ * must already hold __name__, __profile_type__ and service_name). */
+int series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em);
+int series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth, int64_t v,
+               errmsg_t *em);
+int series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
+                    const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em);
+/* Makes room for a stack of depth frames in ss->stack (bounded by max_stack_depth). */
+int series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em);
+/* Labels for a new series: base + __name__ + __profile_type__. Caller owns. */
+labels_t *series_labels(const labels_t *base, const char *name, const char *type_id);
+/* Adds a label with the per-series limits checked (count, lengths). */
+int series_label_set(labels_t *l, const ingest_limits_t *lim, const char *k, size_t kn,
+                     const char *v, size_t vn, errmsg_t *em);
+/* Span id of a span_id/profile_id/trace_id value: 16 hex digits parsed, else a hash. */
+uint64_t ingest_span_id(const char *s, size_t n);
+
+/* ---- parsers ---- */
+
+typedef struct pprof_ctx {
+    const ingest_limits_t *lim;
+    const labels_t *base;
+    const stc_t *config; /* may be NULL */
+    series_set_t *ss;
+    symtab_t *symtab;
+    int64_t time_ns; /* out: time_nanos of the profile, 0 when unset */
+} pprof_ctx_t;
+
+int ingest_pprof(const uint8_t *data, size_t len, pprof_ctx_t *ctx, errmsg_t *em);
+
+/* Name of a profile type for a pprof sample type (ingest_types.c). st/unit:
+ * the sample type; pt: period type; others: every sample type of the profile
+ * (for the profile-level fallback). Returns a static string. */
+const char *ingest_type_name(const char *st, const char *pt, const char *const *others,
+                             size_t nothers);
+
+typedef struct folded_ctx {
+    const ingest_limits_t *lim;
+    series_set_t *ss;
+    symtab_t *symtab;
+    uint32_t series;   /* the one series the body goes to */
+    int64_t scale;     /* value multiplier (1 or 1e9/sampleRate) */
+    bool lines;        /* format=lines: every line is a stack worth 1 */
+} folded_ctx_t;
+
+int ingest_folded(const uint8_t *data, size_t len, folded_ctx_t *ctx, errmsg_t *em);
+
+#endif

@@ -1,0 +1,677 @@
+/* ingest_pprof.c — pprof (perftools.profiles) to call trees.
+ *
+ * Decoding uses the protobuf-c generated code with an arena allocator: every
+ * allocation of one unpack comes from a few large chunks (fast, freed at
+ * once) and the arena's total is capped by max_decoded_bytes, so a small
+ * message that expands into millions of empty structs is refused (413).
+ *
+ * Conversion, in one pass over the samples:
+ *  - functions and locations are resolved by id through a dense index when
+ *    ids are 1..n in order (what Go, Java and most agents write) or a hash
+ *    map otherwise; each location's frames (symbol ids, root first) are
+ *    computed once, on first use, so every sample is a walk over small
+ *    precomputed arrays;
+ *  - a Location with several Lines is inlining: line[0] is the innermost
+ *    frame, the last line the outermost caller; a Location without usable
+ *    lines is shown by address: `<mapping file basename>+0x<file offset>`
+ *    when a mapping names a file, else `0x<address>`;
+ *  - a symbol is (function name, file name); the line number is not part of
+ *    it (symbols are content-addressed and merge across profiles);
+ *  - names are kept as bytes, invalid UTF-8 included: the JSON encoder
+ *    replaces invalid bytes when rendering, and pprof export returns the
+ *    bytes as they came;
+ *  - function id 0 (.NET agents): when every function has id 0 and there are
+ *    as many functions as locations, function i gets location i's id, as
+ *    Pyroscope's FixFunctionIDForBrokenDotnet does (applied whatever the
+ *    spyName, since no valid profile has that shape); otherwise a line that
+ *    references function 0 has no function;
+ *  - sample types have '-' replaced by '_' (older .NET agents write
+ *    alloc-samples; Pyroscope does the same for .NET);
+ *  - string sample labels split the profile into series; span_id, trace_id
+ *    and profile_id (read as span_id) go to span trees instead; numeric
+ *    labels are ignored.
+ */
+#define _GNU_SOURCE /* strcasestr, memrchr, strndup */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/hash.h"
+#include "common/proto/pprof.pb-c.h"
+#include "node/ingest/ingest_int.h"
+
+typedef Perftools__Profiles__Profile pb_profile_t;
+typedef Perftools__Profiles__Sample pb_sample_t;
+typedef Perftools__Profiles__Location pb_location_t;
+
+#define TYPE_STR_MAX 256
+#define MAX_SPAN_LABELS 8
+#define PATH_MAX_NAME 256 /* an address frame: basename (<= 200) + offset */
+
+/* ---- arena allocator for protobuf-c ---- */
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t cap, used;
+    max_align_t data[];
+} chunk_t;
+
+typedef struct arena {
+    chunk_t *head;
+    size_t total, max;
+    bool over;
+} arena_t;
+
+static void *arena_alloc(void *ud, size_t n)
+{
+    arena_t *a = ud;
+    n = (n + 15) & ~(size_t)15;
+    chunk_t *c = a->head;
+    if (c == NULL || c->cap - c->used < n) {
+        size_t cap = n > (1u << 20) ? n : (1u << 20);
+        if (a->total + cap > a->max) {
+            a->over = true;
+            return NULL;
+        }
+        c = malloc(sizeof *c + cap);
+        if (c == NULL)
+            return NULL;
+        c->cap = cap;
+        c->used = 0;
+        c->next = a->head;
+        a->head = c;
+        a->total += cap;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+static void arena_free_nop(void *ud, void *p)
+{
+    (void)ud;
+    (void)p;
+}
+
+static void arena_release(arena_t *a)
+{
+    for (chunk_t *c = a->head, *n; c != NULL; c = n) {
+        n = c->next;
+        free(c);
+    }
+    a->head = NULL;
+}
+
+/* ---- conversion state ---- */
+
+typedef struct group {
+    uint32_t pairs; /* offset into conv.pairs (2 int64 per pair) */
+    uint32_t npairs;
+    uint32_t series; /* offset into conv.gseries (ntypes entries) */
+} group_t;
+
+typedef struct conv {
+    pprof_ctx_t *ctx;
+    const pb_profile_t *p;
+    errmsg_t *em;
+    /* id -> index; dense when ids are 1..n */
+    bool fn_dense, loc_dense, map_dense;
+    u64map_t fn_map, loc_map, map_map;
+    uint64_t *fn_sym;    /* per function, 0 = not yet computed */
+    uint32_t *loc_off;   /* per location: offset into frames, UINT32_MAX = not yet */
+    uint32_t *loc_len;
+    uint64_t *frames;    /* root-first frames of all resolved locations */
+    size_t nframes, frames_cap;
+    /* types */
+    size_t ntypes;
+    char (*type_name)[TYPE_STR_MAX];
+    char (*type_id)[4 * TYPE_STR_MAX + 8];
+    /* label groups */
+    group_t *groups;
+    size_t ngroups, groups_cap;
+    int64_t *pairs;
+    size_t npairs, pairs_cap;
+    uint32_t *gseries;
+    size_t ngseries, gseries_cap;
+    u64map_t group_map;
+} conv_t;
+
+static int bad(conv_t *c, const char *what, uint64_t v)
+{
+    return errmsg_set(c->em, ERR_UNPARSEABLE, "invalid pprof: %s %" PRIu64, what, v);
+}
+
+/* String i of the table, or an error. */
+static int str_at(conv_t *c, int64_t i, const char **s, size_t *n)
+{
+    if (i < 0 || (uint64_t)i >= c->p->n_string_table)
+        return bad(c, "string index out of range:", (uint64_t)i);
+    *s = (const char *)c->p->string_table[i].data;
+    *n = c->p->string_table[i].len;
+    if (*s == NULL)
+        *s = "";
+    return 0;
+}
+
+static int grow(void **v, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 64;
+    while (n < need)
+        n *= 2;
+    void *p = realloc(*v, n * elem);
+    if (p == NULL)
+        return ERR_NOMEM;
+    *v = p;
+    *cap = n;
+    return 0;
+}
+
+/* ---- id indices ---- */
+
+/* Builds id -> index for n items whose ids get(i) returns. Ids 0 are not
+ * indexed (0 means "none" in pprof references). Duplicate ids are refused. */
+static int index_ids(conv_t *c, size_t n, uint64_t (*get)(const pb_profile_t *, size_t),
+                     bool *dense, u64map_t *m, const char *what)
+{
+    *dense = true;
+    for (size_t i = 0; i < n && *dense; i++)
+        *dense = get(c->p, i) == (uint64_t)i + 1;
+    if (*dense || n == 0)
+        return 0;
+    if (u64map_init(m, n) < 0)
+        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id = get(c->p, i);
+        uint32_t old;
+        if (id == 0)
+            continue;
+        if (u64map_get(m, id, &old))
+            return errmsg_set(c->em, ERR_UNPARSEABLE, "invalid pprof: duplicate %s id %" PRIu64,
+                              what, id);
+        if (u64map_put(m, id, (uint32_t)i) < 0)
+            return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    }
+    return 0;
+}
+
+static uint64_t fn_id(const pb_profile_t *p, size_t i) { return p->function[i]->id; }
+static uint64_t loc_id(const pb_profile_t *p, size_t i) { return p->location[i]->id; }
+static uint64_t map_id(const pb_profile_t *p, size_t i) { return p->mapping[i]->id; }
+
+/* Index of id (non-zero) or -1. */
+static int64_t lookup(bool dense, const u64map_t *m, size_t n, uint64_t id)
+{
+    uint32_t v;
+    if (dense)
+        return id >= 1 && id <= n ? (int64_t)id - 1 : -1;
+    return id != 0 && u64map_get(m, id, &v) ? (int64_t)v : -1;
+}
+
+/* Pyroscope's repair of .NET profiles whose functions all have id 0. */
+static void repair_dotnet(pb_profile_t *p)
+{
+    if (p->n_function == 0 || p->n_function != p->n_location)
+        return;
+    for (size_t i = 0; i < p->n_function; i++)
+        if (p->function[i]->id != 0)
+            return;
+    for (size_t i = 0; i < p->n_function; i++)
+        p->function[i]->id = p->location[i]->id;
+}
+
+static int build_indices(conv_t *c)
+{
+    const pb_profile_t *p = c->p;
+    int rc;
+    if ((rc = index_ids(c, p->n_function, fn_id, &c->fn_dense, &c->fn_map, "function")) < 0 ||
+        (rc = index_ids(c, p->n_location, loc_id, &c->loc_dense, &c->loc_map, "location")) < 0 ||
+        (rc = index_ids(c, p->n_mapping, map_id, &c->map_dense, &c->map_map, "mapping")) < 0)
+        return rc;
+    c->fn_sym = calloc(p->n_function + 1, sizeof *c->fn_sym);
+    c->loc_off = malloc((p->n_location + 1) * sizeof *c->loc_off);
+    c->loc_len = calloc(p->n_location + 1, sizeof *c->loc_len);
+    if (c->fn_sym == NULL || c->loc_off == NULL || c->loc_len == NULL)
+        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    memset(c->loc_off, 0xff, (p->n_location + 1) * sizeof *c->loc_off);
+    return 0;
+}
+
+/* ---- symbols and frames ---- */
+
+static int intern(conv_t *c, const char *name, size_t nn, const char *file, size_t fnl,
+                  uint64_t *sym)
+{
+    size_t max = c->ctx->lim->max_symbol_len;
+    if (nn > max || fnl > max)
+        return errmsg_set(c->em, ERR_LIMIT, "symbol '%.*s...' longer than %zu bytes (max_symbol_len)",
+                          (int)(max < 60 ? max : 60), nn > max ? name : file, max);
+    if (symtab_intern(c->ctx->symtab, name, nn, file, fnl, sym) < 0)
+        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    return 0;
+}
+
+static int function_sym(conv_t *c, size_t fi, uint64_t *sym)
+{
+    if (c->fn_sym[fi] != 0) {
+        *sym = c->fn_sym[fi];
+        return 0;
+    }
+    const Perftools__Profiles__Function *f = c->p->function[fi];
+    const char *name, *file;
+    size_t nn, fnl;
+    int rc;
+    if ((rc = str_at(c, f->name, &name, &nn)) < 0 || (rc = str_at(c, f->filename, &file, &fnl)) < 0)
+        return rc;
+    if (nn == 0 && (rc = str_at(c, f->system_name, &name, &nn)) < 0)
+        return rc;
+    if ((rc = intern(c, name, nn, file, fnl, sym)) < 0)
+        return rc;
+    c->fn_sym[fi] = *sym;
+    return 0;
+}
+
+static int push_frame(conv_t *c, uint64_t sym)
+{
+    if (grow((void **)&c->frames, &c->frames_cap, c->nframes + 1, sizeof *c->frames) < 0)
+        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    c->frames[c->nframes++] = sym;
+    return 0;
+}
+
+/* The one frame of a location known only by its address. */
+static int address_frame(conv_t *c, const pb_location_t *l)
+{
+    char name[PATH_MAX_NAME];
+    uint64_t addr = l->address;
+    int n = 0;
+    if (l->mapping_id != 0) {
+        int64_t mi = lookup(c->map_dense, &c->map_map, c->p->n_mapping, l->mapping_id);
+        if (mi < 0)
+            return bad(c, "location references unknown mapping", l->mapping_id);
+        const Perftools__Profiles__Mapping *m = c->p->mapping[mi];
+        const char *file;
+        size_t fl;
+        int rc = str_at(c, m->filename, &file, &fl);
+        if (rc < 0)
+            return rc;
+        const char *slash = fl ? memrchr(file, '/', fl) : NULL;
+        const char *base = slash ? slash + 1 : file;
+        size_t bl = fl - (size_t)(base - file);
+        if (bl > 0) {
+            uint64_t off = addr >= m->memory_start ? addr - m->memory_start + m->file_offset : addr;
+            n = snprintf(name, sizeof name, "%.*s+0x%" PRIx64, (int)(bl > 200 ? 200 : bl), base,
+                         off);
+        }
+    }
+    if (n == 0)
+        n = snprintf(name, sizeof name, "0x%" PRIx64, addr);
+    uint64_t sym;
+    int rc = intern(c, name, (size_t)n, "", 0, &sym);
+    return rc < 0 ? rc : push_frame(c, sym);
+}
+
+/* Computes the root-first frames of location li once. */
+static int location_frames(conv_t *c, size_t li)
+{
+    const pb_location_t *l = c->p->location[li];
+    size_t start = c->nframes;
+    for (size_t k = l->n_line; k-- > 0;) { /* last line = outermost caller first */
+        uint64_t fid = l->line[k]->function_id, sym;
+        if (fid == 0)
+            continue;
+        int64_t fi = lookup(c->fn_dense, &c->fn_map, c->p->n_function, fid);
+        if (fi < 0)
+            return bad(c, "line references unknown function", fid);
+        int rc = function_sym(c, (size_t)fi, &sym);
+        if (rc < 0 || (rc = push_frame(c, sym)) < 0)
+            return rc;
+    }
+    if (c->nframes == start) {
+        int rc = address_frame(c, l);
+        if (rc < 0)
+            return rc;
+    }
+    if (c->nframes > UINT32_MAX)
+        return errmsg_set(c->em, ERR_LIMIT, "too many frames");
+    c->loc_off[li] = (uint32_t)start;
+    c->loc_len[li] = (uint32_t)(c->nframes - start);
+    return 0;
+}
+
+/* ---- profile types ---- */
+
+/* Copies string i (truncated) into out, '-' replaced by '_' when dash. */
+static int type_str(conv_t *c, int64_t i, char *out, bool dash)
+{
+    const char *s;
+    size_t n;
+    int rc = str_at(c, i, &s, &n);
+    if (rc < 0)
+        return rc;
+    if (n >= TYPE_STR_MAX)
+        return errmsg_set(c->em, ERR_LIMIT, "sample type name longer than %d bytes", TYPE_STR_MAX - 1);
+    for (size_t k = 0; k < n; k++)
+        out[k] = dash && s[k] == '-' ? '_' : s[k];
+    out[n] = 0;
+    if (memchr(out, 0, n) != NULL)
+        return errmsg_set(c->em, ERR_UNPARSEABLE, "invalid pprof: NUL byte in a sample type");
+    return 0;
+}
+
+/* pprof units from the og unit names a sample_type_config may give. */
+static const char *config_unit(const char *u)
+{
+    if (strcmp(u, "samples") == 0 || strcmp(u, "objects") == 0 || strcmp(u, "goroutines") == 0 ||
+        strcmp(u, "lock_samples") == 0)
+        return "count";
+    if (strcmp(u, "lock_nanoseconds") == 0)
+        return "nanoseconds";
+    return u;
+}
+
+static int build_types(conv_t *c)
+{
+    const pb_profile_t *p = c->p;
+    size_t n = p->n_sample_type;
+    char pt[TYPE_STR_MAX] = "", pu[TYPE_STR_MAX] = "";
+    char(*st)[TYPE_STR_MAX] = calloc(n + 1, TYPE_STR_MAX);
+    char(*unit)[TYPE_STR_MAX] = calloc(n + 1, TYPE_STR_MAX);
+    const char **disp = calloc(n + 1, sizeof *disp);
+    c->type_name = calloc(n + 1, sizeof *c->type_name);
+    c->type_id = calloc(n + 1, sizeof *c->type_id);
+    c->ntypes = n;
+    int rc = 0;
+    if (st == NULL || unit == NULL || disp == NULL || c->type_name == NULL || c->type_id == NULL)
+        rc = errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    if (rc == 0 && p->period_type != NULL &&
+        ((rc = type_str(c, p->period_type->type, pt, false)) < 0 ||
+         (rc = type_str(c, p->period_type->unit, pu, false)) < 0))
+        goto out;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if ((rc = type_str(c, p->sample_type[i]->type, st[i], true)) < 0 ||
+            (rc = type_str(c, p->sample_type[i]->unit, unit[i], false)) < 0)
+            break;
+        const stc_entry_t *e = stc_find(c->ctx->config, st[i], strlen(st[i]));
+        disp[i] = e && e->display_name[0] ? e->display_name : st[i];
+        if (e && e->units[0] && unit[i][0] == 0)
+            snprintf(unit[i], TYPE_STR_MAX, "%s", config_unit(e->units));
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char *name = ingest_type_name(disp[i], pt, disp, n);
+        snprintf(c->type_name[i], TYPE_STR_MAX, "%s", name);
+        snprintf(c->type_id[i], sizeof c->type_id[i], "%s:%s:%s:%s:%s", name, st[i], unit[i], pt, pu);
+    }
+out:
+    free(st);
+    free(unit);
+    free(disp);
+    return rc;
+}
+
+/* ---- label groups: one per distinct set of splitting labels ---- */
+
+static int add_pair_label(conv_t *c, labels_t *l, int64_t k, int64_t v)
+{
+    const char *ks, *vs;
+    size_t kn, vn;
+    int rc;
+    if ((rc = str_at(c, k, &ks, &kn)) < 0 || (rc = str_at(c, v, &vs, &vn)) < 0)
+        return rc;
+    if (ingest_label_reserved(ks, kn) || vn == 0)
+        return 0;
+    if (!ingest_label_name_valid(ks, kn))
+        return errmsg_set(c->em, ERR_UNPARSEABLE, "sample label name '%.*s' is not a valid label name",
+                          (int)(kn > 64 ? 64 : kn), ks);
+    return series_label_set(l, c->ctx->lim, ks, kn, vs, vn, c->em);
+}
+
+/* Creates the series of a new group, one per sample type. */
+static int new_group(conv_t *c, const int64_t *pairs, size_t np, uint64_t key, uint32_t *gi)
+{
+    if (grow((void **)&c->groups, &c->groups_cap, c->ngroups + 1, sizeof *c->groups) < 0 ||
+        grow((void **)&c->pairs, &c->pairs_cap, c->npairs + 2 * np, sizeof *c->pairs) < 0 ||
+        grow((void **)&c->gseries, &c->gseries_cap, c->ngseries + c->ntypes, sizeof *c->gseries) < 0 ||
+        u64map_put(&c->group_map, key, (uint32_t)c->ngroups) < 0)
+        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    group_t *g = &c->groups[c->ngroups];
+    *g = (group_t){(uint32_t)c->npairs, (uint32_t)np, (uint32_t)c->ngseries};
+    memcpy(c->pairs + c->npairs, pairs, 2 * np * sizeof *pairs);
+    c->npairs += 2 * np;
+    for (size_t t = 0; t < c->ntypes; t++) {
+        labels_t *l = series_labels(c->ctx->base, c->type_name[t], c->type_id[t]);
+        if (l == NULL)
+            return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+        int rc = 0;
+        for (size_t i = 0; rc == 0 && i < np; i++)
+            rc = add_pair_label(c, l, pairs[2 * i], pairs[2 * i + 1]);
+        if (rc < 0) {
+            labels_free(l);
+            return rc;
+        }
+        if ((rc = series_get(c->ctx->ss, l, &c->gseries[c->ngseries + t], c->em)) < 0)
+            return rc;
+    }
+    c->ngseries += c->ntypes;
+    *gi = (uint32_t)c->ngroups++;
+    return 0;
+}
+
+static int find_group(conv_t *c, const int64_t *pairs, size_t np, uint32_t *gi)
+{
+    uint64_t key = hash_bytes64(pairs, 2 * np * sizeof *pairs);
+    for (;; key++) { /* a 64-bit collision probes the next key */
+        uint32_t g;
+        if (!u64map_get(&c->group_map, key, &g))
+            return new_group(c, pairs, np, key, gi);
+        const group_t *gr = &c->groups[g];
+        if (gr->npairs == np && memcmp(c->pairs + gr->pairs, pairs, 2 * np * sizeof *pairs) == 0) {
+            *gi = g;
+            return 0;
+        }
+    }
+}
+
+/* ---- samples ---- */
+
+typedef struct span_ref {
+    uint8_t kind;
+    uint64_t id;
+} span_ref_t;
+
+static int span_kind(const char *k, size_t n)
+{
+    if ((n == 7 && memcmp(k, "span_id", 7) == 0) || (n == 10 && memcmp(k, "profile_id", 10) == 0))
+        return STORAGE_SPAN_KIND_SPAN;
+    if (n == 8 && memcmp(k, "trace_id", 8) == 0)
+        return STORAGE_SPAN_KIND_TRACE;
+    return 0;
+}
+
+static void sort_pairs(int64_t *p, size_t *np)
+{
+    for (size_t i = 1; i < *np; i++)
+        for (size_t j = i; j > 0 && (p[2 * j - 2] > p[2 * j] ||
+                                     (p[2 * j - 2] == p[2 * j] && p[2 * j - 1] > p[2 * j + 1]));
+             j--) {
+            int64_t k = p[2 * j], v = p[2 * j + 1];
+            p[2 * j] = p[2 * j - 2];
+            p[2 * j + 1] = p[2 * j - 1];
+            p[2 * j - 2] = k;
+            p[2 * j - 1] = v;
+        }
+    size_t o = 0; /* one value per key: the first after sorting */
+    for (size_t i = 0; i < *np; i++)
+        if (o == 0 || p[2 * o - 2] != p[2 * i]) {
+            p[2 * o] = p[2 * i];
+            p[2 * o + 1] = p[2 * i + 1];
+            o++;
+        }
+    *np = o;
+}
+
+/* Splits a sample's labels into group pairs and span references. */
+static int sample_labels(conv_t *c, const pb_sample_t *s, int64_t *pairs, size_t *np,
+                         span_ref_t *spans, size_t *ns)
+{
+    *np = *ns = 0;
+    for (size_t i = 0; i < s->n_label; i++) {
+        const Perftools__Profiles__Label *l = s->label[i];
+        const char *k, *v;
+        size_t kn, vn;
+        int rc;
+        if (l->str == 0) /* numeric label (or empty string): measurement, not identity */
+            continue;
+        if ((rc = str_at(c, l->key, &k, &kn)) < 0 || (rc = str_at(c, l->str, &v, &vn)) < 0)
+            return rc;
+        int kind = span_kind(k, kn);
+        if (kind != 0) {
+            if (*ns < MAX_SPAN_LABELS)
+                spans[(*ns)++] = (span_ref_t){(uint8_t)kind, ingest_span_id(v, vn)};
+            continue;
+        }
+        if (*np >= c->ctx->lim->max_labels_per_series)
+            return errmsg_set(c->em, ERR_LIMIT, "sample has more than %zu labels (max_labels_per_series)",
+                              c->ctx->lim->max_labels_per_series);
+        pairs[2 * *np] = l->key;
+        pairs[2 * *np + 1] = l->str;
+        (*np)++;
+    }
+    sort_pairs(pairs, np);
+    return 0;
+}
+
+/* Fills ss->stack with the sample's frames, root first; *depth = count. */
+static int sample_stack(conv_t *c, const pb_sample_t *s, size_t *depth)
+{
+    series_set_t *ss = c->ctx->ss;
+    size_t n = s->n_location_id, d = 0;
+    int64_t *idx = (int64_t *)s->location_id; /* resolved in place: ids -> indices */
+    for (size_t k = 0; k < n; k++) {
+        int64_t li = lookup(c->loc_dense, &c->loc_map, c->p->n_location, s->location_id[k]);
+        if (li < 0)
+            return bad(c, "sample references unknown location", s->location_id[k]);
+        if (c->loc_off[li] == UINT32_MAX) {
+            int rc = location_frames(c, (size_t)li);
+            if (rc < 0)
+                return rc;
+        }
+        idx[k] = li;
+        d += c->loc_len[li];
+    }
+    int rc = series_stack_reserve(ss, d, c->em);
+    if (rc < 0)
+        return rc;
+    uint64_t *out = ss->stack;
+    for (size_t k = n; k-- > 0;) { /* location_id[0] is the leaf */
+        memcpy(out, c->frames + c->loc_off[idx[k]], c->loc_len[idx[k]] * sizeof *out);
+        out += c->loc_len[idx[k]];
+    }
+    *depth = d;
+    return 0;
+}
+
+static int one_sample(conv_t *c, const pb_sample_t *s, size_t si, int64_t *pairs)
+{
+    span_ref_t spans[MAX_SPAN_LABELS];
+    size_t np, ns, depth;
+    uint32_t g;
+    int rc;
+    if (s->n_value != c->ntypes)
+        return errmsg_set(c->em, ERR_UNPARSEABLE,
+                          "invalid pprof: sample %zu has %zu values but the profile has %zu sample types",
+                          si, s->n_value, c->ntypes);
+    if ((rc = sample_labels(c, s, pairs, &np, spans, &ns)) < 0 ||
+        (rc = find_group(c, pairs, np, &g)) < 0 || (rc = sample_stack(c, s, &depth)) < 0)
+        return rc;
+    const uint32_t *series = c->gseries + c->groups[g].series;
+    const uint64_t *stack = c->ctx->ss->stack;
+    for (size_t t = 0; t < c->ntypes; t++) {
+        int64_t v = s->value[t];
+        if (v == 0)
+            continue;
+        if ((rc = series_add(c->ctx->ss, series[t], stack, depth, v, c->em)) < 0)
+            return rc;
+        for (size_t k = 0; k < ns; k++)
+            if ((rc = series_add_span(c->ctx->ss, series[t], spans[k].kind, spans[k].id, stack,
+                                      depth, v, c->em)) < 0)
+                return rc;
+    }
+    return 0;
+}
+
+static int check_header(conv_t *c)
+{
+    const pb_profile_t *p = c->p;
+    if (p->n_string_table == 0 || p->string_table[0].len != 0)
+        return errmsg_set(c->em, ERR_UNPARSEABLE,
+                          "not a pprof profile: string_table[0] must be the empty string");
+    if (p->n_sample > c->ctx->lim->max_samples)
+        return errmsg_set(c->em, ERR_LIMIT, "profile has %zu samples, more than %zu (max_samples)",
+                          p->n_sample, c->ctx->lim->max_samples);
+    if (p->n_sample > 0 && p->n_sample_type == 0)
+        return errmsg_set(c->em, ERR_UNPARSEABLE, "invalid pprof: samples but no sample types");
+    if (p->n_sample_type > c->ctx->lim->max_series_per_profile)
+        return errmsg_set(c->em, ERR_LIMIT, "profile has %zu sample types, more than %zu series allowed",
+                          p->n_sample_type, c->ctx->lim->max_series_per_profile);
+    return 0;
+}
+
+static int convert(conv_t *c)
+{
+    int rc;
+    if ((rc = check_header(c)) < 0 || (rc = build_indices(c)) < 0 || (rc = build_types(c)) < 0)
+        return rc;
+    if (u64map_init(&c->group_map, 16) < 0)
+        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    int64_t *pairs = malloc((2 * c->ctx->lim->max_labels_per_series + 2) * sizeof *pairs);
+    if (pairs == NULL)
+        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    for (size_t i = 0; rc == 0 && i < c->p->n_sample; i++)
+        rc = one_sample(c, c->p->sample[i], i, pairs);
+    free(pairs);
+    return rc;
+}
+
+static void conv_free(conv_t *c)
+{
+    u64map_free(&c->fn_map);
+    u64map_free(&c->loc_map);
+    u64map_free(&c->map_map);
+    u64map_free(&c->group_map);
+    free(c->fn_sym);
+    free(c->loc_off);
+    free(c->loc_len);
+    free(c->frames);
+    free(c->type_name);
+    free(c->type_id);
+    free(c->groups);
+    free(c->pairs);
+    free(c->gseries);
+}
+
+int ingest_pprof(const uint8_t *data, size_t len, pprof_ctx_t *ctx, errmsg_t *em)
+{
+    arena_t a = {.max = ctx->lim->max_decoded_bytes};
+    ProtobufCAllocator alloc = {arena_alloc, arena_free_nop, &a};
+    pb_profile_t *p = perftools__profiles__profile__unpack(&alloc, len, data);
+    if (p == NULL) {
+        arena_release(&a);
+        if (a.over)
+            return errmsg_set(em, ERR_TOO_LARGE,
+                              "decoding the pprof needs more than %zu bytes (max_decoded_bytes)",
+                              ctx->lim->max_decoded_bytes);
+        return errmsg_set(em, ERR_UNPARSEABLE,
+                          "body is not a pprof protobuf (malformed, truncated or a legacy format)");
+    }
+    repair_dotnet(p);
+    conv_t c = {.ctx = ctx, .p = p, .em = em};
+    int rc = convert(&c);
+    /* Pyroscope's fixTime: a time_nanos in 1970 is a unit mistake (us); ignore it. */
+    ctx->time_ns = p->time_nanos >= 31536000LL * 1000000000LL ? p->time_nanos : 0;
+    conv_free(&c);
+    arena_release(&a);
+    return rc;
+}

@@ -1,0 +1,289 @@
+/* ingest_series.c — the series one ingested profile splits into.
+ *
+ * A series is identified by its canonical labels (labels_hash), so two label
+ * groups that spell the same set (for example through duplicate pprof strings)
+ * land in one series. Each series owns its call tree and the span/trace trees
+ * of its samples. Also holds the small u64 -> u32 hash map the parsers use.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/hash.h"
+#include "node/ingest/ingest_int.h"
+#include "ring/ring.h"
+
+/* ---- u64map ---- */
+
+static size_t mix(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return (size_t)k;
+}
+
+int u64map_init(u64map_t *m, size_t expected)
+{
+    size_t cap = 16;
+    while (cap < expected * 2)
+        cap <<= 1;
+    m->keys = malloc(cap * sizeof *m->keys);
+    m->vals = malloc(cap * sizeof *m->vals);
+    if (m->keys == NULL || m->vals == NULL) {
+        free(m->keys);
+        free(m->vals);
+        m->keys = NULL;
+        m->vals = NULL;
+        return ERR_NOMEM;
+    }
+    memset(m->vals, 0xff, cap * sizeof *m->vals);
+    m->cap = cap;
+    m->len = 0;
+    return 0;
+}
+
+void u64map_free(u64map_t *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
+int u64map_get(const u64map_t *m, uint64_t key, uint32_t *val)
+{
+    if (m->cap == 0)
+        return 0;
+    size_t mask = m->cap - 1;
+    for (size_t i = mix(key) & mask;; i = (i + 1) & mask) {
+        if (m->vals[i] == UINT32_MAX)
+            return 0;
+        if (m->keys[i] == key) {
+            *val = m->vals[i];
+            return 1;
+        }
+    }
+}
+
+static void put_nogrow(u64map_t *m, uint64_t key, uint32_t val)
+{
+    size_t mask = m->cap - 1;
+    size_t i = mix(key) & mask;
+    while (m->vals[i] != UINT32_MAX)
+        i = (i + 1) & mask;
+    m->keys[i] = key;
+    m->vals[i] = val;
+    m->len++;
+}
+
+int u64map_put(u64map_t *m, uint64_t key, uint32_t val)
+{
+    if (m->cap == 0 || (m->len + 1) * 2 > m->cap) {
+        u64map_t n;
+        int rc = u64map_init(&n, m->len + 1 > 8 ? (m->len + 1) * 2 : 16);
+        if (rc < 0)
+            return rc;
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->vals[i] != UINT32_MAX)
+                put_nogrow(&n, m->keys[i], m->vals[i]);
+        u64map_free(m);
+        *m = n;
+    }
+    put_nogrow(m, key, val);
+    return 0;
+}
+
+/* ---- series ---- */
+
+int series_set_init(series_set_t *ss, const char *tenant, const ingest_limits_t *lim)
+{
+    memset(ss, 0, sizeof *ss);
+    ss->lim = lim;
+    ss->tenant = tenant;
+    return u64map_init(&ss->by_id, 16);
+}
+
+static void span_acc_free(span_acc_t *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        calltree_free((calltree_t *)a->v[i].tree);
+    free(a->v);
+    u64map_free(&a->index[0]);
+    u64map_free(&a->index[1]);
+}
+
+void series_set_free(series_set_t *ss)
+{
+    for (size_t i = 0; i < ss->n; i++) {
+        labels_free(ss->v[i].labels);
+        calltree_free(ss->v[i].tree);
+        span_acc_free(&ss->v[i].spans);
+    }
+    free(ss->v);
+    free(ss->stack);
+    u64map_free(&ss->by_id);
+    memset(ss, 0, sizeof *ss);
+}
+
+labels_t *series_labels(const labels_t *base, const char *name, const char *type_id)
+{
+    labels_t *l = labels_clone(base);
+    if (l == NULL)
+        return NULL;
+    if (labels_set_str(l, LABEL_NAME, name) < 0 ||
+        labels_set_str(l, LABEL_PROFILE_TYPE, type_id) < 0) {
+        labels_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+int series_label_set(labels_t *l, const ingest_limits_t *lim, const char *k, size_t kn,
+                     const char *v, size_t vn, errmsg_t *em)
+{
+    if (kn > lim->max_label_name_len)
+        return errmsg_set(em, ERR_LIMIT, "label name '%.*s...' longer than %zu bytes",
+                          (int)(kn > 40 ? 40 : kn), k, lim->max_label_name_len);
+    if (vn > lim->max_label_value_len)
+        return errmsg_set(em, ERR_LIMIT, "value of label '%.*s' longer than %zu bytes",
+                          (int)(kn > 64 ? 64 : kn), k, lim->max_label_value_len);
+    if (labels_set(l, k, kn, v, vn) < 0)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (labels_count(l) > lim->max_labels_per_series)
+        return errmsg_set(em, ERR_LIMIT, "series has more than %zu labels (max_labels_per_series)",
+                          lim->max_labels_per_series);
+    return 0;
+}
+
+static int grow_series(series_set_t *ss)
+{
+    if (ss->n < ss->cap)
+        return 0;
+    size_t cap = ss->cap ? ss->cap * 2 : 8;
+    ingest_series_t *v = realloc(ss->v, cap * sizeof *v);
+    if (v == NULL)
+        return ERR_NOMEM;
+    ss->v = v;
+    ss->cap = cap;
+    return 0;
+}
+
+int series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em)
+{
+    uint64_t id = labels_hash(labels);
+    if (u64map_get(&ss->by_id, id, idx)) {
+        labels_free(labels);
+        return 0;
+    }
+    if (ss->n >= ss->lim->max_series_per_profile) {
+        labels_free(labels);
+        return errmsg_set(em, ERR_LIMIT,
+                          "profile splits into more than %zu series (max_series_per_profile); "
+                          "a sample label probably has too many distinct values",
+                          ss->lim->max_series_per_profile);
+    }
+    const char *svc = labels_get(labels, LABEL_SERVICE_NAME);
+    calltree_t *t = calltree_new(ss->lim->max_tree_nodes);
+    if (t == NULL || grow_series(ss) < 0 || u64map_put(&ss->by_id, id, (uint32_t)ss->n) < 0) {
+        calltree_free(t);
+        labels_free(labels);
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    }
+    ingest_series_t *s = &ss->v[ss->n];
+    memset(s, 0, sizeof *s);
+    s->labels = labels;
+    s->series_id = id;
+    s->token = ring_placement_token(ss->tenant, svc ? svc : "",
+                                    ring_series_shard(id, ss->lim->shards_per_service));
+    s->tree = t;
+    *idx = (uint32_t)ss->n++;
+    return 0;
+}
+
+static int tree_limit(int rc, errmsg_t *em, const ingest_limits_t *lim)
+{
+    if (rc == ERR_LIMIT)
+        return errmsg_set(em, ERR_LIMIT, "call tree of a series exceeds %zu nodes (max_tree_nodes)",
+                          lim->max_tree_nodes);
+    if (rc < 0)
+        return errmsg_set(em, rc, "adding a stack failed");
+    return 0;
+}
+
+int series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth, int64_t v,
+               errmsg_t *em)
+{
+    return tree_limit(calltree_add_stack(ss->v[idx].tree, stack, depth, v), em, ss->lim);
+}
+
+int series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
+                    const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em)
+{
+    span_acc_t *a = &ss->v[idx].spans;
+    u64map_t *m = &a->index[kind == STORAGE_SPAN_KIND_TRACE ? 1 : 0];
+    uint32_t i;
+    if (!u64map_get(m, id, &i)) {
+        if (a->n == a->cap) {
+            size_t cap = a->cap ? a->cap * 2 : 4;
+            storage_span_tree_t *nv = realloc(a->v, cap * sizeof *nv);
+            if (nv == NULL)
+                return errmsg_set(em, ERR_NOMEM, "out of memory");
+            a->v = nv;
+            a->cap = cap;
+        }
+        calltree_t *t = calltree_new(ss->lim->max_tree_nodes);
+        if (t == NULL || u64map_put(m, id, (uint32_t)a->n) < 0) {
+            calltree_free(t);
+            return errmsg_set(em, ERR_NOMEM, "out of memory");
+        }
+        a->v[a->n] = (storage_span_tree_t){.kind = kind, .id = id, .tree = t};
+        i = (uint32_t)a->n++;
+    }
+    return tree_limit(calltree_add_stack((calltree_t *)a->v[i].tree, stack, depth, v), em,
+                      ss->lim);
+}
+
+int series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
+{
+    if (depth > ss->lim->max_stack_depth)
+        return errmsg_set(em, ERR_LIMIT, "stack of %zu frames is deeper than %zu (max_stack_depth)",
+                          depth, ss->lim->max_stack_depth);
+    if (depth <= ss->stack_cap)
+        return 0;
+    size_t cap = ss->stack_cap ? ss->stack_cap : 64;
+    while (cap < depth)
+        cap *= 2;
+    uint64_t *s = realloc(ss->stack, cap * sizeof *s);
+    if (s == NULL)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    ss->stack = s;
+    ss->stack_cap = cap;
+    return 0;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+uint64_t ingest_span_id(const char *s, size_t n)
+{
+    if (n == 16) {
+        uint64_t v = 0;
+        size_t i = 0;
+        for (; i < 16; i++) {
+            int h = hexval(s[i]);
+            if (h < 0)
+                break;
+            v = (v << 4) | (uint64_t)h;
+        }
+        if (i == 16)
+            return v;
+    }
+    return hash_bytes64(s, n);
+}
