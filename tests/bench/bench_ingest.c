@@ -1,0 +1,183 @@
+/* bench_ingest.c — `flamedb-bench ingest`: ingest CPU against the CPU of only
+ * gunzipping and protobuf-decoding the same profiles, and bytes on disk against
+ * the gzipped bytes ingested.
+ *
+ * The ingest path measured here is the library path of a node: ingest_parse()
+ * (gunzip, decode, split into series, build call trees) followed by
+ * storage_write_profile() into a real RocksDB in a temporary directory. CPU is
+ * counted for the whole process (so RocksDB's background flushes and
+ * compactions during the loop are included) and for the calling thread alone.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench.h"
+#include "common/err.h"
+#include "node/ingest/ingest.h"
+#include "storage/storage.h"
+
+double decode_cpu_per_profile(const profile_set_t *set, int rounds, int *errors);
+
+typedef struct ingest_stats {
+    size_t ok, failed, series;
+    double cpu_process, cpu_thread, wall;
+} ingest_stats_t;
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Ingests one profile the way the node's HTTP handler does. */
+static int ingest_one(storage_t *st, const ingest_limits_t *lim, const bench_profile_t *p,
+                      size_t *series, errmsg_t *em)
+{
+    char from[32], until[32];
+    snprintf(from, sizeof from, "%lld", (long long)p->time_s);
+    snprintf(until, sizeof until, "%lld", (long long)p->time_s + 10);
+    ingest_request_t req = {
+        .tenant = "bench",
+        .name = p->name,
+        .from = from,
+        .until = until,
+        .format = "pprof",
+        .spy_name = "gospy",
+        .content_type = "application/octet-stream",
+        .body = p->gz,
+        .body_len = p->gz_len,
+        .now_ns = now_ns(),
+    };
+    ingest_profile_t *prof = NULL;
+    int rc = ingest_parse(&req, lim, &prof, em);
+    if (rc != 0)
+        return rc;
+    size_t written = 0;
+    rc = storage_write_profile(st, ingest_profile_write(prof), &written, em);
+    ingest_profile_free(prof);
+    *series += written;
+    return rc;
+}
+
+static void ingest_all(storage_t *st, const profile_set_t *set, ingest_stats_t *s)
+{
+    ingest_limits_t lim;
+    ingest_limits_default(&lim);
+    memset(s, 0, sizeof *s);
+    double p0 = clock_process(), t0 = clock_thread(), w0 = clock_wall();
+    for (size_t i = 0; i < set->n; i++) {
+        errmsg_t em = {{0}};
+        int rc = ingest_one(st, &lim, &set->p[i], &s->series, &em);
+        if (rc == 0) {
+            s->ok++;
+            continue;
+        }
+        if (s->failed++ < 5)
+            fprintf(stderr, "ingest: %s (%s): %s\n", set->p[i].path[0] ? set->p[i].path : "",
+                    set->p[i].name, errmsg_text(&em, rc));
+    }
+    s->cpu_process = clock_process() - p0;
+    s->cpu_thread = clock_thread() - t0;
+    s->wall = clock_wall() - w0;
+}
+
+static int open_store(const char *dir, storage_t **st)
+{
+    storage_options_t o;
+    storage_options_default(&o);
+    o.path = dir;
+    errmsg_t em = {{0}};
+    int rc = storage_open(&o, st, &em);
+    if (rc != 0)
+        fprintf(stderr, "storage_open %s: %s\n", dir, errmsg_text(&em, rc));
+    return rc;
+}
+
+static void report_disk(storage_t *st, const char *dir, const profile_set_t *set)
+{
+    double c0 = clock_process(), w0 = clock_wall();
+    int rc = storage_compact(st);
+    double ccpu = clock_process() - c0, cwall = clock_wall() - w0;
+    uint64_t usage = 0;
+    if (rc == 0)
+        rc = storage_disk_usage(st, &usage);
+    uint64_t all = dir_bytes(dir);
+    size_t gz = profile_set_gz_bytes(set), raw = 0;
+    for (size_t i = 0; i < set->n; i++)
+        raw += set->p[i].raw_len;
+    printf("compact_rc: %d\ncompact_cpu_s: %.3f\ncompact_wall_s: %.3f\n", rc, ccpu, cwall);
+    printf("disk_bytes_sst_wal: %llu\ndisk_bytes_dir: %llu\n", (unsigned long long)usage,
+           (unsigned long long)all);
+    printf("ingested_gz_bytes: %zu\ningested_raw_bytes: %zu\n", gz, raw);
+    printf("disk_per_profile_bytes: %.0f\ngz_per_profile_bytes: %.0f\n",
+           set->n ? (double)usage / (double)set->n : 0, set->n ? (double)gz / (double)set->n : 0);
+    printf("RATIO disk_over_gz: %.4f (target <= 0.10; whole directory incl. RocksDB logs: %.4f)\n",
+           gz ? (double)usage / (double)gz : 0, gz ? (double)all / (double)gz : 0);
+}
+
+static void report_cpu(const profile_set_t *set, const ingest_stats_t *s, double decode)
+{
+    double n = s->ok ? (double)s->ok : 1;
+    printf("profiles: %zu\ningested_ok: %zu\ningest_failed: %zu\nseries_written: %zu\n", set->n,
+           s->ok, s->failed, s->series);
+    printf("decode_cpu_per_profile_us: %.1f\n", decode * 1e6);
+    printf("ingest_cpu_per_profile_us: %.1f (calling thread %.1f)\n", s->cpu_process / n * 1e6,
+           s->cpu_thread / n * 1e6);
+    printf("ingest_wall_per_profile_us: %.1f\n", s->wall / n * 1e6);
+    printf("RATIO ingest_over_decode_cpu: %.2f (target <= 3; calling thread only: %.2f)\n",
+           decode > 0 ? s->cpu_process / n / decode : 0,
+           decode > 0 ? s->cpu_thread / n / decode : 0);
+}
+
+int cmd_ingest(int argc, char **argv)
+{
+    gen_options_t o;
+    gen_options_default(&o, GEN_CPU);
+    const char *index = NULL, *data = NULL;
+    uint64_t rounds = 3, keep = 0;
+    for (int i = 0; i < argc; i++) {
+        if (gen_flag(argc, argv, &i, &o) || flag_str(argc, argv, &i, "--index", &index) ||
+            flag_str(argc, argv, &i, "--data", &data) ||
+            flag_u64(argc, argv, &i, "--rounds", &rounds) ||
+            flag_u64(argc, argv, &i, "--keep", &keep))
+            continue;
+        fprintf(stderr, "ingest: unknown flag %s\n", argv[i]);
+        return 2;
+    }
+    profile_set_t set = {0};
+    int rc;
+    if (index != NULL) {
+        rc = profile_set_load_index(&set, index);
+    } else {
+        if (o.start_s == 0)
+            o.start_s = ((int64_t)time(NULL) - (int64_t)o.profiles * o.step_s - 60) / 10 * 10;
+        rc = gen_fleet(&o, &set);
+    }
+    if (rc != 0 || set.n == 0) {
+        fprintf(stderr, "ingest: no profiles (%s)\n", err_message(rc));
+        return 1;
+    }
+    int derr;
+    double decode = decode_cpu_per_profile(&set, rounds ? (int)rounds : 1, &derr);
+    char *dir = data ? strdup(data) : make_temp_dir("ingest");
+    storage_t *st = NULL;
+    if (dir == NULL || open_store(dir, &st) != 0) {
+        profile_set_free(&set);
+        free(dir);
+        return 1;
+    }
+    ingest_stats_t s;
+    ingest_all(st, &set, &s);
+    report_cpu(&set, &s, decode);
+    report_disk(st, dir, &set);
+    storage_close(st);
+    if (!keep && data == NULL)
+        rm_rf(dir);
+    free(dir);
+    profile_set_free(&set);
+    return (s.failed || derr) ? 1 : 0;
+}

@@ -1,0 +1,123 @@
+/* bench_main.c — flamedb-bench: subcommand dispatch, `gen` and `decode`.
+ *
+ *   flamedb-bench gen    --out DIR [generator flags]   write a fleet's profiles + index.tsv
+ *   flamedb-bench decode --index F [--rounds N]        decode-only CPU per profile
+ *   flamedb-bench ingest (--index F | generator flags) decode-only vs ingest+store CPU,
+ *                                                      bytes on disk vs gzipped bytes
+ *   flamedb-bench query  --index F --service S          flame-graph query times
+ *
+ * Generator flags (give --kind first): --kind cpu|heap --seed N --services N
+ * --pods N --profiles N --step S --start UNIX_S --funcs N --paths N --samples N
+ * --gzip-level N --no-time. Every figure is printed as `key: value`.
+ */
+#include <libdeflate.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench.h"
+#include "common/err.h"
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: flamedb-bench gen|decode|ingest|query [flags] (see bench_main.c)\n");
+    return 2;
+}
+
+/* Default start: recent, 10 s aligned, so every profile is inside the node's
+ * accepted time window and the last one ends a minute ago. */
+static void default_start(gen_options_t *o)
+{
+    if (o->start_s != 0)
+        return;
+    int64_t now = (int64_t)time(NULL);
+    o->start_s = (now - (int64_t)o->profiles * o->step_s - 60) / 10 * 10;
+}
+
+int cmd_gen(int argc, char **argv)
+{
+    gen_options_t o;
+    gen_options_default(&o, GEN_CPU);
+    const char *out = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!gen_flag(argc, argv, &i, &o) && !flag_str(argc, argv, &i, "--out", &out)) {
+            fprintf(stderr, "gen: unknown flag %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (out == NULL)
+        return usage();
+    default_start(&o);
+    profile_set_t set = {0};
+    int rc = gen_fleet(&o, &set);
+    if (rc == 0)
+        rc = profile_set_write(&set, out);
+    size_t raw = 0;
+    for (size_t i = 0; i < set.n; i++)
+        raw += set.p[i].raw_len;
+    printf("gen_profiles: %zu\ngen_gz_bytes: %zu\ngen_raw_bytes: %zu\ngen_seed: %llu\n", set.n,
+           profile_set_gz_bytes(&set), raw, (unsigned long long)o.seed);
+    printf("gen_start_s: %lld\ngen_end_s: %lld\n", (long long)o.start_s,
+           (long long)(o.start_s + (int64_t)o.profiles * o.step_s));
+    profile_set_free(&set);
+    if (rc != 0)
+        fprintf(stderr, "gen: %s\n", err_message(rc));
+    return rc == 0 ? 0 : 1;
+}
+
+/* Decode-only CPU per profile, averaged over rounds; returns seconds. */
+double decode_cpu_per_profile(const profile_set_t *set, int rounds, int *errors)
+{
+    struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+    buf_t scratch;
+    buf_init(&scratch, BUF_UNLIMITED);
+    *errors = 0;
+    double t0 = clock_thread();
+    for (int r = 0; r < rounds; r++)
+        for (size_t i = 0; i < set->n; i++)
+            if (decode_only(d, &set->p[i], &scratch) < 0)
+                (*errors)++;
+    double cpu = clock_thread() - t0;
+    buf_free(&scratch);
+    libdeflate_free_decompressor(d);
+    return set->n ? cpu / ((double)rounds * (double)set->n) : 0;
+}
+
+int cmd_decode(int argc, char **argv)
+{
+    const char *index = NULL;
+    uint64_t rounds = 3;
+    for (int i = 0; i < argc; i++) {
+        if (!flag_str(argc, argv, &i, "--index", &index) &&
+            !flag_u64(argc, argv, &i, "--rounds", &rounds))
+            return usage();
+    }
+    profile_set_t set = {0};
+    if (index == NULL || profile_set_load_index(&set, index) != 0) {
+        fprintf(stderr, "decode: cannot load index %s\n", index ? index : "(none)");
+        return 1;
+    }
+    int errors;
+    double per = decode_cpu_per_profile(&set, rounds ? (int)rounds : 1, &errors);
+    printf("decode_profiles: %zu\ndecode_errors: %d\n", set.n, errors);
+    printf("decode_cpu_per_profile_us: %.1f\n", per * 1e6);
+    profile_set_free(&set);
+    return errors ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage();
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "gen") == 0)
+        return cmd_gen(argc - 2, argv + 2);
+    if (strcmp(cmd, "decode") == 0)
+        return cmd_decode(argc - 2, argv + 2);
+    if (strcmp(cmd, "ingest") == 0)
+        return cmd_ingest(argc - 2, argv + 2);
+    if (strcmp(cmd, "query") == 0)
+        return cmd_query(argc - 2, argv + 2);
+    return usage();
+}

@@ -1,0 +1,217 @@
+/* bench_query.c — `flamedb-bench query`: how long a flame graph over stored
+ * profiles takes, in process (query_render on a real RocksDB), and whether it
+ * is exact.
+ *
+ * The profiles of --index are ingested into a fresh store, then the flame graph
+ * of their whole time range is rendered (JSON flamebearer, default maxNodes):
+ * as ingested (blocks still hold unfolded merge operands), after a full
+ * compaction, cold after reopening, and over 30 days ending at the same point.
+ * numTicks is checked against the sum the generator recorded. The comparison
+ * with `go tool pprof -proto` over the same files is made by tests/bench/run.py.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench.h"
+#include "common/err.h"
+#include "node/ingest/ingest.h"
+#include "query/query.h"
+#include "storage/storage.h"
+
+typedef struct qctx {
+    storage_t *st;
+    char query[512];
+    char from[32], until[32];
+    int64_t expect; /* -1 unknown */
+} qctx_t;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One render; returns wall seconds, or -1 on error. *ticks gets numTicks. */
+static double render_once(const qctx_t *q, const char *from, int64_t *ticks, size_t *bytes)
+{
+    query_params_t p = {.query = q->query, .from = from, .until = q->until, .format = "json"};
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_result_t r;
+    query_result_init(&r);
+    errmsg_t em = {{0}};
+    double w0 = clock_wall();
+    int rc = query_render(q->st, "bench", &p, &lim, now_ms(), &r, &em);
+    double w = clock_wall() - w0;
+    if (rc != 0) {
+        fprintf(stderr, "query_render: %s\n", errmsg_text(&em, rc));
+        query_result_free(&r);
+        return -1;
+    }
+    const char *nt = r.body.data ? strstr((const char *)r.body.data, "\"numTicks\":") : NULL;
+    *ticks = nt ? strtoll(nt + 11, NULL, 10) : -1;
+    *bytes = r.body.len;
+    query_result_free(&r);
+    return w;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median wall time of repeated renders (at least 3, up to 1.5 s or 200). */
+static double render_median(const qctx_t *q, const char *label, const char *from)
+{
+    double t[200], spent = 0;
+    size_t n = 0;
+    int64_t ticks = 0;
+    size_t bytes = 0;
+    while (n < 200 && (n < 3 || spent < 1.5)) {
+        t[n] = render_once(q, from, &ticks, &bytes);
+        if (t[n] < 0)
+            return -1;
+        spent += t[n++];
+    }
+    qsort(t, n, sizeof t[0], cmp_double);
+    double med = t[n / 2];
+    printf("query_%s_median_ms: %.3f (min %.3f, %zu runs, %zu bytes)\n", label, med * 1e3,
+           t[0] * 1e3, n, bytes);
+    printf("query_%s_numTicks: %lld\n", label, (long long)ticks);
+    if (q->expect >= 0)
+        printf("query_%s_exact: %s (expected %lld)\n", label, ticks == q->expect ? "yes" : "NO",
+               (long long)q->expect);
+    return (q->expect >= 0 && ticks != q->expect) ? -2 : med;
+}
+
+static int ingest_set(storage_t *st, const profile_set_t *set)
+{
+    ingest_limits_t lim;
+    ingest_limits_default(&lim);
+    double w0 = clock_wall();
+    for (size_t i = 0; i < set->n; i++) {
+        const bench_profile_t *p = &set->p[i];
+        char from[32], until[32];
+        snprintf(from, sizeof from, "%lld", (long long)p->time_s);
+        snprintf(until, sizeof until, "%lld", (long long)p->time_s + 10);
+        ingest_request_t req = {.tenant = "bench", .name = p->name, .from = from,
+                                .until = until, .format = "pprof", .body = p->gz,
+                                .body_len = p->gz_len, .now_ns = now_ms() * 1000000};
+        ingest_profile_t *prof = NULL;
+        errmsg_t em = {{0}};
+        int rc = ingest_parse(&req, &lim, &prof, &em);
+        if (rc == 0)
+            rc = storage_write_profile(st, ingest_profile_write(prof), NULL, &em);
+        ingest_profile_free(prof);
+        if (rc != 0) {
+            fprintf(stderr, "ingest %s: %s\n", p->path, errmsg_text(&em, rc));
+            return rc;
+        }
+    }
+    printf("query_ingest_wall_s: %.3f (%zu profiles)\n", clock_wall() - w0, set->n);
+    return 0;
+}
+
+/* Expected total of one sample type over the set, or -1. */
+static int64_t expected_total(const profile_set_t *set, const char *type_unit)
+{
+    int64_t sum = 0;
+    for (size_t i = 0; i < set->n; i++) {
+        size_t t = 0;
+        while (t < set->p[i].ntypes && strcmp(set->p[i].types[t], type_unit) != 0)
+            t++;
+        if (t == set->p[i].ntypes)
+            return -1;
+        sum += set->p[i].totals[t];
+    }
+    return sum;
+}
+
+static int reopen(storage_t **st, const char *dir)
+{
+    storage_close(*st);
+    *st = NULL;
+    storage_options_t o;
+    storage_options_default(&o);
+    o.path = dir;
+    errmsg_t em = {{0}};
+    int rc = storage_open(&o, st, &em);
+    if (rc != 0)
+        fprintf(stderr, "storage_open: %s\n", errmsg_text(&em, rc));
+    return rc;
+}
+
+static void set_range(qctx_t *q, const profile_set_t *set)
+{
+    int64_t lo = set->p[0].time_s, hi = lo;
+    for (size_t i = 0; i < set->n; i++) {
+        lo = set->p[i].time_s < lo ? set->p[i].time_s : lo;
+        hi = set->p[i].time_s > hi ? set->p[i].time_s : hi;
+    }
+    snprintf(q->from, sizeof q->from, "%lld", (long long)(lo / 10 * 10));
+    snprintf(q->until, sizeof q->until, "%lld", (long long)((hi / 10 + 1) * 10));
+    printf("query_range_s: %lld\n", (long long)((hi / 10 + 1) * 10 - lo / 10 * 10));
+}
+
+static int run_queries(qctx_t *q, const char *dir)
+{
+    int64_t ticks;
+    size_t bytes;
+    double m1 = render_median(q, "as_ingested", q->from);
+    if (m1 < 0 || storage_compact(q->st) != 0 || reopen(&q->st, dir) != 0)
+        return 1;
+    double cold = render_once(q, q->from, &ticks, &bytes);
+    printf("query_cold_after_reopen_ms: %.3f\n", cold * 1e3);
+    double m2 = render_median(q, "compacted", q->from);
+    char from30[32];
+    snprintf(from30, sizeof from30, "%lld", strtoll(q->until, NULL, 10) - 30 * 86400);
+    double m30 = render_median(q, "30d", from30);
+    if (m2 < 0 || m30 < 0)
+        return 1;
+    printf("RATIO query_30d_over_range: %.2f (target <= 2)\n", m30 / m2);
+    return 0;
+}
+
+int cmd_query(int argc, char **argv)
+{
+    const char *index = NULL, *service = NULL, *type = "memory:inuse_space:bytes:space:bytes";
+    const char *type_unit = "inuse_space/bytes";
+    for (int i = 0; i < argc; i++) {
+        if (flag_str(argc, argv, &i, "--index", &index) ||
+            flag_str(argc, argv, &i, "--service", &service) ||
+            flag_str(argc, argv, &i, "--type", &type) ||
+            flag_str(argc, argv, &i, "--type-unit", &type_unit))
+            continue;
+        fprintf(stderr, "query: unknown flag %s\n", argv[i]);
+        return 2;
+    }
+    profile_set_t set = {0};
+    if (index == NULL || profile_set_load_index(&set, index) != 0 || set.n == 0) {
+        fprintf(stderr, "query: cannot load --index\n");
+        return 1;
+    }
+    qctx_t q = {.expect = expected_total(&set, type_unit)};
+    char svc[128];
+    snprintf(svc, sizeof svc, "%.*s", (int)strcspn(set.p[0].name, "{"), set.p[0].name);
+    snprintf(q.query, sizeof q.query, "%s{service_name=\"%s\"}", type, service ? service : svc);
+    set_range(&q, &set);
+    char *dir = make_temp_dir("query");
+    int rc = 1;
+    storage_options_t o;
+    storage_options_default(&o);
+    o.path = dir;
+    errmsg_t em = {{0}};
+    if (dir && storage_open(&o, &q.st, &em) == 0 && ingest_set(q.st, &set) == 0)
+        rc = run_queries(&q, dir);
+    storage_close(q.st);
+    if (dir)
+        rm_rf(dir);
+    free(dir);
+    profile_set_free(&set);
+    return rc;
+}

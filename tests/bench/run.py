@@ -1,0 +1,486 @@
+#!/usr/bin/env python3
+"""tests/bench/run.py — flamedb's benchmarks (issue #2 targets), figures printed.
+
+Every figure is a ratio of two things measured in this same run, on this
+machine; nothing is asserted (a wrong answer — an inexact flame graph, a failed
+push — does fail the run, because then the figure would mean nothing).
+
+  ingest   flamedb-bench ingest: ingest_parse + storage_write_profile into a real
+           RocksDB vs only gunzip + protobuf-decode, same profiles (library path),
+           and bytes on disk / gzipped bytes after storage_compact;
+  http     the same profiles pushed over HTTP to a real node: node process CPU
+           (/proc/PID/stat) per profile vs the decode-only CPU per profile;
+  query    120 heap profiles of one service: flame graph in process and over HTTP
+           vs `go tool pprof -proto f1 ... f120 > /dev/null`;
+  rss      node RSS (/proc/PID/status VmRSS) under sustained ingest with
+           concurrent queries, against the configured --memory-limit.
+
+Usage: run.py [--build-dir build] [--only ingest,http,query,rss] [--soak]
+              [--rss-seconds N] [--memory-limit 1GiB] [--keep]
+"""
+import argparse
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+RESULTS = []  # (figure, value, target, note)
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def run_tool(args, timeout=1800):
+    """Runs flamedb-bench; returns its `key: value` lines as a dict."""
+    log("$ " + " ".join(args))
+    p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=timeout)
+    sys.stdout.write(p.stdout)
+    sys.stderr.write(p.stderr)
+    out = {}
+    for line in p.stdout.splitlines():
+        if ": " in line:
+            k, v = line.split(": ", 1)
+            out[k.strip()] = v.strip()
+    if p.returncode != 0:
+        raise RuntimeError("%s exited %d" % (args[1], p.returncode))
+    return out
+
+
+def num(s):
+    return float(s.split()[0])
+
+
+def read_index(path):
+    rows = []
+    base = os.path.dirname(path)
+    with open(path) as f:
+        for line in f:
+            if line.startswith("#") or not line.strip():
+                continue
+            rel, name, t, raw, types, totals = line.rstrip("\n").split("\t")
+            with open(os.path.join(base, rel), "rb") as pf:
+                body = pf.read()
+            rows.append({"path": os.path.join(base, rel), "name": name, "time": int(t),
+                         "body": body, "types": types.split(","),
+                         "totals": [int(x) for x in totals.split(",")]})
+    return rows
+
+
+# ---- a real node ----------------------------------------------------------------
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Node:
+    def __init__(self, binary, workdir, memory_limit, extra=()):
+        self.data = tempfile.mkdtemp(prefix="node-", dir=workdir)
+        self.port = free_port()
+        self.log = open(os.path.join(workdir, "node-%d.log" % self.port), "w")
+        args = [binary, "--data-dir", self.data, "--http-listen", "127.0.0.1:%d" % self.port,
+                "--memory-limit", memory_limit, "--log-level", "warn"] + list(extra)
+        log("$ " + " ".join(args))
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("node exited %d at start (log %s)" % (self.proc.returncode,
+                                                                       self.log.name))
+            try:
+                st, _ = self.get("/ready")
+                if st == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("node not ready after 30 s")
+
+    def conn(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+
+    def get(self, path, c=None):
+        own = c is None
+        c = c or self.conn()
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            if own:
+                c.close()
+
+    def cpu_seconds(self):
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def push(node, c, name, body, t):
+    q = urllib.parse.urlencode({"name": name, "from": t, "until": t + 10, "format": "pprof",
+                                "spyName": "gospy"})
+    c.request("POST", "/ingest?" + q, body=body,
+              headers={"Content-Type": "application/octet-stream"})
+    r = c.getresponse()
+    data = r.read()
+    return r.status, data
+
+
+def push_all(node, rows, threads=2):
+    """Pushes rows over `threads` keep-alive connections; returns failures."""
+    failures = []
+    lock = threading.Lock()
+    it = iter(rows)
+
+    def worker():
+        c = node.conn()
+        while True:
+            with lock:
+                row = next(it, None)
+            if row is None:
+                break
+            st, data = push(node, c, row["name"], row["body"], row["time"])
+            if st != 200:
+                with lock:
+                    failures.append((row["path"], st, data[:200]))
+        c.close()
+
+    ts = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return failures
+
+
+# ---- the benchmarks ---------------------------------------------------------------
+def bench_ingest(a, tool, work):
+    out = run_tool([tool, "ingest", "--index", os.path.join(work, "cpu", "index.tsv")])
+    r = out["RATIO ingest_over_decode_cpu"].split()[0]
+    RESULTS.append(("ingest CPU / decode-only CPU (library: ingest_parse + storage_write_profile)",
+                    r, "<= 3", "%s us vs %s us per profile; calling thread alone %s" % (
+                        out["ingest_cpu_per_profile_us"].split()[0],
+                        out["decode_cpu_per_profile_us"], out["RATIO ingest_over_decode_cpu"]
+                        .split("only: ")[-1].rstrip(")"))))
+    d = out["RATIO disk_over_gz"]
+    RESULTS.append(("bytes on disk / gzipped pprof bytes (after storage_compact)", d.split()[0],
+                    "<= 0.10", "%s B/profile on disk vs %s B gzipped; %s profiles, %s series" % (
+                        out["disk_per_profile_bytes"], out["gz_per_profile_bytes"],
+                        out["ingested_ok"], out["series_written"])))
+
+
+def bench_http(a, tool, node_bin, work):
+    index = os.path.join(work, "cpu", "index.tsv")
+    dec = run_tool([tool, "decode", "--index", index])
+    per_decode = num(dec["decode_cpu_per_profile_us"]) * 1e-6
+    rows = read_index(index)
+    node = Node(node_bin, work, a.memory_limit)
+    try:
+        cpu0, w0 = node.cpu_seconds(), time.time()
+        failures = push_all(node, rows)
+        wall = time.time() - w0
+        cpu1 = node.cpu_seconds()
+        time.sleep(2)
+        cpu2 = node.cpu_seconds()
+    finally:
+        node.stop()
+    if failures:
+        for f in failures[:5]:
+            log("push failed: %s -> %s %r" % f)
+        raise RuntimeError("%d of %d pushes failed" % (len(failures), len(rows)))
+    per = (cpu1 - cpu0) / len(rows)
+    log("http_profiles: %d\nhttp_wall_s: %.2f (%.0f profiles/s)" % (len(rows), wall,
+                                                                   len(rows) / wall))
+    log("http_node_cpu_per_profile_us: %.1f (+%.1f in the 2 s after the last ack)" % (
+        per * 1e6, (cpu2 - cpu1) / len(rows) * 1e6))
+    RESULTS.append(("ingest over HTTP: node CPU / decode-only CPU", "%.2f" % (per / per_decode),
+                    "<= 3", "%.0f us vs %.0f us per profile, %.0f profiles/s, 2 connections" % (
+                        per * 1e6, per_decode * 1e6, len(rows) / wall)))
+
+
+def time_go_pprof(files):
+    go = shutil.which("go")
+    if go is None:
+        return None
+    times = []
+    for _ in range(3):
+        t0 = time.time()
+        p = subprocess.run([go, "tool", "pprof", "-proto"] + files, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, timeout=600)
+        times.append(time.time() - t0)
+        if p.returncode != 0:
+            raise RuntimeError("go tool pprof failed: %s" % p.stderr[-500:])
+    return times
+
+
+def http_render(node, query, frm, until, runs=30):
+    c = node.conn()
+    path = "/pyroscope/render?" + urllib.parse.urlencode(
+        {"query": query, "from": frm, "until": until, "format": "json"})
+    times, body = [], None
+    for _ in range(runs):
+        t0 = time.time()
+        st, body = node.get(path, c)
+        times.append(time.time() - t0)
+        if st != 200:
+            raise RuntimeError("render %d: %r" % (st, body[:300]))
+    c.close()
+    return statistics.median(times), json.loads(body)
+
+
+def bench_query(a, tool, node_bin, work):
+    index = os.path.join(work, "heap", "index.tsv")
+    out = run_tool([tool, "query", "--index", index])
+    rows = read_index(index)
+    files = [r["path"] for r in rows]
+    gos = time_go_pprof(files)
+    if gos is None:
+        log("go not found (apt-get install golang-go): go tool pprof baseline skipped")
+        return
+    go_min = min(gos)
+    log("go_pprof_merge_s: %.3f (min of %s)" % (go_min, ", ".join("%.3f" % t for t in gos)))
+    q_ing = num(out["query_as_ingested_median_ms"]) / 1e3
+    q_cmp = num(out["query_compacted_median_ms"]) / 1e3
+    RESULTS.append(("flame graph of %d heap profiles (in process, as ingested) vs go tool pprof"
+                    % len(rows), "%.0fx" % (go_min / q_ing), ">= 500x",
+                    "%.2f ms vs %.0f ms; after compaction %.2f ms (%.0fx); cold after reopen %s ms"
+                    % (q_ing * 1e3, go_min * 1e3, q_cmp * 1e3, go_min / q_cmp,
+                       out["query_cold_after_reopen_ms"])))
+    RESULTS.append(("30-day query / query of the stored range (%s s)" % out["query_range_s"],
+                    out["RATIO query_30d_over_range"].split()[0], "<= 2", ""))
+    # the same over HTTP against a real node
+    node = Node(node_bin, work, a.memory_limit)
+    try:
+        failures = push_all(node, rows)
+        if failures:
+            raise RuntimeError("heap push failed: %r" % (failures[:3],))
+        svc = rows[0]["name"].split("{")[0]
+        lo, hi = min(r["time"] for r in rows), max(r["time"] for r in rows)
+        med, fb = http_render(node, 'memory:inuse_space:bytes:space:bytes{service_name="%s"}' % svc,
+                              lo // 10 * 10, (hi // 10 + 1) * 10)
+    finally:
+        node.stop()
+    expect = sum(r["totals"][r["types"].index("inuse_space/bytes")] for r in rows)
+    got = fb["flamebearer"]["numTicks"]
+    log("http_query_median_ms: %.2f\nhttp_query_numTicks: %d (expected %d)" % (med * 1e3, got,
+                                                                               expect))
+    if got != expect:
+        raise RuntimeError("HTTP flame graph not exact: numTicks %d, expected %d" % (got, expect))
+    RESULTS.append(("flame graph of %d heap profiles over HTTP (GET /pyroscope/render) vs go tool "
+                    "pprof" % len(rows), "%.0fx" % (go_min / med), ">= 500x",
+                    "%.2f ms vs %.0f ms, exact numTicks" % (med * 1e3, go_min * 1e3)))
+
+
+def parse_size(s):
+    """'1GiB', '512MiB', '1g', '1048576' -> bytes."""
+    import re
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", s.lower())
+    if not m:
+        raise ValueError("not a size: %r" % s)
+    return int(float(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30,
+                                     "t": 1 << 40}[m.group(2)])
+
+
+def bench_rss(a, tool, node_bin, work):
+    seconds = a.rss_seconds or (600 if a.soak else 60)
+    pool_dir = os.path.join(work, "pool")
+    run_tool([tool, "gen", "--kind", "cpu", "--no-time", "--services", "4", "--pods", "8",
+              "--profiles", "4", "--seed", "7", "--out", pool_dir])
+    pool = read_index(os.path.join(pool_dir, "index.tsv"))
+    node = Node(node_bin, work, a.memory_limit, ["--max-past", "2d"])
+    bound_kib = parse_size(a.memory_limit) // 1024
+    stop = threading.Event()
+    stats = {"pushed": 0, "failed": 0, "queries": 0, "qfailed": 0, "qtimes": [], "errors": []}
+    lock = threading.Lock()
+    now = int(time.time()) // 10 * 10
+    t_first = min(r["time"] for r in pool)
+    per_pod = len({r["time"] for r in pool})  # profiles per pod in the pool
+    cycles = 23 * 360 // per_pod  # stay within the last 23 hours
+
+    def pusher(k):
+        c = node.conn()
+        i = k
+        while not stop.is_set():
+            row = pool[i % len(pool)]
+            # a distinct 10 s window for every push of a pod: distinct profile ids
+            t = now - 10 * per_pod * ((i // len(pool)) % cycles) - (row["time"] - t_first)
+            try:
+                st, data = push(node, c, row["name"], row["body"], t)
+            except (OSError, http.client.HTTPException) as e:
+                st, data = 0, str(e).encode()
+                c.close()
+                c = node.conn()
+            with lock:
+                if st == 200:
+                    stats["pushed"] += 1
+                else:
+                    stats["failed"] += 1
+                    if len(stats["errors"]) < 5:
+                        stats["errors"].append((st, data[:200]))
+            i += 2
+        c.close()
+
+    def querier():
+        c = node.conn()
+        rnd = random.Random(1)
+        while not stop.is_set():
+            svc = rnd.choice(["checkout", "cart", "catalog", "payments"])
+            rng = rnd.choice(["now-1h", "now-6h", "now-24h"])
+            path = "/pyroscope/render?" + urllib.parse.urlencode({
+                "query": 'process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="%s"}' % svc,
+                "from": rng, "until": "now"})
+            t0 = time.time()
+            try:
+                st, _ = node.get(path, c)
+            except (OSError, http.client.HTTPException):
+                st = 0
+                c.close()
+                c = node.conn()
+            with lock:
+                stats["queries"] += 1
+                stats["qtimes"].append(time.time() - t0)
+                if st != 200:
+                    stats["qfailed"] += 1
+            time.sleep(0.05)
+        c.close()
+
+    threads = [threading.Thread(target=pusher, args=(k,)) for k in range(2)]
+    threads.append(threading.Thread(target=querier))
+    samples = []
+    try:
+        for t in threads:
+            t.start()
+        t0 = time.time()
+        while time.time() - t0 < seconds:
+            samples.append((time.time() - t0, node.rss_kib()))
+            if node.proc.poll() is not None:
+                raise RuntimeError("node died during the RSS run (log %s)" % node.log.name)
+            time.sleep(1)
+        stop.set()
+        for t in threads:
+            t.join()
+        samples.append((time.time() - t0, node.rss_kib()))
+    finally:
+        stop.set()
+        node.stop()
+    rss = [s[1] for s in samples]
+    half = len(rss) // 2
+    log("rss_seconds: %d\nrss_samples: %d" % (seconds, len(rss)))
+    log("rss_mib: min %.0f, max %.0f, last %.0f (first half max %.0f, second half max %.0f)" % (
+        min(rss) / 1024, max(rss) / 1024, rss[-1] / 1024, max(rss[:half] or [0]) / 1024,
+        max(rss[half:]) / 1024))
+    qt = sorted(stats["qtimes"]) or [0]
+    log("rss_pushed: %d (%.0f/s), failed %d; queries %d (failed %d), p50 %.1f ms, p99 %.1f ms" % (
+        stats["pushed"], stats["pushed"] / seconds, stats["failed"], stats["queries"],
+        stats["qfailed"], qt[len(qt) // 2] * 1e3, qt[int(len(qt) * 0.99)] * 1e3))
+    for e in stats["errors"]:
+        log("rss push error: %r" % (e,))
+    under = max(rss) < bound_kib
+    RESULTS.append(("node RSS, %d s sustained ingest + concurrent queries" % seconds,
+                    "max %.0f MiB" % (max(rss) / 1024), "< %s" % a.memory_limit,
+                    "%s the bound; min %.0f, last %.0f MiB; %d profiles pushed (%.0f/s, %d "
+                    "refused), %d queries (p50 %.0f ms)" % (
+                        "UNDER" if under else "OVER", min(rss) / 1024, rss[-1] / 1024,
+                        stats["pushed"], stats["pushed"] / seconds, stats["failed"],
+                        stats["queries"], qt[len(qt) // 2] * 1e3)))
+    if stats["pushed"] == 0:
+        raise RuntimeError("no push succeeded during the RSS run")
+
+
+def machine():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return "%d cores (nproc), %s" % (os.cpu_count(), model)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--only", default="ingest,http,query,rss")
+    ap.add_argument("--soak", action="store_true")
+    ap.add_argument("--rss-seconds", type=int, default=0)
+    ap.add_argument("--memory-limit", default="1GiB")
+    ap.add_argument("--profiles", type=int, default=20, help="profiles per pod, ingest fleet")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    a = ap.parse_args()
+    tool = os.path.join(a.build_dir, "bin", "flamedb-bench")
+    node_bin = os.path.join(a.build_dir, "bin", "flamedb")
+    only = set(a.only.split(","))
+    work = tempfile.mkdtemp(prefix="flamedb-bench-")
+    log("bench: work dir %s, seed %d, machine %s" % (work, a.seed, machine()))
+    failed = []
+    try:
+        run_tool([tool, "gen", "--kind", "cpu", "--services", "4", "--pods", "8", "--profiles",
+                  str(a.profiles), "--seed", str(a.seed), "--out", os.path.join(work, "cpu")])
+        run_tool([tool, "gen", "--kind", "heap", "--services", "1", "--pods", "4", "--profiles",
+                  "30", "--step", "120", "--seed", str(a.seed), "--out",
+                  os.path.join(work, "heap")])
+        steps = [("ingest", lambda: bench_ingest(a, tool, work)),
+                 ("http", lambda: bench_http(a, tool, node_bin, work)),
+                 ("query", lambda: bench_query(a, tool, node_bin, work)),
+                 ("rss", lambda: bench_rss(a, tool, node_bin, work))]
+        for name, fn in steps:
+            if name not in only:
+                continue
+            log("\n--- bench %s ---" % name)
+            t0 = time.time()
+            try:
+                fn()
+            except Exception as e:  # report and go on with the other figures
+                log("bench %s FAILED: %s" % (name, e))
+                failed.append(name)
+            log("--- bench %s: %.1f s" % (name, time.time() - t0))
+    finally:
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    log("\n=== benchmark figures (%s, %s) ===" % (time.strftime("%Y-%m-%d"), machine()))
+    log("| figure | measured | target | detail |\n|---|---|---|---|")
+    for fig, val, target, note in RESULTS:
+        log("| %s | %s | %s | %s |" % (fig, val, target, note))
+    if failed:
+        log("bench steps that failed: %s" % ", ".join(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
