@@ -169,6 +169,11 @@ static int grow_series(series_set_t *ss)
 
 int series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em)
 {
+    if (labels_count(labels) > ss->lim->max_labels_per_series) {
+        labels_free(labels);
+        return errmsg_set(em, ERR_LIMIT, "series has more than %zu labels (max_labels_per_series)",
+                          ss->lim->max_labels_per_series);
+    }
     uint64_t id = labels_hash(labels);
     if (u64map_get(&ss->by_id, id, idx)) {
         labels_free(labels);
