@@ -1,21 +1,43 @@
-/* ring.h — placement of series on the token ring.
+/* ring.h — placement of series on the token ring, node identity, the ring,
+ * membership and gossip, read/write planning, and the cluster wire envelope.
  *
- * Owns the placement scheme: which 64-bit token a series has. A series is
- * placed by (tenant, service_name, shard) where shard = series id mod
- * shards_per_service, so all series of a service share a few tokens (and so a
- * few replica sets). Storage keys start with the token, so one token range is
- * one contiguous key range.
+ * Owns:
+ *  - the placement scheme: which 64-bit token a series has. A series is placed
+ *    by (tenant, service_name, shard) where shard = series id mod
+ *    shards_per_service, so all series of a service share a few tokens (and so
+ *    a few replica sets). Storage keys start with the token, so one token
+ *    range is one contiguous key range;
+ *  - node identity (node id + tokens, generated once, persisted by the caller);
+ *  - the ring: which RF distinct nodes hold a token, which ranges a node owns
+ *    and which it gains or loses when the ring changes;
+ *  - membership: the table of members, gossip merge rules, failure detection
+ *    from an injected clock, the ring version;
+ *  - read planning (one live replica per range) and write planning (replicas
+ *    plus write quorum);
+ *  - the envelope of intra-cluster messages (common/proto/cluster.proto):
+ *    encoding, and decoding that refuses malformed or oversized messages.
  *
- * The scheme is versioned (RING_PLACEMENT_VERSION) and pinned by golden vectors
- * in tests/unit/test_ring.c: changing it moves data. Membership, token
- * ownership and replica selection live here too once the cluster lands.
- * No state in this part; thread-safe.
+ * Placement (RING_PLACEMENT_VERSION) and replica selection / token generation
+ * (RING_REPLICA_VERSION) are pinned by golden vectors in
+ * tests/unit/test_ring_placement.c and tests/unit/test_ring_replicas.c:
+ * changing them moves data. docs/cluster.md describes the whole design.
+ *
+ * Threads: placement, ring_t (immutable once built) and the plan functions are
+ * thread-safe. A ring_members_t is not: one thread (the node's loop) owns it.
+ * Time comes only from the ring_clock_t given at creation; randomness only from
+ * a caller-seeded ring_rng_t. There is no hidden global state.
  */
 #ifndef FLAMEDB_RING_RING_H
 #define FLAMEDB_RING_RING_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/proto/cluster.pb-c.h"
+
+/* ================================================================ placement */
 
 #define RING_PLACEMENT_VERSION 1
 #define RING_DEFAULT_SHARDS_PER_SERVICE 4
@@ -26,5 +48,343 @@ uint32_t ring_series_shard(uint64_t series_id, uint32_t shards_per_service);
 /* Token of (tenant, service_name, shard): XXH3-64 over
  * "v1" 0x00 tenant 0x00 service_name 0x00 shard(u32 big-endian). */
 uint64_t ring_placement_token(const char *tenant, const char *service_name, uint32_t shard);
+
+/* ================================================================ limits */
+
+/* Version of token generation (ring_rng_t, ring_identity_generate) and of
+ * replica selection (ring_replicas). */
+#define RING_REPLICA_VERSION 1
+
+#define RING_NODE_ID_MAX 64       /* bytes of a node id: [A-Za-z0-9._-]+ */
+#define RING_ADDR_MAX 255         /* bytes of an address */
+#define RING_TENANT_MAX 150       /* bytes of a tenant (same as storage) */
+#define RING_DEFAULT_TOKENS 128   /* virtual nodes per node */
+#define RING_MAX_TOKENS 4096      /* tokens per node */
+#define RING_MAX_NODES 1024       /* members of one cluster */
+#define RING_MAX_RF 16            /* replication factor */
+#define RING_PROTOCOL_VERSION 1   /* cluster.proto Envelope.protocol_version */
+
+/* ================================================================ random */
+
+/* A seeded generator (splitmix64): the only source of token randomness, so
+ * tests are reproducible. The node seeds it from the OS once. */
+typedef struct ring_rng {
+    uint64_t state;
+} ring_rng_t;
+
+void ring_rng_seed(ring_rng_t *r, uint64_t seed);
+uint64_t ring_rng_next(ring_rng_t *r);
+
+/* ================================================================ identity */
+
+/* A node's persistent identity. tokens: sorted ascending, distinct; the
+ * caller owns the struct, free the tokens with ring_identity_free(). */
+typedef struct ring_identity {
+    char node_id[RING_NODE_ID_MAX + 1];
+    uint64_t *tokens;
+    uint32_t ntokens;
+} ring_identity_t;
+
+/* 0 if id is a valid node id (1..RING_NODE_ID_MAX bytes of [A-Za-z0-9._-]),
+ * else ERR_INVALID_ARGUMENT with the reason. */
+int ring_node_id_check(const char *id, errmsg_t *em);
+
+/* Draws ntokens distinct tokens (1..RING_MAX_TOKENS) from rng. */
+int ring_identity_generate(ring_identity_t *id, const char *node_id, uint32_t ntokens,
+                           ring_rng_t *rng, errmsg_t *em);
+
+/* Appends the identity file text to out:
+ *   flamedb-identity 1
+ *   node_id NAME
+ *   tokens N
+ *   <N lines of 16 lowercase hex digits, ascending>
+ *   checksum <16 hex digits: XXH3-64 of every byte before this line>
+ */
+int ring_identity_format(const ring_identity_t *id, buf_t *out);
+
+/* Parses what ring_identity_format wrote; refuses anything else (wrong header,
+ * bad checksum, unsorted or duplicate tokens, trailing bytes) with
+ * ERR_CORRUPT. On success *id is filled (free with ring_identity_free). */
+int ring_identity_parse(ring_identity_t *id, const uint8_t *p, size_t n, errmsg_t *em);
+
+void ring_identity_free(ring_identity_t *id);
+
+/* ================================================================ the ring */
+
+/* A range of tokens (start, end] clockwise; start == end is the whole ring.
+ * A token t belongs to the first ring token >= t (wrapping past UINT64_MAX),
+ * so each ring token ends one range. */
+typedef struct ring_range {
+    uint64_t start; /* exclusive */
+    uint64_t end;   /* inclusive */
+} ring_range_t;
+
+/* A growable list of ranges; caller owns, free with ring_ranges_free. */
+typedef struct ring_ranges {
+    ring_range_t *v;
+    size_t n, cap;
+} ring_ranges_t;
+
+void ring_ranges_free(ring_ranges_t *l);
+/* Appends r, joining it to the last range when they touch. */
+int ring_ranges_add(ring_ranges_t *l, ring_range_t r);
+/* 1 if the token lies in r. */
+int ring_range_contains(ring_range_t r, uint64_t token);
+/* Closed intervals [lo[i], hi[i]] covering r, for key scans; returns 1 or 2. */
+int ring_range_intervals(ring_range_t r, uint64_t lo[2], uint64_t hi[2]);
+/* Share of the ring r covers, in (0, 1]. */
+double ring_range_share(ring_range_t r);
+
+/* Immutable once built; thread-safe to read. Nodes are numbered 0..n-1 in
+ * node id order, so the numbering is the same on every node. */
+typedef struct ring ring_t;
+
+typedef struct ring_node_spec {
+    const char *node_id;
+    const uint64_t *tokens;
+    uint32_t ntokens;
+} ring_node_spec_t;
+
+/* Builds a ring from nodes (ids must be distinct and valid; each node at
+ * least one token). Inputs are copied. Caller owns *out (ring_free). A token
+ * held by two nodes is ordered by node id (deterministic, and both keep it). */
+int ring_build(const ring_node_spec_t *nodes, size_t n, ring_t **out, errmsg_t *em);
+void ring_free(ring_t *r);
+
+uint32_t ring_node_count(const ring_t *r);
+/* Node id of node i; borrowed, valid until ring_free. */
+const char *ring_node_name(const ring_t *r, uint32_t node);
+/* Index of node_id, or ERR_NOT_FOUND. */
+int ring_node_find(const ring_t *r, const char *node_id);
+/* XXH3-64 over the sorted (token, node id) list: equal iff two rings place
+ * every token the same way. */
+uint64_t ring_fingerprint(const ring_t *r);
+
+/* The first min(rf, node count) distinct nodes clockwise from token, written
+ * to out[] (room for rf, rf <= RING_MAX_RF); returns their count. */
+uint32_t ring_replicas(const ring_t *r, uint64_t token, uint32_t rf, uint32_t *out);
+
+/* The ring's elementary ranges: range i ends at the i-th distinct token. */
+uint32_t ring_range_count(const ring_t *r);
+ring_range_t ring_range_at(const ring_t *r, uint32_t i);
+
+/* Ranges (coalesced, ascending by end) for which node is among the rf
+ * replicas; appended to out. */
+int ring_node_ranges(const ring_t *r, uint32_t node, uint32_t rf, ring_ranges_t *out);
+
+/* What node_id gains and loses (appended, coalesced) when the ring goes from
+ * before to after: ranges whose replica set gets / drops it. Either ring may
+ * lack the node. For streaming: the sources of a gained range are its
+ * replicas in `before`. */
+int ring_node_changes(const ring_t *before, const ring_t *after, uint32_t rf,
+                      const char *node_id, ring_ranges_t *gained, ring_ranges_t *lost);
+
+/* ================================================================ planning */
+
+/* Read plan: every range of the ring (or only those holding `tokens`) is
+ * assigned to exactly one live replica, or listed in `missing`. */
+typedef struct ring_read_plan {
+    uint32_t nnodes;
+    ring_ranges_t *assigned; /* [nnodes]: ranges each ring node answers for */
+    ring_ranges_t missing;   /* ranges with no live replica */
+} ring_read_plan_t;
+
+/* live[i] != 0 when ring node i may serve reads; local is the planning node's
+ * index or -1. A range goes to the local node when it is a live replica,
+ * else to the live replica with the least share assigned so far (ties: the
+ * earlier one clockwise), so the plan is deterministic. tokens NULL: plan the
+ * whole ring. Caller owns *out (ring_read_plan_free). */
+int ring_plan_read(const ring_t *r, uint32_t rf, int local, const uint8_t *live,
+                   const uint64_t *tokens, size_t ntokens, ring_read_plan_t *out, errmsg_t *em);
+void ring_read_plan_free(ring_read_plan_t *p);
+
+/* Write plan for one token. nodes[0..nnatural) are the replicas in `current`;
+ * nodes[nnatural..n) are extra replicas in `pending` (the ring after the joins
+ * and leaves in progress), which receive the write too but do not count
+ * towards the quorum. Ids are borrowed from the rings. */
+typedef struct ring_write_plan {
+    uint32_t n, nnatural;
+    uint32_t quorum; /* acks needed among the natural replicas */
+    const char *nodes[2 * RING_MAX_RF];
+} ring_write_plan_t;
+
+/* Majority of rf. */
+uint32_t ring_default_quorum(uint32_t rf);
+/* quorum 0 means ring_default_quorum(rf); a quorum above the number of
+ * natural replicas (a cluster smaller than rf) is lowered to it.
+ * ERR_UNAVAILABLE when the ring is empty. pending may be NULL. */
+int ring_plan_write(const ring_t *current, const ring_t *pending, uint64_t token, uint32_t rf,
+                    uint32_t quorum, ring_write_plan_t *out, errmsg_t *em);
+
+/* ================================================================ membership */
+
+typedef enum ring_state {
+    RING_JOINING = 1, /* streaming its ranges in; receives writes, no reads */
+    RING_ACTIVE = 2,
+    RING_LEAVING = 3, /* streaming its ranges out; still serves */
+    RING_DOWN = 4,    /* set by others when its heartbeat stops */
+    RING_LEFT = 5,    /* gone for good; kept as a tombstone so gossip can't revive it */
+} ring_state_t;
+
+/* "joining", "active", ...; "unknown" for other values. Static string. */
+const char *ring_state_name(int state);
+
+/* Milliseconds from any fixed origin (monotonic in the node). */
+typedef struct ring_clock {
+    uint64_t (*now_ms)(void *ctx);
+    void *ctx;
+} ring_clock_t;
+
+typedef struct ring_members_options {
+    const char *cluster;           /* cluster name; gossip from other clusters is refused */
+    uint64_t down_after_ms;        /* no heartbeat progress for this long: down (10 s) */
+    uint64_t forget_left_after_ms; /* drop LEFT tombstones after this (72 h) */
+    uint32_t max_members;          /* entries kept (RING_MAX_NODES) */
+    size_t max_message_bytes;      /* largest gossip message accepted (8 MiB) */
+} ring_members_options_t;
+
+void ring_members_options_default(ring_members_options_t *o);
+
+/* A member as seen locally. Strings and tokens are borrowed: valid until the
+ * next call that changes the table. */
+typedef struct ring_member {
+    const char *node_id, *http_addr, *cluster_addr;
+    const uint64_t *tokens;
+    uint32_t ntokens;
+    ring_state_t state; /* DOWN when declared down (unless LEFT) */
+    ring_state_t life;  /* JOINING, ACTIVE, LEAVING or LEFT, also while DOWN */
+    uint64_t incarnation;
+    uint64_t heartbeat;
+    uint64_t last_seen_ms; /* local clock: last time its heartbeat or incarnation rose */
+} ring_member_t;
+
+typedef struct ring_members_stats {
+    uint64_t refused_messages; /* malformed, oversized, other cluster or version */
+    uint64_t refused_members;  /* entries refused: invalid or over max_members */
+    uint64_t refutations;      /* times we bumped our incarnation to deny a rumour */
+    uint64_t marked_down;      /* members this node declared down */
+} ring_members_stats_t;
+
+typedef struct ring_members ring_members_t;
+
+/* Creates the table holding only this node, in state `initial` (JOINING for a
+ * node that must stream its ranges in, ACTIVE for the first node of a cluster
+ * or a restart with its data), with the given incarnation (use the wall-clock
+ * seconds at start, so a restarted node wins over its old entries; refutation
+ * covers clocks that went back). Copies its inputs. Caller owns *out
+ * (ring_members_free). */
+int ring_members_create(const ring_members_options_t *o, const ring_identity_t *self,
+                        const char *http_addr, const char *cluster_addr, ring_state_t initial,
+                        uint64_t incarnation, ring_clock_t clock, ring_members_t **out,
+                        errmsg_t *em);
+void ring_members_free(ring_members_t *m);
+
+/* Changes whenever the ring or the pending ring would change (a member
+ * joins, becomes active, leaves, is forgotten, or its tokens change). */
+uint64_t ring_members_ring_version(const ring_members_t *m);
+/* Changes on every change of any member's state, incarnation or address
+ * (heartbeats alone don't count). */
+uint64_t ring_members_version(const ring_members_t *m);
+void ring_members_stats(const ring_members_t *m, ring_members_stats_t *out);
+
+/* Members in node id order. */
+size_t ring_members_count(const ring_members_t *m);
+int ring_members_get(const ring_members_t *m, size_t i, ring_member_t *out);
+/* ERR_NOT_FOUND if absent. */
+int ring_members_find(const ring_members_t *m, const char *node_id, ring_member_t *out);
+/* This node's id; borrowed for the table's lifetime. */
+const char *ring_members_self(const ring_members_t *m);
+
+/* Changes this node's own state: JOINING -> ACTIVE -> LEAVING -> LEFT, or
+ * JOINING -> LEAVING / LEFT. Anything else is ERR_INVALID_ARGUMENT. */
+int ring_members_set_state(ring_members_t *m, ring_state_t state, errmsg_t *em);
+
+/* One heartbeat period: bumps this node's heartbeat, declares down every
+ * member whose heartbeat has not risen for down_after_ms, and forgets LEFT
+ * tombstones older than forget_left_after_ms. Returns how many members
+ * changed state. */
+int ring_members_tick(ring_members_t *m);
+
+/* Merges one full entry heard from elsewhere (state, life, incarnation,
+ * heartbeat, addresses and tokens are read; last_seen_ms is ignored). A
+ * higher incarnation replaces the entry; at the same incarnation the state
+ * precedence JOINING < ACTIVE < LEAVING < DOWN < LEFT and the higher heartbeat
+ * win (precisely: lifecycle, down flag and heartbeat each take the maximum,
+ * so merging in any order converges). An entry about this node that says
+ * anything it did not (a higher incarnation or heartbeat, down, a later
+ * state) is refuted: this node takes an incarnation above it and keeps its
+ * own state. Returns 1 if the table changed, 0 if not, ERR_INVALID_ARGUMENT
+ * for an invalid entry, ERR_LIMIT when the table is full. */
+int ring_members_merge(ring_members_t *m, const ring_member_t *e);
+
+/* Operator removal of a dead node: marks it LEFT at its incarnation, so its
+ * ranges move to the others. Not for this node (use set_state). */
+int ring_members_remove(ring_members_t *m, const char *node_id, errmsg_t *em);
+
+/* Builds the rings. current: members ACTIVE, LEAVING or DOWN (a down node
+ * keeps its ranges; its writes become hints). pending (may be NULL): the ring
+ * once joins and leaves complete (ACTIVE, JOINING, DOWN), or NULL in *pending
+ * when it equals current. Caller owns the rings. ERR_UNAVAILABLE when current
+ * would be empty (*current NULL) is not an error: *current is NULL. */
+int ring_members_build_rings(const ring_members_t *m, ring_t **current, ring_t **pending,
+                             errmsg_t *em);
+
+/* live[i] = 1 for ring nodes that may serve reads (ACTIVE or LEAVING), 0
+ * otherwise; live has ring_node_count(r) entries. */
+void ring_members_live(const ring_members_t *m, const ring_t *r, uint8_t *live);
+
+/* ================================================================ gossip */
+
+/* Gossip is a three-way exchange (docs/cluster.md): A sends SYN (digests of
+ * all members); B merges what the digests can tell it and answers ACK with the
+ * full entries A lacks and the ids it wants; A merges and answers ACK2 with
+ * those. Messages are whole Envelopes. */
+
+/* Appends a SYN envelope to out. */
+int ring_gossip_syn(ring_members_t *m, buf_t *out);
+/* Decodes and handles a gossip envelope; appends the answer (if any) to
+ * reply (left empty when none is due). Refused messages return
+ * ERR_UNPARSEABLE / ERR_TOO_LARGE / ERR_UNSUPPORTED / ERR_INVALID_ARGUMENT
+ * with the reason and are counted; the table is unchanged. */
+int ring_gossip_receive(ring_members_t *m, const uint8_t *msg, size_t len, buf_t *reply,
+                        errmsg_t *em);
+
+/* Index (for ring_members_get) of a member to gossip with, drawn uniformly
+ * from the others that have not left (down ones included, so a recovered node
+ * is noticed); ERR_NOT_FOUND when there is none (then gossip with a seed). */
+int ring_gossip_pick(const ring_members_t *m, ring_rng_t *rng);
+
+/* ================================================================ wire */
+
+/* A decoded envelope. env and body are owned (ring_msg_free); body is the
+ * unpacked message of env->type, e.g. (Flamedb__Cluster__WriteRequest *). */
+typedef struct ring_msg {
+    Flamedb__Cluster__Envelope *env;
+    ProtobufCMessage *body;
+} ring_msg_t;
+
+typedef struct ring_wire_limits {
+    size_t max_bytes;       /* whole envelope */
+    size_t max_series;      /* SeriesPart per WriteRequest */
+    size_t max_symbols;     /* Symbols per WriteRequest / PartialResult */
+    size_t max_ranges;      /* TokenRanges per QueryRequest / PartialResult */
+    size_t max_values;      /* values per PartialResult */
+    size_t max_string;      /* bytes of a selector, label name, reason, symbol */
+} ring_wire_limits_t;
+
+void ring_wire_limits_default(ring_wire_limits_t *l);
+
+/* Wraps a serialized body of `type` in an envelope appended to out. */
+int ring_wire_encode(Flamedb__Cluster__MsgType type, const char *cluster, const char *sender_id,
+                     uint64_t deadline_unix_ms, const ProtobufCMessage *body, buf_t *out);
+
+/* Decodes an envelope and its body and checks them: size, protocol version,
+ * cluster name (NULL: any), sender id, deadline (now_unix_ms past a non-zero
+ * deadline: ERR_TIMEOUT), then the body: tenant present and bounded, profile
+ * id 16 bytes, counts and string lengths within limits, token ranges sane.
+ * Nothing in a refused message is trusted. */
+int ring_wire_decode(const uint8_t *p, size_t n, const ring_wire_limits_t *lim,
+                     const char *cluster, uint64_t now_unix_ms, ring_msg_t *out, errmsg_t *em);
+void ring_msg_free(ring_msg_t *m);
 
 #endif

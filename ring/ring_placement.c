@@ -1,4 +1,4 @@
-/* ring.c — placement tokens (see ring.h). */
+/* ring_placement.c — placement tokens (see ring.h). */
 #include "ring/ring.h"
 
 #include <stdlib.h>

@@ -1,0 +1,249 @@
+/* ring_gossip.c — the three-way gossip exchange over the membership table
+ * (ring.h, docs/cluster.md).
+ *
+ * A full entry carries 8 bytes per token (1 KiB at 128 tokens); a digest
+ * carries none. Addresses and tokens are fixed for one incarnation, so full
+ * entries only travel when the other side lacks the member or has an older
+ * incarnation; heartbeats and state changes travel as digests.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ring/ring_int.h"
+
+#define PH(x) FLAMEDB__CLUSTER__GOSSIP_PHASE__GOSSIP_PHASE_##x
+#define ST_DOWN FLAMEDB__CLUSTER__NODE_STATE__NODE_STATE_DOWN
+
+/* Proto state <-> (life, down). Inputs were checked by ring_wire_decode. */
+static void state_from_proto(int state, int down_from, ring_state_t *life, int *down)
+{
+    *down = state == ST_DOWN;
+    *life = (ring_state_t)(*down ? down_from : state);
+}
+
+static void state_to_proto(const struct member *x, Flamedb__Cluster__NodeState *state,
+                           Flamedb__Cluster__NodeState *down_from)
+{
+    int down = x->down && x->life != RING_LEFT;
+    *state = down ? ST_DOWN : (Flamedb__Cluster__NodeState)x->life;
+    *down_from = down ? (Flamedb__Cluster__NodeState)x->life : 0;
+}
+
+/* An outgoing message under construction: arrays sized for every member. */
+struct out {
+    Flamedb__Cluster__Gossip g;
+    Flamedb__Cluster__MemberDigest *dv, **dp;
+    Flamedb__Cluster__Member *mv, **mp;
+    char **rq;
+};
+
+static int out_init(struct out *o, size_t cap, int phase)
+{
+    memset(o, 0, sizeof *o);
+    flamedb__cluster__gossip__init(&o->g);
+    o->g.phase = phase;
+    cap = cap ? cap : 1;
+    o->dv = calloc(cap, sizeof *o->dv);
+    o->dp = calloc(cap, sizeof *o->dp);
+    o->mv = calloc(cap, sizeof *o->mv);
+    o->mp = calloc(cap, sizeof *o->mp);
+    o->rq = calloc(cap, sizeof *o->rq);
+    o->g.digests = o->dp;
+    o->g.members = o->mp;
+    o->g.requests = o->rq;
+    return o->dv && o->dp && o->mv && o->mp && o->rq ? 0 : ERR_NOMEM;
+}
+
+static void out_free(struct out *o)
+{
+    free(o->dv);
+    free(o->dp);
+    free(o->mv);
+    free(o->mp);
+    free(o->rq);
+}
+
+/* Pointers into x stay borrowed until the message is packed. */
+static void add_digest(struct out *o, const struct member *x)
+{
+    Flamedb__Cluster__MemberDigest *d = &o->dv[o->g.n_digests];
+    flamedb__cluster__member_digest__init(d);
+    d->node_id = (char *)x->id;
+    d->incarnation = x->incarnation;
+    d->heartbeat = x->heartbeat;
+    state_to_proto(x, &d->state, &d->down_from);
+    o->dp[o->g.n_digests++] = d;
+}
+
+static void add_full(struct out *o, const struct member *x)
+{
+    Flamedb__Cluster__Member *e = &o->mv[o->g.n_members];
+    flamedb__cluster__member__init(e);
+    e->node_id = (char *)x->id;
+    e->http_addr = x->http_addr;
+    e->cluster_addr = x->cluster_addr;
+    e->tokens = x->tokens;
+    e->n_tokens = x->ntokens;
+    e->incarnation = x->incarnation;
+    e->heartbeat = x->heartbeat;
+    state_to_proto(x, &e->state, &e->down_from);
+    o->mp[o->g.n_members++] = e;
+}
+
+static int out_send(ring_members_t *m, struct out *o, buf_t *reply)
+{
+    return ring_wire_encode(FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_GOSSIP, m->cluster, m->self, 0,
+                            &o->g.base, reply);
+}
+
+int ring_gossip_syn(ring_members_t *m, buf_t *out)
+{
+    struct out o;
+    int rc = out_init(&o, m->n, PH(SYN));
+    for (size_t i = 0; rc == 0 && i < m->n; i++)
+        add_digest(&o, &m->v[i]);
+    if (rc == 0)
+        rc = out_send(m, &o, out);
+    out_free(&o);
+    return rc;
+}
+
+static void digest_view(const Flamedb__Cluster__MemberDigest *d, struct member_view *v)
+{
+    memset(v, 0, sizeof *v);
+    v->id = d->node_id;
+    v->incarnation = d->incarnation;
+    v->heartbeat = d->heartbeat;
+    state_from_proto(d->state, d->down_from, &v->life, &v->down);
+}
+
+static void member_view(const Flamedb__Cluster__Member *e, struct member_view *v)
+{
+    *v = (struct member_view){e->node_id, e->http_addr, e->cluster_addr, e->tokens,
+                              (uint32_t)e->n_tokens, 1, 0, 0, e->incarnation, e->heartbeat};
+    state_from_proto(e->state, e->down_from, &v->life, &v->down);
+}
+
+/* Merges the full entries, then the digests; ids of digests that need the
+ * full entry go to want (when not NULL). */
+static void merge_all(ring_members_t *m, const Flamedb__Cluster__Gossip *g, struct out *want)
+{
+    struct member_view v;
+    for (size_t i = 0; i < g->n_members; i++) {
+        member_view(g->members[i], &v);
+        ring__members_merge_view(m, &v);
+    }
+    for (size_t i = 0; i < g->n_digests; i++) {
+        digest_view(g->digests[i], &v);
+        if (ring__members_merge_view(m, &v) == MERGE_NEED_FULL && want != NULL)
+            want->rq[want->g.n_requests++] = g->digests[i]->node_id;
+    }
+}
+
+static int cmp_digest(const void *a, const void *b)
+{
+    return strcmp((*(Flamedb__Cluster__MemberDigest *const *)a)->node_id,
+                  (*(Flamedb__Cluster__MemberDigest *const *)b)->node_id);
+}
+
+/* ACK: for each local member, what the SYN's sender lacks. */
+static int answer_syn(ring_members_t *m, Flamedb__Cluster__Gossip *g, buf_t *reply)
+{
+    struct out o;
+    int rc = out_init(&o, m->n + g->n_digests, PH(ACK));
+    if (rc < 0) {
+        out_free(&o);
+        return rc;
+    }
+    merge_all(m, g, &o);
+    qsort(g->digests, g->n_digests, sizeof *g->digests, cmp_digest);
+    for (size_t i = 0; i < m->n; i++) {
+        const struct member *x = &m->v[i];
+        Flamedb__Cluster__MemberDigest key = {.node_id = (char *)x->id}, *kp = &key;
+        Flamedb__Cluster__MemberDigest **hit =
+            bsearch(&kp, g->digests, g->n_digests, sizeof *g->digests, cmp_digest);
+        struct member_view mine, theirs;
+        ring__member_to_view(x, &mine);
+        if (hit == NULL || x->incarnation > (*hit)->incarnation) {
+            add_full(&o, x);
+            continue;
+        }
+        /* same incarnation (merging made ours >= theirs): send ours if it says more */
+        struct member tmp;
+        memset(&tmp, 0, sizeof tmp);
+        digest_view(*hit, &theirs);
+        tmp.incarnation = theirs.incarnation;
+        tmp.life = theirs.life;
+        tmp.down = theirs.down;
+        tmp.heartbeat = theirs.heartbeat;
+        if (x->incarnation == theirs.incarnation && ring__view_news(&mine, &tmp))
+            add_digest(&o, x);
+    }
+    if (o.g.n_digests + o.g.n_members + o.g.n_requests > 0)
+        rc = out_send(m, &o, reply);
+    out_free(&o);
+    return rc;
+}
+
+/* ACK2: the full entries the ACK's sender asked for. */
+static int answer_ack(ring_members_t *m, const Flamedb__Cluster__Gossip *g, buf_t *reply)
+{
+    merge_all(m, g, NULL);
+    struct out o;
+    int rc = out_init(&o, g->n_requests, PH(ACK2));
+    for (size_t i = 0; rc == 0 && i < g->n_requests; i++) {
+        const struct member *x = ring__members_lookup(m, g->requests[i]);
+        if (x != NULL)
+            add_full(&o, x);
+    }
+    if (rc == 0 && o.g.n_members > 0)
+        rc = out_send(m, &o, reply);
+    out_free(&o);
+    return rc;
+}
+
+int ring_gossip_receive(ring_members_t *m, const uint8_t *msg, size_t len, buf_t *reply,
+                        errmsg_t *em)
+{
+    ring_wire_limits_t lim;
+    ring_wire_limits_default(&lim);
+    lim.max_bytes = m->o.max_message_bytes;
+    ring_msg_t in;
+    int rc = ring_wire_decode(msg, len, &lim, m->cluster, 0, &in, em);
+    if (rc == 0 && in.env->type != FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_GOSSIP) {
+        ring_msg_free(&in);
+        rc = errmsg_set(em, ERR_UNSUPPORTED, "gossip: not a gossip message");
+    }
+    if (rc < 0) {
+        m->stats.refused_messages++;
+        return rc;
+    }
+    Flamedb__Cluster__Gossip *g = (Flamedb__Cluster__Gossip *)in.body;
+    if (g->phase == PH(SYN))
+        rc = answer_syn(m, g, reply);
+    else if (g->phase == PH(ACK))
+        rc = answer_ack(m, g, reply);
+    else
+        merge_all(m, g, NULL);
+    ring_msg_free(&in);
+    if (rc < 0)
+        errmsg_set(em, rc, "gossip: could not build the answer");
+    return rc;
+}
+
+int ring_gossip_pick(const ring_members_t *m, ring_rng_t *rng)
+{
+    size_t cand = 0;
+    for (size_t i = 0; i < m->n; i++)
+        cand += m->v[i].life != RING_LEFT && strcmp(m->v[i].id, m->self) != 0;
+    if (cand == 0)
+        return ERR_NOT_FOUND;
+    size_t k = (size_t)(ring_rng_next(rng) % cand);
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->v[i].life == RING_LEFT || strcmp(m->v[i].id, m->self) == 0)
+            continue;
+        if (k-- == 0)
+            return (int)i;
+    }
+    return ERR_NOT_FOUND;
+}

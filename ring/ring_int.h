@@ -1,0 +1,101 @@
+/* ring_int.h — internals of the ring module, included only inside ring/.
+ *
+ * The ring is two sorted arrays: every (token, node) entry ordered by token
+ * then node index, and the distinct tokens (one per elementary range). The
+ * membership table is an array of members sorted by node id.
+ */
+#ifndef FLAMEDB_RING_RING_INT_H
+#define FLAMEDB_RING_RING_INT_H
+
+#include "ring/ring.h"
+
+struct ring_entry {
+    uint64_t token;
+    uint32_t node;
+};
+
+struct ring {
+    uint32_t nnodes;
+    char **names;             /* [nnodes], sorted, owned */
+    struct ring_entry *entries; /* sorted by (token, node) */
+    size_t nentries;
+    uint64_t *dtokens;        /* distinct tokens, ascending: range i ends at dtokens[i] */
+    uint32_t ndtokens;
+    uint64_t fingerprint;
+};
+
+/* Index of the first entry with token >= t, wrapping to 0. Ring non-empty. */
+size_t ring__first_entry(const ring_t *r, uint64_t t);
+/* Index of the range holding t: the first distinct token >= t, wrapping. */
+uint32_t ring__range_index(const ring_t *r, uint64_t t);
+/* If the list's last range ends where its first starts, folds the last into
+ * the first (ranges listed in ring order wrap around past the last token). */
+void ring__ranges_close_wrap(ring_ranges_t *l);
+/* 1 if node_id is among the replicas of token. */
+int ring__is_replica(const ring_t *r, uint64_t token, uint32_t rf, const char *node_id);
+
+/* A member. Within one incarnation its entry only grows: the lifecycle state
+ * (JOINING < ACTIVE < LEAVING < LEFT), the down flag and the heartbeat each
+ * take the maximum of what is heard, so merging is a join (commutative,
+ * associative, idempotent) and gossip converges. A higher incarnation
+ * replaces the entry. The public state is DOWN when down is set and the
+ * lifecycle is not LEFT; `life` still tells which rings the member is in. */
+struct member {
+    char id[RING_NODE_ID_MAX + 1];
+    char *http_addr, *cluster_addr;
+    uint64_t *tokens; /* ascending, distinct */
+    uint32_t ntokens;
+    ring_state_t life; /* JOINING, ACTIVE, LEAVING or LEFT */
+    int down;
+    uint64_t incarnation;
+    uint64_t heartbeat;
+    uint64_t last_seen_ms;   /* local time its heartbeat or incarnation last rose */
+    uint64_t state_since_ms; /* local time life/down last changed */
+};
+
+/* What gossip says about a member: a full entry (has_static) or a digest. */
+struct member_view {
+    const char *id;
+    const char *http_addr, *cluster_addr; /* has_static only */
+    const uint64_t *tokens;               /* has_static only; ascending, distinct */
+    uint32_t ntokens;
+    int has_static;
+    ring_state_t life;
+    int down;
+    uint64_t incarnation, heartbeat;
+};
+
+struct ring_members {
+    ring_members_options_t o;
+    char cluster[RING_ADDR_MAX + 1];
+    char self[RING_NODE_ID_MAX + 1];
+    ring_clock_t clock;
+    struct member *v; /* sorted by id */
+    size_t n, cap;
+    uint64_t ring_version, version;
+    ring_members_stats_t stats;
+};
+
+/* Bit 0: the lifecycle state puts a member in the current ring (it holds its
+ * ranges); bit 1: in the pending ring (it will hold them). */
+static inline int ring__class(ring_state_t life)
+{
+    return (life == RING_ACTIVE || life == RING_LEAVING) |
+           ((life == RING_ACTIVE || life == RING_JOINING) << 1);
+}
+
+#define MERGE_NEED_FULL 2 /* merge_view result: a digest we cannot apply; ask for the entry */
+
+/* Merges one view; returns 1 changed, 0 unchanged, MERGE_NEED_FULL, or a
+ * negative error. */
+int ring__members_merge_view(ring_members_t *m, const struct member_view *e);
+struct member *ring__members_lookup(const ring_members_t *m, const char *id);
+/* 1 if the view carries something the member lacks at its incarnation (or a
+ * higher incarnation). */
+int ring__view_news(const struct member_view *v, const struct member *x);
+/* Checks v (a full entry) and copies its addresses and tokens into x. */
+int ring__members_set_static_checked(struct member *x, const struct member_view *v);
+void ring__member_to_view(const struct member *x, struct member_view *out);
+uint64_t ring__now(const ring_members_t *m);
+
+#endif

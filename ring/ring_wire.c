@@ -1,0 +1,320 @@
+/* ring_wire.c — the envelope of intra-cluster messages: encoding, and
+ * decoding that checks every field a handler would otherwise trust
+ * (ring.h, common/proto/cluster.proto).
+ *
+ * protobuf-c allocates while unpacking in proportion to the input, so the
+ * size check on the whole envelope is what bounds memory; the count limits
+ * bound the work a handler does afterwards.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/labels.h"
+#include "ring/ring_int.h"
+
+#define T(x) FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_##x
+#define Q(x) FLAMEDB__CLUSTER__QUERY_KIND__QUERY_KIND_##x
+#define S(x) FLAMEDB__CLUSTER__NODE_STATE__NODE_STATE_##x
+
+void ring_wire_limits_default(ring_wire_limits_t *l)
+{
+    l->max_bytes = 64u << 20;
+    l->max_series = 10000;
+    l->max_symbols = 1u << 20;
+    l->max_ranges = RING_MAX_NODES * RING_MAX_TOKENS;
+    l->max_values = 1u << 20;
+    l->max_string = 64u << 10;
+}
+
+int ring_wire_encode(Flamedb__Cluster__MsgType type, const char *cluster, const char *sender_id,
+                     uint64_t deadline_unix_ms, const ProtobufCMessage *body, buf_t *out)
+{
+    size_t bn = protobuf_c_message_get_packed_size(body);
+    uint8_t *bp = malloc(bn ? bn : 1);
+    if (bp == NULL)
+        return ERR_NOMEM;
+    protobuf_c_message_pack(body, bp);
+    Flamedb__Cluster__Envelope env = FLAMEDB__CLUSTER__ENVELOPE__INIT;
+    env.protocol_version = RING_PROTOCOL_VERSION;
+    env.type = type;
+    env.cluster = (char *)cluster;
+    env.sender_id = (char *)sender_id;
+    env.deadline_unix_ms = deadline_unix_ms;
+    env.body.data = bp;
+    env.body.len = bn;
+    size_t n = flamedb__cluster__envelope__get_packed_size(&env);
+    int rc = buf_reserve(out, n);
+    if (rc == 0) {
+        flamedb__cluster__envelope__pack(&env, out->data + out->len);
+        out->len += n;
+        out->data[out->len] = 0;
+    }
+    free(bp);
+    return rc;
+}
+
+static int check_tenant(const char *t, errmsg_t *em)
+{
+    size_t n = strlen(t);
+    if (n == 0 || n > RING_TENANT_MAX)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "message: tenant length %zu not in 1..%d", n,
+                          RING_TENANT_MAX);
+    return 0;
+}
+
+static int check_str(const char *what, const char *s, size_t max, errmsg_t *em)
+{
+    if (strlen(s) > max)
+        return errmsg_set(em, ERR_TOO_LARGE, "message: %s longer than %zu bytes", what, max);
+    return 0;
+}
+
+static int check_symbols(Flamedb__Cluster__Symbol **v, size_t n, const ring_wire_limits_t *l,
+                         errmsg_t *em)
+{
+    if (n > l->max_symbols)
+        return errmsg_set(em, ERR_TOO_LARGE, "message: %zu symbols, at most %zu", n,
+                          l->max_symbols);
+    for (size_t i = 0; i < n; i++)
+        if (v[i]->name.len > l->max_string || v[i]->file.len > l->max_string)
+            return errmsg_set(em, ERR_TOO_LARGE, "message: symbol %zu too long", i);
+    return 0;
+}
+
+static int check_ranges(Flamedb__Cluster__TokenRange **v, size_t n, size_t min,
+                        const ring_wire_limits_t *l, errmsg_t *em)
+{
+    if (n < min || n > l->max_ranges)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "message: %zu token ranges, want %zu..%zu", n,
+                          min, l->max_ranges);
+    return 0;
+}
+
+/* The series id must be the hash of the labels it comes with: a replica
+ * stores what it is told, so a mismatch would file samples under another
+ * series. */
+static int check_series(const Flamedb__Cluster__SeriesPart *s, size_t i, errmsg_t *em)
+{
+    labels_t *lb = NULL;
+    if (s->labels.len == 0 || labels_decode(s->labels.data, s->labels.len, &lb) < 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "write: series %zu: bad labels", i);
+    uint64_t id = labels_hash(lb);
+    labels_free(lb);
+    if (id != s->series_id)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "write: series %zu: id is not the labels' hash",
+                          i);
+    if (s->calltree.len == 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "write: series %zu: empty call tree", i);
+    for (size_t k = 0; k < s->n_spans; k++)
+        if (s->spans[k]->kind < 1 || s->spans[k]->kind > 2 || s->spans[k]->calltree.len == 0)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "write: series %zu: bad span %zu", i, k);
+    return 0;
+}
+
+static int check_write(const Flamedb__Cluster__WriteRequest *w, const ring_wire_limits_t *l,
+                       errmsg_t *em)
+{
+    int rc = check_tenant(w->tenant, em);
+    if (rc < 0)
+        return rc;
+    if (w->protocol_version != RING_PROTOCOL_VERSION || w->deadline_unix_ms == 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "write: protocol version or deadline missing");
+    if (w->profile_id.len != 16)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "write: profile id is %zu bytes, not 16",
+                          w->profile_id.len);
+    if (w->n_series == 0 || w->n_series > l->max_series)
+        return errmsg_set(em, ERR_TOO_LARGE, "write: %zu series, want 1..%zu", w->n_series,
+                          l->max_series);
+    for (size_t i = 0; i < w->n_series; i++)
+        if ((rc = check_series(w->series[i], i, em)) < 0)
+            return rc;
+    return check_symbols(w->symbols, w->n_symbols, l, em);
+}
+
+static int check_ack(const Flamedb__Cluster__WriteAck *a, const ring_wire_limits_t *l,
+                     errmsg_t *em)
+{
+    int rc = check_tenant(a->tenant, em);
+    if (rc < 0)
+        return rc;
+    if (a->profile_id.len != 16 || a->status > 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "ack: bad profile id or status");
+    return check_str("reason", a->reason, l->max_string, em);
+}
+
+static int check_query(const Flamedb__Cluster__QueryRequest *q, const ring_wire_limits_t *l,
+                       errmsg_t *em)
+{
+    int rc = check_tenant(q->tenant, em);
+    if (rc < 0)
+        return rc;
+    if (q->protocol_version != RING_PROTOCOL_VERSION || q->deadline_unix_ms == 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "query: protocol version or deadline missing");
+    if (q->kind < Q(MERGE) || q->kind > Q(SPANS))
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "query: unknown kind %d", (int)q->kind);
+    if (q->kind == Q(LABEL_VALUES) && q->label_name[0] == 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "query: label values without a label name");
+    if (q->from_ms > q->until_ms)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "query: from after until");
+    if ((rc = check_str("selector", q->selector, l->max_string, em)) < 0 ||
+        (rc = check_str("label name", q->label_name, l->max_string, em)) < 0)
+        return rc;
+    return check_ranges(q->ranges, q->n_ranges, 1, l, em);
+}
+
+static int check_partial(const Flamedb__Cluster__PartialResult *p, const ring_wire_limits_t *l,
+                         errmsg_t *em)
+{
+    int rc = check_tenant(p->tenant, em);
+    if (rc < 0)
+        return rc;
+    if (p->status > 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "partial: bad status");
+    if (p->n_values > l->max_values || p->n_totals > l->max_values)
+        return errmsg_set(em, ERR_TOO_LARGE, "partial: too many values");
+    for (size_t i = 0; i < p->n_values; i++)
+        if (p->values[i].len > l->max_string)
+            return errmsg_set(em, ERR_TOO_LARGE, "partial: value %zu too long", i);
+    if ((rc = check_str("reason", p->reason, l->max_string, em)) < 0 ||
+        (rc = check_symbols(p->symbols, p->n_symbols, l, em)) < 0)
+        return rc;
+    return check_ranges(p->served, p->n_served, 0, l, em);
+}
+
+static int check_state(int state, int down_from)
+{
+    if (state < S(JOINING) || state > S(LEFT))
+        return -1;
+    if (state == S(DOWN))
+        return down_from >= S(JOINING) && down_from <= S(LEAVING) ? 0 : -1;
+    return down_from == 0 ? 0 : -1;
+}
+
+static int check_member(const Flamedb__Cluster__Member *x, errmsg_t *em)
+{
+    if (ring_node_id_check(x->node_id, NULL) < 0 || check_state(x->state, x->down_from) < 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: member with bad id or state");
+    if (strlen(x->http_addr) > RING_ADDR_MAX || strlen(x->cluster_addr) > RING_ADDR_MAX)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: member %s: address too long",
+                          x->node_id);
+    if (x->n_tokens == 0 || x->n_tokens > RING_MAX_TOKENS)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: member %s: %zu tokens", x->node_id,
+                          x->n_tokens);
+    for (size_t i = 1; i < x->n_tokens; i++)
+        if (x->tokens[i] <= x->tokens[i - 1])
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: member %s: tokens not ascending",
+                              x->node_id);
+    return 0;
+}
+
+static int check_gossip(const Flamedb__Cluster__Gossip *g, errmsg_t *em)
+{
+    if (g->phase < FLAMEDB__CLUSTER__GOSSIP_PHASE__GOSSIP_PHASE_SYN ||
+        g->phase > FLAMEDB__CLUSTER__GOSSIP_PHASE__GOSSIP_PHASE_ACK2)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: unknown phase");
+    if (g->n_digests > RING_MAX_NODES || g->n_members > RING_MAX_NODES ||
+        g->n_requests > RING_MAX_NODES)
+        return errmsg_set(em, ERR_TOO_LARGE, "gossip: more than %d entries", RING_MAX_NODES);
+    for (size_t i = 0; i < g->n_digests; i++)
+        if (ring_node_id_check(g->digests[i]->node_id, NULL) < 0 ||
+            check_state(g->digests[i]->state, g->digests[i]->down_from) < 0)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: digest %zu invalid", i);
+    for (size_t i = 0; i < g->n_requests; i++)
+        if (ring_node_id_check(g->requests[i], NULL) < 0)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: request %zu invalid", i);
+    int rc = 0;
+    for (size_t i = 0; i < g->n_members && rc == 0; i++)
+        rc = check_member(g->members[i], em);
+    return rc;
+}
+
+static const ProtobufCMessageDescriptor *descriptor_of(int type)
+{
+    switch (type) {
+    case T(GOSSIP): return &flamedb__cluster__gossip__descriptor;
+    case T(WRITE): return &flamedb__cluster__write_request__descriptor;
+    case T(WRITE_ACK): return &flamedb__cluster__write_ack__descriptor;
+    case T(QUERY): return &flamedb__cluster__query_request__descriptor;
+    case T(PARTIAL): return &flamedb__cluster__partial_result__descriptor;
+    default: return NULL;
+    }
+}
+
+static int check_body(int type, const ProtobufCMessage *b, const ring_wire_limits_t *l,
+                      uint64_t now, errmsg_t *em)
+{
+    uint64_t deadline = 0;
+    int rc;
+    switch (type) {
+    case T(GOSSIP): return check_gossip((const void *)b, em);
+    case T(WRITE_ACK): return check_ack((const void *)b, l, em);
+    case T(PARTIAL): return check_partial((const void *)b, l, em);
+    case T(WRITE):
+        rc = check_write((const void *)b, l, em);
+        deadline = ((const Flamedb__Cluster__WriteRequest *)b)->deadline_unix_ms;
+        break;
+    default:
+        rc = check_query((const void *)b, l, em);
+        deadline = ((const Flamedb__Cluster__QueryRequest *)b)->deadline_unix_ms;
+        break;
+    }
+    if (rc == 0 && now != 0 && now > deadline)
+        rc = errmsg_set(em, ERR_TIMEOUT, "message: deadline passed %llu ms ago",
+                        (unsigned long long)(now - deadline));
+    return rc;
+}
+
+static int check_envelope(const Flamedb__Cluster__Envelope *e, const char *cluster, uint64_t now,
+                          errmsg_t *em)
+{
+    if (e->protocol_version != RING_PROTOCOL_VERSION)
+        return errmsg_set(em, ERR_UNSUPPORTED, "message: protocol version %u, this node speaks %d",
+                          e->protocol_version, RING_PROTOCOL_VERSION);
+    if (cluster != NULL && strcmp(cluster, e->cluster) != 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "message: from another cluster");
+    if (ring_node_id_check(e->sender_id, NULL) < 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "message: bad sender id");
+    if (descriptor_of(e->type) == NULL)
+        return errmsg_set(em, ERR_UNSUPPORTED, "message: unknown type %d", (int)e->type);
+    if (now != 0 && e->deadline_unix_ms != 0 && now > e->deadline_unix_ms)
+        return errmsg_set(em, ERR_TIMEOUT, "message: deadline passed");
+    return 0;
+}
+
+int ring_wire_decode(const uint8_t *p, size_t n, const ring_wire_limits_t *lim,
+                     const char *cluster, uint64_t now_unix_ms, ring_msg_t *out, errmsg_t *em)
+{
+    memset(out, 0, sizeof *out);
+    ring_wire_limits_t dl;
+    if (lim == NULL) {
+        ring_wire_limits_default(&dl);
+        lim = &dl;
+    }
+    if (n > lim->max_bytes)
+        return errmsg_set(em, ERR_TOO_LARGE, "message: %zu bytes, at most %zu", n, lim->max_bytes);
+    out->env = flamedb__cluster__envelope__unpack(NULL, n, p);
+    if (out->env == NULL)
+        return errmsg_set(em, ERR_UNPARSEABLE, "message: not a cluster envelope");
+    int rc = check_envelope(out->env, cluster, now_unix_ms, em);
+    if (rc == 0) {
+        const ProtobufCMessageDescriptor *d = descriptor_of(out->env->type);
+        out->body = protobuf_c_message_unpack(d, NULL, out->env->body.len, out->env->body.data);
+        if (out->body == NULL)
+            rc = errmsg_set(em, ERR_UNPARSEABLE, "message: body is not a %s", d->short_name);
+        else
+            rc = check_body(out->env->type, out->body, lim, now_unix_ms, em);
+    }
+    if (rc < 0)
+        ring_msg_free(out);
+    return rc;
+}
+
+void ring_msg_free(ring_msg_t *m)
+{
+    if (m->body)
+        protobuf_c_message_free_unpacked(m->body, NULL);
+    if (m->env)
+        flamedb__cluster__envelope__free_unpacked(m->env, NULL);
+    m->body = NULL;
+    m->env = NULL;
+}
