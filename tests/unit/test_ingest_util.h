@@ -8,6 +8,7 @@
 
 #include <libdeflate.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
