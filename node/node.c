@@ -1,1 +1,133 @@
-/* placeholder: replaced by the module implementation */
+/* node.c — a node's lifetime: open, serve, drain, close (see node.h). */
+#define _GNU_SOURCE /* clock_gettime, setenv */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "node/node_int.h"
+
+static void on_drained(void *arg);
+
+static void begin_stop(node_t *n, const char *why)
+{
+    if (n->stopping)
+        return;
+    n->stopping = 1;
+    log_info("node", "stopping (%s): finishing in-flight requests (at most %llu ms)", why,
+             (unsigned long long)n->cfg.shutdown_timeout_ms);
+    http_server_drain(n->http, n->cfg.shutdown_timeout_ms, on_drained, n);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    begin_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void on_stop_async(uv_async_t *a) { begin_stop(a->data, "stop requested"); }
+
+/* Every connection is closed and no job is left: let the loop end. */
+static void on_drained(void *arg)
+{
+    node_t *n = arg;
+    uv_close((uv_handle_t *)&n->sigterm, NULL);
+    uv_close((uv_handle_t *)&n->sigint, NULL);
+    uv_close((uv_handle_t *)&n->stop_async, NULL);
+}
+
+static int64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int open_parts(node_t *n, errmsg_t *em)
+{
+    int rc = storage_open(&n->cfg.storage, &n->storage, em);
+    if (rc != ERR_OK)
+        return rc;
+    rc = http_server_new(&n->loop, &n->cfg.http, routes_handle, routes_observe, n, &n->http);
+    if (rc != ERR_OK)
+        return errmsg_set(em, rc, "cannot create the HTTP server");
+    rc = http_server_listen(n->http, n->cfg.http_host, n->cfg.http_port, em);
+    if (rc != ERR_OK)
+        return rc;
+    n->port = http_server_port(n->http);
+    return ERR_OK;
+}
+
+int node_new(const node_config_t *cfg, node_t **out, errmsg_t *em)
+{
+    char threads[16];
+    snprintf(threads, sizeof threads, "%d", cfg->worker_threads);
+    /* libuv sizes its (process-wide) pool from this when the first job is queued. */
+    setenv("UV_THREADPOOL_SIZE", threads, 1);
+    node_t *n = calloc(1, sizeof *n);
+    if (n == NULL)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    n->cfg = *cfg;
+    node_config_fix_pointers(&n->cfg);
+    n->start_ns = wall_ns();
+    n->port = -1;
+    if (uv_loop_init(&n->loop) != 0) {
+        free(n);
+        return errmsg_set(em, ERR_INTERNAL, "cannot create an event loop");
+    }
+    int rc = open_parts(n, em);
+    if (rc != ERR_OK) {
+        node_free(n);
+        return rc;
+    }
+    uv_signal_init(&n->loop, &n->sigterm);
+    uv_signal_init(&n->loop, &n->sigint);
+    uv_async_init(&n->loop, &n->stop_async, on_stop_async);
+    n->sigterm.data = n->sigint.data = n->stop_async.data = n;
+    n->ready = 1;
+    *out = n;
+    return ERR_OK;
+}
+
+int node_port(const node_t *n) { return n->port; }
+
+int node_run(node_t *n)
+{
+    uv_signal_start(&n->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&n->sigint, on_signal, SIGINT);
+    log_info("node", "listening on http://%s:%d (data in %s)", n->cfg.http_host, n->port,
+             n->cfg.data_dir);
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    n->ready = 0;
+    storage_close(n->storage);
+    n->storage = NULL;
+    log_info("node", "stopped cleanly");
+    return 0;
+}
+
+void node_stop(node_t *n) { uv_async_send(&n->stop_async); }
+
+static void drained_for_free(void *arg) { (void)arg; }
+
+void node_free(node_t *n)
+{
+    if (n == NULL)
+        return;
+    if (n->http != NULL && !n->stopping) {
+        /* never ran (or failed to start): close the server's handles */
+        n->stopping = 1;
+        http_server_drain(n->http, 0, drained_for_free, NULL);
+    }
+    if (n->ready && !uv_is_closing((uv_handle_t *)&n->stop_async)) {
+        uv_close((uv_handle_t *)&n->sigterm, NULL);
+        uv_close((uv_handle_t *)&n->sigint, NULL);
+        uv_close((uv_handle_t *)&n->stop_async, NULL);
+    }
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&n->loop) != 0)
+        log_warn("node", "event loop closed with handles still open");
+    http_server_free(n->http);
+    storage_close(n->storage);
+    free(n);
+}

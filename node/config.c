@@ -1,0 +1,681 @@
+/* config.c — the settings table and everything generated from it (see config.h). */
+#include "node/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum opt_type {
+    OPT_SECTION, /* a heading in --help and the docs, not a setting */
+    OPT_PATH,    /* char[NODE_PATH_MAX] */
+    OPT_LISTEN,  /* char[]: HOST:PORT */
+    OPT_LOGLEVEL,
+    OPT_INT,     /* int */
+    OPT_U32,     /* uint32_t */
+    OPT_COUNT,   /* size_t */
+    OPT_SIZE,    /* size_t, bytes with an optional binary suffix */
+    OPT_MS,      /* uint64_t milliseconds, given as a duration */
+    OPT_SECONDS, /* int64_t seconds, given as a duration; 0 = forever */
+};
+
+/* Derived defaults: a fraction of memory-limit unless set explicitly. */
+#define DERIVE_QUARTER 4
+
+typedef struct opt {
+    const char *name; /* flag --name, variable FLAMEDB_NAME */
+    enum opt_type type;
+    size_t offset;    /* into node_config_t */
+    const char *def;  /* default as text; NULL: the owning module's default */
+    int derive;       /* non-zero: default is memory-limit / derive */
+    uint64_t min, max;
+    const char *doc;
+} opt_t;
+
+/* offsetof that also checks, at compile time, that the field has type t. */
+#define FIELD(f, t)                                                                        \
+    (offsetof(node_config_t, f) +                                                          \
+     0 * sizeof(char[__builtin_types_compatible_p(__typeof__(((node_config_t *)0)->f), t)  \
+                         ? 1                                                               \
+                         : -1]))
+
+#define KiB 1024ull
+#define MiB (1024ull * KiB)
+#define GiB (1024ull * MiB)
+#define DAY_S 86400ull
+#define YEAR_S (366ull * DAY_S)
+#define SECTION(title) {title, OPT_SECTION, 0, NULL, 0, 0, 0, NULL}
+
+static const opt_t options[] = {
+    SECTION("Node"),
+    {"data-dir", OPT_PATH, FIELD(data_dir, char[NODE_PATH_MAX]), "./flamedb-data", 0, 1,
+     NODE_PATH_MAX - 1, "Directory of the node's RocksDB database; created if missing."},
+    {"http-listen", OPT_LISTEN, FIELD(http_listen, char[NODE_HOST_MAX + 8]), "127.0.0.1:4040", 0, 0,
+     0, "HTTP address as IP:PORT ([v6]:PORT for IPv6; port 0 picks a free port)."},
+    {"log-level", OPT_LOGLEVEL, FIELD(log_level, int), "info", 0, 0, 0,
+     "One of debug, info, warn, error."},
+    {"worker-threads", OPT_INT, FIELD(worker_threads, int), "4", 0, 1, 1024,
+     "Threads that decode, merge and do RocksDB work (the libuv thread pool)."},
+    {"memory-limit", OPT_SIZE, FIELD(memory_limit, size_t), "1GiB", 0, 64 * MiB, 1024 * GiB,
+     "Memory budget of the node. block-cache-bytes, write-buffer-bytes and max-buffered-bytes "
+     "default to a quarter of it each and must fit in it together."},
+    {"shutdown-timeout", OPT_MS, FIELD(shutdown_timeout_ms, uint64_t), "10s", 0, 0, 3600000,
+     "On SIGTERM/SIGINT: how long in-flight requests may take before connections are cut."},
+    SECTION("HTTP"),
+    {"max-connections", OPT_COUNT, FIELD(http.max_connections, size_t), "1024", 0, 1, 1000000,
+     "Open HTTP connections; more are answered 503 and closed."},
+    {"max-header-bytes", OPT_SIZE, FIELD(http.max_header_bytes, size_t), "16KiB", 0, 1 * KiB,
+     HTTP_MAX_HEADER_BYTES_LIMIT, "Request line and headers of one request; more is refused with 431."},
+    {"max-body-bytes", OPT_SIZE, FIELD(http.max_body_bytes, size_t), "16MiB", 0, 1 * KiB, 4 * GiB,
+     "Body of one request as sent (compressed); more is refused with 413 (from Content-Length, "
+     "before the body is read)."},
+    {"max-buffered-bytes", OPT_SIZE, FIELD(http.max_buffered_bytes, size_t), NULL, DERIVE_QUARTER,
+     1 * MiB, 1024 * GiB,
+     "Request bodies held in memory at once, over all connections; a request that would exceed it "
+     "gets 503 with Retry-After."},
+    {"idle-timeout", OPT_MS, FIELD(http.idle_timeout_ms, uint64_t), "60s", 0, 100, 86400000,
+     "A connection with no request in progress is closed after this."},
+    {"request-timeout", OPT_MS, FIELD(http.request_timeout_ms, uint64_t), "30s", 0, 100, 3600000,
+     "Time from a request's first byte to its last (and for writing a response); then 408."},
+    SECTION("Ingest limits"),
+    {"max-decompressed-bytes", OPT_SIZE, FIELD(ingest.max_decompressed_bytes, size_t), NULL, 0,
+     1 * KiB, 4 * GiB, "Size of a profile after gunzip (gzip bombs are refused with 413)."},
+    {"max-samples", OPT_COUNT, FIELD(ingest.max_samples, size_t), NULL, 0, 1, 100000000,
+     "Samples (or folded lines) per profile."},
+    {"max-stack-depth", OPT_COUNT, FIELD(ingest.max_stack_depth, size_t), NULL, 0, 1, 65536,
+     "Frames per stack; deeper stacks are refused."},
+    {"max-labels-per-series", OPT_COUNT, FIELD(ingest.max_labels_per_series, size_t), NULL, 0, 1,
+     1000, "Label pairs per series."},
+    {"max-label-name-len", OPT_COUNT, FIELD(ingest.max_label_name_len, size_t), NULL, 0, 1, 65536,
+     "Bytes of a label name."},
+    {"max-label-value-len", OPT_COUNT, FIELD(ingest.max_label_value_len, size_t), NULL, 0, 1,
+     1048576, "Bytes of a label value."},
+    {"max-series-per-profile", OPT_COUNT, FIELD(ingest.max_series_per_profile, size_t), NULL, 0, 1,
+     100000, "Series one profile may split into (by sample labels and sample types)."},
+    {"max-symbol-len", OPT_COUNT, FIELD(ingest.max_symbol_len, size_t), NULL, 0, 16, 1048576,
+     "Bytes of a function or file name."},
+    {"ingest-max-tree-nodes", OPT_COUNT, FIELD(ingest.max_tree_nodes, size_t), NULL, 0, 16,
+     100000000, "Call-tree nodes of one series of one profile."},
+    {"shards-per-service", OPT_U32, FIELD(ingest.shards_per_service, uint32_t), NULL, 0, 1, 4096,
+     "Placement shards per service. Changing it moves data: set it once per cluster."},
+    {"max-past", OPT_SECONDS, FIELD(ingest.max_past_seconds, int64_t), NULL, 0, 0, 10 * YEAR_S,
+     "How far in the past a profile's time may be (backfill window)."},
+    {"max-future", OPT_SECONDS, FIELD(ingest.max_future_seconds, int64_t), NULL, 0, 0, 7 * DAY_S,
+     "How far in the future a profile's time may be (clock skew)."},
+    SECTION("Query limits"),
+    {"query-max-nodes", OPT_COUNT, FIELD(query.max_nodes_limit, size_t), NULL, 0, 1, 10000000,
+     "Largest maxNodes a render request may ask for."},
+    {"query-max-tree-nodes", OPT_COUNT, FIELD(query.max_tree_nodes, size_t), NULL, 0, 16,
+     1000000000, "Nodes a merged call tree may hold before the query is refused."},
+    {"query-max-series", OPT_COUNT, FIELD(query.max_series, size_t), NULL, 0, 1, 100000000,
+     "Series one query may touch."},
+    {"query-max-output-bytes", OPT_SIZE, FIELD(query.max_output_bytes, size_t), NULL, 0, 1 * KiB,
+     16 * GiB, "Size of one query response body."},
+    SECTION("Storage"),
+    {"block-cache-bytes", OPT_SIZE, FIELD(storage.block_cache_bytes, size_t), NULL, DERIVE_QUARTER,
+     1 * MiB, 1024 * GiB, "RocksDB block cache shared by all column families."},
+    {"write-buffer-bytes", OPT_SIZE, FIELD(storage.write_buffer_bytes, size_t), NULL,
+     DERIVE_QUARTER, 1 * MiB, 1024 * GiB, "Total RocksDB memtable budget."},
+    {"retention-10s", OPT_SECONDS, FIELD(storage.retention_seconds[0], int64_t), NULL, 0, 0,
+     100 * YEAR_S, "Retention of 10-second blocks (0 = forever)."},
+    {"retention-1m", OPT_SECONDS, FIELD(storage.retention_seconds[1], int64_t), NULL, 0, 0,
+     100 * YEAR_S, "Retention of 1-minute blocks (0 = forever)."},
+    {"retention-10m", OPT_SECONDS, FIELD(storage.retention_seconds[2], int64_t), NULL, 0, 0,
+     100 * YEAR_S, "Retention of 10-minute blocks (0 = forever)."},
+    {"retention-1h", OPT_SECONDS, FIELD(storage.retention_seconds[3], int64_t), NULL, 0, 0,
+     100 * YEAR_S, "Retention of 1-hour blocks (0 = forever)."},
+    {"retention-1d", OPT_SECONDS, FIELD(storage.retention_seconds[4], int64_t), NULL, 0, 0,
+     100 * YEAR_S, "Retention of 1-day blocks (0 = forever)."},
+    {"seen-retention", OPT_SECONDS, FIELD(storage.seen_retention_seconds, int64_t), NULL, 0, 60,
+     100 * YEAR_S, "How long ingested profile ids are remembered, so retries count once."},
+    {"max-background-jobs", OPT_INT, FIELD(storage.max_background_jobs, int), NULL, 0, 1, 64,
+     "RocksDB flush and compaction threads."},
+};
+
+#define NOPTIONS (sizeof options / sizeof options[0])
+
+_Static_assert(STORAGE_RESOLUTION_COUNT == 5, "one retention-* row per storage resolution");
+
+/* ---------- value parsers ---------- */
+
+static int parse_u64(const char *s, const char **end, uint64_t *out)
+{
+    if (!isdigit((unsigned char)*s))
+        return ERR_INVALID_ARGUMENT;
+    uint64_t v = 0;
+    for (; isdigit((unsigned char)*s); s++) {
+        if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+            return ERR_INVALID_ARGUMENT;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *end = s;
+    *out = v;
+    return ERR_OK;
+}
+
+static int scale(uint64_t v, uint64_t mul, uint64_t *out)
+{
+    if (mul != 0 && v > UINT64_MAX / mul)
+        return ERR_INVALID_ARGUMENT;
+    *out = v * mul;
+    return ERR_OK;
+}
+
+int node_config_parse_size(const char *s, uint64_t *out)
+{
+    static const struct { const char *suffix; uint64_t mul; } units[] = {
+        {"", 1}, {"b", 1}, {"k", KiB}, {"kb", KiB}, {"kib", KiB}, {"m", MiB}, {"mb", MiB},
+        {"mib", MiB}, {"g", GiB}, {"gb", GiB}, {"gib", GiB}, {"t", 1024 * GiB},
+        {"tb", 1024 * GiB}, {"tib", 1024 * GiB},
+    };
+    const char *end;
+    uint64_t v;
+    if (parse_u64(s, &end, &v) != ERR_OK)
+        return ERR_INVALID_ARGUMENT;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcasecmp(end, units[i].suffix) == 0)
+            return scale(v, units[i].mul, out);
+    return ERR_INVALID_ARGUMENT;
+}
+
+int node_config_parse_duration_ms(const char *s, uint64_t *out)
+{
+    static const struct { const char *suffix; uint64_t mul; } units[] = {
+        {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
+        {"d", 86400000}, {"w", 7 * 86400000ull},
+    };
+    const char *end;
+    uint64_t v;
+    if (parse_u64(s, &end, &v) != ERR_OK)
+        return ERR_INVALID_ARGUMENT;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (strcmp(end, units[i].suffix) == 0)
+            return scale(v, units[i].mul, out);
+    return ERR_INVALID_ARGUMENT;
+}
+
+/* Splits IP:PORT or [IPv6]:PORT; "localhost" means 127.0.0.1, an empty host 0.0.0.0. */
+static int parse_listen(const char *s, char *host, size_t host_cap, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL)
+        return ERR_INVALID_ARGUMENT;
+    const char *h = s;
+    size_t hlen = (size_t)(colon - s);
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
+    }
+    if (hlen >= host_cap)
+        return ERR_INVALID_ARGUMENT;
+    uint64_t p;
+    const char *end;
+    if (parse_u64(colon + 1, &end, &p) != ERR_OK || *end != '\0' || p > 65535)
+        return ERR_INVALID_ARGUMENT;
+    if (hlen == 0)
+        snprintf(host, host_cap, "0.0.0.0");
+    else if (hlen == 9 && strncmp(h, "localhost", 9) == 0)
+        snprintf(host, host_cap, "127.0.0.1");
+    else
+        snprintf(host, host_cap, "%.*s", (int)hlen, h);
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    if (uv_ip4_addr(host, (int)p, &a4) != 0 && uv_ip6_addr(host, (int)p, &a6) != 0)
+        return ERR_INVALID_ARGUMENT;
+    *port = (int)p;
+    return ERR_OK;
+}
+
+/* ---------- formatting values ---------- */
+
+static void *field_ptr(node_config_t *c, const opt_t *o) { return (char *)c + o->offset; }
+
+static const void *field_cptr(const node_config_t *c, const opt_t *o)
+{
+    return (const char *)c + o->offset;
+}
+
+static int format_size(buf_t *out, uint64_t v)
+{
+    static const char *names[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (i < 4 && v != 0 && v % 1024 == 0) {
+        v /= 1024;
+        i++;
+    }
+    return buf_printf(out, "%" PRIu64 "%s", v, names[i]);
+}
+
+static int format_ms(buf_t *out, uint64_t ms)
+{
+    static const struct { const char *suffix; uint64_t mul; } units[] = {
+        {"w", 7 * 86400000ull}, {"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000},
+    };
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (ms != 0 && ms % units[i].mul == 0)
+            return buf_printf(out, "%" PRIu64 "%s", ms / units[i].mul, units[i].suffix);
+    return buf_printf(out, "%" PRIu64 "%s", ms, ms == 0 ? "s" : "ms");
+}
+
+static const char *level_names[] = {"debug", "info", "warn", "error"};
+
+static int format_value(const node_config_t *c, const opt_t *o, buf_t *out)
+{
+    const void *p = field_cptr(c, o);
+    switch (o->type) {
+    case OPT_PATH:
+    case OPT_LISTEN: return buf_append_str(out, (const char *)p);
+    case OPT_LOGLEVEL: {
+        int l = *(const int *)p;
+        return buf_append_str(out, l >= 0 && l < 4 ? level_names[l] : "?");
+    }
+    case OPT_INT: return buf_printf(out, "%d", *(const int *)p);
+    case OPT_U32: return buf_printf(out, "%" PRIu32, *(const uint32_t *)p);
+    case OPT_COUNT: return buf_printf(out, "%zu", *(const size_t *)p);
+    case OPT_SIZE: return format_size(out, *(const size_t *)p);
+    case OPT_MS: return format_ms(out, *(const uint64_t *)p);
+    case OPT_SECONDS: return format_ms(out, (uint64_t)*(const int64_t *)p * 1000);
+    case OPT_SECTION: break;
+    }
+    return ERR_OK;
+}
+
+static int format_bound(const opt_t *o, uint64_t v, buf_t *out)
+{
+    if (o->type == OPT_SIZE)
+        return format_size(out, v);
+    if (o->type == OPT_MS)
+        return format_ms(out, v);
+    if (o->type == OPT_SECONDS)
+        return format_ms(out, v * 1000);
+    return buf_printf(out, "%" PRIu64, v);
+}
+
+/* ---------- setting values ---------- */
+
+static int bad_value(errmsg_t *em, const char *source, const char *text, const opt_t *o,
+                     const char *why)
+{
+    buf_t b;
+    buf_init(&b, 256);
+    if (o->min != 0 || o->max != 0) {
+        buf_append_str(&b, " (allowed ");
+        format_bound(o, o->min, &b);
+        buf_append_str(&b, " .. ");
+        format_bound(o, o->max, &b);
+        buf_append_str(&b, ")");
+    }
+    errmsg_set(em, ERR_INVALID_ARGUMENT, "%s: invalid value '%.200s': %s%s", source, text, why,
+               b.data ? (const char *)b.data : "");
+    buf_free(&b);
+    return ERR_INVALID_ARGUMENT;
+}
+
+/* Parses text for a numeric option into *v (in the field's unit). */
+static int parse_number(const opt_t *o, const char *text, uint64_t *v, const char **why)
+{
+    const char *end;
+    *why = "not a number";
+    if (o->type == OPT_SIZE) {
+        *why = "not a size (e.g. 512MiB, 16KiB, 4096)";
+        return node_config_parse_size(text, v);
+    }
+    if (o->type == OPT_MS || o->type == OPT_SECONDS) {
+        *why = "not a duration (e.g. 500ms, 30s, 10m, 2h, 7d)";
+        if (node_config_parse_duration_ms(text, v) != ERR_OK)
+            return ERR_INVALID_ARGUMENT;
+        if (o->type == OPT_SECONDS) {
+            *why = "not a whole number of seconds";
+            if (*v % 1000 != 0)
+                return ERR_INVALID_ARGUMENT;
+            *v /= 1000;
+        }
+        return ERR_OK;
+    }
+    if (parse_u64(text, &end, v) != ERR_OK || *end != '\0')
+        return ERR_INVALID_ARGUMENT;
+    return ERR_OK;
+}
+
+static int set_number(node_config_t *c, const opt_t *o, uint64_t v)
+{
+    void *p = field_ptr(c, o);
+    switch (o->type) {
+    case OPT_INT: *(int *)p = (int)v; break;
+    case OPT_U32: *(uint32_t *)p = (uint32_t)v; break;
+    case OPT_COUNT:
+    case OPT_SIZE: *(size_t *)p = (size_t)v; break;
+    case OPT_MS: *(uint64_t *)p = v; break;
+    case OPT_SECONDS: *(int64_t *)p = (int64_t)v; break;
+    default: return ERR_INTERNAL;
+    }
+    return ERR_OK;
+}
+
+static int set_text(node_config_t *c, const opt_t *o, const char *text, const char *source,
+                    errmsg_t *em)
+{
+    char *p = field_ptr(c, o);
+    if (o->type == OPT_PATH) {
+        if (text[0] == '\0' || strlen(text) > o->max)
+            return bad_value(em, source, text, o, "empty or too long");
+        snprintf(p, NODE_PATH_MAX, "%s", text);
+        return ERR_OK;
+    }
+    if (o->type == OPT_LISTEN) {
+        if (parse_listen(text, c->http_host, sizeof c->http_host, &c->http_port) != ERR_OK)
+            return bad_value(em, source, text, o, "expected IP:PORT, e.g. 127.0.0.1:4040");
+        snprintf(p, sizeof c->http_listen, "%s", text);
+        return ERR_OK;
+    }
+    enum log_level l;
+    if (log_parse_level(text, &l) != ERR_OK)
+        return bad_value(em, source, text, o, "expected debug, info, warn or error");
+    *(int *)p = (int)l;
+    return ERR_OK;
+}
+
+/* Sets option o from text; source names the flag or variable in errors. */
+static int set_value(node_config_t *c, const opt_t *o, const char *text, const char *source,
+                     errmsg_t *em)
+{
+    if (o->type == OPT_PATH || o->type == OPT_LISTEN || o->type == OPT_LOGLEVEL)
+        return set_text(c, o, text, source, em);
+    uint64_t v;
+    const char *why;
+    if (parse_number(o, text, &v, &why) != ERR_OK)
+        return bad_value(em, source, text, o, why);
+    if (v < o->min || v > o->max)
+        return bad_value(em, source, text, o, "out of range");
+    return set_number(c, o, v);
+}
+
+static void env_name(const opt_t *o, char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "FLAMEDB_");
+    for (const char *p = o->name; *p && n + 1 < cap; p++)
+        out[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    out[n] = '\0';
+}
+
+/* ---------- defaults ---------- */
+
+static void apply_derived(node_config_t *c, const unsigned char *set)
+{
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if (options[i].derive && !(set && set[i]))
+            set_number(c, &options[i], c->memory_limit / (uint64_t)options[i].derive);
+}
+
+void node_config_fix_pointers(node_config_t *c) { c->storage.path = c->data_dir; }
+
+void node_config_default(node_config_t *c)
+{
+    memset(c, 0, sizeof *c);
+    ingest_limits_default(&c->ingest);
+    query_limits_default(&c->query);
+    storage_options_default(&c->storage);
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        errmsg_t em;
+        if (options[i].def != NULL && set_value(c, &options[i], options[i].def, "default", &em) != 0)
+            log_error("config", "bad built-in default: %s", em.text);
+    }
+    apply_derived(c, NULL);
+    node_config_fix_pointers(c);
+}
+
+/* ---------- parsing environment and flags ---------- */
+
+static const opt_t *find_option(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if (options[i].type != OPT_SECTION && strlen(options[i].name) == len &&
+            strncmp(options[i].name, name, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+static int apply_env(node_config_t *c, char **envp, unsigned char *set, errmsg_t *em)
+{
+    for (size_t i = 0; envp != NULL && i < NOPTIONS; i++) {
+        if (options[i].type == OPT_SECTION)
+            continue;
+        char name[128];
+        env_name(&options[i], name, sizeof name);
+        size_t n = strlen(name);
+        for (char **e = envp; *e != NULL; e++) {
+            if (strncmp(*e, name, n) != 0 || (*e)[n] != '=')
+                continue;
+            int rc = set_value(c, &options[i], *e + n + 1, name, em);
+            if (rc != ERR_OK)
+                return rc;
+            set[i] = 1;
+        }
+    }
+    return ERR_OK;
+}
+
+static int special_flag(const char *arg, enum node_config_action *action)
+{
+    static const struct { const char *flag; enum node_config_action action; } flags[] = {
+        {"--help", NODE_CONFIG_HELP}, {"-h", NODE_CONFIG_HELP}, {"--version", NODE_CONFIG_VERSION},
+        {"--print-config-doc", NODE_CONFIG_PRINT_DOC}, {"--print-config", NODE_CONFIG_PRINT_CONFIG},
+    };
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (strcmp(arg, flags[i].flag) == 0) {
+            *action = flags[i].action;
+            return 1;
+        }
+    return 0;
+}
+
+static int apply_args(node_config_t *c, int argc, char **argv, unsigned char *set,
+                      enum node_config_action *action, errmsg_t *em)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (special_flag(arg, action))
+            continue;
+        if (strncmp(arg, "--", 2) != 0)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                              "unexpected argument '%.200s' (settings are --name value; see --help)",
+                              arg);
+        const char *eq = strchr(arg, '=');
+        size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
+        const opt_t *o = find_option(arg + 2, len);
+        if (o == NULL)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "unknown option '%.200s' (see --help)", arg);
+        const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (value == NULL)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "option --%s needs a value", o->name);
+        char source[128];
+        snprintf(source, sizeof source, "--%s", o->name);
+        int rc = set_value(c, o, value, source, em);
+        if (rc != ERR_OK)
+            return rc;
+        set[o - options] = 1;
+    }
+    return ERR_OK;
+}
+
+static int validate(const node_config_t *c, errmsg_t *em)
+{
+    uint64_t budget = (uint64_t)c->storage.block_cache_bytes + c->storage.write_buffer_bytes +
+                      c->http.max_buffered_bytes;
+    if (budget > c->memory_limit)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "block-cache-bytes + write-buffer-bytes + max-buffered-bytes = %" PRIu64
+                          " bytes exceeds memory-limit (%zu bytes)",
+                          budget, c->memory_limit);
+    if (c->http.max_body_bytes > c->http.max_buffered_bytes)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "max-body-bytes (%zu) is larger than max-buffered-bytes (%zu): no body "
+                          "that large could ever be accepted",
+                          c->http.max_body_bytes, c->http.max_buffered_bytes);
+    return ERR_OK;
+}
+
+int node_config_parse(node_config_t *c, int argc, char **argv, char **envp,
+                      enum node_config_action *action, errmsg_t *em)
+{
+    unsigned char set[NOPTIONS] = {0};
+    node_config_default(c);
+    *action = NODE_CONFIG_RUN;
+    int rc = apply_env(c, envp, set, em);
+    if (rc == ERR_OK)
+        rc = apply_args(c, argc, argv, set, action, em);
+    if (rc != ERR_OK)
+        return rc;
+    apply_derived(c, set);
+    node_config_fix_pointers(c);
+    return *action == NODE_CONFIG_RUN || *action == NODE_CONFIG_PRINT_CONFIG ? validate(c, em)
+                                                                             : ERR_OK;
+}
+
+/* ---------- generated text: --help, docs, dump ---------- */
+
+static const char *type_name(enum opt_type t)
+{
+    switch (t) {
+    case OPT_PATH: return "PATH";
+    case OPT_LISTEN: return "IP:PORT";
+    case OPT_LOGLEVEL: return "LEVEL";
+    case OPT_INT:
+    case OPT_U32:
+    case OPT_COUNT: return "N";
+    case OPT_SIZE: return "SIZE";
+    case OPT_MS:
+    case OPT_SECONDS: return "DURATION";
+    case OPT_SECTION: break;
+    }
+    return "";
+}
+
+/* The default as shown to people: derived ones say what they derive from. */
+static int format_default(const node_config_t *defaults, const opt_t *o, buf_t *out)
+{
+    int rc = format_value(defaults, o, out);
+    if (rc == ERR_OK && o->derive)
+        rc = buf_printf(out, " (memory-limit / %d)", o->derive);
+    return rc;
+}
+
+/* Appends text wrapped at width columns, each line indented by indent spaces. */
+static int append_wrapped(buf_t *out, const char *text, int indent, int width)
+{
+    int col = 0, rc = ERR_OK;
+    while (*text && rc == ERR_OK) {
+        size_t w = strcspn(text, " ");
+        if (col > 0 && col + 1 + (int)w > width) {
+            rc = buf_append_byte(out, '\n');
+            col = 0;
+        }
+        if (col == 0)
+            rc = buf_printf(out, "%*s", indent, "");
+        else
+            rc = buf_append_byte(out, ' ');
+        rc = rc == ERR_OK ? buf_append(out, text, w) : rc;
+        col += (col == 0 ? indent : 1) + (int)w;
+        text += w;
+        while (*text == ' ')
+            text++;
+    }
+    return rc == ERR_OK ? buf_append_byte(out, '\n') : rc;
+}
+
+int node_config_help(buf_t *out)
+{
+    node_config_t d;
+    node_config_default(&d);
+    buf_append_str(out, "Usage: flamedb [--name value | --name=value ...]\n"
+                        "       flamedb --help | --version | --print-config | --print-config-doc\n\n"
+                        "Runs a flamedb node. Every setting is also an environment variable\n"
+                        "FLAMEDB_<NAME> (upper case, dashes as underscores); flags win.\n"
+                        "SIZE: 4096, 512KiB, 16MiB, 1GiB. DURATION: 500ms, 30s, 10m, 2h, 7d, 1w\n"
+                        "(a bare number is seconds).\n");
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const opt_t *o = &options[i];
+        if (o->type == OPT_SECTION) {
+            buf_printf(out, "\n%s:\n", o->name);
+            continue;
+        }
+        char env[128];
+        env_name(o, env, sizeof env);
+        buf_printf(out, "  --%s %s  [%s]  default: ", o->name, type_name(o->type), env);
+        format_default(&d, o, out);
+        buf_append_byte(out, '\n');
+        int rc = append_wrapped(out, o->doc, 6, 84);
+        if (rc != ERR_OK)
+            return rc;
+    }
+    return ERR_OK;
+}
+
+static int doc_row(buf_t *out, const node_config_t *d, const opt_t *o)
+{
+    char env[128];
+    env_name(o, env, sizeof env);
+    buf_printf(out, "| `--%s` | `%s` | %s | `", o->name, env, type_name(o->type));
+    format_default(d, o, out);
+    buf_append_str(out, "` | ");
+    if (o->min != 0 || o->max != 0) {
+        format_bound(o, o->min, out);
+        buf_append_str(out, " .. ");
+        format_bound(o, o->max, out);
+    }
+    return buf_printf(out, " | %s |\n", o->doc);
+}
+
+int node_config_doc(buf_t *out)
+{
+    node_config_t d;
+    node_config_default(&d);
+    buf_append_str(out,
+        "# Configuration\n\n"
+        "<!-- Generated by `flamedb --print-config-doc` from the settings table in\n"
+        "     node/config.c; edit the table, not this file. -->\n\n"
+        "Every setting is a flag `--name value` (or `--name=value`) and an environment\n"
+        "variable `FLAMEDB_NAME` (upper case, dashes as underscores). Flags override the\n"
+        "environment, which overrides the defaults. An invalid value, an unknown flag or a\n"
+        "value out of bounds stops the node with a message naming the setting and exit\n"
+        "status 2. `flamedb --print-config` shows the effective settings.\n\n"
+        "Sizes: a whole number with an optional binary suffix (`B`, `K`/`KB`/`KiB`,\n"
+        "`M`/`MB`/`MiB`, `G`/`GB`/`GiB`, `T`...; all powers of 1024). Durations: a whole\n"
+        "number with `ms`, `s`, `m`, `h`, `d` or `w`; a bare number is seconds.\n\n"
+        "Memory: `memory-limit` (default 1 GiB) is the node's budget. The RocksDB block\n"
+        "cache, the memtables and the request bodies held in memory default to a quarter\n"
+        "of it each; together they must fit in it. The last quarter is headroom for\n"
+        "decoding and merging (bounded per request by the ingest and query limits, and\n"
+        "by `worker-threads` requests at a time).\n\n"
+        "Defaults of the ingest, query and storage limits come from their modules\n"
+        "(`ingest_limits_default()`, `query_limits_default()`, `storage_options_default()`)\n"
+        "and are shown here as this build has them.\n");
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const opt_t *o = &options[i];
+        if (o->type == OPT_SECTION) {
+            buf_printf(out, "\n## %s\n\n| Flag | Environment | Type | Default | Bounds | Meaning |\n"
+                            "|---|---|---|---|---|---|\n", o->name);
+            continue;
+        }
+        int rc = doc_row(out, &d, o);
+        if (rc != ERR_OK)
+            return rc;
+    }
+    return ERR_OK;
+}
+
+int node_config_dump(const node_config_t *c, buf_t *out)
+{
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        if (options[i].type == OPT_SECTION)
+            continue;
+        buf_printf(out, "%s = ", options[i].name);
+        format_value(c, &options[i], out);
+        int rc = buf_append_byte(out, '\n');
+        if (rc != ERR_OK)
+            return rc;
+    }
+    return ERR_OK;
+}

@@ -1,0 +1,76 @@
+/* metrics.h — the node's counters and their Prometheus text rendering
+ * (internal to node/).
+ *
+ * Owns: request counts by route and status, request duration histograms by
+ * route, ingest counters, error counts by error code. Counters are plain
+ * integers updated on the loop thread only (every response is written there);
+ * /metrics copies the struct on the loop thread and renders the copy on a
+ * worker thread, together with facts gathered there (disk usage, RSS).
+ */
+#ifndef FLAMEDB_NODE_METRICS_H
+#define FLAMEDB_NODE_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "node/http_server.h"
+
+#define METRICS_MAX_ROUTES 16
+/* Statuses counted one by one; any other lands in "other". */
+#define METRICS_STATUS_TABLE(X)                                                            \
+    X(200) X(400) X(401) X(404) X(405) X(408) X(413) X(422) X(429) X(431) X(500) X(503) X(504)
+#define METRICS_ERR_CODES 32 /* -err of ERR_* codes counted */
+
+/* name, metric, help */
+#define METRICS_COUNTERS(X)                                                                \
+    X(ingest_profiles, "flamedb_ingest_profiles_total", "Profiles accepted by POST /ingest.")  \
+    X(ingest_bytes, "flamedb_ingest_bytes_total",                                           \
+      "Request body bytes of accepted profiles (as sent, before gunzip).")                  \
+    X(ingest_series_written, "flamedb_ingest_series_written_total",                         \
+      "Series of accepted profiles written to storage.")                                    \
+    X(ingest_series_duplicate, "flamedb_ingest_series_duplicate_total",                     \
+      "Series skipped because their profile id was already stored (retries).")              \
+    X(queries, "flamedb_queries_total", "Queries answered (render, label names and values).")
+
+#define METRICS_DURATION_BUCKETS_MS {1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000}
+#define METRICS_NBUCKETS 12
+
+enum metrics_status {
+#define METRICS_STATUS_ENUM(code) METRICS_STATUS_##code,
+    METRICS_STATUS_TABLE(METRICS_STATUS_ENUM)
+#undef METRICS_STATUS_ENUM
+    METRICS_STATUS_OTHER,
+    METRICS_NSTATUS
+};
+
+typedef struct metrics {
+    uint64_t requests[METRICS_MAX_ROUTES][METRICS_NSTATUS];
+    uint64_t duration_buckets[METRICS_MAX_ROUTES][METRICS_NBUCKETS + 1]; /* last: +Inf */
+    uint64_t duration_sum_ms[METRICS_MAX_ROUTES];
+    uint64_t errors[METRICS_ERR_CODES];
+#define METRICS_FIELD(name, metric, help) uint64_t name;
+    METRICS_COUNTERS(METRICS_FIELD)
+#undef METRICS_FIELD
+} metrics_t;
+
+/* What the worker adds at render time. */
+typedef struct metrics_extra {
+    const http_server_stats_t *http; /* a copy taken on the loop thread */
+    uint64_t storage_disk_bytes;
+    int storage_disk_ok;
+    uint64_t rss_bytes; /* 0 when unknown */
+    double uptime_seconds;
+    int ready;
+} metrics_extra_t;
+
+/* Counts one response of route (0 = no route) with its status and duration. */
+void metrics_observe(metrics_t *m, int route, int status, uint64_t duration_ms);
+/* Counts one failed request by its error code (ERR_*). */
+void metrics_error(metrics_t *m, int err);
+
+/* Prometheus text format 0.0.4. route_names[i] names route i (i < nroutes). */
+int metrics_render(const metrics_t *m, const char *const *route_names, size_t nroutes,
+                   const metrics_extra_t *x, buf_t *out);
+
+#endif

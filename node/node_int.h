@@ -1,0 +1,34 @@
+/* node_int.h — what node.c and routes.c share (internal to node/). */
+#ifndef FLAMEDB_NODE_NODE_INT_H
+#define FLAMEDB_NODE_NODE_INT_H
+
+#include <uv.h>
+
+#include "node/http_server.h"
+#include "node/metrics.h"
+#include "node/node.h"
+#include "storage/storage.h"
+
+struct node {
+    node_config_t cfg;
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    uv_async_t stop_async;
+    storage_t *storage;
+    http_server_t *http;
+    metrics_t metrics;
+    int ready;    /* storage open and listener up, not stopping */
+    int stopping;
+    int port;
+    int64_t start_ns; /* wall clock at start */
+};
+
+/* The HTTP handler and observer of the node (routes.c). */
+void routes_handle(void *node, http_exchange_t *ex);
+void routes_observe(void *node, const http_exchange_t *ex, int status, uint64_t duration_ms);
+
+/* Validates X-Scope-OrgID (REFERENCE.md §2); NULL or "" means "anonymous".
+ * Returns the tenant (borrowed: value or a static string) or NULL with em set. */
+const char *routes_tenant(const char *header, errmsg_t *em);
+
+#endif

@@ -1,0 +1,424 @@
+/* routes.c — the HTTP API of a node: the route table and its handlers.
+ *
+ * Handlers run on the loop thread and only look at the request; anything that
+ * decodes, merges or touches RocksDB is a job on the libuv thread pool
+ * (uv_queue_work) whose after-callback writes the response back on the loop
+ * thread. The request stays valid meanwhile (its connection is not read
+ * while it is handled), so jobs borrow parameters and body without copying.
+ */
+#define _GNU_SOURCE /* clock_gettime */
+#include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "node/ingest/ingest.h"
+#include "node/node_int.h"
+#include "query/query.h"
+
+typedef struct job job_t;
+typedef void (*route_fn)(node_t *n, http_exchange_t *ex, const http_request_t *r);
+
+/* What a job does: prepare and finish run on the loop thread (they may read
+ * and update the node's counters), work on a pool thread. */
+typedef struct job_kind {
+    void (*prepare)(job_t *j); /* may be NULL */
+    void (*work)(job_t *j);
+    void (*finish)(job_t *j); /* after success, before responding; may be NULL */
+} job_kind_t;
+
+typedef struct route {
+    const char *path;
+    int method;       /* enum http_method */
+    const char *name; /* label in metrics */
+    route_fn fn;
+} route_t;
+
+static void route_index(node_t *n, http_exchange_t *ex, const http_request_t *r);
+static void route_ready(node_t *n, http_exchange_t *ex, const http_request_t *r);
+static void route_metrics(node_t *n, http_exchange_t *ex, const http_request_t *r);
+static void route_ingest(node_t *n, http_exchange_t *ex, const http_request_t *r);
+static void route_render(node_t *n, http_exchange_t *ex, const http_request_t *r);
+static void route_label_names(node_t *n, http_exchange_t *ex, const http_request_t *r);
+static void route_label_values(node_t *n, http_exchange_t *ex, const http_request_t *r);
+
+/* Route i has tag i + 1 on its exchanges; tag 0 is "no route" in metrics. */
+static const route_t routes[] = {
+    {"/", HTTP_GET, "index", route_index},
+    {"/ready", HTTP_GET, "ready", route_ready},
+    {"/metrics", HTTP_GET, "metrics", route_metrics},
+    {"/ingest", HTTP_POST, "ingest", route_ingest},
+    {"/pyroscope/render", HTTP_GET, "render", route_render},
+    {"/pyroscope/label-names", HTTP_GET, "label_names", route_label_names},
+    {"/pyroscope/label-values", HTTP_GET, "label_values", route_label_values},
+};
+#define NROUTES (sizeof routes / sizeof routes[0])
+
+static const char *const route_names[NROUTES + 1] = {
+    "none", "index", "ready", "metrics", "ingest", "render", "label_names", "label_values",
+};
+_Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every route");
+
+/* A request's work on the thread pool. */
+struct job {
+    uv_work_t work;
+    node_t *node;
+    http_exchange_t *ex;
+    const http_request_t *req;
+    const job_kind_t *kind;
+    char tenant[STORAGE_TENANT_MAX + 1];
+    int64_t now_ns;
+    int rc;
+    errmsg_t em;
+    query_result_t result;  /* the response body and its types */
+    size_t series, written; /* ingest */
+    metrics_t metrics;      /* /metrics: a copy taken on the loop thread */
+    http_server_stats_t http_stats;
+    int ready;
+};
+
+static int64_t wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---------- tenants ---------- */
+
+static int tenant_char_ok(unsigned char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+           strchr("!-_.*'()", ch) != NULL;
+}
+
+const char *routes_tenant(const char *h, errmsg_t *em)
+{
+    if (h == NULL || h[0] == '\0')
+        return "anonymous";
+    size_t n = strlen(h);
+    if (n > STORAGE_TENANT_MAX) {
+        errmsg_set(em, ERR_INVALID_ARGUMENT, "X-Scope-OrgID: longer than %d characters",
+                   STORAGE_TENANT_MAX);
+        return NULL;
+    }
+    if (strcmp(h, ".") == 0 || strcmp(h, "..") == 0) {
+        errmsg_set(em, ERR_INVALID_ARGUMENT, "X-Scope-OrgID: '%s' is not a valid tenant", h);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!tenant_char_ok((unsigned char)h[i])) {
+            errmsg_set(em, ERR_INVALID_ARGUMENT,
+                       "X-Scope-OrgID: character %zu is not one of [0-9a-zA-Z!-_.*'()]", i + 1);
+            return NULL;
+        }
+    return h;
+}
+
+/* ---------- jobs on the thread pool ---------- */
+
+static void respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_t *em)
+{
+    metrics_error(&n->metrics, err);
+    const char *extra = err == ERR_UNAVAILABLE || err == ERR_LIMIT ? "Retry-After: 1\r\n" : NULL;
+    http_respond_error(ex, 0, err, em, extra);
+}
+
+static void job_work(uv_work_t *w)
+{
+    job_t *j = w->data;
+    j->kind->work(j);
+}
+
+static void job_done(uv_work_t *w, int status)
+{
+    job_t *j = w->data;
+    node_t *n = j->node;
+    if (status != 0 && j->rc == ERR_OK)
+        j->rc = errmsg_set(&j->em, ERR_UNAVAILABLE, "request cancelled: the node is stopping");
+    if (j->rc == ERR_OK && j->kind->finish)
+        j->kind->finish(j);
+    if (j->rc != ERR_OK) {
+        respond_error(n, j->ex, j->rc, &j->em);
+    } else {
+        http_response_t resp = {.status = 200,
+                                .content_type = j->result.body.len ? j->result.content_type : NULL,
+                                .content_encoding = j->result.content_encoding,
+                                .body = j->result.body};
+        buf_init(&j->result.body, 0);
+        http_respond(j->ex, &resp);
+    }
+    query_result_free(&j->result);
+    free(j);
+}
+
+/* Starts fn(job) on the thread pool for this request; the job answers. */
+static job_t *job_start(node_t *n, http_exchange_t *ex, const http_request_t *r,
+                        const job_kind_t *kind, const char *tenant)
+{
+    job_t *j = calloc(1, sizeof *j);
+    if (j == NULL) {
+        respond_error(n, ex, ERR_NOMEM, NULL);
+        return NULL;
+    }
+    j->node = n;
+    j->ex = ex;
+    j->req = r;
+    j->kind = kind;
+    j->work.data = j;
+    j->now_ns = wall_ns();
+    snprintf(j->tenant, sizeof j->tenant, "%s", tenant ? tenant : "");
+    query_result_init(&j->result);
+    if (kind->prepare)
+        kind->prepare(j);
+    int rc = uv_queue_work(&n->loop, &j->work, job_work, job_done);
+    if (rc != 0) {
+        errmsg_t em;
+        errmsg_set(&em, ERR_UNAVAILABLE, "cannot queue work: %s", uv_strerror(rc));
+        respond_error(n, ex, ERR_UNAVAILABLE, &em);
+        query_result_free(&j->result);
+        free(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* ---------- dispatch ---------- */
+
+void routes_handle(void *ctx, http_exchange_t *ex)
+{
+    node_t *n = ctx;
+    const http_request_t *r = http_exchange_request(ex);
+    int path_found = 0;
+    for (size_t i = 0; i < NROUTES; i++) {
+        if (strcmp(routes[i].path, r->path) != 0)
+            continue;
+        path_found = 1;
+        if (routes[i].method != r->method)
+            continue;
+        http_exchange_set_tag(ex, (int)i + 1);
+        routes[i].fn(n, ex, r);
+        return;
+    }
+    errmsg_t em;
+    if (path_found) {
+        errmsg_set(&em, ERR_METHOD, "%s is not allowed on %s", r->method_name, r->path);
+        const char *allow = strcmp(r->path, "/ingest") == 0 ? "Allow: POST\r\n" : "Allow: GET\r\n";
+        metrics_error(&n->metrics, ERR_METHOD);
+        http_respond_error(ex, 0, ERR_METHOD, &em, allow);
+        return;
+    }
+    errmsg_set(&em, ERR_NOT_FOUND, "no route %.200s (see GET /)", r->path);
+    respond_error(n, ex, ERR_NOT_FOUND, &em);
+}
+
+void routes_observe(void *ctx, const http_exchange_t *ex, int status, uint64_t duration_ms)
+{
+    node_t *n = ctx;
+    metrics_observe(&n->metrics, http_exchange_tag(ex), status, duration_ms);
+}
+
+/* The request's tenant, or NULL after answering 400. */
+static const char *tenant_of(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    errmsg_t em = {{0}};
+    const char *t = routes_tenant(http_request_header(r, "X-Scope-OrgID"), &em);
+    if (t == NULL)
+        respond_error(n, ex, ERR_INVALID_ARGUMENT, &em);
+    return t;
+}
+
+static void respond_static(http_exchange_t *ex, int status, const char *ctype, const char *text)
+{
+    http_response_t resp = {.status = status, .content_type = ctype};
+    buf_init(&resp.body, BUF_UNLIMITED);
+    if (buf_append_str(&resp.body, text) != ERR_OK)
+        resp.status = 500;
+    http_respond(ex, &resp);
+}
+
+/* ---------- GET /, /ready, /metrics ---------- */
+
+static const char index_html[] =
+    "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>flamedb</title></head>\n"
+    "<body><h1>flamedb node</h1>\n"
+    "<p>A continuous-profiling database. HTTP endpoints of this node "
+    "(reference: docs/api.md):</p>\n<ul>\n"
+    "<li><code>POST /ingest?name=APP.cpu{k=v}&amp;from=&amp;until=&amp;format=folded|pprof</code> "
+    "&mdash; push a profile</li>\n"
+    "<li><a href=\"/pyroscope/render?query=process_cpu:cpu:nanoseconds:cpu:nanoseconds%7B%7D"
+    "&amp;from=now-1h&amp;until=now\">GET /pyroscope/render</a> &mdash; a flame graph "
+    "(format=json|folded|pprof)</li>\n"
+    "<li><a href=\"/pyroscope/label-names\">GET /pyroscope/label-names</a></li>\n"
+    "<li><a href=\"/pyroscope/label-values?label=__profile_type__\">GET "
+    "/pyroscope/label-values?label=__profile_type__</a> &mdash; profile types present</li>\n"
+    "<li><a href=\"/pyroscope/label-values?label=service_name\">GET "
+    "/pyroscope/label-values?label=service_name</a></li>\n"
+    "<li><a href=\"/metrics\">GET /metrics</a> &mdash; Prometheus metrics</li>\n"
+    "<li><a href=\"/ready\">GET /ready</a> &mdash; readiness</li>\n"
+    "</ul>\n<p>Tenant: header <code>X-Scope-OrgID</code> (default "
+    "<code>anonymous</code>).</p>\n</body></html>\n";
+
+static void route_index(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    respond_static(ex, 200, "text/html; charset=utf-8", index_html);
+}
+
+static void route_ready(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    if (n->ready && !n->stopping) {
+        respond_static(ex, 200, "text/plain; charset=utf-8", "ready\n");
+        return;
+    }
+    errmsg_t em;
+    errmsg_set(&em, ERR_UNAVAILABLE, "%s", n->stopping ? "the node is stopping" : "not ready");
+    respond_error(n, ex, ERR_UNAVAILABLE, &em);
+}
+
+static uint64_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (f == NULL)
+        return 0;
+    int got = fscanf(f, "%lu %lu", &size, &resident);
+    fclose(f);
+    return got == 2 ? (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+static void work_metrics(job_t *j)
+{
+    node_t *n = j->node;
+    metrics_extra_t x = {.http = &j->http_stats, .rss_bytes = rss_bytes(), .ready = j->ready};
+    x.storage_disk_ok = storage_disk_usage(n->storage, &x.storage_disk_bytes) == ERR_OK;
+    x.uptime_seconds = (double)(j->now_ns - n->start_ns) / 1e9;
+    buf_init(&j->result.body, 16 * 1024 * 1024);
+    j->result.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    j->rc = metrics_render(&j->metrics, route_names, NROUTES + 1, &x, &j->result.body);
+}
+
+static void prepare_metrics(job_t *j)
+{
+    j->metrics = j->node->metrics; /* counters change on the loop thread only */
+    j->http_stats = *http_server_stats(j->node->http);
+    j->ready = j->node->ready && !j->node->stopping;
+}
+
+static const job_kind_t metrics_job = {prepare_metrics, work_metrics, NULL};
+
+static void route_metrics(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    job_start(n, ex, r, &metrics_job, NULL);
+}
+
+/* ---------- POST /ingest ---------- */
+
+static void work_ingest(job_t *j)
+{
+    const http_request_t *r = j->req;
+    ingest_request_t ir = {
+        .tenant = j->tenant,
+        .name = http_request_param(r, "name"),
+        .from = http_request_param(r, "from"),
+        .until = http_request_param(r, "until"),
+        .format = http_request_param(r, "format"),
+        .sample_rate = http_request_param(r, "sampleRate"),
+        .spy_name = http_request_param(r, "spyName"),
+        .units = http_request_param(r, "units"),
+        .aggregation_type = http_request_param(r, "aggregationType"),
+        .content_type = http_request_header(r, "Content-Type"),
+        .body = r->body,
+        .body_len = r->body_len,
+        .now_ns = j->now_ns,
+    };
+    ingest_profile_t *prof = NULL;
+    j->rc = ingest_parse(&ir, &j->node->cfg.ingest, &prof, &j->em);
+    if (j->rc != ERR_OK)
+        return;
+    const storage_profile_write_t *w = ingest_profile_write(prof);
+    j->series = w->nseries;
+    j->rc = storage_write_profile(j->node->storage, w, &j->written, &j->em);
+    ingest_profile_free(prof);
+}
+
+static void finish_ingest(job_t *j)
+{
+    metrics_t *m = &j->node->metrics;
+    m->ingest_profiles++;
+    m->ingest_bytes += j->req->body_len;
+    m->ingest_series_written += j->written;
+    m->ingest_series_duplicate += j->series - j->written;
+}
+
+static const job_kind_t ingest_job = {NULL, work_ingest, finish_ingest};
+
+static void route_ingest(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    const char *tenant = tenant_of(n, ex, r);
+    if (tenant != NULL)
+        job_start(n, ex, r, &ingest_job, tenant);
+}
+
+/* ---------- GET /pyroscope/render, label-names, label-values ---------- */
+
+static void query_params_of(const http_request_t *r, query_params_t *p)
+{
+    p->query = http_request_param(r, "query");
+    p->from = http_request_param(r, "from");
+    p->until = http_request_param(r, "until");
+    p->max_nodes = http_request_param(r, "maxNodes");
+    if (p->max_nodes == NULL)
+        p->max_nodes = http_request_param(r, "max-nodes");
+    p->format = http_request_param(r, "format");
+    p->label = http_request_param(r, "label");
+    p->match = http_request_param(r, "match");
+    if (p->match == NULL)
+        p->match = http_request_param(r, "match[]");
+}
+
+typedef int (*query_fn)(storage_t *, const char *, const query_params_t *, const query_limits_t *,
+                        int64_t, query_result_t *, errmsg_t *);
+
+static void run_query(job_t *j, query_fn fn)
+{
+    query_params_t p = {0};
+    query_params_of(j->req, &p);
+    j->rc = fn(j->node->storage, j->tenant, &p, &j->node->cfg.query, j->now_ns / 1000000,
+               &j->result, &j->em);
+}
+
+static void work_render(job_t *j) { run_query(j, query_render); }
+static void work_label_names(job_t *j) { run_query(j, query_label_names); }
+static void work_label_values(job_t *j) { run_query(j, query_label_values); }
+
+static void finish_query(job_t *j) { j->node->metrics.queries++; }
+
+static const job_kind_t render_job = {NULL, work_render, finish_query};
+static const job_kind_t label_names_job = {NULL, work_label_names, finish_query};
+static const job_kind_t label_values_job = {NULL, work_label_values, finish_query};
+
+static void start_query(node_t *n, http_exchange_t *ex, const http_request_t *r,
+                        const job_kind_t *kind)
+{
+    const char *tenant = tenant_of(n, ex, r);
+    if (tenant != NULL)
+        job_start(n, ex, r, kind, tenant);
+}
+
+static void route_render(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    start_query(n, ex, r, &render_job);
+}
+
+static void route_label_names(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    start_query(n, ex, r, &label_names_job);
+}
+
+static void route_label_values(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    start_query(n, ex, r, &label_values_job);
+}
