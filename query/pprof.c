@@ -32,6 +32,7 @@ typedef struct pp {
     uint64_t *loc_pool;
     int64_t *val_pool;
     ProtobufCBinaryData *table;
+    ptype_t pt; /* the string table borrows its parts */
 } pp_t;
 
 static int str_idx(pp_t *p, const char *s, int64_t *out)
@@ -199,17 +200,17 @@ static int pack_gzip(const Perftools__Profiles__Profile *prof, buf_t *out)
 static int make_header(pp_t *p, const char *profile_type, Perftools__Profiles__ValueType *vt,
                        Perftools__Profiles__ValueType *per, int64_t *period)
 {
-    ptype_t pt;
-    if (profile_type == NULL || ptype_parse(profile_type, &pt) != 0)
+    ptype_t *pt = &p->pt;
+    if (profile_type == NULL || ptype_parse(profile_type, pt) != 0)
         return ERR_INVALID_ARGUMENT;
-    int rc = str_idx(p, pt.sample_type, &vt->type);
+    int rc = str_idx(p, pt->sample_type, &vt->type);
     if (rc == 0)
-        rc = str_idx(p, pt.sample_unit, &vt->unit);
+        rc = str_idx(p, pt->sample_unit, &vt->unit);
     if (rc == 0)
-        rc = str_idx(p, pt.period_type, &per->type);
+        rc = str_idx(p, pt->period_type, &per->type);
     if (rc == 0)
-        rc = str_idx(p, pt.period_unit, &per->unit);
-    int cpu_ns = strcmp(pt.period_unit, "nanoseconds") == 0 && strcmp(pt.name, "process_cpu") == 0;
+        rc = str_idx(p, pt->period_unit, &per->unit);
+    int cpu_ns = strcmp(pt->period_unit, "nanoseconds") == 0 && strcmp(pt->name, "process_cpu") == 0;
     *period = cpu_ns ? 10000000 : 1;
     return rc;
 }
