@@ -141,9 +141,14 @@ configure_build() { # dir, cmake args... ; target list in BUILD_TARGETS (empty =
 }
 
 run_ctest() { # dir
-    local n
+    local n log="$1/ctest-run.log"
     n=$(ctest --test-dir "$1" -N 2>/dev/null | sed -n 's/^Total Tests: //p')
-    ctest --test-dir "$1" --output-on-failure --no-tests=error -j "$JOBS" --timeout 300 || return 1
+    if ! ctest --test-dir "$1" --output-on-failure --no-tests=error -j "$JOBS" --timeout 300 2>&1 |
+        tee "$log"; then
+        STAGE_NOTE="failed: $(sed -n '/tests FAILED:/,$p' "$log" | sed -n 's/.* - \([^ ]*\) .*/\1/p' |
+            tr '\n' ' ')"
+        return 1
+    fi
     STAGE_NOTE="${n:-?} unit tests"
 }
 
