@@ -15,7 +15,8 @@
 
 #define MAX_FUNCS 256
 #define MAX_STRINGS (2 * MAX_FUNCS + 16)
-#define MAX_SAMPLES 64
+#define MAX_SAMPLES 256
+#define MAX_VARIANTS 4 /* leaf variants one CPU stack is split into */
 #define MAX_DEPTH 32
 #define POOL_BYTES 32768
 #define CPU_HZ 100
@@ -138,20 +139,25 @@ static uint64_t location_of(builder_t *b, const char *name, size_t n)
     return i + 1;
 }
 
-/* Adds one sample; frames root first, extra_leaf appended when not NULL. */
-static int add_sample(builder_t *b, const char *frames, const char *extra_leaf,
+/* Appends the location ids of ';'-joined frames (root first) to ids. */
+static int add_frames(builder_t *b, const char *frames, uint64_t *ids, size_t *depth)
+{
+    for (const char *p = frames; p != NULL && *p && *depth < MAX_DEPTH;) {
+        size_t n = strcspn(p, ";");
+        if ((ids[(*depth)++] = location_of(b, p, n)) == 0)
+            return -1;
+        p += n + (p[n] == ';');
+    }
+    return 0;
+}
+
+/* Adds one sample: frames root first, then the optional tail frames. */
+static int add_sample(builder_t *b, const char *frames, const char *tail,
                       const int64_t *values, errmsg_t *em)
 {
     uint64_t ids[MAX_DEPTH];
     size_t depth = 0;
-    for (const char *p = frames; *p && depth < MAX_DEPTH;) {
-        size_t n = strcspn(p, ";");
-        if ((ids[depth++] = location_of(b, p, n)) == 0)
-            return errmsg_set(em, ERR_LIMIT, "demo profile builder full");
-        p += n + (p[n] == ';');
-    }
-    if (extra_leaf != NULL && depth < MAX_DEPTH &&
-        (ids[depth++] = location_of(b, extra_leaf, strlen(extra_leaf))) == 0)
+    if (add_frames(b, frames, ids, &depth) != 0 || add_frames(b, tail, ids, &depth) != 0)
         return errmsg_set(em, ERR_LIMIT, "demo profile builder full");
     if (b->nsamples == MAX_SAMPLES)
         return errmsg_set(em, ERR_LIMIT, "demo profile has too many samples");
@@ -202,35 +208,74 @@ static double stack_weight(const demo_stack_t *s, int v2, rng_t *r)
     return w * jitter;
 }
 
+/* Runtime leaves a CPU sample may end in below its stack's own leaf. */
+static const char *const cpu_tails[] = {
+    NULL, "runtime.memmove", "runtime.mallocgc;runtime.nextFreeFast",
+    "runtime.mapaccess2_faststr;runtime.memequal", "runtime.growslice;runtime.mallocgc",
+    "sync.(*Mutex).Lock;runtime.futex", "runtime.memclrNoHeapPointers"};
+#define NTAILS (sizeof cpu_tails / sizeof cpu_tails[0])
+
+/* Splits one stack's CPU ticks over a few leaf variants. */
+static int add_cpu(builder_t *b, const demo_stack_t *s, int64_t ticks, rng_t *r,
+                   demo_profile_t *out, errmsg_t *em)
+{
+    int nv = 1 + (int)(rng_next(r) % MAX_VARIANTS);
+    size_t first = (size_t)(rng_next(r) % (NTAILS - 1));
+    for (int j = 0; j < nv && ticks > 0; j++) {
+        int64_t v[DEMO_MAX_TYPES];
+        /* the stack's own leaf keeps most of the time, runtime leaves share the rest */
+        double share = j == 0 ? rng_range(r, 0.5, 0.85) : rng_range(r, 0.3, 0.7);
+        v[0] = j == nv - 1 ? ticks : (int64_t)((double)ticks * share);
+        const char *tail = j == 0 ? NULL : cpu_tails[1 + (first + (size_t)j) % (NTAILS - 1)];
+        if (v[0] == 0)
+            continue;
+        ticks -= v[0];
+        v[1] = v[0] * CPU_PERIOD_NS;
+        int rc = add_sample(b, s->frames, tail, v, em);
+        if (rc != ERR_OK)
+            return rc;
+        out->totals[0] += v[0];
+        out->totals[1] += v[1];
+    }
+    return ERR_OK;
+}
+
+static int add_heap(builder_t *b, const demo_stack_t *s, double w, rng_t *r,
+                    demo_profile_t *out, errmsg_t *em)
+{
+    int64_t v[DEMO_MAX_TYPES];
+    v[0] = (int64_t)(w * 40 * rng_range(r, 0.8, 1.2));
+    v[1] = v[0] * s->alloc_size;
+    v[2] = (int64_t)((double)v[0] * rng_range(r, 0.05, 0.3));
+    v[3] = v[2] * s->alloc_size;
+    if (v[0] == 0)
+        return ERR_OK;
+    int rc = add_sample(b, s->frames, "runtime.mallocgc", v, em);
+    for (int t = 0; rc == ERR_OK && t < 4; t++)
+        out->totals[t] += v[t];
+    return rc;
+}
+
 static int fill_samples(builder_t *b, const demo_service_t *svc, demo_kind_t k, int v2,
                         rng_t *r, demo_profile_t *out, errmsg_t *em)
 {
     double w[MAX_SAMPLES], sum = 0;
-    for (size_t i = 0; i < svc->nstacks && i < MAX_SAMPLES; i++)
+    size_t n = svc->nstacks < MAX_SAMPLES ? svc->nstacks : MAX_SAMPLES;
+    for (size_t i = 0; i < n; i++)
         sum += w[i] = stack_weight(&svc->stacks[i], v2, r);
     double ticks = svc->cores * DEMO_PERIOD_S * CPU_HZ * rng_range(r, 0.85, 1.15);
-    for (size_t i = 0; i < svc->nstacks && i < MAX_SAMPLES; i++) {
+    int rc = ERR_OK;
+    for (size_t i = 0; i < n && rc == ERR_OK; i++) {
         const demo_stack_t *s = &svc->stacks[i];
-        int64_t v[DEMO_MAX_TYPES];
-        if (k == DEMO_CPU) {
-            v[0] = (int64_t)(ticks * w[i] / sum + 0.5);
-            v[1] = v[0] * CPU_PERIOD_NS;
-        } else {
-            v[0] = (int64_t)(w[i] * 40 * rng_range(r, 0.8, 1.2));
-            v[1] = v[0] * s->alloc_size;
-            v[2] = (int64_t)((double)v[0] * rng_range(r, 0.05, 0.3));
-            v[3] = v[2] * s->alloc_size;
-        }
-        if (v[0] == 0 || (k == DEMO_HEAP && s->alloc_size == 0))
+        if (w[i] <= 0)
             continue;
-        int rc = add_sample(b, s->frames, k == DEMO_HEAP ? "runtime.mallocgc" : NULL, v, em);
-        if (rc != ERR_OK)
-            return rc;
-        for (int t = 0; t < b->ntypes; t++)
-            out->totals[t] += v[t];
+        if (k == DEMO_CPU)
+            rc = add_cpu(b, s, (int64_t)(ticks * w[i] / sum + 0.5), r, out, em);
+        else if (s->alloc_size > 0)
+            rc = add_heap(b, s, w[i], r, out, em);
     }
     out->nsamples = b->nsamples;
-    return ERR_OK;
+    return rc;
 }
 
 static int pack_gzip(builder_t *b, demo_kind_t k, int64_t t, demo_profile_t *out,
