@@ -44,7 +44,7 @@ typedef struct ts_server {
 } ts_server_t;
 
 /* Queues a response; close_after makes the server close after sending it. */
-static void ts_push(ts_server_t *s, const char *raw, size_t len, int close_after)
+static inline void ts_push(ts_server_t *s, const char *raw, size_t len, int close_after)
 {
     pthread_mutex_lock(&s->mu);
     if (s->nscript < TS_MAX_SCRIPT) {
@@ -56,7 +56,7 @@ static void ts_push(ts_server_t *s, const char *raw, size_t len, int close_after
 }
 
 /* Reads one request; returns its length, 0 at EOF, -1 on error. */
-static long ts_read_request(int fd, char *buf, size_t cap)
+static inline long ts_read_request(int fd, char *buf, size_t cap)
 {
     size_t len = 0;
     long want = -1;
@@ -82,7 +82,7 @@ static long ts_read_request(int fd, char *buf, size_t cap)
     }
 }
 
-static int ts_respond(ts_server_t *s, int fd, long n)
+static inline int ts_respond(ts_server_t *s, int fd, long n)
 {
     pthread_mutex_lock(&s->mu);
     s->request_len = (size_t)n;
@@ -114,7 +114,7 @@ static int ts_respond(ts_server_t *s, int fd, long n)
     return close_after;
 }
 
-static void *ts_main(void *arg)
+static inline void *ts_main(void *arg)
 {
     ts_server_t *s = arg;
     char *buf = malloc(TS_MAX_REQUEST + 1);
@@ -145,7 +145,7 @@ static void *ts_main(void *arg)
     return NULL;
 }
 
-static int ts_start(ts_server_t *s)
+static inline int ts_start(ts_server_t *s)
 {
     memset(s, 0, sizeof *s);
     pthread_mutex_init(&s->mu, NULL);
@@ -161,7 +161,7 @@ static int ts_start(ts_server_t *s)
     return pthread_create(&s->thread, NULL, ts_main, s);
 }
 
-static void ts_stop(ts_server_t *s)
+static inline void ts_stop(ts_server_t *s)
 {
     s->stop = 1;
     pthread_join(s->thread, NULL);
@@ -171,7 +171,7 @@ static void ts_stop(ts_server_t *s)
 }
 
 /* Copy of the last request (caller frees). */
-static char *ts_last_request(ts_server_t *s, size_t *len)
+static inline char *ts_last_request(ts_server_t *s, size_t *len)
 {
     pthread_mutex_lock(&s->mu);
     char *r = malloc(s->request_len + 1);
@@ -182,7 +182,7 @@ static char *ts_last_request(ts_server_t *s, size_t *len)
     return r;
 }
 
-static int ts_count(ts_server_t *s, int *requests)
+static inline int ts_count(ts_server_t *s, int *requests)
 {
     pthread_mutex_lock(&s->mu);
     int a = s->accepts;

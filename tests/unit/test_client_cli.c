@@ -1,0 +1,169 @@
+/* test_client_cli.c — flamectl end to end against the scripted loopback
+ * server: exit codes (0 ok, 1 request failed, 2 bad usage), the server's
+ * reason on stderr, format auto-detection, the top table, pprof output. */
+#define _GNU_SOURCE /* strcasestr */
+#include "check.h"
+#include "test_client_server.h"
+
+#include <libgen.h>
+#include <limits.h>
+#include <sys/wait.h>
+
+static ts_server_t srv;
+static char ctl[PATH_MAX], tmp[64];
+
+/* Runs flamectl with args; output (stdout and stderr) into out. */
+static int ctl_run(const char *args, char *out, size_t cap)
+{
+    char cmd[PATH_MAX + 1024];
+    snprintf(cmd, sizeof cmd, "FLAMEDB_URL=http://127.0.0.1:%d '%s' %s 2>&1 </dev/null", srv.port,
+             ctl, args);
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, cap - 1, p) : 0;
+    out[n] = '\0';
+    int st = p ? pclose(p) : -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int has(const char *hay, const char *needle)
+{
+    if (strstr(hay, needle) != NULL)
+        return 1;
+    fprintf(stderr, "output lacks '%s':\n%s\n", needle, hay);
+    return 0;
+}
+
+static void test_usage(void)
+{
+    static char out[65536];
+    CHECK_EQ_INT(ctl_run("--help", out, sizeof out), 0);
+    CHECK(has(out, "usage: flamectl") && has(out, "flamectl push FILE"));
+    CHECK_EQ_INT(ctl_run("query --help", out, sizeof out), 0);
+    CHECK(has(out, "--output top"));
+    CHECK_EQ_INT(ctl_run("help labels", out, sizeof out), 0);
+    CHECK(has(out, "__profile_type__"));
+    CHECK_EQ_INT(ctl_run("", out, sizeof out), 2);
+    CHECK_EQ_INT(ctl_run("frobnicate", out, sizeof out), 2);
+    CHECK(has(out, "unknown command 'frobnicate'"));
+    CHECK_EQ_INT(ctl_run("query", out, sizeof out), 2);
+    CHECK_EQ_INT(ctl_run("query 'a{}' extra", out, sizeof out), 2);
+    CHECK_EQ_INT(ctl_run("query 'a{}' --output svg", out, sizeof out), 2);
+    CHECK_EQ_INT(ctl_run("query 'a{}' --max-nodes -3", out, sizeof out), 2);
+    CHECK_EQ_INT(ctl_run("--bogus labels", out, sizeof out), 2);
+    CHECK_EQ_INT(ctl_run("--url https://x labels", out, sizeof out), 2);
+    CHECK(has(out, "https"));
+    CHECK_EQ_INT(ctl_run("push /dev/null", out, sizeof out), 2);
+    CHECK(has(out, "--name is required"));
+    CHECK_EQ_INT(ctl_run("push /dev/null --name a --from yesterday", out, sizeof out), 2);
+    CHECK_EQ_INT(ctl_run("push /nonexistent --name a", out, sizeof out), 1);
+    CHECK_EQ_INT(srv.requests, 0); /* none of these reached the server */
+}
+
+static void test_labels_and_errors(void)
+{
+    static char out[65536];
+    ts_push(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n[\"env\",\"region\"]", 0, 0);
+    CHECK_EQ_INT(ctl_run("labels --tenant t1", out, sizeof out), 0);
+    CHECK_EQ_STR(out, "env\nregion\n");
+    char *req = ts_last_request(&srv, NULL);
+    CHECK(strstr(req, "GET /pyroscope/label-names HTTP/1.1") && strstr(req, "X-Scope-OrgID: t1"));
+    free(req);
+    ts_push(&srv, "HTTP/1.1 400 Bad Request\r\nContent-Length: 53\r\n\r\n"
+                  "{\"code\":\"invalid_parameter\",\"message\":\"bad selector\"}", 0, 0);
+    CHECK_EQ_INT(ctl_run("query 'cpu{a=}' --output json", out, sizeof out), 1);
+    CHECK(has(out, "bad selector") && has(out, "HTTP 400"));
+    /* nobody listening */
+    char args[128];
+    snprintf(args, sizeof args, "--url http://127.0.0.1:1 --timeout 500 labels");
+    CHECK_EQ_INT(ctl_run(args, out, sizeof out), 1);
+    CHECK(has(out, "connect 127.0.0.1:1"));
+}
+
+static void test_push_detect(void)
+{
+    static char out[65536];
+    char path[128], args[256];
+    snprintf(path, sizeof path, "%s/p.pb.gz", tmp);
+    FILE *f = fopen(path, "wb");
+    fwrite("\x1f\x8b\x08\x00rest", 1, 8, f);
+    fclose(f);
+    ts_push(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0, 0);
+    snprintf(args, sizeof args, "push '%s' --name 'app{env=prod}' --from 1700000000", path);
+    CHECK_EQ_INT(ctl_run(args, out, sizeof out), 0);
+    char *req = ts_last_request(&srv, NULL);
+    CHECK(strstr(req, "POST /ingest?name=app%7Benv%3Dprod%7D&format=pprof&from=1700000000&"));
+    free(req);
+    snprintf(path, sizeof path, "%s/f.txt", tmp);
+    f = fopen(path, "w");
+    fputs("main;a 3\n", f);
+    fclose(f);
+    ts_push(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0, 0);
+    snprintf(args, sizeof args, "push '%s' --name app.cpu --sample-rate 99", path);
+    CHECK_EQ_INT(ctl_run(args, out, sizeof out), 0);
+    req = ts_last_request(&srv, NULL);
+    CHECK(strstr(req, "&format=folded&sampleRate=99&") && strstr(req, "\r\n\r\nmain;a 3\n"));
+    free(req);
+    ts_push(&srv, "HTTP/1.1 422 Unprocessable\r\nContent-Length: 51\r\n\r\n"
+                  "{\"code\":\"unparseable\",\"message\":\"line 1: no count\"}", 0, 0);
+    snprintf(args, sizeof args, "push '%s' --name app.cpu --format folded", path);
+    CHECK_EQ_INT(ctl_run(args, out, sizeof out), 1);
+    CHECK(has(out, "line 1: no count"));
+}
+
+static void test_query_outputs(void)
+{
+    static char out[65536];
+    static const char folded[] = "main;work;hash 600000000\nmain;work 300000000\nmain;idle 100000000\n";
+    static char resp[512];
+    snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s",
+             sizeof folded - 1, folded);
+    ts_push(&srv, resp, 0, 0);
+    CHECK_EQ_INT(ctl_run("query 'process_cpu:cpu:nanoseconds:cpu:nanoseconds{}' --limit 2", out,
+                         sizeof out), 0);
+    CHECK(has(out, "0.60s  60.00%        0.60s  60.00%  hash\n"));
+    CHECK(has(out, "0.30s  30.00%        0.90s  90.00%  work\n"));
+    CHECK(strstr(out, "idle") == NULL); /* --limit 2 */
+    CHECK(has(out, "total 1.00s in 4 functions (2 shown)"));
+    char *req = ts_last_request(&srv, NULL);
+    CHECK(strstr(req, "&format=folded ") != NULL);
+    free(req);
+
+    char path[128], args[256];
+    snprintf(path, sizeof path, "%s/out.pb.gz", tmp);
+    ts_push(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n\x1f\x8b\x00\x01\x02\x03", 6 + 38,
+            0);
+    snprintf(args, sizeof args, "query 'a{}' --output pprof -o '%s' --max-nodes 50", path);
+    CHECK_EQ_INT(ctl_run(args, out, sizeof out), 0);
+    FILE *f = fopen(path, "rb");
+    char got[16] = {0};
+    CHECK(f != NULL && fread(got, 1, sizeof got, f) == 6 && memcmp(got, "\x1f\x8b\x00\x01", 4) == 0);
+    if (f)
+        fclose(f);
+    req = ts_last_request(&srv, NULL);
+    CHECK(strstr(req, "&format=pprof&maxNodes=50 ") != NULL);
+    free(req);
+}
+
+int main(void)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = '\0';
+    snprintf(ctl, sizeof ctl, "%s/../bin/flamectl", dirname(self));
+    if (access(ctl, X_OK) != 0) {
+        fprintf(stderr, "flamectl not built next to the tests (%s)\n", ctl);
+        return 1;
+    }
+    snprintf(tmp, sizeof tmp, "/tmp/flamectl-test-XXXXXX");
+    if (mkdtemp(tmp) == NULL || ts_start(&srv) != 0)
+        return 1;
+    test_usage();
+    test_labels_and_errors();
+    test_push_detect();
+    test_query_outputs();
+    ts_stop(&srv);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    CHECK_EQ_INT(system(cmd), 0);
+    return check_exit();
+}
