@@ -44,7 +44,8 @@ static int str_cmp(const void *a, const void *b)
 static int write_set(strset_t *s, buf_t *out)
 {
     /* Sorting the borrowed array breaks the map's slots; it is not used after. */
-    qsort(s->map.strs, s->map.n, sizeof *s->map.strs, str_cmp);
+    if (s->map.n > 1)
+        qsort(s->map.strs, s->map.n, sizeof *s->map.strs, str_cmp);
     int rc = buf_append_byte(out, '[');
     for (size_t i = 0; rc == 0 && i < s->map.n; i++) {
         if (i)

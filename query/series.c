@@ -24,6 +24,14 @@ typedef struct cand_set {
     size_t n, cap, max;
 } cand_set_t;
 
+static int cand_cmp(const void *a, const void *b);
+
+static void cand_sort(cand_set_t *c)
+{
+    if (c->n > 1)
+        qsort(c->v, c->n, sizeof *c->v, cand_cmp);
+}
+
 static int cand_cmp(const void *a, const void *b)
 {
     const cand_t *x = a, *y = b;
@@ -53,7 +61,7 @@ static int mark_fn(void *ctx, uint64_t token, uint64_t sid)
 {
     cand_set_t *c = ctx;
     cand_t key = {.token = token, .sid = sid};
-    cand_t *hit = bsearch(&key, c->v, c->n, sizeof key, cand_cmp);
+    cand_t *hit = c->n ? bsearch(&key, c->v, c->n, sizeof key, cand_cmp) : NULL;
     if (hit != NULL)
         hit->hits = 1;
     return 0;
@@ -105,7 +113,7 @@ static int candidates(storage_t *st, const char *tenant, const query_selector_t 
             continue;
         if (first) {
             rc = storage_postings(st, tenant, name, value, collect_fn, c);
-            qsort(c->v, c->n, sizeof *c->v, cand_cmp);
+            cand_sort(c);
             first = 0;
         } else {
             rc = storage_postings(st, tenant, name, value, mark_fn, c);
@@ -114,7 +122,7 @@ static int candidates(storage_t *st, const char *tenant, const query_selector_t 
     }
     if (first && rc == 0) {
         rc = collect_all_types(st, tenant, c);
-        qsort(c->v, c->n, sizeof *c->v, cand_cmp);
+        cand_sort(c);
     }
     if (rc == ERR_LIMIT)
         return errmsg_set(em, ERR_LIMIT, "selector matches more than %zu candidate series in "
