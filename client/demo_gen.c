@@ -263,7 +263,14 @@ static int fill_samples(builder_t *b, const demo_service_t *svc, demo_kind_t k, 
     size_t n = svc->nstacks < MAX_SAMPLES ? svc->nstacks : MAX_SAMPLES;
     for (size_t i = 0; i < n; i++)
         sum += w[i] = stack_weight(&svc->stacks[i], v2, r);
-    double ticks = svc->cores * DEMO_PERIOD_S * CPU_HZ * rng_range(r, 0.85, 1.15);
+    /* a slower v2 burns more CPU in total, not just a different mix */
+    double base = 0, now = 0;
+    for (size_t i = 0; i < n; i++) {
+        const demo_stack_t *s = &svc->stacks[i];
+        base += s->only_v2 ? 0 : s->cpu_weight;
+        now += s->only_v2 && !v2 ? 0 : s->cpu_weight * (v2 && s->v2_factor ? s->v2_factor : 1);
+    }
+    double ticks = svc->cores * DEMO_PERIOD_S * CPU_HZ * rng_range(r, 0.85, 1.15) * now / base;
     int rc = ERR_OK;
     for (size_t i = 0; i < n && rc == ERR_OK; i++) {
         const demo_stack_t *s = &svc->stacks[i];
