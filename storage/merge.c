@@ -73,7 +73,9 @@ int storage_fold_trees(storage_counters_t *c, const char *const *parts, const si
         log_corrupt(c, "calltree", i, drc);
         rc = refold(acc, parts, lens, bad, i);
     }
-    if (rc == 0)
+    if (rc == 0 && n == 1 && bad == NULL)
+        rc = buf_append(out, parts[0], lens[0]); /* valid: no need to re-encode */
+    else if (rc == 0)
         rc = calltree_encode(acc, out);
     free(bad);
     calltree_free(acc);
