@@ -82,6 +82,8 @@ static const opt_t options[] = {
     SECTION("Ingest limits"),
     {"max-decompressed-bytes", OPT_SIZE, FIELD(ingest.max_decompressed_bytes, size_t), NULL, 0,
      1 * KiB, 4 * GiB, "Size of a profile after gunzip (gzip bombs are refused with 413)."},
+    {"max-decoded-bytes", OPT_SIZE, FIELD(ingest.max_decoded_bytes, size_t), NULL, 0, 1 * MiB,
+     64 * GiB, "Memory one decoded pprof message may take (protobuf structures)."},
     {"max-samples", OPT_COUNT, FIELD(ingest.max_samples, size_t), NULL, 0, 1, 100000000,
      "Samples (or folded lines) per profile."},
     {"max-stack-depth", OPT_COUNT, FIELD(ingest.max_stack_depth, size_t), NULL, 0, 1, 65536,
@@ -402,11 +404,15 @@ static void env_name(const opt_t *o, char *out, size_t cap)
 
 /* ---------- defaults ---------- */
 
+/* Defaults that follow other settings: the memory budgets, and the query
+ * planner's copy of the storage retention (it must match what storage keeps). */
 static void apply_derived(node_config_t *c, const unsigned char *set)
 {
     for (size_t i = 0; i < NOPTIONS; i++)
         if (options[i].derive && !(set && set[i]))
             set_number(c, &options[i], c->memory_limit / (uint64_t)options[i].derive);
+    memcpy(c->query.retention_seconds, c->storage.retention_seconds,
+           sizeof c->query.retention_seconds);
 }
 
 void node_config_fix_pointers(node_config_t *c) { c->storage.path = c->data_dir; }

@@ -124,6 +124,27 @@ static void render_errors(const metrics_t *m, buf_t *out)
                        m->errors[i]);
 }
 
+static void render_storage(const storage_stats_t *st, buf_t *out)
+{
+    metric(out, "flamedb_storage_disk_bytes", "gauge",
+           "Bytes on disk of the node's database (SST files and WAL).", (double)st->disk_bytes);
+    metric(out, "flamedb_storage_memtable_bytes", "gauge", "Bytes in RocksDB memtables.",
+           (double)st->memtable_bytes);
+    metric(out, "flamedb_storage_block_cache_bytes", "gauge", "Bytes in the RocksDB block cache.",
+           (double)st->block_cache_bytes);
+    metric(out, "flamedb_storage_series_written_total", "counter",
+           "Series writes committed by storage.", (double)st->series_written);
+    metric(out, "flamedb_storage_duplicate_series_total", "counter",
+           "Series writes skipped because (series, profile id) was already stored.",
+           (double)st->duplicate_series);
+    metric(out, "flamedb_storage_corrupt_operands_total", "counter",
+           "Merge operands skipped because they did not decode.", (double)st->corrupt_operands);
+    metric(out, "flamedb_storage_expired_windows_total", "counter",
+           "Block and total windows dropped by retention.", (double)st->expired_windows);
+    metric(out, "flamedb_storage_expired_seen_total", "counter",
+           "Profile ids forgotten after seen-retention.", (double)st->expired_seen);
+}
+
 int metrics_render(const metrics_t *m, const char *const *route_names, size_t nroutes,
                    const metrics_extra_t *x, buf_t *out)
 {
@@ -135,10 +156,8 @@ int metrics_render(const metrics_t *m, const char *const *route_names, size_t nr
 #undef METRICS_RENDER
     if (x->http)
         render_http(x->http, out);
-    if (x->storage_disk_ok)
-        metric(out, "flamedb_storage_disk_bytes", "gauge",
-               "Bytes on disk of the node's database (SST files and WAL).",
-               (double)x->storage_disk_bytes);
+    if (x->storage_ok)
+        render_storage(&x->storage, out);
     if (x->rss_bytes)
         metric(out, "process_resident_memory_bytes", "gauge", "Resident set size of the node.",
                (double)x->rss_bytes);

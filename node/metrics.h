@@ -15,6 +15,7 @@
 
 #include "common/buf.h"
 #include "node/http_server.h"
+#include "storage/storage.h"
 
 #define METRICS_MAX_ROUTES 16
 /* Statuses counted one by one; any other lands in "other". */
@@ -57,8 +58,8 @@ typedef struct metrics {
 /* What the worker adds at render time. */
 typedef struct metrics_extra {
     const http_server_stats_t *http; /* a copy taken on the loop thread */
-    uint64_t storage_disk_bytes;
-    int storage_disk_ok;
+    storage_stats_t storage;
+    int storage_ok;
     uint64_t rss_bytes; /* 0 when unknown */
     double uptime_seconds;
     int ready;

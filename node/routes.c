@@ -293,7 +293,7 @@ static void work_metrics(job_t *j)
 {
     node_t *n = j->node;
     metrics_extra_t x = {.http = &j->http_stats, .rss_bytes = rss_bytes(), .ready = j->ready};
-    x.storage_disk_ok = storage_disk_usage(n->storage, &x.storage_disk_bytes) == ERR_OK;
+    x.storage_ok = storage_stats(n->storage, &x.storage) == ERR_OK;
     x.uptime_seconds = (double)(j->now_ns - n->start_ns) / 1e9;
     buf_init(&j->result.body, 16 * 1024 * 1024);
     j->result.content_type = "text/plain; version=0.0.4; charset=utf-8";

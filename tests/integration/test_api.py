@@ -1,0 +1,177 @@
+"""test_api.py — the HTTP API of one node: ingest folded and pprof (raw, gzip,
+multipart), render as JSON/folded/pprof with exact totals, labels, time
+ranges, tenants, retries counted once, and the small endpoints."""
+import time
+
+from harness import CPU, Node, folded_sum, run_tests, unique
+from profiles import Pprof, folded, multipart, pprof_totals
+
+NODE = Node(name="api").start()
+NOW = int(time.time())
+SCALE = 10**7  # folded .cpu at the default 100 Hz: 1e9/100 ns per sample
+
+
+def sel(service, **labels):
+    pairs = ['service_name="%s"' % service] + ['%s="%s"' % kv for kv in labels.items()]
+    return "%s{%s}" % (CPU, ",".join(pairs))
+
+
+def test_small_endpoints():
+    r = NODE.get("/ready")
+    assert r.status == 200 and r.body == b"ready\n", r
+    r = NODE.get("/")
+    assert r.status == 200 and r.headers["content-type"].startswith("text/html"), r
+    for link in (b"/metrics", b"/ready", b"/pyroscope/label-names", b"/pyroscope/render"):
+        assert link in r.body, link
+    r = NODE.get("/metrics")
+    assert r.status == 200 and r.headers["content-type"].startswith("text/plain"), r
+    text = r.body.decode()
+    for family in ("flamedb_http_requests_total{", "flamedb_storage_disk_bytes",
+                   "flamedb_http_connections_open", "flamedb_ingest_profiles_total",
+                   "flamedb_http_requests_in_flight", "flamedb_ready 1"):
+        assert family in text, family
+
+
+def test_route_errors_are_json():
+    r = NODE.get("/no/such/route")
+    assert r.status == 404 and r.json()["code"] == "not_found", r
+    assert "/no/such/route" in r.json()["message"]
+    r = NODE.get("/ingest")
+    assert r.status == 405 and r.headers.get("allow") == "POST", r
+    assert r.json()["code"] == "method_not_allowed"
+    r = NODE.request("POST", "/pyroscope/render", b"")
+    assert r.status == 405 and r.headers.get("allow") == "GET", r
+
+
+def test_folded_render_json_folded_pprof():
+    svc = unique("fold")
+    stacks = {"main;work;parse": 70, "main;work": 20, "main;idle": 7, "gc;sweep": 3}
+    r = NODE.ingest(folded(stacks), name=svc + ".cpu{env=it,region=eu}", **{"from": NOW - 30},
+                    until=NOW - 20)
+    assert r.status == 200 and r.body == b"", r
+    want = 100 * SCALE
+    r = NODE.render(sel(svc))
+    assert r.status == 200, r
+    fb = r.json()["flamebearer"]
+    assert fb["numTicks"] == want, fb["numTicks"]
+    assert fb["names"][0] == "total"
+    assert "parse" in fb["names"] and fb["maxSelf"] == 70 * SCALE
+    r = NODE.render(sel(svc), fmt="folded")
+    assert r.status == 200, r
+    assert folded_sum(r.body.decode()) == want
+    assert "main;work;parse %d" % (70 * SCALE) in r.body.decode()
+    r = NODE.render(sel(svc), fmt="pprof")
+    assert r.status == 200 and r.body[:2] == b"\x1f\x8b", r
+    assert sum(pprof_totals(r.body).values()) == want
+    # maxNodes truncation changes the shape, never the total
+    r = NODE.render(sel(svc), maxNodes=2)
+    assert r.status == 200 and r.json()["flamebearer"]["numTicks"] == want, r
+    # selectors: a label the series has, and one it lacks
+    assert NODE.total(sel(svc, env="it")) == want
+    assert NODE.total(sel(svc, env="other")) == 0
+
+
+def test_pprof_raw_gzip_multipart():
+    svc = unique("pp")
+    p = Pprof([("samples", "count"), ("cpu", "nanoseconds")])
+    p.add(["main", "a", "b"], [3, 30000000]).add(["main", "c"], [2, 20000000])
+    cnt = "process_cpu:samples:count:cpu:nanoseconds{service_name=\"%s\"}" % svc
+    cpu = CPU + "{service_name=\"%s\"}" % svc
+    name = svc + "{kind=raw}"
+    # raw, gzipped (different from/until so each is a distinct profile), multipart
+    assert NODE.ingest(p.encode(), name=name, format="pprof", **{"from": NOW - 100}).status == 200
+    assert NODE.ingest(p.encode_gz(), name=name, format="pprof", **{"from": NOW - 90}).status == 200
+    body, ctype = multipart([("profile", "profile", "application/octet-stream", p.encode_gz())])
+    r = NODE.ingest(body, content_type=ctype, name=name, **{"from": NOW - 80})
+    assert r.status == 200, r
+    assert NODE.total(cnt) == 3 * 5
+    assert NODE.total(cpu) == 3 * 50000000
+    types = NODE.label_values("__profile_type__", match='{service_name="%s"}' % svc)
+    assert "process_cpu:samples:count:cpu:nanoseconds" in types and CPU in types, types
+
+
+def test_sample_labels_split_series_span_ids_do_not():
+    svc = unique("lbl")
+    p = Pprof([("cpu", "nanoseconds")])
+    p.add(["main", "h1"], [100], {"handler": "a", "span_id": "00000000000000aa"})
+    p.add(["main", "h2"], [40], {"handler": "b", "span_id": "00000000000000bb"})
+    p.add(["main", "h3"], [1], {})
+    assert NODE.ingest(p.encode_gz(), name=svc, format="pprof", **{"from": NOW - 50}).status == 200
+    assert NODE.total(sel(svc)) == 141
+    assert NODE.total(sel(svc, handler="a")) == 100
+    assert NODE.total(sel(svc, handler="b")) == 40
+    names = NODE.get("/pyroscope/label-names").json()
+    assert "handler" in names and "span_id" not in names, names
+    assert NODE.label_values("handler", match='{service_name="%s"}' % svc) == ["a", "b"]
+
+
+def test_label_names_and_values():
+    svc = unique("lv")
+    r = NODE.ingest(folded({"x;y": 1}), name=svc + ".cpu{team=core,version=v1}", **{"from": NOW - 40})
+    assert r.status == 200, r
+    names = NODE.get("/pyroscope/label-names").json()
+    for n in ("service_name", "team", "version", "__profile_type__"):
+        assert n in names, (n, names)
+    assert svc in NODE.label_values("service_name")
+    assert NODE.label_values("version", match='{service_name="%s"}' % svc) == ["v1"]
+    r = NODE.query("/pyroscope/label-values")
+    assert r.status == 400 and r.json()["code"] == "invalid_parameter", r
+
+
+def test_time_ranges():
+    svc = unique("tr")
+    base = (NOW // 10) * 10 - 1800
+    a = NODE.ingest(folded({"old;a": 5}), name=svc + ".cpu", **{"from": base - 1200})
+    b = NODE.ingest(folded({"new;b": 7}), name=svc + ".cpu", **{"from": base})
+    assert a.status == 200 and b.status == 200, (a, b)
+    q = sel(svc)
+    assert NODE.total(q, base - 1300, base - 100) == 5 * SCALE
+    assert NODE.total(q, base - 10, base + 10) == 7 * SCALE
+    assert NODE.total(q, base - 3600, NOW) == 12 * SCALE
+    assert NODE.total(q, str((base - 3600) * 1000), str(NOW * 1000)) == 12 * SCALE  # ms
+    assert NODE.total(q, base + 10, NOW) == 0
+    r = NODE.render(q, frm="yesterday-ish")
+    assert r.status == 400 and "from" in r.json()["message"], r
+
+
+def test_tenants_are_sealed():
+    svc = unique("ten")
+    r = NODE.ingest(folded({"t;x": 9}), tenant="team-a", name=svc + ".cpu", **{"from": NOW - 20})
+    assert r.status == 200, r
+    assert NODE.total(sel(svc), tenant="team-a") == 9 * SCALE
+    assert NODE.total(sel(svc)) == 0  # anonymous sees nothing of team-a
+    assert NODE.total(sel(svc), tenant="team-b") == 0
+    assert svc not in NODE.label_values("service_name")
+    for bad in ("..", "a/b", "x" * 151, "sp ace"):
+        r = NODE.ingest(folded({"a": 1}), tenant=bad, name=svc + ".cpu")
+        assert r.status == 400 and "X-Scope-OrgID" in r.json()["message"], (bad, r)
+        r = NODE.render(sel(svc), tenant=bad)
+        assert r.status == 400, (bad, r)
+
+
+def test_retry_counts_once():
+    svc = unique("idem")
+    body = folded({"r;s": 11})
+    for _ in range(3):
+        r = NODE.ingest(body, name=svc + ".cpu", **{"from": NOW - 60}, until=NOW - 50)
+        assert r.status == 200, r
+    assert NODE.total(sel(svc)) == 11 * SCALE
+    assert NODE.metric("flamedb_ingest_series_duplicate_total") >= 2
+
+
+def test_url_encoding_of_parameters():
+    svc = unique("enc")
+    # spaces as '+' and '%20', braces and '=' percent-encoded
+    path = "/ingest?name=%s.cpu%%7Bnote%%3Da+b%%7D&from=%d" % (svc, NOW - 15)
+    r = NODE.request("POST", path, folded({"u;v": 2}))
+    assert r.status == 200, r
+    assert NODE.label_values("note", match='{service_name="%s"}' % svc) == ["a b"]
+    r = NODE.request("POST", "/ingest?name=%zz", b"a 1\n")
+    assert r.status == 400 and r.json()["code"] == "invalid_parameter", r
+
+
+if __name__ == "__main__":
+    try:
+        run_tests(globals())
+    finally:
+        NODE.cleanup()

@@ -1,0 +1,152 @@
+/* test_node_config.c — the settings table: defaults, flags, environment,
+ * bounds, derived memory budgets, --help and the generated reference. */
+#include "check.h"
+#include "node/config.h"
+
+static int parse(node_config_t *c, const char **argv, int argc, const char **env,
+                 enum node_config_action *act, errmsg_t *em)
+{
+    memset(em, 0, sizeof *em);
+    return node_config_parse(c, argc, (char **)argv, (char **)env, act, em);
+}
+
+static void test_values(void)
+{
+    uint64_t v;
+    CHECK(node_config_parse_size("4096", &v) == 0 && v == 4096);
+    CHECK(node_config_parse_size("16MiB", &v) == 0 && v == 16ull << 20);
+    CHECK(node_config_parse_size("1g", &v) == 0 && v == 1ull << 30);
+    CHECK(node_config_parse_size("2KB", &v) == 0 && v == 2048);
+    CHECK(node_config_parse_size("", &v) != 0);
+    CHECK(node_config_parse_size("-1", &v) != 0);
+    CHECK(node_config_parse_size("12XB", &v) != 0);
+    CHECK(node_config_parse_size("99999999999999999999", &v) != 0);
+    CHECK(node_config_parse_size("99999999999TiB", &v) != 0);
+    CHECK(node_config_parse_duration_ms("30s", &v) == 0 && v == 30000);
+    CHECK(node_config_parse_duration_ms("30", &v) == 0 && v == 30000);
+    CHECK(node_config_parse_duration_ms("500ms", &v) == 0 && v == 500);
+    CHECK(node_config_parse_duration_ms("7d", &v) == 0 && v == 7ull * 86400000);
+    CHECK(node_config_parse_duration_ms("1.5s", &v) != 0);
+    CHECK(node_config_parse_duration_ms("s", &v) != 0);
+}
+
+static void test_defaults(void)
+{
+    node_config_t c;
+    node_config_default(&c);
+    CHECK_EQ_STR(c.http_host, "127.0.0.1");
+    CHECK_EQ_INT(c.http_port, 4040);
+    CHECK_EQ_INT(c.http.max_body_bytes, 16 << 20);
+    CHECK_EQ_INT(c.memory_limit, 1ull << 30);
+    /* the three memory budgets are a quarter of memory-limit each */
+    CHECK_EQ_INT(c.storage.block_cache_bytes, 256 << 20);
+    CHECK_EQ_INT(c.storage.write_buffer_bytes, 256 << 20);
+    CHECK_EQ_INT(c.http.max_buffered_bytes, 256 << 20);
+    CHECK(c.storage.path == c.data_dir);
+    CHECK(memcmp(c.query.retention_seconds, c.storage.retention_seconds,
+                 sizeof c.query.retention_seconds) == 0);
+    /* module defaults are kept where the table has none */
+    ingest_limits_t il;
+    ingest_limits_default(&il);
+    CHECK_EQ_INT(c.ingest.max_samples, il.max_samples);
+    CHECK_EQ_INT(c.ingest.max_past_seconds, il.max_past_seconds);
+}
+
+static void test_flags_and_env(void)
+{
+    node_config_t c;
+    enum node_config_action act;
+    errmsg_t em;
+    const char *argv[] = {"flamedb", "--data-dir", "/tmp/x", "--http-listen=0.0.0.0:0",
+                          "--max-body-bytes", "1MiB", "--request-timeout=500ms", "--retention-10s",
+                          "2d", "--log-level", "debug"};
+    const char *env[] = {"FLAMEDB_MAX_BODY_BYTES=2MiB", "FLAMEDB_MEMORY_LIMIT=2GiB",
+                         "FLAMEDB_BIN=/ignored", "PATH=/bin", NULL};
+    CHECK_EQ_INT(parse(&c, argv, 11, env, &act, &em), 0);
+    CHECK_EQ_INT(act, NODE_CONFIG_RUN);
+    CHECK_EQ_STR(c.data_dir, "/tmp/x");
+    CHECK_EQ_STR(c.storage.path, "/tmp/x");
+    CHECK_EQ_STR(c.http_host, "0.0.0.0");
+    CHECK_EQ_INT(c.http_port, 0);
+    CHECK_EQ_INT(c.http.max_body_bytes, 1 << 20); /* flag beats env */
+    CHECK_EQ_INT(c.http.request_timeout_ms, 500);
+    CHECK_EQ_INT(c.storage.retention_seconds[0], 2 * 86400);
+    CHECK_EQ_INT(c.log_level, LOG_DEBUG);
+    CHECK_EQ_INT(c.storage.block_cache_bytes, 512 << 20); /* derived from the env's 2GiB */
+    const char *v6[] = {"flamedb", "--http-listen", "[::1]:8080"};
+    CHECK_EQ_INT(parse(&c, v6, 3, NULL, &act, &em), 0);
+    CHECK_EQ_STR(c.http_host, "::1");
+    CHECK_EQ_INT(c.http_port, 8080);
+    const char *help[] = {"flamedb", "--help"};
+    CHECK_EQ_INT(parse(&c, help, 2, NULL, &act, &em), 0);
+    CHECK_EQ_INT(act, NODE_CONFIG_HELP);
+}
+
+static void expect_error(const char **argv, int argc, const char **env, const char *needle)
+{
+    node_config_t c;
+    enum node_config_action act;
+    errmsg_t em;
+    int rc = parse(&c, argv, argc, env, &act, &em);
+    CHECK_EQ_INT(rc, ERR_INVALID_ARGUMENT);
+    if (strstr(em.text, needle) == NULL) {
+        fprintf(stderr, "message '%s' lacks '%s'\n", em.text, needle);
+        CHECK(0);
+    }
+}
+
+static void test_errors(void)
+{
+    const char *a1[] = {"flamedb", "--no-such-thing", "1"};
+    expect_error(a1, 3, NULL, "unknown option '--no-such-thing'");
+    const char *a2[] = {"flamedb", "--max-body-bytes", "lots"};
+    expect_error(a2, 3, NULL, "--max-body-bytes: invalid value 'lots'");
+    const char *a3[] = {"flamedb", "--max-header-bytes", "1MiB"};
+    expect_error(a3, 3, NULL, "out of range (allowed 1KiB .. 64KiB)");
+    const char *a4[] = {"flamedb", "--http-listen", "nohost"};
+    expect_error(a4, 3, NULL, "expected IP:PORT");
+    const char *a5[] = {"flamedb", "--http-listen", "example.com:80"};
+    expect_error(a5, 3, NULL, "expected IP:PORT");
+    const char *a6[] = {"flamedb", "--data-dir"};
+    expect_error(a6, 2, NULL, "needs a value");
+    const char *a7[] = {"flamedb", "stray"};
+    expect_error(a7, 2, NULL, "unexpected argument 'stray'");
+    const char *a8[] = {"flamedb"};
+    const char *e8[] = {"FLAMEDB_WORKER_THREADS=0", NULL};
+    expect_error(a8, 1, e8, "FLAMEDB_WORKER_THREADS: invalid value '0'");
+    const char *a9[] = {"flamedb", "--memory-limit", "256MiB", "--block-cache-bytes", "200MiB"};
+    expect_error(a9, 5, NULL, "exceeds memory-limit");
+    const char *a10[] = {"flamedb", "--retention-1h", "1500ms"};
+    expect_error(a10, 3, NULL, "whole number of seconds");
+    const char *a11[] = {"flamedb", "--log-level", "loud"};
+    expect_error(a11, 3, NULL, "expected debug, info, warn or error");
+}
+
+static void test_generated_text(void)
+{
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    CHECK_EQ_INT(node_config_help(&b), 0);
+    CHECK(strstr((char *)b.data, "--max-body-bytes SIZE  [FLAMEDB_MAX_BODY_BYTES]  default: 16MiB") != NULL);
+    CHECK(strstr((char *)b.data, "--block-cache-bytes SIZE  [FLAMEDB_BLOCK_CACHE_BYTES]  default: 256MiB (memory-limit / 4)") != NULL);
+    buf_reset(&b);
+    CHECK_EQ_INT(node_config_doc(&b), 0);
+    CHECK(strstr((char *)b.data, "| `--http-listen` | `FLAMEDB_HTTP_LISTEN` | IP:PORT | `127.0.0.1:4040` |") != NULL);
+    CHECK(strstr((char *)b.data, "## Storage") != NULL);
+    buf_reset(&b);
+    node_config_t c;
+    node_config_default(&c);
+    CHECK_EQ_INT(node_config_dump(&c, &b), 0);
+    CHECK(strstr((char *)b.data, "idle-timeout = 1m\n") != NULL);
+    buf_free(&b);
+}
+
+int main(void)
+{
+    test_values();
+    test_defaults();
+    test_flags_and_env();
+    test_errors();
+    test_generated_text();
+    return check_exit();
+}
