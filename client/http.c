@@ -302,7 +302,7 @@ static int read_chunked(flamedb__conn_t *c, buf_t *body, errmsg_t *em)
     char line[FLAMEDB__MAX_HEADER_LINE];
     size_t len;
     for (;;) {
-        uint64_t n;
+        uint64_t n = 0;
         int rc = read_line(c, line, sizeof line, &len, em);
         if (rc == ERR_OK)
             rc = parse_chunk_size(line, &n, em);
