@@ -16,6 +16,15 @@ static int list_contains(const ring_ranges_t *l, uint64_t t)
     return hits;
 }
 
+/* Lists come coalesced: no two ranges touch (a touching pair would be one). */
+static void check_coalesced(const ring_ranges_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        for (size_t j = 0; j < l->n; j++)
+            if (i != j)
+                CHECK(l->v[i].end != l->v[j].start);
+}
+
 static double list_share(const ring_ranges_t *l)
 {
     double s = 0;
@@ -91,6 +100,11 @@ static void check_transition(const ring_t *before, const ring_t *after, const ch
     int m = ring_node_find(big, mover);
     ring_ranges_t own = {0};
     ring_node_ranges(big, (uint32_t)m, rf, &own);
+    check_coalesced(&own);
+    for (uint32_t x = 0; x < n; x++) {
+        check_coalesced(&gained[x]);
+        check_coalesced(&lost[x]);
+    }
     double moved = join ? list_share(&gained[m]) : list_share(&lost[m]);
     CHECK(moved > list_share(&own) - 1e-9 && moved < list_share(&own) + 1e-9);
     double others = 0;

@@ -1,0 +1,321 @@
+/* Gossip among N simulated members in one process with a fake clock
+ * (ring.h): convergence from seeds, failure detection, refutation after a
+ * partition heals, restart with a new incarnation, join and leave, message
+ * sizes, and refusal of malformed gossip. */
+#include "test_ring_util.h"
+
+#define MAXN 16
+#define DOWN_AFTER 5000
+#define PERIOD 1000
+
+struct sim {
+    size_t n;
+    ring_identity_t *ids;
+    ring_members_t *m[MAXN];
+    uint8_t up[MAXN]; /* 0: crashed or cut off; messages to and from it are lost */
+    ring_rng_t rng;
+    size_t max_msg, msgs;
+};
+
+static fake_clock_t clk;
+
+static ring_members_t *start_node(struct sim *s, size_t i, ring_state_t initial, uint64_t inc)
+{
+    ring_members_options_t o;
+    ring_members_options_default(&o);
+    o.down_after_ms = DOWN_AFTER;
+    o.cluster = "test";
+    char http[64], cl[64];
+    snprintf(http, sizeof http, "127.0.0.1:%zu", 4040 + i);
+    snprintf(cl, sizeof cl, "tcp://127.0.0.1:%zu", 7000 + i);
+    ring_members_t *m = NULL;
+    int rc = ring_members_create(&o, &s->ids[i], http, cl, initial, inc,
+                                 (ring_clock_t){fake_now, &clk}, &m, NULL);
+    CHECK_EQ_INT(rc, 0);
+    return m;
+}
+
+static size_t index_of(struct sim *s, const char *id)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->ids[i].node_id, id) == 0)
+            return i;
+    return SIZE_MAX;
+}
+
+/* One SYN -> ACK -> ACK2 exchange from a to b, if both are up. */
+static void exchange(struct sim *s, size_t a, size_t b)
+{
+    if (!s->up[a] || !s->up[b] || a == b)
+        return;
+    buf_t m1, m2, m3;
+    buf_init(&m1, BUF_UNLIMITED);
+    buf_init(&m2, BUF_UNLIMITED);
+    buf_init(&m3, BUF_UNLIMITED);
+    CHECK_EQ_INT(ring_gossip_syn(s->m[a], &m1), 0);
+    CHECK_EQ_INT(ring_gossip_receive(s->m[b], m1.data, m1.len, &m2, NULL), 0);
+    if (m2.len > 0)
+        CHECK_EQ_INT(ring_gossip_receive(s->m[a], m2.data, m2.len, &m3, NULL), 0);
+    if (m3.len > 0)
+        CHECK_EQ_INT(ring_gossip_receive(s->m[b], m3.data, m3.len, &m1, NULL), 0);
+    size_t sizes[3] = {m1.len, m2.len, m3.len};
+    for (int i = 0; i < 3; i++)
+        if (sizes[i] > s->max_msg)
+            s->max_msg = sizes[i];
+    s->msgs += 1 + (m2.len > 0) + (m3.len > 0);
+    buf_free(&m1);
+    buf_free(&m2);
+    buf_free(&m3);
+}
+
+/* One gossip period: every live node ticks and gossips with one peer it
+ * knows, or with the seed (node 0) when it knows none. */
+static void round_once(struct sim *s)
+{
+    clk.now += PERIOD;
+    for (size_t i = 0; i < s->n; i++) {
+        if (!s->up[i] || s->m[i] == NULL)
+            continue;
+        ring_members_tick(s->m[i]);
+        int k = ring_gossip_pick(s->m[i], &s->rng);
+        size_t peer = 0;
+        if (k >= 0) {
+            ring_member_t x;
+            ring_members_get(s->m[i], (size_t)k, &x);
+            peer = index_of(s, x.node_id);
+        }
+        if (peer < s->n && s->m[peer] != NULL)
+            exchange(s, i, peer);
+    }
+}
+
+/* Every live node sees the same members with the same state and
+ * incarnation, and builds the same rings. */
+static int converged(struct sim *s, char *why, size_t whylen)
+{
+    char ref[8192] = "", cur[8192];
+    uint64_t fp_ref = 0;
+    int first = 1;
+    for (size_t i = 0; i < s->n; i++) {
+        if (!s->up[i] || s->m[i] == NULL)
+            continue;
+        cur[0] = 0;
+        for (size_t k = 0; k < ring_members_count(s->m[i]); k++) {
+            ring_member_t x;
+            ring_members_get(s->m[i], k, &x);
+            size_t o = strlen(cur);
+            snprintf(cur + o, sizeof cur - o, "%s:%s:%" PRIu64 " ", x.node_id,
+                     ring_state_name(x.state), x.incarnation);
+        }
+        ring_t *r = NULL, *p = NULL;
+        ring_members_build_rings(s->m[i], &r, &p, NULL);
+        uint64_t fp = r ? ring_fingerprint(r) : 0;
+        ring_free(r);
+        ring_free(p);
+        if (first) {
+            memcpy(ref, cur, sizeof ref);
+            fp_ref = fp;
+            first = 0;
+        } else if (strcmp(ref, cur) != 0 || fp != fp_ref) {
+            snprintf(why, whylen, "node %zu: [%s] vs [%s]", i, cur, ref);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Rounds until converged (at most max); -1 if never. */
+static int run_until_converged(struct sim *s, int max)
+{
+    char why[17000];
+    for (int r = 0; r < max; r++) {
+        round_once(s);
+        if (converged(s, why, sizeof why))
+            return r + 1;
+    }
+    fprintf(stderr, "not converged: %.400s\n", why);
+    return -1;
+}
+
+static ring_state_t seen_as(struct sim *s, size_t observer, const char *id)
+{
+    ring_member_t x;
+    if (ring_members_find(s->m[observer], id, &x) < 0)
+        return 0;
+    return x.state;
+}
+
+/* Rounds until every live node other than `who` sees `who` in state st. */
+static int run_until_seen(struct sim *s, size_t who, ring_state_t st, int max)
+{
+    for (int r = 0; r < max; r++) {
+        round_once(s);
+        int all = 1;
+        for (size_t i = 0; i < s->n; i++)
+            if (i != who && s->up[i] && s->m[i] != NULL)
+                all &= seen_as(s, i, s->ids[who].node_id) == st;
+        if (all)
+            return r + 1;
+    }
+    return -1;
+}
+
+static void test_cluster(uint64_t seed)
+{
+    struct sim s;
+    memset(&s, 0, sizeof s);
+    ring_rng_seed(&s.rng, seed);
+    s.n = 12;
+    s.ids = make_identities(s.n + 1, RING_DEFAULT_TOKENS, &s.rng);
+    for (size_t i = 0; i < s.n; i++) {
+        s.m[i] = start_node(&s, i, RING_ACTIVE, 1000 + i);
+        s.up[i] = 1;
+    }
+    /* 1. from seeds to one view */
+    int r = run_until_converged(&s, 60);
+    fprintf(stderr, "12 nodes converged in %d rounds; largest message %zu bytes\n", r, s.max_msg);
+    CHECK(r > 0 && r <= 30);
+    /* steady state: heartbeats travel as digests, no token lists */
+    s.max_msg = 0;
+    round_once(&s);
+    fprintf(stderr, "steady-state largest message %zu bytes\n", s.max_msg);
+    CHECK(s.max_msg < 2048);
+
+    /* 2. crash of n05: everyone sees it down; the ring keeps it */
+    s.up[5] = 0;
+    int rd = run_until_seen(&s, 5, RING_DOWN, 40);
+    fprintf(stderr, "crash detected by all in %d rounds (down after %d ms)\n", rd, DOWN_AFTER);
+    CHECK(rd >= DOWN_AFTER / PERIOD && rd <= DOWN_AFTER / PERIOD + 10);
+    CHECK(run_until_converged(&s, 20) > 0);
+    ring_t *cur = NULL, *pend = NULL;
+    ring_members_build_rings(s.m[0], &cur, &pend, NULL);
+    CHECK(ring_node_count(cur) == 12 && pend == NULL);
+    uint8_t live[16];
+    ring_members_live(s.m[0], cur, live);
+    CHECK(live[ring_node_find(cur, "n05")] == 0 && live[ring_node_find(cur, "n04")] == 1);
+    ring_free(cur);
+
+    /* 3. the partition heals: n05 hears it is down and refutes */
+    s.up[5] = 1;
+    int ru = run_until_seen(&s, 5, RING_ACTIVE, 30);
+    ring_member_t self;
+    ring_members_find(s.m[5], "n05", &self);
+    ring_members_stats_t st;
+    ring_members_stats(s.m[5], &st);
+    fprintf(stderr, "refuted in %d rounds (incarnation %" PRIu64 ")\n", ru, self.incarnation);
+    CHECK(ru > 0 && st.refutations >= 1 && self.incarnation > 1005);
+    CHECK(run_until_converged(&s, 20) > 0);
+
+    /* 4. restart of n07 with a fresh table and a newer incarnation */
+    ring_members_free(s.m[7]);
+    s.m[7] = start_node(&s, 7, RING_ACTIVE, 5000);
+    CHECK(run_until_converged(&s, 30) > 0);
+    CHECK_EQ_INT(ring_members_count(s.m[7]), 12);
+
+    /* 5. a joiner: pending ring first, then the ring */
+    s.m[12] = start_node(&s, 12, RING_JOINING, 1);
+    s.up[12] = 1;
+    s.n = 13;
+    CHECK(run_until_seen(&s, 12, RING_JOINING, 30) > 0);
+    ring_members_build_rings(s.m[3], &cur, &pend, NULL);
+    CHECK(ring_node_find(cur, "n12") < 0 && pend != NULL && ring_node_find(pend, "n12") >= 0);
+    uint64_t fp_pending = pend ? ring_fingerprint(pend) : 0;
+    ring_free(cur);
+    ring_free(pend);
+    ring_members_set_state(s.m[12], RING_ACTIVE, NULL);
+    CHECK(run_until_converged(&s, 30) > 0);
+    ring_members_build_rings(s.m[9], &cur, &pend, NULL);
+    CHECK(ring_node_count(cur) == 13 && pend == NULL && ring_fingerprint(cur) == fp_pending);
+    ring_free(cur);
+
+    /* 6. n02 leaves: out of the ring everywhere */
+    ring_members_set_state(s.m[2], RING_LEAVING, NULL);
+    ring_members_set_state(s.m[2], RING_LEFT, NULL);
+    CHECK(run_until_seen(&s, 2, RING_LEFT, 30) > 0);
+    ring_members_build_rings(s.m[0], &cur, &pend, NULL);
+    CHECK(ring_node_count(cur) == 12 && ring_node_find(cur, "n02") < 0);
+    ring_free(cur);
+    ring_free(pend);
+    fprintf(stderr, "%zu gossip messages in all\n", s.msgs);
+
+    for (size_t i = 0; i < s.n; i++)
+        ring_members_free(s.m[i]);
+    free_identities(s.ids, 13);
+}
+
+static void test_malformed(void)
+{
+    struct sim s;
+    memset(&s, 0, sizeof s);
+    ring_rng_seed(&s.rng, 3);
+    s.n = 2;
+    s.ids = make_identities(2, 16, &s.rng);
+    s.m[0] = start_node(&s, 0, RING_ACTIVE, 1);
+    s.m[1] = start_node(&s, 1, RING_ACTIVE, 1);
+    buf_t syn, reply;
+    buf_init(&syn, BUF_UNLIMITED);
+    buf_init(&reply, BUF_UNLIMITED);
+    ring_gossip_syn(s.m[0], &syn);
+    uint64_t v = ring_members_version(s.m[1]);
+    errmsg_t em = {{0}};
+    /* every truncation is refused or harmless; none crashes */
+    for (size_t n = 0; n < syn.len; n++) {
+        buf_reset(&reply);
+        int rc = ring_gossip_receive(s.m[1], syn.data, n, &reply, &em);
+        CHECK(rc < 0 || rc == 0);
+    }
+    CHECK(ring_members_version(s.m[1]) == v);
+    /* random bytes */
+    ring_rng_t rng;
+    ring_rng_seed(&rng, 5);
+    uint8_t junk[256];
+    int refused = 0;
+    for (int k = 0; k < 500; k++) {
+        size_t n = 1 + ring_rng_next(&rng) % sizeof junk;
+        for (size_t i = 0; i < n; i++)
+            junk[i] = (uint8_t)ring_rng_next(&rng);
+        buf_reset(&reply);
+        refused += ring_gossip_receive(s.m[1], junk, n, &reply, NULL) < 0;
+    }
+    CHECK(refused > 450);
+    CHECK(ring_members_version(s.m[1]) == v && ring_members_count(s.m[1]) == 1);
+    /* another cluster */
+    ring_members_options_t o;
+    ring_members_options_default(&o);
+    o.cluster = "other";
+    ring_members_t *alien = NULL;
+    ring_members_create(&o, &s.ids[0], "a", "b", RING_ACTIVE, 1, (ring_clock_t){fake_now, &clk},
+                        &alien, NULL);
+    buf_reset(&syn);
+    ring_gossip_syn(alien, &syn);
+    CHECK_EQ_INT(ring_gossip_receive(s.m[1], syn.data, syn.len, &reply, &em),
+                 ERR_INVALID_ARGUMENT);
+    ring_members_free(alien);
+    /* oversized for the receiver's limit */
+    o.cluster = "test";
+    o.max_message_bytes = 8;
+    ring_members_t *tiny = NULL;
+    ring_members_create(&o, &s.ids[1], "a", "b", RING_ACTIVE, 1, (ring_clock_t){fake_now, &clk},
+                        &tiny, NULL);
+    buf_reset(&syn);
+    ring_gossip_syn(s.m[0], &syn);
+    CHECK(syn.len > 8);
+    CHECK_EQ_INT(ring_gossip_receive(tiny, syn.data, syn.len, &reply, &em), ERR_TOO_LARGE);
+    ring_members_free(tiny);
+    ring_members_stats_t st;
+    ring_members_stats(s.m[1], &st);
+    CHECK(st.refused_messages >= (uint64_t)refused + 1);
+    buf_free(&syn);
+    buf_free(&reply);
+    ring_members_free(s.m[0]);
+    ring_members_free(s.m[1]);
+    free_identities(s.ids, 2);
+}
+
+int main(void)
+{
+    uint64_t seed = test_seed(11);
+    test_cluster(seed);
+    test_malformed();
+    return check_exit();
+}

@@ -1,0 +1,304 @@
+/* The cluster wire envelope (ring.h, common/proto/cluster.proto): round trips
+ * of every message, and refusal of malformed, hostile or late ones. */
+#include "common/labels.h"
+#include "test_ring_util.h"
+
+#define T(x) FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_##x
+#define NOW 1700000000000ULL
+
+static uint8_t pid[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+static uint8_t tree[4] = {0x01, 0x02, 0x03, 0x04}; /* opaque to the envelope */
+
+struct write_fixture {
+    Flamedb__Cluster__WriteRequest w;
+    Flamedb__Cluster__SeriesPart part, *parts[1];
+    Flamedb__Cluster__Span span, *spans[1];
+    Flamedb__Cluster__Symbol sym, *syms[1];
+    buf_t labels;
+};
+
+static void write_fixture(struct write_fixture *f)
+{
+    labels_t *l = labels_new();
+    labels_set_str(l, LABEL_NAME, "process_cpu");
+    labels_set_str(l, LABEL_SERVICE_NAME, "api");
+    buf_init(&f->labels, 1 << 16);
+    labels_encode(l, &f->labels);
+    flamedb__cluster__write_request__init(&f->w);
+    flamedb__cluster__series_part__init(&f->part);
+    flamedb__cluster__span__init(&f->span);
+    flamedb__cluster__symbol__init(&f->sym);
+    f->part.labels.data = f->labels.data;
+    f->part.labels.len = f->labels.len;
+    f->part.series_id = labels_hash(l);
+    f->part.token = ring_placement_token("acme", "api", ring_series_shard(f->part.series_id, 4));
+    f->part.calltree.data = tree;
+    f->part.calltree.len = sizeof tree;
+    f->span.kind = 1;
+    f->span.id = 0xabcdef;
+    f->span.calltree = f->part.calltree;
+    f->spans[0] = &f->span;
+    f->part.spans = f->spans;
+    f->part.n_spans = 1;
+    f->parts[0] = &f->part;
+    f->sym.id = 42;
+    f->sym.name.data = (uint8_t *)"main";
+    f->sym.name.len = 4;
+    f->syms[0] = &f->sym;
+    f->w.protocol_version = RING_PROTOCOL_VERSION;
+    f->w.tenant = "acme";
+    f->w.deadline_unix_ms = NOW + 5000;
+    f->w.profile_id.data = pid;
+    f->w.profile_id.len = 16;
+    f->w.time_ns = 123456789;
+    f->w.series = f->parts;
+    f->w.n_series = 1;
+    f->w.symbols = f->syms;
+    f->w.n_symbols = 1;
+    f->w.request_id = 77;
+    labels_free(l);
+}
+
+/* Encodes body as type and decodes it back; returns the decode result. */
+static int roundtrip(int type, const ProtobufCMessage *body, const char *cluster, uint64_t deadline,
+                     ring_msg_t *out, errmsg_t *em)
+{
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    CHECK_EQ_INT(ring_wire_encode(type, "c1", "n01", deadline, body, &b), 0);
+    int rc = ring_wire_decode(b.data, b.len, NULL, cluster, NOW, out, em);
+    buf_free(&b);
+    return rc;
+}
+
+static void test_write_roundtrip(void)
+{
+    struct write_fixture f;
+    write_fixture(&f);
+    ring_msg_t m;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(roundtrip(T(WRITE), &f.w.base, "c1", f.w.deadline_unix_ms, &m, &em), 0);
+    if (m.body) {
+        Flamedb__Cluster__WriteRequest *w = (void *)m.body;
+        CHECK_EQ_STR(m.env->sender_id, "n01");
+        CHECK_EQ_STR(w->tenant, "acme");
+        CHECK(w->profile_id.len == 16 && memcmp(w->profile_id.data, pid, 16) == 0);
+        CHECK(w->n_series == 1 && w->series[0]->series_id == f.part.series_id);
+        CHECK(w->series[0]->token == f.part.token && w->series[0]->n_spans == 1);
+        CHECK(w->series[0]->spans[0]->id == 0xabcdef);
+        CHECK(w->n_symbols == 1 && w->symbols[0]->name.len == 4);
+        CHECK(w->time_ns == 123456789 && w->request_id == 77);
+        ring_msg_free(&m);
+    }
+    /* hint record carries the serialized request as is */
+    uint8_t packed[4096];
+    size_t n = flamedb__cluster__write_request__pack(&f.w, packed);
+    Flamedb__Cluster__HintRecord h = FLAMEDB__CLUSTER__HINT_RECORD__INIT;
+    h.protocol_version = RING_PROTOCOL_VERSION;
+    h.tenant = "acme";
+    h.target_node_id = "n02";
+    h.write_request.data = packed;
+    h.write_request.len = n;
+    uint8_t hp[8192];
+    size_t hn = flamedb__cluster__hint_record__pack(&h, hp);
+    Flamedb__Cluster__HintRecord *hb = flamedb__cluster__hint_record__unpack(NULL, hn, hp);
+    CHECK(hb != NULL && hb->write_request.len == n && strcmp(hb->target_node_id, "n02") == 0);
+    if (hb)
+        flamedb__cluster__hint_record__free_unpacked(hb, NULL);
+
+    /* refusals of bad writes */
+    struct {
+        const char *what;
+        int want;
+    } cases[] = {
+        {"no tenant", ERR_INVALID_ARGUMENT},     {"long tenant", ERR_INVALID_ARGUMENT},
+        {"short id", ERR_INVALID_ARGUMENT},      {"no series", ERR_TOO_LARGE},
+        {"id not hash", ERR_INVALID_ARGUMENT},   {"bad span", ERR_INVALID_ARGUMENT},
+        {"no deadline", ERR_INVALID_ARGUMENT},   {"late", ERR_TIMEOUT},
+        {"bad labels", ERR_INVALID_ARGUMENT},    {"empty tree", ERR_INVALID_ARGUMENT},
+    };
+    buf_free(&f.labels);
+    char longt[RING_TENANT_MAX + 2];
+    memset(longt, 't', sizeof longt - 1);
+    longt[sizeof longt - 1] = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        write_fixture(&f);
+        uint64_t env_deadline = f.w.deadline_unix_ms;
+        uint8_t junk[3] = {0xff, 0xff, 0xff};
+        switch (c) {
+        case 0: f.w.tenant = ""; break;
+        case 1: f.w.tenant = longt; break;
+        case 2: f.w.profile_id.len = 8; break;
+        case 3: f.w.n_series = 0; break;
+        case 4: f.part.series_id ^= 1; break;
+        case 5: f.span.kind = 9; break;
+        case 6: f.w.deadline_unix_ms = 0; env_deadline = 0; break;
+        case 7: f.w.deadline_unix_ms = NOW - 1; env_deadline = 0; break;
+        case 8: f.part.labels.data = junk; f.part.labels.len = 3; break;
+        case 9: f.part.calltree.len = 0; break;
+        }
+        int rc = roundtrip(T(WRITE), &f.w.base, "c1", env_deadline, &m, &em);
+        if (rc != cases[c].want)
+            fprintf(stderr, "case '%s': got %d (%s)\n", cases[c].what, rc, em.text);
+        CHECK_EQ_INT(rc, cases[c].want);
+        CHECK(m.env == NULL && m.body == NULL);
+        buf_free(&f.labels);
+    }
+}
+
+static void test_envelope_refusals(void)
+{
+    struct write_fixture f;
+    write_fixture(&f);
+    ring_msg_t m;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(roundtrip(T(WRITE), &f.w.base, "other", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(roundtrip(T(WRITE), &f.w.base, "c1", NOW - 10, &m, &em), ERR_TIMEOUT);
+    CHECK_EQ_INT(roundtrip(99, &f.w.base, "c1", 0, &m, &em), ERR_UNSUPPORTED);
+    /* a write body under a query tag does not pass as a query */
+    CHECK(roundtrip(T(QUERY), &f.w.base, "c1", 0, &m, &em) < 0);
+
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    ring_wire_encode(T(WRITE), "c1", "n01", 0, &f.w.base, &b);
+    /* wrong protocol version, bad sender */
+    Flamedb__Cluster__Envelope *e = flamedb__cluster__envelope__unpack(NULL, b.len, b.data);
+    CHECK(e != NULL);
+    uint8_t tmp[8192];
+    e->protocol_version = 2;
+    size_t n = flamedb__cluster__envelope__pack(e, tmp);
+    CHECK_EQ_INT(ring_wire_decode(tmp, n, NULL, "c1", NOW, &m, &em), ERR_UNSUPPORTED);
+    e->protocol_version = 1;
+    char *orig_sender = e->sender_id;
+    e->sender_id = "../etc";
+    n = flamedb__cluster__envelope__pack(e, tmp);
+    CHECK_EQ_INT(ring_wire_decode(tmp, n, NULL, "c1", NOW, &m, &em), ERR_INVALID_ARGUMENT);
+    e->sender_id = orig_sender;
+    flamedb__cluster__envelope__free_unpacked(e, NULL);
+    /* over the size limit */
+    ring_wire_limits_t lim;
+    ring_wire_limits_default(&lim);
+    lim.max_bytes = b.len - 1;
+    CHECK_EQ_INT(ring_wire_decode(b.data, b.len, &lim, "c1", NOW, &m, &em), ERR_TOO_LARGE);
+    lim.max_bytes = b.len;
+    CHECK_EQ_INT(ring_wire_decode(b.data, b.len, &lim, "c1", NOW, &m, &em), 0);
+    ring_msg_free(&m);
+    lim.max_series = 0;
+    CHECK_EQ_INT(ring_wire_decode(b.data, b.len, &lim, "c1", NOW, &m, &em), ERR_TOO_LARGE);
+
+    /* every truncation and random corruption is decoded or refused, never trusted blindly */
+    int ok = 0, refused = 0;
+    for (size_t k = 0; k < b.len; k++) {
+        int rc = ring_wire_decode(b.data, k, NULL, "c1", NOW, &m, NULL);
+        if (rc == 0)
+            ring_msg_free(&m);
+        refused += rc < 0;
+    }
+    CHECK_EQ_INT(refused, (int)b.len); /* a prefix always loses a required field or parses badly */
+    ring_rng_t rng;
+    ring_rng_seed(&rng, 17);
+    refused = 0;
+    for (int k = 0; k < 3000; k++) {
+        memcpy(tmp, b.data, b.len);
+        int flips = 1 + (int)(ring_rng_next(&rng) % 4);
+        for (int j = 0; j < flips; j++)
+            tmp[ring_rng_next(&rng) % b.len] ^= (uint8_t)(1u << (ring_rng_next(&rng) % 8));
+        int rc = ring_wire_decode(tmp, b.len, NULL, "c1", NOW, &m, NULL);
+        if (rc == 0) {
+            ok++;
+            Flamedb__Cluster__WriteRequest *w = (void *)m.body;
+            /* whatever passed still satisfies the checks */
+            CHECK(m.env->type == T(WRITE) && w->profile_id.len == 16 && w->n_series >= 1);
+            ring_msg_free(&m);
+        } else {
+            refused++;
+        }
+    }
+    fprintf(stderr, "bit flips: %d decoded, %d refused\n", ok, refused);
+    CHECK(refused > 0);
+    buf_free(&b);
+    buf_free(&f.labels);
+}
+
+static void test_query_and_results(void)
+{
+    Flamedb__Cluster__TokenRange r1 = FLAMEDB__CLUSTER__TOKEN_RANGE__INIT, *rs[1] = {&r1};
+    r1.start = UINT64_MAX - 3;
+    r1.end = 10;
+    Flamedb__Cluster__QueryRequest q = FLAMEDB__CLUSTER__QUERY_REQUEST__INIT;
+    q.protocol_version = RING_PROTOCOL_VERSION;
+    q.tenant = "acme";
+    q.deadline_unix_ms = NOW + 100;
+    q.kind = FLAMEDB__CLUSTER__QUERY_KIND__QUERY_KIND_MERGE;
+    q.ranges = rs;
+    q.n_ranges = 1;
+    q.selector = "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"api\"}";
+    q.from_ms = 1;
+    q.until_ms = 2;
+    ring_msg_t m;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(roundtrip(T(QUERY), &q.base, "c1", q.deadline_unix_ms, &m, &em), 0);
+    if (m.body) {
+        Flamedb__Cluster__QueryRequest *g = (void *)m.body;
+        CHECK(g->n_ranges == 1 && g->ranges[0]->start == UINT64_MAX - 3 && g->ranges[0]->end == 10);
+        CHECK_EQ_STR(g->selector, q.selector);
+        ring_msg_free(&m);
+    }
+    q.n_ranges = 0;
+    CHECK_EQ_INT(roundtrip(T(QUERY), &q.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    q.n_ranges = 1;
+    q.kind = FLAMEDB__CLUSTER__QUERY_KIND__QUERY_KIND_LABEL_VALUES;
+    CHECK_EQ_INT(roundtrip(T(QUERY), &q.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    q.label_name = "env";
+    CHECK_EQ_INT(roundtrip(T(QUERY), &q.base, "c1", 0, &m, &em), 0);
+    ring_msg_free(&m);
+    q.kind = 77;
+    CHECK_EQ_INT(roundtrip(T(QUERY), &q.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    q.kind = FLAMEDB__CLUSTER__QUERY_KIND__QUERY_KIND_MERGE;
+    q.from_ms = 5;
+    CHECK_EQ_INT(roundtrip(T(QUERY), &q.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+
+    Flamedb__Cluster__PartialResult p = FLAMEDB__CLUSTER__PARTIAL_RESULT__INIT;
+    ProtobufCBinaryData vals[2] = {{3, (uint8_t *)"env"}, {6, (uint8_t *)"region"}};
+    p.protocol_version = RING_PROTOCOL_VERSION;
+    p.tenant = "acme";
+    p.request_id = 9;
+    p.calltree.data = tree;
+    p.calltree.len = sizeof tree;
+    p.values = vals;
+    p.n_values = 2;
+    p.served = rs;
+    p.n_served = 1;
+    CHECK_EQ_INT(roundtrip(T(PARTIAL), &p.base, "c1", 0, &m, &em), 0);
+    if (m.body) {
+        Flamedb__Cluster__PartialResult *g = (void *)m.body;
+        CHECK(g->n_values == 2 && g->values[1].len == 6 && g->calltree.len == 4);
+        ring_msg_free(&m);
+    }
+    p.status = 1;
+    CHECK_EQ_INT(roundtrip(T(PARTIAL), &p.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+
+    Flamedb__Cluster__WriteAck a = FLAMEDB__CLUSTER__WRITE_ACK__INIT;
+    a.protocol_version = RING_PROTOCOL_VERSION;
+    a.tenant = "acme";
+    a.profile_id.data = pid;
+    a.profile_id.len = 16;
+    a.status = ERR_LIMIT;
+    a.reason = "too many series";
+    a.series_duplicate = 2;
+    CHECK_EQ_INT(roundtrip(T(WRITE_ACK), &a.base, "c1", 0, &m, &em), 0);
+    if (m.body) {
+        Flamedb__Cluster__WriteAck *g = (void *)m.body;
+        CHECK(g->status == ERR_LIMIT && g->series_duplicate == 2);
+        ring_msg_free(&m);
+    }
+}
+
+int main(void)
+{
+    test_seed(0);
+    test_write_roundtrip();
+    test_envelope_refusals();
+    test_query_and_results();
+    return check_exit();
+}
