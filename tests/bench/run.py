@@ -403,6 +403,8 @@ def bench_rss(a, tool, node_bin, work):
     log("rss_mib: min %.0f, max %.0f, last %.0f (first half max %.0f, second half max %.0f)" % (
         min(rss) / 1024, max(rss) / 1024, rss[-1] / 1024, max(rss[:half] or [0]) / 1024,
         max(rss[half:]) / 1024))
+    marks = [samples[min(len(samples) - 1, k * (len(samples) - 1) // 10)] for k in range(11)]
+    log("rss_trajectory_mib: " + ", ".join("%ds %.0f" % (t, r / 1024) for t, r in marks))
     qt = sorted(stats["qtimes"]) or [0]
     log("rss_pushed: %d (%.0f/s), failed %d; queries %d (failed %d), p50 %.1f ms, p99 %.1f ms" % (
         stats["pushed"], stats["pushed"] / seconds, stats["failed"], stats["queries"],
