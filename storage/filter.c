@@ -20,14 +20,11 @@
 
 static int window_expired(storage_t *s, const uint8_t *key, size_t klen)
 {
-    if (klen < WINDOW_KEY_MIN)
-        return 0;
+    if (klen < WINDOW_KEY_MIN) return 0;
     int res = key[klen - 9];
-    if (res >= STORAGE_RESOLUTION_COUNT)
-        return 0;
+    if (res >= STORAGE_RESOLUTION_COUNT) return 0;
     int64_t keep = s->opts.retention_seconds[res];
-    if (keep <= 0)
-        return 0;
+    if (keep <= 0) return 0;
     int64_t window = storage_time_decode(key + klen - 8);
     int64_t end = window + (int64_t)storage_resolutions[res];
     return end + keep <= storage_now(s);
@@ -36,8 +33,7 @@ static int window_expired(storage_t *s, const uint8_t *key, size_t klen)
 static int seen_expired(storage_t *s, const uint8_t *val, size_t vlen)
 {
     int64_t keep = s->opts.seen_retention_seconds;
-    if (keep <= 0 || vlen != STORAGE_PROFILE_VALUE_LEN)
-        return 0;
+    if (keep <= 0 || vlen != STORAGE_PROFILE_VALUE_LEN) return 0;
     int64_t written = storage_i64_get(val + 16);
     return written + keep <= storage_now(s);
 }
@@ -56,17 +52,16 @@ int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key,
     }
 }
 
-static unsigned char filter(void *state, int level, const char *key, size_t klen,
-                            const char *val, size_t vlen, char **new_value, size_t *new_len,
-                            unsigned char *changed)
+static unsigned char filter(void *state, int level, const char *key, size_t klen, const char *val,
+                            size_t vlen, char **new_value, size_t *new_len, unsigned char *changed)
 {
     storage_filter_state_t *fs = state;
     *changed = 0;
     if (!storage_filter_expired(fs->s, fs->cf, (const uint8_t *)key, klen, (const uint8_t *)val,
                                 vlen))
         return 0;
-    atomic_uint_fast64_t *n = fs->cf == CF_PROFILES ? &fs->s->counters.filtered_seen
-                                                    : &fs->s->counters.filtered_windows;
+    atomic_uint_fast64_t *n =
+        fs->cf == CF_PROFILES ? &fs->s->counters.filtered_seen : &fs->s->counters.filtered_windows;
     atomic_fetch_add(n, 1);
     return 1;
 }
@@ -81,13 +76,11 @@ static void no_destructor(void *state) {}
 
 rocksdb_compactionfilter_t *storage_filter_new(storage_t *s, enum storage_cf cf)
 {
-    if (cf != CF_BLOCKS && cf != CF_TOTALS && cf != CF_PROFILES)
-        return NULL;
+    if (cf != CF_BLOCKS && cf != CF_TOTALS && cf != CF_PROFILES) return NULL;
     s->filter_state[cf].s = s;
     s->filter_state[cf].cf = cf;
     rocksdb_compactionfilter_t *f =
         rocksdb_compactionfilter_create(&s->filter_state[cf], no_destructor, filter, filter_name);
-    if (f != NULL)
-        rocksdb_compactionfilter_set_ignore_snapshots(f, 1);
+    if (f != NULL) rocksdb_compactionfilter_set_ignore_snapshots(f, 1);
     return f;
 }

@@ -55,8 +55,8 @@ void storage_key_series(skey_t *k, uint64_t token, const char *tenant, uint64_t 
     skey_u64(k, series_id);
 }
 
-void storage_key_window(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id,
-                        int res, int64_t window)
+void storage_key_window(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id, int res,
+                        int64_t window)
 {
     storage_key_series(k, token, tenant, series_id);
     skey_u8(k, (uint8_t)res);
@@ -97,20 +97,14 @@ int storage_key_posting(buf_t *out, const char *tenant, const char *name, const 
                         uint64_t token, uint64_t series_id)
 {
     size_t tn = strlen(tenant), nn = strlen(name), vn = strlen(value);
-    if (nn > STORAGE_LABEL_MAX || vn > STORAGE_LABEL_MAX)
-        return ERR_LIMIT;
+    if (nn > STORAGE_LABEL_MAX || vn > STORAGE_LABEL_MAX) return ERR_LIMIT;
     buf_reset(out);
     int rc = buf_append_byte(out, (uint8_t)tn);
-    if (rc == 0)
-        rc = buf_append(out, tenant, tn);
-    if (rc == 0)
-        rc = buf_append(out, name, nn + 1); /* with its NUL terminator */
-    if (rc == 0)
-        rc = buf_append(out, value, vn + 1);
-    if (rc == 0)
-        rc = buf_append_u64be(out, token);
-    if (rc == 0)
-        rc = buf_append_u64be(out, series_id);
+    if (rc == 0) rc = buf_append(out, tenant, tn);
+    if (rc == 0) rc = buf_append(out, name, nn + 1); /* with its NUL terminator */
+    if (rc == 0) rc = buf_append(out, value, vn + 1);
+    if (rc == 0) rc = buf_append_u64be(out, token);
+    if (rc == 0) rc = buf_append_u64be(out, series_id);
     return rc;
 }
 
@@ -118,8 +112,7 @@ size_t storage_prefix_successor(uint8_t *k, size_t n)
 {
     while (n > 0 && k[n - 1] == 0xff)
         n--;
-    if (n > 0)
-        k[n - 1]++;
+    if (n > 0) k[n - 1]++;
     return n;
 }
 
@@ -140,8 +133,8 @@ int64_t storage_i64_get(const uint8_t *p)
     return (int64_t)u;
 }
 
-void storage_profile_value(uint8_t out[STORAGE_PROFILE_VALUE_LEN], int64_t time_ns,
-                           int64_t total, int64_t written_s)
+void storage_profile_value(uint8_t out[STORAGE_PROFILE_VALUE_LEN], int64_t time_ns, int64_t total,
+                           int64_t written_s)
 {
     storage_i64_put(out, time_ns);
     storage_i64_put(out + 8, total);
@@ -153,12 +146,9 @@ int storage_symbol_value(buf_t *out, const char *name, const char *file)
     size_t nn = strlen(name), fn = strlen(file);
     buf_reset(out);
     int rc = buf_append_uvarint(out, nn);
-    if (rc == 0)
-        rc = buf_append(out, name, nn);
-    if (rc == 0)
-        rc = buf_append_uvarint(out, fn);
-    if (rc == 0)
-        rc = buf_append(out, file, fn);
+    if (rc == 0) rc = buf_append(out, name, nn);
+    if (rc == 0) rc = buf_append_uvarint(out, fn);
+    if (rc == 0) rc = buf_append(out, file, fn);
     return rc;
 }
 
@@ -167,13 +157,11 @@ int storage_symbol_decode(const uint8_t *p, size_t n, const char **name, size_t 
 {
     const uint8_t *end = p + n;
     uint64_t len;
-    if (!varint_read_u(&p, end, &len) || len > (uint64_t)(end - p))
-        return ERR_CORRUPT;
+    if (!varint_read_u(&p, end, &len) || len > (uint64_t)(end - p)) return ERR_CORRUPT;
     *name = (const char *)p;
     *name_len = (size_t)len;
     p += len;
-    if (!varint_read_u(&p, end, &len) || len != (uint64_t)(end - p))
-        return ERR_CORRUPT;
+    if (!varint_read_u(&p, end, &len) || len != (uint64_t)(end - p)) return ERR_CORRUPT;
     *file = (const char *)p;
     *file_len = (size_t)len;
     return 0;

@@ -37,11 +37,9 @@ static int refold(calltree_t *acc, const char *const *parts, const size_t *lens,
 {
     calltree_clear(acc);
     for (int j = 0; j < upto; j++) {
-        if (bad[j])
-            continue;
+        if (bad[j]) continue;
         int rc = calltree_decode_merge(acc, (const uint8_t *)parts[j], lens[j]);
-        if (rc != 0)
-            return rc; /* decoded before, so only out of memory gets here */
+        if (rc != 0) return rc; /* decoded before, so only out of memory gets here */
     }
     return 0;
 }
@@ -49,8 +47,8 @@ static int refold(calltree_t *acc, const char *const *parts, const size_t *lens,
 /* Decodes straight into the accumulator (the common case costs one decode
  * per operand); a part that fails may have left half of itself in acc, so
  * acc is then rebuilt from the good parts seen so far. */
-int storage_fold_trees(storage_counters_t *c, const char *const *parts, const size_t *lens,
-                       int n, buf_t *out)
+int storage_fold_trees(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
+                       buf_t *out)
 {
     /* Unlimited nodes: the merged tree is no larger than the sum of its
      * operands, which are bounded by the ingest limits and RocksDB values. */
@@ -59,8 +57,7 @@ int storage_fold_trees(storage_counters_t *c, const char *const *parts, const si
     int rc = acc == NULL ? ERR_NOMEM : 0;
     for (int i = 0; rc == 0 && i < n; i++) {
         int drc = calltree_decode_merge(acc, (const uint8_t *)parts[i], lens[i]);
-        if (drc == 0)
-            continue;
+        if (drc == 0) continue;
         if (drc == ERR_NOMEM) {
             rc = drc;
             break;
@@ -82,8 +79,8 @@ int storage_fold_trees(storage_counters_t *c, const char *const *parts, const si
     return rc;
 }
 
-static char *tree_result(storage_counters_t *c, const char *const *parts, const size_t *lens,
-                         int n, unsigned char *success, size_t *new_len)
+static char *tree_result(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
+                         unsigned char *success, size_t *new_len)
 {
     buf_t out;
     buf_init(&out, STORAGE_VALUE_MAX);
@@ -101,8 +98,7 @@ static char *tree_full_merge(void *state, const char *key, size_t key_len, const
                              size_t existing_len, const char *const *ops, const size_t *op_lens,
                              int nops, unsigned char *success, size_t *new_len)
 {
-    if (existing == NULL)
-        return tree_result(state, ops, op_lens, nops, success, new_len);
+    if (existing == NULL) return tree_result(state, ops, op_lens, nops, success, new_len);
     const char **parts = malloc(sizeof *parts * ((size_t)nops + 1));
     size_t *lens = malloc(sizeof *lens * ((size_t)nops + 1));
     char *r = NULL;
@@ -148,8 +144,7 @@ static char *i64_result(uint64_t sum, unsigned char *success, size_t *new_len)
     char *r = malloc(8);
     *success = r != NULL;
     *new_len = r != NULL ? 8 : 0;
-    if (r != NULL)
-        storage_i64_put((uint8_t *)r, (int64_t)sum);
+    if (r != NULL) storage_i64_put((uint8_t *)r, (int64_t)sum);
     return r;
 }
 
@@ -158,14 +153,13 @@ static char *i64_full_merge(void *state, const char *key, size_t key_len, const 
                             int nops, unsigned char *success, size_t *new_len)
 {
     uint64_t sum = sum_i64(state, ops, op_lens, nops);
-    if (existing != NULL)
-        sum += sum_i64(state, &existing, &existing_len, 1);
+    if (existing != NULL) sum += sum_i64(state, &existing, &existing_len, 1);
     return i64_result(sum, success, new_len);
 }
 
-static char *i64_partial_merge(void *state, const char *key, size_t key_len,
-                               const char *const *ops, const size_t *op_lens, int nops,
-                               unsigned char *success, size_t *new_len)
+static char *i64_partial_merge(void *state, const char *key, size_t key_len, const char *const *ops,
+                               const size_t *op_lens, int nops, unsigned char *success,
+                               size_t *new_len)
 {
     return i64_result(sum_i64(state, ops, op_lens, nops), success, new_len);
 }

@@ -25,8 +25,8 @@ typedef struct range {
 
 /* Opens an iterator over [lo, hi) of cf, positioned at lo. lo and hi must
  * stay alive until range_close. */
-static void range_open(storage_t *s, range_t *r, enum storage_cf cf, const uint8_t *lo,
-                       size_t lon, const uint8_t *hi, size_t hin)
+static void range_open(storage_t *s, range_t *r, enum storage_cf cf, const uint8_t *lo, size_t lon,
+                       const uint8_t *hi, size_t hin)
 {
     r->ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_lower_bound(r->ro, (const char *)lo, lon);
@@ -108,25 +108,20 @@ static int posting_prefix(buf_t *b, const char *tenant, const char *name, const 
 {
     size_t tn = strlen(tenant);
     int rc = buf_append_byte(b, (uint8_t)tn);
-    if (rc == 0)
-        rc = buf_append(b, tenant, tn);
-    if (rc == 0 && name != NULL)
-        rc = buf_append(b, name, strlen(name) + 1);
-    if (rc == 0 && value != NULL)
-        rc = buf_append(b, value, strlen(value) + 1);
+    if (rc == 0) rc = buf_append(b, tenant, tn);
+    if (rc == 0 && name != NULL) rc = buf_append(b, name, strlen(name) + 1);
+    if (rc == 0 && value != NULL) rc = buf_append(b, value, strlen(value) + 1);
     return rc == ERR_TOO_LARGE ? ERR_LIMIT : rc;
 }
 
 int storage_label_names(storage_t *s, const char *tenant, storage_name_fn fn, void *ctx)
 {
     int rc = storage_check_tenant(tenant, NULL);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     buf_t prefix;
     buf_init(&prefix, 1 + STORAGE_TENANT_MAX);
     rc = posting_prefix(&prefix, tenant, NULL, NULL);
-    if (rc == 0)
-        rc = list_distinct(s, &prefix, fn, ctx);
+    if (rc == 0) rc = list_distinct(s, &prefix, fn, ctx);
     buf_free(&prefix);
     return rc;
 }
@@ -135,13 +130,11 @@ int storage_label_values(storage_t *s, const char *tenant, const char *name, sto
                          void *ctx)
 {
     int rc = storage_check_tenant(tenant, NULL);
-    if (rc != 0 || name == NULL)
-        return rc != 0 ? rc : ERR_INVALID_ARGUMENT;
+    if (rc != 0 || name == NULL) return rc != 0 ? rc : ERR_INVALID_ARGUMENT;
     buf_t prefix;
     buf_init(&prefix, 1 + STORAGE_TENANT_MAX + STORAGE_LABEL_MAX + 1);
     rc = posting_prefix(&prefix, tenant, name, NULL);
-    if (rc == 0)
-        rc = list_distinct(s, &prefix, fn, ctx);
+    if (rc == 0) rc = list_distinct(s, &prefix, fn, ctx);
     buf_free(&prefix);
     return rc;
 }
@@ -150,14 +143,12 @@ int storage_postings(storage_t *s, const char *tenant, const char *name, const c
                      storage_series_fn fn, void *ctx)
 {
     int rc = storage_check_tenant(tenant, NULL);
-    if (rc != 0 || name == NULL || value == NULL)
-        return rc != 0 ? rc : ERR_INVALID_ARGUMENT;
+    if (rc != 0 || name == NULL || value == NULL) return rc != 0 ? rc : ERR_INVALID_ARGUMENT;
     buf_t lo, hi;
     buf_init(&lo, 1 + STORAGE_TENANT_MAX + 2 * (STORAGE_LABEL_MAX + 1));
     buf_init(&hi, BUF_UNLIMITED);
     rc = posting_prefix(&lo, tenant, name, value);
-    if (rc == 0)
-        rc = buf_append(&hi, lo.data, lo.len);
+    if (rc == 0) rc = buf_append(&hi, lo.data, lo.len);
     if (rc != 0) {
         buf_free(&lo);
         buf_free(&hi);
@@ -183,16 +174,14 @@ int storage_series_labels(storage_t *s, const char *tenant, uint64_t token, uint
 {
     *out = NULL;
     int rc = storage_check_tenant(tenant, NULL);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     skey_t k;
     char *err = NULL;
     storage_key_series(&k, token, tenant, series_id);
     rocksdb_pinnableslice_t *v =
         rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[CF_SERIES], (const char *)k.b, k.n, &err);
     rc = storage_rocks_err(err, NULL, "series lookup");
-    if (rc == 0 && v == NULL)
-        rc = ERR_NOT_FOUND;
+    if (rc == 0 && v == NULL) rc = ERR_NOT_FOUND;
     if (rc == 0) {
         size_t n;
         const char *p = rocksdb_pinnableslice_value(v, &n);
@@ -207,16 +196,13 @@ int storage_series_labels(storage_t *s, const char *tenant, uint64_t token, uint
 typedef int (*window_fn)(void *ctx, int64_t window, const uint8_t *v, size_t n);
 
 static int scan_windows(storage_t *s, enum storage_cf cf, const char *tenant, uint64_t token,
-                        uint64_t series_id, int res, int64_t from_s, int64_t until_s,
-                        window_fn fn, void *ctx)
+                        uint64_t series_id, int res, int64_t from_s, int64_t until_s, window_fn fn,
+                        void *ctx)
 {
     int rc = storage_check_tenant(tenant, NULL);
-    if (rc != 0)
-        return rc;
-    if (res < 0 || res >= STORAGE_RESOLUTION_COUNT)
-        return ERR_INVALID_ARGUMENT;
-    if (from_s >= until_s)
-        return 0;
+    if (rc != 0) return rc;
+    if (res < 0 || res >= STORAGE_RESOLUTION_COUNT) return ERR_INVALID_ARGUMENT;
+    if (from_s >= until_s) return 0;
     skey_t lo, hi;
     storage_key_window(&lo, token, tenant, series_id, res, from_s);
     storage_key_window(&hi, token, tenant, series_id, res, until_s);
@@ -226,8 +212,7 @@ static int scan_windows(storage_t *s, enum storage_cf cf, const char *tenant, ui
         size_t kn, vn;
         const uint8_t *k = range_key(&r, &kn);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(r.it, &vn);
-        if (kn == lo.n)
-            rc = fn(ctx, storage_time_decode(k + kn - 8), v, vn);
+        if (kn == lo.n) rc = fn(ctx, storage_time_decode(k + kn - 8), v, vn);
     }
     return range_close(&r, rc);
 }
@@ -273,8 +258,7 @@ int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t 
                        storage_span_fn fn, void *ctx)
 {
     int rc = storage_check_tenant(tenant, NULL);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     skey_t lo, hi;
     storage_key_span_prefix(&lo, tenant, kind, id);
     hi = lo;
@@ -285,8 +269,7 @@ int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t 
         size_t kn, vn;
         const uint8_t *k = range_key(&r, &kn);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(r.it, &vn);
-        if (kn == lo.n + 16)
-            rc = fn(ctx, be64_get(k + lo.n), be64_get(k + lo.n + 8), v, vn);
+        if (kn == lo.n + 16) rc = fn(ctx, be64_get(k + lo.n), be64_get(k + lo.n + 8), v, vn);
     }
     return range_close(&r, rc);
 }
@@ -322,10 +305,8 @@ static int load_batch(storage_t *s, const char *tenant, const uint64_t *ids, siz
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         int erc = storage_rocks_err(errs[i], NULL, "symbol lookup");
-        if (rc == 0)
-            rc = erc;
-        if (rc == 0 && vals[i] != NULL)
-            rc = put_loaded(dst, ids[i], vals[i], vl[i]);
+        if (rc == 0) rc = erc;
+        if (rc == 0 && vals[i] != NULL) rc = put_loaded(dst, ids[i], vals[i], vl[i]);
         free(vals[i]);
     }
     return rc;
@@ -336,7 +317,6 @@ int storage_load_symbols(storage_t *s, const char *tenant, const uint64_t *ids, 
 {
     int rc = storage_check_tenant(tenant, NULL);
     for (size_t off = 0; rc == 0 && off < n; off += SYMBOL_BATCH)
-        rc = load_batch(s, tenant, ids + off, n - off < SYMBOL_BATCH ? n - off : SYMBOL_BATCH,
-                        dst);
+        rc = load_batch(s, tenant, ids + off, n - off < SYMBOL_BATCH ? n - off : SYMBOL_BATCH, dst);
     return rc;
 }

@@ -69,8 +69,7 @@ void storage_options_default(storage_options_t *o)
 
 int storage_rocks_err(char *err, errmsg_t *em, const char *what)
 {
-    if (err == NULL)
-        return 0;
+    if (err == NULL) return 0;
     log_error("storage", "%s: %s", what, err);
     errmsg_set(em, ERR_IO, "%s: %s", what, err);
     free(err);
@@ -160,7 +159,8 @@ static rocksdb_block_based_table_options_t *table_options(storage_t *s, const st
     rocksdb_block_based_options_set_format_version(t, 5);
     rocksdb_block_based_options_set_block_size(t, 16 * 1024);
     if (sp->bloom) /* the table options take ownership of the policy */
-        rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom_full(10));
+        rocksdb_block_based_options_set_filter_policy(t,
+                                                      rocksdb_filterpolicy_create_bloom_full(10));
     return t;
 }
 
@@ -195,8 +195,7 @@ static rocksdb_options_t *cf_options(storage_t *s, enum storage_cf cf)
         rocksdb_options_set_max_successive_merges(o, MAX_SUCCESSIVE_MERGES);
     }
     s->filters[cf] = storage_filter_new(s, cf);
-    if (s->filters[cf] != NULL)
-        rocksdb_options_set_compaction_filter(o, s->filters[cf]);
+    if (s->filters[cf] != NULL) rocksdb_options_set_compaction_filter(o, s->filters[cf]);
     return o;
 }
 
@@ -226,15 +225,13 @@ static int make_dirs(const char *path, errmsg_t *em)
     if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "data directory path too long");
     for (char *p = tmp + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
+        if (*p != '/' && *p != '\0') continue;
         char c = *p;
         *p = '\0';
         if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
             return errmsg_set(em, ERR_IO, "mkdir %s: %s", tmp, strerror(errno));
         *p = c;
-        if (c == '\0')
-            return 0;
+        if (c == '\0') return 0;
     }
 }
 
@@ -250,8 +247,8 @@ static int check_format(storage_t *s, errmsg_t *em)
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
     if (rc == 0 && v == NULL) {
-        rocksdb_put_cf(s->db, s->wopts, s->cf[CF_META], key, sizeof key - 1,
-                       STORAGE_FORMAT_VERSION, strlen(STORAGE_FORMAT_VERSION), &err);
+        rocksdb_put_cf(s->db, s->wopts, s->cf[CF_META], key, sizeof key - 1, STORAGE_FORMAT_VERSION,
+                       strlen(STORAGE_FORMAT_VERSION), &err);
         rc = storage_rocks_err(err, em, "write format version");
     }
     free(v);
@@ -270,16 +267,14 @@ static int open_db(storage_t *s, errmsg_t *em)
     }
     char *err = NULL;
     s->db = rocksdb_open_column_families(s->db_opts, s->path, CF_COUNT, names, opts, s->cf, &err);
-    if (err != NULL)
-        s->db = NULL;
+    if (err != NULL) s->db = NULL;
     return storage_rocks_err(err, em, "open");
 }
 
 static storage_t *storage_alloc(const storage_options_t *o)
 {
     storage_t *s = calloc(1, sizeof *s);
-    if (s == NULL)
-        return NULL;
+    if (s == NULL) return NULL;
     s->opts = *o;
     s->path = strdup(o->path);
     storage_set_clock(s, NULL, NULL);
@@ -302,14 +297,11 @@ int storage_open(const storage_options_t *o, storage_t **out, errmsg_t *em)
     if (o == NULL || o->path == NULL || o->path[0] == '\0')
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "storage: no data directory given");
     int rc = make_dirs(o->path, em);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     storage_t *s = storage_alloc(o);
-    if (s == NULL)
-        return errmsg_set(em, ERR_NOMEM, "storage: out of memory");
+    if (s == NULL) return errmsg_set(em, ERR_NOMEM, "storage: out of memory");
     rc = open_db(s, em);
-    if (rc == 0)
-        rc = check_format(s, em);
+    if (rc == 0) rc = check_format(s, em);
     if (rc != 0) {
         storage_close(s);
         return rc;
@@ -337,31 +329,23 @@ static void flush_all(storage_t *s)
  * filters and the cache, and the handle last (operators point into it). */
 void storage_close(storage_t *s)
 {
-    if (s == NULL)
-        return;
+    if (s == NULL) return;
     if (s->db != NULL) {
         flush_all(s);
         rocksdb_cancel_all_background_work(s->db, 1);
         for (int i = 0; i < CF_COUNT; i++)
-            if (s->cf[i] != NULL)
-                rocksdb_column_family_handle_destroy(s->cf[i]);
+            if (s->cf[i] != NULL) rocksdb_column_family_handle_destroy(s->cf[i]);
         rocksdb_close(s->db);
         log_info("storage", "closed %s", s->path);
     }
     for (int i = 0; i < CF_COUNT; i++)
-        if (s->cf_opts[i] != NULL)
-            rocksdb_options_destroy(s->cf_opts[i]);
-    if (s->db_opts != NULL)
-        rocksdb_options_destroy(s->db_opts);
+        if (s->cf_opts[i] != NULL) rocksdb_options_destroy(s->cf_opts[i]);
+    if (s->db_opts != NULL) rocksdb_options_destroy(s->db_opts);
     for (int i = 0; i < CF_COUNT; i++)
-        if (s->filters[i] != NULL)
-            rocksdb_compactionfilter_destroy(s->filters[i]);
-    if (s->cache != NULL)
-        rocksdb_cache_destroy(s->cache);
-    if (s->ropts != NULL)
-        rocksdb_readoptions_destroy(s->ropts);
-    if (s->wopts != NULL)
-        rocksdb_writeoptions_destroy(s->wopts);
+        if (s->filters[i] != NULL) rocksdb_compactionfilter_destroy(s->filters[i]);
+    if (s->cache != NULL) rocksdb_cache_destroy(s->cache);
+    if (s->ropts != NULL) rocksdb_readoptions_destroy(s->ropts);
+    if (s->wopts != NULL) rocksdb_writeoptions_destroy(s->wopts);
     idcache_free(&s->symbol_cache);
     idcache_free(&s->series_cache);
     for (int i = 0; i < STORAGE_STRIPES; i++)
@@ -377,14 +361,12 @@ static uint64_t wal_bytes(const char *path)
 {
     uint64_t total = 0;
     DIR *d = opendir(path);
-    if (d == NULL)
-        return 0;
+    if (d == NULL) return 0;
     struct dirent *e;
     char file[4096];
     while ((e = readdir(d)) != NULL) {
         size_t n = strlen(e->d_name);
-        if (n < 4 || strcmp(e->d_name + n - 4, ".log") != 0)
-            continue;
+        if (n < 4 || strcmp(e->d_name + n - 4, ".log") != 0) continue;
         struct stat st;
         if (snprintf(file, sizeof file, "%s/%s", path, e->d_name) < (int)sizeof file &&
             stat(file, &st) == 0)
@@ -399,8 +381,7 @@ static uint64_t sum_property(storage_t *s, const char *name)
     uint64_t total = 0;
     for (int i = 0; i < CF_COUNT; i++) {
         uint64_t v = 0;
-        if (rocksdb_property_int_cf(s->db, s->cf[i], name, &v) == 0)
-            total += v;
+        if (rocksdb_property_int_cf(s->db, s->cf[i], name, &v) == 0) total += v;
     }
     return total;
 }
@@ -445,8 +426,7 @@ int storage_checkpoint(storage_t *s, const char *dir, errmsg_t *em)
     char *err = NULL;
     rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &err);
     int rc = storage_rocks_err(err, em, "checkpoint");
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     /* log_size_for_flush 0: flush memtables so the checkpoint holds no WAL. */
     rocksdb_checkpoint_create(cp, dir, 0, &err);
     rc = storage_rocks_err(err, em, "checkpoint");

@@ -49,11 +49,11 @@ extern const uint32_t storage_resolutions[STORAGE_RESOLUTION_COUNT]; /* 10,60,60
 typedef struct storage storage_t;
 
 typedef struct storage_options {
-    const char *path;               /* data directory; created if missing */
-    size_t block_cache_bytes;       /* RocksDB LRU block cache shared by all CFs */
-    size_t write_buffer_bytes;      /* total memtable budget (write buffer manager) */
+    const char *path;          /* data directory; created if missing */
+    size_t block_cache_bytes;  /* RocksDB LRU block cache shared by all CFs */
+    size_t write_buffer_bytes; /* total memtable budget (write buffer manager) */
     int64_t retention_seconds[STORAGE_RESOLUTION_COUNT]; /* per resolution; 0 = forever */
-    int64_t seen_retention_seconds; /* how long profile ids are remembered */
+    int64_t seen_retention_seconds;                      /* how long profile ids are remembered */
     int max_background_jobs;
 } storage_options_t;
 
@@ -119,8 +119,7 @@ int storage_series_labels(storage_t *s, const char *tenant, uint64_t token, uint
 /* Blocks of one series at resolution index res whose window start w satisfies
  * from_s <= w < until_s (unix seconds), in window order. value is a calltree
  * encoding (all merge operands already folded), borrowed for the call. */
-typedef int (*storage_block_fn)(void *ctx, int64_t window_start, const uint8_t *value,
-                                size_t len);
+typedef int (*storage_block_fn)(void *ctx, int64_t window_start, const uint8_t *value, size_t len);
 int storage_scan_blocks(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                         int res, int64_t from_s, int64_t until_s, storage_block_fn fn, void *ctx);
 
@@ -130,8 +129,8 @@ int storage_scan_totals(storage_t *s, const char *tenant, uint64_t token, uint64
                         int res, int64_t from_s, int64_t until_s, storage_total_fn fn, void *ctx);
 
 /* Span/trace trees: every (series, tree) recorded for span or trace `id`. */
-typedef int (*storage_span_fn)(void *ctx, uint64_t token, uint64_t series_id,
-                               const uint8_t *value, size_t len);
+typedef int (*storage_span_fn)(void *ctx, uint64_t token, uint64_t series_id, const uint8_t *value,
+                               size_t len);
 int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t id,
                        storage_span_fn fn, void *ctx);
 

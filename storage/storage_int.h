@@ -131,10 +131,13 @@ int storage_check_tenant(const char *tenant, errmsg_t *em);
 
 /* --- keys (docs/storage-format.md) ---------------------------------------- */
 
-static inline void skey_reset(skey_t *k) { k->n = 0; }
+static inline void skey_reset(skey_t *k)
+{
+    k->n = 0;
+}
 void skey_u8(skey_t *k, uint8_t v);
-void skey_u64(skey_t *k, uint64_t v);  /* big-endian */
-void skey_time(skey_t *k, int64_t t);  /* big-endian, sign bit flipped */
+void skey_u64(skey_t *k, uint64_t v);            /* big-endian */
+void skey_time(skey_t *k, int64_t t);            /* big-endian, sign bit flipped */
 void skey_tenant(skey_t *k, const char *tenant); /* length byte + bytes */
 void skey_bytes(skey_t *k, const void *p, size_t n);
 
@@ -143,8 +146,8 @@ int64_t storage_time_decode(const uint8_t *p); /* inverse of skey_time */
 /* token|tenant|series_id (the prefix of series, blocks, totals, profiles). */
 void storage_key_series(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id);
 /* token|tenant|series_id|res|window */
-void storage_key_window(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id,
-                        int res, int64_t window);
+void storage_key_window(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id, int res,
+                        int64_t window);
 /* token|tenant|series_id|profile_id */
 void storage_key_profile(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id,
                          const uint8_t profile_id[16]);
@@ -165,8 +168,8 @@ size_t storage_prefix_successor(uint8_t *k, size_t n);
 
 /* Values. */
 #define STORAGE_PROFILE_VALUE_LEN 24
-void storage_profile_value(uint8_t out[STORAGE_PROFILE_VALUE_LEN], int64_t time_ns,
-                           int64_t total, int64_t written_s);
+void storage_profile_value(uint8_t out[STORAGE_PROFILE_VALUE_LEN], int64_t time_ns, int64_t total,
+                           int64_t written_s);
 void storage_i64_put(uint8_t out[8], int64_t v); /* little-endian */
 int64_t storage_i64_get(const uint8_t *p);
 
@@ -183,8 +186,8 @@ rocksdb_mergeoperator_t *storage_merge_i64_new(storage_counters_t *c);
 
 /* Sums calltree encodings parts[0..n) into out, skipping (and counting in c)
  * the ones that do not decode. Always succeeds unless out of memory. */
-int storage_fold_trees(storage_counters_t *c, const char *const *parts, const size_t *lens,
-                       int n, buf_t *out);
+int storage_fold_trees(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
+                       buf_t *out);
 
 /* Compaction filter of cf (blocks, totals, profiles); NULL for other CFs.
  * The filter must outlive the DB. */

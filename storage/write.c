@@ -30,8 +30,7 @@ static int u64set_grow(u64set_t *set)
 {
     size_t slots = set->keys == NULL ? 256 : 2 * (set->mask + 1);
     uint64_t *keys = calloc(slots, sizeof *keys);
-    if (keys == NULL)
-        return ERR_NOMEM;
+    if (keys == NULL) return ERR_NOMEM;
     for (size_t i = 0; set->keys != NULL && i <= set->mask; i++) {
         uint64_t k = set->keys[i];
         size_t j = k & (slots - 1);
@@ -53,8 +52,7 @@ static int u64set_add(u64set_t *set, uint64_t key)
         return ERR_NOMEM;
     size_t i = key & set->mask;
     for (; set->keys[i] != 0; i = (i + 1) & set->mask)
-        if (set->keys[i] == key)
-            return 0;
+        if (set->keys[i] == key) return 0;
     set->keys[i] = key;
     set->count++;
     return 1;
@@ -86,11 +84,9 @@ static int put_symbol(void *ctx, uint64_t sym)
 {
     wctx_t *w = ctx;
     uint64_t ck = symbol_cache_key(w->tenant_hash, sym);
-    if (idcache_has(&w->s->symbol_cache, ck))
-        return 0;
+    if (idcache_has(&w->s->symbol_cache, ck)) return 0;
     int added = u64set_add(&w->syms, ck);
-    if (added <= 0)
-        return added == 0 ? 0 : errmsg_set(w->em, added, "out of memory");
+    if (added <= 0) return added == 0 ? 0 : errmsg_set(w->em, added, "out of memory");
     const char *name, *file;
     if (w->p->symbols == NULL || !symtab_get(w->p->symbols, sym, &name, &file))
         return errmsg_set(w->em, ERR_INVALID_ARGUMENT,
@@ -110,15 +106,12 @@ static int put_symbol(void *ctx, uint64_t sym)
 static int put_series(wctx_t *w, const storage_series_write_t *sw)
 {
     uint64_t ck = series_cache_key(w->tenant_hash, sw->token, sw->series_id);
-    if (idcache_has(&w->s->series_cache, ck))
-        return 0;
+    if (idcache_has(&w->s->series_cache, ck)) return 0;
     int added = u64set_add(&w->series, ck);
-    if (added <= 0)
-        return added == 0 ? 0 : errmsg_set(w->em, added, "out of memory");
+    if (added <= 0) return added == 0 ? 0 : errmsg_set(w->em, added, "out of memory");
     buf_reset(&w->tmp);
     int rc = labels_encode(sw->labels, &w->tmp);
-    if (rc != 0)
-        return errmsg_set(w->em, rc, "series labels: %s", err_message(rc));
+    if (rc != 0) return errmsg_set(w->em, rc, "series labels: %s", err_message(rc));
     skey_t k;
     storage_key_series(&k, sw->token, w->p->tenant, sw->series_id);
     rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_SERIES], (const char *)k.b, k.n,
@@ -152,8 +145,7 @@ static void put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t tot
         skey_t k;
         storage_key_window(&k, sw->token, w->p->tenant, sw->series_id, r,
                            floor_div(w->t_s, res) * res);
-        if (storage_filter_expired(w->s, CF_BLOCKS, k.b, k.n, NULL, 0))
-            continue;
+        if (storage_filter_expired(w->s, CF_BLOCKS, k.b, k.n, NULL, 0)) continue;
         rocksdb_writebatch_merge_cf(w->wb, w->s->cf[CF_BLOCKS], (const char *)k.b, k.n,
                                     (const char *)w->enc.data, w->enc.len);
         rocksdb_writebatch_merge_cf(w->wb, w->s->cf[CF_TOTALS], (const char *)k.b, k.n,
@@ -167,11 +159,9 @@ static int put_spans(wctx_t *w, const storage_series_write_t *sw)
         const storage_span_tree_t *sp = &sw->spans[i];
         buf_reset(&w->enc);
         int rc = calltree_encode(sp->tree, &w->enc);
-        if (rc != 0)
-            return errmsg_set(w->em, rc, "span tree: %s", err_message(rc));
+        if (rc != 0) return errmsg_set(w->em, rc, "span tree: %s", err_message(rc));
         rc = calltree_for_each_symbol(sp->tree, put_symbol, w);
-        if (rc != 0)
-            return rc; /* put_symbol set em */
+        if (rc != 0) return rc; /* put_symbol set em */
         skey_t k;
         storage_key_span(&k, w->p->tenant, sp->kind, sp->id, sw->token, sw->series_id);
         rocksdb_writebatch_merge_cf(w->wb, w->s->cf[CF_SPANS], (const char *)k.b, k.n,
@@ -190,26 +180,21 @@ static int put_one(wctx_t *w, const storage_series_write_t *sw)
     rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_PROFILES], (const char *)k.b, k.n,
                               (const char *)pv, sizeof pv);
     int rc = put_series(w, sw);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     rc = calltree_for_each_symbol(sw->tree, put_symbol, w);
-    if (rc != 0)
-        return rc; /* put_symbol set em */
+    if (rc != 0) return rc; /* put_symbol set em */
     buf_reset(&w->enc);
     rc = calltree_encode(sw->tree, &w->enc);
-    if (rc != 0)
-        return errmsg_set(w->em, rc, "series tree: %s", err_message(rc));
+    if (rc != 0) return errmsg_set(w->em, rc, "series tree: %s", err_message(rc));
     put_windows(w, sw, total);
     return put_spans(w, sw);
 }
 
 static int validate(const storage_profile_write_t *p, errmsg_t *em)
 {
-    if (p == NULL)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "no profile");
+    if (p == NULL) return errmsg_set(em, ERR_INVALID_ARGUMENT, "no profile");
     int rc = storage_check_tenant(p->tenant, em);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (p->nseries > STORAGE_MAX_SERIES_PER_WRITE)
         return errmsg_set(em, ERR_LIMIT, "%zu series in one profile (limit %d)", p->nseries,
                           STORAGE_MAX_SERIES_PER_WRITE);
@@ -220,12 +205,12 @@ static int validate(const storage_profile_write_t *p, errmsg_t *em)
         if (sw->labels == NULL || sw->tree == NULL || (sw->nspans > 0 && sw->spans == NULL))
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "series %zu: missing labels or tree", i);
         if (sw->nspans > STORAGE_MAX_SPANS_PER_SERIES)
-            return errmsg_set(em, ERR_LIMIT, "series %zu: %zu span trees (limit %u)", i,
-                              sw->nspans, STORAGE_MAX_SPANS_PER_SERIES);
+            return errmsg_set(em, ERR_LIMIT, "series %zu: %zu span trees (limit %u)", i, sw->nspans,
+                              STORAGE_MAX_SPANS_PER_SERIES);
         for (size_t j = 0; j < sw->nspans; j++)
             if (sw->spans[j].tree == NULL)
-                return errmsg_set(em, ERR_INVALID_ARGUMENT, "series %zu: span %zu has no tree",
-                                  i, j);
+                return errmsg_set(em, ERR_INVALID_ARGUMENT, "series %zu: span %zu has no tree", i,
+                                  j);
     }
     return 0;
 }
@@ -240,8 +225,7 @@ static int seen(storage_t *s, const storage_profile_write_t *p, const storage_se
     rocksdb_pinnableslice_t *v =
         rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[CF_PROFILES], (const char *)k.b, k.n, &err);
     int rc = storage_rocks_err(err, em, "seen index lookup");
-    if (rc == 0)
-        rc = v != NULL;
+    if (rc == 0) rc = v != NULL;
     rocksdb_pinnableslice_destroy(v);
     return rc;
 }
@@ -254,10 +238,8 @@ typedef struct series_ref {
 static int cmp_ref(const void *a, const void *b)
 {
     const series_ref_t *x = a, *y = b;
-    if (x->token != y->token)
-        return x->token < y->token ? -1 : 1;
-    if (x->series_id != y->series_id)
-        return x->series_id < y->series_id ? -1 : 1;
+    if (x->token != y->token) return x->token < y->token ? -1 : 1;
+    if (x->series_id != y->series_id) return x->series_id < y->series_id ? -1 : 1;
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
@@ -267,8 +249,7 @@ static int select_new(storage_t *s, const storage_profile_write_t *p, unsigned c
                       size_t *ntodo, errmsg_t *em)
 {
     series_ref_t *refs = malloc(sizeof *refs * (p->nseries ? p->nseries : 1));
-    if (refs == NULL)
-        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (refs == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < p->nseries; i++)
         refs[i] = (series_ref_t){p->series[i].token, p->series[i].series_id, i};
     qsort(refs, p->nseries, sizeof *refs, cmp_ref);
@@ -292,22 +273,17 @@ static int build_and_commit(wctx_t *w, const unsigned char *todo)
 {
     int rc = 0;
     for (size_t i = 0; i < w->p->nseries && rc == 0; i++)
-        if (todo[i])
-            rc = put_one(w, &w->p->series[i]);
-    if (rc != 0)
-        return rc;
+        if (todo[i]) rc = put_one(w, &w->p->series[i]);
+    if (rc != 0) return rc;
     char *err = NULL;
     rocksdb_write(w->s->db, w->s->wopts, w->wb, &err);
     rc = storage_rocks_err(err, w->em, "write profile");
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     /* Committed: now the caches may say so. */
     for (size_t i = 0; w->syms.keys != NULL && i <= w->syms.mask; i++)
-        if (w->syms.keys[i] != 0)
-            idcache_add(&w->s->symbol_cache, w->syms.keys[i]);
+        if (w->syms.keys[i] != 0) idcache_add(&w->s->symbol_cache, w->syms.keys[i]);
     for (size_t i = 0; w->series.keys != NULL && i <= w->series.mask; i++)
-        if (w->series.keys[i] != 0)
-            idcache_add(&w->s->series_cache, w->series.keys[i]);
+        if (w->series.keys[i] != 0) idcache_add(&w->s->series_cache, w->series.keys[i]);
     return 0;
 }
 
@@ -319,14 +295,11 @@ static uint64_t stripe_of(const uint8_t id[16])
 int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t *written,
                           errmsg_t *em)
 {
-    if (written != NULL)
-        *written = 0;
+    if (written != NULL) *written = 0;
     int rc = validate(p, em);
-    if (rc != 0 || p->nseries == 0)
-        return rc;
+    if (rc != 0 || p->nseries == 0) return rc;
     unsigned char *todo = calloc(p->nseries, 1);
-    if (todo == NULL)
-        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (todo == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     wctx_t w = {.s = s, .p = p, .em = em, .now = storage_now(s)};
     w.tenant_hash = hash_bytes64(p->tenant, strlen(p->tenant));
     w.t_s = floor_div(p->time_ns, 1000000000);
@@ -347,8 +320,7 @@ int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t
     if (rc == 0) {
         atomic_fetch_add(&s->counters.series_written, ntodo);
         atomic_fetch_add(&s->counters.duplicates, p->nseries - ntodo);
-        if (written != NULL)
-            *written = ntodo;
+        if (written != NULL) *written = ntodo;
     }
     free(todo);
     free(w.syms.keys);

@@ -142,8 +142,7 @@ static void test_values(fixture_t *f)
 int main(void)
 {
     fixture_t f;
-    if (fx_init(&f) != 0)
-        return 1;
+    if (fx_init(&f) != 0) return 1;
     test_operands(&f);
     test_values(&f);
     fx_done(&f);

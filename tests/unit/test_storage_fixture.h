@@ -31,12 +31,12 @@ typedef struct fixture {
     int64_t now; /* the fake clock, unix seconds */
 } fixture_t;
 
-static int64_t fake_clock(void *ctx)
+static inline int64_t fake_clock(void *ctx)
 {
     return ((fixture_t *)ctx)->now;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+static inline int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;
     (void)flag;
@@ -44,12 +44,12 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     return remove(path);
 }
 
-static void fx_rmrf(const char *dir)
+static inline void fx_rmrf(const char *dir)
 {
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static int fx_open(fixture_t *f)
+static inline int fx_open(fixture_t *f)
 {
     errmsg_t em = {{0}};
     int rc = storage_open(&f->opts, &f->s, &em);
@@ -62,7 +62,7 @@ static int fx_open(fixture_t *f)
 }
 
 /* Creates the directory and opens storage with small caches. */
-static int fx_init(fixture_t *f)
+static inline int fx_init(fixture_t *f)
 {
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/flamedb-storage-XXXXXX");
@@ -78,14 +78,14 @@ static int fx_init(fixture_t *f)
     return fx_open(f);
 }
 
-static int fx_reopen(fixture_t *f)
+static inline int fx_reopen(fixture_t *f)
 {
     storage_close(f->s);
     f->s = NULL;
     return fx_open(f);
 }
 
-static void fx_done(fixture_t *f)
+static inline void fx_done(fixture_t *f)
 {
     storage_close(f->s);
     f->s = NULL;
@@ -93,7 +93,7 @@ static void fx_done(fixture_t *f)
 }
 
 /* Interns frames "a;b;c" into st and adds the stack with value v to t. */
-static void fx_add(calltree_t *t, symtab_t *st, const char *folded, int64_t v)
+static inline void fx_add(calltree_t *t, symtab_t *st, const char *folded, int64_t v)
 {
     uint64_t stack[64];
     size_t depth = 0;
@@ -104,24 +104,22 @@ static void fx_add(calltree_t *t, symtab_t *st, const char *folded, int64_t v)
         CHECK_EQ_INT(symtab_intern(st, p, n, "file.c", 6, &stack[depth]), 0);
         depth++;
         p += n;
-        if (*p == ';')
-            p++;
+        if (*p == ';') p++;
     }
     CHECK_EQ_INT(calltree_add_stack(t, stack, depth, v), 0);
 }
 
-static labels_t *fx_labels(const char *service, const char *env)
+static inline labels_t *fx_labels(const char *service, const char *env)
 {
     labels_t *l = labels_new();
     labels_set_str(l, LABEL_NAME, "process_cpu");
     labels_set_str(l, LABEL_PROFILE_TYPE, "process_cpu:cpu:nanoseconds:cpu:nanoseconds");
     labels_set_str(l, LABEL_SERVICE_NAME, service);
-    if (env != NULL)
-        labels_set_str(l, "env", env);
+    if (env != NULL) labels_set_str(l, "env", env);
     return l;
 }
 
-static void fx_id(uint8_t id[16], uint64_t n)
+static inline void fx_id(uint8_t id[16], uint64_t n)
 {
     memset(id, 0, 16);
     for (int i = 0; i < 8; i++)
@@ -129,19 +127,17 @@ static void fx_id(uint8_t id[16], uint64_t n)
 }
 
 /* Writes one series (token = series_id >> 1 for variety) with one tree. */
-static int fx_write(storage_t *s, const char *tenant, const labels_t *l, const calltree_t *t,
-                    const symtab_t *st, uint64_t id, int64_t time_ns, size_t *written)
+static inline int fx_write(storage_t *s, const char *tenant, const labels_t *l, const calltree_t *t,
+                           const symtab_t *st, uint64_t id, int64_t time_ns, size_t *written)
 {
-    storage_series_write_t sw = {
-        .labels = l, .series_id = labels_hash(l), .tree = t};
+    storage_series_write_t sw = {.labels = l, .series_id = labels_hash(l), .tree = t};
     sw.token = sw.series_id >> 1;
     storage_profile_write_t p = {
         .tenant = tenant, .time_ns = time_ns, .series = &sw, .nseries = 1, .symbols = st};
     fx_id(p.profile_id, id);
     errmsg_t em = {{0}};
     int rc = storage_write_profile(s, &p, written, &em);
-    if (rc != 0)
-        fprintf(stderr, "storage_write_profile: %s\n", errmsg_text(&em, rc));
+    if (rc != 0) fprintf(stderr, "storage_write_profile: %s\n", errmsg_text(&em, rc));
     return rc;
 }
 
@@ -154,7 +150,7 @@ typedef struct fx_scan {
     int bad;
 } fx_scan_t;
 
-static int fx_block_cb(void *ctx, int64_t w, const uint8_t *v, size_t n)
+static inline int fx_block_cb(void *ctx, int64_t w, const uint8_t *v, size_t n)
 {
     fx_scan_t *sc = ctx;
     if (sc->windows == 0)
@@ -163,12 +159,11 @@ static int fx_block_cb(void *ctx, int64_t w, const uint8_t *v, size_t n)
         sc->bad++; /* not in window order */
     sc->last = w;
     sc->windows++;
-    if (calltree_decode_merge(sc->acc, v, n) != 0)
-        sc->bad++;
+    if (calltree_decode_merge(sc->acc, v, n) != 0) sc->bad++;
     return 0;
 }
 
-static int fx_total_cb(void *ctx, int64_t w, int64_t total)
+static inline int fx_total_cb(void *ctx, int64_t w, int64_t total)
 {
     fx_scan_t *sc = ctx;
     sc->windows++;
@@ -176,8 +171,8 @@ static int fx_total_cb(void *ctx, int64_t w, int64_t total)
     return 0;
 }
 
-static fx_scan_t fx_blocks(storage_t *s, const char *tenant, const labels_t *l, int res,
-                           int64_t from, int64_t until)
+static inline fx_scan_t fx_blocks(storage_t *s, const char *tenant, const labels_t *l, int res,
+                                  int64_t from, int64_t until)
 {
     fx_scan_t sc = {.acc = calltree_new(0)};
     uint64_t id = labels_hash(l);
@@ -187,26 +182,24 @@ static fx_scan_t fx_blocks(storage_t *s, const char *tenant, const labels_t *l, 
     return sc;
 }
 
-static int64_t fx_totals(storage_t *s, const char *tenant, const labels_t *l, int res,
-                         int64_t from, int64_t until, int *windows)
+static inline int64_t fx_totals(storage_t *s, const char *tenant, const labels_t *l, int res,
+                                int64_t from, int64_t until, int *windows)
 {
     fx_scan_t sc = {0};
     uint64_t id = labels_hash(l);
     CHECK_EQ_INT(storage_scan_totals(s, tenant, id >> 1, id, res, from, until, fx_total_cb, &sc),
                  0);
-    if (windows != NULL)
-        *windows = sc.windows;
+    if (windows != NULL) *windows = sc.windows;
     return sc.total;
 }
 
 /* Root total of the blocks at res over [from, until), and their count. */
-static int64_t fx_block_total(storage_t *s, const char *tenant, const labels_t *l, int res,
-                              int64_t from, int64_t until, int *windows)
+static inline int64_t fx_block_total(storage_t *s, const char *tenant, const labels_t *l, int res,
+                                     int64_t from, int64_t until, int *windows)
 {
     fx_scan_t sc = fx_blocks(s, tenant, l, res, from, until);
     int64_t total = calltree_root_total(sc.acc);
-    if (windows != NULL)
-        *windows = sc.windows;
+    if (windows != NULL) *windows = sc.windows;
     calltree_free(sc.acc);
     return total;
 }

@@ -74,8 +74,8 @@ static void test_partial_retry(fixture_t *f)
     };
     for (int i = 0; i < 3; i++)
         sw[i].token = sw[i].series_id >> 1;
-    storage_profile_write_t p = {.tenant = "x", .time_ns = T0 * NS, .series = sw, .nseries = 3,
-                                 .symbols = st};
+    storage_profile_write_t p = {
+        .tenant = "x", .time_ns = T0 * NS, .series = sw, .nseries = 3, .symbols = st};
     fx_id(p.profile_id, 9);
     errmsg_t em = {{0}};
     CHECK_EQ_INT(storage_write_profile(f->s, &p, &w, &em), 0);
@@ -111,8 +111,7 @@ static void *worker_main(void *arg)
     pthread_barrier_wait(w->start);
     for (int i = 0; i < RETRIES; i++) {
         size_t n = 0;
-        if (fx_write(w->f->s, "conc", w->l, shared, st, 1000, T0 * NS, &n) != 0)
-            w->errors++;
+        if (fx_write(w->f->s, "conc", w->l, shared, st, 1000, T0 * NS, &n) != 0) w->errors++;
         w->written += n;
         calltree_clear(own);
         int64_t v = 1 + w->index * 1000 + i;
@@ -165,8 +164,7 @@ static void test_exact_sums(fixture_t *f, uint64_t seed)
     for (int i = 0; i < 300; i++) {
         calltree_clear(t);
         int64_t v = (int64_t)(rng() % 2000001) - 1000000;
-        if (i % 50 == 7)
-            v = (i % 100 == 7 ? 1 : -1) * ((int64_t)1 << 52) + (int64_t)(rng() % 1000);
+        if (i % 50 == 7) v = (i % 100 == 7 ? 1 : -1) * ((int64_t)1 << 52) + (int64_t)(rng() % 1000);
         const char *stack = stacks[rng() % 5];
         fx_add(t, st, stack, v);
         fx_add(want, st, stack, v);
@@ -206,8 +204,7 @@ int main(int argc, char **argv)
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : (uint64_t)time(NULL) | 1;
     fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
     fixture_t f;
-    if (fx_init(&f) != 0)
-        return 1;
+    if (fx_init(&f) != 0) return 1;
     test_twice(&f);
     test_partial_retry(&f);
     test_concurrent(&f);

@@ -86,8 +86,7 @@ static void test_seen(fixture_t *f)
 int main(void)
 {
     fixture_t f;
-    if (fx_init(&f) != 0)
-        return 1;
+    if (fx_init(&f) != 0) return 1;
     f.opts.retention_seconds[0] = 100;
     f.opts.retention_seconds[1] = 1000;
     f.opts.retention_seconds[2] = 0;
@@ -95,8 +94,7 @@ int main(void)
     f.opts.retention_seconds[4] = 0;
     f.opts.seen_retention_seconds = 500;
     f.now = T0;
-    if (fx_reopen(&f) != 0)
-        return 1;
+    if (fx_reopen(&f) != 0) return 1;
     test_windows(&f);
     test_seen(&f);
     fx_done(&f);

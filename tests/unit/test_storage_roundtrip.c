@@ -7,18 +7,20 @@
 /* 1 if a and b have the same shape and values below nodes na and nb. */
 static int same_subtree(const calltree_t *a, uint32_t na, const calltree_t *b, uint32_t nb)
 {
-    if (calltree_self(a, na) != calltree_self(b, nb) || calltree_total(a, na) != calltree_total(b, nb))
+    if (calltree_self(a, na) != calltree_self(b, nb) ||
+        calltree_total(a, na) != calltree_total(b, nb))
         return 0;
     size_t ca = 0, cb = 0;
-    for (uint32_t c = calltree_first_child(b, nb); c != CALLTREE_NONE; c = calltree_next_sibling(b, c))
+    for (uint32_t c = calltree_first_child(b, nb); c != CALLTREE_NONE;
+         c = calltree_next_sibling(b, c))
         cb++;
-    for (uint32_t c = calltree_first_child(a, na); c != CALLTREE_NONE; c = calltree_next_sibling(a, c)) {
+    for (uint32_t c = calltree_first_child(a, na); c != CALLTREE_NONE;
+         c = calltree_next_sibling(a, c)) {
         ca++;
         uint32_t m = calltree_first_child(b, nb);
         while (m != CALLTREE_NONE && calltree_sym(b, m) != calltree_sym(a, c))
             m = calltree_next_sibling(b, m);
-        if (m == CALLTREE_NONE || !same_subtree(a, c, b, m))
-            return 0;
+        if (m == CALLTREE_NONE || !same_subtree(a, c, b, m)) return 0;
     }
     return ca == cb;
 }
@@ -40,14 +42,14 @@ typedef struct event {
 static const event_t events[] = {
     {B * NS + 9999999999LL, "main;a;b", 5}, /* last ns of window B at 10 s */
     {B * NS + 9999999999LL, "main;a;c", 3},
-    {(B + 10) * NS, "main;a;b", 7},         /* first ns of the next 10 s window */
+    {(B + 10) * NS, "main;a;b", 7}, /* first ns of the next 10 s window */
     {(B + 59) * NS, "main", 1},
     {(B + 60) * NS, "main;x;y", 100},
     {(B + 3599) * NS + 500, "main;a", 11},
-    {(B + 86400) * NS, "other;z", 1000},   /* next day */
-    {(B - 1) * NS, "main;a;b", 10000},     /* previous day */
-    {-1, "neg", 7},                         /* just before the epoch */
-    {(B + 20) * NS, "main;neg", -40},       /* negative values sum too */
+    {(B + 86400) * NS, "other;z", 1000}, /* next day */
+    {(B - 1) * NS, "main;a;b", 10000},   /* previous day */
+    {-1, "neg", 7},                      /* just before the epoch */
+    {(B + 20) * NS, "main;neg", -40},    /* negative values sum too */
 };
 #define NEVENTS (sizeof events / sizeof events[0])
 
@@ -62,8 +64,7 @@ static void check_resolution(storage_t *s, const labels_t *l, int r)
         symtab_t *st = symtab_new();
         for (size_t j = 0; j < NEVENTS; j++) {
             int64_t tj = events[j].t_ns / NS - (events[j].t_ns % NS < 0);
-            if (window_of(tj, res) == w)
-                fx_add(want, st, events[j].stack, events[j].value);
+            if (window_of(tj, res) == w) fx_add(want, st, events[j].stack, events[j].value);
         }
         int nw = 0, ntw = 0;
         fx_scan_t sc = fx_blocks(s, "acme", l, r, w, w + 1);
@@ -131,10 +132,8 @@ typedef struct names {
 static int collect_name(void *ctx, const char *name)
 {
     names_t *c = ctx;
-    if (c->n > 0 && strcmp(c->items[c->n - 1], name) >= 0)
-        c->unsorted++;
-    if (c->n < 16)
-        snprintf(c->items[c->n++], 64, "%s", name);
+    if (c->n > 0 && strcmp(c->items[c->n - 1], name) >= 0) c->unsorted++;
+    if (c->n < 16) snprintf(c->items[c->n++], 64, "%s", name);
     return 0;
 }
 
@@ -349,11 +348,11 @@ static void test_spans(fixture_t *f)
     storage_span_tree_t spans[] = {{STORAGE_SPAN_KIND_SPAN, 0xabc, s1},
                                    {STORAGE_SPAN_KIND_SPAN, 0xdef, s2},
                                    {STORAGE_SPAN_KIND_TRACE, 0xabc, all}};
-    storage_series_write_t sw = {.labels = l, .series_id = labels_hash(l), .tree = all,
-                                 .spans = spans, .nspans = 3};
+    storage_series_write_t sw = {
+        .labels = l, .series_id = labels_hash(l), .tree = all, .spans = spans, .nspans = 3};
     sw.token = sw.series_id >> 1;
-    storage_profile_write_t p = {.tenant = "sp", .time_ns = B * NS, .series = &sw, .nseries = 1,
-                                 .symbols = st};
+    storage_profile_write_t p = {
+        .tenant = "sp", .time_ns = B * NS, .series = &sw, .nseries = 1, .symbols = st};
     fx_id(p.profile_id, 1);
     errmsg_t em = {{0}};
     CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
@@ -399,13 +398,11 @@ static void test_checkpoint(fixture_t *f, const labels_t *l)
 int main(void)
 {
     fixture_t f;
-    if (fx_init(&f) != 0)
-        return 1;
+    if (fx_init(&f) != 0) return 1;
     /* events go back to 1970: keep every resolution forever here */
     for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++)
         f.opts.retention_seconds[r] = 0;
-    if (fx_reopen(&f) != 0)
-        return 1;
+    if (fx_reopen(&f) != 0) return 1;
     labels_t *l = fx_labels("app", "prod");
     write_events(&f, l, "acme", 1000);
     check_all(f.s, l);

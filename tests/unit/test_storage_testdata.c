@@ -10,7 +10,7 @@
 #include <time.h>
 
 #define T0 1700000000LL
-#define PROFILES 24
+#define PROFILES 12
 #define MAX_LINES 30000
 #define LARGE_CPU_SAMPLES 24029 /* MANIFEST.tsv: samples/count of large.cpu */
 
@@ -40,16 +40,14 @@ static double now_s(void)
 static int parse_line(char *s, symtab_t *st, line_t *out)
 {
     char *sp = strrchr(s, ' ');
-    if (sp == NULL)
-        return -1;
+    if (sp == NULL) return -1;
     *sp = '\0';
     out->value = strtoll(sp + 1, NULL, 10);
     size_t cap = 16;
     out->stack = malloc(cap * sizeof *out->stack);
     out->depth = 0;
     for (char *tok = strtok(s, ";"); tok != NULL; tok = strtok(NULL, ";")) {
-        if (out->depth == cap)
-            out->stack = realloc(out->stack, (cap *= 2) * sizeof *out->stack);
+        if (out->depth == cap) out->stack = realloc(out->stack, (cap *= 2) * sizeof *out->stack);
         symtab_intern(st, tok, strlen(tok), "", 0, &out->stack[out->depth++]);
     }
     return 0;
@@ -60,15 +58,13 @@ static size_t load_lines(const char *path, symtab_t *st, line_t *lines, int64_t 
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "gzip -dc '%s'", path);
     FILE *p = popen(cmd, "r");
-    if (p == NULL)
-        return 0;
+    if (p == NULL) return 0;
     size_t n = 0, cap = 0;
     char *buf = NULL;
     *sum = 0;
     while (n < MAX_LINES && getline(&buf, &cap, p) > 0) {
         buf[strcspn(buf, "\r\n")] = '\0';
-        if (parse_line(buf, st, &lines[n]) == 0)
-            *sum += lines[n++].value;
+        if (parse_line(buf, st, &lines[n]) == 0) *sum += lines[n++].value;
     }
     free(buf);
     pclose(p);
@@ -112,8 +108,7 @@ static void run(const char *corpus, uint64_t seed)
             calltree_add_stack(t, lines[j].stack, lines[j].depth, v);
             want += v;
         }
-        CHECK_EQ_INT(fx_write(f.s, "big", l, t, st, 1 + (uint64_t)i, (T0 + 10 * i) * NS, NULL),
-                     0);
+        CHECK_EQ_INT(fx_write(f.s, "big", l, t, st, 1 + (uint64_t)i, (T0 + 10 * i) * NS, NULL), 0);
     }
     double t_write = now_s() - t0;
     t0 = now_s();
@@ -159,7 +154,6 @@ int main(int argc, char **argv)
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : (uint64_t)time(NULL) | 1;
     fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
     const char *corpus = testdata_path();
-    if (corpus != NULL)
-        run(corpus, seed);
+    if (corpus != NULL) run(corpus, seed);
     return check_exit();
 }
