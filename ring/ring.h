@@ -55,14 +55,14 @@ uint64_t ring_placement_token(const char *tenant, const char *service_name, uint
  * replica selection (ring_replicas). */
 #define RING_REPLICA_VERSION 1
 
-#define RING_NODE_ID_MAX 64       /* bytes of a node id: [A-Za-z0-9._-]+ */
-#define RING_ADDR_MAX 255         /* bytes of an address */
-#define RING_TENANT_MAX 150       /* bytes of a tenant (same as storage) */
-#define RING_DEFAULT_TOKENS 128   /* virtual nodes per node */
-#define RING_MAX_TOKENS 4096      /* tokens per node */
-#define RING_MAX_NODES 1024       /* members of one cluster */
-#define RING_MAX_RF 16            /* replication factor */
-#define RING_PROTOCOL_VERSION 1   /* cluster.proto Envelope.protocol_version */
+#define RING_NODE_ID_MAX 64     /* bytes of a node id: [A-Za-z0-9._-]+ */
+#define RING_ADDR_MAX 255       /* bytes of an address */
+#define RING_TENANT_MAX 150     /* bytes of a tenant (same as storage) */
+#define RING_DEFAULT_TOKENS 128 /* virtual nodes per node */
+#define RING_MAX_TOKENS 4096    /* tokens per node */
+#define RING_MAX_NODES 1024     /* members of one cluster */
+#define RING_MAX_RF 16          /* replication factor */
+#define RING_PROTOCOL_VERSION 1 /* cluster.proto Envelope.protocol_version */
 
 /* ================================================================ random */
 
@@ -176,8 +176,8 @@ int ring_node_ranges(const ring_t *r, uint32_t node, uint32_t rf, ring_ranges_t 
  * before to after: ranges whose replica set gets / drops it. Either ring may
  * lack the node. For streaming: the sources of a gained range are its
  * replicas in `before`. */
-int ring_node_changes(const ring_t *before, const ring_t *after, uint32_t rf,
-                      const char *node_id, ring_ranges_t *gained, ring_ranges_t *lost);
+int ring_node_changes(const ring_t *before, const ring_t *after, uint32_t rf, const char *node_id,
+                      ring_ranges_t *gained, ring_ranges_t *lost);
 
 /* ================================================================ planning */
 
@@ -364,12 +364,12 @@ typedef struct ring_msg {
 } ring_msg_t;
 
 typedef struct ring_wire_limits {
-    size_t max_bytes;       /* whole envelope */
-    size_t max_series;      /* SeriesPart per WriteRequest */
-    size_t max_symbols;     /* Symbols per WriteRequest / PartialResult */
-    size_t max_ranges;      /* TokenRanges per QueryRequest / PartialResult */
-    size_t max_values;      /* values per PartialResult */
-    size_t max_string;      /* bytes of a selector, label name, reason, symbol */
+    size_t max_bytes;   /* whole envelope */
+    size_t max_series;  /* SeriesPart per WriteRequest */
+    size_t max_symbols; /* Symbols per WriteRequest / PartialResult */
+    size_t max_ranges;  /* TokenRanges per QueryRequest / PartialResult */
+    size_t max_values;  /* values per PartialResult */
+    size_t max_string;  /* bytes of a selector, label name, reason, symbol */
 } ring_wire_limits_t;
 
 void ring_wire_limits_default(ring_wire_limits_t *l);
@@ -383,8 +383,8 @@ int ring_wire_encode(Flamedb__Cluster__MsgType type, const char *cluster, const 
  * deadline: ERR_TIMEOUT), then the body: tenant present and bounded, profile
  * id 16 bytes, counts and string lengths within limits, token ranges sane.
  * Nothing in a refused message is trusted. */
-int ring_wire_decode(const uint8_t *p, size_t n, const ring_wire_limits_t *lim,
-                     const char *cluster, uint64_t now_unix_ms, ring_msg_t *out, errmsg_t *em);
+int ring_wire_decode(const uint8_t *p, size_t n, const ring_wire_limits_t *lim, const char *cluster,
+                     uint64_t now_unix_ms, ring_msg_t *out, errmsg_t *em);
 void ring_msg_free(ring_msg_t *m);
 
 #endif

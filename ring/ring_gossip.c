@@ -102,8 +102,7 @@ int ring_gossip_syn(ring_members_t *m, buf_t *out)
     int rc = out_init(&o, m->n, PH(SYN));
     for (size_t i = 0; rc == 0 && i < m->n; i++)
         add_digest(&o, &m->v[i]);
-    if (rc == 0)
-        rc = out_send(m, &o, out);
+    if (rc == 0) rc = out_send(m, &o, out);
     out_free(&o);
     return rc;
 }
@@ -119,8 +118,9 @@ static void digest_view(const Flamedb__Cluster__MemberDigest *d, struct member_v
 
 static void member_view(const Flamedb__Cluster__Member *e, struct member_view *v)
 {
-    *v = (struct member_view){e->node_id, e->http_addr, e->cluster_addr, e->tokens,
-                              (uint32_t)e->n_tokens, 1, 0, 0, e->incarnation, e->heartbeat};
+    *v = (struct member_view){
+        e->node_id, e->http_addr,   e->cluster_addr, e->tokens, (uint32_t)e->n_tokens, 1, 0,
+        0,          e->incarnation, e->heartbeat};
     state_from_proto(e->state, e->down_from, &v->life, &v->down);
 }
 
@@ -176,11 +176,9 @@ static int answer_syn(ring_members_t *m, Flamedb__Cluster__Gossip *g, buf_t *rep
         tmp.life = theirs.life;
         tmp.down = theirs.down;
         tmp.heartbeat = theirs.heartbeat;
-        if (x->incarnation == theirs.incarnation && ring__view_news(&mine, &tmp))
-            add_digest(&o, x);
+        if (x->incarnation == theirs.incarnation && ring__view_news(&mine, &tmp)) add_digest(&o, x);
     }
-    if (o.g.n_digests + o.g.n_members + o.g.n_requests > 0)
-        rc = out_send(m, &o, reply);
+    if (o.g.n_digests + o.g.n_members + o.g.n_requests > 0) rc = out_send(m, &o, reply);
     out_free(&o);
     return rc;
 }
@@ -193,11 +191,9 @@ static int answer_ack(ring_members_t *m, const Flamedb__Cluster__Gossip *g, buf_
     int rc = out_init(&o, g->n_requests, PH(ACK2));
     for (size_t i = 0; rc == 0 && i < g->n_requests; i++) {
         const struct member *x = ring__members_lookup(m, g->requests[i]);
-        if (x != NULL)
-            add_full(&o, x);
+        if (x != NULL) add_full(&o, x);
     }
-    if (rc == 0 && o.g.n_members > 0)
-        rc = out_send(m, &o, reply);
+    if (rc == 0 && o.g.n_members > 0) rc = out_send(m, &o, reply);
     out_free(&o);
     return rc;
 }
@@ -226,8 +222,7 @@ int ring_gossip_receive(ring_members_t *m, const uint8_t *msg, size_t len, buf_t
     else
         merge_all(m, g, NULL);
     ring_msg_free(&in);
-    if (rc < 0)
-        errmsg_set(em, rc, "gossip: could not build the answer");
+    if (rc < 0) errmsg_set(em, rc, "gossip: could not build the answer");
     return rc;
 }
 
@@ -236,14 +231,11 @@ int ring_gossip_pick(const ring_members_t *m, ring_rng_t *rng)
     size_t cand = 0;
     for (size_t i = 0; i < m->n; i++)
         cand += m->v[i].life != RING_LEFT && strcmp(m->v[i].id, m->self) != 0;
-    if (cand == 0)
-        return ERR_NOT_FOUND;
+    if (cand == 0) return ERR_NOT_FOUND;
     size_t k = (size_t)(ring_rng_next(rng) % cand);
     for (size_t i = 0; i < m->n; i++) {
-        if (m->v[i].life == RING_LEFT || strcmp(m->v[i].id, m->self) == 0)
-            continue;
-        if (k-- == 0)
-            return (int)i;
+        if (m->v[i].life == RING_LEFT || strcmp(m->v[i].id, m->self) == 0) continue;
+        if (k-- == 0) return (int)i;
     }
     return ERR_NOT_FOUND;
 }

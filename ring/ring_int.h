@@ -16,10 +16,10 @@ struct ring_entry {
 
 struct ring {
     uint32_t nnodes;
-    char **names;             /* [nnodes], sorted, owned */
+    char **names;               /* [nnodes], sorted, owned */
     struct ring_entry *entries; /* sorted by (token, node) */
     size_t nentries;
-    uint64_t *dtokens;        /* distinct tokens, ascending: range i ends at dtokens[i] */
+    uint64_t *dtokens; /* distinct tokens, ascending: range i ends at dtokens[i] */
     uint32_t ndtokens;
     uint64_t fingerprint;
 };

@@ -13,27 +13,32 @@ int ring_members_create(const ring_members_options_t *o, const ring_identity_t *
                         errmsg_t *em)
 {
     *out = NULL;
-    if (clock.now_ms == NULL)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "members: no clock");
+    if (clock.now_ms == NULL) return errmsg_set(em, ERR_INVALID_ARGUMENT, "members: no clock");
     if (initial != RING_JOINING && initial != RING_ACTIVE)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "members: initial state must be joining or active");
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "members: initial state must be joining or active");
     if (o->cluster == NULL || strlen(o->cluster) > RING_ADDR_MAX || o->max_members == 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "members: bad cluster name or max_members");
     int rc = ring_node_id_check(self->node_id, em);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     ring_members_t *m = calloc(1, sizeof *m);
-    if (m == NULL)
-        return errmsg_set(em, ERR_NOMEM, "members: out of memory");
+    if (m == NULL) return errmsg_set(em, ERR_NOMEM, "members: out of memory");
     m->o = *o;
     memcpy(m->cluster, o->cluster, strlen(o->cluster) + 1);
     m->o.cluster = m->cluster;
     memcpy(m->self, self->node_id, strlen(self->node_id) + 1);
     m->clock = clock;
     m->version = m->ring_version = 1;
-    struct member_view v = {self->node_id, http_addr ? http_addr : "",
-                            cluster_addr ? cluster_addr : "", self->tokens, self->ntokens, 1,
-                            initial, 0, incarnation, 0};
+    struct member_view v = {self->node_id,
+                            http_addr ? http_addr : "",
+                            cluster_addr ? cluster_addr : "",
+                            self->tokens,
+                            self->ntokens,
+                            1,
+                            initial,
+                            0,
+                            incarnation,
+                            0};
     /* merge_view treats entries about this node as rumours; insert directly */
     m->v = calloc(1, sizeof *m->v);
     if (m->v == NULL) {
@@ -56,8 +61,7 @@ int ring_members_create(const ring_members_options_t *o, const ring_identity_t *
 
 void ring_members_free(ring_members_t *m)
 {
-    if (m == NULL)
-        return;
+    if (m == NULL) return;
     for (size_t i = 0; i < m->n; i++) {
         free(m->v[i].http_addr);
         free(m->v[i].cluster_addr);
@@ -108,8 +112,7 @@ static void fill_public(const struct member *x, ring_member_t *out)
 
 int ring_members_get(const ring_members_t *m, size_t i, ring_member_t *out)
 {
-    if (i >= m->n)
-        return ERR_NOT_FOUND;
+    if (i >= m->n) return ERR_NOT_FOUND;
     fill_public(&m->v[i], out);
     return 0;
 }
@@ -117,8 +120,7 @@ int ring_members_get(const ring_members_t *m, size_t i, ring_member_t *out)
 int ring_members_find(const ring_members_t *m, const char *node_id, ring_member_t *out)
 {
     const struct member *x = ring__members_lookup(m, node_id);
-    if (x == NULL)
-        return ERR_NOT_FOUND;
+    if (x == NULL) return ERR_NOT_FOUND;
     fill_public(x, out);
     return 0;
 }
@@ -126,12 +128,9 @@ int ring_members_find(const ring_members_t *m, const char *node_id, ring_member_
 /* Only forward: the state is part of a per-incarnation lattice. */
 static int transition_ok(ring_state_t from, ring_state_t to)
 {
-    if (from == RING_JOINING)
-        return to == RING_ACTIVE || to == RING_LEAVING || to == RING_LEFT;
-    if (from == RING_ACTIVE)
-        return to == RING_LEAVING;
-    if (from == RING_LEAVING)
-        return to == RING_LEFT;
+    if (from == RING_JOINING) return to == RING_ACTIVE || to == RING_LEAVING || to == RING_LEFT;
+    if (from == RING_ACTIVE) return to == RING_LEAVING;
+    if (from == RING_LEAVING) return to == RING_LEFT;
     return 0;
 }
 
@@ -141,8 +140,7 @@ static void set_life(ring_members_t *m, struct member *x, ring_state_t to)
     x->life = to;
     x->state_since_ms = ring__now(m);
     m->version++;
-    if (before != ring__class(to))
-        m->ring_version++;
+    if (before != ring__class(to)) m->ring_version++;
 }
 
 int ring_members_set_state(ring_members_t *m, ring_state_t state, errmsg_t *em)
@@ -160,10 +158,8 @@ int ring_members_remove(ring_members_t *m, const char *node_id, errmsg_t *em)
     if (strcmp(node_id, m->self) == 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "members: a node does not remove itself");
     struct member *x = ring__members_lookup(m, node_id);
-    if (x == NULL)
-        return errmsg_set(em, ERR_NOT_FOUND, "members: no member %s", node_id);
-    if (x->life != RING_LEFT)
-        set_life(m, x, RING_LEFT);
+    if (x == NULL) return errmsg_set(em, ERR_NOT_FOUND, "members: no member %s", node_id);
+    if (x->life != RING_LEFT) set_life(m, x, RING_LEFT);
     return 0;
 }
 
@@ -220,14 +216,11 @@ int ring_members_build_rings(const ring_members_t *m, ring_t **current, ring_t *
                              errmsg_t *em)
 {
     *current = NULL;
-    if (pending)
-        *pending = NULL;
+    if (pending) *pending = NULL;
     ring_node_spec_t *specs = malloc(m->n * sizeof *specs);
-    if (specs == NULL)
-        return errmsg_set(em, ERR_NOMEM, "members: out of memory");
+    if (specs == NULL) return errmsg_set(em, ERR_NOMEM, "members: out of memory");
     int n = collect(m, 1, specs), rc = 0;
-    if (n > 0)
-        rc = ring_build(specs, (size_t)n, current, em);
+    if (n > 0) rc = ring_build(specs, (size_t)n, current, em);
     int same = 1;
     for (size_t i = 0; i < m->n; i++) {
         int c = ring__class(m->v[i].life);
@@ -235,8 +228,7 @@ int ring_members_build_rings(const ring_members_t *m, ring_t **current, ring_t *
     }
     if (rc == 0 && pending && !same) {
         n = collect(m, 2, specs);
-        if (n > 0)
-            rc = ring_build(specs, (size_t)n, pending, em);
+        if (n > 0) rc = ring_build(specs, (size_t)n, pending, em);
     }
     free(specs);
     if (rc < 0) {

@@ -23,12 +23,18 @@ void ring_members_options_default(ring_members_options_t *o)
 const char *ring_state_name(int state)
 {
     switch (state) {
-    case RING_JOINING: return "joining";
-    case RING_ACTIVE: return "active";
-    case RING_LEAVING: return "leaving";
-    case RING_DOWN: return "down";
-    case RING_LEFT: return "left";
-    default: return "unknown";
+    case RING_JOINING:
+        return "joining";
+    case RING_ACTIVE:
+        return "active";
+    case RING_LEAVING:
+        return "leaving";
+    case RING_DOWN:
+        return "down";
+    case RING_LEFT:
+        return "left";
+    default:
+        return "unknown";
     }
 }
 
@@ -60,8 +66,7 @@ static struct member *insert_member(ring_members_t *m, const char *id)
     if (m->n == m->cap) {
         size_t cap = m->cap ? m->cap * 2 : 8;
         struct member *v = realloc(m->v, cap * sizeof *v);
-        if (v == NULL)
-            return NULL;
+        if (v == NULL) return NULL;
         m->v = v;
         m->cap = cap;
     }
@@ -101,51 +106,45 @@ static int set_static(struct member *x, const struct member_view *v)
 
 static int check_view(const struct member_view *v)
 {
-    if (ring_node_id_check(v->id, NULL) < 0)
-        return ERR_INVALID_ARGUMENT;
+    if (ring_node_id_check(v->id, NULL) < 0) return ERR_INVALID_ARGUMENT;
     if (v->life != RING_JOINING && v->life != RING_ACTIVE && v->life != RING_LEAVING &&
         v->life != RING_LEFT)
         return ERR_INVALID_ARGUMENT;
-    if (!v->has_static)
-        return 0;
-    if (v->http_addr == NULL || v->cluster_addr == NULL ||
-        strlen(v->http_addr) > RING_ADDR_MAX || strlen(v->cluster_addr) > RING_ADDR_MAX)
+    if (!v->has_static) return 0;
+    if (v->http_addr == NULL || v->cluster_addr == NULL || strlen(v->http_addr) > RING_ADDR_MAX ||
+        strlen(v->cluster_addr) > RING_ADDR_MAX)
         return ERR_INVALID_ARGUMENT;
     if (v->ntokens == 0 || v->ntokens > RING_MAX_TOKENS || v->tokens == NULL)
         return ERR_INVALID_ARGUMENT;
     for (uint32_t i = 1; i < v->ntokens; i++)
-        if (v->tokens[i] <= v->tokens[i - 1])
-            return ERR_INVALID_ARGUMENT;
+        if (v->tokens[i] <= v->tokens[i - 1]) return ERR_INVALID_ARGUMENT;
     return 0;
 }
 
 int ring__members_set_static_checked(struct member *x, const struct member_view *v)
 {
-    if (check_view(v) < 0)
-        return ERR_INVALID_ARGUMENT;
+    if (check_view(v) < 0) return ERR_INVALID_ARGUMENT;
     int rc = set_static(x, v);
     return rc < 0 ? rc : 0;
 }
 
 int ring__view_news(const struct member_view *v, const struct member *x)
 {
-    if (v->incarnation != x->incarnation)
-        return v->incarnation > x->incarnation;
+    if (v->incarnation != x->incarnation) return v->incarnation > x->incarnation;
     return v->life > x->life || (v->down && !x->down) || v->heartbeat > x->heartbeat;
 }
 
 void ring__member_to_view(const struct member *x, struct member_view *out)
 {
-    *out = (struct member_view){x->id, x->http_addr, x->cluster_addr, x->tokens, x->ntokens, 1,
-                                x->life, x->down, x->incarnation, x->heartbeat};
+    *out = (struct member_view){x->id, x->http_addr, x->cluster_addr, x->tokens,      x->ntokens,
+                                1,     x->life,      x->down,         x->incarnation, x->heartbeat};
 }
 
 /* A rumour about this node that says more than it did: deny it by moving to
  * an incarnation above anything heard. */
 static int refute(ring_members_t *m, struct member *self, const struct member_view *v)
 {
-    if (!ring__view_news(v, self))
-        return 0;
+    if (!ring__view_news(v, self)) return 0;
     uint64_t top = v->incarnation > self->incarnation ? v->incarnation : self->incarnation;
     self->incarnation = top + 1;
     self->down = 0;
@@ -156,8 +155,7 @@ static int refute(ring_members_t *m, struct member *self, const struct member_vi
 
 static int add_new(ring_members_t *m, const struct member_view *v)
 {
-    if (!v->has_static)
-        return MERGE_NEED_FULL;
+    if (!v->has_static) return MERGE_NEED_FULL;
     if (m->n >= m->o.max_members) {
         m->stats.refused_members++;
         return ERR_LIMIT;
@@ -177,27 +175,23 @@ static int add_new(ring_members_t *m, const struct member_view *v)
     x->heartbeat = v->heartbeat;
     x->last_seen_ms = x->state_since_ms = ring__now(m);
     m->version++;
-    if (ring__class(x->life))
-        m->ring_version++;
+    if (ring__class(x->life)) m->ring_version++;
     return 1;
 }
 
 static int replace(ring_members_t *m, struct member *x, const struct member_view *v)
 {
-    if (!v->has_static)
-        return MERGE_NEED_FULL;
+    if (!v->has_static) return MERGE_NEED_FULL;
     int before = ring__class(x->life);
     int tokens_changed = set_static(x, v);
-    if (tokens_changed < 0)
-        return tokens_changed;
+    if (tokens_changed < 0) return tokens_changed;
     x->life = v->life;
     x->down = v->down;
     x->incarnation = v->incarnation;
     x->heartbeat = v->heartbeat;
     x->last_seen_ms = x->state_since_ms = ring__now(m);
     m->version++;
-    if (before != ring__class(x->life) || (tokens_changed && before))
-        m->ring_version++;
+    if (before != ring__class(x->life) || (tokens_changed && before)) m->ring_version++;
     return 1;
 }
 
@@ -206,13 +200,11 @@ static int join_same(ring_members_t *m, struct member *x, const struct member_vi
     int before = ring__class(x->life), changed = 0;
     uint64_t now = ring__now(m);
     if (v->life > x->life || (v->down && !x->down)) {
-        if (v->life > x->life)
-            x->life = v->life;
+        if (v->life > x->life) x->life = v->life;
         x->down |= v->down;
         x->state_since_ms = now;
         m->version++;
-        if (before != ring__class(x->life))
-            m->ring_version++;
+        if (before != ring__class(x->life)) m->ring_version++;
         changed = 1;
     }
     if (v->heartbeat > x->heartbeat) {
@@ -230,22 +222,19 @@ int ring__members_merge_view(ring_members_t *m, const struct member_view *v)
         return ERR_INVALID_ARGUMENT;
     }
     struct member *x = ring__members_lookup(m, v->id);
-    if (strcmp(v->id, m->self) == 0)
-        return refute(m, x, v);
-    if (x == NULL)
-        return add_new(m, v);
-    if (v->incarnation > x->incarnation)
-        return replace(m, x, v);
-    if (v->incarnation < x->incarnation)
-        return 0;
+    if (strcmp(v->id, m->self) == 0) return refute(m, x, v);
+    if (x == NULL) return add_new(m, v);
+    if (v->incarnation > x->incarnation) return replace(m, x, v);
+    if (v->incarnation < x->incarnation) return 0;
     return join_same(m, x, v);
 }
 
 int ring_members_merge(ring_members_t *m, const ring_member_t *e)
 {
     ring_state_t life = e->state == RING_DOWN ? e->life : e->state;
-    struct member_view v = {e->node_id, e->http_addr, e->cluster_addr, e->tokens, e->ntokens, 1,
-                            life, e->state == RING_DOWN, e->incarnation, e->heartbeat};
+    struct member_view v = {
+        e->node_id, e->http_addr, e->cluster_addr,       e->tokens,      e->ntokens,
+        1,          life,         e->state == RING_DOWN, e->incarnation, e->heartbeat};
     int rc = ring__members_merge_view(m, &v);
     return rc == MERGE_NEED_FULL ? 0 : rc;
 }

@@ -19,17 +19,14 @@ static void close_from(ring_ranges_t *l, size_t first)
 
 int ring_node_ranges(const ring_t *r, uint32_t node, uint32_t rf, ring_ranges_t *out)
 {
-    if (r == NULL || node >= r->nnodes)
-        return ERR_INVALID_ARGUMENT;
+    if (r == NULL || node >= r->nnodes) return ERR_INVALID_ARGUMENT;
     uint32_t reps[RING_MAX_RF];
     size_t first = out->n;
     for (uint32_t i = 0; i < r->ndtokens; i++) {
         uint32_t n = ring_replicas(r, r->dtokens[i], rf, reps);
         for (uint32_t k = 0; k < n; k++) {
-            if (reps[k] != node)
-                continue;
-            if (ring_ranges_add(out, ring_range_at(r, i)) < 0)
-                return ERR_NOMEM;
+            if (reps[k] != node) continue;
+            if (ring_ranges_add(out, ring_range_at(r, i)) < 0) return ERR_NOMEM;
             break;
         }
     }
@@ -42,28 +39,25 @@ static uint64_t *union_tokens(const ring_t *a, const ring_t *b, size_t *n)
 {
     size_t na = a ? a->ndtokens : 0, nb = b ? b->ndtokens : 0, i = 0, j = 0, k = 0;
     uint64_t *u = malloc((na + nb + 1) * sizeof *u);
-    if (u == NULL)
-        return NULL;
+    if (u == NULL) return NULL;
     while (i < na || j < nb) {
         uint64_t t;
         if (j == nb || (i < na && a->dtokens[i] <= b->dtokens[j]))
             t = a->dtokens[i++];
         else
             t = b->dtokens[j++];
-        if (k == 0 || u[k - 1] != t)
-            u[k++] = t;
+        if (k == 0 || u[k - 1] != t) u[k++] = t;
     }
     *n = k;
     return u;
 }
 
-int ring_node_changes(const ring_t *before, const ring_t *after, uint32_t rf,
-                      const char *node_id, ring_ranges_t *gained, ring_ranges_t *lost)
+int ring_node_changes(const ring_t *before, const ring_t *after, uint32_t rf, const char *node_id,
+                      ring_ranges_t *gained, ring_ranges_t *lost)
 {
     size_t n = 0;
     uint64_t *u = union_tokens(before, after, &n);
-    if (u == NULL)
-        return ERR_NOMEM;
+    if (u == NULL) return ERR_NOMEM;
     size_t g0 = gained->n, l0 = lost->n;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -76,8 +70,7 @@ int ring_node_changes(const ring_t *before, const ring_t *after, uint32_t rf,
             rc = ring_ranges_add(lost, rg);
     }
     free(u);
-    if (rc < 0)
-        return ERR_NOMEM;
+    if (rc < 0) return ERR_NOMEM;
     close_from(gained, g0);
     close_from(lost, l0);
     return 0;

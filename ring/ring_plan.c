@@ -28,12 +28,9 @@ static int choose(const ring_t *r, uint32_t i, uint32_t rf, int local, const uin
     uint32_t n = ring_replicas(r, r->dtokens[i], rf, reps);
     int best = -1;
     for (uint32_t k = 0; k < n; k++) {
-        if (!live[reps[k]])
-            continue;
-        if ((int)reps[k] == local)
-            return local;
-        if (best < 0 || load[reps[k]] < load[best])
-            best = (int)reps[k];
+        if (!live[reps[k]]) continue;
+        if ((int)reps[k] == local) return local;
+        if (best < 0 || load[reps[k]] < load[best]) best = (int)reps[k];
     }
     return best;
 }
@@ -42,10 +39,8 @@ static int choose(const ring_t *r, uint32_t i, uint32_t rf, int local, const uin
 static uint8_t *wanted_ranges(const ring_t *r, const uint64_t *tokens, size_t ntokens)
 {
     uint8_t *want = calloc(r->ndtokens ? r->ndtokens : 1, 1);
-    if (want == NULL)
-        return NULL;
-    if (tokens == NULL)
-        memset(want, 1, r->ndtokens);
+    if (want == NULL) return NULL;
+    if (tokens == NULL) memset(want, 1, r->ndtokens);
     for (size_t k = 0; tokens && k < ntokens && r->ndtokens; k++)
         want[ring__range_index(r, tokens[k])] = 1;
     return want;
@@ -75,8 +70,7 @@ int ring_plan_read(const ring_t *r, uint32_t rf, int local, const uint8_t *live,
     if (out->assigned == NULL || load == NULL || want == NULL)
         rc = errmsg_set(em, ERR_NOMEM, "read plan: out of memory");
     for (uint32_t i = 0; rc == 0 && i < r->ndtokens; i++) {
-        if (!want[i])
-            continue;
+        if (!want[i]) continue;
         ring_range_t rg = ring_range_at(r, i);
         int node = choose(r, i, rf, local, live, load);
         if (node < 0) {
@@ -85,8 +79,7 @@ int ring_plan_read(const ring_t *r, uint32_t rf, int local, const uint8_t *live,
             load[node] += ring_range_share(rg);
             rc = ring_ranges_add(&out->assigned[node], rg);
         }
-        if (rc < 0)
-            errmsg_set(em, rc, "read plan: out of memory");
+        if (rc < 0) errmsg_set(em, rc, "read plan: out of memory");
     }
     free(load);
     free(want);
@@ -115,8 +108,7 @@ int ring_plan_write(const ring_t *current, const ring_t *pending, uint64_t token
                           rf);
     uint32_t reps[RING_MAX_RF];
     uint32_t n = ring_replicas(current, token, rf, reps);
-    if (n == 0)
-        return errmsg_set(em, ERR_UNAVAILABLE, "write plan: the ring is empty");
+    if (n == 0) return errmsg_set(em, ERR_UNAVAILABLE, "write plan: the ring is empty");
     for (uint32_t i = 0; i < n; i++)
         out->nodes[out->n++] = current->names[reps[i]];
     out->nnatural = n;
@@ -126,8 +118,7 @@ int ring_plan_write(const ring_t *current, const ring_t *pending, uint64_t token
         uint32_t k = 0;
         while (k < out->n && strcmp(out->nodes[k], id) != 0)
             k++;
-        if (k == out->n)
-            out->nodes[out->n++] = id;
+        if (k == out->n) out->nodes[out->n++] = id;
     }
     uint32_t q = quorum ? quorum : ring_default_quorum(rf);
     out->quorum = q < n ? q : n;

@@ -20,20 +20,17 @@ static int cmp_str(const void *a, const void *b)
 static int cmp_entry(const void *a, const void *b)
 {
     const struct ring_entry *x = a, *y = b;
-    if (x->token != y->token)
-        return x->token < y->token ? -1 : 1;
+    if (x->token != y->token) return x->token < y->token ? -1 : 1;
     return x->node < y->node ? -1 : x->node > y->node;
 }
 
 static int copy_names(ring_t *r, const ring_node_spec_t *nodes, size_t n, errmsg_t *em)
 {
     r->names = calloc(n ? n : 1, sizeof *r->names);
-    if (r->names == NULL)
-        return errmsg_set(em, ERR_NOMEM, "ring: out of memory");
+    if (r->names == NULL) return errmsg_set(em, ERR_NOMEM, "ring: out of memory");
     for (size_t i = 0; i < n; i++) {
         int rc = ring_node_id_check(nodes[i].node_id, em);
-        if (rc < 0)
-            return rc;
+        if (rc < 0) return rc;
         if (nodes[i].ntokens == 0 || nodes[i].ntokens > RING_MAX_TOKENS)
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "ring: node %s has %u tokens",
                               nodes[i].node_id, nodes[i].ntokens);
@@ -44,8 +41,7 @@ static int copy_names(ring_t *r, const ring_node_spec_t *nodes, size_t n, errmsg
     qsort(r->names, n, sizeof *r->names, cmp_str);
     for (size_t i = 1; i < n; i++)
         if (strcmp(r->names[i - 1], r->names[i]) == 0)
-            return errmsg_set(em, ERR_INVALID_ARGUMENT, "ring: node %s listed twice",
-                              r->names[i]);
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "ring: node %s listed twice", r->names[i]);
     return 0;
 }
 
@@ -66,8 +62,7 @@ static int fill_entries(ring_t *r, const ring_node_spec_t *nodes, size_t n, errm
     qsort(r->entries, r->nentries, sizeof *r->entries, cmp_entry);
     size_t w = 0;
     for (size_t i = 0; i < r->nentries; i++) { /* a node listing a token twice holds it once */
-        if (w > 0 && cmp_entry(&r->entries[w - 1], &r->entries[i]) == 0)
-            continue;
+        if (w > 0 && cmp_entry(&r->entries[w - 1], &r->entries[i]) == 0) continue;
         r->entries[w++] = r->entries[i];
     }
     r->nentries = w;
@@ -97,11 +92,9 @@ int ring_build(const ring_node_spec_t *nodes, size_t n, ring_t **out, errmsg_t *
     if (n > RING_MAX_NODES)
         return errmsg_set(em, ERR_LIMIT, "ring: %zu nodes, at most %d", n, RING_MAX_NODES);
     ring_t *r = calloc(1, sizeof *r);
-    if (r == NULL)
-        return errmsg_set(em, ERR_NOMEM, "ring: out of memory");
+    if (r == NULL) return errmsg_set(em, ERR_NOMEM, "ring: out of memory");
     int rc = copy_names(r, nodes, n, em);
-    if (rc == 0)
-        rc = fill_entries(r, nodes, n, em);
+    if (rc == 0) rc = fill_entries(r, nodes, n, em);
     if (rc < 0) {
         ring_free(r);
         return rc;
@@ -113,8 +106,7 @@ int ring_build(const ring_node_spec_t *nodes, size_t n, ring_t **out, errmsg_t *
 
 void ring_free(ring_t *r)
 {
-    if (r == NULL)
-        return;
+    if (r == NULL) return;
     for (uint32_t i = 0; i < r->nnodes; i++)
         free(r->names[i]);
     free(r->names);
@@ -135,8 +127,7 @@ const char *ring_node_name(const ring_t *r, uint32_t node)
 
 int ring_node_find(const ring_t *r, const char *node_id)
 {
-    if (r == NULL)
-        return ERR_NOT_FOUND;
+    if (r == NULL) return ERR_NOT_FOUND;
     const char *key = node_id;
     char *const *hit = bsearch(&key, r->names, r->nnodes, sizeof *r->names, cmp_str);
     return hit ? (int)(hit - r->names) : ERR_NOT_FOUND;
@@ -175,10 +166,8 @@ uint32_t ring__range_index(const ring_t *r, uint64_t t)
 
 uint32_t ring_replicas(const ring_t *r, uint64_t token, uint32_t rf, uint32_t *out)
 {
-    if (r == NULL || r->nentries == 0)
-        return 0;
-    if (rf > RING_MAX_RF)
-        rf = RING_MAX_RF;
+    if (r == NULL || r->nentries == 0) return 0;
+    if (rf > RING_MAX_RF) rf = RING_MAX_RF;
     uint32_t want = rf < r->nnodes ? rf : r->nnodes, have = 0;
     size_t i = ring__first_entry(r, token);
     for (size_t step = 0; step < r->nentries && have < want; step++) {
@@ -186,10 +175,8 @@ uint32_t ring_replicas(const ring_t *r, uint64_t token, uint32_t rf, uint32_t *o
         uint32_t k = 0;
         while (k < have && out[k] != node)
             k++;
-        if (k == have)
-            out[have++] = node;
-        if (++i == r->nentries)
-            i = 0;
+        if (k == have) out[have++] = node;
+        if (++i == r->nentries) i = 0;
     }
     return have;
 }
@@ -197,13 +184,11 @@ uint32_t ring_replicas(const ring_t *r, uint64_t token, uint32_t rf, uint32_t *o
 int ring__is_replica(const ring_t *r, uint64_t token, uint32_t rf, const char *node_id)
 {
     int node = ring_node_find(r, node_id);
-    if (node < 0)
-        return 0;
+    if (node < 0) return 0;
     uint32_t reps[RING_MAX_RF];
     uint32_t n = ring_replicas(r, token, rf, reps);
     for (uint32_t i = 0; i < n; i++)
-        if (reps[i] == (uint32_t)node)
-            return 1;
+        if (reps[i] == (uint32_t)node) return 1;
     return 0;
 }
 
@@ -222,10 +207,8 @@ ring_range_t ring_range_at(const ring_t *r, uint32_t i)
 
 int ring_range_contains(ring_range_t r, uint64_t t)
 {
-    if (r.start == r.end)
-        return 1;
-    if (r.start < r.end)
-        return t > r.start && t <= r.end;
+    if (r.start == r.end) return 1;
+    if (r.start < r.end) return t > r.start && t <= r.end;
     return t > r.start || t <= r.end; /* wraps past UINT64_MAX */
 }
 
@@ -253,8 +236,7 @@ int ring_range_intervals(ring_range_t r, uint64_t lo[2], uint64_t hi[2])
 
 double ring_range_share(ring_range_t r)
 {
-    if (r.start == r.end)
-        return 1.0;
+    if (r.start == r.end) return 1.0;
     return (double)(r.end - r.start) / 18446744073709551616.0;
 }
 
@@ -273,8 +255,7 @@ int ring_ranges_add(ring_ranges_t *l, ring_range_t r)
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
         ring_range_t *v = realloc(l->v, cap * sizeof *v);
-        if (v == NULL)
-            return ERR_NOMEM;
+        if (v == NULL) return ERR_NOMEM;
         l->v = v;
         l->cap = cap;
     }
@@ -284,8 +265,7 @@ int ring_ranges_add(ring_ranges_t *l, ring_range_t r)
 
 void ring__ranges_close_wrap(ring_ranges_t *l)
 {
-    if (l->n < 2 || l->v[l->n - 1].end != l->v[0].start)
-        return;
+    if (l->n < 2 || l->v[l->n - 1].end != l->v[0].start) return;
     l->v[0].start = l->v[l->n - 1].start;
     l->n--;
 }

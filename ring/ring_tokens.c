@@ -31,8 +31,7 @@ uint64_t ring_rng_next(ring_rng_t *r)
 
 int ring_node_id_check(const char *id, errmsg_t *em)
 {
-    if (id == NULL || id[0] == 0)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "node id: empty");
+    if (id == NULL || id[0] == 0) return errmsg_set(em, ERR_INVALID_ARGUMENT, "node id: empty");
     size_t n = 0;
     for (const char *p = id; *p; p++, n++) {
         char c = *p;
@@ -59,14 +58,12 @@ int ring_identity_generate(ring_identity_t *id, const char *node_id, uint32_t nt
 {
     memset(id, 0, sizeof *id);
     int rc = ring_node_id_check(node_id, em);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     if (ntokens == 0 || ntokens > RING_MAX_TOKENS)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "tokens per node: %u not in 1..%d", ntokens,
                           RING_MAX_TOKENS);
     uint64_t *t = malloc(ntokens * sizeof *t);
-    if (t == NULL)
-        return errmsg_set(em, ERR_NOMEM, "identity: out of memory");
+    if (t == NULL) return errmsg_set(em, ERR_NOMEM, "identity: out of memory");
     uint32_t have = 0;
     /* Draw, sort, drop duplicates, draw again for the missing ones: a
      * duplicate is astronomically rare, but the result must be distinct. */
@@ -76,8 +73,7 @@ int ring_identity_generate(ring_identity_t *id, const char *node_id, uint32_t nt
         qsort(t, ntokens, sizeof *t, cmp_u64);
         have = 1;
         for (uint32_t i = 1; i < ntokens; i++)
-            if (t[i] != t[have - 1])
-                t[have++] = t[i];
+            if (t[i] != t[have - 1]) t[have++] = t[i];
     }
     snprintf(id->node_id, sizeof id->node_id, "%s", node_id);
     id->tokens = t;
@@ -92,8 +88,7 @@ int ring_identity_format(const ring_identity_t *id, buf_t *out)
                         id->ntokens);
     for (uint32_t i = 0; rc == 0 && i < id->ntokens; i++)
         rc = buf_printf(out, "%016" PRIx64 "\n", id->tokens[i]);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     uint64_t sum = hash_bytes64(out->data + start, out->len - start);
     return buf_printf(out, "checksum %016" PRIx64 "\n", sum);
 }
@@ -103,35 +98,30 @@ int ring_identity_format(const ring_identity_t *id, buf_t *out)
 static int read_line(const uint8_t **p, const uint8_t *end, char *line, size_t cap)
 {
     const uint8_t *nl = memchr(*p, '\n', (size_t)(end - *p));
-    if (nl == NULL || (size_t)(nl - *p) >= cap)
-        return 0;
+    if (nl == NULL || (size_t)(nl - *p) >= cap) return 0;
     size_t n = (size_t)(nl - *p);
     memcpy(line, *p, n);
     line[n] = 0;
-    if (strlen(line) != n)
-        return 0; /* embedded NUL */
+    if (strlen(line) != n) return 0; /* embedded NUL */
     *p = nl + 1;
     return 1;
 }
 
 static int parse_hex64(const char *s, uint64_t *v)
 {
-    if (strlen(s) != 16)
-        return 0;
+    if (strlen(s) != 16) return 0;
     uint64_t x = 0;
     for (int i = 0; i < 16; i++) {
         char c = s[i];
         int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (d < 0)
-            return 0;
+        if (d < 0) return 0;
         x = (x << 4) | (uint64_t)d;
     }
     *v = x;
     return 1;
 }
 
-static int parse_header(const uint8_t **p, const uint8_t *end, ring_identity_t *id,
-                        errmsg_t *em)
+static int parse_header(const uint8_t **p, const uint8_t *end, ring_identity_t *id, errmsg_t *em)
 {
     char line[128];
     size_t ml = strlen(IDENTITY_MAGIC);
@@ -159,11 +149,9 @@ int ring_identity_parse(ring_identity_t *id, const uint8_t *p, size_t n, errmsg_
     const uint8_t *s = p, *end = p + n;
     char line[128];
     int rc = parse_header(&s, end, id, em);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     id->tokens = malloc(id->ntokens * sizeof *id->tokens);
-    if (id->tokens == NULL)
-        return errmsg_set(em, ERR_NOMEM, "identity: out of memory");
+    if (id->tokens == NULL) return errmsg_set(em, ERR_NOMEM, "identity: out of memory");
     for (uint32_t i = 0; i < id->ntokens; i++) {
         if (!read_line(&s, end, line, sizeof line) || !parse_hex64(line, &id->tokens[i])) {
             rc = errmsg_set(em, ERR_CORRUPT, "identity: token %u is not 16 hex digits", i);

@@ -31,8 +31,7 @@ int ring_wire_encode(Flamedb__Cluster__MsgType type, const char *cluster, const 
 {
     size_t bn = protobuf_c_message_get_packed_size(body);
     uint8_t *bp = malloc(bn ? bn : 1);
-    if (bp == NULL)
-        return ERR_NOMEM;
+    if (bp == NULL) return ERR_NOMEM;
     protobuf_c_message_pack(body, bp);
     Flamedb__Cluster__Envelope env = FLAMEDB__CLUSTER__ENVELOPE__INIT;
     env.protocol_version = RING_PROTOCOL_VERSION;
@@ -115,8 +114,7 @@ static int check_write(const Flamedb__Cluster__WriteRequest *w, const ring_wire_
                        errmsg_t *em)
 {
     int rc = check_tenant(w->tenant, em);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     if (w->protocol_version != RING_PROTOCOL_VERSION || w->deadline_unix_ms == 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "write: protocol version or deadline missing");
     if (w->profile_id.len != 16)
@@ -126,17 +124,14 @@ static int check_write(const Flamedb__Cluster__WriteRequest *w, const ring_wire_
         return errmsg_set(em, ERR_TOO_LARGE, "write: %zu series, want 1..%zu", w->n_series,
                           l->max_series);
     for (size_t i = 0; i < w->n_series; i++)
-        if ((rc = check_series(w->series[i], i, em)) < 0)
-            return rc;
+        if ((rc = check_series(w->series[i], i, em)) < 0) return rc;
     return check_symbols(w->symbols, w->n_symbols, l, em);
 }
 
-static int check_ack(const Flamedb__Cluster__WriteAck *a, const ring_wire_limits_t *l,
-                     errmsg_t *em)
+static int check_ack(const Flamedb__Cluster__WriteAck *a, const ring_wire_limits_t *l, errmsg_t *em)
 {
     int rc = check_tenant(a->tenant, em);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     if (a->profile_id.len != 16 || a->status > 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "ack: bad profile id or status");
     return check_str("reason", a->reason, l->max_string, em);
@@ -146,8 +141,7 @@ static int check_query(const Flamedb__Cluster__QueryRequest *q, const ring_wire_
                        errmsg_t *em)
 {
     int rc = check_tenant(q->tenant, em);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     if (q->protocol_version != RING_PROTOCOL_VERSION || q->deadline_unix_ms == 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "query: protocol version or deadline missing");
     if (q->kind < Q(MERGE) || q->kind > Q(SPANS))
@@ -166,10 +160,8 @@ static int check_partial(const Flamedb__Cluster__PartialResult *p, const ring_wi
                          errmsg_t *em)
 {
     int rc = check_tenant(p->tenant, em);
-    if (rc < 0)
-        return rc;
-    if (p->status > 0)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "partial: bad status");
+    if (rc < 0) return rc;
+    if (p->status > 0) return errmsg_set(em, ERR_INVALID_ARGUMENT, "partial: bad status");
     if (p->n_values > l->max_values || p->n_totals > l->max_values)
         return errmsg_set(em, ERR_TOO_LARGE, "partial: too many values");
     for (size_t i = 0; i < p->n_values; i++)
@@ -183,10 +175,8 @@ static int check_partial(const Flamedb__Cluster__PartialResult *p, const ring_wi
 
 static int check_state(int state, int down_from)
 {
-    if (state < S(JOINING) || state > S(LEFT))
-        return -1;
-    if (state == S(DOWN))
-        return down_from >= S(JOINING) && down_from <= S(LEAVING) ? 0 : -1;
+    if (state < S(JOINING) || state > S(LEFT)) return -1;
+    if (state == S(DOWN)) return down_from >= S(JOINING) && down_from <= S(LEAVING) ? 0 : -1;
     return down_from == 0 ? 0 : -1;
 }
 
@@ -231,12 +221,18 @@ static int check_gossip(const Flamedb__Cluster__Gossip *g, errmsg_t *em)
 static const ProtobufCMessageDescriptor *descriptor_of(int type)
 {
     switch (type) {
-    case T(GOSSIP): return &flamedb__cluster__gossip__descriptor;
-    case T(WRITE): return &flamedb__cluster__write_request__descriptor;
-    case T(WRITE_ACK): return &flamedb__cluster__write_ack__descriptor;
-    case T(QUERY): return &flamedb__cluster__query_request__descriptor;
-    case T(PARTIAL): return &flamedb__cluster__partial_result__descriptor;
-    default: return NULL;
+    case T(GOSSIP):
+        return &flamedb__cluster__gossip__descriptor;
+    case T(WRITE):
+        return &flamedb__cluster__write_request__descriptor;
+    case T(WRITE_ACK):
+        return &flamedb__cluster__write_ack__descriptor;
+    case T(QUERY):
+        return &flamedb__cluster__query_request__descriptor;
+    case T(PARTIAL):
+        return &flamedb__cluster__partial_result__descriptor;
+    default:
+        return NULL;
     }
 }
 
@@ -246,9 +242,12 @@ static int check_body(int type, const ProtobufCMessage *b, const ring_wire_limit
     uint64_t deadline = 0;
     int rc;
     switch (type) {
-    case T(GOSSIP): return check_gossip((const void *)b, em);
-    case T(WRITE_ACK): return check_ack((const void *)b, l, em);
-    case T(PARTIAL): return check_partial((const void *)b, l, em);
+    case T(GOSSIP):
+        return check_gossip((const void *)b, em);
+    case T(WRITE_ACK):
+        return check_ack((const void *)b, l, em);
+    case T(PARTIAL):
+        return check_partial((const void *)b, l, em);
     case T(WRITE):
         rc = check_write((const void *)b, l, em);
         deadline = ((const Flamedb__Cluster__WriteRequest *)b)->deadline_unix_ms;
@@ -281,8 +280,8 @@ static int check_envelope(const Flamedb__Cluster__Envelope *e, const char *clust
     return 0;
 }
 
-int ring_wire_decode(const uint8_t *p, size_t n, const ring_wire_limits_t *lim,
-                     const char *cluster, uint64_t now_unix_ms, ring_msg_t *out, errmsg_t *em)
+int ring_wire_decode(const uint8_t *p, size_t n, const ring_wire_limits_t *lim, const char *cluster,
+                     uint64_t now_unix_ms, ring_msg_t *out, errmsg_t *em)
 {
     memset(out, 0, sizeof *out);
     ring_wire_limits_t dl;
@@ -293,8 +292,7 @@ int ring_wire_decode(const uint8_t *p, size_t n, const ring_wire_limits_t *lim,
     if (n > lim->max_bytes)
         return errmsg_set(em, ERR_TOO_LARGE, "message: %zu bytes, at most %zu", n, lim->max_bytes);
     out->env = flamedb__cluster__envelope__unpack(NULL, n, p);
-    if (out->env == NULL)
-        return errmsg_set(em, ERR_UNPARSEABLE, "message: not a cluster envelope");
+    if (out->env == NULL) return errmsg_set(em, ERR_UNPARSEABLE, "message: not a cluster envelope");
     int rc = check_envelope(out->env, cluster, now_unix_ms, em);
     if (rc == 0) {
         const ProtobufCMessageDescriptor *d = descriptor_of(out->env->type);
@@ -304,17 +302,14 @@ int ring_wire_decode(const uint8_t *p, size_t n, const ring_wire_limits_t *lim,
         else
             rc = check_body(out->env->type, out->body, lim, now_unix_ms, em);
     }
-    if (rc < 0)
-        ring_msg_free(out);
+    if (rc < 0) ring_msg_free(out);
     return rc;
 }
 
 void ring_msg_free(ring_msg_t *m)
 {
-    if (m->body)
-        protobuf_c_message_free_unpacked(m->body, NULL);
-    if (m->env)
-        flamedb__cluster__envelope__free_unpacked(m->env, NULL);
+    if (m->body) protobuf_c_message_free_unpacked(m->body, NULL);
+    if (m->env) flamedb__cluster__envelope__free_unpacked(m->env, NULL);
     m->body = NULL;
     m->env = NULL;
 }

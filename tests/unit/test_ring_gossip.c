@@ -38,30 +38,25 @@ static ring_members_t *start_node(struct sim *s, size_t i, ring_state_t initial,
 static size_t index_of(struct sim *s, const char *id)
 {
     for (size_t i = 0; i < s->n; i++)
-        if (strcmp(s->ids[i].node_id, id) == 0)
-            return i;
+        if (strcmp(s->ids[i].node_id, id) == 0) return i;
     return SIZE_MAX;
 }
 
 /* One SYN -> ACK -> ACK2 exchange from a to b, if both are up. */
 static void exchange(struct sim *s, size_t a, size_t b)
 {
-    if (!s->up[a] || !s->up[b] || a == b)
-        return;
+    if (!s->up[a] || !s->up[b] || a == b) return;
     buf_t m1, m2, m3;
     buf_init(&m1, BUF_UNLIMITED);
     buf_init(&m2, BUF_UNLIMITED);
     buf_init(&m3, BUF_UNLIMITED);
     CHECK_EQ_INT(ring_gossip_syn(s->m[a], &m1), 0);
     CHECK_EQ_INT(ring_gossip_receive(s->m[b], m1.data, m1.len, &m2, NULL), 0);
-    if (m2.len > 0)
-        CHECK_EQ_INT(ring_gossip_receive(s->m[a], m2.data, m2.len, &m3, NULL), 0);
-    if (m3.len > 0)
-        CHECK_EQ_INT(ring_gossip_receive(s->m[b], m3.data, m3.len, &m1, NULL), 0);
+    if (m2.len > 0) CHECK_EQ_INT(ring_gossip_receive(s->m[a], m2.data, m2.len, &m3, NULL), 0);
+    if (m3.len > 0) CHECK_EQ_INT(ring_gossip_receive(s->m[b], m3.data, m3.len, &m1, NULL), 0);
     size_t sizes[3] = {m1.len, m2.len, m3.len};
     for (int i = 0; i < 3; i++)
-        if (sizes[i] > s->max_msg)
-            s->max_msg = sizes[i];
+        if (sizes[i] > s->max_msg) s->max_msg = sizes[i];
     s->msgs += 1 + (m2.len > 0) + (m3.len > 0);
     buf_free(&m1);
     buf_free(&m2);
@@ -74,8 +69,7 @@ static void round_once(struct sim *s)
 {
     clk.now += PERIOD;
     for (size_t i = 0; i < s->n; i++) {
-        if (!s->up[i] || s->m[i] == NULL)
-            continue;
+        if (!s->up[i] || s->m[i] == NULL) continue;
         ring_members_tick(s->m[i]);
         int k = ring_gossip_pick(s->m[i], &s->rng);
         size_t peer = 0;
@@ -84,8 +78,7 @@ static void round_once(struct sim *s)
             ring_members_get(s->m[i], (size_t)k, &x);
             peer = index_of(s, x.node_id);
         }
-        if (peer < s->n && s->m[peer] != NULL)
-            exchange(s, i, peer);
+        if (peer < s->n && s->m[peer] != NULL) exchange(s, i, peer);
     }
 }
 
@@ -97,8 +90,7 @@ static int converged(struct sim *s, char *why, size_t whylen)
     uint64_t fp_ref = 0;
     int first = 1;
     for (size_t i = 0; i < s->n; i++) {
-        if (!s->up[i] || s->m[i] == NULL)
-            continue;
+        if (!s->up[i] || s->m[i] == NULL) continue;
         cur[0] = 0;
         for (size_t k = 0; k < ring_members_count(s->m[i]); k++) {
             ring_member_t x;
@@ -130,8 +122,7 @@ static int run_until_converged(struct sim *s, int max)
     char why[17000];
     for (int r = 0; r < max; r++) {
         round_once(s);
-        if (converged(s, why, sizeof why))
-            return r + 1;
+        if (converged(s, why, sizeof why)) return r + 1;
     }
     fprintf(stderr, "not converged: %.400s\n", why);
     return -1;
@@ -140,8 +131,7 @@ static int run_until_converged(struct sim *s, int max)
 static ring_state_t seen_as(struct sim *s, size_t observer, const char *id)
 {
     ring_member_t x;
-    if (ring_members_find(s->m[observer], id, &x) < 0)
-        return 0;
+    if (ring_members_find(s->m[observer], id, &x) < 0) return 0;
     return x.state;
 }
 
@@ -154,8 +144,7 @@ static int run_until_seen(struct sim *s, size_t who, ring_state_t st, int max)
         for (size_t i = 0; i < s->n; i++)
             if (i != who && s->up[i] && s->m[i] != NULL)
                 all &= seen_as(s, i, s->ids[who].node_id) == st;
-        if (all)
-            return r + 1;
+        if (all) return r + 1;
     }
     return -1;
 }
@@ -288,8 +277,7 @@ static void test_malformed(void)
                         &alien, NULL);
     buf_reset(&syn);
     ring_gossip_syn(alien, &syn);
-    CHECK_EQ_INT(ring_gossip_receive(s.m[1], syn.data, syn.len, &reply, &em),
-                 ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(ring_gossip_receive(s.m[1], syn.data, syn.len, &reply, &em), ERR_INVALID_ARGUMENT);
     ring_members_free(alien);
     /* oversized for the receiver's limit */
     o.cluster = "test";

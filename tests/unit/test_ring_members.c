@@ -24,14 +24,13 @@ static ring_member_t entry(const ring_identity_t *id, ring_state_t state, ring_s
                            uint64_t inc, uint64_t hb)
 {
     return (ring_member_t){id->node_id, "h:1", "tcp://c:1", id->tokens, id->ntokens,
-                           state, life, inc, hb, 0};
+                           state,       life,  inc,         hb,         0};
 }
 
 static ring_state_t state_of(ring_members_t *m, const char *id)
 {
     ring_member_t x;
-    if (ring_members_find(m, id, &x) < 0)
-        return 0;
+    if (ring_members_find(m, id, &x) < 0) return 0;
     return x.state;
 }
 
@@ -268,8 +267,7 @@ static void test_merge_order(ring_identity_t *ids, uint64_t seed)
             snprintf(dump + o, sizeof dump - o, "%s:%d/%d:%" PRIu64 ":%" PRIu64 " ", x.node_id,
                      x.state, x.life, x.incarnation, x.heartbeat);
         }
-        if (round == 0)
-            memcpy(first, dump, sizeof first);
+        if (round == 0) memcpy(first, dump, sizeof first);
         CHECK_EQ_STR(dump, first);
         ring_members_free(m);
     }

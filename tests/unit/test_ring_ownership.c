@@ -21,8 +21,7 @@ static void check_coalesced(const ring_ranges_t *l)
 {
     for (size_t i = 0; i < l->n; i++)
         for (size_t j = 0; j < l->n; j++)
-            if (i != j)
-                CHECK(l->v[i].end != l->v[j].start);
+            if (i != j) CHECK(l->v[i].end != l->v[j].start);
 }
 
 static double list_share(const ring_ranges_t *l)
@@ -36,8 +35,7 @@ static double list_share(const ring_ranges_t *l)
 static int in_set(const ring_t *r, const uint32_t *v, uint32_t n, const char *id)
 {
     for (uint32_t i = 0; i < n; i++)
-        if (strcmp(ring_node_name(r, v[i]), id) == 0)
-            return 1;
+        if (strcmp(ring_node_name(r, v[i]), id) == 0) return 1;
     return 0;
 }
 
@@ -61,16 +59,15 @@ static size_t sample_tokens(const ring_t *a, const ring_t *b, ring_rng_t *rng, u
 
 /* Checks one transition before -> after where `mover` joins (join=1) or
  * leaves (join=0). */
-static void check_transition(const ring_t *before, const ring_t *after, const char *mover,
-                             int join, uint32_t rf, ring_rng_t *rng)
+static void check_transition(const ring_t *before, const ring_t *after, const char *mover, int join,
+                             uint32_t rf, ring_rng_t *rng)
 {
     const ring_t *big = join ? after : before;
     uint32_t n = ring_node_count(big);
     ring_ranges_t *gained = calloc(n, sizeof *gained), *lost = calloc(n, sizeof *lost);
     for (uint32_t x = 0; x < n; x++)
-        CHECK_EQ_INT(ring_node_changes(before, after, rf, ring_node_name(big, x), &gained[x],
-                                       &lost[x]),
-                     0);
+        CHECK_EQ_INT(
+            ring_node_changes(before, after, rf, ring_node_name(big, x), &gained[x], &lost[x]), 0);
     static uint64_t toks[4000];
     size_t nt = sample_tokens(before, after, rng, toks, 4000);
     for (size_t k = 0; k < nt; k++) {
@@ -109,8 +106,7 @@ static void check_transition(const ring_t *before, const ring_t *after, const ch
     CHECK(moved > list_share(&own) - 1e-9 && moved < list_share(&own) + 1e-9);
     double others = 0;
     for (uint32_t x = 0; x < n; x++)
-        if ((int)x != m)
-            others += join ? list_share(&lost[x]) : list_share(&gained[x]);
+        if ((int)x != m) others += join ? list_share(&lost[x]) : list_share(&gained[x]);
     /* each range the mover takes displaces one node, unless the small ring
      * had fewer than rf nodes */
     if (ring_node_count(join ? before : after) >= rf)

@@ -46,8 +46,7 @@ static void check_plan(const ring_t *r, uint32_t rf, int local, const uint8_t *l
             for (uint32_t i = 0; i < n; i++)
                 is_rep |= (int)reps[i] == owner;
             CHECK(is_rep && live[owner]);
-            if (local_live)
-                CHECK_EQ_INT(owner, local);
+            if (local_live) CHECK_EQ_INT(owner, local);
         }
     }
 }
@@ -158,8 +157,7 @@ static int is_rep(const ring_t *r, uint64_t t, const char *id)
     uint32_t reps[RING_MAX_RF];
     uint32_t n = ring_replicas(r, t, 3, reps);
     for (uint32_t i = 0; i < n; i++)
-        if (strcmp(ring_node_name(r, reps[i]), id) == 0)
-            return 1;
+        if (strcmp(ring_node_name(r, reps[i]), id) == 0) return 1;
     return 0;
 }
 
@@ -187,8 +185,7 @@ static void test_write_plan(void)
         /* the joiner gets the write exactly when it will be a replica */
         int joiner_rep = is_rep(pend, t, "n04");
         CHECK_EQ_INT(w.n, 3 + joiner_rep);
-        if (w.n == 4)
-            CHECK_EQ_STR(w.nodes[3], "n04");
+        if (w.n == 4) CHECK_EQ_STR(w.nodes[3], "n04");
         with_pending += joiner_rep;
     }
     CHECK(with_pending > 0);

@@ -8,7 +8,13 @@
 #define GOLD_ID_T0 0x044c3cd7f43c661cULL
 #define GOLD_ID_T3 0xe6984080bab12a02ULL
 #define GOLD_FINGERPRINT 0x6414c5405a6efb41ULL
-#define GOLD_REPLICAS {{"n02", "n00"}, {"n02", "n00"}, {"n00", "n01"}, {"n01", "n02"}}
+#define GOLD_REPLICAS                                                                              \
+    {                                                                                              \
+        {"n02", "n00"}, {"n02", "n00"}, {"n00", "n01"},                                            \
+        {                                                                                          \
+            "n01", "n02"                                                                           \
+        }                                                                                          \
+    }
 
 static void test_rng_golden(void)
 {
@@ -61,8 +67,7 @@ static void test_identity_file(void)
         b.data[i] = save == '0' ? '1' : '0';
         int rc = ring_identity_parse(&back, b.data, b.len, NULL);
         refused += rc == ERR_CORRUPT;
-        if (rc == 0)
-            ring_identity_free(&back);
+        if (rc == 0) ring_identity_free(&back);
         b.data[i] = save;
     }
     CHECK_EQ_INT(refused, tried);
@@ -131,7 +136,8 @@ static void test_replicas_property(uint64_t seed)
                     CHECK(out[i] != out[j]);
                 if (strcmp(ring_node_name(ring, out[i]), oracle[i]) != 0) {
                     CHECK(!"replica differs from the oracle");
-                    fprintf(stderr, "  round %d token %016" PRIx64 " rf %u i %u\n", round, t, rf, i);
+                    fprintf(stderr, "  round %d token %016" PRIx64 " rf %u i %u\n", round, t, rf,
+                            i);
                 }
             }
         }
@@ -142,7 +148,8 @@ static void test_replicas_property(uint64_t seed)
             uint32_t na = ring_replicas(ring, rg.end, 3, a);
             uint32_t nb = ring_replicas(ring, rg.start + 1, 3, b);
             CHECK(na == nb && memcmp(a, b, na * sizeof *a) == 0);
-            CHECK(ring_range_contains(rg, rg.end) && (rg.start == rg.end || !ring_range_contains(rg, rg.start)));
+            CHECK(ring_range_contains(rg, rg.end) &&
+                  (rg.start == rg.end || !ring_range_contains(rg, rg.start)));
         }
         ring_free(ring);
         free_identities(ids, n);

@@ -77,8 +77,7 @@ static inline uint32_t oracle_replicas(const ring_identity_t *ids, size_t n, con
                 }
             }
         }
-        if (best == NULL)
-            break;
+        if (best == NULL) break;
         out[have++] = best;
     }
     return have;

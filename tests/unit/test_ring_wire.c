@@ -103,19 +103,18 @@ static void test_write_roundtrip(void)
     size_t hn = flamedb__cluster__hint_record__pack(&h, hp);
     Flamedb__Cluster__HintRecord *hb = flamedb__cluster__hint_record__unpack(NULL, hn, hp);
     CHECK(hb != NULL && hb->write_request.len == n && strcmp(hb->target_node_id, "n02") == 0);
-    if (hb)
-        flamedb__cluster__hint_record__free_unpacked(hb, NULL);
+    if (hb) flamedb__cluster__hint_record__free_unpacked(hb, NULL);
 
     /* refusals of bad writes */
     struct {
         const char *what;
         int want;
     } cases[] = {
-        {"no tenant", ERR_INVALID_ARGUMENT},     {"long tenant", ERR_INVALID_ARGUMENT},
-        {"short id", ERR_INVALID_ARGUMENT},      {"no series", ERR_TOO_LARGE},
-        {"id not hash", ERR_INVALID_ARGUMENT},   {"bad span", ERR_INVALID_ARGUMENT},
-        {"no deadline", ERR_INVALID_ARGUMENT},   {"late", ERR_TIMEOUT},
-        {"bad labels", ERR_INVALID_ARGUMENT},    {"empty tree", ERR_INVALID_ARGUMENT},
+        {"no tenant", ERR_INVALID_ARGUMENT},   {"long tenant", ERR_INVALID_ARGUMENT},
+        {"short id", ERR_INVALID_ARGUMENT},    {"no series", ERR_TOO_LARGE},
+        {"id not hash", ERR_INVALID_ARGUMENT}, {"bad span", ERR_INVALID_ARGUMENT},
+        {"no deadline", ERR_INVALID_ARGUMENT}, {"late", ERR_TIMEOUT},
+        {"bad labels", ERR_INVALID_ARGUMENT},  {"empty tree", ERR_INVALID_ARGUMENT},
     };
     buf_free(&f.labels);
     char longt[RING_TENANT_MAX + 2];
@@ -126,16 +125,39 @@ static void test_write_roundtrip(void)
         uint64_t env_deadline = f.w.deadline_unix_ms;
         uint8_t junk[3] = {0xff, 0xff, 0xff};
         switch (c) {
-        case 0: f.w.tenant = ""; break;
-        case 1: f.w.tenant = longt; break;
-        case 2: f.w.profile_id.len = 8; break;
-        case 3: f.w.n_series = 0; break;
-        case 4: f.part.series_id ^= 1; break;
-        case 5: f.span.kind = 9; break;
-        case 6: f.w.deadline_unix_ms = 0; env_deadline = 0; break;
-        case 7: f.w.deadline_unix_ms = NOW - 1; env_deadline = 0; break;
-        case 8: f.part.labels.data = junk; f.part.labels.len = 3; break;
-        case 9: f.part.calltree.len = 0; break;
+        case 0:
+            f.w.tenant = "";
+            break;
+        case 1:
+            f.w.tenant = longt;
+            break;
+        case 2:
+            f.w.profile_id.len = 8;
+            break;
+        case 3:
+            f.w.n_series = 0;
+            break;
+        case 4:
+            f.part.series_id ^= 1;
+            break;
+        case 5:
+            f.span.kind = 9;
+            break;
+        case 6:
+            f.w.deadline_unix_ms = 0;
+            env_deadline = 0;
+            break;
+        case 7:
+            f.w.deadline_unix_ms = NOW - 1;
+            env_deadline = 0;
+            break;
+        case 8:
+            f.part.labels.data = junk;
+            f.part.labels.len = 3;
+            break;
+        case 9:
+            f.part.calltree.len = 0;
+            break;
         }
         int rc = roundtrip(T(WRITE), &f.w.base, "c1", env_deadline, &m, &em);
         if (rc != cases[c].want)
@@ -190,8 +212,7 @@ static void test_envelope_refusals(void)
     int ok = 0, refused = 0;
     for (size_t k = 0; k < b.len; k++) {
         int rc = ring_wire_decode(b.data, k, NULL, "c1", NOW, &m, NULL);
-        if (rc == 0)
-            ring_msg_free(&m);
+        if (rc == 0) ring_msg_free(&m);
         refused += rc < 0;
     }
     CHECK_EQ_INT(refused, (int)b.len); /* a prefix always loses a required field or parses badly */
