@@ -6,6 +6,7 @@
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #define T0 1700000000LL
@@ -100,6 +101,15 @@ typedef struct worker {
     int errors;
 } worker_t;
 
+/* Thread-safe (no CHECK): adds value along a;b. */
+static int add_path(calltree_t *t, symtab_t *st, const char *a, const char *b, int64_t v)
+{
+    uint64_t stack[2];
+    int rc = symtab_intern(st, a, strlen(a), "", 0, &stack[0]);
+    if (rc == 0) rc = symtab_intern(st, b, strlen(b), "", 0, &stack[1]);
+    return rc != 0 ? rc : calltree_add_stack(t, stack, 2, v);
+}
+
 /* Every thread writes the shared id 1000 RETRIES times, racing the others,
  * plus ids of its own; each tree has its own value so any double count shows. */
 static void *worker_main(void *arg)
@@ -107,7 +117,7 @@ static void *worker_main(void *arg)
     worker_t *w = arg;
     calltree_t *shared = calltree_new(0), *own = calltree_new(0);
     symtab_t *st = symtab_new();
-    fx_add(shared, st, "race;shared", 1000003);
+    w->errors += add_path(shared, st, "race", "shared", 1000003) != 0;
     pthread_barrier_wait(w->start);
     for (int i = 0; i < RETRIES; i++) {
         size_t n = 0;
@@ -115,7 +125,7 @@ static void *worker_main(void *arg)
         w->written += n;
         calltree_clear(own);
         int64_t v = 1 + w->index * 1000 + i;
-        fx_add(own, st, "race;own", v);
+        w->errors += add_path(own, st, "race", "own", v) != 0;
         if (fx_write(w->f->s, "conc", w->l, own, st, 2000 + (uint64_t)w->index * RETRIES + i,
                      (T0 + i) * NS, &n) != 0)
             w->errors++;
@@ -127,13 +137,60 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Reads while the writers write: scans must not fail, and since every value
+ * is positive, no read may ever exceed the final sum. */
+typedef struct reader {
+    storage_t *s;
+    uint64_t token, series_id;
+    atomic_int *done;
+    int64_t max_total;
+    int errors, reads;
+} reader_t;
+
+static int reader_total(void *ctx, int64_t window, int64_t total)
+{
+    *(int64_t *)ctx += total;
+    return 0;
+}
+
+static int reader_block(void *ctx, int64_t window, const uint8_t *v, size_t n)
+{
+    calltree_t *t = calltree_new(0);
+    int rc = calltree_decode_merge(t, v, n);
+    *(int64_t *)ctx += calltree_root_total(t);
+    calltree_free(t);
+    return rc;
+}
+
+static void *reader_main(void *arg)
+{
+    reader_t *r = arg;
+    while (!atomic_load(r->done)) {
+        int64_t totals = 0, blocks = 0;
+        int rc = storage_scan_totals(r->s, "conc", r->token, r->series_id, 0, T0 - 100, T0 + 100,
+                                     reader_total, &totals);
+        if (rc == 0)
+            rc = storage_scan_blocks(r->s, "conc", r->token, r->series_id, 4, T0 - 86400,
+                                     T0 + 86400, reader_block, &blocks);
+        r->errors += rc != 0;
+        r->max_total = totals > r->max_total ? totals : r->max_total;
+        r->max_total = blocks > r->max_total ? blocks : r->max_total;
+        r->reads++;
+    }
+    return NULL;
+}
+
 static void test_concurrent(fixture_t *f)
 {
     labels_t *l = fx_labels("conc", NULL);
-    pthread_t th[THREADS];
+    pthread_t th[THREADS], rt;
     worker_t w[THREADS];
     pthread_barrier_t start;
+    atomic_int done = 0;
+    reader_t r = {.s = f->s, .series_id = labels_hash(l), .done = &done};
+    r.token = r.series_id >> 1;
     pthread_barrier_init(&start, NULL, THREADS);
+    pthread_create(&rt, NULL, reader_main, &r);
     for (int i = 0; i < THREADS; i++) {
         w[i] = (worker_t){.f = f, .l = l, .start = &start, .index = i};
         pthread_create(&th[i], NULL, worker_main, &w[i]);
@@ -146,9 +203,15 @@ static void test_concurrent(fixture_t *f)
         want += w[i].own_sum;
         shared_written += w[i].written;
     }
+    atomic_store(&done, 1);
+    pthread_join(rt, NULL);
     pthread_barrier_destroy(&start);
     CHECK_EQ_INT(shared_written, 1); /* exactly one writer won the shared id */
     check_sum(f->s, "conc", l, want);
+    CHECK_EQ_INT(r.errors, 0);
+    CHECK(r.reads > 0);
+    CHECK(r.max_total <= want);
+    fprintf(stderr, "concurrent: %d reads during the writes\n", r.reads);
     labels_free(l);
 }
 
