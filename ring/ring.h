@@ -321,11 +321,11 @@ int ring_members_merge(ring_members_t *m, const ring_member_t *e);
  * ranges move to the others. Not for this node (use set_state). */
 int ring_members_remove(ring_members_t *m, const char *node_id, errmsg_t *em);
 
-/* Builds the rings. current: members ACTIVE, LEAVING or DOWN (a down node
- * keeps its ranges; its writes become hints). pending (may be NULL): the ring
- * once joins and leaves complete (ACTIVE, JOINING, DOWN), or NULL in *pending
- * when it equals current. Caller owns the rings. ERR_UNAVAILABLE when current
- * would be empty (*current NULL) is not an error: *current is NULL. */
+/* Builds the rings. current: members ACTIVE or LEAVING, also while DOWN (a
+ * down node keeps its ranges; writes for it become hints), or NULL when there
+ * are none yet. pending (may be NULL to skip): the ring once the joins and
+ * leaves in progress complete (ACTIVE and JOINING, down or not), set only
+ * when it differs from current, else NULL. Caller owns both (ring_free). */
 int ring_members_build_rings(const ring_members_t *m, ring_t **current, ring_t **pending,
                              errmsg_t *em);
 

@@ -75,7 +75,7 @@ int ring_identity_generate(ring_identity_t *id, const char *node_id, uint32_t nt
         for (uint32_t i = 1; i < ntokens; i++)
             if (t[i] != t[have - 1]) t[have++] = t[i];
     }
-    snprintf(id->node_id, sizeof id->node_id, "%s", node_id);
+    memcpy(id->node_id, node_id, strlen(node_id) + 1); /* checked: <= RING_NODE_ID_MAX */
     id->tokens = t;
     id->ntokens = ntokens;
     return 0;
@@ -132,7 +132,7 @@ static int parse_header(const uint8_t **p, const uint8_t *end, ring_identity_t *
         return errmsg_set(em, ERR_CORRUPT, "identity: missing node_id line");
     if (ring_node_id_check(line + 8, NULL) < 0)
         return errmsg_set(em, ERR_CORRUPT, "identity: invalid node id");
-    snprintf(id->node_id, sizeof id->node_id, "%s", line + 8);
+    memcpy(id->node_id, line + 8, strlen(line + 8) + 1); /* checked: <= RING_NODE_ID_MAX */
     char *e;
     if (!read_line(p, end, line, sizeof line) || strncmp(line, "tokens ", 7) != 0)
         return errmsg_set(em, ERR_CORRUPT, "identity: missing tokens line");
