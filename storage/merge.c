@@ -24,9 +24,12 @@
 #define MERGE_TREE_NAME "flamedb.calltree_sum.v1"
 #define MERGE_I64_NAME "flamedb.i64_add.v1"
 
+/* Until a compaction folds it away, a corrupt operand is met again by every
+ * read of its key, so the log is thinned out: the first ten, then powers of 2. */
 static void log_corrupt(storage_counters_t *c, const char *what, int i, int rc)
 {
     uint64_t n = atomic_fetch_add(&c->corrupt_operands, 1) + 1;
+    if (n > 10 && (n & (n - 1)) != 0) return;
     log_warn("storage", "skipped corrupt %s merge operand #%d (%s); %llu skipped so far", what, i,
              err_message(rc), (unsigned long long)n);
 }

@@ -148,7 +148,7 @@ typedef struct storage_stats {
     uint64_t disk_bytes;        /* as storage_disk_usage */
     uint64_t memtable_bytes;    /* all memtables of all column families */
     uint64_t block_cache_bytes; /* block cache in use */
-    uint64_t corrupt_operands;  /* merge operands skipped because they did not decode */
+    uint64_t corrupt_operands;  /* merge operands skipped (each time met) as undecodable */
     uint64_t expired_windows;   /* blocks/totals windows dropped by retention */
     uint64_t expired_seen;      /* profile ids forgotten after seen_retention_seconds */
     uint64_t duplicate_series;  /* series writes skipped: (series, profile id) already seen */

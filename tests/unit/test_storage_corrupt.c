@@ -139,12 +139,44 @@ static void test_values(fixture_t *f)
     CHECK(names >= 3);
 }
 
+/* A data directory of another format version, or one that cannot be opened,
+ * is refused with a reason instead of being misread. */
+static void test_open_refusals(fixture_t *f)
+{
+    skey_t k;
+    skey_reset(&k);
+    skey_bytes(&k, "format_version", 14);
+    raw_put(f->s, CF_META, &k, "2", 1);
+    storage_close(f->s);
+    f->s = NULL;
+    errmsg_t em = {{0}};
+    storage_t *s = NULL;
+    CHECK_EQ_INT(storage_open(&f->opts, &s, &em), ERR_UNSUPPORTED);
+    CHECK(s == NULL);
+    CHECK(strstr(em.text, "format") != NULL);
+
+    char file[128];
+    snprintf(file, sizeof file, "%s/plainfile", f->dir);
+    FILE *fp = fopen(file, "w");
+    if (fp != NULL) fclose(fp);
+    storage_options_t o = f->opts;
+    o.path = file;
+    memset(&em, 0, sizeof em);
+    CHECK(storage_open(&o, &s, &em) < 0);
+    CHECK(s == NULL);
+    CHECK(em.text[0] != '\0');
+    o.path = "";
+    CHECK_EQ_INT(storage_open(&o, &s, &em), ERR_INVALID_ARGUMENT);
+    storage_close(NULL); /* a no-op */
+}
+
 int main(void)
 {
     fixture_t f;
     if (fx_init(&f) != 0) return 1;
     test_operands(&f);
     test_values(&f);
+    test_open_refusals(&f);
     fx_done(&f);
     return check_exit();
 }
