@@ -150,18 +150,21 @@ static int cmp_digest(const void *a, const void *b)
 static int answer_syn(ring_members_t *m, Flamedb__Cluster__Gossip *g, buf_t *reply)
 {
     struct out o;
-    int rc = out_init(&o, m->n + g->n_digests, PH(ACK));
+    /* merging may add up to n_members entries before the answer is built */
+    int rc = out_init(&o, m->n + g->n_members + g->n_digests, PH(ACK));
     if (rc < 0) {
         out_free(&o);
         return rc;
     }
     merge_all(m, g, &o);
-    qsort(g->digests, g->n_digests, sizeof *g->digests, cmp_digest);
+    if (g->n_digests > 0) qsort(g->digests, g->n_digests, sizeof *g->digests, cmp_digest);
     for (size_t i = 0; i < m->n; i++) {
         const struct member *x = &m->v[i];
         Flamedb__Cluster__MemberDigest key = {.node_id = (char *)x->id}, *kp = &key;
         Flamedb__Cluster__MemberDigest **hit =
-            bsearch(&kp, g->digests, g->n_digests, sizeof *g->digests, cmp_digest);
+            g->n_digests == 0
+                ? NULL
+                : bsearch(&kp, g->digests, g->n_digests, sizeof *g->digests, cmp_digest);
         struct member_view mine, theirs;
         ring__member_to_view(x, &mine);
         if (hit == NULL || x->incarnation > (*hit)->incarnation) {
