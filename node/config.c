@@ -102,7 +102,7 @@ static const opt_t options[] = {
      100000000, "Call-tree nodes of one series of one profile."},
     {"shards-per-service", OPT_U32, FIELD(ingest.shards_per_service, uint32_t), NULL, 0, 1, 4096,
      "Placement shards per service. Changing it moves data: set it once per cluster."},
-    {"max-past", OPT_SECONDS, FIELD(ingest.max_past_seconds, int64_t), NULL, 0, 0, 10 * YEAR_S,
+    {"max-past", OPT_SECONDS, FIELD(ingest.max_past_seconds, int64_t), NULL, 0, 0, 100 * YEAR_S,
      "How far in the past a profile's time may be (backfill window)."},
     {"max-future", OPT_SECONDS, FIELD(ingest.max_future_seconds, int64_t), NULL, 0, 0, 7 * DAY_S,
      "How far in the future a profile's time may be (clock skew)."},

@@ -257,6 +257,9 @@ static int on_headers_complete(http_parser *p)
     conn_t *c = p->data;
     if (switch_piece(c, PIECE_NONE) != 0)
         return -1;
+    if (p->http_major != 1)
+        return fail(c, 505, ERR_UNSUPPORTED, "HTTP/%u.%u is not supported; use HTTP/1.1",
+                    p->http_major, p->http_minor);
     uint64_t cl = p->content_length;
     if ((p->flags & F_CONTENTLENGTH) && cl != ULLONG_MAX && cl > 0) {
         /* Refuse before reading a byte of the body. */
@@ -613,6 +616,7 @@ static const char *reason(int status)
     case 422: return "Unprocessable Entity";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
+    case 505: return "HTTP Version Not Supported";
     default: return http_status_str((enum http_status)status);
     }
 }

@@ -123,7 +123,7 @@ const char *routes_tenant(const char *h, errmsg_t *em)
 static void respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_t *em)
 {
     metrics_error(&n->metrics, err);
-    const char *extra = err == ERR_UNAVAILABLE || err == ERR_LIMIT ? "Retry-After: 1\r\n" : NULL;
+    const char *extra = err == ERR_UNAVAILABLE ? "Retry-After: 1\r\n" : NULL;
     http_respond_error(ex, 0, err, em, extra);
 }
 
