@@ -46,7 +46,9 @@ static int one_member(struct libdeflate_decompressor *d, const uint8_t *in, size
             out->len += got;
             return 0;
         }
-        if (r != LIBDEFLATE_INSUFFICIENT_SPACE)
+        /* DEFLATE expands at most 1032:1; libdeflate reads a truncated stream
+         * as if zeros followed, which can look like endless output. */
+        if (r != LIBDEFLATE_INSUFFICIENT_SPACE || room > n * 1032 + 65536)
             return errmsg_set(em, ERR_UNPARSEABLE, "body is not valid gzip (corrupt or truncated)");
         if (out->len + room >= max)
             break;

@@ -438,7 +438,8 @@ static int new_group(conv_t *c, const int64_t *pairs, size_t np, uint64_t key, u
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     group_t *g = &c->groups[c->ngroups];
     *g = (group_t){(uint32_t)c->npairs, (uint32_t)np, (uint32_t)c->ngseries};
-    memcpy(c->pairs + c->npairs, pairs, 2 * np * sizeof *pairs);
+    if (np > 0)
+        memcpy(c->pairs + c->npairs, pairs, 2 * np * sizeof *pairs);
     c->npairs += 2 * np;
     for (size_t t = 0; t < c->ntypes; t++) {
         labels_t *l = series_labels(c->ctx->base, c->type_name[t], c->type_id[t]);
@@ -467,7 +468,8 @@ static int find_group(conv_t *c, const int64_t *pairs, size_t np, uint32_t *gi)
         if (!u64map_get(&c->group_map, key, &g))
             return new_group(c, pairs, np, key, gi);
         const group_t *gr = &c->groups[g];
-        if (gr->npairs == np && memcmp(c->pairs + gr->pairs, pairs, 2 * np * sizeof *pairs) == 0) {
+        if (gr->npairs == np &&
+            (np == 0 || memcmp(c->pairs + gr->pairs, pairs, 2 * np * sizeof *pairs) == 0)) {
             *gi = g;
             return 0;
         }

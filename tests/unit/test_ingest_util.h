@@ -16,6 +16,7 @@
 
 #include "check.h"
 #include "common/calltree.h"
+#include "common/hash.h"
 #include "common/labels.h"
 #include "common/proto/pprof.pb-c.h"
 #include "common/symtab.h"
@@ -161,9 +162,11 @@ typedef struct pb {
     Perftools__Profiles__Profile p;
 } pb_t;
 
+/* Grows by doubling (capacity is implied by n: reallocated at powers of two). */
 #define PB_PUSH(arr, n, v)                                                                 \
     do {                                                                                   \
-        (arr) = realloc((arr), ((n) + 1) * sizeof *(arr));                                 \
+        if (((n) & ((n) - 1)) == 0)                                                        \
+            (arr) = realloc((arr), ((n) ? 2 * (n) : 1) * sizeof *(arr));                   \
         (arr)[(n)++] = (v);                                                                \
     } while (0)
 
