@@ -48,9 +48,14 @@ install_packages() {
 }
 
 build() {
-    say "building (Release) into build/"
-    cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=Release >/dev/null || die "cmake configure failed"
-    cmake --build "$ROOT/build" -j"$(nproc)" --target flamedb flamectl flamedb-demo || die "build failed"
+    say "building (Release) into build/ (log: build/demo-build.log)"
+    mkdir -p "$ROOT/build"
+    local log="$ROOT/build/demo-build.log"
+    if ! { cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=Release &&
+        cmake --build "$ROOT/build" -j"$(nproc)" --target flamedb flamectl flamedb-demo; } >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        die "build failed (full log: $log)"
+    fi
 }
 
 [ "$INSTALL" = 1 ] && install_packages
@@ -71,18 +76,20 @@ export FLAMEDB_URL="$URL"
 NODE_PID="" GEN_PID=""
 
 cleanup() {
-    trap - INT TERM EXIT
-    echo
+    # finish even when the terminal or a pipe reading our output is gone
+    trap '' INT TERM PIPE
+    trap - EXIT
+    echo 2>/dev/null
     [ -n "$GEN_PID" ] && kill "$GEN_PID" 2>/dev/null && wait "$GEN_PID" 2>/dev/null
     if [ -n "$NODE_PID" ] && kill -0 "$NODE_PID" 2>/dev/null; then
-        say "stopping the node (SIGTERM)"
+        say "stopping the node (SIGTERM)" 2>/dev/null
         kill -TERM "$NODE_PID"
         wait "$NODE_PID"
     fi
     if [ "$TEMP_DATA" = 1 ]; then
         rm -rf "$DATA_DIR" "$DATA_DIR.log"
     else
-        say "data kept in $DATA_DIR"
+        say "data kept in $DATA_DIR" 2>/dev/null
     fi
 }
 trap cleanup EXIT
@@ -109,6 +116,8 @@ fi
 GEN_PID=$!
 
 CPU='process_cpu:cpu:nanoseconds:cpu:nanoseconds'
+CTL="build/bin/flamectl"
+[ "$PORT" != 4040 ] && CTL="build/bin/flamectl --url $URL"
 cat <<EOF
 
 flamedb is running at $URL with live demo traffic (services api, checkout,
@@ -120,13 +129,13 @@ Query it in a browser or with curl:
   $URL/pyroscope/label-names
   $URL/pyroscope/label-values?label=__profile_type__
 
-Or with flamectl (FLAMEDB_URL is $URL):
-  build/bin/flamectl query '$CPU{service_name="api"}' --from now-1h
-  build/bin/flamectl query '$CPU{service_name="checkout",version="v1"}' --from now-1h --limit 8
-  build/bin/flamectl query '$CPU{service_name="checkout",version="v2"}' --from now-1h --limit 8
-  build/bin/flamectl query 'memory:alloc_space:bytes:space:bytes{service_name="worker"}' --output folded
-  build/bin/flamectl query '$CPU{}' --output pprof -o cpu.pb.gz   # then: go tool pprof -top cpu.pb.gz
-  build/bin/flamectl labels pod
+Or with flamectl:
+  $CTL query '$CPU{service_name="api"}' --from now-1h
+  $CTL query '$CPU{service_name="checkout",version="v1"}' --from now-1h --limit 8
+  $CTL query '$CPU{service_name="checkout",version="v2"}' --from now-1h --limit 8
+  $CTL query 'memory:alloc_space:bytes:space:bytes{service_name="worker"}' --output folded
+  $CTL query '$CPU{}' --output pprof -o cpu.pb.gz   # then: go tool pprof -top cpu.pb.gz
+  $CTL labels pod
 
 Compare v1 and v2 of checkout: pricing.applyDiscounts got slower in v2.
 Press Ctrl-C to stop.
