@@ -15,14 +15,16 @@
  * .NET profile's exception/lock/alloc sample types are not all filed under
  * process_cpu (Pyroscope would). Order, for one sample type st (display name
  * applied), period type pt:
- *   1. st == "wall" -> wall
- *   2. st contains "cpu" (any case) -> process_cpu
- *   3. contentions/delay with pt "block" -> block; with pt "mutex" -> mutex
- *   4. alloc_/inuse_/space/objects -> memory; mutex_/lock_ -> mutex;
- *      block_ -> block; goroutine(s) -> goroutines; exception(s) -> exceptions
- *   5. the period type by the same rules (wall also for "wallclock",
- *      memory for "space"/"objects"), e.g. nodejs sample/count in a wall
- *      profile -> wall, JFR live/count (period objects) -> memory
+ *   1. contentions/delay with pt "block" -> block; with pt "mutex" -> mutex
+ *   2. st itself: "wall"/"wallclock" -> wall; contains "cpu" (any case) ->
+ *      process_cpu; alloc_/inuse_/space/objects -> memory; mutex_/lock_ ->
+ *      mutex; block_ -> block; goroutine(s) -> goroutines; exception(s) ->
+ *      exceptions
+ *   3. st matched nothing and the period type or another sample type is wall
+ *      -> wall (nodejs samples/count next to wall/nanoseconds, fgprof)
+ *   4. st renamed by the default display names, then rule 2 (Go samples ->
+ *      cpu -> process_cpu, goroutine, contentions/delay -> mutex)
+ *   5. the period type by rule 2 (JFR live/count, period objects -> memory)
  *   6. the other sample types of the profile (Pyroscope's profile-level name)
  *   7. "unknown" (e.g. parca's sample type with empty strings).
  */
@@ -79,6 +81,11 @@ static const char *by_rules(const char *s)
     return NULL;
 }
 
+static bool is_wall(const char *s)
+{
+    return s != NULL && (strcmp(s, "wall") == 0 || strcmp(s, "wallclock") == 0);
+}
+
 const char *ingest_type_name(const char *st, const char *pt, const char *const *others,
                              size_t nothers)
 {
@@ -88,14 +95,21 @@ const char *ingest_type_name(const char *st, const char *pt, const char *const *
         if (strcmp(pt, "mutex") == 0)
             return "mutex";
     }
-    const char *r = by_rules(default_display(st));
+    const char *r = by_rules(st);
+    if (r != NULL)
+        return r;
+    /* A generic count (samples, sample, time) next to a wall sample type or
+     * in a wall period is wall time (Pyroscope: any "wall" makes it wall). */
+    bool wall = is_wall(pt);
+    for (size_t i = 0; !wall && i < nothers; i++)
+        wall = is_wall(others[i]);
+    if (wall)
+        return "wall";
+    r = by_rules(default_display(st));
     if (r == NULL && pt != NULL)
         r = by_rules(default_display(pt));
     if (r == NULL && pt != NULL && strcmp(pt, "contentions") == 0)
         r = "mutex";
-    for (size_t i = 0; r == NULL && i < nothers; i++)
-        if (strcmp(others[i], "wall") == 0)
-            r = "wall";
     for (size_t i = 0; r == NULL && i < nothers; i++)
         r = by_rules(default_display(others[i]));
     return r ? r : "unknown";

@@ -175,6 +175,9 @@ static void test_pprof_type_names(void)
         {"lock_count", "", {"cpu", "lock_count"}, "mutex"},
         {"alloc_samples", "", {"cpu", "alloc_samples"}, "memory"},
         {"time", "wallclock", {"samples", "time"}, "wall"},
+        {"samples", "wallclock", {"samples", "time"}, "wall"},    /* fgprof */
+        {"samples", "wall", {"samples", "wall"}, "wall"},         /* nodejs wall */
+        {"samples", "cpu", {"samples", "wall"}, "wall"},
         {"samples", "", {"samples"}, "process_cpu"}, /* py-spy / rbspy */
         {"", "", {""}, "unknown"},
     };
