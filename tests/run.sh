@@ -184,9 +184,14 @@ stage_integration() {
         STAGE_NOTE="$BUILD/bin/flamedb missing (release stage must build it)"
         return 1
     fi
+    local log="$BUILD/integration-run.log" rc
     FLAMEDB_BIN="$BUILD/bin/flamedb" FLAMECTL_BIN="$BUILD/bin/flamectl" \
         FLAMEDB_BUILD_DIR="$BUILD" FLAMEDB_SOAK="$SOAK" \
-        timeout --kill-after=30 $((SOAK == 1 ? 3600 : 900)) python3 "$runner"
+        timeout --kill-after=30 $((SOAK == 1 ? 3600 : 900)) python3 "$runner" 2>&1 | tee "$log"
+    rc=$?
+    [ $rc = 124 ] && echo "integration suite timed out"
+    STAGE_NOTE=$(grep -E '^integration:' "$log" | tail -1)
+    return $rc
 }
 
 # ---- fuzz ---------------------------------------------------------------------------
