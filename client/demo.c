@@ -24,11 +24,11 @@ static volatile sig_atomic_t stop_requested;
 
 typedef struct demo_opts {
     const char *url, *tenant, *out_dir;
-    uint64_t seed;
-    long count;        /* stop after this many profiles; 0 = no limit */
-    double rate;       /* live: profiles per second; 0 = rounds every interval */
-    long interval;     /* live: seconds between rounds */
-    long backfill;     /* seconds of history to push first */
+    int64_t seed;
+    long count;    /* stop after this many profiles; 0 = no limit */
+    double rate;   /* live: profiles per second; 0 = rounds every interval */
+    long interval; /* live: seconds between rounds */
+    long backfill; /* seconds of history to push first */
     long backfill_step;
     int live;
     int64_t start, v2_at;
@@ -44,9 +44,15 @@ typedef struct demo_run {
     uint64_t gz_bytes, raw_bytes;
 } demo_run_t;
 
-static void on_signal(int sig) { stop_requested = sig; }
+static void on_signal(int sig)
+{
+    stop_requested = sig;
+}
 
-static int64_t now_s(void) { return (int64_t)time(NULL); }
+static int64_t now_s(void)
+{
+    return (int64_t)time(NULL);
+}
 
 static double mono_s(void)
 {
@@ -61,10 +67,8 @@ static void sleep_s(double seconds)
     double until = mono_s() + seconds;
     while (!stop_requested) {
         double left = until - mono_s();
-        if (left <= 0)
-            return;
-        if (left > 0.2)
-            left = 0.2;
+        if (left <= 0) return;
+        if (left > 0.2) left = 0.2;
         struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
         nanosleep(&ts, NULL);
     }
@@ -83,15 +87,13 @@ static int write_profile(demo_run_t *r, const demo_profile_t *p, size_t inst, de
     snprintf(path, sizeof path, "%s/%s", r->o->out_dir, file);
     FILE *f = fopen(path, "wb");
     int bad = f == NULL || fwrite(p->gz, 1, p->gz_len, f) != p->gz_len;
-    if (f != NULL)
-        bad |= fclose(f) != 0;
+    if (f != NULL) bad |= fclose(f) != 0;
     if (bad) {
         fprintf(stderr, "flamedb-demo: write %s: %s\n", path, strerror(errno));
         return -1;
     }
     fprintf(r->manifest, "%s\t%s\t%" PRId64 "\t%" PRId64 "\t%s\t%zu\t%zu\t%zu\t", file, p->name,
-            p->from, p->until, k == DEMO_CPU ? "cpu" : "heap", p->nsamples, p->raw_len,
-            p->gz_len);
+            p->from, p->until, k == DEMO_CPU ? "cpu" : "heap", p->nsamples, p->raw_len, p->gz_len);
     for (int t = 0; t < p->ntypes; t++)
         fprintf(r->manifest, "%s%s=%" PRId64, t ? "," : "", p->types[t], p->totals[t]);
     fputc('\n', r->manifest);
@@ -100,8 +102,11 @@ static int write_profile(demo_run_t *r, const demo_profile_t *p, size_t inst, de
 
 static int push_profile(demo_run_t *r, const demo_profile_t *p)
 {
-    flamedb_push_t req = {.name = p->name, .format = FLAMEDB_PUSH_PPROF, .from = p->from,
-                          .until = p->until, .spy_name = "flamedb-demo"};
+    flamedb_push_t req = {.name = p->name,
+                          .format = FLAMEDB_PUSH_PPROF,
+                          .from = p->from,
+                          .until = p->until,
+                          .spy_name = "flamedb-demo"};
     int rc = flamedb_push(r->client, &req, p->gz, p->gz_len);
     if (rc != 0 && rc != FLAMEDB_ERR_INVALID_ARGUMENT && rc != FLAMEDB_ERR_UNPARSEABLE)
         rc = flamedb_push(r->client, &req, p->gz, p->gz_len); /* idempotent: safe to retry */
@@ -138,8 +143,7 @@ static void round_at(demo_run_t *r, int64_t t)
     demo_fleet(&n);
     for (size_t i = 0; i < n; i++)
         for (int k = DEMO_CPU; k <= DEMO_HEAP; k++)
-            if (!limit_reached(r))
-                emit(r, i, (demo_kind_t)k, t, 0);
+            if (!limit_reached(r)) emit(r, i, (demo_kind_t)k, t, 0);
 }
 
 static void backfill(demo_run_t *r)
@@ -147,8 +151,8 @@ static void backfill(demo_run_t *r)
     const demo_opts_t *o = r->o;
     int64_t first = o->start - o->backfill;
     if (!o->quiet)
-        fprintf(stderr, "flamedb-demo: backfilling %ld s (one round every %ld s)...\n",
-                o->backfill, o->backfill_step);
+        fprintf(stderr, "flamedb-demo: backfilling %ld s (one round every %ld s)...\n", o->backfill,
+                o->backfill_step);
     for (int64_t t = first; t < o->start && !limit_reached(r); t += o->backfill_step)
         round_at(r, t - t % DEMO_PERIOD_S);
 }
@@ -224,46 +228,76 @@ static int num(const char *s, long long min, long long *out)
     return 0;
 }
 
+/* Numeric options: the flag's short code, its minimum, where it goes. */
+static int set_number(demo_opts_t *o, int c, const char *arg)
+{
+    long long v;
+    const struct {
+        int c;
+        long long min;
+        long *l;
+        int64_t *i;
+    } nums[] = {{'b', 0, &o->backfill, NULL}, {'B', DEMO_PERIOD_S, &o->backfill_step, NULL},
+                {'i', 1, &o->interval, NULL}, {'c', 1, &o->count, NULL},
+                {'s', 0, NULL, &o->seed},     {'S', 1, NULL, &o->start},
+                {'v', 0, NULL, &o->v2_at}};
+    for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
+        if (nums[k].c != c) continue;
+        if (num(arg, nums[k].min, &v) != 0) return -1;
+        if (nums[k].l != NULL)
+            *nums[k].l = (long)v;
+        else
+            *nums[k].i = v;
+        return 0;
+    }
+    return -1; /* unknown option: getopt printed why */
+}
+
+static int set_opt(demo_opts_t *o, int c, const char *arg)
+{
+    char *end;
+    switch (c) {
+    case 'u':
+        o->url = arg;
+        return 0;
+    case 'T':
+        o->tenant = arg;
+        return 0;
+    case 'o':
+        o->out_dir = arg;
+        return 0;
+    case 'L':
+        o->live = 0;
+        return 0;
+    case 'q':
+        o->quiet = 1;
+        return 0;
+    case 'h':
+        usage(stdout);
+        exit(0);
+    case 'r':
+        o->rate = strtod(arg, &end);
+        if (*end == '\0' && o->rate > 0) return 0;
+        fprintf(stderr, "flamedb-demo: --rate '%s' is not a positive number\n", arg);
+        return -1;
+    default:
+        return set_number(o, c, arg);
+    }
+}
+
 static int parse_opts(int argc, char **argv, demo_opts_t *o)
 {
     static const struct option opts[] = {
-        {"url", 1, 0, 'u'},      {"tenant", 1, 0, 'T'},   {"backfill", 1, 0, 'b'},
+        {"url", 1, 0, 'u'},           {"tenant", 1, 0, 'T'},  {"backfill", 1, 0, 'b'},
         {"backfill-step", 1, 0, 'B'}, {"no-live", 0, 0, 'L'}, {"interval", 1, 0, 'i'},
-        {"rate", 1, 0, 'r'},     {"count", 1, 0, 'c'},    {"seed", 1, 0, 's'},
-        {"start", 1, 0, 'S'},    {"v2-at", 1, 0, 'v'},    {"out-dir", 1, 0, 'o'},
-        {"quiet", 0, 0, 'q'},    {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
-    *o = (demo_opts_t){.url = getenv("FLAMEDB_URL"), .seed = 1, .interval = 10,
-                       .backfill_step = 30, .live = 1};
+        {"rate", 1, 0, 'r'},          {"count", 1, 0, 'c'},   {"seed", 1, 0, 's'},
+        {"start", 1, 0, 'S'},         {"v2-at", 1, 0, 'v'},   {"out-dir", 1, 0, 'o'},
+        {"quiet", 0, 0, 'q'},         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    *o = (demo_opts_t){
+        .url = getenv("FLAMEDB_URL"), .seed = 1, .interval = 10, .backfill_step = 30, .live = 1};
     int c;
-    long long v = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        char *end;
-        int bad = 0;
-        switch (c) {
-        case 'u': o->url = optarg; break;
-        case 'T': o->tenant = optarg; break;
-        case 'o': o->out_dir = optarg; break;
-        case 'L': o->live = 0; break;
-        case 'q': o->quiet = 1; break;
-        case 'h': usage(stdout); exit(0);
-        case 'r':
-            o->rate = strtod(optarg, &end);
-            bad = *end != '\0' || !(o->rate > 0);
-            if (bad)
-                fprintf(stderr, "flamedb-demo: --rate '%s' is not a positive number\n", optarg);
-            break;
-        case 'b': bad = num(optarg, 0, &v); o->backfill = (long)v; break;
-        case 'B': bad = num(optarg, DEMO_PERIOD_S, &v); o->backfill_step = (long)v; break;
-        case 'i': bad = num(optarg, 1, &v); o->interval = (long)v; break;
-        case 'c': bad = num(optarg, 1, &v); o->count = (long)v; break;
-        case 's': bad = num(optarg, 0, &v); o->seed = (uint64_t)v; break;
-        case 'S': bad = num(optarg, 1, &v); o->start = v; break;
-        case 'v': bad = num(optarg, 0, &v); o->v2_at = v; break;
-        default: bad = 1;
-        }
-        if (bad)
-            return -1;
-    }
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+        if (set_opt(o, c, optarg) != 0) return -1;
     if (optind < argc) {
         fprintf(stderr, "flamedb-demo: unexpected argument '%s'\n", argv[optind]);
         return -1;
@@ -285,7 +319,8 @@ static int open_sink(demo_run_t *r, const demo_opts_t *o)
             fprintf(stderr, "flamedb-demo: cannot create %s: %s\n", path, strerror(errno));
             return -1;
         }
-        fprintf(r->manifest, "file\tname\tfrom\tuntil\tkind\tsamples\traw_bytes\tgz_bytes\ttotals\n");
+        fprintf(r->manifest,
+                "file\tname\tfrom\tuntil\tkind\tsamples\traw_bytes\tgz_bytes\ttotals\n");
         return 0;
     }
     flamedb_opts_t co = {.tenant = o->tenant, .user_agent = "flamedb-demo"};
@@ -301,20 +336,15 @@ static int open_sink(demo_run_t *r, const demo_opts_t *o)
 int main(int argc, char **argv)
 {
     demo_opts_t o;
-    if (parse_opts(argc, argv, &o) != 0)
-        return 2;
-    if (o.start == 0)
-        o.start = now_s() - now_s() % DEMO_PERIOD_S;
-    if (o.v2_at == 0)
-        o.v2_at = o.backfill > 0 ? o.start - o.backfill / 2 : o.start + 300;
-    demo_run_t r = {.o = &o, .params = {.seed = o.seed, .v2_at = o.v2_at}};
-    if (open_sink(&r, &o) != 0)
-        return 2;
+    if (parse_opts(argc, argv, &o) != 0) return 2;
+    if (o.start == 0) o.start = now_s() - now_s() % DEMO_PERIOD_S;
+    if (o.v2_at == 0) o.v2_at = o.backfill > 0 ? o.start - o.backfill / 2 : o.start + 300;
+    demo_run_t r = {.o = &o, .params = {.seed = (uint64_t)o.seed, .v2_at = o.v2_at}};
+    if (open_sink(&r, &o) != 0) return 2;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     double t0 = mono_s();
-    if (o.backfill > 0)
-        backfill(&r);
+    if (o.backfill > 0) backfill(&r);
     if (o.out_dir != NULL && o.backfill == 0)
         write_rounds(&r);
     else if (o.out_dir == NULL && o.live)
@@ -325,8 +355,7 @@ int main(int argc, char **argv)
             "(%.0f/s), %ld failed\n",
             r.emitted, o.out_dir ? "written" : "pushed", (double)r.gz_bytes / 1e6,
             (double)r.raw_bytes / 1e6, dt, dt > 0 ? (double)r.emitted / dt : 0.0, r.failed);
-    if (r.manifest != NULL && fclose(r.manifest) != 0)
-        r.failed++;
+    if (r.manifest != NULL && fclose(r.manifest) != 0) r.failed++;
     flamedb_client_free(r.client);
     return r.failed > 0 ? 1 : 0;
 }

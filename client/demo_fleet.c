@@ -17,22 +17,28 @@
 static const demo_stack_t api_stacks[] = {
     {API "github.com/acme/api/handler.GetProduct;github.com/acme/api/store.(*DB).Product;"
          "database/sql.(*DB).QueryRowContext;github.com/lib/pq.(*conn).query;net.(*conn).Read;"
-         "syscall.Read", 120, 0, 0, 0},
+         "syscall.Read",
+     120, 0, 0, 0},
     {API "github.com/acme/api/handler.GetProduct;encoding/json.Marshal;"
          "encoding/json.(*encodeState).marshal;encoding/json.(*encodeState).reflectValue;"
-         "encoding/json.structEncoder.encode", 90, 2048, 0, 0},
+         "encoding/json.structEncoder.encode",
+     90, 2048, 0, 0},
     {API "github.com/acme/api/handler.ListProducts;github.com/acme/api/store.(*Cache).Get;"
-         "sync.(*RWMutex).RLock", 30, 0, 0, 0},
+         "sync.(*RWMutex).RLock",
+     30, 0, 0, 0},
     {API "github.com/acme/api/handler.ListProducts;sort.Slice;sort.pdqsort_func", 45, 0, 0, 0},
     {API "github.com/acme/api/handler.ListProducts;encoding/json.Marshal;"
          "encoding/json.(*encodeState).marshal;encoding/json.(*encodeState).reflectValue;"
-         "encoding/json.sliceEncoder.encode", 70, 16384, 0, 0},
+         "encoding/json.sliceEncoder.encode",
+     70, 16384, 0, 0},
     {API "github.com/acme/api/middleware.Gzip;compress/gzip.(*Writer).Write;"
          "compress/flate.(*compressor).deflate;compress/flate.(*compressor).findMatch",
      55, 0, 0, 0},
     {API "github.com/acme/api/middleware.Auth;github.com/golang-jwt/jwt.Parse;"
-         "crypto/rsa.VerifyPKCS1v15;math/big.nat.expNN", 40, 512, 0, 0},
-    {HTTP "net/http.(*conn).readRequest;net/http.readRequest;net/textproto.(*Reader).ReadMIMEHeader",
+         "crypto/rsa.VerifyPKCS1v15;math/big.nat.expNN",
+     40, 512, 0, 0},
+    {HTTP
+     "net/http.(*conn).readRequest;net/http.readRequest;net/textproto.(*Reader).ReadMIMEHeader",
      25, 1024, 0, 0},
     {GC "runtime.markroot;runtime.scanstack", 20, 0, 0, 0},
     {GC "runtime.scanobject;runtime.findObject", 45, 0, 0, 0},
@@ -40,21 +46,26 @@ static const demo_stack_t api_stacks[] = {
 };
 
 static const demo_stack_t checkout_stacks[] = {
-    {CHK "github.com/acme/checkout/cart.(*Cart).Total;github.com/acme/checkout/pricing.applyDiscounts;"
-         "regexp.(*Regexp).MatchString;regexp.(*Regexp).doExecute;regexp.(*machine).match",
+    {CHK
+     "github.com/acme/checkout/cart.(*Cart).Total;github.com/acme/checkout/pricing.applyDiscounts;"
+     "regexp.(*Regexp).MatchString;regexp.(*Regexp).doExecute;regexp.(*machine).match",
      40, 0, 3, 0},
-    {CHK "github.com/acme/checkout/cart.(*Cart).Total;github.com/acme/checkout/pricing.applyDiscounts;"
-         "regexp.MustCompile;regexp.compile;regexp/syntax.Parse",
+    {CHK
+     "github.com/acme/checkout/cart.(*Cart).Total;github.com/acme/checkout/pricing.applyDiscounts;"
+     "regexp.MustCompile;regexp.compile;regexp/syntax.Parse",
      50, 4096, 0, 1},
     {CHK "github.com/acme/checkout/cart.(*Cart).Total;github.com/acme/checkout/pricing.taxFor;"
-         "math/big.(*Float).Mul", 20, 128, 0, 0},
+         "math/big.(*Float).Mul",
+     20, 128, 0, 0},
     {CHK "github.com/acme/checkout/payment.(*Client).Charge;net/http.(*Client).Do;"
          "net/http.(*Transport).roundTrip;crypto/tls.(*Conn).Write;crypto/aes.gcmAesEnc",
      60, 8192, 0, 0},
     {CHK "github.com/acme/checkout/store.(*Orders).Insert;database/sql.(*Tx).ExecContext;"
-         "github.com/lib/pq.(*conn).Exec;net.(*conn).Write;syscall.Write", 55, 0, 0, 0},
+         "github.com/lib/pq.(*conn).Exec;net.(*conn).Write;syscall.Write",
+     55, 0, 0, 0},
     {CHK "encoding/json.(*Decoder).Decode;encoding/json.(*decodeState).object;"
-         "encoding/json.(*decodeState).literalStore", 35, 1024, 0, 0},
+         "encoding/json.(*decodeState).literalStore",
+     35, 1024, 0, 0},
     {GC "runtime.scanobject;runtime.findObject", 30, 0, 0, 0},
     {SCHED "runtime.netpoll;runtime.epollwait", 10, 0, 0, 0},
 };
@@ -64,9 +75,11 @@ static const demo_stack_t worker_stacks[] = {
          "image/jpeg.(*decoder).processSOS;image/jpeg.(*decoder).reconstructBlock;image/jpeg.idct",
      200, 262144, 0, 0},
     {WRK "github.com/acme/worker/jobs.ResizeImage;golang.org/x/image/draw.BiLinear.Scale;"
-         "golang.org/x/image/draw.ablInterpolator.scale_RGBA_YCbCr444_Src", 150, 0, 0, 0},
+         "golang.org/x/image/draw.ablInterpolator.scale_RGBA_YCbCr444_Src",
+     150, 0, 0, 0},
     {WRK "github.com/acme/worker/jobs.ResizeImage;image/jpeg.Encode;"
-         "image/jpeg.(*encoder).writeSOS;image/jpeg.fdct", 120, 65536, 0, 0},
+         "image/jpeg.(*encoder).writeSOS;image/jpeg.fdct",
+     120, 65536, 0, 0},
     {WRK "github.com/acme/worker/queue.(*Consumer).fetch;"
          "github.com/segmentio/kafka-go.(*Reader).ReadMessage;net.(*conn).Read;syscall.Read",
      40, 32768, 0, 0},

@@ -73,10 +73,8 @@ static double rng_range(rng_t *r, double lo, double hi)
 static int64_t intern(builder_t *b, const char *p, size_t n)
 {
     for (size_t i = 0; i < b->nstrs; i++)
-        if (b->strs[i].len == n && memcmp(b->strs[i].data, p, n) == 0)
-            return (int64_t)i;
-    if (b->nstrs == MAX_STRINGS)
-        return -1;
+        if (b->strs[i].len == n && memcmp(b->strs[i].data, p, n) == 0) return (int64_t)i;
+    if (b->nstrs == MAX_STRINGS) return -1;
     b->strs[b->nstrs] = (ProtobufCBinaryData){n, (uint8_t *)p};
     return (int64_t)b->nstrs++;
 }
@@ -86,8 +84,7 @@ static int64_t file_of(builder_t *b, const char *name, size_t n)
 {
     size_t slash = 0, end = n;
     for (size_t i = 0; i < n; i++)
-        if (name[i] == '/')
-            slash = i + 1;
+        if (name[i] == '/') slash = i + 1;
     for (size_t i = slash; i < n; i++)
         if (name[i] == '.') {
             end = i;
@@ -96,8 +93,7 @@ static int64_t file_of(builder_t *b, const char *name, size_t n)
     char *dst = b->pool + b->pool_len;
     int len = snprintf(dst, POOL_BYTES - b->pool_len, "%.*s/%.*s.go", (int)end, name,
                        (int)(end - slash), name + slash);
-    if (len < 0 || (size_t)len >= POOL_BYTES - b->pool_len)
-        return -1;
+    if (len < 0 || (size_t)len >= POOL_BYTES - b->pool_len) return -1;
     int64_t idx = intern(b, dst, (size_t)len);
     if (idx == (int64_t)b->nstrs - 1 && b->strs[idx].data == (uint8_t *)dst)
         b->pool_len += (size_t)len;
@@ -108,14 +104,11 @@ static int64_t file_of(builder_t *b, const char *name, size_t n)
 static uint64_t location_of(builder_t *b, const char *name, size_t n)
 {
     int64_t s = intern(b, name, n);
-    if (s < 0)
-        return 0;
+    if (s < 0) return 0;
     for (size_t i = 0; i < b->nfuncs; i++)
-        if (b->funcs[i].name == s)
-            return i + 1;
+        if (b->funcs[i].name == s) return i + 1;
     int64_t file = file_of(b, name, n);
-    if (file < 0 || b->nfuncs == MAX_FUNCS)
-        return 0;
+    if (file < 0 || b->nfuncs == MAX_FUNCS) return 0;
     size_t i = b->nfuncs++;
     uint64_t h = 1469598103934665603ULL; /* FNV-1a: a stable line number */
     for (size_t k = 0; k < n; k++)
@@ -144,16 +137,15 @@ static int add_frames(builder_t *b, const char *frames, uint64_t *ids, size_t *d
 {
     for (const char *p = frames; p != NULL && *p && *depth < MAX_DEPTH;) {
         size_t n = strcspn(p, ";");
-        if ((ids[(*depth)++] = location_of(b, p, n)) == 0)
-            return -1;
+        if ((ids[(*depth)++] = location_of(b, p, n)) == 0) return -1;
         p += n + (p[n] == ';');
     }
     return 0;
 }
 
 /* Adds one sample: frames root first, then the optional tail frames. */
-static int add_sample(builder_t *b, const char *frames, const char *tail,
-                      const int64_t *values, errmsg_t *em)
+static int add_sample(builder_t *b, const char *frames, const char *tail, const int64_t *values,
+                      errmsg_t *em)
 {
     uint64_t ids[MAX_DEPTH];
     size_t depth = 0;
@@ -177,8 +169,10 @@ static int add_sample(builder_t *b, const char *frames, const char *tail,
 static void set_types(builder_t *b, demo_kind_t k, demo_profile_t *out)
 {
     static const char *cpu[][2] = {{"samples", "count"}, {"cpu", "nanoseconds"}};
-    static const char *heap[][2] = {{"alloc_objects", "count"}, {"alloc_space", "bytes"},
-                                    {"inuse_objects", "count"}, {"inuse_space", "bytes"}};
+    static const char *heap[][2] = {{"alloc_objects", "count"},
+                                    {"alloc_space", "bytes"},
+                                    {"inuse_objects", "count"},
+                                    {"inuse_space", "bytes"}};
     const char *(*t)[2] = k == DEMO_CPU ? cpu : heap;
     b->ntypes = k == DEMO_CPU ? 2 : 4;
     intern(b, "", 0);
@@ -199,8 +193,7 @@ static void set_types(builder_t *b, demo_kind_t k, demo_profile_t *out)
 /* Relative weight of stack s in this profile, 0 when absent. */
 static double stack_weight(const demo_stack_t *s, int v2, rng_t *r)
 {
-    if (s->only_v2 && !v2)
-        return 0;
+    if (s->only_v2 && !v2) return 0;
     double w = s->cpu_weight * (v2 && s->v2_factor > 0 ? s->v2_factor : 1);
     double jitter = rng_range(r, 0.7, 1.3);
     if (s->cpu_weight < 30 && rng_range(r, 0, 1) < 0.1)
@@ -209,10 +202,13 @@ static double stack_weight(const demo_stack_t *s, int v2, rng_t *r)
 }
 
 /* Runtime leaves a CPU sample may end in below its stack's own leaf. */
-static const char *const cpu_tails[] = {
-    NULL, "runtime.memmove", "runtime.mallocgc;runtime.nextFreeFast",
-    "runtime.mapaccess2_faststr;runtime.memequal", "runtime.growslice;runtime.mallocgc",
-    "sync.(*Mutex).Lock;runtime.futex", "runtime.memclrNoHeapPointers"};
+static const char *const cpu_tails[] = {NULL,
+                                        "runtime.memmove",
+                                        "runtime.mallocgc;runtime.nextFreeFast",
+                                        "runtime.mapaccess2_faststr;runtime.memequal",
+                                        "runtime.growslice;runtime.mallocgc",
+                                        "sync.(*Mutex).Lock;runtime.futex",
+                                        "runtime.memclrNoHeapPointers"};
 #define NTAILS (sizeof cpu_tails / sizeof cpu_tails[0])
 
 /* Splits one stack's CPU ticks over a few leaf variants. */
@@ -227,37 +223,34 @@ static int add_cpu(builder_t *b, const demo_stack_t *s, int64_t ticks, rng_t *r,
         double share = j == 0 ? rng_range(r, 0.5, 0.85) : rng_range(r, 0.3, 0.7);
         v[0] = j == nv - 1 ? ticks : (int64_t)((double)ticks * share);
         const char *tail = j == 0 ? NULL : cpu_tails[1 + (first + (size_t)j) % (NTAILS - 1)];
-        if (v[0] == 0)
-            continue;
+        if (v[0] == 0) continue;
         ticks -= v[0];
         v[1] = v[0] * CPU_PERIOD_NS;
         int rc = add_sample(b, s->frames, tail, v, em);
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
         out->totals[0] += v[0];
         out->totals[1] += v[1];
     }
     return ERR_OK;
 }
 
-static int add_heap(builder_t *b, const demo_stack_t *s, double w, rng_t *r,
-                    demo_profile_t *out, errmsg_t *em)
+static int add_heap(builder_t *b, const demo_stack_t *s, double w, rng_t *r, demo_profile_t *out,
+                    errmsg_t *em)
 {
     int64_t v[DEMO_MAX_TYPES];
     v[0] = (int64_t)(w * 40 * rng_range(r, 0.8, 1.2));
     v[1] = v[0] * s->alloc_size;
     v[2] = (int64_t)((double)v[0] * rng_range(r, 0.05, 0.3));
     v[3] = v[2] * s->alloc_size;
-    if (v[0] == 0)
-        return ERR_OK;
+    if (v[0] == 0) return ERR_OK;
     int rc = add_sample(b, s->frames, "runtime.mallocgc", v, em);
     for (int t = 0; rc == ERR_OK && t < 4; t++)
         out->totals[t] += v[t];
     return rc;
 }
 
-static int fill_samples(builder_t *b, const demo_service_t *svc, demo_kind_t k, int v2,
-                        rng_t *r, demo_profile_t *out, errmsg_t *em)
+static int fill_samples(builder_t *b, const demo_service_t *svc, demo_kind_t k, int v2, rng_t *r,
+                        demo_profile_t *out, errmsg_t *em)
 {
     double w[MAX_SAMPLES], sum = 0;
     size_t n = svc->nstacks < MAX_SAMPLES ? svc->nstacks : MAX_SAMPLES;
@@ -274,8 +267,7 @@ static int fill_samples(builder_t *b, const demo_service_t *svc, demo_kind_t k, 
     int rc = ERR_OK;
     for (size_t i = 0; i < n && rc == ERR_OK; i++) {
         const demo_stack_t *s = &svc->stacks[i];
-        if (w[i] <= 0)
-            continue;
+        if (w[i] <= 0) continue;
         if (k == DEMO_CPU)
             rc = add_cpu(b, s, (int64_t)(ticks * w[i] / sum + 0.5), r, out, em);
         else if (s->alloc_size > 0)
@@ -285,8 +277,7 @@ static int fill_samples(builder_t *b, const demo_service_t *svc, demo_kind_t k, 
     return rc;
 }
 
-static int pack_gzip(builder_t *b, demo_kind_t k, int64_t t, demo_profile_t *out,
-                     errmsg_t *em)
+static int pack_gzip(builder_t *b, demo_kind_t k, int64_t t, demo_profile_t *out, errmsg_t *em)
 {
     Perftools__Profiles__Profile p = PERFTOOLS__PROFILES__PROFILE__INIT;
     p.n_sample_type = (size_t)b->ntypes;
@@ -313,33 +304,29 @@ static int pack_gzip(builder_t *b, demo_kind_t k, int64_t t, demo_profile_t *out
         out->raw_len = raw_len;
     }
     free(raw);
-    if (z != NULL)
-        libdeflate_free_compressor(z);
+    if (z != NULL) libdeflate_free_compressor(z);
     if (out->gz == NULL || out->gz_len == 0)
         return errmsg_set(em, ERR_NOMEM, "demo: out of memory packing a profile");
     return ERR_OK;
 }
 
-int demo_generate(const demo_params_t *p, size_t i, demo_kind_t k, int64_t t,
-                  demo_profile_t *out, errmsg_t *em)
+int demo_generate(const demo_params_t *p, size_t i, demo_kind_t k, int64_t t, demo_profile_t *out,
+                  errmsg_t *em)
 {
     size_t n;
     const demo_instance_t *fleet = demo_fleet(&n);
     memset(out, 0, sizeof *out);
-    if (i >= n)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "demo: no instance %zu", i);
+    if (i >= n) return errmsg_set(em, ERR_INVALID_ARGUMENT, "demo: no instance %zu", i);
     const demo_instance_t *in = &fleet[i];
     int v2 = t >= p->v2_at;
     rng_t r = {p->seed * 0x100000001B3ULL ^ (uint64_t)t * 31 ^ (i << 40) ^ ((uint64_t)k << 56) ^
                p->variant * 0x9E3779B97F4A7C15ULL};
     rng_next(&r);
     builder_t *b = calloc(1, sizeof *b);
-    if (b == NULL)
-        return errmsg_set(em, ERR_NOMEM, "demo: out of memory");
+    if (b == NULL) return errmsg_set(em, ERR_NOMEM, "demo: out of memory");
     set_types(b, k, out);
     int rc = fill_samples(b, in->service, k, v2, &r, out, em);
-    if (rc == ERR_OK)
-        rc = pack_gzip(b, k, t, out, em);
+    if (rc == ERR_OK) rc = pack_gzip(b, k, t, out, em);
     free(b);
     if (rc != ERR_OK) {
         demo_profile_free(out);

@@ -22,15 +22,15 @@
 /* One call stack of a service, frames root first joined by ';'. */
 typedef struct demo_stack {
     const char *frames;
-    int cpu_weight;     /* relative CPU share */
-    int alloc_size;     /* bytes per allocation; 0: this stack does not allocate */
-    int v2_factor;      /* weight multiplier once the service runs v2 (0 = 1) */
-    int only_v2;        /* the stack exists only in v2 */
+    int cpu_weight; /* relative CPU share */
+    int alloc_size; /* bytes per allocation; 0: this stack does not allocate */
+    int v2_factor;  /* weight multiplier once the service runs v2 (0 = 1) */
+    int only_v2;    /* the stack exists only in v2 */
 } demo_stack_t;
 
 typedef struct demo_service {
     const char *name;
-    double cores;            /* mean CPU use of one pod */
+    double cores; /* mean CPU use of one pod */
     const demo_stack_t *stacks;
     size_t nstacks;
 } demo_service_t;
@@ -52,8 +52,8 @@ typedef enum demo_kind { DEMO_CPU = 0, DEMO_HEAP = 1 } demo_kind_t;
 typedef struct demo_profile {
     uint8_t *gz; /* gzipped pprof; caller owns (demo_profile_free) */
     size_t gz_len;
-    size_t raw_len;  /* protobuf bytes before gzip */
-    char name[256];  /* ingest name: service{env=..,region=..,pod=..,version=..} */
+    size_t raw_len;      /* protobuf bytes before gzip */
+    char name[256];      /* ingest name: service{env=..,region=..,pod=..,version=..} */
     int64_t from, until; /* unix seconds */
     size_t nsamples;
     int ntypes;
@@ -68,8 +68,8 @@ typedef struct demo_params {
 } demo_params_t;
 
 /* Builds the profile of instance i of kind k covering [t, t + DEMO_PERIOD_S). */
-int demo_generate(const demo_params_t *p, size_t i, demo_kind_t k, int64_t t,
-                  demo_profile_t *out, errmsg_t *em);
+int demo_generate(const demo_params_t *p, size_t i, demo_kind_t k, int64_t t, demo_profile_t *out,
+                  errmsg_t *em);
 void demo_profile_free(demo_profile_t *p);
 
 #endif

@@ -70,8 +70,7 @@ static int read_input(const char *path, uint8_t **out, size_t *len)
     while (rc == ERR_OK && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
         rc = buf_append(&b, chunk, n);
     int bad = ferror(f);
-    if (f != stdin)
-        fclose(f);
+    if (f != stdin) fclose(f);
     if (rc != ERR_OK || bad) {
         fprintf(stderr, "flamectl: cannot read %s: %s\n", path,
                 bad ? "read error" : "larger than 256 MiB");
@@ -85,13 +84,11 @@ static int read_input(const char *path, uint8_t **out, size_t *len)
 /* pprof when gzipped or binary (protobuf), folded when it looks like text. */
 static const char *detect_format(const uint8_t *p, size_t n)
 {
-    if (n >= 2 && p[0] == 0x1f && p[1] == 0x8b)
-        return "pprof";
+    if (n >= 2 && p[0] == 0x1f && p[1] == 0x8b) return "pprof";
     if (n >= 2 && ((p[0] == 0xff && p[1] == 0xfe) || (p[0] == 0xfe && p[1] == 0xff)))
         return "folded"; /* UTF-16 text: the server decodes or refuses it */
     for (size_t i = 0; i < n && i < 4096; i++)
-        if (p[i] < 0x09 || (p[i] > 0x0d && p[i] < 0x20) || p[i] == 0x7f)
-            return "pprof";
+        if (p[i] < 0x09 || (p[i] > 0x0d && p[i] < 0x20) || p[i] == 0x7f) return "pprof";
     return "folded";
 }
 
@@ -104,8 +101,7 @@ static int parse_seconds(const char *s, const char *what, int64_t *out)
     }
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || v <= 0)
-        return usage_error(what, s);
+    if (errno != 0 || end == s || *end != '\0' || v <= 0) return usage_error(what, s);
     *out = v;
     return 0;
 }
@@ -122,17 +118,18 @@ static int cmd_push(flamedb_client_t *c, const args_t *a)
         return usage_error("push: --format must be pprof or folded, not '%s'", a->format);
     uint8_t *data;
     size_t len;
-    if (read_input(a->pos[0], &data, &len) != 0)
-        return EXIT_FAILURE;
+    if (read_input(a->pos[0], &data, &len) != 0) return EXIT_FAILURE;
     const char *fmt = a->format ? a->format : detect_format(data, len);
-    flamedb_push_t p = {.name = a->name, .from = from, .until = until,
-                        .format = strcmp(fmt, "pprof") == 0 ? FLAMEDB_PUSH_PPROF
-                                                            : FLAMEDB_PUSH_FOLDED,
-                        .sample_rate = a->sample_rate, .spy_name = a->spy_name};
+    flamedb_push_t p = {.name = a->name,
+                        .from = from,
+                        .until = until,
+                        .format =
+                            strcmp(fmt, "pprof") == 0 ? FLAMEDB_PUSH_PPROF : FLAMEDB_PUSH_FOLDED,
+                        .sample_rate = a->sample_rate,
+                        .spy_name = a->spy_name};
     int rc = flamedb_push(c, &p, data, len);
     free(data);
-    if (rc != 0)
-        return request_failed(c, "push", rc);
+    if (rc != 0) return request_failed(c, "push", rc);
     fprintf(stderr, "pushed %zu bytes (%s) as %s\n", len, fmt, a->name);
     return 0;
 }
@@ -146,11 +143,9 @@ static void type_unit(const char *query, char *unit, size_t cap)
     unit[0] = '\0';
     for (int i = 0; i < 2 && p != NULL; i++) {
         p = strchr(p, ':');
-        if (p != NULL)
-            p++;
+        if (p != NULL) p++;
     }
-    if (p == NULL)
-        return;
+    if (p == NULL) return;
     size_t n = strcspn(p, ":{");
     snprintf(unit, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
 }
@@ -189,8 +184,8 @@ static int print_top(const char *query, const flamedb_response_t *r, int limit)
     for (size_t i = 0; i < n; i++) {
         format_value(self, sizeof self, t.rows[i].self, unit);
         format_value(total, sizeof total, t.rows[i].total, unit);
-        printf("%12s %6.2f%% %12s %6.2f%%  %s\n", self, 100.0 * (double)t.rows[i].self / sum,
-               total, 100.0 * (double)t.rows[i].total / sum, t.rows[i].name);
+        printf("%12s %6.2f%% %12s %6.2f%%  %s\n", self, 100.0 * (double)t.rows[i].self / sum, total,
+               100.0 * (double)t.rows[i].total / sum, t.rows[i].name);
     }
     format_value(total, sizeof total, t.sum, unit);
     printf("total %s in %zu functions (%zu shown)\n", total, t.count, n);
@@ -216,8 +211,7 @@ static int write_binary(const flamedb_response_t *r, const char *path)
         fprintf(stderr, "flamectl: write %s: %s\n", path ? path : "stdout", strerror(errno));
         return EXIT_FAILURE;
     }
-    if (path)
-        fprintf(stderr, "wrote %zu bytes to %s\n", r->len, path);
+    if (path) fprintf(stderr, "wrote %zu bytes to %s\n", r->len, path);
     return 0;
 }
 
@@ -235,8 +229,7 @@ static int cmd_query(flamedb_client_t *c, const args_t *a)
         return usage_error("query: --output must be top, folded, json or pprof, not '%s'", out);
     flamedb_response_t r;
     int rc = flamedb_query(c, a->pos[0], a->from, a->until, f, a->max_nodes, &r);
-    if (rc != 0)
-        return request_failed(c, "query", rc);
+    if (rc != 0) return request_failed(c, "query", rc);
     int status = 0;
     if (strcmp(out, "top") == 0)
         status = print_top(a->pos[0], &r, a->limit > 0 ? a->limit : DEFAULT_TOP_LIMIT);
@@ -244,8 +237,7 @@ static int cmd_query(flamedb_client_t *c, const args_t *a)
         status = write_binary(&r, a->outfile);
     else if (fwrite(r.body, 1, r.len, stdout) != r.len || fflush(stdout) != 0)
         status = EXIT_FAILURE;
-    if (f == FLAMEDB_FORMAT_JSON && a->outfile == NULL && status == 0)
-        putchar('\n');
+    if (f == FLAMEDB_FORMAT_JSON && a->outfile == NULL && status == 0) putchar('\n');
     flamedb_response_free(&r);
     return status;
 }
@@ -255,11 +247,9 @@ static int cmd_query(flamedb_client_t *c, const args_t *a)
 static int cmd_labels(flamedb_client_t *c, const args_t *a)
 {
     flamedb_strings_t s;
-    int rc = a->npos > 0
-                 ? flamedb_label_values(c, a->pos[0], a->match, a->from, a->until, &s)
-                 : flamedb_label_names(c, a->match, a->from, a->until, &s);
-    if (rc != 0)
-        return request_failed(c, "labels", rc);
+    int rc = a->npos > 0 ? flamedb_label_values(c, a->pos[0], a->match, a->from, a->until, &s)
+                         : flamedb_label_names(c, a->match, a->from, a->until, &s);
+    if (rc != 0) return request_failed(c, "labels", rc);
     for (size_t i = 0; i < s.count; i++)
         printf("%s\n", s.items[i]);
     flamedb_strings_free(&s);
@@ -270,8 +260,7 @@ static int cmd_ready(flamedb_client_t *c, const args_t *a)
 {
     flamedb_response_t r;
     int rc = flamedb_get(c, "/ready", &r);
-    if (rc != 0)
-        return request_failed(c, "ready", rc);
+    if (rc != 0) return request_failed(c, "ready", rc);
     printf("ready (HTTP %d)\n", r.status);
     flamedb_response_free(&r);
     return 0;
@@ -303,9 +292,22 @@ static const command_t commands[] = {
 
 /* --- options and main ----------------------------------------------------------- */
 
-enum { OPT_URL = 256, OPT_TENANT, OPT_TOKEN, OPT_TIMEOUT, OPT_NAME, OPT_FORMAT, OPT_FROM,
-       OPT_UNTIL, OPT_OUTPUT, OPT_MAX_NODES, OPT_LIMIT, OPT_MATCH, OPT_SAMPLE_RATE,
-       OPT_SPY_NAME };
+enum {
+    OPT_URL = 256,
+    OPT_TENANT,
+    OPT_TOKEN,
+    OPT_TIMEOUT,
+    OPT_NAME,
+    OPT_FORMAT,
+    OPT_FROM,
+    OPT_UNTIL,
+    OPT_OUTPUT,
+    OPT_MAX_NODES,
+    OPT_LIMIT,
+    OPT_MATCH,
+    OPT_SAMPLE_RATE,
+    OPT_SPY_NAME
+};
 
 static const struct option options[] = {
     {"url", required_argument, NULL, OPT_URL},
@@ -332,14 +334,15 @@ static void print_help(FILE *f)
                "commands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(f, "  flamectl %s\n", commands[i].usage);
-    fprintf(f, "\ncommon options:\n"
-               "  --url URL       node to talk to (default $FLAMEDB_URL or %s)\n"
-               "  --tenant ID     tenant, sent as X-Scope-OrgID (default $FLAMEDB_TENANT)\n"
-               "  --token TOKEN   bearer token (default $FLAMEDB_TOKEN)\n"
-               "  --timeout MS    connect and I/O timeout in milliseconds (default 30000)\n"
-               "  -h, --help      this help; 'flamectl COMMAND --help' explains a command\n"
-               "\nexit status: 0 ok, 1 the request failed, 2 bad usage\n",
-               FLAMEDB_DEFAULT_URL);
+    fprintf(f,
+            "\ncommon options:\n"
+            "  --url URL       node to talk to (default $FLAMEDB_URL or %s)\n"
+            "  --tenant ID     tenant, sent as X-Scope-OrgID (default $FLAMEDB_TENANT)\n"
+            "  --token TOKEN   bearer token (default $FLAMEDB_TOKEN)\n"
+            "  --timeout MS    connect and I/O timeout in milliseconds (default 30000)\n"
+            "  -h, --help      this help; 'flamectl COMMAND --help' explains a command\n"
+            "\nexit status: 0 ok, 1 the request failed, 2 bad usage\n",
+            FLAMEDB_DEFAULT_URL);
 }
 
 static void print_command_help(const command_t *cmd)
@@ -363,23 +366,52 @@ static int parse_int(const char *s, const char *opt, int min, int *out)
 static int set_option(args_t *a, int opt, const char *v)
 {
     switch (opt) {
-    case OPT_URL: a->url = v; return 0;
-    case OPT_TENANT: a->tenant = v; return 0;
-    case OPT_TOKEN: a->token = v; return 0;
-    case OPT_TIMEOUT: return parse_int(v, "--timeout", 1, &a->timeout_ms);
-    case OPT_NAME: a->name = v; return 0;
-    case OPT_FORMAT: a->format = v; return 0;
-    case OPT_FROM: a->from = v; return 0;
-    case OPT_UNTIL: a->until = v; return 0;
-    case OPT_OUTPUT: a->output = v; return 0;
-    case 'o': a->outfile = v; return 0;
-    case OPT_MAX_NODES: return parse_int(v, "--max-nodes", 1, &a->max_nodes);
-    case OPT_LIMIT: return parse_int(v, "--limit", 1, &a->limit);
-    case OPT_MATCH: a->match = v; return 0;
-    case OPT_SAMPLE_RATE: return parse_int(v, "--sample-rate", 1, &a->sample_rate);
-    case OPT_SPY_NAME: a->spy_name = v; return 0;
-    case 'h': a->help = 1; return 0;
-    default: return -1; /* getopt already printed why */
+    case OPT_URL:
+        a->url = v;
+        return 0;
+    case OPT_TENANT:
+        a->tenant = v;
+        return 0;
+    case OPT_TOKEN:
+        a->token = v;
+        return 0;
+    case OPT_TIMEOUT:
+        return parse_int(v, "--timeout", 1, &a->timeout_ms);
+    case OPT_NAME:
+        a->name = v;
+        return 0;
+    case OPT_FORMAT:
+        a->format = v;
+        return 0;
+    case OPT_FROM:
+        a->from = v;
+        return 0;
+    case OPT_UNTIL:
+        a->until = v;
+        return 0;
+    case OPT_OUTPUT:
+        a->output = v;
+        return 0;
+    case 'o':
+        a->outfile = v;
+        return 0;
+    case OPT_MAX_NODES:
+        return parse_int(v, "--max-nodes", 1, &a->max_nodes);
+    case OPT_LIMIT:
+        return parse_int(v, "--limit", 1, &a->limit);
+    case OPT_MATCH:
+        a->match = v;
+        return 0;
+    case OPT_SAMPLE_RATE:
+        return parse_int(v, "--sample-rate", 1, &a->sample_rate);
+    case OPT_SPY_NAME:
+        a->spy_name = v;
+        return 0;
+    case 'h':
+        a->help = 1;
+        return 0;
+    default:
+        return -1; /* getopt already printed why */
     }
 }
 
@@ -394,8 +426,7 @@ static int parse_args(int argc, char **argv, args_t *a, const char **cmd)
     int opt;
     opterr = 1;
     while ((opt = getopt_long(argc, argv, "ho:", options, NULL)) != -1)
-        if (set_option(a, opt, optarg) != 0)
-            return -1;
+        if (set_option(a, opt, optarg) != 0) return -1;
     for (int i = optind; i < argc; i++) {
         if (*cmd == NULL)
             *cmd = argv[i];
@@ -406,23 +437,23 @@ static int parse_args(int argc, char **argv, args_t *a, const char **cmd)
             return -1;
         }
     }
-    if (a->url == NULL || a->url[0] == '\0')
-        a->url = FLAMEDB_DEFAULT_URL;
+    if (a->url == NULL || a->url[0] == '\0') a->url = FLAMEDB_DEFAULT_URL;
     return 0;
 }
 
 static const command_t *find_command(const char *name)
 {
     for (size_t i = 0; i < NCOMMANDS; i++)
-        if (strcmp(commands[i].name, name) == 0)
-            return &commands[i];
+        if (strcmp(commands[i].name, name) == 0) return &commands[i];
     return NULL;
 }
 
 static int run(const command_t *cmd, const args_t *a)
 {
-    flamedb_opts_t o = {.tenant = a->tenant, .bearer_token = a->token,
-                        .user_agent = "flamectl", .connect_timeout_ms = a->timeout_ms,
+    flamedb_opts_t o = {.tenant = a->tenant,
+                        .bearer_token = a->token,
+                        .user_agent = "flamectl",
+                        .connect_timeout_ms = a->timeout_ms,
                         .io_timeout_ms = a->timeout_ms};
     flamedb_client_t *c;
     char err[512];
@@ -439,8 +470,7 @@ int main(int argc, char **argv)
 {
     args_t a;
     const char *name;
-    if (parse_args(argc, argv, &a, &name) != 0)
-        return EXIT_USAGE;
+    if (parse_args(argc, argv, &a, &name) != 0) return EXIT_USAGE;
     if (name != NULL && strcmp(name, "help") == 0) {
         name = a.npos > 0 ? a.pos[0] : NULL;
         a.help = 1;
@@ -450,8 +480,7 @@ int main(int argc, char **argv)
         return a.help ? 0 : EXIT_USAGE;
     }
     const command_t *cmd = find_command(name);
-    if (cmd == NULL)
-        return usage_error("unknown command '%s'", name);
+    if (cmd == NULL) return usage_error("unknown command '%s'", name);
     if (a.help) {
         print_command_help(cmd);
         return 0;

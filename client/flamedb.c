@@ -47,8 +47,7 @@ struct flamedb_client {
 static int add_header(buf_t *h, const char *name, const char *prefix, const char *value,
                       errmsg_t *em)
 {
-    if (value == NULL)
-        return ERR_OK;
+    if (value == NULL) return ERR_OK;
     size_t n = strlen(value);
     if (n == 0 || n > MAX_HEADER_VALUE)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "option %s: empty or too long", name);
@@ -62,12 +61,9 @@ static int build_headers(flamedb_client_t *c, const flamedb_opts_t *o, errmsg_t 
 {
     const char *ua = o->user_agent ? o->user_agent : "libflamedb/" FLAMEDB_VERSION_STRING;
     int rc = add_header(&c->headers, "User-Agent", "", ua, em);
-    if (rc == ERR_OK)
-        rc = add_header(&c->headers, "X-Scope-OrgID", "", o->tenant, em);
-    if (rc == ERR_OK)
-        rc = add_header(&c->headers, "Authorization", "Bearer ", o->bearer_token, em);
-    if (rc == ERR_OK)
-        rc = buf_append_str(&c->headers, "Accept: */*\r\n");
+    if (rc == ERR_OK) rc = add_header(&c->headers, "X-Scope-OrgID", "", o->tenant, em);
+    if (rc == ERR_OK) rc = add_header(&c->headers, "Authorization", "Bearer ", o->bearer_token, em);
+    if (rc == ERR_OK) rc = buf_append_str(&c->headers, "Accept: */*\r\n");
     return rc;
 }
 
@@ -79,21 +75,19 @@ int flamedb_client_new(const char *url, const flamedb_opts_t *opts, flamedb_clie
     errmsg_t em = {{0}};
     *out = NULL;
     flamedb_client_t *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return ERR_NOMEM;
+    if (c == NULL) return ERR_NOMEM;
     buf_init(&c->headers, 4 * MAX_HEADER_VALUE);
     int rc = flamedb__url_parse(url, &c->url, &em);
-    if (rc == ERR_OK)
-        rc = build_headers(c, o, &em);
+    if (rc == ERR_OK) rc = build_headers(c, o, &em);
     if (rc != ERR_OK) {
         if (errbuf != NULL && errbuf_len > 0)
             snprintf(errbuf, errbuf_len, "%s", errmsg_text(&em, rc));
         flamedb_client_free(c);
         return rc;
     }
-    flamedb__conn_init(&c->conn, o->connect_timeout_ms > 0 ? o->connect_timeout_ms
-                                                           : DEFAULT_CONNECT_TIMEOUT_MS,
-                       o->io_timeout_ms > 0 ? o->io_timeout_ms : DEFAULT_IO_TIMEOUT_MS);
+    flamedb__conn_init(
+        &c->conn, o->connect_timeout_ms > 0 ? o->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS,
+        o->io_timeout_ms > 0 ? o->io_timeout_ms : DEFAULT_IO_TIMEOUT_MS);
     c->max_response = o->max_response_bytes ? o->max_response_bytes : DEFAULT_MAX_RESPONSE;
     *out = c;
     return ERR_OK;
@@ -101,37 +95,55 @@ int flamedb_client_new(const char *url, const flamedb_opts_t *opts, flamedb_clie
 
 void flamedb_client_free(flamedb_client_t *c)
 {
-    if (c == NULL)
-        return;
+    if (c == NULL) return;
     flamedb__conn_close(&c->conn);
     buf_free(&c->headers);
     free(c);
 }
 
-const char *flamedb_errmsg(const flamedb_client_t *c) { return c->err.text; }
+const char *flamedb_errmsg(const flamedb_client_t *c)
+{
+    return c->err.text;
+}
 
-int flamedb_http_status(const flamedb_client_t *c) { return c->http_status; }
+int flamedb_http_status(const flamedb_client_t *c)
+{
+    return c->http_status;
+}
 
-const char *flamedb_strerror(int err) { return err_message(err); }
+const char *flamedb_strerror(int err)
+{
+    return err_message(err);
+}
 
 /* The ERR_* code a server error maps to: its JSON "code" when we know it,
  * else the HTTP status. */
 static int code_from_server(const char *code, int status)
 {
     for (int e = ERR_NOMEM; e >= ERR_UNAUTHORIZED; e--)
-        if (code[0] != '\0' && strcmp(code, err_code_name(e)) == 0)
-            return e;
+        if (code[0] != '\0' && strcmp(code, err_code_name(e)) == 0) return e;
     switch (status) {
-    case 400: return ERR_INVALID_ARGUMENT;
-    case 401: case 403: return ERR_UNAUTHORIZED;
-    case 404: return ERR_NOT_FOUND;
-    case 405: return ERR_METHOD;
-    case 413: return ERR_TOO_LARGE;
-    case 422: return ERR_UNPARSEABLE;
-    case 429: return ERR_LIMIT;
-    case 503: return ERR_UNAVAILABLE;
-    case 504: return ERR_TIMEOUT;
-    default: return status >= 400 && status < 500 ? ERR_INVALID_ARGUMENT : ERR_INTERNAL;
+    case 400:
+        return ERR_INVALID_ARGUMENT;
+    case 401:
+    case 403:
+        return ERR_UNAUTHORIZED;
+    case 404:
+        return ERR_NOT_FOUND;
+    case 405:
+        return ERR_METHOD;
+    case 413:
+        return ERR_TOO_LARGE;
+    case 422:
+        return ERR_UNPARSEABLE;
+    case 429:
+        return ERR_LIMIT;
+    case 503:
+        return ERR_UNAVAILABLE;
+    case 504:
+        return ERR_TIMEOUT;
+    default:
+        return status >= 400 && status < 500 ? ERR_INVALID_ARGUMENT : ERR_INTERNAL;
     }
 }
 
@@ -149,8 +161,7 @@ static int surface_error(flamedb_client_t *c, const flamedb__response_t *r)
         msg[n] = '\0';
     }
     int err = code_from_server(code, r->status);
-    if (msg[0] == '\0')
-        snprintf(msg, sizeof msg, "%s", err_message(err));
+    if (msg[0] == '\0') snprintf(msg, sizeof msg, "%s", err_message(err));
     return errmsg_set(&c->err, err, "server answered HTTP %d%s%s: %s", r->status,
                       code[0] ? " " : "", code, msg);
 }
@@ -170,21 +181,18 @@ static int call(flamedb_client_t *c, const char *method, const buf_t *target, co
 {
     c->err.text[0] = '\0';
     c->http_status = 0;
-    if (out != NULL)
-        memset(out, 0, sizeof *out);
+    if (out != NULL) memset(out, 0, sizeof *out);
     if (target->len == 0)
         return errmsg_set(&c->err, ERR_NOMEM, "out of memory building the request");
-    flamedb__request_t req = {method, (const char *)target->data, (const char *)c->headers.data,
-                              ctype, body, len};
+    flamedb__request_t req = {
+        method, (const char *)target->data, (const char *)c->headers.data, ctype, body, len};
     flamedb__response_t r;
     int rc = flamedb__http_do(&c->conn, &c->url, &req, c->max_response, &r, &c->err);
     c->http_status = r.status;
-    if (rc == ERR_OK && (r.status < 200 || r.status > 299))
-        rc = surface_error(c, &r);
+    if (rc == ERR_OK && (r.status < 200 || r.status > 299)) rc = surface_error(c, &r);
     if (rc == ERR_OK && out != NULL) {
         response_take(&r, out);
-        if (out->body == NULL)
-            rc = errmsg_set(&c->err, ERR_NOMEM, "out of memory");
+        if (out->body == NULL) rc = errmsg_set(&c->err, ERR_NOMEM, "out of memory");
     }
     buf_free(&r.body);
     return rc;
@@ -205,24 +213,17 @@ int flamedb_push(flamedb_client_t *c, const flamedb_push_t *p, const void *body,
     buf_t t;
     buf_init(&t, MAX_TARGET_BYTES);
     int rc = buf_append_str(&t, "/ingest");
-    if (rc == ERR_OK)
-        rc = flamedb__query_add(&t, "name", p->name);
-    if (rc == ERR_OK)
-        rc = flamedb__query_add(&t, "format", pprof ? "pprof" : "folded");
-    if (rc == ERR_OK && p->from > 0)
-        rc = flamedb__query_add_int(&t, "from", p->from);
-    if (rc == ERR_OK && p->until > 0)
-        rc = flamedb__query_add_int(&t, "until", p->until);
+    if (rc == ERR_OK) rc = flamedb__query_add(&t, "name", p->name);
+    if (rc == ERR_OK) rc = flamedb__query_add(&t, "format", pprof ? "pprof" : "folded");
+    if (rc == ERR_OK && p->from > 0) rc = flamedb__query_add_int(&t, "from", p->from);
+    if (rc == ERR_OK && p->until > 0) rc = flamedb__query_add_int(&t, "until", p->until);
     if (rc == ERR_OK && p->sample_rate > 0)
         rc = flamedb__query_add_int(&t, "sampleRate", p->sample_rate);
     if (rc == ERR_OK)
         rc = flamedb__query_add(&t, "spyName", p->spy_name ? p->spy_name : "libflamedb");
-    if (rc == ERR_OK)
-        rc = flamedb__query_add(&t, "units", p->units);
-    if (rc == ERR_OK)
-        rc = flamedb__query_add(&t, "aggregationType", p->aggregation);
-    if (rc != ERR_OK)
-        return bad_target(c, &t, rc);
+    if (rc == ERR_OK) rc = flamedb__query_add(&t, "units", p->units);
+    if (rc == ERR_OK) rc = flamedb__query_add(&t, "aggregationType", p->aggregation);
+    if (rc != ERR_OK) return bad_target(c, &t, rc);
     rc = call(c, "POST", &t, pprof ? "application/octet-stream" : "text/plain", body, len, NULL);
     buf_free(&t);
     return rc;
@@ -238,8 +239,11 @@ int flamedb_push_pprof(flamedb_client_t *c, const char *name, const void *pprof,
 int flamedb_push_folded(flamedb_client_t *c, const char *name, const char *folded, size_t len,
                         int64_t from, int64_t until, int sample_rate)
 {
-    flamedb_push_t p = {.name = name, .format = FLAMEDB_PUSH_FOLDED, .from = from,
-                        .until = until, .sample_rate = sample_rate};
+    flamedb_push_t p = {.name = name,
+                        .format = FLAMEDB_PUSH_FOLDED,
+                        .from = from,
+                        .until = until,
+                        .sample_rate = sample_rate};
     return flamedb_push(c, &p, folded, len);
 }
 
@@ -258,18 +262,12 @@ int flamedb_query(flamedb_client_t *c, const char *query, const char *from, cons
     buf_t t;
     buf_init(&t, MAX_TARGET_BYTES);
     int rc = buf_append_str(&t, "/pyroscope/render");
-    if (rc == ERR_OK)
-        rc = flamedb__query_add(&t, "query", query);
-    if (rc == ERR_OK)
-        rc = flamedb__query_add(&t, "from", from);
-    if (rc == ERR_OK)
-        rc = flamedb__query_add(&t, "until", until);
-    if (rc == ERR_OK)
-        rc = flamedb__query_add(&t, "format", format_name(format));
-    if (rc == ERR_OK && max_nodes > 0)
-        rc = flamedb__query_add_int(&t, "maxNodes", max_nodes);
-    if (rc != ERR_OK)
-        return bad_target(c, &t, rc);
+    if (rc == ERR_OK) rc = flamedb__query_add(&t, "query", query);
+    if (rc == ERR_OK) rc = flamedb__query_add(&t, "from", from);
+    if (rc == ERR_OK) rc = flamedb__query_add(&t, "until", until);
+    if (rc == ERR_OK) rc = flamedb__query_add(&t, "format", format_name(format));
+    if (rc == ERR_OK && max_nodes > 0) rc = flamedb__query_add_int(&t, "maxNodes", max_nodes);
+    if (rc != ERR_OK) return bad_target(c, &t, rc);
     rc = call(c, "GET", &t, NULL, NULL, 0, resp);
     buf_free(&t);
     return rc;
@@ -286,16 +284,14 @@ int flamedb_query_diff(flamedb_client_t *c, const char *left_query, const char *
     buf_t t;
     buf_init(&t, MAX_TARGET_BYTES);
     int rc = buf_append_str(&t, "/pyroscope/render-diff");
-    const char *kv[][2] = {{"leftQuery", left_query},   {"leftFrom", left_from},
-                           {"leftUntil", left_until},   {"rightQuery", right_query},
-                           {"rightFrom", right_from},   {"rightUntil", right_until},
+    const char *kv[][2] = {{"leftQuery", left_query}, {"leftFrom", left_from},
+                           {"leftUntil", left_until}, {"rightQuery", right_query},
+                           {"rightFrom", right_from}, {"rightUntil", right_until},
                            {"format", "json"}};
     for (size_t i = 0; rc == ERR_OK && i < sizeof kv / sizeof kv[0]; i++)
         rc = flamedb__query_add(&t, kv[i][0], kv[i][1]);
-    if (rc == ERR_OK && max_nodes > 0)
-        rc = flamedb__query_add_int(&t, "maxNodes", max_nodes);
-    if (rc != ERR_OK)
-        return bad_target(c, &t, rc);
+    if (rc == ERR_OK && max_nodes > 0) rc = flamedb__query_add_int(&t, "maxNodes", max_nodes);
+    if (rc != ERR_OK) return bad_target(c, &t, rc);
     rc = call(c, "GET", &t, NULL, NULL, 0, resp);
     buf_free(&t);
     return rc;
@@ -303,43 +299,35 @@ int flamedb_query_diff(flamedb_client_t *c, const char *left_query, const char *
 
 void flamedb_response_free(flamedb_response_t *r)
 {
-    if (r == NULL)
-        return;
+    if (r == NULL) return;
     free(r->body);
     memset(r, 0, sizeof *r);
 }
 
 /* GET path with optional parameters, the body read as a string array. */
-static int get_strings(flamedb_client_t *c, const char *path, const char *label,
-                       const char *match, const char *from, const char *until,
-                       flamedb_strings_t *out)
+static int get_strings(flamedb_client_t *c, const char *path, const char *label, const char *match,
+                       const char *from, const char *until, flamedb_strings_t *out)
 {
     out->items = NULL;
     out->count = 0;
     buf_t t;
     buf_init(&t, MAX_TARGET_BYTES);
     int rc = buf_append_str(&t, path);
-    if (rc == ERR_OK)
-        rc = flamedb__query_add(&t, "label", label);
-    if (rc == ERR_OK)
-        rc = flamedb__query_add(&t, "match", match);
-    if (rc == ERR_OK)
-        rc = flamedb__query_add(&t, "from", from);
-    if (rc == ERR_OK)
-        rc = flamedb__query_add(&t, "until", until);
-    if (rc != ERR_OK)
-        return bad_target(c, &t, rc);
+    if (rc == ERR_OK) rc = flamedb__query_add(&t, "label", label);
+    if (rc == ERR_OK) rc = flamedb__query_add(&t, "match", match);
+    if (rc == ERR_OK) rc = flamedb__query_add(&t, "from", from);
+    if (rc == ERR_OK) rc = flamedb__query_add(&t, "until", until);
+    if (rc != ERR_OK) return bad_target(c, &t, rc);
     flamedb_response_t r;
     rc = call(c, "GET", &t, NULL, NULL, 0, &r);
     buf_free(&t);
-    if (rc == ERR_OK)
-        rc = flamedb__json_strings((const char *)r.body, r.len, out, &c->err);
+    if (rc == ERR_OK) rc = flamedb__json_strings((const char *)r.body, r.len, out, &c->err);
     flamedb_response_free(&r);
     return rc;
 }
 
-int flamedb_label_names(flamedb_client_t *c, const char *match, const char *from,
-                        const char *until, flamedb_strings_t *out)
+int flamedb_label_names(flamedb_client_t *c, const char *match, const char *from, const char *until,
+                        flamedb_strings_t *out)
 {
     return get_strings(c, "/pyroscope/label-names", NULL, match, from, until, out);
 }
@@ -357,8 +345,7 @@ int flamedb_label_values(flamedb_client_t *c, const char *label, const char *mat
 
 void flamedb_strings_free(flamedb_strings_t *s)
 {
-    if (s == NULL)
-        return;
+    if (s == NULL) return;
     for (size_t i = 0; i < s->count; i++)
         free(s->items[i]);
     free(s->items);
@@ -378,8 +365,7 @@ int flamedb_get(flamedb_client_t *c, const char *path, flamedb_response_t *resp)
     buf_t t;
     buf_init(&t, MAX_TARGET_BYTES);
     int rc = buf_append_str(&t, path);
-    if (rc != ERR_OK)
-        return bad_target(c, &t, rc);
+    if (rc != ERR_OK) return bad_target(c, &t, rc);
     rc = call(c, "GET", &t, NULL, NULL, 0, resp);
     buf_free(&t);
     return rc;

@@ -50,9 +50,9 @@ extern "C" {
 #define FLAMEDB_ERR_TIMEOUT (-9)          /* connect/read/write deadline passed, or 504 */
 #define FLAMEDB_ERR_INTERNAL (-10)        /* server 500 */
 #define FLAMEDB_ERR_CORRUPT (-11)
-#define FLAMEDB_ERR_UNSUPPORTED (-12)     /* e.g. an https:// URL */
-#define FLAMEDB_ERR_METHOD (-13)          /* 405 */
-#define FLAMEDB_ERR_UNAUTHORIZED (-14)    /* 401 / 403 */
+#define FLAMEDB_ERR_UNSUPPORTED (-12)  /* e.g. an https:// URL */
+#define FLAMEDB_ERR_METHOD (-13)       /* 405 */
+#define FLAMEDB_ERR_UNAUTHORIZED (-14) /* 401 / 403 */
 
 #define FLAMEDB_DEFAULT_URL "http://127.0.0.1:4040"
 
@@ -61,12 +61,12 @@ typedef struct flamedb_client flamedb_client_t;
 /* Client options. Zero-initialise, then set what you need; 0/NULL fields take
  * the defaults given. Strings are copied by flamedb_client_new(). */
 typedef struct flamedb_opts {
-    const char *tenant;         /* X-Scope-OrgID header; NULL: none (server uses "anonymous") */
-    const char *bearer_token;   /* Authorization: Bearer ...; NULL: none */
-    const char *user_agent;     /* NULL: "libflamedb/<version>" */
-    int connect_timeout_ms;     /* 0: 5000 */
-    int io_timeout_ms;          /* each send/receive wait; 0: 30000 */
-    size_t max_response_bytes;  /* response body cap; 0: 256 MiB */
+    const char *tenant;        /* X-Scope-OrgID header; NULL: none (server uses "anonymous") */
+    const char *bearer_token;  /* Authorization: Bearer ...; NULL: none */
+    const char *user_agent;    /* NULL: "libflamedb/<version>" */
+    int connect_timeout_ms;    /* 0: 5000 */
+    int io_timeout_ms;         /* each send/receive wait; 0: 30000 */
+    size_t max_response_bytes; /* response body cap; 0: 256 MiB */
 } flamedb_opts_t;
 
 /* Creates a client for url ("http://host[:port][/prefix]", IPv6 as [::1]; the
@@ -99,9 +99,9 @@ typedef struct flamedb_push {
     const char *name;
     flamedb_push_format_t format;
     int64_t from, until;
-    int sample_rate;       /* Hz, folded only; 0: server default (100) */
-    const char *spy_name;  /* NULL: "libflamedb" */
-    const char *units;     /* NULL: not sent */
+    int sample_rate;         /* Hz, folded only; 0: server default (100) */
+    const char *spy_name;    /* NULL: "libflamedb" */
+    const char *units;       /* NULL: not sent */
     const char *aggregation; /* "sum" | "average"; NULL: not sent */
 } flamedb_push_t;
 
@@ -164,8 +164,7 @@ FLAMEDB_API int flamedb_label_names(flamedb_client_t *c, const char *match, cons
 /* GET /pyroscope/label-values?label=NAME ("__profile_type__" lists the
  * profile types present). */
 FLAMEDB_API int flamedb_label_values(flamedb_client_t *c, const char *label, const char *match,
-                                     const char *from, const char *until,
-                                     flamedb_strings_t *out);
+                                     const char *from, const char *until, flamedb_strings_t *out);
 /* Frees every string and zeroes s. NULL is allowed. */
 FLAMEDB_API void flamedb_strings_free(flamedb_strings_t *s);
 

@@ -20,11 +20,11 @@
 #include "common/err.h"
 
 /* Limits of what the client accepts from a server. */
-#define FLAMEDB__MAX_HEADER_LINE 8192     /* status line or one header */
-#define FLAMEDB__MAX_HEADER_BYTES 65536   /* all headers of one response */
-#define FLAMEDB__MAX_HEADERS 100          /* header lines of one response */
-#define FLAMEDB__MAX_INTERIM 8            /* 1xx responses before the real one */
-#define FLAMEDB__MAX_STRINGS 1000000      /* items of a JSON string array */
+#define FLAMEDB__MAX_HEADER_LINE 8192   /* status line or one header */
+#define FLAMEDB__MAX_HEADER_BYTES 65536 /* all headers of one response */
+#define FLAMEDB__MAX_HEADERS 100        /* header lines of one response */
+#define FLAMEDB__MAX_INTERIM 8          /* 1xx responses before the real one */
+#define FLAMEDB__MAX_STRINGS 1000000    /* items of a JSON string array */
 #define FLAMEDB__JSON_MAX_DEPTH 64
 
 /* --- url.c --- */
@@ -62,9 +62,9 @@ typedef struct flamedb__conn {
 
 typedef struct flamedb__request {
     const char *method;
-    const char *target;       /* path and query, already encoded */
+    const char *target;        /* path and query, already encoded */
     const char *extra_headers; /* "Name: value\r\n" lines or NULL */
-    const char *content_type; /* NULL: no body headers unless body_len > 0 */
+    const char *content_type;  /* NULL: no body headers unless body_len > 0 */
     const void *body;
     size_t body_len;
 } flamedb__request_t;

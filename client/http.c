@@ -31,8 +31,7 @@ void flamedb__conn_init(flamedb__conn_t *c, int connect_timeout_ms, int io_timeo
 
 void flamedb__conn_close(flamedb__conn_t *c)
 {
-    if (c->fd >= 0)
-        close(c->fd);
+    if (c->fd >= 0) close(c->fd);
     c->fd = -1;
     c->rpos = c->rlen = 0;
 }
@@ -43,13 +42,11 @@ static int wait_fd(int fd, short events, int timeout_ms, const char *what, errms
     struct pollfd pfd = {.fd = fd, .events = events};
     for (;;) {
         int n = poll(&pfd, 1, timeout_ms);
-        if (n > 0)
-            return ERR_OK;
+        if (n > 0) return ERR_OK;
         if (n == 0)
             return errmsg_set(em, ERR_TIMEOUT, "timed out after %d ms waiting to %s", timeout_ms,
                               what);
-        if (errno != EINTR)
-            return errmsg_set(em, ERR_IO, "poll: %s", strerror(errno));
+        if (errno != EINTR) return errmsg_set(em, ERR_IO, "poll: %s", strerror(errno));
     }
 }
 
@@ -57,8 +54,7 @@ static int wait_fd(int fd, short events, int timeout_ms, const char *what, errms
 static int connect_addr(const struct addrinfo *ai, int timeout_ms, int *fd_out)
 {
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return errno;
+    if (fd < 0) return errno;
     int e = 0;
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
         e = errno;
@@ -87,26 +83,23 @@ static int connect_addr(const struct addrinfo *ai, int timeout_ms, int *fd_out)
 
 static int conn_open(flamedb__conn_t *c, const flamedb__url_t *u, errmsg_t *em)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int g = getaddrinfo(u->host, u->port, &hints, &res);
-    if (g != 0)
-        return errmsg_set(em, ERR_UNAVAILABLE, "resolve %s: %s", u->host, gai_strerror(g));
+    if (g != 0) return errmsg_set(em, ERR_UNAVAILABLE, "resolve %s: %s", u->host, gai_strerror(g));
     int e = ENOENT;
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
         e = connect_addr(ai, c->connect_timeout_ms, &c->fd);
-        if (e == 0)
-            break;
+        if (e == 0) break;
     }
     freeaddrinfo(res);
     c->rpos = c->rlen = 0;
     if (e == ETIMEDOUT)
-        return errmsg_set(em, ERR_TIMEOUT, "connect %s:%s: timed out after %d ms", u->host,
-                          u->port, c->connect_timeout_ms);
+        return errmsg_set(em, ERR_TIMEOUT, "connect %s:%s: timed out after %d ms", u->host, u->port,
+                          c->connect_timeout_ms);
     if (e != 0)
-        return errmsg_set(em, ERR_UNAVAILABLE, "connect %s:%s: %s", u->host, u->port,
-                          strerror(e));
+        return errmsg_set(em, ERR_UNAVAILABLE, "connect %s:%s: %s", u->host, u->port, strerror(e));
     return ERR_OK;
 }
 
@@ -114,8 +107,7 @@ static int conn_open(flamedb__conn_t *c, const flamedb__url_t *u, errmsg_t *em)
 static int peer_closed(const flamedb__conn_t *c)
 {
     struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-    if (poll(&pfd, 1, 0) <= 0)
-        return 0;
+    if (poll(&pfd, 1, 0) <= 0) return 0;
     char b;
     ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
@@ -127,12 +119,10 @@ static int send_all(flamedb__conn_t *c, struct iovec *iov, int iovcnt, errmsg_t 
         struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
         ssize_t n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 int rc = wait_fd(c->fd, POLLOUT, c->io_timeout_ms, "send the request", em);
-                if (rc != ERR_OK)
-                    return rc;
+                if (rc != ERR_OK) return rc;
                 continue;
             }
             c->stale = errno == EPIPE || errno == ECONNRESET;
@@ -171,15 +161,13 @@ static int fill(flamedb__conn_t *c, errmsg_t *em)
             c->stale = c->resp_bytes == 0;
             return 0;
         }
-        if (errno == EINTR)
-            continue;
+        if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
             c->stale = c->resp_bytes == 0 && errno == ECONNRESET;
             return errmsg_set(em, ERR_IO, "receive: %s", strerror(errno));
         }
         int rc = wait_fd(c->fd, POLLIN, c->io_timeout_ms, "receive the response", em);
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
     }
 }
 
@@ -197,8 +185,7 @@ static int read_line(flamedb__conn_t *c, char *line, size_t cap, size_t *len, er
         uint8_t *nl = memchr(start, '\n', c->rlen - c->rpos);
         if (nl != NULL) {
             size_t n = (size_t)(nl - start);
-            if (n > 0 && start[n - 1] == '\r')
-                n--;
+            if (n > 0 && start[n - 1] == '\r') n--;
             if (n >= cap)
                 return errmsg_set(em, ERR_TOO_LARGE, "response header line over %zu bytes", cap);
             memcpy(line, start, n);
@@ -210,10 +197,8 @@ static int read_line(flamedb__conn_t *c, char *line, size_t cap, size_t *len, er
         if (c->rlen - c->rpos >= cap)
             return errmsg_set(em, ERR_TOO_LARGE, "response header line over %zu bytes", cap);
         int n = fill(c, em);
-        if (n < 0)
-            return n;
-        if (n == 0)
-            return closed_early(em);
+        if (n < 0) return n;
+        if (n == 0) return closed_early(em);
     }
 }
 
@@ -232,22 +217,17 @@ static int read_exact(flamedb__conn_t *c, buf_t *body, uint64_t n, errmsg_t *em)
         return errmsg_set(em, ERR_TOO_LARGE, "response body larger than the limit of %zu bytes",
                           body->max);
     int rc = buf_reserve(body, (size_t)n);
-    if (rc != ERR_OK)
-        return errmsg_set(em, rc, "response body: out of memory");
+    if (rc != ERR_OK) return errmsg_set(em, rc, "response body: out of memory");
     while (n > 0) {
         if (c->rpos == c->rlen) {
             int got = fill(c, em);
-            if (got < 0)
-                return got;
-            if (got == 0)
-                return closed_early(em);
+            if (got < 0) return got;
+            if (got == 0) return closed_early(em);
         }
         size_t take = c->rlen - c->rpos;
-        if (take > n)
-            take = (size_t)n;
+        if (take > n) take = (size_t)n;
         rc = append_body(body, c->rbuf + c->rpos, take, em);
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
         c->rpos += take;
         n -= take;
     }
@@ -258,14 +238,11 @@ static int read_until_close(flamedb__conn_t *c, buf_t *body, errmsg_t *em)
 {
     for (;;) {
         int rc = append_body(body, c->rbuf + c->rpos, c->rlen - c->rpos, em);
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
         c->rpos = c->rlen;
         int got = fill(c, em);
-        if (got < 0)
-            return got;
-        if (got == 0)
-            return ERR_OK;
+        if (got < 0) return got;
+        if (got == 0) return ERR_OK;
     }
 }
 
@@ -285,8 +262,7 @@ static int parse_chunk_size(const char *line, uint64_t *out, errmsg_t *em)
             d = *p - 'A' + 10;
         else
             break;
-        if (digits >= 15)
-            return errmsg_set(em, ERR_UNPARSEABLE, "chunk size too large");
+        if (digits >= 15) return errmsg_set(em, ERR_UNPARSEABLE, "chunk size too large");
         v = v * 16 + (uint64_t)d;
     }
     while (*p == ' ' || *p == '\t')
@@ -304,29 +280,21 @@ static int read_chunked(flamedb__conn_t *c, buf_t *body, errmsg_t *em)
     for (;;) {
         uint64_t n = 0;
         int rc = read_line(c, line, sizeof line, &len, em);
-        if (rc == ERR_OK)
-            rc = parse_chunk_size(line, &n, em);
-        if (rc != ERR_OK)
-            return rc;
-        if (n == 0)
-            break;
+        if (rc == ERR_OK) rc = parse_chunk_size(line, &n, em);
+        if (rc != ERR_OK) return rc;
+        if (n == 0) break;
         rc = read_exact(c, body, n, em);
-        if (rc == ERR_OK)
-            rc = read_line(c, line, sizeof line, &len, em);
-        if (rc != ERR_OK)
-            return rc;
-        if (len != 0)
-            return errmsg_set(em, ERR_UNPARSEABLE, "chunk data longer than its size");
+        if (rc == ERR_OK) rc = read_line(c, line, sizeof line, &len, em);
+        if (rc != ERR_OK) return rc;
+        if (len != 0) return errmsg_set(em, ERR_UNPARSEABLE, "chunk data longer than its size");
     }
     /* trailers, bounded like headers */
     for (int i = 0;; i++) {
         if (i > FLAMEDB__MAX_HEADERS)
             return errmsg_set(em, ERR_TOO_LARGE, "too many trailer lines");
         int rc = read_line(c, line, sizeof line, &len, em);
-        if (rc != ERR_OK)
-            return rc;
-        if (len == 0)
-            return ERR_OK;
+        if (rc != ERR_OK) return rc;
+        if (len == 0) return ERR_OK;
     }
 }
 
@@ -340,9 +308,9 @@ typedef struct head {
 
 static int parse_status_line(const char *line, head_t *h, errmsg_t *em)
 {
-    if (strncmp(line, "HTTP/1.", 7) != 0 || (line[7] != '0' && line[7] != '1') ||
-        line[8] != ' ' || line[9] < '1' || line[9] > '5' || line[10] < '0' || line[10] > '9' ||
-        line[11] < '0' || line[11] > '9' || (line[12] != ' ' && line[12] != '\0'))
+    if (strncmp(line, "HTTP/1.", 7) != 0 || (line[7] != '0' && line[7] != '1') || line[8] != ' ' ||
+        line[9] < '1' || line[9] > '5' || line[10] < '0' || line[10] > '9' || line[11] < '0' ||
+        line[11] > '9' || (line[12] != ' ' && line[12] != '\0'))
         return errmsg_set(em, ERR_UNPARSEABLE, "not an HTTP/1.x response: '%.60s'", line);
     h->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
     h->keep_alive = line[7] == '1';
@@ -362,8 +330,7 @@ static int has_token(const char *v, const char *token)
         size_t m = n;
         while (m > 0 && (v[m - 1] == ' ' || v[m - 1] == '\t'))
             m--;
-        if (m == tl && strncasecmp(v, token, tl) == 0)
-            return 1;
+        if (m == tl && strncasecmp(v, token, tl) == 0) return 1;
         v += n;
     }
     return 0;
@@ -372,8 +339,7 @@ static int has_token(const char *v, const char *token)
 static int parse_content_length(const char *v, head_t *h, errmsg_t *em)
 {
     int64_t n = 0;
-    if (*v == '\0')
-        return errmsg_set(em, ERR_UNPARSEABLE, "empty Content-Length");
+    if (*v == '\0') return errmsg_set(em, ERR_UNPARSEABLE, "empty Content-Length");
     for (const char *p = v; *p; p++) {
         if (*p < '0' || *p > '9' || n > (INT64_MAX - 9) / 10)
             return errmsg_set(em, ERR_UNPARSEABLE, "bad Content-Length '%.30s'", v);
@@ -397,8 +363,7 @@ static int parse_header(char *line, head_t *h, flamedb__response_t *resp, errmsg
     size_t vl = strlen(v);
     while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
         v[--vl] = '\0';
-    if (strcasecmp(line, "Content-Length") == 0)
-        return parse_content_length(v, h, em);
+    if (strcasecmp(line, "Content-Length") == 0) return parse_content_length(v, h, em);
     if (strcasecmp(line, "Transfer-Encoding") == 0) {
         h->chunked = has_token(v, "chunked");
     } else if (strcasecmp(line, "Connection") == 0) {
@@ -417,19 +382,16 @@ static int read_head(flamedb__conn_t *c, head_t *h, flamedb__response_t *resp, e
     char line[FLAMEDB__MAX_HEADER_LINE];
     size_t len, total = 0;
     int rc = read_line(c, line, sizeof line, &len, em);
-    if (rc == ERR_OK)
-        rc = parse_status_line(line, h, em);
+    if (rc == ERR_OK) rc = parse_status_line(line, h, em);
     for (int n = 0; rc == ERR_OK; n++) {
         rc = read_line(c, line, sizeof line, &len, em);
-        if (rc != ERR_OK || len == 0)
-            break;
+        if (rc != ERR_OK || len == 0) break;
         total += len;
         if (n >= FLAMEDB__MAX_HEADERS || total > FLAMEDB__MAX_HEADER_BYTES)
             return errmsg_set(em, ERR_TOO_LARGE, "response headers over the limit");
         rc = parse_header(line, h, resp, em);
     }
-    if (rc == ERR_OK && h->chunked)
-        h->content_length = -1; /* RFC 9112: Transfer-Encoding wins */
+    if (rc == ERR_OK && h->chunked) h->content_length = -1; /* RFC 9112: Transfer-Encoding wins */
     return rc;
 }
 
@@ -441,44 +403,35 @@ static int read_response(flamedb__conn_t *c, const flamedb__request_t *req,
     for (int interim = 0;; interim++) {
         resp->content_type[0] = '\0';
         rc = read_head(c, &h, resp, em);
-        if (rc != ERR_OK)
-            return rc;
-        if (h.status >= 200)
-            break;
+        if (rc != ERR_OK) return rc;
+        if (h.status >= 200) break;
         if (interim >= FLAMEDB__MAX_INTERIM)
             return errmsg_set(em, ERR_UNPARSEABLE, "too many interim (1xx) responses");
     }
     resp->status = h.status;
     resp->keep_alive = h.keep_alive;
-    if (h.status == 204 || h.status == 304 || strcmp(req->method, "HEAD") == 0)
-        return ERR_OK;
-    if (h.chunked)
-        return read_chunked(c, &resp->body, em);
-    if (h.content_length >= 0)
-        return read_exact(c, &resp->body, (uint64_t)h.content_length, em);
+    if (h.status == 204 || h.status == 304 || strcmp(req->method, "HEAD") == 0) return ERR_OK;
+    if (h.chunked) return read_chunked(c, &resp->body, em);
+    if (h.content_length >= 0) return read_exact(c, &resp->body, (uint64_t)h.content_length, em);
     resp->keep_alive = 0;
     return read_until_close(c, &resp->body, em);
 }
 
-static int write_request(flamedb__conn_t *c, const flamedb__url_t *u,
-                         const flamedb__request_t *req, errmsg_t *em)
+static int write_request(flamedb__conn_t *c, const flamedb__url_t *u, const flamedb__request_t *req,
+                         errmsg_t *em)
 {
     buf_t head;
     buf_init(&head, FLAMEDB__MAX_HEADER_BYTES + 16384);
     int rc = buf_printf(&head, "%s %s%s HTTP/1.1\r\nHost: %s%s%s", req->method, u->prefix,
                         req->target, u->ipv6 ? "[" : "", u->host, u->ipv6 ? "]" : "");
-    if (rc == ERR_OK && strcmp(u->port, "80") != 0)
-        rc = buf_printf(&head, ":%s", u->port);
-    if (rc == ERR_OK)
-        rc = buf_append_str(&head, "\r\n");
-    if (rc == ERR_OK && req->extra_headers != NULL)
-        rc = buf_append_str(&head, req->extra_headers);
+    if (rc == ERR_OK && strcmp(u->port, "80") != 0) rc = buf_printf(&head, ":%s", u->port);
+    if (rc == ERR_OK) rc = buf_append_str(&head, "\r\n");
+    if (rc == ERR_OK && req->extra_headers != NULL) rc = buf_append_str(&head, req->extra_headers);
     if (rc == ERR_OK && req->content_type != NULL)
         rc = buf_printf(&head, "Content-Type: %s\r\n", req->content_type);
     if (rc == ERR_OK && (req->body_len > 0 || strcmp(req->method, "POST") == 0))
         rc = buf_printf(&head, "Content-Length: %zu\r\n", req->body_len);
-    if (rc == ERR_OK)
-        rc = buf_append_str(&head, "\r\n");
+    if (rc == ERR_OK) rc = buf_append_str(&head, "\r\n");
     if (rc != ERR_OK) {
         buf_free(&head);
         return errmsg_set(em, rc, "request headers too large");
@@ -501,24 +454,19 @@ int flamedb__http_do(flamedb__conn_t *c, const flamedb__url_t *u, const flamedb_
             reused = 0;
         }
         int rc = ERR_OK;
-        if (c->fd < 0)
-            rc = conn_open(c, u, em);
-        if (rc != ERR_OK)
-            return rc;
+        if (c->fd < 0) rc = conn_open(c, u, em);
+        if (rc != ERR_OK) return rc;
         c->resp_bytes = 0;
         c->stale = 0;
         rc = write_request(c, u, req, em);
-        if (rc == ERR_OK)
-            rc = read_response(c, req, resp, em);
+        if (rc == ERR_OK) rc = read_response(c, req, resp, em);
         if (rc == ERR_OK) {
-            if (!resp->keep_alive)
-                flamedb__conn_close(c);
+            if (!resp->keep_alive) flamedb__conn_close(c);
             return ERR_OK;
         }
         int retry = reused && c->stale && attempt == 0;
         flamedb__conn_close(c);
-        if (!retry)
-            return rc;
+        if (!retry) return rc;
         /* The server dropped an idle connection as we reused it: nothing of
          * this request was answered, so sending it again is safe. */
         buf_reset(&resp->body);

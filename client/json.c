@@ -71,11 +71,10 @@ static int put_utf8(buf_t *out, unsigned cp)
 static int read_unicode(reader_t *r, buf_t *out)
 {
     unsigned cp, lo;
-    if (r->end - r->p < 4 || hex4(r->p, &cp) != 0)
-        return ERR_UNPARSEABLE;
+    if (r->end - r->p < 4 || hex4(r->p, &cp) != 0) return ERR_UNPARSEABLE;
     r->p += 4;
-    if (cp >= 0xD800 && cp < 0xDC00 && r->end - r->p >= 6 && r->p[0] == '\\' &&
-        r->p[1] == 'u' && hex4(r->p + 2, &lo) == 0 && lo >= 0xDC00 && lo < 0xE000) {
+    if (cp >= 0xD800 && cp < 0xDC00 && r->end - r->p >= 6 && r->p[0] == '\\' && r->p[1] == 'u' &&
+        hex4(r->p + 2, &lo) == 0 && lo >= 0xDC00 && lo < 0xE000) {
         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
         r->p += 6;
     } else if (cp >= 0xD800 && cp < 0xE000) {
@@ -88,16 +87,13 @@ static int read_unicode(reader_t *r, buf_t *out)
 static int read_string(reader_t *r, buf_t *out)
 {
     static const char esc_in[] = "\"\\/bfnrt", esc_out[] = "\"\\/\b\f\n\r\t";
-    if (r->p >= r->end || *r->p != '"')
-        return ERR_UNPARSEABLE;
+    if (r->p >= r->end || *r->p != '"') return ERR_UNPARSEABLE;
     r->p++;
     while (r->p < r->end) {
         char ch = *r->p++;
         int rc = ERR_OK;
-        if (ch == '"')
-            return ERR_OK;
-        if ((unsigned char)ch < 0x20)
-            return ERR_UNPARSEABLE;
+        if (ch == '"') return ERR_OK;
+        if ((unsigned char)ch < 0x20) return ERR_UNPARSEABLE;
         if (ch != '\\') {
             rc = out ? buf_append_byte(out, (uint8_t)ch) : ERR_OK;
         } else if (r->p < r->end && *r->p == 'u') {
@@ -105,13 +101,11 @@ static int read_string(reader_t *r, buf_t *out)
             rc = read_unicode(r, out);
         } else {
             const char *e = r->p < r->end ? strchr(esc_in, *r->p) : NULL;
-            if (e == NULL || *e == '\0')
-                return ERR_UNPARSEABLE;
+            if (e == NULL || *e == '\0') return ERR_UNPARSEABLE;
             r->p++;
             rc = out ? buf_append_byte(out, (uint8_t)esc_out[e - esc_in]) : ERR_OK;
         }
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
     }
     return ERR_UNPARSEABLE;
 }
@@ -131,37 +125,27 @@ static int skip_container(reader_t *r, int depth)
     for (;;) {
         if (close == '}') {
             skip_ws(r);
-            if (read_string(r, NULL) != ERR_OK)
-                return ERR_UNPARSEABLE;
+            if (read_string(r, NULL) != ERR_OK) return ERR_UNPARSEABLE;
             skip_ws(r);
-            if (r->p >= r->end || *r->p++ != ':')
-                return ERR_UNPARSEABLE;
+            if (r->p >= r->end || *r->p++ != ':') return ERR_UNPARSEABLE;
         }
-        if (skip_value(r, depth + 1) != ERR_OK)
-            return ERR_UNPARSEABLE;
+        if (skip_value(r, depth + 1) != ERR_OK) return ERR_UNPARSEABLE;
         skip_ws(r);
-        if (r->p >= r->end)
-            return ERR_UNPARSEABLE;
+        if (r->p >= r->end) return ERR_UNPARSEABLE;
         char ch = *r->p++;
-        if (ch == close)
-            return ERR_OK;
-        if (ch != ',')
-            return ERR_UNPARSEABLE;
+        if (ch == close) return ERR_OK;
+        if (ch != ',') return ERR_UNPARSEABLE;
     }
 }
 
 static int skip_value(reader_t *r, int depth)
 {
-    if (depth > FLAMEDB__JSON_MAX_DEPTH)
-        return ERR_UNPARSEABLE;
+    if (depth > FLAMEDB__JSON_MAX_DEPTH) return ERR_UNPARSEABLE;
     skip_ws(r);
-    if (r->p >= r->end)
-        return ERR_UNPARSEABLE;
+    if (r->p >= r->end) return ERR_UNPARSEABLE;
     char ch = *r->p;
-    if (ch == '"')
-        return read_string(r, NULL);
-    if (ch == '[' || ch == '{')
-        return skip_container(r, depth);
+    if (ch == '"') return read_string(r, NULL);
+    if (ch == '[' || ch == '{') return skip_container(r, depth);
     const char *start = r->p;
     while (r->p < r->end && strchr("+-.0123456789eEtruefalsn", *r->p) != NULL && *r->p)
         r->p++;
@@ -173,17 +157,14 @@ static int push_item(flamedb_strings_t *out, size_t *cap, buf_t *s)
     if (out->count == *cap) {
         size_t ncap = *cap ? *cap * 2 : 16;
         char **items = realloc(out->items, ncap * sizeof *items);
-        if (items == NULL)
-            return ERR_NOMEM;
+        if (items == NULL) return ERR_NOMEM;
         out->items = items;
         *cap = ncap;
     }
     size_t len;
     uint8_t *p = buf_steal(s, &len);
-    if (p == NULL)
-        p = (uint8_t *)strdup("");
-    if (p == NULL)
-        return ERR_NOMEM;
+    if (p == NULL) p = (uint8_t *)strdup("");
+    if (p == NULL) return ERR_NOMEM;
     out->items[out->count++] = (char *)p;
     return ERR_OK;
 }
@@ -192,33 +173,26 @@ static int parse_strings(reader_t *r, flamedb_strings_t *out)
 {
     size_t cap = 0;
     skip_ws(r);
-    if (r->p >= r->end || *r->p++ != '[')
-        return ERR_UNPARSEABLE;
+    if (r->p >= r->end || *r->p++ != '[') return ERR_UNPARSEABLE;
     skip_ws(r);
     if (r->p < r->end && *r->p == ']') {
         r->p++;
         return ERR_OK;
     }
     for (;;) {
-        if (out->count >= FLAMEDB__MAX_STRINGS)
-            return ERR_TOO_LARGE;
+        if (out->count >= FLAMEDB__MAX_STRINGS) return ERR_TOO_LARGE;
         buf_t s;
         buf_init(&s, (size_t)(r->end - r->p));
         skip_ws(r);
         int rc = read_string(r, &s);
-        if (rc == ERR_OK)
-            rc = push_item(out, &cap, &s);
+        if (rc == ERR_OK) rc = push_item(out, &cap, &s);
         buf_free(&s);
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
         skip_ws(r);
-        if (r->p >= r->end)
-            return ERR_UNPARSEABLE;
+        if (r->p >= r->end) return ERR_UNPARSEABLE;
         char ch = *r->p++;
-        if (ch == ']')
-            return ERR_OK;
-        if (ch != ',')
-            return ERR_UNPARSEABLE;
+        if (ch == ']') return ERR_OK;
+        if (ch != ',') return ERR_UNPARSEABLE;
     }
 }
 
@@ -229,13 +203,10 @@ int flamedb__json_strings(const char *p, size_t n, flamedb_strings_t *out, errms
     out->count = 0;
     int rc = parse_strings(&r, out);
     skip_ws(&r);
-    if (rc == ERR_OK && r.p != r.end)
-        rc = ERR_UNPARSEABLE;
-    if (rc == ERR_OK)
-        return ERR_OK;
+    if (rc == ERR_OK && r.p != r.end) rc = ERR_UNPARSEABLE;
+    if (rc == ERR_OK) return ERR_OK;
     flamedb_strings_free(out);
-    if (rc == ERR_UNPARSEABLE)
-        return errmsg_set(em, rc, "response is not a JSON array of strings");
+    if (rc == ERR_UNPARSEABLE) return errmsg_set(em, rc, "response is not a JSON array of strings");
     return errmsg_set(em, rc, "response: %s", err_message(rc));
 }
 
@@ -243,15 +214,13 @@ int flamedb__json_strings(const char *p, size_t n, flamedb_strings_t *out, errms
 static int read_member(reader_t *r, char *dst, size_t cap)
 {
     skip_ws(r);
-    if (r->p >= r->end || *r->p != '"')
-        return skip_value(r, 1);
+    if (r->p >= r->end || *r->p != '"') return skip_value(r, 1);
     buf_t s;
     buf_init(&s, (size_t)(r->end - r->p));
     int rc = read_string(r, &s);
     if (rc == ERR_OK && dst != NULL && cap > 0) {
         size_t n = s.len < cap - 1 ? s.len : cap - 1;
-        if (n > 0)
-            memcpy(dst, s.data, n);
+        if (n > 0) memcpy(dst, s.data, n);
         dst[n] = '\0';
     }
     buf_free(&s);
@@ -262,16 +231,12 @@ int flamedb__json_error(const char *p, size_t n, char *code, size_t code_len, ch
                         size_t msg_len)
 {
     reader_t r = {p, p + n};
-    if (code_len > 0)
-        code[0] = '\0';
-    if (msg_len > 0)
-        msg[0] = '\0';
+    if (code_len > 0) code[0] = '\0';
+    if (msg_len > 0) msg[0] = '\0';
     skip_ws(&r);
-    if (r.p >= r.end || *r.p++ != '{')
-        return ERR_UNPARSEABLE;
+    if (r.p >= r.end || *r.p++ != '{') return ERR_UNPARSEABLE;
     skip_ws(&r);
-    if (r.p < r.end && *r.p == '}')
-        return ERR_OK;
+    if (r.p < r.end && *r.p == '}') return ERR_OK;
     for (;;) {
         char key[16];
         buf_t k;
@@ -281,8 +246,7 @@ int flamedb__json_error(const char *p, size_t n, char *code, size_t code_len, ch
         snprintf(key, sizeof key, "%s", k.data ? (char *)k.data : "");
         buf_free(&k);
         skip_ws(&r);
-        if (rc != ERR_OK || r.p >= r.end || *r.p++ != ':')
-            return ERR_UNPARSEABLE;
+        if (rc != ERR_OK || r.p >= r.end || *r.p++ != ':') return ERR_UNPARSEABLE;
         if (strcmp(key, "code") == 0)
             rc = read_member(&r, code, code_len);
         else if (strcmp(key, "message") == 0)
@@ -290,12 +254,9 @@ int flamedb__json_error(const char *p, size_t n, char *code, size_t code_len, ch
         else
             rc = skip_value(&r, 1);
         skip_ws(&r);
-        if (rc != ERR_OK || r.p >= r.end)
-            return ERR_UNPARSEABLE;
+        if (rc != ERR_OK || r.p >= r.end) return ERR_UNPARSEABLE;
         char ch = *r.p++;
-        if (ch == '}')
-            return ERR_OK;
-        if (ch != ',')
-            return ERR_UNPARSEABLE;
+        if (ch == '}') return ERR_OK;
+        if (ch != ',') return ERR_UNPARSEABLE;
     }
 }

@@ -21,7 +21,7 @@ typedef struct builder {
     flamedb__top_t *t;
     size_t cap;
     slot_t *slots;
-    size_t nslots; /* power of two */
+    size_t nslots;   /* power of two */
     uint64_t *stamp; /* per row: the last line that added to its total */
 } builder_t;
 
@@ -29,11 +29,9 @@ static int grow_slots(builder_t *b)
 {
     size_t n = b->nslots ? b->nslots * 2 : 1024;
     slot_t *s = calloc(n, sizeof *s);
-    if (s == NULL)
-        return ERR_NOMEM;
+    if (s == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < b->nslots; i++) {
-        if (b->slots[i].row == 0)
-            continue;
+        if (b->slots[i].row == 0) continue;
         size_t j = b->slots[i].hash & (n - 1);
         while (s[j].row != 0)
             j = (j + 1) & (n - 1);
@@ -52,16 +50,13 @@ static int add_row(builder_t *b, const char *name, size_t len, uint32_t *row)
         size_t ncap = b->cap ? b->cap * 2 : 256;
         flamedb__top_row_t *rows = realloc(t->rows, ncap * sizeof *rows);
         uint64_t *stamp = rows ? realloc(b->stamp, ncap * sizeof *stamp) : NULL;
-        if (rows != NULL)
-            t->rows = rows;
-        if (stamp == NULL)
-            return ERR_NOMEM;
+        if (rows != NULL) t->rows = rows;
+        if (stamp == NULL) return ERR_NOMEM;
         b->stamp = stamp;
         b->cap = ncap;
     }
     char *copy = strndup(name, len);
-    if (copy == NULL)
-        return ERR_NOMEM;
+    if (copy == NULL) return ERR_NOMEM;
     t->rows[t->count] = (flamedb__top_row_t){copy, 0, 0};
     b->stamp[t->count] = 0;
     *row = (uint32_t)t->count++;
@@ -71,8 +66,7 @@ static int add_row(builder_t *b, const char *name, size_t len, uint32_t *row)
 /* Finds or adds the row of a function name. */
 static int intern(builder_t *b, const char *name, size_t len, uint32_t *row)
 {
-    if ((b->t->count + 1) * 2 > b->nslots && grow_slots(b) != ERR_OK)
-        return ERR_NOMEM;
+    if ((b->t->count + 1) * 2 > b->nslots && grow_slots(b) != ERR_OK) return ERR_NOMEM;
     uint64_t h = hash_bytes64(name, len);
     size_t j = h & (b->nslots - 1);
     for (; b->slots[j].row != 0; j = (j + 1) & (b->nslots - 1)) {
@@ -83,8 +77,7 @@ static int intern(builder_t *b, const char *name, size_t len, uint32_t *row)
         }
     }
     int rc = add_row(b, name, len, row);
-    if (rc == ERR_OK)
-        b->slots[j] = (slot_t){h, *row + 1};
+    if (rc == ERR_OK) b->slots[j] = (slot_t){h, *row + 1};
     return rc;
 }
 
@@ -97,18 +90,15 @@ static int split_count(const char *line, size_t len, size_t *stack_len, int64_t 
             sp = line + i - 1;
             break;
         }
-    if (sp == NULL || sp == line)
-        return -1;
+    if (sp == NULL || sp == line) return -1;
     char *end;
     char tmp[32];
     size_t n = (size_t)(line + len - sp - 1);
-    if (n == 0 || n >= sizeof tmp)
-        return -1;
+    if (n == 0 || n >= sizeof tmp) return -1;
     memcpy(tmp, sp + 1, n);
     tmp[n] = '\0';
     *v = strtoll(tmp, &end, 10);
-    if (*end != '\0')
-        return -1;
+    if (*end != '\0') return -1;
     *stack_len = (size_t)(sp - line);
     return 0;
 }
@@ -125,8 +115,7 @@ static int add_line(builder_t *b, const char *line, size_t len, uint64_t lineno,
         const char *semi = memchr(line + start, ';', slen - start);
         size_t flen = semi ? (size_t)(semi - line) - start : slen - start;
         int rc = intern(b, line + start, flen, &row);
-        if (rc != ERR_OK)
-            return errmsg_set(em, rc, "out of memory");
+        if (rc != ERR_OK) return errmsg_set(em, rc, "out of memory");
         if (b->stamp[row] != lineno) {
             b->stamp[row] = lineno;
             b->t->rows[row].total += v;
@@ -141,10 +130,8 @@ static int add_line(builder_t *b, const char *line, size_t len, uint64_t lineno,
 static int by_self(const void *a, const void *b)
 {
     const flamedb__top_row_t *x = a, *y = b;
-    if (x->self != y->self)
-        return x->self < y->self ? 1 : -1;
-    if (x->total != y->total)
-        return x->total < y->total ? 1 : -1;
+    if (x->self != y->self) return x->self < y->self ? 1 : -1;
+    if (x->total != y->total) return x->total < y->total ? 1 : -1;
     return strcmp(x->name, y->name);
 }
 
@@ -158,11 +145,9 @@ int flamedb__top_folded(const char *text, size_t n, flamedb__top_t *out, errmsg_
         const char *nl = memchr(text + pos, '\n', n - pos);
         size_t len = nl ? (size_t)(nl - text) - pos : n - pos;
         size_t l = len;
-        if (l > 0 && text[pos + l - 1] == '\r')
-            l--;
+        if (l > 0 && text[pos + l - 1] == '\r') l--;
         lineno++;
-        if (l > 0)
-            rc = add_line(&b, text + pos, l, lineno, em);
+        if (l > 0) rc = add_line(&b, text + pos, l, lineno, em);
         pos += len + 1;
     }
     free(b.slots);
@@ -171,8 +156,7 @@ int flamedb__top_folded(const char *text, size_t n, flamedb__top_t *out, errmsg_
         flamedb__top_free(out);
         return rc;
     }
-    if (out->count > 0)
-        qsort(out->rows, out->count, sizeof *out->rows, by_self);
+    if (out->count > 0) qsort(out->rows, out->count, sizeof *out->rows, by_self);
     return ERR_OK;
 }
 

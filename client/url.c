@@ -9,8 +9,7 @@
 /* Copies [p, p+n) into dst (size cap) or fails when it does not fit. */
 static int copy_part(char *dst, size_t cap, const char *p, size_t n)
 {
-    if (n >= cap)
-        return -1;
+    if (n >= cap) return -1;
     memcpy(dst, p, n);
     dst[n] = '\0';
     return 0;
@@ -45,16 +44,14 @@ static int parse_authority(const char *a, size_t n, flamedb__url_t *out, errmsg_
         host_len = (size_t)(close - host);
         out->ipv6 = 1;
         if (close + 1 < a + n) {
-            if (close[1] != ':')
-                return errmsg_set(em, ERR_INVALID_ARGUMENT, "URL: junk after ']'");
+            if (close[1] != ':') return errmsg_set(em, ERR_INVALID_ARGUMENT, "URL: junk after ']'");
             colon = close + 1;
         }
     } else {
         colon = memchr(a, ':', n);
         host_len = colon ? (size_t)(colon - a) : n;
     }
-    if (host_len == 0)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "URL: missing host");
+    if (host_len == 0) return errmsg_set(em, ERR_INVALID_ARGUMENT, "URL: missing host");
     for (size_t i = 0; i < host_len; i++)
         if (host[i] <= ' ' || host[i] == '@' || (unsigned char)host[i] >= 0x7f)
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "URL: bad character in host");
@@ -70,8 +67,7 @@ static int parse_authority(const char *a, size_t n, flamedb__url_t *out, errmsg_
 int flamedb__url_parse(const char *url, flamedb__url_t *out, errmsg_t *em)
 {
     memset(out, 0, sizeof *out);
-    if (url == NULL || url[0] == '\0')
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "URL: empty");
+    if (url == NULL || url[0] == '\0') return errmsg_set(em, ERR_INVALID_ARGUMENT, "URL: empty");
     const char *p = url;
     if (strncasecmp(p, "http://", 7) == 0)
         p += 7;
@@ -83,8 +79,7 @@ int flamedb__url_parse(const char *url, flamedb__url_t *out, errmsg_t *em)
     /* a bare "host:port" is accepted as http */
     size_t alen = strcspn(p, "/?#");
     int rc = parse_authority(p, alen, out, em);
-    if (rc != ERR_OK)
-        return rc;
+    if (rc != ERR_OK) return rc;
     const char *path = p + alen;
     if (*path == '?' || *path == '#')
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "URL: query or fragment not allowed");
@@ -106,8 +101,7 @@ int flamedb__url_escape(buf_t *b, const char *s)
     static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' ||
-                    *p == '~';
+                    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' || *p == '~';
         int rc;
         if (plain) {
             rc = buf_append_byte(b, *p);
@@ -115,24 +109,19 @@ int flamedb__url_escape(buf_t *b, const char *s)
             char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
             rc = buf_append(b, e, 3);
         }
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
     }
     return ERR_OK;
 }
 
 int flamedb__query_add(buf_t *b, const char *key, const char *value)
 {
-    if (value == NULL)
-        return ERR_OK;
+    if (value == NULL) return ERR_OK;
     int first = b->len == 0 || memchr(b->data, '?', b->len) == NULL;
     int rc = buf_append_byte(b, first ? '?' : '&');
-    if (rc == ERR_OK)
-        rc = flamedb__url_escape(b, key);
-    if (rc == ERR_OK)
-        rc = buf_append_byte(b, '=');
-    if (rc == ERR_OK)
-        rc = flamedb__url_escape(b, value);
+    if (rc == ERR_OK) rc = flamedb__url_escape(b, key);
+    if (rc == ERR_OK) rc = buf_append_byte(b, '=');
+    if (rc == ERR_OK) rc = flamedb__url_escape(b, value);
     return rc;
 }
 

@@ -27,8 +27,7 @@ static int ctl_run(const char *args, char *out, size_t cap)
 
 static int has(const char *hay, const char *needle)
 {
-    if (strstr(hay, needle) != NULL)
-        return 1;
+    if (strstr(hay, needle) != NULL) return 1;
     fprintf(stderr, "output lacks '%s':\n%s\n", needle, hay);
     return 0;
 }
@@ -68,8 +67,10 @@ static void test_labels_and_errors(void)
     char *req = ts_last_request(&srv, NULL);
     CHECK(strstr(req, "GET /pyroscope/label-names HTTP/1.1") && strstr(req, "X-Scope-OrgID: t1"));
     free(req);
-    ts_push(&srv, "HTTP/1.1 400 Bad Request\r\nContent-Length: 53\r\n\r\n"
-                  "{\"code\":\"invalid_parameter\",\"message\":\"bad selector\"}", 0, 0);
+    ts_push(&srv,
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 53\r\n\r\n"
+            "{\"code\":\"invalid_parameter\",\"message\":\"bad selector\"}",
+            0, 0);
     CHECK_EQ_INT(ctl_run("query 'cpu{a=}' --output json", out, sizeof out), 1);
     CHECK(has(out, "bad selector") && has(out, "HTTP 400"));
     /* nobody listening */
@@ -103,8 +104,10 @@ static void test_push_detect(void)
     req = ts_last_request(&srv, NULL);
     CHECK(strstr(req, "&format=folded&sampleRate=99&") && strstr(req, "\r\n\r\nmain;a 3\n"));
     free(req);
-    ts_push(&srv, "HTTP/1.1 422 Unprocessable\r\nContent-Length: 51\r\n\r\n"
-                  "{\"code\":\"unparseable\",\"message\":\"line 1: no count\"}", 0, 0);
+    ts_push(&srv,
+            "HTTP/1.1 422 Unprocessable\r\nContent-Length: 51\r\n\r\n"
+            "{\"code\":\"unparseable\",\"message\":\"line 1: no count\"}",
+            0, 0);
     snprintf(args, sizeof args, "push '%s' --name app.cpu --format folded", path);
     CHECK_EQ_INT(ctl_run(args, out, sizeof out), 1);
     CHECK(has(out, "line 1: no count"));
@@ -113,13 +116,15 @@ static void test_push_detect(void)
 static void test_query_outputs(void)
 {
     static char out[65536];
-    static const char folded[] = "main;work;hash 600000000\nmain;work 300000000\nmain;idle 100000000\n";
+    static const char folded[] =
+        "main;work;hash 600000000\nmain;work 300000000\nmain;idle 100000000\n";
     static char resp[512];
     snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s",
              sizeof folded - 1, folded);
     ts_push(&srv, resp, 0, 0);
-    CHECK_EQ_INT(ctl_run("query 'process_cpu:cpu:nanoseconds:cpu:nanoseconds{}' --limit 2", out,
-                         sizeof out), 0);
+    CHECK_EQ_INT(
+        ctl_run("query 'process_cpu:cpu:nanoseconds:cpu:nanoseconds{}' --limit 2", out, sizeof out),
+        0);
     CHECK(has(out, "0.60s  60.00%        0.60s  60.00%  hash\n"));
     CHECK(has(out, "0.30s  30.00%        0.90s  90.00%  work\n"));
     CHECK(strstr(out, "idle") == NULL); /* --limit 2 */
@@ -136,9 +141,9 @@ static void test_query_outputs(void)
     CHECK_EQ_INT(ctl_run(args, out, sizeof out), 0);
     FILE *f = fopen(path, "rb");
     char got[16] = {0};
-    CHECK(f != NULL && fread(got, 1, sizeof got, f) == 6 && memcmp(got, "\x1f\x8b\x00\x01", 4) == 0);
-    if (f)
-        fclose(f);
+    CHECK(f != NULL && fread(got, 1, sizeof got, f) == 6 &&
+          memcmp(got, "\x1f\x8b\x00\x01", 4) == 0);
+    if (f) fclose(f);
     req = ts_last_request(&srv, NULL);
     CHECK(strstr(req, "&format=pprof&maxNodes=50 ") != NULL);
     free(req);
@@ -155,8 +160,7 @@ int main(void)
         return 1;
     }
     snprintf(tmp, sizeof tmp, "/tmp/flamectl-test-XXXXXX");
-    if (mkdtemp(tmp) == NULL || ts_start(&srv) != 0)
-        return 1;
+    if (mkdtemp(tmp) == NULL || ts_start(&srv) != 0) return 1;
     test_usage();
     test_labels_and_errors();
     test_push_detect();

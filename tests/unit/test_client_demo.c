@@ -26,8 +26,7 @@ static int find_demo(void)
 {
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0)
-        return -1;
+    if (n <= 0) return -1;
     self[n] = '\0';
     snprintf(demo_bin, sizeof demo_bin, "%s/../bin/flamedb-demo", dirname(self));
     return access(demo_bin, X_OK);
@@ -45,8 +44,7 @@ static int run_demo(const char *dir, int seed)
 static uint8_t *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
+    if (f == NULL) return NULL;
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -82,8 +80,7 @@ static Perftools__Profiles__Profile *decode(const char *path, size_t raw_len)
 static const char *str(const Perftools__Profiles__Profile *p, int64_t i)
 {
     static char s[512];
-    if (i < 0 || (size_t)i >= p->n_string_table)
-        return NULL;
+    if (i < 0 || (size_t)i >= p->n_string_table) return NULL;
     snprintf(s, sizeof s, "%.*s", (int)p->string_table[i].len, p->string_table[i].data);
     return s;
 }
@@ -98,8 +95,7 @@ static int check_structure(const Perftools__Profiles__Profile *p, const char *fn
         CHECK(str(p, p->function[i]->filename) != NULL);
         const char *name = str(p, p->function[i]->name);
         CHECK(name != NULL && name[0] != '\0');
-        if (name != NULL && strcmp(name, fn) == 0)
-            found = 1;
+        if (name != NULL && strcmp(name, fn) == 0) found = 1;
     }
     for (size_t i = 0; i < p->n_location; i++) {
         const Perftools__Profiles__Location *l = p->location[i];
@@ -124,8 +120,7 @@ static void check_totals(const Perftools__Profiles__Profile *p, char *totals)
     for (char *tok = strtok(totals, ","); tok != NULL; tok = strtok(NULL, ","), t++) {
         char *eq = strchr(tok, '=');
         CHECK(eq != NULL && t < p->n_sample_type);
-        if (eq == NULL || t >= p->n_sample_type)
-            return;
+        if (eq == NULL || t >= p->n_sample_type) return;
         *eq = '\0';
         char type[128];
         snprintf(type, sizeof type, "%s/", str(p, p->sample_type[t]->type));
@@ -148,8 +143,7 @@ static void check_line(const char *dir, char *line, int *saw_v2_regression)
     for (char *tok = strtok(line, "\t\n"); tok != NULL && n < 9; tok = strtok(NULL, "\t\n"))
         f[n++] = tok;
     CHECK_EQ_INT(n, 9);
-    if (n != 9)
-        return;
+    if (n != 9) return;
     char path[PATH_MAX], totals[512];
     snprintf(path, sizeof path, "%s/%s", dir, f[0]);
     snprintf(totals, sizeof totals, "%s", f[8]);
@@ -157,16 +151,14 @@ static void check_line(const char *dir, char *line, int *saw_v2_regression)
     int cpu = strcmp(f[4], "cpu") == 0;
     Perftools__Profiles__Profile *p = decode(path, (size_t)strtoull(f[6], NULL, 10));
     CHECK(p != NULL);
-    if (p == NULL)
-        return;
+    if (p == NULL) return;
     CHECK_EQ_INT(p->time_nanos, from * 1000000000LL);
     CHECK_EQ_INT(p->duration_nanos, 10000000000LL);
     CHECK_EQ_INT(p->n_sample_type, cpu ? 2 : 4);
     CHECK_EQ_INT(p->n_sample, strtoll(f[5], NULL, 10));
     CHECK(p->period_type != NULL && p->period > 0);
     int regression = check_structure(p, "regexp.MustCompile");
-    if (regression)
-        CHECK(from >= V2_AT);
+    if (regression) CHECK(from >= V2_AT);
     *saw_v2_regression |= regression;
     CHECK(strstr(f[1], from >= V2_AT ? "version=v2}" : "version=v1}") != NULL);
     if (cpu && p->n_sample_type == 2) /* cpu time = samples x period */
@@ -218,8 +210,7 @@ int main(void)
             check_line(d1, line, &regression);
             lines++;
         }
-    if (m != NULL)
-        fclose(m);
+    if (m != NULL) fclose(m);
     CHECK_EQ_INT(lines, COUNT);
     CHECK(regression); /* checkout v2 carries the slow path */
     char cmd[PATH_MAX * 3 + 32];

@@ -23,8 +23,7 @@ static int request_has(const char *needle)
 {
     char *r = ts_last_request(&srv, NULL);
     int ok = strstr(r, needle) != NULL;
-    if (!ok)
-        fprintf(stderr, "request lacks '%s':\n%s\n", needle, r);
+    if (!ok) fprintf(stderr, "request lacks '%s':\n%s\n", needle, r);
     free(r);
     return ok;
 }
@@ -33,8 +32,10 @@ static void test_labels_content_length(void)
 {
     flamedb_opts_t o = {.tenant = "team-a"};
     flamedb_client_t *c = client(&o);
-    ts_push(&srv, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 29\r\n\r\n"
-                  "[\"env\", \"caf\\u00e9\",\"a\\\"b\"]  ", 0, 0);
+    ts_push(&srv,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 29\r\n\r\n"
+            "[\"env\", \"caf\\u00e9\",\"a\\\"b\"]  ",
+            0, 0);
     flamedb_strings_t s;
     CHECK_EQ_INT(flamedb_label_names(c, NULL, NULL, NULL, &s), 0);
     CHECK_EQ_INT(s.count, 3);
@@ -52,8 +53,9 @@ static void test_labels_content_length(void)
     CHECK_EQ_INT(flamedb_http_status(c), 200);
 
     ts_push(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]", 0, 0);
-    CHECK_EQ_INT(flamedb_label_values(c, "__profile_type__", "{service_name=\"api\"}", "now-1h",
-                                      NULL, &s), 0);
+    CHECK_EQ_INT(
+        flamedb_label_values(c, "__profile_type__", "{service_name=\"api\"}", "now-1h", NULL, &s),
+        0);
     CHECK_EQ_INT(s.count, 0);
     CHECK(request_has("GET /pyroscope/label-values?label=__profile_type__&match=%7Bservice_name"
                       "%3D%22api%22%7D&from=now-1h HTTP/1.1"));
@@ -68,12 +70,16 @@ static void test_query_chunked_and_reuse(void)
 {
     flamedb_client_t *c = client(NULL);
     int before = ts_count(&srv, NULL);
-    ts_push(&srv, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n"
-                  "6;ext=1\r\nmain;a\r\n4\r\n 10\n\r\n"
-                  "0\r\nX-Trailer: yes\r\n\r\n", 0, 0);
+    ts_push(&srv,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n"
+            "6;ext=1\r\nmain;a\r\n4\r\n 10\n\r\n"
+            "0\r\nX-Trailer: yes\r\n\r\n",
+            0, 0);
     flamedb_response_t r;
-    CHECK_EQ_INT(flamedb_query(c, "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"api\"}",
-                               "now-1h", "now", FLAMEDB_FORMAT_FOLDED, 100, &r), 0);
+    CHECK_EQ_INT(flamedb_query(c,
+                               "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"api\"}",
+                               "now-1h", "now", FLAMEDB_FORMAT_FOLDED, 100, &r),
+                 0);
     CHECK_EQ_INT(r.len, 10);
     CHECK_EQ_STR((char *)r.body, "main;a 10\n");
     CHECK_EQ_STR(r.content_type, "text/plain");
@@ -157,7 +163,8 @@ static void test_push(void)
     const char folded[] = "main;work 12\nmain;idle 3\n";
     ts_push(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0, 0);
     CHECK_EQ_INT(flamedb_push_folded(c, "app.cpu{env=prod,pod=a b}", folded, sizeof folded - 1,
-                                     1700000000, 1700000010, 100), 0);
+                                     1700000000, 1700000010, 100),
+                 0);
     CHECK(request_has("POST /ingest?name=app.cpu%7Benv%3Dprod%2Cpod%3Da%20b%7D&format=folded"
                       "&from=1700000000&until=1700000010&sampleRate=100&spyName=libflamedb "
                       "HTTP/1.1\r\n"));
@@ -184,10 +191,12 @@ static void test_server_errors(void)
 {
     flamedb_client_t *c = client(NULL);
     flamedb_response_t r;
-    ts_push(&srv, "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-                  "Content-Length: 76\r\n\r\n"
-                  "{\"code\": \"invalid_parameter\", \"message\": \"parameter 'from': not a time\"}\n\n\n\n",
-            0, 0);
+    ts_push(
+        &srv,
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+        "Content-Length: 76\r\n\r\n"
+        "{\"code\": \"invalid_parameter\", \"message\": \"parameter 'from': not a time\"}\n\n\n\n",
+        0, 0);
     CHECK_EQ_INT(flamedb_query(c, "x{}", "yesterday", NULL, FLAMEDB_FORMAT_JSON, 0, &r),
                  FLAMEDB_ERR_INVALID_ARGUMENT);
     CHECK(r.body == NULL);
@@ -195,15 +204,21 @@ static void test_server_errors(void)
     CHECK(strstr(flamedb_errmsg(c), "parameter 'from': not a time") != NULL);
     CHECK(strstr(flamedb_errmsg(c), "HTTP 400") != NULL);
     /* the connection survives an error answer */
-    ts_push(&srv, "HTTP/1.1 422 Unprocessable\r\nContent-Length: 67\r\n\r\n"
-                  "{\"extra\":[1,{\"a\":null}],\"message\":\"bad pprof\",\"code\":\"unparseable\"}", 0, 0);
+    ts_push(&srv,
+            "HTTP/1.1 422 Unprocessable\r\nContent-Length: 67\r\n\r\n"
+            "{\"extra\":[1,{\"a\":null}],\"message\":\"bad pprof\",\"code\":\"unparseable\"}",
+            0, 0);
     CHECK_EQ_INT(flamedb_push_pprof(c, "a{}", "x", 1, 0, 0), FLAMEDB_ERR_UNPARSEABLE);
     CHECK(strstr(flamedb_errmsg(c), "bad pprof") != NULL);
-    ts_push(&srv, "HTTP/1.1 429 Too Many\r\nContent-Length: 44\r\n\r\n"
-                  "{\"code\":\"limit_exceeded\",\"message\":\"series\"}", 0, 0);
+    ts_push(&srv,
+            "HTTP/1.1 429 Too Many\r\nContent-Length: 44\r\n\r\n"
+            "{\"code\":\"limit_exceeded\",\"message\":\"series\"}",
+            0, 0);
     CHECK_EQ_INT(flamedb_push_pprof(c, "a{}", "x", 1, 0, 0), FLAMEDB_ERR_LIMIT);
     /* not JSON: status decides, the body is shown */
-    ts_push(&srv, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 19\r\n\r\nupstream overloaded", 0, 0);
+    ts_push(&srv,
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 19\r\n\r\nupstream overloaded", 0,
+            0);
     CHECK_EQ_INT(flamedb_get(c, "/ready", &r), FLAMEDB_ERR_UNAVAILABLE);
     CHECK(strstr(flamedb_errmsg(c), "upstream overloaded") != NULL);
     ts_push(&srv, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", 0, 0);
@@ -231,7 +246,8 @@ static void test_limits_and_malformed(void)
     static char chunks[600];
     snprintf(chunks, sizeof chunks,
              "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n32\r\n%050d\r\n32\r\n%050d\r\n"
-             "1\r\nx\r\n0\r\n\r\n", 0, 0);
+             "1\r\nx\r\n0\r\n\r\n",
+             0, 0);
     ts_push(&srv, chunks, 0, 0);
     CHECK_EQ_INT(flamedb_get(c, "/big", &r), FLAMEDB_ERR_TOO_LARGE);
     ts_push(&srv, "HTTX/1.1 200 OK\r\n\r\n", 0, 1);

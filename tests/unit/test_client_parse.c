@@ -25,13 +25,21 @@ static void test_url(void)
     CHECK_EQ_INT(flamedb__url_parse("http://h", &u, &em), 0);
     CHECK_EQ_STR(u.port, "80");
 
-    const char *bad[] = {"",           "http://",        "http://:80",      "http://h:0",
-                         "http://h:65536", "http://h:8x",  "http://[::1",     "http://[::1]x",
-                         "http://h/?q=1", "http://h/p#f", "http://u@h",      "http://h h"};
+    const char *bad[] = {"",
+                         "http://",
+                         "http://:80",
+                         "http://h:0",
+                         "http://h:65536",
+                         "http://h:8x",
+                         "http://[::1",
+                         "http://[::1]x",
+                         "http://h/?q=1",
+                         "http://h/p#f",
+                         "http://u@h",
+                         "http://h h"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = flamedb__url_parse(bad[i], &u, &em);
-        if (rc != ERR_INVALID_ARGUMENT)
-            fprintf(stderr, "url '%s' gave %d\n", bad[i], rc);
+        if (rc != ERR_INVALID_ARGUMENT) fprintf(stderr, "url '%s' gave %d\n", bad[i], rc);
         CHECK_EQ_INT(rc, ERR_INVALID_ARGUMENT);
     }
     CHECK_EQ_INT(flamedb__url_parse("https://h", &u, &em), ERR_UNSUPPORTED);
@@ -71,8 +79,9 @@ static void test_json(void)
         CHECK_EQ_STR(s.items[4], "");
     }
     flamedb_strings_free(&s);
-    const char *bad[] = {"", "[", "[\"a\"", "[\"a\",]", "[\"a\" \"b\"]", "{}", "[\"a\"] x",
-                         "[\"\\x\"]", "[\"\\u12\"]", "[\"a\nb\"]", "[null]"};
+    const char *bad[] = {"",      "[",         "[\"a\"",    "[\"a\",]",    "[\"a\" \"b\"]",
+                         "{}",    "[\"a\"] x", "[\"\\x\"]", "[\"\\u12\"]", "[\"a\nb\"]",
+                         "[null]"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK_EQ_INT(flamedb__json_strings(bad[i], strlen(bad[i]), &s, &em), ERR_UNPARSEABLE);
         CHECK(s.items == NULL && s.count == 0);
@@ -93,8 +102,7 @@ static void test_json(void)
     for (int i = 0; i < 100; i++)
         deep[n++] = '[';
     deep[n] = '\0';
-    CHECK_EQ_INT(flamedb__json_error(deep, n, code, sizeof code, msg, sizeof msg),
-                 ERR_UNPARSEABLE);
+    CHECK_EQ_INT(flamedb__json_error(deep, n, code, sizeof code, msg, sizeof msg), ERR_UNPARSEABLE);
 }
 
 static void test_top(void)

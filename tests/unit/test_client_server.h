@@ -61,22 +61,18 @@ static inline long ts_read_request(int fd, char *buf, size_t cap)
     size_t len = 0;
     long want = -1;
     for (;;) {
-        if (want >= 0 && len >= (size_t)want)
-            return want;
+        if (want >= 0 && len >= (size_t)want) return want;
         struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 10000) <= 0 || len == cap)
-            return -1;
+        if (poll(&p, 1, 10000) <= 0 || len == cap) return -1;
         ssize_t n = read(fd, buf + len, cap - len);
-        if (n <= 0)
-            return n == 0 && len == 0 ? 0 : -1;
+        if (n <= 0) return n == 0 && len == 0 ? 0 : -1;
         len += (size_t)n;
         buf[len < cap ? len : cap - 1] = '\0';
         char *end = strstr(buf, "\r\n\r\n");
         if (want < 0 && end != NULL) {
             long body = 0;
             char *cl = strcasestr(buf, "\r\nContent-Length:");
-            if (cl != NULL && cl < end)
-                body = atol(cl + 17);
+            if (cl != NULL && cl < end) body = atol(cl + 17);
             want = (long)(end + 4 - buf) + body;
         }
     }
@@ -96,8 +92,7 @@ static inline int ts_respond(ts_server_t *s, int fd, long n)
         close_after = s->close_after[s->next++];
     }
     pthread_mutex_unlock(&s->mu);
-    if (strcmp(raw, TS_DROP) == 0)
-        return 1;
+    if (strcmp(raw, TS_DROP) == 0) return 1;
     if (strcmp(raw, TS_HANG) == 0) {
         char b[256];
         struct pollfd p = {fd, POLLIN, 0};
@@ -107,8 +102,7 @@ static inline int ts_respond(ts_server_t *s, int fd, long n)
     }
     for (size_t off = 0; off < len;) {
         ssize_t w = write(fd, raw + off, len - off);
-        if (w <= 0)
-            return 1;
+        if (w <= 0) return 1;
         off += (size_t)w;
     }
     return close_after;
@@ -120,24 +114,20 @@ static inline void *ts_main(void *arg)
     char *buf = malloc(TS_MAX_REQUEST + 1);
     while (!s->stop) {
         struct pollfd p = {s->lfd, POLLIN, 0};
-        if (poll(&p, 1, 50) <= 0)
-            continue;
+        if (poll(&p, 1, 50) <= 0) continue;
         int fd = accept(s->lfd, NULL, NULL);
-        if (fd < 0)
-            continue;
+        if (fd < 0) continue;
         pthread_mutex_lock(&s->mu);
         s->accepts++;
         pthread_mutex_unlock(&s->mu);
         for (;;) {
             long n = ts_read_request(fd, buf, TS_MAX_REQUEST);
-            if (n <= 0)
-                break;
+            if (n <= 0) break;
             pthread_mutex_lock(&s->mu);
             memcpy(s->request, buf, (size_t)n);
             s->request[n] = '\0';
             pthread_mutex_unlock(&s->mu);
-            if (ts_respond(s, fd, n))
-                break;
+            if (ts_respond(s, fd, n)) break;
         }
         close(fd);
     }
@@ -176,8 +166,7 @@ static inline char *ts_last_request(ts_server_t *s, size_t *len)
     pthread_mutex_lock(&s->mu);
     char *r = malloc(s->request_len + 1);
     memcpy(r, s->request, s->request_len + 1);
-    if (len)
-        *len = s->request_len;
+    if (len) *len = s->request_len;
     pthread_mutex_unlock(&s->mu);
     return r;
 }
@@ -186,8 +175,7 @@ static inline int ts_count(ts_server_t *s, int *requests)
 {
     pthread_mutex_lock(&s->mu);
     int a = s->accepts;
-    if (requests)
-        *requests = s->requests;
+    if (requests) *requests = s->requests;
     pthread_mutex_unlock(&s->mu);
     return a;
 }
