@@ -169,10 +169,90 @@ static int parse_value(parser_t *p, matcher_t *m)
     return 0;
 }
 
+/* Refuses what makes POSIX regexes expensive on hostile input, the way RE2
+ * (which Prometheus and Pyroscope use) refuses it: back-references (matching
+ * them is exponential), a quantifier applied to a quantifier (`a++`, glibc
+ * nests them and the compiled size explodes), and large bounded repeats:
+ * glibc expands x{n} into n copies, so the product of every repeat bound in
+ * the regex must stay within RE_REPEAT_MAX (as if they were all nested), and
+ * that product times the pattern length within RE_EXPANDED_MAX. */
+#define RE_REPEAT_MAX 1000
+#define RE_EXPANDED_MAX 16384 /* bytes of pattern after expanding repeats */
+
+/* Largest number in a {n}, {n,} or {n,m} that starts at s (after '{'). */
+static long repeat_bound(const char *s)
+{
+    long lo = 0, hi = 0;
+    size_t n = strspn(s, "0123456789");
+    if (n > 6)
+        return RE_REPEAT_MAX + 1;
+    if (n > 0)
+        lo = strtol(s, NULL, 10);
+    if (s[n] == ',') {
+        size_t m = strspn(s + n + 1, "0123456789");
+        if (m > 6)
+            return RE_REPEAT_MAX + 1;
+        if (m > 0)
+            hi = strtol(s + n + 1, NULL, 10);
+    }
+    return lo > hi ? lo : hi;
+}
+
+/* Skips a bracket expression starting at c ('['); returns its last char. */
+static const char *skip_bracket(const char *c)
+{
+    const char *d = c + 1;
+    if (*d == '^')
+        d++;
+    if (*d == ']')
+        d++; /* a leading ] is a literal */
+    for (; *d && *d != ']'; d++)
+        if (d[0] == '[' && (d[1] == ':' || d[1] == '.' || d[1] == '=')) {
+            const char *end = strchr(d + 2, d[1]);
+            while (end != NULL && end[1] != ']')
+                end = strchr(end + 1, d[1]);
+            d = end != NULL ? end + 1 : d;
+        }
+    return *d ? d : d - 1;
+}
+
+static const char *re_unsafe(const char *re)
+{
+    long product = 1;
+    int after_quant = 0;
+    for (const char *c = re; *c; c++) {
+        int quant = *c == '*' || *c == '+' || *c == '?' || (*c == '{' && c[1] >= '0' && c[1] <= '9');
+        if (quant && after_quant)
+            return "a quantifier cannot follow a quantifier";
+        after_quant = quant;
+        if (c[0] == '\\' && c[1] >= '1' && c[1] <= '9')
+            return "backreferences are not supported";
+        if (c[0] == '\\' && c[1] != 0)
+            c++;
+        else if (c[0] == '[')
+            c = skip_bracket(c);
+        else if (c[0] == '{' && quant) {
+            long b = repeat_bound(c + 1);
+            product *= b > 1 ? b : 1;
+            if (product > RE_REPEAT_MAX)
+                return "regex repeat counts too large (their product must stay within 1000)";
+            if ((size_t)product * strlen(re) > RE_EXPANDED_MAX)
+                return "regex too large once its repeats are expanded";
+            const char *end = strchr(c, '}');
+            c = end != NULL ? end : c + strlen(c) - 1;
+        }
+    }
+    return NULL;
+}
+
 static int compile_re(parser_t *p, matcher_t *m, size_t at)
 {
     if (m->op != QUERY_MATCH_RE && m->op != QUERY_MATCH_NRE)
         return 0;
+    const char *unsafe = re_unsafe(m->value);
+    if (unsafe != NULL)
+        return errmsg_set(p->em, ERR_INVALID_ARGUMENT, "parameter '%s': position %zu: %s",
+                          p->param, at, unsafe);
     size_t len = strlen(m->value);
     char *pat = malloc(len + 5);
     if (pat == NULL)

@@ -28,6 +28,8 @@ static const ok_case_t valid[] = {
     {"{otel.scope.name=\"x\", _u=\"\"}", "{otel.scope.name=\"x\", _u=\"\"}"},
     {"a.b-c_d:e:f:g:h{x=\"1\"}", "a.b-c_d:e:f:g:h{x=\"1\"}"},
     {"\t{a=\"\xc3\xa9\"}\n", "{a=\"\xc3\xa9\"}"},
+    {"{a=~\"x{2,5}(y{3}){10}\"}", "{a=~\"x{2,5}(y{3}){10}\"}"},
+    {"{a=~\"[+*]+[[:alpha:]]*[]x]?\"}", "{a=~\"[+*]+[[:alpha:]]*[]x]?\"}"},
 };
 
 typedef struct bad_case {
@@ -55,6 +57,12 @@ static const bad_case_t invalid[] = {
     {"{a=\"x\"},", "unexpected text"},
     {"{,}", "expected a label name"},
     {"{a=unquoted}", "expected a quoted value"},
+    {"{a=~\"(x)\\\\1\"}", "backreferences are not supported"},
+    {"{a=~\"a{1001}\"}", "repeat counts too large"},
+    {"{a=~\"(a{40}){40}\"}", "repeat counts too large"},
+    {"{a=~\"a{2,9999999}\"}", "repeat counts too large"},
+    {"{a=~\"a++\"}", "a quantifier cannot follow a quantifier"},
+    {"{a=~\"(b|c){2}*\"}", "a quantifier cannot follow a quantifier"},
 };
 
 static void test_valid(void)
