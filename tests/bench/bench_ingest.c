@@ -24,7 +24,14 @@ double decode_cpu_per_profile(const profile_set_t *set, int rounds, int *errors)
 typedef struct ingest_stats {
     size_t ok, failed, series;
     double cpu_process, cpu_thread, wall;
+    uint8_t *accepted; /* per profile: 1 if ingested */
 } ingest_stats_t;
+
+/* Real profiles carry their own (old) time_nanos: accept any age and keep every
+ * resolution forever, so they are stored like fresh ones. */
+typedef struct ingest_mode {
+    int real;
+} ingest_mode_t;
 
 static int64_t now_ns(void)
 {
@@ -63,20 +70,26 @@ static int ingest_one(storage_t *st, const ingest_limits_t *lim, const bench_pro
     return rc;
 }
 
-static void ingest_all(storage_t *st, const profile_set_t *set, ingest_stats_t *s)
+static void ingest_all(storage_t *st, const profile_set_t *set, const ingest_mode_t *mode,
+                       ingest_stats_t *s)
 {
     ingest_limits_t lim;
     ingest_limits_default(&lim);
+    if (mode->real)
+        lim.max_past_seconds = 30LL * 366 * 86400;
     memset(s, 0, sizeof *s);
+    s->accepted = calloc(set->n ? set->n : 1, 1);
     double p0 = clock_process(), t0 = clock_thread(), w0 = clock_wall();
     for (size_t i = 0; i < set->n; i++) {
         errmsg_t em = {{0}};
         int rc = ingest_one(st, &lim, &set->p[i], &s->series, &em);
         if (rc == 0) {
             s->ok++;
+            if (s->accepted)
+                s->accepted[i] = 1;
             continue;
         }
-        if (s->failed++ < 5)
+        if (s->failed++ < 20)
             fprintf(stderr, "ingest: %s (%s): %s\n", set->p[i].path[0] ? set->p[i].path : "",
                     set->p[i].name, errmsg_text(&em, rc));
     }
@@ -85,11 +98,14 @@ static void ingest_all(storage_t *st, const profile_set_t *set, ingest_stats_t *
     s->wall = clock_wall() - w0;
 }
 
-static int open_store(const char *dir, storage_t **st)
+static int open_store(const char *dir, const ingest_mode_t *mode, storage_t **st)
 {
     storage_options_t o;
     storage_options_default(&o);
     o.path = dir;
+    if (mode->real)
+        for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++)
+            o.retention_seconds[r] = 0;
     errmsg_t em = {{0}};
     int rc = storage_open(&o, st, &em);
     if (rc != 0)
@@ -133,14 +149,67 @@ static void report_cpu(const profile_set_t *set, const ingest_stats_t *s, double
            decode > 0 ? s->cpu_thread / n / decode : 0);
 }
 
+/* Loads the pprof files of the shared corpus that go tool pprof accepts
+ * (MANIFEST.tsv column 5 "ok"), each as its own profile. */
+static int load_real(profile_set_t *set, const char *dir)
+{
+    char path[4096], line[8192];
+    snprintf(path, sizeof path, "%s/MANIFEST.tsv", dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return ERR_IO;
+    int rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
+        char *col[5] = {0};
+        char *save = NULL, *tok = strtok_r(line, "\t\n", &save);
+        for (int c = 0; tok && c < 5; c++, tok = strtok_r(NULL, "\t\n", &save))
+            col[c] = tok;
+        if (!col[4] || strncmp(col[0], "pprof/", 6) != 0 || strcmp(col[4], "ok") != 0)
+            continue;
+        bench_profile_t *p = profile_set_add(set);
+        if (p == NULL)
+            return ERR_NOMEM;
+        snprintf(p->path, sizeof p->path, "%s/%s", dir, col[0]);
+        snprintf(p->name, sizeof p->name, "corpus{file=f%03zu}", set->n);
+        p->time_s = (int64_t)time(NULL) - 120;
+        rc = read_file(p->path, 64u << 20, &p->gz, &p->gz_len);
+    }
+    fclose(f);
+    return rc;
+}
+
+/* The profiles the store accepted, borrowed from set (for the decode baseline). */
+static void accepted_subset(const profile_set_t *set, const uint8_t *accepted,
+                            profile_set_t *sub)
+{
+    memset(sub, 0, sizeof *sub);
+    sub->p = calloc(set->n ? set->n : 1, sizeof *sub->p);
+    for (size_t i = 0; sub->p && i < set->n; i++)
+        if (accepted == NULL || accepted[i])
+            sub->p[sub->n++] = set->p[i];
+}
+
+static int load_profiles(profile_set_t *set, const char *index, const char *real,
+                         gen_options_t *o)
+{
+    if (index != NULL)
+        return profile_set_load_index(set, index);
+    if (real != NULL)
+        return load_real(set, real);
+    if (o->start_s == 0)
+        o->start_s = ((int64_t)time(NULL) - (int64_t)o->profiles * o->step_s - 60) / 10 * 10;
+    return gen_fleet(o, set);
+}
+
 int cmd_ingest(int argc, char **argv)
 {
     gen_options_t o;
     gen_options_default(&o, GEN_CPU);
-    const char *index = NULL, *data = NULL;
+    const char *index = NULL, *data = NULL, *real = NULL;
     uint64_t rounds = 3, keep = 0;
     for (int i = 0; i < argc; i++) {
         if (gen_flag(argc, argv, &i, &o) || flag_str(argc, argv, &i, "--index", &index) ||
+            flag_str(argc, argv, &i, "--real", &real) ||
             flag_str(argc, argv, &i, "--data", &data) ||
             flag_u64(argc, argv, &i, "--rounds", &rounds) ||
             flag_u64(argc, argv, &i, "--keep", &keep))
@@ -148,36 +217,35 @@ int cmd_ingest(int argc, char **argv)
         fprintf(stderr, "ingest: unknown flag %s\n", argv[i]);
         return 2;
     }
+    ingest_mode_t mode = {.real = real != NULL};
     profile_set_t set = {0};
-    int rc;
-    if (index != NULL) {
-        rc = profile_set_load_index(&set, index);
-    } else {
-        if (o.start_s == 0)
-            o.start_s = ((int64_t)time(NULL) - (int64_t)o.profiles * o.step_s - 60) / 10 * 10;
-        rc = gen_fleet(&o, &set);
-    }
+    int rc = load_profiles(&set, index, real, &o);
     if (rc != 0 || set.n == 0) {
         fprintf(stderr, "ingest: no profiles (%s)\n", err_message(rc));
         return 1;
     }
-    int derr;
-    double decode = decode_cpu_per_profile(&set, rounds ? (int)rounds : 1, &derr);
     char *dir = data ? strdup(data) : make_temp_dir("ingest");
     storage_t *st = NULL;
-    if (dir == NULL || open_store(dir, &st) != 0) {
+    if (dir == NULL || open_store(dir, &mode, &st) != 0) {
         profile_set_free(&set);
         free(dir);
         return 1;
     }
     ingest_stats_t s;
-    ingest_all(st, &set, &s);
+    ingest_all(st, &set, &mode, &s);
+    profile_set_t sub;
+    accepted_subset(&set, s.accepted, &sub);
+    int derr = 0;
+    double decode = decode_cpu_per_profile(&sub, rounds ? (int)rounds : 1, &derr);
     report_cpu(&set, &s, decode);
-    report_disk(st, dir, &set);
+    report_disk(st, dir, &sub);
     storage_close(st);
     if (!keep && data == NULL)
         rm_rf(dir);
     free(dir);
+    free(sub.p); /* borrowed entries */
+    free(s.accepted);
     profile_set_free(&set);
-    return (s.failed || derr) ? 1 : 0;
+    /* refusals are expected in the real corpus (they are reported); not in a fleet */
+    return ((s.failed && !mode.real) || derr) ? 1 : 0;
 }

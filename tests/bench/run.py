@@ -8,6 +8,7 @@ push — does fail the run, because then the figure would mean nothing).
   ingest   flamedb-bench ingest: ingest_parse + storage_write_profile into a real
            RocksDB vs only gunzip + protobuf-decode, same profiles (library path),
            and bytes on disk / gzipped bytes after storage_compact;
+  ingest-real  the library-path ratio over ../shared/testdata's pprof files;
   http     the same profiles pushed over HTTP to a real node: node process CPU
            (/proc/PID/stat) per profile vs the decode-only CPU per profile;
   query    120 heap profiles of one service: flame graph in process and over HTTP
@@ -15,7 +16,7 @@ push — does fail the run, because then the figure would mean nothing).
   rss      node RSS (/proc/PID/status VmRSS) under sustained ingest with
            concurrent queries, against the configured --memory-limit.
 
-Usage: run.py [--build-dir build] [--only ingest,http,query,rss] [--soak]
+Usage: run.py [--build-dir build] [--only ingest,ingest-real,http,query,rss] [--soak]
               [--rss-seconds N] [--memory-limit 1GiB] [--keep]
 """
 import argparse
@@ -201,6 +202,22 @@ def bench_ingest(a, tool, work):
                     "<= 0.10", "%s B/profile on disk vs %s B gzipped; %s profiles, %s series" % (
                         out["disk_per_profile_bytes"], out["gz_per_profile_bytes"],
                         out["ingested_ok"], out["series_written"])))
+
+
+def bench_ingest_real(a, tool):
+    """The same library-path ratio over the shared real-profile corpus, when present."""
+    corpus = os.environ.get("FLAMEDB_TESTDATA") or os.path.join(os.path.dirname(ROOT), "shared",
+                                                                "testdata")
+    if not os.path.isfile(os.path.join(corpus, "MANIFEST.tsv")):
+        log("real corpus not found at %s (set FLAMEDB_TESTDATA): skipped" % corpus)
+        return
+    out = run_tool([tool, "ingest", "--real", corpus])
+    RESULTS.append(("ingest CPU / decode-only CPU, library path, real corpus (%s pprof files "
+                    "go tool pprof accepts)" % out["profiles"],
+                    out["RATIO ingest_over_decode_cpu"].split()[0], "<= 3",
+                    "%s us vs %s us per profile; %s refused" % (
+                        out["ingest_cpu_per_profile_us"].split()[0],
+                        out["decode_cpu_per_profile_us"], out["ingest_failed"])))
 
 
 def bench_http(a, tool, node_bin, work):
@@ -436,7 +453,7 @@ def machine():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--only", default="ingest,http,query,rss")
+    ap.add_argument("--only", default="ingest,ingest-real,http,query,rss")
     ap.add_argument("--soak", action="store_true")
     ap.add_argument("--rss-seconds", type=int, default=0)
     ap.add_argument("--memory-limit", default="1GiB")
@@ -457,6 +474,7 @@ def main():
                   "30", "--step", "120", "--seed", str(a.seed), "--out",
                   os.path.join(work, "heap")])
         steps = [("ingest", lambda: bench_ingest(a, tool, work)),
+                 ("ingest-real", lambda: bench_ingest_real(a, tool)),
                  ("http", lambda: bench_http(a, tool, node_bin, work)),
                  ("query", lambda: bench_query(a, tool, node_bin, work)),
                  ("rss", lambda: bench_rss(a, tool, node_bin, work))]
