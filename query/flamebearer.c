@@ -34,8 +34,7 @@ static int level_at(fb_t *fb, size_t d, level_t **out)
         if (fb->nlv == fb->caplv) {
             size_t cap = fb->caplv ? fb->caplv * 2 : 64;
             level_t *lv = realloc(fb->lv, cap * sizeof *lv);
-            if (lv == NULL)
-                return ERR_NOMEM;
+            if (lv == NULL) return ERR_NOMEM;
             fb->lv = lv;
             fb->caplv = cap;
         }
@@ -54,21 +53,16 @@ static int emit(fb_t *fb, const frame_t *f)
     uint32_t idx;
     level_t *lv;
     int rc = strmap_intern(&fb->names, name, strlen(name), &idx);
-    if (rc == 0)
-        rc = level_at(fb, f->depth, &lv);
-    if (rc != 0)
-        return rc;
+    if (rc == 0) rc = level_at(fb, f->depth, &lv);
+    if (rc != 0) return rc;
     size_t before = lv->text.len;
     rc = buf_printf(&lv->text, "%s%lld,%lld,%lld,%u", before ? "," : "",
                     (long long)(f->x - lv->prev_end), (long long)total, (long long)self, idx);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     fb->bytes += lv->text.len - before;
-    if (fb->bytes > fb->max_bytes)
-        return ERR_TOO_LARGE;
+    if (fb->bytes > fb->max_bytes) return ERR_TOO_LARGE;
     lv->prev_end = f->x + total;
-    if (self > fb->max_self)
-        fb->max_self = self;
+    if (self > fb->max_self) fb->max_self = self;
     return 0;
 }
 
@@ -77,8 +71,7 @@ static int walk(fb_t *fb)
 {
     const sorted_tree_t *st = fb->st;
     frame_t *stack = malloc(st->n * sizeof *stack);
-    if (stack == NULL)
-        return ERR_NOMEM;
+    if (stack == NULL) return ERR_NOMEM;
     size_t sp = 0;
     int rc = 0;
     stack[sp++] = (frame_t){0, 0, 0};
@@ -106,8 +99,7 @@ static void units_of(const ptype_t *pt, const char **units, int64_t *rate)
     *units = pt->sample_unit;
     *rate = 100;
     for (size_t i = 0; i < sizeof objects / sizeof *objects; i++)
-        if (strcmp(pt->sample_type, objects[i]) == 0)
-            *units = "objects";
+        if (strcmp(pt->sample_type, objects[i]) == 0) *units = "objects";
     if (strcmp(pt->sample_type, "cpu") == 0) {
         *units = "samples";
         *rate = 1000000000; /* values are nanoseconds: ticks per second */
@@ -124,29 +116,22 @@ static int write_metadata(buf_t *out, const char *profile_type, const char *spy)
         name = pt.sample_type;
     }
     int rc = buf_append_str(out, "\"metadata\":{\"format\":\"single\",\"spyName\":");
-    if (rc == 0)
-        rc = buf_append_json_string(out, spy ? spy : "", spy ? strlen(spy) : 0);
-    if (rc == 0)
-        rc = buf_printf(out, ",\"sampleRate\":%lld,\"units\":", (long long)rate);
-    if (rc == 0)
-        rc = buf_append_json_string(out, units, strlen(units));
-    if (rc == 0)
-        rc = buf_append_str(out, ",\"name\":");
-    if (rc == 0)
-        rc = buf_append_json_string(out, name, strlen(name));
+    if (rc == 0) rc = buf_append_json_string(out, spy ? spy : "", spy ? strlen(spy) : 0);
+    if (rc == 0) rc = buf_printf(out, ",\"sampleRate\":%lld,\"units\":", (long long)rate);
+    if (rc == 0) rc = buf_append_json_string(out, units, strlen(units));
+    if (rc == 0) rc = buf_append_str(out, ",\"name\":");
+    if (rc == 0) rc = buf_append_json_string(out, name, strlen(name));
     return rc != 0 ? rc : buf_append_byte(out, '}');
 }
 
 static int write_timeline(buf_t *out, const query_timeline_t *tl)
 {
-    if (tl == NULL)
-        return buf_append_str(out, "\"timeline\":null");
-    int rc = buf_printf(out, "\"timeline\":{\"startTime\":%lld,\"samples\":[",
-                        (long long)tl->start_s);
+    if (tl == NULL) return buf_append_str(out, "\"timeline\":null");
+    int rc =
+        buf_printf(out, "\"timeline\":{\"startTime\":%lld,\"samples\":[", (long long)tl->start_s);
     for (size_t i = 0; rc == 0 && i < tl->n; i++)
         rc = buf_printf(out, "%s%lld", i ? "," : "", (long long)tl->samples[i]);
-    if (rc == 0)
-        rc = buf_printf(out, "],\"durationDelta\":%lld}", (long long)tl->step_s);
+    if (rc == 0) rc = buf_printf(out, "],\"durationDelta\":%lld}", (long long)tl->step_s);
     return rc;
 }
 
@@ -154,13 +139,10 @@ static int write_flamebearer(buf_t *out, const fb_t *fb)
 {
     int rc = buf_append_str(out, "\"flamebearer\":{\"names\":[");
     for (size_t i = 0; rc == 0 && i < fb->names.n; i++) {
-        if (i)
-            rc = buf_append_byte(out, ',');
-        if (rc == 0)
-            rc = buf_append_json_string(out, fb->names.strs[i], fb->names.lens[i]);
+        if (i) rc = buf_append_byte(out, ',');
+        if (rc == 0) rc = buf_append_json_string(out, fb->names.strs[i], fb->names.lens[i]);
     }
-    if (rc == 0)
-        rc = buf_append_str(out, "],\"levels\":[");
+    if (rc == 0) rc = buf_append_str(out, "],\"levels\":[");
     for (size_t d = 0; rc == 0 && d < fb->nlv; d++)
         rc = buf_printf(out, "%s[%s]", d ? "," : "", (const char *)fb->lv[d].text.data);
     if (rc == 0)
@@ -174,25 +156,17 @@ int query_encode_flamebearer(const calltree_t *t, const symtab_t *syms, const ch
 {
     sorted_tree_t st;
     int rc = sorted_tree_build(&st, t, syms);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     fb_t fb = {.st = &st, .max_bytes = out->max};
     strmap_init(&fb.names);
     rc = walk(&fb);
-    if (rc == 0)
-        rc = buf_append_str(out, "{\"version\":1,");
-    if (rc == 0)
-        rc = write_flamebearer(out, &fb);
-    if (rc == 0)
-        rc = buf_append_byte(out, ',');
-    if (rc == 0)
-        rc = write_metadata(out, profile_type, spy_name);
-    if (rc == 0)
-        rc = buf_append_byte(out, ',');
-    if (rc == 0)
-        rc = write_timeline(out, tl);
-    if (rc == 0)
-        rc = buf_append_byte(out, '}');
+    if (rc == 0) rc = buf_append_str(out, "{\"version\":1,");
+    if (rc == 0) rc = write_flamebearer(out, &fb);
+    if (rc == 0) rc = buf_append_byte(out, ',');
+    if (rc == 0) rc = write_metadata(out, profile_type, spy_name);
+    if (rc == 0) rc = buf_append_byte(out, ',');
+    if (rc == 0) rc = write_timeline(out, tl);
+    if (rc == 0) rc = buf_append_byte(out, '}');
     for (size_t d = 0; d < fb.nlv; d++)
         buf_free(&fb.lv[d].text);
     free(fb.lv);

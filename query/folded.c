@@ -13,8 +13,7 @@ static int append_name(buf_t *b, const char *s)
     size_t start = b->len;
     int rc = buf_append_str(b, s);
     for (size_t i = start; rc == 0 && i < b->len; i++)
-        if (b->data[i] == '\n' || b->data[i] == '\r')
-            b->data[i] = ' ';
+        if (b->data[i] == '\n' || b->data[i] == '\r') b->data[i] = ' ';
     return rc;
 }
 
@@ -25,8 +24,7 @@ typedef struct fframe {
 static int walk_folded(const sorted_tree_t *st, buf_t *path, size_t *plen, buf_t *out)
 {
     fframe_t *stack = malloc(st->n * sizeof *stack);
-    if (stack == NULL)
-        return ERR_NOMEM;
+    if (stack == NULL) return ERR_NOMEM;
     size_t sp = 0;
     int rc = 0;
     stack[sp++] = (fframe_t){0, 0};
@@ -34,10 +32,8 @@ static int walk_folded(const sorted_tree_t *st, buf_t *path, size_t *plen, buf_t
         fframe_t f = stack[--sp];
         if (f.depth > 0) {
             path->len = plen[f.depth - 1];
-            if (f.depth > 1)
-                rc = buf_append_byte(path, ';');
-            if (rc == 0)
-                rc = append_name(path, st->name[f.node]);
+            if (f.depth > 1) rc = buf_append_byte(path, ';');
+            if (rc == 0) rc = append_name(path, st->name[f.node]);
             plen[f.depth] = path->len;
         }
         int64_t self = calltree_self(st->t, f.node);
@@ -55,8 +51,7 @@ int query_encode_folded(const calltree_t *t, const symtab_t *syms, buf_t *out)
 {
     sorted_tree_t st;
     int rc = sorted_tree_build(&st, t, syms);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     /* plen[d]: length of the path text up to depth d; depth < node count. */
     size_t *plen = calloc(st.n + 1, sizeof *plen);
     buf_t path;

@@ -24,8 +24,7 @@ int query_merge_series(storage_t *st, const char *tenant, const query_series_t *
                                   "merged call tree exceeds max_tree_nodes (%zu nodes); narrow "
                                   "the selector or the time range",
                                   calltree_node_count(dst));
-            if (rc != 0)
-                return errmsg_set(em, rc, "reading blocks: %s", err_message(rc));
+            if (rc != 0) return errmsg_set(em, rc, "reading blocks: %s", err_message(rc));
         }
     }
     return 0;
@@ -39,13 +38,11 @@ typedef struct ids {
 static int id_fn(void *ctx, uint64_t sym)
 {
     ids_t *ids = ctx;
-    if (sym == SYM_OTHER || sym == SYM_ROOT)
-        return 0;
+    if (sym == SYM_OTHER || sym == SYM_ROOT) return 0;
     if (ids->n == ids->cap) {
         size_t cap = ids->cap ? ids->cap * 2 : 1024;
         uint64_t *v = realloc(ids->v, cap * sizeof *v);
-        if (v == NULL)
-            return ERR_NOMEM;
+        if (v == NULL) return ERR_NOMEM;
         ids->v = v;
         ids->cap = cap;
     }
@@ -57,8 +54,7 @@ int query_load_symbols(storage_t *st, const char *tenant, const calltree_t *t, s
 {
     ids_t ids = {0};
     int rc = calltree_for_each_symbol(t, id_fn, &ids);
-    if (rc == 0 && ids.n > 0)
-        rc = storage_load_symbols(st, tenant, ids.v, ids.n, dst);
+    if (rc == 0 && ids.n > 0) rc = storage_load_symbols(st, tenant, ids.v, ids.n, dst);
     free(ids.v);
     return rc;
 }

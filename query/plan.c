@@ -37,8 +37,7 @@ static void add_piece(query_plan_t *out, int res, int64_t from, int64_t until)
         out->piece[out->n++] = (query_plan_piece_t){.res = res, .from_s = from, .until_s = until};
 }
 
-void query_plan_range(int64_t from_s, int64_t until_s, int min_res, int max_res,
-                      query_plan_t *out)
+void query_plan_range(int64_t from_s, int64_t until_s, int min_res, int max_res, query_plan_t *out)
 {
     memset(out, 0, sizeof *out);
     out->from_s = from_s;
@@ -52,13 +51,11 @@ void query_plan_range(int64_t from_s, int64_t until_s, int min_res, int max_res,
             r--;
         int64_t w = storage_resolutions[r];
         int64_t k = (until_s - x) / w; /* as many windows of this size as fit */
-        if (k < 1)
-            k = 1; /* cannot happen for aligned input; keeps the loop finite */
+        if (k < 1) k = 1;              /* cannot happen for aligned input; keeps the loop finite */
         if (r < max_res) {
             /* Stop at the next boundary of the coarser size: it fits again there. */
             int64_t next = ceil_to(x + 1, storage_resolutions[r + 1]);
-            if (next + storage_resolutions[r + 1] <= until_s)
-                k = (next - x) / w;
+            if (next + storage_resolutions[r + 1] <= until_s) k = (next - x) / w;
         }
         add_piece(out, r, x, x + k * w);
         x += k * w;
@@ -68,18 +65,16 @@ void query_plan_range(int64_t from_s, int64_t until_s, int min_res, int max_res,
 /* Finest resolution whose retention still holds windows starting at from_s. */
 static int usable_min_res(int64_t from_s, int64_t now_s, const query_limits_t *lim)
 {
-    if (lim == NULL)
-        return 0;
+    if (lim == NULL) return 0;
     for (int r = 0; r < STORAGE_RESOLUTION_COUNT - 1; r++) {
         int64_t keep = lim->retention_seconds[r];
-        if (keep <= 0 || from_s >= now_s - keep)
-            return r;
+        if (keep <= 0 || from_s >= now_s - keep) return r;
     }
     return STORAGE_RESOLUTION_COUNT - 1;
 }
 
-void query_plan_make(int64_t from_ms, int64_t until_ms, int64_t now_ms,
-                     const query_limits_t *lim, query_plan_t *out)
+void query_plan_make(int64_t from_ms, int64_t until_ms, int64_t now_ms, const query_limits_t *lim,
+                     query_plan_t *out)
 {
     int64_t from_s = ceil_to(from_ms, 10000) / 1000;
     int64_t until_s = ceil_to(until_ms, 10000) / 1000;

@@ -63,12 +63,13 @@ static int make_functions(pp_t *p)
     p->locp = calloc(n, sizeof *p->locp);
     p->lines = calloc(n, sizeof *p->lines);
     p->linep = calloc(n, sizeof *p->linep);
-    int rc = (order && p->func_of && p->funcs && p->funcp && p->locs && p->locp && p->lines &&
-              p->linep) ? 0 : ERR_NOMEM;
+    int rc =
+        (order && p->func_of && p->funcs && p->funcp && p->locs && p->locp && p->lines && p->linep)
+            ? 0
+            : ERR_NOMEM;
     for (size_t i = 1; rc == 0 && i < n; i++)
         order[i - 1] = (uint32_t)i;
-    if (rc == 0 && n > 1)
-        qsort_r(order, n - 1, sizeof *order, sym_cmp, (void *)st->t);
+    if (rc == 0 && n > 1) qsort_r(order, n - 1, sizeof *order, sym_cmp, (void *)st->t);
     for (size_t k = 0; rc == 0 && k + 1 < n; k++) {
         uint32_t i = order[k];
         if (k > 0 && calltree_sym(st->t, order[k - 1]) == calltree_sym(st->t, i)) {
@@ -82,8 +83,7 @@ static int make_functions(pp_t *p)
         fn->id = f + 1;
         rc = str_idx(p, st->name[i], &fn->name);
         fn->system_name = fn->name;
-        if (rc == 0)
-            rc = str_idx(p, st->file[i], &fn->filename);
+        if (rc == 0) rc = str_idx(p, st->file[i], &fn->filename);
         p->funcp[f] = fn;
         perftools__profiles__line__init(&p->lines[f]);
         p->lines[f].function_id = f + 1;
@@ -108,8 +108,7 @@ static int count_samples(pp_t *p, size_t max_bytes, size_t *nsamples, size_t *nl
     /* Breadth-first from the root, so a parent's depth is known before its
      * children's whatever the node indices are. */
     uint32_t *queue = malloc(p->st->n * sizeof *queue);
-    if (queue == NULL)
-        return ERR_NOMEM;
+    if (queue == NULL) return ERR_NOMEM;
     size_t qn = 0;
     depth[0] = 0;
     queue[qn++] = 0;
@@ -122,12 +121,10 @@ static int count_samples(pp_t *p, size_t max_bytes, size_t *nsamples, size_t *nl
     }
     free(queue);
     for (uint32_t i = 0; i < p->st->n; i++) {
-        if (calltree_self(t, i) == 0)
-            continue;
+        if (calltree_self(t, i) == 0) continue;
         (*nsamples)++;
         *nlocs += depth[i];
-        if (*nlocs > max_bytes)
-            return ERR_TOO_LARGE;
+        if (*nlocs > max_bytes) return ERR_TOO_LARGE;
     }
     return 0;
 }
@@ -152,21 +149,18 @@ static int make_samples(pp_t *p, size_t max_bytes)
 {
     size_t ns, nl;
     uint32_t *depth = malloc(p->st->n * sizeof *depth);
-    if (depth == NULL)
-        return ERR_NOMEM;
+    if (depth == NULL) return ERR_NOMEM;
     int rc = count_samples(p, max_bytes, &ns, &nl, depth);
     if (rc == 0) {
         p->samples = calloc(ns + 1, sizeof *p->samples);
         p->samplep = calloc(ns + 1, sizeof *p->samplep);
         p->loc_pool = malloc((nl + 1) * sizeof *p->loc_pool);
         p->val_pool = malloc((ns + 1) * sizeof *p->val_pool);
-        if (!p->samples || !p->samplep || !p->loc_pool || !p->val_pool)
-            rc = ERR_NOMEM;
+        if (!p->samples || !p->samplep || !p->loc_pool || !p->val_pool) rc = ERR_NOMEM;
     }
     size_t used = 0;
     for (uint32_t i = 0; rc == 0 && i < p->st->n; i++) {
-        if (calltree_self(p->st->t, i) == 0)
-            continue;
+        if (calltree_self(p->st->t, i) == 0) continue;
         fill_sample(p, i, depth[i], p->loc_pool + used, p->val_pool + p->nsamples);
         used += depth[i];
     }
@@ -177,11 +171,9 @@ static int make_samples(pp_t *p, size_t max_bytes)
 static int pack_gzip(const Perftools__Profiles__Profile *prof, buf_t *out)
 {
     size_t n = perftools__profiles__profile__get_packed_size(prof);
-    if (n > out->max)
-        return ERR_TOO_LARGE;
+    if (n > out->max) return ERR_TOO_LARGE;
     uint8_t *raw = malloc(n ? n : 1);
-    if (raw == NULL)
-        return ERR_NOMEM;
+    if (raw == NULL) return ERR_NOMEM;
     perftools__profiles__profile__pack(prof, raw);
     struct libdeflate_compressor *c = libdeflate_alloc_compressor(6);
     size_t bound = c ? libdeflate_gzip_compress_bound(c, n) : 0;
@@ -201,22 +193,19 @@ static int make_header(pp_t *p, const char *profile_type, Perftools__Profiles__V
                        Perftools__Profiles__ValueType *per, int64_t *period)
 {
     ptype_t *pt = &p->pt;
-    if (profile_type == NULL || ptype_parse(profile_type, pt) != 0)
-        return ERR_INVALID_ARGUMENT;
+    if (profile_type == NULL || ptype_parse(profile_type, pt) != 0) return ERR_INVALID_ARGUMENT;
     int rc = str_idx(p, pt->sample_type, &vt->type);
-    if (rc == 0)
-        rc = str_idx(p, pt->sample_unit, &vt->unit);
-    if (rc == 0)
-        rc = str_idx(p, pt->period_type, &per->type);
-    if (rc == 0)
-        rc = str_idx(p, pt->period_unit, &per->unit);
-    int cpu_ns = strcmp(pt->period_unit, "nanoseconds") == 0 && strcmp(pt->name, "process_cpu") == 0;
+    if (rc == 0) rc = str_idx(p, pt->sample_unit, &vt->unit);
+    if (rc == 0) rc = str_idx(p, pt->period_type, &per->type);
+    if (rc == 0) rc = str_idx(p, pt->period_unit, &per->unit);
+    int cpu_ns =
+        strcmp(pt->period_unit, "nanoseconds") == 0 && strcmp(pt->name, "process_cpu") == 0;
     *period = cpu_ns ? 10000000 : 1;
     return rc;
 }
 
-static int build_and_pack(pp_t *p, const char *profile_type, int64_t time_ns,
-                          int64_t duration_ns, buf_t *out)
+static int build_and_pack(pp_t *p, const char *profile_type, int64_t time_ns, int64_t duration_ns,
+                          buf_t *out)
 {
     Perftools__Profiles__ValueType vt = PERFTOOLS__PROFILES__VALUE_TYPE__INIT;
     Perftools__Profiles__ValueType per = PERFTOOLS__PROFILES__VALUE_TYPE__INIT;
@@ -224,18 +213,14 @@ static int build_and_pack(pp_t *p, const char *profile_type, int64_t time_ns,
     Perftools__Profiles__Profile prof = PERFTOOLS__PROFILES__PROFILE__INIT;
     int64_t empty;
     int rc = str_idx(p, "", &empty); /* string_table[0] must be "" */
-    if (rc == 0)
-        rc = make_header(p, profile_type, &vt, &per, &prof.period);
-    if (rc == 0)
-        rc = make_functions(p);
-    if (rc == 0)
-        rc = make_samples(p, out->max);
-    if (rc == 0 && (p->table = calloc(p->strs.n, sizeof *p->table)) == NULL)
-        rc = ERR_NOMEM;
-    if (rc != 0)
-        return rc;
+    if (rc == 0) rc = make_header(p, profile_type, &vt, &per, &prof.period);
+    if (rc == 0) rc = make_functions(p);
+    if (rc == 0) rc = make_samples(p, out->max);
+    if (rc == 0 && (p->table = calloc(p->strs.n, sizeof *p->table)) == NULL) rc = ERR_NOMEM;
+    if (rc != 0) return rc;
     for (size_t i = 0; i < p->strs.n; i++)
-        p->table[i] = (ProtobufCBinaryData){.len = p->strs.lens[i], .data = (uint8_t *)p->strs.strs[i]};
+        p->table[i] =
+            (ProtobufCBinaryData){.len = p->strs.lens[i], .data = (uint8_t *)p->strs.strs[i]};
     prof.n_sample_type = 1;
     prof.sample_type = &vtp;
     prof.period_type = &per;
@@ -256,8 +241,7 @@ int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *pr
 {
     sorted_tree_t st;
     int rc = sorted_tree_build(&st, t, syms);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     pp_t p = {.st = &st};
     strmap_init(&p.strs);
     rc = build_and_pack(&p, profile_type, time_ns, duration_ns, out);

@@ -57,18 +57,15 @@ static int parse_max_nodes(const char *s, enum fmt f, const query_limits_t *lim,
                            errmsg_t *em)
 {
     size_t dflt = f == FMT_JSON ? QUERY_DEFAULT_MAX_NODES : 0;
-    if (dflt > lim->max_nodes_limit)
-        dflt = lim->max_nodes_limit;
+    if (dflt > lim->max_nodes_limit) dflt = lim->max_nodes_limit;
     *out = dflt;
-    if (s == NULL || s[0] == 0)
-        return 0;
+    if (s == NULL || s[0] == 0) return 0;
     size_t len = strlen(s);
     if (len > 19 || strspn(s, "0123456789") != len)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "parameter 'maxNodes': \"%.32s\" is not a non-negative integer", s);
     unsigned long long v = strtoull(s, NULL, 10);
-    if (v == 0)
-        return 0;
+    if (v == 0) return 0;
     if (v < 2)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "parameter 'maxNodes': must be at least 2 (the root and `other`)");
@@ -93,20 +90,16 @@ static int parse_params(const query_params_t *p, const query_limits_t *lim, int6
     if (p->query == NULL || p->query[0] == 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'query': required");
     int rc = query_selector_parse("query", p->query, strlen(p->query), &r->sel, em);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (query_selector_type(r->sel) == NULL)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "parameter 'query': a profile type is required, e.g. "
                           "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"app\"}");
     int64_t from, until;
     rc = query_time_range(p, now_ms, &from, &until, em);
-    if (rc == 0)
-        rc = parse_format(p->format, &r->fmt, em);
-    if (rc == 0)
-        rc = parse_max_nodes(p->max_nodes, r->fmt, lim, &r->max_nodes, em);
-    if (rc == 0)
-        query_plan_make(from, until, now_ms, lim, &r->plan);
+    if (rc == 0) rc = parse_format(p->format, &r->fmt, em);
+    if (rc == 0) rc = parse_max_nodes(p->max_nodes, r->fmt, lim, &r->max_nodes, em);
+    if (rc == 0) query_plan_make(from, until, now_ms, lim, &r->plan);
     return rc;
 }
 
@@ -115,11 +108,9 @@ static int build_tree(storage_t *st, const char *tenant, const query_limits_t *l
                       errmsg_t *em)
 {
     int rc = query_series_select(st, tenant, r->sel, lim, &r->ser, em);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     r->tree = calltree_new(lim->max_tree_nodes);
-    if (r->tree == NULL)
-        return ERR_NOMEM;
+    if (r->tree == NULL) return ERR_NOMEM;
     rc = query_merge_series(st, tenant, &r->ser, &r->plan, r->tree, em);
     if (rc == 0 && r->max_nodes > 0 && calltree_node_count(r->tree) > r->max_nodes) {
         calltree_t *small;
@@ -129,28 +120,23 @@ static int build_tree(storage_t *st, const char *tenant, const query_limits_t *l
             r->tree = small;
         }
     }
-    if (rc == 0 && (r->syms = symtab_new()) == NULL)
-        rc = ERR_NOMEM;
-    if (rc == 0)
-        rc = query_load_symbols(st, tenant, r->tree, r->syms);
+    if (rc == 0 && (r->syms = symtab_new()) == NULL) rc = ERR_NOMEM;
+    if (rc == 0) rc = query_load_symbols(st, tenant, r->tree, r->syms);
     if (rc != 0 && em->text[0] == 0)
         errmsg_set(em, rc, "building the flame graph: %s", err_message(rc));
     return rc;
 }
 
-static int encode(storage_t *st, const char *tenant, render_t *r, query_result_t *out,
-                  errmsg_t *em)
+static int encode(storage_t *st, const char *tenant, render_t *r, query_result_t *out, errmsg_t *em)
 {
     const char *type = query_selector_type(r->sel);
     int rc;
     switch (r->fmt) {
     case FMT_JSON:
         rc = query_timeline_build(st, tenant, &r->ser, &r->plan, &r->tl, em);
-        if (rc != 0)
-            return rc;
+        if (rc != 0) return rc;
         out->content_type = "application/json";
-        rc = query_encode_flamebearer(r->tree, r->syms, type, r->ser.spy_name, &r->tl,
-                                      &out->body);
+        rc = query_encode_flamebearer(r->tree, r->syms, type, r->ser.spy_name, &r->tl, &out->body);
         break;
     case FMT_FOLDED:
         out->content_type = "text/plain; charset=utf-8";
@@ -169,24 +155,20 @@ int query_render(storage_t *st, const char *tenant, const query_params_t *p,
                  const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em)
 {
     errmsg_t local = {{0}};
-    if (em == NULL)
-        em = &local;
+    if (em == NULL) em = &local;
     em->text[0] = 0;
     render_t r;
     memset(&r, 0, sizeof r);
     buf_free(&out->body);
     buf_init(&out->body, lim->max_output_bytes);
     int rc = parse_params(p, lim, now_ms, &r, em);
-    if (rc == 0)
-        rc = build_tree(st, tenant, lim, &r, em);
-    if (rc == 0)
-        rc = encode(st, tenant, &r, out, em);
+    if (rc == 0) rc = build_tree(st, tenant, lim, &r, em);
+    if (rc == 0) rc = encode(st, tenant, &r, out, em);
     query_selector_free(r.sel);
     query_series_free(&r.ser);
     calltree_free(r.tree);
     symtab_free(r.syms);
     query_timeline_free(&r.tl);
-    if (rc != 0)
-        buf_reset(&out->body);
+    if (rc != 0) buf_reset(&out->body);
     return rc;
 }

@@ -33,10 +33,10 @@ typedef struct query_params {
 } query_params_t;
 
 typedef struct query_limits {
-    size_t max_nodes_limit;   /* largest accepted maxNodes */
-    size_t max_tree_nodes;    /* nodes a merged tree may hold before refusing */
-    size_t max_series;        /* series one query may touch */
-    size_t max_output_bytes;  /* response body cap */
+    size_t max_nodes_limit;  /* largest accepted maxNodes */
+    size_t max_tree_nodes;   /* nodes a merged tree may hold before refusing */
+    size_t max_series;       /* series one query may touch */
+    size_t max_output_bytes; /* response body cap */
     /* Retention per resolution (seconds, 0 = forever), as the storage was
      * opened with; the plan avoids windows that retention already dropped. */
     int64_t retention_seconds[STORAGE_RESOLUTION_COUNT];
@@ -49,7 +49,7 @@ void query_limits_default(query_limits_t *l);
 
 typedef struct query_result {
     buf_t body;
-    const char *content_type; /* static string */
+    const char *content_type;     /* static string */
     const char *content_encoding; /* NULL or "gzip" (never set for pprof: it is a gzip file) */
 } query_result_t;
 
@@ -63,8 +63,7 @@ int query_render(storage_t *st, const char *tenant, const query_params_t *p,
 
 /* GET /pyroscope/label-names: JSON array of strings. */
 int query_label_names(storage_t *st, const char *tenant, const query_params_t *p,
-                      const query_limits_t *lim, int64_t now_ms, query_result_t *out,
-                      errmsg_t *em);
+                      const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em);
 
 /* GET /pyroscope/label-values?label=NAME: JSON array of strings.
  * label=__profile_type__ lists the profile type ids present. */
@@ -118,8 +117,8 @@ int query_selector_format(const query_selector_t *sel, buf_t *out);
 int query_time_parse(const char *param, const char *s, int64_t now_ms, int64_t *out_ms,
                      errmsg_t *em);
 /* from/until of p with defaults now-1h / now; from >= until is an error. */
-int query_time_range(const query_params_t *p, int64_t now_ms, int64_t *from_ms,
-                     int64_t *until_ms, errmsg_t *em);
+int query_time_range(const query_params_t *p, int64_t now_ms, int64_t *from_ms, int64_t *until_ms,
+                     errmsg_t *em);
 
 /* Plan: the windows a query reads. A profile belongs to the 10 s window that
  * holds its time; a query [from, until) selects the windows whose start w
@@ -142,12 +141,11 @@ typedef struct query_plan {
 /* Plans [from_ms, until_ms). When retention dropped the finer windows at the
  * old edge, the range is widened outward to the finest resolution still kept
  * there (documented in docs/query.md). lim may be NULL (no retention). */
-void query_plan_make(int64_t from_ms, int64_t until_ms, int64_t now_ms,
-                     const query_limits_t *lim, query_plan_t *out);
+void query_plan_make(int64_t from_ms, int64_t until_ms, int64_t now_ms, const query_limits_t *lim,
+                     query_plan_t *out);
 /* Covers [from_s, until_s) (multiples of the min_res window) with windows of
  * resolution index min_res..max_res. */
-void query_plan_range(int64_t from_s, int64_t until_s, int min_res, int max_res,
-                      query_plan_t *out);
+void query_plan_range(int64_t from_s, int64_t until_s, int min_res, int max_res, query_plan_t *out);
 
 /* Series a selector picks, resolved from the label index. Caller owns
  * (query_series_free). ERR_LIMIT past lim->max_series. */

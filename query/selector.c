@@ -47,8 +47,8 @@ static int perr(parser_t *p, const char *what)
 
 static void skip_ws(parser_t *p)
 {
-    while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' || p->s[p->i] == '\n' ||
-                           p->s[p->i] == '\r'))
+    while (p->i < p->n &&
+           (p->s[p->i] == ' ' || p->s[p->i] == '\t' || p->s[p->i] == '\n' || p->s[p->i] == '\r'))
         p->i++;
 }
 
@@ -63,15 +63,13 @@ static int parse_type(parser_t *p, query_selector_t *sel)
     while (p->i < p->n && is_type_char(p->s[p->i]))
         p->i++;
     size_t len = p->i - start;
-    if (len == 0)
-        return 0;
+    if (len == 0) return 0;
     if (len > QUERY_TYPE_MAX) {
         p->i = start;
         return perr(p, "profile type too long");
     }
     sel->type = strndup(p->s + start, len);
-    if (sel->type == NULL)
-        return ERR_NOMEM;
+    if (sel->type == NULL) return ERR_NOMEM;
     ptype_t pt;
     if (ptype_parse(sel->type, &pt) != 0) {
         p->i = start;
@@ -123,11 +121,16 @@ static int parse_op(parser_t *p, matcher_t *m)
 static int unescape(char c, char quote)
 {
     switch (c) {
-    case 'n': return '\n';
-    case 't': return '\t';
-    case 'r': return '\r';
-    case '\\': return '\\';
-    default: return c == quote || c == '"' || c == '\'' ? c : -1;
+    case 'n':
+        return '\n';
+    case 't':
+        return '\t';
+    case 'r':
+        return '\r';
+    case '\\':
+        return '\\';
+    default:
+        return c == quote || c == '"' || c == '\'' ? c : -1;
     }
 }
 
@@ -137,8 +140,7 @@ static int parse_value(parser_t *p, matcher_t *m)
         return perr(p, "expected a quoted value");
     char quote = p->s[p->i++];
     char *v = malloc(QUERY_LABEL_VALUE_MAX + 1);
-    if (v == NULL)
-        return ERR_NOMEM;
+    if (v == NULL) return ERR_NOMEM;
     size_t len = 0;
     for (;;) {
         if (p->i >= p->n) {
@@ -152,8 +154,7 @@ static int parse_value(parser_t *p, matcher_t *m)
         }
         /* A backslash before a character with no escape meaning stays literal,
          * so regexes like "a\.b" work as users type them. */
-        if (c == '\\' && quote != '`' && p->i + 1 < p->n &&
-            unescape(p->s[p->i + 1], quote) >= 0) {
+        if (c == '\\' && quote != '`' && p->i + 1 < p->n && unescape(p->s[p->i + 1], quote) >= 0) {
             c = (char)unescape(p->s[p->i + 1], quote);
             p->i++;
         }
@@ -184,16 +185,12 @@ static long repeat_bound(const char *s)
 {
     long lo = 0, hi = 0;
     size_t n = strspn(s, "0123456789");
-    if (n > 6)
-        return RE_REPEAT_MAX + 1;
-    if (n > 0)
-        lo = strtol(s, NULL, 10);
+    if (n > 6) return RE_REPEAT_MAX + 1;
+    if (n > 0) lo = strtol(s, NULL, 10);
     if (s[n] == ',') {
         size_t m = strspn(s + n + 1, "0123456789");
-        if (m > 6)
-            return RE_REPEAT_MAX + 1;
-        if (m > 0)
-            hi = strtol(s + n + 1, NULL, 10);
+        if (m > 6) return RE_REPEAT_MAX + 1;
+        if (m > 0) hi = strtol(s + n + 1, NULL, 10);
     }
     return lo > hi ? lo : hi;
 }
@@ -202,10 +199,8 @@ static long repeat_bound(const char *s)
 static const char *skip_bracket(const char *c)
 {
     const char *d = c + 1;
-    if (*d == '^')
-        d++;
-    if (*d == ']')
-        d++; /* a leading ] is a literal */
+    if (*d == '^') d++;
+    if (*d == ']') d++; /* a leading ] is a literal */
     for (; *d && *d != ']'; d++)
         if (d[0] == '[' && (d[1] == ':' || d[1] == '.' || d[1] == '=')) {
             const char *end = strchr(d + 2, d[1]);
@@ -221,12 +216,11 @@ static const char *re_unsafe(const char *re)
     long product = 1;
     int after_quant = 0;
     for (const char *c = re; *c; c++) {
-        int quant = *c == '*' || *c == '+' || *c == '?' || (*c == '{' && c[1] >= '0' && c[1] <= '9');
-        if (quant && after_quant)
-            return "a quantifier cannot follow a quantifier";
+        int quant =
+            *c == '*' || *c == '+' || *c == '?' || (*c == '{' && c[1] >= '0' && c[1] <= '9');
+        if (quant && after_quant) return "a quantifier cannot follow a quantifier";
         after_quant = quant;
-        if (c[0] == '\\' && c[1] >= '1' && c[1] <= '9')
-            return "backreferences are not supported";
+        if (c[0] == '\\' && c[1] >= '1' && c[1] <= '9') return "backreferences are not supported";
         if (c[0] == '\\' && c[1] != 0)
             c++;
         else if (c[0] == '[')
@@ -247,16 +241,14 @@ static const char *re_unsafe(const char *re)
 
 static int compile_re(parser_t *p, matcher_t *m, size_t at)
 {
-    if (m->op != QUERY_MATCH_RE && m->op != QUERY_MATCH_NRE)
-        return 0;
+    if (m->op != QUERY_MATCH_RE && m->op != QUERY_MATCH_NRE) return 0;
     const char *unsafe = re_unsafe(m->value);
     if (unsafe != NULL)
-        return errmsg_set(p->em, ERR_INVALID_ARGUMENT, "parameter '%s': position %zu: %s",
-                          p->param, at, unsafe);
+        return errmsg_set(p->em, ERR_INVALID_ARGUMENT, "parameter '%s': position %zu: %s", p->param,
+                          at, unsafe);
     size_t len = strlen(m->value);
     char *pat = malloc(len + 5);
-    if (pat == NULL)
-        return ERR_NOMEM;
+    if (pat == NULL) return ERR_NOMEM;
     memcpy(pat, "^(", 2);
     memcpy(pat + 2, m->value, len);
     memcpy(pat + 2 + len, ")$", 3);
@@ -275,8 +267,7 @@ static int compile_re(parser_t *p, matcher_t *m, size_t at)
 
 static int parse_matcher(parser_t *p, query_selector_t *sel)
 {
-    if (sel->n == QUERY_SELECTOR_MAX_MATCHERS)
-        return perr(p, "too many matchers");
+    if (sel->n == QUERY_SELECTOR_MAX_MATCHERS) return perr(p, "too many matchers");
     matcher_t *m = &sel->m[sel->n++];
     memset(m, 0, sizeof *m);
     int rc = parse_name(p, m);
@@ -288,8 +279,7 @@ static int parse_matcher(parser_t *p, query_selector_t *sel)
         skip_ws(p);
         size_t at = p->i;
         rc = parse_value(p, m);
-        if (rc == 0)
-            rc = compile_re(p, m, at);
+        if (rc == 0) rc = compile_re(p, m, at);
     }
     return rc;
 }
@@ -304,8 +294,7 @@ static int parse_braces(parser_t *p, query_selector_t *sel)
             return 0;
         }
         int rc = parse_matcher(p, sel);
-        if (rc != 0)
-            return rc;
+        if (rc != 0) return rc;
         skip_ws(p);
         if (p->i < p->n && p->s[p->i] == ',') {
             p->i++;
@@ -331,13 +320,11 @@ static int parse_all(parser_t *p, query_selector_t *sel)
     }
     skip_ws(p);
     int rc = parse_type(p, sel);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     skip_ws(p);
     if (p->i < p->n && p->s[p->i] == '{') {
         rc = parse_braces(p, sel);
-        if (rc != 0)
-            return rc;
+        if (rc != 0) return rc;
         skip_ws(p);
     }
     if (p->i < p->n)
@@ -351,8 +338,7 @@ int query_selector_parse(const char *param, const char *s, size_t n, query_selec
 {
     *out = NULL;
     query_selector_t *sel = calloc(1, sizeof *sel);
-    if (sel == NULL)
-        return ERR_NOMEM;
+    if (sel == NULL) return ERR_NOMEM;
     parser_t p = {.s = s, .n = n, .i = 0, .param = param, .em = em};
     int rc = parse_all(&p, sel);
     if (rc != 0) {
@@ -365,13 +351,11 @@ int query_selector_parse(const char *param, const char *s, size_t n, query_selec
 
 void query_selector_free(query_selector_t *sel)
 {
-    if (sel == NULL)
-        return;
+    if (sel == NULL) return;
     for (size_t i = 0; i < sel->n; i++) {
         free(sel->m[i].name);
         free(sel->m[i].value);
-        if (sel->m[i].has_re)
-            regfree(&sel->m[i].re);
+        if (sel->m[i].has_re) regfree(&sel->m[i].re);
     }
     free(sel->type);
     free(sel);
@@ -398,13 +382,16 @@ void query_selector_matcher(const query_selector_t *sel, size_t i, const char **
 static int matcher_ok(const matcher_t *m, const labels_t *l)
 {
     const char *v = labels_get(l, m->name);
-    if (v == NULL)
-        v = "";
+    if (v == NULL) v = "";
     switch (m->op) {
-    case QUERY_MATCH_EQ: return strcmp(v, m->value) == 0;
-    case QUERY_MATCH_NE: return strcmp(v, m->value) != 0;
-    case QUERY_MATCH_RE: return regexec(&m->re, v, 0, NULL, 0) == 0;
-    case QUERY_MATCH_NRE: return regexec(&m->re, v, 0, NULL, 0) != 0;
+    case QUERY_MATCH_EQ:
+        return strcmp(v, m->value) == 0;
+    case QUERY_MATCH_NE:
+        return strcmp(v, m->value) != 0;
+    case QUERY_MATCH_RE:
+        return regexec(&m->re, v, 0, NULL, 0) == 0;
+    case QUERY_MATCH_NRE:
+        return regexec(&m->re, v, 0, NULL, 0) != 0;
     }
     return 0;
 }
@@ -412,8 +399,7 @@ static int matcher_ok(const matcher_t *m, const labels_t *l)
 int query_selector_matches(const query_selector_t *sel, const labels_t *l)
 {
     for (size_t i = 0; i < sel->n; i++)
-        if (!matcher_ok(&sel->m[i], l))
-            return 0;
+        if (!matcher_ok(&sel->m[i], l)) return 0;
     return 1;
 }
 
@@ -422,12 +408,23 @@ static int format_value(buf_t *out, const char *v)
     int rc = buf_append_byte(out, '"');
     for (; rc == 0 && *v; v++) {
         switch (*v) {
-        case '"': rc = buf_append_str(out, "\\\""); break;
-        case '\\': rc = buf_append_str(out, "\\\\"); break;
-        case '\n': rc = buf_append_str(out, "\\n"); break;
-        case '\t': rc = buf_append_str(out, "\\t"); break;
-        case '\r': rc = buf_append_str(out, "\\r"); break;
-        default: rc = buf_append_byte(out, (uint8_t)*v);
+        case '"':
+            rc = buf_append_str(out, "\\\"");
+            break;
+        case '\\':
+            rc = buf_append_str(out, "\\\\");
+            break;
+        case '\n':
+            rc = buf_append_str(out, "\\n");
+            break;
+        case '\t':
+            rc = buf_append_str(out, "\\t");
+            break;
+        case '\r':
+            rc = buf_append_str(out, "\\r");
+            break;
+        default:
+            rc = buf_append_byte(out, (uint8_t)*v);
         }
     }
     return rc != 0 ? rc : buf_append_byte(out, '"');
@@ -437,12 +434,10 @@ int query_selector_format(const query_selector_t *sel, buf_t *out)
 {
     static const char *ops[] = {"=", "!=", "=~", "!~"};
     int rc = sel->type ? buf_append_str(out, sel->type) : 0;
-    if (rc == 0)
-        rc = buf_append_byte(out, '{');
+    if (rc == 0) rc = buf_append_byte(out, '{');
     for (size_t i = 0; rc == 0 && i < sel->n; i++) {
         rc = buf_printf(out, "%s%s%s", i ? ", " : "", sel->m[i].name, ops[sel->m[i].op]);
-        if (rc == 0)
-            rc = format_value(out, sel->m[i].value);
+        if (rc == 0) rc = format_value(out, sel->m[i].value);
     }
     return rc != 0 ? rc : buf_append_byte(out, '}');
 }

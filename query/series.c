@@ -28,28 +28,24 @@ static int cand_cmp(const void *a, const void *b);
 
 static void cand_sort(cand_set_t *c)
 {
-    if (c->n > 1)
-        qsort(c->v, c->n, sizeof *c->v, cand_cmp);
+    if (c->n > 1) qsort(c->v, c->n, sizeof *c->v, cand_cmp);
 }
 
 static int cand_cmp(const void *a, const void *b)
 {
     const cand_t *x = a, *y = b;
-    if (x->token != y->token)
-        return x->token < y->token ? -1 : 1;
+    if (x->token != y->token) return x->token < y->token ? -1 : 1;
     return x->sid < y->sid ? -1 : x->sid > y->sid;
 }
 
 static int collect_fn(void *ctx, uint64_t token, uint64_t sid)
 {
     cand_set_t *c = ctx;
-    if (c->n == c->max)
-        return ERR_LIMIT;
+    if (c->n == c->max) return ERR_LIMIT;
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 256;
         cand_t *v = realloc(c->v, cap * sizeof *v);
-        if (v == NULL)
-            return ERR_NOMEM;
+        if (v == NULL) return ERR_NOMEM;
         c->v = v;
         c->cap = cap;
     }
@@ -62,8 +58,7 @@ static int mark_fn(void *ctx, uint64_t token, uint64_t sid)
     cand_set_t *c = ctx;
     cand_t key = {.token = token, .sid = sid};
     cand_t *hit = c->n ? bsearch(&key, c->v, c->n, sizeof key, cand_cmp) : NULL;
-    if (hit != NULL)
-        hit->hits = 1;
+    if (hit != NULL) hit->hits = 1;
     return 0;
 }
 
@@ -72,8 +67,7 @@ static void keep_marked(cand_set_t *c)
 {
     size_t k = 0;
     for (size_t i = 0; i < c->n; i++)
-        if (c->v[i].hits)
-            c->v[k] = c->v[i], c->v[k++].hits = 0;
+        if (c->v[i].hits) c->v[k] = c->v[i], c->v[k++].hits = 0;
     c->n = k;
 }
 
@@ -98,8 +92,8 @@ static int collect_all_types(storage_t *st, const char *tenant, cand_set_t *c)
 }
 
 /* Builds the candidate set from postings; returns 0 or an error. */
-static int candidates(storage_t *st, const char *tenant, const query_selector_t *sel,
-                      cand_set_t *c, errmsg_t *em)
+static int candidates(storage_t *st, const char *tenant, const query_selector_t *sel, cand_set_t *c,
+                      errmsg_t *em)
 {
     int first = 1, rc = 0;
     const char *type = query_selector_type(sel);
@@ -107,10 +101,8 @@ static int candidates(storage_t *st, const char *tenant, const query_selector_t 
     for (size_t i = 0; i <= n && rc == 0; i++) {
         const char *name = LABEL_PROFILE_TYPE, *value = type;
         query_match_op_t op = QUERY_MATCH_EQ;
-        if (i < n)
-            query_selector_matcher(sel, i, &name, &op, &value);
-        if (op != QUERY_MATCH_EQ || value == NULL || value[0] == 0)
-            continue;
+        if (i < n) query_selector_matcher(sel, i, &name, &op, &value);
+        if (op != QUERY_MATCH_EQ || value == NULL || value[0] == 0) continue;
         if (first) {
             rc = storage_postings(st, tenant, name, value, collect_fn, c);
             cand_sort(c);
@@ -125,8 +117,9 @@ static int candidates(storage_t *st, const char *tenant, const query_selector_t 
         cand_sort(c);
     }
     if (rc == ERR_LIMIT)
-        return errmsg_set(em, ERR_LIMIT, "selector matches more than %zu candidate series in "
-                                         "the label index; add an equality matcher",
+        return errmsg_set(em, ERR_LIMIT,
+                          "selector matches more than %zu candidate series in "
+                          "the label index; add an equality matcher",
                           c->max);
     return rc;
 }
@@ -136,12 +129,10 @@ static int series_push(query_series_t *out, size_t *cap, uint64_t token, uint64_
     if (out->n == *cap) {
         size_t nc = *cap ? *cap * 2 : 64;
         uint64_t *t = realloc(out->token, nc * sizeof *t);
-        if (t == NULL)
-            return ERR_NOMEM;
+        if (t == NULL) return ERR_NOMEM;
         out->token = t;
         uint64_t *s = realloc(out->series_id, nc * sizeof *s);
-        if (s == NULL)
-            return ERR_NOMEM;
+        if (s == NULL) return ERR_NOMEM;
         out->series_id = s;
         *cap = nc;
     }
@@ -154,8 +145,7 @@ static int series_push(query_series_t *out, size_t *cap, uint64_t token, uint64_
 static void note_spy(query_series_t *out, const labels_t *l, int *spy_mixed)
 {
     const char *spy = labels_get(l, "pyroscope_spy");
-    if (*spy_mixed)
-        return;
+    if (*spy_mixed) return;
     if (spy == NULL || (out->spy_name != NULL && strcmp(out->spy_name, spy) != 0) ||
         (out->n > 1 && out->spy_name == NULL)) {
         *spy_mixed = 1;
@@ -175,26 +165,23 @@ static int filter_labels(storage_t *st, const char *tenant, const query_selector
     for (size_t i = 0; i < c->n; i++) {
         labels_t *l = NULL;
         int rc = storage_series_labels(st, tenant, c->v[i].token, c->v[i].sid, &l);
-        if (rc == ERR_NOT_FOUND)
-            continue; /* postings without a series entry: nothing to read */
-        if (rc != 0)
-            return errmsg_set(em, rc, "reading series labels: %s", err_message(rc));
+        if (rc == ERR_NOT_FOUND) continue; /* postings without a series entry: nothing to read */
+        if (rc != 0) return errmsg_set(em, rc, "reading series labels: %s", err_message(rc));
         const char *type = query_selector_type(sel);
         const char *have = labels_get(l, LABEL_PROFILE_TYPE);
         int ok = query_selector_matches(sel, l) &&
                  (type == NULL || (have != NULL && strcmp(have, type) == 0));
         if (ok && out->n == lim->max_series) {
             labels_free(l);
-            return errmsg_set(em, ERR_LIMIT, "query selects more than max_series=%zu series; "
-                                             "narrow the selector", lim->max_series);
+            return errmsg_set(em, ERR_LIMIT,
+                              "query selects more than max_series=%zu series; "
+                              "narrow the selector",
+                              lim->max_series);
         }
-        if (ok)
-            rc = series_push(out, &cap, c->v[i].token, c->v[i].sid);
-        if (ok && rc == 0)
-            note_spy(out, l, &spy_mixed);
+        if (ok) rc = series_push(out, &cap, c->v[i].token, c->v[i].sid);
+        if (ok && rc == 0) note_spy(out, l, &spy_mixed);
         labels_free(l);
-        if (rc != 0)
-            return rc;
+        if (rc != 0) return rc;
     }
     return 0;
 }
@@ -204,14 +191,11 @@ int query_series_select(storage_t *st, const char *tenant, const query_selector_
 {
     memset(out, 0, sizeof *out);
     cand_set_t c = {.max = lim->max_series * CANDIDATES_PER_SERIES};
-    if (c.max < lim->max_series)
-        c.max = SIZE_MAX;
+    if (c.max < lim->max_series) c.max = SIZE_MAX;
     int rc = candidates(st, tenant, sel, &c, em);
-    if (rc == 0)
-        rc = filter_labels(st, tenant, sel, &c, lim, out, em);
+    if (rc == 0) rc = filter_labels(st, tenant, sel, &c, lim, out, em);
     free(c.v);
-    if (rc != 0)
-        query_series_free(out);
+    if (rc != 0) query_series_free(out);
     return rc;
 }
 

@@ -20,8 +20,7 @@ static int kid_cmp(const void *a, const void *b, void *arg)
     const sort_ctx_t *c = arg;
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     int r = strcmp(c->name[x], c->name[y]);
-    if (r == 0)
-        r = strcmp(c->file[x], c->file[y]);
+    if (r == 0) r = strcmp(c->file[x], c->file[y]);
     if (r == 0) {
         uint64_t sx = calltree_sym(c->t, x), sy = calltree_sym(c->t, y);
         r = sx < sy ? -1 : sx > sy;
@@ -36,12 +35,10 @@ static int resolve_names(sorted_tree_t *st, const char **name, const char **file
     for (size_t i = 0; i < st->n; i++) {
         uint64_t sym = calltree_sym(st->t, (uint32_t)i);
         if (st->syms != NULL && symtab_get(st->syms, sym, &name[i], &file[i])) {
-            if (file[i] == NULL)
-                file[i] = "";
+            if (file[i] == NULL) file[i] = "";
             continue;
         }
-        if (*unk == NULL && (*unk = malloc(st->n * 32)) == NULL)
-            return ERR_NOMEM;
+        if (*unk == NULL && (*unk = malloc(st->n * 32)) == NULL) return ERR_NOMEM;
         sym_name(NULL, sym, *unk + i * 32, &name[i], &file[i]);
     }
     return 0;
@@ -83,8 +80,8 @@ int sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *sy
     sort_ctx_t c = {.t = t, .name = st->name, .file = st->file};
     for (size_t i = 0; i < st->n; i++)
         if (st->off[i + 1] - st->off[i] > 1)
-            qsort_r(st->kids + st->off[i], st->off[i + 1] - st->off[i], sizeof(uint32_t),
-                    kid_cmp, &c);
+            qsort_r(st->kids + st->off[i], st->off[i + 1] - st->off[i], sizeof(uint32_t), kid_cmp,
+                    &c);
     return 0;
 }
 

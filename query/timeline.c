@@ -14,21 +14,18 @@
 
 #define TIMELINE_POINTS 1500
 
-
 static int total_fn(void *ctx, int64_t window_start, int64_t total)
 {
     query_timeline_t *tl = ctx;
     int64_t i = (window_start - tl->start_s) / tl->step_s;
-    if (window_start >= tl->start_s && i < (int64_t)tl->n)
-        tl->samples[i] += total;
+    if (window_start >= tl->start_s && i < (int64_t)tl->n) tl->samples[i] += total;
     return 0;
 }
 
 static int64_t floor_to(int64_t a, int64_t step)
 {
     int64_t q = a / step;
-    if (a % step != 0 && a < 0)
-        q--;
+    if (a % step != 0 && a < 0) q--;
     return q * step;
 }
 
@@ -36,8 +33,7 @@ static int64_t floor_to(int64_t a, int64_t step)
 static int64_t pick_step(int64_t range, int min_res, int *res)
 {
     int64_t raw = (range + TIMELINE_POINTS - 1) / TIMELINE_POINTS;
-    if (raw < 10)
-        raw = 10;
+    if (raw < 10) raw = 10;
     int r = min_res;
     while (r + 1 < STORAGE_RESOLUTION_COUNT && storage_resolutions[r + 1] <= raw)
         r++;
@@ -53,22 +49,20 @@ int query_timeline_build(storage_t *st, const char *tenant, const query_series_t
     int64_t range = plan->until_s - plan->from_s;
     out->step_s = 10;
     out->start_s = plan->from_s;
-    if (range <= 0)
-        return 0;
+    if (range <= 0) return 0;
     int res;
     out->step_s = pick_step(range, plan->min_res, &res);
     out->start_s = floor_to(plan->from_s, out->step_s);
     out->n = (size_t)((plan->until_s - out->start_s + out->step_s - 1) / out->step_s);
     out->samples = calloc(out->n, sizeof *out->samples);
-    if (out->samples == NULL)
-        return ERR_NOMEM;
+    if (out->samples == NULL) return ERR_NOMEM;
     query_plan_t tp;
     query_plan_range(plan->from_s, plan->until_s, plan->min_res, res, &tp);
     for (size_t i = 0; i < ser->n; i++) {
         for (size_t k = 0; k < tp.n; k++) {
-            int rc = storage_scan_totals(st, tenant, ser->token[i], ser->series_id[i],
-                                         tp.piece[k].res, tp.piece[k].from_s,
-                                         tp.piece[k].until_s, total_fn, out);
+            int rc =
+                storage_scan_totals(st, tenant, ser->token[i], ser->series_id[i], tp.piece[k].res,
+                                    tp.piece[k].from_s, tp.piece[k].until_s, total_fn, out);
             if (rc != 0) {
                 query_timeline_free(out);
                 return errmsg_set(em, rc, "reading totals: %s", err_message(rc));

@@ -18,13 +18,10 @@ static int bad(const char *param, const char *s, const char *why, errmsg_t *em)
 static int parse_digits(const char *s, size_t n, uint64_t *v)
 {
     uint64_t x = 0;
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        if (x > (UINT64_MAX - 9) / 10)
-            return 0;
+        if (s[i] < '0' || s[i] > '9') return 0;
+        if (x > (UINT64_MAX - 9) / 10) return 0;
         x = x * 10 + (uint64_t)(s[i] - '0');
     }
     *v = x;
@@ -54,8 +51,7 @@ static int days_in_month(int64_t y, int64_t m)
 static int parse_yyyymmdd(uint64_t v, int64_t *ms)
 {
     int64_t y = (int64_t)(v / 10000), m = (int64_t)(v / 100 % 100), d = (int64_t)(v % 100);
-    if (y < 1970 || y > 2999 || m < 1 || m > 12 || d < 1 || d > days_in_month(y, m))
-        return 0;
+    if (y < 1970 || y > 2999 || m < 1 || m > 12 || d < 1 || d > days_in_month(y, m)) return 0;
     *ms = days_from_civil(y, m, d) * 86400 * 1000;
     return 1;
 }
@@ -68,8 +64,7 @@ static int parse_relative(const char *param, const char *s, int64_t now_ms, int6
         *out = now_ms;
         return 0;
     }
-    if (*p != '-')
-        return bad(param, s, "expected now or now-<n>{s,m,h,d,w}", em);
+    if (*p != '-') return bad(param, s, "expected now or now-<n>{s,m,h,d,w}", em);
     p++;
     size_t n = strspn(p, "0123456789");
     uint64_t v;
@@ -77,12 +72,23 @@ static int parse_relative(const char *param, const char *s, int64_t now_ms, int6
         return bad(param, s, "expected now-<n>{s,m,h,d,w}", em);
     int64_t unit;
     switch (p[n]) {
-    case 's': unit = 1000; break;
-    case 'm': unit = 60 * 1000; break;
-    case 'h': unit = 3600 * 1000; break;
-    case 'd': unit = 86400 * 1000; break;
-    case 'w': unit = 7 * 86400 * 1000LL; break;
-    default: return bad(param, s, "unknown unit (use s, m, h, d or w)", em);
+    case 's':
+        unit = 1000;
+        break;
+    case 'm':
+        unit = 60 * 1000;
+        break;
+    case 'h':
+        unit = 3600 * 1000;
+        break;
+    case 'd':
+        unit = 86400 * 1000;
+        break;
+    case 'w':
+        unit = 7 * 86400 * 1000LL;
+        break;
+    default:
+        return bad(param, s, "unknown unit (use s, m, h, d or w)", em);
     }
     /* 100 years is far beyond any retention; it keeps the arithmetic exact. */
     if (v > (uint64_t)(100LL * 365 * 86400 * 1000) / (uint64_t)unit)
@@ -95,15 +101,12 @@ int query_time_parse(const char *param, const char *s, int64_t now_ms, int64_t *
                      errmsg_t *em)
 {
     size_t n = strnlen(s, TIME_TEXT_MAX + 1);
-    if (n == 0 || n > TIME_TEXT_MAX)
-        return bad(param, s, n ? "too long" : "empty time", em);
-    if (strncmp(s, "now", 3) == 0)
-        return parse_relative(param, s, now_ms, out_ms, em);
+    if (n == 0 || n > TIME_TEXT_MAX) return bad(param, s, n ? "too long" : "empty time", em);
+    if (strncmp(s, "now", 3) == 0) return parse_relative(param, s, now_ms, out_ms, em);
     uint64_t v;
     if (!parse_digits(s, n, &v))
         return bad(param, s, "not a time (unix s/ms/us/ns, now, now-1h, YYYYMMDD)", em);
-    if (n == 8 && parse_yyyymmdd(v, out_ms))
-        return 0;
+    if (n == 8 && parse_yyyymmdd(v, out_ms)) return 0;
     if (v < 10000000000ULL) /* seconds until the year 2286 */
         *out_ms = (int64_t)v * 1000;
     else if (v < 10000000000000ULL) /* milliseconds */
@@ -117,22 +120,20 @@ int query_time_parse(const char *param, const char *s, int64_t now_ms, int64_t *
     return 0;
 }
 
-int query_time_range(const query_params_t *p, int64_t now_ms, int64_t *from_ms,
-                     int64_t *until_ms, errmsg_t *em)
+int query_time_range(const query_params_t *p, int64_t now_ms, int64_t *from_ms, int64_t *until_ms,
+                     errmsg_t *em)
 {
     int rc;
     if (p->from != NULL && p->from[0] != 0)
         rc = query_time_parse("from", p->from, now_ms, from_ms, em);
     else
         *from_ms = now_ms - 3600 * 1000, rc = 0;
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (p->until != NULL && p->until[0] != 0)
         rc = query_time_parse("until", p->until, now_ms, until_ms, em);
     else
         *until_ms = now_ms;
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     if (*from_ms >= *until_ms)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "parameter 'from': must be before 'until' (%lld >= %lld ms)",

@@ -36,8 +36,7 @@ static uint64_t mag(const calltree_t *t, uint32_t i)
 static int heavier(const trunc_t *tr, uint32_t a, uint32_t b)
 {
     uint64_t ma = mag(tr->t, a), mb = mag(tr->t, b);
-    if (ma != mb)
-        return ma > mb;
+    if (ma != mb) return ma > mb;
     return tr->pkey[a] < tr->pkey[b];
 }
 
@@ -57,17 +56,13 @@ static uint32_t heap_pop(trunc_t *tr)
     size_t i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
-        if (c >= tr->hn)
-            break;
-        if (c + 1 < tr->hn && heavier(tr, tr->heap[c + 1], tr->heap[c]))
-            c++;
-        if (!heavier(tr, tr->heap[c], v))
-            break;
+        if (c >= tr->hn) break;
+        if (c + 1 < tr->hn && heavier(tr, tr->heap[c + 1], tr->heap[c])) c++;
+        if (!heavier(tr, tr->heap[c], v)) break;
         tr->heap[i] = tr->heap[c];
         i = c;
     }
-    if (tr->hn > 0)
-        tr->heap[i] = v;
+    if (tr->hn > 0) tr->heap[i] = v;
     return top;
 }
 
@@ -104,8 +99,7 @@ static void select_nodes(trunc_t *tr, size_t max_nodes)
         uint32_t p = calltree_parent(tr->t, c);
         size_t cost = 1 + (calltree_first_child(tr->t, c) != CALLTREE_NONE);
         size_t frees = tr->hidden[p] == 1; /* the parent's `other` goes away */
-        if (used + cost - frees > max_nodes)
-            break;
+        if (used + cost - frees > max_nodes) break;
         heap_pop(tr);
         tr->hidden[p]--;
         used += keep(tr, c) - frees; /* keep() returns cost */
@@ -135,8 +129,7 @@ static int build(const trunc_t *tr, calltree_t *out)
                 continue;
             }
             rc = calltree_child(out, map[i], calltree_sym(t, c), &map[c]);
-            if (rc == 0)
-                calltree_add_self(out, map[c], calltree_self(t, c));
+            if (rc == 0) calltree_add_self(out, map[c], calltree_self(t, c));
             stack[sp++] = c;
         }
         uint32_t o;
@@ -151,11 +144,9 @@ static int build(const trunc_t *tr, calltree_t *out)
 int query_truncate(const calltree_t *t, size_t max_nodes, calltree_t **out)
 {
     *out = NULL;
-    if (max_nodes < 2)
-        return ERR_INVALID_ARGUMENT;
+    if (max_nodes < 2) return ERR_INVALID_ARGUMENT;
     calltree_t *res = calltree_new(0);
-    if (res == NULL)
-        return ERR_NOMEM;
+    if (res == NULL) return ERR_NOMEM;
     size_t n = calltree_node_count(t);
     if (n <= max_nodes) {
         int rc = calltree_merge(res, t);

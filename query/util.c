@@ -24,8 +24,7 @@ static int strmap_grow(strmap_t *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 64;
     uint32_t *slots = calloc(cap, sizeof *slots);
-    if (slots == NULL)
-        return ERR_NOMEM;
+    if (slots == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < m->n; i++) {
         size_t h = (size_t)hash_bytes64(m->strs[i], m->lens[i]) & (cap - 1);
         while (slots[h] != 0)
@@ -43,12 +42,10 @@ static int strmap_push(strmap_t *m, const char *s, size_t len)
     if (m->n == m->strs_cap) {
         size_t c = m->strs_cap ? m->strs_cap * 2 : 64;
         const char **strs = realloc(m->strs, c * sizeof *strs);
-        if (strs == NULL)
-            return ERR_NOMEM;
+        if (strs == NULL) return ERR_NOMEM;
         m->strs = strs;
         size_t *lens = realloc(m->lens, c * sizeof *lens);
-        if (lens == NULL)
-            return ERR_NOMEM;
+        if (lens == NULL) return ERR_NOMEM;
         m->lens = lens;
         m->strs_cap = c;
     }
@@ -60,8 +57,7 @@ static int strmap_push(strmap_t *m, const char *s, size_t len)
 
 int strmap_intern(strmap_t *m, const char *s, size_t len, uint32_t *idx)
 {
-    if ((m->n + 1) * 2 > m->cap && strmap_grow(m) != 0)
-        return ERR_NOMEM;
+    if ((m->n + 1) * 2 > m->cap && strmap_grow(m) != 0) return ERR_NOMEM;
     size_t h = (size_t)hash_bytes64(s, len) & (m->cap - 1);
     while (m->slots[h] != 0) {
         uint32_t i = m->slots[h] - 1;
@@ -71,8 +67,7 @@ int strmap_intern(strmap_t *m, const char *s, size_t len, uint32_t *idx)
         }
         h = (h + 1) & (m->cap - 1);
     }
-    if (strmap_push(m, s, len) != 0)
-        return ERR_NOMEM;
+    if (strmap_push(m, s, len) != 0) return ERR_NOMEM;
     m->slots[h] = (uint32_t)m->n;
     *idx = (uint32_t)m->n - 1;
     return 0;
@@ -82,8 +77,7 @@ void sym_name(const symtab_t *syms, uint64_t sym, char *scratch, const char **na
               const char **file)
 {
     if (syms != NULL && symtab_get(syms, sym, name, file)) {
-        if (*file == NULL)
-            *file = "";
+        if (*file == NULL) *file = "";
         return;
     }
     if (sym == SYM_ROOT)
@@ -100,21 +94,17 @@ void sym_name(const symtab_t *syms, uint64_t sym, char *scratch, const char **na
 int ptype_parse(const char *id, ptype_t *out)
 {
     size_t len = strlen(id);
-    if (len > QUERY_TYPE_MAX)
-        return ERR_INVALID_ARGUMENT;
+    if (len > QUERY_TYPE_MAX) return ERR_INVALID_ARGUMENT;
     memcpy(out->buf, id, len + 1);
-    const char **parts[5] = {&out->name, &out->sample_type, &out->sample_unit,
-                             &out->period_type, &out->period_unit};
+    const char **parts[5] = {&out->name, &out->sample_type, &out->sample_unit, &out->period_type,
+                             &out->period_unit};
     char *p = out->buf;
     for (int i = 0; i < 5; i++) {
         *parts[i] = p;
         char *c = strchr(p, ':');
-        if ((c == NULL) != (i == 4))
-            return ERR_INVALID_ARGUMENT;
-        if (c != NULL)
-            *c = 0;
-        if (**parts[i] == 0)
-            return ERR_INVALID_ARGUMENT;
+        if ((c == NULL) != (i == 4)) return ERR_INVALID_ARGUMENT;
+        if (c != NULL) *c = 0;
+        if (**parts[i] == 0) return ERR_INVALID_ARGUMENT;
         p = c ? c + 1 : p;
     }
     return 0;
@@ -123,7 +113,9 @@ int ptype_parse(const char *id, ptype_t *out)
 int out_err(int rc, const buf_t *out, errmsg_t *em)
 {
     if (rc == ERR_TOO_LARGE)
-        return errmsg_set(em, ERR_LIMIT, "response larger than the %zu byte limit; lower "
-                                         "maxNodes or narrow the query", out->max);
+        return errmsg_set(em, ERR_LIMIT,
+                          "response larger than the %zu byte limit; lower "
+                          "maxNodes or narrow the query",
+                          out->max);
     return rc;
 }

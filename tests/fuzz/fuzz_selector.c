@@ -16,22 +16,19 @@ static void check_selector(const uint8_t *data, size_t size, const labels_t *l)
     errmsg_t em = {{0}};
     int rc = query_selector_parse("query", (const char *)data, size, &sel, &em);
     if (rc != 0) {
-        if (rc != ERR_INVALID_ARGUMENT || strstr(em.text, "parameter 'query'") == NULL)
-            abort();
+        if (rc != ERR_INVALID_ARGUMENT || strstr(em.text, "parameter 'query'") == NULL) abort();
         return;
     }
     buf_t a, b;
     buf_init(&a, 1 << 20);
     buf_init(&b, 1 << 20);
-    if (query_selector_format(sel, &a) != 0)
-        abort();
+    if (query_selector_format(sel, &a) != 0) abort();
     query_selector_t *again = NULL;
     if (query_selector_parse("query", (const char *)a.data, a.len, &again, &em) != 0)
         abort(); /* canonical text must parse */
     if (query_selector_format(again, &b) != 0 || a.len != b.len || memcmp(a.data, b.data, a.len))
         abort(); /* and be a fixed point */
-    if (query_selector_matches(sel, l) != query_selector_matches(again, l))
-        abort();
+    if (query_selector_matches(sel, l) != query_selector_matches(again, l)) abort();
     query_selector_free(again);
     query_selector_free(sel);
     buf_free(&a);

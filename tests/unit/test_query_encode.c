@@ -40,25 +40,32 @@ static char *jstr(const char **p)
             (*p)++;
             char c = **p;
             if (c == 'u') {
-                unsigned v = (unsigned)strtoul((char[5]){(*p)[1], (*p)[2], (*p)[3], (*p)[4], 0}, NULL, 16);
+                unsigned v =
+                    (unsigned)strtoul((char[5]){(*p)[1], (*p)[2], (*p)[3], (*p)[4], 0}, NULL, 16);
                 *p += 4;
                 if (v < 0x80)
                     buf_append_byte(&b, (uint8_t)v);
                 else if (v < 0x800)
-                    buf_append_byte(&b, (uint8_t)(0xc0 | v >> 6)), buf_append_byte(&b, (uint8_t)(0x80 | (v & 63)));
+                    buf_append_byte(&b, (uint8_t)(0xc0 | v >> 6)),
+                        buf_append_byte(&b, (uint8_t)(0x80 | (v & 63)));
                 else
-                    buf_append_byte(&b, (uint8_t)(0xe0 | v >> 12)), buf_append_byte(&b, (uint8_t)(0x80 | ((v >> 6) & 63))),
+                    buf_append_byte(&b, (uint8_t)(0xe0 | v >> 12)),
+                        buf_append_byte(&b, (uint8_t)(0x80 | ((v >> 6) & 63))),
                         buf_append_byte(&b, (uint8_t)(0x80 | (v & 63)));
             } else {
-                buf_append_byte(&b, (uint8_t)(c == 'n' ? '\n' : c == 't' ? '\t' : c == 'r' ? '\r' : c == 'b' ? '\b' : c == 'f' ? '\f' : c));
+                buf_append_byte(&b, (uint8_t)(c == 'n'   ? '\n'
+                                              : c == 't' ? '\t'
+                                              : c == 'r' ? '\r'
+                                              : c == 'b' ? '\b'
+                                              : c == 'f' ? '\f'
+                                                         : c));
             }
             (*p)++;
             continue;
         }
-        buf_append_byte(&b, (uint8_t)*(*p)++);
+        buf_append_byte(&b, (uint8_t) * (*p)++);
     }
-    if (**p == '"')
-        (*p)++;
+    if (**p == '"') (*p)++;
     buf_append(&b, "", 0);
     return (char *)b.data;
 }
@@ -92,20 +99,16 @@ static jv_t *jparse(const char **p)
             if (v->type == 'o') {
                 key = jstr(p);
                 jws(p);
-                if (**p != ':')
-                    return NULL;
+                if (**p != ':') return NULL;
                 (*p)++;
             }
             jv_t *item = jparse(p);
-            if (item == NULL)
-                return NULL;
+            if (item == NULL) return NULL;
             jpush(v, key, item);
             jws(p);
-            if (**p == ',')
-                (*p)++, jws(p);
+            if (**p == ',') (*p)++, jws(p);
         }
-        if (**p != close)
-            return NULL;
+        if (**p != close) return NULL;
         (*p)++;
     } else if (**p == '"') {
         v = jnew('s');
@@ -117,8 +120,7 @@ static jv_t *jparse(const char **p)
         char *end;
         v = jnew('n');
         v->num = strtoll(*p, &end, 10);
-        if (end == *p)
-            return NULL;
+        if (end == *p) return NULL;
         *p = end;
     }
     return v;
@@ -127,15 +129,13 @@ static jv_t *jparse(const char **p)
 static jv_t *jget(const jv_t *o, const char *key)
 {
     for (size_t i = 0; o && o->type == 'o' && i < o->n; i++)
-        if (strcmp(o->keys[i], key) == 0)
-            return o->items[i];
+        if (strcmp(o->keys[i], key) == 0) return o->items[i];
     return NULL;
 }
 
 static void jfree(jv_t *v)
 {
-    if (v == NULL)
-        return;
+    if (v == NULL) return;
     for (size_t i = 0; i < v->n; i++) {
         free(v->keys[i]);
         jfree(v->items[i]);
@@ -158,7 +158,8 @@ static fnode_t *decode_level(const jv_t *lv, size_t *n)
     long long x = 0;
     for (size_t i = 0; i < *n; i++) {
         x += lv->items[4 * i]->num;
-        v[i] = (fnode_t){x, lv->items[4 * i + 1]->num, lv->items[4 * i + 2]->num, lv->items[4 * i + 3]->num};
+        v[i] = (fnode_t){x, lv->items[4 * i + 1]->num, lv->items[4 * i + 2]->num,
+                         lv->items[4 * i + 3]->num};
         x += v[i].total;
     }
     return v;
@@ -170,12 +171,10 @@ static void refold(const jv_t *names, fnode_t **lv, size_t *ln, size_t nlv, size
     size_t len = path->len;
     fnode_t *nd = &lv[d][i];
     if (d > 0) {
-        if (d > 1)
-            buf_append_byte(path, ';');
+        if (d > 1) buf_append_byte(path, ';');
         buf_append_str(path, names->items[nd->name]->str);
     }
-    if (nd->self != 0)
-        buf_printf(out, "%s %lld\n", d ? (char *)path->data : "total", nd->self);
+    if (nd->self != 0) buf_printf(out, "%s %lld\n", d ? (char *)path->data : "total", nd->self);
     if (d + 1 < nlv)
         for (size_t k = 0; k < ln[d + 1]; k++) {
             fnode_t *c = &lv[d + 1][k];
@@ -183,8 +182,7 @@ static void refold(const jv_t *names, fnode_t **lv, size_t *ln, size_t nlv, size
                 refold(names, lv, ln, nlv, d + 1, k, path, out);
         }
     path->len = len;
-    if (path->data)
-        path->data[len] = 0;
+    if (path->data) path->data[len] = 0;
 }
 
 /* Decodes a flamebearer body into folded text; checks its invariants. */
@@ -193,8 +191,7 @@ static char *flamebearer_to_folded(const char *json, long long *num_ticks, long 
     const char *p = json;
     jv_t *root = jparse(&p);
     CHECK(root != NULL);
-    if (root == NULL)
-        return strdup("");
+    if (root == NULL) return strdup("");
     jws(&p);
     CHECK(*p == 0);
     CHECK_EQ_INT(jget(root, "version")->num, 1);
@@ -214,8 +211,7 @@ static char *flamebearer_to_folded(const char *json, long long *num_ticks, long 
     buf_init(&path, BUF_UNLIMITED);
     buf_init(&out, BUF_UNLIMITED);
     buf_append(&out, "", 0);
-    if (nlv > 0)
-        refold(names, lv, ln, nlv, 0, 0, &path, &out);
+    if (nlv > 0) refold(names, lv, ln, nlv, 0, 0, &path, &out);
     for (size_t d = 0; d < nlv; d++)
         free(lv[d]);
     free(lv);
@@ -273,10 +269,14 @@ static void test_pyroscope_example(void)
     add(t, s, "runtime.main;main.slowFunction;main.work", 771);
     buf_t out;
     buf_init(&out, 1 << 20);
-    query_timeline_t tl = {.start_s = 1632335270, .step_s = 10, .n = 1, .samples = (int64_t[]){988}};
-    CHECK_EQ_INT(query_encode_flamebearer(t, s, "process_cpu:cpu:nanoseconds:cpu:nanoseconds", "gospy", &tl, &out), 0);
+    query_timeline_t tl = {
+        .start_s = 1632335270, .step_s = 10, .n = 1, .samples = (int64_t[]){988}};
+    CHECK_EQ_INT(query_encode_flamebearer(t, s, "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+                                          "gospy", &tl, &out),
+                 0);
     const char *want =
-        "{\"version\":1,\"flamebearer\":{\"names\":[\"total\",\"runtime.main\",\"main.fastFunction\","
+        "{\"version\":1,\"flamebearer\":{\"names\":[\"total\",\"runtime.main\",\"main."
+        "fastFunction\","
         "\"main.work\",\"main.main\",\"main.slowFunction\"],\"levels\":[[0,988,0,0],[0,988,0,1],"
         "[0,214,0,2,0,3,2,4,0,771,0,5],[0,214,214,3,2,1,1,2,0,771,771,3]],\"numTicks\":988,"
         "\"maxSelf\":771},\"metadata\":{\"format\":\"single\",\"spyName\":\"gospy\","
@@ -292,7 +292,8 @@ static void test_pyroscope_example(void)
     /* units of other types */
     buf_init(&out, 1 << 20);
     query_encode_flamebearer(t, s, "memory:alloc_objects:count:space:bytes", NULL, NULL, &out);
-    CHECK(strstr((char *)out.data, "\"sampleRate\":100,\"units\":\"objects\",\"name\":\"alloc_objects\"") != NULL);
+    CHECK(strstr((char *)out.data,
+                 "\"sampleRate\":100,\"units\":\"objects\",\"name\":\"alloc_objects\"") != NULL);
     CHECK(strstr((char *)out.data, "\"timeline\":null") != NULL);
     buf_reset(&out);
     query_encode_flamebearer(t, s, "memory:inuse_space:bytes:space:bytes", NULL, NULL, &out);
@@ -327,7 +328,9 @@ static void test_flamebearer_roundtrip(void)
         random_tree(t, s, 20 + next() % 500);
         buf_t out;
         buf_init(&out, 64 << 20);
-        CHECK_EQ_INT(query_encode_flamebearer(t, s, "process_cpu:cpu:nanoseconds:cpu:nanoseconds", NULL, NULL, &out), 0);
+        CHECK_EQ_INT(query_encode_flamebearer(t, s, "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+                                              NULL, NULL, &out),
+                     0);
         long long ticks = 0, max_self = 0;
         char *got = flamebearer_to_folded((const char *)out.data, &ticks, &max_self);
         char *want = folded_of(t, s);
@@ -335,8 +338,7 @@ static void test_flamebearer_roundtrip(void)
         CHECK_EQ_INT(ticks, calltree_root_total(t));
         int64_t ms = 0;
         for (uint32_t i = 0; i < calltree_node_count(t); i++)
-            if (calltree_self(t, i) > ms)
-                ms = calltree_self(t, i);
+            if (calltree_self(t, i) > ms) ms = calltree_self(t, i);
         CHECK_EQ_INT(max_self, ms);
         /* the same content merged in another order renders the same bytes */
         calltree_t *t2 = calltree_new(0);
@@ -347,7 +349,8 @@ static void test_flamebearer_roundtrip(void)
         calltree_t *half = calltree_new(0);
         calltree_decode_merge(half, enc.data, enc.len);
         calltree_merge(t2, half);
-        query_encode_flamebearer(t2, s, "process_cpu:cpu:nanoseconds:cpu:nanoseconds", NULL, NULL, &out2);
+        query_encode_flamebearer(t2, s, "process_cpu:cpu:nanoseconds:cpu:nanoseconds", NULL, NULL,
+                                 &out2);
         CHECK(out.len == out2.len && memcmp(out.data, out2.data, out.len) == 0);
         free(got);
         free(want);
@@ -389,7 +392,8 @@ static Perftools__Profiles__Profile *gunzip_unpack(const buf_t *gz)
     uint8_t *raw = malloc(raw_len + 1);
     struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
     size_t got = 0;
-    CHECK_EQ_INT(libdeflate_gzip_decompress(d, gz->data, gz->len, raw, raw_len, &got), LIBDEFLATE_SUCCESS);
+    CHECK_EQ_INT(libdeflate_gzip_decompress(d, gz->data, gz->len, raw, raw_len, &got),
+                 LIBDEFLATE_SUCCESS);
     libdeflate_free_decompressor(d);
     Perftools__Profiles__Profile *p = perftools__profiles__profile__unpack(NULL, got, raw);
     free(raw);
@@ -405,7 +409,8 @@ static char *pb_str(const Perftools__Profiles__Profile *p, int64_t i)
     return strndup((const char *)p->string_table[i].data, p->string_table[i].len);
 }
 
-static const Perftools__Profiles__Function *pb_func_of_loc(const Perftools__Profiles__Profile *p, uint64_t loc)
+static const Perftools__Profiles__Function *pb_func_of_loc(const Perftools__Profiles__Profile *p,
+                                                           uint64_t loc)
 {
     for (size_t i = 0; i < p->n_location; i++)
         if (p->location[i]->id == loc && p->location[i]->n_line == 1)
@@ -429,8 +434,7 @@ static calltree_t *pprof_to_tree(const Perftools__Profiles__Profile *p, symtab_t
         for (size_t k = 0; k < n && k < 64; k++) {
             const Perftools__Profiles__Function *f = pb_func_of_loc(p, sm->location_id[k]);
             CHECK(f != NULL);
-            if (f == NULL)
-                return t;
+            if (f == NULL) return t;
             char *name = pb_str(p, f->name), *file = pb_str(p, f->filename);
             ids[n - 1 - k] = sym(s, name, file); /* leaf first in pprof */
             free(name);
@@ -455,26 +459,30 @@ static void go_tool_pprof(const buf_t *gz)
     close(fd);
     char cmd[512];
     snprintf(cmd, sizeof cmd,
-             "HOME=${HOME:-/tmp} timeout 120 go tool pprof -top -nodecount=100000 -nodefraction=0 %s 2>&1", path);
+             "HOME=${HOME:-/tmp} timeout 120 go tool pprof -top -nodecount=100000 -nodefraction=0 "
+             "%s 2>&1",
+             path);
     FILE *f = popen(cmd, "r");
     char line[512];
     int found = 0;
     while (f && fgets(line, sizeof line, f)) {
-        if (strstr(line, "runtime.main") || strstr(line, "main.work"))
-            found |= 1;
-        if (strstr(line, "Type: cpu"))
-            found |= 2;
+        if (strstr(line, "runtime.main") || strstr(line, "main.work")) found |= 1;
+        if (strstr(line, "Type: cpu")) found |= 2;
     }
     int rc = f ? pclose(f) : -1;
     CHECK_EQ_INT(rc, 0);
     CHECK_EQ_INT(found, 3);
-    snprintf(cmd, sizeof cmd, "HOME=${HOME:-/tmp} timeout 120 go tool pprof -raw %s 2>&1 | grep -c 'src/app.go'", path);
+    snprintf(cmd, sizeof cmd,
+             "HOME=${HOME:-/tmp} timeout 120 go tool pprof -raw %s 2>&1 | grep -c 'src/app.go'",
+             path);
     f = popen(cmd, "r");
     long files = f && fgets(line, sizeof line, f) ? strtol(line, NULL, 10) : 0;
-    if (f)
-        pclose(f);
+    if (f) pclose(f);
     CHECK(files > 0); /* file names survive */
-    if (getenv("KEEP_PPROF") == NULL) unlink(path); else fprintf(stderr, "kept %s\n", path);
+    if (getenv("KEEP_PPROF") == NULL)
+        unlink(path);
+    else
+        fprintf(stderr, "kept %s\n", path);
 }
 
 static void test_pprof(void)
@@ -488,7 +496,9 @@ static void test_pprof(void)
     random_tree(t, s, 300);
     buf_t gz;
     buf_init(&gz, 64 << 20);
-    CHECK_EQ_INT(query_encode_pprof(t, s, "process_cpu:cpu:nanoseconds:cpu:nanoseconds", 1700000000000000000LL, 3600000000000LL, &gz), 0);
+    CHECK_EQ_INT(query_encode_pprof(t, s, "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+                                    1700000000000000000LL, 3600000000000LL, &gz),
+                 0);
     Perftools__Profiles__Profile *p = gunzip_unpack(&gz);
     if (p != NULL) {
         CHECK_EQ_INT(p->string_table[0].len, 0);

@@ -49,8 +49,7 @@ static void check_coarse(const query_plan_t *pl)
 {
     for (size_t k = 0; k < pl->n; k++) {
         const query_plan_piece_t *pc = &pl->piece[k];
-        if (pc->res + 1 >= STORAGE_RESOLUTION_COUNT)
-            continue;
+        if (pc->res + 1 >= STORAGE_RESOLUTION_COUNT) continue;
         int64_t W = storage_resolutions[pc->res + 1];
         int64_t first = (pc->from_s + W - 1) / W * W;
         CHECK(!(first + W <= pc->until_s)); /* a whole coarser window fits: not coarsest */
@@ -65,7 +64,8 @@ static void test_examples(void)
     CHECK_EQ_INT(pl.n, 1);
     CHECK_EQ_INT(pl.piece[0].res, 4);
     /* 3 days and a bit on each side: 10 s .. 1 d .. 10 s */
-    int64_t from = 86400LL * 100 - 3600 - 600 - 60 - 10, until = 86400LL * 103 + 3600 + 600 + 60 + 10;
+    int64_t from = 86400LL * 100 - 3600 - 600 - 60 - 10,
+            until = 86400LL * 103 + 3600 + 600 + 60 + 10;
     query_plan_make(from * 1000, until * 1000, until * 1000, NULL, &pl);
     check_cover(&pl, from, until);
     check_coarse(&pl);
@@ -96,9 +96,9 @@ static void test_retention(void)
     query_limits_default(&lim);
     for (int i = 0; i < STORAGE_RESOLUTION_COUNT; i++)
         lim.retention_seconds[i] = 0;
-    lim.retention_seconds[0] = 86400;      /* 10 s windows kept 1 day */
-    lim.retention_seconds[1] = 7 * 86400;  /* 1 min windows kept 7 days */
-    int64_t now = 86400LL * 1000;          /* day 1000 */
+    lim.retention_seconds[0] = 86400;     /* 10 s windows kept 1 day */
+    lim.retention_seconds[1] = 7 * 86400; /* 1 min windows kept 7 days */
+    int64_t now = 86400LL * 1000;         /* day 1000 */
     query_plan_t pl;
     /* 2 days ago, unaligned: widened to the minute grid, no 10 s windows */
     int64_t from = now - 2 * 86400 + 25, until = now - 2 * 86400 + 3600 + 35;

@@ -93,16 +93,20 @@ static calltree_t *random_profile(void)
 
 static int write_one(storage_t *st, size_t series, int64_t t_s, calltree_t *tree, uint64_t pid)
 {
-    storage_series_write_t sw = {.labels = fx[series].labels, .token = fx[series].token,
-                                 .series_id = fx[series].id, .tree = tree};
-    storage_profile_write_t pw = {.tenant = "anonymous", .time_ns = t_s * 1000000000LL,
-                                  .series = &sw, .nseries = 1, .symbols = syms};
+    storage_series_write_t sw = {.labels = fx[series].labels,
+                                 .token = fx[series].token,
+                                 .series_id = fx[series].id,
+                                 .tree = tree};
+    storage_profile_write_t pw = {.tenant = "anonymous",
+                                  .time_ns = t_s * 1000000000LL,
+                                  .series = &sw,
+                                  .nseries = 1,
+                                  .symbols = syms};
     memcpy(pw.profile_id, &pid, 8);
     memcpy(pw.profile_id + 8, &series, sizeof series < 8 ? sizeof series : 8);
     errmsg_t em = {{0}};
     int rc = storage_write_profile(st, &pw, NULL, &em);
-    if (rc != 0)
-        fprintf(stderr, "write: %s\n", em.text);
+    if (rc != 0) fprintf(stderr, "write: %s\n", em.text);
     return rc;
 }
 
@@ -112,8 +116,7 @@ static void write_fixture(storage_t *st)
     recs = malloc(cap * sizeof *recs);
     /* profiles every 11..90 s over two days plus a bit, each to a random series */
     for (int64_t t = T0 - 3 * 3600 + 7; t < T0 + 2 * DAY + 5000; t += 11 + (int64_t)(next() % 80)) {
-        if (nrecs == cap)
-            recs = realloc(recs, (cap *= 2) * sizeof *recs);
+        if (nrecs == cap) recs = realloc(recs, (cap *= 2) * sizeof *recs);
         record_t *r = &recs[nrecs];
         r->series = next() % NFX;
         r->t_s = t;
@@ -145,14 +148,38 @@ static calltree_t *expected(pred_fn pred, int64_t from_s, int64_t until_s)
     return t;
 }
 
-static int p_cpu_a(const series_fx_t *s) { return s->type[0] == 'p' && !strcmp(s->service, "A"); }
-static int p_cpu_a_notprod(const series_fx_t *s) { return p_cpu_a(s) && strcmp(s->env, "prod"); }
-static int p_cpu_ab_eu(const series_fx_t *s) { return s->type[0] == 'p' && !strncmp(s->region, "eu", 2); }
-static int p_cpu_b_notv1(const series_fx_t *s) { return s->type[0] == 'p' && !strcmp(s->service, "B") && strncmp(s->version, "v1", 2); }
-static int p_cpu_all(const series_fx_t *s) { return s->type[0] == 'p'; }
-static int p_cpu_prod(const series_fx_t *s) { return s->type[0] == 'p' && !strcmp(s->env, "prod"); }
-static int p_mem(const series_fx_t *s) { return s->type[0] == 'm'; }
-static int p_none(const series_fx_t *s) { return 0; }
+static int p_cpu_a(const series_fx_t *s)
+{
+    return s->type[0] == 'p' && !strcmp(s->service, "A");
+}
+static int p_cpu_a_notprod(const series_fx_t *s)
+{
+    return p_cpu_a(s) && strcmp(s->env, "prod");
+}
+static int p_cpu_ab_eu(const series_fx_t *s)
+{
+    return s->type[0] == 'p' && !strncmp(s->region, "eu", 2);
+}
+static int p_cpu_b_notv1(const series_fx_t *s)
+{
+    return s->type[0] == 'p' && !strcmp(s->service, "B") && strncmp(s->version, "v1", 2);
+}
+static int p_cpu_all(const series_fx_t *s)
+{
+    return s->type[0] == 'p';
+}
+static int p_cpu_prod(const series_fx_t *s)
+{
+    return s->type[0] == 'p' && !strcmp(s->env, "prod");
+}
+static int p_mem(const series_fx_t *s)
+{
+    return s->type[0] == 'm';
+}
+static int p_none(const series_fx_t *s)
+{
+    return 0;
+}
 
 static const struct qcase {
     const char *query;
@@ -189,8 +216,7 @@ static int64_t timeline_sum(const char *json)
 {
     const char *p = strstr(json, "\"samples\":[");
     int64_t sum = 0;
-    if (p == NULL)
-        return -1;
+    if (p == NULL) return -1;
     p += 11;
     while (*p && *p != ']') {
         char *end;
@@ -237,13 +263,13 @@ static void run_case(storage_t *st, const query_limits_t *lim, const struct qcas
 static void test_queries(storage_t *st, const query_limits_t *lim)
 {
     int64_t ranges[][2] = {
-        {T0 - 4 * 3600, T0 + 3 * DAY},                 /* everything */
-        {T0, T0 + DAY},                                 /* one aligned day */
-        {T0 + 13, T0 + DAY + 3 * 3600 + 7},             /* cuts at 10 s, crosses a day */
-        {T0 + 3599, T0 + 3601},                         /* across an hour boundary */
-        {T0 - 3 * 3600 + 5, T0 + 2 * DAY + 4999},       /* fine edges both sides */
-        {T0 + DAY - 601, T0 + DAY + 601},               /* 10 s/1 min/10 min edges */
-        {T0 + 5, T0 + 9},                               /* no window start inside */
+        {T0 - 4 * 3600, T0 + 3 * DAY},            /* everything */
+        {T0, T0 + DAY},                           /* one aligned day */
+        {T0 + 13, T0 + DAY + 3 * 3600 + 7},       /* cuts at 10 s, crosses a day */
+        {T0 + 3599, T0 + 3601},                   /* across an hour boundary */
+        {T0 - 3 * 3600 + 5, T0 + 2 * DAY + 4999}, /* fine edges both sides */
+        {T0 + DAY - 601, T0 + DAY + 601},         /* 10 s/1 min/10 min edges */
+        {T0 + 5, T0 + 9},                         /* no window start inside */
     };
     for (size_t r = 0; r < sizeof ranges / sizeof *ranges; r++)
         for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
@@ -257,7 +283,10 @@ static void test_queries(storage_t *st, const query_limits_t *lim)
 
 static void test_pprof_total(storage_t *st, const query_limits_t *lim)
 {
-    query_params_t p = {.query = CPU "{service_name=\"A\"}", .from = "1641600000", .until = "1641800000", .format = "pprof"};
+    query_params_t p = {.query = CPU "{service_name=\"A\"}",
+                        .from = "1641600000",
+                        .until = "1641800000",
+                        .format = "pprof"};
     char from[32], until[32];
     snprintf(from, sizeof from, "%lld", (long long)T0);
     snprintf(until, sizeof until, "%lld", (long long)(T0 + DAY));
@@ -280,8 +309,7 @@ static char *labels_call(storage_t *st, const query_limits_t *lim, const char *l
     errmsg_t em = {{0}};
     int rc = label ? query_label_values(st, "anonymous", &p, lim, (T0 + 3 * DAY) * 1000, &r, &em)
                    : query_label_names(st, "anonymous", &p, lim, (T0 + 3 * DAY) * 1000, &r, &em);
-    if (rc != 0)
-        fprintf(stderr, "labels: %s\n", em.text);
+    if (rc != 0) fprintf(stderr, "labels: %s\n", em.text);
     CHECK_EQ_INT(rc, 0);
     char *s = strdup(r.body.data ? (char *)r.body.data : "");
     query_result_free(&r);
@@ -291,7 +319,8 @@ static char *labels_call(storage_t *st, const query_limits_t *lim, const char *l
 static void test_labels(storage_t *st, const query_limits_t *lim)
 {
     char *s = labels_call(st, lim, NULL, NULL, NULL, NULL);
-    CHECK_EQ_STR(s, "[\"__name__\",\"__profile_type__\",\"env\",\"region\",\"service_name\",\"version\"]");
+    CHECK_EQ_STR(
+        s, "[\"__name__\",\"__profile_type__\",\"env\",\"region\",\"service_name\",\"version\"]");
     free(s);
     s = labels_call(st, lim, "service_name", NULL, NULL, NULL);
     CHECK_EQ_STR(s, "[\"A\",\"B\"]");
@@ -309,7 +338,8 @@ static void test_labels(storage_t *st, const query_limits_t *lim)
     CHECK_EQ_STR(s, "[\"v1.0\",\"v2.0\"]");
     free(s);
     s = labels_call(st, lim, NULL, "{service_name=\"B\"}", from, until);
-    CHECK_EQ_STR(s, "[\"__name__\",\"__profile_type__\",\"env\",\"region\",\"service_name\",\"version\"]");
+    CHECK_EQ_STR(
+        s, "[\"__name__\",\"__profile_type__\",\"env\",\"region\",\"service_name\",\"version\"]");
     free(s);
     /* a range with no data: nothing matches */
     s = labels_call(st, lim, "region", "{service_name=\"B\"}", "1000", "2000");

@@ -12,8 +12,10 @@ typedef struct ok_case {
 } ok_case_t;
 
 static const ok_case_t valid[] = {
-    {"process_cpu:cpu:nanoseconds:cpu:nanoseconds", "process_cpu:cpu:nanoseconds:cpu:nanoseconds{}"},
-    {"process_cpu:cpu:nanoseconds:cpu:nanoseconds{}", "process_cpu:cpu:nanoseconds:cpu:nanoseconds{}"},
+    {"process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+     "process_cpu:cpu:nanoseconds:cpu:nanoseconds{}"},
+    {"process_cpu:cpu:nanoseconds:cpu:nanoseconds{}",
+     "process_cpu:cpu:nanoseconds:cpu:nanoseconds{}"},
     {"{}", "{}"},
     {"", "{}"},
     {"  {  }  ", "{}"},
@@ -85,8 +87,7 @@ static void test_valid(void)
         CHECK_EQ_INT(query_selector_parse("query", (const char *)b.data, b.len, &again, &em), 0);
         buf_t b2;
         buf_init(&b2, 1 << 20);
-        if (again != NULL)
-            query_selector_format(again, &b2);
+        if (again != NULL) query_selector_format(again, &b2);
         CHECK_EQ_STR((const char *)b2.data, (const char *)b.data);
         buf_free(&b);
         buf_free(&b2);
@@ -105,8 +106,8 @@ static void test_invalid(void)
         CHECK(sel == NULL);
         CHECK(strstr(em.text, "parameter 'query'") != NULL);
         if (strstr(em.text, invalid[i].must_contain) == NULL) {
-            fprintf(stderr, "invalid[%zu] \"%s\": reason \"%s\" lacks \"%s\"\n", i,
-                    invalid[i].in, em.text, invalid[i].must_contain);
+            fprintf(stderr, "invalid[%zu] \"%s\": reason \"%s\" lacks \"%s\"\n", i, invalid[i].in,
+                    em.text, invalid[i].must_contain);
             CHECK(0);
         }
     }
@@ -135,8 +136,8 @@ static int matches(const char *sel_text, const labels_t *l)
 
 static void test_matching(void)
 {
-    labels_t *l = mk((const char *const[]){"env", "prod", "region", "eu-west-1", "version",
-                                           "v1.2", NULL});
+    labels_t *l =
+        mk((const char *const[]){"env", "prod", "region", "eu-west-1", "version", "v1.2", NULL});
     CHECK_EQ_INT(matches("{env=\"prod\"}", l), 1);
     CHECK_EQ_INT(matches("{env=\"pro\"}", l), 0);
     CHECK_EQ_INT(matches("{env!=\"prod\"}", l), 0);
@@ -190,8 +191,7 @@ static void test_bounds(void)
                  ERR_INVALID_ARGUMENT);
     CHECK(strstr(em.text, "longer than") != NULL);
     /* embedded NUL */
-    CHECK_EQ_INT(query_selector_parse("query", "{a=\"x\0\"}", 8, &sel, &em),
-                 ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(query_selector_parse("query", "{a=\"x\0\"}", 8, &sel, &em), ERR_INVALID_ARGUMENT);
     CHECK(strstr(em.text, "position 5: NUL byte") != NULL);
     buf_free(&b);
 }

@@ -18,22 +18,33 @@ static const tcase_t ok[] = {
     {"now-2d", NOW_MS - 2 * 86400000LL},
     {"now-1w", NOW_MS - 7 * 86400000LL},
     {"now-15s", NOW_MS - 15000LL},
-    {"1700000000", 1700000000000LL},            /* seconds */
-    {"1700000000123", 1700000000123LL},         /* milliseconds */
-    {"1700000000123456", 1700000000123LL},      /* microseconds */
-    {"1700000000123456789", 1700000000123LL},   /* nanoseconds */
+    {"1700000000", 1700000000000LL},          /* seconds */
+    {"1700000000123", 1700000000123LL},       /* milliseconds */
+    {"1700000000123456", 1700000000123LL},    /* microseconds */
+    {"1700000000123456789", 1700000000123LL}, /* nanoseconds */
     {"0", 0},
-    {"9999999999", 9999999999000LL},            /* the largest seconds value */
-    {"20231114", 1699920000000LL},              /* YYYYMMDD, UTC midnight */
+    {"9999999999", 9999999999000LL}, /* the largest seconds value */
+    {"20231114", 1699920000000LL},   /* YYYYMMDD, UTC midnight */
     {"19700101", 0},
-    {"20240229", 1709164800000LL},              /* leap day */
-    {"20230229", 20230229000LL},                /* not a date: unix seconds */
-    {"12345678", 12345678000LL},                /* year 1234: seconds */
+    {"20240229", 1709164800000LL}, /* leap day */
+    {"20230229", 20230229000LL},   /* not a date: unix seconds */
+    {"12345678", 12345678000LL},   /* year 1234: seconds */
 };
 
 static const char *const bad[] = {
-    "", "now-", "now-1", "now-1y", "now+1h", "nowish", "-5", "1.5", "12abc", "abc",
-    "now-99999999999w", "99999999999999999999", "18446744073709551615",
+    "",
+    "now-",
+    "now-1",
+    "now-1y",
+    "now+1h",
+    "nowish",
+    "-5",
+    "1.5",
+    "12abc",
+    "abc",
+    "now-99999999999w",
+    "99999999999999999999",
+    "18446744073709551615",
     "1234567890123456789012345678901234567890123456789012345678901234567890",
 };
 
@@ -44,8 +55,8 @@ int main(void)
         errmsg_t em = {{0}};
         int rc = query_time_parse("from", ok[i].in, NOW_MS, &v, &em);
         if (rc != 0 || v != ok[i].want_ms)
-            fprintf(stderr, "case \"%s\": rc %d (%s) got %lld want %lld\n", ok[i].in, rc,
-                    em.text, (long long)v, (long long)ok[i].want_ms);
+            fprintf(stderr, "case \"%s\": rc %d (%s) got %lld want %lld\n", ok[i].in, rc, em.text,
+                    (long long)v, (long long)ok[i].want_ms);
         CHECK_EQ_INT(rc, 0);
         CHECK_EQ_INT(v, ok[i].want_ms);
     }

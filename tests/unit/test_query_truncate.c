@@ -33,10 +33,8 @@ static void random_stacks(stack_t_ *st, size_t n, int negatives)
         for (size_t d = 0; d < st[i].depth; d++)
             st[i].frames[d] = 10 + next() % (d < 2 ? 3 : 12); /* few roots, bushy below */
         st[i].value = (int64_t)(next() % 1000) + 1;
-        if (negatives && next() % 5 == 0)
-            st[i].value = -st[i].value;
-        if (next() % 7 == 0)
-            st[i].value *= 1000; /* a few heavy stacks */
+        if (negatives && next() % 5 == 0) st[i].value = -st[i].value;
+        if (next() % 7 == 0) st[i].value *= 1000; /* a few heavy stacks */
     }
 }
 
@@ -53,14 +51,12 @@ static calltree_t *build(const stack_t_ *st, size_t n, int reverse)
 /* Node of t at the same symbol path as node i of u, or CALLTREE_NONE. */
 static uint32_t find_path(const calltree_t *t, const calltree_t *u, uint32_t i)
 {
-    if (i == 0)
-        return 0;
+    if (i == 0) return 0;
     uint32_t p = find_path(t, u, calltree_parent(u, i));
-    if (p == CALLTREE_NONE)
-        return CALLTREE_NONE;
-    for (uint32_t c = calltree_first_child(t, p); c != CALLTREE_NONE; c = calltree_next_sibling(t, c))
-        if (calltree_sym(t, c) == calltree_sym(u, i))
-            return c;
+    if (p == CALLTREE_NONE) return CALLTREE_NONE;
+    for (uint32_t c = calltree_first_child(t, p); c != CALLTREE_NONE;
+         c = calltree_next_sibling(t, c))
+        if (calltree_sym(t, c) == calltree_sym(u, i)) return c;
     return CALLTREE_NONE;
 }
 
@@ -85,8 +81,7 @@ static void check_truncated(const calltree_t *orig, const calltree_t *tr, size_t
         }
         uint32_t o = find_path(orig, tr, i);
         CHECK(o != CALLTREE_NONE);
-        if (o == CALLTREE_NONE)
-            continue;
+        if (o == CALLTREE_NONE) continue;
         kept[o] = 1;
         CHECK_EQ_INT(calltree_self(tr, i), calltree_self(orig, o));
         CHECK_EQ_INT(calltree_total(tr, i), calltree_total(orig, o)); /* exact, others included */
@@ -105,13 +100,13 @@ static void check_truncated(const calltree_t *orig, const calltree_t *tr, size_t
 static void fold(const calltree_t *t, uint32_t i, buf_t *path, buf_t *out)
 {
     size_t len = path->len;
-    if (i != 0)
-        buf_printf(path, ";%llx", (unsigned long long)calltree_sym(t, i));
+    if (i != 0) buf_printf(path, ";%llx", (unsigned long long)calltree_sym(t, i));
     /* order children by symbol so the text is canonical */
     uint64_t syms[64];
     uint32_t idx[64];
     size_t k = 0;
-    for (uint32_t c = calltree_first_child(t, i); c != CALLTREE_NONE && k < 64; c = calltree_next_sibling(t, c)) {
+    for (uint32_t c = calltree_first_child(t, i); c != CALLTREE_NONE && k < 64;
+         c = calltree_next_sibling(t, c)) {
         size_t j = k++;
         while (j > 0 && syms[j - 1] > calltree_sym(t, c)) {
             syms[j] = syms[j - 1];
@@ -121,13 +116,12 @@ static void fold(const calltree_t *t, uint32_t i, buf_t *path, buf_t *out)
         syms[j] = calltree_sym(t, c);
         idx[j] = c;
     }
-    buf_printf(out, "%s %lld %lld\n", path->data ? (char *)path->data : "", (long long)calltree_self(t, i),
-               (long long)calltree_total(t, i));
+    buf_printf(out, "%s %lld %lld\n", path->data ? (char *)path->data : "",
+               (long long)calltree_self(t, i), (long long)calltree_total(t, i));
     for (size_t j = 0; j < k; j++)
         fold(t, idx[j], path, out);
     path->len = len;
-    if (path->data)
-        path->data[len] = 0;
+    if (path->data) path->data[len] = 0;
 }
 
 static void test_random(uint64_t seed)
