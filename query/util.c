@@ -104,7 +104,10 @@ int ptype_parse(const char *id, ptype_t *out)
         char *c = strchr(p, ':');
         if ((c == NULL) != (i == 4)) return ERR_INVALID_ARGUMENT;
         if (c != NULL) *c = 0;
-        if (**parts[i] == 0) return ERR_INVALID_ARGUMENT;
+        /* Only the name must be non-empty: real profiles have empty period
+         * types (py-spy, .NET) and even empty sample types, and ingest keeps
+         * them as they are, so they must stay queryable. */
+        if (i == 0 && **parts[i] == 0) return ERR_INVALID_ARGUMENT;
         p = c ? c + 1 : p;
     }
     return 0;
