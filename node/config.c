@@ -12,6 +12,7 @@ enum opt_type {
     OPT_SECTION, /* a heading in --help and the docs, not a setting */
     OPT_PATH,    /* char[NODE_PATH_MAX] */
     OPT_LISTEN,  /* char[]: HOST:PORT */
+    OPT_TEXT,    /* char[NODE_PATH_MAX], may be empty */
     OPT_LOGLEVEL,
     OPT_INT,     /* int */
     OPT_U32,     /* uint32_t */
@@ -134,6 +135,39 @@ static const opt_t options[] = {
      100 * YEAR_S, "How long ingested profile ids are remembered, so retries count once."},
     {"max-background-jobs", OPT_INT, FIELD(storage.max_background_jobs, int), NULL, 0, 1, 64,
      "RocksDB flush and compaction threads."},
+    SECTION("Cluster"),
+    {"node-id", OPT_TEXT, FIELD(cluster.node_id, char[NODE_PATH_MAX]), "", 0, 0, 64,
+     "This node's id. Empty: generated on first start and kept in the data dir; a restarted "
+     "node keeps its id and tokens."},
+    {"cluster-listen", OPT_TEXT, FIELD(cluster.cluster_listen, char[NODE_PATH_MAX]), "", 0, 0,
+     255, "Intra-cluster address, tcp://HOST:PORT. Empty: a single node (a cluster of one)."},
+    {"advertise", OPT_TEXT, FIELD(cluster.advertise, char[NODE_PATH_MAX]), "", 0, 0, 255,
+     "Cluster address other nodes dial, tcp://HOST:PORT. Empty: cluster-listen."},
+    {"join", OPT_TEXT, FIELD(cluster.join, char[NODE_PATH_MAX]), "", 0, 0, 4000,
+     "Seed nodes to join through, comma-separated tcp://HOST:PORT."},
+    {"cluster-name", OPT_TEXT, FIELD(cluster.cluster_name, char[NODE_PATH_MAX]), "flamedb", 0, 1,
+     64, "Name of the cluster; messages from a cluster with another name are refused."},
+    {"replication-factor", OPT_U32, FIELD(cluster.replication_factor, uint32_t), "3", 0, 1, 15,
+     "Replicas of every series (RF). Capped by the number of nodes."},
+    {"write-quorum", OPT_U32, FIELD(cluster.write_quorum, uint32_t), "0", 0, 0, 15,
+     "Replica acknowledgements a push waits for (W); 0 = a majority of RF."},
+    {"tokens", OPT_U32, FIELD(cluster.tokens, uint32_t), "128", 0, 1, 4096,
+     "Virtual nodes (ring tokens) of this node, chosen on first start."},
+    {"gossip-interval", OPT_MS, FIELD(cluster.gossip_interval_ms, uint64_t), "1s", 0, 50, 60000,
+     "How often membership is gossiped to a peer."},
+    {"failure-timeout", OPT_MS, FIELD(cluster.failure_timeout_ms, uint64_t), "5s", 0, 200,
+     600000, "A node not heard from for this long is marked down."},
+    {"write-timeout", OPT_MS, FIELD(cluster.write_timeout_ms, uint64_t), "5s", 0, 50, 600000,
+     "Deadline of a replicated write; without a write quorum by then the push gets 503."},
+    {"query-timeout", OPT_MS, FIELD(cluster.query_timeout_ms, uint64_t), "30s", 0, 50, 3600000,
+     "Deadline of a scatter-gather query; ranges not answered by then make it partial."},
+    {"max-message-bytes", OPT_SIZE, FIELD(cluster.max_message_bytes, size_t), "64MiB", 0,
+     64 * KiB, 2 * GiB, "Largest intra-cluster message sent or accepted (nanomsg NN_RCVMAXSIZE)."},
+    {"hints-max-bytes", OPT_SIZE, FIELD(cluster.hints_max_bytes, size_t), "1GiB", 0, 0,
+     1024 * GiB, "Durable hinted-handoff bytes kept per unreachable node; beyond it the hint "
+     "is dropped and anti-entropy must repair."},
+    {"hint-replay-interval", OPT_MS, FIELD(cluster.hint_replay_interval_ms, uint64_t), "1s", 0,
+     50, 600000, "How often hints are replayed to nodes that are back."},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -268,6 +302,7 @@ static int format_value(const node_config_t *c, const opt_t *o, buf_t *out)
     const void *p = field_cptr(c, o);
     switch (o->type) {
     case OPT_PATH:
+    case OPT_TEXT:
     case OPT_LISTEN: return buf_append_str(out, (const char *)p);
     case OPT_LOGLEVEL: {
         int l = *(const int *)p;
@@ -366,6 +401,12 @@ static int set_text(node_config_t *c, const opt_t *o, const char *text, const ch
         snprintf(p, NODE_PATH_MAX, "%s", text);
         return ERR_OK;
     }
+    if (o->type == OPT_TEXT) {
+        if (strlen(text) > o->max || strlen(text) < o->min)
+            return bad_value(em, source, text, o, o->min ? "empty or too long" : "too long");
+        snprintf(p, NODE_PATH_MAX, "%s", text);
+        return ERR_OK;
+    }
     if (o->type == OPT_LISTEN) {
         if (parse_listen(text, c->http_host, sizeof c->http_host, &c->http_port) != ERR_OK)
             return bad_value(em, source, text, o, "expected IP:PORT, e.g. 127.0.0.1:4040");
@@ -383,7 +424,8 @@ static int set_text(node_config_t *c, const opt_t *o, const char *text, const ch
 static int set_value(node_config_t *c, const opt_t *o, const char *text, const char *source,
                      errmsg_t *em)
 {
-    if (o->type == OPT_PATH || o->type == OPT_LISTEN || o->type == OPT_LOGLEVEL)
+    if (o->type == OPT_PATH || o->type == OPT_TEXT || o->type == OPT_LISTEN ||
+        o->type == OPT_LOGLEVEL)
         return set_text(c, o, text, source, em);
     uint64_t v;
     const char *why;
@@ -547,6 +589,7 @@ static const char *type_name(enum opt_type t)
     switch (t) {
     case OPT_PATH: return "PATH";
     case OPT_LISTEN: return "IP:PORT";
+    case OPT_TEXT: return "TEXT";
     case OPT_LOGLEVEL: return "LEVEL";
     case OPT_INT:
     case OPT_U32:
