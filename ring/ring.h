@@ -340,7 +340,8 @@ void ring_members_live(const ring_members_t *m, const ring_t *r, uint8_t *live);
  * full entries A lacks and the ids it wants; A merges and answers ACK2 with
  * those. Messages are whole Envelopes. */
 
-/* Appends a SYN envelope to out. */
+/* Appends a SYN envelope to out: digests of every member, and this node's
+ * own entry in full (so a seed that never heard of it can answer). */
 int ring_gossip_syn(ring_members_t *m, buf_t *out);
 /* Decodes and handles a gossip envelope; appends the answer (if any) to
  * reply (left empty when none is due). Refused messages return

@@ -100,8 +100,14 @@ int ring_gossip_syn(ring_members_t *m, buf_t *out)
 {
     struct out o;
     int rc = out_init(&o, m->n, PH(SYN));
-    for (size_t i = 0; rc == 0 && i < m->n; i++)
-        add_digest(&o, &m->v[i]);
+    /* The sender's own entry travels in full, so a seed that has never heard
+     * of it learns its address and can answer. */
+    for (size_t i = 0; rc == 0 && i < m->n; i++) {
+        if (strcmp(m->v[i].id, m->self) == 0)
+            add_full(&o, &m->v[i]);
+        else
+            add_digest(&o, &m->v[i]);
+    }
     if (rc == 0) rc = out_send(m, &o, out);
     out_free(&o);
     return rc;
