@@ -1,0 +1,77 @@
+/* rpc.h — intra-cluster messaging on nanomsg, driven by the node's libuv loop
+ * (internal to node/).
+ *
+ * Owns the nanomsg sockets: one NN_PULL socket bound at the node's cluster
+ * address receives every message; one NN_PUSH socket per peer (created on
+ * first use, connected to the peer's cluster address, reconnected by nanomsg)
+ * sends. Sockets are integrated into the loop through NN_RCVFD / NN_SNDFD and
+ * uv_poll, never blocking the loop. Messages are whole cluster Envelopes
+ * (ring_wire_encode); this layer does not look inside them. Replies travel
+ * the same way, to the sender's own PULL socket, so any number of requests
+ * may be outstanding to one peer (unlike NN_REQ, which carries one).
+ *
+ * nanomsg pitfalls handled here: NN_RCVMAXSIZE is raised to
+ * max_message_bytes (the default 1 MiB silently drops the connection on a
+ * larger message); larger outgoing messages are refused before sending;
+ * sends never block (NN_DONTWAIT) — a message that cannot be sent now waits
+ * in a bounded per-peer queue until NN_SNDFD says the socket can take it, or
+ * its deadline passes (then it is dropped and counted).
+ *
+ * Threads: every function on the loop thread. Ownership: rpc_new() returns a
+ * handle the caller owns; close it with rpc_close() and free it with
+ * rpc_free() once the close callback ran. Message bytes passed to rpc_send are
+ * copied; bytes passed to the receive callback are borrowed for the call.
+ */
+#ifndef FLAMEDB_NODE_RPC_H
+#define FLAMEDB_NODE_RPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/err.h"
+
+typedef struct rpc rpc_t;
+
+typedef struct rpc_options {
+    const char *listen_addr;     /* tcp://HOST:PORT to bind (port 0 is not supported by nanomsg) */
+    size_t max_message_bytes;    /* largest message sent or received */
+    size_t max_queued_bytes;     /* bytes waiting to be sent, per peer */
+    uint32_t max_peers;          /* peer sockets kept open */
+} rpc_options_t;
+
+typedef struct rpc_stats {
+    uint64_t received, sent;
+    uint64_t bytes_received, bytes_sent;
+    uint64_t refused_too_large; /* outgoing messages over max_message_bytes */
+    uint64_t dropped_queue_full;
+    uint64_t dropped_deadline;  /* waited in a queue past their deadline */
+    uint64_t socket_errors;
+} rpc_stats_t;
+
+/* Called on the loop thread for every message received; msg borrowed. */
+typedef void (*rpc_receive_fn)(void *ctx, const uint8_t *msg, size_t len);
+
+/* Binds listen_addr and starts receiving. ERR_IO with the nanomsg reason in
+ * em when the address cannot be bound. */
+int rpc_new(uv_loop_t *loop, const rpc_options_t *o, rpc_receive_fn fn, void *ctx, rpc_t **out,
+            errmsg_t *em);
+
+/* Queues msg for the peer at addr (tcp://HOST:PORT). deadline_ms is a
+ * uv_now() time after which the message is not worth sending (0: none).
+ * ERR_TOO_LARGE over max_message_bytes; ERR_UNAVAILABLE when the peer's queue
+ * is full. Success means queued, not delivered: replies (acks) confirm. */
+int rpc_send(rpc_t *r, const char *addr, const uint8_t *msg, size_t len, uint64_t deadline_ms);
+
+/* Closes a peer's socket (e.g. when it left the cluster); queued messages are
+ * dropped. Unknown addresses are ignored. */
+void rpc_forget_peer(rpc_t *r, const char *addr);
+
+void rpc_stats(const rpc_t *r, rpc_stats_t *out);
+
+/* Stops receiving and closes every socket; done(arg) runs on the loop once the
+ * poll handles are closed. */
+void rpc_close(rpc_t *r, void (*done)(void *arg), void *arg);
+void rpc_free(rpc_t *r);
+
+#endif
