@@ -77,6 +77,15 @@ int cluster_on(cluster_t *c, Flamedb__Cluster__MsgType type, cluster_msg_fn fn, 
 int cluster_send(cluster_t *c, const char *node_id, Flamedb__Cluster__MsgType type,
                  uint64_t deadline_unix_ms, const ProtobufCMessage *body);
 
+/* Ids of the nodes this node holds undelivered hints for (node/replicate.c
+ * calls it whenever that set changes; ids are copied). Those nodes are not
+ * `live` in the views that follow, on this node at once and, through the
+ * hint lists members gossip (ring_members_set_hints), on every node, until
+ * the hints are delivered (DESIGN.md §7, replica choice vs freshness). n 0
+ * clears the list. ERR_LIMIT over RING_MAX_NODES ids, ERR_INVALID_ARGUMENT
+ * for an invalid id. */
+int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
+
 /* GET /cluster/status body: {"self": id, "cluster": name, "rf": n,
  * "quorum": w, "ring_version": v, "nodes": [{"id", "http", "cluster",
  * "state", "tokens", "incarnation", "heartbeat", "last_heartbeat_ms_ago",
