@@ -146,7 +146,7 @@ static int one_line(folded_ctx_t *c, const uint8_t *s, const uint8_t *e, size_t 
     }
     if (__builtin_mul_overflow(count, c->scale, &v))
         return errmsg_set(em, ERR_UNPARSEABLE, "folded line %zu: count too large", lineno);
-    size_t depth;
+    size_t depth = 0;
     int rc = frames(c, s, e, &depth, em);
     if (rc < 0 || v == 0)
         return rc;
@@ -184,8 +184,8 @@ int ingest_folded(const uint8_t *data, size_t len, folded_ctx_t *c, errmsg_t *em
     if (len >= 3 && data[0] == 0xef && data[1] == 0xbb && data[2] == 0xbf)
         return parse_text(c, data + 3, len - 3, em);
     if (len >= 2 && ((data[0] == 0xff && data[1] == 0xfe) || (data[0] == 0xfe && data[1] == 0xff))) {
-        uint8_t *u8;
-        size_t n;
+        uint8_t *u8 = NULL;
+        size_t n = 0;
         int rc = utf16_to_utf8(data + 2, len - 2, data[0] == 0xfe, &u8, &n, em);
         if (rc < 0)
             return rc;

@@ -129,10 +129,19 @@ typedef struct span_acc {
     u64map_t index[2]; /* by id, per kind (SPAN, TRACE) */
 } span_acc_t;
 
+/* The last stack added to a tree and its node path: consecutive samples
+ * often share a prefix, whose nodes then need no lookup. */
+typedef struct path_cache {
+    uint64_t *syms;
+    uint32_t *nodes;
+    size_t depth, cap;
+} path_cache_t;
+
 typedef struct ingest_series {
     labels_t *labels;
     uint64_t series_id, token;
     calltree_t *tree;
+    path_cache_t path;
     span_acc_t spans;
 } ingest_series_t;
 

@@ -145,12 +145,14 @@ static int bad(conv_t *c, const char *what, uint64_t v)
 /* String i of the table, or an error. */
 static int str_at(conv_t *c, int64_t i, const char **s, size_t *n)
 {
+    *s = "";
+    *n = 0;
     if (i < 0 || (uint64_t)i >= c->p->n_string_table)
         return bad(c, "string index out of range:", (uint64_t)i);
-    *s = (const char *)c->p->string_table[i].data;
-    *n = c->p->string_table[i].len;
-    if (*s == NULL)
-        *s = "";
+    if (c->p->string_table[i].data != NULL) {
+        *s = (const char *)c->p->string_table[i].data;
+        *n = c->p->string_table[i].len;
+    }
     return 0;
 }
 
@@ -578,8 +580,8 @@ static int sample_stack(conv_t *c, const pb_sample_t *s, size_t *depth)
 static int one_sample(conv_t *c, const pb_sample_t *s, size_t si, int64_t *pairs)
 {
     span_ref_t spans[MAX_SPAN_LABELS];
-    size_t np, ns, depth;
-    uint32_t g;
+    size_t np = 0, ns = 0, depth = 0;
+    uint32_t g = 0;
     int rc;
     if (s->n_value != c->ntypes)
         return errmsg_set(c->em, ERR_UNPARSEABLE,

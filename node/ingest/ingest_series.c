@@ -114,6 +114,8 @@ static void span_acc_free(span_acc_t *a)
 void series_set_free(series_set_t *ss)
 {
     for (size_t i = 0; i < ss->n; i++) {
+        free(ss->v[i].path.syms);
+        free(ss->v[i].path.nodes);
         labels_free(ss->v[i].labels);
         calltree_free(ss->v[i].tree);
         span_acc_free(&ss->v[i].spans);
@@ -214,10 +216,49 @@ static int tree_limit(int rc, errmsg_t *em, const ingest_limits_t *lim)
     return 0;
 }
 
+static int path_reserve(path_cache_t *pc, size_t depth)
+{
+    if (depth <= pc->cap)
+        return 0;
+    size_t cap = pc->cap ? pc->cap * 2 : 64;
+    while (cap < depth)
+        cap *= 2;
+    uint64_t *s = realloc(pc->syms, cap * sizeof *s);
+    if (s != NULL)
+        pc->syms = s;
+    uint32_t *n = realloc(pc->nodes, cap * sizeof *n);
+    if (n != NULL)
+        pc->nodes = n;
+    if (s == NULL || n == NULL)
+        return ERR_NOMEM;
+    pc->cap = cap;
+    return 0;
+}
+
+/* calltree_add_stack, reusing the node path of the previous stack's common prefix. */
 int series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth, int64_t v,
                errmsg_t *em)
 {
-    return tree_limit(calltree_add_stack(ss->v[idx].tree, stack, depth, v), em, ss->lim);
+    ingest_series_t *s = &ss->v[idx];
+    path_cache_t *pc = &s->path;
+    if (path_reserve(pc, depth) < 0)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    size_t i = 0, common = pc->depth < depth ? pc->depth : depth;
+    while (i < common && pc->syms[i] == stack[i])
+        i++;
+    uint32_t node = i ? pc->nodes[i - 1] : 0;
+    for (; i < depth; i++) {
+        int rc = calltree_child(s->tree, node, stack[i], &node);
+        if (rc < 0) {
+            pc->depth = i; /* the path up to here is valid */
+            return tree_limit(rc, em, ss->lim);
+        }
+        pc->syms[i] = stack[i];
+        pc->nodes[i] = node;
+    }
+    pc->depth = depth;
+    calltree_add_self(s->tree, node, v);
+    return 0;
 }
 
 int series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
