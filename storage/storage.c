@@ -42,6 +42,7 @@ static const struct cf_spec {
     [CF_SPANS] = {"spans", rocksdb_zstd_compression, 0, MERGE_TREE, 2},
     [CF_PROFILES] = {"profiles", rocksdb_lz4_compression, 1, MERGE_NONE, 1},
     [CF_META] = {"meta", rocksdb_no_compression, 0, MERGE_NONE, 0},
+    [CF_HINTS] = {"hints", rocksdb_lz4_compression, 0, MERGE_NONE, 0},
 };
 
 #define MIB ((size_t)1 << 20)
@@ -302,6 +303,7 @@ int storage_open(const storage_options_t *o, storage_t **out, errmsg_t *em)
     if (s == NULL) return errmsg_set(em, ERR_NOMEM, "storage: out of memory");
     rc = open_db(s, em);
     if (rc == 0) rc = check_format(s, em);
+    if (rc == 0) rc = storage_hints_open(s, em);
     if (rc != 0) {
         storage_close(s);
         return rc;
@@ -348,6 +350,7 @@ void storage_close(storage_t *s)
     if (s->wopts != NULL) rocksdb_writeoptions_destroy(s->wopts);
     idcache_free(&s->symbol_cache);
     idcache_free(&s->series_cache);
+    storage_hints_free(s);
     for (int i = 0; i < STORAGE_STRIPES; i++)
         pthread_mutex_destroy(&s->stripes[i]);
     free(s->path);

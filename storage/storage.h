@@ -161,4 +161,39 @@ int storage_stats(storage_t *s, storage_stats_t *out);
  * little space until the live files compact away. ERR_IO with the reason. */
 int storage_checkpoint(storage_t *s, const char *dir, errmsg_t *em);
 
+/* ---------------------------------------------------------------- hints
+ * Hinted handoff (docs/cluster.md): writes a coordinator could not deliver to
+ * a replica, kept durably until they are replayed. Column family `hints`:
+ *   hints     target_node_id | seq          -> serialized HintRecord
+ * (target: length byte + bytes; seq: u64 big-endian, increasing per process
+ * and across restarts, so a target's hints scan oldest first). The record is
+ * opaque here. Per-target counts and bytes are kept in memory (rebuilt by a
+ * scan at open) so the bound is checked without reading. Thread-safe like the
+ * rest of the module. */
+
+#define STORAGE_HINT_TARGET_MAX 64 /* bytes of a target node id (RING_NODE_ID_MAX) */
+#define STORAGE_HINT_TARGETS_MAX 1024 /* distinct targets tracked (RING_MAX_NODES) */
+
+/* Stores rec for target unless the target's stored bytes would exceed
+ * max_target_bytes (0: no bound): then ERR_LIMIT and nothing is written.
+ * *seq (may be NULL) gets the hint's sequence number. */
+int storage_hint_put(storage_t *s, const char *target, const uint8_t *rec, size_t len,
+                     uint64_t max_target_bytes, uint64_t *seq, errmsg_t *em);
+
+/* Calls fn for up to limit hints of target with seq > after_seq, oldest
+ * first (rec borrowed for the call). fn returns 0 to continue, non-zero to
+ * stop (returned). */
+typedef int (*storage_hint_fn)(void *ctx, uint64_t seq, const uint8_t *rec, size_t len);
+int storage_hint_scan(storage_t *s, const char *target, uint64_t after_seq, size_t limit,
+                      storage_hint_fn fn, void *ctx);
+
+/* Deletes one hint; deleting a hint that is not there is a no-op (0). */
+int storage_hint_delete(storage_t *s, const char *target, uint64_t seq, errmsg_t *em);
+
+/* Targets that have stored hints, with their counts and bytes (a snapshot),
+ * in target order. fn returns non-zero to stop (returned). */
+typedef int (*storage_hint_target_fn)(void *ctx, const char *target, uint64_t count,
+                                      uint64_t bytes);
+int storage_hint_targets(storage_t *s, storage_hint_target_fn fn, void *ctx);
+
 #endif

@@ -34,12 +34,19 @@ enum storage_cf {
     CF_SPANS,
     CF_PROFILES,
     CF_META,
+    CF_HINTS, /* hinted handoff (hints.c) */
     CF_COUNT
 };
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "1"
+#define STORAGE_FORMAT_VERSION "2"
+
+/* Block values (sparse.c): version byte of the sparse self-value vector. */
+#define SPARSE_VERSION 2
+/* Nodes one token's stack-node table may hold; past it writes of new stacks
+ * for that service shard are refused with ERR_LIMIT. */
+#define STORAGE_MAX_STACK_NODES (1u << 26)
 
 /* Writer stripes: writers of one profile id take the same mutex. */
 #define STORAGE_STRIPES 64
@@ -91,6 +98,23 @@ typedef struct storage_filter_state {
     enum storage_cf cf;
 } storage_filter_state_t;
 
+/* Sparse vector of (stack-node id, value), ids strictly ascending. */
+typedef struct sparse_vec {
+    uint32_t *id;
+    int64_t *val;
+    size_t n, cap;
+} sparse_vec_t;
+
+typedef struct nodetab nodetab_t;
+
+/* The in-memory cache of node tables (nodetab.c). */
+typedef struct nodetab_cache {
+    pthread_mutex_t mu;
+    nodetab_t **buckets;
+    nodetab_t *head, *tail; /* LRU: most recently used first */
+    size_t bytes, max_bytes;
+} nodetab_cache_t;
+
 struct storage {
     rocksdb_t *db;
     rocksdb_column_family_handle_t *cf[CF_COUNT];
@@ -111,6 +135,7 @@ struct storage {
     idcache_t symbol_cache;
     idcache_t series_cache;
     storage_counters_t counters;
+    struct storage_hints *hints; /* hints.c: per-target counts and bytes */
 };
 
 /* --- clock (tests) ------------------------------------------------------- */
@@ -196,6 +221,54 @@ rocksdb_compactionfilter_t *storage_filter_new(storage_t *s, enum storage_cf cf)
 /* Whether the compaction filter of cf would drop key/value now. */
 int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key, size_t klen,
                            const uint8_t *val, size_t vlen);
+
+/* --- hints (hints.c) ------------------------------------------------------ */
+
+/* Builds the per-target table from the hints CF (after the DB is open). */
+int storage_hints_open(storage_t *s, errmsg_t *em);
+void storage_hints_free(storage_t *s);
+
+/* --- block values: sparse vectors (sparse.c) ------------------------------- */
+
+void sparse_init(sparse_vec_t *v);
+void sparse_free(sparse_vec_t *v);
+int sparse_reserve(sparse_vec_t *v, size_t n);
+/* Appends the version-2 block encoding of v (zero values omitted). */
+int sparse_encode(const sparse_vec_t *v, buf_t *out);
+/* Replaces out's contents with the decoded vector; ERR_CORRUPT on bad bytes. */
+int sparse_decode(const uint8_t *p, size_t n, sparse_vec_t *out);
+/* acc += b, using tmp as scratch (contents swapped). */
+int sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *tmp);
+/* Sums block encodings parts[0..n) into out, skipping (and counting) corrupt ones. */
+int storage_fold_sparse(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
+                        buf_t *out);
+rocksdb_mergeoperator_t *storage_merge_sparse_new(storage_counters_t *c);
+/* Counts and (thinned) logs a corrupt merge operand. */
+void storage_log_corrupt(storage_counters_t *c, const char *what, int i, int rc);
+
+/* --- stack-node tables (nodetab.c) ------------------------------------------ */
+
+/* token|tenant|id(u32 big-endian) */
+void storage_key_node(skey_t *k, uint64_t token, const char *tenant, uint32_t id);
+int nodetab_cache_init(storage_t *s, size_t max_bytes);
+void nodetab_cache_free(storage_t *s);
+/* The table of (token, tenant), loaded on a miss, returned LOCKED with a
+ * reference; every acquire is paired with one nodetab_release. Writers that
+ * need several tables acquire them in ascending token order. */
+int nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t **out,
+                    errmsg_t *em);
+/* Unlocks and drops the reference. failed != 0: a batch carrying new ids did
+ * not commit, so the table is dropped and reloaded from disk next time. */
+void nodetab_release(storage_t *s, nodetab_t *t, int failed);
+/* Id of the child (parent, sym). A new id is created and its entry put in wb
+ * when wb is not NULL; with wb NULL an unknown child is ERR_NOT_FOUND.
+ * ERR_LIMIT past STORAGE_MAX_STACK_NODES. Table lock held. */
+int nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
+                  rocksdb_writebatch_t *wb, uint32_t *out);
+uint32_t nodetab_count(const nodetab_t *t);
+uint32_t nodetab_parent(const nodetab_t *t, uint32_t id);
+uint64_t nodetab_sym(const nodetab_t *t, uint32_t id);
+uint64_t nodetab_token(const nodetab_t *t);
 
 /* --- caches --------------------------------------------------------------- */
 
