@@ -256,6 +256,10 @@ typedef struct ring_member {
     uint64_t incarnation;
     uint64_t heartbeat;
     uint64_t last_seen_ms; /* local clock: last time its heartbeat or incarnation rose */
+    /* Nodes this member holds undelivered hints for (owner-controlled, see
+     * ring_members_set_hints); NULL when none. */
+    const char *const *hints_for;
+    uint32_t nhints_for;
 } ring_member_t;
 
 typedef struct ring_members_stats {
@@ -306,7 +310,9 @@ int ring_members_set_state(ring_members_t *m, ring_state_t state, errmsg_t *em);
 int ring_members_tick(ring_members_t *m);
 
 /* Merges one full entry heard from elsewhere (state, life, incarnation,
- * heartbeat, addresses and tokens are read; last_seen_ms is ignored). A
+ * heartbeat, addresses, tokens and hints_for are read; last_seen_ms is
+ * ignored). The hints_for list is taken from the entry with the higher
+ * (incarnation, heartbeat). A
  * higher incarnation replaces the entry; at the same incarnation the state
  * precedence JOINING < ACTIVE < LEAVING < DOWN < LEFT and the higher heartbeat
  * win (precisely: lifecycle, down flag and heartbeat each take the maximum,
@@ -316,6 +322,20 @@ int ring_members_tick(ring_members_t *m);
  * own state. Returns 1 if the table changed, 0 if not, ERR_INVALID_ARGUMENT
  * for an invalid entry, ERR_LIMIT when the table is full. */
 int ring_members_merge(ring_members_t *m, const ring_member_t *e);
+
+/* Sets this node's own hints_for list: the ids of the nodes it holds
+ * undelivered hints for (copied; n 0 clears it). Bumps the heartbeat so the
+ * list spreads with the next gossip, and ring_members_version() when the list
+ * changed. ERR_LIMIT over RING_MAX_NODES ids, ERR_INVALID_ARGUMENT for an
+ * invalid id (the list is then unchanged). */
+int ring_members_set_hints(ring_members_t *m, const char *const *ids, size_t n);
+
+/* hinted[i] = 1 for ring nodes that some member (not LEFT; this node
+ * included) lists in its hints_for: they miss writes that are still held as
+ * hints, so they must not serve reads (DESIGN.md §7). hinted has
+ * ring_node_count(r) entries. A caller folds it into the live set:
+ * live[i] &= !hinted[i]. */
+void ring_members_hinted(const ring_members_t *m, const ring_t *r, uint8_t *hinted);
 
 /* Operator removal of a dead node: marks it LEFT at its incarnation, so its
  * ranges move to the others. Not for this node (use set_state). */

@@ -71,6 +71,8 @@ static void add_digest(struct out *o, const struct member *x)
     d->node_id = (char *)x->id;
     d->incarnation = x->incarnation;
     d->heartbeat = x->heartbeat;
+    d->hints_for = x->hints_for;
+    d->n_hints_for = x->nhints;
     state_to_proto(x, &d->state, &d->down_from);
     o->dp[o->g.n_digests++] = d;
 }
@@ -86,6 +88,8 @@ static void add_full(struct out *o, const struct member *x)
     e->n_tokens = x->ntokens;
     e->incarnation = x->incarnation;
     e->heartbeat = x->heartbeat;
+    e->hints_for = x->hints_for;
+    e->n_hints_for = x->nhints;
     state_to_proto(x, &e->state, &e->down_from);
     o->mp[o->g.n_members++] = e;
 }
@@ -119,6 +123,8 @@ static void digest_view(const Flamedb__Cluster__MemberDigest *d, struct member_v
     v->id = d->node_id;
     v->incarnation = d->incarnation;
     v->heartbeat = d->heartbeat;
+    v->hints_for = (const char *const *)d->hints_for;
+    v->nhints = (uint32_t)d->n_hints_for;
     state_from_proto(d->state, d->down_from, &v->life, &v->down);
 }
 
@@ -127,6 +133,8 @@ static void member_view(const Flamedb__Cluster__Member *e, struct member_view *v
     *v = (struct member_view){
         e->node_id, e->http_addr,   e->cluster_addr, e->tokens, (uint32_t)e->n_tokens, 1, 0,
         0,          e->incarnation, e->heartbeat};
+    v->hints_for = (const char *const *)e->hints_for;
+    v->nhints = (uint32_t)e->n_hints_for;
     state_from_proto(e->state, e->down_from, &v->life, &v->down);
 }
 

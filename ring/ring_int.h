@@ -51,6 +51,8 @@ struct member {
     uint64_t heartbeat;
     uint64_t last_seen_ms;   /* local time its heartbeat or incarnation last rose */
     uint64_t state_since_ms; /* local time life/down last changed */
+    char **hints_for;        /* owned; ids of nodes it holds hints for */
+    uint32_t nhints;
 };
 
 /* What gossip says about a member: a full entry (has_static) or a digest. */
@@ -63,6 +65,8 @@ struct member_view {
     ring_state_t life;
     int down;
     uint64_t incarnation, heartbeat;
+    const char *const *hints_for; /* both kinds of view carry the owner's list */
+    uint32_t nhints;
 };
 
 struct ring_members {
@@ -96,6 +100,10 @@ int ring__view_news(const struct member_view *v, const struct member *x);
 /* Checks v (a full entry) and copies its addresses and tokens into x. */
 int ring__members_set_static_checked(struct member *x, const struct member_view *v);
 void ring__member_to_view(const struct member *x, struct member_view *out);
+/* Replaces x's hints_for with a copy of the view's list; 1 if it changed, 0
+ * if not, ERR_NOMEM (x unchanged). */
+int ring__member_set_hints(struct member *x, const char *const *ids, uint32_t n);
+void ring__member_free_hints(struct member *x);
 uint64_t ring__now(const ring_members_t *m);
 
 #endif

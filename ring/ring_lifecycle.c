@@ -66,6 +66,7 @@ void ring_members_free(ring_members_t *m)
         free(m->v[i].http_addr);
         free(m->v[i].cluster_addr);
         free(m->v[i].tokens);
+        ring__member_free_hints(&m->v[i]);
     }
     free(m->v);
     free(m);
@@ -108,6 +109,8 @@ static void fill_public(const struct member *x, ring_member_t *out)
     out->incarnation = x->incarnation;
     out->heartbeat = x->heartbeat;
     out->last_seen_ms = x->last_seen_ms;
+    out->hints_for = (const char *const *)x->hints_for;
+    out->nhints_for = x->nhints;
 }
 
 int ring_members_get(const ring_members_t *m, size_t i, ring_member_t *out)
@@ -163,11 +166,39 @@ int ring_members_remove(ring_members_t *m, const char *node_id, errmsg_t *em)
     return 0;
 }
 
+int ring_members_set_hints(ring_members_t *m, const char *const *ids, size_t n)
+{
+    if (n > RING_MAX_NODES) return ERR_LIMIT;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == NULL || ring_node_id_check(ids[i], NULL) < 0) return ERR_INVALID_ARGUMENT;
+    struct member *x = ring__members_lookup(m, m->self);
+    int rc = ring__member_set_hints(x, ids, (uint32_t)n);
+    if (rc < 0) return rc;
+    x->heartbeat++;
+    if (rc == 1) m->version++;
+    return 0;
+}
+
+void ring_members_hinted(const ring_members_t *m, const ring_t *r, uint8_t *hinted)
+{
+    uint32_t nn = ring_node_count(r);
+    memset(hinted, 0, nn);
+    for (size_t i = 0; i < m->n; i++) {
+        const struct member *x = &m->v[i];
+        if (x->life == RING_LEFT) continue;
+        for (uint32_t j = 0; j < x->nhints; j++) {
+            int k = ring_node_find(r, x->hints_for[j]);
+            if (k >= 0) hinted[k] = 1;
+        }
+    }
+}
+
 static void forget(ring_members_t *m, size_t i)
 {
     free(m->v[i].http_addr);
     free(m->v[i].cluster_addr);
     free(m->v[i].tokens);
+    ring__member_free_hints(&m->v[i]);
     memmove(&m->v[i], &m->v[i + 1], (m->n - i - 1) * sizeof *m->v);
     m->n--;
     m->version++;

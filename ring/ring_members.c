@@ -104,9 +104,55 @@ static int set_static(struct member *x, const struct member_view *v)
     return changed;
 }
 
+static int same_hints(const struct member *x, const char *const *ids, uint32_t n)
+{
+    if (x->nhints != n) return 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (strcmp(x->hints_for[i], ids[i]) != 0) return 0;
+    return 1;
+}
+
+void ring__member_free_hints(struct member *x)
+{
+    for (uint32_t i = 0; i < x->nhints; i++)
+        free(x->hints_for[i]);
+    free(x->hints_for);
+    x->hints_for = NULL;
+    x->nhints = 0;
+}
+
+int ring__member_set_hints(struct member *x, const char *const *ids, uint32_t n)
+{
+    if (same_hints(x, ids, n)) return 0;
+    char **v = n > 0 ? calloc(n, sizeof *v) : NULL;
+    if (n > 0 && v == NULL) return ERR_NOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        v[i] = strdup(ids[i]);
+        if (v[i] == NULL) {
+            while (i > 0)
+                free(v[--i]);
+            free(v);
+            return ERR_NOMEM;
+        }
+    }
+    ring__member_free_hints(x);
+    x->hints_for = v;
+    x->nhints = n;
+    return 1;
+}
+
+static int check_hints(const char *const *ids, uint32_t n)
+{
+    if (n > RING_MAX_NODES || (n > 0 && ids == NULL)) return ERR_INVALID_ARGUMENT;
+    for (uint32_t i = 0; i < n; i++)
+        if (ids[i] == NULL || ring_node_id_check(ids[i], NULL) < 0) return ERR_INVALID_ARGUMENT;
+    return 0;
+}
+
 static int check_view(const struct member_view *v)
 {
     if (ring_node_id_check(v->id, NULL) < 0) return ERR_INVALID_ARGUMENT;
+    if (check_hints(v->hints_for, v->nhints) < 0) return ERR_INVALID_ARGUMENT;
     if (v->life != RING_JOINING && v->life != RING_ACTIVE && v->life != RING_LEAVING &&
         v->life != RING_LEFT)
         return ERR_INVALID_ARGUMENT;
@@ -136,8 +182,18 @@ int ring__view_news(const struct member_view *v, const struct member *x)
 
 void ring__member_to_view(const struct member *x, struct member_view *out)
 {
-    *out = (struct member_view){x->id, x->http_addr, x->cluster_addr, x->tokens,      x->ntokens,
-                                1,     x->life,      x->down,         x->incarnation, x->heartbeat};
+    *out = (struct member_view){x->id,
+                                x->http_addr,
+                                x->cluster_addr,
+                                x->tokens,
+                                x->ntokens,
+                                1,
+                                x->life,
+                                x->down,
+                                x->incarnation,
+                                x->heartbeat,
+                                (const char *const *)x->hints_for,
+                                x->nhints};
 }
 
 /* A rumour about this node that says more than it did: deny it by moving to
@@ -174,6 +230,7 @@ static int add_new(ring_members_t *m, const struct member_view *v)
     x->incarnation = v->incarnation;
     x->heartbeat = v->heartbeat;
     x->last_seen_ms = x->state_since_ms = ring__now(m);
+    ring__member_set_hints(x, v->hints_for, v->nhints); /* out of memory: the next gossip */
     m->version++;
     if (ring__class(x->life)) m->ring_version++;
     return 1;
@@ -190,6 +247,7 @@ static int replace(ring_members_t *m, struct member *x, const struct member_view
     x->incarnation = v->incarnation;
     x->heartbeat = v->heartbeat;
     x->last_seen_ms = x->state_since_ms = ring__now(m);
+    ring__member_set_hints(x, v->hints_for, v->nhints);
     m->version++;
     if (before != ring__class(x->life) || (tokens_changed && before)) m->ring_version++;
     return 1;
@@ -210,6 +268,8 @@ static int join_same(ring_members_t *m, struct member *x, const struct member_vi
     if (v->heartbeat > x->heartbeat) {
         x->heartbeat = v->heartbeat;
         x->last_seen_ms = now;
+        /* the owner's latest list travels with its latest heartbeat */
+        if (ring__member_set_hints(x, v->hints_for, v->nhints) == 1) m->version++;
         changed = 1;
     }
     return changed;
@@ -232,9 +292,18 @@ int ring__members_merge_view(ring_members_t *m, const struct member_view *v)
 int ring_members_merge(ring_members_t *m, const ring_member_t *e)
 {
     ring_state_t life = e->state == RING_DOWN ? e->life : e->state;
-    struct member_view v = {
-        e->node_id, e->http_addr, e->cluster_addr,       e->tokens,      e->ntokens,
-        1,          life,         e->state == RING_DOWN, e->incarnation, e->heartbeat};
+    struct member_view v = {e->node_id,
+                            e->http_addr,
+                            e->cluster_addr,
+                            e->tokens,
+                            e->ntokens,
+                            1,
+                            life,
+                            e->state == RING_DOWN,
+                            e->incarnation,
+                            e->heartbeat,
+                            e->hints_for,
+                            e->nhints_for};
     int rc = ring__members_merge_view(m, &v);
     return rc == MERGE_NEED_FULL ? 0 : rc;
 }

@@ -180,8 +180,20 @@ static int check_state(int state, int down_from)
     return down_from == 0 ? 0 : -1;
 }
 
+/* A hints_for list: at most RING_MAX_NODES valid node ids. */
+static int check_hints_for(char *const *ids, size_t n)
+{
+    if (n > RING_MAX_NODES) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (ring_node_id_check(ids[i], NULL) < 0) return -1;
+    return 0;
+}
+
 static int check_member(const Flamedb__Cluster__Member *x, errmsg_t *em)
 {
+    if (check_hints_for(x->hints_for, x->n_hints_for) < 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: member %s: bad hints_for list",
+                          ring_node_id_check(x->node_id, NULL) < 0 ? "?" : x->node_id);
     if (ring_node_id_check(x->node_id, NULL) < 0 || check_state(x->state, x->down_from) < 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: member with bad id or state");
     if (strlen(x->http_addr) > RING_ADDR_MAX || strlen(x->cluster_addr) > RING_ADDR_MAX)
@@ -207,7 +219,8 @@ static int check_gossip(const Flamedb__Cluster__Gossip *g, errmsg_t *em)
         return errmsg_set(em, ERR_TOO_LARGE, "gossip: more than %d entries", RING_MAX_NODES);
     for (size_t i = 0; i < g->n_digests; i++)
         if (ring_node_id_check(g->digests[i]->node_id, NULL) < 0 ||
-            check_state(g->digests[i]->state, g->digests[i]->down_from) < 0)
+            check_state(g->digests[i]->state, g->digests[i]->down_from) < 0 ||
+            check_hints_for(g->digests[i]->hints_for, g->digests[i]->n_hints_for) < 0)
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: digest %zu invalid", i);
     for (size_t i = 0; i < g->n_requests; i++)
         if (ring_node_id_check(g->requests[i], NULL) < 0)
