@@ -1,37 +1,40 @@
-/* labels_q.c — /pyroscope/label-names and /pyroscope/label-values.
+/* labels_q.c — the label-names / label-values partial of one node.
  *
- * Without `match`, answers come straight from the label index (every series
- * still retained; from/until are validated but do not filter, because the
- * index is not bucketed by time). With match={selector}, only series that
- * match it AND have at least one window in [from, until) count, so the
- * answer follows the time range the way a flame graph does.
+ * Without `match`, answers come from the label index (every series still
+ * retained; from/until are validated but do not filter, because the index is
+ * not bucketed by time). A node asked for only some token ranges keeps a name
+ * or value only when one of its postings has a token in them. With
+ * match={selector}, only series that match it, lie in the ranges AND have at
+ * least one window in [from, until) count, so the answer follows the time
+ * range the way a flame graph does.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "query/query_int.h"
 
-typedef struct strset {
-    strmap_t map; /* strings owned by the set (strdup) */
-} strset_t;
+/* A growing list of owned strings, bounded in total bytes. */
+typedef struct strlist {
+    char **v;
+    size_t n, cap;
+    size_t bytes, max_bytes;
+} strlist_t;
 
-static int set_add(strset_t *s, const char *v)
+static int list_push(strlist_t *l, const char *s)
 {
-    size_t before = s->map.n;
-    uint32_t idx;
-    int rc = strmap_intern(&s->map, v, strlen(v), &idx);
-    if (rc != 0 || s->map.n == before) return rc;
-    char *copy = strdup(v); /* the map borrowed v; own a copy instead */
-    if (copy == NULL) return ERR_NOMEM;
-    s->map.strs[idx] = copy;
+    size_t len = strlen(s);
+    if (l->bytes + len + 3 > l->max_bytes) return ERR_TOO_LARGE;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        char **v = realloc(l->v, cap * sizeof *v);
+        if (v == NULL) return ERR_NOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    if ((l->v[l->n] = strdup(s)) == NULL) return ERR_NOMEM;
+    l->n++;
+    l->bytes += len + 3; /* quotes and comma of the JSON answer */
     return 0;
-}
-
-static void set_free(strset_t *s)
-{
-    for (size_t i = 0; i < s->map.n; i++)
-        free((char *)s->map.strs[i]);
-    strmap_free(&s->map);
 }
 
 static int str_cmp(const void *a, const void *b)
@@ -39,17 +42,32 @@ static int str_cmp(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int write_set(strset_t *s, buf_t *out)
+/* Sorts and drops duplicates. */
+static void list_sort_unique(strlist_t *l)
 {
-    /* Sorting the borrowed array breaks the map's slots; it is not used after. */
-    if (s->map.n > 1) qsort(s->map.strs, s->map.n, sizeof *s->map.strs, str_cmp);
+    if (l->n < 2) return;
+    qsort(l->v, l->n, sizeof *l->v, str_cmp);
+    size_t k = 1;
+    for (size_t i = 1; i < l->n; i++) {
+        if (strcmp(l->v[i], l->v[k - 1]) == 0)
+            free(l->v[i]);
+        else
+            l->v[k++] = l->v[i];
+    }
+    l->n = k;
+}
+
+int labels_write_array(char *const *v, size_t n, buf_t *out)
+{
     int rc = buf_append_byte(out, '[');
-    for (size_t i = 0; rc == 0 && i < s->map.n; i++) {
+    for (size_t i = 0; rc == 0 && i < n; i++) {
         if (i) rc = buf_append_byte(out, ',');
-        if (rc == 0) rc = buf_append_json_string(out, s->map.strs[i], strlen(s->map.strs[i]));
+        if (rc == 0) rc = buf_append_json_string(out, v[i], strlen(v[i]));
     }
     return rc != 0 ? rc : buf_append_byte(out, ']');
 }
+
+/* ---- with a match selector ---- */
 
 static int stop_fn(void *ctx, int64_t w, int64_t total)
 {
@@ -72,101 +90,126 @@ static int has_data(storage_t *st, const char *tenant, uint64_t token, uint64_t 
     return 0;
 }
 
-/* Adds the names (label == NULL) or the values of label of every matching
- * series with data in the range. */
-static int collect_matching(storage_t *st, const char *tenant, const query_params_t *p,
-                            const query_limits_t *lim, int64_t now_ms, const char *label,
-                            strset_t *set, errmsg_t *em)
+/* Adds the names (label == NULL) or values of label of one series. */
+static int add_series_labels(storage_t *st, const char *tenant, uint64_t token, uint64_t sid,
+                             const char *label, strlist_t *l)
+{
+    labels_t *lb = NULL;
+    int rc = storage_series_labels(st, tenant, token, sid, &lb);
+    if (rc == ERR_NOT_FOUND) return 0;
+    for (size_t k = 0; rc == 0 && k < labels_count(lb); k++) {
+        if (label == NULL)
+            rc = list_push(l, labels_name(lb, k));
+        else if (strcmp(labels_name(lb, k), label) == 0)
+            rc = list_push(l, labels_value(lb, k));
+    }
+    labels_free(lb);
+    return rc;
+}
+
+static int collect_matching(storage_t *st, const char *tenant, const query_partial_args_t *a,
+                            const rangeset_t *rs, const query_plan_t *plan,
+                            const query_limits_t *lim, strlist_t *l, errmsg_t *em)
 {
     query_selector_t *sel;
-    int64_t from, until;
-    int rc = query_selector_parse("match", p->match, strlen(p->match), &sel, em);
+    int rc = query_selector_parse("match", a->selector, strlen(a->selector), &sel, em);
     if (rc != 0) return rc;
     query_series_t ser;
-    query_plan_t plan;
-    rc = query_time_range(p, now_ms, &from, &until, em);
-    if (rc == 0) {
-        query_plan_make(from, until, now_ms, lim, &plan);
-        rc = query_series_select(st, tenant, sel, lim, &ser, em);
-    }
+    rc = series_select_in(st, tenant, sel, rs, lim, &ser, em);
     query_selector_free(sel);
     if (rc != 0) return rc;
+    const char *label = a->kind == QUERY_KIND_LABEL_VALUES ? a->label : NULL;
     for (size_t i = 0; rc == 0 && i < ser.n; i++) {
         int yes;
-        labels_t *l = NULL;
-        rc = has_data(st, tenant, ser.token[i], ser.series_id[i], &plan, &yes);
-        if (rc != 0 || !yes) continue;
-        rc = storage_series_labels(st, tenant, ser.token[i], ser.series_id[i], &l);
-        if (rc == ERR_NOT_FOUND) {
-            rc = 0;
-            continue;
-        }
-        for (size_t k = 0; rc == 0 && k < labels_count(l); k++) {
-            if (label == NULL)
-                rc = set_add(set, labels_name(l, k));
-            else if (strcmp(labels_name(l, k), label) == 0)
-                rc = set_add(set, labels_value(l, k));
-        }
-        labels_free(l);
+        rc = has_data(st, tenant, ser.token[i], ser.series_id[i], plan, &yes);
+        if (rc == 0 && yes)
+            rc = add_series_labels(st, tenant, ser.token[i], ser.series_id[i], label, l);
     }
     query_series_free(&ser);
     return rc;
 }
 
-typedef struct arr_ctx {
-    buf_t *out;
-    int first;
-} arr_ctx_t;
+/* ---- from the label index ---- */
 
-static int arr_fn(void *ctx, const char *s)
+typedef struct index_ctx {
+    storage_t *st;
+    const char *tenant;
+    const rangeset_t *rs;
+    const char *name; /* values of this label; NULL: names */
+    strlist_t *l;
+} index_ctx_t;
+
+static int in_range_fn(void *ctx, uint64_t token, uint64_t sid)
 {
-    arr_ctx_t *a = ctx;
-    int rc = a->first ? 0 : buf_append_byte(a->out, ',');
-    a->first = 0;
-    return rc != 0 ? rc : buf_append_json_string(a->out, s, strlen(s));
+    return rangeset_has(ctx, token) ? 1 : 0;
 }
 
-static int answer(storage_t *st, const char *tenant, const query_params_t *p,
-                  const query_limits_t *lim, int64_t now_ms, const char *label, query_result_t *out,
-                  errmsg_t *em)
+/* 1 when some series with name=value lies in rs. */
+static int value_in_ranges(index_ctx_t *x, const char *name, const char *value)
 {
-    buf_free(&out->body);
-    buf_init(&out->body, lim->max_output_bytes);
-    out->content_type = "application/json";
-    int64_t from, until;
+    int rc = storage_postings(x->st, x->tenant, name, value, in_range_fn, (void *)x->rs);
+    return rc;
+}
+
+static int value_fn(void *ctx, const char *value)
+{
+    index_ctx_t *x = ctx;
+    if (x->rs->all) return list_push(x->l, value);
+    int rc = value_in_ranges(x, x->name, value);
+    return rc == 1 ? list_push(x->l, value) : rc;
+}
+
+/* For label names: stops the scan of a name's values at the first one in range. */
+static int any_value_fn(void *ctx, const char *value)
+{
+    index_ctx_t *x = ctx;
+    int rc = value_in_ranges(x, x->name, value);
+    return rc == 1 ? 1 : rc;
+}
+
+static int name_fn(void *ctx, const char *name)
+{
+    index_ctx_t *x = ctx;
+    if (x->rs->all) return list_push(x->l, name);
+    x->name = name;
+    int rc = storage_label_values(x->st, x->tenant, name, any_value_fn, x);
+    x->name = NULL;
+    return rc == 1 ? list_push(x->l, name) : rc;
+}
+
+static int collect_index(storage_t *st, const char *tenant, const query_partial_args_t *a,
+                         const rangeset_t *rs, strlist_t *l)
+{
+    index_ctx_t x = {.st = st, .tenant = tenant, .rs = rs, .l = l};
+    if (a->kind == QUERY_KIND_LABEL_NAMES) return storage_label_names(st, tenant, name_fn, &x);
+    x.name = a->label;
+    return storage_label_values(st, tenant, a->label, value_fn, &x);
+}
+
+int labels_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
+                   const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
+                   errmsg_t *em)
+{
+    if (a->kind == QUERY_KIND_LABEL_VALUES &&
+        (a->label == NULL || a->label[0] == 0 || strlen(a->label) > QUERY_LABEL_NAME_MAX))
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "label values: bad label name");
+    strlist_t l = {.max_bytes = lim->max_output_bytes};
     int rc;
-    if (p->match != NULL && p->match[0] != 0) {
-        strset_t set;
-        strmap_init(&set.map);
-        rc = collect_matching(st, tenant, p, lim, now_ms, label, &set, em);
-        if (rc == 0) rc = out_err(write_set(&set, &out->body), &out->body, em);
-        set_free(&set);
-        return rc;
+    if (a->selector != NULL && a->selector[0] != 0) {
+        query_plan_t plan;
+        query_plan_range(a->from_s, a->until_s, a->min_res, STORAGE_RESOLUTION_COUNT - 1, &plan);
+        rc = collect_matching(st, tenant, a, rs, &plan, lim, &l, em);
+    } else {
+        rc = collect_index(st, tenant, a, rs, &l);
     }
-    rc = query_time_range(p, now_ms, &from, &until, em);
-    if (rc != 0) return rc;
-    arr_ctx_t a = {.out = &out->body, .first = 1};
-    rc = buf_append_byte(&out->body, '[');
-    if (rc == 0)
-        rc = label ? storage_label_values(st, tenant, label, arr_fn, &a)
-                   : storage_label_names(st, tenant, arr_fn, &a);
-    if (rc == 0) rc = buf_append_byte(&out->body, ']');
-    return out_err(rc, &out->body, em);
-}
-
-int query_label_names(storage_t *st, const char *tenant, const query_params_t *p,
-                      const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em)
-{
-    return answer(st, tenant, p, lim, now_ms, NULL, out, em);
-}
-
-int query_label_values(storage_t *st, const char *tenant, const query_params_t *p,
-                       const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em)
-{
-    if (p->label == NULL || p->label[0] == 0)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'label': required");
-    if (strlen(p->label) > QUERY_LABEL_NAME_MAX)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'label': longer than %d bytes",
-                          QUERY_LABEL_NAME_MAX);
-    return answer(st, tenant, p, lim, now_ms, p->label, out, em);
+    if (rc == ERR_TOO_LARGE && em->text[0] == 0)
+        errmsg_set(em, ERR_LIMIT, "label answer exceeds max_output_bytes (%zu bytes)",
+                   lim->max_output_bytes);
+    else if (rc != 0 && em->text[0] == 0)
+        errmsg_set(em, rc, "reading the label index: %s", err_message(rc));
+    if (rc == ERR_TOO_LARGE) rc = ERR_LIMIT;
+    list_sort_unique(&l);
+    out->values = l.v;
+    out->nvalues = l.n;
+    return rc;
 }

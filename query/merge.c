@@ -1,33 +1,35 @@
 /* merge.c — summing the stored blocks of the selected series over a plan into
- * one call tree, and loading the names of the symbols it references. */
+ * one call tree (storage's merger adds blocks as vectors and builds the tree
+ * once), and loading the names of the symbols it references. */
 #include <stdlib.h>
 
 #include "common/hash.h"
 #include "query/query_int.h"
 
-static int block_fn(void *ctx, int64_t window_start, const uint8_t *value, size_t len)
-{
-    (void)window_start;
-    return calltree_decode_merge(ctx, value, len);
-}
-
 int query_merge_series(storage_t *st, const char *tenant, const query_series_t *ser,
                        const query_plan_t *plan, calltree_t *dst, errmsg_t *em)
 {
-    for (size_t i = 0; i < ser->n; i++) {
-        for (size_t k = 0; k < plan->n; k++) {
+    storage_merger_t *m;
+    int rc = storage_merger_new(st, tenant, &m);
+    if (rc != 0) return errmsg_set(em, rc, "merging blocks: %s", err_message(rc));
+    for (size_t i = 0; i < ser->n && rc == 0; i++)
+        for (size_t k = 0; k < plan->n && rc == 0; k++) {
             const query_plan_piece_t *pc = &plan->piece[k];
-            int rc = storage_scan_blocks(st, tenant, ser->token[i], ser->series_id[i], pc->res,
-                                         pc->from_s, pc->until_s, block_fn, dst);
-            if (rc == ERR_LIMIT)
-                return errmsg_set(em, ERR_LIMIT,
-                                  "merged call tree exceeds max_tree_nodes (%zu nodes); narrow "
-                                  "the selector or the time range",
-                                  calltree_node_count(dst));
-            if (rc != 0) return errmsg_set(em, rc, "reading blocks: %s", err_message(rc));
+            rc = storage_merger_add(m, ser->token[i], ser->series_id[i], pc->res, pc->from_s,
+                                    pc->until_s);
         }
+    if (rc != 0) {
+        storage_merger_free(m);
+        return errmsg_set(em, rc, "reading blocks: %s", err_message(rc));
     }
-    return 0;
+    rc = storage_merger_finish(m, dst, em);
+    storage_merger_free(m);
+    if (rc == ERR_LIMIT)
+        return errmsg_set(em, ERR_LIMIT,
+                          "merged call tree exceeds max_tree_nodes (%zu nodes); narrow "
+                          "the selector or the time range",
+                          calltree_node_count(dst));
+    return rc;
 }
 
 typedef struct ids {

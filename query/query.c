@@ -1,10 +1,11 @@
-/* query.c — GET /pyroscope/render: parameters in, one encoded body out.
+/* query.c — request parameters in, one encoded body out.
  *
- * Steps: parse the selector and times, plan the windows, resolve the series,
- * merge their blocks into one tree bounded by max_tree_nodes, truncate to
- * maxNodes, load the symbols still present, then encode (flamebearer JSON with
- * its timeline, folded, or gzipped pprof). Every step's buffers are bounded
- * by query_limits_t.
+ * Parses and validates a request into a query_spec_t (selector, times, plan,
+ * format, maxNodes, label), then answers it as a cluster of one: a partial
+ * over every token (partial.c: resolve the series, merge their blocks bounded
+ * by max_tree_nodes, load symbols, timeline totals) folded into a gather
+ * (gather.c: truncate to maxNodes and encode). A cluster coordinator runs the
+ * same steps with one partial per node, so both answers are the same bytes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -35,16 +36,14 @@ void query_result_free(query_result_t *r)
     buf_free(&r->body);
 }
 
-enum fmt { FMT_JSON, FMT_FOLDED, FMT_PPROF };
-
-static int parse_format(const char *s, enum fmt *f, errmsg_t *em)
+static int parse_format(const char *s, query_format_t *f, errmsg_t *em)
 {
     if (s == NULL || s[0] == 0 || strcmp(s, "json") == 0)
-        *f = FMT_JSON;
+        *f = QUERY_FORMAT_JSON;
     else if (strcmp(s, "folded") == 0 || strcmp(s, "collapsed") == 0)
-        *f = FMT_FOLDED;
+        *f = QUERY_FORMAT_FOLDED;
     else if (strcmp(s, "pprof") == 0)
-        *f = FMT_PPROF;
+        *f = QUERY_FORMAT_PPROF;
     else
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "parameter 'format': \"%.32s\" is not json, folded or pprof", s);
@@ -53,10 +52,10 @@ static int parse_format(const char *s, enum fmt *f, errmsg_t *em)
 
 /* maxNodes: absent or 0 -> default for JSON, no truncation for folded/pprof;
  * values above the configured limit are lowered to it (as Pyroscope does). */
-static int parse_max_nodes(const char *s, enum fmt f, const query_limits_t *lim, size_t *out,
+static int parse_max_nodes(const char *s, query_format_t f, const query_limits_t *lim, size_t *out,
                            errmsg_t *em)
 {
-    size_t dflt = f == FMT_JSON ? QUERY_DEFAULT_MAX_NODES : 0;
+    size_t dflt = f == QUERY_FORMAT_JSON ? QUERY_DEFAULT_MAX_NODES : 0;
     if (dflt > lim->max_nodes_limit) dflt = lim->max_nodes_limit;
     *out = dflt;
     if (s == NULL || s[0] == 0) return 0;
@@ -73,102 +72,145 @@ static int parse_max_nodes(const char *s, enum fmt f, const query_limits_t *lim,
     return 0;
 }
 
-typedef struct render {
-    query_selector_t *sel;
-    enum fmt fmt;
-    size_t max_nodes;
-    query_plan_t plan;
-    query_series_t ser;
-    calltree_t *tree;
-    symtab_t *syms;
-    query_timeline_t tl;
-} render_t;
+/* Parses a selector parameter into s->sel and keeps its text. */
+static int parse_sel(const char *param, const char *text, query_spec_t *s, errmsg_t *em)
+{
+    int rc = query_selector_parse(param, text, strlen(text), &s->sel, em);
+    if (rc == 0 && (s->selector = strdup(text)) == NULL) rc = ERR_NOMEM;
+    return rc;
+}
 
-static int parse_params(const query_params_t *p, const query_limits_t *lim, int64_t now_ms,
-                        render_t *r, errmsg_t *em)
+static int parse_render(const query_params_t *p, const query_limits_t *lim, int64_t now_ms,
+                        query_spec_t *s, errmsg_t *em)
 {
     if (p->query == NULL || p->query[0] == 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'query': required");
-    int rc = query_selector_parse("query", p->query, strlen(p->query), &r->sel, em);
+    int rc = parse_sel("query", p->query, s, em);
     if (rc != 0) return rc;
-    if (query_selector_type(r->sel) == NULL)
+    if (query_selector_type(s->sel) == NULL)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "parameter 'query': a profile type is required, e.g. "
                           "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"app\"}");
     int64_t from, until;
     rc = query_time_range(p, now_ms, &from, &until, em);
-    if (rc == 0) rc = parse_format(p->format, &r->fmt, em);
-    if (rc == 0) rc = parse_max_nodes(p->max_nodes, r->fmt, lim, &r->max_nodes, em);
-    if (rc == 0) query_plan_make(from, until, now_ms, lim, &r->plan);
+    if (rc == 0) rc = parse_format(p->format, &s->format, em);
+    if (rc == 0) rc = parse_max_nodes(p->max_nodes, s->format, lim, &s->max_nodes, em);
+    if (rc == 0) query_plan_make(from, until, now_ms, lim, &s->plan);
     return rc;
 }
 
-/* Merges, truncates and loads symbols; r->tree is the tree to encode. */
-static int build_tree(storage_t *st, const char *tenant, const query_limits_t *lim, render_t *r,
-                      errmsg_t *em)
+/* Label names/values: the label, then the optional match selector, then the
+ * times (validated even when nothing filters by them). */
+static int parse_labels(query_kind_t kind, const query_params_t *p, const query_limits_t *lim,
+                        int64_t now_ms, query_spec_t *s, errmsg_t *em)
 {
-    int rc = query_series_select(st, tenant, r->sel, lim, &r->ser, em);
-    if (rc != 0) return rc;
-    r->tree = calltree_new(lim->max_tree_nodes);
-    if (r->tree == NULL) return ERR_NOMEM;
-    rc = query_merge_series(st, tenant, &r->ser, &r->plan, r->tree, em);
-    if (rc == 0 && r->max_nodes > 0 && calltree_node_count(r->tree) > r->max_nodes) {
-        calltree_t *small;
-        rc = query_truncate(r->tree, r->max_nodes, &small);
-        if (rc == 0) {
-            calltree_free(r->tree);
-            r->tree = small;
-        }
+    if (kind == QUERY_KIND_LABEL_VALUES) {
+        if (p->label == NULL || p->label[0] == 0)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'label': required");
+        if (strlen(p->label) > QUERY_LABEL_NAME_MAX)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'label': longer than %d bytes",
+                              QUERY_LABEL_NAME_MAX);
+        if ((s->label = strdup(p->label)) == NULL) return ERR_NOMEM;
     }
-    if (rc == 0 && (r->syms = symtab_new()) == NULL) rc = ERR_NOMEM;
-    if (rc == 0) rc = query_load_symbols(st, tenant, r->tree, r->syms);
-    if (rc != 0 && em->text[0] == 0)
-        errmsg_set(em, rc, "building the flame graph: %s", err_message(rc));
+    int rc = 0;
+    if (p->match != NULL && p->match[0] != 0) rc = parse_sel("match", p->match, s, em);
+    int64_t from, until;
+    if (rc == 0) rc = query_time_range(p, now_ms, &from, &until, em);
+    if (rc == 0) query_plan_make(from, until, now_ms, lim, &s->plan);
     return rc;
 }
 
-static int encode(storage_t *st, const char *tenant, render_t *r, query_result_t *out, errmsg_t *em)
+int query_spec_parse(query_kind_t kind, const query_params_t *p, const query_limits_t *lim,
+                     int64_t now_ms, query_spec_t *out, errmsg_t *em)
 {
-    const char *type = query_selector_type(r->sel);
+    memset(out, 0, sizeof *out);
+    out->kind = kind;
     int rc;
-    switch (r->fmt) {
-    case FMT_JSON:
-        rc = query_timeline_build(st, tenant, &r->ser, &r->plan, &r->tl, em);
-        if (rc != 0) return rc;
-        out->content_type = "application/json";
-        rc = query_encode_flamebearer(r->tree, r->syms, type, r->ser.spy_name, &r->tl, &out->body);
-        break;
-    case FMT_FOLDED:
-        out->content_type = "text/plain; charset=utf-8";
-        rc = query_encode_folded(r->tree, r->syms, &out->body);
-        break;
-    default:
-        out->content_type = "application/octet-stream";
-        rc = query_encode_pprof(r->tree, r->syms, type, r->plan.from_s * 1000000000LL,
-                                (r->plan.until_s - r->plan.from_s) * 1000000000LL, &out->body);
-        break;
+    if (kind == QUERY_KIND_RENDER)
+        rc = parse_render(p, lim, now_ms, out, em);
+    else if (kind == QUERY_KIND_LABEL_NAMES || kind == QUERY_KIND_LABEL_VALUES)
+        rc = parse_labels(kind, p, lim, now_ms, out, em);
+    else
+        rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "unknown query kind %d", (int)kind);
+    if (rc != 0) query_spec_free(out);
+    return rc;
+}
+
+void query_spec_free(query_spec_t *s)
+{
+    query_selector_free(s->sel);
+    free(s->selector);
+    free(s->label);
+    memset(s, 0, sizeof *s);
+}
+
+const char *query_spec_service(const query_spec_t *s)
+{
+    size_t n = s->sel ? query_selector_count(s->sel) : 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *name, *value;
+        query_match_op_t op;
+        query_selector_matcher(s->sel, i, &name, &op, &value);
+        if (op == QUERY_MATCH_EQ && strcmp(name, LABEL_SERVICE_NAME) == 0 && value[0] != 0)
+            return value;
     }
-    return out_err(rc, &out->body, em);
+    return NULL;
+}
+
+void query_spec_args(const query_spec_t *s, query_partial_args_t *a)
+{
+    memset(a, 0, sizeof *a);
+    a->kind = s->kind;
+    a->selector = s->selector;
+    a->label = s->label;
+    a->from_s = s->plan.from_s;
+    a->until_s = s->plan.until_s;
+    a->min_res = s->plan.min_res;
+    a->timeline = s->kind == QUERY_KIND_RENDER && s->format == QUERY_FORMAT_JSON;
+}
+
+/* A single node answers as a cluster of one: one partial over every token,
+ * gathered and encoded by the same code a coordinator uses. */
+static int run_local(storage_t *st, const char *tenant, query_kind_t kind, const query_params_t *p,
+                     const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em)
+{
+    errmsg_t local = {{0}};
+    if (em == NULL) em = &local;
+    em->text[0] = 0;
+    buf_free(&out->body);
+    buf_init(&out->body, lim->max_output_bytes);
+    query_spec_t spec;
+    int rc = query_spec_parse(kind, p, lim, now_ms, &spec, em);
+    if (rc != 0) return rc;
+    query_partial_args_t a;
+    query_spec_args(&spec, &a);
+    query_partial_t part;
+    query_gather_t *g = NULL;
+    rc = query_partial_run(st, tenant, &a, lim, &part, em);
+    if (rc == 0) rc = query_gather_new(&spec, lim, &g);
+    if (rc == 0) rc = query_gather_add(g, &part, em);
+    if (rc == 0) rc = query_gather_finish(g, NULL, out, em);
+    query_partial_free(&part);
+    query_gather_free(g);
+    query_spec_free(&spec);
+    if (rc != 0) buf_reset(&out->body);
+    return rc;
 }
 
 int query_render(storage_t *st, const char *tenant, const query_params_t *p,
                  const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em)
 {
-    errmsg_t local = {{0}};
-    if (em == NULL) em = &local;
-    em->text[0] = 0;
-    render_t r;
-    memset(&r, 0, sizeof r);
-    buf_free(&out->body);
-    buf_init(&out->body, lim->max_output_bytes);
-    int rc = parse_params(p, lim, now_ms, &r, em);
-    if (rc == 0) rc = build_tree(st, tenant, lim, &r, em);
-    if (rc == 0) rc = encode(st, tenant, &r, out, em);
-    query_selector_free(r.sel);
-    query_series_free(&r.ser);
-    calltree_free(r.tree);
-    symtab_free(r.syms);
-    query_timeline_free(&r.tl);
-    if (rc != 0) buf_reset(&out->body);
-    return rc;
+    return run_local(st, tenant, QUERY_KIND_RENDER, p, lim, now_ms, out, em);
+}
+
+int query_label_names(storage_t *st, const char *tenant, const query_params_t *p,
+                      const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em)
+{
+    return run_local(st, tenant, QUERY_KIND_LABEL_NAMES, p, lim, now_ms, out, em);
+}
+
+int query_label_values(storage_t *st, const char *tenant, const query_params_t *p,
+                       const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em)
+{
+    return run_local(st, tenant, QUERY_KIND_LABEL_VALUES, p, lim, now_ms, out, em);
 }

@@ -201,4 +201,126 @@ int query_encode_folded(const calltree_t *t, const symtab_t *syms, buf_t *out);
 int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *profile_type,
                        int64_t time_ns, int64_t duration_ns, buf_t *out);
 
+/* ================================================================ scatter-gather
+ *
+ * The read path of a cluster (docs/cluster.md, "Read path"). A coordinator
+ * parses a request once (query_spec_parse: the same 400s as the single-node
+ * functions above), asks every node for a partial over exactly the token
+ * ranges it was assigned (query_partial_run on that node), and folds the
+ * partials into a query_gather_t, which truncates and encodes. Call trees,
+ * timeline totals and label sets are sums / unions, so the bytes of the
+ * answer depend only on the data selected, never on how the ring was split:
+ * query_render() itself is one partial over the whole ring gathered the same
+ * way. */
+
+/* A token range (start, end] going clockwise; start == end is the whole ring
+ * (the convention of ring/ring.h). */
+typedef struct query_range {
+    uint64_t start; /* exclusive */
+    uint64_t end;   /* inclusive */
+} query_range_t;
+
+/* 1 if token lies in r. */
+int query_range_contains(query_range_t r, uint64_t token);
+
+typedef enum query_kind {
+    QUERY_KIND_RENDER = 1,  /* merged call tree (+ timeline) */
+    QUERY_KIND_LABEL_NAMES, /* distinct label names */
+    QUERY_KIND_LABEL_VALUES /* distinct values of one label */
+} query_kind_t;
+
+typedef enum query_format {
+    QUERY_FORMAT_JSON = 0,
+    QUERY_FORMAT_FOLDED,
+    QUERY_FORMAT_PPROF
+} query_format_t;
+
+/* A request parsed and validated by the coordinator. Caller owns; free with
+ * query_spec_free(). */
+typedef struct query_spec {
+    query_kind_t kind;
+    query_selector_t *sel; /* render: the query; labels: the match selector or NULL */
+    char *selector;        /* its text as given (sent to the nodes), or NULL */
+    char *label;           /* label values: the label name, else NULL */
+    query_plan_t plan;     /* windows read (render, and labels with a match) */
+    query_format_t format; /* render */
+    size_t max_nodes;      /* render: truncation (0 = none) */
+} query_spec_t;
+
+/* Parses the parameters of one kind exactly as query_render /
+ * query_label_names / query_label_values do, with the same errors. */
+int query_spec_parse(query_kind_t kind, const query_params_t *p, const query_limits_t *lim,
+                     int64_t now_ms, query_spec_t *out, errmsg_t *em);
+void query_spec_free(query_spec_t *s);
+/* The service_name a selector pins with `=` to a non-empty value (borrowed
+ * from s), or NULL: such a query only needs that service's placement tokens. */
+const char *query_spec_service(const query_spec_t *s);
+
+/* What one node runs: a partial query over some token ranges. All pointers
+ * borrowed for the call. */
+typedef struct query_partial_args {
+    query_kind_t kind;
+    const char *selector; /* render: TYPE{...}; labels: the match selector, NULL or "" for none */
+    const char *label;    /* label values: the name */
+    int64_t from_s;       /* the coordinator's plan: range on the grid of min_res */
+    int64_t until_s;
+    int min_res;                 /* finest resolution index of the plan */
+    int timeline;                /* render: also compute the timeline totals */
+    const query_range_t *ranges; /* series whose token lies in one of them; */
+    size_t nranges;              /* 0 = every token */
+} query_partial_args_t;
+
+/* Fills a from s (ranges left empty, timeline set for JSON). Pointers into s. */
+void query_spec_args(const query_spec_t *s, query_partial_args_t *a);
+
+/* One node's answer for its ranges. Caller owns; free with query_partial_free. */
+typedef struct query_partial {
+    query_kind_t kind;
+    calltree_t *tree;    /* render: untruncated merge of the selected series' blocks */
+    symtab_t *syms;      /* render: every symbol tree references that the node knows */
+    size_t nseries;      /* render: series selected */
+    char *spy_name;      /* render: pyroscope_spy shared by all those series, or NULL */
+    query_timeline_t tl; /* render with timeline: per-bucket totals, else n == 0 */
+    char **values;       /* labels: distinct, sorted (strcmp) */
+    size_t nvalues;
+} query_partial_t;
+
+/* Runs a partial query on this node's storage. Refuses malformed arguments
+ * (ERR_INVALID_ARGUMENT: a plan off its grid, a bad selector); ERR_LIMIT past
+ * lim (max_series, max_tree_nodes). Label values are bounded by
+ * lim->max_output_bytes in total. */
+int query_partial_run(storage_t *st, const char *tenant, const query_partial_args_t *a,
+                      const query_limits_t *lim, query_partial_t *out, errmsg_t *em);
+void query_partial_free(query_partial_t *p);
+
+/* The coordinator's accumulator. Not thread-safe: one thread at a time.
+ * Caller owns; free with query_gather_free(). spec is borrowed until then. */
+typedef struct query_gather query_gather_t;
+int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_gather_t **out);
+void query_gather_free(query_gather_t *g);
+
+/* Adds a partial computed in this process; may take its tree, symbols and
+ * timeline (p stays safe to free). */
+int query_gather_add(query_gather_t *g, query_partial_t *p, errmsg_t *em);
+
+/* The pieces of a partial received in encoded form. A failed add leaves the
+ * gather unusable for an exact answer: the caller drops the request. */
+int query_gather_add_tree(query_gather_t *g, const uint8_t *enc, size_t n, errmsg_t *em);
+int query_gather_add_symbol(query_gather_t *g, uint64_t id, const char *name, size_t name_len,
+                            const char *file, size_t file_len);
+/* nseries series were selected, sharing spy_name (NULL: none or mixed).
+ * ERR_LIMIT when the total passes max_series. */
+int query_gather_add_series(query_gather_t *g, size_t nseries, const char *spy_name, errmsg_t *em);
+/* Adds value to the timeline bucket that starts at bucket_start_s; a bucket
+ * not on the spec's timeline grid is ERR_CORRUPT. */
+int query_gather_add_total(query_gather_t *g, int64_t bucket_start_s, int64_t value, errmsg_t *em);
+int query_gather_add_value(query_gather_t *g, const char *s, size_t n);
+
+/* Truncates and encodes the merged answer into out (as query_render /
+ * query_label_* would). partial_json, when not NULL, holds members added to
+ * a JSON flame graph object (e.g. "\"partial\":true,\"missing\":[...]"); label
+ * answers are JSON arrays and carry no such members. */
+int query_gather_finish(query_gather_t *g, const char *partial_json, query_result_t *out,
+                        errmsg_t *em);
+
 #endif

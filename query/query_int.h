@@ -60,4 +60,35 @@ int ptype_parse(const char *id, ptype_t *out);
 /* Maps a buf_t error of an encoder to ERR_LIMIT with a reason. */
 int out_err(int rc, const buf_t *out, errmsg_t *em);
 
+/* ---- token range sets (partial queries) ---- */
+/* Ranges as sorted, disjoint closed intervals; all = every token. */
+typedef struct rangeset {
+    int all;
+    size_t n;
+    uint64_t *lo, *hi;
+} rangeset_t;
+
+/* Builds the set of r[0..n) (n == 0: every token). */
+int rangeset_build(rangeset_t *rs, const query_range_t *r, size_t n);
+int rangeset_has(const rangeset_t *rs, uint64_t token);
+void rangeset_free(rangeset_t *rs);
+
+/* query_series_select restricted to series whose token is in rs. */
+int series_select_in(storage_t *st, const char *tenant, const query_selector_t *sel,
+                     const rangeset_t *rs, const query_limits_t *lim, query_series_t *out,
+                     errmsg_t *em);
+
+/* Allocates the zeroed timeline of a plan (the shape query_timeline_build
+ * fills); *res gets the resolution whose windows fill one step. */
+int timeline_init(const query_plan_t *plan, query_timeline_t *out, int *res);
+
+/* Label partial: the distinct names (a->kind LABEL_NAMES) or values of
+ * a->label of the series in rs, sorted, into out->values. */
+int labels_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
+                   const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
+                   errmsg_t *em);
+
+/* The JSON array of sorted strings the label endpoints answer. */
+int labels_write_array(char *const *v, size_t n, buf_t *out);
+
 #endif

@@ -4,7 +4,8 @@
  * every profile type when the selector names neither) give the candidate set;
  * the postings of every further equality matcher only filter it, so memory is
  * bounded by one postings list. Each remaining candidate's labels are then
- * loaded and every matcher (regexes too) applied.
+ * loaded and every matcher (regexes too) applied. A partial query keeps only
+ * candidates whose token lies in its ranges, before any label is loaded.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ typedef struct cand {
 typedef struct cand_set {
     cand_t *v;
     size_t n, cap, max;
+    const rangeset_t *rs; /* only series with a token in these ranges count */
 } cand_set_t;
 
 static int cand_cmp(const void *a, const void *b);
@@ -41,6 +43,7 @@ static int cand_cmp(const void *a, const void *b)
 static int collect_fn(void *ctx, uint64_t token, uint64_t sid)
 {
     cand_set_t *c = ctx;
+    if (!rangeset_has(c->rs, token)) return 0;
     if (c->n == c->max) return ERR_LIMIT;
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 256;
@@ -189,8 +192,16 @@ static int filter_labels(storage_t *st, const char *tenant, const query_selector
 int query_series_select(storage_t *st, const char *tenant, const query_selector_t *sel,
                         const query_limits_t *lim, query_series_t *out, errmsg_t *em)
 {
+    rangeset_t all = {.all = 1};
+    return series_select_in(st, tenant, sel, &all, lim, out, em);
+}
+
+int series_select_in(storage_t *st, const char *tenant, const query_selector_t *sel,
+                     const rangeset_t *rs, const query_limits_t *lim, query_series_t *out,
+                     errmsg_t *em)
+{
     memset(out, 0, sizeof *out);
-    cand_set_t c = {.max = lim->max_series * CANDIDATES_PER_SERIES};
+    cand_set_t c = {.max = lim->max_series * CANDIDATES_PER_SERIES, .rs = rs};
     if (c.max < lim->max_series) c.max = SIZE_MAX;
     int rc = candidates(st, tenant, sel, &c, em);
     if (rc == 0) rc = filter_labels(st, tenant, sel, &c, lim, out, em);

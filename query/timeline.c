@@ -42,27 +42,33 @@ static int64_t pick_step(int64_t range, int min_res, int *res)
     return (raw + w - 1) / w * w;
 }
 
-int query_timeline_build(storage_t *st, const char *tenant, const query_series_t *ser,
-                         const query_plan_t *plan, query_timeline_t *out, errmsg_t *em)
+int timeline_init(const query_plan_t *plan, query_timeline_t *out, int *res)
 {
     memset(out, 0, sizeof *out);
     int64_t range = plan->until_s - plan->from_s;
     out->step_s = 10;
     out->start_s = plan->from_s;
+    *res = plan->min_res;
     if (range <= 0) return 0;
-    int res;
-    out->step_s = pick_step(range, plan->min_res, &res);
+    out->step_s = pick_step(range, plan->min_res, res);
     out->start_s = floor_to(plan->from_s, out->step_s);
     out->n = (size_t)((plan->until_s - out->start_s + out->step_s - 1) / out->step_s);
     out->samples = calloc(out->n, sizeof *out->samples);
-    if (out->samples == NULL) return ERR_NOMEM;
+    return out->samples == NULL ? ERR_NOMEM : 0;
+}
+
+int query_timeline_build(storage_t *st, const char *tenant, const query_series_t *ser,
+                         const query_plan_t *plan, query_timeline_t *out, errmsg_t *em)
+{
+    int res;
+    int rc = timeline_init(plan, out, &res);
+    if (rc != 0 || out->n == 0) return rc;
     query_plan_t tp;
     query_plan_range(plan->from_s, plan->until_s, plan->min_res, res, &tp);
     for (size_t i = 0; i < ser->n; i++) {
         for (size_t k = 0; k < tp.n; k++) {
-            int rc =
-                storage_scan_totals(st, tenant, ser->token[i], ser->series_id[i], tp.piece[k].res,
-                                    tp.piece[k].from_s, tp.piece[k].until_s, total_fn, out);
+            rc = storage_scan_totals(st, tenant, ser->token[i], ser->series_id[i], tp.piece[k].res,
+                                     tp.piece[k].from_s, tp.piece[k].until_s, total_fn, out);
             if (rc != 0) {
                 query_timeline_free(out);
                 return errmsg_set(em, rc, "reading totals: %s", err_message(rc));

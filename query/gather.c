@@ -1,0 +1,261 @@
+/* gather.c — the coordinator's side of a query: partials in, one answer out.
+ *
+ * Call trees are summed (calltree merge is associative and commutative),
+ * symbols are content-addressed (a union), timeline buckets are summed, the
+ * series count is summed and the spy name kept only while every series
+ * agrees, label values are a union. Then the merged tree is truncated to
+ * maxNodes and encoded by the encoders, whose bytes depend only on content:
+ * however the ring was split, the answer is the same bytes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "query/query_int.h"
+
+struct query_gather {
+    const query_spec_t *spec;
+    query_limits_t lim;
+    calltree_t *tree;
+    symtab_t *syms;
+    size_t nseries;
+    char *spy_name;
+    int spy_mixed;
+    query_timeline_t tl; /* render as JSON: the timeline being summed */
+    strmap_t values;     /* labels: strings owned by the gather */
+    size_t value_bytes;
+};
+
+int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_gather_t **out)
+{
+    query_gather_t *g = calloc(1, sizeof *g);
+    if (g == NULL) return ERR_NOMEM;
+    g->spec = spec;
+    g->lim = *lim;
+    strmap_init(&g->values);
+    int rc = 0;
+    if (spec->kind == QUERY_KIND_RENDER) {
+        int res;
+        g->tree = calltree_new(lim->max_tree_nodes);
+        g->syms = symtab_new();
+        if (g->tree == NULL || g->syms == NULL) rc = ERR_NOMEM;
+        if (rc == 0 && spec->format == QUERY_FORMAT_JSON)
+            rc = timeline_init(&spec->plan, &g->tl, &res);
+    }
+    if (rc != 0) {
+        query_gather_free(g);
+        return rc;
+    }
+    *out = g;
+    return 0;
+}
+
+void query_gather_free(query_gather_t *g)
+{
+    if (g == NULL) return;
+    calltree_free(g->tree);
+    symtab_free(g->syms);
+    free(g->spy_name);
+    query_timeline_free(&g->tl);
+    for (size_t i = 0; i < g->values.n; i++)
+        free((char *)g->values.strs[i]);
+    strmap_free(&g->values);
+    free(g);
+}
+
+/* ---- pieces ---- */
+
+static int tree_limit(const query_gather_t *g, errmsg_t *em)
+{
+    return errmsg_set(em, ERR_LIMIT,
+                      "merged call tree exceeds max_tree_nodes (%zu nodes); narrow "
+                      "the selector or the time range",
+                      calltree_node_count(g->tree));
+}
+
+int query_gather_add_tree(query_gather_t *g, const uint8_t *enc, size_t n, errmsg_t *em)
+{
+    if (g->tree == NULL) return errmsg_set(em, ERR_INVALID_ARGUMENT, "gather: not a render");
+    int rc = calltree_decode_merge(g->tree, enc, n);
+    if (rc == ERR_LIMIT) return tree_limit(g, em);
+    if (rc != 0) return errmsg_set(em, rc, "partial call tree: %s", err_message(rc));
+    return 0;
+}
+
+int query_gather_add_symbol(query_gather_t *g, uint64_t id, const char *name, size_t name_len,
+                            const char *file, size_t file_len)
+{
+    if (g->syms == NULL) return ERR_INVALID_ARGUMENT;
+    return symtab_put(g->syms, id, name, name_len, file, file_len);
+}
+
+int query_gather_add_series(query_gather_t *g, size_t nseries, const char *spy_name, errmsg_t *em)
+{
+    if (nseries == 0) return 0;
+    if (g->spy_mixed) {
+    } else if (spy_name == NULL || (g->nseries > 0 && g->spy_name == NULL) ||
+               (g->spy_name != NULL && strcmp(g->spy_name, spy_name) != 0)) {
+        g->spy_mixed = 1;
+        free(g->spy_name);
+        g->spy_name = NULL;
+    } else if (g->spy_name == NULL && (g->spy_name = strdup(spy_name)) == NULL) {
+        return ERR_NOMEM;
+    }
+    g->nseries += nseries;
+    if (g->nseries > g->lim.max_series)
+        return errmsg_set(em, ERR_LIMIT,
+                          "query selects more than max_series=%zu series; narrow the selector",
+                          g->lim.max_series);
+    return 0;
+}
+
+int query_gather_add_total(query_gather_t *g, int64_t bucket_start_s, int64_t value, errmsg_t *em)
+{
+    const query_timeline_t *tl = &g->tl;
+    int64_t off = bucket_start_s - tl->start_s;
+    if (tl->n == 0 || off < 0 || off % tl->step_s != 0 || off / tl->step_s >= (int64_t)tl->n)
+        return errmsg_set(em, ERR_CORRUPT, "partial timeline: bucket %lld is not on the grid",
+                          (long long)bucket_start_s);
+    g->tl.samples[off / tl->step_s] += value;
+    return 0;
+}
+
+int query_gather_add_value(query_gather_t *g, const char *s, size_t n)
+{
+    if (g->value_bytes + n + 3 > g->lim.max_output_bytes) return ERR_LIMIT;
+    char *copy = strndup(s, n);
+    if (copy == NULL) return ERR_NOMEM;
+    size_t before = g->values.n;
+    uint32_t idx;
+    int rc = strmap_intern(&g->values, copy, strlen(copy), &idx);
+    if (rc != 0 || g->values.n == before) {
+        free(copy); /* already present (or failed): the map keeps its own */
+        return rc;
+    }
+    g->value_bytes += n + 3;
+    return 0;
+}
+
+/* ---- a local partial ---- */
+
+static int add_symbols(query_gather_t *g, query_partial_t *p)
+{
+    if (symtab_count(g->syms) == 0) { /* the first partial's table is taken whole */
+        symtab_t *t = g->syms;
+        g->syms = p->syms;
+        p->syms = t;
+        return 0;
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < symtab_count(p->syms); i++) {
+        uint64_t id = symtab_id_at(p->syms, i);
+        const char *name, *file;
+        if (symtab_get(p->syms, id, &name, &file))
+            rc = symtab_put(g->syms, id, name, strlen(name), file, strlen(file));
+    }
+    return rc;
+}
+
+static int add_render(query_gather_t *g, query_partial_t *p, errmsg_t *em)
+{
+    int rc = query_gather_add_series(g, p->nseries, p->spy_name, em);
+    if (rc != 0 || p->tree == NULL) return rc;
+    if (calltree_node_count(g->tree) == 1 && calltree_self(g->tree, 0) == 0) {
+        calltree_t *t = g->tree; /* still empty: take the partial's tree */
+        g->tree = p->tree;
+        p->tree = t;
+    } else if ((rc = calltree_merge(g->tree, p->tree)) != 0) {
+        return rc == ERR_LIMIT ? tree_limit(g, em) : rc;
+    }
+    if (p->syms != NULL && (rc = add_symbols(g, p)) != 0) return rc;
+    if (g->tl.n == 0) return 0;
+    if (p->tl.n != g->tl.n || p->tl.start_s != g->tl.start_s || p->tl.step_s != g->tl.step_s)
+        return errmsg_set(em, ERR_INTERNAL, "partial timeline has another shape");
+    for (size_t i = 0; i < g->tl.n; i++)
+        g->tl.samples[i] += p->tl.samples[i];
+    return 0;
+}
+
+int query_gather_add(query_gather_t *g, query_partial_t *p, errmsg_t *em)
+{
+    if (p->kind != g->spec->kind) return errmsg_set(em, ERR_INTERNAL, "partial of another kind");
+    if (p->kind == QUERY_KIND_RENDER) return add_render(g, p, em);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < p->nvalues; i++)
+        rc = query_gather_add_value(g, p->values[i], strlen(p->values[i]));
+    if (rc == ERR_LIMIT)
+        errmsg_set(em, rc, "label answer exceeds max_output_bytes (%zu bytes)",
+                   g->lim.max_output_bytes);
+    return rc;
+}
+
+/* ---- the answer ---- */
+
+static int str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int finish_labels(query_gather_t *g, query_result_t *out)
+{
+    /* Sorting the map's array breaks its slots; the map is not used after. */
+    if (g->values.n > 1) qsort(g->values.strs, g->values.n, sizeof *g->values.strs, str_cmp);
+    out->content_type = "application/json";
+    return labels_write_array((char *const *)g->values.strs, g->values.n, &out->body);
+}
+
+/* Adds members before the closing brace of a JSON object. */
+static int add_json_members(buf_t *body, const char *members)
+{
+    if (body->len == 0 || body->data[body->len - 1] != '}') return ERR_INTERNAL;
+    body->len--;
+    int rc = buf_append_byte(body, ',');
+    if (rc == 0) rc = buf_append_str(body, members);
+    return rc != 0 ? rc : buf_append_byte(body, '}');
+}
+
+static int encode(query_gather_t *g, const char *partial_json, query_result_t *out)
+{
+    const query_spec_t *s = g->spec;
+    const char *type = query_selector_type(s->sel);
+    int rc;
+    switch (s->format) {
+    case QUERY_FORMAT_JSON:
+        out->content_type = "application/json";
+        rc = query_encode_flamebearer(g->tree, g->syms, type, g->spy_name, &g->tl, &out->body);
+        if (rc == 0 && partial_json != NULL) rc = add_json_members(&out->body, partial_json);
+        return rc;
+    case QUERY_FORMAT_FOLDED:
+        out->content_type = "text/plain; charset=utf-8";
+        return query_encode_folded(g->tree, g->syms, &out->body);
+    default:
+        out->content_type = "application/octet-stream";
+        return query_encode_pprof(g->tree, g->syms, type, s->plan.from_s * 1000000000LL,
+                                  (s->plan.until_s - s->plan.from_s) * 1000000000LL, &out->body);
+    }
+}
+
+static int finish_render(query_gather_t *g, const char *partial_json, query_result_t *out,
+                         errmsg_t *em)
+{
+    size_t max = g->spec->max_nodes;
+    if (max > 0 && calltree_node_count(g->tree) > max) {
+        calltree_t *small;
+        int rc = query_truncate(g->tree, max, &small);
+        if (rc != 0) return errmsg_set(em, rc, "building the flame graph: %s", err_message(rc));
+        calltree_free(g->tree);
+        g->tree = small;
+    }
+    return encode(g, partial_json, out);
+}
+
+int query_gather_finish(query_gather_t *g, const char *partial_json, query_result_t *out,
+                        errmsg_t *em)
+{
+    buf_free(&out->body);
+    buf_init(&out->body, g->lim.max_output_bytes);
+    int rc = g->spec->kind == QUERY_KIND_RENDER ? finish_render(g, partial_json, out, em)
+                                                : finish_labels(g, out);
+    rc = out_err(rc, &out->body, em);
+    if (rc != 0) buf_reset(&out->body);
+    return rc;
+}

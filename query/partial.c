@@ -1,0 +1,185 @@
+/* partial.c — one node's share of a query: the series whose placement token
+ * lies in given ring ranges, merged into an untruncated call tree with the
+ * symbols it references, the timeline totals and the spy name they share (or
+ * the label names / values of those series, in labels_q.c).
+ *
+ * Arguments arrive from other nodes, so they are checked here before use: a
+ * plan that is not on its resolution's grid is refused rather than rounded,
+ * because two nodes rounding differently would split windows between them.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "query/query_int.h"
+
+/* ---- token ranges ---- */
+
+int query_range_contains(query_range_t r, uint64_t token)
+{
+    if (r.start == r.end) return 1;
+    if (r.start < r.end) return token > r.start && token <= r.end;
+    return token > r.start || token <= r.end; /* wraps past UINT64_MAX */
+}
+
+typedef struct ival {
+    uint64_t lo, hi;
+} ival_t;
+
+static int ival_cmp(const void *a, const void *b)
+{
+    const ival_t *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Appends the closed intervals of r (one, or two when it wraps). */
+static size_t range_ivals(query_range_t r, ival_t *out)
+{
+    if (r.start < r.end) {
+        out[0] = (ival_t){r.start + 1, r.end};
+        return 1;
+    }
+    size_t n = 0;
+    if (r.start != UINT64_MAX) out[n++] = (ival_t){r.start + 1, UINT64_MAX};
+    out[n++] = (ival_t){0, r.end};
+    return n;
+}
+
+int rangeset_build(rangeset_t *rs, const query_range_t *r, size_t n)
+{
+    memset(rs, 0, sizeof *rs);
+    for (size_t i = 0; i < n; i++)
+        if (r[i].start == r[i].end) n = 0; /* a whole-ring range covers everything */
+    if (n == 0) {
+        rs->all = 1;
+        return 0;
+    }
+    ival_t *v = malloc(2 * n * sizeof *v);
+    if (v == NULL) return ERR_NOMEM;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        m += range_ivals(r[i], v + m);
+    qsort(v, m, sizeof *v, ival_cmp);
+    rs->lo = malloc(m * sizeof *rs->lo);
+    rs->hi = malloc(m * sizeof *rs->hi);
+    if (rs->lo == NULL || rs->hi == NULL) {
+        free(v);
+        rangeset_free(rs);
+        return ERR_NOMEM;
+    }
+    for (size_t i = 0; i < m; i++) { /* join overlapping or touching intervals */
+        if (rs->n > 0 && (rs->hi[rs->n - 1] == UINT64_MAX || v[i].lo <= rs->hi[rs->n - 1] + 1)) {
+            if (v[i].hi > rs->hi[rs->n - 1]) rs->hi[rs->n - 1] = v[i].hi;
+            continue;
+        }
+        rs->lo[rs->n] = v[i].lo;
+        rs->hi[rs->n++] = v[i].hi;
+    }
+    free(v);
+    return 0;
+}
+
+int rangeset_has(const rangeset_t *rs, uint64_t token)
+{
+    if (rs->all) return 1;
+    size_t a = 0, b = rs->n; /* first interval with hi >= token */
+    while (a < b) {
+        size_t m = a + (b - a) / 2;
+        if (rs->hi[m] < token)
+            a = m + 1;
+        else
+            b = m;
+    }
+    return a < rs->n && rs->lo[a] <= token;
+}
+
+void rangeset_free(rangeset_t *rs)
+{
+    free(rs->lo);
+    free(rs->hi);
+    memset(rs, 0, sizeof *rs);
+}
+
+/* ---- the render partial ---- */
+
+/* Unix seconds a plan may reach: far beyond any real time, far from overflow. */
+#define PLAN_MAX_ABS_S (1LL << 40)
+
+static int check_plan_args(const query_partial_args_t *a, errmsg_t *em)
+{
+    if (a->min_res < 0 || a->min_res >= STORAGE_RESOLUTION_COUNT)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "partial query: resolution %d unknown",
+                          a->min_res);
+    int64_t w = storage_resolutions[a->min_res];
+    if (a->from_s > a->until_s || a->from_s < -PLAN_MAX_ABS_S || a->until_s > PLAN_MAX_ABS_S ||
+        a->from_s % w != 0 || a->until_s % w != 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "partial query: range [%lld, %lld) is not on the %llds grid",
+                          (long long)a->from_s, (long long)a->until_s, (long long)w);
+    return 0;
+}
+
+static int render_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
+                          const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
+                          errmsg_t *em)
+{
+    if (a->selector == NULL || a->selector[0] == 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'query': required");
+    query_selector_t *sel;
+    int rc = query_selector_parse("query", a->selector, strlen(a->selector), &sel, em);
+    if (rc != 0) return rc;
+    query_plan_t plan;
+    query_plan_range(a->from_s, a->until_s, a->min_res, STORAGE_RESOLUTION_COUNT - 1, &plan);
+    query_series_t ser;
+    if (query_selector_type(sel) == NULL)
+        rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'query': a profile type is required");
+    else
+        rc = series_select_in(st, tenant, sel, rs, lim, &ser, em);
+    query_selector_free(sel);
+    if (rc != 0) return rc;
+    out->nseries = ser.n;
+    out->spy_name = ser.spy_name;
+    ser.spy_name = NULL;
+    out->tree = calltree_new(lim->max_tree_nodes);
+    out->syms = symtab_new();
+    if (out->tree == NULL || out->syms == NULL) rc = ERR_NOMEM;
+    if (rc == 0) rc = query_merge_series(st, tenant, &ser, &plan, out->tree, em);
+    if (rc == 0) rc = query_load_symbols(st, tenant, out->tree, out->syms);
+    if (rc == 0 && a->timeline) rc = query_timeline_build(st, tenant, &ser, &plan, &out->tl, em);
+    query_series_free(&ser);
+    return rc;
+}
+
+int query_partial_run(storage_t *st, const char *tenant, const query_partial_args_t *a,
+                      const query_limits_t *lim, query_partial_t *out, errmsg_t *em)
+{
+    memset(out, 0, sizeof *out);
+    out->kind = a->kind;
+    em->text[0] = 0;
+    int rc = check_plan_args(a, em);
+    if (rc != 0) return rc;
+    rangeset_t rs;
+    if ((rc = rangeset_build(&rs, a->ranges, a->nranges)) != 0) return rc;
+    if (a->kind == QUERY_KIND_RENDER)
+        rc = render_partial(st, tenant, a, &rs, lim, out, em);
+    else if (a->kind == QUERY_KIND_LABEL_NAMES || a->kind == QUERY_KIND_LABEL_VALUES)
+        rc = labels_partial(st, tenant, a, &rs, lim, out, em);
+    else
+        rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "partial query: unknown kind %d", (int)a->kind);
+    rangeset_free(&rs);
+    if (rc != 0 && em->text[0] == 0)
+        errmsg_set(em, rc, "building the flame graph: %s", err_message(rc));
+    if (rc != 0) query_partial_free(out);
+    return rc;
+}
+
+void query_partial_free(query_partial_t *p)
+{
+    calltree_free(p->tree);
+    symtab_free(p->syms);
+    free(p->spy_name);
+    query_timeline_free(&p->tl);
+    for (size_t i = 0; i < p->nvalues; i++)
+        free(p->values[i]);
+    free(p->values);
+    memset(p, 0, sizeof *p);
+}
