@@ -28,10 +28,15 @@ static void on_signal(uv_signal_t *s, int signum)
 
 static void on_stop_async(uv_async_t *a) { begin_stop(a->data, "stop requested"); }
 
-/* Every connection is closed and no job is left: let the loop end. */
+static void cluster_closed(void *arg) { (void)arg; }
+
+/* Every connection is closed and no job is left: close the cluster transport
+ * (in-flight requests may have needed it until now) and let the loop end. */
 static void on_drained(void *arg)
 {
     node_t *n = arg;
+    if (n->cluster != NULL)
+        cluster_close(n->cluster, cluster_closed, n);
     uv_close((uv_handle_t *)&n->sigterm, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
     uv_close((uv_handle_t *)&n->stop_async, NULL);
@@ -42,6 +47,16 @@ static int64_t wall_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The cluster view (a cluster of one without --cluster-listen) and, in a
+ * cluster, the transport and gossip. */
+static int open_cluster(node_t *n, errmsg_t *em)
+{
+    char http_addr[NODE_HOST_MAX + 32];
+    snprintf(http_addr, sizeof http_addr, "http://%s:%d", n->cfg.http_host, n->port);
+    int rc = cluster_new(&n->loop, &n->cfg, http_addr, &n->cluster, em);
+    return rc == ERR_OK ? cluster_start(n->cluster, em) : rc;
 }
 
 static int open_parts(node_t *n, errmsg_t *em)
@@ -56,7 +71,7 @@ static int open_parts(node_t *n, errmsg_t *em)
     if (rc != ERR_OK)
         return rc;
     n->port = http_server_port(n->http);
-    return ERR_OK;
+    return open_cluster(n, em);
 }
 
 int node_new(const node_config_t *cfg, node_t **out, errmsg_t *em)
@@ -119,6 +134,8 @@ void node_free(node_t *n)
         n->stopping = 1;
         http_server_drain(n->http, 0, drained_for_free, NULL);
     }
+    if (n->cluster != NULL)
+        cluster_close(n->cluster, drained_for_free, NULL); /* no-op if already closing */
     if (n->ready && !uv_is_closing((uv_handle_t *)&n->stop_async)) {
         uv_close((uv_handle_t *)&n->sigterm, NULL);
         uv_close((uv_handle_t *)&n->sigint, NULL);
@@ -128,6 +145,7 @@ void node_free(node_t *n)
     if (uv_loop_close(&n->loop) != 0)
         log_warn("node", "event loop closed with handles still open");
     http_server_free(n->http);
+    cluster_free(n->cluster);
     storage_close(n->storage);
     free(n);
 }

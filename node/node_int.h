@@ -4,6 +4,7 @@
 
 #include <uv.h>
 
+#include "node/cluster.h"
 #include "node/http_server.h"
 #include "node/metrics.h"
 #include "node/node.h"
@@ -16,6 +17,7 @@ struct node {
     uv_async_t stop_async;
     storage_t *storage;
     http_server_t *http;
+    cluster_t *cluster; /* membership, transport, view (a cluster of one: no transport) */
     metrics_t metrics;
     int ready;    /* storage open and listener up, not stopping */
     int stopping;

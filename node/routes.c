@@ -44,6 +44,7 @@ static void route_ingest(node_t *n, http_exchange_t *ex, const http_request_t *r
 static void route_render(node_t *n, http_exchange_t *ex, const http_request_t *r);
 static void route_label_names(node_t *n, http_exchange_t *ex, const http_request_t *r);
 static void route_label_values(node_t *n, http_exchange_t *ex, const http_request_t *r);
+static void route_cluster_status(node_t *n, http_exchange_t *ex, const http_request_t *r);
 
 /* Route i has tag i + 1 on its exchanges; tag 0 is "no route" in metrics. */
 static const route_t routes[] = {
@@ -54,11 +55,13 @@ static const route_t routes[] = {
     {"/pyroscope/render", HTTP_GET, "render", route_render},
     {"/pyroscope/label-names", HTTP_GET, "label_names", route_label_names},
     {"/pyroscope/label-values", HTTP_GET, "label_values", route_label_values},
+    {"/cluster/status", HTTP_GET, "cluster_status", route_cluster_status},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
 static const char *const route_names[NROUTES + 1] = {
     "none", "index", "ready", "metrics", "ingest", "render", "label_names", "label_values",
+    "cluster_status",
 };
 _Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every route");
 
@@ -421,4 +424,24 @@ static void route_label_names(node_t *n, http_exchange_t *ex, const http_request
 static void route_label_values(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
     start_query(n, ex, r, &label_values_job);
+}
+
+/* ---------- GET /cluster/status ---------- */
+
+/* Membership lives on the loop thread and the document is small: answered
+ * here, no job. */
+static void route_cluster_status(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    (void)r;
+    http_response_t resp = {.status = 200, .content_type = "application/json"};
+    buf_init(&resp.body, 16 * 1024 * 1024);
+    int rc = cluster_status_json(n->cluster, &resp.body);
+    if (rc != ERR_OK) {
+        buf_free(&resp.body);
+        errmsg_t em;
+        errmsg_set(&em, rc, "cannot render the cluster status");
+        respond_error(n, ex, rc, &em);
+        return;
+    }
+    http_respond(ex, &resp);
 }

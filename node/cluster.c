@@ -1,0 +1,356 @@
+/* cluster.c — the node's cluster: identity, membership and its gossip timer,
+ * the transport, and the dispatch of incoming messages by type (cluster.h).
+ *
+ * Every message is decoded and checked once here (ring_wire_decode: size,
+ * protocol version, cluster name, sender, deadline against the wall clock,
+ * body limits) before any handler sees it; refused messages are counted and
+ * dropped. Gossip is one entry of the handler table, handled here; the other
+ * types go to what node/replicate.c and node/scatter.c register.
+ */
+#define _GNU_SOURCE /* getrandom, clock_gettime */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "node/cluster_int.h"
+
+#define GOSSIP FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_GOSSIP
+
+uint64_t cluster_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t monotonic_ms(void *ctx)
+{
+    (void)ctx;
+    return uv_hrtime() / 1000000;
+}
+
+/* Token generation and gossip partners draw from the OS once. */
+static uint64_t os_seed(void)
+{
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s)
+        s = uv_hrtime() ^ ((uint64_t)getpid() << 32);
+    return s;
+}
+
+/* ---------- sending ---------- */
+
+/* uv_now() time matching a wall-clock deadline (0: none). */
+static uint64_t loop_deadline(cluster_t *c, uint64_t deadline_unix_ms)
+{
+    if (deadline_unix_ms == 0)
+        return 0;
+    uint64_t now = cluster_unix_ms();
+    uint64_t left = deadline_unix_ms > now ? deadline_unix_ms - now : 1;
+    return uv_now(c->loop) + left;
+}
+
+static int send_raw(cluster_t *c, const char *addr, const buf_t *b, uint64_t deadline_unix_ms)
+{
+    if (c->rpc == NULL)
+        return ERR_UNAVAILABLE;
+    return rpc_send(c->rpc, addr, b->data, b->len, loop_deadline(c, deadline_unix_ms));
+}
+
+int cluster_send(cluster_t *c, const char *node_id, Flamedb__Cluster__MsgType type,
+                 uint64_t deadline_unix_ms, const ProtobufCMessage *body)
+{
+    ring_member_t m;
+    if (node_id == NULL || ring_members_find(c->members, node_id, &m) != ERR_OK)
+        return ERR_NOT_FOUND;
+    if (c->rpc == NULL || c->closing || m.cluster_addr[0] == '\0')
+        return ERR_UNAVAILABLE;
+    buf_t b;
+    buf_init(&b, c->cfg.max_message_bytes);
+    int rc = ring_wire_encode(type, c->cfg.cluster_name, c->id.node_id, deadline_unix_ms, body, &b);
+    if (rc == ERR_OK)
+        rc = send_raw(c, m.cluster_addr, &b, deadline_unix_ms);
+    buf_free(&b);
+    return rc;
+}
+
+/* ---------- gossip ---------- */
+
+/* A gossip message is worth sending for about one round. */
+static uint64_t gossip_deadline(const cluster_t *c)
+{
+    return cluster_unix_ms() + c->cfg.gossip_interval_ms + 1000;
+}
+
+static void gossip_to(cluster_t *c, const char *addr)
+{
+    buf_t b;
+    buf_init(&b, c->cfg.max_message_bytes);
+    if (ring_gossip_syn(c->members, &b) == ERR_OK) {
+        int rc = send_raw(c, addr, &b, gossip_deadline(c));
+        if (rc != ERR_OK)
+            log_debug("cluster", "gossip to %s: %s", addr, err_message(rc));
+    }
+    buf_free(&b);
+}
+
+static const char *next_seed(cluster_t *c)
+{
+    if (c->nseeds == 0)
+        return NULL;
+    return c->seeds[c->next_seed++ % c->nseeds];
+}
+
+/* One round: heartbeat and failure detection, then a SYN to a member drawn
+ * at random (down ones included, to notice recovery) or to a seed. */
+static void on_gossip_timer(uv_timer_t *t)
+{
+    cluster_t *c = t->data;
+    ring_members_tick(c->members);
+    c->counters.gossip_rounds++;
+    int i = ring_gossip_pick(c->members, &c->rng);
+    ring_member_t m;
+    const char *picked = NULL;
+    if (i >= 0 && ring_members_get(c->members, (size_t)i, &m) == ERR_OK && m.cluster_addr[0])
+        picked = m.cluster_addr;
+    if (picked != NULL)
+        gossip_to(c, picked);
+    const char *seed = NULL;
+    if (picked == NULL || c->counters.gossip_rounds % CLUSTER_SEED_EVERY == 0)
+        seed = next_seed(c);
+    if (seed != NULL && (picked == NULL || strcmp(seed, picked) != 0))
+        gossip_to(c, seed);
+    cluster_view_refresh(c);
+}
+
+/* The gossip handler: merge, then answer the sender at the address the
+ * table has for it (a SYN carries the sender's entry, so it is known). */
+static void on_gossip(void *ctx, const ring_msg_t *msg)
+{
+    cluster_t *c = ctx;
+    buf_t reply;
+    buf_init(&reply, c->cfg.max_message_bytes);
+    errmsg_t em = {{0}};
+    int rc = ring_gossip_receive(c->members, c->cur_raw, c->cur_len, &reply, &em);
+    if (rc != ERR_OK)
+        log_debug("cluster", "gossip from %s refused: %s", msg->env->sender_id, em.text);
+    ring_member_t m;
+    if (rc == ERR_OK && reply.len > 0 &&
+        ring_members_find(c->members, msg->env->sender_id, &m) == ERR_OK && m.cluster_addr[0])
+        send_raw(c, m.cluster_addr, &reply, gossip_deadline(c));
+    buf_free(&reply);
+}
+
+/* ---------- receiving ---------- */
+
+static void dispatch(cluster_t *c, const ring_msg_t *msg, const uint8_t *raw, size_t len)
+{
+    int type = (int)msg->env->type;
+    if (type <= 0 || type >= CLUSTER_NTYPES) {
+        c->counters.refused++;
+        return;
+    }
+    ring_member_t m;
+    if (type != GOSSIP && ring_members_find(c->members, msg->env->sender_id, &m) != ERR_OK) {
+        c->counters.unknown_sender++;
+        return;
+    }
+    const handler_t *h = &c->handlers[type];
+    if (h->fn == NULL) {
+        c->counters.unhandled++;
+        return;
+    }
+    c->counters.dispatched++;
+    c->cur_raw = raw;
+    c->cur_len = len;
+    h->fn(h->ctx, msg);
+    c->cur_raw = NULL;
+    c->cur_len = 0;
+}
+
+static void on_message(void *ctx, const uint8_t *raw, size_t len)
+{
+    cluster_t *c = ctx;
+    if (c->closing)
+        return;
+    ring_msg_t msg;
+    errmsg_t em = {{0}};
+    int rc = ring_wire_decode(raw, len, &c->limits, c->cfg.cluster_name, cluster_unix_ms(), &msg,
+                              &em);
+    if (rc != ERR_OK) {
+        c->counters.refused++;
+        log_debug("cluster", "refused a message of %zu bytes: %s", len, em.text);
+        return;
+    }
+    dispatch(c, &msg, raw, len);
+    ring_msg_free(&msg);
+    cluster_view_refresh(c);
+}
+
+int cluster_on(cluster_t *c, Flamedb__Cluster__MsgType type, cluster_msg_fn fn, void *ctx)
+{
+    if ((int)type <= 0 || (int)type >= CLUSTER_NTYPES || type == GOSSIP)
+        return ERR_INVALID_ARGUMENT;
+    c->handlers[type].fn = fn;
+    c->handlers[type].ctx = ctx;
+    return ERR_OK;
+}
+
+/* ---------- lifetime ---------- */
+
+/* Splits --join into seeds, leaving out this node's own address. */
+static int parse_seeds(cluster_t *c, errmsg_t *em)
+{
+    char tmp[NODE_PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", c->cfg.join);
+    char *save = NULL;
+    for (char *s = strtok_r(tmp, ", \t", &save); s != NULL; s = strtok_r(NULL, ", \t", &save)) {
+        if (strcmp(s, c->cluster_addr) == 0 || strcmp(s, c->cfg.cluster_listen) == 0)
+            continue;
+        if (strncmp(s, "tcp://", 6) != 0 || strlen(s) > RING_ADDR_MAX)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "--join: '%.300s' is not tcp://HOST:PORT",
+                              s);
+        if (c->nseeds == CLUSTER_MAX_SEEDS)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "--join: more than %d seeds",
+                              CLUSTER_MAX_SEEDS);
+        if ((c->seeds[c->nseeds] = strdup(s)) == NULL)
+            return errmsg_set(em, ERR_NOMEM, "out of memory");
+        c->nseeds++;
+    }
+    return ERR_OK;
+}
+
+static int check_addr(const char *flag, const char *a, errmsg_t *em)
+{
+    if (strncmp(a, "tcp://", 6) != 0 || strrchr(a, ':') == a + 3 || strlen(a) > RING_ADDR_MAX)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "--%s: '%.300s' is not tcp://HOST:PORT", flag,
+                          a);
+    return ERR_OK;
+}
+
+static int setup_addresses(cluster_t *c, const char *http_addr, errmsg_t *em)
+{
+    snprintf(c->http_addr, sizeof c->http_addr, "%s", http_addr ? http_addr : "");
+    c->transport = c->cfg.cluster_listen[0] != '\0';
+    if (!c->transport)
+        return ERR_OK;
+    int rc = check_addr("cluster-listen", c->cfg.cluster_listen, em);
+    const char *adv = c->cfg.advertise[0] ? c->cfg.advertise : c->cfg.cluster_listen;
+    if (rc == ERR_OK)
+        rc = check_addr("advertise", adv, em);
+    if (rc == ERR_OK && (strstr(adv, "://*:") || strstr(adv, "://0.0.0.0:")))
+        rc = errmsg_set(em, ERR_INVALID_ARGUMENT,
+                        "--advertise: '%s' cannot be dialled; give the address peers reach", adv);
+    snprintf(c->cluster_addr, sizeof c->cluster_addr, "%.255s", adv);
+    return rc ? rc : parse_seeds(c, em);
+}
+
+static int create_members(cluster_t *c, errmsg_t *em)
+{
+    ring_members_options_t o;
+    ring_members_options_default(&o);
+    o.cluster = c->cfg.cluster_name;
+    o.down_after_ms = c->cfg.failure_timeout_ms;
+    o.max_message_bytes = c->cfg.max_message_bytes;
+    ring_clock_t clock = {monotonic_ms, NULL};
+    /* Streaming ranges to a joining node is not implemented yet: a node is
+     * ACTIVE at once (docs/cluster.md, "Operations"). */
+    return ring_members_create(&o, &c->id, c->http_addr, c->cluster_addr, RING_ACTIVE,
+                               cluster_unix_ms() / 1000, clock, &c->members, em);
+}
+
+int cluster_new(uv_loop_t *loop, const node_config_t *cfg, const char *http_addr,
+                cluster_t **out, errmsg_t *em)
+{
+    cluster_t *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    c->loop = loop;
+    c->cfg = cfg->cluster;
+    snprintf(c->data_dir, sizeof c->data_dir, "%s", cfg->data_dir);
+    ring_rng_seed(&c->rng, os_seed());
+    ring_wire_limits_default(&c->limits);
+    c->limits.max_bytes = c->cfg.max_message_bytes;
+    c->handlers[GOSSIP] = (handler_t){on_gossip, c};
+    int rc = setup_addresses(c, http_addr, em);
+    if (rc == ERR_OK)
+        rc = cluster_identity_load(c->data_dir, c->cfg.node_id, c->cfg.tokens, &c->rng, &c->id, em);
+    if (rc == ERR_OK)
+        rc = create_members(c, em);
+    if (rc == ERR_OK && cluster_view_refresh(c) != 1)
+        rc = errmsg_set(em, ERR_INTERNAL, "cannot build the cluster view");
+    if (rc != ERR_OK) {
+        cluster_free(c);
+        return rc;
+    }
+    uv_timer_init(loop, &c->timer);
+    c->timer.data = c;
+    c->open_parts = 1;
+    *out = c;
+    return ERR_OK;
+}
+
+int cluster_start(cluster_t *c, errmsg_t *em)
+{
+    if (!c->transport || c->started)
+        return ERR_OK;
+    rpc_options_t o = {
+        .listen_addr = c->cfg.cluster_listen,
+        .max_message_bytes = c->cfg.max_message_bytes,
+        .max_queued_bytes = 2 * c->cfg.max_message_bytes,
+        .max_peers = RING_MAX_NODES,
+    };
+    int rc = rpc_new(c->loop, &o, on_message, c, &c->rpc, em);
+    if (rc != ERR_OK)
+        return rc;
+    c->open_parts++;
+    c->started = 1;
+    uv_timer_start(&c->timer, on_gossip_timer, 0, c->cfg.gossip_interval_ms);
+    log_info("cluster", "node %s in cluster '%s': listening on %s, advertising %s, %zu seed(s)",
+             c->id.node_id, c->cfg.cluster_name, c->cfg.cluster_listen, c->cluster_addr,
+             c->nseeds);
+    return ERR_OK;
+}
+
+const char *cluster_self_id(const cluster_t *c) { return c->id.node_id; }
+
+static void part_closed(void *arg)
+{
+    cluster_t *c = arg;
+    if (--c->open_parts == 0 && c->done != NULL)
+        c->done(c->done_arg);
+}
+
+static void timer_closed(uv_handle_t *h) { part_closed(h->data); }
+
+void cluster_close(cluster_t *c, void (*done)(void *arg), void *arg)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    c->done = done;
+    c->done_arg = arg;
+    if (c->rpc != NULL)
+        rpc_close(c->rpc, part_closed, c);
+    uv_close((uv_handle_t *)&c->timer, timer_closed);
+}
+
+void cluster_free(cluster_t *c)
+{
+    if (c == NULL)
+        return;
+    rpc_free(c->rpc);
+    cluster_view_drop(c);
+    ring_members_free(c->members);
+    ring_identity_free(&c->id);
+    for (size_t i = 0; i < c->nseeds; i++)
+        free(c->seeds[i]);
+    for (size_t i = 0; i < c->nhint_targets; i++)
+        free(c->hint_targets[i]);
+    free(c->hint_targets);
+    free(c);
+}

@@ -1,0 +1,169 @@
+/* cluster_identity.c — the node's identity file DATA_DIR/identity
+ * (node id and ring tokens, ring_identity_format), generated once and then
+ * only read, so a restarted node owns the same data as before.
+ */
+#define _GNU_SOURCE /* gethostname */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "node/cluster_int.h"
+
+void cluster_identity_default_id(ring_rng_t *rng, char out[RING_NODE_ID_MAX + 1])
+{
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
+        snprintf(host, sizeof host, "node");
+    host[40] = '\0'; /* room for the suffix */
+    for (char *p = host; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-'))
+            *p = '-';
+    snprintf(out, RING_NODE_ID_MAX + 1, "%.40s-%08x", host, (unsigned)(ring_rng_next(rng) >> 32));
+}
+
+/* Reads a whole small file; ERR_NOT_FOUND when absent. */
+static int read_file(const char *path, buf_t *out, errmsg_t *em)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? ERR_NOT_FOUND
+                               : errmsg_set(em, ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    uint8_t chunk[8192];
+    int rc = ERR_OK;
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = errmsg_set(em, ERR_IO, "cannot read %s: %s", path, strerror(errno));
+            break;
+        }
+        if (n == 0)
+            break;
+        if (buf_append(out, chunk, (size_t)n) != ERR_OK) {
+            rc = errmsg_set(em, ERR_CORRUPT, "%s: larger than %d bytes", path,
+                            CLUSTER_IDENTITY_MAX);
+            break;
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Writes path through a temporary file, fsync and rename, so a crash leaves
+ * either no identity or a whole one. */
+static int write_file_atomic(const char *dir, const char *path, const buf_t *b, errmsg_t *em)
+{
+    char tmp[NODE_PATH_MAX + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return errmsg_set(em, ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    int bad = write_all(fd, b->data, b->len) != 0 || fsync(fd) != 0;
+    int saved = errno;
+    close(fd);
+    if (bad || rename(tmp, path) != 0) {
+        saved = bad ? saved : errno;
+        unlink(tmp);
+        return errmsg_set(em, ERR_IO, "cannot write %s: %s", path, strerror(saved));
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return ERR_OK;
+}
+
+static int identity_create(const char *dir, const char *path, const char *want_id,
+                           uint32_t ntokens, ring_rng_t *rng, ring_identity_t *out, errmsg_t *em)
+{
+    char id[RING_NODE_ID_MAX + 1];
+    if (want_id[0] != '\0')
+        snprintf(id, sizeof id, "%s", want_id);
+    else
+        cluster_identity_default_id(rng, id);
+    int rc = ring_node_id_check(want_id[0] ? want_id : id, em);
+    if (rc == ERR_OK)
+        rc = ring_identity_generate(out, id, ntokens, rng, em);
+    if (rc != ERR_OK)
+        return rc;
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    rc = ring_identity_format(out, &b);
+    if (rc == ERR_OK)
+        rc = write_file_atomic(dir, path, &b, em);
+    buf_free(&b);
+    if (rc != ERR_OK) {
+        ring_identity_free(out);
+        return rc;
+    }
+    log_info("cluster", "new identity: node id %s, %u tokens (saved in %s)", out->node_id,
+             out->ntokens, path);
+    return ERR_OK;
+}
+
+static int identity_check(const char *path, const char *want_id, uint32_t ntokens,
+                          ring_identity_t *id, errmsg_t *em)
+{
+    if (want_id[0] != '\0' && strcmp(want_id, id->node_id) != 0) {
+        errmsg_set(em, ERR_INVALID_ARGUMENT,
+                   "the data dir belongs to node '%s' (%s), not to --node-id '%s'", id->node_id,
+                   path, want_id);
+        ring_identity_free(id);
+        return ERR_INVALID_ARGUMENT;
+    }
+    if (id->ntokens != ntokens)
+        log_warn("cluster", "keeping the %u tokens of %s (--tokens %u applies to new nodes only: "
+                 "changing a node's tokens moves data)", id->ntokens, path, ntokens);
+    log_info("cluster", "identity: node id %s, %u tokens (from %s)", id->node_id, id->ntokens,
+             path);
+    return ERR_OK;
+}
+
+int cluster_identity_load(const char *data_dir, const char *want_id, uint32_t ntokens,
+                          ring_rng_t *rng, ring_identity_t *out, errmsg_t *em)
+{
+    char path[NODE_PATH_MAX + 16];
+    if (snprintf(path, sizeof path, "%s/%s", data_dir, CLUSTER_IDENTITY_FILE) >= (int)sizeof path)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
+    buf_t b;
+    buf_init(&b, CLUSTER_IDENTITY_MAX);
+    int rc = read_file(path, &b, em);
+    if (rc == ERR_NOT_FOUND) {
+        buf_free(&b);
+        return identity_create(data_dir, path, want_id, ntokens, rng, out, em);
+    }
+    if (rc == ERR_OK) {
+        rc = ring_identity_parse(out, b.data, b.len, em);
+        if (rc != ERR_OK) {
+            char why[ERRMSG_MAX];
+            snprintf(why, sizeof why, "%s", em ? em->text : "");
+            errmsg_set(em, rc, "%s: %.400s (restore it or move the data dir away)", path, why);
+        }
+    }
+    buf_free(&b);
+    if (rc == ERR_OK)
+        rc = identity_check(path, want_id, ntokens, out, em);
+    return rc;
+}

@@ -1,0 +1,302 @@
+/* cluster_view.c — the immutable, reference-counted cluster_view_t built
+ * from the membership table, the hint targets folded into its read-live
+ * flags, and the GET /cluster/status document.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/hash.h"
+#include "common/log.h"
+#include "node/cluster_int.h"
+
+/* ---------- views ---------- */
+
+static void view_free(view_impl_t *v)
+{
+    for (uint32_t i = 0; v->http != NULL && i < v->n; i++)
+        free(v->http[i]);
+    for (uint32_t i = 0; v->caddr != NULL && i < v->n; i++)
+        free(v->caddr[i]);
+    free(v->http);
+    free(v->caddr);
+    free(v->live);
+    free(v->reachable);
+    free(v->self_id);
+    ring_free(v->ring);
+    ring_free(v->pending);
+    free(v);
+}
+
+void cluster_view_retain(const cluster_view_t *pub)
+{
+    view_impl_t *v = (view_impl_t *)pub;
+    atomic_fetch_add_explicit(&v->refs, 1, memory_order_relaxed);
+}
+
+void cluster_view_release(const cluster_view_t *pub)
+{
+    if (pub == NULL)
+        return;
+    view_impl_t *v = (view_impl_t *)pub;
+    if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1)
+        view_free(v);
+}
+
+const cluster_view_t *cluster_view_acquire(cluster_t *c)
+{
+    cluster_view_retain(&c->view->pub);
+    return &c->view->pub;
+}
+
+void cluster_view_drop(cluster_t *c)
+{
+    if (c->view != NULL)
+        cluster_view_release(&c->view->pub);
+    c->view = NULL;
+}
+
+/* ---------- hint targets ---------- */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int hinted(const cluster_t *c, const char *id)
+{
+    return c->nhint_targets > 0 &&
+           bsearch(&id, c->hint_targets, c->nhint_targets, sizeof(char *), cmp_str) != NULL;
+}
+
+/* A fingerprint of the hint targets that views fold in. */
+static uint64_t hints_signature(const cluster_t *c)
+{
+    uint64_t h = c->nhint_targets;
+    for (size_t i = 0; i < c->nhint_targets; i++)
+        h = h * 1099511628211ULL ^ hash_bytes64(c->hint_targets[i], strlen(c->hint_targets[i]));
+    return h;
+}
+
+static void free_targets(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n)
+{
+    if (n > RING_MAX_NODES)
+        return ERR_LIMIT;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == NULL || ring_node_id_check(ids[i], NULL) != ERR_OK)
+            return ERR_INVALID_ARGUMENT;
+    char **v = n ? calloc(n, sizeof *v) : NULL;
+    if (n && v == NULL)
+        return ERR_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        if ((v[i] = strdup(ids[i])) == NULL) {
+            free_targets(v, i);
+            return ERR_NOMEM;
+        }
+    if (n > 1)
+        qsort(v, n, sizeof *v, cmp_str);
+    free_targets(c->hint_targets, c->nhint_targets);
+    c->hint_targets = v;
+    c->nhint_targets = n;
+    cluster_view_refresh(c);
+    return ERR_OK;
+}
+
+/* ---------- building ---------- */
+
+static int view_alloc(view_impl_t *v, uint32_t n)
+{
+    size_t k = n ? n : 1;
+    v->n = n;
+    v->live = calloc(k, 1);
+    v->reachable = calloc(k, 1);
+    v->http = calloc(k, sizeof *v->http);
+    v->caddr = calloc(k, sizeof *v->caddr);
+    return v->live && v->reachable && v->http && v->caddr ? ERR_OK : ERR_NOMEM;
+}
+
+/* Per ring node: addresses, reachable (not down), live (may serve reads:
+ * active or leaving, not down, nobody holds hints for it). */
+static int view_fill_nodes(cluster_t *c, view_impl_t *v)
+{
+    if (v->ring != NULL)
+        ring_members_live(c->members, v->ring, v->live);
+    for (uint32_t i = 0; i < v->n; i++) {
+        const char *name = ring_node_name(v->ring, i);
+        ring_member_t m;
+        if (ring_members_find(c->members, name, &m) != ERR_OK)
+            return ERR_INTERNAL;
+        v->http[i] = strdup(m.http_addr);
+        v->caddr[i] = strdup(m.cluster_addr);
+        if (v->http[i] == NULL || v->caddr[i] == NULL)
+            return ERR_NOMEM;
+        v->reachable[i] = m.state != RING_DOWN;
+        v->live[i] = v->live[i] && v->reachable[i] && !hinted(c, name);
+    }
+    return ERR_OK;
+}
+
+static uint32_t quorum_for(const node_cluster_config_t *cfg, uint32_t rf)
+{
+    if (cfg->write_quorum == 0)
+        return ring_default_quorum(rf);
+    return cfg->write_quorum < rf ? cfg->write_quorum : rf;
+}
+
+static int view_build(cluster_t *c, view_impl_t **out, errmsg_t *em)
+{
+    view_impl_t *v = calloc(1, sizeof *v);
+    if (v == NULL)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    atomic_init(&v->refs, 1);
+    int rc = ring_members_build_rings(c->members, &v->ring, &v->pending, em);
+    if (rc == ERR_OK)
+        rc = view_alloc(v, v->ring ? ring_node_count(v->ring) : 0);
+    if (rc == ERR_OK)
+        rc = view_fill_nodes(c, v);
+    if (rc == ERR_OK && (v->self_id = strdup(c->id.node_id)) == NULL)
+        rc = ERR_NOMEM;
+    if (rc != ERR_OK) {
+        view_free(v);
+        return errmsg_set(em, rc, "cannot build the cluster view");
+    }
+    cluster_view_t *p = &v->pub;
+    p->ring = v->ring;
+    p->pending = v->pending;
+    p->live = v->live;
+    p->reachable = v->reachable;
+    p->http_addr = (const char *const *)v->http;
+    p->cluster_addr = (const char *const *)v->caddr;
+    p->self = v->ring ? ring_node_find(v->ring, c->id.node_id) : -1;
+    if (p->self < 0)
+        p->self = -1;
+    p->self_id = v->self_id;
+    p->rf = c->cfg.replication_factor < v->n ? c->cfg.replication_factor : v->n;
+    p->quorum = quorum_for(&c->cfg, p->rf);
+    p->version = ++c->view_seq;
+    *out = v;
+    return ERR_OK;
+}
+
+static void log_view(const cluster_t *c, const cluster_view_t *v)
+{
+    char line[1024];
+    size_t len = 0;
+    for (size_t i = 0; i < ring_members_count(c->members) && len < sizeof line - 80; i++) {
+        ring_member_t m;
+        if (ring_members_get(c->members, i, &m) == ERR_OK)
+            len += (size_t)snprintf(line + len, sizeof line - len, "%s%s %s", i ? ", " : "",
+                                    m.node_id, ring_state_name((int)m.state));
+    }
+    line[len < sizeof line ? len : sizeof line - 1] = '\0';
+    log_info("cluster", "view %llu: %s (rf %u, quorum %u)", (unsigned long long)v->version, line,
+             v->rf, v->quorum);
+}
+
+int cluster_view_refresh(cluster_t *c)
+{
+    uint64_t mv = ring_members_version(c->members);
+    uint64_t hs = hints_signature(c);
+    if (c->view != NULL && mv == c->view_members_version && hs == c->hints_sig)
+        return 0;
+    view_impl_t *v = NULL;
+    errmsg_t em = {{0}};
+    if (view_build(c, &v, &em) != ERR_OK) {
+        log_error("cluster", "%s", em.text); /* keep the previous view */
+        return 0;
+    }
+    cluster_view_drop(c);
+    c->view = v;
+    c->view_members_version = mv;
+    c->hints_sig = hs;
+    c->counters.view_rebuilds++;
+    log_view(c, &v->pub);
+    return 1;
+}
+
+/* ---------- GET /cluster/status ---------- */
+
+static int member_json(const cluster_t *c, const ring_member_t *m, uint64_t now, buf_t *out)
+{
+    int self = strcmp(m->node_id, c->id.node_id) == 0;
+    uint64_t ago = self || now < m->last_seen_ms ? 0 : now - m->last_seen_ms;
+    int rc = buf_append_str(out, "{\"id\":");
+    rc = rc ? rc : buf_append_json_string(out, m->node_id, strlen(m->node_id));
+    rc = rc ? rc : buf_append_str(out, ",\"http\":");
+    rc = rc ? rc : buf_append_json_string(out, m->http_addr, strlen(m->http_addr));
+    rc = rc ? rc : buf_append_str(out, ",\"cluster\":");
+    rc = rc ? rc : buf_append_json_string(out, m->cluster_addr, strlen(m->cluster_addr));
+    rc = rc ? rc
+            : buf_printf(out,
+                         ",\"state\":\"%s\",\"tokens\":%u,\"incarnation\":%llu,\"heartbeat\":%llu,"
+                         "\"last_heartbeat_ms_ago\":%llu,\"self\":%s,\"hinted\":%s}",
+                         ring_state_name((int)m->state), m->ntokens,
+                         (unsigned long long)m->incarnation, (unsigned long long)m->heartbeat,
+                         (unsigned long long)ago, self ? "true" : "false",
+                         hinted(c, m->node_id) ? "true" : "false");
+    return rc;
+}
+
+static int transport_json(const cluster_t *c, buf_t *out)
+{
+    rpc_stats_t s = {0};
+    if (c->rpc != NULL)
+        rpc_stats(c->rpc, &s);
+    ring_members_stats_t ms;
+    ring_members_stats(c->members, &ms);
+    return buf_printf(
+        out,
+        ",\"transport\":{\"received\":%llu,\"sent\":%llu,\"bytes_received\":%llu,"
+        "\"bytes_sent\":%llu,\"refused_too_large\":%llu,\"dropped_queue_full\":%llu,"
+        "\"dropped_deadline\":%llu,\"socket_errors\":%llu,\"refused_messages\":%llu,"
+        "\"unknown_sender\":%llu,\"unhandled\":%llu,\"gossip_refused\":%llu,"
+        "\"marked_down\":%llu,\"refutations\":%llu}",
+        (unsigned long long)s.received, (unsigned long long)s.sent,
+        (unsigned long long)s.bytes_received, (unsigned long long)s.bytes_sent,
+        (unsigned long long)s.refused_too_large, (unsigned long long)s.dropped_queue_full,
+        (unsigned long long)s.dropped_deadline, (unsigned long long)s.socket_errors,
+        (unsigned long long)c->counters.refused, (unsigned long long)c->counters.unknown_sender,
+        (unsigned long long)c->counters.unhandled, (unsigned long long)ms.refused_messages,
+        (unsigned long long)ms.marked_down, (unsigned long long)ms.refutations);
+}
+
+static uint64_t members_now_ms(void)
+{
+    return uv_hrtime() / 1000000;
+}
+
+int cluster_status_json(cluster_t *c, buf_t *out)
+{
+    const cluster_view_t *v = &c->view->pub;
+    int rc = buf_append_str(out, "{\"self\":");
+    rc = rc ? rc : buf_append_json_string(out, c->id.node_id, strlen(c->id.node_id));
+    rc = rc ? rc : buf_append_str(out, ",\"cluster\":");
+    rc = rc ? rc : buf_append_json_string(out, c->cfg.cluster_name, strlen(c->cfg.cluster_name));
+    rc = rc ? rc
+            : buf_printf(out,
+                         ",\"rf\":%u,\"quorum\":%u,\"ring_version\":%llu,\"view_version\":%llu,"
+                         "\"ring_fingerprint\":\"%016llx\",\"nodes\":[",
+                         v->rf, v->quorum,
+                         (unsigned long long)ring_members_ring_version(c->members),
+                         (unsigned long long)v->version,
+                         (unsigned long long)(v->ring ? ring_fingerprint(v->ring) : 0));
+    uint64_t now = members_now_ms();
+    for (size_t i = 0; rc == ERR_OK && i < ring_members_count(c->members); i++) {
+        ring_member_t m;
+        rc = ring_members_get(c->members, i, &m);
+        if (rc == ERR_OK && i > 0)
+            rc = buf_append_byte(out, ',');
+        if (rc == ERR_OK)
+            rc = member_json(c, &m, now, out);
+    }
+    rc = rc ? rc : buf_append_byte(out, ']');
+    rc = rc ? rc : transport_json(c, out);
+    rc = rc ? rc : buf_append_str(out, "}\n");
+    return rc;
+}

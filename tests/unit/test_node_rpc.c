@@ -1,0 +1,254 @@
+/* test_node_rpc.c — the nanomsg transport (node/rpc.h) for real over
+ * tcp://127.0.0.1 between rpc_t handles in one process and one loop: ordered
+ * delivery both ways, messages over nanomsg's default 1 MiB limit, refusals
+ * (too large, queue full), deadlines of queued messages, a peer that starts
+ * late, oversized input refused by the receiver, forgetting peers and a clean
+ * close with messages still queued. Every wait is bounded.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "node/rpc.h"
+
+#define WAIT_MS 10000
+
+typedef struct inbox {
+    int count;
+    int bad; /* messages whose content did not match */
+    size_t bytes;
+    size_t last_len;
+    int next_seq; /* expected sequence number (ordered delivery) */
+} inbox_t;
+
+/* Message i: 4-byte sequence number then len-4 bytes derived from it. */
+static void fill(uint8_t *p, size_t len, int seq)
+{
+    memcpy(p, &seq, 4);
+    for (size_t i = 4; i < len; i++)
+        p[i] = (uint8_t)(seq * 31 + i * 7);
+}
+
+static void on_receive(void *ctx, const uint8_t *msg, size_t len)
+{
+    inbox_t *in = ctx;
+    int seq = -1;
+    if (len >= 4)
+        memcpy(&seq, msg, 4);
+    int ok = len >= 4 && seq == in->next_seq;
+    for (size_t i = 4; ok && i < len; i++)
+        ok = msg[i] == (uint8_t)(seq * 31 + i * 7);
+    in->bad += !ok;
+    in->next_seq = seq + 1;
+    in->count++;
+    in->bytes += len;
+    in->last_len = len;
+}
+
+/* A free TCP port on 127.0.0.1 (nanomsg cannot bind port 0). */
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(s, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(s);
+    return port;
+}
+
+static void tick(uv_timer_t *t) { (void)t; }
+
+/* Runs the loop until *flag >= want or WAIT_MS pass; returns 1 on success. */
+static int run_until(uv_loop_t *loop, const int *flag, int want, uint64_t ms)
+{
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    uv_timer_start(&t, tick, 5, 5);
+    uint64_t end = uv_hrtime() / 1000000 + ms;
+    while (*flag < want && uv_hrtime() / 1000000 < end)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return *flag >= want;
+}
+
+static void run_for(uv_loop_t *loop, uint64_t ms)
+{
+    int never = 0;
+    run_until(loop, &never, 1, ms);
+}
+
+typedef struct end {
+    rpc_t *rpc;
+    inbox_t in;
+    char addr[64];
+    int closed;
+} end_t;
+
+static void closed_cb(void *arg) { ((end_t *)arg)->closed = 1; }
+
+static int open_end(uv_loop_t *loop, end_t *e, size_t max_msg, size_t max_queue)
+{
+    memset(e, 0, sizeof *e);
+    snprintf(e->addr, sizeof e->addr, "tcp://127.0.0.1:%d", free_port());
+    rpc_options_t o = {e->addr, max_msg, max_queue, 16};
+    errmsg_t em = {{0}};
+    int rc = rpc_new(loop, &o, on_receive, &e->in, &e->rpc, &em);
+    if (rc != ERR_OK)
+        fprintf(stderr, "rpc_new %s: %s\n", e->addr, em.text);
+    return rc;
+}
+
+static void close_end(uv_loop_t *loop, end_t *e)
+{
+    rpc_close(e->rpc, closed_cb, e);
+    CHECK(run_until(loop, &e->closed, 1, WAIT_MS));
+    rpc_free(e->rpc);
+}
+
+static int send_seq(end_t *from, const end_t *to, int seq, size_t len, uint64_t deadline)
+{
+    uint8_t *p = malloc(len);
+    fill(p, len, seq);
+    int rc = rpc_send(from->rpc, to->addr, p, len, deadline);
+    free(p);
+    return rc;
+}
+
+static void test_exchange(uv_loop_t *loop)
+{
+    end_t a, b;
+    CHECK_EQ_INT(open_end(loop, &a, 8 << 20, 64 << 20), ERR_OK);
+    CHECK_EQ_INT(open_end(loop, &b, 8 << 20, 64 << 20), ERR_OK);
+    /* 200 small messages A -> B, in order */
+    for (int i = 0; i < 200; i++)
+        CHECK_EQ_INT(send_seq(&a, &b, i, 64 + (size_t)i, 0), ERR_OK);
+    CHECK(run_until(loop, &b.in.count, 200, WAIT_MS));
+    CHECK_EQ_INT(b.in.bad, 0);
+    /* replies B -> A, and a 3 MiB message: over nanomsg's default 1 MiB */
+    CHECK_EQ_INT(send_seq(&b, &a, 0, 100, 0), ERR_OK);
+    CHECK_EQ_INT(send_seq(&b, &a, 1, 3 << 20, 0), ERR_OK);
+    CHECK(run_until(loop, &a.in.count, 2, WAIT_MS));
+    CHECK_EQ_INT(a.in.bad, 0);
+    CHECK_EQ_INT(a.in.last_len, 3 << 20);
+    /* over max_message_bytes: refused before sending, counted */
+    CHECK_EQ_INT(send_seq(&a, &b, 200, (8 << 20) + 1, 0), ERR_TOO_LARGE);
+    rpc_stats_t s;
+    rpc_stats(a.rpc, &s);
+    CHECK_EQ_INT(s.sent, 200);
+    CHECK_EQ_INT(s.received, 2);
+    CHECK_EQ_INT(s.refused_too_large, 1);
+    CHECK_EQ_INT(s.bytes_received, 100 + (3 << 20));
+    close_end(loop, &a);
+    close_end(loop, &b);
+}
+
+/* Nobody listens at the address: messages wait, then their deadline drops
+ * them; a full queue refuses; a receiver that starts later gets the ones
+ * without a deadline, in order. */
+static void test_queue_and_deadlines(uv_loop_t *loop)
+{
+    end_t a, late;
+    CHECK_EQ_INT(open_end(loop, &a, 1 << 20, 64 * 1024), ERR_OK);
+    memset(&late, 0, sizeof late);
+    snprintf(late.addr, sizeof late.addr, "tcp://127.0.0.1:%d", free_port());
+    uint64_t soon = uv_now(loop) + 100;
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ_INT(send_seq(&a, &late, 100 + i, 1000, soon), ERR_OK);
+    run_for(loop, 600);
+    rpc_stats_t s;
+    rpc_stats(a.rpc, &s);
+    CHECK_EQ_INT(s.dropped_deadline, 3);
+    CHECK_EQ_INT(s.sent, 0);
+    /* 60 KB fit in the 64 KiB queue, the next 10 KB do not */
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ_INT(send_seq(&a, &late, i, 10000, 0), ERR_OK);
+    CHECK_EQ_INT(send_seq(&a, &late, 6, 10000, 0), ERR_UNAVAILABLE);
+    rpc_stats(a.rpc, &s);
+    CHECK_EQ_INT(s.dropped_queue_full, 1);
+    /* the receiver appears: nanomsg reconnects and the queue drains */
+    rpc_options_t o = {late.addr, 1 << 20, 1 << 20, 16};
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(rpc_new(loop, &o, on_receive, &late.in, &late.rpc, &em), ERR_OK);
+    CHECK(run_until(loop, &late.in.count, 6, WAIT_MS));
+    CHECK_EQ_INT(late.in.bad, 0);
+    CHECK_EQ_INT(late.in.count, 6);
+    close_end(loop, &a);
+    close_end(loop, &late);
+}
+
+/* The receiver's limit is below what the sender may send: the big message is
+ * not delivered (nanomsg drops the connection), nothing crashes, and the
+ * sender's later messages arrive after the reconnect. */
+static void test_oversized_input(uv_loop_t *loop)
+{
+    end_t big, small;
+    CHECK_EQ_INT(open_end(loop, &big, 4 << 20, 64 << 20), ERR_OK);
+    CHECK_EQ_INT(open_end(loop, &small, 64 * 1024, 1 << 20), ERR_OK);
+    CHECK_EQ_INT(send_seq(&big, &small, 0, 1000, 0), ERR_OK);
+    CHECK(run_until(loop, &small.in.count, 1, WAIT_MS));
+    CHECK_EQ_INT(send_seq(&big, &small, 1, 1 << 20, 0), ERR_OK);
+    run_for(loop, 300);
+    CHECK_EQ_INT(small.in.count, 1);
+    small.in.next_seq = 2;
+    int got = 0;
+    for (int i = 0; i < 50 && !got; i++) { /* resend until the reconnect happened */
+        send_seq(&big, &small, 2, 1000, uv_now(loop) + 200);
+        run_until(loop, &small.in.count, 2, 200);
+        got = small.in.count >= 2;
+        small.in.next_seq = 2;
+    }
+    CHECK(got);
+    CHECK_EQ_INT(small.in.bad, 0);
+    close_end(loop, &big);
+    close_end(loop, &small);
+}
+
+static void test_forget_and_close(uv_loop_t *loop)
+{
+    end_t a, b;
+    CHECK_EQ_INT(open_end(loop, &a, 1 << 20, 1 << 20), ERR_OK);
+    CHECK_EQ_INT(open_end(loop, &b, 1 << 20, 1 << 20), ERR_OK);
+    CHECK_EQ_INT(send_seq(&a, &b, 0, 10, 0), ERR_OK);
+    CHECK(run_until(loop, &b.in.count, 1, WAIT_MS));
+    rpc_forget_peer(a.rpc, b.addr);
+    rpc_forget_peer(a.rpc, "tcp://127.0.0.1:1"); /* unknown: ignored */
+    CHECK_EQ_INT(send_seq(&a, &b, 1, 10, 0), ERR_OK); /* a new socket */
+    CHECK(run_until(loop, &b.in.count, 2, WAIT_MS));
+    CHECK_EQ_INT(b.in.bad, 0);
+    /* bad addresses are refused, not crashed on */
+    CHECK(rpc_send(a.rpc, "nonsense", (const uint8_t *)"x", 1, 0) != ERR_OK);
+    CHECK(rpc_send(a.rpc, "", (const uint8_t *)"x", 1, 0) != ERR_OK);
+    /* close with messages queued for a peer that is not there */
+    char nowhere[64];
+    snprintf(nowhere, sizeof nowhere, "tcp://127.0.0.1:%d", free_port());
+    CHECK_EQ_INT(rpc_send(a.rpc, nowhere, (const uint8_t *)"abc", 3, 0), ERR_OK);
+    close_end(loop, &a);
+    close_end(loop, &b);
+    /* an address in use cannot be bound twice */
+    end_t c, d;
+    CHECK_EQ_INT(open_end(loop, &c, 1 << 20, 1 << 20), ERR_OK);
+    rpc_options_t o = {c.addr, 1 << 20, 1 << 20, 16};
+    errmsg_t em = {{0}};
+    memset(&d, 0, sizeof d);
+    CHECK_EQ_INT(rpc_new(loop, &o, on_receive, &d.in, &d.rpc, &em), ERR_IO);
+    CHECK(strstr(em.text, c.addr) != NULL);
+    close_end(loop, &c);
+}
+
+int main(void)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    test_exchange(&loop);
+    test_queue_and_deadlines(&loop);
+    test_oversized_input(&loop);
+    test_forget_and_close(&loop);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    return check_exit();
+}
