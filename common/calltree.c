@@ -136,6 +136,25 @@ void calltree_add_self(calltree_t *t, uint32_t node, int64_t value)
         t->nodes[n].total += value;
 }
 
+int calltree_add_selves(calltree_t *t, const uint32_t *nodes, const int64_t *vals, size_t n)
+{
+    int64_t *acc = calloc(t->count, sizeof *acc);
+    if (acc == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        t->nodes[nodes[i]].self += vals[i];
+        acc[nodes[i]] += vals[i];
+    }
+    /* children have larger indices than their parents */
+    for (size_t i = t->count; i-- > 1;) {
+        if (acc[i] == 0) continue;
+        t->nodes[i].total += acc[i];
+        acc[t->nodes[i].parent] += acc[i];
+    }
+    t->nodes[0].total += acc[0];
+    free(acc);
+    return ERR_OK;
+}
+
 int calltree_add_stack(calltree_t *t, const uint64_t *stack, size_t depth, int64_t value)
 {
     uint32_t node = 0;

@@ -54,6 +54,11 @@ int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child
 /* Adds value to node's self and to the totals of it and all its ancestors. */
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value);
 
+/* Adds vals[i] to the self value of nodes[i] for i < n, and fixes every
+ * total in one pass over the tree: O(nodes + n) instead of n ancestor walks.
+ * Repeated nodes are fine. */
+int calltree_add_selves(calltree_t *t, const uint32_t *nodes, const int64_t *vals, size_t n);
+
 /* dst += src. */
 int calltree_merge(calltree_t *dst, const calltree_t *src);
 

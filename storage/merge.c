@@ -23,10 +23,11 @@
 
 #define MERGE_TREE_NAME "flamedb.calltree_sum.v1"
 #define MERGE_I64_NAME "flamedb.i64_add.v1"
+#define MERGE_SPARSE_NAME "flamedb.sparse_sum.v2"
 
 /* Until a compaction folds it away, a corrupt operand is met again by every
  * read of its key, so the log is thinned out: the first ten, then powers of 2. */
-static void log_corrupt(storage_counters_t *c, const char *what, int i, int rc)
+void storage_log_corrupt(storage_counters_t *c, const char *what, int i, int rc)
 {
     uint64_t n = atomic_fetch_add(&c->corrupt_operands, 1) + 1;
     if (n > 10 && (n & (n - 1)) != 0) return;
@@ -70,7 +71,7 @@ int storage_fold_trees(storage_counters_t *c, const char *const *parts, const si
             break;
         }
         bad[i] = 1;
-        log_corrupt(c, "calltree", i, drc);
+        storage_log_corrupt(c, "calltree", i, drc);
         rc = refold(acc, parts, lens, bad, i);
     }
     if (rc == 0 && n == 1 && bad == NULL)
@@ -80,6 +81,64 @@ int storage_fold_trees(storage_counters_t *c, const char *const *parts, const si
     free(bad);
     calltree_free(acc);
     return rc;
+}
+
+typedef int (*fold_fn)(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
+                       buf_t *out);
+
+static char *fold_result(fold_fn fold, storage_counters_t *c, const char *const *parts,
+                         const size_t *lens, int n, unsigned char *success, size_t *new_len)
+{
+    buf_t out;
+    buf_init(&out, STORAGE_VALUE_MAX);
+    if (fold(c, parts, lens, n, &out) != 0) {
+        buf_free(&out);
+        *success = 0;
+        *new_len = 0;
+        return malloc(1); /* RocksDB copies 0 bytes from it, then frees it */
+    }
+    *success = 1;
+    return (char *)buf_steal(&out, new_len);
+}
+
+/* existing (if any) followed by the operands, folded by fold. */
+static char *fold_full(fold_fn fold, storage_counters_t *c, const char *existing,
+                       size_t existing_len, const char *const *ops, const size_t *op_lens, int nops,
+                       unsigned char *success, size_t *new_len)
+{
+    if (existing == NULL) return fold_result(fold, c, ops, op_lens, nops, success, new_len);
+    const char **parts = malloc(sizeof *parts * ((size_t)nops + 1));
+    size_t *lens = malloc(sizeof *lens * ((size_t)nops + 1));
+    char *r;
+    if (parts != NULL && lens != NULL) {
+        parts[0] = existing;
+        lens[0] = existing_len;
+        memcpy(parts + 1, ops, sizeof *parts * (size_t)nops);
+        memcpy(lens + 1, op_lens, sizeof *lens * (size_t)nops);
+        r = fold_result(fold, c, parts, lens, nops + 1, success, new_len);
+    } else {
+        *success = 0;
+        *new_len = 0;
+        r = malloc(1);
+    }
+    free(parts);
+    free(lens);
+    return r;
+}
+
+static char *sparse_full_merge(void *state, const char *key, size_t key_len, const char *existing,
+                               size_t existing_len, const char *const *ops, const size_t *op_lens,
+                               int nops, unsigned char *success, size_t *new_len)
+{
+    return fold_full(storage_fold_sparse, state, existing, existing_len, ops, op_lens, nops, success,
+                     new_len);
+}
+
+static char *sparse_partial_merge(void *state, const char *key, size_t key_len,
+                                  const char *const *ops, const size_t *op_lens, int nops,
+                                  unsigned char *success, size_t *new_len)
+{
+    return fold_result(storage_fold_sparse, state, ops, op_lens, nops, success, new_len);
 }
 
 static char *tree_result(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
@@ -134,7 +193,7 @@ static uint64_t sum_i64(storage_counters_t *c, const char *const *ops, const siz
     uint64_t sum = 0;
     for (int i = 0; i < n; i++) {
         if (lens[i] != 8) {
-            log_corrupt(c, "total", i, ERR_CORRUPT);
+            storage_log_corrupt(c, "total", i, ERR_CORRUPT);
             continue;
         }
         sum += (uint64_t)storage_i64_get((const uint8_t *)ops[i]);
@@ -189,6 +248,17 @@ rocksdb_mergeoperator_t *storage_merge_tree_new(storage_counters_t *c)
 {
     return rocksdb_mergeoperator_create(c, no_destructor, tree_full_merge, tree_partial_merge,
                                         delete_value, tree_name);
+}
+
+static const char *sparse_name(void *state)
+{
+    return MERGE_SPARSE_NAME;
+}
+
+rocksdb_mergeoperator_t *storage_merge_sparse_new(storage_counters_t *c)
+{
+    return rocksdb_mergeoperator_create(c, no_destructor, sparse_full_merge, sparse_partial_merge,
+                                        delete_value, sparse_name);
 }
 
 rocksdb_mergeoperator_t *storage_merge_i64_new(storage_counters_t *c)

@@ -193,11 +193,10 @@ int storage_series_labels(storage_t *s, const char *tenant, uint64_t token, uint
 
 /* --- windows and spans -------------------------------------------------------- */
 
-typedef int (*window_fn)(void *ctx, int64_t window, const uint8_t *v, size_t n);
-
-static int scan_windows(storage_t *s, enum storage_cf cf, const char *tenant, uint64_t token,
-                        uint64_t series_id, int res, int64_t from_s, int64_t until_s, window_fn fn,
-                        void *ctx)
+int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *tenant, uint64_t token,
+                               uint64_t series_id, int res, int64_t from_s, int64_t until_s,
+                               int (*fn)(void *ctx, int64_t window, const uint8_t *v, size_t n),
+                               void *ctx)
 {
     int rc = storage_check_tenant(tenant, NULL);
     if (rc != 0) return rc;
@@ -221,12 +220,41 @@ typedef struct block_ctx {
     storage_block_fn fn;
     storage_total_fn tfn;
     void *ctx;
+    storage_t *s;
+    nodetab_t *tab; /* locked for the scan */
+    sparse_vec_t vec;
+    buf_t enc;
+    uint32_t *path; /* scratch: one stack, leaf first */
 } block_ctx_t;
 
+/* Rebuilds the call tree of one stored block (stack-node ids -> symbols) and
+ * hands its version-1 calltree encoding to the caller. */
 static int block_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
 {
     block_ctx_t *b = ctx;
-    return b->fn(b->ctx, window, v, n);
+    int rc = sparse_decode(v, n, &b->vec);
+    if (rc == ERR_NOMEM) return rc;
+    if (rc != 0) {
+        storage_log_corrupt(&b->s->counters, "stored block", 0, rc);
+        return 0;
+    }
+    calltree_t *t = calltree_new(0);
+    if (t == NULL) return ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < b->vec.n; i++) {
+        uint32_t id = b->vec.id[i], path_len = 0, *path = b->path;
+        if (id >= nodetab_count(b->tab)) continue;
+        /* parents have smaller ids, so a path is at most id + 1 long */
+        for (uint32_t k = id; k != 0; k = nodetab_parent(b->tab, k))
+            path[path_len++] = k;
+        uint32_t node = 0;
+        while (rc == 0 && path_len > 0)
+            rc = calltree_child(t, node, nodetab_sym(b->tab, path[--path_len]), &node);
+        if (rc == 0) calltree_add_self(t, node, b->vec.val[i]);
+    }
+    buf_reset(&b->enc);
+    if (rc == 0) rc = calltree_encode(t, &b->enc);
+    calltree_free(t);
+    return rc == 0 ? b->fn(b->ctx, window, b->enc.data, b->enc.len) : rc;
 }
 
 static int total_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
@@ -243,15 +271,32 @@ static int total_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
 int storage_scan_blocks(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                         int res, int64_t from_s, int64_t until_s, storage_block_fn fn, void *ctx)
 {
-    block_ctx_t b = {.fn = fn, .ctx = ctx};
-    return scan_windows(s, CF_BLOCKS, tenant, token, series_id, res, from_s, until_s, block_cb, &b);
+    nodetab_t *t;
+    int rc = storage_check_tenant(tenant, NULL);
+    if (rc == 0) rc = nodetab_acquire(s, token, tenant, &t, NULL);
+    if (rc != 0) return rc;
+    block_ctx_t b = {.fn = fn, .ctx = ctx, .s = s, .tab = t};
+    b.path = malloc(((size_t)nodetab_count(t) + 1) * sizeof *b.path);
+    if (b.path == NULL) {
+        nodetab_release(s, t, 0);
+        return ERR_NOMEM;
+    }
+    sparse_init(&b.vec);
+    buf_init(&b.enc, STORAGE_VALUE_MAX);
+    rc = storage_scan_window_values(s, CF_BLOCKS, tenant, token, series_id, res, from_s, until_s,
+                                    block_cb, &b);
+    nodetab_release(s, t, 0);
+    free(b.path);
+    sparse_free(&b.vec);
+    buf_free(&b.enc);
+    return rc;
 }
 
 int storage_scan_totals(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                         int res, int64_t from_s, int64_t until_s, storage_total_fn fn, void *ctx)
 {
     block_ctx_t b = {.tfn = fn, .ctx = ctx};
-    return scan_windows(s, CF_TOTALS, tenant, token, series_id, res, from_s, until_s, total_cb, &b);
+    return storage_scan_window_values(s, CF_TOTALS, tenant, token, series_id, res, from_s, until_s, total_cb, &b);
 }
 
 int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t id,

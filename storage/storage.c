@@ -22,7 +22,7 @@
 
 const uint32_t storage_resolutions[STORAGE_RESOLUTION_COUNT] = {10, 60, 600, 3600, 86400};
 
-enum merge_kind { MERGE_NONE, MERGE_TREE, MERGE_I64 };
+enum merge_kind { MERGE_NONE, MERGE_TREE, MERGE_I64, MERGE_SPARSE };
 
 /* How each column family is tuned. weight: share of the memtable budget
  * (0 = the 1 MiB minimum). bloom: point lookups happen there. */
@@ -36,13 +36,14 @@ static const struct cf_spec {
     [CF_DEFAULT] = {"default", rocksdb_no_compression, 0, MERGE_NONE, 0},
     [CF_SERIES] = {"series", rocksdb_lz4_compression, 1, MERGE_NONE, 1},
     [CF_POSTINGS] = {"postings", rocksdb_lz4_compression, 0, MERGE_NONE, 1},
-    [CF_BLOCKS] = {"blocks", rocksdb_zstd_compression, 0, MERGE_TREE, 4},
+    [CF_BLOCKS] = {"blocks", rocksdb_zstd_compression, 0, MERGE_SPARSE, 4},
     [CF_TOTALS] = {"totals", rocksdb_lz4_compression, 0, MERGE_I64, 1},
     [CF_SYMBOLS] = {"symbols", rocksdb_zstd_compression, 1, MERGE_NONE, 1},
     [CF_SPANS] = {"spans", rocksdb_zstd_compression, 0, MERGE_TREE, 2},
     [CF_PROFILES] = {"profiles", rocksdb_lz4_compression, 1, MERGE_NONE, 1},
     [CF_META] = {"meta", rocksdb_no_compression, 0, MERGE_NONE, 0},
     [CF_HINTS] = {"hints", rocksdb_lz4_compression, 0, MERGE_NONE, 0},
+    [CF_NODES] = {"nodes", rocksdb_zstd_compression, 0, MERGE_NONE, 1},
 };
 
 #define MIB ((size_t)1 << 20)
@@ -57,6 +58,7 @@ void storage_options_default(storage_options_t *o)
     memset(o, 0, sizeof *o);
     o->block_cache_bytes = 256 * MIB;
     o->write_buffer_bytes = 256 * MIB;
+    o->node_cache_bytes = 64 * MIB;
     o->retention_seconds[0] = day;
     o->retention_seconds[1] = 7 * day;
     o->retention_seconds[2] = 30 * day;
@@ -158,7 +160,10 @@ static rocksdb_block_based_table_options_t *table_options(storage_t *s, const st
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
     rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
     rocksdb_block_based_options_set_format_version(t, 5);
-    rocksdb_block_based_options_set_block_size(t, 16 * 1024);
+    /* Blocks: consecutive windows of a series are adjacent keys with nearly
+     * the same node ids, so a larger data block lets zstd compress one window
+     * against the previous ones. */
+    rocksdb_block_based_options_set_block_size(t, sp->merge == MERGE_SPARSE ? 64 * 1024 : 16 * 1024);
     if (sp->bloom) /* the table options take ownership of the policy */
         rocksdb_block_based_options_set_filter_policy(t,
                                                       rocksdb_filterpolicy_create_bloom_full(10));
@@ -192,6 +197,8 @@ static rocksdb_options_t *cf_options(storage_t *s, enum storage_cf cf)
     if (sp->merge != MERGE_NONE) { /* the options take ownership of the operator */
         rocksdb_options_set_merge_operator(o, sp->merge == MERGE_TREE
                                                   ? storage_merge_tree_new(&s->counters)
+                                              : sp->merge == MERGE_SPARSE
+                                                  ? storage_merge_sparse_new(&s->counters)
                                                   : storage_merge_i64_new(&s->counters));
         rocksdb_options_set_max_successive_merges(o, MAX_SUCCESSIVE_MERGES);
     }
@@ -285,7 +292,8 @@ static storage_t *storage_alloc(const storage_options_t *o)
     s->ropts = rocksdb_readoptions_create();
     s->wopts = rocksdb_writeoptions_create();
     if (s->path == NULL || idcache_init(&s->symbol_cache, STORAGE_SYMBOL_CACHE_SLOTS) != 0 ||
-        idcache_init(&s->series_cache, STORAGE_SERIES_CACHE_SLOTS) != 0) {
+        idcache_init(&s->series_cache, STORAGE_SERIES_CACHE_SLOTS) != 0 ||
+        nodetab_cache_init(s, o->node_cache_bytes) != 0) {
         storage_close(s);
         return NULL;
     }
@@ -350,6 +358,7 @@ void storage_close(storage_t *s)
     if (s->wopts != NULL) rocksdb_writeoptions_destroy(s->wopts);
     idcache_free(&s->symbol_cache);
     idcache_free(&s->series_cache);
+    nodetab_cache_free(s);
     storage_hints_free(s);
     for (int i = 0; i < STORAGE_STRIPES; i++)
         pthread_mutex_destroy(&s->stripes[i]);

@@ -52,6 +52,7 @@ typedef struct storage_options {
     const char *path;          /* data directory; created if missing */
     size_t block_cache_bytes;  /* RocksDB LRU block cache shared by all CFs */
     size_t write_buffer_bytes; /* total memtable budget (write buffer manager) */
+    size_t node_cache_bytes;   /* stack-node tables kept in memory (nodetab cache) */
     int64_t retention_seconds[STORAGE_RESOLUTION_COUNT]; /* per resolution; 0 = forever */
     int64_t seen_retention_seconds;                      /* how long profile ids are remembered */
     int max_background_jobs;
@@ -122,6 +123,20 @@ int storage_series_labels(storage_t *s, const char *tenant, uint64_t token, uint
 typedef int (*storage_block_fn)(void *ctx, int64_t window_start, const uint8_t *value, size_t len);
 int storage_scan_blocks(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                         int res, int64_t from_s, int64_t until_s, storage_block_fn fn, void *ctx);
+
+/* Summing many series' blocks into one call tree, the fast way: blocks are
+ * added as vectors per placement token and turned into tree nodes once, at
+ * the end. A merger is used by one thread; caller owns it
+ * (storage_merger_free). */
+typedef struct storage_merger storage_merger_t;
+int storage_merger_new(storage_t *s, const char *tenant, storage_merger_t **out);
+/* Adds the blocks selected as in storage_scan_blocks. */
+int storage_merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, int res,
+                       int64_t from_s, int64_t until_s);
+/* Adds everything added so far into dst. ERR_LIMIT when dst would exceed its
+ * max_nodes (em says so). */
+int storage_merger_finish(storage_merger_t *m, calltree_t *dst, errmsg_t *em);
+void storage_merger_free(storage_merger_t *m);
 
 /* Totals of one series' windows (same selection as storage_scan_blocks). */
 typedef int (*storage_total_fn)(void *ctx, int64_t window_start, int64_t total);

@@ -35,6 +35,7 @@ enum storage_cf {
     CF_PROFILES,
     CF_META,
     CF_HINTS, /* hinted handoff (hints.c) */
+    CF_NODES, /* stack-node tables (nodetab.c) */
     CF_COUNT
 };
 
@@ -134,6 +135,7 @@ struct storage {
     pthread_mutex_t stripes[STORAGE_STRIPES];
     idcache_t symbol_cache;
     idcache_t series_cache;
+    nodetab_cache_t nodetabs;
     storage_counters_t counters;
     struct storage_hints *hints; /* hints.c: per-target counts and bytes */
 };
@@ -245,6 +247,13 @@ int storage_fold_sparse(storage_counters_t *c, const char *const *parts, const s
 rocksdb_mergeoperator_t *storage_merge_sparse_new(storage_counters_t *c);
 /* Counts and (thinned) logs a corrupt merge operand. */
 void storage_log_corrupt(storage_counters_t *c, const char *what, int i, int rc);
+
+/* Calls fn for each value of cf (blocks or totals) of one series at
+ * resolution res with window start in [from_s, until_s), in window order. */
+int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *tenant, uint64_t token,
+                               uint64_t series_id, int res, int64_t from_s, int64_t until_s,
+                               int (*fn)(void *ctx, int64_t window, const uint8_t *v, size_t n),
+                               void *ctx);
 
 /* --- stack-node tables (nodetab.c) ------------------------------------------ */
 

@@ -62,6 +62,12 @@ typedef struct wctx {
     storage_t *s;
     const storage_profile_write_t *p;
     rocksdb_writebatch_t *wb;
+    nodetab_t **tabs; /* locked node tables of the series written, by token */
+    size_t ntabs;
+    sparse_vec_t vec;
+    uint32_t *map;    /* calltree node -> stack-node id */
+    uint64_t *order;  /* (id << 32 | position) for sorting */
+    size_t map_cap;
     buf_t enc, tmp;
     u64set_t syms;   /* symbol-cache keys this batch writes */
     u64set_t series; /* series-cache keys this batch writes */
@@ -134,7 +140,66 @@ static int64_t floor_div(int64_t a, int64_t b)
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
-/* The tree (already encoded in w->enc) and its total into every resolution
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static nodetab_t *tab_of(wctx_t *w, uint64_t token)
+{
+    for (size_t i = 0; i < w->ntabs; i++)
+        if (nodetab_token(w->tabs[i]) == token) return w->tabs[i];
+    return NULL;
+}
+
+static int grow_map(wctx_t *w, size_t n)
+{
+    if (n <= w->map_cap) return 0;
+    uint32_t *m = realloc(w->map, n * sizeof *m);
+    if (m == NULL) return ERR_NOMEM;
+    w->map = m;
+    uint64_t *o = realloc(w->order, n * sizeof *o);
+    if (o == NULL) return ERR_NOMEM;
+    w->order = o;
+    w->map_cap = n;
+    return 0;
+}
+
+/* Maps the tree onto its token's stack-node table (new nodes go into the
+ * batch) and encodes its self values as a sparse block into w->enc. */
+static int encode_block(wctx_t *w, const storage_series_write_t *sw)
+{
+    nodetab_t *t = tab_of(w, sw->token);
+    size_t n = calltree_node_count(sw->tree);
+    if (t == NULL) return errmsg_set(w->em, ERR_INTERNAL, "node table of the series not held");
+    int rc = grow_map(w, n);
+    if (rc == 0) rc = sparse_reserve(&w->vec, n);
+    if (rc != 0) return errmsg_set(w->em, rc, "out of memory");
+    w->map[0] = 0;
+    for (uint32_t i = 1; i < n; i++) {
+        rc = nodetab_child(w->s, t, w->map[calltree_parent(sw->tree, i)], calltree_sym(sw->tree, i),
+                           w->wb, &w->map[i]);
+        if (rc == ERR_LIMIT)
+            return errmsg_set(w->em, rc, "the service's stack-node table is full (%u nodes)",
+                              STORAGE_MAX_STACK_NODES);
+        if (rc != 0) return errmsg_set(w->em, rc, "stack-node table: %s", err_message(rc));
+    }
+    size_t k = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (calltree_self(sw->tree, i) != 0) w->order[k++] = (uint64_t)w->map[i] << 32 | i;
+    qsort(w->order, k, sizeof *w->order, cmp_u64);
+    for (size_t j = 0; j < k; j++) {
+        w->vec.id[j] = (uint32_t)(w->order[j] >> 32);
+        w->vec.val[j] = calltree_self(sw->tree, (uint32_t)w->order[j]);
+    }
+    w->vec.n = k;
+    buf_reset(&w->enc);
+    rc = sparse_encode(&w->vec, &w->enc);
+    return rc != 0 ? errmsg_set(w->em, rc, "series block: %s", err_message(rc)) : 0;
+}
+
+/* The block (already encoded in w->enc) and its total into every resolution
  * whose window has not already expired. */
 static void put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t total)
 {
@@ -183,9 +248,8 @@ static int put_one(wctx_t *w, const storage_series_write_t *sw)
     if (rc != 0) return rc;
     rc = calltree_for_each_symbol(sw->tree, put_symbol, w);
     if (rc != 0) return rc; /* put_symbol set em */
-    buf_reset(&w->enc);
-    rc = calltree_encode(sw->tree, &w->enc);
-    if (rc != 0) return errmsg_set(w->em, rc, "series tree: %s", err_message(rc));
+    rc = encode_block(w, sw);
+    if (rc != 0) return rc;
     put_windows(w, sw, total);
     return put_spans(w, sw);
 }
@@ -287,6 +351,40 @@ static int build_and_commit(wctx_t *w, const unsigned char *todo)
     return 0;
 }
 
+/* Locks the node tables of the series to write, in ascending token order
+ * (the order every writer uses, so two writers never deadlock). */
+static int lock_tables(wctx_t *w, const unsigned char *todo)
+{
+    const storage_profile_write_t *p = w->p;
+    uint64_t *tokens = malloc(sizeof *tokens * (p->nseries ? p->nseries : 1));
+    w->tabs = malloc(sizeof *w->tabs * (p->nseries ? p->nseries : 1));
+    if (tokens == NULL || w->tabs == NULL) {
+        free(tokens);
+        return errmsg_set(w->em, ERR_NOMEM, "out of memory");
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < p->nseries; i++)
+        if (todo[i]) tokens[n++] = p->series[i].token;
+    qsort(tokens, n, sizeof *tokens, cmp_u64);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (i > 0 && tokens[i] == tokens[i - 1]) continue;
+        rc = nodetab_acquire(w->s, tokens[i], p->tenant, &w->tabs[w->ntabs], w->em);
+        if (rc == 0) w->ntabs++;
+    }
+    free(tokens);
+    return rc;
+}
+
+static void unlock_tables(wctx_t *w, int failed)
+{
+    for (size_t i = w->ntabs; i-- > 0;)
+        nodetab_release(w->s, w->tabs[i], failed);
+    free(w->tabs);
+    w->tabs = NULL;
+    w->ntabs = 0;
+}
+
 static uint64_t stripe_of(const uint8_t id[16])
 {
     return storage_mix64(be64_get(id) ^ be64_get(id + 8)) % STORAGE_STRIPES;
@@ -312,7 +410,9 @@ int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t
     rc = select_new(s, p, todo, &ntodo, em);
     if (rc == 0 && ntodo > 0) {
         w.wb = rocksdb_writebatch_create();
-        rc = build_and_commit(&w, todo);
+        rc = lock_tables(&w, todo);
+        if (rc == 0) rc = build_and_commit(&w, todo);
+        unlock_tables(&w, rc != 0);
         rocksdb_writebatch_destroy(w.wb);
     }
     pthread_mutex_unlock(mu);
@@ -325,6 +425,9 @@ int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t
     free(todo);
     free(w.syms.keys);
     free(w.series.keys);
+    free(w.map);
+    free(w.order);
+    sparse_free(&w.vec);
     buf_free(&w.enc);
     buf_free(&w.tmp);
     return rc;

@@ -146,7 +146,7 @@ static void test_open_refusals(fixture_t *f)
     skey_t k;
     skey_reset(&k);
     skey_bytes(&k, "format_version", 14);
-    raw_put(f->s, CF_META, &k, "2", 1);
+    raw_put(f->s, CF_META, &k, "999", 3); /* a version this build does not know */
     storage_close(f->s);
     f->s = NULL;
     errmsg_t em = {{0}};

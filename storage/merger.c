@@ -1,0 +1,168 @@
+/* merger.c — summing stored blocks into one call tree (the query fast path).
+ *
+ * Blocks are sparse vectors over a token's stack-node ids (sparse.c,
+ * nodetab.c). A merger adds every block it is given into one dense vector per
+ * token — a plain array addition per stored value — and only at the end walks
+ * each token's node table once to turn the non-zero entries into call-tree
+ * nodes. So a query over a thousand windows costs a thousand vector additions
+ * and one tree build, not a thousand tree merges.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage/storage_int.h"
+
+typedef struct acc {
+    uint64_t token;
+    int64_t *val; /* indexed by stack-node id */
+    size_t cap;
+} acc_t;
+
+struct storage_merger {
+    storage_t *s;
+    char tenant[STORAGE_TENANT_MAX + 1];
+    acc_t *accs;
+    size_t n, cap;
+    sparse_vec_t vec;
+    acc_t *cur; /* accumulator of the blocks being scanned */
+    int rc;     /* first error of a scan callback */
+};
+
+int storage_merger_new(storage_t *s, const char *tenant, storage_merger_t **out)
+{
+    int rc = storage_check_tenant(tenant, NULL);
+    if (rc != 0) return rc;
+    storage_merger_t *m = calloc(1, sizeof *m);
+    if (m == NULL) return ERR_NOMEM;
+    m->s = s;
+    snprintf(m->tenant, sizeof m->tenant, "%s", tenant);
+    *out = m;
+    return 0;
+}
+
+void storage_merger_free(storage_merger_t *m)
+{
+    if (m == NULL) return;
+    for (size_t i = 0; i < m->n; i++)
+        free(m->accs[i].val);
+    free(m->accs);
+    sparse_free(&m->vec);
+    free(m);
+}
+
+static acc_t *acc_of(storage_merger_t *m, uint64_t token)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (m->accs[i].token == token) return &m->accs[i];
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 8;
+        acc_t *a = realloc(m->accs, cap * sizeof *a);
+        if (a == NULL) return NULL;
+        m->accs = a;
+        m->cap = cap;
+    }
+    m->accs[m->n] = (acc_t){.token = token};
+    return &m->accs[m->n++];
+}
+
+static int acc_grow(acc_t *a, size_t need)
+{
+    if (need <= a->cap) return 0;
+    if (need > STORAGE_MAX_STACK_NODES) return ERR_CORRUPT;
+    size_t cap = a->cap ? a->cap : 1024;
+    while (cap < need)
+        cap *= 2;
+    int64_t *v = realloc(a->val, cap * sizeof *v);
+    if (v == NULL) return ERR_NOMEM;
+    memset(v + a->cap, 0, (cap - a->cap) * sizeof *v);
+    a->val = v;
+    a->cap = cap;
+    return 0;
+}
+
+static int add_block(void *ctx, int64_t window, const uint8_t *v, size_t n)
+{
+    storage_merger_t *m = ctx;
+    int rc = sparse_decode(v, n, &m->vec);
+    if (rc == 0 && m->vec.n > 0) rc = acc_grow(m->cur, (size_t)m->vec.id[m->vec.n - 1] + 1);
+    if (rc == ERR_NOMEM) return rc;
+    if (rc != 0) { /* a corrupt stored value: skipped, like the merge operator does */
+        storage_log_corrupt(&m->s->counters, "stored block", 0, rc);
+        return 0;
+    }
+    for (size_t i = 0; i < m->vec.n; i++)
+        m->cur->val[m->vec.id[i]] += m->vec.val[i];
+    return 0;
+}
+
+int storage_merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, int res,
+                       int64_t from_s, int64_t until_s)
+{
+    m->cur = acc_of(m, token);
+    if (m->cur == NULL) return ERR_NOMEM;
+    return storage_scan_window_values(m->s, CF_BLOCKS, m->tenant, token, series_id, res, from_s,
+                                      until_s, add_block, m);
+}
+
+/* Maps stack node id (and its ancestors) into dst, memoised in tmap. */
+static int map_node(nodetab_t *t, uint32_t id, uint32_t *tmap, uint32_t *path, calltree_t *dst)
+{
+    size_t depth = 0;
+    while (id != 0 && tmap[id] == CALLTREE_NONE) {
+        path[depth++] = id;
+        id = nodetab_parent(t, id);
+    }
+    uint32_t node = id == 0 ? 0 : tmap[id];
+    while (depth > 0) {
+        uint32_t k = path[--depth];
+        int rc = calltree_child(dst, node, nodetab_sym(t, k), &node);
+        if (rc != 0) return rc;
+        tmap[k] = node;
+    }
+    return 0;
+}
+
+static int finish_one(storage_merger_t *m, acc_t *a, calltree_t *dst, errmsg_t *em)
+{
+    nodetab_t *t;
+    int rc = nodetab_acquire(m->s, a->token, m->tenant, &t, em);
+    if (rc != 0) return rc;
+    size_t count = nodetab_count(t);
+    uint32_t *tmap = malloc((count ? count : 1) * sizeof *tmap);
+    uint32_t *path = malloc((count ? count : 1) * sizeof *path);
+    uint32_t *nodes = malloc((count ? count : 1) * sizeof *nodes);
+    int64_t *vals = malloc((count ? count : 1) * sizeof *vals);
+    size_t k = 0;
+    if (tmap == NULL || path == NULL || nodes == NULL || vals == NULL) rc = ERR_NOMEM;
+    if (rc == 0) {
+        memset(tmap, 0xff, count * sizeof *tmap);
+        tmap[0] = 0;
+    }
+    for (size_t id = 0; rc == 0 && id < a->cap; id++) {
+        if (a->val[id] == 0) continue;
+        if (id >= count) { /* a block naming a node the table lacks: corrupt */
+            storage_log_corrupt(&m->s->counters, "block node id", (int)id, ERR_CORRUPT);
+            continue;
+        }
+        rc = map_node(t, (uint32_t)id, tmap, path, dst);
+        nodes[k] = tmap[id];
+        vals[k++] = a->val[id];
+    }
+    nodetab_release(m->s, t, 0);
+    if (rc == 0) rc = calltree_add_selves(dst, nodes, vals, k);
+    free(tmap);
+    free(path);
+    free(nodes);
+    free(vals);
+    return rc;
+}
+
+int storage_merger_finish(storage_merger_t *m, calltree_t *dst, errmsg_t *em)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        int rc = finish_one(m, &m->accs[i], dst, em);
+        if (rc == ERR_LIMIT) return rc;
+        if (rc != 0) return errmsg_set(em, rc, "merging blocks: %s", err_message(rc));
+    }
+    return 0;
+}

@@ -1,0 +1,351 @@
+/* nodetab.c — stack-node tables: the shapes that block values index.
+ *
+ * Every placement token (one service shard of one tenant) has a node table:
+ * node 0 is the root, and node i > 0 is (parent node, symbol id). Ids are
+ * assigned densely in order of first appearance, so a parent's id is always
+ * smaller than its children's, and stored in the `nodes` column family under
+ * token|tenant|id — one contiguous key range per token, moving with it. Block
+ * values (sparse.c) are then sparse vectors of self values over these ids:
+ * the shape of a service's call tree is stored once instead of once per
+ * window, and summing blocks is adding vectors.
+ *
+ * Tables are cached in memory (bounded by node_cache_bytes, least recently
+ * used first out) and loaded from the column family on a miss. A writer holds
+ * a table's lock from the first new id until its WriteBatch (which carries the
+ * new node entries) committed, so no other thread ever sees an id whose entry
+ * is not durable; if the batch fails the table is dropped from the cache and
+ * reloaded from disk next time.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/hash.h"
+#include "common/log.h"
+#include "common/varint.h"
+#include "storage/storage_int.h"
+
+struct nodetab {
+    uint64_t token;
+    char tenant[STORAGE_TENANT_MAX + 1];
+    pthread_mutex_t lock;
+    uint32_t count, cap;
+    uint32_t *parent;
+    uint64_t *sym;
+    uint32_t *slots; /* (parent, sym) -> id + 1; 0 = empty */
+    size_t nslots;
+    int refs;  /* guarded by the cache mutex */
+    int valid; /* 0: dropped from the cache, freed at the last release */
+    size_t cached_bytes;         /* what the cache accounts for it */
+    struct nodetab *next, *prev; /* LRU list, most recent first */
+    struct nodetab *hnext;       /* hash chain */
+};
+
+static size_t tab_bytes(const nodetab_t *t)
+{
+    return sizeof *t + t->cap * (sizeof *t->parent + sizeof *t->sym) +
+           t->nslots * sizeof *t->slots;
+}
+
+static size_t slot_of(const nodetab_t *t, uint32_t parent, uint64_t sym)
+{
+    uint64_t h = (sym ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
+    return (size_t)(h >> 29) & (t->nslots - 1);
+}
+
+static int tab_grow_slots(nodetab_t *t)
+{
+    size_t n = t->nslots ? t->nslots * 2 : 1024;
+    uint32_t *slots = calloc(n, sizeof *slots);
+    if (slots == NULL) return ERR_NOMEM;
+    free(t->slots);
+    t->slots = slots;
+    t->nslots = n;
+    for (uint32_t id = 1; id < t->count; id++) {
+        size_t s = slot_of(t, t->parent[id], t->sym[id]);
+        while (t->slots[s] != 0)
+            s = (s + 1) & (n - 1);
+        t->slots[s] = id + 1;
+    }
+    return 0;
+}
+
+/* Appends node (parent, sym) as id count; the caller checked it is new. */
+static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym)
+{
+    if (t->count >= STORAGE_MAX_STACK_NODES) return ERR_LIMIT;
+    if (t->count == t->cap) {
+        uint32_t cap = t->cap ? t->cap * 2 : 256;
+        uint32_t *p = realloc(t->parent, cap * sizeof *p);
+        if (p == NULL) return ERR_NOMEM;
+        t->parent = p;
+        uint64_t *s = realloc(t->sym, cap * sizeof *s);
+        if (s == NULL) return ERR_NOMEM;
+        t->sym = s;
+        t->cap = cap;
+    }
+    if ((size_t)(t->count + 1) * 2 > t->nslots && tab_grow_slots(t) != 0) return ERR_NOMEM;
+    uint32_t id = t->count++;
+    t->parent[id] = parent;
+    t->sym[id] = sym;
+    if (id > 0) {
+        size_t s = slot_of(t, parent, sym);
+        while (t->slots[s] != 0)
+            s = (s + 1) & (t->nslots - 1);
+        t->slots[s] = id + 1;
+    }
+    return 0;
+}
+
+static void tab_free(nodetab_t *t)
+{
+    if (t == NULL) return;
+    pthread_mutex_destroy(&t->lock);
+    free(t->parent);
+    free(t->sym);
+    free(t->slots);
+    free(t);
+}
+
+void storage_key_node(skey_t *k, uint64_t token, const char *tenant, uint32_t id)
+{
+    skey_reset(k);
+    skey_u64(k, token);
+    skey_tenant(k, tenant);
+    skey_u8(k, (uint8_t)(id >> 24));
+    skey_u8(k, (uint8_t)(id >> 16));
+    skey_u8(k, (uint8_t)(id >> 8));
+    skey_u8(k, (uint8_t)id);
+}
+
+/* Node value: uvarint parent id, u64 little-endian symbol id. */
+static int node_value_decode(const uint8_t *p, size_t n, uint32_t *parent, uint64_t *sym)
+{
+    const uint8_t *end = p + n;
+    uint64_t par;
+    if (!varint_read_u(&p, end, &par) || par > UINT32_MAX || end - p != 8) return ERR_CORRUPT;
+    uint64_t s = 0;
+    for (int i = 7; i >= 0; i--)
+        s = (s << 8) | p[i];
+    *parent = (uint32_t)par;
+    *sym = s;
+    return 0;
+}
+
+/* Reads the table's entries from disk; ids must be dense 1..n in key order. */
+static int tab_load(storage_t *s, nodetab_t *t, errmsg_t *em)
+{
+    skey_t lo, hi;
+    storage_key_node(&lo, t->token, t->tenant, 0);
+    hi = lo;
+    hi.n -= 4; /* prefix token|tenant */
+    hi.n = storage_prefix_successor(hi.b, hi.n);
+    int rc = tab_append(t, 0, SYM_ROOT);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (hi.n > 0) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_NODES]);
+    for (rocksdb_iter_seek(it, (const char *)lo.b, lo.n); rc == 0 && rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        if (kn != lo.n) continue;
+        uint32_t id = (uint32_t)be64_get(k + kn - 8) & 0xffffffffu;
+        uint32_t parent;
+        uint64_t sym;
+        if (id == 0) continue; /* the root is implicit */
+        if (id != t->count || node_value_decode(v, vn, &parent, &sym) != 0 || parent >= id)
+            rc = errmsg_set(em, ERR_CORRUPT, "node table %016llx: entry %u is corrupt or out of order",
+                            (unsigned long long)t->token, id);
+        else
+            rc = tab_append(t, parent, sym);
+    }
+    char *err = NULL;
+    if (rc == 0) rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (rc == 0) rc = storage_rocks_err(err, em, "load node table");
+    return rc;
+}
+
+#define NODETAB_BUCKETS 4096
+
+static size_t bucket_of(uint64_t token, const char *tenant)
+{
+    return (size_t)(storage_mix64(token ^ hash_bytes64(tenant, strlen(tenant))) %
+                    NODETAB_BUCKETS);
+}
+
+int nodetab_cache_init(storage_t *s, size_t max_bytes)
+{
+    nodetab_cache_t *c = &s->nodetabs;
+    memset(c, 0, sizeof *c);
+    c->max_bytes = max_bytes;
+    c->buckets = calloc(NODETAB_BUCKETS, sizeof *c->buckets);
+    if (c->buckets == NULL) return ERR_NOMEM;
+    return pthread_mutex_init(&c->mu, NULL) == 0 ? 0 : ERR_INTERNAL;
+}
+
+void nodetab_cache_free(storage_t *s)
+{
+    nodetab_cache_t *c = &s->nodetabs;
+    for (nodetab_t *t = c->head, *n; t != NULL; t = n) {
+        n = t->next;
+        tab_free(t);
+    }
+    free(c->buckets);
+    memset(c, 0, sizeof *c);
+}
+
+static void lru_unlink(nodetab_cache_t *c, nodetab_t *t)
+{
+    if (t->prev) t->prev->next = t->next;
+    else c->head = t->next;
+    if (t->next) t->next->prev = t->prev;
+    else c->tail = t->prev;
+    t->next = t->prev = NULL;
+}
+
+static void lru_push_front(nodetab_cache_t *c, nodetab_t *t)
+{
+    t->prev = NULL;
+    t->next = c->head;
+    if (c->head) c->head->prev = t;
+    c->head = t;
+    if (c->tail == NULL) c->tail = t;
+}
+
+/* Removes a valid table from the hash and the LRU list. Cache mutex held. */
+static void drop(nodetab_cache_t *c, nodetab_t *t)
+{
+    nodetab_t **pp = &c->buckets[bucket_of(t->token, t->tenant)];
+    while (*pp != NULL && *pp != t)
+        pp = &(*pp)->hnext;
+    if (*pp == t) *pp = t->hnext;
+    lru_unlink(c, t);
+    c->bytes -= t->cached_bytes;
+    t->valid = 0;
+}
+
+/* Frees unreferenced tables from the cold end while over budget. Mutex held. */
+static void evict(nodetab_cache_t *c)
+{
+    for (nodetab_t *t = c->tail, *prev; t != NULL && c->bytes > c->max_bytes; t = prev) {
+        prev = t->prev;
+        if (t->refs == 0) {
+            drop(c, t);
+            tab_free(t);
+        }
+    }
+}
+
+int nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t **out,
+                    errmsg_t *em)
+{
+    nodetab_cache_t *c = &s->nodetabs;
+    size_t b = bucket_of(token, tenant);
+    pthread_mutex_lock(&c->mu);
+    nodetab_t *t = c->buckets[b];
+    while (t != NULL && (t->token != token || strcmp(t->tenant, tenant) != 0))
+        t = t->hnext;
+    int fresh = t == NULL;
+    if (fresh) {
+        t = calloc(1, sizeof *t);
+        if (t == NULL) {
+            pthread_mutex_unlock(&c->mu);
+            return errmsg_set(em, ERR_NOMEM, "out of memory");
+        }
+        t->token = token;
+        snprintf(t->tenant, sizeof t->tenant, "%s", tenant);
+        pthread_mutex_init(&t->lock, NULL);
+        t->valid = 1;
+        t->hnext = c->buckets[b];
+        c->buckets[b] = t;
+        lru_push_front(c, t);
+        pthread_mutex_lock(&t->lock); /* others wait on it until loaded */
+    } else {
+        lru_unlink(c, t);
+        lru_push_front(c, t);
+    }
+    t->refs++;
+    pthread_mutex_unlock(&c->mu);
+    if (!fresh) pthread_mutex_lock(&t->lock);
+    if (t->count == 0) { /* new, or a previous load failed */
+        int rc = tab_load(s, t, em);
+        if (rc != 0) {
+            t->count = 0;
+            nodetab_release(s, t, 1);
+            return rc;
+        }
+    }
+    *out = t;
+    return 0;
+}
+
+void nodetab_release(storage_t *s, nodetab_t *t, int failed)
+{
+    nodetab_cache_t *c = &s->nodetabs;
+    if (failed) {
+        /* ids assigned since the last commit may not be durable: forget them */
+        t->count = 0;
+        if (t->nslots) memset(t->slots, 0, t->nslots * sizeof *t->slots);
+    }
+    size_t bytes = tab_bytes(t);
+    pthread_mutex_unlock(&t->lock);
+    pthread_mutex_lock(&c->mu);
+    if (failed && t->valid) drop(c, t);
+    if (t->valid) {
+        c->bytes += bytes - t->cached_bytes;
+        t->cached_bytes = bytes;
+    }
+    int last = --t->refs == 0 && !t->valid;
+    evict(c);
+    pthread_mutex_unlock(&c->mu);
+    if (last) tab_free(t);
+}
+
+int nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
+                  rocksdb_writebatch_t *wb, uint32_t *out)
+{
+    if (t->nslots > 0) {
+        for (size_t i = slot_of(t, parent, sym); t->slots[i] != 0; i = (i + 1) & (t->nslots - 1)) {
+            uint32_t id = t->slots[i] - 1;
+            if (t->sym[id] == sym && t->parent[id] == parent) {
+                *out = id;
+                return 0;
+            }
+        }
+    }
+    if (wb == NULL) return ERR_NOT_FOUND;
+    int rc = tab_append(t, parent, sym);
+    if (rc != 0) return rc;
+    uint32_t id = t->count - 1;
+    skey_t k;
+    uint8_t v[18];
+    size_t n = varint_put_u(v, parent);
+    for (int i = 0; i < 8; i++)
+        v[n++] = (uint8_t)(sym >> (8 * i));
+    storage_key_node(&k, t->token, t->tenant, id);
+    rocksdb_writebatch_put_cf(wb, s->cf[CF_NODES], (const char *)k.b, k.n, (const char *)v, n);
+    *out = id;
+    return 0;
+}
+
+uint32_t nodetab_count(const nodetab_t *t)
+{
+    return t->count;
+}
+
+uint32_t nodetab_parent(const nodetab_t *t, uint32_t id)
+{
+    return t->parent[id];
+}
+
+uint64_t nodetab_sym(const nodetab_t *t, uint32_t id)
+{
+    return t->sym[id];
+}
+
+uint64_t nodetab_token(const nodetab_t *t)
+{
+    return t->token;
+}

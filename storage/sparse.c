@@ -1,0 +1,165 @@
+/* sparse.c — block values: sparse vectors of self values over stack-node ids.
+ *
+ * A block of a series holds, for every stack node of its token's node table
+ * (nodetab.c) with a non-zero self value in the window, the pair (node id,
+ * self). Encoding (block value version 2, docs/storage-format.md):
+ *   u8      0x02
+ *   uvarint scale            (>= 1; every value is a multiple of it)
+ *   uvarint n
+ *   n x { uvarint id delta (first: the id itself), svarint value / scale }
+ * with ids strictly ascending. Scale is the gcd of the values, so CPU
+ * nanoseconds sampled at 100 Hz store as small counts. Summing blocks is a
+ * merge of two sorted lists: no hashing, no tree, which is what makes merge
+ * operands cheap to fold and queries cheap to answer.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/varint.h"
+#include "storage/storage_int.h"
+
+void sparse_init(sparse_vec_t *v)
+{
+    memset(v, 0, sizeof *v);
+}
+
+void sparse_free(sparse_vec_t *v)
+{
+    free(v->id);
+    free(v->val);
+    sparse_init(v);
+}
+
+int sparse_reserve(sparse_vec_t *v, size_t n)
+{
+    if (n <= v->cap) return 0;
+    size_t cap = v->cap ? v->cap : 64;
+    while (cap < n)
+        cap *= 2;
+    uint32_t *id = realloc(v->id, cap * sizeof *id);
+    if (id == NULL) return ERR_NOMEM;
+    v->id = id;
+    int64_t *val = realloc(v->val, cap * sizeof *val);
+    if (val == NULL) return ERR_NOMEM;
+    v->val = val;
+    v->cap = cap;
+    return 0;
+}
+
+static uint64_t gcd_u64(uint64_t a, uint64_t b)
+{
+    while (b != 0) {
+        uint64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+static uint64_t abs_u64(int64_t v)
+{
+    return v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+}
+
+int sparse_encode(const sparse_vec_t *v, buf_t *out)
+{
+    uint64_t scale = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->val[i] == 0) continue;
+        scale = gcd_u64(abs_u64(v->val[i]), scale);
+        n++;
+    }
+    if (scale == 0) scale = 1;
+    int rc = buf_reserve(out, 1 + 10 + 10 + n * 15);
+    if (rc != 0) return rc;
+    uint8_t *p = out->data + out->len;
+    *p++ = SPARSE_VERSION;
+    p += varint_put_u(p, scale);
+    p += varint_put_u(p, n);
+    uint32_t prev = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->val[i] == 0) continue;
+        p += varint_put_u(p, v->id[i] - prev);
+        prev = v->id[i];
+        /* exact: scale divides every value; the division keeps the sign */
+        int64_t q = v->val[i] < 0 ? -(int64_t)(abs_u64(v->val[i]) / scale)
+                                  : (int64_t)(abs_u64(v->val[i]) / scale);
+        p += varint_put_u(p, varint_zigzag(q));
+    }
+    out->len = (size_t)(p - out->data);
+    out->data[out->len] = 0;
+    return 0;
+}
+
+int sparse_decode(const uint8_t *p, size_t len, sparse_vec_t *out)
+{
+    const uint8_t *end = p + len;
+    uint64_t scale, n;
+    out->n = 0;
+    if (len < 1 || *p++ != SPARSE_VERSION) return ERR_CORRUPT;
+    if (!varint_read_u(&p, end, &scale) || scale == 0 || !varint_read_u(&p, end, &n))
+        return ERR_CORRUPT;
+    if (n > (uint64_t)(end - p) / 2) return ERR_CORRUPT; /* every pair takes >= 2 bytes */
+    int rc = sparse_reserve(out, (size_t)n);
+    if (rc != 0) return rc;
+    uint64_t id = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t d, zz;
+        if (!varint_read_u(&p, end, &d) || !varint_read_u(&p, end, &zz)) return ERR_CORRUPT;
+        if ((i > 0 && d == 0) || d > UINT32_MAX || id + d > UINT32_MAX) return ERR_CORRUPT;
+        id += d;
+        int64_t q = (int64_t)((zz >> 1) ^ (~(zz & 1) + 1));
+        out->id[i] = (uint32_t)id;
+        out->val[i] = (int64_t)((uint64_t)q * scale); /* wraps like every int64 sum */
+    }
+    if (p != end) return ERR_CORRUPT;
+    out->n = (size_t)n;
+    return 0;
+}
+
+int sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *tmp)
+{
+    if (b->n == 0) return 0;
+    int rc = sparse_reserve(tmp, acc->n + b->n);
+    if (rc != 0) return rc;
+    size_t i = 0, j = 0, k = 0;
+    while (i < acc->n || j < b->n) {
+        if (j == b->n || (i < acc->n && acc->id[i] < b->id[j])) {
+            tmp->id[k] = acc->id[i];
+            tmp->val[k++] = acc->val[i++];
+        } else if (i == acc->n || b->id[j] < acc->id[i]) {
+            tmp->id[k] = b->id[j];
+            tmp->val[k++] = b->val[j++];
+        } else {
+            tmp->id[k] = acc->id[i];
+            tmp->val[k++] = (int64_t)((uint64_t)acc->val[i++] + (uint64_t)b->val[j++]);
+        }
+    }
+    tmp->n = k;
+    sparse_vec_t t = *acc;
+    *acc = *tmp;
+    *tmp = t;
+    return 0;
+}
+
+int storage_fold_sparse(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
+                        buf_t *out)
+{
+    sparse_vec_t acc, one, tmp;
+    sparse_init(&acc);
+    sparse_init(&one);
+    sparse_init(&tmp);
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        int drc = sparse_decode((const uint8_t *)parts[i], lens[i], &one);
+        if (drc == ERR_NOMEM) rc = drc;
+        else if (drc != 0) storage_log_corrupt(c, "block", i, drc);
+        else rc = sparse_add(&acc, &one, &tmp);
+    }
+    if (rc == 0) rc = sparse_encode(&acc, out);
+    sparse_free(&acc);
+    sparse_free(&one);
+    sparse_free(&tmp);
+    return rc;
+}
