@@ -349,8 +349,5 @@ void cluster_free(cluster_t *c)
     ring_identity_free(&c->id);
     for (size_t i = 0; i < c->nseeds; i++)
         free(c->seeds[i]);
-    for (size_t i = 0; i < c->nhint_targets; i++)
-        free(c->hint_targets[i]);
-    free(c->hint_targets);
     free(c);
 }

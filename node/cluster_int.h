@@ -25,7 +25,7 @@ typedef struct view_impl {
     cluster_view_t pub;
     atomic_int refs;
     ring_t *ring, *pending;
-    uint8_t *live, *reachable;
+    uint8_t *hinted, *live, *reachable;
     char **http, **caddr;
     uint32_t n;
     char *self_id;
@@ -61,9 +61,6 @@ struct cluster {
     handler_t handlers[CLUSTER_NTYPES];
     char *seeds[CLUSTER_MAX_SEEDS];
     size_t nseeds, next_seed;
-    char **hint_targets; /* local, sorted */
-    size_t nhint_targets;
-    uint64_t hints_sig; /* of the hint targets folded into the current view */
     view_impl_t *view;
     uint64_t view_members_version, view_seq;
     const uint8_t *cur_raw; /* bytes of the message being dispatched */

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/hash.h"
 #include "common/log.h"
 #include "node/cluster_int.h"
 
@@ -19,6 +18,7 @@ static void view_free(view_impl_t *v)
         free(v->caddr[i]);
     free(v->http);
     free(v->caddr);
+    free(v->hinted);
     free(v->live);
     free(v->reachable);
     free(v->self_id);
@@ -57,53 +57,13 @@ void cluster_view_drop(cluster_t *c)
 
 /* ---------- hint targets ---------- */
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int hinted(const cluster_t *c, const char *id)
-{
-    return c->nhint_targets > 0 &&
-           bsearch(&id, c->hint_targets, c->nhint_targets, sizeof(char *), cmp_str) != NULL;
-}
-
-/* A fingerprint of the hint targets that views fold in. */
-static uint64_t hints_signature(const cluster_t *c)
-{
-    uint64_t h = c->nhint_targets;
-    for (size_t i = 0; i < c->nhint_targets; i++)
-        h = h * 1099511628211ULL ^ hash_bytes64(c->hint_targets[i], strlen(c->hint_targets[i]));
-    return h;
-}
-
-static void free_targets(char **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
+/* This node's list goes into its own member entry, which gossip spreads;
+ * every node folds the lists of all members into its live set. */
 int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n)
 {
-    if (n > RING_MAX_NODES)
-        return ERR_LIMIT;
-    for (size_t i = 0; i < n; i++)
-        if (ids[i] == NULL || ring_node_id_check(ids[i], NULL) != ERR_OK)
-            return ERR_INVALID_ARGUMENT;
-    char **v = n ? calloc(n, sizeof *v) : NULL;
-    if (n && v == NULL)
-        return ERR_NOMEM;
-    for (size_t i = 0; i < n; i++)
-        if ((v[i] = strdup(ids[i])) == NULL) {
-            free_targets(v, i);
-            return ERR_NOMEM;
-        }
-    if (n > 1)
-        qsort(v, n, sizeof *v, cmp_str);
-    free_targets(c->hint_targets, c->nhint_targets);
-    c->hint_targets = v;
-    c->nhint_targets = n;
+    int rc = ring_members_set_hints(c->members, ids, n);
+    if (rc < 0)
+        return rc;
     cluster_view_refresh(c);
     return ERR_OK;
 }
@@ -114,19 +74,22 @@ static int view_alloc(view_impl_t *v, uint32_t n)
 {
     size_t k = n ? n : 1;
     v->n = n;
+    v->hinted = calloc(k, 1);
     v->live = calloc(k, 1);
     v->reachable = calloc(k, 1);
     v->http = calloc(k, sizeof *v->http);
     v->caddr = calloc(k, sizeof *v->caddr);
-    return v->live && v->reachable && v->http && v->caddr ? ERR_OK : ERR_NOMEM;
+    return v->hinted && v->live && v->reachable && v->http && v->caddr ? ERR_OK : ERR_NOMEM;
 }
 
 /* Per ring node: addresses, reachable (not down), live (may serve reads:
  * active or leaving, not down, nobody holds hints for it). */
 static int view_fill_nodes(cluster_t *c, view_impl_t *v)
 {
-    if (v->ring != NULL)
+    if (v->ring != NULL) {
         ring_members_live(c->members, v->ring, v->live);
+        ring_members_hinted(c->members, v->ring, v->hinted);
+    }
     for (uint32_t i = 0; i < v->n; i++) {
         const char *name = ring_node_name(v->ring, i);
         ring_member_t m;
@@ -137,7 +100,7 @@ static int view_fill_nodes(cluster_t *c, view_impl_t *v)
         if (v->http[i] == NULL || v->caddr[i] == NULL)
             return ERR_NOMEM;
         v->reachable[i] = m.state != RING_DOWN;
-        v->live[i] = v->live[i] && v->reachable[i] && !hinted(c, name);
+        v->live[i] = v->live[i] && v->reachable[i] && !v->hinted[i];
     }
     return ERR_OK;
 }
@@ -202,8 +165,7 @@ static void log_view(const cluster_t *c, const cluster_view_t *v)
 int cluster_view_refresh(cluster_t *c)
 {
     uint64_t mv = ring_members_version(c->members);
-    uint64_t hs = hints_signature(c);
-    if (c->view != NULL && mv == c->view_members_version && hs == c->hints_sig)
+    if (c->view != NULL && mv == c->view_members_version)
         return 0;
     view_impl_t *v = NULL;
     errmsg_t em = {{0}};
@@ -214,7 +176,6 @@ int cluster_view_refresh(cluster_t *c)
     cluster_view_drop(c);
     c->view = v;
     c->view_members_version = mv;
-    c->hints_sig = hs;
     c->counters.view_rebuilds++;
     log_view(c, &v->pub);
     return 1;
@@ -235,12 +196,15 @@ static int member_json(const cluster_t *c, const ring_member_t *m, uint64_t now,
     rc = rc ? rc
             : buf_printf(out,
                          ",\"state\":\"%s\",\"tokens\":%u,\"incarnation\":%llu,\"heartbeat\":%llu,"
-                         "\"last_heartbeat_ms_ago\":%llu,\"self\":%s,\"hinted\":%s}",
+                         "\"last_heartbeat_ms_ago\":%llu,\"self\":%s,\"hints_for\":[",
                          ring_state_name((int)m->state), m->ntokens,
                          (unsigned long long)m->incarnation, (unsigned long long)m->heartbeat,
-                         (unsigned long long)ago, self ? "true" : "false",
-                         hinted(c, m->node_id) ? "true" : "false");
-    return rc;
+                         (unsigned long long)ago, self ? "true" : "false");
+    for (uint32_t i = 0; rc == ERR_OK && i < m->nhints_for; i++) {
+        rc = i ? buf_append_byte(out, ',') : ERR_OK;
+        rc = rc ? rc : buf_append_json_string(out, m->hints_for[i], strlen(m->hints_for[i]));
+    }
+    return rc ? rc : buf_append_str(out, "]}");
 }
 
 static int transport_json(const cluster_t *c, buf_t *out)

@@ -1,0 +1,214 @@
+"""cluster.py — start a cluster of real flamedb nodes on loopback.
+
+A Cluster starts N `flamedb` processes (harness.Node) on 127.0.0.1, each with
+its own data dir, a free HTTP port (port 0, read from the log) and a free
+cluster port (nanomsg cannot bind port 0: a TCP socket is bound to port 0 and
+closed to find one). Node i gets --node-id n<i>, --cluster-listen
+tcp://127.0.0.1:PORT and --join with the addresses of the nodes started
+before it (node 0 joins nobody), plus the cluster-wide flags given.
+
+    with Cluster(3, rf=3) as c:          # starts and waits for convergence
+        c.nodes[0].ingest(...)
+        c.kill(1)                         # kill -9
+        c.wait_state(1, "down")           # every other node sees it down
+        c.restart(1)                      # same data dir, id and ports
+        c.wait_converged()
+
+Every wait is bounded and names what it waited for when it fails. Fast
+defaults (gossip 100 ms, failure timeout 1 s) keep tests short; pass
+gossip_interval / failure_timeout to change them. The random seed (port
+choice order, test data) is printed and read back from FLAMEDB_TEST_SEED.
+"""
+import os
+import random
+import signal
+import socket
+import time
+
+import harness
+
+SEED = int(os.environ.get("FLAMEDB_TEST_SEED", str(int(time.time() * 1000) % 1000000)))
+print("cluster tests: seed %d (replay with FLAMEDB_TEST_SEED=%d)" % (SEED, SEED), flush=True)
+RNG = random.Random(SEED)
+
+_used_ports = set()
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (not handed out twice)."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        finally:
+            s.close()
+        if port not in _used_ports:
+            _used_ports.add(port)
+            return port
+    raise AssertionError("no free port found")
+
+
+def wait_for(what, fn, timeout=20.0, interval=0.1):
+    """Polls fn() until it returns a true value (returned); fails naming `what`
+    with the last value or exception seen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    for _ in range(100000):
+        try:
+            last = fn()
+            if last:
+                return last
+        except (OSError, ValueError, KeyError, AssertionError) as e:
+            last = e
+        if time.monotonic() > deadline:
+            break
+        time.sleep(interval)
+    raise AssertionError("timed out after %.1fs waiting for %s (last: %r)" % (timeout, what, last))
+
+
+class Cluster:
+    """N flamedb nodes forming one cluster. Extra flags go to every node."""
+
+    def __init__(self, n, rf=3, write_quorum=0, tokens=32, gossip_interval="100ms",
+                 failure_timeout="1s", cluster_name="it", args=(), start=True, converge=True):
+        self.n = n
+        self.cluster_name = cluster_name
+        self.common = ["--replication-factor", str(rf), "--tokens", str(tokens),
+                       "--gossip-interval", gossip_interval, "--failure-timeout",
+                       failure_timeout, "--cluster-name", cluster_name]
+        if write_quorum:
+            self.common += ["--write-quorum", str(write_quorum)]
+        self.common += list(args)
+        self.failure_timeout_s = harness_duration(failure_timeout)
+        self.nodes = []
+        self.cluster_ports = []
+        self.ids = []
+        self._start = start
+        self._converge = converge
+
+    # ---- lifetime ----
+    def node_args(self, i, join):
+        a = ["--node-id", self.ids[i],
+             "--cluster-listen", "tcp://127.0.0.1:%d" % self.cluster_ports[i]]
+        if join:
+            a += ["--join", ",".join("tcp://127.0.0.1:%d" % self.cluster_ports[j] for j in join)]
+        return a + self.common
+
+    def add_node(self, join=None, extra=(), start=True):
+        """Adds (and starts) one more node joining through `join` (indexes;
+        default: every node added before). Returns its index."""
+        i = len(self.nodes)
+        self.ids.append("n%d" % i)
+        self.cluster_ports.append(free_port())
+        if join is None:
+            join = list(range(i))
+        node = harness.Node(args=self.node_args(i, join) + list(extra), name=self.ids[i])
+        node.join = join
+        node.extra = list(extra)
+        self.nodes.append(node)
+        if start:
+            node.start()
+        return i
+
+    def start(self):
+        for _ in range(self.n):
+            self.add_node()
+        if self._converge:
+            self.wait_converged()
+        return self
+
+    def __enter__(self):
+        if self._start:
+            try:
+                self.start()
+            except BaseException:
+                self.cleanup()
+                raise
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+        return False
+
+    def cleanup(self):
+        for node in self.nodes:
+            node.cleanup()
+
+    def kill(self, i):
+        """kill -9 node i (its data dir stays)."""
+        self.nodes[i].kill()
+
+    def stop(self, i, sig=signal.SIGTERM, timeout=20.0):
+        """Signals node i and waits for it to exit; returns (exit code, seconds)."""
+        return self.nodes[i].stop(sig, timeout)
+
+    def restart(self, i, extra=None):
+        """Starts node i again with the same data dir, id and ports."""
+        old = self.nodes[i]
+        if old.alive():
+            old.kill()
+        node = harness.Node(data_dir=old.data_dir, name=self.ids[i],
+                            args=self.node_args(i, old.join or [j for j in range(self.n) if j != i])
+                            + (old.extra if extra is None else list(extra)))
+        node.owns_dir = True  # the cluster owns the dirs: removed at cleanup
+        node.join, node.extra = old.join, old.extra if extra is None else list(extra)
+        old.owns_dir = False
+        self.nodes[i] = node
+        node.start()
+        return node
+
+    # ---- membership ----
+    def live(self):
+        return [i for i, node in enumerate(self.nodes) if node.alive()]
+
+    def status(self, i, timeout=5):
+        r = self.nodes[i].get("/cluster/status", timeout=timeout)
+        assert r.status == 200, "%s /cluster/status: %r" % (self.ids[i], r)
+        return r.json()
+
+    def states(self, i):
+        """{node id: state} as node i sees it."""
+        return {m["id"]: m["state"] for m in self.status(i)["nodes"]}
+
+    def converged(self, among=None):
+        """True when every running node in `among` sees exactly those nodes, all
+        active, with one ring fingerprint."""
+        among = self.live() if among is None else among
+        want = {self.ids[i]: "active" for i in among}
+        prints = set()
+        for i in among:
+            st = self.status(i)
+            seen = {m["id"]: m["state"] for m in st["nodes"]}
+            if {k: v for k, v in seen.items() if k in want} != want:
+                return False
+            if any(v == "active" for k, v in seen.items() if k not in want):
+                return False
+            prints.add(st["ring_fingerprint"])
+        return len(prints) == 1
+
+    def wait_converged(self, among=None, timeout=30.0):
+        """Waits until every running node (or `among`) sees the others active."""
+        wait_for("cluster convergence of %s" % [self.ids[i] for i in (among or self.live())],
+                 lambda: self.converged(among), timeout)
+
+    def wait_state(self, target, state, observers=None, timeout=None):
+        """Waits until every running node other than `target` (or `observers`)
+        reports node `target` in `state`; returns the seconds it took."""
+        observers = [i for i in self.live() if i != target] if observers is None else observers
+        tid = self.ids[target]
+        timeout = timeout or self.failure_timeout_s * 3 + 10
+        t0 = time.monotonic()
+        wait_for("%s to be %s on %s" % (tid, state, [self.ids[i] for i in observers]),
+                 lambda: all(self.states(i).get(tid) == state for i in observers), timeout,
+                 interval=0.05)
+        return time.monotonic() - t0
+
+
+def harness_duration(s):
+    """Seconds of a duration flag value (ms, s, m)."""
+    s = str(s).strip()
+    for suffix, mul in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+        if s.endswith(suffix):
+            return float(s[: -len(suffix)]) * mul
+    return float(s)
