@@ -111,6 +111,8 @@ int query_gather_add_series(query_gather_t *g, size_t nseries, const char *spy_n
 int query_gather_add_total(query_gather_t *g, int64_t bucket_start_s, int64_t value, errmsg_t *em)
 {
     const query_timeline_t *tl = &g->tl;
+    if (g->spec->kind == QUERY_KIND_RENDER && g->spec->format != QUERY_FORMAT_JSON)
+        return 0; /* partials carry totals; only the JSON answer shows them */
     int64_t off = bucket_start_s - tl->start_s;
     if (tl->n == 0 || off < 0 || off % tl->step_s != 0 || off / tl->step_s >= (int64_t)tl->n)
         return errmsg_set(em, ERR_CORRUPT, "partial timeline: bucket %lld is not on the grid",

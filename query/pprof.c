@@ -3,9 +3,9 @@
  * One sample type (sample_type:sample_unit of the profile type id), one
  * Function per distinct symbol (name, system_name and filename), one Location
  * per Function, and one Sample per node with a non-zero self whose stack is
- * the node's path, leaf first. Its total equals the tree's root total.
- * The period is 10 ms (100 Hz, Pyroscope's default rate) for nanosecond CPU
- * types and 1 otherwise: the stored blocks do not keep the original period.
+ * the node's path, leaf first, in preorder of the name-sorted tree. Its total equals the tree's
+ * root total. The period is 10 ms (100 Hz, Pyroscope's default rate) for nanosecond CPU types and 1
+ * otherwise: the stored blocks do not keep the original period.
  */
 #define _GNU_SOURCE /* qsort_r */
 #include <libdeflate.h>
@@ -158,12 +158,21 @@ static int make_samples(pp_t *p, size_t max_bytes)
         p->val_pool = malloc((ns + 1) * sizeof *p->val_pool);
         if (!p->samples || !p->samplep || !p->loc_pool || !p->val_pool) rc = ERR_NOMEM;
     }
-    size_t used = 0;
-    for (uint32_t i = 0; rc == 0 && i < p->st->n; i++) {
+    /* Samples in preorder of the name-sorted tree, so the bytes depend on the
+     * tree's content, not on the order its nodes were merged in. */
+    uint32_t *stack = rc == 0 ? malloc(p->st->n * sizeof *stack) : NULL;
+    if (rc == 0 && stack == NULL) rc = ERR_NOMEM;
+    size_t used = 0, sp = 0;
+    if (rc == 0) stack[sp++] = 0;
+    while (rc == 0 && sp > 0) {
+        uint32_t i = stack[--sp];
+        for (uint32_t k = p->st->off[i + 1]; k > p->st->off[i]; k--)
+            stack[sp++] = p->st->kids[k - 1];
         if (calltree_self(p->st->t, i) == 0) continue;
         fill_sample(p, i, depth[i], p->loc_pool + used, p->val_pool + p->nsamples);
         used += depth[i];
     }
+    free(stack);
     free(depth);
     return rc;
 }

@@ -312,7 +312,8 @@ int query_gather_add_symbol(query_gather_t *g, uint64_t id, const char *name, si
  * ERR_LIMIT when the total passes max_series. */
 int query_gather_add_series(query_gather_t *g, size_t nseries, const char *spy_name, errmsg_t *em);
 /* Adds value to the timeline bucket that starts at bucket_start_s; a bucket
- * not on the spec's timeline grid is ERR_CORRUPT. */
+ * not on the spec's timeline grid is ERR_CORRUPT. Ignored for answers that
+ * show no timeline (folded, pprof). */
 int query_gather_add_total(query_gather_t *g, int64_t bucket_start_s, int64_t value, errmsg_t *em);
 int query_gather_add_value(query_gather_t *g, const char *s, size_t n);
 
