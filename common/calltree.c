@@ -23,11 +23,18 @@ typedef struct ct_node {
     uint32_t next_sibling;
 } ct_node_t;
 
+/* A hash slot carries its key, so a lookup touches one cache line. */
+typedef struct ct_slot {
+    uint64_t sym;
+    uint32_t parent;
+    uint32_t node; /* node index + 1; 0 = empty. The root is not in the table. */
+} ct_slot_t;
+
 struct calltree {
     ct_node_t *nodes;
     size_t count, cap;
     size_t max_nodes;
-    uint32_t *slots; /* node index + 1; 0 = empty. Root is not in the table. */
+    ct_slot_t *slots;
     size_t nslots;   /* power of two, > 2 * count */
 };
 
@@ -51,14 +58,14 @@ static int grow_nodes(calltree_t *t)
 static int grow_slots(calltree_t *t)
 {
     size_t n = t->nslots ? t->nslots * 2 : 128;
-    uint32_t *slots = calloc(n, sizeof *slots);
+    ct_slot_t *slots = calloc(n, sizeof *slots);
     if (slots == NULL)
         return ERR_NOMEM;
     for (size_t i = 1; i < t->count; i++) {
         size_t s = slot_hash(t->nodes[i].parent, t->nodes[i].sym, n - 1);
-        while (slots[s] != 0)
+        while (slots[s].node != 0)
             s = (s + 1) & (n - 1);
-        slots[s] = (uint32_t)i + 1;
+        slots[s] = (ct_slot_t){t->nodes[i].sym, t->nodes[i].parent, (uint32_t)i + 1};
     }
     free(t->slots);
     t->slots = slots;
@@ -101,10 +108,9 @@ int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child
 {
     size_t mask = t->nslots - 1;
     size_t s = slot_hash(parent, sym, mask);
-    for (uint32_t v; (v = t->slots[s]) != 0; s = (s + 1) & mask) {
-        const ct_node_t *n = &t->nodes[v - 1];
-        if (n->sym == sym && n->parent == parent) {
-            *child = v - 1;
+    for (; t->slots[s].node != 0; s = (s + 1) & mask) {
+        if (t->slots[s].sym == sym && t->slots[s].parent == parent) {
+            *child = t->slots[s].node - 1;
             return ERR_OK;
         }
     }
@@ -117,14 +123,14 @@ int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child
             return ERR_NOMEM;
         mask = t->nslots - 1;
         s = slot_hash(parent, sym, mask);
-        while (t->slots[s] != 0)
+        while (t->slots[s].node != 0)
             s = (s + 1) & mask;
     }
     uint32_t idx = (uint32_t)t->count++;
     ct_node_t *p = &t->nodes[parent];
     t->nodes[idx] = (ct_node_t){sym, 0, 0, parent, CALLTREE_NONE, p->first_child};
     p->first_child = idx;
-    t->slots[s] = idx + 1;
+    t->slots[s] = (ct_slot_t){sym, parent, idx + 1};
     *child = idx;
     return ERR_OK;
 }

@@ -16,6 +16,7 @@
  * is not durable; if the batch fails the table is dropped from the cache and
  * reloaded from disk next time.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,13 @@
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
+/* A hash slot carries its key, so a lookup touches one cache line. */
+typedef struct nt_slot {
+    uint64_t sym;
+    uint32_t parent;
+    uint32_t id;
+} nt_slot_t;
+
 struct nodetab {
     uint64_t token;
     char tenant[STORAGE_TENANT_MAX + 1];
@@ -31,7 +39,7 @@ struct nodetab {
     uint32_t count, cap;
     uint32_t *parent;
     uint64_t *sym;
-    uint32_t *slots; /* (parent, sym) -> id + 1; 0 = empty */
+    nt_slot_t *slots; /* (parent, sym) -> id; id 0 = empty (the root is never looked up) */
     size_t nslots;
     int refs;  /* guarded by the cache mutex */
     int valid; /* 0: dropped from the cache, freed at the last release */
@@ -52,20 +60,24 @@ static size_t slot_of(const nodetab_t *t, uint32_t parent, uint64_t sym)
     return (size_t)(h >> 29) & (t->nslots - 1);
 }
 
+static void slot_put(nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t id)
+{
+    size_t s = slot_of(t, parent, sym);
+    while (t->slots[s].id != 0)
+        s = (s + 1) & (t->nslots - 1);
+    t->slots[s] = (nt_slot_t){sym, parent, id};
+}
+
 static int tab_grow_slots(nodetab_t *t)
 {
     size_t n = t->nslots ? t->nslots * 2 : 1024;
-    uint32_t *slots = calloc(n, sizeof *slots);
+    nt_slot_t *slots = calloc(n, sizeof *slots);
     if (slots == NULL) return ERR_NOMEM;
     free(t->slots);
     t->slots = slots;
     t->nslots = n;
-    for (uint32_t id = 1; id < t->count; id++) {
-        size_t s = slot_of(t, t->parent[id], t->sym[id]);
-        while (t->slots[s] != 0)
-            s = (s + 1) & (n - 1);
-        t->slots[s] = id + 1;
-    }
+    for (uint32_t id = 1; id < t->count; id++)
+        slot_put(t, t->parent[id], t->sym[id], id);
     return 0;
 }
 
@@ -87,12 +99,7 @@ static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym)
     uint32_t id = t->count++;
     t->parent[id] = parent;
     t->sym[id] = sym;
-    if (id > 0) {
-        size_t s = slot_of(t, parent, sym);
-        while (t->slots[s] != 0)
-            s = (s + 1) & (t->nslots - 1);
-        t->slots[s] = id + 1;
-    }
+    if (id > 0) slot_put(t, parent, sym, id);
     return 0;
 }
 
@@ -307,10 +314,10 @@ int nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
                   rocksdb_writebatch_t *wb, uint32_t *out)
 {
     if (t->nslots > 0) {
-        for (size_t i = slot_of(t, parent, sym); t->slots[i] != 0; i = (i + 1) & (t->nslots - 1)) {
-            uint32_t id = t->slots[i] - 1;
-            if (t->sym[id] == sym && t->parent[id] == parent) {
-                *out = id;
+        for (size_t i = slot_of(t, parent, sym); t->slots[i].id != 0;
+             i = (i + 1) & (t->nslots - 1)) {
+            if (t->slots[i].sym == sym && t->slots[i].parent == parent) {
+                *out = t->slots[i].id;
                 return 0;
             }
         }
