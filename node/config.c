@@ -121,6 +121,9 @@ static const opt_t options[] = {
      1 * MiB, 1024 * GiB, "RocksDB block cache shared by all column families."},
     {"write-buffer-bytes", OPT_SIZE, FIELD(storage.write_buffer_bytes, size_t), NULL,
      DERIVE_QUARTER, 1 * MiB, 1024 * GiB, "Total RocksDB memtable budget."},
+    {"node-cache-bytes", OPT_SIZE, FIELD(storage.node_cache_bytes, size_t), NULL, 16, 1 * MiB,
+     1024 * GiB, "Stack-node tables (the call-tree shapes blocks index) kept in memory; "
+     "defaults to a sixteenth of memory-limit."},
     {"retention-10s", OPT_SECONDS, FIELD(storage.retention_seconds[0], int64_t), NULL, 0, 0,
      100 * YEAR_S, "Retention of 10-second blocks (0 = forever)."},
     {"retention-1m", OPT_SECONDS, FIELD(storage.retention_seconds[1], int64_t), NULL, 0, 0,
@@ -551,10 +554,11 @@ static int apply_args(node_config_t *c, int argc, char **argv, unsigned char *se
 static int validate(const node_config_t *c, errmsg_t *em)
 {
     uint64_t budget = (uint64_t)c->storage.block_cache_bytes + c->storage.write_buffer_bytes +
-                      c->http.max_buffered_bytes;
+                      c->http.max_buffered_bytes + c->storage.node_cache_bytes;
     if (budget > c->memory_limit)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
-                          "block-cache-bytes + write-buffer-bytes + max-buffered-bytes = %" PRIu64
+                          "block-cache-bytes + write-buffer-bytes + max-buffered-bytes + "
+                          "node-cache-bytes = %" PRIu64
                           " bytes exceeds memory-limit (%zu bytes)",
                           budget, c->memory_limit);
     if (c->http.max_body_bytes > c->http.max_buffered_bytes)
