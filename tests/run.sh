@@ -197,10 +197,14 @@ stage_integration() {
 # ---- fuzz ---------------------------------------------------------------------------
 stage_fuzz() {
     local args=(--build-dir "$BUILD_FUZZ" --seconds "$FUZZ_SECONDS" --jobs "$JOBS")
-    "$ROOT/tests/fuzz/run.sh" "${args[@]}"
-    local rc=$?
+    local log rc
+    log=$(mktemp "${TMPDIR:-/tmp}/flamedb-fuzz-stage.XXXXXX")
+    "$ROOT/tests/fuzz/run.sh" "${args[@]}" 2>&1 | tee "$log"
+    rc=$?
+    STAGE_NOTE=$(sed -n 's/^fuzz result: //p' "$log" | tail -1)
     [ $rc = 77 ] && STAGE_NOTE="no fuzz targets (tests/fuzz/fuzz_*.c) yet"
-    [ $rc = 0 ] && STAGE_NOTE="$(ls "$ROOT"/tests/fuzz/fuzz_*.c 2>/dev/null | wc -l) targets x ${FUZZ_SECONDS}s"
+    [ $rc != 0 ] && [ $rc != 77 ] && [ -z "$STAGE_NOTE" ] && STAGE_NOTE="build or runner failed"
+    rm -f "$log"
     return $rc
 }
 

@@ -131,12 +131,19 @@ if [ "$BUILD" = 1 ]; then
 fi
 echo "fuzz: ${#TARGETS[@]} targets, ${SECONDS_EACH}s each, seed $SEED (repeat with --seed $SEED)"
 status=0
+failed=()
 for t in "${TARGETS[@]}"; do
     if [ ! -x "$BUILD_DIR/fuzz/$t" ]; then
         echo "  $t: binary missing in $BUILD_DIR/fuzz" >&2
-        status=1
+        failed+=("$t")
         continue
     fi
-    fuzz_one "$t" || status=1
+    fuzz_one "$t" || failed+=("$t")
 done
+if [ ${#failed[@]} -gt 0 ]; then
+    status=1
+    echo "fuzz result: ${#TARGETS[@]} targets x ${SECONDS_EACH}s, findings in: ${failed[*]} (seed $SEED)"
+else
+    echo "fuzz result: ${#TARGETS[@]} targets x ${SECONDS_EACH}s, no findings (seed $SEED)"
+fi
 exit $status
