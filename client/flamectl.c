@@ -5,6 +5,7 @@
  * 1 the request failed (the server's reason is printed), 2 bad usage.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -266,6 +267,205 @@ static int cmd_ready(flamedb_client_t *c, const args_t *a)
     return 0;
 }
 
+/* --- cluster status ---------------------------------------------------------- */
+
+/* GET /cluster/status is read with a small scanner for its one shape: scalar
+ * fields at the top, "nodes" an array of flat objects. Everything is bounded
+ * (rows, field lengths, nesting), so a hostile answer cannot exhaust memory. */
+#define CS_MAX_ROWS 1024
+#define CS_FIELD 128
+#define CS_DEPTH 16
+
+typedef struct cs_row {
+    char id[CS_FIELD], http[CS_FIELD], cluster[CS_FIELD], state[CS_FIELD];
+    char tokens[CS_FIELD], ago[CS_FIELD], self[CS_FIELD], hints[CS_FIELD];
+} cs_row_t;
+
+typedef struct cs_doc {
+    char self[CS_FIELD], cluster[CS_FIELD], rf[CS_FIELD], quorum[CS_FIELD];
+    cs_row_t *rows;
+    size_t nrows;
+} cs_doc_t;
+
+typedef struct cs_reader {
+    const char *p, *end;
+} cs_reader_t;
+
+static void cs_ws(cs_reader_t *r)
+{
+    while (r->p < r->end && strchr(" \t\r\n", *r->p) != NULL && *r->p)
+        r->p++;
+}
+
+static int cs_eat(cs_reader_t *r, char ch)
+{
+    cs_ws(r);
+    if (r->p >= r->end || *r->p != ch) return -1;
+    r->p++;
+    return 0;
+}
+
+/* A string (escapes kept simple: \uXXXX becomes '?') or a bare scalar into
+ * out (truncated to CS_FIELD - 1 bytes; out may be NULL). */
+static int cs_scalar(cs_reader_t *r, char *out)
+{
+    size_t n = 0;
+    cs_ws(r);
+    if (r->p < r->end && *r->p == '"') {
+        for (r->p++; r->p < r->end && *r->p != '"'; r->p++) {
+            char ch = *r->p;
+            if (ch == '\\' && ++r->p < r->end) {
+                ch = *r->p == 'u' ? '?' : *r->p;
+                if (*r->p == 'u') r->p += r->end - r->p > 4 ? 4 : 0;
+            }
+            if (out && n + 1 < CS_FIELD) out[n++] = ch;
+        }
+        if (r->p >= r->end) return -1;
+        r->p++;
+    } else {
+        while (r->p < r->end && strchr(",}] \t\r\n", *r->p) == NULL) {
+            if (out && n + 1 < CS_FIELD) out[n++] = *r->p;
+            r->p++;
+        }
+        if (n == 0 && out) return -1;
+    }
+    if (out) out[n] = '\0';
+    return 0;
+}
+
+static int cs_skip(cs_reader_t *r, int depth);
+
+/* Calls item(ctx, key or NULL) for each member of the object or array at
+ * r->p; item consumes the value. */
+static int cs_each(cs_reader_t *r, int is_obj, int (*item)(cs_reader_t *, void *, const char *),
+                   void *ctx)
+{
+    if (cs_eat(r, is_obj ? '{' : '[') != 0) return -1;
+    cs_ws(r);
+    if (r->p < r->end && *r->p == (is_obj ? '}' : ']')) return r->p++, 0;
+    for (;;) {
+        char key[CS_FIELD] = "";
+        if (is_obj && (cs_scalar(r, key) != 0 || cs_eat(r, ':') != 0)) return -1;
+        if (item(r, ctx, is_obj ? key : NULL) != 0) return -1;
+        cs_ws(r);
+        if (r->p < r->end && *r->p == ',') {
+            r->p++;
+            continue;
+        }
+        return cs_eat(r, is_obj ? '}' : ']');
+    }
+}
+
+static int cs_skip_item(cs_reader_t *r, void *ctx, const char *key)
+{
+    (void)key;
+    return cs_skip(r, *(int *)ctx);
+}
+
+static int cs_skip(cs_reader_t *r, int depth)
+{
+    cs_ws(r);
+    if (r->p >= r->end) return -1;
+    if (*r->p != '{' && *r->p != '[') return cs_scalar(r, NULL);
+    if (depth >= CS_DEPTH) return -1;
+    int next = depth + 1;
+    return cs_each(r, *r->p == '{', cs_skip_item, &next);
+}
+
+static int cs_hint_item(cs_reader_t *r, void *ctx, const char *key)
+{
+    (void)key;
+    char *hints = ctx, v[CS_FIELD];
+    if (cs_scalar(r, v) != 0) return -1;
+    size_t n = strlen(hints);
+    snprintf(hints + n, CS_FIELD - n, "%s%s", n ? "," : "", v);
+    return 0;
+}
+
+static int cs_row_item(cs_reader_t *r, void *ctx, const char *key)
+{
+    cs_row_t *row = ctx;
+    static const struct {
+        const char *key;
+        size_t off;
+    } fields[] = {{"id", offsetof(cs_row_t, id)},
+                  {"http", offsetof(cs_row_t, http)},
+                  {"cluster", offsetof(cs_row_t, cluster)},
+                  {"state", offsetof(cs_row_t, state)},
+                  {"tokens", offsetof(cs_row_t, tokens)},
+                  {"last_heartbeat_ms_ago", offsetof(cs_row_t, ago)},
+                  {"self", offsetof(cs_row_t, self)}};
+    if (strcmp(key, "hints_for") == 0) {
+        cs_ws(r);
+        return r->p < r->end && *r->p == '[' ? cs_each(r, 0, cs_hint_item, row->hints) : -1;
+    }
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (strcmp(key, fields[i].key) == 0) return cs_scalar(r, (char *)row + fields[i].off);
+    return cs_skip(r, 1);
+}
+
+static int cs_node_item(cs_reader_t *r, void *ctx, const char *key)
+{
+    (void)key;
+    cs_doc_t *d = ctx;
+    if (d->nrows == CS_MAX_ROWS) return -1;
+    cs_row_t *row = &d->rows[d->nrows++];
+    memset(row, 0, sizeof *row);
+    return cs_each(r, 1, cs_row_item, row);
+}
+
+static int cs_top_item(cs_reader_t *r, void *ctx, const char *key)
+{
+    cs_doc_t *d = ctx;
+    if (strcmp(key, "nodes") == 0) return cs_each(r, 0, cs_node_item, d);
+    char *dst = strcmp(key, "self") == 0      ? d->self
+                : strcmp(key, "cluster") == 0 ? d->cluster
+                : strcmp(key, "rf") == 0      ? d->rf
+                : strcmp(key, "quorum") == 0  ? d->quorum
+                                              : NULL;
+    return dst ? cs_scalar(r, dst) : cs_skip(r, 1);
+}
+
+static void cs_print(const cs_doc_t *d)
+{
+    printf("cluster '%s': %zu node(s), rf %s, write quorum %s (as seen by %s)\n", d->cluster,
+           d->nrows, d->rf, d->quorum, d->self);
+    printf("  %-24s %-8s %6s %10s  %-28s %-28s %s\n", "ID", "STATE", "TOKENS", "LAST SEEN", "HTTP",
+           "CLUSTER", "HINTS FOR");
+    for (size_t i = 0; i < d->nrows; i++) {
+        const cs_row_t *w = &d->rows[i];
+        char ago[CS_FIELD + 8];
+        snprintf(ago, sizeof ago, "%s ms", w->ago);
+        printf("%c %-24s %-8s %6s %10s  %-28s %-28s %s\n", strcmp(w->self, "true") == 0 ? '*' : ' ',
+               w->id, w->state, w->tokens, strcmp(w->self, "true") == 0 ? "self" : ago, w->http,
+               w->cluster[0] ? w->cluster : "-", w->hints[0] ? w->hints : "-");
+    }
+}
+
+static int cmd_cluster(flamedb_client_t *c, const args_t *a)
+{
+    if (strcmp(a->pos[0], "status") != 0)
+        return usage_error("unknown cluster command '%s'", a->pos[0]);
+    flamedb_response_t r;
+    int rc = flamedb_get(c, "/cluster/status", &r);
+    if (rc != 0) return request_failed(c, "cluster status", rc);
+    if (a->output != NULL && strcmp(a->output, "json") == 0) {
+        fwrite(r.body, 1, r.len, stdout);
+        flamedb_response_free(&r);
+        return 0;
+    }
+    cs_doc_t d = {.rows = calloc(CS_MAX_ROWS, sizeof(cs_row_t))};
+    cs_reader_t rd = {(const char *)r.body, (const char *)r.body + r.len};
+    int bad = d.rows == NULL || cs_each(&rd, 1, cs_top_item, &d) != 0;
+    if (bad)
+        fprintf(stderr, "flamectl: cluster status: the answer is not the expected JSON\n");
+    else
+        cs_print(&d);
+    free(d.rows);
+    flamedb_response_free(&r);
+    return bad ? EXIT_FAILURE : 0;
+}
+
 static const command_t commands[] = {
     {"push", 1, 1, cmd_push,
      "push FILE --name 'APP{k=v,...}' [--format pprof|folded] [--from S] [--until S]\n"
@@ -287,6 +487,10 @@ static const command_t commands[] = {
      "Without NAME lists the label names; with NAME lists its values\n"
      "(NAME __profile_type__ lists the profile types present)."},
     {"ready", 0, 0, cmd_ready, "ready", "Exits 0 when the node answers GET /ready with 200."},
+    {"cluster", 1, 1, cmd_cluster, "cluster status [--output table|json]",
+     "Prints the cluster as the node sees it (GET /cluster/status): each member's\n"
+     "id, state, tokens, how long ago its heartbeat was heard, HTTP and cluster\n"
+     "addresses, and the nodes it holds hints for; '*' marks the node asked."},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

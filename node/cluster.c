@@ -47,8 +47,7 @@ static uint64_t os_seed(void)
 /* uv_now() time matching a wall-clock deadline (0: none). */
 static uint64_t loop_deadline(cluster_t *c, uint64_t deadline_unix_ms)
 {
-    if (deadline_unix_ms == 0)
-        return 0;
+    if (deadline_unix_ms == 0) return 0;
     uint64_t now = cluster_unix_ms();
     uint64_t left = deadline_unix_ms > now ? deadline_unix_ms - now : 1;
     return uv_now(c->loop) + left;
@@ -56,8 +55,7 @@ static uint64_t loop_deadline(cluster_t *c, uint64_t deadline_unix_ms)
 
 static int send_raw(cluster_t *c, const char *addr, const buf_t *b, uint64_t deadline_unix_ms)
 {
-    if (c->rpc == NULL)
-        return ERR_UNAVAILABLE;
+    if (c->rpc == NULL) return ERR_UNAVAILABLE;
     return rpc_send(c->rpc, addr, b->data, b->len, loop_deadline(c, deadline_unix_ms));
 }
 
@@ -67,13 +65,11 @@ int cluster_send(cluster_t *c, const char *node_id, Flamedb__Cluster__MsgType ty
     ring_member_t m;
     if (node_id == NULL || ring_members_find(c->members, node_id, &m) != ERR_OK)
         return ERR_NOT_FOUND;
-    if (c->rpc == NULL || c->closing || m.cluster_addr[0] == '\0')
-        return ERR_UNAVAILABLE;
+    if (c->rpc == NULL || c->closing || m.cluster_addr[0] == '\0') return ERR_UNAVAILABLE;
     buf_t b;
     buf_init(&b, c->cfg.max_message_bytes);
     int rc = ring_wire_encode(type, c->cfg.cluster_name, c->id.node_id, deadline_unix_ms, body, &b);
-    if (rc == ERR_OK)
-        rc = send_raw(c, m.cluster_addr, &b, deadline_unix_ms);
+    if (rc == ERR_OK) rc = send_raw(c, m.cluster_addr, &b, deadline_unix_ms);
     buf_free(&b);
     return rc;
 }
@@ -92,16 +88,14 @@ static void gossip_to(cluster_t *c, const char *addr)
     buf_init(&b, c->cfg.max_message_bytes);
     if (ring_gossip_syn(c->members, &b) == ERR_OK) {
         int rc = send_raw(c, addr, &b, gossip_deadline(c));
-        if (rc != ERR_OK)
-            log_debug("cluster", "gossip to %s: %s", addr, err_message(rc));
+        if (rc != ERR_OK) log_debug("cluster", "gossip to %s: %s", addr, err_message(rc));
     }
     buf_free(&b);
 }
 
 static const char *next_seed(cluster_t *c)
 {
-    if (c->nseeds == 0)
-        return NULL;
+    if (c->nseeds == 0) return NULL;
     return c->seeds[c->next_seed++ % c->nseeds];
 }
 
@@ -117,13 +111,10 @@ static void on_gossip_timer(uv_timer_t *t)
     const char *picked = NULL;
     if (i >= 0 && ring_members_get(c->members, (size_t)i, &m) == ERR_OK && m.cluster_addr[0])
         picked = m.cluster_addr;
-    if (picked != NULL)
-        gossip_to(c, picked);
+    if (picked != NULL) gossip_to(c, picked);
     const char *seed = NULL;
-    if (picked == NULL || c->counters.gossip_rounds % CLUSTER_SEED_EVERY == 0)
-        seed = next_seed(c);
-    if (seed != NULL && (picked == NULL || strcmp(seed, picked) != 0))
-        gossip_to(c, seed);
+    if (picked == NULL || c->counters.gossip_rounds % CLUSTER_SEED_EVERY == 0) seed = next_seed(c);
+    if (seed != NULL && (picked == NULL || strcmp(seed, picked) != 0)) gossip_to(c, seed);
     cluster_view_refresh(c);
 }
 
@@ -175,12 +166,11 @@ static void dispatch(cluster_t *c, const ring_msg_t *msg, const uint8_t *raw, si
 static void on_message(void *ctx, const uint8_t *raw, size_t len)
 {
     cluster_t *c = ctx;
-    if (c->closing)
-        return;
+    if (c->closing) return;
     ring_msg_t msg;
     errmsg_t em = {{0}};
-    int rc = ring_wire_decode(raw, len, &c->limits, c->cfg.cluster_name, cluster_unix_ms(), &msg,
-                              &em);
+    int rc =
+        ring_wire_decode(raw, len, &c->limits, c->cfg.cluster_name, cluster_unix_ms(), &msg, &em);
     if (rc != ERR_OK) {
         c->counters.refused++;
         log_debug("cluster", "refused a message of %zu bytes: %s", len, em.text);
@@ -209,8 +199,7 @@ static int parse_seeds(cluster_t *c, errmsg_t *em)
     snprintf(tmp, sizeof tmp, "%s", c->cfg.join);
     char *save = NULL;
     for (char *s = strtok_r(tmp, ", \t", &save); s != NULL; s = strtok_r(NULL, ", \t", &save)) {
-        if (strcmp(s, c->cluster_addr) == 0 || strcmp(s, c->cfg.cluster_listen) == 0)
-            continue;
+        if (strcmp(s, c->cluster_addr) == 0 || strcmp(s, c->cfg.cluster_listen) == 0) continue;
         if (strncmp(s, "tcp://", 6) != 0 || strlen(s) > RING_ADDR_MAX)
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "--join: '%.300s' is not tcp://HOST:PORT",
                               s);
@@ -236,12 +225,10 @@ static int setup_addresses(cluster_t *c, const char *http_addr, errmsg_t *em)
 {
     snprintf(c->http_addr, sizeof c->http_addr, "%s", http_addr ? http_addr : "");
     c->transport = c->cfg.cluster_listen[0] != '\0';
-    if (!c->transport)
-        return ERR_OK;
+    if (!c->transport) return ERR_OK;
     int rc = check_addr("cluster-listen", c->cfg.cluster_listen, em);
     const char *adv = c->cfg.advertise[0] ? c->cfg.advertise : c->cfg.cluster_listen;
-    if (rc == ERR_OK)
-        rc = check_addr("advertise", adv, em);
+    if (rc == ERR_OK) rc = check_addr("advertise", adv, em);
     if (rc == ERR_OK && (strstr(adv, "://*:") || strstr(adv, "://0.0.0.0:")))
         rc = errmsg_set(em, ERR_INVALID_ARGUMENT,
                         "--advertise: '%s' cannot be dialled; give the address peers reach", adv);
@@ -263,12 +250,11 @@ static int create_members(cluster_t *c, errmsg_t *em)
                                cluster_unix_ms() / 1000, clock, &c->members, em);
 }
 
-int cluster_new(uv_loop_t *loop, const node_config_t *cfg, const char *http_addr,
-                cluster_t **out, errmsg_t *em)
+int cluster_new(uv_loop_t *loop, const node_config_t *cfg, const char *http_addr, cluster_t **out,
+                errmsg_t *em)
 {
     cluster_t *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (c == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     c->loop = loop;
     c->cfg = cfg->cluster;
     snprintf(c->data_dir, sizeof c->data_dir, "%s", cfg->data_dir);
@@ -279,8 +265,7 @@ int cluster_new(uv_loop_t *loop, const node_config_t *cfg, const char *http_addr
     int rc = setup_addresses(c, http_addr, em);
     if (rc == ERR_OK)
         rc = cluster_identity_load(c->data_dir, c->cfg.node_id, c->cfg.tokens, &c->rng, &c->id, em);
-    if (rc == ERR_OK)
-        rc = create_members(c, em);
+    if (rc == ERR_OK) rc = create_members(c, em);
     if (rc == ERR_OK && cluster_view_refresh(c) != 1)
         rc = errmsg_set(em, ERR_INTERNAL, "cannot build the cluster view");
     if (rc != ERR_OK) {
@@ -296,8 +281,7 @@ int cluster_new(uv_loop_t *loop, const node_config_t *cfg, const char *http_addr
 
 int cluster_start(cluster_t *c, errmsg_t *em)
 {
-    if (!c->transport || c->started)
-        return ERR_OK;
+    if (!c->transport || c->started) return ERR_OK;
     rpc_options_t o = {
         .listen_addr = c->cfg.cluster_listen,
         .max_message_bytes = c->cfg.max_message_bytes,
@@ -305,44 +289,44 @@ int cluster_start(cluster_t *c, errmsg_t *em)
         .max_peers = RING_MAX_NODES,
     };
     int rc = rpc_new(c->loop, &o, on_message, c, &c->rpc, em);
-    if (rc != ERR_OK)
-        return rc;
+    if (rc != ERR_OK) return rc;
     c->open_parts++;
     c->started = 1;
     uv_timer_start(&c->timer, on_gossip_timer, 0, c->cfg.gossip_interval_ms);
     log_info("cluster", "node %s in cluster '%s': listening on %s, advertising %s, %zu seed(s)",
-             c->id.node_id, c->cfg.cluster_name, c->cfg.cluster_listen, c->cluster_addr,
-             c->nseeds);
+             c->id.node_id, c->cfg.cluster_name, c->cfg.cluster_listen, c->cluster_addr, c->nseeds);
     return ERR_OK;
 }
 
-const char *cluster_self_id(const cluster_t *c) { return c->id.node_id; }
+const char *cluster_self_id(const cluster_t *c)
+{
+    return c->id.node_id;
+}
 
 static void part_closed(void *arg)
 {
     cluster_t *c = arg;
-    if (--c->open_parts == 0 && c->done != NULL)
-        c->done(c->done_arg);
+    if (--c->open_parts == 0 && c->done != NULL) c->done(c->done_arg);
 }
 
-static void timer_closed(uv_handle_t *h) { part_closed(h->data); }
+static void timer_closed(uv_handle_t *h)
+{
+    part_closed(h->data);
+}
 
 void cluster_close(cluster_t *c, void (*done)(void *arg), void *arg)
 {
-    if (c->closing)
-        return;
+    if (c->closing) return;
     c->closing = 1;
     c->done = done;
     c->done_arg = arg;
-    if (c->rpc != NULL)
-        rpc_close(c->rpc, part_closed, c);
+    if (c->rpc != NULL) rpc_close(c->rpc, part_closed, c);
     uv_close((uv_handle_t *)&c->timer, timer_closed);
 }
 
 void cluster_free(cluster_t *c)
 {
-    if (c == NULL)
-        return;
+    if (c == NULL) return;
     rpc_free(c->rpc);
     cluster_view_drop(c);
     ring_members_free(c->members);

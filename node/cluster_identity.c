@@ -32,23 +32,22 @@ static int read_file(const char *path, buf_t *out, errmsg_t *em)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return errno == ENOENT ? ERR_NOT_FOUND
-                               : errmsg_set(em, ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        return errno == ENOENT
+                   ? ERR_NOT_FOUND
+                   : errmsg_set(em, ERR_IO, "cannot open %s: %s", path, strerror(errno));
     uint8_t chunk[8192];
     int rc = ERR_OK;
     for (;;) {
         ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
+        if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
             rc = errmsg_set(em, ERR_IO, "cannot read %s: %s", path, strerror(errno));
             break;
         }
-        if (n == 0)
-            break;
+        if (n == 0) break;
         if (buf_append(out, chunk, (size_t)n) != ERR_OK) {
-            rc = errmsg_set(em, ERR_CORRUPT, "%s: larger than %d bytes", path,
-                            CLUSTER_IDENTITY_MAX);
+            rc =
+                errmsg_set(em, ERR_CORRUPT, "%s: larger than %d bytes", path, CLUSTER_IDENTITY_MAX);
             break;
         }
     }
@@ -60,10 +59,8 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
         p += w;
         n -= (size_t)w;
     }
@@ -77,8 +74,7 @@ static int write_file_atomic(const char *dir, const char *path, const buf_t *b, 
     char tmp[NODE_PATH_MAX + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return errmsg_set(em, ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    if (fd < 0) return errmsg_set(em, ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
     int bad = write_all(fd, b->data, b->len) != 0 || fsync(fd) != 0;
     int saved = errno;
     close(fd);
@@ -95,8 +91,8 @@ static int write_file_atomic(const char *dir, const char *path, const buf_t *b, 
     return ERR_OK;
 }
 
-static int identity_create(const char *dir, const char *path, const char *want_id,
-                           uint32_t ntokens, ring_rng_t *rng, ring_identity_t *out, errmsg_t *em)
+static int identity_create(const char *dir, const char *path, const char *want_id, uint32_t ntokens,
+                           ring_rng_t *rng, ring_identity_t *out, errmsg_t *em)
 {
     char id[RING_NODE_ID_MAX + 1];
     if (want_id[0] != '\0')
@@ -104,15 +100,12 @@ static int identity_create(const char *dir, const char *path, const char *want_i
     else
         cluster_identity_default_id(rng, id);
     int rc = ring_node_id_check(want_id[0] ? want_id : id, em);
-    if (rc == ERR_OK)
-        rc = ring_identity_generate(out, id, ntokens, rng, em);
-    if (rc != ERR_OK)
-        return rc;
+    if (rc == ERR_OK) rc = ring_identity_generate(out, id, ntokens, rng, em);
+    if (rc != ERR_OK) return rc;
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
     rc = ring_identity_format(out, &b);
-    if (rc == ERR_OK)
-        rc = write_file_atomic(dir, path, &b, em);
+    if (rc == ERR_OK) rc = write_file_atomic(dir, path, &b, em);
     buf_free(&b);
     if (rc != ERR_OK) {
         ring_identity_free(out);
@@ -134,8 +127,10 @@ static int identity_check(const char *path, const char *want_id, uint32_t ntoken
         return ERR_INVALID_ARGUMENT;
     }
     if (id->ntokens != ntokens)
-        log_warn("cluster", "keeping the %u tokens of %s (--tokens %u applies to new nodes only: "
-                 "changing a node's tokens moves data)", id->ntokens, path, ntokens);
+        log_warn("cluster",
+                 "keeping the %u tokens of %s (--tokens %u applies to new nodes only: "
+                 "changing a node's tokens moves data)",
+                 id->ntokens, path, ntokens);
     log_info("cluster", "identity: node id %s, %u tokens (from %s)", id->node_id, id->ntokens,
              path);
     return ERR_OK;
@@ -163,7 +158,6 @@ int cluster_identity_load(const char *data_dir, const char *want_id, uint32_t nt
         }
     }
     buf_free(&b);
-    if (rc == ERR_OK)
-        rc = identity_check(path, want_id, ntokens, out, em);
+    if (rc == ERR_OK) rc = identity_check(path, want_id, ntokens, out, em);
     return rc;
 }

@@ -37,9 +37,9 @@ typedef struct handler {
 } handler_t;
 
 typedef struct cluster_counters {
-    uint64_t refused;         /* malformed, other cluster, expired, unknown type */
-    uint64_t unknown_sender;  /* non-gossip messages from a node not in the table */
-    uint64_t unhandled;       /* a type with no handler registered */
+    uint64_t refused;        /* malformed, other cluster, expired, unknown type */
+    uint64_t unknown_sender; /* non-gossip messages from a node not in the table */
+    uint64_t unhandled;      /* a type with no handler registered */
     uint64_t dispatched;
     uint64_t gossip_rounds;
     uint64_t view_rebuilds;

@@ -35,11 +35,9 @@ void cluster_view_retain(const cluster_view_t *pub)
 
 void cluster_view_release(const cluster_view_t *pub)
 {
-    if (pub == NULL)
-        return;
+    if (pub == NULL) return;
     view_impl_t *v = (view_impl_t *)pub;
-    if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1)
-        view_free(v);
+    if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1) view_free(v);
 }
 
 const cluster_view_t *cluster_view_acquire(cluster_t *c)
@@ -50,8 +48,7 @@ const cluster_view_t *cluster_view_acquire(cluster_t *c)
 
 void cluster_view_drop(cluster_t *c)
 {
-    if (c->view != NULL)
-        cluster_view_release(&c->view->pub);
+    if (c->view != NULL) cluster_view_release(&c->view->pub);
     c->view = NULL;
 }
 
@@ -62,8 +59,7 @@ void cluster_view_drop(cluster_t *c)
 int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n)
 {
     int rc = ring_members_set_hints(c->members, ids, n);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     cluster_view_refresh(c);
     return ERR_OK;
 }
@@ -93,12 +89,10 @@ static int view_fill_nodes(cluster_t *c, view_impl_t *v)
     for (uint32_t i = 0; i < v->n; i++) {
         const char *name = ring_node_name(v->ring, i);
         ring_member_t m;
-        if (ring_members_find(c->members, name, &m) != ERR_OK)
-            return ERR_INTERNAL;
+        if (ring_members_find(c->members, name, &m) != ERR_OK) return ERR_INTERNAL;
         v->http[i] = strdup(m.http_addr);
         v->caddr[i] = strdup(m.cluster_addr);
-        if (v->http[i] == NULL || v->caddr[i] == NULL)
-            return ERR_NOMEM;
+        if (v->http[i] == NULL || v->caddr[i] == NULL) return ERR_NOMEM;
         v->reachable[i] = m.state != RING_DOWN;
         v->live[i] = v->live[i] && v->reachable[i] && !v->hinted[i];
     }
@@ -107,24 +101,19 @@ static int view_fill_nodes(cluster_t *c, view_impl_t *v)
 
 static uint32_t quorum_for(const node_cluster_config_t *cfg, uint32_t rf)
 {
-    if (cfg->write_quorum == 0)
-        return ring_default_quorum(rf);
+    if (cfg->write_quorum == 0) return ring_default_quorum(rf);
     return cfg->write_quorum < rf ? cfg->write_quorum : rf;
 }
 
 static int view_build(cluster_t *c, view_impl_t **out, errmsg_t *em)
 {
     view_impl_t *v = calloc(1, sizeof *v);
-    if (v == NULL)
-        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (v == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     atomic_init(&v->refs, 1);
     int rc = ring_members_build_rings(c->members, &v->ring, &v->pending, em);
-    if (rc == ERR_OK)
-        rc = view_alloc(v, v->ring ? ring_node_count(v->ring) : 0);
-    if (rc == ERR_OK)
-        rc = view_fill_nodes(c, v);
-    if (rc == ERR_OK && (v->self_id = strdup(c->id.node_id)) == NULL)
-        rc = ERR_NOMEM;
+    if (rc == ERR_OK) rc = view_alloc(v, v->ring ? ring_node_count(v->ring) : 0);
+    if (rc == ERR_OK) rc = view_fill_nodes(c, v);
+    if (rc == ERR_OK && (v->self_id = strdup(c->id.node_id)) == NULL) rc = ERR_NOMEM;
     if (rc != ERR_OK) {
         view_free(v);
         return errmsg_set(em, rc, "cannot build the cluster view");
@@ -137,8 +126,7 @@ static int view_build(cluster_t *c, view_impl_t **out, errmsg_t *em)
     p->http_addr = (const char *const *)v->http;
     p->cluster_addr = (const char *const *)v->caddr;
     p->self = v->ring ? ring_node_find(v->ring, c->id.node_id) : -1;
-    if (p->self < 0)
-        p->self = -1;
+    if (p->self < 0) p->self = -1;
     p->self_id = v->self_id;
     p->rf = c->cfg.replication_factor < v->n ? c->cfg.replication_factor : v->n;
     p->quorum = quorum_for(&c->cfg, p->rf);
@@ -165,8 +153,7 @@ static void log_view(const cluster_t *c, const cluster_view_t *v)
 int cluster_view_refresh(cluster_t *c)
 {
     uint64_t mv = ring_members_version(c->members);
-    if (c->view != NULL && mv == c->view_members_version)
-        return 0;
+    if (c->view != NULL && mv == c->view_members_version) return 0;
     view_impl_t *v = NULL;
     errmsg_t em = {{0}};
     if (view_build(c, &v, &em) != ERR_OK) {
@@ -210,8 +197,7 @@ static int member_json(const cluster_t *c, const ring_member_t *m, uint64_t now,
 static int transport_json(const cluster_t *c, buf_t *out)
 {
     rpc_stats_t s = {0};
-    if (c->rpc != NULL)
-        rpc_stats(c->rpc, &s);
+    if (c->rpc != NULL) rpc_stats(c->rpc, &s);
     ring_members_stats_t ms;
     ring_members_stats(c->members, &ms);
     return buf_printf(
@@ -242,22 +228,20 @@ int cluster_status_json(cluster_t *c, buf_t *out)
     rc = rc ? rc : buf_append_json_string(out, c->id.node_id, strlen(c->id.node_id));
     rc = rc ? rc : buf_append_str(out, ",\"cluster\":");
     rc = rc ? rc : buf_append_json_string(out, c->cfg.cluster_name, strlen(c->cfg.cluster_name));
-    rc = rc ? rc
-            : buf_printf(out,
-                         ",\"rf\":%u,\"quorum\":%u,\"ring_version\":%llu,\"view_version\":%llu,"
-                         "\"ring_fingerprint\":\"%016llx\",\"nodes\":[",
-                         v->rf, v->quorum,
-                         (unsigned long long)ring_members_ring_version(c->members),
-                         (unsigned long long)v->version,
-                         (unsigned long long)(v->ring ? ring_fingerprint(v->ring) : 0));
+    rc =
+        rc ? rc
+           : buf_printf(out,
+                        ",\"rf\":%u,\"quorum\":%u,\"ring_version\":%llu,\"view_version\":%llu,"
+                        "\"ring_fingerprint\":\"%016llx\",\"nodes\":[",
+                        v->rf, v->quorum, (unsigned long long)ring_members_ring_version(c->members),
+                        (unsigned long long)v->version,
+                        (unsigned long long)(v->ring ? ring_fingerprint(v->ring) : 0));
     uint64_t now = members_now_ms();
     for (size_t i = 0; rc == ERR_OK && i < ring_members_count(c->members); i++) {
         ring_member_t m;
         rc = ring_members_get(c->members, i, &m);
-        if (rc == ERR_OK && i > 0)
-            rc = buf_append_byte(out, ',');
-        if (rc == ERR_OK)
-            rc = member_json(c, &m, now, out);
+        if (rc == ERR_OK && i > 0) rc = buf_append_byte(out, ',');
+        if (rc == ERR_OK) rc = member_json(c, &m, now, out);
     }
     rc = rc ? rc : buf_append_byte(out, ']');
     rc = rc ? rc : transport_json(c, out);

@@ -79,8 +79,7 @@ static int get_fd(int sock, int option, int *fd)
 static void handle_closed(uv_handle_t *h)
 {
     rpc_t *r = h->data;
-    if (--r->open_handles == 0 && r->done != NULL)
-        r->done(r->done_arg);
+    if (--r->open_handles == 0 && r->done != NULL) r->done(r->done_arg);
 }
 
 static void queue_clear(peer_t *p)
@@ -103,8 +102,7 @@ static void peer_closed(uv_handle_t *h)
     nn_close(p->sock);
     free(p->addr);
     free(p);
-    if (--r->open_handles == 0 && r->done != NULL)
-        r->done(r->done_arg);
+    if (--r->open_handles == 0 && r->done != NULL) r->done(r->done_arg);
 }
 
 /* Unlinks p and closes it; the socket is closed once the poll handle is. */
@@ -124,8 +122,7 @@ static void peer_close(rpc_t *r, peer_t *p)
 static peer_t *peer_find(rpc_t *r, const char *addr)
 {
     for (peer_t *p = r->peers; p != NULL; p = p->next)
-        if (strcmp(p->addr, addr) == 0)
-            return p;
+        if (strcmp(p->addr, addr) == 0) return p;
     return NULL;
 }
 
@@ -134,8 +131,7 @@ static void peer_evict(rpc_t *r)
 {
     peer_t *lru = NULL;
     for (peer_t *p = r->peers; p != NULL; p = p->next)
-        if (lru == NULL || p->last_used_ms < lru->last_used_ms)
-            lru = p;
+        if (lru == NULL || p->last_used_ms < lru->last_used_ms) lru = p;
     if (lru != NULL) {
         log_info("rpc", "closing the connection to %s (more than %u peers)", lru->addr,
                  r->o.max_peers);
@@ -146,8 +142,7 @@ static void peer_evict(rpc_t *r)
 static int peer_socket(const char *addr, int *sock_out, int *fd_out, errmsg_t *em)
 {
     int s = nn_socket(AF_SP, NN_PUSH);
-    if (s < 0)
-        return nn_fail(em, "cannot create a socket for", addr);
+    if (s < 0) return nn_fail(em, "cannot create a socket for", addr);
     int linger = 0, ivl_max = 2000;
     nn_setsockopt(s, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof linger);
     nn_setsockopt(s, NN_SOL_SOCKET, NN_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
@@ -162,8 +157,7 @@ static int peer_socket(const char *addr, int *sock_out, int *fd_out, errmsg_t *e
 
 static int peer_open(rpc_t *r, const char *addr, peer_t **out)
 {
-    if (r->npeers >= r->o.max_peers)
-        peer_evict(r);
+    if (r->npeers >= r->o.max_peers) peer_evict(r);
     errmsg_t em = {{0}};
     int sock, fd;
     int rc = peer_socket(addr, &sock, &fd, &em);
@@ -175,8 +169,7 @@ static int peer_open(rpc_t *r, const char *addr, peer_t **out)
     peer_t *p = calloc(1, sizeof *p);
     if (p == NULL || (p->addr = strdup(addr)) == NULL || uv_poll_init(r->loop, &p->poll, fd) != 0) {
         /* the poll handle was never initialised: nothing to close in the loop */
-        if (p != NULL)
-            free(p->addr);
+        if (p != NULL) free(p->addr);
         free(p);
         nn_close(sock);
         return ERR_NOMEM;
@@ -207,8 +200,7 @@ static int try_send(rpc_t *r, peer_t *p, const uint8_t *msg, size_t len)
         return 1;
     }
     int e = nn_errno();
-    if (e == EAGAIN || e == EINTR)
-        return 0;
+    if (e == EAGAIN || e == EINTR) return 0;
     r->stats.socket_errors++;
     log_warn("rpc", "send to %s: %s", p->addr, nn_strerror(e));
     return ERR_IO;
@@ -238,8 +230,7 @@ static void queue_pop(peer_t *p)
 {
     rpc_msg_t *m = p->head;
     p->head = m->next;
-    if (p->head == NULL)
-        p->tail = NULL;
+    if (p->head == NULL) p->tail = NULL;
     p->queued_bytes -= m->len;
     free(m);
 }
@@ -254,8 +245,7 @@ static void peer_drain(rpc_t *r, peer_t *p)
             continue;
         }
         int rc = try_send(r, p, p->head->data, p->head->len);
-        if (rc == 0)
-            break;
+        if (rc == 0) break;
         queue_pop(p); /* sent, or refused by the socket for good */
     }
     set_polling(p, p->head != NULL);
@@ -280,8 +270,7 @@ static int enqueue(rpc_t *r, peer_t *p, const uint8_t *msg, size_t len, uint64_t
         return ERR_UNAVAILABLE;
     }
     rpc_msg_t *m = malloc(sizeof *m + len);
-    if (m == NULL)
-        return ERR_NOMEM;
+    if (m == NULL) return ERR_NOMEM;
     m->next = NULL;
     m->deadline_ms = deadline_ms;
     m->len = len;
@@ -299,25 +288,21 @@ static int enqueue(rpc_t *r, peer_t *p, const uint8_t *msg, size_t len, uint64_t
 
 int rpc_send(rpc_t *r, const char *addr, const uint8_t *msg, size_t len, uint64_t deadline_ms)
 {
-    if (r->closing)
-        return ERR_UNAVAILABLE;
+    if (r->closing) return ERR_UNAVAILABLE;
     if (len > r->o.max_message_bytes) {
         r->stats.refused_too_large++;
         return ERR_TOO_LARGE;
     }
-    if (addr == NULL || addr[0] == '\0')
-        return ERR_INVALID_ARGUMENT;
+    if (addr == NULL || addr[0] == '\0') return ERR_INVALID_ARGUMENT;
     peer_t *p = peer_find(r, addr);
     if (p == NULL) {
         int rc = peer_open(r, addr, &p);
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
     }
     p->last_used_ms = uv_now(r->loop);
     if (p->head == NULL) {
         int rc = try_send(r, p, msg, len);
-        if (rc != 0)
-            return rc > 0 ? ERR_OK : rc;
+        if (rc != 0) return rc > 0 ? ERR_OK : rc;
     }
     return enqueue(r, p, msg, len, deadline_ms);
 }
@@ -335,15 +320,13 @@ static void on_sweep(uv_timer_t *t)
         set_polling(p, p->head != NULL);
         waiting |= p->head != NULL;
     }
-    if (!waiting)
-        uv_timer_stop(t);
+    if (!waiting) uv_timer_stop(t);
 }
 
 void rpc_forget_peer(rpc_t *r, const char *addr)
 {
     peer_t *p = addr != NULL ? peer_find(r, addr) : NULL;
-    if (p != NULL)
-        peer_close(r, p);
+    if (p != NULL) peer_close(r, p);
 }
 
 /* ---------- receiving ---------- */
@@ -379,8 +362,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
 static int bind_pull(rpc_t *r, errmsg_t *em)
 {
     r->sock = nn_socket(AF_SP, NN_PULL);
-    if (r->sock < 0)
-        return nn_fail(em, "cannot create a socket for", r->listen_addr);
+    if (r->sock < 0) return nn_fail(em, "cannot create a socket for", r->listen_addr);
     /* nanomsg's default (1 MiB) silently drops a connection that sends more */
     int max = r->o.max_message_bytes > INT_MAX ? -1 : (int)r->o.max_message_bytes;
     int linger = 0;
@@ -395,8 +377,7 @@ static int bind_pull(rpc_t *r, errmsg_t *em)
 static int start_receiving(rpc_t *r, errmsg_t *em)
 {
     int fd;
-    if (get_fd(r->sock, NN_RCVFD, &fd) < 0)
-        return nn_fail(em, "cannot watch", r->listen_addr);
+    if (get_fd(r->sock, NN_RCVFD, &fd) < 0) return nn_fail(em, "cannot watch", r->listen_addr);
     if (uv_poll_init(r->loop, &r->rpoll, fd) != 0)
         return errmsg_set(em, ERR_IO, "cluster transport: cannot poll %s", r->listen_addr);
     r->rpoll.data = r;
@@ -416,16 +397,13 @@ int rpc_new(uv_loop_t *loop, const rpc_options_t *o, rpc_receive_fn fn, void *ct
     r->loop = loop;
     r->o = *o;
     r->o.listen_addr = r->listen_addr;
-    if (r->o.max_peers == 0)
-        r->o.max_peers = 1;
+    if (r->o.max_peers == 0) r->o.max_peers = 1;
     r->fn = fn;
     r->ctx = ctx;
     int rc = bind_pull(r, em);
-    if (rc == ERR_OK)
-        rc = start_receiving(r, em);
+    if (rc == ERR_OK) rc = start_receiving(r, em);
     if (rc != ERR_OK) {
-        if (r->sock >= 0)
-            nn_close(r->sock);
+        if (r->sock >= 0) nn_close(r->sock);
         free(r->listen_addr);
         free(r);
         return rc;
@@ -437,7 +415,10 @@ int rpc_new(uv_loop_t *loop, const rpc_options_t *o, rpc_receive_fn fn, void *ct
     return ERR_OK;
 }
 
-void rpc_stats(const rpc_t *r, rpc_stats_t *out) { *out = r->stats; }
+void rpc_stats(const rpc_t *r, rpc_stats_t *out)
+{
+    *out = r->stats;
+}
 
 static void pull_closed(uv_handle_t *h)
 {
@@ -449,8 +430,7 @@ static void pull_closed(uv_handle_t *h)
 
 void rpc_close(rpc_t *r, void (*done)(void *arg), void *arg)
 {
-    if (r->closing)
-        return;
+    if (r->closing) return;
     r->closing = 1;
     r->done = done;
     r->done_arg = arg;
@@ -462,8 +442,7 @@ void rpc_close(rpc_t *r, void (*done)(void *arg), void *arg)
 
 void rpc_free(rpc_t *r)
 {
-    if (r == NULL)
-        return;
+    if (r == NULL) return;
     free(r->listen_addr);
     free(r);
 }

@@ -31,6 +31,18 @@ def test_three_nodes_converge():
                 assert m["cluster"] == "tcp://127.0.0.1:%d" % c.cluster_ports[j], m
                 assert m["http"] == "http://127.0.0.1:%d" % c.nodes[j].port, m
         print("    3 nodes started and converged in %.2fs" % took)
+        flamectl = os.path.join(os.path.dirname(harness.FLAMEDB_BIN), "flamectl")
+        if os.access(flamectl, os.X_OK):
+            p = subprocess.run([flamectl, "--url", "http://127.0.0.1:%d" % c.nodes[1].port,
+                                "cluster", "status"], capture_output=True, timeout=30)
+            out = p.stdout.decode()
+            assert p.returncode == 0, (p.returncode, out, p.stderr)
+            assert "cluster 'it': 3 node(s), rf 3, write quorum 2 (as seen by n1)" in out, out
+            rows = [l for l in out.splitlines() if " active " in l]
+            assert len(rows) == 3 and sum(l.startswith("* n1 ") for l in rows) == 1, out
+            p = subprocess.run([flamectl, "--url", "http://127.0.0.1:%d" % free_port(),
+                                "cluster", "status"], capture_output=True, timeout=30)
+            assert p.returncode == 1, p
 
 
 def test_five_nodes_converge_and_rf_caps():

@@ -35,8 +35,7 @@ static void on_receive(void *ctx, const uint8_t *msg, size_t len)
 {
     inbox_t *in = ctx;
     int seq = -1;
-    if (len >= 4)
-        memcpy(&seq, msg, 4);
+    if (len >= 4) memcpy(&seq, msg, 4);
     int ok = len >= 4 && seq == in->next_seq;
     for (size_t i = 4; ok && i < len; i++)
         ok = msg[i] == (uint8_t)(seq * 31 + i * 7);
@@ -61,7 +60,10 @@ static int free_port(void)
     return port;
 }
 
-static void tick(uv_timer_t *t) { (void)t; }
+static void tick(uv_timer_t *t)
+{
+    (void)t;
+}
 
 /* Runs the loop until *flag >= want or WAIT_MS pass; returns 1 on success. */
 static int run_until(uv_loop_t *loop, const int *flag, int want, uint64_t ms)
@@ -90,7 +92,10 @@ typedef struct end {
     int closed;
 } end_t;
 
-static void closed_cb(void *arg) { ((end_t *)arg)->closed = 1; }
+static void closed_cb(void *arg)
+{
+    ((end_t *)arg)->closed = 1;
+}
 
 static int open_end(uv_loop_t *loop, end_t *e, size_t max_msg, size_t max_queue)
 {
@@ -99,8 +104,7 @@ static int open_end(uv_loop_t *loop, end_t *e, size_t max_msg, size_t max_queue)
     rpc_options_t o = {e->addr, max_msg, max_queue, 16};
     errmsg_t em = {{0}};
     int rc = rpc_new(loop, &o, on_receive, &e->in, &e->rpc, &em);
-    if (rc != ERR_OK)
-        fprintf(stderr, "rpc_new %s: %s\n", e->addr, em.text);
+    if (rc != ERR_OK) fprintf(stderr, "rpc_new %s: %s\n", e->addr, em.text);
     return rc;
 }
 
@@ -217,7 +221,7 @@ static void test_forget_and_close(uv_loop_t *loop)
     CHECK_EQ_INT(send_seq(&a, &b, 0, 10, 0), ERR_OK);
     CHECK(run_until(loop, &b.in.count, 1, WAIT_MS));
     rpc_forget_peer(a.rpc, b.addr);
-    rpc_forget_peer(a.rpc, "tcp://127.0.0.1:1"); /* unknown: ignored */
+    rpc_forget_peer(a.rpc, "tcp://127.0.0.1:1");      /* unknown: ignored */
     CHECK_EQ_INT(send_seq(&a, &b, 1, 10, 0), ERR_OK); /* a new socket */
     CHECK(run_until(loop, &b.in.count, 2, WAIT_MS));
     CHECK_EQ_INT(b.in.bad, 0);
