@@ -185,6 +185,20 @@ int buf_append_u64be(buf_t *b, uint64_t v)
     return buf_append(b, tmp, 8);
 }
 
+int buf_append_i64(buf_t *b, int64_t v)
+{
+    char tmp[24];
+    char *p = tmp + sizeof tmp;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        *--p = '-';
+    return buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
 uint8_t *buf_steal(buf_t *b, size_t *len)
 {
     uint8_t *p = b->data;

@@ -37,6 +37,8 @@ int buf_append_json_string(buf_t *b, const char *s, size_t n);
 int buf_append_uvarint(buf_t *b, uint64_t v);
 int buf_append_svarint(buf_t *b, int64_t v);
 int buf_append_u64be(buf_t *b, uint64_t v);
+/* Appends v in decimal (a fast path for encoders that print many integers). */
+int buf_append_i64(buf_t *b, int64_t v);
 /* Hands the storage to the caller (free with free()), leaves b empty. */
 uint8_t *buf_steal(buf_t *b, size_t *len);
 

@@ -73,6 +73,24 @@ static int grow_slots(calltree_t *t)
     return ERR_OK;
 }
 
+int calltree_reserve(calltree_t *t, size_t nodes)
+{
+    size_t want = t->count + nodes;
+    if (want > t->max_nodes)
+        want = t->max_nodes;
+    if (want > t->cap) {
+        ct_node_t *n = realloc(t->nodes, want * sizeof *n);
+        if (n == NULL)
+            return ERR_NOMEM;
+        t->nodes = n;
+        t->cap = want;
+    }
+    while (want * 2 > t->nslots)
+        if (grow_slots(t) != ERR_OK)
+            return ERR_NOMEM;
+    return ERR_OK;
+}
+
 calltree_t *calltree_new(size_t max_nodes)
 {
     calltree_t *t = calloc(1, sizeof *t);

@@ -41,6 +41,9 @@ typedef struct calltree calltree_t;
 /* A tree that holds at most max_nodes nodes (root included); 0 = unlimited. */
 calltree_t *calltree_new(size_t max_nodes);
 void calltree_free(calltree_t *t);
+/* Makes room for nodes more nodes, so building a tree of known size does not
+ * rehash and copy as it grows. */
+int calltree_reserve(calltree_t *t, size_t nodes);
 void calltree_clear(calltree_t *t);
 
 /* Adds value along stack[0..depth) (stack[0] is the outermost caller, the last

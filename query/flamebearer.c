@@ -56,8 +56,15 @@ static int emit(fb_t *fb, const frame_t *f)
     if (rc == 0) rc = level_at(fb, f->depth, &lv);
     if (rc != 0) return rc;
     size_t before = lv->text.len;
-    rc = buf_printf(&lv->text, "%s%lld,%lld,%lld,%u", before ? "," : "",
-                    (long long)(f->x - lv->prev_end), (long long)total, (long long)self, idx);
+    /* the hot loop of rendering: no printf */
+    if (before) rc = buf_append_byte(&lv->text, ',');
+    if (rc == 0) rc = buf_append_i64(&lv->text, f->x - lv->prev_end);
+    if (rc == 0) rc = buf_append_byte(&lv->text, ',');
+    if (rc == 0) rc = buf_append_i64(&lv->text, total);
+    if (rc == 0) rc = buf_append_byte(&lv->text, ',');
+    if (rc == 0) rc = buf_append_i64(&lv->text, self);
+    if (rc == 0) rc = buf_append_byte(&lv->text, ',');
+    if (rc == 0) rc = buf_append_i64(&lv->text, idx);
     if (rc != 0) return rc;
     fb->bytes += lv->text.len - before;
     if (fb->bytes > fb->max_bytes) return ERR_TOO_LARGE;
@@ -143,8 +150,11 @@ static int write_flamebearer(buf_t *out, const fb_t *fb)
         if (rc == 0) rc = buf_append_json_string(out, fb->names.strs[i], fb->names.lens[i]);
     }
     if (rc == 0) rc = buf_append_str(out, "],\"levels\":[");
-    for (size_t d = 0; rc == 0 && d < fb->nlv; d++)
-        rc = buf_printf(out, "%s[%s]", d ? "," : "", (const char *)fb->lv[d].text.data);
+    for (size_t d = 0; rc == 0 && d < fb->nlv; d++) {
+        rc = buf_append_str(out, d ? ",[" : "[");
+        if (rc == 0) rc = buf_append(out, fb->lv[d].text.data, fb->lv[d].text.len);
+        if (rc == 0) rc = buf_append_byte(out, ']');
+    }
     if (rc == 0)
         rc = buf_printf(out, "],\"numTicks\":%lld,\"maxSelf\":%lld}",
                         (long long)calltree_root_total(fb->st->t), (long long)fb->max_self);

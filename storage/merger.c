@@ -7,6 +7,7 @@
  * nodes. So a query over a thousand windows costs a thousand vector additions
  * and one tree build, not a thousand tree merges.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,6 +138,12 @@ static int finish_one(storage_merger_t *m, acc_t *a, calltree_t *dst, errmsg_t *
     if (rc == 0) {
         memset(tmap, 0xff, count * sizeof *tmap);
         tmap[0] = 0;
+        size_t nz = 0;
+        for (size_t id = 0; id < a->cap && id < count; id++)
+            nz += a->val[id] != 0;
+        /* the tree gets at most one node per stack node touched; the non-zero
+         * ones are a fair lower bound for the reservation */
+        rc = calltree_reserve(dst, 2 * nz);
     }
     for (size_t id = 0; rc == 0 && id < a->cap; id++) {
         if (a->val[id] == 0) continue;

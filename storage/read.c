@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/varint.h"
 #include "storage/storage_int.h"
@@ -321,7 +322,8 @@ int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t 
 
 /* --- symbols ------------------------------------------------------------------ */
 
-static int put_loaded(symtab_t *dst, uint64_t id, const char *v, size_t n)
+static int put_loaded(storage_t *s, uint64_t tenant_hash, symtab_t *dst, uint64_t id,
+                      const char *v, size_t n)
 {
     const char *name, *file;
     size_t nn, fn;
@@ -329,11 +331,12 @@ static int put_loaded(symtab_t *dst, uint64_t id, const char *v, size_t n)
         log_warn("storage", "symbol %016llx: corrupt value skipped", (unsigned long long)id);
         return 0;
     }
+    symcache_put(&s->symcache, tenant_hash, id, name, nn, file, fn);
     return symtab_put(dst, id, name, nn, file, fn);
 }
 
-static int load_batch(storage_t *s, const char *tenant, const uint64_t *ids, size_t n,
-                      symtab_t *dst)
+static int load_batch(storage_t *s, const char *tenant, uint64_t tenant_hash, const uint64_t *ids,
+                      size_t n, symtab_t *dst)
 {
     skey_t keys[SYMBOL_BATCH];
     const char *kp[SYMBOL_BATCH];
@@ -351,7 +354,8 @@ static int load_batch(storage_t *s, const char *tenant, const uint64_t *ids, siz
     for (size_t i = 0; i < n; i++) {
         int erc = storage_rocks_err(errs[i], NULL, "symbol lookup");
         if (rc == 0) rc = erc;
-        if (rc == 0 && vals[i] != NULL) rc = put_loaded(dst, ids[i], vals[i], vl[i]);
+        if (rc == 0 && vals[i] != NULL)
+            rc = put_loaded(s, tenant_hash, dst, ids[i], vals[i], vl[i]);
         free(vals[i]);
     }
     return rc;
@@ -361,7 +365,20 @@ int storage_load_symbols(storage_t *s, const char *tenant, const uint64_t *ids, 
                          symtab_t *dst)
 {
     int rc = storage_check_tenant(tenant, NULL);
-    for (size_t off = 0; rc == 0 && off < n; off += SYMBOL_BATCH)
-        rc = load_batch(s, tenant, ids + off, n - off < SYMBOL_BATCH ? n - off : SYMBOL_BATCH, dst);
+    if (rc != 0) return rc;
+    uint64_t th = hash_bytes64(tenant, strlen(tenant));
+    uint64_t miss[SYMBOL_BATCH];
+    size_t nmiss = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        int hit = symcache_get(&s->symcache, th, ids[i], dst);
+        if (hit < 0) return hit;
+        if (hit) continue;
+        miss[nmiss++] = ids[i];
+        if (nmiss == SYMBOL_BATCH) {
+            rc = load_batch(s, tenant, th, miss, nmiss, dst);
+            nmiss = 0;
+        }
+    }
+    if (rc == 0 && nmiss > 0) rc = load_batch(s, tenant, th, miss, nmiss, dst);
     return rc;
 }

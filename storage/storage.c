@@ -293,7 +293,8 @@ static storage_t *storage_alloc(const storage_options_t *o)
     s->wopts = rocksdb_writeoptions_create();
     if (s->path == NULL || idcache_init(&s->symbol_cache, STORAGE_SYMBOL_CACHE_SLOTS) != 0 ||
         idcache_init(&s->series_cache, STORAGE_SERIES_CACHE_SLOTS) != 0 ||
-        nodetab_cache_init(s, o->node_cache_bytes) != 0) {
+        nodetab_cache_init(s, o->node_cache_bytes / 2) != 0 ||
+        symcache_init(&s->symcache, o->node_cache_bytes / 2) != 0) {
         storage_close(s);
         return NULL;
     }
@@ -359,6 +360,7 @@ void storage_close(storage_t *s)
     idcache_free(&s->symbol_cache);
     idcache_free(&s->series_cache);
     nodetab_cache_free(s);
+    symcache_free(&s->symcache);
     storage_hints_free(s);
     for (int i = 0; i < STORAGE_STRIPES; i++)
         pthread_mutex_destroy(&s->stripes[i]);

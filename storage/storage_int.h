@@ -108,6 +108,13 @@ typedef struct sparse_vec {
 
 typedef struct nodetab nodetab_t;
 
+/* Symbol names recently loaded (symcache.c). */
+#define SYMCACHE_SHARDS 16
+typedef struct symcache {
+    struct symcache_shard *shards;
+    size_t shard_bytes;
+} symcache_t;
+
 /* The in-memory cache of node tables (nodetab.c). */
 typedef struct nodetab_cache {
     pthread_mutex_t mu;
@@ -136,6 +143,7 @@ struct storage {
     idcache_t symbol_cache;
     idcache_t series_cache;
     nodetab_cache_t nodetabs;
+    symcache_t symcache;
     storage_counters_t counters;
     struct storage_hints *hints; /* hints.c: per-target counts and bytes */
 };
@@ -278,6 +286,15 @@ uint32_t nodetab_count(const nodetab_t *t);
 uint32_t nodetab_parent(const nodetab_t *t, uint32_t id);
 uint64_t nodetab_sym(const nodetab_t *t, uint32_t id);
 uint64_t nodetab_token(const nodetab_t *t);
+
+/* --- symbol name cache (symcache.c) ---------------------------------------- */
+
+int symcache_init(symcache_t *c, size_t max_bytes);
+void symcache_free(symcache_t *c);
+/* 1 and the symbol copied into dst if cached, 0 if not, or a negative error. */
+int symcache_get(symcache_t *c, uint64_t tenant_hash, uint64_t id, symtab_t *dst);
+void symcache_put(symcache_t *c, uint64_t tenant_hash, uint64_t id, const char *name,
+                  size_t name_len, const char *file, size_t file_len);
 
 /* --- caches --------------------------------------------------------------- */
 
