@@ -292,6 +292,7 @@ int cluster_start(cluster_t *c, errmsg_t *em)
     if (rc != ERR_OK) return rc;
     c->open_parts++;
     c->started = 1;
+    c->started_ms = uv_now(c->loop);
     uv_timer_start(&c->timer, on_gossip_timer, 0, c->cfg.gossip_interval_ms);
     log_info("cluster", "node %s in cluster '%s': listening on %s, advertising %s, %zu seed(s)",
              c->id.node_id, c->cfg.cluster_name, c->cfg.cluster_listen, c->cluster_addr, c->nseeds);
@@ -301,6 +302,18 @@ int cluster_start(cluster_t *c, errmsg_t *em)
 const char *cluster_self_id(const cluster_t *c)
 {
     return c->id.node_id;
+}
+
+int cluster_joined(cluster_t *c)
+{
+    if (c->joined || !c->transport || c->nseeds == 0 || ring_members_count(c->members) > 1)
+        return c->joined = 1;
+    if (c->started && uv_now(c->loop) - c->started_ms >= c->cfg.failure_timeout_ms) {
+        log_warn("cluster", "no seed of --join answered within %llu ms: going on alone",
+                 (unsigned long long)c->cfg.failure_timeout_ms);
+        return c->joined = 1;
+    }
+    return 0;
 }
 
 static void part_closed(void *arg)

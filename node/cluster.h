@@ -86,6 +86,13 @@ int cluster_send(cluster_t *c, const char *node_id, Flamedb__Cluster__MsgType ty
  * for an invalid id. */
 int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
 
+/* 1 once this node knows the cluster it joins: it has no seeds (the first
+ * node), or it has heard from another member, or failure-timeout passed
+ * since cluster_start without any seed answering (then it goes on alone,
+ * with a warning). Until then the view holds only this node, so RF and the
+ * quorum would be 1: /ready answers 503 and writes should wait. */
+int cluster_joined(cluster_t *c);
+
 /* GET /cluster/status body: {"self": id, "cluster": name, "rf": n,
  * "quorum": w, "ring_version": v, "nodes": [{"id", "http", "cluster",
  * "state", "tokens", "incarnation", "heartbeat", "last_heartbeat_ms_ago",

@@ -67,6 +67,8 @@ struct cluster {
     size_t cur_len;
     cluster_counters_t counters;
     int started, closing, open_parts;
+    int joined;
+    uint64_t started_ms; /* uv_now() at cluster_start */
     void (*done)(void *arg);
     void *done_arg;
 };

@@ -272,12 +272,16 @@ static void route_index(node_t *n, http_exchange_t *ex, const http_request_t *r)
 
 static void route_ready(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    if (n->ready && !n->stopping) {
+    int joined = n->cluster == NULL || cluster_joined(n->cluster);
+    if (n->ready && !n->stopping && joined) {
         respond_static(ex, 200, "text/plain; charset=utf-8", "ready\n");
         return;
     }
     errmsg_t em;
-    errmsg_set(&em, ERR_UNAVAILABLE, "%s", n->stopping ? "the node is stopping" : "not ready");
+    errmsg_set(&em, ERR_UNAVAILABLE, "%s",
+               n->stopping ? "the node is stopping"
+               : !joined   ? "joining the cluster: no other member heard from yet"
+                           : "not ready");
     respond_error(n, ex, ERR_UNAVAILABLE, &em);
 }
 

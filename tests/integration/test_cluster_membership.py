@@ -151,6 +151,27 @@ def test_sigterm_closes_cleanly():
         c.wait_state(1, "down", observers=[0])
 
 
+def test_ready_waits_for_a_seed():
+    """A node whose seeds do not answer is not ready (its view would be a
+    cluster of one, RF 1) until failure-timeout passes; then it goes on alone."""
+    port = free_port()
+    node = harness.Node(name="lonely", args=[
+        "--node-id", "lonely", "--cluster-listen", "tcp://127.0.0.1:%d" % port,
+        "--join", "tcp://127.0.0.1:%d" % free_port(), "--failure-timeout", "2s",
+        "--gossip-interval", "100ms"])
+    t0 = time.monotonic()
+    with node:
+        took = time.monotonic() - t0
+        assert 1.8 <= took < 15, took
+        assert any("going on alone" in line for line in node.log), node.log_text()
+    # with a live seed it is ready as soon as the seed answered
+    with Cluster(1, rf=1) as c:
+        t0 = time.monotonic()
+        c.add_node()
+        assert time.monotonic() - t0 < 1.5
+        c.wait_converged()
+
+
 def test_identity_must_match_node_id():
     with Cluster(1, rf=1) as c:
         c.stop(0)
