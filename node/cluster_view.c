@@ -135,15 +135,18 @@ static int view_build(cluster_t *c, view_impl_t **out, errmsg_t *em)
     return ERR_OK;
 }
 
-static void log_view(const cluster_t *c, const cluster_view_t *v)
+static void log_view(const cluster_t *c, const view_impl_t *vi)
 {
+    const cluster_view_t *v = &vi->pub;
     char line[1024];
     size_t len = 0;
     for (size_t i = 0; i < ring_members_count(c->members) && len < sizeof line - 80; i++) {
         ring_member_t m;
-        if (ring_members_get(c->members, i, &m) == ERR_OK)
-            len += (size_t)snprintf(line + len, sizeof line - len, "%s%s %s", i ? ", " : "",
-                                    m.node_id, ring_state_name((int)m.state));
+        if (ring_members_get(c->members, i, &m) != ERR_OK) continue;
+        int k = v->ring ? ring_node_find(v->ring, m.node_id) : -1;
+        len += (size_t)snprintf(line + len, sizeof line - len, "%s%s %s%s", i ? ", " : "",
+                                m.node_id, ring_state_name((int)m.state),
+                                k >= 0 && vi->hinted[k] ? " (hinted: no reads)" : "");
     }
     line[len < sizeof line ? len : sizeof line - 1] = '\0';
     log_info("cluster", "view %llu: %s (rf %u, quorum %u)", (unsigned long long)v->version, line,
@@ -164,7 +167,7 @@ int cluster_view_refresh(cluster_t *c)
     c->view = v;
     c->view_members_version = mv;
     c->counters.view_rebuilds++;
-    log_view(c, &v->pub);
+    log_view(c, v);
     return 1;
 }
 

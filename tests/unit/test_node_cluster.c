@@ -180,6 +180,7 @@ static void test_cluster_of_one(uv_loop_t *loop)
     config(&cfg, dir, "solo", "", "");
     CHECK_EQ_INT(cluster_new(loop, &cfg, "http://127.0.0.1:4040", &c, &em), ERR_OK);
     CHECK_EQ_INT(cluster_start(c, &em), ERR_OK);
+    CHECK(cluster_joined(c));
     const cluster_view_t *v = cluster_view_acquire(c);
     CHECK_EQ_INT(ring_node_count(v->ring), 1);
     CHECK(v->pending == NULL);
@@ -390,7 +391,10 @@ static void test_trio(uv_loop_t *loop)
     trio_t t;
     uint64_t t0 = uv_hrtime();
     trio_start(loop, &t);
+    CHECK(cluster_joined(t.c[0]));  /* no seeds: the first node */
+    CHECK(!cluster_joined(t.c[1])); /* nobody heard from yet */
     CHECK(run_until(loop, all_live, &t, WAIT_MS));
+    CHECK(cluster_joined(t.c[1]) && cluster_joined(t.c[2]));
     fprintf(stderr, "3 nodes converged in %.0f ms (gossip every 30 ms)\n",
             (double)(uv_hrtime() - t0) / 1e6);
     test_messages(&t);
