@@ -38,6 +38,16 @@ struct calltree {
     size_t nslots;   /* power of two, > 2 * count */
 };
 
+/* Values add with two's-complement wrap-around: exact for every sum that fits
+ * in an int64 (deltas may go negative and back), and never undefined
+ * behaviour on hostile input near the limits. */
+static inline int64_t wadd(int64_t a, int64_t b)
+{
+    return (int64_t)((uint64_t)a + (uint64_t)b);
+}
+
+#define WADD(lhs, v) ((lhs) = wadd((lhs), (v)))
+
 static size_t slot_hash(uint32_t parent, uint64_t sym, size_t mask)
 {
     uint64_t h = (sym ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
@@ -155,9 +165,9 @@ int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child
 
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value)
 {
-    t->nodes[node].self += value;
+    WADD(t->nodes[node].self, value);
     for (uint32_t n = node; n != CALLTREE_NONE; n = t->nodes[n].parent)
-        t->nodes[n].total += value;
+        WADD(t->nodes[n].total, value);
 }
 
 int calltree_add_selves(calltree_t *t, const uint32_t *nodes, const int64_t *vals, size_t n)
@@ -165,16 +175,16 @@ int calltree_add_selves(calltree_t *t, const uint32_t *nodes, const int64_t *val
     int64_t *acc = calloc(t->count, sizeof *acc);
     if (acc == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
-        t->nodes[nodes[i]].self += vals[i];
-        acc[nodes[i]] += vals[i];
+        WADD(t->nodes[nodes[i]].self, vals[i]);
+        WADD(acc[nodes[i]], vals[i]);
     }
     /* children have larger indices than their parents */
     for (size_t i = t->count; i-- > 1;) {
         if (acc[i] == 0) continue;
-        t->nodes[i].total += acc[i];
-        acc[t->nodes[i].parent] += acc[i];
+        WADD(t->nodes[i].total, acc[i]);
+        WADD(acc[t->nodes[i].parent], acc[i]);
     }
-    t->nodes[0].total += acc[0];
+    WADD(t->nodes[0].total, acc[0]);
     free(acc);
     return ERR_OK;
 }
@@ -204,8 +214,8 @@ int calltree_merge(calltree_t *dst, const calltree_t *src)
         /* Adding each node's self and total to its image keeps dst consistent
          * without walking ancestors. */
         for (size_t i = 0; i < src->count; i++) {
-            dst->nodes[map[i]].self += src->nodes[i].self;
-            dst->nodes[map[i]].total += src->nodes[i].total;
+            WADD(dst->nodes[map[i]].self, src->nodes[i].self);
+            WADD(dst->nodes[map[i]].total, src->nodes[i].total);
         }
     }
     free(map);
@@ -402,14 +412,14 @@ static void decode_add(calltree_t *dst, uint64_t nnodes, int64_t root_self, deco
     memset(d->acc, 0, (max_depth + 2) * sizeof *d->acc);
     for (uint64_t k = nnodes; k-- > 0;) {
         uint32_t depth = d->depth[k];
-        int64_t total = d->self[k] + d->acc[depth + 1];
+        int64_t total = wadd(d->self[k], d->acc[depth + 1]);
         d->acc[depth + 1] = 0;
-        d->acc[depth] += total;
-        dst->nodes[d->dst[k]].self += d->self[k];
-        dst->nodes[d->dst[k]].total += total;
+        WADD(d->acc[depth], total);
+        WADD(dst->nodes[d->dst[k]].self, d->self[k]);
+        WADD(dst->nodes[d->dst[k]].total, total);
     }
-    dst->nodes[0].self += root_self;
-    dst->nodes[0].total += root_self + d->acc[1];
+    WADD(dst->nodes[0].self, root_self);
+    WADD(dst->nodes[0].total, wadd(root_self, d->acc[1]));
 }
 
 int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
@@ -431,8 +441,8 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
     if (nnodes == 0) {
         if (p != end)
             return ERR_CORRUPT;
-        dst->nodes[0].self += root_self;
-        dst->nodes[0].total += root_self;
+        WADD(dst->nodes[0].self, root_self);
+        WADD(dst->nodes[0].total, root_self);
         return ERR_OK;
     }
     size_t stack_len = (nnodes < CALLTREE_MAX_DEPTH ? nnodes : CALLTREE_MAX_DEPTH) + 2;

@@ -92,7 +92,8 @@ static int add_block(void *ctx, int64_t window, const uint8_t *v, size_t n)
         return 0;
     }
     for (size_t i = 0; i < m->vec.n; i++)
-        m->cur->val[m->vec.id[i]] += m->vec.val[i];
+        m->cur->val[m->vec.id[i]] =
+            (int64_t)((uint64_t)m->cur->val[m->vec.id[i]] + (uint64_t)m->vec.val[i]);
     return 0;
 }
 
