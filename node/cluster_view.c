@@ -197,26 +197,42 @@ static int member_json(const cluster_t *c, const ring_member_t *m, uint64_t now,
     return rc ? rc : buf_append_str(out, "]}");
 }
 
+/* Transport and membership counters, as one flat JSON object. */
 static int transport_json(const cluster_t *c, buf_t *out)
 {
     rpc_stats_t s = {0};
     if (c->rpc != NULL) rpc_stats(c->rpc, &s);
     ring_members_stats_t ms;
     ring_members_stats(c->members, &ms);
-    return buf_printf(
-        out,
-        ",\"transport\":{\"received\":%llu,\"sent\":%llu,\"bytes_received\":%llu,"
-        "\"bytes_sent\":%llu,\"refused_too_large\":%llu,\"dropped_queue_full\":%llu,"
-        "\"dropped_deadline\":%llu,\"socket_errors\":%llu,\"refused_messages\":%llu,"
-        "\"unknown_sender\":%llu,\"unhandled\":%llu,\"gossip_refused\":%llu,"
-        "\"marked_down\":%llu,\"refutations\":%llu}",
-        (unsigned long long)s.received, (unsigned long long)s.sent,
-        (unsigned long long)s.bytes_received, (unsigned long long)s.bytes_sent,
-        (unsigned long long)s.refused_too_large, (unsigned long long)s.dropped_queue_full,
-        (unsigned long long)s.dropped_deadline, (unsigned long long)s.socket_errors,
-        (unsigned long long)c->counters.refused, (unsigned long long)c->counters.unknown_sender,
-        (unsigned long long)c->counters.unhandled, (unsigned long long)ms.refused_messages,
-        (unsigned long long)ms.marked_down, (unsigned long long)ms.refutations);
+    const struct {
+        const char *name;
+        uint64_t v;
+    } f[] = {
+        {"received", s.received},
+        {"sent", s.sent},
+        {"bytes_received", s.bytes_received},
+        {"bytes_sent", s.bytes_sent},
+        {"refused_too_large", s.refused_too_large},
+        {"dropped_queue_full", s.dropped_queue_full},
+        {"dropped_deadline", s.dropped_deadline},
+        {"socket_errors", s.socket_errors},
+        {"connections_accepted", s.connections_accepted},
+        {"connections_dropped", s.connections_dropped},
+        {"connections_broken", s.connections_broken},
+        {"refused_messages", c->counters.refused},
+        {"unknown_sender", c->counters.unknown_sender},
+        {"unhandled", c->counters.unhandled},
+        {"dispatched", c->counters.dispatched},
+        {"gossip_rounds", c->counters.gossip_rounds},
+        {"gossip_refused", ms.refused_messages},
+        {"members_refused", ms.refused_members},
+        {"marked_down", ms.marked_down},
+        {"refutations", ms.refutations},
+    };
+    int rc = buf_append_str(out, ",\"transport\":{");
+    for (size_t i = 0; rc == ERR_OK && i < sizeof f / sizeof f[0]; i++)
+        rc = buf_printf(out, "%s\"%s\":%llu", i ? "," : "", f[i].name, (unsigned long long)f[i].v);
+    return rc ? rc : buf_append_byte(out, '}');
 }
 
 static uint64_t members_now_ms(void)

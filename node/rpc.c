@@ -418,6 +418,10 @@ int rpc_new(uv_loop_t *loop, const rpc_options_t *o, rpc_receive_fn fn, void *ct
 void rpc_stats(const rpc_t *r, rpc_stats_t *out)
 {
     *out = r->stats;
+    if (r->sock < 0) return;
+    out->connections_accepted = nn_get_statistic(r->sock, NN_STAT_ACCEPTED_CONNECTIONS);
+    out->connections_dropped = nn_get_statistic(r->sock, NN_STAT_DROPPED_CONNECTIONS);
+    out->connections_broken = nn_get_statistic(r->sock, NN_STAT_BROKEN_CONNECTIONS);
 }
 
 static void pull_closed(uv_handle_t *h)

@@ -47,6 +47,10 @@ typedef struct rpc_stats {
     uint64_t dropped_queue_full;
     uint64_t dropped_deadline;  /* waited in a queue past their deadline */
     uint64_t socket_errors;
+    /* Incoming connections, from nanomsg's statistics of the PULL socket:
+     * accepted; dropped during the handshake (not the SP protocol); broken
+     * once established (e.g. a message over max_message_bytes). */
+    uint64_t connections_accepted, connections_dropped, connections_broken;
 } rpc_stats_t;
 
 /* Called on the loop thread for every message received; msg borrowed. */

@@ -140,6 +140,13 @@ def test_hostile_bytes_on_cluster_port():
                  10)
         c.wait_converged()
         assert c.nodes[0].get("/ready").status == 200
+        r1 = c.status(0)["transport"]
+        print("    refused messages %d, connections dropped %d, broken %d"
+              % (r1["refused_messages"] - r0["refused_messages"],
+                 r1["connections_dropped"] - r0["connections_dropped"],
+                 r1["connections_broken"] - r0["connections_broken"]))
+        assert r1["connections_dropped"] + r1["connections_broken"] > \
+            r0["connections_dropped"] + r0["connections_broken"], r1
 
 
 def test_sigterm_closes_cleanly():

@@ -209,6 +209,13 @@ static void test_oversized_input(uv_loop_t *loop)
     }
     CHECK(got);
     CHECK_EQ_INT(small.in.bad, 0);
+    rpc_stats_t s;
+    rpc_stats(small.rpc, &s);
+    fprintf(stderr, "receiver: %llu accepted, %llu dropped, %llu broken connections\n",
+            (unsigned long long)s.connections_accepted, (unsigned long long)s.connections_dropped,
+            (unsigned long long)s.connections_broken);
+    CHECK(s.connections_accepted >= 2);
+    CHECK(s.connections_broken + s.connections_dropped >= 1);
     close_end(loop, &big);
     close_end(loop, &small);
 }
