@@ -262,6 +262,8 @@ static const char index_html[] =
     "/pyroscope/label-values?label=service_name</a></li>\n"
     "<li><a href=\"/metrics\">GET /metrics</a> &mdash; Prometheus metrics</li>\n"
     "<li><a href=\"/ready\">GET /ready</a> &mdash; readiness</li>\n"
+    "<li><a href=\"/cluster/status\">GET /cluster/status</a> &mdash; cluster members as this "
+    "node sees them</li>\n"
     "</ul>\n<p>Tenant: header <code>X-Scope-OrgID</code> (default "
     "<code>anonymous</code>).</p>\n</body></html>\n";
 
