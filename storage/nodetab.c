@@ -337,6 +337,11 @@ int nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
     return 0;
 }
 
+void nodetab_prefetch(const nodetab_t *t, uint32_t parent, uint64_t sym)
+{
+    if (t->nslots > 0) __builtin_prefetch(&t->slots[slot_of(t, parent, sym)]);
+}
+
 uint32_t nodetab_count(const nodetab_t *t)
 {
     return t->count;

@@ -282,6 +282,9 @@ void nodetab_release(storage_t *s, nodetab_t *t, int failed);
  * ERR_LIMIT past STORAGE_MAX_STACK_NODES. Table lock held. */
 int nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
                   rocksdb_writebatch_t *wb, uint32_t *out);
+/* Hints the CPU to fetch the hash slot of (parent, sym): mapping a tree is a
+ * stream of independent cache misses, so issuing them ahead overlaps them. */
+void nodetab_prefetch(const nodetab_t *t, uint32_t parent, uint64_t sym);
 uint32_t nodetab_count(const nodetab_t *t);
 uint32_t nodetab_parent(const nodetab_t *t, uint32_t id);
 uint64_t nodetab_sym(const nodetab_t *t, uint32_t id);

@@ -140,6 +140,8 @@ static int64_t floor_div(int64_t a, int64_t b)
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
+#define PREFETCH_AHEAD 8
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -178,6 +180,12 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw)
     if (rc != 0) return errmsg_set(w->em, rc, "out of memory");
     w->map[0] = 0;
     for (uint32_t i = 1; i < n; i++) {
+        /* Nodes come parent first; a node PREFETCH_AHEAD further on whose
+         * parent is already mapped can have its slot fetched now. */
+        uint32_t ahead = i + PREFETCH_AHEAD;
+        if (ahead < n && calltree_parent(sw->tree, ahead) < i)
+            nodetab_prefetch(t, w->map[calltree_parent(sw->tree, ahead)],
+                             calltree_sym(sw->tree, ahead));
         rc = nodetab_child(w->s, t, w->map[calltree_parent(sw->tree, i)], calltree_sym(sw->tree, i),
                            w->wb, &w->map[i]);
         if (rc == ERR_LIMIT)
