@@ -35,6 +35,8 @@ static void cluster_closed(void *arg) { (void)arg; }
 static void on_drained(void *arg)
 {
     node_t *n = arg;
+    if (n->replicate != NULL) /* stores the hints of writes still waiting for acks */
+        replicate_close(n->replicate, cluster_closed, n);
     if (n->cluster != NULL)
         cluster_close(n->cluster, cluster_closed, n);
     uv_close((uv_handle_t *)&n->sigterm, NULL);
@@ -56,6 +58,9 @@ static int open_cluster(node_t *n, errmsg_t *em)
     char http_addr[NODE_HOST_MAX + 32];
     snprintf(http_addr, sizeof http_addr, "http://%s:%d", n->cfg.http_host, n->port);
     int rc = cluster_new(&n->loop, &n->cfg, http_addr, &n->cluster, em);
+    if (rc == ERR_OK)
+        rc = replicate_open_for_cluster(&n->loop, n->storage, &n->cfg, n->cluster,
+                                        &n->replicate, em);
     return rc == ERR_OK ? cluster_start(n->cluster, em) : rc;
 }
 
@@ -134,6 +139,8 @@ void node_free(node_t *n)
         n->stopping = 1;
         http_server_drain(n->http, 0, drained_for_free, NULL);
     }
+    if (n->replicate != NULL)
+        replicate_close(n->replicate, drained_for_free, NULL); /* no-op if already closing */
     if (n->cluster != NULL)
         cluster_close(n->cluster, drained_for_free, NULL); /* no-op if already closing */
     if (n->ready && !uv_is_closing((uv_handle_t *)&n->stop_async)) {
@@ -145,6 +152,7 @@ void node_free(node_t *n)
     if (uv_loop_close(&n->loop) != 0)
         log_warn("node", "event loop closed with handles still open");
     http_server_free(n->http);
+    replicate_free(n->replicate);
     cluster_free(n->cluster);
     storage_close(n->storage);
     free(n);

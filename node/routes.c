@@ -78,6 +78,11 @@ struct job {
     errmsg_t em;
     query_result_t result;  /* the response body and its types */
     size_t series, written; /* ingest */
+    const cluster_view_t *view; /* ingest: the view its write is planned with */
+    replicate_write_t *rw;      /* ingest: packed, until replicate_start takes it */
+    int deferred;               /* finish took over answering (replicated ingest) */
+    int starting;               /* inside replicate_start: an answer now is job_done's */
+    replicate_stats_t rstats;   /* /metrics: a copy taken on the loop thread */
     metrics_t metrics;      /* /metrics: a copy taken on the loop thread */
     http_server_stats_t http_stats;
     int ready;
@@ -144,6 +149,11 @@ static void job_done(uv_work_t *w, int status)
         j->rc = errmsg_set(&j->em, ERR_UNAVAILABLE, "request cancelled: the node is stopping");
     if (j->rc == ERR_OK && j->kind->finish)
         j->kind->finish(j);
+    if (j->deferred)
+        return; /* answered later by whoever finish handed the job to */
+    replicate_write_free(j->rw);
+    if (j->view != NULL)
+        cluster_view_release(j->view);
     if (j->rc != ERR_OK) {
         respond_error(n, j->ex, j->rc, &j->em);
     } else {
@@ -307,6 +317,8 @@ static void work_metrics(job_t *j)
     buf_init(&j->result.body, 16 * 1024 * 1024);
     j->result.content_type = "text/plain; version=0.0.4; charset=utf-8";
     j->rc = metrics_render(&j->metrics, route_names, NROUTES + 1, &x, &j->result.body);
+    if (j->rc == ERR_OK && n->replicate != NULL)
+        j->rc = replicate_stats_render(&j->rstats, n->storage, &j->result.body);
 }
 
 static void prepare_metrics(job_t *j)
@@ -314,6 +326,8 @@ static void prepare_metrics(job_t *j)
     j->metrics = j->node->metrics; /* counters change on the loop thread only */
     j->http_stats = *http_server_stats(j->node->http);
     j->ready = j->node->ready && !j->node->stopping;
+    if (j->node->replicate != NULL)
+        replicate_stats(j->node->replicate, &j->rstats);
 }
 
 static const job_kind_t metrics_job = {prepare_metrics, work_metrics, NULL};
@@ -349,8 +363,41 @@ static void work_ingest(job_t *j)
         return;
     const storage_profile_write_t *w = ingest_profile_write(prof);
     j->series = w->nseries;
-    j->rc = storage_write_profile(j->node->storage, w, &j->written, &j->em);
+    if (j->view != NULL) { /* plan, write the local replica, pack the remote ones */
+        j->rc = replicate_prepare(j->node->replicate, j->view, w, &j->rw, &j->written, &j->em);
+        j->series = j->rw != NULL ? replicate_write_local_series(j->rw) : 0;
+    } else
+        j->rc = storage_write_profile(j->node->storage, w, &j->written, &j->em);
     ingest_profile_free(prof);
+}
+
+static void prepare_ingest(job_t *j)
+{
+    if (j->node->replicate != NULL)
+        j->view = cluster_view_acquire(j->node->cluster);
+}
+
+/* The replicas answered (or the deadline passed): answer the push. */
+static void ingest_replicated(void *ctx, int rc, const errmsg_t *em)
+{
+    job_t *j = ctx;
+    if (j->starting) { /* decided at once (e.g. a cluster of one): job_done answers */
+        j->deferred = 0;
+        j->rc = rc;
+        if (rc != ERR_OK && em != NULL)
+            j->em = *em;
+        return;
+    }
+    if (rc != ERR_OK) {
+        respond_error(j->node, j->ex, rc, em);
+    } else {
+        http_response_t resp = {.status = 200};
+        buf_init(&resp.body, 0);
+        http_respond(j->ex, &resp);
+    }
+    cluster_view_release(j->view);
+    query_result_free(&j->result);
+    free(j);
 }
 
 static void finish_ingest(job_t *j)
@@ -360,14 +407,29 @@ static void finish_ingest(job_t *j)
     m->ingest_bytes += j->req->body_len;
     m->ingest_series_written += j->written;
     m->ingest_series_duplicate += j->series - j->written;
+    if (j->rw != NULL) {
+        replicate_write_t *rw = j->rw;
+        j->rw = NULL;
+        j->deferred = 1;
+        j->starting = 1;
+        replicate_start(j->node->replicate, rw, ingest_replicated, j);
+        if (j->deferred)
+            j->starting = 0; /* j now belongs to ingest_replicated */
+    }
 }
 
-static const job_kind_t ingest_job = {NULL, work_ingest, finish_ingest};
+static const job_kind_t ingest_job = {prepare_ingest, work_ingest, finish_ingest};
 
 static void route_ingest(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
     const char *tenant = tenant_of(n, ex, r);
-    if (tenant != NULL)
+    if (tenant == NULL)
+        return;
+    errmsg_t em = {{0}};
+    int rc = n->replicate != NULL ? replicate_admit(n->replicate, &em) : ERR_OK;
+    if (rc != ERR_OK)
+        respond_error(n, ex, rc, &em); /* 503 + Retry-After: bounded in-flight writes */
+    else
         job_start(n, ex, r, &ingest_job, tenant);
 }
 

@@ -1,0 +1,414 @@
+/* replicate.c — the loop-thread half of the replicated write path: admission,
+ * sending the packed requests, matching WRITE_ACKs to requests, the deadline,
+ * the answer to the client, and the life of a write until every replica is
+ * acknowledged or hinted (replicate.h, docs/cluster.md "Write path").
+ *
+ * Every request waiting for an ack sits in an id table and in one deadline
+ * list. All requests get the same timeout, so the list is in deadline order
+ * by construction and one timer armed at its head serves them all.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "node/replicate_int.h"
+
+#define MIB ((uint64_t)1 << 20)
+
+void replicate_options_default(replicate_options_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->write_timeout_ms = 5000;
+    o->hints_max_bytes = 1024 * MIB;
+    o->hint_replay_interval_ms = 1000;
+    o->hint_ttl_ms = 6ULL * 24 * 3600 * 1000;
+    o->max_message_bytes = 64 * MIB;
+    o->max_inflight_bytes = 256 * MIB;
+    o->max_inflight_writes = 4096;
+    o->replay_batch = 32;
+    o->shards_per_service = RING_DEFAULT_SHARDS_PER_SERVICE;
+    o->max_tree_nodes = 1u << 20;
+}
+
+uint64_t replicate_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t replicate_request_id(replicate_t *r)
+{
+    return atomic_fetch_add(&r->next_request_id, 1);
+}
+
+/* ---------------------------------------------------------------- pending */
+
+void replicate_pending_add(replicate_t *r, pending_t *p)
+{
+    size_t b = p->request_id % REPLICATE_BUCKETS;
+    p->hnext = r->buckets[b];
+    r->buckets[b] = p;
+    p->next = NULL;
+    p->prev = r->dl_tail;
+    if (r->dl_tail)
+        r->dl_tail->next = p;
+    else
+        r->dl_head = p;
+    r->dl_tail = p;
+    if (r->dl_head == p) replicate_arm_deadline(r);
+}
+
+pending_t *replicate_pending_take(replicate_t *r, uint64_t request_id, const char *sender)
+{
+    pending_t **pp = &r->buckets[request_id % REPLICATE_BUCKETS];
+    while (*pp != NULL && (*pp)->request_id != request_id)
+        pp = &(*pp)->hnext;
+    pending_t *p = *pp;
+    if (p == NULL || (sender != NULL && strcmp(p->target, sender) != 0)) return NULL;
+    *pp = p->hnext;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        r->dl_head = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    else
+        r->dl_tail = p->prev;
+    return p;
+}
+
+static void on_deadline(uv_timer_t *t);
+
+void replicate_arm_deadline(replicate_t *r)
+{
+    if (r->closing) return;
+    if (r->dl_head == NULL) {
+        uv_timer_stop(&r->deadline_timer);
+        return;
+    }
+    uint64_t now = replicate_now_ms(), d = r->dl_head->deadline_ms;
+    uv_timer_start(&r->deadline_timer, on_deadline, d > now ? d - now : 0, 0);
+}
+
+/* ---------------------------------------------------------------- writes */
+
+int replicate_admit(replicate_t *r, errmsg_t *em)
+{
+    if (r->closing) return errmsg_set(em, ERR_UNAVAILABLE, "the node is stopping");
+    uint64_t bytes = r->st.inflight_bytes + r->replica_bytes;
+    if (r->st.inflight_writes >= r->o.max_inflight_writes || bytes >= r->o.max_inflight_bytes) {
+        r->st.unavailable++;
+        return errmsg_set(em, ERR_UNAVAILABLE,
+                          "too many replicated writes in flight (%llu writes, %llu bytes; at most "
+                          "%u and %zu): retry later",
+                          (unsigned long long)r->st.inflight_writes, (unsigned long long)bytes,
+                          r->o.max_inflight_writes, r->o.max_inflight_bytes);
+    }
+    return 0;
+}
+
+static void respond(replicate_write_t *rw, int rc, const errmsg_t *em)
+{
+    if (rw->responded) return;
+    rw->responded = 1;
+    if (rc != 0) rw->r->st.quorum_failures++;
+    if (rw->done) rw->done(rw->done_ctx, rc, em);
+}
+
+/* Answers as soon as the outcome is known. */
+static void evaluate(replicate_write_t *rw)
+{
+    if (rw->responded) return;
+    if (replicate_quorum_met(rw)) {
+        respond(rw, 0, NULL);
+    } else if (replicate_quorum_lost(rw) || rw->outstanding == 0) {
+        errmsg_t em = {{0}};
+        replicate_quorum_reason(rw, &em);
+        respond(rw, ERR_UNAVAILABLE, &em);
+    }
+}
+
+static void unlink_write(replicate_t *r, replicate_write_t *rw)
+{
+    if (rw->prev)
+        rw->prev->next = rw->next;
+    else
+        r->w_head = rw->next;
+    if (rw->next)
+        rw->next->prev = rw->prev;
+    else
+        r->w_tail = rw->prev;
+    r->st.inflight_writes--;
+    r->st.inflight_bytes -= rw->bytes;
+}
+
+/* Every target resolved: store the hints still due, then free. */
+static void finish(replicate_t *r, replicate_write_t *rw)
+{
+    unlink_write(r, rw);
+    int need = 0;
+    for (uint32_t ti = 0; ti < rw->nt; ti++)
+        need |= rw->t[ti].state == TS_NEEDS_HINT;
+    if (need)
+        replicate_finish_hints(r, rw);
+    else
+        replicate_write_free(rw);
+}
+
+static void target_resolved(replicate_t *r, replicate_write_t *rw)
+{
+    rw->outstanding--;
+    evaluate(rw);
+    if (rw->outstanding == 0) finish(r, rw);
+}
+
+static void send_target(replicate_t *r, replicate_write_t *rw, uint32_t ti)
+{
+    rtarget_t *t = &rw->t[ti];
+    pending_t *p = calloc(1, sizeof *p);
+    int rc = p != NULL ? r->ops.send(r->ops.ctx, t->id, FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_WRITE,
+                                     rw->deadline_ms, &t->req.base)
+                       : ERR_NOMEM;
+    if (rc != 0) {
+        free(p);
+        r->st.write_nacks++;
+        replicate_quorum_fail(rw, ti, TS_NEEDS_HINT, rc, "could not be sent");
+        return;
+    }
+    p->request_id = t->req.request_id;
+    p->deadline_ms = rw->deadline_ms;
+    p->kind = PEND_WRITE;
+    snprintf(p->target, sizeof p->target, "%s", t->id);
+    p->rw = rw;
+    p->ti = ti;
+    t->pend = p;
+    rw->outstanding++;
+    replicate_pending_add(r, p);
+}
+
+void replicate_start(replicate_t *r, replicate_write_t *rw, replicate_done_fn done, void *ctx)
+{
+    rw->done = done;
+    rw->done_ctx = ctx;
+    r->st.writes++;
+    r->st.hints_stored += rw->hints_stored;
+    r->st.hints_dropped_full += rw->hints_dropped;
+    for (uint32_t ti = 0; ti < rw->nt; ti++) {
+        if (rw->t[ti].self) {
+            if (rw->t[ti].state == TS_ACKED)
+                r->st.write_acks++;
+            else
+                r->st.write_nacks++;
+        }
+    }
+    rw->prev = r->w_tail;
+    rw->next = NULL;
+    if (r->w_tail)
+        r->w_tail->next = rw;
+    else
+        r->w_head = rw;
+    r->w_tail = rw;
+    r->st.inflight_writes++;
+    r->st.inflight_bytes += rw->bytes;
+    if (rw->hints_stored > 0) replicate_publish_hint_targets(r);
+    rw->outstanding = 1; /* held while sending, so nothing finishes early */
+    for (uint32_t ti = 0; ti < rw->nt; ti++)
+        if (rw->t[ti].state == TS_PENDING && !rw->t[ti].self) send_target(r, rw, ti);
+    target_resolved(r, rw);
+}
+
+/* ---------------------------------------------------------------- acks */
+
+static int retryable(int status)
+{
+    return status == ERR_UNAVAILABLE || status == ERR_IO || status == ERR_TIMEOUT ||
+           status == ERR_NOMEM || status == ERR_INTERNAL;
+}
+
+static void write_acked(replicate_t *r, pending_t *p, const Flamedb__Cluster__WriteAck *a)
+{
+    replicate_write_t *rw = p->rw;
+    rtarget_t *t = &rw->t[p->ti];
+    t->pend = NULL;
+    if (a->status == 0) {
+        r->st.write_acks++;
+        replicate_quorum_ack(rw, p->ti);
+    } else {
+        r->st.write_nacks++;
+        char why[96];
+        snprintf(why, sizeof why, "refused: %.80s", a->reason);
+        replicate_quorum_fail(rw, p->ti, retryable(a->status) ? TS_NEEDS_HINT : TS_REFUSED,
+                              a->status, why);
+        if (!retryable(a->status))
+            log_warn("replicate", "replica %s refused a write: %s", t->id, a->reason);
+    }
+    free(p);
+    target_resolved(r, rw);
+}
+
+void replicate_on_ack(void *ctx, const ring_msg_t *msg)
+{
+    replicate_t *r = ctx;
+    const Flamedb__Cluster__WriteAck *a = (const Flamedb__Cluster__WriteAck *)msg->body;
+    /* NULL: late (after the deadline), unknown, or not from the node it was
+     * sent to; all harmless, writes are idempotent */
+    pending_t *p = replicate_pending_take(r, a->request_id, msg->env->sender_id);
+    if (p == NULL) return;
+    if (p->kind == PEND_WRITE)
+        write_acked(r, p, a);
+    else
+        replicate_replay_resolved(r, p, a->status == 0);
+}
+
+/* Requests past their deadline: writes get hints, replays are retried later. */
+static void on_deadline(uv_timer_t *timer)
+{
+    replicate_t *r = timer->data;
+    uint64_t now = replicate_now_ms();
+    while (r->dl_head != NULL && r->dl_head->deadline_ms <= now) {
+        pending_t *p = replicate_pending_take(r, r->dl_head->request_id, NULL);
+        if (p->kind == PEND_REPLAY) {
+            replicate_replay_resolved(r, p, 0);
+            continue;
+        }
+        replicate_write_t *rw = p->rw;
+        rw->t[p->ti].pend = NULL;
+        r->st.write_nacks++;
+        replicate_quorum_fail(rw, p->ti, TS_NEEDS_HINT, ERR_TIMEOUT, "timed out");
+        free(p);
+        target_resolved(r, rw);
+    }
+    replicate_arm_deadline(r);
+}
+
+/* ---------------------------------------------------------------- life */
+
+int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t *o,
+                  const replicate_ops_t *ops, replicate_t **out, errmsg_t *em)
+{
+    *out = NULL;
+    replicate_t *r = calloc(1, sizeof *r);
+    if (r == NULL) return errmsg_set(em, ERR_NOMEM, "replicate: out of memory");
+    r->loop = loop;
+    r->storage = storage;
+    r->o = *o;
+    if (r->o.replay_batch == 0) r->o.replay_batch = 1;
+    r->ops = *ops;
+    /* ids unique across restarts, so a late ack from a previous life never
+     * matches a new request */
+    uint64_t seed = replicate_now_ms() << 20 ^ (uint64_t)(uintptr_t)r;
+    atomic_init(&r->next_request_id, seed | 1);
+    uv_timer_init(loop, &r->deadline_timer);
+    uv_timer_init(loop, &r->replay_timer);
+    r->deadline_timer.data = r->replay_timer.data = r;
+    r->hint_sig = UINT64_MAX;
+    replicate_publish_hint_targets(r);
+    uint64_t every = r->o.hint_replay_interval_ms ? r->o.hint_replay_interval_ms : 1000;
+    uv_timer_start(&r->replay_timer, replicate_replay_tick, every, every);
+    *out = r;
+    return 0;
+}
+
+void replicate_stats(const replicate_t *r, replicate_stats_t *out)
+{
+    *out = r->st;
+    out->replay_inflight = 0;
+    for (size_t i = 0; i < r->nrt; i++)
+        out->replay_inflight += r->rt[i].inflight;
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    replicate_t *r = h->data;
+    if (++r->closed_handles == 2 && r->close_done) r->close_done(r->close_arg);
+}
+
+/* Requests still waiting when the node stops: writes store their hints now
+ * (on this thread, the node is stopping anyway); replays are simply dropped
+ * (their hints stay stored). */
+static void flush_pending(replicate_t *r)
+{
+    while (r->dl_head != NULL) {
+        pending_t *p = replicate_pending_take(r, r->dl_head->request_id, NULL);
+        if (p->kind == PEND_REPLAY) {
+            replicate_replay_resolved(r, p, 0);
+            continue;
+        }
+        replicate_write_t *rw = p->rw;
+        rw->t[p->ti].pend = NULL;
+        replicate_quorum_fail(rw, p->ti, TS_NEEDS_HINT, ERR_UNAVAILABLE, "node stopping");
+        free(p);
+        target_resolved(r, rw);
+    }
+}
+
+void replicate_close(replicate_t *r, void (*done)(void *arg), void *arg)
+{
+    if (r->closing) return;
+    r->closing = 1; /* from here on hints are stored synchronously */
+    flush_pending(r);
+    r->close_done = done;
+    r->close_arg = arg;
+    uv_timer_stop(&r->deadline_timer);
+    uv_timer_stop(&r->replay_timer);
+    uv_close((uv_handle_t *)&r->deadline_timer, handle_closed);
+    uv_close((uv_handle_t *)&r->replay_timer, handle_closed);
+}
+
+void replicate_free(replicate_t *r)
+{
+    if (r == NULL) return;
+    while (r->w_head != NULL) { /* only if close was never called */
+        replicate_write_t *rw = r->w_head;
+        unlink_write(r, rw);
+        replicate_write_free(rw);
+    }
+    free(r->rt);
+    free(r);
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+static int render_target(void *ctx, const char *target, uint64_t count, uint64_t bytes)
+{
+    buf_t *out = ctx;
+    return buf_printf(out,
+                      "flamedb_hints_pending{target=\"%s\"} %llu\n"
+                      "flamedb_hints_pending_bytes{target=\"%s\"} %llu\n",
+                      target, (unsigned long long)count, target, (unsigned long long)bytes);
+}
+
+int replicate_stats_render(const replicate_stats_t *st, storage_t *storage, buf_t *out)
+{
+    int rc = 0;
+#define REPLICATE_RENDER(name, metric, help)                                                       \
+    if (rc == 0)                                                                                   \
+        rc = buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", metric, help, metric,   \
+                        metric, (unsigned long long)st->name);
+    REPLICATE_COUNTERS(REPLICATE_RENDER)
+#undef REPLICATE_RENDER
+    if (rc == 0)
+        rc = buf_printf(out,
+                        "# HELP flamedb_replicated_writes_inflight Replicated writes waiting for "
+                        "replicas.\n# TYPE flamedb_replicated_writes_inflight gauge\n"
+                        "flamedb_replicated_writes_inflight %llu\n"
+                        "# HELP flamedb_replicated_bytes_inflight Bytes of packed writes held.\n"
+                        "# TYPE flamedb_replicated_bytes_inflight gauge\n"
+                        "flamedb_replicated_bytes_inflight %llu\n"
+                        "# HELP flamedb_hints_replaying Hints sent to their target, not yet "
+                        "acknowledged.\n# TYPE flamedb_hints_replaying gauge\n"
+                        "flamedb_hints_replaying %llu\n"
+                        "# HELP flamedb_hints_pending Hints stored per target node.\n"
+                        "# TYPE flamedb_hints_pending gauge\n"
+                        "# HELP flamedb_hints_pending_bytes Bytes of hints stored per target "
+                        "node.\n# TYPE flamedb_hints_pending_bytes gauge\n",
+                        (unsigned long long)st->inflight_writes,
+                        (unsigned long long)st->inflight_bytes,
+                        (unsigned long long)st->replay_inflight);
+    if (rc == 0 && storage != NULL) rc = storage_hint_targets(storage, render_target, out);
+    return rc;
+}

@@ -1,0 +1,173 @@
+/* replicate.h — the replicated write path and hinted handoff (internal to
+ * node/; docs/cluster.md "Write path" and "Hinted handoff").
+ *
+ * Owns, for every accepted profile: the write plan of each series
+ * (ring_plan_write over the cluster view), the grouping of series by replica
+ * into one WriteRequest per remote node (encoded trees, spans and only the
+ * symbols those trees reference), the local replica's direct write, the wait
+ * for write-quorum acknowledgements with a deadline, and the hints for
+ * replicas that were unreachable or did not answer in time. On the replica
+ * side it owns the WRITE handler (decode, verify, store, WRITE_ACK). It also
+ * owns the replay of stored hints to nodes that are back, and keeps the
+ * cluster told which nodes it holds hints for (so they are not read from
+ * until the hints are delivered).
+ *
+ * The cluster is reached only through replicate_ops_t (the node wires it to
+ * node/cluster.h; tests wire several replicate_t to each other in one
+ * process). Writes are idempotent by profile id (storage's seen index), so a
+ * duplicate, a retry, a late ack or a replayed hint counts once.
+ *
+ * Threads: replicate_prepare() and replicate_write_free() run on any thread
+ * (a thread-pool job); everything else on the loop thread. Ownership:
+ * replicate_new() returns a handle the node owns (replicate_close() once,
+ * then replicate_free() after the close callback ran).
+ */
+#ifndef FLAMEDB_NODE_REPLICATE_H
+#define FLAMEDB_NODE_REPLICATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "node/cluster.h"
+#include "node/config.h"
+#include "ring/ring.h"
+#include "storage/storage.h"
+
+typedef struct replicate replicate_t;
+typedef struct replicate_write replicate_write_t;
+
+/* How replicate reaches the cluster. The node passes node/cluster.h
+ * functions; every call on the loop thread except view_retain/release. */
+typedef struct replicate_ops {
+    const cluster_view_t *(*view_acquire)(void *ctx); /* one reference for the caller */
+    void (*view_retain)(const cluster_view_t *v);
+    void (*view_release)(const cluster_view_t *v);
+    /* as cluster_send: encodes body now (it may be freed after the call) */
+    int (*send)(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type,
+                uint64_t deadline_unix_ms, const ProtobufCMessage *body);
+    /* as cluster_set_hint_targets */
+    int (*set_hint_targets)(void *ctx, const char *const *ids, size_t n);
+    void *ctx;
+} replicate_ops_t;
+
+typedef struct replicate_options {
+    uint64_t write_timeout_ms;        /* deadline of a replicated write (then 503 + hints) */
+    uint64_t hints_max_bytes;         /* stored hints per target; 0 = unbounded */
+    uint64_t hint_replay_interval_ms; /* how often stored hints are offered to their targets */
+    uint64_t hint_ttl_ms;         /* hints older than this are dropped (below the seen retention) */
+    size_t max_message_bytes;     /* largest WriteRequest sent (cluster max-message-bytes) */
+    size_t max_inflight_bytes;    /* packed writes held at once (coordinator and replica) */
+    uint32_t max_inflight_writes; /* replicated writes in flight; more get 503 */
+    uint32_t replay_batch;        /* hints in flight per target while replaying */
+    uint32_t shards_per_service;  /* to check a received series' token */
+    size_t max_tree_nodes;        /* bounds trees decoded on the replica side */
+} replicate_options_t;
+
+/* Defaults: 5 s timeout, 1 GiB of hints per target, replay every 1 s, hints
+ * live 6 days, 64 MiB messages, 256 MiB and 4096 writes in flight, 32 hints
+ * per target in flight, RING_DEFAULT_SHARDS_PER_SERVICE, 1,048,576 nodes. */
+void replicate_options_default(replicate_options_t *o);
+
+/* Publishes the hint targets already stored (from a previous run) and starts
+ * the replay timer. The storage and ops are borrowed for the handle's life. */
+int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t *o,
+                  const replicate_ops_t *ops, replicate_t **out, errmsg_t *em);
+
+/* Stops the timers. Writes still waiting for acks get their hints stored
+ * now (synchronously: the node is stopping), so nothing acknowledged is left
+ * only in memory. done(arg) runs on the loop once the handles are closed. */
+void replicate_close(replicate_t *r, void (*done)(void *arg), void *arg);
+void replicate_free(replicate_t *r);
+
+/* Options from the node's settings (write-timeout, hints-max-bytes,
+ * hint-replay-interval, max-message-bytes, seen retention, half of
+ * max-buffered-bytes in flight, the ingest shard and tree limits). */
+void replicate_options_from_config(replicate_options_t *o, const node_config_t *cfg);
+
+/* replicate_new() wired to c (ops, options from cfg) with the WRITE and
+ * WRITE_ACK handlers registered; call before cluster_start(). */
+int replicate_open_for_cluster(uv_loop_t *loop, storage_t *storage, const node_config_t *cfg,
+                               cluster_t *c, replicate_t **out, errmsg_t *em);
+
+/* ---------------------------------------------------------------- writes */
+
+/* Loop thread, before the parsing job: 0, or ERR_UNAVAILABLE (503 with
+ * Retry-After) when max_inflight_writes / max_inflight_bytes are reached. */
+int replicate_admit(replicate_t *r, errmsg_t *em);
+
+/* Any thread (the ingest job, after ingest_parse): plans every series with
+ * view (retained by the write until it is freed), checks that each series
+ * has at least its write quorum of reachable natural replicas
+ * (ERR_UNAVAILABLE naming the series and counts otherwise: nothing is
+ * written), writes the local replica's series into storage, packs one
+ * WriteRequest per remote replica (ERR_TOO_LARGE over max_message_bytes) and
+ * stores the hints of unreachable ones. w is borrowed for the call only.
+ * *out is owned by the caller: hand it to replicate_start() or free it with
+ * replicate_write_free(). *local_written (may be NULL) gets the number of
+ * series the local replica stored (not duplicates). */
+int replicate_prepare(replicate_t *r, const cluster_view_t *view, const storage_profile_write_t *w,
+                      replicate_write_t **out, size_t *local_written, errmsg_t *em);
+void replicate_write_free(replicate_write_t *rw);
+/* Series of rw this node holds as a replica (written or already seen). */
+size_t replicate_write_local_series(const replicate_write_t *rw);
+
+/* Called once per write on the loop thread: rc 0 when every series has its
+ * write quorum of acknowledgements, else ERR_UNAVAILABLE with the reason
+ * (how many replicas acknowledged, which did not) in em (borrowed). */
+typedef void (*replicate_done_fn)(void *ctx, int rc, const errmsg_t *em);
+
+/* Loop thread: takes ownership of rw, sends the remote WriteRequests and
+ * waits. done may run before this returns (a cluster of one, or when no
+ * remote replica is needed). After done, the write lives on until every
+ * replica acknowledged or the deadline passed (then hints are stored). */
+void replicate_start(replicate_t *r, replicate_write_t *rw, replicate_done_fn done, void *ctx);
+
+/* ---------------------------------------------------------------- messages */
+
+/* Handlers for cluster_on(): ctx is the replicate_t; msg is borrowed. */
+void replicate_on_write(void *ctx, const ring_msg_t *msg);
+void replicate_on_ack(void *ctx, const ring_msg_t *msg);
+
+/* ---------------------------------------------------------------- metrics */
+
+#define REPLICATE_COUNTERS(X)                                                                      \
+    X(writes, "flamedb_replicated_writes_total", "Profiles written through the replicated path.")  \
+    X(write_acks, "flamedb_replica_acks_total",                                                    \
+      "Replica acknowledgements received (the local replica included).")                           \
+    X(write_nacks, "flamedb_replica_failures_total",                                               \
+      "Replicas that refused a write, failed it, or did not answer by the deadline.")              \
+    X(quorum_failures, "flamedb_write_quorum_failures_total",                                      \
+      "Writes answered 503: some series lacked its write quorum.")                                 \
+    X(unavailable, "flamedb_write_unavailable_total",                                              \
+      "Writes refused before writing: too few reachable replicas or too many in flight.")          \
+    X(hints_stored, "flamedb_hints_stored_total",                                                  \
+      "Hints stored for replicas that missed a write.")                                            \
+    X(hints_replayed, "flamedb_hints_replayed_total",                                              \
+      "Hints delivered to their target and deleted.")                                              \
+    X(hints_dropped_full, "flamedb_hints_dropped_full_total",                                      \
+      "Hints not stored because their target was over hints-max-bytes.")                           \
+    X(hints_dropped_expired, "flamedb_hints_dropped_expired_total",                                \
+      "Hints dropped because they outlived the seen retention.")                                   \
+    X(replica_writes, "flamedb_replica_writes_total", "WRITE messages stored as a replica.")       \
+    X(replica_failures, "flamedb_replica_write_failures_total",                                    \
+      "WRITE messages refused or failed as a replica.")
+
+typedef struct replicate_stats {
+#define REPLICATE_FIELD(name, metric, help) uint64_t name;
+    REPLICATE_COUNTERS(REPLICATE_FIELD)
+#undef REPLICATE_FIELD
+    uint64_t inflight_writes, inflight_bytes; /* gauges */
+    uint64_t replay_inflight;
+} replicate_stats_t;
+
+void replicate_stats(const replicate_t *r, replicate_stats_t *out);
+
+/* Prometheus text of st plus per-target gauges of stored hints
+ * (flamedb_hints_pending{target}, flamedb_hints_pending_bytes{target}) read
+ * from storage; any thread. */
+int replicate_stats_render(const replicate_stats_t *st, storage_t *storage, buf_t *out);
+
+#endif

@@ -1,0 +1,354 @@
+/* replicate_hints.c — hinted handoff on the loop: storing the hints of
+ * writes that ended without some replica's ack, replaying stored hints to
+ * targets that are reachable again, dropping expired ones, and telling the
+ * cluster which nodes this node holds hints for (replicate.h,
+ * docs/cluster.md "Hinted handoff").
+ *
+ * Replay runs per target in batches of at most replay_batch hints (and a
+ * byte budget): read on the pool, sent on the loop, each deleted on the pool
+ * once its ack arrives. A target's next batch starts only when every hint of
+ * the previous one is acknowledged and deleted, or failed, so a hint is never
+ * in flight twice; a batch that fully succeeded starts the next one at once,
+ * so a node that comes back catches up at network speed, not at the timer's.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "node/replicate_int.h"
+
+/* ---------------------------------------------------------------- advertising */
+
+typedef struct idlist {
+    char **ids;
+    size_t n, cap;
+    uint64_t sig;
+    int err;
+} idlist_t;
+
+static int collect_id(void *ctx, const char *target, uint64_t count, uint64_t bytes)
+{
+    idlist_t *l = ctx;
+    if (count == 0) return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 8;
+        char **v = realloc(l->ids, cap * sizeof *v);
+        if (v == NULL) return l->err = ERR_NOMEM;
+        l->ids = v;
+        l->cap = cap;
+    }
+    if ((l->ids[l->n] = strdup(target)) == NULL) return l->err = ERR_NOMEM;
+    l->n++;
+    for (const char *p = target; *p; p++)
+        l->sig = (l->sig ^ (uint8_t)*p) * 1099511628211ULL;
+    l->sig = (l->sig ^ 0xff) * 1099511628211ULL;
+    return 0;
+}
+
+void replicate_publish_hint_targets(replicate_t *r)
+{
+    idlist_t l = {.sig = 1469598103934665603ULL};
+    int rc = storage_hint_targets(r->storage, collect_id, &l);
+    if (rc == 0 && l.sig != r->hint_sig) {
+        rc = r->ops.set_hint_targets(r->ops.ctx, (const char *const *)l.ids, l.n);
+        if (rc == 0) r->hint_sig = l.sig;
+        if (rc == 0 && l.n > 0)
+            log_info("replicate", "holding hints for %zu node(s), first %s", l.n, l.ids[0]);
+    }
+    if (rc != 0) log_warn("replicate", "cannot advertise hint targets: %s", err_message(rc));
+    for (size_t i = 0; i < l.n; i++)
+        free(l.ids[i]);
+    free(l.ids);
+}
+
+/* ---------------------------------------------------------------- storing */
+
+typedef struct hint_job {
+    uv_work_t work;
+    replicate_t *r;
+    replicate_write_t *rw;
+} hint_job_t;
+
+static void store_due(replicate_write_t *rw)
+{
+    rw->hints_stored = rw->hints_dropped = 0;
+    for (uint32_t ti = 0; ti < rw->nt; ti++) {
+        if (rw->t[ti].state != TS_NEEDS_HINT) continue;
+        errmsg_t em = {{0}};
+        replicate_store_hint(rw, ti, &em);
+        rw->t[ti].state = TS_HINTED;
+    }
+}
+
+static void hint_work(uv_work_t *w)
+{
+    hint_job_t *j = w->data;
+    store_due(j->rw);
+}
+
+static void hint_after(uv_work_t *w, int status)
+{
+    hint_job_t *j = w->data;
+    replicate_t *r = j->r;
+    if (status != 0) store_due(j->rw); /* cancelled: the hints still must be kept */
+    r->st.hints_stored += j->rw->hints_stored;
+    r->st.hints_dropped_full += j->rw->hints_dropped;
+    r->jobs--;
+    replicate_publish_hint_targets(r);
+    replicate_write_free(j->rw);
+    free(j);
+}
+
+void replicate_finish_hints(replicate_t *r, replicate_write_t *rw)
+{
+    hint_job_t *j = r->closing ? NULL : calloc(1, sizeof *j);
+    if (j != NULL) {
+        j->r = r;
+        j->rw = rw;
+        j->work.data = j;
+        if (uv_queue_work(r->loop, &j->work, hint_work, hint_after) == 0) {
+            r->jobs++;
+            return;
+        }
+        free(j);
+    }
+    /* stopping (or no job could be queued): store them here and now */
+    store_due(rw);
+    r->st.hints_stored += rw->hints_stored;
+    r->st.hints_dropped_full += rw->hints_dropped;
+    replicate_publish_hint_targets(r);
+    replicate_write_free(rw);
+}
+
+/* ---------------------------------------------------------------- replay */
+
+typedef struct replay_item {
+    uint64_t seq;
+    Flamedb__Cluster__WriteRequest *msg;
+} replay_item_t;
+
+typedef struct replay_job {
+    uv_work_t work;
+    replicate_t *r;
+    replay_target_t *rt; /* index-stable: see rt_get */
+    size_t rti;
+    char target[RING_NODE_ID_MAX + 1];
+    replay_item_t *items;
+    size_t n, cap, bytes;
+    uint32_t expired, corrupt;
+    uint64_t now;
+} replay_job_t;
+
+/* Replay state of a target (the array may move: jobs keep its index). */
+static size_t rt_get(replicate_t *r, const char *id)
+{
+    for (size_t i = 0; i < r->nrt; i++)
+        if (strcmp(r->rt[i].id, id) == 0) return i;
+    if (r->nrt == r->rtcap) {
+        size_t cap = r->rtcap ? r->rtcap * 2 : 8;
+        replay_target_t *v = realloc(r->rt, cap * sizeof *v);
+        if (v == NULL) return SIZE_MAX;
+        r->rt = v;
+        r->rtcap = cap;
+    }
+    memset(&r->rt[r->nrt], 0, sizeof r->rt[0]);
+    snprintf(r->rt[r->nrt].id, sizeof r->rt[0].id, "%s", id);
+    return r->nrt++;
+}
+
+static int replay_take(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
+{
+    replay_job_t *j = ctx;
+    replicate_t *r = j->r;
+    Flamedb__Cluster__HintRecord *h = flamedb__cluster__hint_record__unpack(NULL, len, rec);
+    Flamedb__Cluster__WriteRequest *q =
+        h != NULL ? flamedb__cluster__write_request__unpack(NULL, h->write_request.len,
+                                                            h->write_request.data)
+                  : NULL;
+    int expired = h != NULL && h->expires_unix_ms != 0 && j->now > h->expires_unix_ms;
+    if (h != NULL) flamedb__cluster__hint_record__free_unpacked(h, NULL);
+    if (q == NULL || expired) {
+        /* replaying past the seen retention could count twice: drop it */
+        j->expired += expired;
+        j->corrupt += !expired;
+        if (q != NULL) flamedb__cluster__write_request__free_unpacked(q, NULL);
+        storage_hint_delete(r->storage, j->target, seq, NULL);
+        return 0;
+    }
+    if (j->n == j->cap) {
+        size_t cap = j->cap ? j->cap * 2 : 8;
+        replay_item_t *v = realloc(j->items, cap * sizeof *v);
+        if (v == NULL) {
+            flamedb__cluster__write_request__free_unpacked(q, NULL);
+            return ERR_NOMEM;
+        }
+        j->items = v;
+        j->cap = cap;
+    }
+    q->hint_replay = 1;
+    q->request_id = replicate_request_id(r);
+    q->deadline_unix_ms = j->now + r->o.write_timeout_ms;
+    j->items[j->n++] = (replay_item_t){seq, q};
+    j->bytes += len;
+    /* a batch holds at most an eighth of the in-flight budget */
+    return j->bytes >= r->o.max_inflight_bytes / 8 ? 1 : 0;
+}
+
+static void replay_read(uv_work_t *w)
+{
+    replay_job_t *j = w->data;
+    j->now = replicate_now_ms();
+    storage_hint_scan(j->r->storage, j->target, 0, j->r->o.replay_batch, replay_take, j);
+}
+
+static void batch_done(replicate_t *r, size_t rti);
+
+static void replay_send(uv_work_t *w, int status)
+{
+    replay_job_t *j = w->data;
+    replicate_t *r = j->r;
+    replay_target_t *rt = &r->rt[j->rti];
+    r->jobs--;
+    r->st.hints_dropped_expired += j->expired + j->corrupt;
+    if (j->corrupt)
+        log_warn("replicate", "dropped %u unreadable hint(s) for %s", j->corrupt, j->target);
+    rt->inflight = 0;
+    rt->acked = rt->failed = 0;
+    for (size_t i = 0; i < j->n; i++) {
+        Flamedb__Cluster__WriteRequest *q = j->items[i].msg;
+        pending_t *p = status == 0 && !r->closing ? calloc(1, sizeof *p) : NULL;
+        int rc = p != NULL ? r->ops.send(r->ops.ctx, j->target,
+                                         FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_WRITE,
+                                         q->deadline_unix_ms, &q->base)
+                           : ERR_UNAVAILABLE;
+        if (rc != 0) {
+            free(p);
+            flamedb__cluster__write_request__free_unpacked(q, NULL);
+            rt->failed++;
+            continue;
+        }
+        *p = (pending_t){.request_id = q->request_id,
+                         .deadline_ms = q->deadline_unix_ms,
+                         .kind = PEND_REPLAY,
+                         .rti = j->rti,
+                         .seq = j->items[i].seq,
+                         .msg = q};
+        snprintf(p->target, sizeof p->target, "%s", j->target);
+        rt->inflight++;
+        replicate_pending_add(r, p);
+    }
+    if (j->expired + j->corrupt > 0) replicate_publish_hint_targets(r);
+    free(j->items);
+    free(j);
+    if (rt->inflight == 0) batch_done(r, (size_t)(rt - r->rt));
+}
+
+static void start_batch(replicate_t *r, size_t rti)
+{
+    replay_job_t *j = calloc(1, sizeof *j);
+    if (j == NULL) return;
+    j->r = r;
+    j->rti = rti;
+    snprintf(j->target, sizeof j->target, "%s", r->rt[rti].id);
+    j->work.data = j;
+    if (uv_queue_work(r->loop, &j->work, replay_read, replay_send) != 0) {
+        free(j);
+        return;
+    }
+    r->rt[rti].busy = 1;
+    r->jobs++;
+}
+
+/* A batch ended: go on at once if it all got through, else wait a tick. */
+static void batch_done(replicate_t *r, size_t rti)
+{
+    replay_target_t *rt = &r->rt[rti];
+    int again = rt->failed == 0 && rt->acked > 0 && !r->closing;
+    rt->busy = 0;
+    if (again) start_batch(r, rti);
+}
+
+typedef struct delete_job {
+    uv_work_t work;
+    replicate_t *r;
+    size_t rti;
+    char target[RING_NODE_ID_MAX + 1];
+    uint64_t seq;
+    int rc;
+} delete_job_t;
+
+static void delete_work(uv_work_t *w)
+{
+    delete_job_t *j = w->data;
+    j->rc = storage_hint_delete(j->r->storage, j->target, j->seq, NULL);
+}
+
+static void delete_after(uv_work_t *w, int status)
+{
+    delete_job_t *j = w->data;
+    replicate_t *r = j->r;
+    replay_target_t *rt = &r->rt[j->rti];
+    r->jobs--;
+    if (status == 0 && j->rc == 0) {
+        r->st.hints_replayed++;
+        rt->acked++;
+    } else {
+        rt->failed++;
+    }
+    replicate_publish_hint_targets(r);
+    if (--rt->inflight == 0) batch_done(r, j->rti);
+    free(j);
+}
+
+void replicate_replay_resolved(replicate_t *r, pending_t *p, int ok)
+{
+    replay_target_t *rt = &r->rt[p->rti];
+    flamedb__cluster__write_request__free_unpacked(p->msg, NULL);
+    delete_job_t *j = ok ? calloc(1, sizeof *j) : NULL;
+    if (j != NULL) {
+        *j = (delete_job_t){.r = r, .rti = p->rti, .seq = p->seq};
+        snprintf(j->target, sizeof j->target, "%s", p->target);
+        j->work.data = j;
+        if (uv_queue_work(r->loop, &j->work, delete_work, delete_after) == 0) {
+            r->jobs++;
+            free(p);
+            return; /* the delete resolves it */
+        }
+        free(j);
+    }
+    rt->failed++;
+    free(p);
+    if (--rt->inflight == 0) batch_done(r, (size_t)(rt - r->rt));
+}
+
+/* Whether target may get its hints now: known to the view and not down. */
+static int target_ready(const cluster_view_t *v, const char *id)
+{
+    if (v->self_id != NULL && strcmp(v->self_id, id) == 0) return 0;
+    int k = v->ring != NULL ? ring_node_find(v->ring, id) : -1;
+    if (k >= 0) return v->reachable[k] != 0;
+    return v->pending != NULL && ring_node_find(v->pending, id) >= 0; /* joining */
+}
+
+static int offer(void *ctx, const char *target, uint64_t count, uint64_t bytes)
+{
+    void **a = ctx;
+    replicate_t *r = a[0];
+    const cluster_view_t *v = a[1];
+    if (count == 0 || !target_ready(v, target)) return 0;
+    size_t rti = rt_get(r, target);
+    if (rti != SIZE_MAX && !r->rt[rti].busy) start_batch(r, rti);
+    return 0;
+}
+
+void replicate_replay_tick(uv_timer_t *t)
+{
+    replicate_t *r = t->data;
+    if (r->closing) return;
+    const cluster_view_t *v = r->ops.view_acquire(r->ops.ctx);
+    if (v == NULL) return;
+    void *a[2] = {r, (void *)v};
+    storage_hint_targets(r->storage, offer, a);
+    r->ops.view_release(v);
+}

@@ -1,0 +1,235 @@
+/* replicate_replica.c — the replica side of a replicated write: the WRITE
+ * handler decodes a WriteRequest on the pool into a storage write, checks
+ * every series (its id is the hash of its labels, its token is where those
+ * labels are placed), stores it and answers WRITE_ACK (replicate.h).
+ *
+ * The decoded message the cluster hands over is borrowed for the handler
+ * call only, so the handler copies the body bytes (already checked by
+ * ring_wire_decode) and the pool job unpacks them again. Retries, replays and
+ * duplicates count once: storage skips series whose profile id it has seen.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/calltree.h"
+#include "common/labels.h"
+#include "common/log.h"
+#include "common/symtab.h"
+#include "node/replicate_int.h"
+
+typedef struct replica_job {
+    uv_work_t work;
+    replicate_t *r;
+    uint8_t *body;
+    size_t len;
+    char sender[RING_NODE_ID_MAX + 1];
+    char tenant[RING_TENANT_MAX + 1];
+    uint64_t deadline_ms, request_id;
+    uint8_t profile_id[16];
+    int status;
+    errmsg_t em;
+    size_t nseries, written;
+} replica_job_t;
+
+/* What a decoded request owns. */
+typedef struct decoded {
+    storage_series_write_t *series;
+    labels_t **labels;
+    calltree_t **trees; /* one per series plus one per span */
+    storage_span_tree_t *spans;
+    size_t nseries, ntrees;
+    symtab_t *symbols;
+} decoded_t;
+
+static void decoded_free(decoded_t *d)
+{
+    for (size_t i = 0; i < d->nseries; i++)
+        labels_free(d->labels ? d->labels[i] : NULL);
+    for (size_t i = 0; i < d->ntrees; i++)
+        calltree_free(d->trees[i]);
+    free(d->series);
+    free(d->labels);
+    free(d->trees);
+    free(d->spans);
+    symtab_free(d->symbols);
+}
+
+static int decode_tree(decoded_t *d, const ProtobufCBinaryData *b, size_t max_nodes,
+                       const calltree_t **out)
+{
+    calltree_t *t = calltree_new(max_nodes);
+    if (t == NULL) return ERR_NOMEM;
+    d->trees[d->ntrees++] = t;
+    *out = t;
+    return calltree_decode_merge(t, b->data, b->len);
+}
+
+/* One series: labels, id and token checks, its tree and spans. */
+static int decode_series(const replicate_options_t *o, const char *tenant, decoded_t *d,
+                         const Flamedb__Cluster__SeriesPart *p, size_t i,
+                         storage_span_tree_t *spans, errmsg_t *em)
+{
+    storage_series_write_t *s = &d->series[i];
+    if (labels_decode(p->labels.data, p->labels.len, &d->labels[i]) != 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "series %zu: bad labels", i);
+    if (labels_hash(d->labels[i]) != p->series_id)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "series %zu: id is not its labels' hash", i);
+    const char *svc = labels_get(d->labels[i], LABEL_SERVICE_NAME);
+    uint64_t token = ring_placement_token(tenant, svc ? svc : "",
+                                          ring_series_shard(p->series_id, o->shards_per_service));
+    if (token != p->token)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "series %zu: token does not match its labels (do the nodes agree on "
+                          "shards-per-service?)",
+                          i);
+    s->labels = d->labels[i];
+    s->series_id = p->series_id;
+    s->token = p->token;
+    int rc = decode_tree(d, &p->calltree, o->max_tree_nodes, &s->tree);
+    for (size_t k = 0; rc == 0 && k < p->n_spans; k++) {
+        spans[k].kind = (uint8_t)p->spans[k]->kind;
+        spans[k].id = p->spans[k]->id;
+        rc = decode_tree(d, &p->spans[k]->calltree, o->max_tree_nodes, &spans[k].tree);
+    }
+    s->spans = spans;
+    s->nspans = p->n_spans;
+    if (rc != 0) return errmsg_set(em, rc, "series %zu: call tree: %s", i, err_message(rc));
+    return 0;
+}
+
+static int decode_request(const replicate_options_t *o, const Flamedb__Cluster__WriteRequest *q,
+                          decoded_t *d, storage_profile_write_t *w, errmsg_t *em)
+{
+    size_t ns = q->n_series, nspans = 0;
+    for (size_t i = 0; i < ns; i++)
+        nspans += q->series[i]->n_spans;
+    d->series = calloc(ns ? ns : 1, sizeof *d->series);
+    d->labels = calloc(ns ? ns : 1, sizeof *d->labels);
+    d->trees = calloc(ns + nspans + 1, sizeof *d->trees);
+    d->spans = calloc(nspans + 1, sizeof *d->spans);
+    d->symbols = symtab_new();
+    if (!d->series || !d->labels || !d->trees || !d->spans || !d->symbols)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    d->nseries = ns;
+    size_t at = 0;
+    for (size_t i = 0; i < ns; i++) {
+        int rc = decode_series(o, q->tenant, d, q->series[i], i, d->spans + at, em);
+        if (rc != 0) return rc;
+        at += q->series[i]->n_spans;
+    }
+    for (size_t i = 0; i < q->n_symbols; i++) {
+        const Flamedb__Cluster__Symbol *s = q->symbols[i];
+        if (symtab_put(d->symbols, s->id, (const char *)s->name.data, s->name.len,
+                       (const char *)s->file.data, s->file.len) != 0)
+            return errmsg_set(em, ERR_NOMEM, "out of memory");
+    }
+    memset(w, 0, sizeof *w);
+    w->tenant = q->tenant;
+    memcpy(w->profile_id, q->profile_id.data, 16);
+    w->time_ns = q->time_ns;
+    w->series = d->series;
+    w->nseries = ns;
+    w->symbols = d->symbols;
+    return 0;
+}
+
+static void replica_work(uv_work_t *wk)
+{
+    replica_job_t *j = wk->data;
+    Flamedb__Cluster__WriteRequest *q =
+        flamedb__cluster__write_request__unpack(NULL, j->len, j->body);
+    if (q == NULL) {
+        j->status = errmsg_set(&j->em, ERR_UNPARSEABLE, "write: body does not decode");
+        return;
+    }
+    decoded_t d = {0};
+    storage_profile_write_t w;
+    j->nseries = q->n_series;
+    j->status = decode_request(&j->r->o, q, &d, &w, &j->em);
+    if (j->status == 0) j->status = storage_write_profile(j->r->storage, &w, &j->written, &j->em);
+    decoded_free(&d);
+    flamedb__cluster__write_request__free_unpacked(q, NULL);
+}
+
+static void send_ack(replicate_t *r, const char *to, const char *tenant, uint64_t request_id,
+                     const uint8_t pid[16], uint64_t deadline_ms, int status, const char *reason,
+                     size_t written, size_t nseries)
+{
+    Flamedb__Cluster__WriteAck a = FLAMEDB__CLUSTER__WRITE_ACK__INIT;
+    a.protocol_version = RING_PROTOCOL_VERSION;
+    a.tenant = (char *)tenant;
+    a.request_id = request_id;
+    a.profile_id = (ProtobufCBinaryData){16, (uint8_t *)pid};
+    a.status = status;
+    a.reason = (char *)(reason ? reason : "");
+    a.series_written = (uint32_t)written;
+    a.series_duplicate = status == 0 ? (uint32_t)(nseries - written) : 0;
+    int rc = r->ops.send(r->ops.ctx, to, FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_WRITE_ACK,
+                         deadline_ms, &a.base);
+    if (rc != 0) log_debug("replicate", "ack to %s not sent: %s", to, err_message(rc));
+}
+
+static void replica_after(uv_work_t *wk, int status)
+{
+    replica_job_t *j = wk->data;
+    replicate_t *r = j->r;
+    r->jobs--;
+    r->replica_bytes -= j->len;
+    if (status != 0 && j->status == 0)
+        j->status = errmsg_set(&j->em, ERR_UNAVAILABLE, "the replica is stopping");
+    if (j->status == 0)
+        r->st.replica_writes++;
+    else {
+        r->st.replica_failures++;
+        log_warn("replicate", "write from %s refused: %s", j->sender,
+                 errmsg_text(&j->em, j->status));
+    }
+    if (!r->closing)
+        send_ack(r, j->sender, j->tenant, j->request_id, j->profile_id, j->deadline_ms, j->status,
+                 j->status ? errmsg_text(&j->em, j->status) : "", j->written, j->nseries);
+    free(j->body);
+    free(j);
+}
+
+void replicate_on_write(void *ctx, const ring_msg_t *msg)
+{
+    replicate_t *r = ctx;
+    if (r->closing) return; /* the coordinator hints it at its deadline */
+    const Flamedb__Cluster__WriteRequest *q = (const Flamedb__Cluster__WriteRequest *)msg->body;
+    const ProtobufCBinaryData *b = &msg->env->body;
+    replica_job_t *j = NULL;
+    const char *why = "the replica has too many writes in flight";
+    if (r->replica_bytes + b->len <= r->o.max_inflight_bytes) {
+        j = calloc(1, sizeof *j);
+        if (j != NULL && (j->body = malloc(b->len ? b->len : 1)) == NULL) {
+            free(j);
+            j = NULL;
+        }
+        why = "out of memory";
+    }
+    if (j == NULL) {
+        r->st.replica_failures++;
+        send_ack(r, msg->env->sender_id, q->tenant, q->request_id, q->profile_id.data,
+                 q->deadline_unix_ms, ERR_UNAVAILABLE, why, 0, 0);
+        return;
+    }
+    memcpy(j->body, b->data, b->len);
+    j->len = b->len;
+    j->r = r;
+    snprintf(j->sender, sizeof j->sender, "%s", msg->env->sender_id);
+    snprintf(j->tenant, sizeof j->tenant, "%s", q->tenant);
+    j->deadline_ms = q->deadline_unix_ms;
+    j->request_id = q->request_id;
+    memcpy(j->profile_id, q->profile_id.data, 16);
+    j->work.data = j;
+    if (uv_queue_work(r->loop, &j->work, replica_work, replica_after) != 0) {
+        send_ack(r, j->sender, j->tenant, j->request_id, j->profile_id, j->deadline_ms,
+                 ERR_UNAVAILABLE, "cannot queue the write", 0, 0);
+        free(j->body);
+        free(j);
+        return;
+    }
+    r->jobs++;
+    r->replica_bytes += j->len;
+}
