@@ -35,6 +35,8 @@ static void cluster_closed(void *arg) { (void)arg; }
 static void on_drained(void *arg)
 {
     node_t *n = arg;
+    if (n->scatter != NULL) /* answers queries still waiting for other nodes */
+        scatter_close(n->scatter);
     if (n->replicate != NULL) /* stores the hints of writes still waiting for acks */
         replicate_close(n->replicate, cluster_closed, n);
     if (n->cluster != NULL)
@@ -58,6 +60,8 @@ static int open_cluster(node_t *n, errmsg_t *em)
     char http_addr[NODE_HOST_MAX + 32];
     snprintf(http_addr, sizeof http_addr, "http://%s:%d", n->cfg.http_host, n->port);
     int rc = cluster_new(&n->loop, &n->cfg, http_addr, &n->cluster, em);
+    if (rc == ERR_OK)
+        rc = scatter_open_for_cluster(&n->loop, n->storage, &n->cfg, n->cluster, &n->scatter, em);
     if (rc == ERR_OK)
         rc = replicate_open_for_cluster(&n->loop, n->storage, &n->cfg, n->cluster,
                                         &n->replicate, em);
@@ -152,6 +156,7 @@ void node_free(node_t *n)
     if (uv_loop_close(&n->loop) != 0)
         log_warn("node", "event loop closed with handles still open");
     http_server_free(n->http);
+    scatter_free(n->scatter);
     replicate_free(n->replicate);
     cluster_free(n->cluster);
     storage_close(n->storage);

@@ -8,6 +8,7 @@
 #include "node/http_server.h"
 #include "node/metrics.h"
 #include "node/node.h"
+#include "node/scatter.h"
 #include "node/replicate.h"
 #include "storage/storage.h"
 
@@ -19,6 +20,7 @@ struct node {
     storage_t *storage;
     http_server_t *http;
     cluster_t *cluster; /* membership, transport, view (a cluster of one: no transport) */
+    scatter_t *scatter; /* scatter-gather queries (node/scatter.h) */
     replicate_t *replicate; /* replicated writes, hints (node/replicate.h) */
     metrics_t metrics;
     int ready;    /* storage open and listener up, not stopping */

@@ -450,48 +450,66 @@ static void query_params_of(const http_request_t *r, query_params_t *p)
         p->match = http_request_param(r, "match[]");
 }
 
-typedef int (*query_fn)(storage_t *, const char *, const query_params_t *, const query_limits_t *,
-                        int64_t, query_result_t *, errmsg_t *);
+/* Queries are scatter-gathered over the cluster (node/scatter.h): a single
+ * node is a cluster of one and answers through the same path. */
+typedef struct query_req {
+    node_t *node;
+    http_exchange_t *ex;
+} query_req_t;
 
-static void run_query(job_t *j, query_fn fn)
+static void query_answered(void *arg, scatter_answer_t *a)
 {
-    query_params_t p = {0};
-    query_params_of(j->req, &p);
-    j->rc = fn(j->node->storage, j->tenant, &p, &j->node->cfg.query, j->now_ns / 1000000,
-               &j->result, &j->em);
+    query_req_t *q = arg;
+    if (a->rc != ERR_OK) {
+        respond_error(q->node, q->ex, a->rc, &a->em);
+        free(q);
+        return;
+    }
+    q->node->metrics.queries++;
+    char extra[SCATTER_PARTIAL_HEADER_MAX + 32];
+    http_response_t resp = {.status = 200,
+                            .content_type = a->result.body.len ? a->result.content_type : NULL,
+                            .content_encoding = a->result.content_encoding,
+                            .body = a->result.body};
+    if (a->partial_header[0] != '\0') { /* never silently short */
+        snprintf(extra, sizeof extra, "X-Flamedb-Partial: %s\r\n", a->partial_header);
+        resp.extra_headers = extra;
+    }
+    buf_init(&a->result.body, 0);
+    http_respond(q->ex, &resp);
+    free(q);
 }
 
-static void work_render(job_t *j) { run_query(j, query_render); }
-static void work_label_names(job_t *j) { run_query(j, query_label_names); }
-static void work_label_values(job_t *j) { run_query(j, query_label_values); }
-
-static void finish_query(job_t *j) { j->node->metrics.queries++; }
-
-static const job_kind_t render_job = {NULL, work_render, finish_query};
-static const job_kind_t label_names_job = {NULL, work_label_names, finish_query};
-static const job_kind_t label_values_job = {NULL, work_label_values, finish_query};
-
 static void start_query(node_t *n, http_exchange_t *ex, const http_request_t *r,
-                        const job_kind_t *kind)
+                        query_kind_t kind)
 {
     const char *tenant = tenant_of(n, ex, r);
-    if (tenant != NULL)
-        job_start(n, ex, r, kind, tenant);
+    if (tenant == NULL)
+        return;
+    query_req_t *q = malloc(sizeof *q);
+    if (q == NULL) {
+        respond_error(n, ex, ERR_NOMEM, NULL);
+        return;
+    }
+    *q = (query_req_t){.node = n, .ex = ex};
+    query_params_t p = {0};
+    query_params_of(r, &p);
+    scatter_query(n->scatter, kind, tenant, &p, wall_ns() / 1000000, query_answered, q);
 }
 
 static void route_render(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    start_query(n, ex, r, &render_job);
+    start_query(n, ex, r, QUERY_KIND_RENDER);
 }
 
 static void route_label_names(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    start_query(n, ex, r, &label_names_job);
+    start_query(n, ex, r, QUERY_KIND_LABEL_NAMES);
 }
 
 static void route_label_values(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    start_query(n, ex, r, &label_values_job);
+    start_query(n, ex, r, QUERY_KIND_LABEL_VALUES);
 }
 
 /* ---------- GET /cluster/status ---------- */

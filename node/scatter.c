@@ -1,0 +1,588 @@
+/* scatter.c — coordinating a query over the cluster: plan, ask, re-plan,
+ * deadlines, answer (scatter.h). The pool jobs that merge and encode are in
+ * scatter_merge.c, the replica side in scatter_serve.c.
+ *
+ * Deadlines: a query has query_timeout_ms. A remote node that has not
+ * answered by half of it is taken as slow: its ranges are re-planned over
+ * the other live replicas, which get the other half. At the full timeout,
+ * ranges still unanswered are missing and the answer says so.
+ */
+#define _GNU_SOURCE /* clock_gettime */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "node/scatter_int.h"
+
+uint64_t scatter_unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void scatter_options_default(scatter_options_t *o)
+{
+    o->query_timeout_ms = 30000;
+    o->max_message_bytes = 64u << 20;
+    o->shards_per_service = RING_DEFAULT_SHARDS_PER_SERVICE;
+    o->max_inflight = 256;
+    o->max_serving = 64;
+    query_limits_default(&o->limits);
+}
+
+/* ---------- ops over node/cluster.h ---------- */
+
+static const cluster_view_t *cl_view_acquire(void *ctx)
+{
+    return cluster_view_acquire(ctx);
+}
+
+static int cl_send(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type,
+                   uint64_t deadline_unix_ms, const ProtobufCMessage *body)
+{
+    return cluster_send(ctx, node_id, type, deadline_unix_ms, body);
+}
+
+void scatter_ops_cluster(cluster_t *c, scatter_ops_t *ops)
+{
+    ops->view_acquire = cl_view_acquire;
+    ops->view_retain = cluster_view_retain;
+    ops->view_release = cluster_view_release;
+    ops->send = cl_send;
+    ops->ctx = c;
+}
+
+/* ---------- the handle ---------- */
+
+int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const node_config_t *cfg,
+                             cluster_t *c, scatter_t **out, errmsg_t *em)
+{
+    scatter_options_t o;
+    scatter_options_default(&o);
+    o.query_timeout_ms = cfg->cluster.query_timeout_ms;
+    o.max_message_bytes = cfg->cluster.max_message_bytes;
+    o.shards_per_service = cfg->ingest.shards_per_service;
+    o.limits = cfg->query;
+    scatter_ops_t ops;
+    scatter_ops_cluster(c, &ops);
+    int rc = scatter_new(loop, storage, &o, &ops, out, em);
+    if (rc == 0) rc = cluster_on(c, MSG(QUERY), scatter_on_query, *out);
+    if (rc == 0) rc = cluster_on(c, MSG(PARTIAL), scatter_on_partial, *out);
+    if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "cannot register the query handlers");
+    return rc;
+}
+
+int scatter_new(uv_loop_t *loop, storage_t *storage, const scatter_options_t *o,
+                const scatter_ops_t *ops, scatter_t **out, errmsg_t *em)
+{
+    if (o->query_timeout_ms == 0 || o->max_inflight == 0 || o->shards_per_service == 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "scatter: zero timeout, shards or capacity");
+    scatter_t *s = calloc(1, sizeof *s);
+    if (s == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    s->loop = loop;
+    s->storage = storage;
+    s->o = *o;
+    s->ops = *ops;
+    s->next_id = (uv_hrtime() & 0xffffffffu) << 20 | 1; /* restarts do not reuse recent ids */
+    *out = s;
+    return 0;
+}
+
+void scatter_close(scatter_t *s)
+{
+    if (s->closing) return;
+    s->closing = 1;
+    while (s->queries != NULL) {
+        sq_t *q = s->queries;
+        errmsg_t em;
+        errmsg_set(&em, ERR_UNAVAILABLE, "the node is stopping");
+        sq_fail(q, ERR_UNAVAILABLE, &em);
+        scatter_answer_t a = {.rc = q->rc, .em = q->em};
+        query_result_init(&a.result);
+        sq_answer(q, &a);
+    }
+}
+
+void scatter_free(scatter_t *s)
+{
+    free(s);
+}
+
+void scatter_stats(const scatter_t *s, scatter_stats_t *out)
+{
+    *out = s->stats;
+}
+
+/* ---------- one query's lifetime ---------- */
+
+static void sq_free(sq_t *q)
+{
+    for (size_t i = 0; i < q->nasks; i++)
+        ring_ranges_free(&q->asks[i].ranges);
+    free(q->asks);
+    free(q->excluded);
+    ring_ranges_free(&q->missing);
+    while (q->queue != NULL) {
+        item_t *it = q->queue;
+        q->queue = it->next;
+        free(it->body);
+        query_partial_free(&it->local);
+        free(it);
+    }
+    query_gather_free(q->gather);
+    query_spec_free(&q->spec);
+    query_result_free(&q->ans.result);
+    free(q->partial_json);
+    if (q->view != NULL) q->s->ops.view_release(q->view);
+    free(q);
+}
+
+void sq_unref(sq_t *q)
+{
+    if (--q->refs == 0) sq_free(q);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    sq_unref(h->data);
+}
+
+static void unlink_query(sq_t *q)
+{
+    scatter_t *s = q->s;
+    if (q->prev != NULL)
+        q->prev->next = q->next;
+    else if (s->queries == q)
+        s->queries = q->next;
+    if (q->next != NULL) q->next->prev = q->prev;
+    q->next = q->prev = NULL;
+    s->ninflight--;
+}
+
+/* Calls done once, then lets the query go (pool jobs still running keep it
+ * alive until they end). */
+void sq_answer(sq_t *q, scatter_answer_t *a)
+{
+    if (q->answered) return;
+    q->answered = 1;
+    unlink_query(q);
+    if (a->rc == 0 && a->partial_header[0] != 0) q->s->stats.partial_answers++;
+    q->done(q->arg, a);
+    if (q->timer_open) {
+        q->timer_open = 0;
+        uv_close((uv_handle_t *)&q->timer, timer_closed);
+    }
+    sq_unref(q); /* the reference the query held until answered */
+}
+
+void sq_fail(sq_t *q, int rc, const errmsg_t *em)
+{
+    if (q->rc != 0) return;
+    q->rc = rc;
+    q->em = *em;
+}
+
+/* ---------- asking ---------- */
+
+static int add_ask(sq_t *q, uint32_t node, int gen, const ring_ranges_t *ranges, size_t *idx)
+{
+    if (q->nasks == q->capasks) {
+        size_t cap = q->capasks ? q->capasks * 2 : 8;
+        ask_t *v = realloc(q->asks, cap * sizeof *v);
+        if (v == NULL) return ERR_NOMEM;
+        q->asks = v;
+        q->capasks = cap;
+    }
+    ask_t *a = &q->asks[q->nasks];
+    memset(a, 0, sizeof *a);
+    a->request_id = q->s->next_id++;
+    a->node = node;
+    a->gen = gen;
+    a->state = ASK_WAITING;
+    for (size_t i = 0; i < ranges->n; i++) {
+        int rc = ring_ranges_add(&a->ranges, ranges->v[i]);
+        if (rc < 0) {
+            ring_ranges_free(&a->ranges);
+            return rc;
+        }
+    }
+    *idx = q->nasks++;
+    return 0;
+}
+
+static Flamedb__Cluster__QueryKind wire_kind(query_kind_t k)
+{
+    if (k == QUERY_KIND_LABEL_NAMES) return Q_KIND(LABEL_NAMES);
+    if (k == QUERY_KIND_LABEL_VALUES) return Q_KIND(LABEL_VALUES);
+    return Q_KIND(MERGE);
+}
+
+static int send_ask(sq_t *q, const ask_t *a)
+{
+    size_t n = a->ranges.n;
+    Flamedb__Cluster__TokenRange *r = calloc(n, sizeof *r);
+    Flamedb__Cluster__TokenRange **rp = calloc(n, sizeof *rp);
+    int rc = r && rp ? 0 : ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        flamedb__cluster__token_range__init(&r[i]);
+        r[i].start = a->ranges.v[i].start;
+        r[i].end = a->ranges.v[i].end;
+        rp[i] = &r[i];
+    }
+    Flamedb__Cluster__QueryRequest m = FLAMEDB__CLUSTER__QUERY_REQUEST__INIT;
+    const query_spec_t *sp = &q->spec;
+    m.protocol_version = RING_PROTOCOL_VERSION;
+    m.tenant = q->tenant;
+    m.deadline_unix_ms = q->deadline_unix_ms;
+    m.request_id = a->request_id;
+    m.kind = wire_kind(sp->kind);
+    m.n_ranges = n;
+    m.ranges = rp;
+    m.selector = sp->selector ? sp->selector : "";
+    m.label_name = sp->label ? sp->label : "";
+    m.from_ms = sp->plan.from_s * 1000;
+    m.until_ms = sp->plan.until_s * 1000;
+    /* step_ms: the finest windows the plan reads, so every node plans alike */
+    m.step_ms = (int64_t)storage_resolutions[sp->plan.min_res] * 1000;
+    m.max_nodes = (uint32_t)(sp->max_nodes > UINT32_MAX ? UINT32_MAX : sp->max_nodes);
+    m.ring_version = q->view->version;
+    const char *id = ring_node_name(q->view->ring, a->node);
+    if (rc == 0) rc = q->s->ops.send(q->s->ops.ctx, id, MSG(QUERY), q->deadline_unix_ms, &m.base);
+    free(r);
+    free(rp);
+    return rc;
+}
+
+/* Sends (or runs locally) ask idx; a failure to start re-plans it. */
+static void start_ask(sq_t *q, size_t idx)
+{
+    ask_t *a = &q->asks[idx];
+    int local = q->view->self >= 0 && a->node == (uint32_t)q->view->self;
+    int rc = local ? sq_run_local(q, idx) : send_ask(q, a);
+    if (rc != 0) sq_ask_failed(q, idx, err_message(rc));
+}
+
+static int add_missing(sq_t *q, const ring_ranges_t *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        int rc = ring_ranges_add(&q->missing, r->v[i]);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+/* Turns a read plan into asks of generation gen and starts them. */
+static int ask_plan(sq_t *q, ring_read_plan_t *plan, int gen)
+{
+    int rc = add_missing(q, &plan->missing);
+    size_t first = q->nasks;
+    for (uint32_t i = 0; rc == 0 && i < plan->nnodes; i++) {
+        size_t idx;
+        if (plan->assigned[i].n > 0) rc = add_ask(q, i, gen, &plan->assigned[i], &idx);
+    }
+    size_t last = q->nasks;
+    for (size_t i = first; i < last; i++)
+        start_ask(q, i);
+    return rc;
+}
+
+/* Ends (exclusive of nothing: the range's own end token) of the elementary
+ * ranges inside r: a read plan over these tokens covers exactly r. */
+static int ends_within(const ring_t *ring, const ring_ranges_t *r, uint64_t **out, size_t *n)
+{
+    uint32_t count = ring_range_count(ring);
+    uint64_t *v = malloc((count ? count : 1) * sizeof *v);
+    if (v == NULL) return ERR_NOMEM;
+    size_t k = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t end = ring_range_at(ring, i).end;
+        for (size_t j = 0; j < r->n; j++)
+            if (ring_range_contains(r->v[j], end)) {
+                v[k++] = end;
+                break;
+            }
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+static void replan(sq_t *q, const ring_ranges_t *ranges)
+{
+    const cluster_view_t *v = q->view;
+    uint32_t nn = ring_node_count(v->ring);
+    uint8_t *live = malloc(nn ? nn : 1);
+    uint64_t *tokens = NULL;
+    size_t nt = 0;
+    int rc = live ? ends_within(v->ring, ranges, &tokens, &nt) : ERR_NOMEM;
+    errmsg_t em = {{0}};
+    ring_read_plan_t plan;
+    memset(&plan, 0, sizeof plan);
+    if (rc == 0 && nt > 0) {
+        for (uint32_t i = 0; i < nn; i++)
+            live[i] = v->live[i] && !q->excluded[i];
+        rc = ring_plan_read(v->ring, v->rf, v->self, live, tokens, nt, &plan, &em);
+        if (rc == 0) rc = ask_plan(q, &plan, 1);
+    }
+    if (rc != 0) add_missing(q, ranges); /* cannot re-plan: the ranges are missing */
+    ring_read_plan_free(&plan);
+    free(tokens);
+    free(live);
+}
+
+void sq_ask_failed(sq_t *q, size_t idx, const char *why)
+{
+    ask_t *a = &q->asks[idx];
+    if (a->state != ASK_WAITING && a->state != ASK_ANSWERED) return;
+    a->state = ASK_FAILED;
+    q->excluded[a->node] = 1;
+    const char *node = ring_node_name(q->view->ring, a->node);
+    log_debug("scatter", "node %s failed its ranges: %s", node, why ? why : "");
+    if (q->answered || q->rc != 0) return;
+    if (a->gen == 0 && !q->hard) {
+        q->s->stats.replans++;
+        ring_ranges_t r = a->ranges; /* replan may move q->asks */
+        memset(&a->ranges, 0, sizeof a->ranges);
+        replan(q, &r);
+        q->asks[idx].ranges = r;
+    } else {
+        add_missing(q, &a->ranges);
+    }
+}
+
+ask_t *sq_find_ask(scatter_t *s, uint64_t request_id, sq_t **out)
+{
+    for (sq_t *q = s->queries; q != NULL; q = q->next)
+        for (size_t i = 0; i < q->nasks; i++)
+            if (q->asks[i].request_id == request_id) {
+                *out = q;
+                return &q->asks[i];
+            }
+    return NULL;
+}
+
+/* ---------- progress ---------- */
+
+static int any_waiting(const sq_t *q)
+{
+    for (size_t i = 0; i < q->nasks; i++)
+        if (q->asks[i].state == ASK_WAITING) return 1;
+    return 0;
+}
+
+void sq_progress(sq_t *q)
+{
+    if (q->answered || q->merging || q->finishing) return;
+    if (q->rc != 0) {
+        scatter_answer_t a = {.rc = q->rc, .em = q->em};
+        query_result_init(&a.result);
+        sq_answer(q, &a);
+        return;
+    }
+    if (q->queue != NULL) {
+        if (sq_start_merge(q) != 0) {
+            errmsg_t em;
+            errmsg_set(&em, ERR_UNAVAILABLE, "cannot queue work");
+            sq_fail(q, ERR_UNAVAILABLE, &em);
+            sq_progress(q);
+        }
+        return;
+    }
+    if (any_waiting(q)) return;
+    if (sq_start_finish(q) != 0) {
+        errmsg_t em;
+        errmsg_set(&em, ERR_UNAVAILABLE, "cannot queue work");
+        sq_fail(q, ERR_UNAVAILABLE, &em);
+        sq_progress(q);
+    }
+}
+
+/* Half-time: remote nodes still silent are slow, their ranges move. Full
+ * time: what is still unanswered is missing. */
+static void on_timer(uv_timer_t *t)
+{
+    sq_t *q = t->data;
+    if (q->answered) return;
+    if (!q->hard) {
+        size_t n = q->nasks;
+        for (size_t i = 0; i < n; i++) {
+            int local = q->view->self >= 0 && q->asks[i].node == (uint32_t)q->view->self;
+            if (q->asks[i].state == ASK_WAITING && q->asks[i].gen == 0 && !local)
+                sq_ask_failed(q, i, "no answer by half the query timeout");
+        }
+        q->hard = 1;
+        uint64_t now = scatter_unix_ms();
+        uint64_t left = q->deadline_unix_ms > now ? q->deadline_unix_ms - now : 1;
+        uv_timer_start(&q->timer, on_timer, left, 0);
+    } else {
+        for (size_t i = 0; i < q->nasks; i++)
+            if (q->asks[i].state == ASK_WAITING) {
+                q->asks[i].state = ASK_ABANDONED;
+                q->excluded[q->asks[i].node] = 1;
+                add_missing(q, &q->asks[i].ranges);
+            }
+    }
+    sq_progress(q);
+}
+
+/* ---------- starting a query ---------- */
+
+static void refuse(scatter_done_fn done, void *arg, int rc, const errmsg_t *em)
+{
+    scatter_answer_t a = {.rc = rc, .em = *em};
+    query_result_init(&a.result);
+    done(arg, &a);
+}
+
+/* The first plan: the pinned service's shard tokens, or the whole ring. */
+static int first_plan(sq_t *q, ring_read_plan_t *plan, errmsg_t *em)
+{
+    const cluster_view_t *v = q->view;
+    if (v->ring == NULL || ring_node_count(v->ring) == 0)
+        return errmsg_set(em, ERR_UNAVAILABLE, "no active node in the cluster yet");
+    const char *svc = query_spec_service(&q->spec);
+    uint32_t ns = q->s->o.shards_per_service;
+    uint64_t *tokens = svc ? malloc(ns * sizeof *tokens) : NULL;
+    if (svc != NULL && tokens == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; svc != NULL && i < ns; i++)
+        tokens[i] = ring_placement_token(q->tenant, svc, i);
+    int rc = ring_plan_read(v->ring, v->rf, v->self, v->live, tokens, svc ? ns : 0, plan, em);
+    free(tokens);
+    return rc;
+}
+
+static int setup(sq_t *q, const query_params_t *p, int64_t now_ms, errmsg_t *em)
+{
+    scatter_t *s = q->s;
+    int rc = query_spec_parse(q->spec.kind, p, &s->o.limits, now_ms, &q->spec, em);
+    if (rc != 0) return rc;
+    q->view = s->ops.view_acquire(s->ops.ctx);
+    uint32_t nn = q->view->ring ? ring_node_count(q->view->ring) : 0;
+    q->excluded = calloc(nn ? nn : 1, 1);
+    if (q->excluded == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    rc = query_gather_new(&q->spec, &s->o.limits, &q->gather);
+    return rc != 0 ? errmsg_set(em, rc, "out of memory") : 0;
+}
+
+void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const query_params_t *p,
+                   int64_t now_ms, scatter_done_fn done, void *arg)
+{
+    errmsg_t em = {{0}};
+    if (s->closing || s->ninflight >= s->o.max_inflight) {
+        s->stats.busy += !s->closing;
+        errmsg_set(&em, ERR_UNAVAILABLE, "%s",
+                   s->closing ? "the node is stopping" : "too many queries in flight; retry");
+        refuse(done, arg, ERR_UNAVAILABLE, &em);
+        return;
+    }
+    sq_t *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        errmsg_set(&em, ERR_NOMEM, "out of memory");
+        refuse(done, arg, ERR_NOMEM, &em);
+        return;
+    }
+    q->s = s;
+    q->refs = 1;
+    q->spec.kind = kind;
+    q->done = done;
+    q->arg = arg;
+    query_result_init(&q->ans.result);
+    snprintf(q->tenant, sizeof q->tenant, "%s", tenant);
+    ring_read_plan_t plan;
+    memset(&plan, 0, sizeof plan);
+    int rc = setup(q, p, now_ms, &em);
+    if (rc == 0) rc = first_plan(q, &plan, &em);
+    if (rc != 0) {
+        refuse(done, arg, rc, &em);
+        ring_read_plan_free(&plan);
+        sq_free(q);
+        return;
+    }
+    s->stats.queries++;
+    s->ninflight++;
+    q->next = s->queries;
+    if (s->queries) s->queries->prev = q;
+    s->queries = q;
+    q->deadline_unix_ms = scatter_unix_ms() + s->o.query_timeout_ms;
+    uv_timer_init(s->loop, &q->timer);
+    q->timer.data = q;
+    q->timer_open = 1;
+    q->refs++; /* the timer, until closed */
+    uv_timer_start(&q->timer, on_timer, (s->o.query_timeout_ms + 1) / 2, 0);
+    q->refs++; /* held across the asks: one may answer synchronously */
+    if (ask_plan(q, &plan, 0) != 0) {
+        errmsg_set(&em, ERR_NOMEM, "out of memory");
+        sq_fail(q, ERR_NOMEM, &em);
+    }
+    ring_read_plan_free(&plan);
+    sq_progress(q);
+    sq_unref(q);
+}
+
+/* ---------- answers from other nodes ---------- */
+
+static int served_matches(const Flamedb__Cluster__PartialResult *pr, const ask_t *a)
+{
+    if (pr->n_served != a->ranges.n) return 0;
+    for (size_t i = 0; i < pr->n_served; i++)
+        if (pr->served[i]->start != a->ranges.v[i].start ||
+            pr->served[i]->end != a->ranges.v[i].end)
+            return 0;
+    return 1;
+}
+
+static void take_answer(sq_t *q, size_t idx, const ring_msg_t *msg)
+{
+    const Flamedb__Cluster__PartialResult *pr = (const void *)msg->body;
+    ask_t *a = &q->asks[idx];
+    const char *node = ring_node_name(q->view->ring, a->node);
+    if (pr->status != 0) {
+        int rc = pr->status < ERR_UNAUTHORIZED ? ERR_INTERNAL : pr->status;
+        errmsg_t em;
+        errmsg_set(&em, rc, "node %s: %.400s", node, pr->reason);
+        if (scatter_error_is_final(rc)) {
+            a->state = ASK_FAILED;
+            sq_fail(q, rc, &em);
+        } else {
+            sq_ask_failed(q, idx, em.text);
+        }
+        return;
+    }
+    if (!served_matches(pr, a)) {
+        sq_ask_failed(q, idx, "it served other ranges than asked");
+        return;
+    }
+    item_t *it = calloc(1, sizeof *it);
+    const ProtobufCBinaryData *body = &msg->env->body;
+    if (it == NULL || (it->body = malloc(body->len ? body->len : 1)) == NULL) {
+        free(it);
+        sq_ask_failed(q, idx, "out of memory");
+        return;
+    }
+    memcpy(it->body, body->data, body->len);
+    it->len = body->len;
+    it->ask = idx;
+    a->state = ASK_ANSWERED;
+    sq_enqueue(q, it);
+}
+
+void scatter_on_partial(void *ctx, const ring_msg_t *msg)
+{
+    scatter_t *s = ctx;
+    const Flamedb__Cluster__PartialResult *pr = (const void *)msg->body;
+    sq_t *q = NULL;
+    ask_t *a = sq_find_ask(s, pr->request_id, &q);
+    if (a == NULL || a->state != ASK_WAITING || q->answered ||
+        strcmp(msg->env->sender_id, ring_node_name(q->view->ring, a->node)) != 0 ||
+        strcmp(pr->tenant, q->tenant) != 0) {
+        s->stats.late_dropped++;
+        return;
+    }
+    q->refs++;
+    take_answer(q, (size_t)(a - q->asks), msg);
+    sq_progress(q);
+    sq_unref(q);
+}

@@ -1,0 +1,400 @@
+/* scatter_merge.c — the coordinator's thread-pool work: the local node's
+ * partial, merging answers into the gather (one job at a time per query),
+ * the final encoding, and the description of what is missing.
+ *
+ * A remote answer is merged from its serialized PartialResult, unpacked on
+ * the pool so the loop only copies bytes. Its call tree goes in first:
+ * decoding either adds all of it or nothing, so a corrupt tree only moves
+ * that node's ranges elsewhere; a failure after that point leaves the gather
+ * holding part of an answer, and the query fails rather than answer short.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "node/scatter_int.h"
+
+int scatter_error_is_final(int rc)
+{
+    return rc == ERR_LIMIT || rc == ERR_INVALID_ARGUMENT || rc == ERR_TOO_LARGE;
+}
+
+static void item_free(item_t *it)
+{
+    free(it->body);
+    query_partial_free(&it->local);
+    free(it);
+}
+
+void sq_enqueue(sq_t *q, item_t *it)
+{
+    it->next = q->queue;
+    q->queue = it;
+}
+
+/* ---------- the local share ---------- */
+
+typedef struct local_job {
+    uv_work_t w;
+    sq_t *q;
+    size_t ask;
+    item_t *it;
+    query_range_t *ranges;
+    size_t nranges;
+} local_job_t;
+
+static void local_work(uv_work_t *w)
+{
+    local_job_t *j = w->data;
+    sq_t *q = j->q;
+    query_partial_args_t a;
+    query_spec_args(&q->spec, &a);
+    a.ranges = j->ranges;
+    a.nranges = j->nranges;
+    j->it->rc =
+        query_partial_run(q->s->storage, q->tenant, &a, &q->s->o.limits, &j->it->local, &j->it->em);
+}
+
+static void local_done(uv_work_t *w, int status)
+{
+    local_job_t *j = w->data;
+    sq_t *q = j->q;
+    item_t *it = j->it;
+    ask_t *a = &q->asks[j->ask];
+    if (status != 0 && it->rc == 0) it->rc = errmsg_set(&it->em, ERR_UNAVAILABLE, "cancelled");
+    if (q->answered || a->state != ASK_WAITING) {
+        item_free(it);
+    } else if (it->rc == 0) {
+        a->state = ASK_ANSWERED;
+        sq_enqueue(q, it);
+    } else if (scatter_error_is_final(it->rc)) {
+        a->state = ASK_FAILED;
+        sq_fail(q, it->rc, &it->em);
+        item_free(it);
+    } else {
+        sq_ask_failed(q, j->ask, it->em.text);
+        item_free(it);
+    }
+    free(j->ranges);
+    free(j);
+    sq_progress(q);
+    sq_unref(q);
+}
+
+int sq_run_local(sq_t *q, size_t idx)
+{
+    const ask_t *a = &q->asks[idx];
+    local_job_t *j = calloc(1, sizeof *j);
+    item_t *it = calloc(1, sizeof *it);
+    query_range_t *r = calloc(a->ranges.n ? a->ranges.n : 1, sizeof *r);
+    if (j == NULL || it == NULL || r == NULL) {
+        free(j);
+        free(it);
+        free(r);
+        return ERR_NOMEM;
+    }
+    for (size_t i = 0; i < a->ranges.n; i++)
+        r[i] = (query_range_t){a->ranges.v[i].start, a->ranges.v[i].end};
+    it->ask = idx;
+    *j = (local_job_t){.q = q, .ask = idx, .it = it, .ranges = r, .nranges = a->ranges.n};
+    j->w.data = j;
+    if (uv_queue_work(q->s->loop, &j->w, local_work, local_done) != 0) {
+        free(j);
+        free(it);
+        free(r);
+        return ERR_UNAVAILABLE;
+    }
+    q->refs++;
+    return 0;
+}
+
+/* ---------- merging ---------- */
+
+/* values[0] of a flame graph partial: its series count; values[1]: the
+ * pyroscope_spy its series share, when they do. */
+static int series_of(const Flamedb__Cluster__PartialResult *pr, size_t *n, char *spy,
+                     size_t spy_max)
+{
+    spy[0] = 0;
+    if (pr->n_values < 1 || pr->n_values > 2 || pr->values[0].len == 0 || pr->values[0].len > 19)
+        return ERR_CORRUPT;
+    size_t v = 0;
+    for (size_t i = 0; i < pr->values[0].len; i++) {
+        uint8_t c = pr->values[0].data[i];
+        if (c < '0' || c > '9') return ERR_CORRUPT;
+        v = v * 10 + (c - '0');
+    }
+    *n = v;
+    if (pr->n_values == 2) {
+        size_t len = pr->values[1].len;
+        if (len == 0 || len >= spy_max || memchr(pr->values[1].data, 0, len)) return ERR_CORRUPT;
+        memcpy(spy, pr->values[1].data, len);
+        spy[len] = 0;
+    }
+    return 0;
+}
+
+static int merge_render(query_gather_t *g, const Flamedb__Cluster__PartialResult *pr, item_t *it)
+{
+    size_t nseries;
+    char spy[256];
+    int rc = series_of(pr, &nseries, spy, sizeof spy);
+    if (rc != 0) return errmsg_set(&it->em, rc, "partial: bad series count or spy name");
+    rc = query_gather_add_tree(g, pr->calltree.data, pr->calltree.len, &it->em);
+    if (rc != 0) {
+        it->fatal = rc == ERR_LIMIT;
+        return rc;
+    }
+    it->fatal = 1; /* from here on the gather holds part of this answer */
+    for (size_t i = 0; rc == 0 && i < pr->n_symbols; i++) {
+        const Flamedb__Cluster__Symbol *s = pr->symbols[i];
+        rc = query_gather_add_symbol(g, s->id, (const char *)s->name.data, s->name.len,
+                                     (const char *)s->file.data, s->file.len);
+    }
+    if (rc == 0) rc = query_gather_add_series(g, nseries, spy[0] ? spy : NULL, &it->em);
+    for (size_t i = 0; rc == 0 && i < pr->n_totals; i++) {
+        int64_t ms = pr->totals[i]->time_ms;
+        rc = ms % 1000 != 0 ? ERR_CORRUPT
+                            : query_gather_add_total(g, ms / 1000, pr->totals[i]->value, &it->em);
+    }
+    return rc;
+}
+
+static void merge_remote(sq_t *q, item_t *it)
+{
+    Flamedb__Cluster__PartialResult *pr =
+        flamedb__cluster__partial_result__unpack(NULL, it->len, it->body);
+    if (pr == NULL) {
+        it->rc = errmsg_set(&it->em, ERR_CORRUPT, "partial: cannot decode");
+        return;
+    }
+    if (q->spec.kind == QUERY_KIND_RENDER) {
+        it->rc = merge_render(q->gather, pr, it);
+    } else {
+        it->fatal = 1; /* a union: harmless twice, but a limit decides the query */
+        for (size_t i = 0; it->rc == 0 && i < pr->n_values; i++)
+            it->rc = query_gather_add_value(q->gather, (const char *)pr->values[i].data,
+                                            pr->values[i].len);
+        if (it->rc == ERR_LIMIT)
+            errmsg_set(&it->em, ERR_LIMIT, "label answer exceeds max_output_bytes (%zu bytes)",
+                       q->s->o.limits.max_output_bytes);
+    }
+    flamedb__cluster__partial_result__free_unpacked(pr, NULL);
+    if (it->rc != 0 && it->em.text[0] == 0)
+        errmsg_set(&it->em, it->rc, "merging a partial: %s", err_message(it->rc));
+}
+
+typedef struct merge_job {
+    uv_work_t w;
+    sq_t *q;
+    item_t *items;
+} merge_job_t;
+
+static void merge_work(uv_work_t *w)
+{
+    merge_job_t *j = w->data;
+    for (item_t *it = j->items; it != NULL; it = it->next) {
+        if (it->body != NULL) {
+            merge_remote(j->q, it);
+        } else {
+            it->rc = query_gather_add(j->q->gather, &it->local, &it->em);
+            it->fatal = 1;
+        }
+    }
+}
+
+static void merge_done(uv_work_t *w, int status)
+{
+    merge_job_t *j = w->data;
+    sq_t *q = j->q;
+    q->merging = 0;
+    while (j->items != NULL) {
+        item_t *it = j->items;
+        j->items = it->next;
+        if (status != 0 && it->rc == 0) {
+            it->rc = errmsg_set(&it->em, ERR_UNAVAILABLE, "merge cancelled");
+            it->fatal = 1;
+        }
+        if (it->rc != 0 && (it->fatal || scatter_error_is_final(it->rc)))
+            sq_fail(q, it->rc, &it->em);
+        else if (it->rc != 0)
+            sq_ask_failed(q, it->ask, it->em.text);
+        item_free(it);
+    }
+    free(j);
+    sq_progress(q);
+    sq_unref(q);
+}
+
+int sq_start_merge(sq_t *q)
+{
+    merge_job_t *j = calloc(1, sizeof *j);
+    if (j == NULL) return ERR_NOMEM;
+    j->q = q;
+    j->items = q->queue;
+    j->w.data = j;
+    if (uv_queue_work(q->s->loop, &j->w, merge_work, merge_done) != 0) {
+        free(j);
+        return ERR_UNAVAILABLE;
+    }
+    q->queue = NULL;
+    q->merging = 1;
+    q->refs++;
+    return 0;
+}
+
+/* ---------- the answer ---------- */
+
+typedef struct finish_job {
+    uv_work_t w;
+    sq_t *q;
+} finish_job_t;
+
+static void finish_work(uv_work_t *w)
+{
+    finish_job_t *j = w->data;
+    sq_t *q = j->q;
+    q->ans.rc = query_gather_finish(q->gather, q->partial_json, &q->ans.result, &q->ans.em);
+}
+
+static void finish_done(uv_work_t *w, int status)
+{
+    finish_job_t *j = w->data;
+    sq_t *q = j->q;
+    q->finishing = 0;
+    if (status != 0 && q->ans.rc == 0)
+        q->ans.rc = errmsg_set(&q->ans.em, ERR_UNAVAILABLE, "cancelled: the node is stopping");
+    if (q->rc == 0) sq_answer(q, &q->ans);
+    sq_progress(q); /* answers q->rc when a failure came in meanwhile */
+    free(j);
+    sq_unref(q);
+}
+
+int sq_start_finish(sq_t *q)
+{
+    if (q->missing.n > 0) {
+        int rc = sq_describe_missing(q, q->ans.partial_header, sizeof q->ans.partial_header,
+                                     &q->partial_json);
+        if (rc != 0) return rc;
+    }
+    finish_job_t *j = calloc(1, sizeof *j);
+    if (j == NULL) return ERR_NOMEM;
+    j->q = q;
+    j->w.data = j;
+    if (uv_queue_work(q->s->loop, &j->w, finish_work, finish_done) != 0) {
+        free(j);
+        return ERR_UNAVAILABLE;
+    }
+    q->finishing = 1;
+    q->refs++;
+    return 0;
+}
+
+/* ---------- what is missing ---------- */
+
+static int range_cmp(const void *a, const void *b)
+{
+    const ring_range_t *x = a, *y = b;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
+
+/* Sorts and joins touching ranges (the list of sq->missing may come in any
+ * order from several plans). */
+static void coalesce(ring_ranges_t *r)
+{
+    if (r->n < 2) return;
+    qsort(r->v, r->n, sizeof *r->v, range_cmp);
+    size_t k = 0;
+    for (size_t i = 1; i < r->n; i++) {
+        if (r->v[i].start == r->v[k].end)
+            r->v[k].end = r->v[i].end;
+        else
+            r->v[++k] = r->v[i];
+    }
+    r->n = k + 1;
+}
+
+/* Nodes holding missing ranges that could not serve them. */
+static int missing_nodes(sq_t *q, uint8_t *mark)
+{
+    const cluster_view_t *v = q->view;
+    uint32_t count = ring_range_count(v->ring);
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t end = ring_range_at(v->ring, i).end;
+        int hit = 0;
+        for (size_t k = 0; !hit && k < q->missing.n; k++)
+            hit = ring_range_contains(q->missing.v[k], end);
+        if (!hit) continue;
+        uint32_t reps[RING_MAX_RF];
+        uint32_t n = ring_replicas(v->ring, end, v->rf, reps);
+        for (uint32_t r = 0; r < n; r++)
+            if (!v->live[reps[r]] || q->excluded[reps[r]]) mark[reps[r]] = 1;
+    }
+    return 0;
+}
+
+#define MISSING_LISTED 64
+
+static int missing_json(sq_t *q, const uint8_t *mark, double share, buf_t *j)
+{
+    int rc = buf_append_str(j, "\"partial\":true,\"missing\":[");
+    for (size_t i = 0; rc == 0 && i < q->missing.n && i < MISSING_LISTED; i++)
+        rc = buf_printf(j, "%s{\"start\":\"%016llx\",\"end\":\"%016llx\"}", i ? "," : "",
+                        (unsigned long long)q->missing.v[i].start,
+                        (unsigned long long)q->missing.v[i].end);
+    if (rc == 0)
+        rc = buf_printf(j, "],\"missing_ranges\":%zu,\"missing_share\":%.6f,\"missing_nodes\":[",
+                        q->missing.n, share);
+    int first = 1;
+    for (uint32_t i = 0; rc == 0 && i < ring_node_count(q->view->ring); i++) {
+        if (!mark[i]) continue;
+        const char *id = ring_node_name(q->view->ring, i);
+        rc = buf_append_str(j, first ? "" : ",");
+        if (rc == 0) rc = buf_append_json_string(j, id, strlen(id));
+        first = 0;
+    }
+    return rc != 0 ? rc : buf_append_byte(j, ']');
+}
+
+static void missing_header(sq_t *q, const uint8_t *mark, double share, char *h, size_t hn)
+{
+    size_t len = (size_t)snprintf(h, hn, "ranges=%zu; share=%.4f; nodes=", q->missing.n, share);
+    int first = 1;
+    for (uint32_t i = 0; len < hn && i < ring_node_count(q->view->ring); i++) {
+        if (!mark[i]) continue;
+        const char *id = ring_node_name(q->view->ring, i);
+        if (len + strlen(id) + 8 >= hn) {
+            snprintf(h + len, hn - len, ",...");
+            return;
+        }
+        len += (size_t)snprintf(h + len, hn - len, "%s%s", first ? "" : ",", id);
+        first = 0;
+    }
+    if (first && len < hn) snprintf(h + len, hn - len, "-");
+}
+
+int sq_describe_missing(sq_t *q, char *header, size_t header_len, char **json)
+{
+    coalesce(&q->missing);
+    double share = 0;
+    for (size_t i = 0; i < q->missing.n; i++)
+        share += ring_range_share(q->missing.v[i]);
+    if (share > 1) share = 1;
+    uint32_t nn = ring_node_count(q->view->ring);
+    uint8_t *mark = calloc(nn ? nn : 1, 1);
+    if (mark == NULL) return ERR_NOMEM;
+    missing_nodes(q, mark);
+    buf_t j;
+    buf_init(&j, 64 * 1024);
+    int rc = missing_json(q, mark, share, &j);
+    missing_header(q, mark, share, header, header_len);
+    free(mark);
+    if (rc != 0) {
+        buf_free(&j);
+        return rc;
+    }
+    size_t n;
+    *json = (char *)buf_steal(&j, &n);
+    return *json != NULL ? 0 : ERR_NOMEM;
+}

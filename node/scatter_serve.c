@@ -1,0 +1,308 @@
+/* scatter_serve.c — the replica side of a scatter-gather query: a
+ * QueryRequest in, the partial query on the thread pool over exactly the
+ * ranges asked, a PartialResult back to the coordinator.
+ *
+ * PartialResult of a flame graph (QUERY_KIND_MERGE): calltree is the
+ * untruncated merge of the selected series in the ranges; symbols are the
+ * symbols it references; values[0] is the number of series selected (decimal)
+ * and values[1], when present, the pyroscope_spy all of them share; totals
+ * are the non-zero timeline buckets (time_ms = bucket start). Label kinds
+ * put the sorted distinct strings in values. served echoes the ranges asked.
+ *
+ * Bounded: at most max_serving partials at once (more are refused, and the
+ * coordinator asks another replica), series and tree nodes by the query
+ * limits, and an answer larger than a message is refused with the reason
+ * rather than sent.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "node/scatter_int.h"
+
+typedef struct serve_job {
+    uv_work_t w;
+    scatter_t *s;
+    char sender[RING_NODE_ID_MAX + 1];
+    char tenant[STORAGE_TENANT_MAX + 1];
+    uint64_t request_id, deadline, ring_version;
+    query_partial_args_t args;
+    char *selector, *label;
+    query_range_t *ranges;
+    int rc;
+    errmsg_t em;
+    query_partial_t part;
+    /* the answer, pointing into part and the arrays below */
+    Flamedb__Cluster__PartialResult msg;
+    buf_t tree;
+    Flamedb__Cluster__Symbol *syms, **symp;
+    ProtobufCBinaryData *values;
+    char count[24];
+    Flamedb__Cluster__TotalsPoint *tp, **tpp;
+    Flamedb__Cluster__TokenRange *served, **servedp;
+} serve_job_t;
+
+static void job_free(serve_job_t *j)
+{
+    free(j->selector);
+    free(j->label);
+    free(j->ranges);
+    query_partial_free(&j->part);
+    buf_free(&j->tree);
+    free(j->syms);
+    free(j->symp);
+    free(j->values);
+    free(j->tp);
+    free(j->tpp);
+    free(j->served);
+    free(j->servedp);
+    free(j);
+}
+
+/* ---------- building the answer (pool) ---------- */
+
+static int add_symbols(serve_job_t *j)
+{
+    size_t n = symtab_count(j->part.syms);
+    j->syms = calloc(n ? n : 1, sizeof *j->syms);
+    j->symp = calloc(n ? n : 1, sizeof *j->symp);
+    if (j->syms == NULL || j->symp == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        Flamedb__Cluster__Symbol *s = &j->syms[i];
+        flamedb__cluster__symbol__init(s);
+        const char *name, *file;
+        s->id = symtab_id_at(j->part.syms, i);
+        symtab_get(j->part.syms, s->id, &name, &file);
+        s->name = (ProtobufCBinaryData){strlen(name), (uint8_t *)name};
+        s->file = (ProtobufCBinaryData){strlen(file), (uint8_t *)file};
+        j->symp[i] = s;
+    }
+    j->msg.n_symbols = n;
+    j->msg.symbols = j->symp;
+    return 0;
+}
+
+static int add_totals(serve_job_t *j)
+{
+    const query_timeline_t *tl = &j->part.tl;
+    size_t n = 0;
+    for (size_t i = 0; i < tl->n; i++)
+        n += tl->samples[i] != 0;
+    j->tp = calloc(n ? n : 1, sizeof *j->tp);
+    j->tpp = calloc(n ? n : 1, sizeof *j->tpp);
+    if (j->tp == NULL || j->tpp == NULL) return ERR_NOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < tl->n; i++) {
+        if (tl->samples[i] == 0) continue;
+        flamedb__cluster__totals_point__init(&j->tp[k]);
+        j->tp[k].time_ms = (tl->start_s + (int64_t)i * tl->step_s) * 1000;
+        j->tp[k].value = tl->samples[i];
+        j->tpp[k] = &j->tp[k];
+        k++;
+    }
+    j->msg.n_totals = n;
+    j->msg.totals = j->tpp;
+    return 0;
+}
+
+static int build_render(serve_job_t *j)
+{
+    int rc = calltree_encode(j->part.tree, &j->tree);
+    if (rc != 0) return rc;
+    j->msg.calltree = (ProtobufCBinaryData){j->tree.len, j->tree.data};
+    if ((rc = add_symbols(j)) != 0 || (rc = add_totals(j)) != 0) return rc;
+    j->values = calloc(2, sizeof *j->values);
+    if (j->values == NULL) return ERR_NOMEM;
+    snprintf(j->count, sizeof j->count, "%zu", j->part.nseries);
+    j->values[0] = (ProtobufCBinaryData){strlen(j->count), (uint8_t *)j->count};
+    j->msg.n_values = 1;
+    if (j->part.spy_name != NULL) {
+        j->values[1] = (ProtobufCBinaryData){strlen(j->part.spy_name), (uint8_t *)j->part.spy_name};
+        j->msg.n_values = 2;
+    }
+    j->msg.values = j->values;
+    return 0;
+}
+
+static int build_labels(serve_job_t *j)
+{
+    size_t n = j->part.nvalues;
+    j->values = calloc(n ? n : 1, sizeof *j->values);
+    if (j->values == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        j->values[i] =
+            (ProtobufCBinaryData){strlen(j->part.values[i]), (uint8_t *)j->part.values[i]};
+    j->msg.n_values = n;
+    j->msg.values = j->values;
+    return 0;
+}
+
+static int too_large(serve_job_t *j, size_t size, size_t max_bytes)
+{
+    return errmsg_set(&j->em, ERR_TOO_LARGE,
+                      "the partial answer (%zu bytes or more) exceeds max-message-bytes (%zu); "
+                      "narrow the selector or the time range",
+                      size, max_bytes);
+}
+
+static int build_answer(serve_job_t *j, size_t max_bytes)
+{
+    buf_init(&j->tree, max_bytes);
+    int rc = j->args.kind == QUERY_KIND_RENDER ? build_render(j) : build_labels(j);
+    if (rc == ERR_TOO_LARGE) return too_large(j, j->tree.len, max_bytes);
+    if (rc != 0) return errmsg_set(&j->em, rc, "building the partial answer: %s", err_message(rc));
+    size_t size = flamedb__cluster__partial_result__get_packed_size(&j->msg);
+    return size + SCATTER_ENVELOPE_ROOM > max_bytes ? too_large(j, size, max_bytes) : 0;
+}
+
+static void serve_work(uv_work_t *w)
+{
+    serve_job_t *j = w->data;
+    if (scatter_unix_ms() >= j->deadline) {
+        j->rc = errmsg_set(&j->em, ERR_TIMEOUT, "the query's deadline passed before it ran");
+        return;
+    }
+    j->rc =
+        query_partial_run(j->s->storage, j->tenant, &j->args, &j->s->o.limits, &j->part, &j->em);
+    if (j->rc == 0) j->rc = build_answer(j, j->s->o.max_message_bytes);
+}
+
+/* ---------- answering (loop) ---------- */
+
+static void init_reply(Flamedb__Cluster__PartialResult *m, const char *tenant, uint64_t id,
+                       uint64_t ring_version)
+{
+    flamedb__cluster__partial_result__init(m);
+    m->protocol_version = RING_PROTOCOL_VERSION;
+    m->tenant = (char *)tenant;
+    m->request_id = id;
+    m->ring_version = ring_version;
+}
+
+static void send_reply(scatter_t *s, const char *to, uint64_t deadline,
+                       Flamedb__Cluster__PartialResult *m)
+{
+    int rc = s->ops.send(s->ops.ctx, to, MSG(PARTIAL), deadline, &m->base);
+    if (rc != 0)
+        log_debug("scatter", "cannot answer %s (request %llu): %s", to,
+                  (unsigned long long)m->request_id, err_message(rc));
+}
+
+static void reply_error(scatter_t *s, const ring_msg_t *msg, int rc, const char *reason)
+{
+    const Flamedb__Cluster__QueryRequest *q = (const void *)msg->body;
+    Flamedb__Cluster__PartialResult m;
+    init_reply(&m, q->tenant, q->request_id, q->ring_version);
+    m.status = rc;
+    m.reason = (char *)reason;
+    s->stats.serve_refused++;
+    send_reply(s, msg->env->sender_id, q->deadline_unix_ms, &m);
+}
+
+static void serve_done(uv_work_t *w, int status)
+{
+    serve_job_t *j = w->data;
+    scatter_t *s = j->s;
+    s->nserving--;
+    if (status != 0 && j->rc == 0) j->rc = errmsg_set(&j->em, ERR_UNAVAILABLE, "cancelled");
+    if (!s->closing && j->rc != ERR_TIMEOUT) {
+        if (j->rc != 0) {
+            init_reply(&j->msg, j->tenant, j->request_id, j->ring_version);
+            j->msg.status = j->rc;
+            j->msg.reason = j->em.text;
+            s->stats.serve_refused++;
+        } else {
+            s->stats.served++;
+        }
+        send_reply(s, j->sender, j->deadline, &j->msg);
+    }
+    job_free(j);
+}
+
+static query_kind_t kind_of(Flamedb__Cluster__QueryKind k)
+{
+    if (k == Q_KIND(MERGE)) return QUERY_KIND_RENDER;
+    if (k == Q_KIND(LABEL_NAMES)) return QUERY_KIND_LABEL_NAMES;
+    if (k == Q_KIND(LABEL_VALUES)) return QUERY_KIND_LABEL_VALUES;
+    return 0;
+}
+
+static int min_res_of(int64_t step_ms)
+{
+    for (int i = 0; i < STORAGE_RESOLUTION_COUNT; i++)
+        if ((int64_t)storage_resolutions[i] * 1000 == step_ms) return i;
+    return -1;
+}
+
+/* Copies what the job needs from the request (borrowed for this call). */
+static int job_from(serve_job_t *j, const ring_msg_t *msg)
+{
+    const Flamedb__Cluster__QueryRequest *q = (const void *)msg->body;
+    snprintf(j->sender, sizeof j->sender, "%s", msg->env->sender_id);
+    snprintf(j->tenant, sizeof j->tenant, "%s", q->tenant);
+    j->request_id = q->request_id;
+    j->deadline = q->deadline_unix_ms;
+    j->ring_version = q->ring_version;
+    j->args.kind = kind_of(q->kind);
+    j->args.min_res = min_res_of(q->step_ms);
+    j->args.from_s = q->from_ms / 1000;
+    j->args.until_s = q->until_ms / 1000;
+    j->args.timeline = j->args.kind == QUERY_KIND_RENDER;
+    j->selector = strdup(q->selector);
+    j->label = strdup(q->label_name);
+    j->ranges = calloc(q->n_ranges ? q->n_ranges : 1, sizeof *j->ranges);
+    if (j->selector == NULL || j->label == NULL || j->ranges == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < q->n_ranges; i++)
+        j->ranges[i] = (query_range_t){q->ranges[i]->start, q->ranges[i]->end};
+    j->args.selector = j->selector;
+    j->args.label = j->label;
+    j->args.ranges = j->ranges;
+    j->args.nranges = q->n_ranges;
+    init_reply(&j->msg, j->tenant, j->request_id, j->ring_version);
+    j->served = calloc(q->n_ranges ? q->n_ranges : 1, sizeof *j->served);
+    j->servedp = calloc(q->n_ranges ? q->n_ranges : 1, sizeof *j->servedp);
+    if (j->served == NULL || j->servedp == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < q->n_ranges; i++) {
+        flamedb__cluster__token_range__init(&j->served[i]);
+        j->served[i].start = q->ranges[i]->start;
+        j->served[i].end = q->ranges[i]->end;
+        j->servedp[i] = &j->served[i];
+    }
+    j->msg.n_served = q->n_ranges;
+    j->msg.served = j->servedp;
+    return 0;
+}
+
+void scatter_on_query(void *ctx, const ring_msg_t *msg)
+{
+    scatter_t *s = ctx;
+    const Flamedb__Cluster__QueryRequest *q = (const void *)msg->body;
+    if (s->closing) return;
+    if (kind_of(q->kind) == 0) {
+        reply_error(s, msg, ERR_UNSUPPORTED, "query kind not served by this node");
+        return;
+    }
+    if (min_res_of(q->step_ms) < 0 || q->from_ms % 1000 != 0 || q->until_ms % 1000 != 0) {
+        reply_error(s, msg, ERR_INVALID_ARGUMENT, "query plan is not on a resolution grid");
+        return;
+    }
+    if (s->nserving >= s->o.max_serving) {
+        reply_error(s, msg, ERR_UNAVAILABLE, "too many partial queries in progress");
+        return;
+    }
+    serve_job_t *j = calloc(1, sizeof *j);
+    if (j == NULL || job_from(j, msg) != 0) {
+        if (j != NULL) job_free(j);
+        reply_error(s, msg, ERR_NOMEM, "out of memory");
+        return;
+    }
+    j->s = s;
+    j->w.data = j;
+    if (uv_queue_work(s->loop, &j->w, serve_work, serve_done) != 0) {
+        job_free(j);
+        reply_error(s, msg, ERR_UNAVAILABLE, "cannot queue work");
+        return;
+    }
+    s->nserving++;
+}
