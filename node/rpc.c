@@ -159,7 +159,7 @@ static int peer_open(rpc_t *r, const char *addr, peer_t **out)
 {
     if (r->npeers >= r->o.max_peers) peer_evict(r);
     errmsg_t em = {{0}};
-    int sock, fd;
+    int sock = -1, fd = -1;
     int rc = peer_socket(addr, &sock, &fd, &em);
     if (rc != ERR_OK) {
         r->stats.socket_errors++;

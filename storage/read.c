@@ -338,11 +338,14 @@ static int put_loaded(storage_t *s, uint64_t tenant_hash, symtab_t *dst, uint64_
 static int load_batch(storage_t *s, const char *tenant, uint64_t tenant_hash, const uint64_t *ids,
                       size_t n, symtab_t *dst)
 {
+    /* Callers pass 1..SYMBOL_BATCH ids; the key arrays are zeroed because the
+     * compiler cannot see that the loop below fills the n entries RocksDB reads. */
+    if (n == 0 || n > SYMBOL_BATCH) return n == 0 ? 0 : ERR_INVALID_ARGUMENT;
     skey_t keys[SYMBOL_BATCH];
-    const char *kp[SYMBOL_BATCH];
-    size_t kl[SYMBOL_BATCH], vl[SYMBOL_BATCH];
+    const char *kp[SYMBOL_BATCH] = {0};
+    size_t kl[SYMBOL_BATCH] = {0}, vl[SYMBOL_BATCH];
     char *vals[SYMBOL_BATCH], *errs[SYMBOL_BATCH];
-    const rocksdb_column_family_handle_t *cfs[SYMBOL_BATCH];
+    const rocksdb_column_family_handle_t *cfs[SYMBOL_BATCH] = {0};
     for (size_t i = 0; i < n; i++) {
         storage_key_symbol(&keys[i], tenant, ids[i]);
         kp[i] = (const char *)keys[i].b;

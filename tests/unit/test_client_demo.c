@@ -122,7 +122,7 @@ static void check_totals(const Perftools__Profiles__Profile *p, char *totals)
         CHECK(eq != NULL && t < p->n_sample_type);
         if (eq == NULL || t >= p->n_sample_type) return;
         *eq = '\0';
-        char type[128];
+        char type[2 * 512]; /* str() returns at most 511 bytes */
         snprintf(type, sizeof type, "%s/", str(p, p->sample_type[t]->type));
         strncat(type, str(p, p->sample_type[t]->unit), sizeof type - strlen(type) - 1);
         CHECK_EQ_STR(type, tok);

@@ -35,7 +35,7 @@ static void test_varint(void)
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
         size_t n = varint_put_u(tmp, varint_zigzag(vals[i]));
         const uint8_t *p = tmp;
-        int64_t v;
+        int64_t v = 0;
         CHECK(varint_read_s(&p, tmp + n, &v));
         CHECK(v == vals[i]);
         p = tmp;

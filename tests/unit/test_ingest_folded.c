@@ -263,10 +263,13 @@ static void test_corpus(void)
     corpus_file(dir, "folded/derived/profile_java.cpu.folded.txt", "j.inuse_objects", 5020648123LL);
 
     /* lines without a count: 422 naming the first such line */
-    snprintf(rel, sizeof rel, "%s/folded/speedscope/simple-with-invalids.txt", dir);
-    size_t n;
-    uint8_t *b = test_read_file(rel, &n);
+    char path[4096 + 64]; /* testdata_path() is shorter than 4096 bytes */
+    int w = snprintf(path, sizeof path, "%s/folded/speedscope/simple-with-invalids.txt", dir);
+    CHECK(w > 0 && (size_t)w < sizeof path);
+    size_t n = 0;
+    uint8_t *b = test_read_file(path, &n);
     CHECK(b != NULL);
+    if (b == NULL) return;
     ingest_request_t r = test_req("app", NULL, b, n);
     ingest_profile_t *p;
     errmsg_t em;
