@@ -163,6 +163,21 @@ static void dispatch(cluster_t *c, const ring_msg_t *msg, const uint8_t *raw, si
     c->cur_len = 0;
 }
 
+/* Counts a refused message; says why at most once a minute (a node of
+ * another cluster or a stray client would otherwise flood the log). */
+static void refused(cluster_t *c, size_t len, const errmsg_t *em)
+{
+    c->counters.refused++;
+    uint64_t now = uv_now(c->loop);
+    if (c->refusal_logged_ms != 0 && now - c->refusal_logged_ms < CLUSTER_REFUSAL_LOG_MS) {
+        log_debug("cluster", "refused a message of %zu bytes: %s", len, em->text);
+        return;
+    }
+    c->refusal_logged_ms = now;
+    log_warn("cluster", "refused a message of %zu bytes: %s (%llu refused so far)", len, em->text,
+             (unsigned long long)c->counters.refused);
+}
+
 static void on_message(void *ctx, const uint8_t *raw, size_t len)
 {
     cluster_t *c = ctx;
@@ -172,8 +187,7 @@ static void on_message(void *ctx, const uint8_t *raw, size_t len)
     int rc =
         ring_wire_decode(raw, len, &c->limits, c->cfg.cluster_name, cluster_unix_ms(), &msg, &em);
     if (rc != ERR_OK) {
-        c->counters.refused++;
-        log_debug("cluster", "refused a message of %zu bytes: %s", len, em.text);
+        refused(c, len, &em);
         return;
     }
     dispatch(c, &msg, raw, len);

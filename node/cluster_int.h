@@ -17,6 +17,7 @@
 /* Every this many gossip rounds a node also gossips with a seed, so two
  * groups that formed apart (e.g. started at once) find each other. */
 #define CLUSTER_SEED_EVERY 10
+#define CLUSTER_REFUSAL_LOG_MS 60000
 #define CLUSTER_IDENTITY_FILE "identity"
 #define CLUSTER_IDENTITY_MAX (64 * 1024 + RING_MAX_TOKENS * 17)
 
@@ -68,7 +69,8 @@ struct cluster {
     cluster_counters_t counters;
     int started, closing, open_parts;
     int joined;
-    uint64_t started_ms; /* uv_now() at cluster_start */
+    uint64_t started_ms;        /* uv_now() at cluster_start */
+    uint64_t refusal_logged_ms; /* uv_now() of the last refusal warning */
     void (*done)(void *arg);
     void *done_arg;
 };
