@@ -1,0 +1,396 @@
+/* test_node_replicate.c — the replicated write path in one process:
+ * quorum accounting (acks, failures, early loss, the 503 reason), grouping
+ * of series by replica on a real ring (each remote request carries exactly
+ * its series and only the symbols they reference), the local replica's write,
+ * refusal before writing when too few replicas are reachable, hint records
+ * for unreachable replicas (durable, decodable, replayable as is) and the
+ * message size limit. */
+#define _GNU_SOURCE
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "common/calltree.h"
+#include "common/hash.h"
+#include "common/labels.h"
+#include "common/symtab.h"
+#include "node/replicate_int.h"
+
+/* ---------------------------------------------------------------- fixtures */
+
+static void view_retain(const cluster_view_t *v)
+{
+    (void)v;
+}
+static void view_release(const cluster_view_t *v)
+{
+    (void)v;
+}
+static const cluster_view_t *view_acquire(void *ctx)
+{
+    return ctx;
+}
+static int send_none(void *ctx, const char *id, Flamedb__Cluster__MsgType t, uint64_t d,
+                     const ProtobufCMessage *b)
+{
+    return ERR_UNAVAILABLE;
+}
+static int targets_set;
+static int set_targets(void *ctx, const char *const *ids, size_t n)
+{
+    targets_set = (int)n;
+    return 0;
+}
+
+typedef struct fx {
+    char dir[64];
+    storage_t *s;
+    ring_t *ring;
+    cluster_view_t view;
+    uint8_t live[8], reachable[8];
+    replicate_t *r;
+    uv_loop_t loop;
+} fx_t;
+
+static int rm_entry(const char *p, const struct stat *st, int f, struct FTW *w)
+{
+    return remove(p);
+}
+
+static void fx_init(fx_t *f, uint32_t nnodes, uint32_t rf, uint32_t quorum, const char *self)
+{
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/flamedb-repl-XXXXXX");
+    CHECK(mkdtemp(f->dir) != NULL);
+    storage_options_t so;
+    storage_options_default(&so);
+    so.path = f->dir;
+    so.block_cache_bytes = 8 << 20;
+    so.write_buffer_bytes = 16 << 20;
+    CHECK_EQ_INT(storage_open(&so, &f->s, NULL), 0);
+    ring_rng_t rng;
+    ring_rng_seed(&rng, 42);
+    ring_identity_t ids[8];
+    ring_node_spec_t specs[8];
+    for (uint32_t i = 0; i < nnodes; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "n%u", i);
+        CHECK_EQ_INT(ring_identity_generate(&ids[i], name, 16, &rng, NULL), 0);
+        specs[i] = (ring_node_spec_t){ids[i].node_id, ids[i].tokens, ids[i].ntokens};
+        f->live[i] = f->reachable[i] = 1;
+    }
+    CHECK_EQ_INT(ring_build(specs, nnodes, &f->ring, NULL), 0);
+    for (uint32_t i = 0; i < nnodes; i++)
+        ring_identity_free(&ids[i]);
+    f->view = (cluster_view_t){.ring = f->ring,
+                               .live = f->live,
+                               .reachable = f->reachable,
+                               .self = ring_node_find(f->ring, self),
+                               .self_id = self,
+                               .rf = rf,
+                               .quorum = quorum,
+                               .version = 1};
+    uv_loop_init(&f->loop);
+    replicate_options_t o;
+    replicate_options_default(&o);
+    o.hint_replay_interval_ms = 3600 * 1000; /* no replay in these tests */
+    replicate_ops_t ops = {view_acquire, view_retain, view_release,
+                           send_none,    set_targets, &f->view};
+    CHECK_EQ_INT(replicate_new(&f->loop, f->s, &o, &ops, &f->r, NULL), 0);
+}
+
+static void fx_done(fx_t *f)
+{
+    replicate_close(f->r, NULL, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    replicate_free(f->r);
+    uv_loop_close(&f->loop);
+    ring_free(f->ring);
+    storage_close(f->s);
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A profile of nseries series, each of its own service (so of its own
+ * token), with stacks over a shared and a per-series symbol. */
+typedef struct prof {
+    labels_t *labels[16];
+    calltree_t *trees[16];
+    storage_series_write_t series[16];
+    symtab_t *symbols;
+    storage_profile_write_t w;
+    uint64_t shared_sym, own_sym[16];
+} prof_t;
+
+static void prof_init(prof_t *p, size_t n, uint64_t id)
+{
+    memset(p, 0, sizeof *p);
+    p->symbols = symtab_new();
+    symtab_intern(p->symbols, "main", 4, "main.c", 6, &p->shared_sym);
+    symtab_intern(p->symbols, "unused", 6, "", 0, &id); /* in the table, in no tree */
+    for (size_t i = 0; i < n; i++) {
+        char svc[32], fn[32];
+        snprintf(svc, sizeof svc, "svc%zu", i);
+        snprintf(fn, sizeof fn, "work%zu", i);
+        symtab_intern(p->symbols, fn, strlen(fn), "", 0, &p->own_sym[i]);
+        p->labels[i] = labels_new();
+        labels_set_str(p->labels[i], LABEL_NAME, "process_cpu");
+        labels_set_str(p->labels[i], LABEL_PROFILE_TYPE,
+                       "process_cpu:cpu:nanoseconds:cpu:nanoseconds");
+        labels_set_str(p->labels[i], LABEL_SERVICE_NAME, svc);
+        p->trees[i] = calltree_new(0);
+        uint64_t stack[2] = {p->shared_sym, p->own_sym[i]};
+        calltree_add_stack(p->trees[i], stack, 2, (int64_t)(10 + i));
+        uint64_t sid = labels_hash(p->labels[i]);
+        p->series[i] = (storage_series_write_t){
+            .labels = p->labels[i],
+            .token = ring_placement_token("t", svc, ring_series_shard(sid, 4)),
+            .series_id = sid,
+            .tree = p->trees[i]};
+    }
+    p->w = (storage_profile_write_t){.tenant = "t",
+                                     .time_ns = 1700000000LL * 1000000000LL,
+                                     .series = p->series,
+                                     .nseries = n,
+                                     .symbols = p->symbols};
+    memcpy(p->w.profile_id, &id, sizeof id);
+}
+
+static void prof_free(prof_t *p)
+{
+    for (size_t i = 0; i < p->w.nseries; i++) {
+        labels_free(p->labels[i]);
+        calltree_free(p->trees[i]);
+    }
+    symtab_free(p->symbols);
+}
+
+/* ---------------------------------------------------------------- tests */
+
+/* Three series, RF 3 on 3 nodes, W 2, by hand: acks and failures move the
+ * counters; the outcome is known as early as possible. */
+static void test_quorum_accounting(void)
+{
+    replicate_write_t rw;
+    memset(&rw, 0, sizeof rw);
+    cluster_view_t v = {.self_id = "a"};
+    CHECK_EQ_INT(replicate_write_init_series(&rw, 2), 0);
+    rw.quorum[0] = rw.quorum[1] = 2;
+    const char *nodes[] = {"a", "b", "c", "d"};
+    int ti[4];
+    for (int i = 0; i < 4; i++)
+        ti[i] = replicate_target_of(&rw, nodes[i], &v);
+    CHECK_EQ_INT(replicate_target_of(&rw, "b", &v), ti[1]); /* grouped, not repeated */
+    CHECK_EQ_INT(rw.nt, 4);
+    CHECK(rw.t[ti[0]].self && !rw.t[ti[1]].self);
+    /* series 0 on a b c; series 1 on b c d, d only pending (does not count) */
+    replicate_target_add(&rw, ti[0], 0, 1);
+    replicate_target_add(&rw, ti[1], 0, 1);
+    replicate_target_add(&rw, ti[2], 0, 1);
+    replicate_target_add(&rw, ti[1], 1, 1);
+    replicate_target_add(&rw, ti[2], 1, 1);
+    replicate_target_add(&rw, ti[3], 1, 0);
+    replicate_quorum_begin(&rw);
+    CHECK_EQ_INT(rw.unmet, 2);
+    CHECK_EQ_INT(rw.open[0], 3);
+    CHECK_EQ_INT(rw.open[1], 2);
+    replicate_quorum_ack(&rw, ti[3]); /* pending replica: no quorum credit */
+    CHECK_EQ_INT(rw.acks[1], 0);
+    replicate_quorum_ack(&rw, ti[0]);
+    CHECK(!replicate_quorum_met(&rw) && !replicate_quorum_lost(&rw));
+    replicate_quorum_fail(&rw, ti[2], TS_NEEDS_HINT, ERR_TIMEOUT, "timed out");
+    /* series 1 has b left and needs 2: lost before b even answers */
+    CHECK(replicate_quorum_lost(&rw));
+    errmsg_t em = {{0}};
+    replicate_quorum_reason(&rw, &em);
+    CHECK(strstr(em.text, "2 of 2 series") != NULL);
+    CHECK(strstr(em.text, "0 of 2 replicas acknowledged, 2 needed") != NULL);
+    CHECK(strstr(em.text, "c (timed out)") != NULL);
+    replicate_quorum_fail(&rw, ti[2], TS_REFUSED, ERR_IO, "again"); /* resolved once */
+    CHECK_EQ_INT(rw.t[ti[2]].state, TS_NEEDS_HINT);
+    replicate_quorum_ack(&rw, ti[1]);
+    CHECK_EQ_INT(rw.acks[0], 2);
+    CHECK_EQ_INT(rw.unmet, 1);        /* series 0 met, series 1 has 1 of 2 */
+    replicate_quorum_ack(&rw, ti[1]); /* a duplicate ack changes nothing */
+    CHECK_EQ_INT(rw.acks[0], 2);
+    rw.view = NULL;
+    rw.r = NULL;
+    for (uint32_t i = 0; i < rw.nt; i++) {
+        free(rw.t[i].series);
+        free(rw.t[i].natural);
+    }
+    free(rw.t);
+    free(rw.acks);
+    free(rw.quorum);
+    free(rw.open);
+    free(rw.nnatural);
+}
+
+/* Symbols of one request: the shared one and each of its series' own. */
+static int has_symbol(const Flamedb__Cluster__WriteRequest *q, uint64_t id)
+{
+    for (size_t i = 0; i < q->n_symbols; i++)
+        if (q->symbols[i]->id == id) return 1;
+    return 0;
+}
+
+static void test_grouping(void)
+{
+    fx_t f;
+    fx_init(&f, 5, 3, 2, "n1");
+    prof_t p;
+    prof_init(&p, 12, 77);
+    replicate_write_t *rw = NULL;
+    size_t local = 99;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(replicate_prepare(f.r, &f.view, &p.w, &rw, &local, &em), 0);
+    CHECK(rw != NULL);
+    size_t self_series = 0, parts = 0;
+    for (uint32_t ti = 0; ti < rw->nt; ti++) {
+        const rtarget_t *t = &rw->t[ti];
+        /* exactly the series this node is a replica of */
+        for (size_t i = 0; i < p.w.nseries; i++) {
+            uint32_t reps[3];
+            uint32_t n = ring_replicas(f.ring, p.series[i].token, 3, reps);
+            int is = 0, listed = 0;
+            for (uint32_t k = 0; k < n; k++)
+                is |= strcmp(ring_node_name(f.ring, reps[k]), t->id) == 0;
+            for (uint32_t k = 0; k < t->nseries; k++)
+                listed |= t->series[k] == i;
+            CHECK_EQ_INT(is, listed);
+        }
+        if (t->self) {
+            self_series = t->nseries;
+            CHECK_EQ_INT(t->state, TS_ACKED);
+            continue;
+        }
+        const Flamedb__Cluster__WriteRequest *q = &t->req;
+        CHECK_EQ_INT(q->n_series, t->nseries);
+        CHECK_EQ_STR(q->tenant, "t");
+        CHECK(q->deadline_unix_ms > 0 && q->profile_id.len == 16);
+        parts += q->n_series;
+        /* only referenced symbols: the shared one plus one per series */
+        CHECK_EQ_INT(q->n_symbols, 1 + q->n_series);
+        CHECK(has_symbol(q, p.shared_sym));
+        for (size_t k = 0; k < q->n_series; k++) {
+            CHECK(has_symbol(q, p.own_sym[t->series[k]]));
+            CHECK_EQ_INT(q->series[k]->series_id, p.series[t->series[k]].series_id);
+        }
+    }
+    CHECK_EQ_INT(local, self_series);
+    CHECK_EQ_INT(replicate_write_local_series(rw), self_series);
+    CHECK_EQ_INT(parts + self_series, 3 * p.w.nseries);
+    /* every series' local replica acked: quorum 2 needs one more */
+    for (uint32_t i = 0; i < rw->nseries; i++)
+        CHECK_EQ_INT(rw->quorum[i], 2);
+    replicate_write_free(rw);
+
+    /* the same profile again: nothing new is written locally */
+    CHECK_EQ_INT(replicate_prepare(f.r, &f.view, &p.w, &rw, &local, &em), 0);
+    CHECK_EQ_INT(local, 0);
+    replicate_write_free(rw);
+
+    /* a message limit below a request's size refuses the whole write */
+    f.r->o.max_message_bytes = 100;
+    CHECK_EQ_INT(replicate_prepare(f.r, &f.view, &p.w, &rw, NULL, &em), ERR_TOO_LARGE);
+    CHECK(strstr(em.text, "max-message-bytes") != NULL);
+    CHECK(rw == NULL);
+    prof_free(&p);
+    fx_done(&f);
+}
+
+static int count_hint(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
+{
+    Flamedb__Cluster__HintRecord *h = flamedb__cluster__hint_record__unpack(NULL, len, rec);
+    CHECK(h != NULL);
+    if (h == NULL) return 0;
+    Flamedb__Cluster__WriteRequest *q =
+        flamedb__cluster__write_request__unpack(NULL, h->write_request.len, h->write_request.data);
+    CHECK(q != NULL && q->hint_replay && q->n_series > 0 && q->n_symbols > 0);
+    CHECK(h->expires_unix_ms > h->created_unix_ms);
+    CHECK_EQ_STR(h->tenant, "t");
+    if (q) flamedb__cluster__write_request__free_unpacked(q, NULL);
+    flamedb__cluster__hint_record__free_unpacked(h, NULL);
+    ++*(int *)ctx;
+    return 0;
+}
+
+typedef struct outcome {
+    int called, rc;
+    errmsg_t em;
+} outcome_t;
+
+static void on_done(void *c, int rc, const errmsg_t *e)
+{
+    outcome_t *o = c;
+    o->called++;
+    o->rc = rc;
+    if (e) o->em = *e;
+}
+
+static void test_unreachable(void)
+{
+    fx_t f;
+    fx_init(&f, 3, 3, 2, "n0");
+    prof_t p;
+    prof_init(&p, 3, 5);
+    errmsg_t em = {{0}};
+    replicate_write_t *rw = NULL;
+
+    /* one replica down at W 2: written locally, a hint for the down one */
+    f.reachable[2] = 0;
+    CHECK_EQ_INT(replicate_prepare(f.r, &f.view, &p.w, &rw, NULL, &em), 0);
+    CHECK_EQ_INT(rw->hints_stored, 1);
+    int hints = 0;
+    CHECK_EQ_INT(storage_hint_scan(f.s, "n2", 0, 100, count_hint, &hints), 0);
+    CHECK_EQ_INT(hints, 1);
+    /* on the loop: n1 cannot be sent to (send_none), so the write fails, and
+     * n1 gets a hint when the write finishes */
+    outcome_t out = {0};
+    replicate_start(f.r, rw, on_done, &out);
+    CHECK_EQ_INT(out.called, 1);
+    CHECK_EQ_INT(out.rc, ERR_UNAVAILABLE);
+    errmsg_t reason = out.em;
+    CHECK(strstr(reason.text, "1 of 3 replicas acknowledged, 2 needed") != NULL);
+    CHECK(strstr(reason.text, "n2 (down, hinted)") != NULL);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    for (int i = 0;
+         i < 200 && storage_hint_scan(f.s, "n1", 0, 1, count_hint, &hints) == 0 && hints < 2; i++)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    CHECK_EQ_INT(hints, 2);
+    replicate_stats_t st;
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.quorum_failures, 1);
+    CHECK_EQ_INT(st.hints_stored, 2);
+    CHECK(targets_set == 2);
+
+    /* two of three down at W 2: refused before anything is written */
+    f.reachable[1] = 0;
+    prof_t p2;
+    prof_init(&p2, 2, 6);
+    CHECK_EQ_INT(replicate_prepare(f.r, &f.view, &p2.w, &rw, NULL, &em), ERR_UNAVAILABLE);
+    CHECK(strstr(em.text, "1 of the 3 replicas") != NULL);
+    storage_stats_t ss;
+    storage_stats(f.s, &ss);
+    CHECK_EQ_INT(ss.series_written, 3); /* only the first profile's */
+
+    /* the per-target bound: a tiny hints-max-bytes drops and counts */
+    f.reachable[1] = 1;
+    f.r->o.hints_max_bytes = 10;
+    CHECK_EQ_INT(replicate_prepare(f.r, &f.view, &p2.w, &rw, NULL, &em), 0);
+    CHECK_EQ_INT(rw->hints_dropped, 1);
+    replicate_write_free(rw);
+    prof_free(&p2);
+    prof_free(&p);
+    fx_done(&f);
+}
+
+int main(void)
+{
+    test_quorum_accounting();
+    test_grouping();
+    test_unreachable();
+    return check_exit();
+}
