@@ -406,7 +406,14 @@ static char *pb_str(const Perftools__Profiles__Profile *p, int64_t i)
     CHECK(i >= 0 && (size_t)i < p->n_string_table);
     if (i < 0 || (size_t)i >= p->n_string_table || p->string_table[i].len == 0)
         return strdup(""); /* protobuf-c leaves empty bytes with data == NULL */
-    return strndup((const char *)p->string_table[i].data, p->string_table[i].len);
+    /* bytes fields are not NUL-terminated: copy exactly len bytes. strndup is
+     * not enough: under strict_string_checks ASan scans it to a NUL past len. */
+    size_t n = p->string_table[i].len;
+    char *s = malloc(n + 1);
+    if (s == NULL) return NULL;
+    memcpy(s, p->string_table[i].data, n);
+    s[n] = '\0';
+    return s;
 }
 
 static const Perftools__Profiles__Function *pb_func_of_loc(const Perftools__Profiles__Profile *p,
