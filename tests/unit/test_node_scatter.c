@@ -1,0 +1,591 @@
+/* test_node_scatter.c — scatter-gather coordination (node/scatter.h) with
+ * several nodes in one process: each node has a real storage in a temp
+ * directory holding the series it is a replica of (RF 2 on a real ring),
+ * its own scatter_t, and a transport that encodes every message with
+ * ring_wire_encode and delivers it through ring_wire_decode after a delay
+ * on the shared loop, so nodes can be dead (messages dropped), slow
+ * (delivered late) or hidden from the view.
+ *
+ * Checked: from every node, flame graphs in every format and label answers
+ * are the same bytes as a single storage holding everything; a dead node the
+ * view still calls live is re-planned once and the answer stays exact; a
+ * slow node's late answer is dropped (nothing counted twice); ranges with no
+ * live replica give a partial answer naming them (JSON members and header);
+ * deadlines bound every query; oversized partials and bad parameters are
+ * refused with reasons. Prints its seed; argv[1] replays.
+ */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "node/scatter.h"
+#include "tests/unit/check.h"
+
+#define CPU "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+#define MEM "memory:alloc_space:bytes:space:bytes"
+#define T0 (19000LL * 86400)
+#define MAXN 5
+#define NSERIES 40
+#define TENANT "anonymous"
+
+static uint64_t rng;
+static uint64_t next(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static uv_loop_t loop;
+
+/* ---------- nodes ---------- */
+
+typedef struct tnode {
+    char id[16];
+    char dir[64];
+    storage_t *st;
+    scatter_t *sc;
+    cluster_view_t view;
+    int dead;          /* messages to it are dropped */
+    uint64_t delay_ms; /* messages to it arrive this late */
+    int prompt_left;   /* ... except this many first ones */
+    uint64_t received; /* QUERY messages delivered to it */
+} tnode_t;
+
+static tnode_t nodes[MAXN];
+static int nn;
+static ring_t *ring;
+static uint8_t live[MAXN], reachable[MAXN];
+static const char *http_addr[MAXN], *cluster_addr[MAXN];
+static storage_t *all; /* one storage with every series: the reference */
+
+typedef struct delivery {
+    uv_timer_t t;
+    int to;
+    uint8_t *bytes;
+    size_t len;
+} delivery_t;
+
+static void delivery_closed(uv_handle_t *h)
+{
+    delivery_t *d = h->data;
+    free(d->bytes);
+    free(d);
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void deliver(uv_timer_t *t)
+{
+    delivery_t *d = t->data;
+    tnode_t *n = &nodes[d->to];
+    ring_msg_t msg;
+    errmsg_t em = {{0}};
+    if (!n->dead && ring_wire_decode(d->bytes, d->len, NULL, "test", wall_ms(), &msg, &em) == 0) {
+        if (msg.env->type == FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_QUERY) {
+            n->received++;
+            scatter_on_query(n->sc, &msg);
+        } else {
+            scatter_on_partial(n->sc, &msg);
+        }
+        ring_msg_free(&msg);
+    }
+    uv_close((uv_handle_t *)t, delivery_closed);
+}
+
+static int t_send(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type,
+                  uint64_t deadline_unix_ms, const ProtobufCMessage *body)
+{
+    tnode_t *from = ctx;
+    int to = ring_node_find(ring, node_id);
+    if (to < 0) return ERR_NOT_FOUND;
+    buf_t b;
+    buf_init(&b, 64u << 20);
+    int rc = ring_wire_encode(type, "test", from->id, deadline_unix_ms, body, &b);
+    if (rc != 0) return rc;
+    delivery_t *d = calloc(1, sizeof *d);
+    d->to = to;
+    d->bytes = buf_steal(&b, &d->len);
+    uv_timer_init(&loop, &d->t);
+    d->t.data = d;
+    uint64_t delay = nodes[to].delay_ms;
+    if (nodes[to].prompt_left > 0) {
+        nodes[to].prompt_left--;
+        delay = 0;
+    }
+    uv_timer_start(&d->t, deliver, delay, 0);
+    return 0;
+}
+
+static const cluster_view_t *t_acquire(void *ctx)
+{
+    return &((tnode_t *)ctx)->view;
+}
+static void t_retain(const cluster_view_t *v)
+{
+    (void)v;
+}
+static void t_release(const cluster_view_t *v)
+{
+    (void)v;
+}
+
+static void make_scatters(uint64_t timeout_ms, size_t max_message_bytes)
+{
+    for (int i = 0; i < nn; i++) {
+        scatter_options_t o;
+        scatter_options_default(&o);
+        o.query_timeout_ms = timeout_ms;
+        o.max_message_bytes = max_message_bytes;
+        for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++)
+            o.limits.retention_seconds[r] = 0;
+        scatter_ops_t ops = {t_acquire, t_retain, t_release, t_send, &nodes[i]};
+        errmsg_t em = {{0}};
+        CHECK_EQ_INT(scatter_new(&loop, nodes[i].st, &o, &ops, &nodes[i].sc, &em), 0);
+    }
+}
+
+static void drain_loop(void)
+{
+    uv_run(&loop, UV_RUN_DEFAULT); /* every delivery and pool job ends */
+}
+
+static void free_scatters(void)
+{
+    drain_loop();
+    for (int i = 0; i < nn; i++) {
+        scatter_close(nodes[i].sc);
+        scatter_free(nodes[i].sc);
+        nodes[i].sc = NULL;
+    }
+}
+
+/* ---------- data ---------- */
+
+static symtab_t *syms;
+static uint64_t sym_ids[30];
+
+static labels_t *series_labels(int i, uint64_t *token, uint64_t *id)
+{
+    static const char *svc[] = {"api", "db", "web"};
+    labels_t *l = labels_new();
+    char pod[16];
+    snprintf(pod, sizeof pod, "pod-%d", i);
+    labels_set_str(l, LABEL_NAME, i % 5 == 4 ? "memory" : "process_cpu");
+    labels_set_str(l, LABEL_PROFILE_TYPE, i % 5 == 4 ? MEM : CPU);
+    labels_set_str(l, LABEL_SERVICE_NAME, svc[i % 3]);
+    labels_set_str(l, "pod", pod);
+    labels_set_str(l, "pyroscope_spy", "gospy");
+    *id = labels_hash(l);
+    *token = ring_placement_token(TENANT, svc[i % 3],
+                                  ring_series_shard(*id, RING_DEFAULT_SHARDS_PER_SERVICE));
+    return l;
+}
+
+static void write_to(storage_t *st, labels_t *l, uint64_t token, uint64_t id, int64_t t,
+                     const calltree_t *tree, uint64_t pid)
+{
+    storage_series_write_t sw = {.labels = l, .token = token, .series_id = id, .tree = tree};
+    storage_profile_write_t pw = {.tenant = TENANT,
+                                  .time_ns = t * 1000000000LL,
+                                  .series = &sw,
+                                  .nseries = 1,
+                                  .symbols = syms};
+    memcpy(pw.profile_id, &pid, 8);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(st, &pw, NULL, &em), 0);
+}
+
+static void write_data(void)
+{
+    syms = symtab_new();
+    for (int i = 0; i < 30; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "fn_%d", i);
+        symtab_intern(syms, name, strlen(name), "main.c", 6, &sym_ids[i]);
+    }
+    labels_t *ls[NSERIES];
+    uint64_t tok[NSERIES], id[NSERIES];
+    for (int i = 0; i < NSERIES; i++)
+        ls[i] = series_labels(i, &tok[i], &id[i]);
+    for (int p = 0; p < 500; p++) {
+        int s = (int)(next() % NSERIES);
+        calltree_t *t = calltree_new(0);
+        for (int k = 0; k < 4; k++) {
+            uint64_t stack[6];
+            size_t d = 1 + next() % 6;
+            for (size_t j = 0; j < d; j++)
+                stack[j] = sym_ids[(j == 0 ? 0 : 1) + next() % (j == 0 ? 2 : 29)];
+            calltree_add_stack(t, stack, d, 1 + (int64_t)(next() % 1000000));
+        }
+        int64_t when = T0 + (int64_t)(next() % 7000);
+        uint32_t reps[RING_MAX_RF];
+        uint32_t nr = ring_replicas(ring, tok[s], 2, reps);
+        for (uint32_t r = 0; r < nr; r++)
+            write_to(nodes[reps[r]].st, ls[s], tok[s], id[s], when, t, (uint64_t)p + 1);
+        write_to(all, ls[s], tok[s], id[s], when, t, (uint64_t)p + 1);
+        calltree_free(t);
+    }
+    for (int i = 0; i < NSERIES; i++)
+        labels_free(ls[i]);
+}
+
+static storage_t *open_storage(char *dir)
+{
+    if (mkdtemp(dir) == NULL) return NULL;
+    storage_options_t so;
+    storage_options_default(&so);
+    so.path = dir;
+    so.block_cache_bytes = 8u << 20;
+    so.write_buffer_bytes = 16u << 20;
+    for (int i = 0; i < STORAGE_RESOLUTION_COUNT; i++)
+        so.retention_seconds[i] = 0;
+    storage_t *st = NULL;
+    errmsg_t em = {{0}};
+    if (storage_open(&so, &st, &em) != 0) fprintf(stderr, "open: %s\n", em.text);
+    return st;
+}
+
+static char all_dir[] = "/tmp/flamedb-scatter-all-XXXXXX";
+
+static int setup(int n)
+{
+    nn = n;
+    ring_rng_t r;
+    ring_rng_seed(&r, 42);
+    ring_identity_t ids[MAXN];
+    ring_node_spec_t spec[MAXN];
+    for (int i = 0; i < n; i++) {
+        snprintf(nodes[i].id, sizeof nodes[i].id, "node-%c", 'a' + i);
+        if (ring_identity_generate(&ids[i], nodes[i].id, 32, &r, NULL) != 0) return -1;
+        spec[i] = (ring_node_spec_t){ids[i].node_id, ids[i].tokens, ids[i].ntokens};
+    }
+    if (ring_build(spec, (size_t)n, &ring, NULL) != 0) return -1;
+    for (int i = 0; i < n; i++)
+        ring_identity_free(&ids[i]);
+    for (int i = 0; i < n; i++) {
+        tnode_t *t = &nodes[i];
+        snprintf(t->dir, sizeof t->dir, "/tmp/flamedb-scatter-%c-XXXXXX", 'a' + i);
+        if ((t->st = open_storage(t->dir)) == NULL) return -1;
+        live[i] = reachable[i] = 1;
+        http_addr[i] = "http://x";
+        cluster_addr[i] = "tcp://x";
+        int self = ring_node_find(ring, t->id);
+        t->view = (cluster_view_t){.ring = ring,
+                                   .live = live,
+                                   .reachable = reachable,
+                                   .http_addr = http_addr,
+                                   .cluster_addr = cluster_addr,
+                                   .self = self,
+                                   .self_id = t->id,
+                                   .rf = 2,
+                                   .quorum = 2,
+                                   .version = 1};
+    }
+    if ((all = open_storage(all_dir)) == NULL) return -1;
+    write_data();
+    return 0;
+}
+
+/* ---------- queries ---------- */
+
+typedef struct outcome {
+    int done;
+    int rc;
+    errmsg_t em;
+    buf_t body;
+    const char *ctype;
+    char header[SCATTER_PARTIAL_HEADER_MAX];
+} outcome_t;
+
+static void on_done(void *arg, scatter_answer_t *a)
+{
+    outcome_t *o = arg;
+    o->done++;
+    o->rc = a->rc;
+    o->em = a->em;
+    o->ctype = a->result.content_type;
+    snprintf(o->header, sizeof o->header, "%s", a->partial_header);
+    o->body = a->result.body;
+    buf_init(&a->result.body, 0);
+}
+
+static const int64_t now_ms = (T0 + 7200) * 1000;
+
+/* Runs one query from node `from` and waits for its answer (bounded by the
+ * scatter deadline). Returns elapsed ms. */
+static uint64_t ask(int from, query_kind_t kind, const query_params_t *p, outcome_t *o)
+{
+    memset(o, 0, sizeof *o);
+    uint64_t t0 = uv_hrtime();
+    scatter_query(nodes[from].sc, kind, TENANT, p, now_ms, on_done, o);
+    while (!o->done)
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK_EQ_INT(o->done, 1);
+    return (uv_hrtime() - t0) / 1000000;
+}
+
+static int reference(query_kind_t kind, const query_params_t *p, query_result_t *out)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++)
+        lim.retention_seconds[r] = 0;
+    errmsg_t em = {{0}};
+    if (kind == QUERY_KIND_RENDER) return query_render(all, TENANT, p, &lim, now_ms, out, &em);
+    if (kind == QUERY_KIND_LABEL_NAMES)
+        return query_label_names(all, TENANT, p, &lim, now_ms, out, &em);
+    return query_label_values(all, TENANT, p, &lim, now_ms, out, &em);
+}
+
+static int same(const outcome_t *o, const query_result_t *ref)
+{
+    return o->rc == 0 && o->body.len == ref->body.len &&
+           memcmp(o->body.data, ref->body.data, ref->body.len) == 0;
+}
+
+typedef struct qc {
+    query_kind_t kind;
+    query_params_t p;
+} qc_t;
+
+static const qc_t cases[] = {
+    {QUERY_KIND_RENDER, {.query = CPU "{}", .from = "now-2h"}},
+    {QUERY_KIND_RENDER, {.query = CPU "{service_name=\"api\"}", .from = "now-2h"}},
+    {QUERY_KIND_RENDER,
+     {.query = CPU "{service_name=\"db\"}", .from = "now-2h", .format = "folded"}},
+    {QUERY_KIND_RENDER, {.query = CPU "{}", .from = "now-2h", .format = "pprof"}},
+    {QUERY_KIND_RENDER, {.query = MEM "{}", .from = "now-2h", .max_nodes = "5"}},
+    {QUERY_KIND_LABEL_NAMES, {.from = "now-2h"}},
+    {QUERY_KIND_LABEL_VALUES, {.label = "pod", .from = "now-2h"}},
+    {QUERY_KIND_LABEL_VALUES,
+     {.label = "pod", .match = "{service_name=\"web\"}", .from = "now-2h"}},
+};
+#define NCASES (sizeof cases / sizeof *cases)
+
+static void check_all_exact(const char *what)
+{
+    for (size_t c = 0; c < NCASES; c++) {
+        query_result_t ref;
+        query_result_init(&ref);
+        CHECK_EQ_INT(reference(cases[c].kind, &cases[c].p, &ref), 0);
+        for (int from = 0; from < nn; from++) {
+            if (nodes[from].dead) continue;
+            outcome_t o;
+            ask(from, cases[c].kind, &cases[c].p, &o);
+            if (!same(&o, &ref))
+                fprintf(stderr, "%s: case %zu from %s: rc %d (%s), %zu vs %zu bytes, header '%s'\n",
+                        what, c, nodes[from].id, o.rc, o.em.text, o.body.len, ref.body.len,
+                        o.header);
+            CHECK(same(&o, &ref));
+            CHECK_EQ_STR(o.header, "");
+            CHECK_EQ_STR(o.ctype, ref.content_type);
+            buf_free(&o.body);
+        }
+        query_result_free(&ref);
+    }
+}
+
+/* Every node answers exactly what one storage holding everything answers;
+ * a query naming a service asks only that service's replica sets. */
+static void test_exact(void)
+{
+    make_scatters(5000, 64u << 20);
+    check_all_exact("all live");
+    for (int i = 0; i < nn; i++)
+        nodes[i].received = 0;
+    outcome_t o;
+    query_params_t p = {.query = CPU "{service_name=\"web\"}", .from = "now-2h"};
+    ask(0, QUERY_KIND_RENDER, &p, &o);
+    buf_free(&o.body);
+    uint64_t asked = 0;
+    for (int i = 0; i < nn; i++)
+        asked += nodes[i].received;
+    uint32_t reps[RING_DEFAULT_SHARDS_PER_SERVICE * 2];
+    uint64_t distinct = 0;
+    uint8_t seen[MAXN] = {0};
+    for (uint32_t s = 0; s < RING_DEFAULT_SHARDS_PER_SERVICE; s++) {
+        uint32_t n = ring_replicas(ring, ring_placement_token(TENANT, "web", s), 2, reps);
+        for (uint32_t k = 0; k < n; k++)
+            if (!seen[reps[k]]++) distinct++;
+    }
+    fprintf(stderr, "service query asked %llu remote node(s); its replicas span %llu node(s)\n",
+            (unsigned long long)asked, (unsigned long long)distinct);
+    CHECK(asked < distinct); /* the coordinator itself and at most the other replicas */
+    free_scatters();
+}
+
+/* A node the view still calls live does not answer: re-planned at half the
+ * timeout, the answer is complete and exact. */
+static void test_dead_replanned(void)
+{
+    make_scatters(600, 64u << 20);
+    nodes[1].dead = 1;
+    check_all_exact("one dead, view unaware");
+    scatter_stats_t st;
+    scatter_stats(nodes[0].sc, &st);
+    CHECK(st.replans > 0);
+    nodes[1].dead = 0;
+    free_scatters();
+}
+
+/* A slow node answers after its ranges moved on: its answer is dropped and
+ * nothing counts twice. */
+static void test_slow_dropped(void)
+{
+    make_scatters(600, 64u << 20);
+    nodes[2].delay_ms = 450;
+    query_params_t p = {.query = CPU "{}", .from = "now-2h", .format = "folded"};
+    query_result_t ref;
+    query_result_init(&ref);
+    CHECK_EQ_INT(reference(QUERY_KIND_RENDER, &p, &ref), 0);
+    int from = -1; /* a coordinator whose plan asks node 2 */
+    for (int i = 0; i < 2 && from < 0; i++) {
+        ring_read_plan_t plan;
+        CHECK_EQ_INT(ring_plan_read(ring, 2, i, live, NULL, 0, &plan, NULL), 0);
+        if (plan.assigned[2].n > 0) from = i;
+        ring_read_plan_free(&plan);
+    }
+    CHECK(from >= 0);
+    outcome_t o;
+    uint64_t ms = ask(from < 0 ? 0 : from, QUERY_KIND_RENDER, &p, &o);
+    CHECK(same(&o, &ref));
+    if (!(ms >= 250 && ms < 1500))
+        fprintf(stderr, "slow node: answered after %llu ms\n", (unsigned long long)ms);
+    CHECK(ms >= 250 && ms < 1500); /* half of 600 ms, on the loop clock */
+    buf_free(&o.body);
+    drain_loop(); /* the late answer arrives now */
+    scatter_stats_t st;
+    scatter_stats(nodes[from < 0 ? 0 : from].sc, &st);
+    CHECK(st.late_dropped >= 1);
+    CHECK(st.replans >= 1);
+    nodes[2].delay_ms = 0;
+    query_result_free(&ref);
+    free_scatters();
+}
+
+static int64_t folded_total(const buf_t *b)
+{
+    int64_t sum = 0;
+    const char *s = (const char *)b->data, *end = s + b->len;
+    while (s < end) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        if (nl == NULL) nl = end;
+        const char *sp = nl;
+        while (sp > s && sp[-1] != ' ')
+            sp--;
+        sum += strtoll(sp, NULL, 10);
+        s = nl + 1;
+    }
+    return sum;
+}
+
+/* Two of the nodes down in the view with RF 2: some ranges have no live
+ * replica; the answer says partial and names them, never silently short. */
+static void test_partial(void)
+{
+    make_scatters(600, 64u << 20);
+    live[1] = live[2] = 0;
+    query_params_t p = {.query = CPU "{}", .from = "now-2h"};
+    outcome_t o;
+    ask(0, QUERY_KIND_RENDER, &p, &o);
+    CHECK_EQ_INT(o.rc, 0);
+    fprintf(stderr, "partial header: %s\n", o.header);
+    CHECK(strstr(o.header, "ranges=") != NULL && strstr(o.header, "node-") != NULL);
+    CHECK(o.body.len > 0 && strstr((const char *)o.body.data, "\"partial\":true") != NULL);
+    CHECK(strstr((const char *)o.body.data, "\"missing_nodes\":[") != NULL);
+    buf_free(&o.body);
+    /* the folded answer is short of the reference by exactly what is missing */
+    query_params_t f = {.query = CPU "{}", .from = "now-2h", .format = "folded"};
+    query_result_t ref;
+    query_result_init(&ref);
+    CHECK_EQ_INT(reference(QUERY_KIND_RENDER, &f, &ref), 0);
+    ask(0, QUERY_KIND_RENDER, &f, &o);
+    CHECK(o.header[0] != 0);
+    CHECK(folded_total(&o.body) < folded_total(&ref.body));
+    buf_free(&o.body);
+    query_result_free(&ref);
+    /* labels: header only (the body is a JSON array) */
+    query_params_t l = {.label = "pod", .from = "now-2h"};
+    ask(0, QUERY_KIND_LABEL_VALUES, &l, &o);
+    CHECK(o.header[0] != 0 && o.body.len > 0 && o.body.data[0] == '[');
+    buf_free(&o.body);
+    live[1] = live[2] = 1;
+    /* a dead node whose ranges move to a replica that then stays silent past
+     * the deadline (its first answer, before the re-plan, comes in time) */
+    nodes[1].dead = 1;
+    nodes[2].delay_ms = 5000;
+    nodes[2].prompt_left = 1;
+    uint64_t ms = ask(0, QUERY_KIND_RENDER, &p, &o);
+    CHECK_EQ_INT(o.rc, 0);
+    CHECK(o.header[0] != 0);
+    CHECK(ms >= 550 && ms < 2000);
+    fprintf(stderr, "deadline answer after %llu ms: %s\n", (unsigned long long)ms, o.header);
+    buf_free(&o.body);
+    nodes[1].dead = 0;
+    free_scatters(); /* waits for the slow deliveries */
+    nodes[2].delay_ms = 0;
+}
+
+/* Refusals with reasons: parameters, answers too large for a message. */
+static void test_refusals(void)
+{
+    make_scatters(2000, 64u << 20);
+    outcome_t o;
+    query_params_t bad = {.query = "{}"};
+    ask(0, QUERY_KIND_RENDER, &bad, &o);
+    CHECK_EQ_INT(o.rc, ERR_INVALID_ARGUMENT);
+    CHECK(strstr(o.em.text, "profile type") != NULL);
+    query_params_t badt = {.query = CPU "{}", .from = "yesterday"};
+    ask(1, QUERY_KIND_RENDER, &badt, &o);
+    CHECK_EQ_INT(o.rc, ERR_INVALID_ARGUMENT);
+    free_scatters();
+    make_scatters(2000, 6000); /* replicas refuse partials over ~2 KB */
+    query_params_t p = {.query = CPU "{}", .from = "now-2h"};
+    ask(0, QUERY_KIND_RENDER, &p, &o);
+    CHECK_EQ_INT(o.rc, ERR_TOO_LARGE);
+    CHECK(strstr(o.em.text, "max-message-bytes") != NULL);
+    fprintf(stderr, "too large: %s\n", o.em.text);
+    buf_free(&o.body);
+    free_scatters();
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
+    fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
+    rng = seed * 2654435761u + 88172645463325252ull;
+    alarm(240);
+    uv_loop_init(&loop);
+    if (setup(3) != 0) {
+        fprintf(stderr, "setup failed\n");
+        return 1;
+    }
+    test_exact();
+    test_dead_replanned();
+    test_slow_dropped();
+    test_partial();
+    test_refusals();
+    drain_loop();
+    uv_loop_close(&loop);
+    char cmd[256];
+    for (int i = 0; i < nn; i++) {
+        storage_close(nodes[i].st);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", nodes[i].dir);
+        if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
+    }
+    storage_close(all);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", all_dir);
+    if (system(cmd) != 0) fprintf(stderr, "cleanup failed\n");
+    ring_free(ring);
+    symtab_free(syms);
+    return check_exit();
+}
