@@ -163,6 +163,11 @@ int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child
     return ERR_OK;
 }
 
+void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym)
+{
+    __builtin_prefetch(&t->slots[slot_hash(parent, sym, t->nslots - 1)]);
+}
+
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value)
 {
     WADD(t->nodes[node].self, value);

@@ -54,6 +54,10 @@ int calltree_add_stack(calltree_t *t, const uint64_t *stack, size_t depth, int64
 
 /* Finds or creates the child of parent with symbol sym; returns its index in *child. */
 int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child);
+/* Hints the CPU to fetch the hash slot calltree_child(t, parent, sym) will
+ * probe: callers mapping many nodes issue it a few nodes ahead. */
+void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym);
+
 /* Adds value to node's self and to the totals of it and all its ancestors. */
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value);
 

@@ -106,20 +106,31 @@ int storage_merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, 
                                       until_s, add_block, m);
 }
 
-/* Maps stack node id (and its ancestors) into dst, memoised in tmap. */
-static int map_node(nodetab_t *t, uint32_t id, uint32_t *tmap, uint32_t *path, calltree_t *dst)
+#define PREFETCH_AHEAD 8
+
+/* Marks the stack nodes the answer needs: those with a value, and their
+ * ancestors (parents have smaller ids, so one descending pass does it). */
+static void mark_needed(const nodetab_t *t, const acc_t *a, size_t count, uint8_t *needed)
 {
-    size_t depth = 0;
-    while (id != 0 && tmap[id] == CALLTREE_NONE) {
-        path[depth++] = id;
-        id = nodetab_parent(t, id);
-    }
-    uint32_t node = id == 0 ? 0 : tmap[id];
-    while (depth > 0) {
-        uint32_t k = path[--depth];
-        int rc = calltree_child(dst, node, nodetab_sym(t, k), &node);
+    for (size_t id = 0; id < a->cap && id < count; id++)
+        needed[id] = a->val[id] != 0;
+    for (size_t id = count; id-- > 1;)
+        if (needed[id]) needed[nodetab_parent(t, (uint32_t)id)] = 1;
+}
+
+/* Creates the needed nodes in dst in ascending id order (every parent is
+ * mapped before its children), fetching hash slots a few nodes ahead. */
+static int map_needed(const nodetab_t *t, size_t count, const uint8_t *needed, uint32_t *tmap,
+                      calltree_t *dst)
+{
+    tmap[0] = 0;
+    for (uint32_t id = 1; id < count; id++) {
+        if (!needed[id]) continue;
+        uint32_t ahead = id + PREFETCH_AHEAD;
+        if (ahead < count && needed[ahead] && nodetab_parent(t, ahead) < id)
+            calltree_prefetch(dst, tmap[nodetab_parent(t, ahead)], nodetab_sym(t, ahead));
+        int rc = calltree_child(dst, tmap[nodetab_parent(t, id)], nodetab_sym(t, id), &tmap[id]);
         if (rc != 0) return rc;
-        tmap[k] = node;
     }
     return 0;
 }
@@ -129,37 +140,42 @@ static int finish_one(storage_merger_t *m, acc_t *a, calltree_t *dst, errmsg_t *
     nodetab_t *t;
     int rc = nodetab_acquire(m->s, a->token, m->tenant, &t, em);
     if (rc != 0) return rc;
-    size_t count = nodetab_count(t);
+    size_t count = nodetab_count(t), nz = 0;
     uint32_t *tmap = malloc((count ? count : 1) * sizeof *tmap);
-    uint32_t *path = malloc((count ? count : 1) * sizeof *path);
-    uint32_t *nodes = malloc((count ? count : 1) * sizeof *nodes);
-    int64_t *vals = malloc((count ? count : 1) * sizeof *vals);
-    size_t k = 0;
-    if (tmap == NULL || path == NULL || nodes == NULL || vals == NULL) rc = ERR_NOMEM;
+    uint8_t *needed = malloc(count ? count : 1);
+    uint32_t *nodes = NULL;
+    int64_t *vals = NULL;
+    if (tmap == NULL || needed == NULL) rc = ERR_NOMEM;
     if (rc == 0) {
-        memset(tmap, 0xff, count * sizeof *tmap);
-        tmap[0] = 0;
-        size_t nz = 0;
+        mark_needed(t, a, count, needed);
+        size_t nneeded = 0;
+        for (size_t id = 0; id < count; id++)
+            nneeded += needed[id];
+        rc = calltree_reserve(dst, nneeded);
+    }
+    if (rc == 0) rc = map_needed(t, count, needed, tmap, dst);
+    for (size_t id = count; id < a->cap; id++)
+        if (a->val[id] != 0) /* a block naming a node the table lacks: corrupt */
+            storage_log_corrupt(&m->s->counters, "block node id", (int)id, ERR_CORRUPT);
+    nodetab_release(m->s, t, 0);
+    if (rc == 0) {
         for (size_t id = 0; id < a->cap && id < count; id++)
             nz += a->val[id] != 0;
-        /* the tree gets at most one node per stack node touched; the non-zero
-         * ones are a fair lower bound for the reservation */
-        rc = calltree_reserve(dst, 2 * nz);
+        nodes = malloc((nz ? nz : 1) * sizeof *nodes);
+        vals = malloc((nz ? nz : 1) * sizeof *vals);
+        if (nodes == NULL || vals == NULL) rc = ERR_NOMEM;
     }
-    for (size_t id = 0; rc == 0 && id < a->cap; id++) {
-        if (a->val[id] == 0) continue;
-        if (id >= count) { /* a block naming a node the table lacks: corrupt */
-            storage_log_corrupt(&m->s->counters, "block node id", (int)id, ERR_CORRUPT);
-            continue;
-        }
-        rc = map_node(t, (uint32_t)id, tmap, path, dst);
-        nodes[k] = tmap[id];
-        vals[k++] = a->val[id];
+    if (rc == 0) {
+        size_t k = 0;
+        for (size_t id = 0; id < a->cap && id < count; id++)
+            if (a->val[id] != 0) {
+                nodes[k] = tmap[id];
+                vals[k++] = a->val[id];
+            }
+        rc = calltree_add_selves(dst, nodes, vals, k);
     }
-    nodetab_release(m->s, t, 0);
-    if (rc == 0) rc = calltree_add_selves(dst, nodes, vals, k);
     free(tmap);
-    free(path);
+    free(needed);
     free(nodes);
     free(vals);
     return rc;
