@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Scatter-gather queries across real processes (issue #3, DESIGN.md
+invariant 1):
+
+- 3 nodes RF 2 and 5 nodes RF 3: a generated dataset pushed through
+  different nodes; flame graphs (json, folded, pprof; whole ring and a
+  pinned service) and label answers are the same bytes from every node and
+  from a single node holding everything, with exact totals;
+- nodes killed until some range has no live replica: while RF-1 or fewer
+  are down the answers stay exact; then they are flagged partial
+  ("partial": true, "missing", X-Flamedb-Partial) and never silently short;
+- one node stopped with SIGSTOP (slow, not yet seen down): the query still
+  finishes by the query timeout, re-planned (exact) or flagged partial.
+
+Every wait is bounded; the seed is printed (cluster.py) and replayed with
+FLAMEDB_TEST_SEED.
+"""
+import signal
+import time
+
+import harness
+from cluster import RNG, Cluster, wait_for
+
+CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+SCALE = 10**7  # folded .cpu at the default 100 Hz: 1e9/100 ns per sample
+SERVICES = ["checkout", "search", "cart", "auth"]
+QUERY_TIMEOUT = 3.0
+ARGS = ["--query-timeout", "%dms" % int(QUERY_TIMEOUT * 1000)]
+
+
+def dataset(n, t0):
+    """n small folded profiles with random stacks, one per second from t0:
+    [(name, from, body, samples)]."""
+    frames = ["main", "serve", "handle", "db.query", "json.encode", "gc", "alloc", "parse"]
+    out = []
+    for i in range(n):
+        svc = SERVICES[i % len(SERVICES)]
+        name = "%s.cpu{env=%s,pod=%s-%d}" % (svc, "prod" if i % 3 else "dev", svc, i % 5)
+        lines, samples = [], 0
+        for _ in range(1 + RNG.randrange(4)):
+            depth = 1 + RNG.randrange(5)
+            stack = ["main"] + [RNG.choice(frames[1:]) for _ in range(depth)]
+            v = 1 + RNG.randrange(50)
+            samples += v
+            lines.append("%s %d" % (";".join(stack), v))
+        out.append((name, t0 + i, ("\n".join(lines) + "\n").encode(), samples))
+    return out
+
+
+def push_all(nodes, data):
+    """Pushes each profile to nodes[i % len(nodes)]; every push must be acked."""
+    for i, (name, frm, body, _) in enumerate(data):
+        node = nodes[i % len(nodes)]
+        r = node.ingest(body, name=name, **{"from": frm}, until=frm + 10)
+        assert r.status == 200, "push %d to %s: %r" % (i, node.name, r)
+
+
+def header(r, name):
+    return r.headers.get(name.lower())
+
+
+def queries(frm, until):
+    """(label, path, params) of every answer compared across nodes."""
+    q = []
+    for fmt in ("json", "folded", "pprof"):
+        q.append(("render all %s" % fmt, "/pyroscope/render",
+                  {"query": CPU + "{}", "from": frm, "until": until, "format": fmt}))
+    q.append(("render service", "/pyroscope/render",
+              {"query": CPU + '{service_name="search"}', "from": frm, "until": until}))
+    q.append(("render env", "/pyroscope/render",
+              {"query": CPU + '{env="dev"}', "from": frm, "until": until, "format": "folded",
+               "maxNodes": "6"}))
+    q.append(("label names", "/pyroscope/label-names", {"from": frm, "until": until}))
+    q.append(("label values pod", "/pyroscope/label-values", {"label": "pod"}))
+    q.append(("label values match", "/pyroscope/label-values",
+              {"label": "pod", "match": '{service_name="cart"}', "from": frm, "until": until}))
+    return q
+
+
+def answers(node, frm, until):
+    out = {}
+    for label, path, params in queries(frm, until):
+        r = node.query(path, **params)
+        assert r.status == 200, "%s from %s: %r" % (label, node.name, r)
+        assert header(r, "X-Flamedb-Partial") is None, (label, node.name, r.headers)
+        out[label] = r.body
+    return out
+
+
+def expected_total(data, service=None):
+    return sum(s for (name, _, _, s) in data if service is None or name.startswith(service + "."))
+
+
+def check_identical(c, among, reference, data, frm, until):
+    for i in among:
+        got = answers(c.nodes[i], frm, until)
+        for label, body in reference.items():
+            assert got[label] == body, "%s differs on %s (%d vs %d bytes)" % (
+                label, c.ids[i], len(got[label]), len(body))
+        t = c.nodes[i].render(CPU + "{}", frm, until).json()["flamebearer"]["numTicks"]
+        assert t == expected_total(data) * SCALE, (c.ids[i], t, expected_total(data) * SCALE)
+        t = c.nodes[i].render(CPU + '{service_name="search"}', frm, until).json()
+        assert t["flamebearer"]["numTicks"] == expected_total(data, "search") * SCALE, c.ids[i]
+
+
+def single_node_reference(data, frm, until):
+    with harness.Node(name="single") as single:
+        push_all([single], data)
+        return answers(single, frm, until)
+
+
+def test_three_nodes_rf2_identical_then_partial():
+    t0 = int(time.time()) - 1800
+    frm, until = str(t0 - 600), str(t0 + 1200)
+    data = dataset(60, t0)
+    reference = single_node_reference(data, frm, until)
+    with Cluster(3, rf=2, args=ARGS) as c:
+        push_all(c.nodes, data)
+        check_identical(c, [0, 1, 2], reference, data, frm, until)
+        print("    3 nodes: %d answers identical from every node and to one node" % len(reference))
+        c.kill(2)
+        c.wait_state(2, "down")
+        check_identical(c, [0, 1], reference, data, frm, until)
+        print("    n2 down: answers still exact")
+        c.kill(1)
+        c.wait_state(1, "down", observers=[0])
+        for fmt in ("json", "folded", "pprof"):
+            r = c.nodes[0].render(CPU + "{}", frm, until, fmt=fmt)
+            assert r.status == 200, r
+            h = header(r, "X-Flamedb-Partial")
+            assert h is not None and "ranges=" in h, (fmt, r.headers)
+        r = c.nodes[0].render(CPU + "{}", frm, until)
+        doc = r.json()
+        assert doc["partial"] is True and doc["missing"], doc.get("missing")
+        assert set(doc["missing_nodes"]) <= {"n1", "n2"} and doc["missing_nodes"], doc
+        assert 0 < doc["missing_share"] < 1, doc["missing_share"]
+        assert doc["flamebearer"]["numTicks"] < expected_total(data) * SCALE
+        r = c.nodes[0].query("/pyroscope/label-values", label="pod")
+        assert r.status == 200 and header(r, "X-Flamedb-Partial"), r.headers
+        print("    n1, n2 down: partial, %d range(s) missing, share %.3f, header '%s'"
+              % (doc["missing_ranges"], doc["missing_share"], h))
+
+
+def test_five_nodes_rf3():
+    t0 = int(time.time()) - 1200
+    frm, until = str(t0 - 600), str(t0 + 1200)
+    data = dataset(50, t0)
+    reference = single_node_reference(data, frm, until)
+    with Cluster(5, rf=3, args=ARGS) as c:
+        push_all(c.nodes, data)
+        check_identical(c, range(5), reference, data, frm, until)
+        c.kill(0)
+        c.kill(3)
+        c.wait_state(0, "down", observers=[1, 2, 4])
+        c.wait_state(3, "down", observers=[1, 2, 4])
+        check_identical(c, [1, 2, 4], reference, data, frm, until)
+        print("    5 nodes RF 3, 2 down: answers exact and identical")
+        c.kill(4)
+        c.wait_state(4, "down", observers=[1, 2])
+        r = c.nodes[1].render(CPU + "{}", frm, until)
+        assert r.status == 200 and r.json().get("partial") is True, r
+        assert header(r, "X-Flamedb-Partial"), r.headers
+
+
+def test_slow_node_bounded_by_deadline():
+    t0 = int(time.time()) - 900
+    frm, until = str(t0 - 600), str(t0 + 1200)
+    data = dataset(40, t0)
+    # a long failure timeout: the stopped node stays "live" in every view,
+    # so only the query deadline protects the answer
+    with Cluster(3, rf=2, failure_timeout="30s", args=ARGS) as c:
+        push_all(c.nodes, data)
+        want = expected_total(data) * SCALE
+        assert c.nodes[0].total(CPU + "{}", frm, until) == want
+        c.nodes[2].proc.send_signal(signal.SIGSTOP)
+        try:
+            for i in (0, 1):
+                t = time.monotonic()
+                r = c.nodes[i].render(CPU + "{}", frm, until)
+                took = time.monotonic() - t
+                assert r.status == 200, r
+                doc = r.json()
+                assert took < QUERY_TIMEOUT + 1.5, took
+                if doc.get("partial"):
+                    assert header(r, "X-Flamedb-Partial"), r.headers
+                    assert doc["flamebearer"]["numTicks"] <= want
+                else:
+                    assert doc["flamebearer"]["numTicks"] == want, (doc["flamebearer"], want)
+                print("    n2 stopped: %s answered in %.2fs (%s)"
+                      % (c.ids[i], took, "partial" if doc.get("partial") else "re-planned, exact"))
+        finally:
+            c.nodes[2].proc.send_signal(signal.SIGCONT)
+        wait_for("n2 answering again", lambda: c.nodes[2].total(CPU + "{}", frm, until) == want,
+                 timeout=20)
+
+
+if __name__ == "__main__":
+    harness.run_tests(dict(globals()))
