@@ -83,6 +83,7 @@ struct job {
     int deferred;               /* finish took over answering (replicated ingest) */
     int starting;               /* inside replicate_start: an answer now is job_done's */
     replicate_stats_t rstats;   /* /metrics: a copy taken on the loop thread */
+    scatter_stats_t sstats;     /* /metrics: a copy taken on the loop thread */
     metrics_t metrics;      /* /metrics: a copy taken on the loop thread */
     http_server_stats_t http_stats;
     int ready;
@@ -319,6 +320,8 @@ static void work_metrics(job_t *j)
     j->rc = metrics_render(&j->metrics, route_names, NROUTES + 1, &x, &j->result.body);
     if (j->rc == ERR_OK && n->replicate != NULL)
         j->rc = replicate_stats_render(&j->rstats, n->storage, &j->result.body);
+    if (j->rc == ERR_OK && n->scatter != NULL)
+        j->rc = scatter_stats_render(&j->sstats, &j->result.body);
 }
 
 static void prepare_metrics(job_t *j)
@@ -328,6 +331,8 @@ static void prepare_metrics(job_t *j)
     j->ready = j->node->ready && !j->node->stopping;
     if (j->node->replicate != NULL)
         replicate_stats(j->node->replicate, &j->rstats);
+    if (j->node->scatter != NULL)
+        scatter_stats(j->node->scatter, &j->sstats);
 }
 
 static const job_kind_t metrics_job = {prepare_metrics, work_metrics, NULL};

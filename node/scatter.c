@@ -116,6 +116,18 @@ void scatter_stats(const scatter_t *s, scatter_stats_t *out)
     *out = s->stats;
 }
 
+int scatter_stats_render(const scatter_stats_t *st, buf_t *out)
+{
+    int rc = 0;
+#define SCATTER_RENDER(name, metric, help)                                                         \
+    if (rc == 0)                                                                                   \
+        rc = buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", metric, help, metric,   \
+                        metric, (unsigned long long)st->name);
+    SCATTER_COUNTERS(SCATTER_RENDER)
+#undef SCATTER_RENDER
+    return rc;
+}
+
 /* ---------- one query's lifetime ---------- */
 
 static void sq_free(sq_t *q)

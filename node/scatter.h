@@ -113,15 +113,27 @@ typedef void (*scatter_done_fn)(void *arg, scatter_answer_t *ans);
 void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const query_params_t *p,
                    int64_t now_ms, scatter_done_fn done, void *arg);
 
+/* Counters: field, Prometheus name, help. */
+#define SCATTER_COUNTERS(X)                                                                        \
+    X(queries, "flamedb_scatter_queries_total", "Queries coordinated over the cluster.")           \
+    X(partial_answers, "flamedb_scatter_partial_answers_total",                                    \
+      "Answers flagged partial: some token ranges had no replica that answered.")                  \
+    X(replans, "flamedb_scatter_replans_total",                                                    \
+      "Nodes whose ranges were re-planned after a failure or no answer by half the timeout.")      \
+    X(late_dropped, "flamedb_scatter_late_answers_total",                                          \
+      "Answers dropped because their ranges had moved on or their query was answered.")            \
+    X(served, "flamedb_scatter_partials_served_total", "Partial queries answered for others.")     \
+    X(serve_refused, "flamedb_scatter_partials_refused_total",                                     \
+      "Partial queries refused: too many at once, too large for a message, or failed.")            \
+    X(busy, "flamedb_scatter_busy_total", "Queries refused with 503: too many in flight.")
+
 typedef struct scatter_stats {
-    uint64_t queries;         /* coordinated */
-    uint64_t partial_answers; /* answered with something missing */
-    uint64_t replans;         /* nodes whose ranges were re-planned */
-    uint64_t late_dropped;    /* answers that came after their ranges moved on */
-    uint64_t served;          /* partial queries answered for other nodes */
-    uint64_t serve_refused;   /* refused: too many at once, too large, or failed */
-    uint64_t busy;            /* queries refused: max_inflight reached */
+#define SCATTER_FIELD(name, metric, help) uint64_t name;
+    SCATTER_COUNTERS(SCATTER_FIELD)
+#undef SCATTER_FIELD
 } scatter_stats_t;
 void scatter_stats(const scatter_t *s, scatter_stats_t *out);
+/* Appends the counters in the Prometheus text format. */
+int scatter_stats_render(const scatter_stats_t *st, buf_t *out);
 
 #endif

@@ -137,6 +137,7 @@ def test_three_nodes_rf2_identical_then_partial():
         assert doc["flamebearer"]["numTicks"] < expected_total(data) * SCALE
         r = c.nodes[0].query("/pyroscope/label-values", label="pod")
         assert r.status == 200 and header(r, "X-Flamedb-Partial"), r.headers
+        assert c.nodes[0].metric("flamedb_scatter_partial_answers_total") >= 5
         print("    n1, n2 down: partial, %d range(s) missing, share %.3f, header '%s'"
               % (doc["missing_ranges"], doc["missing_share"], h))
 
@@ -188,6 +189,7 @@ def test_slow_node_bounded_by_deadline():
                     assert doc["flamebearer"]["numTicks"] == want, (doc["flamebearer"], want)
                 print("    n2 stopped: %s answered in %.2fs (%s)"
                       % (c.ids[i], took, "partial" if doc.get("partial") else "re-planned, exact"))
+            assert sum(c.nodes[i].metric("flamedb_scatter_replans_total") for i in (0, 1)) >= 1
         finally:
             c.nodes[2].proc.send_signal(signal.SIGCONT)
         wait_for("n2 answering again", lambda: c.nodes[2].total(CPU + "{}", frm, until) == want,
