@@ -118,8 +118,24 @@ static void on_gossip_timer(uv_timer_t *t)
     cluster_view_refresh(c);
 }
 
-/* The gossip handler: merge, then answer the sender at the address the
- * table has for it (a SYN carries the sender's entry, so it is known). */
+/* Where to answer a gossip message: a SYN carries its sender's own entry,
+ * whose address is the one it listens at now (the table may still hold an
+ * older one at the same incarnation); otherwise the table's. */
+static const char *reply_addr(cluster_t *c, const ring_msg_t *msg)
+{
+    const Flamedb__Cluster__Gossip *g = (const Flamedb__Cluster__Gossip *)msg->body;
+    const char *sender = msg->env->sender_id;
+    if (g->phase == FLAMEDB__CLUSTER__GOSSIP_PHASE__GOSSIP_PHASE_SYN)
+        for (size_t i = 0; i < g->n_members; i++)
+            if (strcmp(g->members[i]->node_id, sender) == 0 && g->members[i]->cluster_addr[0])
+                return g->members[i]->cluster_addr;
+    ring_member_t m;
+    if (ring_members_find(c->members, sender, &m) == ERR_OK && m.cluster_addr[0])
+        return m.cluster_addr;
+    return NULL;
+}
+
+/* The gossip handler: merge, then answer the sender. */
 static void on_gossip(void *ctx, const ring_msg_t *msg)
 {
     cluster_t *c = ctx;
@@ -129,10 +145,8 @@ static void on_gossip(void *ctx, const ring_msg_t *msg)
     int rc = ring_gossip_receive(c->members, c->cur_raw, c->cur_len, &reply, &em);
     if (rc != ERR_OK)
         log_debug("cluster", "gossip from %s refused: %s", msg->env->sender_id, em.text);
-    ring_member_t m;
-    if (rc == ERR_OK && reply.len > 0 &&
-        ring_members_find(c->members, msg->env->sender_id, &m) == ERR_OK && m.cluster_addr[0])
-        send_raw(c, m.cluster_addr, &reply, gossip_deadline(c));
+    const char *addr = rc == ERR_OK && reply.len > 0 ? reply_addr(c, msg) : NULL;
+    if (addr != NULL) send_raw(c, addr, &reply, gossip_deadline(c));
     buf_free(&reply);
 }
 
@@ -258,10 +272,13 @@ static int create_members(cluster_t *c, errmsg_t *em)
     o.down_after_ms = c->cfg.failure_timeout_ms;
     o.max_message_bytes = c->cfg.max_message_bytes;
     ring_clock_t clock = {monotonic_ms, NULL};
+    uint64_t incarnation;
+    int rc = cluster_incarnation_next(c->data_dir, cluster_unix_ms() / 1000, &incarnation, em);
+    if (rc != ERR_OK) return rc;
     /* Streaming ranges to a joining node is not implemented yet: a node is
      * ACTIVE at once (docs/cluster.md, "Operations"). */
-    return ring_members_create(&o, &c->id, c->http_addr, c->cluster_addr, RING_ACTIVE,
-                               cluster_unix_ms() / 1000, clock, &c->members, em);
+    return ring_members_create(&o, &c->id, c->http_addr, c->cluster_addr, RING_ACTIVE, incarnation,
+                               clock, &c->members, em);
 }
 
 int cluster_new(uv_loop_t *loop, const node_config_t *cfg, const char *http_addr, cluster_t **out,

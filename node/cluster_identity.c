@@ -161,3 +161,35 @@ int cluster_identity_load(const char *data_dir, const char *want_id, uint32_t nt
     if (rc == ERR_OK) rc = identity_check(path, want_id, ntokens, out, em);
     return rc;
 }
+
+/* The incarnation of this start: the wall-clock seconds, but always above
+ * the one of the previous start (kept in DATA_DIR/incarnation). A restart
+ * within the same second, or after the clock went back, must still replace
+ * the old entry everywhere: its addresses may have changed, and peers only
+ * take new addresses with a higher incarnation. */
+int cluster_incarnation_next(const char *data_dir, uint64_t now_s, uint64_t *out, errmsg_t *em)
+{
+    char path[NODE_PATH_MAX + 16];
+    if (snprintf(path, sizeof path, "%s/%s", data_dir, CLUSTER_INCARNATION_FILE) >=
+        (int)sizeof path)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
+    buf_t b;
+    buf_init(&b, 64);
+    int rc = read_file(path, &b, em);
+    uint64_t last = 0;
+    if (rc == ERR_OK) {
+        char *end = NULL;
+        last = strtoull(b.len ? (const char *)b.data : "", &end, 10);
+        if (b.len == 0 || end == NULL || (*end != '\n' && *end != '\0'))
+            last = 0; /* unreadable: the clock alone decides, as on a first start */
+    } else if (rc != ERR_NOT_FOUND) {
+        buf_free(&b);
+        return rc;
+    }
+    *out = now_s > last ? now_s : last + 1;
+    buf_reset(&b);
+    rc = buf_printf(&b, "%llu\n", (unsigned long long)*out);
+    if (rc == ERR_OK) rc = write_file_atomic(data_dir, path, &b, em);
+    buf_free(&b);
+    return rc;
+}

@@ -19,6 +19,7 @@
 #define CLUSTER_SEED_EVERY 10
 #define CLUSTER_REFUSAL_LOG_MS 60000
 #define CLUSTER_IDENTITY_FILE "identity"
+#define CLUSTER_INCARNATION_FILE "incarnation"
 #define CLUSTER_IDENTITY_MAX (64 * 1024 + RING_MAX_TOKENS * 17)
 
 /* A view and what it owns; pub comes first so a cluster_view_t * is one. */
@@ -81,6 +82,10 @@ struct cluster {
  * other than ntokens is kept (changing it would move data) with a warning. */
 int cluster_identity_load(const char *data_dir, const char *want_id, uint32_t ntokens,
                           ring_rng_t *rng, ring_identity_t *out, errmsg_t *em);
+
+/* Picks this start's incarnation: max(now_s, previous + 1), and records it
+ * in DATA_DIR/incarnation. */
+int cluster_incarnation_next(const char *data_dir, uint64_t now_s, uint64_t *out, errmsg_t *em);
 
 /* A node id from the host name plus a random suffix ("host-1a2b3c4d"). */
 void cluster_identity_default_id(ring_rng_t *rng, char out[RING_NODE_ID_MAX + 1]);

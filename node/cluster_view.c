@@ -153,6 +153,31 @@ static void log_view(const cluster_t *c, const view_impl_t *vi)
              v->rf, v->quorum);
 }
 
+static int addr_in_use(const cluster_t *c, const char *addr)
+{
+    for (size_t i = 0; i < ring_members_count(c->members); i++) {
+        ring_member_t m;
+        if (ring_members_get(c->members, i, &m) == ERR_OK && strcmp(m.cluster_addr, addr) == 0)
+            return 1;
+    }
+    for (size_t i = 0; i < c->nseeds; i++)
+        if (strcmp(c->seeds[i], addr) == 0) return 1;
+    return 0;
+}
+
+/* Closes the sockets to addresses that no member has any more (a node that
+ * came back on another port), so nanomsg stops redialling them. */
+static void forget_old_addresses(cluster_t *c, const view_impl_t *old)
+{
+    if (c->rpc == NULL || old == NULL) return;
+    for (uint32_t i = 0; i < old->n; i++)
+        if (old->caddr[i][0] != '\0' && !addr_in_use(c, old->caddr[i])) {
+            log_info("cluster", "forgetting %s: no member has that address any more",
+                     old->caddr[i]);
+            rpc_forget_peer(c->rpc, old->caddr[i]);
+        }
+}
+
 int cluster_view_refresh(cluster_t *c)
 {
     uint64_t mv = ring_members_version(c->members);
@@ -163,6 +188,7 @@ int cluster_view_refresh(cluster_t *c)
         log_error("cluster", "%s", em.text); /* keep the previous view */
         return 0;
     }
+    forget_old_addresses(c, c->view);
     cluster_view_drop(c);
     c->view = v;
     c->view_members_version = mv;

@@ -81,6 +81,22 @@ def test_kill_detect_and_restart():
         assert st["self"] == "n1", st
 
 
+def test_restart_on_another_port():
+    """A node that comes back at another cluster address is found there, and
+    the others stop dialling the old one."""
+    with Cluster(2, rf=2) as c:
+        old = c.cluster_ports[1]
+        c.kill(1)
+        c.cluster_ports[1] = free_port()
+        c.restart(1)
+        c.wait_converged()
+        nodes = {m["id"]: m for m in c.status(0)["nodes"]}
+        assert nodes["n1"]["cluster"] == "tcp://127.0.0.1:%d" % c.cluster_ports[1], nodes
+        wait_for("n0 to forget the old address",
+                 lambda: any("forgetting tcp://127.0.0.1:%d" % old in line
+                             for line in c.nodes[0].log), 5)
+
+
 def test_other_cluster_not_admitted():
     with Cluster(2, rf=2) as c:
         port = free_port()

@@ -68,7 +68,9 @@ static void remove_dir(const char *dir)
     char path[512];
     snprintf(path, sizeof path, "%s/identity", dir);
     unlink(path);
-    rmdir(dir);
+    snprintf(path, sizeof path, "%s/incarnation", dir);
+    unlink(path);
+    CHECK(rmdir(dir) == 0);
 }
 
 static void config(node_config_t *cfg, const char *dir, const char *id, const char *listen,
@@ -117,6 +119,20 @@ static void view_tokens(cluster_t *c, uint64_t *fingerprint)
     cluster_view_release(v);
 }
 
+/* This node's incarnation, read from the status document. */
+static uint64_t incarnation_of(cluster_t *c)
+{
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    uint64_t inc = 0;
+    if (cluster_status_json(c, &b) == ERR_OK) {
+        const char *p = strstr((const char *)b.data, "\"incarnation\":");
+        inc = p ? strtoull(p + 14, NULL, 10) : 0;
+    }
+    buf_free(&b);
+    return inc;
+}
+
 static void test_identity(uv_loop_t *loop)
 {
     char dir[64];
@@ -131,6 +147,7 @@ static void test_identity(uv_loop_t *loop)
     CHECK(ring_node_id_check(id, NULL) == ERR_OK);
     uint64_t f1, f2;
     view_tokens(c, &f1);
+    uint64_t inc1 = incarnation_of(c);
     close_free(loop, c);
     /* restart: same id (given or not) and tokens, even with another --tokens */
     config(&cfg, dir, id, "", "");
@@ -139,6 +156,8 @@ static void test_identity(uv_loop_t *loop)
     CHECK_EQ_STR(cluster_self_id(c), id);
     view_tokens(c, &f2);
     CHECK(f1 == f2);
+    /* a restart in the same second still takes a higher incarnation */
+    CHECK(inc1 > 1000000000 && incarnation_of(c) > inc1);
     close_free(loop, c);
     /* another node id: refused, naming both */
     config(&cfg, dir, "other-node", "", "");
