@@ -196,5 +196,42 @@ def test_slow_node_bounded_by_deadline():
                  timeout=20)
 
 
+def bench(n_profiles=3000, rounds=60):
+    """Median render time (JSON, whole ring) of one node vs 3-node clusters
+    holding the same data: RF 1 (every query fans out to all three) and RF 3
+    (every node holds everything and answers locally). The single node keeps
+    running and is timed alternately with the cluster, so both see the same
+    machine load."""
+    t0 = int(time.time()) - 3000
+    frm, until = str(t0 - 600), str(t0 + 3000)
+    data = dataset(n_profiles, t0)
+
+    def once(node):
+        t = time.perf_counter()
+        r = node.render(CPU + "{}", frm, until)
+        ms = (time.perf_counter() - t) * 1000
+        assert r.status == 200 and header(r, "X-Flamedb-Partial") is None, r
+        return ms
+
+    with harness.Node(name="single") as single:
+        push_all([single], data)
+        for rf in (1, 3):
+            with Cluster(3, rf=rf, args=ARGS) as c:
+                push_all(c.nodes, data)
+                time.sleep(3)  # let flushes and compactions of the pushes settle
+                a, b = [], []
+                for i in range(rounds):
+                    a.append(once(single))
+                    b.append(once(c.nodes[i % 3]))
+                ma, mb = sorted(a)[rounds // 2], sorted(b)[rounds // 2]
+                print("%d profiles: single node %.2f ms, 3 nodes rf %d %.2f ms (%.2fx)"
+                      % (n_profiles, ma, rf, mb, mb / ma))
+
+
 if __name__ == "__main__":
-    harness.run_tests(dict(globals()))
+    import sys
+
+    if len(sys.argv) > 1 and sys.argv[1] == "bench":
+        bench(*(int(a) for a in sys.argv[2:3]))
+    else:
+        harness.run_tests(dict(globals()))
