@@ -14,10 +14,13 @@ push — does fail the run, because then the figure would mean nothing).
   query    120 heap profiles of one service: flame graph in process and over HTTP
            vs `go tool pprof -proto f1 ... f120 > /dev/null`;
   rss      node RSS (/proc/PID/status VmRSS) under sustained ingest with
-           concurrent queries, against the configured --memory-limit.
+           concurrent queries, against the configured --memory-limit;
+  cluster  (issue #3, bench_cluster.py) the ingest fleet pushed over HTTP to one
+           node, a 3-node RF 3 cluster and a 3-node RF 1 cluster: total node CPU
+           per profile, and render wall time from every node, numTicks exact.
 
-Usage: run.py [--build-dir build] [--only ingest,ingest-real,http,query,rss] [--soak]
-              [--rss-seconds N] [--memory-limit 1GiB] [--keep]
+Usage: run.py [--build-dir build] [--only ingest,ingest-real,http,query,rss,cluster]
+              [--soak] [--rss-seconds N] [--memory-limit 1GiB] [--query-runs N] [--keep]
 """
 import argparse
 import http.client
@@ -34,6 +37,8 @@ import tempfile
 import threading
 import time
 import urllib.parse
+
+import bench_cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -91,15 +96,21 @@ def free_port():
 
 
 class Node:
-    def __init__(self, binary, workdir, memory_limit, extra=()):
+    def __init__(self, binary, workdir, memory_limit, extra=(), wait=True, port=None):
+        """Starts a node; with wait=False the caller calls wait_ready() (a node
+        with --join is not ready before another member answers)."""
         self.data = tempfile.mkdtemp(prefix="node-", dir=workdir)
-        self.port = free_port()
+        self.port = port or free_port()
         self.log = open(os.path.join(workdir, "node-%d.log" % self.port), "w")
         args = [binary, "--data-dir", self.data, "--http-listen", "127.0.0.1:%d" % self.port,
                 "--memory-limit", memory_limit, "--log-level", "warn"] + list(extra)
         log("$ " + " ".join(args))
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, seconds=30):
+        deadline = time.time() + seconds
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("node exited %d at start (log %s)" % (self.proc.returncode,
@@ -111,7 +122,7 @@ class Node:
             except OSError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError("node not ready after 30 s")
+        raise RuntimeError("node not ready after %d s (log %s)" % (seconds, self.log.name))
 
     def conn(self):
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
@@ -453,12 +464,14 @@ def machine():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--only", default="ingest,ingest-real,http,query,rss")
+    ap.add_argument("--only", default="ingest,ingest-real,http,query,rss,cluster")
     ap.add_argument("--soak", action="store_true")
     ap.add_argument("--rss-seconds", type=int, default=0)
     ap.add_argument("--memory-limit", default="1GiB")
     ap.add_argument("--profiles", type=int, default=20, help="profiles per pod, ingest fleet")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--query-runs", type=int, default=10,
+                    help="cluster step: timed renders per node and query")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args()
     tool = os.path.join(a.build_dir, "bin", "flamedb-bench")
@@ -477,7 +490,9 @@ def main():
                  ("ingest-real", lambda: bench_ingest_real(a, tool)),
                  ("http", lambda: bench_http(a, tool, node_bin, work)),
                  ("query", lambda: bench_query(a, tool, node_bin, work)),
-                 ("rss", lambda: bench_rss(a, tool, node_bin, work))]
+                 ("rss", lambda: bench_rss(a, tool, node_bin, work)),
+                 ("cluster", lambda: bench_cluster.bench_cluster(a, sys.modules[__name__],
+                                                                 node_bin, work))]
         for name, fn in steps:
             if name not in only:
                 continue

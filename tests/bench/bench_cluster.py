@@ -1,0 +1,243 @@
+"""bench_cluster.py — the cluster figures of tests/bench/run.py (issue #3 targets).
+
+Step `cluster` of run.py. The same generated CPU fleet (the `ingest` step's
+640 profiles, 4 services) is pushed over HTTP to three deployments started
+side by side on this machine:
+
+  single   one node, no cluster port (a cluster of one, RF 1);
+  rf3      3 nodes, --replication-factor 3 (write quorum: the default majority, 2);
+  rf1      3 nodes, --replication-factor 1: every series on one node, so every
+           query really scatters over the three.
+
+Figures, all ratios of this run:
+  1. total CPU per ingested profile (utime + stime of every node process, from
+     /proc/PID/stat, summed over the nodes) of rf3 ÷ single (target <= 3.5x),
+     counted from the first push until 2 s after the last acknowledgement, so
+     the replica that was not waited for has written too; rf1 ÷ single shows
+     the cost of forwarding alone;
+  2. median wall time of GET /pyroscope/render (JSON) on rf1 and rf3, asked of
+     every node in turn, ÷ the single node's, for the whole fleet and for one
+     service (target <= 1.3x). Every answer's numTicks is checked against the
+     generator's sum and must not be partial: a wrong answer fails the step.
+
+Pushes use 3 keep-alive connections in both cases: all to the single node, one
+per node of a cluster (a load balancer's spread).
+"""
+import json
+import os
+import statistics
+import threading
+import time
+import urllib.parse
+
+CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+CONNECTIONS = 3
+TAIL_S = 2.0  # CPU still counted after the last acknowledgement
+
+
+class Deployment:
+    """One node (n == 1, no cluster flags) or a cluster of n nodes on loopback."""
+
+    def __init__(self, rt, binary, work, n, rf, memory_limit, name):
+        self.rt, self.name, self.nodes = rt, name, []
+        cports = []
+        while len(cports) < n:
+            p = rt.free_port()
+            if p not in cports:
+                cports.append(p)
+        seeds = ",".join("tcp://127.0.0.1:%d" % p for p in cports)
+        try:
+            for i in range(n):
+                extra = []
+                if n > 1:
+                    extra = ["--node-id", "%s-%d" % (name, i), "--cluster-listen",
+                             "tcp://127.0.0.1:%d" % cports[i], "--join", seeds,
+                             "--cluster-name", "bench-" + name, "--replication-factor", str(rf)]
+                self.nodes.append(rt.Node(binary, work, memory_limit, extra, wait=False))
+            for node in self.nodes:
+                node.wait_ready()
+            if n > 1:
+                self.wait_converged(n)
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_converged(self, n, seconds=30):
+        deadline, seen = time.time() + seconds, None
+        while time.time() < deadline:
+            prints, ok = set(), True
+            for node in self.nodes:
+                st, body = node.get("/cluster/status")
+                doc = json.loads(body) if st == 200 else {"nodes": []}
+                active = [m for m in doc["nodes"] if m["state"] == "active"]
+                ok = ok and len(active) == n
+                prints.add(doc.get("ring_fingerprint"))
+                seen = doc
+            if ok and len(prints) == 1:
+                self.rt.log("%s: %d nodes active, ring %s, rf %s, quorum %s" % (
+                    self.name, n, seen["ring_fingerprint"], seen["rf"], seen["quorum"]))
+                return
+            time.sleep(0.2)
+        raise RuntimeError("%s: cluster did not converge in %d s (last: %r)" % (self.name, seconds,
+                                                                                seen))
+
+    def cpu_seconds(self):
+        return sum(node.cpu_seconds() for node in self.nodes)
+
+    def stop(self):
+        for node in self.nodes:
+            node.stop()
+
+
+def push_spread(rt, dep, rows):
+    """Pushes rows over CONNECTIONS connections spread round-robin over the
+    deployment's nodes; returns the failures."""
+    failures, lock, it = [], threading.Lock(), iter(rows)
+
+    def worker(node):
+        c = node.conn()
+        while True:
+            with lock:
+                row = next(it, None)
+            if row is None:
+                break
+            st, data = rt.push(node, c, row["name"], row["body"], row["time"])
+            if st != 200:
+                with lock:
+                    failures.append((row["path"], st, data[:200]))
+        c.close()
+
+    ts = [threading.Thread(target=worker, args=(dep.nodes[k % len(dep.nodes)],))
+          for k in range(CONNECTIONS)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return failures
+
+
+def ingest(rt, dep, rows):
+    """Pushes every row; returns (cpu s per profile at the last ack, with the
+    tail, wall s)."""
+    cpu0, w0 = dep.cpu_seconds(), time.time()
+    failures = push_spread(rt, dep, rows)
+    wall = time.time() - w0
+    cpu1 = dep.cpu_seconds()
+    time.sleep(TAIL_S)
+    cpu2 = dep.cpu_seconds()
+    if failures:
+        for f in failures[:5]:
+            rt.log("push failed: %s -> %s %r" % f)
+        raise RuntimeError("%s: %d of %d pushes failed" % (dep.name, len(failures), len(rows)))
+    n = len(rows)
+    rt.log("%s_ingest: %d profiles in %.2f s (%.0f/s); node CPU %.0f us per profile at the "
+           "last ack, %.0f us with %.0f s after" % (dep.name, n, wall, n / wall,
+                                                    (cpu1 - cpu0) / n * 1e6,
+                                                    (cpu2 - cpu0) / n * 1e6, TAIL_S))
+    return (cpu1 - cpu0) / n, (cpu2 - cpu0) / n, wall
+
+
+def settle(rt, dep, seconds=30):
+    """Waits until the nodes are idle (under 20 ms of CPU in 0.5 s: flushes and
+    compactions done), so every deployment is queried in the same state."""
+    t0, prev = time.time(), dep.cpu_seconds()
+    while time.time() - t0 < seconds:
+        time.sleep(0.5)
+        cur = dep.cpu_seconds()
+        if cur - prev < 0.02:
+            break
+        prev = cur
+    rt.log("%s: idle after %.1f s" % (dep.name, time.time() - t0))
+
+
+def render(node, c, query, frm, until):
+    path = "/pyroscope/render?" + urllib.parse.urlencode(
+        {"query": query, "from": frm, "until": until, "format": "json"})
+    t0 = time.time()
+    st, body = node.get(path, c)
+    dt = time.time() - t0
+    if st != 200:
+        raise RuntimeError("render %d from port %d: %r" % (st, node.port, body[:300]))
+    return dt, json.loads(body)
+
+
+def check(dep, node, query, expect, fb):
+    got = fb["flamebearer"]["numTicks"]
+    if got != expect or fb.get("partial"):
+        raise RuntimeError("%s, node port %d: %s numTicks %d (expected %d)%s" % (
+            dep.name, node.port, query, got, expect, ", partial" if fb.get("partial") else ""))
+
+
+def time_queries(rt, deps, queries, frm, until, runs):
+    """{(deployment, query name): median wall s}. Rounds interleave the
+    deployments (each node of each asked once per round, 2 untimed rounds
+    first), so load from elsewhere on the machine hits all of them alike.
+    Every answer must be exact and complete."""
+    conns = {(d.name, i): node.conn() for d in deps for i, node in enumerate(d.nodes)}
+    times = {(d.name, q[0]): [] for d in deps for q in queries}
+    try:
+        for k in range(runs + 2):
+            for d in deps:
+                for i, node in enumerate(d.nodes):
+                    for qname, q, expect in queries:
+                        dt, fb = render(node, conns[(d.name, i)], q, frm, until)
+                        check(d, node, q, expect, fb)
+                        if k >= 2:
+                            times[(d.name, qname)].append(dt)
+    finally:
+        for c in conns.values():
+            c.close()
+    return {key: statistics.median(v) for key, v in times.items()}
+
+
+def bench_cluster(a, rt, node_bin, work):
+    rows = rt.read_index(os.path.join(work, "cpu", "index.tsv"))
+    lo = min(r["time"] for r in rows) // 10 * 10
+    hi = (max(r["time"] for r in rows) // 10 + 1) * 10
+    cpu_i = rows[0]["types"].index("cpu/nanoseconds")
+    svc = rows[0]["name"].split("{")[0]
+    svc_rows = [r for r in rows if r["name"].startswith(svc + "{")]
+    queries = [("whole fleet, %d profiles" % len(rows), CPU + "{}",
+                sum(r["totals"][cpu_i] for r in rows)),
+               ("one service, %d profiles" % len(svc_rows), CPU + '{service_name="%s"}' % svc,
+                sum(r["totals"][cpu_i] for r in svc_rows))]
+    deps, ing = [], {}
+    try:
+        for name, n, rf in (("single", 1, 1), ("rf3", 3, 3), ("rf1", 3, 1)):
+            rt.log("\n- %s: %d node(s), rf %d" % (name, n, rf))
+            deps.append(Deployment(rt, node_bin, work, n, rf, a.memory_limit, name))
+            ing[name] = ingest(rt, deps[-1], rows)
+            settle(rt, deps[-1])
+        rt.log("\n- queries, %d interleaved rounds" % a.query_runs)
+        med = time_queries(rt, deps, queries, lo, hi, a.query_runs)
+    finally:
+        for d in deps:
+            d.stop()
+    for (name, qname), v in sorted(med.items()):
+        rt.log("%s_query: %s: median %.2f ms, numTicks exact from every node" % (name, qname,
+                                                                                 v * 1e3))
+    report(rt, ing, med, queries, len(rows))
+
+
+def report(rt, ing, med, queries, nrows):
+    s, r3, r1 = ing["single"], ing["rf3"], ing["rf1"]
+    rt.RESULTS.append((
+        "cluster ingest: total node CPU per profile, 3 nodes RF 3 (W 2) / one node",
+        "%.2f" % (r3[1] / s[1]), "<= 3.5",
+        "%.0f us vs %.0f us per profile (until %.0f s after the last ack; at the last ack "
+        "%.2fx); %d profiles over HTTP, %d connections, %.0f vs %.0f profiles/s" % (
+            r3[1] * 1e6, s[1] * 1e6, TAIL_S, r3[0] / s[0], nrows, CONNECTIONS, nrows / r3[2],
+            nrows / s[2])))
+    rt.RESULTS.append((
+        "cluster ingest: total node CPU per profile, 3 nodes RF 1 / one node",
+        "%.2f" % (r1[1] / s[1]), "-",
+        "%.0f us vs %.0f us: forwarding to the owner without replicas" % (r1[1] * 1e6,
+                                                                          s[1] * 1e6)))
+    for qname, _, _ in queries:
+        for name, label in (("rf1", "3 nodes RF 1 (every query scatters)"),
+                            ("rf3", "3 nodes RF 3 (each node holds every range)")):
+            rt.RESULTS.append((
+                "cluster query (%s): render wall time, %s / one node" % (qname, label),
+                "%.2f" % (med[(name, qname)] / med[("single", qname)]), "<= 1.3",
+                "median %.2f ms vs %.2f ms, every node asked in turn, numTicks exact" % (
+                    med[(name, qname)] * 1e3, med[("single", qname)] * 1e3)))
