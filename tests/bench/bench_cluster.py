@@ -210,6 +210,9 @@ def bench_cluster(a, rt, node_bin, work):
             settle(rt, deps[-1])
         rt.log("\n- queries, %d interleaved rounds" % a.query_runs)
         med = time_queries(rt, deps, queries, lo, hi, a.query_runs)
+        for d in deps:
+            rt.log("%s_rss_mib: %s (VmRSS of each node after ingest and queries)" % (
+                d.name, ", ".join("%.0f" % (node.rss_kib() / 1024) for node in d.nodes)))
     finally:
         for d in deps:
             d.stop()
