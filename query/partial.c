@@ -152,6 +152,8 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
 int query_partial_run(storage_t *st, const char *tenant, const query_partial_args_t *a,
                       const query_limits_t *lim, query_partial_t *out, errmsg_t *em)
 {
+    errmsg_t local = {{0}};
+    if (em == NULL) em = &local;
     memset(out, 0, sizeof *out);
     out->kind = a->kind;
     em->text[0] = 0;
