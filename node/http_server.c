@@ -712,7 +712,6 @@ static void conn_free(conn_t *c)
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    s->stats.connections_open--;
     buf_free(&c->head);
     buf_free(&c->body);
     buf_free(&c->pending);
@@ -740,6 +739,11 @@ static void conn_close(conn_t *c)
         return;
     }
     c->state = CONN_CLOSING;
+    /* uv_close releases the socket now; only the callbacks wait for the end of
+     * this loop iteration. Counting the connection as open until then refused
+     * a client that closed one connection and at once opened the next (both
+     * seen in one iteration) at max_connections. */
+    c->srv->stats.connections_open--;
     uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
 }

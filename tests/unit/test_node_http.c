@@ -12,6 +12,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <uv.h>
 
 #include "check.h"
@@ -22,6 +23,7 @@ typedef struct fixture {
     uv_async_t stop;
     uv_timer_t later;        /* answers /slow */
     http_exchange_t *slow_ex; /* pending /slow exchange */
+    atomic_int slow_seen;     /* /slow requests received (read by the test thread) */
     http_server_t *srv;
     pthread_t thread;
     int port;
@@ -51,6 +53,7 @@ static void handler(void *ctx, http_exchange_t *ex)
     char out[512];
     if (strcmp(r->path, "/slow") == 0 && f->slow_ex == NULL) {
         f->slow_ex = ex; /* answered later, from a timer */
+        atomic_fetch_add(&f->slow_seen, 1);
         uv_timer_start(&f->later, on_later, 300, 0);
         return;
     }
@@ -91,6 +94,7 @@ static void *loop_main(void *arg)
 static void fixture_start(fixture_t *f, const http_server_limits_t *lim)
 {
     memset(f, 0, sizeof *f);
+    atomic_init(&f->slow_seen, 0);
     uv_loop_init(&f->loop);
     uv_async_init(&f->loop, &f->stop, on_stop);
     uv_timer_init(&f->loop, &f->later);
@@ -318,20 +322,39 @@ static void test_deferred_and_fairness(fixture_t *f)
     close(fd);
 }
 
+/* Runs on its own server with long timeouts so held connections cannot idle
+ * out, and without sleeps: a completed request proves a connection is counted,
+ * and the kernel hands the server a client's FIN before a connection the client
+ * opens afterwards, so the server sees each close before the next accept. */
 static void test_max_connections(fixture_t *f)
 {
-    int fds[5];
-    char out[4096];
-    usleep(200 * 1000); /* earlier connections' closes reach the server */
-    for (int i = 0; i < 4; i++)
+    int fds[4];
+    char out[4096] = "";
+    buf_t carry;
+    buf_init(&carry, BUF_UNLIMITED);
+    const char *get = "GET /held HTTP/1.1\r\n\r\n";
+    for (int i = 0; i < 4; i++) {
         fds[i] = dial(f->port);
-    usleep(100 * 1000);
+        CHECK(fds[i] >= 0);
+        send_all(fds[i], get, strlen(get));
+        CHECK_EQ_INT(read_response(fds[i], out, sizeof out, &carry), 200);
+    }
     CHECK_EQ_INT(roundtrip(f->port, "GET / HTTP/1.1\r\n\r\n", out, sizeof out), 503);
     CHECK(strstr(out, "max-connections") != NULL);
+    CHECK(strstr(out, "Retry-After: 1") != NULL);
+    /* the refusal did not disturb the held connections */
+    send_all(fds[0], get, strlen(get));
+    CHECK_EQ_INT(read_response(fds[0], out, sizeof out, &carry), 200);
+    /* a client that closes a connection and at once opens the next gets a slot */
+    close(fds[0]);
+    fds[0] = dial(f->port);
+    send_all(fds[0], get, strlen(get));
+    CHECK_EQ_INT(read_response(fds[0], out, sizeof out, &carry), 200);
+    CHECK_EQ_STR(body_of(out), "GET /held a=- b=- h=- len=0");
     for (int i = 0; i < 4; i++)
         close(fds[i]);
-    usleep(100 * 1000);
     CHECK_EQ_INT(roundtrip(f->port, "GET / HTTP/1.1\r\n\r\n", out, sizeof out), 200);
+    buf_free(&carry);
 }
 
 static void test_drain(fixture_t *f)
@@ -341,7 +364,10 @@ static void test_drain(fixture_t *f)
     int fd = dial(f->port);
     const char *slow = "GET /slow HTTP/1.1\r\n\r\n";
     send_all(fd, slow, strlen(slow));
-    usleep(50 * 1000);
+    /* drain only once the server holds the request (bounded wait: 5 s) */
+    for (int i = 0; i < 500 && atomic_load(&f->slow_seen) == 0; i++)
+        usleep(10 * 1000);
+    CHECK(atomic_load(&f->slow_seen) == 1);
     uv_async_send(&f->stop);
     buf_t carry;
     buf_init(&carry, BUF_UNLIMITED);
@@ -374,9 +400,14 @@ int main(void)
     test_limits(&f);
     test_timeouts(&f);
     test_deferred_and_fairness(&f);
-    test_max_connections(&f);
     fixture_stop(&f);
     CHECK(f.observed > 10);
+
+    http_server_limits_t patient = lim;
+    patient.idle_timeout_ms = patient.request_timeout_ms = 60 * 1000;
+    fixture_start(&f, &patient);
+    test_max_connections(&f);
+    fixture_stop(&f);
 
     fixture_start(&f, &lim);
     test_drain(&f);
