@@ -257,8 +257,9 @@ static int send_ask(sq_t *q, const ask_t *a)
     m.label_name = sp->label ? sp->label : "";
     m.from_ms = sp->plan.from_s * 1000;
     m.until_ms = sp->plan.until_s * 1000;
-    /* step_ms: the finest windows the plan reads, so every node plans alike */
-    m.step_ms = (int64_t)storage_resolutions[sp->plan.min_res] * 1000;
+    /* the finest windows the plan reads, so every node plans alike */
+    m.min_resolution = (uint32_t)sp->plan.min_res;
+    m.timeline = sp->format == QUERY_FORMAT_JSON;
     m.max_nodes = (uint32_t)(sp->max_nodes > UINT32_MAX ? UINT32_MAX : sp->max_nodes);
     m.ring_version = q->view->version;
     const char *id = ring_node_name(q->view->ring, a->node);

@@ -111,27 +111,15 @@ int sq_run_local(sq_t *q, size_t idx)
 
 /* ---------- merging ---------- */
 
-/* values[0] of a flame graph partial: its series count; values[1]: the
- * pyroscope_spy its series share, when they do. */
+/* The series count of a flame graph partial and the pyroscope_spy its series
+ * share ("" when they don't or have none). */
 static int series_of(const Flamedb__Cluster__PartialResult *pr, size_t *n, char *spy,
                      size_t spy_max)
 {
-    spy[0] = 0;
-    if (pr->n_values < 1 || pr->n_values > 2 || pr->values[0].len == 0 || pr->values[0].len > 19)
-        return ERR_CORRUPT;
-    size_t v = 0;
-    for (size_t i = 0; i < pr->values[0].len; i++) {
-        uint8_t c = pr->values[0].data[i];
-        if (c < '0' || c > '9') return ERR_CORRUPT;
-        v = v * 10 + (c - '0');
-    }
-    *n = v;
-    if (pr->n_values == 2) {
-        size_t len = pr->values[1].len;
-        if (len == 0 || len >= spy_max || memchr(pr->values[1].data, 0, len)) return ERR_CORRUPT;
-        memcpy(spy, pr->values[1].data, len);
-        spy[len] = 0;
-    }
+    size_t len = pr->spy_name != NULL ? strlen(pr->spy_name) : 0;
+    if (len >= spy_max) return ERR_CORRUPT;
+    memcpy(spy, pr->spy_name != NULL ? pr->spy_name : "", len + 1);
+    *n = (size_t)pr->series_count;
     return 0;
 }
 

@@ -4,9 +4,10 @@
  *
  * PartialResult of a flame graph (QUERY_KIND_MERGE): calltree is the
  * untruncated merge of the selected series in the ranges; symbols are the
- * symbols it references; values[0] is the number of series selected (decimal)
- * and values[1], when present, the pyroscope_spy all of them share; totals
- * are the non-zero timeline buckets (time_ms = bucket start). Label kinds
+ * symbols it references; series_count the number of series selected and
+ * spy_name the pyroscope_spy all of them share (or ""); totals, when the
+ * request asks for a timeline, the non-zero buckets (time_ms = bucket start).
+ * Label kinds
  * put the sorted distinct strings in values. served echoes the ranges asked.
  *
  * Bounded: at most max_serving partials at once (more are refused, and the
@@ -38,7 +39,6 @@ typedef struct serve_job {
     buf_t tree;
     Flamedb__Cluster__Symbol *syms, **symp;
     ProtobufCBinaryData *values;
-    char count[24];
     Flamedb__Cluster__TotalsPoint *tp, **tpp;
     Flamedb__Cluster__TokenRange *served, **servedp;
 } serve_job_t;
@@ -112,16 +112,8 @@ static int build_render(serve_job_t *j)
     if (rc != 0) return rc;
     j->msg.calltree = (ProtobufCBinaryData){j->tree.len, j->tree.data};
     if ((rc = add_symbols(j)) != 0 || (rc = add_totals(j)) != 0) return rc;
-    j->values = calloc(2, sizeof *j->values);
-    if (j->values == NULL) return ERR_NOMEM;
-    snprintf(j->count, sizeof j->count, "%zu", j->part.nseries);
-    j->values[0] = (ProtobufCBinaryData){strlen(j->count), (uint8_t *)j->count};
-    j->msg.n_values = 1;
-    if (j->part.spy_name != NULL) {
-        j->values[1] = (ProtobufCBinaryData){strlen(j->part.spy_name), (uint8_t *)j->part.spy_name};
-        j->msg.n_values = 2;
-    }
-    j->msg.values = j->values;
+    j->msg.series_count = j->part.nseries;
+    j->msg.spy_name = j->part.spy_name != NULL ? j->part.spy_name : "";
     return 0;
 }
 
@@ -228,11 +220,10 @@ static query_kind_t kind_of(Flamedb__Cluster__QueryKind k)
     return 0;
 }
 
-static int min_res_of(int64_t step_ms)
+/* The plan's finest resolution index, or -1 when out of range. */
+static int min_res_of(uint32_t min_resolution)
 {
-    for (int i = 0; i < STORAGE_RESOLUTION_COUNT; i++)
-        if ((int64_t)storage_resolutions[i] * 1000 == step_ms) return i;
-    return -1;
+    return min_resolution < STORAGE_RESOLUTION_COUNT ? (int)min_resolution : -1;
 }
 
 /* Copies what the job needs from the request (borrowed for this call). */
@@ -245,10 +236,10 @@ static int job_from(serve_job_t *j, const ring_msg_t *msg)
     j->deadline = q->deadline_unix_ms;
     j->ring_version = q->ring_version;
     j->args.kind = kind_of(q->kind);
-    j->args.min_res = min_res_of(q->step_ms);
+    j->args.min_res = min_res_of(q->min_resolution);
     j->args.from_s = q->from_ms / 1000;
     j->args.until_s = q->until_ms / 1000;
-    j->args.timeline = j->args.kind == QUERY_KIND_RENDER;
+    j->args.timeline = j->args.kind == QUERY_KIND_RENDER && q->timeline;
     j->selector = strdup(q->selector);
     j->label = strdup(q->label_name);
     j->ranges = calloc(q->n_ranges ? q->n_ranges : 1, sizeof *j->ranges);
@@ -283,7 +274,8 @@ void scatter_on_query(void *ctx, const ring_msg_t *msg)
         reply_error(s, msg, ERR_UNSUPPORTED, "query kind not served by this node");
         return;
     }
-    if (min_res_of(q->step_ms) < 0 || q->from_ms % 1000 != 0 || q->until_ms % 1000 != 0) {
+    if (min_res_of(q->min_resolution) < 0 || q->from_ms % 1000 != 0 ||
+        q->until_ms % 1000 != 0) {
         reply_error(s, msg, ERR_INVALID_ARGUMENT, "query plan is not on a resolution grid");
         return;
     }

@@ -167,6 +167,7 @@ static int check_partial(const Flamedb__Cluster__PartialResult *p, const ring_wi
     for (size_t i = 0; i < p->n_values; i++)
         if (p->values[i].len > l->max_string)
             return errmsg_set(em, ERR_TOO_LARGE, "partial: value %zu too long", i);
+    if ((rc = check_str("spy name", p->spy_name, l->max_string, em)) < 0) return rc;
     if ((rc = check_str("reason", p->reason, l->max_string, em)) < 0 ||
         (rc = check_symbols(p->symbols, p->n_symbols, l, em)) < 0)
         return rc;
