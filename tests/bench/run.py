@@ -470,7 +470,7 @@ def main():
     ap.add_argument("--memory-limit", default="1GiB")
     ap.add_argument("--profiles", type=int, default=20, help="profiles per pod, ingest fleet")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--query-runs", type=int, default=10,
+    ap.add_argument("--query-runs", type=int, default=20,
                     help="cluster step: timed renders per node and query")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args()
