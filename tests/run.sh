@@ -9,7 +9,8 @@
 #   tests/run.sh --soak     long runs: fuzz 5 min per target, 10 min RSS bench,
 #                           FLAMEDB_SOAK=1 for the integration suite
 # Other flags: --stages a,b,c (run only these), --no-install, --jobs N,
-# --fuzz-seconds N, --build-prefix P (build dirs P, P-asan, P-fuzz; default build).
+# --fuzz-seconds N, --build-prefix P (build dirs P, P-asan, P-fuzz; default build),
+# --werror / --no-werror (compiler warnings fail the release build; default off).
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,6 +19,10 @@ cd "$ROOT" || exit 2
 QUICK=0 BENCH=0 SOAK=0 INSTALL=1 STAGES="" PREFIX=build
 JOBS=$(nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS=20
+# ON: the release stage builds with FLAMEDB_WERROR (-Werror) so warnings cannot
+# come back. Release (-O3) is where gcc's -Wmaybe-uninitialized and
+# -Wformat-truncation find most, so that is the build that must be clean.
+WERROR=OFF
 
 usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
@@ -31,6 +36,8 @@ while [ $# -gt 0 ]; do
     --jobs) JOBS="$2"; shift ;;
     --fuzz-seconds) FUZZ_SECONDS="$2"; shift ;;
     --build-prefix) PREFIX="$2"; shift ;;
+    --werror) WERROR=ON ;;
+    --no-werror) WERROR=OFF ;;
     -h | --help) usage; exit 0 ;;
     *) echo "tests/run.sh: unknown flag '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -152,13 +159,29 @@ run_ctest() { # dir
     STAGE_NOTE="${n:-?} unit tests"
 }
 
+# Compiler diagnostics ("file:line:col: warning: ... [-Wname]") in a build log.
+count_warnings() { grep -c -E '(warning|error): .*\[-W' "$1"; }
+first_warning() { grep -m1 -o -E '^[^ :]+:[0-9]+:[0-9]+: (warning|error): .*\[-W[^]]*\]' "$1"; }
+
 RELEASE_BUILD=untried # untried | ok | failed: later stages must not use a stale binary
 stage_release() {
     RELEASE_BUILD=failed
+    mkdir -p "$BUILD" || return 1
+    local log="$BUILD/release-build.log" nwarn
     BUILD_TARGETS="" configure_build "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFLAMEDB_TESTS=ON \
-        -DFLAMEDB_SANITIZE=OFF -DFLAMEDB_FUZZ=OFF || { STAGE_NOTE="build failed"; return 1; }
+        -DFLAMEDB_SANITIZE=OFF -DFLAMEDB_FUZZ=OFF -DFLAMEDB_WERROR="$WERROR" 2>&1 | tee "$log"
+    local rc=$?
+    nwarn=$(count_warnings "$log")
+    if [ $rc != 0 ]; then
+        STAGE_NOTE="build failed"
+        [ "$nwarn" -gt 0 ] &&
+            STAGE_NOTE="build failed, $nwarn warnings (FLAMEDB_WERROR=$WERROR): $(first_warning "$log")"
+        return 1
+    fi
     RELEASE_BUILD=ok
-    run_ctest "$BUILD"
+    run_ctest "$BUILD" || return 1
+    [ "$nwarn" -gt 0 ] && STAGE_NOTE="$STAGE_NOTE; $nwarn compiler warnings (see $log)"
+    return 0
 }
 
 stage_asan() {
