@@ -101,8 +101,12 @@ static const opt_t options[] = {
      "Bytes of a function or file name."},
     {"ingest-max-tree-nodes", OPT_COUNT, FIELD(ingest.max_tree_nodes, size_t), NULL, 0, 16,
      100000000, "Call-tree nodes of one series of one profile."},
-    {"shards-per-service", OPT_U32, FIELD(ingest.shards_per_service, uint32_t), NULL, 0, 1, 4096,
+    {"shards-per-service", OPT_U32, FIELD(ingest.shards.default_shards, uint32_t), NULL, 0, 1, 4096,
      "Placement shards per service. Changing it moves data: set it once per cluster."},
+    {"service-shards", OPT_TEXT, FIELD(service_shards, char[NODE_PATH_MAX]), "", 0, 0, 4000,
+     "Per-service shard counts for very large services, e.g. 'checkout=16,search=8' (at most 64; "
+     "every node must use the same list, and a service's count must be set before its data "
+     "arrives: changing it moves data)."},
     {"max-past", OPT_SECONDS, FIELD(ingest.max_past_seconds, int64_t), NULL, 0, 0, 100 * YEAR_S,
      "How far in the past a profile's time may be (backfill window)."},
     {"max-future", OPT_SECONDS, FIELD(ingest.max_future_seconds, int64_t), NULL, 0, 0, 7 * DAY_S,
@@ -551,8 +555,11 @@ static int apply_args(node_config_t *c, int argc, char **argv, unsigned char *se
     return ERR_OK;
 }
 
-static int validate(const node_config_t *c, errmsg_t *em)
+static int validate(node_config_t *c, errmsg_t *em)
 {
+    errmsg_t sem = {{0}};
+    if (ring_shard_policy_parse(&c->ingest.shards, c->service_shards, &sem) != 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "--service-shards: %s", sem.text);
     uint64_t budget = (uint64_t)c->storage.block_cache_bytes + c->storage.write_buffer_bytes +
                       c->http.max_buffered_bytes + c->storage.node_cache_bytes;
     if (budget > c->memory_limit)

@@ -65,6 +65,7 @@ typedef struct node_config {
     query_limits_t query;
     storage_options_t storage;
     node_cluster_config_t cluster;
+    char service_shards[NODE_PATH_MAX]; /* "svc=16,..." -> ingest.shards overrides */
 } node_config_t;
 
 enum node_config_action {

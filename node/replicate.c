@@ -29,7 +29,8 @@ void replicate_options_default(replicate_options_t *o)
     o->max_inflight_bytes = 256 * MIB;
     o->max_inflight_writes = 4096;
     o->replay_batch = 32;
-    o->shards_per_service = RING_DEFAULT_SHARDS_PER_SERVICE;
+    o->shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
+    o->shards.n = 0;
     o->max_tree_nodes = 1u << 20;
 }
 

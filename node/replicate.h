@@ -62,7 +62,7 @@ typedef struct replicate_options {
     size_t max_inflight_bytes;    /* packed writes held at once (coordinator and replica) */
     uint32_t max_inflight_writes; /* replicated writes in flight; more get 503 */
     uint32_t replay_batch;        /* hints in flight per target while replaying */
-    uint32_t shards_per_service;  /* to check a received series' token */
+    ring_shard_policy_t shards;   /* to check a received series' token */
     size_t max_tree_nodes;        /* bounds trees decoded on the replica side */
 } replicate_options_t;
 

@@ -33,7 +33,7 @@ void replicate_options_from_config(replicate_options_t *o, const node_config_t *
     o->max_message_bytes = cfg->cluster.max_message_bytes;
     /* packed writes share the request-body budget: at most half of it */
     o->max_inflight_bytes = cfg->http.max_buffered_bytes / 2;
-    o->shards_per_service = cfg->ingest.shards_per_service;
+    o->shards = cfg->ingest.shards;
     o->max_tree_nodes = cfg->ingest.max_tree_nodes;
 }
 

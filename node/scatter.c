@@ -27,7 +27,8 @@ void scatter_options_default(scatter_options_t *o)
 {
     o->query_timeout_ms = 30000;
     o->max_message_bytes = 64u << 20;
-    o->shards_per_service = RING_DEFAULT_SHARDS_PER_SERVICE;
+    o->shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
+    o->shards.n = 0;
     o->max_inflight = 256;
     o->max_serving = 64;
     query_limits_default(&o->limits);
@@ -64,7 +65,7 @@ int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const node_con
     scatter_options_default(&o);
     o.query_timeout_ms = cfg->cluster.query_timeout_ms;
     o.max_message_bytes = cfg->cluster.max_message_bytes;
-    o.shards_per_service = cfg->ingest.shards_per_service;
+    o.shards = cfg->ingest.shards;
     o.limits = cfg->query;
     scatter_ops_t ops;
     scatter_ops_cluster(c, &ops);
@@ -78,7 +79,7 @@ int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const node_con
 int scatter_new(uv_loop_t *loop, storage_t *storage, const scatter_options_t *o,
                 const scatter_ops_t *ops, scatter_t **out, errmsg_t *em)
 {
-    if (o->query_timeout_ms == 0 || o->max_inflight == 0 || o->shards_per_service == 0)
+    if (o->query_timeout_ms == 0 || o->max_inflight == 0 || o->shards.default_shards == 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "scatter: zero timeout, shards or capacity");
     scatter_t *s = calloc(1, sizeof *s);
     if (s == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
@@ -457,7 +458,7 @@ static int first_plan(sq_t *q, ring_read_plan_t *plan, errmsg_t *em)
     if (v->ring == NULL || ring_node_count(v->ring) == 0)
         return errmsg_set(em, ERR_UNAVAILABLE, "no active node in the cluster yet");
     const char *svc = query_spec_service(&q->spec);
-    uint32_t ns = q->s->o.shards_per_service;
+    uint32_t ns = ring_shards_for(&q->s->o.shards, svc);
     uint64_t *tokens = svc ? malloc(ns * sizeof *tokens) : NULL;
     if (svc != NULL && tokens == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; svc != NULL && i < ns; i++)

@@ -60,7 +60,7 @@ void scatter_ops_cluster(cluster_t *c, scatter_ops_t *ops);
 typedef struct scatter_options {
     uint64_t query_timeout_ms;   /* whole query; a node silent for half of it is re-planned */
     size_t max_message_bytes;    /* largest PartialResult a replica sends */
-    uint32_t shards_per_service; /* placement shards (the ingest setting) */
+    ring_shard_policy_t shards;  /* placement shards per service (the ingest setting) */
     uint32_t max_inflight;       /* queries coordinated at once; more get 503 */
     uint32_t max_serving;        /* partial queries served at once; more are refused */
     query_limits_t limits;

@@ -45,6 +45,30 @@
 /* Shard of a series within its service. */
 uint32_t ring_series_shard(uint64_t series_id, uint32_t shards_per_service);
 
+/* Shards per service: a default and per-service overrides for very large
+ * services (more shards spread one service over more replica sets). A plain
+ * value, copied freely. Every node must use the same policy, and a service's
+ * count must not change once it has data: its series would move. */
+#define RING_MAX_SHARD_OVERRIDES 64
+#define RING_SERVICE_NAME_MAX 128
+#define RING_MAX_SHARDS 4096
+typedef struct ring_shard_policy {
+    uint32_t default_shards;
+    uint32_t n;
+    struct {
+        char service[RING_SERVICE_NAME_MAX + 1];
+        uint32_t shards;
+    } over[RING_MAX_SHARD_OVERRIDES];
+} ring_shard_policy_t;
+
+/* Parses "svc=16,other=8" (empty: no overrides) into p's overrides, keeping
+ * p->default_shards. ERR_INVALID_ARGUMENT with the reason on bad input,
+ * duplicates, counts outside 1..RING_MAX_SHARDS or more than
+ * RING_MAX_SHARD_OVERRIDES entries. */
+int ring_shard_policy_parse(ring_shard_policy_t *p, const char *spec, errmsg_t *em);
+/* Shards of service under p (its override, else the default; at least 1). */
+uint32_t ring_shards_for(const ring_shard_policy_t *p, const char *service);
+
 /* Token of (tenant, service_name, shard): XXH3-64 over
  * "v1" 0x00 tenant 0x00 service_name 0x00 shard(u32 big-endian). */
 uint64_t ring_placement_token(const char *tenant, const char *service_name, uint32_t shard);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/err.h"
 #include "common/hash.h"
 
 uint32_t ring_series_shard(uint64_t series_id, uint32_t shards_per_service)
@@ -38,4 +39,50 @@ uint64_t ring_placement_token(const char *tenant, const char *service_name, uint
     uint64_t h = hash_bytes64(p, o);
     if (p != tmp) free(p);
     return h;
+}
+
+int ring_shard_policy_parse(ring_shard_policy_t *p, const char *spec, errmsg_t *em)
+{
+    p->n = 0;
+    for (const char *s = spec; s != NULL && *s != '\0';) {
+        const char *end = strchr(s, ',');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        const char *eq = memchr(s, '=', len);
+        if (eq == NULL || eq == s || (size_t)(eq - s) > RING_SERVICE_NAME_MAX)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                              "service shards: expected service=N, got '%.*s'", (int)len, s);
+        char num[16];
+        size_t nlen = len - (size_t)(eq + 1 - s);
+        if (nlen == 0 || nlen >= sizeof num)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "service shards: bad count in '%.*s'",
+                              (int)len, s);
+        memcpy(num, eq + 1, nlen);
+        num[nlen] = '\0';
+        char *stop;
+        unsigned long v = strtoul(num, &stop, 10);
+        if (*stop != '\0' || v < 1 || v > RING_MAX_SHARDS)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                              "service shards: count in '%.*s' must be 1..%d", (int)len, s,
+                              RING_MAX_SHARDS);
+        if (p->n == RING_MAX_SHARD_OVERRIDES)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "service shards: more than %d services",
+                              RING_MAX_SHARD_OVERRIDES);
+        size_t slen = (size_t)(eq - s);
+        for (uint32_t i = 0; i < p->n; i++)
+            if (strlen(p->over[i].service) == slen && memcmp(p->over[i].service, s, slen) == 0)
+                return errmsg_set(em, ERR_INVALID_ARGUMENT, "service shards: '%.*s' given twice",
+                                  (int)slen, s);
+        memcpy(p->over[p->n].service, s, slen);
+        p->over[p->n].service[slen] = '\0';
+        p->over[p->n++].shards = (uint32_t)v;
+        s = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+uint32_t ring_shards_for(const ring_shard_policy_t *p, const char *service)
+{
+    for (uint32_t i = 0; service != NULL && i < p->n; i++)
+        if (strcmp(p->over[i].service, service) == 0) return p->over[i].shards;
+    return p->default_shards > 0 ? p->default_shards : 1;
 }

@@ -40,7 +40,8 @@ void ingest_limits_default(ingest_limits_t *l)
     l->max_symbol_len = 65535;
     l->max_tree_nodes = 1u << 20;
     l->max_decoded_bytes = 512u << 20;
-    l->shards_per_service = RING_DEFAULT_SHARDS_PER_SERVICE;
+    l->shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
+    l->shards.n = 0;
     l->max_past_seconds = 90LL * 86400;
     l->max_future_seconds = 600;
 }

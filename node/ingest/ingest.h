@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "ring/ring.h"
 #include "storage/storage.h"
 
 typedef struct ingest_limits {
@@ -31,7 +32,7 @@ typedef struct ingest_limits {
     size_t max_symbol_len;           /* bytes of a function or file name */
     size_t max_tree_nodes;           /* call-tree nodes per series */
     size_t max_decoded_bytes;        /* memory one decoded pprof message may take */
-    uint32_t shards_per_service;     /* placement shards (ring.h) */
+    ring_shard_policy_t shards;      /* placement shards per service (ring.h) */
     int64_t max_past_seconds;        /* backfill window (the retention) */
     int64_t max_future_seconds;      /* clock skew tolerated */
 } ingest_limits_t;

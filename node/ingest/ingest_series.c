@@ -200,7 +200,7 @@ int series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em)
     s->labels = labels;
     s->series_id = id;
     s->token = ring_placement_token(ss->tenant, svc ? svc : "",
-                                    ring_series_shard(id, ss->lim->shards_per_service));
+                                    ring_series_shard(id, ring_shards_for(&ss->lim->shards, svc)));
     s->tree = t;
     *idx = (uint32_t)ss->n++;
     return 0;

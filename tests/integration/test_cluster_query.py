@@ -163,6 +163,33 @@ def test_five_nodes_rf3():
         assert header(r, "X-Flamedb-Partial"), r.headers
 
 
+def test_service_shard_override_rf1():
+    """--service-shards spreads one service over more shards. With RF 1 every
+    shard lives on exactly one node, so a query pinned to the service finds
+    all its data only if the coordinator plans with the same override as
+    ingest placed it (the default 4 shards would miss some)."""
+    t0 = int(time.time()) - 1800
+    frm, until = str(t0 - 600), str(t0 + 1200)
+    data = []
+    for i in range(64):  # 64 pods of one service: series spread over 16 shards
+        name = "search.cpu{pod=search-%d}" % i
+        v = 1 + RNG.randrange(40)
+        data.append((name, t0 + i, ("main;search;s%d %d\n" % (i % 7, v)).encode(), v))
+    with Cluster(3, rf=1, args=ARGS + ["--service-shards", "search=16"]) as c:
+        push_all(c.nodes, data)
+        want = expected_total(data, "search") * SCALE
+        bodies = set()
+        for node in c.nodes:
+            r = node.render(CPU + '{service_name="search"}', frm, until, fmt="folded")
+            assert r.status == 200 and header(r, "X-Flamedb-Partial") is None, r
+            bodies.add(r.body)
+            t = node.render(CPU + '{service_name="search"}', frm, until).json()
+            assert t["flamebearer"]["numTicks"] == want, (node.name, t["flamebearer"]["numTicks"],
+                                                         want)
+        assert len(bodies) == 1
+        print("    search over 16 shards, RF 1: exact and identical from every node")
+
+
 def test_slow_node_bounded_by_deadline():
     t0 = int(time.time()) - 900
     frm, until = str(t0 - 600), str(t0 + 1200)

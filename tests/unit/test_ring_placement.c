@@ -2,12 +2,44 @@
  * first 8 bytes of storage keys and decide which nodes own a series: if this
  * test fails, data would move. Bump RING_PLACEMENT_VERSION instead. */
 #include <stdio.h>
+#include <string.h>
+
+#include "common/err.h"
 
 #include "ring/ring.h"
 #include "check.h"
 
+static void test_shard_policy(void)
+{
+    ring_shard_policy_t p = {.default_shards = 4};
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(ring_shard_policy_parse(&p, "", &em), 0);
+    CHECK_EQ_INT(p.n, 0);
+    CHECK_EQ_INT(ring_shards_for(&p, "api"), 4);
+    CHECK_EQ_INT(ring_shard_policy_parse(&p, "checkout=16,search.v2=8", &em), 0);
+    CHECK_EQ_INT(p.n, 2);
+    CHECK_EQ_INT(ring_shards_for(&p, "checkout"), 16);
+    CHECK_EQ_INT(ring_shards_for(&p, "search.v2"), 8);
+    CHECK_EQ_INT(ring_shards_for(&p, "checkou"), 4);
+    CHECK_EQ_INT(ring_shards_for(&p, NULL), 4);
+    static const char *bad[] = {"checkout", "=3", "a=0", "a=4097", "a=1x", "a=", "a=1,a=2",
+                                "a=1,,b=2"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        em.text[0] = 0;
+        CHECK_EQ_INT(ring_shard_policy_parse(&p, bad[i], &em), ERR_INVALID_ARGUMENT);
+        CHECK(strstr(em.text, "service shards") != NULL);
+    }
+    char many[2048] = "";
+    for (int i = 0; i <= RING_MAX_SHARD_OVERRIDES; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "%ss%d=2", i ? "," : "", i);
+    CHECK_EQ_INT(ring_shard_policy_parse(&p, many, &em), ERR_INVALID_ARGUMENT);
+    ring_shard_policy_t z = {0};
+    CHECK_EQ_INT(ring_shards_for(&z, "x"), 1);
+}
+
 int main(void)
 {
+    test_shard_policy();
     CHECK_EQ_INT(RING_PLACEMENT_VERSION, 1);
     uint64_t t0 = ring_placement_token("anonymous", "api", 0);
     uint64_t t1 = ring_placement_token("anonymous", "api", 1);
