@@ -149,7 +149,9 @@ void replicate_quorum_fail(replicate_write_t *rw, uint32_t ti, enum target_state
     if (t->state != TS_PENDING) return;
     t->state = state;
     t->status = status;
-    snprintf(t->why, sizeof t->why, "%s", why ? why : err_message(status));
+    /* the reason is cut to the slot on purpose: the 503 names every target */
+    snprintf(t->why, sizeof t->why, "%.*s", (int)sizeof t->why - 1,
+             why ? why : err_message(status));
     for (uint32_t k = 0; k < t->nseries; k++)
         if (t->natural[k] && rw->open[t->series[k]] > 0) rw->open[t->series[k]]--;
 }

@@ -124,8 +124,13 @@ int query_gather_add_total(query_gather_t *g, int64_t bucket_start_s, int64_t va
 int query_gather_add_value(query_gather_t *g, const char *s, size_t n)
 {
     if (g->value_bytes + n + 3 > g->lim.max_output_bytes) return ERR_LIMIT;
-    char *copy = strndup(s, n);
+    /* s may be a protobuf bytes field: exactly n bytes, no terminator, so no
+     * strndup (which may look at byte n) */
+    if (memchr(s, 0, n) != NULL) return ERR_CORRUPT;
+    char *copy = malloc(n + 1);
     if (copy == NULL) return ERR_NOMEM;
+    memcpy(copy, s, n);
+    copy[n] = 0;
     size_t before = g->values.n;
     uint32_t idx;
     int rc = strmap_intern(&g->values, copy, strlen(copy), &idx);
