@@ -180,7 +180,9 @@ START=$((NOW - NOW % 10))
 V2_AT=$((START + (BACKFILL > 0 ? -BACKFILL / 2 : 300))) # v2 rolls out half way
 CPU='process_cpu:cpu:nanoseconds:cpu:nanoseconds'
 if [ "$BACKFILL" -gt 0 ]; then
-    say "pushing $((BACKFILL / 60)) minutes of history, a slice through each node (v1 -> v2 half way)"
+    WHERE=""
+    [ "$NODES" -gt 1 ] && WHERE=", a slice through each node"
+    say "pushing $((BACKFILL / 60)) minutes of history$WHERE (v1 -> v2 half way)"
     STEP=30
     SLICE=$((((BACKFILL + STEP - 1) / STEP + NODES - 1) / NODES * STEP))
     FIRST=$((START - BACKFILL))
