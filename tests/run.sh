@@ -10,7 +10,7 @@
 #                           FLAMEDB_SOAK=1 for the integration suite
 # Other flags: --stages a,b,c (run only these), --no-install, --jobs N,
 # --fuzz-seconds N, --build-prefix P (build dirs P, P-asan, P-fuzz; default build),
-# --werror / --no-werror (compiler warnings fail the release build; default off).
+# --no-werror (let compiler warnings pass the release build; by default they fail it).
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,10 +19,10 @@ cd "$ROOT" || exit 2
 QUICK=0 BENCH=0 SOAK=0 INSTALL=1 STAGES="" PREFIX=build
 JOBS=$(nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS=20
-# ON: the release stage builds with FLAMEDB_WERROR (-Werror) so warnings cannot
-# come back. Release (-O3) is where gcc's -Wmaybe-uninitialized and
+# The release stage builds with FLAMEDB_WERROR (-Werror) so warnings cannot come
+# back. Release (-O3) is where gcc's -Wmaybe-uninitialized and
 # -Wformat-truncation find most, so that is the build that must be clean.
-WERROR=OFF
+WERROR=ON
 
 usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
