@@ -3,8 +3,11 @@
  * Every placement token (one service shard of one tenant) has a node table:
  * node 0 is the root, and node i > 0 is (parent node, symbol id). Ids are
  * assigned densely in order of first appearance, so a parent's id is always
- * smaller than its children's, and stored in the `nodes` column family under
- * token|tenant|id — one contiguous key range per token, moving with it. Block
+ * smaller than its children's, and stored in the `nodes` column family in
+ * chunks of NODETAB_CHUNK ids under token|tenant|chunk — one contiguous key
+ * range per token, moving with it. A write that adds nodes rewrites the
+ * chunks they fall in (nodetab_stage), so a profile with ten thousand new
+ * stacks costs about ten puts, not ten thousand. Block
  * values (sparse.c) are then sparse vectors of self values over these ids:
  * the shape of a service's call tree is stored once instead of once per
  * window, and summing blocks is adding vectors.
@@ -37,6 +40,7 @@ struct nodetab {
     char tenant[STORAGE_TENANT_MAX + 1];
     pthread_mutex_t lock;
     uint32_t count, cap;
+    uint32_t committed; /* ids below it are durable; the rest await nodetab_stage */
     uint32_t *parent;
     uint64_t *sym;
     nt_slot_t *slots; /* (parent, sym) -> id; id 0 = empty (the root is never looked up) */
@@ -113,32 +117,46 @@ static void tab_free(nodetab_t *t)
     free(t);
 }
 
-void storage_key_node(skey_t *k, uint64_t token, const char *tenant, uint32_t id)
+void storage_key_node(skey_t *k, uint64_t token, const char *tenant, uint32_t chunk)
 {
     skey_reset(k);
     skey_u64(k, token);
     skey_tenant(k, tenant);
-    skey_u8(k, (uint8_t)(id >> 24));
-    skey_u8(k, (uint8_t)(id >> 16));
-    skey_u8(k, (uint8_t)(id >> 8));
-    skey_u8(k, (uint8_t)id);
+    skey_u8(k, (uint8_t)(chunk >> 24));
+    skey_u8(k, (uint8_t)(chunk >> 16));
+    skey_u8(k, (uint8_t)(chunk >> 8));
+    skey_u8(k, (uint8_t)chunk);
 }
 
-/* Node value: uvarint parent id, u64 little-endian symbol id. */
-static int node_value_decode(const uint8_t *p, size_t n, uint32_t *parent, uint64_t *sym)
+/* First node id a chunk holds (the root, id 0, is implicit). */
+static uint32_t chunk_first(uint32_t chunk)
+{
+    return chunk == 0 ? 1 : chunk * NODETAB_CHUNK;
+}
+
+/* Appends the entries of one chunk value to t; they must continue its ids. */
+static int chunk_decode(nodetab_t *t, uint32_t chunk, const uint8_t *p, size_t n)
 {
     const uint8_t *end = p + n;
-    uint64_t par;
-    if (!varint_read_u(&p, end, &par) || par > UINT32_MAX || end - p != 8) return ERR_CORRUPT;
-    uint64_t s = 0;
-    for (int i = 7; i >= 0; i--)
-        s = (s << 8) | p[i];
-    *parent = (uint32_t)par;
-    *sym = s;
+    uint32_t id = chunk_first(chunk);
+    if (id != t->count) return ERR_CORRUPT;
+    while (p < end) {
+        uint64_t delta;
+        if (!varint_read_u(&p, end, &delta) || delta == 0 || delta > id || end - p < 8 ||
+            id >= (chunk + 1) * NODETAB_CHUNK)
+            return ERR_CORRUPT;
+        uint64_t sym = 0;
+        for (int i = 7; i >= 0; i--)
+            sym = (sym << 8) | p[i];
+        p += 8;
+        int rc = tab_append(t, id - (uint32_t)delta, sym);
+        if (rc != 0) return rc;
+        id++;
+    }
     return 0;
 }
 
-/* Reads the table's entries from disk; ids must be dense 1..n in key order. */
+/* Reads the table's chunks from disk; ids must be dense 1..n in key order. */
 static int tab_load(storage_t *s, nodetab_t *t, errmsg_t *em)
 {
     skey_t lo, hi;
@@ -156,16 +174,13 @@ static int tab_load(storage_t *s, nodetab_t *t, errmsg_t *em)
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
         if (kn != lo.n) continue;
-        uint32_t id = (uint32_t)be64_get(k + kn - 8) & 0xffffffffu;
-        uint32_t parent;
-        uint64_t sym;
-        if (id == 0) continue; /* the root is implicit */
-        if (id != t->count || node_value_decode(v, vn, &parent, &sym) != 0 || parent >= id)
-            rc = errmsg_set(em, ERR_CORRUPT, "node table %016llx: entry %u is corrupt or out of order",
-                            (unsigned long long)t->token, id);
-        else
-            rc = tab_append(t, parent, sym);
+        uint32_t chunk = (uint32_t)be64_get(k + kn - 8) & 0xffffffffu;
+        rc = chunk_decode(t, chunk, v, vn);
+        if (rc == ERR_CORRUPT)
+            errmsg_set(em, rc, "node table %016llx: chunk %u is corrupt or out of order",
+                       (unsigned long long)t->token, chunk);
     }
+    t->committed = t->count;
     char *err = NULL;
     if (rc == 0) rocksdb_iter_get_error(it, &err);
     rocksdb_iter_destroy(it);
@@ -293,8 +308,10 @@ void nodetab_release(storage_t *s, nodetab_t *t, int failed)
     nodetab_cache_t *c = &s->nodetabs;
     if (failed) {
         /* ids assigned since the last commit may not be durable: forget them */
-        t->count = 0;
+        t->count = t->committed = 0;
         if (t->nslots) memset(t->slots, 0, t->nslots * sizeof *t->slots);
+    } else {
+        t->committed = t->count;
     }
     size_t bytes = tab_bytes(t);
     pthread_mutex_unlock(&t->lock);
@@ -325,15 +342,32 @@ int nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
     if (wb == NULL) return ERR_NOT_FOUND;
     int rc = tab_append(t, parent, sym);
     if (rc != 0) return rc;
-    uint32_t id = t->count - 1;
-    skey_t k;
-    uint8_t v[18];
-    size_t n = varint_put_u(v, parent);
-    for (int i = 0; i < 8; i++)
-        v[n++] = (uint8_t)(sym >> (8 * i));
-    storage_key_node(&k, t->token, t->tenant, id);
-    rocksdb_writebatch_put_cf(wb, s->cf[CF_NODES], (const char *)k.b, k.n, (const char *)v, n);
-    *out = id;
+    *out = t->count - 1;
+    return 0;
+}
+
+int nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *tmp)
+{
+    if (t->count <= t->committed) return 0;
+    uint32_t first_chunk = t->committed / NODETAB_CHUNK, last_chunk = (t->count - 1) / NODETAB_CHUNK;
+    for (uint32_t c = first_chunk; c <= last_chunk; c++) {
+        uint32_t lo = chunk_first(c), hi = (c + 1) * NODETAB_CHUNK;
+        if (hi > t->count) hi = t->count;
+        buf_reset(tmp);
+        int rc = buf_reserve(tmp, (size_t)(hi - lo) * 13);
+        if (rc != 0) return rc;
+        for (uint32_t id = lo; id < hi; id++) {
+            uint8_t e[13];
+            size_t n = varint_put_u(e, id - t->parent[id]);
+            for (int i = 0; i < 8; i++)
+                e[n++] = (uint8_t)(t->sym[id] >> (8 * i));
+            if ((rc = buf_append(tmp, e, n)) != 0) return rc;
+        }
+        skey_t k;
+        storage_key_node(&k, t->token, t->tenant, c);
+        rocksdb_writebatch_put_cf(wb, s->cf[CF_NODES], (const char *)k.b, k.n,
+                                  (const char *)tmp->data, tmp->len);
+    }
     return 0;
 }
 

@@ -41,7 +41,7 @@ enum storage_cf {
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "2"
+#define STORAGE_FORMAT_VERSION "3"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector. */
 #define SPARSE_VERSION 2
@@ -265,8 +265,10 @@ int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *ten
 
 /* --- stack-node tables (nodetab.c) ------------------------------------------ */
 
-/* token|tenant|id(u32 big-endian) */
-void storage_key_node(skey_t *k, uint64_t token, const char *tenant, uint32_t id);
+/* Stack-node ids per `nodes` value. */
+#define NODETAB_CHUNK 1024u
+/* token|tenant|chunk(u32 big-endian) */
+void storage_key_node(skey_t *k, uint64_t token, const char *tenant, uint32_t chunk);
 int nodetab_cache_init(storage_t *s, size_t max_bytes);
 void nodetab_cache_free(storage_t *s);
 /* The table of (token, tenant), loaded on a miss, returned LOCKED with a
@@ -277,14 +279,18 @@ int nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t 
 /* Unlocks and drops the reference. failed != 0: a batch carrying new ids did
  * not commit, so the table is dropped and reloaded from disk next time. */
 void nodetab_release(storage_t *s, nodetab_t *t, int failed);
-/* Id of the child (parent, sym). A new id is created and its entry put in wb
- * when wb is not NULL; with wb NULL an unknown child is ERR_NOT_FOUND.
- * ERR_LIMIT past STORAGE_MAX_STACK_NODES. Table lock held. */
+/* Id of the child (parent, sym). A new id is created (in memory) when wb is
+ * not NULL; with wb NULL an unknown child is ERR_NOT_FOUND. ERR_LIMIT past
+ * STORAGE_MAX_STACK_NODES. Table lock held. */
 int nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
                   rocksdb_writebatch_t *wb, uint32_t *out);
 /* Hints the CPU to fetch the hash slot of (parent, sym): mapping a tree is a
  * stream of independent cache misses, so issuing them ahead overlaps them. */
 void nodetab_prefetch(const nodetab_t *t, uint32_t parent, uint64_t sym);
+/* Puts the chunks holding ids created since the last commit into wb (tmp is
+ * scratch). Call once per table, after the last nodetab_child of the batch;
+ * nodetab_release(..., 0) after the batch committed makes them durable. */
+int nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *tmp);
 uint32_t nodetab_count(const nodetab_t *t);
 uint32_t nodetab_parent(const nodetab_t *t, uint32_t id);
 uint64_t nodetab_sym(const nodetab_t *t, uint32_t id);

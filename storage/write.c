@@ -346,6 +346,9 @@ static int build_and_commit(wctx_t *w, const unsigned char *todo)
     int rc = 0;
     for (size_t i = 0; i < w->p->nseries && rc == 0; i++)
         if (todo[i]) rc = put_one(w, &w->p->series[i]);
+    for (size_t i = 0; i < w->ntabs && rc == 0; i++)
+        if ((rc = nodetab_stage(w->s, w->tabs[i], w->wb, &w->tmp)) != 0)
+            errmsg_set(w->em, rc, "stack-node table: %s", err_message(rc));
     if (rc != 0) return rc;
     char *err = NULL;
     rocksdb_write(w->s->db, w->s->wopts, w->wb, &err);
