@@ -136,7 +136,7 @@ static const char *reply_addr(cluster_t *c, const ring_msg_t *msg)
 }
 
 /* The gossip handler: merge, then answer the sender. */
-static void on_gossip(void *ctx, const ring_msg_t *msg)
+static void on_gossip(void *ctx, ring_msg_t *msg)
 {
     cluster_t *c = ctx;
     buf_t reply;
@@ -152,7 +152,7 @@ static void on_gossip(void *ctx, const ring_msg_t *msg)
 
 /* ---------- receiving ---------- */
 
-static void dispatch(cluster_t *c, const ring_msg_t *msg, const uint8_t *raw, size_t len)
+static void dispatch(cluster_t *c, ring_msg_t *msg, const uint8_t *raw, size_t len)
 {
     int type = (int)msg->env->type;
     if (type <= 0 || type >= CLUSTER_NTYPES) {

@@ -65,8 +65,11 @@ void cluster_view_release(const cluster_view_t *v);
 /* This node's id; borrowed for the cluster's lifetime. */
 const char *cluster_self_id(const cluster_t *c);
 
-/* Handler of one message type; msg (decoded, checked) is borrowed for the call. */
-typedef void (*cluster_msg_fn)(void *ctx, const ring_msg_t *msg);
+/* Handler of one message type. msg (decoded, checked) is borrowed for the
+ * call; a handler that needs it longer may take it instead: copy *msg and
+ * zero it (ring_msg_free of a zeroed message does nothing), then free its copy
+ * with ring_msg_free when done, from any thread. */
+typedef void (*cluster_msg_fn)(void *ctx, ring_msg_t *msg);
 /* Registers fn for a message type (one handler per type). Gossip is handled
  * internally. */
 int cluster_on(cluster_t *c, Flamedb__Cluster__MsgType type, cluster_msg_fn fn, void *ctx);

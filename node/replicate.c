@@ -251,7 +251,7 @@ static void write_acked(replicate_t *r, pending_t *p, const Flamedb__Cluster__Wr
     target_resolved(r, rw);
 }
 
-void replicate_on_ack(void *ctx, const ring_msg_t *msg)
+void replicate_on_ack(void *ctx, ring_msg_t *msg)
 {
     replicate_t *r = ctx;
     const Flamedb__Cluster__WriteAck *a = (const Flamedb__Cluster__WriteAck *)msg->body;

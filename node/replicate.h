@@ -127,9 +127,11 @@ void replicate_start(replicate_t *r, replicate_write_t *rw, replicate_done_fn do
 
 /* ---------------------------------------------------------------- messages */
 
-/* Handlers for cluster_on(): ctx is the replicate_t; msg is borrowed. */
-void replicate_on_write(void *ctx, const ring_msg_t *msg);
-void replicate_on_ack(void *ctx, const ring_msg_t *msg);
+/* Handlers for cluster_on(): ctx is the replicate_t. replicate_on_write takes
+ * the message (the pool job stores what it decoded, no second unpack);
+ * replicate_on_ack only borrows it. */
+void replicate_on_write(void *ctx, ring_msg_t *msg);
+void replicate_on_ack(void *ctx, ring_msg_t *msg);
 
 /* ---------------------------------------------------------------- metrics */
 

@@ -3,10 +3,10 @@
  * every series (its id is the hash of its labels, its token is where those
  * labels are placed), stores it and answers WRITE_ACK (replicate.h).
  *
- * The decoded message the cluster hands over is borrowed for the handler
- * call only, so the handler copies the body bytes (already checked by
- * ring_wire_decode) and the pool job unpacks them again. Retries, replays and
- * duplicates count once: storage skips series whose profile id it has seen.
+ * The handler takes the decoded message from the cluster (cluster.h), so the
+ * pool job works on what ring_wire_decode already unpacked and checked: no
+ * copy of the body, no second unpack. Retries, replays and duplicates count
+ * once: storage skips series whose profile id it has seen.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,8 +21,8 @@
 typedef struct replica_job {
     uv_work_t work;
     replicate_t *r;
-    uint8_t *body;
-    size_t len;
+    ring_msg_t msg; /* taken from the cluster; freed in replica_after */
+    size_t len;     /* body bytes, for the in-flight budget */
     char sender[RING_NODE_ID_MAX + 1];
     char tenant[RING_TENANT_MAX + 1];
     uint64_t deadline_ms, request_id;
@@ -137,19 +137,13 @@ static int decode_request(const replicate_options_t *o, const Flamedb__Cluster__
 static void replica_work(uv_work_t *wk)
 {
     replica_job_t *j = wk->data;
-    Flamedb__Cluster__WriteRequest *q =
-        flamedb__cluster__write_request__unpack(NULL, j->len, j->body);
-    if (q == NULL) {
-        j->status = errmsg_set(&j->em, ERR_UNPARSEABLE, "write: body does not decode");
-        return;
-    }
+    const Flamedb__Cluster__WriteRequest *q = (const void *)j->msg.body;
     decoded_t d = {0};
     storage_profile_write_t w;
     j->nseries = q->n_series;
     j->status = decode_request(&j->r->o, q, &d, &w, &j->em);
     if (j->status == 0) j->status = storage_write_profile(j->r->storage, &w, &j->written, &j->em);
     decoded_free(&d);
-    flamedb__cluster__write_request__free_unpacked(q, NULL);
 }
 
 static void send_ack(replicate_t *r, const char *to, const char *tenant, uint64_t request_id,
@@ -188,11 +182,11 @@ static void replica_after(uv_work_t *wk, int status)
     if (!r->closing)
         send_ack(r, j->sender, j->tenant, j->request_id, j->profile_id, j->deadline_ms, j->status,
                  j->status ? errmsg_text(&j->em, j->status) : "", j->written, j->nseries);
-    free(j->body);
+    ring_msg_free(&j->msg);
     free(j);
 }
 
-void replicate_on_write(void *ctx, const ring_msg_t *msg)
+void replicate_on_write(void *ctx, ring_msg_t *msg)
 {
     replicate_t *r = ctx;
     if (r->closing) return; /* the coordinator hints it at its deadline */
@@ -202,10 +196,6 @@ void replicate_on_write(void *ctx, const ring_msg_t *msg)
     const char *why = "the replica has too many writes in flight";
     if (r->replica_bytes + b->len <= r->o.max_inflight_bytes) {
         j = calloc(1, sizeof *j);
-        if (j != NULL && (j->body = malloc(b->len ? b->len : 1)) == NULL) {
-            free(j);
-            j = NULL;
-        }
         why = "out of memory";
     }
     if (j == NULL) {
@@ -214,7 +204,6 @@ void replicate_on_write(void *ctx, const ring_msg_t *msg)
                  q->deadline_unix_ms, ERR_UNAVAILABLE, why, 0, 0);
         return;
     }
-    memcpy(j->body, b->data, b->len);
     j->len = b->len;
     j->r = r;
     snprintf(j->sender, sizeof j->sender, "%s", msg->env->sender_id);
@@ -223,10 +212,12 @@ void replicate_on_write(void *ctx, const ring_msg_t *msg)
     j->request_id = q->request_id;
     memcpy(j->profile_id, q->profile_id.data, 16);
     j->work.data = j;
+    j->msg = *msg; /* taken before the job can run: the cluster must not free it */
+    memset(msg, 0, sizeof *msg);
     if (uv_queue_work(r->loop, &j->work, replica_work, replica_after) != 0) {
         send_ack(r, j->sender, j->tenant, j->request_id, j->profile_id, j->deadline_ms,
                  ERR_UNAVAILABLE, "cannot queue the write", 0, 0);
-        free(j->body);
+        ring_msg_free(&j->msg);
         free(j);
         return;
     }

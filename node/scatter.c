@@ -583,7 +583,7 @@ static void take_answer(sq_t *q, size_t idx, const ring_msg_t *msg)
     sq_enqueue(q, it);
 }
 
-void scatter_on_partial(void *ctx, const ring_msg_t *msg)
+void scatter_on_partial(void *ctx, ring_msg_t *msg)
 {
     scatter_t *s = ctx;
     const Flamedb__Cluster__PartialResult *pr = (const void *)msg->body;

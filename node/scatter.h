@@ -86,8 +86,8 @@ void scatter_free(scatter_t *s);
 
 /* cluster_msg_fn handlers for MSG_TYPE_QUERY and MSG_TYPE_PARTIAL (ctx is
  * the scatter_t). */
-void scatter_on_query(void *ctx, const ring_msg_t *msg);
-void scatter_on_partial(void *ctx, const ring_msg_t *msg);
+void scatter_on_query(void *ctx, ring_msg_t *msg);
+void scatter_on_partial(void *ctx, ring_msg_t *msg);
 
 #define SCATTER_PARTIAL_HEADER_MAX 512
 

@@ -265,7 +265,7 @@ static int job_from(serve_job_t *j, const ring_msg_t *msg)
     return 0;
 }
 
-void scatter_on_query(void *ctx, const ring_msg_t *msg)
+void scatter_on_query(void *ctx, ring_msg_t *msg)
 {
     scatter_t *s = ctx;
     const Flamedb__Cluster__QueryRequest *q = (const void *)msg->body;

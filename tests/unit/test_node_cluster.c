@@ -246,7 +246,7 @@ typedef struct trio {
     uint64_t last_request;
 } trio_t;
 
-static void on_ack(void *ctx, const ring_msg_t *msg)
+static void on_ack(void *ctx, ring_msg_t *msg)
 {
     trio_t *t = ctx;
     const Flamedb__Cluster__WriteAck *a = (const Flamedb__Cluster__WriteAck *)msg->body;
