@@ -66,6 +66,7 @@ typedef struct wctx {
     size_t ntabs;
     sparse_vec_t vec;
     uint32_t *map;    /* calltree node -> stack-node id */
+    uint32_t *bfs;    /* calltree nodes in breadth-first order */
     uint64_t *order;  /* (id << 32 | position) for sorting */
     size_t map_cap;
     buf_t enc, tmp;
@@ -140,7 +141,7 @@ static int64_t floor_div(int64_t a, int64_t b)
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
-#define PREFETCH_AHEAD 8
+#define PREFETCH_AHEAD 16
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -164,6 +165,9 @@ static int grow_map(wctx_t *w, size_t n)
     uint64_t *o = realloc(w->order, n * sizeof *o);
     if (o == NULL) return ERR_NOMEM;
     w->order = o;
+    uint32_t *b = realloc(w->bfs, n * sizeof *b);
+    if (b == NULL) return ERR_NOMEM;
+    w->bfs = b;
     w->map_cap = n;
     return 0;
 }
@@ -178,14 +182,30 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw)
     int rc = grow_map(w, n);
     if (rc == 0) rc = sparse_reserve(&w->vec, n);
     if (rc != 0) return errmsg_set(w->em, rc, "out of memory");
+    /* Breadth-first order: every node's parent is mapped a level earlier, so
+     * the hash slot of a node PREFETCH_AHEAD places further on can always be
+     * fetched while this one is looked up; the lookups into a large table are
+     * independent cache misses, and overlapping them is most of the cost. */
+    uint32_t *bfs = w->bfs;
+    size_t head = 0, tail = 0;
+    for (uint32_t c = calltree_first_child(sw->tree, 0); c != CALLTREE_NONE;
+         c = calltree_next_sibling(sw->tree, c))
+        bfs[tail++] = c;
+    while (head < tail) {
+        uint32_t v = bfs[head++];
+        for (uint32_t c = calltree_first_child(sw->tree, v); c != CALLTREE_NONE;
+             c = calltree_next_sibling(sw->tree, c))
+            bfs[tail++] = c;
+    }
+    memset(w->map, 0xff, n * sizeof *w->map); /* UINT32_MAX: not mapped yet */
     w->map[0] = 0;
-    for (uint32_t i = 1; i < n; i++) {
-        /* Nodes come parent first; a node PREFETCH_AHEAD further on whose
-         * parent is already mapped can have its slot fetched now. */
-        uint32_t ahead = i + PREFETCH_AHEAD;
-        if (ahead < n && calltree_parent(sw->tree, ahead) < i)
-            nodetab_prefetch(t, w->map[calltree_parent(sw->tree, ahead)],
-                             calltree_sym(sw->tree, ahead));
+    for (size_t k = 0; k < tail; k++) {
+        uint32_t i = bfs[k];
+        if (k + PREFETCH_AHEAD < tail) {
+            uint32_t a = bfs[k + PREFETCH_AHEAD], ap = calltree_parent(sw->tree, a);
+            if (w->map[ap] != UINT32_MAX)
+                nodetab_prefetch(t, w->map[ap], calltree_sym(sw->tree, a));
+        }
         rc = nodetab_child(w->s, t, w->map[calltree_parent(sw->tree, i)], calltree_sym(sw->tree, i),
                            w->wb, &w->map[i]);
         if (rc == ERR_LIMIT)
@@ -438,6 +458,7 @@ int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t
     free(w.series.keys);
     free(w.map);
     free(w.order);
+    free(w.bfs);
     sparse_free(&w.vec);
     buf_free(&w.enc);
     buf_free(&w.tmp);
