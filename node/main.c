@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "common/alloc.h"
 #include "common/log.h"
 #include "node/node.h"
 
@@ -36,6 +37,7 @@ static int print_config(const node_config_t *cfg)
 int main(int argc, char **argv)
 {
     static node_config_t cfg; /* large (paths); lives for the whole process */
+    alloc_tune_for_server();
     enum node_config_action action;
     errmsg_t em = {{0}};
     if (node_config_parse(&cfg, argc, argv, environ, &action, &em) != ERR_OK) {

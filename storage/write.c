@@ -182,9 +182,9 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw)
     int rc = grow_map(w, n);
     if (rc == 0) rc = sparse_reserve(&w->vec, n);
     if (rc != 0) return errmsg_set(w->em, rc, "out of memory");
-    /* Breadth-first order: every node's parent is mapped a level earlier, so
-     * the hash slot of a node PREFETCH_AHEAD places further on can always be
-     * fetched while this one is looked up; the lookups into a large table are
+    /* Breadth-first order: every node's parent is looked up a level earlier,
+     * so the hash slot of a node PREFETCH_AHEAD places further on can be
+     * fetched while this one is looked up; lookups into a large table are
      * independent cache misses, and overlapping them is most of the cost. */
     uint32_t *bfs = w->bfs;
     size_t head = 0, tail = 0;
@@ -199,13 +199,23 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw)
     }
     memset(w->map, 0xff, n * sizeof *w->map); /* UINT32_MAX: not mapped yet */
     w->map[0] = 0;
+    /* Pass 1, breadth first: find the nodes the table already has. */
     for (size_t k = 0; k < tail; k++) {
-        uint32_t i = bfs[k];
+        uint32_t i = bfs[k], p = calltree_parent(sw->tree, i);
         if (k + PREFETCH_AHEAD < tail) {
             uint32_t a = bfs[k + PREFETCH_AHEAD], ap = calltree_parent(sw->tree, a);
             if (w->map[ap] != UINT32_MAX)
                 nodetab_prefetch(t, w->map[ap], calltree_sym(sw->tree, a));
         }
+        if (w->map[p] == UINT32_MAX) continue; /* a new parent: its children are new too */
+        rc = nodetab_child(w->s, t, w->map[p], calltree_sym(sw->tree, i), NULL, &w->map[i]);
+        if (rc == ERR_NOT_FOUND) w->map[i] = UINT32_MAX;
+        else if (rc != 0) return errmsg_set(w->em, rc, "stack-node table: %s", err_message(rc));
+    }
+    /* Pass 2, in tree order: create the new ones, so ids follow call paths
+     * (a leaf's id stays near its siblings', which keeps blocks small). */
+    for (uint32_t i = 1; i < n; i++) {
+        if (w->map[i] != UINT32_MAX) continue;
         rc = nodetab_child(w->s, t, w->map[calltree_parent(sw->tree, i)], calltree_sym(sw->tree, i),
                            w->wb, &w->map[i]);
         if (rc == ERR_LIMIT)

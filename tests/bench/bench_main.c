@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/alloc.h"
 #include "bench.h"
 #include "common/err.h"
 
@@ -108,6 +109,7 @@ int cmd_decode(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    alloc_tune_for_server(); /* as the node does, so the library path measures alike */
     if (argc < 2)
         return usage();
     const char *cmd = argv[1];
