@@ -106,17 +106,22 @@ static void select_nodes(trunc_t *tr, size_t max_nodes)
     }
 }
 
-/* Copies the kept nodes (preorder, so parents exist first) into out. */
-static int build(const trunc_t *tr, calltree_t *out)
+/* Copies the kept nodes (preorder, so parents exist first) into out; self
+ * values are added in one pass at the end (calltree_add_selves). */
+static int build(const trunc_t *tr, size_t max_nodes, calltree_t *out)
 {
     const calltree_t *t = tr->t;
     uint32_t *map = malloc(tr->n * sizeof *map);
     uint32_t *stack = malloc(tr->n * sizeof *stack);
-    int rc = (map && stack) ? 0 : ERR_NOMEM;
-    size_t sp = 0;
+    /* at most one entry per node of t plus one `other` per kept node */
+    uint32_t *nodes = malloc(2 * tr->n * sizeof *nodes);
+    int64_t *vals = malloc(2 * tr->n * sizeof *vals);
+    int rc = (map && stack && nodes && vals) ? calltree_reserve(out, max_nodes) : ERR_NOMEM;
+    size_t sp = 0, nv = 0;
     if (rc == 0) {
         map[0] = 0;
-        calltree_add_self(out, 0, calltree_self(t, 0));
+        nodes[nv] = 0;
+        vals[nv++] = calltree_self(t, 0);
         stack[sp++] = 0;
     }
     while (rc == 0 && sp > 0) {
@@ -129,15 +134,23 @@ static int build(const trunc_t *tr, calltree_t *out)
                 continue;
             }
             rc = calltree_child(out, map[i], calltree_sym(t, c), &map[c]);
-            if (rc == 0) calltree_add_self(out, map[c], calltree_self(t, c));
+            if (rc == 0) {
+                nodes[nv] = map[c];
+                vals[nv++] = calltree_self(t, c);
+            }
             stack[sp++] = c;
         }
         uint32_t o;
-        if (rc == 0 && tr->hidden[i] > 0 && (rc = calltree_child(out, map[i], SYM_OTHER, &o)) == 0)
-            calltree_add_self(out, o, hidden_total);
+        if (rc == 0 && tr->hidden[i] > 0 && (rc = calltree_child(out, map[i], SYM_OTHER, &o)) == 0) {
+            nodes[nv] = o;
+            vals[nv++] = hidden_total;
+        }
     }
+    if (rc == 0) rc = calltree_add_selves(out, nodes, vals, nv);
     free(map);
     free(stack);
+    free(nodes);
+    free(vals);
     return rc;
 }
 
@@ -164,7 +177,7 @@ int query_truncate(const calltree_t *t, size_t max_nodes, calltree_t **out)
     int rc = (tr.pkey && tr.hidden && tr.kept && tr.heap) ? 0 : ERR_NOMEM;
     if (rc == 0) {
         select_nodes(&tr, max_nodes);
-        rc = build(&tr, res);
+        rc = build(&tr, max_nodes, res);
     }
     free(tr.pkey);
     free(tr.hidden);
