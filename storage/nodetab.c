@@ -28,6 +28,12 @@
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
+/* Symbol dictionary slot: symbol id -> ordinal + 1 (0 = empty). */
+typedef struct sd_slot {
+    uint64_t sym;
+    uint32_t ord1;
+} sd_slot_t;
+
 /* A hash slot carries its key, so a lookup touches one cache line. */
 typedef struct nt_slot {
     uint64_t sym;
@@ -44,6 +50,13 @@ struct nodetab {
     uint32_t *parent;
     uint64_t *sym;
     nt_slot_t *slots; /* (parent, sym) -> id; id 0 = empty (the root is never looked up) */
+    /* The table's symbols in order of first use, so stored chunks name a
+     * symbol seen before by its ordinal (1-3 bytes) instead of its 8-byte id. */
+    uint64_t *ord_sym;   /* ordinal -> symbol id */
+    uint32_t *ord_first; /* ordinal -> first node id using it */
+    uint32_t nsyms, sym_cap;
+    sd_slot_t *sym_slots; /* symbol id -> ordinal + 1 */
+    size_t nsym_slots;
     size_t nslots;
     int refs;  /* guarded by the cache mutex */
     int valid; /* 0: dropped from the cache, freed at the last release */
@@ -55,7 +68,65 @@ struct nodetab {
 static size_t tab_bytes(const nodetab_t *t)
 {
     return sizeof *t + t->cap * (sizeof *t->parent + sizeof *t->sym) +
-           t->nslots * sizeof *t->slots;
+           t->nslots * sizeof *t->slots +
+           t->sym_cap * (sizeof *t->ord_sym + sizeof *t->ord_first) +
+           t->nsym_slots * sizeof *t->sym_slots;
+}
+
+static size_t sym_slot_of(uint64_t sym, size_t nslots)
+{
+    return (size_t)((sym * 0x9e3779b97f4a7c15ULL) >> 23) & (nslots - 1);
+}
+
+/* Ordinal of sym in the table's dictionary, or UINT32_MAX. */
+static uint32_t sym_ordinal(const nodetab_t *t, uint64_t sym)
+{
+    if (t->nsym_slots == 0) return UINT32_MAX;
+    for (size_t i = sym_slot_of(sym, t->nsym_slots); t->sym_slots[i].ord1 != 0;
+         i = (i + 1) & (t->nsym_slots - 1))
+        if (t->sym_slots[i].sym == sym) return t->sym_slots[i].ord1 - 1;
+    return UINT32_MAX;
+}
+
+/* Makes room for one more dictionary symbol (before anything changes). */
+static int sym_reserve(nodetab_t *t)
+{
+    if (t->nsyms == t->sym_cap) {
+        uint32_t cap = t->sym_cap ? t->sym_cap * 2 : 256;
+        uint64_t *s = realloc(t->ord_sym, cap * sizeof *s);
+        if (s == NULL) return ERR_NOMEM;
+        t->ord_sym = s;
+        uint32_t *f = realloc(t->ord_first, cap * sizeof *f);
+        if (f == NULL) return ERR_NOMEM;
+        t->ord_first = f;
+        t->sym_cap = cap;
+    }
+    if ((size_t)(t->nsyms + 1) * 2 > t->nsym_slots) {
+        size_t n = t->nsym_slots ? t->nsym_slots * 2 : 512;
+        sd_slot_t *slots = calloc(n, sizeof *slots);
+        if (slots == NULL) return ERR_NOMEM;
+        for (uint32_t o = 0; o < t->nsyms; o++) {
+            size_t i = sym_slot_of(t->ord_sym[o], n);
+            while (slots[i].ord1 != 0)
+                i = (i + 1) & (n - 1);
+            slots[i] = (sd_slot_t){t->ord_sym[o], o + 1};
+        }
+        free(t->sym_slots);
+        t->sym_slots = slots;
+        t->nsym_slots = n;
+    }
+    return 0;
+}
+
+static void sym_add(nodetab_t *t, uint64_t sym, uint32_t first_id)
+{
+    uint32_t o = t->nsyms++;
+    t->ord_sym[o] = sym;
+    t->ord_first[o] = first_id;
+    size_t i = sym_slot_of(sym, t->nsym_slots);
+    while (t->sym_slots[i].ord1 != 0)
+        i = (i + 1) & (t->nsym_slots - 1);
+    t->sym_slots[i] = (sd_slot_t){sym, o + 1};
 }
 
 static size_t slot_of(const nodetab_t *t, uint32_t parent, uint64_t sym)
@@ -100,10 +171,13 @@ static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym)
         t->cap = cap;
     }
     if ((size_t)(t->count + 1) * 2 > t->nslots && tab_grow_slots(t) != 0) return ERR_NOMEM;
+    int new_sym = t->count > 0 && sym_ordinal(t, sym) == UINT32_MAX;
+    if (new_sym && sym_reserve(t) != 0) return ERR_NOMEM;
     uint32_t id = t->count++;
     t->parent[id] = parent;
     t->sym[id] = sym;
     if (id > 0) slot_put(t, parent, sym, id);
+    if (new_sym) sym_add(t, sym, id);
     return 0;
 }
 
@@ -114,6 +188,9 @@ static void tab_free(nodetab_t *t)
     free(t->parent);
     free(t->sym);
     free(t->slots);
+    free(t->ord_sym);
+    free(t->ord_first);
+    free(t->sym_slots);
     free(t);
 }
 
@@ -134,21 +211,30 @@ static uint32_t chunk_first(uint32_t chunk)
     return chunk == 0 ? 1 : chunk * NODETAB_CHUNK;
 }
 
-/* Appends the entries of one chunk value to t; they must continue its ids. */
+/* Appends the entries of one chunk value to t; they must continue its ids.
+ * Entry: uvarint (id - parent id), uvarint k; k = 0: a symbol the table has
+ * not used before follows as 8 bytes little-endian; k > 0: the table's k-th
+ * symbol (in order of first use). */
 static int chunk_decode(nodetab_t *t, uint32_t chunk, const uint8_t *p, size_t n)
 {
     const uint8_t *end = p + n;
     uint32_t id = chunk_first(chunk);
     if (id != t->count) return ERR_CORRUPT;
     while (p < end) {
-        uint64_t delta;
-        if (!varint_read_u(&p, end, &delta) || delta == 0 || delta > id || end - p < 8 ||
-            id >= (chunk + 1) * NODETAB_CHUNK)
+        uint64_t delta, k, sym = 0;
+        if (!varint_read_u(&p, end, &delta) || delta == 0 || delta > id ||
+            !varint_read_u(&p, end, &k) || id >= (chunk + 1) * NODETAB_CHUNK)
             return ERR_CORRUPT;
-        uint64_t sym = 0;
-        for (int i = 7; i >= 0; i--)
-            sym = (sym << 8) | p[i];
-        p += 8;
+        if (k == 0) {
+            if (end - p < 8) return ERR_CORRUPT;
+            for (int i = 7; i >= 0; i--)
+                sym = (sym << 8) | p[i];
+            p += 8;
+            if (sym_ordinal(t, sym) != UINT32_MAX) return ERR_CORRUPT; /* must be new */
+        } else {
+            if (k > t->nsyms) return ERR_CORRUPT;
+            sym = t->ord_sym[k - 1];
+        }
         int rc = tab_append(t, id - (uint32_t)delta, sym);
         if (rc != 0) return rc;
         id++;
@@ -308,8 +394,9 @@ void nodetab_release(storage_t *s, nodetab_t *t, int failed)
     nodetab_cache_t *c = &s->nodetabs;
     if (failed) {
         /* ids assigned since the last commit may not be durable: forget them */
-        t->count = t->committed = 0;
+        t->count = t->committed = t->nsyms = 0;
         if (t->nslots) memset(t->slots, 0, t->nslots * sizeof *t->slots);
+        if (t->nsym_slots) memset(t->sym_slots, 0, t->nsym_slots * sizeof *t->sym_slots);
     } else {
         t->committed = t->count;
     }
@@ -354,13 +441,20 @@ int nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *t
         uint32_t lo = chunk_first(c), hi = (c + 1) * NODETAB_CHUNK;
         if (hi > t->count) hi = t->count;
         buf_reset(tmp);
-        int rc = buf_reserve(tmp, (size_t)(hi - lo) * 13);
+        int rc = buf_reserve(tmp, (size_t)(hi - lo) * 20);
         if (rc != 0) return rc;
         for (uint32_t id = lo; id < hi; id++) {
-            uint8_t e[13];
+            uint8_t e[20];
             size_t n = varint_put_u(e, id - t->parent[id]);
-            for (int i = 0; i < 8; i++)
-                e[n++] = (uint8_t)(t->sym[id] >> (8 * i));
+            uint32_t o = sym_ordinal(t, t->sym[id]);
+            if (o == UINT32_MAX) return ERR_INTERNAL; /* every node's symbol is in it */
+            if (t->ord_first[o] == id) { /* first use: the symbol itself */
+                e[n++] = 0;
+                for (int i = 0; i < 8; i++)
+                    e[n++] = (uint8_t)(t->sym[id] >> (8 * i));
+            } else {
+                n += varint_put_u(e + n, (uint64_t)o + 1);
+            }
             if ((rc = buf_append(tmp, e, n)) != 0) return rc;
         }
         skey_t k;
