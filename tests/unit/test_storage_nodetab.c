@@ -160,6 +160,29 @@ int main(int argc, char **argv)
     CHECK(merged_total(f.s, l, got) == calltree_root_total(want));
     CHECK(same_tree(want, got));
 
+    /* a damaged chunk is refused with a reason, never misread or crashed on */
+    {
+        uint64_t sid = labels_hash(l);
+        skey_t k;
+        storage_key_node(&k, sid >> 1, "t", 1);
+        const uint8_t junk[] = {0x05, 0x07, 0x01, 0xff};
+        char *err = NULL;
+        rocksdb_put_cf(f.s->db, f.s->wopts, f.s->cf[CF_NODES], (const char *)k.b, k.n,
+                       (const char *)junk, sizeof junk, &err);
+        CHECK(err == NULL);
+        free(err);
+        CHECK_EQ_INT(fx_reopen(&f), 0);
+        storage_merger_t *m;
+        CHECK_EQ_INT(storage_merger_new(f.s, "t", &m), 0);
+        CHECK_EQ_INT(storage_merger_add(m, sid >> 1, sid, 4, 0, INT64_MAX / 2), 0);
+        errmsg_t em = {{0}};
+        calltree_t *d = calltree_new(0);
+        CHECK(storage_merger_finish(m, d, &em) != 0);
+        CHECK(strstr(em.text, "corrupt") != NULL);
+        calltree_free(d);
+        storage_merger_free(m);
+    }
+
     calltree_free(got);
     calltree_free(t);
     calltree_free(bad);
