@@ -125,9 +125,10 @@ static const opt_t options[] = {
      1 * MiB, 1024 * GiB, "RocksDB block cache shared by all column families."},
     {"write-buffer-bytes", OPT_SIZE, FIELD(storage.write_buffer_bytes, size_t), NULL,
      DERIVE_QUARTER, 1 * MiB, 1024 * GiB, "Total RocksDB memtable budget."},
-    {"node-cache-bytes", OPT_SIZE, FIELD(storage.node_cache_bytes, size_t), NULL, 16, 1 * MiB,
-     1024 * GiB, "Stack-node tables (the call-tree shapes blocks index) kept in memory; "
-     "defaults to a sixteenth of memory-limit."},
+    {"node-cache-bytes", OPT_SIZE, FIELD(storage.node_cache_bytes, size_t), NULL, 8, 1 * MiB,
+     1024 * GiB, "Stack-node tables (the call-tree shapes blocks index; three quarters) and "
+     "symbol names (one quarter) kept in memory; defaults to an eighth of memory-limit. A "
+     "service shard's table takes about 50 bytes per distinct stack prefix."},
     {"retention-10s", OPT_SECONDS, FIELD(storage.retention_seconds[0], int64_t), NULL, 0, 0,
      100 * YEAR_S, "Retention of 10-second blocks (0 = forever)."},
     {"retention-1m", OPT_SECONDS, FIELD(storage.retention_seconds[1], int64_t), NULL, 0, 0,

@@ -58,7 +58,7 @@ void storage_options_default(storage_options_t *o)
     memset(o, 0, sizeof *o);
     o->block_cache_bytes = 256 * MIB;
     o->write_buffer_bytes = 256 * MIB;
-    o->node_cache_bytes = 64 * MIB;
+    o->node_cache_bytes = 128 * MIB;
     o->retention_seconds[0] = day;
     o->retention_seconds[1] = 7 * day;
     o->retention_seconds[2] = 30 * day;
@@ -293,8 +293,10 @@ static storage_t *storage_alloc(const storage_options_t *o)
     s->wopts = rocksdb_writeoptions_create();
     if (s->path == NULL || idcache_init(&s->symbol_cache, STORAGE_SYMBOL_CACHE_SLOTS) != 0 ||
         idcache_init(&s->series_cache, STORAGE_SERIES_CACHE_SLOTS) != 0 ||
-        nodetab_cache_init(s, o->node_cache_bytes / 2) != 0 ||
-        symcache_init(&s->symcache, o->node_cache_bytes / 2) != 0) {
+        /* node tables are the bigger and costlier to miss (a reload decodes
+         * the whole table): three quarters of the budget */
+        nodetab_cache_init(s, o->node_cache_bytes / 4 * 3) != 0 ||
+        symcache_init(&s->symcache, o->node_cache_bytes / 4) != 0) {
         storage_close(s);
         return NULL;
     }

@@ -52,7 +52,7 @@ typedef struct storage_options {
     const char *path;          /* data directory; created if missing */
     size_t block_cache_bytes;  /* RocksDB LRU block cache shared by all CFs */
     size_t write_buffer_bytes; /* total memtable budget (write buffer manager) */
-    size_t node_cache_bytes;   /* stack-node tables kept in memory (nodetab cache) */
+    size_t node_cache_bytes;   /* node tables (3/4) and symbol names (1/4) kept in memory */
     int64_t retention_seconds[STORAGE_RESOLUTION_COUNT]; /* per resolution; 0 = forever */
     int64_t seen_retention_seconds;                      /* how long profile ids are remembered */
     int max_background_jobs;
