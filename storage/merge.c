@@ -1,11 +1,12 @@
 /* merge.c — the RocksDB merge operators of blocks, spans and totals.
  *
- * Blocks and spans hold call trees; their operator sums trees (decode every
- * operand into one tree, encode it once). Totals hold signed 64-bit integers
+ * Blocks hold sparse vectors (sparse.c), summed by merging sorted lists;
+ * spans hold call trees, summed by decoding every operand into one tree and
+ * encoding it once. Totals hold signed 64-bit integers
  * (8 bytes little-endian) and their operator adds them with wrap-around, which
  * is exact for any sum that fits in an int64.
  *
- * Both operators implement full merge (operands onto an existing value) and
+ * Every operator implements full merge (operands onto an existing value) and
  * partial merge (operands onto each other), so compaction and flushes fold a
  * hot window's operands into one instead of leaving every read to do it.
  *
@@ -141,50 +142,19 @@ static char *sparse_partial_merge(void *state, const char *key, size_t key_len,
     return fold_result(storage_fold_sparse, state, ops, op_lens, nops, success, new_len);
 }
 
-static char *tree_result(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
-                         unsigned char *success, size_t *new_len)
-{
-    buf_t out;
-    buf_init(&out, STORAGE_VALUE_MAX);
-    if (storage_fold_trees(c, parts, lens, n, &out) != 0) {
-        buf_free(&out);
-        *success = 0;
-        *new_len = 0;
-        return malloc(1); /* RocksDB copies 0 bytes from it, then frees it */
-    }
-    *success = 1;
-    return (char *)buf_steal(&out, new_len);
-}
-
 static char *tree_full_merge(void *state, const char *key, size_t key_len, const char *existing,
                              size_t existing_len, const char *const *ops, const size_t *op_lens,
                              int nops, unsigned char *success, size_t *new_len)
 {
-    if (existing == NULL) return tree_result(state, ops, op_lens, nops, success, new_len);
-    const char **parts = malloc(sizeof *parts * ((size_t)nops + 1));
-    size_t *lens = malloc(sizeof *lens * ((size_t)nops + 1));
-    char *r = NULL;
-    if (parts != NULL && lens != NULL) {
-        parts[0] = existing;
-        lens[0] = existing_len;
-        memcpy(parts + 1, ops, sizeof *parts * (size_t)nops);
-        memcpy(lens + 1, op_lens, sizeof *lens * (size_t)nops);
-        r = tree_result(state, parts, lens, nops + 1, success, new_len);
-    } else {
-        *success = 0;
-        *new_len = 0;
-        r = malloc(1);
-    }
-    free(parts);
-    free(lens);
-    return r;
+    return fold_full(storage_fold_trees, state, existing, existing_len, ops, op_lens, nops, success,
+                     new_len);
 }
 
 static char *tree_partial_merge(void *state, const char *key, size_t key_len,
                                 const char *const *ops, const size_t *op_lens, int nops,
                                 unsigned char *success, size_t *new_len)
 {
-    return tree_result(state, ops, op_lens, nops, success, new_len);
+    return fold_result(storage_fold_trees, state, ops, op_lens, nops, success, new_len);
 }
 
 /* Sums 8-byte operands; wrong-sized ones are corrupt and skipped. */
