@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zstd.h>
+
 #include "common/log.h"
 #include "node/replicate_int.h"
 
@@ -157,15 +159,32 @@ static size_t rt_get(replicate_t *r, const char *id)
     return r->nrt++;
 }
 
+Flamedb__Cluster__WriteRequest *replicate_hint_request(const Flamedb__Cluster__HintRecord *h,
+                                                       size_t max_bytes)
+{
+    if (h->write_request_zstd.len == 0)
+        return flamedb__cluster__write_request__unpack(NULL, h->write_request.len,
+                                                       h->write_request.data);
+    if (h->write_request_len == 0 || h->write_request_len > max_bytes) return NULL;
+    uint8_t *raw = malloc(h->write_request_len);
+    if (raw == NULL) return NULL;
+    size_t n = ZSTD_decompress(raw, h->write_request_len, h->write_request_zstd.data,
+                               h->write_request_zstd.len);
+    Flamedb__Cluster__WriteRequest *q =
+        !ZSTD_isError(n) && n == h->write_request_len
+            ? flamedb__cluster__write_request__unpack(NULL, n, raw)
+            : NULL;
+    free(raw);
+    return q;
+}
+
 static int replay_take(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
 {
     replay_job_t *j = ctx;
     replicate_t *r = j->r;
     Flamedb__Cluster__HintRecord *h = flamedb__cluster__hint_record__unpack(NULL, len, rec);
     Flamedb__Cluster__WriteRequest *q =
-        h != NULL ? flamedb__cluster__write_request__unpack(NULL, h->write_request.len,
-                                                            h->write_request.data)
-                  : NULL;
+        h != NULL ? replicate_hint_request(h, r->o.max_message_bytes) : NULL;
     int expired = h != NULL && h->expires_unix_ms != 0 && j->now > h->expires_unix_ms;
     if (h != NULL) flamedb__cluster__hint_record__free_unpacked(h, NULL);
     if (q == NULL || expired) {

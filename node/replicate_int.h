@@ -113,6 +113,11 @@ void replicate_quorum_reason(const replicate_write_t *rw, errmsg_t *em);
 /* Packs target ti's WriteRequest as a HintRecord and stores it (pool
  * thread). Counts into rw->hints_stored / hints_dropped. */
 int replicate_store_hint(replicate_write_t *rw, uint32_t ti, errmsg_t *em);
+/* The WriteRequest a stored hint carries (zstd-compressed or as is); NULL if
+ * it does not decode or would decompress past max_bytes. Caller frees it
+ * (flamedb__cluster__write_request__free_unpacked). */
+Flamedb__Cluster__WriteRequest *replicate_hint_request(const Flamedb__Cluster__HintRecord *h,
+                                                       size_t max_bytes);
 
 /* ---------------------------------------------------------------- loop side */
 

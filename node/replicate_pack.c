@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zstd.h>
+
 #include "common/calltree.h"
 #include "common/labels.h"
 #include "common/log.h"
@@ -466,6 +468,8 @@ static int pack_remotes(replicate_write_t *rw, const cluster_view_t *v,
 
 /* ---------------------------------------------------------------- hints */
 
+#define HINT_ZSTD_LEVEL 1
+
 int replicate_store_hint(replicate_write_t *rw, uint32_t ti, errmsg_t *em)
 {
     replicate_t *r = rw->r;
@@ -475,15 +479,29 @@ int replicate_store_hint(replicate_write_t *rw, uint32_t ti, errmsg_t *em)
     uint8_t *req = malloc(n ? n : 1);
     int rc = req != NULL ? 0 : ERR_NOMEM;
     uint8_t *rec = NULL;
+    /* hints wait for hours: compress the request (fast level; the call trees'
+     * symbol ids do not shrink, their names and structure do) */
+    size_t zcap = ZSTD_compressBound(n);
+    uint8_t *z = rc == 0 ? malloc(zcap) : NULL;
+    size_t zn = 0;
+    if (rc == 0) flamedb__cluster__write_request__pack(&t->req, req);
+    if (z != NULL) {
+        zn = ZSTD_compress(z, zcap, req, n, HINT_ZSTD_LEVEL);
+        if (ZSTD_isError(zn)) zn = 0; /* keep it uncompressed */
+    }
     if (rc == 0) {
-        flamedb__cluster__write_request__pack(&t->req, req);
         Flamedb__Cluster__HintRecord h = FLAMEDB__CLUSTER__HINT_RECORD__INIT;
         h.protocol_version = RING_PROTOCOL_VERSION;
         h.tenant = rw->tenant;
         h.target_node_id = t->id;
         h.created_unix_ms = replicate_now_ms();
         h.expires_unix_ms = h.created_unix_ms + r->o.hint_ttl_ms;
-        h.write_request = (ProtobufCBinaryData){n, req};
+        if (zn > 0 && zn < n) {
+            h.write_request_zstd = (ProtobufCBinaryData){zn, z};
+            h.write_request_len = n;
+        } else {
+            h.write_request = (ProtobufCBinaryData){n, req};
+        }
         size_t hn = flamedb__cluster__hint_record__get_packed_size(&h);
         rec = malloc(hn ? hn : 1);
         rc = rec != NULL ? 0 : ERR_NOMEM;
@@ -494,6 +512,7 @@ int replicate_store_hint(replicate_write_t *rw, uint32_t ti, errmsg_t *em)
     }
     t->req.hint_replay = 0;
     free(req);
+    free(z);
     free(rec);
     if (rc == 0)
         rw->hints_stored++;

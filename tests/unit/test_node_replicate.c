@@ -306,9 +306,12 @@ static int count_hint(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
     Flamedb__Cluster__HintRecord *h = flamedb__cluster__hint_record__unpack(NULL, len, rec);
     CHECK(h != NULL);
     if (h == NULL) return 0;
-    Flamedb__Cluster__WriteRequest *q =
-        flamedb__cluster__write_request__unpack(NULL, h->write_request.len, h->write_request.data);
+    /* stored compressed (the fixture's requests shrink), and it decodes back */
+    CHECK(h->write_request_zstd.len > 0 && h->write_request.len == 0);
+    CHECK(h->write_request_zstd.len < h->write_request_len);
+    Flamedb__Cluster__WriteRequest *q = replicate_hint_request(h, 64 << 20);
     CHECK(q != NULL && q->hint_replay && q->n_series > 0 && q->n_symbols > 0);
+    CHECK(replicate_hint_request(h, h->write_request_len - 1) == NULL); /* bounded */
     CHECK(h->expires_unix_ms > h->created_unix_ms);
     CHECK_EQ_STR(h->tenant, "t");
     if (q) flamedb__cluster__write_request__free_unpacked(q, NULL);
