@@ -10,6 +10,7 @@
 #define FLAMEDB_TESTS_CHECK_H
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,17 @@ static int check_count;
                     __LINE__, #a, #b, sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)");         \
         }                                                                                  \
     } while (0)
+
+/* xorshift64: the one generator of randomised tests. Seed check_rng_state
+ * (non-zero) from the printed seed so a run can be replayed. */
+static uint64_t check_rng_state = 1;
+static inline uint64_t check_rng(void)
+{
+    check_rng_state ^= check_rng_state << 13;
+    check_rng_state ^= check_rng_state >> 7;
+    check_rng_state ^= check_rng_state << 17;
+    return check_rng_state;
+}
 
 static inline int check_exit(void)
 {

@@ -10,15 +10,6 @@
 #include "common/hash.h"
 #include "check.h"
 
-static uint64_t rng_state;
-static uint64_t rng(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
 /* Sum of self over all nodes == root total; every node's total == self + children. */
 static int tree_consistent(const calltree_t *t)
 {
@@ -39,10 +30,10 @@ static void random_tree(calltree_t *t, int stacks, int64_t *sum)
 {
     uint64_t st[12];
     for (int i = 0; i < stacks; i++) {
-        size_t depth = rng() % 12;
+        size_t depth = check_rng() % 12;
         for (size_t d = 0; d < depth; d++)
-            st[d] = 2 + rng() % 6; /* few symbols: lots of sharing */
-        int64_t v = (int64_t)(rng() % 1000) - 100; /* some negative values */
+            st[d] = 2 + check_rng() % 6; /* few symbols: lots of sharing */
+        int64_t v = (int64_t)(check_rng() % 1000) - 100; /* some negative values */
         CHECK_EQ_INT(calltree_add_stack(t, st, depth, v), ERR_OK);
         *sum += v;
     }
@@ -65,12 +56,12 @@ static void test_basic(void)
 
 static void test_roundtrip_and_merge(uint64_t seed)
 {
-    rng_state = seed;
+    check_rng_state = seed;
     for (int round = 0; round < 50; round++) {
         calltree_t *a = calltree_new(0), *b = calltree_new(0), *m = calltree_new(0);
         int64_t sa = 0, sb = 0;
-        random_tree(a, 1 + (int)(rng() % 200), &sa);
-        random_tree(b, 1 + (int)(rng() % 200), &sb);
+        random_tree(a, 1 + (int)(check_rng() % 200), &sa);
+        random_tree(b, 1 + (int)(check_rng() % 200), &sb);
         CHECK_EQ_INT(calltree_root_total(a), sa);
         CHECK(tree_consistent(a));
         buf_t ea, eb;
@@ -121,7 +112,7 @@ static void test_limits_and_corruption(uint64_t seed)
     /* every truncation and every single-byte flip of a valid encoding is
      * either refused or decodes to a consistent tree; a refused one leaves dst
      * values unchanged */
-    rng_state = seed;
+    check_rng_state = seed;
     calltree_t *src = calltree_new(0);
     int64_t sum = 0;
     random_tree(src, 100, &sum);
@@ -137,7 +128,7 @@ static void test_limits_and_corruption(uint64_t seed)
     }
     for (size_t i = 0; i < e.len; i++) {
         uint8_t saved = e.data[i];
-        e.data[i] ^= (uint8_t)(1u << (rng() % 8));
+        e.data[i] ^= (uint8_t)(1u << (check_rng() % 8));
         calltree_t *d = calltree_new(0);
         int rc = calltree_decode_merge(d, e.data, e.len);
         CHECK(rc == ERR_OK || rc == ERR_CORRUPT);

@@ -6,28 +6,13 @@
  * expired, another cluster), hint targets leaving the live set on every node,
  * and failure detection of a closed member. Every wait is bounded.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "test_net.h"
 #include "node/cluster.h"
 
 #define WAIT_MS 15000
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(s, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(s);
-    return port;
-}
 
 static void tick(uv_timer_t *t)
 {
@@ -276,7 +261,7 @@ static void trio_start(uv_loop_t *loop, trio_t *t)
     memset(t, 0, sizeof *t);
     t->loop = loop;
     for (int i = 0; i < N; i++)
-        snprintf(t->addr[i], sizeof t->addr[i], "tcp://127.0.0.1:%d", free_port());
+        snprintf(t->addr[i], sizeof t->addr[i], "tcp://127.0.0.1:%d", test_free_port());
     for (int i = 0; i < N; i++) {
         temp_dir(t->dir[i], sizeof t->dir[i]);
         node_config_t cfg;
@@ -383,7 +368,7 @@ static void test_other_cluster(trio_t *t)
 {
     char dir[64], addr[64];
     temp_dir(dir, sizeof dir);
-    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", free_port());
+    snprintf(addr, sizeof addr, "tcp://127.0.0.1:%d", test_free_port());
     node_config_t cfg;
     config(&cfg, dir, "intruder", addr, t->addr[0]);
     snprintf(cfg.cluster.cluster_name, sizeof cfg.cluster.cluster_name, "elsewhere");

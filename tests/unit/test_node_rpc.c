@@ -5,12 +5,10 @@
  * late, oversized input refused by the receiver, forgetting peers and a clean
  * close with messages still queued. Every wait is bounded.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "test_net.h"
 #include "node/rpc.h"
 
 #define WAIT_MS 10000
@@ -44,20 +42,6 @@ static void on_receive(void *ctx, const uint8_t *msg, size_t len)
     in->count++;
     in->bytes += len;
     in->last_len = len;
-}
-
-/* A free TCP port on 127.0.0.1 (nanomsg cannot bind port 0). */
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(s, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(s);
-    return port;
 }
 
 static void tick(uv_timer_t *t)
@@ -100,7 +84,7 @@ static void closed_cb(void *arg)
 static int open_end(uv_loop_t *loop, end_t *e, size_t max_msg, size_t max_queue)
 {
     memset(e, 0, sizeof *e);
-    snprintf(e->addr, sizeof e->addr, "tcp://127.0.0.1:%d", free_port());
+    snprintf(e->addr, sizeof e->addr, "tcp://127.0.0.1:%d", test_free_port());
     rpc_options_t o = {e->addr, max_msg, max_queue, 16};
     errmsg_t em = {{0}};
     int rc = rpc_new(loop, &o, on_receive, &e->in, &e->rpc, &em);
@@ -160,7 +144,7 @@ static void test_queue_and_deadlines(uv_loop_t *loop)
     end_t a, late;
     CHECK_EQ_INT(open_end(loop, &a, 1 << 20, 64 * 1024), ERR_OK);
     memset(&late, 0, sizeof late);
-    snprintf(late.addr, sizeof late.addr, "tcp://127.0.0.1:%d", free_port());
+    snprintf(late.addr, sizeof late.addr, "tcp://127.0.0.1:%d", test_free_port());
     uint64_t soon = uv_now(loop) + 100;
     for (int i = 0; i < 3; i++)
         CHECK_EQ_INT(send_seq(&a, &late, 100 + i, 1000, soon), ERR_OK);
@@ -237,7 +221,7 @@ static void test_forget_and_close(uv_loop_t *loop)
     CHECK(rpc_send(a.rpc, "", (const uint8_t *)"x", 1, 0) != ERR_OK);
     /* close with messages queued for a peer that is not there */
     char nowhere[64];
-    snprintf(nowhere, sizeof nowhere, "tcp://127.0.0.1:%d", free_port());
+    snprintf(nowhere, sizeof nowhere, "tcp://127.0.0.1:%d", test_free_port());
     CHECK_EQ_INT(rpc_send(a.rpc, nowhere, (const uint8_t *)"abc", 3, 0), ERR_OK);
     close_end(loop, &a);
     close_end(loop, &b);

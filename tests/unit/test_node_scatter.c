@@ -30,15 +30,6 @@
 #define NSERIES 40
 #define TENANT "anonymous"
 
-static uint64_t rng;
-static uint64_t next(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
 static uv_loop_t loop;
 
 /* ---------- nodes ---------- */
@@ -217,16 +208,16 @@ static void write_data(void)
     for (int i = 0; i < NSERIES; i++)
         ls[i] = series_labels(i, &tok[i], &id[i]);
     for (int p = 0; p < 500; p++) {
-        int s = (int)(next() % NSERIES);
+        int s = (int)(check_rng() % NSERIES);
         calltree_t *t = calltree_new(0);
         for (int k = 0; k < 4; k++) {
             uint64_t stack[6];
-            size_t d = 1 + next() % 6;
+            size_t d = 1 + check_rng() % 6;
             for (size_t j = 0; j < d; j++)
-                stack[j] = sym_ids[(j == 0 ? 0 : 1) + next() % (j == 0 ? 2 : 29)];
-            calltree_add_stack(t, stack, d, 1 + (int64_t)(next() % 1000000));
+                stack[j] = sym_ids[(j == 0 ? 0 : 1) + check_rng() % (j == 0 ? 2 : 29)];
+            calltree_add_stack(t, stack, d, 1 + (int64_t)(check_rng() % 1000000));
         }
-        int64_t when = T0 + (int64_t)(next() % 7000);
+        int64_t when = T0 + (int64_t)(check_rng() % 7000);
         uint32_t reps[RING_MAX_RF];
         uint32_t nr = ring_replicas(ring, tok[s], 2, reps);
         for (uint32_t r = 0; r < nr; r++)
@@ -562,7 +553,7 @@ int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
     fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
-    rng = seed * 2654435761u + 88172645463325252ull;
+    check_rng_state = seed * 2654435761u + 88172645463325252ull;
     alarm(240);
     uv_loop_init(&loop);
     if (setup(3) != 0) {

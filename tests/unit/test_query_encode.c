@@ -222,15 +222,6 @@ static char *flamebearer_to_folded(const char *json, long long *num_ticks, long 
 }
 
 /* ---- fixtures ---- */
-static uint64_t rng;
-static uint64_t next(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
 static uint64_t sym(symtab_t *s, const char *name, const char *file)
 {
     uint64_t id;
@@ -308,15 +299,15 @@ static void random_tree(calltree_t *t, symtab_t *s, size_t nstacks)
     static const char *files[] = {"a.c", "b.go", "", "lib/x.py"};
     for (size_t i = 0; i < nstacks; i++) {
         uint64_t ids[16];
-        size_t depth = 1 + next() % 12;
+        size_t depth = 1 + check_rng() % 12;
         for (size_t d = 0; d < depth; d++) {
             char name[64];
-            unsigned k = (unsigned)(next() % (d < 2 ? 3 : 20));
+            unsigned k = (unsigned)(check_rng() % (d < 2 ? 3 : 20));
             snprintf(name, sizeof name, "%s_fn%u%s", d % 2 ? "pkg.Type" : "mod", k,
                      k == 7 ? " \"quoted\" \\ é" : "");
             ids[d] = sym(s, name, files[k % 4]);
         }
-        CHECK_EQ_INT(calltree_add_stack(t, ids, depth, 1 + (int64_t)(next() % 100000)), 0);
+        CHECK_EQ_INT(calltree_add_stack(t, ids, depth, 1 + (int64_t)(check_rng() % 100000)), 0);
     }
 }
 
@@ -325,7 +316,7 @@ static void test_flamebearer_roundtrip(void)
     for (int round = 0; round < 20; round++) {
         calltree_t *t = calltree_new(0);
         symtab_t *s = symtab_new();
-        random_tree(t, s, 20 + next() % 500);
+        random_tree(t, s, 20 + check_rng() % 500);
         buf_t out;
         buf_init(&out, 64 << 20);
         CHECK_EQ_INT(query_encode_flamebearer(t, s, "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
@@ -558,7 +549,7 @@ static void test_folded_edges(void)
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
-    rng = seed ? seed : 1;
+    check_rng_state = seed ? seed : 1;
     fprintf(stderr, "test_query_encode seed %llu\n", (unsigned long long)seed);
     test_pyroscope_example();
     test_flamebearer_roundtrip();

@@ -27,15 +27,6 @@
 #define NSERIES 48
 #define TENANT "anonymous"
 
-static uint64_t rng;
-static uint64_t next(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
 typedef struct series_fx {
     labels_t *labels;
     uint64_t token, id;
@@ -76,14 +67,14 @@ static void make_series(void)
 static calltree_t *random_profile(void)
 {
     calltree_t *t = calltree_new(0);
-    int n = 1 + (int)(next() % 8);
+    int n = 1 + (int)(check_rng() % 8);
     for (int i = 0; i < n; i++) {
         uint64_t st[10];
-        size_t d = 1 + next() % 10;
-        st[0] = sym_ids[next() % 4];
+        size_t d = 1 + check_rng() % 10;
+        st[0] = sym_ids[check_rng() % 4];
         for (size_t k = 1; k < d; k++)
-            st[k] = sym_ids[4 + next() % 36];
-        calltree_add_stack(t, st, d, 1 + (int64_t)(next() % 10000000));
+            st[k] = sym_ids[4 + check_rng() % 36];
+        calltree_add_stack(t, st, d, 1 + (int64_t)(check_rng() % 10000000));
     }
     return t;
 }
@@ -91,8 +82,8 @@ static calltree_t *random_profile(void)
 static void write_fixture(storage_t *st)
 {
     int n = 0;
-    for (int64_t t = T0 + 5; t < T0 + 3 * 3600; t += 7 + (int64_t)(next() % 40), n++) {
-        size_t s = next() % NSERIES;
+    for (int64_t t = T0 + 5; t < T0 + 3 * 3600; t += 7 + (int64_t)(check_rng() % 40), n++) {
+        size_t s = check_rng() % NSERIES;
         calltree_t *tree = random_profile();
         storage_series_write_t sw = {
             .labels = fx[s].labels, .token = fx[s].token, .series_id = fx[s].id, .tree = tree};
@@ -126,7 +117,7 @@ static size_t random_ranges(query_range_t *out, size_t k)
     uint64_t cut[64];
     size_t n = 0;
     while (n < k) {
-        uint64_t c = next() % 3 == 0 ? fx[next() % NSERIES].token - (next() % 2) : next();
+        uint64_t c = check_rng() % 3 == 0 ? fx[check_rng() % NSERIES].token - (check_rng() % 2) : check_rng();
         int dup = 0;
         for (size_t i = 0; i < n; i++)
             dup |= cut[i] == c;
@@ -218,8 +209,8 @@ static int split_answer(storage_t *st, const query_spec_t *spec, const query_lim
                         query_result_t *out, int64_t *sum_total, size_t *sum_series)
 {
     query_range_t r[64];
-    size_t nr = random_ranges(r, 1 + next() % 40);
-    size_t nnodes = 1 + next() % 5;
+    size_t nr = random_ranges(r, 1 + check_rng() % 40);
+    size_t nnodes = 1 + check_rng() % 5;
     query_gather_t *g;
     CHECK_EQ_INT(query_gather_new(spec, lim, &g), 0);
     int rc = 0;
@@ -239,7 +230,7 @@ static int split_answer(storage_t *st, const query_spec_t *spec, const query_lim
         rc = query_partial_run(st, TENANT, &a, lim, &p, &em);
         if (rc == 0 && p.tree) *sum_total += calltree_root_total(p.tree);
         *sum_series += p.nseries;
-        if (rc == 0) rc = next() % 2 ? add_encoded(g, &p, &em) : query_gather_add(g, &p, &em);
+        if (rc == 0) rc = check_rng() % 2 ? add_encoded(g, &p, &em) : query_gather_add(g, &p, &em);
         query_partial_free(&p);
     }
     if (rc == 0) rc = query_gather_finish(g, NULL, out, &em);
@@ -431,7 +422,7 @@ static void test_ranges(storage_t *st)
     /* every series is in exactly one of the ranges of a cut ring */
     for (int round = 0; round < 200; round++) {
         query_range_t r[64];
-        size_t n = random_ranges(r, 1 + next() % 30);
+        size_t n = random_ranges(r, 1 + check_rng() % 30);
         for (size_t s = 0; s < NSERIES; s++) {
             int hits = 0;
             for (size_t i = 0; i < n; i++)
@@ -445,7 +436,7 @@ int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
     fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
-    rng = seed * 2654435761u + 88172645463325252ull;
+    check_rng_state = seed * 2654435761u + 88172645463325252ull;
     char dir[] = "/tmp/flamedb-partial-XXXXXX";
     if (mkdtemp(dir) == NULL) return 1;
     storage_options_t so;

@@ -9,15 +9,6 @@
 #include "query/query.h"
 #include "tests/unit/check.h"
 
-static uint64_t rng;
-static uint64_t next(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
 /* Checks the plan covers [from_s, until_s) on the 10 s grid exactly once. */
 static void check_cover(const query_plan_t *pl, int64_t from_s, int64_t until_s)
 {
@@ -117,11 +108,11 @@ static void test_retention(void)
 
 static void test_random(uint64_t seed)
 {
-    rng = seed ? seed : 1;
+    check_rng_state = seed ? seed : 1;
     fprintf(stderr, "test_query_plan random seed %llu\n", (unsigned long long)seed);
     for (int i = 0; i < 300; i++) {
-        int64_t from_ms = (int64_t)(next() % (86400000ULL * 20000));
-        int64_t len_ms = 1 + (int64_t)(next() % (i % 3 == 0 ? 86400000ULL * 10 : 7200000ULL));
+        int64_t from_ms = (int64_t)(check_rng() % (86400000ULL * 20000));
+        int64_t len_ms = 1 + (int64_t)(check_rng() % (i % 3 == 0 ? 86400000ULL * 10 : 7200000ULL));
         query_plan_t pl;
         query_plan_make(from_ms, from_ms + len_ms, from_ms + len_ms, NULL, &pl);
         int64_t f = (from_ms + 9999) / 10000 * 10, u = (from_ms + len_ms + 9999) / 10000 * 10;

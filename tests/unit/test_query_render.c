@@ -20,15 +20,6 @@
 #define DAY 86400LL
 #define T0 (19000 * DAY) /* a day boundary */
 
-static uint64_t rng;
-static uint64_t next(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
 typedef struct series_fx {
     const char *type, *service, *env, *region, *version;
     labels_t *labels;
@@ -79,14 +70,14 @@ static void setup_fixture(void)
 static calltree_t *random_profile(void)
 {
     calltree_t *t = calltree_new(0);
-    int n = 1 + (int)(next() % 6);
+    int n = 1 + (int)(check_rng() % 6);
     for (int i = 0; i < n; i++) {
         uint64_t st[8];
-        size_t d = 1 + next() % 8;
-        st[0] = sym_ids[next() % 3];
+        size_t d = 1 + check_rng() % 8;
+        st[0] = sym_ids[check_rng() % 3];
         for (size_t k = 1; k < d; k++)
-            st[k] = sym_ids[3 + next() % 21];
-        calltree_add_stack(t, st, d, 1 + (int64_t)(next() % 10000000));
+            st[k] = sym_ids[3 + check_rng() % 21];
+        calltree_add_stack(t, st, d, 1 + (int64_t)(check_rng() % 10000000));
     }
     return t;
 }
@@ -115,10 +106,10 @@ static void write_fixture(storage_t *st)
     size_t cap = 4096;
     recs = malloc(cap * sizeof *recs);
     /* profiles every 11..90 s over two days plus a bit, each to a random series */
-    for (int64_t t = T0 - 3 * 3600 + 7; t < T0 + 2 * DAY + 5000; t += 11 + (int64_t)(next() % 80)) {
+    for (int64_t t = T0 - 3 * 3600 + 7; t < T0 + 2 * DAY + 5000; t += 11 + (int64_t)(check_rng() % 80)) {
         if (nrecs == cap) recs = realloc(recs, (cap *= 2) * sizeof *recs);
         record_t *r = &recs[nrecs];
-        r->series = next() % NFX;
+        r->series = check_rng() % NFX;
         r->t_s = t;
         r->tree = random_profile();
         CHECK_EQ_INT(write_one(st, r->series, t, r->tree, nrecs + 1), 0);
@@ -246,7 +237,7 @@ static void run_case(storage_t *st, const query_limits_t *lim, const struct qcas
     }
     /* JSON: numTicks exact, timeline adds up to it, maxNodes keeps totals */
     p.format = NULL;
-    p.max_nodes = (next() % 2) ? "8" : NULL;
+    p.max_nodes = (check_rng() % 2) ? "8" : NULL;
     rc = query_render(st, "anonymous", &p, lim, (T0 + 3 * DAY) * 1000, &r, &em);
     CHECK_EQ_INT(rc, 0);
     if (rc == 0) {
@@ -275,9 +266,9 @@ static void test_queries(storage_t *st, const query_limits_t *lim)
         for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
             run_case(st, lim, &cases[c], ranges[r][0], ranges[r][1]);
     for (int i = 0; i < 12; i++) {
-        int64_t a = T0 - 3 * 3600 + (int64_t)(next() % (2 * DAY + 4 * 3600));
-        int64_t b = a + 1 + (int64_t)(next() % (i % 2 ? 7200 : DAY));
-        run_case(st, lim, &cases[next() % (sizeof cases / sizeof *cases)], a, b);
+        int64_t a = T0 - 3 * 3600 + (int64_t)(check_rng() % (2 * DAY + 4 * 3600));
+        int64_t b = a + 1 + (int64_t)(check_rng() % (i % 2 ? 7200 : DAY));
+        run_case(st, lim, &cases[check_rng() % (sizeof cases / sizeof *cases)], a, b);
     }
 }
 
@@ -418,7 +409,7 @@ static void test_errors(storage_t *st, const query_limits_t *lim0)
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
-    rng = seed ? seed : 1;
+    check_rng_state = seed ? seed : 1;
     fprintf(stderr, "test_query_render seed %llu\n", (unsigned long long)seed);
     char dir[] = "/tmp/flamedb-test-query-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);

@@ -11,15 +11,6 @@
 #include "query/query.h"
 #include "tests/unit/check.h"
 
-static uint64_t rng;
-static uint64_t next(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
 typedef struct stack {
     uint64_t frames[12];
     size_t depth;
@@ -29,12 +20,12 @@ typedef struct stack {
 static void random_stacks(stack_t_ *st, size_t n, int negatives)
 {
     for (size_t i = 0; i < n; i++) {
-        st[i].depth = 1 + next() % 10;
+        st[i].depth = 1 + check_rng() % 10;
         for (size_t d = 0; d < st[i].depth; d++)
-            st[i].frames[d] = 10 + next() % (d < 2 ? 3 : 12); /* few roots, bushy below */
-        st[i].value = (int64_t)(next() % 1000) + 1;
-        if (negatives && next() % 5 == 0) st[i].value = -st[i].value;
-        if (next() % 7 == 0) st[i].value *= 1000; /* a few heavy stacks */
+            st[i].frames[d] = 10 + check_rng() % (d < 2 ? 3 : 12); /* few roots, bushy below */
+        st[i].value = (int64_t)(check_rng() % 1000) + 1;
+        if (negatives && check_rng() % 5 == 0) st[i].value = -st[i].value;
+        if (check_rng() % 7 == 0) st[i].value *= 1000; /* a few heavy stacks */
     }
 }
 
@@ -126,15 +117,15 @@ static void fold(const calltree_t *t, uint32_t i, buf_t *path, buf_t *out)
 
 static void test_random(uint64_t seed)
 {
-    rng = seed ? seed : 1;
+    check_rng_state = seed ? seed : 1;
     fprintf(stderr, "test_query_truncate seed %llu\n", (unsigned long long)seed);
     for (int round = 0; round < 60; round++) {
-        size_t n = 50 + next() % 400;
+        size_t n = 50 + check_rng() % 400;
         stack_t_ *st = malloc(n * sizeof *st);
         random_stacks(st, n, round % 3 == 0);
         calltree_t *a = build(st, n, 0), *b = build(st, n, 1);
         size_t nodes = calltree_node_count(a);
-        size_t max_nodes = 2 + next() % (nodes + 5);
+        size_t max_nodes = 2 + check_rng() % (nodes + 5);
         calltree_t *ta = NULL, *tb = NULL;
         CHECK_EQ_INT(query_truncate(a, max_nodes, &ta), 0);
         CHECK_EQ_INT(query_truncate(b, max_nodes, &tb), 0);

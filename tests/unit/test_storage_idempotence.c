@@ -13,15 +13,6 @@
 #define THREADS 8
 #define RETRIES 40
 
-static uint64_t rng_state;
-static uint64_t rng(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
 static void check_sum(storage_t *s, const char *tenant, const labels_t *l, int64_t want)
 {
     for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++) {
@@ -218,7 +209,7 @@ static void test_concurrent(fixture_t *f)
 /* Many distinct ids with random (also negative, also huge) values. */
 static void test_exact_sums(fixture_t *f, uint64_t seed)
 {
-    rng_state = seed;
+    check_rng_state = seed;
     labels_t *l = fx_labels("sums", NULL);
     calltree_t *t = calltree_new(0), *want = calltree_new(0);
     symtab_t *st = symtab_new();
@@ -226,14 +217,14 @@ static void test_exact_sums(fixture_t *f, uint64_t seed)
     int64_t sum = 0;
     for (int i = 0; i < 300; i++) {
         calltree_clear(t);
-        int64_t v = (int64_t)(rng() % 2000001) - 1000000;
-        if (i % 50 == 7) v = (i % 100 == 7 ? 1 : -1) * ((int64_t)1 << 52) + (int64_t)(rng() % 1000);
-        const char *stack = stacks[rng() % 5];
+        int64_t v = (int64_t)(check_rng() % 2000001) - 1000000;
+        if (i % 50 == 7) v = (i % 100 == 7 ? 1 : -1) * ((int64_t)1 << 52) + (int64_t)(check_rng() % 1000);
+        const char *stack = stacks[check_rng() % 5];
         fx_add(t, st, stack, v);
         fx_add(want, st, stack, v);
         sum += v;
         CHECK_EQ_INT(fx_write(f->s, "sum", l, t, st, 5000 + (uint64_t)i,
-                              (T0 + (int64_t)(rng() % 7200)) * NS + (int64_t)(rng() % NS), NULL),
+                              (T0 + (int64_t)(check_rng() % 7200)) * NS + (int64_t)(check_rng() % NS), NULL),
                      0);
         if (i % 3 == 0) /* and retries sprinkled in */
             CHECK_EQ_INT(fx_write(f->s, "sum", l, t, st, 5000 + (uint64_t)i, T0 * NS, NULL), 0);

@@ -11,28 +11,19 @@
 #include "common/hash.h"
 #include "storage/storage_int.h"
 
-static uint64_t rng_state;
-static uint64_t rng(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
 /* A tree of `stacks` random stacks over `nsyms` frames, added to both t and
  * the expected total. Symbols go into st. */
 static void random_tree(calltree_t *t, symtab_t *st, int stacks, int nsyms)
 {
     for (int i = 0; i < stacks; i++) {
         uint64_t ids[24];
-        size_t depth = 1 + rng() % 24;
+        size_t depth = 1 + check_rng() % 24;
         for (size_t d = 0; d < depth; d++) {
             char name[32];
-            int n = snprintf(name, sizeof name, "fn%d", (int)(rng() % (uint64_t)nsyms));
+            int n = snprintf(name, sizeof name, "fn%d", (int)(check_rng() % (uint64_t)nsyms));
             CHECK_EQ_INT(symtab_intern(st, name, (size_t)n, "x.c", 3, &ids[d]), 0);
         }
-        CHECK_EQ_INT(calltree_add_stack(t, ids, depth, (int64_t)(rng() % 100) - 10), 0);
+        CHECK_EQ_INT(calltree_add_stack(t, ids, depth, (int64_t)(check_rng() % 100) - 10), 0);
     }
 }
 
@@ -95,7 +86,7 @@ int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL) | 1;
     fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
-    rng_state = seed;
+    check_rng_state = seed;
     fixture_t f;
     if (fx_init(&f) != 0) return 1;
     labels_t *l = fx_labels("svc", NULL);

@@ -20,15 +20,6 @@ typedef struct line {
     int64_t value;
 } line_t;
 
-static uint64_t rng_state;
-static uint64_t rng(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -97,14 +88,14 @@ static void run(const char *corpus, uint64_t seed)
     labels_t *l = fx_labels("large", "prod");
     calltree_t *t = calltree_new(0);
     int64_t want = 0;
-    rng_state = seed;
+    check_rng_state = seed;
     double t0 = now_s();
     for (int i = 0; i < PROFILES; i++) {
         calltree_clear(t);
         for (size_t j = 0; j < n; j++) {
-            if (rng() % 2 != 0) /* about half the stacks, values jittered */
+            if (check_rng() % 2 != 0) /* about half the stacks, values jittered */
                 continue;
-            int64_t v = lines[j].value * (1 + (int64_t)(rng() % 3));
+            int64_t v = lines[j].value * (1 + (int64_t)(check_rng() % 3));
             calltree_add_stack(t, lines[j].stack, lines[j].depth, v);
             want += v;
         }
