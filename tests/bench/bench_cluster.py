@@ -190,6 +190,43 @@ def time_queries(rt, deps, queries, frm, until, runs):
     return {key: (statistics.median(v), min(v)) for key, v in times.items()}
 
 
+HINT_ROWS = 40  # pushes measured while an rf3 node is down
+
+
+def hint_size(rt, dep, rows):
+    """Kills the last node of a deployment, pushes rows through the others
+    and returns (hint bytes they hold for it, gzipped bytes pushed)."""
+    dead = dep.nodes[-1]
+    dead.proc.kill()
+    dead.proc.wait()
+    live = dep.nodes[:-1]
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        docs = [json.loads(n.get("/cluster/status")[1]) for n in live]
+        if all(any(m["state"] == "down" for m in d["nodes"]) for d in docs):
+            break
+        time.sleep(0.2)
+    else:
+        raise RuntimeError("%s: the killed node was not seen down" % dep.name)
+    gz, conns = 0, [n.conn() for n in live]
+    for i, row in enumerate(rows):
+        st, data = rt.push(live[i % len(live)], conns[i % len(live)], row["name"], row["body"],
+                           row["time"])
+        if st != 200:
+            raise RuntimeError("push with a node down: %d %r" % (st, data[:200]))
+        gz += len(row["body"])
+    for c in conns:
+        c.close()
+    held = 0.0
+    for n in live:
+        for line in n.get("/metrics")[1].decode().splitlines():
+            if line.startswith("flamedb_hints_pending_bytes"):
+                held += float(line.split()[-1])
+    rt.log("%s_hints: %d pushes with a node down left %.0f hint bytes for %d gzipped bytes" % (
+        dep.name, len(rows), held, gz))
+    return held, gz
+
+
 def bench_cluster(a, rt, node_bin, work):
     rows = rt.read_index(os.path.join(work, "cpu", "index.tsv"))
     lo = min(r["time"] for r in rows) // 10 * 10
@@ -213,6 +250,7 @@ def bench_cluster(a, rt, node_bin, work):
         for d in deps:
             rt.log("%s_rss_mib: %s (VmRSS of each node after ingest and queries)" % (
                 d.name, ", ".join("%.0f" % (node.rss_kib() / 1024) for node in d.nodes)))
+        hints = hint_size(rt, deps[1], rows[:HINT_ROWS])
     finally:
         for d in deps:
             d.stop()
@@ -220,6 +258,12 @@ def bench_cluster(a, rt, node_bin, work):
         rt.log("%s_query: %s: median %.2f ms, min %.2f ms, numTicks exact from every node" % (
             name, qname, m * 1e3, lo_t * 1e3))
     report(rt, ing, med, queries, len(rows))
+    rt.RESULTS.append((
+        "hinted handoff: hint bytes held for a down node / gzipped bytes pushed (3 nodes RF 3)",
+        "%.2f" % (hints[0] / hints[1]), "-",
+        "%d pushes of the fleet while one node was down: %.0f hint bytes for %d gzipped bytes "
+        "(zstd-compressed WriteRequests); sizes --hints-max-bytes" % (HINT_ROWS, hints[0],
+                                                                      hints[1])))
 
 
 def report(rt, ing, med, queries, nrows):
