@@ -22,6 +22,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "node/cluster/cluster.h"
 #include "node/http_server.h"
 #include "node/ingest/ingest.h"
 #include "query/query.h"
@@ -30,26 +31,6 @@
 #define NODE_PATH_MAX 4096
 #define NODE_HOST_MAX 256
 
-/* Cluster settings (docs/cluster.md). With cluster_listen empty the node is
- * a cluster of one: the same write and read paths run with itself as the only
- * replica. */
-typedef struct node_cluster_config {
-    char node_id[NODE_PATH_MAX];        /* "" = generated on first start, persisted */
-    char cluster_listen[NODE_PATH_MAX]; /* tcp://HOST:PORT (nanomsg); "" = single node */
-    char advertise[NODE_PATH_MAX];      /* cluster address peers dial; "" = cluster_listen */
-    char join[NODE_PATH_MAX];           /* comma-separated tcp://HOST:PORT seeds */
-    char cluster_name[NODE_PATH_MAX];   /* messages from another cluster are refused */
-    uint32_t replication_factor;        /* RF */
-    uint32_t write_quorum;              /* W; 0 = majority of RF */
-    uint32_t tokens;                    /* virtual nodes of this node */
-    uint64_t gossip_interval_ms;
-    uint64_t failure_timeout_ms;        /* no heartbeat for this long -> down */
-    uint64_t write_timeout_ms;          /* replicated write deadline (then 503) */
-    uint64_t query_timeout_ms;          /* scatter-gather deadline (then partial) */
-    size_t max_message_bytes;           /* NN_RCVMAXSIZE and send limit */
-    size_t hints_max_bytes;             /* durable hints kept per target node */
-    uint64_t hint_replay_interval_ms;
-} node_cluster_config_t;
 
 typedef struct node_config {
     char data_dir[NODE_PATH_MAX];
@@ -64,7 +45,7 @@ typedef struct node_config {
     ingest_limits_t ingest;
     query_limits_t query;
     storage_options_t storage;
-    node_cluster_config_t cluster;
+    cluster_config_t cluster;
     char service_shards[NODE_PATH_MAX]; /* "svc=16,..." -> ingest.shards overrides */
 } node_config_t;
 

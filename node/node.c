@@ -35,11 +35,7 @@ static void cluster_closed(void *arg) { (void)arg; }
 static void on_drained(void *arg)
 {
     node_t *n = arg;
-    if (n->scatter != NULL) /* answers queries still waiting for other nodes */
-        scatter_close(n->scatter);
-    if (n->replicate != NULL) /* stores the hints of writes still waiting for acks */
-        replicate_close(n->replicate, cluster_closed, n);
-    if (n->cluster != NULL)
+    if (n->cluster != NULL) /* answers queries, stores the hints of writes in flight */
         cluster_close(n->cluster, cluster_closed, n);
     uv_close((uv_handle_t *)&n->sigterm, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
@@ -59,12 +55,18 @@ static int open_cluster(node_t *n, errmsg_t *em)
 {
     char http_addr[NODE_HOST_MAX + 32];
     snprintf(http_addr, sizeof http_addr, "http://%s:%d", n->cfg.http_host, n->port);
-    int rc = cluster_new(&n->loop, &n->cfg, http_addr, &n->cluster, em);
-    if (rc == ERR_OK)
-        rc = scatter_open_for_cluster(&n->loop, n->storage, &n->cfg, n->cluster, &n->scatter, em);
-    if (rc == ERR_OK)
-        rc = replicate_open_for_cluster(&n->loop, n->storage, &n->cfg, n->cluster,
-                                        &n->replicate, em);
+    const node_config_t *cfg = &n->cfg;
+    cluster_inputs_t in = {
+        .data_dir = cfg->data_dir,
+        .http_addr = http_addr,
+        .shards = cfg->ingest.shards,
+        .query = cfg->query,
+        .max_tree_nodes = cfg->ingest.max_tree_nodes,
+        /* packed writes share the request-body budget: at most half of it */
+        .max_inflight_bytes = cfg->http.max_buffered_bytes / 2,
+        .seen_retention_seconds = cfg->storage.seen_retention_seconds,
+    };
+    int rc = cluster_open(&n->loop, n->storage, &cfg->cluster, &in, &n->cluster, em);
     return rc == ERR_OK ? cluster_start(n->cluster, em) : rc;
 }
 
@@ -143,8 +145,6 @@ void node_free(node_t *n)
         n->stopping = 1;
         http_server_drain(n->http, 0, drained_for_free, NULL);
     }
-    if (n->replicate != NULL)
-        replicate_close(n->replicate, drained_for_free, NULL); /* no-op if already closing */
     if (n->cluster != NULL)
         cluster_close(n->cluster, drained_for_free, NULL); /* no-op if already closing */
     if (n->ready && !uv_is_closing((uv_handle_t *)&n->stop_async)) {
@@ -156,8 +156,6 @@ void node_free(node_t *n)
     if (uv_loop_close(&n->loop) != 0)
         log_warn("node", "event loop closed with handles still open");
     http_server_free(n->http);
-    scatter_free(n->scatter);
-    replicate_free(n->replicate);
     cluster_free(n->cluster);
     storage_close(n->storage);
     free(n);

@@ -4,12 +4,12 @@
 
 #include <uv.h>
 
-#include "node/cluster.h"
+#include "node/cluster/cluster.h"
 #include "node/http_server.h"
 #include "node/metrics.h"
 #include "node/node.h"
-#include "node/scatter.h"
-#include "node/replicate.h"
+#include "node/cluster/scatter_int.h"
+#include "node/cluster/replicate_int.h"
 #include "storage/storage.h"
 
 struct node {
@@ -19,9 +19,7 @@ struct node {
     uv_async_t stop_async;
     storage_t *storage;
     http_server_t *http;
-    cluster_t *cluster; /* membership, transport, view (a cluster of one: no transport) */
-    scatter_t *scatter; /* scatter-gather queries (node/scatter.h) */
-    replicate_t *replicate; /* replicated writes, hints (node/replicate.h) */
+    cluster_t *cluster; /* membership, writes, queries (a cluster of one: no transport) */
     metrics_t metrics;
     int ready;    /* storage open and listener up, not stopping */
     int stopping;
@@ -33,7 +31,7 @@ struct node {
 void routes_handle(void *node, http_exchange_t *ex);
 void routes_observe(void *node, const http_exchange_t *ex, int status, uint64_t duration_ms);
 
-/* Validates X-Scope-OrgID (REFERENCE.md §2); NULL or "" means "anonymous".
+/* Validates X-Scope-OrgID (docs/api.md, "Tenants"); NULL or "" means "anonymous".
  * Returns the tenant (borrowed: value or a static string) or NULL with em set. */
 const char *routes_tenant(const char *header, errmsg_t *em);
 

@@ -79,11 +79,10 @@ struct job {
     query_result_t result;  /* the response body and its types */
     size_t series, written; /* ingest */
     const cluster_view_t *view; /* ingest: the view its write is planned with */
-    replicate_write_t *rw;      /* ingest: packed, until replicate_start takes it */
+    cluster_write_t *rw;        /* ingest: packed, until cluster_write_start takes it */
     int deferred;               /* finish took over answering (replicated ingest) */
-    int starting;               /* inside replicate_start: an answer now is job_done's */
-    replicate_stats_t rstats;   /* /metrics: a copy taken on the loop thread */
-    scatter_stats_t sstats;     /* /metrics: a copy taken on the loop thread */
+    int starting;               /* inside cluster_write_start: an answer now is job_done's */
+    cluster_metrics_t *cmetrics; /* /metrics: a copy taken on the loop thread */
     metrics_t metrics;      /* /metrics: a copy taken on the loop thread */
     http_server_stats_t http_stats;
     int ready;
@@ -152,7 +151,8 @@ static void job_done(uv_work_t *w, int status)
         j->kind->finish(j);
     if (j->deferred)
         return; /* answered later by whoever finish handed the job to */
-    replicate_write_free(j->rw);
+    cluster_write_free(j->rw);
+    cluster_metrics_free(j->cmetrics);
     if (j->view != NULL)
         cluster_view_release(j->view);
     if (j->rc != ERR_OK) {
@@ -193,6 +193,9 @@ static job_t *job_start(node_t *n, http_exchange_t *ex, const http_request_t *r,
         errmsg_t em;
         errmsg_set(&em, ERR_UNAVAILABLE, "cannot queue work: %s", uv_strerror(rc));
         respond_error(n, ex, ERR_UNAVAILABLE, &em);
+        cluster_metrics_free(j->cmetrics);
+        if (j->view != NULL)
+            cluster_view_release(j->view);
         query_result_free(&j->result);
         free(j);
         return NULL;
@@ -318,10 +321,8 @@ static void work_metrics(job_t *j)
     buf_init(&j->result.body, 16 * 1024 * 1024);
     j->result.content_type = "text/plain; version=0.0.4; charset=utf-8";
     j->rc = metrics_render(&j->metrics, route_names, NROUTES + 1, &x, &j->result.body);
-    if (j->rc == ERR_OK && n->replicate != NULL)
-        j->rc = replicate_stats_render(&j->rstats, n->storage, &j->result.body);
-    if (j->rc == ERR_OK && n->scatter != NULL)
-        j->rc = scatter_stats_render(&j->sstats, &j->result.body);
+    if (j->rc == ERR_OK && j->cmetrics != NULL)
+        j->rc = cluster_metrics_render(j->cmetrics, n->storage, &j->result.body);
 }
 
 static void prepare_metrics(job_t *j)
@@ -329,10 +330,8 @@ static void prepare_metrics(job_t *j)
     j->metrics = j->node->metrics; /* counters change on the loop thread only */
     j->http_stats = *http_server_stats(j->node->http);
     j->ready = j->node->ready && !j->node->stopping;
-    if (j->node->replicate != NULL)
-        replicate_stats(j->node->replicate, &j->rstats);
-    if (j->node->scatter != NULL)
-        scatter_stats(j->node->scatter, &j->sstats);
+    if (j->node->cluster != NULL && cluster_metrics_take(j->node->cluster, &j->cmetrics) != ERR_OK)
+        j->cmetrics = NULL; /* the cluster's counters are left out rather than fail /metrics */
 }
 
 static const job_kind_t metrics_job = {prepare_metrics, work_metrics, NULL};
@@ -369,8 +368,8 @@ static void work_ingest(job_t *j)
     const storage_profile_write_t *w = ingest_profile_write(prof);
     j->series = w->nseries;
     if (j->view != NULL) { /* plan, write the local replica, pack the remote ones */
-        j->rc = replicate_prepare(j->node->replicate, j->view, w, &j->rw, &j->written, &j->em);
-        j->series = j->rw != NULL ? replicate_write_local_series(j->rw) : 0;
+        j->rc = cluster_write_prepare(j->node->cluster, j->view, w, &j->rw, &j->written, &j->em);
+        j->series = j->rw != NULL ? cluster_write_local_series(j->rw) : 0;
     } else
         j->rc = storage_write_profile(j->node->storage, w, &j->written, &j->em);
     ingest_profile_free(prof);
@@ -378,7 +377,7 @@ static void work_ingest(job_t *j)
 
 static void prepare_ingest(job_t *j)
 {
-    if (j->node->replicate != NULL)
+    if (j->node->cluster != NULL)
         j->view = cluster_view_acquire(j->node->cluster);
 }
 
@@ -413,11 +412,11 @@ static void finish_ingest(job_t *j)
     m->ingest_series_written += j->written;
     m->ingest_series_duplicate += j->series - j->written;
     if (j->rw != NULL) {
-        replicate_write_t *rw = j->rw;
+        cluster_write_t *rw = j->rw;
         j->rw = NULL;
         j->deferred = 1;
         j->starting = 1;
-        replicate_start(j->node->replicate, rw, ingest_replicated, j);
+        cluster_write_start(j->node->cluster, rw, ingest_replicated, j);
         if (j->deferred)
             j->starting = 0; /* j now belongs to ingest_replicated */
     }
@@ -431,7 +430,7 @@ static void route_ingest(node_t *n, http_exchange_t *ex, const http_request_t *r
     if (tenant == NULL)
         return;
     errmsg_t em = {{0}};
-    int rc = n->replicate != NULL ? replicate_admit(n->replicate, &em) : ERR_OK;
+    int rc = n->cluster != NULL ? cluster_write_admit(n->cluster, &em) : ERR_OK;
     if (rc != ERR_OK)
         respond_error(n, ex, rc, &em); /* 503 + Retry-After: bounded in-flight writes */
     else
@@ -455,14 +454,14 @@ static void query_params_of(const http_request_t *r, query_params_t *p)
         p->match = http_request_param(r, "match[]");
 }
 
-/* Queries are scatter-gathered over the cluster (node/scatter.h): a single
+/* Queries are scatter-gathered over the cluster (node/cluster/cluster.h): a single
  * node is a cluster of one and answers through the same path. */
 typedef struct query_req {
     node_t *node;
     http_exchange_t *ex;
 } query_req_t;
 
-static void query_answered(void *arg, scatter_answer_t *a)
+static void query_answered(void *arg, cluster_answer_t *a)
 {
     query_req_t *q = arg;
     if (a->rc != ERR_OK) {
@@ -471,7 +470,7 @@ static void query_answered(void *arg, scatter_answer_t *a)
         return;
     }
     q->node->metrics.queries++;
-    char extra[SCATTER_PARTIAL_HEADER_MAX + 32];
+    char extra[CLUSTER_PARTIAL_HEADER_MAX + 32];
     http_response_t resp = {.status = 200,
                             .content_type = a->result.body.len ? a->result.content_type : NULL,
                             .content_encoding = a->result.content_encoding,
@@ -499,7 +498,7 @@ static void start_query(node_t *n, http_exchange_t *ex, const http_request_t *r,
     *q = (query_req_t){.node = n, .ex = ex};
     query_params_t p = {0};
     query_params_of(r, &p);
-    scatter_query(n->scatter, kind, tenant, &p, wall_ns() / 1000000, query_answered, q);
+    cluster_query(n->cluster, kind, tenant, &p, wall_ns() / 1000000, query_answered, q);
 }
 
 static void route_render(node_t *n, http_exchange_t *ex, const http_request_t *r)

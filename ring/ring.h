@@ -1,5 +1,7 @@
 /* ring.h — placement of series on the token ring, node identity, the ring,
- * membership and gossip, read/write planning, and the cluster wire envelope.
+ * membership and gossip, read/write planning. Pure logic: no I/O, no
+ * protobuf in this header (gossip bodies travel as bytes the cluster module
+ * wraps in its envelope, node/cluster/).
  *
  * Owns:
  *  - the placement scheme: which 64-bit token a series has. A series is placed
@@ -14,13 +16,14 @@
  *    from an injected clock, the ring version;
  *  - read planning (one live replica per range) and write planning (replicas
  *    plus write quorum);
- *  - the envelope of intra-cluster messages (common/proto/cluster.proto):
- *    encoding, and decoding that refuses malformed or oversized messages.
+ *  - the gossip exchange: encoding and checking the Gossip message of
+ *    common/proto/cluster.proto (the body only; the envelope around it is the
+ *    cluster module's).
  *
  * Placement (RING_PLACEMENT_VERSION) and replica selection / token generation
  * (RING_REPLICA_VERSION) are pinned by golden vectors in
  * tests/unit/test_ring_placement.c and tests/unit/test_ring_replicas.c:
- * changing them moves data. docs/cluster.md describes the whole design.
+ * changing them moves data. docs/cluster.md describes placement, the ring and membership.
  *
  * Threads: placement, ring_t (immutable once built) and the plan functions are
  * thread-safe. A ring_members_t is not: one thread (the node's loop) owns it.
@@ -35,7 +38,6 @@
 
 #include "common/buf.h"
 #include "common/err.h"
-#include "common/proto/cluster.pb-c.h"
 
 /* ================================================================ placement */
 
@@ -86,7 +88,6 @@ uint64_t ring_placement_token(const char *tenant, const char *service_name, uint
 #define RING_MAX_TOKENS 4096    /* tokens per node */
 #define RING_MAX_NODES 1024     /* members of one cluster */
 #define RING_MAX_RF 16          /* replication factor */
-#define RING_PROTOCOL_VERSION 1 /* cluster.proto Envelope.protocol_version */
 
 /* ================================================================ random */
 
@@ -260,7 +261,6 @@ typedef struct ring_clock {
 } ring_clock_t;
 
 typedef struct ring_members_options {
-    const char *cluster;           /* cluster name; gossip from other clusters is refused */
     uint64_t down_after_ms;        /* no heartbeat progress for this long: down (10 s) */
     uint64_t forget_left_after_ms; /* drop LEFT tombstones after this (72 h) */
     uint32_t max_members;          /* entries kept (RING_MAX_NODES) */
@@ -287,7 +287,7 @@ typedef struct ring_member {
 } ring_member_t;
 
 typedef struct ring_members_stats {
-    uint64_t refused_messages; /* malformed, oversized, other cluster or version */
+    uint64_t refused_messages; /* malformed or oversized gossip */
     uint64_t refused_members;  /* entries refused: invalid or over max_members */
     uint64_t refutations;      /* times we bumped our incarnation to deny a rumour */
     uint64_t marked_down;      /* members this node declared down */
@@ -356,7 +356,7 @@ int ring_members_set_hints(ring_members_t *m, const char *const *ids, size_t n);
 
 /* hinted[i] = 1 for ring nodes that some member (not LEFT; this node
  * included) lists in its hints_for: they miss writes that are still held as
- * hints, so they must not serve reads (DESIGN.md §7). hinted has
+ * hints, so they must not serve reads (docs/replication.md, "Freshness"). hinted has
  * ring_node_count(r) entries. A caller folds it into the live set:
  * live[i] &= !hinted[i]. */
 void ring_members_hinted(const ring_members_t *m, const ring_t *r, uint8_t *hinted);
@@ -382,54 +382,26 @@ void ring_members_live(const ring_members_t *m, const ring_t *r, uint8_t *live);
 /* Gossip is a three-way exchange (docs/cluster.md): A sends SYN (digests of
  * all members); B merges what the digests can tell it and answers ACK with the
  * full entries A lacks and the ids it wants; A merges and answers ACK2 with
- * those. Messages are whole Envelopes. */
+ * those. These functions read and write serialized Gossip bodies; the caller
+ * carries them in its envelope (which names the cluster and the sender). */
 
-/* Appends a SYN envelope to out: digests of every member, and this node's
- * own entry in full (so a seed that never heard of it can answer). */
+/* Appends a serialized SYN Gossip to out: digests of every member, and this
+ * node's own entry in full (so a seed that never heard of it can answer). */
 int ring_gossip_syn(ring_members_t *m, buf_t *out);
-/* Decodes and handles a gossip envelope; appends the answer (if any) to
- * reply (left empty when none is due). Refused messages return
- * ERR_UNPARSEABLE / ERR_TOO_LARGE / ERR_UNSUPPORTED / ERR_INVALID_ARGUMENT
- * with the reason and are counted; the table is unchanged. */
-int ring_gossip_receive(ring_members_t *m, const uint8_t *msg, size_t len, buf_t *reply,
-                        errmsg_t *em);
+/* Decodes, checks and handles a serialized Gossip body from sender_id (the
+ * envelope's sender); appends the answer (if any, a serialized Gossip) to
+ * reply (left empty when none is due) and the address to send it to in
+ * reply_to (RING_ADDR_MAX + 1 bytes): the one the sender's own entry in a
+ * SYN gives (where it listens now), else the table's, "" when unknown.
+ * Refused messages return ERR_UNPARSEABLE / ERR_TOO_LARGE /
+ * ERR_INVALID_ARGUMENT with the reason and are counted; the table is
+ * unchanged. */
+int ring_gossip_receive(ring_members_t *m, const char *sender_id, const uint8_t *body, size_t len,
+                        buf_t *reply, char *reply_to, errmsg_t *em);
 
 /* Index (for ring_members_get) of a member to gossip with, drawn uniformly
  * from the others that have not left (down ones included, so a recovered node
  * is noticed); ERR_NOT_FOUND when there is none (then gossip with a seed). */
 int ring_gossip_pick(const ring_members_t *m, ring_rng_t *rng);
-
-/* ================================================================ wire */
-
-/* A decoded envelope. env and body are owned (ring_msg_free); body is the
- * unpacked message of env->type, e.g. (Flamedb__Cluster__WriteRequest *). */
-typedef struct ring_msg {
-    Flamedb__Cluster__Envelope *env;
-    ProtobufCMessage *body;
-} ring_msg_t;
-
-typedef struct ring_wire_limits {
-    size_t max_bytes;   /* whole envelope */
-    size_t max_series;  /* SeriesPart per WriteRequest */
-    size_t max_symbols; /* Symbols per WriteRequest / PartialResult */
-    size_t max_ranges;  /* TokenRanges per QueryRequest / PartialResult */
-    size_t max_values;  /* values per PartialResult */
-    size_t max_string;  /* bytes of a selector, label name, reason, symbol */
-} ring_wire_limits_t;
-
-void ring_wire_limits_default(ring_wire_limits_t *l);
-
-/* Wraps a serialized body of `type` in an envelope appended to out. */
-int ring_wire_encode(Flamedb__Cluster__MsgType type, const char *cluster, const char *sender_id,
-                     uint64_t deadline_unix_ms, const ProtobufCMessage *body, buf_t *out);
-
-/* Decodes an envelope and its body and checks them: size, protocol version,
- * cluster name (NULL: any), sender id, deadline (now_unix_ms past a non-zero
- * deadline: ERR_TIMEOUT), then the body: tenant present and bounded, profile
- * id 16 bytes, counts and string lengths within limits, token ranges sane.
- * Nothing in a refused message is trusted. */
-int ring_wire_decode(const uint8_t *p, size_t n, const ring_wire_limits_t *lim, const char *cluster,
-                     uint64_t now_unix_ms, ring_msg_t *out, errmsg_t *em);
-void ring_msg_free(ring_msg_t *m);
 
 #endif

@@ -9,12 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/proto/cluster.pb-c.h"
 #include "ring/ring_int.h"
 
 #define PH(x) FLAMEDB__CLUSTER__GOSSIP_PHASE__GOSSIP_PHASE_##x
 #define ST_DOWN FLAMEDB__CLUSTER__NODE_STATE__NODE_STATE_DOWN
+#define S(x) FLAMEDB__CLUSTER__NODE_STATE__NODE_STATE_##x
 
-/* Proto state <-> (life, down). Inputs were checked by ring_wire_decode. */
+/* Proto state <-> (life, down). Inputs were checked by check_gossip. */
 static void state_from_proto(int state, int down_from, ring_state_t *life, int *down)
 {
     *down = state == ST_DOWN;
@@ -96,8 +98,15 @@ static void add_full(struct out *o, const struct member *x)
 
 static int out_send(ring_members_t *m, struct out *o, buf_t *reply)
 {
-    return ring_wire_encode(FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_GOSSIP, m->cluster, m->self, 0,
-                            &o->g.base, reply);
+    (void)m;
+    size_t n = flamedb__cluster__gossip__get_packed_size(&o->g);
+    int rc = buf_reserve(reply, n);
+    if (rc == 0) {
+        flamedb__cluster__gossip__pack(&o->g, reply->data + reply->len);
+        reply->len += n;
+        reply->data[reply->len] = 0;
+    }
+    return rc;
 }
 
 int ring_gossip_syn(ring_members_t *m, buf_t *out)
@@ -215,30 +224,110 @@ static int answer_ack(ring_members_t *m, const Flamedb__Cluster__Gossip *g, buf_
     return rc;
 }
 
-int ring_gossip_receive(ring_members_t *m, const uint8_t *msg, size_t len, buf_t *reply,
-                        errmsg_t *em)
+/* ---------- checking a received Gossip ---------- */
+
+static int check_state(int state, int down_from)
 {
-    ring_wire_limits_t lim;
-    ring_wire_limits_default(&lim);
-    lim.max_bytes = m->o.max_message_bytes;
-    ring_msg_t in;
-    int rc = ring_wire_decode(msg, len, &lim, m->cluster, 0, &in, em);
-    if (rc == 0 && in.env->type != FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_GOSSIP) {
-        ring_msg_free(&in);
-        rc = errmsg_set(em, ERR_UNSUPPORTED, "gossip: not a gossip message");
-    }
+    if (state < S(JOINING) || state > S(LEFT)) return -1;
+    if (state == S(DOWN)) return down_from >= S(JOINING) && down_from <= S(LEAVING) ? 0 : -1;
+    return down_from == 0 ? 0 : -1;
+}
+
+/* A hints_for list: at most RING_MAX_NODES valid node ids. */
+static int check_hints_for(char *const *ids, size_t n)
+{
+    if (n > RING_MAX_NODES) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (ring_node_id_check(ids[i], NULL) < 0) return -1;
+    return 0;
+}
+
+static int check_member(const Flamedb__Cluster__Member *x, errmsg_t *em)
+{
+    if (check_hints_for(x->hints_for, x->n_hints_for) < 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: member %s: bad hints_for list",
+                          ring_node_id_check(x->node_id, NULL) < 0 ? "?" : x->node_id);
+    if (ring_node_id_check(x->node_id, NULL) < 0 || check_state(x->state, x->down_from) < 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: member with bad id or state");
+    if (strlen(x->http_addr) > RING_ADDR_MAX || strlen(x->cluster_addr) > RING_ADDR_MAX)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: member %s: address too long",
+                          x->node_id);
+    if (x->n_tokens == 0 || x->n_tokens > RING_MAX_TOKENS)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: member %s: %zu tokens", x->node_id,
+                          x->n_tokens);
+    for (size_t i = 1; i < x->n_tokens; i++)
+        if (x->tokens[i] <= x->tokens[i - 1])
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: member %s: tokens not ascending",
+                              x->node_id);
+    return 0;
+}
+
+static int check_gossip(const Flamedb__Cluster__Gossip *g, errmsg_t *em)
+{
+    if (g->phase < FLAMEDB__CLUSTER__GOSSIP_PHASE__GOSSIP_PHASE_SYN ||
+        g->phase > FLAMEDB__CLUSTER__GOSSIP_PHASE__GOSSIP_PHASE_ACK2)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: unknown phase");
+    if (g->n_digests > RING_MAX_NODES || g->n_members > RING_MAX_NODES ||
+        g->n_requests > RING_MAX_NODES)
+        return errmsg_set(em, ERR_TOO_LARGE, "gossip: more than %d entries", RING_MAX_NODES);
+    for (size_t i = 0; i < g->n_digests; i++)
+        if (ring_node_id_check(g->digests[i]->node_id, NULL) < 0 ||
+            check_state(g->digests[i]->state, g->digests[i]->down_from) < 0 ||
+            check_hints_for(g->digests[i]->hints_for, g->digests[i]->n_hints_for) < 0)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: digest %zu invalid", i);
+    for (size_t i = 0; i < g->n_requests; i++)
+        if (ring_node_id_check(g->requests[i], NULL) < 0)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: request %zu invalid", i);
+    int rc = 0;
+    for (size_t i = 0; i < g->n_members && rc == 0; i++)
+        rc = check_member(g->members[i], em);
+    return rc;
+}
+
+/* Where to answer: a SYN carries its sender's own entry, whose address is
+ * the one it listens at now (the table may still hold an older one at the
+ * same incarnation); otherwise the table's. */
+static void reply_address(ring_members_t *m, const char *sender, const Flamedb__Cluster__Gossip *g,
+                          char *out)
+{
+    out[0] = 0;
+    if (g->phase == PH(SYN))
+        for (size_t i = 0; i < g->n_members; i++)
+            if (strcmp(g->members[i]->node_id, sender) == 0 && g->members[i]->cluster_addr[0]) {
+                memcpy(out, g->members[i]->cluster_addr, strlen(g->members[i]->cluster_addr) + 1);
+                return;
+            }
+    const struct member *x = ring__members_lookup(m, sender);
+    if (x != NULL && x->cluster_addr != NULL && strlen(x->cluster_addr) <= RING_ADDR_MAX)
+        memcpy(out, x->cluster_addr, strlen(x->cluster_addr) + 1);
+}
+
+int ring_gossip_receive(ring_members_t *m, const char *sender_id, const uint8_t *body, size_t len,
+                        buf_t *reply, char *reply_to, errmsg_t *em)
+{
+    reply_to[0] = 0;
+    int rc = 0;
+    Flamedb__Cluster__Gossip *g = NULL;
+    if (len > m->o.max_message_bytes)
+        rc = errmsg_set(em, ERR_TOO_LARGE, "gossip: %zu bytes, at most %zu", len,
+                        m->o.max_message_bytes);
+    else if ((g = flamedb__cluster__gossip__unpack(NULL, len, body)) == NULL)
+        rc = errmsg_set(em, ERR_UNPARSEABLE, "gossip: body is not a Gossip message");
+    else
+        rc = check_gossip(g, em);
     if (rc < 0) {
+        if (g != NULL) flamedb__cluster__gossip__free_unpacked(g, NULL);
         m->stats.refused_messages++;
         return rc;
     }
-    Flamedb__Cluster__Gossip *g = (Flamedb__Cluster__Gossip *)in.body;
     if (g->phase == PH(SYN))
         rc = answer_syn(m, g, reply);
     else if (g->phase == PH(ACK))
         rc = answer_ack(m, g, reply);
     else
         merge_all(m, g, NULL);
-    ring_msg_free(&in);
+    if (rc == 0 && reply->len > 0) reply_address(m, sender_id, g, reply_to);
+    flamedb__cluster__gossip__free_unpacked(g, NULL);
     if (rc < 0) errmsg_set(em, rc, "gossip: could not build the answer");
     return rc;
 }

@@ -71,7 +71,6 @@ struct member_view {
 
 struct ring_members {
     ring_members_options_t o;
-    char cluster[RING_ADDR_MAX + 1];
     char self[RING_NODE_ID_MAX + 1];
     ring_clock_t clock;
     struct member *v; /* sorted by id */

@@ -17,15 +17,13 @@ int ring_members_create(const ring_members_options_t *o, const ring_identity_t *
     if (initial != RING_JOINING && initial != RING_ACTIVE)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "members: initial state must be joining or active");
-    if (o->cluster == NULL || strlen(o->cluster) > RING_ADDR_MAX || o->max_members == 0)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "members: bad cluster name or max_members");
+    if (o->max_members == 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "members: max_members is 0");
     int rc = ring_node_id_check(self->node_id, em);
     if (rc < 0) return rc;
     ring_members_t *m = calloc(1, sizeof *m);
     if (m == NULL) return errmsg_set(em, ERR_NOMEM, "members: out of memory");
     m->o = *o;
-    memcpy(m->cluster, o->cluster, strlen(o->cluster) + 1);
-    m->o.cluster = m->cluster;
     memcpy(m->self, self->node_id, strlen(self->node_id) + 1);
     m->clock = clock;
     m->version = m->ring_version = 1;

@@ -13,7 +13,6 @@
 
 void ring_members_options_default(ring_members_options_t *o)
 {
-    o->cluster = "flamedb";
     o->down_after_ms = 10000;
     o->forget_left_after_ms = 72ULL * 3600 * 1000;
     o->max_members = RING_MAX_NODES;

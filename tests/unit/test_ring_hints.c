@@ -124,9 +124,9 @@ static void exchange(ring_members_t *a, ring_members_t *b)
     buf_init(&m2, BUF_UNLIMITED);
     buf_init(&m3, BUF_UNLIMITED);
     CHECK_EQ_INT(ring_gossip_syn(a, &m1), 0);
-    CHECK_EQ_INT(ring_gossip_receive(b, m1.data, m1.len, &m2, NULL), 0);
-    if (m2.len > 0) CHECK_EQ_INT(ring_gossip_receive(a, m2.data, m2.len, &m3, NULL), 0);
-    if (m3.len > 0) CHECK_EQ_INT(ring_gossip_receive(b, m3.data, m3.len, &m1, NULL), 0);
+    CHECK_EQ_INT(ring_gossip_receive(b, "n01", m1.data, m1.len, &m2, test_reply_to, NULL), 0);
+    if (m2.len > 0) CHECK_EQ_INT(ring_gossip_receive(a, "n01", m2.data, m2.len, &m3, test_reply_to, NULL), 0);
+    if (m3.len > 0) CHECK_EQ_INT(ring_gossip_receive(b, "n01", m3.data, m3.len, &m1, test_reply_to, NULL), 0);
     buf_free(&m1);
     buf_free(&m2);
     buf_free(&m3);
@@ -208,11 +208,10 @@ static void test_wire(ring_identity_t *ids)
     buf_t msg, reply;
     buf_init(&msg, BUF_UNLIMITED);
     buf_init(&reply, BUF_UNLIMITED);
-    CHECK_EQ_INT(ring_wire_encode(FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_GOSSIP, "flamedb", "n05", 0,
-                                  &g.base, &msg),
+    CHECK_EQ_INT(pack_gossip(&g, &msg),
                  0);
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(ring_gossip_receive(m, msg.data, msg.len, &reply, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(ring_gossip_receive(m, "n01", msg.data, msg.len, &reply, test_reply_to, &em), ERR_INVALID_ARGUMENT);
     CHECK(strstr(em.text, "digest") != NULL);
     ring_members_stats_t st;
     ring_members_stats(m, &st);
@@ -221,16 +220,12 @@ static void test_wire(ring_identity_t *ids)
     /* the same with a valid list decodes */
     bad[1] = "n02";
     buf_reset(&msg);
-    CHECK_EQ_INT(ring_wire_encode(FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_GOSSIP, "flamedb", "n05", 0,
-                                  &g.base, &msg),
+    CHECK_EQ_INT(pack_gossip(&g, &msg),
                  0);
-    ring_msg_t out;
-    ring_wire_limits_t lim;
-    ring_wire_limits_default(&lim);
-    CHECK_EQ_INT(ring_wire_decode(msg.data, msg.len, &lim, "flamedb", 0, &out, &em), 0);
-    Flamedb__Cluster__Gossip *got = (Flamedb__Cluster__Gossip *)out.body;
-    CHECK_EQ_INT(got->digests[0]->n_hints_for, 2);
-    ring_msg_free(&out);
+    buf_reset(&reply);
+    CHECK_EQ_INT(ring_gossip_receive(m, "n01", msg.data, msg.len, &reply, test_reply_to, &em), 0);
+    ring_members_stats(m, &st);
+    CHECK_EQ_INT(st.refused_messages, 1);
     buf_free(&msg);
     buf_free(&reply);
     ring_members_free(m);

@@ -10,7 +10,23 @@
 #include <string.h>
 
 #include "check.h"
+#include "common/proto/cluster.pb-c.h"
 #include "ring/ring.h"
+
+/* Where ring_gossip_receive says to answer (the tests read it when they care). */
+static char test_reply_to[RING_ADDR_MAX + 1];
+
+/* Serializes a hand-made Gossip body into out (as a peer would send it). */
+static inline int pack_gossip(const Flamedb__Cluster__Gossip *g, buf_t *out)
+{
+    size_t n = flamedb__cluster__gossip__get_packed_size(g);
+    int rc = buf_reserve(out, n);
+    if (rc == 0) {
+        flamedb__cluster__gossip__pack(g, out->data + out->len);
+        out->len += n;
+    }
+    return rc;
+}
 
 static inline uint64_t test_seed(uint64_t fallback)
 {

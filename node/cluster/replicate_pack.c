@@ -1,7 +1,7 @@
 /* replicate_pack.c — the pool-thread half of a replicated write: planning
  * every series, grouping series by replica, the quorum accounting, the local
  * replica's write, packing one WriteRequest per remote replica, and hint
- * records (replicate.h, docs/cluster.md "Write path").
+ * records (replicate_int.h, docs/replication.md).
  *
  * Series parts (labels and encoded trees) are built once and shared by the
  * requests of every replica that holds them; each request carries only the
@@ -19,7 +19,7 @@
 #include "common/labels.h"
 #include "common/log.h"
 #include "common/symtab.h"
-#include "node/replicate_int.h"
+#include "node/cluster/replicate_int.h"
 
 /* ---------------------------------------------------------------- arena */
 
@@ -419,7 +419,7 @@ static int pack_target(packer_t *pk, uint32_t ti, const cluster_view_t *v)
     q->symbols = replicate_arena_dup(&rw->arena, pk->list, pk->nlist * sizeof *pk->list);
     if (q->symbols == NULL) return ERR_NOMEM;
     q->n_symbols = pk->nlist;
-    q->protocol_version = RING_PROTOCOL_VERSION;
+    q->protocol_version = CLUSTER_PROTOCOL_VERSION;
     q->tenant = rw->tenant;
     q->deadline_unix_ms = rw->deadline_ms;
     q->profile_id = (ProtobufCBinaryData){16, rw->profile_id};
@@ -491,7 +491,7 @@ int replicate_store_hint(replicate_write_t *rw, uint32_t ti, errmsg_t *em)
     }
     if (rc == 0) {
         Flamedb__Cluster__HintRecord h = FLAMEDB__CLUSTER__HINT_RECORD__INIT;
-        h.protocol_version = RING_PROTOCOL_VERSION;
+        h.protocol_version = CLUSTER_PROTOCOL_VERSION;
         h.tenant = rw->tenant;
         h.target_node_id = t->id;
         h.created_unix_ms = replicate_now_ms();

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "node/cluster_int.h"
+#include "node/cluster/cluster_int.h"
 
 void cluster_identity_default_id(ring_rng_t *rng, char out[RING_NODE_ID_MAX + 1])
 {
@@ -71,7 +71,7 @@ static int write_all(int fd, const uint8_t *p, size_t n)
  * either no identity or a whole one. */
 static int write_file_atomic(const char *dir, const char *path, const buf_t *b, errmsg_t *em)
 {
-    char tmp[NODE_PATH_MAX + 32];
+    char tmp[CLUSTER_SETTING_MAX + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return errmsg_set(em, ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
@@ -139,7 +139,7 @@ static int identity_check(const char *path, const char *want_id, uint32_t ntoken
 int cluster_identity_load(const char *data_dir, const char *want_id, uint32_t ntokens,
                           ring_rng_t *rng, ring_identity_t *out, errmsg_t *em)
 {
-    char path[NODE_PATH_MAX + 16];
+    char path[CLUSTER_SETTING_MAX + 16];
     if (snprintf(path, sizeof path, "%s/%s", data_dir, CLUSTER_IDENTITY_FILE) >= (int)sizeof path)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
     buf_t b;
@@ -169,7 +169,7 @@ int cluster_identity_load(const char *data_dir, const char *want_id, uint32_t nt
  * take new addresses with a higher incarnation. */
 int cluster_incarnation_next(const char *data_dir, uint64_t now_s, uint64_t *out, errmsg_t *em)
 {
-    char path[NODE_PATH_MAX + 16];
+    char path[CLUSTER_SETTING_MAX + 16];
     if (snprintf(path, sizeof path, "%s/%s", data_dir, CLUSTER_INCARNATION_FILE) >=
         (int)sizeof path)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");

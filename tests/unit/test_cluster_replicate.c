@@ -17,7 +17,7 @@
 #include "common/hash.h"
 #include "common/labels.h"
 #include "common/symtab.h"
-#include "node/replicate_int.h"
+#include "node/cluster/replicate_int.h"
 
 /* ---------------------------------------------------------------- fixtures */
 

@@ -1,12 +1,12 @@
-/* rpc.h — intra-cluster messaging on nanomsg, driven by the node's libuv loop
- * (internal to node/).
+/* rpc_int.h — intra-cluster messaging on nanomsg, driven by the node's libuv loop
+ * (internal to node/cluster/).
  *
  * Owns the nanomsg sockets: one NN_PULL socket bound at the node's cluster
  * address receives every message; one NN_PUSH socket per peer (created on
  * first use, connected to the peer's cluster address, reconnected by nanomsg)
  * sends. Sockets are integrated into the loop through NN_RCVFD / NN_SNDFD and
  * uv_poll, never blocking the loop. Messages are whole cluster Envelopes
- * (ring_wire_encode); this layer does not look inside them. Replies travel
+ * (cluster_wire_encode); this layer does not look inside them. Replies travel
  * the same way, to the sender's own PULL socket, so any number of requests
  * may be outstanding to one peer (unlike NN_REQ, which carries one).
  *

@@ -1,5 +1,5 @@
 /* scatter.c — coordinating a query over the cluster: plan, ask, re-plan,
- * deadlines, answer (scatter.h). The pool jobs that merge and encode are in
+ * deadlines, answer (scatter_int.h). The pool jobs that merge and encode are in
  * scatter_merge.c, the replica side in scatter_serve.c.
  *
  * Deadlines: a query has query_timeout_ms. A remote node that has not
@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "common/log.h"
-#include "node/scatter_int.h"
+#include "node/cluster/scatter_int.h"
 
 uint64_t scatter_unix_ms(void)
 {
@@ -34,7 +34,7 @@ void scatter_options_default(scatter_options_t *o)
     query_limits_default(&o->limits);
 }
 
-/* ---------- ops over node/cluster.h ---------- */
+/* ---------- ops over cluster_int.h ---------- */
 
 static const cluster_view_t *cl_view_acquire(void *ctx)
 {
@@ -58,15 +58,16 @@ void scatter_ops_cluster(cluster_t *c, scatter_ops_t *ops)
 
 /* ---------- the handle ---------- */
 
-int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const node_config_t *cfg,
-                             cluster_t *c, scatter_t **out, errmsg_t *em)
+int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cfg,
+                             const cluster_inputs_t *in, cluster_t *c, scatter_t **out,
+                             errmsg_t *em)
 {
     scatter_options_t o;
     scatter_options_default(&o);
-    o.query_timeout_ms = cfg->cluster.query_timeout_ms;
-    o.max_message_bytes = cfg->cluster.max_message_bytes;
-    o.shards = cfg->ingest.shards;
-    o.limits = cfg->query;
+    o.query_timeout_ms = cfg->query_timeout_ms;
+    o.max_message_bytes = cfg->max_message_bytes;
+    o.shards = in->shards;
+    o.limits = in->query;
     scatter_ops_t ops;
     scatter_ops_cluster(c, &ops);
     int rc = scatter_new(loop, storage, &o, &ops, out, em);
@@ -101,7 +102,7 @@ void scatter_close(scatter_t *s)
         errmsg_t em;
         errmsg_set(&em, ERR_UNAVAILABLE, "the node is stopping");
         sq_fail(q, ERR_UNAVAILABLE, &em);
-        scatter_answer_t a = {.rc = q->rc, .em = q->em};
+        cluster_answer_t a = {.rc = q->rc, .em = q->em};
         query_result_init(&a.result);
         sq_answer(q, &a);
     }
@@ -177,7 +178,7 @@ static void unlink_query(sq_t *q)
 
 /* Calls done once, then lets the query go (pool jobs still running keep it
  * alive until they end). */
-void sq_answer(sq_t *q, scatter_answer_t *a)
+void sq_answer(sq_t *q, cluster_answer_t *a)
 {
     if (q->answered) return;
     q->answered = 1;
@@ -247,7 +248,7 @@ static int send_ask(sq_t *q, const ask_t *a)
     }
     Flamedb__Cluster__QueryRequest m = FLAMEDB__CLUSTER__QUERY_REQUEST__INIT;
     const query_spec_t *sp = &q->spec;
-    m.protocol_version = RING_PROTOCOL_VERSION;
+    m.protocol_version = CLUSTER_PROTOCOL_VERSION;
     m.tenant = q->tenant;
     m.deadline_unix_ms = q->deadline_unix_ms;
     m.request_id = a->request_id;
@@ -391,7 +392,7 @@ void sq_progress(sq_t *q)
 {
     if (q->answered || q->merging || q->finishing) return;
     if (q->rc != 0) {
-        scatter_answer_t a = {.rc = q->rc, .em = q->em};
+        cluster_answer_t a = {.rc = q->rc, .em = q->em};
         query_result_init(&a.result);
         sq_answer(q, &a);
         return;
@@ -444,9 +445,9 @@ static void on_timer(uv_timer_t *t)
 
 /* ---------- starting a query ---------- */
 
-static void refuse(scatter_done_fn done, void *arg, int rc, const errmsg_t *em)
+static void refuse(cluster_answer_fn done, void *arg, int rc, const errmsg_t *em)
 {
-    scatter_answer_t a = {.rc = rc, .em = *em};
+    cluster_answer_t a = {.rc = rc, .em = *em};
     query_result_init(&a.result);
     done(arg, &a);
 }
@@ -482,7 +483,7 @@ static int setup(sq_t *q, const query_params_t *p, int64_t now_ms, errmsg_t *em)
 }
 
 void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const query_params_t *p,
-                   int64_t now_ms, scatter_done_fn done, void *arg)
+                   int64_t now_ms, cluster_answer_fn done, void *arg)
 {
     errmsg_t em = {{0}};
     if (s->closing || s->ninflight >= s->o.max_inflight) {
@@ -548,7 +549,7 @@ static int served_matches(const Flamedb__Cluster__PartialResult *pr, const ask_t
     return 1;
 }
 
-static void take_answer(sq_t *q, size_t idx, const ring_msg_t *msg)
+static void take_answer(sq_t *q, size_t idx, const cluster_msg_t *msg)
 {
     const Flamedb__Cluster__PartialResult *pr = (const void *)msg->body;
     ask_t *a = &q->asks[idx];
@@ -583,7 +584,7 @@ static void take_answer(sq_t *q, size_t idx, const ring_msg_t *msg)
     sq_enqueue(q, it);
 }
 
-void scatter_on_partial(void *ctx, ring_msg_t *msg)
+void scatter_on_partial(void *ctx, cluster_msg_t *msg)
 {
     scatter_t *s = ctx;
     const Flamedb__Cluster__PartialResult *pr = (const void *)msg->body;

@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "node/scatter_int.h"
+#include "node/cluster/scatter_int.h"
 
 typedef struct serve_job {
     uv_work_t w;
@@ -166,7 +166,7 @@ static void init_reply(Flamedb__Cluster__PartialResult *m, const char *tenant, u
                        uint64_t ring_version)
 {
     flamedb__cluster__partial_result__init(m);
-    m->protocol_version = RING_PROTOCOL_VERSION;
+    m->protocol_version = CLUSTER_PROTOCOL_VERSION;
     m->tenant = (char *)tenant;
     m->request_id = id;
     m->ring_version = ring_version;
@@ -181,7 +181,7 @@ static void send_reply(scatter_t *s, const char *to, uint64_t deadline,
                   (unsigned long long)m->request_id, err_message(rc));
 }
 
-static void reply_error(scatter_t *s, const ring_msg_t *msg, int rc, const char *reason)
+static void reply_error(scatter_t *s, const cluster_msg_t *msg, int rc, const char *reason)
 {
     const Flamedb__Cluster__QueryRequest *q = (const void *)msg->body;
     Flamedb__Cluster__PartialResult m;
@@ -227,7 +227,7 @@ static int min_res_of(uint32_t min_resolution)
 }
 
 /* Copies what the job needs from the request (borrowed for this call). */
-static int job_from(serve_job_t *j, const ring_msg_t *msg)
+static int job_from(serve_job_t *j, const cluster_msg_t *msg)
 {
     const Flamedb__Cluster__QueryRequest *q = (const void *)msg->body;
     snprintf(j->sender, sizeof j->sender, "%s", msg->env->sender_id);
@@ -265,7 +265,7 @@ static int job_from(serve_job_t *j, const ring_msg_t *msg)
     return 0;
 }
 
-void scatter_on_query(void *ctx, ring_msg_t *msg)
+void scatter_on_query(void *ctx, cluster_msg_t *msg)
 {
     scatter_t *s = ctx;
     const Flamedb__Cluster__QueryRequest *q = (const void *)msg->body;

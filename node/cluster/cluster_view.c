@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "node/cluster_int.h"
+#include "node/cluster/cluster_int.h"
 
 /* ---------- views ---------- */
 
@@ -99,7 +99,7 @@ static int view_fill_nodes(cluster_t *c, view_impl_t *v)
     return ERR_OK;
 }
 
-static uint32_t quorum_for(const node_cluster_config_t *cfg, uint32_t rf)
+static uint32_t quorum_for(const cluster_config_t *cfg, uint32_t rf)
 {
     if (cfg->write_quorum == 0) return ring_default_quorum(rf);
     return cfg->write_quorum < rf ? cfg->write_quorum : rf;

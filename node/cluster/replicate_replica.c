@@ -1,10 +1,10 @@
 /* replicate_replica.c — the replica side of a replicated write: the WRITE
  * handler decodes a WriteRequest on the pool into a storage write, checks
  * every series (its id is the hash of its labels, its token is where those
- * labels are placed), stores it and answers WRITE_ACK (replicate.h).
+ * labels are placed), stores it and answers WRITE_ACK (replicate_int.h).
  *
- * The handler takes the decoded message from the cluster (cluster.h), so the
- * pool job works on what ring_wire_decode already unpacked and checked: no
+ * The handler takes the decoded message from the cluster (cluster_int.h), so the
+ * pool job works on what cluster_wire_decode already unpacked and checked: no
  * copy of the body, no second unpack. Retries, replays and duplicates count
  * once: storage skips series whose profile id it has seen.
  */
@@ -16,12 +16,12 @@
 #include "common/labels.h"
 #include "common/log.h"
 #include "common/symtab.h"
-#include "node/replicate_int.h"
+#include "node/cluster/replicate_int.h"
 
 typedef struct replica_job {
     uv_work_t work;
     replicate_t *r;
-    ring_msg_t msg; /* taken from the cluster; freed in replica_after */
+    cluster_msg_t msg; /* taken from the cluster; freed in replica_after */
     size_t len;     /* body bytes, for the in-flight budget */
     char sender[RING_NODE_ID_MAX + 1];
     char tenant[RING_TENANT_MAX + 1];
@@ -151,7 +151,7 @@ static void send_ack(replicate_t *r, const char *to, const char *tenant, uint64_
                      size_t written, size_t nseries)
 {
     Flamedb__Cluster__WriteAck a = FLAMEDB__CLUSTER__WRITE_ACK__INIT;
-    a.protocol_version = RING_PROTOCOL_VERSION;
+    a.protocol_version = CLUSTER_PROTOCOL_VERSION;
     a.tenant = (char *)tenant;
     a.request_id = request_id;
     a.profile_id = (ProtobufCBinaryData){16, (uint8_t *)pid};
@@ -182,11 +182,11 @@ static void replica_after(uv_work_t *wk, int status)
     if (!r->closing)
         send_ack(r, j->sender, j->tenant, j->request_id, j->profile_id, j->deadline_ms, j->status,
                  j->status ? errmsg_text(&j->em, j->status) : "", j->written, j->nseries);
-    ring_msg_free(&j->msg);
+    cluster_msg_free(&j->msg);
     free(j);
 }
 
-void replicate_on_write(void *ctx, ring_msg_t *msg)
+void replicate_on_write(void *ctx, cluster_msg_t *msg)
 {
     replicate_t *r = ctx;
     if (r->closing) return; /* the coordinator hints it at its deadline */
@@ -217,7 +217,7 @@ void replicate_on_write(void *ctx, ring_msg_t *msg)
     if (uv_queue_work(r->loop, &j->work, replica_work, replica_after) != 0) {
         send_ack(r, j->sender, j->tenant, j->request_id, j->profile_id, j->deadline_ms,
                  ERR_UNAVAILABLE, "cannot queue the write", 0, 0);
-        ring_msg_free(&j->msg);
+        cluster_msg_free(&j->msg);
         free(j);
         return;
     }

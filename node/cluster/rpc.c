@@ -1,4 +1,4 @@
-/* rpc.c — intra-cluster messaging on nanomsg in the libuv loop (rpc.h).
+/* rpc.c — intra-cluster messaging on nanomsg in the libuv loop (rpc_int.h).
  *
  * One NN_PULL socket receives; one NN_PUSH socket per peer sends. nanomsg
  * signals readiness through its own file descriptors (NN_RCVFD readable: a
@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "node/rpc.h"
+#include "node/cluster/rpc_int.h"
 
 /* Messages received per wakeup, so one busy sender cannot starve the loop. */
 #define RPC_RECV_BATCH 256

@@ -1,6 +1,7 @@
-/* The cluster wire envelope (ring.h, common/proto/cluster.proto): round trips
+/* The cluster wire envelope (node/cluster/wire_int.h, cluster.proto): round trips
  * of every message, and refusal of malformed, hostile or late ones. */
 #include "common/labels.h"
+#include "node/cluster/wire_int.h"
 #include "test_ring_util.h"
 
 #define T(x) FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_##x
@@ -45,7 +46,7 @@ static void write_fixture(struct write_fixture *f)
     f->sym.name.data = (uint8_t *)"main";
     f->sym.name.len = 4;
     f->syms[0] = &f->sym;
-    f->w.protocol_version = RING_PROTOCOL_VERSION;
+    f->w.protocol_version = CLUSTER_PROTOCOL_VERSION;
     f->w.tenant = "acme";
     f->w.deadline_unix_ms = NOW + 5000;
     f->w.profile_id.data = pid;
@@ -61,12 +62,12 @@ static void write_fixture(struct write_fixture *f)
 
 /* Encodes body as type and decodes it back; returns the decode result. */
 static int roundtrip(int type, const ProtobufCMessage *body, const char *cluster, uint64_t deadline,
-                     ring_msg_t *out, errmsg_t *em)
+                     cluster_msg_t *out, errmsg_t *em)
 {
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
-    CHECK_EQ_INT(ring_wire_encode(type, "c1", "n01", deadline, body, &b), 0);
-    int rc = ring_wire_decode(b.data, b.len, NULL, cluster, NOW, out, em);
+    CHECK_EQ_INT(cluster_wire_encode(type, "c1", "n01", deadline, body, &b), 0);
+    int rc = cluster_wire_decode(b.data, b.len, NULL, cluster, NOW, out, em);
     buf_free(&b);
     return rc;
 }
@@ -75,7 +76,7 @@ static void test_write_roundtrip(void)
 {
     struct write_fixture f;
     write_fixture(&f);
-    ring_msg_t m;
+    cluster_msg_t m;
     errmsg_t em = {{0}};
     CHECK_EQ_INT(roundtrip(T(WRITE), &f.w.base, "c1", f.w.deadline_unix_ms, &m, &em), 0);
     if (m.body) {
@@ -88,13 +89,13 @@ static void test_write_roundtrip(void)
         CHECK(w->series[0]->spans[0]->id == 0xabcdef);
         CHECK(w->n_symbols == 1 && w->symbols[0]->name.len == 4);
         CHECK(w->time_ns == 123456789 && w->request_id == 77);
-        ring_msg_free(&m);
+        cluster_msg_free(&m);
     }
     /* hint record carries the serialized request as is */
     uint8_t packed[4096];
     size_t n = flamedb__cluster__write_request__pack(&f.w, packed);
     Flamedb__Cluster__HintRecord h = FLAMEDB__CLUSTER__HINT_RECORD__INIT;
-    h.protocol_version = RING_PROTOCOL_VERSION;
+    h.protocol_version = CLUSTER_PROTOCOL_VERSION;
     h.tenant = "acme";
     h.target_node_id = "n02";
     h.write_request.data = packed;
@@ -172,7 +173,7 @@ static void test_envelope_refusals(void)
 {
     struct write_fixture f;
     write_fixture(&f);
-    ring_msg_t m;
+    cluster_msg_t m;
     errmsg_t em = {{0}};
     CHECK_EQ_INT(roundtrip(T(WRITE), &f.w.base, "other", 0, &m, &em), ERR_INVALID_ARGUMENT);
     CHECK_EQ_INT(roundtrip(T(WRITE), &f.w.base, "c1", NOW - 10, &m, &em), ERR_TIMEOUT);
@@ -182,37 +183,37 @@ static void test_envelope_refusals(void)
 
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
-    ring_wire_encode(T(WRITE), "c1", "n01", 0, &f.w.base, &b);
+    cluster_wire_encode(T(WRITE), "c1", "n01", 0, &f.w.base, &b);
     /* wrong protocol version, bad sender */
     Flamedb__Cluster__Envelope *e = flamedb__cluster__envelope__unpack(NULL, b.len, b.data);
     CHECK(e != NULL);
     uint8_t tmp[8192];
     e->protocol_version = 2;
     size_t n = flamedb__cluster__envelope__pack(e, tmp);
-    CHECK_EQ_INT(ring_wire_decode(tmp, n, NULL, "c1", NOW, &m, &em), ERR_UNSUPPORTED);
+    CHECK_EQ_INT(cluster_wire_decode(tmp, n, NULL, "c1", NOW, &m, &em), ERR_UNSUPPORTED);
     e->protocol_version = 1;
     char *orig_sender = e->sender_id;
     e->sender_id = "../etc";
     n = flamedb__cluster__envelope__pack(e, tmp);
-    CHECK_EQ_INT(ring_wire_decode(tmp, n, NULL, "c1", NOW, &m, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(cluster_wire_decode(tmp, n, NULL, "c1", NOW, &m, &em), ERR_INVALID_ARGUMENT);
     e->sender_id = orig_sender;
     flamedb__cluster__envelope__free_unpacked(e, NULL);
     /* over the size limit */
-    ring_wire_limits_t lim;
-    ring_wire_limits_default(&lim);
+    cluster_wire_limits_t lim;
+    cluster_wire_limits_default(&lim);
     lim.max_bytes = b.len - 1;
-    CHECK_EQ_INT(ring_wire_decode(b.data, b.len, &lim, "c1", NOW, &m, &em), ERR_TOO_LARGE);
+    CHECK_EQ_INT(cluster_wire_decode(b.data, b.len, &lim, "c1", NOW, &m, &em), ERR_TOO_LARGE);
     lim.max_bytes = b.len;
-    CHECK_EQ_INT(ring_wire_decode(b.data, b.len, &lim, "c1", NOW, &m, &em), 0);
-    ring_msg_free(&m);
+    CHECK_EQ_INT(cluster_wire_decode(b.data, b.len, &lim, "c1", NOW, &m, &em), 0);
+    cluster_msg_free(&m);
     lim.max_series = 0;
-    CHECK_EQ_INT(ring_wire_decode(b.data, b.len, &lim, "c1", NOW, &m, &em), ERR_TOO_LARGE);
+    CHECK_EQ_INT(cluster_wire_decode(b.data, b.len, &lim, "c1", NOW, &m, &em), ERR_TOO_LARGE);
 
     /* every truncation and random corruption is decoded or refused, never trusted blindly */
     int ok = 0, refused = 0;
     for (size_t k = 0; k < b.len; k++) {
-        int rc = ring_wire_decode(b.data, k, NULL, "c1", NOW, &m, NULL);
-        if (rc == 0) ring_msg_free(&m);
+        int rc = cluster_wire_decode(b.data, k, NULL, "c1", NOW, &m, NULL);
+        if (rc == 0) cluster_msg_free(&m);
         refused += rc < 0;
     }
     CHECK_EQ_INT(refused, (int)b.len); /* a prefix always loses a required field or parses badly */
@@ -224,13 +225,13 @@ static void test_envelope_refusals(void)
         int flips = 1 + (int)(ring_rng_next(&rng) % 4);
         for (int j = 0; j < flips; j++)
             tmp[ring_rng_next(&rng) % b.len] ^= (uint8_t)(1u << (ring_rng_next(&rng) % 8));
-        int rc = ring_wire_decode(tmp, b.len, NULL, "c1", NOW, &m, NULL);
+        int rc = cluster_wire_decode(tmp, b.len, NULL, "c1", NOW, &m, NULL);
         if (rc == 0) {
             ok++;
             Flamedb__Cluster__WriteRequest *w = (void *)m.body;
             /* whatever passed still satisfies the checks */
             CHECK(m.env->type == T(WRITE) && w->profile_id.len == 16 && w->n_series >= 1);
-            ring_msg_free(&m);
+            cluster_msg_free(&m);
         } else {
             refused++;
         }
@@ -247,7 +248,7 @@ static void test_query_and_results(void)
     r1.start = UINT64_MAX - 3;
     r1.end = 10;
     Flamedb__Cluster__QueryRequest q = FLAMEDB__CLUSTER__QUERY_REQUEST__INIT;
-    q.protocol_version = RING_PROTOCOL_VERSION;
+    q.protocol_version = CLUSTER_PROTOCOL_VERSION;
     q.tenant = "acme";
     q.deadline_unix_ms = NOW + 100;
     q.kind = FLAMEDB__CLUSTER__QUERY_KIND__QUERY_KIND_MERGE;
@@ -256,14 +257,14 @@ static void test_query_and_results(void)
     q.selector = "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"api\"}";
     q.from_ms = 1;
     q.until_ms = 2;
-    ring_msg_t m;
+    cluster_msg_t m;
     errmsg_t em = {{0}};
     CHECK_EQ_INT(roundtrip(T(QUERY), &q.base, "c1", q.deadline_unix_ms, &m, &em), 0);
     if (m.body) {
         Flamedb__Cluster__QueryRequest *g = (void *)m.body;
         CHECK(g->n_ranges == 1 && g->ranges[0]->start == UINT64_MAX - 3 && g->ranges[0]->end == 10);
         CHECK_EQ_STR(g->selector, q.selector);
-        ring_msg_free(&m);
+        cluster_msg_free(&m);
     }
     q.n_ranges = 0;
     CHECK_EQ_INT(roundtrip(T(QUERY), &q.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
@@ -272,7 +273,7 @@ static void test_query_and_results(void)
     CHECK_EQ_INT(roundtrip(T(QUERY), &q.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
     q.label_name = "env";
     CHECK_EQ_INT(roundtrip(T(QUERY), &q.base, "c1", 0, &m, &em), 0);
-    ring_msg_free(&m);
+    cluster_msg_free(&m);
     q.kind = 77;
     CHECK_EQ_INT(roundtrip(T(QUERY), &q.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
     q.kind = FLAMEDB__CLUSTER__QUERY_KIND__QUERY_KIND_MERGE;
@@ -281,7 +282,7 @@ static void test_query_and_results(void)
 
     Flamedb__Cluster__PartialResult p = FLAMEDB__CLUSTER__PARTIAL_RESULT__INIT;
     ProtobufCBinaryData vals[2] = {{3, (uint8_t *)"env"}, {6, (uint8_t *)"region"}};
-    p.protocol_version = RING_PROTOCOL_VERSION;
+    p.protocol_version = CLUSTER_PROTOCOL_VERSION;
     p.tenant = "acme";
     p.request_id = 9;
     p.calltree.data = tree;
@@ -294,13 +295,13 @@ static void test_query_and_results(void)
     if (m.body) {
         Flamedb__Cluster__PartialResult *g = (void *)m.body;
         CHECK(g->n_values == 2 && g->values[1].len == 6 && g->calltree.len == 4);
-        ring_msg_free(&m);
+        cluster_msg_free(&m);
     }
     p.status = 1;
     CHECK_EQ_INT(roundtrip(T(PARTIAL), &p.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
 
     Flamedb__Cluster__WriteAck a = FLAMEDB__CLUSTER__WRITE_ACK__INIT;
-    a.protocol_version = RING_PROTOCOL_VERSION;
+    a.protocol_version = CLUSTER_PROTOCOL_VERSION;
     a.tenant = "acme";
     a.profile_id.data = pid;
     a.profile_id.len = 16;
@@ -311,7 +312,7 @@ static void test_query_and_results(void)
     if (m.body) {
         Flamedb__Cluster__WriteAck *g = (void *)m.body;
         CHECK(g->status == ERR_LIMIT && g->series_duplicate == 2);
-        ring_msg_free(&m);
+        cluster_msg_free(&m);
     }
 }
 

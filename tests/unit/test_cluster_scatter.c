@@ -2,7 +2,7 @@
  * several nodes in one process: each node has a real storage in a temp
  * directory holding the series it is a replica of (RF 2 on a real ring),
  * its own scatter_t, and a transport that encodes every message with
- * ring_wire_encode and delivers it through ring_wire_decode after a delay
+ * cluster_wire_encode and delivers it through cluster_wire_decode after a delay
  * on the shared loop, so nodes can be dead (messages dropped), slow
  * (delivered late) or hidden from the view.
  *
@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "node/scatter.h"
+#include "node/cluster/scatter_int.h"
 #include "tests/unit/check.h"
 
 #define CPU "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
@@ -78,16 +78,16 @@ static void deliver(uv_timer_t *t)
 {
     delivery_t *d = t->data;
     tnode_t *n = &nodes[d->to];
-    ring_msg_t msg;
+    cluster_msg_t msg;
     errmsg_t em = {{0}};
-    if (!n->dead && ring_wire_decode(d->bytes, d->len, NULL, "test", wall_ms(), &msg, &em) == 0) {
+    if (!n->dead && cluster_wire_decode(d->bytes, d->len, NULL, "test", wall_ms(), &msg, &em) == 0) {
         if (msg.env->type == FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_QUERY) {
             n->received++;
             scatter_on_query(n->sc, &msg);
         } else {
             scatter_on_partial(n->sc, &msg);
         }
-        ring_msg_free(&msg);
+        cluster_msg_free(&msg);
     }
     uv_close((uv_handle_t *)t, delivery_closed);
 }
@@ -100,7 +100,7 @@ static int t_send(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type
     if (to < 0) return ERR_NOT_FOUND;
     buf_t b;
     buf_init(&b, 64u << 20);
-    int rc = ring_wire_encode(type, "test", from->id, deadline_unix_ms, body, &b);
+    int rc = cluster_wire_encode(type, "test", from->id, deadline_unix_ms, body, &b);
     if (rc != 0) return rc;
     delivery_t *d = calloc(1, sizeof *d);
     d->to = to;
@@ -294,10 +294,10 @@ typedef struct outcome {
     errmsg_t em;
     buf_t body;
     const char *ctype;
-    char header[SCATTER_PARTIAL_HEADER_MAX];
+    char header[CLUSTER_PARTIAL_HEADER_MAX];
 } outcome_t;
 
-static void on_done(void *arg, scatter_answer_t *a)
+static void on_done(void *arg, cluster_answer_t *a)
 {
     outcome_t *o = arg;
     o->done++;

@@ -1,6 +1,7 @@
-/* ring_wire.c — the envelope of intra-cluster messages: encoding, and
+/* cluster_wire.c — the envelope of intra-cluster messages: encoding, and
  * decoding that checks every field a handler would otherwise trust
- * (ring.h, common/proto/cluster.proto).
+ * (wire_int.h, common/proto/cluster.proto). Gossip bodies are checked by
+ * the ring (ring_gossip_receive).
  *
  * protobuf-c allocates while unpacking in proportion to the input, so the
  * size check on the whole envelope is what bounds memory; the count limits
@@ -10,13 +11,13 @@
 #include <string.h>
 
 #include "common/labels.h"
-#include "ring/ring_int.h"
+#include "node/cluster/wire_int.h"
+#include "ring/ring.h"
 
 #define T(x) FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_##x
 #define Q(x) FLAMEDB__CLUSTER__QUERY_KIND__QUERY_KIND_##x
-#define S(x) FLAMEDB__CLUSTER__NODE_STATE__NODE_STATE_##x
 
-void ring_wire_limits_default(ring_wire_limits_t *l)
+void cluster_wire_limits_default(cluster_wire_limits_t *l)
 {
     l->max_bytes = 64u << 20;
     l->max_series = 10000;
@@ -26,21 +27,17 @@ void ring_wire_limits_default(ring_wire_limits_t *l)
     l->max_string = 64u << 10;
 }
 
-int ring_wire_encode(Flamedb__Cluster__MsgType type, const char *cluster, const char *sender_id,
-                     uint64_t deadline_unix_ms, const ProtobufCMessage *body, buf_t *out)
+int cluster_wire_encode_bytes(Flamedb__Cluster__MsgType type, const char *cluster,
+                              const char *sender_id, uint64_t deadline_unix_ms,
+                              const ProtobufCBinaryData *body, buf_t *out)
 {
-    size_t bn = protobuf_c_message_get_packed_size(body);
-    uint8_t *bp = malloc(bn ? bn : 1);
-    if (bp == NULL) return ERR_NOMEM;
-    protobuf_c_message_pack(body, bp);
     Flamedb__Cluster__Envelope env = FLAMEDB__CLUSTER__ENVELOPE__INIT;
-    env.protocol_version = RING_PROTOCOL_VERSION;
+    env.protocol_version = CLUSTER_PROTOCOL_VERSION;
     env.type = type;
     env.cluster = (char *)cluster;
     env.sender_id = (char *)sender_id;
     env.deadline_unix_ms = deadline_unix_ms;
-    env.body.data = bp;
-    env.body.len = bn;
+    env.body = *body;
     size_t n = flamedb__cluster__envelope__get_packed_size(&env);
     int rc = buf_reserve(out, n);
     if (rc == 0) {
@@ -48,6 +45,18 @@ int ring_wire_encode(Flamedb__Cluster__MsgType type, const char *cluster, const 
         out->len += n;
         out->data[out->len] = 0;
     }
+    return rc;
+}
+
+int cluster_wire_encode(Flamedb__Cluster__MsgType type, const char *cluster, const char *sender_id,
+                        uint64_t deadline_unix_ms, const ProtobufCMessage *body, buf_t *out)
+{
+    size_t bn = protobuf_c_message_get_packed_size(body);
+    uint8_t *bp = malloc(bn ? bn : 1);
+    if (bp == NULL) return ERR_NOMEM;
+    protobuf_c_message_pack(body, bp);
+    ProtobufCBinaryData b = {bn, bp};
+    int rc = cluster_wire_encode_bytes(type, cluster, sender_id, deadline_unix_ms, &b, out);
     free(bp);
     return rc;
 }
@@ -68,7 +77,7 @@ static int check_str(const char *what, const char *s, size_t max, errmsg_t *em)
     return 0;
 }
 
-static int check_symbols(Flamedb__Cluster__Symbol **v, size_t n, const ring_wire_limits_t *l,
+static int check_symbols(Flamedb__Cluster__Symbol **v, size_t n, const cluster_wire_limits_t *l,
                          errmsg_t *em)
 {
     if (n > l->max_symbols)
@@ -81,7 +90,7 @@ static int check_symbols(Flamedb__Cluster__Symbol **v, size_t n, const ring_wire
 }
 
 static int check_ranges(Flamedb__Cluster__TokenRange **v, size_t n, size_t min,
-                        const ring_wire_limits_t *l, errmsg_t *em)
+                        const cluster_wire_limits_t *l, errmsg_t *em)
 {
     if (n < min || n > l->max_ranges)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "message: %zu token ranges, want %zu..%zu", n,
@@ -110,12 +119,12 @@ static int check_series(const Flamedb__Cluster__SeriesPart *s, size_t i, errmsg_
     return 0;
 }
 
-static int check_write(const Flamedb__Cluster__WriteRequest *w, const ring_wire_limits_t *l,
+static int check_write(const Flamedb__Cluster__WriteRequest *w, const cluster_wire_limits_t *l,
                        errmsg_t *em)
 {
     int rc = check_tenant(w->tenant, em);
     if (rc < 0) return rc;
-    if (w->protocol_version != RING_PROTOCOL_VERSION || w->deadline_unix_ms == 0)
+    if (w->protocol_version != CLUSTER_PROTOCOL_VERSION || w->deadline_unix_ms == 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "write: protocol version or deadline missing");
     if (w->profile_id.len != 16)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "write: profile id is %zu bytes, not 16",
@@ -128,7 +137,7 @@ static int check_write(const Flamedb__Cluster__WriteRequest *w, const ring_wire_
     return check_symbols(w->symbols, w->n_symbols, l, em);
 }
 
-static int check_ack(const Flamedb__Cluster__WriteAck *a, const ring_wire_limits_t *l, errmsg_t *em)
+static int check_ack(const Flamedb__Cluster__WriteAck *a, const cluster_wire_limits_t *l, errmsg_t *em)
 {
     int rc = check_tenant(a->tenant, em);
     if (rc < 0) return rc;
@@ -137,12 +146,12 @@ static int check_ack(const Flamedb__Cluster__WriteAck *a, const ring_wire_limits
     return check_str("reason", a->reason, l->max_string, em);
 }
 
-static int check_query(const Flamedb__Cluster__QueryRequest *q, const ring_wire_limits_t *l,
+static int check_query(const Flamedb__Cluster__QueryRequest *q, const cluster_wire_limits_t *l,
                        errmsg_t *em)
 {
     int rc = check_tenant(q->tenant, em);
     if (rc < 0) return rc;
-    if (q->protocol_version != RING_PROTOCOL_VERSION || q->deadline_unix_ms == 0)
+    if (q->protocol_version != CLUSTER_PROTOCOL_VERSION || q->deadline_unix_ms == 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "query: protocol version or deadline missing");
     if (q->kind < Q(MERGE) || q->kind > Q(SPANS))
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "query: unknown kind %d", (int)q->kind);
@@ -156,7 +165,7 @@ static int check_query(const Flamedb__Cluster__QueryRequest *q, const ring_wire_
     return check_ranges(q->ranges, q->n_ranges, 1, l, em);
 }
 
-static int check_partial(const Flamedb__Cluster__PartialResult *p, const ring_wire_limits_t *l,
+static int check_partial(const Flamedb__Cluster__PartialResult *p, const cluster_wire_limits_t *l,
                          errmsg_t *em)
 {
     int rc = check_tenant(p->tenant, em);
@@ -172,64 +181,6 @@ static int check_partial(const Flamedb__Cluster__PartialResult *p, const ring_wi
         (rc = check_symbols(p->symbols, p->n_symbols, l, em)) < 0)
         return rc;
     return check_ranges(p->served, p->n_served, 0, l, em);
-}
-
-static int check_state(int state, int down_from)
-{
-    if (state < S(JOINING) || state > S(LEFT)) return -1;
-    if (state == S(DOWN)) return down_from >= S(JOINING) && down_from <= S(LEAVING) ? 0 : -1;
-    return down_from == 0 ? 0 : -1;
-}
-
-/* A hints_for list: at most RING_MAX_NODES valid node ids. */
-static int check_hints_for(char *const *ids, size_t n)
-{
-    if (n > RING_MAX_NODES) return -1;
-    for (size_t i = 0; i < n; i++)
-        if (ring_node_id_check(ids[i], NULL) < 0) return -1;
-    return 0;
-}
-
-static int check_member(const Flamedb__Cluster__Member *x, errmsg_t *em)
-{
-    if (check_hints_for(x->hints_for, x->n_hints_for) < 0)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: member %s: bad hints_for list",
-                          ring_node_id_check(x->node_id, NULL) < 0 ? "?" : x->node_id);
-    if (ring_node_id_check(x->node_id, NULL) < 0 || check_state(x->state, x->down_from) < 0)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: member with bad id or state");
-    if (strlen(x->http_addr) > RING_ADDR_MAX || strlen(x->cluster_addr) > RING_ADDR_MAX)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: member %s: address too long",
-                          x->node_id);
-    if (x->n_tokens == 0 || x->n_tokens > RING_MAX_TOKENS)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: member %s: %zu tokens", x->node_id,
-                          x->n_tokens);
-    for (size_t i = 1; i < x->n_tokens; i++)
-        if (x->tokens[i] <= x->tokens[i - 1])
-            return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: member %s: tokens not ascending",
-                              x->node_id);
-    return 0;
-}
-
-static int check_gossip(const Flamedb__Cluster__Gossip *g, errmsg_t *em)
-{
-    if (g->phase < FLAMEDB__CLUSTER__GOSSIP_PHASE__GOSSIP_PHASE_SYN ||
-        g->phase > FLAMEDB__CLUSTER__GOSSIP_PHASE__GOSSIP_PHASE_ACK2)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: unknown phase");
-    if (g->n_digests > RING_MAX_NODES || g->n_members > RING_MAX_NODES ||
-        g->n_requests > RING_MAX_NODES)
-        return errmsg_set(em, ERR_TOO_LARGE, "gossip: more than %d entries", RING_MAX_NODES);
-    for (size_t i = 0; i < g->n_digests; i++)
-        if (ring_node_id_check(g->digests[i]->node_id, NULL) < 0 ||
-            check_state(g->digests[i]->state, g->digests[i]->down_from) < 0 ||
-            check_hints_for(g->digests[i]->hints_for, g->digests[i]->n_hints_for) < 0)
-            return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: digest %zu invalid", i);
-    for (size_t i = 0; i < g->n_requests; i++)
-        if (ring_node_id_check(g->requests[i], NULL) < 0)
-            return errmsg_set(em, ERR_INVALID_ARGUMENT, "gossip: request %zu invalid", i);
-    int rc = 0;
-    for (size_t i = 0; i < g->n_members && rc == 0; i++)
-        rc = check_member(g->members[i], em);
-    return rc;
 }
 
 static const ProtobufCMessageDescriptor *descriptor_of(int type)
@@ -250,14 +201,12 @@ static const ProtobufCMessageDescriptor *descriptor_of(int type)
     }
 }
 
-static int check_body(int type, const ProtobufCMessage *b, const ring_wire_limits_t *l,
+static int check_body(int type, const ProtobufCMessage *b, const cluster_wire_limits_t *l,
                       uint64_t now, errmsg_t *em)
 {
     uint64_t deadline = 0;
     int rc;
     switch (type) {
-    case T(GOSSIP):
-        return check_gossip((const void *)b, em);
     case T(WRITE_ACK):
         return check_ack((const void *)b, l, em);
     case T(PARTIAL):
@@ -280,9 +229,9 @@ static int check_body(int type, const ProtobufCMessage *b, const ring_wire_limit
 static int check_envelope(const Flamedb__Cluster__Envelope *e, const char *cluster, uint64_t now,
                           errmsg_t *em)
 {
-    if (e->protocol_version != RING_PROTOCOL_VERSION)
+    if (e->protocol_version != CLUSTER_PROTOCOL_VERSION)
         return errmsg_set(em, ERR_UNSUPPORTED, "message: protocol version %u, this node speaks %d",
-                          e->protocol_version, RING_PROTOCOL_VERSION);
+                          e->protocol_version, CLUSTER_PROTOCOL_VERSION);
     if (cluster != NULL && strcmp(cluster, e->cluster) != 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "message: from another cluster");
     if (ring_node_id_check(e->sender_id, NULL) < 0)
@@ -294,33 +243,53 @@ static int check_envelope(const Flamedb__Cluster__Envelope *e, const char *clust
     return 0;
 }
 
-int ring_wire_decode(const uint8_t *p, size_t n, const ring_wire_limits_t *lim, const char *cluster,
-                     uint64_t now_unix_ms, ring_msg_t *out, errmsg_t *em)
+int cluster_wire_decode_envelope(const uint8_t *p, size_t n, const cluster_wire_limits_t *lim,
+                                 const char *cluster, uint64_t now_unix_ms, cluster_msg_t *out,
+                                 errmsg_t *em)
 {
     memset(out, 0, sizeof *out);
-    ring_wire_limits_t dl;
-    if (lim == NULL) {
-        ring_wire_limits_default(&dl);
-        lim = &dl;
-    }
     if (n > lim->max_bytes)
         return errmsg_set(em, ERR_TOO_LARGE, "message: %zu bytes, at most %zu", n, lim->max_bytes);
     out->env = flamedb__cluster__envelope__unpack(NULL, n, p);
     if (out->env == NULL) return errmsg_set(em, ERR_UNPARSEABLE, "message: not a cluster envelope");
     int rc = check_envelope(out->env, cluster, now_unix_ms, em);
-    if (rc == 0) {
-        const ProtobufCMessageDescriptor *d = descriptor_of(out->env->type);
-        out->body = protobuf_c_message_unpack(d, NULL, out->env->body.len, out->env->body.data);
-        if (out->body == NULL)
-            rc = errmsg_set(em, ERR_UNPARSEABLE, "message: body is not a %s", d->short_name);
-        else
-            rc = check_body(out->env->type, out->body, lim, now_unix_ms, em);
-    }
-    if (rc < 0) ring_msg_free(out);
+    if (rc < 0) cluster_msg_free(out);
     return rc;
 }
 
-void ring_msg_free(ring_msg_t *m)
+int cluster_wire_decode_body(cluster_msg_t *m, const cluster_wire_limits_t *lim,
+                             uint64_t now_unix_ms, errmsg_t *em)
+{
+    if (m->env->type == T(GOSSIP))
+        return errmsg_set(em, ERR_UNSUPPORTED, "message: gossip bodies are read by the ring");
+    const ProtobufCMessageDescriptor *d = descriptor_of(m->env->type);
+    m->body = protobuf_c_message_unpack(d, NULL, m->env->body.len, m->env->body.data);
+    if (m->body == NULL)
+        return errmsg_set(em, ERR_UNPARSEABLE, "message: body is not a %s", d->short_name);
+    int rc = check_body(m->env->type, m->body, lim, now_unix_ms, em);
+    if (rc < 0) {
+        protobuf_c_message_free_unpacked(m->body, NULL);
+        m->body = NULL;
+    }
+    return rc;
+}
+
+int cluster_wire_decode(const uint8_t *p, size_t n, const cluster_wire_limits_t *lim,
+                        const char *cluster, uint64_t now_unix_ms, cluster_msg_t *out,
+                        errmsg_t *em)
+{
+    cluster_wire_limits_t dl;
+    if (lim == NULL) {
+        cluster_wire_limits_default(&dl);
+        lim = &dl;
+    }
+    int rc = cluster_wire_decode_envelope(p, n, lim, cluster, now_unix_ms, out, em);
+    if (rc == 0) rc = cluster_wire_decode_body(out, lim, now_unix_ms, em);
+    if (rc < 0) cluster_msg_free(out);
+    return rc;
+}
+
+void cluster_msg_free(cluster_msg_t *m)
 {
     if (m->body) protobuf_c_message_free_unpacked(m->body, NULL);
     if (m->env) flamedb__cluster__envelope__free_unpacked(m->env, NULL);

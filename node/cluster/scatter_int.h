@@ -1,5 +1,5 @@
-/* scatter.h — scatter-gather queries (internal to node/; docs/cluster.md
- * "Read path").
+/* scatter_int.h — scatter-gather queries (internal to node/cluster/;
+ * docs/scatter-gather.md).
  *
  * Owns, for every flame graph and label query a node coordinates: the read
  * plan (ring_plan_read over the cluster view: only the shard tokens of the
@@ -19,7 +19,7 @@
  * whose ranges were re-planned is dropped, so nothing counts twice.
  *
  * The cluster is reached only through scatter_ops_t (the node wires it to
- * node/cluster.h with scatter_ops_cluster; tests wire several scatter_t to
+ * cluster_int.h with scatter_ops_cluster; tests wire several scatter_t to
  * each other in one process).
  *
  * Threads: every function on the loop thread. Ownership: scatter_new()
@@ -27,20 +27,20 @@
  * queries still in flight), then scatter_free() after the loop has run out
  * of work. Query parameters are borrowed for the scatter_query() call only.
  */
-#ifndef FLAMEDB_NODE_SCATTER_H
-#define FLAMEDB_NODE_SCATTER_H
+#ifndef FLAMEDB_NODE_CLUSTER_SCATTER_INT_H
+#define FLAMEDB_NODE_CLUSTER_SCATTER_INT_H
+
 
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
 #include "common/err.h"
-#include "node/cluster.h"
+#include "node/cluster/cluster_int.h"
 #include "query/query.h"
 #include "ring/ring.h"
 #include "storage/storage.h"
 
-typedef struct scatter scatter_t;
 
 /* How scatter reaches the cluster; every call on the loop thread except
  * view_retain / view_release. */
@@ -54,7 +54,7 @@ typedef struct scatter_ops {
     void *ctx;
 } scatter_ops_t;
 
-/* ops calling node/cluster.h on c. */
+/* ops calling cluster_int.h on c. */
 void scatter_ops_cluster(cluster_t *c, scatter_ops_t *ops);
 
 typedef struct scatter_options {
@@ -70,11 +70,12 @@ typedef struct scatter_options {
  * flight, 64 partials served at once, query_limits_default(). */
 void scatter_options_default(scatter_options_t *o);
 
-/* Creates the node's scatter over node/cluster.h, with its settings from
+/* Creates the node's scatter over cluster_int.h, with its settings from
  * cfg (query timeout, message size, shards per service, query limits), and
  * registers the QUERY and PARTIAL handlers. */
-int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const node_config_t *cfg,
-                             cluster_t *c, scatter_t **out, errmsg_t *em);
+int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cfg,
+                             const cluster_inputs_t *in, cluster_t *c, scatter_t **out,
+                             errmsg_t *em);
 
 /* storage and ops are borrowed for the handle's life. */
 int scatter_new(uv_loop_t *loop, storage_t *storage, const scatter_options_t *o,
@@ -86,32 +87,16 @@ void scatter_free(scatter_t *s);
 
 /* cluster_msg_fn handlers for MSG_TYPE_QUERY and MSG_TYPE_PARTIAL (ctx is
  * the scatter_t). */
-void scatter_on_query(void *ctx, ring_msg_t *msg);
-void scatter_on_partial(void *ctx, ring_msg_t *msg);
+void scatter_on_query(void *ctx, cluster_msg_t *msg);
+void scatter_on_partial(void *ctx, cluster_msg_t *msg);
 
-#define SCATTER_PARTIAL_HEADER_MAX 512
-
-/* What a query answers. rc 0: result holds the body (the callee may take
- * it: buf_init the field after taking); partial_header is "" when every
- * range was answered, else the value of X-Flamedb-Partial. rc < 0: em says
- * why (the same errors as the single-node query functions, plus
- * ERR_UNAVAILABLE when no node can be asked or the node is stopping). */
-typedef struct scatter_answer {
-    int rc;
-    errmsg_t em;
-    query_result_t result;
-    char partial_header[SCATTER_PARTIAL_HEADER_MAX];
-} scatter_answer_t;
-
-/* Called once on the loop thread; ans is borrowed for the call. */
-typedef void (*scatter_done_fn)(void *arg, scatter_answer_t *ans);
 
 /* Starts a query of kind for tenant. Parameters are parsed and validated at
  * once: a bad one (or any other refusal) calls done before returning, as
  * does a query that is answered right away. now_ms: the request's wall
  * clock (unix ms). */
 void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const query_params_t *p,
-                   int64_t now_ms, scatter_done_fn done, void *arg);
+                   int64_t now_ms, cluster_answer_fn done, void *arg);
 
 /* Counters: field, Prometheus name, help. */
 #define SCATTER_COUNTERS(X)                                                                        \
@@ -135,5 +120,109 @@ typedef struct scatter_stats {
 void scatter_stats(const scatter_t *s, scatter_stats_t *out);
 /* Appends the counters in the Prometheus text format. */
 int scatter_stats_render(const scatter_stats_t *st, buf_t *out);
+
+/* Internals of the read path, shared by scatter*.c: the handle, the state of
+ * one coordinated query and of the nodes it asked.
+ *
+ * Threads: sq_t fields belong to the loop thread, except the gather, which a
+ * pool job owns while `merging` or `finishing` is set, and the items a merge
+ * job was handed.
+ */
+#define Q_KIND(x) FLAMEDB__CLUSTER__QUERY_KIND__QUERY_KIND_##x
+#define MSG(x) FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_##x
+/* Room left in a message for the envelope around a PartialResult. */
+#define SCATTER_ENVELOPE_ROOM 4096
+
+typedef struct sq sq_t;
+
+struct scatter {
+    uv_loop_t *loop;
+    storage_t *storage;
+    scatter_options_t o;
+    scatter_ops_t ops;
+    sq_t *queries; /* coordinated, not yet answered (a list) */
+    uint32_t ninflight;
+    uint32_t nserving;
+    uint64_t next_id;
+    int closing;
+    scatter_stats_t stats;
+};
+
+enum ask_state { ASK_WAITING = 1, ASK_ANSWERED, ASK_FAILED, ASK_ABANDONED };
+
+/* One node asked for some ranges. */
+typedef struct ask {
+    uint64_t request_id;
+    uint32_t node; /* index in the view's ring */
+    int gen;       /* 0: first plan; 1: re-planned (not re-planned again) */
+    int state;
+    ring_ranges_t ranges;
+} ask_t;
+
+/* An answer waiting to be merged. */
+typedef struct item {
+    struct item *next;
+    size_t ask;
+    uint8_t *body; /* serialized PartialResult, or NULL for a local partial */
+    size_t len;
+    query_partial_t local;
+    int rc;    /* merge outcome */
+    int fatal; /* the gather may hold part of it: the query cannot be exact */
+    errmsg_t em;
+} item_t;
+
+struct sq {
+    sq_t *next, *prev;
+    scatter_t *s;
+    int refs; /* the query until answered and its timer closed, plus pool jobs */
+    const cluster_view_t *view;
+    query_spec_t spec;
+    char tenant[STORAGE_TENANT_MAX + 1];
+    query_gather_t *gather;
+    cluster_answer_fn done;
+    void *arg;
+    int answered;
+    ask_t *asks;
+    size_t nasks, capasks;
+    uint8_t *excluded; /* per ring node: failed or slow during this query */
+    ring_ranges_t missing;
+    item_t *queue; /* answers not merged yet (LIFO; merge order does not matter) */
+    int merging, finishing;
+    int rc; /* a failure that decides the answer (0: none) */
+    errmsg_t em;
+    uv_timer_t timer;
+    int timer_open, hard; /* hard: the soft deadline has passed */
+    uint64_t deadline_unix_ms;
+    char *partial_json; /* members added to a partial JSON answer */
+    cluster_answer_t ans;
+};
+
+/* scatter.c */
+void sq_unref(sq_t *q);
+/* The ask of request id (in any query), or NULL. */
+ask_t *sq_find_ask(scatter_t *s, uint64_t request_id, sq_t **q);
+/* An ask failed (error answer, send failure, merge refusal): its ranges are
+ * re-planned once, then counted missing. */
+void sq_ask_failed(sq_t *q, size_t ask, const char *why);
+/* Decides the answer with an error (the first one wins). */
+void sq_fail(sq_t *q, int rc, const errmsg_t *em);
+/* Starts the next step when nothing is outstanding: a merge, the finish, or
+ * the answer. */
+void sq_progress(sq_t *q);
+void sq_answer(sq_t *q, cluster_answer_t *a);
+uint64_t scatter_unix_ms(void);
+
+/* scatter_merge.c */
+/* Runs the local ask on the pool. */
+int sq_run_local(sq_t *q, size_t ask);
+/* Queues an answer and starts a merge job when none runs. */
+void sq_enqueue(sq_t *q, item_t *it);
+int sq_start_merge(sq_t *q);
+int sq_start_finish(sq_t *q);
+/* X-Flamedb-Partial and the JSON members for what is missing. */
+int sq_describe_missing(sq_t *q, char *header, size_t header_len, char **json);
+/* Errors a node answers that another node would answer the same way: they
+ * decide the query instead of moving its ranges. */
+int scatter_error_is_final(int rc);
 
 #endif

@@ -9,7 +9,7 @@
 
 #include "check.h"
 #include "test_net.h"
-#include "node/rpc.h"
+#include "node/cluster/rpc_int.h"
 
 #define WAIT_MS 10000
 

@@ -1,8 +1,8 @@
 /* replicate_hints.c — hinted handoff on the loop: storing the hints of
  * writes that ended without some replica's ack, replaying stored hints to
  * targets that are reachable again, dropping expired ones, and telling the
- * cluster which nodes this node holds hints for (replicate.h,
- * docs/cluster.md "Hinted handoff").
+ * cluster which nodes this node holds hints for (replicate_int.h,
+ * docs/replication.md "Hints").
  *
  * Replay runs per target in batches of at most replay_batch hints (and a
  * byte budget): read on the pool, sent on the loop, each deleted on the pool
@@ -18,7 +18,7 @@
 #include <zstd.h>
 
 #include "common/log.h"
-#include "node/replicate_int.h"
+#include "node/cluster/replicate_int.h"
 
 /* ---------------------------------------------------------------- advertising */
 

@@ -1,7 +1,7 @@
 /* replicate.c — the loop-thread half of the replicated write path: admission,
  * sending the packed requests, matching WRITE_ACKs to requests, the deadline,
  * the answer to the client, and the life of a write until every replica is
- * acknowledged or hinted (replicate.h, docs/cluster.md "Write path").
+ * acknowledged or hinted (replicate_int.h, docs/replication.md).
  *
  * Every request waiting for an ack sits in an id table and in one deadline
  * list. All requests get the same timeout, so the list is in deadline order
@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "common/log.h"
-#include "node/replicate_int.h"
+#include "node/cluster/replicate_int.h"
 
 #define MIB ((uint64_t)1 << 20)
 
@@ -191,7 +191,7 @@ static void send_target(replicate_t *r, replicate_write_t *rw, uint32_t ti)
     replicate_pending_add(r, p);
 }
 
-void replicate_start(replicate_t *r, replicate_write_t *rw, replicate_done_fn done, void *ctx)
+void replicate_start(replicate_t *r, replicate_write_t *rw, cluster_write_done_fn done, void *ctx)
 {
     rw->done = done;
     rw->done_ctx = ctx;
@@ -251,7 +251,7 @@ static void write_acked(replicate_t *r, pending_t *p, const Flamedb__Cluster__Wr
     target_resolved(r, rw);
 }
 
-void replicate_on_ack(void *ctx, ring_msg_t *msg)
+void replicate_on_ack(void *ctx, cluster_msg_t *msg)
 {
     replicate_t *r = ctx;
     const Flamedb__Cluster__WriteAck *a = (const Flamedb__Cluster__WriteAck *)msg->body;

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "node/scatter_int.h"
+#include "node/cluster/scatter_int.h"
 
 int scatter_error_is_final(int rc)
 {

@@ -1,11 +1,12 @@
 /* cluster.c — the node's cluster: identity, membership and its gossip timer,
- * the transport, and the dispatch of incoming messages by type (cluster.h).
+ * the transport, and the dispatch of incoming messages by type (cluster_int.h).
  *
- * Every message is decoded and checked once here (ring_wire_decode: size,
- * protocol version, cluster name, sender, deadline against the wall clock,
- * body limits) before any handler sees it; refused messages are counted and
- * dropped. Gossip is one entry of the handler table, handled here; the other
- * types go to what node/replicate.c and node/scatter.c register.
+ * Every message's envelope is checked here (size, protocol version, cluster
+ * name, sender, deadline against the wall clock) before anything in it is
+ * used; refused messages are counted and dropped. Gossip bodies go to the
+ * ring as bytes (ring_gossip_receive checks them); the other types are
+ * decoded and checked (cluster_wire_decode_body) and go to the handlers
+ * that replicate_cluster.c and scatter.c register.
  */
 #define _GNU_SOURCE /* getrandom, clock_gettime */
 #include <stdio.h>
@@ -16,7 +17,8 @@
 #include <time.h>
 
 #include "common/log.h"
-#include "node/cluster_int.h"
+#include "node/cluster/replicate_int.h"
+#include "node/cluster/scatter_int.h"
 
 #define GOSSIP FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_GOSSIP
 
@@ -68,7 +70,7 @@ int cluster_send(cluster_t *c, const char *node_id, Flamedb__Cluster__MsgType ty
     if (c->rpc == NULL || c->closing || m.cluster_addr[0] == '\0') return ERR_UNAVAILABLE;
     buf_t b;
     buf_init(&b, c->cfg.max_message_bytes);
-    int rc = ring_wire_encode(type, c->cfg.cluster_name, c->id.node_id, deadline_unix_ms, body, &b);
+    int rc = cluster_wire_encode(type, c->cfg.cluster_name, c->id.node_id, deadline_unix_ms, body, &b);
     if (rc == ERR_OK) rc = send_raw(c, m.cluster_addr, &b, deadline_unix_ms);
     buf_free(&b);
     return rc;
@@ -82,14 +84,27 @@ static uint64_t gossip_deadline(const cluster_t *c)
     return cluster_unix_ms() + c->cfg.gossip_interval_ms + 1000;
 }
 
+/* Wraps a serialized Gossip body in an envelope and sends it to addr. */
+static int send_gossip(cluster_t *c, const char *addr, const buf_t *gossip)
+{
+    buf_t b;
+    buf_init(&b, c->cfg.max_message_bytes);
+    uint64_t deadline = gossip_deadline(c);
+    ProtobufCBinaryData body = {gossip->len, gossip->data};
+    int rc = cluster_wire_encode_bytes(GOSSIP, c->cfg.cluster_name, c->id.node_id, deadline, &body,
+                                       &b);
+    if (rc == ERR_OK) rc = send_raw(c, addr, &b, deadline);
+    buf_free(&b);
+    return rc;
+}
+
 static void gossip_to(cluster_t *c, const char *addr)
 {
     buf_t b;
     buf_init(&b, c->cfg.max_message_bytes);
-    if (ring_gossip_syn(c->members, &b) == ERR_OK) {
-        int rc = send_raw(c, addr, &b, gossip_deadline(c));
-        if (rc != ERR_OK) log_debug("cluster", "gossip to %s: %s", addr, err_message(rc));
-    }
+    int rc = ring_gossip_syn(c->members, &b);
+    if (rc == ERR_OK) rc = send_gossip(c, addr, &b);
+    if (rc != ERR_OK) log_debug("cluster", "gossip to %s: %s", addr, err_message(rc));
     buf_free(&b);
 }
 
@@ -118,41 +133,25 @@ static void on_gossip_timer(uv_timer_t *t)
     cluster_view_refresh(c);
 }
 
-/* Where to answer a gossip message: a SYN carries its sender's own entry,
- * whose address is the one it listens at now (the table may still hold an
- * older one at the same incarnation); otherwise the table's. */
-static const char *reply_addr(cluster_t *c, const ring_msg_t *msg)
+/* The gossip handler: merge, then answer the sender. The ring reads the
+ * body itself. */
+static void on_gossip(cluster_t *c, const Flamedb__Cluster__Envelope *env)
 {
-    const Flamedb__Cluster__Gossip *g = (const Flamedb__Cluster__Gossip *)msg->body;
-    const char *sender = msg->env->sender_id;
-    if (g->phase == FLAMEDB__CLUSTER__GOSSIP_PHASE__GOSSIP_PHASE_SYN)
-        for (size_t i = 0; i < g->n_members; i++)
-            if (strcmp(g->members[i]->node_id, sender) == 0 && g->members[i]->cluster_addr[0])
-                return g->members[i]->cluster_addr;
-    ring_member_t m;
-    if (ring_members_find(c->members, sender, &m) == ERR_OK && m.cluster_addr[0])
-        return m.cluster_addr;
-    return NULL;
-}
-
-/* The gossip handler: merge, then answer the sender. */
-static void on_gossip(void *ctx, ring_msg_t *msg)
-{
-    cluster_t *c = ctx;
     buf_t reply;
     buf_init(&reply, c->cfg.max_message_bytes);
     errmsg_t em = {{0}};
-    int rc = ring_gossip_receive(c->members, c->cur_raw, c->cur_len, &reply, &em);
+    char addr[RING_ADDR_MAX + 1];
+    int rc = ring_gossip_receive(c->members, env->sender_id, env->body.data, env->body.len, &reply,
+                                 addr, &em);
     if (rc != ERR_OK)
-        log_debug("cluster", "gossip from %s refused: %s", msg->env->sender_id, em.text);
-    const char *addr = rc == ERR_OK && reply.len > 0 ? reply_addr(c, msg) : NULL;
-    if (addr != NULL) send_raw(c, addr, &reply, gossip_deadline(c));
+        log_debug("cluster", "gossip from %s refused: %s", env->sender_id, em.text);
+    if (rc == ERR_OK && reply.len > 0 && addr[0] != 0) send_gossip(c, addr, &reply);
     buf_free(&reply);
 }
 
 /* ---------- receiving ---------- */
 
-static void dispatch(cluster_t *c, ring_msg_t *msg, const uint8_t *raw, size_t len)
+static void dispatch(cluster_t *c, cluster_msg_t *msg)
 {
     int type = (int)msg->env->type;
     if (type <= 0 || type >= CLUSTER_NTYPES) {
@@ -160,7 +159,7 @@ static void dispatch(cluster_t *c, ring_msg_t *msg, const uint8_t *raw, size_t l
         return;
     }
     ring_member_t m;
-    if (type != GOSSIP && ring_members_find(c->members, msg->env->sender_id, &m) != ERR_OK) {
+    if (ring_members_find(c->members, msg->env->sender_id, &m) != ERR_OK) {
         c->counters.unknown_sender++;
         return;
     }
@@ -170,11 +169,7 @@ static void dispatch(cluster_t *c, ring_msg_t *msg, const uint8_t *raw, size_t l
         return;
     }
     c->counters.dispatched++;
-    c->cur_raw = raw;
-    c->cur_len = len;
     h->fn(h->ctx, msg);
-    c->cur_raw = NULL;
-    c->cur_len = 0;
 }
 
 /* Counts a refused message; says why at most once a minute (a node of
@@ -196,16 +191,19 @@ static void on_message(void *ctx, const uint8_t *raw, size_t len)
 {
     cluster_t *c = ctx;
     if (c->closing) return;
-    ring_msg_t msg;
+    cluster_msg_t msg;
     errmsg_t em = {{0}};
-    int rc =
-        ring_wire_decode(raw, len, &c->limits, c->cfg.cluster_name, cluster_unix_ms(), &msg, &em);
-    if (rc != ERR_OK) {
-        refused(c, len, &em);
-        return;
+    uint64_t now = cluster_unix_ms();
+    int rc = cluster_wire_decode_envelope(raw, len, &c->limits, c->cfg.cluster_name, now, &msg, &em);
+    if (rc == ERR_OK && msg.env->type == GOSSIP) {
+        c->counters.dispatched++;
+        on_gossip(c, msg.env);
+    } else if (rc == ERR_OK) {
+        rc = cluster_wire_decode_body(&msg, &c->limits, now, &em);
+        if (rc == ERR_OK) dispatch(c, &msg);
     }
-    dispatch(c, &msg, raw, len);
-    ring_msg_free(&msg);
+    if (rc != ERR_OK) refused(c, len, &em);
+    cluster_msg_free(&msg);
     cluster_view_refresh(c);
 }
 
@@ -223,7 +221,7 @@ int cluster_on(cluster_t *c, Flamedb__Cluster__MsgType type, cluster_msg_fn fn, 
 /* Splits --join into seeds, leaving out this node's own address. */
 static int parse_seeds(cluster_t *c, errmsg_t *em)
 {
-    char tmp[NODE_PATH_MAX];
+    char tmp[CLUSTER_SETTING_MAX];
     snprintf(tmp, sizeof tmp, "%s", c->cfg.join);
     char *save = NULL;
     for (char *s = strtok_r(tmp, ", \t", &save); s != NULL; s = strtok_r(NULL, ", \t", &save)) {
@@ -268,7 +266,6 @@ static int create_members(cluster_t *c, errmsg_t *em)
 {
     ring_members_options_t o;
     ring_members_options_default(&o);
-    o.cluster = c->cfg.cluster_name;
     o.down_after_ms = c->cfg.failure_timeout_ms;
     o.max_message_bytes = c->cfg.max_message_bytes;
     ring_clock_t clock = {monotonic_ms, NULL};
@@ -281,18 +278,17 @@ static int create_members(cluster_t *c, errmsg_t *em)
                                clock, &c->members, em);
 }
 
-int cluster_new(uv_loop_t *loop, const node_config_t *cfg, const char *http_addr, cluster_t **out,
-                errmsg_t *em)
+int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_dir,
+                const char *http_addr, cluster_t **out, errmsg_t *em)
 {
     cluster_t *c = calloc(1, sizeof *c);
     if (c == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     c->loop = loop;
-    c->cfg = cfg->cluster;
-    snprintf(c->data_dir, sizeof c->data_dir, "%s", cfg->data_dir);
+    c->cfg = *cfg;
+    snprintf(c->data_dir, sizeof c->data_dir, "%s", data_dir);
     ring_rng_seed(&c->rng, os_seed());
-    ring_wire_limits_default(&c->limits);
+    cluster_wire_limits_default(&c->limits);
     c->limits.max_bytes = c->cfg.max_message_bytes;
-    c->handlers[GOSSIP] = (handler_t){on_gossip, c};
     int rc = setup_addresses(c, http_addr, em);
     if (rc == ERR_OK)
         rc = cluster_identity_load(c->data_dir, c->cfg.node_id, c->cfg.tokens, &c->rng, &c->id, em);
@@ -364,6 +360,11 @@ void cluster_close(cluster_t *c, void (*done)(void *arg), void *arg)
     c->closing = 1;
     c->done = done;
     c->done_arg = arg;
+    if (c->scatter != NULL) scatter_close(c->scatter); /* answers queries still in flight */
+    if (c->replicate != NULL) { /* stores the hints of writes still waiting for acks */
+        c->open_parts++;
+        replicate_close(c->replicate, part_closed, c);
+    }
     if (c->rpc != NULL) rpc_close(c->rpc, part_closed, c);
     uv_close((uv_handle_t *)&c->timer, timer_closed);
 }
@@ -371,6 +372,8 @@ void cluster_close(cluster_t *c, void (*done)(void *arg), void *arg)
 void cluster_free(cluster_t *c)
 {
     if (c == NULL) return;
+    scatter_free(c->scatter);
+    replicate_free(c->replicate);
     rpc_free(c->rpc);
     cluster_view_drop(c);
     ring_members_free(c->members);

@@ -1,0 +1,183 @@
+/* cluster.h — the cluster module: everything that makes a node one of many
+ * (node/cluster/; docs/cluster.md, docs/replication.md, docs/scatter-gather.md).
+ *
+ * Owns the node's identity (node id and ring tokens, kept in DATA_DIR/identity
+ * so a restarted node comes back the same), the membership table (ring/ring.h)
+ * and its gossip, the nanomsg transport on the node's loop, the wire envelope
+ * and its checks, the replicated write path with its hinted handoff, and
+ * scatter-gather queries. A node started without --cluster-listen is a
+ * cluster of one: the same module with itself as the only node and no
+ * transport, so one node and many take the same paths.
+ *
+ * The daemon (node/) reaches the module through this header only:
+ *   writes   cluster_write_admit (loop) -> cluster_write_prepare (pool: plan,
+ *            store the local replica, pack one message per remote replica)
+ *            -> cluster_write_start (loop: send, wait for the write quorum);
+ *   queries  cluster_query (loop) -> the answer, encoded, back on the loop;
+ *   status   cluster_joined, cluster_status_json, cluster_metrics_*.
+ *
+ * Threads: every function on the loop thread unless its comment says
+ * otherwise. Ownership: cluster_open() returns a handle the node owns;
+ * cluster_close() once, then cluster_free() after the loop ran out of work.
+ */
+#ifndef FLAMEDB_NODE_CLUSTER_CLUSTER_H
+#define FLAMEDB_NODE_CLUSTER_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "query/query.h"
+#include "ring/ring.h"
+#include "storage/storage.h"
+
+#define CLUSTER_SETTING_MAX 4096
+
+/* Cluster settings (docs/cluster.md). With cluster_listen empty the node is
+ * a cluster of one: the same write and read paths run with itself as the only
+ * replica. */
+typedef struct cluster_config {
+    char node_id[CLUSTER_SETTING_MAX];        /* "" = generated on first start, persisted */
+    char cluster_listen[CLUSTER_SETTING_MAX]; /* tcp://HOST:PORT (nanomsg); "" = single node */
+    char advertise[CLUSTER_SETTING_MAX];      /* cluster address peers dial; "" = cluster_listen */
+    char join[CLUSTER_SETTING_MAX];           /* comma-separated tcp://HOST:PORT seeds */
+    char cluster_name[CLUSTER_SETTING_MAX];   /* messages from another cluster are refused */
+    uint32_t replication_factor;        /* RF */
+    uint32_t write_quorum;              /* W; 0 = majority of RF */
+    uint32_t tokens;                    /* virtual nodes of this node */
+    uint64_t gossip_interval_ms;
+    uint64_t failure_timeout_ms;        /* no heartbeat for this long -> down */
+    uint64_t write_timeout_ms;          /* replicated write deadline (then 503) */
+    uint64_t query_timeout_ms;          /* scatter-gather deadline (then partial) */
+    size_t max_message_bytes;           /* NN_RCVMAXSIZE and send limit */
+    size_t hints_max_bytes;             /* durable hints kept per target node */
+    uint64_t hint_replay_interval_ms;
+} cluster_config_t;
+
+/* What the module takes from the node's other settings. */
+typedef struct cluster_inputs {
+    const char *data_dir;           /* identity files live here */
+    const char *http_addr;          /* advertised to the other members */
+    ring_shard_policy_t shards;     /* placement shards per service (the ingest setting) */
+    query_limits_t query;           /* limits of every query this node runs or gathers */
+    size_t max_tree_nodes;          /* bounds call trees decoded from other nodes */
+    size_t max_inflight_bytes;      /* packed writes held at once (coordinator and replica) */
+    int64_t seen_retention_seconds; /* hints expire before the profile ids they carry */
+} cluster_inputs_t;
+
+typedef struct cluster cluster_t;
+/* An immutable, reference-counted snapshot of the ring and of which nodes
+ * are reachable, rebuilt whenever membership changes. */
+typedef struct cluster_view cluster_view_t;
+
+/* Opens the module: identity, membership, the write and read paths, their
+ * message handlers; the transport is bound by cluster_start(). storage is
+ * borrowed for the handle's life; cfg and in are copied. */
+int cluster_open(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cfg,
+                 const cluster_inputs_t *in, cluster_t **out, errmsg_t *em);
+/* Binds the transport and starts gossip (joining through the seeds); a
+ * cluster of one does nothing. */
+int cluster_start(cluster_t *c, errmsg_t *em);
+/* Answers the queries still in flight (ERR_UNAVAILABLE), stores the hints of
+ * writes still waiting for acknowledgements, stops gossip and the transport;
+ * done(arg) runs on the loop once every handle is closed. Later calls do
+ * nothing. */
+void cluster_close(cluster_t *c, void (*done)(void *arg), void *arg);
+void cluster_free(cluster_t *c);
+
+/* 1 once this node knows the cluster it joins: it has no seeds (the first
+ * node), or it has heard from another member, or failure-timeout passed
+ * since cluster_start without any seed answering (then it goes on alone,
+ * with a warning). Until then the view holds only this node, so RF and the
+ * quorum would be 1: /ready answers 503 and writes should wait. */
+int cluster_joined(cluster_t *c);
+
+/* GET /cluster/status body: {"self": id, "cluster": name, "rf": n,
+ * "quorum": w, "ring_version": v, "nodes": [{"id", "http", "cluster",
+ * "state", "tokens", "incarnation", "heartbeat", "last_heartbeat_ms_ago",
+ * "self"}...]} appended to out. */
+int cluster_status_json(cluster_t *c, buf_t *out);
+
+/* The current view, with one reference taken for the caller; release it
+ * with cluster_view_release from any thread. */
+const cluster_view_t *cluster_view_acquire(cluster_t *c);
+void cluster_view_release(const cluster_view_t *v);
+
+/* ---------------------------------------------------------------- writes */
+
+/* One accepted profile on its way to its replicas. */
+typedef struct replicate_write cluster_write_t;
+
+/* 0, or ERR_UNAVAILABLE (503 with Retry-After) when the writes or bytes in
+ * flight are at their limits. Call before the parsing job. */
+int cluster_write_admit(cluster_t *c, errmsg_t *em);
+
+/* Any thread (the ingest job): plans every series of w with view (retained
+ * by the write until it is freed), checks that each series has its write
+ * quorum of reachable replicas (ERR_UNAVAILABLE naming the series
+ * otherwise: nothing is written), stores the local replica's series, packs
+ * one message per remote replica (ERR_TOO_LARGE over max-message-bytes) and
+ * stores the hints of unreachable ones. w is borrowed for the call. *out is
+ * the caller's: hand it to cluster_write_start or free it with
+ * cluster_write_free. *local_written (may be NULL): series the local replica
+ * stored (not duplicates). */
+int cluster_write_prepare(cluster_t *c, const cluster_view_t *view,
+                          const storage_profile_write_t *w, cluster_write_t **out,
+                          size_t *local_written, errmsg_t *em);
+/* Any thread. */
+void cluster_write_free(cluster_write_t *w);
+/* Series of w this node holds as a replica (written or already seen); any
+ * thread. */
+size_t cluster_write_local_series(const cluster_write_t *w);
+
+/* Called once per write on the loop thread: rc 0 when every series has its
+ * write quorum of acknowledgements, else ERR_UNAVAILABLE with the reason
+ * (how many replicas acknowledged, which did not) in em (borrowed). */
+typedef void (*cluster_write_done_fn)(void *ctx, int rc, const errmsg_t *em);
+
+/* Takes ownership of w, sends the remote messages and waits. done may run
+ * before this returns (a cluster of one, or no remote replica needed). */
+void cluster_write_start(cluster_t *c, cluster_write_t *w, cluster_write_done_fn done, void *ctx);
+
+/* ---------------------------------------------------------------- queries */
+
+#define CLUSTER_PARTIAL_HEADER_MAX 512
+
+/* What a query answers. rc 0: result holds the body (the callee may take it:
+ * buf_init the field after taking); partial_header is "" when every range
+ * was answered, else the value of X-Flamedb-Partial. rc < 0: em says why
+ * (the query module's errors, plus ERR_UNAVAILABLE when no node can be asked
+ * or the node is stopping). */
+typedef struct cluster_answer {
+    int rc;
+    errmsg_t em;
+    query_result_t result;
+    char partial_header[CLUSTER_PARTIAL_HEADER_MAX];
+} cluster_answer_t;
+
+/* Called once on the loop thread; ans is borrowed for the call. */
+typedef void (*cluster_answer_fn)(void *arg, cluster_answer_t *ans);
+
+/* Starts a query of kind for tenant over the nodes that own its data.
+ * Parameters are parsed and validated at once (p is borrowed for the call):
+ * a bad one (or any other refusal) calls done before returning. now_ms: the
+ * request's wall clock (unix ms). */
+void cluster_query(cluster_t *c, query_kind_t kind, const char *tenant, const query_params_t *p,
+                   int64_t now_ms, cluster_answer_fn done, void *arg);
+
+/* ---------------------------------------------------------------- metrics */
+
+/* A copy of the module's counters. */
+typedef struct cluster_metrics cluster_metrics_t;
+
+/* Loop thread: copies the counters. Caller owns *out; free with
+ * cluster_metrics_free (any thread). */
+int cluster_metrics_take(cluster_t *c, cluster_metrics_t **out);
+/* Any thread: appends m in the Prometheus text format, plus the per-target
+ * gauges of stored hints read from storage (borrowed for the call). */
+int cluster_metrics_render(const cluster_metrics_t *m, storage_t *storage, buf_t *out);
+void cluster_metrics_free(cluster_metrics_t *m);
+
+#endif

@@ -1,0 +1,164 @@
+/* cluster_int.h — what the files of the cluster module share (internal to
+ * node/cluster/): the cluster handle, the reference-counted view, message
+ * dispatch by type, and the identity file. The replicated write path
+ * (replicate_int.h) and the scatter-gather path (scatter_int.h) sit on top:
+ * they plan with a view and exchange messages with cluster_send() and the
+ * handlers registered with cluster_on().
+ *
+ * Threads: the loop thread, except the view's reference count (atomic):
+ * cluster_view_retain / cluster_view_release may be called from any thread.
+ */
+#ifndef FLAMEDB_NODE_CLUSTER_CLUSTER_INT_H
+#define FLAMEDB_NODE_CLUSTER_CLUSTER_INT_H
+
+#include <stdatomic.h>
+
+#include "node/cluster/cluster.h"
+#include "node/cluster/rpc_int.h"
+#include "node/cluster/wire_int.h"
+#include "ring/ring.h"
+
+typedef struct replicate replicate_t;
+typedef struct scatter scatter_t;
+
+/* An immutable snapshot of the cluster, rebuilt whenever membership changes.
+ * Arrays have ring_node_count(ring) entries, indexed like the ring's nodes. */
+struct cluster_view {
+    const ring_t *ring;        /* current ring: ACTIVE and LEAVING members, down or not */
+    const ring_t *pending;     /* ring after joins/leaves in progress, or NULL */
+    const uint8_t *live;       /* may serve reads now (ACTIVE/LEAVING and not down) */
+    const uint8_t *reachable;  /* not marked down (writes are attempted; else hinted) */
+    const char *const *http_addr;    /* per ring node */
+    const char *const *cluster_addr; /* per ring node ("" in a cluster of one) */
+    int self;                  /* this node's index in ring, -1 if not in it */
+    const char *self_id;
+    uint32_t rf;               /* min(configured RF, node count) */
+    uint32_t quorum;           /* write quorum for rf */
+    uint64_t version;          /* changes whenever any of the above changes */
+};
+
+/* Creates the membership table, the view and (with --cluster-listen) the
+ * transport settings; no write or read path (cluster_open adds those). Tests
+ * use it to run the membership and transport alone. Caller owns *out;
+ * cluster_close, then cluster_free. */
+int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_dir,
+                const char *http_addr, cluster_t **out, errmsg_t *em);
+
+/* This node's id; borrowed for the cluster's lifetime. */
+const char *cluster_self_id(const cluster_t *c);
+
+/* Adds a reference to a view (any thread). */
+void cluster_view_retain(const cluster_view_t *v);
+
+/* Handler of one message type. msg (decoded, checked) is borrowed for the
+ * call; a handler that needs it longer may take it instead: copy *msg and
+ * zero it (cluster_msg_free of a zeroed message does nothing), then free its
+ * copy with cluster_msg_free when done, from any thread. */
+typedef void (*cluster_msg_fn)(void *ctx, cluster_msg_t *msg);
+/* Registers fn for a message type (one handler per type). Gossip is handled
+ * internally. */
+int cluster_on(cluster_t *c, Flamedb__Cluster__MsgType type, cluster_msg_fn fn, void *ctx);
+
+/* Encodes body in an envelope and queues it for node_id. deadline_unix_ms is
+ * carried in the envelope; receivers drop messages past it. ERR_NOT_FOUND for
+ * an unknown node, ERR_UNAVAILABLE if it cannot be queued, ERR_TOO_LARGE. */
+int cluster_send(cluster_t *c, const char *node_id, Flamedb__Cluster__MsgType type,
+                 uint64_t deadline_unix_ms, const ProtobufCMessage *body);
+
+/* Ids of the nodes this node holds undelivered hints for (replicate_hints.c
+ * calls it whenever that set changes; ids are copied). Those nodes are not
+ * `live` in the views that follow, on this node at once and, through the
+ * hint lists members gossip (ring_members_set_hints), on every node, until
+ * the hints are delivered (docs/replication.md, "Reads and hints"). n 0
+ * clears the list. ERR_LIMIT over RING_MAX_NODES ids, ERR_INVALID_ARGUMENT
+ * for an invalid id. */
+int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
+
+#define CLUSTER_MAX_SEEDS 64
+#define CLUSTER_NTYPES 6 /* Flamedb__Cluster__MsgType values 0..5 */
+/* Every this many gossip rounds a node also gossips with a seed, so two
+ * groups that formed apart (e.g. started at once) find each other. */
+#define CLUSTER_SEED_EVERY 10
+#define CLUSTER_REFUSAL_LOG_MS 60000
+#define CLUSTER_IDENTITY_FILE "identity"
+#define CLUSTER_INCARNATION_FILE "incarnation"
+#define CLUSTER_IDENTITY_MAX (64 * 1024 + RING_MAX_TOKENS * 17)
+
+/* A view and what it owns; pub comes first so a cluster_view_t * is one. */
+typedef struct view_impl {
+    cluster_view_t pub;
+    atomic_int refs;
+    ring_t *ring, *pending;
+    uint8_t *hinted, *live, *reachable;
+    char **http, **caddr;
+    uint32_t n;
+    char *self_id;
+} view_impl_t;
+
+typedef struct handler {
+    cluster_msg_fn fn;
+    void *ctx;
+} handler_t;
+
+typedef struct cluster_counters {
+    uint64_t refused;        /* malformed, other cluster, expired, unknown type */
+    uint64_t unknown_sender; /* non-gossip messages from a node not in the table */
+    uint64_t unhandled;      /* a type with no handler registered */
+    uint64_t dispatched;
+    uint64_t gossip_rounds;
+    uint64_t view_rebuilds;
+} cluster_counters_t;
+
+struct cluster {
+    uv_loop_t *loop;
+    cluster_config_t cfg;
+    char data_dir[CLUSTER_SETTING_MAX];
+    char http_addr[RING_ADDR_MAX + 1];
+    char cluster_addr[RING_ADDR_MAX + 1]; /* advertised; "" in a cluster of one */
+    int transport;                        /* cluster-listen set */
+    ring_identity_t id;
+    ring_rng_t rng;
+    ring_members_t *members;
+    cluster_wire_limits_t limits;
+    rpc_t *rpc;
+    uv_timer_t timer;
+    handler_t handlers[CLUSTER_NTYPES];
+    char *seeds[CLUSTER_MAX_SEEDS];
+    size_t nseeds, next_seed;
+    view_impl_t *view;
+    uint64_t view_members_version, view_seq;
+    cluster_counters_t counters;
+    int started, closing, open_parts;
+    int joined;
+    uint64_t started_ms;        /* uv_now() at cluster_start */
+    uint64_t refusal_logged_ms; /* uv_now() of the last refusal warning */
+    replicate_t *replicate; /* the write path (replicate_int.h), or NULL */
+    scatter_t *scatter;     /* the read path (scatter_int.h), or NULL */
+    void (*done)(void *arg);
+    void *done_arg;
+};
+
+/* Loads DATA_DIR/identity, or generates and writes it on first start.
+ * want_id "" accepts the stored id (or generates one); otherwise the stored
+ * id must equal it (ERR_INVALID_ARGUMENT naming both). A stored token count
+ * other than ntokens is kept (changing it would move data) with a warning. */
+int cluster_identity_load(const char *data_dir, const char *want_id, uint32_t ntokens,
+                          ring_rng_t *rng, ring_identity_t *out, errmsg_t *em);
+
+/* Picks this start's incarnation: max(now_s, previous + 1), and records it
+ * in DATA_DIR/incarnation. */
+int cluster_incarnation_next(const char *data_dir, uint64_t now_s, uint64_t *out, errmsg_t *em);
+
+/* A node id from the host name plus a random suffix ("host-1a2b3c4d"). */
+void cluster_identity_default_id(ring_rng_t *rng, char out[RING_NODE_ID_MAX + 1]);
+
+/* Rebuilds c->view when membership or the hint targets changed since the
+ * last build. Returns 1 when a new view was installed. */
+int cluster_view_refresh(cluster_t *c);
+/* Drops the cluster's reference to its view. */
+void cluster_view_drop(cluster_t *c);
+
+/* Wall-clock milliseconds since the epoch. */
+uint64_t cluster_unix_ms(void);
+
+#endif

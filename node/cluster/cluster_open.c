@@ -1,0 +1,86 @@
+/* cluster_open.c — the module's face to the daemon (cluster.h): opening its
+ * parts (membership and transport, the write path, the read path) and
+ * handing the node's writes, queries and metrics to the part that owns them.
+ */
+#include <stdlib.h>
+
+#include "node/cluster/replicate_int.h"
+#include "node/cluster/scatter_int.h"
+
+int cluster_open(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cfg,
+                 const cluster_inputs_t *in, cluster_t **out, errmsg_t *em)
+{
+    cluster_t *c = NULL;
+    int rc = cluster_new(loop, cfg, in->data_dir, in->http_addr, &c, em);
+    if (rc != ERR_OK) return rc;
+    rc = scatter_open_for_cluster(loop, storage, cfg, in, c, &c->scatter, em);
+    if (rc == ERR_OK)
+        rc = replicate_open_for_cluster(loop, storage, cfg, in, c, &c->replicate, em);
+    *out = c; /* even on failure: cluster_close and cluster_free release what opened */
+    return rc;
+}
+
+/* ---------- writes ---------- */
+
+int cluster_write_admit(cluster_t *c, errmsg_t *em)
+{
+    return replicate_admit(c->replicate, em);
+}
+
+int cluster_write_prepare(cluster_t *c, const cluster_view_t *view,
+                          const storage_profile_write_t *w, cluster_write_t **out,
+                          size_t *local_written, errmsg_t *em)
+{
+    return replicate_prepare(c->replicate, view, w, out, local_written, em);
+}
+
+void cluster_write_free(cluster_write_t *w)
+{
+    replicate_write_free(w);
+}
+
+size_t cluster_write_local_series(const cluster_write_t *w)
+{
+    return replicate_write_local_series(w);
+}
+
+void cluster_write_start(cluster_t *c, cluster_write_t *w, cluster_write_done_fn done, void *ctx)
+{
+    replicate_start(c->replicate, w, done, ctx);
+}
+
+/* ---------- queries ---------- */
+
+void cluster_query(cluster_t *c, query_kind_t kind, const char *tenant, const query_params_t *p,
+                   int64_t now_ms, cluster_answer_fn done, void *arg)
+{
+    scatter_query(c->scatter, kind, tenant, p, now_ms, done, arg);
+}
+
+/* ---------- metrics ---------- */
+
+struct cluster_metrics {
+    replicate_stats_t replicate;
+    scatter_stats_t scatter;
+};
+
+int cluster_metrics_take(cluster_t *c, cluster_metrics_t **out)
+{
+    cluster_metrics_t *m = calloc(1, sizeof *m);
+    if (m == NULL) return ERR_NOMEM;
+    replicate_stats(c->replicate, &m->replicate);
+    scatter_stats(c->scatter, &m->scatter);
+    *out = m;
+    return ERR_OK;
+}
+
+int cluster_metrics_render(const cluster_metrics_t *m, storage_t *storage, buf_t *out)
+{
+    int rc = replicate_stats_render(&m->replicate, storage, out);
+    return rc == ERR_OK ? scatter_stats_render(&m->scatter, out) : rc;
+}
+
+void cluster_metrics_free(cluster_metrics_t *m)
+{
+    free(m);
+}

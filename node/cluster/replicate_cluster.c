@@ -1,0 +1,53 @@
+/* replicate_cluster.c — wires the replicated write path to the cluster
+ * (cluster_int.h): the ops table, options from the settings, and the WRITE /
+ * WRITE_ACK handlers (replicate_int.h).
+ */
+#include "node/cluster/replicate_int.h"
+
+static const cluster_view_t *ops_view_acquire(void *ctx)
+{
+    return cluster_view_acquire(ctx);
+}
+
+static int ops_send(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type,
+                    uint64_t deadline_unix_ms, const ProtobufCMessage *body)
+{
+    return cluster_send(ctx, node_id, type, deadline_unix_ms, body);
+}
+
+static int ops_set_hint_targets(void *ctx, const char *const *ids, size_t n)
+{
+    return cluster_set_hint_targets(ctx, ids, n);
+}
+
+void replicate_options_from_config(replicate_options_t *o, const cluster_config_t *cfg,
+                                   const cluster_inputs_t *in)
+{
+    replicate_options_default(o);
+    o->write_timeout_ms = cfg->write_timeout_ms;
+    o->hints_max_bytes = cfg->hints_max_bytes;
+    o->hint_replay_interval_ms = cfg->hint_replay_interval_ms;
+    /* a hint replayed after its profile id left the seen index could count
+     * twice: hints expire a tenth before the ids do */
+    if (in->seen_retention_seconds > 0)
+        o->hint_ttl_ms = (uint64_t)in->seen_retention_seconds * 900;
+    o->max_message_bytes = cfg->max_message_bytes;
+    if (in->max_inflight_bytes > 0) o->max_inflight_bytes = in->max_inflight_bytes;
+    o->shards = in->shards;
+    o->max_tree_nodes = in->max_tree_nodes;
+}
+
+int replicate_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cfg,
+                               const cluster_inputs_t *in, cluster_t *c, replicate_t **out,
+                               errmsg_t *em)
+{
+    replicate_options_t o;
+    replicate_options_from_config(&o, cfg, in);
+    replicate_ops_t ops = {ops_view_acquire, cluster_view_retain, cluster_view_release, ops_send,
+                           ops_set_hint_targets, c};
+    int rc = replicate_new(loop, storage, &o, &ops, out, em);
+    if (rc != 0) return rc;
+    cluster_on(c, FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_WRITE, replicate_on_write, *out);
+    cluster_on(c, FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_WRITE_ACK, replicate_on_ack, *out);
+    return 0;
+}

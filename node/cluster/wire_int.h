@@ -1,0 +1,70 @@
+/* wire_int.h — the cluster's wire envelope and message checks (internal to
+ * node/cluster/; docs/cluster-protocol.md).
+ *
+ * Every intra-cluster message is a protobuf Envelope (common/proto/
+ * cluster.proto) naming its type, cluster, sender and deadline around the
+ * serialized body. cluster_wire_encode wraps a body; cluster_wire_decode
+ * checks an envelope and its body before anything in them is trusted.
+ *
+ * Threads: any. Ownership: a decoded cluster_msg_t owns its envelope and body
+ * (cluster_msg_free).
+ */
+#ifndef FLAMEDB_NODE_CLUSTER_WIRE_INT_H
+#define FLAMEDB_NODE_CLUSTER_WIRE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/proto/cluster.pb-c.h"
+
+#define CLUSTER_PROTOCOL_VERSION 1 /* cluster.proto Envelope.protocol_version */
+
+/* A decoded envelope. env and body are owned (cluster_msg_free); body is the
+ * unpacked message of env->type, e.g. (Flamedb__Cluster__WriteRequest *). */
+typedef struct cluster_msg {
+    Flamedb__Cluster__Envelope *env;
+    ProtobufCMessage *body;
+} cluster_msg_t;
+
+typedef struct cluster_wire_limits {
+    size_t max_bytes;   /* whole envelope */
+    size_t max_series;  /* SeriesPart per WriteRequest */
+    size_t max_symbols; /* Symbols per WriteRequest / PartialResult */
+    size_t max_ranges;  /* TokenRanges per QueryRequest / PartialResult */
+    size_t max_values;  /* values per PartialResult */
+    size_t max_string;  /* bytes of a selector, label name, reason, symbol */
+} cluster_wire_limits_t;
+
+void cluster_wire_limits_default(cluster_wire_limits_t *l);
+
+/* Wraps a serialized body of `type` in an envelope appended to out. */
+int cluster_wire_encode(Flamedb__Cluster__MsgType type, const char *cluster, const char *sender_id,
+                        uint64_t deadline_unix_ms, const ProtobufCMessage *body, buf_t *out);
+/* The same with a body already serialized (a Gossip from the ring). */
+int cluster_wire_encode_bytes(Flamedb__Cluster__MsgType type, const char *cluster,
+                              const char *sender_id, uint64_t deadline_unix_ms,
+                              const ProtobufCBinaryData *body, buf_t *out);
+
+/* Decodes and checks an envelope only: size, protocol version, cluster name
+ * (NULL: any), sender id, known type, deadline (now_unix_ms past a non-zero
+ * deadline: ERR_TIMEOUT). out->body stays NULL: the body is decoded by
+ * cluster_wire_decode_body, on whichever thread will use it. */
+int cluster_wire_decode_envelope(const uint8_t *p, size_t n, const cluster_wire_limits_t *lim,
+                                 const char *cluster, uint64_t now_unix_ms, cluster_msg_t *out,
+                                 errmsg_t *em);
+/* Decodes and checks the body of a decoded envelope (any thread): tenant
+ * present and bounded, profile id 16 bytes, counts and string lengths within
+ * limits, token ranges sane, the body's deadline. Gossip bodies are refused
+ * (ERR_UNSUPPORTED): the ring reads them. On failure m->body stays NULL. */
+int cluster_wire_decode_body(cluster_msg_t *m, const cluster_wire_limits_t *lim,
+                             uint64_t now_unix_ms, errmsg_t *em);
+/* Both; lim NULL means cluster_wire_limits_default. Nothing in a refused
+ * message is trusted. */
+int cluster_wire_decode(const uint8_t *p, size_t n, const cluster_wire_limits_t *lim,
+                        const char *cluster, uint64_t now_unix_ms, cluster_msg_t *out,
+                        errmsg_t *em);
+void cluster_msg_free(cluster_msg_t *m);
+
+#endif
