@@ -455,7 +455,7 @@ static void query_params_of(const http_request_t *r, query_params_t *p)
         p->match = http_request_param(r, "match[]");
 }
 
-/* Queries are scatter-gathered over the cluster (node/scatter.h): a single
+/* Queries are scatter-gathered over the cluster (scatter_query, node/cluster/): a single
  * node is a cluster of one and answers through the same path. */
 typedef struct query_req {
     node_t *node;
