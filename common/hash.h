@@ -3,7 +3,7 @@
  * All content addressing in flamedb uses XXH3 (libxxhash) with seed 0. These
  * values are persisted in keys and exchanged between nodes, so changing any
  * function here changes the storage format (see docs/storage-format.md and the
- * golden vectors in tests/unit/test_hash.c). No state, thread-safe.
+ * golden vectors in tests/unit/test_common_base.c). No state, thread-safe.
  */
 #ifndef FLAMEDB_COMMON_HASH_H
 #define FLAMEDB_COMMON_HASH_H

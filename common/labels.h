@@ -19,7 +19,7 @@
 
 typedef struct labels labels_t;
 
-/* Well-known label names (REFERENCE.md §2). */
+/* Well-known label names (Pyroscope's reserved and well-known labels). */
 #define LABEL_NAME "__name__"
 #define LABEL_PROFILE_TYPE "__profile_type__"
 #define LABEL_SERVICE_NAME "service_name"

@@ -10,7 +10,7 @@
 
 #include "common/err.h"
 
-/* The log level is one of the two pieces of process-wide state STYLE.md allows. */
+/* The log level is one of the two pieces of process-wide state flamedb has. */
 static volatile int log_min_level = LOG_INFO;
 
 void log_set_level(enum log_level level)

@@ -1,7 +1,7 @@
 /* log.h — leveled logging to stderr.
  *
  * The log level and sink are the only process-wide state besides allocator
- * hooks (STYLE.md §9). Lines are "ts level module: message". Thread-safe: each
+ * hooks; everything else belongs to a handle. Lines are "ts level module: message". Thread-safe: each
  * line is one write(2).
  */
 #ifndef FLAMEDB_COMMON_LOG_H

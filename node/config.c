@@ -61,7 +61,8 @@ static const opt_t options[] = {
      "Threads that decode, merge and do RocksDB work (the libuv thread pool)."},
     {"memory-limit", OPT_SIZE, FIELD(memory_limit, size_t), "1GiB", 0, 64 * MiB, 1024 * GiB,
      "Memory budget of the node. block-cache-bytes, write-buffer-bytes and max-buffered-bytes "
-     "default to a quarter of it each and must fit in it together."},
+     "default to a quarter of it each, node-cache-bytes to an eighth; the four must fit in it "
+     "together."},
     {"shutdown-timeout", OPT_MS, FIELD(shutdown_timeout_ms, uint64_t), "10s", 0, 0, 3600000,
      "On SIGTERM/SIGINT: how long in-flight requests may take before connections are cut."},
     SECTION("HTTP"),
@@ -707,9 +708,10 @@ int node_config_doc(buf_t *out)
         "number with `ms`, `s`, `m`, `h`, `d` or `w`; a bare number is seconds.\n\n"
         "Memory: `memory-limit` (default 1 GiB) is the node's budget. The RocksDB block\n"
         "cache, the memtables and the request bodies held in memory default to a quarter\n"
-        "of it each; together they must fit in it. The last quarter is headroom for\n"
-        "decoding and merging (bounded per request by the ingest and query limits, and\n"
-        "by `worker-threads` requests at a time).\n\n"
+        "of it each, the stack-node and symbol cache to an eighth; together the four must\n"
+        "fit in it. The last eighth is headroom for decoding and merging (bounded per\n"
+        "request by the ingest and query limits, and by `worker-threads` requests at a\n"
+        "time). Replicated writes in flight are held to half of `max-buffered-bytes`.\n\n"
         "Defaults of the ingest, query and storage limits come from their modules\n"
         "(`ingest_limits_default()`, `query_limits_default()`, `storage_options_default()`)\n"
         "and are shown here as this build has them.\n");

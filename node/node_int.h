@@ -31,7 +31,7 @@ struct node {
 void routes_handle(void *node, http_exchange_t *ex);
 void routes_observe(void *node, const http_exchange_t *ex, int status, uint64_t duration_ms);
 
-/* Validates X-Scope-OrgID (docs/api.md, "Tenants"); NULL or "" means "anonymous".
+/* Validates X-Scope-OrgID (docs/api.md, Conventions); NULL or "" means "anonymous".
  * Returns the tenant (borrowed: value or a static string) or NULL with em set. */
 const char *routes_tenant(const char *header, errmsg_t *em);
 

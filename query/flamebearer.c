@@ -1,5 +1,5 @@
 /* flamebearer.c — the flamebearer JSON of Pyroscope's /render
- * (REFERENCE.md §4): names deduplicated, levels of [x_offset_delta, total,
+ * (docs/query.md, Encoders): names deduplicated, levels of [x_offset_delta, total,
  * self, name_index] per node, children ordered by name. As in Pyroscope, a
  * node's children start after its own self width: x(child0) = x + self.
  */

@@ -203,7 +203,7 @@ int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *pr
 
 /* ================================================================ scatter-gather
  *
- * The read path of a cluster (docs/cluster.md, "Read path"). A coordinator
+ * The read path of a cluster (docs/scatter-gather.md). A coordinator
  * parses a request once (query_spec_parse: the same 400s as the single-node
  * functions above), asks every node for a partial over exactly the token
  * ranges it was assigned (query_partial_run on that node), and folds the

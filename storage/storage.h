@@ -1,19 +1,22 @@
 /* storage.h — a node's durable store: RocksDB on local disk.
  *
  * Owns the RocksDB instance, its column families, the key layout
- * (docs/storage-format.md), the block merge operator (which sums call trees)
+ * (docs/storage-format.md), the stack-node tables, the block merge operator
+ * (which sums sparse vectors of self values)
  * and the idempotence of writes (a profile id is counted once per series, even
  * when written many times).
  *
  * Column families:
  *   series    token|tenant|series_id            -> canonical labels
  *   postings  tenant|name|value|token|series_id -> ""      (label index)
- *   blocks    token|tenant|series_id|res|window -> calltree (merge: sum)
+ *   blocks    token|tenant|series_id|res|window -> sparse self values over node ids (merge: sum)
  *   totals    token|tenant|series_id|res|window -> i64     (merge: add)
  *   symbols   tenant|symbol_id                  -> name, file
  *   spans     tenant|kind|id|token|series_id    -> calltree (merge: sum)
  *   profiles  token|tenant|series_id|profile_id -> time, total (the `seen` index)
- *   meta      name                              -> value     (format version, node id)
+ *   meta      name                              -> value     (format version)
+ *   hints     target_node_id|seq                -> HintRecord (below)
+ *   nodes     token|tenant|chunk                -> stack-node table: (parent, symbol) per id
  * Keys that start with the placement token make one token range one
  * contiguous key range (streaming and dropping a range are range operations).
  *
@@ -94,7 +97,8 @@ typedef struct storage_profile_write {
 } storage_profile_write_t;
 
 /* Writes a profile: for each series whose (series, profile id) was not seen
- * before, atomically records the id and adds the tree to every resolution.
+ * before, atomically records the id and adds the tree's self values (mapped
+ * onto the token's node table) to every resolution.
  * *written (may be NULL) gets the number of series written; series already
  * seen are skipped, so retries count once. */
 int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t *written,
@@ -119,7 +123,8 @@ int storage_series_labels(storage_t *s, const char *tenant, uint64_t token, uint
 
 /* Blocks of one series at resolution index res whose window start w satisfies
  * from_s <= w < until_s (unix seconds), in window order. value is a calltree
- * encoding (all merge operands already folded), borrowed for the call. */
+ * encoding rebuilt from the sparse block (all merge operands already folded)
+ * and the token's node table, borrowed for the call. */
 typedef int (*storage_block_fn)(void *ctx, int64_t window_start, const uint8_t *value, size_t len);
 int storage_scan_blocks(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                         int res, int64_t from_s, int64_t until_s, storage_block_fn fn, void *ctx);
@@ -177,7 +182,7 @@ int storage_stats(storage_t *s, storage_stats_t *out);
 int storage_checkpoint(storage_t *s, const char *dir, errmsg_t *em);
 
 /* ---------------------------------------------------------------- hints
- * Hinted handoff (docs/cluster.md): writes a coordinator could not deliver to
+ * Hinted handoff (docs/replication.md): writes a coordinator could not deliver to
  * a replica, kept durably until they are replayed. Column family `hints`:
  *   hints     target_node_id | seq          -> serialized HintRecord
  * (target: length byte + bytes; seq: u64 big-endian, increasing per process

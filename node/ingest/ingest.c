@@ -2,7 +2,7 @@
  *
  * Steps: parameters (ingest_request.c) -> body format (multipart, gzip by
  * magic bytes) -> pprof or folded parser -> time window check -> profile id
- * -> the storage view. The profile id (DESIGN.md invariant 2) is XXH3-128
+ * -> the storage view. The profile id (a retried push counts once) is XXH3-128
  * over tenant, every query parameter that shapes what is stored (name, from,
  * until, format, sampleRate, spyName, units, aggregationType) and a hash of
  * the profile payload (the `profile` and `sample_type_config` parts of a

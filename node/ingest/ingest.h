@@ -1,9 +1,9 @@
 /* ingest.h — turns one Pyroscope-compatible ingest request into storable series.
  *
  * Owns body-format detection (gzip by magic bytes, multipart, pprof, folded,
- * lines), the pprof and folded parsers, profile-type derivation (REFERENCE.md
- * §2), splitting samples into series by their string labels, span/trace
- * indexing labels, the profile id (DESIGN.md invariant 2) and every input
+ * lines), the pprof and folded parsers, profile-type derivation (Pyroscope's
+ * conventions), splitting samples into series by their string labels, span/trace
+ * indexing labels, the profile id (a retried push counts once) and every input
  * limit. It does no I/O: the caller hands it the request and writes the result
  * with storage_write_profile().
  *

@@ -1,5 +1,5 @@
 """profiles.py — test fixtures made here: pprof messages written with a tiny
-protobuf encoder (field numbers from REFERENCE.md §1), a reader that sums a
+protobuf encoder (field numbers from common/proto/pprof.proto), a reader that sums a
 pprof's sample values per sample type, folded text and multipart bodies.
 Standard library only.
 """

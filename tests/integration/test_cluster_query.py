@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Scatter-gather queries across real processes (issue #3, DESIGN.md
-invariant 1):
+"""Scatter-gather queries across real processes (issue #3;
+exact answers, or partial ones that say what is missing):
 
 - 3 nodes RF 2 and 5 nodes RF 3: a generated dataset pushed through
   different nodes; flame graphs (json, folded, pprof; whole ring and a

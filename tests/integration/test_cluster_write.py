@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Replicated writes and hinted handoff across real processes (issue #3,
-DESIGN.md invariants 1-2):
+"""Replicated writes and hinted handoff across real processes (issue #3;
+exact answers, and a profile counted once however often it is delivered):
 
 - 3 nodes, RF=3, W=2, continuous ingest through every node while one node
   is killed with -9: every push that got 200 is counted exactly, from every

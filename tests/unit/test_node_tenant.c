@@ -1,4 +1,4 @@
-/* test_node_tenant.c — X-Scope-OrgID validation (REFERENCE.md §2). */
+/* test_node_tenant.c — X-Scope-OrgID validation (docs/api.md, Conventions). */
 #include "check.h"
 #include "node/node_int.h"
 

@@ -1,5 +1,5 @@
 /* test_ring_hints.c — the hints_for list members advertise (ring.h,
- * DESIGN.md §7 "replica choice vs freshness"): the owner sets it and bumps
+ * docs/replication.md "Freshness"): the owner sets it and bumps
  * its heartbeat; merge takes the list from the entry with the higher
  * (incarnation, heartbeat); gossip carries it in digests and full entries;
  * ring_members_hinted marks the listed ring nodes; malformed lists are
