@@ -8,8 +8,6 @@
 #include "node/http_server.h"
 #include "node/metrics.h"
 #include "node/node.h"
-#include "node/cluster/scatter_int.h"
-#include "node/cluster/replicate_int.h"
 #include "storage/storage.h"
 
 struct node {
