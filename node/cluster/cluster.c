@@ -151,25 +151,26 @@ static void on_gossip(cluster_t *c, const Flamedb__Cluster__Envelope *env)
 
 /* ---------- receiving ---------- */
 
-static void dispatch(cluster_t *c, cluster_msg_t *msg)
+/* The handler of a decoded envelope, or NULL (counted) when there is none
+ * or the sender is not a member. */
+static const handler_t *handler_of(cluster_t *c, const Flamedb__Cluster__Envelope *env)
 {
-    int type = (int)msg->env->type;
+    int type = (int)env->type;
     if (type <= 0 || type >= CLUSTER_NTYPES) {
         c->counters.refused++;
-        return;
+        return NULL;
     }
     ring_member_t m;
-    if (ring_members_find(c->members, msg->env->sender_id, &m) != ERR_OK) {
+    if (ring_members_find(c->members, env->sender_id, &m) != ERR_OK) {
         c->counters.unknown_sender++;
-        return;
+        return NULL;
     }
     const handler_t *h = &c->handlers[type];
     if (h->fn == NULL) {
         c->counters.unhandled++;
-        return;
+        return NULL;
     }
-    c->counters.dispatched++;
-    h->fn(h->ctx, msg);
+    return h;
 }
 
 /* Counts a refused message; says why at most once a minute (a node of
@@ -195,25 +196,44 @@ static void on_message(void *ctx, const uint8_t *raw, size_t len)
     errmsg_t em = {{0}};
     uint64_t now = cluster_unix_ms();
     int rc = cluster_wire_decode_envelope(raw, len, &c->limits, c->cfg.cluster_name, now, &msg, &em);
+    const handler_t *h = NULL;
     if (rc == ERR_OK && msg.env->type == GOSSIP) {
         c->counters.dispatched++;
         on_gossip(c, msg.env);
-    } else if (rc == ERR_OK) {
-        rc = cluster_wire_decode_body(&msg, &c->limits, now, &em);
-        if (rc == ERR_OK) dispatch(c, &msg);
+    } else if (rc == ERR_OK && (h = handler_of(c, msg.env)) != NULL) {
+        if (!h->body_on_pool) rc = cluster_wire_decode_body(&msg, &c->limits, now, &em);
+        if (rc == ERR_OK) {
+            c->counters.dispatched++;
+            h->fn(h->ctx, &msg);
+        }
     }
     if (rc != ERR_OK) refused(c, len, &em);
     cluster_msg_free(&msg);
     cluster_view_refresh(c);
 }
 
-int cluster_on(cluster_t *c, Flamedb__Cluster__MsgType type, cluster_msg_fn fn, void *ctx)
+static int register_handler(cluster_t *c, Flamedb__Cluster__MsgType type, handler_t h)
 {
     if ((int)type <= 0 || (int)type >= CLUSTER_NTYPES || type == GOSSIP)
         return ERR_INVALID_ARGUMENT;
-    c->handlers[type].fn = fn;
-    c->handlers[type].ctx = ctx;
+    c->handlers[type] = h;
     return ERR_OK;
+}
+
+int cluster_on(cluster_t *c, Flamedb__Cluster__MsgType type, cluster_msg_fn fn, void *ctx)
+{
+    return register_handler(c, type, (handler_t){fn, ctx, 0});
+}
+
+int cluster_on_envelope(cluster_t *c, Flamedb__Cluster__MsgType type, cluster_msg_fn fn,
+                        void *ctx)
+{
+    return register_handler(c, type, (handler_t){fn, ctx, 1});
+}
+
+const cluster_wire_limits_t *cluster_wire_limits(const cluster_t *c)
+{
+    return &c->limits;
 }
 
 /* ---------- lifetime ---------- */

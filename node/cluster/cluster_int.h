@@ -50,14 +50,24 @@ const char *cluster_self_id(const cluster_t *c);
 /* Adds a reference to a view (any thread). */
 void cluster_view_retain(const cluster_view_t *v);
 
-/* Handler of one message type. msg (decoded, checked) is borrowed for the
- * call; a handler that needs it longer may take it instead: copy *msg and
- * zero it (cluster_msg_free of a zeroed message does nothing), then free its
- * copy with cluster_msg_free when done, from any thread. */
+/* Handler of one message type, on the loop thread. msg (checked) is borrowed
+ * for the call; a handler that needs it longer takes it instead: copy *msg
+ * and zero it (cluster_msg_free of a zeroed message does nothing), then free
+ * its copy with cluster_msg_free when done, from any thread. */
 typedef void (*cluster_msg_fn)(void *ctx, cluster_msg_t *msg);
-/* Registers fn for a message type (one handler per type). Gossip is handled
- * internally. */
+/* Registers fn for a message type (one handler per type); msg->body arrives
+ * decoded and checked. Gossip is handled internally. */
 int cluster_on(cluster_t *c, Flamedb__Cluster__MsgType type, cluster_msg_fn fn, void *ctx);
+/* The same, but msg->body arrives NULL: the loop checks only the envelope
+ * (which carries the body's request id for routing); the handler takes the
+ * message and decodes the body with cluster_wire_decode_body on the pool,
+ * where the code that uses it runs. For bodies that can be large (PARTIAL),
+ * so the loop never unpacks them. */
+int cluster_on_envelope(cluster_t *c, Flamedb__Cluster__MsgType type, cluster_msg_fn fn,
+                        void *ctx);
+
+/* The wire limits messages to this node are checked with. */
+const cluster_wire_limits_t *cluster_wire_limits(const cluster_t *c);
 
 /* Encodes body in an envelope and queues it for node_id. deadline_unix_ms is
  * carried in the envelope; receivers drop messages past it. ERR_NOT_FOUND for
@@ -98,6 +108,7 @@ typedef struct view_impl {
 typedef struct handler {
     cluster_msg_fn fn;
     void *ctx;
+    int body_on_pool; /* registered with cluster_on_envelope */
 } handler_t;
 
 typedef struct cluster_counters {

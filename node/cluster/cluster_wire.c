@@ -27,6 +27,18 @@ void cluster_wire_limits_default(cluster_wire_limits_t *l)
     l->max_string = 64u << 10;
 }
 
+static int envelope_append(const Flamedb__Cluster__Envelope *env, buf_t *out)
+{
+    size_t n = flamedb__cluster__envelope__get_packed_size(env);
+    int rc = buf_reserve(out, n);
+    if (rc == 0) {
+        flamedb__cluster__envelope__pack(env, out->data + out->len);
+        out->len += n;
+        out->data[out->len] = 0;
+    }
+    return rc;
+}
+
 int cluster_wire_encode_bytes(Flamedb__Cluster__MsgType type, const char *cluster,
                               const char *sender_id, uint64_t deadline_unix_ms,
                               const ProtobufCBinaryData *body, buf_t *out)
@@ -38,14 +50,19 @@ int cluster_wire_encode_bytes(Flamedb__Cluster__MsgType type, const char *cluste
     env.sender_id = (char *)sender_id;
     env.deadline_unix_ms = deadline_unix_ms;
     env.body = *body;
-    size_t n = flamedb__cluster__envelope__get_packed_size(&env);
-    int rc = buf_reserve(out, n);
-    if (rc == 0) {
-        flamedb__cluster__envelope__pack(&env, out->data + out->len);
-        out->len += n;
-        out->data[out->len] = 0;
-    }
-    return rc;
+    return envelope_append(&env, out);
+}
+
+/* The body's request_id field, or 0 when its message has none. */
+static uint64_t request_id_of(const ProtobufCMessage *body)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(body->descriptor, "request_id");
+    if (f == NULL || f->type != PROTOBUF_C_TYPE_UINT64 || f->label != PROTOBUF_C_LABEL_NONE)
+        return 0;
+    uint64_t id;
+    memcpy(&id, (const uint8_t *)body + f->offset, sizeof id);
+    return id;
 }
 
 int cluster_wire_encode(Flamedb__Cluster__MsgType type, const char *cluster, const char *sender_id,
@@ -55,8 +72,15 @@ int cluster_wire_encode(Flamedb__Cluster__MsgType type, const char *cluster, con
     uint8_t *bp = malloc(bn ? bn : 1);
     if (bp == NULL) return ERR_NOMEM;
     protobuf_c_message_pack(body, bp);
-    ProtobufCBinaryData b = {bn, bp};
-    int rc = cluster_wire_encode_bytes(type, cluster, sender_id, deadline_unix_ms, &b, out);
+    Flamedb__Cluster__Envelope env = FLAMEDB__CLUSTER__ENVELOPE__INIT;
+    env.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    env.type = type;
+    env.cluster = (char *)cluster;
+    env.sender_id = (char *)sender_id;
+    env.deadline_unix_ms = deadline_unix_ms;
+    env.request_id = request_id_of(body);
+    env.body = (ProtobufCBinaryData){bn, bp};
+    int rc = envelope_append(&env, out);
     free(bp);
     return rc;
 }
@@ -267,6 +291,9 @@ int cluster_wire_decode_body(cluster_msg_t *m, const cluster_wire_limits_t *lim,
     if (m->body == NULL)
         return errmsg_set(em, ERR_UNPARSEABLE, "message: body is not a %s", d->short_name);
     int rc = check_body(m->env->type, m->body, lim, now_unix_ms, em);
+    /* receivers route by the envelope's copy before they decode the body */
+    if (rc == 0 && request_id_of(m->body) != m->env->request_id)
+        rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "message: request id differs from its envelope's");
     if (rc < 0) {
         protobuf_c_message_free_unpacked(m->body, NULL);
         m->body = NULL;

@@ -72,7 +72,7 @@ int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_
     scatter_ops_cluster(c, &ops);
     int rc = scatter_new(loop, storage, &o, &ops, out, em);
     if (rc == 0) rc = cluster_on(c, MSG(QUERY), scatter_on_query, *out);
-    if (rc == 0) rc = cluster_on(c, MSG(PARTIAL), scatter_on_partial, *out);
+    if (rc == 0) rc = cluster_on_envelope(c, MSG(PARTIAL), scatter_on_partial, *out);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "cannot register the query handlers");
     return rc;
 }
@@ -88,6 +88,8 @@ int scatter_new(uv_loop_t *loop, storage_t *storage, const scatter_options_t *o,
     s->storage = storage;
     s->o = *o;
     s->ops = *ops;
+    cluster_wire_limits_default(&s->limits);
+    s->limits.max_bytes = o->max_message_bytes + SCATTER_ENVELOPE_ROOM;
     s->next_id = (uv_hrtime() & 0xffffffffu) << 20 | 1; /* restarts do not reuse recent ids */
     *out = s;
     return 0;
@@ -142,9 +144,7 @@ static void sq_free(sq_t *q)
     while (q->queue != NULL) {
         item_t *it = q->queue;
         q->queue = it->next;
-        free(it->body);
-        query_partial_free(&it->local);
-        free(it);
+        sq_item_free(it);
     }
     query_gather_free(q->gather);
     query_spec_free(&q->spec);
@@ -416,7 +416,8 @@ void sq_progress(sq_t *q)
 }
 
 /* Half-time: remote nodes still silent are slow, their ranges move. Full
- * time: what is still unanswered is missing. */
+ * time: what is still unanswered is missing (but a local share that holds
+ * the gather runs to its end: it reads only this node's disk). */
 static void on_timer(uv_timer_t *t)
 {
     sq_t *q = t->data;
@@ -434,7 +435,7 @@ static void on_timer(uv_timer_t *t)
         uv_timer_start(&q->timer, on_timer, left, 0);
     } else {
         for (size_t i = 0; i < q->nasks; i++)
-            if (q->asks[i].state == ASK_WAITING) {
+            if (q->asks[i].state == ASK_WAITING && !q->asks[i].holds_gather) {
                 q->asks[i].state = ASK_ABANDONED;
                 q->excluded[q->asks[i].node] = 1;
                 add_missing(q, &q->asks[i].ranges);
@@ -539,65 +540,35 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
 
 /* ---------- answers from other nodes ---------- */
 
-static int served_matches(const Flamedb__Cluster__PartialResult *pr, const ask_t *a)
-{
-    if (pr->n_served != a->ranges.n) return 0;
-    for (size_t i = 0; i < pr->n_served; i++)
-        if (pr->served[i]->start != a->ranges.v[i].start ||
-            pr->served[i]->end != a->ranges.v[i].end)
-            return 0;
-    return 1;
-}
-
-static void take_answer(sq_t *q, size_t idx, const cluster_msg_t *msg)
-{
-    const Flamedb__Cluster__PartialResult *pr = (const void *)msg->body;
-    ask_t *a = &q->asks[idx];
-    const char *node = ring_node_name(q->view->ring, a->node);
-    if (pr->status != 0) {
-        int rc = pr->status < ERR_UNAUTHORIZED ? ERR_INTERNAL : pr->status;
-        errmsg_t em;
-        errmsg_set(&em, rc, "node %s: %.400s", node, pr->reason);
-        if (scatter_error_is_final(rc)) {
-            a->state = ASK_FAILED;
-            sq_fail(q, rc, &em);
-        } else {
-            sq_ask_failed(q, idx, em.text);
-        }
-        return;
-    }
-    if (!served_matches(pr, a)) {
-        sq_ask_failed(q, idx, "it served other ranges than asked");
-        return;
-    }
-    item_t *it = calloc(1, sizeof *it);
-    const ProtobufCBinaryData *body = &msg->env->body;
-    if (it == NULL || (it->body = malloc(body->len ? body->len : 1)) == NULL) {
-        free(it);
-        sq_ask_failed(q, idx, "out of memory");
-        return;
-    }
-    memcpy(it->body, body->data, body->len);
-    it->len = body->len;
-    it->ask = idx;
-    a->state = ASK_ANSWERED;
-    sq_enqueue(q, it);
-}
-
+/* The loop routes an answer by its envelope (request id, sender) and queues
+ * it undecoded: the merge job decodes, checks and merges it on the pool
+ * (scatter_merge.c), so a PartialResult is unpacked once, off the loop. */
 void scatter_on_partial(void *ctx, cluster_msg_t *msg)
 {
     scatter_t *s = ctx;
-    const Flamedb__Cluster__PartialResult *pr = (const void *)msg->body;
     sq_t *q = NULL;
-    ask_t *a = sq_find_ask(s, pr->request_id, &q);
+    ask_t *a = sq_find_ask(s, msg->env->request_id, &q);
     if (a == NULL || a->state != ASK_WAITING || q->answered ||
-        strcmp(msg->env->sender_id, ring_node_name(q->view->ring, a->node)) != 0 ||
-        strcmp(pr->tenant, q->tenant) != 0) {
+        strcmp(msg->env->sender_id, ring_node_name(q->view->ring, a->node)) != 0) {
         s->stats.late_dropped++;
         return;
     }
+    size_t idx = (size_t)(a - q->asks);
+    item_t *it = calloc(1, sizeof *it);
+    if (it == NULL) {
+        q->refs++;
+        sq_ask_failed(q, idx, "out of memory");
+        sq_progress(q);
+        sq_unref(q);
+        return;
+    }
+    it->msg = *msg; /* taken: the merge job decodes the body */
+    memset(msg, 0, sizeof *msg);
+    it->remote = 1;
+    it->ask = idx;
+    a->state = ASK_ANSWERED;
     q->refs++;
-    take_answer(q, (size_t)(a - q->asks), msg);
+    sq_enqueue(q, it);
     sq_progress(q);
     sq_unref(q);
 }

@@ -85,8 +85,9 @@ int scatter_new(uv_loop_t *loop, storage_t *storage, const scatter_options_t *o,
 void scatter_close(scatter_t *s);
 void scatter_free(scatter_t *s);
 
-/* cluster_msg_fn handlers for MSG_TYPE_QUERY and MSG_TYPE_PARTIAL (ctx is
- * the scatter_t). */
+/* cluster_msg_fn handlers for MSG_TYPE_QUERY (registered with cluster_on)
+ * and MSG_TYPE_PARTIAL (registered with cluster_on_envelope: it takes the
+ * message, whose body the merge job decodes). ctx is the scatter_t. */
 void scatter_on_query(void *ctx, cluster_msg_t *msg);
 void scatter_on_partial(void *ctx, cluster_msg_t *msg);
 
@@ -110,7 +111,9 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
     X(served, "flamedb_scatter_partials_served_total", "Partial queries answered for others.")     \
     X(serve_refused, "flamedb_scatter_partials_refused_total",                                     \
       "Partial queries refused: too many at once, too large for a message, or failed.")            \
-    X(busy, "flamedb_scatter_busy_total", "Queries refused with 503: too many in flight.")
+    X(busy, "flamedb_scatter_busy_total", "Queries refused with 503: too many in flight.")       \
+    X(pool_jobs, "flamedb_scatter_pool_jobs_total",                                                \
+      "Thread-pool jobs of coordinated queries (local shares, merges, finishes).")
 
 typedef struct scatter_stats {
 #define SCATTER_FIELD(name, metric, help) uint64_t name;
@@ -140,6 +143,7 @@ struct scatter {
     storage_t *storage;
     scatter_options_t o;
     scatter_ops_t ops;
+    cluster_wire_limits_t limits; /* PartialResults are checked against these */
     sq_t *queries; /* coordinated, not yet answered (a list) */
     uint32_t ninflight;
     uint32_t nserving;
@@ -156,6 +160,7 @@ typedef struct ask {
     uint32_t node; /* index in the view's ring */
     int gen;       /* 0: first plan; 1: re-planned (not re-planned again) */
     int state;
+    int holds_gather; /* a local ask whose job merges into the gather: not abandoned */
     ring_ranges_t ranges;
 } ask_t;
 
@@ -163,8 +168,8 @@ typedef struct ask {
 typedef struct item {
     struct item *next;
     size_t ask;
-    uint8_t *body; /* serialized PartialResult, or NULL for a local partial */
-    size_t len;
+    int remote;        /* msg holds a PartialResult envelope (body decoded by the merge job) */
+    cluster_msg_t msg; /* remote: taken from the cluster */
     query_partial_t local;
     int rc;    /* merge outcome */
     int fatal; /* the gather may hold part of it: the query cannot be exact */
@@ -213,6 +218,7 @@ void sq_answer(sq_t *q, cluster_answer_t *a);
 uint64_t scatter_unix_ms(void);
 
 /* scatter_merge.c */
+void sq_item_free(item_t *it);
 /* Runs the local ask on the pool. */
 int sq_run_local(sq_t *q, size_t ask);
 /* Queues an answer and starts a merge job when none runs. */

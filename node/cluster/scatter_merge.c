@@ -1,12 +1,20 @@
 /* scatter_merge.c — the coordinator's thread-pool work: the local node's
- * partial, merging answers into the gather (one job at a time per query),
- * the final encoding, and the description of what is missing.
+ * share, merging answers into the gather, the final encoding, and the
+ * description of what is missing.
  *
- * A remote answer is merged from its serialized PartialResult, unpacked on
- * the pool so the loop only copies bytes. Its call tree goes in first:
- * decoding either adds all of it or nothing, so a corrupt tree only moves
- * that node's ranges elsewhere; a failure after that point leaves the gather
- * holding part of an answer, and the query fails rather than answer short.
+ * One job at a time owns the gather (q->merging or q->finishing is set on
+ * the loop while it runs), so the gather needs no lock. The local share
+ * merges its partial into the gather in the job that computed it, and when
+ * it is the only ask (one node, or every range on this node) the same job
+ * truncates and encodes: a render on one node is one pool job. Likewise the
+ * merge job that takes the last answers finishes the query itself.
+ *
+ * A remote answer arrives as an envelope the loop only routed; its merge job
+ * decodes and checks the PartialResult (once, on the pool) and merges its
+ * call tree first: decoding either adds all of it or nothing, so a corrupt
+ * tree only moves that node's ranges elsewhere; a failure after that point
+ * leaves the gather holding part of an answer, and the query fails rather
+ * than answer short.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +28,9 @@ int scatter_error_is_final(int rc)
     return rc == ERR_LIMIT || rc == ERR_INVALID_ARGUMENT || rc == ERR_TOO_LARGE;
 }
 
-static void item_free(item_t *it)
+void sq_item_free(item_t *it)
 {
-    free(it->body);
+    cluster_msg_free(&it->msg);
     query_partial_free(&it->local);
     free(it);
 }
@@ -31,6 +39,41 @@ void sq_enqueue(sq_t *q, item_t *it)
 {
     it->next = q->queue;
     q->queue = it;
+}
+
+/* Nothing is left to ask or merge: the job that holds the gather may end
+ * the query. Loop thread. */
+static int last_step(const sq_t *q)
+{
+    for (size_t i = 0; i < q->nasks; i++)
+        if (q->asks[i].state == ASK_WAITING) return 0;
+    return q->queue == NULL;
+}
+
+/* Prepares the finish on the loop (what is missing is known by now); 0 or
+ * an error, then the job must not finish. */
+static int prepare_finish(sq_t *q)
+{
+    free(q->partial_json); /* from a finish that did not happen: ranges may have moved since */
+    q->partial_json = NULL;
+    q->ans.partial_header[0] = 0;
+    if (q->missing.n == 0) return 0;
+    return sq_describe_missing(q, q->ans.partial_header, sizeof q->ans.partial_header,
+                               &q->partial_json);
+}
+
+/* Pool: truncates and encodes the answer into q->ans. */
+static void finish_answer(sq_t *q)
+{
+    q->ans.rc = query_gather_finish(q->gather, q->partial_json, &q->ans.result, &q->ans.em);
+}
+
+/* Loop: a job that finished the query hands the answer over. */
+static void finished(sq_t *q, int status)
+{
+    if (status != 0 && q->ans.rc == 0)
+        q->ans.rc = errmsg_set(&q->ans.em, ERR_UNAVAILABLE, "cancelled: the node is stopping");
+    if (q->rc == 0) sq_answer(q, &q->ans);
 }
 
 /* ---------- the local share ---------- */
@@ -42,18 +85,26 @@ typedef struct local_job {
     item_t *it;
     query_range_t *ranges;
     size_t nranges;
+    int merge;  /* the job owns the gather: it merges its partial itself */
+    int finish; /* ... and it is the only ask: it also encodes the answer */
+    int merged; /* the gather holds the partial (success or not) */
 } local_job_t;
 
 static void local_work(uv_work_t *w)
 {
     local_job_t *j = w->data;
     sq_t *q = j->q;
+    item_t *it = j->it;
     query_partial_args_t a;
     query_spec_args(&q->spec, &a);
     a.ranges = j->ranges;
     a.nranges = j->nranges;
-    j->it->rc =
-        query_partial_run(q->s->storage, q->tenant, &a, &q->s->o.limits, &j->it->local, &j->it->em);
+    it->rc = query_partial_run(q->s->storage, q->tenant, &a, &q->s->o.limits, &it->local, &it->em);
+    if (it->rc != 0 || !j->merge) return;
+    it->rc = query_gather_add(q->gather, &it->local, &it->em);
+    it->fatal = 1; /* the gather may hold part of it */
+    j->merged = 1;
+    if (it->rc == 0 && j->finish) finish_answer(q);
 }
 
 static void local_done(uv_work_t *w, int status)
@@ -62,19 +113,26 @@ static void local_done(uv_work_t *w, int status)
     sq_t *q = j->q;
     item_t *it = j->it;
     ask_t *a = &q->asks[j->ask];
+    if (j->merge) q->merging = 0;
+    if (j->finish) q->finishing = 0;
+    a->holds_gather = 0;
     if (status != 0 && it->rc == 0) it->rc = errmsg_set(&it->em, ERR_UNAVAILABLE, "cancelled");
-    if (q->answered || a->state != ASK_WAITING) {
-        item_free(it);
+    if (q->answered) {
+        sq_item_free(it);
     } else if (it->rc == 0) {
         a->state = ASK_ANSWERED;
-        sq_enqueue(q, it);
-    } else if (scatter_error_is_final(it->rc)) {
+        if (j->merged)
+            sq_item_free(it);
+        else
+            sq_enqueue(q, it);
+        if (j->finish) finished(q, status);
+    } else if (it->fatal || scatter_error_is_final(it->rc)) {
         a->state = ASK_FAILED;
         sq_fail(q, it->rc, &it->em);
-        item_free(it);
+        sq_item_free(it);
     } else {
         sq_ask_failed(q, j->ask, it->em.text);
-        item_free(it);
+        sq_item_free(it);
     }
     free(j->ranges);
     free(j);
@@ -98,6 +156,10 @@ int sq_run_local(sq_t *q, size_t idx)
         r[i] = (query_range_t){a->ranges.v[i].start, a->ranges.v[i].end};
     it->ask = idx;
     *j = (local_job_t){.q = q, .ask = idx, .it = it, .ranges = r, .nranges = a->ranges.n};
+    /* The gather is free (no merge or finish job runs): this job takes it.
+     * The only ask of the query also finishes it. */
+    j->merge = !q->merging && !q->finishing;
+    j->finish = j->merge && q->nasks == 1 && q->queue == NULL && prepare_finish(q) == 0;
     j->w.data = j;
     if (uv_queue_work(q->s->loop, &j->w, local_work, local_done) != 0) {
         free(j);
@@ -105,6 +167,10 @@ int sq_run_local(sq_t *q, size_t idx)
         free(r);
         return ERR_UNAVAILABLE;
     }
+    q->s->stats.pool_jobs++;
+    q->merging |= j->merge;
+    q->finishing |= j->finish;
+    q->asks[idx].holds_gather = j->merge;
     q->refs++;
     return 0;
 }
@@ -149,14 +215,43 @@ static int merge_render(query_gather_t *g, const Flamedb__Cluster__PartialResult
     return rc;
 }
 
-static void merge_remote(sq_t *q, item_t *it)
+static int served_matches(const Flamedb__Cluster__PartialResult *pr, const ring_ranges_t *r)
 {
-    Flamedb__Cluster__PartialResult *pr =
-        flamedb__cluster__partial_result__unpack(NULL, it->len, it->body);
-    if (pr == NULL) {
-        it->rc = errmsg_set(&it->em, ERR_CORRUPT, "partial: cannot decode");
-        return;
+    if (pr->n_served != r->n) return 0;
+    for (size_t i = 0; i < pr->n_served; i++)
+        if (pr->served[i]->start != r->v[i].start || pr->served[i]->end != r->v[i].end) return 0;
+    return 1;
+}
+
+/* Decodes and checks an answer: a refusal from the node, or one for another
+ * tenant or other ranges than asked, moves its ranges elsewhere (or decides
+ * the query, for an error every node would give). */
+static const Flamedb__Cluster__PartialResult *checked_answer(sq_t *q, item_t *it,
+                                                             const ring_ranges_t *asked)
+{
+    const char *node = it->msg.env->sender_id;
+    errmsg_t em = {{0}};
+    int rc = cluster_wire_decode_body(&it->msg, &q->s->limits, 0, &em);
+    if (rc != 0) {
+        it->rc = errmsg_set(&it->em, rc, "node %s: %.400s", node, em.text);
+        return NULL;
     }
+    const Flamedb__Cluster__PartialResult *pr = (const void *)it->msg.body;
+    if (strcmp(pr->tenant, q->tenant) != 0) {
+        it->rc = errmsg_set(&it->em, ERR_CORRUPT, "node %s answered for another tenant", node);
+    } else if (pr->status != 0) {
+        int code = pr->status < ERR_UNAUTHORIZED ? ERR_INTERNAL : pr->status;
+        it->rc = errmsg_set(&it->em, code, "node %s: %.400s", node, pr->reason);
+    } else if (!served_matches(pr, asked)) {
+        it->rc = errmsg_set(&it->em, ERR_CORRUPT, "node %s served other ranges than asked", node);
+    }
+    return it->rc == 0 ? pr : NULL;
+}
+
+static void merge_remote(sq_t *q, item_t *it, const ring_ranges_t *asked)
+{
+    const Flamedb__Cluster__PartialResult *pr = checked_answer(q, it, asked);
+    if (pr == NULL) return;
     if (q->spec.kind == QUERY_KIND_RENDER) {
         it->rc = merge_render(q->gather, pr, it);
     } else {
@@ -168,7 +263,6 @@ static void merge_remote(sq_t *q, item_t *it)
             errmsg_set(&it->em, ERR_LIMIT, "label answer exceeds max_output_bytes (%zu bytes)",
                        q->s->o.limits.max_output_bytes);
     }
-    flamedb__cluster__partial_result__free_unpacked(pr, NULL);
     if (it->rc != 0 && it->em.text[0] == 0)
         errmsg_set(&it->em, it->rc, "merging a partial: %s", err_message(it->rc));
 }
@@ -177,19 +271,25 @@ typedef struct merge_job {
     uv_work_t w;
     sq_t *q;
     item_t *items;
+    ring_ranges_t *asked; /* per item, in order: the ranges its ask covers (borrowed) */
+    int finish;           /* the last answers: the job also encodes the answer */
 } merge_job_t;
 
 static void merge_work(uv_work_t *w)
 {
     merge_job_t *j = w->data;
-    for (item_t *it = j->items; it != NULL; it = it->next) {
-        if (it->body != NULL) {
-            merge_remote(j->q, it);
+    int ok = 1;
+    size_t k = 0;
+    for (item_t *it = j->items; it != NULL; it = it->next, k++) {
+        if (it->remote) {
+            merge_remote(j->q, it, &j->asked[k]);
         } else {
             it->rc = query_gather_add(j->q->gather, &it->local, &it->em);
             it->fatal = 1;
         }
+        ok &= it->rc == 0;
     }
+    if (ok && j->finish) finish_answer(j->q);
 }
 
 static void merge_done(uv_work_t *w, int status)
@@ -197,6 +297,7 @@ static void merge_done(uv_work_t *w, int status)
     merge_job_t *j = w->data;
     sq_t *q = j->q;
     q->merging = 0;
+    int ok = 1;
     while (j->items != NULL) {
         item_t *it = j->items;
         j->items = it->next;
@@ -204,12 +305,18 @@ static void merge_done(uv_work_t *w, int status)
             it->rc = errmsg_set(&it->em, ERR_UNAVAILABLE, "merge cancelled");
             it->fatal = 1;
         }
+        ok &= it->rc == 0;
         if (it->rc != 0 && (it->fatal || scatter_error_is_final(it->rc)))
             sq_fail(q, it->rc, &it->em);
         else if (it->rc != 0)
             sq_ask_failed(q, it->ask, it->em.text);
-        item_free(it);
+        sq_item_free(it);
     }
+    if (j->finish) {
+        q->finishing = 0;
+        if (ok) finished(q, status);
+    }
+    free(j->asked);
     free(j);
     sq_progress(q);
     sq_unref(q);
@@ -218,16 +325,32 @@ static void merge_done(uv_work_t *w, int status)
 int sq_start_merge(sq_t *q)
 {
     merge_job_t *j = calloc(1, sizeof *j);
-    if (j == NULL) return ERR_NOMEM;
+    size_t n = 0;
+    for (item_t *it = q->queue; it != NULL; it = it->next)
+        n++;
+    if (j == NULL || (j->asked = calloc(n ? n : 1, sizeof *j->asked)) == NULL) {
+        free(j);
+        return ERR_NOMEM;
+    }
+    /* the ranges structs are copied: q->asks may move while the job runs
+     * (a re-plan adds asks); their arrays stay put for the query's life */
+    size_t k = 0;
+    for (item_t *it = q->queue; it != NULL; it = it->next)
+        j->asked[k++] = q->asks[it->ask].ranges;
     j->q = q;
     j->items = q->queue;
+    q->queue = NULL;
+    j->finish = last_step(q) && prepare_finish(q) == 0;
     j->w.data = j;
     if (uv_queue_work(q->s->loop, &j->w, merge_work, merge_done) != 0) {
+        q->queue = j->items;
+        free(j->asked);
         free(j);
         return ERR_UNAVAILABLE;
     }
-    q->queue = NULL;
+    q->s->stats.pool_jobs++;
     q->merging = 1;
+    q->finishing = j->finish;
     q->refs++;
     return 0;
 }
@@ -242,8 +365,7 @@ typedef struct finish_job {
 static void finish_work(uv_work_t *w)
 {
     finish_job_t *j = w->data;
-    sq_t *q = j->q;
-    q->ans.rc = query_gather_finish(q->gather, q->partial_json, &q->ans.result, &q->ans.em);
+    finish_answer(j->q);
 }
 
 static void finish_done(uv_work_t *w, int status)
@@ -251,9 +373,7 @@ static void finish_done(uv_work_t *w, int status)
     finish_job_t *j = w->data;
     sq_t *q = j->q;
     q->finishing = 0;
-    if (status != 0 && q->ans.rc == 0)
-        q->ans.rc = errmsg_set(&q->ans.em, ERR_UNAVAILABLE, "cancelled: the node is stopping");
-    if (q->rc == 0) sq_answer(q, &q->ans);
+    finished(q, status);
     sq_progress(q); /* answers q->rc when a failure came in meanwhile */
     free(j);
     sq_unref(q);
@@ -261,11 +381,8 @@ static void finish_done(uv_work_t *w, int status)
 
 int sq_start_finish(sq_t *q)
 {
-    if (q->missing.n > 0) {
-        int rc = sq_describe_missing(q, q->ans.partial_header, sizeof q->ans.partial_header,
-                                     &q->partial_json);
-        if (rc != 0) return rc;
-    }
+    int rc = prepare_finish(q);
+    if (rc != 0) return rc;
     finish_job_t *j = calloc(1, sizeof *j);
     if (j == NULL) return ERR_NOMEM;
     j->q = q;
@@ -274,6 +391,7 @@ int sq_start_finish(sq_t *q)
         free(j);
         return ERR_UNAVAILABLE;
     }
+    q->s->stats.pool_jobs++;
     q->finishing = 1;
     q->refs++;
     return 0;

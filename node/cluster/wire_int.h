@@ -39,7 +39,8 @@ typedef struct cluster_wire_limits {
 
 void cluster_wire_limits_default(cluster_wire_limits_t *l);
 
-/* Wraps a serialized body of `type` in an envelope appended to out. */
+/* Wraps a serialized body of `type` in an envelope appended to out; the
+ * envelope carries a copy of the body's request_id (if it has one). */
 int cluster_wire_encode(Flamedb__Cluster__MsgType type, const char *cluster, const char *sender_id,
                         uint64_t deadline_unix_ms, const ProtobufCMessage *body, buf_t *out);
 /* The same with a body already serialized (a Gossip from the ring). */

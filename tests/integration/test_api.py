@@ -32,6 +32,26 @@ def test_small_endpoints():
         assert family in text, family
 
 
+def metric(name):
+    for line in NODE.get("/metrics").body.decode().splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no metric " + name)
+
+
+def test_render_on_one_node_is_one_pool_job():
+    svc = unique("onejob")
+    r = NODE.ingest(folded({"main;work": 5}), name=svc + ".cpu", **{"from": NOW - 30},
+                    until=NOW - 20)
+    assert r.status == 200, r
+    for fmt in ("json", "folded", "pprof"):
+        before = metric("flamedb_scatter_pool_jobs_total")
+        r = NODE.render(sel(svc), fmt=fmt)
+        assert r.status == 200, r
+        # select, merge, truncate and encode in one job: no bounce to the loop
+        assert metric("flamedb_scatter_pool_jobs_total") - before == 1, fmt
+
+
 def test_route_errors_are_json():
     r = NODE.get("/no/such/route")
     assert r.status == 404 and r.json()["code"] == "not_found", r

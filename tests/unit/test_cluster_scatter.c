@@ -80,10 +80,15 @@ static void deliver(uv_timer_t *t)
     tnode_t *n = &nodes[d->to];
     cluster_msg_t msg;
     errmsg_t em = {{0}};
-    if (!n->dead && cluster_wire_decode(d->bytes, d->len, NULL, "test", wall_ms(), &msg, &em) == 0) {
+    cluster_wire_limits_t lim;
+    cluster_wire_limits_default(&lim);
+    /* as the cluster dispatches: QUERY decoded, PARTIAL as its envelope only */
+    if (!n->dead &&
+        cluster_wire_decode_envelope(d->bytes, d->len, &lim, "test", wall_ms(), &msg, &em) == 0) {
         if (msg.env->type == FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_QUERY) {
             n->received++;
-            scatter_on_query(n->sc, &msg);
+            if (cluster_wire_decode_body(&msg, &lim, wall_ms(), &em) == 0)
+                scatter_on_query(n->sc, &msg);
         } else {
             scatter_on_partial(n->sc, &msg);
         }

@@ -183,6 +183,8 @@ static void test_envelope_refusals(void)
 
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
+    cluster_wire_limits_t lim0;
+    cluster_wire_limits_default(&lim0);
     cluster_wire_encode(T(WRITE), "c1", "n01", 0, &f.w.base, &b);
     /* wrong protocol version, bad sender */
     Flamedb__Cluster__Envelope *e = flamedb__cluster__envelope__unpack(NULL, b.len, b.data);
@@ -197,6 +199,17 @@ static void test_envelope_refusals(void)
     n = flamedb__cluster__envelope__pack(e, tmp);
     CHECK_EQ_INT(cluster_wire_decode(tmp, n, NULL, "c1", NOW, &m, &em), ERR_INVALID_ARGUMENT);
     e->sender_id = orig_sender;
+    /* the envelope carries the body's request id; one that differs would
+     * route the body to another request, so the body check refuses it */
+    CHECK_EQ_INT(e->request_id, f.w.request_id);
+    e->request_id = f.w.request_id + 1;
+    n = flamedb__cluster__envelope__pack(e, tmp);
+    CHECK_EQ_INT(cluster_wire_decode_envelope(tmp, n, &lim0, "c1", NOW, &m, &em), 0);
+    CHECK(m.body == NULL);
+    CHECK_EQ_INT(cluster_wire_decode_body(&m, &lim0, NOW, &em), ERR_INVALID_ARGUMENT);
+    CHECK(m.body == NULL && strstr(em.text, "request id") != NULL);
+    cluster_msg_free(&m);
+    e->request_id = f.w.request_id;
     flamedb__cluster__envelope__free_unpacked(e, NULL);
     /* over the size limit */
     cluster_wire_limits_t lim;
