@@ -7,6 +7,8 @@
 # is skipped; a module whose folder exists but whose library is not in BUILD_DIR
 # fails. Prints library: symbol (source object): reason per offender and exits 1
 # if there is any; 2 if BUILD_DIR holds no build. docs/code-style.md explains.
+# tests/run.sh runs it after the release build, with that build's directory:
+# style-check: after-build
 STYLE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd) exec python3 - "${1:-build}" <<'PY'
 import os, subprocess, sys
 sys.path.insert(0, os.environ["STYLE_DIR"])
