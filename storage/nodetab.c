@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/assert.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/varint.h"
@@ -174,6 +175,8 @@ static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym)
     int new_sym = t->count > 0 && sym_ordinal(t, sym) == UINT32_MAX;
     if (new_sym && sym_reserve(t) != 0) return ERR_NOMEM;
     uint32_t id = t->count++;
+    /* Chunks store id - parent as an unsigned varint: a parent must be older. */
+    ASSERT_ALWAYS(id == 0 || parent < id);
     t->parent[id] = parent;
     t->sym[id] = sym;
     if (id > 0) slot_put(t, parent, sym, id);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/assert.h"
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
@@ -80,6 +81,8 @@ int storage_sparse_encode(const sparse_vec_t *v, buf_t *out)
     uint32_t prev = 0;
     for (size_t i = 0; i < v->n; i++) {
         if (v->val[i] == 0) continue;
+        /* Ids are stored as deltas: they must ascend (decode rejects the rest). */
+        ASSERT_ALWAYS(i == 0 || v->id[i] > prev);
         p += varint_put_u(p, v->id[i] - prev);
         prev = v->id[i];
         /* exact: scale divides every value; the division keeps the sign */

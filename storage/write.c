@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/assert.h"
 #include "common/hash.h"
 #include "common/varint.h"
 #include "storage/storage_int.h"
@@ -224,8 +225,13 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw)
         if (rc != 0) return errmsg_set(w->em, rc, "stack-node table: %s", err_message(rc));
     }
     size_t k = 0;
-    for (uint32_t i = 0; i < n; i++)
+    uint32_t table_nodes = storage_nodetab_count(t);
+    for (uint32_t i = 0; i < n; i++) {
+        /* Every node is mapped, to a node the table (and this batch) holds:
+         * a block naming another id would read back as someone else's stack. */
+        ASSERT_ALWAYS(w->map[i] < table_nodes);
         if (calltree_self(sw->tree, i) != 0) w->order[k++] = (uint64_t)w->map[i] << 32 | i;
+    }
     qsort(w->order, k, sizeof *w->order, cmp_u64);
     for (size_t j = 0; j < k; j++) {
         w->vec.id[j] = (uint32_t)(w->order[j] >> 32);
