@@ -187,8 +187,8 @@ static int collect_index(storage_t *st, const char *tenant, const query_partial_
 }
 
 int query_labels_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
-                   const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
-                   errmsg_t *em)
+                         const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
+                         errmsg_t *em)
 {
     if (a->kind == QUERY_KIND_LABEL_VALUES &&
         (a->label == NULL || a->label[0] == 0 || strlen(a->label) > QUERY_LABEL_NAME_MAX))

@@ -202,7 +202,8 @@ static int make_header(pp_t *p, const char *profile_type, Perftools__Profiles__V
                        Perftools__Profiles__ValueType *per, int64_t *period)
 {
     ptype_t *pt = &p->pt;
-    if (profile_type == NULL || query_ptype_parse(profile_type, pt) != 0) return ERR_INVALID_ARGUMENT;
+    if (profile_type == NULL || query_ptype_parse(profile_type, pt) != 0)
+        return ERR_INVALID_ARGUMENT;
     int rc = str_idx(p, pt->sample_type, &vt->type);
     if (rc == 0) rc = str_idx(p, pt->sample_unit, &vt->unit);
     if (rc == 0) rc = str_idx(p, pt->period_type, &per->type);

@@ -47,7 +47,7 @@ void query_sorted_tree_free(sorted_tree_t *st);
 /* Name and file of sym (never NULL). Unknown symbols become "unknown 0x<id>"
  * written into scratch (at least 32 bytes). */
 void query_sym_name(const symtab_t *syms, uint64_t sym, char *scratch, const char **name,
-              const char **file);
+                    const char **file);
 
 /* The five parts of a profile type id; pointers into a copy held in buf. */
 typedef struct ptype {
@@ -75,8 +75,8 @@ void query_rangeset_free(rangeset_t *rs);
 
 /* query_series_select restricted to series whose token is in rs. */
 int query_series_select_in(storage_t *st, const char *tenant, const query_selector_t *sel,
-                     const rangeset_t *rs, const query_limits_t *lim, query_series_t *out,
-                     errmsg_t *em);
+                           const rangeset_t *rs, const query_limits_t *lim, query_series_t *out,
+                           errmsg_t *em);
 
 /* Allocates the zeroed timeline of a plan (the shape query_timeline_build
  * fills); *res gets the resolution whose windows fill one step. */
@@ -85,8 +85,8 @@ int query_timeline_init(const query_plan_t *plan, query_timeline_t *out, int *re
 /* Label partial: the distinct names (a->kind LABEL_NAMES) or values of
  * a->label of the series in rs, sorted, into out->values. */
 int query_labels_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
-                   const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
-                   errmsg_t *em);
+                         const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
+                         errmsg_t *em);
 
 /* The JSON array of sorted strings the label endpoints answer. */
 int query_labels_write_array(char *const *v, size_t n, buf_t *out);

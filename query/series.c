@@ -197,8 +197,8 @@ int query_series_select(storage_t *st, const char *tenant, const query_selector_
 }
 
 int query_series_select_in(storage_t *st, const char *tenant, const query_selector_t *sel,
-                     const rangeset_t *rs, const query_limits_t *lim, query_series_t *out,
-                     errmsg_t *em)
+                           const rangeset_t *rs, const query_limits_t *lim, query_series_t *out,
+                           errmsg_t *em)
 {
     memset(out, 0, sizeof *out);
     cand_set_t c = {.max = lim->max_series * CANDIDATES_PER_SERIES, .rs = rs};

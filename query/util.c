@@ -74,7 +74,7 @@ int strmap_intern(strmap_t *m, const char *s, size_t len, uint32_t *idx)
 }
 
 void query_sym_name(const symtab_t *syms, uint64_t sym, char *scratch, const char **name,
-              const char **file)
+                    const char **file)
 {
     if (syms != NULL && symtab_get(syms, sym, name, file)) {
         if (*file == NULL) *file = "";

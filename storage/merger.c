@@ -128,8 +128,10 @@ static int map_needed(const nodetab_t *t, size_t count, const uint8_t *needed, u
         if (!needed[id]) continue;
         uint32_t ahead = id + PREFETCH_AHEAD;
         if (ahead < count && needed[ahead] && storage_nodetab_parent(t, ahead) < id)
-            calltree_prefetch(dst, tmap[storage_nodetab_parent(t, ahead)], storage_nodetab_sym(t, ahead));
-        int rc = calltree_child(dst, tmap[storage_nodetab_parent(t, id)], storage_nodetab_sym(t, id), &tmap[id]);
+            calltree_prefetch(dst, tmap[storage_nodetab_parent(t, ahead)],
+                              storage_nodetab_sym(t, ahead));
+        int rc = calltree_child(dst, tmap[storage_nodetab_parent(t, id)],
+                                storage_nodetab_sym(t, id), &tmap[id]);
         if (rc != 0) return rc;
     }
     return 0;

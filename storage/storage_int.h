@@ -275,7 +275,7 @@ void storage_nodetab_cache_free(storage_t *s);
  * reference; every acquire is paired with one storage_nodetab_release. Writers that
  * need several tables acquire them in ascending token order. */
 int storage_nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t **out,
-                    errmsg_t *em);
+                            errmsg_t *em);
 /* Unlocks and drops the reference. failed != 0: a batch carrying new ids did
  * not commit, so the table is dropped and reloaded from disk next time. */
 void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed);
@@ -283,7 +283,7 @@ void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed);
  * not NULL; with wb NULL an unknown child is ERR_NOT_FOUND. ERR_LIMIT past
  * STORAGE_MAX_STACK_NODES. Table lock held. */
 int storage_nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
-                  rocksdb_writebatch_t *wb, uint32_t *out);
+                          rocksdb_writebatch_t *wb, uint32_t *out);
 /* Hints the CPU to fetch the hash slot of (parent, sym): mapping a tree is a
  * stream of independent cache misses, so issuing them ahead overlaps them. */
 void storage_nodetab_prefetch(const nodetab_t *t, uint32_t parent, uint64_t sym);
@@ -303,7 +303,7 @@ void storage_symcache_free(symcache_t *c);
 /* 1 and the symbol copied into dst if cached, 0 if not, or a negative error. */
 int storage_symcache_get(symcache_t *c, uint64_t tenant_hash, uint64_t id, symtab_t *dst);
 void storage_symcache_put(symcache_t *c, uint64_t tenant_hash, uint64_t id, const char *name,
-                  size_t name_len, const char *file, size_t file_len);
+                          size_t name_len, const char *file, size_t file_len);
 
 /* --- caches --------------------------------------------------------------- */
 

@@ -100,7 +100,7 @@ static int shard_grow(struct symcache_shard *sh)
 }
 
 void storage_symcache_put(symcache_t *c, uint64_t tenant_hash, uint64_t id, const char *name,
-                  size_t name_len, const char *file, size_t file_len)
+                          size_t name_len, const char *file, size_t file_len)
 {
     if (id == 0 || name_len > UINT32_MAX || file_len > UINT32_MAX) return;
     uint64_t h;
