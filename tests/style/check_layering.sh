@@ -5,7 +5,7 @@
 # header of a module it may depend on; a *_int.h is never included from another
 # module. Tests may include anything. Prints file:line: reason per violation and
 # exits 1 if there is any. docs/code-style.md describes the layering.
-STYLE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd) exec python3 - "$@" <<'PY'
+STYLE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd) PYTHONDONTWRITEBYTECODE=1 exec python3 - "$@" <<'PY'
 import os, re, sys
 sys.path.insert(0, os.environ["STYLE_DIR"])
 import style_conf

@@ -9,7 +9,7 @@
 # if there is any; 2 if BUILD_DIR holds no build. docs/code-style.md explains.
 # tests/run.sh runs it after the release build, with that build's directory:
 # style-check: after-build
-STYLE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd) exec python3 - "${1:-build}" <<'PY'
+STYLE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd) PYTHONDONTWRITEBYTECODE=1 exec python3 - "${1:-build}" <<'PY'
 import os, subprocess, sys
 sys.path.insert(0, os.environ["STYLE_DIR"])
 import style_conf
