@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/assert.h"
 #include "common/err.h"
 #include "common/hash.h"
 #include "common/varint.h"
@@ -280,6 +281,7 @@ typedef struct encode_ctx {
     sym_dict_t dict;
     buf_t *syms;  /* dictionary, LE u64 */
     buf_t *body;  /* node records */
+    size_t records; /* in body */
 } encode_ctx_t;
 
 static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
@@ -301,6 +303,7 @@ static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
     len += varint_put_u(tmp + len, depth);
     len += varint_put_u(tmp + len, idx);
     len += varint_put_u(tmp + len, varint_zigzag(n->self));
+    c->records++;
     return buf_append(c->body, tmp, len);
 }
 
@@ -320,6 +323,11 @@ int calltree_encode(const calltree_t *t, buf_t *out)
     int rc = (c.dict.keys && c.dict.vals) ? ERR_OK : ERR_NOMEM;
     if (rc == ERR_OK)
         rc = preorder(t, encode_visit, &c);
+    /* The header's node count must be the records that follow it, and every
+     * record's symbol index must be in the dictionary, or decoding the stored
+     * tree fails (or, worse, reads other stacks). */
+    ASSERT_ALWAYS(rc != ERR_OK || c.records == t->count - 1);
+    ASSERT_ALWAYS(rc != ERR_OK || syms.len == 8 * (size_t)c.dict.count);
     if (rc == ERR_OK)
         rc = buf_append_byte(out, CALLTREE_VERSION);
     if (rc == ERR_OK)
@@ -423,6 +431,10 @@ static void decode_add(calltree_t *dst, uint64_t nnodes, int64_t root_self, deco
         WADD(dst->nodes[d->dst[k]].self, d->self[k]);
         WADD(dst->nodes[d->dst[k]].total, total);
     }
+    /* Reverse preorder hands every subtree's sum to its parent's depth, so
+     * only depth 1's accumulator (the root's children) may be left over. */
+    for (uint32_t i = 2; i < max_depth + 2; i++)
+        ASSERT_DEBUG(d->acc[i] == 0);
     WADD(dst->nodes[0].self, root_self);
     WADD(dst->nodes[0].total, wadd(root_self, d->acc[1]));
 }

@@ -118,7 +118,7 @@ static int write_metadata(buf_t *out, const char *profile_type, const char *spy)
     ptype_t pt;
     const char *units = "", *name = "";
     int64_t rate = 100;
-    if (profile_type != NULL && ptype_parse(profile_type, &pt) == 0) {
+    if (profile_type != NULL && query_ptype_parse(profile_type, &pt) == 0) {
         units_of(&pt, &units, &rate);
         name = pt.sample_type;
     }
@@ -165,7 +165,7 @@ int query_encode_flamebearer(const calltree_t *t, const symtab_t *syms, const ch
                              const char *spy_name, const query_timeline_t *tl, buf_t *out)
 {
     sorted_tree_t st;
-    int rc = sorted_tree_build(&st, t, syms);
+    int rc = query_sorted_tree_build(&st, t, syms);
     if (rc != 0) return rc;
     fb_t fb = {.st = &st, .max_bytes = out->max};
     strmap_init(&fb.names);
@@ -181,6 +181,6 @@ int query_encode_flamebearer(const calltree_t *t, const symtab_t *syms, const ch
         buf_free(&fb.lv[d].text);
     free(fb.lv);
     strmap_free(&fb.names);
-    sorted_tree_free(&st);
+    query_sorted_tree_free(&st);
     return rc;
 }

@@ -50,7 +50,7 @@ static int walk_folded(const sorted_tree_t *st, buf_t *path, size_t *plen, buf_t
 int query_encode_folded(const calltree_t *t, const symtab_t *syms, buf_t *out)
 {
     sorted_tree_t st;
-    int rc = sorted_tree_build(&st, t, syms);
+    int rc = query_sorted_tree_build(&st, t, syms);
     if (rc != 0) return rc;
     /* plen[d]: length of the path text up to depth d; depth < node count. */
     size_t *plen = calloc(st.n + 1, sizeof *plen);
@@ -59,6 +59,6 @@ int query_encode_folded(const calltree_t *t, const symtab_t *syms, buf_t *out)
     rc = plen ? walk_folded(&st, &path, plen, out) : ERR_NOMEM;
     buf_free(&path);
     free(plen);
-    sorted_tree_free(&st);
+    query_sorted_tree_free(&st);
     return rc;
 }

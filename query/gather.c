@@ -39,7 +39,7 @@ int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_
         g->syms = symtab_new();
         if (g->tree == NULL || g->syms == NULL) rc = ERR_NOMEM;
         if (rc == 0 && spec->format == QUERY_FORMAT_JSON)
-            rc = timeline_init(&spec->plan, &g->tl, &res);
+            rc = query_timeline_init(&spec->plan, &g->tl, &res);
     }
     if (rc != 0) {
         query_gather_free(g);
@@ -207,7 +207,7 @@ static int finish_labels(query_gather_t *g, query_result_t *out)
     /* Sorting the map's array breaks its slots; the map is not used after. */
     if (g->values.n > 1) qsort(g->values.strs, g->values.n, sizeof *g->values.strs, str_cmp);
     out->content_type = "application/json";
-    return labels_write_array((char *const *)g->values.strs, g->values.n, &out->body);
+    return query_labels_write_array((char *const *)g->values.strs, g->values.n, &out->body);
 }
 
 /* Adds members before the closing brace of a JSON object. */
@@ -262,7 +262,7 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
     buf_init(&out->body, g->lim.max_output_bytes);
     int rc = g->spec->kind == QUERY_KIND_RENDER ? finish_render(g, partial_json, out, em)
                                                 : finish_labels(g, out);
-    rc = out_err(rc, &out->body, em);
+    rc = query_out_err(rc, &out->body, em);
     if (rc != 0) buf_reset(&out->body);
     return rc;
 }

@@ -57,7 +57,7 @@ static void list_sort_unique(strlist_t *l)
     l->n = k;
 }
 
-int labels_write_array(char *const *v, size_t n, buf_t *out)
+int query_labels_write_array(char *const *v, size_t n, buf_t *out)
 {
     int rc = buf_append_byte(out, '[');
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -115,7 +115,7 @@ static int collect_matching(storage_t *st, const char *tenant, const query_parti
     int rc = query_selector_parse("match", a->selector, strlen(a->selector), &sel, em);
     if (rc != 0) return rc;
     query_series_t ser;
-    rc = series_select_in(st, tenant, sel, rs, lim, &ser, em);
+    rc = query_series_select_in(st, tenant, sel, rs, lim, &ser, em);
     query_selector_free(sel);
     if (rc != 0) return rc;
     const char *label = a->kind == QUERY_KIND_LABEL_VALUES ? a->label : NULL;
@@ -141,7 +141,7 @@ typedef struct index_ctx {
 
 static int in_range_fn(void *ctx, uint64_t token, uint64_t sid)
 {
-    return rangeset_has(ctx, token) ? 1 : 0;
+    return query_rangeset_has(ctx, token) ? 1 : 0;
 }
 
 /* 1 when some series with name=value lies in rs. */
@@ -186,9 +186,9 @@ static int collect_index(storage_t *st, const char *tenant, const query_partial_
     return storage_label_values(st, tenant, a->label, value_fn, &x);
 }
 
-int labels_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
-                   const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
-                   errmsg_t *em)
+int query_labels_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
+                         const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
+                         errmsg_t *em)
 {
     if (a->kind == QUERY_KIND_LABEL_VALUES &&
         (a->label == NULL || a->label[0] == 0 || strlen(a->label) > QUERY_LABEL_NAME_MAX))

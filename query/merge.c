@@ -3,8 +3,28 @@
  * once), and loading the names of the symbols it references. */
 #include <stdlib.h>
 
+#include "common/assert.h"
 #include "common/hash.h"
 #include "query/query_int.h"
+
+/* Whether every node's total is its self plus its children's totals (sums
+ * wrap like the tree's own). A walk over the whole tree: for ASSERT_DEBUG.
+ * Children have larger indices than their parents, so one backward pass adds
+ * each subtree up before its parent is checked. */
+static int totals_add_up(const calltree_t *t)
+{
+    size_t n = calltree_node_count(t);
+    uint64_t *kids = calloc(n, sizeof *kids);
+    if (kids == NULL) return 1; /* cannot check; not a failure */
+    int ok = 1;
+    for (size_t i = n; i-- > 0 && ok;) {
+        uint32_t id = (uint32_t)i;
+        ok = (uint64_t)calltree_total(t, id) == (uint64_t)calltree_self(t, id) + kids[i];
+        if (i > 0) kids[calltree_parent(t, id)] += (uint64_t)calltree_total(t, id);
+    }
+    free(kids);
+    return ok;
+}
 
 int query_merge_series(storage_t *st, const char *tenant, const query_series_t *ser,
                        const query_plan_t *plan, calltree_t *dst, errmsg_t *em)
@@ -24,6 +44,7 @@ int query_merge_series(storage_t *st, const char *tenant, const query_series_t *
     }
     rc = storage_merger_finish(m, dst, em);
     storage_merger_free(m);
+    ASSERT_DEBUG(rc != 0 || totals_add_up(dst));
     if (rc == ERR_LIMIT)
         return errmsg_set(em, ERR_LIMIT,
                           "merged call tree exceeds max_tree_nodes (%zu nodes); narrow "

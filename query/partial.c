@@ -44,7 +44,7 @@ static size_t range_ivals(query_range_t r, ival_t *out)
     return n;
 }
 
-int rangeset_build(rangeset_t *rs, const query_range_t *r, size_t n)
+int query_rangeset_build(rangeset_t *rs, const query_range_t *r, size_t n)
 {
     memset(rs, 0, sizeof *rs);
     for (size_t i = 0; i < n; i++)
@@ -63,7 +63,7 @@ int rangeset_build(rangeset_t *rs, const query_range_t *r, size_t n)
     rs->hi = malloc(m * sizeof *rs->hi);
     if (rs->lo == NULL || rs->hi == NULL) {
         free(v);
-        rangeset_free(rs);
+        query_rangeset_free(rs);
         return ERR_NOMEM;
     }
     for (size_t i = 0; i < m; i++) { /* join overlapping or touching intervals */
@@ -78,7 +78,7 @@ int rangeset_build(rangeset_t *rs, const query_range_t *r, size_t n)
     return 0;
 }
 
-int rangeset_has(const rangeset_t *rs, uint64_t token)
+int query_rangeset_has(const rangeset_t *rs, uint64_t token)
 {
     if (rs->all) return 1;
     size_t a = 0, b = rs->n; /* first interval with hi >= token */
@@ -92,7 +92,7 @@ int rangeset_has(const rangeset_t *rs, uint64_t token)
     return a < rs->n && rs->lo[a] <= token;
 }
 
-void rangeset_free(rangeset_t *rs)
+void query_rangeset_free(rangeset_t *rs)
 {
     free(rs->lo);
     free(rs->hi);
@@ -133,7 +133,7 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     if (query_selector_type(sel) == NULL)
         rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'query': a profile type is required");
     else
-        rc = series_select_in(st, tenant, sel, rs, lim, &ser, em);
+        rc = query_series_select_in(st, tenant, sel, rs, lim, &ser, em);
     query_selector_free(sel);
     if (rc != 0) return rc;
     out->nseries = ser.n;
@@ -160,14 +160,14 @@ int query_partial_run(storage_t *st, const char *tenant, const query_partial_arg
     int rc = check_plan_args(a, em);
     if (rc != 0) return rc;
     rangeset_t rs;
-    if ((rc = rangeset_build(&rs, a->ranges, a->nranges)) != 0) return rc;
+    if ((rc = query_rangeset_build(&rs, a->ranges, a->nranges)) != 0) return rc;
     if (a->kind == QUERY_KIND_RENDER)
         rc = render_partial(st, tenant, a, &rs, lim, out, em);
     else if (a->kind == QUERY_KIND_LABEL_NAMES || a->kind == QUERY_KIND_LABEL_VALUES)
-        rc = labels_partial(st, tenant, a, &rs, lim, out, em);
+        rc = query_labels_partial(st, tenant, a, &rs, lim, out, em);
     else
         rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "partial query: unknown kind %d", (int)a->kind);
-    rangeset_free(&rs);
+    query_rangeset_free(&rs);
     if (rc != 0 && em->text[0] == 0)
         errmsg_set(em, rc, "building the flame graph: %s", err_message(rc));
     if (rc != 0) query_partial_free(out);

@@ -202,7 +202,8 @@ static int make_header(pp_t *p, const char *profile_type, Perftools__Profiles__V
                        Perftools__Profiles__ValueType *per, int64_t *period)
 {
     ptype_t *pt = &p->pt;
-    if (profile_type == NULL || ptype_parse(profile_type, pt) != 0) return ERR_INVALID_ARGUMENT;
+    if (profile_type == NULL || query_ptype_parse(profile_type, pt) != 0)
+        return ERR_INVALID_ARGUMENT;
     int rc = str_idx(p, pt->sample_type, &vt->type);
     if (rc == 0) rc = str_idx(p, pt->sample_unit, &vt->unit);
     if (rc == 0) rc = str_idx(p, pt->period_type, &per->type);
@@ -249,7 +250,7 @@ int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *pr
                        int64_t time_ns, int64_t duration_ns, buf_t *out)
 {
     sorted_tree_t st;
-    int rc = sorted_tree_build(&st, t, syms);
+    int rc = query_sorted_tree_build(&st, t, syms);
     if (rc != 0) return rc;
     pp_t p = {.st = &st};
     strmap_init(&p.strs);
@@ -267,6 +268,6 @@ int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *pr
     free(p.val_pool);
     free(p.table);
     strmap_free(&p.strs);
-    sorted_tree_free(&st);
+    query_sorted_tree_free(&st);
     return rc;
 }

@@ -41,13 +41,13 @@ typedef struct sorted_tree {
     char *unk; /* 32 bytes per node for unknown-symbol names, or NULL */
 } sorted_tree_t;
 
-int sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *syms);
-void sorted_tree_free(sorted_tree_t *st);
+int query_sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *syms);
+void query_sorted_tree_free(sorted_tree_t *st);
 
 /* Name and file of sym (never NULL). Unknown symbols become "unknown 0x<id>"
  * written into scratch (at least 32 bytes). */
-void sym_name(const symtab_t *syms, uint64_t sym, char *scratch, const char **name,
-              const char **file);
+void query_sym_name(const symtab_t *syms, uint64_t sym, char *scratch, const char **name,
+                    const char **file);
 
 /* The five parts of a profile type id; pointers into a copy held in buf. */
 typedef struct ptype {
@@ -55,10 +55,10 @@ typedef struct ptype {
     const char *name, *sample_type, *sample_unit, *period_type, *period_unit;
 } ptype_t;
 /* 0, or ERR_INVALID_ARGUMENT when id is not name:st:su:pt:pu. */
-int ptype_parse(const char *id, ptype_t *out);
+int query_ptype_parse(const char *id, ptype_t *out);
 
 /* Maps a buf_t error of an encoder to ERR_LIMIT with a reason. */
-int out_err(int rc, const buf_t *out, errmsg_t *em);
+int query_out_err(int rc, const buf_t *out, errmsg_t *em);
 
 /* ---- token range sets (partial queries) ---- */
 /* Ranges as sorted, disjoint closed intervals; all = every token. */
@@ -69,26 +69,26 @@ typedef struct rangeset {
 } rangeset_t;
 
 /* Builds the set of r[0..n) (n == 0: every token). */
-int rangeset_build(rangeset_t *rs, const query_range_t *r, size_t n);
-int rangeset_has(const rangeset_t *rs, uint64_t token);
-void rangeset_free(rangeset_t *rs);
+int query_rangeset_build(rangeset_t *rs, const query_range_t *r, size_t n);
+int query_rangeset_has(const rangeset_t *rs, uint64_t token);
+void query_rangeset_free(rangeset_t *rs);
 
 /* query_series_select restricted to series whose token is in rs. */
-int series_select_in(storage_t *st, const char *tenant, const query_selector_t *sel,
-                     const rangeset_t *rs, const query_limits_t *lim, query_series_t *out,
-                     errmsg_t *em);
+int query_series_select_in(storage_t *st, const char *tenant, const query_selector_t *sel,
+                           const rangeset_t *rs, const query_limits_t *lim, query_series_t *out,
+                           errmsg_t *em);
 
 /* Allocates the zeroed timeline of a plan (the shape query_timeline_build
  * fills); *res gets the resolution whose windows fill one step. */
-int timeline_init(const query_plan_t *plan, query_timeline_t *out, int *res);
+int query_timeline_init(const query_plan_t *plan, query_timeline_t *out, int *res);
 
 /* Label partial: the distinct names (a->kind LABEL_NAMES) or values of
  * a->label of the series in rs, sorted, into out->values. */
-int labels_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
-                   const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
-                   errmsg_t *em);
+int query_labels_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
+                         const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
+                         errmsg_t *em);
 
 /* The JSON array of sorted strings the label endpoints answer. */
-int labels_write_array(char *const *v, size_t n, buf_t *out);
+int query_labels_write_array(char *const *v, size_t n, buf_t *out);
 
 #endif

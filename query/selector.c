@@ -71,7 +71,7 @@ static int parse_type(parser_t *p, query_selector_t *sel)
     sel->type = strndup(p->s + start, len);
     if (sel->type == NULL) return ERR_NOMEM;
     ptype_t pt;
-    if (ptype_parse(sel->type, &pt) != 0) {
+    if (query_ptype_parse(sel->type, &pt) != 0) {
         p->i = start;
         return perr(p, "profile type must be name:sample_type:sample_unit:period_type:"
                        "period_unit");

@@ -43,7 +43,7 @@ static int cand_cmp(const void *a, const void *b)
 static int collect_fn(void *ctx, uint64_t token, uint64_t sid)
 {
     cand_set_t *c = ctx;
-    if (!rangeset_has(c->rs, token)) return 0;
+    if (!query_rangeset_has(c->rs, token)) return 0;
     if (c->n == c->max) return ERR_LIMIT;
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 256;
@@ -193,12 +193,12 @@ int query_series_select(storage_t *st, const char *tenant, const query_selector_
                         const query_limits_t *lim, query_series_t *out, errmsg_t *em)
 {
     rangeset_t all = {.all = 1};
-    return series_select_in(st, tenant, sel, &all, lim, out, em);
+    return query_series_select_in(st, tenant, sel, &all, lim, out, em);
 }
 
-int series_select_in(storage_t *st, const char *tenant, const query_selector_t *sel,
-                     const rangeset_t *rs, const query_limits_t *lim, query_series_t *out,
-                     errmsg_t *em)
+int query_series_select_in(storage_t *st, const char *tenant, const query_selector_t *sel,
+                           const rangeset_t *rs, const query_limits_t *lim, query_series_t *out,
+                           errmsg_t *em)
 {
     memset(out, 0, sizeof *out);
     cand_set_t c = {.max = lim->max_series * CANDIDATES_PER_SERIES, .rs = rs};

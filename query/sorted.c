@@ -39,12 +39,12 @@ static int resolve_names(sorted_tree_t *st, const char **name, const char **file
             continue;
         }
         if (*unk == NULL && (*unk = malloc(st->n * 32)) == NULL) return ERR_NOMEM;
-        sym_name(NULL, sym, *unk + i * 32, &name[i], &file[i]);
+        query_sym_name(NULL, sym, *unk + i * 32, &name[i], &file[i]);
     }
     return 0;
 }
 
-int sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *syms)
+int query_sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *syms)
 {
     memset(st, 0, sizeof *st);
     st->t = t;
@@ -55,12 +55,12 @@ int sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *sy
     st->name = malloc(st->n * sizeof *st->name);
     st->file = malloc(st->n * sizeof *st->file);
     if (!st->off || !st->kids || !st->name || !st->file) {
-        sorted_tree_free(st);
+        query_sorted_tree_free(st);
         return ERR_NOMEM;
     }
     int rc = resolve_names(st, st->name, st->file, &st->unk);
     if (rc != 0) {
-        sorted_tree_free(st);
+        query_sorted_tree_free(st);
         return rc;
     }
     for (uint32_t i = 1; i < st->n; i++)
@@ -69,7 +69,7 @@ int sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *sy
         st->off[i + 1] += st->off[i];
     uint32_t *fill = calloc(st->n, sizeof *fill);
     if (fill == NULL) {
-        sorted_tree_free(st);
+        query_sorted_tree_free(st);
         return ERR_NOMEM;
     }
     for (uint32_t i = 1; i < st->n; i++) {
@@ -85,7 +85,7 @@ int sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *sy
     return 0;
 }
 
-void sorted_tree_free(sorted_tree_t *st)
+void query_sorted_tree_free(sorted_tree_t *st)
 {
     free(st->off);
     free(st->kids);

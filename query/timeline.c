@@ -42,7 +42,7 @@ static int64_t pick_step(int64_t range, int min_res, int *res)
     return (raw + w - 1) / w * w;
 }
 
-int timeline_init(const query_plan_t *plan, query_timeline_t *out, int *res)
+int query_timeline_init(const query_plan_t *plan, query_timeline_t *out, int *res)
 {
     memset(out, 0, sizeof *out);
     int64_t range = plan->until_s - plan->from_s;
@@ -61,7 +61,7 @@ int query_timeline_build(storage_t *st, const char *tenant, const query_series_t
                          const query_plan_t *plan, query_timeline_t *out, errmsg_t *em)
 {
     int res;
-    int rc = timeline_init(plan, out, &res);
+    int rc = query_timeline_init(plan, out, &res);
     if (rc != 0 || out->n == 0) return rc;
     query_plan_t tp;
     query_plan_range(plan->from_s, plan->until_s, plan->min_res, res, &tp);

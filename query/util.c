@@ -73,8 +73,8 @@ int strmap_intern(strmap_t *m, const char *s, size_t len, uint32_t *idx)
     return 0;
 }
 
-void sym_name(const symtab_t *syms, uint64_t sym, char *scratch, const char **name,
-              const char **file)
+void query_sym_name(const symtab_t *syms, uint64_t sym, char *scratch, const char **name,
+                    const char **file)
 {
     if (syms != NULL && symtab_get(syms, sym, name, file)) {
         if (*file == NULL) *file = "";
@@ -91,7 +91,7 @@ void sym_name(const symtab_t *syms, uint64_t sym, char *scratch, const char **na
     *file = "";
 }
 
-int ptype_parse(const char *id, ptype_t *out)
+int query_ptype_parse(const char *id, ptype_t *out)
 {
     size_t len = strlen(id);
     if (len > QUERY_TYPE_MAX) return ERR_INVALID_ARGUMENT;
@@ -113,7 +113,7 @@ int ptype_parse(const char *id, ptype_t *out)
     return 0;
 }
 
-int out_err(int rc, const buf_t *out, errmsg_t *em)
+int query_out_err(int rc, const buf_t *out, errmsg_t *em)
 {
     if (rc == ERR_TOO_LARGE)
         return errmsg_set(em, ERR_LIMIT,

@@ -39,8 +39,8 @@ static int check_target(const char *target, errmsg_t *em)
 static void hint_key(skey_t *k, const char *target, uint64_t seq)
 {
     skey_reset(k);
-    skey_tenant(k, target); /* the same length-prefixed layout as tenants */
-    skey_u64(k, seq);
+    storage_key_tenant(k, target); /* the same length-prefixed layout as tenants */
+    storage_key_u64(k, seq);
 }
 
 /* Index of target in the table, or where it would go (*found = 0). */

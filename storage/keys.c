@@ -11,20 +11,20 @@
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
-void skey_u8(skey_t *k, uint8_t v)
+void storage_key_u8(skey_t *k, uint8_t v)
 {
     k->b[k->n++] = v;
 }
 
-void skey_u64(skey_t *k, uint64_t v)
+void storage_key_u64(skey_t *k, uint64_t v)
 {
     be64_put(k->b + k->n, v);
     k->n += 8;
 }
 
-void skey_time(skey_t *k, int64_t t)
+void storage_key_time(skey_t *k, int64_t t)
 {
-    skey_u64(k, (uint64_t)t ^ ((uint64_t)1 << 63));
+    storage_key_u64(k, (uint64_t)t ^ ((uint64_t)1 << 63));
 }
 
 int64_t storage_time_decode(const uint8_t *p)
@@ -33,7 +33,7 @@ int64_t storage_time_decode(const uint8_t *p)
 }
 
 /* The tenant was validated by storage_check_tenant, so it fits. */
-void skey_tenant(skey_t *k, const char *tenant)
+void storage_key_tenant(skey_t *k, const char *tenant)
 {
     size_t n = strlen(tenant);
     k->b[k->n++] = (uint8_t)n;
@@ -41,7 +41,7 @@ void skey_tenant(skey_t *k, const char *tenant)
     k->n += n;
 }
 
-void skey_bytes(skey_t *k, const void *p, size_t n)
+void storage_key_bytes(skey_t *k, const void *p, size_t n)
 {
     memcpy(k->b + k->n, p, n);
     k->n += n;
@@ -50,47 +50,47 @@ void skey_bytes(skey_t *k, const void *p, size_t n)
 void storage_key_series(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id)
 {
     skey_reset(k);
-    skey_u64(k, token);
-    skey_tenant(k, tenant);
-    skey_u64(k, series_id);
+    storage_key_u64(k, token);
+    storage_key_tenant(k, tenant);
+    storage_key_u64(k, series_id);
 }
 
 void storage_key_window(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id, int res,
                         int64_t window)
 {
     storage_key_series(k, token, tenant, series_id);
-    skey_u8(k, (uint8_t)res);
-    skey_time(k, window);
+    storage_key_u8(k, (uint8_t)res);
+    storage_key_time(k, window);
 }
 
 void storage_key_profile(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id,
                          const uint8_t profile_id[16])
 {
     storage_key_series(k, token, tenant, series_id);
-    skey_bytes(k, profile_id, 16);
+    storage_key_bytes(k, profile_id, 16);
 }
 
 void storage_key_symbol(skey_t *k, const char *tenant, uint64_t symbol_id)
 {
     skey_reset(k);
-    skey_tenant(k, tenant);
-    skey_u64(k, symbol_id);
+    storage_key_tenant(k, tenant);
+    storage_key_u64(k, symbol_id);
 }
 
 void storage_key_span_prefix(skey_t *k, const char *tenant, uint8_t kind, uint64_t id)
 {
     skey_reset(k);
-    skey_tenant(k, tenant);
-    skey_u8(k, kind);
-    skey_u64(k, id);
+    storage_key_tenant(k, tenant);
+    storage_key_u8(k, kind);
+    storage_key_u64(k, id);
 }
 
 void storage_key_span(skey_t *k, const char *tenant, uint8_t kind, uint64_t id, uint64_t token,
                       uint64_t series_id)
 {
     storage_key_span_prefix(k, tenant, kind, id);
-    skey_u64(k, token);
-    skey_u64(k, series_id);
+    storage_key_u64(k, token);
+    storage_key_u64(k, series_id);
 }
 
 int storage_key_posting(buf_t *out, const char *tenant, const char *name, const char *value,

@@ -47,7 +47,7 @@ void storage_merger_free(storage_merger_t *m)
     for (size_t i = 0; i < m->n; i++)
         free(m->accs[i].val);
     free(m->accs);
-    sparse_free(&m->vec);
+    storage_sparse_free(&m->vec);
     free(m);
 }
 
@@ -84,7 +84,7 @@ static int acc_grow(acc_t *a, size_t need)
 static int add_block(void *ctx, int64_t window, const uint8_t *v, size_t n)
 {
     storage_merger_t *m = ctx;
-    int rc = sparse_decode(v, n, &m->vec);
+    int rc = storage_sparse_decode(v, n, &m->vec);
     if (rc == 0 && m->vec.n > 0) rc = acc_grow(m->cur, (size_t)m->vec.id[m->vec.n - 1] + 1);
     if (rc == ERR_NOMEM) return rc;
     if (rc != 0) { /* a corrupt stored value: skipped, like the merge operator does */
@@ -115,7 +115,7 @@ static void mark_needed(const nodetab_t *t, const acc_t *a, size_t count, uint8_
     for (size_t id = 0; id < a->cap && id < count; id++)
         needed[id] = a->val[id] != 0;
     for (size_t id = count; id-- > 1;)
-        if (needed[id]) needed[nodetab_parent(t, (uint32_t)id)] = 1;
+        if (needed[id]) needed[storage_nodetab_parent(t, (uint32_t)id)] = 1;
 }
 
 /* Creates the needed nodes in dst in ascending id order (every parent is
@@ -127,9 +127,11 @@ static int map_needed(const nodetab_t *t, size_t count, const uint8_t *needed, u
     for (uint32_t id = 1; id < count; id++) {
         if (!needed[id]) continue;
         uint32_t ahead = id + PREFETCH_AHEAD;
-        if (ahead < count && needed[ahead] && nodetab_parent(t, ahead) < id)
-            calltree_prefetch(dst, tmap[nodetab_parent(t, ahead)], nodetab_sym(t, ahead));
-        int rc = calltree_child(dst, tmap[nodetab_parent(t, id)], nodetab_sym(t, id), &tmap[id]);
+        if (ahead < count && needed[ahead] && storage_nodetab_parent(t, ahead) < id)
+            calltree_prefetch(dst, tmap[storage_nodetab_parent(t, ahead)],
+                              storage_nodetab_sym(t, ahead));
+        int rc = calltree_child(dst, tmap[storage_nodetab_parent(t, id)],
+                                storage_nodetab_sym(t, id), &tmap[id]);
         if (rc != 0) return rc;
     }
     return 0;
@@ -138,9 +140,9 @@ static int map_needed(const nodetab_t *t, size_t count, const uint8_t *needed, u
 static int finish_one(storage_merger_t *m, acc_t *a, calltree_t *dst, errmsg_t *em)
 {
     nodetab_t *t;
-    int rc = nodetab_acquire(m->s, a->token, m->tenant, &t, em);
+    int rc = storage_nodetab_acquire(m->s, a->token, m->tenant, &t, em);
     if (rc != 0) return rc;
-    size_t count = nodetab_count(t), nz = 0;
+    size_t count = storage_nodetab_count(t), nz = 0;
     uint32_t *tmap = malloc((count ? count : 1) * sizeof *tmap);
     uint8_t *needed = malloc(count ? count : 1);
     uint32_t *nodes = NULL;
@@ -157,7 +159,7 @@ static int finish_one(storage_merger_t *m, acc_t *a, calltree_t *dst, errmsg_t *
     for (size_t id = count; id < a->cap; id++)
         if (a->val[id] != 0) /* a block naming a node the table lacks: corrupt */
             storage_log_corrupt(&m->s->counters, "block node id", (int)id, ERR_CORRUPT);
-    nodetab_release(m->s, t, 0);
+    storage_nodetab_release(m->s, t, 0);
     if (rc == 0) {
         for (size_t id = 0; id < a->cap && id < count; id++)
             nz += a->val[id] != 0;

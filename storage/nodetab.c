@@ -6,7 +6,7 @@
  * smaller than its children's, and stored in the `nodes` column family in
  * chunks of NODETAB_CHUNK ids under token|tenant|chunk — one contiguous key
  * range per token, moving with it. A write that adds nodes rewrites the
- * chunks they fall in (nodetab_stage), so a profile with ten thousand new
+ * chunks they fall in (storage_nodetab_stage), so a profile with ten thousand new
  * stacks costs about ten puts, not ten thousand. Block
  * values (sparse.c) are then sparse vectors of self values over these ids:
  * the shape of a service's call tree is stored once instead of once per
@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/assert.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/varint.h"
@@ -46,7 +47,7 @@ struct nodetab {
     char tenant[STORAGE_TENANT_MAX + 1];
     pthread_mutex_t lock;
     uint32_t count, cap;
-    uint32_t committed; /* ids below it are durable; the rest await nodetab_stage */
+    uint32_t committed; /* ids below it are durable; the rest await storage_nodetab_stage */
     uint32_t *parent;
     uint64_t *sym;
     nt_slot_t *slots; /* (parent, sym) -> id; id 0 = empty (the root is never looked up) */
@@ -174,6 +175,8 @@ static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym)
     int new_sym = t->count > 0 && sym_ordinal(t, sym) == UINT32_MAX;
     if (new_sym && sym_reserve(t) != 0) return ERR_NOMEM;
     uint32_t id = t->count++;
+    /* Chunks store id - parent as an unsigned varint: a parent must be older. */
+    ASSERT_ALWAYS(id == 0 || parent < id);
     t->parent[id] = parent;
     t->sym[id] = sym;
     if (id > 0) slot_put(t, parent, sym, id);
@@ -197,12 +200,12 @@ static void tab_free(nodetab_t *t)
 void storage_key_node(skey_t *k, uint64_t token, const char *tenant, uint32_t chunk)
 {
     skey_reset(k);
-    skey_u64(k, token);
-    skey_tenant(k, tenant);
-    skey_u8(k, (uint8_t)(chunk >> 24));
-    skey_u8(k, (uint8_t)(chunk >> 16));
-    skey_u8(k, (uint8_t)(chunk >> 8));
-    skey_u8(k, (uint8_t)chunk);
+    storage_key_u64(k, token);
+    storage_key_tenant(k, tenant);
+    storage_key_u8(k, (uint8_t)(chunk >> 24));
+    storage_key_u8(k, (uint8_t)(chunk >> 16));
+    storage_key_u8(k, (uint8_t)(chunk >> 8));
+    storage_key_u8(k, (uint8_t)chunk);
 }
 
 /* First node id a chunk holds (the root, id 0, is implicit). */
@@ -283,7 +286,7 @@ static size_t bucket_of(uint64_t token, const char *tenant)
                     NODETAB_BUCKETS);
 }
 
-int nodetab_cache_init(storage_t *s, size_t max_bytes)
+int storage_nodetab_cache_init(storage_t *s, size_t max_bytes)
 {
     nodetab_cache_t *c = &s->nodetabs;
     memset(c, 0, sizeof *c);
@@ -293,7 +296,7 @@ int nodetab_cache_init(storage_t *s, size_t max_bytes)
     return pthread_mutex_init(&c->mu, NULL) == 0 ? 0 : ERR_INTERNAL;
 }
 
-void nodetab_cache_free(storage_t *s)
+void storage_nodetab_cache_free(storage_t *s)
 {
     nodetab_cache_t *c = &s->nodetabs;
     for (nodetab_t *t = c->head, *n; t != NULL; t = n) {
@@ -346,7 +349,7 @@ static void evict(nodetab_cache_t *c)
     }
 }
 
-int nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t **out,
+int storage_nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t **out,
                     errmsg_t *em)
 {
     nodetab_cache_t *c = &s->nodetabs;
@@ -381,7 +384,7 @@ int nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t 
         int rc = tab_load(s, t, em);
         if (rc != 0) {
             t->count = 0;
-            nodetab_release(s, t, 1);
+            storage_nodetab_release(s, t, 1);
             return rc;
         }
     }
@@ -389,7 +392,7 @@ int nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t 
     return 0;
 }
 
-void nodetab_release(storage_t *s, nodetab_t *t, int failed)
+void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed)
 {
     nodetab_cache_t *c = &s->nodetabs;
     if (failed) {
@@ -414,7 +417,7 @@ void nodetab_release(storage_t *s, nodetab_t *t, int failed)
     if (last) tab_free(t);
 }
 
-int nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
+int storage_nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
                   rocksdb_writebatch_t *wb, uint32_t *out)
 {
     if (t->nslots > 0) {
@@ -433,7 +436,7 @@ int nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
     return 0;
 }
 
-int nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *tmp)
+int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *tmp)
 {
     if (t->count <= t->committed) return 0;
     uint32_t first_chunk = t->committed / NODETAB_CHUNK, last_chunk = (t->count - 1) / NODETAB_CHUNK;
@@ -465,27 +468,27 @@ int nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *t
     return 0;
 }
 
-void nodetab_prefetch(const nodetab_t *t, uint32_t parent, uint64_t sym)
+void storage_nodetab_prefetch(const nodetab_t *t, uint32_t parent, uint64_t sym)
 {
     if (t->nslots > 0) __builtin_prefetch(&t->slots[slot_of(t, parent, sym)]);
 }
 
-uint32_t nodetab_count(const nodetab_t *t)
+uint32_t storage_nodetab_count(const nodetab_t *t)
 {
     return t->count;
 }
 
-uint32_t nodetab_parent(const nodetab_t *t, uint32_t id)
+uint32_t storage_nodetab_parent(const nodetab_t *t, uint32_t id)
 {
     return t->parent[id];
 }
 
-uint64_t nodetab_sym(const nodetab_t *t, uint32_t id)
+uint64_t storage_nodetab_sym(const nodetab_t *t, uint32_t id)
 {
     return t->sym[id];
 }
 
-uint64_t nodetab_token(const nodetab_t *t)
+uint64_t storage_nodetab_token(const nodetab_t *t)
 {
     return t->token;
 }

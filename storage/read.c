@@ -233,7 +233,7 @@ typedef struct block_ctx {
 static int block_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
 {
     block_ctx_t *b = ctx;
-    int rc = sparse_decode(v, n, &b->vec);
+    int rc = storage_sparse_decode(v, n, &b->vec);
     if (rc == ERR_NOMEM) return rc;
     if (rc != 0) {
         storage_log_corrupt(&b->s->counters, "stored block", 0, rc);
@@ -243,13 +243,13 @@ static int block_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
     if (t == NULL) return ERR_NOMEM;
     for (size_t i = 0; rc == 0 && i < b->vec.n; i++) {
         uint32_t id = b->vec.id[i], path_len = 0, *path = b->path;
-        if (id >= nodetab_count(b->tab)) continue;
+        if (id >= storage_nodetab_count(b->tab)) continue;
         /* parents have smaller ids, so a path is at most id + 1 long */
-        for (uint32_t k = id; k != 0; k = nodetab_parent(b->tab, k))
+        for (uint32_t k = id; k != 0; k = storage_nodetab_parent(b->tab, k))
             path[path_len++] = k;
         uint32_t node = 0;
         while (rc == 0 && path_len > 0)
-            rc = calltree_child(t, node, nodetab_sym(b->tab, path[--path_len]), &node);
+            rc = calltree_child(t, node, storage_nodetab_sym(b->tab, path[--path_len]), &node);
         if (rc == 0) calltree_add_self(t, node, b->vec.val[i]);
     }
     buf_reset(&b->enc);
@@ -274,21 +274,21 @@ int storage_scan_blocks(storage_t *s, const char *tenant, uint64_t token, uint64
 {
     nodetab_t *t;
     int rc = storage_check_tenant(tenant, NULL);
-    if (rc == 0) rc = nodetab_acquire(s, token, tenant, &t, NULL);
+    if (rc == 0) rc = storage_nodetab_acquire(s, token, tenant, &t, NULL);
     if (rc != 0) return rc;
     block_ctx_t b = {.fn = fn, .ctx = ctx, .s = s, .tab = t};
-    b.path = malloc(((size_t)nodetab_count(t) + 1) * sizeof *b.path);
+    b.path = malloc(((size_t)storage_nodetab_count(t) + 1) * sizeof *b.path);
     if (b.path == NULL) {
-        nodetab_release(s, t, 0);
+        storage_nodetab_release(s, t, 0);
         return ERR_NOMEM;
     }
-    sparse_init(&b.vec);
+    storage_sparse_init(&b.vec);
     buf_init(&b.enc, STORAGE_VALUE_MAX);
     rc = storage_scan_window_values(s, CF_BLOCKS, tenant, token, series_id, res, from_s, until_s,
                                     block_cb, &b);
-    nodetab_release(s, t, 0);
+    storage_nodetab_release(s, t, 0);
     free(b.path);
-    sparse_free(&b.vec);
+    storage_sparse_free(&b.vec);
     buf_free(&b.enc);
     return rc;
 }
@@ -331,7 +331,7 @@ static int put_loaded(storage_t *s, uint64_t tenant_hash, symtab_t *dst, uint64_
         log_warn("storage", "symbol %016llx: corrupt value skipped", (unsigned long long)id);
         return 0;
     }
-    symcache_put(&s->symcache, tenant_hash, id, name, nn, file, fn);
+    storage_symcache_put(&s->symcache, tenant_hash, id, name, nn, file, fn);
     return symtab_put(dst, id, name, nn, file, fn);
 }
 
@@ -373,7 +373,7 @@ int storage_load_symbols(storage_t *s, const char *tenant, const uint64_t *ids, 
     uint64_t miss[SYMBOL_BATCH];
     size_t nmiss = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        int hit = symcache_get(&s->symcache, th, ids[i], dst);
+        int hit = storage_symcache_get(&s->symcache, th, ids[i], dst);
         if (hit < 0) return hit;
         if (hit) continue;
         miss[nmiss++] = ids[i];

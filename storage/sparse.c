@@ -15,22 +15,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/assert.h"
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
-void sparse_init(sparse_vec_t *v)
+void storage_sparse_init(sparse_vec_t *v)
 {
     memset(v, 0, sizeof *v);
 }
 
-void sparse_free(sparse_vec_t *v)
+void storage_sparse_free(sparse_vec_t *v)
 {
     free(v->id);
     free(v->val);
-    sparse_init(v);
+    storage_sparse_init(v);
 }
 
-int sparse_reserve(sparse_vec_t *v, size_t n)
+int storage_sparse_reserve(sparse_vec_t *v, size_t n)
 {
     if (n <= v->cap) return 0;
     size_t cap = v->cap ? v->cap : 64;
@@ -61,7 +62,7 @@ static uint64_t abs_u64(int64_t v)
     return v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
 }
 
-int sparse_encode(const sparse_vec_t *v, buf_t *out)
+int storage_sparse_encode(const sparse_vec_t *v, buf_t *out)
 {
     uint64_t scale = 0;
     size_t n = 0;
@@ -80,6 +81,8 @@ int sparse_encode(const sparse_vec_t *v, buf_t *out)
     uint32_t prev = 0;
     for (size_t i = 0; i < v->n; i++) {
         if (v->val[i] == 0) continue;
+        /* Ids are stored as deltas: they must ascend (decode rejects the rest). */
+        ASSERT_ALWAYS(i == 0 || v->id[i] > prev);
         p += varint_put_u(p, v->id[i] - prev);
         prev = v->id[i];
         /* exact: scale divides every value; the division keeps the sign */
@@ -92,7 +95,7 @@ int sparse_encode(const sparse_vec_t *v, buf_t *out)
     return 0;
 }
 
-int sparse_decode(const uint8_t *p, size_t len, sparse_vec_t *out)
+int storage_sparse_decode(const uint8_t *p, size_t len, sparse_vec_t *out)
 {
     const uint8_t *end = p + len;
     uint64_t scale, n;
@@ -101,7 +104,7 @@ int sparse_decode(const uint8_t *p, size_t len, sparse_vec_t *out)
     if (!varint_read_u(&p, end, &scale) || scale == 0 || !varint_read_u(&p, end, &n))
         return ERR_CORRUPT;
     if (n > (uint64_t)(end - p) / 2) return ERR_CORRUPT; /* every pair takes >= 2 bytes */
-    int rc = sparse_reserve(out, (size_t)n);
+    int rc = storage_sparse_reserve(out, (size_t)n);
     if (rc != 0) return rc;
     uint64_t id = 0;
     for (uint64_t i = 0; i < n; i++) {
@@ -118,10 +121,10 @@ int sparse_decode(const uint8_t *p, size_t len, sparse_vec_t *out)
     return 0;
 }
 
-int sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *tmp)
+int storage_sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *tmp)
 {
     if (b->n == 0) return 0;
-    int rc = sparse_reserve(tmp, acc->n + b->n);
+    int rc = storage_sparse_reserve(tmp, acc->n + b->n);
     if (rc != 0) return rc;
     size_t i = 0, j = 0, k = 0;
     while (i < acc->n || j < b->n) {
@@ -147,19 +150,19 @@ int storage_fold_sparse(storage_counters_t *c, const char *const *parts, const s
                         buf_t *out)
 {
     sparse_vec_t acc, one, tmp;
-    sparse_init(&acc);
-    sparse_init(&one);
-    sparse_init(&tmp);
+    storage_sparse_init(&acc);
+    storage_sparse_init(&one);
+    storage_sparse_init(&tmp);
     int rc = 0;
     for (int i = 0; rc == 0 && i < n; i++) {
-        int drc = sparse_decode((const uint8_t *)parts[i], lens[i], &one);
+        int drc = storage_sparse_decode((const uint8_t *)parts[i], lens[i], &one);
         if (drc == ERR_NOMEM) rc = drc;
         else if (drc != 0) storage_log_corrupt(c, "block", i, drc);
-        else rc = sparse_add(&acc, &one, &tmp);
+        else rc = storage_sparse_add(&acc, &one, &tmp);
     }
-    if (rc == 0) rc = sparse_encode(&acc, out);
-    sparse_free(&acc);
-    sparse_free(&one);
-    sparse_free(&tmp);
+    if (rc == 0) rc = storage_sparse_encode(&acc, out);
+    storage_sparse_free(&acc);
+    storage_sparse_free(&one);
+    storage_sparse_free(&tmp);
     return rc;
 }

@@ -115,14 +115,14 @@ uint64_t storage_mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-int idcache_init(idcache_t *c, size_t slots)
+int storage_idcache_init(idcache_t *c, size_t slots)
 {
     c->slots = calloc(slots, sizeof *c->slots);
     c->mask = slots - 1;
     return c->slots != NULL ? 0 : ERR_NOMEM;
 }
 
-void idcache_free(idcache_t *c)
+void storage_idcache_free(idcache_t *c)
 {
     free(c->slots);
     c->slots = NULL;
@@ -133,19 +133,19 @@ static uint64_t idcache_key(uint64_t key)
     return key != 0 ? key : 1; /* 0 marks an empty slot */
 }
 
-int idcache_has(idcache_t *c, uint64_t key)
+int storage_idcache_has(idcache_t *c, uint64_t key)
 {
     key = idcache_key(key);
     return atomic_load_explicit(&c->slots[key & c->mask], memory_order_relaxed) == key;
 }
 
-void idcache_add(idcache_t *c, uint64_t key)
+void storage_idcache_add(idcache_t *c, uint64_t key)
 {
     key = idcache_key(key);
     atomic_store_explicit(&c->slots[key & c->mask], key, memory_order_relaxed);
 }
 
-void idcache_clear(idcache_t *c)
+void storage_idcache_clear(idcache_t *c)
 {
     for (size_t i = 0; i <= c->mask; i++)
         atomic_store_explicit(&c->slots[i], 0, memory_order_relaxed);
@@ -291,12 +291,12 @@ static storage_t *storage_alloc(const storage_options_t *o)
     s->cache = rocksdb_cache_create_lru(o->block_cache_bytes);
     s->ropts = rocksdb_readoptions_create();
     s->wopts = rocksdb_writeoptions_create();
-    if (s->path == NULL || idcache_init(&s->symbol_cache, STORAGE_SYMBOL_CACHE_SLOTS) != 0 ||
-        idcache_init(&s->series_cache, STORAGE_SERIES_CACHE_SLOTS) != 0 ||
+    if (s->path == NULL || storage_idcache_init(&s->symbol_cache, STORAGE_SYMBOL_CACHE_SLOTS) != 0 ||
+        storage_idcache_init(&s->series_cache, STORAGE_SERIES_CACHE_SLOTS) != 0 ||
         /* node tables are the bigger and costlier to miss (a reload decodes
          * the whole table): three quarters of the budget */
-        nodetab_cache_init(s, o->node_cache_bytes / 4 * 3) != 0 ||
-        symcache_init(&s->symcache, o->node_cache_bytes / 4) != 0) {
+        storage_nodetab_cache_init(s, o->node_cache_bytes / 4 * 3) != 0 ||
+        storage_symcache_init(&s->symcache, o->node_cache_bytes / 4) != 0) {
         storage_close(s);
         return NULL;
     }
@@ -359,10 +359,10 @@ void storage_close(storage_t *s)
     if (s->cache != NULL) rocksdb_cache_destroy(s->cache);
     if (s->ropts != NULL) rocksdb_readoptions_destroy(s->ropts);
     if (s->wopts != NULL) rocksdb_writeoptions_destroy(s->wopts);
-    idcache_free(&s->symbol_cache);
-    idcache_free(&s->series_cache);
-    nodetab_cache_free(s);
-    symcache_free(&s->symcache);
+    storage_idcache_free(&s->symbol_cache);
+    storage_idcache_free(&s->series_cache);
+    storage_nodetab_cache_free(s);
+    storage_symcache_free(&s->symcache);
     storage_hints_free(s);
     for (int i = 0; i < STORAGE_STRIPES; i++)
         pthread_mutex_destroy(&s->stripes[i]);

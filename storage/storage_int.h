@@ -170,13 +170,13 @@ static inline void skey_reset(skey_t *k)
 {
     k->n = 0;
 }
-void skey_u8(skey_t *k, uint8_t v);
-void skey_u64(skey_t *k, uint64_t v);            /* big-endian */
-void skey_time(skey_t *k, int64_t t);            /* big-endian, sign bit flipped */
-void skey_tenant(skey_t *k, const char *tenant); /* length byte + bytes */
-void skey_bytes(skey_t *k, const void *p, size_t n);
+void storage_key_u8(skey_t *k, uint8_t v);
+void storage_key_u64(skey_t *k, uint64_t v);            /* big-endian */
+void storage_key_time(skey_t *k, int64_t t);            /* big-endian, sign bit flipped */
+void storage_key_tenant(skey_t *k, const char *tenant); /* length byte + bytes */
+void storage_key_bytes(skey_t *k, const void *p, size_t n);
 
-int64_t storage_time_decode(const uint8_t *p); /* inverse of skey_time */
+int64_t storage_time_decode(const uint8_t *p); /* inverse of storage_key_time */
 
 /* token|tenant|series_id (the prefix of series, blocks, totals, profiles). */
 void storage_key_series(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id);
@@ -240,15 +240,15 @@ void storage_hints_free(storage_t *s);
 
 /* --- block values: sparse vectors (sparse.c) ------------------------------- */
 
-void sparse_init(sparse_vec_t *v);
-void sparse_free(sparse_vec_t *v);
-int sparse_reserve(sparse_vec_t *v, size_t n);
+void storage_sparse_init(sparse_vec_t *v);
+void storage_sparse_free(sparse_vec_t *v);
+int storage_sparse_reserve(sparse_vec_t *v, size_t n);
 /* Appends the version-2 block encoding of v (zero values omitted). */
-int sparse_encode(const sparse_vec_t *v, buf_t *out);
+int storage_sparse_encode(const sparse_vec_t *v, buf_t *out);
 /* Replaces out's contents with the decoded vector; ERR_CORRUPT on bad bytes. */
-int sparse_decode(const uint8_t *p, size_t n, sparse_vec_t *out);
+int storage_sparse_decode(const uint8_t *p, size_t n, sparse_vec_t *out);
 /* acc += b, using tmp as scratch (contents swapped). */
-int sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *tmp);
+int storage_sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *tmp);
 /* Sums block encodings parts[0..n) into out, skipping (and counting) corrupt ones. */
 int storage_fold_sparse(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
                         buf_t *out);
@@ -269,49 +269,49 @@ int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *ten
 #define NODETAB_CHUNK 1024u
 /* token|tenant|chunk(u32 big-endian) */
 void storage_key_node(skey_t *k, uint64_t token, const char *tenant, uint32_t chunk);
-int nodetab_cache_init(storage_t *s, size_t max_bytes);
-void nodetab_cache_free(storage_t *s);
+int storage_nodetab_cache_init(storage_t *s, size_t max_bytes);
+void storage_nodetab_cache_free(storage_t *s);
 /* The table of (token, tenant), loaded on a miss, returned LOCKED with a
- * reference; every acquire is paired with one nodetab_release. Writers that
+ * reference; every acquire is paired with one storage_nodetab_release. Writers that
  * need several tables acquire them in ascending token order. */
-int nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t **out,
-                    errmsg_t *em);
+int storage_nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t **out,
+                            errmsg_t *em);
 /* Unlocks and drops the reference. failed != 0: a batch carrying new ids did
  * not commit, so the table is dropped and reloaded from disk next time. */
-void nodetab_release(storage_t *s, nodetab_t *t, int failed);
+void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed);
 /* Id of the child (parent, sym). A new id is created (in memory) when wb is
  * not NULL; with wb NULL an unknown child is ERR_NOT_FOUND. ERR_LIMIT past
  * STORAGE_MAX_STACK_NODES. Table lock held. */
-int nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
-                  rocksdb_writebatch_t *wb, uint32_t *out);
+int storage_nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
+                          rocksdb_writebatch_t *wb, uint32_t *out);
 /* Hints the CPU to fetch the hash slot of (parent, sym): mapping a tree is a
  * stream of independent cache misses, so issuing them ahead overlaps them. */
-void nodetab_prefetch(const nodetab_t *t, uint32_t parent, uint64_t sym);
+void storage_nodetab_prefetch(const nodetab_t *t, uint32_t parent, uint64_t sym);
 /* Puts the chunks holding ids created since the last commit into wb (tmp is
- * scratch). Call once per table, after the last nodetab_child of the batch;
- * nodetab_release(..., 0) after the batch committed makes them durable. */
-int nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *tmp);
-uint32_t nodetab_count(const nodetab_t *t);
-uint32_t nodetab_parent(const nodetab_t *t, uint32_t id);
-uint64_t nodetab_sym(const nodetab_t *t, uint32_t id);
-uint64_t nodetab_token(const nodetab_t *t);
+ * scratch). Call once per table, after the last storage_nodetab_child of the batch;
+ * storage_nodetab_release(..., 0) after the batch committed makes them durable. */
+int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *tmp);
+uint32_t storage_nodetab_count(const nodetab_t *t);
+uint32_t storage_nodetab_parent(const nodetab_t *t, uint32_t id);
+uint64_t storage_nodetab_sym(const nodetab_t *t, uint32_t id);
+uint64_t storage_nodetab_token(const nodetab_t *t);
 
 /* --- symbol name cache (symcache.c) ---------------------------------------- */
 
-int symcache_init(symcache_t *c, size_t max_bytes);
-void symcache_free(symcache_t *c);
+int storage_symcache_init(symcache_t *c, size_t max_bytes);
+void storage_symcache_free(symcache_t *c);
 /* 1 and the symbol copied into dst if cached, 0 if not, or a negative error. */
-int symcache_get(symcache_t *c, uint64_t tenant_hash, uint64_t id, symtab_t *dst);
-void symcache_put(symcache_t *c, uint64_t tenant_hash, uint64_t id, const char *name,
-                  size_t name_len, const char *file, size_t file_len);
+int storage_symcache_get(symcache_t *c, uint64_t tenant_hash, uint64_t id, symtab_t *dst);
+void storage_symcache_put(symcache_t *c, uint64_t tenant_hash, uint64_t id, const char *name,
+                          size_t name_len, const char *file, size_t file_len);
 
 /* --- caches --------------------------------------------------------------- */
 
-int idcache_init(idcache_t *c, size_t slots);
-void idcache_free(idcache_t *c);
-int idcache_has(idcache_t *c, uint64_t key);
-void idcache_add(idcache_t *c, uint64_t key);
-void idcache_clear(idcache_t *c);
+int storage_idcache_init(idcache_t *c, size_t slots);
+void storage_idcache_free(idcache_t *c);
+int storage_idcache_has(idcache_t *c, uint64_t key);
+void storage_idcache_add(idcache_t *c, uint64_t key);
+void storage_idcache_clear(idcache_t *c);
 uint64_t storage_mix64(uint64_t x);
 
 #endif

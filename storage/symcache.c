@@ -24,7 +24,7 @@ struct symcache_shard {
     size_t nslots, count, bytes;
 };
 
-int symcache_init(symcache_t *c, size_t max_bytes)
+int storage_symcache_init(symcache_t *c, size_t max_bytes)
 {
     memset(c, 0, sizeof *c);
     c->shard_bytes = max_bytes / SYMCACHE_SHARDS;
@@ -44,7 +44,7 @@ static void shard_clear(struct symcache_shard *sh)
     sh->nslots = sh->count = sh->bytes = 0;
 }
 
-void symcache_free(symcache_t *c)
+void storage_symcache_free(symcache_t *c)
 {
     if (c->shards == NULL) return;
     for (int i = 0; i < SYMCACHE_SHARDS; i++) {
@@ -61,7 +61,7 @@ static struct symcache_shard *shard_of(symcache_t *c, uint64_t th, uint64_t id, 
     return &c->shards[*h % SYMCACHE_SHARDS];
 }
 
-int symcache_get(symcache_t *c, uint64_t tenant_hash, uint64_t id, symtab_t *dst)
+int storage_symcache_get(symcache_t *c, uint64_t tenant_hash, uint64_t id, symtab_t *dst)
 {
     uint64_t h;
     struct symcache_shard *sh = shard_of(c, tenant_hash, id, &h);
@@ -99,8 +99,8 @@ static int shard_grow(struct symcache_shard *sh)
     return 0;
 }
 
-void symcache_put(symcache_t *c, uint64_t tenant_hash, uint64_t id, const char *name,
-                  size_t name_len, const char *file, size_t file_len)
+void storage_symcache_put(symcache_t *c, uint64_t tenant_hash, uint64_t id, const char *name,
+                          size_t name_len, const char *file, size_t file_len)
 {
     if (id == 0 || name_len > UINT32_MAX || file_len > UINT32_MAX) return;
     uint64_t h;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/assert.h"
 #include "common/hash.h"
 #include "common/varint.h"
 #include "storage/storage_int.h"
@@ -91,7 +92,7 @@ static int put_symbol(void *ctx, uint64_t sym)
 {
     wctx_t *w = ctx;
     uint64_t ck = symbol_cache_key(w->tenant_hash, sym);
-    if (idcache_has(&w->s->symbol_cache, ck)) return 0;
+    if (storage_idcache_has(&w->s->symbol_cache, ck)) return 0;
     int added = u64set_add(&w->syms, ck);
     if (added <= 0) return added == 0 ? 0 : errmsg_set(w->em, added, "out of memory");
     const char *name, *file;
@@ -113,7 +114,7 @@ static int put_symbol(void *ctx, uint64_t sym)
 static int put_series(wctx_t *w, const storage_series_write_t *sw)
 {
     uint64_t ck = series_cache_key(w->tenant_hash, sw->token, sw->series_id);
-    if (idcache_has(&w->s->series_cache, ck)) return 0;
+    if (storage_idcache_has(&w->s->series_cache, ck)) return 0;
     int added = u64set_add(&w->series, ck);
     if (added <= 0) return added == 0 ? 0 : errmsg_set(w->em, added, "out of memory");
     buf_reset(&w->tmp);
@@ -152,7 +153,7 @@ static int cmp_u64(const void *a, const void *b)
 static nodetab_t *tab_of(wctx_t *w, uint64_t token)
 {
     for (size_t i = 0; i < w->ntabs; i++)
-        if (nodetab_token(w->tabs[i]) == token) return w->tabs[i];
+        if (storage_nodetab_token(w->tabs[i]) == token) return w->tabs[i];
     return NULL;
 }
 
@@ -180,7 +181,7 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw)
     size_t n = calltree_node_count(sw->tree);
     if (t == NULL) return errmsg_set(w->em, ERR_INTERNAL, "node table of the series not held");
     int rc = grow_map(w, n);
-    if (rc == 0) rc = sparse_reserve(&w->vec, n);
+    if (rc == 0) rc = storage_sparse_reserve(&w->vec, n);
     if (rc != 0) return errmsg_set(w->em, rc, "out of memory");
     /* Breadth-first order: every node's parent is looked up a level earlier,
      * so the hash slot of a node PREFETCH_AHEAD places further on can be
@@ -205,10 +206,10 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw)
         if (k + PREFETCH_AHEAD < tail) {
             uint32_t a = bfs[k + PREFETCH_AHEAD], ap = calltree_parent(sw->tree, a);
             if (w->map[ap] != UINT32_MAX)
-                nodetab_prefetch(t, w->map[ap], calltree_sym(sw->tree, a));
+                storage_nodetab_prefetch(t, w->map[ap], calltree_sym(sw->tree, a));
         }
         if (w->map[p] == UINT32_MAX) continue; /* a new parent: its children are new too */
-        rc = nodetab_child(w->s, t, w->map[p], calltree_sym(sw->tree, i), NULL, &w->map[i]);
+        rc = storage_nodetab_child(w->s, t, w->map[p], calltree_sym(sw->tree, i), NULL, &w->map[i]);
         if (rc == ERR_NOT_FOUND) w->map[i] = UINT32_MAX;
         else if (rc != 0) return errmsg_set(w->em, rc, "stack-node table: %s", err_message(rc));
     }
@@ -216,7 +217,7 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw)
      * (a leaf's id stays near its siblings', which keeps blocks small). */
     for (uint32_t i = 1; i < n; i++) {
         if (w->map[i] != UINT32_MAX) continue;
-        rc = nodetab_child(w->s, t, w->map[calltree_parent(sw->tree, i)], calltree_sym(sw->tree, i),
+        rc = storage_nodetab_child(w->s, t, w->map[calltree_parent(sw->tree, i)], calltree_sym(sw->tree, i),
                            w->wb, &w->map[i]);
         if (rc == ERR_LIMIT)
             return errmsg_set(w->em, rc, "the service's stack-node table is full (%u nodes)",
@@ -224,8 +225,13 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw)
         if (rc != 0) return errmsg_set(w->em, rc, "stack-node table: %s", err_message(rc));
     }
     size_t k = 0;
-    for (uint32_t i = 0; i < n; i++)
+    uint32_t table_nodes = storage_nodetab_count(t);
+    for (uint32_t i = 0; i < n; i++) {
+        /* Every node is mapped, to a node the table (and this batch) holds:
+         * a block naming another id would read back as someone else's stack. */
+        ASSERT_ALWAYS(w->map[i] < table_nodes);
         if (calltree_self(sw->tree, i) != 0) w->order[k++] = (uint64_t)w->map[i] << 32 | i;
+    }
     qsort(w->order, k, sizeof *w->order, cmp_u64);
     for (size_t j = 0; j < k; j++) {
         w->vec.id[j] = (uint32_t)(w->order[j] >> 32);
@@ -233,7 +239,7 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw)
     }
     w->vec.n = k;
     buf_reset(&w->enc);
-    rc = sparse_encode(&w->vec, &w->enc);
+    rc = storage_sparse_encode(&w->vec, &w->enc);
     return rc != 0 ? errmsg_set(w->em, rc, "series block: %s", err_message(rc)) : 0;
 }
 
@@ -377,7 +383,7 @@ static int build_and_commit(wctx_t *w, const unsigned char *todo)
     for (size_t i = 0; i < w->p->nseries && rc == 0; i++)
         if (todo[i]) rc = put_one(w, &w->p->series[i]);
     for (size_t i = 0; i < w->ntabs && rc == 0; i++)
-        if ((rc = nodetab_stage(w->s, w->tabs[i], w->wb, &w->tmp)) != 0)
+        if ((rc = storage_nodetab_stage(w->s, w->tabs[i], w->wb, &w->tmp)) != 0)
             errmsg_set(w->em, rc, "stack-node table: %s", err_message(rc));
     if (rc != 0) return rc;
     char *err = NULL;
@@ -386,9 +392,9 @@ static int build_and_commit(wctx_t *w, const unsigned char *todo)
     if (rc != 0) return rc;
     /* Committed: now the caches may say so. */
     for (size_t i = 0; w->syms.keys != NULL && i <= w->syms.mask; i++)
-        if (w->syms.keys[i] != 0) idcache_add(&w->s->symbol_cache, w->syms.keys[i]);
+        if (w->syms.keys[i] != 0) storage_idcache_add(&w->s->symbol_cache, w->syms.keys[i]);
     for (size_t i = 0; w->series.keys != NULL && i <= w->series.mask; i++)
-        if (w->series.keys[i] != 0) idcache_add(&w->s->series_cache, w->series.keys[i]);
+        if (w->series.keys[i] != 0) storage_idcache_add(&w->s->series_cache, w->series.keys[i]);
     return 0;
 }
 
@@ -410,7 +416,7 @@ static int lock_tables(wctx_t *w, const unsigned char *todo)
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (i > 0 && tokens[i] == tokens[i - 1]) continue;
-        rc = nodetab_acquire(w->s, tokens[i], p->tenant, &w->tabs[w->ntabs], w->em);
+        rc = storage_nodetab_acquire(w->s, tokens[i], p->tenant, &w->tabs[w->ntabs], w->em);
         if (rc == 0) w->ntabs++;
     }
     free(tokens);
@@ -420,7 +426,7 @@ static int lock_tables(wctx_t *w, const unsigned char *todo)
 static void unlock_tables(wctx_t *w, int failed)
 {
     for (size_t i = w->ntabs; i-- > 0;)
-        nodetab_release(w->s, w->tabs[i], failed);
+        storage_nodetab_release(w->s, w->tabs[i], failed);
     free(w->tabs);
     w->tabs = NULL;
     w->ntabs = 0;
@@ -469,7 +475,7 @@ int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t
     free(w.map);
     free(w.order);
     free(w.bfs);
-    sparse_free(&w.vec);
+    storage_sparse_free(&w.vec);
     buf_free(&w.enc);
     buf_free(&w.tmp);
     return rc;

@@ -3,8 +3,9 @@
 # and runs every test stage. Exits non-zero when any stage fails and ends with a
 # summary of each stage and its duration. docs/testing.md describes each stage.
 #
-#   tests/run.sh            deps, release (+ctest), asan (+ctest), integration, fuzz
-#   tests/run.sh --quick    deps, release, integration (no ASan, no fuzz)
+#   tests/run.sh            deps, style, release (+ctest), style-build, asan (+ctest),
+#                           integration, fuzz
+#   tests/run.sh --quick    deps, style, release, style-build, integration (no ASan, no fuzz)
 #   tests/run.sh --bench    ... and the benchmarks (tests/bench/run.sh)
 #   tests/run.sh --soak     long runs: fuzz 5 min per target, 10 min RSS bench,
 #                           FLAMEDB_SOAK=1 for the integration suite
@@ -24,7 +25,7 @@ FUZZ_SECONDS=20
 # -Wformat-truncation find most, so that is the build that must be clean.
 WERROR=ON
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -133,6 +134,56 @@ stage_deps() {
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
         $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" || return 1
     STAGE_NOTE="installed ${missing[*]}"
+}
+
+# ---- style ---------------------------------------------------------------------------
+# Every tests/style/check_*.sh is a check (docs/code-style.md); a new one runs as
+# soon as it exists. One whose header has the line "# style-check: after-build"
+# needs the release build and runs in style-build with the build dir as its
+# argument; the others run in style, before anything is built.
+style_checks() { # after-build 0|1 -> the matching check scripts
+    local f
+    for f in "$ROOT"/tests/style/check_*.sh; do
+        [ -f "$f" ] || continue
+        if grep -q '^# style-check: after-build' "$f"; then
+            [ "$1" = 1 ] && echo "$f"
+        else
+            [ "$1" = 0 ] && echo "$f"
+        fi
+    done
+    return 0
+}
+
+run_style_checks() { # after-build 0|1, args for each check...
+    local which="$1" f out rc failed=() n=0; shift
+    for f in $(style_checks "$which"); do
+        n=$((n + 1))
+        echo "--- ${f#"$ROOT"/} $*"
+        out=$(bash "$f" "$@" 2>&1)
+        rc=$?
+        printf '%s\n' "$out"
+        [ $rc != 0 ] && failed+=("$(printf '%s\n' "$out" | tail -1)")
+    done
+    if [ $n = 0 ]; then
+        STAGE_NOTE="no tests/style/check_*.sh"
+        return 77
+    fi
+    if [ ${#failed[@]} -gt 0 ]; then
+        STAGE_NOTE="$(printf '%s; ' "${failed[@]}")"
+        STAGE_NOTE="${STAGE_NOTE%; }"
+        return 1
+    fi
+    STAGE_NOTE="$n checks"
+}
+
+stage_style() { run_style_checks 0; }
+
+stage_style_build() {
+    case "$RELEASE_BUILD" in
+    ok) run_style_checks 1 "$BUILD" ;;
+    failed) STAGE_NOTE="release build failed"; return 1 ;;
+    *) STAGE_NOTE="needs the release stage (--stages release,style-build)"; return 77 ;;
+    esac
 }
 
 # ---- builds and unit tests ------------------------------------------------------
@@ -245,7 +296,9 @@ run_stage deps stage_deps
 if [ "$FAILED" = 1 ]; then
     echo "dependencies missing; not building" >&2
 else
+    run_stage style stage_style
     run_stage release stage_release
+    run_stage style-build stage_style_build
     run_stage asan stage_asan
     run_stage integration stage_integration
     run_stage fuzz stage_fuzz

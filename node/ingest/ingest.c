@@ -100,7 +100,7 @@ static int parse_pprof(ingest_profile_t *p, const payload_t *pl, const ingest_pa
         config = malloc(sizeof *config);
         if (config == NULL)
             return errmsg_set(em, ERR_NOMEM, "out of memory");
-        rc = stc_parse(pl->config, pl->config_len, config, em);
+        rc = ingest_stc_parse(pl->config, pl->config_len, config, em);
     }
     pprof_ctx_t ctx = {.lim = lim, .base = pa->base, .config = config, .ss = &p->ss,
                        .symtab = p->symtab};
@@ -124,12 +124,12 @@ static int parse_folded(ingest_profile_t *p, const payload_t *pl, const ingest_p
                  t->period_type, t->period_unit);
     if (t->scaled && pa->sample_rate > 0)
         scale = 1000000000LL / pa->sample_rate; /* integer period, as Pyroscope */
-    labels_t *l = series_labels(pa->base, t->name, id);
+    labels_t *l = ingest_series_labels(pa->base, t->name, id);
     if (l == NULL)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
     folded_ctx_t ctx = {.lim = lim, .ss = &p->ss, .symtab = p->symtab, .scale = scale,
                         .lines = pa->format == BODY_LINES};
-    int rc = series_get(&p->ss, l, &ctx.series, em);
+    int rc = ingest_series_get(&p->ss, l, &ctx.series, em);
     return rc < 0 ? rc : ingest_folded(pl->data, pl->len, &ctx, em);
 }
 
@@ -245,7 +245,7 @@ int ingest_parse(const ingest_request_t *req, const ingest_limits_t *lim, ingest
         return errmsg_set(em, ERR_NOMEM, "out of memory");
     p->tenant = strdup(tenant);
     p->symtab = symtab_new();
-    int rc = p->tenant && p->symtab ? series_set_init(&p->ss, p->tenant, lim) : ERR_NOMEM;
+    int rc = p->tenant && p->symtab ? ingest_series_set_init(&p->ss, p->tenant, lim) : ERR_NOMEM;
     if (rc < 0) {
         errmsg_set(em, ERR_NOMEM, "out of memory");
     } else {
@@ -278,7 +278,7 @@ void ingest_profile_free(ingest_profile_t *p)
 {
     if (p == NULL)
         return;
-    series_set_free(&p->ss);
+    ingest_series_set_free(&p->ss);
     symtab_free(p->symtab);
     free(p->writes);
     free(p->tenant);

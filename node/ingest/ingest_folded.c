@@ -105,7 +105,7 @@ static int frames(folded_ctx_t *c, const uint8_t *s, const uint8_t *e, size_t *d
     size_t d = 1;
     for (const uint8_t *p = s; (p = memchr(p, ';', (size_t)(e - p))) != NULL; p++)
         d++;
-    int rc = series_stack_reserve(c->ss, d, em);
+    int rc = ingest_series_stack_reserve(c->ss, d, em);
     if (rc < 0)
         return rc;
     size_t i = 0;
@@ -150,7 +150,7 @@ static int one_line(folded_ctx_t *c, const uint8_t *s, const uint8_t *e, size_t 
     int rc = frames(c, s, e, &depth, em);
     if (rc < 0 || v == 0)
         return rc;
-    return series_add(c->ss, c->series, c->ss->stack, depth, v, em);
+    return ingest_series_add(c->ss, c->series, c->ss->stack, depth, v, em);
 }
 
 static int parse_text(folded_ctx_t *c, const uint8_t *p, size_t n, errmsg_t *em)

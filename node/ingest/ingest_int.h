@@ -97,8 +97,8 @@ typedef struct stc {
     size_t n;
 } stc_t;
 
-int stc_parse(const uint8_t *json, size_t len, stc_t *out, errmsg_t *em);
-const stc_entry_t *stc_find(const stc_t *c, const char *st, size_t n);
+int ingest_stc_parse(const uint8_t *json, size_t len, stc_t *out, errmsg_t *em);
+const stc_entry_t *ingest_stc_find(const stc_t *c, const char *st, size_t n);
 
 typedef struct multipart_parts {
     const uint8_t *profile;
@@ -155,21 +155,21 @@ typedef struct series_set {
     size_t stack_cap;
 } series_set_t;
 
-int series_set_init(series_set_t *ss, const char *tenant, const ingest_limits_t *lim);
-void series_set_free(series_set_t *ss);
+int ingest_series_set_init(series_set_t *ss, const char *tenant, const ingest_limits_t *lim);
+void ingest_series_set_free(series_set_t *ss);
 /* Finds or creates the series of labels (takes ownership of labels, which
  * must already hold __name__, __profile_type__ and service_name). */
-int series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em);
-int series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth, int64_t v,
+int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em);
+int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth, int64_t v,
                errmsg_t *em);
-int series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
+int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
                     const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em);
 /* Makes room for a stack of depth frames in ss->stack (bounded by max_stack_depth). */
-int series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em);
+int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em);
 /* Labels for a new series: base + __name__ + __profile_type__. Caller owns. */
-labels_t *series_labels(const labels_t *base, const char *name, const char *type_id);
+labels_t *ingest_series_labels(const labels_t *base, const char *name, const char *type_id);
 /* Adds a label with the per-series limits checked (count, lengths). */
-int series_label_set(labels_t *l, const ingest_limits_t *lim, const char *k, size_t kn,
+int ingest_series_label_set(labels_t *l, const ingest_limits_t *lim, const char *k, size_t kn,
                      const char *v, size_t vn, errmsg_t *em);
 /* Span id of a span_id/profile_id/trace_id value: 16 hex digits parsed, else a hash. */
 uint64_t ingest_span_id(const char *s, size_t n);

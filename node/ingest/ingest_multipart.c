@@ -271,7 +271,7 @@ static bool entry(jr_t *j, stc_entry_t *e)
     return lit(j, '}');
 }
 
-int stc_parse(const uint8_t *json, size_t len, stc_t *out, errmsg_t *em)
+int ingest_stc_parse(const uint8_t *json, size_t len, stc_t *out, errmsg_t *em)
 {
     memset(out, 0, sizeof *out);
     if (len > MAX_CONFIG_BYTES)
@@ -309,7 +309,7 @@ bad:
                       (size_t)(j.p - json));
 }
 
-const stc_entry_t *stc_find(const stc_t *c, const char *st, size_t n)
+const stc_entry_t *ingest_stc_find(const stc_t *c, const char *st, size_t n)
 {
     if (c == NULL)
         return NULL;

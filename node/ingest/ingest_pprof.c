@@ -396,7 +396,7 @@ static int build_types(conv_t *c)
         if ((rc = type_str(c, p->sample_type[i]->type, st[i], true)) < 0 ||
             (rc = type_str(c, p->sample_type[i]->unit, unit[i], false)) < 0)
             break;
-        const stc_entry_t *e = stc_find(c->ctx->config, st[i], strlen(st[i]));
+        const stc_entry_t *e = ingest_stc_find(c->ctx->config, st[i], strlen(st[i]));
         disp[i] = e && e->display_name[0] ? e->display_name : st[i];
         if (e && e->units[0] && unit[i][0] == 0)
             snprintf(unit[i], TYPE_STR_MAX, "%s", config_unit(e->units));
@@ -427,7 +427,7 @@ static int add_pair_label(conv_t *c, labels_t *l, int64_t k, int64_t v)
     if (!ingest_label_name_valid(ks, kn))
         return errmsg_set(c->em, ERR_UNPARSEABLE, "sample label name '%.*s' is not a valid label name",
                           (int)(kn > 64 ? 64 : kn), ks);
-    return series_label_set(l, c->ctx->lim, ks, kn, vs, vn, c->em);
+    return ingest_series_label_set(l, c->ctx->lim, ks, kn, vs, vn, c->em);
 }
 
 /* Creates the series of a new group, one per sample type. */
@@ -444,7 +444,7 @@ static int new_group(conv_t *c, const int64_t *pairs, size_t np, uint64_t key, u
         memcpy(c->pairs + c->npairs, pairs, 2 * np * sizeof *pairs);
     c->npairs += 2 * np;
     for (size_t t = 0; t < c->ntypes; t++) {
-        labels_t *l = series_labels(c->ctx->base, c->type_name[t], c->type_id[t]);
+        labels_t *l = ingest_series_labels(c->ctx->base, c->type_name[t], c->type_id[t]);
         if (l == NULL)
             return errmsg_set(c->em, ERR_NOMEM, "out of memory");
         int rc = 0;
@@ -454,7 +454,7 @@ static int new_group(conv_t *c, const int64_t *pairs, size_t np, uint64_t key, u
             labels_free(l);
             return rc;
         }
-        if ((rc = series_get(c->ctx->ss, l, &c->gseries[c->ngseries + t], c->em)) < 0)
+        if ((rc = ingest_series_get(c->ctx->ss, l, &c->gseries[c->ngseries + t], c->em)) < 0)
             return rc;
     }
     c->ngseries += c->ntypes;
@@ -565,7 +565,7 @@ static int sample_stack(conv_t *c, const pb_sample_t *s, size_t *depth)
         idx[k] = li;
         d += c->loc_len[li];
     }
-    int rc = series_stack_reserve(ss, d, c->em);
+    int rc = ingest_series_stack_reserve(ss, d, c->em);
     if (rc < 0)
         return rc;
     uint64_t *out = ss->stack;
@@ -596,10 +596,10 @@ static int one_sample(conv_t *c, const pb_sample_t *s, size_t si, int64_t *pairs
         int64_t v = s->value[t];
         if (v == 0)
             continue;
-        if ((rc = series_add(c->ctx->ss, series[t], stack, depth, v, c->em)) < 0)
+        if ((rc = ingest_series_add(c->ctx->ss, series[t], stack, depth, v, c->em)) < 0)
             return rc;
         for (size_t k = 0; k < ns; k++)
-            if ((rc = series_add_span(c->ctx->ss, series[t], spans[k].kind, spans[k].id, stack,
+            if ((rc = ingest_series_add_span(c->ctx->ss, series[t], spans[k].kind, spans[k].id, stack,
                                       depth, v, c->em)) < 0)
                 return rc;
     }

@@ -161,7 +161,7 @@ static int name_pair(const char *p, const char *e, const ingest_limits_t *lim, l
                               (int)(kn > 64 ? 64 : kn), ks);
     if (ingest_label_reserved(ks, kn) || vn == 0)
         return 0;
-    int rc = series_label_set(l, lim, ks, kn, vs, vn, em);
+    int rc = ingest_series_label_set(l, lim, ks, kn, vs, vn, em);
     if (rc == ERR_LIMIT)
         rc = ERR_INVALID_ARGUMENT; /* the parameter itself is bad: 400 */
     return rc;
@@ -310,10 +310,10 @@ static int base_labels(const ingest_request_t *req, const ingest_limits_t *lim,
 {
     int rc;
     if (labels_get(out->base, LABEL_SERVICE_NAME) == NULL)
-        rc = series_label_set(out->base, lim, LABEL_SERVICE_NAME, strlen(LABEL_SERVICE_NAME),
+        rc = ingest_series_label_set(out->base, lim, LABEL_SERVICE_NAME, strlen(LABEL_SERVICE_NAME),
                               out->app, app_len, em);
     else if (labels_get(out->base, "app_name") == NULL)
-        rc = series_label_set(out->base, lim, "app_name", 8, out->app, app_len, em);
+        rc = ingest_series_label_set(out->base, lim, "app_name", 8, out->app, app_len, em);
     else
         rc = 0;
     const char *spy = req->spy_name;
@@ -321,7 +321,7 @@ static int base_labels(const ingest_request_t *req, const ingest_limits_t *lim,
         for (const char *c = spy; *c; c++)
             if ((unsigned char)*c < 0x20)
                 return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'spyName': control character");
-        rc = series_label_set(out->base, lim, "pyroscope_spy", 13, spy, strlen(spy), em);
+        rc = ingest_series_label_set(out->base, lim, "pyroscope_spy", 13, spy, strlen(spy), em);
     }
     if (rc == 0 && labels_count(out->base) + 2 > lim->max_labels_per_series)
         rc = errmsg_set(em, ERR_LIMIT,

@@ -94,7 +94,7 @@ int u64map_put(u64map_t *m, uint64_t key, uint32_t val)
 
 /* ---- series ---- */
 
-int series_set_init(series_set_t *ss, const char *tenant, const ingest_limits_t *lim)
+int ingest_series_set_init(series_set_t *ss, const char *tenant, const ingest_limits_t *lim)
 {
     memset(ss, 0, sizeof *ss);
     ss->lim = lim;
@@ -111,7 +111,7 @@ static void span_acc_free(span_acc_t *a)
     u64map_free(&a->index[1]);
 }
 
-void series_set_free(series_set_t *ss)
+void ingest_series_set_free(series_set_t *ss)
 {
     for (size_t i = 0; i < ss->n; i++) {
         free(ss->v[i].path.syms);
@@ -126,7 +126,7 @@ void series_set_free(series_set_t *ss)
     memset(ss, 0, sizeof *ss);
 }
 
-labels_t *series_labels(const labels_t *base, const char *name, const char *type_id)
+labels_t *ingest_series_labels(const labels_t *base, const char *name, const char *type_id)
 {
     labels_t *l = labels_clone(base);
     if (l == NULL)
@@ -139,7 +139,7 @@ labels_t *series_labels(const labels_t *base, const char *name, const char *type
     return l;
 }
 
-int series_label_set(labels_t *l, const ingest_limits_t *lim, const char *k, size_t kn,
+int ingest_series_label_set(labels_t *l, const ingest_limits_t *lim, const char *k, size_t kn,
                      const char *v, size_t vn, errmsg_t *em)
 {
     if (kn > lim->max_label_name_len)
@@ -169,7 +169,7 @@ static int grow_series(series_set_t *ss)
     return 0;
 }
 
-int series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em)
+int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em)
 {
     if (labels_count(labels) > ss->lim->max_labels_per_series) {
         labels_free(labels);
@@ -236,7 +236,7 @@ static int path_reserve(path_cache_t *pc, size_t depth)
 }
 
 /* calltree_add_stack, reusing the node path of the previous stack's common prefix. */
-int series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth, int64_t v,
+int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth, int64_t v,
                errmsg_t *em)
 {
     ingest_series_t *s = &ss->v[idx];
@@ -261,7 +261,7 @@ int series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t dep
     return 0;
 }
 
-int series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
+int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
                     const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em)
 {
     span_acc_t *a = &ss->v[idx].spans;
@@ -288,7 +288,7 @@ int series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
                       ss->lim);
 }
 
-int series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
+int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
 {
     if (depth > ss->lim->max_stack_depth)
         return errmsg_set(em, ERR_LIMIT, "stack of %zu frames is deeper than %zu (max_stack_depth)",

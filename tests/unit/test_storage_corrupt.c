@@ -131,8 +131,8 @@ static void test_values(fixture_t *f)
     /* a foreign key in postings (no NUL) does not derail the name listing */
     skey_t pk;
     skey_reset(&pk);
-    skey_tenant(&pk, "c");
-    skey_bytes(&pk, "zzz", 3);
+    storage_key_tenant(&pk, "c");
+    storage_key_bytes(&pk, "zzz", 3);
     raw_put(f->s, CF_POSTINGS, &pk, "", 0);
     int names = 0;
     CHECK_EQ_INT(storage_label_names(f->s, "c", count_name, &names), 0);
@@ -145,7 +145,7 @@ static void test_open_refusals(fixture_t *f)
 {
     skey_t k;
     skey_reset(&k);
-    skey_bytes(&k, "format_version", 14);
+    storage_key_bytes(&k, "format_version", 14);
     raw_put(f->s, CF_META, &k, "999", 3); /* a version this build does not know */
     storage_close(f->s);
     f->s = NULL;
