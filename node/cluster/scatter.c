@@ -100,13 +100,13 @@ void scatter_close(scatter_t *s)
     if (s->closing) return;
     s->closing = 1;
     while (s->queries != NULL) {
-        sq_t *q = s->queries;
+        scatter_q_t *q = s->queries;
         errmsg_t em;
         errmsg_set(&em, ERR_UNAVAILABLE, "the node is stopping");
-        sq_fail(q, ERR_UNAVAILABLE, &em);
+        scatter_q_fail(q, ERR_UNAVAILABLE, &em);
         cluster_answer_t a = {.rc = q->rc, .em = q->em};
         query_result_init(&a.result);
-        sq_answer(q, &a);
+        scatter_q_answer(q, &a);
     }
 }
 
@@ -134,7 +134,7 @@ int scatter_stats_render(const scatter_stats_t *st, buf_t *out)
 
 /* ---------- one query's lifetime ---------- */
 
-static void sq_free(sq_t *q)
+static void scatter_q_free(scatter_q_t *q)
 {
     for (size_t i = 0; i < q->nasks; i++)
         ring_ranges_free(&q->asks[i].ranges);
@@ -144,7 +144,7 @@ static void sq_free(sq_t *q)
     while (q->queue != NULL) {
         item_t *it = q->queue;
         q->queue = it->next;
-        sq_item_free(it);
+        scatter_q_item_free(it);
     }
     query_gather_free(q->gather);
     query_spec_free(&q->spec);
@@ -154,17 +154,17 @@ static void sq_free(sq_t *q)
     free(q);
 }
 
-void sq_unref(sq_t *q)
+void scatter_q_unref(scatter_q_t *q)
 {
-    if (--q->refs == 0) sq_free(q);
+    if (--q->refs == 0) scatter_q_free(q);
 }
 
 static void timer_closed(uv_handle_t *h)
 {
-    sq_unref(h->data);
+    scatter_q_unref(h->data);
 }
 
-static void unlink_query(sq_t *q)
+static void unlink_query(scatter_q_t *q)
 {
     scatter_t *s = q->s;
     if (q->prev != NULL)
@@ -178,7 +178,7 @@ static void unlink_query(sq_t *q)
 
 /* Calls done once, then lets the query go (pool jobs still running keep it
  * alive until they end). */
-void sq_answer(sq_t *q, cluster_answer_t *a)
+void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a)
 {
     if (q->answered) return;
     q->answered = 1;
@@ -189,10 +189,10 @@ void sq_answer(sq_t *q, cluster_answer_t *a)
         q->timer_open = 0;
         uv_close((uv_handle_t *)&q->timer, timer_closed);
     }
-    sq_unref(q); /* the reference the query held until answered */
+    scatter_q_unref(q); /* the reference the query held until answered */
 }
 
-void sq_fail(sq_t *q, int rc, const errmsg_t *em)
+void scatter_q_fail(scatter_q_t *q, int rc, const errmsg_t *em)
 {
     if (q->rc != 0) return;
     q->rc = rc;
@@ -201,7 +201,7 @@ void sq_fail(sq_t *q, int rc, const errmsg_t *em)
 
 /* ---------- asking ---------- */
 
-static int add_ask(sq_t *q, uint32_t node, int gen, const ring_ranges_t *ranges, size_t *idx)
+static int add_ask(scatter_q_t *q, uint32_t node, int gen, const ring_ranges_t *ranges, size_t *idx)
 {
     if (q->nasks == q->capasks) {
         size_t cap = q->capasks ? q->capasks * 2 : 8;
@@ -234,7 +234,7 @@ static Flamedb__Cluster__QueryKind wire_kind(query_kind_t k)
     return Q_KIND(MERGE);
 }
 
-static int send_ask(sq_t *q, const ask_t *a)
+static int send_ask(scatter_q_t *q, const ask_t *a)
 {
     size_t n = a->ranges.n;
     Flamedb__Cluster__TokenRange *r = calloc(n, sizeof *r);
@@ -272,15 +272,15 @@ static int send_ask(sq_t *q, const ask_t *a)
 }
 
 /* Sends (or runs locally) ask idx; a failure to start re-plans it. */
-static void start_ask(sq_t *q, size_t idx)
+static void start_ask(scatter_q_t *q, size_t idx)
 {
     ask_t *a = &q->asks[idx];
     int local = q->view->self >= 0 && a->node == (uint32_t)q->view->self;
-    int rc = local ? sq_run_local(q, idx) : send_ask(q, a);
-    if (rc != 0) sq_ask_failed(q, idx, err_message(rc));
+    int rc = local ? scatter_q_run_local(q, idx) : send_ask(q, a);
+    if (rc != 0) scatter_q_ask_failed(q, idx, err_message(rc));
 }
 
-static int add_missing(sq_t *q, const ring_ranges_t *r)
+static int add_missing(scatter_q_t *q, const ring_ranges_t *r)
 {
     for (size_t i = 0; i < r->n; i++) {
         int rc = ring_ranges_add(&q->missing, r->v[i]);
@@ -290,7 +290,7 @@ static int add_missing(sq_t *q, const ring_ranges_t *r)
 }
 
 /* Turns a read plan into asks of generation gen and starts them. */
-static int ask_plan(sq_t *q, ring_read_plan_t *plan, int gen)
+static int ask_plan(scatter_q_t *q, ring_read_plan_t *plan, int gen)
 {
     int rc = add_missing(q, &plan->missing);
     size_t first = q->nasks;
@@ -325,7 +325,7 @@ static int ends_within(const ring_t *ring, const ring_ranges_t *r, uint64_t **ou
     return 0;
 }
 
-static void replan(sq_t *q, const ring_ranges_t *ranges)
+static void replan(scatter_q_t *q, const ring_ranges_t *ranges)
 {
     const cluster_view_t *v = q->view;
     uint32_t nn = ring_node_count(v->ring);
@@ -348,7 +348,7 @@ static void replan(sq_t *q, const ring_ranges_t *ranges)
     free(live);
 }
 
-void sq_ask_failed(sq_t *q, size_t idx, const char *why)
+void scatter_q_ask_failed(scatter_q_t *q, size_t idx, const char *why)
 {
     ask_t *a = &q->asks[idx];
     if (a->state != ASK_WAITING && a->state != ASK_ANSWERED) return;
@@ -368,9 +368,9 @@ void sq_ask_failed(sq_t *q, size_t idx, const char *why)
     }
 }
 
-ask_t *sq_find_ask(scatter_t *s, uint64_t request_id, sq_t **out)
+ask_t *scatter_q_find_ask(scatter_t *s, uint64_t request_id, scatter_q_t **out)
 {
-    for (sq_t *q = s->queries; q != NULL; q = q->next)
+    for (scatter_q_t *q = s->queries; q != NULL; q = q->next)
         for (size_t i = 0; i < q->nasks; i++)
             if (q->asks[i].request_id == request_id) {
                 *out = q;
@@ -381,37 +381,37 @@ ask_t *sq_find_ask(scatter_t *s, uint64_t request_id, sq_t **out)
 
 /* ---------- progress ---------- */
 
-static int any_waiting(const sq_t *q)
+static int any_waiting(const scatter_q_t *q)
 {
     for (size_t i = 0; i < q->nasks; i++)
         if (q->asks[i].state == ASK_WAITING) return 1;
     return 0;
 }
 
-void sq_progress(sq_t *q)
+void scatter_q_progress(scatter_q_t *q)
 {
     if (q->answered || q->merging || q->finishing) return;
     if (q->rc != 0) {
         cluster_answer_t a = {.rc = q->rc, .em = q->em};
         query_result_init(&a.result);
-        sq_answer(q, &a);
+        scatter_q_answer(q, &a);
         return;
     }
     if (q->queue != NULL) {
-        if (sq_start_merge(q) != 0) {
+        if (scatter_q_start_merge(q) != 0) {
             errmsg_t em;
             errmsg_set(&em, ERR_UNAVAILABLE, "cannot queue work");
-            sq_fail(q, ERR_UNAVAILABLE, &em);
-            sq_progress(q);
+            scatter_q_fail(q, ERR_UNAVAILABLE, &em);
+            scatter_q_progress(q);
         }
         return;
     }
     if (any_waiting(q)) return;
-    if (sq_start_finish(q) != 0) {
+    if (scatter_q_start_finish(q) != 0) {
         errmsg_t em;
         errmsg_set(&em, ERR_UNAVAILABLE, "cannot queue work");
-        sq_fail(q, ERR_UNAVAILABLE, &em);
-        sq_progress(q);
+        scatter_q_fail(q, ERR_UNAVAILABLE, &em);
+        scatter_q_progress(q);
     }
 }
 
@@ -420,14 +420,14 @@ void sq_progress(sq_t *q)
  * the gather runs to its end: it reads only this node's disk). */
 static void on_timer(uv_timer_t *t)
 {
-    sq_t *q = t->data;
+    scatter_q_t *q = t->data;
     if (q->answered) return;
     if (!q->hard) {
         size_t n = q->nasks;
         for (size_t i = 0; i < n; i++) {
             int local = q->view->self >= 0 && q->asks[i].node == (uint32_t)q->view->self;
             if (q->asks[i].state == ASK_WAITING && q->asks[i].gen == 0 && !local)
-                sq_ask_failed(q, i, "no answer by half the query timeout");
+                scatter_q_ask_failed(q, i, "no answer by half the query timeout");
         }
         q->hard = 1;
         uint64_t now = scatter_unix_ms();
@@ -441,7 +441,7 @@ static void on_timer(uv_timer_t *t)
                 add_missing(q, &q->asks[i].ranges);
             }
     }
-    sq_progress(q);
+    scatter_q_progress(q);
 }
 
 /* ---------- starting a query ---------- */
@@ -454,7 +454,7 @@ static void refuse(cluster_answer_fn done, void *arg, int rc, const errmsg_t *em
 }
 
 /* The first plan: the pinned service's shard tokens, or the whole ring. */
-static int first_plan(sq_t *q, ring_read_plan_t *plan, errmsg_t *em)
+static int first_plan(scatter_q_t *q, ring_read_plan_t *plan, errmsg_t *em)
 {
     const cluster_view_t *v = q->view;
     if (v->ring == NULL || ring_node_count(v->ring) == 0)
@@ -470,7 +470,7 @@ static int first_plan(sq_t *q, ring_read_plan_t *plan, errmsg_t *em)
     return rc;
 }
 
-static int setup(sq_t *q, const query_params_t *p, int64_t now_ms, errmsg_t *em)
+static int setup(scatter_q_t *q, const query_params_t *p, int64_t now_ms, errmsg_t *em)
 {
     scatter_t *s = q->s;
     int rc = query_spec_parse(q->spec.kind, p, &s->o.limits, now_ms, &q->spec, em);
@@ -494,7 +494,7 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
         refuse(done, arg, ERR_UNAVAILABLE, &em);
         return;
     }
-    sq_t *q = calloc(1, sizeof *q);
+    scatter_q_t *q = calloc(1, sizeof *q);
     if (q == NULL) {
         errmsg_set(&em, ERR_NOMEM, "out of memory");
         refuse(done, arg, ERR_NOMEM, &em);
@@ -514,7 +514,7 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
     if (rc != 0) {
         refuse(done, arg, rc, &em);
         ring_read_plan_free(&plan);
-        sq_free(q);
+        scatter_q_free(q);
         return;
     }
     s->stats.queries++;
@@ -531,11 +531,11 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
     q->refs++; /* held across the asks: one may answer synchronously */
     if (ask_plan(q, &plan, 0) != 0) {
         errmsg_set(&em, ERR_NOMEM, "out of memory");
-        sq_fail(q, ERR_NOMEM, &em);
+        scatter_q_fail(q, ERR_NOMEM, &em);
     }
     ring_read_plan_free(&plan);
-    sq_progress(q);
-    sq_unref(q);
+    scatter_q_progress(q);
+    scatter_q_unref(q);
 }
 
 /* ---------- answers from other nodes ---------- */
@@ -546,8 +546,8 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
 void scatter_on_partial(void *ctx, cluster_msg_t *msg)
 {
     scatter_t *s = ctx;
-    sq_t *q = NULL;
-    ask_t *a = sq_find_ask(s, msg->env->request_id, &q);
+    scatter_q_t *q = NULL;
+    ask_t *a = scatter_q_find_ask(s, msg->env->request_id, &q);
     if (a == NULL || a->state != ASK_WAITING || q->answered ||
         strcmp(msg->env->sender_id, ring_node_name(q->view->ring, a->node)) != 0) {
         s->stats.late_dropped++;
@@ -557,9 +557,9 @@ void scatter_on_partial(void *ctx, cluster_msg_t *msg)
     item_t *it = calloc(1, sizeof *it);
     if (it == NULL) {
         q->refs++;
-        sq_ask_failed(q, idx, "out of memory");
-        sq_progress(q);
-        sq_unref(q);
+        scatter_q_ask_failed(q, idx, "out of memory");
+        scatter_q_progress(q);
+        scatter_q_unref(q);
         return;
     }
     it->msg = *msg; /* taken: the merge job decodes the body */
@@ -568,7 +568,7 @@ void scatter_on_partial(void *ctx, cluster_msg_t *msg)
     it->ask = idx;
     a->state = ASK_ANSWERED;
     q->refs++;
-    sq_enqueue(q, it);
-    sq_progress(q);
-    sq_unref(q);
+    scatter_q_enqueue(q, it);
+    scatter_q_progress(q);
+    scatter_q_unref(q);
 }

@@ -127,7 +127,7 @@ int scatter_stats_render(const scatter_stats_t *st, buf_t *out);
 /* Internals of the read path, shared by scatter*.c: the handle, the state of
  * one coordinated query and of the nodes it asked.
  *
- * Threads: sq_t fields belong to the loop thread, except the gather, which a
+ * Threads: scatter_q_t fields belong to the loop thread, except the gather, which a
  * pool job owns while `merging` or `finishing` is set, and the items a merge
  * job was handed.
  */
@@ -136,7 +136,7 @@ int scatter_stats_render(const scatter_stats_t *st, buf_t *out);
 /* Room left in a message for the envelope around a PartialResult. */
 #define SCATTER_ENVELOPE_ROOM 4096
 
-typedef struct sq sq_t;
+typedef struct scatter_q scatter_q_t;
 
 struct scatter {
     uv_loop_t *loop;
@@ -144,7 +144,7 @@ struct scatter {
     scatter_options_t o;
     scatter_ops_t ops;
     cluster_wire_limits_t limits; /* PartialResults are checked against these */
-    sq_t *queries; /* coordinated, not yet answered (a list) */
+    scatter_q_t *queries; /* coordinated, not yet answered (a list) */
     uint32_t ninflight;
     uint32_t nserving;
     uint64_t next_id;
@@ -176,8 +176,8 @@ typedef struct item {
     errmsg_t em;
 } item_t;
 
-struct sq {
-    sq_t *next, *prev;
+struct scatter_q {
+    scatter_q_t *next, *prev;
     scatter_t *s;
     int refs; /* the query until answered and its timer closed, plus pool jobs */
     const cluster_view_t *view;
@@ -203,30 +203,30 @@ struct sq {
 };
 
 /* scatter.c */
-void sq_unref(sq_t *q);
+void scatter_q_unref(scatter_q_t *q);
 /* The ask of request id (in any query), or NULL. */
-ask_t *sq_find_ask(scatter_t *s, uint64_t request_id, sq_t **q);
+ask_t *scatter_q_find_ask(scatter_t *s, uint64_t request_id, scatter_q_t **q);
 /* An ask failed (error answer, send failure, merge refusal): its ranges are
  * re-planned once, then counted missing. */
-void sq_ask_failed(sq_t *q, size_t ask, const char *why);
+void scatter_q_ask_failed(scatter_q_t *q, size_t ask, const char *why);
 /* Decides the answer with an error (the first one wins). */
-void sq_fail(sq_t *q, int rc, const errmsg_t *em);
+void scatter_q_fail(scatter_q_t *q, int rc, const errmsg_t *em);
 /* Starts the next step when nothing is outstanding: a merge, the finish, or
  * the answer. */
-void sq_progress(sq_t *q);
-void sq_answer(sq_t *q, cluster_answer_t *a);
+void scatter_q_progress(scatter_q_t *q);
+void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a);
 uint64_t scatter_unix_ms(void);
 
 /* scatter_merge.c */
-void sq_item_free(item_t *it);
+void scatter_q_item_free(item_t *it);
 /* Runs the local ask on the pool. */
-int sq_run_local(sq_t *q, size_t ask);
+int scatter_q_run_local(scatter_q_t *q, size_t ask);
 /* Queues an answer and starts a merge job when none runs. */
-void sq_enqueue(sq_t *q, item_t *it);
-int sq_start_merge(sq_t *q);
-int sq_start_finish(sq_t *q);
+void scatter_q_enqueue(scatter_q_t *q, item_t *it);
+int scatter_q_start_merge(scatter_q_t *q);
+int scatter_q_start_finish(scatter_q_t *q);
 /* X-Flamedb-Partial and the JSON members for what is missing. */
-int sq_describe_missing(sq_t *q, char *header, size_t header_len, char **json);
+int scatter_q_describe_missing(scatter_q_t *q, char *header, size_t header_len, char **json);
 /* Errors a node answers that another node would answer the same way: they
  * decide the query instead of moving its ranges. */
 int scatter_error_is_final(int rc);

@@ -28,14 +28,14 @@ int scatter_error_is_final(int rc)
     return rc == ERR_LIMIT || rc == ERR_INVALID_ARGUMENT || rc == ERR_TOO_LARGE;
 }
 
-void sq_item_free(item_t *it)
+void scatter_q_item_free(item_t *it)
 {
     cluster_msg_free(&it->msg);
     query_partial_free(&it->local);
     free(it);
 }
 
-void sq_enqueue(sq_t *q, item_t *it)
+void scatter_q_enqueue(scatter_q_t *q, item_t *it)
 {
     it->next = q->queue;
     q->queue = it;
@@ -43,7 +43,7 @@ void sq_enqueue(sq_t *q, item_t *it)
 
 /* Nothing is left to ask or merge: the job that holds the gather may end
  * the query. Loop thread. */
-static int last_step(const sq_t *q)
+static int last_step(const scatter_q_t *q)
 {
     for (size_t i = 0; i < q->nasks; i++)
         if (q->asks[i].state == ASK_WAITING) return 0;
@@ -52,35 +52,35 @@ static int last_step(const sq_t *q)
 
 /* Prepares the finish on the loop (what is missing is known by now); 0 or
  * an error, then the job must not finish. */
-static int prepare_finish(sq_t *q)
+static int prepare_finish(scatter_q_t *q)
 {
     free(q->partial_json); /* from a finish that did not happen: ranges may have moved since */
     q->partial_json = NULL;
     q->ans.partial_header[0] = 0;
     if (q->missing.n == 0) return 0;
-    return sq_describe_missing(q, q->ans.partial_header, sizeof q->ans.partial_header,
+    return scatter_q_describe_missing(q, q->ans.partial_header, sizeof q->ans.partial_header,
                                &q->partial_json);
 }
 
 /* Pool: truncates and encodes the answer into q->ans. */
-static void finish_answer(sq_t *q)
+static void finish_answer(scatter_q_t *q)
 {
     q->ans.rc = query_gather_finish(q->gather, q->partial_json, &q->ans.result, &q->ans.em);
 }
 
 /* Loop: a job that finished the query hands the answer over. */
-static void finished(sq_t *q, int status)
+static void finished(scatter_q_t *q, int status)
 {
     if (status != 0 && q->ans.rc == 0)
         q->ans.rc = errmsg_set(&q->ans.em, ERR_UNAVAILABLE, "cancelled: the node is stopping");
-    if (q->rc == 0) sq_answer(q, &q->ans);
+    if (q->rc == 0) scatter_q_answer(q, &q->ans);
 }
 
 /* ---------- the local share ---------- */
 
 typedef struct local_job {
     uv_work_t w;
-    sq_t *q;
+    scatter_q_t *q;
     size_t ask;
     item_t *it;
     query_range_t *ranges;
@@ -93,7 +93,7 @@ typedef struct local_job {
 static void local_work(uv_work_t *w)
 {
     local_job_t *j = w->data;
-    sq_t *q = j->q;
+    scatter_q_t *q = j->q;
     item_t *it = j->it;
     query_partial_args_t a;
     query_spec_args(&q->spec, &a);
@@ -110,7 +110,7 @@ static void local_work(uv_work_t *w)
 static void local_done(uv_work_t *w, int status)
 {
     local_job_t *j = w->data;
-    sq_t *q = j->q;
+    scatter_q_t *q = j->q;
     item_t *it = j->it;
     ask_t *a = &q->asks[j->ask];
     if (j->merge) q->merging = 0;
@@ -118,29 +118,29 @@ static void local_done(uv_work_t *w, int status)
     a->holds_gather = 0;
     if (status != 0 && it->rc == 0) it->rc = errmsg_set(&it->em, ERR_UNAVAILABLE, "cancelled");
     if (q->answered) {
-        sq_item_free(it);
+        scatter_q_item_free(it);
     } else if (it->rc == 0) {
         a->state = ASK_ANSWERED;
         if (j->merged)
-            sq_item_free(it);
+            scatter_q_item_free(it);
         else
-            sq_enqueue(q, it);
+            scatter_q_enqueue(q, it);
         if (j->finish) finished(q, status);
     } else if (it->fatal || scatter_error_is_final(it->rc)) {
         a->state = ASK_FAILED;
-        sq_fail(q, it->rc, &it->em);
-        sq_item_free(it);
+        scatter_q_fail(q, it->rc, &it->em);
+        scatter_q_item_free(it);
     } else {
-        sq_ask_failed(q, j->ask, it->em.text);
-        sq_item_free(it);
+        scatter_q_ask_failed(q, j->ask, it->em.text);
+        scatter_q_item_free(it);
     }
     free(j->ranges);
     free(j);
-    sq_progress(q);
-    sq_unref(q);
+    scatter_q_progress(q);
+    scatter_q_unref(q);
 }
 
-int sq_run_local(sq_t *q, size_t idx)
+int scatter_q_run_local(scatter_q_t *q, size_t idx)
 {
     const ask_t *a = &q->asks[idx];
     local_job_t *j = calloc(1, sizeof *j);
@@ -226,7 +226,7 @@ static int served_matches(const Flamedb__Cluster__PartialResult *pr, const ring_
 /* Decodes and checks an answer: a refusal from the node, or one for another
  * tenant or other ranges than asked, moves its ranges elsewhere (or decides
  * the query, for an error every node would give). */
-static const Flamedb__Cluster__PartialResult *checked_answer(sq_t *q, item_t *it,
+static const Flamedb__Cluster__PartialResult *checked_answer(scatter_q_t *q, item_t *it,
                                                              const ring_ranges_t *asked)
 {
     const char *node = it->msg.env->sender_id;
@@ -248,7 +248,7 @@ static const Flamedb__Cluster__PartialResult *checked_answer(sq_t *q, item_t *it
     return it->rc == 0 ? pr : NULL;
 }
 
-static void merge_remote(sq_t *q, item_t *it, const ring_ranges_t *asked)
+static void merge_remote(scatter_q_t *q, item_t *it, const ring_ranges_t *asked)
 {
     const Flamedb__Cluster__PartialResult *pr = checked_answer(q, it, asked);
     if (pr == NULL) return;
@@ -269,7 +269,7 @@ static void merge_remote(sq_t *q, item_t *it, const ring_ranges_t *asked)
 
 typedef struct merge_job {
     uv_work_t w;
-    sq_t *q;
+    scatter_q_t *q;
     item_t *items;
     ring_ranges_t *asked; /* per item, in order: the ranges its ask covers (borrowed) */
     int finish;           /* the last answers: the job also encodes the answer */
@@ -295,7 +295,7 @@ static void merge_work(uv_work_t *w)
 static void merge_done(uv_work_t *w, int status)
 {
     merge_job_t *j = w->data;
-    sq_t *q = j->q;
+    scatter_q_t *q = j->q;
     q->merging = 0;
     int ok = 1;
     while (j->items != NULL) {
@@ -307,10 +307,10 @@ static void merge_done(uv_work_t *w, int status)
         }
         ok &= it->rc == 0;
         if (it->rc != 0 && (it->fatal || scatter_error_is_final(it->rc)))
-            sq_fail(q, it->rc, &it->em);
+            scatter_q_fail(q, it->rc, &it->em);
         else if (it->rc != 0)
-            sq_ask_failed(q, it->ask, it->em.text);
-        sq_item_free(it);
+            scatter_q_ask_failed(q, it->ask, it->em.text);
+        scatter_q_item_free(it);
     }
     if (j->finish) {
         q->finishing = 0;
@@ -318,11 +318,11 @@ static void merge_done(uv_work_t *w, int status)
     }
     free(j->asked);
     free(j);
-    sq_progress(q);
-    sq_unref(q);
+    scatter_q_progress(q);
+    scatter_q_unref(q);
 }
 
-int sq_start_merge(sq_t *q)
+int scatter_q_start_merge(scatter_q_t *q)
 {
     merge_job_t *j = calloc(1, sizeof *j);
     size_t n = 0;
@@ -359,7 +359,7 @@ int sq_start_merge(sq_t *q)
 
 typedef struct finish_job {
     uv_work_t w;
-    sq_t *q;
+    scatter_q_t *q;
 } finish_job_t;
 
 static void finish_work(uv_work_t *w)
@@ -371,15 +371,15 @@ static void finish_work(uv_work_t *w)
 static void finish_done(uv_work_t *w, int status)
 {
     finish_job_t *j = w->data;
-    sq_t *q = j->q;
+    scatter_q_t *q = j->q;
     q->finishing = 0;
     finished(q, status);
-    sq_progress(q); /* answers q->rc when a failure came in meanwhile */
+    scatter_q_progress(q); /* answers q->rc when a failure came in meanwhile */
     free(j);
-    sq_unref(q);
+    scatter_q_unref(q);
 }
 
-int sq_start_finish(sq_t *q)
+int scatter_q_start_finish(scatter_q_t *q)
 {
     int rc = prepare_finish(q);
     if (rc != 0) return rc;
@@ -405,7 +405,7 @@ static int range_cmp(const void *a, const void *b)
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
-/* Sorts and joins touching ranges (the list of sq->missing may come in any
+/* Sorts and joins touching ranges (the list of q->missing may come in any
  * order from several plans). */
 static void coalesce(ring_ranges_t *r)
 {
@@ -422,7 +422,7 @@ static void coalesce(ring_ranges_t *r)
 }
 
 /* Nodes holding missing ranges that could not serve them. */
-static int missing_nodes(sq_t *q, uint8_t *mark)
+static int missing_nodes(scatter_q_t *q, uint8_t *mark)
 {
     const cluster_view_t *v = q->view;
     uint32_t count = ring_range_count(v->ring);
@@ -442,7 +442,7 @@ static int missing_nodes(sq_t *q, uint8_t *mark)
 
 #define MISSING_LISTED 64
 
-static int missing_json(sq_t *q, const uint8_t *mark, double share, buf_t *j)
+static int missing_json(scatter_q_t *q, const uint8_t *mark, double share, buf_t *j)
 {
     int rc = buf_append_str(j, "\"partial\":true,\"missing\":[");
     for (size_t i = 0; rc == 0 && i < q->missing.n && i < MISSING_LISTED; i++)
@@ -463,7 +463,7 @@ static int missing_json(sq_t *q, const uint8_t *mark, double share, buf_t *j)
     return rc != 0 ? rc : buf_append_byte(j, ']');
 }
 
-static void missing_header(sq_t *q, const uint8_t *mark, double share, char *h, size_t hn)
+static void missing_header(scatter_q_t *q, const uint8_t *mark, double share, char *h, size_t hn)
 {
     size_t len = (size_t)snprintf(h, hn, "ranges=%zu; share=%.4f; nodes=", q->missing.n, share);
     int first = 1;
@@ -480,7 +480,7 @@ static void missing_header(sq_t *q, const uint8_t *mark, double share, char *h, 
     if (first && len < hn) snprintf(h + len, hn - len, "-");
 }
 
-int sq_describe_missing(sq_t *q, char *header, size_t header_len, char **json)
+int scatter_q_describe_missing(scatter_q_t *q, char *header, size_t header_len, char **json)
 {
     coalesce(&q->missing);
     double share = 0;
