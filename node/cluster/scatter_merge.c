@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/assert.h"
 #include "common/log.h"
 #include "node/cluster/scatter_int.h"
 
@@ -117,7 +118,10 @@ static void local_done(uv_work_t *w, int status)
     if (j->finish) q->finishing = 0;
     a->holds_gather = 0;
     if (status != 0 && it->rc == 0) it->rc = errmsg_set(&it->em, ERR_UNAVAILABLE, "cancelled");
-    if (q->answered) {
+    /* the timer never abandons an ask whose job holds the gather: its data
+     * must not be merged and counted missing at once */
+    ASSERT_DEBUG(!j->merged || q->answered || a->state == ASK_WAITING);
+    if (q->answered || a->state != ASK_WAITING) {
         scatter_q_item_free(it);
     } else if (it->rc == 0) {
         a->state = ASK_ANSWERED;
