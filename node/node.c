@@ -46,13 +46,6 @@ static void on_drained(void *arg)
     uv_close((uv_handle_t *)&n->stop_async, NULL);
 }
 
-static int64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* The cluster view (a cluster of one without --cluster-listen) and, in a
  * cluster, the transport and gossip. */
 static int open_cluster(node_t *n, errmsg_t *em)
@@ -94,7 +87,8 @@ int node_new(const node_config_t *cfg, node_t **out, errmsg_t *em)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
     n->cfg = *cfg;
     node_config_fix_pointers(&n->cfg);
-    n->start_ns = wall_ns();
+    n->clock = clock_real();
+    n->start_ns = clock_wall_ns(&n->clock);
     n->port = -1;
     if (uv_loop_init(&n->loop) != 0) {
         free(n);

@@ -4,6 +4,7 @@
 
 #include <uv.h>
 
+#include "common/clock.h"
 #include "node/cluster.h"
 #include "node/http_server.h"
 #include "node/metrics.h"
@@ -26,7 +27,8 @@ struct node {
     int ready;    /* storage open and listener up, not stopping */
     int stopping;
     int port;
-    int64_t start_ns; /* wall clock at start */
+    clock_source_t clock; /* "now" for queries, defaults and uptime (real; tests may swap it) */
+    int64_t start_ns;     /* wall clock at start */
 };
 
 /* The HTTP handler and observer of the node (routes.c). */

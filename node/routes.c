@@ -89,13 +89,6 @@ struct job {
     int ready;
 };
 
-static int64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* ---------- tenants ---------- */
 
 static int tenant_char_ok(unsigned char ch)
@@ -183,7 +176,7 @@ static job_t *job_start(node_t *n, http_exchange_t *ex, const http_request_t *r,
     j->req = r;
     j->kind = kind;
     j->work.data = j;
-    j->now_ns = wall_ns();
+    j->now_ns = clock_wall_ns(&n->clock);
     snprintf(j->tenant, sizeof j->tenant, "%s", tenant ? tenant : "");
     query_result_init(&j->result);
     if (kind->prepare)
@@ -499,7 +492,7 @@ static void start_query(node_t *n, http_exchange_t *ex, const http_request_t *r,
     *q = (query_req_t){.node = n, .ex = ex};
     query_params_t p = {0};
     query_params_of(r, &p);
-    scatter_query(n->scatter, kind, tenant, &p, wall_ns() / 1000000, query_answered, q);
+    scatter_query(n->scatter, kind, tenant, &p, clock_wall_ms(&n->clock), query_answered, q);
 }
 
 static void route_render(node_t *n, http_exchange_t *ex, const http_request_t *r)

@@ -96,13 +96,6 @@ static int account(struct storage_hints *h, const char *id, size_t idlen, int64_
     return 0;
 }
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* Rebuilds the table from the column family; seqs continue above the
  * largest one found. */
 static int rebuild(storage_t *s, struct storage_hints *h)
@@ -170,7 +163,7 @@ int storage_hint_put(storage_t *s, const char *target, const uint8_t *rec, size_
                           target, (unsigned long long)have, len,
                           (unsigned long long)max_target_bytes);
     }
-    uint64_t t = now_us();
+    uint64_t t = (uint64_t)(clock_wall_ns(&s->clock) / 1000);
     uint64_t q = t > h->last_seq ? t : h->last_seq + 1;
     skey_t k;
     hint_key(&k, target, q);

@@ -88,22 +88,14 @@ int storage_check_tenant(const char *tenant, errmsg_t *em)
     return 0;
 }
 
-static int64_t wall_clock(void *ctx)
+void storage_set_clock(storage_t *s, const clock_source_t *c)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec;
-}
-
-void storage_set_clock(storage_t *s, storage_clock_fn fn, void *ctx)
-{
-    s->clock = fn != NULL ? fn : wall_clock;
-    s->clock_ctx = fn != NULL ? ctx : NULL;
+    s->clock = c != NULL ? *c : clock_real();
 }
 
 int64_t storage_now(const storage_t *s)
 {
-    return s->clock(s->clock_ctx);
+    return clock_wall_s(&s->clock);
 }
 
 uint64_t storage_mix64(uint64_t x)
@@ -285,7 +277,7 @@ static storage_t *storage_alloc(const storage_options_t *o)
     if (s == NULL) return NULL;
     s->opts = *o;
     s->path = strdup(o->path);
-    storage_set_clock(s, NULL, NULL);
+    storage_set_clock(s, NULL);
     for (int i = 0; i < STORAGE_STRIPES; i++)
         pthread_mutex_init(&s->stripes[i], NULL);
     s->cache = rocksdb_cache_create_lru(o->block_cache_bytes);
