@@ -61,7 +61,7 @@ struct nodetab {
     int refs;  /* guarded by the cache mutex */
     int valid; /* 0: dropped from the cache, freed at the last release */
     size_t cached_bytes;         /* what the cache accounts for it */
-    struct nodetab *next, *prev; /* LRU list, most recent first */
+    list_node_t lru;             /* in the cache's LRU list, most recent first */
     struct nodetab *hnext;       /* hash chain */
 };
 
@@ -287,6 +287,7 @@ int nodetab_cache_init(storage_t *s, size_t max_bytes)
 {
     nodetab_cache_t *c = &s->nodetabs;
     memset(c, 0, sizeof *c);
+    list_init(&c->lru);
     c->max_bytes = max_bytes;
     c->buckets = calloc(NODETAB_BUCKETS, sizeof *c->buckets);
     if (c->buckets == NULL) return ERR_NOMEM;
@@ -296,30 +297,13 @@ int nodetab_cache_init(storage_t *s, size_t max_bytes)
 void nodetab_cache_free(storage_t *s)
 {
     nodetab_cache_t *c = &s->nodetabs;
-    for (nodetab_t *t = c->head, *n; t != NULL; t = n) {
-        n = t->next;
+    while (c->lru.head.next != NULL && !list_empty(&c->lru)) { /* NULL: never initialised */
+        nodetab_t *t = LIST_ENTRY(list_first(&c->lru), nodetab_t, lru);
+        list_remove(&t->lru);
         tab_free(t);
     }
     free(c->buckets);
     memset(c, 0, sizeof *c);
-}
-
-static void lru_unlink(nodetab_cache_t *c, nodetab_t *t)
-{
-    if (t->prev) t->prev->next = t->next;
-    else c->head = t->next;
-    if (t->next) t->next->prev = t->prev;
-    else c->tail = t->prev;
-    t->next = t->prev = NULL;
-}
-
-static void lru_push_front(nodetab_cache_t *c, nodetab_t *t)
-{
-    t->prev = NULL;
-    t->next = c->head;
-    if (c->head) c->head->prev = t;
-    c->head = t;
-    if (c->tail == NULL) c->tail = t;
 }
 
 /* Removes a valid table from the hash and the LRU list. Cache mutex held. */
@@ -329,7 +313,7 @@ static void drop(nodetab_cache_t *c, nodetab_t *t)
     while (*pp != NULL && *pp != t)
         pp = &(*pp)->hnext;
     if (*pp == t) *pp = t->hnext;
-    lru_unlink(c, t);
+    list_remove(&t->lru);
     c->bytes -= t->cached_bytes;
     t->valid = 0;
 }
@@ -337,8 +321,10 @@ static void drop(nodetab_cache_t *c, nodetab_t *t)
 /* Frees unreferenced tables from the cold end while over budget. Mutex held. */
 static void evict(nodetab_cache_t *c)
 {
-    for (nodetab_t *t = c->tail, *prev; t != NULL && c->bytes > c->max_bytes; t = prev) {
-        prev = t->prev;
+    nodetab_t *prev;
+    for (nodetab_t *t = LIST_ENTRY(list_last(&c->lru), nodetab_t, lru);
+         t != NULL && c->bytes > c->max_bytes; t = prev) {
+        prev = LIST_ENTRY(list_prev(&c->lru, &t->lru), nodetab_t, lru);
         if (t->refs == 0) {
             drop(c, t);
             tab_free(t);
@@ -368,11 +354,11 @@ int nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t 
         t->valid = 1;
         t->hnext = c->buckets[b];
         c->buckets[b] = t;
-        lru_push_front(c, t);
+        list_push_front(&c->lru, &t->lru);
         pthread_mutex_lock(&t->lock); /* others wait on it until loaded */
     } else {
-        lru_unlink(c, t);
-        lru_push_front(c, t);
+        list_remove(&t->lru);
+        list_push_front(&c->lru, &t->lru);
     }
     t->refs++;
     pthread_mutex_unlock(&c->mu);

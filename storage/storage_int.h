@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "common/clock.h"
+#include "common/list.h"
 
 #include "common/buf.h"
 #include "common/err.h"
@@ -120,7 +121,7 @@ typedef struct symcache {
 typedef struct nodetab_cache {
     pthread_mutex_t mu;
     nodetab_t **buckets;
-    nodetab_t *head, *tail; /* LRU: most recently used first */
+    list_t lru; /* nodetab_t.lru, most recently used first */
     size_t bytes, max_bytes;
 } nodetab_cache_t;
 
