@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/arena.h"
 #include "common/err.h"
 #include "common/hash.h"
 
@@ -19,57 +20,29 @@ typedef struct sym_entry {
     const char *file;
 } sym_entry_t;
 
-typedef struct arena_chunk {
-    struct arena_chunk *next;
-    size_t used, cap;
-    char data[];
-} arena_chunk_t;
-
 struct symtab {
     sym_entry_t *entries;
     size_t count, cap;
     uint32_t *slots; /* entry index + 1; 0 = empty */
     size_t nslots;   /* power of two */
-    arena_chunk_t *arena;
+    arena_t strings; /* names and files, packed */
 };
 
 symtab_t *symtab_new(void)
 {
-    return calloc(1, sizeof(symtab_t));
+    symtab_t *s = calloc(1, sizeof(symtab_t));
+    if (s != NULL) arena_init(&s->strings, ARENA_CHUNK, ARENA_UNLIMITED);
+    return s;
 }
 
 void symtab_free(symtab_t *s)
 {
     if (s == NULL)
         return;
-    for (arena_chunk_t *c = s->arena, *n; c != NULL; c = n) {
-        n = c->next;
-        free(c);
-    }
+    arena_free(&s->strings);
     free(s->entries);
     free(s->slots);
     free(s);
-}
-
-static char *arena_dup(symtab_t *s, const char *p, size_t n)
-{
-    arena_chunk_t *c = s->arena;
-    if (c == NULL || c->cap - c->used < n + 1) {
-        size_t cap = n + 1 > ARENA_CHUNK ? n + 1 : ARENA_CHUNK;
-        c = malloc(sizeof *c + cap);
-        if (c == NULL)
-            return NULL;
-        c->used = 0;
-        c->cap = cap;
-        c->next = s->arena;
-        s->arena = c;
-    }
-    char *d = c->data + c->used;
-    if (n > 0)
-        memcpy(d, p, n);
-    d[n] = 0;
-    c->used += n + 1;
-    return d;
 }
 
 static size_t slot_of(const symtab_t *s, uint64_t id)
@@ -117,8 +90,8 @@ int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, cons
     }
     sym_entry_t *e = &s->entries[s->count];
     e->id = id;
-    e->name = arena_dup(s, name, name_len);
-    e->file = arena_dup(s, file != NULL ? file : "", file != NULL ? file_len : 0);
+    e->name = arena_strndup(&s->strings, name, name_len);
+    e->file = arena_strndup(&s->strings, file, file != NULL ? file_len : 0);
     if (e->name == NULL || e->file == NULL)
         return ERR_NOMEM;
     s->count++;

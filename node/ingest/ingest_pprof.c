@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/arena.h"
 #include "common/hash.h"
 #include "common/proto/pprof.pb-c.h"
 #include "node/ingest/ingest_int.h"
@@ -49,58 +50,19 @@ typedef Perftools__Profiles__Location pb_location_t;
 #define MAX_SPAN_LABELS 8
 #define PATH_MAX_NAME 256 /* an address frame: basename (<= 200) + offset */
 
-/* ---- arena allocator for protobuf-c ---- */
+/* ---- protobuf-c allocates from a bounded arena ---- */
 
-typedef struct chunk {
-    struct chunk *next;
-    size_t cap, used;
-    max_align_t data[];
-} chunk_t;
+#define PB_ARENA_CHUNK (1u << 20)
 
-typedef struct arena {
-    chunk_t *head;
-    size_t total, max;
-    bool over;
-} arena_t;
-
-static void *arena_alloc(void *ud, size_t n)
+static void *pb_alloc(void *ud, size_t n)
 {
-    arena_t *a = ud;
-    n = (n + 15) & ~(size_t)15;
-    chunk_t *c = a->head;
-    if (c == NULL || c->cap - c->used < n) {
-        size_t cap = n > (1u << 20) ? n : (1u << 20);
-        if (a->total + cap > a->max) {
-            a->over = true;
-            return NULL;
-        }
-        c = malloc(sizeof *c + cap);
-        if (c == NULL)
-            return NULL;
-        c->cap = cap;
-        c->used = 0;
-        c->next = a->head;
-        a->head = c;
-        a->total += cap;
-    }
-    void *p = (char *)c->data + c->used;
-    c->used += n;
-    return p;
+    return arena_alloc(ud, n);
 }
 
-static void arena_free_nop(void *ud, void *p)
+static void pb_free_nop(void *ud, void *p)
 {
     (void)ud;
     (void)p;
-}
-
-static void arena_release(arena_t *a)
-{
-    for (chunk_t *c = a->head, *n; c != NULL; c = n) {
-        n = c->next;
-        free(c);
-    }
-    a->head = NULL;
 }
 
 /* ---- conversion state ---- */
@@ -658,11 +620,12 @@ static void conv_free(conv_t *c)
 
 int ingest_pprof(const uint8_t *data, size_t len, pprof_ctx_t *ctx, errmsg_t *em)
 {
-    arena_t a = {.max = ctx->lim->max_decoded_bytes};
-    ProtobufCAllocator alloc = {arena_alloc, arena_free_nop, &a};
+    arena_t a;
+    arena_init(&a, PB_ARENA_CHUNK, ctx->lim->max_decoded_bytes);
+    ProtobufCAllocator alloc = {pb_alloc, pb_free_nop, &a};
     pb_profile_t *p = perftools__profiles__profile__unpack(&alloc, len, data);
     if (p == NULL) {
-        arena_release(&a);
+        arena_free(&a);
         if (a.over)
             return errmsg_set(em, ERR_TOO_LARGE,
                               "decoding the pprof needs more than %zu bytes (max_decoded_bytes)",
@@ -676,6 +639,6 @@ int ingest_pprof(const uint8_t *data, size_t len, pprof_ctx_t *ctx, errmsg_t *em
     /* Pyroscope's fixTime: a time_nanos in 1970 is a unit mistake (us); ignore it. */
     ctx->time_ns = p->time_nanos >= 31536000LL * 1000000000LL ? p->time_nanos : 0;
     conv_free(&c);
-    arena_release(&a);
+    arena_free(&a);
     return rc;
 }
