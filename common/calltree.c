@@ -12,6 +12,7 @@
 
 #include "common/err.h"
 #include "common/hash.h"
+#include "common/u64map.h"
 #include "common/varint.h"
 
 typedef struct ct_node {
@@ -227,29 +228,14 @@ int calltree_merge(calltree_t *dst, const calltree_t *src)
     return rc;
 }
 
-/* Dictionary used while encoding: symbol -> index, open addressing. */
-typedef struct sym_dict {
-    uint64_t *keys;
-    uint32_t *vals; /* index + 1; 0 = empty */
-    size_t nslots;
-    uint32_t count;
-} sym_dict_t;
-
-static uint32_t dict_index(sym_dict_t *d, uint64_t sym, int *added)
+/* The symbol dictionary while encoding: symbol -> index in first-use order.
+ * Presized for every node, so it never grows. Returns the index and sets
+ * *added (or returns an error, only if presizing failed). */
+static int dict_index(u64map_t *d, uint64_t sym, int *added, uint32_t *idx)
 {
-    size_t mask = d->nslots - 1;
-    size_t s = (size_t)(sym * 0x9e3779b97f4a7c15ULL >> 20) & mask;
-    while (d->vals[s] != 0) {
-        if (d->keys[s] == sym) {
-            *added = 0;
-            return d->vals[s] - 1;
-        }
-        s = (s + 1) & mask;
-    }
-    d->keys[s] = sym;
-    d->vals[s] = ++d->count;
-    *added = 1;
-    return d->count - 1;
+    int rc = u64map_get_or_put(d, sym, (uint32_t)d->len, idx);
+    *added = rc == 1;
+    return rc < 0 ? rc : ERR_OK;
 }
 
 /* Preorder traversal: calls visit(ctx, node, depth) for every non-root node. */
@@ -277,7 +263,7 @@ static int preorder(const calltree_t *t, int (*visit)(void *, uint32_t, uint32_t
 
 typedef struct encode_ctx {
     const calltree_t *t;
-    sym_dict_t dict;
+    u64map_t dict;
     buf_t *syms;  /* dictionary, LE u64 */
     buf_t *body;  /* node records */
 } encode_ctx_t;
@@ -287,7 +273,10 @@ static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
     encode_ctx_t *c = vctx;
     const ct_node_t *n = &c->t->nodes[node];
     int added;
-    uint32_t idx = dict_index(&c->dict, n->sym, &added);
+    uint32_t idx;
+    int rc0 = dict_index(&c->dict, n->sym, &added, &idx);
+    if (rc0 != ERR_OK)
+        return rc0;
     uint8_t tmp[30];
     size_t len = 0;
     if (added) {
@@ -312,18 +301,13 @@ int calltree_encode(const calltree_t *t, buf_t *out)
     buf_init(&body, BUF_UNLIMITED);
     c.syms = &syms;
     c.body = &body;
-    c.dict.nslots = 16;
-    while (c.dict.nslots < t->count * 2)
-        c.dict.nslots *= 2;
-    c.dict.keys = malloc(c.dict.nslots * sizeof *c.dict.keys);
-    c.dict.vals = calloc(c.dict.nslots, sizeof *c.dict.vals);
-    int rc = (c.dict.keys && c.dict.vals) ? ERR_OK : ERR_NOMEM;
+    int rc = u64map_init(&c.dict, t->count);
     if (rc == ERR_OK)
         rc = preorder(t, encode_visit, &c);
     if (rc == ERR_OK)
         rc = buf_append_byte(out, CALLTREE_VERSION);
     if (rc == ERR_OK)
-        rc = buf_append_uvarint(out, c.dict.count);
+        rc = buf_append_uvarint(out, c.dict.len);
     if (rc == ERR_OK)
         rc = buf_append(out, syms.data, syms.len);
     if (rc == ERR_OK)
@@ -332,8 +316,7 @@ int calltree_encode(const calltree_t *t, buf_t *out)
         rc = buf_append_uvarint(out, t->count - 1);
     if (rc == ERR_OK)
         rc = buf_append(out, body.data, body.len);
-    free(c.dict.keys);
-    free(c.dict.vals);
+    u64map_free(&c.dict);
     buf_free(&syms);
     buf_free(&body);
     return rc;
@@ -512,19 +495,15 @@ int64_t calltree_root_total(const calltree_t *t)
 
 int calltree_for_each_symbol(const calltree_t *t, int (*fn)(void *ctx, uint64_t sym), void *ctx)
 {
-    sym_dict_t d = {.nslots = 16};
-    while (d.nslots < t->count * 2)
-        d.nslots *= 2;
-    d.keys = malloc(d.nslots * sizeof *d.keys);
-    d.vals = calloc(d.nslots, sizeof *d.vals);
-    int rc = (d.keys && d.vals) ? ERR_OK : ERR_NOMEM;
+    u64map_t d;
+    int rc = u64map_init(&d, t->count);
     for (size_t i = 1; i < t->count && rc == ERR_OK; i++) {
         int added;
-        dict_index(&d, t->nodes[i].sym, &added);
-        if (added)
+        uint32_t idx;
+        rc = dict_index(&d, t->nodes[i].sym, &added, &idx);
+        if (rc == ERR_OK && added)
             rc = fn(ctx, t->nodes[i].sym);
     }
-    free(d.keys);
-    free(d.vals);
+    u64map_free(&d);
     return rc;
 }

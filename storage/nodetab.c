@@ -23,16 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "common/u64map.h"
 #include "common/varint.h"
 #include "storage/storage_int.h"
-
-/* Symbol dictionary slot: symbol id -> ordinal + 1 (0 = empty). */
-typedef struct sd_slot {
-    uint64_t sym;
-    uint32_t ord1;
-} sd_slot_t;
 
 /* A hash slot carries its key, so a lookup touches one cache line. */
 typedef struct nt_slot {
@@ -55,8 +51,7 @@ struct nodetab {
     uint64_t *ord_sym;   /* ordinal -> symbol id */
     uint32_t *ord_first; /* ordinal -> first node id using it */
     uint32_t nsyms, sym_cap;
-    sd_slot_t *sym_slots; /* symbol id -> ordinal + 1 */
-    size_t nsym_slots;
+    u64map_t sym_index; /* symbol id -> ordinal */
     size_t nslots;
     int refs;  /* guarded by the cache mutex */
     int valid; /* 0: dropped from the cache, freed at the last release */
@@ -70,63 +65,34 @@ static size_t tab_bytes(const nodetab_t *t)
     return sizeof *t + t->cap * (sizeof *t->parent + sizeof *t->sym) +
            t->nslots * sizeof *t->slots +
            t->sym_cap * (sizeof *t->ord_sym + sizeof *t->ord_first) +
-           t->nsym_slots * sizeof *t->sym_slots;
-}
-
-static size_t sym_slot_of(uint64_t sym, size_t nslots)
-{
-    return (size_t)((sym * 0x9e3779b97f4a7c15ULL) >> 23) & (nslots - 1);
+           u64map_bytes(&t->sym_index);
 }
 
 /* Ordinal of sym in the table's dictionary, or UINT32_MAX. */
 static uint32_t sym_ordinal(const nodetab_t *t, uint64_t sym)
 {
-    if (t->nsym_slots == 0) return UINT32_MAX;
-    for (size_t i = sym_slot_of(sym, t->nsym_slots); t->sym_slots[i].ord1 != 0;
-         i = (i + 1) & (t->nsym_slots - 1))
-        if (t->sym_slots[i].sym == sym) return t->sym_slots[i].ord1 - 1;
-    return UINT32_MAX;
+    uint32_t o;
+    return u64map_get(&t->sym_index, sym, &o) ? o : UINT32_MAX;
 }
 
 /* Makes room for one more dictionary symbol (before anything changes). */
 static int sym_reserve(nodetab_t *t)
 {
-    if (t->nsyms == t->sym_cap) {
-        uint32_t cap = t->sym_cap ? t->sym_cap * 2 : 256;
-        uint64_t *s = realloc(t->ord_sym, cap * sizeof *s);
-        if (s == NULL) return ERR_NOMEM;
-        t->ord_sym = s;
-        uint32_t *f = realloc(t->ord_first, cap * sizeof *f);
-        if (f == NULL) return ERR_NOMEM;
-        t->ord_first = f;
-        t->sym_cap = cap;
-    }
-    if ((size_t)(t->nsyms + 1) * 2 > t->nsym_slots) {
-        size_t n = t->nsym_slots ? t->nsym_slots * 2 : 512;
-        sd_slot_t *slots = calloc(n, sizeof *slots);
-        if (slots == NULL) return ERR_NOMEM;
-        for (uint32_t o = 0; o < t->nsyms; o++) {
-            size_t i = sym_slot_of(t->ord_sym[o], n);
-            while (slots[i].ord1 != 0)
-                i = (i + 1) & (n - 1);
-            slots[i] = (sd_slot_t){t->ord_sym[o], o + 1};
-        }
-        free(t->sym_slots);
-        t->sym_slots = slots;
-        t->nsym_slots = n;
-    }
-    return 0;
+    size_t need = (size_t)t->nsyms + 1, c1 = t->sym_cap, c2 = t->sym_cap;
+    if (GROW_FROM(t->ord_sym, c1, need, UINT32_MAX - 1, 256) != 0 ||
+        GROW_FROM(t->ord_first, c2, need, UINT32_MAX - 1, 256) != 0)
+        return ERR_NOMEM;
+    t->sym_cap = (uint32_t)c1;
+    return u64map_reserve(&t->sym_index, need);
 }
 
+/* Cannot fail after sym_reserve. */
 static void sym_add(nodetab_t *t, uint64_t sym, uint32_t first_id)
 {
     uint32_t o = t->nsyms++;
     t->ord_sym[o] = sym;
     t->ord_first[o] = first_id;
-    size_t i = sym_slot_of(sym, t->nsym_slots);
-    while (t->sym_slots[i].ord1 != 0)
-        i = (i + 1) & (t->nsym_slots - 1);
-    t->sym_slots[i] = (sd_slot_t){sym, o + 1};
+    (void)u64map_put(&t->sym_index, sym, o);
 }
 
 static size_t slot_of(const nodetab_t *t, uint32_t parent, uint64_t sym)
@@ -190,7 +156,7 @@ static void tab_free(nodetab_t *t)
     free(t->slots);
     free(t->ord_sym);
     free(t->ord_first);
-    free(t->sym_slots);
+    u64map_free(&t->sym_index);
     free(t);
 }
 
@@ -382,7 +348,7 @@ void nodetab_release(storage_t *s, nodetab_t *t, int failed)
         /* ids assigned since the last commit may not be durable: forget them */
         t->count = t->committed = t->nsyms = 0;
         if (t->nslots) memset(t->slots, 0, t->nslots * sizeof *t->slots);
-        if (t->nsym_slots) memset(t->sym_slots, 0, t->nsym_slots * sizeof *t->sym_slots);
+        u64map_clear(&t->sym_index);
     } else {
         t->committed = t->count;
     }

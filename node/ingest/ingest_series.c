@@ -3,7 +3,7 @@
  * A series is identified by its canonical labels (labels_hash), so two label
  * groups that spell the same set (for example through duplicate pprof strings)
  * land in one series. Each series owns its call tree and the span/trace trees
- * of its samples. Also holds the small u64 -> u32 hash map the parsers use.
+ * of its samples.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,86 +11,6 @@
 #include "common/hash.h"
 #include "node/ingest/ingest_int.h"
 #include "ring/ring.h"
-
-/* ---- u64map ---- */
-
-static size_t mix(uint64_t k)
-{
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    return (size_t)k;
-}
-
-int u64map_init(u64map_t *m, size_t expected)
-{
-    size_t cap = 16;
-    while (cap < expected * 2)
-        cap <<= 1;
-    m->keys = malloc(cap * sizeof *m->keys);
-    m->vals = malloc(cap * sizeof *m->vals);
-    if (m->keys == NULL || m->vals == NULL) {
-        free(m->keys);
-        free(m->vals);
-        m->keys = NULL;
-        m->vals = NULL;
-        return ERR_NOMEM;
-    }
-    memset(m->vals, 0xff, cap * sizeof *m->vals);
-    m->cap = cap;
-    m->len = 0;
-    return 0;
-}
-
-void u64map_free(u64map_t *m)
-{
-    free(m->keys);
-    free(m->vals);
-    memset(m, 0, sizeof *m);
-}
-
-int u64map_get(const u64map_t *m, uint64_t key, uint32_t *val)
-{
-    if (m->cap == 0)
-        return 0;
-    size_t mask = m->cap - 1;
-    for (size_t i = mix(key) & mask;; i = (i + 1) & mask) {
-        if (m->vals[i] == UINT32_MAX)
-            return 0;
-        if (m->keys[i] == key) {
-            *val = m->vals[i];
-            return 1;
-        }
-    }
-}
-
-static void put_nogrow(u64map_t *m, uint64_t key, uint32_t val)
-{
-    size_t mask = m->cap - 1;
-    size_t i = mix(key) & mask;
-    while (m->vals[i] != UINT32_MAX)
-        i = (i + 1) & mask;
-    m->keys[i] = key;
-    m->vals[i] = val;
-    m->len++;
-}
-
-int u64map_put(u64map_t *m, uint64_t key, uint32_t val)
-{
-    if (m->cap == 0 || (m->len + 1) * 2 > m->cap) {
-        u64map_t n;
-        int rc = u64map_init(&n, m->len + 1 > 8 ? (m->len + 1) * 2 : 16);
-        if (rc < 0)
-            return rc;
-        for (size_t i = 0; i < m->cap; i++)
-            if (m->vals[i] != UINT32_MAX)
-                put_nogrow(&n, m->keys[i], m->vals[i]);
-        u64map_free(m);
-        *m = n;
-    }
-    put_nogrow(m, key, val);
-    return 0;
-}
 
 /* ---- series ---- */
 
