@@ -960,3 +960,32 @@ const char *http_request_param(const http_request_t *r, const char *name)
             return r->params[i].value;
     return NULL;
 }
+
+void http_server_stats_register(metrics_registry_t *r, const http_server_stats_t *st)
+{
+#define HTTP_DEF(field, type, name, help) {name, help, type, offsetof(http_server_stats_t, field)}
+    static const metrics_u64_def_t defs[] = {
+        HTTP_DEF(connections_open, METRICS_GAUGE, "flamedb_http_connections_open",
+                 "Open HTTP connections."),
+        HTTP_DEF(connections_accepted, METRICS_COUNTER, "flamedb_http_connections_accepted_total",
+                 "Accepted connections."),
+        HTTP_DEF(connections_rejected, METRICS_COUNTER, "flamedb_http_connections_rejected_total",
+                 "Connections refused over max-connections."),
+        HTTP_DEF(requests_in_flight, METRICS_GAUGE, "flamedb_http_requests_in_flight",
+                 "Requests being handled (decoding, storing, querying)."),
+        HTTP_DEF(buffered_bytes, METRICS_GAUGE, "flamedb_http_buffered_body_bytes",
+                 "Request body bytes held in memory (bounded by max-buffered-bytes)."),
+        HTTP_DEF(protocol_errors, METRICS_COUNTER, "flamedb_http_protocol_errors_total",
+                 "Malformed HTTP requests."),
+        HTTP_DEF(too_large, METRICS_COUNTER, "flamedb_http_too_large_total",
+                 "Requests refused with 413 or 431."),
+        HTTP_DEF(busy, METRICS_COUNTER, "flamedb_http_busy_total",
+                 "Requests refused with 503 because max-buffered-bytes was reached."),
+        HTTP_DEF(timeouts, METRICS_COUNTER, "flamedb_http_timeouts_total",
+                 "Requests not received, or responses not read, within request-timeout."),
+        HTTP_DEF(idle_closed, METRICS_COUNTER, "flamedb_http_idle_closed_total",
+                 "Keep-alive connections closed after idle-timeout."),
+    };
+#undef HTTP_DEF
+    metrics_add_u64_array(r, defs, sizeof defs / sizeof defs[0], st);
+}

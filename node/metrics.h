@@ -1,5 +1,5 @@
-/* metrics.h — the node's counters and their Prometheus text rendering
- * (internal to node/).
+/* metrics.h — the node's counters and their place on the metrics registry
+ * (common/metrics.h, which renders the Prometheus text format; internal to node/).
  *
  * Owns: request counts by route and status, request duration histograms by
  * route, ingest counters, error counts by error code. Counters are plain
@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "common/metrics.h"
 #include "node/http_server.h"
 #include "storage/storage.h"
 
@@ -70,7 +71,21 @@ void metrics_observe(metrics_t *m, int route, int status, uint64_t duration_ms);
 /* Counts one failed request by its error code (ERR_*). */
 void metrics_error(metrics_t *m, int err);
 
-/* Prometheus text format 0.0.4. route_names[i] names route i (i < nroutes). */
+/* What /metrics shows of the node: a snapshot of its counters, the route
+ * names (route_names[i] names route i, i < nroutes) and the extra facts. */
+typedef struct metrics_view {
+    const metrics_t *m;
+    const char *const *route_names;
+    size_t nroutes;
+    const metrics_extra_t *x;
+} metrics_view_t;
+
+/* Registers the node's metrics (requests, durations, errors, ingest and query
+ * counters, HTTP server, storage, process) on r; v and everything it points
+ * to are borrowed until r is rendered. Other subsystems register after it. */
+int metrics_register(metrics_registry_t *r, const metrics_view_t *v);
+/* Prometheus text format 0.0.4 of the node's metrics alone (one registry,
+ * rendered and freed). */
 int metrics_render(const metrics_t *m, const char *const *route_names, size_t nroutes,
                    const metrics_extra_t *x, buf_t *out);
 

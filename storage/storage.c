@@ -441,3 +441,26 @@ int storage_checkpoint(storage_t *s, const char *dir, errmsg_t *em)
     rocksdb_checkpoint_object_destroy(cp);
     return rc;
 }
+
+void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
+{
+    static const metrics_u64_def_t defs[] = {
+        {"flamedb_storage_disk_bytes", "Bytes on disk of the node's database (SST files and WAL).",
+         METRICS_GAUGE, offsetof(storage_stats_t, disk_bytes)},
+        {"flamedb_storage_memtable_bytes", "Bytes in RocksDB memtables.", METRICS_GAUGE,
+         offsetof(storage_stats_t, memtable_bytes)},
+        {"flamedb_storage_block_cache_bytes", "Bytes in the RocksDB block cache.", METRICS_GAUGE,
+         offsetof(storage_stats_t, block_cache_bytes)},
+        METRICS_U64_DEF(storage_stats_t, series_written, "flamedb_storage_series_written_total",
+                        "Series writes committed by storage."),
+        METRICS_U64_DEF(storage_stats_t, duplicate_series, "flamedb_storage_duplicate_series_total",
+                        "Series writes skipped because (series, profile id) was already stored."),
+        METRICS_U64_DEF(storage_stats_t, corrupt_operands, "flamedb_storage_corrupt_operands_total",
+                        "Merge operands skipped because they did not decode."),
+        METRICS_U64_DEF(storage_stats_t, expired_windows, "flamedb_storage_expired_windows_total",
+                        "Block and total windows dropped by retention."),
+        METRICS_U64_DEF(storage_stats_t, expired_seen, "flamedb_storage_expired_seen_total",
+                        "Profile ids forgotten after seen-retention."),
+    };
+    metrics_add_u64_array(r, defs, sizeof defs / sizeof defs[0], st);
+}
