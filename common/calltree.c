@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/grow.h"
 #include "common/hash.h"
 #include "common/u64map.h"
 #include "common/varint.h"
@@ -57,13 +58,7 @@ static size_t slot_hash(uint32_t parent, uint64_t sym, size_t mask)
 
 static int grow_nodes(calltree_t *t)
 {
-    size_t cap = t->cap ? t->cap * 2 : 64;
-    ct_node_t *n = realloc(t->nodes, cap * sizeof *n);
-    if (n == NULL)
-        return ERR_NOMEM;
-    t->nodes = n;
-    t->cap = cap;
-    return ERR_OK;
+    return GROW_FROM(t->nodes, t->cap, t->count + 1, GROW_UNLIMITED, 64);
 }
 
 static int grow_slots(calltree_t *t)

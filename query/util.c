@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/hash.h"
 #include "query/query_int.h"
 
@@ -39,16 +40,11 @@ static int strmap_grow(strmap_t *m)
 
 static int strmap_push(strmap_t *m, const char *s, size_t len)
 {
-    if (m->n == m->strs_cap) {
-        size_t c = m->strs_cap ? m->strs_cap * 2 : 64;
-        const char **strs = realloc(m->strs, c * sizeof *strs);
-        if (strs == NULL) return ERR_NOMEM;
-        m->strs = strs;
-        size_t *lens = realloc(m->lens, c * sizeof *lens);
-        if (lens == NULL) return ERR_NOMEM;
-        m->lens = lens;
-        m->strs_cap = c;
-    }
+    size_t c1 = m->strs_cap, c2 = m->strs_cap; /* parallel arrays: both grow alike */
+    if (GROW_FROM(m->strs, c1, m->n + 1, GROW_UNLIMITED, 64) != 0 ||
+        GROW_FROM(m->lens, c2, m->n + 1, GROW_UNLIMITED, 64) != 0)
+        return ERR_NOMEM;
+    m->strs_cap = c1;
     m->strs[m->n] = s;
     m->lens[m->n] = len;
     m->n++;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/grow.h"
 #include "common/log.h"
 #include "common/varint.h"
 #include "storage/storage_int.h"
@@ -74,13 +75,7 @@ static int account(struct storage_hints *h, const char *id, size_t idlen, int64_
     if (!found) {
         if (count <= 0) return 0;
         if (h->n >= STORAGE_HINT_TARGETS_MAX) return ERR_LIMIT;
-        if (h->n == h->cap) {
-            size_t cap = h->cap ? h->cap * 2 : 8;
-            struct hint_target *v = realloc(h->v, cap * sizeof *v);
-            if (v == NULL) return ERR_NOMEM;
-            h->v = v;
-            h->cap = cap;
-        }
+        if (GROW_FROM(h->v, h->cap, h->n + 1, GROW_UNLIMITED, 8) != 0) return ERR_NOMEM;
         memmove(&h->v[i + 1], &h->v[i], (h->n - i) * sizeof *h->v);
         h->n++;
         memset(&h->v[i], 0, sizeof h->v[i]);

@@ -126,16 +126,11 @@ static int tab_grow_slots(nodetab_t *t)
 static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym)
 {
     if (t->count >= STORAGE_MAX_STACK_NODES) return ERR_LIMIT;
-    if (t->count == t->cap) {
-        uint32_t cap = t->cap ? t->cap * 2 : 256;
-        uint32_t *p = realloc(t->parent, cap * sizeof *p);
-        if (p == NULL) return ERR_NOMEM;
-        t->parent = p;
-        uint64_t *s = realloc(t->sym, cap * sizeof *s);
-        if (s == NULL) return ERR_NOMEM;
-        t->sym = s;
-        t->cap = cap;
-    }
+    size_t c1 = t->cap, c2 = t->cap; /* parallel arrays: both grow alike */
+    if (GROW_FROM(t->parent, c1, (size_t)t->count + 1, UINT32_MAX, 256) != 0 ||
+        GROW_FROM(t->sym, c2, (size_t)t->count + 1, UINT32_MAX, 256) != 0)
+        return ERR_NOMEM;
+    t->cap = (uint32_t)c1;
     if ((size_t)(t->count + 1) * 2 > t->nslots && tab_grow_slots(t) != 0) return ERR_NOMEM;
     int new_sym = t->count > 0 && sym_ordinal(t, sym) == UINT32_MAX;
     if (new_sym && sym_reserve(t) != 0) return ERR_NOMEM;

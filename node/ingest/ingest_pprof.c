@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "common/arena.h"
+#include "common/grow.h"
 #include "common/hash.h"
 #include "common/proto/pprof.pb-c.h"
 #include "node/ingest/ingest_int.h"
@@ -115,21 +116,6 @@ static int str_at(conv_t *c, int64_t i, const char **s, size_t *n)
         *s = (const char *)c->p->string_table[i].data;
         *n = c->p->string_table[i].len;
     }
-    return 0;
-}
-
-static int grow(void **v, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : 64;
-    while (n < need)
-        n *= 2;
-    void *p = realloc(*v, n * elem);
-    if (p == NULL)
-        return ERR_NOMEM;
-    *v = p;
-    *cap = n;
     return 0;
 }
 
@@ -239,7 +225,7 @@ static int function_sym(conv_t *c, size_t fi, uint64_t *sym)
 
 static int push_frame(conv_t *c, uint64_t sym)
 {
-    if (grow((void **)&c->frames, &c->frames_cap, c->nframes + 1, sizeof *c->frames) < 0)
+    if (GROW_FROM(c->frames, c->frames_cap, c->nframes + 1, GROW_UNLIMITED, 64) < 0)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     c->frames[c->nframes++] = sym;
     return 0;
@@ -395,9 +381,9 @@ static int add_pair_label(conv_t *c, labels_t *l, int64_t k, int64_t v)
 /* Creates the series of a new group, one per sample type. */
 static int new_group(conv_t *c, const int64_t *pairs, size_t np, uint64_t key, uint32_t *gi)
 {
-    if (grow((void **)&c->groups, &c->groups_cap, c->ngroups + 1, sizeof *c->groups) < 0 ||
-        grow((void **)&c->pairs, &c->pairs_cap, c->npairs + 2 * np, sizeof *c->pairs) < 0 ||
-        grow((void **)&c->gseries, &c->gseries_cap, c->ngseries + c->ntypes, sizeof *c->gseries) < 0 ||
+    if (GROW_FROM(c->groups, c->groups_cap, c->ngroups + 1, GROW_UNLIMITED, 64) < 0 ||
+        GROW_FROM(c->pairs, c->pairs_cap, c->npairs + 2 * np, GROW_UNLIMITED, 64) < 0 ||
+        GROW_FROM(c->gseries, c->gseries_cap, c->ngseries + c->ntypes, GROW_UNLIMITED, 64) < 0 ||
         u64map_put(&c->group_map, key, (uint32_t)c->ngroups) < 0)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     group_t *g = &c->groups[c->ngroups];

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/hash.h"
 #include "node/ingest/ingest_int.h"
 #include "ring/ring.h"
@@ -78,15 +79,7 @@ int series_label_set(labels_t *l, const ingest_limits_t *lim, const char *k, siz
 
 static int grow_series(series_set_t *ss)
 {
-    if (ss->n < ss->cap)
-        return 0;
-    size_t cap = ss->cap ? ss->cap * 2 : 8;
-    ingest_series_t *v = realloc(ss->v, cap * sizeof *v);
-    if (v == NULL)
-        return ERR_NOMEM;
-    ss->v = v;
-    ss->cap = cap;
-    return 0;
+    return GROW_FROM(ss->v, ss->cap, ss->n + 1, GROW_UNLIMITED, 8) == 0 ? 0 : ERR_NOMEM;
 }
 
 int series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em)
@@ -140,18 +133,11 @@ static int path_reserve(path_cache_t *pc, size_t depth)
 {
     if (depth <= pc->cap)
         return 0;
-    size_t cap = pc->cap ? pc->cap * 2 : 64;
-    while (cap < depth)
-        cap *= 2;
-    uint64_t *s = realloc(pc->syms, cap * sizeof *s);
-    if (s != NULL)
-        pc->syms = s;
-    uint32_t *n = realloc(pc->nodes, cap * sizeof *n);
-    if (n != NULL)
-        pc->nodes = n;
-    if (s == NULL || n == NULL)
+    size_t c1 = pc->cap, c2 = pc->cap; /* parallel arrays: both grow alike */
+    if (GROW_FROM(pc->syms, c1, depth, GROW_UNLIMITED, 64) != 0 ||
+        GROW_FROM(pc->nodes, c2, depth, GROW_UNLIMITED, 64) != 0)
         return ERR_NOMEM;
-    pc->cap = cap;
+    pc->cap = c1;
     return 0;
 }
 
@@ -188,14 +174,8 @@ int series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
     u64map_t *m = &a->index[kind == STORAGE_SPAN_KIND_TRACE ? 1 : 0];
     uint32_t i;
     if (!u64map_get(m, id, &i)) {
-        if (a->n == a->cap) {
-            size_t cap = a->cap ? a->cap * 2 : 4;
-            storage_span_tree_t *nv = realloc(a->v, cap * sizeof *nv);
-            if (nv == NULL)
-                return errmsg_set(em, ERR_NOMEM, "out of memory");
-            a->v = nv;
-            a->cap = cap;
-        }
+        if (GROW_FROM(a->v, a->cap, a->n + 1, GROW_UNLIMITED, 4) != 0)
+            return errmsg_set(em, ERR_NOMEM, "out of memory");
         calltree_t *t = calltree_new(ss->lim->max_tree_nodes);
         if (t == NULL || u64map_put(m, id, (uint32_t)a->n) < 0) {
             calltree_free(t);
@@ -215,14 +195,8 @@ int series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
                           depth, ss->lim->max_stack_depth);
     if (depth <= ss->stack_cap)
         return 0;
-    size_t cap = ss->stack_cap ? ss->stack_cap : 64;
-    while (cap < depth)
-        cap *= 2;
-    uint64_t *s = realloc(ss->stack, cap * sizeof *s);
-    if (s == NULL)
+    if (GROW_FROM(ss->stack, ss->stack_cap, depth, GROW_UNLIMITED, 64) != 0)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
-    ss->stack = s;
-    ss->stack_cap = cap;
     return 0;
 }
 
