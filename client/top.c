@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "client/flamedb_int.h"
+#include "common/grow.h"
 #include "common/hash.h"
 
 typedef struct slot {
@@ -46,15 +47,11 @@ static int grow_slots(builder_t *b)
 static int add_row(builder_t *b, const char *name, size_t len, uint32_t *row)
 {
     flamedb__top_t *t = b->t;
-    if (t->count == b->cap) {
-        size_t ncap = b->cap ? b->cap * 2 : 256;
-        flamedb__top_row_t *rows = realloc(t->rows, ncap * sizeof *rows);
-        uint64_t *stamp = rows ? realloc(b->stamp, ncap * sizeof *stamp) : NULL;
-        if (rows != NULL) t->rows = rows;
-        if (stamp == NULL) return ERR_NOMEM;
-        b->stamp = stamp;
-        b->cap = ncap;
-    }
+    size_t c1 = b->cap, c2 = b->cap; /* parallel arrays: both grow alike */
+    if (GROW_FROM(t->rows, c1, t->count + 1, GROW_UNLIMITED, 256) != 0 ||
+        GROW_FROM(b->stamp, c2, t->count + 1, GROW_UNLIMITED, 256) != 0)
+        return ERR_NOMEM;
+    b->cap = c1;
     char *copy = strndup(name, len);
     if (copy == NULL) return ERR_NOMEM;
     t->rows[t->count] = (flamedb__top_row_t){copy, 0, 0};
