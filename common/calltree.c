@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/edgemap.h"
 #include "common/err.h"
 #include "common/grow.h"
 #include "common/hash.h"
@@ -25,19 +26,11 @@ typedef struct ct_node {
     uint32_t next_sibling;
 } ct_node_t;
 
-/* A hash slot carries its key, so a lookup touches one cache line. */
-typedef struct ct_slot {
-    uint64_t sym;
-    uint32_t parent;
-    uint32_t node; /* node index + 1; 0 = empty. The root is not in the table. */
-} ct_slot_t;
-
 struct calltree {
     ct_node_t *nodes;
     size_t count, cap;
     size_t max_nodes;
-    ct_slot_t *slots;
-    size_t nslots;   /* power of two, > 2 * count */
+    edgemap_t edges; /* (parent, sym) -> node; the root is not in it */
 };
 
 /* Values add with two's-complement wrap-around: exact for every sum that fits
@@ -50,33 +43,9 @@ static inline int64_t wadd(int64_t a, int64_t b)
 
 #define WADD(lhs, v) ((lhs) = wadd((lhs), (v)))
 
-static size_t slot_hash(uint32_t parent, uint64_t sym, size_t mask)
-{
-    uint64_t h = (sym ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
-    return (size_t)(h >> 29) & mask;
-}
-
 static int grow_nodes(calltree_t *t)
 {
     return GROW_FROM(t->nodes, t->cap, t->count + 1, GROW_UNLIMITED, 64);
-}
-
-static int grow_slots(calltree_t *t)
-{
-    size_t n = t->nslots ? t->nslots * 2 : 128;
-    ct_slot_t *slots = calloc(n, sizeof *slots);
-    if (slots == NULL)
-        return ERR_NOMEM;
-    for (size_t i = 1; i < t->count; i++) {
-        size_t s = slot_hash(t->nodes[i].parent, t->nodes[i].sym, n - 1);
-        while (slots[s].node != 0)
-            s = (s + 1) & (n - 1);
-        slots[s] = (ct_slot_t){t->nodes[i].sym, t->nodes[i].parent, (uint32_t)i + 1};
-    }
-    free(t->slots);
-    t->slots = slots;
-    t->nslots = n;
-    return ERR_OK;
 }
 
 int calltree_reserve(calltree_t *t, size_t nodes)
@@ -91,10 +60,7 @@ int calltree_reserve(calltree_t *t, size_t nodes)
         t->nodes = n;
         t->cap = want;
     }
-    while (want * 2 > t->nslots)
-        if (grow_slots(t) != ERR_OK)
-            return ERR_NOMEM;
-    return ERR_OK;
+    return edgemap_reserve(&t->edges, want);
 }
 
 calltree_t *calltree_new(size_t max_nodes)
@@ -103,7 +69,7 @@ calltree_t *calltree_new(size_t max_nodes)
     if (t == NULL)
         return NULL;
     t->max_nodes = max_nodes == 0 ? (size_t)UINT32_MAX - 1 : max_nodes;
-    if (grow_nodes(t) != ERR_OK || grow_slots(t) != ERR_OK) {
+    if (grow_nodes(t) != ERR_OK || edgemap_reserve(&t->edges, 64) != ERR_OK) {
         calltree_free(t);
         return NULL;
     }
@@ -117,51 +83,45 @@ void calltree_free(calltree_t *t)
     if (t == NULL)
         return;
     free(t->nodes);
-    free(t->slots);
+    edgemap_free(&t->edges);
     free(t);
 }
 
 void calltree_clear(calltree_t *t)
 {
-    memset(t->slots, 0, t->nslots * sizeof *t->slots);
+    edgemap_clear(&t->edges);
     t->nodes[0] = (ct_node_t){SYM_ROOT, 0, 0, CALLTREE_NONE, CALLTREE_NONE, CALLTREE_NONE};
     t->count = 1;
 }
 
 int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child)
 {
-    size_t mask = t->nslots - 1;
-    size_t s = slot_hash(parent, sym, mask);
-    for (; t->slots[s].node != 0; s = (s + 1) & mask) {
-        if (t->slots[s].sym == sym && t->slots[s].parent == parent) {
-            *child = t->slots[s].node - 1;
-            return ERR_OK;
-        }
+    size_t s = edgemap_probe(&t->edges, parent, sym);
+    if (t->edges.slots[s].child != 0) {
+        *child = t->edges.slots[s].child;
+        return ERR_OK;
     }
     if (t->count >= t->max_nodes)
         return ERR_LIMIT;
     if (t->count == t->cap && grow_nodes(t) != ERR_OK)
         return ERR_NOMEM;
-    if ((t->count + 1) * 2 > t->nslots) {
-        if (grow_slots(t) != ERR_OK)
+    if ((t->count + 1) * 2 > t->edges.cap) {
+        if (edgemap_reserve(&t->edges, t->count + 1) != ERR_OK)
             return ERR_NOMEM;
-        mask = t->nslots - 1;
-        s = slot_hash(parent, sym, mask);
-        while (t->slots[s].node != 0)
-            s = (s + 1) & mask;
+        s = edgemap_probe(&t->edges, parent, sym);
     }
     uint32_t idx = (uint32_t)t->count++;
     ct_node_t *p = &t->nodes[parent];
     t->nodes[idx] = (ct_node_t){sym, 0, 0, parent, CALLTREE_NONE, p->first_child};
     p->first_child = idx;
-    t->slots[s] = (ct_slot_t){sym, parent, idx + 1};
+    edgemap_set_at(&t->edges, s, parent, sym, idx);
     *child = idx;
     return ERR_OK;
 }
 
 void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym)
 {
-    __builtin_prefetch(&t->slots[slot_hash(parent, sym, t->nslots - 1)]);
+    edgemap_prefetch(&t->edges, parent, sym);
 }
 
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value)

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/edgemap.h"
 #include "common/grow.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -30,12 +31,6 @@
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
-/* A hash slot carries its key, so a lookup touches one cache line. */
-typedef struct nt_slot {
-    uint64_t sym;
-    uint32_t parent;
-    uint32_t id;
-} nt_slot_t;
 
 struct nodetab {
     uint64_t token;
@@ -45,14 +40,13 @@ struct nodetab {
     uint32_t committed; /* ids below it are durable; the rest await nodetab_stage */
     uint32_t *parent;
     uint64_t *sym;
-    nt_slot_t *slots; /* (parent, sym) -> id; id 0 = empty (the root is never looked up) */
+    edgemap_t edges; /* (parent, sym) -> id (the root is never looked up) */
     /* The table's symbols in order of first use, so stored chunks name a
      * symbol seen before by its ordinal (1-3 bytes) instead of its 8-byte id. */
     uint64_t *ord_sym;   /* ordinal -> symbol id */
     uint32_t *ord_first; /* ordinal -> first node id using it */
     uint32_t nsyms, sym_cap;
     u64map_t sym_index; /* symbol id -> ordinal */
-    size_t nslots;
     int refs;  /* guarded by the cache mutex */
     int valid; /* 0: dropped from the cache, freed at the last release */
     size_t cached_bytes;         /* what the cache accounts for it */
@@ -63,7 +57,7 @@ struct nodetab {
 static size_t tab_bytes(const nodetab_t *t)
 {
     return sizeof *t + t->cap * (sizeof *t->parent + sizeof *t->sym) +
-           t->nslots * sizeof *t->slots +
+           edgemap_bytes(&t->edges) +
            t->sym_cap * (sizeof *t->ord_sym + sizeof *t->ord_first) +
            u64map_bytes(&t->sym_index);
 }
@@ -95,33 +89,6 @@ static void sym_add(nodetab_t *t, uint64_t sym, uint32_t first_id)
     (void)u64map_put(&t->sym_index, sym, o);
 }
 
-static size_t slot_of(const nodetab_t *t, uint32_t parent, uint64_t sym)
-{
-    uint64_t h = (sym ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
-    return (size_t)(h >> 29) & (t->nslots - 1);
-}
-
-static void slot_put(nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t id)
-{
-    size_t s = slot_of(t, parent, sym);
-    while (t->slots[s].id != 0)
-        s = (s + 1) & (t->nslots - 1);
-    t->slots[s] = (nt_slot_t){sym, parent, id};
-}
-
-static int tab_grow_slots(nodetab_t *t)
-{
-    size_t n = t->nslots ? t->nslots * 2 : 1024;
-    nt_slot_t *slots = calloc(n, sizeof *slots);
-    if (slots == NULL) return ERR_NOMEM;
-    free(t->slots);
-    t->slots = slots;
-    t->nslots = n;
-    for (uint32_t id = 1; id < t->count; id++)
-        slot_put(t, t->parent[id], t->sym[id], id);
-    return 0;
-}
-
 /* Appends node (parent, sym) as id count; the caller checked it is new. */
 static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym)
 {
@@ -131,13 +98,14 @@ static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym)
         GROW_FROM(t->sym, c2, (size_t)t->count + 1, UINT32_MAX, 256) != 0)
         return ERR_NOMEM;
     t->cap = (uint32_t)c1;
-    if ((size_t)(t->count + 1) * 2 > t->nslots && tab_grow_slots(t) != 0) return ERR_NOMEM;
+    size_t edges = (size_t)t->count + 1 > 512 ? (size_t)t->count + 1 : 512; /* >= 1024 slots */
+    if (edgemap_reserve(&t->edges, edges) != 0) return ERR_NOMEM;
     int new_sym = t->count > 0 && sym_ordinal(t, sym) == UINT32_MAX;
     if (new_sym && sym_reserve(t) != 0) return ERR_NOMEM;
     uint32_t id = t->count++;
     t->parent[id] = parent;
     t->sym[id] = sym;
-    if (id > 0) slot_put(t, parent, sym, id);
+    if (id > 0) edgemap_put(&t->edges, parent, sym, id);
     if (new_sym) sym_add(t, sym, id);
     return 0;
 }
@@ -148,7 +116,7 @@ static void tab_free(nodetab_t *t)
     pthread_mutex_destroy(&t->lock);
     free(t->parent);
     free(t->sym);
-    free(t->slots);
+    edgemap_free(&t->edges);
     free(t->ord_sym);
     free(t->ord_first);
     u64map_free(&t->sym_index);
@@ -342,7 +310,7 @@ void nodetab_release(storage_t *s, nodetab_t *t, int failed)
     if (failed) {
         /* ids assigned since the last commit may not be durable: forget them */
         t->count = t->committed = t->nsyms = 0;
-        if (t->nslots) memset(t->slots, 0, t->nslots * sizeof *t->slots);
+        edgemap_clear(&t->edges);
         u64map_clear(&t->sym_index);
     } else {
         t->committed = t->count;
@@ -364,14 +332,10 @@ void nodetab_release(storage_t *s, nodetab_t *t, int failed)
 int nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
                   rocksdb_writebatch_t *wb, uint32_t *out)
 {
-    if (t->nslots > 0) {
-        for (size_t i = slot_of(t, parent, sym); t->slots[i].id != 0;
-             i = (i + 1) & (t->nslots - 1)) {
-            if (t->slots[i].sym == sym && t->slots[i].parent == parent) {
-                *out = t->slots[i].id;
-                return 0;
-            }
-        }
+    uint32_t id = edgemap_get(&t->edges, parent, sym);
+    if (id != 0) {
+        *out = id;
+        return 0;
     }
     if (wb == NULL) return ERR_NOT_FOUND;
     int rc = tab_append(t, parent, sym);
@@ -414,7 +378,7 @@ int nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *t
 
 void nodetab_prefetch(const nodetab_t *t, uint32_t parent, uint64_t sym)
 {
-    if (t->nslots > 0) __builtin_prefetch(&t->slots[slot_of(t, parent, sym)]);
+    edgemap_prefetch(&t->edges, parent, sym);
 }
 
 uint32_t nodetab_count(const nodetab_t *t)
