@@ -57,6 +57,20 @@ void *arena_alloc(arena_t *a, size_t n)
     return take(a, n, alignof(max_align_t));
 }
 
+void *arena_zalloc(arena_t *a, size_t n)
+{
+    void *p = arena_alloc(a, n);
+    if (p != NULL && n > 0) memset(p, 0, n);
+    return p;
+}
+
+void *arena_memdup(arena_t *a, const void *p, size_t n)
+{
+    void *d = arena_alloc(a, n ? n : 1);
+    if (d != NULL && n > 0) memcpy(d, p, n);
+    return d;
+}
+
 void *arena_alloc_packed(arena_t *a, size_t n)
 {
     return take(a, n, 1);

@@ -34,6 +34,10 @@ void arena_init(arena_t *a, size_t chunk_size, size_t max);
 void arena_free(arena_t *a);
 /* n bytes aligned for any type (max_align_t); NULL when out of memory or over max. */
 void *arena_alloc(arena_t *a, size_t n);
+/* arena_alloc, zero-filled. */
+void *arena_zalloc(arena_t *a, size_t n);
+/* An aligned copy of p[0..n) (n may be 0: a valid unique pointer). */
+void *arena_memdup(arena_t *a, const void *p, size_t n);
 /* n bytes with no alignment (packed strings). */
 void *arena_alloc_packed(arena_t *a, size_t n);
 /* A NUL-terminated copy of p[0..n) (p may be NULL when n is 0). */

@@ -31,6 +31,11 @@ int main(void)
     CHECK(a.head == NULL);
 
     arena_init(&a, 64, ARENA_UNLIMITED);
+    uint8_t *z = arena_zalloc(&a, 40);
+    CHECK(z != NULL && z[0] == 0 && z[39] == 0);
+    char *d = arena_memdup(&a, "xyz", 3);
+    CHECK(d != NULL && memcmp(d, "xyz", 3) == 0 && (uintptr_t)d % alignof(max_align_t) == 0);
+    CHECK(arena_memdup(&a, NULL, 0) != NULL);
     for (int i = 0; i < 1000; i++) {
         uint64_t *q = arena_alloc(&a, sizeof *q);
         CHECK(q != NULL);
