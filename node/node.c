@@ -1,10 +1,9 @@
 /* node.c — a node's lifetime: open, serve, drain, close (see node.h). */
-#define _GNU_SOURCE /* clock_gettime, setenv */
+#define _GNU_SOURCE /* setenv */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/log.h"
 #include "node/node_int.h"

@@ -6,12 +6,10 @@
  * thread. The request stays valid meanwhile (its connection is not read
  * while it is handled), so jobs borrow parameters and body without copying.
  */
-#define _GNU_SOURCE /* clock_gettime */
 #include <http_parser.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"

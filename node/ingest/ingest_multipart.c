@@ -14,7 +14,6 @@
  * and ignored: values are stored as sent and always summed.
  */
 #define _GNU_SOURCE /* strcasestr, memrchr, strndup */
-#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
