@@ -25,11 +25,26 @@ typedef struct clock_source {
 /* The process's real clocks. */
 clock_source_t clock_real(void);
 
-static inline int64_t clock_wall_ns(const clock_source_t *c) { return c->wall_ns(c->ctx); }
-static inline int64_t clock_wall_ms(const clock_source_t *c) { return c->wall_ns(c->ctx) / 1000000; }
-static inline int64_t clock_wall_s(const clock_source_t *c) { return c->wall_ns(c->ctx) / 1000000000; }
-static inline int64_t clock_mono_ns(const clock_source_t *c) { return c->mono_ns(c->ctx); }
-static inline int64_t clock_mono_ms(const clock_source_t *c) { return c->mono_ns(c->ctx) / 1000000; }
+static inline int64_t clock_wall_ns(const clock_source_t *c)
+{
+    return c->wall_ns(c->ctx);
+}
+static inline int64_t clock_wall_ms(const clock_source_t *c)
+{
+    return c->wall_ns(c->ctx) / 1000000;
+}
+static inline int64_t clock_wall_s(const clock_source_t *c)
+{
+    return c->wall_ns(c->ctx) / 1000000000;
+}
+static inline int64_t clock_mono_ns(const clock_source_t *c)
+{
+    return c->mono_ns(c->ctx);
+}
+static inline int64_t clock_mono_ms(const clock_source_t *c)
+{
+    return c->mono_ns(c->ctx) / 1000000;
+}
 
 /* A clock that moves only when told (tests). Caller owns the struct. */
 typedef struct clock_manual {

@@ -79,6 +79,9 @@ static inline void edgemap_prefetch(const edgemap_t *m, uint32_t parent, uint64_
     if (m->cap != 0) __builtin_prefetch(&m->slots[edgemap_hash_(m, parent, sym)]);
 }
 
-static inline size_t edgemap_bytes(const edgemap_t *m) { return m->cap * sizeof *m->slots; }
+static inline size_t edgemap_bytes(const edgemap_t *m)
+{
+    return m->cap * sizeof *m->slots;
+}
 
 #endif

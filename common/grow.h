@@ -45,7 +45,7 @@ static inline int grow_array(void *pp, size_t *cap, size_t need, size_t elem, si
 /* GROW(p, cap, need, max): p an lvalue pointer, cap a size_t lvalue. */
 #define GROW(p, cap, need, max) grow_array(&(p), &(cap), (need), sizeof *(p), (max), GROW_MIN_CAP)
 /* The same with the first allocation's size chosen by the caller. */
-#define GROW_FROM(p, cap, need, max, min_cap) \
+#define GROW_FROM(p, cap, need, max, min_cap)                                                      \
     grow_array(&(p), &(cap), (need), sizeof *(p), (max), (min_cap))
 
 #endif

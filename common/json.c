@@ -40,11 +40,16 @@ json_kind_t json_peek(json_t *j)
     ws(j);
     if (j->p >= j->end) return JSON_END;
     switch (*j->p) {
-    case '{': return JSON_OBJECT;
-    case '[': return JSON_ARRAY;
-    case '"': return JSON_STRING;
-    case 'n': return JSON_NULL;
-    default: return is_scalar_byte(*j->p) ? JSON_SCALAR : JSON_BAD;
+    case '{':
+        return JSON_OBJECT;
+    case '[':
+        return JSON_ARRAY;
+    case '"':
+        return JSON_STRING;
+    case 'n':
+        return JSON_NULL;
+    default:
+        return is_scalar_byte(*j->p) ? JSON_SCALAR : JSON_BAD;
     }
 }
 

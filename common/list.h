@@ -22,12 +22,21 @@ typedef struct list {
 } list_t;
 
 /* The element that contains node (NULL for NULL). */
-#define LIST_ENTRY(node, type, member) \
-    ((node) != NULL ? (type *)(void *)((char *)(node) - offsetof(type, member)) : (type *)NULL)
+#define LIST_ENTRY(node, type, member)                                                             \
+    ((node) != NULL ? (type *)(void *)((char *)(node)-offsetof(type, member)) : (type *)NULL)
 
-static inline void list_init(list_t *l) { l->head.prev = l->head.next = &l->head; }
-static inline bool list_empty(const list_t *l) { return l->head.next == &l->head; }
-static inline bool list_linked(const list_node_t *n) { return n->next != NULL; }
+static inline void list_init(list_t *l)
+{
+    l->head.prev = l->head.next = &l->head;
+}
+static inline bool list_empty(const list_t *l)
+{
+    return l->head.next == &l->head;
+}
+static inline bool list_linked(const list_node_t *n)
+{
+    return n->next != NULL;
+}
 
 static inline void list_insert_after_(list_node_t *at, list_node_t *n)
 {
@@ -37,8 +46,14 @@ static inline void list_insert_after_(list_node_t *at, list_node_t *n)
     at->next = n;
 }
 
-static inline void list_push_front(list_t *l, list_node_t *n) { list_insert_after_(&l->head, n); }
-static inline void list_push_back(list_t *l, list_node_t *n) { list_insert_after_(l->head.prev, n); }
+static inline void list_push_front(list_t *l, list_node_t *n)
+{
+    list_insert_after_(&l->head, n);
+}
+static inline void list_push_back(list_t *l, list_node_t *n)
+{
+    list_insert_after_(l->head.prev, n);
+}
 
 /* Unlinks n from whatever list holds it; a no-op when n is not linked. */
 static inline void list_remove(list_node_t *n)

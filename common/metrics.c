@@ -33,23 +33,26 @@ static void add(metrics_registry_t *r, metrics_entry_t e)
     if (r->err == ERR_OK) r->v[r->n++] = e;
 }
 
-void metrics_add_u64(metrics_registry_t *r, const char *name, const char *help,
-                     metrics_type_t type, const uint64_t *value)
+void metrics_add_u64(metrics_registry_t *r, const char *name, const char *help, metrics_type_t type,
+                     const uint64_t *value)
 {
-    add(r, (metrics_entry_t){.src = SRC_U64, .type = type, .name = name, .help = help, .ptr = value});
+    add(r,
+        (metrics_entry_t){.src = SRC_U64, .type = type, .name = name, .help = help, .ptr = value});
 }
 
 void metrics_add_double(metrics_registry_t *r, const char *name, const char *help,
                         metrics_type_t type, const double *value)
 {
-    add(r, (metrics_entry_t){.src = SRC_DOUBLE, .type = type, .name = name, .help = help, .ptr = value});
+    add(r, (metrics_entry_t){
+               .src = SRC_DOUBLE, .type = type, .name = name, .help = help, .ptr = value});
 }
 
 void metrics_add_read(metrics_registry_t *r, const char *name, const char *help,
                       metrics_type_t type, metrics_read_fn read, const void *ctx)
 {
-    add(r, (metrics_entry_t){.src = SRC_READ, .type = type, .name = name, .help = help, .ptr = ctx,
-                             .read = read});
+    add(r,
+        (metrics_entry_t){
+            .src = SRC_READ, .type = type, .name = name, .help = help, .ptr = ctx, .read = read});
 }
 
 void metrics_add_render(metrics_registry_t *r, metrics_render_fn render, const void *ctx)
@@ -68,9 +71,12 @@ void metrics_add_u64_array(metrics_registry_t *r, const metrics_u64_def_t *defs,
 static double value_of(const metrics_entry_t *e)
 {
     switch (e->src) {
-    case SRC_U64: return (double)*(const uint64_t *)e->ptr;
-    case SRC_DOUBLE: return *(const double *)e->ptr;
-    default: return e->read(e->ptr);
+    case SRC_U64:
+        return (double)*(const uint64_t *)e->ptr;
+    case SRC_DOUBLE:
+        return *(const double *)e->ptr;
+    default:
+        return e->read(e->ptr);
     }
 }
 

@@ -42,8 +42,8 @@ typedef double (*metrics_read_fn)(const void *ctx);
 void metrics_registry_init(metrics_registry_t *r);
 void metrics_registry_free(metrics_registry_t *r);
 
-void metrics_add_u64(metrics_registry_t *r, const char *name, const char *help,
-                     metrics_type_t type, const uint64_t *value);
+void metrics_add_u64(metrics_registry_t *r, const char *name, const char *help, metrics_type_t type,
+                     const uint64_t *value);
 void metrics_add_double(metrics_registry_t *r, const char *name, const char *help,
                         metrics_type_t type, const double *value);
 void metrics_add_read(metrics_registry_t *r, const char *name, const char *help,
@@ -57,8 +57,10 @@ typedef struct metrics_u64_def {
     size_t offset; /* of the uint64_t field in the struct */
 } metrics_u64_def_t;
 
-#define METRICS_U64_DEF(stype, field, name, help) \
-    {(name), (help), METRICS_COUNTER, offsetof(stype, field)}
+#define METRICS_U64_DEF(stype, field, name, help)                                                  \
+    {                                                                                              \
+        (name), (help), METRICS_COUNTER, offsetof(stype, field)                                    \
+    }
 
 /* Registers n u64 fields of the struct at base (borrowed). */
 void metrics_add_u64_array(metrics_registry_t *r, const metrics_u64_def_t *defs, size_t n,

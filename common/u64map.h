@@ -61,7 +61,10 @@ static inline int u64map_get(const u64map_t *m, uint64_t key, uint32_t *val)
 
 /* Iterating (any order): for (size_t i = 0; i < m->cap; i++) if
  * (u64map_used(m, i)) ... m->keys[i], m->vals[i]. */
-static inline int u64map_used(const u64map_t *m, size_t i) { return m->vals[i] != U64MAP_EMPTY; }
+static inline int u64map_used(const u64map_t *m, size_t i)
+{
+    return m->vals[i] != U64MAP_EMPTY;
+}
 
 /* Starts loading key's slot into the cache ahead of a u64map_get. */
 static inline void u64map_prefetch(const u64map_t *m, uint64_t key)

@@ -9,7 +9,8 @@ int main(void)
     clock_source_t real = clock_real();
     int64_t w = clock_wall_ms(&real);
     CHECK(w > 1600000000000LL); /* after 2020 */
-    CHECK(clock_wall_s(&real) == (int64_t)time(NULL) || clock_wall_s(&real) == (int64_t)time(NULL) - 1);
+    CHECK(clock_wall_s(&real) == (int64_t)time(NULL) ||
+          clock_wall_s(&real) == (int64_t)time(NULL) - 1);
     int64_t m0 = clock_mono_ns(&real), m1 = clock_mono_ns(&real);
     CHECK(m1 >= m0);
 

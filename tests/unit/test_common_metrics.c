@@ -40,12 +40,13 @@ int main(void)
     buf_t out;
     buf_init(&out, 4096);
     CHECK_EQ_INT(metrics_registry_render(&r, &out), ERR_OK);
-    CHECK_EQ_STR((char *)out.data, "x_total{k=\"v\"} 1\n"
-                                   "# HELP t_a_total A things.\n# TYPE t_a_total counter\nt_a_total 4\n"
-                                   "# HELP t_b B now.\n# TYPE t_b gauge\nt_b 1.8446744073709552e+19\n"
-                                   "# HELP t_g G.\n# TYPE t_g gauge\nt_g 7\n"
-                                   "# HELP t_d D.\n# TYPE t_d gauge\nt_d 2.5\n"
-                                   "# HELP t_h H.\n# TYPE t_h counter\nt_h 1.25\n");
+    CHECK_EQ_STR((char *)out.data,
+                 "x_total{k=\"v\"} 1\n"
+                 "# HELP t_a_total A things.\n# TYPE t_a_total counter\nt_a_total 4\n"
+                 "# HELP t_b B now.\n# TYPE t_b gauge\nt_b 1.8446744073709552e+19\n"
+                 "# HELP t_g G.\n# TYPE t_g gauge\nt_g 7\n"
+                 "# HELP t_d D.\n# TYPE t_d gauge\nt_d 2.5\n"
+                 "# HELP t_h H.\n# TYPE t_h counter\nt_h 1.25\n");
     buf_free(&out);
     buf_init(&out, 40); /* a full buffer is an error, not a cut-off answer */
     CHECK_EQ_INT(metrics_registry_render(&r, &out), ERR_TOO_LARGE);
