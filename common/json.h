@@ -26,7 +26,7 @@
 #include "common/buf.h"
 
 typedef struct json_limits {
-    int max_depth;     /* open objects/arrays at once */
+    int max_depth;     /* open objects/arrays at once (at most 64) */
     size_t max_string; /* decoded bytes of one string */
 } json_limits_t;
 
