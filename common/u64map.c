@@ -12,29 +12,25 @@ int u64map_init(u64map_t *m, size_t expected)
     size_t cap = 16;
     while (cap < expected * 2)
         cap <<= 1;
-    if (cap > SIZE_MAX / sizeof *m->keys) return ERR_NOMEM;
-    uint64_t *keys = malloc(cap * sizeof *keys);
-    uint32_t *vals = malloc(cap * sizeof *vals);
-    if (keys == NULL || vals == NULL) {
-        free(keys);
-        free(vals);
-        return ERR_NOMEM;
-    }
-    memset(vals, 0xff, cap * sizeof *vals);
-    *m = (u64map_t){keys, vals, cap, 0};
+    if (cap > SIZE_MAX / sizeof *m->slots) return ERR_NOMEM;
+    u64map_slot_t *slots = malloc(cap * sizeof *slots);
+    if (slots == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < cap; i++)
+        slots[i].val = U64MAP_EMPTY;
+    *m = (u64map_t){slots, cap, 0};
     return ERR_OK;
 }
 
 void u64map_free(u64map_t *m)
 {
-    free(m->keys);
-    free(m->vals);
+    free(m->slots);
     memset(m, 0, sizeof *m);
 }
 
 void u64map_clear(u64map_t *m)
 {
-    if (m->cap != 0) memset(m->vals, 0xff, m->cap * sizeof *m->vals);
+    for (size_t i = 0; i < m->cap; i++)
+        m->slots[i].val = U64MAP_EMPTY;
     m->len = 0;
 }
 
@@ -42,7 +38,7 @@ void u64map_clear(u64map_t *m)
 static size_t find_slot(const u64map_t *m, uint64_t key)
 {
     size_t i = u64map_slot_(m, key);
-    while (m->vals[i] != U64MAP_EMPTY && m->keys[i] != key)
+    while (m->slots[i].val != U64MAP_EMPTY && m->slots[i].key != key)
         i = (i + 1) & (m->cap - 1);
     return i;
 }
@@ -55,10 +51,8 @@ int u64map_reserve(u64map_t *m, size_t want)
     int rc = u64map_init(&n, want > 8 ? want * 2 : 16);
     if (rc != ERR_OK) return rc;
     for (size_t i = 0; i < m->cap; i++) {
-        if (m->vals[i] == U64MAP_EMPTY) continue;
-        size_t j = find_slot(&n, m->keys[i]);
-        n.keys[j] = m->keys[i];
-        n.vals[j] = m->vals[i];
+        if (m->slots[i].val == U64MAP_EMPTY) continue;
+        n.slots[find_slot(&n, m->slots[i].key)] = m->slots[i];
     }
     n.len = m->len;
     u64map_free(m);
@@ -76,10 +70,9 @@ int u64map_put(u64map_t *m, uint64_t key, uint32_t val)
     int rc = make_room(m);
     if (rc != ERR_OK) return rc;
     size_t i = u64map_slot_(m, key);
-    while (m->vals[i] != U64MAP_EMPTY)
+    while (m->slots[i].val != U64MAP_EMPTY)
         i = (i + 1) & (m->cap - 1);
-    m->keys[i] = key;
-    m->vals[i] = val;
+    m->slots[i] = (u64map_slot_t){key, val};
     m->len++;
     return ERR_OK;
 }
@@ -89,12 +82,11 @@ int u64map_get_or_put(u64map_t *m, uint64_t key, uint32_t val, uint32_t *out)
     int rc = make_room(m);
     if (rc != ERR_OK) return rc;
     size_t i = find_slot(m, key);
-    if (m->vals[i] != U64MAP_EMPTY) {
-        *out = m->vals[i];
+    if (m->slots[i].val != U64MAP_EMPTY) {
+        *out = m->slots[i].val;
         return 0;
     }
-    m->keys[i] = key;
-    m->vals[i] = val;
+    m->slots[i] = (u64map_slot_t){key, val};
     m->len++;
     *out = val;
     return 1;

@@ -2,7 +2,8 @@
  *
  * Owns mapping 64-bit ids (symbol ids, series ids, pprof ids, hashes) to
  * 32-bit values (almost always an index into the caller's own array). Linear
- * probing over a power-of-two table kept at most half full; keys are any
+ * probing over a power-of-two table kept at most half full; a slot holds its
+ * key and value together, so a probe touches one cache line. Keys are any
  * u64 (0 included), values any u32 but UINT32_MAX, which marks an empty slot.
  * Lookups are static inline (ingest and query hot paths). No deletion: a map
  * lives as long as the thing it indexes, or is cleared whole.
@@ -19,10 +20,14 @@
 
 #define U64MAP_EMPTY UINT32_MAX
 
+typedef struct u64map_slot {
+    uint64_t key;
+    uint32_t val; /* U64MAP_EMPTY marks an empty slot */
+} u64map_slot_t;
+
 typedef struct u64map {
-    uint64_t *keys;
-    uint32_t *vals; /* U64MAP_EMPTY marks an empty slot */
-    size_t cap;     /* power of two, or 0 before the first insert */
+    u64map_slot_t *slots;
+    size_t cap; /* power of two, or 0 before the first insert */
     size_t len;
 } u64map_t;
 
@@ -35,7 +40,7 @@ void u64map_clear(u64map_t *m);
 /* Bytes of the tables (for memory accounting). */
 static inline size_t u64map_bytes(const u64map_t *m)
 {
-    return m->cap * (sizeof *m->keys + sizeof *m->vals);
+    return m->cap * sizeof *m->slots;
 }
 
 static inline size_t u64map_slot_(const u64map_t *m, uint64_t k)
@@ -51,25 +56,25 @@ static inline int u64map_get(const u64map_t *m, uint64_t key, uint32_t *val)
 {
     if (m->cap == 0) return 0;
     for (size_t i = u64map_slot_(m, key);; i = (i + 1) & (m->cap - 1)) {
-        if (m->vals[i] == U64MAP_EMPTY) return 0;
-        if (m->keys[i] == key) {
-            *val = m->vals[i];
+        if (m->slots[i].val == U64MAP_EMPTY) return 0;
+        if (m->slots[i].key == key) {
+            *val = m->slots[i].val;
             return 1;
         }
     }
 }
 
 /* Iterating (any order): for (size_t i = 0; i < m->cap; i++) if
- * (u64map_used(m, i)) ... m->keys[i], m->vals[i]. */
+ * (u64map_used(m, i)) ... m->slots[i].key, m->slots[i].val. */
 static inline int u64map_used(const u64map_t *m, size_t i)
 {
-    return m->vals[i] != U64MAP_EMPTY;
+    return m->slots[i].val != U64MAP_EMPTY;
 }
 
 /* Starts loading key's slot into the cache ahead of a u64map_get. */
 static inline void u64map_prefetch(const u64map_t *m, uint64_t key)
 {
-    if (m->cap != 0) __builtin_prefetch(&m->keys[u64map_slot_(m, key)]);
+    if (m->cap != 0) __builtin_prefetch(&m->slots[u64map_slot_(m, key)]);
 }
 
 /* Makes room for n keys in all, so that inserting up to n - len more keys

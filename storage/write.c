@@ -357,9 +357,9 @@ static int build_and_commit(wctx_t *w, const unsigned char *todo)
     if (rc != 0) return rc;
     /* Committed: now the caches may say so. */
     for (size_t i = 0; i < w->syms.cap; i++)
-        if (u64map_used(&w->syms, i)) idcache_add(&w->s->symbol_cache, w->syms.keys[i]);
+        if (u64map_used(&w->syms, i)) idcache_add(&w->s->symbol_cache, w->syms.slots[i].key);
     for (size_t i = 0; i < w->series.cap; i++)
-        if (u64map_used(&w->series, i)) idcache_add(&w->s->series_cache, w->series.keys[i]);
+        if (u64map_used(&w->series, i)) idcache_add(&w->s->series_cache, w->series.slots[i].key);
     return 0;
 }
 
