@@ -19,6 +19,7 @@
 
 #include "client/demo_gen.h"
 #include "client/flamedb.h"
+#include "common/clock.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -51,14 +52,14 @@ static void on_signal(int sig)
 
 static int64_t now_s(void)
 {
-    return (int64_t)time(NULL);
+    clock_source_t real = clock_real();
+    return clock_wall_s(&real);
 }
 
 static double mono_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    clock_source_t real = clock_real();
+    return (double)clock_mono_ns(&real) / 1e9;
 }
 
 /* Sleeps up to seconds, waking early when a stop was requested. */

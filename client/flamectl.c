@@ -16,6 +16,7 @@
 
 #include "client/flamedb.h"
 #include "client/flamedb_int.h"
+#include "common/json.h"
 
 #define EXIT_USAGE 2
 #define MAX_PUSH_BYTES ((size_t)256 << 20) /* largest file flamectl pushes */
@@ -269,7 +270,7 @@ static int cmd_ready(flamedb_client_t *c, const args_t *a)
 
 /* --- cluster status ---------------------------------------------------------- */
 
-/* GET /cluster/status is read with a small scanner for its one shape: scalar
+/* GET /cluster/status is read with common/json.h for its one shape: scalar
  * fields at the top, "nodes" an array of flat objects. Everything is bounded
  * (rows, field lengths, nesting), so a hostile answer cannot exhaust memory. */
 #define CS_MAX_ROWS 1024
@@ -287,92 +288,34 @@ typedef struct cs_doc {
     size_t nrows;
 } cs_doc_t;
 
-typedef struct cs_reader {
-    const char *p, *end;
-} cs_reader_t;
+static const json_limits_t cs_json = {CS_DEPTH, (size_t)-1};
 
-static void cs_ws(cs_reader_t *r)
+/* A string (decoded) or a bare scalar into out (truncated to CS_FIELD - 1
+ * bytes; out may be NULL). */
+static int cs_scalar(json_t *r, char *out)
 {
-    while (r->p < r->end && strchr(" \t\r\n", *r->p) != NULL && *r->p)
-        r->p++;
+    return json_scalar_to(r, out, out != NULL ? CS_FIELD : 0) == 0 ? 0 : -1;
 }
 
-static int cs_eat(cs_reader_t *r, char ch)
+static int cs_skip(json_t *r)
 {
-    cs_ws(r);
-    if (r->p >= r->end || *r->p != ch) return -1;
-    r->p++;
-    return 0;
+    return json_skip(r) == 0 ? 0 : -1;
 }
-
-/* A string (escapes kept simple: \uXXXX becomes '?') or a bare scalar into
- * out (truncated to CS_FIELD - 1 bytes; out may be NULL). */
-static int cs_scalar(cs_reader_t *r, char *out)
-{
-    size_t n = 0;
-    cs_ws(r);
-    if (r->p < r->end && *r->p == '"') {
-        for (r->p++; r->p < r->end && *r->p != '"'; r->p++) {
-            char ch = *r->p;
-            if (ch == '\\' && ++r->p < r->end) {
-                ch = *r->p == 'u' ? '?' : *r->p;
-                if (*r->p == 'u') r->p += r->end - r->p > 4 ? 4 : 0;
-            }
-            if (out && n + 1 < CS_FIELD) out[n++] = ch;
-        }
-        if (r->p >= r->end) return -1;
-        r->p++;
-    } else {
-        while (r->p < r->end && strchr(",}] \t\r\n", *r->p) == NULL) {
-            if (out && n + 1 < CS_FIELD) out[n++] = *r->p;
-            r->p++;
-        }
-        if (n == 0 && out) return -1;
-    }
-    if (out) out[n] = '\0';
-    return 0;
-}
-
-static int cs_skip(cs_reader_t *r, int depth);
 
 /* Calls item(ctx, key or NULL) for each member of the object or array at
- * r->p; item consumes the value. */
-static int cs_each(cs_reader_t *r, int is_obj, int (*item)(cs_reader_t *, void *, const char *),
-                   void *ctx)
+ * the cursor; item consumes the value. */
+static int cs_each(json_t *r, int is_obj, int (*item)(json_t *, void *, const char *), void *ctx)
 {
-    if (cs_eat(r, is_obj ? '{' : '[') != 0) return -1;
-    cs_ws(r);
-    if (r->p < r->end && *r->p == (is_obj ? '}' : ']')) return r->p++, 0;
-    for (;;) {
+    int rc = json_enter(r, is_obj ? '{' : '[');
+    while (rc == 0 && json_next(r, &rc)) {
         char key[CS_FIELD] = "";
-        if (is_obj && (cs_scalar(r, key) != 0 || cs_eat(r, ':') != 0)) return -1;
+        if (is_obj && json_key(r, key, sizeof key) != 0) return -1;
         if (item(r, ctx, is_obj ? key : NULL) != 0) return -1;
-        cs_ws(r);
-        if (r->p < r->end && *r->p == ',') {
-            r->p++;
-            continue;
-        }
-        return cs_eat(r, is_obj ? '}' : ']');
     }
+    return rc == 0 ? 0 : -1;
 }
 
-static int cs_skip_item(cs_reader_t *r, void *ctx, const char *key)
-{
-    (void)key;
-    return cs_skip(r, *(int *)ctx);
-}
-
-static int cs_skip(cs_reader_t *r, int depth)
-{
-    cs_ws(r);
-    if (r->p >= r->end) return -1;
-    if (*r->p != '{' && *r->p != '[') return cs_scalar(r, NULL);
-    if (depth >= CS_DEPTH) return -1;
-    int next = depth + 1;
-    return cs_each(r, *r->p == '{', cs_skip_item, &next);
-}
-
-static int cs_hint_item(cs_reader_t *r, void *ctx, const char *key)
+static int cs_hint_item(json_t *r, void *ctx, const char *key)
 {
     (void)key;
     char *hints = ctx, v[CS_FIELD];
@@ -382,7 +325,7 @@ static int cs_hint_item(cs_reader_t *r, void *ctx, const char *key)
     return 0;
 }
 
-static int cs_row_item(cs_reader_t *r, void *ctx, const char *key)
+static int cs_row_item(json_t *r, void *ctx, const char *key)
 {
     cs_row_t *row = ctx;
     static const struct {
@@ -396,15 +339,14 @@ static int cs_row_item(cs_reader_t *r, void *ctx, const char *key)
                   {"last_heartbeat_ms_ago", offsetof(cs_row_t, ago)},
                   {"self", offsetof(cs_row_t, self)}};
     if (strcmp(key, "hints_for") == 0) {
-        cs_ws(r);
-        return r->p < r->end && *r->p == '[' ? cs_each(r, 0, cs_hint_item, row->hints) : -1;
+        return json_peek(r) == JSON_ARRAY ? cs_each(r, 0, cs_hint_item, row->hints) : -1;
     }
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         if (strcmp(key, fields[i].key) == 0) return cs_scalar(r, (char *)row + fields[i].off);
-    return cs_skip(r, 1);
+    return cs_skip(r);
 }
 
-static int cs_node_item(cs_reader_t *r, void *ctx, const char *key)
+static int cs_node_item(json_t *r, void *ctx, const char *key)
 {
     (void)key;
     cs_doc_t *d = ctx;
@@ -414,7 +356,7 @@ static int cs_node_item(cs_reader_t *r, void *ctx, const char *key)
     return cs_each(r, 1, cs_row_item, row);
 }
 
-static int cs_top_item(cs_reader_t *r, void *ctx, const char *key)
+static int cs_top_item(json_t *r, void *ctx, const char *key)
 {
     cs_doc_t *d = ctx;
     if (strcmp(key, "nodes") == 0) return cs_each(r, 0, cs_node_item, d);
@@ -423,7 +365,7 @@ static int cs_top_item(cs_reader_t *r, void *ctx, const char *key)
                 : strcmp(key, "rf") == 0      ? d->rf
                 : strcmp(key, "quorum") == 0  ? d->quorum
                                               : NULL;
-    return dst ? cs_scalar(r, dst) : cs_skip(r, 1);
+    return dst ? cs_scalar(r, dst) : cs_skip(r);
 }
 
 static void cs_print(const cs_doc_t *d)
@@ -455,7 +397,8 @@ static int cmd_cluster(flamedb_client_t *c, const args_t *a)
         return 0;
     }
     cs_doc_t d = {.rows = calloc(CS_MAX_ROWS, sizeof(cs_row_t))};
-    cs_reader_t rd = {(const char *)r.body, (const char *)r.body + r.len};
+    json_t rd;
+    json_init(&rd, r.body, r.len, cs_json);
     int bad = d.rows == NULL || cs_each(&rd, 1, cs_top_item, &d) != 0;
     if (bad)
         fprintf(stderr, "flamectl: cluster status: the answer is not the expected JSON\n");

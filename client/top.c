@@ -10,51 +10,24 @@
 #include <string.h>
 
 #include "client/flamedb_int.h"
-#include "common/hash.h"
-
-typedef struct slot {
-    uint64_t hash;
-    uint32_t row; /* index + 1; 0 = empty */
-} slot_t;
+#include "common/grow.h"
+#include "common/strmap.h"
 
 typedef struct builder {
     flamedb__top_t *t;
     size_t cap;
-    slot_t *slots;
-    size_t nslots;   /* power of two */
+    strmap_t names;  /* function name -> row (the rows' own copies, borrowed) */
     uint64_t *stamp; /* per row: the last line that added to its total */
 } builder_t;
-
-static int grow_slots(builder_t *b)
-{
-    size_t n = b->nslots ? b->nslots * 2 : 1024;
-    slot_t *s = calloc(n, sizeof *s);
-    if (s == NULL) return ERR_NOMEM;
-    for (size_t i = 0; i < b->nslots; i++) {
-        if (b->slots[i].row == 0) continue;
-        size_t j = b->slots[i].hash & (n - 1);
-        while (s[j].row != 0)
-            j = (j + 1) & (n - 1);
-        s[j] = b->slots[i];
-    }
-    free(b->slots);
-    b->slots = s;
-    b->nslots = n;
-    return ERR_OK;
-}
 
 static int add_row(builder_t *b, const char *name, size_t len, uint32_t *row)
 {
     flamedb__top_t *t = b->t;
-    if (t->count == b->cap) {
-        size_t ncap = b->cap ? b->cap * 2 : 256;
-        flamedb__top_row_t *rows = realloc(t->rows, ncap * sizeof *rows);
-        uint64_t *stamp = rows ? realloc(b->stamp, ncap * sizeof *stamp) : NULL;
-        if (rows != NULL) t->rows = rows;
-        if (stamp == NULL) return ERR_NOMEM;
-        b->stamp = stamp;
-        b->cap = ncap;
-    }
+    size_t c1 = b->cap, c2 = b->cap; /* parallel arrays: both grow alike */
+    if (GROW_FROM(t->rows, c1, t->count + 1, GROW_UNLIMITED, 256) != 0 ||
+        GROW_FROM(b->stamp, c2, t->count + 1, GROW_UNLIMITED, 256) != 0)
+        return ERR_NOMEM;
+    b->cap = c1;
     char *copy = strndup(name, len);
     if (copy == NULL) return ERR_NOMEM;
     t->rows[t->count] = (flamedb__top_row_t){copy, 0, 0};
@@ -63,21 +36,15 @@ static int add_row(builder_t *b, const char *name, size_t len, uint32_t *row)
     return ERR_OK;
 }
 
-/* Finds or adds the row of a function name. */
+/* Finds or adds the row of a function name (up to its first NUL, as the
+ * row keeps it). Rows and names are interned in the same order. */
 static int intern(builder_t *b, const char *name, size_t len, uint32_t *row)
 {
-    if ((b->t->count + 1) * 2 > b->nslots && grow_slots(b) != ERR_OK) return ERR_NOMEM;
-    uint64_t h = hash_bytes64(name, len);
-    size_t j = h & (b->nslots - 1);
-    for (; b->slots[j].row != 0; j = (j + 1) & (b->nslots - 1)) {
-        const char *n = b->t->rows[b->slots[j].row - 1].name;
-        if (b->slots[j].hash == h && strncmp(n, name, len) == 0 && n[len] == '\0') {
-            *row = b->slots[j].row - 1;
-            return ERR_OK;
-        }
-    }
+    len = strnlen(name, len);
+    if (strmap_find(&b->names, name, len, row)) return ERR_OK;
     int rc = add_row(b, name, len, row);
-    if (rc == ERR_OK) b->slots[j] = (slot_t){h, *row + 1};
+    uint32_t idx;
+    if (rc == ERR_OK) rc = strmap_intern(&b->names, b->t->rows[*row].name, len, &idx);
     return rc;
 }
 
@@ -139,6 +106,7 @@ int flamedb__top_folded(const char *text, size_t n, flamedb__top_t *out, errmsg_
 {
     memset(out, 0, sizeof *out);
     builder_t b = {.t = out};
+    strmap_init(&b.names);
     int rc = ERR_OK;
     uint64_t lineno = 0;
     for (size_t pos = 0; pos < n && rc == ERR_OK;) {
@@ -150,7 +118,7 @@ int flamedb__top_folded(const char *text, size_t n, flamedb__top_t *out, errmsg_
         if (l > 0) rc = add_line(&b, text + pos, l, lineno, em);
         pos += len + 1;
     }
-    free(b.slots);
+    strmap_free(&b.names);
     free(b.stamp);
     if (rc != ERR_OK) {
         flamedb__top_free(out);

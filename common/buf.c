@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/grow.h"
 #include "common/varint.h"
 
 void buf_init(buf_t *b, size_t max)
@@ -37,15 +38,7 @@ int buf_reserve(buf_t *b, size_t extra)
     size_t need = b->len + extra + 1; /* + NUL terminator */
     if (need <= b->cap)
         return ERR_OK;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < need)
-        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    uint8_t *p = realloc(b->data, cap);
-    if (p == NULL)
-        return ERR_NOMEM;
-    b->data = p;
-    b->cap = cap;
-    return ERR_OK;
+    return grow_array(&b->data, &b->cap, need, 1, GROW_UNLIMITED, 64);
 }
 
 int buf_append(buf_t *b, const void *p, size_t n)

@@ -11,8 +11,11 @@
 #include <string.h>
 
 #include "common/assert.h"
+#include "common/edgemap.h"
 #include "common/err.h"
+#include "common/grow.h"
 #include "common/hash.h"
+#include "common/u64map.h"
 #include "common/varint.h"
 
 typedef struct ct_node {
@@ -24,19 +27,11 @@ typedef struct ct_node {
     uint32_t next_sibling;
 } ct_node_t;
 
-/* A hash slot carries its key, so a lookup touches one cache line. */
-typedef struct ct_slot {
-    uint64_t sym;
-    uint32_t parent;
-    uint32_t node; /* node index + 1; 0 = empty. The root is not in the table. */
-} ct_slot_t;
-
 struct calltree {
     ct_node_t *nodes;
     size_t count, cap;
     size_t max_nodes;
-    ct_slot_t *slots;
-    size_t nslots;   /* power of two, > 2 * count */
+    edgemap_t edges; /* (parent, sym) -> node; the root is not in it */
 };
 
 /* Values add with two's-complement wrap-around: exact for every sum that fits
@@ -49,39 +44,9 @@ static inline int64_t wadd(int64_t a, int64_t b)
 
 #define WADD(lhs, v) ((lhs) = wadd((lhs), (v)))
 
-static size_t slot_hash(uint32_t parent, uint64_t sym, size_t mask)
-{
-    uint64_t h = (sym ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
-    return (size_t)(h >> 29) & mask;
-}
-
 static int grow_nodes(calltree_t *t)
 {
-    size_t cap = t->cap ? t->cap * 2 : 64;
-    ct_node_t *n = realloc(t->nodes, cap * sizeof *n);
-    if (n == NULL)
-        return ERR_NOMEM;
-    t->nodes = n;
-    t->cap = cap;
-    return ERR_OK;
-}
-
-static int grow_slots(calltree_t *t)
-{
-    size_t n = t->nslots ? t->nslots * 2 : 128;
-    ct_slot_t *slots = calloc(n, sizeof *slots);
-    if (slots == NULL)
-        return ERR_NOMEM;
-    for (size_t i = 1; i < t->count; i++) {
-        size_t s = slot_hash(t->nodes[i].parent, t->nodes[i].sym, n - 1);
-        while (slots[s].node != 0)
-            s = (s + 1) & (n - 1);
-        slots[s] = (ct_slot_t){t->nodes[i].sym, t->nodes[i].parent, (uint32_t)i + 1};
-    }
-    free(t->slots);
-    t->slots = slots;
-    t->nslots = n;
-    return ERR_OK;
+    return GROW_FROM(t->nodes, t->cap, t->count + 1, GROW_UNLIMITED, 64);
 }
 
 int calltree_reserve(calltree_t *t, size_t nodes)
@@ -96,10 +61,7 @@ int calltree_reserve(calltree_t *t, size_t nodes)
         t->nodes = n;
         t->cap = want;
     }
-    while (want * 2 > t->nslots)
-        if (grow_slots(t) != ERR_OK)
-            return ERR_NOMEM;
-    return ERR_OK;
+    return edgemap_reserve(&t->edges, want);
 }
 
 calltree_t *calltree_new(size_t max_nodes)
@@ -108,7 +70,7 @@ calltree_t *calltree_new(size_t max_nodes)
     if (t == NULL)
         return NULL;
     t->max_nodes = max_nodes == 0 ? (size_t)UINT32_MAX - 1 : max_nodes;
-    if (grow_nodes(t) != ERR_OK || grow_slots(t) != ERR_OK) {
+    if (grow_nodes(t) != ERR_OK || edgemap_reserve(&t->edges, 64) != ERR_OK) {
         calltree_free(t);
         return NULL;
     }
@@ -122,51 +84,45 @@ void calltree_free(calltree_t *t)
     if (t == NULL)
         return;
     free(t->nodes);
-    free(t->slots);
+    edgemap_free(&t->edges);
     free(t);
 }
 
 void calltree_clear(calltree_t *t)
 {
-    memset(t->slots, 0, t->nslots * sizeof *t->slots);
+    edgemap_clear(&t->edges);
     t->nodes[0] = (ct_node_t){SYM_ROOT, 0, 0, CALLTREE_NONE, CALLTREE_NONE, CALLTREE_NONE};
     t->count = 1;
 }
 
 int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child)
 {
-    size_t mask = t->nslots - 1;
-    size_t s = slot_hash(parent, sym, mask);
-    for (; t->slots[s].node != 0; s = (s + 1) & mask) {
-        if (t->slots[s].sym == sym && t->slots[s].parent == parent) {
-            *child = t->slots[s].node - 1;
-            return ERR_OK;
-        }
+    size_t s = edgemap_probe(&t->edges, parent, sym);
+    if (t->edges.slots[s].child != 0) {
+        *child = t->edges.slots[s].child;
+        return ERR_OK;
     }
     if (t->count >= t->max_nodes)
         return ERR_LIMIT;
     if (t->count == t->cap && grow_nodes(t) != ERR_OK)
         return ERR_NOMEM;
-    if ((t->count + 1) * 2 > t->nslots) {
-        if (grow_slots(t) != ERR_OK)
+    if ((t->count + 1) * 2 > t->edges.cap) {
+        if (edgemap_reserve(&t->edges, t->count + 1) != ERR_OK)
             return ERR_NOMEM;
-        mask = t->nslots - 1;
-        s = slot_hash(parent, sym, mask);
-        while (t->slots[s].node != 0)
-            s = (s + 1) & mask;
+        s = edgemap_probe(&t->edges, parent, sym);
     }
     uint32_t idx = (uint32_t)t->count++;
     ct_node_t *p = &t->nodes[parent];
     t->nodes[idx] = (ct_node_t){sym, 0, 0, parent, CALLTREE_NONE, p->first_child};
     p->first_child = idx;
-    t->slots[s] = (ct_slot_t){sym, parent, idx + 1};
+    edgemap_set_at(&t->edges, s, parent, sym, idx);
     *child = idx;
     return ERR_OK;
 }
 
 void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym)
 {
-    __builtin_prefetch(&t->slots[slot_hash(parent, sym, t->nslots - 1)]);
+    edgemap_prefetch(&t->edges, parent, sym);
 }
 
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value)
@@ -228,29 +184,14 @@ int calltree_merge(calltree_t *dst, const calltree_t *src)
     return rc;
 }
 
-/* Dictionary used while encoding: symbol -> index, open addressing. */
-typedef struct sym_dict {
-    uint64_t *keys;
-    uint32_t *vals; /* index + 1; 0 = empty */
-    size_t nslots;
-    uint32_t count;
-} sym_dict_t;
-
-static uint32_t dict_index(sym_dict_t *d, uint64_t sym, int *added)
+/* The symbol dictionary while encoding: symbol -> index in first-use order.
+ * Presized for every node, so it never grows. Returns the index and sets
+ * *added (or returns an error, only if presizing failed). */
+static int dict_index(u64map_t *d, uint64_t sym, int *added, uint32_t *idx)
 {
-    size_t mask = d->nslots - 1;
-    size_t s = (size_t)(sym * 0x9e3779b97f4a7c15ULL >> 20) & mask;
-    while (d->vals[s] != 0) {
-        if (d->keys[s] == sym) {
-            *added = 0;
-            return d->vals[s] - 1;
-        }
-        s = (s + 1) & mask;
-    }
-    d->keys[s] = sym;
-    d->vals[s] = ++d->count;
-    *added = 1;
-    return d->count - 1;
+    int rc = u64map_get_or_put(d, sym, (uint32_t)d->len, idx);
+    *added = rc == 1;
+    return rc < 0 ? rc : ERR_OK;
 }
 
 /* Preorder traversal: calls visit(ctx, node, depth) for every non-root node. */
@@ -278,7 +219,7 @@ static int preorder(const calltree_t *t, int (*visit)(void *, uint32_t, uint32_t
 
 typedef struct encode_ctx {
     const calltree_t *t;
-    sym_dict_t dict;
+    u64map_t dict;
     buf_t *syms;  /* dictionary, LE u64 */
     buf_t *body;  /* node records */
     size_t records; /* in body */
@@ -289,7 +230,10 @@ static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
     encode_ctx_t *c = vctx;
     const ct_node_t *n = &c->t->nodes[node];
     int added;
-    uint32_t idx = dict_index(&c->dict, n->sym, &added);
+    uint32_t idx;
+    int rc0 = dict_index(&c->dict, n->sym, &added, &idx);
+    if (rc0 != ERR_OK)
+        return rc0;
     uint8_t tmp[30];
     size_t len = 0;
     if (added) {
@@ -315,23 +259,18 @@ int calltree_encode(const calltree_t *t, buf_t *out)
     buf_init(&body, BUF_UNLIMITED);
     c.syms = &syms;
     c.body = &body;
-    c.dict.nslots = 16;
-    while (c.dict.nslots < t->count * 2)
-        c.dict.nslots *= 2;
-    c.dict.keys = malloc(c.dict.nslots * sizeof *c.dict.keys);
-    c.dict.vals = calloc(c.dict.nslots, sizeof *c.dict.vals);
-    int rc = (c.dict.keys && c.dict.vals) ? ERR_OK : ERR_NOMEM;
+    int rc = u64map_init(&c.dict, t->count);
     if (rc == ERR_OK)
         rc = preorder(t, encode_visit, &c);
     /* The header's node count must be the records that follow it, and every
      * record's symbol index must be in the dictionary, or decoding the stored
      * tree fails (or, worse, reads other stacks). */
     ASSERT_ALWAYS(rc != ERR_OK || c.records == t->count - 1);
-    ASSERT_ALWAYS(rc != ERR_OK || syms.len == 8 * (size_t)c.dict.count);
+    ASSERT_ALWAYS(rc != ERR_OK || syms.len == 8 * c.dict.len);
     if (rc == ERR_OK)
         rc = buf_append_byte(out, CALLTREE_VERSION);
     if (rc == ERR_OK)
-        rc = buf_append_uvarint(out, c.dict.count);
+        rc = buf_append_uvarint(out, c.dict.len);
     if (rc == ERR_OK)
         rc = buf_append(out, syms.data, syms.len);
     if (rc == ERR_OK)
@@ -340,8 +279,7 @@ int calltree_encode(const calltree_t *t, buf_t *out)
         rc = buf_append_uvarint(out, t->count - 1);
     if (rc == ERR_OK)
         rc = buf_append(out, body.data, body.len);
-    free(c.dict.keys);
-    free(c.dict.vals);
+    u64map_free(&c.dict);
     buf_free(&syms);
     buf_free(&body);
     return rc;
@@ -524,19 +462,15 @@ int64_t calltree_root_total(const calltree_t *t)
 
 int calltree_for_each_symbol(const calltree_t *t, int (*fn)(void *ctx, uint64_t sym), void *ctx)
 {
-    sym_dict_t d = {.nslots = 16};
-    while (d.nslots < t->count * 2)
-        d.nslots *= 2;
-    d.keys = malloc(d.nslots * sizeof *d.keys);
-    d.vals = calloc(d.nslots, sizeof *d.vals);
-    int rc = (d.keys && d.vals) ? ERR_OK : ERR_NOMEM;
+    u64map_t d;
+    int rc = u64map_init(&d, t->count);
     for (size_t i = 1; i < t->count && rc == ERR_OK; i++) {
         int added;
-        dict_index(&d, t->nodes[i].sym, &added);
-        if (added)
+        uint32_t idx;
+        rc = dict_index(&d, t->nodes[i].sym, &added, &idx);
+        if (rc == ERR_OK && added)
             rc = fn(ctx, t->nodes[i].sym);
     }
-    free(d.keys);
-    free(d.vals);
+    u64map_free(&d);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/grow.h"
 #include "common/hash.h"
 
 typedef struct label_pair {
@@ -109,16 +110,10 @@ int labels_set(labels_t *l, const char *name, size_t name_len, const char *value
         free(v);
         return ERR_NOMEM;
     }
-    if (l->count == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 8;
-        label_pair_t *p = realloc(l->pairs, cap * sizeof *p);
-        if (p == NULL) {
-            free(n);
-            free(v);
-            return ERR_NOMEM;
-        }
-        l->pairs = p;
-        l->cap = cap;
+    if (GROW_FROM(l->pairs, l->cap, l->count + 1, GROW_UNLIMITED, 8) != ERR_OK) {
+        free(n);
+        free(v);
+        return ERR_NOMEM;
     }
     memmove(l->pairs + at + 1, l->pairs + at, (l->count - at) * sizeof *l->pairs);
     l->pairs[at].name = n;

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 
 /* The log level is one of the two pieces of process-wide state flamedb has. */
@@ -36,13 +37,14 @@ void log_write(enum log_level level, const char *module, const char *fmt, ...)
     if ((int)level < log_min_level)
         return;
     char line[2048];
-    struct timespec ts;
+    clock_source_t real = clock_real();
+    int64_t now_ns = clock_wall_ns(&real);
+    time_t sec = (time_t)(now_ns / 1000000000);
     struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
+    gmtime_r(&sec, &tm);
     int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, tags[level & 3], module);
+                     tm.tm_sec, (long)(now_ns / 1000000 % 1000), tags[level & 3], module);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);

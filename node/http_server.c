@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/list.h"
 #include "common/log.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -47,7 +48,7 @@ struct http_exchange {
     uv_write_t creq; /* 100 Continue */
     uv_shutdown_t sreq;
     http_server_t *srv;
-    struct http_exchange *prev, *next;
+    list_node_t link; /* in srv->conns */
     enum conn_state state;
     int handles_open;
     http_parser parser;
@@ -93,7 +94,7 @@ struct http_server {
     void *drain_arg;
     int port;
     uint64_t iter;
-    conn_t *conns;
+    list_t conns; /* open connections, newest first */
     http_server_stats_t stats;
     char rbuf[READ_CHUNK];
 };
@@ -702,16 +703,21 @@ void http_respond_error(http_exchange_t *ex, int status, int err, const errmsg_t
 
 /* ---------- connection lifetime ---------- */
 
+static conn_t *first_conn(const http_server_t *s)
+{
+    return LIST_ENTRY(list_first(&s->conns), conn_t, link);
+}
+
+static conn_t *next_conn(const http_server_t *s, const conn_t *c)
+{
+    return LIST_ENTRY(list_next(&s->conns, &c->link), conn_t, link);
+}
+
 static void conn_free(conn_t *c)
 {
     http_server_t *s = c->srv;
     s->stats.buffered_bytes -= c->charged;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    list_remove(&c->link);
     buf_free(&c->head);
     buf_free(&c->body);
     buf_free(&c->pending);
@@ -763,10 +769,7 @@ static conn_t *conn_new(http_server_t *s)
     uv_timer_init(s->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->handles_open = 2;
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
+    list_push_front(&s->conns, &c->link);
     s->stats.connections_open++;
     conn_reset_request(c);
     return c;
@@ -817,7 +820,7 @@ static void on_idle(uv_idle_t *h)
 {
     http_server_t *s = h->data;
     uv_idle_stop(h);
-    for (conn_t *c = s->conns; c != NULL; c = c->next) {
+    for (conn_t *c = first_conn(s); c != NULL; c = next_conn(s, c)) {
         if (!c->yielded)
             continue;
         c->yielded = 0;
@@ -835,6 +838,7 @@ int http_server_new(uv_loop_t *loop, const http_server_limits_t *lim, http_handl
     if (s == NULL)
         return ERR_NOMEM;
     s->loop = loop;
+    list_init(&s->conns);
     s->lim = *lim;
     if (s->lim.max_header_bytes > HTTP_MAX_HEADER_BYTES_LIMIT)
         s->lim.max_header_bytes = HTTP_MAX_HEADER_BYTES_LIMIT;
@@ -890,7 +894,7 @@ static void on_server_handle_closed(uv_handle_t *h)
 
 static void server_check_drained(http_server_t *s)
 {
-    if (!s->draining || s->conns != NULL || s->rest_closed)
+    if (!s->draining || !list_empty(&s->conns) || s->rest_closed)
         return;
     s->rest_closed = 1;
     uv_close((uv_handle_t *)&s->prepare, on_server_handle_closed);
@@ -902,8 +906,8 @@ static void on_drain_timeout(uv_timer_t *t)
 {
     http_server_t *s = t->data;
     conn_t *next;
-    for (conn_t *c = s->conns; c != NULL; c = next) {
-        next = c->next; /* conn_close never frees synchronously */
+    for (conn_t *c = first_conn(s); c != NULL; c = next) {
+        next = next_conn(s, c); /* conn_close never frees synchronously */
         conn_close(c);
     }
 }
@@ -919,8 +923,8 @@ void http_server_drain(http_server_t *s, uint64_t timeout_ms, void (*done)(void 
     uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
     s->listening = 0;
     conn_t *next;
-    for (conn_t *c = s->conns; c != NULL; c = next) {
-        next = c->next;
+    for (conn_t *c = first_conn(s); c != NULL; c = next) {
+        next = next_conn(s, c);
         if ((c->state == CONN_READING && !c->started) || c->state == CONN_LINGERING)
             conn_close(c);
     }
@@ -955,4 +959,33 @@ const char *http_request_param(const http_request_t *r, const char *name)
         if (strcmp(r->params[i].name, name) == 0)
             return r->params[i].value;
     return NULL;
+}
+
+void http_server_stats_register(metrics_registry_t *r, const http_server_stats_t *st)
+{
+#define HTTP_DEF(field, type, name, help) {name, help, type, offsetof(http_server_stats_t, field)}
+    static const metrics_u64_def_t defs[] = {
+        HTTP_DEF(connections_open, METRICS_GAUGE, "flamedb_http_connections_open",
+                 "Open HTTP connections."),
+        HTTP_DEF(connections_accepted, METRICS_COUNTER, "flamedb_http_connections_accepted_total",
+                 "Accepted connections."),
+        HTTP_DEF(connections_rejected, METRICS_COUNTER, "flamedb_http_connections_rejected_total",
+                 "Connections refused over max-connections."),
+        HTTP_DEF(requests_in_flight, METRICS_GAUGE, "flamedb_http_requests_in_flight",
+                 "Requests being handled (decoding, storing, querying)."),
+        HTTP_DEF(buffered_bytes, METRICS_GAUGE, "flamedb_http_buffered_body_bytes",
+                 "Request body bytes held in memory (bounded by max-buffered-bytes)."),
+        HTTP_DEF(protocol_errors, METRICS_COUNTER, "flamedb_http_protocol_errors_total",
+                 "Malformed HTTP requests."),
+        HTTP_DEF(too_large, METRICS_COUNTER, "flamedb_http_too_large_total",
+                 "Requests refused with 413 or 431."),
+        HTTP_DEF(busy, METRICS_COUNTER, "flamedb_http_busy_total",
+                 "Requests refused with 503 because max-buffered-bytes was reached."),
+        HTTP_DEF(timeouts, METRICS_COUNTER, "flamedb_http_timeouts_total",
+                 "Requests not received, or responses not read, within request-timeout."),
+        HTTP_DEF(idle_closed, METRICS_COUNTER, "flamedb_http_idle_closed_total",
+                 "Keep-alive connections closed after idle-timeout."),
+    };
+#undef HTTP_DEF
+    metrics_add_u64_array(r, defs, sizeof defs / sizeof defs[0], st);
 }

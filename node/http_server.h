@@ -32,6 +32,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/metrics.h"
 
 /* Bytes one connection may parse per loop wakeup before it yields. */
 #define HTTP_BYTES_PER_WAKEUP (256 * 1024)
@@ -111,6 +112,9 @@ int http_server_listen(http_server_t *s, const char *host, int port, errmsg_t *e
 /* The bound port (after http_server_listen), or -1. */
 int http_server_port(const http_server_t *s);
 const http_server_stats_t *http_server_stats(const http_server_t *s);
+/* Registers the fields of st (a copy, borrowed until the registry is
+ * rendered) as flamedb_http_* metrics. */
+void http_server_stats_register(metrics_registry_t *r, const http_server_stats_t *st);
 
 /* Stops accepting, closes idle connections, lets in-flight requests finish
  * (their connections close after the response), and force-closes whatever is

@@ -1,5 +1,5 @@
-/* metrics.h — the node's counters and their Prometheus text rendering
- * (internal to node/).
+/* metrics.h — the node's counters and their place on the metrics registry
+ * (common/metrics.h, which renders the Prometheus text format; internal to node/).
  *
  * Owns: request counts by route and status, request duration histograms by
  * route, ingest counters, error counts by error code. Counters are plain
@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "common/metrics.h"
 #include "node/http_server.h"
 #include "storage/storage.h"
 
@@ -45,7 +46,7 @@ enum metrics_status {
     METRICS_NSTATUS
 };
 
-typedef struct metrics {
+typedef struct node_metrics {
     uint64_t requests[METRICS_MAX_ROUTES][METRICS_NSTATUS];
     uint64_t duration_buckets[METRICS_MAX_ROUTES][METRICS_NBUCKETS + 1]; /* last: +Inf */
     uint64_t duration_sum_ms[METRICS_MAX_ROUTES];
@@ -53,25 +54,35 @@ typedef struct metrics {
 #define METRICS_FIELD(name, metric, help) uint64_t name;
     METRICS_COUNTERS(METRICS_FIELD)
 #undef METRICS_FIELD
-} metrics_t;
+} node_metrics_t;
 
 /* What the worker adds at render time. */
-typedef struct metrics_extra {
+typedef struct node_metrics_extra {
     const http_server_stats_t *http; /* a copy taken on the loop thread */
     storage_stats_t storage;
     int storage_ok;
     uint64_t rss_bytes; /* 0 when unknown */
     double uptime_seconds;
     int ready;
-} metrics_extra_t;
+} node_metrics_extra_t;
 
 /* Counts one response of route (0 = no route) with its status and duration. */
-void metrics_observe(metrics_t *m, int route, int status, uint64_t duration_ms);
+void node_metrics_observe(node_metrics_t *m, int route, int status, uint64_t duration_ms);
 /* Counts one failed request by its error code (ERR_*). */
-void metrics_error(metrics_t *m, int err);
+void node_metrics_error(node_metrics_t *m, int err);
 
-/* Prometheus text format 0.0.4. route_names[i] names route i (i < nroutes). */
-int metrics_render(const metrics_t *m, const char *const *route_names, size_t nroutes,
-                   const metrics_extra_t *x, buf_t *out);
+/* What /metrics shows of the node: a snapshot of its counters, the route
+ * names (route_names[i] names route i, i < nroutes) and the extra facts. */
+typedef struct node_metrics_view {
+    const node_metrics_t *m;
+    const char *const *route_names;
+    size_t nroutes;
+    const node_metrics_extra_t *x;
+} node_metrics_view_t;
+
+/* Registers the node's metrics (requests, durations, errors, ingest and query
+ * counters, HTTP server, storage, process) on r; v and everything it points
+ * to are borrowed until r is rendered. Other subsystems register after it. */
+int node_metrics_register(metrics_registry_t *r, const node_metrics_view_t *v);
 
 #endif

@@ -1,10 +1,9 @@
 /* node.c — a node's lifetime: open, serve, drain, close (see node.h). */
-#define _GNU_SOURCE /* clock_gettime, setenv */
+#define _GNU_SOURCE /* setenv */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/log.h"
 #include "node/node_int.h"
@@ -40,13 +39,6 @@ static void on_drained(void *arg)
     uv_close((uv_handle_t *)&n->sigterm, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
     uv_close((uv_handle_t *)&n->stop_async, NULL);
-}
-
-static int64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* The cluster view (a cluster of one without --cluster-listen) and, in a
@@ -96,7 +88,8 @@ int node_new(const node_config_t *cfg, node_t **out, errmsg_t *em)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
     n->cfg = *cfg;
     node_config_fix_pointers(&n->cfg);
-    n->start_ns = wall_ns();
+    n->clock = clock_real();
+    n->start_ns = clock_wall_ns(&n->clock);
     n->port = -1;
     if (uv_loop_init(&n->loop) != 0) {
         free(n);

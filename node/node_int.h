@@ -4,6 +4,7 @@
 
 #include <uv.h>
 
+#include "common/clock.h"
 #include "node/cluster/cluster.h"
 #include "node/http_server.h"
 #include "node/metrics.h"
@@ -18,11 +19,12 @@ struct node {
     storage_t *storage;
     http_server_t *http;
     cluster_t *cluster; /* membership, writes, queries (a cluster of one: no transport) */
-    metrics_t metrics;
+    node_metrics_t metrics;
     int ready;    /* storage open and listener up, not stopping */
     int stopping;
     int port;
-    int64_t start_ns; /* wall clock at start */
+    clock_source_t clock; /* "now" for queries, defaults and uptime (real; tests may swap it) */
+    int64_t start_ns;     /* wall clock at start */
 };
 
 /* The HTTP handler and observer of the node (routes.c). */

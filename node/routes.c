@@ -6,12 +6,10 @@
  * thread. The request stays valid meanwhile (its connection is not read
  * while it is handled), so jobs borrow parameters and body without copying.
  */
-#define _GNU_SOURCE /* clock_gettime */
 #include <http_parser.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -83,17 +81,10 @@ struct job {
     int deferred;               /* finish took over answering (replicated ingest) */
     int starting;               /* inside cluster_write_start: an answer now is job_done's */
     cluster_metrics_t *cmetrics; /* /metrics: a copy taken on the loop thread */
-    metrics_t metrics;      /* /metrics: a copy taken on the loop thread */
+    node_metrics_t metrics;      /* /metrics: a copy taken on the loop thread */
     http_server_stats_t http_stats;
     int ready;
 };
-
-static int64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* ---------- tenants ---------- */
 
@@ -130,7 +121,7 @@ const char *routes_tenant(const char *h, errmsg_t *em)
 
 static void respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_t *em)
 {
-    metrics_error(&n->metrics, err);
+    node_metrics_error(&n->metrics, err);
     const char *extra = err == ERR_UNAVAILABLE ? "Retry-After: 1\r\n" : NULL;
     http_respond_error(ex, 0, err, em, extra);
 }
@@ -183,7 +174,7 @@ static job_t *job_start(node_t *n, http_exchange_t *ex, const http_request_t *r,
     j->req = r;
     j->kind = kind;
     j->work.data = j;
-    j->now_ns = wall_ns();
+    j->now_ns = clock_wall_ns(&n->clock);
     snprintf(j->tenant, sizeof j->tenant, "%s", tenant ? tenant : "");
     query_result_init(&j->result);
     if (kind->prepare)
@@ -224,7 +215,7 @@ void routes_handle(void *ctx, http_exchange_t *ex)
     if (path_found) {
         errmsg_set(&em, ERR_METHOD, "%s is not allowed on %s", r->method_name, r->path);
         const char *allow = strcmp(r->path, "/ingest") == 0 ? "Allow: POST\r\n" : "Allow: GET\r\n";
-        metrics_error(&n->metrics, ERR_METHOD);
+        node_metrics_error(&n->metrics, ERR_METHOD);
         http_respond_error(ex, 0, ERR_METHOD, &em, allow);
         return;
     }
@@ -235,7 +226,7 @@ void routes_handle(void *ctx, http_exchange_t *ex)
 void routes_observe(void *ctx, const http_exchange_t *ex, int status, uint64_t duration_ms)
 {
     node_t *n = ctx;
-    metrics_observe(&n->metrics, http_exchange_tag(ex), status, duration_ms);
+    node_metrics_observe(&n->metrics, http_exchange_tag(ex), status, duration_ms);
 }
 
 /* The request's tenant, or NULL after answering 400. */
@@ -315,14 +306,20 @@ static uint64_t rss_bytes(void)
 static void work_metrics(job_t *j)
 {
     node_t *n = j->node;
-    metrics_extra_t x = {.http = &j->http_stats, .rss_bytes = rss_bytes(), .ready = j->ready};
+    node_metrics_extra_t x = {.http = &j->http_stats, .rss_bytes = rss_bytes(), .ready = j->ready};
     x.storage_ok = storage_stats(n->storage, &x.storage) == ERR_OK;
     x.uptime_seconds = (double)(j->now_ns - n->start_ns) / 1e9;
     buf_init(&j->result.body, 16 * 1024 * 1024);
     j->result.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    j->rc = metrics_render(&j->metrics, route_names, NROUTES + 1, &x, &j->result.body);
-    if (j->rc == ERR_OK && j->cmetrics != NULL)
-        j->rc = cluster_metrics_render(j->cmetrics, n->storage, &j->result.body);
+    /* one registry: the node's families, then the cluster's */
+    node_metrics_view_t view = {&j->metrics, route_names, NROUTES + 1, &x};
+    metrics_registry_t reg;
+    metrics_registry_init(&reg);
+    node_metrics_register(&reg, &view);
+    if (j->cmetrics != NULL)
+        cluster_metrics_register(j->cmetrics, n->storage, &reg);
+    j->rc = metrics_registry_render(&reg, &j->result.body);
+    metrics_registry_free(&reg);
 }
 
 static void prepare_metrics(job_t *j)
@@ -406,7 +403,7 @@ static void ingest_replicated(void *ctx, int rc, const errmsg_t *em)
 
 static void finish_ingest(job_t *j)
 {
-    metrics_t *m = &j->node->metrics;
+    node_metrics_t *m = &j->node->metrics;
     m->ingest_profiles++;
     m->ingest_bytes += j->req->body_len;
     m->ingest_series_written += j->written;
@@ -498,7 +495,7 @@ static void start_query(node_t *n, http_exchange_t *ex, const http_request_t *r,
     *q = (query_req_t){.node = n, .ex = ex};
     query_params_t p = {0};
     query_params_of(r, &p);
-    cluster_query(n->cluster, kind, tenant, &p, wall_ns() / 1000000, query_answered, q);
+    cluster_query(n->cluster, kind, tenant, &p, clock_wall_ms(&n->clock), query_answered, q);
 }
 
 static void route_render(node_t *n, http_exchange_t *ex, const http_request_t *r)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "query/query_int.h"
 
 typedef struct level {
@@ -31,13 +32,7 @@ typedef struct frame {
 static int level_at(fb_t *fb, size_t d, level_t **out)
 {
     while (d >= fb->nlv) {
-        if (fb->nlv == fb->caplv) {
-            size_t cap = fb->caplv ? fb->caplv * 2 : 64;
-            level_t *lv = realloc(fb->lv, cap * sizeof *lv);
-            if (lv == NULL) return ERR_NOMEM;
-            fb->lv = lv;
-            fb->caplv = cap;
-        }
+        if (GROW_FROM(fb->lv, fb->caplv, fb->nlv + 1, GROW_UNLIMITED, 64) != 0) return ERR_NOMEM;
         buf_init(&fb->lv[fb->nlv].text, fb->max_bytes);
         fb->lv[fb->nlv++].prev_end = 0;
     }

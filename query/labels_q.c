@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "query/query_int.h"
 
 /* A growing list of owned strings, bounded in total bytes. */
@@ -24,13 +25,7 @@ static int list_push(strlist_t *l, const char *s)
 {
     size_t len = strlen(s);
     if (l->bytes + len + 3 > l->max_bytes) return ERR_TOO_LARGE;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        char **v = realloc(l->v, cap * sizeof *v);
-        if (v == NULL) return ERR_NOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
+    if (GROW_FROM(l->v, l->cap, l->n + 1, GROW_UNLIMITED, 64) != 0) return ERR_NOMEM;
     if ((l->v[l->n] = strdup(s)) == NULL) return ERR_NOMEM;
     l->n++;
     l->bytes += len + 3; /* quotes and comma of the JSON answer */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "common/assert.h"
+#include "common/grow.h"
 #include "common/hash.h"
 #include "query/query_int.h"
 
@@ -62,13 +63,7 @@ static int id_fn(void *ctx, uint64_t sym)
 {
     ids_t *ids = ctx;
     if (sym == SYM_OTHER || sym == SYM_ROOT) return 0;
-    if (ids->n == ids->cap) {
-        size_t cap = ids->cap ? ids->cap * 2 : 1024;
-        uint64_t *v = realloc(ids->v, cap * sizeof *v);
-        if (v == NULL) return ERR_NOMEM;
-        ids->v = v;
-        ids->cap = cap;
-    }
+    if (GROW_FROM(ids->v, ids->cap, ids->n + 1, GROW_UNLIMITED, 1024) != 0) return ERR_NOMEM;
     ids->v[ids->n++] = sym;
     return 0;
 }

@@ -11,21 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/strmap.h"
 #include "query/query.h"
-
-/* ---- strmap: string -> dense index (0, 1, 2, ... in insertion order) ---- */
-typedef struct strmap {
-    size_t n, cap;     /* entries used / slots (power of two) */
-    uint32_t *slots;   /* index + 1, 0 = empty */
-    const char **strs; /* borrowed strings, in insertion order */
-    size_t *lens;
-    size_t strs_cap;
-} strmap_t;
-
-void strmap_init(strmap_t *m);
-void strmap_free(strmap_t *m);
-/* Index of s (borrowed: must outlive the map), adding it when new. */
-int strmap_intern(strmap_t *m, const char *s, size_t len, uint32_t *idx);
 
 /* ---- sorted children view ---- */
 /* For every node of t, its children ordered by (name, file, symbol id).

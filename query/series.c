@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "query/query_int.h"
 
 /* Candidates one postings list may contribute, per allowed series. */
@@ -45,13 +46,7 @@ static int collect_fn(void *ctx, uint64_t token, uint64_t sid)
     cand_set_t *c = ctx;
     if (!query_rangeset_has(c->rs, token)) return 0;
     if (c->n == c->max) return ERR_LIMIT;
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 256;
-        cand_t *v = realloc(c->v, cap * sizeof *v);
-        if (v == NULL) return ERR_NOMEM;
-        c->v = v;
-        c->cap = cap;
-    }
+    if (GROW_FROM(c->v, c->cap, c->n + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
     c->v[c->n++] = (cand_t){.token = token, .sid = sid};
     return 0;
 }
@@ -129,16 +124,11 @@ static int candidates(storage_t *st, const char *tenant, const query_selector_t 
 
 static int series_push(query_series_t *out, size_t *cap, uint64_t token, uint64_t sid)
 {
-    if (out->n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 64;
-        uint64_t *t = realloc(out->token, nc * sizeof *t);
-        if (t == NULL) return ERR_NOMEM;
-        out->token = t;
-        uint64_t *s = realloc(out->series_id, nc * sizeof *s);
-        if (s == NULL) return ERR_NOMEM;
-        out->series_id = s;
-        *cap = nc;
-    }
+    size_t c1 = *cap, c2 = *cap; /* parallel arrays: both grow alike */
+    if (GROW_FROM(out->token, c1, out->n + 1, GROW_UNLIMITED, 64) != 0 ||
+        GROW_FROM(out->series_id, c2, out->n + 1, GROW_UNLIMITED, 64) != 0)
+        return ERR_NOMEM;
+    *cap = c1;
     out->token[out->n] = token;
     out->series_id[out->n++] = sid;
     return 0;

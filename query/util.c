@@ -1,77 +1,11 @@
-/* util.c — small helpers shared inside query/: string interning, symbol
- * names, profile type ids, output-limit errors. */
+/* util.c — small helpers shared inside query/: symbol names, profile type
+ * ids, output-limit errors. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/hash.h"
 #include "query/query_int.h"
-
-void strmap_init(strmap_t *m)
-{
-    memset(m, 0, sizeof *m);
-}
-
-void strmap_free(strmap_t *m)
-{
-    free(m->slots);
-    free(m->strs);
-    free(m->lens);
-    memset(m, 0, sizeof *m);
-}
-
-static int strmap_grow(strmap_t *m)
-{
-    size_t cap = m->cap ? m->cap * 2 : 64;
-    uint32_t *slots = calloc(cap, sizeof *slots);
-    if (slots == NULL) return ERR_NOMEM;
-    for (size_t i = 0; i < m->n; i++) {
-        size_t h = (size_t)hash_bytes64(m->strs[i], m->lens[i]) & (cap - 1);
-        while (slots[h] != 0)
-            h = (h + 1) & (cap - 1);
-        slots[h] = (uint32_t)i + 1;
-    }
-    free(m->slots);
-    m->slots = slots;
-    m->cap = cap;
-    return 0;
-}
-
-static int strmap_push(strmap_t *m, const char *s, size_t len)
-{
-    if (m->n == m->strs_cap) {
-        size_t c = m->strs_cap ? m->strs_cap * 2 : 64;
-        const char **strs = realloc(m->strs, c * sizeof *strs);
-        if (strs == NULL) return ERR_NOMEM;
-        m->strs = strs;
-        size_t *lens = realloc(m->lens, c * sizeof *lens);
-        if (lens == NULL) return ERR_NOMEM;
-        m->lens = lens;
-        m->strs_cap = c;
-    }
-    m->strs[m->n] = s;
-    m->lens[m->n] = len;
-    m->n++;
-    return 0;
-}
-
-int strmap_intern(strmap_t *m, const char *s, size_t len, uint32_t *idx)
-{
-    if ((m->n + 1) * 2 > m->cap && strmap_grow(m) != 0) return ERR_NOMEM;
-    size_t h = (size_t)hash_bytes64(s, len) & (m->cap - 1);
-    while (m->slots[h] != 0) {
-        uint32_t i = m->slots[h] - 1;
-        if (m->lens[i] == len && memcmp(m->strs[i], s, len) == 0) {
-            *idx = i;
-            return 0;
-        }
-        h = (h + 1) & (m->cap - 1);
-    }
-    if (strmap_push(m, s, len) != 0) return ERR_NOMEM;
-    m->slots[h] = (uint32_t)m->n;
-    *idx = (uint32_t)m->n - 1;
-    return 0;
-}
 
 void query_sym_name(const symtab_t *syms, uint64_t sym, char *scratch, const char **name,
                     const char **file)

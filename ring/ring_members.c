@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "ring/ring_int.h"
 
 void ring_members_options_default(ring_members_options_t *o)
@@ -62,13 +63,7 @@ static void member_clear(struct member *x)
 /* Inserts a zeroed member named id at its sorted place. */
 static struct member *insert_member(ring_members_t *m, const char *id)
 {
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 8;
-        struct member *v = realloc(m->v, cap * sizeof *v);
-        if (v == NULL) return NULL;
-        m->v = v;
-        m->cap = cap;
-    }
+    if (GROW_FROM(m->v, m->cap, m->n + 1, GROW_UNLIMITED, 8) != 0) return NULL;
     size_t at = 0;
     while (at < m->n && strcmp(m->v[at].id, id) < 0)
         at++;

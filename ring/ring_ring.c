@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/hash.h"
 #include "common/varint.h"
 #include "ring/ring_int.h"
@@ -252,13 +253,7 @@ int ring_ranges_add(ring_ranges_t *l, ring_range_t r)
         l->v[l->n - 1].end = r.end;
         return 0;
     }
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        ring_range_t *v = realloc(l->v, cap * sizeof *v);
-        if (v == NULL) return ERR_NOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
+    if (GROW_FROM(l->v, l->cap, l->n + 1, GROW_UNLIMITED, 16) != 0) return ERR_NOMEM;
     l->v[l->n++] = r;
     return 0;
 }

@@ -9,8 +9,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/grow.h"
 #include "common/log.h"
 #include "common/varint.h"
 #include "storage/storage_int.h"
@@ -74,13 +74,7 @@ static int account(struct storage_hints *h, const char *id, size_t idlen, int64_
     if (!found) {
         if (count <= 0) return 0;
         if (h->n >= STORAGE_HINT_TARGETS_MAX) return ERR_LIMIT;
-        if (h->n == h->cap) {
-            size_t cap = h->cap ? h->cap * 2 : 8;
-            struct hint_target *v = realloc(h->v, cap * sizeof *v);
-            if (v == NULL) return ERR_NOMEM;
-            h->v = v;
-            h->cap = cap;
-        }
+        if (GROW_FROM(h->v, h->cap, h->n + 1, GROW_UNLIMITED, 8) != 0) return ERR_NOMEM;
         memmove(&h->v[i + 1], &h->v[i], (h->n - i) * sizeof *h->v);
         h->n++;
         memset(&h->v[i], 0, sizeof h->v[i]);
@@ -94,13 +88,6 @@ static int account(struct storage_hints *h, const char *id, size_t idlen, int64_
         h->n--;
     }
     return 0;
-}
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* Rebuilds the table from the column family; seqs continue above the
@@ -170,7 +157,7 @@ int storage_hint_put(storage_t *s, const char *target, const uint8_t *rec, size_
                           target, (unsigned long long)have, len,
                           (unsigned long long)max_target_bytes);
     }
-    uint64_t t = now_us();
+    uint64_t t = (uint64_t)(clock_wall_ns(&s->clock) / 1000);
     uint64_t q = t > h->last_seq ? t : h->last_seq + 1;
     skey_t k;
     hint_key(&k, target, q);

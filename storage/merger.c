@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "storage/storage_int.h"
 
 typedef struct acc {
@@ -55,13 +56,7 @@ static acc_t *acc_of(storage_merger_t *m, uint64_t token)
 {
     for (size_t i = 0; i < m->n; i++)
         if (m->accs[i].token == token) return &m->accs[i];
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 8;
-        acc_t *a = realloc(m->accs, cap * sizeof *a);
-        if (a == NULL) return NULL;
-        m->accs = a;
-        m->cap = cap;
-    }
+    if (GROW_FROM(m->accs, m->cap, m->n + 1, GROW_UNLIMITED, 8) != 0) return NULL;
     m->accs[m->n] = (acc_t){.token = token};
     return &m->accs[m->n++];
 }
@@ -70,14 +65,9 @@ static int acc_grow(acc_t *a, size_t need)
 {
     if (need <= a->cap) return 0;
     if (need > STORAGE_MAX_STACK_NODES) return ERR_CORRUPT;
-    size_t cap = a->cap ? a->cap : 1024;
-    while (cap < need)
-        cap *= 2;
-    int64_t *v = realloc(a->val, cap * sizeof *v);
-    if (v == NULL) return ERR_NOMEM;
-    memset(v + a->cap, 0, (cap - a->cap) * sizeof *v);
-    a->val = v;
-    a->cap = cap;
+    size_t old = a->cap;
+    if (GROW_FROM(a->val, a->cap, need, GROW_UNLIMITED, 1024) != 0) return ERR_NOMEM;
+    memset(a->val + old, 0, (a->cap - old) * sizeof *a->val);
     return 0;
 }
 

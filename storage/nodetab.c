@@ -24,23 +24,14 @@
 #include <string.h>
 
 #include "common/assert.h"
+#include "common/edgemap.h"
+#include "common/grow.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "common/u64map.h"
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
-/* Symbol dictionary slot: symbol id -> ordinal + 1 (0 = empty). */
-typedef struct sd_slot {
-    uint64_t sym;
-    uint32_t ord1;
-} sd_slot_t;
-
-/* A hash slot carries its key, so a lookup touches one cache line. */
-typedef struct nt_slot {
-    uint64_t sym;
-    uint32_t parent;
-    uint32_t id;
-} nt_slot_t;
 
 struct nodetab {
     uint64_t token;
@@ -50,128 +41,66 @@ struct nodetab {
     uint32_t committed; /* ids below it are durable; the rest await storage_nodetab_stage */
     uint32_t *parent;
     uint64_t *sym;
-    nt_slot_t *slots; /* (parent, sym) -> id; id 0 = empty (the root is never looked up) */
+    edgemap_t edges; /* (parent, sym) -> id (the root is never looked up) */
     /* The table's symbols in order of first use, so stored chunks name a
      * symbol seen before by its ordinal (1-3 bytes) instead of its 8-byte id. */
     uint64_t *ord_sym;   /* ordinal -> symbol id */
     uint32_t *ord_first; /* ordinal -> first node id using it */
     uint32_t nsyms, sym_cap;
-    sd_slot_t *sym_slots; /* symbol id -> ordinal + 1 */
-    size_t nsym_slots;
-    size_t nslots;
+    u64map_t sym_index; /* symbol id -> ordinal */
     int refs;  /* guarded by the cache mutex */
     int valid; /* 0: dropped from the cache, freed at the last release */
     size_t cached_bytes;         /* what the cache accounts for it */
-    struct nodetab *next, *prev; /* LRU list, most recent first */
+    list_node_t lru;             /* in the cache's LRU list, most recent first */
     struct nodetab *hnext;       /* hash chain */
 };
 
 static size_t tab_bytes(const nodetab_t *t)
 {
     return sizeof *t + t->cap * (sizeof *t->parent + sizeof *t->sym) +
-           t->nslots * sizeof *t->slots +
+           edgemap_bytes(&t->edges) +
            t->sym_cap * (sizeof *t->ord_sym + sizeof *t->ord_first) +
-           t->nsym_slots * sizeof *t->sym_slots;
-}
-
-static size_t sym_slot_of(uint64_t sym, size_t nslots)
-{
-    return (size_t)((sym * 0x9e3779b97f4a7c15ULL) >> 23) & (nslots - 1);
+           u64map_bytes(&t->sym_index);
 }
 
 /* Ordinal of sym in the table's dictionary, or UINT32_MAX. */
 static uint32_t sym_ordinal(const nodetab_t *t, uint64_t sym)
 {
-    if (t->nsym_slots == 0) return UINT32_MAX;
-    for (size_t i = sym_slot_of(sym, t->nsym_slots); t->sym_slots[i].ord1 != 0;
-         i = (i + 1) & (t->nsym_slots - 1))
-        if (t->sym_slots[i].sym == sym) return t->sym_slots[i].ord1 - 1;
-    return UINT32_MAX;
+    uint32_t o;
+    return u64map_get(&t->sym_index, sym, &o) ? o : UINT32_MAX;
 }
 
 /* Makes room for one more dictionary symbol (before anything changes). */
 static int sym_reserve(nodetab_t *t)
 {
-    if (t->nsyms == t->sym_cap) {
-        uint32_t cap = t->sym_cap ? t->sym_cap * 2 : 256;
-        uint64_t *s = realloc(t->ord_sym, cap * sizeof *s);
-        if (s == NULL) return ERR_NOMEM;
-        t->ord_sym = s;
-        uint32_t *f = realloc(t->ord_first, cap * sizeof *f);
-        if (f == NULL) return ERR_NOMEM;
-        t->ord_first = f;
-        t->sym_cap = cap;
-    }
-    if ((size_t)(t->nsyms + 1) * 2 > t->nsym_slots) {
-        size_t n = t->nsym_slots ? t->nsym_slots * 2 : 512;
-        sd_slot_t *slots = calloc(n, sizeof *slots);
-        if (slots == NULL) return ERR_NOMEM;
-        for (uint32_t o = 0; o < t->nsyms; o++) {
-            size_t i = sym_slot_of(t->ord_sym[o], n);
-            while (slots[i].ord1 != 0)
-                i = (i + 1) & (n - 1);
-            slots[i] = (sd_slot_t){t->ord_sym[o], o + 1};
-        }
-        free(t->sym_slots);
-        t->sym_slots = slots;
-        t->nsym_slots = n;
-    }
-    return 0;
+    size_t need = (size_t)t->nsyms + 1, c1 = t->sym_cap, c2 = t->sym_cap;
+    if (GROW_FROM(t->ord_sym, c1, need, UINT32_MAX - 1, 256) != 0 ||
+        GROW_FROM(t->ord_first, c2, need, UINT32_MAX - 1, 256) != 0)
+        return ERR_NOMEM;
+    t->sym_cap = (uint32_t)c1;
+    return u64map_reserve(&t->sym_index, need);
 }
 
+/* Cannot fail after sym_reserve. */
 static void sym_add(nodetab_t *t, uint64_t sym, uint32_t first_id)
 {
     uint32_t o = t->nsyms++;
     t->ord_sym[o] = sym;
     t->ord_first[o] = first_id;
-    size_t i = sym_slot_of(sym, t->nsym_slots);
-    while (t->sym_slots[i].ord1 != 0)
-        i = (i + 1) & (t->nsym_slots - 1);
-    t->sym_slots[i] = (sd_slot_t){sym, o + 1};
-}
-
-static size_t slot_of(const nodetab_t *t, uint32_t parent, uint64_t sym)
-{
-    uint64_t h = (sym ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
-    return (size_t)(h >> 29) & (t->nslots - 1);
-}
-
-static void slot_put(nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t id)
-{
-    size_t s = slot_of(t, parent, sym);
-    while (t->slots[s].id != 0)
-        s = (s + 1) & (t->nslots - 1);
-    t->slots[s] = (nt_slot_t){sym, parent, id};
-}
-
-static int tab_grow_slots(nodetab_t *t)
-{
-    size_t n = t->nslots ? t->nslots * 2 : 1024;
-    nt_slot_t *slots = calloc(n, sizeof *slots);
-    if (slots == NULL) return ERR_NOMEM;
-    free(t->slots);
-    t->slots = slots;
-    t->nslots = n;
-    for (uint32_t id = 1; id < t->count; id++)
-        slot_put(t, t->parent[id], t->sym[id], id);
-    return 0;
+    (void)u64map_put(&t->sym_index, sym, o);
 }
 
 /* Appends node (parent, sym) as id count; the caller checked it is new. */
 static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym)
 {
     if (t->count >= STORAGE_MAX_STACK_NODES) return ERR_LIMIT;
-    if (t->count == t->cap) {
-        uint32_t cap = t->cap ? t->cap * 2 : 256;
-        uint32_t *p = realloc(t->parent, cap * sizeof *p);
-        if (p == NULL) return ERR_NOMEM;
-        t->parent = p;
-        uint64_t *s = realloc(t->sym, cap * sizeof *s);
-        if (s == NULL) return ERR_NOMEM;
-        t->sym = s;
-        t->cap = cap;
-    }
-    if ((size_t)(t->count + 1) * 2 > t->nslots && tab_grow_slots(t) != 0) return ERR_NOMEM;
+    size_t c1 = t->cap, c2 = t->cap; /* parallel arrays: both grow alike */
+    if (GROW_FROM(t->parent, c1, (size_t)t->count + 1, UINT32_MAX, 256) != 0 ||
+        GROW_FROM(t->sym, c2, (size_t)t->count + 1, UINT32_MAX, 256) != 0)
+        return ERR_NOMEM;
+    t->cap = (uint32_t)c1;
+    size_t edges = (size_t)t->count + 1 > 512 ? (size_t)t->count + 1 : 512; /* >= 1024 slots */
+    if (edgemap_reserve(&t->edges, edges) != 0) return ERR_NOMEM;
     int new_sym = t->count > 0 && sym_ordinal(t, sym) == UINT32_MAX;
     if (new_sym && sym_reserve(t) != 0) return ERR_NOMEM;
     uint32_t id = t->count++;
@@ -179,7 +108,7 @@ static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym)
     ASSERT_ALWAYS(id == 0 || parent < id);
     t->parent[id] = parent;
     t->sym[id] = sym;
-    if (id > 0) slot_put(t, parent, sym, id);
+    if (id > 0) edgemap_put(&t->edges, parent, sym, id);
     if (new_sym) sym_add(t, sym, id);
     return 0;
 }
@@ -190,10 +119,10 @@ static void tab_free(nodetab_t *t)
     pthread_mutex_destroy(&t->lock);
     free(t->parent);
     free(t->sym);
-    free(t->slots);
+    edgemap_free(&t->edges);
     free(t->ord_sym);
     free(t->ord_first);
-    free(t->sym_slots);
+    u64map_free(&t->sym_index);
     free(t);
 }
 
@@ -290,6 +219,7 @@ int storage_nodetab_cache_init(storage_t *s, size_t max_bytes)
 {
     nodetab_cache_t *c = &s->nodetabs;
     memset(c, 0, sizeof *c);
+    list_init(&c->lru);
     c->max_bytes = max_bytes;
     c->buckets = calloc(NODETAB_BUCKETS, sizeof *c->buckets);
     if (c->buckets == NULL) return ERR_NOMEM;
@@ -299,30 +229,13 @@ int storage_nodetab_cache_init(storage_t *s, size_t max_bytes)
 void storage_nodetab_cache_free(storage_t *s)
 {
     nodetab_cache_t *c = &s->nodetabs;
-    for (nodetab_t *t = c->head, *n; t != NULL; t = n) {
-        n = t->next;
+    while (c->lru.head.next != NULL && !list_empty(&c->lru)) { /* NULL: never initialised */
+        nodetab_t *t = LIST_ENTRY(list_first(&c->lru), nodetab_t, lru);
+        list_remove(&t->lru);
         tab_free(t);
     }
     free(c->buckets);
     memset(c, 0, sizeof *c);
-}
-
-static void lru_unlink(nodetab_cache_t *c, nodetab_t *t)
-{
-    if (t->prev) t->prev->next = t->next;
-    else c->head = t->next;
-    if (t->next) t->next->prev = t->prev;
-    else c->tail = t->prev;
-    t->next = t->prev = NULL;
-}
-
-static void lru_push_front(nodetab_cache_t *c, nodetab_t *t)
-{
-    t->prev = NULL;
-    t->next = c->head;
-    if (c->head) c->head->prev = t;
-    c->head = t;
-    if (c->tail == NULL) c->tail = t;
 }
 
 /* Removes a valid table from the hash and the LRU list. Cache mutex held. */
@@ -332,7 +245,7 @@ static void drop(nodetab_cache_t *c, nodetab_t *t)
     while (*pp != NULL && *pp != t)
         pp = &(*pp)->hnext;
     if (*pp == t) *pp = t->hnext;
-    lru_unlink(c, t);
+    list_remove(&t->lru);
     c->bytes -= t->cached_bytes;
     t->valid = 0;
 }
@@ -340,8 +253,10 @@ static void drop(nodetab_cache_t *c, nodetab_t *t)
 /* Frees unreferenced tables from the cold end while over budget. Mutex held. */
 static void evict(nodetab_cache_t *c)
 {
-    for (nodetab_t *t = c->tail, *prev; t != NULL && c->bytes > c->max_bytes; t = prev) {
-        prev = t->prev;
+    nodetab_t *prev;
+    for (nodetab_t *t = LIST_ENTRY(list_last(&c->lru), nodetab_t, lru);
+         t != NULL && c->bytes > c->max_bytes; t = prev) {
+        prev = LIST_ENTRY(list_prev(&c->lru, &t->lru), nodetab_t, lru);
         if (t->refs == 0) {
             drop(c, t);
             tab_free(t);
@@ -371,11 +286,11 @@ int storage_nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, no
         t->valid = 1;
         t->hnext = c->buckets[b];
         c->buckets[b] = t;
-        lru_push_front(c, t);
+        list_push_front(&c->lru, &t->lru);
         pthread_mutex_lock(&t->lock); /* others wait on it until loaded */
     } else {
-        lru_unlink(c, t);
-        lru_push_front(c, t);
+        list_remove(&t->lru);
+        list_push_front(&c->lru, &t->lru);
     }
     t->refs++;
     pthread_mutex_unlock(&c->mu);
@@ -398,8 +313,8 @@ void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed)
     if (failed) {
         /* ids assigned since the last commit may not be durable: forget them */
         t->count = t->committed = t->nsyms = 0;
-        if (t->nslots) memset(t->slots, 0, t->nslots * sizeof *t->slots);
-        if (t->nsym_slots) memset(t->sym_slots, 0, t->nsym_slots * sizeof *t->sym_slots);
+        edgemap_clear(&t->edges);
+        u64map_clear(&t->sym_index);
     } else {
         t->committed = t->count;
     }
@@ -420,14 +335,10 @@ void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed)
 int storage_nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
                   rocksdb_writebatch_t *wb, uint32_t *out)
 {
-    if (t->nslots > 0) {
-        for (size_t i = slot_of(t, parent, sym); t->slots[i].id != 0;
-             i = (i + 1) & (t->nslots - 1)) {
-            if (t->slots[i].sym == sym && t->slots[i].parent == parent) {
-                *out = t->slots[i].id;
-                return 0;
-            }
-        }
+    uint32_t id = edgemap_get(&t->edges, parent, sym);
+    if (id != 0) {
+        *out = id;
+        return 0;
     }
     if (wb == NULL) return ERR_NOT_FOUND;
     int rc = tab_append(t, parent, sym);
@@ -470,7 +381,7 @@ int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, 
 
 void storage_nodetab_prefetch(const nodetab_t *t, uint32_t parent, uint64_t sym)
 {
-    if (t->nslots > 0) __builtin_prefetch(&t->slots[slot_of(t, parent, sym)]);
+    edgemap_prefetch(&t->edges, parent, sym);
 }
 
 uint32_t storage_nodetab_count(const nodetab_t *t)

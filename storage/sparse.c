@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "common/assert.h"
+#include "common/grow.h"
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
@@ -34,16 +35,11 @@ void storage_sparse_free(sparse_vec_t *v)
 int storage_sparse_reserve(sparse_vec_t *v, size_t n)
 {
     if (n <= v->cap) return 0;
-    size_t cap = v->cap ? v->cap : 64;
-    while (cap < n)
-        cap *= 2;
-    uint32_t *id = realloc(v->id, cap * sizeof *id);
-    if (id == NULL) return ERR_NOMEM;
-    v->id = id;
-    int64_t *val = realloc(v->val, cap * sizeof *val);
-    if (val == NULL) return ERR_NOMEM;
-    v->val = val;
-    v->cap = cap;
+    size_t c1 = v->cap, c2 = v->cap; /* parallel arrays: both grow alike */
+    if (GROW_FROM(v->id, c1, n, GROW_UNLIMITED, 64) != 0 ||
+        GROW_FROM(v->val, c2, n, GROW_UNLIMITED, 64) != 0)
+        return ERR_NOMEM;
+    v->cap = c1;
     return 0;
 }
 

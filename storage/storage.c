@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "common/log.h"
 #include "storage/storage_int.h"
@@ -88,22 +87,14 @@ int storage_check_tenant(const char *tenant, errmsg_t *em)
     return 0;
 }
 
-static int64_t wall_clock(void *ctx)
+void storage_set_clock(storage_t *s, const clock_source_t *c)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec;
-}
-
-void storage_set_clock(storage_t *s, storage_clock_fn fn, void *ctx)
-{
-    s->clock = fn != NULL ? fn : wall_clock;
-    s->clock_ctx = fn != NULL ? ctx : NULL;
+    s->clock = c != NULL ? *c : clock_real();
 }
 
 int64_t storage_now(const storage_t *s)
 {
-    return s->clock(s->clock_ctx);
+    return clock_wall_s(&s->clock);
 }
 
 uint64_t storage_mix64(uint64_t x)
@@ -285,7 +276,7 @@ static storage_t *storage_alloc(const storage_options_t *o)
     if (s == NULL) return NULL;
     s->opts = *o;
     s->path = strdup(o->path);
-    storage_set_clock(s, NULL, NULL);
+    storage_set_clock(s, NULL);
     for (int i = 0; i < STORAGE_STRIPES; i++)
         pthread_mutex_init(&s->stripes[i], NULL);
     s->cache = rocksdb_cache_create_lru(o->block_cache_bytes);
@@ -448,4 +439,27 @@ int storage_checkpoint(storage_t *s, const char *dir, errmsg_t *em)
     rc = storage_rocks_err(err, em, "checkpoint");
     rocksdb_checkpoint_object_destroy(cp);
     return rc;
+}
+
+void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
+{
+    static const metrics_u64_def_t defs[] = {
+        {"flamedb_storage_disk_bytes", "Bytes on disk of the node's database (SST files and WAL).",
+         METRICS_GAUGE, offsetof(storage_stats_t, disk_bytes)},
+        {"flamedb_storage_memtable_bytes", "Bytes in RocksDB memtables.", METRICS_GAUGE,
+         offsetof(storage_stats_t, memtable_bytes)},
+        {"flamedb_storage_block_cache_bytes", "Bytes in the RocksDB block cache.", METRICS_GAUGE,
+         offsetof(storage_stats_t, block_cache_bytes)},
+        METRICS_U64_DEF(storage_stats_t, series_written, "flamedb_storage_series_written_total",
+                        "Series writes committed by storage."),
+        METRICS_U64_DEF(storage_stats_t, duplicate_series, "flamedb_storage_duplicate_series_total",
+                        "Series writes skipped because (series, profile id) was already stored."),
+        METRICS_U64_DEF(storage_stats_t, corrupt_operands, "flamedb_storage_corrupt_operands_total",
+                        "Merge operands skipped because they did not decode."),
+        METRICS_U64_DEF(storage_stats_t, expired_windows, "flamedb_storage_expired_windows_total",
+                        "Block and total windows dropped by retention."),
+        METRICS_U64_DEF(storage_stats_t, expired_seen, "flamedb_storage_expired_seen_total",
+                        "Profile ids forgotten after seen-retention."),
+    };
+    metrics_add_u64_array(r, defs, sizeof defs / sizeof defs[0], st);
 }

@@ -40,6 +40,7 @@
 #include "common/calltree.h"
 #include "common/err.h"
 #include "common/labels.h"
+#include "common/metrics.h"
 #include "common/symtab.h"
 
 /* Window sizes in seconds, finest first. Index into this table is the `res`
@@ -175,6 +176,9 @@ typedef struct storage_stats {
     uint64_t series_written;    /* series writes committed */
 } storage_stats_t;
 int storage_stats(storage_t *s, storage_stats_t *out);
+/* Registers the fields of st (borrowed until the registry is rendered) as
+ * flamedb_storage_* metrics. */
+void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st);
 
 /* Writes a consistent copy of the database into dir (which must not exist),
  * hard-linking SST files where the file system allows: a backup that costs

@@ -18,6 +18,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "common/clock.h"
+#include "common/list.h"
+
 #include "common/buf.h"
 #include "common/err.h"
 #include "storage/storage.h"
@@ -91,7 +94,6 @@ typedef struct storage_counters {
     atomic_uint_fast64_t series_written;   /* series writes committed */
 } storage_counters_t;
 
-typedef int64_t (*storage_clock_fn)(void *ctx); /* unix seconds */
 
 /* State of one compaction filter; points back at the handle. */
 typedef struct storage_filter_state {
@@ -119,7 +121,7 @@ typedef struct symcache {
 typedef struct nodetab_cache {
     pthread_mutex_t mu;
     nodetab_t **buckets;
-    nodetab_t *head, *tail; /* LRU: most recently used first */
+    list_t lru; /* nodetab_t.lru, most recently used first */
     size_t bytes, max_bytes;
 } nodetab_cache_t;
 
@@ -136,8 +138,7 @@ struct storage {
     storage_options_t opts;
     char *path;
 
-    storage_clock_fn clock;
-    void *clock_ctx;
+    clock_source_t clock; /* "now" for retention, the write path and hint order */
 
     pthread_mutex_t stripes[STORAGE_STRIPES];
     idcache_t symbol_cache;
@@ -150,9 +151,11 @@ struct storage {
 
 /* --- clock (tests) ------------------------------------------------------- */
 
-/* Replaces the clock the retention filters and the write path read "now"
- * from. Call before other threads use s. fn NULL restores the wall clock. */
-void storage_set_clock(storage_t *s, storage_clock_fn fn, void *ctx);
+/* Replaces the clock the retention filters, the write path and the hint
+ * sequence read "now" from (copied; its ctx is borrowed). Call before other
+ * threads use s. c NULL restores the real clock. */
+void storage_set_clock(storage_t *s, const clock_source_t *c);
+/* Unix seconds by the handle's clock. */
 int64_t storage_now(const storage_t *s);
 
 /* --- errors -------------------------------------------------------------- */

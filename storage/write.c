@@ -17,46 +17,17 @@
 
 #include "common/assert.h"
 #include "common/hash.h"
+#include "common/u64map.h"
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
-/* Growable set of 64-bit keys (0 is mapped to 1), for the symbols a batch
- * already carries. Bounded by the symbols of one profile. */
-typedef struct u64set {
-    uint64_t *keys;
-    size_t mask, count;
-} u64set_t;
-
-static int u64set_grow(u64set_t *set)
+/* The cache keys a batch writes (a set: the u64map's values are unused).
+ * Key 0 is stored as 1, as the id caches cannot hold 0. Returns 1 if key was
+ * added, 0 if present, or a negative error. Bounded by one profile. */
+static int key_set_add(u64map_t *set, uint64_t key)
 {
-    size_t slots = set->keys == NULL ? 256 : 2 * (set->mask + 1);
-    uint64_t *keys = calloc(slots, sizeof *keys);
-    if (keys == NULL) return ERR_NOMEM;
-    for (size_t i = 0; set->keys != NULL && i <= set->mask; i++) {
-        uint64_t k = set->keys[i];
-        size_t j = k & (slots - 1);
-        while (k != 0 && keys[j] != 0)
-            j = (j + 1) & (slots - 1);
-        keys[j] = k;
-    }
-    free(set->keys);
-    set->keys = keys;
-    set->mask = slots - 1;
-    return 0;
-}
-
-/* Returns 1 if key was added, 0 if present, or a negative error. */
-static int u64set_add(u64set_t *set, uint64_t key)
-{
-    key = key != 0 ? key : 1;
-    if ((set->count + 1) * 2 > (set->keys == NULL ? 0 : set->mask + 1) && u64set_grow(set) != 0)
-        return ERR_NOMEM;
-    size_t i = key & set->mask;
-    for (; set->keys[i] != 0; i = (i + 1) & set->mask)
-        if (set->keys[i] == key) return 0;
-    set->keys[i] = key;
-    set->count++;
-    return 1;
+    uint32_t unused;
+    return u64map_get_or_put(set, key != 0 ? key : 1, 0, &unused);
 }
 
 typedef struct wctx {
@@ -71,8 +42,8 @@ typedef struct wctx {
     uint64_t *order;  /* (id << 32 | position) for sorting */
     size_t map_cap;
     buf_t enc, tmp;
-    u64set_t syms;   /* symbol-cache keys this batch writes */
-    u64set_t series; /* series-cache keys this batch writes */
+    u64map_t syms;   /* symbol-cache keys this batch writes */
+    u64map_t series; /* series-cache keys this batch writes */
     uint64_t tenant_hash;
     int64_t now, t_s;
     errmsg_t *em;
@@ -93,7 +64,7 @@ static int put_symbol(void *ctx, uint64_t sym)
     wctx_t *w = ctx;
     uint64_t ck = symbol_cache_key(w->tenant_hash, sym);
     if (storage_idcache_has(&w->s->symbol_cache, ck)) return 0;
-    int added = u64set_add(&w->syms, ck);
+    int added = key_set_add(&w->syms, ck);
     if (added <= 0) return added == 0 ? 0 : errmsg_set(w->em, added, "out of memory");
     const char *name, *file;
     if (w->p->symbols == NULL || !symtab_get(w->p->symbols, sym, &name, &file))
@@ -115,7 +86,7 @@ static int put_series(wctx_t *w, const storage_series_write_t *sw)
 {
     uint64_t ck = series_cache_key(w->tenant_hash, sw->token, sw->series_id);
     if (storage_idcache_has(&w->s->series_cache, ck)) return 0;
-    int added = u64set_add(&w->series, ck);
+    int added = key_set_add(&w->series, ck);
     if (added <= 0) return added == 0 ? 0 : errmsg_set(w->em, added, "out of memory");
     buf_reset(&w->tmp);
     int rc = labels_encode(sw->labels, &w->tmp);
@@ -391,10 +362,10 @@ static int build_and_commit(wctx_t *w, const unsigned char *todo)
     rc = storage_rocks_err(err, w->em, "write profile");
     if (rc != 0) return rc;
     /* Committed: now the caches may say so. */
-    for (size_t i = 0; w->syms.keys != NULL && i <= w->syms.mask; i++)
-        if (w->syms.keys[i] != 0) storage_idcache_add(&w->s->symbol_cache, w->syms.keys[i]);
-    for (size_t i = 0; w->series.keys != NULL && i <= w->series.mask; i++)
-        if (w->series.keys[i] != 0) storage_idcache_add(&w->s->series_cache, w->series.keys[i]);
+    for (size_t i = 0; i < w->syms.cap; i++)
+        if (u64map_used(&w->syms, i)) storage_idcache_add(&w->s->symbol_cache, w->syms.slots[i].key);
+    for (size_t i = 0; i < w->series.cap; i++)
+        if (u64map_used(&w->series, i)) storage_idcache_add(&w->s->series_cache, w->series.slots[i].key);
     return 0;
 }
 
@@ -470,8 +441,8 @@ int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t
         if (written != NULL) *written = ntodo;
     }
     free(todo);
-    free(w.syms.keys);
-    free(w.series.keys);
+    u64map_free(&w.syms);
+    u64map_free(&w.series);
     free(w.map);
     free(w.order);
     free(w.bfs);

@@ -29,6 +29,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/metrics.h"
 #include "query/query.h"
 #include "ring/ring.h"
 #include "storage/storage.h"
@@ -175,9 +176,11 @@ typedef struct cluster_metrics cluster_metrics_t;
 /* Loop thread: copies the counters. Caller owns *out; free with
  * cluster_metrics_free (any thread). */
 int cluster_metrics_take(cluster_t *c, cluster_metrics_t **out);
-/* Any thread: appends m in the Prometheus text format, plus the per-target
- * gauges of stored hints read from storage (borrowed for the call). */
-int cluster_metrics_render(const cluster_metrics_t *m, storage_t *storage, buf_t *out);
+/* Any thread: registers m's counters and gauges on r, plus the per-target
+ * gauges of stored hints read from storage when r is rendered. m and
+ * storage are borrowed until then. */
+void cluster_metrics_register(const cluster_metrics_t *m, storage_t *storage,
+                              metrics_registry_t *r);
 void cluster_metrics_free(cluster_metrics_t *m);
 
 #endif

@@ -74,10 +74,11 @@ int cluster_metrics_take(cluster_t *c, cluster_metrics_t **out)
     return ERR_OK;
 }
 
-int cluster_metrics_render(const cluster_metrics_t *m, storage_t *storage, buf_t *out)
+void cluster_metrics_register(const cluster_metrics_t *m, storage_t *storage,
+                              metrics_registry_t *r)
 {
-    int rc = replicate_stats_render(&m->replicate, storage, out);
-    return rc == ERR_OK ? scatter_stats_render(&m->scatter, out) : rc;
+    replicate_stats_register(&m->replicate, storage, r);
+    scatter_stats_register(&m->scatter, r);
 }
 
 void cluster_metrics_free(cluster_metrics_t *m)

@@ -383,33 +383,31 @@ static int render_target(void *ctx, const char *target, uint64_t count, uint64_t
                       target, (unsigned long long)count, target, (unsigned long long)bytes);
 }
 
-int replicate_stats_render(const replicate_stats_t *st, storage_t *storage, buf_t *out)
+/* The per-target gauges, read from storage when /metrics is rendered. */
+static int render_hint_targets(const void *storage, buf_t *out)
 {
-    int rc = 0;
-#define REPLICATE_RENDER(name, metric, help)                                                       \
-    if (rc == 0)                                                                                   \
-        rc = buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", metric, help, metric,   \
-                        metric, (unsigned long long)st->name);
-    REPLICATE_COUNTERS(REPLICATE_RENDER)
-#undef REPLICATE_RENDER
-    if (rc == 0)
-        rc = buf_printf(out,
-                        "# HELP flamedb_replicated_writes_inflight Replicated writes waiting for "
-                        "replicas.\n# TYPE flamedb_replicated_writes_inflight gauge\n"
-                        "flamedb_replicated_writes_inflight %llu\n"
-                        "# HELP flamedb_replicated_bytes_inflight Bytes of packed writes held.\n"
-                        "# TYPE flamedb_replicated_bytes_inflight gauge\n"
-                        "flamedb_replicated_bytes_inflight %llu\n"
-                        "# HELP flamedb_hints_replaying Hints sent to their target, not yet "
-                        "acknowledged.\n# TYPE flamedb_hints_replaying gauge\n"
-                        "flamedb_hints_replaying %llu\n"
-                        "# HELP flamedb_hints_pending Hints stored per target node.\n"
-                        "# TYPE flamedb_hints_pending gauge\n"
-                        "# HELP flamedb_hints_pending_bytes Bytes of hints stored per target "
-                        "node.\n# TYPE flamedb_hints_pending_bytes gauge\n",
-                        (unsigned long long)st->inflight_writes,
-                        (unsigned long long)st->inflight_bytes,
-                        (unsigned long long)st->replay_inflight);
-    if (rc == 0 && storage != NULL) rc = storage_hint_targets(storage, render_target, out);
+    int rc = buf_append_str(out, "# HELP flamedb_hints_pending Hints stored per target node.\n"
+                                 "# TYPE flamedb_hints_pending gauge\n"
+                                 "# HELP flamedb_hints_pending_bytes Bytes of hints stored per "
+                                 "target node.\n# TYPE flamedb_hints_pending_bytes gauge\n");
+    if (rc == 0 && storage != NULL)
+        rc = storage_hint_targets((storage_t *)storage, render_target, out);
     return rc;
+}
+
+void replicate_stats_register(const replicate_stats_t *st, storage_t *storage,
+                              metrics_registry_t *r)
+{
+#define REPLICATE_DEF(field, metric, help) METRICS_U64_DEF(replicate_stats_t, field, metric, help),
+    static const metrics_u64_def_t counters[] = {REPLICATE_COUNTERS(REPLICATE_DEF)};
+#undef REPLICATE_DEF
+    metrics_add_u64_array(r, counters, sizeof counters / sizeof *counters, st);
+    metrics_add_u64(r, "flamedb_replicated_writes_inflight",
+                    "Replicated writes waiting for replicas.", METRICS_GAUGE, &st->inflight_writes);
+    metrics_add_u64(r, "flamedb_replicated_bytes_inflight", "Bytes of packed writes held.",
+                    METRICS_GAUGE, &st->inflight_bytes);
+    metrics_add_u64(r, "flamedb_hints_replaying",
+                    "Hints sent to their target, not yet acknowledged.", METRICS_GAUGE,
+                    &st->replay_inflight);
+    metrics_add_render(r, render_hint_targets, storage);
 }

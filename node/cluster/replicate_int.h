@@ -32,6 +32,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/metrics.h"
 #include "node/cluster/cluster_int.h"
 #include "ring/ring.h"
 #include "storage/storage.h"
@@ -168,10 +169,12 @@ typedef struct replicate_stats {
 
 void replicate_stats(const replicate_t *r, replicate_stats_t *out);
 
-/* Prometheus text of st plus per-target gauges of stored hints
- * (flamedb_hints_pending{target}, flamedb_hints_pending_bytes{target}) read
- * from storage; any thread. */
-int replicate_stats_render(const replicate_stats_t *st, storage_t *storage, buf_t *out);
+/* Registers st's counters and gauges, and the per-target gauges of stored
+ * hints (flamedb_hints_pending{target}, flamedb_hints_pending_bytes{target},
+ * read from storage when rendered), on r. st and storage are borrowed until
+ * r is rendered. */
+void replicate_stats_register(const replicate_stats_t *st, storage_t *storage,
+                              metrics_registry_t *r);
 
 /* Internals of the write path, shared by replicate*.c and their unit tests.
  *

@@ -120,16 +120,12 @@ void scatter_stats(const scatter_t *s, scatter_stats_t *out)
     *out = s->stats;
 }
 
-int scatter_stats_render(const scatter_stats_t *st, buf_t *out)
+void scatter_stats_register(const scatter_stats_t *st, metrics_registry_t *r)
 {
-    int rc = 0;
-#define SCATTER_RENDER(name, metric, help)                                                         \
-    if (rc == 0)                                                                                   \
-        rc = buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", metric, help, metric,   \
-                        metric, (unsigned long long)st->name);
-    SCATTER_COUNTERS(SCATTER_RENDER)
-#undef SCATTER_RENDER
-    return rc;
+#define SCATTER_DEF(field, metric, help) METRICS_U64_DEF(scatter_stats_t, field, metric, help),
+    static const metrics_u64_def_t counters[] = {SCATTER_COUNTERS(SCATTER_DEF)};
+#undef SCATTER_DEF
+    metrics_add_u64_array(r, counters, sizeof counters / sizeof *counters, st);
 }
 
 /* ---------- one query's lifetime ---------- */

@@ -36,6 +36,7 @@
 #include <uv.h>
 
 #include "common/err.h"
+#include "common/metrics.h"
 #include "node/cluster/cluster_int.h"
 #include "query/query.h"
 #include "ring/ring.h"
@@ -121,8 +122,8 @@ typedef struct scatter_stats {
 #undef SCATTER_FIELD
 } scatter_stats_t;
 void scatter_stats(const scatter_t *s, scatter_stats_t *out);
-/* Appends the counters in the Prometheus text format. */
-int scatter_stats_render(const scatter_stats_t *st, buf_t *out);
+/* Registers st's counters on r; st is borrowed until r is rendered. */
+void scatter_stats_register(const scatter_stats_t *st, metrics_registry_t *r);
 
 /* Internals of the read path, shared by scatter*.c: the handle, the state of
  * one coordinated query and of the nodes it asked.

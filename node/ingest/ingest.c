@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/clock.h"
 #include "common/hash.h"
 #include "node/ingest/ingest_int.h"
 #include "ring/ring.h"
@@ -194,19 +194,13 @@ static const char *format_name(body_format_t f)
     return f == BODY_PPROF ? "pprof" : f == BODY_LINES ? "lines" : "folded";
 }
 
-static int64_t clock_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_profile_t *p,
                errmsg_t *em)
 {
     ingest_params_t pa;
     payload_t pl = {0};
-    int64_t time_ns = 0, now = req->now_ns ? req->now_ns : clock_now();
+    clock_source_t real = clock_real();
+    int64_t time_ns = 0, now = req->now_ns ? req->now_ns : clock_wall_ns(&real);
     int rc = ingest_params_parse(req, lim, &pa, em);
     if (rc == 0)
         rc = load_payload(req, &pa, lim, &pl, em);

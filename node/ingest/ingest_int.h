@@ -23,23 +23,8 @@
 #include "common/err.h"
 #include "common/labels.h"
 #include "common/symtab.h"
+#include "common/u64map.h"
 #include "node/ingest/ingest.h"
-
-/* ---- u64 -> u32 open-addressing map (ingest_series.c) ---- */
-
-typedef struct u64map {
-    uint64_t *keys;
-    uint32_t *vals; /* UINT32_MAX marks an empty slot */
-    size_t cap;     /* power of two */
-    size_t len;
-} u64map_t;
-
-int u64map_init(u64map_t *m, size_t expected);
-void u64map_free(u64map_t *m);
-/* Returns 1 and the value when key is present, else 0. */
-int u64map_get(const u64map_t *m, uint64_t key, uint32_t *val);
-/* Inserts key -> val (key must be absent). */
-int u64map_put(u64map_t *m, uint64_t key, uint32_t val);
 
 /* ---- request parameters (ingest_request.c) ---- */
 

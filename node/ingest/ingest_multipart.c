@@ -14,10 +14,10 @@
  * and ignored: values are stored as sent and always summed.
  */
 #define _GNU_SOURCE /* strcasestr, memrchr, strndup */
-#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
+#include "common/json.h"
 #include "node/ingest/ingest_int.h"
 
 #define MAX_PARTS 16
@@ -171,104 +171,45 @@ int ingest_multipart(const uint8_t *body, size_t len, const char *content_type,
     return 0;
 }
 
-/* ---- a small JSON reader for sample_type_config ---- */
+/* ---- sample_type_config: {"TYPE": {"display-name": "...", "units": "..."} | null, ...} ---- */
 
-typedef struct jr {
-    const uint8_t *p, *e;
-    int depth;
-} jr_t;
+static const json_limits_t stc_json = {16, MAX_CONFIG_BYTES};
 
-static void ws(jr_t *j)
+static int entry(json_t *j, stc_entry_t *e)
 {
-    while (j->p < j->e && isspace(*j->p))
-        j->p++;
-}
-
-static bool lit(jr_t *j, char c)
-{
-    ws(j);
-    if (j->p < j->e && *j->p == c) {
-        j->p++;
-        return true;
-    }
-    return false;
-}
-
-/* Reads a string into out (truncated to cap-1; escapes other than \" \\ \/
- * kept literally, which is enough for sample-type names). */
-static bool jstr(jr_t *j, char *out, size_t cap)
-{
-    size_t n = 0;
-    if (!lit(j, '"'))
-        return false;
-    while (j->p < j->e && *j->p != '"') {
-        uint8_t c = *j->p++;
-        if (c == '\\' && j->p < j->e)
-            c = *j->p++;
-        if (c < 0x20)
-            return false;
-        if (out != NULL && n + 1 < cap)
-            out[n++] = (char)c;
-    }
-    if (out != NULL)
-        out[n] = 0;
-    return lit(j, '"');
-}
-
-static bool jskip(jr_t *j)
-{
-    ws(j);
-    if (j->p >= j->e || ++j->depth > 16)
-        return false;
-    bool ok = true;
-    if (*j->p == '"') {
-        ok = jstr(j, NULL, 0);
-    } else if (*j->p == '{' || *j->p == '[') {
-        char close = *j->p == '{' ? '}' : ']';
-        bool obj = *j->p == '{';
-        j->p++;
-        if (!lit(j, close)) {
-            do {
-                if (obj && !(jstr(j, NULL, 0) && lit(j, ':')))
-                    return false;
-                if (!jskip(j))
-                    return false;
-            } while (lit(j, ','));
-            ok = lit(j, close);
-        }
-    } else {
-        const uint8_t *s = j->p;
-        while (j->p < j->e && (isalnum(*j->p) || *j->p == '-' || *j->p == '+' || *j->p == '.'))
-            j->p++;
-        ok = j->p > s;
-    }
-    j->depth--;
-    return ok;
-}
-
-static bool entry(jr_t *j, stc_entry_t *e)
-{
-    if (!lit(j, '{'))
-        return false;
-    if (lit(j, '}'))
-        return true;
-    do {
+    int rc = json_enter(j, '{');
+    while (rc == ERR_OK && json_next(j, &rc)) {
         char key[32];
-        if (!jstr(j, key, sizeof key) || !lit(j, ':'))
-            return false;
-        ws(j);
-        bool s = j->p < j->e && *j->p == '"';
-        if (s && strcmp(key, "display-name") == 0) {
-            if (!jstr(j, e->display_name, sizeof e->display_name))
-                return false;
-        } else if (s && strcmp(key, "units") == 0) {
-            if (!jstr(j, e->units, sizeof e->units))
-                return false;
-        } else if (!jskip(j)) {
-            return false;
+        if ((rc = json_key(j, key, sizeof key)) != ERR_OK) break;
+        bool s = json_peek(j) == JSON_STRING;
+        if (s && strcmp(key, "display-name") == 0)
+            rc = json_string_to(j, e->display_name, sizeof e->display_name);
+        else if (s && strcmp(key, "units") == 0)
+            rc = json_string_to(j, e->units, sizeof e->units);
+        else
+            rc = json_skip(j);
+    }
+    return rc;
+}
+
+static int stc_entries(json_t *j, stc_t *out, errmsg_t *em)
+{
+    int rc = json_enter(j, '{');
+    while (rc == ERR_OK && json_next(j, &rc)) {
+        if (out->n >= STC_MAX_ENTRIES)
+            return errmsg_set(em, ERR_LIMIT, "sample_type_config has more than %d entries",
+                              STC_MAX_ENTRIES);
+        stc_entry_t *e = &out->e[out->n];
+        if ((rc = json_key(j, e->sample_type, sizeof e->sample_type)) != ERR_OK) break;
+        if (json_peek(j) == JSON_NULL) { /* null: no config for this type */
+            rc = json_skip(j);
+            memset(e, 0, sizeof *e);
+            continue;
         }
-    } while (lit(j, ','));
-    return lit(j, '}');
+        if ((rc = entry(j, e)) == ERR_OK) out->n++;
+    }
+    if (rc == ERR_OK) rc = json_finish(j);
+    return rc == ERR_OK ? 0 : 1;
 }
 
 int ingest_stc_parse(const uint8_t *json, size_t len, stc_t *out, errmsg_t *em)
@@ -276,37 +217,13 @@ int ingest_stc_parse(const uint8_t *json, size_t len, stc_t *out, errmsg_t *em)
     memset(out, 0, sizeof *out);
     if (len > MAX_CONFIG_BYTES)
         return errmsg_set(em, ERR_LIMIT, "sample_type_config larger than %d bytes", MAX_CONFIG_BYTES);
-    jr_t j = {json, json + len, 0};
-    if (!lit(&j, '{'))
-        goto bad;
-    if (lit(&j, '}'))
-        return 0;
-    do {
-        if (out->n >= STC_MAX_ENTRIES)
-            return errmsg_set(em, ERR_LIMIT, "sample_type_config has more than %d entries",
-                              STC_MAX_ENTRIES);
-        stc_entry_t *e = &out->e[out->n];
-        if (!jstr(&j, e->sample_type, sizeof e->sample_type) || !lit(&j, ':'))
-            goto bad;
-        ws(&j);
-        if (j.p < j.e && *j.p == 'n') { /* null: no config for this type */
-            if (!jskip(&j))
-                goto bad;
-            memset(e, 0, sizeof *e);
-            continue;
-        }
-        if (!entry(&j, e))
-            goto bad;
-        out->n++;
-    } while (lit(&j, ','));
-    if (lit(&j, '}')) {
-        ws(&j);
-        if (j.p == j.e)
-            return 0;
-    }
-bad:
+    json_t j;
+    json_init(&j, json, len, stc_json);
+    int rc = stc_entries(&j, out, em);
+    if (rc <= 0)
+        return rc;
     return errmsg_set(em, ERR_UNPARSEABLE, "sample_type_config is not a valid JSON object near byte %zu",
-                      (size_t)(j.p - json));
+                      json_offset(&j));
 }
 
 const stc_entry_t *ingest_stc_find(const stc_t *c, const char *st, size_t n)

@@ -37,6 +37,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/arena.h"
+#include "common/grow.h"
 #include "common/hash.h"
 #include "common/proto/pprof.pb-c.h"
 #include "node/ingest/ingest_int.h"
@@ -49,58 +51,19 @@ typedef Perftools__Profiles__Location pb_location_t;
 #define MAX_SPAN_LABELS 8
 #define PATH_MAX_NAME 256 /* an address frame: basename (<= 200) + offset */
 
-/* ---- arena allocator for protobuf-c ---- */
+/* ---- protobuf-c allocates from a bounded arena ---- */
 
-typedef struct chunk {
-    struct chunk *next;
-    size_t cap, used;
-    max_align_t data[];
-} chunk_t;
+#define PB_ARENA_CHUNK (1u << 20)
 
-typedef struct arena {
-    chunk_t *head;
-    size_t total, max;
-    bool over;
-} arena_t;
-
-static void *arena_alloc(void *ud, size_t n)
+static void *pb_alloc(void *ud, size_t n)
 {
-    arena_t *a = ud;
-    n = (n + 15) & ~(size_t)15;
-    chunk_t *c = a->head;
-    if (c == NULL || c->cap - c->used < n) {
-        size_t cap = n > (1u << 20) ? n : (1u << 20);
-        if (a->total + cap > a->max) {
-            a->over = true;
-            return NULL;
-        }
-        c = malloc(sizeof *c + cap);
-        if (c == NULL)
-            return NULL;
-        c->cap = cap;
-        c->used = 0;
-        c->next = a->head;
-        a->head = c;
-        a->total += cap;
-    }
-    void *p = (char *)c->data + c->used;
-    c->used += n;
-    return p;
+    return arena_alloc(ud, n);
 }
 
-static void arena_free_nop(void *ud, void *p)
+static void pb_free_nop(void *ud, void *p)
 {
     (void)ud;
     (void)p;
-}
-
-static void arena_release(arena_t *a)
-{
-    for (chunk_t *c = a->head, *n; c != NULL; c = n) {
-        n = c->next;
-        free(c);
-    }
-    a->head = NULL;
 }
 
 /* ---- conversion state ---- */
@@ -153,21 +116,6 @@ static int str_at(conv_t *c, int64_t i, const char **s, size_t *n)
         *s = (const char *)c->p->string_table[i].data;
         *n = c->p->string_table[i].len;
     }
-    return 0;
-}
-
-static int grow(void **v, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap : 64;
-    while (n < need)
-        n *= 2;
-    void *p = realloc(*v, n * elem);
-    if (p == NULL)
-        return ERR_NOMEM;
-    *v = p;
-    *cap = n;
     return 0;
 }
 
@@ -277,7 +225,7 @@ static int function_sym(conv_t *c, size_t fi, uint64_t *sym)
 
 static int push_frame(conv_t *c, uint64_t sym)
 {
-    if (grow((void **)&c->frames, &c->frames_cap, c->nframes + 1, sizeof *c->frames) < 0)
+    if (GROW_FROM(c->frames, c->frames_cap, c->nframes + 1, GROW_UNLIMITED, 64) < 0)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     c->frames[c->nframes++] = sym;
     return 0;
@@ -433,9 +381,9 @@ static int add_pair_label(conv_t *c, labels_t *l, int64_t k, int64_t v)
 /* Creates the series of a new group, one per sample type. */
 static int new_group(conv_t *c, const int64_t *pairs, size_t np, uint64_t key, uint32_t *gi)
 {
-    if (grow((void **)&c->groups, &c->groups_cap, c->ngroups + 1, sizeof *c->groups) < 0 ||
-        grow((void **)&c->pairs, &c->pairs_cap, c->npairs + 2 * np, sizeof *c->pairs) < 0 ||
-        grow((void **)&c->gseries, &c->gseries_cap, c->ngseries + c->ntypes, sizeof *c->gseries) < 0 ||
+    if (GROW_FROM(c->groups, c->groups_cap, c->ngroups + 1, GROW_UNLIMITED, 64) < 0 ||
+        GROW_FROM(c->pairs, c->pairs_cap, c->npairs + 2 * np, GROW_UNLIMITED, 64) < 0 ||
+        GROW_FROM(c->gseries, c->gseries_cap, c->ngseries + c->ntypes, GROW_UNLIMITED, 64) < 0 ||
         u64map_put(&c->group_map, key, (uint32_t)c->ngroups) < 0)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     group_t *g = &c->groups[c->ngroups];
@@ -658,11 +606,12 @@ static void conv_free(conv_t *c)
 
 int ingest_pprof(const uint8_t *data, size_t len, pprof_ctx_t *ctx, errmsg_t *em)
 {
-    arena_t a = {.max = ctx->lim->max_decoded_bytes};
-    ProtobufCAllocator alloc = {arena_alloc, arena_free_nop, &a};
+    arena_t a;
+    arena_init(&a, PB_ARENA_CHUNK, ctx->lim->max_decoded_bytes);
+    ProtobufCAllocator alloc = {pb_alloc, pb_free_nop, &a};
     pb_profile_t *p = perftools__profiles__profile__unpack(&alloc, len, data);
     if (p == NULL) {
-        arena_release(&a);
+        arena_free(&a);
         if (a.over)
             return errmsg_set(em, ERR_TOO_LARGE,
                               "decoding the pprof needs more than %zu bytes (max_decoded_bytes)",
@@ -676,6 +625,6 @@ int ingest_pprof(const uint8_t *data, size_t len, pprof_ctx_t *ctx, errmsg_t *em
     /* Pyroscope's fixTime: a time_nanos in 1970 is a unit mistake (us); ignore it. */
     ctx->time_ns = p->time_nanos >= 31536000LL * 1000000000LL ? p->time_nanos : 0;
     conv_free(&c);
-    arena_release(&a);
+    arena_free(&a);
     return rc;
 }

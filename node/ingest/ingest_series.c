@@ -3,94 +3,15 @@
  * A series is identified by its canonical labels (labels_hash), so two label
  * groups that spell the same set (for example through duplicate pprof strings)
  * land in one series. Each series owns its call tree and the span/trace trees
- * of its samples. Also holds the small u64 -> u32 hash map the parsers use.
+ * of its samples.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/hash.h"
 #include "node/ingest/ingest_int.h"
 #include "ring/ring.h"
-
-/* ---- u64map ---- */
-
-static size_t mix(uint64_t k)
-{
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdULL;
-    k ^= k >> 33;
-    return (size_t)k;
-}
-
-int u64map_init(u64map_t *m, size_t expected)
-{
-    size_t cap = 16;
-    while (cap < expected * 2)
-        cap <<= 1;
-    m->keys = malloc(cap * sizeof *m->keys);
-    m->vals = malloc(cap * sizeof *m->vals);
-    if (m->keys == NULL || m->vals == NULL) {
-        free(m->keys);
-        free(m->vals);
-        m->keys = NULL;
-        m->vals = NULL;
-        return ERR_NOMEM;
-    }
-    memset(m->vals, 0xff, cap * sizeof *m->vals);
-    m->cap = cap;
-    m->len = 0;
-    return 0;
-}
-
-void u64map_free(u64map_t *m)
-{
-    free(m->keys);
-    free(m->vals);
-    memset(m, 0, sizeof *m);
-}
-
-int u64map_get(const u64map_t *m, uint64_t key, uint32_t *val)
-{
-    if (m->cap == 0)
-        return 0;
-    size_t mask = m->cap - 1;
-    for (size_t i = mix(key) & mask;; i = (i + 1) & mask) {
-        if (m->vals[i] == UINT32_MAX)
-            return 0;
-        if (m->keys[i] == key) {
-            *val = m->vals[i];
-            return 1;
-        }
-    }
-}
-
-static void put_nogrow(u64map_t *m, uint64_t key, uint32_t val)
-{
-    size_t mask = m->cap - 1;
-    size_t i = mix(key) & mask;
-    while (m->vals[i] != UINT32_MAX)
-        i = (i + 1) & mask;
-    m->keys[i] = key;
-    m->vals[i] = val;
-    m->len++;
-}
-
-int u64map_put(u64map_t *m, uint64_t key, uint32_t val)
-{
-    if (m->cap == 0 || (m->len + 1) * 2 > m->cap) {
-        u64map_t n;
-        int rc = u64map_init(&n, m->len + 1 > 8 ? (m->len + 1) * 2 : 16);
-        if (rc < 0)
-            return rc;
-        for (size_t i = 0; i < m->cap; i++)
-            if (m->vals[i] != UINT32_MAX)
-                put_nogrow(&n, m->keys[i], m->vals[i]);
-        u64map_free(m);
-        *m = n;
-    }
-    put_nogrow(m, key, val);
-    return 0;
-}
 
 /* ---- series ---- */
 
@@ -158,15 +79,7 @@ int ingest_series_label_set(labels_t *l, const ingest_limits_t *lim, const char 
 
 static int grow_series(series_set_t *ss)
 {
-    if (ss->n < ss->cap)
-        return 0;
-    size_t cap = ss->cap ? ss->cap * 2 : 8;
-    ingest_series_t *v = realloc(ss->v, cap * sizeof *v);
-    if (v == NULL)
-        return ERR_NOMEM;
-    ss->v = v;
-    ss->cap = cap;
-    return 0;
+    return GROW_FROM(ss->v, ss->cap, ss->n + 1, GROW_UNLIMITED, 8) == 0 ? 0 : ERR_NOMEM;
 }
 
 int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em)
@@ -220,18 +133,11 @@ static int path_reserve(path_cache_t *pc, size_t depth)
 {
     if (depth <= pc->cap)
         return 0;
-    size_t cap = pc->cap ? pc->cap * 2 : 64;
-    while (cap < depth)
-        cap *= 2;
-    uint64_t *s = realloc(pc->syms, cap * sizeof *s);
-    if (s != NULL)
-        pc->syms = s;
-    uint32_t *n = realloc(pc->nodes, cap * sizeof *n);
-    if (n != NULL)
-        pc->nodes = n;
-    if (s == NULL || n == NULL)
+    size_t c1 = pc->cap, c2 = pc->cap; /* parallel arrays: both grow alike */
+    if (GROW_FROM(pc->syms, c1, depth, GROW_UNLIMITED, 64) != 0 ||
+        GROW_FROM(pc->nodes, c2, depth, GROW_UNLIMITED, 64) != 0)
         return ERR_NOMEM;
-    pc->cap = cap;
+    pc->cap = c1;
     return 0;
 }
 
@@ -268,14 +174,8 @@ int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_
     u64map_t *m = &a->index[kind == STORAGE_SPAN_KIND_TRACE ? 1 : 0];
     uint32_t i;
     if (!u64map_get(m, id, &i)) {
-        if (a->n == a->cap) {
-            size_t cap = a->cap ? a->cap * 2 : 4;
-            storage_span_tree_t *nv = realloc(a->v, cap * sizeof *nv);
-            if (nv == NULL)
-                return errmsg_set(em, ERR_NOMEM, "out of memory");
-            a->v = nv;
-            a->cap = cap;
-        }
+        if (GROW_FROM(a->v, a->cap, a->n + 1, GROW_UNLIMITED, 4) != 0)
+            return errmsg_set(em, ERR_NOMEM, "out of memory");
         calltree_t *t = calltree_new(ss->lim->max_tree_nodes);
         if (t == NULL || u64map_put(m, id, (uint32_t)a->n) < 0) {
             calltree_free(t);
@@ -295,14 +195,8 @@ int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
                           depth, ss->lim->max_stack_depth);
     if (depth <= ss->stack_cap)
         return 0;
-    size_t cap = ss->stack_cap ? ss->stack_cap : 64;
-    while (cap < depth)
-        cap *= 2;
-    uint64_t *s = realloc(ss->stack, cap * sizeof *s);
-    if (s == NULL)
+    if (GROW_FROM(ss->stack, ss->stack_cap, depth, GROW_UNLIMITED, 64) != 0)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
-    ss->stack = s;
-    ss->stack_cap = cap;
     return 0;
 }
 

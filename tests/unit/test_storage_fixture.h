@@ -33,7 +33,7 @@ typedef struct fixture {
 
 static inline int64_t fake_clock(void *ctx)
 {
-    return ((fixture_t *)ctx)->now;
+    return ((fixture_t *)ctx)->now * 1000000000;
 }
 
 static inline int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -57,7 +57,8 @@ static inline int fx_open(fixture_t *f)
         fprintf(stderr, "storage_open: %s\n", errmsg_text(&em, rc));
         return rc;
     }
-    storage_set_clock(f->s, fake_clock, f);
+    clock_source_t c = {fake_clock, fake_clock, f};
+    storage_set_clock(f->s, &c);
     return 0;
 }
 
