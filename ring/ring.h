@@ -27,7 +27,8 @@
  *
  * Threads: placement, ring_t (immutable once built) and the plan functions are
  * thread-safe. A ring_members_t is not: one thread (the node's loop) owns it.
- * Time comes only from the ring_clock_t given at creation; randomness only from
+ * Time comes only from the clock given at creation (its monotonic reading,
+ * common/clock.h); randomness only from
  * a caller-seeded ring_rng_t. There is no hidden global state.
  */
 #ifndef FLAMEDB_RING_RING_H
@@ -37,6 +38,7 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/err.h"
 
 /* ================================================================ placement */
@@ -254,11 +256,6 @@ typedef enum ring_state {
 /* "joining", "active", ...; "unknown" for other values. Static string. */
 const char *ring_state_name(int state);
 
-/* Milliseconds from any fixed origin (monotonic in the node). */
-typedef struct ring_clock {
-    uint64_t (*now_ms)(void *ctx);
-    void *ctx;
-} ring_clock_t;
 
 typedef struct ring_members_options {
     uint64_t down_after_ms;        /* no heartbeat progress for this long: down (10 s) */
@@ -303,7 +300,7 @@ typedef struct ring_members ring_members_t;
  * (ring_members_free). */
 int ring_members_create(const ring_members_options_t *o, const ring_identity_t *self,
                         const char *http_addr, const char *cluster_addr, ring_state_t initial,
-                        uint64_t incarnation, ring_clock_t clock, ring_members_t **out,
+                        uint64_t incarnation, clock_source_t clock, ring_members_t **out,
                         errmsg_t *em);
 void ring_members_free(ring_members_t *m);
 

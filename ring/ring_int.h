@@ -72,7 +72,7 @@ struct member_view {
 struct ring_members {
     ring_members_options_t o;
     char self[RING_NODE_ID_MAX + 1];
-    ring_clock_t clock;
+    clock_source_t clock;
     struct member *v; /* sorted by id */
     size_t n, cap;
     uint64_t ring_version, version;

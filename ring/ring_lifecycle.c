@@ -9,11 +9,11 @@
 
 int ring_members_create(const ring_members_options_t *o, const ring_identity_t *self,
                         const char *http_addr, const char *cluster_addr, ring_state_t initial,
-                        uint64_t incarnation, ring_clock_t clock, ring_members_t **out,
+                        uint64_t incarnation, clock_source_t clock, ring_members_t **out,
                         errmsg_t *em)
 {
     *out = NULL;
-    if (clock.now_ms == NULL) return errmsg_set(em, ERR_INVALID_ARGUMENT, "members: no clock");
+    if (clock.mono_ns == NULL) return errmsg_set(em, ERR_INVALID_ARGUMENT, "members: no clock");
     if (initial != RING_JOINING && initial != RING_ACTIVE)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "members: initial state must be joining or active");

@@ -40,7 +40,7 @@ const char *ring_state_name(int state)
 
 uint64_t ring__now(const ring_members_t *m)
 {
-    return m->clock.now_ms(m->clock.ctx);
+    return (uint64_t)clock_mono_ms(&m->clock);
 }
 
 static int cmp_member_id(const void *key, const void *elem)

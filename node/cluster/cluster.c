@@ -8,7 +8,7 @@
  * decoded and checked (cluster_wire_decode_body) and go to the handlers
  * that replicate_cluster.c and scatter.c register.
  */
-#define _GNU_SOURCE /* getrandom, clock_gettime */
+#define _GNU_SOURCE /* getrandom */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,19 +21,6 @@
 #include "node/cluster/scatter_int.h"
 
 #define GOSSIP FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_GOSSIP
-
-uint64_t cluster_unix_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t monotonic_ms(void *ctx)
-{
-    (void)ctx;
-    return uv_hrtime() / 1000000;
-}
 
 /* Token generation and gossip partners draw from the OS once. */
 static uint64_t os_seed(void)
@@ -50,7 +37,7 @@ static uint64_t os_seed(void)
 static uint64_t loop_deadline(cluster_t *c, uint64_t deadline_unix_ms)
 {
     if (deadline_unix_ms == 0) return 0;
-    uint64_t now = cluster_unix_ms();
+    uint64_t now = cluster_unix_ms(c);
     uint64_t left = deadline_unix_ms > now ? deadline_unix_ms - now : 1;
     return uv_now(c->loop) + left;
 }
@@ -81,7 +68,7 @@ int cluster_send(cluster_t *c, const char *node_id, Flamedb__Cluster__MsgType ty
 /* A gossip message is worth sending for about one round. */
 static uint64_t gossip_deadline(const cluster_t *c)
 {
-    return cluster_unix_ms() + c->cfg.gossip_interval_ms + 1000;
+    return cluster_unix_ms(c) + c->cfg.gossip_interval_ms + 1000;
 }
 
 /* Wraps a serialized Gossip body in an envelope and sends it to addr. */
@@ -194,7 +181,7 @@ static void on_message(void *ctx, const uint8_t *raw, size_t len)
     if (c->closing) return;
     cluster_msg_t msg;
     errmsg_t em = {{0}};
-    uint64_t now = cluster_unix_ms();
+    uint64_t now = cluster_unix_ms(c);
     int rc = cluster_wire_decode_envelope(raw, len, &c->limits, c->cfg.cluster_name, now, &msg, &em);
     const handler_t *h = NULL;
     if (rc == ERR_OK && msg.env->type == GOSSIP) {
@@ -288,22 +275,23 @@ static int create_members(cluster_t *c, errmsg_t *em)
     ring_members_options_default(&o);
     o.down_after_ms = c->cfg.failure_timeout_ms;
     o.max_message_bytes = c->cfg.max_message_bytes;
-    ring_clock_t clock = {monotonic_ms, NULL};
     uint64_t incarnation;
-    int rc = cluster_incarnation_next(c->data_dir, cluster_unix_ms() / 1000, &incarnation, em);
+    int rc = cluster_incarnation_next(c->data_dir, cluster_unix_ms(c) / 1000, &incarnation, em);
     if (rc != ERR_OK) return rc;
     /* Streaming ranges to a joining node is not implemented yet: a node is
      * ACTIVE at once (docs/cluster.md, "Operations"). */
     return ring_members_create(&o, &c->id, c->http_addr, c->cluster_addr, RING_ACTIVE, incarnation,
-                               clock, &c->members, em);
+                               c->clock, &c->members, em);
 }
 
 int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_dir,
-                const char *http_addr, cluster_t **out, errmsg_t *em)
+                const char *http_addr, const clock_source_t *clock, cluster_t **out,
+                errmsg_t *em)
 {
     cluster_t *c = calloc(1, sizeof *c);
     if (c == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     c->loop = loop;
+    c->clock = clock != NULL ? *clock : clock_real();
     c->cfg = *cfg;
     snprintf(c->data_dir, sizeof c->data_dir, "%s", data_dir);
     ring_rng_seed(&c->rng, os_seed());

@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "common/buf.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/metrics.h"
 #include "query/query.h"
@@ -66,6 +67,7 @@ typedef struct cluster_inputs {
     size_t max_tree_nodes;          /* bounds call trees decoded from other nodes */
     size_t max_inflight_bytes;      /* packed writes held at once (coordinator and replica) */
     int64_t seen_retention_seconds; /* hints expire before the profile ids they carry */
+    const clock_source_t *clock;    /* time of deadlines, gossip and hints; NULL: the real one */
 } cluster_inputs_t;
 
 typedef struct cluster cluster_t;

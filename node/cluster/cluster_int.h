@@ -39,10 +39,11 @@ struct cluster_view {
 
 /* Creates the membership table, the view and (with --cluster-listen) the
  * transport settings; no write or read path (cluster_open adds those). Tests
- * use it to run the membership and transport alone. Caller owns *out;
- * cluster_close, then cluster_free. */
+ * use it to run the membership and transport alone. clock NULL: the real
+ * one (copied). Caller owns *out; cluster_close, then cluster_free. */
 int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_dir,
-                const char *http_addr, cluster_t **out, errmsg_t *em);
+                const char *http_addr, const clock_source_t *clock, cluster_t **out,
+                errmsg_t *em);
 
 /* This node's id; borrowed for the cluster's lifetime. */
 const char *cluster_self_id(const cluster_t *c);
@@ -122,6 +123,7 @@ typedef struct cluster_counters {
 
 struct cluster {
     uv_loop_t *loop;
+    clock_source_t clock;
     cluster_config_t cfg;
     char data_dir[CLUSTER_SETTING_MAX];
     char http_addr[RING_ADDR_MAX + 1];
@@ -169,7 +171,10 @@ int cluster_view_refresh(cluster_t *c);
 /* Drops the cluster's reference to its view. */
 void cluster_view_drop(cluster_t *c);
 
-/* Wall-clock milliseconds since the epoch. */
-uint64_t cluster_unix_ms(void);
+/* Wall-clock milliseconds since the epoch, from the cluster's clock. */
+static inline uint64_t cluster_unix_ms(const cluster_t *c)
+{
+    return (uint64_t)clock_wall_ms(&c->clock);
+}
 
 #endif

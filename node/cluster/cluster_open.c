@@ -11,7 +11,7 @@ int cluster_open(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cf
                  const cluster_inputs_t *in, cluster_t **out, errmsg_t *em)
 {
     cluster_t *c = NULL;
-    int rc = cluster_new(loop, cfg, in->data_dir, in->http_addr, &c, em);
+    int rc = cluster_new(loop, cfg, in->data_dir, in->http_addr, in->clock, &c, em);
     if (rc != ERR_OK) return rc;
     rc = scatter_open_for_cluster(loop, storage, cfg, in, c, &c->scatter, em);
     if (rc == ERR_OK)

@@ -261,11 +261,6 @@ static int transport_json(const cluster_t *c, buf_t *out)
     return rc ? rc : buf_append_byte(out, '}');
 }
 
-static uint64_t members_now_ms(void)
-{
-    return uv_hrtime() / 1000000;
-}
-
 int cluster_status_json(cluster_t *c, buf_t *out)
 {
     const cluster_view_t *v = &c->view->pub;
@@ -281,7 +276,7 @@ int cluster_status_json(cluster_t *c, buf_t *out)
                         v->rf, v->quorum, (unsigned long long)ring_members_ring_version(c->members),
                         (unsigned long long)v->version,
                         (unsigned long long)(v->ring ? ring_fingerprint(v->ring) : 0));
-    uint64_t now = members_now_ms();
+    uint64_t now = (uint64_t)clock_mono_ms(&c->clock); /* the members table's time */
     for (size_t i = 0; rc == ERR_OK && i < ring_members_count(c->members); i++) {
         ring_member_t m;
         rc = ring_members_get(c->members, i, &m);

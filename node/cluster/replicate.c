@@ -32,13 +32,12 @@ void replicate_options_default(replicate_options_t *o)
     o->shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
     o->shards.n = 0;
     o->max_tree_nodes = 1u << 20;
+    o->clock = clock_real();
 }
 
-uint64_t replicate_now_ms(void)
+uint64_t replicate_now_ms(const replicate_t *r)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return (uint64_t)clock_wall_ms(&r->o.clock);
 }
 
 uint64_t replicate_request_id(replicate_t *r)
@@ -48,19 +47,19 @@ uint64_t replicate_request_id(replicate_t *r)
 
 /* ---------------------------------------------------------------- pending */
 
+/* The pending ack with the earliest deadline, or NULL. */
+static pending_t *first_deadline(const replicate_t *r)
+{
+    return LIST_ENTRY(list_first(&r->deadlines), pending_t, dl);
+}
+
 void replicate_pending_add(replicate_t *r, pending_t *p)
 {
     size_t b = p->request_id % REPLICATE_BUCKETS;
     p->hnext = r->buckets[b];
     r->buckets[b] = p;
-    p->next = NULL;
-    p->prev = r->dl_tail;
-    if (r->dl_tail)
-        r->dl_tail->next = p;
-    else
-        r->dl_head = p;
-    r->dl_tail = p;
-    if (r->dl_head == p) replicate_arm_deadline(r);
+    list_push_back(&r->deadlines, &p->dl);
+    if (first_deadline(r) == p) replicate_arm_deadline(r);
 }
 
 pending_t *replicate_pending_take(replicate_t *r, uint64_t request_id, const char *sender)
@@ -71,14 +70,7 @@ pending_t *replicate_pending_take(replicate_t *r, uint64_t request_id, const cha
     pending_t *p = *pp;
     if (p == NULL || (sender != NULL && strcmp(p->target, sender) != 0)) return NULL;
     *pp = p->hnext;
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        r->dl_head = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    else
-        r->dl_tail = p->prev;
+    list_remove(&p->dl);
     return p;
 }
 
@@ -87,11 +79,12 @@ static void on_deadline(uv_timer_t *t);
 void replicate_arm_deadline(replicate_t *r)
 {
     if (r->closing) return;
-    if (r->dl_head == NULL) {
+    const pending_t *first = first_deadline(r);
+    if (first == NULL) {
         uv_timer_stop(&r->deadline_timer);
         return;
     }
-    uint64_t now = replicate_now_ms(), d = r->dl_head->deadline_ms;
+    uint64_t now = replicate_now_ms(r), d = first->deadline_ms;
     uv_timer_start(&r->deadline_timer, on_deadline, d > now ? d - now : 0, 0);
 }
 
@@ -135,14 +128,7 @@ static void evaluate(replicate_write_t *rw)
 
 static void unlink_write(replicate_t *r, replicate_write_t *rw)
 {
-    if (rw->prev)
-        rw->prev->next = rw->next;
-    else
-        r->w_head = rw->next;
-    if (rw->next)
-        rw->next->prev = rw->prev;
-    else
-        r->w_tail = rw->prev;
+    list_remove(&rw->link);
     r->st.inflight_writes--;
     r->st.inflight_bytes -= rw->bytes;
 }
@@ -206,13 +192,7 @@ void replicate_start(replicate_t *r, replicate_write_t *rw, cluster_write_done_f
                 r->st.write_nacks++;
         }
     }
-    rw->prev = r->w_tail;
-    rw->next = NULL;
-    if (r->w_tail)
-        r->w_tail->next = rw;
-    else
-        r->w_head = rw;
-    r->w_tail = rw;
+    list_push_back(&r->writes, &rw->link);
     r->st.inflight_writes++;
     r->st.inflight_bytes += rw->bytes;
     if (rw->hints_stored > 0) replicate_publish_hint_targets(r);
@@ -269,9 +249,9 @@ void replicate_on_ack(void *ctx, cluster_msg_t *msg)
 static void on_deadline(uv_timer_t *timer)
 {
     replicate_t *r = timer->data;
-    uint64_t now = replicate_now_ms();
-    while (r->dl_head != NULL && r->dl_head->deadline_ms <= now) {
-        pending_t *p = replicate_pending_take(r, r->dl_head->request_id, NULL);
+    uint64_t now = replicate_now_ms(r);
+    for (pending_t *f; (f = first_deadline(r)) != NULL && f->deadline_ms <= now;) {
+        pending_t *p = replicate_pending_take(r, f->request_id, NULL);
         if (p->kind == PEND_REPLAY) {
             replicate_replay_resolved(r, p, 0);
             continue;
@@ -294,6 +274,8 @@ int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t
     *out = NULL;
     replicate_t *r = calloc(1, sizeof *r);
     if (r == NULL) return errmsg_set(em, ERR_NOMEM, "replicate: out of memory");
+    list_init(&r->deadlines);
+    list_init(&r->writes);
     r->loop = loop;
     r->storage = storage;
     r->o = *o;
@@ -301,7 +283,7 @@ int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t
     r->ops = *ops;
     /* ids unique across restarts, so a late ack from a previous life never
      * matches a new request */
-    uint64_t seed = replicate_now_ms() << 20 ^ (uint64_t)(uintptr_t)r;
+    uint64_t seed = replicate_now_ms(r) << 20 ^ (uint64_t)(uintptr_t)r;
     atomic_init(&r->next_request_id, seed | 1);
     uv_timer_init(loop, &r->deadline_timer);
     uv_timer_init(loop, &r->replay_timer);
@@ -333,8 +315,8 @@ static void handle_closed(uv_handle_t *h)
  * (their hints stay stored). */
 static void flush_pending(replicate_t *r)
 {
-    while (r->dl_head != NULL) {
-        pending_t *p = replicate_pending_take(r, r->dl_head->request_id, NULL);
+    for (pending_t *f; (f = first_deadline(r)) != NULL;) {
+        pending_t *p = replicate_pending_take(r, f->request_id, NULL);
         if (p->kind == PEND_REPLAY) {
             replicate_replay_resolved(r, p, 0);
             continue;
@@ -363,8 +345,8 @@ void replicate_close(replicate_t *r, void (*done)(void *arg), void *arg)
 void replicate_free(replicate_t *r)
 {
     if (r == NULL) return;
-    while (r->w_head != NULL) { /* only if close was never called */
-        replicate_write_t *rw = r->w_head;
+    while (!list_empty(&r->writes)) { /* only if close was never called */
+        replicate_write_t *rw = LIST_ENTRY(list_first(&r->writes), replicate_write_t, link);
         unlink_write(r, rw);
         replicate_write_free(rw);
     }

@@ -217,7 +217,7 @@ static int replay_take(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
 static void replay_read(uv_work_t *w)
 {
     replay_job_t *j = w->data;
-    j->now = replicate_now_ms();
+    j->now = replicate_now_ms(j->r);
     storage_hint_scan(j->r->storage, j->target, 0, j->r->o.replay_batch, replay_take, j);
 }
 

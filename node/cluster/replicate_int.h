@@ -64,6 +64,7 @@ typedef struct replicate_options {
     uint32_t replay_batch;        /* hints in flight per target while replaying */
     ring_shard_policy_t shards;   /* to check a received series' token */
     size_t max_tree_nodes;        /* bounds trees decoded on the replica side */
+    clock_source_t clock;         /* deadlines and hint times (wall clock) */
 } replicate_options_t;
 
 /* Defaults: 5 s timeout, 1 GiB of hints per target, replay every 1 s, hints
@@ -190,24 +191,9 @@ void replicate_stats_register(const replicate_stats_t *st, storage_t *storage,
  */
 #include <stdatomic.h>
 
-/* ---------------------------------------------------------------- arena */
+#include "common/arena.h"
+#include "common/list.h"
 
-/* Blocks that never move, freed together: the packed messages point into
- * them from the pool thread until the write is freed. */
-typedef struct arena_block {
-    struct arena_block *next;
-    size_t used, cap;
-    _Alignas(16) uint8_t data[];
-} arena_block_t;
-
-typedef struct arena {
-    arena_block_t *head;
-    size_t bytes; /* allocated in blocks, for the in-flight budget */
-} arena_t;
-
-void *replicate_arena_alloc(arena_t *a, size_t n); /* zeroed, 16-aligned; NULL when out of memory */
-void *replicate_arena_dup(arena_t *a, const void *p, size_t n);
-void replicate_arena_free(arena_t *a);
 
 /* ---------------------------------------------------------------- writes */
 
@@ -257,7 +243,7 @@ struct replicate_write {
     void *done_ctx;
     int responded;
     uint32_t outstanding; /* targets TS_PENDING */
-    struct replicate_write *prev, *next;
+    list_node_t link; /* in replicate.writes */
 };
 
 /* Target index of node id in rw, adding it when absent (-1: out of memory). */
@@ -308,7 +294,7 @@ typedef struct pending {
     uint64_t seq;
     Flamedb__Cluster__WriteRequest *msg; /* PEND_REPLAY: unpacked from the hint */
     struct pending *hnext;
-    struct pending *prev, *next;
+    list_node_t dl; /* in replicate.deadlines, by deadline */
 } pending_t;
 
 #define REPLICATE_BUCKETS 1024
@@ -328,8 +314,8 @@ struct replicate {
     replicate_ops_t ops;
     uv_timer_t deadline_timer, replay_timer;
     pending_t *buckets[REPLICATE_BUCKETS];
-    pending_t *dl_head, *dl_tail;
-    replicate_write_t *w_head, *w_tail; /* writes started and not freed */
+    list_t deadlines; /* pending acks, oldest deadline first (deadlines only grow) */
+    list_t writes;    /* writes started and not freed */
     uint64_t replica_bytes;             /* WRITE messages being stored as a replica */
     uint64_t prep_bytes;                /* writes admitted, not yet started */
     _Atomic uint64_t next_request_id;
@@ -343,7 +329,7 @@ struct replicate {
     void *close_arg;
 };
 
-uint64_t replicate_now_ms(void);
+uint64_t replicate_now_ms(const replicate_t *r);
 uint64_t replicate_request_id(replicate_t *r);
 
 /* Pending table (replicate.c). */

@@ -19,46 +19,12 @@
 #include "common/labels.h"
 #include "common/log.h"
 #include "common/symtab.h"
+#include "common/grow.h"
+#include "common/u64map.h"
 #include "node/cluster/replicate_int.h"
 
-/* ---------------------------------------------------------------- arena */
-
-#define ARENA_BLOCK (64 * 1024)
-
-void *replicate_arena_alloc(arena_t *a, size_t n)
-{
-    n = (n + 15) & ~(size_t)15;
-    arena_block_t *b = a->head;
-    if (b == NULL || b->cap - b->used < n) {
-        size_t cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-        b = calloc(1, sizeof *b + cap);
-        if (b == NULL) return NULL;
-        b->cap = cap;
-        b->next = a->head;
-        a->head = b;
-        a->bytes += cap;
-    }
-    void *p = b->data + b->used;
-    b->used += n;
-    return p;
-}
-
-void *replicate_arena_dup(arena_t *a, const void *p, size_t n)
-{
-    void *d = replicate_arena_alloc(a, n ? n : 1);
-    if (d != NULL && n > 0) memcpy(d, p, n);
-    return d;
-}
-
-void replicate_arena_free(arena_t *a)
-{
-    while (a->head != NULL) {
-        arena_block_t *b = a->head;
-        a->head = b->next;
-        free(b);
-    }
-    a->bytes = 0;
-}
+/* Blocks of the write's arena (common/arena.h): messages are packed into them. */
+#define PACK_ARENA_CHUNK (64 * 1024)
 
 /* ---------------------------------------------------------------- targets */
 
@@ -255,11 +221,11 @@ typedef struct packer {
     replicate_write_t *rw;
     const storage_profile_write_t *w;
     Flamedb__Cluster__SeriesPart **parts; /* per series, built when a remote holds it */
-    /* symbol id -> Symbol, open addressing; stamp dedupes per target */
-    uint64_t *keys;
+    /* symbol id -> index of its Symbol in syms; stamp[i] dedupes per target */
+    u64map_t ids;
     Flamedb__Cluster__Symbol **syms;
     uint32_t *stamp;
-    size_t cap, n;
+    size_t n, syms_cap, stamp_cap;
     /* the current target's symbol list */
     Flamedb__Cluster__Symbol **list;
     size_t nlist, listcap;
@@ -270,7 +236,7 @@ typedef struct packer {
 
 static ProtobufCBinaryData bytes_of(arena_t *a, const void *p, size_t n)
 {
-    ProtobufCBinaryData b = {n, replicate_arena_dup(a, p, n)};
+    ProtobufCBinaryData b = {n, arena_memdup(a, p, n)};
     return b;
 }
 
@@ -287,7 +253,7 @@ static int build_part(packer_t *pk, size_t i)
 {
     const storage_series_write_t *s = &pk->w->series[i];
     arena_t *a = &pk->rw->arena;
-    Flamedb__Cluster__SeriesPart *p = replicate_arena_alloc(a, sizeof *p);
+    Flamedb__Cluster__SeriesPart *p = arena_zalloc(a, sizeof *p);
     if (p == NULL) return ERR_NOMEM;
     flamedb__cluster__series_part__init(p);
     p->token = s->token;
@@ -298,8 +264,8 @@ static int build_part(packer_t *pk, size_t i)
     p->labels = bytes_of(a, pk->tmp.data, pk->tmp.len);
     if ((rc = encode_tree(pk, s->tree, &p->calltree)) != 0) return rc;
     if (s->nspans > 0) {
-        p->spans = replicate_arena_alloc(a, s->nspans * sizeof *p->spans);
-        Flamedb__Cluster__Span *sv = replicate_arena_alloc(a, s->nspans * sizeof *sv);
+        p->spans = arena_zalloc(a, s->nspans * sizeof *p->spans);
+        Flamedb__Cluster__Span *sv = arena_zalloc(a, s->nspans * sizeof *sv);
         if (p->spans == NULL || sv == NULL) return ERR_NOMEM;
         for (size_t k = 0; k < s->nspans; k++) {
             flamedb__cluster__span__init(&sv[k]);
@@ -314,59 +280,29 @@ static int build_part(packer_t *pk, size_t i)
     return 0;
 }
 
-static int grow_symbols(packer_t *pk)
+/* Index of symbol id in pk->syms, creating its Symbol message from the
+ * profile's table on first use. */
+static int symbol_index(packer_t *pk, uint64_t id, size_t *idx)
 {
-    size_t cap = pk->cap ? pk->cap * 2 : 1024;
-    uint64_t *keys = calloc(cap, sizeof *keys);
-    Flamedb__Cluster__Symbol **syms = calloc(cap, sizeof *syms);
-    uint32_t *stamp = calloc(cap, sizeof *stamp);
-    if (keys == NULL || syms == NULL || stamp == NULL) {
-        free(keys);
-        free(syms);
-        free(stamp);
+    uint32_t i;
+    int rc = u64map_get_or_put(&pk->ids, id, (uint32_t)pk->n, &i);
+    if (rc < 0) return rc;
+    *idx = i;
+    if (rc == 0) return 0; /* known */
+    const char *name, *file;
+    if (pk->w->symbols == NULL || !symtab_get(pk->w->symbols, id, &name, &file))
+        return ERR_CORRUPT; /* a tree references a symbol the profile lacks */
+    Flamedb__Cluster__Symbol *s = arena_zalloc(&pk->rw->arena, sizeof *s);
+    if (s == NULL || GROW(pk->syms, pk->syms_cap, pk->n + 1, GROW_UNLIMITED) != 0 ||
+        GROW(pk->stamp, pk->stamp_cap, pk->n + 1, GROW_UNLIMITED) != 0)
         return ERR_NOMEM;
-    }
-    for (size_t i = 0; i < pk->cap; i++) {
-        if (pk->syms[i] == NULL) continue;
-        size_t j = pk->keys[i] & (cap - 1);
-        while (syms[j] != NULL)
-            j = (j + 1) & (cap - 1);
-        keys[j] = pk->keys[i];
-        syms[j] = pk->syms[i];
-        stamp[j] = pk->stamp[i];
-    }
-    free(pk->keys);
-    free(pk->syms);
-    free(pk->stamp);
-    pk->keys = keys;
-    pk->syms = syms;
-    pk->stamp = stamp;
-    pk->cap = cap;
-    return 0;
-}
-
-/* Slot of symbol id, creating its Symbol message from the profile's table. */
-static int symbol_slot(packer_t *pk, uint64_t id, size_t *slot)
-{
-    if ((pk->n + 1) * 2 > pk->cap && grow_symbols(pk) != 0) return ERR_NOMEM;
-    size_t j = (id * 0x9e3779b97f4a7c15ULL >> 20) & (pk->cap - 1);
-    while (pk->syms[j] != NULL && pk->keys[j] != id)
-        j = (j + 1) & (pk->cap - 1);
-    if (pk->syms[j] == NULL) {
-        const char *name, *file;
-        if (pk->w->symbols == NULL || !symtab_get(pk->w->symbols, id, &name, &file))
-            return ERR_CORRUPT; /* a tree references a symbol the profile lacks */
-        Flamedb__Cluster__Symbol *s = replicate_arena_alloc(&pk->rw->arena, sizeof *s);
-        if (s == NULL) return ERR_NOMEM;
-        flamedb__cluster__symbol__init(s);
-        s->id = id;
-        s->name = bytes_of(&pk->rw->arena, name, strlen(name));
-        s->file = bytes_of(&pk->rw->arena, file ? file : "", file ? strlen(file) : 0);
-        pk->keys[j] = id;
-        pk->syms[j] = s;
-        pk->n++;
-    }
-    *slot = j;
+    flamedb__cluster__symbol__init(s);
+    s->id = id;
+    s->name = bytes_of(&pk->rw->arena, name, strlen(name));
+    s->file = bytes_of(&pk->rw->arena, file ? file : "", file ? strlen(file) : 0);
+    pk->syms[pk->n] = s;
+    pk->stamp[pk->n] = 0;
+    pk->n++;
     return 0;
 }
 
@@ -374,17 +310,11 @@ static int add_symbol(void *ctx, uint64_t id)
 {
     packer_t *pk = ctx;
     size_t j;
-    int rc = symbol_slot(pk, id, &j);
+    int rc = symbol_index(pk, id, &j);
     if (rc != 0) return pk->err = rc;
     if (pk->stamp[j] == pk->cur) return 0;
     pk->stamp[j] = pk->cur;
-    if (pk->nlist == pk->listcap) {
-        size_t cap = pk->listcap ? pk->listcap * 2 : 256;
-        Flamedb__Cluster__Symbol **l = realloc(pk->list, cap * sizeof *l);
-        if (l == NULL) return pk->err = ERR_NOMEM;
-        pk->list = l;
-        pk->listcap = cap;
-    }
+    if (GROW(pk->list, pk->listcap, pk->nlist + 1, GROW_UNLIMITED) != 0) return pk->err = ERR_NOMEM;
     pk->list[pk->nlist++] = pk->syms[j];
     return 0;
 }
@@ -404,7 +334,7 @@ static int pack_target(packer_t *pk, uint32_t ti, const cluster_view_t *v)
     rtarget_t *t = &rw->t[ti];
     Flamedb__Cluster__WriteRequest *q = &t->req;
     flamedb__cluster__write_request__init(q);
-    q->series = replicate_arena_alloc(&rw->arena, t->nseries * sizeof *q->series);
+    q->series = arena_zalloc(&rw->arena, t->nseries * sizeof *q->series);
     if (q->series == NULL) return ERR_NOMEM;
     pk->cur = ti + 1;
     pk->nlist = 0;
@@ -416,7 +346,7 @@ static int pack_target(packer_t *pk, uint32_t ti, const cluster_view_t *v)
         q->series[k] = pk->parts[i];
     }
     q->n_series = t->nseries;
-    q->symbols = replicate_arena_dup(&rw->arena, pk->list, pk->nlist * sizeof *pk->list);
+    q->symbols = arena_memdup(&rw->arena, pk->list, pk->nlist * sizeof *pk->list);
     if (q->symbols == NULL) return ERR_NOMEM;
     q->n_symbols = pk->nlist;
     q->protocol_version = CLUSTER_PROTOCOL_VERSION;
@@ -432,7 +362,7 @@ static int pack_target(packer_t *pk, uint32_t ti, const cluster_view_t *v)
 static void packer_free(packer_t *pk)
 {
     free(pk->parts);
-    free(pk->keys);
+    u64map_free(&pk->ids);
     free(pk->syms);
     free(pk->stamp);
     free(pk->list);
@@ -494,7 +424,7 @@ int replicate_store_hint(replicate_write_t *rw, uint32_t ti, errmsg_t *em)
         h.protocol_version = CLUSTER_PROTOCOL_VERSION;
         h.tenant = rw->tenant;
         h.target_node_id = t->id;
-        h.created_unix_ms = replicate_now_ms();
+        h.created_unix_ms = replicate_now_ms(r);
         h.expires_unix_ms = h.created_unix_ms + r->o.hint_ttl_ms;
         if (zn > 0 && zn < n) {
             h.write_request_zstd = (ProtobufCBinaryData){zn, z};
@@ -544,7 +474,7 @@ static int prepare(replicate_t *r, replicate_write_t *rw, const cluster_view_t *
             replicate_quorum_fail(rw, ti, TS_HINTED, ERR_UNAVAILABLE, "down, hinted");
         }
     }
-    rw->bytes = rw->arena.bytes;
+    rw->bytes = rw->arena.total;
     return 0;
 }
 
@@ -559,12 +489,13 @@ int replicate_prepare(replicate_t *r, const cluster_view_t *view, const storage_
     replicate_write_t *rw = calloc(1, sizeof *rw);
     if (rw == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     rw->r = r;
+    arena_init(&rw->arena, PACK_ARENA_CHUNK, ARENA_UNLIMITED); /* bounded by max-message-bytes */
     rw->view = view;
     r->ops.view_retain(view);
     snprintf(rw->tenant, sizeof rw->tenant, "%s", w->tenant);
     memcpy(rw->profile_id, w->profile_id, 16);
     rw->time_ns = w->time_ns;
-    rw->deadline_ms = replicate_now_ms() + r->o.write_timeout_ms;
+    rw->deadline_ms = replicate_now_ms(r) + r->o.write_timeout_ms;
     int rc = prepare(r, rw, view, w, em);
     if (rc != 0) {
         replicate_write_free(rw);
@@ -594,7 +525,7 @@ void replicate_write_free(replicate_write_t *rw)
     free(rw->quorum);
     free(rw->open);
     free(rw->nnatural);
-    replicate_arena_free(&rw->arena);
+    arena_free(&rw->arena);
     if (rw->view != NULL) rw->r->ops.view_release(rw->view);
     free(rw);
 }

@@ -7,7 +7,6 @@
  * the other live replicas, which get the other half. At the full timeout,
  * ranges still unanswered are missing and the answer says so.
  */
-#define _GNU_SOURCE /* clock_gettime */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,13 +14,6 @@
 
 #include "common/log.h"
 #include "node/cluster/scatter_int.h"
-
-uint64_t scatter_unix_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 void scatter_options_default(scatter_options_t *o)
 {
@@ -32,6 +24,7 @@ void scatter_options_default(scatter_options_t *o)
     o->max_inflight = 256;
     o->max_serving = 64;
     query_limits_default(&o->limits);
+    o->clock = clock_real();
 }
 
 /* ---------- ops over cluster_int.h ---------- */
@@ -68,6 +61,7 @@ int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_
     o.max_message_bytes = cfg->max_message_bytes;
     o.shards = in->shards;
     o.limits = in->query;
+    o.clock = c->clock;
     scatter_ops_t ops;
     scatter_ops_cluster(c, &ops);
     int rc = scatter_new(loop, storage, &o, &ops, out, em);
@@ -84,6 +78,7 @@ int scatter_new(uv_loop_t *loop, storage_t *storage, const scatter_options_t *o,
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "scatter: zero timeout, shards or capacity");
     scatter_t *s = calloc(1, sizeof *s);
     if (s == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    list_init(&s->queries);
     s->loop = loop;
     s->storage = storage;
     s->o = *o;
@@ -99,8 +94,8 @@ void scatter_close(scatter_t *s)
 {
     if (s->closing) return;
     s->closing = 1;
-    while (s->queries != NULL) {
-        scatter_q_t *q = s->queries;
+    while (!list_empty(&s->queries)) {
+        scatter_q_t *q = LIST_ENTRY(list_first(&s->queries), scatter_q_t, link);
         errmsg_t em;
         errmsg_set(&em, ERR_UNAVAILABLE, "the node is stopping");
         scatter_q_fail(q, ERR_UNAVAILABLE, &em);
@@ -163,12 +158,7 @@ static void timer_closed(uv_handle_t *h)
 static void unlink_query(scatter_q_t *q)
 {
     scatter_t *s = q->s;
-    if (q->prev != NULL)
-        q->prev->next = q->next;
-    else if (s->queries == q)
-        s->queries = q->next;
-    if (q->next != NULL) q->next->prev = q->prev;
-    q->next = q->prev = NULL;
+    list_remove(&q->link);
     s->ninflight--;
 }
 
@@ -366,12 +356,14 @@ void scatter_q_ask_failed(scatter_q_t *q, size_t idx, const char *why)
 
 ask_t *scatter_q_find_ask(scatter_t *s, uint64_t request_id, scatter_q_t **out)
 {
-    for (scatter_q_t *q = s->queries; q != NULL; q = q->next)
+    for (list_node_t *n = list_first(&s->queries); n != NULL; n = list_next(&s->queries, n)) {
+        scatter_q_t *q = LIST_ENTRY(n, scatter_q_t, link);
         for (size_t i = 0; i < q->nasks; i++)
             if (q->asks[i].request_id == request_id) {
                 *out = q;
                 return &q->asks[i];
             }
+    }
     return NULL;
 }
 
@@ -426,7 +418,7 @@ static void on_timer(uv_timer_t *t)
                 scatter_q_ask_failed(q, i, "no answer by half the query timeout");
         }
         q->hard = 1;
-        uint64_t now = scatter_unix_ms();
+        uint64_t now = scatter_unix_ms(q->s);
         uint64_t left = q->deadline_unix_ms > now ? q->deadline_unix_ms - now : 1;
         uv_timer_start(&q->timer, on_timer, left, 0);
     } else {
@@ -515,10 +507,8 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
     }
     s->stats.queries++;
     s->ninflight++;
-    q->next = s->queries;
-    if (s->queries) s->queries->prev = q;
-    s->queries = q;
-    q->deadline_unix_ms = scatter_unix_ms() + s->o.query_timeout_ms;
+    list_push_front(&s->queries, &q->link);
+    q->deadline_unix_ms = scatter_unix_ms(s) + s->o.query_timeout_ms;
     uv_timer_init(s->loop, &q->timer);
     q->timer.data = q;
     q->timer_open = 1;

@@ -36,6 +36,7 @@
 #include <uv.h>
 
 #include "common/err.h"
+#include "common/list.h"
 #include "common/metrics.h"
 #include "node/cluster/cluster_int.h"
 #include "query/query.h"
@@ -65,6 +66,7 @@ typedef struct scatter_options {
     uint32_t max_inflight;       /* queries coordinated at once; more get 503 */
     uint32_t max_serving;        /* partial queries served at once; more are refused */
     query_limits_t limits;
+    clock_source_t clock;        /* deadlines (wall clock, as carried in messages) */
 } scatter_options_t;
 
 /* Defaults: 30 s, 64 MiB, RING_DEFAULT_SHARDS_PER_SERVICE, 256 queries in
@@ -145,7 +147,7 @@ struct scatter {
     scatter_options_t o;
     scatter_ops_t ops;
     cluster_wire_limits_t limits; /* PartialResults are checked against these */
-    scatter_q_t *queries; /* coordinated, not yet answered (a list) */
+    list_t queries; /* coordinated, not yet answered */
     uint32_t ninflight;
     uint32_t nserving;
     uint64_t next_id;
@@ -178,7 +180,7 @@ typedef struct item {
 } item_t;
 
 struct scatter_q {
-    scatter_q_t *next, *prev;
+    list_node_t link; /* in scatter.queries until answered */
     scatter_t *s;
     int refs; /* the query until answered and its timer closed, plus pool jobs */
     const cluster_view_t *view;
@@ -216,7 +218,10 @@ void scatter_q_fail(scatter_q_t *q, int rc, const errmsg_t *em);
  * the answer. */
 void scatter_q_progress(scatter_q_t *q);
 void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a);
-uint64_t scatter_unix_ms(void);
+static inline uint64_t scatter_unix_ms(const scatter_t *s)
+{
+    return (uint64_t)clock_wall_ms(&s->o.clock);
+}
 
 /* scatter_merge.c */
 void scatter_q_item_free(item_t *it);

@@ -151,7 +151,7 @@ static int build_answer(serve_job_t *j, size_t max_bytes)
 static void serve_work(uv_work_t *w)
 {
     serve_job_t *j = w->data;
-    if (scatter_unix_ms() >= j->deadline) {
+    if (scatter_unix_ms(j->s) >= j->deadline) {
         j->rc = errmsg_set(&j->em, ERR_TIMEOUT, "the query's deadline passed before it ran");
         return;
     }

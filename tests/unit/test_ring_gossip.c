@@ -29,7 +29,7 @@ static ring_members_t *start_node(struct sim *s, size_t i, ring_state_t initial,
     snprintf(cl, sizeof cl, "tcp://127.0.0.1:%zu", 7000 + i);
     ring_members_t *m = NULL;
     int rc = ring_members_create(&o, &s->ids[i], http, cl, initial, inc,
-                                 (ring_clock_t){fake_now, &clk}, &m, NULL);
+                                 fake_source(&clk), &m, NULL);
     CHECK_EQ_INT(rc, 0);
     return m;
 }
@@ -272,7 +272,7 @@ static void test_malformed(void)
     ring_members_options_default(&o);
     o.max_message_bytes = 8;
     ring_members_t *tiny = NULL;
-    ring_members_create(&o, &s.ids[1], "a", "b", RING_ACTIVE, 1, (ring_clock_t){fake_now, &clk},
+    ring_members_create(&o, &s.ids[1], "a", "b", RING_ACTIVE, 1, fake_source(&clk),
                         &tiny, NULL);
     buf_reset(&syn);
     ring_gossip_syn(s.m[0], &syn);

@@ -15,7 +15,7 @@ static ring_members_t *make_table(const ring_identity_t *self)
     o.down_after_ms = 5000;
     ring_members_t *m = NULL;
     int rc = ring_members_create(&o, self, "127.0.0.1:4040", "tcp://127.0.0.1:7946", RING_ACTIVE,
-                                 100, (ring_clock_t){fake_now, &clk}, &m, NULL);
+                                 100, fake_source(&clk), &m, NULL);
     CHECK_EQ_INT(rc, 0);
     return m;
 }

@@ -15,7 +15,7 @@ static ring_members_t *make_table(const ring_identity_t *self, ring_state_t init
     ring_members_t *m = NULL;
     errmsg_t em = {{0}};
     int rc = ring_members_create(&o, self, "127.0.0.1:4040", "tcp://127.0.0.1:7946", initial,
-                                 incarnation, (ring_clock_t){fake_now, &clk}, &m, &em);
+                                 incarnation, fake_source(&clk), &m, &em);
     CHECK_EQ_INT(rc, 0);
     return m;
 }

@@ -103,9 +103,15 @@ typedef struct fake_clock {
     uint64_t now;
 } fake_clock_t;
 
-static inline uint64_t fake_now(void *ctx)
+static inline int64_t fake_now_ns(void *ctx)
 {
-    return ((fake_clock_t *)ctx)->now;
+    return (int64_t)((fake_clock_t *)ctx)->now * 1000000;
+}
+
+/* A clock the test moves by hand (now, in ms, read by both readings). */
+static inline clock_source_t fake_source(fake_clock_t *c)
+{
+    return (clock_source_t){fake_now_ns, fake_now_ns, c};
 }
 
 #endif
