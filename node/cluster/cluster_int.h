@@ -76,6 +76,25 @@ const cluster_wire_limits_t *cluster_wire_limits(const cluster_t *c);
 int cluster_send(cluster_t *c, const char *node_id, Flamedb__Cluster__MsgType type,
                  uint64_t deadline_unix_ms, const ProtobufCMessage *body);
 
+/* How the write and read paths reach the cluster: cluster_ops_of() wires
+ * them to a cluster_t; unit tests wire several replicate_t or scatter_t to
+ * each other in one process instead. Every call on the loop thread except
+ * view_retain / view_release. */
+typedef struct cluster_ops {
+    const cluster_view_t *(*view_acquire)(void *ctx); /* one reference for the caller */
+    void (*view_retain)(const cluster_view_t *v);
+    void (*view_release)(const cluster_view_t *v);
+    /* as cluster_send: encodes body now (it may be freed after the call) */
+    int (*send)(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type,
+                uint64_t deadline_unix_ms, const ProtobufCMessage *body);
+    /* as cluster_set_hint_targets (the write path's; the read path leaves it NULL) */
+    int (*set_hint_targets)(void *ctx, const char *const *ids, size_t n);
+    void *ctx;
+} cluster_ops_t;
+
+/* ops calling c's functions. */
+void cluster_ops_of(cluster_t *c, cluster_ops_t *ops);
+
 /* Ids of the nodes this node holds undelivered hints for (replicate_hints.c
  * calls it whenever that set changes; ids are copied). Those nodes are not
  * `live` in the views that follow, on this node at once and, through the

@@ -20,6 +20,30 @@ int cluster_open(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cf
     return rc;
 }
 
+/* ---------- the parts' view of the cluster ---------- */
+
+static const cluster_view_t *ops_view_acquire(void *ctx)
+{
+    return cluster_view_acquire(ctx);
+}
+
+static int ops_send(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type,
+                    uint64_t deadline_unix_ms, const ProtobufCMessage *body)
+{
+    return cluster_send(ctx, node_id, type, deadline_unix_ms, body);
+}
+
+static int ops_set_hint_targets(void *ctx, const char *const *ids, size_t n)
+{
+    return cluster_set_hint_targets(ctx, ids, n);
+}
+
+void cluster_ops_of(cluster_t *c, cluster_ops_t *ops)
+{
+    *ops = (cluster_ops_t){ops_view_acquire, cluster_view_retain, cluster_view_release, ops_send,
+                           ops_set_hint_targets, c};
+}
+
 /* ---------- writes ---------- */
 
 int cluster_write_admit(cluster_t *c, errmsg_t *em)

@@ -269,7 +269,7 @@ static void on_deadline(uv_timer_t *timer)
 /* ---------------------------------------------------------------- life */
 
 int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t *o,
-                  const replicate_ops_t *ops, replicate_t **out, errmsg_t *em)
+                  const cluster_ops_t *ops, replicate_t **out, errmsg_t *em)
 {
     *out = NULL;
     replicate_t *r = calloc(1, sizeof *r);

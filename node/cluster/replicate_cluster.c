@@ -4,22 +4,6 @@
  */
 #include "node/cluster/replicate_int.h"
 
-static const cluster_view_t *ops_view_acquire(void *ctx)
-{
-    return cluster_view_acquire(ctx);
-}
-
-static int ops_send(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type,
-                    uint64_t deadline_unix_ms, const ProtobufCMessage *body)
-{
-    return cluster_send(ctx, node_id, type, deadline_unix_ms, body);
-}
-
-static int ops_set_hint_targets(void *ctx, const char *const *ids, size_t n)
-{
-    return cluster_set_hint_targets(ctx, ids, n);
-}
-
 void replicate_options_from_config(replicate_options_t *o, const cluster_config_t *cfg,
                                    const cluster_inputs_t *in)
 {
@@ -44,8 +28,8 @@ int replicate_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluste
 {
     replicate_options_t o;
     replicate_options_from_config(&o, cfg, in);
-    replicate_ops_t ops = {ops_view_acquire, cluster_view_retain, cluster_view_release, ops_send,
-                           ops_set_hint_targets, c};
+    cluster_ops_t ops;
+    cluster_ops_of(c, &ops);
     int rc = replicate_new(loop, storage, &o, &ops, out, em);
     if (rc != 0) return rc;
     cluster_on(c, FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_WRITE, replicate_on_write, *out);

@@ -12,7 +12,7 @@
  * cluster told which nodes it holds hints for (so they are not read from
  * until the hints are delivered).
  *
- * The cluster is reached only through replicate_ops_t (the node wires it to
+ * The cluster is reached only through cluster_ops_t (the module wires it to
  * cluster_int.h; tests wire several replicate_t to each other in one
  * process). Writes are idempotent by profile id (storage's seen index), so a
  * duplicate, a retry, a late ack or a replayed hint counts once.
@@ -39,19 +39,6 @@
 
 typedef struct replicate_write replicate_write_t;
 
-/* How replicate reaches the cluster. The node passes cluster_int.h
- * functions; every call on the loop thread except view_retain/release. */
-typedef struct replicate_ops {
-    const cluster_view_t *(*view_acquire)(void *ctx); /* one reference for the caller */
-    void (*view_retain)(const cluster_view_t *v);
-    void (*view_release)(const cluster_view_t *v);
-    /* as cluster_send: encodes body now (it may be freed after the call) */
-    int (*send)(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type,
-                uint64_t deadline_unix_ms, const ProtobufCMessage *body);
-    /* as cluster_set_hint_targets */
-    int (*set_hint_targets)(void *ctx, const char *const *ids, size_t n);
-    void *ctx;
-} replicate_ops_t;
 
 typedef struct replicate_options {
     uint64_t write_timeout_ms;        /* deadline of a replicated write (then 503 + hints) */
@@ -75,7 +62,7 @@ void replicate_options_default(replicate_options_t *o);
 /* Publishes the hint targets already stored (from a previous run) and starts
  * the replay timer. The storage and ops are borrowed for the handle's life. */
 int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t *o,
-                  const replicate_ops_t *ops, replicate_t **out, errmsg_t *em);
+                  const cluster_ops_t *ops, replicate_t **out, errmsg_t *em);
 
 /* Stops the timers. Writes still waiting for acks get their hints stored
  * now (synchronously: the node is stopping), so nothing acknowledged is left
@@ -311,7 +298,7 @@ struct replicate {
     uv_loop_t *loop;
     storage_t *storage;
     replicate_options_t o;
-    replicate_ops_t ops;
+    cluster_ops_t ops;
     uv_timer_t deadline_timer, replay_timer;
     pending_t *buckets[REPLICATE_BUCKETS];
     list_t deadlines; /* pending acks, oldest deadline first (deadlines only grow) */

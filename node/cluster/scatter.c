@@ -27,28 +27,6 @@ void scatter_options_default(scatter_options_t *o)
     o->clock = clock_real();
 }
 
-/* ---------- ops over cluster_int.h ---------- */
-
-static const cluster_view_t *cl_view_acquire(void *ctx)
-{
-    return cluster_view_acquire(ctx);
-}
-
-static int cl_send(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type,
-                   uint64_t deadline_unix_ms, const ProtobufCMessage *body)
-{
-    return cluster_send(ctx, node_id, type, deadline_unix_ms, body);
-}
-
-void scatter_ops_cluster(cluster_t *c, scatter_ops_t *ops)
-{
-    ops->view_acquire = cl_view_acquire;
-    ops->view_retain = cluster_view_retain;
-    ops->view_release = cluster_view_release;
-    ops->send = cl_send;
-    ops->ctx = c;
-}
-
 /* ---------- the handle ---------- */
 
 int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cfg,
@@ -62,8 +40,8 @@ int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_
     o.shards = in->shards;
     o.limits = in->query;
     o.clock = c->clock;
-    scatter_ops_t ops;
-    scatter_ops_cluster(c, &ops);
+    cluster_ops_t ops;
+    cluster_ops_of(c, &ops);
     int rc = scatter_new(loop, storage, &o, &ops, out, em);
     if (rc == 0) rc = cluster_on(c, MSG(QUERY), scatter_on_query, *out);
     if (rc == 0) rc = cluster_on_envelope(c, MSG(PARTIAL), scatter_on_partial, *out);
@@ -72,7 +50,7 @@ int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_
 }
 
 int scatter_new(uv_loop_t *loop, storage_t *storage, const scatter_options_t *o,
-                const scatter_ops_t *ops, scatter_t **out, errmsg_t *em)
+                const cluster_ops_t *ops, scatter_t **out, errmsg_t *em)
 {
     if (o->query_timeout_ms == 0 || o->max_inflight == 0 || o->shards.default_shards == 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "scatter: zero timeout, shards or capacity");

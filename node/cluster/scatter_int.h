@@ -18,8 +18,8 @@
  * Every range is merged from exactly one answer: a late answer from a node
  * whose ranges were re-planned is dropped, so nothing counts twice.
  *
- * The cluster is reached only through scatter_ops_t (the node wires it to
- * cluster_int.h with scatter_ops_cluster; tests wire several scatter_t to
+ * The cluster is reached only through cluster_ops_t (cluster_ops_of wires it
+ * to the cluster; tests wire several scatter_t to
  * each other in one process).
  *
  * Threads: every function on the loop thread. Ownership: scatter_new()
@@ -44,20 +44,6 @@
 #include "storage/storage.h"
 
 
-/* How scatter reaches the cluster; every call on the loop thread except
- * view_retain / view_release. */
-typedef struct scatter_ops {
-    const cluster_view_t *(*view_acquire)(void *ctx); /* one reference for the caller */
-    void (*view_retain)(const cluster_view_t *v);
-    void (*view_release)(const cluster_view_t *v);
-    /* as cluster_send: encodes body now (it may be freed after the call) */
-    int (*send)(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type,
-                uint64_t deadline_unix_ms, const ProtobufCMessage *body);
-    void *ctx;
-} scatter_ops_t;
-
-/* ops calling cluster_int.h on c. */
-void scatter_ops_cluster(cluster_t *c, scatter_ops_t *ops);
 
 typedef struct scatter_options {
     uint64_t query_timeout_ms;   /* whole query; a node silent for half of it is re-planned */
@@ -82,7 +68,7 @@ int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_
 
 /* storage and ops are borrowed for the handle's life. */
 int scatter_new(uv_loop_t *loop, storage_t *storage, const scatter_options_t *o,
-                const scatter_ops_t *ops, scatter_t **out, errmsg_t *em);
+                const cluster_ops_t *ops, scatter_t **out, errmsg_t *em);
 /* Answers every query still in flight with ERR_UNAVAILABLE and stops
  * answering other nodes. Jobs already on the pool finish on their own. */
 void scatter_close(scatter_t *s);
@@ -145,7 +131,7 @@ struct scatter {
     uv_loop_t *loop;
     storage_t *storage;
     scatter_options_t o;
-    scatter_ops_t ops;
+    cluster_ops_t ops;
     cluster_wire_limits_t limits; /* PartialResults are checked against these */
     list_t queries; /* coordinated, not yet answered */
     uint32_t ninflight;

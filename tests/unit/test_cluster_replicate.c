@@ -33,11 +33,18 @@ static const cluster_view_t *view_acquire(void *ctx)
 {
     return ctx;
 }
+/* sends_vanish: sends are accepted and never answered (a silent replica);
+ * otherwise every send fails at once. */
+static int sends_vanish;
 static int send_none(void *ctx, const char *id, Flamedb__Cluster__MsgType t, uint64_t d,
                      const ProtobufCMessage *b)
 {
-    return ERR_UNAVAILABLE;
+    return sends_vanish ? 0 : ERR_UNAVAILABLE;
 }
+
+/* The fixture's clock: tests move it by hand (deadlines without sleeping). */
+#define T0_MS 1700000000000LL
+static clock_manual_t manual = {.wall_ns = T0_MS * 1000000, .mono_ns = 1000000};
 static int targets_set;
 static int set_targets(void *ctx, const char *const *ids, size_t n)
 {
@@ -97,7 +104,8 @@ static void fx_init(fx_t *f, uint32_t nnodes, uint32_t rf, uint32_t quorum, cons
     replicate_options_t o;
     replicate_options_default(&o);
     o.hint_replay_interval_ms = 3600 * 1000; /* no replay in these tests */
-    replicate_ops_t ops = {view_acquire, view_retain, view_release,
+    o.clock = clock_manual(&manual);
+    cluster_ops_t ops = {view_acquire, view_retain, view_release,
                            send_none,    set_targets, &f->view};
     CHECK_EQ_INT(replicate_new(&f->loop, f->s, &o, &ops, &f->r, NULL), 0);
 }
@@ -313,6 +321,7 @@ static int count_hint(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
     CHECK(q != NULL && q->hint_replay && q->n_series > 0 && q->n_symbols > 0);
     CHECK(replicate_hint_request(h, h->write_request_len - 1) == NULL); /* bounded */
     CHECK(h->expires_unix_ms > h->created_unix_ms);
+    CHECK_EQ_INT(h->created_unix_ms, (uint64_t)(manual.wall_ns / 1000000)); /* its clock */
     CHECK_EQ_STR(h->tenant, "t");
     if (q) flamedb__cluster__write_request__free_unpacked(q, NULL);
     flamedb__cluster__hint_record__free_unpacked(h, NULL);
@@ -390,10 +399,54 @@ static void test_unreachable(void)
     fx_done(&f);
 }
 
+/* A replica that never answers: the write is decided when the injected
+ * clock passes its deadline (not before), and the silent replica gets a
+ * hint stamped with that clock. */
+static void test_deadline_by_clock(void)
+{
+    fx_t f;
+    fx_init(&f, 3, 3, 2, "n0");
+    prof_t p;
+    prof_init(&p, 2, 7);
+    errmsg_t em = {{0}};
+    replicate_write_t *rw = NULL;
+    sends_vanish = 1;
+    int64_t start_ms = manual.wall_ns / 1000000;
+    CHECK_EQ_INT(replicate_prepare(f.r, &f.view, &p.w, &rw, NULL, &em), 0);
+    CHECK_EQ_INT(rw->deadline_ms, (uint64_t)start_ms + f.r->o.write_timeout_ms);
+    outcome_t out = {0};
+    replicate_start(f.r, rw, on_done, &out);
+    for (int i = 0; i < 5; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    CHECK_EQ_INT(out.called, 0); /* the clock has not moved: still waiting */
+    clock_manual_advance_ms(&manual, (int64_t)f.r->o.write_timeout_ms - 1);
+    replicate_arm_deadline(f.r);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    CHECK_EQ_INT(out.called, 0); /* 1 ms before the deadline */
+    clock_manual_advance_ms(&manual, 1);
+    replicate_arm_deadline(f.r);
+    for (int i = 0; i < 50 && out.called == 0; i++)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    CHECK_EQ_INT(out.called, 1);
+    CHECK_EQ_INT(out.rc, ERR_UNAVAILABLE);
+    int hints = 0;
+    for (int i = 0; i < 200 && hints < 2; i++) {
+        hints = 0;
+        storage_hint_scan(f.s, "n1", 0, 10, count_hint, &hints);
+        storage_hint_scan(f.s, "n2", 0, 10, count_hint, &hints);
+        if (hints < 2) uv_run(&f.loop, UV_RUN_ONCE);
+    }
+    CHECK_EQ_INT(hints, 2); /* both silent replicas, stamped with the moved clock */
+    sends_vanish = 0;
+    prof_free(&p);
+    fx_done(&f);
+}
+
 int main(void)
 {
     test_quorum_accounting();
     test_grouping();
     test_unreachable();
+    test_deadline_by_clock();
     return check_exit();
 }

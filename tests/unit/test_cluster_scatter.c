@@ -143,7 +143,7 @@ static void make_scatters(uint64_t timeout_ms, size_t max_message_bytes)
         o.max_message_bytes = max_message_bytes;
         for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++)
             o.limits.retention_seconds[r] = 0;
-        scatter_ops_t ops = {t_acquire, t_retain, t_release, t_send, &nodes[i]};
+        cluster_ops_t ops = {t_acquire, t_retain, t_release, t_send, NULL, &nodes[i]};
         errmsg_t em = {{0}};
         CHECK_EQ_INT(scatter_new(&loop, nodes[i].st, &o, &ops, &nodes[i].sc, &em), 0);
     }
