@@ -7,8 +7,9 @@
  * merge is associative and commutative — the property that lets RocksDB merge
  * operands, replicas and scatter-gather partials be combined in any order.
  *
- * Wire/disk encoding (version 1), used for block values, merge operands and
- * query partials; see docs/storage-format.md:
+ * Wire/disk encoding (version 1), used for span values and their merge
+ * operands, the trees of cluster messages (writes, query partials) and what
+ * storage_scan_blocks hands its callers; see docs/storage-format.md:
  *   u8      version = 1
  *   uvarint nsyms, then nsyms x u64 little-endian symbol ids (the dictionary)
  *   svarint root self (value of empty stacks)

@@ -1,8 +1,9 @@
 /* log.h — leveled logging to stderr.
  *
- * The log level and sink are the only process-wide state besides allocator
- * hooks; everything else belongs to a handle. Lines are "ts level module: message". Thread-safe: each
- * line is one write(2).
+ * The log level is the only process-wide state besides the allocator tuning
+ * (common/alloc.h); everything else belongs to a handle. Lines are
+ * "ts level module: message" (UTC, milliseconds), cut at 2048 bytes.
+ * Thread-safe: each line is one write(2).
  */
 #ifndef FLAMEDB_COMMON_LOG_H
 #define FLAMEDB_COMMON_LOG_H

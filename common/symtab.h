@@ -2,9 +2,10 @@
  *
  * Symbols are content-addressed (hash_symbol), so a symtab never remaps ids;
  * adding a symbol that is already present is a no-op. Used by ingest (symbols a
- * profile introduces), storage (persisting and loading them) and query
- * (rendering names). Strings are copied into an arena the symtab owns; returned
- * pointers are borrowed until symtab_free(). Not thread-safe.
+ * profile introduces), storage (persisting and loading them), the cluster
+ * (shipping them with writes and partials) and query (rendering names).
+ * Strings are copied into an arena the symtab owns; returned pointers are
+ * borrowed until symtab_free(). Not thread-safe.
  */
 #ifndef FLAMEDB_COMMON_SYMTAB_H
 #define FLAMEDB_COMMON_SYMTAB_H
