@@ -1,4 +1,5 @@
-/* config.h — the node's settings, from one declarative table (internal to node/).
+/* config.h — the node's settings, from one declarative table (node/; a public
+ * header of the daemon with node.h, whose node_new() takes them).
  *
  * Every setting is a row of the table in config.c (name, type, field,
  * default, bounds, doc). The table parses `--name value` / `--name=value`

@@ -97,10 +97,12 @@ void cluster_free(cluster_t *c);
  * quorum would be 1: /ready answers 503 and writes should wait. */
 int cluster_joined(cluster_t *c);
 
-/* GET /cluster/status body: {"self": id, "cluster": name, "rf": n,
- * "quorum": w, "ring_version": v, "nodes": [{"id", "http", "cluster",
- * "state", "tokens", "incarnation", "heartbeat", "last_heartbeat_ms_ago",
- * "self"}...]} appended to out. */
+/* GET /cluster/status body appended to out: {"self": id, "cluster": name,
+ * "rf": n, "quorum": w, "ring_version": v, "view_version": v,
+ * "ring_fingerprint": hex, "nodes": [{"id", "http", "cluster", "state",
+ * "tokens", "incarnation", "heartbeat", "last_heartbeat_ms_ago", "self",
+ * ...}...], "transport": {message and connection counters}}
+ * (docs/api.md, "GET /cluster/status"). */
 int cluster_status_json(cluster_t *c, buf_t *out);
 
 /* The current view, with one reference taken for the caller; release it

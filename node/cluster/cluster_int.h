@@ -26,7 +26,7 @@ typedef struct scatter scatter_t;
 struct cluster_view {
     const ring_t *ring;        /* current ring: ACTIVE and LEAVING members, down or not */
     const ring_t *pending;     /* ring after joins/leaves in progress, or NULL */
-    const uint8_t *live;       /* may serve reads now (ACTIVE/LEAVING and not down) */
+    const uint8_t *live;       /* may serve reads now (ACTIVE/LEAVING, not down, not hinted) */
     const uint8_t *reachable;  /* not marked down (writes are attempted; else hinted) */
     const char *const *http_addr;    /* per ring node */
     const char *const *cluster_addr; /* per ring node ("" in a cluster of one) */

@@ -3,9 +3,9 @@
  * every series (its id is the hash of its labels, its token is where those
  * labels are placed), stores it and answers WRITE_ACK (replicate_int.h).
  *
- * The handler takes the decoded message from the cluster (cluster_int.h), so the
- * pool job works on what cluster_wire_decode already unpacked and checked: no
- * copy of the body, no second unpack. Retries, replays and duplicates count
+ * The handler takes the decoded message from the cluster (cluster_int.h), so
+ * the pool job works on what the dispatcher's cluster_wire_decode_body
+ * unpacked and checked: no copy of the body, no second unpack. Retries, replays and duplicates count
  * once: storage skips series whose profile id it has seen.
  */
 #include <stdio.h>
