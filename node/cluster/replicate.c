@@ -245,23 +245,31 @@ void replicate_on_ack(void *ctx, cluster_msg_t *msg)
         replicate_replay_resolved(r, p, a->status == 0);
 }
 
+/* Takes the earliest request off the deadline list and gives up on its ack:
+ * a replay stays stored (retried later); a write's target fails with rc and
+ * why, and gets a hint. */
+static void give_up_first(replicate_t *r, int rc, const char *why)
+{
+    pending_t *p = replicate_pending_take(r, first_deadline(r)->request_id, NULL);
+    if (p->kind == PEND_REPLAY) {
+        replicate_replay_resolved(r, p, 0);
+        return;
+    }
+    replicate_write_t *rw = p->rw;
+    rw->t[p->ti].pend = NULL;
+    replicate_quorum_fail(rw, p->ti, TS_NEEDS_HINT, rc, why);
+    free(p);
+    target_resolved(r, rw);
+}
+
 /* Requests past their deadline: writes get hints, replays are retried later. */
 static void on_deadline(uv_timer_t *timer)
 {
     replicate_t *r = timer->data;
     uint64_t now = replicate_now_ms(r);
     for (pending_t *f; (f = first_deadline(r)) != NULL && f->deadline_ms <= now;) {
-        pending_t *p = replicate_pending_take(r, f->request_id, NULL);
-        if (p->kind == PEND_REPLAY) {
-            replicate_replay_resolved(r, p, 0);
-            continue;
-        }
-        replicate_write_t *rw = p->rw;
-        rw->t[p->ti].pend = NULL;
-        r->st.write_nacks++;
-        replicate_quorum_fail(rw, p->ti, TS_NEEDS_HINT, ERR_TIMEOUT, "timed out");
-        free(p);
-        target_resolved(r, rw);
+        r->st.write_nacks += f->kind != PEND_REPLAY;
+        give_up_first(r, ERR_TIMEOUT, "timed out");
     }
     replicate_arm_deadline(r);
 }
@@ -315,18 +323,8 @@ static void handle_closed(uv_handle_t *h)
  * (their hints stay stored). */
 static void flush_pending(replicate_t *r)
 {
-    for (pending_t *f; (f = first_deadline(r)) != NULL;) {
-        pending_t *p = replicate_pending_take(r, f->request_id, NULL);
-        if (p->kind == PEND_REPLAY) {
-            replicate_replay_resolved(r, p, 0);
-            continue;
-        }
-        replicate_write_t *rw = p->rw;
-        rw->t[p->ti].pend = NULL;
-        replicate_quorum_fail(rw, p->ti, TS_NEEDS_HINT, ERR_UNAVAILABLE, "node stopping");
-        free(p);
-        target_resolved(r, rw);
-    }
+    while (first_deadline(r) != NULL)
+        give_up_first(r, ERR_UNAVAILABLE, "node stopping");
 }
 
 void replicate_close(replicate_t *r, void (*done)(void *arg), void *arg)
