@@ -100,9 +100,12 @@ wanted_packages() {
             "libzstd-dev libprotobuf-c-dev protobuf-c-compiler libhttp-parser-dev" \
             "libdeflate-dev libxxhash-dev zlib1g-dev python3 clang" | tr ' ' '\n'
     fi
-    # Stage-only extras: libFuzzer's runtime (only a Recommends of clang) and Go
-    # for the `go tool pprof` baseline of the benchmarks.
+    # Stage-only extras: libFuzzer's runtime (only a Recommends of clang),
+    # clang-format for the format check (Debian 12's, version 14: another
+    # version formats differently) and Go for the `go tool pprof` baseline of
+    # the benchmarks.
     stage_wanted fuzz && echo libclang-rt-dev
+    stage_wanted style && echo clang-format
     stage_wanted bench && echo golang-go
     return 0
 }
