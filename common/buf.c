@@ -27,27 +27,22 @@ void buf_free(buf_t *b)
 void buf_reset(buf_t *b)
 {
     b->len = 0;
-    if (b->data != NULL)
-        b->data[0] = 0;
+    if (b->data != NULL) b->data[0] = 0;
 }
 
 int buf_reserve(buf_t *b, size_t extra)
 {
-    if (extra > b->max || b->len > b->max - extra)
-        return ERR_TOO_LARGE;
+    if (extra > b->max || b->len > b->max - extra) return ERR_TOO_LARGE;
     size_t need = b->len + extra + 1; /* + NUL terminator */
-    if (need <= b->cap)
-        return ERR_OK;
+    if (need <= b->cap) return ERR_OK;
     return grow_array(&b->data, &b->cap, need, 1, GROW_UNLIMITED, 64);
 }
 
 int buf_append(buf_t *b, const void *p, size_t n)
 {
     int rc = buf_reserve(b, n);
-    if (rc != ERR_OK)
-        return rc;
-    if (n > 0)
-        memcpy(b->data + b->len, p, n);
+    if (rc != ERR_OK) return rc;
+    if (n > 0) memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = 0;
     return ERR_OK;
@@ -69,11 +64,9 @@ int buf_vprintf(buf_t *b, const char *fmt, va_list ap)
     va_copy(ap2, ap);
     int n = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
-    if (n < 0)
-        return ERR_INTERNAL;
+    if (n < 0) return ERR_INTERNAL;
     int rc = buf_reserve(b, (size_t)n);
-    if (rc != ERR_OK)
-        return rc;
+    if (rc != ERR_OK) return rc;
     vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
     b->len += (size_t)n;
     return ERR_OK;
@@ -94,8 +87,7 @@ static size_t utf8_valid_len(const uint8_t *s, size_t n)
     uint8_t c = s[0];
     size_t len;
     uint32_t cp;
-    if (c < 0x80)
-        return 1;
+    if (c < 0x80) return 1;
     if ((c & 0xe0) == 0xc0) {
         len = 2;
         cp = c & 0x1f;
@@ -108,16 +100,13 @@ static size_t utf8_valid_len(const uint8_t *s, size_t n)
     } else {
         return 0;
     }
-    if (len > n)
-        return 0;
+    if (len > n) return 0;
     for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
+        if ((s[i] & 0xc0) != 0x80) return 0;
         cp = (cp << 6) | (s[i] & 0x3f);
     }
     static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
+    if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
     return len;
 }
 
@@ -187,16 +176,14 @@ int buf_append_i64(buf_t *b, int64_t v)
         *--p = (char)('0' + u % 10);
         u /= 10;
     } while (u != 0);
-    if (v < 0)
-        *--p = '-';
+    if (v < 0) *--p = '-';
     return buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
 }
 
 uint8_t *buf_steal(buf_t *b, size_t *len)
 {
     uint8_t *p = b->data;
-    if (len != NULL)
-        *len = b->len;
+    if (len != NULL) *len = b->len;
     b->data = NULL;
     b->len = b->cap = 0;
     return p;

@@ -52,12 +52,10 @@ static int grow_nodes(calltree_t *t)
 int calltree_reserve(calltree_t *t, size_t nodes)
 {
     size_t want = t->count + nodes;
-    if (want > t->max_nodes)
-        want = t->max_nodes;
+    if (want > t->max_nodes) want = t->max_nodes;
     if (want > t->cap) {
         ct_node_t *n = realloc(t->nodes, want * sizeof *n);
-        if (n == NULL)
-            return ERR_NOMEM;
+        if (n == NULL) return ERR_NOMEM;
         t->nodes = n;
         t->cap = want;
     }
@@ -67,8 +65,7 @@ int calltree_reserve(calltree_t *t, size_t nodes)
 calltree_t *calltree_new(size_t max_nodes)
 {
     calltree_t *t = calloc(1, sizeof *t);
-    if (t == NULL)
-        return NULL;
+    if (t == NULL) return NULL;
     t->max_nodes = max_nodes == 0 ? (size_t)UINT32_MAX - 1 : max_nodes;
     if (grow_nodes(t) != ERR_OK || edgemap_reserve(&t->edges, 64) != ERR_OK) {
         calltree_free(t);
@@ -81,8 +78,7 @@ calltree_t *calltree_new(size_t max_nodes)
 
 void calltree_free(calltree_t *t)
 {
-    if (t == NULL)
-        return;
+    if (t == NULL) return;
     free(t->nodes);
     edgemap_free(&t->edges);
     free(t);
@@ -102,13 +98,10 @@ int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child
         *child = t->edges.slots[s].child;
         return ERR_OK;
     }
-    if (t->count >= t->max_nodes)
-        return ERR_LIMIT;
-    if (t->count == t->cap && grow_nodes(t) != ERR_OK)
-        return ERR_NOMEM;
+    if (t->count >= t->max_nodes) return ERR_LIMIT;
+    if (t->count == t->cap && grow_nodes(t) != ERR_OK) return ERR_NOMEM;
     if ((t->count + 1) * 2 > t->edges.cap) {
-        if (edgemap_reserve(&t->edges, t->count + 1) != ERR_OK)
-            return ERR_NOMEM;
+        if (edgemap_reserve(&t->edges, t->count + 1) != ERR_OK) return ERR_NOMEM;
         s = edgemap_probe(&t->edges, parent, sym);
     }
     uint32_t idx = (uint32_t)t->count++;
@@ -156,8 +149,7 @@ int calltree_add_stack(calltree_t *t, const uint64_t *stack, size_t depth, int64
     uint32_t node = 0;
     for (size_t i = 0; i < depth; i++) {
         int rc = calltree_child(t, node, stack[i], &node);
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
     }
     calltree_add_self(t, node, value);
     return ERR_OK;
@@ -166,8 +158,7 @@ int calltree_add_stack(calltree_t *t, const uint64_t *stack, size_t depth, int64
 int calltree_merge(calltree_t *dst, const calltree_t *src)
 {
     uint32_t *map = malloc(src->count * sizeof *map);
-    if (map == NULL)
-        return ERR_NOMEM;
+    if (map == NULL) return ERR_NOMEM;
     map[0] = 0;
     int rc = ERR_OK;
     for (size_t i = 1; i < src->count && rc == ERR_OK; i++)
@@ -201,8 +192,7 @@ static int preorder(const calltree_t *t, int (*visit)(void *, uint32_t, uint32_t
     uint32_t depth = 1;
     while (node != CALLTREE_NONE) {
         int rc = visit(ctx, node, depth);
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
         if (t->nodes[node].first_child != CALLTREE_NONE) {
             node = t->nodes[node].first_child;
             depth++;
@@ -220,8 +210,8 @@ static int preorder(const calltree_t *t, int (*visit)(void *, uint32_t, uint32_t
 typedef struct encode_ctx {
     const calltree_t *t;
     u64map_t dict;
-    buf_t *syms;  /* dictionary, LE u64 */
-    buf_t *body;  /* node records */
+    buf_t *syms;    /* dictionary, LE u64 */
+    buf_t *body;    /* node records */
     size_t records; /* in body */
 } encode_ctx_t;
 
@@ -232,8 +222,7 @@ static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
     int added;
     uint32_t idx;
     int rc0 = dict_index(&c->dict, n->sym, &added, &idx);
-    if (rc0 != ERR_OK)
-        return rc0;
+    if (rc0 != ERR_OK) return rc0;
     uint8_t tmp[30];
     size_t len = 0;
     if (added) {
@@ -241,8 +230,7 @@ static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
         for (int i = 0; i < 8; i++)
             le[i] = (uint8_t)(n->sym >> (8 * i));
         int rc = buf_append(c->syms, le, 8);
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
     }
     len += varint_put_u(tmp + len, depth);
     len += varint_put_u(tmp + len, idx);
@@ -260,25 +248,18 @@ int calltree_encode(const calltree_t *t, buf_t *out)
     c.syms = &syms;
     c.body = &body;
     int rc = u64map_init(&c.dict, t->count);
-    if (rc == ERR_OK)
-        rc = preorder(t, encode_visit, &c);
+    if (rc == ERR_OK) rc = preorder(t, encode_visit, &c);
     /* The header's node count must be the records that follow it, and every
      * record's symbol index must be in the dictionary, or decoding the stored
      * tree fails (or, worse, reads other stacks). */
     ASSERT_ALWAYS(rc != ERR_OK || c.records == t->count - 1);
     ASSERT_ALWAYS(rc != ERR_OK || syms.len == 8 * c.dict.len);
-    if (rc == ERR_OK)
-        rc = buf_append_byte(out, CALLTREE_VERSION);
-    if (rc == ERR_OK)
-        rc = buf_append_uvarint(out, c.dict.len);
-    if (rc == ERR_OK)
-        rc = buf_append(out, syms.data, syms.len);
-    if (rc == ERR_OK)
-        rc = buf_append_svarint(out, t->nodes[0].self);
-    if (rc == ERR_OK)
-        rc = buf_append_uvarint(out, t->count - 1);
-    if (rc == ERR_OK)
-        rc = buf_append(out, body.data, body.len);
+    if (rc == ERR_OK) rc = buf_append_byte(out, CALLTREE_VERSION);
+    if (rc == ERR_OK) rc = buf_append_uvarint(out, c.dict.len);
+    if (rc == ERR_OK) rc = buf_append(out, syms.data, syms.len);
+    if (rc == ERR_OK) rc = buf_append_svarint(out, t->nodes[0].self);
+    if (rc == ERR_OK) rc = buf_append_uvarint(out, t->count - 1);
+    if (rc == ERR_OK) rc = buf_append(out, body.data, body.len);
     u64map_free(&c.dict);
     buf_free(&syms);
     buf_free(&body);
@@ -328,11 +309,9 @@ static int decode_records(const uint8_t **pp, const uint8_t *end, uint64_t nsyms
         d->depth[i] = (uint32_t)depth;
         d->self[i] = (int64_t)((zz >> 1) ^ (~(zz & 1) + 1));
         cur_depth = (uint32_t)depth;
-        if (cur_depth > deepest)
-            deepest = cur_depth;
+        if (cur_depth > deepest) deepest = cur_depth;
     }
-    if (p != end)
-        return ERR_CORRUPT;
+    if (p != end) return ERR_CORRUPT;
     *pp = p;
     *max_depth = deepest;
     return ERR_OK;
@@ -347,8 +326,7 @@ static int decode_place(calltree_t *dst, const uint8_t *dict, uint64_t nnodes, d
         uint64_t sym = le64_get(dict + 8 * (size_t)d->dst[i]);
         uint32_t node;
         int rc = calltree_child(dst, d->stack[d->depth[i] - 1], sym, &node);
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
         d->stack[d->depth[i]] = node;
         d->dst[i] = node;
     }
@@ -382,20 +360,16 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
     const uint8_t *end = p + n;
     uint64_t nsyms, nnodes;
     int64_t root_self;
-    if (n < 1 || p[0] != CALLTREE_VERSION)
-        return ERR_CORRUPT;
+    if (n < 1 || p[0] != CALLTREE_VERSION) return ERR_CORRUPT;
     p++;
-    if (!varint_read_u(&p, end, &nsyms) || nsyms > (uint64_t)(end - p) / 8)
-        return ERR_CORRUPT;
+    if (!varint_read_u(&p, end, &nsyms) || nsyms > (uint64_t)(end - p) / 8) return ERR_CORRUPT;
     const uint8_t *dict = p;
     p += 8 * nsyms;
-    if (!varint_read_s(&p, end, &root_self) || !varint_read_u(&p, end, &nnodes))
-        return ERR_CORRUPT;
+    if (!varint_read_s(&p, end, &root_self) || !varint_read_u(&p, end, &nnodes)) return ERR_CORRUPT;
     if (nnodes > (uint64_t)(end - p) / 3) /* every record takes at least 3 bytes */
         return ERR_CORRUPT;
     if (nnodes == 0) {
-        if (p != end)
-            return ERR_CORRUPT;
+        if (p != end) return ERR_CORRUPT;
         WADD(dst->nodes[0].self, root_self);
         WADD(dst->nodes[0].total, root_self);
         return ERR_OK;
@@ -410,12 +384,9 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
     };
     uint32_t max_depth = 0;
     int rc = (d.dst && d.depth && d.self && d.stack && d.acc) ? ERR_OK : ERR_NOMEM;
-    if (rc == ERR_OK)
-        rc = decode_records(&p, end, nsyms, nnodes, &d, &max_depth);
-    if (rc == ERR_OK)
-        rc = decode_place(dst, dict, nnodes, &d);
-    if (rc == ERR_OK)
-        decode_add(dst, nnodes, root_self, &d, max_depth);
+    if (rc == ERR_OK) rc = decode_records(&p, end, nsyms, nnodes, &d, &max_depth);
+    if (rc == ERR_OK) rc = decode_place(dst, dict, nnodes, &d);
+    if (rc == ERR_OK) decode_add(dst, nnodes, root_self, &d, max_depth);
     decoded_free(&d);
     return rc;
 }
@@ -468,8 +439,7 @@ int calltree_for_each_symbol(const calltree_t *t, int (*fn)(void *ctx, uint64_t 
         int added;
         uint32_t idx;
         rc = dict_index(&d, t->nodes[i].sym, &added, &idx);
-        if (rc == ERR_OK && added)
-            rc = fn(ctx, t->nodes[i].sym);
+        if (rc == ERR_OK && added) rc = fn(ctx, t->nodes[i].sym);
     }
     u64map_free(&d);
     return rc;

@@ -4,21 +4,21 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#define ERR_FIND(field)                                                                    \
-    switch (err) {                                                                         \
-        ERR_TABLE(ERR_CASE_##field)                                                        \
-    default:                                                                               \
-        break;                                                                             \
+#define ERR_FIND(field)                                                                            \
+    switch (err) {                                                                                 \
+        ERR_TABLE(ERR_CASE_##field)                                                                \
+    default:                                                                                       \
+        break;                                                                                     \
     }
 
-#define ERR_CASE_code(name, value, code, http, msg)                                        \
-    case value:                                                                            \
+#define ERR_CASE_code(name, value, code, http, msg)                                                \
+    case value:                                                                                    \
         return code;
-#define ERR_CASE_http(name, value, code, http, msg)                                        \
-    case value:                                                                            \
+#define ERR_CASE_http(name, value, code, http, msg)                                                \
+    case value:                                                                                    \
         return http;
-#define ERR_CASE_msg(name, value, code, http, msg)                                         \
-    case value:                                                                            \
+#define ERR_CASE_msg(name, value, code, http, msg)                                                 \
+    case value:                                                                                    \
         return msg;
 
 const char *err_code_name(int err)
@@ -52,7 +52,6 @@ int errmsg_set(errmsg_t *em, int err, const char *fmt, ...)
 
 const char *errmsg_text(const errmsg_t *em, int err)
 {
-    if (em != NULL && em->text[0] != '\0')
-        return em->text;
+    if (em != NULL && em->text[0] != '\0') return em->text;
     return err_message(err);
 }

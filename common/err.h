@@ -17,21 +17,21 @@
 #include <stddef.h>
 
 /*   name              value  json code              http  message */
-#define ERR_TABLE(X)                                                                       \
-    X(OK, 0, "ok", 200, "ok")                                                              \
-    X(NOMEM, -1, "out_of_memory", 500, "out of memory")                                    \
-    X(INVALID_ARGUMENT, -2, "invalid_parameter", 400, "invalid parameter")                 \
-    X(TOO_LARGE, -3, "too_large", 413, "input too large")                                  \
-    X(UNPARSEABLE, -4, "unparseable", 422, "input could not be parsed")                    \
-    X(LIMIT, -5, "limit_exceeded", 429, "a limit was exceeded")                            \
-    X(NOT_FOUND, -6, "not_found", 404, "not found")                                        \
-    X(IO, -7, "io_error", 500, "storage or file error")                                    \
-    X(UNAVAILABLE, -8, "unavailable", 503, "not enough replicas available")                \
-    X(TIMEOUT, -9, "timeout", 504, "deadline exceeded")                                    \
-    X(INTERNAL, -10, "internal", 500, "internal error")                                    \
-    X(CORRUPT, -11, "corrupt", 500, "stored data is corrupt")                              \
-    X(UNSUPPORTED, -12, "unsupported", 400, "unsupported")                                 \
-    X(METHOD, -13, "method_not_allowed", 405, "method not allowed")                        \
+#define ERR_TABLE(X)                                                                               \
+    X(OK, 0, "ok", 200, "ok")                                                                      \
+    X(NOMEM, -1, "out_of_memory", 500, "out of memory")                                            \
+    X(INVALID_ARGUMENT, -2, "invalid_parameter", 400, "invalid parameter")                         \
+    X(TOO_LARGE, -3, "too_large", 413, "input too large")                                          \
+    X(UNPARSEABLE, -4, "unparseable", 422, "input could not be parsed")                            \
+    X(LIMIT, -5, "limit_exceeded", 429, "a limit was exceeded")                                    \
+    X(NOT_FOUND, -6, "not_found", 404, "not found")                                                \
+    X(IO, -7, "io_error", 500, "storage or file error")                                            \
+    X(UNAVAILABLE, -8, "unavailable", 503, "not enough replicas available")                        \
+    X(TIMEOUT, -9, "timeout", 504, "deadline exceeded")                                            \
+    X(INTERNAL, -10, "internal", 500, "internal error")                                            \
+    X(CORRUPT, -11, "corrupt", 500, "stored data is corrupt")                                      \
+    X(UNSUPPORTED, -12, "unsupported", 400, "unsupported")                                         \
+    X(METHOD, -13, "method_not_allowed", 405, "method not allowed")                                \
     X(UNAUTHORIZED, -14, "unauthorized", 401, "unauthorized")
 
 enum err_code {

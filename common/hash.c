@@ -28,7 +28,6 @@ uint64_t hash_symbol(const char *name, size_t name_len, const char *file, size_t
     XXH3_64bits_update(&st, &zero, 1);
     XXH3_64bits_update(&st, file, file_len);
     uint64_t h = XXH3_64bits_digest(&st);
-    if (h <= SYM_OTHER)
-        h += 2;
+    if (h <= SYM_OTHER) h += 2;
     return h;
 }

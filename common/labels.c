@@ -28,8 +28,7 @@ labels_t *labels_new(void)
 
 void labels_free(labels_t *l)
 {
-    if (l == NULL)
-        return;
+    if (l == NULL) return;
     for (size_t i = 0; i < l->count; i++) {
         free(l->pairs[i].name);
         free(l->pairs[i].value);
@@ -41,8 +40,7 @@ void labels_free(labels_t *l)
 labels_t *labels_clone(const labels_t *l)
 {
     labels_t *c = labels_new();
-    if (c == NULL)
-        return NULL;
+    if (c == NULL) return NULL;
     for (size_t i = 0; i < l->count; i++) {
         if (labels_set_str(c, l->pairs[i].name, l->pairs[i].value) != ERR_OK) {
             labels_free(c);
@@ -57,8 +55,7 @@ static int name_cmp(const char *a, size_t alen, const char *b)
 {
     size_t blen = strlen(b);
     int c = memcmp(a, b, alen < blen ? alen : blen);
-    if (c != 0)
-        return c;
+    if (c != 0) return c;
     return alen < blen ? -1 : alen > blen ? 1 : 0;
 }
 
@@ -92,14 +89,12 @@ static char *dup_n(const char *s, size_t n)
     return p;
 }
 
-int labels_set(labels_t *l, const char *name, size_t name_len, const char *value,
-               size_t value_len)
+int labels_set(labels_t *l, const char *name, size_t name_len, const char *value, size_t value_len)
 {
     int found;
     size_t at = find(l, name, name_len, &found);
     char *v = dup_n(value, value_len);
-    if (v == NULL)
-        return ERR_NOMEM;
+    if (v == NULL) return ERR_NOMEM;
     if (found) {
         free(l->pairs[at].value);
         l->pairs[at].value = v;
@@ -131,8 +126,7 @@ void labels_remove(labels_t *l, const char *name)
 {
     int found;
     size_t at = find(l, name, strlen(name), &found);
-    if (!found)
-        return;
+    if (!found) return;
     free(l->pairs[at].name);
     free(l->pairs[at].value);
     memmove(l->pairs + at, l->pairs + at + 1, (l->count - at - 1) * sizeof *l->pairs);
@@ -165,10 +159,8 @@ int labels_encode(const labels_t *l, buf_t *out)
 {
     for (size_t i = 0; i < l->count; i++) {
         int rc = buf_append(out, l->pairs[i].name, strlen(l->pairs[i].name) + 1);
-        if (rc == ERR_OK)
-            rc = buf_append(out, l->pairs[i].value, strlen(l->pairs[i].value) + 1);
-        if (rc != ERR_OK)
-            return rc;
+        if (rc == ERR_OK) rc = buf_append(out, l->pairs[i].value, strlen(l->pairs[i].value) + 1);
+        if (rc != ERR_OK) return rc;
     }
     return ERR_OK;
 }
@@ -176,19 +168,16 @@ int labels_encode(const labels_t *l, buf_t *out)
 int labels_decode(const uint8_t *p, size_t n, labels_t **out)
 {
     labels_t *l = labels_new();
-    if (l == NULL)
-        return ERR_NOMEM;
+    if (l == NULL) return ERR_NOMEM;
     const uint8_t *end = p + n;
     while (p < end) {
         const uint8_t *nz = memchr(p, 0, (size_t)(end - p));
-        if (nz == NULL)
-            goto corrupt;
+        if (nz == NULL) goto corrupt;
         const uint8_t *v = nz + 1;
         const uint8_t *vz = v < end ? memchr(v, 0, (size_t)(end - v)) : NULL;
-        if (vz == NULL)
-            goto corrupt;
-        int rc = labels_set(l, (const char *)p, (size_t)(nz - p), (const char *)v,
-                            (size_t)(vz - v));
+        if (vz == NULL) goto corrupt;
+        int rc =
+            labels_set(l, (const char *)p, (size_t)(nz - p), (const char *)v, (size_t)(vz - v));
         if (rc != ERR_OK) {
             labels_free(l);
             return rc;
@@ -207,8 +196,7 @@ uint64_t labels_hash(const labels_t *l)
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
     uint64_t h = 0;
-    if (labels_encode(l, &b) == ERR_OK)
-        h = hash_bytes64(b.data, b.len);
+    if (labels_encode(l, &b) == ERR_OK) h = hash_bytes64(b.data, b.len);
     buf_free(&b);
     return h;
 }
@@ -217,12 +205,9 @@ int labels_format(const labels_t *l, buf_t *out)
 {
     int rc = buf_append_byte(out, '{');
     for (size_t i = 0; rc == ERR_OK && i < l->count; i++) {
-        if (i > 0)
-            rc = buf_append(out, ", ", 2);
-        if (rc == ERR_OK)
-            rc = buf_append_str(out, l->pairs[i].name);
-        if (rc == ERR_OK)
-            rc = buf_append_byte(out, '=');
+        if (i > 0) rc = buf_append(out, ", ", 2);
+        if (rc == ERR_OK) rc = buf_append_str(out, l->pairs[i].name);
+        if (rc == ERR_OK) rc = buf_append_byte(out, '=');
         if (rc == ERR_OK)
             rc = buf_append_json_string(out, l->pairs[i].value, strlen(l->pairs[i].value));
     }

@@ -29,8 +29,7 @@ void labels_free(labels_t *l);
 labels_t *labels_clone(const labels_t *l);
 
 /* Sets name=value, replacing an existing value of name. Keeps the set sorted. */
-int labels_set(labels_t *l, const char *name, size_t name_len, const char *value,
-               size_t value_len);
+int labels_set(labels_t *l, const char *name, size_t name_len, const char *value, size_t value_len);
 int labels_set_str(labels_t *l, const char *name, const char *value);
 /* Removes name if present. */
 void labels_remove(labels_t *l, const char *name);

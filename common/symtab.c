@@ -25,7 +25,7 @@ typedef struct sym_entry {
 struct symtab {
     sym_entry_t *entries;
     size_t count, cap;
-    u64map_t index; /* id -> entry index */
+    u64map_t index;  /* id -> entry index */
     arena_t strings; /* names and files, packed */
 };
 
@@ -38,8 +38,7 @@ symtab_t *symtab_new(void)
 
 void symtab_free(symtab_t *s)
 {
-    if (s == NULL)
-        return;
+    if (s == NULL) return;
     arena_free(&s->strings);
     free(s->entries);
     u64map_free(&s->index);
@@ -59,16 +58,14 @@ int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, cons
     e->id = id;
     e->name = arena_strndup(&s->strings, name, name_len);
     e->file = arena_strndup(&s->strings, file, file != NULL ? file_len : 0);
-    if (e->name == NULL || e->file == NULL)
-        return ERR_NOMEM;
-    if (u64map_put(&s->index, id, (uint32_t)s->count) != ERR_OK)
-        return ERR_NOMEM;
+    if (e->name == NULL || e->file == NULL) return ERR_NOMEM;
+    if (u64map_put(&s->index, id, (uint32_t)s->count) != ERR_OK) return ERR_NOMEM;
     s->count++;
     return ERR_OK;
 }
 
-int symtab_intern(symtab_t *s, const char *name, size_t name_len, const char *file,
-                  size_t file_len, uint64_t *id)
+int symtab_intern(symtab_t *s, const char *name, size_t name_len, const char *file, size_t file_len,
+                  uint64_t *id)
 {
     *id = hash_symbol(name, name_len, file != NULL ? file : "", file != NULL ? file_len : 0);
     return symtab_put(s, *id, name, name_len, file, file_len);
@@ -82,8 +79,7 @@ int symtab_get(const symtab_t *s, uint64_t id, const char **name, const char **f
         return 1;
     }
     uint32_t at;
-    if (!u64map_get(&s->index, id, &at))
-        return 0;
+    if (!u64map_get(&s->index, id, &at)) return 0;
     const sym_entry_t *e = &s->entries[at];
     *name = e->name;
     *file = e->file;

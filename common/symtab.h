@@ -19,8 +19,8 @@ symtab_t *symtab_new(void);
 void symtab_free(symtab_t *s);
 
 /* Adds name/file under id = hash_symbol(name, file) and returns the id in *id. */
-int symtab_intern(symtab_t *s, const char *name, size_t name_len, const char *file,
-                  size_t file_len, uint64_t *id);
+int symtab_intern(symtab_t *s, const char *name, size_t name_len, const char *file, size_t file_len,
+                  uint64_t *id);
 /* Adds a symbol under a known id (used when loading from storage). */
 int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, const char *file,
                size_t file_len);

@@ -16,8 +16,7 @@ static inline int varint_read_u(const uint8_t **p, const uint8_t *end, uint64_t 
     const uint8_t *s = *p;
     for (unsigned shift = 0; shift < 70 && s < end; shift += 7) {
         uint8_t b = *s++;
-        if (shift == 63 && b > 1)
-            return 0;
+        if (shift == 63 && b > 1) return 0;
         x |= (uint64_t)(b & 0x7f) << shift;
         if ((b & 0x80) == 0) {
             *v = x;
@@ -31,8 +30,7 @@ static inline int varint_read_u(const uint8_t **p, const uint8_t *end, uint64_t 
 static inline int varint_read_s(const uint8_t **p, const uint8_t *end, int64_t *v)
 {
     uint64_t u;
-    if (!varint_read_u(p, end, &u))
-        return 0;
+    if (!varint_read_u(p, end, &u)) return 0;
     *v = (int64_t)((u >> 1) ^ (~(u & 1) + 1));
     return 1;
 }

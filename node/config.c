@@ -28,26 +28,28 @@ enum opt_type {
 typedef struct opt {
     const char *name; /* flag --name, variable FLAMEDB_NAME */
     enum opt_type type;
-    size_t offset;    /* into node_config_t */
-    const char *def;  /* default as text; NULL: the owning module's default */
-    int derive;       /* non-zero: default is memory-limit / derive */
+    size_t offset;   /* into node_config_t */
+    const char *def; /* default as text; NULL: the owning module's default */
+    int derive;      /* non-zero: default is memory-limit / derive */
     uint64_t min, max;
     const char *doc;
 } opt_t;
 
 /* offsetof that also checks, at compile time, that the field has type t. */
-#define FIELD(f, t)                                                                        \
-    (offsetof(node_config_t, f) +                                                          \
-     0 * sizeof(char[__builtin_types_compatible_p(__typeof__(((node_config_t *)0)->f), t)  \
-                         ? 1                                                               \
-                         : -1]))
+#define FIELD(f, t)                                                                                \
+    (offsetof(node_config_t, f) +                                                                  \
+     0 * sizeof(                                                                                   \
+             char[__builtin_types_compatible_p(__typeof__(((node_config_t *)0)->f), t) ? 1 : -1]))
 
 #define KiB 1024ull
 #define MiB (1024ull * KiB)
 #define GiB (1024ull * MiB)
 #define DAY_S 86400ull
 #define YEAR_S (366ull * DAY_S)
-#define SECTION(title) {title, OPT_SECTION, 0, NULL, 0, 0, 0, NULL}
+#define SECTION(title)                                                                             \
+    {                                                                                              \
+        title, OPT_SECTION, 0, NULL, 0, 0, 0, NULL                                                 \
+    }
 
 static const opt_t options[] = {
     SECTION("Node"),
@@ -69,7 +71,8 @@ static const opt_t options[] = {
     {"max-connections", OPT_COUNT, FIELD(http.max_connections, size_t), "1024", 0, 1, 1000000,
      "Open HTTP connections; more are answered 503 and closed."},
     {"max-header-bytes", OPT_SIZE, FIELD(http.max_header_bytes, size_t), "16KiB", 0, 1 * KiB,
-     HTTP_MAX_HEADER_BYTES_LIMIT, "Request line and headers of one request; more is refused with 431."},
+     HTTP_MAX_HEADER_BYTES_LIMIT,
+     "Request line and headers of one request; more is refused with 431."},
     {"max-body-bytes", OPT_SIZE, FIELD(http.max_body_bytes, size_t), "16MiB", 0, 1 * KiB, 4 * GiB,
      "Body of one request as sent (compressed); more is refused with 413 (from Content-Length, "
      "before the body is read)."},
@@ -127,7 +130,8 @@ static const opt_t options[] = {
     {"write-buffer-bytes", OPT_SIZE, FIELD(storage.write_buffer_bytes, size_t), NULL,
      DERIVE_QUARTER, 1 * MiB, 1024 * GiB, "Total RocksDB memtable budget."},
     {"node-cache-bytes", OPT_SIZE, FIELD(storage.node_cache_bytes, size_t), NULL, 8, 1 * MiB,
-     1024 * GiB, "Stack-node tables (the call-tree shapes blocks index; three quarters) and "
+     1024 * GiB,
+     "Stack-node tables (the call-tree shapes blocks index; three quarters) and "
      "symbol names (one quarter) kept in memory; defaults to an eighth of memory-limit. A "
      "service shard's table takes about 50 bytes per distinct stack prefix."},
     {"retention-10s", OPT_SECONDS, FIELD(storage.retention_seconds[0], int64_t), NULL, 0, 0,
@@ -148,8 +152,8 @@ static const opt_t options[] = {
     {"node-id", OPT_TEXT, FIELD(cluster.node_id, char[NODE_PATH_MAX]), "", 0, 0, 64,
      "This node's id. Empty: generated on first start and kept in the data dir; a restarted "
      "node keeps its id and tokens."},
-    {"cluster-listen", OPT_TEXT, FIELD(cluster.cluster_listen, char[NODE_PATH_MAX]), "", 0, 0,
-     255, "Intra-cluster address, tcp://HOST:PORT. Empty: a single node (a cluster of one)."},
+    {"cluster-listen", OPT_TEXT, FIELD(cluster.cluster_listen, char[NODE_PATH_MAX]), "", 0, 0, 255,
+     "Intra-cluster address, tcp://HOST:PORT. Empty: a single node (a cluster of one)."},
     {"advertise", OPT_TEXT, FIELD(cluster.advertise, char[NODE_PATH_MAX]), "", 0, 0, 255,
      "Cluster address other nodes dial, tcp://HOST:PORT. Empty: cluster-listen."},
     {"join", OPT_TEXT, FIELD(cluster.join, char[NODE_PATH_MAX]), "", 0, 0, 4000,
@@ -164,19 +168,19 @@ static const opt_t options[] = {
      "Virtual nodes (ring tokens) of this node, chosen on first start."},
     {"gossip-interval", OPT_MS, FIELD(cluster.gossip_interval_ms, uint64_t), "1s", 0, 50, 60000,
      "How often membership is gossiped to a peer."},
-    {"failure-timeout", OPT_MS, FIELD(cluster.failure_timeout_ms, uint64_t), "5s", 0, 200,
-     600000, "A node not heard from for this long is marked down."},
+    {"failure-timeout", OPT_MS, FIELD(cluster.failure_timeout_ms, uint64_t), "5s", 0, 200, 600000,
+     "A node not heard from for this long is marked down."},
     {"write-timeout", OPT_MS, FIELD(cluster.write_timeout_ms, uint64_t), "5s", 0, 50, 600000,
      "Deadline of a replicated write; without a write quorum by then the push gets 503."},
     {"query-timeout", OPT_MS, FIELD(cluster.query_timeout_ms, uint64_t), "30s", 0, 50, 3600000,
      "Deadline of a scatter-gather query; ranges not answered by then make it partial."},
-    {"max-message-bytes", OPT_SIZE, FIELD(cluster.max_message_bytes, size_t), "64MiB", 0,
-     64 * KiB, 2 * GiB, "Largest intra-cluster message sent or accepted (nanomsg NN_RCVMAXSIZE)."},
-    {"hints-max-bytes", OPT_SIZE, FIELD(cluster.hints_max_bytes, size_t), "1GiB", 0, 0,
-     1024 * GiB, "Durable hinted-handoff bytes kept per unreachable node; beyond it the hint "
+    {"max-message-bytes", OPT_SIZE, FIELD(cluster.max_message_bytes, size_t), "64MiB", 0, 64 * KiB,
+     2 * GiB, "Largest intra-cluster message sent or accepted (nanomsg NN_RCVMAXSIZE)."},
+    {"hints-max-bytes", OPT_SIZE, FIELD(cluster.hints_max_bytes, size_t), "1GiB", 0, 0, 1024 * GiB,
+     "Durable hinted-handoff bytes kept per unreachable node; beyond it the hint "
      "is dropped and anti-entropy must repair."},
-    {"hint-replay-interval", OPT_MS, FIELD(cluster.hint_replay_interval_ms, uint64_t), "1s", 0,
-     50, 600000, "How often hints are replayed to nodes that are back."},
+    {"hint-replay-interval", OPT_MS, FIELD(cluster.hint_replay_interval_ms, uint64_t), "1s", 0, 50,
+     600000, "How often hints are replayed to nodes that are back."},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -187,12 +191,10 @@ _Static_assert(STORAGE_RESOLUTION_COUNT == 5, "one retention-* row per storage r
 
 static int parse_u64(const char *s, const char **end, uint64_t *out)
 {
-    if (!isdigit((unsigned char)*s))
-        return ERR_INVALID_ARGUMENT;
+    if (!isdigit((unsigned char)*s)) return ERR_INVALID_ARGUMENT;
     uint64_t v = 0;
     for (; isdigit((unsigned char)*s); s++) {
-        if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
-            return ERR_INVALID_ARGUMENT;
+        if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10) return ERR_INVALID_ARGUMENT;
         v = v * 10 + (uint64_t)(*s - '0');
     }
     *end = s;
@@ -202,42 +204,48 @@ static int parse_u64(const char *s, const char **end, uint64_t *out)
 
 static int scale(uint64_t v, uint64_t mul, uint64_t *out)
 {
-    if (mul != 0 && v > UINT64_MAX / mul)
-        return ERR_INVALID_ARGUMENT;
+    if (mul != 0 && v > UINT64_MAX / mul) return ERR_INVALID_ARGUMENT;
     *out = v * mul;
     return ERR_OK;
 }
 
 int node_config_parse_size(const char *s, uint64_t *out)
 {
-    static const struct { const char *suffix; uint64_t mul; } units[] = {
-        {"", 1}, {"b", 1}, {"k", KiB}, {"kb", KiB}, {"kib", KiB}, {"m", MiB}, {"mb", MiB},
-        {"mib", MiB}, {"g", GiB}, {"gb", GiB}, {"gib", GiB}, {"t", 1024 * GiB},
-        {"tb", 1024 * GiB}, {"tib", 1024 * GiB},
+    static const struct {
+        const char *suffix;
+        uint64_t mul;
+    } units[] = {
+        {"", 1},      {"b", 1},          {"k", KiB},         {"kb", KiB},         {"kib", KiB},
+        {"m", MiB},   {"mb", MiB},       {"mib", MiB},       {"g", GiB},          {"gb", GiB},
+        {"gib", GiB}, {"t", 1024 * GiB}, {"tb", 1024 * GiB}, {"tib", 1024 * GiB},
     };
     const char *end;
     uint64_t v;
-    if (parse_u64(s, &end, &v) != ERR_OK)
-        return ERR_INVALID_ARGUMENT;
+    if (parse_u64(s, &end, &v) != ERR_OK) return ERR_INVALID_ARGUMENT;
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-        if (strcasecmp(end, units[i].suffix) == 0)
-            return scale(v, units[i].mul, out);
+        if (strcasecmp(end, units[i].suffix) == 0) return scale(v, units[i].mul, out);
     return ERR_INVALID_ARGUMENT;
 }
 
 int node_config_parse_duration_ms(const char *s, uint64_t *out)
 {
-    static const struct { const char *suffix; uint64_t mul; } units[] = {
-        {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000},
-        {"d", 86400000}, {"w", 7 * 86400000ull},
+    static const struct {
+        const char *suffix;
+        uint64_t mul;
+    } units[] = {
+        {"", 1000},
+        {"ms", 1},
+        {"s", 1000},
+        {"m", 60000},
+        {"h", 3600000},
+        {"d", 86400000},
+        {"w", 7 * 86400000ull},
     };
     const char *end;
     uint64_t v;
-    if (parse_u64(s, &end, &v) != ERR_OK)
-        return ERR_INVALID_ARGUMENT;
+    if (parse_u64(s, &end, &v) != ERR_OK) return ERR_INVALID_ARGUMENT;
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-        if (strcmp(end, units[i].suffix) == 0)
-            return scale(v, units[i].mul, out);
+        if (strcmp(end, units[i].suffix) == 0) return scale(v, units[i].mul, out);
     return ERR_INVALID_ARGUMENT;
 }
 
@@ -245,16 +253,14 @@ int node_config_parse_duration_ms(const char *s, uint64_t *out)
 static int parse_listen(const char *s, char *host, size_t host_cap, int *port)
 {
     const char *colon = strrchr(s, ':');
-    if (colon == NULL)
-        return ERR_INVALID_ARGUMENT;
+    if (colon == NULL) return ERR_INVALID_ARGUMENT;
     const char *h = s;
     size_t hlen = (size_t)(colon - s);
     if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
         h++;
         hlen -= 2;
     }
-    if (hlen >= host_cap)
-        return ERR_INVALID_ARGUMENT;
+    if (hlen >= host_cap) return ERR_INVALID_ARGUMENT;
     uint64_t p;
     const char *end;
     if (parse_u64(colon + 1, &end, &p) != ERR_OK || *end != '\0' || p > 65535)
@@ -275,7 +281,10 @@ static int parse_listen(const char *s, char *host, size_t host_cap, int *port)
 
 /* ---------- formatting values ---------- */
 
-static void *field_ptr(node_config_t *c, const opt_t *o) { return (char *)c + o->offset; }
+static void *field_ptr(node_config_t *c, const opt_t *o)
+{
+    return (char *)c + o->offset;
+}
 
 static const void *field_cptr(const node_config_t *c, const opt_t *o)
 {
@@ -295,7 +304,10 @@ static int format_size(buf_t *out, uint64_t v)
 
 static int format_ms(buf_t *out, uint64_t ms)
 {
-    static const struct { const char *suffix; uint64_t mul; } units[] = {
+    static const struct {
+        const char *suffix;
+        uint64_t mul;
+    } units[] = {
         {"w", 7 * 86400000ull}, {"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000},
     };
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
@@ -312,30 +324,35 @@ static int format_value(const node_config_t *c, const opt_t *o, buf_t *out)
     switch (o->type) {
     case OPT_PATH:
     case OPT_TEXT:
-    case OPT_LISTEN: return buf_append_str(out, (const char *)p);
+    case OPT_LISTEN:
+        return buf_append_str(out, (const char *)p);
     case OPT_LOGLEVEL: {
         int l = *(const int *)p;
         return buf_append_str(out, l >= 0 && l < 4 ? level_names[l] : "?");
     }
-    case OPT_INT: return buf_printf(out, "%d", *(const int *)p);
-    case OPT_U32: return buf_printf(out, "%" PRIu32, *(const uint32_t *)p);
-    case OPT_COUNT: return buf_printf(out, "%zu", *(const size_t *)p);
-    case OPT_SIZE: return format_size(out, *(const size_t *)p);
-    case OPT_MS: return format_ms(out, *(const uint64_t *)p);
-    case OPT_SECONDS: return format_ms(out, (uint64_t)*(const int64_t *)p * 1000);
-    case OPT_SECTION: break;
+    case OPT_INT:
+        return buf_printf(out, "%d", *(const int *)p);
+    case OPT_U32:
+        return buf_printf(out, "%" PRIu32, *(const uint32_t *)p);
+    case OPT_COUNT:
+        return buf_printf(out, "%zu", *(const size_t *)p);
+    case OPT_SIZE:
+        return format_size(out, *(const size_t *)p);
+    case OPT_MS:
+        return format_ms(out, *(const uint64_t *)p);
+    case OPT_SECONDS:
+        return format_ms(out, (uint64_t) * (const int64_t *)p * 1000);
+    case OPT_SECTION:
+        break;
     }
     return ERR_OK;
 }
 
 static int format_bound(const opt_t *o, uint64_t v, buf_t *out)
 {
-    if (o->type == OPT_SIZE)
-        return format_size(out, v);
-    if (o->type == OPT_MS)
-        return format_ms(out, v);
-    if (o->type == OPT_SECONDS)
-        return format_ms(out, v * 1000);
+    if (o->type == OPT_SIZE) return format_size(out, v);
+    if (o->type == OPT_MS) return format_ms(out, v);
+    if (o->type == OPT_SECONDS) return format_ms(out, v * 1000);
     return buf_printf(out, "%" PRIu64, v);
 }
 
@@ -370,18 +387,15 @@ static int parse_number(const opt_t *o, const char *text, uint64_t *v, const cha
     }
     if (o->type == OPT_MS || o->type == OPT_SECONDS) {
         *why = "not a duration (e.g. 500ms, 30s, 10m, 2h, 7d)";
-        if (node_config_parse_duration_ms(text, v) != ERR_OK)
-            return ERR_INVALID_ARGUMENT;
+        if (node_config_parse_duration_ms(text, v) != ERR_OK) return ERR_INVALID_ARGUMENT;
         if (o->type == OPT_SECONDS) {
             *why = "not a whole number of seconds";
-            if (*v % 1000 != 0)
-                return ERR_INVALID_ARGUMENT;
+            if (*v % 1000 != 0) return ERR_INVALID_ARGUMENT;
             *v /= 1000;
         }
         return ERR_OK;
     }
-    if (parse_u64(text, &end, v) != ERR_OK || *end != '\0')
-        return ERR_INVALID_ARGUMENT;
+    if (parse_u64(text, &end, v) != ERR_OK || *end != '\0') return ERR_INVALID_ARGUMENT;
     return ERR_OK;
 }
 
@@ -389,13 +403,24 @@ static int set_number(node_config_t *c, const opt_t *o, uint64_t v)
 {
     void *p = field_ptr(c, o);
     switch (o->type) {
-    case OPT_INT: *(int *)p = (int)v; break;
-    case OPT_U32: *(uint32_t *)p = (uint32_t)v; break;
+    case OPT_INT:
+        *(int *)p = (int)v;
+        break;
+    case OPT_U32:
+        *(uint32_t *)p = (uint32_t)v;
+        break;
     case OPT_COUNT:
-    case OPT_SIZE: *(size_t *)p = (size_t)v; break;
-    case OPT_MS: *(uint64_t *)p = v; break;
-    case OPT_SECONDS: *(int64_t *)p = (int64_t)v; break;
-    default: return ERR_INTERNAL;
+    case OPT_SIZE:
+        *(size_t *)p = (size_t)v;
+        break;
+    case OPT_MS:
+        *(uint64_t *)p = v;
+        break;
+    case OPT_SECONDS:
+        *(int64_t *)p = (int64_t)v;
+        break;
+    default:
+        return ERR_INTERNAL;
     }
     return ERR_OK;
 }
@@ -438,10 +463,8 @@ static int set_value(node_config_t *c, const opt_t *o, const char *text, const c
         return set_text(c, o, text, source, em);
     uint64_t v;
     const char *why;
-    if (parse_number(o, text, &v, &why) != ERR_OK)
-        return bad_value(em, source, text, o, why);
-    if (v < o->min || v > o->max)
-        return bad_value(em, source, text, o, "out of range");
+    if (parse_number(o, text, &v, &why) != ERR_OK) return bad_value(em, source, text, o, why);
+    if (v < o->min || v > o->max) return bad_value(em, source, text, o, "out of range");
     return set_number(c, o, v);
 }
 
@@ -466,7 +489,10 @@ static void apply_derived(node_config_t *c, const unsigned char *set)
            sizeof c->query.retention_seconds);
 }
 
-void node_config_fix_pointers(node_config_t *c) { c->storage.path = c->data_dir; }
+void node_config_fix_pointers(node_config_t *c)
+{
+    c->storage.path = c->data_dir;
+}
 
 void node_config_default(node_config_t *c)
 {
@@ -476,7 +502,8 @@ void node_config_default(node_config_t *c)
     storage_options_default(&c->storage);
     for (size_t i = 0; i < NOPTIONS; i++) {
         errmsg_t em;
-        if (options[i].def != NULL && set_value(c, &options[i], options[i].def, "default", &em) != 0)
+        if (options[i].def != NULL &&
+            set_value(c, &options[i], options[i].def, "default", &em) != 0)
             log_error("config", "bad built-in default: %s", em.text);
     }
     apply_derived(c, NULL);
@@ -497,17 +524,14 @@ static const opt_t *find_option(const char *name, size_t len)
 static int apply_env(node_config_t *c, char **envp, unsigned char *set, errmsg_t *em)
 {
     for (size_t i = 0; envp != NULL && i < NOPTIONS; i++) {
-        if (options[i].type == OPT_SECTION)
-            continue;
+        if (options[i].type == OPT_SECTION) continue;
         char name[128];
         env_name(&options[i], name, sizeof name);
         size_t n = strlen(name);
         for (char **e = envp; *e != NULL; e++) {
-            if (strncmp(*e, name, n) != 0 || (*e)[n] != '=')
-                continue;
+            if (strncmp(*e, name, n) != 0 || (*e)[n] != '=') continue;
             int rc = set_value(c, &options[i], *e + n + 1, name, em);
-            if (rc != ERR_OK)
-                return rc;
+            if (rc != ERR_OK) return rc;
             set[i] = 1;
         }
     }
@@ -516,9 +540,15 @@ static int apply_env(node_config_t *c, char **envp, unsigned char *set, errmsg_t
 
 static int special_flag(const char *arg, enum node_config_action *action)
 {
-    static const struct { const char *flag; enum node_config_action action; } flags[] = {
-        {"--help", NODE_CONFIG_HELP}, {"-h", NODE_CONFIG_HELP}, {"--version", NODE_CONFIG_VERSION},
-        {"--print-config-doc", NODE_CONFIG_PRINT_DOC}, {"--print-config", NODE_CONFIG_PRINT_CONFIG},
+    static const struct {
+        const char *flag;
+        enum node_config_action action;
+    } flags[] = {
+        {"--help", NODE_CONFIG_HELP},
+        {"-h", NODE_CONFIG_HELP},
+        {"--version", NODE_CONFIG_VERSION},
+        {"--print-config-doc", NODE_CONFIG_PRINT_DOC},
+        {"--print-config", NODE_CONFIG_PRINT_CONFIG},
     };
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (strcmp(arg, flags[i].flag) == 0) {
@@ -533,25 +563,24 @@ static int apply_args(node_config_t *c, int argc, char **argv, unsigned char *se
 {
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
-        if (special_flag(arg, action))
-            continue;
+        if (special_flag(arg, action)) continue;
         if (strncmp(arg, "--", 2) != 0)
-            return errmsg_set(em, ERR_INVALID_ARGUMENT,
-                              "unexpected argument '%.200s' (settings are --name value; see --help)",
-                              arg);
+            return errmsg_set(
+                em, ERR_INVALID_ARGUMENT,
+                "unexpected argument '%.200s' (settings are --name value; see --help)", arg);
         const char *eq = strchr(arg, '=');
         size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
         const opt_t *o = find_option(arg + 2, len);
         if (o == NULL)
-            return errmsg_set(em, ERR_INVALID_ARGUMENT, "unknown option '%.200s' (see --help)", arg);
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "unknown option '%.200s' (see --help)",
+                              arg);
         const char *value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
         if (value == NULL)
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "option --%s needs a value", o->name);
         char source[128];
         snprintf(source, sizeof source, "--%s", o->name);
         int rc = set_value(c, o, value, source, em);
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
         set[o - options] = 1;
     }
     return ERR_OK;
@@ -567,8 +596,7 @@ static int validate(node_config_t *c, errmsg_t *em)
     if (budget > c->memory_limit)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "block-cache-bytes + write-buffer-bytes + max-buffered-bytes + "
-                          "node-cache-bytes = %" PRIu64
-                          " bytes exceeds memory-limit (%zu bytes)",
+                          "node-cache-bytes = %" PRIu64 " bytes exceeds memory-limit (%zu bytes)",
                           budget, c->memory_limit);
     if (c->http.max_body_bytes > c->http.max_buffered_bytes)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
@@ -585,10 +613,8 @@ int node_config_parse(node_config_t *c, int argc, char **argv, char **envp,
     node_config_default(c);
     *action = NODE_CONFIG_RUN;
     int rc = apply_env(c, envp, set, em);
-    if (rc == ERR_OK)
-        rc = apply_args(c, argc, argv, set, action, em);
-    if (rc != ERR_OK)
-        return rc;
+    if (rc == ERR_OK) rc = apply_args(c, argc, argv, set, action, em);
+    if (rc != ERR_OK) return rc;
     apply_derived(c, set);
     node_config_fix_pointers(c);
     return *action == NODE_CONFIG_RUN || *action == NODE_CONFIG_PRINT_CONFIG ? validate(c, em)
@@ -600,17 +626,25 @@ int node_config_parse(node_config_t *c, int argc, char **argv, char **envp,
 static const char *type_name(enum opt_type t)
 {
     switch (t) {
-    case OPT_PATH: return "PATH";
-    case OPT_LISTEN: return "IP:PORT";
-    case OPT_TEXT: return "TEXT";
-    case OPT_LOGLEVEL: return "LEVEL";
+    case OPT_PATH:
+        return "PATH";
+    case OPT_LISTEN:
+        return "IP:PORT";
+    case OPT_TEXT:
+        return "TEXT";
+    case OPT_LOGLEVEL:
+        return "LEVEL";
     case OPT_INT:
     case OPT_U32:
-    case OPT_COUNT: return "N";
-    case OPT_SIZE: return "SIZE";
+    case OPT_COUNT:
+        return "N";
+    case OPT_SIZE:
+        return "SIZE";
     case OPT_MS:
-    case OPT_SECONDS: return "DURATION";
-    case OPT_SECTION: break;
+    case OPT_SECONDS:
+        return "DURATION";
+    case OPT_SECTION:
+        break;
     }
     return "";
 }
@@ -619,8 +653,7 @@ static const char *type_name(enum opt_type t)
 static int format_default(const node_config_t *defaults, const opt_t *o, buf_t *out)
 {
     int rc = format_value(defaults, o, out);
-    if (rc == ERR_OK && o->derive)
-        rc = buf_printf(out, " (memory-limit / %d)", o->derive);
+    if (rc == ERR_OK && o->derive) rc = buf_printf(out, " (memory-limit / %d)", o->derive);
     return rc;
 }
 
@@ -651,12 +684,13 @@ int node_config_help(buf_t *out)
 {
     node_config_t d;
     node_config_default(&d);
-    buf_append_str(out, "Usage: flamedb [--name value | --name=value ...]\n"
-                        "       flamedb --help | --version | --print-config | --print-config-doc\n\n"
-                        "Runs a flamedb node. Every setting is also an environment variable\n"
-                        "FLAMEDB_<NAME> (upper case, dashes as underscores); flags win.\n"
-                        "SIZE: 4096, 512KiB, 16MiB, 1GiB. DURATION: 500ms, 30s, 10m, 2h, 7d, 1w\n"
-                        "(a bare number is seconds).\n");
+    buf_append_str(out,
+                   "Usage: flamedb [--name value | --name=value ...]\n"
+                   "       flamedb --help | --version | --print-config | --print-config-doc\n\n"
+                   "Runs a flamedb node. Every setting is also an environment variable\n"
+                   "FLAMEDB_<NAME> (upper case, dashes as underscores); flags win.\n"
+                   "SIZE: 4096, 512KiB, 16MiB, 1GiB. DURATION: 500ms, 30s, 10m, 2h, 7d, 1w\n"
+                   "(a bare number is seconds).\n");
     for (size_t i = 0; i < NOPTIONS; i++) {
         const opt_t *o = &options[i];
         if (o->type == OPT_SECTION) {
@@ -669,8 +703,7 @@ int node_config_help(buf_t *out)
         format_default(&d, o, out);
         buf_append_byte(out, '\n');
         int rc = append_wrapped(out, o->doc, 6, 84);
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
     }
     return ERR_OK;
 }
@@ -694,37 +727,38 @@ int node_config_doc(buf_t *out)
 {
     node_config_t d;
     node_config_default(&d);
-    buf_append_str(out,
-        "# Configuration\n\n"
-        "<!-- Generated by `flamedb --print-config-doc` from the settings table in\n"
-        "     node/config.c; edit the table, not this file. -->\n\n"
-        "Every setting is a flag `--name value` (or `--name=value`) and an environment\n"
-        "variable `FLAMEDB_NAME` (upper case, dashes as underscores). Flags override the\n"
-        "environment, which overrides the defaults. An invalid value, an unknown flag or a\n"
-        "value out of bounds stops the node with a message naming the setting and exit\n"
-        "status 2. `flamedb --print-config` shows the effective settings.\n\n"
-        "Sizes: a whole number with an optional binary suffix (`B`, `K`/`KB`/`KiB`,\n"
-        "`M`/`MB`/`MiB`, `G`/`GB`/`GiB`, `T`...; all powers of 1024). Durations: a whole\n"
-        "number with `ms`, `s`, `m`, `h`, `d` or `w`; a bare number is seconds.\n\n"
-        "Memory: `memory-limit` (default 1 GiB) is the node's budget. The RocksDB block\n"
-        "cache, the memtables and the request bodies held in memory default to a quarter\n"
-        "of it each, the stack-node and symbol cache to an eighth; together the four must\n"
-        "fit in it. The last eighth is headroom for decoding and merging (bounded per\n"
-        "request by the ingest and query limits, and by `worker-threads` requests at a\n"
-        "time). Replicated writes in flight are held to half of `max-buffered-bytes`.\n\n"
-        "Defaults of the ingest, query and storage limits come from their modules\n"
-        "(`ingest_limits_default()`, `query_limits_default()`, `storage_options_default()`)\n"
-        "and are shown here as this build has them.\n");
+    buf_append_str(
+        out, "# Configuration\n\n"
+             "<!-- Generated by `flamedb --print-config-doc` from the settings table in\n"
+             "     node/config.c; edit the table, not this file. -->\n\n"
+             "Every setting is a flag `--name value` (or `--name=value`) and an environment\n"
+             "variable `FLAMEDB_NAME` (upper case, dashes as underscores). Flags override the\n"
+             "environment, which overrides the defaults. An invalid value, an unknown flag or a\n"
+             "value out of bounds stops the node with a message naming the setting and exit\n"
+             "status 2. `flamedb --print-config` shows the effective settings.\n\n"
+             "Sizes: a whole number with an optional binary suffix (`B`, `K`/`KB`/`KiB`,\n"
+             "`M`/`MB`/`MiB`, `G`/`GB`/`GiB`, `T`...; all powers of 1024). Durations: a whole\n"
+             "number with `ms`, `s`, `m`, `h`, `d` or `w`; a bare number is seconds.\n\n"
+             "Memory: `memory-limit` (default 1 GiB) is the node's budget. The RocksDB block\n"
+             "cache, the memtables and the request bodies held in memory default to a quarter\n"
+             "of it each, the stack-node and symbol cache to an eighth; together the four must\n"
+             "fit in it. The last eighth is headroom for decoding and merging (bounded per\n"
+             "request by the ingest and query limits, and by `worker-threads` requests at a\n"
+             "time). Replicated writes in flight are held to half of `max-buffered-bytes`.\n\n"
+             "Defaults of the ingest, query and storage limits come from their modules\n"
+             "(`ingest_limits_default()`, `query_limits_default()`, `storage_options_default()`)\n"
+             "and are shown here as this build has them.\n");
     for (size_t i = 0; i < NOPTIONS; i++) {
         const opt_t *o = &options[i];
         if (o->type == OPT_SECTION) {
-            buf_printf(out, "\n## %s\n\n| Flag | Environment | Type | Default | Bounds | Meaning |\n"
-                            "|---|---|---|---|---|---|\n", o->name);
+            buf_printf(out,
+                       "\n## %s\n\n| Flag | Environment | Type | Default | Bounds | Meaning |\n"
+                       "|---|---|---|---|---|---|\n",
+                       o->name);
             continue;
         }
         int rc = doc_row(out, &d, o);
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
     }
     return ERR_OK;
 }
@@ -732,13 +766,11 @@ int node_config_doc(buf_t *out)
 int node_config_dump(const node_config_t *c, buf_t *out)
 {
     for (size_t i = 0; i < NOPTIONS; i++) {
-        if (options[i].type == OPT_SECTION)
-            continue;
+        if (options[i].type == OPT_SECTION) continue;
         buf_printf(out, "%s = ", options[i].name);
         format_value(c, &options[i], out);
         int rc = buf_append_byte(out, '\n');
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
     }
     return ERR_OK;
 }

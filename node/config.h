@@ -32,7 +32,6 @@
 #define NODE_PATH_MAX 4096
 #define NODE_HOST_MAX 256
 
-
 typedef struct node_config {
     char data_dir[NODE_PATH_MAX];
     char http_listen[NODE_HOST_MAX + 8]; /* HOST:PORT as given */

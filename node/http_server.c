@@ -108,11 +108,9 @@ static void server_check_drained(http_server_t *s);
 
 static int hexval(int ch)
 {
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
+    if (ch >= '0' && ch <= '9') return ch - '0';
     ch = tolower(ch);
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
     return -1;
 }
 
@@ -121,21 +119,18 @@ int http_url_decode(const char *s, size_t n, int plus_is_space, buf_t *out)
     for (size_t i = 0; i < n; i++) {
         int ch = (unsigned char)s[i];
         if (ch == '%') {
-            if (i + 2 >= n)
-                return ERR_INVALID_ARGUMENT;
+            if (i + 2 >= n) return ERR_INVALID_ARGUMENT;
             int hi = hexval((unsigned char)s[i + 1]);
             int lo = hexval((unsigned char)s[i + 2]);
             /* %00 would truncate the C strings handlers get */
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-                return ERR_INVALID_ARGUMENT;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return ERR_INVALID_ARGUMENT;
             ch = hi * 16 + lo;
             i += 2;
         } else if (ch == '+' && plus_is_space) {
             ch = ' ';
         }
         int rc = buf_append_byte(out, (uint8_t)ch);
-        if (rc != ERR_OK)
-            return rc;
+        if (rc != ERR_OK) return rc;
     }
     return ERR_OK;
 }
@@ -160,15 +155,15 @@ static int fail(conn_t *c, int status, int err, const char *fmt, ...)
 
 static int fail_header_size(conn_t *c)
 {
-    return fail(c, 431, ERR_TOO_LARGE, "request line and headers exceed %zu bytes (max-header-bytes)",
+    return fail(c, 431, ERR_TOO_LARGE,
+                "request line and headers exceed %zu bytes (max-header-bytes)",
                 c->srv->lim.max_header_bytes);
 }
 
 /* Ends the piece being accumulated with a NUL and starts `next`. */
 static int switch_piece(conn_t *c, enum piece next)
 {
-    if (c->piece == next)
-        return 0;
+    if (c->piece == next) return 0;
     if (c->piece != PIECE_NONE && buf_append_byte(&c->head, 0) != ERR_OK)
         return fail_header_size(c);
     if (next == PIECE_FIELD) {
@@ -188,10 +183,8 @@ static int switch_piece(conn_t *c, enum piece next)
 
 static int append_piece(conn_t *c, enum piece kind, const char *at, size_t len)
 {
-    if (switch_piece(c, kind) != 0)
-        return -1;
-    if (buf_append(&c->head, at, len) != ERR_OK)
-        return fail_header_size(c);
+    if (switch_piece(c, kind) != 0) return -1;
+    if (buf_append(&c->head, at, len) != ERR_OK) return fail_header_size(c);
     if (kind == PIECE_URL)
         c->url_len += (uint32_t)len;
     else if (kind == PIECE_FIELD)
@@ -256,8 +249,7 @@ static void continue_written(uv_write_t *req, int status)
 static int on_headers_complete(http_parser *p)
 {
     conn_t *c = p->data;
-    if (switch_piece(c, PIECE_NONE) != 0)
-        return -1;
+    if (switch_piece(c, PIECE_NONE) != 0) return -1;
     if (p->http_major != 1)
         return fail(c, 505, ERR_UNSUPPORTED, "HTTP/%u.%u is not supported; use HTTP/1.1",
                     p->http_major, p->http_minor);
@@ -268,8 +260,7 @@ static int on_headers_complete(http_parser *p)
             return fail(c, 413, ERR_TOO_LARGE,
                         "request body of %llu bytes is larger than %zu (max-body-bytes)",
                         (unsigned long long)cl, c->srv->lim.max_body_bytes);
-        if (charge(c, (size_t)cl) != 0)
-            return -1;
+        if (charge(c, (size_t)cl) != 0) return -1;
         if (buf_reserve(&c->body, (size_t)cl) != ERR_OK)
             return fail(c, 503, ERR_NOMEM, "out of memory for a %llu-byte body",
                         (unsigned long long)cl);
@@ -289,8 +280,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
     if (c->body.len + len > c->srv->lim.max_body_bytes)
         return fail(c, 413, ERR_TOO_LARGE, "request body larger than %zu bytes (max-body-bytes)",
                     c->srv->lim.max_body_bytes);
-    if (c->body.len + len > c->charged && charge(c, c->body.len + len - c->charged) != 0)
-        return -1;
+    if (c->body.len + len > c->charged && charge(c, c->body.len + len - c->charged) != 0) return -1;
     if (buf_append(&c->body, at, len) != ERR_OK)
         return fail(c, 503, ERR_NOMEM, "out of memory buffering a %zu-byte body",
                     c->body.len + len);
@@ -336,8 +326,8 @@ static int parse_params(conn_t *c, const char *q, size_t n)
                 return errmsg_set(&c->fail_em, ERR_INVALID_ARGUMENT,
                                   "query parameter %zu: bad percent-encoding", c->req.nparams + 1);
             size_t value_off = c->scratch.len;
-            if ((eq && http_url_decode(eq + 1, (size_t)(q + end - eq - 1), 1, &c->scratch) !=
-                           ERR_OK) ||
+            if ((eq &&
+                 http_url_decode(eq + 1, (size_t)(q + end - eq - 1), 1, &c->scratch) != ERR_OK) ||
                 buf_append_byte(&c->scratch, 0) != ERR_OK)
                 return errmsg_set(&c->fail_em, ERR_INVALID_ARGUMENT,
                                   "query parameter '%s': bad percent-encoding",
@@ -375,8 +365,7 @@ static int build_request(conn_t *c)
         buf_append_byte(&c->scratch, 0) != ERR_OK)
         return errmsg_set(&c->fail_em, ERR_INVALID_ARGUMENT, "bad percent-encoding in the path");
     int rc = parse_params(c, r->query, strlen(r->query));
-    if (rc != ERR_OK)
-        return rc;
+    if (rc != ERR_OK) return rc;
     const char *base = (const char *)c->scratch.data;
     r->path = base;
     for (size_t i = 0; i < r->nparams; i++) {
@@ -389,7 +378,10 @@ static int build_request(conn_t *c)
 
 /* ---------- the connection state machine ---------- */
 
-static uint64_t now_ms(const conn_t *c) { return uv_now(c->srv->loop); }
+static uint64_t now_ms(const conn_t *c)
+{
+    return uv_now(c->srv->loop);
+}
 
 static void conn_timer(conn_t *c, uint64_t ms);
 static void on_idle(uv_idle_t *h);
@@ -463,8 +455,7 @@ static void conn_feed(conn_t *c, const uint8_t *data, size_t n)
     size_t used = http_parser_execute(&c->parser, &parser_settings, (const char *)data, n);
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     if (c->fail_status != 0) {
-        if (c->fail_status == 413 || c->fail_status == 431)
-            s->stats.too_large++;
+        if (c->fail_status == 413 || c->fail_status == 431) s->stats.too_large++;
         conn_refuse(c, c->fail_status, c->fail_err, &c->fail_em);
         return;
     }
@@ -482,8 +473,7 @@ static void conn_feed(conn_t *c, const uint8_t *data, size_t n)
         conn_refuse(c, 400, ERR_INVALID_ARGUMENT, &c->fail_em);
         return;
     }
-    if (!c->msg_done)
-        return;
+    if (!c->msg_done) return;
     if (used < n && buf_append(&c->pending, data + used, n - used) != ERR_OK) {
         errmsg_set(&c->fail_em, ERR_TOO_LARGE, "too many pipelined bytes");
         conn_refuse(c, 400, ERR_INVALID_ARGUMENT, &c->fail_em);
@@ -511,29 +501,24 @@ static void conn_account(conn_t *c, size_t n)
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 {
     conn_t *c = st->data;
-    if (nread == 0)
-        return;
+    if (nread == 0) return;
     if (nread < 0) {
         conn_close(c); /* EOF or error: a half-received request is dropped */
         return;
     }
     if (c->state == CONN_LINGERING) {
         c->linger_bytes += (size_t)nread;
-        if (c->linger_bytes > LINGER_MAX_BYTES)
-            conn_close(c);
+        if (c->linger_bytes > LINGER_MAX_BYTES) conn_close(c);
         return;
     }
-    if (c->state != CONN_READING)
-        return;
+    if (c->state != CONN_READING) return;
     conn_feed(c, (const uint8_t *)b->base, (size_t)nread);
-    if (c->state == CONN_READING)
-        conn_account(c, (size_t)nread);
+    if (c->state == CONN_READING) conn_account(c, (size_t)nread);
 }
 
 static void conn_start_reading(conn_t *c)
 {
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
-        conn_close(c);
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) conn_close(c);
 }
 
 /* After a keep-alive response: serve a pipelined request or wait for one. */
@@ -548,8 +533,7 @@ static void conn_next_request(conn_t *c)
         conn_feed(c, input.data, input.len);
         buf_free(&input);
     }
-    if (c->state == CONN_READING && !c->yielded)
-        conn_start_reading(c);
+    if (c->state == CONN_READING && !c->yielded) conn_start_reading(c);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -562,8 +546,7 @@ static void on_written(uv_write_t *req, int status)
     conn_t *c = req->data;
     buf_free(&c->out_head);
     buf_free(&c->out_body);
-    if (c->state == CONN_CLOSING)
-        return;
+    if (c->state == CONN_CLOSING) return;
     if (status < 0) {
         conn_close(c);
         return;
@@ -612,13 +595,20 @@ static void conn_timer(conn_t *c, uint64_t ms)
 static const char *reason(int status)
 {
     switch (status) {
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 505: return "HTTP Version Not Supported";
-    default: return http_status_str((enum http_status)status);
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Payload Too Large";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return http_status_str((enum http_status)status);
     }
 }
 
@@ -626,19 +616,19 @@ static const char *reason(int status)
 static void conn_reply(conn_t *c, http_response_t *resp)
 {
     http_server_t *s = c->srv;
-    if (s->draining)
-        c->keep_alive = 0;
+    if (s->draining) c->keep_alive = 0;
     buf_init(&c->out_head, 4096 + (resp->extra_headers ? strlen(resp->extra_headers) : 0));
-    int rc = buf_printf(&c->out_head, "HTTP/1.1 %d %s\r\nServer: flamedb\r\nContent-Length: %zu\r\n",
-                        resp->status, reason(resp->status), resp->body.len);
+    int rc =
+        buf_printf(&c->out_head, "HTTP/1.1 %d %s\r\nServer: flamedb\r\nContent-Length: %zu\r\n",
+                   resp->status, reason(resp->status), resp->body.len);
     if (rc == ERR_OK && resp->content_type)
         rc = buf_printf(&c->out_head, "Content-Type: %s\r\n", resp->content_type);
     if (rc == ERR_OK && resp->content_encoding)
         rc = buf_printf(&c->out_head, "Content-Encoding: %s\r\n", resp->content_encoding);
-    if (rc == ERR_OK && resp->extra_headers)
-        rc = buf_append_str(&c->out_head, resp->extra_headers);
+    if (rc == ERR_OK && resp->extra_headers) rc = buf_append_str(&c->out_head, resp->extra_headers);
     if (rc == ERR_OK)
-        rc = buf_printf(&c->out_head, "Connection: %s\r\n\r\n", c->keep_alive ? "keep-alive" : "close");
+        rc = buf_printf(&c->out_head, "Connection: %s\r\n\r\n",
+                        c->keep_alive ? "keep-alive" : "close");
     c->out_body = resp->body;
     buf_init(&resp->body, 0);
     if (s->observer)
@@ -653,7 +643,8 @@ static void conn_reply(conn_t *c, http_response_t *resp)
     };
     c->state = CONN_WRITING;
     c->wreq.data = c;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, c->out_body.len ? 2 : 1, on_written) != 0) {
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, c->out_body.len ? 2 : 1, on_written) !=
+        0) {
         conn_close(c);
         return;
     }
@@ -731,14 +722,12 @@ static void conn_free(conn_t *c)
 static void on_conn_handle_closed(uv_handle_t *h)
 {
     conn_t *c = h->data;
-    if (--c->handles_open == 0)
-        conn_free(c);
+    if (--c->handles_open == 0) conn_free(c);
 }
 
 static void conn_close(conn_t *c)
 {
-    if (c->state == CONN_CLOSING)
-        return;
+    if (c->state == CONN_CLOSING) return;
     if (c->state == CONN_HANDLING) {
         /* The handler still holds the request: close when it answers. */
         c->close_requested = 1;
@@ -757,8 +746,7 @@ static void conn_close(conn_t *c)
 static conn_t *conn_new(http_server_t *s)
 {
     conn_t *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return NULL;
+    if (c == NULL) return NULL;
     c->srv = s;
     buf_init(&c->head, s->lim.max_header_bytes);
     buf_init(&c->body, s->lim.max_body_bytes);
@@ -778,11 +766,9 @@ static conn_t *conn_new(http_server_t *s)
 static void on_connection(uv_stream_t *listener, int status)
 {
     http_server_t *s = listener->data;
-    if (status < 0 || s->draining)
-        return;
+    if (status < 0 || s->draining) return;
     conn_t *c = conn_new(s);
-    if (c == NULL)
-        return;
+    if (c == NULL) return;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
         return;
@@ -821,11 +807,9 @@ static void on_idle(uv_idle_t *h)
     http_server_t *s = h->data;
     uv_idle_stop(h);
     for (conn_t *c = first_conn(s); c != NULL; c = next_conn(s, c)) {
-        if (!c->yielded)
-            continue;
+        if (!c->yielded) continue;
         c->yielded = 0;
-        if (c->state == CONN_READING)
-            conn_start_reading(c);
+        if (c->state == CONN_READING) conn_start_reading(c);
     }
 }
 
@@ -835,8 +819,7 @@ int http_server_new(uv_loop_t *loop, const http_server_limits_t *lim, http_handl
                     http_observer_fn observer, void *ctx, http_server_t **out)
 {
     http_server_t *s = calloc(1, sizeof *s);
-    if (s == NULL)
-        return ERR_NOMEM;
+    if (s == NULL) return ERR_NOMEM;
     s->loop = loop;
     list_init(&s->conns);
     s->lim = *lim;
@@ -866,8 +849,7 @@ int http_server_listen(http_server_t *s, const char *host, int port, errmsg_t *e
     if (rc != 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "http-listen: '%s' is not an IP address", host);
     rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
     if (rc != 0)
         return errmsg_set(em, ERR_IO, "http-listen %s:%d: %s", host, port, uv_strerror(rc));
     struct sockaddr_storage bound;
@@ -879,9 +861,15 @@ int http_server_listen(http_server_t *s, const char *host, int port, errmsg_t *e
     return ERR_OK;
 }
 
-int http_server_port(const http_server_t *s) { return s->port; }
+int http_server_port(const http_server_t *s)
+{
+    return s->port;
+}
 
-const http_server_stats_t *http_server_stats(const http_server_t *s) { return &s->stats; }
+const http_server_stats_t *http_server_stats(const http_server_t *s)
+{
+    return &s->stats;
+}
 
 static void on_server_handle_closed(uv_handle_t *h)
 {
@@ -894,8 +882,7 @@ static void on_server_handle_closed(uv_handle_t *h)
 
 static void server_check_drained(http_server_t *s)
 {
-    if (!s->draining || !list_empty(&s->conns) || s->rest_closed)
-        return;
+    if (!s->draining || !list_empty(&s->conns) || s->rest_closed) return;
     s->rest_closed = 1;
     uv_close((uv_handle_t *)&s->prepare, on_server_handle_closed);
     uv_close((uv_handle_t *)&s->idle, on_server_handle_closed);
@@ -914,8 +901,7 @@ static void on_drain_timeout(uv_timer_t *t)
 
 void http_server_drain(http_server_t *s, uint64_t timeout_ms, void (*done)(void *arg), void *arg)
 {
-    if (s->draining)
-        return;
+    if (s->draining) return;
     s->draining = 1;
     s->drain_done = done;
     s->drain_arg = arg;
@@ -925,8 +911,7 @@ void http_server_drain(http_server_t *s, uint64_t timeout_ms, void (*done)(void 
     conn_t *next;
     for (conn_t *c = first_conn(s); c != NULL; c = next) {
         next = next_conn(s, c);
-        if ((c->state == CONN_READING && !c->started) || c->state == CONN_LINGERING)
-            conn_close(c);
+        if ((c->state == CONN_READING && !c->started) || c->state == CONN_LINGERING) conn_close(c);
     }
     uv_timer_start(&s->drain_timer, on_drain_timeout, timeout_ms, 0);
     server_check_drained(s);
@@ -939,31 +924,41 @@ void http_server_free(http_server_t *s)
 
 /* ---------- accessors ---------- */
 
-const http_request_t *http_exchange_request(const http_exchange_t *ex) { return &ex->req; }
+const http_request_t *http_exchange_request(const http_exchange_t *ex)
+{
+    return &ex->req;
+}
 
-void http_exchange_set_tag(http_exchange_t *ex, int tag) { ex->tag = tag; }
+void http_exchange_set_tag(http_exchange_t *ex, int tag)
+{
+    ex->tag = tag;
+}
 
-int http_exchange_tag(const http_exchange_t *ex) { return ex->tag; }
+int http_exchange_tag(const http_exchange_t *ex)
+{
+    return ex->tag;
+}
 
 const char *http_request_header(const http_request_t *r, const char *name)
 {
     for (size_t i = 0; i < r->nheaders; i++)
-        if (strcasecmp(r->headers[i].name, name) == 0)
-            return r->headers[i].value;
+        if (strcasecmp(r->headers[i].name, name) == 0) return r->headers[i].value;
     return NULL;
 }
 
 const char *http_request_param(const http_request_t *r, const char *name)
 {
     for (size_t i = 0; i < r->nparams; i++)
-        if (strcmp(r->params[i].name, name) == 0)
-            return r->params[i].value;
+        if (strcmp(r->params[i].name, name) == 0) return r->params[i].value;
     return NULL;
 }
 
 void http_server_stats_register(metrics_registry_t *r, const http_server_stats_t *st)
 {
-#define HTTP_DEF(field, type, name, help) {name, help, type, offsetof(http_server_stats_t, field)}
+#define HTTP_DEF(field, type, name, help)                                                          \
+    {                                                                                              \
+        name, help, type, offsetof(http_server_stats_t, field)                                     \
+    }
     static const metrics_u64_def_t defs[] = {
         HTTP_DEF(connections_open, METRICS_GAUGE, "flamedb_http_connections_open",
                  "Open HTTP connections."),

@@ -47,11 +47,11 @@ typedef struct http_server http_server_t;
 typedef struct http_exchange http_exchange_t;
 
 typedef struct http_server_limits {
-    size_t max_connections;    /* further connections get 503 and are closed */
-    size_t max_header_bytes;   /* request line + headers; over -> 431 */
-    size_t max_body_bytes;     /* one body; over -> 413 (from Content-Length, early) */
-    size_t max_buffered_bytes; /* all bodies held at once; over -> 503 + Retry-After */
-    uint64_t idle_timeout_ms;  /* keep-alive connection with no request: closed */
+    size_t max_connections;      /* further connections get 503 and are closed */
+    size_t max_header_bytes;     /* request line + headers; over -> 431 */
+    size_t max_body_bytes;       /* one body; over -> 413 (from Content-Length, early) */
+    size_t max_buffered_bytes;   /* all bodies held at once; over -> 503 + Retry-After */
+    uint64_t idle_timeout_ms;    /* keep-alive connection with no request: closed */
     uint64_t request_timeout_ms; /* first byte to last byte of a request; also a
                                     stalled response write. Over -> 408, closed */
 } http_server_limits_t;
@@ -62,17 +62,17 @@ typedef struct http_kv {
 } http_kv_t;
 
 typedef struct http_request {
-    int method;         /* enum http_method of http_parser.h */
+    int method; /* enum http_method of http_parser.h */
     const char *method_name;
-    const char *path;   /* percent-decoded, no query */
-    const char *query;  /* raw query string, "" when none */
+    const char *path;         /* percent-decoded, no query */
+    const char *query;        /* raw query string, "" when none */
     const http_kv_t *headers; /* names as received */
     size_t nheaders;
     const http_kv_t *params; /* query parameters, URL-decoded ('+' is a space) */
     size_t nparams;
     const uint8_t *body; /* NUL-terminated one past body_len */
     size_t body_len;
-    uint64_t start_ms;  /* uv_now() when the first byte arrived */
+    uint64_t start_ms; /* uv_now() when the first byte arrived */
 } http_request_t;
 
 typedef struct http_response {
@@ -89,12 +89,12 @@ typedef struct http_server_stats {
     uint64_t connections_accepted;
     uint64_t connections_rejected; /* over max_connections */
     uint64_t connections_open;
-    uint64_t requests_in_flight;   /* handed to the handler, not yet answered */
-    uint64_t buffered_bytes;       /* body bytes held now */
-    uint64_t protocol_errors;      /* malformed HTTP -> 400 */
-    uint64_t too_large;            /* 413 / 431 */
-    uint64_t busy;                 /* 503: buffered-bytes budget exhausted */
-    uint64_t timeouts;             /* 408 or closed for a stalled write */
+    uint64_t requests_in_flight; /* handed to the handler, not yet answered */
+    uint64_t buffered_bytes;     /* body bytes held now */
+    uint64_t protocol_errors;    /* malformed HTTP -> 400 */
+    uint64_t too_large;          /* 413 / 431 */
+    uint64_t busy;               /* 503: buffered-bytes budget exhausted */
+    uint64_t timeouts;           /* 408 or closed for a stalled write */
     uint64_t idle_closed;
 } http_server_stats_t;
 

@@ -18,8 +18,7 @@ static int print_text(int (*fn)(buf_t *))
     buf_t out;
     buf_init(&out, BUF_UNLIMITED);
     int rc = fn(&out);
-    if (rc == ERR_OK)
-        fwrite(out.data, 1, out.len, stdout);
+    if (rc == ERR_OK) fwrite(out.data, 1, out.len, stdout);
     buf_free(&out);
     return rc == ERR_OK ? 0 : 1;
 }
@@ -45,11 +44,17 @@ int main(int argc, char **argv)
         return 2;
     }
     switch (action) {
-    case NODE_CONFIG_HELP: return print_text(node_config_help);
-    case NODE_CONFIG_PRINT_DOC: return print_text(node_config_doc);
-    case NODE_CONFIG_PRINT_CONFIG: return print_config(&cfg);
-    case NODE_CONFIG_VERSION: printf("flamedb %s\n", FLAMEDB_VERSION); return 0;
-    case NODE_CONFIG_RUN: break;
+    case NODE_CONFIG_HELP:
+        return print_text(node_config_help);
+    case NODE_CONFIG_PRINT_DOC:
+        return print_text(node_config_doc);
+    case NODE_CONFIG_PRINT_CONFIG:
+        return print_config(&cfg);
+    case NODE_CONFIG_VERSION:
+        printf("flamedb %s\n", FLAMEDB_VERSION);
+        return 0;
+    case NODE_CONFIG_RUN:
+        break;
     }
     log_set_level((enum log_level)cfg.log_level);
     signal(SIGPIPE, SIG_IGN); /* a peer that went away is an error return, not a signal */

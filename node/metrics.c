@@ -17,15 +17,13 @@ static const uint64_t bucket_ms[METRICS_NBUCKETS] = METRICS_DURATION_BUCKETS_MS;
 static int status_index(int status)
 {
     for (int i = 0; i < METRICS_STATUS_OTHER; i++)
-        if (status_codes[i] == status)
-            return i;
+        if (status_codes[i] == status) return i;
     return METRICS_STATUS_OTHER;
 }
 
 void node_metrics_observe(node_metrics_t *m, int route, int status, uint64_t duration_ms)
 {
-    if (route < 0 || route >= METRICS_MAX_ROUTES)
-        route = 0;
+    if (route < 0 || route >= METRICS_MAX_ROUTES) route = 0;
     m->requests[route][status_index(status)]++;
     int b = 0;
     while (b < METRICS_NBUCKETS && duration_ms > bucket_ms[b])
@@ -37,24 +35,24 @@ void node_metrics_observe(node_metrics_t *m, int route, int status, uint64_t dur
 void node_metrics_error(node_metrics_t *m, int err)
 {
     int i = -err;
-    if (i > 0 && i < METRICS_ERR_CODES)
-        m->errors[i]++;
+    if (i > 0 && i < METRICS_ERR_CODES) m->errors[i]++;
 }
 
 /* The labelled families render themselves from the view (their ctx). */
 static int render_requests(const void *ctx, buf_t *out)
 {
     const node_metrics_view_t *v = ctx;
-    int rc = buf_append_str(out, "# HELP flamedb_http_requests_total HTTP responses by route and status.\n"
-                                 "# TYPE flamedb_http_requests_total counter\n");
+    int rc = buf_append_str(
+        out, "# HELP flamedb_http_requests_total HTTP responses by route and status.\n"
+             "# TYPE flamedb_http_requests_total counter\n");
     for (size_t r = 0; r < v->nroutes && r < METRICS_MAX_ROUTES; r++)
         for (int s = 0; s < METRICS_NSTATUS && rc == ERR_OK; s++) {
-            if (v->m->requests[r][s] == 0)
-                continue;
+            if (v->m->requests[r][s] == 0) continue;
             char code[16];
             snprintf(code, sizeof code, s == METRICS_STATUS_OTHER ? "other" : "%d",
                      s == METRICS_STATUS_OTHER ? 0 : status_codes[s]);
-            rc = buf_printf(out, "flamedb_http_requests_total{route=\"%s\",status=\"%s\"} %" PRIu64 "\n",
+            rc = buf_printf(out,
+                            "flamedb_http_requests_total{route=\"%s\",status=\"%s\"} %" PRIu64 "\n",
                             v->route_names[r], code, v->m->requests[r][s]);
         }
     return rc;
@@ -67,17 +65,24 @@ static int render_route_durations(const node_metrics_t *m, const char *name, siz
     for (int b = 0; b <= METRICS_NBUCKETS && rc == ERR_OK; b++) {
         cum += m->duration_buckets[r][b];
         if (b < METRICS_NBUCKETS)
-            rc = buf_printf(out, "flamedb_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %"
-                            PRIu64 "\n", name, (double)bucket_ms[b] / 1000.0, cum);
+            rc = buf_printf(
+                out,
+                "flamedb_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %" PRIu64
+                "\n",
+                name, (double)bucket_ms[b] / 1000.0, cum);
         else
-            rc = buf_printf(out, "flamedb_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %"
-                            PRIu64 "\n", name, cum);
+            rc = buf_printf(
+                out,
+                "flamedb_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %" PRIu64
+                "\n",
+                name, cum);
     }
     if (rc == ERR_OK)
         rc = buf_printf(out, "flamedb_http_request_duration_seconds_sum{route=\"%s\"} %.3f\n", name,
                         (double)m->duration_sum_ms[r] / 1000.0);
     if (rc == ERR_OK)
-        rc = buf_printf(out, "flamedb_http_request_duration_seconds_count{route=\"%s\"} %" PRIu64 "\n",
+        rc = buf_printf(out,
+                        "flamedb_http_request_duration_seconds_count{route=\"%s\"} %" PRIu64 "\n",
                         name, cum);
     return rc;
 }
@@ -85,9 +90,10 @@ static int render_route_durations(const node_metrics_t *m, const char *name, siz
 static int render_durations(const void *ctx, buf_t *out)
 {
     const node_metrics_view_t *v = ctx;
-    int rc = buf_append_str(out, "# HELP flamedb_http_request_duration_seconds Time from a request's first "
-                                 "byte to its response.\n"
-                                 "# TYPE flamedb_http_request_duration_seconds histogram\n");
+    int rc = buf_append_str(
+        out, "# HELP flamedb_http_request_duration_seconds Time from a request's first "
+             "byte to its response.\n"
+             "# TYPE flamedb_http_request_duration_seconds histogram\n");
     for (size_t r = 0; r < v->nroutes && r < METRICS_MAX_ROUTES && rc == ERR_OK; r++)
         rc = render_route_durations(v->m, v->route_names[r], r, out);
     return rc;
@@ -100,8 +106,8 @@ static int render_errors(const void *ctx, buf_t *out)
                                  "# TYPE flamedb_errors_total counter\n");
     for (int i = 1; i < METRICS_ERR_CODES && rc == ERR_OK; i++)
         if (v->m->errors[i] != 0)
-            rc = buf_printf(out, "flamedb_errors_total{code=\"%s\"} %" PRIu64 "\n", err_code_name(-i),
-                            v->m->errors[i]);
+            rc = buf_printf(out, "flamedb_errors_total{code=\"%s\"} %" PRIu64 "\n",
+                            err_code_name(-i), v->m->errors[i]);
     return rc;
 }
 
@@ -123,10 +129,8 @@ int node_metrics_register(metrics_registry_t *r, const node_metrics_view_t *v)
     metrics_add_render(r, render_durations, v);
     metrics_add_render(r, render_errors, v);
     metrics_add_u64_array(r, node_counters, sizeof node_counters / sizeof node_counters[0], v->m);
-    if (x->http)
-        http_server_stats_register(r, x->http);
-    if (x->storage_ok)
-        storage_stats_register(r, &x->storage);
+    if (x->http) http_server_stats_register(r, x->http);
+    if (x->storage_ok) storage_stats_register(r, &x->storage);
     if (x->rss_bytes)
         metrics_add_u64(r, "process_resident_memory_bytes", "Resident set size of the node.",
                         METRICS_GAUGE, &x->rss_bytes);

@@ -20,29 +20,32 @@
 
 #define METRICS_MAX_ROUTES 16
 /* Statuses counted one by one; any other lands in "other". */
-#define METRICS_STATUS_TABLE(X)                                                            \
+#define METRICS_STATUS_TABLE(X)                                                                    \
     X(200) X(400) X(401) X(404) X(405) X(408) X(413) X(422) X(429) X(431) X(500) X(503) X(504)
 #define METRICS_ERR_CODES 32 /* -err of ERR_* codes counted */
 
 /* name, metric, help */
-#define METRICS_COUNTERS(X)                                                                \
-    X(ingest_profiles, "flamedb_ingest_profiles_total", "Profiles accepted by POST /ingest.")  \
-    X(ingest_bytes, "flamedb_ingest_bytes_total",                                           \
-      "Request body bytes of accepted profiles (as sent, before gunzip).")                  \
-    X(ingest_series_written, "flamedb_ingest_series_written_total",                         \
-      "Series of accepted profiles written to storage.")                                    \
-    X(ingest_series_duplicate, "flamedb_ingest_series_duplicate_total",                     \
-      "Series skipped because their profile id was already stored (retries).")              \
+#define METRICS_COUNTERS(X)                                                                        \
+    X(ingest_profiles, "flamedb_ingest_profiles_total", "Profiles accepted by POST /ingest.")      \
+    X(ingest_bytes, "flamedb_ingest_bytes_total",                                                  \
+      "Request body bytes of accepted profiles (as sent, before gunzip).")                         \
+    X(ingest_series_written, "flamedb_ingest_series_written_total",                                \
+      "Series of accepted profiles written to storage.")                                           \
+    X(ingest_series_duplicate, "flamedb_ingest_series_duplicate_total",                            \
+      "Series skipped because their profile id was already stored (retries).")                     \
     X(queries, "flamedb_queries_total", "Queries answered (render, label names and values).")
 
-#define METRICS_DURATION_BUCKETS_MS {1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000}
+#define METRICS_DURATION_BUCKETS_MS                                                                \
+    {                                                                                              \
+        1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000                                   \
+    }
 #define METRICS_NBUCKETS 12
 
 enum metrics_status {
 #define METRICS_STATUS_ENUM(code) METRICS_STATUS_##code,
     METRICS_STATUS_TABLE(METRICS_STATUS_ENUM)
 #undef METRICS_STATUS_ENUM
-    METRICS_STATUS_OTHER,
+        METRICS_STATUS_OTHER,
     METRICS_NSTATUS
 };
 

@@ -12,8 +12,7 @@ static void on_drained(void *arg);
 
 static void begin_stop(node_t *n, const char *why)
 {
-    if (n->stopping)
-        return;
+    if (n->stopping) return;
     n->stopping = 1;
     log_info("node", "stopping (%s): finishing in-flight requests (at most %llu ms)", why,
              (unsigned long long)n->cfg.shutdown_timeout_ms);
@@ -25,9 +24,15 @@ static void on_signal(uv_signal_t *s, int signum)
     begin_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-static void on_stop_async(uv_async_t *a) { begin_stop(a->data, "stop requested"); }
+static void on_stop_async(uv_async_t *a)
+{
+    begin_stop(a->data, "stop requested");
+}
 
-static void cluster_closed(void *arg) { (void)arg; }
+static void cluster_closed(void *arg)
+{
+    (void)arg;
+}
 
 /* Every connection is closed and no job is left: close the cluster transport
  * (in-flight requests may have needed it until now) and let the loop end. */
@@ -66,14 +71,11 @@ static int open_cluster(node_t *n, errmsg_t *em)
 static int open_parts(node_t *n, errmsg_t *em)
 {
     int rc = storage_open(&n->cfg.storage, &n->storage, em);
-    if (rc != ERR_OK)
-        return rc;
+    if (rc != ERR_OK) return rc;
     rc = http_server_new(&n->loop, &n->cfg.http, routes_handle, routes_observe, n, &n->http);
-    if (rc != ERR_OK)
-        return errmsg_set(em, rc, "cannot create the HTTP server");
+    if (rc != ERR_OK) return errmsg_set(em, rc, "cannot create the HTTP server");
     rc = http_server_listen(n->http, n->cfg.http_host, n->cfg.http_port, em);
-    if (rc != ERR_OK)
-        return rc;
+    if (rc != ERR_OK) return rc;
     n->port = http_server_port(n->http);
     return open_cluster(n, em);
 }
@@ -85,8 +87,7 @@ int node_new(const node_config_t *cfg, node_t **out, errmsg_t *em)
     /* libuv sizes its (process-wide) pool from this when the first job is queued. */
     setenv("UV_THREADPOOL_SIZE", threads, 1);
     node_t *n = calloc(1, sizeof *n);
-    if (n == NULL)
-        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (n == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     n->cfg = *cfg;
     node_config_fix_pointers(&n->cfg);
     n->clock = clock_real();
@@ -110,7 +111,10 @@ int node_new(const node_config_t *cfg, node_t **out, errmsg_t *em)
     return ERR_OK;
 }
 
-int node_port(const node_t *n) { return n->port; }
+int node_port(const node_t *n)
+{
+    return n->port;
+}
 
 int node_run(node_t *n)
 {
@@ -126,14 +130,19 @@ int node_run(node_t *n)
     return 0;
 }
 
-void node_stop(node_t *n) { uv_async_send(&n->stop_async); }
+void node_stop(node_t *n)
+{
+    uv_async_send(&n->stop_async);
+}
 
-static void drained_for_free(void *arg) { (void)arg; }
+static void drained_for_free(void *arg)
+{
+    (void)arg;
+}
 
 void node_free(node_t *n)
 {
-    if (n == NULL)
-        return;
+    if (n == NULL) return;
     if (n->http != NULL && !n->stopping) {
         /* never ran (or failed to start): close the server's handles */
         n->stopping = 1;
@@ -147,8 +156,7 @@ void node_free(node_t *n)
         uv_close((uv_handle_t *)&n->stop_async, NULL);
     }
     uv_run(&n->loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&n->loop) != 0)
-        log_warn("node", "event loop closed with handles still open");
+    if (uv_loop_close(&n->loop) != 0) log_warn("node", "event loop closed with handles still open");
     http_server_free(n->http);
     cluster_free(n->cluster);
     storage_close(n->storage);

@@ -20,7 +20,7 @@ struct node {
     http_server_t *http;
     cluster_t *cluster; /* membership, writes, queries (a cluster of one: no transport) */
     node_metrics_t metrics;
-    int ready;    /* storage open and listener up, not stopping */
+    int ready; /* storage open and listener up, not stopping */
     int stopping;
     int port;
     clock_source_t clock; /* "now" for queries, defaults and uptime (real; tests may swap it) */

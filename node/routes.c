@@ -58,8 +58,8 @@ static const route_t routes[] = {
 #define NROUTES (sizeof routes / sizeof routes[0])
 
 static const char *const route_names[NROUTES + 1] = {
-    "none", "index", "ready", "metrics", "ingest", "render", "label_names", "label_values",
-    "cluster_status",
+    "none",   "index",       "ready",        "metrics",        "ingest",
+    "render", "label_names", "label_values", "cluster_status",
 };
 _Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every route");
 
@@ -74,12 +74,12 @@ struct job {
     int64_t now_ns;
     int rc;
     errmsg_t em;
-    query_result_t result;  /* the response body and its types */
-    size_t series, written; /* ingest */
-    const cluster_view_t *view; /* ingest: the view its write is planned with */
-    cluster_write_t *rw;        /* ingest: packed, until cluster_write_start takes it */
-    int deferred;               /* finish took over answering (replicated ingest) */
-    int starting;               /* inside cluster_write_start: an answer now is job_done's */
+    query_result_t result;       /* the response body and its types */
+    size_t series, written;      /* ingest */
+    const cluster_view_t *view;  /* ingest: the view its write is planned with */
+    cluster_write_t *rw;         /* ingest: packed, until cluster_write_start takes it */
+    int deferred;                /* finish took over answering (replicated ingest) */
+    int starting;                /* inside cluster_write_start: an answer now is job_done's */
     cluster_metrics_t *cmetrics; /* /metrics: a copy taken on the loop thread */
     node_metrics_t metrics;      /* /metrics: a copy taken on the loop thread */
     http_server_stats_t http_stats;
@@ -96,8 +96,7 @@ static int tenant_char_ok(unsigned char ch)
 
 const char *routes_tenant(const char *h, errmsg_t *em)
 {
-    if (h == NULL || h[0] == '\0')
-        return "anonymous";
+    if (h == NULL || h[0] == '\0') return "anonymous";
     size_t n = strlen(h);
     if (n > STORAGE_TENANT_MAX) {
         errmsg_set(em, ERR_INVALID_ARGUMENT, "X-Scope-OrgID: longer than %d characters",
@@ -138,14 +137,11 @@ static void job_done(uv_work_t *w, int status)
     node_t *n = j->node;
     if (status != 0 && j->rc == ERR_OK)
         j->rc = errmsg_set(&j->em, ERR_UNAVAILABLE, "request cancelled: the node is stopping");
-    if (j->rc == ERR_OK && j->kind->finish)
-        j->kind->finish(j);
-    if (j->deferred)
-        return; /* answered later by whoever finish handed the job to */
+    if (j->rc == ERR_OK && j->kind->finish) j->kind->finish(j);
+    if (j->deferred) return; /* answered later by whoever finish handed the job to */
     cluster_write_free(j->rw);
     cluster_metrics_free(j->cmetrics);
-    if (j->view != NULL)
-        cluster_view_release(j->view);
+    if (j->view != NULL) cluster_view_release(j->view);
     if (j->rc != ERR_OK) {
         respond_error(n, j->ex, j->rc, &j->em);
     } else {
@@ -177,16 +173,14 @@ static job_t *job_start(node_t *n, http_exchange_t *ex, const http_request_t *r,
     j->now_ns = clock_wall_ns(&n->clock);
     snprintf(j->tenant, sizeof j->tenant, "%s", tenant ? tenant : "");
     query_result_init(&j->result);
-    if (kind->prepare)
-        kind->prepare(j);
+    if (kind->prepare) kind->prepare(j);
     int rc = uv_queue_work(&n->loop, &j->work, job_work, job_done);
     if (rc != 0) {
         errmsg_t em;
         errmsg_set(&em, ERR_UNAVAILABLE, "cannot queue work: %s", uv_strerror(rc));
         respond_error(n, ex, ERR_UNAVAILABLE, &em);
         cluster_metrics_free(j->cmetrics);
-        if (j->view != NULL)
-            cluster_view_release(j->view);
+        if (j->view != NULL) cluster_view_release(j->view);
         query_result_free(&j->result);
         free(j);
         return NULL;
@@ -202,11 +196,9 @@ void routes_handle(void *ctx, http_exchange_t *ex)
     const http_request_t *r = http_exchange_request(ex);
     int path_found = 0;
     for (size_t i = 0; i < NROUTES; i++) {
-        if (strcmp(routes[i].path, r->path) != 0)
-            continue;
+        if (strcmp(routes[i].path, r->path) != 0) continue;
         path_found = 1;
-        if (routes[i].method != r->method)
-            continue;
+        if (routes[i].method != r->method) continue;
         http_exchange_set_tag(ex, (int)i + 1);
         routes[i].fn(n, ex, r);
         return;
@@ -234,8 +226,7 @@ static const char *tenant_of(node_t *n, http_exchange_t *ex, const http_request_
 {
     errmsg_t em = {{0}};
     const char *t = routes_tenant(http_request_header(r, "X-Scope-OrgID"), &em);
-    if (t == NULL)
-        respond_error(n, ex, ERR_INVALID_ARGUMENT, &em);
+    if (t == NULL) respond_error(n, ex, ERR_INVALID_ARGUMENT, &em);
     return t;
 }
 
@@ -243,8 +234,7 @@ static void respond_static(http_exchange_t *ex, int status, const char *ctype, c
 {
     http_response_t resp = {.status = status, .content_type = ctype};
     buf_init(&resp.body, BUF_UNLIMITED);
-    if (buf_append_str(&resp.body, text) != ERR_OK)
-        resp.status = 500;
+    if (buf_append_str(&resp.body, text) != ERR_OK) resp.status = 500;
     http_respond(ex, &resp);
 }
 
@@ -296,8 +286,7 @@ static uint64_t rss_bytes(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
     unsigned long size = 0, resident = 0;
-    if (f == NULL)
-        return 0;
+    if (f == NULL) return 0;
     int got = fscanf(f, "%lu %lu", &size, &resident);
     fclose(f);
     return got == 2 ? (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
@@ -316,8 +305,7 @@ static void work_metrics(job_t *j)
     metrics_registry_t reg;
     metrics_registry_init(&reg);
     node_metrics_register(&reg, &view);
-    if (j->cmetrics != NULL)
-        cluster_metrics_register(j->cmetrics, n->storage, &reg);
+    if (j->cmetrics != NULL) cluster_metrics_register(j->cmetrics, n->storage, &reg);
     j->rc = metrics_registry_render(&reg, &j->result.body);
     metrics_registry_free(&reg);
 }
@@ -360,8 +348,7 @@ static void work_ingest(job_t *j)
     };
     ingest_profile_t *prof = NULL;
     j->rc = ingest_parse(&ir, &j->node->cfg.ingest, &prof, &j->em);
-    if (j->rc != ERR_OK)
-        return;
+    if (j->rc != ERR_OK) return;
     const storage_profile_write_t *w = ingest_profile_write(prof);
     j->series = w->nseries;
     if (j->view != NULL) { /* plan, write the local replica, pack the remote ones */
@@ -374,8 +361,7 @@ static void work_ingest(job_t *j)
 
 static void prepare_ingest(job_t *j)
 {
-    if (j->node->cluster != NULL)
-        j->view = cluster_view_acquire(j->node->cluster);
+    if (j->node->cluster != NULL) j->view = cluster_view_acquire(j->node->cluster);
 }
 
 /* The replicas answered (or the deadline passed): answer the push. */
@@ -385,8 +371,7 @@ static void ingest_replicated(void *ctx, int rc, const errmsg_t *em)
     if (j->starting) { /* decided at once (e.g. a cluster of one): job_done answers */
         j->deferred = 0;
         j->rc = rc;
-        if (rc != ERR_OK && em != NULL)
-            j->em = *em;
+        if (rc != ERR_OK && em != NULL) j->em = *em;
         return;
     }
     if (rc != ERR_OK) {
@@ -414,8 +399,7 @@ static void finish_ingest(job_t *j)
         j->deferred = 1;
         j->starting = 1;
         cluster_write_start(j->node->cluster, rw, ingest_replicated, j);
-        if (j->deferred)
-            j->starting = 0; /* j now belongs to ingest_replicated */
+        if (j->deferred) j->starting = 0; /* j now belongs to ingest_replicated */
     }
 }
 
@@ -424,8 +408,7 @@ static const job_kind_t ingest_job = {prepare_ingest, work_ingest, finish_ingest
 static void route_ingest(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
     const char *tenant = tenant_of(n, ex, r);
-    if (tenant == NULL)
-        return;
+    if (tenant == NULL) return;
     errmsg_t em = {{0}};
     int rc = n->cluster != NULL ? cluster_write_admit(n->cluster, &em) : ERR_OK;
     if (rc != ERR_OK)
@@ -442,13 +425,11 @@ static void query_params_of(const http_request_t *r, query_params_t *p)
     p->from = http_request_param(r, "from");
     p->until = http_request_param(r, "until");
     p->max_nodes = http_request_param(r, "maxNodes");
-    if (p->max_nodes == NULL)
-        p->max_nodes = http_request_param(r, "max-nodes");
+    if (p->max_nodes == NULL) p->max_nodes = http_request_param(r, "max-nodes");
     p->format = http_request_param(r, "format");
     p->label = http_request_param(r, "label");
     p->match = http_request_param(r, "match");
-    if (p->match == NULL)
-        p->match = http_request_param(r, "match[]");
+    if (p->match == NULL) p->match = http_request_param(r, "match[]");
 }
 
 /* Queries are scatter-gathered over the cluster (node/cluster/cluster.h): a single
@@ -481,12 +462,10 @@ static void query_answered(void *arg, cluster_answer_t *a)
     free(q);
 }
 
-static void start_query(node_t *n, http_exchange_t *ex, const http_request_t *r,
-                        query_kind_t kind)
+static void start_query(node_t *n, http_exchange_t *ex, const http_request_t *r, query_kind_t kind)
 {
     const char *tenant = tenant_of(n, ex, r);
-    if (tenant == NULL)
-        return;
+    if (tenant == NULL) return;
     query_req_t *q = malloc(sizeof *q);
     if (q == NULL) {
         respond_error(n, ex, ERR_NOMEM, NULL);

@@ -141,7 +141,8 @@ static int build(const trunc_t *tr, size_t max_nodes, calltree_t *out)
             stack[sp++] = c;
         }
         uint32_t o;
-        if (rc == 0 && tr->hidden[i] > 0 && (rc = calltree_child(out, map[i], SYM_OTHER, &o)) == 0) {
+        if (rc == 0 && tr->hidden[i] > 0 &&
+            (rc = calltree_child(out, map[i], SYM_OTHER, &o)) == 0) {
             nodes[nv] = o;
             vals[nv++] = hidden_total;
         }

@@ -256,7 +256,6 @@ typedef enum ring_state {
 /* "joining", "active", ...; "unknown" for other values. Static string. */
 const char *ring_state_name(int state);
 
-
 typedef struct ring_members_options {
     uint64_t down_after_ms;        /* no heartbeat progress for this long: down (10 s) */
     uint64_t forget_left_after_ms; /* drop LEFT tombstones after this (72 h) */

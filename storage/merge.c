@@ -131,8 +131,8 @@ static char *sparse_full_merge(void *state, const char *key, size_t key_len, con
                                size_t existing_len, const char *const *ops, const size_t *op_lens,
                                int nops, unsigned char *success, size_t *new_len)
 {
-    return fold_full(storage_fold_sparse, state, existing, existing_len, ops, op_lens, nops, success,
-                     new_len);
+    return fold_full(storage_fold_sparse, state, existing, existing_len, ops, op_lens, nops,
+                     success, new_len);
 }
 
 static char *sparse_partial_merge(void *state, const char *key, size_t key_len,

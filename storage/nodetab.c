@@ -32,7 +32,6 @@
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
-
 struct nodetab {
     uint64_t token;
     char tenant[STORAGE_TENANT_MAX + 1];
@@ -47,20 +46,18 @@ struct nodetab {
     uint64_t *ord_sym;   /* ordinal -> symbol id */
     uint32_t *ord_first; /* ordinal -> first node id using it */
     uint32_t nsyms, sym_cap;
-    u64map_t sym_index; /* symbol id -> ordinal */
-    int refs;  /* guarded by the cache mutex */
-    int valid; /* 0: dropped from the cache, freed at the last release */
-    size_t cached_bytes;         /* what the cache accounts for it */
-    list_node_t lru;             /* in the cache's LRU list, most recent first */
-    struct nodetab *hnext;       /* hash chain */
+    u64map_t sym_index;    /* symbol id -> ordinal */
+    int refs;              /* guarded by the cache mutex */
+    int valid;             /* 0: dropped from the cache, freed at the last release */
+    size_t cached_bytes;   /* what the cache accounts for it */
+    list_node_t lru;       /* in the cache's LRU list, most recent first */
+    struct nodetab *hnext; /* hash chain */
 };
 
 static size_t tab_bytes(const nodetab_t *t)
 {
-    return sizeof *t + t->cap * (sizeof *t->parent + sizeof *t->sym) +
-           edgemap_bytes(&t->edges) +
-           t->sym_cap * (sizeof *t->ord_sym + sizeof *t->ord_first) +
-           u64map_bytes(&t->sym_index);
+    return sizeof *t + t->cap * (sizeof *t->parent + sizeof *t->sym) + edgemap_bytes(&t->edges) +
+           t->sym_cap * (sizeof *t->ord_sym + sizeof *t->ord_first) + u64map_bytes(&t->sym_index);
 }
 
 /* Ordinal of sym in the table's dictionary, or UINT32_MAX. */
@@ -211,8 +208,7 @@ static int tab_load(storage_t *s, nodetab_t *t, errmsg_t *em)
 
 static size_t bucket_of(uint64_t token, const char *tenant)
 {
-    return (size_t)(storage_mix64(token ^ hash_bytes64(tenant, strlen(tenant))) %
-                    NODETAB_BUCKETS);
+    return (size_t)(storage_mix64(token ^ hash_bytes64(tenant, strlen(tenant))) % NODETAB_BUCKETS);
 }
 
 int storage_nodetab_cache_init(storage_t *s, size_t max_bytes)
@@ -265,7 +261,7 @@ static void evict(nodetab_cache_t *c)
 }
 
 int storage_nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t **out,
-                    errmsg_t *em)
+                            errmsg_t *em)
 {
     nodetab_cache_t *c = &s->nodetabs;
     size_t b = bucket_of(token, tenant);
@@ -333,7 +329,7 @@ void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed)
 }
 
 int storage_nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
-                  rocksdb_writebatch_t *wb, uint32_t *out)
+                          rocksdb_writebatch_t *wb, uint32_t *out)
 {
     uint32_t id = edgemap_get(&t->edges, parent, sym);
     if (id != 0) {
@@ -350,7 +346,8 @@ int storage_nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t 
 int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *tmp)
 {
     if (t->count <= t->committed) return 0;
-    uint32_t first_chunk = t->committed / NODETAB_CHUNK, last_chunk = (t->count - 1) / NODETAB_CHUNK;
+    uint32_t first_chunk = t->committed / NODETAB_CHUNK,
+             last_chunk = (t->count - 1) / NODETAB_CHUNK;
     for (uint32_t c = first_chunk; c <= last_chunk; c++) {
         uint32_t lo = chunk_first(c), hi = (c + 1) * NODETAB_CHUNK;
         if (hi > t->count) hi = t->count;
@@ -362,7 +359,7 @@ int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, 
             size_t n = varint_put_u(e, id - t->parent[id]);
             uint32_t o = sym_ordinal(t, t->sym[id]);
             if (o == UINT32_MAX) return ERR_INTERNAL; /* every node's symbol is in it */
-            if (t->ord_first[o] == id) { /* first use: the symbol itself */
+            if (t->ord_first[o] == id) {              /* first use: the symbol itself */
                 e[n++] = 0;
                 for (int i = 0; i < 8; i++)
                     e[n++] = (uint8_t)(t->sym[id] >> (8 * i));

@@ -297,7 +297,8 @@ int storage_scan_totals(storage_t *s, const char *tenant, uint64_t token, uint64
                         int res, int64_t from_s, int64_t until_s, storage_total_fn fn, void *ctx)
 {
     block_ctx_t b = {.tfn = fn, .ctx = ctx};
-    return storage_scan_window_values(s, CF_TOTALS, tenant, token, series_id, res, from_s, until_s, total_cb, &b);
+    return storage_scan_window_values(s, CF_TOTALS, tenant, token, series_id, res, from_s, until_s,
+                                      total_cb, &b);
 }
 
 int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t id,
@@ -322,8 +323,8 @@ int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t 
 
 /* --- symbols ------------------------------------------------------------------ */
 
-static int put_loaded(storage_t *s, uint64_t tenant_hash, symtab_t *dst, uint64_t id,
-                      const char *v, size_t n)
+static int put_loaded(storage_t *s, uint64_t tenant_hash, symtab_t *dst, uint64_t id, const char *v,
+                      size_t n)
 {
     const char *name, *file;
     size_t nn, fn;

@@ -152,9 +152,12 @@ int storage_fold_sparse(storage_counters_t *c, const char *const *parts, const s
     int rc = 0;
     for (int i = 0; rc == 0 && i < n; i++) {
         int drc = storage_sparse_decode((const uint8_t *)parts[i], lens[i], &one);
-        if (drc == ERR_NOMEM) rc = drc;
-        else if (drc != 0) storage_log_corrupt(c, "block", i, drc);
-        else rc = storage_sparse_add(&acc, &one, &tmp);
+        if (drc == ERR_NOMEM)
+            rc = drc;
+        else if (drc != 0)
+            storage_log_corrupt(c, "block", i, drc);
+        else
+            rc = storage_sparse_add(&acc, &one, &tmp);
     }
     if (rc == 0) rc = storage_sparse_encode(&acc, out);
     storage_sparse_free(&acc);

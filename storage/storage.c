@@ -154,7 +154,8 @@ static rocksdb_block_based_table_options_t *table_options(storage_t *s, const st
     /* Blocks: consecutive windows of a series are adjacent keys with nearly
      * the same node ids, so a larger data block lets zstd compress one window
      * against the previous ones. */
-    rocksdb_block_based_options_set_block_size(t, sp->merge == MERGE_SPARSE ? 64 * 1024 : 16 * 1024);
+    rocksdb_block_based_options_set_block_size(t,
+                                               sp->merge == MERGE_SPARSE ? 64 * 1024 : 16 * 1024);
     if (sp->bloom) /* the table options take ownership of the policy */
         rocksdb_block_based_options_set_filter_policy(t,
                                                       rocksdb_filterpolicy_create_bloom_full(10));
@@ -186,11 +187,10 @@ static rocksdb_options_t *cf_options(storage_t *s, enum storage_cf cf)
     rocksdb_options_set_max_write_buffer_number(o, MEMTABLES_PER_CF);
     rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
     if (sp->merge != MERGE_NONE) { /* the options take ownership of the operator */
-        rocksdb_options_set_merge_operator(o, sp->merge == MERGE_TREE
-                                                  ? storage_merge_tree_new(&s->counters)
-                                              : sp->merge == MERGE_SPARSE
-                                                  ? storage_merge_sparse_new(&s->counters)
-                                                  : storage_merge_i64_new(&s->counters));
+        rocksdb_options_set_merge_operator(
+            o, sp->merge == MERGE_TREE     ? storage_merge_tree_new(&s->counters)
+               : sp->merge == MERGE_SPARSE ? storage_merge_sparse_new(&s->counters)
+                                           : storage_merge_i64_new(&s->counters));
         rocksdb_options_set_max_successive_merges(o, MAX_SUCCESSIVE_MERGES);
     }
     s->filters[cf] = storage_filter_new(s, cf);
@@ -282,7 +282,8 @@ static storage_t *storage_alloc(const storage_options_t *o)
     s->cache = rocksdb_cache_create_lru(o->block_cache_bytes);
     s->ropts = rocksdb_readoptions_create();
     s->wopts = rocksdb_writeoptions_create();
-    if (s->path == NULL || storage_idcache_init(&s->symbol_cache, STORAGE_SYMBOL_CACHE_SLOTS) != 0 ||
+    if (s->path == NULL ||
+        storage_idcache_init(&s->symbol_cache, STORAGE_SYMBOL_CACHE_SLOTS) != 0 ||
         storage_idcache_init(&s->series_cache, STORAGE_SERIES_CACHE_SLOTS) != 0 ||
         /* node tables are the bigger and costlier to miss (a reload decodes
          * the whole table): three quarters of the budget */

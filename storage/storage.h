@@ -195,7 +195,7 @@ int storage_checkpoint(storage_t *s, const char *dir, errmsg_t *em);
  * scan at open) so the bound is checked without reading. Thread-safe like the
  * rest of the module. */
 
-#define STORAGE_HINT_TARGET_MAX 64 /* bytes of a target node id (RING_NODE_ID_MAX) */
+#define STORAGE_HINT_TARGET_MAX 64    /* bytes of a target node id (RING_NODE_ID_MAX) */
 #define STORAGE_HINT_TARGETS_MAX 1024 /* distinct targets tracked (RING_MAX_NODES) */
 
 /* Stores rec for target unless the target's stored bytes would exceed

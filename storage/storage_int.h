@@ -94,7 +94,6 @@ typedef struct storage_counters {
     atomic_uint_fast64_t series_written;   /* series writes committed */
 } storage_counters_t;
 
-
 /* State of one compaction filter; points back at the handle. */
 typedef struct storage_filter_state {
     struct storage *s;

@@ -37,9 +37,9 @@ typedef struct wctx {
     nodetab_t **tabs; /* locked node tables of the series written, by token */
     size_t ntabs;
     sparse_vec_t vec;
-    uint32_t *map;    /* calltree node -> stack-node id */
-    uint32_t *bfs;    /* calltree nodes in breadth-first order */
-    uint64_t *order;  /* (id << 32 | position) for sorting */
+    uint32_t *map;   /* calltree node -> stack-node id */
+    uint32_t *bfs;   /* calltree nodes in breadth-first order */
+    uint64_t *order; /* (id << 32 | position) for sorting */
     size_t map_cap;
     buf_t enc, tmp;
     u64map_t syms;   /* symbol-cache keys this batch writes */
@@ -181,15 +181,17 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw)
         }
         if (w->map[p] == UINT32_MAX) continue; /* a new parent: its children are new too */
         rc = storage_nodetab_child(w->s, t, w->map[p], calltree_sym(sw->tree, i), NULL, &w->map[i]);
-        if (rc == ERR_NOT_FOUND) w->map[i] = UINT32_MAX;
-        else if (rc != 0) return errmsg_set(w->em, rc, "stack-node table: %s", err_message(rc));
+        if (rc == ERR_NOT_FOUND)
+            w->map[i] = UINT32_MAX;
+        else if (rc != 0)
+            return errmsg_set(w->em, rc, "stack-node table: %s", err_message(rc));
     }
     /* Pass 2, in tree order: create the new ones, so ids follow call paths
      * (a leaf's id stays near its siblings', which keeps blocks small). */
     for (uint32_t i = 1; i < n; i++) {
         if (w->map[i] != UINT32_MAX) continue;
-        rc = storage_nodetab_child(w->s, t, w->map[calltree_parent(sw->tree, i)], calltree_sym(sw->tree, i),
-                           w->wb, &w->map[i]);
+        rc = storage_nodetab_child(w->s, t, w->map[calltree_parent(sw->tree, i)],
+                                   calltree_sym(sw->tree, i), w->wb, &w->map[i]);
         if (rc == ERR_LIMIT)
             return errmsg_set(w->em, rc, "the service's stack-node table is full (%u nodes)",
                               STORAGE_MAX_STACK_NODES);
@@ -363,9 +365,11 @@ static int build_and_commit(wctx_t *w, const unsigned char *todo)
     if (rc != 0) return rc;
     /* Committed: now the caches may say so. */
     for (size_t i = 0; i < w->syms.cap; i++)
-        if (u64map_used(&w->syms, i)) storage_idcache_add(&w->s->symbol_cache, w->syms.slots[i].key);
+        if (u64map_used(&w->syms, i))
+            storage_idcache_add(&w->s->symbol_cache, w->syms.slots[i].key);
     for (size_t i = 0; i < w->series.cap; i++)
-        if (u64map_used(&w->series, i)) storage_idcache_add(&w->s->series_cache, w->series.slots[i].key);
+        if (u64map_used(&w->series, i))
+            storage_idcache_add(&w->s->series_cache, w->series.slots[i].key);
     return 0;
 }
 

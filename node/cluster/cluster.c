@@ -57,7 +57,8 @@ int cluster_send(cluster_t *c, const char *node_id, Flamedb__Cluster__MsgType ty
     if (c->rpc == NULL || c->closing || m.cluster_addr[0] == '\0') return ERR_UNAVAILABLE;
     buf_t b;
     buf_init(&b, c->cfg.max_message_bytes);
-    int rc = cluster_wire_encode(type, c->cfg.cluster_name, c->id.node_id, deadline_unix_ms, body, &b);
+    int rc =
+        cluster_wire_encode(type, c->cfg.cluster_name, c->id.node_id, deadline_unix_ms, body, &b);
     if (rc == ERR_OK) rc = send_raw(c, m.cluster_addr, &b, deadline_unix_ms);
     buf_free(&b);
     return rc;
@@ -78,8 +79,8 @@ static int send_gossip(cluster_t *c, const char *addr, const buf_t *gossip)
     buf_init(&b, c->cfg.max_message_bytes);
     uint64_t deadline = gossip_deadline(c);
     ProtobufCBinaryData body = {gossip->len, gossip->data};
-    int rc = cluster_wire_encode_bytes(GOSSIP, c->cfg.cluster_name, c->id.node_id, deadline, &body,
-                                       &b);
+    int rc =
+        cluster_wire_encode_bytes(GOSSIP, c->cfg.cluster_name, c->id.node_id, deadline, &body, &b);
     if (rc == ERR_OK) rc = send_raw(c, addr, &b, deadline);
     buf_free(&b);
     return rc;
@@ -130,8 +131,7 @@ static void on_gossip(cluster_t *c, const Flamedb__Cluster__Envelope *env)
     char addr[RING_ADDR_MAX + 1];
     int rc = ring_gossip_receive(c->members, env->sender_id, env->body.data, env->body.len, &reply,
                                  addr, &em);
-    if (rc != ERR_OK)
-        log_debug("cluster", "gossip from %s refused: %s", env->sender_id, em.text);
+    if (rc != ERR_OK) log_debug("cluster", "gossip from %s refused: %s", env->sender_id, em.text);
     if (rc == ERR_OK && reply.len > 0 && addr[0] != 0) send_gossip(c, addr, &reply);
     buf_free(&reply);
 }
@@ -182,7 +182,8 @@ static void on_message(void *ctx, const uint8_t *raw, size_t len)
     cluster_msg_t msg;
     errmsg_t em = {{0}};
     uint64_t now = cluster_unix_ms(c);
-    int rc = cluster_wire_decode_envelope(raw, len, &c->limits, c->cfg.cluster_name, now, &msg, &em);
+    int rc =
+        cluster_wire_decode_envelope(raw, len, &c->limits, c->cfg.cluster_name, now, &msg, &em);
     const handler_t *h = NULL;
     if (rc == ERR_OK && msg.env->type == GOSSIP) {
         c->counters.dispatched++;
@@ -212,8 +213,7 @@ int cluster_on(cluster_t *c, Flamedb__Cluster__MsgType type, cluster_msg_fn fn, 
     return register_handler(c, type, (handler_t){fn, ctx, 0});
 }
 
-int cluster_on_envelope(cluster_t *c, Flamedb__Cluster__MsgType type, cluster_msg_fn fn,
-                        void *ctx)
+int cluster_on_envelope(cluster_t *c, Flamedb__Cluster__MsgType type, cluster_msg_fn fn, void *ctx)
 {
     return register_handler(c, type, (handler_t){fn, ctx, 1});
 }
@@ -285,8 +285,7 @@ static int create_members(cluster_t *c, errmsg_t *em)
 }
 
 int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_dir,
-                const char *http_addr, const clock_source_t *clock, cluster_t **out,
-                errmsg_t *em)
+                const char *http_addr, const clock_source_t *clock, cluster_t **out, errmsg_t *em)
 {
     cluster_t *c = calloc(1, sizeof *c);
     if (c == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");

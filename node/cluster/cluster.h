@@ -46,15 +46,15 @@ typedef struct cluster_config {
     char advertise[CLUSTER_SETTING_MAX];      /* cluster address peers dial; "" = cluster_listen */
     char join[CLUSTER_SETTING_MAX];           /* comma-separated tcp://HOST:PORT seeds */
     char cluster_name[CLUSTER_SETTING_MAX];   /* messages from another cluster are refused */
-    uint32_t replication_factor;        /* RF */
-    uint32_t write_quorum;              /* W; 0 = majority of RF */
-    uint32_t tokens;                    /* virtual nodes of this node */
+    uint32_t replication_factor;              /* RF */
+    uint32_t write_quorum;                    /* W; 0 = majority of RF */
+    uint32_t tokens;                          /* virtual nodes of this node */
     uint64_t gossip_interval_ms;
-    uint64_t failure_timeout_ms;        /* no heartbeat for this long -> down */
-    uint64_t write_timeout_ms;          /* replicated write deadline (then 503) */
-    uint64_t query_timeout_ms;          /* scatter-gather deadline (then partial) */
-    size_t max_message_bytes;           /* NN_RCVMAXSIZE and send limit */
-    size_t hints_max_bytes;             /* durable hints kept per target node */
+    uint64_t failure_timeout_ms; /* no heartbeat for this long -> down */
+    uint64_t write_timeout_ms;   /* replicated write deadline (then 503) */
+    uint64_t query_timeout_ms;   /* scatter-gather deadline (then partial) */
+    size_t max_message_bytes;    /* NN_RCVMAXSIZE and send limit */
+    size_t hints_max_bytes;      /* durable hints kept per target node */
     uint64_t hint_replay_interval_ms;
 } cluster_config_t;
 

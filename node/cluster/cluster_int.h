@@ -24,17 +24,17 @@ typedef struct scatter scatter_t;
 /* An immutable snapshot of the cluster, rebuilt whenever membership changes.
  * Arrays have ring_node_count(ring) entries, indexed like the ring's nodes. */
 struct cluster_view {
-    const ring_t *ring;        /* current ring: ACTIVE and LEAVING members, down or not */
-    const ring_t *pending;     /* ring after joins/leaves in progress, or NULL */
-    const uint8_t *live;       /* may serve reads now (ACTIVE/LEAVING, not down, not hinted) */
-    const uint8_t *reachable;  /* not marked down (writes are attempted; else hinted) */
-    const char *const *http_addr;    /* per ring node */
+    const ring_t *ring;           /* current ring: ACTIVE and LEAVING members, down or not */
+    const ring_t *pending;        /* ring after joins/leaves in progress, or NULL */
+    const uint8_t *live;          /* may serve reads now (ACTIVE/LEAVING, not down, not hinted) */
+    const uint8_t *reachable;     /* not marked down (writes are attempted; else hinted) */
+    const char *const *http_addr; /* per ring node */
     const char *const *cluster_addr; /* per ring node ("" in a cluster of one) */
-    int self;                  /* this node's index in ring, -1 if not in it */
+    int self;                        /* this node's index in ring, -1 if not in it */
     const char *self_id;
-    uint32_t rf;               /* min(configured RF, node count) */
-    uint32_t quorum;           /* write quorum for rf */
-    uint64_t version;          /* changes whenever any of the above changes */
+    uint32_t rf;      /* min(configured RF, node count) */
+    uint32_t quorum;  /* write quorum for rf */
+    uint64_t version; /* changes whenever any of the above changes */
 };
 
 /* Creates the membership table, the view and (with --cluster-listen) the
@@ -42,8 +42,7 @@ struct cluster_view {
  * use it to run the membership and transport alone. clock NULL: the real
  * one (copied). Caller owns *out; cluster_close, then cluster_free. */
 int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_dir,
-                const char *http_addr, const clock_source_t *clock, cluster_t **out,
-                errmsg_t *em);
+                const char *http_addr, const clock_source_t *clock, cluster_t **out, errmsg_t *em);
 
 /* This node's id; borrowed for the cluster's lifetime. */
 const char *cluster_self_id(const cluster_t *c);
@@ -64,8 +63,7 @@ int cluster_on(cluster_t *c, Flamedb__Cluster__MsgType type, cluster_msg_fn fn, 
  * message and decodes the body with cluster_wire_decode_body on the pool,
  * where the code that uses it runs. For bodies that can be large (PARTIAL),
  * so the loop never unpacks them. */
-int cluster_on_envelope(cluster_t *c, Flamedb__Cluster__MsgType type, cluster_msg_fn fn,
-                        void *ctx);
+int cluster_on_envelope(cluster_t *c, Flamedb__Cluster__MsgType type, cluster_msg_fn fn, void *ctx);
 
 /* The wire limits messages to this node are checked with. */
 const cluster_wire_limits_t *cluster_wire_limits(const cluster_t *c);
@@ -164,8 +162,8 @@ struct cluster {
     int joined;
     uint64_t started_ms;        /* uv_now() at cluster_start */
     uint64_t refusal_logged_ms; /* uv_now() of the last refusal warning */
-    replicate_t *replicate; /* the write path (replicate_int.h), or NULL */
-    scatter_t *scatter;     /* the read path (scatter_int.h), or NULL */
+    replicate_t *replicate;     /* the write path (replicate_int.h), or NULL */
+    scatter_t *scatter;         /* the read path (scatter_int.h), or NULL */
     void (*done)(void *arg);
     void *done_arg;
 };

@@ -14,8 +14,7 @@ int cluster_open(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cf
     int rc = cluster_new(loop, cfg, in->data_dir, in->http_addr, in->clock, &c, em);
     if (rc != ERR_OK) return rc;
     rc = scatter_open_for_cluster(loop, storage, cfg, in, c, &c->scatter, em);
-    if (rc == ERR_OK)
-        rc = replicate_open_for_cluster(loop, storage, cfg, in, c, &c->replicate, em);
+    if (rc == ERR_OK) rc = replicate_open_for_cluster(loop, storage, cfg, in, c, &c->replicate, em);
     *out = c; /* even on failure: cluster_close and cluster_free release what opened */
     return rc;
 }
@@ -40,8 +39,8 @@ static int ops_set_hint_targets(void *ctx, const char *const *ids, size_t n)
 
 void cluster_ops_of(cluster_t *c, cluster_ops_t *ops)
 {
-    *ops = (cluster_ops_t){ops_view_acquire, cluster_view_retain, cluster_view_release, ops_send,
-                           ops_set_hint_targets, c};
+    *ops = (cluster_ops_t){ops_view_acquire, cluster_view_retain,  cluster_view_release,
+                           ops_send,         ops_set_hint_targets, c};
 }
 
 /* ---------- writes ---------- */
@@ -98,8 +97,7 @@ int cluster_metrics_take(cluster_t *c, cluster_metrics_t **out)
     return ERR_OK;
 }
 
-void cluster_metrics_register(const cluster_metrics_t *m, storage_t *storage,
-                              metrics_registry_t *r)
+void cluster_metrics_register(const cluster_metrics_t *m, storage_t *storage, metrics_registry_t *r)
 {
     replicate_stats_register(&m->replicate, storage, r);
     scatter_stats_register(&m->scatter, r);

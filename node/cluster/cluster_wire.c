@@ -161,7 +161,8 @@ static int check_write(const Flamedb__Cluster__WriteRequest *w, const cluster_wi
     return check_symbols(w->symbols, w->n_symbols, l, em);
 }
 
-static int check_ack(const Flamedb__Cluster__WriteAck *a, const cluster_wire_limits_t *l, errmsg_t *em)
+static int check_ack(const Flamedb__Cluster__WriteAck *a, const cluster_wire_limits_t *l,
+                     errmsg_t *em)
 {
     int rc = check_tenant(a->tenant, em);
     if (rc < 0) return rc;
@@ -293,7 +294,8 @@ int cluster_wire_decode_body(cluster_msg_t *m, const cluster_wire_limits_t *lim,
     int rc = check_body(m->env->type, m->body, lim, now_unix_ms, em);
     /* receivers route by the envelope's copy before they decode the body */
     if (rc == 0 && request_id_of(m->body) != m->env->request_id)
-        rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "message: request id differs from its envelope's");
+        rc =
+            errmsg_set(em, ERR_INVALID_ARGUMENT, "message: request id differs from its envelope's");
     if (rc < 0) {
         protobuf_c_message_free_unpacked(m->body, NULL);
         m->body = NULL;
@@ -302,8 +304,7 @@ int cluster_wire_decode_body(cluster_msg_t *m, const cluster_wire_limits_t *lim,
 }
 
 int cluster_wire_decode(const uint8_t *p, size_t n, const cluster_wire_limits_t *lim,
-                        const char *cluster, uint64_t now_unix_ms, cluster_msg_t *out,
-                        errmsg_t *em)
+                        const char *cluster, uint64_t now_unix_ms, cluster_msg_t *out, errmsg_t *em)
 {
     cluster_wire_limits_t dl;
     if (lim == NULL) {

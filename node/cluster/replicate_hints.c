@@ -170,10 +170,9 @@ Flamedb__Cluster__WriteRequest *replicate_hint_request(const Flamedb__Cluster__H
     if (raw == NULL) return NULL;
     size_t n = ZSTD_decompress(raw, h->write_request_len, h->write_request_zstd.data,
                                h->write_request_zstd.len);
-    Flamedb__Cluster__WriteRequest *q =
-        !ZSTD_isError(n) && n == h->write_request_len
-            ? flamedb__cluster__write_request__unpack(NULL, n, raw)
-            : NULL;
+    Flamedb__Cluster__WriteRequest *q = !ZSTD_isError(n) && n == h->write_request_len
+                                            ? flamedb__cluster__write_request__unpack(NULL, n, raw)
+                                            : NULL;
     free(raw);
     return q;
 }

@@ -25,7 +25,6 @@
 #ifndef FLAMEDB_NODE_CLUSTER_REPLICATE_INT_H
 #define FLAMEDB_NODE_CLUSTER_REPLICATE_INT_H
 
-
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -38,7 +37,6 @@
 #include "storage/storage.h"
 
 typedef struct replicate_write replicate_write_t;
-
 
 typedef struct replicate_options {
     uint64_t write_timeout_ms;        /* deadline of a replicated write (then 503 + hints) */
@@ -181,7 +179,6 @@ void replicate_stats_register(const replicate_stats_t *st, storage_t *storage,
 #include "common/arena.h"
 #include "common/list.h"
 
-
 /* ---------------------------------------------------------------- writes */
 
 enum target_state {
@@ -230,7 +227,7 @@ struct replicate_write {
     void *done_ctx;
     int responded;
     uint32_t outstanding; /* targets TS_PENDING */
-    list_node_t link; /* in replicate.writes */
+    list_node_t link;     /* in replicate.writes */
 };
 
 /* Target index of node id in rw, adding it when absent (-1: out of memory). */
@@ -301,10 +298,10 @@ struct replicate {
     cluster_ops_t ops;
     uv_timer_t deadline_timer, replay_timer;
     pending_t *buckets[REPLICATE_BUCKETS];
-    list_t deadlines; /* pending acks, oldest deadline first (deadlines only grow) */
-    list_t writes;    /* writes started and not freed */
-    uint64_t replica_bytes;             /* WRITE messages being stored as a replica */
-    uint64_t prep_bytes;                /* writes admitted, not yet started */
+    list_t deadlines;       /* pending acks, oldest deadline first (deadlines only grow) */
+    list_t writes;          /* writes started and not freed */
+    uint64_t replica_bytes; /* WRITE messages being stored as a replica */
+    uint64_t prep_bytes;    /* writes admitted, not yet started */
     _Atomic uint64_t next_request_id;
     replicate_stats_t st;
     replay_target_t *rt;

@@ -5,8 +5,8 @@
  *
  * The handler takes the decoded message from the cluster (cluster_int.h), so
  * the pool job works on what the dispatcher's cluster_wire_decode_body
- * unpacked and checked: no copy of the body, no second unpack. Retries, replays and duplicates count
- * once: storage skips series whose profile id it has seen.
+ * unpacked and checked: no copy of the body, no second unpack. Retries, replays and duplicates
+ * count once: storage skips series whose profile id it has seen.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +22,7 @@ typedef struct replica_job {
     uv_work_t work;
     replicate_t *r;
     cluster_msg_t msg; /* taken from the cluster; freed in replica_after */
-    size_t len;     /* body bytes, for the in-flight budget */
+    size_t len;        /* body bytes, for the in-flight budget */
     char sender[RING_NODE_ID_MAX + 1];
     char tenant[RING_TENANT_MAX + 1];
     uint64_t deadline_ms, request_id;
@@ -76,8 +76,8 @@ static int decode_series(const replicate_options_t *o, const char *tenant, decod
     if (labels_hash(d->labels[i]) != p->series_id)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "series %zu: id is not its labels' hash", i);
     const char *svc = labels_get(d->labels[i], LABEL_SERVICE_NAME);
-    uint64_t token = ring_placement_token(tenant, svc ? svc : "",
-                                          ring_series_shard(p->series_id, ring_shards_for(&o->shards, svc)));
+    uint64_t token = ring_placement_token(
+        tenant, svc ? svc : "", ring_series_shard(p->series_id, ring_shards_for(&o->shards, svc)));
     if (token != p->token)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "series %zu: token does not match its labels (do the nodes agree on "

@@ -34,10 +34,10 @@
 typedef struct rpc rpc_t;
 
 typedef struct rpc_options {
-    const char *listen_addr;     /* tcp://HOST:PORT to bind (port 0 is not supported by nanomsg) */
-    size_t max_message_bytes;    /* largest message sent or received */
-    size_t max_queued_bytes;     /* bytes waiting to be sent, per peer */
-    uint32_t max_peers;          /* peer sockets kept open */
+    const char *listen_addr;  /* tcp://HOST:PORT to bind (port 0 is not supported by nanomsg) */
+    size_t max_message_bytes; /* largest message sent or received */
+    size_t max_queued_bytes;  /* bytes waiting to be sent, per peer */
+    uint32_t max_peers;       /* peer sockets kept open */
 } rpc_options_t;
 
 typedef struct rpc_stats {
@@ -45,7 +45,7 @@ typedef struct rpc_stats {
     uint64_t bytes_received, bytes_sent;
     uint64_t refused_too_large; /* outgoing messages over max_message_bytes */
     uint64_t dropped_queue_full;
-    uint64_t dropped_deadline;  /* waited in a queue past their deadline */
+    uint64_t dropped_deadline; /* waited in a queue past their deadline */
     uint64_t socket_errors;
     /* Incoming connections, from nanomsg's statistics of the PULL socket:
      * accepted; dropped during the handshake (not the SP protocol); broken

@@ -30,7 +30,6 @@
 #ifndef FLAMEDB_NODE_CLUSTER_SCATTER_INT_H
 #define FLAMEDB_NODE_CLUSTER_SCATTER_INT_H
 
-
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -43,16 +42,14 @@
 #include "ring/ring.h"
 #include "storage/storage.h"
 
-
-
 typedef struct scatter_options {
-    uint64_t query_timeout_ms;   /* whole query; a node silent for half of it is re-planned */
-    size_t max_message_bytes;    /* largest PartialResult a replica sends */
-    ring_shard_policy_t shards;  /* placement shards per service (the ingest setting) */
-    uint32_t max_inflight;       /* queries coordinated at once; more get 503 */
-    uint32_t max_serving;        /* partial queries served at once; more are refused */
+    uint64_t query_timeout_ms;  /* whole query; a node silent for half of it is re-planned */
+    size_t max_message_bytes;   /* largest PartialResult a replica sends */
+    ring_shard_policy_t shards; /* placement shards per service (the ingest setting) */
+    uint32_t max_inflight;      /* queries coordinated at once; more get 503 */
+    uint32_t max_serving;       /* partial queries served at once; more are refused */
     query_limits_t limits;
-    clock_source_t clock;        /* deadlines (wall clock, as carried in messages) */
+    clock_source_t clock; /* deadlines (wall clock, as carried in messages) */
 } scatter_options_t;
 
 /* Defaults: 30 s, 64 MiB, RING_DEFAULT_SHARDS_PER_SERVICE, 256 queries in
@@ -80,7 +77,6 @@ void scatter_free(scatter_t *s);
 void scatter_on_query(void *ctx, cluster_msg_t *msg);
 void scatter_on_partial(void *ctx, cluster_msg_t *msg);
 
-
 /* Starts a query of kind for tenant. Parameters are parsed and validated at
  * once: a bad one (or any other refusal) calls done before returning, as
  * does a query that is answered right away. now_ms: the request's wall
@@ -100,7 +96,7 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
     X(served, "flamedb_scatter_partials_served_total", "Partial queries answered for others.")     \
     X(serve_refused, "flamedb_scatter_partials_refused_total",                                     \
       "Partial queries refused: too many at once, too large for a message, or failed.")            \
-    X(busy, "flamedb_scatter_busy_total", "Queries refused with 503: too many in flight.")       \
+    X(busy, "flamedb_scatter_busy_total", "Queries refused with 503: too many in flight.")         \
     X(pool_jobs, "flamedb_scatter_pool_jobs_total",                                                \
       "Thread-pool jobs of coordinated queries (local shares, merges, finishes).")
 
@@ -133,7 +129,7 @@ struct scatter {
     scatter_options_t o;
     cluster_ops_t ops;
     cluster_wire_limits_t limits; /* PartialResults are checked against these */
-    list_t queries; /* coordinated, not yet answered */
+    list_t queries;               /* coordinated, not yet answered */
     uint32_t ninflight;
     uint32_t nserving;
     uint64_t next_id;

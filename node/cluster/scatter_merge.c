@@ -60,7 +60,7 @@ static int prepare_finish(scatter_q_t *q)
     q->ans.partial_header[0] = 0;
     if (q->missing.n == 0) return 0;
     return scatter_q_describe_missing(q, q->ans.partial_header, sizeof q->ans.partial_header,
-                               &q->partial_json);
+                                      &q->partial_json);
 }
 
 /* Pool: truncates and encodes the answer into q->ans. */

@@ -274,8 +274,7 @@ void scatter_on_query(void *ctx, cluster_msg_t *msg)
         reply_error(s, msg, ERR_UNSUPPORTED, "query kind not served by this node");
         return;
     }
-    if (min_res_of(q->min_resolution) < 0 || q->from_ms % 1000 != 0 ||
-        q->until_ms % 1000 != 0) {
+    if (min_res_of(q->min_resolution) < 0 || q->from_ms % 1000 != 0 || q->until_ms % 1000 != 0) {
         reply_error(s, msg, ERR_INVALID_ARGUMENT, "query plan is not on a resolution grid");
         return;
     }

@@ -63,13 +63,11 @@ static int load_payload(const ingest_request_t *req, const ingest_params_t *pa,
     memset(pl, 0, sizeof *pl);
     pl->data = req->body;
     pl->len = req->body_len;
-    if (pl->data == NULL)
-        pl->data = (const uint8_t *)"";
+    if (pl->data == NULL) pl->data = (const uint8_t *)"";
     if (pa->format == BODY_PPROF && pa->multipart) {
         multipart_parts_t parts;
         int rc = ingest_multipart(pl->data, pl->len, req->content_type, &parts, em);
-        if (rc < 0)
-            return rc;
+        if (rc < 0) return rc;
         pl->data = parts.profile;
         pl->len = parts.profile_len;
         pl->config = parts.config;
@@ -80,13 +78,13 @@ static int load_payload(const ingest_request_t *req, const ingest_params_t *pa,
     if (ingest_is_gzip(pl->data, pl->len)) {
         size_t n;
         int rc = ingest_gunzip(pl->data, pl->len, lim->max_decompressed_bytes, &pl->owned, &n, em);
-        if (rc < 0)
-            return rc;
+        if (rc < 0) return rc;
         pl->data = pl->owned;
         pl->len = n;
     } else if (pl->len > lim->max_decompressed_bytes) {
-        return errmsg_set(em, ERR_TOO_LARGE, "body of %zu bytes exceeds %zu (max_decompressed_bytes)",
-                          pl->len, lim->max_decompressed_bytes);
+        return errmsg_set(em, ERR_TOO_LARGE,
+                          "body of %zu bytes exceeds %zu (max_decompressed_bytes)", pl->len,
+                          lim->max_decompressed_bytes);
     }
     return 0;
 }
@@ -98,14 +96,12 @@ static int parse_pprof(ingest_profile_t *p, const payload_t *pl, const ingest_pa
     int rc = 0;
     if (pl->config != NULL) {
         config = malloc(sizeof *config);
-        if (config == NULL)
-            return errmsg_set(em, ERR_NOMEM, "out of memory");
+        if (config == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
         rc = ingest_stc_parse(pl->config, pl->config_len, config, em);
     }
-    pprof_ctx_t ctx = {.lim = lim, .base = pa->base, .config = config, .ss = &p->ss,
-                       .symtab = p->symtab};
-    if (rc == 0 && pl->len > 0)
-        rc = ingest_pprof(pl->data, pl->len, &ctx, em);
+    pprof_ctx_t ctx = {
+        .lim = lim, .base = pa->base, .config = config, .ss = &p->ss, .symtab = p->symtab};
+    if (rc == 0 && pl->len > 0) rc = ingest_pprof(pl->data, pl->len, &ctx, em);
     free(config);
     *time_ns = ctx.time_ns;
     return rc;
@@ -125,9 +121,11 @@ static int parse_folded(ingest_profile_t *p, const payload_t *pl, const ingest_p
     if (t->scaled && pa->sample_rate > 0)
         scale = 1000000000LL / pa->sample_rate; /* integer period, as Pyroscope */
     labels_t *l = ingest_series_labels(pa->base, t->name, id);
-    if (l == NULL)
-        return errmsg_set(em, ERR_NOMEM, "out of memory");
-    folded_ctx_t ctx = {.lim = lim, .ss = &p->ss, .symtab = p->symtab, .scale = scale,
+    if (l == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    folded_ctx_t ctx = {.lim = lim,
+                        .ss = &p->ss,
+                        .symtab = p->symtab,
+                        .scale = scale,
                         .lines = pa->format == BODY_LINES};
     int rc = ingest_series_get(&p->ss, l, &ctx.series, em);
     return rc < 0 ? rc : ingest_folded(pl->data, pl->len, &ctx, em);
@@ -140,17 +138,17 @@ static int check_time(int64_t t, int64_t now, const ingest_limits_t *lim, errmsg
                           "profile time %lld s is more than %lld s in the past (max_past_seconds)",
                           (long long)(t / 1000000000LL), (long long)lim->max_past_seconds);
     if (t > now + lim->max_future_seconds * 1000000000LL)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT,
-                          "profile time %lld s is more than %lld s in the future (max_future_seconds)",
-                          (long long)(t / 1000000000LL), (long long)lim->max_future_seconds);
+        return errmsg_set(
+            em, ERR_INVALID_ARGUMENT,
+            "profile time %lld s is more than %lld s in the future (max_future_seconds)",
+            (long long)(t / 1000000000LL), (long long)lim->max_future_seconds);
     return 0;
 }
 
 static void put_field(buf_t *b, const char *s)
 {
     buf_append_byte(b, s ? 1 : 0);
-    if (s)
-        buf_append(b, s, strlen(s) + 1);
+    if (s) buf_append(b, s, strlen(s) + 1);
 }
 
 static void profile_id(const ingest_request_t *req, const char *tenant, uint64_t body_hash,
@@ -160,8 +158,8 @@ static void profile_id(const ingest_request_t *req, const char *tenant, uint64_t
     buf_init(&b, BUF_UNLIMITED);
     buf_append(&b, "ingest-v1", 10);
     put_field(&b, tenant);
-    const char *f[] = {req->name,        req->from,  req->until, req->format, req->sample_rate,
-                       req->spy_name,    req->units, req->aggregation_type};
+    const char *f[] = {req->name,        req->from,     req->until, req->format,
+                       req->sample_rate, req->spy_name, req->units, req->aggregation_type};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         put_field(&b, f[i]);
     buf_append_u64be(&b, body_hash);
@@ -173,13 +171,15 @@ static int build_view(ingest_profile_t *p, int64_t time_ns, errmsg_t *em)
 {
     series_set_t *ss = &p->ss;
     p->writes = calloc(ss->n + 1, sizeof *p->writes);
-    if (p->writes == NULL)
-        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (p->writes == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < ss->n; i++) {
         const ingest_series_t *s = &ss->v[i];
-        p->writes[i] = (storage_series_write_t){.labels = s->labels, .token = s->token,
-                                                .series_id = s->series_id, .tree = s->tree,
-                                                .spans = s->spans.v, .nspans = s->spans.n};
+        p->writes[i] = (storage_series_write_t){.labels = s->labels,
+                                                .token = s->token,
+                                                .series_id = s->series_id,
+                                                .tree = s->tree,
+                                                .spans = s->spans.v,
+                                                .nspans = s->spans.n};
     }
     p->w.tenant = p->tenant;
     p->w.time_ns = time_ns;
@@ -202,8 +202,7 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
     clock_source_t real = clock_real();
     int64_t time_ns = 0, now = req->now_ns ? req->now_ns : clock_wall_ns(&real);
     int rc = ingest_params_parse(req, lim, &pa, em);
-    if (rc == 0)
-        rc = load_payload(req, &pa, lim, &pl, em);
+    if (rc == 0) rc = load_payload(req, &pa, lim, &pl, em);
     if (rc == 0) {
         p->format = format_name(pa.format);
         if (pa.format == BODY_PPROF)
@@ -211,10 +210,8 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
         else
             rc = parse_folded(p, &pl, &pa, lim, em);
     }
-    if (time_ns == 0)
-        time_ns = pa.from_ns ? pa.from_ns : now;
-    if (rc == 0)
-        rc = check_time(time_ns, now, lim, em);
+    if (time_ns == 0) time_ns = pa.from_ns ? pa.from_ns : now;
+    if (rc == 0) rc = check_time(time_ns, now, lim, em);
     if (rc == 0) {
         profile_id(req, p->tenant, pl.hash, p->w.profile_id);
         rc = build_view(p, time_ns, em);
@@ -235,8 +232,7 @@ int ingest_parse(const ingest_request_t *req, const ingest_limits_t *lim, ingest
     *out = NULL;
     ingest_profile_t *p = calloc(1, sizeof *p);
     const char *tenant = req->tenant && req->tenant[0] ? req->tenant : "anonymous";
-    if (p == NULL)
-        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (p == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     p->tenant = strdup(tenant);
     p->symtab = symtab_new();
     int rc = p->tenant && p->symtab ? ingest_series_set_init(&p->ss, p->tenant, lim) : ERR_NOMEM;
@@ -270,8 +266,7 @@ const char *ingest_profile_format(const ingest_profile_t *p)
 
 void ingest_profile_free(ingest_profile_t *p)
 {
-    if (p == NULL)
-        return;
+    if (p == NULL) return;
     ingest_series_set_free(&p->ss);
     symtab_free(p->symtab);
     free(p->writes);

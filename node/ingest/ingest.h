@@ -22,19 +22,19 @@
 #include "storage/storage.h"
 
 typedef struct ingest_limits {
-    size_t max_decompressed_bytes;   /* gunzipped body (gzip bombs) */
-    size_t max_samples;              /* samples per profile */
-    size_t max_stack_depth;          /* frames per stack; deeper is refused */
-    size_t max_labels_per_series;    /* label pairs per series */
-    size_t max_label_name_len;       /* bytes */
-    size_t max_label_value_len;      /* bytes */
-    size_t max_series_per_profile;   /* series one profile may split into */
-    size_t max_symbol_len;           /* bytes of a function or file name */
-    size_t max_tree_nodes;           /* call-tree nodes per series */
-    size_t max_decoded_bytes;        /* memory one decoded pprof message may take */
-    ring_shard_policy_t shards;      /* placement shards per service (ring.h) */
-    int64_t max_past_seconds;        /* backfill window (the retention) */
-    int64_t max_future_seconds;      /* clock skew tolerated */
+    size_t max_decompressed_bytes; /* gunzipped body (gzip bombs) */
+    size_t max_samples;            /* samples per profile */
+    size_t max_stack_depth;        /* frames per stack; deeper is refused */
+    size_t max_labels_per_series;  /* label pairs per series */
+    size_t max_label_name_len;     /* bytes */
+    size_t max_label_value_len;    /* bytes */
+    size_t max_series_per_profile; /* series one profile may split into */
+    size_t max_symbol_len;         /* bytes of a function or file name */
+    size_t max_tree_nodes;         /* call-tree nodes per series */
+    size_t max_decoded_bytes;      /* memory one decoded pprof message may take */
+    ring_shard_policy_t shards;    /* placement shards per service (ring.h) */
+    int64_t max_past_seconds;      /* backfill window (the retention) */
+    int64_t max_future_seconds;    /* clock skew tolerated */
 } ingest_limits_t;
 
 /* Defaults (chosen so every real profile of the shared corpus is admitted):

@@ -49,13 +49,12 @@ static int utf16_to_utf8(const uint8_t *in, size_t n, bool be, uint8_t **out, si
     if (n % 2 != 0)
         return errmsg_set(em, ERR_UNPARSEABLE, "UTF-16 body has an odd number of bytes");
     uint8_t *buf = malloc(n / 2 * 3 + 1), *o = buf;
-    if (buf == NULL)
-        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (buf == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i += 2) {
         uint32_t u = be ? (uint32_t)in[i] << 8 | in[i + 1] : (uint32_t)in[i + 1] << 8 | in[i];
         if (u >= 0xd800 && u < 0xdc00 && i + 3 < n) {
-            uint32_t l = be ? (uint32_t)in[i + 2] << 8 | in[i + 3]
-                            : (uint32_t)in[i + 3] << 8 | in[i + 2];
+            uint32_t l =
+                be ? (uint32_t)in[i + 2] << 8 | in[i + 3] : (uint32_t)in[i + 3] << 8 | in[i + 2];
             if (l >= 0xdc00 && l < 0xe000) {
                 put_utf8(&o, 0x10000 + ((u - 0xd800) << 10) + (l - 0xdc00));
                 i += 2;
@@ -64,8 +63,8 @@ static int utf16_to_utf8(const uint8_t *in, size_t n, bool be, uint8_t **out, si
         }
         if (u >= 0xd800 && u < 0xe000) {
             free(buf);
-            return errmsg_set(em, ERR_UNPARSEABLE, "UTF-16 body has an unpaired surrogate at byte %zu",
-                              i + 2);
+            return errmsg_set(em, ERR_UNPARSEABLE,
+                              "UTF-16 body has an unpaired surrogate at byte %zu", i + 2);
         }
         put_utf8(&o, u);
     }
@@ -78,18 +77,14 @@ static int utf16_to_utf8(const uint8_t *in, size_t n, bool be, uint8_t **out, si
 static int parse_count(const uint8_t *s, const uint8_t *e, int64_t *v)
 {
     bool neg = s < e && *s == '-';
-    if (neg)
-        s++;
-    if (s == e)
-        return -1;
+    if (neg) s++;
+    if (s == e) return -1;
     uint64_t x = 0;
     for (; s < e; s++) {
-        if (*s < '0' || *s > '9' || x > (UINT64_MAX - 9) / 10)
-            return -1;
+        if (*s < '0' || *s > '9' || x > (UINT64_MAX - 9) / 10) return -1;
         x = x * 10 + (uint64_t)(*s - '0');
     }
-    if (x > (uint64_t)INT64_MAX)
-        return -1;
+    if (x > (uint64_t)INT64_MAX) return -1;
     *v = neg ? -(int64_t)x : (int64_t)x;
     return 0;
 }
@@ -106,20 +101,19 @@ static int frames(folded_ctx_t *c, const uint8_t *s, const uint8_t *e, size_t *d
     for (const uint8_t *p = s; (p = memchr(p, ';', (size_t)(e - p))) != NULL; p++)
         d++;
     int rc = ingest_series_stack_reserve(c->ss, d, em);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     size_t i = 0;
     while (s <= e) {
         const uint8_t *semi = memchr(s, ';', (size_t)(e - s));
         const uint8_t *fe = semi ? semi : e;
         if ((size_t)(fe - s) > c->lim->max_symbol_len)
-            return errmsg_set(em, ERR_LIMIT, "frame '%.*s...' longer than %zu bytes (max_symbol_len)",
-                              (int)(fe - s > 60 ? 60 : fe - s), (const char *)s,
-                              c->lim->max_symbol_len);
-        if (symtab_intern(c->symtab, (const char *)s, (size_t)(fe - s), "", 0, &c->ss->stack[i++]) < 0)
+            return errmsg_set(
+                em, ERR_LIMIT, "frame '%.*s...' longer than %zu bytes (max_symbol_len)",
+                (int)(fe - s > 60 ? 60 : fe - s), (const char *)s, c->lim->max_symbol_len);
+        if (symtab_intern(c->symtab, (const char *)s, (size_t)(fe - s), "", 0, &c->ss->stack[i++]) <
+            0)
             return errmsg_set(em, ERR_NOMEM, "out of memory");
-        if (semi == NULL)
-            break;
+        if (semi == NULL) break;
         s = semi + 1;
     }
     *depth = i;
@@ -138,18 +132,18 @@ static int one_line(folded_ctx_t *c, const uint8_t *s, const uint8_t *e, size_t 
         while (se > s && blank(se[-1]))
             se--;
         if (se == sp || se == s || parse_count(sp, e, &count) < 0)
-            return errmsg_set(em, ERR_UNPARSEABLE,
-                              "folded line %zu has no count (expected 'frame;frame;... <integer>'): "
-                              "'%.*s'",
-                              lineno, (int)(e - s > 60 ? 60 : e - s), (const char *)s);
+            return errmsg_set(
+                em, ERR_UNPARSEABLE,
+                "folded line %zu has no count (expected 'frame;frame;... <integer>'): "
+                "'%.*s'",
+                lineno, (int)(e - s > 60 ? 60 : e - s), (const char *)s);
         e = se;
     }
     if (__builtin_mul_overflow(count, c->scale, &v))
         return errmsg_set(em, ERR_UNPARSEABLE, "folded line %zu: count too large", lineno);
     size_t depth = 0;
     int rc = frames(c, s, e, &depth, em);
-    if (rc < 0 || v == 0)
-        return rc;
+    if (rc < 0 || v == 0) return rc;
     return ingest_series_add(c->ss, c->series, c->ss->stack, depth, v, em);
 }
 
@@ -167,14 +161,12 @@ static int parse_text(folded_ctx_t *c, const uint8_t *p, size_t n, errmsg_t *em)
         while (s < e && blank(*s))
             s++;
         p = nl ? nl + 1 : end;
-        if (s == e)
-            continue;
+        if (s == e) continue;
         if (++stacks > c->lim->max_samples)
             return errmsg_set(em, ERR_LIMIT, "body has more than %zu stacks (max_samples)",
                               c->lim->max_samples);
         int rc = one_line(c, s, e, lineno, em);
-        if (rc < 0)
-            return rc;
+        if (rc < 0) return rc;
     }
     return 0;
 }
@@ -183,12 +175,12 @@ int ingest_folded(const uint8_t *data, size_t len, folded_ctx_t *c, errmsg_t *em
 {
     if (len >= 3 && data[0] == 0xef && data[1] == 0xbb && data[2] == 0xbf)
         return parse_text(c, data + 3, len - 3, em);
-    if (len >= 2 && ((data[0] == 0xff && data[1] == 0xfe) || (data[0] == 0xfe && data[1] == 0xff))) {
+    if (len >= 2 &&
+        ((data[0] == 0xff && data[1] == 0xfe) || (data[0] == 0xfe && data[1] == 0xff))) {
         uint8_t *u8 = NULL;
         size_t n = 0;
         int rc = utf16_to_utf8(data + 2, len - 2, data[0] == 0xfe, &u8, &n, em);
-        if (rc < 0)
-            return rc;
+        if (rc < 0) return rc;
         rc = parse_text(c, u8, n, em);
         free(u8);
         return rc;

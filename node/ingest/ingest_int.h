@@ -40,11 +40,11 @@ typedef struct folded_type {
 } folded_type_t;
 
 typedef struct ingest_params {
-    char *app;                       /* service name from the name parameter (owned) */
-    labels_t *base;                  /* name labels + service_name (+ pyroscope_spy); owned */
-    const folded_type_t *type;       /* from the name suffix (cpu when none) */
-    int64_t sample_rate;             /* Hz; default 100 */
-    int64_t from_ns, until_ns;       /* 0 when absent */
+    char *app;                 /* service name from the name parameter (owned) */
+    labels_t *base;            /* name labels + service_name (+ pyroscope_spy); owned */
+    const folded_type_t *type; /* from the name suffix (cpu when none) */
+    int64_t sample_rate;       /* Hz; default 100 */
+    int64_t from_ns, until_ns; /* 0 when absent */
     body_format_t format;
     bool multipart;
 } ingest_params_t;
@@ -145,17 +145,17 @@ void ingest_series_set_free(series_set_t *ss);
 /* Finds or creates the series of labels (takes ownership of labels, which
  * must already hold __name__, __profile_type__ and service_name). */
 int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em);
-int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth, int64_t v,
-               errmsg_t *em);
+int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth,
+                      int64_t v, errmsg_t *em);
 int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
-                    const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em);
+                           const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em);
 /* Makes room for a stack of depth frames in ss->stack (bounded by max_stack_depth). */
 int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em);
 /* Labels for a new series: base + __name__ + __profile_type__. Caller owns. */
 labels_t *ingest_series_labels(const labels_t *base, const char *name, const char *type_id);
 /* Adds a label with the per-series limits checked (count, lengths). */
 int ingest_series_label_set(labels_t *l, const ingest_limits_t *lim, const char *k, size_t kn,
-                     const char *v, size_t vn, errmsg_t *em);
+                            const char *v, size_t vn, errmsg_t *em);
 /* Span id of a span_id/profile_id/trace_id value: 16 hex digits parsed, else a hash. */
 uint64_t ingest_span_id(const char *s, size_t n);
 
@@ -182,9 +182,9 @@ typedef struct folded_ctx {
     const ingest_limits_t *lim;
     series_set_t *ss;
     symtab_t *symtab;
-    uint32_t series;   /* the one series the body goes to */
-    int64_t scale;     /* value multiplier (1 or 1e9/sampleRate) */
-    bool lines;        /* format=lines: every line is a stack worth 1 */
+    uint32_t series; /* the one series the body goes to */
+    int64_t scale;   /* value multiplier (1 or 1e9/sampleRate) */
+    bool lines;      /* format=lines: every line is a stack worth 1 */
 } folded_ctx_t;
 
 int ingest_folded(const uint8_t *data, size_t len, folded_ctx_t *ctx, errmsg_t *em);

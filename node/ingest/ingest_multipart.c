@@ -27,15 +27,12 @@
 
 static const uint8_t *find(const uint8_t *h, size_t hn, const uint8_t *n, size_t nn)
 {
-    if (nn == 0 || hn < nn)
-        return NULL;
+    if (nn == 0 || hn < nn) return NULL;
     const uint8_t *end = h + hn - nn + 1;
     for (const uint8_t *p = h; p < end; p++) {
         p = memchr(p, n[0], (size_t)(end - p));
-        if (p == NULL)
-            return NULL;
-        if (memcmp(p, n, nn) == 0)
-            return p;
+        if (p == NULL) return NULL;
+        if (memcmp(p, n, nn) == 0) return p;
     }
     return NULL;
 }
@@ -70,12 +67,12 @@ static void field_name(const uint8_t *h, size_t hn, const char **name, size_t *n
     *nlen = 0;
     const uint8_t *cd = NULL;
     for (size_t i = 0; i + 19 <= hn; i++)
-        if ((i == 0 || h[i - 1] == '\n') && strncasecmp((const char *)h + i, "content-disposition", 19) == 0) {
+        if ((i == 0 || h[i - 1] == '\n') &&
+            strncasecmp((const char *)h + i, "content-disposition", 19) == 0) {
             cd = h + i;
             break;
         }
-    if (cd == NULL)
-        return;
+    if (cd == NULL) return;
     const uint8_t *eol = memchr(cd, '\n', hn - (size_t)(cd - h));
     size_t cn = eol ? (size_t)(eol - cd) : hn - (size_t)(cd - h);
     for (size_t i = 0; i + 6 <= cn; i++) {
@@ -121,8 +118,7 @@ int ingest_multipart(const uint8_t *body, size_t len, const char *content_type,
     char delim[MAX_BOUNDARY + 3];
     memset(out, 0, sizeof *out);
     int rc = boundary_of(content_type ? content_type : "", delim, em);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     size_t dn = strlen(delim);
     const uint8_t *p = find(body, len, (const uint8_t *)delim, dn);
     const uint8_t *end = body + len;
@@ -130,13 +126,11 @@ int ingest_multipart(const uint8_t *body, size_t len, const char *content_type,
         return errmsg_set(em, ERR_UNPARSEABLE, "multipart body does not contain its boundary");
     for (int parts = 0;; parts++) {
         p += dn;
-        if (end - p >= 2 && p[0] == '-' && p[1] == '-')
-            break; /* closing delimiter */
+        if (end - p >= 2 && p[0] == '-' && p[1] == '-') break; /* closing delimiter */
         if (parts >= MAX_PARTS)
             return errmsg_set(em, ERR_LIMIT, "multipart body has more than %d parts", MAX_PARTS);
         const uint8_t *hs = memchr(p, '\n', (size_t)(end - p));
-        if (hs == NULL)
-            return errmsg_set(em, ERR_UNPARSEABLE, "truncated multipart body");
+        if (hs == NULL) return errmsg_set(em, ERR_UNPARSEABLE, "truncated multipart body");
         hs++;
         size_t room = (size_t)(end - hs) < MAX_PART_HEADER ? (size_t)(end - hs) : MAX_PART_HEADER;
         const uint8_t *he = find(hs, room, (const uint8_t *)"\r\n\r\n", 4);
@@ -155,15 +149,12 @@ int ingest_multipart(const uint8_t *body, size_t len, const char *content_type,
         if (next == NULL)
             return errmsg_set(em, ERR_UNPARSEABLE, "multipart part without a closing boundary");
         const uint8_t *de = next;
-        if (de > data && de[-1] == '\n')
-            de--;
-        if (de > data && de[-1] == '\r')
-            de--;
+        if (de > data && de[-1] == '\n') de--;
+        if (de > data && de[-1] == '\r') de--;
         const char *name;
         size_t nn;
         field_name(hs, (size_t)(he - hs), &name, &nn);
-        if (nn > 0 && (rc = take_part(name, nn, data, (size_t)(de - data), out, em)) < 0)
-            return rc;
+        if (nn > 0 && (rc = take_part(name, nn, data, (size_t)(de - data), out, em)) < 0) return rc;
         p = next;
     }
     if (out->profile == NULL)
@@ -216,20 +207,20 @@ int ingest_stc_parse(const uint8_t *json, size_t len, stc_t *out, errmsg_t *em)
 {
     memset(out, 0, sizeof *out);
     if (len > MAX_CONFIG_BYTES)
-        return errmsg_set(em, ERR_LIMIT, "sample_type_config larger than %d bytes", MAX_CONFIG_BYTES);
+        return errmsg_set(em, ERR_LIMIT, "sample_type_config larger than %d bytes",
+                          MAX_CONFIG_BYTES);
     json_t j;
     json_init(&j, json, len, stc_json);
     int rc = stc_entries(&j, out, em);
-    if (rc <= 0)
-        return rc;
-    return errmsg_set(em, ERR_UNPARSEABLE, "sample_type_config is not a valid JSON object near byte %zu",
+    if (rc <= 0) return rc;
+    return errmsg_set(em, ERR_UNPARSEABLE,
+                      "sample_type_config is not a valid JSON object near byte %zu",
                       json_offset(&j));
 }
 
 const stc_entry_t *ingest_stc_find(const stc_t *c, const char *st, size_t n)
 {
-    if (c == NULL)
-        return NULL;
+    if (c == NULL) return NULL;
     for (size_t i = 0; i < c->n; i++)
         if (strlen(c->e[i].sample_type) == n && memcmp(c->e[i].sample_type, st, n) == 0)
             return &c->e[i];

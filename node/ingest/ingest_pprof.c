@@ -81,10 +81,10 @@ typedef struct conv {
     /* id -> index; dense when ids are 1..n */
     bool fn_dense, loc_dense, map_dense;
     u64map_t fn_map, loc_map, map_map;
-    uint64_t *fn_sym;    /* per function, 0 = not yet computed */
-    uint32_t *loc_off;   /* per location: offset into frames, UINT32_MAX = not yet */
+    uint64_t *fn_sym;  /* per function, 0 = not yet computed */
+    uint32_t *loc_off; /* per location: offset into frames, UINT32_MAX = not yet */
     uint32_t *loc_len;
-    uint64_t *frames;    /* root-first frames of all resolved locations */
+    uint64_t *frames; /* root-first frames of all resolved locations */
     size_t nframes, frames_cap;
     /* types */
     size_t ntypes;
@@ -129,15 +129,12 @@ static int index_ids(conv_t *c, size_t n, uint64_t (*get)(const pb_profile_t *, 
     *dense = true;
     for (size_t i = 0; i < n && *dense; i++)
         *dense = get(c->p, i) == (uint64_t)i + 1;
-    if (*dense || n == 0)
-        return 0;
-    if (u64map_init(m, n) < 0)
-        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    if (*dense || n == 0) return 0;
+    if (u64map_init(m, n) < 0) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         uint64_t id = get(c->p, i);
         uint32_t old;
-        if (id == 0)
-            continue;
+        if (id == 0) continue;
         if (u64map_get(m, id, &old))
             return errmsg_set(c->em, ERR_UNPARSEABLE, "invalid pprof: duplicate %s id %" PRIu64,
                               what, id);
@@ -147,27 +144,33 @@ static int index_ids(conv_t *c, size_t n, uint64_t (*get)(const pb_profile_t *, 
     return 0;
 }
 
-static uint64_t fn_id(const pb_profile_t *p, size_t i) { return p->function[i]->id; }
-static uint64_t loc_id(const pb_profile_t *p, size_t i) { return p->location[i]->id; }
-static uint64_t map_id(const pb_profile_t *p, size_t i) { return p->mapping[i]->id; }
+static uint64_t fn_id(const pb_profile_t *p, size_t i)
+{
+    return p->function[i]->id;
+}
+static uint64_t loc_id(const pb_profile_t *p, size_t i)
+{
+    return p->location[i]->id;
+}
+static uint64_t map_id(const pb_profile_t *p, size_t i)
+{
+    return p->mapping[i]->id;
+}
 
 /* Index of id (non-zero) or -1. */
 static int64_t lookup(bool dense, const u64map_t *m, size_t n, uint64_t id)
 {
     uint32_t v;
-    if (dense)
-        return id >= 1 && id <= n ? (int64_t)id - 1 : -1;
+    if (dense) return id >= 1 && id <= n ? (int64_t)id - 1 : -1;
     return id != 0 && u64map_get(m, id, &v) ? (int64_t)v : -1;
 }
 
 /* Pyroscope's repair of .NET profiles whose functions all have id 0. */
 static void repair_dotnet(pb_profile_t *p)
 {
-    if (p->n_function == 0 || p->n_function != p->n_location)
-        return;
+    if (p->n_function == 0 || p->n_function != p->n_location) return;
     for (size_t i = 0; i < p->n_function; i++)
-        if (p->function[i]->id != 0)
-            return;
+        if (p->function[i]->id != 0) return;
     for (size_t i = 0; i < p->n_function; i++)
         p->function[i]->id = p->location[i]->id;
 }
@@ -196,7 +199,8 @@ static int intern(conv_t *c, const char *name, size_t nn, const char *file, size
 {
     size_t max = c->ctx->lim->max_symbol_len;
     if (nn > max || fnl > max)
-        return errmsg_set(c->em, ERR_LIMIT, "symbol '%.*s...' longer than %zu bytes (max_symbol_len)",
+        return errmsg_set(c->em, ERR_LIMIT,
+                          "symbol '%.*s...' longer than %zu bytes (max_symbol_len)",
                           (int)(max < 60 ? max : 60), nn > max ? name : file, max);
     if (symtab_intern(c->ctx->symtab, name, nn, file, fnl, sym) < 0)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
@@ -215,10 +219,8 @@ static int function_sym(conv_t *c, size_t fi, uint64_t *sym)
     int rc;
     if ((rc = str_at(c, f->name, &name, &nn)) < 0 || (rc = str_at(c, f->filename, &file, &fnl)) < 0)
         return rc;
-    if (nn == 0 && (rc = str_at(c, f->system_name, &name, &nn)) < 0)
-        return rc;
-    if ((rc = intern(c, name, nn, file, fnl, sym)) < 0)
-        return rc;
+    if (nn == 0 && (rc = str_at(c, f->system_name, &name, &nn)) < 0) return rc;
+    if ((rc = intern(c, name, nn, file, fnl, sym)) < 0) return rc;
     c->fn_sym[fi] = *sym;
     return 0;
 }
@@ -239,14 +241,12 @@ static int address_frame(conv_t *c, const pb_location_t *l)
     int n = 0;
     if (l->mapping_id != 0) {
         int64_t mi = lookup(c->map_dense, &c->map_map, c->p->n_mapping, l->mapping_id);
-        if (mi < 0)
-            return bad(c, "location references unknown mapping", l->mapping_id);
+        if (mi < 0) return bad(c, "location references unknown mapping", l->mapping_id);
         const Perftools__Profiles__Mapping *m = c->p->mapping[mi];
         const char *file;
         size_t fl;
         int rc = str_at(c, m->filename, &file, &fl);
-        if (rc < 0)
-            return rc;
+        if (rc < 0) return rc;
         const char *slash = fl ? memrchr(file, '/', fl) : NULL;
         const char *base = slash ? slash + 1 : file;
         size_t bl = fl - (size_t)(base - file);
@@ -256,8 +256,7 @@ static int address_frame(conv_t *c, const pb_location_t *l)
                          off);
         }
     }
-    if (n == 0)
-        n = snprintf(name, sizeof name, "0x%" PRIx64, addr);
+    if (n == 0) n = snprintf(name, sizeof name, "0x%" PRIx64, addr);
     uint64_t sym;
     int rc = intern(c, name, (size_t)n, "", 0, &sym);
     return rc < 0 ? rc : push_frame(c, sym);
@@ -270,22 +269,17 @@ static int location_frames(conv_t *c, size_t li)
     size_t start = c->nframes;
     for (size_t k = l->n_line; k-- > 0;) { /* last line = outermost caller first */
         uint64_t fid = l->line[k]->function_id, sym;
-        if (fid == 0)
-            continue;
+        if (fid == 0) continue;
         int64_t fi = lookup(c->fn_dense, &c->fn_map, c->p->n_function, fid);
-        if (fi < 0)
-            return bad(c, "line references unknown function", fid);
+        if (fi < 0) return bad(c, "line references unknown function", fid);
         int rc = function_sym(c, (size_t)fi, &sym);
-        if (rc < 0 || (rc = push_frame(c, sym)) < 0)
-            return rc;
+        if (rc < 0 || (rc = push_frame(c, sym)) < 0) return rc;
     }
     if (c->nframes == start) {
         int rc = address_frame(c, l);
-        if (rc < 0)
-            return rc;
+        if (rc < 0) return rc;
     }
-    if (c->nframes > UINT32_MAX)
-        return errmsg_set(c->em, ERR_LIMIT, "too many frames");
+    if (c->nframes > UINT32_MAX) return errmsg_set(c->em, ERR_LIMIT, "too many frames");
     c->loc_off[li] = (uint32_t)start;
     c->loc_len[li] = (uint32_t)(c->nframes - start);
     return 0;
@@ -299,10 +293,10 @@ static int type_str(conv_t *c, int64_t i, char *out, bool dash)
     const char *s;
     size_t n;
     int rc = str_at(c, i, &s, &n);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     if (n >= TYPE_STR_MAX)
-        return errmsg_set(c->em, ERR_LIMIT, "sample type name longer than %d bytes", TYPE_STR_MAX - 1);
+        return errmsg_set(c->em, ERR_LIMIT, "sample type name longer than %d bytes",
+                          TYPE_STR_MAX - 1);
     for (size_t k = 0; k < n; k++)
         out[k] = dash && s[k] == '-' ? '_' : s[k];
     out[n] = 0;
@@ -317,8 +311,7 @@ static const char *config_unit(const char *u)
     if (strcmp(u, "samples") == 0 || strcmp(u, "objects") == 0 || strcmp(u, "goroutines") == 0 ||
         strcmp(u, "lock_samples") == 0)
         return "count";
-    if (strcmp(u, "lock_nanoseconds") == 0)
-        return "nanoseconds";
+    if (strcmp(u, "lock_nanoseconds") == 0) return "nanoseconds";
     return u;
 }
 
@@ -352,7 +345,8 @@ static int build_types(conv_t *c)
     for (size_t i = 0; rc == 0 && i < n; i++) {
         const char *name = ingest_type_name(disp[i], pt, disp, n);
         snprintf(c->type_name[i], TYPE_STR_MAX, "%s", name);
-        snprintf(c->type_id[i], sizeof c->type_id[i], "%s:%s:%s:%s:%s", name, st[i], unit[i], pt, pu);
+        snprintf(c->type_id[i], sizeof c->type_id[i], "%s:%s:%s:%s:%s", name, st[i], unit[i], pt,
+                 pu);
     }
 out:
     free(st);
@@ -368,12 +362,11 @@ static int add_pair_label(conv_t *c, labels_t *l, int64_t k, int64_t v)
     const char *ks, *vs;
     size_t kn, vn;
     int rc;
-    if ((rc = str_at(c, k, &ks, &kn)) < 0 || (rc = str_at(c, v, &vs, &vn)) < 0)
-        return rc;
-    if (ingest_label_reserved(ks, kn) || vn == 0)
-        return 0;
+    if ((rc = str_at(c, k, &ks, &kn)) < 0 || (rc = str_at(c, v, &vs, &vn)) < 0) return rc;
+    if (ingest_label_reserved(ks, kn) || vn == 0) return 0;
     if (!ingest_label_name_valid(ks, kn))
-        return errmsg_set(c->em, ERR_UNPARSEABLE, "sample label name '%.*s' is not a valid label name",
+        return errmsg_set(c->em, ERR_UNPARSEABLE,
+                          "sample label name '%.*s' is not a valid label name",
                           (int)(kn > 64 ? 64 : kn), ks);
     return ingest_series_label_set(l, c->ctx->lim, ks, kn, vs, vn, c->em);
 }
@@ -388,13 +381,11 @@ static int new_group(conv_t *c, const int64_t *pairs, size_t np, uint64_t key, u
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     group_t *g = &c->groups[c->ngroups];
     *g = (group_t){(uint32_t)c->npairs, (uint32_t)np, (uint32_t)c->ngseries};
-    if (np > 0)
-        memcpy(c->pairs + c->npairs, pairs, 2 * np * sizeof *pairs);
+    if (np > 0) memcpy(c->pairs + c->npairs, pairs, 2 * np * sizeof *pairs);
     c->npairs += 2 * np;
     for (size_t t = 0; t < c->ntypes; t++) {
         labels_t *l = ingest_series_labels(c->ctx->base, c->type_name[t], c->type_id[t]);
-        if (l == NULL)
-            return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+        if (l == NULL) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
         int rc = 0;
         for (size_t i = 0; rc == 0 && i < np; i++)
             rc = add_pair_label(c, l, pairs[2 * i], pairs[2 * i + 1]);
@@ -415,8 +406,7 @@ static int find_group(conv_t *c, const int64_t *pairs, size_t np, uint32_t *gi)
     uint64_t key = hash_bytes64(pairs, 2 * np * sizeof *pairs);
     for (;; key++) { /* a 64-bit collision probes the next key */
         uint32_t g;
-        if (!u64map_get(&c->group_map, key, &g))
-            return new_group(c, pairs, np, key, gi);
+        if (!u64map_get(&c->group_map, key, &g)) return new_group(c, pairs, np, key, gi);
         const group_t *gr = &c->groups[g];
         if (gr->npairs == np &&
             (np == 0 || memcmp(c->pairs + gr->pairs, pairs, 2 * np * sizeof *pairs) == 0)) {
@@ -437,8 +427,7 @@ static int span_kind(const char *k, size_t n)
 {
     if ((n == 7 && memcmp(k, "span_id", 7) == 0) || (n == 10 && memcmp(k, "profile_id", 10) == 0))
         return STORAGE_SPAN_KIND_SPAN;
-    if (n == 8 && memcmp(k, "trace_id", 8) == 0)
-        return STORAGE_SPAN_KIND_TRACE;
+    if (n == 8 && memcmp(k, "trace_id", 8) == 0) return STORAGE_SPAN_KIND_TRACE;
     return 0;
 }
 
@@ -485,7 +474,8 @@ static int sample_labels(conv_t *c, const pb_sample_t *s, int64_t *pairs, size_t
             continue;
         }
         if (*np >= c->ctx->lim->max_labels_per_series)
-            return errmsg_set(c->em, ERR_LIMIT, "sample has more than %zu labels (max_labels_per_series)",
+            return errmsg_set(c->em, ERR_LIMIT,
+                              "sample has more than %zu labels (max_labels_per_series)",
                               c->ctx->lim->max_labels_per_series);
         pairs[2 * *np] = l->key;
         pairs[2 * *np + 1] = l->str;
@@ -503,19 +493,16 @@ static int sample_stack(conv_t *c, const pb_sample_t *s, size_t *depth)
     int64_t *idx = (int64_t *)s->location_id; /* resolved in place: ids -> indices */
     for (size_t k = 0; k < n; k++) {
         int64_t li = lookup(c->loc_dense, &c->loc_map, c->p->n_location, s->location_id[k]);
-        if (li < 0)
-            return bad(c, "sample references unknown location", s->location_id[k]);
+        if (li < 0) return bad(c, "sample references unknown location", s->location_id[k]);
         if (c->loc_off[li] == UINT32_MAX) {
             int rc = location_frames(c, (size_t)li);
-            if (rc < 0)
-                return rc;
+            if (rc < 0) return rc;
         }
         idx[k] = li;
         d += c->loc_len[li];
     }
     int rc = ingest_series_stack_reserve(ss, d, c->em);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     uint64_t *out = ss->stack;
     for (size_t k = n; k-- > 0;) { /* location_id[0] is the leaf */
         memcpy(out, c->frames + c->loc_off[idx[k]], c->loc_len[idx[k]] * sizeof *out);
@@ -532,9 +519,10 @@ static int one_sample(conv_t *c, const pb_sample_t *s, size_t si, int64_t *pairs
     uint32_t g = 0;
     int rc;
     if (s->n_value != c->ntypes)
-        return errmsg_set(c->em, ERR_UNPARSEABLE,
-                          "invalid pprof: sample %zu has %zu values but the profile has %zu sample types",
-                          si, s->n_value, c->ntypes);
+        return errmsg_set(
+            c->em, ERR_UNPARSEABLE,
+            "invalid pprof: sample %zu has %zu values but the profile has %zu sample types", si,
+            s->n_value, c->ntypes);
     if ((rc = sample_labels(c, s, pairs, &np, spans, &ns)) < 0 ||
         (rc = find_group(c, pairs, np, &g)) < 0 || (rc = sample_stack(c, s, &depth)) < 0)
         return rc;
@@ -542,13 +530,11 @@ static int one_sample(conv_t *c, const pb_sample_t *s, size_t si, int64_t *pairs
     const uint64_t *stack = c->ctx->ss->stack;
     for (size_t t = 0; t < c->ntypes; t++) {
         int64_t v = s->value[t];
-        if (v == 0)
-            continue;
-        if ((rc = ingest_series_add(c->ctx->ss, series[t], stack, depth, v, c->em)) < 0)
-            return rc;
+        if (v == 0) continue;
+        if ((rc = ingest_series_add(c->ctx->ss, series[t], stack, depth, v, c->em)) < 0) return rc;
         for (size_t k = 0; k < ns; k++)
-            if ((rc = ingest_series_add_span(c->ctx->ss, series[t], spans[k].kind, spans[k].id, stack,
-                                      depth, v, c->em)) < 0)
+            if ((rc = ingest_series_add_span(c->ctx->ss, series[t], spans[k].kind, spans[k].id,
+                                             stack, depth, v, c->em)) < 0)
                 return rc;
     }
     return 0;
@@ -566,7 +552,8 @@ static int check_header(conv_t *c)
     if (p->n_sample > 0 && p->n_sample_type == 0)
         return errmsg_set(c->em, ERR_UNPARSEABLE, "invalid pprof: samples but no sample types");
     if (p->n_sample_type > c->ctx->lim->max_series_per_profile)
-        return errmsg_set(c->em, ERR_LIMIT, "profile has %zu sample types, more than %zu series allowed",
+        return errmsg_set(c->em, ERR_LIMIT,
+                          "profile has %zu sample types, more than %zu series allowed",
                           p->n_sample_type, c->ctx->lim->max_series_per_profile);
     return 0;
 }
@@ -576,11 +563,9 @@ static int convert(conv_t *c)
     int rc;
     if ((rc = check_header(c)) < 0 || (rc = build_indices(c)) < 0 || (rc = build_types(c)) < 0)
         return rc;
-    if (u64map_init(&c->group_map, 16) < 0)
-        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    if (u64map_init(&c->group_map, 16) < 0) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     int64_t *pairs = malloc((2 * c->ctx->lim->max_labels_per_series + 2) * sizeof *pairs);
-    if (pairs == NULL)
-        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    if (pairs == NULL) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     for (size_t i = 0; rc == 0 && i < c->p->n_sample; i++)
         rc = one_sample(c, c->p->sample[i], i, pairs);
     free(pairs);

@@ -110,24 +110,21 @@ const folded_type_t *ingest_folded_type(const char *app, size_t *app_len)
 
 bool ingest_label_name_valid(const char *s, size_t n)
 {
-    if (n == 0 || !(isalpha((unsigned char)s[0]) || s[0] == '_'))
-        return false;
+    if (n == 0 || !(isalpha((unsigned char)s[0]) || s[0] == '_')) return false;
     for (size_t i = 1; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (!(isalnum(c) || c == '_' || c == '.'))
-            return false;
+        if (!(isalnum(c) || c == '_' || c == '.')) return false;
     }
     return true;
 }
 
 bool ingest_label_reserved(const char *s, size_t n)
 {
-    static const char *const reserved[] = {"__name__",        "__profile_type__", "__type__",
-                                           "__unit__",        "__period_type__",  "__period_unit__",
+    static const char *const reserved[] = {"__name__", "__profile_type__", "__type__",
+                                           "__unit__", "__period_type__",  "__period_unit__",
                                            "__delta__"};
     for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
-        if (strlen(reserved[i]) == n && memcmp(reserved[i], s, n) == 0)
-            return true;
+        if (strlen(reserved[i]) == n && memcmp(reserved[i], s, n) == 0) return true;
     return false;
 }
 
@@ -159,11 +156,9 @@ static int name_pair(const char *p, const char *e, const ingest_limits_t *lim, l
             return errmsg_set(em, ERR_INVALID_ARGUMENT,
                               "parameter 'name': control character in value of label '%.*s'",
                               (int)(kn > 64 ? 64 : kn), ks);
-    if (ingest_label_reserved(ks, kn) || vn == 0)
-        return 0;
+    if (ingest_label_reserved(ks, kn) || vn == 0) return 0;
     int rc = ingest_series_label_set(l, lim, ks, kn, vs, vn, em);
-    if (rc == ERR_LIMIT)
-        rc = ERR_INVALID_ARGUMENT; /* the parameter itself is bad: 400 */
+    if (rc == ERR_LIMIT) rc = ERR_INVALID_ARGUMENT; /* the parameter itself is bad: 400 */
     return rc;
 }
 
@@ -177,8 +172,7 @@ static int name_labels(const char *p, const char *e, const ingest_limits_t *lim,
         trim(&s, &t);
         if (s < t) {
             int rc = name_pair(s, t, lim, l, em);
-            if (rc < 0)
-                return rc;
+            if (rc < 0) return rc;
         }
         p = c ? c + 1 : e;
     }
@@ -216,8 +210,7 @@ int ingest_parse_name(const char *name, const ingest_limits_t *lim, char **app, 
             memchr(brace + 1, '}', (size_t)(close - 1 - (brace + 1))) != NULL)
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'name': unbalanced braces");
         int rc = name_labels(brace + 1, close - 1, lim, l, em);
-        if (rc < 0)
-            return rc;
+        if (rc < 0) return rc;
     }
     *app = strndup(as, (size_t)(ae - as));
     return *app ? 0 : errmsg_set(em, ERR_NOMEM, "out of memory");
@@ -228,8 +221,7 @@ int ingest_parse_time(const char *s, int64_t *ns)
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != 0 || v < 0)
-        return ERR_INVALID_ARGUMENT;
+    if (errno != 0 || end == s || *end != 0 || v < 0) return ERR_INVALID_ARGUMENT;
     /* By magnitude, like Pyroscope's attime: seconds until ~year 5138, then
      * ms, us, ns. */
     if (v < 100000000000LL) {
@@ -288,7 +280,8 @@ static int parse_numbers(const ingest_request_t *req, ingest_params_t *out, errm
     }
     if (req->from != NULL && req->from[0] != 0 && ingest_parse_time(req->from, &out->from_ns) < 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
-                          "parameter 'from': not a unix time (s, ms, us or ns): '%.40s'", req->from);
+                          "parameter 'from': not a unix time (s, ms, us or ns): '%.40s'",
+                          req->from);
     if (req->until != NULL && req->until[0] != 0 &&
         ingest_parse_time(req->until, &out->until_ns) < 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
@@ -311,7 +304,7 @@ static int base_labels(const ingest_request_t *req, const ingest_limits_t *lim,
     int rc;
     if (labels_get(out->base, LABEL_SERVICE_NAME) == NULL)
         rc = ingest_series_label_set(out->base, lim, LABEL_SERVICE_NAME, strlen(LABEL_SERVICE_NAME),
-                              out->app, app_len, em);
+                                     out->app, app_len, em);
     else if (labels_get(out->base, "app_name") == NULL)
         rc = ingest_series_label_set(out->base, lim, "app_name", 8, out->app, app_len, em);
     else
@@ -320,7 +313,8 @@ static int base_labels(const ingest_request_t *req, const ingest_limits_t *lim,
     if (rc == 0 && spy != NULL && spy[0] != 0) {
         for (const char *c = spy; *c; c++)
             if ((unsigned char)*c < 0x20)
-                return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'spyName': control character");
+                return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                                  "parameter 'spyName': control character");
         rc = ingest_series_label_set(out->base, lim, "pyroscope_spy", 13, spy, strlen(spy), em);
     }
     if (rc == 0 && labels_count(out->base) + 2 > lim->max_labels_per_series)
@@ -328,8 +322,7 @@ static int base_labels(const ingest_request_t *req, const ingest_limits_t *lim,
                         "parameter 'name': series would have more than %zu labels "
                         "(max_labels_per_series, counting __name__ and __profile_type__)",
                         lim->max_labels_per_series);
-    if (rc == ERR_LIMIT)
-        rc = ERR_INVALID_ARGUMENT;
+    if (rc == ERR_LIMIT) rc = ERR_INVALID_ARGUMENT;
     return rc;
 }
 
@@ -338,16 +331,13 @@ int ingest_params_parse(const ingest_request_t *req, const ingest_limits_t *lim,
 {
     memset(out, 0, sizeof *out);
     out->base = labels_new();
-    if (out->base == NULL)
-        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (out->base == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     int rc = ingest_parse_name(req->name, lim, &out->app, out->base, em);
-    if (rc < 0)
-        return rc;
+    if (rc < 0) return rc;
     size_t app_len;
     out->type = ingest_folded_type(out->app, &app_len);
     out->app[app_len] = 0;
-    if ((rc = parse_format(req, out, em)) < 0 || (rc = parse_numbers(req, out, em)) < 0)
-        return rc;
+    if ((rc = parse_format(req, out, em)) < 0 || (rc = parse_numbers(req, out, em)) < 0) return rc;
     return base_labels(req, lim, out, app_len, em);
 }
 

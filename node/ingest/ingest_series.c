@@ -50,8 +50,7 @@ void ingest_series_set_free(series_set_t *ss)
 labels_t *ingest_series_labels(const labels_t *base, const char *name, const char *type_id)
 {
     labels_t *l = labels_clone(base);
-    if (l == NULL)
-        return NULL;
+    if (l == NULL) return NULL;
     if (labels_set_str(l, LABEL_NAME, name) < 0 ||
         labels_set_str(l, LABEL_PROFILE_TYPE, type_id) < 0) {
         labels_free(l);
@@ -61,7 +60,7 @@ labels_t *ingest_series_labels(const labels_t *base, const char *name, const cha
 }
 
 int ingest_series_label_set(labels_t *l, const ingest_limits_t *lim, const char *k, size_t kn,
-                     const char *v, size_t vn, errmsg_t *em)
+                            const char *v, size_t vn, errmsg_t *em)
 {
     if (kn > lim->max_label_name_len)
         return errmsg_set(em, ERR_LIMIT, "label name '%.*s...' longer than %zu bytes",
@@ -69,8 +68,7 @@ int ingest_series_label_set(labels_t *l, const ingest_limits_t *lim, const char 
     if (vn > lim->max_label_value_len)
         return errmsg_set(em, ERR_LIMIT, "value of label '%.*s' longer than %zu bytes",
                           (int)(kn > 64 ? 64 : kn), k, lim->max_label_value_len);
-    if (labels_set(l, k, kn, v, vn) < 0)
-        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (labels_set(l, k, kn, v, vn) < 0) return errmsg_set(em, ERR_NOMEM, "out of memory");
     if (labels_count(l) > lim->max_labels_per_series)
         return errmsg_set(em, ERR_LIMIT, "series has more than %zu labels (max_labels_per_series)",
                           lim->max_labels_per_series);
@@ -124,15 +122,13 @@ static int tree_limit(int rc, errmsg_t *em, const ingest_limits_t *lim)
     if (rc == ERR_LIMIT)
         return errmsg_set(em, ERR_LIMIT, "call tree of a series exceeds %zu nodes (max_tree_nodes)",
                           lim->max_tree_nodes);
-    if (rc < 0)
-        return errmsg_set(em, rc, "adding a stack failed");
+    if (rc < 0) return errmsg_set(em, rc, "adding a stack failed");
     return 0;
 }
 
 static int path_reserve(path_cache_t *pc, size_t depth)
 {
-    if (depth <= pc->cap)
-        return 0;
+    if (depth <= pc->cap) return 0;
     size_t c1 = pc->cap, c2 = pc->cap; /* parallel arrays: both grow alike */
     if (GROW_FROM(pc->syms, c1, depth, GROW_UNLIMITED, 64) != 0 ||
         GROW_FROM(pc->nodes, c2, depth, GROW_UNLIMITED, 64) != 0)
@@ -142,13 +138,12 @@ static int path_reserve(path_cache_t *pc, size_t depth)
 }
 
 /* calltree_add_stack, reusing the node path of the previous stack's common prefix. */
-int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth, int64_t v,
-               errmsg_t *em)
+int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth,
+                      int64_t v, errmsg_t *em)
 {
     ingest_series_t *s = &ss->v[idx];
     path_cache_t *pc = &s->path;
-    if (path_reserve(pc, depth) < 0)
-        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (path_reserve(pc, depth) < 0) return errmsg_set(em, ERR_NOMEM, "out of memory");
     size_t i = 0, common = pc->depth < depth ? pc->depth : depth;
     while (i < common && pc->syms[i] == stack[i])
         i++;
@@ -168,7 +163,7 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
 }
 
 int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
-                    const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em)
+                           const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em)
 {
     span_acc_t *a = &ss->v[idx].spans;
     u64map_t *m = &a->index[kind == STORAGE_SPAN_KIND_TRACE ? 1 : 0];
@@ -184,8 +179,7 @@ int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_
         a->v[a->n] = (storage_span_tree_t){.kind = kind, .id = id, .tree = t};
         i = (uint32_t)a->n++;
     }
-    return tree_limit(calltree_add_stack((calltree_t *)a->v[i].tree, stack, depth, v), em,
-                      ss->lim);
+    return tree_limit(calltree_add_stack((calltree_t *)a->v[i].tree, stack, depth, v), em, ss->lim);
 }
 
 int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
@@ -193,8 +187,7 @@ int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
     if (depth > ss->lim->max_stack_depth)
         return errmsg_set(em, ERR_LIMIT, "stack of %zu frames is deeper than %zu (max_stack_depth)",
                           depth, ss->lim->max_stack_depth);
-    if (depth <= ss->stack_cap)
-        return 0;
+    if (depth <= ss->stack_cap) return 0;
     if (GROW_FROM(ss->stack, ss->stack_cap, depth, GROW_UNLIMITED, 64) != 0)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
     return 0;
@@ -202,12 +195,9 @@ int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
 
 static int hexval(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 
@@ -218,12 +208,10 @@ uint64_t ingest_span_id(const char *s, size_t n)
         size_t i = 0;
         for (; i < 16; i++) {
             int h = hexval(s[i]);
-            if (h < 0)
-                break;
+            if (h < 0) break;
             v = (v << 4) | (uint64_t)h;
         }
-        if (i == 16)
-            return v;
+        if (i == 16) return v;
     }
     return hash_bytes64(s, n);
 }

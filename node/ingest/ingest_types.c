@@ -47,37 +47,26 @@ static bool has_ci(const char *s, const char *sub)
 /* Pyroscope's default display names (tree.DefaultSampleTypeMapping). */
 static const char *default_display(const char *st)
 {
-    if (strcmp(st, "samples") == 0)
-        return "cpu";
-    if (strcmp(st, "goroutine") == 0)
-        return "goroutines";
-    if (strcmp(st, "contentions") == 0)
-        return "mutex_count";
-    if (strcmp(st, "delay") == 0)
-        return "mutex_duration";
+    if (strcmp(st, "samples") == 0) return "cpu";
+    if (strcmp(st, "goroutine") == 0) return "goroutines";
+    if (strcmp(st, "contentions") == 0) return "mutex_count";
+    if (strcmp(st, "delay") == 0) return "mutex_duration";
     return st;
 }
 
 /* Rules 1, 2 and 4 on one string; NULL when nothing matches. */
 static const char *by_rules(const char *s)
 {
-    if (s[0] == 0)
-        return NULL;
-    if (strcmp(s, "wall") == 0 || strcmp(s, "wallclock") == 0)
-        return "wall";
-    if (has_ci(s, "cpu"))
-        return "process_cpu";
+    if (s[0] == 0) return NULL;
+    if (strcmp(s, "wall") == 0 || strcmp(s, "wallclock") == 0) return "wall";
+    if (has_ci(s, "cpu")) return "process_cpu";
     if (has(s, "alloc_") || has(s, "inuse_") || strcmp(s, "space") == 0 ||
         strcmp(s, "objects") == 0)
         return "memory";
-    if (has(s, "mutex_") || has(s, "lock_"))
-        return has(s, "block_") ? "block" : "mutex";
-    if (has(s, "block_"))
-        return "block";
-    if (has(s, "goroutine"))
-        return "goroutines";
-    if (has(s, "exception"))
-        return "exceptions";
+    if (has(s, "mutex_") || has(s, "lock_")) return has(s, "block_") ? "block" : "mutex";
+    if (has(s, "block_")) return "block";
+    if (has(s, "goroutine")) return "goroutines";
+    if (has(s, "exception")) return "exceptions";
     return NULL;
 }
 
@@ -90,26 +79,20 @@ const char *ingest_type_name(const char *st, const char *pt, const char *const *
                              size_t nothers)
 {
     if ((strcmp(st, "contentions") == 0 || strcmp(st, "delay") == 0) && pt != NULL) {
-        if (strcmp(pt, "block") == 0)
-            return "block";
-        if (strcmp(pt, "mutex") == 0)
-            return "mutex";
+        if (strcmp(pt, "block") == 0) return "block";
+        if (strcmp(pt, "mutex") == 0) return "mutex";
     }
     const char *r = by_rules(st);
-    if (r != NULL)
-        return r;
+    if (r != NULL) return r;
     /* A generic count (samples, sample, time) next to a wall sample type or
      * in a wall period is wall time (Pyroscope: any "wall" makes it wall). */
     bool wall = is_wall(pt);
     for (size_t i = 0; !wall && i < nothers; i++)
         wall = is_wall(others[i]);
-    if (wall)
-        return "wall";
+    if (wall) return "wall";
     r = by_rules(default_display(st));
-    if (r == NULL && pt != NULL)
-        r = by_rules(default_display(pt));
-    if (r == NULL && pt != NULL && strcmp(pt, "contentions") == 0)
-        r = "mutex";
+    if (r == NULL && pt != NULL) r = by_rules(default_display(pt));
+    if (r == NULL && pt != NULL && strcmp(pt, "contentions") == 0) r = "mutex";
     for (size_t i = 0; r == NULL && i < nothers; i++)
         r = by_rules(default_display(others[i]));
     return r ? r : "unknown";

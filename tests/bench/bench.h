@@ -22,8 +22,8 @@ typedef struct bench_rng {
     uint64_t s;
 } bench_rng_t;
 uint64_t rng_next(bench_rng_t *r);
-double rng_unit(bench_rng_t *r);                  /* [0, 1) */
-uint64_t rng_below(bench_rng_t *r, uint64_t n);   /* [0, n) */
+double rng_unit(bench_rng_t *r);                    /* [0, 1) */
+uint64_t rng_below(bench_rng_t *r, uint64_t n);     /* [0, n) */
 double rng_lognormal(bench_rng_t *r, double sigma); /* median 1 */
 uint64_t rng_poisson(bench_rng_t *r, double mean);
 
@@ -42,7 +42,7 @@ typedef struct bench_profile {
     int64_t time_s;            /* profile time (unix seconds) */
     uint8_t *gz;               /* gzipped pprof (owned) */
     size_t gz_len;
-    size_t raw_len;            /* uncompressed pprof bytes */
+    size_t raw_len; /* uncompressed pprof bytes */
     size_t ntypes;
     char types[BENCH_MAX_TYPES][64]; /* "type/unit" */
     int64_t totals[BENCH_MAX_TYPES]; /* sum of each sample type's values */
@@ -66,17 +66,17 @@ typedef enum { GEN_CPU, GEN_HEAP } gen_kind_t;
 
 typedef struct gen_options {
     uint64_t seed;
-    size_t services;      /* distinct services */
-    size_t pods;          /* pods per service */
-    size_t profiles;      /* profiles per pod */
-    int64_t start_s;      /* time of the first profile */
-    int64_t step_s;       /* seconds between a pod's profiles */
+    size_t services; /* distinct services */
+    size_t pods;     /* pods per service */
+    size_t profiles; /* profiles per pod */
+    int64_t start_s; /* time of the first profile */
+    int64_t step_s;  /* seconds between a pod's profiles */
     gen_kind_t kind;
-    size_t funcs;         /* functions per service */
-    size_t paths;         /* distinct call paths per service */
-    size_t samples;       /* draws per profile (CPU: 100 Hz x 10 s x cores) */
-    int gzip_level;       /* Go's runtime/pprof uses gzip.BestSpeed = 1 */
-    int set_time;         /* 0: leave time_nanos unset (the pusher's from decides) */
+    size_t funcs;   /* functions per service */
+    size_t paths;   /* distinct call paths per service */
+    size_t samples; /* draws per profile (CPU: 100 Hz x 10 s x cores) */
+    int gzip_level; /* Go's runtime/pprof uses gzip.BestSpeed = 1 */
+    int set_time;   /* 0: leave time_nanos unset (the pusher's from decides) */
 } gen_options_t;
 
 void gen_options_default(gen_options_t *o, gen_kind_t kind);

@@ -22,24 +22,24 @@
 #include "bench.h"
 #include "common/err.h"
 
-static const char *const svc_names[] = {"checkout", "cart",     "catalog", "payments",
-                                        "search",   "auth",     "frontend", "shipping",
-                                        "ads",      "recommend", "email",   "currency"};
-static const char *const pkgs[] = {"api", "db",    "cache", "render", "authz", "queue",
-                                   "codec", "metrics", "rpc", "store", "index", "billing"};
-static const char *const types[] = {"Server", "Client", "Handler", "Pool",   "Encoder",
-                                    "Store",  "Worker", "Conn",    "Batch",  "Index"};
-static const char *const methods[] = {"Serve", "Handle", "Get",   "Put",     "Encode",
-                                      "Decode", "Flush", "Lookup", "Process", "Write",
-                                      "Read",   "Run",   "Marshal", "Query"};
+static const char *const svc_names[] = {"checkout", "cart",      "catalog",  "payments",
+                                        "search",   "auth",      "frontend", "shipping",
+                                        "ads",      "recommend", "email",    "currency"};
+static const char *const pkgs[] = {"api",   "db",      "cache", "render", "authz", "queue",
+                                   "codec", "metrics", "rpc",   "store",  "index", "billing"};
+static const char *const types[] = {"Server", "Client", "Handler", "Pool",  "Encoder",
+                                    "Store",  "Worker", "Conn",    "Batch", "Index"};
+static const char *const methods[] = {"Serve",  "Handle", "Get",     "Put",     "Encode",
+                                      "Decode", "Flush",  "Lookup",  "Process", "Write",
+                                      "Read",   "Run",    "Marshal", "Query"};
 /* Shared by every service: roots and runtime leaves. */
 static const char *const roots[] = {"runtime.goexit", "runtime.main", "main.main",
                                     "net/http.(*conn).serve"};
 static const char *const leaves[] = {
-    "runtime.mallocgc",      "runtime.memmove",          "runtime.futex",
-    "syscall.Syscall",       "runtime.scanobject",       "runtime.mapaccess2_faststr",
-    "encoding/json.Marshal", "runtime.growslice",        "runtime.memclrNoHeapPointers",
-    "sync.(*Mutex).Lock",    "runtime.(*mheap).alloc",   "bytes.(*Buffer).Write"};
+    "runtime.mallocgc",      "runtime.memmove",        "runtime.futex",
+    "syscall.Syscall",       "runtime.scanobject",     "runtime.mapaccess2_faststr",
+    "encoding/json.Marshal", "runtime.growslice",      "runtime.memclrNoHeapPointers",
+    "sync.(*Mutex).Lock",    "runtime.(*mheap).alloc", "bytes.(*Buffer).Write"};
 #define NROOTS (sizeof roots / sizeof roots[0])
 #define NLEAVES (sizeof leaves / sizeof leaves[0])
 
@@ -99,23 +99,23 @@ static int svc_funcs(svc_model_t *m, size_t own, bench_rng_t *r)
     m->fname = calloc(m->nfuncs, sizeof *m->fname);
     m->ffile = calloc(m->nfuncs, sizeof *m->ffile);
     m->fline = calloc(m->nfuncs, sizeof *m->fline);
-    if (!m->fname || !m->ffile || !m->fline)
-        return ERR_NOMEM;
+    if (!m->fname || !m->ffile || !m->fline) return ERR_NOMEM;
     for (size_t i = 0; i < m->nfuncs; i++) {
         int rc;
         if (i < NROOTS || i >= NROOTS + own) {
             const char *n = i < NROOTS ? roots[i] : leaves[i - NROOTS - own];
             rc = asprintf(&m->fname[i], "%s", n);
-            rc = rc < 0 ? rc : asprintf(&m->ffile[i], "/usr/lib/go/src/%.*s.go",
-                                         (int)strcspn(n, "."), n);
+            rc = rc < 0
+                     ? rc
+                     : asprintf(&m->ffile[i], "/usr/lib/go/src/%.*s.go", (int)strcspn(n, "."), n);
         } else {
             const char *pkg = pkgs[rng_below(r, 12)], *ty = types[rng_below(r, 10)];
-            rc = asprintf(&m->fname[i], "github.com/acme/%s/internal/%s.(*%s).%s%zu", m->name,
-                          pkg, ty, methods[rng_below(r, 14)], i);
-            rc = rc < 0 ? rc : asprintf(&m->ffile[i], "/src/%s/internal/%s/%s.go", m->name, pkg, ty);
+            rc = asprintf(&m->fname[i], "github.com/acme/%s/internal/%s.(*%s).%s%zu", m->name, pkg,
+                          ty, methods[rng_below(r, 14)], i);
+            rc =
+                rc < 0 ? rc : asprintf(&m->ffile[i], "/src/%s/internal/%s/%s.go", m->name, pkg, ty);
         }
-        if (rc < 0)
-            return ERR_NOMEM;
+        if (rc < 0) return ERR_NOMEM;
         m->fline[i] = 10 + (int)rng_below(r, 900);
     }
     return 0;
@@ -129,13 +129,11 @@ static int svc_graph(svc_model_t *m, size_t own, bench_rng_t *r)
 {
     m->callee = calloc(m->nfuncs * 6, sizeof *m->callee);
     m->ncallee = calloc(m->nfuncs, 1);
-    if (!m->callee || !m->ncallee)
-        return ERR_NOMEM;
+    if (!m->callee || !m->ncallee) return ERR_NOMEM;
     size_t reach = own / 40 > 8 ? own / 40 : 8;
     for (size_t i = 0; i < NROOTS + own; i++) {
         size_t lo = i < NROOTS ? NROOTS : i + 1, hi = NROOTS + own;
-        if (lo >= hi)
-            continue;
+        if (lo >= hi) continue;
         size_t want = i < NROOTS ? (own + 1) / 2 : reach;
         size_t span = hi - lo < want ? hi - lo : want;
         size_t k = i < NROOTS ? 6 : 1 + rng_below(r, 5);
@@ -153,20 +151,17 @@ static int svc_paths(svc_model_t *m, size_t npaths, bench_rng_t *r)
     m->frames = calloc(npaths * 64, sizeof *m->frames);
     m->weight = calloc(npaths, sizeof *m->weight);
     m->objsize = calloc(npaths, sizeof *m->objsize);
-    if (!m->off || !m->len || !m->frames || !m->weight || !m->objsize)
-        return ERR_NOMEM;
+    if (!m->off || !m->len || !m->frames || !m->weight || !m->objsize) return ERR_NOMEM;
     size_t used = 0;
     for (size_t p = 0; p < npaths; p++) {
         size_t depth = 4 + (size_t)(rng_lognormal(r, 0.5) * 12);
-        if (depth > 60)
-            depth = 60;
+        if (depth > 60) depth = 60;
         uint32_t f = (uint32_t)rng_below(r, NROOTS);
         m->off[p] = (uint32_t)used;
         for (size_t d = 0; d < depth; d++) {
             m->frames[used + d] = f;
             m->len[p]++;
-            if (m->ncallee[f] == 0)
-                break;
+            if (m->ncallee[f] == 0) break;
             f = m->callee[f * 6 + rng_below(r, m->ncallee[f])];
         }
         used += m->len[p];
@@ -194,9 +189,9 @@ static int svc_build(svc_model_t *m, const gen_options_t *o, size_t s)
 typedef struct gen_state {
     const gen_options_t *o;
     const svc_model_t *m;
-    double *cum;        /* pod's cumulative path weights */
-    uint32_t *counts;   /* per (path, leaf+1) */
-    int32_t *str_name;  /* per function: string index of name / file, -1 unused */
+    double *cum;       /* pod's cumulative path weights */
+    uint32_t *counts;  /* per (path, leaf+1) */
+    int32_t *str_name; /* per function: string index of name / file, -1 unused */
     int32_t *str_file;
     buf_t pb, tmp;
     struct libdeflate_compressor *gz;
@@ -208,8 +203,7 @@ static void put_tag(buf_t *b, uint32_t field, uint32_t wt)
 }
 static void put_uint(buf_t *b, uint32_t field, uint64_t v)
 {
-    if (v == 0)
-        return;
+    if (v == 0) return;
     put_tag(b, field, 0);
     buf_append_uvarint(b, v);
 }
@@ -232,8 +226,7 @@ static void pod_weights(gen_state_t *g, size_t s, size_t pod, int v2)
     double acc = 0;
     for (size_t p = 0; p < g->m->npaths; p++) {
         double w = g->m->weight[p] * rng_lognormal(&r, 0.6);
-        if (v2 && p % 17 == 3)
-            w *= 4; /* the regression v2 shipped */
+        if (v2 && p % 17 == 3) w *= 4; /* the regression v2 shipped */
         acc += w;
         g->cum[p] = acc;
     }
@@ -295,8 +288,7 @@ static void encode_sample(gen_state_t *g, size_t p, size_t leaf, uint32_t count,
     buf_t ids;
     buf_init(&ids, BUF_UNLIMITED);
     const uint32_t *fr = g->m->frames + g->m->off[p];
-    if (leaf)
-        buf_append_uvarint(&ids, leaf_func(g->m, leaf) + 1);
+    if (leaf) buf_append_uvarint(&ids, leaf_func(g->m, leaf) + 1);
     for (size_t d = g->m->len[p]; d-- > 0;) /* leaf first */
         buf_append_uvarint(&ids, fr[d] + 1);
     put_bytes(t, 1, ids.data, ids.len);
@@ -323,12 +315,10 @@ static void mark_used(gen_state_t *g, uint8_t *used)
     const svc_model_t *m = g->m;
     for (size_t p = 0; p < m->npaths; p++) {
         for (size_t leaf = 0; leaf <= NLEAVES; leaf++) {
-            if (g->counts[p * (NLEAVES + 1) + leaf] == 0)
-                continue;
+            if (g->counts[p * (NLEAVES + 1) + leaf] == 0) continue;
             for (size_t d = 0; d < m->len[p]; d++)
                 used[m->frames[m->off[p] + d]] = 1;
-            if (leaf)
-                used[leaf_func(m, leaf)] = 1;
+            if (leaf) used[leaf_func(m, leaf)] = 1;
         }
     }
 }
@@ -350,8 +340,7 @@ static void encode_symbols(gen_state_t *g, const uint8_t *used, buf_t *strings, 
     put_uint(t, 9, 1);
     put_msg(b, 3, t);
     for (size_t f = 0; f < m->nfuncs; f++) {
-        if (!used[f])
-            continue;
+        if (!used[f]) continue;
         int32_t ns = intern(g, strings, next, m->fname[f]);
         int32_t fs = intern(g, strings, next, m->ffile[f]);
         put_uint(t, 1, f + 1);
@@ -409,24 +398,20 @@ static int encode_profile(gen_state_t *g, bench_rng_t *r, int64_t t_s, bench_pro
     for (size_t p = 0; p < m->npaths; p++)
         for (size_t leaf = 0; leaf <= NLEAVES; leaf++) {
             uint32_t c = g->counts[p * (NLEAVES + 1) + leaf];
-            if (c)
-                encode_sample(g, p, leaf, c, r, out);
+            if (c) encode_sample(g, p, leaf, c, r, out);
         }
     uint8_t *used = calloc(m->nfuncs, 1);
-    if (used == NULL)
-        return ERR_NOMEM;
+    if (used == NULL) return ERR_NOMEM;
     mark_used(g, used);
     encode_symbols(g, used, &strings, &next);
     free(used);
     buf_append(&g->pb, strings.data, strings.len);
     buf_free(&strings);
-    if (g->o->set_time)
-        put_uint(&g->pb, 9, (uint64_t)t_s * 1000000000u);
+    if (g->o->set_time) put_uint(&g->pb, 9, (uint64_t)t_s * 1000000000u);
     put_uint(&g->pb, 10, 10000000000u);
     size_t bound = libdeflate_gzip_compress_bound(g->gz, g->pb.len);
     out->gz = malloc(bound);
-    if (out->gz == NULL)
-        return ERR_NOMEM;
+    if (out->gz == NULL) return ERR_NOMEM;
     out->gz_len = libdeflate_gzip_compress(g->gz, g->pb.data, g->pb.len, out->gz, bound);
     out->raw_len = g->pb.len;
     return out->gz_len ? 0 : ERR_INTERNAL;
@@ -441,17 +426,17 @@ static int gen_service(gen_state_t *g, size_t s, profile_set_t *out)
         bench_rng_t r = {o->seed * 31337u + s * 65537u + pod};
         for (size_t i = 0; i < o->profiles; i++) {
             bench_profile_t *p = profile_set_add(out);
-            if (p == NULL)
-                return ERR_NOMEM;
+            if (p == NULL) return ERR_NOMEM;
             p->time_s = o->start_s + (int64_t)i * o->step_s;
             snprintf(p->name, sizeof p->name, "%s{pod=%s-%04x-%zu,region=%s,version=%s}",
-                     g->m->name, g->m->name, (unsigned)(o->seed * 2654435761u + s) & 0xffff,
-                     pod, pod % 3 == 0 ? "eu-west-1" : pod % 3 == 1 ? "us-east-1" : "ap-south-1",
+                     g->m->name, g->m->name, (unsigned)(o->seed * 2654435761u + s) & 0xffff, pod,
+                     pod % 3 == 0   ? "eu-west-1"
+                     : pod % 3 == 1 ? "us-east-1"
+                                    : "ap-south-1",
                      v2 ? "v2" : "v1");
             draw_samples(g, &r);
             int rc = encode_profile(g, &r, p->time_s, p);
-            if (rc != 0)
-                return rc;
+            if (rc != 0) return rc;
         }
     }
     return 0;
@@ -477,10 +462,8 @@ int gen_fleet(const gen_options_t *o, profile_set_t *out)
         g.m = &m;
         g.cum = rc ? NULL : calloc(m.npaths, sizeof *g.cum);
         g.counts = rc ? NULL : calloc(m.npaths * (NLEAVES + 1), sizeof *g.counts);
-        if (rc == 0 && (!g.cum || !g.counts))
-            rc = ERR_NOMEM;
-        if (rc == 0)
-            rc = gen_service(&g, s, out);
+        if (rc == 0 && (!g.cum || !g.counts)) rc = ERR_NOMEM;
+        if (rc == 0) rc = gen_service(&g, s, out);
         free(g.cum);
         free(g.counts);
         svc_free(&m);
@@ -488,8 +471,7 @@ int gen_fleet(const gen_options_t *o, profile_set_t *out)
     libdeflate_free_compressor(g.gz);
     buf_free(&g.pb);
     buf_free(&g.tmp);
-    if (rc == 0)
-        qsort(out->p + first, out->n - first, sizeof *out->p, cmp_time);
+    if (rc == 0) qsort(out->p + first, out->n - first, sizeof *out->p, cmp_time);
     return rc;
 }
 
@@ -497,28 +479,17 @@ int gen_flag(int argc, char **argv, int *i, gen_options_t *o)
 {
     uint64_t v;
     const char *s;
-    if (flag_u64(argc, argv, i, "--seed", &o->seed))
-        return 1;
-    if (flag_u64(argc, argv, i, "--services", &v))
-        return o->services = v, 1;
-    if (flag_u64(argc, argv, i, "--pods", &v))
-        return o->pods = v, 1;
-    if (flag_u64(argc, argv, i, "--profiles", &v))
-        return o->profiles = v, 1;
-    if (flag_u64(argc, argv, i, "--step", &v))
-        return o->step_s = (int64_t)v, 1;
-    if (flag_u64(argc, argv, i, "--start", &v))
-        return o->start_s = (int64_t)v, 1;
-    if (flag_u64(argc, argv, i, "--funcs", &v))
-        return o->funcs = v, 1;
-    if (flag_u64(argc, argv, i, "--paths", &v))
-        return o->paths = v ? v : 1, 1;
-    if (flag_u64(argc, argv, i, "--samples", &v))
-        return o->samples = v, 1;
-    if (flag_u64(argc, argv, i, "--gzip-level", &v))
-        return o->gzip_level = (int)v, 1;
-    if (strcmp(argv[*i], "--no-time") == 0)
-        return o->set_time = 0, 1;
+    if (flag_u64(argc, argv, i, "--seed", &o->seed)) return 1;
+    if (flag_u64(argc, argv, i, "--services", &v)) return o->services = v, 1;
+    if (flag_u64(argc, argv, i, "--pods", &v)) return o->pods = v, 1;
+    if (flag_u64(argc, argv, i, "--profiles", &v)) return o->profiles = v, 1;
+    if (flag_u64(argc, argv, i, "--step", &v)) return o->step_s = (int64_t)v, 1;
+    if (flag_u64(argc, argv, i, "--start", &v)) return o->start_s = (int64_t)v, 1;
+    if (flag_u64(argc, argv, i, "--funcs", &v)) return o->funcs = v, 1;
+    if (flag_u64(argc, argv, i, "--paths", &v)) return o->paths = v ? v : 1, 1;
+    if (flag_u64(argc, argv, i, "--samples", &v)) return o->samples = v, 1;
+    if (flag_u64(argc, argv, i, "--gzip-level", &v)) return o->gzip_level = (int)v, 1;
+    if (strcmp(argv[*i], "--no-time") == 0) return o->set_time = 0, 1;
     if (flag_str(argc, argv, i, "--kind", &s)) {
         gen_options_t d;
         gen_options_default(&d, strcmp(s, "heap") == 0 ? GEN_HEAP : GEN_CPU);

@@ -61,8 +61,7 @@ static int ingest_one(storage_t *st, const ingest_limits_t *lim, const bench_pro
     };
     ingest_profile_t *prof = NULL;
     int rc = ingest_parse(&req, lim, &prof, em);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     size_t written = 0;
     rc = storage_write_profile(st, ingest_profile_write(prof), &written, em);
     ingest_profile_free(prof);
@@ -75,8 +74,7 @@ static void ingest_all(storage_t *st, const profile_set_t *set, const ingest_mod
 {
     ingest_limits_t lim;
     ingest_limits_default(&lim);
-    if (mode->real)
-        lim.max_past_seconds = 30LL * 366 * 86400;
+    if (mode->real) lim.max_past_seconds = 30LL * 366 * 86400;
     memset(s, 0, sizeof *s);
     s->accepted = calloc(set->n ? set->n : 1, 1);
     double p0 = clock_process(), t0 = clock_thread(), w0 = clock_wall();
@@ -85,8 +83,7 @@ static void ingest_all(storage_t *st, const profile_set_t *set, const ingest_mod
         int rc = ingest_one(st, &lim, &set->p[i], &s->series, &em);
         if (rc == 0) {
             s->ok++;
-            if (s->accepted)
-                s->accepted[i] = 1;
+            if (s->accepted) s->accepted[i] = 1;
             continue;
         }
         if (s->failed++ < 20)
@@ -108,8 +105,7 @@ static int open_store(const char *dir, const ingest_mode_t *mode, storage_t **st
             o.retention_seconds[r] = 0;
     errmsg_t em = {{0}};
     int rc = storage_open(&o, st, &em);
-    if (rc != 0)
-        fprintf(stderr, "storage_open %s: %s\n", dir, errmsg_text(&em, rc));
+    if (rc != 0) fprintf(stderr, "storage_open %s: %s\n", dir, errmsg_text(&em, rc));
     return rc;
 }
 
@@ -119,8 +115,7 @@ static void report_disk(storage_t *st, const char *dir, const profile_set_t *set
     int rc = storage_compact(st);
     double ccpu = clock_process() - c0, cwall = clock_wall() - w0;
     uint64_t usage = 0;
-    if (rc == 0)
-        rc = storage_disk_usage(st, &usage);
+    if (rc == 0) rc = storage_disk_usage(st, &usage);
     uint64_t all = dir_bytes(dir);
     size_t gz = profile_set_gz_bytes(set), raw = 0;
     for (size_t i = 0; i < set->n; i++)
@@ -156,19 +151,16 @@ static int load_real(profile_set_t *set, const char *dir)
     char path[4096], line[8192];
     snprintf(path, sizeof path, "%s/MANIFEST.tsv", dir);
     FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return ERR_IO;
+    if (f == NULL) return ERR_IO;
     int rc = 0;
     while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
         char *col[5] = {0};
         char *save = NULL, *tok = strtok_r(line, "\t\n", &save);
         for (int c = 0; tok && c < 5; c++, tok = strtok_r(NULL, "\t\n", &save))
             col[c] = tok;
-        if (!col[4] || strncmp(col[0], "pprof/", 6) != 0 || strcmp(col[4], "ok") != 0)
-            continue;
+        if (!col[4] || strncmp(col[0], "pprof/", 6) != 0 || strcmp(col[4], "ok") != 0) continue;
         bench_profile_t *p = profile_set_add(set);
-        if (p == NULL)
-            return ERR_NOMEM;
+        if (p == NULL) return ERR_NOMEM;
         snprintf(p->path, sizeof p->path, "%s/%s", dir, col[0]);
         snprintf(p->name, sizeof p->name, "corpus{file=f%03zu}", set->n);
         p->time_s = (int64_t)time(NULL) - 120;
@@ -179,23 +171,18 @@ static int load_real(profile_set_t *set, const char *dir)
 }
 
 /* The profiles the store accepted, borrowed from set (for the decode baseline). */
-static void accepted_subset(const profile_set_t *set, const uint8_t *accepted,
-                            profile_set_t *sub)
+static void accepted_subset(const profile_set_t *set, const uint8_t *accepted, profile_set_t *sub)
 {
     memset(sub, 0, sizeof *sub);
     sub->p = calloc(set->n ? set->n : 1, sizeof *sub->p);
     for (size_t i = 0; sub->p && i < set->n; i++)
-        if (accepted == NULL || accepted[i])
-            sub->p[sub->n++] = set->p[i];
+        if (accepted == NULL || accepted[i]) sub->p[sub->n++] = set->p[i];
 }
 
-static int load_profiles(profile_set_t *set, const char *index, const char *real,
-                         gen_options_t *o)
+static int load_profiles(profile_set_t *set, const char *index, const char *real, gen_options_t *o)
 {
-    if (index != NULL)
-        return profile_set_load_index(set, index);
-    if (real != NULL)
-        return load_real(set, real);
+    if (index != NULL) return profile_set_load_index(set, index);
+    if (real != NULL) return load_real(set, real);
     if (o->start_s == 0)
         o->start_s = ((int64_t)time(NULL) - (int64_t)o->profiles * o->step_s - 60) / 10 * 10;
     return gen_fleet(o, set);
@@ -240,8 +227,7 @@ int cmd_ingest(int argc, char **argv)
     report_cpu(&set, &s, decode);
     report_disk(st, dir, &sub);
     storage_close(st);
-    if (!keep && data == NULL)
-        rm_rf(dir);
+    if (!keep && data == NULL) rm_rf(dir);
     free(dir);
     free(sub.p); /* borrowed entries */
     free(s.accepted);

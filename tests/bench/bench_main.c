@@ -30,8 +30,7 @@ static int usage(void)
  * accepted time window and the last one ends a minute ago. */
 static void default_start(gen_options_t *o)
 {
-    if (o->start_s != 0)
-        return;
+    if (o->start_s != 0) return;
     int64_t now = (int64_t)time(NULL);
     o->start_s = (now - (int64_t)o->profiles * o->step_s - 60) / 10 * 10;
 }
@@ -47,13 +46,11 @@ int cmd_gen(int argc, char **argv)
             return 2;
         }
     }
-    if (out == NULL)
-        return usage();
+    if (out == NULL) return usage();
     default_start(&o);
     profile_set_t set = {0};
     int rc = gen_fleet(&o, &set);
-    if (rc == 0)
-        rc = profile_set_write(&set, out);
+    if (rc == 0) rc = profile_set_write(&set, out);
     size_t raw = 0;
     for (size_t i = 0; i < set.n; i++)
         raw += set.p[i].raw_len;
@@ -62,8 +59,7 @@ int cmd_gen(int argc, char **argv)
     printf("gen_start_s: %lld\ngen_end_s: %lld\n", (long long)o.start_s,
            (long long)(o.start_s + (int64_t)o.profiles * o.step_s));
     profile_set_free(&set);
-    if (rc != 0)
-        fprintf(stderr, "gen: %s\n", err_message(rc));
+    if (rc != 0) fprintf(stderr, "gen: %s\n", err_message(rc));
     return rc == 0 ? 0 : 1;
 }
 
@@ -77,8 +73,7 @@ double decode_cpu_per_profile(const profile_set_t *set, int rounds, int *errors)
     double t0 = clock_thread();
     for (int r = 0; r < rounds; r++)
         for (size_t i = 0; i < set->n; i++)
-            if (decode_only(d, &set->p[i], &scratch) < 0)
-                (*errors)++;
+            if (decode_only(d, &set->p[i], &scratch) < 0) (*errors)++;
     double cpu = clock_thread() - t0;
     buf_free(&scratch);
     libdeflate_free_decompressor(d);
@@ -110,16 +105,11 @@ int cmd_decode(int argc, char **argv)
 int main(int argc, char **argv)
 {
     alloc_tune_for_server(); /* as the node does, so the library path measures alike */
-    if (argc < 2)
-        return usage();
+    if (argc < 2) return usage();
     const char *cmd = argv[1];
-    if (strcmp(cmd, "gen") == 0)
-        return cmd_gen(argc - 2, argv + 2);
-    if (strcmp(cmd, "decode") == 0)
-        return cmd_decode(argc - 2, argv + 2);
-    if (strcmp(cmd, "ingest") == 0)
-        return cmd_ingest(argc - 2, argv + 2);
-    if (strcmp(cmd, "query") == 0)
-        return cmd_query(argc - 2, argv + 2);
+    if (strcmp(cmd, "gen") == 0) return cmd_gen(argc - 2, argv + 2);
+    if (strcmp(cmd, "decode") == 0) return cmd_decode(argc - 2, argv + 2);
+    if (strcmp(cmd, "ingest") == 0) return cmd_ingest(argc - 2, argv + 2);
+    if (strcmp(cmd, "query") == 0) return cmd_query(argc - 2, argv + 2);
     return usage();
 }

@@ -74,8 +74,7 @@ static double render_median(const qctx_t *q, const char *label, const char *from
     size_t bytes = 0;
     while (n < 200 && (n < 3 || spent < 1.5)) {
         t[n] = render_once(q, from, &ticks, &bytes);
-        if (t[n] < 0)
-            return -1;
+        if (t[n] < 0) return -1;
         spent += t[n++];
     }
     qsort(t, n, sizeof t[0], cmp_double);
@@ -99,14 +98,18 @@ static int ingest_set(storage_t *st, const profile_set_t *set)
         char from[32], until[32];
         snprintf(from, sizeof from, "%lld", (long long)p->time_s);
         snprintf(until, sizeof until, "%lld", (long long)p->time_s + 10);
-        ingest_request_t req = {.tenant = "bench", .name = p->name, .from = from,
-                                .until = until, .format = "pprof", .body = p->gz,
-                                .body_len = p->gz_len, .now_ns = now_ms() * 1000000};
+        ingest_request_t req = {.tenant = "bench",
+                                .name = p->name,
+                                .from = from,
+                                .until = until,
+                                .format = "pprof",
+                                .body = p->gz,
+                                .body_len = p->gz_len,
+                                .now_ns = now_ms() * 1000000};
         ingest_profile_t *prof = NULL;
         errmsg_t em = {{0}};
         int rc = ingest_parse(&req, &lim, &prof, &em);
-        if (rc == 0)
-            rc = storage_write_profile(st, ingest_profile_write(prof), NULL, &em);
+        if (rc == 0) rc = storage_write_profile(st, ingest_profile_write(prof), NULL, &em);
         ingest_profile_free(prof);
         if (rc != 0) {
             fprintf(stderr, "ingest %s: %s\n", p->path, errmsg_text(&em, rc));
@@ -125,8 +128,7 @@ static int64_t expected_total(const profile_set_t *set, const char *type_unit)
         size_t t = 0;
         while (t < set->p[i].ntypes && strcmp(set->p[i].types[t], type_unit) != 0)
             t++;
-        if (t == set->p[i].ntypes)
-            return -1;
+        if (t == set->p[i].ntypes) return -1;
         sum += set->p[i].totals[t];
     }
     return sum;
@@ -141,8 +143,7 @@ static int reopen(storage_t **st, const char *dir)
     o.path = dir;
     errmsg_t em = {{0}};
     int rc = storage_open(&o, st, &em);
-    if (rc != 0)
-        fprintf(stderr, "storage_open: %s\n", errmsg_text(&em, rc));
+    if (rc != 0) fprintf(stderr, "storage_open: %s\n", errmsg_text(&em, rc));
     return rc;
 }
 
@@ -163,16 +164,14 @@ static int run_queries(qctx_t *q, const char *dir)
     int64_t ticks;
     size_t bytes;
     double m1 = render_median(q, "as_ingested", q->from);
-    if (m1 < 0 || storage_compact(q->st) != 0 || reopen(&q->st, dir) != 0)
-        return 1;
+    if (m1 < 0 || storage_compact(q->st) != 0 || reopen(&q->st, dir) != 0) return 1;
     double cold = render_once(q, q->from, &ticks, &bytes);
     printf("query_cold_after_reopen_ms: %.3f\n", cold * 1e3);
     double m2 = render_median(q, "compacted", q->from);
     char from30[32];
     snprintf(from30, sizeof from30, "%lld", strtoll(q->until, NULL, 10) - 30 * 86400);
     double m30 = render_median(q, "30d", from30);
-    if (m2 < 0 || m30 < 0)
-        return 1;
+    if (m2 < 0 || m30 < 0) return 1;
     printf("RATIO query_30d_over_range: %.2f (target <= 2)\n", m30 / m2);
     return 0;
 }
@@ -209,8 +208,7 @@ int cmd_query(int argc, char **argv)
     if (dir && storage_open(&o, &q.st, &em) == 0 && ingest_set(q.st, &set) == 0)
         rc = run_queries(&q, dir);
     storage_close(q.st);
-    if (dir)
-        rm_rf(dir);
+    if (dir) rm_rf(dir);
     free(dir);
     profile_set_free(&set);
     return rc;

@@ -25,15 +25,20 @@ uint64_t rng_next(bench_rng_t *r)
     return z ^ (z >> 31);
 }
 
-double rng_unit(bench_rng_t *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
+double rng_unit(bench_rng_t *r)
+{
+    return (double)(rng_next(r) >> 11) * 0x1.0p-53;
+}
 
-uint64_t rng_below(bench_rng_t *r, uint64_t n) { return n == 0 ? 0 : rng_next(r) % n; }
+uint64_t rng_below(bench_rng_t *r, uint64_t n)
+{
+    return n == 0 ? 0 : rng_next(r) % n;
+}
 
 double rng_lognormal(bench_rng_t *r, double sigma)
 {
     double u1 = rng_unit(r), u2 = rng_unit(r);
-    if (u1 < 1e-300)
-        u1 = 1e-300;
+    if (u1 < 1e-300) u1 = 1e-300;
     double z = sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
     return exp(sigma * z);
 }
@@ -42,8 +47,7 @@ uint64_t rng_poisson(bench_rng_t *r, double mean)
 {
     if (mean > 30) { /* normal approximation is plenty for a load model */
         double u1 = rng_unit(r), u2 = rng_unit(r);
-        if (u1 < 1e-300)
-            u1 = 1e-300;
+        if (u1 < 1e-300) u1 = 1e-300;
         double v = mean + sqrt(mean) * sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
         return v < 0 ? 0 : (uint64_t)(v + 0.5);
     }
@@ -63,16 +67,24 @@ static double ts_seconds(clockid_t id)
     clock_gettime(id, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
-double clock_wall(void) { return ts_seconds(CLOCK_MONOTONIC); }
-double clock_process(void) { return ts_seconds(CLOCK_PROCESS_CPUTIME_ID); }
-double clock_thread(void) { return ts_seconds(CLOCK_THREAD_CPUTIME_ID); }
+double clock_wall(void)
+{
+    return ts_seconds(CLOCK_MONOTONIC);
+}
+double clock_process(void)
+{
+    return ts_seconds(CLOCK_PROCESS_CPUTIME_ID);
+}
+double clock_thread(void)
+{
+    return ts_seconds(CLOCK_THREAD_CPUTIME_ID);
+}
 
 /* ---- files ---- */
 int read_file(const char *path, size_t max, uint8_t **data, size_t *len)
 {
     FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return ERR_IO;
+    if (f == NULL) return ERR_IO;
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || (size_t)st.st_size > max) {
         fclose(f);
@@ -93,8 +105,7 @@ int read_file(const char *path, size_t max, uint8_t **data, size_t *len)
 int write_file(const char *path, const void *data, size_t len)
 {
     FILE *f = fopen(path, "wb");
-    if (f == NULL)
-        return ERR_IO;
+    if (f == NULL) return ERR_IO;
     size_t n = fwrite(data, 1, len, f);
     int rc = fclose(f);
     return (n == len && rc == 0) ? 0 : ERR_IO;
@@ -105,11 +116,9 @@ int mkdirs(const char *path)
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s", path);
     for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
+        if (*p != '/') continue;
         *p = 0;
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-            return ERR_IO;
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return ERR_IO;
         *p = '/';
     }
     return (mkdir(tmp, 0755) == 0 || errno == EEXIST) ? 0 : ERR_IO;
@@ -119,27 +128,22 @@ int mkdirs(const char *path)
 static uint64_t walk(const char *path, int rm)
 {
     struct stat st;
-    if (lstat(path, &st) != 0)
-        return 0;
+    if (lstat(path, &st) != 0) return 0;
     if (!S_ISDIR(st.st_mode)) {
-        if (rm)
-            unlink(path);
+        if (rm) unlink(path);
         return S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
     }
     uint64_t total = 0;
     DIR *d = opendir(path);
     struct dirent *e;
     while (d != NULL && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
         char child[4096];
         snprintf(child, sizeof child, "%s/%s", path, e->d_name);
         total += walk(child, rm);
     }
-    if (d != NULL)
-        closedir(d);
-    if (rm)
-        rmdir(path);
+    if (d != NULL) closedir(d);
+    if (rm) rmdir(path);
     return total;
 }
 
@@ -149,14 +153,16 @@ int rm_rf(const char *path)
     return 0;
 }
 
-uint64_t dir_bytes(const char *path) { return walk(path, 0); }
+uint64_t dir_bytes(const char *path)
+{
+    return walk(path, 0);
+}
 
 char *make_temp_dir(const char *tag)
 {
     const char *base = getenv("TMPDIR");
     char *p = NULL;
-    if (asprintf(&p, "%s/flamedb-bench-%s.XXXXXX", base ? base : "/tmp", tag) < 0)
-        return NULL;
+    if (asprintf(&p, "%s/flamedb-bench-%s.XXXXXX", base ? base : "/tmp", tag) < 0) return NULL;
     if (mkdtemp(p) == NULL) {
         free(p);
         return NULL;
@@ -178,8 +184,7 @@ bench_profile_t *profile_set_add(profile_set_t *s)
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 64;
         bench_profile_t *p = realloc(s->p, cap * sizeof *p);
-        if (p == NULL)
-            return NULL;
+        if (p == NULL) return NULL;
         s->p = p;
         s->cap = cap;
     }
@@ -210,13 +215,11 @@ static void index_line(FILE *f, const bench_profile_t *p, const char *rel)
 
 int profile_set_write(const profile_set_t *s, const char *dir)
 {
-    if (mkdirs(dir) != 0)
-        return ERR_IO;
+    if (mkdirs(dir) != 0) return ERR_IO;
     char path[4096];
     snprintf(path, sizeof path, "%s/index.tsv", dir);
     FILE *f = fopen(path, "w");
-    if (f == NULL)
-        return ERR_IO;
+    if (f == NULL) return ERR_IO;
     fprintf(f, "# path\tname\ttime_s\traw_len\ttypes\ttotals\n");
     for (size_t i = 0; i < s->n; i++) {
         char rel[64];
@@ -249,11 +252,9 @@ static int load_index_line(profile_set_t *s, const char *dir, char *line)
     size_t n = 0;
     for (char *tok = strtok(line, "\t\n"); tok && n < 6; tok = strtok(NULL, "\t\n"))
         f[n++] = tok;
-    if (n < 6)
-        return ERR_CORRUPT;
+    if (n < 6) return ERR_CORRUPT;
     bench_profile_t *p = profile_set_add(s);
-    if (p == NULL)
-        return ERR_NOMEM;
+    if (p == NULL) return ERR_NOMEM;
     if (snprintf(p->path, sizeof p->path, "%s/%s", dir, f[0]) >= (int)sizeof p->path)
         return ERR_TOO_LARGE;
     snprintf(p->name, sizeof p->name, "%s", f[1]);
@@ -272,8 +273,7 @@ static int load_index_line(profile_set_t *s, const char *dir, char *line)
 int profile_set_load_index(profile_set_t *s, const char *index_path)
 {
     FILE *f = fopen(index_path, "r");
-    if (f == NULL)
-        return ERR_IO;
+    if (f == NULL) return ERR_IO;
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", index_path);
     char *slash = strrchr(dir, '/');
@@ -284,8 +284,7 @@ int profile_set_load_index(profile_set_t *s, const char *index_path)
     char line[8192];
     int rc = 0;
     while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
-        if (line[0] != '#' && line[0] != '\n')
-            rc = load_index_line(s, dir, line);
+        if (line[0] != '#' && line[0] != '\n') rc = load_index_line(s, dir, line);
     }
     fclose(f);
     return rc;
@@ -300,8 +299,7 @@ int decode_only(struct libdeflate_decompressor *d, const bench_profile_t *p, buf
         const uint8_t *t = p->gz + p->gz_len - 4; /* ISIZE: size mod 2^32 */
         size_t want = (size_t)t[0] | (size_t)t[1] << 8 | (size_t)t[2] << 16 | (size_t)t[3] << 24;
         buf_reset(scratch);
-        if (buf_reserve(scratch, want + 1) != 0)
-            return ERR_NOMEM;
+        if (buf_reserve(scratch, want + 1) != 0) return ERR_NOMEM;
         size_t got = 0;
         if (libdeflate_gzip_decompress(d, p->gz, p->gz_len, scratch->data, want + 1, &got) !=
             LIBDEFLATE_SUCCESS)
@@ -310,8 +308,7 @@ int decode_only(struct libdeflate_decompressor *d, const bench_profile_t *p, buf
         raw_len = got;
     }
     Perftools__Profiles__Profile *m = perftools__profiles__profile__unpack(NULL, raw_len, raw);
-    if (m == NULL)
-        return ERR_UNPARSEABLE;
+    if (m == NULL) return ERR_UNPARSEABLE;
     int n = (int)m->n_sample;
     perftools__profiles__profile__free_unpacked(m, NULL);
     return n;
@@ -320,8 +317,7 @@ int decode_only(struct libdeflate_decompressor *d, const bench_profile_t *p, buf
 /* ---- flags ---- */
 int flag_str(int argc, char **argv, int *i, const char *name, const char **val)
 {
-    if (strcmp(argv[*i], name) != 0 || *i + 1 >= argc)
-        return 0;
+    if (strcmp(argv[*i], name) != 0 || *i + 1 >= argc) return 0;
     *val = argv[++*i];
     return 1;
 }
@@ -329,8 +325,7 @@ int flag_str(int argc, char **argv, int *i, const char *name, const char **val)
 int flag_u64(int argc, char **argv, int *i, const char *name, uint64_t *val)
 {
     const char *s;
-    if (!flag_str(argc, argv, i, name, &s))
-        return 0;
+    if (!flag_str(argc, argv, i, name, &s)) return 0;
     *val = strtoull(s, NULL, 10);
     return 1;
 }

@@ -19,8 +19,7 @@
 static int has_symbol(void *ctx, uint64_t sym)
 {
     const char *n, *f;
-    if (!symtab_get(ctx, sym, &n, &f))
-        abort();
+    if (!symtab_get(ctx, sym, &n, &f)) abort();
     return 0;
 }
 
@@ -43,8 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *names[] = {"app.cpu", "app.inuse_objects", "app.wall{a=b}", "app"};
     static const char *rates[] = {NULL, "100", "0", "17"};
-    if (size < 1)
-        return 0;
+    if (size < 1) return 0;
     uint8_t sel = data[0];
     int lines = sel & 1;
     const char *name = names[(sel >> 1) & 3];
@@ -53,22 +51,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lim.max_decompressed_bytes = 1 << 20;
     lim.max_samples = 5000;
     lim.max_tree_nodes = 20000;
-    ingest_request_t r = {.tenant = "fuzz", .name = name, .format = lines ? "lines" : "folded",
-                          .sample_rate = rates[(sel >> 3) & 3], .body = data + 1,
-                          .body_len = size - 1, .now_ns = 1795564800LL * 1000000000LL};
+    ingest_request_t r = {.tenant = "fuzz",
+                          .name = name,
+                          .format = lines ? "lines" : "folded",
+                          .sample_rate = rates[(sel >> 3) & 3],
+                          .body = data + 1,
+                          .body_len = size - 1,
+                          .now_ns = 1795564800LL * 1000000000LL};
     ingest_profile_t *p = NULL;
     errmsg_t em = {{0}};
     int rc = ingest_parse(&r, &lim, &p, &em);
     if (rc != 0) {
-        if (err_http_status(rc) / 100 != 4 || em.text[0] == 0)
-            abort();
+        if (err_http_status(rc) / 100 != 4 || em.text[0] == 0) abort();
         return 0;
     }
     const storage_profile_write_t *w = ingest_profile_write(p);
-    if (w->nseries != 1)
-        abort();
+    if (w->nseries != 1) abort();
     calltree_for_each_symbol(w->series[0].tree, has_symbol, (void *)w->symbols);
-    int plain = size > 1 && data[1] != 0x1f && data[1] != 0xff && data[1] != 0xfe && data[1] != 0xef;
+    int plain =
+        size > 1 && data[1] != 0x1f && data[1] != 0xff && data[1] != 0xfe && data[1] != 0xef;
     if (lines && strcmp(name, "app.inuse_objects") == 0 && plain &&
         calltree_root_total(w->series[0].tree) != nonblank_lines(data + 1, size - 1))
         abort();

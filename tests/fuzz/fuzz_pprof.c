@@ -20,8 +20,7 @@
 static int has_symbol(void *ctx, uint64_t sym)
 {
     const char *n, *f;
-    if (!symtab_get(ctx, sym, &n, &f))
-        abort();
+    if (!symtab_get(ctx, sym, &n, &f)) abort();
     return 0;
 }
 
@@ -55,18 +54,21 @@ static void limits(ingest_limits_t *l)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
-        return 0;
+    if (size < 1) return 0;
     ingest_limits_t lim;
     limits(&lim);
     uint8_t *body = NULL;
-    ingest_request_t r = {.tenant = "fuzz", .name = "fuzz.cpu{env=x}", .format = "pprof",
-                          .now_ns = 1795564800LL * 1000000000LL, .from = "1795564800"};
+    ingest_request_t r = {.tenant = "fuzz",
+                          .name = "fuzz.cpu{env=x}",
+                          .format = "pprof",
+                          .now_ns = 1795564800LL * 1000000000LL,
+                          .from = "1795564800"};
     if (data[0] < 128) {
         r.body = data + 1;
         r.body_len = size - 1;
     } else {
-        static const char head[] = "--B\r\nContent-Disposition: form-data; name=\"profile\"\r\n\r\n";
+        static const char head[] =
+            "--B\r\nContent-Disposition: form-data; name=\"profile\"\r\n\r\n";
         static const char tail[] = "\r\n--B--\r\n";
         size_t n = size - 1;
         body = malloc(sizeof head + n + sizeof tail);

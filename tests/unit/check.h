@@ -19,35 +19,35 @@
 static int check_failures;
 static int check_count;
 
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        check_count++;                                                                     \
-        if (!(cond)) {                                                                     \
-            check_failures++;                                                              \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);       \
-        }                                                                                  \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        check_count++;                                                                             \
+        if (!(cond)) {                                                                             \
+            check_failures++;                                                                      \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_EQ_INT(a, b)                                                                 \
-    do {                                                                                   \
-        long long va_ = (long long)(a), vb_ = (long long)(b);                              \
-        check_count++;                                                                     \
-        if (va_ != vb_) {                                                                  \
-            check_failures++;                                                              \
-            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (%lld != %lld)\n", __FILE__,    \
-                    __LINE__, #a, #b, va_, vb_);                                           \
-        }                                                                                  \
+#define CHECK_EQ_INT(a, b)                                                                         \
+    do {                                                                                           \
+        long long va_ = (long long)(a), vb_ = (long long)(b);                                      \
+        check_count++;                                                                             \
+        if (va_ != vb_) {                                                                          \
+            check_failures++;                                                                      \
+            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (%lld != %lld)\n", __FILE__, __LINE__,  \
+                    #a, #b, va_, vb_);                                                             \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_EQ_STR(a, b)                                                                 \
-    do {                                                                                   \
-        const char *sa_ = (a), *sb_ = (b);                                                 \
-        check_count++;                                                                     \
-        if (sa_ == NULL || sb_ == NULL || strcmp(sa_, sb_) != 0) {                         \
-            check_failures++;                                                              \
-            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (\"%s\" != \"%s\")\n", __FILE__, \
-                    __LINE__, #a, #b, sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)");         \
-        }                                                                                  \
+#define CHECK_EQ_STR(a, b)                                                                         \
+    do {                                                                                           \
+        const char *sa_ = (a), *sb_ = (b);                                                         \
+        check_count++;                                                                             \
+        if (sa_ == NULL || sb_ == NULL || strcmp(sa_, sb_) != 0) {                                 \
+            check_failures++;                                                                      \
+            fprintf(stderr, "%s:%d: CHECK failed: %s == %s (\"%s\" != \"%s\")\n", __FILE__,        \
+                    __LINE__, #a, #b, sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)");                 \
+        }                                                                                          \
     } while (0)
 
 /* xorshift64: the one generator of randomised tests. Seed check_rng_state
@@ -77,9 +77,9 @@ static inline const char *testdata_path(void)
         snprintf(path, sizeof path, "%s", env);
         return path;
     }
-    if (stat("../shared/testdata", &st) == 0 && S_ISDIR(st.st_mode))
-        return "../shared/testdata";
-    fprintf(stderr, "SKIP: shared testdata not found (set FLAMEDB_TESTDATA); corpus cases skipped\n");
+    if (stat("../shared/testdata", &st) == 0 && S_ISDIR(st.st_mode)) return "../shared/testdata";
+    fprintf(stderr,
+            "SKIP: shared testdata not found (set FLAMEDB_TESTDATA); corpus cases skipped\n");
     return NULL;
 }
 

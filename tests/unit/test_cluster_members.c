@@ -127,7 +127,8 @@ static void test_identity(uv_loop_t *loop)
     errmsg_t em = {{0}};
     cluster_t *c = NULL;
     config(&cfg, dir, "", "", "");
-    CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "http://127.0.0.1:1", NULL, &c, &em), ERR_OK);
+    CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "http://127.0.0.1:1", NULL, &c, &em),
+                 ERR_OK);
     char id[80];
     snprintf(id, sizeof id, "%s", cluster_self_id(c));
     CHECK(ring_node_id_check(id, NULL) == ERR_OK);
@@ -138,7 +139,8 @@ static void test_identity(uv_loop_t *loop)
     /* restart: same id (given or not) and tokens, even with another --tokens */
     config(&cfg, dir, id, "", "");
     cfg.cluster.tokens = 64;
-    CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "http://127.0.0.1:1", NULL, &c, &em), ERR_OK);
+    CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "http://127.0.0.1:1", NULL, &c, &em),
+                 ERR_OK);
     CHECK_EQ_STR(cluster_self_id(c), id);
     view_tokens(c, &f2);
     CHECK(f1 == f2);
@@ -147,7 +149,8 @@ static void test_identity(uv_loop_t *loop)
     close_free(loop, c);
     /* another node id: refused, naming both */
     config(&cfg, dir, "other-node", "", "");
-    CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "", NULL, &c, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "", NULL, &c, &em),
+                 ERR_INVALID_ARGUMENT);
     CHECK(strstr(em.text, id) != NULL && strstr(em.text, "other-node") != NULL);
     /* a damaged identity file is refused, not replaced */
     char path[256];
@@ -165,13 +168,17 @@ static void test_identity(uv_loop_t *loop)
     /* invalid node ids and addresses */
     temp_dir(dir, sizeof dir);
     config(&cfg, dir, "bad id!", "", "");
-    CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "", NULL, &c, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "", NULL, &c, &em),
+                 ERR_INVALID_ARGUMENT);
     config(&cfg, dir, "x", "udp://1.2.3.4:5", "");
-    CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "", NULL, &c, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "", NULL, &c, &em),
+                 ERR_INVALID_ARGUMENT);
     config(&cfg, dir, "x", "tcp://127.0.0.1:7000", "tcp://a:1,127.0.0.1:2");
-    CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "", NULL, &c, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "", NULL, &c, &em),
+                 ERR_INVALID_ARGUMENT);
     config(&cfg, dir, "x", "tcp://0.0.0.0:7000", "");
-    CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "", NULL, &c, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "", NULL, &c, &em),
+                 ERR_INVALID_ARGUMENT);
     remove_dir(dir);
 }
 
@@ -183,7 +190,9 @@ static void test_cluster_of_one(uv_loop_t *loop)
     errmsg_t em = {{0}};
     cluster_t *c = NULL;
     config(&cfg, dir, "solo", "", "");
-    CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "http://127.0.0.1:4040", NULL, &c, &em), ERR_OK);
+    CHECK_EQ_INT(
+        cluster_new(loop, &cfg.cluster, cfg.data_dir, "http://127.0.0.1:4040", NULL, &c, &em),
+        ERR_OK);
     CHECK_EQ_INT(cluster_start(c, &em), ERR_OK);
     CHECK(cluster_joined(c));
     const cluster_view_t *v = cluster_view_acquire(c);
@@ -230,7 +239,7 @@ typedef struct trio {
     int acks; /* WRITE_ACKs received by node 2 */
     char last_sender[80];
     uint64_t last_request;
-    int partials;       /* PARTIALs received by node 2, as envelopes */
+    int partials;        /* PARTIALs received by node 2, as envelopes */
     int partial_decoded; /* ... whose body arrived NULL and decoded on request */
     uint64_t partial_request;
 } trio_t;
@@ -263,9 +272,9 @@ static int partials_at_least(void *ctx)
 
 static void test_partial_envelopes(trio_t *t)
 {
-    CHECK_EQ_INT(cluster_on_envelope(t->c[2], FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_PARTIAL,
-                                     on_partial, t),
-                 ERR_OK);
+    CHECK_EQ_INT(
+        cluster_on_envelope(t->c[2], FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_PARTIAL, on_partial, t),
+        ERR_OK);
     Flamedb__Cluster__PartialResult p = FLAMEDB__CLUSTER__PARTIAL_RESULT__INIT;
     p.protocol_version = CLUSTER_PROTOCOL_VERSION;
     p.tenant = "tenant-a";
@@ -317,7 +326,9 @@ static void trio_start(uv_loop_t *loop, trio_t *t)
         snprintf(id, sizeof id, "n%d", i);
         config(&cfg, t->dir[i], id, t->addr[i], i == 0 ? "" : t->addr[0]);
         errmsg_t em = {{0}};
-        CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "http://127.0.0.1:1", NULL, &t->c[i], &em), ERR_OK);
+        CHECK_EQ_INT(cluster_new(loop, &cfg.cluster, cfg.data_dir, "http://127.0.0.1:1", NULL,
+                                 &t->c[i], &em),
+                     ERR_OK);
         CHECK_EQ_INT(cluster_start(t->c[i], &em), ERR_OK);
     }
 }

@@ -105,8 +105,7 @@ static void fx_init(fx_t *f, uint32_t nnodes, uint32_t rf, uint32_t quorum, cons
     replicate_options_default(&o);
     o.hint_replay_interval_ms = 3600 * 1000; /* no replay in these tests */
     o.clock = clock_manual(&manual);
-    cluster_ops_t ops = {view_acquire, view_retain, view_release,
-                           send_none,    set_targets, &f->view};
+    cluster_ops_t ops = {view_acquire, view_retain, view_release, send_none, set_targets, &f->view};
     CHECK_EQ_INT(replicate_new(&f->loop, f->s, &o, &ops, &f->r, NULL), 0);
 }
 

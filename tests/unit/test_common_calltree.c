@@ -19,8 +19,7 @@ static int tree_consistent(const calltree_t *t)
         for (uint32_t c = calltree_first_child(t, i); c != CALLTREE_NONE;
              c = calltree_next_sibling(t, c))
             kids += calltree_total(t, c);
-        if (calltree_total(t, i) != calltree_self(t, i) + kids)
-            return 0;
+        if (calltree_total(t, i) != calltree_self(t, i) + kids) return 0;
         sum_self += calltree_self(t, i);
     }
     return sum_self == calltree_root_total(t);
@@ -32,7 +31,7 @@ static void random_tree(calltree_t *t, int stacks, int64_t *sum)
     for (int i = 0; i < stacks; i++) {
         size_t depth = check_rng() % 12;
         for (size_t d = 0; d < depth; d++)
-            st[d] = 2 + check_rng() % 6; /* few symbols: lots of sharing */
+            st[d] = 2 + check_rng() % 6;                 /* few symbols: lots of sharing */
         int64_t v = (int64_t)(check_rng() % 1000) - 100; /* some negative values */
         CHECK_EQ_INT(calltree_add_stack(t, st, depth, v), ERR_OK);
         *sum += v;
@@ -133,8 +132,7 @@ static void test_limits_and_corruption(uint64_t seed)
         int rc = calltree_decode_merge(d, e.data, e.len);
         CHECK(rc == ERR_OK || rc == ERR_CORRUPT);
         CHECK(tree_consistent(d));
-        if (rc != ERR_OK)
-            CHECK_EQ_INT(calltree_root_total(d), 0);
+        if (rc != ERR_OK) CHECK_EQ_INT(calltree_root_total(d), 0);
         calltree_free(d);
         e.data[i] = saved;
     }

@@ -17,8 +17,7 @@ static size_t tree_depth(const calltree_t *t)
     uint32_t *d = calloc(n ? n : 1, sizeof *d);
     for (uint32_t i = 1; i < n; i++) { /* parents precede children */
         d[i] = d[calltree_parent(t, i)] + 1;
-        if (d[i] > max)
-            max = d[i];
+        if (d[i] > max) max = d[i];
     }
     free(d);
     return max;
@@ -40,8 +39,7 @@ static int64_t total_of(const ingest_profile_t *p, const char *st, const char *u
             (*nser)++;
         }
         size_t d = tree_depth(w->series[i].tree);
-        if (d > max_depth_seen)
-            max_depth_seen = d;
+        if (d > max_depth_seen) max_depth_seen = d;
     }
     return sum;
 }
@@ -57,8 +55,7 @@ static void check_totals(const char *file, const ingest_profile_t *p, char *tota
         }
         *eq = *slash = 0;
         for (char *c = tok; *c; c++) /* sample types have '-' read as '_' (see ingest_pprof.c) */
-            if (*c == '-')
-                *c = '_';
+            if (*c == '-') *c = '_';
         size_t nser;
         int64_t got = total_of(p, tok, slash + 1, &nser);
         int64_t want = strtoll(eq + 1, NULL, 10);
@@ -78,8 +75,7 @@ static void one_file(const char *file, char *totals, bool must_refuse, const cha
     size_t n;
     uint8_t *b = test_read_file(path, &n);
     CHECK(b != NULL);
-    if (b == NULL)
-        return;
+    if (b == NULL) return;
     ingest_limits_t lim;
     ingest_limits_default(&lim);
     lim.max_past_seconds = 100LL * 365 * 86400; /* corpus files carry old time_nanos */
@@ -100,8 +96,7 @@ static void one_file(const char *file, char *totals, bool must_refuse, const cha
     } else {
         n_ok++;
         CHECK(!must_refuse);
-        if (!must_refuse)
-            check_totals(file, p, totals);
+        if (!must_refuse) check_totals(file, p, totals);
         fprintf(stderr, "ok      %-80s %zu series %.1f ms\n", file, test_nseries(p), ms);
         ingest_profile_free(p);
     }
@@ -115,8 +110,7 @@ static void test_manifest(void)
     size_t n;
     char *m = (char *)test_read_file(path, &n);
     CHECK(m != NULL);
-    if (m == NULL)
-        return;
+    if (m == NULL) return;
     size_t rows = 0;
     char *save;
     strtok_r(m, "\n", &save); /* header */
@@ -126,11 +120,9 @@ static void test_manifest(void)
         for (char *p = line; k < 12 && p != NULL; k++) {
             col[k] = p;
             p = strchr(p, '\t');
-            if (p != NULL)
-                *p++ = 0;
+            if (p != NULL) *p++ = 0;
         }
-        if (k < 8)
-            continue;
+        if (k < 8) continue;
         bool legacy = strncmp(col[0], "legacy-nonproto/", 16) == 0;
         bool jfr = strncmp(col[0], "jfr/", 4) == 0;
         one_file(col[0], col[7], legacy || jfr, "pprof");
@@ -155,16 +147,13 @@ static size_t strings_between(const char *json, const char *from, const char *to
 {
     const char *p = strstr(json, from), *end = strstr(json, to);
     size_t k = 0;
-    if (p == NULL || end == NULL)
-        return 0;
+    if (p == NULL || end == NULL) return 0;
     p += strlen(from);
     while (k < max && (p = strchr(p, '"')) != NULL && p < end) {
         size_t o = 0;
         for (p++; *p && *p != '"'; p++) {
-            if (*p == '\\')
-                p++;
-            if (o + 1 < 2048)
-                out[k][o++] = *p;
+            if (*p == '\\') p++;
+            if (o + 1 < 2048) out[k][o++] = *p;
         }
         out[k++][o] = 0;
         p++;
@@ -175,8 +164,7 @@ static size_t strings_between(const char *json, const char *from, const char *to
 static const char *param(char kv[][2048], size_t n, const char *k)
 {
     for (size_t i = 0; i + 1 < n; i += 2)
-        if (strcasecmp(kv[i], k) == 0)
-            return kv[i + 1];
+        if (strcasecmp(kv[i], k) == 0) return kv[i + 1];
     return NULL;
 }
 
@@ -190,8 +178,7 @@ static void one_capture(const char *client, int i)
     snprintf(path, sizeof path, "%s/ingest-captures/%s/%04d.body", dir, client, i);
     uint8_t *body = test_read_file(path, &bn);
     CHECK(json != NULL && body != NULL);
-    if (json == NULL || body == NULL)
-        return;
+    if (json == NULL || body == NULL) return;
     size_t nq = strings_between(json, "\"query\"", "\"headers\"", q, 32);
     size_t nh = strings_between(json, "\"headers\"", "\"body_size\"", h, 32);
     ingest_request_t r = test_req(param(q, nq, "name"), param(q, nq, "format"), body, bn);
@@ -204,11 +191,9 @@ static void one_capture(const char *client, int i)
     ingest_profile_t *p;
     errmsg_t em;
     int rc = test_parse(&r, NULL, &p, &em);
-    if (rc != 0)
-        fprintf(stderr, "%s/%04d: %s\n", client, i, em.text);
+    if (rc != 0) fprintf(stderr, "%s/%04d: %s\n", client, i, em.text);
     CHECK_EQ_INT(rc, 0);
-    if (p == NULL)
-        goto out;
+    if (p == NULL) goto out;
     CHECK(test_nseries(p) > 0);
     int64_t total = 0;
     for (size_t s = 0; s < test_nseries(p); s++) {
@@ -248,8 +233,7 @@ out:
 int main(void)
 {
     dir = testdata_path();
-    if (dir == NULL)
-        return check_exit();
+    if (dir == NULL) return check_exit();
     test_manifest();
     for (int i = 1; i <= 3; i++) {
         one_capture("nodejs-0.6.4", i);

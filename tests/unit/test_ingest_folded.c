@@ -17,14 +17,16 @@ static void test_basic_shapes(void)
         const char *body;
         int64_t total, ab_total;
     } cases[] = {
-        {"a;b;c 1\na;b;c 1\na;b;d 4\na;b;c 3\na;b 5", 14, 14}, /* no final newline */
+        {"a;b;c 1\na;b;c 1\na;b;d 4\na;b;c 3\na;b 5", 14, 14},             /* no final newline */
         {"a;b;c 1\r\na;b;c 1\r\na;b;d 4\r\na;b;c 3\r\na;b 5\r\n", 14, 14}, /* CRLF */
-        {"\n\na;b 2\n   \n\t\na;b 3\n\n", 5, 5},                        /* blank lines */
-        {"a;b 10\na;b -4\n", 6, 6},                                      /* negative */
-        {"a;b\t7\n", 7, 7},                                              /* tab before count */
-        {"a;b;c (inlined) 2\na;b;x y z 3\n", 5, 5},                      /* spaces in frames */
-        {"a;b 0\n", 0, INT64_MIN},                                       /* zero adds nothing */
-        {"\xef\xbb\xbf" "a;b 2\n", 2, 2},                                /* UTF-8 BOM */
+        {"\n\na;b 2\n   \n\t\na;b 3\n\n", 5, 5},                           /* blank lines */
+        {"a;b 10\na;b -4\n", 6, 6},                                        /* negative */
+        {"a;b\t7\n", 7, 7},                                                /* tab before count */
+        {"a;b;c (inlined) 2\na;b;x y z 3\n", 5, 5},                        /* spaces in frames */
+        {"a;b 0\n", 0, INT64_MIN},                                         /* zero adds nothing */
+        {"\xef\xbb\xbf"
+         "a;b 2\n",
+         2, 2}, /* UTF-8 BOM */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc;
@@ -196,8 +198,7 @@ static int64_t naive_total(const uint8_t *b, size_t n)
         const uint8_t *s = e;
         while (s > p && s[-1] != ' ')
             s--;
-        if (e > p)
-            sum += strtoll((const char *)s, NULL, 10);
+        if (e > p) sum += strtoll((const char *)s, NULL, 10);
         p = nl ? nl + 1 : end;
     }
     return sum;
@@ -210,17 +211,14 @@ static void corpus_file(const char *dir, const char *rel, const char *name, int6
     size_t n;
     uint8_t *b = test_read_file(path, &n);
     CHECK(b != NULL);
-    if (b == NULL)
-        return;
-    if (want < 0)
-        want = naive_total(b, n);
+    if (b == NULL) return;
+    if (want < 0) want = naive_total(b, n);
     ingest_request_t r = test_req(name, NULL, b, n);
     r.sample_rate = "100";
     ingest_profile_t *p;
     errmsg_t em;
     int rc = test_parse(&r, NULL, &p, &em);
-    if (rc != 0)
-        fprintf(stderr, "%s: %s\n", rel, em.text);
+    if (rc != 0) fprintf(stderr, "%s: %s\n", rel, em.text);
     CHECK_EQ_INT(rc, 0);
     if (p != NULL) {
         CHECK_EQ_INT(ingest_profile_series_total(p, 0), want);
@@ -232,17 +230,22 @@ static void corpus_file(const char *dir, const char *rel, const char *name, int6
 static void test_corpus(void)
 {
     const char *dir = testdata_path();
-    if (dir == NULL)
-        return;
-    static const char *flamegraph[] = {
-        "perf-cycles-instructions-01-collapsed-all.txt", "perf-dd-stacks-01-collapsed-all.txt",
-        "perf-funcab-cmd-01-collapsed-all.txt", "perf-funcab-pid-01-collapsed-all.txt",
-        "perf-iperf-stacks-pidtid-01-collapsed-addrs.txt",
-        "perf-iperf-stacks-pidtid-01-collapsed-all.txt", "perf-java-faults-01-collapsed-all.txt",
-        "perf-java-stacks-01-collapsed-all.txt", "perf-java-stacks-01-collapsed-pid.txt",
-        "perf-java-stacks-02-collapsed-all.txt", "perf-js-stacks-01-collapsed-all.txt",
-        "perf-mirageos-stacks-01-collapsed-all.txt", "perf-numa-stacks-01-collapsed-all.txt",
-        "perf-rust-Yamakaky-dcpu-collapsed-all.txt", "perf-vertx-stacks-01-collapsed-all.txt"};
+    if (dir == NULL) return;
+    static const char *flamegraph[] = {"perf-cycles-instructions-01-collapsed-all.txt",
+                                       "perf-dd-stacks-01-collapsed-all.txt",
+                                       "perf-funcab-cmd-01-collapsed-all.txt",
+                                       "perf-funcab-pid-01-collapsed-all.txt",
+                                       "perf-iperf-stacks-pidtid-01-collapsed-addrs.txt",
+                                       "perf-iperf-stacks-pidtid-01-collapsed-all.txt",
+                                       "perf-java-faults-01-collapsed-all.txt",
+                                       "perf-java-stacks-01-collapsed-all.txt",
+                                       "perf-java-stacks-01-collapsed-pid.txt",
+                                       "perf-java-stacks-02-collapsed-all.txt",
+                                       "perf-js-stacks-01-collapsed-all.txt",
+                                       "perf-mirageos-stacks-01-collapsed-all.txt",
+                                       "perf-numa-stacks-01-collapsed-all.txt",
+                                       "perf-rust-Yamakaky-dcpu-collapsed-all.txt",
+                                       "perf-vertx-stacks-01-collapsed-all.txt"};
     char rel[512];
     for (size_t i = 0; i < sizeof flamegraph / sizeof flamegraph[0]; i++) {
         snprintf(rel, sizeof rel, "folded/flamegraph/%s", flamegraph[i]);
@@ -258,7 +261,8 @@ static void test_corpus(void)
     corpus_file(dir, "folded/speedscope/simple-utf16-be.txt", "s.inuse_objects", 14);
     /* derived from pprof files: totals must equal MANIFEST's per-type totals */
     corpus_file(dir, "folded/derived/large.cpu.samples.folded.txt.gz", "large.cpu", 240290000000LL);
-    corpus_file(dir, "folded/derived/profile_ruby.samples.folded.txt.gz", "r.inuse_objects", 258747);
+    corpus_file(dir, "folded/derived/profile_ruby.samples.folded.txt.gz", "r.inuse_objects",
+                258747);
     corpus_file(dir, "folded/derived/heap-big.inuse_space.folded.txt", "h.inuse_space", 541672846);
     corpus_file(dir, "folded/derived/profile_java.cpu.folded.txt", "j.inuse_objects", 5020648123LL);
 

@@ -19,8 +19,8 @@ static void test_name_labels(void)
     int rc;
     errmsg_t em;
     ingest_profile_t *p = parse_name(
-        "nodeprobe.cpu{otel.scope.name=com.grafana.pyroscope/nodejs,region=test-1, probe = x }", &rc,
-        &em);
+        "nodeprobe.cpu{otel.scope.name=com.grafana.pyroscope/nodejs,region=test-1, probe = x }",
+        &rc, &em);
     CHECK_EQ_INT(rc, 0);
     CHECK_EQ_INT(test_nseries(p), 1);
     CHECK_EQ_STR(test_label(p, 0, "service_name"), "nodeprobe");
@@ -28,7 +28,8 @@ static void test_name_labels(void)
     CHECK_EQ_STR(test_label(p, 0, "region"), "test-1");
     CHECK_EQ_STR(test_label(p, 0, "probe"), "x");
     CHECK_EQ_STR(test_label(p, 0, "__name__"), "process_cpu");
-    CHECK_EQ_STR(test_label(p, 0, "__profile_type__"), "process_cpu:cpu:nanoseconds:cpu:nanoseconds");
+    CHECK_EQ_STR(test_label(p, 0, "__profile_type__"),
+                 "process_cpu:cpu:nanoseconds:cpu:nanoseconds");
     CHECK(test_label(p, 0, "pyroscope_spy") == NULL);
     /* 3 samples at 100 Hz = 30 ms */
     CHECK_EQ_INT(ingest_profile_series_total(p, 0), 30000000);
@@ -55,8 +56,8 @@ static void test_name_labels(void)
 
 static void test_name_errors(void)
 {
-    const char *bad[] = {"", "{a=b}", "app{a=b", "app{a}", "app{1a=b}", "app{a=b}}",
-                         "app{a=b{c}", "app{a-b=c}", "ap,p{a=b}"};
+    const char *bad[] = {"",          "{a=b}",      "app{a=b",    "app{a}",   "app{1a=b}",
+                         "app{a=b}}", "app{a=b{c}", "app{a-b=c}", "ap,p{a=b}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc;
         errmsg_t em;
@@ -127,7 +128,8 @@ static void test_folded_types(void)
         {"a.block_duration", NULL, "block:delay:nanoseconds:contentions:count", "a", 1},
         {"a.live", NULL, "memory:live:count:objects:count", "a", 1},
         {"a.exceptions", NULL, "exceptions:samples:count::", "a", 1},
-        {"a.alloc_in_new_tlab_bytes", NULL, "memory:alloc_in_new_tlab_bytes:bytes:space:bytes", "a", 1},
+        {"a.alloc_in_new_tlab_bytes", NULL, "memory:alloc_in_new_tlab_bytes:bytes:space:bytes", "a",
+         1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char one[] = "x;y 1";
@@ -136,8 +138,7 @@ static void test_folded_types(void)
         ingest_profile_t *p;
         errmsg_t em;
         CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), 0);
-        if (p == NULL)
-            continue;
+        if (p == NULL) continue;
         CHECK_EQ_STR(test_label(p, 0, "__profile_type__"), cases[i].type);
         CHECK_EQ_STR(test_label(p, 0, "service_name"), cases[i].service);
         CHECK_EQ_INT(ingest_profile_series_total(p, 0), cases[i].one);
@@ -175,8 +176,8 @@ static void test_pprof_type_names(void)
         {"lock_count", "", {"cpu", "lock_count"}, "mutex"},
         {"alloc_samples", "", {"cpu", "alloc_samples"}, "memory"},
         {"time", "wallclock", {"samples", "time"}, "wall"},
-        {"samples", "wallclock", {"samples", "time"}, "wall"},    /* fgprof */
-        {"samples", "wall", {"samples", "wall"}, "wall"},         /* nodejs wall */
+        {"samples", "wallclock", {"samples", "time"}, "wall"}, /* fgprof */
+        {"samples", "wall", {"samples", "wall"}, "wall"},      /* nodejs wall */
         {"samples", "cpu", {"samples", "wall"}, "wall"},
         {"samples", "", {"samples"}, "process_cpu"}, /* py-spy / rbspy */
         {"", "", {""}, "unknown"},
@@ -257,10 +258,8 @@ static void test_profile_id(void)
     for (int i = 0; i < 5; i++) {
         ingest_request_t q = r;
         char other[] = "main;work 4\n";
-        if (i == 2)
-            q.tenant = "t2";
-        if (i == 3)
-            q.from = "1795564701";
+        if (i == 2) q.tenant = "t2";
+        if (i == 3) q.from = "1795564701";
         if (i == 4) {
             q.body = (const uint8_t *)other;
             q.body_len = sizeof other - 1;

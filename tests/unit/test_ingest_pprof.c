@@ -14,8 +14,7 @@ static ingest_profile_t *parse_bytes(const uint8_t *b, size_t n, const char *ct,
     r.from = "1795564000";
     ingest_profile_t *p;
     *rc = test_parse(&r, NULL, &p, em);
-    if (*rc != 0)
-        fprintf(stderr, "parse: %s\n", em->text);
+    if (*rc != 0) fprintf(stderr, "parse: %s\n", em->text);
     return p;
 }
 
@@ -100,9 +99,10 @@ static void test_cpu_shape(void)
     buf_append_str(&mp, "--XyZ\r\nContent-Disposition: form-data; name=\"profile\"; "
                         "filename=\"profile\"\r\nContent-Type: application/octet-stream\r\n\r\n");
     buf_append(&mp, gz, gn);
-    buf_append_str(&mp, "\r\n--XyZ\r\nContent-Disposition: form-data; name=\"sample_type_config\"\r\n\r\n"
-                        "{\"samples\":{\"units\":\"samples\",\"display-name\":\"wall_samples\","
-                        "\"sampled\":true},\"cpu\":{\"aggregation\":\"sum\"}}\r\n--XyZ--\r\n");
+    buf_append_str(
+        &mp, "\r\n--XyZ\r\nContent-Disposition: form-data; name=\"sample_type_config\"\r\n\r\n"
+             "{\"samples\":{\"units\":\"samples\",\"display-name\":\"wall_samples\","
+             "\"sampled\":true},\"cpu\":{\"aggregation\":\"sum\"}}\r\n--XyZ--\r\n");
     p = parse_bytes(mp.data, mp.len, "multipart/form-data; boundary=XyZ", &rc, &em);
     CHECK_EQ_INT(rc, 0);
     CHECK_EQ_STR(ingest_profile_format(p), "pprof");
@@ -112,13 +112,15 @@ static void test_cpu_shape(void)
     ingest_profile_free(p);
     /* prev_profile is refused */
     buf_reset(&mp);
-    buf_append_str(&mp, "--b\r\nContent-Disposition: form-data; name=\"profile\"\r\n\r\nxx\r\n"
-                        "--b\r\nContent-Disposition: form-data; name=\"prev_profile\"\r\n\r\nyy\r\n--b--\r\n");
+    buf_append_str(
+        &mp, "--b\r\nContent-Disposition: form-data; name=\"profile\"\r\n\r\nxx\r\n"
+             "--b\r\nContent-Disposition: form-data; name=\"prev_profile\"\r\n\r\nyy\r\n--b--\r\n");
     p = parse_bytes(mp.data, mp.len, "multipart/form-data; boundary=b", &rc, &em);
     CHECK_EQ_INT(rc, ERR_UNSUPPORTED);
     CHECK(strstr(em.text, "prev_profile") != NULL);
     /* broken multipart */
-    p = parse_bytes((const uint8_t *)"--b\r\nno end", 11, "multipart/form-data; boundary=b", &rc, &em);
+    p = parse_bytes((const uint8_t *)"--b\r\nno end", 11, "multipart/form-data; boundary=b", &rc,
+                    &em);
     CHECK_EQ_INT(rc, ERR_UNPARSEABLE);
     p = parse_bytes((const uint8_t *)"x", 1, "multipart/form-data", &rc, &em);
     CHECK_EQ_INT(rc, ERR_UNPARSEABLE);
@@ -375,8 +377,8 @@ static void test_limits(void)
  * profile — each parses or is refused with a 4xx, never crashes. */
 static void test_hostile_bytes(void)
 {
-    static const uint8_t varint11[] = {0x48, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-                                       0xff, 0xff, 0xff, 0xff, 0x01};
+    static const uint8_t varint11[] = {0x48, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                       0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
     static const uint8_t bad_len[] = {0x12, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x08, 0x01};
     static const uint8_t wire7[] = {0x0f, 0x00};
     static const uint8_t text[] = "heap profile: 1: 2 [3: 4] @ heap/1048576\n";

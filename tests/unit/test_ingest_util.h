@@ -76,8 +76,7 @@ static inline int64_t test_type_total(const ingest_profile_t *p, const char *typ
             k++;
         }
     }
-    if (n != NULL)
-        *n = k;
+    if (n != NULL) *n = k;
     return sum;
 }
 
@@ -89,13 +88,10 @@ static inline int test_find(const ingest_profile_t *p, const char *type, const c
     const storage_profile_write_t *w = ingest_profile_write(p);
     for (size_t i = 0; i < w->nseries; i++) {
         const char *t = labels_get(w->series[i].labels, LABEL_PROFILE_TYPE);
-        if (t == NULL || strcmp(t, type) != 0)
-            continue;
-        if (k == NULL)
-            return (int)i;
+        if (t == NULL || strcmp(t, type) != 0) continue;
+        if (k == NULL) return (int)i;
         const char *got = labels_get(w->series[i].labels, k);
-        if (v == NULL ? got == NULL : (got != NULL && strcmp(got, v) == 0))
-            return (int)i;
+        if (v == NULL ? got == NULL : (got != NULL && strcmp(got, v) == 0)) return (int)i;
     }
     return -1;
 }
@@ -138,8 +134,7 @@ static inline uint8_t *test_gzip(const void *in, size_t n, size_t *out_len)
 static inline uint8_t *test_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
+    if (f == NULL) return NULL;
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -163,11 +158,10 @@ typedef struct pb {
 } pb_t;
 
 /* Grows by doubling (capacity is implied by n: reallocated at powers of two). */
-#define PB_PUSH(arr, n, v)                                                                 \
-    do {                                                                                   \
-        if (((n) & ((n) - 1)) == 0)                                                        \
-            (arr) = realloc((arr), ((n) ? 2 * (n) : 1) * sizeof *(arr));                   \
-        (arr)[(n)++] = (v);                                                                \
+#define PB_PUSH(arr, n, v)                                                                         \
+    do {                                                                                           \
+        if (((n) & ((n)-1)) == 0) (arr) = realloc((arr), ((n) ? 2 * (n) : 1) * sizeof *(arr));     \
+        (arr)[(n)++] = (v);                                                                        \
     } while (0)
 
 static inline void pb_init(pb_t *b)

@@ -57,9 +57,17 @@ static void test_flags_and_env(void)
     node_config_t c;
     enum node_config_action act;
     errmsg_t em;
-    const char *argv[] = {"flamedb", "--data-dir", "/tmp/x", "--http-listen=0.0.0.0:0",
-                          "--max-body-bytes", "1MiB", "--request-timeout=500ms", "--retention-10s",
-                          "2d", "--log-level", "debug"};
+    const char *argv[] = {"flamedb",
+                          "--data-dir",
+                          "/tmp/x",
+                          "--http-listen=0.0.0.0:0",
+                          "--max-body-bytes",
+                          "1MiB",
+                          "--request-timeout=500ms",
+                          "--retention-10s",
+                          "2d",
+                          "--log-level",
+                          "debug"};
     const char *env[] = {"FLAMEDB_MAX_BODY_BYTES=2MiB", "FLAMEDB_MEMORY_LIMIT=2GiB",
                          "FLAMEDB_BIN=/ignored", "PATH=/bin", NULL};
     CHECK_EQ_INT(parse(&c, argv, 11, env, &act, &em), 0);
@@ -127,11 +135,15 @@ static void test_generated_text(void)
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
     CHECK_EQ_INT(node_config_help(&b), 0);
-    CHECK(strstr((char *)b.data, "--max-body-bytes SIZE  [FLAMEDB_MAX_BODY_BYTES]  default: 16MiB") != NULL);
-    CHECK(strstr((char *)b.data, "--block-cache-bytes SIZE  [FLAMEDB_BLOCK_CACHE_BYTES]  default: 256MiB (memory-limit / 4)") != NULL);
+    CHECK(strstr((char *)b.data,
+                 "--max-body-bytes SIZE  [FLAMEDB_MAX_BODY_BYTES]  default: 16MiB") != NULL);
+    CHECK(strstr((char *)b.data, "--block-cache-bytes SIZE  [FLAMEDB_BLOCK_CACHE_BYTES]  default: "
+                                 "256MiB (memory-limit / 4)") != NULL);
     buf_reset(&b);
     CHECK_EQ_INT(node_config_doc(&b), 0);
-    CHECK(strstr((char *)b.data, "| `--http-listen` | `FLAMEDB_HTTP_LISTEN` | IP:PORT | `127.0.0.1:4040` |") != NULL);
+    CHECK(strstr((char *)b.data,
+                 "| `--http-listen` | `FLAMEDB_HTTP_LISTEN` | IP:PORT | `127.0.0.1:4040` |") !=
+          NULL);
     CHECK(strstr((char *)b.data, "## Storage") != NULL);
     buf_reset(&b);
     node_config_t c;

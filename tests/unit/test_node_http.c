@@ -21,7 +21,7 @@
 typedef struct fixture {
     uv_loop_t loop;
     uv_async_t stop;
-    uv_timer_t later;        /* answers /slow */
+    uv_timer_t later;         /* answers /slow */
     http_exchange_t *slow_ex; /* pending /slow exchange */
     atomic_int slow_seen;     /* /slow requests received (read by the test thread) */
     atomic_int slow_answered; /* /slow responses sent */
@@ -61,8 +61,8 @@ static void handler(void *ctx, http_exchange_t *ex)
     }
     const char *a = http_request_param(r, "a"), *b = http_request_param(r, "b");
     const char *h = http_request_header(r, "x-test");
-    snprintf(out, sizeof out, "%s %s a=%s b=%s h=%s len=%zu", r->method_name, r->path,
-             a ? a : "-", b ? b : "-", h ? h : "-", r->body_len);
+    snprintf(out, sizeof out, "%s %s a=%s b=%s h=%s len=%zu", r->method_name, r->path, a ? a : "-",
+             b ? b : "-", h ? h : "-", r->body_len);
     respond_text(ex, 200, out);
 }
 
@@ -137,8 +137,7 @@ static void send_all(int fd, const char *s, size_t n)
 {
     while (n > 0) {
         ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
-        if (w <= 0)
-            return;
+        if (w <= 0) return;
         s += w;
         n -= (size_t)w;
     }
@@ -171,8 +170,7 @@ static int read_response(int fd, char *out, size_t cap, buf_t *carry)
         }
         char tmp[4096];
         ssize_t r = recv(fd, tmp, sizeof tmp, 0);
-        if (r <= 0)
-            return -1;
+        if (r <= 0) return -1;
         buf_append(carry, tmp, (size_t)r);
     }
     return -1;
@@ -199,7 +197,8 @@ static const char *body_of(const char *resp)
 static void test_basic_and_decoding(fixture_t *f)
 {
     char out[4096];
-    CHECK_EQ_INT(roundtrip(f->port, "GET /a%2Fb?a=1&b=x%20y+z&c HTTP/1.1\r\nHost: x\r\nX-Test: hi\r\n\r\n",
+    CHECK_EQ_INT(roundtrip(f->port,
+                           "GET /a%2Fb?a=1&b=x%20y+z&c HTTP/1.1\r\nHost: x\r\nX-Test: hi\r\n\r\n",
                            out, sizeof out),
                  200);
     CHECK_EQ_STR(body_of(out), "GET /a/b a=1 b=x y z h=hi len=0");
@@ -217,7 +216,8 @@ static void test_keepalive_pipelining_bodies(fixture_t *f)
     int fd = dial(f->port);
     buf_t carry;
     buf_init(&carry, BUF_UNLIMITED);
-    const char *two = "POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /q?a=2 HTTP/1.1\r\n\r\n";
+    const char *two =
+        "POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /q?a=2 HTTP/1.1\r\n\r\n";
     send_all(fd, two, strlen(two));
     CHECK_EQ_INT(read_response(fd, out, sizeof out, &carry), 200);
     CHECK_EQ_STR(body_of(out), "POST /p a=- b=- h=- len=5");
@@ -249,9 +249,9 @@ static void test_limits(fixture_t *f)
 {
     char out[4096];
     /* 413 from Content-Length alone, before any body byte is sent */
-    CHECK_EQ_INT(roundtrip(f->port, "POST /big HTTP/1.1\r\nContent-Length: 100000\r\n\r\n", out,
-                           sizeof out),
-                 413);
+    CHECK_EQ_INT(
+        roundtrip(f->port, "POST /big HTTP/1.1\r\nContent-Length: 100000\r\n\r\n", out, sizeof out),
+        413);
     CHECK(strstr(out, "\"code\":\"too_large\"") != NULL);
     CHECK(strstr(out, "max-body-bytes") != NULL);
     /* chunked bodies are counted as they arrive */
@@ -272,8 +272,9 @@ static void test_limits(fixture_t *f)
     const char *hold = "POST /hold HTTP/1.1\r\nContent-Length: 3000\r\n\r\nabc";
     send_all(fd, hold, strlen(hold));
     usleep(100 * 1000);
-    CHECK_EQ_INT(roundtrip(f->port, "POST /b HTTP/1.1\r\nContent-Length: 3000\r\n\r\n", out, sizeof out),
-                 503);
+    CHECK_EQ_INT(
+        roundtrip(f->port, "POST /b HTTP/1.1\r\nContent-Length: 3000\r\n\r\n", out, sizeof out),
+        503);
     CHECK(strstr(out, "Retry-After: 1") != NULL);
     close(fd);
 }

@@ -117,7 +117,8 @@ static size_t random_ranges(query_range_t *out, size_t k)
     uint64_t cut[64];
     size_t n = 0;
     while (n < k) {
-        uint64_t c = check_rng() % 3 == 0 ? fx[check_rng() % NSERIES].token - (check_rng() % 2) : check_rng();
+        uint64_t c = check_rng() % 3 == 0 ? fx[check_rng() % NSERIES].token - (check_rng() % 2)
+                                          : check_rng();
         int dup = 0;
         for (size_t i = 0; i < n; i++)
             dup |= cut[i] == c;

@@ -106,7 +106,8 @@ static void write_fixture(storage_t *st)
     size_t cap = 4096;
     recs = malloc(cap * sizeof *recs);
     /* profiles every 11..90 s over two days plus a bit, each to a random series */
-    for (int64_t t = T0 - 3 * 3600 + 7; t < T0 + 2 * DAY + 5000; t += 11 + (int64_t)(check_rng() % 80)) {
+    for (int64_t t = T0 - 3 * 3600 + 7; t < T0 + 2 * DAY + 5000;
+         t += 11 + (int64_t)(check_rng() % 80)) {
         if (nrecs == cap) recs = realloc(recs, (cap *= 2) * sizeof *recs);
         record_t *r = &recs[nrecs];
         r->series = check_rng() % NFX;

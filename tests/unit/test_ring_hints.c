@@ -125,8 +125,10 @@ static void exchange(ring_members_t *a, ring_members_t *b)
     buf_init(&m3, BUF_UNLIMITED);
     CHECK_EQ_INT(ring_gossip_syn(a, &m1), 0);
     CHECK_EQ_INT(ring_gossip_receive(b, "n01", m1.data, m1.len, &m2, test_reply_to, NULL), 0);
-    if (m2.len > 0) CHECK_EQ_INT(ring_gossip_receive(a, "n01", m2.data, m2.len, &m3, test_reply_to, NULL), 0);
-    if (m3.len > 0) CHECK_EQ_INT(ring_gossip_receive(b, "n01", m3.data, m3.len, &m1, test_reply_to, NULL), 0);
+    if (m2.len > 0)
+        CHECK_EQ_INT(ring_gossip_receive(a, "n01", m2.data, m2.len, &m3, test_reply_to, NULL), 0);
+    if (m3.len > 0)
+        CHECK_EQ_INT(ring_gossip_receive(b, "n01", m3.data, m3.len, &m1, test_reply_to, NULL), 0);
     buf_free(&m1);
     buf_free(&m2);
     buf_free(&m3);
@@ -208,10 +210,10 @@ static void test_wire(ring_identity_t *ids)
     buf_t msg, reply;
     buf_init(&msg, BUF_UNLIMITED);
     buf_init(&reply, BUF_UNLIMITED);
-    CHECK_EQ_INT(pack_gossip(&g, &msg),
-                 0);
+    CHECK_EQ_INT(pack_gossip(&g, &msg), 0);
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(ring_gossip_receive(m, "n01", msg.data, msg.len, &reply, test_reply_to, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(ring_gossip_receive(m, "n01", msg.data, msg.len, &reply, test_reply_to, &em),
+                 ERR_INVALID_ARGUMENT);
     CHECK(strstr(em.text, "digest") != NULL);
     ring_members_stats_t st;
     ring_members_stats(m, &st);
@@ -220,8 +222,7 @@ static void test_wire(ring_identity_t *ids)
     /* the same with a valid list decodes */
     bad[1] = "n02";
     buf_reset(&msg);
-    CHECK_EQ_INT(pack_gossip(&g, &msg),
-                 0);
+    CHECK_EQ_INT(pack_gossip(&g, &msg), 0);
     buf_reset(&reply);
     CHECK_EQ_INT(ring_gossip_receive(m, "n01", msg.data, msg.len, &reply, test_reply_to, &em), 0);
     ring_members_stats(m, &st);

@@ -22,8 +22,8 @@ static void test_shard_policy(void)
     CHECK_EQ_INT(ring_shards_for(&p, "search.v2"), 8);
     CHECK_EQ_INT(ring_shards_for(&p, "checkou"), 4);
     CHECK_EQ_INT(ring_shards_for(&p, NULL), 4);
-    static const char *bad[] = {"checkout", "=3", "a=0", "a=4097", "a=1x", "a=", "a=1,a=2",
-                                "a=1,,b=2"};
+    static const char *bad[] = {"checkout", "=3", "a=0",     "a=4097",
+                                "a=1x",     "a=", "a=1,a=2", "a=1,,b=2"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         em.text[0] = 0;
         CHECK_EQ_INT(ring_shard_policy_parse(&p, bad[i], &em), ERR_INVALID_ARGUMENT);

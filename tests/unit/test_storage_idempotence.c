@@ -218,14 +218,16 @@ static void test_exact_sums(fixture_t *f, uint64_t seed)
     for (int i = 0; i < 300; i++) {
         calltree_clear(t);
         int64_t v = (int64_t)(check_rng() % 2000001) - 1000000;
-        if (i % 50 == 7) v = (i % 100 == 7 ? 1 : -1) * ((int64_t)1 << 52) + (int64_t)(check_rng() % 1000);
+        if (i % 50 == 7)
+            v = (i % 100 == 7 ? 1 : -1) * ((int64_t)1 << 52) + (int64_t)(check_rng() % 1000);
         const char *stack = stacks[check_rng() % 5];
         fx_add(t, st, stack, v);
         fx_add(want, st, stack, v);
         sum += v;
-        CHECK_EQ_INT(fx_write(f->s, "sum", l, t, st, 5000 + (uint64_t)i,
-                              (T0 + (int64_t)(check_rng() % 7200)) * NS + (int64_t)(check_rng() % NS), NULL),
-                     0);
+        CHECK_EQ_INT(
+            fx_write(f->s, "sum", l, t, st, 5000 + (uint64_t)i,
+                     (T0 + (int64_t)(check_rng() % 7200)) * NS + (int64_t)(check_rng() % NS), NULL),
+            0);
         if (i % 3 == 0) /* and retries sprinkled in */
             CHECK_EQ_INT(fx_write(f->s, "sum", l, t, st, 5000 + (uint64_t)i, T0 * NS, NULL), 0);
     }

@@ -131,8 +131,11 @@ int main(int argc, char **argv)
             {.labels = l2, .series_id = labels_hash(l2), .tree = bad},
         };
         sw[0].token = sw[1].token = sw[0].series_id >> 1;
-        storage_profile_write_t p = {.tenant = "t", .time_ns = (f.now - 3600) * NS,
-                                     .series = sw, .nseries = 2, .symbols = partial};
+        storage_profile_write_t p = {.tenant = "t",
+                                     .time_ns = (f.now - 3600) * NS,
+                                     .series = sw,
+                                     .nseries = 2,
+                                     .symbols = partial};
         fx_id(p.profile_id, 99);
         errmsg_t em = {{0}};
         /* series 0 maps its new stacks to new ids, then series 1 is refused:
