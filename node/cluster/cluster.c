@@ -17,8 +17,7 @@
 #include <time.h>
 
 #include "common/log.h"
-#include "node/cluster/replicate_int.h"
-#include "node/cluster/scatter_int.h"
+#include "node/cluster/cluster_int.h"
 
 #define GOSSIP FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_GOSSIP
 
@@ -303,7 +302,7 @@ int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_d
     if (rc == ERR_OK && cluster_view_refresh(c) != 1)
         rc = errmsg_set(em, ERR_INTERNAL, "cannot build the cluster view");
     if (rc != ERR_OK) {
-        cluster_free(c);
+        cluster_free_base(c);
         return rc;
     }
     uv_timer_init(loop, &c->timer);
@@ -350,7 +349,7 @@ int cluster_joined(cluster_t *c)
     return 0;
 }
 
-static void part_closed(void *arg)
+void cluster_part_closed(void *arg)
 {
     cluster_t *c = arg;
     if (--c->open_parts == 0 && c->done != NULL) c->done(c->done_arg);
@@ -358,29 +357,17 @@ static void part_closed(void *arg)
 
 static void timer_closed(uv_handle_t *h)
 {
-    part_closed(h->data);
+    cluster_part_closed(h->data);
 }
 
-void cluster_close(cluster_t *c, void (*done)(void *arg), void *arg)
+void cluster_close_base(cluster_t *c)
 {
-    if (c->closing) return;
-    c->closing = 1;
-    c->done = done;
-    c->done_arg = arg;
-    if (c->scatter != NULL) scatter_close(c->scatter); /* answers queries still in flight */
-    if (c->replicate != NULL) { /* stores the hints of writes still waiting for acks */
-        c->open_parts++;
-        replicate_close(c->replicate, part_closed, c);
-    }
-    if (c->rpc != NULL) rpc_close(c->rpc, part_closed, c);
+    if (c->rpc != NULL) rpc_close(c->rpc, cluster_part_closed, c);
     uv_close((uv_handle_t *)&c->timer, timer_closed);
 }
 
-void cluster_free(cluster_t *c)
+void cluster_free_base(cluster_t *c)
 {
-    if (c == NULL) return;
-    scatter_free(c->scatter);
-    replicate_free(c->replicate);
     rpc_free(c->rpc);
     cluster_view_drop(c);
     ring_members_free(c->members);
@@ -388,4 +375,28 @@ void cluster_free(cluster_t *c)
     for (size_t i = 0; i < c->nseeds; i++)
         free(c->seeds[i]);
     free(c);
+}
+
+/* ---------- the parts' view of the cluster ---------- */
+
+static const cluster_view_t *ops_view_acquire(void *ctx)
+{
+    return cluster_view_acquire(ctx);
+}
+
+static int ops_send(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type,
+                    uint64_t deadline_unix_ms, const ProtobufCMessage *body)
+{
+    return cluster_send(ctx, node_id, type, deadline_unix_ms, body);
+}
+
+static int ops_set_hint_targets(void *ctx, const char *const *ids, size_t n)
+{
+    return cluster_set_hint_targets(ctx, ids, n);
+}
+
+void cluster_ops_of(cluster_t *c, cluster_ops_t *ops)
+{
+    *ops = (cluster_ops_t){ops_view_acquire, cluster_view_retain, cluster_view_release, ops_send,
+                           ops_set_hint_targets, c};
 }

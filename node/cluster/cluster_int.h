@@ -44,6 +44,14 @@ struct cluster_view {
 int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_dir,
                 const char *http_addr, const clock_source_t *clock, cluster_t **out, errmsg_t *em);
 
+/* Closing and freeing what cluster_new made (the gossip timer, transport,
+ * membership and view); cluster_close and cluster_free (cluster_open.c)
+ * close the write and read paths first. cluster_part_closed is the close
+ * callback of every part: the last one runs the done callback. */
+void cluster_close_base(cluster_t *c);
+void cluster_free_base(cluster_t *c);
+void cluster_part_closed(void *arg);
+
 /* This node's id; borrowed for the cluster's lifetime. */
 const char *cluster_self_id(const cluster_t *c);
 

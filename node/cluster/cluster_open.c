@@ -1,6 +1,8 @@
-/* cluster_open.c — the module's face to the daemon (cluster.h): opening its
- * parts (membership and transport, the write path, the read path) and
- * handing the node's writes, queries and metrics to the part that owns them.
+/* cluster_open.c — the module's face to the daemon (cluster.h): opening and
+ * closing its parts (membership and transport, the write path, the read
+ * path) and handing the node's writes, queries and metrics to the part that
+ * owns them. The parts know nothing of each other; only this file knows all
+ * three.
  */
 #include <stdlib.h>
 
@@ -19,28 +21,26 @@ int cluster_open(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cf
     return rc;
 }
 
-/* ---------- the parts' view of the cluster ---------- */
-
-static const cluster_view_t *ops_view_acquire(void *ctx)
+void cluster_close(cluster_t *c, void (*done)(void *arg), void *arg)
 {
-    return cluster_view_acquire(ctx);
+    if (c->closing) return;
+    c->closing = 1;
+    c->done = done;
+    c->done_arg = arg;
+    if (c->scatter != NULL) scatter_close(c->scatter); /* answers queries still in flight */
+    if (c->replicate != NULL) { /* stores the hints of writes still waiting for acks */
+        c->open_parts++;
+        replicate_close(c->replicate, cluster_part_closed, c);
+    }
+    cluster_close_base(c);
 }
 
-static int ops_send(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type,
-                    uint64_t deadline_unix_ms, const ProtobufCMessage *body)
+void cluster_free(cluster_t *c)
 {
-    return cluster_send(ctx, node_id, type, deadline_unix_ms, body);
-}
-
-static int ops_set_hint_targets(void *ctx, const char *const *ids, size_t n)
-{
-    return cluster_set_hint_targets(ctx, ids, n);
-}
-
-void cluster_ops_of(cluster_t *c, cluster_ops_t *ops)
-{
-    *ops = (cluster_ops_t){ops_view_acquire, cluster_view_retain,  cluster_view_release,
-                           ops_send,         ops_set_hint_targets, c};
+    if (c == NULL) return;
+    scatter_free(c->scatter);
+    replicate_free(c->replicate);
+    cluster_free_base(c);
 }
 
 /* ---------- writes ---------- */
