@@ -397,6 +397,6 @@ static int ops_set_hint_targets(void *ctx, const char *const *ids, size_t n)
 
 void cluster_ops_of(cluster_t *c, cluster_ops_t *ops)
 {
-    *ops = (cluster_ops_t){ops_view_acquire, cluster_view_retain, cluster_view_release, ops_send,
-                           ops_set_hint_targets, c};
+    *ops = (cluster_ops_t){ops_view_acquire, cluster_view_retain,  cluster_view_release,
+                           ops_send,         ops_set_hint_targets, c};
 }
