@@ -18,18 +18,24 @@ void edgemap_clear(edgemap_t *m)
     m->len = 0;
 }
 
-int edgemap_reserve(edgemap_t *m, size_t n)
+int edgemap_grow_(edgemap_t *m, size_t n)
 {
-    if (n * 2 <= m->cap) return ERR_OK;
     if (n > SIZE_MAX / 4 / sizeof *m->slots) return ERR_NOMEM;
     size_t cap = m->cap ? m->cap : 16;
     while (cap < n * 2)
         cap *= 2;
-    edgemap_t g = {calloc(cap, sizeof *m->slots), cap, 0};
+    edgemap_t g = {calloc(cap, sizeof *m->slots), cap, m->len};
     if (g.slots == NULL) return ERR_NOMEM;
-    for (size_t i = 0; i < m->cap; i++)
-        if (m->slots[i].child != 0)
-            edgemap_put(&g, m->slots[i].parent, m->slots[i].sym, m->slots[i].child);
+    /* keys are distinct: each goes to the first empty slot of its run, with
+     * no key compared (rehashing is on the hot path of fresh stacks) */
+    for (size_t i = 0; i < m->cap; i++) {
+        const edgemap_slot_t *s = &m->slots[i];
+        if (s->child == 0) continue;
+        size_t j = edgemap_hash_(&g, s->parent, s->sym);
+        while (g.slots[j].child != 0)
+            j = (j + 1) & (cap - 1);
+        g.slots[j] = *s;
+    }
     free(m->slots);
     *m = g;
     return ERR_OK;

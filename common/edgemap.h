@@ -33,9 +33,15 @@ typedef struct edgemap {
 void edgemap_free(edgemap_t *m);
 /* Forgets every edge, keeping the table. */
 void edgemap_clear(edgemap_t *m);
+/* The table growth behind edgemap_reserve (out of line; rehashes). */
+int edgemap_grow_(edgemap_t *m, size_t n);
 /* Makes room for n edges in all (at least 2n slots), rehashing when it
- * grows; inserting up to n - len edges afterwards cannot fail. ERR_NOMEM. */
-int edgemap_reserve(edgemap_t *m, size_t n);
+ * grows; inserting up to n - len edges afterwards cannot fail. ERR_NOMEM.
+ * The check is inline: callers run it once per insert. */
+static inline int edgemap_reserve(edgemap_t *m, size_t n)
+{
+    return n * 2 <= m->cap ? 0 : edgemap_grow_(m, n);
+}
 
 static inline size_t edgemap_hash_(const edgemap_t *m, uint32_t parent, uint64_t sym)
 {

@@ -43,16 +43,18 @@ static size_t find_slot(const u64map_t *m, uint64_t key)
     return i;
 }
 
-int u64map_reserve(u64map_t *m, size_t want)
+int u64map_grow_(u64map_t *m, size_t want)
 {
-    if (m->cap != 0 && want * 2 <= m->cap) return ERR_OK;
     if (want > SIZE_MAX / 4) return ERR_NOMEM;
     u64map_t n;
     int rc = u64map_init(&n, want > 8 ? want * 2 : 16);
     if (rc != ERR_OK) return rc;
-    for (size_t i = 0; i < m->cap; i++) {
+    for (size_t i = 0; i < m->cap; i++) { /* distinct keys: no compare, first empty slot */
         if (m->slots[i].val == U64MAP_EMPTY) continue;
-        n.slots[find_slot(&n, m->slots[i].key)] = m->slots[i];
+        size_t j = u64map_slot_(&n, m->slots[i].key);
+        while (n.slots[j].val != U64MAP_EMPTY)
+            j = (j + 1) & (n.cap - 1);
+        n.slots[j] = m->slots[i];
     }
     n.len = m->len;
     u64map_free(m);

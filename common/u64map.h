@@ -77,9 +77,14 @@ static inline void u64map_prefetch(const u64map_t *m, uint64_t key)
     if (m->cap != 0) __builtin_prefetch(&m->slots[u64map_slot_(m, key)]);
 }
 
+/* The table growth behind u64map_reserve (out of line; rehashes). */
+int u64map_grow_(u64map_t *m, size_t n);
 /* Makes room for n keys in all, so that inserting up to n - len more keys
- * cannot fail. ERR_NOMEM. */
-int u64map_reserve(u64map_t *m, size_t n);
+ * cannot fail. ERR_NOMEM. The check is inline: it runs once per insert. */
+static inline int u64map_reserve(u64map_t *m, size_t n)
+{
+    return m->cap != 0 && n * 2 <= m->cap ? 0 : u64map_grow_(m, n);
+}
 /* Inserts key -> val; key must be absent (check with u64map_get). ERR_NOMEM. */
 int u64map_put(u64map_t *m, uint64_t key, uint32_t val);
 /* Looks key up and, when absent, inserts key -> val. Returns 1 when inserted,
