@@ -143,13 +143,23 @@ static int check_series(const Flamedb__Cluster__SeriesPart *s, size_t i, errmsg_
     return 0;
 }
 
+/* What every request carries: a tenant, this protocol version, a deadline. */
+static int check_request(const char *what, const char *tenant, uint32_t protocol_version,
+                         uint64_t deadline_unix_ms, errmsg_t *em)
+{
+    int rc = check_tenant(tenant, em);
+    if (rc < 0) return rc;
+    if (protocol_version != CLUSTER_PROTOCOL_VERSION || deadline_unix_ms == 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "%s: protocol version or deadline missing",
+                          what);
+    return 0;
+}
+
 static int check_write(const Flamedb__Cluster__WriteRequest *w, const cluster_wire_limits_t *l,
                        errmsg_t *em)
 {
-    int rc = check_tenant(w->tenant, em);
+    int rc = check_request("write", w->tenant, w->protocol_version, w->deadline_unix_ms, em);
     if (rc < 0) return rc;
-    if (w->protocol_version != CLUSTER_PROTOCOL_VERSION || w->deadline_unix_ms == 0)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "write: protocol version or deadline missing");
     if (w->profile_id.len != 16)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "write: profile id is %zu bytes, not 16",
                           w->profile_id.len);
@@ -174,10 +184,8 @@ static int check_ack(const Flamedb__Cluster__WriteAck *a, const cluster_wire_lim
 static int check_query(const Flamedb__Cluster__QueryRequest *q, const cluster_wire_limits_t *l,
                        errmsg_t *em)
 {
-    int rc = check_tenant(q->tenant, em);
+    int rc = check_request("query", q->tenant, q->protocol_version, q->deadline_unix_ms, em);
     if (rc < 0) return rc;
-    if (q->protocol_version != CLUSTER_PROTOCOL_VERSION || q->deadline_unix_ms == 0)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "query: protocol version or deadline missing");
     if (q->kind < Q(MERGE) || q->kind > Q(SPANS))
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "query: unknown kind %d", (int)q->kind);
     if (q->kind == Q(LABEL_VALUES) && q->label_name[0] == 0)
