@@ -31,6 +31,13 @@ struct node {
 void routes_handle(void *node, http_exchange_t *ex);
 void routes_observe(void *node, const http_exchange_t *ex, int status, uint64_t duration_ms);
 
+/* Answers err with em's reason (503s get Retry-After) and counts it. */
+void routes_respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_t *em);
+/* The request's tenant, or NULL after answering 400. */
+const char *routes_tenant_of(node_t *n, http_exchange_t *ex, const http_request_t *r);
+/* GET /pyroscope/render-diff (routes_diff.c). */
+void routes_render_diff(node_t *n, http_exchange_t *ex, const http_request_t *r);
+
 /* Validates X-Scope-OrgID (docs/api.md, Conventions); NULL or "" means "anonymous".
  * Returns the tenant (borrowed: value or a static string) or NULL with em set. */
 const char *routes_tenant(const char *header, errmsg_t *em);

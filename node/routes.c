@@ -51,6 +51,7 @@ static const route_t routes[] = {
     {"/metrics", HTTP_GET, "metrics", route_metrics},
     {"/ingest", HTTP_POST, "ingest", route_ingest},
     {"/pyroscope/render", HTTP_GET, "render", route_render},
+    {"/pyroscope/render-diff", HTTP_GET, "render_diff", routes_render_diff},
     {"/pyroscope/label-names", HTTP_GET, "label_names", route_label_names},
     {"/pyroscope/label-values", HTTP_GET, "label_values", route_label_values},
     {"/cluster/status", HTTP_GET, "cluster_status", route_cluster_status},
@@ -58,8 +59,8 @@ static const route_t routes[] = {
 #define NROUTES (sizeof routes / sizeof routes[0])
 
 static const char *const route_names[NROUTES + 1] = {
-    "none",   "index",       "ready",        "metrics",        "ingest",
-    "render", "label_names", "label_values", "cluster_status",
+    "none",   "index",       "ready",       "metrics",      "ingest",
+    "render", "render_diff", "label_names", "label_values", "cluster_status",
 };
 _Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every route");
 
@@ -118,7 +119,7 @@ const char *routes_tenant(const char *h, errmsg_t *em)
 
 /* ---------- jobs on the thread pool ---------- */
 
-static void respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_t *em)
+void routes_respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_t *em)
 {
     node_metrics_error(&n->metrics, err);
     const char *extra = err == ERR_UNAVAILABLE ? "Retry-After: 1\r\n" : NULL;
@@ -143,7 +144,7 @@ static void job_done(uv_work_t *w, int status)
     cluster_metrics_free(j->cmetrics);
     if (j->view != NULL) cluster_view_release(j->view);
     if (j->rc != ERR_OK) {
-        respond_error(n, j->ex, j->rc, &j->em);
+        routes_respond_error(n, j->ex, j->rc, &j->em);
     } else {
         http_response_t resp = {.status = 200,
                                 .content_type = j->result.body.len ? j->result.content_type : NULL,
@@ -162,7 +163,7 @@ static job_t *job_start(node_t *n, http_exchange_t *ex, const http_request_t *r,
 {
     job_t *j = calloc(1, sizeof *j);
     if (j == NULL) {
-        respond_error(n, ex, ERR_NOMEM, NULL);
+        routes_respond_error(n, ex, ERR_NOMEM, NULL);
         return NULL;
     }
     j->node = n;
@@ -178,7 +179,7 @@ static job_t *job_start(node_t *n, http_exchange_t *ex, const http_request_t *r,
     if (rc != 0) {
         errmsg_t em;
         errmsg_set(&em, ERR_UNAVAILABLE, "cannot queue work: %s", uv_strerror(rc));
-        respond_error(n, ex, ERR_UNAVAILABLE, &em);
+        routes_respond_error(n, ex, ERR_UNAVAILABLE, &em);
         cluster_metrics_free(j->cmetrics);
         if (j->view != NULL) cluster_view_release(j->view);
         query_result_free(&j->result);
@@ -212,7 +213,7 @@ void routes_handle(void *ctx, http_exchange_t *ex)
         return;
     }
     errmsg_set(&em, ERR_NOT_FOUND, "no route %.200s (see GET /)", r->path);
-    respond_error(n, ex, ERR_NOT_FOUND, &em);
+    routes_respond_error(n, ex, ERR_NOT_FOUND, &em);
 }
 
 void routes_observe(void *ctx, const http_exchange_t *ex, int status, uint64_t duration_ms)
@@ -221,12 +222,11 @@ void routes_observe(void *ctx, const http_exchange_t *ex, int status, uint64_t d
     node_metrics_observe(&n->metrics, http_exchange_tag(ex), status, duration_ms);
 }
 
-/* The request's tenant, or NULL after answering 400. */
-static const char *tenant_of(node_t *n, http_exchange_t *ex, const http_request_t *r)
+const char *routes_tenant_of(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
     errmsg_t em = {{0}};
     const char *t = routes_tenant(http_request_header(r, "X-Scope-OrgID"), &em);
-    if (t == NULL) respond_error(n, ex, ERR_INVALID_ARGUMENT, &em);
+    if (t == NULL) routes_respond_error(n, ex, ERR_INVALID_ARGUMENT, &em);
     return t;
 }
 
@@ -279,7 +279,7 @@ static void route_ready(node_t *n, http_exchange_t *ex, const http_request_t *r)
                n->stopping ? "the node is stopping"
                : !joined   ? "joining the cluster: no other member heard from yet"
                            : "not ready");
-    respond_error(n, ex, ERR_UNAVAILABLE, &em);
+    routes_respond_error(n, ex, ERR_UNAVAILABLE, &em);
 }
 
 static uint64_t rss_bytes(void)
@@ -375,7 +375,7 @@ static void ingest_replicated(void *ctx, int rc, const errmsg_t *em)
         return;
     }
     if (rc != ERR_OK) {
-        respond_error(j->node, j->ex, rc, em);
+        routes_respond_error(j->node, j->ex, rc, em);
     } else {
         http_response_t resp = {.status = 200};
         buf_init(&resp.body, 0);
@@ -407,12 +407,12 @@ static const job_kind_t ingest_job = {prepare_ingest, work_ingest, finish_ingest
 
 static void route_ingest(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    const char *tenant = tenant_of(n, ex, r);
+    const char *tenant = routes_tenant_of(n, ex, r);
     if (tenant == NULL) return;
     errmsg_t em = {{0}};
     int rc = n->cluster != NULL ? cluster_write_admit(n->cluster, &em) : ERR_OK;
     if (rc != ERR_OK)
-        respond_error(n, ex, rc, &em); /* 503 + Retry-After: bounded in-flight writes */
+        routes_respond_error(n, ex, rc, &em); /* 503 + Retry-After: bounded in-flight writes */
     else
         job_start(n, ex, r, &ingest_job, tenant);
 }
@@ -443,7 +443,7 @@ static void query_answered(void *arg, cluster_answer_t *a)
 {
     query_req_t *q = arg;
     if (a->rc != ERR_OK) {
-        respond_error(q->node, q->ex, a->rc, &a->em);
+        routes_respond_error(q->node, q->ex, a->rc, &a->em);
         free(q);
         return;
     }
@@ -464,11 +464,11 @@ static void query_answered(void *arg, cluster_answer_t *a)
 
 static void start_query(node_t *n, http_exchange_t *ex, const http_request_t *r, query_kind_t kind)
 {
-    const char *tenant = tenant_of(n, ex, r);
+    const char *tenant = routes_tenant_of(n, ex, r);
     if (tenant == NULL) return;
     query_req_t *q = malloc(sizeof *q);
     if (q == NULL) {
-        respond_error(n, ex, ERR_NOMEM, NULL);
+        routes_respond_error(n, ex, ERR_NOMEM, NULL);
         return;
     }
     *q = (query_req_t){.node = n, .ex = ex};
@@ -506,7 +506,7 @@ static void route_cluster_status(node_t *n, http_exchange_t *ex, const http_requ
         buf_free(&resp.body);
         errmsg_t em;
         errmsg_set(&em, rc, "cannot render the cluster status");
-        respond_error(n, ex, rc, &em);
+        routes_respond_error(n, ex, rc, &em);
         return;
     }
     http_respond(ex, &resp);

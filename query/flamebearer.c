@@ -108,7 +108,7 @@ static void units_of(const ptype_t *pt, const char **units, int64_t *rate)
     }
 }
 
-static int write_metadata(buf_t *out, const char *profile_type, const char *spy)
+int query_write_metadata(buf_t *out, const char *format, const char *profile_type, const char *spy)
 {
     ptype_t pt;
     const char *units = "", *name = "";
@@ -117,7 +117,7 @@ static int write_metadata(buf_t *out, const char *profile_type, const char *spy)
         units_of(&pt, &units, &rate);
         name = pt.sample_type;
     }
-    int rc = buf_append_str(out, "\"metadata\":{\"format\":\"single\",\"spyName\":");
+    int rc = buf_printf(out, "\"metadata\":{\"format\":\"%s\",\"spyName\":", format);
     if (rc == 0) rc = buf_append_json_string(out, spy ? spy : "", spy ? strlen(spy) : 0);
     if (rc == 0) rc = buf_printf(out, ",\"sampleRate\":%lld,\"units\":", (long long)rate);
     if (rc == 0) rc = buf_append_json_string(out, units, strlen(units));
@@ -168,7 +168,7 @@ int query_encode_flamebearer(const calltree_t *t, const symtab_t *syms, const ch
     if (rc == 0) rc = buf_append_str(out, "{\"version\":1,");
     if (rc == 0) rc = write_flamebearer(out, &fb);
     if (rc == 0) rc = buf_append_byte(out, ',');
-    if (rc == 0) rc = write_metadata(out, profile_type, spy_name);
+    if (rc == 0) rc = query_write_metadata(out, "single", profile_type, spy_name);
     if (rc == 0) rc = buf_append_byte(out, ',');
     if (rc == 0) rc = write_timeline(out, tl);
     if (rc == 0) rc = buf_append_byte(out, '}');

@@ -36,7 +36,7 @@ void query_result_free(query_result_t *r)
     buf_free(&r->body);
 }
 
-static int parse_format(const char *s, query_format_t *f, errmsg_t *em)
+int query_parse_format(const char *s, query_format_t *f, errmsg_t *em)
 {
     if (s == NULL || s[0] == 0 || strcmp(s, "json") == 0)
         *f = QUERY_FORMAT_JSON;
@@ -52,8 +52,8 @@ static int parse_format(const char *s, query_format_t *f, errmsg_t *em)
 
 /* maxNodes: absent or 0 -> default for JSON, no truncation for folded/pprof;
  * values above the configured limit are lowered to it (as Pyroscope does). */
-static int parse_max_nodes(const char *s, query_format_t f, const query_limits_t *lim, size_t *out,
-                           errmsg_t *em)
+int query_parse_max_nodes(const char *s, query_format_t f, const query_limits_t *lim, size_t *out,
+                          errmsg_t *em)
 {
     size_t dflt = f == QUERY_FORMAT_JSON ? QUERY_DEFAULT_MAX_NODES : 0;
     if (dflt > lim->max_nodes_limit) dflt = lim->max_nodes_limit;
@@ -93,8 +93,13 @@ static int parse_render(const query_params_t *p, const query_limits_t *lim, int6
                           "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"app\"}");
     int64_t from, until;
     rc = query_time_range(p, now_ms, &from, &until, em);
-    if (rc == 0) rc = parse_format(p->format, &s->format, em);
-    if (rc == 0) rc = parse_max_nodes(p->max_nodes, s->format, lim, &s->max_nodes, em);
+    if (rc == 0 && p->merged_tree) {
+        s->format = QUERY_FORMAT_TREE;
+        s->max_nodes = 0;
+    } else {
+        if (rc == 0) rc = query_parse_format(p->format, &s->format, em);
+        if (rc == 0) rc = query_parse_max_nodes(p->max_nodes, s->format, lim, &s->max_nodes, em);
+    }
     if (rc == 0) query_plan_make(from, until, now_ms, lim, &s->plan);
     return rc;
 }

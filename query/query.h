@@ -30,6 +30,10 @@ typedef struct query_params {
     const char *format;    /* json (default) | folded | pprof */
     const char *label;     /* label-values: the label name */
     const char *match;     /* label-names/values: optional {selector} filter */
+    /* Not a request parameter: render the merged, untruncated call tree and
+     * its symbols (query_diff's input) instead of an encoding; format and
+     * maxNodes are then ignored. */
+    int merged_tree;
 } query_params_t;
 
 typedef struct query_limits {
@@ -201,6 +205,40 @@ int query_encode_folded(const calltree_t *t, const symtab_t *syms, buf_t *out);
 int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *profile_type,
                        int64_t time_ns, int64_t duration_ns, buf_t *out);
 
+/* ================================================================ render-diff
+ *
+ * GET /pyroscope/render-diff compares two selections (two deployments, two
+ * time ranges). The coordinator renders each side through scatter-gather
+ * with merged_tree set, then query_diff_render joins the two trees into one
+ * flamebearer of format "double" (docs/api.md). */
+
+/* The two sides' parameters of a render-diff request. */
+typedef struct query_diff_params {
+    query_params_t left, right; /* query, from, until of each side */
+    const char *max_nodes;
+    const char *format; /* json (default); others are refused */
+} query_diff_params_t;
+
+/* Reads leftQuery, leftFrom, ... into d from a parameter getter (the HTTP
+ * request's); strings borrowed from the getter. */
+void query_diff_params_read(query_diff_params_t *d,
+                            const char *(*get)(const void *ctx, const char *name), const void *ctx);
+
+/* Checks what does not need data: both queries present with the same
+ * profile type, the format, maxNodes. ERR_INVALID_ARGUMENT naming the
+ * parameter. */
+int query_diff_check(const query_diff_params_t *d, const query_limits_t *lim, errmsg_t *em);
+
+/* Joins the two merged trees (the bodies of renders with merged_tree set)
+ * into the diff flamebearer: the union of both trees, each node with its
+ * left and right total and self, truncated to maxNodes jointly (a node is
+ * kept by its larger share of either side; hidden children fold into
+ * `other` on each side, so every total is unchanged), names ordered as in a
+ * render. partial_json as for query_gather_finish. */
+int query_diff_render(const query_diff_params_t *d, const query_limits_t *lim, const uint8_t *left,
+                      size_t left_len, const uint8_t *right, size_t right_len,
+                      const char *partial_json, query_result_t *out, errmsg_t *em);
+
 /* ================================================================ scatter-gather
  *
  * The read path of a cluster (docs/scatter-gather.md). A coordinator
@@ -232,7 +270,8 @@ typedef enum query_kind {
 typedef enum query_format {
     QUERY_FORMAT_JSON = 0,
     QUERY_FORMAT_FOLDED,
-    QUERY_FORMAT_PPROF
+    QUERY_FORMAT_PPROF,
+    QUERY_FORMAT_TREE /* internal: query_params_t.merged_tree */
 } query_format_t;
 
 /* A request parsed and validated by the coordinator. Caller owns; free with

@@ -44,6 +44,17 @@ typedef struct ptype {
 /* 0, or ERR_INVALID_ARGUMENT when id is not name:st:su:pt:pu. */
 int query_ptype_parse(const char *id, ptype_t *out);
 
+/* The flamebearer "metadata" member (format "single" or "double"), for the
+ * render and diff encoders; spy may be NULL. */
+int query_write_metadata(buf_t *out, const char *format, const char *profile_type, const char *spy);
+/* The merged tree and the symbols it names, self-contained (the
+ * QUERY_FORMAT_TREE body that render-diff joins; diff.c). */
+int query_encode_tree(const calltree_t *t, const symtab_t *syms, buf_t *out);
+/* The format and maxNodes parameters, as a render parses them (query.c). */
+int query_parse_format(const char *s, query_format_t *f, errmsg_t *em);
+int query_parse_max_nodes(const char *s, query_format_t f, const query_limits_t *lim, size_t *out,
+                          errmsg_t *em);
+
 /* Maps a buf_t error of an encoder to ERR_LIMIT with a reason. */
 int query_out_err(int rc, const buf_t *out, errmsg_t *em);
 

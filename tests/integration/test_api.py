@@ -52,6 +52,55 @@ def test_render_on_one_node_is_one_pool_job():
         assert metric("flamedb_scatter_pool_jobs_total") - before == 1, fmt
 
 
+def diff_nodes(doc):
+    """{(level, name): (left total, left self, right total, right self)} of a
+    double flamebearer, checking each row's x offsets as it goes."""
+    fb = doc["flamebearer"]
+    out = {}
+    for d, row in enumerate(fb["levels"]):
+        lx = rx = 0
+        for i in range(0, len(row), 7):
+            lx += row[i]
+            rx += row[i + 3]
+            assert row[i] >= 0 and row[i + 3] >= 0, row
+            name = fb["names"][row[i + 6]]
+            out[(d, name)] = (row[i + 1], row[i + 2], row[i + 4], row[i + 5])
+            lx += row[i + 1]
+            rx += row[i + 4]
+    return out
+
+
+def test_render_diff():
+    svc = unique("diff")
+    for version, stacks in (("v1", {"main;a": 10, "main;b": 20}),
+                            ("v2", {"main;a": 30, "main;c": 5})):
+        r = NODE.ingest(folded(stacks), name="%s.cpu{version=%s}" % (svc, version),
+                        **{"from": NOW - 30}, until=NOW - 20)
+        assert r.status == 200, r
+    params = {"leftQuery": sel(svc, version="v1"), "rightQuery": sel(svc, version="v2"),
+              "leftFrom": "now-1h", "rightFrom": "now-1h"}
+    r = NODE.query("/pyroscope/render-diff", **params)
+    assert r.status == 200 and r.headers["content-type"].startswith("application/json"), r
+    doc = r.json()
+    assert doc["metadata"]["format"] == "double"
+    assert doc["leftTicks"] == 30 * SCALE and doc["rightTicks"] == 35 * SCALE, doc
+    assert doc["flamebearer"]["numTicks"] == 65 * SCALE
+    n = diff_nodes(doc)
+    assert n[(0, "total")][0] == 30 * SCALE and n[(0, "total")][2] == 35 * SCALE
+    assert n[(2, "a")] == (10 * SCALE, 10 * SCALE, 30 * SCALE, 30 * SCALE), n
+    assert n[(2, "b")] == (20 * SCALE, 20 * SCALE, 0, 0), n
+    assert n[(2, "c")] == (0, 0, 5 * SCALE, 5 * SCALE), n
+    # refusals with reasons
+    r = NODE.query("/pyroscope/render-diff", **dict(params, rightQuery="memory:alloc_space:bytes:space:bytes{}"))
+    assert r.status == 400 and "same profile type" in r.json()["message"], r
+    r = NODE.query("/pyroscope/render-diff", **dict(params, format="folded"))
+    assert r.status == 400 and "format" in r.json()["message"], r
+    r = NODE.query("/pyroscope/render-diff", leftQuery=sel(svc))
+    assert r.status == 400 and "rightQuery" in r.json()["message"], r
+    r = NODE.query("/pyroscope/render-diff", **dict(params, leftFrom="yesterday-ish"))
+    assert r.status == 400 and "left side" in r.json()["message"], r
+
+
 def test_route_errors_are_json():
     r = NODE.get("/no/such/route")
     assert r.status == 404 and r.json()["code"] == "not_found", r

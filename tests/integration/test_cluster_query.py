@@ -70,6 +70,10 @@ def queries(frm, until):
     q.append(("render env", "/pyroscope/render",
               {"query": CPU + '{env="dev"}', "from": frm, "until": until, "format": "folded",
                "maxNodes": "6"}))
+    q.append(("render-diff dev vs prod", "/pyroscope/render-diff",
+              {"leftQuery": CPU + '{env="dev"}', "leftFrom": frm, "leftUntil": until,
+               "rightQuery": CPU + '{env="prod"}', "rightFrom": frm, "rightUntil": until,
+               "maxNodes": "8"}))
     q.append(("label names", "/pyroscope/label-names", {"from": frm, "until": until}))
     q.append(("label values pod", "/pyroscope/label-values", {"label": "pod"}))
     q.append(("label values match", "/pyroscope/label-values",
@@ -135,6 +139,12 @@ def test_three_nodes_rf2_identical_then_partial():
         assert set(doc["missing_nodes"]) <= {"n1", "n2"} and doc["missing_nodes"], doc
         assert 0 < doc["missing_share"] < 1, doc["missing_share"]
         assert doc["flamebearer"]["numTicks"] < expected_total(data) * SCALE
+        r = c.nodes[0].query("/pyroscope/render-diff", leftQuery=CPU + "{}", leftFrom=frm,
+                             leftUntil=until, rightQuery=CPU + '{env="dev"}', rightFrom=frm,
+                             rightUntil=until)
+        h = header(r, "X-Flamedb-Partial")
+        assert r.status == 200 and h and "left: ranges=" in h, (r, r.headers)
+        assert r.json()["partial"] is True
         r = c.nodes[0].query("/pyroscope/label-values", label="pod")
         assert r.status == 200 and header(r, "X-Flamedb-Partial"), r.headers
         assert c.nodes[0].metric("flamedb_scatter_partial_answers_total") >= 5

@@ -1,0 +1,497 @@
+/* diff.c — render-diff: two merged trees in, one flamebearer of format
+ * "double" out (query.h, docs/api.md "render-diff").
+ *
+ * Each side is rendered through scatter-gather with merged_tree set: its
+ * gather hands over the whole merged tree and its symbols (query_encode_tree
+ * below), so both sides are exact, whichever nodes answered. Here the two
+ * trees are joined into their union, truncated jointly, and laid out side by
+ * side: every node has a left and a right total and self (0 where a stack
+ * is on one side only), and each side's x offsets are computed from that
+ * side's own widths.
+ *
+ * Joint truncation: a node's weight is its share of the left total plus its
+ * share of the right total (so a frame that matters on either side stays);
+ * query_truncate picks the kept shape by those weights (ties on content), and
+ * the hidden children of a kept node fold into one `other` child per side.
+ * Every kept node's totals and both root totals are unchanged.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/grow.h"
+#include "common/hash.h"
+#include "common/varint.h"
+#include "query/query_int.h"
+
+#define TREE_MAGIC "FDT1"
+/* weights are shares scaled to integers: 2^40 per side keeps 12 digits */
+#define SHARE_SCALE 1099511627776.0
+
+/* ---------- one side's merged tree, as the gather hands it over ---------- */
+
+typedef struct emit_ctx {
+    const symtab_t *syms;
+    buf_t *out;
+    size_t n;
+} emit_ctx_t;
+
+static int count_symbol(void *ctx, uint64_t id)
+{
+    ((emit_ctx_t *)ctx)->n++;
+    return 0;
+}
+
+static int write_symbol(void *ctx, uint64_t id)
+{
+    emit_ctx_t *c = ctx;
+    const char *name = "", *file = "";
+    if (id != SYM_ROOT && id != SYM_OTHER) symtab_get(c->syms, id, &name, &file);
+    size_t nl = strlen(name), fl = file ? strlen(file) : 0;
+    uint8_t le[8];
+    for (int i = 0; i < 8; i++)
+        le[i] = (uint8_t)(id >> (8 * i));
+    int rc = buf_append(c->out, le, 8);
+    if (rc == 0) rc = buf_append_uvarint(c->out, nl);
+    if (rc == 0) rc = buf_append(c->out, name, nl);
+    if (rc == 0) rc = buf_append_uvarint(c->out, fl);
+    if (rc == 0 && fl) rc = buf_append(c->out, file, fl);
+    return rc;
+}
+
+int query_encode_tree(const calltree_t *t, const symtab_t *syms, buf_t *out)
+{
+    buf_t tree;
+    buf_init(&tree, out->max);
+    int rc = calltree_encode(t, &tree);
+    emit_ctx_t c = {syms, out, 0};
+    if (rc == 0) rc = buf_append(out, TREE_MAGIC, 4);
+    if (rc == 0) rc = buf_append_uvarint(out, tree.len);
+    if (rc == 0) rc = buf_append(out, tree.data, tree.len);
+    if (rc == 0) rc = calltree_for_each_symbol(t, count_symbol, &c);
+    if (rc == 0) rc = buf_append_uvarint(out, c.n);
+    if (rc == 0) rc = calltree_for_each_symbol(t, write_symbol, &c);
+    buf_free(&tree);
+    return rc;
+}
+
+static int get_bytes(const uint8_t **p, const uint8_t *end, const uint8_t **s, size_t *n)
+{
+    uint64_t len;
+    if (!varint_read_u(p, end, &len) || len > (uint64_t)(end - *p)) return ERR_CORRUPT;
+    *s = *p;
+    *n = (size_t)len;
+    *p += len;
+    return 0;
+}
+
+/* Decodes one side into t (merged) and its symbols into syms. */
+static int decode_side(const uint8_t *p, size_t n, calltree_t *t, symtab_t *syms)
+{
+    const uint8_t *end = p + n, *tree;
+    size_t tlen;
+    if (n < 4 || memcmp(p, TREE_MAGIC, 4) != 0) return ERR_CORRUPT;
+    p += 4;
+    int rc = get_bytes(&p, end, &tree, &tlen);
+    if (rc == 0) rc = calltree_decode_merge(t, tree, tlen);
+    uint64_t nsyms;
+    if (rc == 0 && !varint_read_u(&p, end, &nsyms)) rc = ERR_CORRUPT;
+    for (uint64_t i = 0; rc == 0 && i < nsyms; i++) {
+        const uint8_t *name, *file;
+        size_t nl, fl;
+        if (end - p < 8) return ERR_CORRUPT;
+        uint64_t id = 0;
+        for (int k = 0; k < 8; k++)
+            id |= (uint64_t)p[k] << (8 * k);
+        p += 8;
+        rc = get_bytes(&p, end, &name, &nl);
+        if (rc == 0) rc = get_bytes(&p, end, &file, &fl);
+        if (rc == 0 && id != SYM_ROOT && id != SYM_OTHER)
+            rc = symtab_put(syms, id, (const char *)name, nl, (const char *)file, fl);
+    }
+    return rc;
+}
+
+/* ---------- the union of both trees ---------- */
+
+typedef struct sides {
+    int64_t *ls, *rs; /* self per union node */
+    int64_t *lt, *rt; /* total per union node */
+    size_t cap;
+} sides_t;
+
+static void sides_free(sides_t *s)
+{
+    free(s->ls);
+    free(s->rs);
+    free(s->lt);
+    free(s->rt);
+}
+
+static int sides_reserve(sides_t *s, size_t n)
+{
+    if (n <= s->cap) return 0;
+    size_t c1 = s->cap, c2 = s->cap, c3 = s->cap, c4 = s->cap;
+    int rc = GROW(s->ls, c1, n, GROW_UNLIMITED);
+    if (rc == 0) rc = GROW(s->rs, c2, n, GROW_UNLIMITED);
+    if (rc == 0) rc = GROW(s->lt, c3, n, GROW_UNLIMITED);
+    if (rc == 0) rc = GROW(s->rt, c4, n, GROW_UNLIMITED);
+    if (rc != 0) return rc;
+    memset(s->ls + s->cap, 0, (c1 - s->cap) * sizeof *s->ls);
+    memset(s->rs + s->cap, 0, (c1 - s->cap) * sizeof *s->rs);
+    s->cap = c1;
+    return 0;
+}
+
+/* Adds side t's selves into the union u (nodes created as needed). */
+static int add_side(calltree_t *u, const calltree_t *t, sides_t *s, int right)
+{
+    size_t n = calltree_node_count(t);
+    uint32_t *map = malloc((n ? n : 1) * sizeof *map);
+    if (map == NULL) return ERR_NOMEM;
+    int rc = 0;
+    map[0] = 0;
+    /* a child's id is above its parent's: parents map first */
+    for (uint32_t i = 1; rc == 0 && i < n; i++)
+        rc = calltree_child(u, map[calltree_parent(t, i)], calltree_sym(t, i), &map[i]);
+    if (rc == 0) rc = sides_reserve(s, calltree_node_count(u));
+    for (uint32_t i = 0; rc == 0 && i < n; i++)
+        (right ? s->rs : s->ls)[map[i]] += calltree_self(t, i);
+    free(map);
+    return rc;
+}
+
+static void totals(const calltree_t *u, sides_t *s)
+{
+    size_t n = calltree_node_count(u);
+    memcpy(s->lt, s->ls, n * sizeof *s->lt);
+    memcpy(s->rt, s->rs, n * sizeof *s->rt);
+    for (size_t i = n; i-- > 1;) {
+        uint32_t p = calltree_parent(u, (uint32_t)i);
+        s->lt[p] += s->lt[i];
+        s->rt[p] += s->rt[i];
+    }
+}
+
+/* ---------- joint truncation ---------- */
+
+static int64_t share(int64_t v, int64_t whole)
+{
+    if (whole == 0) return 0;
+    double r = (double)v / (double)whole;
+    return (int64_t)((r < 0 ? -r : r) * SHARE_SCALE + 0.5);
+}
+
+/* keep[u] = 1 for the union nodes that stay (all when nothing is cut). */
+static int choose_kept(const calltree_t *u, const sides_t *s, size_t max_nodes, uint8_t *keep)
+{
+    size_t n = calltree_node_count(u);
+    if (max_nodes == 0 || n <= max_nodes) {
+        memset(keep, 1, n);
+        return 0;
+    }
+    calltree_t *w = calltree_new(0);
+    if (w == NULL) return ERR_NOMEM;
+    int rc = calltree_reserve(w, n);
+    uint32_t id;
+    /* same creation order as u: the same ids */
+    for (uint32_t i = 1; rc == 0 && i < n; i++)
+        rc = calltree_child(w, calltree_parent(u, i), calltree_sym(u, i), &id);
+    for (uint32_t i = 0; rc == 0 && i < n; i++)
+        calltree_add_self(w, i, share(s->ls[i], s->lt[0]) + share(s->rs[i], s->rt[0]));
+    calltree_t *kept = NULL;
+    if (rc == 0) rc = query_truncate(w, max_nodes, &kept);
+    calltree_free(w);
+    if (rc != 0) return rc;
+    /* walk the kept shape and the union together, matching children by symbol */
+    size_t kn = calltree_node_count(kept);
+    uint32_t *to_u = malloc(kn * sizeof *to_u);
+    if (to_u == NULL) {
+        calltree_free(kept);
+        return ERR_NOMEM;
+    }
+    memset(keep, 0, n);
+    keep[0] = 1;
+    to_u[0] = 0;
+    for (uint32_t k = 1; k < kn; k++) { /* parents before children here too */
+        uint64_t sym = calltree_sym(kept, k);
+        uint32_t up = to_u[calltree_parent(kept, k)], c = CALLTREE_NONE;
+        if (sym != SYM_OTHER && up != CALLTREE_NONE)
+            for (c = calltree_first_child(u, up); c != CALLTREE_NONE && calltree_sym(u, c) != sym;
+                 c = calltree_next_sibling(u, c))
+                ;
+        to_u[k] = c; /* `other` maps to nothing: what it holds is not kept */
+        if (c != CALLTREE_NONE) keep[c] = 1;
+    }
+    free(to_u);
+    calltree_free(kept);
+    return 0;
+}
+
+/* The output shape d (kept nodes, plus one `other` per parent with hidden
+ * children) and its per-side selves, then totals. */
+static int build_shape(const calltree_t *u, const sides_t *s, const uint8_t *keep, calltree_t *d,
+                       sides_t *ds)
+{
+    size_t n = calltree_node_count(u);
+    uint32_t *map = malloc(n * sizeof *map);
+    if (map == NULL) return ERR_NOMEM;
+    int rc = sides_reserve(ds, 1);
+    map[0] = 0;
+    if (rc == 0) {
+        ds->ls[0] = s->ls[0];
+        ds->rs[0] = s->rs[0];
+    }
+    for (uint32_t i = 1; rc == 0 && i < n; i++) {
+        uint32_t p = map[calltree_parent(u, i)], at;
+        uint64_t sym = keep[i] ? calltree_sym(u, i) : SYM_OTHER;
+        if (!keep[calltree_parent(u, i)]) { /* inside a hidden subtree: counted already */
+            map[i] = p;
+            continue;
+        }
+        rc = calltree_child(d, p, sym, &at);
+        if (rc == 0) rc = sides_reserve(ds, calltree_node_count(d));
+        if (rc != 0) break;
+        map[i] = at;
+        /* a kept node brings its selves; a hidden one its whole subtree */
+        ds->ls[at] += keep[i] ? s->ls[i] : s->lt[i];
+        ds->rs[at] += keep[i] ? s->rs[i] : s->rt[i];
+    }
+    free(map);
+    if (rc == 0) totals(d, ds);
+    return rc;
+}
+
+/* ---------- the double flamebearer ---------- */
+
+typedef struct dlevel {
+    buf_t text;
+    int64_t lprev, rprev; /* end of the previous node in this row, per side */
+} dlevel_t;
+
+typedef struct dfb {
+    const sorted_tree_t *st;
+    const sides_t *s;
+    strmap_t names;
+    dlevel_t *lv;
+    size_t nlv, caplv, bytes, max_bytes;
+    int64_t max_self;
+} dfb_t;
+
+typedef struct dframe {
+    uint32_t node, depth;
+    int64_t lx, rx;
+} dframe_t;
+
+static int dlevel_at(dfb_t *fb, size_t d, dlevel_t **out)
+{
+    while (d >= fb->nlv) {
+        if (GROW_FROM(fb->lv, fb->caplv, fb->nlv + 1, GROW_UNLIMITED, 64) != 0) return ERR_NOMEM;
+        buf_init(&fb->lv[fb->nlv].text, fb->max_bytes);
+        fb->lv[fb->nlv].lprev = fb->lv[fb->nlv].rprev = 0;
+        fb->nlv++;
+    }
+    *out = &fb->lv[d];
+    return 0;
+}
+
+static int demit(dfb_t *fb, const dframe_t *f)
+{
+    const sides_t *s = fb->s;
+    uint32_t i = f->node, idx;
+    const char *name = i == 0 ? "total" : fb->st->name[i];
+    dlevel_t *lv;
+    int rc = strmap_intern(&fb->names, name, strlen(name), &idx);
+    if (rc == 0) rc = dlevel_at(fb, f->depth, &lv);
+    if (rc != 0) return rc;
+    size_t before = lv->text.len;
+    int64_t v[7] = {f->lx - lv->lprev, s->lt[i], s->ls[i],    f->rx - lv->rprev,
+                    s->rt[i],          s->rs[i], (int64_t)idx};
+    for (int k = 0; rc == 0 && k < 7; k++) {
+        if (before || k) rc = buf_append_byte(&lv->text, ',');
+        if (rc == 0) rc = buf_append_i64(&lv->text, v[k]);
+    }
+    if (rc != 0) return rc;
+    fb->bytes += lv->text.len - before;
+    if (fb->bytes > fb->max_bytes) return ERR_TOO_LARGE;
+    lv->lprev = f->lx + s->lt[i];
+    lv->rprev = f->rx + s->rt[i];
+    if (s->ls[i] > fb->max_self) fb->max_self = s->ls[i];
+    if (s->rs[i] > fb->max_self) fb->max_self = s->rs[i];
+    return 0;
+}
+
+/* Preorder, children by name; on each side a node's children start after
+ * its own self width, as in a render. */
+static int dwalk(dfb_t *fb)
+{
+    const sorted_tree_t *st = fb->st;
+    const sides_t *s = fb->s;
+    dframe_t *stack = malloc(st->n * sizeof *stack);
+    if (stack == NULL) return ERR_NOMEM;
+    size_t sp = 0;
+    int rc = 0;
+    stack[sp++] = (dframe_t){0, 0, 0, 0};
+    while (sp > 0 && rc == 0) {
+        dframe_t f = stack[--sp];
+        rc = demit(fb, &f);
+        int64_t lx = f.lx + s->ls[f.node], rx = f.rx + s->rs[f.node];
+        uint32_t a = st->off[f.node], b = st->off[f.node + 1];
+        for (uint32_t k = a; k < b; k++) {
+            lx += s->lt[st->kids[k]];
+            rx += s->rt[st->kids[k]];
+        }
+        for (uint32_t k = b; k > a; k--) {
+            uint32_t c = st->kids[k - 1];
+            lx -= s->lt[c];
+            rx -= s->rt[c];
+            stack[sp++] = (dframe_t){c, f.depth + 1, lx, rx};
+        }
+    }
+    free(stack);
+    return rc;
+}
+
+static int write_double(dfb_t *fb, const char *profile_type, const char *partial_json, buf_t *out)
+{
+    const sides_t *s = fb->s;
+    int rc = buf_append_str(out, "{\"version\":1,\"flamebearer\":{\"names\":[");
+    for (size_t i = 0; rc == 0 && i < fb->names.n; i++) {
+        if (i) rc = buf_append_byte(out, ',');
+        if (rc == 0) rc = buf_append_json_string(out, fb->names.strs[i], fb->names.lens[i]);
+    }
+    if (rc == 0) rc = buf_append_str(out, "],\"levels\":[");
+    for (size_t d = 0; rc == 0 && d < fb->nlv; d++) {
+        rc = buf_append_str(out, d ? ",[" : "[");
+        if (rc == 0) rc = buf_append(out, fb->lv[d].text.data, fb->lv[d].text.len);
+        if (rc == 0) rc = buf_append_byte(out, ']');
+    }
+    if (rc == 0)
+        rc = buf_printf(out, "],\"numTicks\":%lld,\"maxSelf\":%lld},",
+                        (long long)(s->lt[0] + s->rt[0]), (long long)fb->max_self);
+    if (rc == 0) rc = query_write_metadata(out, "double", profile_type, NULL);
+    if (rc == 0)
+        rc = buf_printf(out, ",\"leftTicks\":%lld,\"rightTicks\":%lld,\"timeline\":null",
+                        (long long)s->lt[0], (long long)s->rt[0]);
+    if (rc == 0 && partial_json != NULL) {
+        rc = buf_append_byte(out, ',');
+        if (rc == 0) rc = buf_append_str(out, partial_json);
+    }
+    return rc != 0 ? rc : buf_append_byte(out, '}');
+}
+
+static int encode_double(const calltree_t *d, const sides_t *s, const symtab_t *syms,
+                         const char *profile_type, const char *partial_json, buf_t *out)
+{
+    sorted_tree_t st;
+    int rc = query_sorted_tree_build(&st, d, syms);
+    if (rc != 0) return rc;
+    dfb_t fb = {.st = &st, .s = s, .max_bytes = out->max};
+    strmap_init(&fb.names);
+    rc = dwalk(&fb);
+    if (rc == 0) rc = write_double(&fb, profile_type, partial_json, out);
+    for (size_t i = 0; i < fb.nlv; i++)
+        buf_free(&fb.lv[i].text);
+    free(fb.lv);
+    strmap_free(&fb.names);
+    query_sorted_tree_free(&st);
+    return rc;
+}
+
+/* ---------- parameters ---------- */
+
+void query_diff_params_read(query_diff_params_t *d,
+                            const char *(*get)(const void *ctx, const char *name), const void *ctx)
+{
+    memset(d, 0, sizeof *d);
+    d->left.query = get(ctx, "leftQuery");
+    d->left.from = get(ctx, "leftFrom");
+    d->left.until = get(ctx, "leftUntil");
+    d->right.query = get(ctx, "rightQuery");
+    d->right.from = get(ctx, "rightFrom");
+    d->right.until = get(ctx, "rightUntil");
+    d->max_nodes = get(ctx, "maxNodes");
+    if (d->max_nodes == NULL) d->max_nodes = get(ctx, "max-nodes");
+    d->format = get(ctx, "format");
+    d->left.merged_tree = d->right.merged_tree = 1;
+}
+
+static int side_type(const char *param, const char *q, char *type, size_t type_max, errmsg_t *em)
+{
+    if (q == NULL || q[0] == 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter '%s': required", param);
+    query_selector_t *sel = NULL;
+    int rc = query_selector_parse(param, q, strlen(q), &sel, em);
+    if (rc != 0) return rc;
+    const char *t = query_selector_type(sel);
+    if (t == NULL)
+        rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter '%s': a profile type is required",
+                        param);
+    else
+        snprintf(type, type_max, "%s", t);
+    query_selector_free(sel);
+    return rc;
+}
+
+int query_diff_check(const query_diff_params_t *d, const query_limits_t *lim, errmsg_t *em)
+{
+    char lt[QUERY_TYPE_MAX + 1], rt[QUERY_TYPE_MAX + 1];
+    int rc = side_type("leftQuery", d->left.query, lt, sizeof lt, em);
+    if (rc == 0) rc = side_type("rightQuery", d->right.query, rt, sizeof rt, em);
+    if (rc == 0 && strcmp(lt, rt) != 0)
+        rc = errmsg_set(em, ERR_INVALID_ARGUMENT,
+                        "leftQuery and rightQuery must have the same profile type (%.200s vs "
+                        "%.200s)",
+                        lt, rt);
+    query_format_t f;
+    if (rc == 0) rc = query_parse_format(d->format, &f, em);
+    if (rc == 0 && f != QUERY_FORMAT_JSON)
+        rc = errmsg_set(em, ERR_INVALID_ARGUMENT,
+                        "parameter 'format': render-diff answers json (the double flamebearer)");
+    size_t max;
+    if (rc == 0) rc = query_parse_max_nodes(d->max_nodes, QUERY_FORMAT_JSON, lim, &max, em);
+    return rc;
+}
+
+/* ---------- the answer ---------- */
+
+int query_diff_render(const query_diff_params_t *d, const query_limits_t *lim, const uint8_t *left,
+                      size_t left_len, const uint8_t *right, size_t right_len,
+                      const char *partial_json, query_result_t *out, errmsg_t *em)
+{
+    char type[QUERY_TYPE_MAX + 1];
+    size_t max_nodes = 0;
+    int rc = side_type("leftQuery", d->left.query, type, sizeof type, em);
+    if (rc == 0) rc = query_parse_max_nodes(d->max_nodes, QUERY_FORMAT_JSON, lim, &max_nodes, em);
+    if (rc != 0) return rc;
+    calltree_t *lt = calltree_new(lim->max_tree_nodes), *rt = calltree_new(lim->max_tree_nodes);
+    calltree_t *u = calltree_new(lim->max_tree_nodes), *shape = calltree_new(lim->max_tree_nodes);
+    symtab_t *syms = symtab_new();
+    sides_t s = {0}, ds = {0};
+    uint8_t *keep = NULL;
+    rc = lt && rt && u && shape && syms ? 0 : ERR_NOMEM;
+    if (rc == 0) rc = decode_side(left, left_len, lt, syms);
+    if (rc == 0) rc = decode_side(right, right_len, rt, syms);
+    if (rc == ERR_CORRUPT) errmsg_set(em, rc, "render-diff: a side's merged tree is damaged");
+    if (rc == 0) rc = add_side(u, lt, &s, 0);
+    if (rc == 0) rc = add_side(u, rt, &s, 1);
+    if (rc == 0) totals(u, &s);
+    if (rc == 0 && (keep = malloc(calltree_node_count(u))) == NULL) rc = ERR_NOMEM;
+    if (rc == 0) rc = choose_kept(u, &s, max_nodes, keep);
+    if (rc == 0) rc = build_shape(u, &s, keep, shape, &ds);
+    buf_free(&out->body);
+    buf_init(&out->body, lim->max_output_bytes);
+    out->content_type = "application/json";
+    if (rc == 0) rc = encode_double(shape, &ds, syms, type, partial_json, &out->body);
+    if (rc != 0 && em->text[0] == 0) rc = query_out_err(rc, &out->body, em);
+    if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "render-diff: %s", err_message(rc));
+    free(keep);
+    sides_free(&s);
+    sides_free(&ds);
+    calltree_free(lt);
+    calltree_free(rt);
+    calltree_free(u);
+    calltree_free(shape);
+    symtab_free(syms);
+    return rc;
+}
