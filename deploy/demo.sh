@@ -220,6 +220,8 @@ case "$BIN" in "$PWD"/*) CTL="${BIN#"$PWD"/}/flamectl" ;; esac
 enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
 Q_API=$(enc "$CPU{service_name=\"api\"}")
 Q_CHK=$(enc "$CPU{service_name=\"checkout\"}")
+Q_V1=$(enc "$CPU{service_name=\"checkout\",version=\"v1\"}")
+Q_V2=$(enc "$CPU{service_name=\"checkout\",version=\"v2\"}")
 echo
 if [ "$NODES" = 1 ]; then
     echo "flamedb is running at ${URLS[0]} with live demo traffic"
@@ -234,6 +236,7 @@ for i in $(seq 0 $((NODES - 1))); do
     echo "${IDS[$i]}: $U  (pid ${NODE_PIDS[$i]}, log $DATA_DIR/${IDS[$i]}.log)"
     echo "  $U/pyroscope/render?query=$Q_API&from=now-1h&until=now"
     echo "  $U/pyroscope/render?query=$Q_CHK&from=now-1h&format=folded"
+    echo "  $U/pyroscope/render-diff?leftQuery=$Q_V1&leftFrom=now-1h&rightQuery=$Q_V2&rightFrom=now-1h"
     echo "  $U/pyroscope/label-names"
     [ "$NODES" -gt 1 ] && echo "  $U/cluster/status"
 done
