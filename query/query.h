@@ -207,7 +207,7 @@ int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *pr
  * self (value of the stacks where it is the leaf) and total (value of the
  * stacks where it appears; a recursive function counts once per stack), from
  * the whole untruncated tree. limit is bounded by QUERY_TOP_MAX_LIMIT so the
- * answer stays small; range_s (> 0) is the queried range in seconds, the
+ * answer stays small; range_s is the queried range in seconds (the plan's), the
  * denominator of the CPU types' cores. */
 #define QUERY_TOP_DEFAULT_LIMIT 100
 #define QUERY_TOP_MAX_LIMIT 10000

@@ -135,13 +135,14 @@ static double pct(int64_t v, int64_t total)
     return total != 0 ? 100.0 * (double)v / (double)total : 0.0;
 }
 
-/* CPU-seconds per second of the range. */
+/* CPU-seconds per second of the range (0 for an empty range, which reads
+ * no window either). */
 static double cores(int64_t ns, int64_t range_s)
 {
-    return (double)ns / 1e9 / (double)range_s;
+    return range_s > 0 ? (double)ns / 1e9 / (double)range_s : 0.0;
 }
 
-static int write_fn(buf_t *out, const fn_t *f, int64_t total, int64_t cpu_range_s)
+static int write_fn(buf_t *out, const fn_t *f, int64_t total, int cpu, int64_t range_s)
 {
     int rc = buf_append_str(out, "{\"name\":");
     if (rc == 0) rc = buf_append_json_string(out, f->name, strlen(f->name));
@@ -149,13 +150,13 @@ static int write_fn(buf_t *out, const fn_t *f, int64_t total, int64_t cpu_range_
     if (rc == 0 && f->file[0] != 0) rc = buf_append_json_string(out, f->file, strlen(f->file));
     if (rc == 0)
         rc = buf_printf(out,
-                        ",\"self\":%lld,\"total\":%lld,\"selfPercent\":%.10g,"
-                        "\"totalPercent\":%.10g",
+                        ",\"self\":%lld,\"total\":%lld,\"selfPercent\":%.15g,"
+                        "\"totalPercent\":%.15g",
                         (long long)f->self, (long long)f->total, pct(f->self, total),
                         pct(f->total, total));
-    if (rc == 0 && cpu_range_s > 0)
-        rc = buf_printf(out, ",\"selfCores\":%.10g,\"totalCores\":%.10g",
-                        cores(f->self, cpu_range_s), cores(f->total, cpu_range_s));
+    if (rc == 0 && cpu)
+        rc = buf_printf(out, ",\"selfCores\":%.15g,\"totalCores\":%.15g", cores(f->self, range_s),
+                        cores(f->total, range_s));
     return rc != 0 ? rc : buf_append_byte(out, '}');
 }
 
@@ -166,20 +167,20 @@ static int write_top(buf_t *out, const top_t *tp, const char *profile_type,
     int typed = profile_type != NULL && query_ptype_parse(profile_type, &pt) == 0;
     const char *unit = typed ? pt.sample_unit : "";
     int cpu = typed && strcmp(pt.sample_type, "cpu") == 0 && strcmp(unit, "nanoseconds") == 0;
-    int64_t range_s = o->range_s > 0 ? o->range_s : 1;
+    int64_t range_s = o->range_s;
     int64_t total = calltree_root_total(tp->t);
     int rc = buf_append_str(out, "{\"unit\":");
     if (rc == 0) rc = buf_append_json_string(out, unit, strlen(unit));
     if (rc == 0)
         rc = buf_printf(out, ",\"total\":%lld,\"rangeSeconds\":%lld", (long long)total,
                         (long long)range_s);
-    if (rc == 0 && cpu) rc = buf_printf(out, ",\"cores\":%.10g", cores(total, range_s));
+    if (rc == 0 && cpu) rc = buf_printf(out, ",\"cores\":%.15g", cores(total, range_s));
     if (rc == 0 && !cpu) rc = buf_append_str(out, ",\"cores\":null");
     if (rc == 0) rc = buf_printf(out, ",\"functionCount\":%zu,\"functions\":[", tp->nfns);
     size_t n = o->limit < tp->nfns ? o->limit : tp->nfns;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (i) rc = buf_append_byte(out, ',');
-        if (rc == 0) rc = write_fn(out, &tp->fns[i], total, cpu ? range_s : 0);
+        if (rc == 0) rc = write_fn(out, &tp->fns[i], total, cpu, range_s);
     }
     return rc != 0 ? rc : buf_append_str(out, "]}");
 }

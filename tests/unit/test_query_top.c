@@ -261,6 +261,11 @@ static void test_known(void)
     CHECK_EQ_INT(a.rows[2].total, 6000000000LL);
     CHECK(close_to(a.rows[2].total_pct, 100));
     buf_reset(&b);
+    o.range_s = 0; /* from and until on the same 10 s window: no window, no division */
+    CHECK_EQ_INT(query_encode_top(t, syms, CPU, &o, &b), 0);
+    parse(&b, &a);
+    CHECK(a.range_s == 0 && a.cores == 0 && !a.cores_null && a.rows[0].total_cores == 0);
+    buf_reset(&b);
     calltree_t *empty = calltree_new(0);
     CHECK_EQ_INT(query_encode_top(empty, syms, "x:y:count:z:w", &o, &b), 0);
     parse(&b, &a);
