@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "common/grow.h"
-#include "common/hash.h"
 #include "common/u64map.h"
 #include "query/query_int.h"
 
@@ -30,7 +29,7 @@ typedef struct top {
     size_t nfns, capfns;
     uint32_t *fn_of;  /* per node: index into fns (root unused) */
     uint32_t *active; /* per function: ancestors of the walk's node in it */
-    char *unk;        /* 32 bytes per function with an unknown symbol, or NULL */
+    char *unk;        /* names of unknown symbols: 32 bytes per function, or NULL */
 } top_t;
 
 /* fn_of for every node, and one fn_t per distinct symbol. */
