@@ -25,7 +25,7 @@
 typedef struct args {
     const char *url, *tenant, *token;
     int timeout_ms;
-    const char *name, *format, *from, *until, *output, *outfile, *match, *spy_name;
+    const char *name, *format, *from, *until, *output, *outfile, *match, *spy_name, *by;
     int max_nodes, limit, sample_rate;
     int help;
     const char *pos[4]; /* positional arguments after the command */
@@ -138,20 +138,6 @@ static int cmd_push(flamedb_client_t *c, const args_t *a)
 
 /* --- query ----------------------------------------------------------------- */
 
-/* Sample unit of a profile type id "name:type:UNIT:ptype:punit". */
-static void type_unit(const char *query, char *unit, size_t cap)
-{
-    const char *p = query;
-    unit[0] = '\0';
-    for (int i = 0; i < 2 && p != NULL; i++) {
-        p = strchr(p, ':');
-        if (p != NULL) p++;
-    }
-    if (p == NULL) return;
-    size_t n = strcspn(p, ":{");
-    snprintf(unit, cap, "%.*s", (int)(n < cap ? n : cap - 1), p);
-}
-
 static void format_value(char *out, size_t cap, int64_t v, const char *unit)
 {
     static const char *bin[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -170,29 +156,59 @@ static void format_value(char *out, size_t cap, int64_t v, const char *unit)
     }
 }
 
-static int print_top(const char *query, const flamedb_response_t *r, int limit)
+static void print_top(const flamedb__top_t *t)
 {
+    char self[32], total[32];
+    const char *cores_head = t->has_cores ? "  SELF-CORES TOTAL-CORES" : "";
+    printf("%12s %7s %12s %7s%s  %s\n", "SELF", "SELF%", "TOTAL", "TOTAL%", cores_head, "FUNCTION");
+    for (size_t i = 0; i < t->count; i++) {
+        const flamedb__top_row_t *r = &t->rows[i];
+        format_value(self, sizeof self, r->self, t->unit);
+        format_value(total, sizeof total, r->total, t->unit);
+        printf("%12s %6.2f%% %12s %6.2f%%", self, r->self_pct, total, r->total_pct);
+        if (t->has_cores) printf("  %10.4f  %10.4f", r->self_cores, r->total_cores);
+        printf("  %s\n", r->name);
+    }
+    format_value(total, sizeof total, t->sum, t->unit);
+    printf("total %s in %" PRId64 " functions (%zu shown)", total, t->functions, t->count);
+    if (t->has_cores) printf("; %.4f cores over %" PRId64 "s", t->cores, t->range_s);
+    printf("\n");
+}
+
+/* GET /api/top: the server computes the table from the whole merged tree. */
+static int query_top(flamedb_client_t *c, const args_t *a)
+{
+    buf_t path;
+    buf_init(&path, 65536);
+    int rc = buf_append_str(&path, "/api/top");
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "query", a->pos[0]);
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "from", a->from);
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "until", a->until);
+    if (rc == ERR_OK)
+        rc = flamedb__query_add_int(&path, "limit", a->limit > 0 ? a->limit : DEFAULT_TOP_LIMIT);
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "by", a->by);
+    if (rc == ERR_OK) rc = buf_append_byte(&path, 0);
+    if (rc != ERR_OK) {
+        buf_free(&path);
+        return usage_error("query: the query is too long%s", "");
+    }
+    flamedb_response_t r;
+    rc = flamedb_get(c, (const char *)path.data, &r);
+    buf_free(&path);
+    if (rc != 0) return request_failed(c, "query", rc);
     flamedb__top_t t;
     errmsg_t em = {{0}};
-    if (flamedb__top_folded((const char *)r->body, r->len, &t, &em) != 0) {
-        fprintf(stderr, "flamectl: cannot read the server's folded answer: %s\n", em.text);
-        return EXIT_FAILURE;
+    int status = 0;
+    if (flamedb__top_parse((const char *)r.body, r.len, &t, &em) != 0) {
+        fprintf(stderr, "flamectl: cannot read the server's answer: %s\n", em.text);
+        status = EXIT_FAILURE;
+    } else {
+        print_top(&t);
+        if (t.partial) fprintf(stderr, "flamectl: partial answer: some data was unreachable\n");
+        flamedb__top_free(&t);
     }
-    char unit[32], self[32], total[32];
-    type_unit(query, unit, sizeof unit);
-    double sum = t.sum != 0 ? (double)t.sum : 1;
-    printf("%12s %7s %12s %7s  %s\n", "SELF", "SELF%", "TOTAL", "TOTAL%", "FUNCTION");
-    size_t n = limit > 0 && (size_t)limit < t.count ? (size_t)limit : t.count;
-    for (size_t i = 0; i < n; i++) {
-        format_value(self, sizeof self, t.rows[i].self, unit);
-        format_value(total, sizeof total, t.rows[i].total, unit);
-        printf("%12s %6.2f%% %12s %6.2f%%  %s\n", self, 100.0 * (double)t.rows[i].self / sum, total,
-               100.0 * (double)t.rows[i].total / sum, t.rows[i].name);
-    }
-    format_value(total, sizeof total, t.sum, unit);
-    printf("total %s in %zu functions (%zu shown)\n", total, t.count, n);
-    flamedb__top_free(&t);
-    return 0;
+    flamedb_response_free(&r);
+    return status;
 }
 
 static int write_binary(const flamedb_response_t *r, const char *path)
@@ -221,7 +237,10 @@ static int cmd_query(flamedb_client_t *c, const args_t *a)
 {
     const char *out = a->output ? a->output : "top";
     flamedb_format_t f;
-    if (strcmp(out, "top") == 0 || strcmp(out, "folded") == 0)
+    if (a->by != NULL && strcmp(a->by, "self") != 0 && strcmp(a->by, "total") != 0)
+        return usage_error("query: --by must be self or total, not '%s'", a->by);
+    if (strcmp(out, "top") == 0) return query_top(c, a);
+    if (strcmp(out, "folded") == 0)
         f = FLAMEDB_FORMAT_FOLDED;
     else if (strcmp(out, "json") == 0)
         f = FLAMEDB_FORMAT_JSON;
@@ -233,9 +252,7 @@ static int cmd_query(flamedb_client_t *c, const args_t *a)
     int rc = flamedb_query(c, a->pos[0], a->from, a->until, f, a->max_nodes, &r);
     if (rc != 0) return request_failed(c, "query", rc);
     int status = 0;
-    if (strcmp(out, "top") == 0)
-        status = print_top(a->pos[0], &r, a->limit > 0 ? a->limit : DEFAULT_TOP_LIMIT);
-    else if (f == FLAMEDB_FORMAT_PPROF || a->outfile != NULL)
+    if (f == FLAMEDB_FORMAT_PPROF || a->outfile != NULL)
         status = write_binary(&r, a->outfile);
     else if (fwrite(r.body, 1, r.len, stdout) != r.len || fflush(stdout) != 0)
         status = EXIT_FAILURE;
@@ -419,13 +436,17 @@ static const command_t commands[] = {
      "'app.cpu{env=prod}'. --from/--until are unix seconds (default: now)."},
     {"query", 1, 1, cmd_query,
      "query 'TYPE{selector}' [--from T] [--until T] [--output top|folded|json|pprof]\n"
-     "          [--max-nodes N] [--limit N] [-o FILE]",
-     "Reads a merged flame graph from GET /pyroscope/render. TYPE is a profile type id\n"
-     "such as process_cpu:cpu:nanoseconds:cpu:nanoseconds; the selector uses =, !=, =~\n"
-     "and !~. Times: unix seconds or ms, now, now-1h (default now-1h .. now).\n"
-     "--output top (default) prints functions by self value with percentages\n"
-     "(--limit rows, default 20); folded and json print the answer; pprof writes the\n"
-     "gzipped profile to -o FILE or to stdout when it is not a terminal."},
+     "          [--limit N] [--by self|total] [--max-nodes N] [-o FILE]",
+     "Reads the merged profile of a selection. TYPE is a profile type id such as\n"
+     "process_cpu:cpu:nanoseconds:cpu:nanoseconds; the selector uses =, !=, =~ and\n"
+     "!~. Times: unix seconds or ms, now, now-1h (default now-1h .. now).\n"
+     "--output top (default) prints the top functions from GET /api/top, exact from\n"
+     "the whole profile: self (the function is the leaf) and total (it is on the\n"
+     "stack; recursion counted once) with their percentages and, for CPU types,\n"
+     "cores (CPU-seconds per second of the range); --limit rows (default 20),\n"
+     "--by self (default) or total. folded and json print the flame graph of GET\n"
+     "/pyroscope/render (--max-nodes); pprof writes the gzipped profile to -o FILE\n"
+     "or to stdout when it is not a terminal."},
     {"labels", 0, 1, cmd_labels, "labels [NAME] [--match '{selector}'] [--from T] [--until T]",
      "Without NAME lists the label names; with NAME lists its values\n"
      "(NAME __profile_type__ lists the profile types present)."},
@@ -453,7 +474,8 @@ enum {
     OPT_LIMIT,
     OPT_MATCH,
     OPT_SAMPLE_RATE,
-    OPT_SPY_NAME
+    OPT_SPY_NAME,
+    OPT_BY
 };
 
 static const struct option options[] = {
@@ -471,6 +493,7 @@ static const struct option options[] = {
     {"match", required_argument, NULL, OPT_MATCH},
     {"sample-rate", required_argument, NULL, OPT_SAMPLE_RATE},
     {"spy-name", required_argument, NULL, OPT_SPY_NAME},
+    {"by", required_argument, NULL, OPT_BY},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -553,6 +576,9 @@ static int set_option(args_t *a, int opt, const char *v)
         return parse_int(v, "--sample-rate", 1, &a->sample_rate);
     case OPT_SPY_NAME:
         a->spy_name = v;
+        return 0;
+    case OPT_BY:
+        a->by = v;
         return 0;
     case 'h':
         a->help = 1;

@@ -4,7 +4,7 @@
  * url.c   parses the base URL and builds URL-encoded query strings;
  * http.c  owns the socket: connect with timeout, request writing, bounded
  *         response parsing (Content-Length, chunked, until-close);
- * top.c   the top-functions table of folded stacks (flamectl; not exported);
+ * top.c   reads the top functions answer of GET /api/top (flamectl; not exported);
  * json.c  reads the two JSON shapes the client needs (string arrays and
  *         {"code","message"} error objects) with bounded depth.
  * Nothing here is thread-safe; one connection belongs to one client.
@@ -102,18 +102,26 @@ int flamedb__json_error(const char *p, size_t n, char *code, size_t code_len, ch
 typedef struct flamedb__top_row {
     char *name;
     int64_t self, total;
+    double self_pct, total_pct;     /* of the answer's total */
+    double self_cores, total_cores; /* CPU types only, else 0 */
 } flamedb__top_row_t;
 
 typedef struct flamedb__top {
-    flamedb__top_row_t *rows; /* sorted by self, then total, descending */
+    flamedb__top_row_t *rows; /* in the server's order (by self or by total) */
     size_t count;
-    int64_t sum; /* sum of all stack values: the root total */
+    int64_t sum;       /* the answer's total: every value selected */
+    int64_t functions; /* distinct functions (rows may be fewer: the limit) */
+    int64_t range_s;   /* seconds the query covered */
+    double cores;      /* sum in CPU-seconds per second, when has_cores */
+    int has_cores;     /* a CPU type */
+    int partial;       /* the server flagged the answer partial */
+    char unit[32];     /* sample unit, e.g. nanoseconds, bytes, count */
 } flamedb__top_t;
 
-/* Builds the table from folded text ("a;b;c 12" lines). Caller owns *out
- * (free with flamedb__top_free()). ERR_UNPARSEABLE for a line without a
- * count. */
-int flamedb__top_folded(const char *text, size_t n, flamedb__top_t *out, errmsg_t *em);
+/* Reads the JSON answer of GET /api/top. Caller owns *out (free with
+ * flamedb__top_free()). ERR_UNPARSEABLE, with the offset in em, for anything
+ * else. */
+int flamedb__top_parse(const char *text, size_t n, flamedb__top_t *out, errmsg_t *em);
 void flamedb__top_free(flamedb__top_t *t);
 
 #endif

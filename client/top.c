@@ -1,130 +1,125 @@
-/* top.c — the "top functions" table that flamectl prints, computed from a
- * folded-stacks answer (flamedb_int.h). Part of the in-tree client library
- * only; not exported by the shared libflamedb.
+/* top.c — reads the top functions answer of GET /api/top (docs/api.md) into
+ * the table flamectl prints (flamedb_int.h). Part of the in-tree client
+ * library only; not exported by the shared libflamedb.
  *
- * self  = value of the stacks where the function is the leaf;
- * total = value of the stacks where it appears at least once (a recursive
- *         function is counted once per stack, so total never exceeds the sum).
+ * The server computes the table from the whole merged tree (exact, from any
+ * node of a cluster); the client only reads it, with the bounded JSON reader.
+ * Unknown members are skipped so a newer server stays readable.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "client/flamedb_int.h"
 #include "common/grow.h"
-#include "common/strmap.h"
+#include "common/json.h"
 
-typedef struct builder {
-    flamedb__top_t *t;
-    size_t cap;
-    strmap_t names;  /* function name -> row (the rows' own copies, borrowed) */
-    uint64_t *stamp; /* per row: the last line that added to its total */
-} builder_t;
+static const json_limits_t top_json = {FLAMEDB__JSON_MAX_DEPTH, 65536};
 
-static int add_row(builder_t *b, const char *name, size_t len, uint32_t *row)
+/* A number member; null reads as 0 with *is_null set (when asked). */
+static int number(json_t *j, double *v, int *is_null)
 {
-    flamedb__top_t *t = b->t;
-    size_t c1 = b->cap, c2 = b->cap; /* parallel arrays: both grow alike */
-    if (GROW_FROM(t->rows, c1, t->count + 1, GROW_UNLIMITED, 256) != 0 ||
-        GROW_FROM(b->stamp, c2, t->count + 1, GROW_UNLIMITED, 256) != 0)
-        return ERR_NOMEM;
-    b->cap = c1;
-    char *copy = strndup(name, len);
-    if (copy == NULL) return ERR_NOMEM;
-    t->rows[t->count] = (flamedb__top_row_t){copy, 0, 0};
-    b->stamp[t->count] = 0;
-    *row = (uint32_t)t->count++;
-    return ERR_OK;
+    if (is_null != NULL) *is_null = json_peek(j) == JSON_NULL;
+    if (json_peek(j) == JSON_NULL) {
+        *v = 0;
+        return json_skip(j);
+    }
+    if (json_peek(j) != JSON_SCALAR) return ERR_UNPARSEABLE;
+    char s[64], *end;
+    int rc = json_scalar_to(j, s, sizeof s);
+    if (rc != ERR_OK) return rc;
+    *v = strtod(s, &end);
+    return *end == '\0' ? ERR_OK : ERR_UNPARSEABLE;
 }
 
-/* Finds or adds the row of a function name (up to its first NUL, as the
- * row keeps it). Rows and names are interned in the same order. */
-static int intern(builder_t *b, const char *name, size_t len, uint32_t *row)
+static int int_member(json_t *j, int64_t *v)
 {
-    len = strnlen(name, len);
-    if (strmap_find(&b->names, name, len, row)) return ERR_OK;
-    int rc = add_row(b, name, len, row);
-    uint32_t idx;
-    if (rc == ERR_OK) rc = strmap_intern(&b->names, b->t->rows[*row].name, len, &idx);
+    double d = 0;
+    int rc = number(j, &d, NULL);
+    *v = (int64_t)d;
     return rc;
 }
 
-/* Parses the count at the end of a line: "stack COUNT". */
-static int split_count(const char *line, size_t len, size_t *stack_len, int64_t *v)
+static int row_member(json_t *j, const char *key, flamedb__top_row_t *r)
 {
-    const char *sp = NULL;
-    for (size_t i = len; i > 0; i--)
-        if (line[i - 1] == ' ') {
-            sp = line + i - 1;
-            break;
+    if (strcmp(key, "name") == 0) {
+        buf_t b;
+        buf_init(&b, top_json.max_string);
+        int rc = json_string(j, &b);
+        if (rc == ERR_OK && buf_append_byte(&b, 0) == ERR_OK) {
+            free(r->name);
+            r->name = (char *)buf_steal(&b, NULL);
         }
-    if (sp == NULL || sp == line) return -1;
-    char *end;
-    char tmp[32];
-    size_t n = (size_t)(line + len - sp - 1);
-    if (n == 0 || n >= sizeof tmp) return -1;
-    memcpy(tmp, sp + 1, n);
-    tmp[n] = '\0';
-    *v = strtoll(tmp, &end, 10);
-    if (*end != '\0') return -1;
-    *stack_len = (size_t)(sp - line);
-    return 0;
+        buf_free(&b);
+        return rc != ERR_OK ? rc : r->name != NULL ? ERR_OK : ERR_NOMEM;
+    }
+    if (strcmp(key, "self") == 0) return int_member(j, &r->self);
+    if (strcmp(key, "total") == 0) return int_member(j, &r->total);
+    if (strcmp(key, "selfPercent") == 0) return number(j, &r->self_pct, NULL);
+    if (strcmp(key, "totalPercent") == 0) return number(j, &r->total_pct, NULL);
+    if (strcmp(key, "selfCores") == 0) return number(j, &r->self_cores, NULL);
+    if (strcmp(key, "totalCores") == 0) return number(j, &r->total_cores, NULL);
+    return json_skip(j); /* file, and members added later */
 }
 
-static int add_line(builder_t *b, const char *line, size_t len, uint64_t lineno, errmsg_t *em)
+static int parse_rows(json_t *j, flamedb__top_t *t)
 {
-    size_t slen;
-    int64_t v;
-    if (split_count(line, len, &slen, &v) != 0)
-        return errmsg_set(em, ERR_UNPARSEABLE, "folded line %llu: no count",
-                          (unsigned long long)lineno);
-    uint32_t row = 0;
-    for (size_t start = 0; start <= slen;) {
-        const char *semi = memchr(line + start, ';', slen - start);
-        size_t flen = semi ? (size_t)(semi - line) - start : slen - start;
-        int rc = intern(b, line + start, flen, &row);
-        if (rc != ERR_OK) return errmsg_set(em, rc, "out of memory");
-        if (b->stamp[row] != lineno) {
-            b->stamp[row] = lineno;
-            b->t->rows[row].total += v;
+    size_t cap = 0;
+    int rc = json_enter(j, '[');
+    while (rc == ERR_OK && json_next(j, &rc)) {
+        if (t->count >= FLAMEDB__MAX_STRINGS) return ERR_TOO_LARGE;
+        if ((rc = GROW(t->rows, cap, t->count + 1, GROW_UNLIMITED)) != ERR_OK) return rc;
+        flamedb__top_row_t *r = &t->rows[t->count++];
+        memset(r, 0, sizeof *r);
+        char key[32];
+        rc = json_enter(j, '{');
+        while (rc == ERR_OK && json_next(j, &rc)) {
+            rc = json_key(j, key, sizeof key);
+            if (rc == ERR_OK) rc = row_member(j, key, r);
         }
-        start += flen + 1;
+        if (rc == ERR_OK && r->name == NULL) rc = ERR_UNPARSEABLE;
     }
-    b->t->rows[row].self += v;
-    b->t->sum += v;
-    return ERR_OK;
+    return rc;
 }
 
-static int by_self(const void *a, const void *b)
+static int top_member(json_t *j, const char *key, flamedb__top_t *t)
 {
-    const flamedb__top_row_t *x = a, *y = b;
-    if (x->self != y->self) return x->self < y->self ? 1 : -1;
-    if (x->total != y->total) return x->total < y->total ? 1 : -1;
-    return strcmp(x->name, y->name);
-}
-
-int flamedb__top_folded(const char *text, size_t n, flamedb__top_t *out, errmsg_t *em)
-{
-    memset(out, 0, sizeof *out);
-    builder_t b = {.t = out};
-    strmap_init(&b.names);
-    int rc = ERR_OK;
-    uint64_t lineno = 0;
-    for (size_t pos = 0; pos < n && rc == ERR_OK;) {
-        const char *nl = memchr(text + pos, '\n', n - pos);
-        size_t len = nl ? (size_t)(nl - text) - pos : n - pos;
-        size_t l = len;
-        if (l > 0 && text[pos + l - 1] == '\r') l--;
-        lineno++;
-        if (l > 0) rc = add_line(&b, text + pos, l, lineno, em);
-        pos += len + 1;
-    }
-    strmap_free(&b.names);
-    free(b.stamp);
-    if (rc != ERR_OK) {
-        flamedb__top_free(out);
+    if (strcmp(key, "unit") == 0) return json_string_to(j, t->unit, sizeof t->unit);
+    if (strcmp(key, "total") == 0) return int_member(j, &t->sum);
+    if (strcmp(key, "rangeSeconds") == 0) return int_member(j, &t->range_s);
+    if (strcmp(key, "functionCount") == 0) return int_member(j, &t->functions);
+    if (strcmp(key, "functions") == 0) return parse_rows(j, t);
+    if (strcmp(key, "cores") == 0) {
+        int null;
+        int rc = number(j, &t->cores, &null);
+        t->has_cores = !null;
         return rc;
     }
-    if (out->count > 0) qsort(out->rows, out->count, sizeof *out->rows, by_self);
+    if (strcmp(key, "partial") == 0) {
+        char v[8];
+        int rc = json_scalar_to(j, v, sizeof v);
+        t->partial = strcmp(v, "true") == 0;
+        return rc;
+    }
+    return json_skip(j);
+}
+
+int flamedb__top_parse(const char *text, size_t n, flamedb__top_t *out, errmsg_t *em)
+{
+    memset(out, 0, sizeof *out);
+    json_t j;
+    json_init(&j, text, n, top_json);
+    char key[32];
+    int rc = json_enter(&j, '{');
+    while (rc == ERR_OK && json_next(&j, &rc)) {
+        rc = json_key(&j, key, sizeof key);
+        if (rc == ERR_OK) rc = top_member(&j, key, out);
+    }
+    if (rc == ERR_OK) rc = json_finish(&j);
+    if (rc != ERR_OK) {
+        flamedb__top_free(out);
+        return errmsg_set(em, rc == ERR_NOMEM ? rc : ERR_UNPARSEABLE,
+                          "top answer: not the expected JSON (byte %zu)", json_offset(&j));
+    }
     return ERR_OK;
 }
 

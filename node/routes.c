@@ -43,6 +43,7 @@ static void route_render(node_t *n, http_exchange_t *ex, const http_request_t *r
 static void route_label_names(node_t *n, http_exchange_t *ex, const http_request_t *r);
 static void route_label_values(node_t *n, http_exchange_t *ex, const http_request_t *r);
 static void route_cluster_status(node_t *n, http_exchange_t *ex, const http_request_t *r);
+static void route_top(node_t *n, http_exchange_t *ex, const http_request_t *r);
 
 /* Route i has tag i + 1 on its exchanges; tag 0 is "no route" in metrics. */
 static const route_t routes[] = {
@@ -55,12 +56,14 @@ static const route_t routes[] = {
     {"/pyroscope/label-names", HTTP_GET, "label_names", route_label_names},
     {"/pyroscope/label-values", HTTP_GET, "label_values", route_label_values},
     {"/cluster/status", HTTP_GET, "cluster_status", route_cluster_status},
+    {"/api/top", HTTP_GET, "top", route_top},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
 static const char *const route_names[NROUTES + 1] = {
     "none",   "index",       "ready",       "metrics",      "ingest",
     "render", "render_diff", "label_names", "label_values", "cluster_status",
+    "top",
 };
 _Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every route");
 
@@ -250,6 +253,8 @@ static const char index_html[] =
     "<li><a href=\"/pyroscope/render?query=process_cpu:cpu:nanoseconds:cpu:nanoseconds%7B%7D"
     "&amp;from=now-1h&amp;until=now\">GET /pyroscope/render</a> &mdash; a flame graph "
     "(format=json|folded|pprof)</li>\n"
+    "<li><code>GET /api/top?query=&amp;from=&amp;until=&amp;limit=&amp;by=self|total</code> "
+    "&mdash; top functions (self, total, cores)</li>\n"
     "<li><a href=\"/pyroscope/label-names\">GET /pyroscope/label-names</a></li>\n"
     "<li><a href=\"/pyroscope/label-values?label=__profile_type__\">GET "
     "/pyroscope/label-values?label=__profile_type__</a> &mdash; profile types present</li>\n"
@@ -430,6 +435,8 @@ static void query_params_of(const http_request_t *r, query_params_t *p)
     p->label = http_request_param(r, "label");
     p->match = http_request_param(r, "match");
     if (p->match == NULL) p->match = http_request_param(r, "match[]");
+    p->limit = http_request_param(r, "limit");
+    p->by = http_request_param(r, "by");
 }
 
 /* Queries are scatter-gathered over the cluster (node/cluster/cluster.h): a single
@@ -462,7 +469,10 @@ static void query_answered(void *arg, cluster_answer_t *a)
     free(q);
 }
 
-static void start_query(node_t *n, http_exchange_t *ex, const http_request_t *r, query_kind_t kind)
+/* format, when not NULL, replaces the request's own (an endpoint that is a
+ * render in one fixed format). */
+static void start_query_as(node_t *n, http_exchange_t *ex, const http_request_t *r,
+                           query_kind_t kind, const char *format)
 {
     const char *tenant = routes_tenant_of(n, ex, r);
     if (tenant == NULL) return;
@@ -474,7 +484,13 @@ static void start_query(node_t *n, http_exchange_t *ex, const http_request_t *r,
     *q = (query_req_t){.node = n, .ex = ex};
     query_params_t p = {0};
     query_params_of(r, &p);
+    if (format != NULL) p.format = format;
     cluster_query(n->cluster, kind, tenant, &p, clock_wall_ms(&n->clock), query_answered, q);
+}
+
+static void start_query(node_t *n, http_exchange_t *ex, const http_request_t *r, query_kind_t kind)
+{
+    start_query_as(n, ex, r, kind, NULL);
 }
 
 static void route_render(node_t *n, http_exchange_t *ex, const http_request_t *r)
@@ -490,6 +506,13 @@ static void route_label_names(node_t *n, http_exchange_t *ex, const http_request
 static void route_label_values(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
     start_query(n, ex, r, QUERY_KIND_LABEL_VALUES);
+}
+
+/* GET /api/top: the render of the selection, answered as its top functions
+ * (computed from the untruncated tree; query/top.c). */
+static void route_top(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    start_query_as(n, ex, r, QUERY_KIND_RENDER, "top");
 }
 
 /* ---------- GET /cluster/status ---------- */

@@ -237,6 +237,13 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     case QUERY_FORMAT_TREE:
         out->content_type = "application/x-flamedb-tree";
         return query_encode_tree(g->tree, g->syms, &out->body);
+    case QUERY_FORMAT_TOP: {
+        query_top_opts_t o = {s->top_limit, s->top_by_total, s->plan.until_s - s->plan.from_s};
+        out->content_type = "application/json";
+        rc = query_encode_top(g->tree, g->syms, type, &o, &out->body);
+        if (rc == 0 && partial_json != NULL) rc = add_json_members(&out->body, partial_json);
+        return rc;
+    }
     default:
         out->content_type = "application/octet-stream";
         return query_encode_pprof(g->tree, g->syms, type, s->plan.from_s * 1000000000LL,
@@ -248,6 +255,9 @@ static int finish_render(query_gather_t *g, const char *partial_json, query_resu
                          errmsg_t *em)
 {
     size_t max = g->spec->max_nodes;
+    /* top sums per function over the whole tree: truncating would move
+     * values into `other` */
+    if (g->spec->format == QUERY_FORMAT_TOP) max = 0;
     if (max > 0 && calltree_node_count(g->tree) > max) {
         calltree_t *small;
         int rc = query_truncate(g->tree, max, &small);

@@ -40,6 +40,8 @@ int query_parse_format(const char *s, query_format_t *f, errmsg_t *em)
 {
     if (s == NULL || s[0] == 0 || strcmp(s, "json") == 0)
         *f = QUERY_FORMAT_JSON;
+    else if (strcmp(s, "top") == 0) /* what GET /api/top asks for */
+        *f = QUERY_FORMAT_TOP;
     else if (strcmp(s, "folded") == 0 || strcmp(s, "collapsed") == 0)
         *f = QUERY_FORMAT_FOLDED;
     else if (strcmp(s, "pprof") == 0)
@@ -72,6 +74,32 @@ int query_parse_max_nodes(const char *s, query_format_t f, const query_limits_t 
     return 0;
 }
 
+/* limit (1..QUERY_TOP_MAX_LIMIT, default QUERY_TOP_DEFAULT_LIMIT) and by
+ * (self | total) of the top functions answer. */
+static int parse_top(const query_params_t *p, query_spec_t *s, errmsg_t *em)
+{
+    s->top_limit = QUERY_TOP_DEFAULT_LIMIT;
+    const char *l = p->limit;
+    if (l != NULL && l[0] != 0) {
+        size_t len = strlen(l);
+        unsigned long long v =
+            len <= 19 && strspn(l, "0123456789") == len ? strtoull(l, NULL, 10) : 0;
+        if (v < 1 || v > QUERY_TOP_MAX_LIMIT)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                              "parameter 'limit': \"%.32s\" is not an integer from 1 to %d", l,
+                              QUERY_TOP_MAX_LIMIT);
+        s->top_limit = (size_t)v;
+    }
+    if (p->by == NULL || p->by[0] == 0 || strcmp(p->by, "self") == 0)
+        s->top_by_total = 0;
+    else if (strcmp(p->by, "total") == 0)
+        s->top_by_total = 1;
+    else
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "parameter 'by': \"%.32s\" is not self or total", p->by);
+    return 0;
+}
+
 /* Parses a selector parameter into s->sel and keeps its text. */
 static int parse_sel(const char *param, const char *text, query_spec_t *s, errmsg_t *em)
 {
@@ -99,6 +127,7 @@ static int parse_render(const query_params_t *p, const query_limits_t *lim, int6
     } else {
         if (rc == 0) rc = query_parse_format(p->format, &s->format, em);
         if (rc == 0) rc = query_parse_max_nodes(p->max_nodes, s->format, lim, &s->max_nodes, em);
+        if (rc == 0 && s->format == QUERY_FORMAT_TOP) rc = parse_top(p, s, em);
     }
     if (rc == 0) query_plan_make(from, until, now_ms, lim, &s->plan);
     return rc;

@@ -30,6 +30,8 @@ typedef struct query_params {
     const char *format;    /* json (default) | folded | pprof */
     const char *label;     /* label-values: the label name */
     const char *match;     /* label-names/values: optional {selector} filter */
+    const char *limit;     /* top: functions listed, default QUERY_TOP_DEFAULT_LIMIT */
+    const char *by;        /* top: self (default) | total */
     /* Not a request parameter: render the merged, untruncated call tree and
      * its symbols (query_diff's input) instead of an encoding; format and
      * maxNodes are then ignored. */
@@ -205,6 +207,25 @@ int query_encode_folded(const calltree_t *t, const symtab_t *syms, buf_t *out);
 int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *profile_type,
                        int64_t time_ns, int64_t duration_ns, buf_t *out);
 
+/* Top functions (GET /api/top, docs/api.md): per function (name + file) its
+ * self (value of the stacks where it is the leaf) and total (value of the
+ * stacks where it appears; a recursive function counts once per stack), from
+ * the whole untruncated tree. limit is bounded by QUERY_TOP_MAX_LIMIT so the
+ * answer stays small; range_s is the queried range in seconds (the plan's), the
+ * denominator of the CPU types' cores. */
+#define QUERY_TOP_DEFAULT_LIMIT 100
+#define QUERY_TOP_MAX_LIMIT 10000
+typedef struct query_top_opts {
+    size_t limit;
+    int by_total;    /* sort by total, else by self */
+    int64_t range_s; /* seconds the query covers */
+} query_top_opts_t;
+/* {"unit","total","rangeSeconds","cores","functionCount","functions":[...]}
+ * with functions sorted by self or total (descending; ties by the other value,
+ * then name, file). cores members only for CPU types (sample type cpu in
+ * nanoseconds): value / 1e9 / range_s; null otherwise. */
+int query_encode_top(const calltree_t *t, const symtab_t *syms, const char *profile_type,
+                     const query_top_opts_t *o, buf_t *out);
 /* ================================================================ render-diff
  *
  * GET /pyroscope/render-diff compares two selections (two deployments, two
@@ -271,7 +292,8 @@ typedef enum query_format {
     QUERY_FORMAT_JSON = 0,
     QUERY_FORMAT_FOLDED,
     QUERY_FORMAT_PPROF,
-    QUERY_FORMAT_TREE /* internal: query_params_t.merged_tree */
+    QUERY_FORMAT_TREE, /* internal: query_params_t.merged_tree */
+    QUERY_FORMAT_TOP   /* top functions JSON (GET /api/top), from the untruncated tree */
 } query_format_t;
 
 /* A request parsed and validated by the coordinator. Caller owns; free with
@@ -284,6 +306,8 @@ typedef struct query_spec {
     query_plan_t plan;     /* windows read (render, and labels with a match) */
     query_format_t format; /* render */
     size_t max_nodes;      /* render: truncation (0 = none) */
+    size_t top_limit;      /* top: functions listed */
+    int top_by_total;      /* top: sorted by total (else by self) */
 } query_spec_t;
 
 /* Parses the parameters of one kind exactly as query_render /

@@ -116,22 +116,31 @@ static void test_push_detect(void)
 static void test_query_outputs(void)
 {
     static char out[65536];
-    static const char folded[] =
-        "main;work;hash 600000000\nmain;work 300000000\nmain;idle 100000000\n";
-    static char resp[512];
-    snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s",
-             sizeof folded - 1, folded);
+    static const char top[] =
+        "{\"unit\":\"nanoseconds\",\"total\":1000000000,\"rangeSeconds\":100,\"cores\":0.01,"
+        "\"functionCount\":4,\"functions\":["
+        "{\"name\":\"hash\",\"self\":600000000,\"total\":600000000,\"selfPercent\":60,"
+        "\"totalPercent\":60,\"selfCores\":0.006,\"totalCores\":0.006},"
+        "{\"name\":\"work\",\"self\":300000000,\"total\":900000000,\"selfPercent\":30,"
+        "\"totalPercent\":90,\"selfCores\":0.003,\"totalCores\":0.009}]}";
+    static char resp[1024];
+    snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", sizeof top - 1,
+             top);
     ts_push(&srv, resp, 0, 0);
-    CHECK_EQ_INT(
-        ctl_run("query 'process_cpu:cpu:nanoseconds:cpu:nanoseconds{}' --limit 2", out, sizeof out),
-        0);
-    CHECK(has(out, "0.60s  60.00%        0.60s  60.00%  hash\n"));
-    CHECK(has(out, "0.30s  30.00%        0.90s  90.00%  work\n"));
-    CHECK(strstr(out, "idle") == NULL); /* --limit 2 */
-    CHECK(has(out, "total 1.00s in 4 functions (2 shown)"));
+    CHECK_EQ_INT(ctl_run("query 'process_cpu:cpu:nanoseconds:cpu:nanoseconds{}' --limit 2 --by "
+                         "total --from now-100s",
+                         out, sizeof out),
+                 0);
+    CHECK(has(out, "SELF-CORES TOTAL-CORES  FUNCTION\n"));
+    CHECK(has(out, "0.60s  60.00%        0.60s  60.00%      0.0060      0.0060  hash\n"));
+    CHECK(has(out, "0.30s  30.00%        0.90s  90.00%      0.0030      0.0090  work\n"));
+    CHECK(has(out, "total 1.00s in 4 functions (2 shown); 0.0100 cores over 100s"));
     char *req = ts_last_request(&srv, NULL);
-    CHECK(strstr(req, "&format=folded ") != NULL);
+    CHECK(strncmp(req, "GET /api/top?query=process_cpu", 30) == 0);
+    CHECK(strstr(req, "&from=now-100s&limit=2&by=total ") != NULL);
     free(req);
+    CHECK_EQ_INT(ctl_run("query 'a{}' --by name", out, sizeof out), 2);
+    CHECK(has(out, "--by must be self or total"));
 
     char path[128], args[256];
     snprintf(path, sizeof path, "%s/out.pb.gz", tmp);

@@ -107,47 +107,53 @@ static void test_json(void)
 
 static void test_top(void)
 {
-    const char *folded = "main;a;b 10\r\n"
-                         "main;a 5\n"
-                         "\n"
-                         "main;rec;rec;rec 7\n"
-                         "main;c;b -2\n"
-                         "other 1";
+    const char *doc =
+        "{\"unit\":\"nanoseconds\",\"total\":6000000000,\"rangeSeconds\":60,\"cores\":0.1,"
+        "\"functionCount\":3,\"functions\":["
+        "{\"name\":\"a\\\"b\",\"file\":\"a.c\",\"self\":3000000000,\"total\":3000000000,"
+        "\"selfPercent\":50,\"totalPercent\":50,\"selfCores\":0.05,\"totalCores\":0.05,"
+        "\"future\":[1,{\"x\":2}]},"
+        "{\"name\":\"main\",\"self\":0,\"total\":6000000000,\"selfPercent\":0,"
+        "\"totalPercent\":100,\"selfCores\":0,\"totalCores\":0.1}],"
+        "\"partial\":true,\"missing\":[\"x\"]}";
     flamedb__top_t t;
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(flamedb__top_folded(folded, strlen(folded), &t, &em), 0);
-    CHECK_EQ_INT(t.sum, 21);
-    CHECK_EQ_INT(t.count, 6);
-    if (t.count == 6) {
-        CHECK_EQ_STR(t.rows[0].name, "b");
-        CHECK_EQ_INT(t.rows[0].self, 8);
-        CHECK_EQ_INT(t.rows[0].total, 8);
-        CHECK_EQ_STR(t.rows[1].name, "rec"); /* recursion counted once per stack */
-        CHECK_EQ_INT(t.rows[1].self, 7);
-        CHECK_EQ_INT(t.rows[1].total, 7);
-        CHECK_EQ_STR(t.rows[2].name, "a");
-        CHECK_EQ_INT(t.rows[2].self, 5);
-        CHECK_EQ_INT(t.rows[2].total, 15);
-        CHECK_EQ_STR(t.rows[3].name, "other");
-        CHECK_EQ_STR(t.rows[4].name, "main");
-        CHECK_EQ_INT(t.rows[4].total, 20);
-        CHECK_EQ_INT(t.rows[4].self, 0);
-        CHECK_EQ_STR(t.rows[5].name, "c");
-        CHECK_EQ_INT(t.rows[5].total, -2);
+    CHECK_EQ_INT(flamedb__top_parse(doc, strlen(doc), &t, &em), 0);
+    CHECK_EQ_STR(t.unit, "nanoseconds");
+    CHECK_EQ_INT(t.sum, 6000000000LL);
+    CHECK_EQ_INT(t.range_s, 60);
+    CHECK_EQ_INT(t.functions, 3);
+    CHECK(t.has_cores && t.cores == 0.1 && t.partial);
+    CHECK_EQ_INT(t.count, 2);
+    if (t.count == 2) {
+        CHECK_EQ_STR(t.rows[0].name, "a\"b");
+        CHECK_EQ_INT(t.rows[0].self, 3000000000LL);
+        CHECK(t.rows[0].self_pct == 50 && t.rows[0].total_cores == 0.05);
+        CHECK_EQ_STR(t.rows[1].name, "main");
+        CHECK(t.rows[1].total_pct == 100 && t.rows[1].total_cores == 0.1);
     }
     flamedb__top_free(&t);
-    const char *bad = "main;a 1\nmain;b\n";
-    CHECK_EQ_INT(flamedb__top_folded(bad, strlen(bad), &t, &em), ERR_UNPARSEABLE);
-    CHECK(strstr(em.text, "line 2") != NULL);
-    /* many distinct names: the table grows */
+    const char *mem = "{\"unit\":\"bytes\",\"total\":5,\"cores\":null,\"functions\":[]}";
+    CHECK_EQ_INT(flamedb__top_parse(mem, strlen(mem), &t, &em), 0);
+    CHECK(!t.has_cores && t.count == 0 && t.sum == 5);
+    flamedb__top_free(&t);
+    const char *bad[] = {"", "[]", "{\"functions\":[{\"self\":1}]}", "{\"total\":\"x\"}",
+                         "{\"functions\":[{\"name\":\"a\"}]} x"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        CHECK_EQ_INT(flamedb__top_parse(bad[i], strlen(bad[i]), &t, &em), ERR_UNPARSEABLE);
+        CHECK(t.rows == NULL && t.count == 0);
+    }
+    /* many rows: the table grows */
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
+    buf_append_str(&b, "{\"functions\":[");
     for (int i = 0; i < 5000; i++)
-        buf_printf(&b, "root;f%d 1\n", i);
-    CHECK_EQ_INT(flamedb__top_folded((char *)b.data, b.len, &t, &em), 0);
-    CHECK_EQ_INT(t.count, 5001);
-    CHECK_EQ_INT(t.sum, 5000);
-    CHECK_EQ_STR(t.rows[0].name, "f0"); /* ties sorted by name */
+        buf_printf(&b, "%s{\"name\":\"f%d\",\"self\":%d}", i ? "," : "", i, i);
+    buf_append_str(&b, "]}");
+    CHECK_EQ_INT(flamedb__top_parse((char *)b.data, b.len, &t, &em), 0);
+    CHECK_EQ_INT(t.count, 5000);
+    CHECK_EQ_STR(t.rows[4999].name, "f4999");
+    CHECK_EQ_INT(t.rows[4999].self, 4999);
     flamedb__top_free(&t);
     buf_free(&b);
 }

@@ -1,0 +1,204 @@
+/* top.c — the top functions answer (GET /api/top, docs/api.md): self and
+ * total per function with percentages and, for CPU types, cores.
+ *
+ * Computed from the merged tree before any maxNodes truncation: truncation
+ * folds small frames into `other`, which would move their values out of
+ * their functions. A function is a symbol (symbol ids are content hashes of
+ * name and file). Its self is the sum of the selves of its nodes; its total
+ * is the sum of the totals of its outermost nodes only (a node with no
+ * ancestor of the same function), so a stack in which the function recurses
+ * counts once. One walk in preorder keeps, per function, how many of the
+ * current node's ancestors belong to it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/grow.h"
+#include "common/u64map.h"
+#include "query/query_int.h"
+
+typedef struct fn {
+    uint64_t sym;
+    int64_t self, total;
+    const char *name, *file;
+} fn_t;
+
+typedef struct top {
+    const calltree_t *t;
+    fn_t *fns;
+    size_t nfns, capfns;
+    uint32_t *fn_of;  /* per node: index into fns (root unused) */
+    uint32_t *active; /* per function: ancestors of the walk's node in it */
+    char *unk;        /* names of unknown symbols: 32 bytes per function, or NULL */
+} top_t;
+
+/* fn_of for every node, and one fn_t per distinct symbol. */
+static int index_functions(top_t *tp)
+{
+    size_t n = calltree_node_count(tp->t);
+    u64map_t map = {0};
+    int rc = u64map_init(&map, n);
+    tp->fn_of = malloc(n * sizeof *tp->fn_of);
+    if (rc == 0 && tp->fn_of == NULL) rc = ERR_NOMEM;
+    for (uint32_t i = 1; rc == 0 && i < n; i++) {
+        uint64_t sym = calltree_sym(tp->t, i);
+        uint32_t idx;
+        int put = u64map_get_or_put(&map, sym, (uint32_t)tp->nfns, &idx);
+        if (put < 0) rc = put;
+        if (put == 1) {
+            rc = GROW_FROM(tp->fns, tp->capfns, tp->nfns + 1, GROW_UNLIMITED, 256);
+            if (rc == 0) tp->fns[tp->nfns++] = (fn_t){.sym = sym};
+        }
+        tp->fn_of[i] = idx;
+    }
+    u64map_free(&map);
+    if (rc == 0 && (tp->active = calloc(tp->nfns + 1, sizeof *tp->active)) == NULL) rc = ERR_NOMEM;
+    return rc;
+}
+
+static void enter(top_t *tp, uint32_t v)
+{
+    fn_t *f = &tp->fns[tp->fn_of[v]];
+    f->self += calltree_self(tp->t, v);
+    if (tp->active[tp->fn_of[v]]++ == 0) f->total += calltree_total(tp->t, v);
+}
+
+/* Preorder over first-child / next-sibling links, leaving each node (and its
+ * function's ancestor count) once its subtree is done. */
+static void walk(top_t *tp)
+{
+    const calltree_t *t = tp->t;
+    uint32_t v = calltree_first_child(t, 0);
+    while (v != CALLTREE_NONE) {
+        enter(tp, v);
+        uint32_t c = calltree_first_child(t, v);
+        if (c != CALLTREE_NONE) {
+            v = c;
+            continue;
+        }
+        for (;;) {
+            tp->active[tp->fn_of[v]]--;
+            uint32_t s = calltree_next_sibling(t, v);
+            if (s != CALLTREE_NONE) {
+                v = s;
+                break;
+            }
+            v = calltree_parent(t, v);
+            if (v == 0) {
+                v = CALLTREE_NONE;
+                break;
+            }
+        }
+    }
+}
+
+static int resolve_names(top_t *tp, const symtab_t *syms)
+{
+    for (size_t i = 0; i < tp->nfns; i++) {
+        fn_t *f = &tp->fns[i];
+        if (syms != NULL && symtab_get(syms, f->sym, &f->name, &f->file)) {
+            if (f->file == NULL) f->file = "";
+            continue;
+        }
+        if (tp->unk == NULL && (tp->unk = malloc(tp->nfns * 32)) == NULL) return ERR_NOMEM;
+        query_sym_name(NULL, f->sym, tp->unk + i * 32, &f->name, &f->file);
+    }
+    return 0;
+}
+
+static int cmp_i64_desc(int64_t a, int64_t b)
+{
+    return a < b ? 1 : a > b ? -1 : 0;
+}
+
+static int by_self(const void *a, const void *b)
+{
+    const fn_t *x = a, *y = b;
+    int r = cmp_i64_desc(x->self, y->self);
+    if (r == 0) r = cmp_i64_desc(x->total, y->total);
+    if (r == 0) r = strcmp(x->name, y->name);
+    if (r == 0) r = strcmp(x->file, y->file);
+    if (r == 0) r = x->sym < y->sym ? -1 : x->sym > y->sym;
+    return r;
+}
+
+static int by_total(const void *a, const void *b)
+{
+    const fn_t *x = a, *y = b;
+    int r = cmp_i64_desc(x->total, y->total);
+    return r != 0 ? r : by_self(a, b);
+}
+
+static double pct(int64_t v, int64_t total)
+{
+    return total != 0 ? 100.0 * (double)v / (double)total : 0.0;
+}
+
+/* CPU-seconds per second of the range (0 for an empty range, which reads
+ * no window either). */
+static double cores(int64_t ns, int64_t range_s)
+{
+    return range_s > 0 ? (double)ns / 1e9 / (double)range_s : 0.0;
+}
+
+static int write_fn(buf_t *out, const fn_t *f, int64_t total, int cpu, int64_t range_s)
+{
+    int rc = buf_append_str(out, "{\"name\":");
+    if (rc == 0) rc = buf_append_json_string(out, f->name, strlen(f->name));
+    if (rc == 0 && f->file[0] != 0) rc = buf_append_str(out, ",\"file\":");
+    if (rc == 0 && f->file[0] != 0) rc = buf_append_json_string(out, f->file, strlen(f->file));
+    if (rc == 0)
+        rc = buf_printf(out,
+                        ",\"self\":%lld,\"total\":%lld,\"selfPercent\":%.15g,"
+                        "\"totalPercent\":%.15g",
+                        (long long)f->self, (long long)f->total, pct(f->self, total),
+                        pct(f->total, total));
+    if (rc == 0 && cpu)
+        rc = buf_printf(out, ",\"selfCores\":%.15g,\"totalCores\":%.15g", cores(f->self, range_s),
+                        cores(f->total, range_s));
+    return rc != 0 ? rc : buf_append_byte(out, '}');
+}
+
+static int write_top(buf_t *out, const top_t *tp, const char *profile_type,
+                     const query_top_opts_t *o)
+{
+    ptype_t pt;
+    int typed = profile_type != NULL && query_ptype_parse(profile_type, &pt) == 0;
+    const char *unit = typed ? pt.sample_unit : "";
+    int cpu = typed && strcmp(pt.sample_type, "cpu") == 0 && strcmp(unit, "nanoseconds") == 0;
+    int64_t range_s = o->range_s;
+    int64_t total = calltree_root_total(tp->t);
+    int rc = buf_append_str(out, "{\"unit\":");
+    if (rc == 0) rc = buf_append_json_string(out, unit, strlen(unit));
+    if (rc == 0)
+        rc = buf_printf(out, ",\"total\":%lld,\"rangeSeconds\":%lld", (long long)total,
+                        (long long)range_s);
+    if (rc == 0 && cpu) rc = buf_printf(out, ",\"cores\":%.15g", cores(total, range_s));
+    if (rc == 0 && !cpu) rc = buf_append_str(out, ",\"cores\":null");
+    if (rc == 0) rc = buf_printf(out, ",\"functionCount\":%zu,\"functions\":[", tp->nfns);
+    size_t n = o->limit < tp->nfns ? o->limit : tp->nfns;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (i) rc = buf_append_byte(out, ',');
+        if (rc == 0) rc = write_fn(out, &tp->fns[i], total, cpu, range_s);
+    }
+    return rc != 0 ? rc : buf_append_str(out, "]}");
+}
+
+int query_encode_top(const calltree_t *t, const symtab_t *syms, const char *profile_type,
+                     const query_top_opts_t *o, buf_t *out)
+{
+    top_t tp = {.t = t};
+    int rc = index_functions(&tp);
+    if (rc == 0) {
+        walk(&tp);
+        rc = resolve_names(&tp, syms);
+    }
+    if (rc == 0 && tp.nfns > 1)
+        qsort(tp.fns, tp.nfns, sizeof *tp.fns, o->by_total ? by_total : by_self);
+    if (rc == 0) rc = write_top(out, &tp, profile_type, o);
+    free(tp.fns);
+    free(tp.fn_of);
+    free(tp.active);
+    free(tp.unk);
+    return rc;
+}

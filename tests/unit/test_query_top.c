@@ -1,0 +1,342 @@
+/* test_query_top.c — the top functions answer: random trees built from
+ * random stacks with recursion, checked against per-function sums computed
+ * by brute force over the stacks (self: stacks where the function is the
+ * leaf; total: stacks where it appears, once per stack), the sort orders,
+ * the limit, cores (CPU types only), the limit/by parameters, and that the
+ * gather answers from the tree before maxNodes truncation. Prints its seed;
+ * argv[1] replays. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/hash.h"
+#include "common/json.h"
+#include "query/query.h"
+#include "tests/unit/check.h"
+
+#define CPU "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+#define MEM "memory:alloc_space:bytes:space:bytes"
+#define NFN 7    /* function alphabet: few, so stacks recurse */
+#define MAXFN 64 /* rows the parser keeps */
+
+/* ---- the answer, parsed back ---- */
+typedef struct row {
+    char name[64], file[64];
+    long long self, total;
+    double self_pct, total_pct, self_cores, total_cores;
+    int has_cores;
+} row_t;
+
+typedef struct answer {
+    char unit[64];
+    long long total, range_s, count;
+    double cores;
+    int cores_null;
+    size_t n;
+    row_t rows[MAXFN];
+} answer_t;
+
+static double num(json_t *j)
+{
+    char s[64];
+    CHECK_EQ_INT(json_scalar_to(j, s, sizeof s), 0);
+    return strtod(s, NULL);
+}
+
+static void parse_row(json_t *j, row_t *r)
+{
+    char key[32];
+    int rc = json_enter(j, '{');
+    while (rc == 0 && json_next(j, &rc)) {
+        rc = json_key(j, key, sizeof key);
+        if (strcmp(key, "name") == 0)
+            rc = json_string_to(j, r->name, sizeof r->name);
+        else if (strcmp(key, "file") == 0)
+            rc = json_string_to(j, r->file, sizeof r->file);
+        else if (strcmp(key, "self") == 0)
+            r->self = (long long)num(j);
+        else if (strcmp(key, "total") == 0)
+            r->total = (long long)num(j);
+        else if (strcmp(key, "selfPercent") == 0)
+            r->self_pct = num(j);
+        else if (strcmp(key, "totalPercent") == 0)
+            r->total_pct = num(j);
+        else if (strcmp(key, "selfCores") == 0)
+            r->self_cores = num(j), r->has_cores++;
+        else if (strcmp(key, "totalCores") == 0)
+            r->total_cores = num(j), r->has_cores++;
+        else
+            CHECK(0 && "unknown member");
+    }
+    CHECK_EQ_INT(rc, 0);
+}
+
+static void parse(const buf_t *b, answer_t *a)
+{
+    memset(a, 0, sizeof *a);
+    json_t j;
+    json_init(&j, b->data, b->len, (json_limits_t){16, 1024});
+    char key[32];
+    int rc = json_enter(&j, '{');
+    while (rc == 0 && json_next(&j, &rc)) {
+        rc = json_key(&j, key, sizeof key);
+        if (strcmp(key, "unit") == 0) {
+            rc = json_string_to(&j, a->unit, sizeof a->unit);
+        } else if (strcmp(key, "total") == 0) {
+            a->total = (long long)num(&j);
+        } else if (strcmp(key, "rangeSeconds") == 0) {
+            a->range_s = (long long)num(&j);
+        } else if (strcmp(key, "functionCount") == 0) {
+            a->count = (long long)num(&j);
+        } else if (strcmp(key, "cores") == 0) {
+            a->cores_null = json_peek(&j) == JSON_NULL;
+            a->cores = a->cores_null ? (json_skip(&j), 0) : num(&j);
+        } else if (strcmp(key, "functions") == 0) {
+            rc = json_enter(&j, '[');
+            while (rc == 0 && json_next(&j, &rc))
+                if (a->n < MAXFN) parse_row(&j, &a->rows[a->n++]);
+        } else {
+            rc = json_skip(&j); /* e.g. partial members */
+        }
+    }
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(json_finish(&j), 0);
+}
+
+/* ---- random stacks and the brute-force expectation ---- */
+static const char *fn_name[NFN] = {"main", "run", "parse", "eval", "alloc", "\"quoted\"", "gc"};
+static const char *fn_file[NFN] = {"main.c", "run.c", "", "eval.c", "", "q.c", ""};
+
+typedef struct expect {
+    long long self[NFN], total[NFN], sum;
+    int seen[NFN];
+} expect_t;
+
+static uint64_t sym_of(int f)
+{
+    return hash_symbol(fn_name[f], strlen(fn_name[f]), fn_file[f], strlen(fn_file[f]));
+}
+
+static void random_tree(calltree_t *t, symtab_t *syms, expect_t *e, int nstacks)
+{
+    memset(e, 0, sizeof *e);
+    for (int f = 0; f < NFN; f++)
+        symtab_put(syms, sym_of(f), fn_name[f], strlen(fn_name[f]), fn_file[f], strlen(fn_file[f]));
+    for (int s = 0; s < nstacks; s++) {
+        int depth = 1 + (int)(check_rng() % 9), fns[16];
+        uint64_t stack[16];
+        long long v = (long long)(check_rng() % 1000000) * 1000;
+        int in[NFN] = {0};
+        for (int d = 0; d < depth; d++) {
+            fns[d] = (int)(check_rng() % NFN);
+            stack[d] = sym_of(fns[d]);
+            in[fns[d]] = 1;
+        }
+        CHECK_EQ_INT(calltree_add_stack(t, stack, (size_t)depth, v), 0);
+        e->self[fns[depth - 1]] += v;
+        for (int f = 0; f < NFN; f++) {
+            e->total[f] += in[f] ? v : 0;
+            e->seen[f] |= in[f];
+        }
+        e->sum += v;
+    }
+}
+
+static int fn_index(const row_t *r)
+{
+    for (int f = 0; f < NFN; f++)
+        if (strcmp(r->name, fn_name[f]) == 0 && strcmp(r->file, fn_file[f]) == 0) return f;
+    return -1;
+}
+
+static int close_to(double a, double b)
+{
+    return fabs(a - b) <= 1e-9 * (fabs(a) + fabs(b)) + 1e-12;
+}
+
+static void check_answer(const answer_t *a, const expect_t *e, int by_total, int64_t range_s,
+                         int cpu)
+{
+    int nseen = 0;
+    for (int f = 0; f < NFN; f++)
+        nseen += e->seen[f];
+    CHECK_EQ_INT(a->total, e->sum);
+    CHECK_EQ_INT(a->range_s, range_s);
+    CHECK_EQ_INT(a->count, nseen);
+    CHECK_EQ_INT(a->n, nseen);
+    CHECK_EQ_STR(a->unit, cpu ? "nanoseconds" : "bytes");
+    CHECK(cpu ? !a->cores_null && close_to(a->cores, (double)e->sum / 1e9 / (double)range_s)
+              : a->cores_null);
+    long long self_sum = 0;
+    for (size_t i = 0; i < a->n; i++) {
+        const row_t *r = &a->rows[i];
+        int f = fn_index(r);
+        CHECK(f >= 0);
+        if (f < 0) continue;
+        CHECK_EQ_INT(r->self, e->self[f]);
+        CHECK_EQ_INT(r->total, e->total[f]);
+        CHECK(r->total <= e->sum); /* recursion never counted twice */
+        CHECK(close_to(r->self_pct, 100.0 * (double)e->self[f] / (double)e->sum));
+        CHECK(close_to(r->total_pct, 100.0 * (double)e->total[f] / (double)e->sum));
+        CHECK_EQ_INT(r->has_cores, cpu ? 2 : 0);
+        if (cpu) {
+            CHECK(close_to(r->self_cores, (double)e->self[f] / 1e9 / (double)range_s));
+            CHECK(close_to(r->total_cores, (double)e->total[f] / 1e9 / (double)range_s));
+        }
+        self_sum += r->self;
+        if (i == 0) continue;
+        const row_t *p = &a->rows[i - 1];
+        long long k0 = by_total ? p->total : p->self, k1 = by_total ? r->total : r->self;
+        CHECK(k0 > k1 ||
+              (k0 == k1 && (by_total ? p->self : p->total) >= (by_total ? r->self : r->total)));
+    }
+    CHECK_EQ_INT(self_sum, e->sum); /* every stack has a leaf */
+}
+
+static void test_random(uint64_t seed)
+{
+    check_rng_state = seed ? seed : 1;
+    fprintf(stderr, "test_query_top seed %llu\n", (unsigned long long)seed);
+    for (int round = 0; round < 200; round++) {
+        calltree_t *t = calltree_new(0);
+        symtab_t *syms = symtab_new();
+        expect_t e;
+        random_tree(t, syms, &e, 1 + (int)(check_rng() % 300));
+        int cpu = round % 2 == 0, by_total = (round / 2) % 2;
+        int64_t range_s = 10 * (1 + (int64_t)(check_rng() % 360));
+        query_top_opts_t o = {QUERY_TOP_MAX_LIMIT, by_total, range_s};
+        buf_t b;
+        buf_init(&b, BUF_UNLIMITED);
+        CHECK_EQ_INT(query_encode_top(t, syms, cpu ? CPU : MEM, &o, &b), 0);
+        answer_t a;
+        parse(&b, &a);
+        check_answer(&a, &e, by_total, range_s, cpu);
+        /* the limit keeps the first rows of the same order */
+        o.limit = 2;
+        buf_t small;
+        buf_init(&small, BUF_UNLIMITED);
+        CHECK_EQ_INT(query_encode_top(t, syms, cpu ? CPU : MEM, &o, &small), 0);
+        answer_t s;
+        parse(&small, &s);
+        CHECK_EQ_INT(s.count, a.count);
+        CHECK_EQ_INT(s.n, a.n < 2 ? a.n : 2);
+        for (size_t i = 0; i < s.n; i++)
+            CHECK_EQ_STR(s.rows[i].name, a.rows[i].name);
+        buf_free(&small);
+        buf_free(&b);
+        symtab_free(syms);
+        calltree_free(t);
+    }
+}
+
+/* A known tree: main;a;a;a (recursion) and cores worked by hand. */
+static void test_known(void)
+{
+    calltree_t *t = calltree_new(0);
+    uint64_t m = hash_symbol("main", 4, "", 0), x = hash_symbol("a", 1, "", 0), u = 12345;
+    uint64_t s1[] = {m, x, x, x}, s2[] = {m}, s3[] = {m, u};
+    calltree_add_stack(t, s1, 4, 3000000000LL); /* 3 CPU-seconds */
+    calltree_add_stack(t, s2, 1, 1000000000LL);
+    calltree_add_stack(t, s3, 2, 2000000000LL);
+    symtab_t *syms = symtab_new();
+    symtab_put(syms, m, "main", 4, "", 0);
+    symtab_put(syms, x, "a", 1, "", 0);
+    query_top_opts_t o = {10, 0, 60};
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    CHECK_EQ_INT(query_encode_top(t, syms, CPU, &o, &b), 0);
+    answer_t a;
+    parse(&b, &a);
+    CHECK_EQ_INT(a.total, 6000000000LL);
+    CHECK(close_to(a.cores, 0.1)); /* 6 CPU-seconds over 60 s */
+    CHECK_EQ_INT(a.n, 3);
+    CHECK_EQ_STR(a.rows[0].name, "a");
+    CHECK_EQ_INT(a.rows[0].self, 3000000000LL);
+    CHECK_EQ_INT(a.rows[0].total, 3000000000LL); /* not 9: one stack */
+    CHECK(close_to(a.rows[0].total_cores, 0.05));
+    CHECK(close_to(a.rows[0].self_pct, 50));
+    CHECK_EQ_STR(a.rows[1].name, "unknown 0x0000000000003039"); /* no symbol: still a row */
+    CHECK_EQ_STR(a.rows[2].name, "main");
+    CHECK_EQ_INT(a.rows[2].total, 6000000000LL);
+    CHECK(close_to(a.rows[2].total_pct, 100));
+    buf_reset(&b);
+    o.range_s = 0; /* from and until on the same 10 s window: no window, no division */
+    CHECK_EQ_INT(query_encode_top(t, syms, CPU, &o, &b), 0);
+    parse(&b, &a);
+    CHECK(a.range_s == 0 && a.cores == 0 && !a.cores_null && a.rows[0].total_cores == 0);
+    buf_reset(&b);
+    calltree_t *empty = calltree_new(0);
+    CHECK_EQ_INT(query_encode_top(empty, syms, "x:y:count:z:w", &o, &b), 0);
+    parse(&b, &a);
+    CHECK_EQ_INT(a.total, 0);
+    CHECK_EQ_INT(a.n, 0);
+    CHECK(a.cores_null);
+    CHECK_EQ_STR(a.unit, "count");
+    calltree_free(empty);
+    buf_free(&b);
+    symtab_free(syms);
+    calltree_free(t);
+}
+
+/* limit and by are validated; the gather answers from the whole tree even
+ * when maxNodes is given. */
+static void test_spec_and_gather(void)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    int64_t now = 1700000000000LL;
+    query_spec_t s;
+    errmsg_t em = {{0}};
+    query_params_t p = {.query = CPU "{}", .format = "top", .from = "now-1h", .until = "now"};
+    const char *bad_limits[] = {"0", "-1", "x", "10001", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad_limits / sizeof *bad_limits; i++) {
+        p.limit = bad_limits[i];
+        CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, now, &s, &em),
+                     ERR_INVALID_ARGUMENT);
+        CHECK(strstr(em.text, "'limit'") != NULL);
+    }
+    p.limit = NULL;
+    p.by = "name";
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, now, &s, &em), ERR_INVALID_ARGUMENT);
+    CHECK(strstr(em.text, "'by'") != NULL);
+    p.by = "total";
+    p.limit = "10000";
+    p.max_nodes = "2";
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, now, &s, &em), 0);
+    CHECK_EQ_INT(s.format, QUERY_FORMAT_TOP);
+    CHECK_EQ_INT(s.top_limit, 10000);
+    CHECK_EQ_INT(s.top_by_total, 1);
+
+    check_rng_state = 42;
+    calltree_t *t = calltree_new(0);
+    symtab_t *syms = symtab_new();
+    expect_t e;
+    random_tree(t, syms, &e, 200);
+    query_partial_t part = {.kind = QUERY_KIND_RENDER, .tree = t, .syms = syms, .nseries = 1};
+    query_gather_t *g;
+    CHECK_EQ_INT(query_gather_new(&s, &lim, &g), 0);
+    CHECK_EQ_INT(query_gather_add(g, &part, &em), 0);
+    query_result_t r;
+    query_result_init(&r);
+    CHECK_EQ_INT(query_gather_finish(g, "\"partial\":true", &r, &em), 0);
+    CHECK_EQ_STR(r.content_type, "application/json");
+    CHECK(strstr((const char *)r.body.data, "\"partial\":true}") != NULL);
+    answer_t a;
+    parse(&r.body, &a);
+    check_answer(&a, &e, 1, s.plan.until_s - s.plan.from_s, 1);
+    CHECK_EQ_INT(a.range_s, 3600);
+    query_result_free(&r);
+    query_gather_free(g);
+    query_partial_free(&part);
+    query_spec_free(&s);
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
+    test_known();
+    test_spec_and_gather();
+    test_random(seed);
+    return check_exit();
+}
