@@ -234,6 +234,12 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     case QUERY_FORMAT_FOLDED:
         out->content_type = "text/plain; charset=utf-8";
         return query_encode_folded(g->tree, g->syms, &out->body);
+    case QUERY_FORMAT_SVG:
+        out->content_type = "image/svg+xml";
+        return query_encode_svg(g->tree, g->syms, type, s->selector, &out->body);
+    case QUERY_FORMAT_SPEEDSCOPE:
+        out->content_type = "application/json";
+        return query_encode_speedscope(g->tree, g->syms, type, s->selector, &out->body);
     default:
         out->content_type = "application/octet-stream";
         return query_encode_pprof(g->tree, g->syms, type, s->plan.from_s * 1000000000LL,
