@@ -227,8 +227,13 @@ static int cmd_query(flamedb_client_t *c, const args_t *a)
         f = FLAMEDB_FORMAT_JSON;
     else if (strcmp(out, "pprof") == 0)
         f = FLAMEDB_FORMAT_PPROF;
+    else if (strcmp(out, "svg") == 0)
+        f = FLAMEDB_FORMAT_SVG;
+    else if (strcmp(out, "speedscope") == 0)
+        f = FLAMEDB_FORMAT_SPEEDSCOPE;
     else
-        return usage_error("query: --output must be top, folded, json or pprof, not '%s'", out);
+        return usage_error(
+            "query: --output must be top, folded, json, pprof, svg or speedscope, not '%s'", out);
     flamedb_response_t r;
     int rc = flamedb_query(c, a->pos[0], a->from, a->until, f, a->max_nodes, &r);
     if (rc != 0) return request_failed(c, "query", rc);
@@ -418,14 +423,16 @@ static const command_t commands[] = {
      "content is pprof and text is folded. Folded names carry the type as a suffix:\n"
      "'app.cpu{env=prod}'. --from/--until are unix seconds (default: now)."},
     {"query", 1, 1, cmd_query,
-     "query 'TYPE{selector}' [--from T] [--until T] [--output top|folded|json|pprof]\n"
-     "          [--max-nodes N] [--limit N] [-o FILE]",
+     "query 'TYPE{selector}' [--from T] [--until T]\n"
+     "          [--output top|folded|json|pprof|svg|speedscope] [--max-nodes N] [--limit N]\n"
+     "          [-o FILE]",
      "Reads a merged flame graph from GET /pyroscope/render. TYPE is a profile type id\n"
      "such as process_cpu:cpu:nanoseconds:cpu:nanoseconds; the selector uses =, !=, =~\n"
      "and !~. Times: unix seconds or ms, now, now-1h (default now-1h .. now).\n"
      "--output top (default) prints functions by self value with percentages\n"
      "(--limit rows, default 20); folded and json print the answer; pprof writes the\n"
-     "gzipped profile to -o FILE or to stdout when it is not a terminal."},
+     "gzipped profile to -o FILE or to stdout when it is not a terminal; svg (a flame\n"
+     "graph image) and speedscope (a file for speedscope.app) go to -o FILE or stdout."},
     {"labels", 0, 1, cmd_labels, "labels [NAME] [--match '{selector}'] [--from T] [--until T]",
      "Without NAME lists the label names; with NAME lists its values\n"
      "(NAME __profile_type__ lists the profile types present)."},
