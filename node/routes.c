@@ -249,7 +249,7 @@ static const char index_html[] =
     "&mdash; push a profile</li>\n"
     "<li><a href=\"/pyroscope/render?query=process_cpu:cpu:nanoseconds:cpu:nanoseconds%7B%7D"
     "&amp;from=now-1h&amp;until=now\">GET /pyroscope/render</a> &mdash; a flame graph "
-    "(format=json|folded|pprof)</li>\n"
+    "(format=json|folded|pprof|svg|speedscope)</li>\n"
     "<li><a href=\"/pyroscope/label-names\">GET /pyroscope/label-names</a></li>\n"
     "<li><a href=\"/pyroscope/label-values?label=__profile_type__\">GET "
     "/pyroscope/label-values?label=__profile_type__</a> &mdash; profile types present</li>\n"

@@ -4,8 +4,8 @@
  * resolutions, series resolution from the label index, merging blocks into one
  * call tree, the timeline,
  * maxNodes truncation, and the output encoders (flamebearer JSON, folded,
- * gzipped pprof). The node's HTTP layer passes raw parameters in and writes
- * the body out; it does no query logic itself.
+ * gzipped pprof, SVG flame graphs, speedscope files). The node's HTTP layer passes raw parameters
+ * in and writes the body out; it does no query logic itself.
  *
  * Threads: every function is reentrant; call from worker threads.
  * Ownership: the caller owns the query_result_t and frees it with
