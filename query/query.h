@@ -203,9 +203,10 @@ int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *pr
 /* A self-contained SVG flame graph (icicle: root on top), frames colored by
  * a hash of their package, a <title> tooltip per frame (name, value with
  * unit, percentage of the total); `other` frames of truncation are grey.
- * title (may be NULL) heads the image. */
+ * title (may be NULL) heads the image; note (may be NULL) is shown in red
+ * after the total (a partial answer says so in the picture itself). */
 int query_encode_svg(const calltree_t *t, const symtab_t *syms, const char *profile_type,
-                     const char *title, buf_t *out);
+                     const char *title, const char *note, buf_t *out);
 /* A speedscope file (one "sampled" profile): one sample per node with a
  * non-zero self, its stack root first, weight = self; the weights add up to
  * the root total. name (may be NULL) names the profile. */

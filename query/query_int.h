@@ -53,6 +53,7 @@ typedef void (*query_svg_color_fn)(const sorted_tree_t *st, uint32_t node, void 
 typedef struct query_svg_style {
     const char *title;        /* heads the image; NULL: the profile type */
     const char *profile_type; /* units of the tooltips; may be NULL */
+    const char *note;         /* shown in red after the total; may be NULL */
     query_svg_color_fn color; /* NULL: query_svg_color_package */
     void *color_ctx;
 } query_svg_style_t;

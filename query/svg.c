@@ -354,6 +354,11 @@ static int write_header(buf_t *b, const svg_t *s)
         rc = buf_printf(b, "</text>\n<text x=\"%d\" y=\"44\" text-anchor=\"middle\">total ",
                         SVG_WIDTH / 2);
     if (rc == 0) rc = write_value(b, s, s->total);
+    if (rc == 0 && s->style->note != NULL) {
+        rc = buf_append_str(b, " <tspan fill=\"#b00000\">");
+        if (rc == 0) rc = xml_text(b, s->style->note, strlen(s->style->note));
+        if (rc == 0) rc = buf_append_str(b, "</tspan>");
+    }
     return rc != 0 ? rc : buf_append_str(b, "</text>\n");
 }
 
@@ -375,12 +380,12 @@ int query_svg_write(const sorted_tree_t *st, const query_svg_style_t *style, buf
 }
 
 int query_encode_svg(const calltree_t *t, const symtab_t *syms, const char *profile_type,
-                     const char *title, buf_t *out)
+                     const char *title, const char *note, buf_t *out)
 {
     sorted_tree_t st;
     int rc = query_sorted_tree_build(&st, t, syms);
     if (rc != 0) return rc;
-    query_svg_style_t style = {.title = title, .profile_type = profile_type};
+    query_svg_style_t style = {.title = title, .profile_type = profile_type, .note = note};
     rc = query_svg_write(&st, &style, out);
     query_sorted_tree_free(&st);
     return rc;

@@ -4,7 +4,7 @@ against real nodes: folded stacks (names with <, >, &, quotes) pushed, both
 exports read back independently (xml.etree for the SVG, json for speedscope)
 with exact totals against the JSON and folded answers; maxNodes `other`
 frames; flamectl --output svg|speedscope; and on a 3-node cluster the same
-bytes from every node."""
+bytes from every node, then partial answers flagged in both formats."""
 import json
 import os
 import subprocess
@@ -145,7 +145,7 @@ def test_flamectl_exports():
 def test_three_nodes_same_bytes():
     svc = unique("c3")
     stacks = [{"main;a;b": 3, "main;c": 1}, {"main;a": 2, "gc": 4}, {"main;a;b": 5, "x&y": 1}]
-    with Cluster(3, rf=2) as c:
+    with Cluster(3, rf=1, args=["--query-timeout", "3000ms"]) as c:
         for i, s in enumerate(stacks):
             push(c.nodes[i], svc, s, NOW - 60 + 10 * i)
         want = 16 * SCALE
@@ -158,6 +158,17 @@ def test_three_nodes_same_bytes():
             assert bodies[0] == bodies[1] == bodies[2], fmt
         p = json.loads(bodies[0])["profiles"][0]
         assert sum(p["weights"]) == want, sum(p["weights"])
+        # rf 1 and one node gone: flagged partial in the header and in the body
+        c.kill(2)
+        r = c.nodes[0].render(sel(svc), fmt="speedscope")
+        assert r.status == 200 and r.headers.get("x-flamedb-partial"), r
+        doc = json.loads(r.body)
+        assert doc["partial"] is True and doc["missing"], doc.keys()
+        assert sum(doc["profiles"][0]["weights"]) <= want
+        r = c.nodes[0].render(sel(svc), fmt="svg")
+        assert r.status == 200 and r.headers.get("x-flamedb-partial"), r
+        assert b"(partial: some token ranges did not answer)" in r.body
+        svg_frames(r.body)
 
 
 if __name__ == "__main__":

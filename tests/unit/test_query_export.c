@@ -506,7 +506,7 @@ static void check_svg(const calltree_t *t, const symtab_t *syms)
 {
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
-    CHECK_EQ_INT(query_encode_svg(t, syms, CPU_TYPE, "cpu{service_name=\"x&y\"}", &b), 0);
+    CHECK_EQ_INT(query_encode_svg(t, syms, CPU_TYPE, "cpu{service_name=\"x&y\"}", NULL, &b), 0);
     buf_append(&b, "", 0);
     xdoc_t d = {0};
     read_svg((char *)b.data, &d);
@@ -521,7 +521,7 @@ static void check_svg(const calltree_t *t, const symtab_t *syms)
     /* deterministic: the same tree gives the same bytes */
     buf_t again;
     buf_init(&again, BUF_UNLIMITED);
-    CHECK_EQ_INT(query_encode_svg(t, syms, CPU_TYPE, "cpu{service_name=\"x&y\"}", &again), 0);
+    CHECK_EQ_INT(query_encode_svg(t, syms, CPU_TYPE, "cpu{service_name=\"x&y\"}", NULL, &again), 0);
     buf_append(&again, "", 0);
     CHECK_EQ_STR((char *)again.data, (char *)b.data);
     buf_free(&again);
@@ -564,7 +564,9 @@ static void test_svg_text(void)
     calltree_add_stack(t, c, 2, 1);
     buf_t out;
     buf_init(&out, BUF_UNLIMITED);
-    CHECK_EQ_INT(query_encode_svg(t, s, "memory:alloc_space:bytes:space:bytes", NULL, &out), 0);
+    CHECK_EQ_INT(
+        query_encode_svg(t, s, "memory:alloc_space:bytes:space:bytes", NULL, "partial <1>", &out),
+        0);
     buf_append(&out, "", 0);
     const char *svg = (const char *)out.data;
     CHECK(strstr(svg, "<title>a&lt;b&gt;&amp;&quot;c&apos;\n") != NULL);
@@ -572,7 +574,8 @@ static void test_svg_text(void)
     CHECK(strstr(svg, "a<b") == NULL && strstr(svg, "\xff") == NULL);
     /* 1050 of 4051 bytes */
     CHECK(strstr(svg, "\n1050 bytes (1.03 KiB), 25.92%</title>") != NULL);
-    CHECK(strstr(svg, ">total 4051 bytes (3.96 KiB)</text>") != NULL);
+    CHECK(strstr(svg, ">total 4051 bytes (3.96 KiB) <tspan fill=\"#b00000\">partial &lt;1&gt;"
+                      "</tspan></text>") != NULL);
     /* go1 is about 1/4 of 1180 px wide: too narrow for its 48 characters, so
      * it loses its import path; go2 (same package) gets the same color */
     CHECK(strstr(svg, ">handlers.(*API).ServeHTTP</text>") != NULL);
