@@ -115,6 +115,16 @@ def test_svg_max_nodes_other():
     assert sum(p["weights"]) == 105 * SCALE
 
 
+def test_one_pool_job_each():
+    svc = unique("job")
+    push(NODE, svc)
+    for fmt in ("svg", "speedscope"):
+        before = NODE.metric("flamedb_scatter_pool_jobs_total")
+        assert NODE.render(sel(svc), fmt=fmt).status == 200
+        # through the same gather as json/folded/pprof: one job, no bounce
+        assert NODE.metric("flamedb_scatter_pool_jobs_total") - before == 1, fmt
+
+
 def test_bad_format_names_the_choices():
     r = NODE.render(CPU + "{}", fmt="png")
     assert r.status == 400 and "svg or speedscope" in r.json()["message"], r
