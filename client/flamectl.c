@@ -246,8 +246,13 @@ static int cmd_query(flamedb_client_t *c, const args_t *a)
         f = FLAMEDB_FORMAT_JSON;
     else if (strcmp(out, "pprof") == 0)
         f = FLAMEDB_FORMAT_PPROF;
+    else if (strcmp(out, "svg") == 0)
+        f = FLAMEDB_FORMAT_SVG;
+    else if (strcmp(out, "speedscope") == 0)
+        f = FLAMEDB_FORMAT_SPEEDSCOPE;
     else
-        return usage_error("query: --output must be top, folded, json or pprof, not '%s'", out);
+        return usage_error(
+            "query: --output must be top, folded, json, pprof, svg or speedscope, not '%s'", out);
     flamedb_response_t r;
     int rc = flamedb_query(c, a->pos[0], a->from, a->until, f, a->max_nodes, &r);
     if (rc != 0) return request_failed(c, "query", rc);
@@ -435,8 +440,9 @@ static const command_t commands[] = {
      "content is pprof and text is folded. Folded names carry the type as a suffix:\n"
      "'app.cpu{env=prod}'. --from/--until are unix seconds (default: now)."},
     {"query", 1, 1, cmd_query,
-     "query 'TYPE{selector}' [--from T] [--until T] [--output top|folded|json|pprof]\n"
-     "          [--limit N] [--by self|total] [--max-nodes N] [-o FILE]",
+     "query 'TYPE{selector}' [--from T] [--until T]\n"
+     "          [--output top|folded|json|pprof|svg|speedscope] [--limit N] [--by self|total]\n"
+     "          [--max-nodes N] [-o FILE]",
      "Reads the merged profile of a selection. TYPE is a profile type id such as\n"
      "process_cpu:cpu:nanoseconds:cpu:nanoseconds; the selector uses =, !=, =~ and\n"
      "!~. Times: unix seconds or ms, now, now-1h (default now-1h .. now).\n"
@@ -446,7 +452,8 @@ static const command_t commands[] = {
      "cores (CPU-seconds per second of the range); --limit rows (default 20),\n"
      "--by self (default) or total. folded and json print the flame graph of GET\n"
      "/pyroscope/render (--max-nodes); pprof writes the gzipped profile to -o FILE\n"
-     "or to stdout when it is not a terminal."},
+     "or to stdout when it is not a terminal; svg (a flame graph image) and\n"
+     "speedscope (a file for speedscope.app) go to -o FILE or stdout."},
     {"labels", 0, 1, cmd_labels, "labels [NAME] [--match '{selector}'] [--from T] [--until T]",
      "Without NAME lists the label names; with NAME lists its values\n"
      "(NAME __profile_type__ lists the profile types present)."},

@@ -249,7 +249,8 @@ int flamedb_push_folded(flamedb_client_t *c, const char *name, const char *folde
 
 static const char *format_name(flamedb_format_t f)
 {
-    return f == FLAMEDB_FORMAT_FOLDED ? "folded" : f == FLAMEDB_FORMAT_PPROF ? "pprof" : "json";
+    static const char *names[] = {"json", "folded", "pprof", "svg", "speedscope"};
+    return (unsigned)f < sizeof names / sizeof *names ? names[f] : "json";
 }
 
 int flamedb_query(flamedb_client_t *c, const char *query, const char *from, const char *until,

@@ -123,6 +123,9 @@ typedef enum flamedb_format {
     FLAMEDB_FORMAT_JSON = 0,   /* flamebearer JSON */
     FLAMEDB_FORMAT_FOLDED = 1, /* folded stacks text */
     FLAMEDB_FORMAT_PPROF = 2,  /* gzipped pprof */
+    /* an SVG flame graph image, and a file for speedscope.app (JSON) */
+    FLAMEDB_FORMAT_SVG = 3,
+    FLAMEDB_FORMAT_SPEEDSCOPE = 4,
 } flamedb_format_t;
 
 /* A response body. body is NUL-terminated one byte past len (not counted) so

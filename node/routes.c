@@ -61,9 +61,8 @@ static const route_t routes[] = {
 #define NROUTES (sizeof routes / sizeof routes[0])
 
 static const char *const route_names[NROUTES + 1] = {
-    "none",   "index",       "ready",       "metrics",      "ingest",
-    "render", "render_diff", "label_names", "label_values", "cluster_status",
-    "top",
+    "none",        "index",       "ready",        "metrics",        "ingest", "render",
+    "render_diff", "label_names", "label_values", "cluster_status", "top",
 };
 _Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every route");
 
@@ -252,7 +251,7 @@ static const char index_html[] =
     "&mdash; push a profile</li>\n"
     "<li><a href=\"/pyroscope/render?query=process_cpu:cpu:nanoseconds:cpu:nanoseconds%7B%7D"
     "&amp;from=now-1h&amp;until=now\">GET /pyroscope/render</a> &mdash; a flame graph "
-    "(format=json|folded|pprof)</li>\n"
+    "(format=json|folded|pprof|svg|speedscope)</li>\n"
     "<li><code>GET /api/top?query=&amp;from=&amp;until=&amp;limit=&amp;by=self|total</code> "
     "&mdash; top functions (self, total, cores)</li>\n"
     "<li><a href=\"/pyroscope/label-names\">GET /pyroscope/label-names</a></li>\n"

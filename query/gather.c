@@ -244,6 +244,16 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
         if (rc == 0 && partial_json != NULL) rc = add_json_members(&out->body, partial_json);
         return rc;
     }
+    case QUERY_FORMAT_SVG:
+        out->content_type = "image/svg+xml";
+        return query_encode_svg(g->tree, g->syms, type, s->selector,
+                                partial_json ? "(partial: some token ranges did not answer)" : NULL,
+                                &out->body);
+    case QUERY_FORMAT_SPEEDSCOPE:
+        out->content_type = "application/json";
+        rc = query_encode_speedscope(g->tree, g->syms, type, s->selector, &out->body);
+        if (rc == 0 && partial_json != NULL) rc = add_json_members(&out->body, partial_json);
+        return rc;
     default:
         out->content_type = "application/octet-stream";
         return query_encode_pprof(g->tree, g->syms, type, s->plan.from_s * 1000000000LL,

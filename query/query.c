@@ -46,18 +46,25 @@ int query_parse_format(const char *s, query_format_t *f, errmsg_t *em)
         *f = QUERY_FORMAT_FOLDED;
     else if (strcmp(s, "pprof") == 0)
         *f = QUERY_FORMAT_PPROF;
+    else if (strcmp(s, "svg") == 0)
+        *f = QUERY_FORMAT_SVG;
+    else if (strcmp(s, "speedscope") == 0)
+        *f = QUERY_FORMAT_SPEEDSCOPE;
     else
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
-                          "parameter 'format': \"%.32s\" is not json, folded or pprof", s);
+                          "parameter 'format': \"%.32s\" is not json, folded, pprof, svg or "
+                          "speedscope",
+                          s);
     return 0;
 }
 
-/* maxNodes: absent or 0 -> default for JSON, no truncation for folded/pprof;
+/* maxNodes: absent or 0 -> default for JSON and SVG (pictures of millions of
+ * frames help no one), no truncation for folded/pprof/speedscope;
  * values above the configured limit are lowered to it (as Pyroscope does). */
 int query_parse_max_nodes(const char *s, query_format_t f, const query_limits_t *lim, size_t *out,
                           errmsg_t *em)
 {
-    size_t dflt = f == QUERY_FORMAT_JSON ? QUERY_DEFAULT_MAX_NODES : 0;
+    size_t dflt = f == QUERY_FORMAT_JSON || f == QUERY_FORMAT_SVG ? QUERY_DEFAULT_MAX_NODES : 0;
     if (dflt > lim->max_nodes_limit) dflt = lim->max_nodes_limit;
     *out = dflt;
     if (s == NULL || s[0] == 0) return 0;

@@ -4,8 +4,8 @@
  * resolutions, series resolution from the label index, merging blocks into one
  * call tree, the timeline,
  * maxNodes truncation, and the output encoders (flamebearer JSON, folded,
- * gzipped pprof). The node's HTTP layer passes raw parameters in and writes
- * the body out; it does no query logic itself.
+ * gzipped pprof, SVG flame graphs, speedscope files). The node's HTTP layer passes raw parameters
+ * in and writes the body out; it does no query logic itself.
  *
  * Threads: every function is reentrant; call from worker threads.
  * Ownership: the caller owns the query_result_t and frees it with
@@ -27,7 +27,7 @@ typedef struct query_params {
     const char *from;      /* unix s/ms/us/ns, now, now-1h, YYYYMMDD; default now-1h */
     const char *until;     /* default now */
     const char *max_nodes; /* default QUERY_DEFAULT_MAX_NODES */
-    const char *format;    /* json (default) | folded | pprof */
+    const char *format;    /* json (default) | folded | pprof | svg | speedscope */
     const char *label;     /* label-values: the label name */
     const char *match;     /* label-names/values: optional {selector} filter */
     const char *limit;     /* top: functions listed, default QUERY_TOP_DEFAULT_LIMIT */
@@ -206,6 +206,18 @@ int query_encode_folded(const calltree_t *t, const symtab_t *syms, buf_t *out);
 /* Gzipped pprof Profile with one sample type taken from profile_type. */
 int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *profile_type,
                        int64_t time_ns, int64_t duration_ns, buf_t *out);
+/* A self-contained SVG flame graph (icicle: root on top), frames colored by
+ * a hash of their package, a <title> tooltip per frame (name, value with
+ * unit, percentage of the total); `other` frames of truncation are grey.
+ * title (may be NULL) heads the image; note (may be NULL) is shown in red
+ * after the total (a partial answer says so in the picture itself). */
+int query_encode_svg(const calltree_t *t, const symtab_t *syms, const char *profile_type,
+                     const char *title, const char *note, buf_t *out);
+/* A speedscope file (one "sampled" profile): one sample per node with a
+ * non-zero self, its stack root first, weight = self; the weights add up to
+ * the root total. name (may be NULL) names the profile. */
+int query_encode_speedscope(const calltree_t *t, const symtab_t *syms, const char *profile_type,
+                            const char *name, buf_t *out);
 
 /* Top functions (GET /api/top, docs/api.md): per function (name + file) its
  * self (value of the stacks where it is the leaf) and total (value of the
@@ -292,8 +304,10 @@ typedef enum query_format {
     QUERY_FORMAT_JSON = 0,
     QUERY_FORMAT_FOLDED,
     QUERY_FORMAT_PPROF,
-    QUERY_FORMAT_TREE, /* internal: query_params_t.merged_tree */
-    QUERY_FORMAT_TOP   /* top functions JSON (GET /api/top), from the untruncated tree */
+    QUERY_FORMAT_TREE,      /* internal: query_params_t.merged_tree */
+    QUERY_FORMAT_TOP,       /* top functions JSON (GET /api/top), from the untruncated tree */
+    QUERY_FORMAT_SVG,       /* flame graph image (svg.c) */
+    QUERY_FORMAT_SPEEDSCOPE /* speedscope JSON file (speedscope.c) */
 } query_format_t;
 
 /* A request parsed and validated by the coordinator. Caller owns; free with

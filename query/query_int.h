@@ -55,6 +55,26 @@ int query_parse_format(const char *s, query_format_t *f, errmsg_t *em);
 int query_parse_max_nodes(const char *s, query_format_t f, const query_limits_t *lim, size_t *out,
                           errmsg_t *em);
 
+/* ---- SVG flame graphs (svg.c) ---- */
+/* Writes the fill of one frame as "#rrggbb" (out holds 8 bytes). The plain
+ * flame graph colors by a hash of the frame's package; a diff view passes
+ * its own function (e.g. red/green by change) with its context in ctx. */
+typedef void (*query_svg_color_fn)(const sorted_tree_t *st, uint32_t node, void *ctx, char *out);
+
+typedef struct query_svg_style {
+    const char *title;        /* heads the image; NULL: the profile type */
+    const char *profile_type; /* units of the tooltips; may be NULL */
+    const char *note;         /* shown in red after the total; may be NULL */
+    query_svg_color_fn color; /* NULL: query_svg_color_package */
+    void *color_ctx;
+} query_svg_style_t;
+
+/* The whole SVG document of st (icicle layout, docs/query.md) into out. */
+int query_svg_write(const sorted_tree_t *st, const query_svg_style_t *style, buf_t *out);
+/* The default coloring: warm hues from a hash of the package (the name up to
+ * its last path, module or class separator); `other` and the root grey. */
+void query_svg_color_package(const sorted_tree_t *st, uint32_t node, void *ctx, char *out);
+
 /* Maps a buf_t error of an encoder to ERR_LIMIT with a reason. */
 int query_out_err(int rc, const buf_t *out, errmsg_t *em);
 

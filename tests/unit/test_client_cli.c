@@ -46,7 +46,7 @@ static void test_usage(void)
     CHECK(has(out, "unknown command 'frobnicate'"));
     CHECK_EQ_INT(ctl_run("query", out, sizeof out), 2);
     CHECK_EQ_INT(ctl_run("query 'a{}' extra", out, sizeof out), 2);
-    CHECK_EQ_INT(ctl_run("query 'a{}' --output svg", out, sizeof out), 2);
+    CHECK_EQ_INT(ctl_run("query 'a{}' --output png", out, sizeof out), 2);
     CHECK_EQ_INT(ctl_run("query 'a{}' --max-nodes -3", out, sizeof out), 2);
     CHECK_EQ_INT(ctl_run("--bogus labels", out, sizeof out), 2);
     CHECK_EQ_INT(ctl_run("--url https://x labels", out, sizeof out), 2);
@@ -155,6 +155,25 @@ static void test_query_outputs(void)
     if (f) fclose(f);
     req = ts_last_request(&srv, NULL);
     CHECK(strstr(req, "&format=pprof&maxNodes=50 ") != NULL);
+    free(req);
+
+    /* svg prints the body; speedscope goes to -o FILE */
+    ts_push(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n<svg></svg>", 0, 0);
+    CHECK_EQ_INT(ctl_run("query 'a{}' --output svg", out, sizeof out), 0);
+    CHECK(has(out, "<svg></svg>"));
+    req = ts_last_request(&srv, NULL);
+    CHECK(strstr(req, "&format=svg ") != NULL);
+    free(req);
+    snprintf(path, sizeof path, "%s/out.speedscope.json", tmp);
+    ts_push(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}", 0, 0);
+    snprintf(args, sizeof args, "query 'a{}' --output speedscope -o '%s'", path);
+    CHECK_EQ_INT(ctl_run(args, out, sizeof out), 0);
+    f = fopen(path, "rb");
+    memset(got, 0, sizeof got);
+    CHECK(f != NULL && fread(got, 1, sizeof got, f) == 2 && memcmp(got, "{}", 2) == 0);
+    if (f) fclose(f);
+    req = ts_last_request(&srv, NULL);
+    CHECK(strstr(req, "&format=speedscope ") != NULL);
     free(req);
 }
 

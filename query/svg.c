@@ -1,0 +1,392 @@
+/* svg.c — the merged tree as a self-contained SVG flame graph.
+ *
+ * Icicle layout (the root on top, callees below, as Pyroscope draws it): a
+ * frame's width is its share of the root total, children start at their
+ * parent's left edge in name order. Each frame is one <g> holding a <title>
+ * tooltip (name, value with unit, percentage of the total), a <rect> and,
+ * when it fits, a <text> label shortened to the frame's width. No scripts,
+ * styles or external references: the file opens anywhere.
+ *
+ * Coordinates are integer hundredths of a pixel computed from each frame's
+ * tick range, so children never stick out of their parent and the root
+ * spans exactly the drawing width whatever the rounding. Colors come from a
+ * callback (query_svg_color_fn) so a diff view can reuse the layout.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/hash.h"
+#include "query/query_int.h"
+
+#define SVG_WIDTH 1200   /* px */
+#define SVG_MARGIN 10    /* px left and right of the frames */
+#define SVG_TOP 56       /* px above the first row: title and subtitle */
+#define SVG_ROW 16       /* px per depth */
+#define SVG_CHAR_CPX 720 /* a 12 px monospace glyph, in hundredths of a px */
+
+/* ---- text: valid UTF-8 only, XML-escaped ---- */
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len = c < 0x80                 ? 1
+                 : c >= 0xc2 && c <= 0xdf ? 2
+                 : c >= 0xe0 && c <= 0xef ? 3
+                 : c >= 0xf0 && c <= 0xf4 ? 4
+                                          : 0;
+    if (len == 0 || len > n) return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if (len == 3 && c == 0xe0 && s[1] < 0xa0) return 0; /* overlong */
+    if (len == 3 && c == 0xed && s[1] > 0x9f) return 0; /* surrogate */
+    if (len == 4 && c == 0xf0 && s[1] < 0x90) return 0; /* overlong */
+    if (len == 4 && c == 0xf4 && s[1] > 0x8f) return 0; /* past U+10FFFF */
+    return len;
+}
+
+/* Appends s[0..n) as XML character data: markup characters escaped, control
+ * characters XML forbids as '?', invalid UTF-8 as U+FFFD. */
+static int xml_text(buf_t *b, const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n;) {
+        size_t len = utf8_len(u + i, n - i);
+        unsigned char c = u[i];
+        if (len == 0)
+            rc = buf_append_str(b, "\xef\xbf\xbd");
+        else if (c == '&')
+            rc = buf_append_str(b, "&amp;");
+        else if (c == '<')
+            rc = buf_append_str(b, "&lt;");
+        else if (c == '>')
+            rc = buf_append_str(b, "&gt;");
+        else if (c == '"')
+            rc = buf_append_str(b, "&quot;");
+        else if (c == '\'')
+            rc = buf_append_str(b, "&apos;");
+        else if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+            rc = buf_append_byte(b, '?');
+        else
+            rc = buf_append(b, s + i, len);
+        i += len ? len : 1;
+    }
+    return rc;
+}
+
+/* Characters (code points, an invalid byte counting as one) in s[0..n). */
+static size_t text_chars(const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; k++) {
+        size_t len = utf8_len((const unsigned char *)s + i, n - i);
+        i += len ? len : 1;
+    }
+    return k;
+}
+
+/* Bytes of the first `chars` characters of s[0..n). */
+static size_t text_prefix(const char *s, size_t n, size_t chars)
+{
+    size_t i = 0;
+    for (size_t k = 0; k < chars && i < n; k++) {
+        size_t len = utf8_len((const unsigned char *)s + i, n - i);
+        i += len ? len : 1;
+    }
+    return i;
+}
+
+/* ---- package-aware names ---- */
+
+/* The qualified part of a name: up to its first '(', ' ' or '<' (arguments,
+ * templates and Python's "func (file)" come after it). */
+static size_t qualified_len(const char *name)
+{
+    return strcspn(name, "( <");
+}
+
+/* Offset where the last path component starts: Go's import path
+ * "github.com/x/y.F" keeps "y.F". */
+static size_t after_path(const char *name)
+{
+    size_t q = qualified_len(name), start = 0;
+    for (size_t i = 0; i < q; i++)
+        if (name[i] == '/') start = i + 1;
+    return start;
+}
+
+/* Offset of the last separator ("::" or '.') in name(from..end), with its
+ * width in *sep_len (0 when there is none: then the result is from). */
+static size_t last_sep(const char *name, size_t from, size_t end, size_t *sep_len)
+{
+    for (size_t i = end; i-- > from + 1;) {
+        if (name[i] == '.') {
+            *sep_len = 1;
+            return i;
+        }
+        if (name[i] == ':' && name[i - 1] == ':' && i - 1 > from) {
+            *sep_len = 2;
+            return i - 1;
+        }
+    }
+    *sep_len = 0;
+    return from;
+}
+
+/* The package of a name for coloring: Go's path and package
+ * ("github.com/x/y" of "github.com/x/y.(*T).F"), else everything before the
+ * last "::" or '.' (a Rust/C++ module, a Java class), else the name itself. */
+static size_t package_len(const char *name)
+{
+    size_t q = qualified_len(name), start = after_path(name), sep;
+    if (start > 0) {
+        const char *dot = memchr(name + start, '.', q - start);
+        return dot ? (size_t)(dot - name) : q;
+    }
+    size_t at = last_sep(name, 0, q, &sep);
+    return sep ? at : q;
+}
+
+/* A shorter form of a name that keeps what identifies it: no import path,
+ * and only the last two components of a dotted or "::" name. */
+static const char *short_name(const char *name)
+{
+    size_t start = after_path(name), q = qualified_len(name), sep;
+    size_t at = last_sep(name, start, q, &sep);
+    if (sep == 0) return name + start;
+    size_t at2 = last_sep(name, start, at, &sep);
+    return sep ? name + at2 + sep : name + start;
+}
+
+/* The label of a frame that is `cpx` hundredths of a pixel wide: the name,
+ * else its short form, else a prefix of that with "..". */
+static int write_label(buf_t *b, const char *name, int64_t cpx)
+{
+    int64_t room = (cpx - 600) / SVG_CHAR_CPX; /* 3 px padding each side */
+    if (room < 3) return 0;
+    size_t n = strlen(name);
+    if ((int64_t)text_chars(name, n) > room) {
+        name = short_name(name);
+        n = strlen(name);
+    }
+    int cut = (int64_t)text_chars(name, n) > room;
+    if (cut) n = text_prefix(name, n, (size_t)room - 2);
+    int rc = xml_text(b, name, n);
+    return rc == 0 && cut ? buf_append_str(b, "..") : rc;
+}
+
+/* ---- colors ---- */
+
+void query_svg_color_package(const sorted_tree_t *st, uint32_t node, void *ctx, char *out)
+{
+    (void)ctx;
+    uint64_t sym = calltree_sym(st->t, node);
+    if (node == 0 || sym == SYM_OTHER) {
+        memcpy(out, node == 0 ? "#d8d8d8" : "#b4b4b4", 8);
+        return;
+    }
+    const char *name = st->name[node];
+    uint64_t h = hash_bytes64(name, package_len(name));
+    /* the warm palette of classic flame graphs: red, orange, yellow */
+    unsigned r = 205 + (unsigned)(h % 51), g = (unsigned)((h >> 8) % 231),
+             b = (unsigned)((h >> 16) % 56);
+    static const char hex[] = "0123456789abcdef";
+    unsigned v[3] = {r, g, b};
+    out[0] = '#';
+    for (int i = 0; i < 3; i++) {
+        out[1 + 2 * i] = hex[v[i] >> 4];
+        out[2 + 2 * i] = hex[v[i] & 15];
+    }
+    out[7] = 0;
+}
+
+/* ---- values ---- */
+
+typedef struct svg {
+    const sorted_tree_t *st;
+    const query_svg_style_t *style;
+    ptype_t pt;
+    int has_pt;
+    int64_t total; /* root total: 100 % */
+    uint32_t max_depth;
+} svg_t;
+
+/* "1500000000 nanoseconds (1.50 s)": the raw value with its unit, and a
+ * readable form for time and byte units. */
+static int write_value(buf_t *b, const svg_t *s, int64_t v)
+{
+    const char *unit = s->has_pt && s->pt.sample_unit[0] ? s->pt.sample_unit : "samples";
+    int rc = buf_printf(b, "%lld ", (long long)v);
+    if (rc == 0) rc = xml_text(b, unit, strlen(unit));
+    double a = (double)v;
+    if (rc != 0) return rc;
+    if (strcmp(unit, "nanoseconds") == 0 && (v >= 1000 || v <= -1000)) {
+        const char *u = a >= 1e9 || a <= -1e9 ? "s" : a >= 1e6 || a <= -1e6 ? "ms" : "us";
+        double d = u[0] == 's' ? 1e9 : u[0] == 'm' ? 1e6 : 1e3;
+        return buf_printf(b, " (%.2f %s)", a / d, u);
+    }
+    if (strcmp(unit, "bytes") == 0 && (v >= 1024 || v <= -1024)) {
+        static const char *units[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+        int i = 0;
+        for (a /= 1024; (a >= 1024 || a <= -1024) && i < 4; i++)
+            a /= 1024;
+        return buf_printf(b, " (%.2f %s)", a, units[i]);
+    }
+    return 0;
+}
+
+static int write_title(buf_t *b, const svg_t *s, uint32_t node)
+{
+    const char *name = node == 0 ? "total" : s->st->name[node], *file = s->st->file[node];
+    int64_t v = calltree_total(s->st->t, node);
+    double pct = s->total != 0 ? 100.0 * (double)v / (double)s->total : 0;
+    int rc = buf_append_str(b, "<title>");
+    if (rc == 0) rc = xml_text(b, name, strlen(name));
+    if (rc == 0 && file[0] != 0) {
+        rc = buf_append_str(b, " (");
+        if (rc == 0) rc = xml_text(b, file, strlen(file));
+        if (rc == 0) rc = buf_append_byte(b, ')');
+    }
+    if (rc == 0) rc = buf_append_byte(b, '\n');
+    if (rc == 0) rc = write_value(b, s, v);
+    if (rc == 0) rc = buf_printf(b, ", %.2f%%</title>", pct);
+    return rc;
+}
+
+/* ---- layout ---- */
+
+/* Hundredths of a pixel from the left margin to tick x. */
+static int64_t cpx_of(const svg_t *s, int64_t x)
+{
+    if (s->total <= 0) return 0;
+    __int128 w = (__int128)(SVG_WIDTH - 2 * SVG_MARGIN) * 100;
+    return (int64_t)((w * x + s->total / 2) / s->total);
+}
+
+static int write_cpx(buf_t *b, int64_t v)
+{
+    return buf_printf(b, "%lld.%02lld", (long long)(v / 100), (long long)(v % 100));
+}
+
+typedef struct vframe {
+    uint32_t node, depth;
+    int64_t x; /* ticks from the left edge */
+} vframe_t;
+
+static int write_frame(buf_t *b, const svg_t *s, vframe_t f)
+{
+    int64_t total = calltree_total(s->st->t, f.node);
+    int64_t x0 = cpx_of(s, f.x), x1 = f.node == 0 ? cpx_of(s, s->total) : cpx_of(s, f.x + total);
+    if (f.node == 0 && s->total <= 0) x1 = (SVG_WIDTH - 2 * SVG_MARGIN) * 100;
+    if (x1 < x0) x1 = x0; /* negative values have no width */
+    x0 += SVG_MARGIN * 100;
+    x1 += SVG_MARGIN * 100;
+    int other = calltree_sym(s->st->t, f.node) == SYM_OTHER;
+    char fill[8];
+    s->style->color(s->st, f.node, s->style->color_ctx, fill);
+    int y = SVG_TOP + (int)f.depth * SVG_ROW;
+    int rc = buf_append_str(b, other ? "<g class=\"other\">" : "<g>");
+    if (rc == 0) rc = write_title(b, s, f.node);
+    if (rc == 0) rc = buf_append_str(b, "<rect x=\"");
+    if (rc == 0) rc = write_cpx(b, x0);
+    if (rc == 0) rc = buf_append_str(b, "\" width=\"");
+    if (rc == 0) rc = write_cpx(b, x1 - x0);
+    if (rc == 0)
+        rc =
+            buf_printf(b, "\" y=\"%d\" height=\"%d\" fill=\"%s\" rx=\"2\"/>", y, SVG_ROW - 1, fill);
+    if (rc == 0 && x1 - x0 >= 600 + 3 * SVG_CHAR_CPX) {
+        rc = buf_append_str(b, "<text x=\"");
+        if (rc == 0) rc = write_cpx(b, x0 + 300);
+        if (rc == 0) rc = buf_printf(b, "\" y=\"%d\">", y + SVG_ROW - 4);
+        if (rc == 0) rc = write_label(b, f.node == 0 ? "total" : s->st->name[f.node], x1 - x0);
+        if (rc == 0) rc = buf_append_str(b, "</text>");
+    }
+    return rc != 0 ? rc : buf_append_str(b, "</g>\n");
+}
+
+/* Preorder, children left to right from their parent's left edge. */
+static int write_frames(svg_t *s, buf_t *b)
+{
+    const sorted_tree_t *st = s->st;
+    vframe_t *stack = malloc(st->n * sizeof *stack);
+    if (stack == NULL) return ERR_NOMEM;
+    size_t sp = 0;
+    int rc = 0;
+    stack[sp++] = (vframe_t){0, 0, 0};
+    while (sp > 0 && rc == 0) {
+        vframe_t f = stack[--sp];
+        if (f.depth > s->max_depth) s->max_depth = f.depth;
+        rc = write_frame(b, s, f);
+        if (s->total <= 0) break; /* nothing has a width */
+        int64_t x = f.x;
+        uint32_t a = st->off[f.node], e = st->off[f.node + 1];
+        for (uint32_t k = a; k < e; k++) {
+            int64_t t = calltree_total(st->t, st->kids[k]);
+            x += t > 0 ? t : 0;
+        }
+        for (uint32_t k = e; k > a; k--) {
+            int64_t t = calltree_total(st->t, st->kids[k - 1]);
+            x -= t > 0 ? t : 0;
+            stack[sp++] = (vframe_t){st->kids[k - 1], f.depth + 1, x};
+        }
+    }
+    free(stack);
+    return rc;
+}
+
+static int write_header(buf_t *b, const svg_t *s)
+{
+    int h = SVG_TOP + (int)(s->max_depth + 1) * SVG_ROW + SVG_MARGIN;
+    const char *title = s->style->title          ? s->style->title
+                        : s->style->profile_type ? s->style->profile_type
+                                                 : "flame graph";
+    int rc = buf_printf(b,
+                        "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\"?>\n"
+                        "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%d\" "
+                        "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"monospace\" "
+                        "font-size=\"12\">\n"
+                        "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n"
+                        "<text x=\"%d\" y=\"24\" font-size=\"16\" text-anchor=\"middle\">",
+                        SVG_WIDTH, h, SVG_WIDTH, h, SVG_WIDTH, h, SVG_WIDTH / 2);
+    if (rc == 0) rc = xml_text(b, title, strlen(title));
+    if (rc == 0)
+        rc = buf_printf(b, "</text>\n<text x=\"%d\" y=\"44\" text-anchor=\"middle\">total ",
+                        SVG_WIDTH / 2);
+    if (rc == 0) rc = write_value(b, s, s->total);
+    if (rc == 0 && s->style->note != NULL) {
+        rc = buf_append_str(b, " <tspan fill=\"#b00000\">");
+        if (rc == 0) rc = xml_text(b, s->style->note, strlen(s->style->note));
+        if (rc == 0) rc = buf_append_str(b, "</tspan>");
+    }
+    return rc != 0 ? rc : buf_append_str(b, "</text>\n");
+}
+
+int query_svg_write(const sorted_tree_t *st, const query_svg_style_t *style, buf_t *out)
+{
+    query_svg_style_t st2 = *style;
+    if (st2.color == NULL) st2.color = query_svg_color_package;
+    svg_t s = {.st = st, .style = &st2, .total = calltree_root_total(st->t)};
+    s.has_pt = style->profile_type && query_ptype_parse(style->profile_type, &s.pt) == 0;
+    /* The height depends on the depth: frames first, then header and frames. */
+    buf_t frames;
+    buf_init(&frames, out->max);
+    int rc = write_frames(&s, &frames);
+    if (rc == 0) rc = write_header(out, &s);
+    if (rc == 0) rc = buf_append(out, frames.data, frames.len);
+    if (rc == 0) rc = buf_append_str(out, "</svg>\n");
+    buf_free(&frames);
+    return rc;
+}
+
+int query_encode_svg(const calltree_t *t, const symtab_t *syms, const char *profile_type,
+                     const char *title, const char *note, buf_t *out)
+{
+    sorted_tree_t st;
+    int rc = query_sorted_tree_build(&st, t, syms);
+    if (rc != 0) return rc;
+    query_svg_style_t style = {.title = title, .profile_type = profile_type, .note = note};
+    rc = query_svg_write(&st, &style, out);
+    query_sorted_tree_free(&st);
+    return rc;
+}
