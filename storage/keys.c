@@ -86,11 +86,12 @@ void storage_key_span_prefix(skey_t *k, const char *tenant, uint8_t kind, uint64
 }
 
 void storage_key_span(skey_t *k, const char *tenant, uint8_t kind, uint64_t id, uint64_t token,
-                      uint64_t series_id)
+                      uint64_t series_id, int64_t window)
 {
     storage_key_span_prefix(k, tenant, kind, id);
     storage_key_u64(k, token);
     storage_key_u64(k, series_id);
+    storage_key_time(k, window);
 }
 
 int storage_key_posting(buf_t *out, const char *tenant, const char *name, const char *value,

@@ -136,7 +136,8 @@ typedef struct series_set {
     ingest_series_t *v;
     size_t n, cap;
     u64map_t by_id;
-    uint64_t *stack; /* scratch: one stack, root first */
+    size_t spans_dropped; /* distinct span/trace ids past lim->max_spans_per_series */
+    uint64_t *stack;      /* scratch: one stack, root first */
     size_t stack_cap;
 } series_set_t;
 
