@@ -81,6 +81,11 @@ typedef struct storage_span_tree {
 #define STORAGE_SPAN_KIND_SPAN 1
 #define STORAGE_SPAN_KIND_TRACE 2
 
+/* The id of a span_id / trace_id / profile_id label value s[0..n): 16 hex
+ * digits are parsed (how tracers print 64-bit span ids), any other string is
+ * hashed. Ingest and queries both map values through this. */
+uint64_t storage_span_id(const char *s, size_t n);
+
 typedef struct storage_series_write {
     const labels_t *labels; /* canonical; includes __name__, __profile_type__, service_name */
     uint64_t token;         /* ring_placement_token(...) */

@@ -204,26 +204,3 @@ int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
     return 0;
 }
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-uint64_t ingest_span_id(const char *s, size_t n)
-{
-    if (n == 16) {
-        uint64_t v = 0;
-        size_t i = 0;
-        for (; i < 16; i++) {
-            int h = hexval(s[i]);
-            if (h < 0) break;
-            v = (v << 4) | (uint64_t)h;
-        }
-        if (i == 16) return v;
-    }
-    return hash_bytes64(s, n);
-}
