@@ -226,6 +226,8 @@ static void test_selections(storage_t *st)
     check_query(st, CPU "{profile_id=\"0123456789abcdef\"}", &w);
     w.pod = "pod-1"; /* other labels filter */
     check_query(st, CPU "{pod=\"pod-1\",span_id=\"0123456789abcdef\"}", &w);
+    /* a regex matcher after the span matcher moves down in the selector */
+    check_query(st, CPU "{span_id=\"0123456789abcdef\",pod=~\"pod-1|pod-9\"}", &w);
     w.pod = NULL;
     w.type = MEM; /* and the profile type */
     w.set = 0x1f;
