@@ -105,6 +105,11 @@ static const opt_t options[] = {
      "Bytes of a function or file name."},
     {"ingest-max-tree-nodes", OPT_COUNT, FIELD(ingest.max_tree_nodes, size_t), NULL, 0, 16,
      100000000, "Call-tree nodes of one series of one profile."},
+    {"max-spans-per-series", OPT_COUNT, FIELD(ingest.max_spans_per_series, size_t), NULL, 0, 0,
+     1000000,
+     "Span and trace trees (distinct span_id/trace_id values) one series of one profile keeps in "
+     "the span index; further ids are dropped from the index (their samples still count) and "
+     "counted in flamedb_ingest_spans_dropped_total. 0 disables the span index."},
     {"shards-per-service", OPT_U32, FIELD(ingest.shards.default_shards, uint32_t), NULL, 0, 1, 4096,
      "Placement shards per service. Changing it moves data: set it once per cluster."},
     {"service-shards", OPT_TEXT, FIELD(service_shards, char[NODE_PATH_MAX]), "", 0, 0, 4000,
@@ -146,6 +151,10 @@ static const opt_t options[] = {
      100 * YEAR_S, "Retention of 1-day blocks (0 = forever)."},
     {"seen-retention", OPT_SECONDS, FIELD(storage.seen_retention_seconds, int64_t), NULL, 0, 60,
      100 * YEAR_S, "How long ingested profile ids are remembered, so retries count once."},
+    {"span-retention", OPT_SECONDS, FIELD(storage.span_retention_seconds, int64_t), NULL, 0, 0,
+     100 * YEAR_S,
+     "Retention of span and trace trees (the span index), counted from the end of their 10-second "
+     "window (0 = forever)."},
     {"max-background-jobs", OPT_INT, FIELD(storage.max_background_jobs, int), NULL, 0, 1, 64,
      "RocksDB flush and compaction threads."},
     SECTION("Cluster"),

@@ -33,6 +33,8 @@
       "Series of accepted profiles written to storage.")                                           \
     X(ingest_series_duplicate, "flamedb_ingest_series_duplicate_total",                            \
       "Series skipped because their profile id was already stored (retries).")                     \
+    X(ingest_spans_dropped, "flamedb_ingest_spans_dropped_total",                                  \
+      "Span and trace trees not stored: past max-spans-per-series in one profile.")                \
     X(queries, "flamedb_queries_total", "Queries answered (render, label names and values).")
 
 #define METRICS_DURATION_BUCKETS_MS                                                                \

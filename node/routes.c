@@ -79,6 +79,7 @@ struct job {
     errmsg_t em;
     query_result_t result;       /* the response body and its types */
     size_t series, written;      /* ingest */
+    size_t spans_dropped;        /* ingest: span trees past max-spans-per-series */
     const cluster_view_t *view;  /* ingest: the view its write is planned with */
     cluster_write_t *rw;         /* ingest: packed, until cluster_write_start takes it */
     int deferred;                /* finish took over answering (replicated ingest) */
@@ -355,6 +356,7 @@ static void work_ingest(job_t *j)
     if (j->rc != ERR_OK) return;
     const storage_profile_write_t *w = ingest_profile_write(prof);
     j->series = w->nseries;
+    j->spans_dropped = ingest_profile_spans_dropped(prof);
     if (j->view != NULL) { /* plan, write the local replica, pack the remote ones */
         j->rc = cluster_write_prepare(j->node->cluster, j->view, w, &j->rw, &j->written, &j->em);
         j->series = j->rw != NULL ? cluster_write_local_series(j->rw) : 0;
@@ -397,6 +399,7 @@ static void finish_ingest(job_t *j)
     m->ingest_bytes += j->req->body_len;
     m->ingest_series_written += j->written;
     m->ingest_series_duplicate += j->series - j->written;
+    m->ingest_spans_dropped += j->spans_dropped;
     if (j->rw != NULL) {
         cluster_write_t *rw = j->rw;
         j->rw = NULL;

@@ -118,6 +118,24 @@ static int check_plan_args(const query_partial_args_t *a, errmsg_t *em)
     return 0;
 }
 
+/* The tree (and timeline) of the selected series: from their blocks, or,
+ * when the selector names span or trace ids, from the span index. */
+static int render_tree(storage_t *st, const char *tenant, const query_partial_args_t *a,
+                       const query_span_sel_t *sp, const query_series_t *ser,
+                       const query_plan_t *plan, query_partial_t *out, errmsg_t *em)
+{
+    if (sp->kind == 0) {
+        int rc = query_merge_series(st, tenant, ser, plan, out->tree, em);
+        if (rc == 0 && a->timeline) rc = query_timeline_build(st, tenant, ser, plan, &out->tl, em);
+        return rc;
+    }
+    int res, rc = a->timeline ? query_timeline_init(plan, &out->tl, &res) : 0;
+    if (rc == 0)
+        rc = query_merge_spans(st, tenant, sp, ser, plan->from_s, plan->until_s, out->tree,
+                               a->timeline ? &out->tl : NULL, em);
+    return rc;
+}
+
 static int render_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
                           const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
                           errmsg_t *em)
@@ -129,10 +147,11 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     if (rc != 0) return rc;
     query_plan_t plan;
     query_plan_range(a->from_s, a->until_s, a->min_res, STORAGE_RESOLUTION_COUNT - 1, &plan);
+    query_span_sel_t sp;
     query_series_t ser;
     if (query_selector_type(sel) == NULL)
         rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'query': a profile type is required");
-    else
+    else if ((rc = query_selector_take_spans("query", sel, &sp, em)) == 0)
         rc = query_series_select_in(st, tenant, sel, rs, lim, &ser, em);
     query_selector_free(sel);
     if (rc != 0) return rc;
@@ -142,9 +161,8 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     out->tree = calltree_new(lim->max_tree_nodes);
     out->syms = symtab_new();
     if (out->tree == NULL || out->syms == NULL) rc = ERR_NOMEM;
-    if (rc == 0) rc = query_merge_series(st, tenant, &ser, &plan, out->tree, em);
+    if (rc == 0) rc = render_tree(st, tenant, a, &sp, &ser, &plan, out, em);
     if (rc == 0) rc = query_load_symbols(st, tenant, out->tree, out->syms);
-    if (rc == 0 && a->timeline) rc = query_timeline_build(st, tenant, &ser, &plan, &out->tl, em);
     query_series_free(&ser);
     return rc;
 }

@@ -126,6 +126,9 @@ static int parse_render(const query_params_t *p, const query_limits_t *lim, int6
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "parameter 'query': a profile type is required, e.g. "
                           "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"app\"}");
+    query_span_sel_t spans; /* checked here so a bad span matcher is a 400 before any scatter */
+    rc = query_selector_take_spans("query", s->sel, &spans, em);
+    if (rc != 0) return rc;
     int64_t from, until;
     rc = query_time_range(p, now_ms, &from, &until, em);
     if (rc == 0 && p->merged_tree) {

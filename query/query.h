@@ -117,6 +117,22 @@ int query_selector_matches(const query_selector_t *sel, const labels_t *l);
 /* Appends the canonical text of sel; parsing it yields the same selector. */
 int query_selector_format(const query_selector_t *sel, buf_t *out);
 
+/* Span selection (docs/query.md). span_id and trace_id (and profile_id, which
+ * ingest reads as span_id) are sample labels, not series labels: a render
+ * selector that matches on one is answered from the span index. */
+#define QUERY_SPAN_IDS_MAX 256
+typedef struct query_span_sel {
+    uint8_t kind; /* STORAGE_SPAN_KIND_*, or 0: the selector has no span matcher */
+    size_t n;
+    uint64_t id[QUERY_SPAN_IDS_MAX]; /* storage_span_id of each value, distinct */
+} query_span_sel_t;
+/* Moves the span matcher of sel into *out (sel keeps the other matchers).
+ * Accepted: name="id" and name=~"id1|id2|..." (literal ids). Anything else
+ * on these labels (!=, !~, other regexes, two span matchers, more than
+ * QUERY_SPAN_IDS_MAX ids) is ERR_INVALID_ARGUMENT naming param. */
+int query_selector_take_spans(const char *param, query_selector_t *sel, query_span_sel_t *out,
+                              errmsg_t *em);
+
 /* Time: unix s/ms/us/ns by magnitude (< 1e10 s, < 1e13 ms, < 1e16 us, else
  * ns), `now`, `now-N{s,m,h,d,w}`, YYYYMMDD (UTC midnight). Result in unix ms.
  * ERR_INVALID_ARGUMENT naming param. */
@@ -195,6 +211,14 @@ typedef struct query_timeline {
 int query_timeline_build(storage_t *st, const char *tenant, const query_series_t *ser,
                          const query_plan_t *plan, query_timeline_t *out, errmsg_t *em);
 void query_timeline_free(query_timeline_t *tl);
+
+/* Span selection: sums into dst the span trees of sp recorded for the series
+ * of ser in the 10 s windows w with from_s <= w < until_s. tl (may be NULL;
+ * shaped by query_timeline_init) gets each tree's total in its window's
+ * bucket. ERR_LIMIT past dst's max_nodes. */
+int query_merge_spans(storage_t *st, const char *tenant, const query_span_sel_t *sp,
+                      const query_series_t *ser, int64_t from_s, int64_t until_s, calltree_t *dst,
+                      query_timeline_t *tl, errmsg_t *em);
 
 /* Encoders. Children are ordered by name (then file, then symbol id) so the
  * bytes depend only on the tree's content. syms must know every symbol of t;

@@ -379,6 +379,81 @@ void query_selector_matcher(const query_selector_t *sel, size_t i, const char **
     *value = sel->m[i].value;
 }
 
+/* ---- span matchers ---- */
+
+static int span_kind(const char *name)
+{
+    if (strcmp(name, "span_id") == 0 || strcmp(name, "profile_id") == 0)
+        return STORAGE_SPAN_KIND_SPAN;
+    return strcmp(name, "trace_id") == 0 ? STORAGE_SPAN_KIND_TRACE : 0;
+}
+
+static int span_err(const char *param, const char *name, errmsg_t *em, const char *why)
+{
+    return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter '%s': label %s: %s", param, name, why);
+}
+
+static int span_add(query_span_sel_t *out, const char *v, size_t n)
+{
+    uint64_t id = storage_span_id(v, n);
+    for (size_t i = 0; i < out->n; i++)
+        if (out->id[i] == id) return 0;
+    if (out->n == QUERY_SPAN_IDS_MAX) return ERR_LIMIT;
+    out->id[out->n++] = id;
+    return 0;
+}
+
+/* The ids of `id` or `id1|id2|...`: every alternative a non-empty literal. */
+static int span_ids(const char *param, const matcher_t *m, query_span_sel_t *out, errmsg_t *em)
+{
+    if (m->op == QUERY_MATCH_EQ && m->value[0] == 0)
+        return span_err(param, m->name, em, "needs an id (an empty value selects nothing)");
+    if (m->op == QUERY_MATCH_EQ) return span_add(out, m->value, strlen(m->value));
+    for (const char *a = m->value;;) {
+        size_t n = strcspn(a, "|");
+        if (n == 0 || strcspn(a, "\\^$.?*+()[]{}") < n)
+            return span_err(param, m->name, em,
+                            "=~ takes literal ids separated by '|' (e.g. \"id1|id2\")");
+        if (span_add(out, a, n) != 0) return span_err(param, m->name, em, "more than 256 ids");
+        if (a[n] == 0) return 0;
+        a += n + 1;
+    }
+}
+
+int query_selector_take_spans(const char *param, query_selector_t *sel, query_span_sel_t *out,
+                              errmsg_t *em)
+{
+    out->kind = 0;
+    out->n = 0;
+    size_t keep = 0;
+    for (size_t i = 0; i < sel->n; i++) {
+        matcher_t *m = &sel->m[i];
+        int kind = span_kind(m->name), rc = 0;
+        if (kind == 0) {
+            sel->m[keep++] = *m;
+            continue;
+        }
+        if (out->kind != 0)
+            rc = span_err(param, m->name, em, "one span_id or trace_id matcher per selector");
+        else if (m->op != QUERY_MATCH_EQ && m->op != QUERY_MATCH_RE)
+            rc = span_err(param, m->name, em, "only = and =~ select spans");
+        else
+            rc = span_ids(param, m, out, em);
+        out->kind = (uint8_t)kind;
+        free(m->name);
+        free(m->value);
+        if (m->has_re) regfree(&m->re);
+        if (rc != 0) { /* the rest stays owned by sel */
+            for (size_t k = i + 1; k < sel->n; k++)
+                sel->m[keep++] = sel->m[k];
+            sel->n = keep;
+            return rc;
+        }
+    }
+    sel->n = keep;
+    return 0;
+}
+
 static int matcher_ok(const matcher_t *m, const labels_t *l)
 {
     const char *v = labels_get(l, m->name);

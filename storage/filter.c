@@ -3,6 +3,10 @@
  * blocks/totals: a window [w, w+res) of resolution index r is dropped once
  *   w + res + retention_seconds[r] <= now (the whole window is older than the
  *   retention of its resolution); retention 0 keeps it forever.
+ * spans: a span tree filed under 10 s window w is dropped once
+ *   w + 10 + span_retention_seconds <= now; span keys without a window
+ *   (written before windows were added) can never be selected and are
+ *   dropped.
  * profiles (the seen index): an entry is dropped once
  *   written_s + seen_retention_seconds <= now, where written_s is the clock
  *   when it was stored — not the profile's own time, so a backfilled profile
@@ -30,6 +34,18 @@ static int window_expired(storage_t *s, const uint8_t *key, size_t klen)
     return end + keep <= storage_now(s);
 }
 
+static int span_expired(storage_t *s, const uint8_t *key, size_t klen)
+{
+    if (klen < 1) return 0;
+    size_t prefix = 1 + (size_t)key[0] + 1 + 8; /* tenant, kind, id */
+    if (klen == prefix + 16) return 1;          /* no window: never read (read.c) */
+    if (klen != prefix + 24) return 0;
+    int64_t keep = s->opts.span_retention_seconds;
+    if (keep <= 0) return 0;
+    int64_t end = storage_time_decode(key + klen - 8) + (int64_t)storage_resolutions[0];
+    return end + keep <= storage_now(s);
+}
+
 static int seen_expired(storage_t *s, const uint8_t *val, size_t vlen)
 {
     int64_t keep = s->opts.seen_retention_seconds;
@@ -47,6 +63,8 @@ int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key,
         return window_expired(s, key, klen);
     case CF_PROFILES:
         return seen_expired(s, val, vlen);
+    case CF_SPANS:
+        return span_expired(s, key, klen);
     default:
         return 0;
     }
@@ -60,8 +78,9 @@ static unsigned char filter(void *state, int level, const char *key, size_t klen
     if (!storage_filter_expired(fs->s, fs->cf, (const uint8_t *)key, klen, (const uint8_t *)val,
                                 vlen))
         return 0;
-    atomic_uint_fast64_t *n =
-        fs->cf == CF_PROFILES ? &fs->s->counters.filtered_seen : &fs->s->counters.filtered_windows;
+    atomic_uint_fast64_t *n = fs->cf == CF_PROFILES ? &fs->s->counters.filtered_seen
+                              : fs->cf == CF_SPANS  ? &fs->s->counters.filtered_spans
+                                                    : &fs->s->counters.filtered_windows;
     atomic_fetch_add(n, 1);
     return 1;
 }
@@ -69,14 +88,16 @@ static unsigned char filter(void *state, int level, const char *key, size_t klen
 static const char *filter_name(void *state)
 {
     storage_filter_state_t *fs = state;
-    return fs->cf == CF_PROFILES ? "flamedb.seen_retention.v1" : "flamedb.window_retention.v1";
+    return fs->cf == CF_PROFILES ? "flamedb.seen_retention.v1"
+           : fs->cf == CF_SPANS  ? "flamedb.span_retention.v1"
+                                 : "flamedb.window_retention.v1";
 }
 
 static void no_destructor(void *state) {}
 
 rocksdb_compactionfilter_t *storage_filter_new(storage_t *s, enum storage_cf cf)
 {
-    if (cf != CF_BLOCKS && cf != CF_TOTALS && cf != CF_PROFILES) return NULL;
+    if (cf != CF_BLOCKS && cf != CF_TOTALS && cf != CF_PROFILES && cf != CF_SPANS) return NULL;
     s->filter_state[cf].s = s;
     s->filter_state[cf].cf = cf;
     rocksdb_compactionfilter_t *f =

@@ -8,6 +8,7 @@
  */
 #include <string.h>
 
+#include "common/hash.h"
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
@@ -86,11 +87,12 @@ void storage_key_span_prefix(skey_t *k, const char *tenant, uint8_t kind, uint64
 }
 
 void storage_key_span(skey_t *k, const char *tenant, uint8_t kind, uint64_t id, uint64_t token,
-                      uint64_t series_id)
+                      uint64_t series_id, int64_t window)
 {
     storage_key_span_prefix(k, tenant, kind, id);
     storage_key_u64(k, token);
     storage_key_u64(k, series_id);
+    storage_key_time(k, window);
 }
 
 int storage_key_posting(buf_t *out, const char *tenant, const char *name, const char *value,
@@ -106,6 +108,29 @@ int storage_key_posting(buf_t *out, const char *tenant, const char *name, const 
     if (rc == 0) rc = buf_append_u64be(out, token);
     if (rc == 0) rc = buf_append_u64be(out, series_id);
     return rc;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+uint64_t storage_span_id(const char *s, size_t n)
+{
+    if (n == 16) {
+        uint64_t v = 0;
+        size_t i = 0;
+        for (; i < 16; i++) {
+            int h = hexval(s[i]);
+            if (h < 0) break;
+            v = (v << 4) | (uint64_t)h;
+        }
+        if (i == 16) return v;
+    }
+    return hash_bytes64(s, n);
 }
 
 size_t storage_prefix_successor(uint8_t *k, size_t n)

@@ -301,11 +301,14 @@ int storage_scan_totals(storage_t *s, const char *tenant, uint64_t token, uint64
                                       total_cb, &b);
 }
 
-int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t id,
-                       storage_span_fn fn, void *ctx)
+/* A span key: prefix, token, series_id, window. Keys without the window
+ * (written before span windows existed) have no time to select on and are
+ * skipped here and dropped by compaction (filter.c). */
+int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t id, int64_t from_s,
+                       int64_t until_s, storage_span_fn fn, void *ctx)
 {
     int rc = storage_check_tenant(tenant, NULL);
-    if (rc != 0) return rc;
+    if (rc != 0 || from_s >= until_s) return rc;
     skey_t lo, hi;
     storage_key_span_prefix(&lo, tenant, kind, id);
     hi = lo;
@@ -316,7 +319,10 @@ int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t 
         size_t kn, vn;
         const uint8_t *k = range_key(&r, &kn);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(r.it, &vn);
-        if (kn == lo.n + 16) rc = fn(ctx, be64_get(k + lo.n), be64_get(k + lo.n + 8), v, vn);
+        if (kn != lo.n + 24) continue;
+        int64_t w = storage_time_decode(k + lo.n + 16);
+        if (w >= from_s && w < until_s)
+            rc = fn(ctx, be64_get(k + lo.n), be64_get(k + lo.n + 8), w, v, vn);
     }
     return range_close(&r, rc);
 }

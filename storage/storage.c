@@ -64,6 +64,7 @@ void storage_options_default(storage_options_t *o)
     o->retention_seconds[3] = 90 * day;
     o->retention_seconds[4] = 0;
     o->seen_retention_seconds = 7 * day;
+    o->span_retention_seconds = day;
     o->max_background_jobs = 2;
 }
 
@@ -409,6 +410,7 @@ int storage_stats(storage_t *s, storage_stats_t *out)
     out->corrupt_operands = atomic_load(&s->counters.corrupt_operands);
     out->expired_windows = atomic_load(&s->counters.filtered_windows);
     out->expired_seen = atomic_load(&s->counters.filtered_seen);
+    out->expired_spans = atomic_load(&s->counters.filtered_spans);
     out->duplicate_series = atomic_load(&s->counters.duplicates);
     out->series_written = atomic_load(&s->counters.series_written);
     return 0;
@@ -461,6 +463,8 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
                         "Block and total windows dropped by retention."),
         METRICS_U64_DEF(storage_stats_t, expired_seen, "flamedb_storage_expired_seen_total",
                         "Profile ids forgotten after seen-retention."),
+        METRICS_U64_DEF(storage_stats_t, expired_spans, "flamedb_storage_expired_spans_total",
+                        "Span and trace trees dropped by span-retention."),
     };
     metrics_add_u64_array(r, defs, sizeof defs / sizeof defs[0], st);
 }

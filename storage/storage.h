@@ -12,7 +12,7 @@
  *   blocks    token|tenant|series_id|res|window -> sparse self values over node ids (merge: sum)
  *   totals    token|tenant|series_id|res|window -> i64     (merge: add)
  *   symbols   tenant|symbol_id                  -> name, file
- *   spans     tenant|kind|id|token|series_id    -> calltree (merge: sum)
+ *   spans     tenant|kind|id|token|series_id|window -> calltree (merge: sum)
  *   profiles  token|tenant|series_id|profile_id -> time, total (the `seen` index)
  *   meta      name                              -> value     (format version)
  *   hints     target_node_id|seq                -> HintRecord (below)
@@ -59,10 +59,12 @@ typedef struct storage_options {
     size_t node_cache_bytes;   /* node tables (3/4) and symbol names (1/4) kept in memory */
     int64_t retention_seconds[STORAGE_RESOLUTION_COUNT]; /* per resolution; 0 = forever */
     int64_t seen_retention_seconds;                      /* how long profile ids are remembered */
+    int64_t span_retention_seconds;                      /* span/trace trees; 0 = forever */
     int max_background_jobs;
 } storage_options_t;
 
-/* Defaults: 256 MiB cache, 256 MiB memtables, retention 1d/7d/30d/90d/forever, seen 7d. */
+/* Defaults: 256 MiB cache, 256 MiB memtables, retention 1d/7d/30d/90d/forever, seen 7d,
+ * spans 1d. */
 void storage_options_default(storage_options_t *o);
 
 int storage_open(const storage_options_t *o, storage_t **out, errmsg_t *em);
@@ -78,6 +80,11 @@ typedef struct storage_span_tree {
 
 #define STORAGE_SPAN_KIND_SPAN 1
 #define STORAGE_SPAN_KIND_TRACE 2
+
+/* The id of a span_id / trace_id / profile_id label value s[0..n): 16 hex
+ * digits are parsed (how tracers print 64-bit span ids), any other string is
+ * hashed. Ingest and queries both map values through this. */
+uint64_t storage_span_id(const char *s, size_t n);
 
 typedef struct storage_series_write {
     const labels_t *labels; /* canonical; includes __name__, __profile_type__, service_name */
@@ -149,11 +156,14 @@ typedef int (*storage_total_fn)(void *ctx, int64_t window_start, int64_t total);
 int storage_scan_totals(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                         int res, int64_t from_s, int64_t until_s, storage_total_fn fn, void *ctx);
 
-/* Span/trace trees: every (series, tree) recorded for span or trace `id`. */
-typedef int (*storage_span_fn)(void *ctx, uint64_t token, uint64_t series_id, const uint8_t *value,
-                               size_t len);
-int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t id,
-                       storage_span_fn fn, void *ctx);
+/* Span/trace trees: every (series, 10 s window, tree) recorded for span or
+ * trace `id` whose window start w satisfies from_s <= w < until_s. A span's
+ * samples are filed under the 10 s window of their profile's time, like
+ * blocks of resolution 0, and expire after span_retention_seconds. */
+typedef int (*storage_span_fn)(void *ctx, uint64_t token, uint64_t series_id, int64_t window_start,
+                               const uint8_t *value, size_t len);
+int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t id, int64_t from_s,
+                       int64_t until_s, storage_span_fn fn, void *ctx);
 
 /* Loads name/file of each id in ids[0..n) into dst (unknown ids are skipped). */
 int storage_load_symbols(storage_t *s, const char *tenant, const uint64_t *ids, size_t n,
@@ -172,6 +182,7 @@ typedef struct storage_stats {
     uint64_t corrupt_operands;  /* merge operands skipped (each time met) as undecodable */
     uint64_t expired_windows;   /* blocks/totals windows dropped by retention */
     uint64_t expired_seen;      /* profile ids forgotten after seen_retention_seconds */
+    uint64_t expired_spans;     /* span/trace trees dropped by span retention */
     uint64_t duplicate_series;  /* series writes skipped: (series, profile id) already seen */
     uint64_t series_written;    /* series writes committed */
 } storage_stats_t;

@@ -90,6 +90,7 @@ typedef struct storage_counters {
     atomic_uint_fast64_t corrupt_operands; /* merge operands skipped as corrupt */
     atomic_uint_fast64_t filtered_windows; /* blocks/totals dropped by retention */
     atomic_uint_fast64_t filtered_seen;    /* profiles entries dropped by retention */
+    atomic_uint_fast64_t filtered_spans;   /* span trees dropped by retention */
     atomic_uint_fast64_t duplicates;       /* series writes skipped as already seen */
     atomic_uint_fast64_t series_written;   /* series writes committed */
 } storage_counters_t;
@@ -192,8 +193,9 @@ void storage_key_profile(skey_t *k, uint64_t token, const char *tenant, uint64_t
 void storage_key_symbol(skey_t *k, const char *tenant, uint64_t symbol_id);
 /* tenant|kind|id and tenant|kind|id|token|series_id */
 void storage_key_span_prefix(skey_t *k, const char *tenant, uint8_t kind, uint64_t id);
+/* window: start of the 10 s window (resolution 0) of the profile's time. */
 void storage_key_span(skey_t *k, const char *tenant, uint8_t kind, uint64_t id, uint64_t token,
-                      uint64_t series_id);
+                      uint64_t series_id, int64_t window);
 /* tenant|name 0x00 value 0x00 token series_id, appended to out (reset first). */
 int storage_key_posting(buf_t *out, const char *tenant, const char *name, const char *value,
                         uint64_t token, uint64_t series_id);

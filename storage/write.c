@@ -235,17 +235,21 @@ static void put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t tot
     }
 }
 
+/* Span trees go to the 10 s window of the profile's time, so queries select
+ * them by time and retention drops them like windows (filter.c). */
 static int put_spans(wctx_t *w, const storage_series_write_t *sw)
 {
+    int64_t res = storage_resolutions[0], window = floor_div(w->t_s, res) * res;
     for (size_t i = 0; i < sw->nspans; i++) {
         const storage_span_tree_t *sp = &sw->spans[i];
+        skey_t k;
+        storage_key_span(&k, w->p->tenant, sp->kind, sp->id, sw->token, sw->series_id, window);
+        if (storage_filter_expired(w->s, CF_SPANS, k.b, k.n, NULL, 0)) continue;
         buf_reset(&w->enc);
         int rc = calltree_encode(sp->tree, &w->enc);
         if (rc != 0) return errmsg_set(w->em, rc, "span tree: %s", err_message(rc));
         rc = calltree_for_each_symbol(sp->tree, put_symbol, w);
         if (rc != 0) return rc; /* put_symbol set em */
-        skey_t k;
-        storage_key_span(&k, w->p->tenant, sp->kind, sp->id, sw->token, sw->series_id);
         rocksdb_writebatch_merge_cf(w->wb, w->s->cf[CF_SPANS], (const char *)k.b, k.n,
                                     (const char *)w->enc.data, w->enc.len);
     }

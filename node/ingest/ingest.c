@@ -39,6 +39,7 @@ void ingest_limits_default(ingest_limits_t *l)
     l->max_series_per_profile = 1000;
     l->max_symbol_len = 65535;
     l->max_tree_nodes = 1u << 20;
+    l->max_spans_per_series = 1000;
     l->max_decoded_bytes = 512u << 20;
     l->shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
     l->shards.n = 0;
@@ -257,6 +258,11 @@ const storage_profile_write_t *ingest_profile_write(const ingest_profile_t *p)
 int64_t ingest_profile_series_total(const ingest_profile_t *p, size_t i)
 {
     return i < p->ss.n ? calltree_root_total(p->ss.v[i].tree) : 0;
+}
+
+size_t ingest_profile_spans_dropped(const ingest_profile_t *p)
+{
+    return p->ss.spans_dropped;
 }
 
 const char *ingest_profile_format(const ingest_profile_t *p)

@@ -31,6 +31,7 @@ typedef struct ingest_limits {
     size_t max_series_per_profile; /* series one profile may split into */
     size_t max_symbol_len;         /* bytes of a function or file name */
     size_t max_tree_nodes;         /* call-tree nodes per series */
+    size_t max_spans_per_series;   /* span + trace trees one series of one profile keeps */
     size_t max_decoded_bytes;      /* memory one decoded pprof message may take */
     ring_shard_policy_t shards;    /* placement shards per service (ring.h) */
     int64_t max_past_seconds;      /* backfill window (the retention) */
@@ -40,7 +41,8 @@ typedef struct ingest_limits {
 /* Defaults (chosen so every real profile of the shared corpus is admitted):
  * 32 MiB decompressed, 100,000 samples, 2,048 frames, 30 labels per series,
  * label name 1,024 / value 2,048 bytes, 1,000 series per profile, symbols of
- * 65,535 bytes, 1,048,576 tree nodes per series, 512 MiB decoded pprof,
+ * 65,535 bytes, 1,048,576 tree nodes per series, 1,000 span/trace trees per
+ * series, 512 MiB decoded pprof,
  * RING_DEFAULT_SHARDS_PER_SERVICE shards, 90 days back, 10 minutes ahead. */
 void ingest_limits_default(ingest_limits_t *l);
 
@@ -68,6 +70,9 @@ int ingest_parse(const ingest_request_t *req, const ingest_limits_t *lim, ingest
 const storage_profile_write_t *ingest_profile_write(const ingest_profile_t *p);
 /* Sum of all sample values of series i (for tests and logs). */
 int64_t ingest_profile_series_total(const ingest_profile_t *p, size_t i);
+/* Span and trace trees dropped because a series passed max_spans_per_series
+ * (their samples still count in the series). */
+size_t ingest_profile_spans_dropped(const ingest_profile_t *p);
 /* Body format that was parsed: "pprof", "folded" or "lines"; static string. */
 const char *ingest_profile_format(const ingest_profile_t *p);
 void ingest_profile_free(ingest_profile_t *p);

@@ -136,7 +136,8 @@ typedef struct series_set {
     ingest_series_t *v;
     size_t n, cap;
     u64map_t by_id;
-    uint64_t *stack; /* scratch: one stack, root first */
+    size_t spans_dropped; /* distinct span/trace ids past lim->max_spans_per_series */
+    uint64_t *stack;      /* scratch: one stack, root first */
     size_t stack_cap;
 } series_set_t;
 
@@ -156,8 +157,6 @@ labels_t *ingest_series_labels(const labels_t *base, const char *name, const cha
 /* Adds a label with the per-series limits checked (count, lengths). */
 int ingest_series_label_set(labels_t *l, const ingest_limits_t *lim, const char *k, size_t kn,
                             const char *v, size_t vn, errmsg_t *em);
-/* Span id of a span_id/profile_id/trace_id value: 16 hex digits parsed, else a hash. */
-uint64_t ingest_span_id(const char *s, size_t n);
 
 /* ---- parsers ---- */
 

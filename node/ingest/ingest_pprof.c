@@ -470,7 +470,7 @@ static int sample_labels(conv_t *c, const pb_sample_t *s, int64_t *pairs, size_t
         int kind = span_kind(k, kn);
         if (kind != 0) {
             if (*ns < MAX_SPAN_LABELS)
-                spans[(*ns)++] = (span_ref_t){(uint8_t)kind, ingest_span_id(v, vn)};
+                spans[(*ns)++] = (span_ref_t){(uint8_t)kind, storage_span_id(v, vn)};
             continue;
         }
         if (*np >= c->ctx->lim->max_labels_per_series)

@@ -162,13 +162,25 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
     return 0;
 }
 
+/* Index value of an id whose tree was not kept (the cap was reached). */
+#define SPAN_DROPPED (U64MAP_EMPTY - 1) /* indices stay below max_spans_per_series */
+
+/* The cap counts span and trace trees together: both kinds share a->v. */
 int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
                            const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em)
 {
     span_acc_t *a = &ss->v[idx].spans;
     u64map_t *m = &a->index[kind == STORAGE_SPAN_KIND_TRACE ? 1 : 0];
     uint32_t i;
-    if (!u64map_get(m, id, &i)) {
+    int found = u64map_get(m, id, &i);
+    if (found && i == SPAN_DROPPED) return 0;
+    if (!found) {
+        if (a->n >= ss->lim->max_spans_per_series) { /* remembered, so counted once */
+            if (u64map_put(m, id, SPAN_DROPPED) < 0)
+                return errmsg_set(em, ERR_NOMEM, "out of memory");
+            ss->spans_dropped++;
+            return 0;
+        }
         if (GROW_FROM(a->v, a->cap, a->n + 1, GROW_UNLIMITED, 4) != 0)
             return errmsg_set(em, ERR_NOMEM, "out of memory");
         calltree_t *t = calltree_new(ss->lim->max_tree_nodes);
@@ -191,27 +203,4 @@ int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
     if (GROW_FROM(ss->stack, ss->stack_cap, depth, GROW_UNLIMITED, 64) != 0)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
     return 0;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-uint64_t ingest_span_id(const char *s, size_t n)
-{
-    if (n == 16) {
-        uint64_t v = 0;
-        size_t i = 0;
-        for (; i < 16; i++) {
-            int h = hexval(s[i]);
-            if (h < 0) break;
-            v = (v << 4) | (uint64_t)h;
-        }
-        if (i == 16) return v;
-    }
-    return hash_bytes64(s, n);
 }

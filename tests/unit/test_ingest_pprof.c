@@ -194,6 +194,41 @@ static void test_labels_and_spans(void)
     pb_free(&b);
 }
 
+/* max_spans_per_series: ids past the cap are dropped (counted once each), the
+ * kept trees and the series total are unchanged, and the push succeeds. */
+static void test_span_cap(void)
+{
+    pb_t b;
+    pb_init(&b);
+    pb_sample_type(&b, "cpu", "nanoseconds");
+    uint64_t l1 = pb_loc_fn(&b, "root"), l2 = pb_loc_fn(&b, "leaf");
+    uint64_t st[] = {l2, l1};
+    int64_t v[] = {3};
+    pb_sample(&b, 2, st, 1, v, "span_id=0000000000000001", NULL);
+    pb_sample(&b, 2, st, 1, v, "span_id=0000000000000002", "trace_id=t", NULL);
+    pb_sample(&b, 2, st, 1, v, "span_id=0000000000000003", NULL);
+    pb_sample(&b, 2, st, 1, v, "span_id=0000000000000003", NULL);
+    pb_sample(&b, 2, st, 1, v, "span_id=0000000000000001", NULL);
+    ingest_limits_t lim;
+    ingest_limits_default(&lim);
+    lim.max_spans_per_series = 2;
+    size_t n;
+    uint8_t *raw = pb_pack(&b, &n);
+    ingest_request_t r = test_req("svc", "pprof", raw, n);
+    ingest_profile_t *p;
+    errmsg_t em;
+    CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), 0);
+    const storage_series_write_t *sw = &ingest_profile_write(p)->series[0];
+    CHECK_EQ_INT(sw->nspans, 2); /* span 1 and span 2; trace t and span 3 dropped */
+    CHECK_EQ_INT(ingest_profile_spans_dropped(p), 2);
+    CHECK_EQ_INT(ingest_profile_series_total(p, 0), 15);
+    for (size_t i = 0; i < sw->nspans; i++)
+        CHECK_EQ_INT(calltree_root_total(sw->spans[i].tree), sw->spans[i].id == 1 ? 6 : 3);
+    ingest_profile_free(p);
+    free(raw);
+    pb_free(&b);
+}
+
 /* Negative values, several sample types, types with empty names, id 0. */
 static void test_values_and_types(void)
 {
@@ -423,6 +458,7 @@ int main(void)
 {
     test_cpu_shape();
     test_labels_and_spans();
+    test_span_cap();
     test_values_and_types();
     test_invalid_references();
     test_limits();

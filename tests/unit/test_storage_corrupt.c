@@ -87,7 +87,8 @@ static void test_operands(fixture_t *f)
     symtab_free(st);
 }
 
-static int count_span(void *ctx, uint64_t token, uint64_t series, const uint8_t *v, size_t n)
+static int count_span(void *ctx, uint64_t token, uint64_t series, int64_t window, const uint8_t *v,
+                      size_t n)
 {
     calltree_t *t = calltree_new(0);
     CHECK_EQ_INT(calltree_decode_merge(t, v, n), 0);
@@ -106,10 +107,11 @@ static void test_values(fixture_t *f)
 {
     /* a bare corrupt value in spans with no good operand: reads an empty tree */
     skey_t k;
-    storage_key_span(&k, "c", STORAGE_SPAN_KIND_SPAN, 5, 1, 2);
+    storage_key_span(&k, "c", STORAGE_SPAN_KIND_SPAN, 5, 1, 2, 0);
     raw_merge(f->s, CF_SPANS, &k, "\x01\x05", 2);
     int64_t total = 0;
-    CHECK_EQ_INT(storage_scan_spans(f->s, "c", STORAGE_SPAN_KIND_SPAN, 5, count_span, &total), 0);
+    CHECK_EQ_INT(
+        storage_scan_spans(f->s, "c", STORAGE_SPAN_KIND_SPAN, 5, -10, 10, count_span, &total), 0);
     CHECK_EQ_INT(total, 0);
 
     /* corrupt symbol values are skipped, good ones load */

@@ -1,7 +1,8 @@
 /* Unit tests for storage retention: with a fake clock, windows older than the
  * retention of their resolution are dropped by the compaction filter (and not
  * even written when already expired), coarser resolutions outlive finer ones,
- * and profile ids are forgotten after seen_retention_seconds. */
+ * profile ids are forgotten after seen_retention_seconds and span trees after
+ * span_retention_seconds. */
 #include "test_storage_fixture.h"
 
 #define T0 1700000000LL /* multiple of 10 and 100, not of 60 */
@@ -83,6 +84,70 @@ static void test_seen(fixture_t *f)
     symtab_free(st);
 }
 
+static int span_total(void *ctx, uint64_t token, uint64_t series, int64_t window, const uint8_t *v,
+                      size_t n)
+{
+    calltree_t *t = calltree_new(0);
+    CHECK_EQ_INT(calltree_decode_merge(t, v, n), 0);
+    *(int64_t *)ctx += calltree_root_total(t);
+    calltree_free(t);
+    return 0;
+}
+
+static int64_t spans_in(storage_t *s, int64_t from_s, int64_t until_s)
+{
+    int64_t total = 0;
+    CHECK_EQ_INT(
+        storage_scan_spans(s, "sp", STORAGE_SPAN_KIND_SPAN, 7, from_s, until_s, span_total, &total),
+        0);
+    return total;
+}
+
+/* Writes one profile at time t_s whose series has span 7 with value v. */
+static void write_span(storage_t *s, uint64_t pid, int64_t t_s, int64_t v)
+{
+    labels_t *l = fx_labels("spanret", NULL);
+    calltree_t *t = calltree_new(0);
+    symtab_t *st = symtab_new();
+    fx_add(t, st, "req;db", v);
+    storage_span_tree_t sp = {STORAGE_SPAN_KIND_SPAN, 7, t};
+    storage_series_write_t sw = {
+        .labels = l, .series_id = labels_hash(l), .tree = t, .spans = &sp, .nspans = 1};
+    sw.token = sw.series_id >> 1;
+    storage_profile_write_t p = {
+        .tenant = "sp", .time_ns = t_s * NS, .series = &sw, .nseries = 1, .symbols = st};
+    fx_id(p.profile_id, pid);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(s, &p, NULL, &em), 0);
+    labels_free(l);
+    calltree_free(t);
+    symtab_free(st);
+}
+
+static void test_spans(fixture_t *f)
+{
+    f->now = T0;
+    write_span(f->s, 1, T0 - 1000, 5); /* already past span retention: not written */
+    write_span(f->s, 2, T0 - 20, 3);
+    write_span(f->s, 3, T0 + 5, 2);
+    CHECK_EQ_INT(spans_in(f->s, T0 - 2000, T0 + 100), 5);
+    CHECK_EQ_INT(spans_in(f->s, T0, T0 + 10), 2); /* selected by window */
+    CHECK_EQ_INT(storage_compact(f->s), 0);
+    CHECK_EQ_INT(spans_in(f->s, T0 - 2000, T0 + 100), 5);
+    f->now = T0 + 250; /* span retention 300 s: the window of T0-20 ends at T0-10 */
+    CHECK_EQ_INT(storage_compact(f->s), 0);
+    CHECK_EQ_INT(spans_in(f->s, T0 - 2000, T0 + 100), 5);
+    f->now = T0 + 300;
+    CHECK_EQ_INT(storage_compact(f->s), 0);
+    CHECK_EQ_INT(spans_in(f->s, T0 - 2000, T0 + 100), 2);
+    storage_stats_t stats;
+    storage_stats(f->s, &stats);
+    CHECK(stats.expired_spans >= 1);
+    f->now = T0 + 400;
+    CHECK_EQ_INT(storage_compact(f->s), 0);
+    CHECK_EQ_INT(spans_in(f->s, T0 - 2000, T0 + 100), 0);
+}
+
 int main(void)
 {
     fixture_t f;
@@ -93,10 +158,12 @@ int main(void)
     f.opts.retention_seconds[3] = 0;
     f.opts.retention_seconds[4] = 0;
     f.opts.seen_retention_seconds = 500;
+    f.opts.span_retention_seconds = 300;
     f.now = T0;
     if (fx_reopen(&f) != 0) return 1;
     test_windows(&f);
     test_seen(&f);
+    test_spans(&f);
     fx_done(&f);
     return check_exit();
 }

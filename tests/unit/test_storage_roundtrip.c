@@ -324,7 +324,8 @@ typedef struct span_seen {
     uint64_t series;
 } span_seen_t;
 
-static int span_cb(void *ctx, uint64_t token, uint64_t series_id, const uint8_t *v, size_t n)
+static int span_cb(void *ctx, uint64_t token, uint64_t series_id, int64_t window, const uint8_t *v,
+                   size_t n)
 {
     span_seen_t *ss = ctx;
     calltree_t *t = calltree_new(0);
@@ -361,15 +362,23 @@ static void test_spans(fixture_t *f)
     fx_id(p.profile_id, 2); /* a retry: spans count once too */
     CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
     span_seen_t ss = {0};
-    CHECK_EQ_INT(storage_scan_spans(f->s, "sp", STORAGE_SPAN_KIND_SPAN, 0xabc, span_cb, &ss), 0);
+    CHECK_EQ_INT(
+        storage_scan_spans(f->s, "sp", STORAGE_SPAN_KIND_SPAN, 0xabc, B, B + 10, span_cb, &ss), 0);
     CHECK_EQ_INT(ss.n, 1);
     CHECK_EQ_INT(ss.total, 60);
     CHECK(ss.series == sw.series_id);
     memset(&ss, 0, sizeof ss);
-    CHECK_EQ_INT(storage_scan_spans(f->s, "sp", STORAGE_SPAN_KIND_TRACE, 0xabc, span_cb, &ss), 0);
+    CHECK_EQ_INT(
+        storage_scan_spans(f->s, "sp", STORAGE_SPAN_KIND_TRACE, 0xabc, B, B + 10, span_cb, &ss), 0);
     CHECK_EQ_INT(ss.total, 84);
     memset(&ss, 0, sizeof ss);
-    CHECK_EQ_INT(storage_scan_spans(f->s, "sp", STORAGE_SPAN_KIND_SPAN, 0xabd, span_cb, &ss), 0);
+    CHECK_EQ_INT(
+        storage_scan_spans(f->s, "sp", STORAGE_SPAN_KIND_SPAN, 0xabd, B, B + 10, span_cb, &ss), 0);
+    CHECK_EQ_INT(ss.n, 0);
+    /* spans are filed under the 10 s window of the profile's time */
+    CHECK_EQ_INT(
+        storage_scan_spans(f->s, "sp", STORAGE_SPAN_KIND_SPAN, 0xabc, B + 10, B + 20, span_cb, &ss),
+        0);
     CHECK_EQ_INT(ss.n, 0);
     labels_free(l);
     calltree_free(all);

@@ -1,0 +1,72 @@
+/* spans.c — span selection: the span trees of the selected ids, summed over
+ * the selected series and the query's windows.
+ *
+ * The span index is keyed by id first (storage: tenant|kind|id|token|
+ * series_id|window), so each id is one range scan that yields every series
+ * and window that sampled it. An entry counts when its series is one the
+ * selector's other matchers picked (query_series_select_in, which already
+ * kept only the partial's token ranges) and its window lies in the range:
+ * each series lives in one token range, so every entry is counted by exactly
+ * one partial of a scatter-gather.
+ */
+#include <stdlib.h>
+
+#include "query/query_int.h"
+
+typedef struct pair {
+    uint64_t token, sid;
+} pair_t;
+
+static int pair_cmp(const void *a, const void *b)
+{
+    const pair_t *x = a, *y = b;
+    if (x->token != y->token) return x->token < y->token ? -1 : 1;
+    return x->sid < y->sid ? -1 : x->sid > y->sid;
+}
+
+typedef struct span_ctx {
+    pair_t *series; /* sorted */
+    size_t n;
+    calltree_t *dst;
+    query_timeline_t *tl;
+} span_ctx_t;
+
+static int span_fn(void *ctx, uint64_t token, uint64_t series_id, int64_t window, const uint8_t *v,
+                   size_t n)
+{
+    span_ctx_t *c = ctx;
+    pair_t key = {token, series_id};
+    if (bsearch(&key, c->series, c->n, sizeof key, pair_cmp) == NULL) return 0;
+    int64_t before = calltree_root_total(c->dst);
+    int rc = calltree_decode_merge(c->dst, v, n);
+    query_timeline_t *tl = c->tl;
+    if (rc == 0 && tl != NULL && tl->n > 0 && window >= tl->start_s) {
+        int64_t i = (window - tl->start_s) / tl->step_s;
+        if (i < (int64_t)tl->n) tl->samples[i] += calltree_root_total(c->dst) - before;
+    }
+    return rc;
+}
+
+int query_merge_spans(storage_t *st, const char *tenant, const query_span_sel_t *sp,
+                      const query_series_t *ser, int64_t from_s, int64_t until_s, calltree_t *dst,
+                      query_timeline_t *tl, errmsg_t *em)
+{
+    if (ser->n == 0 || sp->n == 0) return 0;
+    span_ctx_t c = {.n = ser->n, .dst = dst, .tl = tl};
+    c.series = malloc(ser->n * sizeof *c.series);
+    if (c.series == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < ser->n; i++)
+        c.series[i] = (pair_t){ser->token[i], ser->series_id[i]};
+    qsort(c.series, c.n, sizeof *c.series, pair_cmp);
+    int rc = 0;
+    for (size_t i = 0; i < sp->n && rc == 0; i++)
+        rc = storage_scan_spans(st, tenant, sp->kind, sp->id[i], from_s, until_s, span_fn, &c);
+    free(c.series);
+    if (rc == ERR_LIMIT)
+        return errmsg_set(em, ERR_LIMIT,
+                          "merged call tree exceeds max_tree_nodes (%zu nodes); select fewer "
+                          "spans or narrow the selector",
+                          calltree_node_count(dst));
+    if (rc != 0) return errmsg_set(em, rc, "reading span trees: %s", err_message(rc));
+    return 0;
+}

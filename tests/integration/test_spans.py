@@ -1,0 +1,124 @@
+"""test_spans.py — trace correlation (issue #7): pprof sample labels span_id,
+trace_id (and profile_id, read as span_id) select in render queries, served
+from the span index; totals equal the samples of that span; several ids sum;
+other labels filter; the cap per series drops span trees (counted, never an
+error); unsupported matchers are 400s; and a 3-node cluster with RF 2 gives the
+same exact answers from every node."""
+import time
+
+from cluster import Cluster
+from harness import CPU, Node, run_tests, unique
+from profiles import Pprof
+
+NODE = Node(name="spans", args=["--max-spans-per-series", "4"]).start()
+NOW = int(time.time())
+SPANS = ["00000000deadbeef", "00000000000000aa", "req-7"]
+
+
+def sel(service, **labels):
+    pairs = ['service_name="%s"' % service] + ['%s=%s' % kv for kv in labels.items()]
+    return "%s{%s}" % (CPU, ",".join(pairs))
+
+
+def q(v):
+    return '"%s"' % v
+
+
+def push_spans(node, svc, t):
+    """One pprof whose samples carry span/trace ids; returns the expected
+    totals by (label, value) and by handler."""
+    p = Pprof([("cpu", "nanoseconds")])
+    want = {}
+    rows = [  # stack, value, labels
+        (["main", "serve", "db"], 300, {"handler": "a", "span_id": SPANS[0], "trace_id": "t-1"}),
+        (["main", "serve", "json"], 70, {"handler": "a", "span_id": SPANS[0], "trace_id": "t-1"}),
+        (["main", "serve", "db"], 50, {"handler": "b", "span_id": SPANS[1], "trace_id": "t-1"}),
+        (["main", "gc"], 11, {"handler": "b", "profile_id": SPANS[2]}),
+        (["main", "idle"], 5, {}),
+    ]
+    for stack, v, labels in rows:
+        p.add(stack, [v], labels)
+        for k, val in labels.items():
+            k = "span_id" if k == "profile_id" else k
+            want[(k, val)] = want.get((k, val), 0) + v
+    r = node.ingest(p.encode_gz(), name=svc, format="pprof", **{"from": t})
+    assert r.status == 200, r
+    return want
+
+
+def test_span_totals_equal_span_samples():
+    svc = unique("spans")
+    want = push_spans(NODE, svc, NOW - 60)
+    assert NODE.total(sel(svc)) == 436
+    for (label, value), total in want.items():
+        if label == "handler":
+            continue
+        got = NODE.total(sel(svc, **{label: q(value)}))
+        assert got == total, (label, value, got, total)
+    # several ids sum; profile_id reads as span_id
+    r = NODE.render(sel(svc).replace("}", ',span_id=~"%s|%s"}' % (SPANS[0], SPANS[2])))
+    assert r.status == 200, r
+    assert r.json()["flamebearer"]["numTicks"] == 370 + 11, r.json()["flamebearer"]["numTicks"]
+    # = takes the value as one id: "a|b" is not an alternation there
+    assert NODE.total(sel(svc, span_id=q("%s|%s" % (SPANS[0], SPANS[2])))) == 0
+    assert NODE.total(sel(svc, profile_id=q(SPANS[0]))) == 370
+    # other labels still filter; a span outside the selected series is empty
+    assert NODE.total(sel(svc, handler=q("b"), trace_id=q("t-1"))) == 50
+    assert NODE.total(sel(svc, handler=q("b"), span_id=q(SPANS[0]))) == 0
+    # the time range applies: the profile's 10 s window is outside this range
+    assert NODE.total(sel(svc, span_id=q(SPANS[0])), frm=str(NOW - 30), until="now") == 0
+    # folded of one span: exactly its stacks
+    r = NODE.render(sel(svc, span_id=q(SPANS[0])), fmt="folded")
+    assert r.status == 200, r
+    assert sorted(r.body.decode().split("\n")) == ["", "main;serve;db 300", "main;serve;json 70"]
+
+
+def test_unsupported_matchers_are_400():
+    svc = unique("spans400")
+    for matcher, needle in (('span_id!="00000000deadbeef"', "only = and =~"),
+                            ('trace_id=~"t-.*"', "literal ids"),
+                            ('span_id="a",trace_id="b"', "one span_id or trace_id")):
+        r = NODE.render("%s{service_name=\"%s\",%s}" % (CPU, svc, matcher))
+        assert r.status == 400, (matcher, r)
+        assert needle in r.json()["message"], (matcher, r.json())
+
+
+def test_cap_drops_span_trees_not_samples():
+    svc = unique("spancap")
+    before = NODE.metric("flamedb_ingest_spans_dropped_total")
+    p = Pprof([("cpu", "nanoseconds")])
+    for i in range(10):  # 10 distinct span ids, cap 4 per series
+        p.add(["main", "work%d" % i], [i + 1], {"span_id": "%016x" % (i + 1)})
+    r = NODE.ingest(p.encode_gz(), name=svc, format="pprof", **{"from": NOW - 40})
+    assert r.status == 200, r
+    assert NODE.total(sel(svc)) == 55  # every sample still counts
+    assert NODE.metric("flamedb_ingest_spans_dropped_total") - before == 6
+    kept = [NODE.total(sel(svc, span_id=q("%016x" % (i + 1)))) for i in range(10)]
+    assert kept == [1, 2, 3, 4, 0, 0, 0, 0, 0, 0], kept
+
+
+def test_three_nodes_exact_from_every_node():
+    with Cluster(3, rf=2, args=["--service-shards", "spansvc=8"]) as c:
+        t = int(time.time()) - 60
+        want = {}
+        for i, node in enumerate(c.nodes):  # pushed through different nodes
+            for (k, v), total in push_spans(node, "spansvc", t - 12 * i).items():
+                want[(k, v)] = want.get((k, v), 0) + total
+        query = sel("spansvc").replace("}", ',span_id=~"%s|%s"}' % (SPANS[0], SPANS[1]))
+        expect = want[("span_id", SPANS[0])] + want[("span_id", SPANS[1])]
+        bodies = set()
+        for node in c.nodes:
+            r = node.render(query)
+            assert r.status == 200 and "partial" not in r.json(), r
+            assert r.json()["flamebearer"]["numTicks"] == expect, (node.name, r.json())
+            r = node.render(query, fmt="folded")
+            bodies.add(r.body)
+            assert node.total(sel("spansvc", trace_id=q("t-1"))) == want[("trace_id", "t-1")]
+        assert len(bodies) == 1
+
+
+if __name__ == "__main__":
+    try:
+        run_tests(globals())
+    finally:
+        NODE.cleanup()
