@@ -265,7 +265,7 @@ static int build_shape(const calltree_t *u, const sides_t *s, const uint8_t *kee
 /* ---------- the double flamebearer ---------- */
 
 typedef struct dlevel {
-    buf_t text;
+    buf_t text;           /* first: query_write_flamebearer reads it there */
     int64_t lprev, rprev; /* end of the previous node in this row, per side */
 } dlevel_t;
 
@@ -355,20 +355,11 @@ static int dwalk(dfb_t *fb)
 static int write_double(dfb_t *fb, const char *profile_type, const char *partial_json, buf_t *out)
 {
     const sides_t *s = fb->s;
-    int rc = buf_append_str(out, "{\"version\":1,\"flamebearer\":{\"names\":[");
-    for (size_t i = 0; rc == 0 && i < fb->names.n; i++) {
-        if (i) rc = buf_append_byte(out, ',');
-        if (rc == 0) rc = buf_append_json_string(out, fb->names.strs[i], fb->names.lens[i]);
-    }
-    if (rc == 0) rc = buf_append_str(out, "],\"levels\":[");
-    for (size_t d = 0; rc == 0 && d < fb->nlv; d++) {
-        rc = buf_append_str(out, d ? ",[" : "[");
-        if (rc == 0) rc = buf_append(out, fb->lv[d].text.data, fb->lv[d].text.len);
-        if (rc == 0) rc = buf_append_byte(out, ']');
-    }
+    int rc = buf_append_str(out, "{\"version\":1,");
     if (rc == 0)
-        rc = buf_printf(out, "],\"numTicks\":%lld,\"maxSelf\":%lld},",
-                        (long long)(s->lt[0] + s->rt[0]), (long long)fb->max_self);
+        rc = query_write_flamebearer(out, &fb->names, fb->lv, fb->nlv, sizeof *fb->lv,
+                                     s->lt[0] + s->rt[0], fb->max_self);
+    if (rc == 0) rc = buf_append_byte(out, ',');
     if (rc == 0) rc = query_write_metadata(out, "double", profile_type, NULL);
     if (rc == 0)
         rc = buf_printf(out, ",\"leftTicks\":%lld,\"rightTicks\":%lld,\"timeline\":null",

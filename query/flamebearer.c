@@ -10,7 +10,7 @@
 #include "query/query_int.h"
 
 typedef struct level {
-    buf_t text; /* "d,t,s,n,d,t,s,n..." */
+    buf_t text; /* "d,t,s,n,d,t,s,n..."; first: query_write_flamebearer reads it there */
     int64_t prev_end;
 } level_t;
 
@@ -137,22 +137,24 @@ static int write_timeline(buf_t *out, const query_timeline_t *tl)
     return rc;
 }
 
-static int write_flamebearer(buf_t *out, const fb_t *fb)
+int query_write_flamebearer(buf_t *out, const strmap_t *names, const void *levels, size_t nlevels,
+                            size_t stride, int64_t num_ticks, int64_t max_self)
 {
     int rc = buf_append_str(out, "\"flamebearer\":{\"names\":[");
-    for (size_t i = 0; rc == 0 && i < fb->names.n; i++) {
+    for (size_t i = 0; rc == 0 && i < names->n; i++) {
         if (i) rc = buf_append_byte(out, ',');
-        if (rc == 0) rc = buf_append_json_string(out, fb->names.strs[i], fb->names.lens[i]);
+        if (rc == 0) rc = buf_append_json_string(out, names->strs[i], names->lens[i]);
     }
     if (rc == 0) rc = buf_append_str(out, "],\"levels\":[");
-    for (size_t d = 0; rc == 0 && d < fb->nlv; d++) {
+    for (size_t d = 0; rc == 0 && d < nlevels; d++) {
+        const buf_t *text = (const buf_t *)(const void *)((const char *)levels + d * stride);
         rc = buf_append_str(out, d ? ",[" : "[");
-        if (rc == 0) rc = buf_append(out, fb->lv[d].text.data, fb->lv[d].text.len);
+        if (rc == 0) rc = buf_append(out, text->data, text->len);
         if (rc == 0) rc = buf_append_byte(out, ']');
     }
     if (rc == 0)
-        rc = buf_printf(out, "],\"numTicks\":%lld,\"maxSelf\":%lld}",
-                        (long long)calltree_root_total(fb->st->t), (long long)fb->max_self);
+        rc = buf_printf(out, "],\"numTicks\":%lld,\"maxSelf\":%lld}", (long long)num_ticks,
+                        (long long)max_self);
     return rc;
 }
 
@@ -166,7 +168,9 @@ int query_encode_flamebearer(const calltree_t *t, const symtab_t *syms, const ch
     strmap_init(&fb.names);
     rc = walk(&fb);
     if (rc == 0) rc = buf_append_str(out, "{\"version\":1,");
-    if (rc == 0) rc = write_flamebearer(out, &fb);
+    if (rc == 0)
+        rc = query_write_flamebearer(out, &fb.names, fb.lv, fb.nlv, sizeof *fb.lv,
+                                     calltree_root_total(t), fb.max_self);
     if (rc == 0) rc = buf_append_byte(out, ',');
     if (rc == 0) rc = query_write_metadata(out, "single", profile_type, spy_name);
     if (rc == 0) rc = buf_append_byte(out, ',');

@@ -44,6 +44,11 @@ typedef struct ptype {
 /* 0, or ERR_INVALID_ARGUMENT when id is not name:st:su:pt:pu. */
 int query_ptype_parse(const char *id, ptype_t *out);
 
+/* The flamebearer "flamebearer" member: names, then each level's text (a
+ * buf_t at the start of every element of levels, stride bytes apart), then
+ * numTicks and maxSelf; shared by the render and diff encoders. */
+int query_write_flamebearer(buf_t *out, const strmap_t *names, const void *levels, size_t nlevels,
+                            size_t stride, int64_t num_ticks, int64_t max_self);
 /* The flamebearer "metadata" member (format "single" or "double"), for the
  * render and diff encoders; spy may be NULL. */
 int query_write_metadata(buf_t *out, const char *format, const char *profile_type, const char *spy);
