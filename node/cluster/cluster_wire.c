@@ -39,9 +39,9 @@ static int envelope_append(const Flamedb__Cluster__Envelope *env, buf_t *out)
     return rc;
 }
 
-int cluster_wire_encode_bytes(Flamedb__Cluster__MsgType type, const char *cluster,
-                              const char *sender_id, uint64_t deadline_unix_ms,
-                              const ProtobufCBinaryData *body, buf_t *out)
+static int encode_envelope(Flamedb__Cluster__MsgType type, const char *cluster,
+                           const char *sender_id, uint64_t deadline_unix_ms, uint64_t request_id,
+                           ProtobufCBinaryData body, buf_t *out)
 {
     Flamedb__Cluster__Envelope env = FLAMEDB__CLUSTER__ENVELOPE__INIT;
     env.protocol_version = CLUSTER_PROTOCOL_VERSION;
@@ -49,8 +49,16 @@ int cluster_wire_encode_bytes(Flamedb__Cluster__MsgType type, const char *cluste
     env.cluster = (char *)cluster;
     env.sender_id = (char *)sender_id;
     env.deadline_unix_ms = deadline_unix_ms;
-    env.body = *body;
+    env.request_id = request_id;
+    env.body = body;
     return envelope_append(&env, out);
+}
+
+int cluster_wire_encode_bytes(Flamedb__Cluster__MsgType type, const char *cluster,
+                              const char *sender_id, uint64_t deadline_unix_ms,
+                              const ProtobufCBinaryData *body, buf_t *out)
+{
+    return encode_envelope(type, cluster, sender_id, deadline_unix_ms, 0, *body, out);
 }
 
 /* The body's request_id field, or 0 when its message has none. */
@@ -72,15 +80,8 @@ int cluster_wire_encode(Flamedb__Cluster__MsgType type, const char *cluster, con
     uint8_t *bp = malloc(bn ? bn : 1);
     if (bp == NULL) return ERR_NOMEM;
     protobuf_c_message_pack(body, bp);
-    Flamedb__Cluster__Envelope env = FLAMEDB__CLUSTER__ENVELOPE__INIT;
-    env.protocol_version = CLUSTER_PROTOCOL_VERSION;
-    env.type = type;
-    env.cluster = (char *)cluster;
-    env.sender_id = (char *)sender_id;
-    env.deadline_unix_ms = deadline_unix_ms;
-    env.request_id = request_id_of(body);
-    env.body = (ProtobufCBinaryData){bn, bp};
-    int rc = envelope_append(&env, out);
+    int rc = encode_envelope(type, cluster, sender_id, deadline_unix_ms, request_id_of(body),
+                             (ProtobufCBinaryData){bn, bp}, out);
     free(bp);
     return rc;
 }
