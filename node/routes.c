@@ -42,6 +42,7 @@ static void route_ingest(node_t *n, http_exchange_t *ex, const http_request_t *r
 static void route_render(node_t *n, http_exchange_t *ex, const http_request_t *r);
 static void route_label_names(node_t *n, http_exchange_t *ex, const http_request_t *r);
 static void route_label_values(node_t *n, http_exchange_t *ex, const http_request_t *r);
+static void route_label_shares(node_t *n, http_exchange_t *ex, const http_request_t *r);
 static void route_cluster_status(node_t *n, http_exchange_t *ex, const http_request_t *r);
 static void route_top(node_t *n, http_exchange_t *ex, const http_request_t *r);
 
@@ -57,12 +58,13 @@ static const route_t routes[] = {
     {"/pyroscope/label-values", HTTP_GET, "label_values", route_label_values},
     {"/cluster/status", HTTP_GET, "cluster_status", route_cluster_status},
     {"/api/top", HTTP_GET, "top", route_top},
+    {"/api/label-shares", HTTP_GET, "label_shares", route_label_shares},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
 static const char *const route_names[NROUTES + 1] = {
     "none",        "index",       "ready",        "metrics",        "ingest", "render",
-    "render_diff", "label_names", "label_values", "cluster_status", "top",
+    "render_diff", "label_names", "label_values", "cluster_status", "top",    "label_shares",
 };
 _Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every route");
 
@@ -508,6 +510,11 @@ static void route_label_names(node_t *n, http_exchange_t *ex, const http_request
 static void route_label_values(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
     start_query(n, ex, r, QUERY_KIND_LABEL_VALUES);
+}
+
+static void route_label_shares(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    start_query(n, ex, r, QUERY_KIND_LABEL_SHARES);
 }
 
 /* GET /api/top: the render of the selection, answered as its top functions

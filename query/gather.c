@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "query/query_int.h"
 
 struct query_gather {
@@ -23,6 +24,8 @@ struct query_gather {
     query_timeline_t tl; /* render as JSON: the timeline being summed */
     strmap_t values;     /* labels: strings owned by the gather */
     size_t value_bytes;
+    int64_t *shares; /* label shares: total per value (indexed like values) */
+    size_t shares_cap;
 };
 
 int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_gather_t **out)
@@ -56,6 +59,7 @@ void query_gather_free(query_gather_t *g)
     symtab_free(g->syms);
     free(g->spy_name);
     query_timeline_free(&g->tl);
+    free(g->shares);
     for (size_t i = 0; i < g->values.n; i++)
         free((char *)g->values.strs[i]);
     strmap_free(&g->values);
@@ -121,8 +125,40 @@ int query_gather_add_total(query_gather_t *g, int64_t bucket_start_s, int64_t va
     return 0;
 }
 
+/* A label-shares entry "TOTAL VALUE": the value's total is summed. */
+int query_gather_add_share(query_gather_t *g, const char *s, size_t n)
+{
+    const char *sp = memchr(s, ' ', n);
+    size_t dn = sp != NULL ? (size_t)(sp - s) : 0;
+    if (dn == 0 || dn > 20 || memchr(s, 0, n) != NULL) return ERR_CORRUPT;
+    char digits[24];
+    memcpy(digits, s, dn);
+    digits[dn] = 0;
+    char *end;
+    long long total = strtoll(digits, &end, 10);
+    if (*end != 0) return ERR_CORRUPT;
+    size_t vn = n - dn - 1;
+    if (g->value_bytes + vn + 64 > g->lim.max_output_bytes) return ERR_LIMIT;
+    char *copy = malloc(vn + 1);
+    if (copy == NULL) return ERR_NOMEM;
+    memcpy(copy, sp + 1, vn);
+    copy[vn] = 0;
+    size_t before = g->values.n;
+    uint32_t idx;
+    int rc = strmap_intern(&g->values, copy, vn, &idx);
+    if (rc != 0 || g->values.n == before) free(copy); /* known (or failed): the map has its own */
+    if (rc == 0 && g->values.n > before) {
+        g->value_bytes += vn + 64;
+        rc = GROW(g->shares, g->shares_cap, g->values.n, GROW_UNLIMITED);
+        if (rc == 0) g->shares[idx] = 0;
+    }
+    if (rc == 0) g->shares[idx] += total;
+    return rc;
+}
+
 int query_gather_add_value(query_gather_t *g, const char *s, size_t n)
 {
+    if (g->spec->kind == QUERY_KIND_LABEL_SHARES) return query_gather_add_share(g, s, n);
     if (g->value_bytes + n + 3 > g->lim.max_output_bytes) return ERR_LIMIT;
     /* s may be a protobuf bytes field: exactly n bytes, no terminator, so no
      * strndup (which may look at byte n) */
@@ -283,8 +319,16 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
 {
     buf_free(&out->body);
     buf_init(&out->body, g->lim.max_output_bytes);
-    int rc = g->spec->kind == QUERY_KIND_RENDER ? finish_render(g, partial_json, out, em)
-                                                : finish_labels(g, out);
+    int rc;
+    if (g->spec->kind == QUERY_KIND_RENDER) {
+        rc = finish_render(g, partial_json, out, em);
+    } else if (g->spec->kind == QUERY_KIND_LABEL_SHARES) {
+        out->content_type = "application/json";
+        rc = query_shares_write(g->spec->label, &g->values, g->shares, &out->body);
+        if (rc == 0 && partial_json != NULL) rc = add_json_members(&out->body, partial_json);
+    } else {
+        rc = finish_labels(g, out);
+    }
     rc = query_out_err(rc, &out->body, em);
     if (rc != 0) buf_reset(&out->body);
     return rc;

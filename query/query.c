@@ -164,6 +164,29 @@ static int parse_labels(query_kind_t kind, const query_params_t *p, const query_
     return rc;
 }
 
+/* Label shares: the selection (with its profile type: shares of one unit),
+ * the label, the times. */
+static int parse_shares(const query_params_t *p, const query_limits_t *lim, int64_t now_ms,
+                        query_spec_t *s, errmsg_t *em)
+{
+    if (p->label == NULL || p->label[0] == 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'label': required");
+    if (strlen(p->label) > QUERY_LABEL_NAME_MAX)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'label': longer than %d bytes",
+                          QUERY_LABEL_NAME_MAX);
+    if (p->query == NULL || p->query[0] == 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'query': required");
+    if ((s->label = strdup(p->label)) == NULL) return ERR_NOMEM;
+    int rc = parse_sel("query", p->query, s, em);
+    if (rc == 0 && query_selector_type(s->sel) == NULL)
+        rc = errmsg_set(em, ERR_INVALID_ARGUMENT,
+                        "parameter 'query': a profile type is required (shares of one unit)");
+    int64_t from, until;
+    if (rc == 0) rc = query_time_range(p, now_ms, &from, &until, em);
+    if (rc == 0) query_plan_make(from, until, now_ms, lim, &s->plan);
+    return rc;
+}
+
 int query_spec_parse(query_kind_t kind, const query_params_t *p, const query_limits_t *lim,
                      int64_t now_ms, query_spec_t *out, errmsg_t *em)
 {
@@ -174,6 +197,8 @@ int query_spec_parse(query_kind_t kind, const query_params_t *p, const query_lim
         rc = parse_render(p, lim, now_ms, out, em);
     else if (kind == QUERY_KIND_LABEL_NAMES || kind == QUERY_KIND_LABEL_VALUES)
         rc = parse_labels(kind, p, lim, now_ms, out, em);
+    else if (kind == QUERY_KIND_LABEL_SHARES)
+        rc = parse_shares(p, lim, now_ms, out, em);
     else
         rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "unknown query kind %d", (int)kind);
     if (rc != 0) query_spec_free(out);
@@ -251,6 +276,12 @@ int query_label_names(storage_t *st, const char *tenant, const query_params_t *p
                       const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em)
 {
     return run_local(st, tenant, QUERY_KIND_LABEL_NAMES, p, lim, now_ms, out, em);
+}
+
+int query_label_shares(storage_t *st, const char *tenant, const query_params_t *p,
+                       const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em)
+{
+    return run_local(st, tenant, QUERY_KIND_LABEL_SHARES, p, lim, now_ms, out, em);
 }
 
 int query_label_values(storage_t *st, const char *tenant, const query_params_t *p,

@@ -77,6 +77,14 @@ int query_label_values(storage_t *st, const char *tenant, const query_params_t *
                        const query_limits_t *lim, int64_t now_ms, query_result_t *out,
                        errmsg_t *em);
 
+/* GET /api/label-shares?query=TYPE{selector}&label=NAME: each value of NAME
+ * among the selected series with its total over the range and its share,
+ * {"label", "total", "values": [{"value", "total", "share"}]}, largest first
+ * (series without the label count under ""). */
+int query_label_shares(storage_t *st, const char *tenant, const query_params_t *p,
+                       const query_limits_t *lim, int64_t now_ms, query_result_t *out,
+                       errmsg_t *em);
+
 /* ---- Building blocks, public for the CLI, the fuzz targets and the cluster
  * coordinator (which merges partial trees and then encodes them itself). ---- */
 
@@ -319,9 +327,10 @@ typedef struct query_range {
 int query_range_contains(query_range_t r, uint64_t token);
 
 typedef enum query_kind {
-    QUERY_KIND_RENDER = 1,  /* merged call tree (+ timeline) */
-    QUERY_KIND_LABEL_NAMES, /* distinct label names */
-    QUERY_KIND_LABEL_VALUES /* distinct values of one label */
+    QUERY_KIND_RENDER = 1,   /* merged call tree (+ timeline) */
+    QUERY_KIND_LABEL_NAMES,  /* distinct label names */
+    QUERY_KIND_LABEL_VALUES, /* distinct values of one label */
+    QUERY_KIND_LABEL_SHARES  /* each value's total of one label over a selection */
 } query_kind_t;
 
 typedef enum query_format {
@@ -382,7 +391,7 @@ typedef struct query_partial {
     size_t nseries;      /* render: series selected */
     char *spy_name;      /* render: pyroscope_spy shared by all those series, or NULL */
     query_timeline_t tl; /* render with timeline: per-bucket totals, else n == 0 */
-    char **values;       /* labels: distinct, sorted (strcmp) */
+    char **values;       /* labels: distinct, sorted (strcmp); label shares: "TOTAL VALUE" */
     size_t nvalues;
 } query_partial_t;
 

@@ -107,6 +107,17 @@ int query_timeline_init(const query_plan_t *plan, query_timeline_t *out, int *re
 
 /* Label partial: the distinct names (a->kind LABEL_NAMES) or values of
  * a->label of the series in rs, sorted, into out->values. */
+/* Label shares over rs (shares.c): out->values holds "TOTAL VALUE" entries,
+ * one per value of a->label among the series a->selector picks (series
+ * without the label count under the value ""). */
+int query_shares_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
+                         const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
+                         errmsg_t *em);
+/* Adds one "TOTAL VALUE" entry of a partial to a label-shares gather. */
+int query_gather_add_share(query_gather_t *g, const char *s, size_t n);
+/* The label-shares answer of the gathered entries (shares.c). */
+int query_shares_write(const char *label, const strmap_t *values, const int64_t *totals,
+                       buf_t *out);
 int query_labels_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
                          const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
                          errmsg_t *em);

@@ -195,6 +195,7 @@ static Flamedb__Cluster__QueryKind wire_kind(query_kind_t k)
 {
     if (k == QUERY_KIND_LABEL_NAMES) return Q_KIND(LABEL_NAMES);
     if (k == QUERY_KIND_LABEL_VALUES) return Q_KIND(LABEL_VALUES);
+    if (k == QUERY_KIND_LABEL_SHARES) return Q_KIND(LABEL_SHARES);
     return Q_KIND(MERGE);
 }
 

@@ -217,6 +217,7 @@ static query_kind_t kind_of(Flamedb__Cluster__QueryKind k)
     if (k == Q_KIND(MERGE)) return QUERY_KIND_RENDER;
     if (k == Q_KIND(LABEL_NAMES)) return QUERY_KIND_LABEL_NAMES;
     if (k == Q_KIND(LABEL_VALUES)) return QUERY_KIND_LABEL_VALUES;
+    if (k == Q_KIND(LABEL_SHARES)) return QUERY_KIND_LABEL_SHARES;
     return 0;
 }
 

@@ -101,6 +101,28 @@ def test_render_diff():
     assert r.status == 400 and "left side" in r.json()["message"], r
 
 
+def test_label_shares():
+    svc = unique("shares")
+    for env, stacks in (("a", {"main;x": 5, "main;y": 3}), ("a", {"main;x": 2}),
+                        ("b", {"main;x": 4}), (None, {"main;z": 6})):
+        labels = "{env=%s}" % env if env else ""
+        r = NODE.ingest(folded(stacks), name=svc + ".cpu" + labels, **{"from": NOW - 30},
+                        until=NOW - 20)
+        assert r.status == 200, r
+    r = NODE.query("/api/label-shares", query=sel(svc), label="env")
+    assert r.status == 200 and r.headers["content-type"].startswith("application/json"), r
+    doc = r.json()
+    assert doc["label"] == "env" and doc["total"] == 20 * SCALE, doc
+    got = [(v["value"], v["total"]) for v in doc["values"]]
+    assert got == [("a", 10 * SCALE), ("", 6 * SCALE), ("b", 4 * SCALE)], got  # largest first
+    assert abs(doc["values"][0]["share"] - 0.5) < 1e-6
+    assert doc["total"] == NODE.total(sel(svc))  # the render's numTicks
+    r = NODE.query("/api/label-shares", query=sel(svc))
+    assert r.status == 400 and "label" in r.json()["message"], r
+    r = NODE.query("/api/label-shares", query='{service_name="%s"}' % svc, label="env")
+    assert r.status == 400 and "profile type" in r.json()["message"], r
+
+
 def test_route_errors_are_json():
     r = NODE.get("/no/such/route")
     assert r.status == 404 and r.json()["code"] == "not_found", r

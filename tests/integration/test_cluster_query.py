@@ -74,6 +74,8 @@ def queries(frm, until):
               {"leftQuery": CPU + '{env="dev"}', "leftFrom": frm, "leftUntil": until,
                "rightQuery": CPU + '{env="prod"}', "rightFrom": frm, "rightUntil": until,
                "maxNodes": "8"}))
+    q.append(("label shares env", "/api/label-shares",
+              {"query": CPU + "{}", "label": "env", "from": frm, "until": until}))
     q.append(("label names", "/pyroscope/label-names", {"from": frm, "until": until}))
     q.append(("label values pod", "/pyroscope/label-values", {"label": "pod"}))
     q.append(("label values match", "/pyroscope/label-values",

@@ -181,6 +181,10 @@ static const qcase_t cases[] = {
     {QUERY_KIND_LABEL_VALUES, NULL, NULL, NULL, "__profile_type__", NULL},
     {QUERY_KIND_LABEL_VALUES, NULL, NULL, NULL, "pod", CPU "{env=\"dev\"}"},
     {QUERY_KIND_LABEL_VALUES, NULL, NULL, NULL, "pyroscope_spy", "{}"},
+    {QUERY_KIND_LABEL_SHARES, CPU "{}", NULL, NULL, "env", NULL},
+    {QUERY_KIND_LABEL_SHARES, CPU "{service_name!=\"db\"}", NULL, NULL, "pod", NULL},
+    {QUERY_KIND_LABEL_SHARES, MEM "{}", NULL, NULL, "service_name", NULL},
+    {QUERY_KIND_LABEL_SHARES, CPU "{}", NULL, NULL, "no_such_label", NULL},
 };
 #define NCASES (sizeof cases / sizeof *cases)
 
@@ -202,6 +206,8 @@ static int whole(storage_t *st, const qcase_t *c, const query_params_t *p,
     if (c->kind == QUERY_KIND_RENDER) return query_render(st, TENANT, p, lim, now_ms, out, em);
     if (c->kind == QUERY_KIND_LABEL_NAMES)
         return query_label_names(st, TENANT, p, lim, now_ms, out, em);
+    if (c->kind == QUERY_KIND_LABEL_SHARES)
+        return query_label_shares(st, TENANT, p, lim, now_ms, out, em);
     return query_label_values(st, TENANT, p, lim, now_ms, out, em);
 }
 
