@@ -220,9 +220,13 @@ static void stack_of(const Perftools__Profiles__Profile *p, size_t i, char *out,
     size_t len = 0;
     out[0] = '\0';
     const Perftools__Profiles__Sample *s = p->sample[i];
-    for (size_t d = 0; d < s->n_location_id && s->location_id[d] <= p->n_location; d++) {
-        const Perftools__Profiles__Location *l = p->location[s->location_id[d] - 1];
-        const char *name = str(p, p->function[l->line[0]->function_id - 1]->name);
+    for (size_t d = 0; d < s->n_location_id; d++) {
+        uint64_t id = s->location_id[d];
+        const Perftools__Profiles__Location *l =
+            id >= 1 && id <= p->n_location ? p->location[id - 1] : NULL;
+        uint64_t fn = l != NULL && l->n_line == 1 ? l->line[0]->function_id : 0;
+        const char *name =
+            fn >= 1 && fn <= p->n_function ? str(p, p->function[fn - 1]->name) : NULL;
         len += (size_t)snprintf(out + len, cap - len, "%s;", name ? name : "?");
         if (len >= cap) return;
     }
