@@ -283,7 +283,6 @@ static int fill_samples(builder_t *b, const demo_service_t *svc, demo_kind_t k, 
         else if (s->alloc_size > 0)
             rc = add_heap(b, s, w[i], r, out, em);
     }
-    out->nsamples = b->nsamples;
     return rc;
 }
 
