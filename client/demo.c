@@ -33,6 +33,8 @@ typedef struct demo_opts {
     long backfill_step;
     int live;
     int64_t start, v2_at;
+    int64_t slow_span_at; /* --slow-span: print that window's slow request and exit */
+    int no_spans;
     int quiet;
 } demo_opts_t;
 
@@ -197,7 +199,9 @@ static void usage(FILE *f)
             "usage: flamedb-demo [OPTIONS]\n"
             "Generates CPU and heap profiles (gzipped pprof) of a fake fleet: services api,\n"
             "checkout and worker, labels env, region, pod and version; from --v2-at on the\n"
-            "services run version v2, in which checkout's pricing.applyDiscounts is slower.\n\n"
+            "services run version v2, in which checkout's pricing.applyDiscounts is slower.\n"
+            "Each api CPU profile carries four traced requests (sample labels span_id and\n"
+            "trace_id), one of them slow: most of its time in GetProduct's database query.\n\n"
             "  --url URL          node to push to (default $FLAMEDB_URL or %s)\n"
             "  --tenant ID        X-Scope-OrgID of the pushes\n"
             "  --backfill SEC     first push SEC seconds of history (default 0)\n"
@@ -212,6 +216,10 @@ static void usage(FILE *f)
             "                     the backfill, or 5 minutes after start)\n"
             "  --out-dir DIR      write profiles and manifest.tsv into DIR, push nothing\n"
             "                     (needs --count or --backfill)\n"
+            "  --slow-span TS     print the span_id, trace_id and ingest name of the slow\n"
+            "                     request in the first api pod's CPU profile of the 10 s\n"
+            "                     window holding TS (same --seed), then exit\n"
+            "  --no-spans         attach no span_id/trace_id labels (same totals)\n"
             "  --quiet            no progress lines\n",
             FLAMEDB_DEFAULT_URL);
 }
@@ -241,7 +249,7 @@ static int set_number(demo_opts_t *o, int c, const char *arg)
     } nums[] = {{'b', 0, &o->backfill, NULL}, {'B', DEMO_PERIOD_S, &o->backfill_step, NULL},
                 {'i', 1, &o->interval, NULL}, {'c', 1, &o->count, NULL},
                 {'s', 0, NULL, &o->seed},     {'S', 1, NULL, &o->start},
-                {'v', 0, NULL, &o->v2_at}};
+                {'v', 0, NULL, &o->v2_at},    {'P', 1, NULL, &o->slow_span_at}};
     for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
         if (nums[k].c != c) continue;
         if (num(arg, nums[k].min, &v) != 0) return -1;
@@ -273,6 +281,9 @@ static int set_opt(demo_opts_t *o, int c, const char *arg)
     case 'q':
         o->quiet = 1;
         return 0;
+    case 'N':
+        o->no_spans = 1;
+        return 0;
     case 'h':
         usage(stdout);
         exit(0);
@@ -288,12 +299,23 @@ static int set_opt(demo_opts_t *o, int c, const char *arg)
 
 static int parse_opts(int argc, char **argv, demo_opts_t *o)
 {
-    static const struct option opts[] = {
-        {"url", 1, 0, 'u'},           {"tenant", 1, 0, 'T'},  {"backfill", 1, 0, 'b'},
-        {"backfill-step", 1, 0, 'B'}, {"no-live", 0, 0, 'L'}, {"interval", 1, 0, 'i'},
-        {"rate", 1, 0, 'r'},          {"count", 1, 0, 'c'},   {"seed", 1, 0, 's'},
-        {"start", 1, 0, 'S'},         {"v2-at", 1, 0, 'v'},   {"out-dir", 1, 0, 'o'},
-        {"quiet", 0, 0, 'q'},         {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    static const struct option opts[] = {{"url", 1, 0, 'u'},
+                                         {"tenant", 1, 0, 'T'},
+                                         {"backfill", 1, 0, 'b'},
+                                         {"backfill-step", 1, 0, 'B'},
+                                         {"no-live", 0, 0, 'L'},
+                                         {"interval", 1, 0, 'i'},
+                                         {"rate", 1, 0, 'r'},
+                                         {"count", 1, 0, 'c'},
+                                         {"seed", 1, 0, 's'},
+                                         {"start", 1, 0, 'S'},
+                                         {"v2-at", 1, 0, 'v'},
+                                         {"out-dir", 1, 0, 'o'},
+                                         {"quiet", 0, 0, 'q'},
+                                         {"help", 0, 0, 'h'},
+                                         {"slow-span", 1, 0, 'P'},
+                                         {"no-spans", 0, 0, 'N'},
+                                         {0, 0, 0, 0}};
     *o = (demo_opts_t){
         .url = getenv("FLAMEDB_URL"), .seed = 1, .interval = 10, .backfill_step = 30, .live = 1};
     int c;
@@ -334,13 +356,38 @@ static int open_sink(demo_run_t *r, const demo_opts_t *o)
     return 0;
 }
 
+/* --slow-span: the generator's own record of the slow request, so the ids
+ * printed are the ids pushed for that window with the same seed. */
+static int print_slow_span(const demo_opts_t *o)
+{
+    size_t n, api = 0;
+    const demo_instance_t *fleet = demo_fleet(&n);
+    while (api < n && fleet[api].service->requests == 0)
+        api++;
+    demo_params_t params = {.seed = (uint64_t)o->seed, .v2_at = o->v2_at};
+    demo_profile_t p;
+    errmsg_t em = {{0}};
+    int rc = api < n ? demo_generate(&params, api, DEMO_CPU,
+                                     o->slow_span_at - o->slow_span_at % DEMO_PERIOD_S, &p, &em)
+                     : errmsg_set(&em, ERR_NOT_FOUND, "no service has traced requests");
+    if (rc != ERR_OK) {
+        fprintf(stderr, "flamedb-demo: %s\n", errmsg_text(&em, rc));
+        return 1;
+    }
+    printf("%s %s %s\n", p.slow_span_id, p.slow_trace_id, p.name);
+    demo_profile_free(&p);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     demo_opts_t o;
     if (parse_opts(argc, argv, &o) != 0) return 2;
     if (o.start == 0) o.start = now_s() - now_s() % DEMO_PERIOD_S;
     if (o.v2_at == 0) o.v2_at = o.backfill > 0 ? o.start - o.backfill / 2 : o.start + 300;
-    demo_run_t r = {.o = &o, .params = {.seed = (uint64_t)o.seed, .v2_at = o.v2_at}};
+    if (o.slow_span_at > 0) return print_slow_span(&o);
+    demo_run_t r = {.o = &o,
+                    .params = {.seed = (uint64_t)o.seed, .v2_at = o.v2_at, .no_spans = o.no_spans}};
     if (open_sink(&r, &o) != 0) return 2;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

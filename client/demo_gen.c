@@ -4,7 +4,10 @@
  * so its sizes are known), packed with protobuf-c and gzipped with
  * libdeflate. Functions and locations are one per distinct frame name; file
  * names and line numbers are derived from the name so they stay stable.
+ * Traced requests are carved out of finished CPU samples (add_requests), so
+ * they move ticks between samples and never change a total.
  */
+#include <inttypes.h>
 #include <libdeflate.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,12 +25,14 @@
 #define CPU_HZ 100
 #define CPU_PERIOD_NS (1000000000LL / CPU_HZ)
 #define HEAP_PERIOD 524288
+#define MAX_REQUESTS 16
 
 typedef Perftools__Profiles__Function pb_function_t;
 typedef Perftools__Profiles__Location pb_location_t;
 typedef Perftools__Profiles__Line pb_line_t;
 typedef Perftools__Profiles__Sample pb_sample_t;
 typedef Perftools__Profiles__ValueType pb_value_type_t;
+typedef Perftools__Profiles__Label pb_label_t;
 
 typedef struct builder {
     ProtobufCBinaryData strs[MAX_STRINGS];
@@ -45,6 +50,9 @@ typedef struct builder {
     pb_sample_t *sample_ptrs[MAX_SAMPLES];
     uint64_t loc_ids[MAX_SAMPLES][MAX_DEPTH];
     int64_t values[MAX_SAMPLES][DEMO_MAX_TYPES];
+    int stack_of[MAX_SAMPLES]; /* index of the service stack each sample came from */
+    pb_label_t labels[MAX_SAMPLES][2];
+    pb_label_t *label_ptrs[MAX_SAMPLES][2];
     size_t nsamples;
     pb_value_type_t types[DEMO_MAX_TYPES + 1]; /* + period type */
     pb_value_type_t *type_ptrs[DEMO_MAX_TYPES];
@@ -212,9 +220,10 @@ static const char *const cpu_tails[] = {NULL,
 #define NTAILS (sizeof cpu_tails / sizeof cpu_tails[0])
 
 /* Splits one stack's CPU ticks over a few leaf variants. */
-static int add_cpu(builder_t *b, const demo_stack_t *s, int64_t ticks, rng_t *r,
+static int add_cpu(builder_t *b, const demo_service_t *svc, size_t si, int64_t ticks, rng_t *r,
                    demo_profile_t *out, errmsg_t *em)
 {
+    const demo_stack_t *s = &svc->stacks[si];
     int nv = 1 + (int)(rng_next(r) % MAX_VARIANTS);
     size_t first = (size_t)(rng_next(r) % (NTAILS - 1));
     for (int j = 0; j < nv && ticks > 0; j++) {
@@ -228,6 +237,7 @@ static int add_cpu(builder_t *b, const demo_stack_t *s, int64_t ticks, rng_t *r,
         v[1] = v[0] * CPU_PERIOD_NS;
         int rc = add_sample(b, s->frames, tail, v, em);
         if (rc != ERR_OK) return rc;
+        b->stack_of[b->nsamples - 1] = (int)si;
         out->totals[0] += v[0];
         out->totals[1] += v[1];
     }
@@ -269,12 +279,121 @@ static int fill_samples(builder_t *b, const demo_service_t *svc, demo_kind_t k, 
         const demo_stack_t *s = &svc->stacks[i];
         if (w[i] <= 0) continue;
         if (k == DEMO_CPU)
-            rc = add_cpu(b, s, (int64_t)(ticks * w[i] / sum + 0.5), r, out, em);
+            rc = add_cpu(b, svc, i, (int64_t)(ticks * w[i] / sum + 0.5), r, out, em);
         else if (s->alloc_size > 0)
             rc = add_heap(b, s, w[i], r, out, em);
     }
-    out->nsamples = b->nsamples;
     return rc;
+}
+
+/* Interns a copy of s[0..n) kept in the builder's pool. */
+static int64_t intern_pooled(builder_t *b, const char *s, size_t n)
+{
+    if (n > POOL_BYTES - b->pool_len) return -1;
+    char *dst = b->pool + b->pool_len;
+    memcpy(dst, s, n);
+    int64_t idx = intern(b, dst, n);
+    if (idx == (int64_t)b->nstrs - 1 && b->strs[idx].data == (uint8_t *)dst) b->pool_len += n;
+    return idx;
+}
+
+/* The ids of request j of instance inst's profile at t: span_id is 16 hex
+ * digits, trace_id 32; never all zeros. */
+static void request_ids(const demo_params_t *p, size_t inst, int64_t t, int j, char span[17],
+                        char trace[33])
+{
+    rng_t r = {p->seed * 0x9E3779B97F4A7C15ULL ^ ((uint64_t)inst << 32) ^
+               (uint64_t)t * 0xBF58476D1CE4E5B9ULL ^ ((uint64_t)j << 56) ^
+               p->variant * 0x94D049BB133111EBULL};
+    uint64_t s = rng_next(&r), hi = rng_next(&r), lo = rng_next(&r);
+    snprintf(span, 17, "%016" PRIx64, s ? s : 1);
+    snprintf(trace, 33, "%016" PRIx64 "%016" PRIx64, hi, lo ? lo : 1);
+}
+
+/* Moves up to ticks of sample from (which keeps at least one) into a new
+ * sample of the same stack labelled keys[0]=ids[0], keys[1]=ids[1]. */
+static int carve(builder_t *b, size_t from, int64_t ticks, const int64_t keys[2],
+                 const int64_t ids[2], int64_t *moved, errmsg_t *em)
+{
+    int64_t *fv = b->values[from];
+    if (ticks > fv[0] - 1) ticks = fv[0] - 1;
+    if (ticks <= 0) return ERR_OK;
+    if (b->nsamples == MAX_SAMPLES)
+        return errmsg_set(em, ERR_LIMIT, "demo profile has too many samples");
+    size_t s = b->nsamples++;
+    fv[0] -= ticks;
+    fv[1] = fv[0] * CPU_PERIOD_NS;
+    b->values[s][0] = ticks;
+    b->values[s][1] = ticks * CPU_PERIOD_NS;
+    memcpy(b->loc_ids[s], b->loc_ids[from], sizeof b->loc_ids[s]);
+    b->stack_of[s] = b->stack_of[from];
+    perftools__profiles__sample__init(&b->samples[s]);
+    b->samples[s].n_location_id = b->samples[from].n_location_id;
+    b->samples[s].location_id = b->loc_ids[s];
+    b->samples[s].n_value = (size_t)b->ntypes;
+    b->samples[s].value = b->values[s];
+    for (int l = 0; l < 2; l++) {
+        perftools__profiles__label__init(&b->labels[s][l]);
+        b->labels[s][l].key = keys[l];
+        b->labels[s][l].str = ids[l];
+        b->label_ptrs[s][l] = &b->labels[s][l];
+    }
+    b->samples[s].n_label = 2;
+    b->samples[s].label = b->label_ptrs[s];
+    b->sample_ptrs[s] = &b->samples[s];
+    *moved += ticks;
+    return ERR_OK;
+}
+
+/* Request j's share: the slow one takes 3/5 of every sample of the slow
+ * stack plus a tick or two elsewhere; the others a few ticks of a few request
+ * samples (cand). */
+static int add_request(builder_t *b, const demo_service_t *svc, size_t base, const size_t *cand,
+                       size_t nc, int slow, rng_t *r, const int64_t keys[2], const int64_t ids[2],
+                       int64_t *moved, errmsg_t *em)
+{
+    int rc = ERR_OK;
+    for (size_t i = 0; slow && i < base && rc == ERR_OK; i++)
+        if (b->stack_of[i] == svc->slow_stack)
+            rc = carve(b, i, b->values[i][0] * 3 / 5, keys, ids, moved, em);
+    int extra = slow ? 2 : 2 + (int)(rng_next(r) % 3);
+    for (int e = 0; e < extra && rc == ERR_OK; e++) {
+        size_t from = cand[rng_next(r) % nc];
+        rc = carve(b, from, 1 + (int64_t)(rng_next(r) % (slow ? 2 : 4)), keys, ids, moved, em);
+    }
+    return rc;
+}
+
+/* Hands parts of a CPU profile's request samples (those under the HTTP
+ * server) to svc->requests traced requests; records the slow one's ids. */
+static int add_requests(builder_t *b, const demo_params_t *p, size_t inst,
+                        const demo_service_t *svc, int64_t t, demo_profile_t *out, errmsg_t *em)
+{
+    size_t base = b->nsamples, cand[MAX_SAMPLES], nc = 0;
+    for (size_t i = 0; i < base; i++)
+        if (strstr(svc->stacks[b->stack_of[i]].frames, "net/http.serverHandler.ServeHTTP;"))
+            cand[nc++] = i;
+    int n = svc->requests < MAX_REQUESTS ? svc->requests : MAX_REQUESTS;
+    if (nc == 0 || n <= 0) return ERR_OK;
+    int64_t keys[2] = {intern(b, "span_id", 7), intern(b, "trace_id", 8)};
+    rng_t r = {(p->seed + 1) * 0xD6E8FEB86659FD93ULL ^ (uint64_t)t ^ ((uint64_t)inst << 48) ^
+               p->variant};
+    int slow = (int)(rng_next(&r) % (uint64_t)n);
+    for (int j = 0; j < n; j++) {
+        char span[17], trace[33];
+        request_ids(p, inst, t, j, span, trace);
+        int64_t ids[2] = {intern_pooled(b, span, 16), intern_pooled(b, trace, 32)};
+        if (keys[0] < 0 || keys[1] < 0 || ids[0] < 0 || ids[1] < 0)
+            return errmsg_set(em, ERR_LIMIT, "demo profile builder full");
+        int64_t moved = 0;
+        int rc = add_request(b, svc, base, cand, nc, j == slow, &r, keys, ids, &moved, em);
+        if (rc != ERR_OK) return rc;
+        if (j == slow && moved > 0) {
+            memcpy(out->slow_span_id, span, sizeof span);
+            memcpy(out->slow_trace_id, trace, sizeof trace);
+        }
+    }
+    return ERR_OK;
 }
 
 static int pack_gzip(builder_t *b, demo_kind_t k, int64_t t, demo_profile_t *out, errmsg_t *em)
@@ -326,6 +445,9 @@ int demo_generate(const demo_params_t *p, size_t i, demo_kind_t k, int64_t t, de
     if (b == NULL) return errmsg_set(em, ERR_NOMEM, "demo: out of memory");
     set_types(b, k, out);
     int rc = fill_samples(b, in->service, k, v2, &r, out, em);
+    if (rc == ERR_OK && k == DEMO_CPU && !p->no_spans)
+        rc = add_requests(b, p, i, in->service, t, out, em);
+    out->nsamples = b->nsamples;
     if (rc == ERR_OK) rc = pack_gzip(b, k, t, out, em);
     free(b);
     if (rc != ERR_OK) {

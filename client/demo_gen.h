@@ -7,6 +7,14 @@
  * variant give the same bytes, so files written for benchmarks can be
  * reproduced and a re-sent profile is recognised by the server as the same one.
  *
+ * Traced requests: a service with requests > 0 hands part of each CPU
+ * profile's request samples to that many requests, copies of the samples with
+ * pprof labels span_id (16 hex digits) and trace_id (32) carrying ticks taken
+ * from the unlabelled sample, so every total and every stack's sum stay what
+ * they are without spans. One request per profile is slow: most of its time is
+ * in the service's slow_stack. Ids derive from seed, instance, time, request
+ * and variant only.
+ *
  * Threads: no shared mutable state; call from any thread.
  * Ownership: demo_generate() fills a caller-owned demo_profile_t whose gz
  * buffer the caller frees with demo_profile_free().
@@ -33,6 +41,8 @@ typedef struct demo_service {
     double cores; /* mean CPU use of one pod */
     const demo_stack_t *stacks;
     size_t nstacks;
+    int requests;   /* traced requests per CPU profile (span_id/trace_id labels); 0: none */
+    int slow_stack; /* the stack where the slow request of each profile spends its time */
 } demo_service_t;
 
 typedef struct demo_instance {
@@ -59,12 +69,15 @@ typedef struct demo_profile {
     int ntypes;
     char types[DEMO_MAX_TYPES][32]; /* "cpu/nanoseconds" */
     int64_t totals[DEMO_MAX_TYPES]; /* exact sum of each sample type's values */
+    char slow_span_id[17];          /* the slowest traced request's ids; "" when none */
+    char slow_trace_id[33];
 } demo_profile_t;
 
 typedef struct demo_params {
     uint64_t seed;
     int64_t v2_at;    /* unix seconds from which services run v2 */
     uint64_t variant; /* mixed into the randomness; 0 for reproducible content */
+    int no_spans;     /* 1: leave out the traced requests (same totals, no span labels) */
 } demo_params_t;
 
 /* Builds the profile of instance i of kind k covering [t, t + DEMO_PERIOD_S). */

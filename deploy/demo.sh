@@ -198,6 +198,11 @@ if [ "$BACKFILL" -gt 0 ]; then
     BF_FAILED=0
     for p in "${BF_PIDS[@]}"; do wait "$p" || BF_FAILED=1; done
     [ "$BF_FAILED" = 1 ] && echo "demo.sh: some backfill pushes failed (see above)" >&2
+    # the slow traced request of the first api pod in the newest backfilled round
+    # (the generator names it: same seed, same window, same ids)
+    SPAN_AT=$((FIRST + (BACKFILL - 1) / STEP * STEP))
+    read -r SPAN TRACE SPAN_NAME < <("$BIN/flamedb-demo" --slow-span "$SPAN_AT" --v2-at "$V2_AT") ||
+        SPAN=""
     if [ "$NODES" -gt 1 ]; then
         say "the same query on every node (CPU of the whole backfill):"
         "${UTIL[@]}" ticks 10 "$CPU{}" "$FIRST" "$START" "${URLS[@]}" ||
@@ -222,6 +227,8 @@ Q_API=$(enc "$CPU{service_name=\"api\"}")
 Q_CHK=$(enc "$CPU{service_name=\"checkout\"}")
 Q_V1=$(enc "$CPU{service_name=\"checkout\",version=\"v1\"}")
 Q_V2=$(enc "$CPU{service_name=\"checkout\",version=\"v2\"}")
+SPAN=${SPAN:-}
+[ -n "$SPAN" ] && Q_SPAN=$(enc "$CPU{service_name=\"api\",span_id=\"$SPAN\"}")
 echo
 if [ "$NODES" = 1 ]; then
     echo "flamedb is running at ${URLS[0]} with live demo traffic"
@@ -237,6 +244,7 @@ for i in $(seq 0 $((NODES - 1))); do
     echo "  $U/pyroscope/render?query=$Q_API&from=now-1h&until=now"
     echo "  $U/pyroscope/render?query=$Q_CHK&from=now-1h&format=folded"
     echo "  $U/pyroscope/render-diff?leftQuery=$Q_V1&leftFrom=now-1h&rightQuery=$Q_V2&rightFrom=now-1h"
+    [ -n "$SPAN" ] && echo "  $U/pyroscope/render?query=$Q_SPAN&from=now-1h&until=now"
     echo "  $U/pyroscope/label-names"
     [ "$NODES" -gt 1 ] && echo "  $U/cluster/status"
 done
@@ -251,6 +259,12 @@ Or with flamectl (--url picks the node; default ${URLS[0]} via FLAMEDB_URL):
   $CTL --url ${URLS[0]} query '$CPU{}' --output pprof -o cpu.pb.gz   # then: go tool pprof -top cpu.pb.gz
   $CTL --url $U2 labels pod
 EOF
+if [ -n "$SPAN" ]; then
+    cat <<EOF
+  $CTL --url $U2 query '$CPU{service_name="api",span_id="$SPAN"}' --from now-1h
+  $CTL --url $U2 query '$CPU{service_name="api",trace_id="$TRACE"}' --from now-1h --output folded
+EOF
+fi
 if [ "$NODES" -gt 1 ]; then
     cat <<EOF
   $CTL --url $U2 cluster status
@@ -265,8 +279,16 @@ fi
 cat <<EOF
 
 Compare v1 and v2 of checkout: pricing.applyDiscounts got slower in v2.
-Press Ctrl-C to stop.
 EOF
+if [ -n "$SPAN" ]; then
+    cat <<EOF
+Each api CPU profile carries four traced requests (sample labels span_id and trace_id).
+Span $SPAN (trace $TRACE) is the slow one of
+$SPAN_NAME at $(date -d "@$SPAN_AT" +%H:%M:%S):
+its flame graph is mostly GetProduct's database query.
+EOF
+fi
+echo "Press Ctrl-C to stop."
 
 # Runs until Ctrl-C (the trap) or until a node stops on its own.
 while :; do

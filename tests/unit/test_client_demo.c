@@ -5,7 +5,10 @@
  * file with libdeflate, decodes it with protobuf-c, checks the pprof
  * invariants (string_table[0] == "", ids resolve, one value per sample type)
  * and recomputes each sample type's total. Also: the same seed gives the same
- * bytes, and the v2 rollout shows up in labels and stacks.
+ * bytes, and the v2 rollout shows up in labels and stacks. Traced requests:
+ * every api CPU profile has four span_id/trace_id-labelled requests whose
+ * stacks sum, stack by stack, to the same profile generated with --no-spans;
+ * the request --slow-span names is the largest and sits on its slow path.
  */
 #include "check.h"
 
@@ -32,13 +35,27 @@ static int find_demo(void)
     return access(demo_bin, X_OK);
 }
 
-static int run_demo(const char *dir, int seed)
+static int run_demo(const char *dir, int seed, const char *extra)
 {
     char cmd[PATH_MAX * 2 + 200];
-    snprintf(cmd, sizeof cmd,
-             "'%s' --out-dir '%s' --count %d --start %d --v2-at %d --seed %d --quiet 2>/dev/null",
-             demo_bin, dir, COUNT, START, V2_AT, seed);
+    snprintf(
+        cmd, sizeof cmd,
+        "'%s' --out-dir '%s' --count %d --start %d --v2-at %d --seed %d %s --quiet 2>/dev/null",
+        demo_bin, dir, COUNT, START, V2_AT, seed, extra);
     return system(cmd);
+}
+
+/* flamedb-demo --slow-span TS: "SPAN TRACE NAME" of the first api pod. */
+static int slow_span(int64_t ts, char span[64], char trace[64], char name[256])
+{
+    char cmd[PATH_MAX + 200];
+    snprintf(cmd, sizeof cmd, "'%s' --slow-span %" PRId64 " --v2-at %d --seed 7", demo_bin, ts,
+             V2_AT);
+    FILE *f = popen(cmd, "r");
+    if (f == NULL) return -1;
+    int n = fscanf(f, "%63s %63s %255s", span, trace, name);
+    int rc = pclose(f);
+    return n == 3 && rc == 0 ? 0 : -1;
 }
 
 static uint8_t *read_file(const char *path, size_t *len)
@@ -168,6 +185,170 @@ static void check_line(const char *dir, char *line, int *saw_v2_regression)
     perftools__profiles__profile__free_unpacked(p, NULL);
 }
 
+/* ---- traced requests ---- */
+
+#define MAX_KEYS 512
+#define SLOW_PATH "github.com/acme/api/store.(*DB).Product"
+
+typedef struct sums {
+    char key[MAX_KEYS][1024]; /* a stack ("f;g;h", leaf first) or a span id */
+    int64_t v[MAX_KEYS];
+    char other[MAX_KEYS][64]; /* span sums: the trace id seen with it */
+    size_t n;
+} sums_t;
+
+static size_t sums_find(const sums_t *s, const char *key)
+{
+    size_t i = 0;
+    while (i < s->n && strcmp(s->key[i], key) != 0)
+        i++;
+    return i; /* s->n: absent */
+}
+
+static size_t sums_add(sums_t *s, const char *key, int64_t v)
+{
+    size_t i = sums_find(s, key);
+    if (i == s->n && s->n < MAX_KEYS) snprintf(s->key[s->n++], sizeof s->key[0], "%s", key);
+    CHECK(i < MAX_KEYS);
+    if (i < MAX_KEYS) s->v[i] += v;
+    return i < MAX_KEYS ? i : 0;
+}
+
+/* The function names of sample i, leaf first, joined by ';'. */
+static void stack_of(const Perftools__Profiles__Profile *p, size_t i, char *out, size_t cap)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    const Perftools__Profiles__Sample *s = p->sample[i];
+    for (size_t d = 0; d < s->n_location_id; d++) {
+        uint64_t id = s->location_id[d];
+        const Perftools__Profiles__Location *l =
+            id >= 1 && id <= p->n_location ? p->location[id - 1] : NULL;
+        uint64_t fn = l != NULL && l->n_line == 1 ? l->line[0]->function_id : 0;
+        const char *name =
+            fn >= 1 && fn <= p->n_function ? str(p, p->function[fn - 1]->name) : NULL;
+        len += (size_t)snprintf(out + len, cap - len, "%s;", name ? name : "?");
+        if (len >= cap) return;
+    }
+}
+
+static int is_hex(const char *s, size_t n)
+{
+    if (strlen(s) != n) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+    return 1;
+}
+
+/* Sample i's span_id and trace_id labels ("" when absent); returns the
+ * number of labels the sample has. */
+static size_t span_labels(const Perftools__Profiles__Profile *p, size_t i, char span[64],
+                          char trace[64])
+{
+    span[0] = trace[0] = '\0';
+    const Perftools__Profiles__Sample *s = p->sample[i];
+    for (size_t l = 0; l < s->n_label; l++) {
+        char key[64];
+        const char *k = str(p, s->label[l]->key);
+        snprintf(key, sizeof key, "%.63s", k ? k : "");
+        const char *v = str(p, s->label[l]->str);
+        CHECK(v != NULL && s->label[l]->num == 0);
+        if (strcmp(key, "span_id") == 0) snprintf(span, 64, "%.63s", v ? v : "");
+        if (strcmp(key, "trace_id") == 0) snprintf(trace, 64, "%.63s", v ? v : "");
+    }
+    return s->n_label;
+}
+
+/* p (with spans) against q (the same profile with --no-spans): labels are
+ * well formed, each stack sums to the same values, and the slowest request
+ * (want_slow when not NULL) has most of its samples on the slow path. */
+static void check_spans(const Perftools__Profiles__Profile *p,
+                        const Perftools__Profiles__Profile *q, const char *want_slow,
+                        const char *want_trace)
+{
+    static sums_t with, without, spans;
+    static int64_t slow_path[MAX_KEYS];
+    memset(&with, 0, sizeof with);
+    memset(&without, 0, sizeof without);
+    memset(&spans, 0, sizeof spans);
+    memset(slow_path, 0, sizeof slow_path);
+    char stack[1024], span[64], trace[64];
+    int64_t total = 0, labelled = 0;
+    for (size_t i = 0; i < q->n_sample; i++) {
+        stack_of(q, i, stack, sizeof stack);
+        sums_add(&without, stack, q->sample[i]->value[0]);
+        CHECK_EQ_INT(span_labels(q, i, span, trace), 0);
+    }
+    for (size_t i = 0; i < p->n_sample; i++) {
+        int64_t v = p->sample[i]->value[0];
+        stack_of(p, i, stack, sizeof stack);
+        sums_add(&with, stack, v);
+        total += v;
+        if (span_labels(p, i, span, trace) == 0) continue;
+        CHECK(is_hex(span, 16) && is_hex(trace, 32));
+        size_t k = sums_add(&spans, span, v);
+        if (spans.other[k][0] == '\0') snprintf(spans.other[k], 64, "%s", trace);
+        CHECK_EQ_STR(spans.other[k], trace); /* one trace per span */
+        slow_path[k] += strstr(stack, SLOW_PATH ";") != NULL ? v : 0;
+        labelled += v;
+    }
+    CHECK_EQ_INT(with.n, without.n); /* the same stacks, each with the same sum */
+    for (size_t i = 0; i < with.n; i++) {
+        size_t j = sums_find(&without, with.key[i]);
+        CHECK(j < without.n);
+        if (j < without.n) CHECK_EQ_INT(with.v[i], without.v[j]);
+    }
+    CHECK_EQ_INT(spans.n, 4);
+    CHECK(labelled > 0 && labelled < total);
+    size_t slow = 0;
+    for (size_t k = 1; k < spans.n; k++)
+        if (spans.v[k] > spans.v[slow]) slow = k;
+    for (size_t k = 0; k < spans.n; k++) /* the slow request stands out */
+        CHECK(k == slow || spans.v[slow] > 5 * spans.v[k]);
+    CHECK(slow_path[slow] * 10 >= spans.v[slow] * 9); /* >= 90 % on the slow path */
+    if (want_slow != NULL) {
+        CHECK_EQ_STR(spans.key[slow], want_slow);
+        CHECK_EQ_STR(spans.other[slow], want_trace);
+    }
+}
+
+/* Splits a manifest line (a copy) into its 9 fields. */
+static int fields(const char *line, char *buf, size_t cap, char *f[9])
+{
+    int n = 0;
+    snprintf(buf, cap, "%s", line);
+    for (char *tok = strtok(buf, "\t\n"); tok != NULL && n < 9; tok = strtok(NULL, "\t\n"))
+        f[n++] = tok;
+    return n;
+}
+
+/* An api CPU profile of d1 against the same one of d4 (--no-spans); the
+ * first pod's profiles against what --slow-span prints for their window.
+ * Returns 1 when the line was an api CPU profile. */
+static int check_requests(const char *d1, const char *line1, const char *d4, const char *line4)
+{
+    char b1[4096], b4[4096], path[PATH_MAX], span[64], trace[64], name[256];
+    char *f1[9], *f4[9];
+    if (fields(line1, b1, sizeof b1, f1) != 9 || fields(line4, b4, sizeof b4, f4) != 9) return 0;
+    CHECK_EQ_STR(f1[0], f4[0]);
+    CHECK_EQ_STR(f1[8], f4[8]); /* the same totals */
+    if (strncmp(f1[1], "api{", 4) != 0 || strcmp(f1[4], "cpu") != 0) return 0;
+    snprintf(path, sizeof path, "%s/%s", d1, f1[0]);
+    Perftools__Profiles__Profile *p = decode(path, (size_t)strtoull(f1[6], NULL, 10));
+    snprintf(path, sizeof path, "%s/%s", d4, f4[0]);
+    Perftools__Profiles__Profile *q = decode(path, (size_t)strtoull(f4[6], NULL, 10));
+    CHECK(p != NULL && q != NULL);
+    int64_t from = strtoll(f1[2], NULL, 10);
+    int first_pod = strstr(f1[0], "-0-cpu-") != NULL;
+    int advertised = first_pod && slow_span(from + 5, span, trace, name) == 0;
+    CHECK(!first_pod || advertised);
+    if (advertised) CHECK_EQ_STR(name, f1[1]);
+    if (p != NULL && q != NULL) check_spans(p, q, advertised ? span : NULL, trace);
+    if (p != NULL) perftools__profiles__profile__free_unpacked(p, NULL);
+    if (q != NULL) perftools__profiles__profile__free_unpacked(q, NULL);
+    return 1;
+}
+
 static int same_file(const char *a, const char *b)
 {
     size_t la, lb;
@@ -185,19 +366,25 @@ int main(void)
         return 1;
     }
     char d1[] = "/tmp/flamedb-demo-test-XXXXXX", d2[] = "/tmp/flamedb-demo-test-XXXXXX";
-    char d3[] = "/tmp/flamedb-demo-test-XXXXXX";
-    CHECK(mkdtemp(d1) && mkdtemp(d2) && mkdtemp(d3));
-    CHECK_EQ_INT(run_demo(d1, 7), 0);
-    CHECK_EQ_INT(run_demo(d2, 7), 0);
-    CHECK_EQ_INT(run_demo(d3, 8), 0);
+    char d3[] = "/tmp/flamedb-demo-test-XXXXXX", d4[] = "/tmp/flamedb-demo-test-XXXXXX";
+    CHECK(mkdtemp(d1) && mkdtemp(d2) && mkdtemp(d3) && mkdtemp(d4));
+    CHECK_EQ_INT(run_demo(d1, 7, ""), 0);
+    CHECK_EQ_INT(run_demo(d2, 7, ""), 0);
+    CHECK_EQ_INT(run_demo(d3, 8, ""), 0);
+    CHECK_EQ_INT(run_demo(d4, 7, "--no-spans"), 0);
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/manifest.tsv", d1);
     FILE *m = fopen(path, "r");
-    CHECK(m != NULL);
-    char line[4096];
-    int lines = 0, regression = 0;
-    if (m != NULL && fgets(line, sizeof line, m) != NULL) /* header */
+    snprintf(path, sizeof path, "%s/manifest.tsv", d4);
+    FILE *m4 = fopen(path, "r");
+    CHECK(m != NULL && m4 != NULL);
+    char line[4096], line4[4096];
+    int lines = 0, regression = 0, api_cpu = 0;
+    if (m != NULL && m4 != NULL && fgets(line, sizeof line, m) != NULL &&
+        fgets(line4, sizeof line4, m4) != NULL) /* headers */
         while (fgets(line, sizeof line, m) != NULL) {
+            CHECK(fgets(line4, sizeof line4, m4) != NULL);
+            api_cpu += check_requests(d1, line, d4, line4);
             char name[256], a[PATH_MAX], b[PATH_MAX];
             sscanf(line, "%255s", name);
             snprintf(a, sizeof a, "%s/%s", d1, name);
@@ -211,10 +398,12 @@ int main(void)
             lines++;
         }
     if (m != NULL) fclose(m);
+    if (m4 != NULL) fclose(m4);
     CHECK_EQ_INT(lines, COUNT);
-    CHECK(regression); /* checkout v2 carries the slow path */
-    char cmd[PATH_MAX * 3 + 32];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s' '%s'", d1, d2, d3);
+    CHECK_EQ_INT(api_cpu, 9); /* 3 rounds x 3 api pods */
+    CHECK(regression);        /* checkout v2 carries the slow path */
+    char cmd[PATH_MAX * 4 + 32];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s' '%s' '%s'", d1, d2, d3, d4);
     CHECK_EQ_INT(system(cmd), 0);
     return check_exit();
 }
