@@ -74,6 +74,11 @@ def queries(frm, until):
               {"leftQuery": CPU + '{env="dev"}', "leftFrom": frm, "leftUntil": until,
                "rightQuery": CPU + '{env="prod"}', "rightFrom": frm, "rightUntil": until,
                "maxNodes": "8"}))
+    for fmt in ("svg", "folded"):
+        q.append(("render-diff dev vs prod " + fmt, "/pyroscope/render-diff",
+                  {"leftQuery": CPU + '{env="dev"}', "leftFrom": frm, "leftUntil": until,
+                   "rightQuery": CPU + '{env="prod"}', "rightFrom": frm, "rightUntil": until,
+                   "format": fmt}))
     q.append(("label names", "/pyroscope/label-names", {"from": frm, "until": until}))
     q.append(("label values pod", "/pyroscope/label-values", {"label": "pod"}))
     q.append(("label values match", "/pyroscope/label-values",
