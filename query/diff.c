@@ -410,18 +410,6 @@ static double change_of(const dcolor_t *c, uint32_t node)
     return r - l;
 }
 
-static void hex_color(unsigned r, unsigned g, unsigned b, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    unsigned v[3] = {r, g, b};
-    out[0] = '#';
-    for (int i = 0; i < 3; i++) {
-        out[1 + 2 * i] = hex[v[i] >> 4 & 15];
-        out[2 + 2 * i] = hex[v[i] & 15];
-    }
-    out[7] = 0;
-}
-
 /* Grey when a frame's share did not move, from grey toward red as it grew
  * and toward blue as it shrank, in proportion to the largest change in the
  * picture; magenta for a frame only on the right (new). A frame only on the
@@ -439,25 +427,33 @@ static void diff_color(const sorted_tree_t *st, uint32_t node, void *ctx, char *
     if (t > 1) t = 1;
     unsigned hi = 224 + (unsigned)(31 * t + 0.5), lo = 224 - (unsigned)(180 * t + 0.5);
     if (node == 0 || t < 0.005)
-        hex_color(224, 224, 224, out);
+        query_svg_rgb(224, 224, 224, out);
     else if (ch > 0)
-        hex_color(hi, lo, lo, out);
+        query_svg_rgb(hi, lo, lo, out);
     else
-        hex_color(lo, lo, hi, out);
+        query_svg_rgb(lo, lo, hi, out);
 }
 
-/* "leftQuery [leftFrom, leftUntil] vs rightQuery [...]": the image's title. */
-static int diff_title(const query_diff_params_t *d, buf_t *out)
+/* The image's title: `name:sample_type {left selector} [from, until] vs
+ * {right selector} [...]`, the shared type said once, a range only when
+ * given (an absent end is the render's default). */
+static int diff_title(const query_diff_params_t *d, const char *profile_type, buf_t *out)
 {
     const query_params_t *side[2] = {&d->left, &d->right};
-    int rc = 0;
+    ptype_t pt;
+    size_t tl = strlen(profile_type);
+    int rc = query_ptype_parse(profile_type, &pt) == 0
+                 ? buf_printf(out, "%s:%s ", pt.name, pt.sample_type)
+                 : 0;
     for (int i = 0; rc == 0 && i < 2; i++) {
         const query_params_t *p = side[i];
+        const char *q = strncmp(p->query, profile_type, tl) == 0 ? p->query + tl : p->query;
         if (i == 1) rc = buf_append_str(out, " vs ");
-        if (rc == 0) rc = buf_append_str(out, p->query);
-        if (rc == 0 && (p->from || p->until))
-            rc = buf_printf(out, " [%.64s, %.64s]", p->from ? p->from : "",
-                            p->until ? p->until : "");
+        if (rc == 0) rc = buf_append_str(out, q);
+        int from = p->from && p->from[0], until = p->until && p->until[0];
+        if (rc == 0 && (from || until))
+            rc = buf_printf(out, " [%.64s, %.64s]", from ? p->from : "now-1h",
+                            until ? p->until : "now");
     }
     return rc != 0 ? rc : buf_append_byte(out, 0);
 }
@@ -472,7 +468,7 @@ static int encode_svg(const sorted_tree_t *st, const sides_t *s, const query_dif
     }
     buf_t title;
     buf_init(&title, out->max);
-    int rc = diff_title(d, &title);
+    int rc = diff_title(d, profile_type, &title);
     query_svg_style_t style = {
         .title = (const char *)title.data,
         .profile_type = profile_type,

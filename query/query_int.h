@@ -89,6 +89,8 @@ int query_svg_write(const sorted_tree_t *st, const query_svg_style_t *style, buf
 /* The default coloring: warm hues from a hash of the package (the name up to
  * its last path, module or class separator); `other` and the root grey. */
 void query_svg_color_package(const sorted_tree_t *st, uint32_t node, void *ctx, char *out);
+/* "#rrggbb" of r, g, b (0..255 each) into out (8 bytes): for color callbacks. */
+void query_svg_rgb(unsigned r, unsigned g, unsigned b, char *out);
 
 /* Maps a buf_t error of an encoder to ERR_LIMIT with a reason. */
 int query_out_err(int rc, const buf_t *out, errmsg_t *em);

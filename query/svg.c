@@ -192,10 +192,14 @@ void query_svg_color_package(const sorted_tree_t *st, uint32_t node, void *ctx, 
     const char *name = st->name[node];
     uint64_t h = hash_bytes64(name, package_len(name));
     /* the warm palette of classic flame graphs: red, orange, yellow */
-    unsigned r = 205 + (unsigned)(h % 51), g = (unsigned)((h >> 8) % 231),
-             b = (unsigned)((h >> 16) % 56);
+    query_svg_rgb(205 + (unsigned)(h % 51), (unsigned)((h >> 8) % 231), (unsigned)((h >> 16) % 56),
+                  out);
+}
+
+void query_svg_rgb(unsigned r, unsigned g, unsigned b, char *out)
+{
     static const char hex[] = "0123456789abcdef";
-    unsigned v[3] = {r, g, b};
+    unsigned v[3] = {r & 255, g & 255, b & 255};
     out[0] = '#';
     for (int i = 0; i < 3; i++) {
         out[1 + 2 * i] = hex[v[i] >> 4];

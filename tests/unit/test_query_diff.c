@@ -434,6 +434,8 @@ static void test_by_example(void)
     render_as(l, r, syms, NULL, "svg", &out);
     const char *svg = (const char *)out.body.data;
     CHECK(strstr(svg, ">total left 20 nanoseconds, right 40 nanoseconds</text>") != NULL);
+    CHECK(strstr(svg, ">process_cpu:cpu {service_name=&quot;a&quot;} vs "
+                      "{service_name=&quot;a&quot;}</text>") != NULL);
     CHECK(strstr(svg, "<title>a\nleft: 20 nanoseconds, 100.00%\nright: 40 nanoseconds, "
                       "100.00%\nchange: +0.00 pp</title>") != NULL);
     CHECK(strstr(svg, "<title>b\nleft: 10 nanoseconds, 50.00%\nright: 30 nanoseconds, "
