@@ -462,6 +462,46 @@ static void test_by_example(void)
     symtab_free(syms);
 }
 
+/* One side empty: folded keeps the other's values against zeros; an empty
+ * right side leaves nothing a width (only the root is drawn), an empty left
+ * one makes every frame new. */
+static void test_empty_side(void)
+{
+    symtab_t *syms = symtab_new();
+    uint64_t ab[2];
+    symtab_intern(syms, "a", 1, "", 0, &ab[0]);
+    symtab_intern(syms, "b", 1, "", 0, &ab[1]);
+    calltree_t *full = calltree_new(0), *empty = calltree_new(0);
+    calltree_add_stack(full, ab, 2, 7);
+    query_result_t out;
+    query_result_init(&out);
+    render_as(full, empty, syms, NULL, "folded", &out);
+    CHECK_EQ_STR((const char *)out.body.data, "a;b 7 0\n");
+    query_result_free(&out);
+    query_result_init(&out);
+    render_as(full, empty, syms, NULL, "svg", &out);
+    xdoc_t d = {0};
+    read_svg((const char *)out.body.data, &d);
+    CHECK_EQ_INT(d.n, 1);
+    CHECK(d.n == 1 && strstr(d.f[0].title, "left: 7 nanoseconds, 100.00%") != NULL);
+    xdoc_free(&d);
+    query_result_free(&out);
+    query_result_init(&out);
+    render_as(empty, full, syms, NULL, "svg", &out);
+    memset(&d, 0, sizeof d);
+    read_svg((const char *)out.body.data, &d);
+    CHECK_EQ_INT(d.n, 3);
+    for (size_t i = 1; i < d.n; i++) {
+        CHECK_EQ_STR(d.f[i].fill, "#d040c0");
+        CHECK(strstr(d.f[i].title, "(new: right only)") != NULL);
+    }
+    xdoc_free(&d);
+    query_result_free(&out);
+    calltree_free(full);
+    calltree_free(empty);
+    symtab_free(syms);
+}
+
 static void test_refusals(void)
 {
     query_limits_t lim;
@@ -508,6 +548,7 @@ int main(int argc, char **argv)
     test_folded();
     test_svg();
     test_by_example();
+    test_empty_side();
     test_refusals();
     return check_exit();
 }
