@@ -14,6 +14,11 @@
  * query_truncate picks the kept shape by those weights (ties on content), and
  * the hidden children of a kept node fold into one `other` child per side.
  * Every kept node's totals and both root totals are unchanged.
+ *
+ * format=svg draws the same joined shape with svg.c's layout: widths are the
+ * right side's (the "after", as flamegraph.pl --diff draws difffolded
+ * output), each frame colored by the change of its share of its side's
+ * total (diff_color). format=folded writes `stack left right` lines.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -389,6 +394,122 @@ static int encode_double(const calltree_t *d, const sides_t *s, const symtab_t *
     return rc;
 }
 
+/* ---------- svg and folded ---------- */
+
+typedef struct dcolor {
+    const int64_t *lt, *rt; /* per node of the shape */
+    double max_change;      /* largest |change| of a frame: full color */
+} dcolor_t;
+
+/* Change of a node's share: right share minus left share (of each side's
+ * root total), in [-1, 1]. */
+static double change_of(const dcolor_t *c, uint32_t node)
+{
+    double l = c->lt[0] ? (double)c->lt[node] / (double)c->lt[0] : 0;
+    double r = c->rt[0] ? (double)c->rt[node] / (double)c->rt[0] : 0;
+    return r - l;
+}
+
+/* Grey when a frame's share did not move, from grey toward red as it grew
+ * and toward blue as it shrank, in proportion to the largest change in the
+ * picture; magenta for a frame only on the right (new). A frame only on the
+ * left has no width in the right side's layout: its tooltip says so. */
+static void diff_color(const sorted_tree_t *st, uint32_t node, void *ctx, char *out)
+{
+    (void)st;
+    const dcolor_t *c = ctx;
+    if (node != 0 && c->lt[node] == 0 && c->rt[node] != 0) {
+        memcpy(out, "#d040c0", 8);
+        return;
+    }
+    double ch = change_of(c, node), t = c->max_change > 0 ? ch / c->max_change : 0;
+    if (t < 0) t = -t;
+    if (t > 1) t = 1;
+    unsigned hi = 224 + (unsigned)(31 * t + 0.5), lo = 224 - (unsigned)(180 * t + 0.5);
+    if (node == 0 || t < 0.005)
+        query_svg_rgb(224, 224, 224, out);
+    else if (ch > 0)
+        query_svg_rgb(hi, lo, lo, out);
+    else
+        query_svg_rgb(lo, lo, hi, out);
+}
+
+/* The image's title: `name:sample_type {left selector} [from, until] vs
+ * {right selector} [...]`, the shared type said once, a range only when
+ * given (an absent end is the render's default). */
+static int diff_title(const query_diff_params_t *d, const char *profile_type, buf_t *out)
+{
+    const query_params_t *side[2] = {&d->left, &d->right};
+    ptype_t pt;
+    size_t tl = strlen(profile_type);
+    int rc = query_ptype_parse(profile_type, &pt) == 0
+                 ? buf_printf(out, "%s:%s ", pt.name, pt.sample_type)
+                 : 0;
+    for (int i = 0; rc == 0 && i < 2; i++) {
+        const query_params_t *p = side[i];
+        const char *q = strncmp(p->query, profile_type, tl) == 0 ? p->query + tl : p->query;
+        if (i == 1) rc = buf_append_str(out, " vs ");
+        if (rc == 0) rc = buf_append_str(out, q);
+        int from = p->from && p->from[0], until = p->until && p->until[0];
+        if (rc == 0 && (from || until))
+            rc = buf_printf(out, " [%.64s, %.64s]", from ? p->from : "now-1h",
+                            until ? p->until : "now");
+    }
+    return rc != 0 ? rc : buf_append_byte(out, 0);
+}
+
+static int encode_svg(const sorted_tree_t *st, const sides_t *s, const query_diff_params_t *d,
+                      const char *profile_type, const char *partial_json, buf_t *out)
+{
+    dcolor_t c = {s->lt, s->rt, 0};
+    for (uint32_t i = 1; i < st->n; i++) {
+        double ch = change_of(&c, i);
+        if ((ch < 0 ? -ch : ch) > c.max_change) c.max_change = ch < 0 ? -ch : ch;
+    }
+    buf_t title;
+    buf_init(&title, out->max);
+    int rc = diff_title(d, profile_type, &title);
+    query_svg_style_t style = {
+        .title = (const char *)title.data,
+        .profile_type = profile_type,
+        .note = partial_json ? "(partial: some token ranges did not answer)" : NULL,
+        .color = diff_color,
+        .color_ctx = &c,
+        .left_total = s->lt,
+    };
+    if (rc == 0) rc = query_svg_write(st, &style, out);
+    buf_free(&title);
+    return rc;
+}
+
+/* svg or folded: the shape with the right side's selves as its own (svg.c
+ * and folded.c read widths and values from the tree), the left side's
+ * values passed beside it. */
+static int encode_beside(calltree_t *d, const sides_t *s, const symtab_t *syms,
+                         const query_diff_params_t *dp, query_format_t f, const char *profile_type,
+                         const char *partial_json, query_result_t *out)
+{
+    size_t n = calltree_node_count(d);
+    uint32_t *ids = malloc(n * sizeof *ids);
+    if (ids == NULL) return ERR_NOMEM;
+    for (uint32_t i = 0; i < n; i++)
+        ids[i] = i;
+    int rc = calltree_add_selves(d, ids, s->rs, n);
+    free(ids);
+    sorted_tree_t st;
+    if (rc == 0) rc = query_sorted_tree_build(&st, d, syms);
+    if (rc != 0) return rc;
+    if (f == QUERY_FORMAT_SVG) {
+        out->content_type = "image/svg+xml";
+        rc = encode_svg(&st, s, dp, profile_type, partial_json, &out->body);
+    } else {
+        out->content_type = "text/plain; charset=utf-8";
+        rc = query_folded_write(&st, s->ls, &out->body);
+    }
+    query_sorted_tree_free(&st);
+    return rc;
+}
+
 /* ---------- parameters ---------- */
 
 void query_diff_params_read(query_diff_params_t *d,
@@ -424,6 +545,23 @@ static int side_type(const char *param, const char *q, char *type, size_t type_m
     return rc;
 }
 
+/* json, svg or folded; pprof is refused with the way to get each side (a
+ * diff is two profiles, and pprof's own -diff_base takes two files). */
+static int diff_format(const query_diff_params_t *d, query_format_t *f, errmsg_t *em)
+{
+    int rc = query_parse_format(d->format, f, em);
+    if (rc != 0) return rc;
+    if (*f == QUERY_FORMAT_PPROF)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "parameter 'format': a diff is not one profile; render each side with "
+                          "/pyroscope/render?format=pprof (pprof -diff_base compares the two)");
+    if (*f != QUERY_FORMAT_JSON && *f != QUERY_FORMAT_SVG && *f != QUERY_FORMAT_FOLDED)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "parameter 'format': render-diff answers json (the double "
+                          "flamebearer), svg or folded");
+    return 0;
+}
+
 int query_diff_check(const query_diff_params_t *d, const query_limits_t *lim, errmsg_t *em)
 {
     char lt[QUERY_TYPE_MAX + 1], rt[QUERY_TYPE_MAX + 1];
@@ -435,16 +573,54 @@ int query_diff_check(const query_diff_params_t *d, const query_limits_t *lim, er
                         "%.200s)",
                         lt, rt);
     query_format_t f;
-    if (rc == 0) rc = query_parse_format(d->format, &f, em);
-    if (rc == 0 && f != QUERY_FORMAT_JSON)
-        rc = errmsg_set(em, ERR_INVALID_ARGUMENT,
-                        "parameter 'format': render-diff answers json (the double flamebearer)");
+    if (rc == 0) rc = diff_format(d, &f, em);
     size_t max;
-    if (rc == 0) rc = query_parse_max_nodes(d->max_nodes, QUERY_FORMAT_JSON, lim, &max, em);
+    if (rc == 0) rc = query_parse_max_nodes(d->max_nodes, f, lim, &max, em);
     return rc;
 }
 
 /* ---------- the answer ---------- */
+
+typedef struct join {
+    calltree_t *lt, *rt, *u, *shape; /* the sides, their union, the answer's shape */
+    symtab_t *syms;
+    sides_t s, ds; /* per node of u, of shape */
+    uint8_t *keep;
+} join_t;
+
+static void join_free(join_t *j)
+{
+    free(j->keep);
+    sides_free(&j->s);
+    sides_free(&j->ds);
+    calltree_free(j->lt);
+    calltree_free(j->rt);
+    calltree_free(j->u);
+    calltree_free(j->shape);
+    symtab_free(j->syms);
+}
+
+/* Decodes both sides, joins them and truncates: j->shape and j->ds. */
+static int join(join_t *j, const query_limits_t *lim, size_t max_nodes, const uint8_t *left,
+                size_t left_len, const uint8_t *right, size_t right_len, errmsg_t *em)
+{
+    j->lt = calltree_new(lim->max_tree_nodes);
+    j->rt = calltree_new(lim->max_tree_nodes);
+    j->u = calltree_new(lim->max_tree_nodes);
+    j->shape = calltree_new(lim->max_tree_nodes);
+    j->syms = symtab_new();
+    int rc = j->lt && j->rt && j->u && j->shape && j->syms ? 0 : ERR_NOMEM;
+    if (rc == 0) rc = decode_side(left, left_len, j->lt, j->syms);
+    if (rc == 0) rc = decode_side(right, right_len, j->rt, j->syms);
+    if (rc == ERR_CORRUPT) errmsg_set(em, rc, "render-diff: a side's merged tree is damaged");
+    if (rc == 0) rc = add_side(j->u, j->lt, &j->s, 0);
+    if (rc == 0) rc = add_side(j->u, j->rt, &j->s, 1);
+    if (rc == 0) totals(j->u, &j->s);
+    if (rc == 0 && (j->keep = malloc(calltree_node_count(j->u))) == NULL) rc = ERR_NOMEM;
+    if (rc == 0) rc = choose_kept(j->u, &j->s, max_nodes, j->keep);
+    if (rc == 0) rc = build_shape(j->u, &j->s, j->keep, j->shape, &j->ds);
+    return rc;
+}
 
 int query_diff_render(const query_diff_params_t *d, const query_limits_t *lim, const uint8_t *left,
                       size_t left_len, const uint8_t *right, size_t right_len,
@@ -452,37 +628,22 @@ int query_diff_render(const query_diff_params_t *d, const query_limits_t *lim, c
 {
     char type[QUERY_TYPE_MAX + 1];
     size_t max_nodes = 0;
+    query_format_t f;
     int rc = side_type("leftQuery", d->left.query, type, sizeof type, em);
-    if (rc == 0) rc = query_parse_max_nodes(d->max_nodes, QUERY_FORMAT_JSON, lim, &max_nodes, em);
+    if (rc == 0) rc = diff_format(d, &f, em);
+    if (rc == 0) rc = query_parse_max_nodes(d->max_nodes, f, lim, &max_nodes, em);
     if (rc != 0) return rc;
-    calltree_t *lt = calltree_new(lim->max_tree_nodes), *rt = calltree_new(lim->max_tree_nodes);
-    calltree_t *u = calltree_new(lim->max_tree_nodes), *shape = calltree_new(lim->max_tree_nodes);
-    symtab_t *syms = symtab_new();
-    sides_t s = {0}, ds = {0};
-    uint8_t *keep = NULL;
-    rc = lt && rt && u && shape && syms ? 0 : ERR_NOMEM;
-    if (rc == 0) rc = decode_side(left, left_len, lt, syms);
-    if (rc == 0) rc = decode_side(right, right_len, rt, syms);
-    if (rc == ERR_CORRUPT) errmsg_set(em, rc, "render-diff: a side's merged tree is damaged");
-    if (rc == 0) rc = add_side(u, lt, &s, 0);
-    if (rc == 0) rc = add_side(u, rt, &s, 1);
-    if (rc == 0) totals(u, &s);
-    if (rc == 0 && (keep = malloc(calltree_node_count(u))) == NULL) rc = ERR_NOMEM;
-    if (rc == 0) rc = choose_kept(u, &s, max_nodes, keep);
-    if (rc == 0) rc = build_shape(u, &s, keep, shape, &ds);
+    join_t j = {0};
+    rc = join(&j, lim, max_nodes, left, left_len, right, right_len, em);
     buf_free(&out->body);
     buf_init(&out->body, lim->max_output_bytes);
     out->content_type = "application/json";
-    if (rc == 0) rc = encode_double(shape, &ds, syms, type, partial_json, &out->body);
+    if (rc == 0 && f == QUERY_FORMAT_JSON)
+        rc = encode_double(j.shape, &j.ds, j.syms, type, partial_json, &out->body);
+    else if (rc == 0)
+        rc = encode_beside(j.shape, &j.ds, j.syms, d, f, type, partial_json, out);
     if (rc != 0 && em->text[0] == 0) rc = query_out_err(rc, &out->body, em);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "render-diff: %s", err_message(rc));
-    free(keep);
-    sides_free(&s);
-    sides_free(&ds);
-    calltree_free(lt);
-    calltree_free(rt);
-    calltree_free(u);
-    calltree_free(shape);
-    symtab_free(syms);
+    join_free(&j);
     return rc;
 }

@@ -2,6 +2,10 @@
  * in preorder with children ordered by name. A non-zero self on the root (a
  * sample with an empty stack) is written as the frame `total`. Line breaks
  * inside names become spaces so every line stays one stack.
+ *
+ * The differential form render-diff answers (query_folded_write with a left
+ * side) writes `stack left right`, the two-column input flamegraph.pl --diff
+ * reads, for every node with a non-zero self on either side.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +25,17 @@ typedef struct fframe {
     uint32_t node, depth;
 } fframe_t;
 
-static int walk_folded(const sorted_tree_t *st, buf_t *path, size_t *plen, buf_t *out)
+static int write_line(const sorted_tree_t *st, const int64_t *left, uint32_t node, const char *path,
+                      buf_t *out)
+{
+    int64_t self = calltree_self(st->t, node);
+    if (left == NULL) return self != 0 ? buf_printf(out, "%s %lld\n", path, (long long)self) : 0;
+    if (self == 0 && left[node] == 0) return 0;
+    return buf_printf(out, "%s %lld %lld\n", path, (long long)left[node], (long long)self);
+}
+
+static int walk_folded(const sorted_tree_t *st, const int64_t *left, buf_t *path, size_t *plen,
+                       buf_t *out)
 {
     fframe_t *stack = malloc(st->n * sizeof *stack);
     if (stack == NULL) return ERR_NOMEM;
@@ -36,14 +50,24 @@ static int walk_folded(const sorted_tree_t *st, buf_t *path, size_t *plen, buf_t
             if (rc == 0) rc = append_name(path, st->name[f.node]);
             plen[f.depth] = path->len;
         }
-        int64_t self = calltree_self(st->t, f.node);
-        if (rc == 0 && self != 0)
-            rc = buf_printf(out, "%s %lld\n", f.depth ? (const char *)path->data : "total",
-                            (long long)self);
+        if (rc == 0)
+            rc = write_line(st, left, f.node, f.depth ? (const char *)path->data : "total", out);
         for (uint32_t k = st->off[f.node + 1]; k > st->off[f.node] && rc == 0; k--)
             stack[sp++] = (fframe_t){st->kids[k - 1], f.depth + 1};
     }
     free(stack);
+    return rc;
+}
+
+int query_folded_write(const sorted_tree_t *st, const int64_t *left_self, buf_t *out)
+{
+    /* plen[d]: length of the path text up to depth d; depth < node count. */
+    size_t *plen = calloc(st->n + 1, sizeof *plen);
+    buf_t path;
+    buf_init(&path, out->max);
+    int rc = plen ? walk_folded(st, left_self, &path, plen, out) : ERR_NOMEM;
+    buf_free(&path);
+    free(plen);
     return rc;
 }
 
@@ -52,13 +76,7 @@ int query_encode_folded(const calltree_t *t, const symtab_t *syms, buf_t *out)
     sorted_tree_t st;
     int rc = query_sorted_tree_build(&st, t, syms);
     if (rc != 0) return rc;
-    /* plen[d]: length of the path text up to depth d; depth < node count. */
-    size_t *plen = calloc(st.n + 1, sizeof *plen);
-    buf_t path;
-    buf_init(&path, out->max);
-    rc = plen ? walk_folded(&st, &path, plen, out) : ERR_NOMEM;
-    buf_free(&path);
-    free(plen);
+    rc = query_folded_write(&st, NULL, out);
     query_sorted_tree_free(&st);
     return rc;
 }

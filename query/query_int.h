@@ -60,6 +60,12 @@ int query_parse_format(const char *s, query_format_t *f, errmsg_t *em);
 int query_parse_max_nodes(const char *s, query_format_t f, const query_limits_t *lim, size_t *out,
                           errmsg_t *em);
 
+/* Folded lines of st (folded.c): `stack self` per node with a non-zero
+ * self; with left_self (per node of st->t) the differential form of
+ * render-diff, `stack left right` per node with a non-zero self on either
+ * side, the tree's own selves being the right side. */
+int query_folded_write(const sorted_tree_t *st, const int64_t *left_self, buf_t *out);
+
 /* ---- SVG flame graphs (svg.c) ---- */
 /* Writes the fill of one frame as "#rrggbb" (out holds 8 bytes). The plain
  * flame graph colors by a hash of the frame's package; a diff view passes
@@ -72,6 +78,10 @@ typedef struct query_svg_style {
     const char *note;         /* shown in red after the total; may be NULL */
     query_svg_color_fn color; /* NULL: query_svg_color_package */
     void *color_ctx;
+    /* A diff view: the left side's total per node of st->t (borrowed), whose
+     * own totals are the right side and set the widths; the tooltips then
+     * give both sides and the change of share. NULL: a plain graph. */
+    const int64_t *left_total;
 } query_svg_style_t;
 
 /* The whole SVG document of st (icicle layout, docs/query.md) into out. */
@@ -79,6 +89,8 @@ int query_svg_write(const sorted_tree_t *st, const query_svg_style_t *style, buf
 /* The default coloring: warm hues from a hash of the package (the name up to
  * its last path, module or class separator); `other` and the root grey. */
 void query_svg_color_package(const sorted_tree_t *st, uint32_t node, void *ctx, char *out);
+/* "#rrggbb" of r, g, b (0..255 each) into out (8 bytes): for color callbacks. */
+void query_svg_rgb(unsigned r, unsigned g, unsigned b, char *out);
 
 /* Maps a buf_t error of an encoder to ERR_LIMIT with a reason. */
 int query_out_err(int rc, const buf_t *out, errmsg_t *em);

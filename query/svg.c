@@ -10,7 +10,10 @@
  * Coordinates are integer hundredths of a pixel computed from each frame's
  * tick range, so children never stick out of their parent and the root
  * spans exactly the drawing width whatever the rounding. Colors come from a
- * callback (query_svg_color_fn) so a diff view can reuse the layout.
+ * callback (query_svg_color_fn) so a diff view can reuse the layout; a diff
+ * also passes the left side's totals (query_svg_style_t.left_total) and its
+ * tooltips and header then give both sides, widths staying the tree's own
+ * (the right side's).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -189,10 +192,14 @@ void query_svg_color_package(const sorted_tree_t *st, uint32_t node, void *ctx, 
     const char *name = st->name[node];
     uint64_t h = hash_bytes64(name, package_len(name));
     /* the warm palette of classic flame graphs: red, orange, yellow */
-    unsigned r = 205 + (unsigned)(h % 51), g = (unsigned)((h >> 8) % 231),
-             b = (unsigned)((h >> 16) % 56);
+    query_svg_rgb(205 + (unsigned)(h % 51), (unsigned)((h >> 8) % 231), (unsigned)((h >> 16) % 56),
+                  out);
+}
+
+void query_svg_rgb(unsigned r, unsigned g, unsigned b, char *out)
+{
     static const char hex[] = "0123456789abcdef";
-    unsigned v[3] = {r, g, b};
+    unsigned v[3] = {r & 255, g & 255, b & 255};
     out[0] = '#';
     for (int i = 0; i < 3; i++) {
         out[1 + 2 * i] = hex[v[i] >> 4];
@@ -236,11 +243,33 @@ static int write_value(buf_t *b, const svg_t *s, int64_t v)
     return 0;
 }
 
+static double pct_of(int64_t v, int64_t whole)
+{
+    return whole != 0 ? 100.0 * (double)v / (double)whole : 0;
+}
+
+/* The diff tooltip after the name: each side's value and share of its own
+ * total, and the change of share in percentage points. */
+static int write_diff_values(buf_t *b, const svg_t *s, uint32_t node)
+{
+    int64_t l = s->style->left_total[node], r = calltree_total(s->st->t, node);
+    double lp = pct_of(l, s->style->left_total[0]), rp = pct_of(r, s->total), pp = rp - lp;
+    if (pp > -0.005 && pp < 0.005) pp = 0; /* no "-0.00" */
+    int rc = buf_append_str(b, "left: ");
+    if (rc == 0) rc = write_value(b, s, l);
+    if (rc == 0) rc = buf_printf(b, ", %.2f%%\nright: ", lp);
+    if (rc == 0) rc = write_value(b, s, r);
+    if (rc == 0) rc = buf_printf(b, ", %.2f%%\nchange: %+.2f pp", rp, pp);
+    if (rc == 0 && node != 0 && l == 0 && r != 0) rc = buf_append_str(b, " (new: right only)");
+    if (rc == 0 && node != 0 && r == 0 && l != 0) rc = buf_append_str(b, " (gone: left only)");
+    return rc != 0 ? rc : buf_append_str(b, "</title>");
+}
+
 static int write_title(buf_t *b, const svg_t *s, uint32_t node)
 {
     const char *name = node == 0 ? "total" : s->st->name[node], *file = s->st->file[node];
     int64_t v = calltree_total(s->st->t, node);
-    double pct = s->total != 0 ? 100.0 * (double)v / (double)s->total : 0;
+    double pct = pct_of(v, s->total);
     int rc = buf_append_str(b, "<title>");
     if (rc == 0) rc = xml_text(b, name, strlen(name));
     if (rc == 0 && file[0] != 0) {
@@ -249,6 +278,7 @@ static int write_title(buf_t *b, const svg_t *s, uint32_t node)
         if (rc == 0) rc = buf_append_byte(b, ')');
     }
     if (rc == 0) rc = buf_append_byte(b, '\n');
+    if (rc == 0 && s->style->left_total != NULL) return write_diff_values(b, s, node);
     if (rc == 0) rc = write_value(b, s, v);
     if (rc == 0) rc = buf_printf(b, ", %.2f%%</title>", pct);
     return rc;
@@ -353,6 +383,11 @@ static int write_header(buf_t *b, const svg_t *s)
     if (rc == 0)
         rc = buf_printf(b, "</text>\n<text x=\"%d\" y=\"44\" text-anchor=\"middle\">total ",
                         SVG_WIDTH / 2);
+    if (rc == 0 && s->style->left_total != NULL) { /* a diff: both sides */
+        rc = buf_append_str(b, "left ");
+        if (rc == 0) rc = write_value(b, s, s->style->left_total[0]);
+        if (rc == 0) rc = buf_append_str(b, ", right ");
+    }
     if (rc == 0) rc = write_value(b, s, s->total);
     if (rc == 0 && s->style->note != NULL) {
         rc = buf_append_str(b, " <tspan fill=\"#b00000\">");

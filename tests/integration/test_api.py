@@ -2,6 +2,7 @@
 multipart), render as JSON/folded/pprof with exact totals, labels, time
 ranges, tenants, retries counted once, and the small endpoints."""
 import time
+from xml.etree import ElementTree
 
 from harness import CPU, Node, folded_sum, run_tests, unique
 from profiles import Pprof, folded, multipart, pprof_totals
@@ -93,8 +94,8 @@ def test_render_diff():
     # refusals with reasons
     r = NODE.query("/pyroscope/render-diff", **dict(params, rightQuery="memory:alloc_space:bytes:space:bytes{}"))
     assert r.status == 400 and "same profile type" in r.json()["message"], r
-    r = NODE.query("/pyroscope/render-diff", **dict(params, format="folded"))
-    assert r.status == 400 and "format" in r.json()["message"], r
+    r = NODE.query("/pyroscope/render-diff", **dict(params, format="pprof"))
+    assert r.status == 400 and "render?format=pprof" in r.json()["message"], r
     r = NODE.query("/pyroscope/render-diff", leftQuery=sel(svc))
     assert r.status == 400 and "rightQuery" in r.json()["message"], r
     r = NODE.query("/pyroscope/render-diff", **dict(params, leftFrom="yesterday-ish"))
@@ -121,6 +122,43 @@ def test_label_shares():
     assert r.status == 400 and "label" in r.json()["message"], r
     r = NODE.query("/api/label-shares", query='{service_name="%s"}' % svc, label="env")
     assert r.status == 400 and "profile type" in r.json()["message"], r
+
+
+def test_render_diff_svg_and_folded():
+    svc = unique("diffsvg")
+    for version, stacks in (("v1", {"main;a": 10, "main;b": 20}),
+                            ("v2", {"main;a": 30, "main;c": 5})):
+        r = NODE.ingest(folded(stacks), name="%s.cpu{version=%s}" % (svc, version),
+                        **{"from": NOW - 30}, until=NOW - 20)
+        assert r.status == 200, r
+    params = {"leftQuery": sel(svc, version="v1"), "rightQuery": sel(svc, version="v2"),
+              "leftFrom": "now-1h", "rightFrom": "now-1h"}
+    r = NODE.query("/pyroscope/render-diff", **dict(params, format="folded"))
+    assert r.status == 200 and r.headers["content-type"].startswith("text/plain"), r
+    assert r.body.decode() == "main;a %d %d\nmain;b %d 0\nmain;c 0 %d\n" % (
+        10 * SCALE, 30 * SCALE, 20 * SCALE, 5 * SCALE), r.body
+    r = NODE.query("/pyroscope/render-diff", **dict(params, format="svg"))
+    assert r.status == 200 and r.headers["content-type"] == "image/svg+xml", r
+    root = ElementTree.fromstring(r.body)  # well-formed
+    ns = "{http://www.w3.org/2000/svg}"
+    frames = {}
+    for g in root.iter(ns + "g"):
+        title = g.find(ns + "title").text
+        frames[title.split("\n")[0]] = (title, g.find(ns + "rect"))
+    assert sorted(frames) == ["a", "b", "c", "main", "total"], frames.keys()
+    title, rect = frames["a"]  # 33.33% -> 85.71%: grew
+    assert "left: %d nanoseconds" % (10 * SCALE) in title, title
+    assert "right: %d nanoseconds" % (30 * SCALE) in title and "+52.38 pp" in title, title
+    fill = rect.get("fill")
+    assert int(fill[1:3], 16) > int(fill[5:7], 16), fill  # red
+    title, rect = frames["b"]  # 66.67% -> gone: blue, no width on the right
+    assert "(gone: left only)" in title and float(rect.get("width")) == 0, title
+    fill = rect.get("fill")
+    assert int(fill[5:7], 16) > int(fill[1:3], 16), fill
+    title, rect = frames["c"]
+    assert "(new: right only)" in title and rect.get("fill") == "#d040c0", title
+    # widths are the right side's: c is 5 of 35
+    assert abs(float(rect.get("width")) - 1180 * 5 / 35) < 0.02, rect.get("width")
 
 
 def test_route_errors_are_json():

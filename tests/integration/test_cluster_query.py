@@ -76,6 +76,11 @@ def queries(frm, until):
                "maxNodes": "8"}))
     q.append(("label shares env", "/api/label-shares",
               {"query": CPU + "{}", "label": "env", "from": frm, "until": until}))
+    for fmt in ("svg", "folded"):
+        q.append(("render-diff dev vs prod " + fmt, "/pyroscope/render-diff",
+                  {"leftQuery": CPU + '{env="dev"}', "leftFrom": frm, "leftUntil": until,
+                   "rightQuery": CPU + '{env="prod"}', "rightFrom": frm, "rightUntil": until,
+                   "format": fmt}))
     q.append(("label names", "/pyroscope/label-names", {"from": frm, "until": until}))
     q.append(("label values pod", "/pyroscope/label-values", {"label": "pod"}))
     q.append(("label values match", "/pyroscope/label-values",

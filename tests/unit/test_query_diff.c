@@ -1,14 +1,20 @@
 /* render-diff (query/diff.c): two merged trees joined into the double
  * flamebearer, checked against sums computed from the stacks themselves;
- * joint truncation keeps every total; bad parameters are refused. */
+ * joint truncation keeps every total; bad parameters are refused.
+ * format=folded: every line equals the per-stack sums of each side;
+ * format=svg: read back with tests/unit/test_svg_read.h, one frame per union
+ * node, widths from the right side, tooltips with both sides, red where the
+ * right share grew and blue where it shrank. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "common/calltree.h"
+#include "common/strmap.h"
 #include "common/symtab.h"
 #include "query/query_int.h"
+#include "tests/unit/test_svg_read.h"
 
 #define NSYM 8
 #define MAXD 6
@@ -99,8 +105,8 @@ static int64_t level_sum(const parsed_t *p, int d, const char *fn, int right)
     return s;
 }
 
-static void render(calltree_t *l, calltree_t *r, symtab_t *syms, const char *max_nodes,
-                   query_result_t *out)
+static void render_as(calltree_t *l, calltree_t *r, symtab_t *syms, const char *max_nodes,
+                      const char *format, query_result_t *out)
 {
     buf_t lb, rb;
     buf_init(&lb, BUF_UNLIMITED);
@@ -109,7 +115,8 @@ static void render(calltree_t *l, calltree_t *r, symtab_t *syms, const char *max
     CHECK_EQ_INT(query_encode_tree(r, syms, &rb), 0);
     query_diff_params_t d = {.left = {.query = CPU "{service_name=\"a\"}"},
                              .right = {.query = CPU "{service_name=\"a\"}"},
-                             .max_nodes = max_nodes};
+                             .max_nodes = max_nodes,
+                             .format = format};
     query_limits_t lim;
     query_limits_default(&lim);
     errmsg_t em = {{0}};
@@ -120,6 +127,12 @@ static void render(calltree_t *l, calltree_t *r, symtab_t *syms, const char *max
     buf_append_byte(&out->body, 0);
     buf_free(&lb);
     buf_free(&rb);
+}
+
+static void render(calltree_t *l, calltree_t *r, symtab_t *syms, const char *max_nodes,
+                   query_result_t *out)
+{
+    render_as(l, r, syms, max_nodes, NULL, out);
 }
 
 static void test_exact_union(void)
@@ -172,6 +185,323 @@ static void test_exact_union(void)
     symtab_free(syms);
 }
 
+/* ---- svg and folded ---- */
+
+/* Sums per path ("f1;f3"), computed from the stacks: self (whole stacks)
+ * or total (every prefix), per side. */
+typedef struct sums {
+    strmap_t m;
+    int64_t *v[2];
+} sums_t;
+
+static void sums_add(sums_t *s, const char *path, size_t n, int side, int64_t v)
+{
+    uint32_t i;
+    size_t before = s->m.n;
+    char *key = strndup(path, n); /* the map borrows its keys */
+    CHECK_EQ_INT(strmap_intern(&s->m, key, n, &i), 0);
+    if (s->m.n == before) free(key);
+    if (s->m.n > before)
+        for (int k = 0; k < 2; k++) {
+            s->v[k] = realloc(s->v[k], s->m.n * sizeof *s->v[k]);
+            s->v[k][i] = 0;
+        }
+    s->v[side][i] += v;
+}
+
+static void sums_of(sums_t *s, const stack_t_ *st, int n, int side, int prefixes)
+{
+    for (int i = 0; i < n; i++) {
+        char path[MAXD * 3 + 1] = "";
+        for (int d = 0; d < st[i].depth; d++) {
+            if (d) strcat(path, ";");
+            strcat(path, names[st[i].fn[d]]);
+            if (prefixes || d == st[i].depth - 1) sums_add(s, path, strlen(path), side, st[i].v);
+        }
+    }
+}
+
+static void sums_free(sums_t *s)
+{
+    for (size_t i = 0; i < s->m.n; i++)
+        free((char *)s->m.strs[i]);
+    strmap_free(&s->m);
+    free(s->v[0]);
+    free(s->v[1]);
+}
+
+/* Every line `stack left right` is one union stack with exactly its two
+ * sums, each stack once. */
+static void check_folded(const char *text, const sums_t *self)
+{
+    size_t lines = 0;
+    uint8_t *seen = calloc(self->m.n + 1, 1);
+    for (const char *l = text; *l; lines++) {
+        const char *e = strchr(l, '\n');
+        CHECK(e != NULL);
+        if (e == NULL) break;
+        const char *sp2 = e, *sp1;
+        while (sp2 > l && sp2[-1] != ' ')
+            sp2--;
+        for (sp1 = sp2 - 1; sp1 > l && sp1[-1] != ' ';)
+            sp1--;
+        uint32_t k;
+        CHECK(strmap_find(&self->m, l, (size_t)(sp1 - 1 - l), &k));
+        if (!strmap_find(&self->m, l, (size_t)(sp1 - 1 - l), &k)) break;
+        CHECK_EQ_INT(strtoll(sp1, NULL, 10), self->v[0][k]);
+        CHECK_EQ_INT(strtoll(sp2, NULL, 10), self->v[1][k]);
+        CHECK(!seen[k]);
+        seen[k] = 1;
+        l = e + 1;
+    }
+    CHECK_EQ_INT(lines, self->m.n); /* every stack has a value >= 1 on a side */
+    free(seen);
+}
+
+static void test_folded(void)
+{
+    symtab_t *syms = symtab_new();
+    for (int i = 0; i < NSYM; i++)
+        symtab_intern(syms, names[i], 2, "x.go", 4, &ids[i]);
+    stack_t_ ls[NSTACK], rs[NSTACK];
+    calltree_t *l = calltree_new(0), *r = calltree_new(0);
+    make_side(ls, NSTACK, l, 0);
+    make_side(rs, NSTACK / 2, r, 5);
+    sums_t self = {0};
+    strmap_init(&self.m);
+    sums_of(&self, ls, NSTACK, 0, 0);
+    sums_of(&self, rs, NSTACK / 2, 1, 0);
+    query_result_t out;
+    query_result_init(&out);
+    render_as(l, r, syms, NULL, "folded", &out); /* untruncated by default */
+    CHECK_EQ_STR(out.content_type, "text/plain; charset=utf-8");
+    check_folded((const char *)out.body.data, &self);
+    query_result_free(&out);
+    /* an explicit maxNodes truncates jointly: the columns still sum to both totals */
+    query_result_init(&out);
+    render_as(l, r, syms, "5", "folded", &out);
+    int64_t sum[2] = {0, 0};
+    size_t lines = 0;
+    for (const char *p = (const char *)out.body.data; *p; lines++) {
+        const char *e = strchr(p, '\n'), *sp = e;
+        while (sp[-1] != ' ')
+            sp--;
+        sum[1] += strtoll(sp, NULL, 10);
+        for (sp--; sp[-1] != ' ';)
+            sp--;
+        sum[0] += strtoll(sp, NULL, 10);
+        p = e + 1;
+    }
+    CHECK(lines <= 5 && lines > 0);
+    CHECK_EQ_INT(sum[0], calltree_root_total(l));
+    CHECK_EQ_INT(sum[1], calltree_root_total(r));
+    query_result_free(&out);
+    sums_free(&self);
+    calltree_free(l);
+    calltree_free(r);
+    symtab_free(syms);
+}
+
+/* One frame, knowing its path's totals on both sides. */
+static void check_diff_frame(const xframe_t *f, int64_t lv, int64_t rv, int64_t lroot,
+                             int64_t rroot, double max_change)
+{
+    char want[96];
+    double lp = 100.0 * (double)lv / (double)lroot, rp = 100.0 * (double)rv / (double)rroot;
+    snprintf(want, sizeof want, "\nleft: %lld nanoseconds", (long long)lv);
+    CHECK(strstr(f->title, want) != NULL);
+    snprintf(want, sizeof want, "%.2f%%\nright: %lld nanoseconds", lp, (long long)rv);
+    CHECK(strstr(f->title, want) != NULL);
+    snprintf(want, sizeof want, "%.2f%%\nchange: ", rp);
+    CHECK(strstr(f->title, want) != NULL);
+    /* widths are the right side's share of the drawing */
+    long long w = (long long)((double)rv * 118000.0 / (double)rroot + 0.5);
+    CHECK(f->w >= w - 2 && f->w <= w + 2);
+    unsigned r, g, b;
+    CHECK_EQ_INT(sscanf(f->fill, "#%2x%2x%2x", &r, &g, &b), 3);
+    double ch = (double)rv / (double)rroot - (double)lv / (double)lroot;
+    if (lv == 0) {
+        CHECK_EQ_STR(f->fill, "#d040c0");
+        CHECK(strstr(f->title, "(new: right only)") != NULL);
+    } else if (ch > 0.01 * max_change) {
+        CHECK(r > g && g == b); /* red: grew */
+    } else if (ch < -0.01 * max_change) {
+        CHECK(b > r && r == g); /* blue: shrank */
+    }
+    if (ch > 0) CHECK(r >= b);
+    if (ch < 0) CHECK(b >= r);
+    if (rv == 0) {
+        CHECK_EQ_INT(f->w, 0);
+        CHECK(strstr(f->title, "(gone: left only)") != NULL);
+    }
+}
+
+static void check_diff_svg(const xdoc_t *d, const sums_t *tot, int64_t lroot, int64_t rroot)
+{
+    double max_change = 0;
+    for (size_t k = 0; k < tot->m.n; k++) {
+        double ch = (double)tot->v[1][k] / (double)rroot - (double)tot->v[0][k] / (double)lroot;
+        if ((ch < 0 ? -ch : ch) > max_change) max_change = ch < 0 ? -ch : ch;
+    }
+    CHECK_EQ_INT(d->n, tot->m.n + 1); /* one frame per union node */
+    CHECK(d->n > 0 && strncmp(d->f[0].title, "total\n", 6) == 0);
+    CHECK_EQ_INT(d->f[0].w, 118000);
+    size_t stack[MAXD + 2], sp = 0, plen[MAXD + 2];
+    char path[256];
+    for (size_t i = 0; i < d->n; i++) {
+        const xframe_t *f = &d->f[i];
+        while (sp > 0 && d->f[stack[sp - 1]].y >= f->y)
+            sp--;
+        if (i > 0) { /* the parent is the last frame one row above */
+            CHECK(sp > 0 && sp <= MAXD);
+            if (sp == 0 || sp > MAXD) return;
+            size_t at = plen[sp - 1];
+            if (sp > 1) path[at++] = ';';
+            memcpy(path + at, f->title, 2); /* "fN (x.go)\n..." */
+            plen[sp] = at + 2;
+            uint32_t k;
+            CHECK(strmap_find(&tot->m, path, plen[sp], &k));
+            if (strmap_find(&tot->m, path, plen[sp], &k))
+                check_diff_frame(f, tot->v[0][k], tot->v[1][k], lroot, rroot, max_change);
+        } else
+            plen[0] = 0;
+        stack[sp++] = i;
+    }
+}
+
+static void test_svg(void)
+{
+    symtab_t *syms = symtab_new();
+    for (int i = 0; i < NSYM; i++)
+        symtab_intern(syms, names[i], 2, "x.go", 4, &ids[i]);
+    stack_t_ ls[NSTACK], rs[NSTACK];
+    calltree_t *l = calltree_new(0), *r = calltree_new(0);
+    make_side(ls, NSTACK, l, 0);
+    make_side(rs, NSTACK / 2, r, 2);
+    sums_t tot = {0};
+    strmap_init(&tot.m);
+    sums_of(&tot, ls, NSTACK, 0, 1);
+    sums_of(&tot, rs, NSTACK / 2, 1, 1);
+    query_result_t out;
+    query_result_init(&out);
+    render_as(l, r, syms, NULL, "svg", &out); /* fewer nodes than the default maxNodes */
+    CHECK_EQ_STR(out.content_type, "image/svg+xml");
+    xdoc_t d = {0};
+    read_svg((const char *)out.body.data, &d);
+    CHECK_EQ_INT(d.width, 1200);
+    check_diff_svg(&d, &tot, calltree_root_total(l), calltree_root_total(r));
+    xdoc_free(&d);
+    query_result_free(&out);
+    /* maxNodes truncates jointly, as the json diff does */
+    query_result_init(&out);
+    render_as(l, r, syms, "6", "svg", &out);
+    memset(&d, 0, sizeof d);
+    read_svg((const char *)out.body.data, &d);
+    CHECK(d.n <= 6 && d.n >= 2);
+    char want[96];
+    snprintf(want, sizeof want, "total\nleft: %lld nanoseconds", (long long)calltree_root_total(l));
+    CHECK(d.n > 0 && strncmp(d.f[0].title, want, strlen(want)) == 0);
+    xdoc_free(&d);
+    query_result_free(&out);
+    sums_free(&tot);
+    calltree_free(l);
+    calltree_free(r);
+    symtab_free(syms);
+}
+
+/* By example: a grows nowhere (100% both), a;b grows from 50% to 75%, a;c
+ * is gone, a;d is new. */
+static void test_by_example(void)
+{
+    symtab_t *syms = symtab_new();
+    uint64_t a, b, c, dd;
+    symtab_intern(syms, "a", 1, "", 0, &a);
+    symtab_intern(syms, "b", 1, "", 0, &b);
+    symtab_intern(syms, "c", 1, "", 0, &c);
+    symtab_intern(syms, "d", 1, "", 0, &dd);
+    calltree_t *l = calltree_new(0), *r = calltree_new(0);
+    uint64_t ab[] = {a, b}, ac[] = {a, c}, ad[] = {a, dd};
+    calltree_add_stack(l, ab, 2, 10);
+    calltree_add_stack(l, ac, 2, 10);
+    calltree_add_stack(r, ab, 2, 30);
+    calltree_add_stack(r, ad, 2, 10);
+    query_result_t out;
+    query_result_init(&out);
+    render_as(l, r, syms, NULL, "folded", &out);
+    CHECK_EQ_STR((const char *)out.body.data, "a;b 10 30\na;c 10 0\na;d 0 10\n");
+    query_result_free(&out);
+    query_result_init(&out);
+    render_as(l, r, syms, NULL, "svg", &out);
+    const char *svg = (const char *)out.body.data;
+    CHECK(strstr(svg, ">total left 20 nanoseconds, right 40 nanoseconds</text>") != NULL);
+    CHECK(strstr(svg, ">process_cpu:cpu {service_name=&quot;a&quot;} vs "
+                      "{service_name=&quot;a&quot;}</text>") != NULL);
+    CHECK(strstr(svg, "<title>a\nleft: 20 nanoseconds, 100.00%\nright: 40 nanoseconds, "
+                      "100.00%\nchange: +0.00 pp</title>") != NULL);
+    CHECK(strstr(svg, "<title>b\nleft: 10 nanoseconds, 50.00%\nright: 30 nanoseconds, "
+                      "75.00%\nchange: +25.00 pp</title>") != NULL);
+    CHECK(strstr(svg, "<title>c\nleft: 10 nanoseconds, 50.00%\nright: 0 nanoseconds, "
+                      "0.00%\nchange: -50.00 pp (gone: left only)</title>") != NULL);
+    CHECK(strstr(svg, "\nchange: +25.00 pp (new: right only)</title>") != NULL);
+    xdoc_t d = {0};
+    read_svg(svg, &d);
+    CHECK_EQ_INT(d.n, 5);
+    if (d.n == 5) {
+        CHECK_EQ_STR(d.f[1].fill, "#e0e0e0");                 /* a: unchanged */
+        CHECK(strcmp(d.f[2].fill, "#e0e0e0") != 0);           /* b: grew, half the largest */
+        CHECK(d.f[2].fill[1] == 'f' && d.f[2].fill[3] < 'e'); /* red */
+        CHECK_EQ_STR(d.f[3].fill, "#2c2cff");                 /* c: the largest change, blue */
+        CHECK_EQ_INT(d.f[3].w, 0);                            /* no width on the right */
+        CHECK_EQ_STR(d.f[4].fill, "#d040c0");                 /* d: new */
+        CHECK_EQ_INT(d.f[4].w, 29500);                        /* a quarter of 1180 px */
+    }
+    xdoc_free(&d);
+    query_result_free(&out);
+    calltree_free(l);
+    calltree_free(r);
+    symtab_free(syms);
+}
+
+/* One side empty: folded keeps the other's values against zeros; an empty
+ * right side leaves nothing a width (only the root is drawn), an empty left
+ * one makes every frame new. */
+static void test_empty_side(void)
+{
+    symtab_t *syms = symtab_new();
+    uint64_t ab[2];
+    symtab_intern(syms, "a", 1, "", 0, &ab[0]);
+    symtab_intern(syms, "b", 1, "", 0, &ab[1]);
+    calltree_t *full = calltree_new(0), *empty = calltree_new(0);
+    calltree_add_stack(full, ab, 2, 7);
+    query_result_t out;
+    query_result_init(&out);
+    render_as(full, empty, syms, NULL, "folded", &out);
+    CHECK_EQ_STR((const char *)out.body.data, "a;b 7 0\n");
+    query_result_free(&out);
+    query_result_init(&out);
+    render_as(full, empty, syms, NULL, "svg", &out);
+    xdoc_t d = {0};
+    read_svg((const char *)out.body.data, &d);
+    CHECK_EQ_INT(d.n, 1);
+    CHECK(d.n == 1 && strstr(d.f[0].title, "left: 7 nanoseconds, 100.00%") != NULL);
+    xdoc_free(&d);
+    query_result_free(&out);
+    query_result_init(&out);
+    render_as(empty, full, syms, NULL, "svg", &out);
+    memset(&d, 0, sizeof d);
+    read_svg((const char *)out.body.data, &d);
+    CHECK_EQ_INT(d.n, 3);
+    for (size_t i = 1; i < d.n; i++) {
+        CHECK_EQ_STR(d.f[i].fill, "#d040c0");
+        CHECK(strstr(d.f[i].title, "(new: right only)") != NULL);
+    }
+    xdoc_free(&d);
+    query_result_free(&out);
+    calltree_free(full);
+    calltree_free(empty);
+    symtab_free(syms);
+}
+
 static void test_refusals(void)
 {
     query_limits_t lim;
@@ -185,8 +515,16 @@ static void test_refusals(void)
     CHECK_EQ_INT(query_diff_check(&d, &lim, &em), ERR_INVALID_ARGUMENT);
     CHECK(strstr(em.text, "rightQuery") != NULL);
     d.right.query = CPU "{}";
-    d.format = "folded";
+    d.format = "pprof"; /* a diff is not one profile: each side is */
     CHECK_EQ_INT(query_diff_check(&d, &lim, &em), ERR_INVALID_ARGUMENT);
+    CHECK(strstr(em.text, "/pyroscope/render?format=pprof") != NULL);
+    d.format = "speedscope";
+    CHECK_EQ_INT(query_diff_check(&d, &lim, &em), ERR_INVALID_ARGUMENT);
+    CHECK(strstr(em.text, "json (the double flamebearer), svg or folded") != NULL);
+    d.format = "svg";
+    CHECK_EQ_INT(query_diff_check(&d, &lim, &em), 0);
+    d.format = "folded";
+    CHECK_EQ_INT(query_diff_check(&d, &lim, &em), 0);
     d.format = NULL;
     d.max_nodes = "1";
     CHECK_EQ_INT(query_diff_check(&d, &lim, &em), ERR_INVALID_ARGUMENT);
@@ -207,6 +545,10 @@ int main(int argc, char **argv)
     fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
     check_rng_state = seed * 2654435761u + 88172645463325252ull;
     test_exact_union();
+    test_folded();
+    test_svg();
+    test_by_example();
+    test_empty_side();
     test_refusals();
     return check_exit();
 }
