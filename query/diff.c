@@ -86,7 +86,7 @@ static int get_bytes(const uint8_t **p, const uint8_t *end, const uint8_t **s, s
 }
 
 /* Decodes one side into t (merged) and its symbols into syms. */
-static int decode_side(const uint8_t *p, size_t n, calltree_t *t, symtab_t *syms)
+int query_tree_decode(const uint8_t *p, size_t n, calltree_t *t, symtab_t *syms)
 {
     const uint8_t *end = p + n, *tree;
     size_t tlen;
@@ -461,8 +461,8 @@ int query_diff_render(const query_diff_params_t *d, const query_limits_t *lim, c
     sides_t s = {0}, ds = {0};
     uint8_t *keep = NULL;
     rc = lt && rt && u && shape && syms ? 0 : ERR_NOMEM;
-    if (rc == 0) rc = decode_side(left, left_len, lt, syms);
-    if (rc == 0) rc = decode_side(right, right_len, rt, syms);
+    if (rc == 0) rc = query_tree_decode(left, left_len, lt, syms);
+    if (rc == 0) rc = query_tree_decode(right, right_len, rt, syms);
     if (rc == ERR_CORRUPT) errmsg_set(em, rc, "render-diff: a side's merged tree is damaged");
     if (rc == 0) rc = add_side(u, lt, &s, 0);
     if (rc == 0) rc = add_side(u, rt, &s, 1);
