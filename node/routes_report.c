@@ -16,6 +16,10 @@
 #include "query/query.h"
 
 #define SIDES 2
+/* Buckets asked at once per request: a node serves at most 64 partials at
+ * a time (scatter's max_serving) and refuses more, so a report's up to 60
+ * buckets go a few at a time rather than all together. */
+#define REPORT_INFLIGHT 8
 
 typedef struct report_req report_req_t;
 
@@ -34,6 +38,10 @@ struct report_req {
     query_report_plan_t plan;
     bucket_ans_t ans[SIDES][QUERY_REPORT_MAX_BUCKETS];
     char partial[SIDES][CLUSTER_PARTIAL_HEADER_MAX]; /* the first partial bucket's header */
+    const char *tenant;                              /* borrowed from the request */
+    int64_t now_ms;
+    size_t next, total; /* buckets started, buckets of both sides */
+    int inflight;
     int pending;
     uv_work_t work;
     int rc;
@@ -132,6 +140,25 @@ static void buckets_done(report_req_t *d)
     }
 }
 
+static void bucket_answered(void *arg, cluster_answer_t *a);
+
+/* Starts buckets (left ones first) while fewer than REPORT_INFLIGHT run. A
+ * bucket may answer at once, from inside cluster_query: one reference is
+ * held across the starts so the request outlives them. */
+static void start_buckets(report_req_t *d)
+{
+    d->pending++;
+    while (d->inflight < REPORT_INFLIGHT && d->next < d->total) {
+        size_t i = d->next++;
+        int s = i < d->plan.nbuckets[0] ? 0 : 1;
+        size_t b = s == 0 ? i : i - d->plan.nbuckets[0];
+        d->inflight++;
+        cluster_query(d->node->cluster, QUERY_KIND_RENDER, d->tenant, &d->plan.bucket[s][b].p,
+                      d->now_ms, bucket_answered, &d->ans[s][b]);
+    }
+    if (--d->pending == 0) buckets_done(d);
+}
+
 static void bucket_answered(void *arg, cluster_answer_t *a)
 {
     bucket_ans_t *s = arg;
@@ -144,7 +171,11 @@ static void bucket_answered(void *arg, cluster_answer_t *a)
         if (d->partial[s->side][0] == 0)
             snprintf(d->partial[s->side], sizeof d->partial[s->side], "%s", a->partial_header);
     }
-    if (--d->pending == 0) buckets_done(d);
+    d->inflight--;
+    if (--d->pending == 0)
+        buckets_done(d);
+    else
+        start_buckets(d);
 }
 
 void routes_report_diff(node_t *n, http_exchange_t *ex, const http_request_t *r)
@@ -169,15 +200,14 @@ void routes_report_diff(node_t *n, http_exchange_t *ex, const http_request_t *r)
         report_free(d);
         return;
     }
-    d->pending = 1; /* held across the starts: a bucket may answer at once */
+    d->tenant = tenant;
+    d->now_ms = now_ms;
     for (int s = 0; s < SIDES; s++)
         for (size_t b = 0; b < d->plan.nbuckets[s]; b++) {
-            bucket_ans_t *a = &d->ans[s][b];
-            *a = (bucket_ans_t){.d = d, .side = s};
-            buf_init(&a->body, 0);
-            d->pending++;
-            cluster_query(n->cluster, QUERY_KIND_RENDER, tenant, &d->plan.bucket[s][b].p, now_ms,
-                          bucket_answered, a);
+            d->ans[s][b] = (bucket_ans_t){.d = d, .side = s};
+            buf_init(&d->ans[s][b].body, 0);
         }
-    if (--d->pending == 0) buckets_done(d);
+    d->total = d->plan.nbuckets[0] + d->plan.nbuckets[1];
+    d->pending = (int)d->total;
+    start_buckets(d);
 }
