@@ -10,7 +10,8 @@
   different lengths get per-second rates; bad parameters are 400s;
 - two samples of the same version flag nothing;
 - flamectl diff prints the table;
-- 3 nodes RF 2: the same bytes from every node.
+- 3 nodes RF 2: the same bytes from every node; with two nodes down the
+  answer is flagged partial (body and X-Flamedb-Partial).
 """
 import os
 import random
@@ -181,6 +182,17 @@ def test_three_nodes_same_answer():
         assert len(bodies) == 1, bodies
         doc = report(c.nodes[0], left, right, lu=FROM + 120, ru=FROM + 120)
         assert doc["functions"][0]["name"] == "handle" and doc["functions"][0]["significant"]
+        assert "partial" not in doc
+        c.kill(1)
+        c.kill(2)
+        c.wait_state(1, "down", observers=[0])
+        c.wait_state(2, "down", observers=[0])
+        r = c.nodes[0].query("/api/diff", leftQuery=left, rightQuery=right, leftFrom=FROM,
+                             leftUntil=FROM + 120, rightFrom=FROM, rightUntil=FROM + 120)
+        h = r.headers.get("x-flamedb-partial")
+        assert r.status == 200 and h and "left: ranges=" in h and "right: " in h, (r, r.headers)
+        assert r.json()["partial"] is True
+        assert r.json()["leftTicks"] < doc["leftTicks"]  # never silently short
 
 
 if __name__ == "__main__":
