@@ -26,6 +26,7 @@ typedef struct args {
     const char *url, *tenant, *token;
     int timeout_ms;
     const char *name, *format, *from, *until, *output, *outfile, *match, *spy_name, *by;
+    const char *left_from, *left_until, *right_from, *right_until; /* diff */
     int max_nodes, limit, sample_rate;
     int help;
     const char *pos[4]; /* positional arguments after the command */
@@ -206,6 +207,75 @@ static int query_top(flamedb_client_t *c, const args_t *a)
         print_top(&t);
         if (t.partial) fprintf(stderr, "flamectl: partial answer: some data was unreachable\n");
         flamedb__top_free(&t);
+    }
+    flamedb_response_free(&r);
+    return status;
+}
+
+/* --- diff ------------------------------------------------------------------ */
+
+static void print_report(const flamedb__report_t *t)
+{
+    char left[32], right[32], p[16];
+    printf("%10s %7s %7s %12s %12s %9s %4s  %s\n", "CHANGE", "LEFT%", "RIGHT%", "LEFT", "RIGHT",
+           "P", "SIG", "FUNCTION");
+    for (size_t i = 0; i < t->count; i++) {
+        const flamedb__report_row_t *r = &t->rows[i];
+        format_value(left, sizeof left, r->left_total, t->unit);
+        format_value(right, sizeof right, r->right_total, t->unit);
+        snprintf(p, sizeof p, r->tested ? "%.2g" : "-", r->p);
+        printf("%+8.2fpp %6.2f%% %6.2f%% %12s %12s %9s %4s  %s\n", r->change, r->left_share,
+               r->right_share, left, right, p, r->significant ? "yes" : "no", r->name);
+    }
+    format_value(left, sizeof left, t->left_ticks, t->unit);
+    format_value(right, sizeof right, t->right_ticks, t->unit);
+    printf("left %s over %" PRId64 "s (%" PRId64 " buckets), right %s over %" PRId64 "s (%" PRId64
+           " buckets); %" PRId64 " functions, %" PRId64 " tested\n",
+           left, t->left_seconds, t->left_buckets, right, t->right_seconds, t->right_buckets,
+           t->functions, t->tested);
+}
+
+static int diff_path(const args_t *a, buf_t *path)
+{
+    const char *lf = a->left_from ? a->left_from : a->from;
+    const char *lu = a->left_until ? a->left_until : a->until;
+    const char *rf = a->right_from ? a->right_from : a->from;
+    const char *ru = a->right_until ? a->right_until : a->until;
+    int rc = buf_append_str(path, "/api/diff");
+    if (rc == ERR_OK) rc = flamedb__query_add(path, "leftQuery", a->pos[0]);
+    if (rc == ERR_OK) rc = flamedb__query_add(path, "rightQuery", a->pos[1]);
+    if (rc == ERR_OK) rc = flamedb__query_add(path, "leftFrom", lf);
+    if (rc == ERR_OK) rc = flamedb__query_add(path, "leftUntil", lu);
+    if (rc == ERR_OK) rc = flamedb__query_add(path, "rightFrom", rf);
+    if (rc == ERR_OK) rc = flamedb__query_add(path, "rightUntil", ru);
+    if (rc == ERR_OK)
+        rc = flamedb__query_add_int(path, "limit", a->limit > 0 ? a->limit : DEFAULT_TOP_LIMIT);
+    return rc == ERR_OK ? buf_append_byte(path, 0) : rc;
+}
+
+/* GET /api/diff: the server ranks the functions and tests them. */
+static int cmd_diff(flamedb_client_t *c, const args_t *a)
+{
+    buf_t path;
+    buf_init(&path, 65536);
+    if (diff_path(a, &path) != ERR_OK) {
+        buf_free(&path);
+        return usage_error("diff: the queries are too long%s", "");
+    }
+    flamedb_response_t r;
+    int rc = flamedb_get(c, (const char *)path.data, &r);
+    buf_free(&path);
+    if (rc != 0) return request_failed(c, "diff", rc);
+    flamedb__report_t t;
+    errmsg_t em = {{0}};
+    int status = 0;
+    if (flamedb__report_parse((const char *)r.body, r.len, &t, &em) != 0) {
+        fprintf(stderr, "flamectl: cannot read the server's answer: %s\n", em.text);
+        status = EXIT_FAILURE;
+    } else {
+        print_report(&t);
+        if (t.partial) fprintf(stderr, "flamectl: partial answer: some data was unreachable\n");
+        flamedb__report_free(&t);
     }
     flamedb_response_free(&r);
     return status;
@@ -454,6 +524,15 @@ static const command_t commands[] = {
      "/pyroscope/render (--max-nodes); pprof writes the gzipped profile to -o FILE\n"
      "or to stdout when it is not a terminal; svg (a flame graph image) and\n"
      "speedscope (a file for speedscope.app) go to -o FILE or stdout."},
+    {"diff", 2, 2, cmd_diff,
+     "diff 'TYPE{...}' 'TYPE{...}' [--from T] [--until T] [--left-from T]\n"
+     "          [--left-until T] [--right-from T] [--right-until T] [--limit N]",
+     "Regression report (GET /api/diff) of the left selection against the right\n"
+     "one: per function its inclusive share of each side (LEFT%, RIGHT%), the\n"
+     "change in percentage points (largest first; --limit rows, default 20), and\n"
+     "whether the change stands out of the variation between each side's time\n"
+     "buckets (Welch's t per function, Holm-corrected at 0.01: SIG). --from and\n"
+     "--until set both ranges; --left-*/--right-* set one side's."},
     {"labels", 0, 1, cmd_labels, "labels [NAME] [--match '{selector}'] [--from T] [--until T]",
      "Without NAME lists the label names; with NAME lists its values\n"
      "(NAME __profile_type__ lists the profile types present)."},
@@ -482,7 +561,11 @@ enum {
     OPT_MATCH,
     OPT_SAMPLE_RATE,
     OPT_SPY_NAME,
-    OPT_BY
+    OPT_BY,
+    OPT_LEFT_FROM,
+    OPT_LEFT_UNTIL,
+    OPT_RIGHT_FROM,
+    OPT_RIGHT_UNTIL
 };
 
 static const struct option options[] = {
@@ -501,6 +584,10 @@ static const struct option options[] = {
     {"sample-rate", required_argument, NULL, OPT_SAMPLE_RATE},
     {"spy-name", required_argument, NULL, OPT_SPY_NAME},
     {"by", required_argument, NULL, OPT_BY},
+    {"left-from", required_argument, NULL, OPT_LEFT_FROM},
+    {"left-until", required_argument, NULL, OPT_LEFT_UNTIL},
+    {"right-from", required_argument, NULL, OPT_RIGHT_FROM},
+    {"right-until", required_argument, NULL, OPT_RIGHT_UNTIL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -586,6 +673,18 @@ static int set_option(args_t *a, int opt, const char *v)
         return 0;
     case OPT_BY:
         a->by = v;
+        return 0;
+    case OPT_LEFT_FROM:
+        a->left_from = v;
+        return 0;
+    case OPT_LEFT_UNTIL:
+        a->left_until = v;
+        return 0;
+    case OPT_RIGHT_FROM:
+        a->right_from = v;
+        return 0;
+    case OPT_RIGHT_UNTIL:
+        a->right_until = v;
         return 0;
     case 'h':
         a->help = 1;

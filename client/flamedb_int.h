@@ -5,6 +5,7 @@
  * http.c  owns the socket: connect with timeout, request writing, bounded
  *         response parsing (Content-Length, chunked, until-close);
  * top.c   reads the top functions answer of GET /api/top (flamectl; not exported);
+ * report.c reads the regression report of GET /api/diff (flamectl; not exported);
  * json.c  reads the two JSON shapes the client needs (string arrays and
  *         {"code","message"} error objects) with bounded depth.
  * Nothing here is thread-safe; one connection belongs to one client.
@@ -18,6 +19,7 @@
 #include "client/flamedb.h"
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/json.h"
 
 /* Limits of what the client accepts from a server. */
 #define FLAMEDB__MAX_HEADER_LINE 8192   /* status line or one header */
@@ -99,6 +101,11 @@ int flamedb__json_error(const char *p, size_t n, char *code, size_t code_len, ch
 
 /* --- top.c (in-tree only, used by flamectl) --- */
 
+/* A JSON number member (top.c, shared with report.c); null reads as 0 with
+ * *is_null set (when is_null is not NULL). */
+int flamedb__json_number(json_t *j, double *v, int *is_null);
+int flamedb__json_int(json_t *j, int64_t *v);
+
 typedef struct flamedb__top_row {
     char *name;
     int64_t self, total;
@@ -123,5 +130,31 @@ typedef struct flamedb__top {
  * else. */
 int flamedb__top_parse(const char *text, size_t n, flamedb__top_t *out, errmsg_t *em);
 void flamedb__top_free(flamedb__top_t *t);
+
+/* --- report.c (in-tree only, used by flamectl diff) --- */
+
+typedef struct flamedb__report_row {
+    char *name;
+    int64_t left_total, right_total;
+    double left_share, right_share; /* percent of each side's ticks */
+    double change;                  /* percentage points, right - left */
+    double p;                       /* Welch p value, when tested */
+    int tested, significant;
+} flamedb__report_row_t;
+
+typedef struct flamedb__report {
+    flamedb__report_row_t *rows; /* in the server's order (largest |change| first) */
+    size_t count;
+    int64_t left_ticks, right_ticks, left_seconds, right_seconds;
+    int64_t left_buckets, right_buckets, functions, tested;
+    int partial;
+    char unit[32];
+} flamedb__report_t;
+
+/* Reads the JSON answer of GET /api/diff. Caller owns *out (free with
+ * flamedb__report_free()). ERR_UNPARSEABLE, with the offset in em, for
+ * anything else. */
+int flamedb__report_parse(const char *text, size_t n, flamedb__report_t *out, errmsg_t *em);
+void flamedb__report_free(flamedb__report_t *r);
 
 #endif

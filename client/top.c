@@ -15,8 +15,7 @@
 
 static const json_limits_t top_json = {FLAMEDB__JSON_MAX_DEPTH, 65536};
 
-/* A number member; null reads as 0 with *is_null set (when asked). */
-static int number(json_t *j, double *v, int *is_null)
+int flamedb__json_number(json_t *j, double *v, int *is_null)
 {
     if (is_null != NULL) *is_null = json_peek(j) == JSON_NULL;
     if (json_peek(j) == JSON_NULL) {
@@ -31,10 +30,10 @@ static int number(json_t *j, double *v, int *is_null)
     return *end == '\0' ? ERR_OK : ERR_UNPARSEABLE;
 }
 
-static int int_member(json_t *j, int64_t *v)
+int flamedb__json_int(json_t *j, int64_t *v)
 {
     double d = 0;
-    int rc = number(j, &d, NULL);
+    int rc = flamedb__json_number(j, &d, NULL);
     *v = (int64_t)d;
     return rc;
 }
@@ -52,12 +51,12 @@ static int row_member(json_t *j, const char *key, flamedb__top_row_t *r)
         buf_free(&b);
         return rc != ERR_OK ? rc : r->name != NULL ? ERR_OK : ERR_NOMEM;
     }
-    if (strcmp(key, "self") == 0) return int_member(j, &r->self);
-    if (strcmp(key, "total") == 0) return int_member(j, &r->total);
-    if (strcmp(key, "selfPercent") == 0) return number(j, &r->self_pct, NULL);
-    if (strcmp(key, "totalPercent") == 0) return number(j, &r->total_pct, NULL);
-    if (strcmp(key, "selfCores") == 0) return number(j, &r->self_cores, NULL);
-    if (strcmp(key, "totalCores") == 0) return number(j, &r->total_cores, NULL);
+    if (strcmp(key, "self") == 0) return flamedb__json_int(j, &r->self);
+    if (strcmp(key, "total") == 0) return flamedb__json_int(j, &r->total);
+    if (strcmp(key, "selfPercent") == 0) return flamedb__json_number(j, &r->self_pct, NULL);
+    if (strcmp(key, "totalPercent") == 0) return flamedb__json_number(j, &r->total_pct, NULL);
+    if (strcmp(key, "selfCores") == 0) return flamedb__json_number(j, &r->self_cores, NULL);
+    if (strcmp(key, "totalCores") == 0) return flamedb__json_number(j, &r->total_cores, NULL);
     return json_skip(j); /* file, and members added later */
 }
 
@@ -84,13 +83,13 @@ static int parse_rows(json_t *j, flamedb__top_t *t)
 static int top_member(json_t *j, const char *key, flamedb__top_t *t)
 {
     if (strcmp(key, "unit") == 0) return json_string_to(j, t->unit, sizeof t->unit);
-    if (strcmp(key, "total") == 0) return int_member(j, &t->sum);
-    if (strcmp(key, "rangeSeconds") == 0) return int_member(j, &t->range_s);
-    if (strcmp(key, "functionCount") == 0) return int_member(j, &t->functions);
+    if (strcmp(key, "total") == 0) return flamedb__json_int(j, &t->sum);
+    if (strcmp(key, "rangeSeconds") == 0) return flamedb__json_int(j, &t->range_s);
+    if (strcmp(key, "functionCount") == 0) return flamedb__json_int(j, &t->functions);
     if (strcmp(key, "functions") == 0) return parse_rows(j, t);
     if (strcmp(key, "cores") == 0) {
         int null;
-        int rc = number(j, &t->cores, &null);
+        int rc = flamedb__json_number(j, &t->cores, &null);
         t->has_cores = !null;
         return rc;
     }

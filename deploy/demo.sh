@@ -244,6 +244,7 @@ for i in $(seq 0 $((NODES - 1))); do
     echo "  $U/pyroscope/render?query=$Q_API&from=now-1h&until=now"
     echo "  $U/pyroscope/render?query=$Q_CHK&from=now-1h&format=folded"
     echo "  $U/pyroscope/render-diff?leftQuery=$Q_V1&leftFrom=now-1h&rightQuery=$Q_V2&rightFrom=now-1h"
+    echo "  $U/api/diff?leftQuery=$Q_V1&leftFrom=now-1h&rightQuery=$Q_V2&rightFrom=now-1h&limit=10"
     [ -n "$SPAN" ] && echo "  $U/pyroscope/render?query=$Q_SPAN&from=now-1h&until=now"
     echo "  $U/pyroscope/label-names"
     [ "$NODES" -gt 1 ] && echo "  $U/cluster/status"
@@ -255,6 +256,7 @@ Or with flamectl (--url picks the node; default ${URLS[0]} via FLAMEDB_URL):
   $CTL --url ${URLS[0]} query '$CPU{service_name="api"}' --from now-1h
   $CTL --url $U2 query '$CPU{service_name="checkout",version="v1"}' --from now-1h --limit 8
   $CTL --url $U2 query '$CPU{service_name="checkout",version="v2"}' --from now-1h --limit 8
+  $CTL --url $U2 diff '$CPU{service_name="checkout",version="v1"}' '$CPU{service_name="checkout",version="v2"}' --from now-1h --limit 8
   $CTL --url ${URLS[$((NODES - 1))]} query 'memory:alloc_space:bytes:space:bytes{service_name="worker"}' --output folded
   $CTL --url ${URLS[0]} query '$CPU{}' --output pprof -o cpu.pb.gz   # then: go tool pprof -top cpu.pb.gz
   $CTL --url $U2 labels pod

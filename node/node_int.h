@@ -37,6 +37,8 @@ void routes_respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_
 const char *routes_tenant_of(node_t *n, http_exchange_t *ex, const http_request_t *r);
 /* GET /pyroscope/render-diff (routes_diff.c). */
 void routes_render_diff(node_t *n, http_exchange_t *ex, const http_request_t *r);
+/* GET /api/diff, the regression report (routes_report.c). */
+void routes_report_diff(node_t *n, http_exchange_t *ex, const http_request_t *r);
 
 /* Validates X-Scope-OrgID (docs/api.md, Conventions); NULL or "" means "anonymous".
  * Returns the tenant (borrowed: value or a static string) or NULL with em set. */

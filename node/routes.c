@@ -59,12 +59,14 @@ static const route_t routes[] = {
     {"/cluster/status", HTTP_GET, "cluster_status", route_cluster_status},
     {"/api/top", HTTP_GET, "top", route_top},
     {"/api/label-shares", HTTP_GET, "label_shares", route_label_shares},
+    {"/api/diff", HTTP_GET, "diff_report", routes_report_diff},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
 static const char *const route_names[NROUTES + 1] = {
-    "none",        "index",       "ready",        "metrics",        "ingest", "render",
-    "render_diff", "label_names", "label_values", "cluster_status", "top",    "label_shares",
+    "none",   "index",        "ready",       "metrics",      "ingest",
+    "render", "render_diff",  "label_names", "label_values", "cluster_status",
+    "top",    "label_shares", "diff_report",
 };
 _Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every route");
 
@@ -257,6 +259,8 @@ static const char index_html[] =
     "(format=json|folded|pprof|svg|speedscope)</li>\n"
     "<li><code>GET /api/top?query=&amp;from=&amp;until=&amp;limit=&amp;by=self|total</code> "
     "&mdash; top functions (self, total, cores)</li>\n"
+    "<li><code>GET /api/diff?leftQuery=&amp;rightQuery=&amp;leftFrom=&amp;...</code> "
+    "&mdash; regression report (changed functions, significance)</li>\n"
     "<li><a href=\"/pyroscope/label-names\">GET /pyroscope/label-names</a></li>\n"
     "<li><a href=\"/pyroscope/label-values?label=__profile_type__\">GET "
     "/pyroscope/label-values?label=__profile_type__</a> &mdash; profile types present</li>\n"

@@ -91,7 +91,7 @@ static int get_bytes(const uint8_t **p, const uint8_t *end, const uint8_t **s, s
 }
 
 /* Decodes one side into t (merged) and its symbols into syms. */
-static int decode_side(const uint8_t *p, size_t n, calltree_t *t, symtab_t *syms)
+int query_tree_decode(const uint8_t *p, size_t n, calltree_t *t, symtab_t *syms)
 {
     const uint8_t *end = p + n, *tree;
     size_t tlen;
@@ -610,8 +610,8 @@ static int join(join_t *j, const query_limits_t *lim, size_t max_nodes, const ui
     j->shape = calltree_new(lim->max_tree_nodes);
     j->syms = symtab_new();
     int rc = j->lt && j->rt && j->u && j->shape && j->syms ? 0 : ERR_NOMEM;
-    if (rc == 0) rc = decode_side(left, left_len, j->lt, j->syms);
-    if (rc == 0) rc = decode_side(right, right_len, j->rt, j->syms);
+    if (rc == 0) rc = query_tree_decode(left, left_len, j->lt, j->syms);
+    if (rc == 0) rc = query_tree_decode(right, right_len, j->rt, j->syms);
     if (rc == ERR_CORRUPT) errmsg_set(em, rc, "render-diff: a side's merged tree is damaged");
     if (rc == 0) rc = add_side(j->u, j->lt, &j->s, 0);
     if (rc == 0) rc = add_side(j->u, j->rt, &j->s, 1);

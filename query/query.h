@@ -307,6 +307,101 @@ int query_diff_render(const query_diff_params_t *d, const query_limits_t *lim, c
                       size_t left_len, const uint8_t *right, size_t right_len,
                       const char *partial_json, query_result_t *out, errmsg_t *em);
 
+/* ================================================================ regression report
+ *
+ * GET /api/diff (docs/api.md "Regression report"): per function, its
+ * inclusive share of each side's total, the change between the sides, and
+ * whether the change stands out of the variation between the side's time
+ * buckets. Each side's range is split into buckets on its window grid
+ * (query_report_plan); the coordinator renders every bucket of both sides
+ * through scatter-gather with merged_tree set, then query_report_run joins
+ * them. The whole-range numbers are the sums over the buckets (which
+ * partition the range), so they are exact. */
+#define QUERY_REPORT_DEFAULT_LIMIT 50
+#define QUERY_REPORT_MAX_LIMIT 1000
+/* buckets per side: up to 30, each at least one storage window */
+#define QUERY_REPORT_MAX_BUCKETS 30
+/* non-empty buckets each side needs before any of its functions is tested */
+#define QUERY_REPORT_MIN_BUCKETS 5
+/* family-wise error rate of the Holm correction over the functions tested */
+#define QUERY_REPORT_ALPHA 0.01
+
+/* One bucket's render parameters; p's strings point into the bucket. */
+typedef struct query_report_bucket {
+    char from[24], until[24]; /* unix seconds */
+    query_params_t p;         /* the side's query over [from, until), merged_tree set */
+} query_report_bucket_t;
+
+/* What a report reads. Holds pointers into itself and the request: do not
+ * copy or move it once planned. */
+typedef struct query_report_plan {
+    char type[QUERY_TYPE_MAX + 1]; /* profile type of both sides */
+    size_t limit;
+    int64_t from_s[2], until_s[2]; /* each side's range on its window grid */
+    size_t nbuckets[2];
+    query_report_bucket_t bucket[2][QUERY_REPORT_MAX_BUCKETS];
+} query_report_plan_t;
+
+/* Checks the request as render-diff does (both queries, same profile type)
+ * plus limit, and splits each side's range into buckets: W windows of the
+ * side's plan become min(W, QUERY_REPORT_MAX_BUCKETS) buckets of
+ * floor/ceil(W/B) windows. Strings of d are borrowed until out is freed
+ * with the request. ERR_INVALID_ARGUMENT naming the parameter. */
+int query_report_plan(const query_diff_params_t *d, const char *limit, const query_limits_t *lim,
+                      int64_t now_ms, query_report_plan_t *out, errmsg_t *em);
+
+/* One function's row of the report. */
+typedef struct query_report_row {
+    uint64_t sym;
+    const char *name, *file; /* borrowed from the symbols (or the report) */
+    int64_t self[2], total[2];
+    double share[2]; /* total / ticks of the side, 0..1 (0 for an empty side) */
+    double change;   /* percentage points: 100 * (share[1] - share[0]) */
+    double t, df, p; /* Welch's t, its degrees of freedom, two-sided p (1: not tested) */
+    int tested;      /* both sides had QUERY_REPORT_MIN_BUCKETS non-empty buckets */
+    int significant; /* rejected by Holm at QUERY_REPORT_ALPHA among the tested */
+} query_report_row_t;
+
+typedef struct query_report {
+    int64_t ticks[2];         /* each side's total (the sum of its buckets') */
+    size_t buckets[2];        /* non-empty buckets (the samples) per side */
+    size_t nrows;             /* every function of either side */
+    size_t tested;            /* the family of the correction */
+    query_report_row_t *rows; /* sorted by |change| descending, then name, file */
+    char *unk;                /* names of unknown symbols */
+} query_report_t;
+
+/* The report of bucket trees: trees[s][0..n[s]) are side s's buckets, syms
+ * names their symbols (borrowed; may lack some). out: caller owns; free with
+ * query_report_free(). */
+int query_report_compute(const calltree_t *const *trees[2], const size_t n[2], const symtab_t *syms,
+                         query_report_t *out);
+void query_report_free(query_report_t *r);
+
+/* The JSON answer (docs/api.md) of r with at most limit functions; seconds
+ * are each side's range (per-second rates are added when they differ).
+ * partial_json as for query_gather_finish. */
+int query_report_encode(const query_report_t *r, const char *profile_type, size_t limit,
+                        const int64_t seconds[2], const char *partial_json, buf_t *out);
+
+/* Decodes the bucket bodies (renders with merged_tree set) of both sides,
+ * body[s][i] of len[s][i] bytes for the plan's buckets, and answers. */
+int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
+                     const uint8_t *const *body[2], const size_t *len[2], const char *partial_json,
+                     query_result_t *out, errmsg_t *em);
+
+/* Welch's unequal-variance t test of samples a[0..na) and b[0..nb) (na, nb
+ * >= 2): t = (mean b - mean a) / sqrt(va/na + vb/nb), Welch-Satterthwaite df,
+ * two-sided p. Both variances 0 (up to rounding): p = 1 if the means are
+ * equal (up to rounding), else 0. */
+void query_welch_t(const double *a, size_t na, const double *b, size_t nb, double *t, double *df,
+                   double *p);
+/* P(|T| >= |t|) for Student's t with df > 0 degrees of freedom:
+ * I_{df/(df+t^2)}(df/2, 1/2), the regularized incomplete beta. */
+double query_student_t_p2(double t, double df);
+/* The regularized incomplete beta I_x(a, b), a, b > 0, 0 <= x <= 1. */
+double query_incbeta(double x, double a, double b);
+
 /* ================================================================ scatter-gather
  *
  * The read path of a cluster (docs/scatter-gather.md). A coordinator

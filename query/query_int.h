@@ -55,6 +55,22 @@ int query_write_metadata(buf_t *out, const char *format, const char *profile_typ
 /* The merged tree and the symbols it names, self-contained (the
  * QUERY_FORMAT_TREE body that render-diff joins; diff.c). */
 int query_encode_tree(const calltree_t *t, const symtab_t *syms, buf_t *out);
+/* Decodes a query_encode_tree body: merges its tree into t and its symbols
+ * into syms. ERR_CORRUPT on damaged input. */
+int query_tree_decode(const uint8_t *p, size_t n, calltree_t *t, symtab_t *syms);
+
+/* ---- functions of a tree (top.c) ---- */
+/* One function (symbol) of a tree: self is the sum of its nodes' selves;
+ * total the sum of the totals of its outermost nodes (a stack in which it
+ * recurses counts once). name and file: unset (NULL) by query_fns_collect. */
+typedef struct query_fn {
+    uint64_t sym;
+    int64_t self, total;
+    const char *name, *file;
+} query_fn_t;
+/* Every function of t, in first-seen order. *out: caller owns (free()). */
+int query_fns_collect(const calltree_t *t, query_fn_t **out, size_t *n);
+
 /* The format and maxNodes parameters, as a render parses them (query.c). */
 int query_parse_format(const char *s, query_format_t *f, errmsg_t *em);
 int query_parse_max_nodes(const char *s, query_format_t f, const query_limits_t *lim, size_t *out,

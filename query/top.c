@@ -17,11 +17,7 @@
 #include "common/u64map.h"
 #include "query/query_int.h"
 
-typedef struct fn {
-    uint64_t sym;
-    int64_t self, total;
-    const char *name, *file;
-} fn_t;
+typedef query_fn_t fn_t;
 
 typedef struct top {
     const calltree_t *t;
@@ -184,21 +180,32 @@ static int write_top(buf_t *out, const top_t *tp, const char *profile_type,
     return rc != 0 ? rc : buf_append_str(out, "]}");
 }
 
+int query_fns_collect(const calltree_t *t, query_fn_t **out, size_t *n)
+{
+    top_t tp = {.t = t};
+    int rc = index_functions(&tp);
+    if (rc == 0) walk(&tp);
+    free(tp.fn_of);
+    free(tp.active);
+    if (rc != 0) {
+        free(tp.fns);
+        return rc;
+    }
+    *out = tp.fns;
+    *n = tp.nfns;
+    return 0;
+}
+
 int query_encode_top(const calltree_t *t, const symtab_t *syms, const char *profile_type,
                      const query_top_opts_t *o, buf_t *out)
 {
     top_t tp = {.t = t};
-    int rc = index_functions(&tp);
-    if (rc == 0) {
-        walk(&tp);
-        rc = resolve_names(&tp, syms);
-    }
+    int rc = query_fns_collect(t, &tp.fns, &tp.nfns);
+    if (rc == 0) rc = resolve_names(&tp, syms);
     if (rc == 0 && tp.nfns > 1)
         qsort(tp.fns, tp.nfns, sizeof *tp.fns, o->by_total ? by_total : by_self);
     if (rc == 0) rc = write_top(out, &tp, profile_type, o);
     free(tp.fns);
-    free(tp.fn_of);
-    free(tp.active);
     free(tp.unk);
     return rc;
 }

@@ -1,0 +1,128 @@
+/* report.c — reads the regression report of GET /api/diff (docs/api.md)
+ * into the table flamectl diff prints (flamedb_int.h). Part of the in-tree
+ * client library only; not exported by the shared libflamedb.
+ *
+ * The server computes the report from every bucket of both sides (exact,
+ * from any node of a cluster); the client only reads it, with the bounded
+ * JSON reader. Unknown members are skipped so a newer server stays readable.
+ */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/flamedb_int.h"
+#include "common/grow.h"
+#include "common/json.h"
+
+static const json_limits_t report_json = {FLAMEDB__JSON_MAX_DEPTH, 65536};
+
+static int boolean(json_t *j, int *v)
+{
+    char s[8];
+    int rc = json_scalar_to(j, s, sizeof s);
+    *v = rc == ERR_OK && strcmp(s, "true") == 0;
+    return rc;
+}
+
+static int name_member(json_t *j, char **name)
+{
+    buf_t b;
+    buf_init(&b, report_json.max_string);
+    int rc = json_string(j, &b);
+    if (rc == ERR_OK && buf_append_byte(&b, 0) == ERR_OK) {
+        free(*name);
+        *name = (char *)buf_steal(&b, NULL);
+    }
+    buf_free(&b);
+    return rc != ERR_OK ? rc : *name != NULL ? ERR_OK : ERR_NOMEM;
+}
+
+static int row_member(json_t *j, const char *key, flamedb__report_row_t *r)
+{
+    if (strcmp(key, "name") == 0) return name_member(j, &r->name);
+    if (strcmp(key, "leftTotal") == 0) return flamedb__json_int(j, &r->left_total);
+    if (strcmp(key, "rightTotal") == 0) return flamedb__json_int(j, &r->right_total);
+    if (strcmp(key, "leftShare") == 0) return flamedb__json_number(j, &r->left_share, NULL);
+    if (strcmp(key, "rightShare") == 0) return flamedb__json_number(j, &r->right_share, NULL);
+    if (strcmp(key, "change") == 0) return flamedb__json_number(j, &r->change, NULL);
+    if (strcmp(key, "significant") == 0) return boolean(j, &r->significant);
+    if (strcmp(key, "pValue") == 0) {
+        int null;
+        int rc = flamedb__json_number(j, &r->p, &null);
+        r->tested = !null;
+        return rc;
+    }
+    return json_skip(j); /* file, selves, rates, t, df and members added later */
+}
+
+static int parse_rows(json_t *j, flamedb__report_t *t)
+{
+    size_t cap = 0;
+    int rc = json_enter(j, '[');
+    while (rc == ERR_OK && json_next(j, &rc)) {
+        if (t->count >= FLAMEDB__MAX_STRINGS) return ERR_TOO_LARGE;
+        if ((rc = GROW(t->rows, cap, t->count + 1, GROW_UNLIMITED)) != ERR_OK) return rc;
+        flamedb__report_row_t *r = &t->rows[t->count++];
+        memset(r, 0, sizeof *r);
+        char key[32];
+        rc = json_enter(j, '{');
+        while (rc == ERR_OK && json_next(j, &rc)) {
+            rc = json_key(j, key, sizeof key);
+            if (rc == ERR_OK) rc = row_member(j, key, r);
+        }
+        if (rc == ERR_OK && r->name == NULL) rc = ERR_UNPARSEABLE;
+    }
+    return rc;
+}
+
+static int report_member(json_t *j, const char *key, flamedb__report_t *t)
+{
+    static const struct {
+        const char *key;
+        size_t off;
+    } ints[] = {
+        {"leftTicks", offsetof(flamedb__report_t, left_ticks)},
+        {"rightTicks", offsetof(flamedb__report_t, right_ticks)},
+        {"leftSeconds", offsetof(flamedb__report_t, left_seconds)},
+        {"rightSeconds", offsetof(flamedb__report_t, right_seconds)},
+        {"leftBuckets", offsetof(flamedb__report_t, left_buckets)},
+        {"rightBuckets", offsetof(flamedb__report_t, right_buckets)},
+        {"functionCount", offsetof(flamedb__report_t, functions)},
+        {"tested", offsetof(flamedb__report_t, tested)},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (strcmp(key, ints[i].key) == 0)
+            return flamedb__json_int(j, (int64_t *)((char *)t + ints[i].off));
+    if (strcmp(key, "unit") == 0) return json_string_to(j, t->unit, sizeof t->unit);
+    if (strcmp(key, "functions") == 0) return parse_rows(j, t);
+    if (strcmp(key, "partial") == 0) return boolean(j, &t->partial);
+    return json_skip(j);
+}
+
+int flamedb__report_parse(const char *text, size_t n, flamedb__report_t *out, errmsg_t *em)
+{
+    memset(out, 0, sizeof *out);
+    json_t j;
+    json_init(&j, text, n, report_json);
+    char key[32];
+    int rc = json_enter(&j, '{');
+    while (rc == ERR_OK && json_next(&j, &rc)) {
+        rc = json_key(&j, key, sizeof key);
+        if (rc == ERR_OK) rc = report_member(&j, key, out);
+    }
+    if (rc == ERR_OK) rc = json_finish(&j);
+    if (rc != ERR_OK) {
+        flamedb__report_free(out);
+        return errmsg_set(em, rc == ERR_NOMEM ? rc : ERR_UNPARSEABLE,
+                          "diff answer: not the expected JSON (byte %zu)", json_offset(&j));
+    }
+    return ERR_OK;
+}
+
+void flamedb__report_free(flamedb__report_t *r)
+{
+    for (size_t i = 0; i < r->count; i++)
+        free(r->rows[i].name);
+    free(r->rows);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""test_report.py — GET /api/diff (the regression report) against real nodes
+(issue #7, regression report and significance):
+
+- one node, v1 and v2 folded CPU profiles pushed over 20 windows of 10 s each,
+  with noise: `handle` grows from about 30% to about 60% of the samples,
+  `gc` stays at about 10%. The report ranks handle first and flags it, does
+  not flag gc; whole-range totals equal the renders and brute-force sums;
+  change is 100 * (rightTotal/rightTicks - leftTotal/leftTicks); ranges of
+  different lengths get per-second rates; bad parameters are 400s;
+- two samples of the same version flag nothing;
+- flamectl diff prints the table;
+- 3 nodes RF 2: the same bytes from every node; with two nodes down the
+  answer is flagged partial (body and X-Flamedb-Partial).
+"""
+import os
+import random
+import subprocess
+import time
+
+import harness
+from cluster import Cluster
+from harness import CPU, Node, run_tests, unique
+from profiles import folded
+
+NODE = Node(name="report").start()
+NOW = int(time.time()) // 10 * 10
+FROM = NOW - 600
+WINDOWS = 20
+UNTIL = FROM + 10 * WINDOWS
+SCALE = 10**7  # folded .cpu at the default 100 Hz
+
+
+def window_stacks(rng, handle_share):
+    """One window's stacks: about handle_share of 1000 samples in handle,
+    10% in gc, the rest in parse, auth and log alike, each jittered."""
+    n = 1000
+    handle = int(n * handle_share * rng.uniform(0.9, 1.1))
+    gc = int(n * 0.10 * rng.uniform(0.9, 1.1))
+    rest = n - handle - gc
+    parse, auth = int(rest / 3 * rng.uniform(0.9, 1.1)), int(rest / 3 * rng.uniform(0.9, 1.1))
+    return {"main;serve;handle": handle, "main;gc": gc, "main;serve;parse": parse,
+            "main;serve;auth": auth, "main;serve;log": rest - parse - auth}
+
+
+def push_version(svc, version, handle_share, seed, start=FROM, windows=WINDOWS):
+    """Pushes one profile per window; returns {stack: total count}."""
+    rng = random.Random(seed)
+    sums = {}
+    for w in range(windows):
+        stacks = window_stacks(rng, handle_share)
+        t = start + 10 * w
+        r = NODE.ingest(folded(stacks), name="%s.cpu{version=%s}" % (svc, version),
+                        **{"from": t + 1}, until=t + 2)
+        assert r.status == 200, r
+        for k, v in stacks.items():
+            sums[k] = sums.get(k, 0) + v
+    return sums
+
+
+def q(svc, version):
+    return '%s{service_name="%s",version="%s"}' % (CPU, svc, version)
+
+
+def report(node, left, right, lf=FROM, lu=UNTIL, rf=FROM, ru=UNTIL, **extra):
+    r = node.query("/api/diff", leftQuery=left, rightQuery=right, leftFrom=lf, leftUntil=lu,
+                   rightFrom=rf, rightUntil=ru, **extra)
+    assert r.status == 200, r
+    return r.json()
+
+
+def totals(sums):
+    """{function: total} by brute force over the stacks (once per stack)."""
+    out = {}
+    for stack, v in sums.items():
+        for f in set(stack.split(";")):
+            out[f] = out.get(f, 0) + v * SCALE
+    return out
+
+
+SVC = unique("rep")
+V1 = push_version(SVC, "v1", 0.30, seed=1)
+V2 = push_version(SVC, "v2", 0.60, seed=2)
+
+
+def test_regression_ranked_first_and_flagged():
+    doc = report(NODE, q(SVC, "v1"), q(SVC, "v2"))
+    lt, rt = NODE.total(q(SVC, "v1"), FROM, UNTIL), NODE.total(q(SVC, "v2"), FROM, UNTIL)
+    assert doc["leftTicks"] == lt == sum(V1.values()) * SCALE, (doc["leftTicks"], lt)
+    assert doc["rightTicks"] == rt == sum(V2.values()) * SCALE
+    assert doc["unit"] == "nanoseconds"
+    assert doc["leftBuckets"] == doc["rightBuckets"] == WINDOWS, doc
+    assert doc["leftSeconds"] == doc["rightSeconds"] == UNTIL - FROM
+    fns = {f["name"]: f for f in doc["functions"]}
+    first = doc["functions"][0]
+    assert first["name"] == "handle" and first["significant"] is True, first
+    assert 25 < first["change"] < 35, first
+    assert fns["gc"]["significant"] is False, fns["gc"]
+    assert fns["main"]["change"] == 0 and fns["main"]["significant"] is False
+    want_l, want_r = totals(V1), totals(V2)
+    for name, f in fns.items():
+        assert f["leftTotal"] == want_l[name] and f["rightTotal"] == want_r[name], f
+        change = 100.0 * (f["rightTotal"] / rt - f["leftTotal"] / lt)
+        assert abs(f["change"] - change) < 1e-9, (f, change)
+        assert "leftTotalPerSecond" not in f  # same lengths: shares say it all
+    changes = [abs(f["change"]) for f in doc["functions"]]
+    assert changes == sorted(changes, reverse=True)
+    assert report(NODE, q(SVC, "v1"), q(SVC, "v2"), limit=2)["functions"] == \
+        doc["functions"][:2]
+
+
+def test_same_behaviour_flags_nothing():
+    svc = unique("same")
+    push_version(svc, "a", 0.30, seed=11)
+    push_version(svc, "b", 0.30, seed=12)
+    doc = report(NODE, q(svc, "a"), q(svc, "b"))
+    assert doc["tested"] == 7, doc  # main, serve, handle, gc, parse, auth, log
+    assert not any(f["significant"] for f in doc["functions"]), doc
+
+
+def test_different_lengths_give_rates():
+    half = FROM + 100  # the left side reads 10 windows, the right 20
+    doc = report(NODE, q(SVC, "v1"), q(SVC, "v2"), lu=half)
+    assert doc["leftSeconds"] == 100 and doc["rightSeconds"] == 200, doc
+    assert doc["leftBuckets"] == 10
+    for f in doc["functions"]:
+        assert abs(f["leftTotalPerSecond"] - f["leftTotal"] / 100) < 1e-6, f
+        assert abs(f["rightTotalPerSecond"] - f["rightTotal"] / 200) < 1e-6, f
+
+
+def test_bad_parameters():
+    base = dict(leftQuery=q(SVC, "v1"), rightQuery=q(SVC, "v2"), leftFrom=FROM,
+                leftUntil=UNTIL, rightFrom=FROM, rightUntil=UNTIL)
+    for bad in [dict(limit="0"), dict(limit="1001"), dict(limit="x"),
+                dict(rightQuery="memory:alloc_space:bytes:space:bytes{}"),
+                dict(leftQuery=""), dict(rightQuery="{")]:
+        r = NODE.query("/api/diff", **dict(base, **bad))
+        assert r.status == 400, (bad, r)
+
+
+def test_flamectl_diff():
+    ctl = os.environ.get("FLAMECTL_BIN", os.path.join(harness.ROOT, "build", "bin", "flamectl"))
+    if not os.access(ctl, os.X_OK):
+        print("    flamectl not built: skipped")
+        return
+    out = subprocess.run([ctl, "--url", "http://127.0.0.1:%d" % NODE.port, "diff", q(SVC, "v1"),
+                          q(SVC, "v2"), "--from", str(FROM), "--until", str(UNTIL),
+                          "--limit", "3"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["CHANGE", "LEFT%", "RIGHT%", "LEFT", "RIGHT", "P", "SIG",
+                                "FUNCTION"], out.stdout
+    row = lines[1].split()
+    assert row[0].startswith("+") and row[0].endswith("pp"), out.stdout
+    assert row[-2:] == ["yes", "handle"], out.stdout
+    assert len(lines) == 5 and "(20 buckets)" in lines[-1], out.stdout  # header, 3 rows, summary
+    out = subprocess.run([ctl, "--url", "http://127.0.0.1:%d" % NODE.port, "diff", q(SVC, "v1"),
+                          q(SVC, "v2"), "--left-from", str(FROM), "--left-until",
+                          str(FROM + 100), "--right-from", str(FROM), "--right-until",
+                          str(UNTIL)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "over 100s (10 buckets)" in out.stdout, out.stdout
+
+
+def test_three_nodes_same_answer():
+    with Cluster(3, rf=2) as c:
+        rng = random.Random(5)
+        for version, share in (("v1", 0.3), ("v2", 0.6)):
+            for w in range(12):
+                node = c.nodes[w % 3]
+                t = FROM + 10 * w
+                r = node.ingest(folded(window_stacks(rng, share)),
+                                name="svc.cpu{version=%s,pod=p%d}" % (version, w % 2),
+                                **{"from": t + 1}, until=t + 2)
+                assert r.status == 200, r
+        left, right = q("svc", "v1"), q("svc", "v2")
+        bodies = set()
+        for node in c.nodes:
+            r = node.query("/api/diff", leftQuery=left, rightQuery=right, leftFrom=FROM,
+                           leftUntil=FROM + 120, rightFrom=FROM, rightUntil=FROM + 120)
+            assert r.status == 200, r
+            bodies.add(r.body)
+        assert len(bodies) == 1, bodies
+        doc = report(c.nodes[0], left, right, lu=FROM + 120, ru=FROM + 120)
+        assert doc["functions"][0]["name"] == "handle" and doc["functions"][0]["significant"]
+        assert "partial" not in doc
+        c.kill(1)
+        c.kill(2)
+        c.wait_state(1, "down", observers=[0])
+        c.wait_state(2, "down", observers=[0])
+        r = c.nodes[0].query("/api/diff", leftQuery=left, rightQuery=right, leftFrom=FROM,
+                             leftUntil=FROM + 120, rightFrom=FROM, rightUntil=FROM + 120)
+        h = r.headers.get("x-flamedb-partial")
+        assert r.status == 200 and h and "left: ranges=" in h and "right: " in h, (r, r.headers)
+        assert r.json()["partial"] is True
+        assert r.json()["leftTicks"] < doc["leftTicks"]  # never silently short
+
+
+if __name__ == "__main__":
+    try:
+        run_tests(globals())
+    finally:
+        NODE.cleanup()
