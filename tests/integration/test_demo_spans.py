@@ -93,12 +93,14 @@ def test_demo_spans_through_a_node():
         rows = [line.split("\t") for line in open(os.path.join(out, "manifest.tsv"))][1:]
         api = [r for r in rows if r[1].startswith("api{") and r[4] == "cpu"]
         assert len(api) == 3, rows
-        spans, traces, whole = {}, {}, 0
+        spans, traces, whole, first_pod = {}, {}, 0, set()
         for r in api:
             for stack, v, labels in decode(os.path.join(out, r[0])):
                 whole += v
                 if "span_id" in labels:
                     spans.setdefault(labels["span_id"], []).append((stack, v))
+                    if r is api[0]:
+                        first_pod.add(labels["span_id"])
                     traces[labels["trace_id"]] = traces.get(labels["trace_id"], 0) + v
         assert len(spans) == 12 and len(traces) == 12, (spans.keys(), traces)
         assert total(sel()) == whole
@@ -110,7 +112,9 @@ def test_demo_spans_through_a_node():
         assert name == api[0][1], (name, api[0])
         slow = sum(v for _, v in spans[span])
         on_path = sum(v for stack, v in spans[span] if SLOW_PATH in stack)
-        assert slow == max(sum(v for _, v in s) for s in spans.values())
+        # the slowest request of its profile (each pod's profile has its own slow one)
+        assert span in first_pod, (span, first_pod)
+        assert slow == max(sum(v for _, v in spans[s]) for s in first_pod)
         assert on_path * 10 >= slow * 9, (on_path, slow)
         r = NODE.render(sel(span_id=span), frm=str(T - 60), until=str(T + 60), fmt="folded")
         assert r.status == 200, r
