@@ -37,6 +37,10 @@ void routes_respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_
 const char *routes_tenant_of(node_t *n, http_exchange_t *ex, const http_request_t *r);
 /* GET /pyroscope/render-diff (routes_diff.c). */
 void routes_render_diff(node_t *n, http_exchange_t *ex, const http_request_t *r);
+/* GET /pyroscope/render with groupBy=label (routes_groups.c); render holds
+ * the request's parameters (borrowed for the call). */
+void routes_render_groups(node_t *n, http_exchange_t *ex, const http_request_t *r,
+                          const query_params_t *render, const char *label);
 /* GET /api/diff, the regression report (routes_report.c). */
 void routes_report_diff(node_t *n, http_exchange_t *ex, const http_request_t *r);
 

@@ -503,7 +503,14 @@ static void start_query(node_t *n, http_exchange_t *ex, const http_request_t *r,
 
 static void route_render(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    start_query(n, ex, r, QUERY_KIND_RENDER);
+    const char *group_by = http_request_param(r, "groupBy");
+    if (group_by == NULL || group_by[0] == 0) {
+        start_query(n, ex, r, QUERY_KIND_RENDER);
+        return;
+    }
+    query_params_t p = {0};
+    query_params_of(r, &p);
+    routes_render_groups(n, ex, r, &p, group_by);
 }
 
 static void route_label_names(node_t *n, http_exchange_t *ex, const http_request_t *r)

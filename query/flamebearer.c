@@ -126,15 +126,20 @@ int query_write_metadata(buf_t *out, const char *format, const char *profile_typ
     return rc != 0 ? rc : buf_append_byte(out, '}');
 }
 
+int query_write_timeline(buf_t *out, const query_timeline_t *shape, const int64_t *samples)
+{
+    int rc = buf_printf(out, "{\"startTime\":%lld,\"samples\":[", (long long)shape->start_s);
+    for (size_t i = 0; rc == 0 && i < shape->n; i++)
+        rc = buf_printf(out, "%s%lld", i ? "," : "", (long long)samples[i]);
+    if (rc == 0) rc = buf_printf(out, "],\"durationDelta\":%lld}", (long long)shape->step_s);
+    return rc;
+}
+
 static int write_timeline(buf_t *out, const query_timeline_t *tl)
 {
     if (tl == NULL) return buf_append_str(out, "\"timeline\":null");
-    int rc =
-        buf_printf(out, "\"timeline\":{\"startTime\":%lld,\"samples\":[", (long long)tl->start_s);
-    for (size_t i = 0; rc == 0 && i < tl->n; i++)
-        rc = buf_printf(out, "%s%lld", i ? "," : "", (long long)tl->samples[i]);
-    if (rc == 0) rc = buf_printf(out, "],\"durationDelta\":%lld}", (long long)tl->step_s);
-    return rc;
+    int rc = buf_append_str(out, "\"timeline\":");
+    return rc != 0 ? rc : query_write_timeline(out, tl, tl->samples);
 }
 
 int query_write_flamebearer(buf_t *out, const strmap_t *names, const void *levels, size_t nlevels,

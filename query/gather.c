@@ -26,6 +26,8 @@ struct query_gather {
     size_t value_bytes;
     int64_t *shares; /* label shares: total per value (indexed like values) */
     size_t shares_cap;
+    int64_t *share_tls; /* label shares: value i's timeline at [i * tl.n] */
+    size_t share_tls_cap;
 };
 
 int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_gather_t **out)
@@ -43,6 +45,9 @@ int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_
         if (g->tree == NULL || g->syms == NULL) rc = ERR_NOMEM;
         if (rc == 0 && spec->format == QUERY_FORMAT_JSON)
             rc = query_timeline_init(&spec->plan, &g->tl, &res);
+    } else if (spec->kind == QUERY_KIND_LABEL_SHARES) {
+        int res; /* the shape of every value's timeline */
+        rc = query_timeline_init(&spec->plan, &g->tl, &res);
     }
     if (rc != 0) {
         query_gather_free(g);
@@ -60,6 +65,7 @@ void query_gather_free(query_gather_t *g)
     free(g->spy_name);
     query_timeline_free(&g->tl);
     free(g->shares);
+    free(g->share_tls);
     for (size_t i = 0; i < g->values.n; i++)
         free((char *)g->values.strs[i]);
     strmap_free(&g->values);
@@ -125,34 +131,80 @@ int query_gather_add_total(query_gather_t *g, int64_t bucket_start_s, int64_t va
     return 0;
 }
 
-/* A label-shares entry "TOTAL VALUE": the value's total is summed. */
+/* Parses a signed decimal integer of s[0..n) into *out. */
+static int parse_i64(const char *s, size_t n, int64_t *out)
+{
+    if (n == 0 || n > 20) return ERR_CORRUPT;
+    char digits[24];
+    memcpy(digits, s, n);
+    digits[n] = 0;
+    char *end;
+    long long v = strtoll(digits, &end, 10);
+    if (*end != 0 || digits[0] == ' ' || digits[0] == '+') return ERR_CORRUPT;
+    *out = v;
+    return 0;
+}
+
+/* Parses the comma-separated buckets s[0..n) into out: exactly nb of them,
+ * else ERR_CORRUPT. */
+static int parse_buckets(const char *s, size_t n, size_t nb, int64_t *out)
+{
+    size_t k = 0, at = 0;
+    while (at < n) {
+        const char *c = memchr(s + at, ',', n - at);
+        size_t end = c != NULL ? (size_t)(c - s) : n;
+        if (k >= nb || parse_i64(s + at, end - at, &out[k]) != 0) return ERR_CORRUPT;
+        k++;
+        at = end + 1;
+        if (c != NULL && at == n) return ERR_CORRUPT; /* a trailing comma */
+    }
+    return k == nb ? 0 : ERR_CORRUPT;
+}
+
+/* Interns value s[0..n) among the shares, zeroed when new; *idx its slot.
+ * Each value costs at least 2 bytes per bucket in the answer ("0,"), so the
+ * max_output_bytes check also bounds the memory the timelines take. */
+static int share_slot(query_gather_t *g, const char *s, size_t n, uint32_t *idx)
+{
+    if (g->value_bytes + n + 64 + 2 * g->tl.n > g->lim.max_output_bytes) return ERR_LIMIT;
+    char *copy = malloc(n + 1);
+    if (copy == NULL) return ERR_NOMEM;
+    memcpy(copy, s, n);
+    copy[n] = 0;
+    size_t before = g->values.n;
+    int rc = strmap_intern(&g->values, copy, n, idx);
+    if (rc != 0 || g->values.n == before) free(copy); /* known (or failed): the map has its own */
+    if (rc != 0 || g->values.n == before) return rc;
+    g->value_bytes += n + 64 + 2 * g->tl.n;
+    rc = GROW(g->shares, g->shares_cap, g->values.n, GROW_UNLIMITED);
+    if (rc == 0) g->shares[*idx] = 0;
+    if (rc == 0 && g->tl.n > 0)
+        rc = GROW(g->share_tls, g->share_tls_cap, g->values.n * g->tl.n, GROW_UNLIMITED);
+    if (rc == 0 && g->tl.n > 0)
+        memset(g->share_tls + (size_t)*idx * g->tl.n, 0, g->tl.n * sizeof *g->share_tls);
+    return rc;
+}
+
+/* A label-shares entry "TOTAL S1,...,Sn VALUE": the value's total and its
+ * timeline buckets are summed. The entry is checked whole before anything
+ * is added. */
 int query_gather_add_share(query_gather_t *g, const char *s, size_t n)
 {
-    const char *sp = memchr(s, ' ', n);
-    size_t dn = sp != NULL ? (size_t)(sp - s) : 0;
-    if (dn == 0 || dn > 20 || memchr(s, 0, n) != NULL) return ERR_CORRUPT;
-    char digits[24];
-    memcpy(digits, s, dn);
-    digits[dn] = 0;
-    char *end;
-    long long total = strtoll(digits, &end, 10);
-    if (*end != 0) return ERR_CORRUPT;
-    size_t vn = n - dn - 1;
-    if (g->value_bytes + vn + 64 > g->lim.max_output_bytes) return ERR_LIMIT;
-    char *copy = malloc(vn + 1);
-    if (copy == NULL) return ERR_NOMEM;
-    memcpy(copy, sp + 1, vn);
-    copy[vn] = 0;
-    size_t before = g->values.n;
+    if (memchr(s, 0, n) != NULL) return ERR_CORRUPT;
+    const char *sp1 = memchr(s, ' ', n);
+    const char *sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', n - (size_t)(sp1 + 1 - s)) : NULL;
+    if (sp2 == NULL) return ERR_CORRUPT;
+    int64_t total;
+    int64_t *b = malloc((g->tl.n ? g->tl.n : 1) * sizeof *b);
+    if (b == NULL) return ERR_NOMEM;
+    int rc = parse_i64(s, (size_t)(sp1 - s), &total);
+    if (rc == 0) rc = parse_buckets(sp1 + 1, (size_t)(sp2 - sp1 - 1), g->tl.n, b);
     uint32_t idx;
-    int rc = strmap_intern(&g->values, copy, vn, &idx);
-    if (rc != 0 || g->values.n == before) free(copy); /* known (or failed): the map has its own */
-    if (rc == 0 && g->values.n > before) {
-        g->value_bytes += vn + 64;
-        rc = GROW(g->shares, g->shares_cap, g->values.n, GROW_UNLIMITED);
-        if (rc == 0) g->shares[idx] = 0;
-    }
+    if (rc == 0) rc = share_slot(g, sp2 + 1, n - (size_t)(sp2 + 1 - s), &idx);
     if (rc == 0) g->shares[idx] += total;
+    for (size_t k = 0; rc == 0 && k < g->tl.n; k++)
+        g->share_tls[(size_t)idx * g->tl.n + k] += b[k];
+    free(b);
     return rc;
 }
 
@@ -324,8 +376,13 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
         rc = finish_render(g, partial_json, out, em);
     } else if (g->spec->kind == QUERY_KIND_LABEL_SHARES) {
         out->content_type = "application/json";
-        rc = query_shares_write(g->spec->label, &g->values, g->shares, &out->body);
-        if (rc == 0 && partial_json != NULL) rc = add_json_members(&out->body, partial_json);
+        if (g->spec->groups) { /* a member for a render: its caller */
+            rc = query_shares_write_groups(&g->values, &g->tl, g->share_tls, &out->body);
+        } else { /* shows partial answers */
+            rc = query_shares_write(g->spec->label, &g->values, g->shares, &g->tl, g->share_tls,
+                                    &out->body);
+            if (rc == 0 && partial_json != NULL) rc = add_json_members(&out->body, partial_json);
+        }
     } else {
         rc = finish_labels(g, out);
     }

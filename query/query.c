@@ -184,6 +184,14 @@ static int parse_shares(const query_params_t *p, const query_limits_t *lim, int6
     int64_t from, until;
     if (rc == 0) rc = query_time_range(p, now_ms, &from, &until, em);
     if (rc == 0) query_plan_make(from, until, now_ms, lim, &s->plan);
+    if (rc == 0 && p->groups) { /* groups come from series totals: whole series, no spans */
+        query_span_sel_t sp;
+        rc = query_selector_take_spans("query", s->sel, &sp, em);
+        if (rc == 0 && sp.kind != 0)
+            rc = errmsg_set(em, ERR_INVALID_ARGUMENT,
+                            "parameter 'groupBy': not with span_id or trace_id selectors");
+        s->groups = 1;
+    }
     return rc;
 }
 

@@ -36,6 +36,10 @@ typedef struct query_params {
      * its symbols (query_diff's input) instead of an encoding; format and
      * maxNodes are then ignored. */
     int merged_tree;
+    /* Not a request parameter: answer label shares as the member
+     * "groups":{"VALUE":{timeline},...} a render with groupBy=LABEL adds
+     * (values in strcmp order, no partial members: the caller shows those). */
+    int groups;
 } query_params_t;
 
 typedef struct query_limits {
@@ -402,6 +406,14 @@ double query_student_t_p2(double t, double df);
 /* The regularized incomplete beta I_x(a, b), a, b > 0, 0 <= x <= 1. */
 double query_incbeta(double x, double a, double b);
 
+/* groupBy=LABEL on a JSON render: render (its JSON object) with the member
+ * groups (a label-shares answer of query_params_t.groups) added, and
+ * "partial":true when partial says only the groups missed ranges (a partial
+ * render carries its own members). Caller owns out. */
+int query_render_add_groups(const uint8_t *render, size_t render_len, const uint8_t *groups,
+                            size_t groups_len, int partial, const query_limits_t *lim,
+                            query_result_t *out, errmsg_t *em);
+
 /* ================================================================ scatter-gather
  *
  * The read path of a cluster (docs/scatter-gather.md). A coordinator
@@ -453,6 +465,7 @@ typedef struct query_spec {
     size_t max_nodes;      /* render: truncation (0 = none) */
     size_t top_limit;      /* top: functions listed */
     int top_by_total;      /* top: sorted by total (else by self) */
+    int groups;            /* label shares: answer as a render's "groups" (query_params_t) */
 } query_spec_t;
 
 /* Parses the parameters of one kind exactly as query_render /

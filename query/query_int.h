@@ -133,19 +133,31 @@ int query_series_select_in(storage_t *st, const char *tenant, const query_select
  * fills); *res gets the resolution whose windows fill one step. */
 int query_timeline_init(const query_plan_t *plan, query_timeline_t *out, int *res);
 
+/* Writes the JSON object {"startTime","samples","durationDelta"} of a
+ * timeline of shape's grid whose shape->n buckets are samples (borrowed). */
+int query_write_timeline(buf_t *out, const query_timeline_t *shape, const int64_t *samples);
+
 /* Label partial: the distinct names (a->kind LABEL_NAMES) or values of
  * a->label of the series in rs, sorted, into out->values. */
-/* Label shares over rs (shares.c): out->values holds "TOTAL VALUE" entries,
- * one per value of a->label among the series a->selector picks (series
- * without the label count under the value ""). */
+/* Label shares over rs (shares.c): out->values holds "TOTAL S1,...,Sn VALUE"
+ * entries (the value's total and its n timeline buckets, n fixed by the
+ * plan as query_timeline_init shapes it), one per value of a->label among the
+ * series a->selector picks (series without the label count under the value
+ * ""). */
 int query_shares_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
                          const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
                          errmsg_t *em);
-/* Adds one "TOTAL VALUE" entry of a partial to a label-shares gather. */
+/* Adds one "TOTAL S1,...,Sn VALUE" entry of a partial to a label-shares
+ * gather; ERR_CORRUPT unless it has exactly the gather's n buckets. */
 int query_gather_add_share(query_gather_t *g, const char *s, size_t n);
-/* The label-shares answer of the gathered entries (shares.c). */
+/* The label-shares answer of the gathered entries (shares.c); value i's
+ * timeline is tls[i * shape->n ...] on shape's grid. */
 int query_shares_write(const char *label, const strmap_t *values, const int64_t *totals,
-                       buf_t *out);
+                       const query_timeline_t *shape, const int64_t *tls, buf_t *out);
+/* The render's groupBy member "groups":{"VALUE":{timeline},...} of the same
+ * entries, values in strcmp order (shares.c). */
+int query_shares_write_groups(const strmap_t *values, const query_timeline_t *shape,
+                              const int64_t *tls, buf_t *out);
 int query_labels_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
                          const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
                          errmsg_t *em);

@@ -3,9 +3,12 @@
  *
  * A node's share: the series the selector picks in its token ranges, each
  * one's total over the plan from the totals column family (one integer per
- * window, no tree is decoded), summed per value of the label. Partials carry
- * "TOTAL VALUE" strings; the gather sums them per value, so every series is
- * counted by the one node that answers for its range.
+ * window, no tree is decoded), summed per value of the label, and its
+ * timeline (query_timeline_build: the buckets of a render's timeline over the
+ * same plan), summed per value too. Partials carry "TOTAL S1,...,Sn VALUE"
+ * strings (n: the plan's bucket count, at most ~1500, so an entry stays far
+ * below the wire's string limit); the gather sums them per value, so every
+ * series is counted by the one node that answers for its range.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -19,6 +22,9 @@ typedef struct group {
     strmap_t names; /* values; strings owned here */
     int64_t *totals;
     size_t cap;
+    size_t nb;    /* timeline buckets per value */
+    int64_t *tls; /* value i's buckets at tls[i * nb] */
+    size_t tls_cap;
 } group_t;
 
 static void group_free(group_t *g)
@@ -27,9 +33,11 @@ static void group_free(group_t *g)
         free((char *)g->names.strs[i]);
     strmap_free(&g->names);
     free(g->totals);
+    free(g->tls);
 }
 
-static int group_add(group_t *g, const char *value, size_t len, int64_t total)
+static int group_add(group_t *g, const char *value, size_t len, int64_t total,
+                     const int64_t *samples)
 {
     char *copy = malloc(len + 1);
     if (copy == NULL) return ERR_NOMEM;
@@ -44,8 +52,12 @@ static int group_add(group_t *g, const char *value, size_t len, int64_t total)
         rc = GROW(g->totals, cap, g->names.n, GROW_UNLIMITED);
         if (rc == 0) g->totals[idx] = 0;
         g->cap = cap;
+        if (rc == 0 && g->nb > 0) rc = GROW(g->tls, g->tls_cap, g->names.n * g->nb, GROW_UNLIMITED);
+        if (rc == 0 && g->nb > 0) memset(g->tls + (size_t)idx * g->nb, 0, g->nb * sizeof *g->tls);
     }
     if (rc == 0) g->totals[idx] += total;
+    for (size_t k = 0; rc == 0 && k < g->nb; k++)
+        g->tls[(size_t)idx * g->nb + k] += samples[k];
     return rc;
 }
 
@@ -74,9 +86,11 @@ static const char *value_of(const labels_t *lb, const char *label)
     return "";
 }
 
-/* Sums each selected series' total under its value of the label. */
+/* Sums each selected series' total and timeline under its value of the
+ * label. The timeline is the render's (query_timeline_build) over a view of
+ * that one series. */
 static int collect(storage_t *st, const char *tenant, const query_partial_args_t *a,
-                   const query_series_t *ser, const query_plan_t *plan, group_t *g)
+                   const query_series_t *ser, const query_plan_t *plan, group_t *g, errmsg_t *em)
 {
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < ser->n; i++) {
@@ -89,10 +103,31 @@ static int collect(storage_t *st, const char *tenant, const query_partial_args_t
             rc = 0;
             continue;
         }
+        query_series_t one = {1, &ser->token[i], &ser->series_id[i], NULL};
+        query_timeline_t tl = {0};
+        if (rc == 0) rc = query_timeline_build(st, tenant, &one, plan, &tl, em);
+        if (rc == 0 && tl.n != g->nb) rc = ERR_INTERNAL;
         const char *v = rc == 0 ? value_of(lb, a->label) : NULL;
-        if (rc == 0) rc = group_add(g, v, strlen(v), total);
+        if (rc == 0) rc = group_add(g, v, strlen(v), total, tl.samples);
+        query_timeline_free(&tl);
         labels_free(lb);
     }
+    return rc;
+}
+
+/* "TOTAL S1,...,Sn VALUE" (n == 0: "TOTAL  VALUE"). */
+static int entry_of(const group_t *g, size_t i, char **out)
+{
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    int rc = buf_printf(&b, "%" PRId64 " ", g->totals[i]);
+    for (size_t k = 0; rc == 0 && k < g->nb; k++)
+        rc = buf_printf(&b, k ? ",%" PRId64 : "%" PRId64, g->tls[i * g->nb + k]);
+    if (rc == 0) rc = buf_append_byte(&b, ' ');
+    if (rc == 0) rc = buf_append(&b, g->names.strs[i], g->names.lens[i]);
+    size_t len;
+    if (rc == 0) *out = (char *)buf_steal(&b, &len); /* NUL-terminated */
+    buf_free(&b);
     return rc;
 }
 
@@ -101,9 +136,8 @@ static int to_entries(const group_t *g, query_partial_t *out)
     out->values = calloc(g->names.n ? g->names.n : 1, sizeof *out->values);
     if (out->values == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < g->names.n; i++) {
-        size_t n = g->names.lens[i] + 24;
-        if ((out->values[i] = malloc(n)) == NULL) return ERR_NOMEM;
-        snprintf(out->values[i], n, "%" PRId64 " %s", g->totals[i], g->names.strs[i]);
+        int rc = entry_of(g, i, &out->values[i]);
+        if (rc != 0) return rc;
         out->nvalues = i + 1;
     }
     return 0;
@@ -127,7 +161,12 @@ int query_shares_partial(storage_t *st, const char *tenant, const query_partial_
     group_t g;
     memset(&g, 0, sizeof g);
     strmap_init(&g.names);
-    rc = collect(st, tenant, a, &ser, &plan, &g);
+    query_timeline_t shape;
+    int res;
+    rc = query_timeline_init(&plan, &shape, &res);
+    g.nb = shape.n;
+    query_timeline_free(&shape);
+    if (rc == 0) rc = collect(st, tenant, a, &ser, &plan, &g, em);
     if (rc == 0) rc = to_entries(&g, out);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "label shares: %s", err_message(rc));
     group_free(&g);
@@ -140,6 +179,7 @@ int query_shares_partial(storage_t *st, const char *tenant, const query_partial_
 typedef struct row {
     const char *value;
     int64_t total;
+    const int64_t *samples; /* the value's timeline buckets */
 } row_t;
 
 static int row_cmp(const void *a, const void *b)
@@ -149,17 +189,34 @@ static int row_cmp(const void *a, const void *b)
     return strcmp(x->value, y->value);
 }
 
-int query_shares_write(const char *label, const strmap_t *values, const int64_t *totals, buf_t *out)
+static int row_value_cmp(const void *a, const void *b)
+{
+    return strcmp(((const row_t *)a)->value, ((const row_t *)b)->value);
+}
+
+/* The rows of the gathered values, sorted by cmp; caller frees. */
+static row_t *rows_of(const strmap_t *values, const int64_t *totals, const query_timeline_t *shape,
+                      const int64_t *tls, int (*cmp)(const void *, const void *))
 {
     size_t n = values->n;
     row_t *rows = malloc((n ? n : 1) * sizeof *rows);
+    if (rows == NULL) return NULL;
+    for (size_t i = 0; i < n; i++)
+        rows[i] = (row_t){values->strs[i], totals ? totals[i] : 0,
+                          shape->n > 0 ? tls + i * shape->n : NULL};
+    qsort(rows, n, sizeof *rows, cmp); /* the same bytes from any node */
+    return rows;
+}
+
+int query_shares_write(const char *label, const strmap_t *values, const int64_t *totals,
+                       const query_timeline_t *shape, const int64_t *tls, buf_t *out)
+{
+    size_t n = values->n;
+    row_t *rows = rows_of(values, totals, shape, tls, row_cmp); /* by total, then value */
     if (rows == NULL) return ERR_NOMEM;
     int64_t sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        rows[i] = (row_t){values->strs[i], totals[i]};
-        sum += totals[i];
-    }
-    qsort(rows, n, sizeof *rows, row_cmp); /* by total, then value: the same bytes from any node */
+    for (size_t i = 0; i < n; i++)
+        sum += rows[i].total;
     int rc = buf_append_str(out, "{\"label\":");
     if (rc == 0) rc = buf_append_json_string(out, label, strlen(label));
     if (rc == 0) rc = buf_printf(out, ",\"total\":%" PRId64 ",\"values\":[", sum);
@@ -167,10 +224,49 @@ int query_shares_write(const char *label, const strmap_t *values, const int64_t 
         rc = buf_append_str(out, i ? ",{\"value\":" : "{\"value\":");
         if (rc == 0) rc = buf_append_json_string(out, rows[i].value, strlen(rows[i].value));
         if (rc == 0)
-            rc = buf_printf(out, ",\"total\":%" PRId64 ",\"share\":%.6f}", rows[i].total,
+            rc = buf_printf(out,
+                            ",\"total\":%" PRId64 ",\"share\":%.6f,\"timeline\":", rows[i].total,
                             sum != 0 ? (double)rows[i].total / (double)sum : 0.0);
+        if (rc == 0) rc = query_write_timeline(out, shape, rows[i].samples);
+        if (rc == 0) rc = buf_append_byte(out, '}');
     }
     if (rc == 0) rc = buf_append_str(out, "]}");
     free(rows);
+    return rc;
+}
+
+int query_shares_write_groups(const strmap_t *values, const query_timeline_t *shape,
+                              const int64_t *tls, buf_t *out)
+{
+    row_t *rows = rows_of(values, NULL, shape, tls, row_value_cmp);
+    if (rows == NULL) return ERR_NOMEM;
+    int rc = buf_append_str(out, "\"groups\":{");
+    for (size_t i = 0; rc == 0 && i < values->n; i++) {
+        if (i) rc = buf_append_byte(out, ',');
+        if (rc == 0) rc = buf_append_json_string(out, rows[i].value, strlen(rows[i].value));
+        if (rc == 0) rc = buf_append_byte(out, ':');
+        if (rc == 0) rc = query_write_timeline(out, shape, rows[i].samples);
+    }
+    if (rc == 0) rc = buf_append_byte(out, '}');
+    free(rows);
+    return rc;
+}
+
+int query_render_add_groups(const uint8_t *render, size_t render_len, const uint8_t *groups,
+                            size_t groups_len, int partial, const query_limits_t *lim,
+                            query_result_t *out, errmsg_t *em)
+{
+    if (render_len < 2 || render[render_len - 1] != '}' || groups_len == 0)
+        return errmsg_set(em, ERR_INTERNAL, "groupBy: the render is not a JSON object");
+    buf_free(&out->body);
+    buf_init(&out->body, lim->max_output_bytes);
+    out->content_type = "application/json";
+    int rc = buf_append(&out->body, render, render_len - 1);
+    if (rc == 0) rc = buf_append_byte(&out->body, ',');
+    if (rc == 0) rc = buf_append(&out->body, groups, groups_len);
+    if (rc == 0 && partial) rc = buf_append_str(&out->body, ",\"partial\":true");
+    if (rc == 0) rc = buf_append_byte(&out->body, '}');
+    rc = query_out_err(rc, &out->body, em);
+    if (rc != 0) buf_reset(&out->body);
     return rc;
 }

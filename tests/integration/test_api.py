@@ -118,10 +118,62 @@ def test_label_shares():
     assert got == [("a", 10 * SCALE), ("", 6 * SCALE), ("b", 4 * SCALE)], got  # largest first
     assert abs(doc["values"][0]["share"] - 0.5) < 1e-6
     assert doc["total"] == NODE.total(sel(svc))  # the render's numTicks
+    # each value's timeline is on the render's grid; per bucket they add up to it
+    tl = NODE.render(sel(svc)).json()["timeline"]
+    sums = [0] * len(tl["samples"])
+    for v in doc["values"]:
+        vt = v["timeline"]
+        assert (vt["startTime"], vt["durationDelta"]) == (tl["startTime"], tl["durationDelta"])
+        assert len(vt["samples"]) == len(sums) and sum(vt["samples"]) == v["total"], v
+        sums = [a + b for a, b in zip(sums, vt["samples"])]
+    assert sums == tl["samples"], (sums, tl)
     r = NODE.query("/api/label-shares", query=sel(svc))
     assert r.status == 400 and "label" in r.json()["message"], r
     r = NODE.query("/api/label-shares", query='{service_name="%s"}' % svc, label="env")
     assert r.status == 400 and "profile type" in r.json()["message"], r
+
+
+def test_render_group_by():
+    svc = unique("groupby")
+    t = (NOW - 600) // 60 * 60  # on the 10 s grid; buckets of 10 s below
+    for env, at, stacks in (("a", t, {"main;x": 5}), ("a", t + 20, {"main;y": 2}),
+                            ("b", t + 20, {"main;x": 3}), (None, t + 40, {"main;z": 4})):
+        labels = "{env=%s}" % env if env else ""
+        r = NODE.ingest(folded(stacks), name=svc + ".cpu" + labels, **{"from": at},
+                        until=at + 10)
+        assert r.status == 200, r
+    frm, until = t - 100, t + 200  # 300 s: 30 buckets of 10 s from t - 100
+    r = NODE.render(sel(svc), frm=frm, until=until, groupBy="env")
+    assert r.status == 200 and "x-flamedb-partial" not in r.headers, r
+    doc = r.json()
+    assert doc["flamebearer"]["numTicks"] == 14 * SCALE and "partial" not in doc, doc
+
+    def series(*points):
+        out = [0] * 30
+        for bucket, n in points:
+            out[bucket] += n * SCALE
+        return {"startTime": frm, "samples": out, "durationDelta": 10}
+
+    want = {"": series((14, 4)), "a": series((10, 5), (12, 2)), "b": series((12, 3))}
+    assert doc["groups"] == want, doc["groups"]
+    assert doc["timeline"] == series((10, 5), (12, 5), (14, 4)), doc["timeline"]
+    # the same render without groupBy is the same answer without the member
+    plain = NODE.render(sel(svc), frm=frm, until=until).json()
+    del doc["groups"]
+    assert doc == plain
+    # a label no series has: every series under ""
+    r = NODE.render(sel(svc), frm=frm, until=until, groupBy="no_such")
+    assert r.json()["groups"] == {"": plain["timeline"]}, r
+    # an empty selection: no groups
+    r = NODE.render(sel(unique("none")), frm=frm, until=until, groupBy="env")
+    assert r.status == 200 and r.json()["groups"] == {}, r
+    for fmt in ("folded", "pprof", "svg"):
+        r = NODE.render(sel(svc), frm=frm, until=until, fmt=fmt, groupBy="env")
+        assert r.status == 400 and "groupBy" in r.json()["message"], (fmt, r)
+    r = NODE.render(sel(svc), frm=frm, until=until, groupBy="x" * 2000)
+    assert r.status == 400 and "groupBy" in r.json()["message"], r
+    r = NODE.render('%s{span_id="00000000000000ab"}' % CPU, groupBy="env")
+    assert r.status == 400 and "groupBy" in r.json()["message"], r
 
 
 def test_render_diff_svg_and_folded():

@@ -76,6 +76,8 @@ def queries(frm, until):
                "maxNodes": "8"}))
     q.append(("label shares env", "/api/label-shares",
               {"query": CPU + "{}", "label": "env", "from": frm, "until": until}))
+    q.append(("render groupBy pod", "/pyroscope/render",
+              {"query": CPU + '{env="dev"}', "groupBy": "pod", "from": frm, "until": until}))
     for fmt in ("svg", "folded"):
         q.append(("render-diff dev vs prod " + fmt, "/pyroscope/render-diff",
                   {"leftQuery": CPU + '{env="dev"}', "leftFrom": frm, "leftUntil": until,
@@ -152,6 +154,12 @@ def test_three_nodes_rf2_identical_then_partial():
         h = header(r, "X-Flamedb-Partial")
         assert r.status == 200 and h and "left: ranges=" in h, (r, r.headers)
         assert r.json()["partial"] is True
+        g = c.nodes[0].render(CPU + "{}", frm, until, groupBy="env")
+        gh = header(g, "X-Flamedb-Partial")
+        assert g.status == 200 and gh and "render: ranges=" in gh and "groupBy: ranges=" in gh, (
+            g, g.headers)
+        gdoc = g.json()
+        assert gdoc["partial"] is True and gdoc["missing"] and gdoc["groups"], gdoc.keys()
         r = c.nodes[0].query("/pyroscope/label-values", label="pod")
         assert r.status == 200 and header(r, "X-Flamedb-Partial"), r.headers
         assert c.nodes[0].metric("flamedb_scatter_partial_answers_total") >= 5

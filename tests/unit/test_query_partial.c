@@ -305,6 +305,187 @@ static void test_splits(storage_t *st)
     }
 }
 
+/* ---- per-value timelines (label shares, groupBy) ---- */
+
+typedef struct tls {
+    size_t count, n;      /* timelines found, buckets each */
+    int64_t start, step;  /* shared by all of them (checked) */
+    int64_t sum[2048];    /* per bucket, over all of them */
+    int64_t values_total; /* every sample of every timeline */
+} tls_t;
+
+/* Reads every {"startTime":S,"samples":[...],"durationDelta":D} of json. */
+static void read_timelines(const char *json, tls_t *t)
+{
+    memset(t, 0, sizeof *t);
+    const char *at = json;
+    while ((at = strstr(at, "{\"startTime\":")) != NULL) {
+        char *end;
+        int64_t start = strtoll(at + 13, &end, 10);
+        CHECK(strncmp(end, ",\"samples\":[", 12) == 0);
+        at = end + 12;
+        size_t n = 0;
+        while (*at != ']') {
+            int64_t v = strtoll(at, &end, 10);
+            CHECK(end != at && n < 2048);
+            t->sum[n++] += v;
+            t->values_total += v;
+            at = *end == ',' ? end + 1 : end;
+        }
+        CHECK(strncmp(at, "],\"durationDelta\":", 18) == 0);
+        int64_t step = strtoll(at + 18, &end, 10);
+        CHECK(*end == '}');
+        if (t->count > 0) CHECK(start == t->start && step == t->step && n == t->n);
+        t->start = start;
+        t->step = step;
+        t->n = n;
+        t->count++;
+    }
+}
+
+static const struct {
+    const char *query, *label, *from;
+} group_cases[] = {
+    {CPU "{}", "env", NULL},
+    {CPU "{service_name!=\"db\"}", "pod", NULL},
+    {MEM "{}", "service_name", "now-3d"},
+    {CPU "{}", "no_such_label", "now-3d"},
+    {CPU "{env=\"prod\"}", "service_name", "now-7d"},
+};
+
+/* The groups member from one partial over every token, and from a split. */
+static void check_groups_member(storage_t *st, const query_params_t *p, const tls_t *render,
+                                int64_t now_ms)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    errmsg_t em = {{0}};
+    query_params_t gp = *p;
+    gp.groups = 1;
+    query_spec_t spec;
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_LABEL_SHARES, &gp, &lim, now_ms, &spec, &em), 0);
+    query_result_t whole, split;
+    query_result_init(&whole);
+    query_result_init(&split);
+    int64_t sum = 0;
+    size_t nser = 0;
+    query_range_t all = {0, 0};
+    query_partial_args_t a;
+    query_spec_args(&spec, &a);
+    a.ranges = &all;
+    a.nranges = 1;
+    query_partial_t part;
+    query_gather_t *g;
+    CHECK_EQ_INT(query_partial_run(st, TENANT, &a, &lim, &part, &em), 0);
+    CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+    CHECK_EQ_INT(query_gather_add(g, &part, &em), 0);
+    CHECK_EQ_INT(query_gather_finish(g, "\"partial\":true", &whole, &em), 0);
+    query_gather_free(g);
+    query_partial_free(&part);
+    CHECK_EQ_INT(split_answer(st, &spec, &lim, &split, &sum, &nser), 0);
+    CHECK(whole.body.len == split.body.len &&
+          memcmp(whole.body.data, split.body.data, whole.body.len) == 0);
+    CHECK(strncmp((const char *)whole.body.data, "\"groups\":{", 10) == 0);
+    CHECK(strstr((const char *)whole.body.data, "partial") == NULL); /* the caller adds it */
+    tls_t t;
+    read_timelines((const char *)whole.body.data, &t);
+    CHECK(t.count == 0 || (t.n == render->n && t.start == render->start));
+    for (size_t k = 0; t.count > 0 && k < t.n; k++)
+        CHECK_EQ_INT(t.sum[k], render->sum[k]);
+    /* added to a render as one more member */
+    query_result_t out;
+    query_result_init(&out);
+    const char *r = "{\"version\":1}";
+    CHECK_EQ_INT(query_render_add_groups((const uint8_t *)r, strlen(r), whole.body.data,
+                                         whole.body.len, 1, &lim, &out, &em),
+                 0);
+    CHECK(strncmp((const char *)out.body.data, "{\"version\":1,\"groups\":{", 23) == 0);
+    CHECK(strstr((const char *)out.body.data, "},\"partial\":true}") != NULL);
+    query_result_free(&out);
+    query_result_free(&whole);
+    query_result_free(&split);
+    query_spec_free(&spec);
+}
+
+/* Each value's timeline has the render's grid, and per bucket the values'
+ * samples add up to the render's timeline (every selected series has one
+ * value, "" without the label). */
+static void test_group_timelines(storage_t *st)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    int64_t now_ms = (T0 + 4 * 3600) * 1000;
+    char from[32];
+    snprintf(from, sizeof from, "%lld", (long long)(T0 + 1234));
+    for (size_t c = 0; c < sizeof group_cases / sizeof *group_cases; c++) {
+        query_params_t p = {.query = group_cases[c].query,
+                            .from = group_cases[c].from ? group_cases[c].from : from,
+                            .until = "now",
+                            .label = group_cases[c].label};
+        errmsg_t em = {{0}};
+        query_result_t r, sh;
+        query_result_init(&r);
+        query_result_init(&sh);
+        CHECK_EQ_INT(query_render(st, TENANT, &p, &lim, now_ms, &r, &em), 0);
+        CHECK_EQ_INT(query_label_shares(st, TENANT, &p, &lim, now_ms, &sh, &em), 0);
+        tls_t rt, vt;
+        read_timelines((const char *)r.body.data, &rt);
+        read_timelines((const char *)sh.body.data, &vt);
+        CHECK_EQ_INT(rt.count, 1);
+        CHECK(rt.n > 100 && rt.values_total > 0);
+        CHECK(vt.count >= 1);
+        CHECK(vt.n == rt.n && vt.start == rt.start && vt.step == rt.step);
+        for (size_t k = 0; k < rt.n; k++)
+            CHECK_EQ_INT(vt.sum[k], rt.sum[k]);
+        const char *tot = strstr((const char *)sh.body.data, "\"total\":");
+        CHECK(tot != NULL && strtoll(tot + 8, NULL, 10) == vt.values_total);
+        check_groups_member(st, &p, &rt, now_ms);
+        query_result_free(&r);
+        query_result_free(&sh);
+    }
+}
+
+/* A label-shares gather takes entries of exactly its bucket count. */
+static void test_share_entries(void)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    errmsg_t em = {{0}};
+    int64_t now_ms = (T0 + 4 * 3600) * 1000;
+    char from[32], until[32];
+    snprintf(from, sizeof from, "%lld", (long long)T0);
+    snprintf(until, sizeof until, "%lld", (long long)T0 + 30); /* 3 buckets of 10 s */
+    query_params_t p = {.query = CPU "{}", .from = from, .until = until, .label = "env"};
+    query_spec_t spec;
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_LABEL_SHARES, &p, &lim, now_ms, &spec, &em), 0);
+    query_gather_t *g;
+    CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+    const char *bad[] = {"5 1,2 prod",   "5 1,2,3, prod", "5 1,2,3,4 prod", "5 1,,3 prod",
+                         "5 1,x,3 prod", "5 prod",        "x 1,2,3 prod",   "5 1,2,3"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK_EQ_INT(query_gather_add_value(g, bad[i], strlen(bad[i])), ERR_CORRUPT);
+    const char *good[] = {"6 1,2,3 prod", "4 0,4,0 dev", "1 1,0,0 prod", "2 0,0,2 a b"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+        CHECK_EQ_INT(query_gather_add_value(g, good[i], strlen(good[i])), 0);
+    query_result_t r;
+    query_result_init(&r);
+    CHECK_EQ_INT(query_gather_finish(g, NULL, &r, &em), 0);
+    char want[512];
+    snprintf(want, sizeof want,
+             "{\"label\":\"env\",\"total\":13,\"values\":["
+             "{\"value\":\"prod\",\"total\":7,\"share\":0.538462,\"timeline\":"
+             "{\"startTime\":%lld,\"samples\":[2,2,3],\"durationDelta\":10}},"
+             "{\"value\":\"dev\",\"total\":4,\"share\":0.307692,\"timeline\":"
+             "{\"startTime\":%lld,\"samples\":[0,4,0],\"durationDelta\":10}},"
+             "{\"value\":\"a b\",\"total\":2,\"share\":0.153846,\"timeline\":"
+             "{\"startTime\":%lld,\"samples\":[0,0,2],\"durationDelta\":10}}]}",
+             (long long)T0, (long long)T0, (long long)T0);
+    CHECK_EQ_STR((const char *)r.body.data, want);
+    query_result_free(&r);
+    query_gather_free(g);
+    query_spec_free(&spec);
+}
+
 /* The service pin and the JSON partial members. */
 static void test_spec_and_members(storage_t *st)
 {
@@ -461,6 +642,8 @@ int main(int argc, char **argv)
     write_fixture(st);
     test_ranges(st);
     test_splits(st);
+    test_group_timelines(st);
+    test_share_entries();
     test_spec_and_members(st);
     test_hostile(st);
     storage_close(st);
