@@ -199,7 +199,8 @@ def test_three_nodes_same_answer():
         else:
             assert "left: ranges=" in h and "right: " in h, (r, r.headers)
             assert r.json()["partial"] is True
-            assert r.json()["leftTicks"] < doc["leftTicks"]
+            # a missing shard token may hold none of these few series: at most the total
+            assert r.json()["leftTicks"] <= doc["leftTicks"]
 
 
 if __name__ == "__main__":
