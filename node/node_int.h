@@ -9,6 +9,7 @@
 #include "node/http_server.h"
 #include "node/metrics.h"
 #include "node/node.h"
+#include "query/query.h"
 #include "storage/storage.h"
 
 struct node {
@@ -35,6 +36,36 @@ void routes_observe(void *node, const http_exchange_t *ex, int status, uint64_t 
 void routes_respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_t *em);
 /* The request's tenant, or NULL after answering 400. */
 const char *routes_tenant_of(node_t *n, http_exchange_t *ex, const http_request_t *r);
+/* ---- one answer from several cluster queries (routes_fanout.c) ---- */
+
+#define ROUTES_FANOUT_MAX_GROUPS 4
+
+/* One query; p's strings borrowed until the request is answered. group
+ * names it in errors and in X-Flamedb-Partial. */
+typedef struct routes_fanout_query {
+    query_kind_t kind;
+    query_params_t p;
+    size_t group;
+} routes_fanout_query_t;
+
+typedef struct routes_fanout_spec {
+    const char *const *group_names;  /* per group, in X-Flamedb-Partial ("left") */
+    const char *const *error_prefix; /* per group, before a failed query's reason */
+    size_t ngroups;                  /* at most ROUTES_FANOUT_MAX_GROUPS */
+    size_t max_inflight;             /* queries at once; 0: all */
+    /* On the pool: joins the answers' bodies (indexed like the queries) into
+     * out; group_partial[g] is 1 when a query of group g was partial. */
+    int (*join)(void *ctx, const buf_t *bodies, const int *group_partial, query_result_t *out,
+                errmsg_t *em);
+    void *ctx;
+    void (*ctx_free)(void *ctx); /* may be NULL; called once the request is answered */
+} routes_fanout_spec_t;
+
+/* Runs the nq queries (copied) through the cluster, then spec->join on the
+ * pool, and answers; takes ownership of spec->ctx (also on failure). */
+void routes_fanout(node_t *n, http_exchange_t *ex, const char *tenant,
+                   const routes_fanout_query_t *q, size_t nq, const routes_fanout_spec_t *spec);
+
 /* GET /pyroscope/render-diff (routes_diff.c). */
 void routes_render_diff(node_t *n, http_exchange_t *ex, const http_request_t *r);
 /* GET /pyroscope/render with groupBy=label (routes_groups.c); render holds

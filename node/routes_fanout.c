@@ -1,0 +1,192 @@
+/* routes_fanout.c — one HTTP answer built from several cluster queries
+ * (node_int.h): render-diff, the regression report and groupBy use it.
+ *
+ * The queries go through the cluster (cluster_query), at most max_inflight
+ * at once, each exact from every node and saying when it is partial. Their
+ * bodies are kept; when all came back (on the loop), the first failure
+ * answers with its group's prefix, else one pool job joins the bodies and
+ * the loop answers, with X-Flamedb-Partial naming each group one of whose
+ * queries was partial.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/node_int.h"
+
+typedef struct fanout fanout_t;
+
+typedef struct fq {
+    fanout_t *f;
+    routes_fanout_query_t q;
+    int rc;
+    errmsg_t em;
+    buf_t body;
+    char partial[CLUSTER_PARTIAL_HEADER_MAX];
+} fq_t;
+
+struct fanout {
+    node_t *node;
+    http_exchange_t *ex;
+    routes_fanout_spec_t spec;
+    fq_t *q;
+    size_t nq, next, inflight;
+    int pending; /* queries not answered, plus one while starting */
+    char tenant[STORAGE_TENANT_MAX + 1];
+    int64_t now_ms;
+    buf_t *bodies;
+    int partial[ROUTES_FANOUT_MAX_GROUPS]; /* per group: some query answered partially */
+    uv_work_t work;
+    int rc;
+    errmsg_t em;
+    query_result_t result;
+};
+
+static void fanout_free(fanout_t *f)
+{
+    for (size_t i = 0; i < f->nq; i++)
+        buf_free(&f->q[i].body);
+    if (f->spec.ctx_free != NULL) f->spec.ctx_free(f->spec.ctx);
+    query_result_free(&f->result);
+    free(f->bodies);
+    free(f->q);
+    free(f);
+}
+
+/* X-Flamedb-Partial: the first partial header of each group, named. */
+static int partial_header(const fanout_t *f, char *out, size_t n)
+{
+    size_t len = 0;
+    out[0] = 0;
+    for (size_t g = 0; g < f->spec.ngroups; g++)
+        for (size_t i = 0; i < f->nq; i++) {
+            if (f->q[i].q.group != g || f->q[i].partial[0] == 0) continue;
+            if (len < n)
+                len += (size_t)snprintf(out + len, n - len, "%s%s: %s", len ? "; " : "",
+                                        f->spec.group_names[g], f->q[i].partial);
+            break;
+        }
+    return len > 0;
+}
+
+static void join_work(uv_work_t *w)
+{
+    fanout_t *f = w->data;
+    for (size_t i = 0; i < f->nq; i++)
+        f->bodies[i] = f->q[i].body;
+    f->rc = f->spec.join(f->spec.ctx, f->bodies, f->partial, &f->result, &f->em);
+}
+
+static void join_done(uv_work_t *w, int status)
+{
+    fanout_t *f = w->data;
+    if (status != 0 && f->rc == 0)
+        f->rc = errmsg_set(&f->em, ERR_UNAVAILABLE, "request cancelled: the node is stopping");
+    if (f->rc != 0) {
+        routes_respond_error(f->node, f->ex, f->rc, &f->em);
+        fanout_free(f);
+        return;
+    }
+    f->node->metrics.queries++;
+    char hdr[ROUTES_FANOUT_MAX_GROUPS * (CLUSTER_PARTIAL_HEADER_MAX + 32)], extra[sizeof hdr + 32];
+    http_response_t resp = {
+        .status = 200, .content_type = f->result.content_type, .body = f->result.body};
+    if (partial_header(f, hdr, sizeof hdr)) { /* never silently short */
+        snprintf(extra, sizeof extra, "X-Flamedb-Partial: %s\r\n", hdr);
+        resp.extra_headers = extra;
+    }
+    buf_init(&f->result.body, 0);
+    http_respond(f->ex, &resp);
+    fanout_free(f);
+}
+
+/* Everything is back: the first failure answers, else the join job. */
+static void all_done(fanout_t *f)
+{
+    for (size_t i = 0; i < f->nq; i++) {
+        fq_t *q = &f->q[i];
+        if (q->rc == 0) continue;
+        errmsg_t em;
+        errmsg_set(&em, q->rc, "%s%s", f->spec.error_prefix[q->q.group],
+                   errmsg_text(&q->em, q->rc));
+        routes_respond_error(f->node, f->ex, q->rc, &em);
+        fanout_free(f);
+        return;
+    }
+    f->work.data = f;
+    if (uv_queue_work(&f->node->loop, &f->work, join_work, join_done) != 0) {
+        errmsg_t em;
+        errmsg_set(&em, ERR_UNAVAILABLE, "cannot queue work");
+        routes_respond_error(f->node, f->ex, ERR_UNAVAILABLE, &em);
+        fanout_free(f);
+    }
+}
+
+static void answered(void *arg, cluster_answer_t *a);
+
+/* Starts queries while fewer than max_inflight run. One may answer at once,
+ * from inside cluster_query: a reference is held across the starts. */
+static void start_more(fanout_t *f)
+{
+    f->pending++;
+    while (f->inflight < f->spec.max_inflight && f->next < f->nq) {
+        fq_t *q = &f->q[f->next++];
+        f->inflight++;
+        cluster_query(f->node->cluster, q->q.kind, f->tenant, &q->q.p, f->now_ms, answered, q);
+    }
+    if (--f->pending == 0) all_done(f);
+}
+
+static void answered(void *arg, cluster_answer_t *a)
+{
+    fq_t *q = arg;
+    fanout_t *f = q->f;
+    q->rc = a->rc;
+    q->em = a->em;
+    if (a->rc == 0) {
+        q->body = a->result.body; /* taken */
+        buf_init(&a->result.body, 0);
+        snprintf(q->partial, sizeof q->partial, "%s", a->partial_header);
+        f->partial[q->q.group] |= q->partial[0] != 0;
+    }
+    f->inflight--;
+    if (--f->pending == 0)
+        all_done(f);
+    else
+        start_more(f);
+}
+
+void routes_fanout(node_t *n, http_exchange_t *ex, const char *tenant,
+                   const routes_fanout_query_t *q, size_t nq, const routes_fanout_spec_t *spec)
+{
+    fanout_t *f = calloc(1, sizeof *f);
+    if (f != NULL) {
+        f->q = calloc(nq ? nq : 1, sizeof *f->q);
+        f->bodies = calloc(nq ? nq : 1, sizeof *f->bodies);
+    }
+    if (f == NULL || f->q == NULL || f->bodies == NULL ||
+        spec->ngroups > ROUTES_FANOUT_MAX_GROUPS) {
+        if (spec->ctx_free != NULL) spec->ctx_free(spec->ctx);
+        if (f != NULL) {
+            free(f->q);
+            free(f->bodies);
+            free(f);
+        }
+        routes_respond_error(n, ex, ERR_NOMEM, NULL);
+        return;
+    }
+    f->node = n;
+    f->ex = ex;
+    f->spec = *spec;
+    if (f->spec.max_inflight == 0) f->spec.max_inflight = nq;
+    f->nq = nq;
+    snprintf(f->tenant, sizeof f->tenant, "%s", tenant);
+    f->now_ms = clock_wall_ms(&n->clock);
+    query_result_init(&f->result);
+    for (size_t i = 0; i < nq; i++) {
+        f->q[i] = (fq_t){.f = f, .q = q[i]};
+        buf_init(&f->q[i].body, 0);
+    }
+    f->pending = (int)nq;
+    start_more(f);
+}
