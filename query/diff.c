@@ -19,6 +19,8 @@
  * right side's (the "after", as flamegraph.pl --diff draws difffolded
  * output), each frame colored by the change of its share of its side's
  * total (diff_color). format=folded writes `stack left right` lines.
+ * format=speedscope writes two sampled profiles (left, right) over the
+ * shape's one frames table (speedscope.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -482,7 +484,26 @@ static int encode_svg(const sorted_tree_t *st, const sides_t *s, const query_dif
     return rc;
 }
 
-/* svg or folded: the shape with the right side's selves as its own (svg.c
+/* Two sampled profiles over the shape's one frames table: each side's selves,
+ * so each profile's weights add up to its side's ticks. */
+static int encode_speedscope(const sorted_tree_t *st, const sides_t *s,
+                             const query_diff_params_t *dp, const char *profile_type,
+                             const char *partial_json, buf_t *out)
+{
+    buf_t ln, rn; /* the profiles' names */
+    buf_init(&ln, BUF_UNLIMITED);
+    buf_init(&rn, BUF_UNLIMITED);
+    int rc = buf_printf(&ln, "left: %s", dp->left.query);
+    if (rc == 0) rc = buf_printf(&rn, "right: %s", dp->right.query);
+    query_ss_profile_t p[2] = {{(const char *)ln.data, s->ls}, {(const char *)rn.data, s->rs}};
+    if (rc == 0) rc = query_speedscope_write(st, profile_type, "render-diff", p, 2, out);
+    if (rc == 0 && partial_json != NULL) rc = query_add_json_members(out, partial_json);
+    buf_free(&ln);
+    buf_free(&rn);
+    return rc;
+}
+
+/* svg, speedscope or folded: the shape with the right side's selves as its own (svg.c
  * and folded.c read widths and values from the tree), the left side's
  * values passed beside it. */
 static int encode_beside(calltree_t *d, const sides_t *s, const symtab_t *syms,
@@ -502,6 +523,8 @@ static int encode_beside(calltree_t *d, const sides_t *s, const symtab_t *syms,
     if (f == QUERY_FORMAT_SVG) {
         out->content_type = "image/svg+xml";
         rc = encode_svg(&st, s, dp, profile_type, partial_json, &out->body);
+    } else if (f == QUERY_FORMAT_SPEEDSCOPE) {
+        rc = encode_speedscope(&st, s, dp, profile_type, partial_json, &out->body);
     } else {
         out->content_type = "text/plain; charset=utf-8";
         rc = query_folded_write(&st, s->ls, &out->body);
@@ -545,7 +568,7 @@ static int side_type(const char *param, const char *q, char *type, size_t type_m
     return rc;
 }
 
-/* json, svg or folded; pprof is refused with the way to get each side (a
+/* json, svg, speedscope or folded; pprof is refused with the way to get each side (a
  * diff is two profiles, and pprof's own -diff_base takes two files). */
 static int diff_format(const query_diff_params_t *d, query_format_t *f, errmsg_t *em)
 {
@@ -555,10 +578,11 @@ static int diff_format(const query_diff_params_t *d, query_format_t *f, errmsg_t
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "parameter 'format': a diff is not one profile; render each side with "
                           "/pyroscope/render?format=pprof (pprof -diff_base compares the two)");
-    if (*f != QUERY_FORMAT_JSON && *f != QUERY_FORMAT_SVG && *f != QUERY_FORMAT_FOLDED)
+    if (*f != QUERY_FORMAT_JSON && *f != QUERY_FORMAT_SVG && *f != QUERY_FORMAT_FOLDED &&
+        *f != QUERY_FORMAT_SPEEDSCOPE)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "parameter 'format': render-diff answers json (the double "
-                          "flamebearer), svg or folded");
+                          "flamebearer), svg, speedscope or folded");
     return 0;
 }
 

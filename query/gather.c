@@ -299,7 +299,7 @@ static int finish_labels(query_gather_t *g, query_result_t *out)
 }
 
 /* Adds members before the closing brace of a JSON object. */
-static int add_json_members(buf_t *body, const char *members)
+int query_add_json_members(buf_t *body, const char *members)
 {
     if (body->len == 0 || body->data[body->len - 1] != '}') return ERR_INTERNAL;
     body->len--;
@@ -317,7 +317,7 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     case QUERY_FORMAT_JSON:
         out->content_type = "application/json";
         rc = query_encode_flamebearer(g->tree, g->syms, type, g->spy_name, &g->tl, &out->body);
-        if (rc == 0 && partial_json != NULL) rc = add_json_members(&out->body, partial_json);
+        if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
         return rc;
     case QUERY_FORMAT_FOLDED:
         out->content_type = "text/plain; charset=utf-8";
@@ -329,7 +329,7 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
         query_top_opts_t o = {s->top_limit, s->top_by_total, s->plan.until_s - s->plan.from_s};
         out->content_type = "application/json";
         rc = query_encode_top(g->tree, g->syms, type, &o, &out->body);
-        if (rc == 0 && partial_json != NULL) rc = add_json_members(&out->body, partial_json);
+        if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
         return rc;
     }
     case QUERY_FORMAT_SVG:
@@ -340,7 +340,7 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     case QUERY_FORMAT_SPEEDSCOPE:
         out->content_type = "application/json";
         rc = query_encode_speedscope(g->tree, g->syms, type, s->selector, &out->body);
-        if (rc == 0 && partial_json != NULL) rc = add_json_members(&out->body, partial_json);
+        if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
         return rc;
     default:
         out->content_type = "application/octet-stream";
@@ -381,7 +381,8 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
         } else { /* shows partial answers */
             rc = query_shares_write(g->spec->label, &g->values, g->shares, &g->tl, g->share_tls,
                                     &out->body);
-            if (rc == 0 && partial_json != NULL) rc = add_json_members(&out->body, partial_json);
+            if (rc == 0 && partial_json != NULL)
+                rc = query_add_json_members(&out->body, partial_json);
         }
     } else {
         rc = finish_labels(g, out);

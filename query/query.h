@@ -285,7 +285,7 @@ int query_encode_top(const calltree_t *t, const symtab_t *syms, const char *prof
 typedef struct query_diff_params {
     query_params_t left, right; /* query, from, until of each side */
     const char *max_nodes;
-    const char *format; /* json (default), svg or folded; others are refused */
+    const char *format; /* json (default), svg, speedscope or folded; others refused */
 } query_diff_params_t;
 
 /* Reads leftQuery, leftFrom, ... into d from a parameter getter (the HTTP
@@ -304,8 +304,10 @@ int query_diff_check(const query_diff_params_t *d, const query_limits_t *lim, er
  * kept by its larger share of either side; hidden children fold into
  * `other` on each side, so every total is unchanged), names ordered as in a
  * render. format=svg draws that shape as a diff flame graph (widths from the
- * right side, colors by change of share); format=folded writes `stack left
- * right` lines (untruncated unless maxNodes is given). partial_json as for
+ * right side, colors by change of share); format=speedscope writes two
+ * sampled profiles "left: <leftQuery>" and "right: <rightQuery>" over one
+ * frames table, weights adding up to each side's ticks; format=folded writes
+ * `stack left right` lines (untruncated unless maxNodes is given). partial_json as for
  * query_gather_finish. */
 int query_diff_render(const query_diff_params_t *d, const query_limits_t *lim, const uint8_t *left,
                       size_t left_len, const uint8_t *right, size_t right_len,

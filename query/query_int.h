@@ -82,6 +82,22 @@ int query_parse_max_nodes(const char *s, query_format_t f, const query_limits_t 
  * side, the tree's own selves being the right side. */
 int query_folded_write(const sorted_tree_t *st, const int64_t *left_self, buf_t *out);
 
+/* Appends the members (`"a":1,"b":2`) inside body's closing brace: a partial
+ * answer's flags on a JSON body (gather.c). */
+int query_add_json_members(buf_t *body, const char *members);
+
+/* ---- speedscope files (speedscope.c) ---- */
+/* One sampled profile over a sorted tree: its name and its self per node of
+ * st->t (borrowed; NULL: the tree's own selves). */
+typedef struct query_ss_profile {
+    const char *name;
+    const int64_t *self;
+} query_ss_profile_t;
+/* A speedscope file named name holding the profiles in order over one shared
+ * frames table (the nodes of st); each profile's weights add up to its selves. */
+int query_speedscope_write(const sorted_tree_t *st, const char *profile_type, const char *name,
+                           const query_ss_profile_t *profiles, size_t nprofiles, buf_t *out);
+
 /* ---- SVG flame graphs (svg.c) ---- */
 /* Writes the fill of one frame as "#rrggbb" (out holds 8 bytes). The plain
  * flame graph colors by a hash of the frame's package; a diff view passes

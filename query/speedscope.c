@@ -1,12 +1,14 @@
 /* speedscope.c — the merged tree as a speedscope file
  * (https://www.speedscope.app/file-format-schema.json).
  *
- * One "sampled" profile: one sample per node with a non-zero self, in
+ * Each "sampled" profile: one sample per node with a non-zero self, in
  * preorder of the name-sorted tree, its stack root first, weight = self, so
- * the weights add up to the root total (the render's numTicks). Frames are
- * shared, one per distinct symbol, numbered in order of first appearance. As
- * in folded, a non-zero self on the root (a sample with an empty stack) is
- * the frame `total`. The unit comes from the profile type's sample unit.
+ * the weights add up to that profile's total (a render's numTicks). A render
+ * writes one profile with the tree's own selves; render-diff writes two over
+ * the same tree (each side's selves), so both share one frames table: one
+ * frame per distinct symbol, numbered in order of first appearance. As in
+ * folded, a non-zero self on the root (a sample with an empty stack) is the
+ * frame `total`. The unit comes from the profile type's sample unit.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,8 @@
 
 typedef struct ss {
     const sorted_tree_t *st;
+    const query_ss_profile_t *profiles;
+    size_t nprofiles;
     u64map_t index;     /* symbol -> frame number */
     uint32_t *frame_of; /* node -> frame number */
     uint32_t *first;    /* frame number -> first node that has it */
@@ -34,6 +38,20 @@ static const char *unit_of(const char *profile_type)
     return "none";
 }
 
+/* A profile's self of node i: its own array, or the tree's selves. */
+static int64_t self_of(const ss_t *s, const query_ss_profile_t *p, uint32_t i)
+{
+    return p->self != NULL ? p->self[i] : calltree_self(s->st->t, i);
+}
+
+/* The root is a frame (`total`) only when it is a sample of some profile. */
+static int root_is_sample(const ss_t *s)
+{
+    for (size_t k = 0; k < s->nprofiles; k++)
+        if (self_of(s, &s->profiles[k], 0) != 0) return 1;
+    return 0;
+}
+
 static int number_frames(ss_t *s)
 {
     const sorted_tree_t *st = s->st;
@@ -44,13 +62,12 @@ static int number_frames(ss_t *s)
     uint32_t *stack = malloc(st->n * sizeof *stack);
     if (stack == NULL) return ERR_NOMEM;
     size_t sp = 0;
-    int rc = 0;
+    int rc = 0, root_frame = root_is_sample(s);
     stack[sp++] = 0;
     while (sp > 0 && rc >= 0) {
         uint32_t i = stack[--sp];
         s->frame_of[i] = 0;
-        /* the root is a frame (`total`) only when it is a sample itself */
-        if (i != 0 || calltree_self(st->t, 0) != 0)
+        if (i != 0 || root_frame)
             rc = u64map_get_or_put(&s->index, calltree_sym(st->t, i), s->nframes, &s->frame_of[i]);
         if (rc == 1) s->first[s->nframes++] = i;
         rc = rc == 1 ? 0 : rc;
@@ -84,10 +101,10 @@ typedef struct sframe {
 
 /* One sample per node with a non-zero self: the frames on its path (the
  * root's own frame only when the root itself is the sample). */
-static int write_sample(const ss_t *s, const uint32_t *path, sframe_t f, int *first, buf_t *out,
-                        buf_t *weights)
+static int write_sample(const ss_t *s, const query_ss_profile_t *p, const uint32_t *path,
+                        sframe_t f, int *first, buf_t *out, buf_t *weights)
 {
-    int64_t self = calltree_self(s->st->t, f.node);
+    int64_t self = self_of(s, p, f.node);
     if (self == 0) return 0;
     int rc = buf_append_str(out, *first ? "[" : ",[");
     if (rc == 0 && !*first) rc = buf_append_byte(weights, ',');
@@ -101,7 +118,7 @@ static int write_sample(const ss_t *s, const uint32_t *path, sframe_t f, int *fi
     return rc != 0 ? rc : buf_append_i64(weights, self);
 }
 
-static int write_samples(const ss_t *s, buf_t *out)
+static int write_samples(const ss_t *s, const query_ss_profile_t *p, buf_t *out)
 {
     const sorted_tree_t *st = s->st;
     sframe_t *stack = malloc(st->n * sizeof *stack);
@@ -115,7 +132,7 @@ static int write_samples(const ss_t *s, buf_t *out)
     while (sp > 0 && rc == 0) {
         sframe_t f = stack[--sp];
         path[f.depth] = s->frame_of[f.node];
-        rc = write_sample(s, path, f, &first, out, &weights);
+        rc = write_sample(s, p, path, f, &first, out, &weights);
         for (uint32_t k = st->off[f.node + 1]; k > st->off[f.node] && rc == 0; k--)
             stack[sp++] = (sframe_t){st->kids[k - 1], f.depth + 1};
     }
@@ -128,37 +145,65 @@ static int write_samples(const ss_t *s, buf_t *out)
     return rc;
 }
 
+static int64_t profile_total(const ss_t *s, const query_ss_profile_t *p)
+{
+    if (p->self == NULL) return calltree_root_total(s->st->t);
+    int64_t sum = 0;
+    for (size_t i = 0; i < s->st->n; i++)
+        sum += p->self[i];
+    return sum;
+}
+
+static int write_profile(const ss_t *s, const query_ss_profile_t *p, const char *unit, buf_t *out)
+{
+    int rc = buf_append_str(out, "{\"type\":\"sampled\",\"name\":");
+    if (rc == 0) rc = buf_append_json_string(out, p->name, strlen(p->name));
+    if (rc == 0) rc = buf_append_str(out, ",\"unit\":\"");
+    if (rc == 0) rc = buf_append_str(out, unit);
+    if (rc == 0)
+        rc = buf_printf(out, "\",\"startValue\":0,\"endValue\":%lld,",
+                        (long long)profile_total(s, p));
+    if (rc == 0) rc = write_samples(s, p, out);
+    return rc ? rc : buf_append_byte(out, '}');
+}
+
 static int write_file(const ss_t *s, const char *profile_type, const char *name, buf_t *out)
 {
-    if (name == NULL) name = profile_type ? profile_type : "flamedb";
+    const char *unit = unit_of(profile_type);
     int rc =
         buf_append_str(out, "{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\",");
     if (rc == 0) rc = write_frames(s, out);
-    if (rc == 0) rc = buf_append_str(out, ",\"profiles\":[{\"type\":\"sampled\",\"name\":");
-    if (rc == 0) rc = buf_append_json_string(out, name, strlen(name));
-    if (rc == 0) rc = buf_append_str(out, ",\"unit\":\"");
-    if (rc == 0) rc = buf_append_str(out, unit_of(profile_type));
-    if (rc == 0)
-        rc = buf_printf(out, "\",\"startValue\":0,\"endValue\":%lld,",
-                        (long long)calltree_root_total(s->st->t));
-    if (rc == 0) rc = write_samples(s, out);
-    if (rc == 0) rc = buf_append_str(out, "}],\"name\":");
+    if (rc == 0) rc = buf_append_str(out, ",\"profiles\":[");
+    for (size_t k = 0; rc == 0 && k < s->nprofiles; k++) {
+        if (k > 0) rc = buf_append_byte(out, ',');
+        if (rc == 0) rc = write_profile(s, &s->profiles[k], unit, out);
+    }
+    if (rc == 0) rc = buf_append_str(out, "],\"name\":");
     if (rc == 0) rc = buf_append_json_string(out, name, strlen(name));
     return rc ? rc : buf_append_str(out, ",\"activeProfileIndex\":0,\"exporter\":\"flamedb\"}");
+}
+
+int query_speedscope_write(const sorted_tree_t *st, const char *profile_type, const char *name,
+                           const query_ss_profile_t *profiles, size_t nprofiles, buf_t *out)
+{
+    ss_t s = {.st = st, .profiles = profiles, .nprofiles = nprofiles};
+    int rc = number_frames(&s);
+    if (rc == 0) rc = write_file(&s, profile_type, name, out);
+    u64map_free(&s.index);
+    free(s.frame_of);
+    free(s.first);
+    return rc;
 }
 
 int query_encode_speedscope(const calltree_t *t, const symtab_t *syms, const char *profile_type,
                             const char *name, buf_t *out)
 {
+    if (name == NULL) name = profile_type ? profile_type : "flamedb";
     sorted_tree_t st;
     int rc = query_sorted_tree_build(&st, t, syms);
     if (rc != 0) return rc;
-    ss_t s = {.st = &st};
-    rc = number_frames(&s);
-    if (rc == 0) rc = write_file(&s, profile_type, name, out);
-    u64map_free(&s.index);
-    free(s.frame_of);
-    free(s.first);
+    query_ss_profile_t p = {.name = name, .self = NULL};
+    rc = query_speedscope_write(&st, profile_type, name, &p, 1, out);
     query_sorted_tree_free(&st);
     return rc;
 }

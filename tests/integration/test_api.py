@@ -211,6 +211,18 @@ def test_render_diff_svg_and_folded():
     assert "(new: right only)" in title and rect.get("fill") == "#d040c0", title
     # widths are the right side's: c is 5 of 35
     assert abs(float(rect.get("width")) - 1180 * 5 / 35) < 0.02, rect.get("width")
+    r = NODE.query("/pyroscope/render-diff", **dict(params, format="speedscope"))
+    assert r.status == 200 and r.headers["content-type"] == "application/json", r
+    doc = r.json()
+    names = [f["name"] for f in doc["shared"]["frames"]]
+    assert sorted(names) == ["a", "b", "c", "main"], names  # one table for both
+    left, right = doc["profiles"]
+    assert left["name"] == "left: " + params["leftQuery"], left["name"]
+    assert right["name"] == "right: " + params["rightQuery"], right["name"]
+    for prof, want in ((left, {"main;a": 10, "main;b": 20}), (right, {"main;a": 30, "main;c": 5})):
+        got = {";".join(names[i] for i in s): w for s, w in zip(prof["samples"], prof["weights"])}
+        assert got == {k: v * SCALE for k, v in want.items()}, got
+        assert prof["endValue"] == sum(want.values()) * SCALE and prof["unit"] == "nanoseconds"
 
 
 def test_route_errors_are_json():

@@ -78,7 +78,7 @@ def queries(frm, until):
               {"query": CPU + "{}", "label": "env", "from": frm, "until": until}))
     q.append(("render groupBy pod", "/pyroscope/render",
               {"query": CPU + '{env="dev"}', "groupBy": "pod", "from": frm, "until": until}))
-    for fmt in ("svg", "folded"):
+    for fmt in ("svg", "folded", "speedscope"):
         q.append(("render-diff dev vs prod " + fmt, "/pyroscope/render-diff",
                   {"leftQuery": CPU + '{env="dev"}', "leftFrom": frm, "leftUntil": until,
                    "rightQuery": CPU + '{env="prod"}', "rightFrom": frm, "rightUntil": until,

@@ -4,13 +4,16 @@
  * format=folded: every line equals the per-stack sums of each side;
  * format=svg: read back with tests/unit/test_svg_read.h, one frame per union
  * node, widths from the right side, tooltips with both sides, red where the
- * right share grew and blue where it shrank. */
+ * right share grew and blue where it shrank; format=speedscope: parsed
+ * back with common/json.h, two profiles over one frames table whose stacks
+ * and weights equal each side's per-stack sums. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "common/calltree.h"
+#include "common/json.h"
 #include "common/strmap.h"
 #include "common/symtab.h"
 #include "query/query_int.h"
@@ -502,6 +505,181 @@ static void test_empty_side(void)
     symtab_free(syms);
 }
 
+/* ---- speedscope ---- */
+
+static const json_limits_t JLIM = {.max_depth = 16, .max_string = 1 << 20};
+
+typedef struct ssfile {
+    char frames[64][16];
+    size_t nframes;
+    char pname[2][160];
+    long long end[2], wsum[2];
+    int nprofiles;
+} ssfile_t;
+
+static long long jnum(json_t *j)
+{
+    char v[32];
+    CHECK_EQ_INT(json_scalar_to(j, v, sizeof v), 0);
+    return strtoll(v, NULL, 10);
+}
+
+static void ss_frames(json_t *j, ssfile_t *f)
+{
+    int rc = json_enter(j, '{'), irc, orc;
+    char key[32];
+    while (rc == 0 && json_next(j, &rc)) {
+        CHECK_EQ_INT(json_key(j, key, sizeof key), 0);
+        CHECK_EQ_STR(key, "frames");
+        CHECK_EQ_INT(json_enter(j, '['), 0);
+        while (json_next(j, &irc)) {
+            CHECK_EQ_INT(json_enter(j, '{'), 0);
+            while (json_next(j, &orc)) {
+                CHECK_EQ_INT(json_key(j, key, sizeof key), 0);
+                if (strcmp(key, "name") == 0 && f->nframes < 64)
+                    json_string_to(j, f->frames[f->nframes], sizeof f->frames[0]);
+                else
+                    CHECK_EQ_INT(json_skip(j), 0);
+            }
+            f->nframes++;
+        }
+    }
+    CHECK_EQ_INT(rc, 0);
+}
+
+/* samples: each stack's path of frame names, added into side's sums. */
+static void ss_samples(json_t *j, const ssfile_t *f, char (*paths)[MAXD * 3 + 1], size_t *n)
+{
+    int rc = json_enter(j, '['), irc;
+    while (rc == 0 && json_next(j, &rc)) {
+        char *path = paths[(*n)++];
+        path[0] = 0;
+        CHECK_EQ_INT(json_enter(j, '['), 0);
+        for (int first = 1; json_next(j, &irc); first = 0) {
+            long long k = jnum(j);
+            CHECK(k >= 0 && (size_t)k < f->nframes); /* the shared table */
+            if (!first) strcat(path, ";");
+            if (k >= 0 && (size_t)k < f->nframes) strcat(path, f->frames[k]);
+        }
+    }
+    CHECK_EQ_INT(rc, 0);
+}
+
+static void ss_profile(json_t *j, ssfile_t *f, sums_t *got)
+{
+    int side = f->nprofiles++, rc = json_enter(j, '{'), wrc;
+    char key[32], paths[NSTACK * 2][MAXD * 3 + 1];
+    size_t npaths = 0, nw = 0;
+    CHECK(side < 2);
+    while (side < 2 && rc == 0 && json_next(j, &rc)) {
+        CHECK_EQ_INT(json_key(j, key, sizeof key), 0);
+        if (strcmp(key, "name") == 0)
+            json_string_to(j, f->pname[side], sizeof f->pname[0]);
+        else if (strcmp(key, "endValue") == 0)
+            f->end[side] = jnum(j);
+        else if (strcmp(key, "samples") == 0)
+            ss_samples(j, f, paths, &npaths);
+        else if (strcmp(key, "weights") == 0) {
+            CHECK_EQ_INT(json_enter(j, '['), 0);
+            while (json_next(j, &wrc)) {
+                long long w = jnum(j);
+                f->wsum[side] += w;
+                CHECK(nw < npaths);
+                if (nw < npaths) sums_add(got, paths[nw], strlen(paths[nw]), side, w);
+                nw++;
+            }
+        } else
+            CHECK_EQ_INT(json_skip(j), 0);
+    }
+    CHECK_EQ_INT(nw, npaths);
+}
+
+static void ss_read(const char *text, ssfile_t *f, sums_t *got)
+{
+    memset(f, 0, sizeof *f);
+    json_t j;
+    json_init(&j, text, strlen(text), JLIM);
+    int rc = json_enter(&j, '{'), prc;
+    char key[32];
+    while (rc == 0 && json_next(&j, &rc)) {
+        CHECK_EQ_INT(json_key(&j, key, sizeof key), 0);
+        if (strcmp(key, "shared") == 0)
+            ss_frames(&j, f);
+        else if (strcmp(key, "profiles") == 0) {
+            CHECK_EQ_INT(json_enter(&j, '['), 0);
+            while (json_next(&j, &prc))
+                ss_profile(&j, f, got);
+        } else
+            CHECK_EQ_INT(json_skip(&j), 0);
+    }
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(json_finish(&j), 0);
+}
+
+/* Two profiles over one frames table (each symbol once); every stack of a
+ * side has exactly its summed value, the weights add up to each side's
+ * ticks, with or without truncation. */
+static void test_speedscope(void)
+{
+    symtab_t *syms = symtab_new();
+    for (int i = 0; i < NSYM; i++)
+        symtab_intern(syms, names[i], 2, "x.go", 4, &ids[i]);
+    stack_t_ ls[NSTACK], rs[NSTACK];
+    calltree_t *l = calltree_new(0), *r = calltree_new(0);
+    make_side(ls, NSTACK, l, 0);
+    make_side(rs, NSTACK / 2, r, 5);
+    sums_t self = {0}, got = {0};
+    strmap_init(&self.m);
+    strmap_init(&got.m);
+    sums_of(&self, ls, NSTACK, 0, 0);
+    sums_of(&self, rs, NSTACK / 2, 1, 0);
+    query_result_t out;
+    query_result_init(&out);
+    render_as(l, r, syms, NULL, "speedscope", &out); /* untruncated by default */
+    CHECK_EQ_STR(out.content_type, "application/json");
+    ssfile_t f;
+    ss_read((const char *)out.body.data, &f, &got);
+    CHECK_EQ_INT(f.nprofiles, 2);
+    CHECK_EQ_STR(f.pname[0], "left: " CPU "{service_name=\"a\"}");
+    CHECK_EQ_STR(f.pname[1], "right: " CPU "{service_name=\"a\"}");
+    CHECK(f.nframes <= NSYM);
+    for (size_t a = 0; a < f.nframes; a++)
+        for (size_t b = a + 1; b < f.nframes; b++)
+            CHECK(strcmp(f.frames[a], f.frames[b]) != 0);
+    for (int side = 0; side < 2; side++) {
+        int64_t want = calltree_root_total(side ? r : l);
+        CHECK_EQ_INT(f.wsum[side], want);
+        CHECK_EQ_INT(f.end[side], want);
+    }
+    /* every stack of the union with both its sums, nothing else */
+    size_t nonzero = 0;
+    for (size_t i = 0; i < self.m.n; i++) {
+        uint32_t k;
+        CHECK(strmap_find(&got.m, self.m.strs[i], strlen(self.m.strs[i]), &k));
+        if (!strmap_find(&got.m, self.m.strs[i], strlen(self.m.strs[i]), &k)) continue;
+        CHECK_EQ_INT(got.v[0][k], self.v[0][i]);
+        CHECK_EQ_INT(got.v[1][k], self.v[1][i]);
+        nonzero++;
+    }
+    CHECK_EQ_INT(got.m.n, nonzero);
+    query_result_free(&out);
+    /* truncated jointly: both sums still exact */
+    query_result_init(&out);
+    render_as(l, r, syms, "5", "speedscope", &out);
+    sums_free(&got);
+    memset(&got, 0, sizeof got);
+    strmap_init(&got.m);
+    ss_read((const char *)out.body.data, &f, &got);
+    CHECK_EQ_INT(f.wsum[0], calltree_root_total(l));
+    CHECK_EQ_INT(f.wsum[1], calltree_root_total(r));
+    query_result_free(&out);
+    sums_free(&got);
+    sums_free(&self);
+    calltree_free(l);
+    calltree_free(r);
+    symtab_free(syms);
+}
+
 static void test_refusals(void)
 {
     query_limits_t lim;
@@ -518,9 +696,10 @@ static void test_refusals(void)
     d.format = "pprof"; /* a diff is not one profile: each side is */
     CHECK_EQ_INT(query_diff_check(&d, &lim, &em), ERR_INVALID_ARGUMENT);
     CHECK(strstr(em.text, "/pyroscope/render?format=pprof") != NULL);
-    d.format = "speedscope";
+    d.format = "trie";
     CHECK_EQ_INT(query_diff_check(&d, &lim, &em), ERR_INVALID_ARGUMENT);
-    CHECK(strstr(em.text, "json (the double flamebearer), svg or folded") != NULL);
+    d.format = "speedscope";
+    CHECK_EQ_INT(query_diff_check(&d, &lim, &em), 0);
     d.format = "svg";
     CHECK_EQ_INT(query_diff_check(&d, &lim, &em), 0);
     d.format = "folded";
@@ -549,6 +728,7 @@ int main(int argc, char **argv)
     test_svg();
     test_by_example();
     test_empty_side();
+    test_speedscope();
     test_refusals();
     return check_exit();
 }
