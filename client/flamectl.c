@@ -27,6 +27,7 @@ typedef struct args {
     int timeout_ms;
     const char *name, *format, *from, *until, *output, *outfile, *match, *spy_name, *by;
     const char *left_from, *left_until, *right_from, *right_until; /* diff */
+    const char *group_by;                                          /* query --output json */
     int max_nodes, limit, sample_rate;
     int help;
     const char *pos[4]; /* positional arguments after the command */
@@ -303,12 +304,40 @@ static int write_binary(const flamedb_response_t *r, const char *path)
     return 0;
 }
 
+/* GET /pyroscope/render?format=json&groupBy=LABEL: the flamebearer plus one
+ * timeline per value of the label (groups). */
+static int query_grouped(flamedb_client_t *c, const args_t *a, flamedb_response_t *r)
+{
+    buf_t path;
+    buf_init(&path, 65536);
+    int rc = buf_append_str(&path, "/pyroscope/render");
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "query", a->pos[0]);
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "from", a->from);
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "until", a->until);
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "format", "json");
+    if (rc == ERR_OK && a->max_nodes > 0)
+        rc = flamedb__query_add_int(&path, "maxNodes", a->max_nodes);
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "groupBy", a->group_by);
+    if (rc == ERR_OK) rc = buf_append_byte(&path, 0);
+    if (rc != ERR_OK) {
+        buf_free(&path);
+        return usage_error("query: the query is too long%s", "");
+    }
+    rc = flamedb_get(c, (const char *)path.data, r);
+    buf_free(&path);
+    return rc != 0 ? request_failed(c, "query", rc) : 0;
+}
+
 static int cmd_query(flamedb_client_t *c, const args_t *a)
 {
     const char *out = a->output ? a->output : "top";
     flamedb_format_t f;
     if (a->by != NULL && strcmp(a->by, "self") != 0 && strcmp(a->by, "total") != 0)
         return usage_error("query: --by must be self or total, not '%s'", a->by);
+    if (a->group_by != NULL && strcmp(out, "json") != 0)
+        return usage_error("query: --group-by needs --output json (the groups are timelines "
+                           "of the JSON answer), not --output %s",
+                           out);
     if (strcmp(out, "top") == 0) return query_top(c, a);
     if (strcmp(out, "folded") == 0)
         f = FLAMEDB_FORMAT_FOLDED;
@@ -324,14 +353,92 @@ static int cmd_query(flamedb_client_t *c, const args_t *a)
         return usage_error(
             "query: --output must be top, folded, json, pprof, svg or speedscope, not '%s'", out);
     flamedb_response_t r;
-    int rc = flamedb_query(c, a->pos[0], a->from, a->until, f, a->max_nodes, &r);
-    if (rc != 0) return request_failed(c, "query", rc);
+    if (a->group_by != NULL) {
+        int status = query_grouped(c, a, &r);
+        if (status != 0) return status;
+    } else {
+        int rc = flamedb_query(c, a->pos[0], a->from, a->until, f, a->max_nodes, &r);
+        if (rc != 0) return request_failed(c, "query", rc);
+    }
     int status = 0;
     if (f == FLAMEDB_FORMAT_PPROF || a->outfile != NULL)
         status = write_binary(&r, a->outfile);
     else if (fwrite(r.body, 1, r.len, stdout) != r.len || fflush(stdout) != 0)
         status = EXIT_FAILURE;
     if (f == FLAMEDB_FORMAT_JSON && a->outfile == NULL && status == 0) putchar('\n');
+    flamedb_response_free(&r);
+    return status;
+}
+
+/* --- shares ---------------------------------------------------------------- */
+
+/* The sample unit of 'name:sample_type:sample_unit:...{...}' (its third
+ * field; "" when the query has no type: the server then refuses it). */
+static void query_unit(const char *q, char *unit, size_t cap)
+{
+    const char *p = q;
+    for (int field = 0; field < 2 && p != NULL; field++) {
+        p = strpbrk(p, ":{");
+        p = p != NULL && *p == ':' ? p + 1 : NULL;
+    }
+    size_t n = p != NULL ? strcspn(p, ":{") : 0;
+    snprintf(unit, cap, "%.*s", (int)n, p != NULL ? p : "");
+}
+
+static void print_shares(const flamedb__shares_t *t, const char *label, const char *unit)
+{
+    char total[32];
+    printf("%12s %7s  %s\n", "TOTAL", "SHARE", "VALUE");
+    for (size_t i = 0; i < t->count; i++) {
+        const flamedb__share_row_t *r = &t->rows[i];
+        format_value(total, sizeof total, r->total, unit);
+        printf("%12s %6.2f%%  %s\n", total, r->share * 100, r->value[0] ? r->value : "(none)");
+    }
+    format_value(total, sizeof total, t->total, unit);
+    printf("total %s in %zu values of %s\n", total, t->count, label);
+}
+
+/* GET /api/label-shares: the server sums each value from the window totals. */
+static int cmd_shares(flamedb_client_t *c, const args_t *a)
+{
+    const char *out = a->output ? a->output : "table";
+    if (strcmp(out, "table") != 0 && strcmp(out, "json") != 0)
+        return usage_error("shares: --output must be table or json, not '%s'", out);
+    buf_t path;
+    buf_init(&path, 65536);
+    int rc = buf_append_str(&path, "/api/label-shares");
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "query", a->pos[0]);
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "label", a->pos[1]);
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "from", a->from);
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "until", a->until);
+    if (rc == ERR_OK) rc = buf_append_byte(&path, 0);
+    if (rc != ERR_OK) {
+        buf_free(&path);
+        return usage_error("shares: the query is too long%s", "");
+    }
+    flamedb_response_t r;
+    rc = flamedb_get(c, (const char *)path.data, &r);
+    buf_free(&path);
+    if (rc != 0) return request_failed(c, "shares", rc);
+    int status = 0;
+    if (strcmp(out, "json") == 0) {
+        if (fwrite(r.body, 1, r.len, stdout) != r.len || putchar('\n') == EOF)
+            status = EXIT_FAILURE;
+        flamedb_response_free(&r);
+        return status;
+    }
+    flamedb__shares_t t;
+    errmsg_t em = {{0}};
+    char unit[32];
+    query_unit(a->pos[0], unit, sizeof unit);
+    if (flamedb__shares_parse((const char *)r.body, r.len, &t, &em) != 0) {
+        fprintf(stderr, "flamectl: cannot read the server's answer: %s\n", em.text);
+        status = EXIT_FAILURE;
+    } else {
+        print_shares(&t, a->pos[1], unit);
+        if (t.partial) fprintf(stderr, "flamectl: partial answer: some data was unreachable\n");
+        flamedb__shares_free(&t);
+    }
     flamedb_response_free(&r);
     return status;
 }
@@ -512,7 +619,7 @@ static const command_t commands[] = {
     {"query", 1, 1, cmd_query,
      "query 'TYPE{selector}' [--from T] [--until T]\n"
      "          [--output top|folded|json|pprof|svg|speedscope] [--limit N] [--by self|total]\n"
-     "          [--max-nodes N] [-o FILE]",
+     "          [--max-nodes N] [--group-by LABEL] [-o FILE]",
      "Reads the merged profile of a selection. TYPE is a profile type id such as\n"
      "process_cpu:cpu:nanoseconds:cpu:nanoseconds; the selector uses =, !=, =~ and\n"
      "!~. Times: unix seconds or ms, now, now-1h (default now-1h .. now).\n"
@@ -523,7 +630,8 @@ static const command_t commands[] = {
      "--by self (default) or total. folded and json print the flame graph of GET\n"
      "/pyroscope/render (--max-nodes); pprof writes the gzipped profile to -o FILE\n"
      "or to stdout when it is not a terminal; svg (a flame graph image) and\n"
-     "speedscope (a file for speedscope.app) go to -o FILE or stdout."},
+     "speedscope (a file for speedscope.app) go to -o FILE or stdout. --group-by\n"
+     "LABEL (with --output json only) adds groups: one timeline per value of LABEL."},
     {"diff", 2, 2, cmd_diff,
      "diff 'TYPE{...}' 'TYPE{...}' [--from T] [--until T] [--left-from T]\n"
      "          [--left-until T] [--right-from T] [--right-until T] [--limit N]",
@@ -533,6 +641,11 @@ static const command_t commands[] = {
      "whether the change stands out of the variation between each side's time\n"
      "buckets (Welch's t per function, Holm-corrected at 0.01: SIG). --from and\n"
      "--until set both ranges; --left-*/--right-* set one side's."},
+    {"shares", 2, 2, cmd_shares,
+     "shares 'TYPE{selector}' LABEL [--from T] [--until T] [--output table|json]",
+     "Each value of LABEL with its total and share of the selection (GET\n"
+     "/api/label-shares), largest first; series without the label show as (none).\n"
+     "--output json prints the answer itself, with each value's timeline."},
     {"labels", 0, 1, cmd_labels, "labels [NAME] [--match '{selector}'] [--from T] [--until T]",
      "Without NAME lists the label names; with NAME lists its values\n"
      "(NAME __profile_type__ lists the profile types present)."},
@@ -565,7 +678,8 @@ enum {
     OPT_LEFT_FROM,
     OPT_LEFT_UNTIL,
     OPT_RIGHT_FROM,
-    OPT_RIGHT_UNTIL
+    OPT_RIGHT_UNTIL,
+    OPT_GROUP_BY
 };
 
 static const struct option options[] = {
@@ -588,6 +702,7 @@ static const struct option options[] = {
     {"left-until", required_argument, NULL, OPT_LEFT_UNTIL},
     {"right-from", required_argument, NULL, OPT_RIGHT_FROM},
     {"right-until", required_argument, NULL, OPT_RIGHT_UNTIL},
+    {"group-by", required_argument, NULL, OPT_GROUP_BY},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -685,6 +800,9 @@ static int set_option(args_t *a, int opt, const char *v)
         return 0;
     case OPT_RIGHT_UNTIL:
         a->right_until = v;
+        return 0;
+    case OPT_GROUP_BY:
+        a->group_by = v;
         return 0;
     case 'h':
         a->help = 1;

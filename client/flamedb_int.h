@@ -157,4 +157,25 @@ typedef struct flamedb__report {
 int flamedb__report_parse(const char *text, size_t n, flamedb__report_t *out, errmsg_t *em);
 void flamedb__report_free(flamedb__report_t *r);
 
+/* --- shares.c (in-tree only, used by flamectl shares) --- */
+
+typedef struct flamedb__share_row {
+    char *value; /* the label's value; "" for series without the label */
+    int64_t total;
+    double share; /* fraction (0..1) of the answer's total */
+} flamedb__share_row_t;
+
+typedef struct flamedb__shares {
+    flamedb__share_row_t *rows; /* in the server's order (largest first) */
+    size_t count;
+    int64_t total; /* the selection's total */
+    int partial;
+} flamedb__shares_t;
+
+/* Reads the JSON answer of GET /api/label-shares. Caller owns *out (free
+ * with flamedb__shares_free()). ERR_UNPARSEABLE, with the offset in em, for
+ * anything else. */
+int flamedb__shares_parse(const char *text, size_t n, flamedb__shares_t *out, errmsg_t *em);
+void flamedb__shares_free(flamedb__shares_t *t);
+
 #endif

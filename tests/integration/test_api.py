@@ -1,15 +1,30 @@
 """test_api.py — the HTTP API of one node: ingest folded and pprof (raw, gzip,
 multipart), render as JSON/folded/pprof with exact totals, labels, time
 ranges, tenants, retries counted once, and the small endpoints."""
+import json
+import os
+import subprocess
 import time
 from xml.etree import ElementTree
 
+import harness
 from harness import CPU, Node, folded_sum, run_tests, unique
 from profiles import Pprof, folded, multipart, pprof_totals
 
 NODE = Node(name="api").start()
 NOW = int(time.time())
 SCALE = 10**7  # folded .cpu at the default 100 Hz: 1e9/100 ns per sample
+CTL = os.environ.get("FLAMECTL_BIN", os.path.join(harness.ROOT, "build", "bin", "flamectl"))
+
+
+def flamectl(*args):
+    """flamectl against NODE: (exit status, stdout), or None when it is not built."""
+    if not os.access(CTL, os.X_OK):
+        print("    flamectl not built: skipped")
+        return None
+    out = subprocess.run([CTL, "--url", "http://127.0.0.1:%d" % NODE.port] + list(args),
+                         capture_output=True, text=True, timeout=30)
+    return out.returncode, out.stdout + out.stderr
 
 
 def sel(service, **labels):
@@ -127,6 +142,18 @@ def test_label_shares():
         assert len(vt["samples"]) == len(sums) and sum(vt["samples"]) == v["total"], v
         sums = [a + b for a, b in zip(sums, vt["samples"])]
     assert sums == tl["samples"], (sums, tl)
+    # flamectl shares: the same values as a table (units as query --output top prints them)
+    got = flamectl("shares", sel(svc), "env")
+    if got is not None:
+        assert got == (0, "       TOTAL   SHARE  VALUE\n"
+                          "       0.10s  50.00%  a\n"
+                          "       0.06s  30.00%  (none)\n"
+                          "       0.04s  20.00%  b\n"
+                          "total 0.20s in 3 values of env\n"), got
+        rc, text = flamectl("shares", sel(svc), "env", "--output", "json")
+        assert rc == 0 and json.loads(text) == doc, text
+        rc, text = flamectl("shares", '{service_name="%s"}' % svc, "env")
+        assert rc == 1 and "profile type" in text, text  # the node's reason
     r = NODE.query("/api/label-shares", query=sel(svc))
     assert r.status == 400 and "label" in r.json()["message"], r
     r = NODE.query("/api/label-shares", query='{service_name="%s"}' % svc, label="env")
@@ -164,6 +191,11 @@ def test_render_group_by():
     # a label no series has: every series under ""
     r = NODE.render(sel(svc), frm=frm, until=until, groupBy="no_such")
     assert r.json()["groups"] == {"": plain["timeline"]}, r
+    got = flamectl("query", sel(svc), "--from", str(frm), "--until", str(until), "--output",
+                   "json", "--group-by", "env")
+    if got is not None:
+        assert got[0] == 0 and json.loads(got[1])["groups"] == want, got
+        assert flamectl("query", sel(svc), "--group-by", "env")[0] == 2  # json only
     # an empty selection: no groups
     r = NODE.render(sel(unique("none")), frm=frm, until=until, groupBy="env")
     assert r.status == 200 and r.json()["groups"] == {}, r

@@ -1,6 +1,7 @@
 /* test_client_cli.c — flamectl end to end against the scripted loopback
  * server: exit codes (0 ok, 1 request failed, 2 bad usage), the server's
- * reason on stderr, format auto-detection, the top table, pprof output. */
+ * reason on stderr, format auto-detection, the top table, pprof output,
+ * the label shares table and json, query --group-by. */
 #define _GNU_SOURCE /* strcasestr */
 #include "check.h"
 #include "test_client_server.h"
@@ -177,6 +178,68 @@ static void test_query_outputs(void)
     free(req);
 }
 
+static void test_shares_and_group_by(void)
+{
+    static char out[65536];
+    static const char shares[] =
+        "{\"label\":\"env\",\"total\":20000000000,\"values\":["
+        "{\"value\":\"a\",\"total\":10000000000,\"share\":0.500000,"
+        "\"timeline\":{\"startTime\":1,\"samples\":[4000000000,6000000000],\"durationDelta\":10}},"
+        "{\"value\":\"\",\"total\":6000000000,\"share\":0.300000,"
+        "\"timeline\":{\"startTime\":1,\"samples\":[6000000000,0],\"durationDelta\":10}},"
+        "{\"value\":\"b\",\"total\":4000000000,\"share\":0.200000,"
+        "\"timeline\":{\"startTime\":1,\"samples\":[0,4000000000],\"durationDelta\":10}}]}";
+    static char resp[2048];
+    snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s",
+             sizeof shares - 1, shares);
+    ts_push(&srv, resp, 0, 0);
+    CHECK_EQ_INT(ctl_run("shares 'process_cpu:cpu:nanoseconds:cpu:nanoseconds{a=\"1\"}' env "
+                         "--from now-5m",
+                         out, sizeof out),
+                 0);
+    CHECK_EQ_STR(out, "       TOTAL   SHARE  VALUE\n"
+                      "      10.00s  50.00%  a\n"
+                      "       6.00s  30.00%  (none)\n"
+                      "       4.00s  20.00%  b\n"
+                      "total 20.00s in 3 values of env\n");
+    char *req = ts_last_request(&srv, NULL);
+    CHECK(strncmp(req, "GET /api/label-shares?query=process_cpu", 39) == 0);
+    CHECK(strstr(req, "&label=env&from=now-5m ") != NULL);
+    free(req);
+    /* bytes: binary units; json: the answer itself */
+    ts_push(&srv, resp, 0, 0);
+    CHECK_EQ_INT(ctl_run("shares 'memory:alloc_space:bytes:space:bytes{}' env", out, sizeof out),
+                 0);
+    CHECK(has(out, " 9.3 GiB  50.00%  a\n"));
+    ts_push(&srv, resp, 0, 0);
+    CHECK_EQ_INT(ctl_run("shares 'a:b:c:d:e{}' env --output json", out, sizeof out), 0);
+    CHECK(strncmp(out, shares, sizeof shares - 1) == 0 && out[sizeof shares - 1] == '\n');
+    /* the node's reason, exit 1; bad usage, exit 2 without a request */
+    ts_push(&srv,
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: 57\r\n\r\n"
+            "{\"code\":\"invalid_parameter\",\"message\":\"label: required!\"}",
+            0, 0);
+    CHECK_EQ_INT(ctl_run("shares 'a:b:c:d:e{}' ''", out, sizeof out), 1);
+    CHECK(has(out, "shares failed") && has(out, "label: required!"));
+    int before = srv.requests;
+    CHECK_EQ_INT(ctl_run("shares 'a:b:c:d:e{}'", out, sizeof out), 2);
+    CHECK_EQ_INT(ctl_run("shares 'a:b:c:d:e{}' env --output svg", out, sizeof out), 2);
+    CHECK(has(out, "--output must be table or json"));
+    CHECK_EQ_INT(ctl_run("query 'a{}' --group-by pod", out, sizeof out), 2);
+    CHECK(has(out, "--group-by needs --output json"));
+    CHECK_EQ_INT(ctl_run("query 'a{}' --group-by pod --output folded", out, sizeof out), 2);
+    CHECK_EQ_INT(srv.requests, before);
+    /* --group-by passes groupBy to the render */
+    ts_push(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n{\"groups\":{}}", 0, 0);
+    CHECK_EQ_INT(ctl_run("query 'a{}' --output json --group-by pod --max-nodes 9", out, sizeof out),
+                 0);
+    CHECK_EQ_STR(out, "{\"groups\":{}}\n");
+    req = ts_last_request(&srv, NULL);
+    CHECK(strncmp(req, "GET /pyroscope/render?query=a%7B%7D", 35) == 0);
+    CHECK(strstr(req, "&format=json&maxNodes=9&groupBy=pod ") != NULL);
+    free(req);
+}
+
 int main(void)
 {
     char self[PATH_MAX];
@@ -193,6 +256,7 @@ int main(void)
     test_labels_and_errors();
     test_push_detect();
     test_query_outputs();
+    test_shares_and_group_by();
     ts_stop(&srv);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
