@@ -1,5 +1,6 @@
 /* test_client_parse.c — the client's pure parsers: base URLs, query-string
- * encoding, the JSON shapes it reads, and the top-functions table. */
+ * encoding, the JSON shapes it reads, the top-functions table and the label
+ * shares. */
 #include "check.h"
 
 #include "client/flamedb_int.h"
@@ -158,11 +159,48 @@ static void test_top(void)
     buf_free(&b);
 }
 
+static void test_shares(void)
+{
+    const char *doc = "{\"label\":\"env\",\"total\":10,\"values\":["
+                      "{\"value\":\"a\\u00e9\",\"total\":7,\"share\":0.7,"
+                      "\"timeline\":{\"startTime\":1,\"samples\":[3,4],\"durationDelta\":10}},"
+                      "{\"value\":\"\",\"total\":3,\"share\":0.3,\"future\":[{}]}],"
+                      "\"partial\":true,\"missing_ranges\":2}";
+    flamedb__shares_t t;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(flamedb__shares_parse(doc, strlen(doc), &t, &em), 0);
+    CHECK_EQ_INT(t.total, 10);
+    CHECK(t.partial);
+    CHECK_EQ_INT(t.count, 2);
+    if (t.count == 2) {
+        CHECK_EQ_STR(t.rows[0].value, "a\xc3\xa9");
+        CHECK(t.rows[0].total == 7 && t.rows[0].share == 0.7);
+        CHECK_EQ_STR(t.rows[1].value, "");
+        CHECK(t.rows[1].total == 3 && t.rows[1].share == 0.3);
+    }
+    flamedb__shares_free(&t);
+    const char *empty = "{\"label\":\"env\",\"total\":0,\"values\":[]}";
+    CHECK_EQ_INT(flamedb__shares_parse(empty, strlen(empty), &t, &em), 0);
+    CHECK(t.count == 0 && t.total == 0 && !t.partial);
+    flamedb__shares_free(&t);
+    const char *bad[] = {"",
+                         "[]",
+                         "{\"values\":[{\"total\":1}]}",
+                         "{\"total\":\"x\"}",
+                         "{\"values\":[{\"value\":\"a\"}]} x",
+                         "{\"values\":{}}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        CHECK_EQ_INT(flamedb__shares_parse(bad[i], strlen(bad[i]), &t, &em), ERR_UNPARSEABLE);
+        CHECK(t.rows == NULL && t.count == 0);
+    }
+}
+
 int main(void)
 {
     test_url();
     test_query_string();
     test_json();
     test_top();
+    test_shares();
     return check_exit();
 }

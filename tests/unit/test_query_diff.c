@@ -673,6 +673,26 @@ static void test_speedscope(void)
     CHECK_EQ_INT(f.wsum[0], calltree_root_total(l));
     CHECK_EQ_INT(f.wsum[1], calltree_root_total(r));
     query_result_free(&out);
+    /* a partial answer carries the render's members at the top level */
+    buf_t lb, rb;
+    buf_init(&lb, BUF_UNLIMITED);
+    buf_init(&rb, BUF_UNLIMITED);
+    CHECK_EQ_INT(query_encode_tree(l, syms, &lb), 0);
+    CHECK_EQ_INT(query_encode_tree(r, syms, &rb), 0);
+    query_diff_params_t d = {
+        .left = {.query = CPU "{}"}, .right = {.query = CPU "{}"}, .format = "speedscope"};
+    query_limits_t lim;
+    query_limits_default(&lim);
+    errmsg_t em = {{0}};
+    query_result_init(&out);
+    CHECK_EQ_INT(query_diff_render(&d, &lim, lb.data, lb.len, rb.data, rb.len, "\"partial\":true",
+                                   &out, &em),
+                 0);
+    CHECK(out.body.len > 16 &&
+          memcmp(out.body.data + out.body.len - 16, ",\"partial\":true}", 16) == 0);
+    query_result_free(&out);
+    buf_free(&lb);
+    buf_free(&rb);
     sums_free(&got);
     sums_free(&self);
     calltree_free(l);
