@@ -45,6 +45,7 @@ static void route_label_values(node_t *n, http_exchange_t *ex, const http_reques
 static void route_label_shares(node_t *n, http_exchange_t *ex, const http_request_t *r);
 static void route_cluster_status(node_t *n, http_exchange_t *ex, const http_request_t *r);
 static void route_top(node_t *n, http_exchange_t *ex, const http_request_t *r);
+static void route_profiles(node_t *n, http_exchange_t *ex, const http_request_t *r);
 
 /* Route i has tag i + 1 on its exchanges; tag 0 is "no route" in metrics. */
 static const route_t routes[] = {
@@ -60,13 +61,14 @@ static const route_t routes[] = {
     {"/api/top", HTTP_GET, "top", route_top},
     {"/api/label-shares", HTTP_GET, "label_shares", route_label_shares},
     {"/api/diff", HTTP_GET, "diff_report", routes_report_diff},
+    {"/api/profiles", HTTP_GET, "profiles", route_profiles},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
 static const char *const route_names[NROUTES + 1] = {
     "none",   "index",        "ready",       "metrics",      "ingest",
     "render", "render_diff",  "label_names", "label_values", "cluster_status",
-    "top",    "label_shares", "diff_report",
+    "top",    "label_shares", "diff_report", "profiles",
 };
 _Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every route");
 
@@ -526,6 +528,11 @@ static void route_label_values(node_t *n, http_exchange_t *ex, const http_reques
 static void route_label_shares(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
     start_query(n, ex, r, QUERY_KIND_LABEL_SHARES);
+}
+
+static void route_profiles(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    start_query(n, ex, r, QUERY_KIND_PROFILES);
 }
 
 /* GET /api/top: the render of the selection, answered as its top functions

@@ -28,6 +28,7 @@ struct query_gather {
     size_t shares_cap;
     int64_t *share_tls; /* label shares: value i's timeline at [i * tl.n] */
     size_t share_tls_cap;
+    query_plist_t plist; /* profiles: the entries kept so far */
 };
 
 int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_gather_t **out)
@@ -37,6 +38,7 @@ int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_
     g->spec = spec;
     g->lim = *lim;
     strmap_init(&g->values);
+    query_plist_init(&g->plist, spec->top_limit + 1); /* one more: a truncation shows */
     int rc = 0;
     if (spec->kind == QUERY_KIND_RENDER) {
         int res;
@@ -66,6 +68,7 @@ void query_gather_free(query_gather_t *g)
     query_timeline_free(&g->tl);
     free(g->shares);
     free(g->share_tls);
+    query_plist_free(&g->plist);
     for (size_t i = 0; i < g->values.n; i++)
         free((char *)g->values.strs[i]);
     strmap_free(&g->values);
@@ -211,6 +214,7 @@ int query_gather_add_share(query_gather_t *g, const char *s, size_t n)
 int query_gather_add_value(query_gather_t *g, const char *s, size_t n)
 {
     if (g->spec->kind == QUERY_KIND_LABEL_SHARES) return query_gather_add_share(g, s, n);
+    if (g->spec->kind == QUERY_KIND_PROFILES) return query_plist_add_entry(&g->plist, s, n);
     if (g->value_bytes + n + 3 > g->lim.max_output_bytes) return ERR_LIMIT;
     /* s may be a protobuf bytes field: exactly n bytes, no terminator, so no
      * strndup (which may look at byte n) */
@@ -384,6 +388,10 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
             if (rc == 0 && partial_json != NULL)
                 rc = query_add_json_members(&out->body, partial_json);
         }
+    } else if (g->spec->kind == QUERY_KIND_PROFILES) {
+        out->content_type = "application/json";
+        rc = query_profiles_write(&g->plist, g->spec->top_limit, &out->body);
+        if (rc == 0 && partial_json != NULL) rc = add_json_members(&out->body, partial_json);
     } else {
         rc = finish_labels(g, out);
     }

@@ -81,22 +81,26 @@ int query_parse_max_nodes(const char *s, query_format_t f, const query_limits_t 
     return 0;
 }
 
+/* Parameter limit l: 1..max, dflt when absent. */
+static int parse_limit(const char *l, size_t dflt, int max, size_t *out, errmsg_t *em)
+{
+    *out = dflt;
+    if (l == NULL || l[0] == 0) return 0;
+    size_t len = strlen(l);
+    unsigned long long v = len <= 19 && strspn(l, "0123456789") == len ? strtoull(l, NULL, 10) : 0;
+    if (v < 1 || v > (unsigned long long)max)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "parameter 'limit': \"%.32s\" is not an integer from 1 to %d", l, max);
+    *out = (size_t)v;
+    return 0;
+}
+
 /* limit (1..QUERY_TOP_MAX_LIMIT, default QUERY_TOP_DEFAULT_LIMIT) and by
  * (self | total) of the top functions answer. */
 static int parse_top(const query_params_t *p, query_spec_t *s, errmsg_t *em)
 {
-    s->top_limit = QUERY_TOP_DEFAULT_LIMIT;
-    const char *l = p->limit;
-    if (l != NULL && l[0] != 0) {
-        size_t len = strlen(l);
-        unsigned long long v =
-            len <= 19 && strspn(l, "0123456789") == len ? strtoull(l, NULL, 10) : 0;
-        if (v < 1 || v > QUERY_TOP_MAX_LIMIT)
-            return errmsg_set(em, ERR_INVALID_ARGUMENT,
-                              "parameter 'limit': \"%.32s\" is not an integer from 1 to %d", l,
-                              QUERY_TOP_MAX_LIMIT);
-        s->top_limit = (size_t)v;
-    }
+    int rc = parse_limit(p->limit, QUERY_TOP_DEFAULT_LIMIT, QUERY_TOP_MAX_LIMIT, &s->top_limit, em);
+    if (rc != 0) return rc;
     if (p->by == NULL || p->by[0] == 0 || strcmp(p->by, "self") == 0)
         s->top_by_total = 0;
     else if (strcmp(p->by, "total") == 0)
@@ -195,6 +199,25 @@ static int parse_shares(const query_params_t *p, const query_limits_t *lim, int6
     return rc;
 }
 
+/* Profiles: the selection (with its profile type: totals of one unit), the
+ * times and the limit. */
+static int parse_profiles(const query_params_t *p, const query_limits_t *lim, int64_t now_ms,
+                          query_spec_t *s, errmsg_t *em)
+{
+    if (p->query == NULL || p->query[0] == 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'query': required");
+    int rc = parse_limit(p->limit, QUERY_PROFILES_DEFAULT_LIMIT, QUERY_PROFILES_MAX_LIMIT,
+                         &s->top_limit, em);
+    if (rc == 0) rc = parse_sel("query", p->query, s, em);
+    if (rc == 0 && query_selector_type(s->sel) == NULL)
+        rc = errmsg_set(em, ERR_INVALID_ARGUMENT,
+                        "parameter 'query': a profile type is required (totals of one unit)");
+    int64_t from, until;
+    if (rc == 0) rc = query_time_range(p, now_ms, &from, &until, em);
+    if (rc == 0) query_plan_make(from, until, now_ms, lim, &s->plan);
+    return rc;
+}
+
 int query_spec_parse(query_kind_t kind, const query_params_t *p, const query_limits_t *lim,
                      int64_t now_ms, query_spec_t *out, errmsg_t *em)
 {
@@ -207,6 +230,8 @@ int query_spec_parse(query_kind_t kind, const query_params_t *p, const query_lim
         rc = parse_labels(kind, p, lim, now_ms, out, em);
     else if (kind == QUERY_KIND_LABEL_SHARES)
         rc = parse_shares(p, lim, now_ms, out, em);
+    else if (kind == QUERY_KIND_PROFILES)
+        rc = parse_profiles(p, lim, now_ms, out, em);
     else
         rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "unknown query kind %d", (int)kind);
     if (rc != 0) query_spec_free(out);
@@ -244,6 +269,7 @@ void query_spec_args(const query_spec_t *s, query_partial_args_t *a)
     a->until_s = s->plan.until_s;
     a->min_res = s->plan.min_res;
     a->timeline = s->kind == QUERY_KIND_RENDER && s->format == QUERY_FORMAT_JSON;
+    if (s->kind == QUERY_KIND_PROFILES) a->limit = s->top_limit;
 }
 
 /* A single node answers as a cluster of one: one partial over every token,
@@ -290,6 +316,12 @@ int query_label_shares(storage_t *st, const char *tenant, const query_params_t *
                        const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em)
 {
     return run_local(st, tenant, QUERY_KIND_LABEL_SHARES, p, lim, now_ms, out, em);
+}
+
+int query_profiles(storage_t *st, const char *tenant, const query_params_t *p,
+                   const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em)
+{
+    return run_local(st, tenant, QUERY_KIND_PROFILES, p, lim, now_ms, out, em);
 }
 
 int query_label_values(storage_t *st, const char *tenant, const query_params_t *p,

@@ -31,6 +31,7 @@ typedef struct query_params {
     const char *label;     /* label-values: the label name */
     const char *match;     /* label-names/values: optional {selector} filter */
     const char *limit;     /* top: functions listed, default QUERY_TOP_DEFAULT_LIMIT */
+                           /* profiles: default QUERY_PROFILES_DEFAULT_LIMIT */
     const char *by;        /* top: self (default) | total */
     /* Not a request parameter: render the merged, untruncated call tree and
      * its symbols (query_diff's input) instead of an encoding; format and
@@ -88,6 +89,15 @@ int query_label_values(storage_t *st, const char *tenant, const query_params_t *
 int query_label_shares(storage_t *st, const char *tenant, const query_params_t *p,
                        const query_limits_t *lim, int64_t now_ms, query_result_t *out,
                        errmsg_t *em);
+
+/* GET /api/profiles?query=TYPE{selector}&limit=N: the stored profiles of
+ * the selection within the range, newest first (then by id and labels),
+ * {"profiles": [{"time", "id", "total", "labels"}], "truncated"}: one entry
+ * per (profile, series) of the selection, at most limit of them. */
+#define QUERY_PROFILES_DEFAULT_LIMIT 100
+#define QUERY_PROFILES_MAX_LIMIT 10000
+int query_profiles(storage_t *st, const char *tenant, const query_params_t *p,
+                   const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em);
 
 /* ---- Building blocks, public for the CLI, the fuzz targets and the cluster
  * coordinator (which merges partial trees and then encodes them itself). ---- */
@@ -442,7 +452,8 @@ typedef enum query_kind {
     QUERY_KIND_RENDER = 1,   /* merged call tree (+ timeline) */
     QUERY_KIND_LABEL_NAMES,  /* distinct label names */
     QUERY_KIND_LABEL_VALUES, /* distinct values of one label */
-    QUERY_KIND_LABEL_SHARES  /* each value's total of one label over a selection */
+    QUERY_KIND_LABEL_SHARES, /* each value's total of one label over a selection */
+    QUERY_KIND_PROFILES      /* the stored profiles of a selection, newest first */
 } query_kind_t;
 
 typedef enum query_format {
@@ -465,7 +476,7 @@ typedef struct query_spec {
     query_plan_t plan;     /* windows read (render, and labels with a match) */
     query_format_t format; /* render */
     size_t max_nodes;      /* render: truncation (0 = none) */
-    size_t top_limit;      /* top: functions listed */
+    size_t top_limit;      /* top: functions listed; profiles: entries listed */
     int top_by_total;      /* top: sorted by total (else by self) */
     int groups;            /* label shares: answer as a render's "groups" (query_params_t) */
 } query_spec_t;
@@ -489,6 +500,7 @@ typedef struct query_partial_args {
     int64_t until_s;
     int min_res;                 /* finest resolution index of the plan */
     int timeline;                /* render: also compute the timeline totals */
+    size_t limit;                /* profiles: entries answered (the node keeps limit + 1) */
     const query_range_t *ranges; /* series whose token lies in one of them; */
     size_t nranges;              /* 0 = every token */
 } query_partial_args_t;
@@ -504,7 +516,8 @@ typedef struct query_partial {
     size_t nseries;      /* render: series selected */
     char *spy_name;      /* render: pyroscope_spy shared by all those series, or NULL */
     query_timeline_t tl; /* render with timeline: per-bucket totals, else n == 0 */
-    char **values;       /* labels: distinct, sorted (strcmp); label shares: "TOTAL VALUE" */
+    char **values;       /* labels: distinct, sorted (strcmp); label shares: "TOTAL VALUE";
+                            profiles: "TIME_NS ID TOTAL {labels}" (profiles.c) */
     size_t nvalues;
 } query_partial_t;
 

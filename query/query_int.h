@@ -174,6 +174,33 @@ int query_shares_write(const char *label, const strmap_t *values, const int64_t 
  * entries, values in strcmp order (shares.c). */
 int query_shares_write_groups(const strmap_t *values, const query_timeline_t *shape,
                               const int64_t *tls, buf_t *out);
+/* A list of (profile, series) entries kept bounded (profiles.c): at most
+ * 2 * keep are held; query_plist_cut sorts them (time descending, id,
+ * labels) and keeps the first keep. */
+typedef struct query_plist_ent {
+    int64_t time_ns;
+    uint8_t id[16];
+    int64_t total;
+    char *labels; /* the series' labels as a JSON object; owned */
+} query_plist_ent_t;
+typedef struct query_plist {
+    query_plist_ent_t *e;
+    size_t n, cap, keep;
+} query_plist_t;
+void query_plist_init(query_plist_t *pl, size_t keep);
+void query_plist_free(query_plist_t *pl);
+void query_plist_cut(query_plist_t *pl);
+/* Takes ownership of e->labels (freed on failure too). */
+int query_plist_add(query_plist_t *pl, const query_plist_ent_t *e);
+/* Adds one "TIME_NS ID TOTAL {labels}" entry of a partial; ERR_CORRUPT when
+ * malformed. */
+int query_plist_add_entry(query_plist_t *pl, const char *s, size_t n);
+/* The profiles of rs (query_partial_t.values), at most a->limit + 1. */
+int query_profiles_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
+                           const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
+                           errmsg_t *em);
+/* The answer: the first limit entries of pl and whether there were more. */
+int query_profiles_write(query_plist_t *pl, size_t limit, buf_t *out);
 int query_labels_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
                          const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
                          errmsg_t *em);

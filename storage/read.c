@@ -301,6 +301,32 @@ int storage_scan_totals(storage_t *s, const char *tenant, uint64_t token, uint64
                                       total_cb, &b);
 }
 
+/* A profiles entry: series prefix | profile_id -> time_ns, total, written_s. */
+int storage_scan_profiles(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                          int64_t from_s, int64_t until_s, storage_profile_fn fn, void *ctx)
+{
+    int rc = storage_check_tenant(tenant, NULL);
+    if (rc != 0 || from_s >= until_s) return rc;
+    skey_t lo, hi;
+    storage_key_series(&lo, token, tenant, series_id);
+    hi = lo;
+    hi.n = storage_prefix_successor(hi.b, hi.n);
+    int64_t keep = s->opts.seen_retention_seconds, now = storage_now(s);
+    range_t r;
+    range_open(s, &r, CF_PROFILES, lo.b, lo.n, hi.b, hi.n);
+    for (; rc == 0 && rocksdb_iter_valid(r.it); rocksdb_iter_next(r.it)) {
+        size_t kn, vn;
+        const uint8_t *k = range_key(&r, &kn);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(r.it, &vn);
+        if (kn != lo.n + 16 || vn != STORAGE_PROFILE_VALUE_LEN) continue;
+        if (keep > 0 && storage_i64_get(v + 16) + keep <= now) continue; /* expired */
+        int64_t time_ns = storage_i64_get(v);
+        int64_t t = time_ns / 1000000000 - (time_ns % 1000000000 < 0); /* floor */
+        if (t >= from_s && t < until_s) rc = fn(ctx, k + lo.n, time_ns, storage_i64_get(v + 8));
+    }
+    return range_close(&r, rc);
+}
+
 /* A span key: prefix, token, series_id, window. Keys without the window
  * (written before span windows existed) have no time to select on and are
  * skipped here and dropped by compaction (filter.c). */

@@ -156,6 +156,16 @@ typedef int (*storage_total_fn)(void *ctx, int64_t window_start, int64_t total);
 int storage_scan_totals(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                         int res, int64_t from_s, int64_t until_s, storage_total_fn fn, void *ctx);
 
+/* The stored profiles of one series (the seen index): each one whose time
+ * t (unix seconds, floor of time_ns / 1e9) satisfies from_s <= t < until_s,
+ * with its id and this series' root total, in profile id order (not time
+ * order). Entries past seen_retention_seconds are skipped, as compaction
+ * would drop them. The scan reads only this series' entries. */
+typedef int (*storage_profile_fn)(void *ctx, const uint8_t profile_id[16], int64_t time_ns,
+                                  int64_t total);
+int storage_scan_profiles(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                          int64_t from_s, int64_t until_s, storage_profile_fn fn, void *ctx);
+
 /* Span/trace trees: every (series, 10 s window, tree) recorded for span or
  * trace `id` whose window start w satisfies from_s <= w < until_s. A span's
  * samples are filed under the 10 s window of their profile's time, like

@@ -196,6 +196,7 @@ static Flamedb__Cluster__QueryKind wire_kind(query_kind_t k)
     if (k == QUERY_KIND_LABEL_NAMES) return Q_KIND(LABEL_NAMES);
     if (k == QUERY_KIND_LABEL_VALUES) return Q_KIND(LABEL_VALUES);
     if (k == QUERY_KIND_LABEL_SHARES) return Q_KIND(LABEL_SHARES);
+    if (k == QUERY_KIND_PROFILES) return Q_KIND(PROFILES);
     return Q_KIND(MERGE);
 }
 
@@ -228,6 +229,7 @@ static int send_ask(scatter_q_t *q, const ask_t *a)
     m.min_resolution = (uint32_t)sp->plan.min_res;
     m.timeline = sp->format == QUERY_FORMAT_JSON;
     m.max_nodes = (uint32_t)(sp->max_nodes > UINT32_MAX ? UINT32_MAX : sp->max_nodes);
+    if (sp->kind == QUERY_KIND_PROFILES) m.limit = (uint32_t)sp->top_limit;
     m.ring_version = q->view->version;
     const char *id = ring_node_name(q->view->ring, a->node);
     if (rc == 0) rc = q->s->ops.send(q->s->ops.ctx, id, MSG(QUERY), q->deadline_unix_ms, &m.base);

@@ -218,6 +218,7 @@ static query_kind_t kind_of(Flamedb__Cluster__QueryKind k)
     if (k == Q_KIND(LABEL_NAMES)) return QUERY_KIND_LABEL_NAMES;
     if (k == Q_KIND(LABEL_VALUES)) return QUERY_KIND_LABEL_VALUES;
     if (k == Q_KIND(LABEL_SHARES)) return QUERY_KIND_LABEL_SHARES;
+    if (k == Q_KIND(PROFILES)) return QUERY_KIND_PROFILES;
     return 0;
 }
 
@@ -241,6 +242,7 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
     j->args.from_s = q->from_ms / 1000;
     j->args.until_s = q->until_ms / 1000;
     j->args.timeline = j->args.kind == QUERY_KIND_RENDER && q->timeline;
+    j->args.limit = q->limit; /* profiles: the partial refuses 0 or past its maximum */
     j->selector = strdup(q->selector);
     j->label = strdup(q->label_name);
     j->ranges = calloc(q->n_ranges ? q->n_ranges : 1, sizeof *j->ranges);

@@ -257,6 +257,45 @@ def test_render_diff_svg_and_folded():
         assert prof["endValue"] == sum(want.values()) * SCALE and prof["unit"] == "nanoseconds"
 
 
+def test_profiles_list():
+    svc = unique("plist")
+    pushes = ((NOW - 300, "", {"main;a": 3}), (NOW - 200, "{env=x}", {"main;b": 5}),
+              (NOW - 100, "", {"main;a": 2, "main;c": 1}))
+    for t, labels, stacks in pushes:
+        for _ in range(3 if t == NOW - 200 else 1):  # a retried push lists once
+            r = NODE.ingest(folded(stacks), name=svc + ".cpu" + labels, **{"from": t},
+                            until=t + 10)
+            assert r.status == 200, r
+
+    def listing(**extra):
+        r = NODE.query("/api/profiles", query=sel(svc), **{"from": "now-1h"}, until="now",
+                       **extra)
+        assert r.status == 200 and r.headers["content-type"].startswith("application/json"), r
+        return r.json()
+
+    doc = listing()
+    got = [(p["time"], p["total"], p["labels"].get("env")) for p in doc["profiles"]]
+    assert got == [(NOW - 100, 3 * SCALE, None), (NOW - 200, 5 * SCALE, "x"),
+                   (NOW - 300, 3 * SCALE, None)], got  # newest first
+    assert doc["truncated"] is False and "partial" not in doc, doc
+    ids = [p["id"] for p in doc["profiles"]]
+    assert len(set(ids)) == 3 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids), ids
+    for p in doc["profiles"]:
+        assert p["labels"]["service_name"] == svc and p["labels"]["__profile_type__"] == CPU, p
+    assert listing() == doc  # the same ids every time
+    r = NODE.ingest(folded({"main;b": 5}), name=svc + ".cpu{env=x}", **{"from": NOW - 200},
+                    until=NOW - 190)
+    assert r.status == 200, r
+    assert listing() == doc  # one more retry: still listed once
+    two = listing(limit="2")
+    assert two["profiles"] == doc["profiles"][:2] and two["truncated"] is True, two
+    r = NODE.query("/api/profiles", query='{service_name="%s"}' % svc)
+    assert r.status == 400 and "profile type" in r.json()["message"], r
+    for bad in ("0", "10001", "x"):
+        r = NODE.query("/api/profiles", query=sel(svc), limit=bad)
+        assert r.status == 400 and "limit" in r.json()["message"], r
+
+
 def test_route_errors_are_json():
     r = NODE.get("/no/such/route")
     assert r.status == 404 and r.json()["code"] == "not_found", r

@@ -15,6 +15,7 @@ exact answers, or partial ones that say what is missing):
 Every wait is bounded; the seed is printed (cluster.py) and replayed with
 FLAMEDB_TEST_SEED.
 """
+import json
 import signal
 import time
 
@@ -83,6 +84,10 @@ def queries(frm, until):
                   {"leftQuery": CPU + '{env="dev"}', "leftFrom": frm, "leftUntil": until,
                    "rightQuery": CPU + '{env="prod"}', "rightFrom": frm, "rightUntil": until,
                    "format": fmt}))
+    q.append(("profiles all", "/api/profiles",
+              {"query": CPU + "{}", "from": frm, "until": until, "limit": "10000"}))
+    q.append(("profiles dev cut", "/api/profiles",
+              {"query": CPU + '{env="dev"}', "from": frm, "until": until, "limit": "7"}))
     q.append(("label names", "/pyroscope/label-names", {"from": frm, "until": until}))
     q.append(("label values pod", "/pyroscope/label-values", {"label": "pod"}))
     q.append(("label values match", "/pyroscope/label-values",
@@ -97,6 +102,8 @@ def answers(node, frm, until):
         assert r.status == 200, "%s from %s: %r" % (label, node.name, r)
         assert header(r, "X-Flamedb-Partial") is None, (label, node.name, r.headers)
         out[label] = r.body
+    cut = json.loads(out["profiles dev cut"])  # the cut really cuts
+    assert len(cut["profiles"]) == 7 and cut["truncated"] is True, cut
     return out
 
 

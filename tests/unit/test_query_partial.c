@@ -7,7 +7,7 @@
  * and without match), the ring is cut at random tokens (some exactly at
  * series tokens, to test the (start, end] edges) into ranges dealt to a few
  * "nodes"; each node's partial is folded into a gather either in process or
- * through the encoded pieces a PartialResult carries. The answer must be the
+ * through the encoded pieces a PartialResult carries (profile lists too). The answer must be the
  * same bytes as the single-node answer, every series must land in exactly one
  * partial, and the partial totals must add up to the whole. Then hostile
  * arguments. Prints its seed; argv[1] replays.
@@ -33,6 +33,15 @@ typedef struct series_fx {
 } series_fx_t;
 
 static series_fx_t fx[NSERIES];
+/* every profile written: its time (s), series index and id number */
+#define MAX_WRITES 2048
+typedef struct wrote {
+    int64_t t;
+    size_t s;
+    uint64_t pid;
+} wrote_t;
+static wrote_t writes[MAX_WRITES];
+static size_t nwrites;
 static symtab_t *syms;
 static uint64_t sym_ids[40];
 static const char *services[] = {"api", "db", "web", "batch"};
@@ -99,6 +108,8 @@ static void write_fixture(storage_t *st)
         if (rc != 0) fprintf(stderr, "write: %s\n", em.text);
         CHECK_EQ_INT(rc, 0);
         calltree_free(tree);
+        CHECK(nwrites < MAX_WRITES);
+        if (nwrites < MAX_WRITES) writes[nwrites++] = (wrote_t){t, s, pid};
     }
     fprintf(stderr, "wrote %d profiles\n", n);
 }
@@ -164,7 +175,7 @@ static int add_encoded(query_gather_t *g, const query_partial_t *p, errmsg_t *em
 
 typedef struct qcase {
     query_kind_t kind;
-    const char *query, *format, *max_nodes, *label, *match;
+    const char *query, *format, *max_nodes, *label, *match, *limit;
 } qcase_t;
 
 static const qcase_t cases[] = {
@@ -185,6 +196,11 @@ static const qcase_t cases[] = {
     {QUERY_KIND_LABEL_SHARES, CPU "{service_name!=\"db\"}", NULL, NULL, "pod", NULL},
     {QUERY_KIND_LABEL_SHARES, MEM "{}", NULL, NULL, "service_name", NULL},
     {QUERY_KIND_LABEL_SHARES, CPU "{}", NULL, NULL, "no_such_label", NULL},
+    {QUERY_KIND_PROFILES, CPU "{}", NULL, NULL, NULL, NULL, "7"},
+    {QUERY_KIND_PROFILES, CPU "{service_name=\"api\"}", NULL, NULL, NULL, NULL, NULL},
+    {QUERY_KIND_PROFILES, MEM "{}", NULL, NULL, NULL, NULL, "10000"},
+    {QUERY_KIND_PROFILES, CPU "{env=\"dev\"}", NULL, NULL, NULL, NULL, "1"},
+    {QUERY_KIND_PROFILES, CPU "{service_name=\"nothing\"}", NULL, NULL, NULL, NULL, NULL},
 };
 #define NCASES (sizeof cases / sizeof *cases)
 
@@ -196,7 +212,8 @@ static query_params_t params_of(const qcase_t *c, const char *from, const char *
                         .max_nodes = c->max_nodes,
                         .format = c->format,
                         .label = c->label,
-                        .match = c->match};
+                        .match = c->match,
+                        .limit = c->limit};
     return p;
 }
 
@@ -208,6 +225,7 @@ static int whole(storage_t *st, const qcase_t *c, const query_params_t *p,
         return query_label_names(st, TENANT, p, lim, now_ms, out, em);
     if (c->kind == QUERY_KIND_LABEL_SHARES)
         return query_label_shares(st, TENANT, p, lim, now_ms, out, em);
+    if (c->kind == QUERY_KIND_PROFILES) return query_profiles(st, TENANT, p, lim, now_ms, out, em);
     return query_label_values(st, TENANT, p, lim, now_ms, out, em);
 }
 
@@ -486,6 +504,114 @@ static void test_share_entries(void)
     query_spec_free(&spec);
 }
 
+/* ---- profile lists ---- */
+
+static int write_cmp(const void *a, const void *b)
+{
+    const wrote_t *x = a, *y = b;
+    if (x->t != y->t) return x->t > y->t ? -1 : 1;
+    return x->pid < y->pid ? -1 : x->pid > y->pid; /* ids: pid little-endian, then zeros */
+}
+
+/* The list from the writes themselves: the type's profiles in [from, until),
+ * newest first; then the answer must list exactly those, cut at limit. */
+static void check_list(storage_t *st, const char *type, int64_t from, int64_t until, size_t limit)
+{
+    static wrote_t want[MAX_WRITES];
+    size_t nw = 0;
+    for (size_t i = 0; i < nwrites; i++)
+        if (writes[i].t >= from && writes[i].t < until &&
+            strcmp(labels_get(fx[writes[i].s].labels, LABEL_PROFILE_TYPE), type) == 0)
+            want[nw++] = writes[i];
+    qsort(want, nw, sizeof *want, write_cmp);
+    CHECK(nw > 1); /* the fixture has some in every range checked */
+    char q[128], f[32], u[32], l[32];
+    snprintf(q, sizeof q, "%s{}", type);
+    snprintf(f, sizeof f, "%lld", (long long)from);
+    snprintf(u, sizeof u, "%lld", (long long)until);
+    snprintf(l, sizeof l, "%zu", limit);
+    query_params_t p = {.query = q, .from = f, .until = u, .limit = l};
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_result_t r;
+    query_result_init(&r);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_profiles(st, TENANT, &p, &lim, (T0 + 4 * 3600) * 1000, &r, &em), 0);
+    const char *s = (const char *)r.body.data;
+    size_t n = nw < limit ? nw : limit;
+    for (size_t i = 0; i < n; i++) {
+        char one[512], id[33];
+        uint8_t raw[16] = {0};
+        memcpy(raw, &want[i].pid, 8);
+        for (int k = 0; k < 16; k++)
+            snprintf(id + 2 * k, 3, "%02x", raw[k]);
+        snprintf(one, sizeof one, "{\"time\":%lld,\"id\":\"%s\",\"total\":", (long long)want[i].t,
+                 id);
+        const char *at = strstr(s, one);
+        if (at == NULL) fprintf(stderr, "profile %zu (%s) not next in %.200s\n", i, one, s);
+        CHECK(at != NULL);
+        if (at == NULL) break;
+        char pod[32];
+        snprintf(pod, sizeof pod, "\"pod\":\"pod-%zu\"", want[i].s);
+        const char *end = strchr(strstr(at, "\"labels\":{"), '}');
+        CHECK(strstr(at, pod) != NULL && strstr(at, pod) < end);
+        s = end;
+    }
+    CHECK(strstr(s, "\"time\"") == NULL); /* nothing more listed */
+    CHECK(strstr(s, nw > limit ? "\"truncated\":true}" : "\"truncated\":false}") != NULL);
+    query_result_free(&r);
+}
+
+static void test_profile_lists(storage_t *st)
+{
+    check_list(st, MEM, T0 + 3600, T0 + 3 * 3600, 10000);
+    check_list(st, CPU, T0 + 3600, T0 + 3 * 3600, 5);
+    check_list(st, CPU, T0, T0 + 4 * 3600, 10000);
+    check_list(st, CPU, T0 + 600, T0 + 1200, 1);
+    /* malformed entries from a node */
+    query_limits_t lim;
+    query_limits_default(&lim);
+    errmsg_t em = {{0}};
+    query_params_t p = {.query = CPU "{}", .from = "0", .until = "now"};
+    query_spec_t spec;
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_PROFILES, &p, &lim, T0 * 1000, &spec, &em), 0);
+    query_gather_t *g;
+    CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+    const char *bad[] = {
+        "5 000102030405060708090a0b0c0d0e0f 7",     "5 000102030405060708090a0b0c0d0e0 7 {}",
+        "5 000102030405060708090a0b0c0d0e0g 7 {}",  "x 000102030405060708090a0b0c0d0e0f 7 {}",
+        "5 000102030405060708090a0b0c0d0e0f 7x {}", "5 000102030405060708090a0b0c0d0e0f 7 {\"a\":}",
+        "5 000102030405060708090a0b0c0d0e0f 7 {}x", "5 000102030405060708090a0b0c0d0e0f 7 []"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK_EQ_INT(query_gather_add_value(g, bad[i], strlen(bad[i])), ERR_CORRUPT);
+    const char *good[] = {"5000000000 000102030405060708090a0b0c0d0e0f 7 {\"a\":\"b\"}",
+                          "9000000000 ff0102030405060708090a0b0c0d0e0f 3 {}"};
+    for (size_t i = 0; i < 2; i++)
+        CHECK_EQ_INT(query_gather_add_value(g, good[i], strlen(good[i])), 0);
+    query_result_t r;
+    query_result_init(&r);
+    CHECK_EQ_INT(query_gather_finish(g, "\"partial\":true", &r, &em), 0);
+    CHECK_EQ_STR((const char *)r.body.data,
+                 "{\"profiles\":[{\"time\":9,\"id\":\"ff0102030405060708090a0b0c0d0e0f\","
+                 "\"total\":3,\"labels\":{}},{\"time\":5,\"id\":"
+                 "\"000102030405060708090a0b0c0d0e0f\",\"total\":7,\"labels\":{\"a\":\"b\"}}],"
+                 "\"truncated\":false,\"partial\":true}");
+    query_result_free(&r);
+    query_gather_free(g);
+    query_spec_free(&spec);
+    /* limits */
+    p.limit = "0";
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_PROFILES, &p, &lim, T0 * 1000, &spec, &em),
+                 ERR_INVALID_ARGUMENT);
+    p.limit = "10001";
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_PROFILES, &p, &lim, T0 * 1000, &spec, &em),
+                 ERR_INVALID_ARGUMENT);
+    p.limit = NULL;
+    p.query = "{}";
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_PROFILES, &p, &lim, T0 * 1000, &spec, &em),
+                 ERR_INVALID_ARGUMENT);
+}
+
 /* The service pin and the JSON partial members. */
 static void test_spec_and_members(storage_t *st)
 {
@@ -644,6 +770,7 @@ int main(int argc, char **argv)
     test_splits(st);
     test_group_timelines(st);
     test_share_entries();
+    test_profile_lists(st);
     test_spec_and_members(st);
     test_hostile(st);
     storage_close(st);

@@ -1,7 +1,8 @@
 /* Unit tests for storage retention: with a fake clock, windows older than the
  * retention of their resolution are dropped by the compaction filter (and not
  * even written when already expired), coarser resolutions outlive finer ones,
- * profile ids are forgotten after seen_retention_seconds and span trees after
+ * profile ids are forgotten after seen_retention_seconds (and no longer
+ * listed by storage_scan_profiles) and span trees after
  * span_retention_seconds. */
 #include "test_storage_fixture.h"
 
@@ -84,6 +85,66 @@ static void test_seen(fixture_t *f)
     symtab_free(st);
 }
 
+typedef struct listed {
+    int n;
+    int64_t time_ns[8], total[8];
+    uint8_t id_last[8];
+} listed_t;
+
+static int list_fn(void *ctx, const uint8_t profile_id[16], int64_t time_ns, int64_t total)
+{
+    listed_t *l = ctx;
+    if (l->n < 8) {
+        l->time_ns[l->n] = time_ns;
+        l->total[l->n] = total;
+        l->id_last[l->n++] = profile_id[15]; /* fx_id: the number ends the id */
+    }
+    return 0;
+}
+
+static listed_t list(fixture_t *f, const labels_t *l, int64_t from_s, int64_t until_s)
+{
+    listed_t out = {0};
+    uint64_t sid = labels_hash(l);
+    CHECK_EQ_INT(storage_scan_profiles(f->s, "p", sid >> 1, sid, from_s, until_s, list_fn, &out),
+                 0);
+    return out;
+}
+
+/* The seen index lists a series' profiles in [from, until) by id, with
+ * their times and totals, until seen retention forgets them. */
+static void test_profile_scan(fixture_t *f)
+{
+    labels_t *l = fx_labels("plist", NULL), *other = fx_labels("plist2", NULL);
+    symtab_t *st = symtab_new();
+    f->now = T0;
+    size_t w = 0;
+    int64_t times[] = {T0 - 101, T0 - 100, T0 - 1};
+    for (int i = 0; i < 3; i++) {
+        calltree_t *t = calltree_new(0);
+        fx_add(t, st, "a;b", 10 + i);
+        CHECK_EQ_INT(fx_write(f->s, "p", l, t, st, (uint64_t)(3 - i), times[i] * NS + 5, &w), 0);
+        CHECK_EQ_INT(fx_write(f->s, "p", other, t, st, 9, times[i] * NS, &w), 0);
+        calltree_free(t);
+    }
+    listed_t got = list(f, l, T0 - 100, T0); /* times floored: T0 - 101 is out */
+    CHECK_EQ_INT(got.n, 2);
+    CHECK_EQ_INT(got.id_last[0], 1); /* id order, not time order */
+    CHECK_EQ_INT(got.time_ns[0], (T0 - 1) * NS + 5);
+    CHECK_EQ_INT(got.total[0], 12);
+    CHECK_EQ_INT(got.id_last[1], 2);
+    CHECK_EQ_INT(got.total[1], 11);
+    CHECK_EQ_INT(list(f, l, T0 - 1000, T0 + 1000).n, 3);
+    CHECK_EQ_INT(list(f, l, T0, T0 + 1000).n, 0);
+    CHECK_EQ_INT(list(f, other, T0 - 1000, T0 + 1000).n, 1); /* its own entries only */
+    f->now = T0 + 600; /* past seen_retention_seconds = 500, not yet compacted */
+    CHECK_EQ_INT(list(f, l, T0 - 1000, T0 + 1000).n, 0);
+    f->now = T0;
+    labels_free(l);
+    labels_free(other);
+    symtab_free(st);
+}
+
 static int span_total(void *ctx, uint64_t token, uint64_t series, int64_t window, const uint8_t *v,
                       size_t n)
 {
@@ -163,6 +224,7 @@ int main(void)
     if (fx_reopen(&f) != 0) return 1;
     test_windows(&f);
     test_seen(&f);
+    test_profile_scan(&f);
     test_spans(&f);
     fx_done(&f);
     return check_exit();

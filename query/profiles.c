@@ -1,0 +1,233 @@
+/* profiles.c — GET /api/profiles: the stored profiles of a selection, newest
+ * first (docs/api.md).
+ *
+ * A node's share: the series the selector picks in its token ranges, each
+ * one's entries in the profiles column family (the seen index: time and
+ * total per profile id, no tree is read) within the plan's range. Every
+ * series lives in one token range, so every (profile, series) entry is
+ * listed by exactly one node. A node keeps only its limit + 1 first entries
+ * in the answer's order (time descending, then id, then labels), so the
+ * gather, which keeps the same, sees more than limit exactly when the whole
+ * answer has more: then it is truncated.
+ *
+ * Partials carry "TIME_NS ID TOTAL {labels}" strings: ID is 32 hex digits,
+ * the labels the series' label set as a JSON object.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/grow.h"
+#include "common/json.h"
+#include "query/query_int.h"
+
+static int ent_cmp(const void *a, const void *b)
+{
+    const query_plist_ent_t *x = a, *y = b;
+    if (x->time_ns != y->time_ns) return x->time_ns > y->time_ns ? -1 : 1;
+    int c = memcmp(x->id, y->id, sizeof x->id);
+    return c != 0 ? c : strcmp(x->labels, y->labels);
+}
+
+void query_plist_init(query_plist_t *pl, size_t keep)
+{
+    memset(pl, 0, sizeof *pl);
+    pl->keep = keep;
+}
+
+void query_plist_free(query_plist_t *pl)
+{
+    for (size_t i = 0; i < pl->n; i++)
+        free(pl->e[i].labels);
+    free(pl->e);
+    memset(pl, 0, sizeof *pl);
+}
+
+void query_plist_cut(query_plist_t *pl)
+{
+    if (pl->n > 1) qsort(pl->e, pl->n, sizeof *pl->e, ent_cmp);
+    for (size_t i = pl->keep; i < pl->n; i++)
+        free(pl->e[i].labels);
+    if (pl->n > pl->keep) pl->n = pl->keep;
+}
+
+int query_plist_add(query_plist_t *pl, const query_plist_ent_t *e)
+{
+    /* at most 2 * keep entries are held: then the list is cut to keep */
+    if (pl->n >= 2 * pl->keep) query_plist_cut(pl);
+    int rc = GROW(pl->e, pl->cap, pl->n + 1, GROW_UNLIMITED);
+    if (rc != 0) {
+        free(e->labels);
+        return rc;
+    }
+    pl->e[pl->n++] = *e;
+    return 0;
+}
+
+/* ---- a node's share ---- */
+
+static int labels_json(const labels_t *lb, buf_t *out)
+{
+    buf_reset(out);
+    int rc = buf_append_str(out, "{");
+    for (size_t k = 0; rc == 0 && k < labels_count(lb); k++) {
+        const char *name = labels_name(lb, k), *value = labels_value(lb, k);
+        if (k > 0) rc = buf_append_str(out, ",");
+        if (rc == 0) rc = buf_append_json_string(out, name, strlen(name));
+        if (rc == 0) rc = buf_append_str(out, ":");
+        if (rc == 0) rc = buf_append_json_string(out, value, strlen(value));
+    }
+    if (rc == 0) rc = buf_append_str(out, "}");
+    return rc;
+}
+
+typedef struct scan {
+    query_plist_t *pl;
+    const char *labels; /* the series' labels JSON, borrowed */
+} scan_t;
+
+static int scan_fn(void *ctx, const uint8_t profile_id[16], int64_t time_ns, int64_t total)
+{
+    scan_t *sc = ctx;
+    query_plist_ent_t e = {.time_ns = time_ns, .total = total};
+    memcpy(e.id, profile_id, sizeof e.id);
+    if ((e.labels = strdup(sc->labels)) == NULL) return ERR_NOMEM;
+    return query_plist_add(sc->pl, &e);
+}
+
+/* One series' profiles within the range into pl. */
+static int collect_series(storage_t *st, const char *tenant, uint64_t token, uint64_t sid,
+                          const query_partial_args_t *a, query_plist_t *pl, buf_t *js)
+{
+    labels_t *lb = NULL;
+    int rc = storage_series_labels(st, tenant, token, sid, &lb);
+    if (rc == ERR_NOT_FOUND) return 0;
+    if (rc == 0) rc = labels_json(lb, js);
+    labels_free(lb);
+    if (rc != 0) return rc;
+    scan_t sc = {pl, (const char *)js->data};
+    return storage_scan_profiles(st, tenant, token, sid, a->from_s, a->until_s, scan_fn, &sc);
+}
+
+static int to_entries(const query_plist_t *pl, query_partial_t *out)
+{
+    out->values = calloc(pl->n ? pl->n : 1, sizeof *out->values);
+    if (out->values == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < pl->n; i++) {
+        const query_plist_ent_t *e = &pl->e[i];
+        size_t n = strlen(e->labels) + 80;
+        if ((out->values[i] = malloc(n)) == NULL) return ERR_NOMEM;
+        int off = snprintf(out->values[i], n, "%" PRId64 " ", e->time_ns);
+        for (size_t k = 0; k < sizeof e->id; k++)
+            off += snprintf(out->values[i] + off, n - (size_t)off, "%02x", e->id[k]);
+        snprintf(out->values[i] + off, n - (size_t)off, " %" PRId64 " %s", e->total, e->labels);
+        out->nvalues = i + 1;
+    }
+    return 0;
+}
+
+int query_profiles_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
+                           const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
+                           errmsg_t *em)
+{
+    if (a->selector == NULL || a->limit < 1 || a->limit > QUERY_PROFILES_MAX_LIMIT)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "profiles: query and a limit required");
+    query_selector_t *sel;
+    int rc = query_selector_parse("query", a->selector, strlen(a->selector), &sel, em);
+    if (rc != 0) return rc;
+    query_series_t ser;
+    rc = query_series_select_in(st, tenant, sel, rs, lim, &ser, em);
+    query_selector_free(sel);
+    if (rc != 0) return rc;
+    query_plist_t pl;
+    query_plist_init(&pl, a->limit + 1); /* one more: the gather sees a truncation */
+    buf_t js;
+    buf_init(&js, lim->max_output_bytes);
+    for (size_t i = 0; rc == 0 && i < ser.n; i++)
+        rc = collect_series(st, tenant, ser.token[i], ser.series_id[i], a, &pl, &js);
+    query_plist_cut(&pl);
+    if (rc == 0) rc = to_entries(&pl, out);
+    if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "profiles: %s", err_message(rc));
+    buf_free(&js);
+    query_plist_free(&pl);
+    query_series_free(&ser);
+    return rc;
+}
+
+/* ---- the coordinator ---- */
+
+static int parse_i64(const char *s, size_t n, int64_t *out)
+{
+    char digits[24];
+    if (n == 0 || n > 20) return ERR_CORRUPT;
+    memcpy(digits, s, n);
+    digits[n] = 0;
+    char *end;
+    long long v = strtoll(digits, &end, 10);
+    if (*end != 0 || digits[0] == ' ' || digits[0] == '+') return ERR_CORRUPT;
+    *out = v;
+    return 0;
+}
+
+static int hex_val(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+/* A labels object as a node writes it: one JSON object and nothing else. */
+static int check_labels(const char *s, size_t n)
+{
+    json_t j;
+    json_init(&j, s, n, (json_limits_t){.max_depth = 2, .max_string = n});
+    if (json_peek(&j) != JSON_OBJECT) return ERR_CORRUPT;
+    if (json_skip(&j) != 0 || json_finish(&j) != 0) return ERR_CORRUPT;
+    return 0;
+}
+
+int query_plist_add_entry(query_plist_t *pl, const char *s, size_t n)
+{
+    if (memchr(s, 0, n) != NULL) return ERR_CORRUPT;
+    const char *sp1 = memchr(s, ' ', n);
+    if (sp1 == NULL || (size_t)(s + n - sp1) < 36 || sp1[33] != ' ') return ERR_CORRUPT;
+    const char *id = sp1 + 1, *tot = sp1 + 34;
+    const char *sp3 = memchr(tot, ' ', (size_t)(s + n - tot));
+    if (sp3 == NULL) return ERR_CORRUPT;
+    query_plist_ent_t e = {0};
+    int rc = parse_i64(s, (size_t)(sp1 - s), &e.time_ns);
+    if (rc == 0) rc = parse_i64(tot, (size_t)(sp3 - tot), &e.total);
+    for (size_t k = 0; rc == 0 && k < sizeof e.id; k++) {
+        int hi = hex_val(id[2 * k]), lo = hex_val(id[2 * k + 1]);
+        if (hi < 0 || lo < 0) rc = ERR_CORRUPT;
+        e.id[k] = (uint8_t)(hi << 4 | lo);
+    }
+    size_t ln = (size_t)(s + n - sp3 - 1);
+    if (rc == 0) rc = check_labels(sp3 + 1, ln);
+    if (rc != 0) return rc;
+    if ((e.labels = malloc(ln + 1)) == NULL) return ERR_NOMEM;
+    memcpy(e.labels, sp3 + 1, ln);
+    e.labels[ln] = 0;
+    return query_plist_add(pl, &e);
+}
+
+int query_profiles_write(query_plist_t *pl, size_t limit, buf_t *out)
+{
+    query_plist_cut(pl);
+    int truncated = pl->n > limit;
+    size_t n = truncated ? limit : pl->n;
+    int rc = buf_append_str(out, "{\"profiles\":[");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const query_plist_ent_t *e = &pl->e[i];
+        int64_t t = e->time_ns / 1000000000 - (e->time_ns % 1000000000 < 0); /* floor */
+        rc = buf_printf(out, "%s{\"time\":%" PRId64 ",\"id\":\"", i ? "," : "", t);
+        for (size_t k = 0; rc == 0 && k < sizeof e->id; k++)
+            rc = buf_printf(out, "%02x", e->id[k]);
+        if (rc == 0) rc = buf_printf(out, "\",\"total\":%" PRId64 ",\"labels\":", e->total);
+        if (rc == 0) rc = buf_append_str(out, e->labels);
+        if (rc == 0) rc = buf_append_str(out, "}");
+    }
+    if (rc == 0) rc = buf_printf(out, "],\"truncated\":%s}", truncated ? "true" : "false");
+    return rc;
+}
