@@ -391,7 +391,7 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
     } else if (g->spec->kind == QUERY_KIND_PROFILES) {
         out->content_type = "application/json";
         rc = query_profiles_write(&g->plist, g->spec->top_limit, &out->body);
-        if (rc == 0 && partial_json != NULL) rc = add_json_members(&out->body, partial_json);
+        if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
     } else {
         rc = finish_labels(g, out);
     }
