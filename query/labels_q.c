@@ -106,12 +106,8 @@ static int collect_matching(storage_t *st, const char *tenant, const query_parti
                             const rangeset_t *rs, const query_plan_t *plan,
                             const query_limits_t *lim, strlist_t *l, errmsg_t *em)
 {
-    query_selector_t *sel;
-    int rc = query_selector_parse("match", a->selector, strlen(a->selector), &sel, em);
-    if (rc != 0) return rc;
     query_series_t ser;
-    rc = query_series_select_in(st, tenant, sel, rs, lim, &ser, em);
-    query_selector_free(sel);
+    int rc = query_series_select_text(st, tenant, "match", a->selector, rs, lim, &ser, em);
     if (rc != 0) return rc;
     const char *label = a->kind == QUERY_KIND_LABEL_VALUES ? a->label : NULL;
     for (size_t i = 0; rc == 0 && i < ser.n; i++) {

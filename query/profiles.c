@@ -133,12 +133,8 @@ int query_profiles_partial(storage_t *st, const char *tenant, const query_partia
 {
     if (a->selector == NULL || a->limit < 1 || a->limit > QUERY_PROFILES_MAX_LIMIT)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "profiles: query and a limit required");
-    query_selector_t *sel;
-    int rc = query_selector_parse("query", a->selector, strlen(a->selector), &sel, em);
-    if (rc != 0) return rc;
     query_series_t ser;
-    rc = query_series_select_in(st, tenant, sel, rs, lim, &ser, em);
-    query_selector_free(sel);
+    int rc = query_series_select_text(st, tenant, "query", a->selector, rs, lim, &ser, em);
     if (rc != 0) return rc;
     query_plist_t pl;
     query_plist_init(&pl, a->limit + 1); /* one more: the gather sees a truncation */

@@ -144,6 +144,11 @@ void query_rangeset_free(rangeset_t *rs);
 int query_series_select_in(storage_t *st, const char *tenant, const query_selector_t *sel,
                            const rangeset_t *rs, const query_limits_t *lim, query_series_t *out,
                            errmsg_t *em);
+/* The same from a selector's text (as partial arguments carry it); param
+ * names it in a parse error. */
+int query_series_select_text(storage_t *st, const char *tenant, const char *param, const char *text,
+                             const rangeset_t *rs, const query_limits_t *lim, query_series_t *out,
+                             errmsg_t *em);
 
 /* Allocates the zeroed timeline of a plan (the shape query_timeline_build
  * fills); *res gets the resolution whose windows fill one step. */

@@ -207,3 +207,15 @@ void query_series_free(query_series_t *s)
     free(s->spy_name);
     memset(s, 0, sizeof *s);
 }
+
+int query_series_select_text(storage_t *st, const char *tenant, const char *param, const char *text,
+                             const rangeset_t *rs, const query_limits_t *lim, query_series_t *out,
+                             errmsg_t *em)
+{
+    query_selector_t *sel;
+    int rc = query_selector_parse(param, text, strlen(text), &sel, em);
+    if (rc != 0) return rc;
+    rc = query_series_select_in(st, tenant, sel, rs, lim, out, em);
+    query_selector_free(sel);
+    return rc;
+}

@@ -149,12 +149,8 @@ int query_shares_partial(storage_t *st, const char *tenant, const query_partial_
 {
     if (a->label == NULL || a->label[0] == 0 || a->selector == NULL)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "label shares: label and query required");
-    query_selector_t *sel;
-    int rc = query_selector_parse("query", a->selector, strlen(a->selector), &sel, em);
-    if (rc != 0) return rc;
     query_series_t ser;
-    rc = query_series_select_in(st, tenant, sel, rs, lim, &ser, em);
-    query_selector_free(sel);
+    int rc = query_series_select_text(st, tenant, "query", a->selector, rs, lim, &ser, em);
     if (rc != 0) return rc;
     query_plan_t plan;
     query_plan_range(a->from_s, a->until_s, a->min_res, STORAGE_RESOLUTION_COUNT - 1, &plan);
