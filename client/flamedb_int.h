@@ -101,10 +101,23 @@ int flamedb__json_error(const char *p, size_t n, char *code, size_t code_len, ch
 
 /* --- top.c (in-tree only, used by flamectl) --- */
 
-/* A JSON number member (top.c, shared with report.c); null reads as 0 with
- * *is_null set (when is_null is not NULL). */
+/* --- answer.c: reading flamectl's JSON answers (top, report, shares) --- */
+
+/* A number member; null reads as 0 with *is_null set (when is_null is not
+ * NULL). */
 int flamedb__json_number(json_t *j, double *v, int *is_null);
 int flamedb__json_int(json_t *j, int64_t *v);
+/* true reads as 1, anything else as 0. */
+int flamedb__json_bool(json_t *j, int *v);
+/* A string member into *out (replacing it); caller owns; free(). */
+int flamedb__json_dup(json_t *j, char **out);
+/* Reads one member of an answer object: key borrowed for the call. */
+typedef int (*flamedb__json_member_fn)(json_t *j, const char *key, void *ctx);
+/* Walks the answer object of text[0..n), calling member for each key.
+ * ERR_UNPARSEABLE "WHAT answer: not the expected JSON (byte N)" (or
+ * ERR_NOMEM); the caller frees what member filled in. */
+int flamedb__json_answer(const char *text, size_t n, flamedb__json_member_fn member, void *ctx,
+                         const char *what, errmsg_t *em);
 
 typedef struct flamedb__top_row {
     char *name;

@@ -14,38 +14,15 @@
 #include "common/grow.h"
 #include "common/json.h"
 
-static const json_limits_t report_json = {FLAMEDB__JSON_MAX_DEPTH, 65536};
-
-static int boolean(json_t *j, int *v)
-{
-    char s[8];
-    int rc = json_scalar_to(j, s, sizeof s);
-    *v = rc == ERR_OK && strcmp(s, "true") == 0;
-    return rc;
-}
-
-static int name_member(json_t *j, char **name)
-{
-    buf_t b;
-    buf_init(&b, report_json.max_string);
-    int rc = json_string(j, &b);
-    if (rc == ERR_OK && buf_append_byte(&b, 0) == ERR_OK) {
-        free(*name);
-        *name = (char *)buf_steal(&b, NULL);
-    }
-    buf_free(&b);
-    return rc != ERR_OK ? rc : *name != NULL ? ERR_OK : ERR_NOMEM;
-}
-
 static int row_member(json_t *j, const char *key, flamedb__report_row_t *r)
 {
-    if (strcmp(key, "name") == 0) return name_member(j, &r->name);
+    if (strcmp(key, "name") == 0) return flamedb__json_dup(j, &r->name);
     if (strcmp(key, "leftTotal") == 0) return flamedb__json_int(j, &r->left_total);
     if (strcmp(key, "rightTotal") == 0) return flamedb__json_int(j, &r->right_total);
     if (strcmp(key, "leftShare") == 0) return flamedb__json_number(j, &r->left_share, NULL);
     if (strcmp(key, "rightShare") == 0) return flamedb__json_number(j, &r->right_share, NULL);
     if (strcmp(key, "change") == 0) return flamedb__json_number(j, &r->change, NULL);
-    if (strcmp(key, "significant") == 0) return boolean(j, &r->significant);
+    if (strcmp(key, "significant") == 0) return flamedb__json_bool(j, &r->significant);
     if (strcmp(key, "pValue") == 0) {
         int null;
         int rc = flamedb__json_number(j, &r->p, &null);
@@ -75,8 +52,9 @@ static int parse_rows(json_t *j, flamedb__report_t *t)
     return rc;
 }
 
-static int report_member(json_t *j, const char *key, flamedb__report_t *t)
+static int report_member(json_t *j, const char *key, void *ctx)
 {
+    flamedb__report_t *t = ctx;
     static const struct {
         const char *key;
         size_t off;
@@ -95,28 +73,16 @@ static int report_member(json_t *j, const char *key, flamedb__report_t *t)
             return flamedb__json_int(j, (int64_t *)((char *)t + ints[i].off));
     if (strcmp(key, "unit") == 0) return json_string_to(j, t->unit, sizeof t->unit);
     if (strcmp(key, "functions") == 0) return parse_rows(j, t);
-    if (strcmp(key, "partial") == 0) return boolean(j, &t->partial);
+    if (strcmp(key, "partial") == 0) return flamedb__json_bool(j, &t->partial);
     return json_skip(j);
 }
 
 int flamedb__report_parse(const char *text, size_t n, flamedb__report_t *out, errmsg_t *em)
 {
     memset(out, 0, sizeof *out);
-    json_t j;
-    json_init(&j, text, n, report_json);
-    char key[32];
-    int rc = json_enter(&j, '{');
-    while (rc == ERR_OK && json_next(&j, &rc)) {
-        rc = json_key(&j, key, sizeof key);
-        if (rc == ERR_OK) rc = report_member(&j, key, out);
-    }
-    if (rc == ERR_OK) rc = json_finish(&j);
-    if (rc != ERR_OK) {
-        flamedb__report_free(out);
-        return errmsg_set(em, rc == ERR_NOMEM ? rc : ERR_UNPARSEABLE,
-                          "diff answer: not the expected JSON (byte %zu)", json_offset(&j));
-    }
-    return ERR_OK;
+    int rc = flamedb__json_answer(text, n, report_member, out, "diff", em);
+    if (rc != ERR_OK) flamedb__report_free(out);
+    return rc;
 }
 
 void flamedb__report_free(flamedb__report_t *r)

@@ -14,24 +14,9 @@
 #include "common/grow.h"
 #include "common/json.h"
 
-static const json_limits_t shares_json = {FLAMEDB__JSON_MAX_DEPTH, 65536};
-
-static int value_member(json_t *j, char **value)
-{
-    buf_t b;
-    buf_init(&b, shares_json.max_string);
-    int rc = json_string(j, &b);
-    if (rc == ERR_OK && buf_append_byte(&b, 0) == ERR_OK) {
-        free(*value);
-        *value = (char *)buf_steal(&b, NULL);
-    }
-    buf_free(&b);
-    return rc != ERR_OK ? rc : *value != NULL ? ERR_OK : ERR_NOMEM;
-}
-
 static int row_member(json_t *j, const char *key, flamedb__share_row_t *r)
 {
-    if (strcmp(key, "value") == 0) return value_member(j, &r->value);
+    if (strcmp(key, "value") == 0) return flamedb__json_dup(j, &r->value);
     if (strcmp(key, "total") == 0) return flamedb__json_int(j, &r->total);
     if (strcmp(key, "share") == 0) return flamedb__json_number(j, &r->share, NULL);
     return json_skip(j); /* timeline, and members added later */
@@ -57,37 +42,21 @@ static int parse_rows(json_t *j, flamedb__shares_t *t)
     return rc;
 }
 
-static int shares_member(json_t *j, const char *key, flamedb__shares_t *t)
+static int shares_member(json_t *j, const char *key, void *ctx)
 {
+    flamedb__shares_t *t = ctx;
     if (strcmp(key, "total") == 0) return flamedb__json_int(j, &t->total);
     if (strcmp(key, "values") == 0) return parse_rows(j, t);
-    if (strcmp(key, "partial") == 0) {
-        char v[8];
-        int rc = json_scalar_to(j, v, sizeof v);
-        t->partial = strcmp(v, "true") == 0;
-        return rc;
-    }
+    if (strcmp(key, "partial") == 0) return flamedb__json_bool(j, &t->partial);
     return json_skip(j); /* label, missing ranges, ... */
 }
 
 int flamedb__shares_parse(const char *text, size_t n, flamedb__shares_t *out, errmsg_t *em)
 {
     memset(out, 0, sizeof *out);
-    json_t j;
-    json_init(&j, text, n, shares_json);
-    char key[32];
-    int rc = json_enter(&j, '{');
-    while (rc == ERR_OK && json_next(&j, &rc)) {
-        rc = json_key(&j, key, sizeof key);
-        if (rc == ERR_OK) rc = shares_member(&j, key, out);
-    }
-    if (rc == ERR_OK) rc = json_finish(&j);
-    if (rc != ERR_OK) {
-        flamedb__shares_free(out);
-        return errmsg_set(em, rc == ERR_NOMEM ? rc : ERR_UNPARSEABLE,
-                          "label shares answer: not the expected JSON (byte %zu)", json_offset(&j));
-    }
-    return ERR_OK;
+    int rc = flamedb__json_answer(text, n, shares_member, out, "label shares", em);
+    if (rc != ERR_OK) flamedb__shares_free(out);
+    return rc;
 }
 
 void flamedb__shares_free(flamedb__shares_t *t)

@@ -13,44 +13,9 @@
 #include "common/grow.h"
 #include "common/json.h"
 
-static const json_limits_t top_json = {FLAMEDB__JSON_MAX_DEPTH, 65536};
-
-int flamedb__json_number(json_t *j, double *v, int *is_null)
-{
-    if (is_null != NULL) *is_null = json_peek(j) == JSON_NULL;
-    if (json_peek(j) == JSON_NULL) {
-        *v = 0;
-        return json_skip(j);
-    }
-    if (json_peek(j) != JSON_SCALAR) return ERR_UNPARSEABLE;
-    char s[64], *end;
-    int rc = json_scalar_to(j, s, sizeof s);
-    if (rc != ERR_OK) return rc;
-    *v = strtod(s, &end);
-    return *end == '\0' ? ERR_OK : ERR_UNPARSEABLE;
-}
-
-int flamedb__json_int(json_t *j, int64_t *v)
-{
-    double d = 0;
-    int rc = flamedb__json_number(j, &d, NULL);
-    *v = (int64_t)d;
-    return rc;
-}
-
 static int row_member(json_t *j, const char *key, flamedb__top_row_t *r)
 {
-    if (strcmp(key, "name") == 0) {
-        buf_t b;
-        buf_init(&b, top_json.max_string);
-        int rc = json_string(j, &b);
-        if (rc == ERR_OK && buf_append_byte(&b, 0) == ERR_OK) {
-            free(r->name);
-            r->name = (char *)buf_steal(&b, NULL);
-        }
-        buf_free(&b);
-        return rc != ERR_OK ? rc : r->name != NULL ? ERR_OK : ERR_NOMEM;
-    }
+    if (strcmp(key, "name") == 0) return flamedb__json_dup(j, &r->name);
     if (strcmp(key, "self") == 0) return flamedb__json_int(j, &r->self);
     if (strcmp(key, "total") == 0) return flamedb__json_int(j, &r->total);
     if (strcmp(key, "selfPercent") == 0) return flamedb__json_number(j, &r->self_pct, NULL);
@@ -80,8 +45,9 @@ static int parse_rows(json_t *j, flamedb__top_t *t)
     return rc;
 }
 
-static int top_member(json_t *j, const char *key, flamedb__top_t *t)
+static int top_member(json_t *j, const char *key, void *ctx)
 {
+    flamedb__top_t *t = ctx;
     if (strcmp(key, "unit") == 0) return json_string_to(j, t->unit, sizeof t->unit);
     if (strcmp(key, "total") == 0) return flamedb__json_int(j, &t->sum);
     if (strcmp(key, "rangeSeconds") == 0) return flamedb__json_int(j, &t->range_s);
@@ -93,33 +59,16 @@ static int top_member(json_t *j, const char *key, flamedb__top_t *t)
         t->has_cores = !null;
         return rc;
     }
-    if (strcmp(key, "partial") == 0) {
-        char v[8];
-        int rc = json_scalar_to(j, v, sizeof v);
-        t->partial = strcmp(v, "true") == 0;
-        return rc;
-    }
+    if (strcmp(key, "partial") == 0) return flamedb__json_bool(j, &t->partial);
     return json_skip(j);
 }
 
 int flamedb__top_parse(const char *text, size_t n, flamedb__top_t *out, errmsg_t *em)
 {
     memset(out, 0, sizeof *out);
-    json_t j;
-    json_init(&j, text, n, top_json);
-    char key[32];
-    int rc = json_enter(&j, '{');
-    while (rc == ERR_OK && json_next(&j, &rc)) {
-        rc = json_key(&j, key, sizeof key);
-        if (rc == ERR_OK) rc = top_member(&j, key, out);
-    }
-    if (rc == ERR_OK) rc = json_finish(&j);
-    if (rc != ERR_OK) {
-        flamedb__top_free(out);
-        return errmsg_set(em, rc == ERR_NOMEM ? rc : ERR_UNPARSEABLE,
-                          "top answer: not the expected JSON (byte %zu)", json_offset(&j));
-    }
-    return ERR_OK;
+    int rc = flamedb__json_answer(text, n, top_member, out, "top", em);
+    if (rc != ERR_OK) flamedb__top_free(out);
+    return rc;
 }
 
 void flamedb__top_free(flamedb__top_t *t)
