@@ -85,3 +85,14 @@ char *arena_strndup(arena_t *a, const char *p, size_t n)
     d[n] = '\0';
     return d;
 }
+
+void *arena_cb_alloc(void *arena, size_t n)
+{
+    return arena_alloc(arena, n);
+}
+
+void arena_cb_free(void *arena, void *p)
+{
+    (void)arena;
+    (void)p;
+}

@@ -43,4 +43,10 @@ void *arena_alloc_packed(arena_t *a, size_t n);
 /* A NUL-terminated copy of p[0..n) (p may be NULL when n is 0). */
 char *arena_strndup(arena_t *a, const char *p, size_t n);
 
+/* Callbacks of the shape allocator interfaces take (protobuf-c's
+ * ProtobufCAllocator: {arena_cb_alloc, arena_cb_free, arena}): allocation
+ * from the arena passed as ctx; freeing does nothing (arena_free does). */
+void *arena_cb_alloc(void *arena, size_t n);
+void arena_cb_free(void *arena, void *p);
+
 #endif

@@ -169,6 +169,11 @@ static const opt_t options[] = {
      "Seed nodes to join through, comma-separated tcp://HOST:PORT."},
     {"cluster-name", OPT_TEXT, FIELD(cluster.cluster_name, char[NODE_PATH_MAX]), "flamedb", 0, 1,
      64, "Name of the cluster; messages from a cluster with another name are refused."},
+    {"cluster-secret-file", OPT_TEXT, FIELD(cluster.secret_file, char[NODE_PATH_MAX]), "", 0, 0,
+     4000,
+     "File holding the cluster secret (16 to 4096 bytes, readable by its owner only), the same "
+     "on every node. Every intra-cluster message is signed with it (HMAC-SHA-256) and messages "
+     "not signed with it are refused. Empty: messages are not signed (loopback only)."},
     {"replication-factor", OPT_U32, FIELD(cluster.replication_factor, uint32_t), "3", 0, 1, 15,
      "Replicas of every series (RF). Capped by the number of nodes."},
     {"write-quorum", OPT_U32, FIELD(cluster.write_quorum, uint32_t), "0", 0, 0, 15,

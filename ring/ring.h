@@ -89,7 +89,10 @@ uint64_t ring_placement_token(const char *tenant, const char *service_name, uint
 #define RING_DEFAULT_TOKENS 128 /* virtual nodes per node */
 #define RING_MAX_TOKENS 4096    /* tokens per node */
 #define RING_MAX_NODES 1024     /* members of one cluster */
-#define RING_MAX_RF 16          /* replication factor */
+/* A member entry whose incarnation is more than this many seconds ahead of
+ * the receiver's wall clock is refused (incarnations are start times). */
+#define RING_INCARNATION_AHEAD_MAX_S 86400
+#define RING_MAX_RF 16 /* replication factor */
 
 /* ================================================================ random */
 

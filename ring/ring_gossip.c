@@ -9,10 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/arena.h"
 #include "common/proto/cluster.pb-c.h"
 #include "ring/ring_int.h"
 
 #define PH(x) FLAMEDB__CLUSTER__GOSSIP_PHASE__GOSSIP_PHASE_##x
+/* Decoding a Gossip body allocates at most this many times its size: a
+ * two-byte empty entry decodes to a struct of about a hundred bytes. */
+#define RING_GOSSIP_DECODE_FACTOR 16
 #define ST_DOWN FLAMEDB__CLUSTER__NODE_STATE__NODE_STATE_DOWN
 #define S(x) FLAMEDB__CLUSTER__NODE_STATE__NODE_STATE_##x
 
@@ -284,19 +288,14 @@ static int check_gossip(const Flamedb__Cluster__Gossip *g, errmsg_t *em)
     return rc;
 }
 
-/* Where to answer: a SYN carries its sender's own entry, whose address is
- * the one it listens at now (the table may still hold an older one at the
- * same incarnation); otherwise the table's. */
-static void reply_address(ring_members_t *m, const char *sender, const Flamedb__Cluster__Gossip *g,
-                          char *out)
+/* Where to answer: the sender's address in the table, after the message was
+ * merged (a SYN carries its sender's own entry, so a new member is known by
+ * then, and a restarted one has a higher incarnation and its new address).
+ * Never an address a message merely names: a stranger could otherwise point
+ * answers at any host. */
+static void reply_address(ring_members_t *m, const char *sender, char *out)
 {
     out[0] = 0;
-    if (g->phase == PH(SYN))
-        for (size_t i = 0; i < g->n_members; i++)
-            if (strcmp(g->members[i]->node_id, sender) == 0 && g->members[i]->cluster_addr[0]) {
-                memcpy(out, g->members[i]->cluster_addr, strlen(g->members[i]->cluster_addr) + 1);
-                return;
-            }
     const struct member *x = ring__members_lookup(m, sender);
     if (x != NULL && x->cluster_addr != NULL && strlen(x->cluster_addr) <= RING_ADDR_MAX)
         memcpy(out, x->cluster_addr, strlen(x->cluster_addr) + 1);
@@ -308,15 +307,22 @@ int ring_gossip_receive(ring_members_t *m, const char *sender_id, const uint8_t 
     reply_to[0] = 0;
     int rc = 0;
     Flamedb__Cluster__Gossip *g = NULL;
+    arena_t a;
+    arena_init(&a, 16u << 10, len * RING_GOSSIP_DECODE_FACTOR + (64u << 10));
+    ProtobufCAllocator al = {arena_cb_alloc, arena_cb_free, &a};
     if (len > m->o.max_message_bytes)
         rc = errmsg_set(em, ERR_TOO_LARGE, "gossip: %zu bytes, at most %zu", len,
                         m->o.max_message_bytes);
-    else if ((g = flamedb__cluster__gossip__unpack(NULL, len, body)) == NULL)
-        rc = errmsg_set(em, ERR_UNPARSEABLE, "gossip: body is not a Gossip message");
+    else if ((g = flamedb__cluster__gossip__unpack(&al, len, body)) == NULL)
+        rc = a.over ? errmsg_set(em, ERR_TOO_LARGE,
+                                 "gossip: decoding needs more than %d times "
+                                 "its size",
+                                 RING_GOSSIP_DECODE_FACTOR)
+                    : errmsg_set(em, ERR_UNPARSEABLE, "gossip: body is not a Gossip message");
     else
         rc = check_gossip(g, em);
     if (rc < 0) {
-        if (g != NULL) flamedb__cluster__gossip__free_unpacked(g, NULL);
+        arena_free(&a);
         m->stats.refused_messages++;
         return rc;
     }
@@ -326,8 +332,8 @@ int ring_gossip_receive(ring_members_t *m, const char *sender_id, const uint8_t 
         rc = answer_ack(m, g, reply);
     else
         merge_all(m, g, NULL);
-    if (rc == 0 && reply->len > 0) reply_address(m, sender_id, g, reply_to);
-    flamedb__cluster__gossip__free_unpacked(g, NULL);
+    if (rc == 0 && reply->len > 0) reply_address(m, sender_id, reply_to);
+    arena_free(&a);
     if (rc < 0) errmsg_set(em, rc, "gossip: could not build the answer");
     return rc;
 }

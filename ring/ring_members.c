@@ -191,12 +191,13 @@ void ring__member_to_view(const struct member *x, struct member_view *out)
 }
 
 /* A rumour about this node that says more than it did: deny it by moving to
- * an incarnation above anything heard. */
+ * an incarnation above anything heard. Rumours far ahead were refused by
+ * incarnation_plausible, and the sum saturates, so this never wraps to 0. */
 static int refute(ring_members_t *m, struct member *self, const struct member_view *v)
 {
     if (!ring__view_news(v, self)) return 0;
     uint64_t top = v->incarnation > self->incarnation ? v->incarnation : self->incarnation;
-    self->incarnation = top + 1;
+    self->incarnation = top == UINT64_MAX ? top : top + 1;
     self->down = 0;
     m->version++;
     m->stats.refutations++;
@@ -269,9 +270,19 @@ static int join_same(ring_members_t *m, struct member *x, const struct member_vi
     return changed;
 }
 
+/* Incarnations are start times in wall-clock seconds, raised by one per
+ * refutation (cluster_incarnation_next). One far beyond this node's clock is
+ * forged or from a broken clock: accepted, it would let its sender pin (or
+ * wrap) a member's entry for good. */
+static int incarnation_plausible(const ring_members_t *m, uint64_t incarnation)
+{
+    int64_t now_s = clock_wall_s(&m->clock);
+    return incarnation <= (uint64_t)(now_s > 0 ? now_s : 0) + RING_INCARNATION_AHEAD_MAX_S;
+}
+
 int ring__members_merge_view(ring_members_t *m, const struct member_view *v)
 {
-    if (check_view(v) < 0) {
+    if (check_view(v) < 0 || !incarnation_plausible(m, v->incarnation)) {
         m->stats.refused_members++;
         return ERR_INVALID_ARGUMENT;
     }

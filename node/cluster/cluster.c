@@ -56,8 +56,8 @@ int cluster_send(cluster_t *c, const char *node_id, Flamedb__Cluster__MsgType ty
     if (c->rpc == NULL || c->closing || m.cluster_addr[0] == '\0') return ERR_UNAVAILABLE;
     buf_t b;
     buf_init(&b, c->cfg.max_message_bytes);
-    int rc =
-        cluster_wire_encode(type, c->cfg.cluster_name, c->id.node_id, deadline_unix_ms, body, &b);
+    cluster_wire_sender_t from = {c->cfg.cluster_name, c->id.node_id, c->key};
+    int rc = cluster_wire_encode(type, &from, deadline_unix_ms, body, &b);
     if (rc == ERR_OK) rc = send_raw(c, m.cluster_addr, &b, deadline_unix_ms);
     buf_free(&b);
     return rc;
@@ -78,8 +78,8 @@ static int send_gossip(cluster_t *c, const char *addr, const buf_t *gossip)
     buf_init(&b, c->cfg.max_message_bytes);
     uint64_t deadline = gossip_deadline(c);
     ProtobufCBinaryData body = {gossip->len, gossip->data};
-    int rc =
-        cluster_wire_encode_bytes(GOSSIP, c->cfg.cluster_name, c->id.node_id, deadline, &body, &b);
+    cluster_wire_sender_t from = {c->cfg.cluster_name, c->id.node_id, c->key};
+    int rc = cluster_wire_encode_bytes(GOSSIP, &from, deadline, &body, &b);
     if (rc == ERR_OK) rc = send_raw(c, addr, &b, deadline);
     buf_free(&b);
     return rc;
@@ -161,9 +161,10 @@ static const handler_t *handler_of(cluster_t *c, const Flamedb__Cluster__Envelop
 
 /* Counts a refused message; says why at most once a minute (a node of
  * another cluster or a stray client would otherwise flood the log). */
-static void refused(cluster_t *c, size_t len, const errmsg_t *em)
+static void refused(cluster_t *c, size_t len, int rc, const errmsg_t *em)
 {
     c->counters.refused++;
+    if (rc == ERR_UNAUTHORIZED) c->counters.unauthorized++;
     uint64_t now = uv_now(c->loop);
     if (c->refusal_logged_ms != 0 && now - c->refusal_logged_ms < CLUSTER_REFUSAL_LOG_MS) {
         log_debug("cluster", "refused a message of %zu bytes: %s", len, em->text);
@@ -181,8 +182,8 @@ static void on_message(void *ctx, const uint8_t *raw, size_t len)
     cluster_msg_t msg;
     errmsg_t em = {{0}};
     uint64_t now = cluster_unix_ms(c);
-    int rc =
-        cluster_wire_decode_envelope(raw, len, &c->limits, c->cfg.cluster_name, now, &msg, &em);
+    cluster_wire_receiver_t me = {c->cfg.cluster_name, c->key};
+    int rc = cluster_wire_decode_envelope(raw, len, &c->limits, &me, now, &msg, &em);
     const handler_t *h = NULL;
     if (rc == ERR_OK && msg.env->type == GOSSIP) {
         c->counters.dispatched++;
@@ -194,7 +195,7 @@ static void on_message(void *ctx, const uint8_t *raw, size_t len)
             h->fn(h->ctx, &msg);
         }
     }
-    if (rc != ERR_OK) refused(c, len, &em);
+    if (rc != ERR_OK) refused(c, len, rc, &em);
     cluster_msg_free(&msg);
     cluster_view_refresh(c);
 }
@@ -296,6 +297,8 @@ int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_d
     cluster_wire_limits_default(&c->limits);
     c->limits.max_bytes = c->cfg.max_message_bytes;
     int rc = setup_addresses(c, http_addr, em);
+    if (rc == ERR_OK && c->cfg.secret_file[0] != '\0')
+        rc = cluster_secret_load(c->cfg.secret_file, &c->key, em);
     if (rc == ERR_OK)
         rc = cluster_identity_load(c->data_dir, c->cfg.node_id, c->cfg.tokens, &c->rng, &c->id, em);
     if (rc == ERR_OK) rc = create_members(c, em);
@@ -372,6 +375,7 @@ void cluster_free_base(cluster_t *c)
     cluster_view_drop(c);
     ring_members_free(c->members);
     ring_identity_free(&c->id);
+    digest_key_free(c->key);
     for (size_t i = 0; i < c->nseeds; i++)
         free(c->seeds[i]);
     free(c);

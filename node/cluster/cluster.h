@@ -46,6 +46,7 @@ typedef struct cluster_config {
     char advertise[CLUSTER_SETTING_MAX];      /* cluster address peers dial; "" = cluster_listen */
     char join[CLUSTER_SETTING_MAX];           /* comma-separated tcp://HOST:PORT seeds */
     char cluster_name[CLUSTER_SETTING_MAX];   /* messages from another cluster are refused */
+    char secret_file[CLUSTER_SETTING_MAX];    /* HMAC key of every message; "" = unsigned */
     uint32_t replication_factor;              /* RF */
     uint32_t write_quorum;                    /* W; 0 = majority of RF */
     uint32_t tokens;                          /* virtual nodes of this node */

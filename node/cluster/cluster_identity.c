@@ -193,3 +193,38 @@ int cluster_incarnation_next(const char *data_dir, uint64_t now_s, uint64_t *out
     buf_free(&b);
     return rc;
 }
+
+/* The cluster secret: the file's bytes without trailing white space. A
+ * secret others can read is no secret, so a file readable by group or others
+ * is refused; a short one is refused because it could be guessed. */
+int cluster_secret_load(const char *path, digest_key_t **out, errmsg_t *em)
+{
+    *out = NULL;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return errmsg_set(em, ERR_IO, "--cluster-secret-file: cannot read %s: %s", path,
+                          strerror(errno));
+    if (st.st_mode & (S_IRWXG | S_IRWXO))
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "--cluster-secret-file: %s is readable by others (mode %03o); "
+                          "chmod 600 it",
+                          path, (unsigned)(st.st_mode & 0777));
+    buf_t b;
+    buf_init(&b, CLUSTER_SECRET_MAX + 1);
+    int rc = read_file(path, &b, em);
+    if (rc != ERR_OK)
+        rc = errmsg_set(em, ERR_IO, "--cluster-secret-file: cannot read %s (or over %d bytes)",
+                        path, CLUSTER_SECRET_MAX);
+    size_t n = b.len;
+    while (rc == ERR_OK && n > 0 && strchr(" \t\r\n", b.data[n - 1]) != NULL)
+        n--;
+    if (rc == ERR_OK && n < CLUSTER_SECRET_MIN)
+        rc = errmsg_set(em, ERR_INVALID_ARGUMENT,
+                        "--cluster-secret-file: the secret in %s has %zu bytes, at least %d needed",
+                        path, n, CLUSTER_SECRET_MIN);
+    if (rc == ERR_OK && digest_key_new(b.data, n, out) != 0)
+        rc = errmsg_set(em, ERR_INTERNAL, "--cluster-secret-file: cannot set up HMAC-SHA-256");
+    if (b.data != NULL) memset(b.data, 0, b.cap);
+    buf_free(&b);
+    return rc;
+}

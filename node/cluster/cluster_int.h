@@ -138,7 +138,8 @@ typedef struct handler {
 } handler_t;
 
 typedef struct cluster_counters {
-    uint64_t refused;        /* malformed, other cluster, expired, unknown type */
+    uint64_t refused;        /* malformed, other cluster, expired, unknown type, unsigned */
+    uint64_t unauthorized;   /* of those: not signed with this cluster's secret */
     uint64_t unknown_sender; /* non-gossip messages from a node not in the table */
     uint64_t unhandled;      /* a type with no handler registered */
     uint64_t dispatched;
@@ -158,6 +159,7 @@ struct cluster {
     ring_rng_t rng;
     ring_members_t *members;
     cluster_wire_limits_t limits;
+    digest_key_t *key; /* --cluster-secret-file, or NULL: messages unsigned */
     rpc_t *rpc;
     uv_timer_t timer;
     handler_t handlers[CLUSTER_NTYPES];
@@ -186,6 +188,12 @@ int cluster_identity_load(const char *data_dir, const char *want_id, uint32_t nt
 /* Picks this start's incarnation: max(now_s, previous + 1), and records it
  * in DATA_DIR/incarnation. */
 int cluster_incarnation_next(const char *data_dir, uint64_t now_s, uint64_t *out, errmsg_t *em);
+
+#define CLUSTER_SECRET_MIN 16   /* bytes of a cluster secret, at least */
+#define CLUSTER_SECRET_MAX 4096 /* and at most */
+/* Loads --cluster-secret-file into a new key (caller frees it with
+ * digest_key_free). The file must be readable by its owner only. */
+int cluster_secret_load(const char *path, digest_key_t **out, errmsg_t *em);
 
 /* A node id from the host name plus a random suffix ("host-1a2b3c4d"). */
 void cluster_identity_default_id(ring_rng_t *rng, char out[RING_NODE_ID_MAX + 1]);

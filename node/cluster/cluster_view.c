@@ -246,6 +246,7 @@ static int transport_json(const cluster_t *c, buf_t *out)
         {"connections_dropped", s.connections_dropped},
         {"connections_broken", s.connections_broken},
         {"refused_messages", c->counters.refused},
+        {"refused_unauthorized", c->counters.unauthorized},
         {"unknown_sender", c->counters.unknown_sender},
         {"unhandled", c->counters.unhandled},
         {"dispatched", c->counters.dispatched},

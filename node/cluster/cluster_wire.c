@@ -3,9 +3,11 @@
  * (wire_int.h, common/proto/cluster.proto). Gossip bodies are checked by
  * the ring (ring_gossip_receive).
  *
- * protobuf-c allocates while unpacking in proportion to the input, so the
- * size check on the whole envelope is what bounds memory; the count limits
- * bound the work a handler does afterwards.
+ * protobuf-c allocates while unpacking in proportion to the input, but a
+ * two-byte entry can become a struct of a hundred bytes: every unpack
+ * allocates from the message's arena, bounded by CLUSTER_WIRE_DECODE_FACTOR
+ * times the bytes unpacked. The count limits bound the work a handler does
+ * afterwards.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -39,26 +41,63 @@ static int envelope_append(const Flamedb__Cluster__Envelope *env, buf_t *out)
     return rc;
 }
 
-static int encode_envelope(Flamedb__Cluster__MsgType type, const char *cluster,
-                           const char *sender_id, uint64_t deadline_unix_ms, uint64_t request_id,
-                           ProtobufCBinaryData body, buf_t *out)
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* The MAC covers every field a receiver acts on, each length-prefixed so no
+ * two envelopes share an input: version, type, deadline, request id, then
+ * cluster, sender and body. */
+static int envelope_mac(const digest_key_t *key, const Flamedb__Cluster__Envelope *e,
+                        uint8_t out[DIGEST_SHA256_BYTES])
+{
+    static const char domain[] = "flamedb cluster envelope";
+    const char *cluster = e->cluster ? e->cluster : "";
+    const char *sender = e->sender_id ? e->sender_id : "";
+    uint8_t head[7 * 8];
+    put_u64(head, e->protocol_version);
+    put_u64(head + 8, (uint64_t)e->type);
+    put_u64(head + 16, e->deadline_unix_ms);
+    put_u64(head + 24, e->request_id);
+    put_u64(head + 32, strlen(cluster));
+    put_u64(head + 40, strlen(sender));
+    put_u64(head + 48, e->body.len);
+    digest_part_t parts[] = {{domain, sizeof domain},
+                             {head, sizeof head},
+                             {cluster, strlen(cluster)},
+                             {sender, strlen(sender)},
+                             {e->body.data, e->body.len}};
+    return digest_hmac(key, parts, sizeof parts / sizeof parts[0], out);
+}
+
+static int encode_envelope(Flamedb__Cluster__MsgType type, const cluster_wire_sender_t *from,
+                           uint64_t deadline_unix_ms, uint64_t request_id, ProtobufCBinaryData body,
+                           buf_t *out)
 {
     Flamedb__Cluster__Envelope env = FLAMEDB__CLUSTER__ENVELOPE__INIT;
     env.protocol_version = CLUSTER_PROTOCOL_VERSION;
     env.type = type;
-    env.cluster = (char *)cluster;
-    env.sender_id = (char *)sender_id;
+    env.cluster = (char *)from->cluster;
+    env.sender_id = (char *)from->node_id;
     env.deadline_unix_ms = deadline_unix_ms;
     env.request_id = request_id;
     env.body = body;
+    uint8_t mac[DIGEST_SHA256_BYTES];
+    if (from->key != NULL) {
+        int rc = envelope_mac(from->key, &env, mac);
+        if (rc < 0) return rc;
+        env.auth = (ProtobufCBinaryData){sizeof mac, mac};
+    }
     return envelope_append(&env, out);
 }
 
-int cluster_wire_encode_bytes(Flamedb__Cluster__MsgType type, const char *cluster,
-                              const char *sender_id, uint64_t deadline_unix_ms,
-                              const ProtobufCBinaryData *body, buf_t *out)
+int cluster_wire_encode_bytes(Flamedb__Cluster__MsgType type, const cluster_wire_sender_t *from,
+                              uint64_t deadline_unix_ms, const ProtobufCBinaryData *body,
+                              buf_t *out)
 {
-    return encode_envelope(type, cluster, sender_id, deadline_unix_ms, 0, *body, out);
+    return encode_envelope(type, from, deadline_unix_ms, 0, *body, out);
 }
 
 /* The body's request_id field, or 0 when its message has none. */
@@ -73,14 +112,14 @@ static uint64_t request_id_of(const ProtobufCMessage *body)
     return id;
 }
 
-int cluster_wire_encode(Flamedb__Cluster__MsgType type, const char *cluster, const char *sender_id,
+int cluster_wire_encode(Flamedb__Cluster__MsgType type, const cluster_wire_sender_t *from,
                         uint64_t deadline_unix_ms, const ProtobufCMessage *body, buf_t *out)
 {
     size_t bn = protobuf_c_message_get_packed_size(body);
     uint8_t *bp = malloc(bn ? bn : 1);
     if (bp == NULL) return ERR_NOMEM;
     protobuf_c_message_pack(body, bp);
-    int rc = encode_envelope(type, cluster, sender_id, deadline_unix_ms, request_id_of(body),
+    int rc = encode_envelope(type, from, deadline_unix_ms, request_id_of(body),
                              (ProtobufCBinaryData){bn, bp}, out);
     free(bp);
     return rc;
@@ -260,13 +299,23 @@ static int check_body(int type, const ProtobufCMessage *b, const cluster_wire_li
     return rc;
 }
 
-static int check_envelope(const Flamedb__Cluster__Envelope *e, const char *cluster, uint64_t now,
-                          errmsg_t *em)
+/* Version first: it says how the MAC is computed. Then the MAC, before any
+ * other field is believed. */
+static int check_envelope(const Flamedb__Cluster__Envelope *e, const cluster_wire_receiver_t *to,
+                          uint64_t now, errmsg_t *em)
 {
     if (e->protocol_version != CLUSTER_PROTOCOL_VERSION)
         return errmsg_set(em, ERR_UNSUPPORTED, "message: protocol version %u, this node speaks %d",
                           e->protocol_version, CLUSTER_PROTOCOL_VERSION);
-    if (cluster != NULL && strcmp(cluster, e->cluster) != 0)
+    if (to->key != NULL) {
+        uint8_t mac[DIGEST_SHA256_BYTES];
+        int rc = envelope_mac(to->key, e, mac);
+        if (rc < 0) return errmsg_set(em, rc, "message: could not compute its MAC");
+        if (e->auth.len != sizeof mac || !digest_equal(e->auth.data, mac, sizeof mac))
+            return errmsg_set(em, ERR_UNAUTHORIZED,
+                              "message: not signed with this cluster's secret");
+    }
+    if (to->cluster != NULL && strcmp(to->cluster, e->cluster) != 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "message: from another cluster");
     if (ring_node_id_check(e->sender_id, NULL) < 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "message: bad sender id");
@@ -277,16 +326,38 @@ static int check_envelope(const Flamedb__Cluster__Envelope *e, const char *clust
     return 0;
 }
 
+/* Lets the message's arena grow by the bound for n more bytes unpacked. */
+static ProtobufCAllocator arena_allow(arena_t *a, size_t n)
+{
+    size_t room = n > (SIZE_MAX - CLUSTER_WIRE_DECODE_SLACK) / CLUSTER_WIRE_DECODE_FACTOR
+                      ? SIZE_MAX
+                      : n * CLUSTER_WIRE_DECODE_FACTOR + CLUSTER_WIRE_DECODE_SLACK;
+    a->max = a->total > SIZE_MAX - room ? SIZE_MAX : a->total + room;
+    return (ProtobufCAllocator){arena_cb_alloc, arena_cb_free, a};
+}
+
+static int unpack_failed(const arena_t *a, const char *what, errmsg_t *em)
+{
+    if (a->over)
+        return errmsg_set(em, ERR_TOO_LARGE,
+                          "message: decoding its %s needs more than %d times "
+                          "its size",
+                          what, CLUSTER_WIRE_DECODE_FACTOR);
+    return errmsg_set(em, ERR_UNPARSEABLE, "message: %s is not a valid %s", what, what);
+}
+
 int cluster_wire_decode_envelope(const uint8_t *p, size_t n, const cluster_wire_limits_t *lim,
-                                 const char *cluster, uint64_t now_unix_ms, cluster_msg_t *out,
-                                 errmsg_t *em)
+                                 const cluster_wire_receiver_t *to, uint64_t now_unix_ms,
+                                 cluster_msg_t *out, errmsg_t *em)
 {
     memset(out, 0, sizeof *out);
     if (n > lim->max_bytes)
         return errmsg_set(em, ERR_TOO_LARGE, "message: %zu bytes, at most %zu", n, lim->max_bytes);
-    out->env = flamedb__cluster__envelope__unpack(NULL, n, p);
-    if (out->env == NULL) return errmsg_set(em, ERR_UNPARSEABLE, "message: not a cluster envelope");
-    int rc = check_envelope(out->env, cluster, now_unix_ms, em);
+    arena_init(&out->arena, n < 8192 ? 4096 : n / 2 < (1u << 20) ? n / 2 : 1u << 20, 0);
+    ProtobufCAllocator al = arena_allow(&out->arena, n);
+    out->env = flamedb__cluster__envelope__unpack(&al, n, p);
+    int rc = out->env == NULL ? unpack_failed(&out->arena, "envelope", em)
+                              : check_envelope(out->env, to, now_unix_ms, em);
     if (rc < 0) cluster_msg_free(out);
     return rc;
 }
@@ -297,30 +368,28 @@ int cluster_wire_decode_body(cluster_msg_t *m, const cluster_wire_limits_t *lim,
     if (m->env->type == T(GOSSIP))
         return errmsg_set(em, ERR_UNSUPPORTED, "message: gossip bodies are read by the ring");
     const ProtobufCMessageDescriptor *d = descriptor_of(m->env->type);
-    m->body = protobuf_c_message_unpack(d, NULL, m->env->body.len, m->env->body.data);
-    if (m->body == NULL)
-        return errmsg_set(em, ERR_UNPARSEABLE, "message: body is not a %s", d->short_name);
+    ProtobufCAllocator al = arena_allow(&m->arena, m->env->body.len);
+    m->body = protobuf_c_message_unpack(d, &al, m->env->body.len, m->env->body.data);
+    if (m->body == NULL) return unpack_failed(&m->arena, "body", em);
     int rc = check_body(m->env->type, m->body, lim, now_unix_ms, em);
     /* receivers route by the envelope's copy before they decode the body */
     if (rc == 0 && request_id_of(m->body) != m->env->request_id)
         rc =
             errmsg_set(em, ERR_INVALID_ARGUMENT, "message: request id differs from its envelope's");
-    if (rc < 0) {
-        protobuf_c_message_free_unpacked(m->body, NULL);
-        m->body = NULL;
-    }
+    if (rc < 0) m->body = NULL; /* its memory goes with the arena */
     return rc;
 }
 
 int cluster_wire_decode(const uint8_t *p, size_t n, const cluster_wire_limits_t *lim,
-                        const char *cluster, uint64_t now_unix_ms, cluster_msg_t *out, errmsg_t *em)
+                        const cluster_wire_receiver_t *to, uint64_t now_unix_ms, cluster_msg_t *out,
+                        errmsg_t *em)
 {
     cluster_wire_limits_t dl;
     if (lim == NULL) {
         cluster_wire_limits_default(&dl);
         lim = &dl;
     }
-    int rc = cluster_wire_decode_envelope(p, n, lim, cluster, now_unix_ms, out, em);
+    int rc = cluster_wire_decode_envelope(p, n, lim, to, now_unix_ms, out, em);
     if (rc == 0) rc = cluster_wire_decode_body(out, lim, now_unix_ms, em);
     if (rc < 0) cluster_msg_free(out);
     return rc;
@@ -328,8 +397,7 @@ int cluster_wire_decode(const uint8_t *p, size_t n, const cluster_wire_limits_t 
 
 void cluster_msg_free(cluster_msg_t *m)
 {
-    if (m->body) protobuf_c_message_free_unpacked(m->body, NULL);
-    if (m->env) flamedb__cluster__envelope__free_unpacked(m->env, NULL);
+    arena_free(&m->arena);
     m->body = NULL;
     m->env = NULL;
 }

@@ -83,8 +83,9 @@ static void deliver(uv_timer_t *t)
     cluster_wire_limits_t lim;
     cluster_wire_limits_default(&lim);
     /* as the cluster dispatches: QUERY decoded, PARTIAL as its envelope only */
-    if (!n->dead &&
-        cluster_wire_decode_envelope(d->bytes, d->len, &lim, "test", wall_ms(), &msg, &em) == 0) {
+    if (!n->dead && cluster_wire_decode_envelope(d->bytes, d->len, &lim,
+                                                 &(cluster_wire_receiver_t){"test", NULL},
+                                                 wall_ms(), &msg, &em) == 0) {
         if (msg.env->type == FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_QUERY) {
             n->received++;
             if (cluster_wire_decode_body(&msg, &lim, wall_ms(), &em) == 0)
@@ -105,7 +106,8 @@ static int t_send(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type
     if (to < 0) return ERR_NOT_FOUND;
     buf_t b;
     buf_init(&b, 64u << 20);
-    int rc = cluster_wire_encode(type, "test", from->id, deadline_unix_ms, body, &b);
+    int rc = cluster_wire_encode(type, &(cluster_wire_sender_t){"test", from->id, NULL},
+                                 deadline_unix_ms, body, &b);
     if (rc != 0) return rc;
     delivery_t *d = calloc(1, sizeof *d);
     d->to = to;

@@ -7,6 +7,9 @@
 #define T(x) FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_##x
 #define NOW 1700000000000ULL
 
+static const cluster_wire_sender_t N01 = {"c1", "n01", NULL};
+static const cluster_wire_receiver_t C1 = {"c1", NULL};
+
 static uint8_t pid[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
 static uint8_t tree[4] = {0x01, 0x02, 0x03, 0x04}; /* opaque to the envelope */
 
@@ -66,8 +69,9 @@ static int roundtrip(int type, const ProtobufCMessage *body, const char *cluster
 {
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
-    CHECK_EQ_INT(cluster_wire_encode(type, "c1", "n01", deadline, body, &b), 0);
-    int rc = cluster_wire_decode(b.data, b.len, NULL, cluster, NOW, out, em);
+    CHECK_EQ_INT(cluster_wire_encode(type, &N01, deadline, body, &b), 0);
+    int rc = cluster_wire_decode(b.data, b.len, NULL, &(cluster_wire_receiver_t){cluster, NULL},
+                                 NOW, out, em);
     buf_free(&b);
     return rc;
 }
@@ -185,26 +189,26 @@ static void test_envelope_refusals(void)
     buf_init(&b, BUF_UNLIMITED);
     cluster_wire_limits_t lim0;
     cluster_wire_limits_default(&lim0);
-    cluster_wire_encode(T(WRITE), "c1", "n01", 0, &f.w.base, &b);
+    cluster_wire_encode(T(WRITE), &N01, 0, &f.w.base, &b);
     /* wrong protocol version, bad sender */
     Flamedb__Cluster__Envelope *e = flamedb__cluster__envelope__unpack(NULL, b.len, b.data);
     CHECK(e != NULL);
     uint8_t tmp[8192];
     e->protocol_version = 2;
     size_t n = flamedb__cluster__envelope__pack(e, tmp);
-    CHECK_EQ_INT(cluster_wire_decode(tmp, n, NULL, "c1", NOW, &m, &em), ERR_UNSUPPORTED);
+    CHECK_EQ_INT(cluster_wire_decode(tmp, n, NULL, &C1, NOW, &m, &em), ERR_UNSUPPORTED);
     e->protocol_version = 1;
     char *orig_sender = e->sender_id;
     e->sender_id = "../etc";
     n = flamedb__cluster__envelope__pack(e, tmp);
-    CHECK_EQ_INT(cluster_wire_decode(tmp, n, NULL, "c1", NOW, &m, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(cluster_wire_decode(tmp, n, NULL, &C1, NOW, &m, &em), ERR_INVALID_ARGUMENT);
     e->sender_id = orig_sender;
     /* the envelope carries the body's request id; one that differs would
      * route the body to another request, so the body check refuses it */
     CHECK_EQ_INT(e->request_id, f.w.request_id);
     e->request_id = f.w.request_id + 1;
     n = flamedb__cluster__envelope__pack(e, tmp);
-    CHECK_EQ_INT(cluster_wire_decode_envelope(tmp, n, &lim0, "c1", NOW, &m, &em), 0);
+    CHECK_EQ_INT(cluster_wire_decode_envelope(tmp, n, &lim0, &C1, NOW, &m, &em), 0);
     CHECK(m.body == NULL);
     CHECK_EQ_INT(cluster_wire_decode_body(&m, &lim0, NOW, &em), ERR_INVALID_ARGUMENT);
     CHECK(m.body == NULL && strstr(em.text, "request id") != NULL);
@@ -215,17 +219,17 @@ static void test_envelope_refusals(void)
     cluster_wire_limits_t lim;
     cluster_wire_limits_default(&lim);
     lim.max_bytes = b.len - 1;
-    CHECK_EQ_INT(cluster_wire_decode(b.data, b.len, &lim, "c1", NOW, &m, &em), ERR_TOO_LARGE);
+    CHECK_EQ_INT(cluster_wire_decode(b.data, b.len, &lim, &C1, NOW, &m, &em), ERR_TOO_LARGE);
     lim.max_bytes = b.len;
-    CHECK_EQ_INT(cluster_wire_decode(b.data, b.len, &lim, "c1", NOW, &m, &em), 0);
+    CHECK_EQ_INT(cluster_wire_decode(b.data, b.len, &lim, &C1, NOW, &m, &em), 0);
     cluster_msg_free(&m);
     lim.max_series = 0;
-    CHECK_EQ_INT(cluster_wire_decode(b.data, b.len, &lim, "c1", NOW, &m, &em), ERR_TOO_LARGE);
+    CHECK_EQ_INT(cluster_wire_decode(b.data, b.len, &lim, &C1, NOW, &m, &em), ERR_TOO_LARGE);
 
     /* every truncation and random corruption is decoded or refused, never trusted blindly */
     int ok = 0, refused = 0;
     for (size_t k = 0; k < b.len; k++) {
-        int rc = cluster_wire_decode(b.data, k, NULL, "c1", NOW, &m, NULL);
+        int rc = cluster_wire_decode(b.data, k, NULL, &C1, NOW, &m, NULL);
         if (rc == 0) cluster_msg_free(&m);
         refused += rc < 0;
     }
@@ -238,7 +242,7 @@ static void test_envelope_refusals(void)
         int flips = 1 + (int)(ring_rng_next(&rng) % 4);
         for (int j = 0; j < flips; j++)
             tmp[ring_rng_next(&rng) % b.len] ^= (uint8_t)(1u << (ring_rng_next(&rng) % 8));
-        int rc = cluster_wire_decode(tmp, b.len, NULL, "c1", NOW, &m, NULL);
+        int rc = cluster_wire_decode(tmp, b.len, NULL, &C1, NOW, &m, NULL);
         if (rc == 0) {
             ok++;
             Flamedb__Cluster__WriteRequest *w = (void *)m.body;
@@ -329,11 +333,119 @@ static void test_query_and_results(void)
     }
 }
 
+/* Encodes f's write as `from`; decodes it as `to`. */
+static int signed_roundtrip(const struct write_fixture *f, const digest_key_t *from,
+                            const digest_key_t *to, errmsg_t *em)
+{
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    cluster_wire_sender_t s = {"c1", "n01", from};
+    CHECK_EQ_INT(cluster_wire_encode(T(WRITE), &s, 0, &f->w.base, &b), 0);
+    cluster_msg_t m;
+    int rc =
+        cluster_wire_decode(b.data, b.len, NULL, &(cluster_wire_receiver_t){"c1", to}, NOW, &m, em);
+    if (rc == 0) cluster_msg_free(&m);
+    buf_free(&b);
+    return rc;
+}
+
+/* With a key, only messages signed with that key pass, and any change to a
+ * signed field after signing is refused. */
+static void test_signed_envelopes(void)
+{
+    struct write_fixture f;
+    write_fixture(&f);
+    digest_key_t *k1 = NULL, *k2 = NULL;
+    CHECK_EQ_INT(digest_key_new("0123456789abcdef", 16, &k1), 0);
+    CHECK_EQ_INT(digest_key_new("0123456789abcdeF", 16, &k2), 0);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(signed_roundtrip(&f, k1, k1, &em), 0);
+    CHECK_EQ_INT(signed_roundtrip(&f, NULL, k1, &em), ERR_UNAUTHORIZED);
+    CHECK(strstr(em.text, "secret") != NULL);
+    CHECK_EQ_INT(signed_roundtrip(&f, k2, k1, &em), ERR_UNAUTHORIZED);
+    CHECK_EQ_INT(signed_roundtrip(&f, k1, NULL, &em), 0); /* a node without a key reads it */
+
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    cluster_wire_sender_t s = {"c1", "n01", k1};
+    CHECK_EQ_INT(cluster_wire_encode(T(WRITE), &s, 0, &f.w.base, &b), 0);
+    cluster_wire_receiver_t to = {"c1", k1};
+    Flamedb__Cluster__Envelope *e = flamedb__cluster__envelope__unpack(NULL, b.len, b.data);
+    CHECK(e != NULL && e->auth.len == DIGEST_SHA256_BYTES);
+    uint8_t tmp[8192];
+    cluster_msg_t m;
+    /* each signed field changed in turn */
+    for (int field = 0; field < 5; field++) {
+        Flamedb__Cluster__Envelope c = *e;
+        char sender[] = "n02", cluster[] = "c1";
+        if (field == 0) c.sender_id = sender;
+        if (field == 1) c.deadline_unix_ms = NOW + 1000;
+        if (field == 2) c.request_id++;
+        if (field == 3) c.body.data[c.body.len - 1] ^= 1;
+        if (field == 4) c.cluster = cluster, c.type = T(QUERY);
+        size_t n = flamedb__cluster__envelope__pack(&c, tmp);
+        CHECK_EQ_INT(cluster_wire_decode(tmp, n, NULL, &to, NOW, &m, &em), ERR_UNAUTHORIZED);
+        if (field == 3) c.body.data[c.body.len - 1] ^= 1;
+    }
+    size_t n = flamedb__cluster__envelope__pack(e, tmp);
+    CHECK_EQ_INT(cluster_wire_decode(tmp, n, NULL, &to, NOW, &m, &em), 0);
+    cluster_msg_free(&m);
+    flamedb__cluster__envelope__free_unpacked(e, NULL);
+    buf_free(&b);
+    digest_key_free(k1);
+    digest_key_free(k2);
+}
+
+/* A write of empty series entries (two bytes each on the wire, a struct of
+ * about a hundred bytes decoded) and an envelope of unknown fields are
+ * refused once decoding them would take more than the bound, instead of
+ * costing gigabytes. */
+static void test_decode_amplification(void)
+{
+    size_t entries = 1u << 20; /* 2 MiB on the wire */
+    buf_t body;
+    buf_init(&body, BUF_UNLIMITED);
+    for (size_t i = 0; i < entries; i++) { /* WriteRequest.series = 6, length 0 */
+        uint8_t e[2] = {(uint8_t)((6 << 3) | 2), 0};
+        CHECK_EQ_INT(buf_append(&body, e, 2), 0);
+    }
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    ProtobufCBinaryData bd = {body.len, body.data};
+    CHECK_EQ_INT(cluster_wire_encode_bytes(T(WRITE), &N01, 0, &bd, &b), 0);
+    cluster_wire_limits_t lim;
+    cluster_wire_limits_default(&lim);
+    cluster_msg_t m;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(cluster_wire_decode_envelope(b.data, b.len, &lim, &C1, NOW, &m, &em), 0);
+    CHECK_EQ_INT(cluster_wire_decode_body(&m, &lim, NOW, &em), ERR_TOO_LARGE);
+    CHECK(m.body == NULL && strstr(em.text, "times its size") != NULL);
+    CHECK(m.arena.total <= (size_t)CLUSTER_WIRE_DECODE_FACTOR * (b.len + body.len) +
+                               2 * CLUSTER_WIRE_DECODE_SLACK + (1u << 20));
+    cluster_msg_free(&m);
+
+    /* an envelope padded with a million unknown varint fields (field 15) */
+    buf_reset(&b);
+    CHECK_EQ_INT(cluster_wire_encode_bytes(T(WRITE), &N01, 0, &(ProtobufCBinaryData){0, NULL}, &b),
+                 0);
+    for (size_t i = 0; i < entries; i++) {
+        uint8_t e[2] = {(uint8_t)(15 << 3), 1};
+        CHECK_EQ_INT(buf_append(&b, e, 2), 0);
+    }
+    CHECK_EQ_INT(cluster_wire_decode_envelope(b.data, b.len, &lim, &C1, NOW, &m, &em),
+                 ERR_TOO_LARGE);
+    CHECK(m.env == NULL);
+    buf_free(&b);
+    buf_free(&body);
+}
+
 int main(void)
 {
     test_seed(0);
     test_write_roundtrip();
     test_envelope_refusals();
     test_query_and_results();
+    test_signed_envelopes();
+    test_decode_amplification();
     return check_exit();
 }

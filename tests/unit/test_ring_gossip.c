@@ -327,6 +327,19 @@ static void test_syn_with_members(void)
                  0);
     CHECK_EQ_INT(ring_members_count(s.m[0]), 10);
     CHECK(reply.len > 0); /* the sender mentioned no digests: it gets all ten entries */
+    CHECK_EQ_STR(test_reply_to, "c");
+    /* the sender's entry at the same incarnation naming another address:
+     * the answer still goes where the table says, never where a message
+     * merely points */
+    CHECK_EQ_STR(mv[0].node_id, "n01");
+    mv[0].cluster_addr = "tcp://elsewhere:1";
+    buf_reset(&msg);
+    buf_reset(&reply);
+    CHECK_EQ_INT(pack_gossip(&g, &msg), 0);
+    CHECK_EQ_INT(ring_gossip_receive(s.m[0], "n01", msg.data, msg.len, &reply, test_reply_to, NULL),
+                 0);
+    CHECK(reply.len > 0);
+    CHECK_EQ_STR(test_reply_to, "c");
     buf_free(&msg);
     buf_free(&reply);
     ring_members_free(s.m[0]);

@@ -130,6 +130,18 @@ static void test_refutation(ring_identity_t *ids)
     CHECK_EQ_INT(ring_members_merge(m, &ghost), 1);
     ring_members_find(m, "n00", &self);
     CHECK(self.incarnation == 501 && self.state == RING_ACTIVE);
+    /* a forged rumour at incarnation UINT64_MAX (or far ahead of the clock)
+     * is refused: refuting it would wrap this node to 0, and an entry there
+     * could never be replaced again */
+    ring_member_t forged = entry(&ids[0], RING_DOWN, RING_ACTIVE, UINT64_MAX, 0);
+    CHECK_EQ_INT(ring_members_merge(m, &forged), ERR_INVALID_ARGUMENT);
+    forged.incarnation = (uint64_t)(clk.now / 1000) + RING_INCARNATION_AHEAD_MAX_S + 1;
+    CHECK_EQ_INT(ring_members_merge(m, &forged), ERR_INVALID_ARGUMENT);
+    ring_members_find(m, "n00", &self);
+    CHECK(self.incarnation == 501 && self.state == RING_ACTIVE);
+    ring_member_t stranger = entry(&ids[1], RING_ACTIVE, RING_ACTIVE, UINT64_MAX, 1);
+    CHECK_EQ_INT(ring_members_merge(m, &stranger), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(ring_members_find(m, "n01", &self), ERR_NOT_FOUND);
     ring_members_stats_t st;
     ring_members_stats(m, &st);
     CHECK_EQ_INT(st.refutations, 2);
