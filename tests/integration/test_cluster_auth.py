@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Cluster authentication with --cluster-secret-file across real processes:
+
+- nodes sharing a secret form a cluster, replicate and answer queries;
+- a node without the secret, or with another one, is never admitted: its
+  messages are refused as unauthorized (counted in refused_unauthorized)
+  and the members never list it;
+- a hand-made, well-framed but unsigned envelope on the cluster port is
+  refused the same way;
+- a node refuses to start with a secret file others can read or a secret
+  too short to be one.
+
+Every wait is bounded; the seed is printed (cluster.py).
+"""
+import os
+import struct
+import subprocess
+import tempfile
+import time
+
+import harness
+from cluster import Cluster, free_port, wait_for
+from profiles import f_bytes, f_varint
+from test_cluster_membership import send_raw, sp_header
+
+CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+
+
+def secret_file(text, mode=0o600):
+    fd, path = tempfile.mkstemp(prefix="flamedb-it-secret-")
+    os.write(fd, text.encode())
+    os.close(fd)
+    os.chmod(path, mode)
+    return path
+
+
+def unsigned_gossip_envelope(cluster_name, sender):
+    """Envelope{protocol_version 1, type GOSSIP, cluster, sender, body SYN}."""
+    body = f_varint(1, 1)  # Gossip.phase = SYN
+    return (f_varint(1, 1) + f_varint(2, 1) + f_bytes(3, cluster_name.encode())
+            + f_bytes(4, sender.encode()) + f_varint(5, int(time.time() * 1000) + 60000)
+            + f_bytes(6, body))
+
+
+def test_shared_secret_admits_only_its_holders():
+    good = secret_file("a long enough cluster secret\n")
+    other = secret_file("another long enough secret")
+    try:
+        with Cluster(2, rf=2, args=["--cluster-secret-file", good]) as c:
+            now = int(time.time())
+            r = c.nodes[0].ingest(b"main;work 7\n", name="auth.cpu",
+                                  **{"from": now - 5, "until": now})
+            assert r.status == 200, r
+            q = '%s{service_name="auth"}' % CPU
+            wait_for("both nodes to answer the push",
+                     lambda: all(c.nodes[i].total(q) == 7 * 10**7 for i in range(2)), 10)
+            before = c.status(0)["transport"]
+            strangers = []
+            for name, args in (("nosecret", []), ("wrongsecret", ["--cluster-secret-file", other])):
+                port = free_port()
+                strangers.append(harness.Node(name=name, args=[
+                    "--node-id", name, "--cluster-listen", "tcp://127.0.0.1:%d" % port,
+                    "--join", "tcp://127.0.0.1:%d" % c.cluster_ports[0], "--cluster-name",
+                    c.cluster_name, "--gossip-interval", "100ms", "--failure-timeout", "1s"] + args))
+            for s in strangers:
+                s.start()
+            try:
+                send_raw(c.cluster_ports[0], sp_header(0x50)
+                         + struct.pack(">Q", len(env := unsigned_gossip_envelope(
+                             c.cluster_name, "forger"))) + env, wait=0.1)
+                wait_for("the strangers' messages to be refused as unauthorized",
+                         lambda: c.status(0)["transport"]["refused_unauthorized"]
+                         >= before["refused_unauthorized"] + 6, 15)
+                time.sleep(0.5)
+                for i in range(2):
+                    ids = set(c.states(i))
+                    assert ids == {"n0", "n1"}, ids
+                for s in strangers:
+                    ids = [m["id"] for m in s.get("/cluster/status").json()["nodes"]]
+                    assert ids == [s.name], ids
+                    assert s.total(q) == 0  # it learned nothing of the cluster's data
+            finally:
+                for s in strangers:
+                    s.cleanup()
+            assert c.converged()
+            assert c.nodes[1].total(q) == 7 * 10**7
+    finally:
+        os.unlink(good)
+        os.unlink(other)
+
+
+def run_bin(args):
+    p = subprocess.run([harness.FLAMEDB_BIN] + args, capture_output=True, timeout=20)
+    return p.returncode, p.stderr.decode()
+
+
+def test_bad_secret_files_refused_at_start():
+    data = tempfile.mkdtemp(prefix="flamedb-it-auth-")
+    base = ["--data-dir", data, "--http-listen", "127.0.0.1:0",
+            "--cluster-listen", "tcp://127.0.0.1:%d" % free_port()]
+    readable = secret_file("a long enough cluster secret", mode=0o644)
+    short = secret_file("short\n")
+    try:
+        rc, err = run_bin(base + ["--cluster-secret-file", readable])
+        assert rc == 1 and "readable by others" in err, (rc, err)
+        rc, err = run_bin(base + ["--cluster-secret-file", short])
+        assert rc == 1 and "at least 16" in err, (rc, err)
+        rc, err = run_bin(base + ["--cluster-secret-file", data + "/absent"])
+        assert rc == 1 and "cannot read" in err, (rc, err)
+    finally:
+        os.unlink(readable)
+        os.unlink(short)
+        subprocess.run(["rm", "-rf", data])
+
+
+if __name__ == "__main__":
+    harness.run_tests(globals())
