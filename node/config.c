@@ -61,6 +61,13 @@ static const opt_t options[] = {
      "One of debug, info, warn, error."},
     {"worker-threads", OPT_INT, FIELD(worker_threads, int), "4", 0, 1, 1024,
      "Threads that decode, merge and do RocksDB work (the libuv thread pool)."},
+    {"max-write-jobs", OPT_COUNT, FIELD(max_write_jobs, size_t), "0", 0, 0, 1024,
+     "Thread-pool jobs of pushes, replica writes and hints at once; more wait in order. "
+     "0: worker-threads minus a quarter (at least 1), so queries always keep a thread."},
+    {"max-query-jobs", OPT_COUNT, FIELD(max_query_jobs, size_t), "0", 0, 0, 1024,
+     "Thread-pool jobs of queries at once; more wait in order, and one not started by its "
+     "query's deadline is dropped (its ranges count as missing). 0: worker-threads minus a "
+     "quarter (at least 1), so pushes and replica writes always keep a thread."},
     {"memory-limit", OPT_SIZE, FIELD(memory_limit, size_t), "1GiB", 0, 64 * MiB, 1024 * GiB,
      "Memory budget of the node. block-cache-bytes, write-buffer-bytes and max-buffered-bytes "
      "default to a quarter of it each, node-cache-bytes to an eighth; the four must fit in it "

@@ -39,6 +39,8 @@ typedef struct node_config {
     int http_port;
     int log_level; /* enum log_level */
     int worker_threads;
+    size_t max_write_jobs; /* thread-pool jobs of pushes and replica writes at once; 0: derived */
+    size_t max_query_jobs; /* thread-pool jobs of queries at once; 0: derived */
     size_t memory_limit;
     uint64_t shutdown_timeout_ms;
     http_server_limits_t http;

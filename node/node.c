@@ -63,6 +63,7 @@ static int open_cluster(node_t *n, errmsg_t *em)
         .max_inflight_bytes = cfg->http.max_buffered_bytes / 2,
         .seen_retention_seconds = cfg->storage.seen_retention_seconds,
         .clock = &n->clock,
+        .workq = n->workq,
     };
     int rc = cluster_open(&n->loop, n->storage, &cfg->cluster, &in, &n->cluster, em);
     return rc == ERR_OK ? cluster_start(n->cluster, em) : rc;
@@ -70,6 +71,11 @@ static int open_cluster(node_t *n, errmsg_t *em)
 
 static int open_parts(node_t *n, errmsg_t *em)
 {
+    const node_config_t *cfg = &n->cfg;
+    size_t caps[WORKQ_NLANES] = {
+        [WORKQ_WRITE] = cfg->max_write_jobs, [WORKQ_QUERY] = cfg->max_query_jobs};
+    if (workq_new(&n->loop, cfg->worker_threads, caps, &n->clock, &n->workq) != 0)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
     int rc = storage_open(&n->cfg.storage, &n->storage, em);
     if (rc != ERR_OK) return rc;
     rc = http_server_new(&n->loop, &n->cfg.http, routes_handle, routes_observe, n, &n->http);
@@ -160,5 +166,6 @@ void node_free(node_t *n)
     http_server_free(n->http);
     cluster_free(n->cluster);
     storage_close(n->storage);
+    workq_free(n->workq);
     free(n);
 }

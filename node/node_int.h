@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include "common/clock.h"
+#include "common/workq.h"
 #include "node/cluster/cluster.h"
 #include "node/http_server.h"
 #include "node/metrics.h"
@@ -20,6 +21,7 @@ struct node {
     storage_t *storage;
     http_server_t *http;
     cluster_t *cluster; /* membership, writes, queries (a cluster of one: no transport) */
+    workq_t *workq;     /* thread-pool lanes: writes and queries cannot starve each other */
     node_metrics_t metrics;
     int ready; /* storage open and listener up, not stopping */
     int stopping;

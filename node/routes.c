@@ -2,7 +2,7 @@
  *
  * Handlers run on the loop thread and only look at the request; anything that
  * decodes, merges or touches RocksDB is a job on the libuv thread pool
- * (uv_queue_work) whose after-callback writes the response back on the loop
+ * (workq_submit, in the write lane) whose after-callback writes the response back on the loop
  * thread. The request stays valid meanwhile (its connection is not read
  * while it is handled), so jobs borrow parameters and body without copying.
  */
@@ -74,7 +74,7 @@ _Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every ro
 
 /* A request's work on the thread pool. */
 struct job {
-    uv_work_t work;
+    workq_job_t work;
     node_t *node;
     http_exchange_t *ex;
     const http_request_t *req;
@@ -93,6 +93,7 @@ struct job {
     cluster_metrics_t *cmetrics; /* /metrics: a copy taken on the loop thread */
     node_metrics_t metrics;      /* /metrics: a copy taken on the loop thread */
     http_server_stats_t http_stats;
+    workq_stats_t pool; /* /metrics: the lanes, copied on the loop thread */
     int ready;
 };
 
@@ -135,13 +136,13 @@ void routes_respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_
     http_respond_error(ex, 0, err, em, extra);
 }
 
-static void job_work(uv_work_t *w)
+static void job_work(workq_job_t *w)
 {
     job_t *j = w->data;
     j->kind->work(j);
 }
 
-static void job_done(uv_work_t *w, int status)
+static void job_done(workq_job_t *w, int status)
 {
     job_t *j = w->data;
     node_t *n = j->node;
@@ -184,7 +185,7 @@ static job_t *job_start(node_t *n, http_exchange_t *ex, const http_request_t *r,
     snprintf(j->tenant, sizeof j->tenant, "%s", tenant ? tenant : "");
     query_result_init(&j->result);
     if (kind->prepare) kind->prepare(j);
-    int rc = uv_queue_work(&n->loop, &j->work, job_work, job_done);
+    int rc = workq_submit(n->workq, WORKQ_WRITE, &j->work, job_work, job_done);
     if (rc != 0) {
         errmsg_t em;
         errmsg_set(&em, ERR_UNAVAILABLE, "cannot queue work: %s", uv_strerror(rc));
@@ -308,7 +309,8 @@ static uint64_t rss_bytes(void)
 static void work_metrics(job_t *j)
 {
     node_t *n = j->node;
-    node_metrics_extra_t x = {.http = &j->http_stats, .rss_bytes = rss_bytes(), .ready = j->ready};
+    node_metrics_extra_t x = {
+        .http = &j->http_stats, .rss_bytes = rss_bytes(), .ready = j->ready, .pool = j->pool};
     x.storage_ok = storage_stats(n->storage, &x.storage) == ERR_OK;
     x.uptime_seconds = (double)(j->now_ns - n->start_ns) / 1e9;
     buf_init(&j->result.body, 16 * 1024 * 1024);
@@ -327,6 +329,7 @@ static void prepare_metrics(job_t *j)
 {
     j->metrics = j->node->metrics; /* counters change on the loop thread only */
     j->http_stats = *http_server_stats(j->node->http);
+    workq_stats(j->node->workq, &j->pool);
     j->ready = j->node->ready && !j->node->stopping;
     if (j->node->cluster != NULL && cluster_metrics_take(j->node->cluster, &j->cmetrics) != ERR_OK)
         j->cmetrics = NULL; /* the cluster's counters are left out rather than fail /metrics */

@@ -31,6 +31,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/metrics.h"
+#include "common/workq.h"
 #include "query/query.h"
 #include "ring/ring.h"
 #include "storage/storage.h"
@@ -69,6 +70,7 @@ typedef struct cluster_inputs {
     size_t max_inflight_bytes;      /* packed writes held at once (coordinator and replica) */
     int64_t seen_retention_seconds; /* hints expire before the profile ids they carry */
     const clock_source_t *clock;    /* time of deadlines, gossip and hints; NULL: the real one */
+    workq_t *workq; /* the node's thread-pool lanes (borrowed); NULL: the module's own */
 } cluster_inputs_t;
 
 typedef struct cluster cluster_t;
