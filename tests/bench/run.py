@@ -18,8 +18,11 @@ push — does fail the run, because then the figure would mean nothing).
   cluster  (issue #3, bench_cluster.py) the ingest fleet pushed over HTTP to one
            node, a 3-node RF 3 cluster and a 3-node RF 1 cluster: total node CPU
            per profile, and render wall time from every node, numTicks exact.
+  load     (bench_load.py) a 3-node cluster under 12 pushing and 3 querying
+           connections for 60 s (600 s with --soak): RSS of every node, no
+           answer but 200, flame graphs exact afterwards.
 
-Usage: run.py [--build-dir build] [--only ingest,ingest-real,http,query,rss,cluster]
+Usage: run.py [--build-dir build] [--only ingest,ingest-real,http,query,rss,cluster,load]
               [--soak] [--rss-seconds N] [--memory-limit 1GiB] [--query-runs N] [--keep]
 """
 import argparse
@@ -39,6 +42,7 @@ import time
 import urllib.parse
 
 import bench_cluster
+import bench_load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -467,7 +471,7 @@ def machine():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--only", default="ingest,ingest-real,http,query,rss,cluster")
+    ap.add_argument("--only", default="ingest,ingest-real,http,query,rss,cluster,load")
     ap.add_argument("--soak", action="store_true")
     ap.add_argument("--rss-seconds", type=int, default=0)
     ap.add_argument("--memory-limit", default="1GiB")
@@ -495,7 +499,9 @@ def main():
                  ("query", lambda: bench_query(a, tool, node_bin, work)),
                  ("rss", lambda: bench_rss(a, tool, node_bin, work)),
                  ("cluster", lambda: bench_cluster.bench_cluster(a, sys.modules[__name__],
-                                                                 node_bin, work))]
+                                                                 node_bin, work)),
+                 ("load", lambda: bench_load.bench_load(a, sys.modules[__name__], node_bin,
+                                                        work))]
         for name, fn in steps:
             if name not in only:
                 continue
