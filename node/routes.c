@@ -274,6 +274,8 @@ static const char index_html[] =
     "&mdash; top functions (self, total, cores)</li>\n"
     "<li><code>GET /api/diff?leftQuery=&amp;rightQuery=&amp;leftFrom=&amp;...</code> "
     "&mdash; regression report (changed functions, significance)</li>\n"
+    "<li><code>GET /api/profiles?query=&amp;from=&amp;until=&amp;limit=</code> &mdash; stored "
+    "profiles, newest first; <code>GET /api/profiles/ID?format=</code> opens one</li>\n"
     "<li><a href=\"/pyroscope/label-names\">GET /pyroscope/label-names</a></li>\n"
     "<li><a href=\"/pyroscope/label-values?label=__profile_type__\">GET "
     "/pyroscope/label-values?label=__profile_type__</a> &mdash; profile types present</li>\n"

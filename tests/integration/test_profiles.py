@@ -8,8 +8,11 @@
   unknown ids are 404, malformed ones 400; flamectl profiles prints the
   table and flamectl profile fetches one (pprof to a file that go tool pprof
   opens when go is installed, and the project's pprof reader otherwise);
-- 3 nodes, RF 2: the same from every node (one of them holds no replica of
-  the series), each profile listed exactly once, same bytes everywhere.
+- 3 nodes, RF 2: the same from every node, each profile listed exactly
+  once, same bytes everywhere, one copy (never the sum of the replicas'),
+  and still exact with one node killed (the other replica answers);
+- 3 nodes, RF 1: a node that stored nothing at all (its storage wrote no
+  series) opens every profile through the ring.
 """
 import os
 import re
@@ -24,6 +27,7 @@ from profiles import pprof_totals
 
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 SCALE = 10**7  # folded .cpu at the default 100 Hz: 1e9/100 ns per sample
+QUERY_TIMEOUT_ARGS = ["--query-timeout", "3000ms"]
 CTL = os.environ.get("FLAMECTL_BIN", os.path.join(harness.ROOT, "build", "bin", "flamectl"))
 
 PUSHES = [  # (series name, offset in the window, folded body)
@@ -167,21 +171,42 @@ def test_single_node():
         check_flamectl(node, t0, ids)
 
 
+def written(node):
+    return node.metric("flamedb_storage_series_written_total")
+
+
 def test_three_nodes_rf2():
     t0 = window_start()
-    with Cluster(3, rf=2) as c:
+    with Cluster(3, rf=2, args=QUERY_TIMEOUT_ARGS) as c:
         push(c.nodes, t0)
+        assert sum(written(n) for n in c.nodes) == 2 * len(PUSHES)  # two replicas each
         bodies = [listing(n, t0).body for n in c.nodes]
         assert bodies[0] == bodies[1] == bodies[2], bodies
         ids = check_listing(listing(c.nodes[0], t0).json(), t0)
-        # With RF 2 of 3 nodes one node holds no replica of a series: asking
-        # every node asks that one too, which finds the profile through the ring.
         for node in c.nodes:
             for idx, pid in ids:
-                check_open(node, idx, pid)
+                check_open(node, idx, pid)  # one replica's copy, not the sum of two
             answers = {open_profile(node, pid).body for _, pid in ids}
             assert len(answers) == len(ids)
         check_bad_ids(c.nodes[2], ids[1][1])
+        c.kill(0)  # every series keeps one live replica
+        for node in c.nodes[1:]:
+            for idx, pid in ids:
+                check_open(node, idx, pid)
+
+
+def test_three_nodes_rf1_from_a_node_without_data():
+    t0 = window_start()
+    with Cluster(3, rf=1, args=QUERY_TIMEOUT_ARGS) as c:
+        push(c.nodes, t0)
+        counts = [written(n) for n in c.nodes]
+        assert sum(counts) == len(PUSHES), counts
+        empty = [n for n, k in zip(c.nodes, counts) if k == 0]
+        assert empty, counts  # two series, three nodes: one node holds none of them
+        for node in empty + c.nodes:
+            ids = check_listing(listing(node, t0).json(), t0)
+            for idx, pid in ids:
+                check_open(node, idx, pid)
 
 
 if __name__ == "__main__":
