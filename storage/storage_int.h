@@ -72,7 +72,8 @@ enum storage_cf {
 #define STORAGE_SYMBOL_CACHE_SLOTS (1u << 18)
 #define STORAGE_SERIES_CACHE_SLOTS (1u << 16)
 
-/* Largest fixed-layout key: token|tenant|series_id|profile_id. */
+/* Room for the largest fixed-layout key, token|tenant|series_id|time|profile_id
+ * of profile_trees (8 + 1 + 150 + 8 + 8 + 16 bytes). */
 #define SKEY_MAX (8 + 1 + STORAGE_TENANT_MAX + 8 + 1 + 8 + 16)
 
 /* A key of bounded size built on the stack. */

@@ -2,9 +2,10 @@
  *
  * Under the stripe mutex of the profile id, each series' (series, profile id)
  * is looked up in the profiles CF (the seen index, bloom-filtered); the series
- * not seen before go into ONE WriteBatch with their seen entry, labels,
- * postings, new symbols, block and total operands at every resolution and
- * span operands. The batch commits atomically, so a profile counts once at
+ * not seen before go into ONE WriteBatch with their seen entry, their own
+ * tree (profile_trees, for opening that profile alone), labels, postings,
+ * new symbols, block and total operands at every resolution and span
+ * operands. The batch commits atomically, so a profile counts once at
  * every resolution or not at all, and the mutex keeps two concurrent retries
  * of one id from both passing the check.
  *

@@ -228,7 +228,7 @@ static int send_ask(scatter_q_t *q, const ask_t *a)
     m.until_ms = sp->plan.until_s * 1000;
     /* the finest windows the plan reads, so every node plans alike */
     m.min_resolution = (uint32_t)sp->plan.min_res;
-    m.timeline = sp->kind == QUERY_KIND_RENDER && sp->format == QUERY_FORMAT_JSON;
+    m.timeline = sp->format == QUERY_FORMAT_JSON;
     m.max_nodes = (uint32_t)(sp->max_nodes > UINT32_MAX ? UINT32_MAX : sp->max_nodes);
     if (sp->kind == QUERY_KIND_PROFILES) m.limit = (uint32_t)sp->top_limit;
     m.ring_version = q->view->version;
