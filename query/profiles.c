@@ -6,8 +6,8 @@
  * time-ordered per series; the value's total is read, not its tree). Every
  * series lives in one token range, so every (profile, series) entry is
  * listed by exactly one node. A node keeps only its limit + 1 first entries
- * in the answer's order (time descending, then profile id, token and
- * series id), so the
+ * in the answer's order (time, then profile id, both descending, then token
+ * and series id), so the
  * gather, which keeps the same, sees more than limit exactly when the whole
  * answer has more: then it is truncated.
  *
@@ -32,8 +32,11 @@
 static int ent_cmp(const void *a, const void *b)
 {
     const query_plist_ent_t *x = a, *y = b;
+    /* time and profile id both descending: the order a series' keys are
+     * scanned in (storage_scan_profile_trees), so the limit + 1 a series
+     * gives are exactly its first ones in the answer's order */
     if (x->time_ns != y->time_ns) return x->time_ns > y->time_ns ? -1 : 1;
-    int c = memcmp(x->id, y->id, sizeof x->id);
+    int c = memcmp(y->id, x->id, sizeof x->id);
     if (c != 0) return c;
     if (x->token != y->token) return x->token < y->token ? -1 : 1;
     if (x->series_id != y->series_id) return x->series_id < y->series_id ? -1 : 1;

@@ -92,7 +92,8 @@ int query_label_shares(storage_t *st, const char *tenant, const query_params_t *
                        errmsg_t *em);
 
 /* GET /api/profiles?query=TYPE{selector}&limit=N: the stored profiles of
- * the selection within the range, newest first (then by profile id and id),
+ * the selection within the range, newest first (then by profile id, also
+ * descending, then by id),
  * {"profiles": [{"time", "id", "total", "labels"}], "truncated"}: one entry
  * per (profile, series) of the selection, at most limit of them. */
 #define QUERY_PROFILES_DEFAULT_LIMIT 100

@@ -638,6 +638,46 @@ static void test_profile_lists(storage_t *st)
                  ERR_INVALID_ARGUMENT);
 }
 
+/* Profiles of one series at the same nanosecond: a cut listing is the head
+ * of the full one (the per-series scan and the answer share one order). */
+static void test_profile_ties(storage_t *st)
+{
+    calltree_t *tree = random_profile();
+    storage_series_write_t sw = {
+        .labels = fx[0].labels, .token = fx[0].token, .series_id = fx[0].id, .tree = tree};
+    storage_profile_write_t pw = {
+        .tenant = "tie", .time_ns = (T0 + 100) * 1000000000LL + 7, .series = &sw, .nseries = 1};
+    pw.symbols = syms;
+    for (uint64_t pid = 1; pid <= 3; pid++) {
+        memcpy(pw.profile_id, &pid, 8);
+        errmsg_t em = {{0}};
+        CHECK_EQ_INT(storage_write_profile(st, &pw, NULL, &em), 0);
+    }
+    calltree_free(tree);
+    query_limits_t lim;
+    query_limits_default(&lim);
+    const char *type = labels_get(fx[0].labels, LABEL_PROFILE_TYPE);
+    char q[128], f[32], u[32];
+    snprintf(q, sizeof q, "%s{}", type);
+    snprintf(f, sizeof f, "%lld", (long long)T0);
+    snprintf(u, sizeof u, "%lld", (long long)T0 + 3600);
+    query_result_t all, one;
+    query_result_init(&all);
+    query_result_init(&one);
+    errmsg_t em = {{0}};
+    query_params_t p = {.query = q, .from = f, .until = u};
+    int64_t now_ms = (T0 + 4 * 3600) * 1000;
+    CHECK_EQ_INT(query_profiles(st, "tie", &p, &lim, now_ms, &all, &em), 0);
+    p.limit = "1";
+    CHECK_EQ_INT(query_profiles(st, "tie", &p, &lim, now_ms, &one, &em), 0);
+    const char *a = (const char *)all.body.data, *o = (const char *)one.body.data;
+    const char *end = strstr(o, "}}]"); /* the end of the one entry's labels */
+    CHECK(end != NULL && strncmp(a, o, (size_t)(end - o) + 2) == 0);
+    CHECK(strstr(o, "\"truncated\":true") != NULL);
+    query_result_free(&all);
+    query_result_free(&one);
+}
+
 /* ---- single profiles ---- */
 
 static void ref_of(const wrote_t *w, char *out)
@@ -930,6 +970,7 @@ int main(int argc, char **argv)
     test_group_timelines(st);
     test_share_entries();
     test_profile_lists(st);
+    test_profile_ties(st);
     test_profile_open(st);
     test_spec_and_members(st);
     test_hostile(st);
