@@ -164,6 +164,8 @@ def test_single_node():
             both[k] = both.get(k, 0) + v
         assert stacks(r.body.decode()) == both, r.body
         check_bad_ids(node, ids[0][1])
+        r = node.get("/api/profiles/%s" % ids[0][1], headers={"X-Scope-OrgID": "other"})
+        assert r.status == 404, r  # tenants stay sealed: the id does not cross them
         limited = node.query("/api/profiles", query=CPU + "{}", **{"from": t0 - 10},
                              until=t0 + 20, limit=2).json()
         assert [e["id"] for e in limited["profiles"]] == [pid for _, pid in ids[:2]], limited
