@@ -2,16 +2,23 @@
  * first (docs/api.md).
  *
  * A node's share: the series the selector picks in its token ranges, each
- * one's entries in the profiles column family (the seen index: time and
- * total per profile id, no tree is read) within the plan's range. Every
+ * one's newest entries in profile_trees within the plan's range (keys are
+ * time-ordered per series; the value's total is read, not its tree). Every
  * series lives in one token range, so every (profile, series) entry is
  * listed by exactly one node. A node keeps only its limit + 1 first entries
- * in the answer's order (time descending, then id, then labels), so the
+ * in the answer's order (time, then profile id, both descending, then token
+ * and series id), so the
  * gather, which keeps the same, sees more than limit exactly when the whole
  * answer has more: then it is truncated.
  *
- * Partials carry "TIME_NS ID TOTAL {labels}" strings: ID is 32 hex digits,
+ * Partials carry "TIME_NS ID TOTAL {labels}" strings: ID is the profile's
+ * reference (token, series id, time, profile id: 80 hex digits, profile.c),
  * the labels the series' label set as a JSON object.
+ *
+ * Cost: at most limit + 1 entries are read per selected series (a reverse
+ * scan from the range's end), so a listing costs O(series x min(limit + 1,
+ * profiles in range)) key reads, and memory stays at 2 * (limit + 1)
+ * entries per node and per gather.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -25,9 +32,15 @@
 static int ent_cmp(const void *a, const void *b)
 {
     const query_plist_ent_t *x = a, *y = b;
+    /* time and profile id both descending: the order a series' keys are
+     * scanned in (storage_scan_profile_trees), so the limit + 1 a series
+     * gives are exactly its first ones in the answer's order */
     if (x->time_ns != y->time_ns) return x->time_ns > y->time_ns ? -1 : 1;
-    int c = memcmp(x->id, y->id, sizeof x->id);
-    return c != 0 ? c : strcmp(x->labels, y->labels);
+    int c = memcmp(y->id, x->id, sizeof x->id);
+    if (c != 0) return c;
+    if (x->token != y->token) return x->token < y->token ? -1 : 1;
+    if (x->series_id != y->series_id) return x->series_id < y->series_id ? -1 : 1;
+    return 0;
 }
 
 void query_plist_init(query_plist_t *pl, size_t keep)
@@ -84,13 +97,17 @@ static int labels_json(const labels_t *lb, buf_t *out)
 
 typedef struct scan {
     query_plist_t *pl;
+    uint64_t token, series_id;
     const char *labels; /* the series' labels JSON, borrowed */
 } scan_t;
 
-static int scan_fn(void *ctx, const uint8_t profile_id[16], int64_t time_ns, int64_t total)
+static int scan_fn(void *ctx, int64_t time_ns, const uint8_t profile_id[16], int64_t total,
+                   int tree_kept)
 {
+    (void)tree_kept; /* listed either way: its windows count it */
     scan_t *sc = ctx;
-    query_plist_ent_t e = {.time_ns = time_ns, .total = total};
+    query_plist_ent_t e = {
+        .time_ns = time_ns, .token = sc->token, .series_id = sc->series_id, .total = total};
     memcpy(e.id, profile_id, sizeof e.id);
     if ((e.labels = strdup(sc->labels)) == NULL) return ERR_NOMEM;
     return query_plist_add(sc->pl, &e);
@@ -106,8 +123,11 @@ static int collect_series(storage_t *st, const char *tenant, uint64_t token, uin
     if (rc == 0) rc = labels_json(lb, js);
     labels_free(lb);
     if (rc != 0) return rc;
-    scan_t sc = {pl, (const char *)js->data};
-    return storage_scan_profiles(st, tenant, token, sid, a->from_s, a->until_s, scan_fn, &sc);
+    scan_t sc = {pl, token, sid, (const char *)js->data};
+    /* the answer is newest first, so no series can contribute more than the
+     * node keeps: limit + 1 */
+    return storage_scan_profile_trees(st, tenant, token, sid, a->from_s, a->until_s, a->limit + 1,
+                                      scan_fn, &sc);
 }
 
 static int to_entries(const query_plist_t *pl, query_partial_t *out)
@@ -116,12 +136,14 @@ static int to_entries(const query_plist_t *pl, query_partial_t *out)
     if (out->values == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < pl->n; i++) {
         const query_plist_ent_t *e = &pl->e[i];
-        size_t n = strlen(e->labels) + 80;
+        size_t n = strlen(e->labels) + QUERY_PROFILE_ID_HEX + 64;
+        char ref[QUERY_PROFILE_ID_HEX + 1];
         if ((out->values[i] = malloc(n)) == NULL) return ERR_NOMEM;
-        int off = snprintf(out->values[i], n, "%" PRId64 " ", e->time_ns);
-        for (size_t k = 0; k < sizeof e->id; k++)
-            off += snprintf(out->values[i] + off, n - (size_t)off, "%02x", e->id[k]);
-        snprintf(out->values[i] + off, n - (size_t)off, " %" PRId64 " %s", e->total, e->labels);
+        query_profile_ref_t r = {e->token, e->series_id, e->time_ns, {0}};
+        memcpy(r.id, e->id, sizeof r.id);
+        query_profile_ref_write(&r, ref);
+        snprintf(out->values[i], n, "%" PRId64 " %s %" PRId64 " %s", e->time_ns, ref, e->total,
+                 e->labels);
         out->nvalues = i + 1;
     }
     return 0;
@@ -166,13 +188,6 @@ static int parse_i64(const char *s, size_t n, int64_t *out)
     return 0;
 }
 
-static int hex_val(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
 /* A labels object as a node writes it: one JSON object and nothing else. */
 static int check_labels(const char *s, size_t n)
 {
@@ -187,17 +202,21 @@ int query_plist_add_entry(query_plist_t *pl, const char *s, size_t n)
 {
     if (memchr(s, 0, n) != NULL) return ERR_CORRUPT;
     const char *sp1 = memchr(s, ' ', n);
-    if (sp1 == NULL || (size_t)(s + n - sp1) < 36 || sp1[33] != ' ') return ERR_CORRUPT;
-    const char *id = sp1 + 1, *tot = sp1 + 34;
+    const size_t idn = QUERY_PROFILE_ID_HEX;
+    if (sp1 == NULL || (size_t)(s + n - sp1) < idn + 4 || sp1[idn + 1] != ' ') return ERR_CORRUPT;
+    const char *id = sp1 + 1, *tot = sp1 + idn + 2;
     const char *sp3 = memchr(tot, ' ', (size_t)(s + n - tot));
     if (sp3 == NULL) return ERR_CORRUPT;
     query_plist_ent_t e = {0};
     int rc = parse_i64(s, (size_t)(sp1 - s), &e.time_ns);
     if (rc == 0) rc = parse_i64(tot, (size_t)(sp3 - tot), &e.total);
-    for (size_t k = 0; rc == 0 && k < sizeof e.id; k++) {
-        int hi = hex_val(id[2 * k]), lo = hex_val(id[2 * k + 1]);
-        if (hi < 0 || lo < 0) rc = ERR_CORRUPT;
-        e.id[k] = (uint8_t)(hi << 4 | lo);
+    query_profile_ref_t r;
+    if (rc == 0 && (query_profile_ref_parse(id, idn, &r) != 0 || r.time_ns != e.time_ns))
+        rc = ERR_CORRUPT; /* the id carries the time too: they must agree */
+    if (rc == 0) {
+        e.token = r.token;
+        e.series_id = r.series_id;
+        memcpy(e.id, r.id, sizeof e.id);
     }
     size_t ln = (size_t)(s + n - sp3 - 1);
     if (rc == 0) rc = check_labels(sp3 + 1, ln);
@@ -217,10 +236,13 @@ int query_profiles_write(query_plist_t *pl, size_t limit, buf_t *out)
     for (size_t i = 0; rc == 0 && i < n; i++) {
         const query_plist_ent_t *e = &pl->e[i];
         int64_t t = e->time_ns / 1000000000 - (e->time_ns % 1000000000 < 0); /* floor */
-        rc = buf_printf(out, "%s{\"time\":%" PRId64 ",\"id\":\"", i ? "," : "", t);
-        for (size_t k = 0; rc == 0 && k < sizeof e->id; k++)
-            rc = buf_printf(out, "%02x", e->id[k]);
-        if (rc == 0) rc = buf_printf(out, "\",\"total\":%" PRId64 ",\"labels\":", e->total);
+        char ref[QUERY_PROFILE_ID_HEX + 1];
+        query_profile_ref_t r = {e->token, e->series_id, e->time_ns, {0}};
+        memcpy(r.id, e->id, sizeof r.id);
+        query_profile_ref_write(&r, ref);
+        rc = buf_printf(out, "%s{\"time\":%" PRId64 ",\"id\":\"%s\",\"profile_id\":\"%s\"",
+                        i ? "," : "", t, ref, ref + QUERY_PROFILE_ID_HEX - 32);
+        if (rc == 0) rc = buf_printf(out, ",\"total\":%" PRId64 ",\"labels\":", e->total);
         if (rc == 0) rc = buf_append_str(out, e->labels);
         if (rc == 0) rc = buf_append_str(out, "}");
     }

@@ -184,6 +184,7 @@ int query_shares_write_groups(const strmap_t *values, const query_timeline_t *sh
  * labels) and keeps the first keep. */
 typedef struct query_plist_ent {
     int64_t time_ns;
+    uint64_t token, series_id; /* where the series lives: the id's first 32 hex digits */
     uint8_t id[16];
     int64_t total;
     char *labels; /* the series' labels as a JSON object; owned */
@@ -197,10 +198,29 @@ void query_plist_free(query_plist_t *pl);
 void query_plist_cut(query_plist_t *pl);
 /* Takes ownership of e->labels (freed on failure too). */
 int query_plist_add(query_plist_t *pl, const query_plist_ent_t *e);
-/* Adds one "TIME_NS ID TOTAL {labels}" entry of a partial; ERR_CORRUPT when
- * malformed. */
+/* Adds one "TIME_NS ID TOTAL {labels}" entry of a partial (ID: a profile
+ * reference, below); ERR_CORRUPT when malformed. */
 int query_plist_add_entry(query_plist_t *pl, const char *s, size_t n);
-/* The profiles of rs (query_partial_t.values), at most a->limit + 1. */
+/* A stored profile's reference, the id GET /api/profiles lists and
+ * GET /api/profiles/ID opens (its profile_trees key without the tenant):
+ * token, series id, time_ns XOR 2^63 (16 hex digits each) and the profile
+ * id (32), lowercase. out holds QUERY_PROFILE_ID_HEX + 1 bytes. */
+typedef struct query_profile_ref {
+    uint64_t token, series_id;
+    int64_t time_ns;
+    uint8_t id[16];
+} query_profile_ref_t;
+void query_profile_ref_write(const query_profile_ref_t *r, char *out);
+/* Parses exactly QUERY_PROFILE_ID_HEX hex digits (either case) of s[0..n);
+ * ERR_INVALID_ARGUMENT otherwise. */
+int query_profile_ref_parse(const char *s, size_t n, query_profile_ref_t *out);
+/* One profile's partial (profile.c): its tree when rs holds its token. */
+int query_profile_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
+                          const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
+                          errmsg_t *em);
+
+/* The profiles of rs (query_partial_t.values), at most a->limit + 1: each
+ * series' newest limit + 1 in range from profile_trees. */
 int query_profiles_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
                            const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
                            errmsg_t *em);

@@ -37,14 +37,18 @@ enum storage_cf {
     CF_SPANS,
     CF_PROFILES,
     CF_META,
-    CF_HINTS, /* hinted handoff (hints.c) */
-    CF_NODES, /* stack-node tables (nodetab.c) */
+    CF_HINTS,  /* hinted handoff (hints.c) */
+    CF_NODES,  /* stack-node tables (nodetab.c) */
+    CF_PTREES, /* one profile's own samples per series (write.c, ptrees.c) */
     CF_COUNT
 };
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "4"
+#define STORAGE_FORMAT_VERSION "5"
+/* The previous version, upgraded in place at open: version 5 only added the
+ * profile_trees column family, so version-4 data reads the same. */
+#define STORAGE_FORMAT_PREVIOUS "4"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector. */
 #define SPARSE_VERSION 2
@@ -68,7 +72,8 @@ enum storage_cf {
 #define STORAGE_SYMBOL_CACHE_SLOTS (1u << 18)
 #define STORAGE_SERIES_CACHE_SLOTS (1u << 16)
 
-/* Largest fixed-layout key: token|tenant|series_id|profile_id. */
+/* Room for the largest fixed-layout key, token|tenant|series_id|time|profile_id
+ * of profile_trees (8 + 1 + 150 + 8 + 8 + 16 bytes). */
 #define SKEY_MAX (8 + 1 + STORAGE_TENANT_MAX + 8 + 1 + 8 + 16)
 
 /* A key of bounded size built on the stack. */
@@ -91,8 +96,11 @@ typedef struct storage_counters {
     atomic_uint_fast64_t filtered_windows; /* blocks/totals dropped by retention */
     atomic_uint_fast64_t filtered_seen;    /* profiles entries dropped by retention */
     atomic_uint_fast64_t filtered_spans;   /* span trees dropped by retention */
-    atomic_uint_fast64_t duplicates;       /* series writes skipped as already seen */
-    atomic_uint_fast64_t series_written;   /* series writes committed */
+    atomic_uint_fast64_t filtered_ptrees;  /* profile trees dropped by profile retention */
+    atomic_uint_fast64_t
+        oversize_ptrees;                 /* profile trees not stored: past max_profile_tree_bytes */
+    atomic_uint_fast64_t duplicates;     /* series writes skipped as already seen */
+    atomic_uint_fast64_t series_written; /* series writes committed */
 } storage_counters_t;
 
 /* State of one compaction filter; points back at the handle. */
@@ -189,6 +197,9 @@ void storage_key_window(skey_t *k, uint64_t token, const char *tenant, uint64_t 
 /* token|tenant|series_id|profile_id */
 void storage_key_profile(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id,
                          const uint8_t profile_id[16]);
+/* token|tenant|series_id|time_ns|profile_id (profile_trees: time-ordered) */
+void storage_key_ptree(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id,
+                       int64_t time_ns, const uint8_t profile_id[16]);
 /* tenant|symbol_id */
 void storage_key_symbol(skey_t *k, const char *tenant, uint64_t symbol_id);
 /* tenant|kind|id and tenant|kind|id|token|series_id */
@@ -211,6 +222,13 @@ void storage_profile_value(uint8_t out[STORAGE_PROFILE_VALUE_LEN], int64_t time_
                            int64_t written_s);
 void storage_i64_put(uint8_t out[8], int64_t v); /* little-endian */
 int64_t storage_i64_get(const uint8_t *p);
+
+/* profile_trees value (ptrees.c): version byte, flags, the series' root total
+ * (i64 little-endian), then the sparse block encoding of the series' share
+ * of the profile unless PTREE_FLAG_NO_TREE says it was too large to keep. */
+#define PTREE_VERSION 1
+#define PTREE_FLAG_NO_TREE 1
+#define PTREE_HEADER_LEN 10
 
 /* Symbol value: uvarint name_len, name, uvarint file_len, file. */
 int storage_symbol_value(buf_t *out, const char *name, const char *file);
@@ -235,6 +253,9 @@ rocksdb_compactionfilter_t *storage_filter_new(storage_t *s, enum storage_cf cf)
 /* Whether the compaction filter of cf would drop key/value now. */
 int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key, size_t klen,
                            const uint8_t *val, size_t vlen);
+
+/* 1 when a profile of time time_ns is past profile_retention_seconds. */
+int storage_ptree_expired(storage_t *s, int64_t time_ns);
 
 /* --- hints (hints.c) ------------------------------------------------------ */
 
