@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "node/ingest/ingest.h"
 #include "node/node_int.h"
+#include "node/ui_int.h"
 #include "query/query.h"
 
 typedef struct job job_t;
@@ -62,13 +63,14 @@ static const route_t routes[] = {
     {"/api/label-shares", HTTP_GET, "label_shares", route_label_shares},
     {"/api/diff", HTTP_GET, "diff_report", routes_report_diff},
     {"/api/profiles", HTTP_GET, "profiles", route_profiles},
+    {"/ui/*", HTTP_GET, "ui", routes_ui_file},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
 static const char *const route_names[NROUTES + 1] = {
     "none",   "index",        "ready",       "metrics",      "ingest",
     "render", "render_diff",  "label_names", "label_values", "cluster_status",
-    "top",    "label_shares", "diff_report", "profiles",
+    "top",    "label_shares", "diff_report", "profiles",     "ui",
 };
 _Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every route");
 
@@ -200,13 +202,21 @@ static job_t *job_start(node_t *n, http_exchange_t *ex, const http_request_t *r,
 
 /* ---------- dispatch ---------- */
 
+/* A route path ending in '*' matches every path that starts with the rest. */
+static int path_matches(const char *route, const char *path)
+{
+    size_t n = strlen(route);
+    if (n > 0 && route[n - 1] == '*') return strncmp(route, path, n - 1) == 0;
+    return strcmp(route, path) == 0;
+}
+
 void routes_handle(void *ctx, http_exchange_t *ex)
 {
     node_t *n = ctx;
     const http_request_t *r = http_exchange_request(ex);
     int path_found = 0;
     for (size_t i = 0; i < NROUTES; i++) {
-        if (strcmp(routes[i].path, r->path) != 0) continue;
+        if (!path_matches(routes[i].path, r->path)) continue;
         path_found = 1;
         if (routes[i].method != r->method) continue;
         http_exchange_set_tag(ex, (int)i + 1);
@@ -277,7 +287,7 @@ static const char index_html[] =
 
 static void route_index(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    respond_static(ex, 200, "text/html; charset=utf-8", index_html);
+    routes_ui_index(n, ex, r, index_html);
 }
 
 static void route_ready(node_t *n, http_exchange_t *ex, const http_request_t *r)
