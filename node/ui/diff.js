@@ -11,6 +11,8 @@ import { fromDiff, matchedTotal } from './tree.js';
 import { parseQuery } from './state/url.js';
 import { toSeconds } from './querybar.js';
 
+const rangeText = (v) => (/^\d+$/.test(v) ? fmt.time(toSeconds(v)) : v);
+
 const REPORT_LIMIT = 200;
 
 export class DiffView {
@@ -42,7 +44,7 @@ export class DiffView {
           <a data-format="folded" download>folded</a>
           <a data-format="speedscope" download>speedscope</a></span>
       </div>
-      <div class="split">
+      <div class="split diff-split">
         <div class="table-box"></div>
         <div class="graph-box"><div class="graph"></div><div class="footnote"></div></div>
       </div>`;
@@ -77,11 +79,11 @@ export class DiffView {
     return [
       { key: 'sig', title: '', sort: (r) => (r.significant ? 1 : 0), render: (r) => mark(r) },
       { key: 'name', title: 'Function' },
-      { key: 'leftShare', title: 'Baseline', num: true, render: (r) => pct(r.leftShare) },
-      { key: 'rightShare', title: 'Comparison', num: true, render: (r) => pct(r.rightShare) },
+      { key: 'leftShare', title: 'Base', num: true, render: (r) => pct(r.leftShare) },
+      { key: 'rightShare', title: 'Comp.', num: true, render: (r) => pct(r.rightShare) },
       { key: 'abschange', title: 'Change', num: true, sort: (r) => Math.abs(r.change), render: (r) => change(r) },
       { key: 'pValue', title: 'p', num: true, sort: (r) => (r.pValue == null ? 2 : r.pValue),
-        render: (r) => (r.pValue == null ? 'not tested' : r.pValue < 1e-4 ? r.pValue.toExponential(1) : r.pValue.toFixed(4)) },
+        render: (r) => (r.pValue == null ? 'not tested' : r.pValue === 0 ? '≈ 0' : r.pValue < 1e-4 ? r.pValue.toExponential(1) : r.pValue.toFixed(4)) },
     ];
   }
 
@@ -97,7 +99,7 @@ export class DiffView {
     const p = this.sides(state);
     const q = this.q;
     q('.left-q').textContent = p.leftQuery;
-    q('.left-r').textContent = `${p.leftFrom} .. ${p.leftUntil}`;
+    q('.left-r').textContent = `${rangeText(p.leftFrom)} .. ${rangeText(p.leftUntil)}`;
     q('.right-q').value = state.rightQuery;
     q('.right-from').value = state.rightFrom;
     q('.right-until').value = state.rightUntil;
@@ -121,8 +123,8 @@ export class DiffView {
     const [d, rep, lt, rt] = await Promise.all([
       api.renderDiff({ ...p, maxNodes: state.maxNodes }),
       api.diffReport({ ...p, limit: REPORT_LIMIT }),
-      api.render({ query: p.leftQuery, from: p.leftFrom, until: p.leftUntil, maxNodes: 1 }),
-      api.render({ query: p.rightQuery, from: p.rightFrom, until: p.rightUntil, maxNodes: 1 }),
+      api.render({ query: p.leftQuery, from: p.leftFrom, until: p.leftUntil, maxNodes: 2 }),
+      api.render({ query: p.rightQuery, from: p.rightFrom, until: p.rightUntil, maxNodes: 2 }),
     ]);
     this.app.showPartial(api.partialText(d) || api.partialText(rep));
     this.diff = d;
@@ -164,7 +166,7 @@ export class DiffView {
       leftTicks: this.diff?.leftTicks, rightTicks: this.diff?.rightTicks,
       frames: this.graph.drawn().map((f, i) => ({ ...f, color: this.graph.frames[i] && this.graph.frameColor(this.graph.frames[i].n, this.graph.colors()) })),
       report: this.report ? this.report.functions : null,
-      table: [...this.q('.table-box tbody').rows].map((tr) => ({ name: tr.dataset.name, cells: [...tr.cells].map((c) => c.textContent) })),
+      table: [...(this.q('.table-box tbody')?.rows || [])].map((tr) => ({ name: tr.dataset.name, cells: [...tr.cells].map((c) => c.textContent) })),
     };
   }
 }

@@ -95,7 +95,7 @@ export class FlameGraph {
     if (this.match && !this.match(n.name) && n !== this.root) return c.muted;
     if (this.info.diff) return fmt.diffColor(this.change(n).relative);
     if (n.name === 'other') return c.other;
-    if (n === this.root) return 'hsl(0,0%,72%)';
+    if (n === this.root && n.name === 'total') return 'hsl(0,0%,72%)';
     return fmt.packageColor(n.name);
   }
 
@@ -169,10 +169,12 @@ export class FlameGraph {
     }
     if (w >= MIN_LABEL_PX) {
       const chars = Math.floor((w - 8) / charW);
-      let label = n === this.root ? this.rootLabel() : fmt.fit(n.name, chars);
+      let label = n === this.root && n.name === 'total' ? this.rootLabel() : fmt.fit(n.name, chars);
       if (label.length > chars) label = fmt.fit(label, chars);
       if (label) {
-        ctx.fillStyle = c.text;
+        // strong diff colours are dark: white text stays readable on them
+        const strong = this.info.diff && n !== this.root && Math.abs(this.change(n).relative) > 50;
+        ctx.fillStyle = strong ? '#fff' : c.text;
         ctx.fillText(label, x + 4, y + ROW / 2);
       }
     }

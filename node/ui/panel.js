@@ -219,7 +219,7 @@ export class Panel {
       focus: this.graph.focus ? this.graph.focus.name : null,
       matched: this.matched,
       sandwich: this.sw ? { callers: this.callers.drawn(), callees: this.callees.drawn() } : null,
-      table: [...this.q('.table-box tbody').rows].map((tr) => ({
+      table: [...(this.q('.table-box tbody')?.rows || [])].map((tr) => ({
         name: tr.dataset.name, cells: [...tr.cells].map((c) => c.textContent), selected: tr.className === 'selected',
       })),
     };

@@ -66,18 +66,21 @@ export class Timeline {
     const b = (this.b = this.bounds());
     const plotH = H - AXIS;
     const sx = (t) => ((t - b.t0) / (b.t1 - b.t0 || 1)) * W;
-    for (const s of this.series) {
+    // several series share each bucket side by side, so none hides another
+    const ns = this.series.length;
+    this.series.forEach((s, k) => {
       const tl = s.timeline;
       ctx.fillStyle = s.color || cs.getPropertyValue('--accent').trim();
-      ctx.globalAlpha = this.series.length > 1 ? 0.55 : 0.85;
+      ctx.globalAlpha = 0.85;
       tl.samples.forEach((v, i) => {
         if (!v) return;
         const t = tl.startTime + i * tl.durationDelta;
-        const x = sx(t), w = Math.max(1, sx(t + tl.durationDelta) - x - 0.5);
+        const x0 = sx(t), full = sx(t + tl.durationDelta) - x0;
+        const w = Math.max(1, full / ns - 0.5);
         const h = b.max ? (this.perSecond(v, tl.durationDelta) / b.max) * plotH : 0;
-        ctx.fillRect(x, plotH - h, w, h);
+        ctx.fillRect(x0 + (k * full) / ns, plotH - h, w, h);
       });
-    }
+    });
     ctx.globalAlpha = 1;
     ctx.fillStyle = fg;
     ctx.font = '11px sans-serif';
