@@ -78,7 +78,7 @@ export class DiffView {
     const pct = (v) => v.toFixed(2) + '%';
     return [
       { key: 'sig', title: '', sort: (r) => (r.significant ? 1 : 0), render: (r) => mark(r) },
-      { key: 'name', title: 'Function' },
+      { key: 'name', title: 'Function', render: (r) => fmt.fit(r.name, 34) },
       { key: 'leftShare', title: 'Base', num: true, render: (r) => pct(r.leftShare) },
       { key: 'rightShare', title: 'Comp.', num: true, render: (r) => pct(r.rightShare) },
       { key: 'abschange', title: 'Change', num: true, sort: (r) => Math.abs(r.change), render: (r) => change(r) },

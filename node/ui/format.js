@@ -29,7 +29,7 @@ export function percent(part, whole) {
 }
 
 export function cores(c) {
-  return trim(c, c < 0.1 ? 4 : 2) + ' cores';
+  return trim(c, c < 0.1 ? 4 : 2) + (c === 1 ? ' core' : ' cores');
 }
 
 // Is a profile type a CPU time (so values convert to cores)? The sample type

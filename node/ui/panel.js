@@ -9,6 +9,7 @@ import { fromFlamebearer, matchedTotal, sandwich } from './tree.js';
 import { parseQuery } from './state/url.js';
 
 const TOP_LIMIT = 1000;
+const NAME_CHARS = 34; // longer names are shortened package first (the row's title has it whole)
 // Two bars around a line: callers above, callees below (no icon font needed).
 const SANDWICH_ICON = '<svg width="12" height="12" viewBox="0 0 12 12" aria-hidden="true">' +
   '<rect x="1" y="1" width="10" height="3" rx="1" fill="currentColor"/>' +
@@ -67,18 +68,19 @@ export class Panel {
     q('.unsandwich').onclick = () => app.setState({ view: 'single' });
   }
 
+  // For CPU types the values read in cores (the average number busy over
+  // the range), else in the profile's unit; both with their share.
   columns(cpu) {
     const unit = this.unit;
     const pct = (v) => (v < 10 ? v.toFixed(2) : v.toFixed(1)) + '%';
-    const c = [
+    const val = (v, c) => (cpu && c != null ? fmt.cores(c) : fmt.value(v, unit));
+    return [
       { key: 'name', title: 'Function', render: (r) => this.nameCell(r) },
-      { key: 'self', title: 'Self', num: true,
-        render: (r) => barCell(`${fmt.value(r.self, unit)} · ${pct(r.selfPercent)}`, r.self / (this.maxSelf || 1)) },
-      { key: 'total', title: 'Total', num: true,
-        render: (r) => barCell(`${fmt.value(r.total, unit)} · ${pct(r.totalPercent)}`, r.totalPercent / 100) },
+      { key: 'self', title: cpu ? 'Self (cores)' : 'Self', num: true,
+        render: (r) => barCell(`${val(r.self, r.selfCores)} · ${pct(r.selfPercent)}`, r.self / (this.maxSelf || 1)) },
+      { key: 'total', title: cpu ? 'Total (cores)' : 'Total', num: true,
+        render: (r) => barCell(`${val(r.total, r.totalCores)} · ${pct(r.totalPercent)}`, r.totalPercent / 100) },
     ];
-    if (cpu) c.push({ key: 'selfCores', title: 'Self cores', num: true, render: (r) => (r.selfCores ?? 0).toFixed(3) });
-    return c;
   }
 
   nameCell(r) {
@@ -95,7 +97,7 @@ export class Panel {
     const dot = document.createElement('i');
     dot.className = 'swatch';
     dot.style.background = fmt.packageColor(r.name);
-    span.append(sw, dot, r.name === 'other' ? 'other (folded frames)' : r.name);
+    span.append(sw, dot, r.name === 'other' ? 'other (folded frames)' : fmt.fit(r.name, NAME_CHARS));
     return span;
   }
 
@@ -145,6 +147,7 @@ export class Panel {
     this.table.setRows(t.functions, note);
     let foot = `total ${fmt.value(r.flamebearer.numTicks, this.unit)} over ${secs} s`;
     if (this.hasOther()) foot += ` · "other" frames (hatched) fold what maxNodes=${maxNodes} cut; their totals are exact`;
+    if (!r.flamebearer.numTicks) foot = 'no samples match this selection in this range: widen the range or change the selector';
     this.q('.footnote').textContent = foot;
     this.exports(p, state.maxNodes);
   }
@@ -201,6 +204,9 @@ export class Panel {
     const share = fmt.percent(s.callees.total, this.tree.total);
     this.q('.callers-caption').textContent = `callers of ${fn} (${share} of total, ${s.calls} call sites merged)`;
     this.q('.callees-caption').textContent = `callees of ${fn}`;
+    // the function is the callers' bottom row: bring it into view
+    const box = this.q('.graph-box');
+    box.scrollTop = Math.max(0, this.q('.callers').offsetHeight - box.clientHeight / 2);
   }
 
   zoomed() {

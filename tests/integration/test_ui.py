@@ -18,7 +18,8 @@ import re
 import time
 import urllib.parse
 
-from harness import CPU, ROOT, Node, Skip, run_tests, unique
+from cluster import Cluster
+from harness import CPU, ROOT, Node, run_tests, unique
 from profiles import Pprof, folded
 from webdriver import Browser
 
@@ -44,8 +45,6 @@ PUSHED = {"v1": {}, "v2": {}}
 
 def setup():
     global NODE
-    if not (os.access("/usr/bin/chromium", os.X_OK) and os.access("/usr/bin/chromedriver", os.X_OK)):
-        return
     NODE = Node(name="ui").start()
     for version, stacks, region in (("v1", V1, "eu"), ("v2", V2, "us")):
         for i in range(WINDOWS):
@@ -105,9 +104,7 @@ def shot(b, name):
 
 
 def need_browser():
-    if NODE is None:
-        raise Skip("chromium / chromium-driver not installed (deploy/packages.txt lists them)")
-    return Browser(1280, 800)
+    return Browser(1280, 800)  # raises Skip, saying why, without chromium
 
 
 def frames_by_name(s):
@@ -125,8 +122,6 @@ def canvas_point(b, css, frame):
 
 
 def test_serving():
-    if NODE is None:
-        raise Skip("chromium / chromium-driver not installed")
     r = NODE.get("/", headers={"Accept": "text/html,application/xhtml+xml"})
     assert r.status == 200 and b'<script type="module" src="/ui/app.js">' in r.body, r
     etag = r.headers["etag"]
@@ -162,12 +157,25 @@ def test_flame_graph_and_table():
         rows = {r["name"]: r for r in s["table"]}
         assert set(rows) == set(tot), sorted(rows)
         for name, want in slf.items():
-            cell = rows[name]["cells"][1]  # "12 s · 37.5%"
+            cell = rows[name]["cells"][1]  # "0.0033 cores · 37.5%" (a CPU type)
+            assert " cores · " in cell, cell
             got = float(re.search(r"([\d.]+)%", cell).group(1))
             assert abs(got - want) < 0.1, (name, cell, want)
         # the default order is self, largest first
         assert s["table"][0]["name"] == max(slf, key=slf.get), s["table"][0]
+        # hover: the tooltip gives total and self with their share and cores
+        x, y = canvas_point(b, "#view-single canvas.flamegraph", db)
+        b.mouse([("move", x, y)])
+        tip = b.wait_js("const t = document.getElementById('tooltip'); return !t.hidden && [...t.children].map(c => c.textContent).join(\"\\n\")", what="tooltip")
+        want = ("%.2f" % tot["db"]).rstrip("0").rstrip(".")
+        assert tip.startswith("db\nTotal: ") and "(%s%%, " % want in tip and "cores)" in tip, tip
         shot(b, "single")
+        # every export link answers with its format
+        links = b.js("return [...document.querySelectorAll('#view-single .exports a')].map(a => a.getAttribute('href'))")
+        assert len(links) == 4, links
+        for href in links:
+            r = NODE.get(href)
+            assert r.status == 200 and len(r.body) > 0, (href, r)
 
         # click on "serve": zoom; db now spans db/serve of the width
         sv = frames_by_name(s)["serve"][0]
@@ -194,6 +202,42 @@ def test_flame_graph_and_table():
         assert [r["name"] for r in m["table"]] == ["json"], m["table"]
         assert "json" in b.js("return location.search")
         shot(b, "search")
+
+
+def test_other_frame():
+    with need_browser() as b:
+        s = open_page(b, page(query=sel(), maxNodes=4), "a truncated graph")
+        fr = frames_by_name(s)
+        assert "other" in fr, sorted(fr)
+        note = b.js("return document.querySelector('#view-single .footnote').textContent")
+        assert "maxNodes=4" in note, note
+        assert s["numTicks"] == sum(f["total"] for f in fr["main"]), "totals stay exact"
+
+
+def test_query_bar():
+    with need_browser() as b:
+        open_page(b, page(query=sel()), "the single view")
+        # autocomplete: label names after ',' and values after name="
+        b.js("const e = document.getElementById('q-selector'); e.focus();"
+             "e.setSelectionRange(e.value.length - 1, e.value.length - 1);")
+        b.keys(",ver")
+        items = b.wait_js("const u = document.getElementById('q-suggest');"
+                          "return !u.hidden && [...u.children].map(l => l.textContent)", what="names")
+        assert items == ["version"], items
+        b.keys("\ue004")  # Tab picks it: version="
+        vals = b.wait_js("const u = document.getElementById('q-suggest');"
+                         "return !u.hidden && [...u.children].map(l => l.textContent)", what="values")
+        assert vals == ["v1", "v2"], vals
+        b.keys("\ue015\ue007")  # ArrowDown, Enter: v2
+        sel_text = b.js("return document.getElementById('q-selector').value")
+        assert sel_text == '{service_name="%s",version="v2"}' % SVC, sel_text
+        b.click("#q-apply")
+        s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && s.state.query.includes('v2') && s",
+                      what="apply")
+        assert s["numTicks"] == sum(V2.values()) * NS * WINDOWS, s["numTicks"]
+        # a preset writes now-6h into the URL
+        b.js("const r = document.getElementById('q-range'); r.value = '6h'; r.dispatchEvent(new Event('change'));")
+        b.wait_js("return location.search.includes('from=now-6h')", what="preset")
 
 
 def test_table_click_and_sandwich():
@@ -315,6 +359,21 @@ def test_errors_theme_and_defaults():
         # the 400s of the bad query above are expected; script errors are not
         errs = [e for e in b.console_errors() if e.get("source") != "network"]
         assert not errs, errs
+
+
+def test_partial_warning():
+    """A cluster that answers partially: the page says so, above the graph."""
+    with need_browser() as b, Cluster(2, rf=1, args=["--query-timeout", "3000ms"]) as c:
+        svc = unique("uipart")
+        for i, node in enumerate(c.nodes):
+            r = node.ingest(folded({"main;work": 5}), name=svc + ".cpu", **{"from": NOW - 60 + 10 * i})
+            assert r.status == 200, r
+        c.kill(1)
+        url = "http://127.0.0.1:%d/?%s" % (c.nodes[0].port, urllib.parse.urlencode(
+            {"query": CPU + "{}", "from": "now-1h"}))
+        s = open_page(b, url, "a partial answer")
+        assert s["partial"] and "partial answer" in s["partial"] and "n1" in s["partial"], s["partial"]
+        shot(b, "partial")
 
 
 if __name__ == "__main__":
