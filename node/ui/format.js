@@ -28,6 +28,10 @@ export function percent(part, whole) {
   return trim(p) + '%';
 }
 
+export function coresNumber(c) {
+  return trim(c, c < 0.1 ? 4 : 2);
+}
+
 export function cores(c) {
   return trim(c, c < 0.1 ? 4 : 2) + (c === 1 ? ' core' : ' cores');
 }

@@ -73,7 +73,7 @@ export class Panel {
   columns(cpu) {
     const unit = this.unit;
     const pct = (v) => (v < 10 ? v.toFixed(2) : v.toFixed(1)) + '%';
-    const val = (v, c) => (cpu && c != null ? fmt.cores(c) : fmt.value(v, unit));
+    const val = (v, c) => (cpu && c != null ? fmt.coresNumber(c) : fmt.value(v, unit));
     return [
       { key: 'name', title: 'Function', render: (r) => this.nameCell(r) },
       { key: 'self', title: cpu ? 'Self (cores)' : 'Self', num: true,
@@ -225,6 +225,7 @@ export class Panel {
       focus: this.graph.focus ? this.graph.focus.name : null,
       matched: this.matched,
       sandwich: this.sw ? { callers: this.callers.drawn(), callees: this.callees.drawn() } : null,
+      table_head: [...this.q('.table-box thead')?.rows[0]?.cells || []].map((c) => c.textContent),
       table: [...(this.q('.table-box tbody')?.rows || [])].map((tr) => ({
         name: tr.dataset.name, cells: [...tr.cells].map((c) => c.textContent), selected: tr.className === 'selected',
       })),

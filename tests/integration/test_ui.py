@@ -157,8 +157,8 @@ def test_flame_graph_and_table():
         rows = {r["name"]: r for r in s["table"]}
         assert set(rows) == set(tot), sorted(rows)
         for name, want in slf.items():
-            cell = rows[name]["cells"][1]  # "0.0033 cores · 37.5%" (a CPU type)
-            assert " cores · " in cell, cell
+            cell = rows[name]["cells"][1]  # "0.0033 · 37.5%": cores of a CPU type, share
+            assert re.match(r"^[\d.]+ · [\d.]+%$", cell) and "(cores)" in s["table_head"][1], cell
             got = float(re.search(r"([\d.]+)%", cell).group(1))
             assert abs(got - want) < 0.1, (name, cell, want)
         # the default order is self, largest first
