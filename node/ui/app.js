@@ -64,8 +64,7 @@ class App {
     const tab = TAB_OF[s.view] || 'single';
     for (const a of document.querySelectorAll('#tabs a')) a.classList.toggle('active', a.dataset.view === tab);
     for (const v of KEY_VIEWS) $('view-' + v).hidden = v !== tab;
-    this.bar.state = s;
-    this.bar.showRange(s);
+    this.bar.sync(s);
     const seq = ++this.seq;
     document.body.dataset.ready = 'false';
     this.tab = tab;

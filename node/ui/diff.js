@@ -50,7 +50,9 @@ export class DiffView {
       </div>`;
     const q = (s) => root.querySelector(s);
     this.q = q;
-    this.timeline = new Timeline(q('.timeline-box'));
+    this.timeline = new Timeline(q('.timeline-box'), {
+      onSelect: (f, u) => app.setState({ from: String(f), until: String(u) }),
+    });
     this.graph = new FlameGraph(q('.graph'), { tooltip: app.tooltip });
     this.table = new Table(q('.table-box'), {
       className: 'report', sortKey: 'abschange', columns: this.columns(),

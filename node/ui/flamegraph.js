@@ -113,6 +113,7 @@ export class FlameGraph {
   draw() {
     const cv = this.canvas;
     if (!this.root) return;
+    const t0 = performance.now();
     const dpr = window.devicePixelRatio || 1;
     const W = Math.max(100, this.el.clientWidth);
     const depth = this.levels.length;
@@ -151,6 +152,12 @@ export class FlameGraph {
         this.frames.push({ n, x, y, w });
       }
     }
+    this.drawMs = performance.now() - t0;
+  }
+
+  // Nodes of the tree (drawn or not).
+  size() {
+    return this.levels ? this.levels.reduce((a, l) => a + l.length, 0) : 0;
   }
 
   drawFrame(ctx, n, x, y, w, c, charW, dimmed) {

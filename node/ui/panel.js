@@ -222,6 +222,8 @@ export class Panel {
       query: this.query,
       numTicks: this.render ? this.render.flamebearer.numTicks : null,
       frames: this.graph.drawn(),
+      nodes: this.graph.size(),
+      drawMs: this.graph.drawMs,
       focus: this.graph.focus ? this.graph.focus.name : null,
       matched: this.matched,
       sandwich: this.sw ? { callers: this.callers.drawn(), callees: this.callees.drawn() } : null,

@@ -73,6 +73,18 @@ export class QueryBar {
     return null;
   }
 
+  // Shows state in the inputs (after Back/Forward or a change made by a view).
+  sync(state) {
+    this.state = state;
+    const { type } = parseQuery(state.query);
+    if (type && [...this.el.type.options].some((o) => o.value === type)) this.el.type.value = type;
+    if (document.activeElement !== this.el.sel) this.el.sel.value = selectorOf(state.query);
+    const svc = matcherValue(state.query, 'service_name');
+    if ([...this.el.service.options].some((o) => o.value === svc)) this.el.service.value = svc;
+    this.el.maxNodes.value = state.maxNodes;
+    this.showRange(state);
+  }
+
   showRange(s) {
     const m = /^now-(\d+[mhd])$/.exec(s.from);
     const preset = m && s.until === 'now' && PRESETS.includes(m[1]) ? m[1] : 'abs';

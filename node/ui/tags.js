@@ -19,7 +19,9 @@ export class TagsView {
       <div class="table-box"></div>`;
     this.q = (s) => root.querySelector(s);
     this.q('.label').onchange = (e) => app.setState({ label: e.target.value });
-    this.timeline = new Timeline(this.q('.timeline-box'));
+    this.timeline = new Timeline(this.q('.timeline-box'), {
+      onSelect: (f, u) => app.setState({ from: String(f), until: String(u) }),
+    });
     this.table = new Table(this.q('.table-box'), {
       className: 'tags', sortKey: 'share', key: (r) => r.value, columns: [
         { key: 'color', title: '', render: (r) => swatch(r.color) },

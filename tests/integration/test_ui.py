@@ -238,6 +238,12 @@ def test_query_bar():
         # a preset writes now-6h into the URL
         b.js("const r = document.getElementById('q-range'); r.value = '6h'; r.dispatchEvent(new Event('change'));")
         b.wait_js("return location.search.includes('from=now-6h')", what="preset")
+        # Back returns to the previous view, inputs included
+        b.js("history.back()")
+        s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && s.state.from === 'now-1h' && s",
+                      what="back")
+        assert b.js("return document.getElementById('q-range').value") == "1h"
+        assert 'version="v2"' in b.js("return document.getElementById('q-selector').value")
 
 
 def test_table_click_and_sandwich():
