@@ -28,12 +28,14 @@ export function percent(part, whole) {
   return trim(p) + '%';
 }
 
+// Cores with the digits that matter: 2.5, 0.0123, 3.2e-7 (not a rounded 0).
 export function coresNumber(c) {
+  if (c > 0 && c < 1e-4) return c.toExponential(1);
   return trim(c, c < 0.1 ? 4 : 2);
 }
 
 export function cores(c) {
-  return trim(c, c < 0.1 ? 4 : 2) + (c === 1 ? ' core' : ' cores');
+  return coresNumber(c) + (c === 1 ? ' core' : ' cores');
 }
 
 // Is a profile type a CPU time (so values convert to cores)? The sample type

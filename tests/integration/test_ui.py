@@ -23,8 +23,8 @@ from harness import CPU, ROOT, Node, run_tests, unique
 from profiles import Pprof, folded
 from webdriver import Browser
 
-ART = os.path.join(os.environ.get("FLAMEDB_BUILD_DIR", os.path.join(ROOT, "build")),
-                   "test-artifacts", "ui")
+ART = os.path.normpath(os.path.join(os.environ.get("FLAMEDB_BUILD_DIR", os.path.join(ROOT, "build")),
+                   "test-artifacts", "ui"))
 NOW = int(time.time())
 SVC = unique("uiapp")
 SPAN_SVC = SVC + "_spans"
@@ -136,6 +136,10 @@ def test_serving():
     assert r.status == 404 and r.json()["code"] == "not_found", r
     r = NODE.get("/ui/")
     assert r.status == 404, r
+    r = NODE.get("/ui/../routes.c")
+    assert r.status == 404, r
+    r = NODE.request("POST", "/ui/app.js", body=b"x")
+    assert r.status == 405 and r.headers.get("allow") == "GET", r
     r = NODE.get("/")  # curl: the list of endpoints
     assert r.status == 200 and b"/pyroscope/render" in r.body and b"/ui/app.js" not in r.body, r
 
@@ -158,7 +162,7 @@ def test_flame_graph_and_table():
         assert set(rows) == set(tot), sorted(rows)
         for name, want in slf.items():
             cell = rows[name]["cells"][1]  # "0.0033 · 37.5%": cores of a CPU type, share
-            assert re.match(r"^[\d.]+ · [\d.]+%$", cell) and "(cores)" in s["table_head"][1], cell
+            assert re.match(r"^[\d.e-]+ · [\d.]+%$", cell) and "(cores)" in s["table_head"][1], cell
             got = float(re.search(r"([\d.]+)%", cell).group(1))
             assert abs(got - want) < 0.1, (name, cell, want)
         # the default order is self, largest first
@@ -383,4 +387,5 @@ def test_partial_warning():
 
 
 if __name__ == "__main__":
+    print("  screenshots in %s" % ART, flush=True)
     run_tests(globals())
