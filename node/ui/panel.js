@@ -8,7 +8,7 @@ import { Timeline } from './timeline.js';
 import { fromFlamebearer, matchedTotal, sandwich } from './tree.js';
 import { parseQuery } from './state/url.js';
 
-const TOP_LIMIT = 1000;
+const TOP_LIMIT = 5000; // functions loaded into the table (the answer says how many there are)
 const NAME_CHARS = 34; // longer names are shortened package first (the row's title has it whole)
 // Two bars around a line: callers above, callees below (no icon font needed).
 const SANDWICH_ICON = '<svg width="12" height="12" viewBox="0 0 12 12" aria-hidden="true">' +
@@ -142,7 +142,8 @@ export class Panel {
     this.timeline.set([{ timeline: r.timeline }], this.unit, this.cpu);
     this.maxSelf = Math.max(0, ...t.functions.map((f) => f.self));
     this.table.opts.columns = this.columns(this.cpu);
-    let note = `${t.functionCount} functions`;
+    let note = t.functionCount > t.functions.length
+      ? `the top ${t.functions.length} of ${t.functionCount} functions` : `${t.functionCount} functions`;
     if (this.cpu && t.cores != null) note += ` · ${fmt.cores(t.cores)} on average`;
     this.table.setRows(t.functions, note);
     let foot = `total ${fmt.value(r.flamebearer.numTicks, this.unit)} over ${secs} s`;

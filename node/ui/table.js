@@ -2,7 +2,7 @@
 // regression report, the tag explorer). Clicking a header sorts by it;
 // clicking a row calls onRow(row); rows whose key is `selected` are marked.
 
-const MAX_ROWS = 2000; // rows put in the page; the rest are counted in the footer
+const MAX_ROWS = 500; // rows put in the page (sorted, filtered first); the footer counts the rest
 
 export class Table {
   // columns: [{key, title, render(row) -> string|Node, num, sort(row) -> value, cls}]
@@ -91,7 +91,7 @@ export class Table {
       body.append(row);
     }
     this.table.replaceChildren(head, body);
-    const more = rows.length > MAX_ROWS ? ` (first ${MAX_ROWS} shown)` : '';
+    const more = rows.length > MAX_ROWS ? ` (first ${MAX_ROWS} shown: search to narrow)` : '';
     const filtered = this.filter ? ` matching "${this.filter}"` : '';
     this.foot.textContent = `${rows.length} of ${this.rows.length} rows${filtered}${more}` +
       (this.note ? ' · ' + this.note : '');

@@ -216,6 +216,75 @@ def test_other_frame():
         note = b.js("return document.querySelector('#view-single .footnote').textContent")
         assert "maxNodes=4" in note, note
         assert s["numTicks"] == sum(f["total"] for f in fr["main"]), "totals stay exact"
+        x, y = canvas_point(b, "#view-single canvas.flamegraph", fr["other"][0])
+        b.mouse([("move", x, y)])
+        tip = b.wait_js("const t = document.getElementById('tooltip'); return !t.hidden && t.textContent",
+                        what="other tooltip")
+        assert tip.startswith("other") and "maxNodes" in tip, tip
+
+
+def test_large_tree():
+    """More than 10,000 frames: drawn from one canvas, quickly, exact."""
+    svc = unique("uibig")
+    stacks = {}
+    for i in range(12000):  # distinct stacks: 12,000 leaves under 120 x 10 callers
+        stacks["main;mod%d.handler;mod%d.step%d;leaf%d" % (i % 120, i % 120, i % 1200, i)] = 1 + i % 7
+    r = NODE.ingest(folded(stacks), name=svc + ".cpu", **{"from": NOW - 30})
+    assert r.status == 200, r
+    with need_browser() as b:
+        s = open_page(b, page(query=sel(svc), maxNodes=16384), "a large tree")
+        assert s["numTicks"] == sum(stacks.values()) * NS, s["numTicks"]
+        assert s["nodes"] == 1 + 1 + 120 + 1200 + 12000, s["nodes"]
+        assert "other" not in frames_by_name(s)
+        assert s["drawMs"] < 1000, s["drawMs"]  # ~10 ms here; generous for a shared machine
+        b.keys("/")
+        b.keys("step7")
+        m = b.wait_js("const s = window.flamedbUI.snapshot(); return s.matched && s.state.search === 'step7' && s",
+                      what="search")
+        want = sum(v for k, v in stacks.items() if "step7" in k.split(";")[2])
+        assert m["matched"]["total"] == want * NS, (m["matched"], want)
+        shot(b, "large")
+
+
+def test_js_modules():
+    """The modules' pure parts, run in the page: decoding, names, sandwich."""
+    with need_browser() as b:
+        open_page(b, page(query=sel()), "the single view")
+        out = b.js_async("""
+          const done = arguments[arguments.length - 1];
+          Promise.all([import('/ui/tree.js'), import('/ui/format.js'), import('/ui/state/url.js')])
+            .then(([tree, fmt, url]) => {
+              // a -> b -> a (recursion) and a -> c; offsets delta-encoded per level
+              const fb = {names: ['total', 'a', 'b', 'c'], levels: [
+                [0, 10, 0, 0], [0, 10, 1, 1], [0, 6, 2, 2, 1, 3, 3, 3], [0, 4, 4, 1]]};
+              const root = tree.fromFlamebearer(fb);
+              const sw = tree.sandwich(root, 'a');
+              const d = tree.fromDiff({names: ['total', 'x', 'y', 'z'], levels: [
+                [0, 4, 0, 0, 6, 0, 0], [0, 4, 1, 0, 6, 2, 1], [0, 3, 3, 0, 0, 0, 2, 0, 0, 0, 0, 4, 4, 3]]});
+              done({
+                kids: root.children[0].children.map((c) => [c.name, c.total, c.self]),
+                callees: sw.callees.total, calls: sw.calls,
+                matched: tree.matchedTotal(root, (n) => n === 'a'),
+                diffKids: d.children[0].children.map((c) => [c.name, c.lt, c.rt]),
+                short: fmt.shortNames('github.com/acme/shop/cart.(*Cart).Add'),
+                fit: fmt.fit('runtime.mallocgc', 8), v: [fmt.value(1.5e9, 'nanoseconds'), fmt.value(2048, 'bytes')],
+                q: url.withMatcher('T{service_name="api",env="x"}', 'service_name', 'web'),
+                parsed: url.parseQuery('T{a=~"x|y",b!="q\\\\"z"}'),
+              });
+            }).catch((e) => done({error: String(e)}));
+        """)
+        assert "error" not in out, out
+        assert out["kids"] == [["b", 6, 2], ["c", 3, 3]], out["kids"]
+        assert out["callees"] == 10 and out["calls"] == 1, out  # the inner a is inside the outer
+        assert out["matched"] == {"total": 10, "frames": 2}, out["matched"]
+        assert out["diffKids"] == [["y", 3, 0], ["z", 0, 4]], out["diffKids"]  # left only, right only
+        assert out["short"] == ["github.com/acme/shop/cart.(*Cart).Add", "g.c/a/s/cart.(*Cart).Add",
+                                "cart.(*Cart).Add", "(*Cart).Add", "Add"], out["short"]
+        assert out["fit"] == "mallocgc", out["fit"]
+        assert out["v"] == ["1.5 s", "2 KiB"], out["v"]
+        assert out["q"] == 'T{service_name="web",env="x"}', out["q"]
+        assert out["parsed"] == {"type": "T", "matchers": [{"name": "a", "op": "=~", "value": "x|y"},
+                                                            {"name": "b", "op": "!=", "value": 'q"z'}]}, out
 
 
 def test_query_bar():
@@ -307,6 +376,12 @@ def test_diff_view():
         assert rows["json"][0] == "★" and rows["db"][0] == "★", rows
         assert rows["json"][4].startswith("+%.2f" % (rt["json"] - lt["json"])), rows["json"]
         assert s["table"][0]["name"] == max(rep, key=lambda n: abs(rep[n]["change"])), s["table"][0]
+        x, y = canvas_point(b, "#view-diff canvas.flamegraph", fr["json"][0])
+        b.mouse([("move", x, y)])
+        tip = b.wait_js("const t = document.getElementById('tooltip');"
+                        "return !t.hidden && [...t.children].map(c => c.textContent).join('\\n')", what="diff tooltip")
+        want = "Change: +%.2f pp" % (rt["json"] - lt["json"])
+        assert tip.startswith("json\nBaseline: ") and want in tip, tip
         shot(b, "diff")
 
 

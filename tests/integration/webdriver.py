@@ -105,6 +105,10 @@ class Browser:
     def js(self, script, *args):
         return self.cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
 
+    def js_async(self, script, *args, timeout=30):
+        """Runs script with a callback as its last argument; returns what it passes."""
+        return self.cmd("POST", "/execute/async", {"script": script, "args": list(args)}, timeout)
+
     def wait_js(self, script, timeout=20.0, what=None):
         """Polls script until it returns something truthy; returns that."""
         deadline = time.monotonic() + timeout
