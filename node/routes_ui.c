@@ -5,6 +5,7 @@
  * revalidates on every load (one 304 per file) and never runs an old UI
  * against a newer node.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "node/ui_int.h"

@@ -126,7 +126,7 @@ class App {
     const typing = /^(INPUT|SELECT|TEXTAREA)$/.test(e.target.tagName);
     const v = this.current();
     if ((e.key === 'f' && (e.ctrlKey || e.metaKey)) || (e.key === '/' && !typing)) {
-      const box = document.querySelector(`#${v === this.views.spans ? 'view-spans' : 'view-' + (TAB_OF[this.state.view] || 'single')} .search`);
+      const box = document.querySelector(`#view-${TAB_OF[this.state.view] || 'single'} .search`);
       if (box) { box.focus(); box.select(); e.preventDefault(); }
       return;
     }
