@@ -160,7 +160,7 @@ export class DiffView {
     this.table.setFilter(state.search);
     this.table.setSelected(state.fn);
     const m = match ? matchedTotal(this.tree, match) : null;
-    this.q('.matched').textContent = m ? `${m.frames} frames match` : '';
+    this.q('.matched').textContent = m ? `${m.frames} frame${m.frames === 1 ? '' : 's'} match` : '';
   }
 
   snapshot() {

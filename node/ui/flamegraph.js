@@ -114,6 +114,7 @@ export class FlameGraph {
     const cv = this.canvas;
     if (!this.root) return;
     const t0 = performance.now();
+    this.hideTip(); // what it pointed at may have moved
     const dpr = window.devicePixelRatio || 1;
     const W = Math.max(100, this.el.clientWidth);
     const depth = this.levels.length;

@@ -180,7 +180,7 @@ export class Panel {
       this.matched = matchedTotal(this.tree, match);
       const share = fmt.percent(this.matched.total, this.tree.total);
       const what = state.fn ? `"${state.fn}"` : `"${state.search}"`;
-      m.textContent = `${what}: ${this.matched.frames} frames, matched ${share} of total (${fmt.value(this.matched.total, this.unit)})`;
+      m.textContent = `${what}: ${this.matched.frames} frame${this.matched.frames === 1 ? '' : 's'}, matched ${share} of total (${fmt.value(this.matched.total, this.unit)})`;
     } else {
       m.textContent = '';
     }
