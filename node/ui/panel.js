@@ -9,7 +9,7 @@ import { fromFlamebearer, matchedTotal, sandwich } from './tree.js';
 import { parseQuery } from './state/url.js';
 
 const TOP_LIMIT = 5000; // functions loaded into the table (the answer says how many there are)
-const NAME_CHARS = 34; // longer names are shortened package first (the row's title has it whole)
+const NAME_CHARS = 30; // longer names are shortened package first (the row's title has it whole)
 // Two bars around a line: callers above, callees below (no icon font needed).
 const SANDWICH_ICON = '<svg width="12" height="12" viewBox="0 0 12 12" aria-hidden="true">' +
   '<rect x="1" y="1" width="10" height="3" rx="1" fill="currentColor"/>' +
