@@ -30,7 +30,7 @@ export class QueryBar {
   constructor(onApply) {
     this.onApply = onApply;
     this.valuesCache = new Map();
-    this.names = null;
+    this.namesP = null;
     this.el = { type: $('q-type'), service: $('q-service'), sel: $('q-selector'),
       range: $('q-range'), from: $('q-from'), until: $('q-until'), maxNodes: $('q-maxnodes'),
       apply: $('q-apply'), suggest: $('q-suggest') };
@@ -126,31 +126,43 @@ export class QueryBar {
 
   // ---- autocomplete ----
 
+  // Only the latest call shows its list: answers to earlier keystrokes may
+  // arrive after it and must not replace it.
   async suggest() {
+    const seq = (this.suggestSeq = (this.suggestSeq || 0) + 1);
     const el = this.el.sel;
     const before = el.value.slice(0, el.selectionStart);
     const val = /([A-Za-z_][\w.]*)\s*(=~|!~|!=|=)\s*"([^"]*)$/.exec(before);
-    let items = [], replace = 0;
-    if (val) {
-      const values = await this.values(val[1]);
-      items = values.filter((v) => v.startsWith(val[3])).map((v) => ({ text: v, insert: v + '"' }));
-      replace = val[3].length;
-    } else {
-      const nm = /[{,]\s*([A-Za-z_][\w.]*)?$/.exec(before);
-      if (!nm) return this.hideSuggest();
-      this.names ||= await api.labelNames({ from: this.state.from, until: this.state.until });
-      const p = nm[1] || '';
-      items = this.names.filter((n) => n.startsWith(p) && n !== '__name__')
-        .map((n) => ({ text: n, insert: n + '="' }));
-      replace = p.length;
+    const nm = val ? null : /[{,]\s*([A-Za-z_][\w.]*)?$/.exec(before);
+    if (!val && !nm) return this.hideSuggest();
+    let items, replace;
+    try {
+      if (val) {
+        const values = await this.values(val[1]);
+        items = values.filter((v) => v.startsWith(val[3])).map((v) => ({ text: v, insert: v + '"' }));
+        replace = val[3].length;
+      } else {
+        this.namesP ||= api.labelNames({ from: this.state.from, until: this.state.until });
+        const names = await this.namesP;
+        const p = nm[1] || '';
+        items = names.filter((n) => n.startsWith(p) && n !== '__name__').map((n) => ({ text: n, insert: n + '="' }));
+        replace = p.length;
+      }
+    } catch (e) {
+      this.namesP = null; // try again on the next keystroke
+      items = [];
+      replace = 0;
     }
+    if (seq !== this.suggestSeq) return;
     this.showSuggest(items.slice(0, 50), replace);
   }
 
   async values(label) {
     if (!this.valuesCache.has(label)) {
       const range = { from: this.state.from, until: this.state.until };
-      this.valuesCache.set(label, await api.labelValues({ label, ...range }).catch(() => []));
+      const p = api.labelValues({ label, ...range });
+      this.valuesCache.set(label, p);
+      p.catch(() => this.valuesCache.delete(label)); // not cached when it failed
     }
     return this.valuesCache.get(label);
   }
@@ -175,6 +187,7 @@ export class QueryBar {
   }
 
   hideSuggest() {
+    this.suggestSeq = (this.suggestSeq || 0) + 1; // a list still on its way stays closed
     this.el.suggest.hidden = true;
     this.items = [];
   }
