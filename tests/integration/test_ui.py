@@ -149,6 +149,7 @@ def test_flame_graph_and_table():
     with need_browser() as b:
         s = open_page(b, page(query=sel()), "the single view")
         assert s["numTicks"] == total * NS * WINDOWS, (s["numTicks"], total)
+        assert b.js("return document.documentElement.scrollWidth") <= 1280, "fits 1280 px"
         fr = frames_by_name(s)
         for name in ("main", "serve", "db", "json", "gc", CART, "runtime.mallocgc"):
             assert name in fr, (name, sorted(fr))
@@ -360,6 +361,7 @@ def test_diff_view():
         s = open_page(b, page(view="diff", query=sel(version="v1"), rightQuery=sel(version="v2"), **rng),
                       "the diff view")
         assert s["leftTicks"] == sum(V1.values()) * NS * WINDOWS, s["leftTicks"]
+        assert b.js("return document.documentElement.scrollWidth") <= 1280, "fits 1280 px"
         assert s["rightTicks"] == sum(V2.values()) * NS * WINDOWS, s["rightTicks"]
         fr = frames_by_name(s)
         red = lambda c: [int(x) for x in re.findall(r"\d+", c)]  # noqa: E731
