@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "node/ingest/ingest.h"
 #include "node/node_int.h"
+#include "node/ui_int.h"
 #include "query/query.h"
 
 typedef struct job job_t;
@@ -63,7 +64,8 @@ static const route_t routes[] = {
     {"/api/label-shares", HTTP_GET, "label_shares", route_label_shares},
     {"/api/diff", HTTP_GET, "diff_report", routes_report_diff},
     {"/api/profiles", HTTP_GET, "profiles", route_profiles},
-    {"/api/profiles/", HTTP_GET, "profile", route_profile}, /* a prefix: /api/profiles/ID */
+    {"/api/profiles/*", HTTP_GET, "profile", route_profile}, /* /api/profiles/ID */
+    {"/ui/*", HTTP_GET, "ui", routes_ui_file},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -71,6 +73,7 @@ static const char *const route_names[NROUTES + 1] = {
     "none",   "index",        "ready",       "metrics",      "ingest",
     "render", "render_diff",  "label_names", "label_values", "cluster_status",
     "top",    "label_shares", "diff_report", "profiles",     "profile",
+    "ui",
 };
 _Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every route");
 
@@ -203,12 +206,12 @@ static job_t *job_start(node_t *n, http_exchange_t *ex, const http_request_t *r,
 
 /* ---------- dispatch ---------- */
 
-/* A route path ending in '/' (other than "/") is a prefix: it takes every
- * longer path under it, whose rest its handler reads (/api/profiles/ID). */
+/* A route path ending in '*' matches every path that starts with the rest;
+ * its handler reads the rest (/api/profiles/ID, /ui/FILE). */
 static int path_matches(const char *route, const char *path)
 {
     size_t n = strlen(route);
-    if (n > 1 && route[n - 1] == '/') return strncmp(route, path, n) == 0 && path[n] != 0;
+    if (n > 0 && route[n - 1] == '*') return strncmp(route, path, n - 1) == 0;
     return strcmp(route, path) == 0;
 }
 
@@ -291,7 +294,7 @@ static const char index_html[] =
 
 static void route_index(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    respond_static(ex, 200, "text/html; charset=utf-8", index_html);
+    routes_ui_index(n, ex, r, index_html);
 }
 
 static void route_ready(node_t *n, http_exchange_t *ex, const http_request_t *r)
