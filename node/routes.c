@@ -70,10 +70,10 @@ static const route_t routes[] = {
 #define NROUTES (sizeof routes / sizeof routes[0])
 
 static const char *const route_names[NROUTES + 1] = {
-    "none",   "index",        "ready",       "metrics",      "ingest",
-    "render", "render_diff",  "label_names", "label_values", "cluster_status",
-    "top",    "label_shares", "diff_report", "profiles",     "profile",
-    "ui",
+    "none",         "index",          "ready",       "metrics",
+    "ingest",       "render",         "render_diff", "label_names",
+    "label_values", "cluster_status", "top",         "label_shares",
+    "diff_report",  "profiles",       "profile",     "ui",
 };
 _Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every route");
 
