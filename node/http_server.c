@@ -54,6 +54,8 @@ struct http_exchange {
     http_parser parser;
     /* request being received */
     int started, msg_done, keep_alive, close_requested, in_handler, tag;
+    int headers_done; /* later header callbacks are chunked trailers */
+    char principal[HTTP_PRINCIPAL_MAX];
     enum piece piece;
     int fail_status, fail_err;
     errmsg_t fail_em;
@@ -199,14 +201,19 @@ static int on_url(http_parser *p, const char *at, size_t len)
     return append_piece(p->data, PIECE_URL, at, len);
 }
 
+/* Trailers of a chunked body come through the same callbacks as headers:
+ * they are dropped, never read as headers (a trailer `X-Scope-OrgID` must not
+ * override what a gateway checked in the head). http-parser bounds their size. */
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
-    return append_piece(p->data, PIECE_FIELD, at, len);
+    conn_t *c = p->data;
+    return c->headers_done ? 0 : append_piece(c, PIECE_FIELD, at, len);
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
-    return append_piece(p->data, PIECE_VALUE, at, len);
+    conn_t *c = p->data;
+    return c->headers_done ? 0 : append_piece(c, PIECE_VALUE, at, len);
 }
 
 /* Counts n more body bytes against the server-wide budget (bounded memory:
@@ -241,6 +248,26 @@ static const char *find_header(const conn_t *c, const char *name)
     return NULL;
 }
 
+/* Headers a request may carry once: with two, a gateway and this node could
+ * each read a different one (first-wins here, last-wins there), so a
+ * duplicate is refused rather than resolved. */
+static int check_singletons(conn_t *c)
+{
+    static const char *const once[] = {"X-Scope-OrgID", "Authorization", "Content-Length",
+                                       "Content-Type", "Host"};
+    for (size_t k = 0; k < sizeof once / sizeof once[0]; k++) {
+        size_t n = strlen(once[k]), seen = 0;
+        for (size_t i = 0; i < c->nhdr; i++)
+            if (c->hdr[i].name_len == n &&
+                strncasecmp((const char *)c->head.data + c->hdr[i].name_off, once[k], n) == 0)
+                seen++;
+        if (seen > 1)
+            return fail(c, 400, ERR_INVALID_ARGUMENT, "header %s given %zu times: send it once",
+                        once[k], seen);
+    }
+    return 0;
+}
+
 static void continue_written(uv_write_t *req, int status)
 {
     (void)req, (void)status; /* a failed write shows up on the response write */
@@ -250,6 +277,8 @@ static int on_headers_complete(http_parser *p)
 {
     conn_t *c = p->data;
     if (switch_piece(c, PIECE_NONE) != 0) return -1;
+    c->headers_done = 1;
+    if (check_singletons(c) != 0) return -1;
     if (p->http_major != 1)
         return fail(c, 505, ERR_UNSUPPORTED, "HTTP/%u.%u is not supported; use HTTP/1.1",
                     p->http_major, p->http_minor);
@@ -405,6 +434,8 @@ static void conn_reset_request(conn_t *c)
     c->started = c->msg_done = c->fail_status = c->fail_err = 0;
     c->fail_em.text[0] = 0;
     c->tag = 0;
+    c->headers_done = 0;
+    c->principal[0] = '\0';
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
 }
@@ -937,6 +968,16 @@ void http_exchange_set_tag(http_exchange_t *ex, int tag)
 int http_exchange_tag(const http_exchange_t *ex)
 {
     return ex->tag;
+}
+
+void http_exchange_set_principal(http_exchange_t *ex, const char *name)
+{
+    snprintf(ex->principal, sizeof ex->principal, "%s", name);
+}
+
+const char *http_exchange_principal(const http_exchange_t *ex)
+{
+    return ex->principal;
 }
 
 const char *http_request_header(const http_request_t *r, const char *name)

@@ -39,6 +39,8 @@
 /* Headers and query parameters kept per request; more is refused (431/400). */
 #define HTTP_MAX_HEADERS 64
 #define HTTP_MAX_PARAMS 64
+/* Bytes of the authenticated principal (a tenant) kept per exchange. */
+#define HTTP_PRINCIPAL_MAX 160
 /* http-parser refuses header blocks over 80 KiB itself (HTTP_MAX_HEADER_SIZE). */
 #define HTTP_MAX_HEADER_BYTES_LIMIT (64 * 1024)
 
@@ -47,13 +49,14 @@ typedef struct http_server http_server_t;
 typedef struct http_exchange http_exchange_t;
 
 typedef struct http_server_limits {
-    size_t max_connections;      /* further connections get 503 and are closed */
-    size_t max_header_bytes;     /* request line + headers; over -> 431 */
-    size_t max_body_bytes;       /* one body; over -> 413 (from Content-Length, early) */
-    size_t max_buffered_bytes;   /* all bodies held at once; over -> 503 + Retry-After */
-    uint64_t idle_timeout_ms;    /* keep-alive connection with no request: closed */
-    uint64_t request_timeout_ms; /* first byte to last byte of a request; also a
-                                    stalled response write. Over -> 408, closed */
+    size_t max_connections;            /* further connections get 503 and are closed */
+    size_t max_connections_per_client; /* per peer IP address; 0 = no limit */
+    size_t max_header_bytes;           /* request line + headers; over -> 431 */
+    size_t max_body_bytes;             /* one body; over -> 413 (from Content-Length, early) */
+    size_t max_buffered_bytes;         /* all bodies held at once; over -> 503 + Retry-After */
+    uint64_t idle_timeout_ms;          /* keep-alive connection with no request: closed */
+    uint64_t request_timeout_ms;       /* first byte to last byte of a request; also a
+                                          stalled response write. Over -> 408, closed */
 } http_server_limits_t;
 
 typedef struct http_kv {
@@ -129,6 +132,11 @@ const http_request_t *http_exchange_request(const http_exchange_t *ex);
 /* Per-exchange slot for the handler (e.g. its route index); 0 initially. */
 void http_exchange_set_tag(http_exchange_t *ex, int tag);
 int http_exchange_tag(const http_exchange_t *ex);
+/* Who the handler authenticated the request as (copied, truncated to
+ * HTTP_PRINCIPAL_MAX - 1 bytes); "" until set, reset for each request. */
+void http_exchange_set_principal(http_exchange_t *ex, const char *name);
+/* Borrowed until http_respond(). */
+const char *http_exchange_principal(const http_exchange_t *ex);
 
 /* Sends the response (takes ownership of resp->body's storage). Exactly once
  * per exchange, on the loop thread. */

@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include "common/clock.h"
+#include "node/auth.h"
 #include "node/cluster/cluster.h"
 #include "node/http_server.h"
 #include "node/metrics.h"
@@ -16,6 +17,8 @@ struct node {
     node_config_t cfg;
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
+    uv_signal_t sighup; /* re-reads auth-file */
+    node_auth_t *auth;  /* NULL: no HTTP authentication */
     uv_async_t stop_async;
     storage_t *storage;
     http_server_t *http;
@@ -31,6 +34,11 @@ struct node {
 /* The HTTP handler and observer of the node (routes.c). */
 void routes_handle(void *node, http_exchange_t *ex);
 void routes_observe(void *node, const http_exchange_t *ex, int status, uint64_t duration_ms);
+
+/* Checks the request's token when auth-file is set (node/auth.h) and records
+ * its tenant as the exchange's principal. Returns 0 after answering
+ * 401/403/400, 1 when the request may go on (routes_auth.c). */
+int routes_authorize(node_t *n, http_exchange_t *ex, const http_request_t *r);
 
 /* Answers err with em's reason (503s get Retry-After) and counts it. */
 void routes_respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_t *em);

@@ -204,6 +204,7 @@ void routes_handle(void *ctx, http_exchange_t *ex)
 {
     node_t *n = ctx;
     const http_request_t *r = http_exchange_request(ex);
+    if (!routes_authorize(n, ex, r)) return;
     int path_found = 0;
     for (size_t i = 0; i < NROUTES; i++) {
         if (strcmp(routes[i].path, r->path) != 0) continue;
@@ -233,6 +234,8 @@ void routes_observe(void *ctx, const http_exchange_t *ex, int status, uint64_t d
 
 const char *routes_tenant_of(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
+    const char *principal = http_exchange_principal(ex);
+    if (principal[0] != '\0') return principal; /* authenticated: the token's tenant */
     errmsg_t em = {{0}};
     const char *t = routes_tenant(http_request_header(r, "X-Scope-OrgID"), &em);
     if (t == NULL) routes_respond_error(n, ex, ERR_INVALID_ARGUMENT, &em);
