@@ -55,6 +55,10 @@ struct http_exchange {
     /* request being received */
     int started, msg_done, keep_alive, close_requested, in_handler, tag;
     int headers_done; /* later header callbacks are chunked trailers */
+    /* Cut at the drain deadline while its handler still held the request:
+     * the socket is closed, the struct waits for http_respond (detached: it
+     * has left srv->conns, so the drain need not wait for the handler). */
+    int abandoned, detached;
     char principal[HTTP_PRINCIPAL_MAX];
     enum piece piece;
     int fail_status, fail_err;
@@ -643,6 +647,30 @@ static const char *reason(int status)
     }
 }
 
+/* The handler answered: it holds the request no more, and the body has been
+ * handled, so its bytes go back to the budget now. */
+static void conn_handler_done(conn_t *c)
+{
+    http_server_t *s = c->srv;
+    if (c->in_handler) {
+        c->in_handler = 0;
+        s->stats.requests_in_flight--;
+    }
+    s->stats.buffered_bytes -= c->charged;
+    c->charged = 0;
+}
+
+static void conn_free_mem(conn_t *c)
+{
+    buf_free(&c->head);
+    buf_free(&c->body);
+    buf_free(&c->pending);
+    buf_free(&c->scratch);
+    buf_free(&c->out_head);
+    buf_free(&c->out_body);
+    free(c);
+}
+
 /* Writes resp on c (state HANDLING) and moves to WRITING. */
 static void conn_reply(conn_t *c, http_response_t *resp)
 {
@@ -685,19 +713,18 @@ static void conn_reply(conn_t *c, http_response_t *resp)
 
 void http_respond(http_exchange_t *c, http_response_t *resp)
 {
-    http_server_t *s = c->srv;
+    if (c->abandoned) { /* its connection was cut at the drain deadline */
+        buf_free(&resp->body);
+        conn_handler_done(c);
+        if (c->detached) conn_free_mem(c);
+        return;
+    }
     if (c->state != CONN_HANDLING) {
         log_error("http", "response for a connection in state %d ignored", (int)c->state);
         buf_free(&resp->body);
         return;
     }
-    if (c->in_handler) {
-        c->in_handler = 0;
-        s->stats.requests_in_flight--;
-    }
-    /* The body has been handled: give its bytes back to the budget now. */
-    s->stats.buffered_bytes -= c->charged;
-    c->charged = 0;
+    conn_handler_done(c);
     if (c->close_requested) {
         buf_free(&resp->body);
         conn_close(c);
@@ -740,20 +767,40 @@ static void conn_free(conn_t *c)
     http_server_t *s = c->srv;
     s->stats.buffered_bytes -= c->charged;
     list_remove(&c->link);
-    buf_free(&c->head);
-    buf_free(&c->body);
-    buf_free(&c->pending);
-    buf_free(&c->scratch);
-    buf_free(&c->out_head);
-    buf_free(&c->out_body);
-    free(c);
+    conn_free_mem(c);
     server_check_drained(s);
 }
 
 static void on_conn_handle_closed(uv_handle_t *h)
 {
     conn_t *c = h->data;
-    if (--c->handles_open == 0) conn_free(c);
+    if (--c->handles_open != 0) return;
+    if (!(c->abandoned && c->in_handler)) {
+        conn_free(c);
+        return;
+    }
+    /* The handler still holds the request: leave the server's list (the
+     * drain is over for this connection) and wait for http_respond. */
+    http_server_t *s = c->srv;
+    list_remove(&c->link);
+    c->detached = 1;
+    server_check_drained(s);
+}
+
+/* At the drain deadline: a connection whose request is still being handled
+ * is cut now (its socket closed), instead of waiting for a handler that may
+ * itself wait on a peer for much longer. */
+static void conn_abandon(conn_t *c)
+{
+    if (c->state != CONN_HANDLING) {
+        conn_close(c);
+        return;
+    }
+    c->abandoned = 1;
+    c->state = CONN_CLOSING;
+    c->srv->stats.connections_open--;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
 }
 
 static void conn_close(conn_t *c)
@@ -925,8 +972,8 @@ static void on_drain_timeout(uv_timer_t *t)
     http_server_t *s = t->data;
     conn_t *next;
     for (conn_t *c = first_conn(s); c != NULL; c = next) {
-        next = next_conn(s, c); /* conn_close never frees synchronously */
-        conn_close(c);
+        next = next_conn(s, c); /* neither frees synchronously */
+        conn_abandon(c);
     }
 }
 
