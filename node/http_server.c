@@ -29,6 +29,8 @@
 #define READ_CHUNK (64 * 1024)
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (1024 * 1024)
+/* What a body buffer starts with; it grows (doubling) as bytes arrive. */
+#define BODY_FIRST_RESERVE (64 * 1024)
 /* A body buffer larger than this is freed between keep-alive requests. */
 #define KEEP_BODY_CAP (64 * 1024)
 
@@ -59,6 +61,8 @@ struct http_exchange {
      * the socket is closed, the struct waits for http_respond (detached: it
      * has left srv->conns, so the drain need not wait for the handler). */
     int abandoned, detached;
+    uint8_t peer[16]; /* the client's IP address (IPv4 in the first 4 bytes) */
+    int peer_family;  /* AF_INET, AF_INET6, or 0 when unknown */
     char principal[HTTP_PRINCIPAL_MAX];
     enum piece piece;
     int fail_status, fail_err;
@@ -293,8 +297,12 @@ static int on_headers_complete(http_parser *p)
             return fail(c, 413, ERR_TOO_LARGE,
                         "request body of %llu bytes is larger than %zu (max-body-bytes)",
                         (unsigned long long)cl, c->srv->lim.max_body_bytes);
-        if (charge(c, (size_t)cl) != 0) return -1;
-        if (buf_reserve(&c->body, (size_t)cl) != ERR_OK)
+        /* Nothing is charged or reserved for bytes only announced: sockets
+         * that announce large bodies and then stall would hold the whole
+         * budget and turn every other push into 503. on_body charges what
+         * arrives; the buffer starts small and grows with the body. */
+        if (buf_reserve(&c->body, cl < BODY_FIRST_RESERVE ? (size_t)cl : BODY_FIRST_RESERVE) !=
+            ERR_OK)
             return fail(c, 503, ERR_NOMEM, "out of memory for a %llu-byte body",
                         (unsigned long long)cl);
     }
@@ -841,6 +849,46 @@ static conn_t *conn_new(http_server_t *s)
     return c;
 }
 
+/* Records c's peer address; returns how many open connections (c included)
+ * come from it. A scan: the list is bounded by max-connections and only
+ * walked per accepted connection when max-connections-per-client is set. */
+static size_t peer_connections(http_server_t *s, conn_t *c)
+{
+    struct sockaddr_storage a;
+    int len = sizeof a;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&a, &len) != 0) return 1;
+    if (a.ss_family == AF_INET) {
+        memcpy(c->peer, &((struct sockaddr_in *)&a)->sin_addr, 4);
+    } else if (a.ss_family == AF_INET6) {
+        memcpy(c->peer, &((struct sockaddr_in6 *)&a)->sin6_addr, 16);
+    } else {
+        return 1;
+    }
+    c->peer_family = a.ss_family;
+    size_t n = 0;
+    for (conn_t *o = first_conn(s); o != NULL; o = next_conn(s, o))
+        if (o->state != CONN_CLOSING && o->peer_family == c->peer_family &&
+            memcmp(o->peer, c->peer, sizeof c->peer) == 0)
+            n++;
+    return n;
+}
+
+/* Answers 503 on a fresh connection (best effort) and closes it. */
+static void refuse_connection(http_server_t *s, conn_t *c, const char *setting)
+{
+    char body[160], busy[512];
+    snprintf(body, sizeof body,
+             "{\"code\":\"unavailable\",\"message\":\"too many connections (%s)\"}\n", setting);
+    int n = snprintf(busy, sizeof busy,
+                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
+                     strlen(body), body);
+    uv_buf_t b = uv_buf_init(busy, (unsigned)n);
+    uv_try_write((uv_stream_t *)&c->tcp, &b, 1); /* best effort: the socket is fresh */
+    s->stats.connections_rejected++;
+    conn_close(c);
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
     http_server_t *s = listener->data;
@@ -852,17 +900,12 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     if (s->stats.connections_open > s->lim.max_connections) {
-        static const char body[] =
-            "{\"code\":\"unavailable\",\"message\":\"too many connections (max-connections)\"}\n";
-        char busy[512];
-        int n = snprintf(busy, sizeof busy,
-                         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                         "Content-Length: %zu\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
-                         sizeof body - 1, body);
-        uv_buf_t b = uv_buf_init(busy, (unsigned)n);
-        uv_try_write((uv_stream_t *)&c->tcp, &b, 1); /* best effort: the socket is fresh */
-        s->stats.connections_rejected++;
-        conn_close(c);
+        refuse_connection(s, c, "max-connections");
+        return;
+    }
+    if (s->lim.max_connections_per_client > 0 &&
+        peer_connections(s, c) > s->lim.max_connections_per_client) {
+        refuse_connection(s, c, "max-connections-per-client");
         return;
     }
     s->stats.connections_accepted++;

@@ -267,15 +267,21 @@ static void test_limits(fixture_t *f)
     memset(req + n, 'h', 5000);
     strcpy(req + n + 5000, "\r\n\r\n");
     CHECK_EQ_INT(roundtrip(f->port, req, out, sizeof out), 431);
-    /* the server-wide budget of buffered bytes (4000 here) */
+    /* the server-wide budget of buffered bytes (4000 here) counts the bytes
+     * that arrived, not those announced: a stalled request announcing 3000
+     * bytes holds the 3 it sent, and another 3000-byte body fits */
     int fd = dial(f->port);
     const char *hold = "POST /hold HTTP/1.1\r\nContent-Length: 3000\r\n\r\nabc";
     send_all(fd, hold, strlen(hold));
     usleep(100 * 1000);
-    CHECK_EQ_INT(
-        roundtrip(f->port, "POST /b HTTP/1.1\r\nContent-Length: 3000\r\n\r\n", out, sizeof out),
-        503);
+    snprintf(req, sizeof req, "POST /b HTTP/1.1\r\nContent-Length: 3000\r\n\r\n%.3000s", chunk);
+    CHECK_EQ_INT(roundtrip(f->port, req, out, sizeof out), 200);
+    /* once the held request's bytes are in memory, the budget refuses */
+    send_all(fd, chunk, 2500);
+    usleep(100 * 1000);
+    CHECK_EQ_INT(roundtrip(f->port, req, out, sizeof out), 503);
     CHECK(strstr(out, "Retry-After: 1") != NULL);
+    CHECK(strstr(out, "max-buffered-bytes") != NULL);
     close(fd);
 }
 
