@@ -698,8 +698,6 @@ static void conn_reply(conn_t *c, http_response_t *resp)
                         c->keep_alive ? "keep-alive" : "close");
     c->out_body = resp->body;
     buf_init(&resp->body, 0);
-    if (s->observer)
-        s->observer(s->ctx, c, resp->status, now_ms(c) - (c->started ? c->start_ms : now_ms(c)));
     if (rc != ERR_OK) {
         conn_close(c);
         return;
@@ -719,8 +717,18 @@ static void conn_reply(conn_t *c, http_response_t *resp)
     conn_timer(c, s->lim.request_timeout_ms);
 }
 
+/* Once per answer, written or not (the connection may have been cut): the
+ * observer also releases what the handler held for the exchange. */
+static void observe(conn_t *c, int status)
+{
+    http_server_t *s = c->srv;
+    if (s->observer)
+        s->observer(s->ctx, c, status, now_ms(c) - (c->started ? c->start_ms : now_ms(c)));
+}
+
 void http_respond(http_exchange_t *c, http_response_t *resp)
 {
+    if (c->abandoned || c->state == CONN_HANDLING) observe(c, resp->status);
     if (c->abandoned) { /* its connection was cut at the drain deadline */
         buf_free(&resp->body);
         conn_handler_done(c);

@@ -102,8 +102,11 @@ typedef struct http_server_stats {
 } http_server_stats_t;
 
 typedef void (*http_handler_fn)(void *ctx, http_exchange_t *ex);
-/* Called once per response the server wrote, handler's or its own, with the
- * route-independent facts (for request metrics). May be NULL. */
+/* Called once per answer, handler's or the server's own, with the
+ * route-independent facts (for request metrics, and to release what a
+ * handler held for the exchange): also when the answer could not be written
+ * because the connection was closed or cut at the drain deadline. May be
+ * NULL. */
 typedef void (*http_observer_fn)(void *ctx, const http_exchange_t *ex, int status,
                                  uint64_t duration_ms);
 

@@ -193,5 +193,6 @@ void node_free(node_t *n)
     cluster_free(n->cluster);
     storage_close(n->storage);
     node_auth_free(n->auth);
+    routes_limits_free(n->limits);
     free(n);
 }
