@@ -78,8 +78,9 @@ static const opt_t options[] = {
      "before the body is read)."},
     {"max-buffered-bytes", OPT_SIZE, FIELD(http.max_buffered_bytes, size_t), NULL, DERIVE_QUARTER,
      1 * MiB, 1024 * GiB,
-     "Request bodies held in memory at once, over all connections; a request that would exceed it "
-     "gets 503 with Retry-After."},
+     "Request bodies held in memory at once, over all connections, counted as their bytes arrive, "
+     "and responses not yet read by their client; a request that would exceed it gets 503 with "
+     "Retry-After, and so does a response over 64 KiB that would."},
     {"idle-timeout", OPT_MS, FIELD(http.idle_timeout_ms, uint64_t), "60s", 0, 100, 86400000,
      "A connection with no request in progress is closed after this."},
     {"request-timeout", OPT_MS, FIELD(http.request_timeout_ms, uint64_t), "30s", 0, 100, 3600000,

@@ -29,6 +29,8 @@
 #define READ_CHUNK (64 * 1024)
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (1024 * 1024)
+/* Responses up to this size are sent whatever the budget says (errors). */
+#define RESPONSE_ALWAYS_BYTES (64 * 1024)
 /* What a body buffer starts with; it grows (doubling) as bytes arrive. */
 #define BODY_FIRST_RESERVE (64 * 1024)
 /* A body buffer larger than this is freed between keep-alive requests. */
@@ -85,6 +87,7 @@ struct http_exchange {
     size_t wake_bytes, linger_bytes;
     /* response */
     buf_t out_head, out_body;
+    size_t out_charged; /* response bytes counted in srv->stats.buffered_bytes */
 };
 
 typedef http_exchange_t conn_t;
@@ -584,9 +587,17 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     (void)req, (void)status;
 }
 
+/* The response has been written (or will never be): its bytes leave the budget. */
+static void release_response(conn_t *c)
+{
+    c->srv->stats.buffered_bytes -= c->out_charged;
+    c->out_charged = 0;
+}
+
 static void on_written(uv_write_t *req, int status)
 {
     conn_t *c = req->data;
+    release_response(c);
     buf_free(&c->out_head);
     buf_free(&c->out_body);
     if (c->state == CONN_CLOSING) return;
@@ -726,8 +737,36 @@ static void observe(conn_t *c, int status)
         s->observer(s->ctx, c, status, now_ms(c) - (c->started ? c->start_ms : now_ms(c)));
 }
 
+/* Responses held until the client has read them share max-buffered-bytes
+ * with request bodies (a slow reader holds its response until
+ * request-timeout). One that does not fit is replaced by a 503; small ones
+ * (errors, acknowledgements) are always sent, and counted. */
+static int response_fits(conn_t *c, http_response_t *resp)
+{
+    http_server_t *s = c->srv;
+    size_t n = resp->body.len;
+    if (n > RESPONSE_ALWAYS_BYTES && s->stats.buffered_bytes + n > s->lim.max_buffered_bytes) {
+        s->stats.busy++;
+        buf_free(&resp->body);
+        errmsg_t em;
+        errmsg_set(&em, ERR_UNAVAILABLE,
+                   "server busy: a response of %zu bytes would exceed max-buffered-bytes (%zu "
+                   "bytes) with the bodies held now; retry later",
+                   n, s->lim.max_buffered_bytes);
+        http_respond_error(c, 503, ERR_UNAVAILABLE, &em, "Retry-After: 1\r\n");
+        return 0;
+    }
+    s->stats.buffered_bytes += n;
+    c->out_charged = n;
+    return 1;
+}
+
 void http_respond(http_exchange_t *c, http_response_t *resp)
 {
+    if (!c->abandoned && c->state == CONN_HANDLING && !c->close_requested) {
+        conn_handler_done(c); /* the request's body is not needed any more */
+        if (!response_fits(c, resp)) return;
+    }
     if (c->abandoned || c->state == CONN_HANDLING) observe(c, resp->status);
     if (c->abandoned) { /* its connection was cut at the drain deadline */
         buf_free(&resp->body);
@@ -782,6 +821,7 @@ static void conn_free(conn_t *c)
 {
     http_server_t *s = c->srv;
     s->stats.buffered_bytes -= c->charged;
+    release_response(c);
     list_remove(&c->link);
     conn_free_mem(c);
     server_check_drained(s);
@@ -1108,13 +1148,14 @@ void http_server_stats_register(metrics_registry_t *r, const http_server_stats_t
         HTTP_DEF(requests_in_flight, METRICS_GAUGE, "flamedb_http_requests_in_flight",
                  "Requests being handled (decoding, storing, querying)."),
         HTTP_DEF(buffered_bytes, METRICS_GAUGE, "flamedb_http_buffered_body_bytes",
-                 "Request body bytes held in memory (bounded by max-buffered-bytes)."),
+                 "Request bodies and unsent response bodies held in memory (bounded by "
+                 "max-buffered-bytes)."),
         HTTP_DEF(protocol_errors, METRICS_COUNTER, "flamedb_http_protocol_errors_total",
                  "Malformed HTTP requests."),
         HTTP_DEF(too_large, METRICS_COUNTER, "flamedb_http_too_large_total",
                  "Requests refused with 413 or 431."),
         HTTP_DEF(busy, METRICS_COUNTER, "flamedb_http_busy_total",
-                 "Requests refused with 503 because max-buffered-bytes was reached."),
+                 "Requests or responses refused with 503 because max-buffered-bytes was reached."),
         HTTP_DEF(timeouts, METRICS_COUNTER, "flamedb_http_timeouts_total",
                  "Requests not received, or responses not read, within request-timeout."),
         HTTP_DEF(idle_closed, METRICS_COUNTER, "flamedb_http_idle_closed_total",

@@ -59,6 +59,15 @@ static void handler(void *ctx, http_exchange_t *ex)
         uv_timer_start(&f->later, on_later, 300, 0);
         return;
     }
+    if (strcmp(r->path, "/big") == 0) { /* a response of n bytes */
+        http_response_t big = {.status = 200, .content_type = "text/plain"};
+        size_t n = (size_t)atol(http_request_param(r, "n"));
+        buf_init(&big.body, BUF_UNLIMITED);
+        for (size_t i = 0; i < n; i++)
+            buf_append_byte(&big.body, 'z');
+        http_respond(ex, &big);
+        return;
+    }
     const char *a = http_request_param(r, "a"), *b = http_request_param(r, "b");
     const char *h = http_request_header(r, "x-test");
     snprintf(out, sizeof out, "%s %s a=%s b=%s h=%s len=%zu", r->method_name, r->path, a ? a : "-",
@@ -283,6 +292,11 @@ static void test_limits(fixture_t *f)
     CHECK(strstr(out, "Retry-After: 1") != NULL);
     CHECK(strstr(out, "max-buffered-bytes") != NULL);
     close(fd);
+    /* responses held for the client count too: one larger than the budget is
+     * refused (small ones, like errors, always go out) */
+    CHECK_EQ_INT(roundtrip(f->port, "GET /big?n=1000 HTTP/1.1\r\n\r\n", out, sizeof out), 200);
+    CHECK_EQ_INT(roundtrip(f->port, "GET /big?n=100000 HTTP/1.1\r\n\r\n", out, sizeof out), 503);
+    CHECK(strstr(out, "a response of 100000 bytes") != NULL);
 }
 
 static void test_timeouts(fixture_t *f)
