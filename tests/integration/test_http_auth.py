@@ -193,6 +193,14 @@ def test_duplicate_headers():
             assert status_of(raw) == 400 and b"given 2 times" in raw, raw
         raw = raw_exchange(n.port, b"POST /ingest?name=x HTTP/1.1\r\nHost: x\r\n"
                            b"Content-Length: 9\r\nContent-Length: 9\r\n\r\nmain;a 1\n")
+        body = raw.lower().split(b"\r\n\r\n")[1]
+        assert status_of(raw) == 400 and b"content-length" in body, raw
+        raw = raw_exchange(n.port, b"GET /ready HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n")
+        assert status_of(raw) == 400 and b"Host given 2 times" in raw, raw
+        # both framings: the request could be read two ways, so it is refused
+        raw = raw_exchange(n.port, b"POST /ingest?name=x HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           b"9\r\nmain;a 1\n\r\n0\r\n\r\n")
         assert status_of(raw) == 400, raw
 
 
