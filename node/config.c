@@ -206,13 +206,15 @@ static const opt_t options[] = {
      "Request body bytes per second one tenant may push (a token bucket per tenant, per node); "
      "over it pushes get 429 with Retry-After. 0: no limit."},
     {"tenant-ingest-burst", OPT_SIZE, FIELD(tenant_ingest_burst, size_t), "0", 0, 0, 1024 * GiB,
-     "Bytes a tenant may push at once above tenant-ingest-rate (the bucket's size); 0: the "
-     "larger of tenant-ingest-rate and max-body-bytes."},
+     "Bytes a tenant may push in a burst: the size of its bucket, which refills at "
+     "tenant-ingest-rate; a single push larger than it gets 413. 0: the larger of "
+     "tenant-ingest-rate and max-body-bytes."},
     {"tenant-max-queries", OPT_COUNT, FIELD(tenant_max_queries, size_t), "0", 0, 0, 100000,
      "Queries one tenant may have running at once on a node; more get 429 with Retry-After. 0: "
      "no limit."},
     {"max-query-range", OPT_MS, FIELD(max_query_range_ms, uint64_t), "0", 0, 0, 100 * YEAR_S * 1000,
-     "Longest until - from a query may ask for; longer gets 400. 0: no limit."},
+     "Longest until - from a query may ask for (each side of a diff); longer gets 400. "
+     "A query without from/until covers the last hour. 0: no limit."},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])
