@@ -76,6 +76,9 @@ def test_sigterm_with_a_push_waiting_for_acks():
         wait_for("the push readable after the restart",
                  lambda: c.nodes[0].total(q, str(t0 - 60), str(t0 + 60)) == 3 * 10**7,
                  timeout=30)
+        # n1's replica became a hint at the shutdown, replayed once n0 is back
+        wait_for("the hint stored at shutdown replayed to n1",
+                 lambda: c.nodes[0].metric("flamedb_hints_replayed_total") >= 1, timeout=30)
 
 
 if __name__ == "__main__":
