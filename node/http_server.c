@@ -259,11 +259,20 @@ static const char *find_header(const conn_t *c, const char *name)
     return NULL;
 }
 
-/* Headers a request may carry once: with two, a gateway and this node could
- * each read a different one (first-wins here, last-wins there), so a
- * duplicate is refused rather than resolved. */
+/* Header names without whitespace, and headers a request may carry once:
+ * with two, a gateway and this node could each read a different one
+ * (first-wins here, last-wins there), so a duplicate is refused rather than
+ * resolved. */
 static int check_singletons(conn_t *c)
 {
+    /* "Name : value" is refused (RFC 9112 5.1): a proxy that trims the space
+     * and this node, which would not, would see different headers. */
+    for (size_t i = 0; i < c->nhdr; i++) {
+        const char *name = (const char *)c->head.data + c->hdr[i].name_off;
+        if (memchr(name, ' ', c->hdr[i].name_len) || memchr(name, '\t', c->hdr[i].name_len))
+            return fail(c, 400, ERR_INVALID_ARGUMENT,
+                        "header %zu: whitespace between the name and the colon", i + 1);
+    }
     static const char *const once[] = {"X-Scope-OrgID", "Authorization", "Content-Length",
                                        "Content-Type", "Host"};
     for (size_t k = 0; k < sizeof once / sizeof once[0]; k++) {

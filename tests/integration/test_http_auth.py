@@ -195,6 +195,10 @@ def test_duplicate_headers():
                            b"Content-Length: 9\r\nContent-Length: 9\r\n\r\nmain;a 1\n")
         body = raw.lower().split(b"\r\n\r\n")[1]
         assert status_of(raw) == 400 and b"content-length" in body, raw
+        # "Name : value": a proxy may trim the space, so it is refused too
+        raw = raw_exchange(n.port, b"GET /pyroscope/label-names HTTP/1.1\r\nHost: x\r\n"
+                           b"X-Scope-OrgID : evil\r\n\r\n")
+        assert status_of(raw) == 400 and b"whitespace" in raw, raw
         raw = raw_exchange(n.port, b"GET /ready HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n")
         assert status_of(raw) == 400 and b"Host given 2 times" in raw, raw
         # both framings: the request could be read two ways, so it is refused
