@@ -2,8 +2,12 @@
  *
  * Owns listening, connections, request parsing (http-parser), the request
  * limits (header bytes, body bytes, the server-wide budget of buffered body
- * bytes, connection count, idle and request timeouts), keep-alive, pipelining,
- * `Expect: 100-continue`, response framing and draining on shutdown. It knows
+ * bytes and unread responses, connection count overall and per client IP,
+ * idle and request timeouts), the header rules that keep a gateway's view and
+ * ours the same (a duplicate of a sent-once header or whitespace before a
+ * colon is a 400; chunked trailers are dropped), keep-alive, pipelining,
+ * `Expect: 100-continue`, response framing and draining on shutdown (cut at
+ * the deadline, also while a handler still holds the request). It knows
  * nothing of routes: each complete request goes to one handler callback.
  *
  * Connections: each connection is an explicit state machine (enum conn_state
@@ -21,7 +25,9 @@
  *
  * Ownership: http_server_new() returns a server the caller owns. Close it with
  * http_server_drain() and, once the drain callback has run, free it with
- * http_server_free(). Request fields are borrowed until http_respond().
+ * http_server_free() (after the loop has run out of work: a handler cut at
+ * the drain deadline may still answer until then). Request fields are
+ * borrowed until http_respond().
  */
 #ifndef FLAMEDB_NODE_HTTP_SERVER_H
 #define FLAMEDB_NODE_HTTP_SERVER_H
