@@ -215,16 +215,43 @@ static int path_matches(const char *route, const char *path)
     return strcmp(route, path) == 0;
 }
 
+/* Set on the tag of an exchange that holds a tenant query slot. */
+#define ROUTES_TAG_QUERY_SLOT 0x100
+#define ROUTES_TAG_ROUTE 0xff
+
+/* The routes that read a tenant's data (tenant-max-queries, max-query-range). */
+static int is_query_route(const char *path)
+{
+    return strncmp(path, "/pyroscope/", 11) == 0 || strncmp(path, "/api/", 5) == 0;
+}
+
+/* Resolves the tenant once (kept as the exchange's principal, so releasing
+ * the slot names the same tenant) and applies the query limits. */
+static int admit_query(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    const char *tenant = routes_tenant_of(n, ex, r);
+    if (tenant == NULL) return 0;
+    if (tenant != http_exchange_principal(ex)) http_exchange_set_principal(ex, tenant);
+    return routes_limit_query(n, ex, r, http_exchange_principal(ex));
+}
+
 void routes_handle(void *ctx, http_exchange_t *ex)
 {
     node_t *n = ctx;
     const http_request_t *r = http_exchange_request(ex);
+    if (!routes_authorize(n, ex, r)) return;
     int path_found = 0;
     for (size_t i = 0; i < NROUTES; i++) {
         if (!path_matches(routes[i].path, r->path)) continue;
         path_found = 1;
         if (routes[i].method != r->method) continue;
-        http_exchange_set_tag(ex, (int)i + 1);
+        int tag = (int)i + 1;
+        if (is_query_route(r->path)) {
+            int got = admit_query(n, ex, r);
+            if (got == 0) return;
+            if (got == 2) tag |= ROUTES_TAG_QUERY_SLOT;
+        }
+        http_exchange_set_tag(ex, tag);
         routes[i].fn(n, ex, r);
         return;
     }
@@ -243,11 +270,15 @@ void routes_handle(void *ctx, http_exchange_t *ex)
 void routes_observe(void *ctx, const http_exchange_t *ex, int status, uint64_t duration_ms)
 {
     node_t *n = ctx;
-    node_metrics_observe(&n->metrics, http_exchange_tag(ex), status, duration_ms);
+    int tag = http_exchange_tag(ex);
+    if (tag & ROUTES_TAG_QUERY_SLOT) routes_limit_query_done(n, http_exchange_principal(ex));
+    node_metrics_observe(&n->metrics, tag & ROUTES_TAG_ROUTE, status, duration_ms);
 }
 
 const char *routes_tenant_of(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
+    const char *principal = http_exchange_principal(ex);
+    if (principal[0] != '\0') return principal; /* authenticated: the token's tenant */
     errmsg_t em = {{0}};
     const char *t = routes_tenant(http_request_header(r, "X-Scope-OrgID"), &em);
     if (t == NULL) routes_respond_error(n, ex, ERR_INVALID_ARGUMENT, &em);
@@ -443,6 +474,7 @@ static void route_ingest(node_t *n, http_exchange_t *ex, const http_request_t *r
 {
     const char *tenant = routes_tenant_of(n, ex, r);
     if (tenant == NULL) return;
+    if (!routes_limit_ingest(n, ex, tenant, r->body_len)) return;
     errmsg_t em = {{0}};
     int rc = n->cluster != NULL ? cluster_write_admit(n->cluster, &em) : ERR_OK;
     if (rc != ERR_OK)
