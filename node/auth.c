@@ -3,13 +3,12 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "common/digest.h"
 #include "node/node_int.h"
 
 /* A line of the file is at most a tenant, a role and 64 hex digits plus blanks. */
@@ -31,10 +30,7 @@ struct node_auth {
 
 int node_auth_sha256(const void *data, size_t n, unsigned char out[NODE_AUTH_SHA256_LEN])
 {
-    unsigned int len = 0;
-    if (EVP_Digest(data, n, out, &len, EVP_sha256(), NULL) != 1 || len != NODE_AUTH_SHA256_LEN)
-        return ERR_INTERNAL;
-    return ERR_OK;
+    return digest_sha256(data, n, out);
 }
 
 /* ---------- the file ---------- */
@@ -157,7 +153,7 @@ int node_auth_load(const char *path, node_auth_t **out, errmsg_t *em)
 void node_auth_free(node_auth_t *a)
 {
     if (a == NULL) return;
-    OPENSSL_cleanse(a->e, a->cap * sizeof *a->e);
+    explicit_bzero(a->e, a->cap * sizeof *a->e);
     free(a->e);
     free(a);
 }
@@ -247,7 +243,7 @@ static const entry_t *lookup(const node_auth_t *a, const unsigned char hash[NODE
 {
     const entry_t *found = NULL;
     for (size_t i = 0; i < a->n; i++) {
-        int eq = CRYPTO_memcmp(a->e[i].hash, hash, NODE_AUTH_SHA256_LEN) == 0;
+        int eq = digest_equal(a->e[i].hash, hash, NODE_AUTH_SHA256_LEN);
         found = eq ? &a->e[i] : found;
     }
     return found;
@@ -278,7 +274,7 @@ int node_auth_check(const node_auth_t *a, const http_request_t *r, int need, cha
     int rc = token_of(h, buf, sizeof buf, &tok, &len, em);
     unsigned char hash[NODE_AUTH_SHA256_LEN];
     if (rc == ERR_OK) rc = node_auth_sha256(tok, len, hash);
-    OPENSSL_cleanse(buf, sizeof buf);
+    explicit_bzero(buf, sizeof buf);
     if (rc != ERR_OK) return rc == ERR_UNAUTHORIZED ? rc : errmsg_set(em, rc, "cannot hash");
     const entry_t *e = lookup(a, hash);
     if (e == NULL) return errmsg_set(em, ERR_UNAUTHORIZED, "unknown token");

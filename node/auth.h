@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 
+#include "common/digest.h"
 #include "common/err.h"
 #include "node/http_server.h"
 
@@ -34,7 +35,7 @@ enum node_auth_perm {
     NODE_AUTH_ADMIN = 4, /* cluster routes */
 };
 
-#define NODE_AUTH_SHA256_LEN 32
+#define NODE_AUTH_SHA256_LEN DIGEST_SHA256_BYTES
 
 typedef struct node_auth node_auth_t;
 
