@@ -401,6 +401,7 @@ static void test_signed_envelopes(void)
     buf_free(&b);
     digest_key_free(k1);
     digest_key_free(k2);
+    buf_free(&f.labels);
 }
 
 /* A write of empty series entries (two bytes each on the wire, a struct of
