@@ -47,6 +47,11 @@ void ingest_limits_default(ingest_limits_t *l)
     l->max_tree_nodes = 1u << 20;
     l->max_spans_per_series = 1000;
     l->max_decoded_bytes = 512u << 20;
+    l->decoded_per_byte = 16;
+    l->max_request_nodes = 2u << 20;
+    l->request_nodes_per_byte = 1;
+    l->max_request_work = 128u << 20;
+    l->request_work_per_byte = 16;
     l->shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
     l->shards.n = 0;
     l->max_past_seconds = 90LL * 86400;
@@ -219,6 +224,7 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
     int rc = ingest_params_parse(req, lim, &pa, em);
     if (rc == 0) rc = load_payload(req, &pa, lim, &pl, em);
     if (rc == 0) {
+        ingest_series_set_budget(&p->ss, pl.len);
         p->format = format_name(pa.format);
         if (pa.format == BODY_PPROF)
             rc = parse_pprof(p, &pl, &pa, lim, &time_ns, em);
@@ -278,6 +284,12 @@ int64_t ingest_profile_series_total(const ingest_profile_t *p, size_t i)
 size_t ingest_profile_spans_dropped(const ingest_profile_t *p)
 {
     return p->ss.spans_dropped;
+}
+
+void ingest_profile_cost(const ingest_profile_t *p, size_t *nodes, size_t *work)
+{
+    *nodes = p->ss.nodes;
+    *work = p->ss.work;
 }
 
 const char *ingest_profile_format(const ingest_profile_t *p)
