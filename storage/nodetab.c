@@ -16,8 +16,12 @@
  * used first out) and loaded from the column family on a miss. A writer holds
  * a table's lock from the first new id until its WriteBatch (which carries the
  * new node entries) committed, so no other thread ever sees an id whose entry
- * is not durable; if the batch fails the table is dropped from the cache and
- * reloaded from disk next time.
+ * is not durable. If the batch fails, the table is emptied IN PLACE and stays
+ * in the cache: the next holder of its lock reloads it from disk. (Dropping it
+ * from the cache instead let a thread already waiting on the lock keep using
+ * the old object while a newcomer loaded a second copy: both then gave the
+ * same next id to different stacks, and values landed on the wrong stacks.)
+ * There is at most one table object per (token, tenant) at any time.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -307,7 +311,8 @@ void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed)
 {
     nodetab_cache_t *c = &s->nodetabs;
     if (failed) {
-        /* ids assigned since the last commit may not be durable: forget them */
+        /* ids assigned since the last commit may not be durable: forget all,
+         * and let the next holder (count 0) reload what is on disk */
         t->count = t->committed = t->nsyms = 0;
         edgemap_clear(&t->edges);
         u64map_clear(&t->sym_index);
@@ -317,7 +322,6 @@ void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed)
     size_t bytes = tab_bytes(t);
     pthread_mutex_unlock(&t->lock);
     pthread_mutex_lock(&c->mu);
-    if (failed && t->valid) drop(c, t);
     if (t->valid) {
         c->bytes += bytes - t->cached_bytes;
         t->cached_bytes = bytes;

@@ -281,7 +281,8 @@ void storage_nodetab_cache_free(storage_t *s);
 int storage_nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t **out,
                             errmsg_t *em);
 /* Unlocks and drops the reference. failed != 0: a batch carrying new ids did
- * not commit, so the table is dropped and reloaded from disk next time. */
+ * not commit, so the table is emptied in place (it stays the one object of
+ * its token) and the next holder reloads it from disk. */
 void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed);
 /* Id of the child (parent, sym). A new id is created (in memory) when wb is
  * not NULL; with wb NULL an unknown child is ERR_NOT_FOUND. ERR_LIMIT past
