@@ -180,6 +180,11 @@ static const opt_t options[] = {
      "window (0 = forever)."},
     {"max-background-jobs", OPT_INT, FIELD(storage.max_background_jobs, int), NULL, 0, 1, 64,
      "RocksDB flush and compaction threads."},
+    {"max-stack-nodes", OPT_U32, FIELD(storage.max_stack_nodes, uint32_t), NULL, 0, 1024, 1u << 29,
+     "Distinct stacks (nodes of the stack-node table) one service shard keeps. Past it, new "
+     "stacks are stored folded into \"other\" nodes (values exact, shape lost below the fold; "
+     "counted in flamedb_storage_folded_stacks_total) instead of being refused; about 30 bytes "
+     "of node cache each."},
     SECTION("Cluster"),
     {"node-id", OPT_TEXT, FIELD(cluster.node_id, char[NODE_PATH_MAX]), "", 0, 0, 64,
      "This node's id. Empty: generated on first start and kept in the data dir; a restarted "

@@ -66,6 +66,7 @@ void storage_options_default(storage_options_t *o)
     o->seen_retention_seconds = 7 * day;
     o->span_retention_seconds = day;
     o->max_background_jobs = 2;
+    o->max_stack_nodes = STORAGE_MAX_STACK_NODES;
 }
 
 /* --- small services ------------------------------------------------------ */
@@ -413,6 +414,7 @@ int storage_stats(storage_t *s, storage_stats_t *out)
     out->expired_spans = atomic_load(&s->counters.filtered_spans);
     out->duplicate_series = atomic_load(&s->counters.duplicates);
     out->series_written = atomic_load(&s->counters.series_written);
+    out->folded_stacks = atomic_load(&s->counters.folded_stacks);
     return 0;
 }
 
@@ -455,6 +457,9 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
          offsetof(storage_stats_t, block_cache_bytes)},
         METRICS_U64_DEF(storage_stats_t, series_written, "flamedb_storage_series_written_total",
                         "Series writes committed by storage."),
+        METRICS_U64_DEF(storage_stats_t, folded_stacks, "flamedb_storage_folded_stacks_total",
+                        "Call-tree nodes written into an \"other\" node because their service "
+                        "shard's stack-node table was full (max-stack-nodes)."),
         METRICS_U64_DEF(storage_stats_t, duplicate_series, "flamedb_storage_duplicate_series_total",
                         "Series writes skipped because (series, profile id) was already stored."),
         METRICS_U64_DEF(storage_stats_t, corrupt_operands, "flamedb_storage_corrupt_operands_total",

@@ -60,6 +60,8 @@ typedef struct storage_options {
     int64_t retention_seconds[STORAGE_RESOLUTION_COUNT]; /* per resolution; 0 = forever */
     int64_t seen_retention_seconds;                      /* how long profile ids are remembered */
     int64_t span_retention_seconds;                      /* span/trace trees; 0 = forever */
+    uint32_t max_stack_nodes; /* stack nodes per placement token (service shard); past it new
+                               * stacks fold into "other" nodes (nodetab.c) */
     int max_background_jobs;
 } storage_options_t;
 
@@ -195,6 +197,7 @@ typedef struct storage_stats {
     uint64_t expired_spans;     /* span/trace trees dropped by span retention */
     uint64_t duplicate_series;  /* series writes skipped: (series, profile id) already seen */
     uint64_t series_written;    /* series writes committed */
+    uint64_t folded_stacks;     /* tree nodes folded into "other": their table was full */
 } storage_stats_t;
 int storage_stats(storage_t *s, storage_stats_t *out);
 /* Registers the fields of st (borrowed until the registry is rendered) as

@@ -50,7 +50,9 @@ enum storage_cf {
 #define SPARSE_VERSION 2
 /* Nodes one token's stack-node table may hold; past it writes of new stacks
  * for that service shard are refused with ERR_LIMIT. */
-#define STORAGE_MAX_STACK_NODES (1u << 26)
+#define STORAGE_MAX_STACK_NODES (1u << 26) /* default of storage_options_t.max_stack_nodes */
+/* Ids a table may hold at all (what a load accepts, whatever the setting). */
+#define STORAGE_HARD_STACK_NODES (1u << 30)
 
 /* Writer stripes: writers of one profile id take the same mutex. */
 #define STORAGE_STRIPES 64
@@ -93,6 +95,7 @@ typedef struct storage_counters {
     atomic_uint_fast64_t filtered_spans;   /* span trees dropped by retention */
     atomic_uint_fast64_t duplicates;       /* series writes skipped as already seen */
     atomic_uint_fast64_t series_written;   /* series writes committed */
+    atomic_uint_fast64_t folded_stacks;    /* tree nodes folded into "other" (table full) */
 } storage_counters_t;
 
 /* State of one compaction filter; points back at the handle. */
@@ -286,7 +289,7 @@ int storage_nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, no
 void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed);
 /* Id of the child (parent, sym). A new id is created (in memory) when wb is
  * not NULL; with wb NULL an unknown child is ERR_NOT_FOUND. ERR_LIMIT past
- * STORAGE_MAX_STACK_NODES. Table lock held. */
+ * the max_stack_nodes option (then see storage_nodetab_other). Table lock held. */
 int storage_nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
                           rocksdb_writebatch_t *wb, uint32_t *out);
 /* Hints the CPU to fetch the hash slot of (parent, sym): mapping a tree is a
@@ -296,6 +299,13 @@ void storage_nodetab_prefetch(const nodetab_t *t, uint32_t parent, uint64_t sym)
  * scratch). Call once per table, after the last storage_nodetab_child of the batch;
  * storage_nodetab_release(..., 0) after the batch committed makes them durable. */
 int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *tmp);
+/* Where a node that storage_nodetab_child refused with ERR_LIMIT (the table
+ * is full) goes instead: the "other" child (SYM_OTHER) of parent, created in
+ * a reserve of max_stack_nodes / 64 ids past the limit, else the root's
+ * "other" child (always room for it); a child of an "other" node is that
+ * node. Values stay exact, only the shape below the fold is lost. Table
+ * lock held; cannot fail but for ERR_NOMEM. */
+int storage_nodetab_other(storage_t *s, nodetab_t *t, uint32_t parent, uint32_t *out);
 uint32_t storage_nodetab_count(const nodetab_t *t);
 uint32_t storage_nodetab_parent(const nodetab_t *t, uint32_t id);
 uint64_t storage_nodetab_sym(const nodetab_t *t, uint32_t id);
