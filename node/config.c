@@ -180,6 +180,10 @@ static const opt_t options[] = {
      "window (0 = forever)."},
     {"max-background-jobs", OPT_INT, FIELD(storage.max_background_jobs, int), NULL, 0, 1, 64,
      "RocksDB flush and compaction threads."},
+    {"max-span-nodes", OPT_COUNT, FIELD(storage.max_span_nodes, size_t), NULL, 0, 16, 100000000,
+     "Nodes one stored span or trace tree (one span id, series and 10-second window) keeps; "
+     "past it the lightest nodes fold into \"other\" nodes, totals exact (at write and when "
+     "pushes that name the same span id are merged)."},
     {"max-stack-nodes", OPT_U32, FIELD(storage.max_stack_nodes, uint32_t), NULL, 0, 1024, 1u << 29,
      "Distinct stacks (nodes of the stack-node table) one service shard keeps. Past it, new "
      "stacks are stored folded into \"other\" nodes (values exact, shape lost below the fold; "

@@ -67,6 +67,7 @@ void storage_options_default(storage_options_t *o)
     o->span_retention_seconds = day;
     o->max_background_jobs = 2;
     o->max_stack_nodes = STORAGE_MAX_STACK_NODES;
+    o->max_span_nodes = 65536;
 }
 
 /* --- small services ------------------------------------------------------ */
@@ -277,6 +278,7 @@ static storage_t *storage_alloc(const storage_options_t *o)
     storage_t *s = calloc(1, sizeof *s);
     if (s == NULL) return NULL;
     s->opts = *o;
+    s->counters.span_max_nodes = o->max_span_nodes; /* read by the spans merge operator */
     s->path = strdup(o->path);
     storage_set_clock(s, NULL);
     for (int i = 0; i < STORAGE_STRIPES; i++)
@@ -415,6 +417,7 @@ int storage_stats(storage_t *s, storage_stats_t *out)
     out->duplicate_series = atomic_load(&s->counters.duplicates);
     out->series_written = atomic_load(&s->counters.series_written);
     out->folded_stacks = atomic_load(&s->counters.folded_stacks);
+    out->capped_spans = atomic_load(&s->counters.capped_spans);
     return 0;
 }
 
@@ -460,6 +463,8 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
         METRICS_U64_DEF(storage_stats_t, folded_stacks, "flamedb_storage_folded_stacks_total",
                         "Call-tree nodes written into an \"other\" node because their service "
                         "shard's stack-node table was full (max-stack-nodes)."),
+        METRICS_U64_DEF(storage_stats_t, capped_spans, "flamedb_storage_capped_spans_total",
+                        "Span or trace trees folded down to max-span-nodes (at write or merge)."),
         METRICS_U64_DEF(storage_stats_t, duplicate_series, "flamedb_storage_duplicate_series_total",
                         "Series writes skipped because (series, profile id) was already stored."),
         METRICS_U64_DEF(storage_stats_t, corrupt_operands, "flamedb_storage_corrupt_operands_total",

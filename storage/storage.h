@@ -60,6 +60,8 @@ typedef struct storage_options {
     int64_t retention_seconds[STORAGE_RESOLUTION_COUNT]; /* per resolution; 0 = forever */
     int64_t seen_retention_seconds;                      /* how long profile ids are remembered */
     int64_t span_retention_seconds;                      /* span/trace trees; 0 = forever */
+    size_t max_span_nodes;    /* nodes one stored span/trace tree keeps; the rest fold into
+                               * "other" nodes (captree.c); 0 = unlimited */
     uint32_t max_stack_nodes; /* stack nodes per placement token (service shard); past it new
                                * stacks fold into "other" nodes (nodetab.c) */
     int max_background_jobs;
@@ -198,6 +200,7 @@ typedef struct storage_stats {
     uint64_t duplicate_series;  /* series writes skipped: (series, profile id) already seen */
     uint64_t series_written;    /* series writes committed */
     uint64_t folded_stacks;     /* tree nodes folded into "other": their table was full */
+    uint64_t capped_spans;      /* span trees folded down to max_span_nodes */
 } storage_stats_t;
 int storage_stats(storage_t *s, storage_stats_t *out);
 /* Registers the fields of st (borrowed until the registry is rendered) as

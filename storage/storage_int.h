@@ -96,6 +96,8 @@ typedef struct storage_counters {
     atomic_uint_fast64_t duplicates;       /* series writes skipped as already seen */
     atomic_uint_fast64_t series_written;   /* series writes committed */
     atomic_uint_fast64_t folded_stacks;    /* tree nodes folded into "other" (table full) */
+    atomic_uint_fast64_t capped_spans;     /* span trees folded to max_span_nodes */
+    size_t span_max_nodes; /* the option, for the spans merge operator (its state is this) */
 } storage_counters_t;
 
 /* State of one compaction filter; points back at the handle. */
@@ -230,6 +232,12 @@ rocksdb_mergeoperator_t *storage_merge_i64_new(storage_counters_t *c);
  * the ones that do not decode. Always succeeds unless out of memory. */
 int storage_fold_trees(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
                        buf_t *out);
+
+/* When t has more than max nodes (0: never), *out gets a copy that keeps the
+ * heaviest nodes (and their callers) and folds the rest into `other`
+ * children, total exact, at most 2 * max - 1 nodes (captree.c); else *out is
+ * NULL. Caller owns *out. Fails only with ERR_NOMEM. */
+int storage_cap_tree(const calltree_t *t, size_t max, calltree_t **out);
 
 /* Compaction filter of cf (blocks, totals, profiles); NULL for other CFs.
  * The filter must outlive the DB. */

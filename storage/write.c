@@ -256,7 +256,11 @@ static int put_spans(wctx_t *w, const storage_series_write_t *sw)
         storage_key_span(&k, w->p->tenant, sp->kind, sp->id, sw->token, sw->series_id, window);
         if (storage_filter_expired(w->s, CF_SPANS, k.b, k.n, NULL, 0)) continue;
         buf_reset(&w->enc);
-        int rc = calltree_encode(sp->tree, &w->enc);
+        calltree_t *capped = NULL;
+        int rc = storage_cap_tree(sp->tree, w->s->opts.max_span_nodes, &capped);
+        if (rc == 0) rc = calltree_encode(capped != NULL ? capped : sp->tree, &w->enc);
+        if (capped != NULL) atomic_fetch_add(&w->s->counters.capped_spans, 1);
+        calltree_free(capped);
         if (rc != 0) return errmsg_set(w->em, rc, "span tree: %s", err_message(rc));
         rc = calltree_for_each_symbol(sp->tree, put_symbol, w);
         if (rc != 0) return rc; /* put_symbol set em */
