@@ -180,6 +180,11 @@ static const opt_t options[] = {
      "window (0 = forever)."},
     {"max-background-jobs", OPT_INT, FIELD(storage.max_background_jobs, int), NULL, 0, 1, 64,
      "RocksDB flush and compaction threads."},
+    {"sync-writes", OPT_INT, FIELD(storage.sync_writes, int), "0", 0, 0, 1,
+     "1: every acknowledged write is fsynced to the write-ahead log first (concurrent writes "
+     "share one fsync), so it survives a power loss of the machine; 0: written to the log, not "
+     "synced: survives kill -9 of the process, not a power loss (docs/operations.md, "
+     "Durability)."},
     {"max-span-nodes", OPT_COUNT, FIELD(storage.max_span_nodes, size_t), NULL, 0, 16, 100000000,
      "Nodes one stored span or trace tree (one span id, series and 10-second window) keeps; "
      "past it the lightest nodes fold into \"other\" nodes, totals exact (at write and when "

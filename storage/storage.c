@@ -286,6 +286,7 @@ static storage_t *storage_alloc(const storage_options_t *o)
     s->cache = rocksdb_cache_create_lru(o->block_cache_bytes);
     s->ropts = rocksdb_readoptions_create();
     s->wopts = rocksdb_writeoptions_create();
+    if (s->wopts != NULL) rocksdb_writeoptions_set_sync(s->wopts, o->sync_writes ? 1 : 0);
     if (s->path == NULL ||
         storage_idcache_init(&s->symbol_cache, STORAGE_SYMBOL_CACHE_SLOTS) != 0 ||
         storage_idcache_init(&s->series_cache, STORAGE_SERIES_CACHE_SLOTS) != 0 ||
@@ -404,6 +405,20 @@ int storage_disk_usage(storage_t *s, uint64_t *bytes)
     return 0;
 }
 
+/* "Cumulative WAL: W writes, S syncs, ..." of RocksDB's DB stats (since open). */
+static void wal_counts(storage_t *s, uint64_t *writes, uint64_t *syncs)
+{
+    *writes = *syncs = 0;
+    char *st = rocksdb_property_value(s->db, "rocksdb.dbstats");
+    const char *p = st != NULL ? strstr(st, "Cumulative WAL:") : NULL;
+    unsigned long long w, y;
+    if (p != NULL && sscanf(p, "Cumulative WAL: %llu writes, %llu syncs", &w, &y) == 2) {
+        *writes = w;
+        *syncs = y;
+    }
+    rocksdb_free(st);
+}
+
 int storage_stats(storage_t *s, storage_stats_t *out)
 {
     memset(out, 0, sizeof *out);
@@ -418,6 +433,7 @@ int storage_stats(storage_t *s, storage_stats_t *out)
     out->series_written = atomic_load(&s->counters.series_written);
     out->folded_stacks = atomic_load(&s->counters.folded_stacks);
     out->capped_spans = atomic_load(&s->counters.capped_spans);
+    wal_counts(s, &out->wal_writes, &out->wal_syncs);
     return 0;
 }
 
@@ -463,6 +479,10 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
         METRICS_U64_DEF(storage_stats_t, folded_stacks, "flamedb_storage_folded_stacks_total",
                         "Call-tree nodes written into an \"other\" node because their service "
                         "shard's stack-node table was full (max-stack-nodes)."),
+        METRICS_U64_DEF(storage_stats_t, wal_syncs, "flamedb_storage_wal_syncs_total",
+                        "fsyncs of the write-ahead log since the node started (sync-writes)."),
+        METRICS_U64_DEF(storage_stats_t, wal_writes, "flamedb_storage_wal_writes_total",
+                        "Write batches written to the write-ahead log since the node started."),
         METRICS_U64_DEF(storage_stats_t, capped_spans, "flamedb_storage_capped_spans_total",
                         "Span or trace trees folded down to max-span-nodes (at write or merge)."),
         METRICS_U64_DEF(storage_stats_t, duplicate_series, "flamedb_storage_duplicate_series_total",

@@ -60,6 +60,9 @@ typedef struct storage_options {
     int64_t retention_seconds[STORAGE_RESOLUTION_COUNT]; /* per resolution; 0 = forever */
     int64_t seen_retention_seconds;                      /* how long profile ids are remembered */
     int64_t span_retention_seconds;                      /* span/trace trees; 0 = forever */
+    int sync_writes; /* 1: every committed write batch fsyncs the WAL before it is acknowledged
+                      * (RocksDB group commit: concurrent batches share one fsync); 0: the WAL
+                      * is written, not synced (survives kill -9, not a power loss) */
     size_t max_span_nodes;    /* nodes one stored span/trace tree keeps; the rest fold into
                                * "other" nodes (captree.c); 0 = unlimited */
     uint32_t max_stack_nodes; /* stack nodes per placement token (service shard); past it new
@@ -201,6 +204,8 @@ typedef struct storage_stats {
     uint64_t series_written;    /* series writes committed */
     uint64_t folded_stacks;     /* tree nodes folded into "other": their table was full */
     uint64_t capped_spans;      /* span trees folded down to max_span_nodes */
+    uint64_t wal_writes;        /* write batches written to the WAL since open */
+    uint64_t wal_syncs;         /* fsyncs of the WAL since open (sync_writes) */
 } storage_stats_t;
 int storage_stats(storage_t *s, storage_stats_t *out);
 /* Registers the fields of st (borrowed until the registry is rendered) as
