@@ -6,8 +6,9 @@
  * stops RocksDB's background work), and must keep the total exact: the tree
  * keeps its heaviest nodes (by |total|, so negative delta values count too)
  * whose callers are kept as well, and every other node's self value goes to
- * an `other` child (SYM_OTHER) of its nearest kept caller. The result holds
- * at most 2 * max - 1 nodes (each kept node has at most one `other` child).
+ * an `other` child (SYM_OTHER) of its nearest kept caller. max / 2 nodes
+ * are kept (the root included) and each may get one `other` child, so the
+ * result holds at most max nodes (max >= 2; a smaller max counts as 2).
  */
 #include <stdlib.h>
 
@@ -33,7 +34,7 @@ static uint64_t abs_total(const calltree_t *t, uint32_t i)
     return v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
 }
 
-/* keep[i] = 1 for the max heaviest nodes whose callers are all kept. */
+/* keep[i] = 1 for the root and the heaviest nodes (max in all) whose callers are kept. */
 static int choose(const calltree_t *t, size_t max, unsigned char *keep)
 {
     size_t n = calltree_node_count(t);
@@ -93,9 +94,10 @@ int storage_cap_tree(const calltree_t *t, size_t max, calltree_t **out)
     *out = NULL;
     size_t n = calltree_node_count(t);
     if (max == 0 || n <= max) return 0;
+    if (max < 2) max = 2;
     unsigned char *keep = malloc(n);
     calltree_t *c = calltree_new(0);
-    int rc = keep == NULL || c == NULL ? ERR_NOMEM : choose(t, max, keep);
+    int rc = keep == NULL || c == NULL ? ERR_NOMEM : choose(t, max / 2, keep);
     if (rc == 0) rc = build(t, keep, c);
     free(keep);
     if (rc != 0) {

@@ -235,7 +235,7 @@ int storage_fold_trees(storage_counters_t *c, const char *const *parts, const si
 
 /* When t has more than max nodes (0: never), *out gets a copy that keeps the
  * heaviest nodes (and their callers) and folds the rest into `other`
- * children, total exact, at most 2 * max - 1 nodes (captree.c); else *out is
+ * children, total exact, at most max nodes (captree.c); else *out is
  * NULL. Caller owns *out. Fails only with ERR_NOMEM. */
 int storage_cap_tree(const calltree_t *t, size_t max, calltree_t **out);
 
