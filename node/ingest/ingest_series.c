@@ -24,6 +24,13 @@ int ingest_series_set_init(series_set_t *ss, const char *tenant, const ingest_li
     return u64map_init(&ss->by_id, 16);
 }
 
+/* What a new tree costs before its first stack, in nodes (about 70 bytes
+ * each): calltree_new allocates room for 64 nodes and their edges (about
+ * 4.5 KiB), calltree_new_small for 4 (span trees: a push may open many tiny
+ * ones, and is charged for that memory, not for one root each). */
+#define INGEST_TREE_COST_NODES 64
+#define INGEST_SPAN_TREE_COST_NODES 6
+
 /* min(cap, max(floor, per_byte x bytes)), without overflow. */
 static size_t budget_of(size_t cap, size_t per_byte, size_t floor, size_t bytes)
 {
@@ -154,7 +161,7 @@ int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_
                                     ring_series_shard(id, ring_shards_for(&ss->lim->shards, svc)));
     s->tree = t;
     *idx = (uint32_t)ss->n++;
-    ss->nodes++; /* the tree's root */
+    ss->nodes += INGEST_TREE_COST_NODES;
     return 0;
 }
 
@@ -229,14 +236,14 @@ int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_
         }
         if (GROW_FROM(a->v, a->cap, a->n + 1, GROW_UNLIMITED, 4) != 0)
             return errmsg_set(em, ERR_NOMEM, "out of memory");
-        calltree_t *t = calltree_new(ss->lim->max_tree_nodes);
+        calltree_t *t = calltree_new_small(ss->lim->max_tree_nodes);
         if (t == NULL || u64map_put(m, id, (uint32_t)a->n) < 0) {
             calltree_free(t);
             return errmsg_set(em, ERR_NOMEM, "out of memory");
         }
         a->v[a->n] = (storage_span_tree_t){.kind = kind, .id = id, .tree = t};
         i = (uint32_t)a->n++;
-        ss->nodes++; /* the new tree's root */
+        ss->nodes += INGEST_SPAN_TREE_COST_NODES;
     }
     calltree_t *t = (calltree_t *)a->v[i].tree;
     size_t before = calltree_node_count(t);

@@ -16,7 +16,8 @@ static int parse_folded(const char *body, const ingest_limits_t *lim, ingest_pro
     return test_parse(&r, lim, p, em);
 }
 
-/* Nodes and work are what the trees cost: root + 4 frames, 2 walks of 3+1. */
+/* Nodes and work are what the trees cost: a new tree 64 (its initial
+ * allocation) + 4 frames, 2 walks of 3+1. */
 static void test_accounting(void)
 {
     ingest_profile_t *p;
@@ -24,7 +25,7 @@ static void test_accounting(void)
     CHECK_EQ_INT(parse_folded("a;b;c 1\na;b;d 2\n", NULL, &p, &em), 0);
     size_t nodes = 0, work = 0;
     if (p != NULL) ingest_profile_cost(p, &nodes, &work);
-    CHECK_EQ_INT((int64_t)nodes, 5);
+    CHECK_EQ_INT((int64_t)nodes, 64 + 4);
     CHECK_EQ_INT((int64_t)work, 8);
     ingest_profile_free(p);
 }
@@ -36,11 +37,11 @@ static void test_caps_refuse_with_setting_named(void)
     ingest_limits_default(&lim);
     ingest_profile_t *p;
     errmsg_t em;
-    lim.max_request_nodes = 4; /* the root and three frames */
+    lim.max_request_nodes = 64 + 3; /* the tree and three frames */
     CHECK_EQ_INT(parse_folded("a;b;c 1\na;b;d 2\n", &lim, &p, &em), ERR_TOO_LARGE);
     CHECK(strstr(em.text, "ingest-max-request-nodes") != NULL);
     CHECK(p == NULL);
-    lim.max_request_nodes = 5;
+    lim.max_request_nodes = 64 + 4;
     CHECK_EQ_INT(parse_folded("a;b;c 1\na;b;d 2\n", &lim, &p, &em), 0);
     ingest_profile_free(p);
     lim.max_request_work = 7;
@@ -66,11 +67,11 @@ static void test_spans_share_the_budget(void)
     CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), 0);
     size_t nodes = 0, work = 0;
     if (p != NULL) ingest_profile_cost(p, &nodes, &work);
-    CHECK_EQ_INT((int64_t)nodes, 3 + 3 + 3); /* series tree and two span trees */
+    CHECK_EQ_INT((int64_t)nodes, 64 + 2 + 2 * (6 + 2)); /* series tree, two small span trees */
     ingest_profile_free(p);
     ingest_limits_t lim;
     ingest_limits_default(&lim);
-    lim.max_request_nodes = 8;
+    lim.max_request_nodes = 64 + 2 + 2 * (6 + 2) - 1;
     CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_TOO_LARGE);
     free(raw);
 }
