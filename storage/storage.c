@@ -68,6 +68,7 @@ void storage_options_default(storage_options_t *o)
     o->max_background_jobs = 2;
     o->max_stack_nodes = STORAGE_MAX_STACK_NODES;
     o->max_span_nodes = 65536;
+    o->series_gc_interval_seconds = 3600;
 }
 
 /* --- small services ------------------------------------------------------ */
@@ -312,6 +313,8 @@ int storage_open(const storage_options_t *o, storage_t **out, errmsg_t *em)
     rc = open_db(s, em);
     if (rc == 0) rc = check_format(s, em);
     if (rc == 0) rc = storage_hints_open(s, em);
+    if (rc == 0 && storage_gc_start(s) != 0)
+        rc = errmsg_set(em, ERR_INTERNAL, "storage: cannot start the series collector");
     if (rc != 0) {
         storage_close(s);
         return rc;
@@ -340,6 +343,7 @@ static void flush_all(storage_t *s)
 void storage_close(storage_t *s)
 {
     if (s == NULL) return;
+    storage_gc_stop(s);
     if (s->db != NULL) {
         flush_all(s);
         rocksdb_cancel_all_background_work(s->db, 1);
@@ -434,6 +438,7 @@ int storage_stats(storage_t *s, storage_stats_t *out)
     out->folded_stacks = atomic_load(&s->counters.folded_stacks);
     out->capped_spans = atomic_load(&s->counters.capped_spans);
     wal_counts(s, &out->wal_writes, &out->wal_syncs);
+    out->gc_series = atomic_load(&s->counters.gc_series);
     return 0;
 }
 
@@ -479,6 +484,8 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
         METRICS_U64_DEF(storage_stats_t, folded_stacks, "flamedb_storage_folded_stacks_total",
                         "Call-tree nodes written into an \"other\" node because their service "
                         "shard's stack-node table was full (max-stack-nodes)."),
+        METRICS_U64_DEF(storage_stats_t, gc_series, "flamedb_storage_gc_series_total",
+                        "Series (with their postings) deleted because retention emptied them."),
         METRICS_U64_DEF(storage_stats_t, wal_syncs, "flamedb_storage_wal_syncs_total",
                         "fsyncs of the write-ahead log since the node started (sync-writes)."),
         METRICS_U64_DEF(storage_stats_t, wal_writes, "flamedb_storage_wal_writes_total",

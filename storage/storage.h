@@ -60,6 +60,7 @@ typedef struct storage_options {
     int64_t retention_seconds[STORAGE_RESOLUTION_COUNT]; /* per resolution; 0 = forever */
     int64_t seen_retention_seconds;                      /* how long profile ids are remembered */
     int64_t span_retention_seconds;                      /* span/trace trees; 0 = forever */
+    int64_t series_gc_interval_seconds; /* how often empty series are deleted (gc.c); 0 never */
     int sync_writes; /* 1: every committed write batch fsyncs the WAL before it is acknowledged
                       * (RocksDB group commit: concurrent batches share one fsync); 0: the WAL
                       * is written, not synced (survives kill -9, not a power loss) */
@@ -206,8 +207,15 @@ typedef struct storage_stats {
     uint64_t capped_spans;      /* span trees folded down to max_span_nodes */
     uint64_t wal_writes;        /* write batches written to the WAL since open */
     uint64_t wal_syncs;         /* fsyncs of the WAL since open (sync_writes) */
+    uint64_t gc_series;         /* empty series deleted since open */
 } storage_stats_t;
 int storage_stats(storage_t *s, storage_stats_t *out);
+
+/* Deletes every series none of whose blocks is alive any more (retention
+ * dropped them all), with its postings; *removed gets how many. Safe next
+ * to writers. Symbols, stack-node tables and span trees are not collected
+ * (gc.c). Runs by itself every series_gc_interval_seconds. */
+int storage_gc_series(storage_t *s, size_t *removed);
 /* Registers the fields of st (borrowed until the registry is rendered) as
  * flamedb_storage_* metrics. */
 void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st);

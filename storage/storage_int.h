@@ -98,6 +98,7 @@ typedef struct storage_counters {
     atomic_uint_fast64_t folded_stacks;    /* tree nodes folded into "other" (table full) */
     atomic_uint_fast64_t capped_spans;     /* span trees folded to max_span_nodes */
     size_t span_max_nodes; /* the option, for the spans merge operator (its state is this) */
+    atomic_uint_fast64_t gc_series; /* empty series deleted by gc.c */
 } storage_counters_t;
 
 /* State of one compaction filter; points back at the handle. */
@@ -152,6 +153,12 @@ struct storage {
     symcache_t symcache;
     storage_counters_t counters;
     struct storage_hints *hints; /* hints.c: per-target counts and bytes */
+    struct {                     /* gc.c: the series collector's thread */
+        pthread_t thread;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        int stop, running;
+    } gc;
 };
 
 /* --- clock (tests) ------------------------------------------------------- */
@@ -246,6 +253,13 @@ rocksdb_compactionfilter_t *storage_filter_new(storage_t *s, enum storage_cf cf)
 /* Whether the compaction filter of cf would drop key/value now. */
 int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key, size_t klen,
                            const uint8_t *val, size_t vlen);
+
+/* --- series collection (gc.c) ---------------------------------------------- */
+
+/* Starts the collector thread when series_gc_interval_seconds > 0 (after the
+ * DB is open); storage_gc_stop (before it closes) stops and joins it. */
+int storage_gc_start(storage_t *s);
+void storage_gc_stop(storage_t *s);
 
 /* --- hints (hints.c) ------------------------------------------------------ */
 
