@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client/flamedb.h"
@@ -443,6 +444,102 @@ static int cmd_shares(flamedb_client_t *c, const args_t *a)
     return status;
 }
 
+/* --- profiles, profile ------------------------------------------------------ */
+
+static void print_plist(const flamedb__plist_t *t, const char *unit)
+{
+    char total[32], when[32];
+    printf("%-20s %-64s %12s  %s\n", "TIME (UTC)", "ID", "TOTAL", "LABELS");
+    for (size_t i = 0; i < t->count; i++) {
+        const flamedb__plist_row_t *r = &t->rows[i];
+        time_t tt = (time_t)r->time_s;
+        struct tm tm;
+        if (gmtime_r(&tt, &tm) == NULL ||
+            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+            snprintf(when, sizeof when, "%" PRId64, r->time_s);
+        format_value(total, sizeof total, r->total, unit);
+        printf("%-20s %-64s %12s  %s\n", when, r->id, total, r->labels);
+    }
+    printf("%zu profiles%s\n", t->count, t->truncated ? " (more match: raise --limit)" : "");
+}
+
+/* GET /api/profiles: the stored profiles of a selection, newest first. */
+static int cmd_profiles(flamedb_client_t *c, const args_t *a)
+{
+    const char *out = a->output ? a->output : "table";
+    if (strcmp(out, "table") != 0 && strcmp(out, "json") != 0)
+        return usage_error("profiles: --output must be table or json, not '%s'", out);
+    buf_t path;
+    buf_init(&path, 65536);
+    int rc = buf_append_str(&path, "/api/profiles");
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "query", a->pos[0]);
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "from", a->from);
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "until", a->until);
+    if (rc == ERR_OK && a->limit > 0) rc = flamedb__query_add_int(&path, "limit", a->limit);
+    if (rc == ERR_OK) rc = buf_append_byte(&path, 0);
+    if (rc != ERR_OK) {
+        buf_free(&path);
+        return usage_error("profiles: the query is too long%s", "");
+    }
+    flamedb_response_t r;
+    rc = flamedb_get(c, (const char *)path.data, &r);
+    buf_free(&path);
+    if (rc != 0) return request_failed(c, "profiles", rc);
+    int status = 0;
+    flamedb__plist_t t;
+    errmsg_t em = {{0}};
+    char unit[32];
+    query_unit(a->pos[0], unit, sizeof unit);
+    if (strcmp(out, "json") == 0) {
+        if (fwrite(r.body, 1, r.len, stdout) != r.len || putchar('\n') == EOF)
+            status = EXIT_FAILURE;
+    } else if (flamedb__plist_parse((const char *)r.body, r.len, &t, &em) != 0) {
+        fprintf(stderr, "flamectl: cannot read the server's answer: %s\n", em.text);
+        status = EXIT_FAILURE;
+    } else {
+        print_plist(&t, unit);
+        if (t.partial) fprintf(stderr, "flamectl: partial answer: some data was unreachable\n");
+        flamedb__plist_free(&t);
+    }
+    flamedb_response_free(&r);
+    return status;
+}
+
+/* GET /api/profiles/ID: one stored profile, exactly as it was pushed. */
+static int cmd_profile(flamedb_client_t *c, const args_t *a)
+{
+    const char *out = a->output ? a->output : "folded";
+    if (strcmp(out, "folded") != 0 && strcmp(out, "json") != 0 && strcmp(out, "pprof") != 0 &&
+        strcmp(out, "svg") != 0 && strcmp(out, "speedscope") != 0)
+        return usage_error("profile: --output must be folded, json, pprof, svg or speedscope, "
+                           "not '%s'",
+                           out);
+    buf_t path;
+    buf_init(&path, 4096);
+    int rc = buf_append_str(&path, "/api/profiles/");
+    if (rc == ERR_OK) rc = flamedb__url_escape(&path, a->pos[0]);
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "format", out);
+    if (rc == ERR_OK && a->max_nodes > 0)
+        rc = flamedb__query_add_int(&path, "maxNodes", a->max_nodes);
+    if (rc == ERR_OK) rc = buf_append_byte(&path, 0);
+    if (rc != ERR_OK) {
+        buf_free(&path);
+        return usage_error("profile: the id is too long%s", "");
+    }
+    flamedb_response_t r;
+    rc = flamedb_get(c, (const char *)path.data, &r);
+    buf_free(&path);
+    if (rc != 0) return request_failed(c, "profile", rc);
+    int status = 0;
+    if (strcmp(out, "pprof") == 0 || a->outfile != NULL)
+        status = write_binary(&r, a->outfile);
+    else if (fwrite(r.body, 1, r.len, stdout) != r.len || fflush(stdout) != 0)
+        status = EXIT_FAILURE;
+    if (strcmp(out, "json") == 0 && a->outfile == NULL && status == 0) putchar('\n');
+    flamedb_response_free(&r);
+    return status;
+}
+
 /* --- labels, ready ------------------------------------------------------------ */
 
 static int cmd_labels(flamedb_client_t *c, const args_t *a)
@@ -654,6 +751,17 @@ static const command_t commands[] = {
      "Prints the cluster as the node sees it (GET /cluster/status): each member's\n"
      "id, state, tokens, how long ago its heartbeat was heard, HTTP and cluster\n"
      "addresses, and the nodes it holds hints for; '*' marks the node asked."},
+    {"profiles", 1, 1, cmd_profiles,
+     "profiles 'TYPE{selector}' [--from T] [--until T] [--limit N] [--output table|json]",
+     "Lists the stored profiles of a selection (GET /api/profiles), newest first:\n"
+     "time, id, total and the series' labels; --limit rows (default 100, at most\n"
+     "10000). 'flamectl profile ID' opens one."},
+    {"profile", 1, 1, cmd_profile,
+     "profile ID [--output folded|json|pprof|svg|speedscope] [--max-nodes N] [-o FILE]",
+     "Fetches one stored profile by the id 'flamectl profiles' lists (GET\n"
+     "/api/profiles/ID): exactly that push's samples of that series. folded\n"
+     "(default) and json print it; pprof writes the gzipped profile to -o FILE or\n"
+     "to stdout when it is not a terminal (go tool pprof opens it)."},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

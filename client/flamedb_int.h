@@ -191,4 +191,25 @@ typedef struct flamedb__shares {
 int flamedb__shares_parse(const char *text, size_t n, flamedb__shares_t *out, errmsg_t *em);
 void flamedb__shares_free(flamedb__shares_t *t);
 
+/* --- plist.c (in-tree only, used by flamectl profiles) --- */
+
+typedef struct flamedb__plist_row {
+    int64_t time_s; /* the profile's time, unix seconds */
+    char *id;       /* what GET /api/profiles/ID opens */
+    int64_t total;
+    char *labels; /* "name=value,..." without __name__ and __profile_type__ */
+} flamedb__plist_row_t;
+
+typedef struct flamedb__plist {
+    flamedb__plist_row_t *rows; /* in the server's order (newest first) */
+    size_t count;
+    int truncated, partial;
+} flamedb__plist_t;
+
+/* Reads the JSON answer of GET /api/profiles. Caller owns *out (free with
+ * flamedb__plist_free()). ERR_UNPARSEABLE, with the offset in em, for
+ * anything else. */
+int flamedb__plist_parse(const char *text, size_t n, flamedb__plist_t *out, errmsg_t *em);
+void flamedb__plist_free(flamedb__plist_t *t);
+
 #endif

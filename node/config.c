@@ -155,6 +155,14 @@ static const opt_t options[] = {
      100 * YEAR_S,
      "Retention of span and trace trees (the span index), counted from the end of their 10-second "
      "window (0 = forever)."},
+    {"profile-retention", OPT_SECONDS, FIELD(storage.profile_retention_seconds, int64_t), NULL, 0,
+     0, 100 * YEAR_S,
+     "Retention of single-profile trees (GET /api/profiles/ID), counted from the profile's time "
+     "(0 = forever)."},
+    {"max-profile-tree-bytes", OPT_SIZE, FIELD(storage.max_profile_tree_bytes, size_t), NULL, 0, 0,
+     1 * GiB,
+     "Largest encoded tree of one profile's series kept for GET /api/profiles/ID; larger ones are "
+     "listed but cannot be opened (0 = keep none)."},
     {"max-background-jobs", OPT_INT, FIELD(storage.max_background_jobs, int), NULL, 0, 1, 64,
      "RocksDB flush and compaction threads."},
     SECTION("Cluster"),

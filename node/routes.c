@@ -46,6 +46,7 @@ static void route_label_shares(node_t *n, http_exchange_t *ex, const http_reques
 static void route_cluster_status(node_t *n, http_exchange_t *ex, const http_request_t *r);
 static void route_top(node_t *n, http_exchange_t *ex, const http_request_t *r);
 static void route_profiles(node_t *n, http_exchange_t *ex, const http_request_t *r);
+static void route_profile(node_t *n, http_exchange_t *ex, const http_request_t *r);
 
 /* Route i has tag i + 1 on its exchanges; tag 0 is "no route" in metrics. */
 static const route_t routes[] = {
@@ -62,13 +63,14 @@ static const route_t routes[] = {
     {"/api/label-shares", HTTP_GET, "label_shares", route_label_shares},
     {"/api/diff", HTTP_GET, "diff_report", routes_report_diff},
     {"/api/profiles", HTTP_GET, "profiles", route_profiles},
+    {"/api/profiles/", HTTP_GET, "profile", route_profile}, /* a prefix: /api/profiles/ID */
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
 static const char *const route_names[NROUTES + 1] = {
     "none",   "index",        "ready",       "metrics",      "ingest",
     "render", "render_diff",  "label_names", "label_values", "cluster_status",
-    "top",    "label_shares", "diff_report", "profiles",
+    "top",    "label_shares", "diff_report", "profiles",     "profile",
 };
 _Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every route");
 
@@ -200,13 +202,22 @@ static job_t *job_start(node_t *n, http_exchange_t *ex, const http_request_t *r,
 
 /* ---------- dispatch ---------- */
 
+/* A route path ending in '/' (other than "/") is a prefix: it takes every
+ * longer path under it, whose rest its handler reads (/api/profiles/ID). */
+static int path_matches(const char *route, const char *path)
+{
+    size_t n = strlen(route);
+    if (n > 1 && route[n - 1] == '/') return strncmp(route, path, n) == 0 && path[n] != 0;
+    return strcmp(route, path) == 0;
+}
+
 void routes_handle(void *ctx, http_exchange_t *ex)
 {
     node_t *n = ctx;
     const http_request_t *r = http_exchange_request(ex);
     int path_found = 0;
     for (size_t i = 0; i < NROUTES; i++) {
-        if (strcmp(routes[i].path, r->path) != 0) continue;
+        if (!path_matches(routes[i].path, r->path)) continue;
         path_found = 1;
         if (routes[i].method != r->method) continue;
         http_exchange_set_tag(ex, (int)i + 1);
@@ -263,6 +274,8 @@ static const char index_html[] =
     "&mdash; top functions (self, total, cores)</li>\n"
     "<li><code>GET /api/diff?leftQuery=&amp;rightQuery=&amp;leftFrom=&amp;...</code> "
     "&mdash; regression report (changed functions, significance)</li>\n"
+    "<li><code>GET /api/profiles?query=&amp;from=&amp;until=&amp;limit=</code> &mdash; stored "
+    "profiles, newest first; <code>GET /api/profiles/ID?format=</code> opens one</li>\n"
     "<li><a href=\"/pyroscope/label-names\">GET /pyroscope/label-names</a></li>\n"
     "<li><a href=\"/pyroscope/label-values?label=__profile_type__\">GET "
     "/pyroscope/label-values?label=__profile_type__</a> &mdash; profile types present</li>\n"
@@ -533,6 +546,25 @@ static void route_label_shares(node_t *n, http_exchange_t *ex, const http_reques
 static void route_profiles(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
     start_query(n, ex, r, QUERY_KIND_PROFILES);
+}
+
+/* GET /api/profiles/ID: one stored profile, found through the ring from
+ * the token its id carries (query/profile.c). */
+static void route_profile(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    const char *tenant = routes_tenant_of(n, ex, r);
+    if (tenant == NULL) return;
+    query_req_t *q = malloc(sizeof *q);
+    if (q == NULL) {
+        routes_respond_error(n, ex, ERR_NOMEM, NULL);
+        return;
+    }
+    *q = (query_req_t){.node = n, .ex = ex};
+    query_params_t p = {0};
+    query_params_of(r, &p);
+    p.id = r->path + strlen("/api/profiles/");
+    cluster_query(n->cluster, QUERY_KIND_PROFILE, tenant, &p, clock_wall_ms(&n->clock),
+                  query_answered, q);
 }
 
 /* GET /api/top: the render of the selection, answered as its top functions

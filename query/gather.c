@@ -7,6 +7,7 @@
  * maxNodes and encoded by the encoders, whose bytes depend only on content:
  * however the ring was split, the answer is the same bytes.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,8 @@ struct query_gather {
     int64_t *share_tls; /* label shares: value i's timeline at [i * tl.n] */
     size_t share_tls_cap;
     query_plist_t plist; /* profiles: the entries kept so far */
+    int64_t p_time_ns;   /* profile: its time, from the partial that holds it */
+    char *p_type;        /* profile: its profile type (that series' label), or NULL */
 };
 
 int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_gather_t **out)
@@ -40,12 +43,12 @@ int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_
     strmap_init(&g->values);
     query_plist_init(&g->plist, spec->top_limit + 1); /* one more: a truncation shows */
     int rc = 0;
-    if (spec->kind == QUERY_KIND_RENDER) {
+    if (spec->kind == QUERY_KIND_RENDER || spec->kind == QUERY_KIND_PROFILE) {
         int res;
         g->tree = calltree_new(lim->max_tree_nodes);
         g->syms = symtab_new();
         if (g->tree == NULL || g->syms == NULL) rc = ERR_NOMEM;
-        if (rc == 0 && spec->format == QUERY_FORMAT_JSON)
+        if (rc == 0 && spec->format == QUERY_FORMAT_JSON && spec->kind == QUERY_KIND_RENDER)
             rc = query_timeline_init(&spec->plan, &g->tl, &res);
     } else if (spec->kind == QUERY_KIND_LABEL_SHARES) {
         int res; /* the shape of every value's timeline */
@@ -65,6 +68,7 @@ void query_gather_free(query_gather_t *g)
     calltree_free(g->tree);
     symtab_free(g->syms);
     free(g->spy_name);
+    free(g->p_type);
     query_timeline_free(&g->tl);
     free(g->shares);
     free(g->share_tls);
@@ -211,8 +215,25 @@ int query_gather_add_share(query_gather_t *g, const char *s, size_t n)
     return rc;
 }
 
+/* A profile's "TIME_NS PROFILE_TYPE": one partial holds the profile, so a
+ * second description is a corrupt answer. */
+static int add_profile_desc(query_gather_t *g, const char *s, size_t n)
+{
+    const char *sp = memchr(s, ' ', n);
+    if (g->p_type != NULL || sp == NULL || memchr(s, 0, n) != NULL) return ERR_CORRUPT;
+    int64_t t;
+    if (parse_i64(s, (size_t)(sp - s), &t) != 0) return ERR_CORRUPT;
+    size_t tn = n - (size_t)(sp + 1 - s);
+    if ((g->p_type = malloc(tn + 1)) == NULL) return ERR_NOMEM;
+    memcpy(g->p_type, sp + 1, tn);
+    g->p_type[tn] = 0;
+    g->p_time_ns = t;
+    return 0;
+}
+
 int query_gather_add_value(query_gather_t *g, const char *s, size_t n)
 {
+    if (g->spec->kind == QUERY_KIND_PROFILE) return add_profile_desc(g, s, n);
     if (g->spec->kind == QUERY_KIND_LABEL_SHARES) return query_gather_add_share(g, s, n);
     if (g->spec->kind == QUERY_KIND_PROFILES) return query_plist_add_entry(&g->plist, s, n);
     if (g->value_bytes + n + 3 > g->lim.max_output_bytes) return ERR_LIMIT;
@@ -279,6 +300,7 @@ int query_gather_add(query_gather_t *g, query_partial_t *p, errmsg_t *em)
     if (p->kind != g->spec->kind) return errmsg_set(em, ERR_INTERNAL, "partial of another kind");
     if (p->kind == QUERY_KIND_RENDER) return add_render(g, p, em);
     int rc = 0;
+    if (p->kind == QUERY_KIND_PROFILE && (rc = add_render(g, p, em)) != 0) return rc;
     for (size_t i = 0; rc == 0 && i < p->nvalues; i++)
         rc = query_gather_add_value(g, p->values[i], strlen(p->values[i]));
     if (rc == ERR_LIMIT)
@@ -315,12 +337,20 @@ int query_add_json_members(buf_t *body, const char *members)
 static int encode(query_gather_t *g, const char *partial_json, query_result_t *out)
 {
     const query_spec_t *s = g->spec;
-    const char *type = query_selector_type(s->sel);
+    int one = s->kind == QUERY_KIND_PROFILE;
+    const char *type = one ? g->p_type : query_selector_type(s->sel);
+    char name[QUERY_PROFILE_ID_HEX + 16]; /* a picture's title */
+    snprintf(name, sizeof name, "profile %s", one ? s->label : "");
+    const char *title = one ? name : s->selector;
+    /* pprof: a range's start and length, or the one profile's time */
+    int64_t t0 = one ? g->p_time_ns : s->plan.from_s * 1000000000LL;
+    int64_t dur = one ? 0 : (s->plan.until_s - s->plan.from_s) * 1000000000LL;
     int rc;
     switch (s->format) {
     case QUERY_FORMAT_JSON:
         out->content_type = "application/json";
-        rc = query_encode_flamebearer(g->tree, g->syms, type, g->spy_name, &g->tl, &out->body);
+        rc = query_encode_flamebearer(g->tree, g->syms, type, g->spy_name, one ? NULL : &g->tl,
+                                      &out->body);
         if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
         return rc;
     case QUERY_FORMAT_FOLDED:
@@ -338,18 +368,17 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     }
     case QUERY_FORMAT_SVG:
         out->content_type = "image/svg+xml";
-        return query_encode_svg(g->tree, g->syms, type, s->selector,
+        return query_encode_svg(g->tree, g->syms, type, title,
                                 partial_json ? "(partial: some token ranges did not answer)" : NULL,
                                 &out->body);
     case QUERY_FORMAT_SPEEDSCOPE:
         out->content_type = "application/json";
-        rc = query_encode_speedscope(g->tree, g->syms, type, s->selector, &out->body);
+        rc = query_encode_speedscope(g->tree, g->syms, type, title, &out->body);
         if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
         return rc;
     default:
         out->content_type = "application/octet-stream";
-        return query_encode_pprof(g->tree, g->syms, type, s->plan.from_s * 1000000000LL,
-                                  (s->plan.until_s - s->plan.from_s) * 1000000000LL, &out->body);
+        return query_encode_pprof(g->tree, g->syms, type, t0, dur, &out->body);
     }
 }
 
@@ -370,6 +399,22 @@ static int finish_render(query_gather_t *g, const char *partial_json, query_resu
     return encode(g, partial_json, out);
 }
 
+/* Not held by any partial: unknown (404), or, when the ranges of its
+ * replicas did not answer, unavailable (503): it may well exist. */
+static int finish_profile(query_gather_t *g, const char *partial_json, query_result_t *out,
+                          errmsg_t *em)
+{
+    const char *id = g->spec->label;
+    if (g->nseries > 0 && g->p_type != NULL) return finish_render(g, partial_json, out, em);
+    if (partial_json != NULL)
+        return errmsg_set(em, ERR_UNAVAILABLE,
+                          "profile %s: no live replica of its series' token range answered", id);
+    return errmsg_set(em, ERR_NOT_FOUND,
+                      "profile %s is not stored: unknown id, past profile-retention, or its tree "
+                      "was larger than max-profile-tree-bytes",
+                      id);
+}
+
 int query_gather_finish(query_gather_t *g, const char *partial_json, query_result_t *out,
                         errmsg_t *em)
 {
@@ -378,6 +423,8 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
     int rc;
     if (g->spec->kind == QUERY_KIND_RENDER) {
         rc = finish_render(g, partial_json, out, em);
+    } else if (g->spec->kind == QUERY_KIND_PROFILE) {
+        rc = finish_profile(g, partial_json, out, em);
     } else if (g->spec->kind == QUERY_KIND_LABEL_SHARES) {
         out->content_type = "application/json";
         if (g->spec->groups) { /* a member for a render: its caller */

@@ -187,6 +187,8 @@ int query_partial_run(storage_t *st, const char *tenant, const query_partial_arg
         rc = query_shares_partial(st, tenant, a, &rs, lim, out, em);
     else if (a->kind == QUERY_KIND_PROFILES)
         rc = query_profiles_partial(st, tenant, a, &rs, lim, out, em);
+    else if (a->kind == QUERY_KIND_PROFILE)
+        rc = query_profile_partial(st, tenant, a, &rs, lim, out, em);
     else
         rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "partial query: unknown kind %d", (int)a->kind);
     query_rangeset_free(&rs);

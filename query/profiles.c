@@ -6,12 +6,19 @@
  * total per profile id, no tree is read) within the plan's range. Every
  * series lives in one token range, so every (profile, series) entry is
  * listed by exactly one node. A node keeps only its limit + 1 first entries
- * in the answer's order (time descending, then id, then labels), so the
+ * in the answer's order (time descending, then profile id, token and
+ * series id), so the
  * gather, which keeps the same, sees more than limit exactly when the whole
  * answer has more: then it is truncated.
  *
- * Partials carry "TIME_NS ID TOTAL {labels}" strings: ID is 32 hex digits,
- * the labels the series' label set as a JSON object.
+ * Partials carry "TIME_NS ID TOTAL {labels}" strings: ID is the profile's
+ * reference (token, series id, profile id: 64 hex digits, profile.c), the
+ * labels the series' label set as a JSON object.
+ *
+ * Cost: each selected series' entries of the seen index are read whole (the
+ * index is keyed by profile id, not time) and filtered by time, so a listing
+ * reads every profile its series stored within seen-retention, while memory
+ * stays at 2 * (limit + 1) entries per node and per gather.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,7 +34,10 @@ static int ent_cmp(const void *a, const void *b)
     const query_plist_ent_t *x = a, *y = b;
     if (x->time_ns != y->time_ns) return x->time_ns > y->time_ns ? -1 : 1;
     int c = memcmp(x->id, y->id, sizeof x->id);
-    return c != 0 ? c : strcmp(x->labels, y->labels);
+    if (c != 0) return c;
+    if (x->token != y->token) return x->token < y->token ? -1 : 1;
+    if (x->series_id != y->series_id) return x->series_id < y->series_id ? -1 : 1;
+    return 0;
 }
 
 void query_plist_init(query_plist_t *pl, size_t keep)
@@ -84,13 +94,15 @@ static int labels_json(const labels_t *lb, buf_t *out)
 
 typedef struct scan {
     query_plist_t *pl;
+    uint64_t token, series_id;
     const char *labels; /* the series' labels JSON, borrowed */
 } scan_t;
 
 static int scan_fn(void *ctx, const uint8_t profile_id[16], int64_t time_ns, int64_t total)
 {
     scan_t *sc = ctx;
-    query_plist_ent_t e = {.time_ns = time_ns, .total = total};
+    query_plist_ent_t e = {
+        .time_ns = time_ns, .token = sc->token, .series_id = sc->series_id, .total = total};
     memcpy(e.id, profile_id, sizeof e.id);
     if ((e.labels = strdup(sc->labels)) == NULL) return ERR_NOMEM;
     return query_plist_add(sc->pl, &e);
@@ -106,7 +118,7 @@ static int collect_series(storage_t *st, const char *tenant, uint64_t token, uin
     if (rc == 0) rc = labels_json(lb, js);
     labels_free(lb);
     if (rc != 0) return rc;
-    scan_t sc = {pl, (const char *)js->data};
+    scan_t sc = {pl, token, sid, (const char *)js->data};
     return storage_scan_profiles(st, tenant, token, sid, a->from_s, a->until_s, scan_fn, &sc);
 }
 
@@ -116,12 +128,12 @@ static int to_entries(const query_plist_t *pl, query_partial_t *out)
     if (out->values == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < pl->n; i++) {
         const query_plist_ent_t *e = &pl->e[i];
-        size_t n = strlen(e->labels) + 80;
+        size_t n = strlen(e->labels) + QUERY_PROFILE_ID_HEX + 64;
+        char ref[QUERY_PROFILE_ID_HEX + 1];
         if ((out->values[i] = malloc(n)) == NULL) return ERR_NOMEM;
-        int off = snprintf(out->values[i], n, "%" PRId64 " ", e->time_ns);
-        for (size_t k = 0; k < sizeof e->id; k++)
-            off += snprintf(out->values[i] + off, n - (size_t)off, "%02x", e->id[k]);
-        snprintf(out->values[i] + off, n - (size_t)off, " %" PRId64 " %s", e->total, e->labels);
+        query_profile_ref_write(e->token, e->series_id, e->id, ref);
+        snprintf(out->values[i], n, "%" PRId64 " %s %" PRId64 " %s", e->time_ns, ref, e->total,
+                 e->labels);
         out->nvalues = i + 1;
     }
     return 0;
@@ -166,13 +178,6 @@ static int parse_i64(const char *s, size_t n, int64_t *out)
     return 0;
 }
 
-static int hex_val(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
 /* A labels object as a node writes it: one JSON object and nothing else. */
 static int check_labels(const char *s, size_t n)
 {
@@ -187,18 +192,16 @@ int query_plist_add_entry(query_plist_t *pl, const char *s, size_t n)
 {
     if (memchr(s, 0, n) != NULL) return ERR_CORRUPT;
     const char *sp1 = memchr(s, ' ', n);
-    if (sp1 == NULL || (size_t)(s + n - sp1) < 36 || sp1[33] != ' ') return ERR_CORRUPT;
-    const char *id = sp1 + 1, *tot = sp1 + 34;
+    const size_t idn = QUERY_PROFILE_ID_HEX;
+    if (sp1 == NULL || (size_t)(s + n - sp1) < idn + 4 || sp1[idn + 1] != ' ') return ERR_CORRUPT;
+    const char *id = sp1 + 1, *tot = sp1 + idn + 2;
     const char *sp3 = memchr(tot, ' ', (size_t)(s + n - tot));
     if (sp3 == NULL) return ERR_CORRUPT;
     query_plist_ent_t e = {0};
     int rc = parse_i64(s, (size_t)(sp1 - s), &e.time_ns);
     if (rc == 0) rc = parse_i64(tot, (size_t)(sp3 - tot), &e.total);
-    for (size_t k = 0; rc == 0 && k < sizeof e.id; k++) {
-        int hi = hex_val(id[2 * k]), lo = hex_val(id[2 * k + 1]);
-        if (hi < 0 || lo < 0) rc = ERR_CORRUPT;
-        e.id[k] = (uint8_t)(hi << 4 | lo);
-    }
+    if (rc == 0 && query_profile_ref_parse(id, idn, &e.token, &e.series_id, e.id) != 0)
+        rc = ERR_CORRUPT;
     size_t ln = (size_t)(s + n - sp3 - 1);
     if (rc == 0) rc = check_labels(sp3 + 1, ln);
     if (rc != 0) return rc;
@@ -217,10 +220,11 @@ int query_profiles_write(query_plist_t *pl, size_t limit, buf_t *out)
     for (size_t i = 0; rc == 0 && i < n; i++) {
         const query_plist_ent_t *e = &pl->e[i];
         int64_t t = e->time_ns / 1000000000 - (e->time_ns % 1000000000 < 0); /* floor */
-        rc = buf_printf(out, "%s{\"time\":%" PRId64 ",\"id\":\"", i ? "," : "", t);
-        for (size_t k = 0; rc == 0 && k < sizeof e->id; k++)
-            rc = buf_printf(out, "%02x", e->id[k]);
-        if (rc == 0) rc = buf_printf(out, "\",\"total\":%" PRId64 ",\"labels\":", e->total);
+        char ref[QUERY_PROFILE_ID_HEX + 1];
+        query_profile_ref_write(e->token, e->series_id, e->id, ref);
+        rc = buf_printf(out, "%s{\"time\":%" PRId64 ",\"id\":\"%s\",\"profile_id\":\"%s\"",
+                        i ? "," : "", t, ref, ref + 32);
+        if (rc == 0) rc = buf_printf(out, ",\"total\":%" PRId64 ",\"labels\":", e->total);
         if (rc == 0) rc = buf_append_str(out, e->labels);
         if (rc == 0) rc = buf_append_str(out, "}");
     }

@@ -218,6 +218,31 @@ static int parse_profiles(const query_params_t *p, const query_limits_t *lim, in
     return rc;
 }
 
+/* One profile: its id (normalized to lowercase: the nodes parse it again),
+ * format and maxNodes. The plan is empty: a profile is found by key, not by
+ * time. */
+static int parse_profile(const query_params_t *p, const query_limits_t *lim, query_spec_t *s,
+                         errmsg_t *em)
+{
+    uint64_t sid;
+    uint8_t pid[16];
+    size_t n = p->id != NULL ? strlen(p->id) : 0;
+    if (n == 0) return errmsg_set(em, ERR_INVALID_ARGUMENT, "profile id: required");
+    if (query_profile_ref_parse(p->id, n, &s->profile_token, &sid, pid) != 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "profile id \"%.80s\": not an id of GET /api/profiles (%d hex digits)",
+                          p->id, QUERY_PROFILE_ID_HEX);
+    if ((s->label = malloc(QUERY_PROFILE_ID_HEX + 1)) == NULL) return ERR_NOMEM;
+    query_profile_ref_write(s->profile_token, sid, pid, s->label);
+    int rc = query_parse_format(p->format, &s->format, em);
+    if (rc == 0 && s->format == QUERY_FORMAT_TOP)
+        rc = errmsg_set(em, ERR_INVALID_ARGUMENT,
+                        "parameter 'format': \"top\" is not served for one profile");
+    if (rc == 0) rc = query_parse_max_nodes(p->max_nodes, s->format, lim, &s->max_nodes, em);
+    memset(&s->plan, 0, sizeof s->plan);
+    return rc;
+}
+
 int query_spec_parse(query_kind_t kind, const query_params_t *p, const query_limits_t *lim,
                      int64_t now_ms, query_spec_t *out, errmsg_t *em)
 {
@@ -232,6 +257,8 @@ int query_spec_parse(query_kind_t kind, const query_params_t *p, const query_lim
         rc = parse_shares(p, lim, now_ms, out, em);
     else if (kind == QUERY_KIND_PROFILES)
         rc = parse_profiles(p, lim, now_ms, out, em);
+    else if (kind == QUERY_KIND_PROFILE)
+        rc = parse_profile(p, lim, out, em);
     else
         rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "unknown query kind %d", (int)kind);
     if (rc != 0) query_spec_free(out);
@@ -322,6 +349,12 @@ int query_profiles(storage_t *st, const char *tenant, const query_params_t *p,
                    const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em)
 {
     return run_local(st, tenant, QUERY_KIND_PROFILES, p, lim, now_ms, out, em);
+}
+
+int query_profile(storage_t *st, const char *tenant, const query_params_t *p,
+                  const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em)
+{
+    return run_local(st, tenant, QUERY_KIND_PROFILE, p, lim, now_ms, out, em);
 }
 
 int query_label_values(storage_t *st, const char *tenant, const query_params_t *p,

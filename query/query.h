@@ -33,6 +33,7 @@ typedef struct query_params {
     const char *limit;     /* top: functions listed, default QUERY_TOP_DEFAULT_LIMIT */
                            /* profiles: default QUERY_PROFILES_DEFAULT_LIMIT */
     const char *by;        /* top: self (default) | total */
+    const char *id; /* profile: the listing's id of one stored profile (GET /api/profiles/ID) */
     /* Not a request parameter: render the merged, untruncated call tree and
      * its symbols (query_diff's input) instead of an encoding; format and
      * maxNodes are then ignored. */
@@ -98,6 +99,16 @@ int query_label_shares(storage_t *st, const char *tenant, const query_params_t *
 #define QUERY_PROFILES_MAX_LIMIT 10000
 int query_profiles(storage_t *st, const char *tenant, const query_params_t *p,
                    const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em);
+
+/* GET /api/profiles/ID?format=json|folded|pprof|svg|speedscope&maxNodes=N:
+ * one stored profile, exactly its own samples (p->id, format, max_nodes).
+ * ID is the listing's "id": QUERY_PROFILE_ID_HEX hex digits of token,
+ * series id and profile id (16 + 16 + 32), which locate the series on the
+ * ring. ERR_INVALID_ARGUMENT for a malformed id, ERR_NOT_FOUND for one not
+ * stored (unknown, past profile retention, or its tree was too large). */
+#define QUERY_PROFILE_ID_HEX 64
+int query_profile(storage_t *st, const char *tenant, const query_params_t *p,
+                  const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em);
 
 /* ---- Building blocks, public for the CLI, the fuzz targets and the cluster
  * coordinator (which merges partial trees and then encodes them itself). ---- */
@@ -453,7 +464,8 @@ typedef enum query_kind {
     QUERY_KIND_LABEL_NAMES,  /* distinct label names */
     QUERY_KIND_LABEL_VALUES, /* distinct values of one label */
     QUERY_KIND_LABEL_SHARES, /* each value's total of one label over a selection */
-    QUERY_KIND_PROFILES      /* the stored profiles of a selection, newest first */
+    QUERY_KIND_PROFILES,     /* the stored profiles of a selection, newest first */
+    QUERY_KIND_PROFILE       /* one stored profile's call tree (query_profile) */
 } query_kind_t;
 
 typedef enum query_format {
@@ -479,6 +491,8 @@ typedef struct query_spec {
     size_t top_limit;      /* top: functions listed; profiles: entries listed */
     int top_by_total;      /* top: sorted by total (else by self) */
     int groups;            /* label shares: answer as a render's "groups" (query_params_t) */
+    uint64_t
+        profile_token; /* profile: the placement token of its series (only its owners hold it) */
 } query_spec_t;
 
 /* Parses the parameters of one kind exactly as query_render /
@@ -495,8 +509,8 @@ const char *query_spec_service(const query_spec_t *s);
 typedef struct query_partial_args {
     query_kind_t kind;
     const char *selector; /* render: TYPE{...}; labels: the match selector, NULL or "" for none */
-    const char *label;    /* label values: the name */
-    int64_t from_s;       /* the coordinator's plan: range on the grid of min_res */
+    const char *label; /* label values: the name; profile: its id (QUERY_PROFILE_ID_HEX digits) */
+    int64_t from_s;    /* the coordinator's plan: range on the grid of min_res */
     int64_t until_s;
     int min_res;                 /* finest resolution index of the plan */
     int timeline;                /* render: also compute the timeline totals */
@@ -511,13 +525,15 @@ void query_spec_args(const query_spec_t *s, query_partial_args_t *a);
 /* One node's answer for its ranges. Caller owns; free with query_partial_free. */
 typedef struct query_partial {
     query_kind_t kind;
-    calltree_t *tree;    /* render: untruncated merge of the selected series' blocks */
+    calltree_t *tree;    /* render: untruncated merge of the selected series' blocks;
+                            profile: its tree, when this node's ranges hold it */
     symtab_t *syms;      /* render: every symbol tree references that the node knows */
     size_t nseries;      /* render: series selected */
     char *spy_name;      /* render: pyroscope_spy shared by all those series, or NULL */
     query_timeline_t tl; /* render with timeline: per-bucket totals, else n == 0 */
     char **values;       /* labels: distinct, sorted (strcmp); label shares: "TOTAL VALUE";
-                            profiles: "TIME_NS ID TOTAL {labels}" (profiles.c) */
+                            profiles: "TIME_NS ID TOTAL {labels}" (profiles.c);
+                            profile: "TIME_NS PROFILE_TYPE" when found (profile.c) */
     size_t nvalues;
 } query_partial_t;
 

@@ -184,6 +184,7 @@ int query_shares_write_groups(const strmap_t *values, const query_timeline_t *sh
  * labels) and keeps the first keep. */
 typedef struct query_plist_ent {
     int64_t time_ns;
+    uint64_t token, series_id; /* where the series lives: the id's first 32 hex digits */
     uint8_t id[16];
     int64_t total;
     char *labels; /* the series' labels as a JSON object; owned */
@@ -197,9 +198,22 @@ void query_plist_free(query_plist_t *pl);
 void query_plist_cut(query_plist_t *pl);
 /* Takes ownership of e->labels (freed on failure too). */
 int query_plist_add(query_plist_t *pl, const query_plist_ent_t *e);
-/* Adds one "TIME_NS ID TOTAL {labels}" entry of a partial; ERR_CORRUPT when
- * malformed. */
+/* Adds one "TIME_NS ID TOTAL {labels}" entry of a partial (ID: a profile
+ * reference, below); ERR_CORRUPT when malformed. */
 int query_plist_add_entry(query_plist_t *pl, const char *s, size_t n);
+/* A stored profile's reference, the id GET /api/profiles lists and
+ * GET /api/profiles/ID opens: token, series id (16 hex digits each) and the
+ * profile id (32), lowercase. out holds QUERY_PROFILE_ID_HEX + 1 bytes. */
+void query_profile_ref_write(uint64_t token, uint64_t series_id, const uint8_t id[16], char *out);
+/* Parses exactly QUERY_PROFILE_ID_HEX hex digits (either case) of s[0..n);
+ * ERR_INVALID_ARGUMENT otherwise. */
+int query_profile_ref_parse(const char *s, size_t n, uint64_t *token, uint64_t *series_id,
+                            uint8_t id[16]);
+/* One profile's partial (profile.c): its tree when rs holds its token. */
+int query_profile_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
+                          const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
+                          errmsg_t *em);
+
 /* The profiles of rs (query_partial_t.values), at most a->limit + 1. */
 int query_profiles_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
                            const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,

@@ -12,6 +12,10 @@
  *   when it was stored — not the profile's own time, so a backfilled profile
  *   is still remembered for the full period after it arrived.
  *
+ * profile_trees: a profile's tree is dropped once
+ *   floor(time_ns / 1e9) + profile_retention_seconds <= now (the profile's
+ *   own time, like a window: the data ages, not the write).
+ *
  * "now" comes from the handle's clock (storage_set_clock), so tests can age
  * data without waiting. Filters only ever see fully merged values and Puts;
  * merge operands are kept until compaction folds them into a value.
@@ -54,6 +58,22 @@ static int seen_expired(storage_t *s, const uint8_t *val, size_t vlen)
     return written + keep <= storage_now(s);
 }
 
+static int ptree_expired(storage_t *s, const uint8_t *val, size_t vlen)
+{
+    int64_t keep = s->opts.profile_retention_seconds;
+    if (keep <= 0) return 0;
+    if (val == NULL) return 0; /* a write checks with storage_ptree_expired */
+    if (vlen < PTREE_HEADER_LEN || val[0] != PTREE_VERSION) return 0;
+    return storage_ptree_expired(s, storage_i64_get(val + 1));
+}
+
+int storage_ptree_expired(storage_t *s, int64_t time_ns)
+{
+    int64_t keep = s->opts.profile_retention_seconds;
+    int64_t t = time_ns / 1000000000 - (time_ns % 1000000000 < 0); /* floor */
+    return keep > 0 && t + keep <= storage_now(s);
+}
+
 int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key, size_t klen,
                            const uint8_t *val, size_t vlen)
 {
@@ -65,6 +85,8 @@ int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key,
         return seen_expired(s, val, vlen);
     case CF_SPANS:
         return span_expired(s, key, klen);
+    case CF_PTREES:
+        return ptree_expired(s, val, vlen);
     default:
         return 0;
     }
@@ -80,6 +102,7 @@ static unsigned char filter(void *state, int level, const char *key, size_t klen
         return 0;
     atomic_uint_fast64_t *n = fs->cf == CF_PROFILES ? &fs->s->counters.filtered_seen
                               : fs->cf == CF_SPANS  ? &fs->s->counters.filtered_spans
+                              : fs->cf == CF_PTREES ? &fs->s->counters.filtered_ptrees
                                                     : &fs->s->counters.filtered_windows;
     atomic_fetch_add(n, 1);
     return 1;
@@ -90,6 +113,7 @@ static const char *filter_name(void *state)
     storage_filter_state_t *fs = state;
     return fs->cf == CF_PROFILES ? "flamedb.seen_retention.v1"
            : fs->cf == CF_SPANS  ? "flamedb.span_retention.v1"
+           : fs->cf == CF_PTREES ? "flamedb.profile_retention.v1"
                                  : "flamedb.window_retention.v1";
 }
 
@@ -97,7 +121,9 @@ static void no_destructor(void *state) {}
 
 rocksdb_compactionfilter_t *storage_filter_new(storage_t *s, enum storage_cf cf)
 {
-    if (cf != CF_BLOCKS && cf != CF_TOTALS && cf != CF_PROFILES && cf != CF_SPANS) return NULL;
+    if (cf != CF_BLOCKS && cf != CF_TOTALS && cf != CF_PROFILES && cf != CF_SPANS &&
+        cf != CF_PTREES)
+        return NULL;
     s->filter_state[cf].s = s;
     s->filter_state[cf].cf = cf;
     rocksdb_compactionfilter_t *f =

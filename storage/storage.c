@@ -43,6 +43,7 @@ static const struct cf_spec {
     [CF_META] = {"meta", rocksdb_no_compression, 0, MERGE_NONE, 0},
     [CF_HINTS] = {"hints", rocksdb_lz4_compression, 0, MERGE_NONE, 0},
     [CF_NODES] = {"nodes", rocksdb_zstd_compression, 0, MERGE_NONE, 1},
+    [CF_PTREES] = {"profile_trees", rocksdb_zstd_compression, 1, MERGE_NONE, 1},
 };
 
 #define MIB ((size_t)1 << 20)
@@ -65,6 +66,8 @@ void storage_options_default(storage_options_t *o)
     o->retention_seconds[4] = 0;
     o->seen_retention_seconds = 7 * day;
     o->span_retention_seconds = day;
+    o->profile_retention_seconds = 7 * day;
+    o->max_profile_tree_bytes = MIB;
     o->max_background_jobs = 2;
 }
 
@@ -235,6 +238,17 @@ static int make_dirs(const char *path, errmsg_t *em)
     }
 }
 
+/* A version-4 directory lacks only the profile_trees column family, which
+ * open created: it is marked version 5 and reads as before (its profiles
+ * were written without trees and cannot be opened one by one). */
+static int put_format(storage_t *s, const char *key, size_t klen, errmsg_t *em)
+{
+    char *err = NULL;
+    rocksdb_put_cf(s->db, s->wopts, s->cf[CF_META], key, klen, STORAGE_FORMAT_VERSION,
+                   strlen(STORAGE_FORMAT_VERSION), &err);
+    return storage_rocks_err(err, em, "write format version");
+}
+
 static int check_format(storage_t *s, errmsg_t *em)
 {
     static const char key[] = "format_version";
@@ -242,15 +256,16 @@ static int check_format(storage_t *s, errmsg_t *em)
     size_t len = 0;
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_META], key, sizeof key - 1, &len, &err);
     int rc = storage_rocks_err(err, em, "read format version");
-    if (rc == 0 && v != NULL &&
+    int previous = v != NULL && len == strlen(STORAGE_FORMAT_PREVIOUS) &&
+                   memcmp(v, STORAGE_FORMAT_PREVIOUS, len) == 0;
+    if (rc == 0 && v != NULL && !previous &&
         (len != strlen(STORAGE_FORMAT_VERSION) || memcmp(v, STORAGE_FORMAT_VERSION, len) != 0))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
-    if (rc == 0 && v == NULL) {
-        rocksdb_put_cf(s->db, s->wopts, s->cf[CF_META], key, sizeof key - 1, STORAGE_FORMAT_VERSION,
-                       strlen(STORAGE_FORMAT_VERSION), &err);
-        rc = storage_rocks_err(err, em, "write format version");
-    }
+    if (rc == 0 && previous)
+        log_info("storage", "upgrading storage format %s to %s (adds profile_trees)",
+                 STORAGE_FORMAT_PREVIOUS, STORAGE_FORMAT_VERSION);
+    if (rc == 0 && (v == NULL || previous)) rc = put_format(s, key, sizeof key - 1, em);
     free(v);
     return rc;
 }
@@ -411,6 +426,8 @@ int storage_stats(storage_t *s, storage_stats_t *out)
     out->expired_windows = atomic_load(&s->counters.filtered_windows);
     out->expired_seen = atomic_load(&s->counters.filtered_seen);
     out->expired_spans = atomic_load(&s->counters.filtered_spans);
+    out->expired_ptrees = atomic_load(&s->counters.filtered_ptrees);
+    out->oversize_ptrees = atomic_load(&s->counters.oversize_ptrees);
     out->duplicate_series = atomic_load(&s->counters.duplicates);
     out->series_written = atomic_load(&s->counters.series_written);
     return 0;
@@ -465,6 +482,12 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
                         "Profile ids forgotten after seen-retention."),
         METRICS_U64_DEF(storage_stats_t, expired_spans, "flamedb_storage_expired_spans_total",
                         "Span and trace trees dropped by span-retention."),
+        METRICS_U64_DEF(storage_stats_t, expired_ptrees,
+                        "flamedb_storage_expired_profile_trees_total",
+                        "Single-profile trees dropped by profile-retention."),
+        METRICS_U64_DEF(storage_stats_t, oversize_ptrees,
+                        "flamedb_storage_oversize_profile_trees_total",
+                        "Single-profile trees not kept: larger than max-profile-tree-bytes."),
     };
     metrics_add_u64_array(r, defs, sizeof defs / sizeof defs[0], st);
 }

@@ -17,8 +17,9 @@
  *   meta      name                              -> value     (format version)
  *   hints     target_node_id|seq                -> HintRecord (below)
  *   nodes     token|tenant|chunk                -> stack-node table: (parent, symbol) per id
- * Keys that start with the placement token make one token range one
- * contiguous key range (streaming and dropping a range are range operations).
+ *   profile_trees token|tenant|series_id|profile_id -> time, one profile's self values over node
+ * ids Keys that start with the placement token make one token range one contiguous key range
+ * (streaming and dropping a range are range operations).
  *
  * Time: blocks cover aligned windows at several resolutions
  * (STORAGE_RESOLUTIONS, seconds). A profile at time t is added to the window
@@ -60,11 +61,16 @@ typedef struct storage_options {
     int64_t retention_seconds[STORAGE_RESOLUTION_COUNT]; /* per resolution; 0 = forever */
     int64_t seen_retention_seconds;                      /* how long profile ids are remembered */
     int64_t span_retention_seconds;                      /* span/trace trees; 0 = forever */
+    /* One profile's own tree per series (profile_trees): kept this long after
+     * the profile's time (0 = forever); a series' tree whose encoding is
+     * larger than max_profile_tree_bytes is not kept (0 = none kept). */
+    int64_t profile_retention_seconds;
+    size_t max_profile_tree_bytes;
     int max_background_jobs;
 } storage_options_t;
 
 /* Defaults: 256 MiB cache, 256 MiB memtables, retention 1d/7d/30d/90d/forever, seen 7d,
- * spans 1d. */
+ * spans 1d, profile trees 7d and at most 1 MiB each. */
 void storage_options_default(storage_options_t *o);
 
 int storage_open(const storage_options_t *o, storage_t **out, errmsg_t *em);
@@ -166,6 +172,15 @@ typedef int (*storage_profile_fn)(void *ctx, const uint8_t profile_id[16], int64
 int storage_scan_profiles(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                           int64_t from_s, int64_t until_s, storage_profile_fn fn, void *ctx);
 
+/* One stored profile: the series' share of profile profile_id, exactly as
+ * it was written (nothing of other profiles of its windows), merged into
+ * dst; *time_ns (may be NULL) gets the profile's time. ERR_NOT_FOUND when
+ * the tree is not stored: an unknown id, past profile_retention_seconds, or
+ * larger than max_profile_tree_bytes when written. ERR_LIMIT when dst's
+ * max_nodes is reached. */
+int storage_read_profile(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                         const uint8_t profile_id[16], calltree_t *dst, int64_t *time_ns);
+
 /* Span/trace trees: every (series, 10 s window, tree) recorded for span or
  * trace `id` whose window start w satisfies from_s <= w < until_s. A span's
  * samples are filed under the 10 s window of their profile's time, like
@@ -193,6 +208,8 @@ typedef struct storage_stats {
     uint64_t expired_windows;   /* blocks/totals windows dropped by retention */
     uint64_t expired_seen;      /* profile ids forgotten after seen_retention_seconds */
     uint64_t expired_spans;     /* span/trace trees dropped by span retention */
+    uint64_t expired_ptrees;    /* profile trees dropped by profile retention */
+    uint64_t oversize_ptrees;   /* profile trees not stored: past max_profile_tree_bytes */
     uint64_t duplicate_series;  /* series writes skipped: (series, profile id) already seen */
     uint64_t series_written;    /* series writes committed */
 } storage_stats_t;

@@ -37,14 +37,18 @@ enum storage_cf {
     CF_SPANS,
     CF_PROFILES,
     CF_META,
-    CF_HINTS, /* hinted handoff (hints.c) */
-    CF_NODES, /* stack-node tables (nodetab.c) */
+    CF_HINTS,  /* hinted handoff (hints.c) */
+    CF_NODES,  /* stack-node tables (nodetab.c) */
+    CF_PTREES, /* one profile's own samples per series (write.c, ptrees.c) */
     CF_COUNT
 };
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "4"
+#define STORAGE_FORMAT_VERSION "5"
+/* The previous version, upgraded in place at open: version 5 only added the
+ * profile_trees column family, so version-4 data reads the same. */
+#define STORAGE_FORMAT_PREVIOUS "4"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector. */
 #define SPARSE_VERSION 2
@@ -91,8 +95,11 @@ typedef struct storage_counters {
     atomic_uint_fast64_t filtered_windows; /* blocks/totals dropped by retention */
     atomic_uint_fast64_t filtered_seen;    /* profiles entries dropped by retention */
     atomic_uint_fast64_t filtered_spans;   /* span trees dropped by retention */
-    atomic_uint_fast64_t duplicates;       /* series writes skipped as already seen */
-    atomic_uint_fast64_t series_written;   /* series writes committed */
+    atomic_uint_fast64_t filtered_ptrees;  /* profile trees dropped by profile retention */
+    atomic_uint_fast64_t
+        oversize_ptrees;                 /* profile trees not stored: past max_profile_tree_bytes */
+    atomic_uint_fast64_t duplicates;     /* series writes skipped as already seen */
+    atomic_uint_fast64_t series_written; /* series writes committed */
 } storage_counters_t;
 
 /* State of one compaction filter; points back at the handle. */
@@ -212,6 +219,11 @@ void storage_profile_value(uint8_t out[STORAGE_PROFILE_VALUE_LEN], int64_t time_
 void storage_i64_put(uint8_t out[8], int64_t v); /* little-endian */
 int64_t storage_i64_get(const uint8_t *p);
 
+/* profile_trees value (ptrees.c): version byte, time_ns (i64 little-endian),
+ * then the sparse block encoding of the series' share of the profile. */
+#define PTREE_VERSION 1
+#define PTREE_HEADER_LEN 9
+
 /* Symbol value: uvarint name_len, name, uvarint file_len, file. */
 int storage_symbol_value(buf_t *out, const char *name, const char *file);
 int storage_symbol_decode(const uint8_t *p, size_t n, const char **name, size_t *name_len,
@@ -235,6 +247,9 @@ rocksdb_compactionfilter_t *storage_filter_new(storage_t *s, enum storage_cf cf)
 /* Whether the compaction filter of cf would drop key/value now. */
 int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key, size_t klen,
                            const uint8_t *val, size_t vlen);
+
+/* 1 when a profile of time time_ns is past profile_retention_seconds. */
+int storage_ptree_expired(storage_t *s, int64_t time_ns);
 
 /* --- hints (hints.c) ------------------------------------------------------ */
 

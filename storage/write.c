@@ -256,6 +256,32 @@ static int put_spans(wctx_t *w, const storage_series_write_t *sw)
     return 0;
 }
 
+/* The series' own share of this profile (the block just encoded into
+ * w->enc), so GET /api/profiles/ID can answer exactly this profile: one put
+ * in the same batch as its seen entry. Skipped when larger than
+ * max_profile_tree_bytes (counted) or already past profile retention. */
+static int put_ptree(wctx_t *w, const storage_series_write_t *sw)
+{
+    const storage_options_t *o = &w->s->opts;
+    if (storage_ptree_expired(w->s, w->p->time_ns)) return 0;
+    if (w->enc.len > o->max_profile_tree_bytes) {
+        atomic_fetch_add(&w->s->counters.oversize_ptrees, 1);
+        return 0;
+    }
+    uint8_t hdr[PTREE_HEADER_LEN];
+    hdr[0] = PTREE_VERSION;
+    storage_i64_put(hdr + 1, w->p->time_ns);
+    buf_reset(&w->tmp);
+    int rc = buf_append(&w->tmp, hdr, sizeof hdr);
+    if (rc == 0) rc = buf_append(&w->tmp, w->enc.data, w->enc.len);
+    if (rc != 0) return errmsg_set(w->em, rc, "profile tree: %s", err_message(rc));
+    skey_t k;
+    storage_key_profile(&k, sw->token, w->p->tenant, sw->series_id, w->p->profile_id);
+    rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_PTREES], (const char *)k.b, k.n,
+                              (const char *)w->tmp.data, w->tmp.len);
+    return 0;
+}
+
 static int put_one(wctx_t *w, const storage_series_write_t *sw)
 {
     int64_t total = calltree_root_total(sw->tree);
@@ -270,6 +296,7 @@ static int put_one(wctx_t *w, const storage_series_write_t *sw)
     rc = calltree_for_each_symbol(sw->tree, put_symbol, w);
     if (rc != 0) return rc; /* put_symbol set em */
     rc = encode_block(w, sw);
+    if (rc == 0) rc = put_ptree(w, sw);
     if (rc != 0) return rc;
     put_windows(w, sw, total);
     return put_spans(w, sw);

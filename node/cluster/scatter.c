@@ -197,6 +197,7 @@ static Flamedb__Cluster__QueryKind wire_kind(query_kind_t k)
     if (k == QUERY_KIND_LABEL_VALUES) return Q_KIND(LABEL_VALUES);
     if (k == QUERY_KIND_LABEL_SHARES) return Q_KIND(LABEL_SHARES);
     if (k == QUERY_KIND_PROFILES) return Q_KIND(PROFILES);
+    if (k == QUERY_KIND_PROFILE) return Q_KIND(PROFILE);
     return Q_KIND(MERGE);
 }
 
@@ -227,7 +228,7 @@ static int send_ask(scatter_q_t *q, const ask_t *a)
     m.until_ms = sp->plan.until_s * 1000;
     /* the finest windows the plan reads, so every node plans alike */
     m.min_resolution = (uint32_t)sp->plan.min_res;
-    m.timeline = sp->format == QUERY_FORMAT_JSON;
+    m.timeline = sp->kind == QUERY_KIND_RENDER && sp->format == QUERY_FORMAT_JSON;
     m.max_nodes = (uint32_t)(sp->max_nodes > UINT32_MAX ? UINT32_MAX : sp->max_nodes);
     if (sp->kind == QUERY_KIND_PROFILES) m.limit = (uint32_t)sp->top_limit;
     m.ring_version = q->view->version;
@@ -422,12 +423,16 @@ static void refuse(cluster_answer_fn done, void *arg, int rc, const errmsg_t *em
     done(arg, &a);
 }
 
-/* The first plan: the pinned service's shard tokens, or the whole ring. */
+/* The first plan: one profile's token (only its replicas hold it), the
+ * pinned service's shard tokens, or the whole ring. */
 static int first_plan(scatter_q_t *q, ring_read_plan_t *plan, errmsg_t *em)
 {
     const cluster_view_t *v = q->view;
     if (v->ring == NULL || ring_node_count(v->ring) == 0)
         return errmsg_set(em, ERR_UNAVAILABLE, "no active node in the cluster yet");
+    if (q->spec.kind == QUERY_KIND_PROFILE)
+        return ring_plan_read(v->ring, v->rf, v->self, v->live, &q->spec.profile_token, 1, plan,
+                              em);
     const char *svc = query_spec_service(&q->spec);
     uint32_t ns = ring_shards_for(&q->s->o.shards, svc);
     uint64_t *tokens = svc ? malloc(ns * sizeof *tokens) : NULL;

@@ -258,6 +258,11 @@ static void merge_remote(scatter_q_t *q, item_t *it, const ring_ranges_t *asked)
     if (pr == NULL) return;
     if (q->spec.kind == QUERY_KIND_RENDER) {
         it->rc = merge_render(q->gather, pr, it);
+    } else if (q->spec.kind == QUERY_KIND_PROFILE) {
+        it->rc = merge_render(q->gather, pr, it);
+        for (size_t i = 0; it->rc == 0 && i < pr->n_values; i++)
+            it->rc = query_gather_add_value(q->gather, (const char *)pr->values[i].data,
+                                            pr->values[i].len);
     } else {
         it->fatal = 1; /* a union: harmless twice, but a limit decides the query */
         for (size_t i = 0; it->rc == 0 && i < pr->n_values; i++)

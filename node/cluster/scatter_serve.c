@@ -141,7 +141,11 @@ static int too_large(serve_job_t *j, size_t size, size_t max_bytes)
 static int build_answer(serve_job_t *j, size_t max_bytes)
 {
     buf_init(&j->tree, max_bytes);
-    int rc = j->args.kind == QUERY_KIND_RENDER ? build_render(j) : build_labels(j);
+    int rc;
+    if (j->args.kind == QUERY_KIND_PROFILE) /* a tree and its description */
+        rc = (rc = build_render(j)) != 0 ? rc : build_labels(j);
+    else
+        rc = j->args.kind == QUERY_KIND_RENDER ? build_render(j) : build_labels(j);
     if (rc == ERR_TOO_LARGE) return too_large(j, j->tree.len, max_bytes);
     if (rc != 0) return errmsg_set(&j->em, rc, "building the partial answer: %s", err_message(rc));
     size_t size = flamedb__cluster__partial_result__get_packed_size(&j->msg);
@@ -219,6 +223,7 @@ static query_kind_t kind_of(Flamedb__Cluster__QueryKind k)
     if (k == Q_KIND(LABEL_VALUES)) return QUERY_KIND_LABEL_VALUES;
     if (k == Q_KIND(LABEL_SHARES)) return QUERY_KIND_LABEL_SHARES;
     if (k == Q_KIND(PROFILES)) return QUERY_KIND_PROFILES;
+    if (k == Q_KIND(PROFILE)) return QUERY_KIND_PROFILE;
     return 0;
 }
 

@@ -39,7 +39,9 @@ typedef struct wrote {
     int64_t t;
     size_t s;
     uint64_t pid;
+    char *folded; /* the profile's own stacks (folded), for the first OPENED writes */
 } wrote_t;
+#define OPENED 64
 static wrote_t writes[MAX_WRITES];
 static size_t nwrites;
 static symtab_t *syms;
@@ -107,9 +109,17 @@ static void write_fixture(storage_t *st)
         int rc = storage_write_profile(st, &pw, NULL, &em);
         if (rc != 0) fprintf(stderr, "write: %s\n", em.text);
         CHECK_EQ_INT(rc, 0);
+        char *folded = NULL;
+        if (nwrites < OPENED) {
+            buf_t b;
+            buf_init(&b, BUF_UNLIMITED);
+            CHECK_EQ_INT(query_encode_folded(tree, syms, &b), 0);
+            CHECK_EQ_INT(buf_append_byte(&b, 0), 0);
+            folded = (char *)b.data;
+        }
         calltree_free(tree);
         CHECK(nwrites < MAX_WRITES);
-        if (nwrites < MAX_WRITES) writes[nwrites++] = (wrote_t){t, s, pid};
+        if (nwrites < MAX_WRITES) writes[nwrites++] = (wrote_t){t, s, pid, folded};
     }
     fprintf(stderr, "wrote %d profiles\n", n);
 }
@@ -545,8 +555,10 @@ static void check_list(storage_t *st, const char *type, int64_t from, int64_t un
         memcpy(raw, &want[i].pid, 8);
         for (int k = 0; k < 16; k++)
             snprintf(id + 2 * k, 3, "%02x", raw[k]);
-        snprintf(one, sizeof one, "{\"time\":%lld,\"id\":\"%s\",\"total\":", (long long)want[i].t,
-                 id);
+        snprintf(one, sizeof one,
+                 "{\"time\":%lld,\"id\":\"%016llx%016llx%s\",\"profile_id\":\"%s\",\"total\":",
+                 (long long)want[i].t, (unsigned long long)fx[want[i].s].token,
+                 (unsigned long long)fx[want[i].s].id, id, id);
         const char *at = strstr(s, one);
         if (at == NULL) fprintf(stderr, "profile %zu (%s) not next in %.200s\n", i, one, s);
         CHECK(at != NULL);
@@ -577,24 +589,33 @@ static void test_profile_lists(storage_t *st)
     CHECK_EQ_INT(query_spec_parse(QUERY_KIND_PROFILES, &p, &lim, T0 * 1000, &spec, &em), 0);
     query_gather_t *g;
     CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+#define R0 "00000000000000010000000000000002"
     const char *bad[] = {
-        "5 000102030405060708090a0b0c0d0e0f 7",     "5 000102030405060708090a0b0c0d0e0 7 {}",
-        "5 000102030405060708090a0b0c0d0e0g 7 {}",  "x 000102030405060708090a0b0c0d0e0f 7 {}",
-        "5 000102030405060708090a0b0c0d0e0f 7x {}", "5 000102030405060708090a0b0c0d0e0f 7 {\"a\":}",
-        "5 000102030405060708090a0b0c0d0e0f 7 {}x", "5 000102030405060708090a0b0c0d0e0f 7 []"};
+        "5 " R0 "000102030405060708090a0b0c0d0e0f 7",
+        "5 " R0 "000102030405060708090a0b0c0d0e0 7 {}",
+        "5 " R0 "000102030405060708090a0b0c0d0e0g 7 {}",
+        "5 000102030405060708090a0b0c0d0e0f 7 {}", /* a bare profile id: no series */
+        "x " R0 "000102030405060708090a0b0c0d0e0f 7 {}",
+        "5 " R0 "000102030405060708090a0b0c0d0e0f 7x {}",
+        "5 " R0 "000102030405060708090a0b0c0d0e0f 7 {\"a\":}",
+        "5 " R0 "000102030405060708090a0b0c0d0e0f 7 {}x",
+        "5 " R0 "000102030405060708090a0b0c0d0e0f 7 []"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         CHECK_EQ_INT(query_gather_add_value(g, bad[i], strlen(bad[i])), ERR_CORRUPT);
-    const char *good[] = {"5000000000 000102030405060708090a0b0c0d0e0f 7 {\"a\":\"b\"}",
-                          "9000000000 ff0102030405060708090a0b0c0d0e0f 3 {}"};
+    const char *good[] = {"5000000000 " R0 "000102030405060708090a0b0c0d0e0f 7 {\"a\":\"b\"}",
+                          "9000000000 " R0 "ff0102030405060708090a0b0c0d0e0f 3 {}"};
     for (size_t i = 0; i < 2; i++)
         CHECK_EQ_INT(query_gather_add_value(g, good[i], strlen(good[i])), 0);
     query_result_t r;
     query_result_init(&r);
     CHECK_EQ_INT(query_gather_finish(g, "\"partial\":true", &r, &em), 0);
     CHECK_EQ_STR((const char *)r.body.data,
-                 "{\"profiles\":[{\"time\":9,\"id\":\"ff0102030405060708090a0b0c0d0e0f\","
+                 "{\"profiles\":[{\"time\":9,\"id\":\"" R0 "ff0102030405060708090a0b0c0d0e0f\","
+                 "\"profile_id\":\"ff0102030405060708090a0b0c0d0e0f\","
                  "\"total\":3,\"labels\":{}},{\"time\":5,\"id\":"
-                 "\"000102030405060708090a0b0c0d0e0f\",\"total\":7,\"labels\":{\"a\":\"b\"}}],"
+                 "\"" R0 "000102030405060708090a0b0c0d0e0f\","
+                 "\"profile_id\":\"000102030405060708090a0b0c0d0e0f\",\"total\":7,"
+                 "\"labels\":{\"a\":\"b\"}}],"
                  "\"truncated\":false,\"partial\":true}");
     query_result_free(&r);
     query_gather_free(g);
@@ -610,6 +631,133 @@ static void test_profile_lists(storage_t *st)
     p.query = "{}";
     CHECK_EQ_INT(query_spec_parse(QUERY_KIND_PROFILES, &p, &lim, T0 * 1000, &spec, &em),
                  ERR_INVALID_ARGUMENT);
+}
+
+/* ---- single profiles ---- */
+
+static void ref_of(const wrote_t *w, char *out)
+{
+    uint8_t raw[16] = {0};
+    memcpy(raw, &w->pid, 8);
+    int off = snprintf(out, 40, "%016llx%016llx", (unsigned long long)fx[w->s].token,
+                       (unsigned long long)fx[w->s].id);
+    for (int k = 0; k < 16; k++)
+        off += snprintf(out + off, 3, "%02x", raw[k]);
+}
+
+/* query_profile's answer for id in format (its rc). */
+static int open_one(storage_t *st, const char *id, const char *format, query_result_t *r,
+                    errmsg_t *em)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_params_t p = {.id = id, .format = format};
+    return query_profile(st, TENANT, &p, &lim, (T0 + 4 * 3600) * 1000, r, em);
+}
+
+/* One partial over ranges (n of them; 0 = every token) into g. */
+static void gather_part(storage_t *st, query_gather_t *g, const query_spec_t *spec,
+                        const query_range_t *ranges, size_t n)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_partial_args_t a;
+    query_spec_args(spec, &a);
+    a.ranges = ranges;
+    a.nranges = n;
+    query_partial_t part;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_partial_run(st, TENANT, &a, &lim, &part, &em), 0);
+    CHECK_EQ_INT(query_gather_add(g, &part, &em), 0);
+    query_partial_free(&part);
+}
+
+/* The profile through a ring cut at its token: one range holds it, the
+ * other answers nothing, and the gather answers exactly the single answer. */
+static void check_split(storage_t *st, const char *id, uint64_t token, const char *want)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_params_t p = {.id = id, .format = "folded"};
+    query_spec_t spec;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_PROFILE, &p, &lim, 0, &spec, &em), 0);
+    CHECK(spec.profile_token == token);
+    query_gather_t *g;
+    CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+    query_range_t holds = {token - 1, token}, rest = {token, token - 1};
+    gather_part(st, g, &spec, &rest, 1);
+    gather_part(st, g, &spec, &holds, 1);
+    query_result_t r;
+    query_result_init(&r);
+    CHECK_EQ_INT(query_gather_finish(g, NULL, &r, &em), 0);
+    CHECK(r.body.len == strlen(want) && memcmp(r.body.data, want, r.body.len) == 0);
+    query_result_free(&r);
+    query_gather_free(g);
+    /* the holder's range missing: unavailable, not "unknown" */
+    CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+    gather_part(st, g, &spec, &rest, 1);
+    query_result_init(&r);
+    CHECK_EQ_INT(query_gather_finish(g, "\"partial\":true", &r, &em), ERR_UNAVAILABLE);
+    query_result_free(&r);
+    query_gather_free(g);
+    query_spec_free(&spec);
+}
+
+/* Each profile opens as exactly its own stacks, although most share their
+ * 10 s and coarser windows with others of the same series. */
+static void test_profile_open(storage_t *st)
+{
+    size_t n = nwrites < OPENED ? nwrites : OPENED;
+    CHECK(n > 10);
+    for (size_t i = 0; i < n; i++) {
+        char id[80];
+        ref_of(&writes[i], id);
+        query_result_t r;
+        query_result_init(&r);
+        errmsg_t em = {{0}};
+        CHECK_EQ_INT(open_one(st, id, "folded", &r, &em), 0);
+        const char *want = writes[i].folded;
+        int same = r.body.len == strlen(want) && memcmp(r.body.data, want, r.body.len) == 0;
+        if (!same)
+            fprintf(stderr, "profile %zu: got %.*s\nwant %s\n", i, (int)r.body.len,
+                    (const char *)r.body.data, want);
+        CHECK(same);
+        if (i % 8 == 0) check_split(st, id, fx[writes[i].s].token, want);
+        query_result_free(&r);
+    }
+    /* json: the series' own type and spy; pprof: a gzip file */
+    char id[80];
+    ref_of(&writes[0], id);
+    query_result_t r;
+    query_result_init(&r);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(open_one(st, id, NULL, &r, &em), 0);
+    int mem = strcmp(labels_get(fx[writes[0].s].labels, LABEL_PROFILE_TYPE), MEM) == 0;
+    CHECK(strstr((const char *)r.body.data,
+                 mem ? "\"name\":\"alloc_space\"" : "\"name\":\"cpu\"") != NULL);
+    CHECK(strstr((const char *)r.body.data, "\"timeline\":null") != NULL);
+    CHECK_EQ_INT(open_one(st, id, "pprof", &r, &em), 0);
+    CHECK(r.body.len > 2 && r.body.data[0] == 0x1f && r.body.data[1] == 0x8b);
+    /* unknown (another profile id, another series) and malformed ids */
+    char other[80];
+    memcpy(other, id, sizeof other);
+    other[63] = other[63] == '0' ? '1' : '0';
+    CHECK_EQ_INT(open_one(st, other, NULL, &r, &em), ERR_NOT_FOUND);
+    CHECK(strstr(em.text, "not stored") != NULL);
+    memcpy(other, id, sizeof other);
+    other[20] = other[20] == '0' ? '1' : '0';
+    CHECK_EQ_INT(open_one(st, other, NULL, &r, &em), ERR_NOT_FOUND);
+    const char *bad[] = {"", "12", "zz",
+                         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeg",
+                         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK_EQ_INT(open_one(st, bad[i], NULL, &r, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(open_one(st, id, "top", &r, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(open_one(st, id, "png", &r, &em), ERR_INVALID_ARGUMENT);
+    query_result_free(&r);
+    for (size_t i = 0; i < n; i++)
+        free(writes[i].folded);
 }
 
 /* The service pin and the JSON partial members. */
@@ -758,6 +906,7 @@ int main(int argc, char **argv)
     so.path = dir;
     for (int i = 0; i < STORAGE_RESOLUTION_COUNT; i++)
         so.retention_seconds[i] = 0;
+    so.profile_retention_seconds = 0; /* the fixture's profiles are from 2022 */
     storage_t *st;
     errmsg_t em = {{0}};
     if (storage_open(&so, &st, &em) != 0) {
@@ -771,6 +920,7 @@ int main(int argc, char **argv)
     test_group_timelines(st);
     test_share_entries();
     test_profile_lists(st);
+    test_profile_open(st);
     test_spec_and_members(st);
     test_hostile(st);
     storage_close(st);
