@@ -62,6 +62,7 @@ static int open_cluster(node_t *n, errmsg_t *em)
         /* packed writes share the request-body budget: at most half of it */
         .max_inflight_bytes = cfg->http.max_buffered_bytes / 2,
         .seen_retention_seconds = cfg->storage.seen_retention_seconds,
+        .max_future_seconds = cfg->ingest.max_future_seconds,
         .clock = &n->clock,
     };
     int rc = cluster_open(&n->loop, n->storage, &cfg->cluster, &in, &n->cluster, em);

@@ -181,6 +181,28 @@ int storage_scan_profiles(storage_t *s, const char *tenant, uint64_t token, uint
 int storage_read_profile(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                          const uint8_t profile_id[16], calltree_t *dst, int64_t *time_ns);
 
+/* The seen index by token interval (anti-entropy, docs/cluster.md): one
+ * entry per stored series of a profile. tenant is borrowed for the call. */
+typedef struct storage_seen_entry {
+    const char *tenant;
+    uint64_t token, series_id;
+    uint8_t profile_id[16];
+    int64_t time_ns;
+} storage_seen_entry_t;
+typedef int (*storage_seen_fn)(void *ctx, const storage_seen_entry_t *e);
+
+/* Calls fn, in key order (token, tenant, series, profile id), for every
+ * entry whose token is in [lo, hi] and whose profile time t (unix seconds)
+ * satisfies from_s <= t < until_s, starting after the entry `after` (NULL:
+ * at lo). Entries past seen_retention_seconds are skipped. fn returns 0 to
+ * go on, non-zero to stop (returned). */
+int storage_seen_scan(storage_t *s, uint64_t lo, uint64_t hi, const storage_seen_entry_t *after,
+                      int64_t from_s, int64_t until_s, storage_seen_fn fn, void *ctx);
+/* 1 when (tenant, token, series, profile id) of e is in the seen index (as
+ * storage_write_profile would find it: a write of it would be skipped), 0
+ * when not, or a negative error. */
+int storage_seen_has(storage_t *s, const storage_seen_entry_t *e);
+
 /* Span/trace trees: every (series, 10 s window, tree) recorded for span or
  * trace `id` whose window start w satisfies from_s <= w < until_s. A span's
  * samples are filed under the 10 s window of their profile's time, like

@@ -40,7 +40,7 @@ typedef struct replicate_write replicate_write_t;
 
 typedef struct replicate_options {
     uint64_t write_timeout_ms;        /* deadline of a replicated write (then 503 + hints) */
-    uint64_t hints_max_bytes;         /* stored hints per target; 0 = unbounded */
+    uint64_t hints_max_bytes;         /* stored hints per target; 0 = none kept (off) */
     uint64_t hint_replay_interval_ms; /* how often stored hints are offered to their targets */
     uint64_t hint_ttl_ms;         /* hints older than this are dropped (below the seen retention) */
     size_t max_message_bytes;     /* largest WriteRequest sent (cluster max-message-bytes) */

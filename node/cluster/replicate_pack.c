@@ -404,6 +404,10 @@ int replicate_store_hint(replicate_write_t *rw, uint32_t ti, errmsg_t *em)
 {
     replicate_t *r = rw->r;
     rtarget_t *t = &rw->t[ti];
+    if (r->o.hints_max_bytes == 0) { /* hinted handoff off: anti-entropy repairs the target */
+        rw->hints_dropped++;
+        return errmsg_set(em, ERR_LIMIT, "hint for %s not kept: hints-max-bytes is 0", t->id);
+    }
     t->req.hint_replay = 1;
     size_t n = flamedb__cluster__write_request__get_packed_size(&t->req);
     uint8_t *req = malloc(n ? n : 1);

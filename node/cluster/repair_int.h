@@ -1,0 +1,117 @@
+/* repair_int.h — anti-entropy between the replicas of a range (internal to
+ * node/cluster/; docs/cluster.md, "Anti-entropy").
+ *
+ * A node repairs itself: for every range it replicates it compares the seen
+ * index (storage's `profiles` column family, which names every stored
+ * series of every profile) with each other replica of the range, first as
+ * digests per range and time bucket (a count and an order-free sum of the
+ * entries' hashes), then, for the buckets that differ, as id lists, and
+ * fetches the profiles it lacks. A fetched profile is the source's own tree
+ * of that series (storage_read_profile, the `profile_trees` column family)
+ * and is stored through storage_write_profile like any replicated write, so
+ * a profile already stored is skipped: nothing counts twice. Pulling only
+ * (each node fetches what it lacks) keeps one pass simple; a cluster
+ * converges once every node ran a pass (flamectl cluster repair asks each).
+ *
+ * Threads: a pass runs on the module's own thread, which blocks on storage
+ * and on its requests to peers; the loop sends those requests and routes
+ * their answers back (repair.c). Serving a peer's request runs on the pool
+ * (repair_serve.c). The digest functions (repair_digest.c) run on any thread.
+ * Ownership: repair_open_for_cluster returns a handle the cluster owns;
+ * repair_close once on the loop, repair_free after the loop ended.
+ */
+#ifndef FLAMEDB_NODE_CLUSTER_REPAIR_INT_H
+#define FLAMEDB_NODE_CLUSTER_REPAIR_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node/cluster/cluster_int.h"
+#include "node/cluster/replicate_int.h"
+#include "ring/ring.h"
+#include "storage/storage.h"
+
+#define REPAIR_BUCKET_S 3600          /* width of a digest's time bucket */
+#define REPAIR_IDS_PAGE 4096          /* entries per id-list answer */
+#define REPAIR_FETCH_BATCH 256        /* profiles asked per fetch */
+#define REPAIR_SERVE_MAX 4            /* requests of peers served at once; more: unavailable */
+#define REPAIR_MARGIN_S 3600          /* kept off the seen retention's edge (clocks, pass time) */
+#define REPAIR_SUMMARY_MAX (1u << 20) /* bytes of a pass's lists of unreached and failed peers */
+
+/* ---------------------------------------------------------------- digests */
+
+typedef struct repair_bucket {
+    uint32_t range;  /* index into the ranges summarised */
+    int64_t start_s; /* from_s + k * bucket_s */
+    uint64_t count;
+    uint64_t hash; /* sum of repair_entry_hash over the bucket's entries */
+} repair_bucket_t;
+
+/* Non-empty buckets, sorted by (range, start_s). Caller owns; free with
+ * repair_digest_free. */
+typedef struct repair_digest {
+    repair_bucket_t *v;
+    size_t n, cap;
+} repair_digest_t;
+
+/* The 64-bit hash of one entry: tenant, token, series and profile id (not
+ * the time: the id names the profile). */
+uint64_t repair_entry_hash(const storage_seen_entry_t *e);
+
+/* Summarises the seen index over ranges[0..n) for profiles whose time t
+ * (unix s) is in [from_s, until_s), in buckets of bucket_s seconds.
+ * ERR_INVALID_ARGUMENT for bucket_s <= 0 or an empty span. */
+int repair_digest_build(storage_t *s, const ring_range_t *ranges, size_t n, int64_t from_s,
+                        int64_t until_s, int64_t bucket_s, repair_digest_t *out);
+/* Appends to out the buckets of `theirs` that `mine` lacks or holds with
+ * another count or hash: where the other side may have entries this one
+ * lacks. Both sorted as repair_digest_build leaves them. */
+int repair_digest_diff(const repair_digest_t *theirs, const repair_digest_t *mine,
+                       repair_digest_t *out);
+void repair_digest_free(repair_digest_t *d);
+
+/* ---------------------------------------------------------------- the module */
+
+typedef struct repair_options {
+    uint64_t interval_ms;     /* a pass this often (0: only on demand) */
+    int64_t seen_retention_s; /* the storage's: entries older are not compared */
+    int64_t max_future_s;     /* ingest's: how far ahead a profile's time may be */
+    uint64_t timeout_ms;      /* one request to a peer */
+    size_t max_message_bytes;
+    replicate_options_t write; /* how fetched profiles are checked (shards, tree limits) */
+} repair_options_t;
+
+/* The time span a pass compares at unix second now_s: profiles recent
+ * enough that no replica can have forgotten one it stored (a forgotten id
+ * fetched again would count twice): from now - seen retention + max future
+ * + margin, to now + max future + margin. Empty (from >= until) when the
+ * seen retention is too short for any. */
+void repair_span(const repair_options_t *o, int64_t now_s, int64_t *from_s, int64_t *until_s);
+
+int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cfg,
+                            const cluster_inputs_t *in, cluster_t *c, repair_t **out, errmsg_t *em);
+/* Stops the thread after its current step and fails waiting callers. */
+void repair_close(repair_t *r);
+void repair_free(repair_t *r);
+
+/* Loop: done runs (on the loop) with the JSON summary of the first pass
+ * that starts after this call. */
+void repair_run(repair_t *r, cluster_repair_fn done, void *arg);
+
+/* Handlers: REPAIR (body decoded on the loop; served on the pool) and
+ * REPAIR_ANSWER (envelope only; the pass's thread decodes the body). */
+void repair_on_request(void *ctx, cluster_msg_t *msg);
+void repair_on_answer(void *ctx, cluster_msg_t *msg);
+
+/* Serving (repair_serve.c): the answer to q built on the pool; a is
+ * allocated in arena. */
+int repair_serve_build(storage_t *s, const repair_options_t *o,
+                       const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
+                       Flamedb__Cluster__RepairAnswer *a, errmsg_t *em);
+
+/* replicate_replica.c: decodes, checks and stores one WriteRequest, as the
+ * WRITE handler does; *written gets the series stored (not duplicates). */
+int replicate_store_request(const replicate_options_t *o, storage_t *s,
+                            const Flamedb__Cluster__WriteRequest *q, size_t *written, errmsg_t *em);
+
+#endif
