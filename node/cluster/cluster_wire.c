@@ -290,7 +290,7 @@ static int check_repair(const Flamedb__Cluster__RepairRequest *q, const cluster_
 {
     if (q->protocol_version != CLUSTER_PROTOCOL_VERSION || q->deadline_unix_ms == 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: protocol version or deadline missing");
-    if (q->from_s >= q->until_s && q->kind != RK(FETCH))
+    if (q->from_s >= q->until_s && (q->kind == RK(DIGEST) || q->kind == RK(IDS)))
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: empty time span");
     switch (q->kind) {
     case RK(DIGEST):
@@ -302,6 +302,12 @@ static int check_repair(const Flamedb__Cluster__RepairRequest *q, const cluster_
         if (q->lo > q->hi || q->limit == 0 || q->limit > CLUSTER_REPAIR_MAX_ENTRIES)
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: bad interval or limit");
         return q->after != NULL ? check_seen_entry(q->after, 0, em) : 0;
+    case RK(RUN):
+        return 0;
+    case RK(DONE):
+        if (q->started_unix_ms == 0)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: a done without its start");
+        return 0;
     case RK(FETCH):
         if (q->n_entries == 0)
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: fetch of no entries");

@@ -22,12 +22,16 @@
 
 #define RK(x) FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_##x
 #define REPAIR_RETRIES 3 /* a busy peer (unavailable) is asked again this often */
+/* Passes peers ask for (RUN, repeated while this node is marked short) start
+ * at most this often, so an incomplete pass is not retried back to back. */
+#define REPAIR_ASKED_GAP_MS 5000
 
 typedef enum { CALL_QUEUED, CALL_SENT, CALL_DONE } call_state_t;
 
 /* One request of the pass's thread; lives on that thread's stack. */
 typedef struct call {
     const char *peer; /* NULL: the loop only takes a view reference */
+    int notify;       /* no answer expected: done once sent */
     Flamedb__Cluster__RepairRequest *req;
     uint64_t request_id;
     call_state_t state;
@@ -64,7 +68,8 @@ struct repair {
     uv_work_t join_work;
     atomic_int closing; /* set under mu; read anywhere */
     /* under mu */
-    int demand;
+    int demand; /* a caller waits for a pass (repair_run) */
+    int asked;  /* a peer asked for one (RUN): at most every REPAIR_ASKED_GAP_MS */
     call_t *call;
     uint64_t next_id, started_gen, done_gen;
     int result_rc;
@@ -98,7 +103,7 @@ static void wait_until(repair_t *r, const call_t *c, uint64_t deadline)
 static int call_once(repair_t *r, const char *peer, Flamedb__Cluster__RepairRequest *q,
                      cluster_msg_t *ans, const cluster_view_t **view, errmsg_t *em)
 {
-    call_t c = {peer, q, 0, CALL_QUEUED, 0, {0}, NULL};
+    call_t c = {peer, q != NULL && ans == NULL, q, 0, CALL_QUEUED, 0, {0}, NULL};
     uint64_t deadline = now_ms(r) + r->o.timeout_ms;
     uv_mutex_lock(&r->mu);
     if (r->closing) {
@@ -122,7 +127,7 @@ static int call_once(repair_t *r, const char *peer, Flamedb__Cluster__RepairRequ
     }
     if (c.rc != 0) return errmsg_set(em, c.rc, "cannot send to %s: %s", peer, err_message(c.rc));
     if (view != NULL) *view = c.view;
-    if (peer == NULL) return 0;
+    if (peer == NULL || c.notify) return 0;
     *ans = c.answer;
     int rc = cluster_wire_decode_body(ans, &r->limits, 0, em);
     const Flamedb__Cluster__RepairAnswer *a = (const void *)ans->body;
@@ -406,7 +411,71 @@ static void pass_json(repair_t *r, const pass_stats_t *st, int complete, uint64_
                complete ? "true" : "false", (unsigned long long)ms);
 }
 
-/* One pass over every range this node replicates; the summary into out. */
+/* Tells every other reachable node that a complete pass started at t0:
+ * those that marked this node short lift the mark (replicate_marks.c). */
+static void announce(repair_t *r, const cluster_view_t *v, uint64_t t0)
+{
+    uint32_t nn = ring_node_count(v->ring);
+    for (uint32_t p = 0; p < nn && !r->closing; p++) {
+        if ((int)p == v->self || !v->reachable[p]) continue;
+        Flamedb__Cluster__RepairRequest q;
+        request_init(&q, RK(DONE), 0, 0);
+        q.started_unix_ms = t0;
+        errmsg_t em = {{0}};
+        int rc = call_once(r, ring_node_name(v->ring, p), &q, NULL, NULL, &em);
+        if (rc != 0) log_debug("repair", "done to %s: %s", ring_node_name(v->ring, p), em.text);
+    }
+}
+
+/* Whether a pass saw every acknowledged write this node missed: a write
+ * is acknowledged by at least the write quorum of replicas, so when fewer
+ * than that many of a range's other replicas were left out (bad[]:
+ * unreachable or failed), at least one holder of each such write was
+ * compared. */
+static int covered(const cluster_view_t *v, const uint8_t *bad)
+{
+    uint32_t nr = ring_range_count(v->ring), rep[RING_MAX_RF];
+    for (uint32_t i = 0; i < nr; i++) {
+        uint32_t n = ring_replicas(v->ring, ring_range_at(v->ring, i).end, v->rf, rep);
+        uint32_t mine = 0, left_out = 0;
+        for (uint32_t k = 0; k < n; k++) {
+            mine |= (int)rep[k] == v->self;
+            left_out += (int)rep[k] != v->self && bad[rep[k]];
+        }
+        if (mine && left_out >= (v->quorum ? v->quorum : 1)) return 0;
+    }
+    return 1;
+}
+
+/* Compares with every peer; bad[p] set for those not compared. */
+static void compare_all(repair_t *r, const cluster_view_t *v, const ring_ranges_t *per,
+                        uint8_t *bad, pass_stats_t *st)
+{
+    uint32_t nn = ring_node_count(v->ring);
+    for (uint32_t p = 0; p < nn; p++) {
+        if (per[p].n == 0) continue;
+        const char *id = ring_node_name(v->ring, p);
+        st->peers++;
+        if (r->closing) {
+            bad[p] = 1;
+        } else if (!v->reachable[p]) {
+            note_node(&st->unreached, id, NULL);
+            bad[p] = 1;
+        } else {
+            errmsg_t pe = {{0}};
+            int prc = repair_peer(r, id, &per[p], st, &pe);
+            if (prc != 0) {
+                log_warn("repair", "with %s: %s", id, errmsg_text(&pe, prc));
+                note_node(&st->failed, id, errmsg_text(&pe, prc));
+                bad[p] = 1;
+            }
+        }
+    }
+}
+
+/* One pass over every range this node replicates; the summary into out.
+ * A complete pass (every missed write seen, every profile fetched) is
+ * announced to the other nodes. */
 static int run_pass(repair_t *r, buf_t *out)
 {
     const cluster_view_t *v = NULL;
@@ -419,31 +488,19 @@ static int run_pass(repair_t *r, buf_t *out)
     buf_init(&st.failed, REPAIR_SUMMARY_MAX);
     uint32_t nn = v->ring ? ring_node_count(v->ring) : 0;
     ring_ranges_t *per = calloc(nn ? nn : 1, sizeof *per);
-    if (per == NULL) rc = ERR_NOMEM;
+    uint8_t *bad = calloc(nn ? nn : 1, 1);
+    if (per == NULL || bad == NULL) rc = ERR_NOMEM;
     if (rc == 0 && v->self >= 0) rc = peer_ranges(v, per, &st.ranges);
-    int complete = rc == 0;
-    for (uint32_t p = 0; rc == 0 && p < nn && !r->closing; p++) {
-        if (per[p].n == 0) continue;
-        const char *id = ring_node_name(v->ring, p);
-        st.peers++;
-        if (!v->reachable[p]) {
-            note_node(&st.unreached, id, NULL);
-            complete = 0;
-            continue;
-        }
-        errmsg_t pe = {{0}};
-        int prc = repair_peer(r, id, &per[p], &st, &pe);
-        if (prc != 0) {
-            log_warn("repair", "with %s: %s", id, errmsg_text(&pe, prc));
-            note_node(&st.failed, id, errmsg_text(&pe, prc));
-            complete = 0;
-        }
-    }
+    if (rc == 0 && v->self >= 0) compare_all(r, v, per, bad, &st);
+    int complete =
+        rc == 0 && !r->closing && st.unavailable == 0 && (v->self < 0 || covered(v, bad));
+    if (complete && v->self >= 0) announce(r, v, t0);
     for (uint32_t p = 0; per != NULL && p < nn; p++)
         ring_ranges_free(&per[p]);
     free(per);
+    free(bad);
     r->ops.view_release(v);
-    if (rc == 0) pass_json(r, &st, complete && !r->closing, now_ms(r) - t0, out);
+    if (rc == 0) pass_json(r, &st, complete, now_ms(r) - t0, out);
     if (rc == 0 && (st.written > 0 || !complete))
         log_info("repair", "pass: %llu series streamed in, %llu unavailable, %s",
                  (unsigned long long)st.written, (unsigned long long)st.unavailable,
@@ -453,27 +510,38 @@ static int run_pass(repair_t *r, buf_t *out)
     return rc;
 }
 
-/* The thread: a pass when asked or when the interval is due. */
+/* When the thread must wake next (unix ms; UINT64_MAX: when signalled). */
+static uint64_t next_wake(const repair_t *r, uint64_t due, uint64_t last_end)
+{
+    uint64_t w = due ? due : UINT64_MAX;
+    if (r->asked && last_end + REPAIR_ASKED_GAP_MS < w) w = last_end + REPAIR_ASKED_GAP_MS;
+    return w;
+}
+
+/* The thread: a pass when a caller waits, when a peer asked (not more than
+ * every REPAIR_ASKED_GAP_MS), or when the interval is due. */
 static void thread_main(void *arg)
 {
     repair_t *r = arg;
     buf_t out;
     buf_init(&out, 2 * REPAIR_SUMMARY_MAX);
-    uint64_t due = r->o.interval_ms ? now_ms(r) + r->o.interval_ms : 0;
+    uint64_t due = r->o.interval_ms ? now_ms(r) + r->o.interval_ms : 0, last_end = 0;
     uv_mutex_lock(&r->mu);
     for (;;) {
-        while (!r->closing && !r->demand && (due == 0 || now_ms(r) < due)) {
-            if (due == 0)
+        uint64_t wake;
+        while (!r->closing && !r->demand && (wake = next_wake(r, due, last_end)) > now_ms(r)) {
+            if (wake == UINT64_MAX)
                 uv_cond_wait(&r->cond, &r->mu);
             else
-                uv_cond_timedwait(&r->cond, &r->mu, (due - now_ms(r)) * 1000000ull);
+                uv_cond_timedwait(&r->cond, &r->mu, (wake - now_ms(r)) * 1000000ull);
         }
         if (r->closing) break;
-        r->demand = 0;
+        r->demand = r->asked = 0;
         uint64_t gen = ++r->started_gen;
         uv_mutex_unlock(&r->mu);
         int rc = run_pass(r, &out);
-        if (r->o.interval_ms) due = now_ms(r) + r->o.interval_ms;
+        last_end = now_ms(r);
+        if (r->o.interval_ms) due = last_end + r->o.interval_ms;
         uv_mutex_lock(&r->mu);
         r->done_gen = gen;
         r->result_rc = rc;
@@ -518,7 +586,7 @@ static void on_async(uv_async_t *h)
         } else {
             c->rc = r->ops.send(r->ops.ctx, c->peer, FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_REPAIR,
                                 c->req->deadline_unix_ms, &c->req->base);
-            c->state = c->rc != 0 ? CALL_DONE : CALL_SENT;
+            c->state = c->rc != 0 || c->notify ? CALL_DONE : CALL_SENT;
         }
         if (c->state == CALL_DONE) uv_cond_broadcast(&r->cond);
     }
@@ -633,6 +701,18 @@ void repair_on_request(void *ctx, cluster_msg_t *msg)
     const Flamedb__Cluster__RepairRequest *q = (const void *)msg->body;
     Flamedb__Cluster__RepairAnswer busy = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
     if (r->closing) return;
+    if (q->kind == RK(RUN)) { /* a peer marked this node short: a pass soon */
+        uv_mutex_lock(&r->mu);
+        r->asked = 1;
+        uv_cond_broadcast(&r->cond);
+        uv_mutex_unlock(&r->mu);
+        return;
+    }
+    if (q->kind == RK(DONE)) {
+        if (r->c->replicate != NULL)
+            replicate_marks_repaired(r->c->replicate, msg->env->sender_id, q->started_unix_ms);
+        return;
+    }
     serve_job_t *j = r->serving < REPAIR_SERVE_MAX ? calloc(1, sizeof *j) : NULL;
     if (j == NULL) {
         answer(r, msg->env->sender_id, q, &busy, ERR_UNAVAILABLE, "busy with other repairs");

@@ -84,8 +84,9 @@ typedef struct repair_options {
 /* The time span a pass compares at unix second now_s: profiles recent
  * enough that no replica can have forgotten one it stored (a forgotten id
  * fetched again would count twice): from now - seen retention + max future
- * + margin, to now + max future + margin. Empty (from >= until) when the
- * seen retention is too short for any. */
+ * + margin, to now + max future + margin (from aligned up to a bucket). A
+ * seen retention shorter than max future + margin leaves only profiles
+ * timed ahead of now. */
 void repair_span(const repair_options_t *o, int64_t now_s, int64_t *from_s, int64_t *until_s);
 
 int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cfg,

@@ -184,6 +184,7 @@ void replicate_start(replicate_t *r, replicate_write_t *rw, cluster_write_done_f
     r->st.writes++;
     r->st.hints_stored += rw->hints_stored;
     r->st.hints_dropped_full += rw->hints_dropped;
+    if (rw->hints_dropped > 0) replicate_marks_note(r, rw);
     for (uint32_t ti = 0; ti < rw->nt; ti++) {
         if (rw->t[ti].self) {
             if (rw->t[ti].state == TS_ACKED)
@@ -297,6 +298,7 @@ int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t
     uv_timer_init(loop, &r->replay_timer);
     r->deadline_timer.data = r->replay_timer.data = r;
     r->hint_sig = UINT64_MAX;
+    replicate_marks_load(r);
     replicate_publish_hint_targets(r);
     uint64_t every = r->o.hint_replay_interval_ms ? r->o.hint_replay_interval_ms : 1000;
     uv_timer_start(&r->replay_timer, replicate_replay_tick, every, every);
@@ -349,6 +351,7 @@ void replicate_free(replicate_t *r)
         replicate_write_free(rw);
     }
     free(r->rt);
+    free(r->marks);
     free(r);
 }
 

@@ -64,6 +64,10 @@ def add(a, b):
     return {k: a.get(k, 0) + b.get(k, 0) for k in set(a) | set(b)}
 
 
+def hints_for(c, i):
+    return sorted({h for m in c.status(i)["nodes"] for h in m.get("hints_for", [])})
+
+
 def totals(c, i, want, t0):
     return {s: c.nodes[i].total(query(s), t0 - 10, t0 + 4000) // SCALE for s in want}
 
@@ -79,16 +83,31 @@ def test_down_replica_answers_alone_after_repair():
         want = add(want, push(c, [0, 1], services, t0, 30, 60))
         dropped = sum(c.nodes[i].metric("flamedb_hints_dropped_full_total") for i in (0, 1))
         assert dropped > 0, "hints were kept although hints-max-bytes is 0"
+        # the coordinators marked n2 short: listed like a hint target, not read from
+        for i in (0, 1):
+            assert "n2" in hints_for(c, i), c.status(i)
         c.restart(2)
         c.wait_converged(timeout=30)
-        # RF 3 on 3 nodes: n2 is a replica of everything, so its own storage
-        # answers its queries when it is live for reads
-        print("    n2 alone before repair: %s, want %s" % (totals(c, 2, want, t0), want))
+        # n2 now asks its peers (they send it RUN); until its pass completed and
+        # they lifted their marks, every answer through n2 is exact: n0 and n1
+        # serve it, not n2's own short copy
+        t1 = time.monotonic()
+        answers = 0
+        while time.monotonic() - t1 < 20:
+            got = totals(c, 2, want, t0)
+            assert got == want, "through n2 while it is marked: %s, want %s" % (got, want)
+            answers += 1
+            if not any(hints_for(c, i) for i in (0, 1, 2)):
+                break
+        healed = time.monotonic() - t1
+        assert not any(hints_for(c, i) for i in (0, 1, 2)), "marks not lifted in 20 s"
+        print("    %d exact answers through n2 until its own pass lifted the marks (%.2fs)"
+              % (answers, healed))
 
         p, took = ctl(c, 0, "cluster", "repair")
         assert p.returncode == 0, p.stdout + p.stderr
         assert "converged" in p.stdout, p.stdout
-        print("    repair converged in %.2fs (flamectl wall time)" % took)
+        print("    flamectl cluster repair converged in %.2fs" % took)
         p2, _ = ctl(c, 1, "cluster", "repair")
         assert p2.returncode == 0 and "converged after 1 round(s)" in p2.stdout, p2.stdout
         assert "streamed 0 series" in p2.stdout, p2.stdout
