@@ -191,8 +191,11 @@ static int want_add(wants_t *w, const Flamedb__Cluster__SeenEntry *e)
     return 0;
 }
 
+static int fetch(repair_t *r, const char *peer, const wants_t *w, pass_stats_t *st, errmsg_t *em);
+
 /* The entries the peer lists for [lo, hi] and the span that this node
- * lacks, appended to w. */
+ * lacks, appended to w; fetched (and w emptied) whenever REPAIR_WANT_MAX
+ * gathered, so a replica missing much holds a bounded list. */
 static int list_missing(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t from_s,
                         int64_t until_s, wants_t *w, pass_stats_t *st, errmsg_t *em)
 {
@@ -354,7 +357,6 @@ static int repair_peer(repair_t *r, const char *peer, const ring_ranges_t *range
         for (int k = 0; rc == 0 && k < nint; k++)
             rc = list_missing(r, peer, lo[k], hi[k], b->start_s, until, &w, st, em);
     }
-    st->missing += w.n;
     if (rc == 0) rc = fetch(r, peer, &w, st, em);
     free(w.v);
     repair_digest_free(&mine);
