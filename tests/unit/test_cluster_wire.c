@@ -392,6 +392,7 @@ static void test_signed_envelopes(void)
     cluster_msg_free(&m);
     flamedb__cluster__envelope__free_unpacked(e, NULL);
     buf_free(&b);
+    buf_free(&f.labels);
     digest_key_free(k1);
     digest_key_free(k2);
 }
