@@ -450,7 +450,7 @@ static int cmd_shares(flamedb_client_t *c, const args_t *a)
 static void print_plist(const flamedb__plist_t *t, const char *unit)
 {
     char total[32], when[32];
-    printf("%-20s %-64s %12s  %s\n", "TIME (UTC)", "ID", "TOTAL", "LABELS");
+    printf("%-20s %-80s %12s  %s\n", "TIME (UTC)", "ID", "TOTAL", "LABELS");
     for (size_t i = 0; i < t->count; i++) {
         const flamedb__plist_row_t *r = &t->rows[i];
         time_t tt = (time_t)r->time_s;
@@ -459,7 +459,7 @@ static void print_plist(const flamedb__plist_t *t, const char *unit)
             strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm) == 0)
             snprintf(when, sizeof when, "%" PRId64, r->time_s);
         format_value(total, sizeof total, r->total, unit);
-        printf("%-20s %-64s %12s  %s\n", when, r->id, total, r->labels);
+        printf("%-20s %-80s %12s  %s\n", when, r->id, total, r->labels);
     }
     printf("%zu profiles%s\n", t->count, t->truncated ? " (more match: raise --limit)" : "");
 }

@@ -32,7 +32,8 @@
     X(CORRUPT, -11, "corrupt", 500, "stored data is corrupt")                                      \
     X(UNSUPPORTED, -12, "unsupported", 400, "unsupported")                                         \
     X(METHOD, -13, "method_not_allowed", 405, "method not allowed")                                \
-    X(UNAUTHORIZED, -14, "unauthorized", 401, "unauthorized")
+    X(UNAUTHORIZED, -14, "unauthorized", 401, "unauthorized")                                      \
+    X(FORBIDDEN, -15, "forbidden", 403, "forbidden")
 
 enum err_code {
 #define ERR_ENUM(name, value, code, http, msg) ERR_##name = value,

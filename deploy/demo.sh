@@ -230,6 +230,10 @@ Q_V2=$(enc "$CPU{service_name=\"checkout\",version=\"v2\"}")
 SPAN=${SPAN:-}
 [ -n "$SPAN" ] && Q_SPAN=$(enc "$CPU{service_name=\"api\",span_id=\"$SPAN\"}")
 echo
+echo "Web UI (served by every node): ${URLS[0]}/?query=$Q_API&from=now-1h"
+echo "  checkout v1 against v2: ${URLS[0]}/?view=diff&query=$Q_V1&rightQuery=$Q_V2&from=now-1h"
+[ -n "$SPAN" ] && echo "  one traced request: ${URLS[0]}/?view=spans&query=$Q_API&span=$SPAN&from=now-1h"
+echo
 if [ "$NODES" = 1 ]; then
     echo "flamedb is running at ${URLS[0]} with live demo traffic"
 else
@@ -241,6 +245,7 @@ for i in $(seq 0 $((NODES - 1))); do
     U=${URLS[$i]}
     echo
     echo "${IDS[$i]}: $U  (pid ${NODE_PIDS[$i]}, log $DATA_DIR/${IDS[$i]}.log)"
+    echo "  $U/  (web UI)"
     echo "  $U/pyroscope/render?query=$Q_API&from=now-1h&until=now"
     echo "  $U/pyroscope/render?query=$Q_CHK&from=now-1h&format=folded"
     echo "  $U/pyroscope/render-diff?leftQuery=$Q_V1&leftFrom=now-1h&rightQuery=$Q_V2&rightFrom=now-1h"

@@ -61,6 +61,13 @@ static const opt_t options[] = {
      "One of debug, info, warn, error."},
     {"worker-threads", OPT_INT, FIELD(worker_threads, int), "4", 0, 1, 1024,
      "Threads that decode, merge and do RocksDB work (the libuv thread pool)."},
+    {"max-write-jobs", OPT_COUNT, FIELD(max_write_jobs, size_t), "0", 0, 0, 1024,
+     "Thread-pool jobs of pushes, replica writes and hints at once; more wait in order. "
+     "0: worker-threads minus a quarter (at least 1), so queries always keep a thread."},
+    {"max-query-jobs", OPT_COUNT, FIELD(max_query_jobs, size_t), "0", 0, 0, 1024,
+     "Thread-pool jobs of queries at once; more wait in order, and one not started by its "
+     "query's deadline is dropped (its ranges count as missing). 0: worker-threads minus a "
+     "quarter (at least 1), so pushes and replica writes always keep a thread."},
     {"memory-limit", OPT_SIZE, FIELD(memory_limit, size_t), "1GiB", 0, 64 * MiB, 1024 * GiB,
      "Memory budget of the node. block-cache-bytes, write-buffer-bytes and max-buffered-bytes "
      "default to a quarter of it each, node-cache-bytes to an eighth; the four must fit in it "
@@ -78,8 +85,9 @@ static const opt_t options[] = {
      "before the body is read)."},
     {"max-buffered-bytes", OPT_SIZE, FIELD(http.max_buffered_bytes, size_t), NULL, DERIVE_QUARTER,
      1 * MiB, 1024 * GiB,
-     "Request bodies held in memory at once, over all connections; a request that would exceed it "
-     "gets 503 with Retry-After."},
+     "Request bodies held in memory at once, over all connections, counted as their bytes arrive, "
+     "and responses not yet read by their client; a request that would exceed it gets 503 with "
+     "Retry-After, and so does a response over 64 KiB that would."},
     {"idle-timeout", OPT_MS, FIELD(http.idle_timeout_ms, uint64_t), "60s", 0, 100, 86400000,
      "A connection with no request in progress is closed after this."},
     {"request-timeout", OPT_MS, FIELD(http.request_timeout_ms, uint64_t), "30s", 0, 100, 3600000,
@@ -207,6 +215,30 @@ static const opt_t options[] = {
      7 * 86400000ULL,
      "How often this node runs an anti-entropy pass over the ranges it replicates (0 = only "
      "on demand: flamectl cluster repair)."},
+    SECTION("Security and per-tenant limits"),
+    {"auth-file", OPT_TEXT, FIELD(auth_file, char[NODE_PATH_MAX]), "", 0, 0, NODE_PATH_MAX - 1,
+     "HTTP tokens, one 'TENANT ROLE SHA256HEX' per line (role read, write or admin; '#' "
+     "comments); re-read on SIGHUP. Empty: no authentication (the tenant is X-Scope-OrgID as "
+     "sent)."},
+    {"open-metrics", OPT_INT, FIELD(open_metrics, int), "1", 0, 0, 1,
+     "With auth-file: 1 leaves GET /metrics open (like /ready), 0 makes it need a read token."},
+    {"max-connections-per-client", OPT_COUNT, FIELD(http.max_connections_per_client, size_t), "0",
+     0, 0, 1000000,
+     "Open HTTP connections from one client IP address; more are answered 503 and closed. 0: no "
+     "limit but max-connections."},
+    {"tenant-ingest-rate", OPT_SIZE, FIELD(tenant_ingest_rate, size_t), "0", 0, 0, 1024 * GiB,
+     "Request body bytes per second one tenant may push (a token bucket per tenant, per node); "
+     "over it pushes get 429 with Retry-After. 0: no limit."},
+    {"tenant-ingest-burst", OPT_SIZE, FIELD(tenant_ingest_burst, size_t), "0", 0, 0, 1024 * GiB,
+     "Bytes a tenant may push in a burst: the size of its bucket, which refills at "
+     "tenant-ingest-rate; a single push larger than it gets 413. 0: the larger of "
+     "tenant-ingest-rate and max-body-bytes."},
+    {"tenant-max-queries", OPT_COUNT, FIELD(tenant_max_queries, size_t), "0", 0, 0, 100000,
+     "Queries one tenant may have running at once on a node; more get 429 with Retry-After. 0: "
+     "no limit."},
+    {"max-query-range", OPT_MS, FIELD(max_query_range_ms, uint64_t), "0", 0, 0, 100 * YEAR_S * 1000,
+     "Longest until - from a query may ask for (each side of a diff); longer gets 400. "
+     "A query without from/until covers the last hour. 0: no limit."},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

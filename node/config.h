@@ -39,6 +39,8 @@ typedef struct node_config {
     int http_port;
     int log_level; /* enum log_level */
     int worker_threads;
+    size_t max_write_jobs; /* thread-pool jobs of pushes and replica writes at once; 0: derived */
+    size_t max_query_jobs; /* thread-pool jobs of queries at once; 0: derived */
     size_t memory_limit;
     uint64_t shutdown_timeout_ms;
     http_server_limits_t http;
@@ -47,6 +49,12 @@ typedef struct node_config {
     storage_options_t storage;
     cluster_config_t cluster;
     char service_shards[NODE_PATH_MAX]; /* "svc=16,..." -> ingest.shards overrides */
+    char auth_file[NODE_PATH_MAX];      /* "" = no HTTP authentication */
+    int open_metrics;                   /* with auth: /metrics needs no token */
+    size_t tenant_ingest_rate;          /* body bytes per second per tenant; 0 = off */
+    size_t tenant_ingest_burst;         /* 0 = max(rate, max-body-bytes) */
+    size_t tenant_max_queries;          /* running queries per tenant; 0 = off */
+    uint64_t max_query_range_ms;        /* 0 = off */
 } node_config_t;
 
 enum node_config_action {

@@ -29,6 +29,10 @@
 #define READ_CHUNK (64 * 1024)
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (1024 * 1024)
+/* Responses up to this size are sent whatever the budget says (errors). */
+#define RESPONSE_ALWAYS_BYTES (64 * 1024)
+/* What a body buffer starts with; it grows (doubling) as bytes arrive. */
+#define BODY_FIRST_RESERVE (64 * 1024)
 /* A body buffer larger than this is freed between keep-alive requests. */
 #define KEEP_BODY_CAP (64 * 1024)
 
@@ -54,6 +58,14 @@ struct http_exchange {
     http_parser parser;
     /* request being received */
     int started, msg_done, keep_alive, close_requested, in_handler, tag;
+    int headers_done; /* later header callbacks are chunked trailers */
+    /* Cut at the drain deadline while its handler still held the request:
+     * the socket is closed, the struct waits for http_respond (detached: it
+     * has left srv->conns, so the drain need not wait for the handler). */
+    int abandoned, detached;
+    uint8_t peer[16]; /* the client's IP address (IPv4 in the first 4 bytes) */
+    int peer_family;  /* AF_INET, AF_INET6, or 0 when unknown */
+    char principal[HTTP_PRINCIPAL_MAX];
     enum piece piece;
     int fail_status, fail_err;
     errmsg_t fail_em;
@@ -75,6 +87,7 @@ struct http_exchange {
     size_t wake_bytes, linger_bytes;
     /* response */
     buf_t out_head, out_body;
+    size_t out_charged; /* response bytes counted in srv->stats.buffered_bytes */
 };
 
 typedef http_exchange_t conn_t;
@@ -199,14 +212,19 @@ static int on_url(http_parser *p, const char *at, size_t len)
     return append_piece(p->data, PIECE_URL, at, len);
 }
 
+/* Trailers of a chunked body come through the same callbacks as headers:
+ * they are dropped, never read as headers (a trailer `X-Scope-OrgID` must not
+ * override what a gateway checked in the head). http-parser bounds their size. */
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
-    return append_piece(p->data, PIECE_FIELD, at, len);
+    conn_t *c = p->data;
+    return c->headers_done ? 0 : append_piece(c, PIECE_FIELD, at, len);
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
-    return append_piece(p->data, PIECE_VALUE, at, len);
+    conn_t *c = p->data;
+    return c->headers_done ? 0 : append_piece(c, PIECE_VALUE, at, len);
 }
 
 /* Counts n more body bytes against the server-wide budget (bounded memory:
@@ -241,6 +259,35 @@ static const char *find_header(const conn_t *c, const char *name)
     return NULL;
 }
 
+/* Header names without whitespace, and headers a request may carry once:
+ * with two, a gateway and this node could each read a different one
+ * (first-wins here, last-wins there), so a duplicate is refused rather than
+ * resolved. */
+static int check_singletons(conn_t *c)
+{
+    /* "Name : value" is refused (RFC 9112 5.1): a proxy that trims the space
+     * and this node, which would not, would see different headers. */
+    for (size_t i = 0; i < c->nhdr; i++) {
+        const char *name = (const char *)c->head.data + c->hdr[i].name_off;
+        if (memchr(name, ' ', c->hdr[i].name_len) || memchr(name, '\t', c->hdr[i].name_len))
+            return fail(c, 400, ERR_INVALID_ARGUMENT,
+                        "header %zu: whitespace between the name and the colon", i + 1);
+    }
+    static const char *const once[] = {"X-Scope-OrgID", "Authorization", "Content-Length",
+                                       "Content-Type", "Host"};
+    for (size_t k = 0; k < sizeof once / sizeof once[0]; k++) {
+        size_t n = strlen(once[k]), seen = 0;
+        for (size_t i = 0; i < c->nhdr; i++)
+            if (c->hdr[i].name_len == n &&
+                strncasecmp((const char *)c->head.data + c->hdr[i].name_off, once[k], n) == 0)
+                seen++;
+        if (seen > 1)
+            return fail(c, 400, ERR_INVALID_ARGUMENT, "header %s given %zu times: send it once",
+                        once[k], seen);
+    }
+    return 0;
+}
+
 static void continue_written(uv_write_t *req, int status)
 {
     (void)req, (void)status; /* a failed write shows up on the response write */
@@ -250,6 +297,8 @@ static int on_headers_complete(http_parser *p)
 {
     conn_t *c = p->data;
     if (switch_piece(c, PIECE_NONE) != 0) return -1;
+    c->headers_done = 1;
+    if (check_singletons(c) != 0) return -1;
     if (p->http_major != 1)
         return fail(c, 505, ERR_UNSUPPORTED, "HTTP/%u.%u is not supported; use HTTP/1.1",
                     p->http_major, p->http_minor);
@@ -260,8 +309,12 @@ static int on_headers_complete(http_parser *p)
             return fail(c, 413, ERR_TOO_LARGE,
                         "request body of %llu bytes is larger than %zu (max-body-bytes)",
                         (unsigned long long)cl, c->srv->lim.max_body_bytes);
-        if (charge(c, (size_t)cl) != 0) return -1;
-        if (buf_reserve(&c->body, (size_t)cl) != ERR_OK)
+        /* Nothing is charged or reserved for bytes only announced: sockets
+         * that announce large bodies and then stall would hold the whole
+         * budget and turn every other push into 503. on_body charges what
+         * arrives; the buffer starts small and grows with the body. */
+        if (buf_reserve(&c->body, cl < BODY_FIRST_RESERVE ? (size_t)cl : BODY_FIRST_RESERVE) !=
+            ERR_OK)
             return fail(c, 503, ERR_NOMEM, "out of memory for a %llu-byte body",
                         (unsigned long long)cl);
     }
@@ -405,6 +458,8 @@ static void conn_reset_request(conn_t *c)
     c->started = c->msg_done = c->fail_status = c->fail_err = 0;
     c->fail_em.text[0] = 0;
     c->tag = 0;
+    c->headers_done = 0;
+    c->principal[0] = '\0';
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
 }
@@ -541,9 +596,17 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     (void)req, (void)status;
 }
 
+/* The response has been written (or will never be): its bytes leave the budget. */
+static void release_response(conn_t *c)
+{
+    c->srv->stats.buffered_bytes -= c->out_charged;
+    c->out_charged = 0;
+}
+
 static void on_written(uv_write_t *req, int status)
 {
     conn_t *c = req->data;
+    release_response(c);
     buf_free(&c->out_head);
     buf_free(&c->out_body);
     if (c->state == CONN_CLOSING) return;
@@ -612,6 +675,30 @@ static const char *reason(int status)
     }
 }
 
+/* The handler answered: it holds the request no more, and the body has been
+ * handled, so its bytes go back to the budget now. */
+static void conn_handler_done(conn_t *c)
+{
+    http_server_t *s = c->srv;
+    if (c->in_handler) {
+        c->in_handler = 0;
+        s->stats.requests_in_flight--;
+    }
+    s->stats.buffered_bytes -= c->charged;
+    c->charged = 0;
+}
+
+static void conn_free_mem(conn_t *c)
+{
+    buf_free(&c->head);
+    buf_free(&c->body);
+    buf_free(&c->pending);
+    buf_free(&c->scratch);
+    buf_free(&c->out_head);
+    buf_free(&c->out_body);
+    free(c);
+}
+
 /* Writes resp on c (state HANDLING) and moves to WRITING. */
 static void conn_reply(conn_t *c, http_response_t *resp)
 {
@@ -631,8 +718,6 @@ static void conn_reply(conn_t *c, http_response_t *resp)
                         c->keep_alive ? "keep-alive" : "close");
     c->out_body = resp->body;
     buf_init(&resp->body, 0);
-    if (s->observer)
-        s->observer(s->ctx, c, resp->status, now_ms(c) - (c->started ? c->start_ms : now_ms(c)));
     if (rc != ERR_OK) {
         conn_close(c);
         return;
@@ -652,21 +737,58 @@ static void conn_reply(conn_t *c, http_response_t *resp)
     conn_timer(c, s->lim.request_timeout_ms);
 }
 
-void http_respond(http_exchange_t *c, http_response_t *resp)
+/* Once per answer, written or not (the connection may have been cut): the
+ * observer also releases what the handler held for the exchange. */
+static void observe(conn_t *c, int status)
 {
     http_server_t *s = c->srv;
+    if (s->observer)
+        s->observer(s->ctx, c, status, now_ms(c) - (c->started ? c->start_ms : now_ms(c)));
+}
+
+/* Responses held until the client has read them share max-buffered-bytes
+ * with request bodies (a slow reader holds its response until
+ * request-timeout). One that does not fit is replaced by a 503; small ones
+ * (errors, acknowledgements) are always sent, and counted. */
+static int response_fits(conn_t *c, http_response_t *resp)
+{
+    http_server_t *s = c->srv;
+    size_t n = resp->body.len;
+    if (n > RESPONSE_ALWAYS_BYTES && s->stats.buffered_bytes + n > s->lim.max_buffered_bytes) {
+        s->stats.busy++;
+        buf_free(&resp->body);
+        errmsg_t em;
+        errmsg_set(&em, ERR_UNAVAILABLE,
+                   "server busy: a response of %zu bytes would exceed max-buffered-bytes (%zu "
+                   "bytes) with the bodies held now; retry later",
+                   n, s->lim.max_buffered_bytes);
+        http_respond_error(c, 503, ERR_UNAVAILABLE, &em, "Retry-After: 1\r\n");
+        return 0;
+    }
+    s->stats.buffered_bytes += n;
+    c->out_charged = n;
+    return 1;
+}
+
+void http_respond(http_exchange_t *c, http_response_t *resp)
+{
+    if (!c->abandoned && c->state == CONN_HANDLING && !c->close_requested) {
+        conn_handler_done(c); /* the request's body is not needed any more */
+        if (!response_fits(c, resp)) return;
+    }
+    if (c->abandoned || c->state == CONN_HANDLING) observe(c, resp->status);
+    if (c->abandoned) { /* its connection was cut at the drain deadline */
+        buf_free(&resp->body);
+        conn_handler_done(c);
+        if (c->detached) conn_free_mem(c);
+        return;
+    }
     if (c->state != CONN_HANDLING) {
         log_error("http", "response for a connection in state %d ignored", (int)c->state);
         buf_free(&resp->body);
         return;
     }
-    if (c->in_handler) {
-        c->in_handler = 0;
-        s->stats.requests_in_flight--;
-    }
-    /* The body has been handled: give its bytes back to the budget now. */
-    s->stats.buffered_bytes -= c->charged;
-    c->charged = 0;
+    conn_handler_done(c);
     if (c->close_requested) {
         buf_free(&resp->body);
         conn_close(c);
@@ -708,21 +830,42 @@ static void conn_free(conn_t *c)
 {
     http_server_t *s = c->srv;
     s->stats.buffered_bytes -= c->charged;
+    release_response(c);
     list_remove(&c->link);
-    buf_free(&c->head);
-    buf_free(&c->body);
-    buf_free(&c->pending);
-    buf_free(&c->scratch);
-    buf_free(&c->out_head);
-    buf_free(&c->out_body);
-    free(c);
+    conn_free_mem(c);
     server_check_drained(s);
 }
 
 static void on_conn_handle_closed(uv_handle_t *h)
 {
     conn_t *c = h->data;
-    if (--c->handles_open == 0) conn_free(c);
+    if (--c->handles_open != 0) return;
+    if (!(c->abandoned && c->in_handler)) {
+        conn_free(c);
+        return;
+    }
+    /* The handler still holds the request: leave the server's list (the
+     * drain is over for this connection) and wait for http_respond. */
+    http_server_t *s = c->srv;
+    list_remove(&c->link);
+    c->detached = 1;
+    server_check_drained(s);
+}
+
+/* At the drain deadline: a connection whose request is still being handled
+ * is cut now (its socket closed), instead of waiting for a handler that may
+ * itself wait on a peer for much longer. */
+static void conn_abandon(conn_t *c)
+{
+    if (c->state != CONN_HANDLING) {
+        conn_close(c);
+        return;
+    }
+    c->abandoned = 1;
+    c->state = CONN_CLOSING;
+    c->srv->stats.connections_open--;
+    uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
 }
 
 static void conn_close(conn_t *c)
@@ -763,6 +906,46 @@ static conn_t *conn_new(http_server_t *s)
     return c;
 }
 
+/* Records c's peer address; returns how many open connections (c included)
+ * come from it. A scan: the list is bounded by max-connections and only
+ * walked per accepted connection when max-connections-per-client is set. */
+static size_t peer_connections(http_server_t *s, conn_t *c)
+{
+    struct sockaddr_storage a;
+    int len = sizeof a;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&a, &len) != 0) return 1;
+    if (a.ss_family == AF_INET) {
+        memcpy(c->peer, &((struct sockaddr_in *)&a)->sin_addr, 4);
+    } else if (a.ss_family == AF_INET6) {
+        memcpy(c->peer, &((struct sockaddr_in6 *)&a)->sin6_addr, 16);
+    } else {
+        return 1;
+    }
+    c->peer_family = a.ss_family;
+    size_t n = 0;
+    for (conn_t *o = first_conn(s); o != NULL; o = next_conn(s, o))
+        if (o->state != CONN_CLOSING && o->peer_family == c->peer_family &&
+            memcmp(o->peer, c->peer, sizeof c->peer) == 0)
+            n++;
+    return n;
+}
+
+/* Answers 503 on a fresh connection (best effort) and closes it. */
+static void refuse_connection(http_server_t *s, conn_t *c, const char *setting)
+{
+    char body[160], busy[512];
+    snprintf(body, sizeof body,
+             "{\"code\":\"unavailable\",\"message\":\"too many connections (%s)\"}\n", setting);
+    int n = snprintf(busy, sizeof busy,
+                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
+                     strlen(body), body);
+    uv_buf_t b = uv_buf_init(busy, (unsigned)n);
+    uv_try_write((uv_stream_t *)&c->tcp, &b, 1); /* best effort: the socket is fresh */
+    s->stats.connections_rejected++;
+    conn_close(c);
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
     http_server_t *s = listener->data;
@@ -774,17 +957,12 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     if (s->stats.connections_open > s->lim.max_connections) {
-        static const char body[] =
-            "{\"code\":\"unavailable\",\"message\":\"too many connections (max-connections)\"}\n";
-        char busy[512];
-        int n = snprintf(busy, sizeof busy,
-                         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                         "Content-Length: %zu\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
-                         sizeof body - 1, body);
-        uv_buf_t b = uv_buf_init(busy, (unsigned)n);
-        uv_try_write((uv_stream_t *)&c->tcp, &b, 1); /* best effort: the socket is fresh */
-        s->stats.connections_rejected++;
-        conn_close(c);
+        refuse_connection(s, c, "max-connections");
+        return;
+    }
+    if (s->lim.max_connections_per_client > 0 &&
+        peer_connections(s, c) > s->lim.max_connections_per_client) {
+        refuse_connection(s, c, "max-connections-per-client");
         return;
     }
     s->stats.connections_accepted++;
@@ -894,8 +1072,8 @@ static void on_drain_timeout(uv_timer_t *t)
     http_server_t *s = t->data;
     conn_t *next;
     for (conn_t *c = first_conn(s); c != NULL; c = next) {
-        next = next_conn(s, c); /* conn_close never frees synchronously */
-        conn_close(c);
+        next = next_conn(s, c); /* neither frees synchronously */
+        conn_abandon(c);
     }
 }
 
@@ -939,6 +1117,16 @@ int http_exchange_tag(const http_exchange_t *ex)
     return ex->tag;
 }
 
+void http_exchange_set_principal(http_exchange_t *ex, const char *name)
+{
+    snprintf(ex->principal, sizeof ex->principal, "%s", name);
+}
+
+const char *http_exchange_principal(const http_exchange_t *ex)
+{
+    return ex->principal;
+}
+
 const char *http_request_header(const http_request_t *r, const char *name)
 {
     for (size_t i = 0; i < r->nheaders; i++)
@@ -969,13 +1157,14 @@ void http_server_stats_register(metrics_registry_t *r, const http_server_stats_t
         HTTP_DEF(requests_in_flight, METRICS_GAUGE, "flamedb_http_requests_in_flight",
                  "Requests being handled (decoding, storing, querying)."),
         HTTP_DEF(buffered_bytes, METRICS_GAUGE, "flamedb_http_buffered_body_bytes",
-                 "Request body bytes held in memory (bounded by max-buffered-bytes)."),
+                 "Request bodies and unsent response bodies held in memory (bounded by "
+                 "max-buffered-bytes)."),
         HTTP_DEF(protocol_errors, METRICS_COUNTER, "flamedb_http_protocol_errors_total",
                  "Malformed HTTP requests."),
         HTTP_DEF(too_large, METRICS_COUNTER, "flamedb_http_too_large_total",
                  "Requests refused with 413 or 431."),
         HTTP_DEF(busy, METRICS_COUNTER, "flamedb_http_busy_total",
-                 "Requests refused with 503 because max-buffered-bytes was reached."),
+                 "Requests or responses refused with 503 because max-buffered-bytes was reached."),
         HTTP_DEF(timeouts, METRICS_COUNTER, "flamedb_http_timeouts_total",
                  "Requests not received, or responses not read, within request-timeout."),
         HTTP_DEF(idle_closed, METRICS_COUNTER, "flamedb_http_idle_closed_total",

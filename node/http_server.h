@@ -2,8 +2,12 @@
  *
  * Owns listening, connections, request parsing (http-parser), the request
  * limits (header bytes, body bytes, the server-wide budget of buffered body
- * bytes, connection count, idle and request timeouts), keep-alive, pipelining,
- * `Expect: 100-continue`, response framing and draining on shutdown. It knows
+ * bytes and unread responses, connection count overall and per client IP,
+ * idle and request timeouts), the header rules that keep a gateway's view and
+ * ours the same (a duplicate of a sent-once header or whitespace before a
+ * colon is a 400; chunked trailers are dropped), keep-alive, pipelining,
+ * `Expect: 100-continue`, response framing and draining on shutdown (cut at
+ * the deadline, also while a handler still holds the request). It knows
  * nothing of routes: each complete request goes to one handler callback.
  *
  * Connections: each connection is an explicit state machine (enum conn_state
@@ -21,7 +25,9 @@
  *
  * Ownership: http_server_new() returns a server the caller owns. Close it with
  * http_server_drain() and, once the drain callback has run, free it with
- * http_server_free(). Request fields are borrowed until http_respond().
+ * http_server_free() (after the loop has run out of work: a handler cut at
+ * the drain deadline may still answer until then). Request fields are
+ * borrowed until http_respond().
  */
 #ifndef FLAMEDB_NODE_HTTP_SERVER_H
 #define FLAMEDB_NODE_HTTP_SERVER_H
@@ -39,6 +45,8 @@
 /* Headers and query parameters kept per request; more is refused (431/400). */
 #define HTTP_MAX_HEADERS 64
 #define HTTP_MAX_PARAMS 64
+/* Bytes of the authenticated principal (a tenant) kept per exchange. */
+#define HTTP_PRINCIPAL_MAX 160
 /* http-parser refuses header blocks over 80 KiB itself (HTTP_MAX_HEADER_SIZE). */
 #define HTTP_MAX_HEADER_BYTES_LIMIT (64 * 1024)
 
@@ -47,13 +55,14 @@ typedef struct http_server http_server_t;
 typedef struct http_exchange http_exchange_t;
 
 typedef struct http_server_limits {
-    size_t max_connections;      /* further connections get 503 and are closed */
-    size_t max_header_bytes;     /* request line + headers; over -> 431 */
-    size_t max_body_bytes;       /* one body; over -> 413 (from Content-Length, early) */
-    size_t max_buffered_bytes;   /* all bodies held at once; over -> 503 + Retry-After */
-    uint64_t idle_timeout_ms;    /* keep-alive connection with no request: closed */
-    uint64_t request_timeout_ms; /* first byte to last byte of a request; also a
-                                    stalled response write. Over -> 408, closed */
+    size_t max_connections;            /* further connections get 503 and are closed */
+    size_t max_connections_per_client; /* per peer IP address; 0 = no limit */
+    size_t max_header_bytes;           /* request line + headers; over -> 431 */
+    size_t max_body_bytes;             /* one body; over -> 413 (from Content-Length, early) */
+    size_t max_buffered_bytes;         /* all bodies held at once; over -> 503 + Retry-After */
+    uint64_t idle_timeout_ms;          /* keep-alive connection with no request: closed */
+    uint64_t request_timeout_ms;       /* first byte to last byte of a request; also a
+                                          stalled response write. Over -> 408, closed */
 } http_server_limits_t;
 
 typedef struct http_kv {
@@ -99,8 +108,11 @@ typedef struct http_server_stats {
 } http_server_stats_t;
 
 typedef void (*http_handler_fn)(void *ctx, http_exchange_t *ex);
-/* Called once per response the server wrote, handler's or its own, with the
- * route-independent facts (for request metrics). May be NULL. */
+/* Called once per answer, handler's or the server's own, with the
+ * route-independent facts (for request metrics, and to release what a
+ * handler held for the exchange): also when the answer could not be written
+ * because the connection was closed or cut at the drain deadline. May be
+ * NULL. */
 typedef void (*http_observer_fn)(void *ctx, const http_exchange_t *ex, int status,
                                  uint64_t duration_ms);
 
@@ -129,6 +141,11 @@ const http_request_t *http_exchange_request(const http_exchange_t *ex);
 /* Per-exchange slot for the handler (e.g. its route index); 0 initially. */
 void http_exchange_set_tag(http_exchange_t *ex, int tag);
 int http_exchange_tag(const http_exchange_t *ex);
+/* Who the handler authenticated the request as (copied, truncated to
+ * HTTP_PRINCIPAL_MAX - 1 bytes); "" until set, reset for each request. */
+void http_exchange_set_principal(http_exchange_t *ex, const char *name);
+/* Borrowed until http_respond(). */
+const char *http_exchange_principal(const http_exchange_t *ex);
 
 /* Sends the response (takes ownership of resp->body's storage). Exactly once
  * per exchange, on the loop thread. */

@@ -130,6 +130,7 @@ int node_metrics_register(metrics_registry_t *r, const node_metrics_view_t *v)
     metrics_add_render(r, render_errors, v);
     metrics_add_u64_array(r, node_counters, sizeof node_counters / sizeof node_counters[0], v->m);
     if (x->http) http_server_stats_register(r, x->http);
+    metrics_add_render(r, workq_stats_render, &x->pool);
     if (x->storage_ok) storage_stats_register(r, &x->storage);
     if (x->rss_bytes)
         metrics_add_u64(r, "process_resident_memory_bytes", "Resident set size of the node.",

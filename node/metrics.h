@@ -15,6 +15,7 @@
 
 #include "common/buf.h"
 #include "common/metrics.h"
+#include "common/workq.h"
 #include "node/http_server.h"
 #include "storage/storage.h"
 
@@ -69,6 +70,7 @@ typedef struct node_metrics_extra {
     uint64_t rss_bytes; /* 0 when unknown */
     double uptime_seconds;
     int ready;
+    workq_stats_t pool; /* thread-pool lanes, copied on the loop thread */
 } node_metrics_extra_t;
 
 /* Counts one response of route (0 = no route) with its status and duration. */

@@ -24,6 +24,28 @@ static void on_signal(uv_signal_t *s, int signum)
     begin_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* SIGHUP: re-read auth-file. A bad file keeps the table in force (a typo
+ * must not open the node, nor lock everyone out); connections stay up. */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    node_t *n = s->data;
+    if (n->cfg.auth_file[0] == '\0') {
+        log_info("node", "SIGHUP: no auth-file to re-read");
+        return;
+    }
+    node_auth_t *fresh = NULL;
+    errmsg_t em = {{0}};
+    if (node_auth_load(n->cfg.auth_file, &fresh, &em) != ERR_OK) {
+        log_error("node", "SIGHUP: %s; keeping the %zu tokens loaded before", em.text,
+                  node_auth_count(n->auth));
+        return;
+    }
+    node_auth_free(n->auth);
+    n->auth = fresh;
+    log_info("node", "SIGHUP: auth-file re-read: %zu tokens", node_auth_count(fresh));
+}
+
 static void on_stop_async(uv_async_t *a)
 {
     begin_stop(a->data, "stop requested");
@@ -43,6 +65,7 @@ static void on_drained(void *arg)
         cluster_close(n->cluster, cluster_closed, n);
     uv_close((uv_handle_t *)&n->sigterm, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
+    uv_close((uv_handle_t *)&n->sighup, NULL);
     uv_close((uv_handle_t *)&n->stop_async, NULL);
 }
 
@@ -64,6 +87,7 @@ static int open_cluster(node_t *n, errmsg_t *em)
         .seen_retention_seconds = cfg->storage.seen_retention_seconds,
         .max_future_seconds = cfg->ingest.max_future_seconds,
         .clock = &n->clock,
+        .workq = n->workq,
     };
     int rc = cluster_open(&n->loop, n->storage, &cfg->cluster, &in, &n->cluster, em);
     return rc == ERR_OK ? cluster_start(n->cluster, em) : rc;
@@ -71,6 +95,17 @@ static int open_cluster(node_t *n, errmsg_t *em)
 
 static int open_parts(node_t *n, errmsg_t *em)
 {
+    const node_config_t *cfg = &n->cfg;
+    size_t caps[WORKQ_NLANES] = {
+        [WORKQ_WRITE] = cfg->max_write_jobs, [WORKQ_QUERY] = cfg->max_query_jobs};
+    if (workq_new(&n->loop, cfg->worker_threads, caps, &n->clock, &n->workq) != 0)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (n->cfg.auth_file[0] != '\0') { /* before anything listens: never open by accident */
+        int rc = node_auth_load(n->cfg.auth_file, &n->auth, em);
+        if (rc != ERR_OK) return rc;
+        log_info("node", "HTTP authentication on: %zu tokens from %s", node_auth_count(n->auth),
+                 n->cfg.auth_file);
+    }
     int rc = storage_open(&n->cfg.storage, &n->storage, em);
     if (rc != ERR_OK) return rc;
     rc = http_server_new(&n->loop, &n->cfg.http, routes_handle, routes_observe, n, &n->http);
@@ -105,8 +140,9 @@ int node_new(const node_config_t *cfg, node_t **out, errmsg_t *em)
     }
     uv_signal_init(&n->loop, &n->sigterm);
     uv_signal_init(&n->loop, &n->sigint);
+    uv_signal_init(&n->loop, &n->sighup);
     uv_async_init(&n->loop, &n->stop_async, on_stop_async);
-    n->sigterm.data = n->sigint.data = n->stop_async.data = n;
+    n->sigterm.data = n->sigint.data = n->sighup.data = n->stop_async.data = n;
     n->ready = 1;
     *out = n;
     return ERR_OK;
@@ -121,6 +157,7 @@ int node_run(node_t *n)
 {
     uv_signal_start(&n->sigterm, on_signal, SIGTERM);
     uv_signal_start(&n->sigint, on_signal, SIGINT);
+    uv_signal_start(&n->sighup, on_sighup, SIGHUP);
     log_info("node", "listening on http://%s:%d (data in %s)", n->cfg.http_host, n->port,
              n->cfg.data_dir);
     uv_run(&n->loop, UV_RUN_DEFAULT);
@@ -154,6 +191,7 @@ void node_free(node_t *n)
     if (n->ready && !uv_is_closing((uv_handle_t *)&n->stop_async)) {
         uv_close((uv_handle_t *)&n->sigterm, NULL);
         uv_close((uv_handle_t *)&n->sigint, NULL);
+        uv_close((uv_handle_t *)&n->sighup, NULL);
         uv_close((uv_handle_t *)&n->stop_async, NULL);
     }
     uv_run(&n->loop, UV_RUN_DEFAULT);
@@ -161,5 +199,8 @@ void node_free(node_t *n)
     http_server_free(n->http);
     cluster_free(n->cluster);
     storage_close(n->storage);
+    workq_free(n->workq);
+    node_auth_free(n->auth);
+    routes_limits_free(n->limits);
     free(n);
 }

@@ -5,6 +5,8 @@
 #include <uv.h>
 
 #include "common/clock.h"
+#include "common/workq.h"
+#include "node/auth.h"
 #include "node/cluster/cluster.h"
 #include "node/http_server.h"
 #include "node/metrics.h"
@@ -16,10 +18,14 @@ struct node {
     node_config_t cfg;
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
+    uv_signal_t sighup;           /* re-reads auth-file */
+    node_auth_t *auth;            /* NULL: no HTTP authentication */
+    struct routes_limits *limits; /* per-tenant limits' state; NULL until needed */
     uv_async_t stop_async;
     storage_t *storage;
     http_server_t *http;
     cluster_t *cluster; /* membership, writes, queries (a cluster of one: no transport) */
+    workq_t *workq;     /* thread-pool lanes: writes and queries cannot starve each other */
     node_metrics_t metrics;
     int ready; /* storage open and listener up, not stopping */
     int stopping;
@@ -31,6 +37,24 @@ struct node {
 /* The HTTP handler and observer of the node (routes.c). */
 void routes_handle(void *node, http_exchange_t *ex);
 void routes_observe(void *node, const http_exchange_t *ex, int status, uint64_t duration_ms);
+
+/* Checks the request's token when auth-file is set (node/auth.h) and records
+ * its tenant as the exchange's principal. Returns 0 after answering
+ * 401/403/400, 1 when the request may go on (routes_auth.c). */
+int routes_authorize(node_t *n, http_exchange_t *ex, const http_request_t *r);
+
+/* ---- per-tenant limits (routes_limits.c), on the loop thread ---- */
+
+typedef struct routes_limits routes_limits_t;
+void routes_limits_free(routes_limits_t *l);
+/* tenant-ingest-rate: returns 1 when a push of bytes may go on, else 0
+ * after answering 429 (with Retry-After) or 413. */
+int routes_limit_ingest(node_t *n, http_exchange_t *ex, const char *tenant, size_t bytes);
+/* max-query-range and tenant-max-queries: 0 after answering 400/429, 1 when
+ * the query may go on, 2 when it holds one of the tenant's query slots
+ * (give it back with routes_limit_query_done once answered). */
+int routes_limit_query(node_t *n, http_exchange_t *ex, const http_request_t *r, const char *tenant);
+void routes_limit_query_done(node_t *n, const char *tenant);
 
 /* Answers err with em's reason (503s get Retry-After) and counts it. */
 void routes_respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_t *em);

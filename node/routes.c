@@ -2,7 +2,7 @@
  *
  * Handlers run on the loop thread and only look at the request; anything that
  * decodes, merges or touches RocksDB is a job on the libuv thread pool
- * (uv_queue_work) whose after-callback writes the response back on the loop
+ * (workq_submit, in the write lane) whose after-callback writes the response back on the loop
  * thread. The request stays valid meanwhile (its connection is not read
  * while it is handled), so jobs borrow parameters and body without copying.
  */
@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "node/ingest/ingest.h"
 #include "node/node_int.h"
+#include "node/ui_int.h"
 #include "query/query.h"
 
 typedef struct job job_t;
@@ -63,24 +64,24 @@ static const route_t routes[] = {
     {"/api/label-shares", HTTP_GET, "label_shares", route_label_shares},
     {"/api/diff", HTTP_GET, "diff_report", routes_report_diff},
     {"/api/profiles", HTTP_GET, "profiles", route_profiles},
-    {"/api/profiles/", HTTP_GET, "profile", route_profile}, /* a prefix: /api/profiles/ID */
+    {"/api/profiles/*", HTTP_GET, "profile", route_profile}, /* /api/profiles/ID */
+    {"/ui/*", HTTP_GET, "ui", routes_ui_file},
     {"/cluster/repair", HTTP_POST, "cluster_repair", routes_cluster_repair},
     {"/cluster/remove", HTTP_POST, "cluster_remove", routes_cluster_remove},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
 static const char *const route_names[NROUTES + 1] = {
-    "none",           "index",          "ready",       "metrics",
-    "ingest",         "render",         "render_diff", "label_names",
-    "label_values",   "cluster_status", "top",         "label_shares",
-    "diff_report",    "profiles",       "profile",     "cluster_repair",
-    "cluster_remove",
+    "none",   "index",          "ready",          "metrics",      "ingest",
+    "render", "render_diff",    "label_names",    "label_values", "cluster_status",
+    "top",    "label_shares",   "diff_report",    "profiles",     "profile",
+    "ui",     "cluster_repair", "cluster_remove",
 };
 _Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every route");
 
 /* A request's work on the thread pool. */
 struct job {
-    uv_work_t work;
+    workq_job_t work;
     node_t *node;
     http_exchange_t *ex;
     const http_request_t *req;
@@ -99,6 +100,7 @@ struct job {
     cluster_metrics_t *cmetrics; /* /metrics: a copy taken on the loop thread */
     node_metrics_t metrics;      /* /metrics: a copy taken on the loop thread */
     http_server_stats_t http_stats;
+    workq_stats_t pool; /* /metrics: the lanes, copied on the loop thread */
     int ready;
 };
 
@@ -141,13 +143,13 @@ void routes_respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_
     http_respond_error(ex, 0, err, em, extra);
 }
 
-static void job_work(uv_work_t *w)
+static void job_work(workq_job_t *w)
 {
     job_t *j = w->data;
     j->kind->work(j);
 }
 
-static void job_done(uv_work_t *w, int status)
+static void job_done(workq_job_t *w, int status)
 {
     job_t *j = w->data;
     node_t *n = j->node;
@@ -190,7 +192,7 @@ static job_t *job_start(node_t *n, http_exchange_t *ex, const http_request_t *r,
     snprintf(j->tenant, sizeof j->tenant, "%s", tenant ? tenant : "");
     query_result_init(&j->result);
     if (kind->prepare) kind->prepare(j);
-    int rc = uv_queue_work(&n->loop, &j->work, job_work, job_done);
+    int rc = workq_submit(n->workq, WORKQ_WRITE, &j->work, job_work, job_done);
     if (rc != 0) {
         errmsg_t em;
         errmsg_set(&em, ERR_UNAVAILABLE, "cannot queue work: %s", uv_strerror(rc));
@@ -206,25 +208,52 @@ static job_t *job_start(node_t *n, http_exchange_t *ex, const http_request_t *r,
 
 /* ---------- dispatch ---------- */
 
-/* A route path ending in '/' (other than "/") is a prefix: it takes every
- * longer path under it, whose rest its handler reads (/api/profiles/ID). */
+/* A route path ending in '*' matches every path that starts with the rest;
+ * its handler reads the rest (/api/profiles/ID, /ui/FILE). */
 static int path_matches(const char *route, const char *path)
 {
     size_t n = strlen(route);
-    if (n > 1 && route[n - 1] == '/') return strncmp(route, path, n) == 0 && path[n] != 0;
+    if (n > 0 && route[n - 1] == '*') return strncmp(route, path, n - 1) == 0;
     return strcmp(route, path) == 0;
+}
+
+/* Set on the tag of an exchange that holds a tenant query slot. */
+#define ROUTES_TAG_QUERY_SLOT 0x100
+#define ROUTES_TAG_ROUTE 0xff
+
+/* The routes that read a tenant's data (tenant-max-queries, max-query-range). */
+static int is_query_route(const char *path)
+{
+    return strncmp(path, "/pyroscope/", 11) == 0 || strncmp(path, "/api/", 5) == 0;
+}
+
+/* Resolves the tenant once (kept as the exchange's principal, so releasing
+ * the slot names the same tenant) and applies the query limits. */
+static int admit_query(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    const char *tenant = routes_tenant_of(n, ex, r);
+    if (tenant == NULL) return 0;
+    if (tenant != http_exchange_principal(ex)) http_exchange_set_principal(ex, tenant);
+    return routes_limit_query(n, ex, r, http_exchange_principal(ex));
 }
 
 void routes_handle(void *ctx, http_exchange_t *ex)
 {
     node_t *n = ctx;
     const http_request_t *r = http_exchange_request(ex);
+    if (!routes_authorize(n, ex, r)) return;
     int path_found = 0;
     for (size_t i = 0; i < NROUTES; i++) {
         if (!path_matches(routes[i].path, r->path)) continue;
         path_found = 1;
         if (routes[i].method != r->method) continue;
-        http_exchange_set_tag(ex, (int)i + 1);
+        int tag = (int)i + 1;
+        if (is_query_route(r->path)) {
+            int got = admit_query(n, ex, r);
+            if (got == 0) return;
+            if (got == 2) tag |= ROUTES_TAG_QUERY_SLOT;
+        }
+        http_exchange_set_tag(ex, tag);
         routes[i].fn(n, ex, r);
         return;
     }
@@ -243,11 +272,15 @@ void routes_handle(void *ctx, http_exchange_t *ex)
 void routes_observe(void *ctx, const http_exchange_t *ex, int status, uint64_t duration_ms)
 {
     node_t *n = ctx;
-    node_metrics_observe(&n->metrics, http_exchange_tag(ex), status, duration_ms);
+    int tag = http_exchange_tag(ex);
+    if (tag & ROUTES_TAG_QUERY_SLOT) routes_limit_query_done(n, http_exchange_principal(ex));
+    node_metrics_observe(&n->metrics, tag & ROUTES_TAG_ROUTE, status, duration_ms);
 }
 
 const char *routes_tenant_of(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
+    const char *principal = http_exchange_principal(ex);
+    if (principal[0] != '\0') return principal; /* authenticated: the token's tenant */
     errmsg_t em = {{0}};
     const char *t = routes_tenant(http_request_header(r, "X-Scope-OrgID"), &em);
     if (t == NULL) routes_respond_error(n, ex, ERR_INVALID_ARGUMENT, &em);
@@ -294,7 +327,7 @@ static const char index_html[] =
 
 static void route_index(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    respond_static(ex, 200, "text/html; charset=utf-8", index_html);
+    routes_ui_index(n, ex, r, index_html);
 }
 
 static void route_ready(node_t *n, http_exchange_t *ex, const http_request_t *r)
@@ -325,7 +358,8 @@ static uint64_t rss_bytes(void)
 static void work_metrics(job_t *j)
 {
     node_t *n = j->node;
-    node_metrics_extra_t x = {.http = &j->http_stats, .rss_bytes = rss_bytes(), .ready = j->ready};
+    node_metrics_extra_t x = {
+        .http = &j->http_stats, .rss_bytes = rss_bytes(), .ready = j->ready, .pool = j->pool};
     x.storage_ok = storage_stats(n->storage, &x.storage) == ERR_OK;
     x.uptime_seconds = (double)(j->now_ns - n->start_ns) / 1e9;
     buf_init(&j->result.body, 16 * 1024 * 1024);
@@ -344,6 +378,7 @@ static void prepare_metrics(job_t *j)
 {
     j->metrics = j->node->metrics; /* counters change on the loop thread only */
     j->http_stats = *http_server_stats(j->node->http);
+    workq_stats(j->node->workq, &j->pool);
     j->ready = j->node->ready && !j->node->stopping;
     if (j->node->cluster != NULL && cluster_metrics_take(j->node->cluster, &j->cmetrics) != ERR_OK)
         j->cmetrics = NULL; /* the cluster's counters are left out rather than fail /metrics */
@@ -441,6 +476,7 @@ static void route_ingest(node_t *n, http_exchange_t *ex, const http_request_t *r
 {
     const char *tenant = routes_tenant_of(n, ex, r);
     if (tenant == NULL) return;
+    if (!routes_limit_ingest(n, ex, tenant, r->body_len)) return;
     errmsg_t em = {{0}};
     int rc = n->cluster != NULL ? cluster_write_admit(n->cluster, &em) : ERR_OK;
     if (rc != ERR_OK)

@@ -36,7 +36,7 @@ struct fanout {
     int64_t now_ms;
     buf_t *bodies;
     int partial[ROUTES_FANOUT_MAX_GROUPS]; /* per group: some query answered partially */
-    uv_work_t work;
+    workq_job_t work;
     int rc;
     errmsg_t em;
     query_result_t result;
@@ -69,7 +69,7 @@ static int partial_header(const fanout_t *f, char *out, size_t n)
     return len > 0;
 }
 
-static void join_work(uv_work_t *w)
+static void join_work(workq_job_t *w)
 {
     fanout_t *f = w->data;
     for (size_t i = 0; i < f->nq; i++)
@@ -77,7 +77,7 @@ static void join_work(uv_work_t *w)
     f->rc = f->spec.join(f->spec.ctx, f->bodies, f->partial, &f->result, &f->em);
 }
 
-static void join_done(uv_work_t *w, int status)
+static void join_done(workq_job_t *w, int status)
 {
     fanout_t *f = w->data;
     if (status != 0 && f->rc == 0)
@@ -114,7 +114,7 @@ static void all_done(fanout_t *f)
         return;
     }
     f->work.data = f;
-    if (uv_queue_work(&f->node->loop, &f->work, join_work, join_done) != 0) {
+    if (workq_submit(f->node->workq, WORKQ_QUERY, &f->work, join_work, join_done) != 0) {
         errmsg_t em;
         errmsg_set(&em, ERR_UNAVAILABLE, "cannot queue work");
         routes_respond_error(f->node, f->ex, ERR_UNAVAILABLE, &em);

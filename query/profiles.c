@@ -2,23 +2,23 @@
  * first (docs/api.md).
  *
  * A node's share: the series the selector picks in its token ranges, each
- * one's entries in the profiles column family (the seen index: time and
- * total per profile id, no tree is read) within the plan's range. Every
+ * one's newest entries in profile_trees within the plan's range (keys are
+ * time-ordered per series; the value's total is read, not its tree). Every
  * series lives in one token range, so every (profile, series) entry is
  * listed by exactly one node. A node keeps only its limit + 1 first entries
- * in the answer's order (time descending, then profile id, token and
- * series id), so the
+ * in the answer's order (time, then profile id, both descending, then token
+ * and series id), so the
  * gather, which keeps the same, sees more than limit exactly when the whole
  * answer has more: then it is truncated.
  *
  * Partials carry "TIME_NS ID TOTAL {labels}" strings: ID is the profile's
- * reference (token, series id, profile id: 64 hex digits, profile.c), the
- * labels the series' label set as a JSON object.
+ * reference (token, series id, time, profile id: 80 hex digits, profile.c),
+ * the labels the series' label set as a JSON object.
  *
- * Cost: each selected series' entries of the seen index are read whole (the
- * index is keyed by profile id, not time) and filtered by time, so a listing
- * reads every profile its series stored within seen-retention, while memory
- * stays at 2 * (limit + 1) entries per node and per gather.
+ * Cost: at most limit + 1 entries are read per selected series (a reverse
+ * scan from the range's end), so a listing costs O(series x min(limit + 1,
+ * profiles in range)) key reads, and memory stays at 2 * (limit + 1)
+ * entries per node and per gather.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -32,8 +32,11 @@
 static int ent_cmp(const void *a, const void *b)
 {
     const query_plist_ent_t *x = a, *y = b;
+    /* time and profile id both descending: the order a series' keys are
+     * scanned in (storage_scan_profile_trees), so the limit + 1 a series
+     * gives are exactly its first ones in the answer's order */
     if (x->time_ns != y->time_ns) return x->time_ns > y->time_ns ? -1 : 1;
-    int c = memcmp(x->id, y->id, sizeof x->id);
+    int c = memcmp(y->id, x->id, sizeof x->id);
     if (c != 0) return c;
     if (x->token != y->token) return x->token < y->token ? -1 : 1;
     if (x->series_id != y->series_id) return x->series_id < y->series_id ? -1 : 1;
@@ -98,8 +101,10 @@ typedef struct scan {
     const char *labels; /* the series' labels JSON, borrowed */
 } scan_t;
 
-static int scan_fn(void *ctx, const uint8_t profile_id[16], int64_t time_ns, int64_t total)
+static int scan_fn(void *ctx, int64_t time_ns, const uint8_t profile_id[16], int64_t total,
+                   int tree_kept)
 {
+    (void)tree_kept; /* listed either way: its windows count it */
     scan_t *sc = ctx;
     query_plist_ent_t e = {
         .time_ns = time_ns, .token = sc->token, .series_id = sc->series_id, .total = total};
@@ -119,7 +124,10 @@ static int collect_series(storage_t *st, const char *tenant, uint64_t token, uin
     labels_free(lb);
     if (rc != 0) return rc;
     scan_t sc = {pl, token, sid, (const char *)js->data};
-    return storage_scan_profiles(st, tenant, token, sid, a->from_s, a->until_s, scan_fn, &sc);
+    /* the answer is newest first, so no series can contribute more than the
+     * node keeps: limit + 1 */
+    return storage_scan_profile_trees(st, tenant, token, sid, a->from_s, a->until_s, a->limit + 1,
+                                      scan_fn, &sc);
 }
 
 static int to_entries(const query_plist_t *pl, query_partial_t *out)
@@ -131,7 +139,9 @@ static int to_entries(const query_plist_t *pl, query_partial_t *out)
         size_t n = strlen(e->labels) + QUERY_PROFILE_ID_HEX + 64;
         char ref[QUERY_PROFILE_ID_HEX + 1];
         if ((out->values[i] = malloc(n)) == NULL) return ERR_NOMEM;
-        query_profile_ref_write(e->token, e->series_id, e->id, ref);
+        query_profile_ref_t r = {e->token, e->series_id, e->time_ns, {0}};
+        memcpy(r.id, e->id, sizeof r.id);
+        query_profile_ref_write(&r, ref);
         snprintf(out->values[i], n, "%" PRId64 " %s %" PRId64 " %s", e->time_ns, ref, e->total,
                  e->labels);
         out->nvalues = i + 1;
@@ -200,8 +210,14 @@ int query_plist_add_entry(query_plist_t *pl, const char *s, size_t n)
     query_plist_ent_t e = {0};
     int rc = parse_i64(s, (size_t)(sp1 - s), &e.time_ns);
     if (rc == 0) rc = parse_i64(tot, (size_t)(sp3 - tot), &e.total);
-    if (rc == 0 && query_profile_ref_parse(id, idn, &e.token, &e.series_id, e.id) != 0)
-        rc = ERR_CORRUPT;
+    query_profile_ref_t r;
+    if (rc == 0 && (query_profile_ref_parse(id, idn, &r) != 0 || r.time_ns != e.time_ns))
+        rc = ERR_CORRUPT; /* the id carries the time too: they must agree */
+    if (rc == 0) {
+        e.token = r.token;
+        e.series_id = r.series_id;
+        memcpy(e.id, r.id, sizeof e.id);
+    }
     size_t ln = (size_t)(s + n - sp3 - 1);
     if (rc == 0) rc = check_labels(sp3 + 1, ln);
     if (rc != 0) return rc;
@@ -221,9 +237,11 @@ int query_profiles_write(query_plist_t *pl, size_t limit, buf_t *out)
         const query_plist_ent_t *e = &pl->e[i];
         int64_t t = e->time_ns / 1000000000 - (e->time_ns % 1000000000 < 0); /* floor */
         char ref[QUERY_PROFILE_ID_HEX + 1];
-        query_profile_ref_write(e->token, e->series_id, e->id, ref);
+        query_profile_ref_t r = {e->token, e->series_id, e->time_ns, {0}};
+        memcpy(r.id, e->id, sizeof r.id);
+        query_profile_ref_write(&r, ref);
         rc = buf_printf(out, "%s{\"time\":%" PRId64 ",\"id\":\"%s\",\"profile_id\":\"%s\"",
-                        i ? "," : "", t, ref, ref + 32);
+                        i ? "," : "", t, ref, ref + QUERY_PROFILE_ID_HEX - 32);
         if (rc == 0) rc = buf_printf(out, ",\"total\":%" PRId64 ",\"labels\":", e->total);
         if (rc == 0) rc = buf_append_str(out, e->labels);
         if (rc == 0) rc = buf_append_str(out, "}");

@@ -224,16 +224,16 @@ static int parse_profiles(const query_params_t *p, const query_limits_t *lim, in
 static int parse_profile(const query_params_t *p, const query_limits_t *lim, query_spec_t *s,
                          errmsg_t *em)
 {
-    uint64_t sid;
-    uint8_t pid[16];
+    query_profile_ref_t ref;
     size_t n = p->id != NULL ? strlen(p->id) : 0;
     if (n == 0) return errmsg_set(em, ERR_INVALID_ARGUMENT, "profile id: required");
-    if (query_profile_ref_parse(p->id, n, &s->profile_token, &sid, pid) != 0)
+    if (query_profile_ref_parse(p->id, n, &ref) != 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
-                          "profile id \"%.80s\": not an id of GET /api/profiles (%d hex digits)",
+                          "profile id \"%.100s\": not an id of GET /api/profiles (%d hex digits)",
                           p->id, QUERY_PROFILE_ID_HEX);
+    s->profile_token = ref.token;
     if ((s->label = malloc(QUERY_PROFILE_ID_HEX + 1)) == NULL) return ERR_NOMEM;
-    query_profile_ref_write(s->profile_token, sid, pid, s->label);
+    query_profile_ref_write(&ref, s->label);
     int rc = query_parse_format(p->format, &s->format, em);
     if (rc == 0 && s->format == QUERY_FORMAT_TOP)
         rc = errmsg_set(em, ERR_INVALID_ARGUMENT,

@@ -92,7 +92,8 @@ int query_label_shares(storage_t *st, const char *tenant, const query_params_t *
                        errmsg_t *em);
 
 /* GET /api/profiles?query=TYPE{selector}&limit=N: the stored profiles of
- * the selection within the range, newest first (then by id and labels),
+ * the selection within the range, newest first (then by profile id, also
+ * descending, then by id),
  * {"profiles": [{"time", "id", "total", "labels"}], "truncated"}: one entry
  * per (profile, series) of the selection, at most limit of them. */
 #define QUERY_PROFILES_DEFAULT_LIMIT 100
@@ -103,10 +104,11 @@ int query_profiles(storage_t *st, const char *tenant, const query_params_t *p,
 /* GET /api/profiles/ID?format=json|folded|pprof|svg|speedscope&maxNodes=N:
  * one stored profile, exactly its own samples (p->id, format, max_nodes).
  * ID is the listing's "id": QUERY_PROFILE_ID_HEX hex digits of token,
- * series id and profile id (16 + 16 + 32), which locate the series on the
- * ring. ERR_INVALID_ARGUMENT for a malformed id, ERR_NOT_FOUND for one not
- * stored (unknown, past profile retention, or its tree was too large). */
-#define QUERY_PROFILE_ID_HEX 64
+ * series id, time (ns, offset binary) and profile id (16 + 16 + 16 + 32):
+ * the token locates the series on the ring, the rest is its storage key.
+ * ERR_INVALID_ARGUMENT for a malformed id, ERR_NOT_FOUND for one not stored
+ * (unknown, past profile retention, or its tree was too large). */
+#define QUERY_PROFILE_ID_HEX 80
 int query_profile(storage_t *st, const char *tenant, const query_params_t *p,
                   const query_limits_t *lim, int64_t now_ms, query_result_t *out, errmsg_t *em);
 

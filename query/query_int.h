@@ -202,19 +202,25 @@ int query_plist_add(query_plist_t *pl, const query_plist_ent_t *e);
  * reference, below); ERR_CORRUPT when malformed. */
 int query_plist_add_entry(query_plist_t *pl, const char *s, size_t n);
 /* A stored profile's reference, the id GET /api/profiles lists and
- * GET /api/profiles/ID opens: token, series id (16 hex digits each) and the
- * profile id (32), lowercase. out holds QUERY_PROFILE_ID_HEX + 1 bytes. */
-void query_profile_ref_write(uint64_t token, uint64_t series_id, const uint8_t id[16], char *out);
+ * GET /api/profiles/ID opens (its profile_trees key without the tenant):
+ * token, series id, time_ns XOR 2^63 (16 hex digits each) and the profile
+ * id (32), lowercase. out holds QUERY_PROFILE_ID_HEX + 1 bytes. */
+typedef struct query_profile_ref {
+    uint64_t token, series_id;
+    int64_t time_ns;
+    uint8_t id[16];
+} query_profile_ref_t;
+void query_profile_ref_write(const query_profile_ref_t *r, char *out);
 /* Parses exactly QUERY_PROFILE_ID_HEX hex digits (either case) of s[0..n);
  * ERR_INVALID_ARGUMENT otherwise. */
-int query_profile_ref_parse(const char *s, size_t n, uint64_t *token, uint64_t *series_id,
-                            uint8_t id[16]);
+int query_profile_ref_parse(const char *s, size_t n, query_profile_ref_t *out);
 /* One profile's partial (profile.c): its tree when rs holds its token. */
 int query_profile_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
                           const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
                           errmsg_t *em);
 
-/* The profiles of rs (query_partial_t.values), at most a->limit + 1. */
+/* The profiles of rs (query_partial_t.values), at most a->limit + 1: each
+ * series' newest limit + 1 in range from profile_trees. */
 int query_profiles_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
                            const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
                            errmsg_t *em);

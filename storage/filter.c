@@ -58,13 +58,11 @@ static int seen_expired(storage_t *s, const uint8_t *val, size_t vlen)
     return written + keep <= storage_now(s);
 }
 
-static int ptree_expired(storage_t *s, const uint8_t *val, size_t vlen)
+/* A profile_trees key ends with time_ns (8) and the profile id (16). */
+static int ptree_expired(storage_t *s, const uint8_t *key, size_t klen)
 {
-    int64_t keep = s->opts.profile_retention_seconds;
-    if (keep <= 0) return 0;
-    if (val == NULL) return 0; /* a write checks with storage_ptree_expired */
-    if (vlen < PTREE_HEADER_LEN || val[0] != PTREE_VERSION) return 0;
-    return storage_ptree_expired(s, storage_i64_get(val + 1));
+    if (klen < 8 + 1 + 8 + 8 + 16) return 0;
+    return storage_ptree_expired(s, storage_time_decode(key + klen - 24));
 }
 
 int storage_ptree_expired(storage_t *s, int64_t time_ns)
@@ -86,7 +84,7 @@ int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key,
     case CF_SPANS:
         return span_expired(s, key, klen);
     case CF_PTREES:
-        return ptree_expired(s, val, vlen);
+        return ptree_expired(s, key, klen);
     default:
         return 0;
     }

@@ -71,6 +71,14 @@ void storage_key_profile(skey_t *k, uint64_t token, const char *tenant, uint64_t
     storage_key_bytes(k, profile_id, 16);
 }
 
+void storage_key_ptree(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id,
+                       int64_t time_ns, const uint8_t profile_id[16])
+{
+    storage_key_series(k, token, tenant, series_id);
+    storage_key_time(k, time_ns);
+    storage_key_bytes(k, profile_id, 16);
+}
+
 void storage_key_symbol(skey_t *k, const char *tenant, uint64_t symbol_id)
 {
     skey_reset(k);

@@ -239,8 +239,8 @@ static int make_dirs(const char *path, errmsg_t *em)
 }
 
 /* A version-4 directory lacks only the profile_trees column family, which
- * open created: it is marked version 5 and reads as before (its profiles
- * were written without trees and cannot be opened one by one). */
+ * open created: it is marked version 5 and reads as before (its profiles,
+ * written without trees, are neither listed nor opened one by one). */
 static int put_format(storage_t *s, const char *key, size_t klen, errmsg_t *em)
 {
     char *err = NULL;

@@ -172,14 +172,26 @@ typedef int (*storage_profile_fn)(void *ctx, const uint8_t profile_id[16], int64
 int storage_scan_profiles(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                           int64_t from_s, int64_t until_s, storage_profile_fn fn, void *ctx);
 
-/* One stored profile: the series' share of profile profile_id, exactly as
- * it was written (nothing of other profiles of its windows), merged into
- * dst; *time_ns (may be NULL) gets the profile's time. ERR_NOT_FOUND when
- * the tree is not stored: an unknown id, past profile_retention_seconds, or
+/* One stored profile: the series' share of the profile (time_ns,
+ * profile_id), exactly as it was written (nothing of other profiles of its
+ * windows), merged into dst. ERR_NOT_FOUND when its tree is not stored: an
+ * unknown profile, one past profile_retention_seconds, or one whose tree was
  * larger than max_profile_tree_bytes when written. ERR_LIMIT when dst's
  * max_nodes is reached. */
 int storage_read_profile(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
-                         const uint8_t profile_id[16], calltree_t *dst, int64_t *time_ns);
+                         int64_t time_ns, const uint8_t profile_id[16], calltree_t *dst);
+
+/* The stored profiles of one series (profile_trees) whose time t (unix
+ * seconds, floor of time_ns / 1e9) satisfies from_s <= t < until_s, newest
+ * first (then by profile id, descending), at most max of them: the scan
+ * reads only those entries, so its cost is bounded by max, not by what the
+ * series stored. tree_kept is 0 for a profile whose tree was too large to
+ * keep. Entries past profile retention are skipped. */
+typedef int (*storage_ptree_fn)(void *ctx, int64_t time_ns, const uint8_t profile_id[16],
+                                int64_t total, int tree_kept);
+int storage_scan_profile_trees(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                               int64_t from_s, int64_t until_s, size_t max, storage_ptree_fn fn,
+                               void *ctx);
 
 /* The seen index by token interval (anti-entropy, docs/cluster.md): one
  * entry per stored series of a profile. tenant is borrowed for the call. */

@@ -72,7 +72,8 @@ enum storage_cf {
 #define STORAGE_SYMBOL_CACHE_SLOTS (1u << 18)
 #define STORAGE_SERIES_CACHE_SLOTS (1u << 16)
 
-/* Largest fixed-layout key: token|tenant|series_id|profile_id. */
+/* Room for the largest fixed-layout key, token|tenant|series_id|time|profile_id
+ * of profile_trees (8 + 1 + 150 + 8 + 8 + 16 bytes). */
 #define SKEY_MAX (8 + 1 + STORAGE_TENANT_MAX + 8 + 1 + 8 + 16)
 
 /* A key of bounded size built on the stack. */
@@ -196,6 +197,9 @@ void storage_key_window(skey_t *k, uint64_t token, const char *tenant, uint64_t 
 /* token|tenant|series_id|profile_id */
 void storage_key_profile(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id,
                          const uint8_t profile_id[16]);
+/* token|tenant|series_id|time_ns|profile_id (profile_trees: time-ordered) */
+void storage_key_ptree(skey_t *k, uint64_t token, const char *tenant, uint64_t series_id,
+                       int64_t time_ns, const uint8_t profile_id[16]);
 /* tenant|symbol_id */
 void storage_key_symbol(skey_t *k, const char *tenant, uint64_t symbol_id);
 /* tenant|kind|id and tenant|kind|id|token|series_id */
@@ -219,10 +223,12 @@ void storage_profile_value(uint8_t out[STORAGE_PROFILE_VALUE_LEN], int64_t time_
 void storage_i64_put(uint8_t out[8], int64_t v); /* little-endian */
 int64_t storage_i64_get(const uint8_t *p);
 
-/* profile_trees value (ptrees.c): version byte, time_ns (i64 little-endian),
- * then the sparse block encoding of the series' share of the profile. */
+/* profile_trees value (ptrees.c): version byte, flags, the series' root total
+ * (i64 little-endian), then the sparse block encoding of the series' share
+ * of the profile unless PTREE_FLAG_NO_TREE says it was too large to keep. */
 #define PTREE_VERSION 1
-#define PTREE_HEADER_LEN 9
+#define PTREE_FLAG_NO_TREE 1
+#define PTREE_HEADER_LEN 10
 
 /* Symbol value: uvarint name_len, name, uvarint file_len, file. */
 int storage_symbol_value(buf_t *out, const char *name, const char *file);

@@ -2,9 +2,10 @@
  *
  * Under the stripe mutex of the profile id, each series' (series, profile id)
  * is looked up in the profiles CF (the seen index, bloom-filtered); the series
- * not seen before go into ONE WriteBatch with their seen entry, labels,
- * postings, new symbols, block and total operands at every resolution and
- * span operands. The batch commits atomically, so a profile counts once at
+ * not seen before go into ONE WriteBatch with their seen entry, their own
+ * tree (profile_trees, for opening that profile alone), labels, postings,
+ * new symbols, block and total operands at every resolution and span
+ * operands. The batch commits atomically, so a profile counts once at
  * every resolution or not at all, and the mutex keeps two concurrent retries
  * of one id from both passing the check.
  *
@@ -258,25 +259,24 @@ static int put_spans(wctx_t *w, const storage_series_write_t *sw)
 
 /* The series' own share of this profile (the block just encoded into
  * w->enc), so GET /api/profiles/ID can answer exactly this profile: one put
- * in the same batch as its seen entry. Skipped when larger than
- * max_profile_tree_bytes (counted) or already past profile retention. */
-static int put_ptree(wctx_t *w, const storage_series_write_t *sw)
+ * in the same batch as its seen entry, keyed by time for the listing. A
+ * share larger than max_profile_tree_bytes keeps only its entry (counted);
+ * a profile already past profile retention stores nothing. */
+static int put_ptree(wctx_t *w, const storage_series_write_t *sw, int64_t total)
 {
-    const storage_options_t *o = &w->s->opts;
-    if (storage_ptree_expired(w->s, w->p->time_ns)) return 0;
-    if (w->enc.len > o->max_profile_tree_bytes) {
-        atomic_fetch_add(&w->s->counters.oversize_ptrees, 1);
-        return 0;
-    }
+    skey_t k;
+    storage_key_ptree(&k, sw->token, w->p->tenant, sw->series_id, w->p->time_ns, w->p->profile_id);
+    if (storage_filter_expired(w->s, CF_PTREES, k.b, k.n, NULL, 0)) return 0;
+    int keep = w->enc.len <= w->s->opts.max_profile_tree_bytes;
+    if (!keep) atomic_fetch_add(&w->s->counters.oversize_ptrees, 1);
     uint8_t hdr[PTREE_HEADER_LEN];
     hdr[0] = PTREE_VERSION;
-    storage_i64_put(hdr + 1, w->p->time_ns);
+    hdr[1] = keep ? 0 : PTREE_FLAG_NO_TREE;
+    storage_i64_put(hdr + 2, total);
     buf_reset(&w->tmp);
     int rc = buf_append(&w->tmp, hdr, sizeof hdr);
-    if (rc == 0) rc = buf_append(&w->tmp, w->enc.data, w->enc.len);
+    if (rc == 0 && keep) rc = buf_append(&w->tmp, w->enc.data, w->enc.len);
     if (rc != 0) return errmsg_set(w->em, rc, "profile tree: %s", err_message(rc));
-    skey_t k;
-    storage_key_profile(&k, sw->token, w->p->tenant, sw->series_id, w->p->profile_id);
     rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_PTREES], (const char *)k.b, k.n,
                               (const char *)w->tmp.data, w->tmp.len);
     return 0;
@@ -296,7 +296,7 @@ static int put_one(wctx_t *w, const storage_series_write_t *sw)
     rc = calltree_for_each_symbol(sw->tree, put_symbol, w);
     if (rc != 0) return rc; /* put_symbol set em */
     rc = encode_block(w, sw);
-    if (rc == 0) rc = put_ptree(w, sw);
+    if (rc == 0) rc = put_ptree(w, sw, total);
     if (rc != 0) return rc;
     put_windows(w, sw, total);
     return put_spans(w, sw);

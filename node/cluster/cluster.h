@@ -31,6 +31,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/metrics.h"
+#include "common/workq.h"
 #include "query/query.h"
 #include "ring/ring.h"
 #include "storage/storage.h"
@@ -71,6 +72,7 @@ typedef struct cluster_inputs {
     int64_t seen_retention_seconds; /* hints expire before the profile ids they carry */
     int64_t max_future_seconds;     /* ingest's bound on profile times (repair's span) */
     const clock_source_t *clock;    /* time of deadlines, gossip and hints; NULL: the real one */
+    workq_t *workq; /* the node's thread-pool lanes (borrowed); NULL: the module's own */
 } cluster_inputs_t;
 
 typedef struct cluster cluster_t;

@@ -65,8 +65,11 @@ struct repair {
     uv_mutex_t mu;
     uv_cond_t cond;
     uv_async_t async;
-    uv_work_t join_work;
-    atomic_int closing; /* set under mu; read anywhere */
+    workq_job_t join_work;
+    workq_t *workq;          /* the node's pool lanes, or own_workq */
+    workq_t *own_workq;      /* when the node gave none */
+    int has_lock, has_async; /* what repair_open_for_cluster got to */
+    atomic_int closing;      /* set under mu; read anywhere */
     /* under mu */
     int demand; /* a caller waits for a pass (repair_run) */
     int asked;  /* a peer asked for one (RUN): at most every REPAIR_ASKED_GAP_MS */
@@ -649,7 +652,7 @@ void repair_run(repair_t *r, cluster_repair_fn done, void *arg)
 /* ---------- serving a peer ---------- */
 
 typedef struct serve_job {
-    uv_work_t work;
+    workq_job_t work;
     repair_t *r;
     cluster_msg_t msg; /* the request, taken */
     char sender[RING_NODE_ID_MAX + 1];
@@ -659,7 +662,7 @@ typedef struct serve_job {
     int rc;
 } serve_job_t;
 
-static void serve_work(uv_work_t *wk)
+static void serve_work(workq_job_t *wk)
 {
     serve_job_t *j = wk->data;
     j->rc = repair_serve_build(j->r->storage, &j->r->o, (const void *)j->msg.body, &j->arena, &j->a,
@@ -683,7 +686,7 @@ static void answer(repair_t *r, const char *to, const Flamedb__Cluster__RepairRe
     if (src != 0) log_debug("repair", "answer to %s not sent: %s", to, err_message(src));
 }
 
-static void serve_after(uv_work_t *wk, int status)
+static void serve_after(workq_job_t *wk, int status)
 {
     serve_job_t *j = wk->data;
     repair_t *r = j->r;
@@ -725,9 +728,10 @@ void repair_on_request(void *ctx, cluster_msg_t *msg)
     arena_init(&j->arena, 64u << 10, 2 * r->o.max_message_bytes);
     flamedb__cluster__repair_answer__init(&j->a);
     j->work.data = j;
-    j->msg = *msg; /* taken */
+    j->work.deadline_unix_ms = q->deadline_unix_ms; /* not started by then: not worth it */
+    j->msg = *msg;                                  /* taken */
     memset(msg, 0, sizeof *msg);
-    if (uv_queue_work(r->loop, &j->work, serve_work, serve_after) != 0) {
+    if (workq_submit(r->workq, WORKQ_QUERY, &j->work, serve_work, serve_after) != 0) {
         answer(r, j->sender, (const void *)j->msg.body, &busy, ERR_UNAVAILABLE, "cannot queue");
         cluster_msg_free(&j->msg);
         free(j);
@@ -753,14 +757,23 @@ int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_c
     r->o.timeout_ms = cfg->query_timeout_ms > 1000 ? cfg->query_timeout_ms : 1000;
     r->o.max_message_bytes = cfg->max_message_bytes;
     r->limits = *cluster_wire_limits(c);
+    r->workq = in->workq;
+    if (r->workq == NULL && workq_new(loop, 4, NULL, in->clock, &r->own_workq) != 0)
+        return errmsg_set(em, ERR_NOMEM, "repair: cannot create its work queue");
+    if (r->workq == NULL) r->workq = r->own_workq;
     cluster_ops_of(c, &r->ops);
     buf_init(&r->result, 2 * REPAIR_SUMMARY_MAX);
-    *out = r;
-    if (uv_mutex_init(&r->mu) != 0 || uv_cond_init(&r->cond) != 0)
-        return errmsg_set(em, ERR_NOMEM, "repair: cannot create its lock");
+    *out = r; /* even on failure: repair_close and repair_free release what opened */
+    if (uv_mutex_init(&r->mu) != 0) return errmsg_set(em, ERR_NOMEM, "repair: no lock");
+    if (uv_cond_init(&r->cond) != 0) {
+        uv_mutex_destroy(&r->mu);
+        return errmsg_set(em, ERR_NOMEM, "repair: no condition variable");
+    }
+    r->has_lock = 1;
     if (uv_async_init(loop, &r->async, on_async) != 0)
         return errmsg_set(em, ERR_NOMEM, "repair: cannot create its async handle");
     r->async.data = r;
+    r->has_async = 1;
     if (uv_thread_create(&r->thread, thread_main, r) != 0)
         return errmsg_set(em, ERR_NOMEM, "repair: cannot start its thread");
     r->thread_started = 1;
@@ -771,7 +784,7 @@ int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_c
 
 /* Joins the thread on the pool (it may be inside a scan), so the loop keeps
  * running meanwhile; the async handle closes after. */
-static void join_work(uv_work_t *wk)
+static void join_work(workq_job_t *wk)
 {
     repair_t *r = wk->data;
     if (r->thread_started) uv_thread_join(&r->thread);
@@ -784,7 +797,7 @@ static void async_closed(uv_handle_t *h)
     cluster_part_closed(r->c);
 }
 
-static void join_after(uv_work_t *wk, int status)
+static void join_after(workq_job_t *wk, int status)
 {
     (void)status;
     repair_t *r = wk->data;
@@ -793,15 +806,16 @@ static void join_after(uv_work_t *wk, int status)
 
 void repair_close(repair_t *r)
 {
-    if (r == NULL || r->closing) return;
+    if (r == NULL || r->closing || !r->has_lock) return;
     uv_mutex_lock(&r->mu);
     r->closing = 1;
     uv_cond_broadcast(&r->cond);
     uv_mutex_unlock(&r->mu);
     deliver(r, UINT64_MAX, ERR_UNAVAILABLE, "");
+    if (!r->has_async) return; /* no thread either */
     r->c->open_parts++;
     r->join_work.data = r;
-    if (uv_queue_work(r->loop, &r->join_work, join_work, join_after) != 0) {
+    if (workq_submit(r->workq, WORKQ_WRITE, &r->join_work, join_work, join_after) != 0) {
         join_work(&r->join_work);
         join_after(&r->join_work, 0);
     }
@@ -812,8 +826,11 @@ void repair_free(repair_t *r)
     if (r == NULL) return;
     if (r->thread_started) uv_thread_join(&r->thread);
     buf_free(&r->result);
-    uv_mutex_destroy(&r->mu);
-    uv_cond_destroy(&r->cond);
+    workq_free(r->own_workq);
+    if (r->has_lock) {
+        uv_mutex_destroy(&r->mu);
+        uv_cond_destroy(&r->cond);
+    }
     while (r->waiters != NULL) {
         waiter_t *w = r->waiters;
         r->waiters = w->next;

@@ -195,9 +195,11 @@ static int fetch_one(storage_t *s, const repair_options_t *o,
     *out = NULL;
     calltree_t *t = calltree_new(o->write.max_tree_nodes);
     if (t == NULL) return ERR_NOMEM;
-    int64_t time_ns = 0;
+    /* the time is the one this node listed for the entry (IDS): the tree is
+     * keyed by it */
+    int64_t time_ns = m->time_ns;
     int rc =
-        storage_read_profile(s, m->tenant, m->token, m->series_id, m->profile_id.data, t, &time_ns);
+        storage_read_profile(s, m->tenant, m->token, m->series_id, time_ns, m->profile_id.data, t);
     if (rc == ERR_NOT_FOUND) {
         calltree_free(t);
         return 0; /* not kept: the caller counts it unavailable */

@@ -288,6 +288,12 @@ int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t
     r->loop = loop;
     r->storage = storage;
     r->o = *o;
+    r->workq = o->workq;
+    if (r->workq == NULL && workq_new(loop, 4, NULL, &o->clock, &r->own_workq) != 0) {
+        free(r);
+        return errmsg_set(em, ERR_NOMEM, "replicate: out of memory");
+    }
+    if (r->workq == NULL) r->workq = r->own_workq;
     if (r->o.replay_batch == 0) r->o.replay_batch = 1;
     r->ops = *ops;
     /* ids unique across restarts, so a late ack from a previous life never
@@ -352,6 +358,7 @@ void replicate_free(replicate_t *r)
     }
     free(r->rt);
     free(r->marks);
+    workq_free(r->own_workq);
     free(r);
 }
 

@@ -19,6 +19,7 @@ void replicate_options_from_config(replicate_options_t *o, const cluster_config_
     o->shards = in->shards;
     o->max_tree_nodes = in->max_tree_nodes;
     if (in->clock != NULL) o->clock = *in->clock;
+    o->workq = in->workq;
 }
 
 int replicate_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cfg,

@@ -75,7 +75,7 @@ void replicate_publish_hint_targets(replicate_t *r)
 /* ---------------------------------------------------------------- storing */
 
 typedef struct hint_job {
-    uv_work_t work;
+    workq_job_t work;
     replicate_t *r;
     replicate_write_t *rw;
 } hint_job_t;
@@ -91,13 +91,13 @@ static void store_due(replicate_write_t *rw)
     }
 }
 
-static void hint_work(uv_work_t *w)
+static void hint_work(workq_job_t *w)
 {
     hint_job_t *j = w->data;
     store_due(j->rw);
 }
 
-static void hint_after(uv_work_t *w, int status)
+static void hint_after(workq_job_t *w, int status)
 {
     hint_job_t *j = w->data;
     replicate_t *r = j->r;
@@ -118,7 +118,7 @@ void replicate_finish_hints(replicate_t *r, replicate_write_t *rw)
         j->r = r;
         j->rw = rw;
         j->work.data = j;
-        if (uv_queue_work(r->loop, &j->work, hint_work, hint_after) == 0) {
+        if (workq_submit(r->workq, WORKQ_WRITE, &j->work, hint_work, hint_after) == 0) {
             r->jobs++;
             return;
         }
@@ -141,7 +141,7 @@ typedef struct replay_item {
 } replay_item_t;
 
 typedef struct replay_job {
-    uv_work_t work;
+    workq_job_t work;
     replicate_t *r;
     replay_target_t *rt; /* index-stable: see rt_get */
     size_t rti;
@@ -223,7 +223,7 @@ static int replay_take(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
     return j->bytes >= r->o.max_inflight_bytes / 8 ? 1 : 0;
 }
 
-static void replay_read(uv_work_t *w)
+static void replay_read(workq_job_t *w)
 {
     replay_job_t *j = w->data;
     j->now = replicate_now_ms(j->r);
@@ -232,7 +232,7 @@ static void replay_read(uv_work_t *w)
 
 static void batch_done(replicate_t *r, size_t rti);
 
-static void replay_send(uv_work_t *w, int status)
+static void replay_send(workq_job_t *w, int status)
 {
     replay_job_t *j = w->data;
     replicate_t *r = j->r;
@@ -280,7 +280,7 @@ static void start_batch(replicate_t *r, size_t rti)
     j->rti = rti;
     snprintf(j->target, sizeof j->target, "%s", r->rt[rti].id);
     j->work.data = j;
-    if (uv_queue_work(r->loop, &j->work, replay_read, replay_send) != 0) {
+    if (workq_submit(r->workq, WORKQ_WRITE, &j->work, replay_read, replay_send) != 0) {
         free(j);
         return;
     }
@@ -298,7 +298,7 @@ static void batch_done(replicate_t *r, size_t rti)
 }
 
 typedef struct delete_job {
-    uv_work_t work;
+    workq_job_t work;
     replicate_t *r;
     size_t rti;
     char target[RING_NODE_ID_MAX + 1];
@@ -306,13 +306,13 @@ typedef struct delete_job {
     int rc;
 } delete_job_t;
 
-static void delete_work(uv_work_t *w)
+static void delete_work(workq_job_t *w)
 {
     delete_job_t *j = w->data;
     j->rc = storage_hint_delete(j->r->storage, j->target, j->seq, NULL);
 }
 
-static void delete_after(uv_work_t *w, int status)
+static void delete_after(workq_job_t *w, int status)
 {
     delete_job_t *j = w->data;
     replicate_t *r = j->r;
@@ -338,7 +338,7 @@ void replicate_replay_resolved(replicate_t *r, pending_t *p, int ok)
         *j = (delete_job_t){.r = r, .rti = p->rti, .seq = p->seq};
         snprintf(j->target, sizeof j->target, "%s", p->target);
         j->work.data = j;
-        if (uv_queue_work(r->loop, &j->work, delete_work, delete_after) == 0) {
+        if (workq_submit(r->workq, WORKQ_WRITE, &j->work, delete_work, delete_after) == 0) {
             r->jobs++;
             free(p);
             return; /* the delete resolves it */

@@ -32,6 +32,7 @@
 #include "common/buf.h"
 #include "common/err.h"
 #include "common/metrics.h"
+#include "common/workq.h"
 #include "node/cluster/cluster_int.h"
 #include "ring/ring.h"
 #include "storage/storage.h"
@@ -50,6 +51,7 @@ typedef struct replicate_options {
     ring_shard_policy_t shards;   /* to check a received series' token */
     size_t max_tree_nodes;        /* bounds trees decoded on the replica side */
     clock_source_t clock;         /* deadlines and hint times (wall clock) */
+    workq_t *workq;               /* the node's pool lanes (borrowed); NULL: a private one */
 } replicate_options_t;
 
 /* Defaults: 5 s timeout, 1 GiB of hints per target, replay every 1 s, hints
@@ -303,6 +305,8 @@ typedef struct replicate_mark {
 
 struct replicate {
     uv_loop_t *loop;
+    workq_t *workq;     /* o.workq, or own_workq */
+    workq_t *own_workq; /* when no workq was given */
     storage_t *storage;
     replicate_options_t o;
     cluster_ops_t ops;

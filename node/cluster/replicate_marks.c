@@ -96,13 +96,13 @@ size_t replicate_marks_active(const replicate_t *r, const char **ids, size_t cap
 }
 
 typedef struct done_job {
-    uv_work_t work;
+    workq_job_t work;
     replicate_t *r;
     char id[RING_NODE_ID_MAX + 1];
     uint64_t ms;
 } done_job_t;
 
-static void done_work(uv_work_t *w)
+static void done_work(workq_job_t *w)
 {
     done_job_t *j = w->data;
     errmsg_t em = {{0}};
@@ -110,7 +110,7 @@ static void done_work(uv_work_t *w)
     if (rc != 0) log_warn("replicate", "repair mark of %s: %s", j->id, errmsg_text(&em, rc));
 }
 
-static void done_after(uv_work_t *w, int status)
+static void done_after(workq_job_t *w, int status)
 {
     (void)status;
     done_job_t *j = w->data;
@@ -130,7 +130,7 @@ void replicate_marks_repaired(replicate_t *r, const char *id, uint64_t started_m
         snprintf(j->id, sizeof j->id, "%s", id);
         j->ms = started_ms;
         j->work.data = j;
-        if (uv_queue_work(r->loop, &j->work, done_work, done_after) == 0)
+        if (workq_submit(r->workq, WORKQ_WRITE, &j->work, done_work, done_after) == 0)
             r->jobs++;
         else
             free(j); /* not persisted: after a restart the node is asked to repair again */

@@ -20,7 +20,7 @@
 #include "node/cluster/replicate_int.h"
 
 typedef struct replica_job {
-    uv_work_t work;
+    workq_job_t work;
     replicate_t *r;
     cluster_msg_t msg; /* taken from the cluster; freed in replica_after */
     size_t len;        /* body bytes, for the in-flight budget */
@@ -146,7 +146,7 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
     return rc;
 }
 
-static void replica_work(uv_work_t *wk)
+static void replica_work(workq_job_t *wk)
 {
     replica_job_t *j = wk->data;
     const Flamedb__Cluster__WriteRequest *q = (const void *)j->msg.body;
@@ -172,7 +172,7 @@ static void send_ack(replicate_t *r, const char *to, const char *tenant, uint64_
     if (rc != 0) log_debug("replicate", "ack to %s not sent: %s", to, err_message(rc));
 }
 
-static void replica_after(uv_work_t *wk, int status)
+static void replica_after(workq_job_t *wk, int status)
 {
     replica_job_t *j = wk->data;
     replicate_t *r = j->r;
@@ -222,7 +222,7 @@ void replicate_on_write(void *ctx, cluster_msg_t *msg)
     j->work.data = j;
     j->msg = *msg; /* taken before the job can run: the cluster must not free it */
     memset(msg, 0, sizeof *msg);
-    if (uv_queue_work(r->loop, &j->work, replica_work, replica_after) != 0) {
+    if (workq_submit(r->workq, WORKQ_WRITE, &j->work, replica_work, replica_after) != 0) {
         send_ack(r, j->sender, j->tenant, j->request_id, j->profile_id, j->deadline_ms,
                  ERR_UNAVAILABLE, "cannot queue the write", 0, 0);
         cluster_msg_free(&j->msg);

@@ -25,6 +25,7 @@ void scatter_options_default(scatter_options_t *o)
     o->max_serving = 64;
     query_limits_default(&o->limits);
     o->clock = clock_real();
+    o->workq = NULL;
 }
 
 /* ---------- the handle ---------- */
@@ -40,6 +41,7 @@ int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_
     o.shards = in->shards;
     o.limits = in->query;
     o.clock = c->clock;
+    o.workq = in->workq;
     cluster_ops_t ops;
     cluster_ops_of(c, &ops);
     int rc = scatter_new(loop, storage, &o, &ops, out, em);
@@ -60,6 +62,12 @@ int scatter_new(uv_loop_t *loop, storage_t *storage, const scatter_options_t *o,
     s->loop = loop;
     s->storage = storage;
     s->o = *o;
+    s->workq = o->workq;
+    if (s->workq == NULL && workq_new(loop, 4, NULL, &o->clock, &s->own_workq) != 0) {
+        free(s);
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    }
+    if (s->workq == NULL) s->workq = s->own_workq;
     s->ops = *ops;
     cluster_wire_limits_default(&s->limits);
     s->limits.max_bytes = o->max_message_bytes + SCATTER_ENVELOPE_ROOM;
@@ -85,6 +93,7 @@ void scatter_close(scatter_t *s)
 
 void scatter_free(scatter_t *s)
 {
+    if (s != NULL) workq_free(s->own_workq);
     free(s);
 }
 
@@ -228,7 +237,7 @@ static int send_ask(scatter_q_t *q, const ask_t *a)
     m.until_ms = sp->plan.until_s * 1000;
     /* the finest windows the plan reads, so every node plans alike */
     m.min_resolution = (uint32_t)sp->plan.min_res;
-    m.timeline = sp->kind == QUERY_KIND_RENDER && sp->format == QUERY_FORMAT_JSON;
+    m.timeline = sp->format == QUERY_FORMAT_JSON;
     m.max_nodes = (uint32_t)(sp->max_nodes > UINT32_MAX ? UINT32_MAX : sp->max_nodes);
     if (sp->kind == QUERY_KIND_PROFILES) m.limit = (uint32_t)sp->top_limit;
     m.ring_version = q->view->version;

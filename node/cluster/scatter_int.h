@@ -37,6 +37,7 @@
 #include "common/err.h"
 #include "common/list.h"
 #include "common/metrics.h"
+#include "common/workq.h"
 #include "node/cluster/cluster_int.h"
 #include "query/query.h"
 #include "ring/ring.h"
@@ -50,6 +51,7 @@ typedef struct scatter_options {
     uint32_t max_serving;       /* partial queries served at once; more are refused */
     query_limits_t limits;
     clock_source_t clock; /* deadlines (wall clock, as carried in messages) */
+    workq_t *workq;       /* the node's pool lanes (borrowed); NULL: a private one */
 } scatter_options_t;
 
 /* Defaults: 30 s, 64 MiB, RING_DEFAULT_SHARDS_PER_SERVICE, 256 queries in
@@ -125,6 +127,8 @@ typedef struct scatter_q scatter_q_t;
 
 struct scatter {
     uv_loop_t *loop;
+    workq_t *workq;     /* o.workq, or own_workq */
+    workq_t *own_workq; /* when no workq was given */
     storage_t *storage;
     scatter_options_t o;
     cluster_ops_t ops;

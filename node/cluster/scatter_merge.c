@@ -80,7 +80,7 @@ static void finished(scatter_q_t *q, int status)
 /* ---------- the local share ---------- */
 
 typedef struct local_job {
-    uv_work_t w;
+    workq_job_t w;
     scatter_q_t *q;
     size_t ask;
     item_t *it;
@@ -91,7 +91,7 @@ typedef struct local_job {
     int merged; /* the gather holds the partial (success or not) */
 } local_job_t;
 
-static void local_work(uv_work_t *w)
+static void local_work(workq_job_t *w)
 {
     local_job_t *j = w->data;
     scatter_q_t *q = j->q;
@@ -108,7 +108,7 @@ static void local_work(uv_work_t *w)
     if (it->rc == 0 && j->finish) finish_answer(q);
 }
 
-static void local_done(uv_work_t *w, int status)
+static void local_done(workq_job_t *w, int status)
 {
     local_job_t *j = w->data;
     scatter_q_t *q = j->q;
@@ -165,7 +165,9 @@ int scatter_q_run_local(scatter_q_t *q, size_t idx)
     j->merge = !q->merging && !q->finishing;
     j->finish = j->merge && q->nasks == 1 && q->queue == NULL && prepare_finish(q) == 0;
     j->w.data = j;
-    if (uv_queue_work(q->s->loop, &j->w, local_work, local_done) != 0) {
+    /* not started by the deadline: not run; its ranges count as missing */
+    j->w.deadline_unix_ms = q->deadline_unix_ms;
+    if (workq_submit(q->s->workq, WORKQ_QUERY, &j->w, local_work, local_done) != 0) {
         free(j);
         free(it);
         free(r);
@@ -277,14 +279,14 @@ static void merge_remote(scatter_q_t *q, item_t *it, const ring_ranges_t *asked)
 }
 
 typedef struct merge_job {
-    uv_work_t w;
+    workq_job_t w;
     scatter_q_t *q;
     item_t *items;
     ring_ranges_t *asked; /* per item, in order: the ranges its ask covers (borrowed) */
     int finish;           /* the last answers: the job also encodes the answer */
 } merge_job_t;
 
-static void merge_work(uv_work_t *w)
+static void merge_work(workq_job_t *w)
 {
     merge_job_t *j = w->data;
     int ok = 1;
@@ -301,7 +303,7 @@ static void merge_work(uv_work_t *w)
     if (ok && j->finish) finish_answer(j->q);
 }
 
-static void merge_done(uv_work_t *w, int status)
+static void merge_done(workq_job_t *w, int status)
 {
     merge_job_t *j = w->data;
     scatter_q_t *q = j->q;
@@ -350,8 +352,8 @@ int scatter_q_start_merge(scatter_q_t *q)
     j->items = q->queue;
     q->queue = NULL;
     j->finish = last_step(q) && prepare_finish(q) == 0;
-    j->w.data = j;
-    if (uv_queue_work(q->s->loop, &j->w, merge_work, merge_done) != 0) {
+    j->w.data = j; /* no deadline: merged data must be finished, not dropped */
+    if (workq_submit(q->s->workq, WORKQ_QUERY, &j->w, merge_work, merge_done) != 0) {
         q->queue = j->items;
         free(j->asked);
         free(j);
@@ -367,17 +369,17 @@ int scatter_q_start_merge(scatter_q_t *q)
 /* ---------- the answer ---------- */
 
 typedef struct finish_job {
-    uv_work_t w;
+    workq_job_t w;
     scatter_q_t *q;
 } finish_job_t;
 
-static void finish_work(uv_work_t *w)
+static void finish_work(workq_job_t *w)
 {
     finish_job_t *j = w->data;
     finish_answer(j->q);
 }
 
-static void finish_done(uv_work_t *w, int status)
+static void finish_done(workq_job_t *w, int status)
 {
     finish_job_t *j = w->data;
     scatter_q_t *q = j->q;
@@ -396,7 +398,7 @@ int scatter_q_start_finish(scatter_q_t *q)
     if (j == NULL) return ERR_NOMEM;
     j->q = q;
     j->w.data = j;
-    if (uv_queue_work(q->s->loop, &j->w, finish_work, finish_done) != 0) {
+    if (workq_submit(q->s->workq, WORKQ_QUERY, &j->w, finish_work, finish_done) != 0) {
         free(j);
         return ERR_UNAVAILABLE;
     }

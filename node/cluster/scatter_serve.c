@@ -23,7 +23,7 @@
 #include "node/cluster/scatter_int.h"
 
 typedef struct serve_job {
-    uv_work_t w;
+    workq_job_t w;
     scatter_t *s;
     char sender[RING_NODE_ID_MAX + 1];
     char tenant[STORAGE_TENANT_MAX + 1];
@@ -152,7 +152,7 @@ static int build_answer(serve_job_t *j, size_t max_bytes)
     return size + SCATTER_ENVELOPE_ROOM > max_bytes ? too_large(j, size, max_bytes) : 0;
 }
 
-static void serve_work(uv_work_t *w)
+static void serve_work(workq_job_t *w)
 {
     serve_job_t *j = w->data;
     if (scatter_unix_ms(j->s) >= j->deadline) {
@@ -196,7 +196,7 @@ static void reply_error(scatter_t *s, const cluster_msg_t *msg, int rc, const ch
     send_reply(s, msg->env->sender_id, q->deadline_unix_ms, &m);
 }
 
-static void serve_done(uv_work_t *w, int status)
+static void serve_done(workq_job_t *w, int status)
 {
     serve_job_t *j = w->data;
     scatter_t *s = j->s;
@@ -298,7 +298,8 @@ void scatter_on_query(void *ctx, cluster_msg_t *msg)
     }
     j->s = s;
     j->w.data = j;
-    if (uv_queue_work(s->loop, &j->w, serve_work, serve_done) != 0) {
+    j->w.deadline_unix_ms = j->deadline; /* the coordinator stops waiting then */
+    if (workq_submit(s->workq, WORKQ_QUERY, &j->w, serve_work, serve_done) != 0) {
         job_free(j);
         reply_error(s, msg, ERR_UNAVAILABLE, "cannot queue work");
         return;

@@ -105,6 +105,7 @@ int cmd_gen(int argc, char **argv);
 int cmd_decode(int argc, char **argv);
 int cmd_ingest(int argc, char **argv);
 int cmd_query(int argc, char **argv);
+int cmd_fleet(int argc, char **argv);
 
 /* shared flag parsing: returns 1 and sets *val when argv[*i] is --name VALUE */
 int flag_str(int argc, char **argv, int *i, const char *name, const char **val);

@@ -38,8 +38,9 @@ TAIL_S = 2.0  # CPU still counted after the last acknowledgement
 class Deployment:
     """One node (n == 1, no cluster flags) or a cluster of n nodes on loopback."""
 
-    def __init__(self, rt, binary, work, n, rf, memory_limit, name):
+    def __init__(self, rt, binary, work, n, rf, memory_limit, name, extra=()):
         self.rt, self.name, self.nodes = rt, name, []
+        self_extra = list(extra)
         cports = []
         while len(cports) < n:
             p = rt.free_port()
@@ -53,6 +54,7 @@ class Deployment:
                     extra = ["--node-id", "%s-%d" % (name, i), "--cluster-listen",
                              "tcp://127.0.0.1:%d" % cports[i], "--join", seeds,
                              "--cluster-name", "bench-" + name, "--replication-factor", str(rf)]
+                extra += list(self_extra)
                 self.nodes.append(rt.Node(binary, work, memory_limit, extra, wait=False))
             for node in self.nodes:
                 node.wait_ready()

@@ -5,6 +5,8 @@
  *   flamedb-bench ingest (--index F | generator flags) decode-only vs ingest+store CPU,
  *                                                      bytes on disk vs gzipped bytes
  *   flamedb-bench query  --index F --service S          flame-graph query times
+ *   flamedb-bench fleet  [--pods 100,300,1000] [--profiles N]  one service of many pods:
+ *                                                      service vs one-pod flame graph
  *
  * Generator flags (give --kind first): --kind cpu|heap --seed N --services N
  * --pods N --profiles N --step S --start UNIX_S --funcs N --paths N --samples N
@@ -22,7 +24,8 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: flamedb-bench gen|decode|ingest|query [flags] (see bench_main.c)\n");
+    fprintf(stderr,
+            "usage: flamedb-bench gen|decode|ingest|query|fleet [flags] (see bench_main.c)\n");
     return 2;
 }
 
@@ -111,5 +114,6 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "decode") == 0) return cmd_decode(argc - 2, argv + 2);
     if (strcmp(cmd, "ingest") == 0) return cmd_ingest(argc - 2, argv + 2);
     if (strcmp(cmd, "query") == 0) return cmd_query(argc - 2, argv + 2);
+    if (strcmp(cmd, "fleet") == 0) return cmd_fleet(argc - 2, argv + 2);
     return usage();
 }

@@ -18,8 +18,14 @@ push — does fail the run, because then the figure would mean nothing).
   cluster  (issue #3, bench_cluster.py) the ingest fleet pushed over HTTP to one
            node, a 3-node RF 3 cluster and a 3-node RF 1 cluster: total node CPU
            per profile, and render wall time from every node, numTicks exact.
+  fleet    flamedb-bench fleet: one service of 100, 300 and 1,000 pods (18
+           profiles each, library path): flame graph of the service vs of one
+           pod, in process, as the pods grow.
+  load     (bench_load.py) a 3-node cluster under 12 pushing and 3 querying
+           connections for 60 s (600 s with --soak): RSS of every node, no
+           answer but 200, flame graphs exact afterwards.
 
-Usage: run.py [--build-dir build] [--only ingest,ingest-real,http,query,rss,cluster]
+Usage: run.py [--build-dir build] [--only ingest,ingest-real,http,query,fleet,rss,cluster,load]
               [--soak] [--rss-seconds N] [--memory-limit 1GiB] [--query-runs N] [--keep]
 """
 import argparse
@@ -39,6 +45,7 @@ import time
 import urllib.parse
 
 import bench_cluster
+import bench_load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -336,6 +343,17 @@ def bench_query(a, tool, node_bin, work):
                     "%.2f ms vs %.0f ms, exact numTicks" % (med * 1e3, go_min * 1e3)))
 
 
+def bench_fleet(tool):
+    out = run_tool([tool, "fleet", "--pods", "100,300,1000", "--profiles", "18"])
+    steps = [100, 300, 1000]
+    for n in steps:
+        svc, pod = num(out["fleet_pods_%d_service_ms" % n]), num(out["fleet_pods_%d_pod_ms" % n])
+        RESULTS.append(("flame graph of one service of %d pods ÷ of one of its pods, in process"
+                        % n, "%.1f×" % (svc / pod), "≤ 3× at 1,000 pods",
+                        "%.1f ms vs %.1f ms; the service costs %.2f× its cost at 100 pods" % (
+                            svc, pod, svc / num(out["fleet_pods_100_service_ms"]))))
+
+
 def parse_size(s):
     """'1GiB', '512MiB', '1g', '1048576' -> bytes."""
     import re
@@ -467,7 +485,7 @@ def machine():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--only", default="ingest,ingest-real,http,query,rss,cluster")
+    ap.add_argument("--only", default="ingest,ingest-real,http,query,fleet,rss,cluster,load")
     ap.add_argument("--soak", action="store_true")
     ap.add_argument("--rss-seconds", type=int, default=0)
     ap.add_argument("--memory-limit", default="1GiB")
@@ -493,9 +511,12 @@ def main():
                  ("ingest-real", lambda: bench_ingest_real(a, tool)),
                  ("http", lambda: bench_http(a, tool, node_bin, work)),
                  ("query", lambda: bench_query(a, tool, node_bin, work)),
+                 ("fleet", lambda: bench_fleet(tool)),
                  ("rss", lambda: bench_rss(a, tool, node_bin, work)),
                  ("cluster", lambda: bench_cluster.bench_cluster(a, sys.modules[__name__],
-                                                                 node_bin, work))]
+                                                                 node_bin, work)),
+                 ("load", lambda: bench_load.bench_load(a, sys.modules[__name__], node_bin,
+                                                        work))]
         for name, fn in steps:
             if name not in only:
                 continue

@@ -279,8 +279,8 @@ def test_profiles_list():
                    (NOW - 300, 3 * SCALE, None)], got  # newest first
     assert doc["truncated"] is False and "partial" not in doc, doc
     ids = [p["id"] for p in doc["profiles"]]
-    assert len(set(ids)) == 3 and all(len(i) == 64 and int(i, 16) >= 0 for i in ids), ids
-    # the id opens the profile: token, series id, then the profile id
+    assert len(set(ids)) == 3 and all(len(i) == 80 and int(i, 16) >= 0 for i in ids), ids
+    # the id opens the profile: token, series id, time, then the profile id
     assert all(p["id"].endswith(p["profile_id"]) and len(p["profile_id"]) == 32
                for p in doc["profiles"]), doc
     for p in doc["profiles"]:

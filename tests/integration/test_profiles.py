@@ -74,7 +74,7 @@ def check_listing(doc, t0):
     out = []
     for e, i in zip(got, want):
         assert e["time"] == t0 + PUSHES[i][1], (e, i)
-        assert re.fullmatch(r"[0-9a-f]{64}", e["id"]), e
+        assert re.fullmatch(r"[0-9a-f]{80}", e["id"]), e
         assert e["id"].endswith(e["profile_id"]), e
         assert e["total"] == sum(stacks(PUSHES[i][2], SCALE).values()), e
         assert e["labels"]["pod"] == re.search(r"pod=(\w)", PUSHES[i][0]).group(1), e
@@ -127,8 +127,8 @@ def ctl(node, *args):
 def check_flamectl(node, t0, ids):
     out = ctl(node, "profiles", CPU + '{service_name="shop"}', "--from", str(t0 - 10),
               "--until", str(t0 + 20), "--limit", "10").decode()
-    rows = [line for line in out.splitlines() if re.search(r"\b[0-9a-f]{64}\b", line)]
-    assert [re.search(r"\b([0-9a-f]{64})\b", line).group(1) for line in rows] == \
+    rows = [line for line in out.splitlines() if re.search(r"\b[0-9a-f]{80}\b", line)]
+    assert [re.search(r"\b([0-9a-f]{80})\b", line).group(1) for line in rows] == \
         [pid for _, pid in ids], out
     assert "pod=a" in rows[0] and "3 profiles" in out, out
     idx, pid = ids[0]
@@ -164,6 +164,8 @@ def test_single_node():
             both[k] = both.get(k, 0) + v
         assert stacks(r.body.decode()) == both, r.body
         check_bad_ids(node, ids[0][1])
+        r = node.get("/api/profiles/%s" % ids[0][1], headers={"X-Scope-OrgID": "other"})
+        assert r.status == 404, r  # tenants stay sealed: the id does not cross them
         limited = node.query("/api/profiles", query=CPU + "{}", **{"from": t0 - 10},
                              until=t0 + 20, limit=2).json()
         assert [e["id"] for e in limited["profiles"]] == [pid for _, pid in ids[:2]], limited

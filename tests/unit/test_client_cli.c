@@ -1,7 +1,8 @@
 /* test_client_cli.c — flamectl end to end against the scripted loopback
  * server: exit codes (0 ok, 1 request failed, 2 bad usage), the server's
  * reason on stderr, format auto-detection, the top table, pprof output,
- * the label shares table and json, query --group-by. */
+ * the label shares table and json, query --group-by, the profiles table
+ * and one profile by id. */
 #define _GNU_SOURCE /* strcasestr */
 #include "check.h"
 #include "test_client_server.h"
@@ -240,6 +241,62 @@ static void test_shares_and_group_by(void)
     free(req);
 }
 
+static void test_profiles(void)
+{
+    static char out[65536];
+    static const char list[] =
+        "{\"profiles\":[{\"time\":1767225500,\"id\":\"00aa\",\"profile_id\":\"aa\","
+        "\"total\":370000000,\"labels\":{\"__name__\":\"process_cpu\",\"pod\":\"a\"}},"
+        "{\"time\":1767225400,\"id\":\"00bb\",\"profile_id\":\"bb\",\"total\":2048,"
+        "\"labels\":{}}],\"truncated\":true}";
+    static char resp[2048];
+    snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", sizeof list - 1,
+             list);
+    ts_push(&srv, resp, 0, 0);
+    CHECK_EQ_INT(ctl_run("profiles 'process_cpu:cpu:nanoseconds:cpu:nanoseconds{pod=\"a\"}' "
+                         "--from now-5m --limit 2",
+                         out, sizeof out),
+                 0);
+    CHECK(has(out, "2025-12-31 23:58:20  00aa"));
+    CHECK(has(out, "0.37s  pod=a\n"));
+    CHECK(has(out, "2 profiles (more match: raise --limit)\n"));
+    char *req = ts_last_request(&srv, NULL);
+    CHECK(strncmp(req, "GET /api/profiles?query=process_cpu", 35) == 0);
+    CHECK(strstr(req, "&from=now-5m&limit=2 ") != NULL);
+    free(req);
+    /* one profile: folded to stdout, pprof to a file, the node's 404 reason */
+    ts_push(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\na;b 1\n", 0, 0);
+    CHECK_EQ_INT(ctl_run("profile 00aa", out, sizeof out), 0);
+    CHECK_EQ_STR(out, "a;b 1\n");
+    req = ts_last_request(&srv, NULL);
+    CHECK(strncmp(req, "GET /api/profiles/00aa?format=folded ", 37) == 0);
+    free(req);
+    char path[128];
+    snprintf(path, sizeof path, "%s/one.pb.gz", tmp);
+    ts_push(&srv,
+            "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n\x1f\x8b"
+            "AB",
+            0, 0);
+    char args[256];
+    snprintf(args, sizeof args, "profile 00aa --output pprof -o %s", path);
+    CHECK_EQ_INT(ctl_run(args, out, sizeof out), 0);
+    FILE *f = fopen(path, "rb");
+    unsigned char got[8] = {0};
+    CHECK(f != NULL && fread(got, 1, sizeof got, f) == 4 && got[0] == 0x1f && got[1] == 0x8b);
+    if (f != NULL) fclose(f);
+    ts_push(&srv,
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 44\r\n\r\n"
+            "{\"code\":\"not_found\",\"message\":\"not stored!\"}",
+            0, 0);
+    CHECK_EQ_INT(ctl_run("profile 00cc", out, sizeof out), 1);
+    CHECK(has(out, "profile failed") && has(out, "not stored!"));
+    int before = srv.requests;
+    CHECK_EQ_INT(ctl_run("profile 00aa --output top", out, sizeof out), 2);
+    CHECK_EQ_INT(ctl_run("profiles 'a{}' --output svg", out, sizeof out), 2);
+    CHECK_EQ_INT(ctl_run("profile", out, sizeof out), 2);
+    CHECK_EQ_INT(srv.requests, before);
+}
+
 int main(void)
 {
     char self[PATH_MAX];
@@ -257,6 +314,7 @@ int main(void)
     test_push_detect();
     test_query_outputs();
     test_shares_and_group_by();
+    test_profiles();
     ts_stop(&srv);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

@@ -195,6 +195,44 @@ static void test_shares(void)
     }
 }
 
+static void test_plist(void)
+{
+    const char *doc =
+        "{\"profiles\":[{\"time\":1767225500,\"id\":\"ab\",\"profile_id\":\"cd\","
+        "\"total\":30,\"labels\":{\"__name__\":\"process_cpu\",\"__profile_type__\":\"t\","
+        "\"pod\":\"a\",\"service_name\":\"api\"},\"future\":[1]},"
+        "{\"time\":5,\"id\":\"ef\",\"total\":-2,\"labels\":{}}],"
+        "\"truncated\":true,\"partial\":true,\"missing_ranges\":1}";
+    flamedb__plist_t t;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(flamedb__plist_parse(doc, strlen(doc), &t, &em), 0);
+    CHECK(t.truncated && t.partial);
+    CHECK_EQ_INT(t.count, 2);
+    if (t.count == 2) {
+        CHECK(t.rows[0].time_s == 1767225500 && t.rows[0].total == 30);
+        CHECK_EQ_STR(t.rows[0].id, "ab");
+        CHECK_EQ_STR(t.rows[0].labels, "pod=a,service_name=api");
+        CHECK(t.rows[1].time_s == 5 && t.rows[1].total == -2);
+        CHECK_EQ_STR(t.rows[1].labels, "");
+    }
+    flamedb__plist_free(&t);
+    const char *empty = "{\"profiles\":[],\"truncated\":false}";
+    CHECK_EQ_INT(flamedb__plist_parse(empty, strlen(empty), &t, &em), 0);
+    CHECK(t.count == 0 && !t.truncated && !t.partial);
+    flamedb__plist_free(&t);
+    const char *bad[] = {"",
+                         "[]",
+                         "{\"profiles\":[{\"time\":1,\"labels\":{}}]}",
+                         "{\"profiles\":[{\"id\":\"a\"}]}",
+                         "{\"profiles\":[{\"id\":\"a\",\"labels\":{\"k\":1}}]}",
+                         "{\"profiles\":[{\"id\":\"a\",\"labels\":[]}]}",
+                         "{\"profiles\":{}}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        CHECK_EQ_INT(flamedb__plist_parse(bad[i], strlen(bad[i]), &t, &em), ERR_UNPARSEABLE);
+        CHECK(t.rows == NULL && t.count == 0);
+    }
+}
+
 int main(void)
 {
     test_url();
@@ -202,5 +240,6 @@ int main(void)
     test_json();
     test_top();
     test_shares();
+    test_plist();
     return check_exit();
 }

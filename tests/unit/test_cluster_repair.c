@@ -181,6 +181,7 @@ static void test_fetch(fixture_t *a, fixture_t *b)
         e[i].series_id = labels_hash(l);
         labels_free(l);
         e[i].profile_id = (ProtobufCBinaryData){16, pid[i]};
+        e[i].time_ns = (T0 + 10) * NS; /* as a's listing gives it: profile 21's time */
     }
     Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;
     q.protocol_version = CLUSTER_PROTOCOL_VERSION;

@@ -202,6 +202,14 @@ static void write_to(storage_t *st, labels_t *l, uint64_t token, uint64_t id, in
     CHECK_EQ_INT(storage_write_profile(st, &pw, NULL, &em), 0);
 }
 
+/* The first profiles written, for opening one by id: its key parts. */
+#define KEPT 12
+typedef struct kept {
+    uint64_t token, id, pid;
+    int64_t t;
+} kept_t;
+static kept_t kept[KEPT];
+
 static void write_data(void)
 {
     syms = symtab_new();
@@ -230,6 +238,7 @@ static void write_data(void)
         for (uint32_t r = 0; r < nr; r++)
             write_to(nodes[reps[r]].st, ls[s], tok[s], id[s], when, t, (uint64_t)p + 1);
         write_to(all, ls[s], tok[s], id[s], when, t, (uint64_t)p + 1);
+        if (p < KEPT) kept[p] = (kept_t){tok[s], id[s], (uint64_t)p + 1, when};
         calltree_free(t);
     }
     for (int i = 0; i < NSERIES; i++)
@@ -246,6 +255,7 @@ static storage_t *open_storage(char *dir)
     so.write_buffer_bytes = 16u << 20;
     for (int i = 0; i < STORAGE_RESOLUTION_COUNT; i++)
         so.retention_seconds[i] = 0;
+    so.profile_retention_seconds = 0; /* T0 is in 2022 */
     storage_t *st = NULL;
     errmsg_t em = {{0}};
     if (storage_open(&so, &st, &em) != 0) fprintf(stderr, "open: %s\n", em.text);
@@ -423,6 +433,60 @@ static void test_exact(void)
     free_scatters();
 }
 
+/* The id GET /api/profiles lists for kept profile k (80 hex digits). */
+static void profile_id_of(const kept_t *k, char *out)
+{
+    uint8_t raw[16] = {0};
+    memcpy(raw, &k->pid, 8);
+    int off =
+        snprintf(out, 60, "%016llx%016llx%016llx", (unsigned long long)k->token,
+                 (unsigned long long)k->id, (unsigned long long)(k->t * 1000000000) ^ (1ULL << 63));
+    for (int i = 0; i < 16; i++)
+        off += snprintf(out + off, 3, "%02x", raw[i]);
+}
+
+/* One stored profile opens the same from every node, through the encoded
+ * transport, as from one storage holding everything (one replica's copy,
+ * not the sum of both), asking at most one other node: the replica set of
+ * its token, not the ring. */
+static void test_profile_by_id(void)
+{
+    make_scatters(30000, 64u << 20);
+    query_limits_t lim;
+    query_limits_default(&lim);
+    for (int k = 0; k < KEPT; k++) {
+        char id[96];
+        profile_id_of(&kept[k], id);
+        query_params_t p = {.id = id, .format = k % 2 ? "folded" : "json"};
+        query_result_t ref;
+        query_result_init(&ref);
+        errmsg_t em = {{0}};
+        CHECK_EQ_INT(query_profile(all, TENANT, &p, &lim, now_ms, &ref, &em), 0);
+        for (int from = 0; from < nn; from++) {
+            for (int i = 0; i < nn; i++)
+                nodes[i].received = 0;
+            outcome_t o;
+            ask(from, QUERY_KIND_PROFILE, &p, &o);
+            CHECK(same(&o, &ref));
+            uint64_t asked = 0;
+            for (int i = 0; i < nn; i++)
+                asked += nodes[i].received;
+            CHECK(asked <= 1);
+            buf_free(&o.body);
+        }
+        query_result_free(&ref);
+    }
+    char id[96];
+    profile_id_of(&kept[0], id);
+    id[79] = id[79] == '0' ? '1' : '0';
+    query_params_t p = {.id = id};
+    outcome_t o;
+    ask(1, QUERY_KIND_PROFILE, &p, &o);
+    CHECK_EQ_INT(o.rc, ERR_NOT_FOUND);
+    buf_free(&o.body);
+    free_scatters();
+}
+
 /* A node the view still calls live does not answer: re-planned at half the
  * timeout, the answer is complete and exact. */
 static void test_dead_replanned(void)
@@ -570,6 +634,7 @@ int main(int argc, char **argv)
         return 1;
     }
     test_exact();
+    test_profile_by_id();
     test_dead_replanned();
     test_slow_dropped();
     test_partial();

@@ -291,6 +291,13 @@ static void test_query_and_results(void)
     q.label_name = "env";
     CHECK_EQ_INT(roundtrip(T(QUERY), &q.base, "c1", 0, &m, &em), 0);
     cluster_msg_free(&m);
+    q.kind = FLAMEDB__CLUSTER__QUERY_KIND__QUERY_KIND_PROFILE; /* its id in label_name */
+    CHECK_EQ_INT(roundtrip(T(QUERY), &q.base, "c1", 0, &m, &em), 0);
+    cluster_msg_free(&m);
+    q.label_name = "";
+    CHECK_EQ_INT(roundtrip(T(QUERY), &q.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    CHECK(strstr(em.text, "profile") != NULL);
+    q.label_name = "env";
     q.kind = 77;
     CHECK_EQ_INT(roundtrip(T(QUERY), &q.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
     q.kind = FLAMEDB__CLUSTER__QUERY_KIND__QUERY_KIND_MERGE;

@@ -59,6 +59,15 @@ static void handler(void *ctx, http_exchange_t *ex)
         uv_timer_start(&f->later, on_later, 300, 0);
         return;
     }
+    if (strcmp(r->path, "/big") == 0) { /* a response of n bytes */
+        http_response_t big = {.status = 200, .content_type = "text/plain"};
+        size_t n = (size_t)atol(http_request_param(r, "n"));
+        buf_init(&big.body, BUF_UNLIMITED);
+        for (size_t i = 0; i < n; i++)
+            buf_append_byte(&big.body, 'z');
+        http_respond(ex, &big);
+        return;
+    }
     const char *a = http_request_param(r, "a"), *b = http_request_param(r, "b");
     const char *h = http_request_header(r, "x-test");
     snprintf(out, sizeof out, "%s %s a=%s b=%s h=%s len=%zu", r->method_name, r->path, a ? a : "-",
@@ -267,16 +276,27 @@ static void test_limits(fixture_t *f)
     memset(req + n, 'h', 5000);
     strcpy(req + n + 5000, "\r\n\r\n");
     CHECK_EQ_INT(roundtrip(f->port, req, out, sizeof out), 431);
-    /* the server-wide budget of buffered bytes (4000 here) */
+    /* the server-wide budget of buffered bytes (4000 here) counts the bytes
+     * that arrived, not those announced: a stalled request announcing 3000
+     * bytes holds the 3 it sent, and another 3000-byte body fits */
     int fd = dial(f->port);
     const char *hold = "POST /hold HTTP/1.1\r\nContent-Length: 3000\r\n\r\nabc";
     send_all(fd, hold, strlen(hold));
     usleep(100 * 1000);
-    CHECK_EQ_INT(
-        roundtrip(f->port, "POST /b HTTP/1.1\r\nContent-Length: 3000\r\n\r\n", out, sizeof out),
-        503);
+    snprintf(req, sizeof req, "POST /b HTTP/1.1\r\nContent-Length: 3000\r\n\r\n%.3000s", chunk);
+    CHECK_EQ_INT(roundtrip(f->port, req, out, sizeof out), 200);
+    /* once the held request's bytes are in memory, the budget refuses */
+    send_all(fd, chunk, 2500);
+    usleep(100 * 1000);
+    CHECK_EQ_INT(roundtrip(f->port, req, out, sizeof out), 503);
     CHECK(strstr(out, "Retry-After: 1") != NULL);
+    CHECK(strstr(out, "max-buffered-bytes") != NULL);
     close(fd);
+    /* responses held for the client count too: one larger than the budget is
+     * refused (small ones, like errors, always go out) */
+    CHECK_EQ_INT(roundtrip(f->port, "GET /big?n=1000 HTTP/1.1\r\n\r\n", out, sizeof out), 200);
+    CHECK_EQ_INT(roundtrip(f->port, "GET /big?n=100000 HTTP/1.1\r\n\r\n", out, sizeof out), 503);
+    CHECK(strstr(out, "a response of 100000 bytes") != NULL);
 }
 
 static void test_timeouts(fixture_t *f)

@@ -556,9 +556,11 @@ static void check_list(storage_t *st, const char *type, int64_t from, int64_t un
         for (int k = 0; k < 16; k++)
             snprintf(id + 2 * k, 3, "%02x", raw[k]);
         snprintf(one, sizeof one,
-                 "{\"time\":%lld,\"id\":\"%016llx%016llx%s\",\"profile_id\":\"%s\",\"total\":",
+                 "{\"time\":%lld,\"id\":\"%016llx%016llx%016llx%s\",\"profile_id\":\"%s\","
+                 "\"total\":",
                  (long long)want[i].t, (unsigned long long)fx[want[i].s].token,
-                 (unsigned long long)fx[want[i].s].id, id, id);
+                 (unsigned long long)fx[want[i].s].id,
+                 (unsigned long long)(want[i].t * 1000000000) ^ (1ULL << 63), id, id);
         const char *at = strstr(s, one);
         if (at == NULL) fprintf(stderr, "profile %zu (%s) not next in %.200s\n", i, one, s);
         CHECK(at != NULL);
@@ -590,30 +592,33 @@ static void test_profile_lists(storage_t *st)
     query_gather_t *g;
     CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
 #define R0 "00000000000000010000000000000002"
+#define T5 "800000012a05f200" /* 5e9 ns, offset binary */
+#define T9 "8000000218711a00" /* 9e9 ns */
     const char *bad[] = {
-        "5 " R0 "000102030405060708090a0b0c0d0e0f 7",
-        "5 " R0 "000102030405060708090a0b0c0d0e0 7 {}",
-        "5 " R0 "000102030405060708090a0b0c0d0e0g 7 {}",
-        "5 000102030405060708090a0b0c0d0e0f 7 {}", /* a bare profile id: no series */
-        "x " R0 "000102030405060708090a0b0c0d0e0f 7 {}",
-        "5 " R0 "000102030405060708090a0b0c0d0e0f 7x {}",
-        "5 " R0 "000102030405060708090a0b0c0d0e0f 7 {\"a\":}",
-        "5 " R0 "000102030405060708090a0b0c0d0e0f 7 {}x",
-        "5 " R0 "000102030405060708090a0b0c0d0e0f 7 []"};
+        "5000000000 " R0 T5 "000102030405060708090a0b0c0d0e0f 7",
+        "5000000000 " R0 T5 "000102030405060708090a0b0c0d0e0 7 {}",
+        "5000000000 " R0 T5 "000102030405060708090a0b0c0d0e0g 7 {}",
+        "5000000000 000102030405060708090a0b0c0d0e0f 7 {}", /* a bare profile id: no series */
+        "5000000001 " R0 T5 "000102030405060708090a0b0c0d0e0f 7 {}", /* times disagree */
+        "x " R0 T5 "000102030405060708090a0b0c0d0e0f 7 {}",
+        "5000000000 " R0 T5 "000102030405060708090a0b0c0d0e0f 7x {}",
+        "5000000000 " R0 T5 "000102030405060708090a0b0c0d0e0f 7 {\"a\":}",
+        "5000000000 " R0 T5 "000102030405060708090a0b0c0d0e0f 7 {}x",
+        "5000000000 " R0 T5 "000102030405060708090a0b0c0d0e0f 7 []"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         CHECK_EQ_INT(query_gather_add_value(g, bad[i], strlen(bad[i])), ERR_CORRUPT);
-    const char *good[] = {"5000000000 " R0 "000102030405060708090a0b0c0d0e0f 7 {\"a\":\"b\"}",
-                          "9000000000 " R0 "ff0102030405060708090a0b0c0d0e0f 3 {}"};
+    const char *good[] = {"5000000000 " R0 T5 "000102030405060708090a0b0c0d0e0f 7 {\"a\":\"b\"}",
+                          "9000000000 " R0 T9 "ff0102030405060708090a0b0c0d0e0f 3 {}"};
     for (size_t i = 0; i < 2; i++)
         CHECK_EQ_INT(query_gather_add_value(g, good[i], strlen(good[i])), 0);
     query_result_t r;
     query_result_init(&r);
     CHECK_EQ_INT(query_gather_finish(g, "\"partial\":true", &r, &em), 0);
     CHECK_EQ_STR((const char *)r.body.data,
-                 "{\"profiles\":[{\"time\":9,\"id\":\"" R0 "ff0102030405060708090a0b0c0d0e0f\","
+                 "{\"profiles\":[{\"time\":9,\"id\":\"" R0 T9 "ff0102030405060708090a0b0c0d0e0f\","
                  "\"profile_id\":\"ff0102030405060708090a0b0c0d0e0f\","
                  "\"total\":3,\"labels\":{}},{\"time\":5,\"id\":"
-                 "\"" R0 "000102030405060708090a0b0c0d0e0f\","
+                 "\"" R0 T5 "000102030405060708090a0b0c0d0e0f\","
                  "\"profile_id\":\"000102030405060708090a0b0c0d0e0f\",\"total\":7,"
                  "\"labels\":{\"a\":\"b\"}}],"
                  "\"truncated\":false,\"partial\":true}");
@@ -633,14 +638,55 @@ static void test_profile_lists(storage_t *st)
                  ERR_INVALID_ARGUMENT);
 }
 
+/* Profiles of one series at the same nanosecond: a cut listing is the head
+ * of the full one (the per-series scan and the answer share one order). */
+static void test_profile_ties(storage_t *st)
+{
+    calltree_t *tree = random_profile();
+    storage_series_write_t sw = {
+        .labels = fx[0].labels, .token = fx[0].token, .series_id = fx[0].id, .tree = tree};
+    storage_profile_write_t pw = {
+        .tenant = "tie", .time_ns = (T0 + 100) * 1000000000LL + 7, .series = &sw, .nseries = 1};
+    pw.symbols = syms;
+    for (uint64_t pid = 1; pid <= 3; pid++) {
+        memcpy(pw.profile_id, &pid, 8);
+        errmsg_t em = {{0}};
+        CHECK_EQ_INT(storage_write_profile(st, &pw, NULL, &em), 0);
+    }
+    calltree_free(tree);
+    query_limits_t lim;
+    query_limits_default(&lim);
+    const char *type = labels_get(fx[0].labels, LABEL_PROFILE_TYPE);
+    char q[128], f[32], u[32];
+    snprintf(q, sizeof q, "%s{}", type);
+    snprintf(f, sizeof f, "%lld", (long long)T0);
+    snprintf(u, sizeof u, "%lld", (long long)T0 + 3600);
+    query_result_t all, one;
+    query_result_init(&all);
+    query_result_init(&one);
+    errmsg_t em = {{0}};
+    query_params_t p = {.query = q, .from = f, .until = u};
+    int64_t now_ms = (T0 + 4 * 3600) * 1000;
+    CHECK_EQ_INT(query_profiles(st, "tie", &p, &lim, now_ms, &all, &em), 0);
+    p.limit = "1";
+    CHECK_EQ_INT(query_profiles(st, "tie", &p, &lim, now_ms, &one, &em), 0);
+    const char *a = (const char *)all.body.data, *o = (const char *)one.body.data;
+    const char *end = strstr(o, "}}]"); /* the end of the one entry's labels */
+    CHECK(end != NULL && strncmp(a, o, (size_t)(end - o) + 2) == 0);
+    CHECK(strstr(o, "\"truncated\":true") != NULL);
+    query_result_free(&all);
+    query_result_free(&one);
+}
+
 /* ---- single profiles ---- */
 
 static void ref_of(const wrote_t *w, char *out)
 {
     uint8_t raw[16] = {0};
     memcpy(raw, &w->pid, 8);
-    int off = snprintf(out, 40, "%016llx%016llx", (unsigned long long)fx[w->s].token,
-                       (unsigned long long)fx[w->s].id);
+    int off = snprintf(out, 60, "%016llx%016llx%016llx", (unsigned long long)fx[w->s].token,
+                       (unsigned long long)fx[w->s].id,
+                       (unsigned long long)(w->t * 1000000000) ^ (1ULL << 63));
     for (int k = 0; k < 16; k++)
         off += snprintf(out + off, 3, "%02x", raw[k]);
 }
@@ -711,7 +757,7 @@ static void test_profile_open(storage_t *st)
     size_t n = nwrites < OPENED ? nwrites : OPENED;
     CHECK(n > 10);
     for (size_t i = 0; i < n; i++) {
-        char id[80];
+        char id[96];
         ref_of(&writes[i], id);
         query_result_t r;
         query_result_init(&r);
@@ -727,7 +773,7 @@ static void test_profile_open(storage_t *st)
         query_result_free(&r);
     }
     /* json: the series' own type and spy; pprof: a gzip file */
-    char id[80];
+    char id[96];
     ref_of(&writes[0], id);
     query_result_t r;
     query_result_init(&r);
@@ -740,17 +786,21 @@ static void test_profile_open(storage_t *st)
     CHECK_EQ_INT(open_one(st, id, "pprof", &r, &em), 0);
     CHECK(r.body.len > 2 && r.body.data[0] == 0x1f && r.body.data[1] == 0x8b);
     /* unknown (another profile id, another series) and malformed ids */
-    char other[80];
+    char other[96];
     memcpy(other, id, sizeof other);
-    other[63] = other[63] == '0' ? '1' : '0';
+    other[79] = other[79] == '0' ? '1' : '0';
     CHECK_EQ_INT(open_one(st, other, NULL, &r, &em), ERR_NOT_FOUND);
     CHECK(strstr(em.text, "not stored") != NULL);
     memcpy(other, id, sizeof other);
     other[20] = other[20] == '0' ? '1' : '0';
     CHECK_EQ_INT(open_one(st, other, NULL, &r, &em), ERR_NOT_FOUND);
-    const char *bad[] = {"", "12", "zz",
-                         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeg",
-                         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0"};
+    const char *bad[] = {
+        "",
+        "12",
+        "zz",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeg",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         CHECK_EQ_INT(open_one(st, bad[i], NULL, &r, &em), ERR_INVALID_ARGUMENT);
     CHECK_EQ_INT(open_one(st, id, "top", &r, &em), ERR_INVALID_ARGUMENT);
@@ -920,6 +970,7 @@ int main(int argc, char **argv)
     test_group_timelines(st);
     test_share_entries();
     test_profile_lists(st);
+    test_profile_ties(st);
     test_profile_open(st);
     test_spec_and_members(st);
     test_hostile(st);

@@ -1,6 +1,7 @@
 /* Unit tests for single stored profiles (profile_trees): two profiles of one
  * series in the same 10 s window read back exactly, each its own (while the
- * window's block holds their sum); other series, unknown ids; the size cap;
+ * window's block holds their sum); other series, unknown ids; listing a
+ * series newest first within a range and a count; the size cap;
  * profile retention at read, at write and by compaction; and the upgrade of
  * a format-4 data directory. */
 #include "test_storage_fixture.h"
@@ -32,20 +33,88 @@ static int same_tree(const calltree_t *a, const calltree_t *b)
     return calltree_node_count(a) == calltree_node_count(b) && same_at(a, 0, b, 0);
 }
 
-/* Profile id of the series l, read into a new tree (NULL when not stored). */
-static calltree_t *read_back(fixture_t *f, const labels_t *l, uint64_t id, int64_t *time_ns)
+/* Profile id at time_ns of the series l, read into a new tree (NULL when
+ * not stored). */
+static calltree_t *read_back(fixture_t *f, const labels_t *l, uint64_t id, int64_t time_ns)
 {
     uint64_t sid = labels_hash(l);
     uint8_t pid[16];
     fx_id(pid, id);
     calltree_t *t = calltree_new(0);
-    int rc = storage_read_profile(f->s, "pt", sid >> 1, sid, pid, t, time_ns);
+    int rc = storage_read_profile(f->s, "pt", sid >> 1, sid, time_ns, pid, t);
     if (rc != 0) {
         CHECK_EQ_INT(rc, ERR_NOT_FOUND);
         calltree_free(t);
         return NULL;
     }
     return t;
+}
+
+typedef struct listed {
+    int n;
+    int64_t time_ns[16], total[16];
+    int kept[16];
+    uint8_t id_last[16];
+} listed_t;
+
+static int list_fn(void *ctx, int64_t time_ns, const uint8_t profile_id[16], int64_t total,
+                   int kept)
+{
+    listed_t *l = ctx;
+    if (l->n < 16) {
+        l->time_ns[l->n] = time_ns;
+        l->total[l->n] = total;
+        l->kept[l->n] = kept;
+        l->id_last[l->n++] = profile_id[15]; /* fx_id: the number ends the id */
+    }
+    return 0;
+}
+
+static listed_t scan(fixture_t *f, const labels_t *l, int64_t from_s, int64_t until_s, size_t max)
+{
+    listed_t out = {0};
+    uint64_t sid = labels_hash(l);
+    CHECK_EQ_INT(
+        storage_scan_profile_trees(f->s, "pt", sid >> 1, sid, from_s, until_s, max, list_fn, &out),
+        0);
+    return out;
+}
+
+/* A series' profiles are listed newest first, within [from, until) by the
+ * floor of their time, at most max of them. */
+static void test_scan(fixture_t *f)
+{
+    labels_t *l = fx_labels("pscan", NULL), *other = fx_labels("pscan", "x");
+    symtab_t *st = symtab_new();
+    f->now = T0 + 100;
+    int64_t times[] = {T0 + 30, T0 + 1, T0 + 12, T0 + 29};
+    for (int i = 0; i < 4; i++) {
+        calltree_t *t = calltree_new(0);
+        fx_add(t, st, "a;b", 10 + i);
+        CHECK_EQ_INT(fx_write(f->s, "pt", l, t, st, (uint64_t)(i + 1), times[i] * NS + 5, NULL), 0);
+        CHECK_EQ_INT(fx_write(f->s, "pt", other, t, st, 9, times[i] * NS, NULL), 0);
+        calltree_free(t);
+    }
+    listed_t got = scan(f, l, T0, T0 + 30, 10); /* T0 + 30 is out */
+    CHECK_EQ_INT(got.n, 3);
+    CHECK_EQ_INT(got.id_last[0], 4);
+    CHECK_EQ_INT(got.time_ns[0], (T0 + 29) * NS + 5);
+    CHECK_EQ_INT(got.total[0], 13);
+    CHECK_EQ_INT(got.id_last[1], 3);
+    CHECK_EQ_INT(got.id_last[2], 2);
+    CHECK_EQ_INT(got.kept[2], 1);
+    got = scan(f, l, T0 - 100, T0 + 100, 2); /* the newest two only */
+    CHECK_EQ_INT(got.n, 2);
+    CHECK_EQ_INT(got.id_last[0], 1);
+    CHECK_EQ_INT(got.id_last[1], 4);
+    CHECK_EQ_INT(scan(f, l, T0 + 2, T0 + 12, 10).n, 0);
+    CHECK_EQ_INT(scan(f, l, T0 - 100, T0 + 100, 0).n, 0);
+    CHECK_EQ_INT(scan(f, other, T0 - 100, T0 + 100, 10).n, 1); /* one id: written once */
+    /* ranges as far as plans reach do not overflow */
+    CHECK_EQ_INT(scan(f, l, -(1LL << 40), 1LL << 40, 10).n, 4);
+    labels_free(l);
+    labels_free(other);
+    symtab_free(st);
 }
 
 static void test_same_window(fixture_t *f)
@@ -64,16 +133,14 @@ static void test_same_window(fixture_t *f)
     CHECK_EQ_INT(fx_write(f->s, "pt", l, b, st, 2, (T0 + 7) * NS, &w), 0); /* same 10 s window */
     CHECK_EQ_INT(fx_write(f->s, "pt", other, c, st, 1, (T0 + 3) * NS, &w), 0);
     for (int pass = 0; pass < 2; pass++) { /* from memtables, then from compacted files */
-        int64_t tn = 0;
-        calltree_t *ga = read_back(f, l, 1, &tn);
+        calltree_t *ga = read_back(f, l, 1, (T0 + 1) * NS);
         CHECK(ga != NULL && same_tree(ga, a));
-        CHECK_EQ_INT(tn, (T0 + 1) * NS);
-        calltree_t *gb = read_back(f, l, 2, &tn);
+        calltree_t *gb = read_back(f, l, 2, (T0 + 7) * NS);
         CHECK(gb != NULL && same_tree(gb, b));
-        CHECK_EQ_INT(tn, (T0 + 7) * NS);
-        calltree_t *gc = read_back(f, other, 1, NULL); /* same id, another series */
+        calltree_t *gc = read_back(f, other, 1, (T0 + 3) * NS); /* same id, another series */
         CHECK(gc != NULL && same_tree(gc, c));
-        CHECK(read_back(f, l, 3, NULL) == NULL); /* unknown id */
+        CHECK(read_back(f, l, 3, (T0 + 7) * NS) == NULL); /* unknown id */
+        CHECK(read_back(f, l, 2, (T0 + 1) * NS) == NULL); /* another time */
         /* the window itself holds the sum of both */
         CHECK_EQ_INT(fx_block_total(f->s, "pt", l, 0, T0, T0 + 10, NULL), 107);
         calltree_free(ga);
@@ -84,7 +151,7 @@ static void test_same_window(fixture_t *f)
     /* a retried write stores nothing new and the profile reads the same */
     CHECK_EQ_INT(fx_write(f->s, "pt", l, b, st, 2, (T0 + 7) * NS, &w), 0);
     CHECK_EQ_INT(w, 0);
-    calltree_t *gb = read_back(f, l, 2, NULL);
+    calltree_t *gb = read_back(f, l, 2, (T0 + 7) * NS);
     CHECK(gb != NULL && same_tree(gb, b));
     calltree_free(gb);
     calltree_free(a);
@@ -106,18 +173,20 @@ static void test_retention(fixture_t *f)
     size_t w = 0;
     CHECK_EQ_INT(fx_write(f->s, "pt", l, t, st, 10, (T0 - 1000) * NS, &w), 0); /* already past */
     CHECK_EQ_INT(w, 1);
-    CHECK(read_back(f, l, 10, NULL) == NULL);
+    CHECK(read_back(f, l, 10, (T0 - 1000) * NS) == NULL);
     CHECK_EQ_INT(fx_write(f->s, "pt", l, t, st, 11, (T0 - 100) * NS, &w), 0);
-    calltree_t *g = read_back(f, l, 11, NULL);
+    calltree_t *g = read_back(f, l, 11, (T0 - 100) * NS);
     CHECK(g != NULL && same_tree(g, t));
     calltree_free(g);
     f->now = T0 + 199; /* 299 s after the profile: kept */
     CHECK_EQ_INT(storage_compact(f->s), 0);
-    g = read_back(f, l, 11, NULL);
+    g = read_back(f, l, 11, (T0 - 100) * NS);
     CHECK(g != NULL);
     calltree_free(g);
+    CHECK_EQ_INT(scan(f, l, T0 - 2000, T0 + 10, 10).n, 1);
     f->now = T0 + 200; /* forgotten at once, dropped by compaction */
-    CHECK(read_back(f, l, 11, NULL) == NULL);
+    CHECK(read_back(f, l, 11, (T0 - 100) * NS) == NULL);
+    CHECK_EQ_INT(scan(f, l, T0 - 2000, T0 + 10, 10).n, 0);
     storage_stats_t stats;
     storage_stats(f->s, &stats);
     uint64_t before = stats.expired_ptrees;
@@ -125,7 +194,7 @@ static void test_retention(fixture_t *f)
     storage_stats(f->s, &stats);
     CHECK(stats.expired_ptrees > before);
     f->now = T0;
-    CHECK(read_back(f, l, 11, NULL) == NULL); /* gone from disk, not only hidden */
+    CHECK(read_back(f, l, 11, (T0 - 100) * NS) == NULL); /* gone from disk, not only hidden */
     calltree_free(t);
     labels_free(l);
     symtab_free(st);
@@ -149,10 +218,16 @@ static void test_size_cap(fixture_t *f)
     uint64_t before = stats.oversize_ptrees;
     CHECK_EQ_INT(fx_write(f->s, "pt", l, small, st, 20, T0 * NS, NULL), 0);
     CHECK_EQ_INT(fx_write(f->s, "pt", l, big, st, 21, T0 * NS, NULL), 0);
-    calltree_t *g = read_back(f, l, 20, NULL);
+    calltree_t *g = read_back(f, l, 20, T0 * NS);
     CHECK(g != NULL && same_tree(g, small));
     calltree_free(g);
-    CHECK(read_back(f, l, 21, NULL) == NULL);
+    CHECK(read_back(f, l, 21, T0 * NS) == NULL);
+    listed_t got = scan(f, l, T0, T0 + 1, 10); /* listed, flagged as not kept */
+    CHECK_EQ_INT(got.n, 2);
+    CHECK_EQ_INT(got.id_last[0], 21); /* same time: by profile id, descending */
+    CHECK_EQ_INT(got.kept[0], 0);
+    CHECK_EQ_INT(got.total[0], 200 * 201 / 2);
+    CHECK_EQ_INT(got.kept[1], 1);
     storage_stats(f->s, &stats);
     CHECK_EQ_INT(stats.oversize_ptrees, before + 1);
     /* the profile still counts in its windows */
@@ -200,6 +275,7 @@ int main(void)
     f.now = T0;
     if (fx_reopen(&f) != 0) return 1;
     test_same_window(&f);
+    test_scan(&f);
     test_retention(&f);
     test_size_cap(&f);
     test_upgrade(&f);

@@ -1,0 +1,80 @@
+// api.js — the node's HTTP API as promises. Every call answers parsed JSON or
+// throws an ApiError whose message is the node's own reason (docs/api.md:
+// errors are {"code", "message"}), so the page can show it as it is.
+
+export class ApiError extends Error {
+  constructor(status, code, message, path) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.path = path;
+  }
+  toString() {
+    return `${this.path}: ${this.status} ${this.code}: ${this.message}`;
+  }
+}
+
+// URL of an endpoint with its parameters (empty ones left out).
+export function url(path, params = {}) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null && v !== '') q.set(k, String(v));
+  }
+  const s = q.toString();
+  return s ? `${path}?${s}` : path;
+}
+
+// GET path?params as JSON. The answer gets a `_partial` member holding the
+// X-Flamedb-Partial header when the cluster answered partially.
+export async function getJSON(path, params = {}, signal) {
+  let resp;
+  try {
+    resp = await fetch(url(path, params), { signal, headers: { Accept: 'application/json' } });
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+    throw new ApiError(0, 'network', `the node did not answer (${e.message})`, path);
+  }
+  const text = await resp.text();
+  let body = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch (e) {
+    if (resp.ok) throw new ApiError(resp.status, 'bad_json', 'the answer is not JSON', path);
+  }
+  if (!resp.ok) {
+    const code = (body && body.code) || 'http_' + resp.status;
+    const msg = (body && body.message) || text.slice(0, 300) || resp.statusText;
+    throw new ApiError(resp.status, code, msg, path);
+  }
+  const partial = resp.headers.get('X-Flamedb-Partial');
+  if (body && typeof body === 'object' && !Array.isArray(body)) {
+    if (partial) body._partial = partial;
+  } else if (partial) {
+    return Object.assign([], body, { _partial: partial });
+  }
+  return body;
+}
+
+export const render = (p, signal) => getJSON('/pyroscope/render', { format: 'json', ...p }, signal);
+export const renderDiff = (p, signal) => getJSON('/pyroscope/render-diff', { format: 'json', ...p }, signal);
+export const top = (p, signal) => getJSON('/api/top', p, signal);
+export const diffReport = (p, signal) => getJSON('/api/diff', p, signal);
+export const labelNames = (p, signal) => getJSON('/pyroscope/label-names', p, signal);
+export const labelValues = (p, signal) => getJSON('/pyroscope/label-values', p, signal);
+export const labelShares = (p, signal) => getJSON('/api/label-shares', p, signal);
+export const profiles = (p, signal) => getJSON('/api/profiles', p, signal);
+
+// Where one stored profile opens (served by GET /api/profiles/ID).
+export const profileURL = (id) => url('/api/profiles/' + encodeURIComponent(id), { format: 'json' });
+
+// A short sentence for a partial answer: from the JSON members when present,
+// else the header.
+export function partialText(ans) {
+  if (!ans || (!ans.partial && !ans._partial)) return '';
+  if (ans.missing_share !== undefined) {
+    const pct = (100 * ans.missing_share).toFixed(1);
+    const nodes = (ans.missing_nodes || []).join(', ') || 'unknown';
+    return `partial answer: ${ans.missing_ranges} token range(s), ${pct}% of the ring, had no live replica (nodes: ${nodes}); totals cover what answered`;
+  }
+  return `partial answer: ${ans._partial || 'some ranges did not answer'}`;
+}

@@ -1,0 +1,175 @@
+// app.js — wires the page: reads the state from the URL, shows the view it
+// names, and writes every change back to the URL (docs/ui.md).
+import * as url from './state/url.js';
+import { QueryBar } from './querybar.js';
+import { Panel } from './panel.js';
+import { DiffView } from './diff.js';
+import { TagsView } from './tags.js';
+import { ProfilesView } from './profiles.js';
+
+const $ = (id) => document.getElementById(id);
+const TAB_OF = { single: 'single', sandwich: 'single', diff: 'diff', tags: 'tags', spans: 'spans', profiles: 'profiles' };
+const KEY_VIEWS = ['single', 'diff', 'tags', 'spans', 'profiles'];
+
+class App {
+  constructor() {
+    this.tooltip = $('tooltip');
+    this.state = url.read();
+    this.seq = 0;
+    this.partials = {};
+    this.bar = new QueryBar((s) => this.setState({ ...s, fn: '', search: '' }));
+    this.views = {
+      single: new Panel($('view-single'), this, 'single'),
+      diff: new DiffView($('view-diff'), this),
+      tags: new TagsView($('view-tags'), this),
+      spans: new Panel($('span-panel'), this, 'spans'),
+      profiles: new ProfilesView($('view-profiles'), this),
+    };
+    for (const a of document.querySelectorAll('#tabs a')) {
+      a.onclick = (e) => { e.preventDefault(); this.setState({ view: a.dataset.view }); };
+    }
+    $('span-go').onclick = () => this.setState({ span: $('span-id').value.trim(), spanLabel: $('span-label').value });
+    $('span-id').addEventListener('keydown', (e) => { if (e.key === 'Enter') $('span-go').click(); });
+    $('theme').onclick = () => this.toggleTheme();
+    $('help-btn').onclick = () => { $('help').hidden = !$('help').hidden; };
+    window.addEventListener('popstate', () => { this.state = url.read(); this.route(); });
+    document.addEventListener('keydown', (e) => this.key(e));
+    this.applyTheme(localStorage.getItem('flamedb-theme') ||
+      (matchMedia('(prefers-color-scheme: dark)').matches ? 'dark' : 'light'));
+  }
+
+  async start() {
+    try {
+      const q = await this.bar.load(this.state);
+      if (q) {
+        this.state.query = q;
+        url.write(this.state, false);
+        await this.bar.load(this.state);
+      }
+    } catch (e) {
+      this.showError(e);
+    }
+    await this.route();
+  }
+
+  // Merges patch into the state; a changed selection reloads the view.
+  setState(patch, push = true) {
+    this.state = { ...this.state, ...patch };
+    url.write(this.state, push);
+    return this.route();
+  }
+
+  async route() {
+    const s = this.state;
+    const tab = TAB_OF[s.view] || 'single';
+    for (const a of document.querySelectorAll('#tabs a')) a.classList.toggle('active', a.dataset.view === tab);
+    for (const v of KEY_VIEWS) $('view-' + v).hidden = v !== tab;
+    this.bar.sync(s);
+    const seq = ++this.seq;
+    document.body.dataset.ready = 'false';
+    this.tab = tab;
+    this.showError(null);
+    this.showPartial(this.partials[tab] || '', tab);
+    try {
+      if (!s.query) throw new Error('no profiles yet: push one (docs/api.md, POST /ingest) and reload');
+      if (tab === 'spans') await this.showSpans(s);
+      else await this.views[tab].show(s, s.query);
+    } catch (e) {
+      if (e.name === 'AbortError') return;
+      if (seq === this.seq) this.showError(e);
+    }
+    if (seq === this.seq) document.body.dataset.ready = 'true';
+  }
+
+  async showSpans(s) {
+    $('span-id').value = s.span;
+    $('span-label').value = s.spanLabel;
+    $('span-panel').hidden = !s.span;
+    if (!s.span) return;
+    await this.views.spans.show(s, url.withMatcher(s.query, s.spanLabel, s.span));
+  }
+
+  showError(e) {
+    const el = $('error');
+    el.hidden = !e;
+    el.textContent = e ? (e.path ? `${e.path} answered ${e.status} ${e.code}: ${e.message}` : String(e.message || e)) : '';
+  }
+
+  // A view's partial warning stays with it until it reloads.
+  showPartial(text, tab = this.tab) {
+    this.partials[tab] = text;
+    if (tab !== this.tab) return;
+    const el = $('partial');
+    el.hidden = !text;
+    el.textContent = text ? '⚠ ' + text : '';
+  }
+
+  applyTheme(t) {
+    document.documentElement.dataset.theme = t;
+    localStorage.setItem('flamedb-theme', t);
+    for (const v of [this.views.single, this.views.spans, this.views.diff]) {
+      v.graph?.draw();
+      v.timeline?.draw();
+    }
+  }
+
+  toggleTheme() {
+    this.applyTheme(document.documentElement.dataset.theme === 'dark' ? 'light' : 'dark');
+  }
+
+  current() {
+    const tab = TAB_OF[this.state.view] || 'single';
+    return this.views[tab];
+  }
+
+  key(e) {
+    const typing = /^(INPUT|SELECT|TEXTAREA)$/.test(e.target.tagName);
+    const v = this.current();
+    if ((e.key === 'f' && (e.ctrlKey || e.metaKey)) || (e.key === '/' && !typing)) {
+      const box = document.querySelector(`#view-${TAB_OF[this.state.view] || 'single'} .search`);
+      if (box) { box.focus(); box.select(); e.preventDefault(); }
+      return;
+    }
+    if (e.key === 'Escape') {
+      $('help').hidden = true;
+      if (typing) e.target.blur();
+      v.graph?.reset();
+      if (this.state.search || this.state.fn) this.setState({ search: '', fn: '' }, false);
+      return;
+    }
+    if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key === 'Backspace') { v.graph?.back(); e.preventDefault(); }
+    else if (e.key === 't') this.toggleTheme();
+    else if (e.key === '?') $('help').hidden = !$('help').hidden;
+    else if (e.key >= '1' && e.key <= '5') this.setState({ view: KEY_VIEWS[e.key - 1] });
+  }
+
+  // The test hook: what each view shows, as data.
+  snapshot() {
+    const tab = TAB_OF[this.state.view] || 'single';
+    const v = this.views[tab];
+    return {
+      state: { ...this.state }, view: tab, ready: document.body.dataset.ready === 'true',
+      error: $('error').hidden ? null : $('error').textContent,
+      partial: $('partial').hidden ? null : $('partial').textContent,
+      theme: document.documentElement.dataset.theme,
+      ...(v.snapshot ? v.snapshot() : {}),
+    };
+  }
+}
+
+const app = new App();
+// window.flamedbUI: a small hook for tests and the curious (docs/ui.md).
+window.flamedbUI = {
+  snapshot: () => app.snapshot(),
+  setState: (patch) => app.setState(patch),
+  zoom: (name) => {
+    const g = app.current().graph;
+    const f = g.frames.find((x) => x.n.name === name);
+    if (f) g.zoom(f.n);
+    return !!f;
+  },
+  back: () => app.current().graph.back(),
+  selectRange: (from, until) => app.current().timeline.select(from, until),
+};
+app.start();

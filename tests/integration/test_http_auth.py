@@ -1,0 +1,231 @@
+"""test_http_auth.py — --auth-file: tokens, roles, tenants, SIGHUP reload,
+flamectl's token; and the header rules that keep a gateway's checks honest
+(duplicate singleton headers, chunked trailers)."""
+import base64
+import hashlib
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+import harness
+from harness import CPU, Node, raw_exchange, run_tests, status_of, unique
+
+# a folded sample at the default sample rate (100 Hz) is 10 ms of CPU
+TICK = 10_000_000
+CTL = os.environ.get("FLAMECTL_BIN", os.path.join(harness.ROOT, "build", "bin", "flamectl"))
+
+TOKENS = {
+    "r": ("acme", "read", "reader-token-1"),
+    "w": ("acme", "write", "writer-token-1"),
+    "a": ("acme", "admin", "admin-token-1"),
+    "o": ("other", "write", "other-writer-1"),
+}
+
+
+def sha(tok):
+    return hashlib.sha256(tok.encode()).hexdigest()
+
+
+def auth_file(entries, extra=""):
+    fd, path = tempfile.mkstemp(prefix="flamedb-auth-")
+    with os.fdopen(fd, "w") as f:
+        f.write("# tenant role sha256\n\n")
+        for tenant, role, tok in entries:
+            f.write("%s %s %s\n" % (tenant, role, sha(tok)))
+        f.write(extra)
+    return path
+
+
+def bearer(key):
+    return {"Authorization": "Bearer " + TOKENS[key][2]}
+
+
+_pushes = [0]
+
+
+def push(node, headers, name):
+    """Pushes 7 samples; each push has its own time, so none is a retry of another."""
+    _pushes[0] += 1
+    t = int(time.time()) - 600 + _pushes[0]
+    return node.request("POST", "/ingest?name=%s&from=%d&until=%d" % (name, t, t + 1),
+                        b"main;work 7\n", headers)
+
+
+def render(node, headers, name):
+    q = "%s{service_name=\"%s\"}" % (CPU, name)
+    import urllib.parse
+    return node.get("/pyroscope/render?" + urllib.parse.urlencode(
+        {"query": q, "from": "now-1h", "until": "now", "format": "json"}), headers)
+
+
+def test_roles_and_tenants():
+    path = auth_file(TOKENS.values())
+    try:
+        with Node(args=["--auth-file", path]) as n:
+            app = unique("authapp")
+            r = push(n, {}, app)
+            assert r.status == 401, r
+            assert "www-authenticate" in r.headers, r.headers
+            raw = raw_exchange(n.port, b"GET /api/top HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert status_of(raw) == 401 and b"WWW-Authenticate: Bearer" in raw, raw
+            assert b"WWW-Authenticate: Basic" in raw, raw
+            assert push(n, {"Authorization": "Bearer nope"}, app).status == 401
+            assert push(n, {"Authorization": "Token x"}, app).status == 401
+            r = push(n, bearer("r"), app)
+            assert r.status == 403 and b"read" in r.body, r
+            r = push(n, dict(bearer("w"), **{"X-Scope-OrgID": "other"}), app)
+            assert r.status == 403 and b"other" in r.body, r
+            assert push(n, bearer("w"), app).status == 200
+            # Basic auth with the token as password (Pyroscope SDKs)
+            basic = base64.b64encode(b"12345:" + TOKENS["w"][2].encode()).decode()
+            assert push(n, {"Authorization": "Basic " + basic}, app).status == 200
+            assert push(n, bearer("o"), app).status == 200  # another tenant's data
+            # reads: the read token sees acme's two pushes, not other's one
+            assert render(n, bearer("w"), app).status == 403
+            r = render(n, bearer("r"), app)
+            assert r.status == 200 and r.json()["flamebearer"]["numTicks"] == 14 * TICK, r
+            r = render(n, dict(bearer("a"), **{"X-Scope-OrgID": "acme"}), app)
+            assert r.status == 200 and r.json()["flamebearer"]["numTicks"] == 14 * TICK, r
+            assert render(n, {}, app).status == 401
+            # open and admin routes
+            assert n.get("/ready").status == 200
+            assert n.get("/metrics").status == 200
+            assert n.get("/cluster/status").status == 401
+            assert n.get("/cluster/status", bearer("r")).status == 403
+            assert n.get("/cluster/status", bearer("a")).status == 200
+            assert n.get("/no/such/route").status == 401  # no route probing
+        with Node(args=["--auth-file", path, "--open-metrics", "0"]) as n:
+            assert n.get("/metrics").status == 401
+            assert n.get("/metrics", bearer("r")).status == 200
+            assert n.get("/ready").status == 200
+    finally:
+        os.unlink(path)
+
+
+def test_flamectl_token():
+    path = auth_file(TOKENS.values())
+    try:
+        with Node(args=["--auth-file", path]) as n:
+            url = "http://127.0.0.1:%d" % n.port
+            app = unique("ctlapp")
+            fd, folded = tempfile.mkstemp(suffix=".txt")
+            os.write(fd, b"main;f 3\n")
+            os.close(fd)
+            env = dict(os.environ)
+            env.pop("FLAMEDB_TOKEN", None)
+            cmd = [CTL, "--url", url, "push", folded, "--name", app, "--format", "folded"]
+            p = subprocess.run(cmd, env=env, capture_output=True, timeout=30)
+            assert p.returncode == 1, p
+            p = subprocess.run(cmd[:3] + ["--token", TOKENS["w"][2]] + cmd[3:], env=env,
+                               capture_output=True, timeout=30)
+            assert p.returncode == 0, p
+            env["FLAMEDB_TOKEN"] = TOKENS["r"][2]
+            q = [CTL, "--url", url, "query", "%s{service_name=\"%s\"}" % (CPU, app),
+                 "--output", "folded"]
+            p = subprocess.run(q, env=env, capture_output=True, timeout=30)
+            assert p.returncode == 0 and b"main;f 3" in p.stdout, p
+            os.unlink(folded)
+    finally:
+        os.unlink(path)
+
+
+def test_bad_file_at_start():
+    for bad in ["acme read xyz\n", "acme owner " + sha("t") + "\n", "acme read\n",
+                "acme read %s\nacme write %s\n" % (sha("t"), sha("t"))]:
+        fd, path = tempfile.mkstemp()
+        os.write(fd, bad.encode())
+        os.close(fd)
+        d = tempfile.mkdtemp()
+        p = subprocess.run([harness.FLAMEDB_BIN, "--data-dir", d, "--http-listen", "127.0.0.1:0",
+                            "--auth-file", path], capture_output=True, timeout=30)
+        os.unlink(path)
+        assert p.returncode != 0 and (b":1:" in p.stderr or b":2:" in p.stderr), (bad, p)
+    p = subprocess.run([harness.FLAMEDB_BIN, "--data-dir", tempfile.mkdtemp(), "--auth-file",
+                        "/nonexistent/auth"], capture_output=True, timeout=30)
+    assert p.returncode != 0 and b"/nonexistent/auth" in p.stderr, p
+
+
+def test_sighup_reload():
+    path = auth_file([TOKENS["w"]])
+    try:
+        with Node(args=["--auth-file", path]) as n:
+            app = unique("hupapp")
+            conn = n.connection()  # a keep-alive connection must survive reloads
+            conn.request("GET", "/ready")
+            assert conn.getresponse().read() == b"ready\n"
+            assert push(n, bearer("r"), app).status == 401
+            with open(path, "a") as f:
+                f.write("acme read %s\n" % sha(TOKENS["r"][2]))
+            n.proc.send_signal(signal.SIGHUP)
+            harness_wait(lambda: render(n, bearer("r"), app).status == 200, "reader accepted")
+            with open(path, "w") as f:
+                f.write("acme sometimes %s\n" % sha("x"))
+            n.proc.send_signal(signal.SIGHUP)
+            harness_wait(lambda: any("keeping the 2 tokens" in line for line in n.log),
+                         "reload error logged")
+            assert render(n, bearer("r"), app).status == 200  # the old table stays
+            assert push(n, bearer("w"), app).status == 200
+            conn.request("GET", "/ready")
+            assert conn.getresponse().read() == b"ready\n"
+            conn.close()
+    finally:
+        os.unlink(path)
+
+
+def harness_wait(fn, what, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if fn():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_duplicate_headers():
+    with Node() as n:
+        for h in [b"X-Scope-OrgID: a\r\nX-Scope-OrgID: b\r\n",
+                  b"x-scope-orgid: a\r\nX-SCOPE-ORGID: a\r\n",
+                  b"Authorization: Bearer a\r\nAuthorization: Bearer b\r\n"]:
+            raw = raw_exchange(n.port, b"GET /pyroscope/label-names HTTP/1.1\r\nHost: x\r\n" + h +
+                               b"\r\n")
+            assert status_of(raw) == 400 and b"given 2 times" in raw, raw
+        raw = raw_exchange(n.port, b"POST /ingest?name=x HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Length: 9\r\nContent-Length: 9\r\n\r\nmain;a 1\n")
+        body = raw.lower().split(b"\r\n\r\n")[1]
+        assert status_of(raw) == 400 and b"content-length" in body, raw
+        # "Name : value": a proxy may trim the space, so it is refused too
+        raw = raw_exchange(n.port, b"GET /pyroscope/label-names HTTP/1.1\r\nHost: x\r\n"
+                           b"X-Scope-OrgID : evil\r\n\r\n")
+        assert status_of(raw) == 400 and b"whitespace" in raw, raw
+        raw = raw_exchange(n.port, b"GET /ready HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n")
+        assert status_of(raw) == 400 and b"Host given 2 times" in raw, raw
+        # both framings: the request could be read two ways, so it is refused
+        raw = raw_exchange(n.port, b"POST /ingest?name=x HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           b"9\r\nmain;a 1\n\r\n0\r\n\r\n")
+        assert status_of(raw) == 400, raw
+
+
+def test_chunked_trailers():
+    with Node() as n:
+        # a trailer naming a tenant is not a header: the push lands in the head's
+        # tenant (none given: anonymous), not in the trailer's
+        app = unique("trailer")
+        body = b"main;t 5\n"
+        t = b"%d" % (int(time.time()) - 60)
+        req = (b"POST /ingest?name=" + app.encode() + b"&from=" + t + b" HTTP/1.1\r\n"
+               b"Host: x\r\nTransfer-Encoding: chunked\r\n"
+               b"Trailer: X-Scope-OrgID\r\n\r\n" + (b"%x\r\n" % len(body)) + body +
+               b"\r\n0\r\nX-Scope-OrgID: trailer\r\n\r\n")
+        raw = raw_exchange(n.port, req)
+        assert status_of(raw) == 200, raw
+        q = "%s{service_name=\"%s\"}" % (CPU, app)
+        assert n.total(q) == 5 * TICK
+        r = n.render(q, tenant="trailer")
+        assert r.status == 200 and r.json()["flamebearer"]["numTicks"] == 0, r
+
+
+if __name__ == "__main__":
+    run_tests(globals())

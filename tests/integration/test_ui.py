@@ -1,0 +1,468 @@
+"""test_ui.py — the web UI (issue #8, docs/ui.md) in a real headless browser.
+
+Starts a node, pushes known profiles, opens the page that GET / serves in
+Debian's chromium (driven through chromedriver, webdriver.py) with the query in
+the URL, and checks what the page drew against values computed here from what
+was pushed: the flame graph's frames and percentages, the top table, zoom,
+search, the sandwich, the timeline drag, the diff view (colours and the
+regression report with its significance marks), the span view, the tag
+explorer, the profile list, errors and themes. The page exposes what its
+canvases drew through window.flamedbUI.snapshot() (node/ui/app.js).
+
+Screenshots go to $FLAMEDB_BUILD_DIR/test-artifacts/ui/ (build/ by default).
+Skips, saying why, when chromium or chromium-driver is not installed.
+"""
+import json
+import os
+import re
+import time
+import urllib.parse
+
+from cluster import Cluster
+from harness import CPU, ROOT, Node, run_tests, unique
+from profiles import Pprof, folded
+from webdriver import Browser
+
+ART = os.path.normpath(os.path.join(os.environ.get("FLAMEDB_BUILD_DIR", os.path.join(ROOT, "build")),
+                   "test-artifacts", "ui"))
+NOW = int(time.time())
+SVC = unique("uiapp")
+SPAN_SVC = SVC + "_spans"
+NS = 10_000_000  # one folded sample at the default 100 Hz
+CART = "github.com/acme/shop/cart.(*Cart).Add"
+# One push every 10 s window for WINDOWS windows, per version: the report
+# needs at least 5 windows with data on each side to test a change.
+WINDOWS = 12
+V1 = {"main;serve;db": 60, "main;serve;json": 20, "main;gc": 20}
+V2 = {"main;serve;db": 30, "main;serve;json": 50, "main;gc": 20, "main;%s;runtime.mallocgc" % CART: 20}
+SPAN = "00000000deadbeef"
+SPAN_ROWS = [(["main", "serve", "db"], 700, SPAN), (["main", "serve", "json"], 300, SPAN),
+             (["main", "gc"], 5000, "00000000000000aa")]
+
+NODE = None
+PUSHED = {"v1": {}, "v2": {}}
+
+
+def setup():
+    global NODE
+    NODE = Node(name="ui").start()
+    for version, stacks, region in (("v1", V1, "eu"), ("v2", V2, "us")):
+        for i in range(WINDOWS):
+            r = NODE.ingest(folded(stacks), name="%s.cpu{version=%s,region=%s}" % (SVC, version, region),
+                            **{"from": NOW - 10 * WINDOWS - 30 + 10 * i})
+            assert r.status == 200, r
+            for k, v in stacks.items():
+                PUSHED[version][k] = PUSHED[version].get(k, 0) + v * NS
+    p = Pprof([("cpu", "nanoseconds")])
+    for stack, v, span in SPAN_ROWS:
+        p.add(stack, [v], {"span_id": span})
+    r = NODE.ingest(p.encode_gz(), name=SPAN_SVC, format="pprof", **{"from": NOW - 60})
+    assert r.status == 200, r
+
+
+setup()
+
+
+def sel(service=SVC, **labels):
+    pairs = ['service_name="%s"' % service] + ['%s="%s"' % kv for kv in labels.items()]
+    return "%s{%s}" % (CPU, ",".join(pairs))
+
+
+def page(**params):
+    params.setdefault("from", "now-1h")
+    return "http://127.0.0.1:%d/?%s" % (NODE.port, urllib.parse.urlencode(params))
+
+
+def shares(stacks_list):
+    """Expected total and self share (percent) of each function over the stacks."""
+    total, tot, slf = 0, {}, {}
+    for stacks in stacks_list:
+        for stack, v in stacks.items():
+            total += v
+            frames = stack.split(";")
+            for f in set(frames):
+                tot[f] = tot.get(f, 0) + v
+            slf[frames[-1]] = slf.get(frames[-1], 0) + v
+    pct = lambda d: {k: 100.0 * x / total for k, x in d.items()}  # noqa: E731
+    return total, pct(tot), pct(slf)
+
+
+def snap(b):
+    return b.js("return window.flamedbUI.snapshot()")
+
+
+def open_page(b, url, what):
+    b.get(url)
+    b.wait_js("return document.body.dataset.ready === 'true' && window.flamedbUI", what=what)
+    s = snap(b)
+    assert s["error"] is None, s["error"]
+    return s
+
+
+def shot(b, name):
+    return b.screenshot(os.path.join(ART, name + ".png"))
+
+
+def need_browser():
+    return Browser(1280, 800)  # raises Skip, saying why, without chromium
+
+
+def frames_by_name(s):
+    out = {}
+    for f in s["frames"]:
+        out.setdefault(f["name"], []).append(f)
+    return out
+
+
+def canvas_point(b, css, frame):
+    """Viewport coordinates of the middle of a drawn frame."""
+    r = b.js("const r = document.querySelector(arguments[0]).getBoundingClientRect();"
+             "return [r.left, r.top];", css)
+    return r[0] + frame["x"] + frame["width"] / 2, r[1] + frame["depth"] * 22 + 11
+
+
+def test_serving():
+    r = NODE.get("/", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert r.status == 200 and b'<script type="module" src="/ui/app.js">' in r.body, r
+    etag = r.headers["etag"]
+    r2 = NODE.get("/", headers={"Accept": "text/html", "If-None-Match": etag})
+    assert r2.status == 304 and r2.body == b"", r2
+    r = NODE.get("/ui/state/url.js")
+    assert r.status == 200 and r.headers["content-type"].startswith("text/javascript"), r
+    assert r.headers["cache-control"] == "no-cache" and r.headers["etag"].startswith('"'), r.headers
+    r = NODE.get("/ui/style.css")
+    assert r.status == 200 and r.headers["content-type"].startswith("text/css"), r
+    r = NODE.get("/ui/nope.js")
+    assert r.status == 404 and r.json()["code"] == "not_found", r
+    r = NODE.get("/ui/")
+    assert r.status == 404, r
+    r = NODE.get("/ui/../routes.c")
+    assert r.status == 404, r
+    r = NODE.request("POST", "/ui/app.js", body=b"x")
+    assert r.status == 405 and r.headers.get("allow") == "GET", r
+    r = NODE.get("/")  # curl: the list of endpoints
+    assert r.status == 200 and b"/pyroscope/render" in r.body and b"/ui/app.js" not in r.body, r
+
+
+def test_flame_graph_and_table():
+    total, tot, slf = shares([V1, V2])
+    with need_browser() as b:
+        s = open_page(b, page(query=sel()), "the single view")
+        assert s["numTicks"] == total * NS * WINDOWS, (s["numTicks"], total)
+        assert b.js("return document.documentElement.scrollWidth") <= 1280, "fits 1280 px"
+        fr = frames_by_name(s)
+        for name in ("main", "serve", "db", "json", "gc", CART, "runtime.mallocgc"):
+            assert name in fr, (name, sorted(fr))
+            got = sum(f["percent"] for f in fr[name])
+            assert abs(got - tot[name]) < 0.01, (name, got, tot[name])
+        root = fr["total"][0]
+        db = fr["db"][0]
+        assert abs(db["width"] - root["width"] * tot["db"] / 100) <= 1, (db, root)
+        assert fr["db"][0]["depth"] == 3 and fr["serve"][0]["depth"] == 2
+        rows = {r["name"]: r for r in s["table"]}
+        assert set(rows) == set(tot), sorted(rows)
+        for name, want in slf.items():
+            cell = rows[name]["cells"][1]  # "0.0033 · 37.5%": cores of a CPU type, share
+            assert re.match(r"^[\d.e-]+ · [\d.]+%$", cell) and "(cores)" in s["table_head"][1], cell
+            got = float(re.search(r"([\d.]+)%", cell).group(1))
+            assert abs(got - want) < 0.1, (name, cell, want)
+        # the default order is self, largest first
+        assert s["table"][0]["name"] == max(slf, key=slf.get), s["table"][0]
+        # hover: the tooltip gives total and self with their share and cores
+        x, y = canvas_point(b, "#view-single canvas.flamegraph", db)
+        b.mouse([("move", x, y)])
+        tip = b.wait_js("const t = document.getElementById('tooltip'); return !t.hidden && [...t.children].map(c => c.textContent).join(\"\\n\")", what="tooltip")
+        want = ("%.2f" % tot["db"]).rstrip("0").rstrip(".")
+        assert tip.startswith("db\nTotal: ") and "(%s%%, " % want in tip and "cores)" in tip, tip
+        shot(b, "single")
+        # every export link answers with its format
+        links = b.js("return [...document.querySelectorAll('#view-single .exports a')].map(a => a.getAttribute('href'))")
+        assert len(links) == 4, links
+        for href in links:
+            r = NODE.get(href)
+            assert r.status == 200 and len(r.body) > 0, (href, r)
+
+        # click on "serve": zoom; db now spans db/serve of the width
+        sv = frames_by_name(s)["serve"][0]
+        x, y = canvas_point(b, "#view-single canvas.flamegraph", sv)
+        b.mouse([("move", x, y), ("down",), ("up",)])
+        z = b.wait_js("const s = window.flamedbUI.snapshot(); return s.focus === 'serve' && s", what="zoom")
+        zf = frames_by_name(z)
+        assert "gc" not in zf and CART not in zf, sorted(zf)
+        want = root["width"] * tot["db"] / tot["serve"]
+        assert abs(zf["db"][0]["width"] - want) <= 1, (zf["db"], want)
+        shot(b, "zoomed")
+        b.keys("\ue00c")  # Escape resets the zoom
+        b.wait_js("return window.flamedbUI.snapshot().focus === 'total'", what="reset zoom")
+
+        # search: "/" focuses the box; matched share is the frames' total share
+        b.keys("/")
+        b.wait_js("return document.activeElement.classList.contains('search')", what="search focus")
+        b.keys("json")
+        m = b.wait_js("const s = window.flamedbUI.snapshot(); return s.matched && s.state.search === 'json' && s",
+                      what="search")
+        assert m["matched"]["total"] * 100.0 / m["numTicks"] - tot["json"] < 1e-6, m["matched"]
+        hl = [f["name"] for f in m["frames"] if f["highlighted"]]
+        assert hl == ["json"], hl
+        assert [r["name"] for r in m["table"]] == ["json"], m["table"]
+        assert "json" in b.js("return location.search")
+        shot(b, "search")
+
+
+def test_other_frame():
+    with need_browser() as b:
+        s = open_page(b, page(query=sel(), maxNodes=4), "a truncated graph")
+        fr = frames_by_name(s)
+        assert "other" in fr, sorted(fr)
+        note = b.js("return document.querySelector('#view-single .footnote').textContent")
+        assert "maxNodes=4" in note, note
+        assert s["numTicks"] == sum(f["total"] for f in fr["main"]), "totals stay exact"
+        x, y = canvas_point(b, "#view-single canvas.flamegraph", fr["other"][0])
+        b.mouse([("move", x, y)])
+        tip = b.wait_js("const t = document.getElementById('tooltip'); return !t.hidden && t.textContent",
+                        what="other tooltip")
+        assert tip.startswith("other") and "maxNodes" in tip, tip
+
+
+def test_large_tree():
+    """More than 10,000 frames: drawn from one canvas, quickly, exact."""
+    svc = unique("uibig")
+    stacks = {}
+    for i in range(12000):  # distinct stacks: 12,000 leaves under 120 x 10 callers
+        stacks["main;mod%d.handler;mod%d.step%d;leaf%d" % (i % 120, i % 120, i % 1200, i)] = 1 + i % 7
+    r = NODE.ingest(folded(stacks), name=svc + ".cpu", **{"from": NOW - 30})
+    assert r.status == 200, r
+    with need_browser() as b:
+        s = open_page(b, page(query=sel(svc), maxNodes=16384), "a large tree")
+        assert s["numTicks"] == sum(stacks.values()) * NS, s["numTicks"]
+        assert s["nodes"] == 1 + 1 + 120 + 1200 + 12000, s["nodes"]
+        assert "other" not in frames_by_name(s)
+        assert s["drawMs"] < 1000, s["drawMs"]  # ~10 ms here; generous for a shared machine
+        b.keys("/")
+        b.keys("step7")
+        m = b.wait_js("const s = window.flamedbUI.snapshot(); return s.matched && s.state.search === 'step7' && s",
+                      what="search")
+        want = sum(v for k, v in stacks.items() if "step7" in k.split(";")[2])
+        assert m["matched"]["total"] == want * NS, (m["matched"], want)
+        shot(b, "large")
+
+
+def test_js_modules():
+    """The modules' pure parts, run in the page: decoding, names, sandwich."""
+    with need_browser() as b:
+        open_page(b, page(query=sel()), "the single view")
+        out = b.js_async("""
+          const done = arguments[arguments.length - 1];
+          Promise.all([import('/ui/tree.js'), import('/ui/format.js'), import('/ui/state/url.js')])
+            .then(([tree, fmt, url]) => {
+              // a -> b -> a (recursion) and a -> c; offsets delta-encoded per level
+              const fb = {names: ['total', 'a', 'b', 'c'], levels: [
+                [0, 10, 0, 0], [0, 10, 1, 1], [0, 6, 2, 2, 1, 3, 3, 3], [0, 4, 4, 1]]};
+              const root = tree.fromFlamebearer(fb);
+              const sw = tree.sandwich(root, 'a');
+              const d = tree.fromDiff({names: ['total', 'x', 'y', 'z'], levels: [
+                [0, 4, 0, 0, 6, 0, 0], [0, 4, 1, 0, 6, 2, 1], [0, 3, 3, 0, 0, 0, 2, 0, 0, 0, 0, 4, 4, 3]]});
+              done({
+                kids: root.children[0].children.map((c) => [c.name, c.total, c.self]),
+                callees: sw.callees.total, calls: sw.calls,
+                matched: tree.matchedTotal(root, (n) => n === 'a'),
+                diffKids: d.children[0].children.map((c) => [c.name, c.lt, c.rt]),
+                short: fmt.shortNames('github.com/acme/shop/cart.(*Cart).Add'),
+                fit: fmt.fit('runtime.mallocgc', 8), v: [fmt.value(1.5e9, 'nanoseconds'), fmt.value(2048, 'bytes')],
+                q: url.withMatcher('T{service_name="api",env="x"}', 'service_name', 'web'),
+                parsed: url.parseQuery('T{a=~"x|y",b!="q\\\\"z"}'),
+              });
+            }).catch((e) => done({error: String(e)}));
+        """)
+        assert "error" not in out, out
+        assert out["kids"] == [["b", 6, 2], ["c", 3, 3]], out["kids"]
+        assert out["callees"] == 10 and out["calls"] == 1, out  # the inner a is inside the outer
+        assert out["matched"] == {"total": 10, "frames": 2}, out["matched"]
+        assert out["diffKids"] == [["y", 3, 0], ["z", 0, 4]], out["diffKids"]  # left only, right only
+        assert out["short"] == ["github.com/acme/shop/cart.(*Cart).Add", "g.c/a/s/cart.(*Cart).Add",
+                                "cart.(*Cart).Add", "(*Cart).Add", "Add"], out["short"]
+        assert out["fit"] == "mallocgc", out["fit"]
+        assert out["v"] == ["1.5 s", "2 KiB"], out["v"]
+        assert out["q"] == 'T{service_name="web",env="x"}', out["q"]
+        assert out["parsed"] == {"type": "T", "matchers": [{"name": "a", "op": "=~", "value": "x|y"},
+                                                            {"name": "b", "op": "!=", "value": 'q"z'}]}, out
+
+
+def test_query_bar():
+    with need_browser() as b:
+        open_page(b, page(query=sel()), "the single view")
+        # autocomplete: label names after ',' and values after name="
+        b.js("const e = document.getElementById('q-selector'); e.focus();"
+             "e.setSelectionRange(e.value.length - 1, e.value.length - 1);")
+        b.keys(",ver")
+        items = b.wait_js("const u = document.getElementById('q-suggest');"
+                          "return !u.hidden && [...u.children].map(l => l.textContent)", what="names")
+        assert items == ["version"], items
+        b.keys("\ue004")  # Tab picks it: version="
+        vals = b.wait_js("const u = document.getElementById('q-suggest');"
+                         "return !u.hidden && [...u.children].map(l => l.textContent)", what="values")
+        assert vals == ["v1", "v2"], vals
+        b.keys("\ue015\ue007")  # ArrowDown, Enter: v2
+        sel_text = b.js("return document.getElementById('q-selector').value")
+        assert sel_text == '{service_name="%s",version="v2"}' % SVC, sel_text
+        b.click("#q-apply")
+        s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && s.state.query.includes('v2') && s",
+                      what="apply")
+        assert s["numTicks"] == sum(V2.values()) * NS * WINDOWS, s["numTicks"]
+        # a preset writes now-6h into the URL
+        b.js("const r = document.getElementById('q-range'); r.value = '6h'; r.dispatchEvent(new Event('change'));")
+        b.wait_js("return location.search.includes('from=now-6h')", what="preset")
+        # Back returns to the previous view, inputs included
+        b.js("history.back()")
+        s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && s.state.from === 'now-1h' && s",
+                      what="back")
+        assert b.js("return document.getElementById('q-range').value") == "1h"
+        assert 'version="v2"' in b.js("return document.getElementById('q-selector').value")
+
+
+def test_table_click_and_sandwich():
+    with need_browser() as b:
+        open_page(b, page(query=sel()), "the single view")
+        b.click('#view-single tr[data-name="runtime.mallocgc"]')
+        s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.state.fn && s", what="row click")
+        assert s["state"]["fn"] == "runtime.mallocgc"
+        assert [f["name"] for f in s["frames"] if f["highlighted"]] == ["runtime.mallocgc"]
+        assert [r["name"] for r in s["table"] if r["selected"]] == ["runtime.mallocgc"]
+        b.click('#view-single tr[data-name="runtime.mallocgc"] button.icon')
+        s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.sandwich && s", what="sandwich")
+        callers = [f["name"] for f in s["sandwich"]["callers"]]
+        assert callers == ["runtime.mallocgc", CART, "main"], callers
+        assert [f["name"] for f in s["sandwich"]["callees"]] == ["runtime.mallocgc"]
+        shot(b, "sandwich")
+
+
+def test_timeline_drag_narrows_range():
+    with need_browser() as b:
+        open_page(b, page(query=sel()), "the single view")
+        r = b.js("const r = document.querySelector('#view-single canvas.timeline').getBoundingClientRect();"
+                 "return [r.left, r.top, r.width, r.height];")
+        x0, y = r[0] + r[2] * 0.5, r[1] + r[3] / 2
+        b.mouse([("move", x0, y), ("down",), ("move", x0 + r[2] * 0.3, y), ("up",)])
+        s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && /^\\d+$/.test(s.state.from) && s",
+                      what="drag")
+        f, u = int(s["state"]["from"]), int(s["state"]["until"])
+        span = 3600 * 0.3
+        assert abs((u - f) - span) < 60, (f, u)
+        assert NOW - 3600 - 60 < f < u <= NOW + 120, (f, u, NOW)
+
+
+def test_diff_view():
+    _, lt, _ = shares([V1])
+    _, rt, _ = shares([V2])
+    with need_browser() as b:
+        # a range just around the pushes: the report splits each side into at
+        # most 30 buckets, and only tests functions with 5 non-empty ones
+        rng = {"from": NOW - 10 * WINDOWS - 40, "until": NOW + 10}
+        s = open_page(b, page(view="diff", query=sel(version="v1"), rightQuery=sel(version="v2"), **rng),
+                      "the diff view")
+        assert s["leftTicks"] == sum(V1.values()) * NS * WINDOWS, s["leftTicks"]
+        assert b.js("return document.documentElement.scrollWidth") <= 1280, "fits 1280 px"
+        assert s["rightTicks"] == sum(V2.values()) * NS * WINDOWS, s["rightTicks"]
+        fr = frames_by_name(s)
+        red = lambda c: [int(x) for x in re.findall(r"\d+", c)]  # noqa: E731
+        json_c, db_c, gc_c = red(fr["json"][0]["color"]), red(fr["db"][0]["color"]), red(fr["gc"][0]["color"])
+        assert json_c[0] > json_c[1], ("json grew: red", json_c)
+        assert db_c[1] > db_c[0], ("db shrank: green", db_c)
+        assert fr[CART][0]["color"] == "rgb(200,0,0)", ("new: full red", fr[CART])
+        # report: change in pp, computed from what was pushed; significance marks
+        rep = {f["name"]: f for f in s["report"]}
+        for name in ("json", "db", "gc"):
+            want = rt[name] - lt[name]
+            assert abs(rep[name]["change"] - want) < 0.01, (name, rep[name]["change"], want)
+        rows = {r["name"]: r["cells"] for r in s["table"]}
+        assert rows["json"][0] == "★" and rows["db"][0] == "★", rows
+        assert rows["json"][4].startswith("+%.2f" % (rt["json"] - lt["json"])), rows["json"]
+        assert s["table"][0]["name"] == max(rep, key=lambda n: abs(rep[n]["change"])), s["table"][0]
+        x, y = canvas_point(b, "#view-diff canvas.flamegraph", fr["json"][0])
+        b.mouse([("move", x, y)])
+        tip = b.wait_js("const t = document.getElementById('tooltip');"
+                        "return !t.hidden && [...t.children].map(c => c.textContent).join('\\n')", what="diff tooltip")
+        want = "Change: +%.2f pp" % (rt["json"] - lt["json"])
+        assert tip.startswith("json\nBaseline: ") and want in tip, tip
+        shot(b, "diff")
+
+
+def test_span_view():
+    with need_browser() as b:
+        s = open_page(b, page(view="spans", query=sel(SPAN_SVC), span=SPAN), "the span view")
+        want = sum(v for _, v, sp in SPAN_ROWS if sp == SPAN)
+        assert s["numTicks"] == want, (s["numTicks"], want)
+        fr = frames_by_name(s)
+        assert "gc" not in fr, sorted(fr)
+        assert abs(fr["db"][0]["percent"] - 70.0) < 0.01, fr["db"]
+        # pasting another id into the form shows that span
+        b.js("document.getElementById('span-id').value = ''")
+        b.type("#span-id", "00000000000000aa")
+        b.click("#span-go")
+        s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && s.state.span === '00000000000000aa' && s",
+                      what="second span")
+        assert s["numTicks"] == 5000 and "gc" in frames_by_name(s), s["numTicks"]
+        shot(b, "span")
+
+
+def test_tags_and_profiles():
+    t1, t2 = sum(V1.values()), sum(V2.values())
+    with need_browser() as b:
+        s = open_page(b, page(view="tags", query=sel(), label="version"), "the tag explorer")
+        vals = {v["value"]: v for v in s["values"]}
+        assert set(vals) == {"v1", "v2"}, vals
+        assert abs(vals["v2"]["share"] - t2 / (t1 + t2)) < 1e-5, vals
+        shot(b, "tags")
+        b.click('#view-tags tr[data-name="v1"] button')  # "open"
+        s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.view === 'single' && s.ready && s", what="open")
+        assert 'version="v1"' in s["state"]["query"], s["state"]
+        assert s["numTicks"] == t1 * NS * WINDOWS, s["numTicks"]
+        s = open_page(b, page(view="profiles", query=sel()), "the profile list")
+        assert len(s["profiles"]) == 2 * WINDOWS, len(s["profiles"])
+        href = b.js("return document.querySelector('#view-profiles td a').getAttribute('href')")
+        assert href.startswith("/api/profiles/") and href.endswith("?format=json"), href
+
+
+def test_errors_theme_and_defaults():
+    with need_browser() as b:
+        b.get(page(query=CPU + '{service_name=~"("}'))
+        b.wait_js("return document.body.dataset.ready === 'true'", what="error")
+        s = snap(b)
+        assert s["error"] and "invalid_parameter" in s["error"], s["error"]
+        shot(b, "error")
+        # no query: the page picks a CPU type and a service and writes them in the URL
+        s = open_page(b, "http://127.0.0.1:%d/" % NODE.port, "defaults")
+        assert s["state"]["query"].startswith(CPU + "{service_name="), s["state"]
+        assert "query=" in b.js("return location.search")
+        b.get(page(query=sel()))
+        b.wait_js("return document.body.dataset.ready === 'true'")
+        theme = snap(b)["theme"]
+        b.keys("t")
+        s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.theme !== %s && s" % json.dumps(theme),
+                      what="theme toggle")
+        shot(b, "single-" + s["theme"])
+        bg = b.js("return getComputedStyle(document.body).backgroundColor")
+        assert bg == ("rgb(22, 24, 29)" if s["theme"] == "dark" else "rgb(255, 255, 255)"), bg
+        # the 400s of the bad query above are expected; script errors are not
+        errs = [e for e in b.console_errors() if e.get("source") != "network"]
+        assert not errs, errs
+
+
+def test_partial_warning():
+    """A cluster that answers partially: the page says so, above the graph."""
+    with need_browser() as b, Cluster(2, rf=1, args=["--query-timeout", "3000ms"]) as c:
+        svc = unique("uipart")
+        for i, node in enumerate(c.nodes):
+            r = node.ingest(folded({"main;work": 5}), name=svc + ".cpu", **{"from": NOW - 60 + 10 * i})
+            assert r.status == 200, r
+        c.kill(1)
+        url = "http://127.0.0.1:%d/?%s" % (c.nodes[0].port, urllib.parse.urlencode(
+            {"query": CPU + "{}", "from": "now-1h"}))
+        s = open_page(b, url, "a partial answer")
+        assert s["partial"] and "partial answer" in s["partial"] and "n1" in s["partial"], s["partial"]
+        shot(b, "partial")
+
+
+if __name__ == "__main__":
+    print("  screenshots in %s" % ART, flush=True)
+    run_tests(globals())

@@ -1,0 +1,157 @@
+/* Unit tests for common/workq.h on a real libuv loop and pool of two
+ * threads: a lane never runs more than its cap; a busy query lane leaves a
+ * thread to writes (without lanes, two blocked queries would hold both
+ * threads and the write would wait behind them); a waiting job past its
+ * deadline is dropped with UV_ECANCELED and never runs. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "check.h"
+#include "common/workq.h"
+
+typedef struct test_job {
+    workq_job_t w;
+    uv_sem_t *release; /* NULL: returns at once */
+    atomic_int *running, *max_running;
+    int ran, status, done, order;
+} test_job_t;
+
+static int done_seq;
+static uv_sem_t query_release;
+
+static void job_fn(workq_job_t *w)
+{
+    test_job_t *j = w->data;
+    int now = atomic_fetch_add(j->running, 1) + 1;
+    int m = atomic_load(j->max_running);
+    while (now > m && !atomic_compare_exchange_weak(j->max_running, &m, now)) {
+    }
+    j->ran = 1;
+    if (j->release != NULL) uv_sem_wait(j->release);
+    atomic_fetch_sub(j->running, 1);
+}
+
+static test_job_t *write_job; /* its done releases the queries */
+
+static void job_done(workq_job_t *w, int status)
+{
+    test_job_t *j = w->data;
+    j->status = status;
+    j->done = 1;
+    j->order = ++done_seq;
+    if (j == write_job) {
+        uv_sem_post(&query_release);
+        uv_sem_post(&query_release);
+    }
+}
+
+static void safety_release(uv_timer_t *t)
+{
+    /* a write stuck behind the queries would deadlock the test: free them
+     * after 5 s, and the order check below fails instead */
+    uv_sem_post(&query_release);
+    uv_sem_post(&query_release);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void submit(workq_t *q, workq_lane_t lane, test_job_t *j, uv_sem_t *release,
+                   atomic_int *running, atomic_int *max_running)
+{
+    *j = (test_job_t){.release = release, .running = running, .max_running = max_running};
+    j->w.data = j;
+    CHECK_EQ_INT(workq_submit(q, lane, &j->w, job_fn, job_done), 0);
+}
+
+static void test_lanes(uv_loop_t *loop)
+{
+    size_t caps[WORKQ_NLANES] = {1, 1};
+    workq_t *q = NULL;
+    CHECK_EQ_INT(workq_new(loop, 2, caps, NULL, &q), 0);
+    uv_sem_init(&query_release, 0);
+    atomic_int qrun = 0, qmax = 0, wrun = 0, wmax = 0;
+    test_job_t q1, q2, w1;
+    submit(q, WORKQ_QUERY, &q1, &query_release, &qrun, &qmax);
+    submit(q, WORKQ_QUERY, &q2, &query_release, &qrun, &qmax);
+    write_job = &w1;
+    submit(q, WORKQ_WRITE, &w1, NULL, &wrun, &wmax);
+    workq_stats_t st;
+    workq_stats(q, &st);
+    CHECK_EQ_INT(st.running[WORKQ_QUERY], 1);
+    CHECK_EQ_INT(st.waiting[WORKQ_QUERY], 1);
+    uv_timer_t safety;
+    uv_timer_init(loop, &safety);
+    uv_timer_start(&safety, safety_release, 5000, 0);
+    uv_run(loop, UV_RUN_DEFAULT);
+    CHECK(q1.done && q2.done && w1.done);
+    CHECK_EQ_INT(w1.order, 1); /* the write finished while the queries were blocked */
+    CHECK_EQ_INT(atomic_load(&qmax), 1);
+    workq_stats(q, &st);
+    CHECK_EQ_INT(st.started[WORKQ_QUERY], 2);
+    CHECK_EQ_INT(st.started[WORKQ_WRITE], 1);
+    CHECK_EQ_INT(st.running[WORKQ_QUERY] + st.waiting[WORKQ_QUERY], 0);
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    CHECK_EQ_INT(workq_stats_render(&st, &b), 0);
+    CHECK(strstr((char *)b.data, "flamedb_pool_jobs_started_total{lane=\"query\"} 2\n") != NULL);
+    buf_free(&b);
+    workq_free(q);
+    uv_sem_destroy(&query_release);
+}
+
+static uv_sem_t block_release;
+
+static void release_block(uv_timer_t *t)
+{
+    uv_sem_post(&block_release);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void test_deadline(uv_loop_t *loop)
+{
+    clock_manual_t m = {.wall_ns = 1000 * 1000000LL, .mono_ns = 0};
+    clock_source_t clk = clock_manual(&m);
+    size_t caps[WORKQ_NLANES] = {1, 1};
+    workq_t *q = NULL;
+    CHECK_EQ_INT(workq_new(loop, 2, caps, &clk, &q), 0);
+    uv_sem_init(&block_release, 0);
+    atomic_int run = 0, max = 0;
+    test_job_t blocker, late, on_time;
+    write_job = NULL;
+    submit(q, WORKQ_QUERY, &blocker, &block_release, &run, &max);
+    *(&late) = (test_job_t){.running = &run, .max_running = &max};
+    late.w.data = &late;
+    late.w.deadline_unix_ms = 500; /* already past when its turn comes */
+    CHECK_EQ_INT(workq_submit(q, WORKQ_QUERY, &late.w, job_fn, job_done), 0);
+    on_time = (test_job_t){.running = &run, .max_running = &max};
+    on_time.w.data = &on_time;
+    on_time.w.deadline_unix_ms = 5000;
+    CHECK_EQ_INT(workq_submit(q, WORKQ_QUERY, &on_time.w, job_fn, job_done), 0);
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    uv_timer_start(&t, release_block, 20, 0);
+    uv_run(loop, UV_RUN_DEFAULT);
+    CHECK(blocker.done && blocker.status == 0);
+    CHECK(late.done && late.status == UV_ECANCELED && !late.ran);
+    CHECK(on_time.done && on_time.status == 0 && on_time.ran);
+    workq_stats_t st;
+    workq_stats(q, &st);
+    CHECK_EQ_INT(st.cancelled[WORKQ_QUERY], 1);
+    CHECK_EQ_INT(workq_default_cap(4), 3);
+    CHECK_EQ_INT(workq_default_cap(1), 1);
+    CHECK_EQ_INT(workq_default_cap(16), 12);
+    workq_free(q);
+    uv_sem_destroy(&block_release);
+}
+
+int main(void)
+{
+    setenv("UV_THREADPOOL_SIZE", "2", 1);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    test_lanes(&loop);
+    test_deadline(&loop);
+    uv_loop_close(&loop);
+    return check_exit();
+}
