@@ -12,6 +12,8 @@
 - a miss nobody recorded (the coordinator was killed before its write
   deadline, so it never stored a hint or a mark): the scheduled pass
   (--repair-interval) finds and fetches it;
+- the routes are operator routes: with --auth-file only an admin token may
+  repair or remove; bad parameters get 400/404;
 - 4 nodes RF 2: a killed node is removed with `flamectl cluster remove`; the
   remaining nodes fetch its ranges, so with any one more node stopped every
   answer is still exact.
@@ -19,9 +21,11 @@
 The time repair takes to converge is printed. Every wait is bounded; the seed
 is printed (cluster.py) and replayed with FLAMEDB_TEST_SEED.
 """
+import hashlib
 import os
 import signal
 import subprocess
+import tempfile
 import time
 
 import threading
@@ -198,6 +202,28 @@ def test_scheduled_pass_repairs_an_unrecorded_miss():
         took = time.monotonic() - t1
         assert not any(hints_for(c, i) for i in (1, 2)), "a mark although nobody recorded the miss"
         print("    n2 exact on its own %.2fs after it continued (scheduled pass every 1 s)" % took)
+
+
+def test_routes_need_admin_and_check_parameters():
+    fd, path = tempfile.mkstemp(prefix="flamedb-auth-")
+    with os.fdopen(fd, "w") as f:
+        for role, tok in (("read", "rd-token-1"), ("admin", "ad-token-1")):
+            f.write("acme %s %s\n" % (role, hashlib.sha256(tok.encode()).hexdigest()))
+    try:
+        with harness.Node(args=["--auth-file", path]) as n:
+            rd = {"Authorization": "Bearer rd-token-1"}
+            ad = {"Authorization": "Bearer ad-token-1"}
+            assert n.request("POST", "/cluster/repair").status == 401
+            assert n.request("POST", "/cluster/repair", None, rd).status == 403
+            r = n.request("POST", "/cluster/repair", None, ad)
+            assert r.status == 200 and r.json()["complete"] is True, r
+            assert n.request("POST", "/cluster/remove?node=n9", None, rd).status == 403
+            assert n.request("POST", "/cluster/remove", None, ad).status == 400
+            assert n.request("POST", "/cluster/remove?node=n9", None, ad).status == 404
+            assert n.request("POST", "/cluster/remove?node=bad%20id", None, ad).status == 400
+            assert n.request("GET", "/cluster/repair", None, ad).status == 405
+    finally:
+        os.unlink(path)
 
 
 def test_remove_dead_node_restores_rf():
