@@ -148,6 +148,7 @@ void replicate_marks_tick(replicate_t *r, const cluster_view_t *v)
         replicate_mark_t *m = &r->marks[i];
         if (!replicate_mark_active(m, slack_ms(r)) || now - m->run_sent_ms < REPLICATE_RUN_EVERY_MS)
             continue;
+        if (now <= m->lost_ms + slack_ms(r)) continue; /* a pass now could not lift the mark */
         int k = v->ring != NULL ? ring_node_find(v->ring, m->id) : -1;
         if (k < 0 || !v->reachable[k] || (int)k == v->self) continue;
         Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;
