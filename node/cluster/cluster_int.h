@@ -176,6 +176,13 @@ struct cluster {
     replicate_t *replicate;     /* the write path (replicate_int.h), or NULL */
     scatter_t *scatter;         /* the read path (scatter_int.h), or NULL */
     repair_t *repair;           /* anti-entropy (repair_int.h), or NULL */
+    /* Members seen `left` (removed or gone), and who is told when one of
+     * them comes back with a new incarnation: its data lacks everything
+     * since it left, so it must not serve reads until repaired. */
+    char **left_seen;
+    size_t nleft, left_cap;
+    void (*on_rejoin)(void *ctx, const char *node_id);
+    void *on_rejoin_ctx;
     void (*done)(void *arg);
     void *done_arg;
 };

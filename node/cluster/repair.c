@@ -224,8 +224,12 @@ static int list_missing(repair_t *r, const char *peer, uint64_t lo, uint64_t hi,
             st->listed++;
             if (has < 0)
                 rc = errmsg_set(em, has, "seen index lookup failed");
-            else if (has == 0)
-                rc = want_add(w, e);
+            else if (has == 0 && (rc = want_add(w, e)) == 0)
+                st->missing++;
+        }
+        if (rc == 0 && w->n >= REPAIR_WANT_MAX) { /* bounded: fetch what is gathered */
+            rc = fetch(r, peer, w, st, em);
+            w->n = 0;
         }
         more = a->more && a->n_entries > 0;
         if (a->n_entries > 0) { /* page on after the last entry */

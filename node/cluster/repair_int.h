@@ -34,6 +34,7 @@
 #define REPAIR_BUCKET_S 3600          /* width of a digest's time bucket */
 #define REPAIR_IDS_PAGE 4096          /* entries per id-list answer */
 #define REPAIR_FETCH_BATCH 256        /* profiles asked per fetch */
+#define REPAIR_WANT_MAX 4096          /* missing entries gathered before they are fetched */
 #define REPAIR_SERVE_MAX 4            /* requests of peers served at once; more: unavailable */
 #define REPAIR_MARGIN_S 3600          /* kept off the seen retention's edge (clocks, pass time) */
 #define REPAIR_SUMMARY_MAX (1u << 20) /* bytes of a pass's lists of unreached and failed peers */

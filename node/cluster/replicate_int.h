@@ -357,6 +357,9 @@ void replicate_marks_note(replicate_t *r, const replicate_write_t *rw);
 size_t replicate_marks_active(const replicate_t *r, const char **ids, size_t cap);
 /* id reported a complete repair pass that started at started_ms. */
 void replicate_marks_repaired(replicate_t *r, const char *id, uint64_t started_ms);
+/* cluster_t.on_rejoin: a member that had left is one again (ctx: the
+ * replicate_t); it is marked short until repaired. */
+void replicate_marks_rejoined(void *ctx, const char *id);
 /* Asks the reachable marked replicas of view v to run a repair pass. */
 void replicate_marks_tick(replicate_t *r, const cluster_view_t *v);
 

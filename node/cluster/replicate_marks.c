@@ -162,3 +162,49 @@ void replicate_marks_tick(replicate_t *r, const cluster_view_t *v)
         if (rc != 0) log_debug("replicate", "repair request to %s: %s", m->id, err_message(rc));
     }
 }
+
+/* A removed node came back with its old data: it lacks every write since it
+ * left, which no hint covers. Marked like a dropped hint (durably, from the
+ * pool), so it serves no reads until a complete pass of its own. */
+typedef struct lost_job {
+    workq_job_t work;
+    replicate_t *r;
+    char id[RING_NODE_ID_MAX + 1];
+    uint64_t ms;
+} lost_job_t;
+
+static void lost_work(workq_job_t *w)
+{
+    lost_job_t *j = w->data;
+    errmsg_t em = {{0}};
+    int rc = storage_repair_mark_put(j->r->storage, STORAGE_MARK_LOST, j->id, j->ms, &em);
+    if (rc != 0) log_warn("replicate", "repair mark of %s: %s", j->id, errmsg_text(&em, rc));
+}
+
+static void lost_after(workq_job_t *w, int status)
+{
+    (void)status;
+    lost_job_t *j = w->data;
+    j->r->jobs--;
+    free(j);
+}
+
+void replicate_marks_rejoined(void *ctx, const char *id)
+{
+    replicate_t *r = ctx;
+    replicate_mark_t *m = mark_of(r, id, 1);
+    if (m == NULL) return;
+    m->lost_ms = replicate_now_ms(r);
+    lost_job_t *j = r->closing ? NULL : calloc(1, sizeof *j);
+    if (j != NULL) {
+        j->r = r;
+        snprintf(j->id, sizeof j->id, "%s", id);
+        j->ms = m->lost_ms;
+        j->work.data = j;
+        if (workq_submit(r->workq, WORKQ_WRITE, &j->work, lost_work, lost_after) == 0)
+            r->jobs++;
+        else
+            free(j); /* kept in memory only */
+    }
+    replicate_publish_hint_targets(r);
+}
