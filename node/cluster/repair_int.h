@@ -13,9 +13,9 @@
  * (each node fetches what it lacks) keeps one pass simple; a cluster
  * converges once every node ran a pass (flamectl cluster repair asks each).
  *
- * Threads: a pass runs on the module's own thread, which blocks on storage
- * and on its requests to peers; the loop sends those requests and routes
- * their answers back (repair.c). Serving a peer's request runs on the pool
+ * Threads: a pass (repair_pass.c) runs on the module's own thread, which
+ * blocks on storage and on its requests to peers; the loop sends those
+ * requests and routes their answers back (repair.c). Serving a peer's request runs on the pool
  * (repair_serve.c). The digest functions (repair_digest.c) run on any thread.
  * Ownership: repair_open_for_cluster returns a handle the cluster owns;
  * repair_close once on the loop, repair_free after the loop ended.
@@ -115,5 +115,87 @@ int repair_serve_build(storage_t *s, const repair_options_t *o,
  * WRITE handler does; *written gets the series stored (not duplicates). */
 int replicate_store_request(const replicate_options_t *o, storage_t *s,
                             const Flamedb__Cluster__WriteRequest *q, size_t *written, errmsg_t *em);
+
+/* ---------------------------------------------------------------- internals
+ * Shared by repair.c (thread, loop side, serving, lifetime) and
+ * repair_pass.c (one pass). */
+
+#include <stdatomic.h>
+
+#include "common/workq.h"
+
+typedef enum { CALL_QUEUED, CALL_SENT, CALL_DONE } repair_call_state_t;
+
+/* One request of the pass's thread; lives on that thread's stack. */
+typedef struct repair_call {
+    const char *peer; /* NULL: the loop only takes a view reference */
+    int notify;       /* no answer expected: done once sent */
+    Flamedb__Cluster__RepairRequest *req;
+    uint64_t request_id;
+    repair_call_state_t state;
+    int rc;
+    cluster_msg_t answer;       /* taken from the dispatcher; the thread frees it */
+    const cluster_view_t *view; /* peer NULL: the view, one reference */
+} repair_call_t;
+
+typedef struct repair_waiter {
+    cluster_repair_fn done;
+    void *arg;
+    uint64_t want; /* the pass generation that answers it */
+    struct repair_waiter *next;
+} repair_waiter_t;
+
+/* What one pass did, summed over its peers. */
+typedef struct repair_stats {
+    uint64_t peers, ranges, buckets, differing, listed, missing, written, bytes, unavailable;
+    buf_t unreached, failed; /* JSON array members */
+} repair_stats_t;
+
+struct repair {
+    uv_loop_t *loop;
+    storage_t *storage;
+    cluster_t *c;
+    repair_options_t o;
+    cluster_ops_t ops;
+    cluster_wire_limits_t limits;
+    uv_thread_t thread;
+    int thread_started;
+    uv_mutex_t mu;
+    uv_cond_t cond;
+    uv_async_t async;
+    workq_job_t join_work;
+    workq_t *workq;          /* the node's pool lanes, or own_workq */
+    workq_t *own_workq;      /* when the node gave none */
+    int has_lock, has_async; /* what repair_open_for_cluster got to */
+    atomic_int closing;      /* set under mu; read anywhere */
+    /* under mu */
+    int demand; /* a caller waits for a pass (repair_run) */
+    int asked;  /* a peer asked for one (RUN): at most every REPAIR_ASKED_GAP_MS */
+    repair_call_t *call;
+    uint64_t next_id, started_gen, done_gen;
+    int result_rc;
+    buf_t result;
+    /* loop only */
+    repair_waiter_t *waiters;
+    uint64_t delivered_gen;
+    int serving;
+};
+
+/* Wall-clock unix ms of the module's clock. */
+uint64_t repair_now_ms(repair_t *r);
+/* Repair thread: one round trip with peer (NULL: take a view reference into
+ * *view, on the loop); q's request id and deadline are set here; q NULL
+ * with ans NULL: a note, done once sent. On success *ans owns the answer,
+ * its body decoded and checked (free with cluster_msg_free). */
+int repair_call_once(repair_t *r, const char *peer, Flamedb__Cluster__RepairRequest *q,
+                     cluster_msg_t *ans, const cluster_view_t **view, errmsg_t *em);
+/* repair_call_once, asked again (REPAIR_RETRIES times) while the peer is busy. */
+int repair_call(repair_t *r, const char *peer, Flamedb__Cluster__RepairRequest *q,
+                cluster_msg_t *ans, errmsg_t *em);
+void repair_request_init(Flamedb__Cluster__RepairRequest *q, Flamedb__Cluster__RepairKind kind,
+                         int64_t from_s, int64_t until_s);
+/* repair_pass.c: one pass over every range this node replicates; its JSON
+ * summary into out. A complete pass is announced to the other nodes. */
+int repair_pass_run(repair_t *r, buf_t *out);
 
 #endif
