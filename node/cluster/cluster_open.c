@@ -119,6 +119,7 @@ int cluster_remove_node(cluster_t *c, const char *node_id, errmsg_t *em)
 struct cluster_metrics {
     replicate_stats_t replicate;
     scatter_stats_t scatter;
+    repair_counters_t repair;
 };
 
 int cluster_metrics_take(cluster_t *c, cluster_metrics_t **out)
@@ -127,6 +128,7 @@ int cluster_metrics_take(cluster_t *c, cluster_metrics_t **out)
     if (m == NULL) return ERR_NOMEM;
     replicate_stats(c->replicate, &m->replicate);
     scatter_stats(c->scatter, &m->scatter);
+    repair_counters_take(c->repair, &m->repair);
     *out = m;
     return ERR_OK;
 }
@@ -135,6 +137,7 @@ void cluster_metrics_register(const cluster_metrics_t *m, storage_t *storage, me
 {
     replicate_stats_register(&m->replicate, storage, r);
     scatter_stats_register(&m->scatter, r);
+    repair_counters_register(&m->repair, r);
 }
 
 void cluster_metrics_free(cluster_metrics_t *m)

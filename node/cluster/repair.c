@@ -284,6 +284,9 @@ static void serve_after(workq_job_t *wk, int status)
     serve_job_t *j = wk->data;
     repair_t *r = j->r;
     r->serving--;
+    uv_mutex_lock(&r->mu);
+    r->counters.served++;
+    uv_mutex_unlock(&r->mu);
     if (status != 0 && j->rc == 0) j->rc = errmsg_set(&j->em, ERR_UNAVAILABLE, "stopping");
     if (!r->closing)
         answer(r, j->sender, (const void *)j->msg.body, &j->a, j->rc,
@@ -331,6 +334,25 @@ void repair_on_request(void *ctx, cluster_msg_t *msg)
         return;
     }
     r->serving++;
+}
+
+/* ---------- metrics ---------- */
+
+void repair_counters_take(repair_t *r, repair_counters_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (r == NULL || !r->has_lock) return;
+    uv_mutex_lock(&r->mu);
+    *out = r->counters;
+    uv_mutex_unlock(&r->mu);
+}
+
+void repair_counters_register(const repair_counters_t *st, metrics_registry_t *reg)
+{
+#define REPAIR_DEF(field, metric, help) METRICS_U64_DEF(repair_counters_t, field, metric, help),
+    static const metrics_u64_def_t defs[] = {REPAIR_COUNTERS(REPAIR_DEF)};
+#undef REPAIR_DEF
+    metrics_add_u64_array(reg, defs, sizeof defs / sizeof *defs, st);
 }
 
 /* ---------- lifetime ---------- */

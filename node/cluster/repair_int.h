@@ -122,7 +122,26 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
 
 #include <stdatomic.h>
 
+#include "common/metrics.h"
 #include "common/workq.h"
+
+/* Counters for /metrics (docs/api.md), kept under the module's mutex. */
+#define REPAIR_COUNTERS(X)                                                                         \
+    X(passes, "flamedb_repair_passes_total", "Anti-entropy passes this node ran.")                 \
+    X(incomplete, "flamedb_repair_incomplete_passes_total",                                        \
+      "Passes that left out too many replicas of a range or could not fetch every profile.")       \
+    X(series, "flamedb_repair_series_streamed_total",                                              \
+      "Series of profiles this node lacked, fetched by repair and stored.")                        \
+    X(bytes, "flamedb_repair_bytes_streamed_total", "Bytes of the profiles fetched by repair.")    \
+    X(unavailable, "flamedb_repair_unavailable_total",                                             \
+      "Missing profiles no peer could send (their tree is not kept).")                             \
+    X(served, "flamedb_repair_requests_served_total", "Repair requests of peers answered.")
+
+typedef struct repair_counters {
+#define REPAIR_FIELD(name, metric, help) uint64_t name;
+    REPAIR_COUNTERS(REPAIR_FIELD)
+#undef REPAIR_FIELD
+} repair_counters_t;
 
 typedef enum { CALL_QUEUED, CALL_SENT, CALL_DONE } repair_call_state_t;
 
@@ -175,11 +194,17 @@ struct repair {
     uint64_t next_id, started_gen, done_gen;
     int result_rc;
     buf_t result;
+    repair_counters_t counters;
     /* loop only */
     repair_waiter_t *waiters;
     uint64_t delivered_gen;
     int serving;
 };
+
+/* Loop thread: a copy of the counters. */
+void repair_counters_take(repair_t *r, repair_counters_t *out);
+/* Any thread: registers st's fields (borrowed until rendered) on reg. */
+void repair_counters_register(const repair_counters_t *st, metrics_registry_t *reg);
 
 /* Wall-clock unix ms of the module's clock. */
 uint64_t repair_now_ms(repair_t *r);

@@ -361,6 +361,13 @@ int repair_pass_run(repair_t *r, buf_t *out)
     free(bad);
     r->ops.view_release(v);
     if (rc == 0) pass_json(r, &st, complete, repair_now_ms(r) - t0, out);
+    uv_mutex_lock(&r->mu);
+    r->counters.passes++;
+    r->counters.incomplete += !complete;
+    r->counters.series += st.written;
+    r->counters.bytes += st.bytes;
+    r->counters.unavailable += st.unavailable;
+    uv_mutex_unlock(&r->mu);
     if (rc == 0 && (st.written > 0 || !complete))
         log_info("repair", "pass: %llu series streamed in, %llu unavailable, %s",
                  (unsigned long long)st.written, (unsigned long long)st.unavailable,

@@ -315,6 +315,8 @@ int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t
 void replicate_stats(const replicate_t *r, replicate_stats_t *out)
 {
     *out = r->st;
+    const char *ids[RING_MAX_NODES];
+    out->marked = replicate_marks_active(r, ids, RING_MAX_NODES);
     out->replay_inflight = 0;
     for (size_t i = 0; i < r->nrt; i++)
         out->replay_inflight += r->rt[i].inflight;
@@ -396,6 +398,10 @@ void replicate_stats_register(const replicate_stats_t *st, storage_t *storage,
                     "Replicated writes waiting for replicas.", METRICS_GAUGE, &st->inflight_writes);
     metrics_add_u64(r, "flamedb_replicated_bytes_inflight", "Bytes of packed writes held.",
                     METRICS_GAUGE, &st->inflight_bytes);
+    metrics_add_u64(r, "flamedb_repair_marked_nodes",
+                    "Replicas this node marked short (a write no hint will deliver): not read "
+                    "from until their repair pass.",
+                    METRICS_GAUGE, &st->marked);
     metrics_add_u64(r, "flamedb_hints_replaying",
                     "Hints sent to their target, not yet acknowledged.", METRICS_GAUGE,
                     &st->replay_inflight);

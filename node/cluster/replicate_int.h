@@ -152,6 +152,7 @@ typedef struct replicate_stats {
     REPLICATE_COUNTERS(REPLICATE_FIELD)
 #undef REPLICATE_FIELD
     uint64_t inflight_writes, inflight_bytes; /* gauges */
+    uint64_t marked;                          /* gauge: replicas marked short */
     uint64_t replay_inflight;
 } replicate_stats_t;
 

@@ -105,6 +105,7 @@ def test_down_replica_answers_alone_after_repair():
         # the coordinators marked n2 short: listed like a hint target, not read from
         for i in (0, 1):
             assert "n2" in hints_for(c, i), c.status(i)
+            assert c.nodes[i].metric("flamedb_repair_marked_nodes") == 1
         c.restart(2)
         c.wait_converged(timeout=30)
         # n2 now asks its peers (they send it RUN); until its pass completed and
@@ -122,6 +123,9 @@ def test_down_replica_answers_alone_after_repair():
         assert not any(hints_for(c, i) for i in (0, 1, 2)), "marks not lifted in 20 s"
         print("    %d exact answers through n2 until its own pass lifted the marks (%.2fs)"
               % (answers, healed))
+        streamed = c.nodes[2].metric("flamedb_repair_series_streamed_total")
+        assert streamed == 60, "n2 fetched %s series, missed 60" % streamed
+        assert c.nodes[0].metric("flamedb_repair_marked_nodes") == 0
 
         p, took = ctl(c, 0, "cluster", "repair")
         assert p.returncode == 0, p.stdout + p.stderr
