@@ -16,6 +16,7 @@ static void begin_stop(node_t *n, const char *why)
     n->stopping = 1;
     log_info("node", "stopping (%s): finishing in-flight requests (at most %llu ms)", why,
              (unsigned long long)n->cfg.shutdown_timeout_ms);
+    if (n->cluster != NULL) cluster_stop_repair(n->cluster); /* its callers wait no longer */
     http_server_drain(n->http, n->cfg.shutdown_timeout_ms, on_drained, n);
 }
 

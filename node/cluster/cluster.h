@@ -190,6 +190,12 @@ typedef void (*cluster_repair_fn)(void *arg, int rc, const char *json, const err
  * compare). */
 void cluster_repair(cluster_t *c, cluster_repair_fn done, void *arg);
 
+/* The node begins to stop: callers waiting for a repair pass are answered
+ * (ERR_UNAVAILABLE) and the pass ends after its current step, so an HTTP
+ * drain does not wait for a pass that may take long. Later calls and
+ * cluster_close do the rest. */
+void cluster_stop_repair(cluster_t *c);
+
 /* Removes a node that is gone for good: it is marked left, so it leaves the
  * ring on every node as gossip spreads it, and its ranges go to the next
  * nodes clockwise, which fetch the data by repair. ERR_NOT_FOUND for an

@@ -96,6 +96,11 @@ void cluster_repair(cluster_t *c, cluster_repair_fn done, void *arg)
     repair_run(c->repair, done, arg);
 }
 
+void cluster_stop_repair(cluster_t *c)
+{
+    repair_close(c->repair); /* cluster_close's own call is then a no-op */
+}
+
 int cluster_remove_node(cluster_t *c, const char *node_id, errmsg_t *em)
 {
     ring_member_t m;

@@ -158,7 +158,10 @@ static void deliver(repair_t *r, uint64_t gen, int rc, const char *json)
 {
     repair_waiter_t **pp = &r->waiters;
     errmsg_t em = {{0}};
-    if (rc != 0) errmsg_set(&em, rc, "repair pass failed: %s", err_message(rc));
+    if (rc != 0 && r->closing)
+        errmsg_set(&em, rc, "the node is stopping: no repair pass");
+    else if (rc != 0)
+        errmsg_set(&em, rc, "repair pass failed: %s", err_message(rc));
     while (*pp != NULL) {
         repair_waiter_t *w = *pp;
         if (w->want > gen) {
