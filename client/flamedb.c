@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client/flamedb_int.h"
 
@@ -215,7 +216,10 @@ int flamedb_push(flamedb_client_t *c, const flamedb_push_t *p, const void *body,
     int rc = buf_append_str(&t, "/ingest");
     if (rc == ERR_OK) rc = flamedb__query_add(&t, "name", p->name);
     if (rc == ERR_OK) rc = flamedb__query_add(&t, "format", pprof ? "pprof" : "folded");
-    if (rc == ERR_OK && p->from > 0) rc = flamedb__query_add_int(&t, "from", p->from);
+    /* Always a from: the server's profile id covers the time window, so a
+     * window fixed here makes the resend of a failed request the same profile. */
+    int64_t from = p->from > 0 ? p->from : (int64_t)time(NULL);
+    if (rc == ERR_OK) rc = flamedb__query_add_int(&t, "from", from);
     if (rc == ERR_OK && p->until > 0) rc = flamedb__query_add_int(&t, "until", p->until);
     if (rc == ERR_OK && p->sample_rate > 0)
         rc = flamedb__query_add_int(&t, "sampleRate", p->sample_rate);

@@ -94,7 +94,8 @@ typedef enum flamedb_push_format {
 } flamedb_push_format_t;
 
 /* One push. name is "app.cpu{k=v,...}" (folded) or "app{k=v,...}" (pprof).
- * from/until are unix seconds; 0 leaves them to the server (now). */
+ * from/until are unix seconds; from 0 is the client's clock at the call (sent,
+ * so a resent request is the same profile), until 0 is left to the server. */
 typedef struct flamedb_push {
     const char *name;
     flamedb_push_format_t format;
@@ -107,8 +108,8 @@ typedef struct flamedb_push {
 
 /* Sends body (len bytes, borrowed) as described by p. Returns 0 once the
  * server acknowledged the profile (HTTP 200). A push that failed may or may
- * not be stored; retrying it is safe because the server derives the profile
- * id from its content and counts it once. */
+ * not be stored; retrying it is safe when p->from is set (the server derives
+ * the profile id from the content and the time window and counts it once). */
 FLAMEDB_API int flamedb_push(flamedb_client_t *c, const flamedb_push_t *p, const void *body,
                              size_t len);
 /* Shorthands of flamedb_push(). */

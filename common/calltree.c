@@ -62,18 +62,30 @@ int calltree_reserve(calltree_t *t, size_t nodes)
     return edgemap_reserve(&t->edges, want);
 }
 
-calltree_t *calltree_new(size_t max_nodes)
+/* A tree with room for `initial` nodes (and their edges) before it grows. */
+static calltree_t *new_tree(size_t max_nodes, size_t initial)
 {
     calltree_t *t = calloc(1, sizeof *t);
     if (t == NULL) return NULL;
     t->max_nodes = max_nodes == 0 ? (size_t)UINT32_MAX - 1 : max_nodes;
-    if (grow_nodes(t) != ERR_OK || edgemap_reserve(&t->edges, 64) != ERR_OK) {
+    if (GROW_FROM(t->nodes, t->cap, 1, GROW_UNLIMITED, initial) != ERR_OK ||
+        edgemap_reserve(&t->edges, initial) != ERR_OK) {
         calltree_free(t);
         return NULL;
     }
     t->nodes[0] = (ct_node_t){SYM_ROOT, 0, 0, CALLTREE_NONE, CALLTREE_NONE, CALLTREE_NONE};
     t->count = 1;
     return t;
+}
+
+calltree_t *calltree_new(size_t max_nodes)
+{
+    return new_tree(max_nodes, 64);
+}
+
+calltree_t *calltree_new_small(size_t max_nodes)
+{
+    return new_tree(max_nodes, 4);
 }
 
 void calltree_free(calltree_t *t)

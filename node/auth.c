@@ -153,7 +153,7 @@ int node_auth_load(const char *path, node_auth_t **out, errmsg_t *em)
 void node_auth_free(node_auth_t *a)
 {
     if (a == NULL) return;
-    explicit_bzero(a->e, a->cap * sizeof *a->e);
+    if (a->e != NULL) explicit_bzero(a->e, a->cap * sizeof *a->e);
     free(a->e);
     free(a);
 }

@@ -95,8 +95,10 @@ static const opt_t options[] = {
     SECTION("Ingest limits"),
     {"max-decompressed-bytes", OPT_SIZE, FIELD(ingest.max_decompressed_bytes, size_t), NULL, 0,
      1 * KiB, 4 * GiB, "Size of a profile after gunzip (gzip bombs are refused with 413)."},
-    {"max-decoded-bytes", OPT_SIZE, FIELD(ingest.max_decoded_bytes, size_t), NULL, 0, 1 * MiB,
-     64 * GiB, "Memory one decoded pprof message may take (protobuf structures)."},
+    {"max-decoded-bytes", OPT_SIZE, FIELD(ingest.max_decoded_bytes, size_t), NULL, 32, 1 * MiB,
+     64 * GiB,
+     "Memory one decoded pprof message may take (protobuf structures); over it the push gets "
+     "413. Each of worker-threads pushes may take this much at once."},
     {"max-samples", OPT_COUNT, FIELD(ingest.max_samples, size_t), NULL, 0, 1, 100000000,
      "Samples (or folded lines) per profile."},
     {"max-stack-depth", OPT_COUNT, FIELD(ingest.max_stack_depth, size_t), NULL, 0, 1, 65536,
@@ -118,6 +120,27 @@ static const opt_t options[] = {
      "Span and trace trees (distinct span_id/trace_id values) one series of one profile keeps in "
      "the span index; further ids are dropped from the index (their samples still count) and "
      "counted in flamedb_ingest_spans_dropped_total. 0 disables the span index."},
+    {"ingest-decoded-per-byte", OPT_COUNT, FIELD(ingest.decoded_per_byte, size_t), NULL, 0, 1,
+     1000000,
+     "Decoded pprof bytes allowed per byte of the (gunzipped) message, at least 4 MiB and at "
+     "most max-decoded-bytes; real profiles need about 7, messages of empty entries far more "
+     "(413)."},
+    {"ingest-max-request-nodes", OPT_COUNT, FIELD(ingest.max_request_nodes, size_t), NULL, 512,
+     1024, 1000000000,
+     "Call-tree nodes one push may create over all its series and span trees, counted while it "
+     "is parsed; over it the push gets 413 (about 100 bytes of memory a node)."},
+    {"ingest-request-nodes-per-byte", OPT_COUNT, FIELD(ingest.request_nodes_per_byte, size_t), NULL,
+     0, 1, 1000000,
+     "Call-tree nodes a push may create per byte of its gunzipped payload (at least 65536, at "
+     "most ingest-max-request-nodes); real profiles need under 0.4."},
+    {"ingest-max-request-work", OPT_COUNT, FIELD(ingest.max_request_work, size_t), NULL, 0, 1024,
+     100000000000ull,
+     "Stack frames one push may walk building its trees (samples x sample types x depth, span "
+     "trees included), counted while it is parsed; over it the push gets 413."},
+    {"ingest-request-work-per-byte", OPT_COUNT, FIELD(ingest.request_work_per_byte, size_t), NULL,
+     0, 1, 1000000,
+     "Stack frames a push may walk per byte of its gunzipped payload (at least 4194304, at most "
+     "ingest-max-request-work); real profiles need under 3."},
     {"shards-per-service", OPT_U32, FIELD(ingest.shards.default_shards, uint32_t), NULL, 0, 1, 4096,
      "Placement shards per service. Changing it moves data: set it once per cluster."},
     {"service-shards", OPT_TEXT, FIELD(service_shards, char[NODE_PATH_MAX]), "", 0, 0, 4000,
@@ -173,6 +196,25 @@ static const opt_t options[] = {
      "listed but cannot be opened (0 = keep none)."},
     {"max-background-jobs", OPT_INT, FIELD(storage.max_background_jobs, int), NULL, 0, 1, 64,
      "RocksDB flush and compaction threads."},
+    {"sync-writes", OPT_INT, FIELD(storage.sync_writes, int), "0", 0, 0, 1,
+     "1: every acknowledged write is fsynced to the write-ahead log first (concurrent writes "
+     "share one fsync), so it survives a power loss of the machine; 0: written to the log, not "
+     "synced: survives kill -9 of the process, not a power loss (docs/operations.md, "
+     "Durability)."},
+    {"series-gc-interval", OPT_SECONDS, FIELD(storage.series_gc_interval_seconds, int64_t), NULL, 0,
+     0, 7 * DAY_S,
+     "How often series whose blocks retention has all dropped are deleted with their postings "
+     "(so label queries stop listing them); 0 = never. Symbols and stack-node tables are not "
+     "collected."},
+    {"max-span-nodes", OPT_COUNT, FIELD(storage.max_span_nodes, size_t), NULL, 0, 16, 100000000,
+     "Nodes one stored span or trace tree (one span id, series and 10-second window) keeps; "
+     "past it the lightest nodes fold into \"other\" nodes, totals exact (at write and when "
+     "pushes that name the same span id are merged)."},
+    {"max-stack-nodes", OPT_U32, FIELD(storage.max_stack_nodes, uint32_t), NULL, 0, 1024, 1u << 29,
+     "Distinct stacks (nodes of the stack-node table) one service shard keeps. Past it, new "
+     "stacks are stored folded into \"other\" nodes (values exact, shape lost below the fold; "
+     "counted in flamedb_storage_folded_stacks_total) instead of being refused; about 30 bytes "
+     "of node cache each."},
     SECTION("Cluster"),
     {"node-id", OPT_TEXT, FIELD(cluster.node_id, char[NODE_PATH_MAX]), "", 0, 0, 64,
      "This node's id. Empty: generated on first start and kept in the data dir; a restarted "

@@ -55,8 +55,9 @@ static int refold(calltree_t *acc, const char *const *parts, const size_t *lens,
 int storage_fold_trees(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
                        buf_t *out)
 {
-    /* Unlimited nodes: the merged tree is no larger than the sum of its
-     * operands, which are bounded by the ingest limits and RocksDB values. */
+    /* Unlimited while decoding (the operands are bounded by the ingest
+     * limits); the sum is then capped at span_max_nodes, so a span id that
+     * many pushes name cannot grow one value without bound. */
     calltree_t *acc = calltree_new(0);
     unsigned char *bad = NULL;
     int rc = acc == NULL ? ERR_NOMEM : 0;
@@ -75,10 +76,16 @@ int storage_fold_trees(storage_counters_t *c, const char *const *parts, const si
         storage_log_corrupt(c, "calltree", i, drc);
         rc = refold(acc, parts, lens, bad, i);
     }
-    if (rc == 0 && n == 1 && bad == NULL)
+    calltree_t *capped = NULL;
+    if (rc == 0) rc = storage_cap_tree(acc, c->span_max_nodes, &capped);
+    if (capped != NULL) atomic_fetch_add(&c->capped_spans, 1);
+    if (rc == 0 && capped != NULL)
+        rc = calltree_encode(capped, out);
+    else if (rc == 0 && n == 1 && bad == NULL)
         rc = buf_append(out, parts[0], lens[0]); /* valid: no need to re-encode */
     else if (rc == 0)
         rc = calltree_encode(acc, out);
+    calltree_free(capped);
     free(bad);
     calltree_free(acc);
     return rc;

@@ -16,8 +16,12 @@
  * used first out) and loaded from the column family on a miss. A writer holds
  * a table's lock from the first new id until its WriteBatch (which carries the
  * new node entries) committed, so no other thread ever sees an id whose entry
- * is not durable; if the batch fails the table is dropped from the cache and
- * reloaded from disk next time.
+ * is not durable. If the batch fails, the table is emptied IN PLACE and stays
+ * in the cache: the next holder of its lock reloads it from disk. (Dropping it
+ * from the cache instead let a thread already waiting on the lock keep using
+ * the old object while a newcomer loaded a second copy: both then gave the
+ * same next id to different stacks, and values landed on the wrong stacks.)
+ * There is at most one table object per (token, tenant) at any time.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,10 +91,11 @@ static void sym_add(nodetab_t *t, uint64_t sym, uint32_t first_id)
     (void)u64map_put(&t->sym_index, sym, o);
 }
 
-/* Appends node (parent, sym) as id count; the caller checked it is new. */
-static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym)
+/* Appends node (parent, sym) as id count while count < limit; the caller
+ * checked it is new. */
+static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t limit)
 {
-    if (t->count >= STORAGE_MAX_STACK_NODES) return ERR_LIMIT;
+    if (t->count >= limit) return ERR_LIMIT;
     size_t c1 = t->cap, c2 = t->cap; /* parallel arrays: both grow alike */
     if (GROW_FROM(t->parent, c1, (size_t)t->count + 1, UINT32_MAX, 256) != 0 ||
         GROW_FROM(t->sym, c2, (size_t)t->count + 1, UINT32_MAX, 256) != 0)
@@ -164,7 +169,7 @@ static int chunk_decode(nodetab_t *t, uint32_t chunk, const uint8_t *p, size_t n
             if (k > t->nsyms) return ERR_CORRUPT;
             sym = t->ord_sym[k - 1];
         }
-        int rc = tab_append(t, id - (uint32_t)delta, sym);
+        int rc = tab_append(t, id - (uint32_t)delta, sym, STORAGE_HARD_STACK_NODES);
         if (rc != 0) return rc;
         id++;
     }
@@ -179,7 +184,7 @@ static int tab_load(storage_t *s, nodetab_t *t, errmsg_t *em)
     hi = lo;
     hi.n -= 4; /* prefix token|tenant */
     hi.n = storage_prefix_successor(hi.b, hi.n);
-    int rc = tab_append(t, 0, SYM_ROOT);
+    int rc = tab_append(t, 0, SYM_ROOT, STORAGE_HARD_STACK_NODES);
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     if (hi.n > 0) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_NODES]);
@@ -307,7 +312,8 @@ void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed)
 {
     nodetab_cache_t *c = &s->nodetabs;
     if (failed) {
-        /* ids assigned since the last commit may not be durable: forget them */
+        /* ids assigned since the last commit may not be durable: forget all,
+         * and let the next holder (count 0) reload what is on disk */
         t->count = t->committed = t->nsyms = 0;
         edgemap_clear(&t->edges);
         u64map_clear(&t->sym_index);
@@ -317,7 +323,6 @@ void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed)
     size_t bytes = tab_bytes(t);
     pthread_mutex_unlock(&t->lock);
     pthread_mutex_lock(&c->mu);
-    if (failed && t->valid) drop(c, t);
     if (t->valid) {
         c->bytes += bytes - t->cached_bytes;
         t->cached_bytes = bytes;
@@ -337,7 +342,30 @@ int storage_nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t 
         return 0;
     }
     if (wb == NULL) return ERR_NOT_FOUND;
-    int rc = tab_append(t, parent, sym);
+    if (sym == SYM_OTHER) return storage_nodetab_other(s, t, parent, out);
+    int rc = tab_append(t, parent, sym, s->opts.max_stack_nodes);
+    if (rc != 0) return rc;
+    *out = t->count - 1;
+    return 0;
+}
+
+int storage_nodetab_other(storage_t *s, nodetab_t *t, uint32_t parent, uint32_t *out)
+{
+    if (parent != 0 && t->sym[parent] == SYM_OTHER) {
+        *out = parent;
+        return 0;
+    }
+    uint32_t id = edgemap_get(&t->edges, parent, SYM_OTHER);
+    if (id != 0) {
+        *out = id;
+        return 0;
+    }
+    uint32_t max = s->opts.max_stack_nodes, reserve = max + max / 64;
+    if (reserve > STORAGE_HARD_STACK_NODES - 1) reserve = STORAGE_HARD_STACK_NODES - 1;
+    int rc = tab_append(t, parent, SYM_OTHER, reserve);
+    if (rc == ERR_LIMIT && parent != 0) return storage_nodetab_other(s, t, 0, out);
+    if (rc == ERR_LIMIT) /* the root's "other": one id past the reserve, made once */
+        rc = tab_append(t, 0, SYM_OTHER, reserve + 1);
     if (rc != 0) return rc;
     *out = t->count - 1;
     return 0;

@@ -69,6 +69,9 @@ void storage_options_default(storage_options_t *o)
     o->profile_retention_seconds = 7 * day;
     o->max_profile_tree_bytes = MIB;
     o->max_background_jobs = 2;
+    o->max_stack_nodes = STORAGE_MAX_STACK_NODES;
+    o->max_span_nodes = 65536;
+    o->series_gc_interval_seconds = 3600;
 }
 
 /* --- small services ------------------------------------------------------ */
@@ -291,6 +294,7 @@ static storage_t *storage_alloc(const storage_options_t *o)
     storage_t *s = calloc(1, sizeof *s);
     if (s == NULL) return NULL;
     s->opts = *o;
+    s->counters.span_max_nodes = o->max_span_nodes; /* read by the spans merge operator */
     s->path = strdup(o->path);
     storage_set_clock(s, NULL);
     for (int i = 0; i < STORAGE_STRIPES; i++)
@@ -298,6 +302,7 @@ static storage_t *storage_alloc(const storage_options_t *o)
     s->cache = rocksdb_cache_create_lru(o->block_cache_bytes);
     s->ropts = rocksdb_readoptions_create();
     s->wopts = rocksdb_writeoptions_create();
+    if (s->wopts != NULL) rocksdb_writeoptions_set_sync(s->wopts, o->sync_writes ? 1 : 0);
     if (s->path == NULL ||
         storage_idcache_init(&s->symbol_cache, STORAGE_SYMBOL_CACHE_SLOTS) != 0 ||
         storage_idcache_init(&s->series_cache, STORAGE_SERIES_CACHE_SLOTS) != 0 ||
@@ -323,6 +328,8 @@ int storage_open(const storage_options_t *o, storage_t **out, errmsg_t *em)
     rc = open_db(s, em);
     if (rc == 0) rc = check_format(s, em);
     if (rc == 0) rc = storage_hints_open(s, em);
+    if (rc == 0 && storage_gc_start(s) != 0)
+        rc = errmsg_set(em, ERR_INTERNAL, "storage: cannot start the series collector");
     if (rc != 0) {
         storage_close(s);
         return rc;
@@ -351,6 +358,7 @@ static void flush_all(storage_t *s)
 void storage_close(storage_t *s)
 {
     if (s == NULL) return;
+    storage_gc_stop(s);
     if (s->db != NULL) {
         flush_all(s);
         rocksdb_cancel_all_background_work(s->db, 1);
@@ -416,6 +424,20 @@ int storage_disk_usage(storage_t *s, uint64_t *bytes)
     return 0;
 }
 
+/* "Cumulative WAL: W writes, S syncs, ..." of RocksDB's DB stats (since open). */
+static void wal_counts(storage_t *s, uint64_t *writes, uint64_t *syncs)
+{
+    *writes = *syncs = 0;
+    char *st = rocksdb_property_value(s->db, "rocksdb.dbstats");
+    const char *p = st != NULL ? strstr(st, "Cumulative WAL:") : NULL;
+    unsigned long long w, y;
+    if (p != NULL && sscanf(p, "Cumulative WAL: %llu writes, %llu syncs", &w, &y) == 2) {
+        *writes = w;
+        *syncs = y;
+    }
+    rocksdb_free(st);
+}
+
 int storage_stats(storage_t *s, storage_stats_t *out)
 {
     memset(out, 0, sizeof *out);
@@ -430,6 +452,10 @@ int storage_stats(storage_t *s, storage_stats_t *out)
     out->oversize_ptrees = atomic_load(&s->counters.oversize_ptrees);
     out->duplicate_series = atomic_load(&s->counters.duplicates);
     out->series_written = atomic_load(&s->counters.series_written);
+    out->folded_stacks = atomic_load(&s->counters.folded_stacks);
+    out->capped_spans = atomic_load(&s->counters.capped_spans);
+    wal_counts(s, &out->wal_writes, &out->wal_syncs);
+    out->gc_series = atomic_load(&s->counters.gc_series);
     return 0;
 }
 
@@ -472,6 +498,17 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
          offsetof(storage_stats_t, block_cache_bytes)},
         METRICS_U64_DEF(storage_stats_t, series_written, "flamedb_storage_series_written_total",
                         "Series writes committed by storage."),
+        METRICS_U64_DEF(storage_stats_t, folded_stacks, "flamedb_storage_folded_stacks_total",
+                        "Call-tree nodes written into an \"other\" node because their service "
+                        "shard's stack-node table was full (max-stack-nodes)."),
+        METRICS_U64_DEF(storage_stats_t, gc_series, "flamedb_storage_gc_series_total",
+                        "Series (with their postings) deleted because retention emptied them."),
+        METRICS_U64_DEF(storage_stats_t, wal_syncs, "flamedb_storage_wal_syncs_total",
+                        "fsyncs of the write-ahead log since the node started (sync-writes)."),
+        METRICS_U64_DEF(storage_stats_t, wal_writes, "flamedb_storage_wal_writes_total",
+                        "Write batches written to the write-ahead log since the node started."),
+        METRICS_U64_DEF(storage_stats_t, capped_spans, "flamedb_storage_capped_spans_total",
+                        "Span or trace trees folded down to max-span-nodes (at write or merge)."),
         METRICS_U64_DEF(storage_stats_t, duplicate_series, "flamedb_storage_duplicate_series_total",
                         "Series writes skipped because (series, profile id) was already stored."),
         METRICS_U64_DEF(storage_stats_t, corrupt_operands, "flamedb_storage_corrupt_operands_total",

@@ -66,6 +66,14 @@ typedef struct storage_options {
      * larger than max_profile_tree_bytes is not kept (0 = none kept). */
     int64_t profile_retention_seconds;
     size_t max_profile_tree_bytes;
+    int64_t series_gc_interval_seconds; /* how often empty series are deleted (gc.c); 0 never */
+    int sync_writes; /* 1: every committed write batch fsyncs the WAL before it is acknowledged
+                      * (RocksDB group commit: concurrent batches share one fsync); 0: the WAL
+                      * is written, not synced (survives kill -9, not a power loss) */
+    size_t max_span_nodes;    /* nodes one stored span/trace tree keeps; the rest fold into
+                               * "other" nodes (captree.c); 0 = unlimited */
+    uint32_t max_stack_nodes; /* stack nodes per placement token (service shard); past it new
+                               * stacks fold into "other" nodes (nodetab.c) */
     int max_background_jobs;
 } storage_options_t;
 
@@ -246,8 +254,19 @@ typedef struct storage_stats {
     uint64_t oversize_ptrees;   /* profile trees not stored: past max_profile_tree_bytes */
     uint64_t duplicate_series;  /* series writes skipped: (series, profile id) already seen */
     uint64_t series_written;    /* series writes committed */
+    uint64_t folded_stacks;     /* tree nodes folded into "other": their table was full */
+    uint64_t capped_spans;      /* span trees folded down to max_span_nodes */
+    uint64_t wal_writes;        /* write batches written to the WAL since open */
+    uint64_t wal_syncs;         /* fsyncs of the WAL since open (sync_writes) */
+    uint64_t gc_series;         /* empty series deleted since open */
 } storage_stats_t;
 int storage_stats(storage_t *s, storage_stats_t *out);
+
+/* Deletes every series none of whose blocks is alive any more (retention
+ * dropped them all), with its postings; *removed gets how many. Safe next
+ * to writers. Symbols, stack-node tables and span trees are not collected
+ * (gc.c). Runs by itself every series_gc_interval_seconds. */
+int storage_gc_series(storage_t *s, size_t *removed);
 /* Registers the fields of st (borrowed until the registry is rendered) as
  * flamedb_storage_* metrics. */
 void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st);

@@ -54,7 +54,9 @@ enum storage_cf {
 #define SPARSE_VERSION 2
 /* Nodes one token's stack-node table may hold; past it writes of new stacks
  * for that service shard are refused with ERR_LIMIT. */
-#define STORAGE_MAX_STACK_NODES (1u << 26)
+#define STORAGE_MAX_STACK_NODES (1u << 26) /* default of storage_options_t.max_stack_nodes */
+/* Ids a table may hold at all (what a load accepts, whatever the setting). */
+#define STORAGE_HARD_STACK_NODES (1u << 30)
 
 /* Writer stripes: writers of one profile id take the same mutex. */
 #define STORAGE_STRIPES 64
@@ -101,6 +103,10 @@ typedef struct storage_counters {
         oversize_ptrees;                 /* profile trees not stored: past max_profile_tree_bytes */
     atomic_uint_fast64_t duplicates;     /* series writes skipped as already seen */
     atomic_uint_fast64_t series_written; /* series writes committed */
+    atomic_uint_fast64_t folded_stacks;  /* tree nodes folded into "other" (table full) */
+    atomic_uint_fast64_t capped_spans;   /* span trees folded to max_span_nodes */
+    size_t span_max_nodes; /* the option, for the spans merge operator (its state is this) */
+    atomic_uint_fast64_t gc_series; /* empty series deleted by gc.c */
 } storage_counters_t;
 
 /* State of one compaction filter; points back at the handle. */
@@ -155,6 +161,12 @@ struct storage {
     symcache_t symcache;
     storage_counters_t counters;
     struct storage_hints *hints; /* hints.c: per-target counts and bytes */
+    struct {                     /* gc.c: the series collector's thread */
+        pthread_t thread;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        int stop, running;
+    } gc;
 };
 
 /* --- clock (tests) ------------------------------------------------------- */
@@ -246,6 +258,12 @@ rocksdb_mergeoperator_t *storage_merge_i64_new(storage_counters_t *c);
 int storage_fold_trees(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
                        buf_t *out);
 
+/* When t has more than max nodes (0: never), *out gets a copy that keeps the
+ * heaviest nodes (and their callers) and folds the rest into `other`
+ * children, total exact, at most max nodes (captree.c); else *out is
+ * NULL. Caller owns *out. Fails only with ERR_NOMEM. */
+int storage_cap_tree(const calltree_t *t, size_t max, calltree_t **out);
+
 /* Compaction filter of cf (blocks, totals, profiles); NULL for other CFs.
  * The filter must outlive the DB. */
 rocksdb_compactionfilter_t *storage_filter_new(storage_t *s, enum storage_cf cf);
@@ -256,6 +274,13 @@ int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key,
 
 /* 1 when a profile of time time_ns is past profile_retention_seconds. */
 int storage_ptree_expired(storage_t *s, int64_t time_ns);
+
+/* --- series collection (gc.c) ---------------------------------------------- */
+
+/* Starts the collector thread when series_gc_interval_seconds > 0 (after the
+ * DB is open); storage_gc_stop (before it closes) stops and joins it. */
+int storage_gc_start(storage_t *s);
+void storage_gc_stop(storage_t *s);
 
 /* --- hints (hints.c) ------------------------------------------------------ */
 
@@ -302,11 +327,12 @@ void storage_nodetab_cache_free(storage_t *s);
 int storage_nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t **out,
                             errmsg_t *em);
 /* Unlocks and drops the reference. failed != 0: a batch carrying new ids did
- * not commit, so the table is dropped and reloaded from disk next time. */
+ * not commit, so the table is emptied in place (it stays the one object of
+ * its token) and the next holder reloads it from disk. */
 void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed);
 /* Id of the child (parent, sym). A new id is created (in memory) when wb is
  * not NULL; with wb NULL an unknown child is ERR_NOT_FOUND. ERR_LIMIT past
- * STORAGE_MAX_STACK_NODES. Table lock held. */
+ * the max_stack_nodes option (then see storage_nodetab_other). Table lock held. */
 int storage_nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
                           rocksdb_writebatch_t *wb, uint32_t *out);
 /* Hints the CPU to fetch the hash slot of (parent, sym): mapping a tree is a
@@ -316,6 +342,13 @@ void storage_nodetab_prefetch(const nodetab_t *t, uint32_t parent, uint64_t sym)
  * scratch). Call once per table, after the last storage_nodetab_child of the batch;
  * storage_nodetab_release(..., 0) after the batch committed makes them durable. */
 int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *tmp);
+/* Where a node that storage_nodetab_child refused with ERR_LIMIT (the table
+ * is full) goes instead: the "other" child (SYM_OTHER) of parent, created in
+ * a reserve of max_stack_nodes / 64 ids past the limit, else the root's
+ * "other" child (always room for it); a child of an "other" node is that
+ * node. Values stay exact, only the shape below the fold is lost. Table
+ * lock held; cannot fail but for ERR_NOMEM. */
+int storage_nodetab_other(storage_t *s, nodetab_t *t, uint32_t parent, uint32_t *out);
 uint32_t storage_nodetab_count(const nodetab_t *t);
 uint32_t storage_nodetab_parent(const nodetab_t *t, uint32_t id);
 uint64_t storage_nodetab_sym(const nodetab_t *t, uint32_t id);

@@ -189,15 +189,18 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw)
     }
     /* Pass 2, in tree order: create the new ones, so ids follow call paths
      * (a leaf's id stays near its siblings', which keeps blocks small). */
+    size_t folded = 0;
     for (uint32_t i = 1; i < n; i++) {
         if (w->map[i] != UINT32_MAX) continue;
-        rc = storage_nodetab_child(w->s, t, w->map[calltree_parent(sw->tree, i)],
-                                   calltree_sym(sw->tree, i), w->wb, &w->map[i]);
-        if (rc == ERR_LIMIT)
-            return errmsg_set(w->em, rc, "the service's stack-node table is full (%u nodes)",
-                              STORAGE_MAX_STACK_NODES);
+        uint32_t pm = w->map[calltree_parent(sw->tree, i)];
+        rc = storage_nodetab_child(w->s, t, pm, calltree_sym(sw->tree, i), w->wb, &w->map[i]);
+        if (rc == ERR_LIMIT) { /* the table is full: degrade, never refuse the service */
+            rc = storage_nodetab_other(w->s, t, pm, &w->map[i]);
+            folded++;
+        }
         if (rc != 0) return errmsg_set(w->em, rc, "stack-node table: %s", err_message(rc));
     }
+    if (folded > 0) atomic_fetch_add(&w->s->counters.folded_stacks, folded);
     size_t k = 0;
     uint32_t table_nodes = storage_nodetab_count(t);
     for (uint32_t i = 0; i < n; i++) {
@@ -207,11 +210,18 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw)
         if (calltree_self(sw->tree, i) != 0) w->order[k++] = (uint64_t)w->map[i] << 32 | i;
     }
     qsort(w->order, k, sizeof *w->order, cmp_u64);
+    size_t m = 0; /* nodes folded into one "other" node share its id: add them up */
     for (size_t j = 0; j < k; j++) {
-        w->vec.id[j] = (uint32_t)(w->order[j] >> 32);
-        w->vec.val[j] = calltree_self(sw->tree, (uint32_t)w->order[j]);
+        uint32_t id = (uint32_t)(w->order[j] >> 32);
+        int64_t v = calltree_self(sw->tree, (uint32_t)w->order[j]);
+        if (m > 0 && w->vec.id[m - 1] == id) {
+            w->vec.val[m - 1] = (int64_t)((uint64_t)w->vec.val[m - 1] + (uint64_t)v);
+        } else {
+            w->vec.id[m] = id;
+            w->vec.val[m++] = v;
+        }
     }
-    w->vec.n = k;
+    w->vec.n = m;
     buf_reset(&w->enc);
     rc = storage_sparse_encode(&w->vec, &w->enc);
     return rc != 0 ? errmsg_set(w->em, rc, "series block: %s", err_message(rc)) : 0;
@@ -247,7 +257,11 @@ static int put_spans(wctx_t *w, const storage_series_write_t *sw)
         storage_key_span(&k, w->p->tenant, sp->kind, sp->id, sw->token, sw->series_id, window);
         if (storage_filter_expired(w->s, CF_SPANS, k.b, k.n, NULL, 0)) continue;
         buf_reset(&w->enc);
-        int rc = calltree_encode(sp->tree, &w->enc);
+        calltree_t *capped = NULL;
+        int rc = storage_cap_tree(sp->tree, w->s->opts.max_span_nodes, &capped);
+        if (rc == 0) rc = calltree_encode(capped != NULL ? capped : sp->tree, &w->enc);
+        if (capped != NULL) atomic_fetch_add(&w->s->counters.capped_spans, 1);
+        calltree_free(capped);
         if (rc != 0) return errmsg_set(w->em, rc, "span tree: %s", err_message(rc));
         rc = calltree_for_each_symbol(sp->tree, put_symbol, w);
         if (rc != 0) return rc; /* put_symbol set em */

@@ -9,6 +9,8 @@
 #   tests/run.sh --bench    ... and the benchmarks (tests/bench/run.sh)
 #   tests/run.sh --soak     long runs: fuzz 5 min per target, 10 min RSS bench,
 #                           FLAMEDB_SOAK=1 for the integration suite
+#   tests/run.sh --fuzz-long  only deps and the fuzzers, 30 min per target
+#                           (--fuzz-seconds still wins)
 # Other flags: --stages a,b,c (run only these), --no-install, --jobs N,
 # --fuzz-seconds N, --build-prefix P (build dirs P, P-asan, P-fuzz; default build),
 # --no-werror (let compiler warnings pass the release build; by default they fail it).
@@ -17,7 +19,7 @@ set -u -o pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 2
 
-QUICK=0 BENCH=0 SOAK=0 INSTALL=1 STAGES="" PREFIX=build
+QUICK=0 BENCH=0 SOAK=0 FUZZ_LONG=0 INSTALL=1 STAGES="" PREFIX=build
 JOBS=$(nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS=20
 # The release stage builds with FLAMEDB_WERROR (-Werror) so warnings cannot come
@@ -25,13 +27,14 @@ FUZZ_SECONDS=20
 # -Wformat-truncation find most, so that is the build that must be clean.
 WERROR=ON
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) QUICK=1 ;;
     --bench) BENCH=1 ;;
     --soak) SOAK=1 ;;
+    --fuzz-long) FUZZ_LONG=1 ;;
     --no-install) INSTALL=0 ;;
     --stages) STAGES="$2"; shift ;;
     --jobs) JOBS="$2"; shift ;;
@@ -45,6 +48,10 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ "$SOAK" = 1 ] && [ "$FUZZ_SECONDS" = 20 ] && FUZZ_SECONDS=300
+if [ "$FUZZ_LONG" = 1 ]; then
+    [ "$FUZZ_SECONDS" = 20 ] && FUZZ_SECONDS=1800
+    [ -z "$STAGES" ] && STAGES=deps,fuzz
+fi
 
 BUILD="$ROOT/$PREFIX"
 BUILD_ASAN="$ROOT/$PREFIX-asan"

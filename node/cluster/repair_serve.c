@@ -220,7 +220,9 @@ static int fetch_one(storage_t *s, const repair_options_t *o,
         rc = build_part(s, o, m, t, arena, p);
     }
     if (rc == 0) rc = put_symbols(s, m->tenant, t, arena, w);
-    if (rc == 0) {
+    if (rc == ERR_NOT_FOUND)
+        rc = 0; /* the series' labels were collected: unavailable too */
+    else if (rc == 0) {
         pv[0] = p;
         w->series = pv;
         w->n_series = 1;

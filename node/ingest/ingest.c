@@ -3,11 +3,17 @@
  * Steps: parameters (ingest_request.c) -> body format (multipart, gzip by
  * magic bytes) -> pprof or folded parser -> time window check -> profile id
  * -> the storage view. The profile id (a retried push counts once) is XXH3-128
- * over tenant, every query parameter that shapes what is stored (name, from,
- * until, format, sampleRate, spyName, units, aggregationType) and a hash of
- * the profile payload (the `profile` and `sample_type_config` parts of a
- * multipart body rather than the body, so a client that retries with a new
- * multipart boundary still sends the same profile).
+ * over tenant, every query parameter that shapes what is stored (name,
+ * format, sampleRate, spyName, units, aggregationType), the RESOLVED time
+ * window (from and until in ns after parsing, from defaulting to the node's
+ * clock, and the profile's own time) and a hash of the profile payload (the
+ * `profile` and `sample_type_config` parts of a multipart body rather than
+ * the body, so a client that retries with a new multipart boundary still
+ * sends the same profile). The resolved window, not the raw `from`/`until`
+ * text, is what matters: the same body pushed twice without `from` a minute
+ * apart is two profiles (two minutes of a process that did the same work),
+ * while `from=1700000000` and `from=1700000000000` name the same time.
+ * Retries are exact only when the client sends `from` (libflamedb does).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +47,11 @@ void ingest_limits_default(ingest_limits_t *l)
     l->max_tree_nodes = 1u << 20;
     l->max_spans_per_series = 1000;
     l->max_decoded_bytes = 512u << 20;
+    l->decoded_per_byte = 16;
+    l->max_request_nodes = 2u << 20;
+    l->request_nodes_per_byte = 1;
+    l->max_request_work = 128u << 20;
+    l->request_work_per_byte = 16;
     l->shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
     l->shards.n = 0;
     l->max_past_seconds = 90LL * 86400;
@@ -152,17 +163,25 @@ static void put_field(buf_t *b, const char *s)
     if (s) buf_append(b, s, strlen(s) + 1);
 }
 
-static void profile_id(const ingest_request_t *req, const char *tenant, uint64_t body_hash,
-                       uint8_t out[16])
+/* The resolved time window of a push: what its profile id covers. */
+typedef struct id_window {
+    int64_t from_ns, until_ns, time_ns; /* until 0 when absent */
+} id_window_t;
+
+static void profile_id(const ingest_request_t *req, const char *tenant, const id_window_t *win,
+                       uint64_t body_hash, uint8_t out[16])
 {
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
-    buf_append(&b, "ingest-v1", 10);
+    buf_append(&b, "ingest-v2", 10);
     put_field(&b, tenant);
-    const char *f[] = {req->name,        req->from,     req->until, req->format,
-                       req->sample_rate, req->spy_name, req->units, req->aggregation_type};
+    const char *f[] = {req->name,     req->format, req->sample_rate,
+                       req->spy_name, req->units,  req->aggregation_type};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         put_field(&b, f[i]);
+    buf_append_u64be(&b, (uint64_t)win->from_ns);
+    buf_append_u64be(&b, (uint64_t)win->until_ns);
+    buf_append_u64be(&b, (uint64_t)win->time_ns);
     buf_append_u64be(&b, body_hash);
     hash_bytes128(b.data, b.len, out);
     buf_free(&b);
@@ -205,6 +224,7 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
     int rc = ingest_params_parse(req, lim, &pa, em);
     if (rc == 0) rc = load_payload(req, &pa, lim, &pl, em);
     if (rc == 0) {
+        ingest_series_set_budget(&p->ss, pl.len);
         p->format = format_name(pa.format);
         if (pa.format == BODY_PPROF)
             rc = parse_pprof(p, &pl, &pa, lim, &time_ns, em);
@@ -214,7 +234,8 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
     if (time_ns == 0) time_ns = pa.from_ns ? pa.from_ns : now;
     if (rc == 0) rc = check_time(time_ns, now, lim, em);
     if (rc == 0) {
-        profile_id(req, p->tenant, pl.hash, p->w.profile_id);
+        id_window_t win = {pa.from_ns ? pa.from_ns : now, pa.until_ns, time_ns};
+        profile_id(req, p->tenant, &win, pl.hash, p->w.profile_id);
         rc = build_view(p, time_ns, em);
     }
     free(pl.owned);
@@ -263,6 +284,12 @@ int64_t ingest_profile_series_total(const ingest_profile_t *p, size_t i)
 size_t ingest_profile_spans_dropped(const ingest_profile_t *p)
 {
     return p->ss.spans_dropped;
+}
+
+void ingest_profile_cost(const ingest_profile_t *p, size_t *nodes, size_t *work)
+{
+    *nodes = p->ss.nodes;
+    *work = p->ss.work;
 }
 
 const char *ingest_profile_format(const ingest_profile_t *p)

@@ -33,18 +33,36 @@ typedef struct ingest_limits {
     size_t max_tree_nodes;         /* call-tree nodes per series */
     size_t max_spans_per_series;   /* span + trace trees one series of one profile keeps */
     size_t max_decoded_bytes;      /* memory one decoded pprof message may take */
-    ring_shard_policy_t shards;    /* placement shards per service (ring.h) */
-    int64_t max_past_seconds;      /* backfill window (the retention) */
-    int64_t max_future_seconds;    /* clock skew tolerated */
+    size_t decoded_per_byte;       /* ... and per byte of it (at least INGEST_DECODED_FLOOR) */
+    /* One budget for the whole push, all series and span trees together,
+     * checked as trees are built (so a refused push never built more):
+     * call-tree nodes created, and frames walked (samples x sample types x
+     * stack depth, span trees included). Each is min(max_request_*,
+     * max(floor, *_per_byte x decompressed payload bytes)): a push may cost
+     * in proportion to what it sent, never more than the absolute cap. */
+    size_t max_request_nodes, request_nodes_per_byte;
+    size_t max_request_work, request_work_per_byte;
+    ring_shard_policy_t shards; /* placement shards per service (ring.h) */
+    int64_t max_past_seconds;   /* backfill window (the retention) */
+    int64_t max_future_seconds; /* clock skew tolerated */
 } ingest_limits_t;
 
 /* Defaults (chosen so every real profile of the shared corpus is admitted):
  * 32 MiB decompressed, 100,000 samples, 2,048 frames, 30 labels per series,
  * label name 1,024 / value 2,048 bytes, 1,000 series per profile, symbols of
  * 65,535 bytes, 1,048,576 tree nodes per series, 1,000 span/trace trees per
- * series, 512 MiB decoded pprof,
+ * series, 512 MiB decoded pprof and 16 decoded bytes per payload byte (at
+ * least INGEST_DECODED_FLOOR), per push 2,097,152 nodes and 1 node per payload
+ * byte (at least INGEST_REQUEST_NODES_FLOOR), 134,217,728 frames walked and 16
+ * per payload byte (at least INGEST_REQUEST_WORK_FLOOR),
  * RING_DEFAULT_SHARDS_PER_SERVICE shards, 90 days back, 10 minutes ahead. */
 void ingest_limits_default(ingest_limits_t *l);
+
+/* The budget every push gets whatever its size (small pushes are never
+ * refused by the per-byte rule). */
+#define INGEST_REQUEST_NODES_FLOOR 65536u
+#define INGEST_REQUEST_WORK_FLOOR (4u << 20)
+#define INGEST_DECODED_FLOOR (4u << 20)
 
 /* Raw request: query parameters as received (NULL when absent), URL-decoded. */
 typedef struct ingest_request {
@@ -73,6 +91,9 @@ int64_t ingest_profile_series_total(const ingest_profile_t *p, size_t i);
 /* Span and trace trees dropped because a series passed max_spans_per_series
  * (their samples still count in the series). */
 size_t ingest_profile_spans_dropped(const ingest_profile_t *p);
+/* What the push cost: call-tree nodes created and frames walked (the
+ * quantities the request budget caps; for tests and logs). */
+void ingest_profile_cost(const ingest_profile_t *p, size_t *nodes, size_t *work);
 /* Body format that was parsed: "pprof", "folded" or "lines"; static string. */
 const char *ingest_profile_format(const ingest_profile_t *p);
 void ingest_profile_free(ingest_profile_t *p);

@@ -4,10 +4,11 @@
  *  - line ends: LF or CRLF; the last line needs no newline; empty and
  *    whitespace-only lines are skipped;
  *  - the count is the token after the last space or tab (frame names may
- *    contain spaces: `java;Foo::bar (inlined) 3`); it must be a decimal
- *    integer (a leading '-' is allowed: differential/delta input); a line
- *    without one is refused with 422 naming the line: guessing would make
- *    totals wrong;
+ *    contain spaces: `java;Foo::bar (inlined) 3`); it must be a non-negative
+ *    decimal integer that fits in int64: a line without one, with a negative
+ *    count (a sample cannot be taken a negative number of times, and one
+ *    would silently cancel others) or a non-numeric one is refused with 400
+ *    naming the line: guessing would make totals wrong;
  *  - encodings: a UTF-8 BOM is skipped; UTF-16 LE/BE with a BOM is converted
  *    to UTF-8 (unpaired surrogates are refused); UTF-16 without a BOM cannot
  *    be told apart reliably and is read as bytes (it then fails for lack of
@@ -73,20 +74,20 @@ static int utf16_to_utf8(const uint8_t *in, size_t n, bool be, uint8_t **out, si
     return 0;
 }
 
-/* Parses a signed decimal count; 0 on success. */
-static int parse_count(const uint8_t *s, const uint8_t *e, int64_t *v)
+/* Parses a non-negative decimal count; 0 on success, else a static reason. */
+static const char *parse_count(const uint8_t *s, const uint8_t *e, int64_t *v)
 {
-    bool neg = s < e && *s == '-';
-    if (neg) s++;
-    if (s == e) return -1;
+    if (s < e && *s == '-') return "is negative";
+    if (s == e) return "is missing";
     uint64_t x = 0;
     for (; s < e; s++) {
-        if (*s < '0' || *s > '9' || x > (UINT64_MAX - 9) / 10) return -1;
+        if (*s < '0' || *s > '9') return "is not a decimal integer";
+        if (x > (UINT64_MAX - 9) / 10) return "does not fit in 64 bits";
         x = x * 10 + (uint64_t)(*s - '0');
     }
-    if (x > (uint64_t)INT64_MAX) return -1;
-    *v = neg ? -(int64_t)x : (int64_t)x;
-    return 0;
+    if (x > (uint64_t)INT64_MAX) return "does not fit in 64 bits";
+    *v = (int64_t)x;
+    return NULL;
 }
 
 static bool blank(uint8_t c)
@@ -131,16 +132,18 @@ static int one_line(folded_ctx_t *c, const uint8_t *s, const uint8_t *e, size_t 
         const uint8_t *se = sp;
         while (se > s && blank(se[-1]))
             se--;
-        if (se == sp || se == s || parse_count(sp, e, &count) < 0)
-            return errmsg_set(
-                em, ERR_UNPARSEABLE,
-                "folded line %zu has no count (expected 'frame;frame;... <integer>'): "
-                "'%.*s'",
-                lineno, (int)(e - s > 60 ? 60 : e - s), (const char *)s);
+        const char *why = se == sp || se == s ? "is missing" : parse_count(sp, e, &count);
+        if (why != NULL)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                              "folded line %zu: the count %s (expected 'frame;frame;... <count>', "
+                              "a non-negative integer): '%.*s'",
+                              lineno, why, (int)(e - s > 60 ? 60 : e - s), (const char *)s);
         e = se;
     }
     if (__builtin_mul_overflow(count, c->scale, &v))
-        return errmsg_set(em, ERR_UNPARSEABLE, "folded line %zu: count too large", lineno);
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "folded line %zu: the count times 1e9/sampleRate does not fit in 64 bits",
+                          lineno);
     size_t depth = 0;
     int rc = frames(c, s, e, &depth, em);
     if (rc < 0 || v == 0) return rc;

@@ -137,11 +137,21 @@ typedef struct series_set {
     size_t n, cap;
     u64map_t by_id;
     size_t spans_dropped; /* distinct span/trace ids past lim->max_spans_per_series */
-    uint64_t *stack;      /* scratch: one stack, root first */
+    /* The push's budget, shared by every series and span tree (ingest.h):
+     * call-tree nodes created and frames walked so far, and their caps. */
+    size_t nodes, work;
+    size_t nodes_budget, work_budget;
+    uint64_t *stack; /* scratch: one stack, root first */
     size_t stack_cap;
 } series_set_t;
 
 int ingest_series_set_init(series_set_t *ss, const char *tenant, const ingest_limits_t *lim);
+/* Sets the push's node and work budget from the limits and the size of its
+ * (decompressed) payload. */
+void ingest_series_set_budget(series_set_t *ss, size_t payload_bytes);
+/* Charges the work of walking or copying a stack of depth frames to the
+ * push's budget; ERR_TOO_LARGE (413) with the settings named when over. */
+int ingest_series_charge_work(series_set_t *ss, size_t depth, errmsg_t *em);
 void ingest_series_set_free(series_set_t *ss);
 /* Finds or creates the series of labels (takes ownership of labels, which
  * must already hold __name__, __profile_type__ and service_name). */

@@ -502,6 +502,7 @@ static int sample_stack(conv_t *c, const pb_sample_t *s, size_t *depth)
         d += c->loc_len[li];
     }
     int rc = ingest_series_stack_reserve(ss, d, c->em);
+    if (rc == 0) rc = ingest_series_charge_work(ss, d, c->em); /* the copy below */
     if (rc < 0) return rc;
     uint64_t *out = ss->stack;
     for (size_t k = n; k-- > 0;) { /* location_id[0] is the leaf */
@@ -589,18 +590,31 @@ static void conv_free(conv_t *c)
     free(c->gseries);
 }
 
+/* The decode arena's cap: in proportion to the message (real profiles decode
+ * to about 7 times their size; a message of empty repeated entries to 40
+ * and more), never over max_decoded_bytes. */
+static size_t decode_cap(const ingest_limits_t *l, size_t len)
+{
+    size_t v;
+    if (__builtin_mul_overflow(l->decoded_per_byte, len, &v)) v = SIZE_MAX;
+    if (v < INGEST_DECODED_FLOOR) v = INGEST_DECODED_FLOOR;
+    return v < l->max_decoded_bytes ? v : l->max_decoded_bytes;
+}
+
 int ingest_pprof(const uint8_t *data, size_t len, pprof_ctx_t *ctx, errmsg_t *em)
 {
     arena_t a;
-    arena_init(&a, PB_ARENA_CHUNK, ctx->lim->max_decoded_bytes);
+    size_t cap = decode_cap(ctx->lim, len);
+    arena_init(&a, PB_ARENA_CHUNK, cap);
     ProtobufCAllocator alloc = {pb_alloc, pb_free_nop, &a};
     pb_profile_t *p = perftools__profiles__profile__unpack(&alloc, len, data);
     if (p == NULL) {
         arena_free(&a);
         if (a.over)
             return errmsg_set(em, ERR_TOO_LARGE,
-                              "decoding the pprof needs more than %zu bytes (max_decoded_bytes)",
-                              ctx->lim->max_decoded_bytes);
+                              "decoding the pprof needs more than %zu bytes (max-decoded-bytes, "
+                              "ingest-decoded-per-byte)",
+                              cap);
         return errmsg_set(em, ERR_UNPARSEABLE,
                           "body is not a pprof protobuf (malformed, truncated or a legacy format)");
     }

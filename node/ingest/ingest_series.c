@@ -20,7 +20,54 @@ int ingest_series_set_init(series_set_t *ss, const char *tenant, const ingest_li
     memset(ss, 0, sizeof *ss);
     ss->lim = lim;
     ss->tenant = tenant;
+    ingest_series_set_budget(ss, 0);
     return u64map_init(&ss->by_id, 16);
+}
+
+/* What a new tree costs before its first stack, in nodes (about 70 bytes
+ * each): calltree_new allocates room for 64 nodes and their edges (about
+ * 4.5 KiB), calltree_new_small for 4 (span trees: a push may open many tiny
+ * ones, and is charged for that memory, not for one root each). */
+#define INGEST_TREE_COST_NODES 64
+#define INGEST_SPAN_TREE_COST_NODES 6
+
+/* min(cap, max(floor, per_byte x bytes)), without overflow. */
+static size_t budget_of(size_t cap, size_t per_byte, size_t floor, size_t bytes)
+{
+    size_t v;
+    if (__builtin_mul_overflow(per_byte, bytes, &v)) v = SIZE_MAX;
+    if (v < floor) v = floor;
+    return v < cap ? v : cap;
+}
+
+void ingest_series_set_budget(series_set_t *ss, size_t payload_bytes)
+{
+    const ingest_limits_t *l = ss->lim;
+    ss->nodes_budget = budget_of(l->max_request_nodes, l->request_nodes_per_byte,
+                                 INGEST_REQUEST_NODES_FLOOR, payload_bytes);
+    ss->work_budget = budget_of(l->max_request_work, l->request_work_per_byte,
+                                INGEST_REQUEST_WORK_FLOOR, payload_bytes);
+}
+
+int ingest_series_charge_work(series_set_t *ss, size_t depth, errmsg_t *em)
+{
+    ss->work += depth + 1;
+    if (ss->work <= ss->work_budget) return 0;
+    return errmsg_set(em, ERR_TOO_LARGE,
+                      "the push needs more than %zu stack frames of work (samples x sample types "
+                      "x depth; ingest-max-request-work, ingest-request-work-per-byte)",
+                      ss->work_budget);
+}
+
+/* Charges the nodes a tree grew by (at most one stack's depth past the cap). */
+static int charge_nodes(series_set_t *ss, size_t before, const calltree_t *t, errmsg_t *em)
+{
+    ss->nodes += calltree_node_count(t) - before;
+    if (ss->nodes <= ss->nodes_budget) return 0;
+    return errmsg_set(em, ERR_TOO_LARGE,
+                      "the push needs more than %zu call-tree nodes over all its series and span "
+                      "trees (ingest-max-request-nodes, ingest-request-nodes-per-byte)",
+                      ss->nodes_budget);
 }
 
 static void span_acc_free(span_acc_t *a)
@@ -114,6 +161,7 @@ int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_
                                     ring_series_shard(id, ring_shards_for(&ss->lim->shards, svc)));
     s->tree = t;
     *idx = (uint32_t)ss->n++;
+    ss->nodes += INGEST_TREE_COST_NODES;
     return 0;
 }
 
@@ -143,13 +191,16 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
 {
     ingest_series_t *s = &ss->v[idx];
     path_cache_t *pc = &s->path;
+    int rc = ingest_series_charge_work(ss, depth, em);
+    if (rc < 0) return rc;
     if (path_reserve(pc, depth) < 0) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    size_t before = calltree_node_count(s->tree);
     size_t i = 0, common = pc->depth < depth ? pc->depth : depth;
     while (i < common && pc->syms[i] == stack[i])
         i++;
     uint32_t node = i ? pc->nodes[i - 1] : 0;
     for (; i < depth; i++) {
-        int rc = calltree_child(s->tree, node, stack[i], &node);
+        rc = calltree_child(s->tree, node, stack[i], &node);
         if (rc < 0) {
             pc->depth = i; /* the path up to here is valid */
             return tree_limit(rc, em, ss->lim);
@@ -159,7 +210,7 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
     }
     pc->depth = depth;
     calltree_add_self(s->tree, node, v);
-    return 0;
+    return charge_nodes(ss, before, s->tree, em);
 }
 
 /* Index value of an id whose tree was not kept (the cap was reached). */
@@ -174,6 +225,8 @@ int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_
     uint32_t i;
     int found = u64map_get(m, id, &i);
     if (found && i == SPAN_DROPPED) return 0;
+    int rc = ingest_series_charge_work(ss, depth, em);
+    if (rc < 0) return rc;
     if (!found) {
         if (a->n >= ss->lim->max_spans_per_series) { /* remembered, so counted once */
             if (u64map_put(m, id, SPAN_DROPPED) < 0)
@@ -183,15 +236,19 @@ int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_
         }
         if (GROW_FROM(a->v, a->cap, a->n + 1, GROW_UNLIMITED, 4) != 0)
             return errmsg_set(em, ERR_NOMEM, "out of memory");
-        calltree_t *t = calltree_new(ss->lim->max_tree_nodes);
+        calltree_t *t = calltree_new_small(ss->lim->max_tree_nodes);
         if (t == NULL || u64map_put(m, id, (uint32_t)a->n) < 0) {
             calltree_free(t);
             return errmsg_set(em, ERR_NOMEM, "out of memory");
         }
         a->v[a->n] = (storage_span_tree_t){.kind = kind, .id = id, .tree = t};
         i = (uint32_t)a->n++;
+        ss->nodes += INGEST_SPAN_TREE_COST_NODES;
     }
-    return tree_limit(calltree_add_stack((calltree_t *)a->v[i].tree, stack, depth, v), em, ss->lim);
+    calltree_t *t = (calltree_t *)a->v[i].tree;
+    size_t before = calltree_node_count(t);
+    rc = tree_limit(calltree_add_stack(t, stack, depth, v), em, ss->lim);
+    return rc < 0 ? rc : charge_nodes(ss, before, t, em);
 }
 
 int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)

@@ -65,7 +65,9 @@ export const labelShares = (p, signal) => getJSON('/api/label-shares', p, signal
 export const profiles = (p, signal) => getJSON('/api/profiles', p, signal);
 
 // Where one stored profile opens (served by GET /api/profiles/ID).
-export const profileURL = (id) => url('/api/profiles/' + encodeURIComponent(id), { format: 'json' });
+export const profileURL = (id, p = { format: 'json' }) => url('/api/profiles/' + encodeURIComponent(id), p);
+export const profile = (id, p, signal) =>
+  getJSON('/api/profiles/' + encodeURIComponent(id), { format: 'json', ...p }, signal);
 
 // A short sentence for a partial answer: from the JSON members when present,
 // else the header.

@@ -107,7 +107,7 @@ class App {
   applyTheme(t) {
     document.documentElement.dataset.theme = t;
     localStorage.setItem('flamedb-theme', t);
-    for (const v of [this.views.single, this.views.spans, this.views.diff]) {
+    for (const v of [this.views.single, this.views.spans, this.views.diff, this.views.profiles.panel]) {
       v.graph?.draw();
       v.timeline?.draw();
     }

@@ -5,7 +5,7 @@ import * as fmt from './format.js';
 import { FlameGraph } from './flamegraph.js';
 import { Table, barCell } from './table.js';
 import { Timeline } from './timeline.js';
-import { fromFlamebearer, matchedTotal, sandwich } from './tree.js';
+import { fromFlamebearer, functionTotals, matchedTotal, sandwich } from './tree.js';
 import { parseQuery } from './state/url.js';
 
 const TOP_LIMIT = 5000; // functions loaded into the table (the answer says how many there are)
@@ -104,7 +104,7 @@ export class Panel {
   // Loads when the selection changed, then applies search, highlight, sandwich.
   async show(state, query) {
     this.state = state;
-    const key = [query, state.from, state.until, state.maxNodes].join('|');
+    const key = [query, state.from, state.until, state.maxNodes, this.profileId(state)].join('|');
     if (key !== this.key) {
       this.key = key;
       try {
@@ -127,7 +127,8 @@ export class Panel {
     this.abort = new AbortController();
     const sig = this.abort.signal;
     this.tree = null;
-    const [r, t] = await Promise.all([
+    const id = this.profileId(state);
+    const [r, t] = id ? await this.loadProfile(id, state, sig) : await Promise.all([
       api.render({ ...p, maxNodes: state.maxNodes }, sig),
       api.top({ ...p, limit: TOP_LIMIT }, sig),
     ]);
@@ -140,6 +141,7 @@ export class Panel {
     const maxNodes = state.maxNodes || 8192;
     this.graph.setTree(this.tree, { unit: this.unit, coresPer: this.coresPer, maxNodes });
     this.timeline.set([{ timeline: r.timeline }], this.unit, this.cpu);
+    this.q('.timeline-box').hidden = !!id; /* one stored profile has no timeline */
     this.maxSelf = Math.max(0, ...t.functions.map((f) => f.self));
     this.table.opts.columns = this.columns(this.cpu);
     let note = t.functionCount > t.functions.length
@@ -150,17 +152,43 @@ export class Panel {
     if (this.hasOther()) foot += ` · "other" frames (hatched) fold what maxNodes=${maxNodes} cut; their totals are exact`;
     if (!r.flamebearer.numTicks) foot = 'no samples match this selection in this range: widen the range or change the selector';
     this.q('.footnote').textContent = foot;
-    this.exports(p, state.maxNodes);
+    this.exports(p, state.maxNodes, id);
+  }
+
+  // The profiles view's panel shows one stored profile, not a selection.
+  profileId(state) {
+    return this.name === 'profile' ? state.profile : '';
+  }
+
+  // One stored profile: its flame graph, and its table computed from the
+  // untruncated tree of the same answer (maxNodes 0 would be unbounded, so
+  // the table is of the frames the graph keeps; "other" is left out).
+  async loadProfile(id, state, sig) {
+    const r = await api.profile(id, { maxNodes: state.maxNodes }, sig);
+    const whole = r.flamebearer.numTicks || 1;
+    const secs = 10; // a stored profile covers one 10 s window
+    const cpu = fmt.isCPU(parseQuery(state.query).type);
+    const fns = functionTotals(fromFlamebearer(r.flamebearer)).filter((f) => f.name !== 'other');
+    for (const f of fns) {
+      f.selfPercent = (100 * f.self) / whole;
+      f.totalPercent = (100 * f.total) / whole;
+      if (cpu) [f.selfCores, f.totalCores] = [f.self / 1e9 / secs, f.total / 1e9 / secs];
+    }
+    const t = { functions: fns.slice(0, TOP_LIMIT), functionCount: fns.length, rangeSeconds: secs,
+      cores: cpu ? whole / 1e9 / secs : null };
+    return [r, t];
   }
 
   hasOther() {
     return this.render.flamebearer.names.includes('other');
   }
 
-  exports(p, maxNodes) {
+  exports(p, maxNodes, profileId) {
     for (const a of this.q('.exports').querySelectorAll('a')) {
       const f = a.dataset.format;
-      a.href = api.url('/pyroscope/render', { ...p, format: f, maxNodes: f === 'svg' ? maxNodes : '' });
+      const mn = f === 'svg' ? maxNodes : '';
+      a.href = profileId ? api.profileURL(profileId, { format: f, maxNodes: mn })
+        : api.url('/pyroscope/render', { ...p, format: f, maxNodes: mn });
       a.download = `flamedb.${{ pprof: 'pb.gz', folded: 'txt', svg: 'svg', speedscope: 'speedscope.json' }[f]}`;
     }
   }

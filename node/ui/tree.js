@@ -55,6 +55,27 @@ export function fromDiff(fb) {
   });
 }
 
+// Self and total per function over the tree, as /api/top answers them: a
+// function's total counts each stack once (not again under itself, so
+// recursion is not counted twice). Sorted by self, largest first.
+export function functionTotals(root) {
+  const acc = new Map();
+  const onPath = new Map(); // name -> frames of it on the current path
+  const visit = (n) => {
+    if (n !== root) {
+      let f = acc.get(n.name);
+      if (!f) acc.set(n.name, (f = { name: n.name, self: 0, total: 0 }));
+      f.self += n.self;
+      if (!onPath.get(n.name)) f.total += n.total;
+      onPath.set(n.name, (onPath.get(n.name) || 0) + 1);
+    }
+    for (const c of n.children) visit(c);
+    if (n !== root) onPath.set(n.name, onPath.get(n.name) - 1);
+  };
+  visit(root);
+  return [...acc.values()].sort((a, b) => b.self - a.self || b.total - a.total);
+}
+
 export function walk(root, fn) {
   const stack = [root];
   while (stack.length) {

@@ -421,6 +421,18 @@ def test_tags_and_profiles():
         assert len(s["profiles"]) == 2 * WINDOWS, len(s["profiles"])
         href = b.js("return document.querySelector('#view-profiles td a').getAttribute('href')")
         assert href.startswith("/api/profiles/") and href.endswith("?format=json"), href
+        # clicking an id opens exactly that stored profile below the list
+        pid = b.js("return document.querySelector('#view-profiles td a').dataset.id")
+        row = [p for p in s["profiles"] if p["id"] == pid][0]
+        b.click("#view-profiles td a")
+        s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && s.opened && "
+                      "s.state.profile && s", what="an opened profile")
+        assert s["state"]["profile"] == pid, s["state"]
+        assert s["opened"]["numTicks"] == row["total"], (s["opened"]["numTicks"], row)
+        assert row["total"] in (t1 * NS, t2 * NS), row  # one push, never a window's sum
+        shot(b, "profile")
+        names = {r["name"] for r in s["opened"]["table"]}
+        assert "db" in names and "main" in names, (s["error"], s["opened"]["table_head"])
 
 
 def test_errors_theme_and_defaults():

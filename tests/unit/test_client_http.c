@@ -179,7 +179,8 @@ static void test_push(void)
     size_t len;
     char *req = ts_last_request(&srv, &len);
     CHECK(len > sizeof pprof && memcmp(req + len - sizeof pprof, pprof, sizeof pprof) == 0);
-    CHECK(strstr(req, "POST /ingest?name=app%7B%7D&format=pprof&spyName=libflamedb ") != NULL);
+    CHECK(strstr(req, "POST /ingest?name=app%7B%7D&format=pprof&from=") != NULL); /* clock */
+    CHECK(strstr(req, "&spyName=libflamedb ") != NULL);
     CHECK(strstr(req, "Content-Type: application/octet-stream\r\n") != NULL);
     free(req);
     CHECK_EQ_INT(flamedb_push_pprof(c, "", pprof, sizeof pprof, 0, 0),

@@ -522,9 +522,11 @@ static void test_slow_dropped(void)
     outcome_t o;
     uint64_t ms = ask(from < 0 ? 0 : from, QUERY_KIND_RENDER, &p, &o);
     CHECK(same(&o, &ref));
-    if (!(ms >= 250 && ms < 1500))
+    if (!(ms >= 240 && ms < 1500))
         fprintf(stderr, "slow node: answered after %llu ms\n", (unsigned long long)ms);
-    CHECK(ms >= 250 && ms < 1500); /* half of 600 ms, on the loop clock */
+    /* half of 600 ms on the loop clock, which timers read at the start of a
+     * loop iteration: the measuring clock may see a few ms less */
+    CHECK(ms >= 240 && ms < 1500);
     buf_free(&o.body);
     drain_loop(); /* the late answer arrives now */
     scatter_stats_t st;

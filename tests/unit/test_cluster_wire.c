@@ -399,9 +399,9 @@ static void test_signed_envelopes(void)
     cluster_msg_free(&m);
     flamedb__cluster__envelope__free_unpacked(e, NULL);
     buf_free(&b);
-    buf_free(&f.labels);
     digest_key_free(k1);
     digest_key_free(k2);
+    buf_free(&f.labels);
 }
 
 /* A write of empty series entries (two bytes each on the wire, a struct of

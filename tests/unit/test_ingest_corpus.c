@@ -67,6 +67,33 @@ static void check_totals(const char *file, const ingest_profile_t *p, char *tota
     }
 }
 
+/* Payload bytes the budget is computed from: the gzip trailer's size of a
+ * gzipped file (one member, as every corpus file), else the file's. */
+static size_t payload_len(const uint8_t *b, size_t n)
+{
+    if (n < 18 || b[0] != 0x1f || b[1] != 0x8b) return n;
+    return (size_t)b[n - 4] | (size_t)b[n - 3] << 8 | (size_t)b[n - 2] << 16 |
+           (size_t)b[n - 1] << 24;
+}
+
+/* Real profiles must stay well inside the default per-push budget: at most
+ * half of it, so the defaults leave room for profiles larger than these. */
+static void check_budget(const char *file, const ingest_profile_t *p, const ingest_limits_t *lim,
+                         size_t len)
+{
+    size_t nodes, work;
+    ingest_profile_cost(p, &nodes, &work);
+    size_t nb = lim->request_nodes_per_byte * len, wb = lim->request_work_per_byte * len;
+    if (nb < INGEST_REQUEST_NODES_FLOOR) nb = INGEST_REQUEST_NODES_FLOOR;
+    if (wb < INGEST_REQUEST_WORK_FLOOR) wb = INGEST_REQUEST_WORK_FLOOR;
+    if (nb > lim->max_request_nodes) nb = lim->max_request_nodes;
+    if (wb > lim->max_request_work) wb = lim->max_request_work;
+    fprintf(stderr, "budget  %-80s %zu B: %zu nodes (%.2f/B) %zu work (%.2f/B)\n", file, len, nodes,
+            (double)nodes / (double)len, work, (double)work / (double)len);
+    CHECK(nodes <= nb / 2);
+    CHECK(work <= wb / 2);
+}
+
 /* One MANIFEST row: must_refuse for legacy and jfr rows. */
 static void one_file(const char *file, char *totals, bool must_refuse, const char *format)
 {
@@ -97,6 +124,7 @@ static void one_file(const char *file, char *totals, bool must_refuse, const cha
         n_ok++;
         CHECK(!must_refuse);
         if (!must_refuse) check_totals(file, p, totals);
+        check_budget(file, p, &lim, payload_len(b, n));
         fprintf(stderr, "ok      %-80s %zu series %.1f ms\n", file, test_nseries(p), ms);
         ingest_profile_free(p);
     }

@@ -20,7 +20,6 @@ static void test_basic_shapes(void)
         {"a;b;c 1\na;b;c 1\na;b;d 4\na;b;c 3\na;b 5", 14, 14},             /* no final newline */
         {"a;b;c 1\r\na;b;c 1\r\na;b;d 4\r\na;b;c 3\r\na;b 5\r\n", 14, 14}, /* CRLF */
         {"\n\na;b 2\n   \n\t\na;b 3\n\n", 5, 5},                           /* blank lines */
-        {"a;b 10\na;b -4\n", 6, 6},                                        /* negative */
         {"a;b\t7\n", 7, 7},                                                /* tab before count */
         {"a;b;c (inlined) 2\na;b;x y z 3\n", 5, 5},                        /* spaces in frames */
         {"a;b 0\n", 0, INT64_MIN},                                         /* zero adds nothing */
@@ -61,12 +60,15 @@ static void test_invalid_lines(void)
         {"a;b 1\n42\n", "line 2"},
         {"a;b 99999999999999999999\n", "line 1"},
         {"a;b 1x\n", "line 1"},
+        {"a;b 10\na;b -4\n", "line 2: the count is negative"},
+        {"a;b -0\n", "line 1: the count is negative"},
+        {"a;b one\n", "line 1: the count is not a decimal integer"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc;
         errmsg_t em;
         ingest_profile_t *p = parse("folded", cases[i].body, strlen(cases[i].body), &rc, &em);
-        CHECK_EQ_INT(rc, ERR_UNPARSEABLE);
+        CHECK_EQ_INT(rc, ERR_INVALID_ARGUMENT); /* 400 with the line and the reason */
         CHECK(p == NULL);
         CHECK(strstr(em.text, cases[i].line) != NULL);
     }
@@ -75,7 +77,7 @@ static void test_invalid_lines(void)
     ingest_request_t r = test_req("app.cpu", NULL, big, sizeof big - 1);
     ingest_profile_t *p;
     errmsg_t em;
-    CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), ERR_UNPARSEABLE);
+    CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), ERR_INVALID_ARGUMENT);
 }
 
 static uint8_t *utf16(const char *s, bool be, size_t *n)
@@ -266,7 +268,7 @@ static void test_corpus(void)
     corpus_file(dir, "folded/derived/heap-big.inuse_space.folded.txt", "h.inuse_space", 541672846);
     corpus_file(dir, "folded/derived/profile_java.cpu.folded.txt", "j.inuse_objects", 5020648123LL);
 
-    /* lines without a count: 422 naming the first such line */
+    /* lines without a count: 400 naming the first such line */
     char path[4096 + 64]; /* testdata_path() is shorter than 4096 bytes */
     int w = snprintf(path, sizeof path, "%s/folded/speedscope/simple-with-invalids.txt", dir);
     CHECK(w > 0 && (size_t)w < sizeof path);
@@ -277,7 +279,7 @@ static void test_corpus(void)
     ingest_request_t r = test_req("app", NULL, b, n);
     ingest_profile_t *p;
     errmsg_t em;
-    CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), ERR_UNPARSEABLE);
+    CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), ERR_INVALID_ARGUMENT);
     CHECK(strstr(em.text, "line 1") != NULL);
     free(b);
 }

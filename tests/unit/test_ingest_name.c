@@ -275,6 +275,40 @@ static void test_profile_id(void)
         CHECK(memcmp(id[0], id[i], 16) != 0);
 }
 
+static void id_of(const ingest_request_t *r, uint8_t out[16])
+{
+    ingest_profile_t *p;
+    errmsg_t em;
+    memset(out, 0, 16);
+    CHECK_EQ_INT(test_parse(r, NULL, &p, &em), 0);
+    if (p != NULL) memcpy(out, ingest_profile_write(p)->profile_id, 16);
+    ingest_profile_free(p);
+}
+
+/* The id covers the resolved time window: without `from` the node's clock
+ * decides (a minute later is another profile), with `from` the time it
+ * names, however spelled (seconds or milliseconds). */
+static void test_profile_id_window(void)
+{
+    uint8_t a[16], b[16];
+    ingest_request_t r = test_req("app{a=b}", NULL, body, sizeof body - 1);
+    id_of(&r, a);
+    id_of(&r, b);
+    CHECK(memcmp(a, b, 16) == 0); /* same clock: a retry */
+    r.now_ns += 60 * 1000000000LL;
+    id_of(&r, b);
+    CHECK(memcmp(a, b, 16) != 0); /* a minute apart: two profiles */
+    r.from = "1795564700";
+    id_of(&r, a);
+    r.from = "1795564700000";
+    r.now_ns += 60 * 1000000000LL;
+    id_of(&r, b);
+    CHECK(memcmp(a, b, 16) == 0); /* same from, spelled in ms, later: one profile */
+    r.until = "1795564710";
+    id_of(&r, b);
+    CHECK(memcmp(a, b, 16) != 0); /* another window */
+}
+
 int main(void)
 {
     test_name_labels();
@@ -284,5 +318,6 @@ int main(void)
     test_pprof_type_names();
     test_params();
     test_profile_id();
+    test_profile_id_window();
     return check_exit();
 }

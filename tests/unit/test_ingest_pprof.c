@@ -364,7 +364,7 @@ static void test_limits(void)
     expect_refused(&b, &lim, ERR_LIMIT, "max_symbol_len");
     lim.max_symbol_len = 100;
     lim.max_decoded_bytes = 1000;
-    expect_refused(&b, &lim, ERR_TOO_LARGE, "max_decoded_bytes");
+    expect_refused(&b, &lim, ERR_TOO_LARGE, "max-decoded-bytes");
     lim.max_decoded_bytes = 1 << 20;
     lim.max_tree_nodes = 1;
     expect_refused(&b, &lim, ERR_LIMIT, "max_tree_nodes");

@@ -15,6 +15,7 @@ export const DEFAULTS = {
   label: '', // tag explorer
   span: '', // span view: the id
   spanLabel: 'span_id', // span_id | trace_id
+  profile: '', // profiles view: the id of the stored profile opened
 };
 
 export function read(loc = window.location) {

@@ -1,0 +1,168 @@
+/* test_ingest_budget.c — one budget per push (ingest.h): call-tree nodes and
+ * frames walked are counted over every series and span tree of the push,
+ * while it is parsed, and a push over either is refused with 413 naming the
+ * settings; the decode arena is capped in proportion to the message. The
+ * hostile shape of issue #9 (many sample types, a deep shared inlined
+ * location, a fresh root and span_id per sample, hundreds of series) is
+ * generated here and must be refused quickly. */
+#include <time.h>
+
+#include "test_ingest_util.h"
+
+static int parse_folded(const char *body, const ingest_limits_t *lim, ingest_profile_t **p,
+                        errmsg_t *em)
+{
+    ingest_request_t r = test_req("app.inuse_objects", "folded", body, strlen(body));
+    return test_parse(&r, lim, p, em);
+}
+
+/* Nodes and work are what the trees cost: a new tree 64 (its initial
+ * allocation) + 4 frames, 2 walks of 3+1. */
+static void test_accounting(void)
+{
+    ingest_profile_t *p;
+    errmsg_t em;
+    CHECK_EQ_INT(parse_folded("a;b;c 1\na;b;d 2\n", NULL, &p, &em), 0);
+    size_t nodes = 0, work = 0;
+    if (p != NULL) ingest_profile_cost(p, &nodes, &work);
+    CHECK_EQ_INT((int64_t)nodes, 64 + 4);
+    CHECK_EQ_INT((int64_t)work, 8);
+    ingest_profile_free(p);
+}
+
+/* The caps: min(max_request_*, max(floor, per_byte x payload)). */
+static void test_caps_refuse_with_setting_named(void)
+{
+    ingest_limits_t lim;
+    ingest_limits_default(&lim);
+    ingest_profile_t *p;
+    errmsg_t em;
+    lim.max_request_nodes = 64 + 3; /* the tree and three frames */
+    CHECK_EQ_INT(parse_folded("a;b;c 1\na;b;d 2\n", &lim, &p, &em), ERR_TOO_LARGE);
+    CHECK(strstr(em.text, "ingest-max-request-nodes") != NULL);
+    CHECK(p == NULL);
+    lim.max_request_nodes = 64 + 4;
+    CHECK_EQ_INT(parse_folded("a;b;c 1\na;b;d 2\n", &lim, &p, &em), 0);
+    ingest_profile_free(p);
+    lim.max_request_work = 7;
+    CHECK_EQ_INT(parse_folded("a;b;c 1\na;b;d 2\n", &lim, &p, &em), ERR_TOO_LARGE);
+    CHECK(strstr(em.text, "ingest-max-request-work") != NULL);
+}
+
+/* Span trees count in the same budget as the series trees. */
+static void test_spans_share_the_budget(void)
+{
+    pb_t b;
+    pb_init(&b);
+    pb_sample_type(&b, "cpu", "nanoseconds");
+    uint64_t locs[2] = {pb_loc_fn(&b, "leaf"), pb_loc_fn(&b, "root")};
+    pb_sample(&b, 2, locs, 1, (int64_t[]){1}, "span_id=0000000000000001", NULL);
+    pb_sample(&b, 2, locs, 1, (int64_t[]){1}, "span_id=0000000000000002", NULL);
+    size_t n;
+    uint8_t *raw = pb_pack(&b, &n);
+    pb_free(&b);
+    ingest_request_t r = test_req("svc", "pprof", raw, n);
+    ingest_profile_t *p;
+    errmsg_t em;
+    CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), 0);
+    size_t nodes = 0, work = 0;
+    if (p != NULL) ingest_profile_cost(p, &nodes, &work);
+    CHECK_EQ_INT((int64_t)nodes, 64 + 2 + 2 * (6 + 2)); /* series tree, two small span trees */
+    ingest_profile_free(p);
+    ingest_limits_t lim;
+    ingest_limits_default(&lim);
+    lim.max_request_nodes = 64 + 2 + 2 * (6 + 2) - 1;
+    CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_TOO_LARGE);
+    free(raw);
+}
+
+/* The hostile push: types sample types, a location of depth inlined lines
+ * shared by every sample, a fresh root location (address only) and a fresh
+ * span_id per sample, and `groups` distinct label values. *len: its size. */
+static uint8_t *hostile(size_t samples, size_t types, size_t depth, size_t groups, size_t *len)
+{
+    pb_t b;
+    pb_init(&b);
+    char name[64];
+    for (size_t t = 0; t < types; t++) {
+        snprintf(name, sizeof name, "alloc_t%zu", t);
+        pb_sample_type(&b, name, "count");
+    }
+    uint64_t *fns = malloc(depth * sizeof *fns);
+    for (size_t i = 0; i < depth; i++) {
+        snprintf(name, sizeof name, "inl%zu", i);
+        fns[i] = pb_function(&b, name, "x.go");
+    }
+    uint64_t deep = pb_location(&b, 0, 0, depth, fns);
+    free(fns);
+    int64_t *vals = malloc(types * sizeof *vals);
+    for (size_t t = 0; t < types; t++)
+        vals[t] = 1;
+    char span[64], grp[64];
+    for (size_t i = 0; i < samples; i++) {
+        uint64_t locs[2] = {deep, pb_location(&b, 0, 0x1000 + i, 0, NULL)};
+        snprintf(span, sizeof span, "span_id=%016zx", i);
+        snprintf(grp, sizeof grp, "g=%zu", i % groups);
+        pb_sample(&b, 2, locs, types, vals, span, grp, NULL);
+    }
+    free(vals);
+    uint8_t *raw = pb_pack(&b, len);
+    pb_free(&b);
+    return raw;
+}
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void test_hostile_push_refused_fast(void)
+{
+    size_t n;
+    uint8_t *raw = hostile(4000, 8, 2000, 100, &n);
+    ingest_request_t r = test_req("svc", "pprof", raw, n);
+    ingest_profile_t *p;
+    errmsg_t em;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = test_parse(&r, NULL, &p, &em);
+    double ms = ms_since(&t0);
+    fprintf(stderr, "hostile push of %zu bytes: %d in %.1f ms: %s\n", n, rc, ms, em.text);
+    CHECK_EQ_INT(rc, ERR_TOO_LARGE);
+    CHECK(strstr(em.text, "ingest-") != NULL);
+    CHECK(ms < 1000.0);
+    free(raw);
+}
+
+/* A message of empty repeated entries decodes to far more than it weighs:
+ * the arena cap follows the message's size. */
+static void test_decode_cap_per_byte(void)
+{
+    size_t n = 1u << 20;
+    uint8_t *raw = malloc(n + 8);
+    size_t o = 0;
+    raw[o++] = 0x32; /* string_table[0] = "" */
+    raw[o++] = 0x00;
+    while (o + 2 <= n) { /* empty Sample messages: field 2, length 0 */
+        raw[o++] = 0x12;
+        raw[o++] = 0x00;
+    }
+    ingest_request_t r = test_req("svc", "pprof", raw, o);
+    ingest_profile_t *p;
+    errmsg_t em;
+    CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), ERR_TOO_LARGE);
+    CHECK(strstr(em.text, "ingest-decoded-per-byte") != NULL);
+    free(raw);
+}
+
+int main(void)
+{
+    test_accounting();
+    test_caps_refuse_with_setting_named();
+    test_spans_share_the_budget();
+    test_hostile_push_refused_fast();
+    test_decode_cap_per_byte();
+    return check_exit();
+}
