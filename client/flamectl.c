@@ -929,11 +929,113 @@ static int cmd_cluster_remove(flamedb_client_t *c, const args_t *a)
     return rc;
 }
 
+/* --- cluster decommission ---------------------------------------------------------- */
+
+#define DECOMMISSION_WAIT_MS 3600000
+
+typedef struct dc_state {
+    char state[CS_FIELD], waiting[CS_FIELD];
+} dc_state_t;
+
+static int dc_item(json_t *r, void *ctx, const char *key)
+{
+    dc_state_t *m = ctx;
+    char *dst = strcmp(key, "state") == 0            ? m->state
+                : strcmp(key, "takers_waiting") == 0 ? m->waiting
+                                                     : NULL;
+    return dst ? cs_scalar(r, dst) : cs_skip(r);
+}
+
+/* Asks the node (again: the request is idempotent) and reads its state;
+ * -1 when it does not answer (it stopped once it left). */
+static int dc_ask(const args_t *a, const char *url, const char *id, dc_state_t *m)
+{
+    flamedb_client_t *c = client_for(a, url);
+    if (c == NULL) return -1;
+    char path[256];
+    snprintf(path, sizeof path, "/cluster/decommission?node=%s", id); /* ids are [A-Za-z0-9._-] */
+    flamedb_response_t r;
+    int rc = flamedb_post(c, path, &r);
+    if (rc != 0) {
+        int gone = rc == FLAMEDB_ERR_UNAVAILABLE || rc == FLAMEDB_ERR_IO;
+        if (!gone) fprintf(stderr, "flamectl: %s\n", flamedb_errmsg(c));
+        flamedb_client_free(c);
+        return gone ? -1 : -2;
+    }
+    json_t rd;
+    json_init(&rd, r.body, r.len, cs_json);
+    memset(m, 0, sizeof *m);
+    rc = cs_each(&rd, 1, dc_item, m) != 0 ? -2 : 0;
+    flamedb_response_free(&r);
+    flamedb_client_free(c);
+    return rc;
+}
+
+/* Polls the leaving node, printing each change of its progress, until it
+ * stopped (it left) or the wait ran out. */
+static int dc_wait(const args_t *a, const char *url, const char *id)
+{
+    double t0 = now_s();
+    char last[2 * CS_FIELD + 2] = "";
+    while (now_s() - t0 < DECOMMISSION_WAIT_MS / 1000.0) {
+        dc_state_t m;
+        int rc = dc_ask(a, url, id, &m);
+        if (rc == -2) return EXIT_FAILURE;
+        if (rc == -1 || strcmp(m.state, "left") == 0) {
+            printf("%8.2f s  %s left and stopped\n", now_s() - t0, id);
+            return 0;
+        }
+        char now[sizeof last];
+        snprintf(now, sizeof now, "%s/%s", m.state, m.waiting);
+        if (strcmp(now, last) != 0) {
+            printf("%8.2f s  %s %s, %s node(s) taking over its ranges still streaming\n",
+                   now_s() - t0, id, m.state, m.waiting);
+            fflush(stdout);
+            snprintf(last, sizeof last, "%s", now);
+        }
+        struct timespec ts = {0, 250 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "flamectl: cluster decommission: %s did not leave within %d s\n", id,
+            DECOMMISSION_WAIT_MS / 1000);
+    return EXIT_FAILURE;
+}
+
+/* The leaving node itself is asked (found in the status of --url); then
+ * the wait, and every other active node must see it left. */
+static int cmd_cluster_decommission(flamedb_client_t *c, const args_t *a)
+{
+    if (a->node == NULL || a->node[0] == 0)
+        return usage_error("%s", "cluster decommission needs --node ID");
+    flamedb_response_t r;
+    cs_doc_t d;
+    int rc = cs_load(c, &d, &r);
+    const cs_row_t *t = NULL;
+    for (size_t i = 0; rc == 0 && i < d.nrows; i++)
+        if (strcmp(d.rows[i].id, a->node) == 0) t = &d.rows[i];
+    if (rc == 0 && t == NULL) {
+        fprintf(stderr, "flamectl: cluster decommission: %s is not a member\n", a->node);
+        rc = EXIT_FAILURE;
+    }
+    dc_state_t m;
+    if (rc == 0 && dc_ask(a, t->http, a->node, &m) != 0) rc = EXIT_FAILURE;
+    if (rc == 0) {
+        printf("decommissioning %s (%s): it is %s; the nodes taking over its ranges pull them\n",
+               a->node, t->http, m.state);
+        rc = dc_wait(a, t->http, a->node);
+    }
+    if (rc == 0) rc = wait_removed(a, &d, a->node);
+    free(d.rows);
+    flamedb_response_free(&r);
+    return rc;
+}
+
 static int cmd_cluster(flamedb_client_t *c, const args_t *a)
 {
     if (strcmp(a->pos[0], "status") == 0) return cmd_cluster_status(c, a);
     if (strcmp(a->pos[0], "repair") == 0) return cmd_cluster_repair(c, a);
     if (strcmp(a->pos[0], "remove") == 0) return cmd_cluster_remove(c, a);
+    if (strcmp(a->pos[0], "decommission") == 0) return cmd_cluster_decommission(c, a);
     return usage_error("unknown cluster command '%s'", a->pos[0]);
 }
 
@@ -980,7 +1082,8 @@ static const command_t commands[] = {
      "(NAME __profile_type__ lists the profile types present)."},
     {"ready", 0, 0, cmd_ready, "ready", "Exits 0 when the node answers GET /ready with 200."},
     {"cluster", 1, 1, cmd_cluster,
-     "cluster status [--output table|json] | cluster repair | cluster remove --node ID",
+     "cluster status [--output table|json] | cluster repair | cluster remove --node ID | "
+     "cluster decommission --node ID",
      "status prints the cluster as the node sees it (GET /cluster/status): each\n"
      "member's id, state, tokens, how long ago its heartbeat was heard, HTTP and\n"
      "cluster addresses, and the nodes it holds hints for; '*' marks the node asked.\n"
@@ -989,7 +1092,11 @@ static const command_t commands[] = {
      "after round until a round streams nothing (at most 5); exits 0 once converged\n"
      "with every pass complete. remove --node ID takes a dead node out of the ring\n"
      "for good (POST /cluster/remove), waits until every active node sees it left,\n"
-     "then repairs so its ranges have their replicas again."},
+     "then repairs so its ranges have their replicas again. decommission --node ID\n"
+     "asks a live node to leave (POST /cluster/decommission on that node): it turns\n"
+     "leaving, the nodes taking over its ranges pull them, then it turns left and\n"
+     "stops; flamectl prints its progress and exits 0 once every active node sees\n"
+     "it left."},
     {"profiles", 1, 1, cmd_profiles,
      "profiles 'TYPE{selector}' [--from T] [--until T] [--limit N] [--output table|json]",
      "Lists the stored profiles of a selection (GET /api/profiles), newest first:\n"

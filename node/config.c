@@ -257,6 +257,10 @@ static const opt_t options[] = {
      7 * 86400000ULL,
      "How often this node runs an anti-entropy pass over the ranges it replicates (0 = only "
      "on demand: flamectl cluster repair)."},
+    {"stream-max-mb-per-s", OPT_U32, FIELD(cluster.stream_max_mb_per_s, uint32_t), "0", 0, 0,
+     100000,
+     "Bytes per second (in MB, 10^6) a repair pass fetches at most, as when a joining node or "
+     "a node taking over a leaving node's ranges streams them in (0 = no limit)."},
     SECTION("Security and per-tenant limits"),
     {"auth-file", OPT_TEXT, FIELD(auth_file, char[NODE_PATH_MAX]), "", 0, 0, NODE_PATH_MAX - 1,
      "HTTP tokens, one 'TENANT ROLE SHA256HEX' per line (role read, write or admin; '#' "

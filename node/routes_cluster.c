@@ -1,7 +1,8 @@
 /* routes_cluster.c — the cluster's operator routes: POST /cluster/repair
  * (an anti-entropy pass of this node, answered with its summary once it
  * finished) and POST /cluster/remove?node=ID (a dead node leaves the ring
- * for good). docs/api.md, docs/operations.md.
+ * for good), POST /cluster/decommission?node=ID (this node leaves: its
+ * ranges move to the others, then it stops). docs/api.md, docs/operations.md.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -67,5 +68,29 @@ void routes_cluster_remove(node_t *n, http_exchange_t *ex, const http_request_t 
     buf_printf(&resp.body, "{\"removed\":");
     buf_append_json_string(&resp.body, id, strlen(id));
     buf_printf(&resp.body, "}\n");
+    http_respond(ex, &resp);
+}
+
+/* Answered at once with the node's state; the move goes on in the
+ * background (flamectl cluster decommission waits for it). */
+void routes_cluster_decommission(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    const char *id = http_request_param(r, "node");
+    errmsg_t em = {{0}};
+    int rc = id == NULL || id[0] == 0
+                 ? errmsg_set(&em, ERR_INVALID_ARGUMENT, "parameter 'node' is required")
+                 : cluster_decommission(n->cluster, id, &em);
+    if (rc != ERR_OK) {
+        routes_respond_error(n, ex, rc, &em);
+        return;
+    }
+    http_response_t resp = {.status = 200, .content_type = "application/json"};
+    buf_init(&resp.body, 4u << 10);
+    if (cluster_move_json(n->cluster, &resp.body) != 0) {
+        buf_free(&resp.body);
+        errmsg_set(&em, ERR_NOMEM, "out of memory");
+        routes_respond_error(n, ex, ERR_NOMEM, &em);
+        return;
+    }
     http_respond(ex, &resp);
 }

@@ -118,6 +118,7 @@ static void on_gossip_timer(uv_timer_t *t)
     if (picked == NULL || c->counters.gossip_rounds % CLUSTER_SEED_EVERY == 0) seed = next_seed(c);
     if (seed != NULL && (picked == NULL || strcmp(seed, picked) != 0)) gossip_to(c, seed);
     cluster_view_refresh(c);
+    cluster_move_tick(c);
 }
 
 /* The gossip handler: merge, then answer the sender. The ring reads the
@@ -269,7 +270,7 @@ static int setup_addresses(cluster_t *c, const char *http_addr, errmsg_t *em)
     return rc ? rc : parse_seeds(c, em);
 }
 
-static int create_members(cluster_t *c, errmsg_t *em)
+static int create_members(cluster_t *c, int had_identity, errmsg_t *em)
 {
     ring_members_options_t o;
     ring_members_options_default(&o);
@@ -278,9 +279,10 @@ static int create_members(cluster_t *c, errmsg_t *em)
     uint64_t incarnation;
     int rc = cluster_incarnation_next(c->data_dir, cluster_unix_ms(c) / 1000, &incarnation, em);
     if (rc != ERR_OK) return rc;
-    /* Streaming ranges to a joining node is not implemented yet: a node is
-     * ACTIVE at once (docs/cluster.md, "Operations"). */
-    return ring_members_create(&o, &c->id, c->http_addr, c->cluster_addr, RING_ACTIVE, incarnation,
+    ring_state_t initial = RING_ACTIVE;
+    rc = cluster_move_initial_state(c, had_identity, &initial, em);
+    if (rc != ERR_OK) return rc;
+    return ring_members_create(&o, &c->id, c->http_addr, c->cluster_addr, initial, incarnation,
                                c->clock, &c->members, em);
 }
 
@@ -299,9 +301,12 @@ int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_d
     int rc = setup_addresses(c, http_addr, em);
     if (rc == ERR_OK && c->cfg.secret_file[0] != '\0')
         rc = cluster_secret_load(c->cfg.secret_file, &c->key, em);
+    char idpath[CLUSTER_SETTING_MAX + 16];
+    snprintf(idpath, sizeof idpath, "%s/%s", c->data_dir, CLUSTER_IDENTITY_FILE);
+    int had_identity = access(idpath, F_OK) == 0; /* before the load creates it */
     if (rc == ERR_OK)
         rc = cluster_identity_load(c->data_dir, c->cfg.node_id, c->cfg.tokens, &c->rng, &c->id, em);
-    if (rc == ERR_OK) rc = create_members(c, em);
+    if (rc == ERR_OK) rc = create_members(c, had_identity, em);
     if (rc == ERR_OK && cluster_view_refresh(c) != 1)
         rc = errmsg_set(em, ERR_INTERNAL, "cannot build the cluster view");
     if (rc != ERR_OK) {
@@ -381,6 +386,9 @@ void cluster_free_base(cluster_t *c)
     for (size_t i = 0; i < c->nleft; i++)
         free(c->left_seen[i]);
     free(c->left_seen);
+    for (size_t i = 0; i < c->ndone; i++)
+        free(c->passes[i].id);
+    free(c->passes);
     free(c);
 }
 

@@ -58,7 +58,8 @@ typedef struct cluster_config {
     size_t max_message_bytes;    /* NN_RCVMAXSIZE and send limit */
     size_t hints_max_bytes;      /* durable hints kept per target node */
     uint64_t hint_replay_interval_ms;
-    uint64_t repair_interval_ms; /* anti-entropy pass this often; 0 = only on demand */
+    uint64_t repair_interval_ms;  /* anti-entropy pass this often; 0 = only on demand */
+    uint32_t stream_max_mb_per_s; /* joining / moving ranges: fetched MB/s at most; 0 = no limit */
 } cluster_config_t;
 
 /* What the module takes from the node's other settings. */
@@ -202,6 +203,20 @@ void cluster_stop_repair(cluster_t *c);
  * unknown node, ERR_INVALID_ARGUMENT for this node or one that is not down
  * (a live node would keep writing). */
 int cluster_remove_node(cluster_t *c, const char *node_id, errmsg_t *em);
+
+/* Decommissions this node (docs/cluster.md, "Decommissioning a node"):
+ * node_id is this node's id (or NULL / ""). It turns LEAVING: it still
+ * serves reads and takes writes while the nodes that take over its ranges
+ * pull them; once each of them announced a complete repair pass that
+ * started after the change settled it turns LEFT and the process stops
+ * (exit status 0). Asked again: 0. ERR_INVALID_ARGUMENT for another node
+ * (the message names its HTTP address), a cluster of one, a joining node,
+ * or a ring of at most RF nodes; ERR_NOT_FOUND for an unknown node. */
+int cluster_decommission(cluster_t *c, const char *node_id, errmsg_t *em);
+/* {"node": id, "state": s, "takers_waiting": n} plus a newline appended to
+ * out: this node's lifecycle state and, while it leaves, how many takers
+ * have not yet announced their pass. */
+int cluster_move_json(cluster_t *c, buf_t *out);
 
 /* ---------------------------------------------------------------- metrics */
 

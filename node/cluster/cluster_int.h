@@ -118,6 +118,9 @@ int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
 #define CLUSTER_SEED_EVERY 10
 #define CLUSTER_REFUSAL_LOG_MS 60000
 #define CLUSTER_IDENTITY_FILE "identity"
+/* Present while a node new to the cluster streams its ranges in: a restart
+ * before it turned active joins (resumes) again. */
+#define CLUSTER_JOINING_FILE "joining"
 #define CLUSTER_INCARNATION_FILE "incarnation"
 #define CLUSTER_IDENTITY_MAX (64 * 1024 + RING_MAX_TOKENS * 17)
 
@@ -183,6 +186,16 @@ struct cluster {
     size_t nleft, left_cap;
     void (*on_rejoin)(void *ctx, const char *node_id);
     void *on_rejoin_ctx;
+    /* Joining and leaving (cluster_move.c). */
+    int joining;               /* started JOINING: streams its ranges in, then turns ACTIVE */
+    uint64_t move_start_ms;    /* wall clock when JOINING or LEAVING began here */
+    int leaving;               /* LEAVING by decommission: turns LEFT once its ranges moved */
+    uint64_t left_at_ms;       /* uv_now() when it turned LEFT (then it stops soon) */
+    struct cluster_pass_done { /* last complete repair pass heard of, per node */
+        char *id;
+        uint64_t start_ms;
+    } * passes;
+    size_t ndone, done_cap;
     void (*done)(void *arg);
     void *done_arg;
 };
@@ -212,6 +225,27 @@ void cluster_identity_default_id(ring_rng_t *rng, char out[RING_NODE_ID_MAX + 1]
 int cluster_view_refresh(cluster_t *c);
 /* Drops the cluster's reference to its view. */
 void cluster_view_drop(cluster_t *c);
+
+/* ---------- joining and leaving (cluster_move.c; docs/cluster.md, "Adding a node") */
+
+/* The state this start begins in: JOINING when the node is new to a cluster
+ * it joins (no identity file before this start, seeds given) or a join was
+ * under way (DATA_DIR/joining), else ACTIVE. had_identity: the identity file
+ * existed before this start. Writes DATA_DIR/joining when JOINING. */
+int cluster_move_initial_state(cluster_t *c, int had_identity, ring_state_t *out, errmsg_t *em);
+/* Loop, every gossip round: a joining node with no active member to stream
+ * from turns active; a leaving node whose ranges every taker verified turns
+ * left, and stops the process a few rounds later. */
+void cluster_move_tick(cluster_t *c);
+/* Loop: the repair thread verified the gained ranges: turn ACTIVE. */
+void cluster_move_join_verified(cluster_t *c);
+/* Loop: node_id announced a complete repair pass that started at
+ * started_ms (wall clock). */
+void cluster_move_pass_done(cluster_t *c, const char *node_id, uint64_t started_ms);
+/* The wall-clock time before which a move's pass does not count: begun
+ * plus the time gossip needs to tell every coordinator (so every write
+ * after it reaches the new owners too) plus a write timeout. */
+uint64_t cluster_move_settled_ms(const cluster_t *c);
 
 /* Wall-clock milliseconds since the epoch, from the cluster's clock. */
 static inline uint64_t cluster_unix_ms(const cluster_t *c)

@@ -129,7 +129,10 @@ static int view_build(cluster_t *c, view_impl_t **out, errmsg_t *em)
     p->self = v->ring ? ring_node_find(v->ring, c->id.node_id) : -1;
     if (p->self < 0) p->self = -1;
     p->self_id = v->self_id;
-    p->rf = c->cfg.replication_factor < v->n ? c->cfg.replication_factor : v->n;
+    /* RF capped by the larger ring: while a cluster smaller than RF grows, a
+     * joining node must be planned with the RF it will have once active */
+    uint32_t np = v->pending ? ring_node_count(v->pending) : 0, big = np > v->n ? np : v->n;
+    p->rf = c->cfg.replication_factor < big ? c->cfg.replication_factor : big;
     p->quorum = quorum_for(&c->cfg, p->rf);
     p->version = ++c->view_seq;
     *out = v;

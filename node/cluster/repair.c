@@ -27,6 +27,9 @@
 /* Passes peers ask for (RUN, repeated while this node is marked short) start
  * at most this often, so an incomplete pass is not retried back to back. */
 #define REPAIR_ASKED_GAP_MS 5000
+/* While a move this node streams for is in progress, passes follow each
+ * other this far apart (and the thread looks for one this often). */
+#define REPAIR_MOVE_GAP_MS 1000
 
 /* ---------------------------------------------------------------- thread side */
 
@@ -115,29 +118,77 @@ static uint64_t next_wake(const repair_t *r, uint64_t due, uint64_t last_end)
     return w;
 }
 
+/* Thread: whether a move is in progress that this node must stream for
+ * (it joins, or gains ranges from a leaving or joining node). */
+static int move_wanted(repair_t *r)
+{
+    const cluster_view_t *v = NULL;
+    errmsg_t em = {{0}};
+    if (repair_call_once(r, NULL, NULL, NULL, &v, &em) != 0) return 0;
+    uv_mutex_lock(&r->mu);
+    int joining = r->joining;
+    uv_mutex_unlock(&r->mu);
+    int w = joining || repair_view_gains(v);
+    r->ops.view_release(v);
+    return w;
+}
+
+/* Thread, after a pass of a joining node: a complete pass that started
+ * after the join settled and found nothing missing in any range it gains
+ * (their digests matched a current replica's, or the replica's id lists
+ * named nothing this node lacks) verifies the join. */
+static void join_check(repair_t *r, int rc)
+{
+    uv_mutex_lock(&r->mu);
+    int joining = r->joining;
+    uv_mutex_unlock(&r->mu);
+    if (!joining || rc != 0 || !r->last.joining) return;
+    log_info("repair", "join: pass %s, %llu missing, started %s the join settled",
+             r->last.complete ? "complete" : "incomplete", (unsigned long long)r->last.missing,
+             r->last.started_ms >= r->join_settled_ms ? "after" : "before");
+    if (!r->last.complete || r->last.missing != 0 || r->last.started_ms < r->join_settled_ms)
+        return;
+    uv_mutex_lock(&r->mu);
+    r->joining = 0;
+    r->join_verified = 1;
+    if (!r->closing) uv_async_send(&r->async);
+    uv_mutex_unlock(&r->mu);
+}
+
 /* The thread: a pass when a caller waits, when a peer asked (not more than
- * every REPAIR_ASKED_GAP_MS), or when the interval is due. */
+ * every REPAIR_ASKED_GAP_MS), when the interval is due, or while a move
+ * this node streams for is in progress (checked every REPAIR_MOVE_GAP_MS). */
 static void thread_main(void *arg)
 {
     repair_t *r = arg;
     buf_t out;
     buf_init(&out, 2 * REPAIR_SUMMARY_MAX);
     uint64_t due = r->o.interval_ms ? repair_now_ms(r) + r->o.interval_ms : 0, last_end = 0;
+    uint64_t checked = 0;
     uv_mutex_lock(&r->mu);
     for (;;) {
-        uint64_t wake;
+        uint64_t wake, now;
         while (!r->closing && !r->demand &&
-               (wake = next_wake(r, due, last_end)) > repair_now_ms(r)) {
-            if (wake == UINT64_MAX)
-                uv_cond_wait(&r->cond, &r->mu);
-            else
-                uv_cond_timedwait(&r->cond, &r->mu, (wake - repair_now_ms(r)) * 1000000ull);
+               (wake = next_wake(r, due, last_end)) > (now = repair_now_ms(r))) {
+            uint64_t poll = (checked > last_end ? checked : last_end) + REPAIR_MOVE_GAP_MS;
+            if (poll <= now) break;
+            if (poll < wake) wake = poll;
+            uv_cond_timedwait(&r->cond, &r->mu, (wake - now) * 1000000ull);
         }
         if (r->closing) break;
+        int run = r->demand || next_wake(r, due, last_end) <= repair_now_ms(r);
+        if (!run) { /* the move poll */
+            uv_mutex_unlock(&r->mu);
+            run = move_wanted(r);
+            checked = repair_now_ms(r);
+            uv_mutex_lock(&r->mu);
+            if (!run) continue;
+        }
         r->demand = r->asked = 0;
         uint64_t gen = ++r->started_gen;
         uv_mutex_unlock(&r->mu);
         int rc = repair_pass_run(r, &out);
+        join_check(r, rc);
         last_end = repair_now_ms(r);
         if (r->o.interval_ms) due = last_end + r->o.interval_ms;
         uv_mutex_lock(&r->mu);
@@ -192,7 +243,8 @@ static void on_async(uv_async_t *h)
         if (c->state == CALL_DONE) uv_cond_broadcast(&r->cond);
     }
     uint64_t gen = r->done_gen;
-    int rc = r->result_rc;
+    int rc = r->result_rc, verified = r->join_verified;
+    r->join_verified = 0;
     char *json = NULL;
     if (gen > r->delivered_gen) {
         json = malloc(r->result.len + 1);
@@ -202,6 +254,7 @@ static void on_async(uv_async_t *h)
         }
     }
     uv_mutex_unlock(&r->mu);
+    if (verified) cluster_move_join_verified(r->c);
     if (gen > r->delivered_gen) {
         r->delivered_gen = gen;
         deliver(r, gen, json ? rc : ERR_NOMEM, json ? json : "");
@@ -315,6 +368,7 @@ void repair_on_request(void *ctx, cluster_msg_t *msg)
     if (q->kind == RK(DONE)) {
         if (r->c->replicate != NULL)
             replicate_marks_repaired(r->c->replicate, msg->env->sender_id, q->started_unix_ms);
+        cluster_move_pass_done(r->c, msg->env->sender_id, q->started_unix_ms);
         return;
     }
     serve_job_t *j = r->serving < REPAIR_SERVE_MAX ? calloc(1, sizeof *j) : NULL;
@@ -374,6 +428,9 @@ int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_c
     r->o.max_future_s = in->max_future_seconds;
     r->o.timeout_ms = cfg->query_timeout_ms > 1000 ? cfg->query_timeout_ms : 1000;
     r->o.max_message_bytes = cfg->max_message_bytes;
+    r->o.stream_bytes_per_s = cfg->stream_max_mb_per_s * 1000000ull;
+    r->joining = c->joining;
+    r->join_settled_ms = cluster_move_settled_ms(c);
     r->limits = *cluster_wire_limits(c);
     r->workq = in->workq;
     if (r->workq == NULL && workq_new(loop, 4, NULL, in->clock, &r->own_workq) != 0)

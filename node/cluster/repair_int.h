@@ -79,7 +79,8 @@ typedef struct repair_options {
     int64_t max_future_s;     /* ingest's: how far ahead a profile's time may be */
     uint64_t timeout_ms;      /* one request to a peer */
     size_t max_message_bytes;
-    replicate_options_t write; /* how fetched profiles are checked (shards, tree limits) */
+    uint64_t stream_bytes_per_s; /* fetched bytes per second at most (0: unlimited) */
+    replicate_options_t write;   /* how fetched profiles are checked (shards, tree limits) */
 } repair_options_t;
 
 /* The time span a pass compares at unix second now_s: profiles recent
@@ -167,6 +168,7 @@ typedef struct repair_waiter {
 /* What one pass did, summed over its peers. */
 typedef struct repair_stats {
     uint64_t peers, ranges, buckets, differing, listed, missing, written, bytes, unavailable;
+    uint64_t t0_ms;          /* wall clock at the pass's start (the stream throttle's origin) */
     buf_t unreached, failed; /* JSON array members */
 } repair_stats_t;
 
@@ -195,6 +197,14 @@ struct repair {
     int result_rc;
     buf_t result;
     repair_counters_t counters;
+    int joining;              /* the node streams its ranges in before it turns active */
+    int join_verified;        /* set by the thread: the loop turns the node active */
+    uint64_t join_settled_ms; /* a pass verifying the join starts after this (wall ms) */
+    /* thread only: what the last pass saw */
+    struct {
+        int complete, holds, joining, gains;
+        uint64_t missing, started_ms;
+    } last;
     /* loop only */
     repair_waiter_t *waiters;
     uint64_t delivered_gen;
@@ -219,6 +229,8 @@ int repair_call(repair_t *r, const char *peer, Flamedb__Cluster__RepairRequest *
                 cluster_msg_t *ans, errmsg_t *em);
 void repair_request_init(Flamedb__Cluster__RepairRequest *q, Flamedb__Cluster__RepairKind kind,
                          int64_t from_s, int64_t until_s);
+/* 1 when the view has a move in progress in which this node gains ranges. */
+int repair_view_gains(const cluster_view_t *v);
 /* repair_pass.c: one pass over every range this node replicates; its JSON
  * summary into out. A complete pass is announced to the other nodes. */
 int repair_pass_run(repair_t *r, buf_t *out);

@@ -114,6 +114,17 @@ static int store_fetched(repair_t *r, const Flamedb__Cluster__RepairAnswer *a, r
     return 0;
 }
 
+/* Holds the pass to --stream-max-mb-per-s: sleeps until the bytes fetched
+ * so far fit the rate since the pass began. */
+static void throttle(repair_t *r, const repair_stats_t *st)
+{
+    uint64_t rate = r->o.stream_bytes_per_s;
+    if (rate == 0) return;
+    uint64_t due = st->t0_ms + st->bytes * 1000 / rate;
+    for (uint64_t now; !r->closing && (now = repair_now_ms(r)) < due;)
+        uv_sleep((unsigned)(due - now < 100 ? due - now : 100));
+}
+
 /* Fetches w's profiles from the peer, REPAIR_FETCH_BATCH at a time. */
 static int fetch(repair_t *r, const char *peer, const wants_t *w, repair_stats_t *st, errmsg_t *em)
 {
@@ -145,6 +156,7 @@ static int fetch(repair_t *r, const char *peer, const wants_t *w, repair_stats_t
             rc = store_fetched(r, a, st, em);
         if (rc == 0) at += a->handled;
         cluster_msg_free(&ans);
+        throttle(r, st);
     }
     return rc;
 }
@@ -237,21 +249,68 @@ static void note_node(buf_t *list, const char *id, const char *why)
     buf_append_byte(list, '}');
 }
 
-/* For every ring node, the ranges this node shares with it. */
+/* The ranges of a pass: the elementary ranges of the current ring split
+ * at the pending ring's tokens too, so each lies within one range of both
+ * rings and has one replica set in each. Ends ascending; caller frees. */
+static int fine_ends(const cluster_view_t *v, uint64_t **out, uint32_t *n)
+{
+    uint32_t a = ring_range_count(v->ring), b = v->pending ? ring_range_count(v->pending) : 0;
+    uint64_t *e = malloc(((size_t)a + b + 1) * sizeof *e);
+    if (e == NULL) return ERR_NOMEM;
+    uint32_t i = 0, j = 0, k = 0;
+    while (i < a || j < b) {
+        uint64_t x = i < a ? ring_range_at(v->ring, i).end : UINT64_MAX;
+        uint64_t y = j < b ? ring_range_at(v->pending, j).end : UINT64_MAX;
+        uint64_t t = (i < a && (j >= b || x <= y)) ? x : y;
+        if (i < a && x == t) i++;
+        if (j < b && y == t) j++;
+        e[k++] = t;
+    }
+    *out = e;
+    *n = k;
+    return 0;
+}
+
+/* The replicas of a fine range: cur[] in the current ring, and whether
+ * this node is among them or among the pending ring's (it gains it). */
+typedef struct fine {
+    ring_range_t range;
+    uint32_t ncur, cur[RING_MAX_RF];
+    int mine; /* this node holds it now or will once the move completes */
+} fine_t;
+
+static void fine_at(const cluster_view_t *v, const uint64_t *e, uint32_t n, uint32_t i, fine_t *f)
+{
+    f->range = (ring_range_t){e[i == 0 ? n - 1 : i - 1], e[i]};
+    f->ncur = ring_replicas(v->ring, e[i], v->rf, f->cur);
+    f->mine = 0;
+    for (uint32_t k = 0; k < f->ncur; k++)
+        f->mine |= (int)f->cur[k] == v->self;
+    if (v->pending == NULL || f->mine) return;
+    uint32_t pend[RING_MAX_RF], np = ring_replicas(v->pending, e[i], v->rf, pend);
+    for (uint32_t k = 0; k < np; k++)
+        f->mine |= strcmp(ring_node_name(v->pending, pend[k]), v->self_id) == 0;
+}
+
+/* For every current ring node, the ranges this node shares with it or
+ * gains from it (a move in progress: the pending ring). */
 static int peer_ranges(const cluster_view_t *v, ring_ranges_t *per, uint64_t *nranges)
 {
-    uint32_t nr = ring_range_count(v->ring), rep[RING_MAX_RF];
-    for (uint32_t i = 0; i < nr; i++) {
-        ring_range_t rg = ring_range_at(v->ring, i);
-        uint32_t n = ring_replicas(v->ring, rg.end, v->rf, rep), mine = 0;
-        for (uint32_t k = 0; k < n; k++)
-            mine |= (int)rep[k] == v->self;
-        if (!mine) continue;
+    uint64_t *e = NULL;
+    uint32_t n = 0;
+    if (fine_ends(v, &e, &n) != 0) return ERR_NOMEM;
+    int rc = 0;
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        fine_t f;
+        fine_at(v, e, n, i, &f);
+        if (!f.mine) continue;
         (*nranges)++;
-        for (uint32_t k = 0; k < n; k++)
-            if ((int)rep[k] != v->self && ring_ranges_add(&per[rep[k]], rg) != 0) return ERR_NOMEM;
+        for (uint32_t k = 0; rc == 0 && k < f.ncur; k++)
+            if ((int)f.cur[k] != v->self && ring_ranges_add(&per[f.cur[k]], f.range) != 0)
+                rc = ERR_NOMEM;
     }
-    return 0;
+    free(e);
+    return rc;
 }
 
 static void pass_json(repair_t *r, const repair_stats_t *st, int complete, uint64_t ms, buf_t *out)
@@ -288,23 +347,26 @@ static void announce(repair_t *r, const cluster_view_t *v, uint64_t t0)
 }
 
 /* Whether a pass saw every acknowledged write this node missed: a write
- * is acknowledged by at least the write quorum of replicas, so when fewer
- * than that many of a range's other replicas were left out (bad[]:
- * unreachable or failed), at least one holder of each such write was
- * compared. */
+ * is acknowledged by at least the write quorum of current replicas, so when
+ * fewer than that many of a range's other current replicas were left out
+ * (bad[]: unreachable or failed), at least one holder of each such write
+ * was compared. Ranges this node gains count like those it holds. */
 static int covered(const cluster_view_t *v, const uint8_t *bad)
 {
-    uint32_t nr = ring_range_count(v->ring), rep[RING_MAX_RF];
-    for (uint32_t i = 0; i < nr; i++) {
-        uint32_t n = ring_replicas(v->ring, ring_range_at(v->ring, i).end, v->rf, rep);
-        uint32_t mine = 0, left_out = 0;
-        for (uint32_t k = 0; k < n; k++) {
-            mine |= (int)rep[k] == v->self;
-            left_out += (int)rep[k] != v->self && bad[rep[k]];
-        }
-        if (mine && left_out >= (v->quorum ? v->quorum : 1)) return 0;
+    uint64_t *e = NULL;
+    uint32_t n = 0;
+    if (fine_ends(v, &e, &n) != 0) return 0;
+    int ok = 1;
+    for (uint32_t i = 0; ok && i < n; i++) {
+        fine_t f;
+        fine_at(v, e, n, i, &f);
+        uint32_t left_out = 0;
+        for (uint32_t k = 0; k < f.ncur; k++)
+            left_out += (int)f.cur[k] != v->self && bad[f.cur[k]];
+        if (f.mine && left_out >= (v->quorum ? v->quorum : 1)) ok = 0;
     }
-    return 1;
+    free(e);
+    return ok;
 }
 
 /* Compares with every peer; bad[p] set for those not compared. */
@@ -333,6 +395,27 @@ static void compare_all(repair_t *r, const cluster_view_t *v, const ring_ranges_
     }
 }
 
+static int in_pending(const cluster_view_t *v)
+{
+    return v->pending != NULL && ring_node_find(v->pending, v->self_id) >= 0;
+}
+
+int repair_view_gains(const cluster_view_t *v)
+{
+    if (v->ring == NULL || !in_pending(v)) return 0;
+    ring_ranges_t gained = {0}, lost = {0};
+    int rc = ring_node_changes(v->ring, v->pending, v->rf, v->self_id, &gained, &lost);
+    int n = rc == 0 && gained.n > 0;
+    ring_ranges_free(&gained);
+    ring_ranges_free(&lost);
+    return n;
+}
+
+static int gains(const cluster_view_t *v)
+{
+    return repair_view_gains(v);
+}
+
 /* One pass over every range this node replicates; the summary into out.
  * A complete pass (every missed write seen, every profile fetched) is
  * announced to the other nodes. */
@@ -344,17 +427,24 @@ int repair_pass_run(repair_t *r, buf_t *out)
     if (rc != 0) return rc;
     uint64_t t0 = repair_now_ms(r);
     repair_stats_t st = {0};
+    st.t0_ms = t0;
     buf_init(&st.unreached, REPAIR_SUMMARY_MAX);
     buf_init(&st.failed, REPAIR_SUMMARY_MAX);
     uint32_t nn = v->ring ? ring_node_count(v->ring) : 0;
     ring_ranges_t *per = calloc(nn ? nn : 1, sizeof *per);
     uint8_t *bad = calloc(nn ? nn : 1, 1);
     if (per == NULL || bad == NULL) rc = ERR_NOMEM;
-    if (rc == 0 && v->self >= 0) rc = peer_ranges(v, per, &st.ranges);
-    if (rc == 0 && v->self >= 0) compare_all(r, v, per, bad, &st);
-    int complete =
-        rc == 0 && !r->closing && st.unavailable == 0 && (v->self < 0 || covered(v, bad));
-    if (complete && v->self >= 0) announce(r, v, t0);
+    int holds = v->ring != NULL && (v->self >= 0 || in_pending(v));
+    if (rc == 0 && holds) rc = peer_ranges(v, per, &st.ranges);
+    if (rc == 0 && holds) compare_all(r, v, per, bad, &st);
+    int complete = rc == 0 && !r->closing && st.unavailable == 0 && (!holds || covered(v, bad));
+    if (complete && holds) announce(r, v, t0);
+    r->last.complete = complete;
+    r->last.holds = holds;
+    r->last.joining = v->ring != NULL && v->self < 0 && in_pending(v);
+    r->last.gains = gains(v);
+    r->last.missing = st.missing;
+    r->last.started_ms = t0;
     for (uint32_t p = 0; per != NULL && p < nn; p++)
         ring_ranges_free(&per[p]);
     free(per);

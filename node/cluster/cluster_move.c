@@ -1,0 +1,223 @@
+/* cluster_move.c — a node joining or leaving the ring (docs/cluster.md,
+ * "Adding a node" and "Decommissioning a node").
+ *
+ * Joining: a node new to a cluster starts JOINING. Every coordinator that
+ * knows it sends it the writes of the ranges it will own (it is an extra
+ * replica in the write plan; acknowledgements of the old owners make the
+ * quorum), reads keep using the old owners, and its repair thread pulls the
+ * ranges it gains from their current replicas (repair_pass.c). Once a
+ * complete pass that started after the move settled found nothing missing,
+ * the node turns ACTIVE. DATA_DIR/joining keeps a crashed join a join.
+ *
+ * Leaving: a decommissioned node turns LEAVING; the nodes that take over
+ * its ranges pull them by repair. Every complete pass is announced to the
+ * other nodes (REPAIR_KIND_DONE); once every taker announced one that
+ * started after the move settled, the node turns LEFT, gossips it for a few
+ * rounds and stops the process (exit status 0).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/grow.h"
+#include "common/log.h"
+#include "node/cluster/cluster_int.h"
+#include "node/cluster/repair_int.h"
+
+/* Gossip rounds a change needs to reach every member (with margin). */
+#define MOVE_SETTLE_ROUNDS 10
+/* Gossip rounds a node that turned LEFT keeps gossiping before it stops. */
+#define MOVE_LEFT_ROUNDS 10
+
+static int joining_path(const cluster_t *c, char *out, size_t n)
+{
+    return snprintf(out, n, "%s/%s", c->data_dir, CLUSTER_JOINING_FILE) < (int)n
+               ? 0
+               : ERR_INVALID_ARGUMENT;
+}
+
+int cluster_move_initial_state(cluster_t *c, int had_identity, ring_state_t *out, errmsg_t *em)
+{
+    char path[CLUSTER_SETTING_MAX + 16];
+    if (joining_path(c, path, sizeof path) != 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
+    int resumed = access(path, F_OK) == 0;
+    *out = RING_ACTIVE;
+    if (!c->transport || c->nseeds == 0 || (had_identity && !resumed)) return ERR_OK;
+    FILE *f = resumed ? NULL : fopen(path, "w");
+    if (!resumed && (f == NULL || fclose(f) != 0))
+        return errmsg_set(em, ERR_IO, "%s: cannot create the join marker", path);
+    *out = RING_JOINING;
+    c->joining = 1;
+    c->move_start_ms = cluster_unix_ms(c);
+    log_info("cluster", "%s the cluster: streaming the ranges this node gains before it serves",
+             resumed ? "resuming the join of" : "joining");
+    return ERR_OK;
+}
+
+uint64_t cluster_move_settled_ms(const cluster_t *c)
+{
+    return c->move_start_ms + MOVE_SETTLE_ROUNDS * c->cfg.gossip_interval_ms +
+           c->cfg.write_timeout_ms;
+}
+
+static void become_active(cluster_t *c, const char *why)
+{
+    errmsg_t em = {{0}};
+    if (ring_members_set_state(c->members, RING_ACTIVE, &em) != 0) {
+        log_error("cluster", "cannot turn active: %s", em.text);
+        return;
+    }
+    c->joining = 0;
+    char path[CLUSTER_SETTING_MAX + 16];
+    if (joining_path(c, path, sizeof path) == 0 && unlink(path) != 0)
+        log_warn("cluster", "%s: cannot remove the join marker", path);
+    log_info("cluster", "joined: active (%s) after %llu ms", why,
+             (unsigned long long)(cluster_unix_ms(c) - c->move_start_ms));
+    cluster_view_refresh(c);
+}
+
+void cluster_move_join_verified(cluster_t *c)
+{
+    if (c->joining && !c->closing) become_active(c, "the gained ranges were streamed and verified");
+}
+
+/* ---------- leaving ---------- */
+
+static int done_index(const cluster_t *c, const char *id)
+{
+    for (size_t i = 0; i < c->ndone; i++)
+        if (strcmp(c->passes[i].id, id) == 0) return (int)i;
+    return -1;
+}
+
+void cluster_move_pass_done(cluster_t *c, const char *node_id, uint64_t started_ms)
+{
+    int k = done_index(c, node_id);
+    if (k < 0) {
+        char *id = strdup(node_id);
+        if (id == NULL || GROW(c->passes, c->done_cap, c->ndone + 1, RING_MAX_NODES) != 0) {
+            free(id);
+            return;
+        }
+        k = (int)c->ndone++;
+        c->passes[k].id = id;
+        c->passes[k].start_ms = 0;
+    }
+    if (started_ms > c->passes[k].start_ms) c->passes[k].start_ms = started_ms;
+}
+
+/* 1 when every node that gains ranges from this node's leave announced a
+ * complete pass that started after the leave settled. */
+static int takers_done(cluster_t *c, const cluster_view_t *v, uint32_t *waiting)
+{
+    *waiting = 0;
+    if (v->pending == NULL) return 0; /* not yet a change in this view */
+    uint64_t settled = cluster_move_settled_ms(c);
+    uint32_t np = ring_node_count(v->pending);
+    for (uint32_t i = 0; i < np; i++) {
+        const char *id = ring_node_name(v->pending, i);
+        ring_ranges_t gained = {0}, lost = {0};
+        int rc = ring_node_changes(v->ring, v->pending, v->rf, id, &gained, &lost);
+        int gains = rc == 0 && gained.n > 0;
+        ring_ranges_free(&gained);
+        ring_ranges_free(&lost);
+        if (rc != 0) return 0;
+        int k = done_index(c, id);
+        if (gains && (k < 0 || c->passes[k].start_ms < settled)) (*waiting)++;
+    }
+    return *waiting == 0;
+}
+
+static void stop_process(cluster_t *c)
+{
+    log_info("cluster", "left the cluster after %llu ms: stopping",
+             (unsigned long long)(cluster_unix_ms(c) - c->move_start_ms));
+    kill(getpid(), SIGTERM); /* the ordinary graceful stop, exit status 0 */
+}
+
+static void leave_tick(cluster_t *c)
+{
+    if (c->left_at_ms != 0) {
+        if (uv_now(c->loop) - c->left_at_ms >= MOVE_LEFT_ROUNDS * c->cfg.gossip_interval_ms) {
+            c->leaving = 0;
+            stop_process(c);
+        }
+        return;
+    }
+    const cluster_view_t *v = cluster_view_acquire(c);
+    uint32_t waiting = 0;
+    int done = cluster_unix_ms(c) >= cluster_move_settled_ms(c) && takers_done(c, v, &waiting);
+    cluster_view_release(v);
+    if (!done) return;
+    errmsg_t em = {{0}};
+    if (ring_members_set_state(c->members, RING_LEFT, &em) != 0) {
+        log_error("cluster", "cannot turn left: %s", em.text);
+        return;
+    }
+    c->left_at_ms = uv_now(c->loop);
+    log_info("cluster", "every range has its replicas elsewhere: left");
+    cluster_view_refresh(c);
+}
+
+void cluster_move_tick(cluster_t *c)
+{
+    if (c->closing) return;
+    if (c->leaving) leave_tick(c);
+    if (!c->joining || !cluster_joined(c)) return;
+    if (c->view != NULL && c->view->pub.ring == NULL) /* no active member: nothing to stream */
+        become_active(c, "no active member to stream from");
+}
+
+int cluster_decommission(cluster_t *c, const char *node_id, errmsg_t *em)
+{
+    if (node_id != NULL && node_id[0] != 0 && ring_node_id_check(node_id, em) != 0)
+        return ERR_INVALID_ARGUMENT;
+    if (node_id != NULL && node_id[0] != 0 && strcmp(node_id, cluster_self_id(c)) != 0) {
+        ring_member_t m;
+        if (ring_members_find(c->members, node_id, &m) != ERR_OK)
+            return errmsg_set(em, ERR_NOT_FOUND, "node '%s' is not a member", node_id);
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "decommission is asked of the leaving node itself: POST to %s "
+                          "(flamectl cluster decommission does)",
+                          m.http_addr);
+    }
+    ring_member_t self;
+    if (ring_members_find(c->members, cluster_self_id(c), &self) != ERR_OK)
+        return errmsg_set(em, ERR_INTERNAL, "this node is not in its own table");
+    if (self.life == RING_LEAVING || self.life == RING_LEFT) return 0; /* asked again */
+    if (!c->transport)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "a cluster of one cannot be decommissioned");
+    if (self.life == RING_JOINING)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "this node is still joining: stop it and remove it instead");
+    const cluster_view_t *v = cluster_view_acquire(c);
+    uint32_t n = v->ring != NULL ? ring_node_count(v->ring) : 0, rf = c->cfg.replication_factor;
+    cluster_view_release(v);
+    if (n <= rf)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "the ring has %u nodes and rf is %u: without this node a range would "
+                          "have fewer than rf replicas (add a node first)",
+                          n, rf);
+    int rc = ring_members_set_state(c->members, RING_LEAVING, em);
+    if (rc != 0) return rc;
+    c->leaving = 1;
+    c->move_start_ms = cluster_unix_ms(c);
+    log_info("cluster", "decommissioned: leaving; the nodes taking over its ranges pull them");
+    cluster_view_refresh(c);
+    return 0;
+}
+
+int cluster_move_json(cluster_t *c, buf_t *out)
+{
+    ring_member_t self;
+    if (ring_members_find(c->members, cluster_self_id(c), &self) != ERR_OK) return ERR_INTERNAL;
+    const cluster_view_t *v = cluster_view_acquire(c);
+    uint32_t waiting = 0;
+    if (c->leaving && c->left_at_ms == 0) takers_done(c, v, &waiting);
+    cluster_view_release(v);
+    return buf_printf(out, "{\"node\":\"%s\",\"state\":\"%s\",\"takers_waiting\":%u}\n",
+                      cluster_self_id(c), ring_state_name((int)self.life), waiting);
+}

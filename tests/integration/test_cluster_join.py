@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""Adding and decommissioning nodes under continuous ingest, with real
+processes (issue #10):
+
+- a 4th node joins a 3-node RF 2 cluster while pushes go through every node,
+  the joining one included (every push is acknowledged with 200 or retried):
+  it is `joining` first and turns `active` once it streamed and verified the
+  ranges it gains; then every node, the new one included, returns exactly
+  the acknowledged totals, and still does with an old node killed (RF-1);
+  the streaming rate and the ingest latency during the move are printed;
+- the joining node is killed with -9 while it streams (throttled with
+  --stream-max-mb-per-s 1) and restarted: it is `joining` again, resumes and
+  finishes, and every node answers exactly;
+- a node of a 4-node RF 2 cluster is decommissioned under ingest with
+  `flamectl cluster decommission`: it turns leaving, then left, exits 0;
+  the totals are exact before and after, and with any one remaining node
+  killed in turn.
+
+Every wait is bounded; the seed is printed (cluster.py) and replayed with
+FLAMEDB_TEST_SEED.
+"""
+import os
+import subprocess
+import threading
+import time
+
+import harness
+from cluster import RNG, Cluster, wait_for
+from test_cluster_write import Pusher
+
+CTL = os.environ.get("FLAMECTL_BIN", os.path.join(harness.ROOT, "build", "bin", "flamectl"))
+CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+SCALE = 10**7  # folded .cpu at the default 100 Hz
+ARGS = ["--write-timeout", "1s"]
+
+
+def query(service):
+    return '%s{service_name="%s"}' % (CPU, service)
+
+
+class TimedPusher(Pusher):
+    """A Pusher that records each acknowledged push's latency."""
+
+    def __init__(self, *a, **kw):
+        Pusher.__init__(self, *a, **kw)
+        self.latencies = []
+
+    def push(self, seq, body, frm, node):
+        t = time.monotonic()
+        status = Pusher.push(self, seq, body, frm, node)
+        if status == 200:
+            with self.lock:
+                self.latencies.append(time.monotonic() - t)
+        return status
+
+    def mark(self):
+        with self.lock:
+            return len(self.latencies)
+
+    def latency_since(self, k):
+        with self.lock:
+            v = sorted(self.latencies[k:])
+        if not v:
+            return "no pushes"
+        return "%d pushes, p50 %.1f ms, p99 %.1f ms, max %.1f ms" % (
+            len(v), 1000 * v[len(v) // 2], 1000 * v[min(len(v) - 1, int(len(v) * 0.99))],
+            1000 * v[-1])
+
+
+def big_body(seq, lines=150):
+    """A profile with many distinct stacks (so streaming moves real bytes)."""
+    out = []
+    total = 0
+    for k in range(lines):
+        v = 1 + (seq * 7 + k) % 5
+        out.append("main;svc%d;handler%d;leaf%d_%d %d" % (seq % 5, k % 20, k, seq % 11, v))
+        total += v
+    return ("\n".join(out) + "\n").encode(), total
+
+
+def preload(c, nodes, prefix, t0, count, nservices=16):
+    """count big profiles through nodes in turn, over nservices services (a
+    service's series sit on a few tokens: many services spread over the
+    ring); returns {service: samples}."""
+    services = [harness.unique("%s%d" % (prefix, k)) for k in range(nservices)]
+    want = {}
+    for seq in range(count):
+        body, v = big_body(seq)
+        svc = services[seq % nservices]
+        r = c.nodes[nodes[seq % len(nodes)]].ingest(body, name=svc + ".cpu",
+                                                    **{"from": t0 + seq}, until=t0 + seq + 10)
+        assert r.status == 200, "preload push %d: %r" % (seq, r)
+        want[svc] = want.get(svc, 0) + v
+    return want
+
+
+def exact_everywhere(c, nodes, want, frm, until, timeout=30):
+    """Waits until every node in nodes answers want for every service."""
+    def check():
+        got = {}
+        for i in nodes:
+            for svc, w in want.items():
+                v = c.nodes[i].total(query(svc), frm, until) // SCALE
+                got[(c.ids[i], svc)] = v
+                if v != w:
+                    return False
+        return got
+    return wait_for("exact totals %s on %s" % (want, [c.ids[i] for i in nodes]), check, timeout)
+
+
+def start_pusher(c, service, t0, targets):
+    p = TimedPusher(c, service, t0)
+    p.targets = list(targets)
+    th = threading.Thread(target=p.run, daemon=True)
+    th.start()
+    return p, th
+
+
+def stop_pusher(p, th, c, nodes):
+    p.stop.set()
+    th.join(30)
+    retried = len(p.failed)
+    p.retry_failed(nodes)
+    print("    pushes: %s (%d retried until acknowledged)" % (p.statuses, retried))
+    return sum(p.acked.values())
+
+
+def metric(c, i, name):
+    return c.nodes[i].metric(name)
+
+
+def test_add_node_under_ingest():
+    t0 = int(time.time()) - 7200
+    live = harness.unique("live")
+    with Cluster(3, rf=2, args=ARGS) as c:
+        want = preload(c, [0, 1, 2], "base", t0, 300)
+        p, th = start_pusher(c, live, t0 + 1000, [0, 1, 2])
+        time.sleep(1.0)
+        k0 = p.mark()
+        tj = time.monotonic()
+        n = c.add_node()
+        assert c.states(n)[c.ids[n]] == "joining", c.status(n)
+        with p.lock:
+            p.targets.append(n)  # pushes through the joining node too
+        took = c.wait_state(n, "active", observers=[0, 1, 2, n], timeout=60)
+        joined_s = time.monotonic() - tj
+        lat = p.latency_since(k0)
+        time.sleep(1.0)
+        want[live] = stop_pusher(p, th, c, [0, 1, 2, n])
+        assert set(p.statuses) <= {200, 503}, p.statuses
+        got_bytes = metric(c, n, "flamedb_repair_bytes_streamed_total")
+        series = metric(c, n, "flamedb_repair_series_streamed_total")
+        assert series > 0, "the new node streamed nothing"
+        print("    n3 joined in %.2f s (active everywhere %.2f s after it started): streamed %d "
+              "series, %d bytes, %.2f MB/s over the join" %
+              (joined_s, took, series, got_bytes, got_bytes / 1e6 / joined_s))
+        print("    ingest latency while n3 joined: %s" % lat)
+        frm, until = t0 - 10, t0 + 100000
+        exact_everywhere(c, [0, 1, 2, n], want, frm, until)
+        print("    exact on all 4 nodes (%d services, %d samples)" % (len(want), sum(want.values())))
+        c.kill(0)
+        c.wait_state(0, "down", observers=[1, 2, n])
+        exact_everywhere(c, [1, 2, n], want, frm, until)
+        print("    exact on n1, n2, n3 with n0 killed")
+
+
+def test_join_killed_midstream_resumes():
+    t0 = int(time.time()) - 7200
+    with Cluster(3, rf=2, args=ARGS) as c:
+        want = preload(c, [0, 1, 2], "base", t0, 400)
+        n = c.add_node(extra=["--stream-max-mb-per-s", "1"])
+        wait_for("n3 streaming", lambda: metric(c, n, "flamedb_repair_series_streamed_total") > 0,
+                 timeout=30, interval=0.05)
+        assert c.states(n)[c.ids[n]] == "joining", c.status(n)
+        before = metric(c, n, "flamedb_repair_series_streamed_total")
+        c.kill(n)
+        print("    killed n3 (-9) while joining, after %d series streamed" % before)
+        c.restart(n)
+        assert c.states(n)[c.ids[n]] == "joining", "restarted mid-join, not joining: %s" % (
+            c.status(n))
+        took = c.wait_state(n, "active", observers=[0, 1, 2, n], timeout=90)
+        after = metric(c, n, "flamedb_repair_series_streamed_total")
+        print("    restarted: joining again, active %.2f s later, streamed %d more series" %
+              (took, after))
+        frm, until = t0 - 10, t0 + 100000
+        exact_everywhere(c, [0, 1, 2, n], want, frm, until)
+        c.kill(1)
+        c.wait_state(1, "down", observers=[0, 2, n])
+        exact_everywhere(c, [0, 2, n], want, frm, until)
+        print("    exact on every node, and with n1 killed")
+
+
+def test_decommission_under_ingest():
+    t0 = int(time.time()) - 7200
+    live = harness.unique("live")
+    with Cluster(4, rf=2, args=ARGS) as c:
+        want = preload(c, [0, 1, 2, 3], "base", t0, 300)
+        frm, until = t0 - 10, t0 + 100000
+        exact_everywhere(c, [0, 1, 2, 3], want, frm, until)
+        p, th = start_pusher(c, live, t0 + 1000, [0, 1, 2, 3])
+        time.sleep(1.0)
+        k0 = p.mark()
+        t1 = time.monotonic()
+        proc = subprocess.run([CTL, "--url", "http://127.0.0.1:%d" % c.nodes[0].port, "cluster",
+                               "decommission", "--node", "n3"], capture_output=True, text=True,
+                              timeout=300)
+        took = time.monotonic() - t1
+        print("    $ flamectl cluster decommission --node n3  (exit %d, %.2fs)" %
+              (proc.returncode, took))
+        for line in (proc.stdout + proc.stderr).splitlines():
+            print("      " + line)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "leaving" in proc.stdout and "left" in proc.stdout, proc.stdout
+        lat = p.latency_since(k0)
+        rc = c.nodes[3].proc.wait(timeout=30)
+        assert rc == 0, "n3 exited %s" % rc
+        with p.lock:
+            p.targets = [0, 1, 2]
+        time.sleep(1.0)
+        want[live] = stop_pusher(p, th, c, [0, 1, 2])
+        print("    ingest latency during the decommission: %s" % lat)
+        streamed = sum(metric(c, i, "flamedb_repair_series_streamed_total") for i in (0, 1, 2))
+        assert streamed > 0, "nobody took over n3's ranges"
+        for i in (0, 1, 2):
+            assert c.states(i)["n3"] == "left", c.status(i)
+        exact_everywhere(c, [0, 1, 2], want, frm, until)
+        print("    exact on n0, n1, n2 after n3 left (%d series streamed to them)" % streamed)
+        for k in (0, 1, 2):
+            others = [i for i in (0, 1, 2) if i != k]
+            c.kill(k)
+            c.wait_state(k, "down", observers=others)
+            exact_everywhere(c, others, want, frm, until)
+            c.restart(k)
+            c.wait_state(k, "active", observers=others)
+            print("    exact with %s killed" % c.ids[k])
+
+
+if __name__ == "__main__":
+    harness.run_tests(globals())
