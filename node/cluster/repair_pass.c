@@ -103,15 +103,24 @@ static int list_missing(repair_t *r, const char *peer, uint64_t lo, uint64_t hi,
 static int store_fetched(repair_t *r, const Flamedb__Cluster__RepairAnswer *a, repair_stats_t *st,
                          errmsg_t *em)
 {
-    for (size_t i = 0; i < a->n_writes; i++) {
+    uint64_t written_all = 0, bytes = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < a->n_writes; i++) {
         size_t written = 0;
-        int rc = replicate_store_request(&r->o.write, r->storage, a->writes[i], &written, em);
-        if (rc != 0) return rc;
-        st->written += written;
-        st->bytes += protobuf_c_message_get_packed_size(&a->writes[i]->base);
+        rc = replicate_store_request(&r->o.write, r->storage, a->writes[i], &written, em);
+        if (rc != 0) break;
+        written_all += written;
+        bytes += protobuf_c_message_get_packed_size(&a->writes[i]->base);
     }
+    st->written += written_all;
+    st->bytes += bytes;
     st->unavailable += a->unavailable;
-    return 0;
+    uv_mutex_lock(&r->mu); /* counted as it streams: progress is visible during a long pass */
+    r->counters.series += written_all;
+    r->counters.bytes += bytes;
+    r->counters.unavailable += a->unavailable;
+    uv_mutex_unlock(&r->mu);
+    return rc;
 }
 
 /* Holds the pass to --stream-max-mb-per-s: sleeps until the bytes fetched
@@ -454,9 +463,6 @@ int repair_pass_run(repair_t *r, buf_t *out)
     uv_mutex_lock(&r->mu);
     r->counters.passes++;
     r->counters.incomplete += !complete;
-    r->counters.series += st.written;
-    r->counters.bytes += st.bytes;
-    r->counters.unavailable += st.unavailable;
     uv_mutex_unlock(&r->mu);
     if (rc == 0 && (st.written > 0 || !complete))
         log_info("repair", "pass: %llu series streamed in, %llu unavailable, %s",

@@ -78,14 +78,14 @@ def big_body(seq, lines=150):
     return ("\n".join(out) + "\n").encode(), total
 
 
-def preload(c, nodes, prefix, t0, count, nservices=16):
+def preload(c, nodes, prefix, t0, count, nservices=16, lines=150):
     """count big profiles through nodes in turn, over nservices services (a
     service's series sit on a few tokens: many services spread over the
     ring); returns {service: samples}."""
     services = [harness.unique("%s%d" % (prefix, k)) for k in range(nservices)]
     want = {}
     for seq in range(count):
-        body, v = big_body(seq)
+        body, v = big_body(seq, lines)
         svc = services[seq % nservices]
         r = c.nodes[nodes[seq % len(nodes)]].ingest(body, name=svc + ".cpu",
                                                     **{"from": t0 + seq}, until=t0 + seq + 10)
@@ -167,14 +167,17 @@ def test_add_node_under_ingest():
 def test_join_killed_midstream_resumes():
     t0 = int(time.time()) - 7200
     with Cluster(3, rf=2, args=ARGS) as c:
-        want = preload(c, [0, 1, 2], "base", t0, 400)
+        want = preload(c, [0, 1, 2], "base", t0, 1600, lines=60)
         n = c.add_node(extra=["--stream-max-mb-per-s", "1"])
         wait_for("n3 streaming", lambda: metric(c, n, "flamedb_repair_series_streamed_total") > 0,
                  timeout=30, interval=0.05)
         assert c.states(n)[c.ids[n]] == "joining", c.status(n)
         before = metric(c, n, "flamedb_repair_series_streamed_total")
+        passes = metric(c, n, "flamedb_repair_passes_total")
         c.kill(n)
-        print("    killed n3 (-9) while joining, after %d series streamed" % before)
+        print("    killed n3 (-9) while joining, after %d series streamed, %d passes finished" %
+              (before, passes))
+        assert passes == 0, "the kill came after the first pass: not mid-stream"
         c.restart(n)
         assert c.states(n)[c.ids[n]] == "joining", "restarted mid-join, not joining: %s" % (
             c.status(n))
@@ -182,6 +185,7 @@ def test_join_killed_midstream_resumes():
         after = metric(c, n, "flamedb_repair_series_streamed_total")
         print("    restarted: joining again, active %.2f s later, streamed %d more series" %
               (took, after))
+        assert after > 0, "the restarted node streamed nothing: it had not been mid-stream"
         frm, until = t0 - 10, t0 + 100000
         exact_everywhere(c, [0, 1, 2, n], want, frm, until)
         c.kill(1)
