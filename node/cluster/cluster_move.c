@@ -169,6 +169,8 @@ void cluster_move_tick(cluster_t *c)
     if (!c->joining || !cluster_joined(c)) return;
     if (c->view != NULL && c->view->pub.ring == NULL) /* no active member: nothing to stream */
         become_active(c, "no active member to stream from");
+    else if (c->repair == NULL) /* membership alone (cluster_new without cluster_open) */
+        become_active(c, "no repair part to stream with");
 }
 
 int cluster_decommission(cluster_t *c, const char *node_id, errmsg_t *em)
