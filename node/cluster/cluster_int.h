@@ -191,6 +191,8 @@ struct cluster {
     uint64_t move_start_ms;    /* wall clock when JOINING or LEAVING began here */
     int leaving;               /* LEAVING by decommission: turns LEFT once its ranges moved */
     uint64_t left_at_ms;       /* uv_now() when it turned LEFT (then it stops soon) */
+    int leave_asked;           /* the repair thread checks the takers' digests */
+    uint64_t leave_asked_ms;   /* uv_now() of the last such check */
     struct cluster_pass_done { /* last complete repair pass heard of, per node */
         char *id;
         uint64_t start_ms;
@@ -239,6 +241,9 @@ int cluster_move_initial_state(cluster_t *c, int had_identity, ring_state_t *out
 void cluster_move_tick(cluster_t *c);
 /* Loop: the repair thread verified the gained ranges: turn ACTIVE. */
 void cluster_move_join_verified(cluster_t *c);
+/* Loop: the repair thread's check of the takers' digests (ok: each holds
+ * every profile of the ranges it takes over): turn LEFT, or ask again. */
+void cluster_move_leave_verified(cluster_t *c, int ok);
 /* Loop: node_id announced a complete repair pass that started at
  * started_ms (wall clock). */
 void cluster_move_pass_done(cluster_t *c, const char *node_id, uint64_t started_ms);

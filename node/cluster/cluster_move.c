@@ -12,8 +12,9 @@
  * Leaving: a decommissioned node turns LEAVING; the nodes that take over
  * its ranges pull them by repair. Every complete pass is announced to the
  * other nodes (REPAIR_KIND_DONE); once every taker announced one that
- * started after the move settled, the node turns LEFT, gossips it for a few
- * rounds and stops the process (exit status 0).
+ * started after the move settled, and its own digests of the ranges each
+ * takes over are held by that taker (repair_verify_leave), the node turns
+ * LEFT, gossips it for a few rounds and stops the process (exit status 0).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +31,8 @@
 #define MOVE_SETTLE_ROUNDS 10
 /* Gossip rounds a node that turned LEFT keeps gossiping before it stops. */
 #define MOVE_LEFT_ROUNDS 10
+/* A failed check of the takers' digests is repeated this often at most. */
+#define MOVE_VERIFY_GAP_MS 1000
 
 static int joining_path(const cluster_t *c, char *out, size_t n)
 {
@@ -138,6 +141,24 @@ static void stop_process(cluster_t *c)
     kill(getpid(), SIGTERM); /* the ordinary graceful stop, exit status 0 */
 }
 
+static void become_left(cluster_t *c)
+{
+    errmsg_t em = {{0}};
+    if (ring_members_set_state(c->members, RING_LEFT, &em) != 0) {
+        log_error("cluster", "cannot turn left: %s", em.text);
+        return;
+    }
+    c->left_at_ms = uv_now(c->loop);
+    log_info("cluster", "every range has its replicas elsewhere (verified by digests): left");
+    cluster_view_refresh(c);
+}
+
+void cluster_move_leave_verified(cluster_t *c, int ok)
+{
+    c->leave_asked = 0;
+    if (ok && c->leaving && c->left_at_ms == 0 && !c->closing) become_left(c);
+}
+
 static void leave_tick(cluster_t *c)
 {
     if (c->left_at_ms != 0) {
@@ -151,15 +172,15 @@ static void leave_tick(cluster_t *c)
     uint32_t waiting = 0;
     int done = cluster_unix_ms(c) >= cluster_move_settled_ms(c) && takers_done(c, v, &waiting);
     cluster_view_release(v);
-    if (!done) return;
-    errmsg_t em = {{0}};
-    if (ring_members_set_state(c->members, RING_LEFT, &em) != 0) {
-        log_error("cluster", "cannot turn left: %s", em.text);
+    if (!done || c->leave_asked) return;
+    if (c->repair == NULL) { /* membership alone: nothing to verify with */
+        become_left(c);
         return;
     }
-    c->left_at_ms = uv_now(c->loop);
-    log_info("cluster", "every range has its replicas elsewhere: left");
-    cluster_view_refresh(c);
+    if (c->leave_asked_ms != 0 && uv_now(c->loop) - c->leave_asked_ms < MOVE_VERIFY_GAP_MS) return;
+    c->leave_asked = 1;
+    c->leave_asked_ms = uv_now(c->loop);
+    repair_ask_verify_leave(c->repair);
 }
 
 void cluster_move_tick(cluster_t *c)

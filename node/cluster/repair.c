@@ -155,6 +155,28 @@ static void join_check(repair_t *r, int rc)
     uv_mutex_unlock(&r->mu);
 }
 
+/* Thread, mu held (released meanwhile): the takers' check the loop asked
+ * for; the answer goes back through the async handle. */
+static void verify_leave(repair_t *r)
+{
+    r->leave_verify = 0;
+    uv_mutex_unlock(&r->mu);
+    errmsg_t em = {{0}};
+    int rc = repair_verify_leave(r, &em);
+    if (rc != 0) log_info("repair", "leave not verified yet: %s", errmsg_text(&em, rc));
+    uv_mutex_lock(&r->mu);
+    r->leave_result = rc == 0 ? 1 : -1;
+    if (!r->closing) uv_async_send(&r->async);
+}
+
+void repair_ask_verify_leave(repair_t *r)
+{
+    uv_mutex_lock(&r->mu);
+    r->leave_verify = 1;
+    uv_cond_broadcast(&r->cond);
+    uv_mutex_unlock(&r->mu);
+}
+
 /* The thread: a pass when a caller waits, when a peer asked (not more than
  * every REPAIR_ASKED_GAP_MS), when the interval is due, or while a move
  * this node streams for is in progress (checked every REPAIR_MOVE_GAP_MS). */
@@ -168,7 +190,7 @@ static void thread_main(void *arg)
     uv_mutex_lock(&r->mu);
     for (;;) {
         uint64_t wake, now;
-        while (!r->closing && !r->demand &&
+        while (!r->closing && !r->demand && !r->leave_verify &&
                (wake = next_wake(r, due, last_end)) > (now = repair_now_ms(r))) {
             uint64_t poll = (checked > last_end ? checked : last_end) + REPAIR_MOVE_GAP_MS;
             if (poll <= now) break;
@@ -176,6 +198,10 @@ static void thread_main(void *arg)
             uv_cond_timedwait(&r->cond, &r->mu, (wake - now) * 1000000ull);
         }
         if (r->closing) break;
+        if (r->leave_verify) {
+            verify_leave(r);
+            continue;
+        }
         int run = r->demand || next_wake(r, due, last_end) <= repair_now_ms(r);
         if (!run) { /* the move poll */
             uv_mutex_unlock(&r->mu);
@@ -243,8 +269,9 @@ static void on_async(uv_async_t *h)
         if (c->state == CALL_DONE) uv_cond_broadcast(&r->cond);
     }
     uint64_t gen = r->done_gen;
-    int rc = r->result_rc, verified = r->join_verified;
+    int rc = r->result_rc, verified = r->join_verified, left = r->leave_result;
     r->join_verified = 0;
+    r->leave_result = 0;
     char *json = NULL;
     if (gen > r->delivered_gen) {
         json = malloc(r->result.len + 1);
@@ -255,6 +282,7 @@ static void on_async(uv_async_t *h)
     }
     uv_mutex_unlock(&r->mu);
     if (verified) cluster_move_join_verified(r->c);
+    if (left != 0) cluster_move_leave_verified(r->c, left > 0);
     if (gen > r->delivered_gen) {
         r->delivered_gen = gen;
         deliver(r, gen, json ? rc : ERR_NOMEM, json ? json : "");

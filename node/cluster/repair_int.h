@@ -199,6 +199,8 @@ struct repair {
     repair_counters_t counters;
     int joining;              /* the node streams its ranges in before it turns active */
     int join_verified;        /* set by the thread: the loop turns the node active */
+    int leave_verify;         /* the loop asks the thread to verify the takers (leaving) */
+    int leave_result;         /* the thread's answer: 1 verified, -1 not yet (the loop takes it) */
     uint64_t join_settled_ms; /* a pass verifying the join starts after this (wall ms) */
     /* thread only: what the last pass saw */
     struct {
@@ -229,6 +231,15 @@ int repair_call(repair_t *r, const char *peer, Flamedb__Cluster__RepairRequest *
                 cluster_msg_t *ans, errmsg_t *em);
 void repair_request_init(Flamedb__Cluster__RepairRequest *q, Flamedb__Cluster__RepairKind kind,
                          int64_t from_s, int64_t until_s);
+/* Repair thread, leaving: 0 when every node that takes over ranges of this
+ * node holds, by digest, every profile this node holds of them (per range
+ * and hour, at least this node's count; an equal count with an equal
+ * hash); else ERR_UNAVAILABLE naming the first that does not. */
+int repair_verify_leave(repair_t *r, errmsg_t *em);
+/* Loop: asks the thread for repair_verify_leave; its answer comes back
+ * through cluster_move_leave_verified. */
+void repair_ask_verify_leave(repair_t *r);
+
 /* 1 when the view has a move in progress in which this node gains ranges. */
 int repair_view_gains(const cluster_view_t *v);
 /* repair_pass.c: one pass over every range this node replicates; its JSON

@@ -472,3 +472,87 @@ int repair_pass_run(repair_t *r, buf_t *out)
     buf_free(&st.failed);
     return rc;
 }
+
+/* ---------------------------------------------------------------- leaving */
+
+/* The ranges this node holds now that `taker` (a pending ring node) gains. */
+static int taker_ranges(const cluster_view_t *v, const char *taker, ring_ranges_t *out)
+{
+    uint64_t *e = NULL;
+    uint32_t n = 0;
+    if (fine_ends(v, &e, &n) != 0) return ERR_NOMEM;
+    int rc = 0;
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        uint32_t cur[RING_MAX_RF], pend[RING_MAX_RF];
+        uint32_t nc = ring_replicas(v->ring, e[i], v->rf, cur), in_cur = 0, mine = 0, gains = 0;
+        for (uint32_t k = 0; k < nc; k++) {
+            mine |= (int)cur[k] == v->self;
+            in_cur |= strcmp(ring_node_name(v->ring, cur[k]), taker) == 0;
+        }
+        uint32_t np = ring_replicas(v->pending, e[i], v->rf, pend);
+        for (uint32_t k = 0; k < np; k++)
+            gains |= strcmp(ring_node_name(v->pending, pend[k]), taker) == 0;
+        if (mine && gains && !in_cur)
+            rc = ring_ranges_add(out, (ring_range_t){e[i == 0 ? n - 1 : i - 1], e[i]});
+    }
+    free(e);
+    return rc;
+}
+
+/* 1 when every bucket of mine is in theirs with at least its count (an
+ * equal count with an equal hash: the same entries). */
+static int holds_all(const repair_digest_t *mine, const repair_digest_t *theirs)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < mine->n; i++) {
+        const repair_bucket_t *m = &mine->v[i];
+        while (j < theirs->n &&
+               (theirs->v[j].range < m->range ||
+                (theirs->v[j].range == m->range && theirs->v[j].start_s < m->start_s)))
+            j++;
+        if (j == theirs->n || theirs->v[j].range != m->range || theirs->v[j].start_s != m->start_s)
+            return 0;
+        const repair_bucket_t *t = &theirs->v[j];
+        if (t->count < m->count || (t->count == m->count && t->hash != m->hash)) return 0;
+    }
+    return 1;
+}
+
+/* Compares this node's digest of what one taker gains with the taker's. */
+static int verify_taker(repair_t *r, const cluster_view_t *v, const char *taker, errmsg_t *em)
+{
+    ring_ranges_t rg = {0};
+    int rc = taker_ranges(v, taker, &rg);
+    if (rc != 0 || rg.n == 0) {
+        ring_ranges_free(&rg);
+        return rc;
+    }
+    int64_t from_s, until_s;
+    repair_span(&r->o, (int64_t)(repair_now_ms(r) / 1000), &from_s, &until_s);
+    repair_digest_t mine = {0}, theirs = {0};
+    rc = repair_digest_build(r->storage, rg.v, rg.n, from_s, until_s, REPAIR_BUCKET_S, &mine);
+    if (rc == 0) rc = remote_digest(r, taker, &rg, from_s, until_s, &theirs, em);
+    if (rc == 0 && !holds_all(&mine, &theirs))
+        rc = errmsg_set(em, ERR_UNAVAILABLE, "%s does not hold every profile of its ranges yet",
+                        taker);
+    repair_digest_free(&mine);
+    repair_digest_free(&theirs);
+    ring_ranges_free(&rg);
+    return rc;
+}
+
+int repair_verify_leave(repair_t *r, errmsg_t *em)
+{
+    const cluster_view_t *v = NULL;
+    int rc = repair_call_once(r, NULL, NULL, NULL, &v, em);
+    if (rc != 0) return rc;
+    if (v->ring == NULL || v->pending == NULL || v->self < 0)
+        rc = errmsg_set(em, ERR_UNAVAILABLE, "no move of this node in the view");
+    uint32_t np = rc == 0 ? ring_node_count(v->pending) : 0;
+    for (uint32_t i = 0; rc == 0 && i < np && !r->closing; i++) {
+        const char *id = ring_node_name(v->pending, i);
+        if (strcmp(id, v->self_id) != 0) rc = verify_taker(r, v, id, em);
+    }
+    r->ops.view_release(v);
+    return rc;
+}

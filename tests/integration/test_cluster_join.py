@@ -244,6 +244,8 @@ def test_decommission_under_ingest():
         lat = p.latency_since(k0)
         rc = c.nodes[3].proc.wait(timeout=30)
         assert rc == 0, "n3 exited %s" % rc
+        log = c.nodes[3].log_text(400)
+        assert "every range has its replicas elsewhere (verified by digests): left" in log, log
         with p.lock:
             p.targets = [0, 1, 2]
         time.sleep(1.0)
