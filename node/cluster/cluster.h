@@ -208,7 +208,8 @@ int cluster_remove_node(cluster_t *c, const char *node_id, errmsg_t *em);
  * node_id is this node's id (or NULL / ""). It turns LEAVING: it still
  * serves reads and takes writes while the nodes that take over its ranges
  * pull them; once each of them announced a complete repair pass that
- * started after the change settled it turns LEFT and the process stops
+ * started after the change settled and holds, by digest, what this node
+ * holds of the ranges it takes over, it turns LEFT and the process stops
  * (exit status 0). Asked again: 0. ERR_INVALID_ARGUMENT for another node
  * (the message names its HTTP address), a cluster of one, a joining node,
  * or a ring of at most RF nodes; ERR_NOT_FOUND for an unknown node. */
