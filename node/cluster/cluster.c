@@ -132,6 +132,7 @@ static void on_gossip(cluster_t *c, const Flamedb__Cluster__Envelope *env)
     int rc = ring_gossip_receive(c->members, env->sender_id, env->body.data, env->body.len, &reply,
                                  addr, &em);
     if (rc != ERR_OK) log_debug("cluster", "gossip from %s refused: %s", env->sender_id, em.text);
+    if (rc == ERR_OK) cluster_move_heard(c, env->sender_id);
     if (rc == ERR_OK && reply.len > 0 && addr[0] != 0) send_gossip(c, addr, &reply);
     buf_free(&reply);
 }
@@ -347,9 +348,15 @@ const char *cluster_self_id(const cluster_t *c)
 
 int cluster_joined(cluster_t *c)
 {
-    if (c->joined || !c->transport || c->nseeds == 0 || ring_members_count(c->members) > 1)
+    if (c->joined || !c->transport || c->nseeds == 0) return c->joined = 1;
+    if (ring_members_count(c->members) > 1 && cluster_move_known(c)) return c->joined = 1;
+    uint64_t waited = c->started ? uv_now(c->loop) - c->started_ms : 0;
+    if (ring_members_count(c->members) > 1) { /* heard the cluster, not yet heard by all */
+        if (waited < c->cfg.failure_timeout_ms + 10 * c->cfg.gossip_interval_ms) return 0;
+        log_info("cluster", "not every member has gossiped with this node yet: ready anyway");
         return c->joined = 1;
-    if (c->started && uv_now(c->loop) - c->started_ms >= c->cfg.failure_timeout_ms) {
+    }
+    if (c->started && waited >= c->cfg.failure_timeout_ms) {
         log_warn("cluster", "no seed of --join answered within %llu ms: going on alone",
                  (unsigned long long)c->cfg.failure_timeout_ms);
         return c->joined = 1;
@@ -389,6 +396,9 @@ void cluster_free_base(cluster_t *c)
     for (size_t i = 0; i < c->ndone; i++)
         free(c->passes[i].id);
     free(c->passes);
+    for (size_t i = 0; i < c->nheard; i++)
+        free(c->heard[i]);
+    free(c->heard);
     free(c);
 }
 

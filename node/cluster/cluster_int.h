@@ -187,10 +187,15 @@ struct cluster {
     void (*on_rejoin)(void *ctx, const char *node_id);
     void *on_rejoin_ctx;
     /* Joining and leaving (cluster_move.c). */
-    int joining;               /* started JOINING: streams its ranges in, then turns ACTIVE */
-    uint64_t move_start_ms;    /* wall clock when JOINING or LEAVING began here */
-    int leaving;               /* LEAVING by decommission: turns LEFT once its ranges moved */
-    uint64_t left_at_ms;       /* uv_now() when it turned LEFT (then it stops soon) */
+    int joining;            /* started JOINING: streams its ranges in, then turns ACTIVE */
+    uint64_t move_start_ms; /* wall clock when JOINING or LEAVING began here */
+    int leaving;            /* LEAVING by decommission: turns LEFT once its ranges moved */
+    uint64_t left_at_ms;    /* uv_now() when it turned LEFT (then it stops soon) */
+    /* While joining: members that sent this node gossip (so they know it and
+     * take its messages: a member drops messages of unknown senders). */
+    char **heard;
+    size_t nheard, heard_cap;
+    int known_by_all;          /* every member heard from: ready for clients */
     int leave_asked;           /* the repair thread checks the takers' digests */
     uint64_t leave_asked_ms;   /* uv_now() of the last such check */
     struct cluster_pass_done { /* last complete repair pass heard of, per node */
@@ -235,6 +240,11 @@ void cluster_view_drop(cluster_t *c);
  * under way (DATA_DIR/joining), else ACTIVE. had_identity: the identity file
  * existed before this start. Writes DATA_DIR/joining when JOINING. */
 int cluster_move_initial_state(cluster_t *c, int had_identity, ring_state_t *out, errmsg_t *em);
+/* Loop: a gossip message from node_id (it knows this node). */
+void cluster_move_heard(cluster_t *c, const char *node_id);
+/* Loop: 1 unless this node joins and some live member has not yet sent it
+ * gossip (that member would drop its writes and queries). */
+int cluster_move_known(cluster_t *c);
 /* Loop, every gossip round: a joining node with no active member to stream
  * from turns active; a leaving node whose ranges every taker verified turns
  * left, and stops the process a few rounds later. */

@@ -87,6 +87,37 @@ void cluster_move_join_verified(cluster_t *c)
     if (c->joining && !c->closing) become_active(c, "the gained ranges were streamed and verified");
 }
 
+/* ---------- known by the others ---------- */
+
+void cluster_move_heard(cluster_t *c, const char *node_id)
+{
+    if (!c->joining || c->known_by_all) return;
+    for (size_t i = 0; i < c->nheard; i++)
+        if (strcmp(c->heard[i], node_id) == 0) return;
+    char *id = strdup(node_id);
+    if (id == NULL || GROW(c->heard, c->heard_cap, c->nheard + 1, RING_MAX_NODES) != 0) {
+        free(id);
+        return;
+    }
+    c->heard[c->nheard++] = id;
+}
+
+int cluster_move_known(cluster_t *c)
+{
+    if (!c->joining || c->known_by_all) return 1;
+    for (size_t i = 0; i < ring_members_count(c->members); i++) {
+        ring_member_t m;
+        if (ring_members_get(c->members, i, &m) != ERR_OK || m.state == RING_DOWN ||
+            m.life == RING_LEFT || strcmp(m.node_id, cluster_self_id(c)) == 0)
+            continue;
+        size_t k = 0;
+        while (k < c->nheard && strcmp(c->heard[k], m.node_id) != 0)
+            k++;
+        if (k == c->nheard) return 0;
+    }
+    return c->known_by_all = 1;
+}
+
 /* ---------- leaving ---------- */
 
 static int done_index(const cluster_t *c, const char *id)

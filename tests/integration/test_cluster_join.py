@@ -142,6 +142,15 @@ def test_add_node_under_ingest():
         tj = time.monotonic()
         n = c.add_node()
         assert c.states(n)[c.ids[n]] == "joining", c.status(n)
+        # ready means every member knows it: its first pushes are acknowledged
+        # (a member drops messages of a sender it has not heard of)
+        first = harness.unique("first")
+        want[first] = 0
+        for k in range(10):
+            r = c.nodes[n].ingest(b"main;first %d\n" % (k + 1), name=first + ".cpu",
+                                  **{"from": t0 + 500 + k}, until=t0 + 510 + k)
+            assert r.status == 200, "push %d through the joining node once ready: %r" % (k, r)
+            want[first] += k + 1
         with p.lock:
             p.targets.append(n)  # pushes through the joining node too
         frm, until = t0 - 10, t0 + 100000
