@@ -11,6 +11,9 @@ processes (issue #10):
 - the joining node is killed with -9 while it streams (throttled with
   --stream-max-mb-per-s 1) and restarted: it is `joining` again, resumes and
   finishes, and every node answers exactly;
+- a source (an old replica) is killed with -9 while the new node streams:
+  it finishes from the other replicas, and every node answers exactly (with
+  the source down, and once it is back);
 - a node of a 4-node RF 2 cluster is decommissioned under ingest with
   `flamectl cluster decommission`: it turns leaving, then left, exits 0;
   the totals are exact before and after, and with any one remaining node
@@ -219,6 +222,26 @@ def test_join_killed_midstream_resumes():
         c.wait_state(1, "down", observers=[0, 2, n])
         exact_everywhere(c, [0, 2, n], want, frm, until)
         print("    exact on every node, and with n1 killed")
+
+
+def test_join_source_killed_midstream():
+    t0 = int(time.time()) - 7200
+    with Cluster(3, rf=2, args=ARGS) as c:
+        want = preload(c, [0, 1, 2], "base", t0, 1600, lines=60)
+        n = c.add_node(extra=["--stream-max-mb-per-s", "1"])
+        wait_for("n3 streaming", lambda: metric(c, n, "flamedb_repair_series_streamed_total") > 0,
+                 timeout=30, interval=0.05)
+        c.kill(0)  # a source of the ranges n3 gains, mid-stream
+        print("    killed n0 (-9) while n3 streamed (%d series so far)" %
+              metric(c, n, "flamedb_repair_series_streamed_total"))
+        took = c.wait_state(n, "active", observers=[1, 2, n], timeout=90)
+        print("    n3 active %.2f s later, from the other replicas" % took)
+        frm, until = t0 - 10, t0 + 100000
+        exact_everywhere(c, [1, 2, n], want, frm, until)
+        c.restart(0)
+        c.wait_converged(timeout=30)
+        exact_everywhere(c, [0, 1, 2, n], want, frm, until)
+        print("    exact on n1, n2, n3 with n0 down, and on all 4 once it was back")
 
 
 def test_decommission_under_ingest():
