@@ -14,6 +14,7 @@ processes (issue #10):
 - a source (an old replica) is killed with -9 while the new node streams:
   it finishes from the other replicas, and every node answers exactly (with
   the source down, and once it is back);
+- a 1-node cluster at RF 2 grows to 2: the new node holds every range;
 - a node of a 4-node RF 2 cluster is decommissioned under ingest with
   `flamectl cluster decommission`: it turns leaving, then left, exits 0;
   the totals are exact before and after, and with any one remaining node
@@ -242,6 +243,22 @@ def test_join_source_killed_midstream():
         c.wait_converged(timeout=30)
         exact_everywhere(c, [0, 1, 2, n], want, frm, until)
         print("    exact on n1, n2, n3 with n0 down, and on all 4 once it was back")
+
+
+def test_grow_below_rf():
+    """A cluster smaller than RF grows: the joining node is planned with the
+    RF it will have (every range), not the current ring's size."""
+    t0 = int(time.time()) - 7200
+    with Cluster(1, rf=2, args=ARGS) as c:
+        want = preload(c, [0], "solo", t0, 200)
+        n = c.add_node()
+        c.wait_state(n, "active", observers=[0, n], timeout=60)
+        frm, until = t0 - 10, t0 + 100000
+        exact_everywhere(c, [0, n], want, frm, until)
+        c.kill(0)
+        c.wait_state(0, "down", observers=[n])
+        exact_everywhere(c, [n], want, frm, until)
+        print("    n1 alone answers exactly after joining a 1-node cluster at RF 2")
 
 
 def test_decommission_under_ingest():
