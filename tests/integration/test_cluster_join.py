@@ -255,6 +255,9 @@ def test_grow_below_rf():
         c.wait_state(n, "active", observers=[0, n], timeout=60)
         frm, until = t0 - 10, t0 + 100000
         exact_everywhere(c, [0, n], want, frm, until)
+        # 2 nodes at RF 2: a decommission would leave ranges short, refused
+        r = c.nodes[n].request("POST", "/cluster/decommission?node=n1")
+        assert r.status == 400 and b"fewer than rf replicas" in r.body, r
         c.kill(0)
         c.wait_state(0, "down", observers=[n])
         exact_everywhere(c, [n], want, frm, until)
