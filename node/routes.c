@@ -356,7 +356,7 @@ static void route_ready(node_t *n, http_exchange_t *ex, const http_request_t *r)
     errmsg_t em;
     errmsg_set(&em, ERR_UNAVAILABLE, "%s",
                n->stopping ? "the node is stopping"
-               : !joined   ? "joining the cluster: no other member heard from yet"
+               : !joined   ? "joining the cluster: not yet heard from (or by) every member"
                            : "not ready");
     routes_respond_error(n, ex, ERR_UNAVAILABLE, &em);
 }
