@@ -258,8 +258,9 @@ void cluster_move_leave_verified(cluster_t *c, int ok);
  * started_ms (wall clock). */
 void cluster_move_pass_done(cluster_t *c, const char *node_id, uint64_t started_ms);
 /* The wall-clock time before which a move's pass does not count: begun
- * plus the time gossip needs to tell every coordinator (so every write
- * after it reaches the new owners too) plus a write timeout. */
+ * plus --join-settle, or when that is 0 the time gossip needs to tell every
+ * coordinator (so every write after it reaches the new owners too) plus a
+ * write timeout (so every write started before has landed). */
 uint64_t cluster_move_settled_ms(const cluster_t *c);
 
 /* Wall-clock milliseconds since the epoch, from the cluster's clock. */

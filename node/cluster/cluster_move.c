@@ -62,6 +62,7 @@ int cluster_move_initial_state(cluster_t *c, int had_identity, ring_state_t *out
 
 uint64_t cluster_move_settled_ms(const cluster_t *c)
 {
+    if (c->cfg.join_settle_ms != 0) return c->move_start_ms + c->cfg.join_settle_ms;
     return c->move_start_ms + MOVE_SETTLE_ROUNDS * c->cfg.gossip_interval_ms +
            c->cfg.write_timeout_ms;
 }

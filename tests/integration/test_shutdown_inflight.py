@@ -11,7 +11,8 @@ import harness
 from cluster import Cluster, wait_for
 
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
-SLOW = ["--query-timeout", "120s", "--write-timeout", "120s", "--shutdown-timeout", "1s"]
+SLOW = ["--query-timeout", "120s", "--write-timeout", "120s", "--shutdown-timeout", "1s",
+        "--join-settle", "1s"]  # the join's margin would otherwise follow the write timeout
 
 
 def in_thread(fn):
