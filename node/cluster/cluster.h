@@ -174,6 +174,13 @@ typedef void (*cluster_answer_fn)(void *arg, cluster_answer_t *ans);
  * request's wall clock (unix ms). */
 void cluster_query(cluster_t *c, query_kind_t kind, const char *tenant, const query_params_t *p,
                    int64_t now_ms, cluster_answer_fn done, void *arg);
+/* Cancels the query started with arg, whose client went away: done(arg)
+ * runs before this returns, with ERR_UNAVAILABLE ("cancelled"); the asks
+ * still waiting are dropped (other nodes may finish their share, which is
+ * then dropped), pool jobs not started are not run, and the partial results
+ * gathered so far are freed at once (by the job merging into them, when one
+ * runs, as it ends). Does nothing when that query was answered. */
+void cluster_query_cancel(cluster_t *c, void *arg);
 
 /* ---------------------------------------------------------------- metrics */
 

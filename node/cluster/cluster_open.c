@@ -80,6 +80,11 @@ void cluster_query(cluster_t *c, query_kind_t kind, const char *tenant, const qu
     scatter_query(c->scatter, kind, tenant, p, now_ms, done, arg);
 }
 
+void cluster_query_cancel(cluster_t *c, void *arg)
+{
+    scatter_cancel(c->scatter, arg);
+}
+
 /* ---------- metrics ---------- */
 
 struct cluster_metrics {

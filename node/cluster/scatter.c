@@ -485,6 +485,7 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
     }
     q->s = s;
     q->refs = 1;
+    list_init(&q->jobs);
     q->spec.kind = kind;
     q->done = done;
     q->arg = arg;
@@ -516,6 +517,41 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
     }
     ring_read_plan_free(&plan);
     scatter_q_progress(q);
+    scatter_q_unref(q);
+}
+
+/* The client went away: answer at once (the answer goes nowhere), drop the
+ * asks still waiting (a remote node may finish its share; its answer is then
+ * dropped as late), the answers not merged yet and the jobs not started, and
+ * free the gather unless a running job holds it (then it goes with the
+ * query, when that job ends). */
+void scatter_cancel(scatter_t *s, void *arg)
+{
+    scatter_q_t *q = NULL;
+    for (list_node_t *n = list_first(&s->queries); n != NULL; n = list_next(&s->queries, n))
+        if (LIST_ENTRY(n, scatter_q_t, link)->arg == arg) {
+            q = LIST_ENTRY(n, scatter_q_t, link);
+            break;
+        }
+    if (q == NULL) return; /* answered already */
+    s->stats.cancelled++;
+    q->refs++;
+    for (size_t i = 0; i < q->nasks; i++)
+        if (q->asks[i].state == ASK_WAITING) q->asks[i].state = ASK_ABANDONED;
+    cluster_answer_t a = {.rc = ERR_UNAVAILABLE};
+    errmsg_set(&a.em, ERR_UNAVAILABLE, "cancelled: the client closed the connection");
+    query_result_init(&a.result);
+    scatter_q_answer(q, &a);
+    scatter_q_cancel_jobs(q);
+    while (q->queue != NULL) {
+        item_t *it = q->queue;
+        q->queue = it->next;
+        scatter_q_item_free(it);
+    }
+    if (!q->merging && !q->finishing) {
+        query_gather_free(q->gather);
+        q->gather = NULL;
+    }
     scatter_q_unref(q);
 }
 

@@ -85,6 +85,8 @@ void scatter_on_partial(void *ctx, cluster_msg_t *msg);
  * clock (unix ms). */
 void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const query_params_t *p,
                    int64_t now_ms, cluster_answer_fn done, void *arg);
+/* Cancels the query started with arg (cluster_query_cancel). */
+void scatter_cancel(scatter_t *s, void *arg);
 
 /* Counters: field, Prometheus name, help. */
 #define SCATTER_COUNTERS(X)                                                                        \
@@ -100,7 +102,9 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
       "Partial queries refused: too many at once, too large for a message, or failed.")            \
     X(busy, "flamedb_scatter_busy_total", "Queries refused with 503: too many in flight.")         \
     X(pool_jobs, "flamedb_scatter_pool_jobs_total",                                                \
-      "Thread-pool jobs of coordinated queries (local shares, merges, finishes).")
+      "Thread-pool jobs of coordinated queries (local shares, merges, finishes).")                 \
+    X(cancelled, "flamedb_scatter_cancelled_total",                                                \
+      "Queries cancelled because their client went away before the answer.")
 
 typedef struct scatter_stats {
 #define SCATTER_FIELD(name, metric, help) uint64_t name;
@@ -124,6 +128,13 @@ void scatter_stats_register(const scatter_stats_t *st, metrics_registry_t *r);
 #define SCATTER_ENVELOPE_ROOM 4096
 
 typedef struct scatter_q scatter_q_t;
+
+/* A pool job of a coordinated query, linked in its query from its submit
+ * to its done callback, so a cancelled query can drop the ones not started. */
+typedef struct scatter_job {
+    workq_job_t w;
+    list_node_t link; /* in scatter_q_t.jobs */
+} scatter_job_t;
 
 struct scatter {
     uv_loop_t *loop;
@@ -182,7 +193,8 @@ struct scatter_q {
     ring_ranges_t missing;
     item_t *queue; /* answers not merged yet (LIFO; merge order does not matter) */
     int merging, finishing;
-    int rc; /* a failure that decides the answer (0: none) */
+    list_t jobs; /* scatter_job_t submitted, done callback not run yet */
+    int rc;      /* a failure that decides the answer (0: none) */
     errmsg_t em;
     uv_timer_t timer;
     int timer_open, hard; /* hard: the soft deadline has passed */
@@ -216,6 +228,9 @@ int scatter_q_run_local(scatter_q_t *q, size_t ask);
 /* Queues an answer and starts a merge job when none runs. */
 void scatter_q_enqueue(scatter_q_t *q, item_t *it);
 int scatter_q_start_merge(scatter_q_t *q);
+/* Drops the query's jobs that have not started (their done callbacks run
+ * with UV_ECANCELED, some before this returns). */
+void scatter_q_cancel_jobs(scatter_q_t *q);
 int scatter_q_start_finish(scatter_q_t *q);
 /* X-Flamedb-Partial and the JSON members for what is missing. */
 int scatter_q_describe_missing(scatter_q_t *q, char *header, size_t header_len, char **json);

@@ -36,6 +36,24 @@ void scatter_q_item_free(item_t *it)
     free(it);
 }
 
+/* Queues a job of q on the query lane, linked in q->jobs until its done
+ * callback (which unlinks it first). */
+static int submit(scatter_q_t *q, scatter_job_t *sj, workq_fn fn, workq_done_fn done)
+{
+    int rc = workq_submit(q->s->workq, WORKQ_QUERY, &sj->w, fn, done);
+    if (rc == 0) list_push_back(&q->jobs, &sj->link);
+    return rc;
+}
+
+void scatter_q_cancel_jobs(scatter_q_t *q)
+{
+    list_node_t *n = list_first(&q->jobs), *next;
+    for (; n != NULL; n = next) {
+        next = list_next(&q->jobs, n); /* a done callback frees only its own job */
+        workq_cancel(&LIST_ENTRY(n, scatter_job_t, link)->w);
+    }
+}
+
 void scatter_q_enqueue(scatter_q_t *q, item_t *it)
 {
     it->next = q->queue;
@@ -80,7 +98,7 @@ static void finished(scatter_q_t *q, int status)
 /* ---------- the local share ---------- */
 
 typedef struct local_job {
-    workq_job_t w;
+    scatter_job_t sj;
     scatter_q_t *q;
     size_t ask;
     item_t *it;
@@ -114,6 +132,7 @@ static void local_done(workq_job_t *w, int status)
     scatter_q_t *q = j->q;
     item_t *it = j->it;
     ask_t *a = &q->asks[j->ask];
+    list_remove(&j->sj.link);
     if (j->merge) q->merging = 0;
     if (j->finish) q->finishing = 0;
     a->holds_gather = 0;
@@ -164,10 +183,10 @@ int scatter_q_run_local(scatter_q_t *q, size_t idx)
      * The only ask of the query also finishes it. */
     j->merge = !q->merging && !q->finishing;
     j->finish = j->merge && q->nasks == 1 && q->queue == NULL && prepare_finish(q) == 0;
-    j->w.data = j;
+    j->sj.w.data = j;
     /* not started by the deadline: not run; its ranges count as missing */
-    j->w.deadline_unix_ms = q->deadline_unix_ms;
-    if (workq_submit(q->s->workq, WORKQ_QUERY, &j->w, local_work, local_done) != 0) {
+    j->sj.w.deadline_unix_ms = q->deadline_unix_ms;
+    if (submit(q, &j->sj, local_work, local_done) != 0) {
         free(j);
         free(it);
         free(r);
@@ -279,7 +298,7 @@ static void merge_remote(scatter_q_t *q, item_t *it, const ring_ranges_t *asked)
 }
 
 typedef struct merge_job {
-    workq_job_t w;
+    scatter_job_t sj;
     scatter_q_t *q;
     item_t *items;
     ring_ranges_t *asked; /* per item, in order: the ranges its ask covers (borrowed) */
@@ -307,6 +326,7 @@ static void merge_done(workq_job_t *w, int status)
 {
     merge_job_t *j = w->data;
     scatter_q_t *q = j->q;
+    list_remove(&j->sj.link);
     q->merging = 0;
     int ok = 1;
     while (j->items != NULL) {
@@ -352,8 +372,8 @@ int scatter_q_start_merge(scatter_q_t *q)
     j->items = q->queue;
     q->queue = NULL;
     j->finish = last_step(q) && prepare_finish(q) == 0;
-    j->w.data = j; /* no deadline: merged data must be finished, not dropped */
-    if (workq_submit(q->s->workq, WORKQ_QUERY, &j->w, merge_work, merge_done) != 0) {
+    j->sj.w.data = j; /* no deadline: merged data must be finished, not dropped */
+    if (submit(q, &j->sj, merge_work, merge_done) != 0) {
         q->queue = j->items;
         free(j->asked);
         free(j);
@@ -369,7 +389,7 @@ int scatter_q_start_merge(scatter_q_t *q)
 /* ---------- the answer ---------- */
 
 typedef struct finish_job {
-    workq_job_t w;
+    scatter_job_t sj;
     scatter_q_t *q;
 } finish_job_t;
 
@@ -383,6 +403,7 @@ static void finish_done(workq_job_t *w, int status)
 {
     finish_job_t *j = w->data;
     scatter_q_t *q = j->q;
+    list_remove(&j->sj.link);
     q->finishing = 0;
     finished(q, status);
     scatter_q_progress(q); /* answers q->rc when a failure came in meanwhile */
@@ -397,8 +418,8 @@ int scatter_q_start_finish(scatter_q_t *q)
     finish_job_t *j = calloc(1, sizeof *j);
     if (j == NULL) return ERR_NOMEM;
     j->q = q;
-    j->w.data = j;
-    if (workq_submit(q->s->workq, WORKQ_QUERY, &j->w, finish_work, finish_done) != 0) {
+    j->sj.w.data = j;
+    if (submit(q, &j->sj, finish_work, finish_done) != 0) {
         free(j);
         return ERR_UNAVAILABLE;
     }
