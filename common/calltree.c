@@ -408,6 +408,11 @@ size_t calltree_node_count(const calltree_t *t)
     return t->count;
 }
 
+size_t calltree_mem_bytes(const calltree_t *t)
+{
+    return sizeof *t + t->cap * sizeof(ct_node_t) + edgemap_bytes(&t->edges);
+}
+
 uint64_t calltree_sym(const calltree_t *t, uint32_t node)
 {
     return t->nodes[node].sym;

@@ -68,6 +68,7 @@ typedef struct cluster_inputs {
     query_limits_t query;           /* limits of every query this node runs or gathers */
     size_t max_tree_nodes;          /* bounds call trees decoded from other nodes */
     size_t max_inflight_bytes;      /* packed writes held at once (coordinator and replica) */
+    size_t query_memory_bytes;      /* partial results of coordinated queries; 0: no budget */
     int64_t seen_retention_seconds; /* hints expire before the profile ids they carry */
     const clock_source_t *clock;    /* time of deadlines, gossip and hints; NULL: the real one */
     workq_t *workq; /* the node's thread-pool lanes (borrowed); NULL: the module's own */

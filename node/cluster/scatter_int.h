@@ -49,6 +49,10 @@ typedef struct scatter_options {
     ring_shard_policy_t shards; /* placement shards per service (the ingest setting) */
     uint32_t max_inflight;      /* queries coordinated at once; more get 503 */
     uint32_t max_serving;       /* partial queries served at once; more are refused */
+    /* Partial results all coordinated queries hold at once (answers waiting
+     * to be merged, gathers, answers encoded); over it a query fails with
+     * 503 and new ones are refused. 0: no budget. */
+    size_t max_memory_bytes;
     query_limits_t limits;
     clock_source_t clock; /* deadlines (wall clock, as carried in messages) */
     workq_t *workq;       /* the node's pool lanes (borrowed); NULL: a private one */
@@ -104,12 +108,17 @@ void scatter_cancel(scatter_t *s, void *arg);
     X(pool_jobs, "flamedb_scatter_pool_jobs_total",                                                \
       "Thread-pool jobs of coordinated queries (local shares, merges, finishes).")                 \
     X(cancelled, "flamedb_scatter_cancelled_total",                                                \
-      "Queries cancelled because their client went away before the answer.")
+      "Queries cancelled because their client went away before the answer.")                       \
+    X(memory_refused, "flamedb_scatter_memory_refused_total",                                      \
+      "Queries refused or failed with 503: their partial results would exceed "                    \
+      "query-memory-bytes.")
 
 typedef struct scatter_stats {
 #define SCATTER_FIELD(name, metric, help) uint64_t name;
     SCATTER_COUNTERS(SCATTER_FIELD)
 #undef SCATTER_FIELD
+    uint64_t inflight;     /* gauge: queries coordinated now */
+    uint64_t memory_bytes; /* gauge: partial results they hold (query-memory-bytes) */
 } scatter_stats_t;
 void scatter_stats(const scatter_t *s, scatter_stats_t *out);
 /* Registers st's counters on r; st is borrowed until r is rendered. */
@@ -147,6 +156,7 @@ struct scatter {
     list_t queries;               /* coordinated, not yet answered */
     uint32_t ninflight;
     uint32_t nserving;
+    size_t mem_bytes; /* partial results held by coordinated queries (sum of mem_charged) */
     uint64_t next_id;
     int closing;
     scatter_stats_t stats;
@@ -171,8 +181,9 @@ typedef struct item {
     int remote;        /* msg holds a PartialResult envelope (body decoded by the merge job) */
     cluster_msg_t msg; /* remote: taken from the cluster */
     query_partial_t local;
-    int rc;    /* merge outcome */
-    int fatal; /* the gather may hold part of it: the query cannot be exact */
+    int rc;       /* merge outcome */
+    int fatal;    /* the gather may hold part of it: the query cannot be exact */
+    size_t bytes; /* counted in the query's items_bytes */
     errmsg_t em;
 } item_t;
 
@@ -194,7 +205,11 @@ struct scatter_q {
     item_t *queue; /* answers not merged yet (LIFO; merge order does not matter) */
     int merging, finishing;
     list_t jobs; /* scatter_job_t submitted, done callback not run yet */
-    int rc;      /* a failure that decides the answer (0: none) */
+    /* Memory held, as counted against max_memory_bytes: answers not merged
+     * yet (queued or in a job), the gather (measured by the last job that
+     * held it) and the encoded answer; mem_charged is their sum as charged. */
+    size_t items_bytes, gather_bytes, answer_bytes, mem_charged;
+    int rc; /* a failure that decides the answer (0: none) */
     errmsg_t em;
     uv_timer_t timer;
     int timer_open, hard; /* hard: the soft deadline has passed */
@@ -216,6 +231,10 @@ void scatter_q_fail(scatter_q_t *q, int rc, const errmsg_t *em);
  * the answer. */
 void scatter_q_progress(scatter_q_t *q);
 void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a);
+/* Charges what q holds now to the node-wide budget; over it, the query
+ * fails with ERR_UNAVAILABLE naming query-memory-bytes (answered by the next
+ * scatter_q_progress). */
+void scatter_q_charge(scatter_q_t *q);
 static inline uint64_t scatter_unix_ms(const scatter_t *s)
 {
     return (uint64_t)clock_wall_ms(&s->o.clock);

@@ -92,6 +92,8 @@ static void finished(scatter_q_t *q, int status)
 {
     if (status != 0 && q->ans.rc == 0)
         q->ans.rc = errmsg_set(&q->ans.em, ERR_UNAVAILABLE, "cancelled: the node is stopping");
+    q->answer_bytes = q->ans.result.body.len; /* over the budget: 503 instead */
+    scatter_q_charge(q);
     if (q->rc == 0) scatter_q_answer(q, &q->ans);
 }
 
@@ -104,9 +106,10 @@ typedef struct local_job {
     item_t *it;
     query_range_t *ranges;
     size_t nranges;
-    int merge;  /* the job owns the gather: it merges its partial itself */
-    int finish; /* ... and it is the only ask: it also encodes the answer */
-    int merged; /* the gather holds the partial (success or not) */
+    int merge;           /* the job owns the gather: it merges its partial itself */
+    int finish;          /* ... and it is the only ask: it also encodes the answer */
+    int merged;          /* the gather holds the partial (success or not) */
+    size_t gather_bytes; /* measured after merging, when merge */
 } local_job_t;
 
 static void local_work(workq_job_t *w)
@@ -119,10 +122,12 @@ static void local_work(workq_job_t *w)
     a.ranges = j->ranges;
     a.nranges = j->nranges;
     it->rc = query_partial_run(q->s->storage, q->tenant, &a, &q->s->o.limits, &it->local, &it->em);
+    it->bytes = query_partial_bytes(&it->local);
     if (it->rc != 0 || !j->merge) return;
     it->rc = query_gather_add(q->gather, &it->local, &it->em);
     it->fatal = 1; /* the gather may hold part of it */
     j->merged = 1;
+    j->gather_bytes = query_gather_bytes(q->gather);
     if (it->rc == 0 && j->finish) finish_answer(q);
 }
 
@@ -136,6 +141,7 @@ static void local_done(workq_job_t *w, int status)
     if (j->merge) q->merging = 0;
     if (j->finish) q->finishing = 0;
     a->holds_gather = 0;
+    if (j->merged) q->gather_bytes = j->gather_bytes;
     if (status != 0 && it->rc == 0) it->rc = errmsg_set(&it->em, ERR_UNAVAILABLE, "cancelled");
     /* the timer never abandons an ask whose job holds the gather: its data
      * must not be merged and counted missing at once */
@@ -144,10 +150,13 @@ static void local_done(workq_job_t *w, int status)
         scatter_q_item_free(it);
     } else if (it->rc == 0) {
         a->state = ASK_ANSWERED;
-        if (j->merged)
+        if (j->merged) {
             scatter_q_item_free(it);
-        else
+        } else {
             scatter_q_enqueue(q, it);
+            q->items_bytes += it->bytes;
+        }
+        scatter_q_charge(q);
         if (j->finish) finished(q, status);
     } else if (it->fatal || scatter_error_is_final(it->rc)) {
         a->state = ASK_FAILED;
@@ -303,6 +312,7 @@ typedef struct merge_job {
     item_t *items;
     ring_ranges_t *asked; /* per item, in order: the ranges its ask covers (borrowed) */
     int finish;           /* the last answers: the job also encodes the answer */
+    size_t gather_bytes;  /* measured after merging */
 } merge_job_t;
 
 static void merge_work(workq_job_t *w)
@@ -319,6 +329,7 @@ static void merge_work(workq_job_t *w)
         }
         ok &= it->rc == 0;
     }
+    j->gather_bytes = query_gather_bytes(j->q->gather);
     if (ok && j->finish) finish_answer(j->q);
 }
 
@@ -341,8 +352,11 @@ static void merge_done(workq_job_t *w, int status)
             scatter_q_fail(q, it->rc, &it->em);
         else if (it->rc != 0)
             scatter_q_ask_failed(q, it->ask, it->em.text);
+        q->items_bytes -= it->bytes;
         scatter_q_item_free(it);
     }
+    if (status == 0) q->gather_bytes = j->gather_bytes;
+    scatter_q_charge(q);
     if (j->finish) {
         q->finishing = 0;
         if (ok) finished(q, status);
