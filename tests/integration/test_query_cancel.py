@@ -67,6 +67,8 @@ def test_client_close_cancels_the_query():
                      lambda: metric(n0, "flamedb_scatter_cancelled_total") == 1, timeout=10)
             wait_for("the node idle again", lambda: idle(n0), timeout=10)
             assert metric(n0, "flamedb_http_client_gone_total") == 1
+            r = n0.get("/metrics")
+            assert b'flamedb_http_requests_total{route="render",status="499"} 1' in r.body, r
             # the slot came back at once: the next query is admitted (it waits)
             s = open_query(n0.port, "/pyroscope/render", render, "t")
             s.settimeout(1.5)
