@@ -38,6 +38,7 @@ struct fanout {
     buf_t *bodies;
     int partial[ROUTES_FANOUT_MAX_GROUPS]; /* per group: some query answered partially */
     workq_job_t work;
+    size_t held;   /* answer bodies counted in query-memory-bytes */
     int joining;   /* the join job was submitted */
     int cancelled; /* the client went away */
     int rc;
@@ -47,6 +48,7 @@ struct fanout {
 
 static void fanout_free(fanout_t *f)
 {
+    cluster_query_release(f->node->cluster, f->held);
     for (size_t i = 0; i < f->nq; i++)
         buf_free(&f->q[i].body);
     if (f->spec.ctx_free != NULL) f->spec.ctx_free(f->spec.ctx);
@@ -164,6 +166,13 @@ static void answered(void *arg, cluster_answer_t *a)
     if (a->rc == 0) {
         q->body = a->result.body; /* taken */
         buf_init(&a->result.body, 0);
+        /* bodies wait here for the others: they count as query memory */
+        if (cluster_query_hold(f->node->cluster, q->body.len, &q->em) == 0) {
+            f->held += q->body.len;
+        } else {
+            q->rc = ERR_UNAVAILABLE;
+            buf_free(&q->body);
+        }
         snprintf(q->partial, sizeof q->partial, "%s", a->partial_header);
         f->partial[q->q.group] |= q->partial[0] != 0;
     }

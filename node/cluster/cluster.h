@@ -182,6 +182,13 @@ void cluster_query(cluster_t *c, query_kind_t kind, const char *tenant, const qu
  * gathered so far are freed at once (by the job merging into them, when one
  * runs, as it ends). Does nothing when that query was answered. */
 void cluster_query_cancel(cluster_t *c, void *arg);
+/* Counts bytes of query answers held outside a query (the bodies a request
+ * built from several queries keeps until it joins them) in the node's
+ * query-memory-bytes: 0, or ERR_UNAVAILABLE with em naming the setting when
+ * they would pass it (then nothing is counted). Give them back with
+ * cluster_query_release. */
+int cluster_query_hold(cluster_t *c, size_t bytes, errmsg_t *em);
+void cluster_query_release(cluster_t *c, size_t bytes);
 
 /* ---------------------------------------------------------------- metrics */
 

@@ -85,6 +85,16 @@ void cluster_query_cancel(cluster_t *c, void *arg)
     scatter_cancel(c->scatter, arg);
 }
 
+int cluster_query_hold(cluster_t *c, size_t bytes, errmsg_t *em)
+{
+    return scatter_hold(c->scatter, bytes, em);
+}
+
+void cluster_query_release(cluster_t *c, size_t bytes)
+{
+    scatter_release(c->scatter, bytes);
+}
+
 /* ---------- metrics ---------- */
 
 struct cluster_metrics {

@@ -123,6 +123,24 @@ void scatter_stats_register(const scatter_stats_t *st, metrics_registry_t *r)
     metrics_add_u64_array(r, gauges, sizeof gauges / sizeof *gauges, st);
 }
 
+int scatter_hold(scatter_t *s, size_t bytes, errmsg_t *em)
+{
+    if (s->o.max_memory_bytes != 0 && s->mem_bytes + bytes > s->o.max_memory_bytes) {
+        s->stats.memory_refused++;
+        return errmsg_set(em, ERR_UNAVAILABLE,
+                          "server busy: %zu more bytes of query answers would exceed %zu bytes "
+                          "(query-memory-bytes); retry later or narrow the query",
+                          bytes, s->o.max_memory_bytes);
+    }
+    s->mem_bytes += bytes;
+    return 0;
+}
+
+void scatter_release(scatter_t *s, size_t bytes)
+{
+    s->mem_bytes -= bytes;
+}
+
 /* ---------- one query's lifetime ---------- */
 
 /* Releases what q holds from the budget: its gather and answers go now. */

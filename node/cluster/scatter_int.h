@@ -91,6 +91,9 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
                    int64_t now_ms, cluster_answer_fn done, void *arg);
 /* Cancels the query started with arg (cluster_query_cancel). */
 void scatter_cancel(scatter_t *s, void *arg);
+/* cluster_query_hold / cluster_query_release. */
+int scatter_hold(scatter_t *s, size_t bytes, errmsg_t *em);
+void scatter_release(scatter_t *s, size_t bytes);
 
 /* Counters: field, Prometheus name, help. */
 #define SCATTER_COUNTERS(X)                                                                        \

@@ -66,6 +66,13 @@ def test_concurrent_queries_over_the_budget():
                  and n0.metric("flamedb_scatter_queries_in_flight") == 0, timeout=20)
         # alone, the same query fits and is exact
         assert n0.total(CPU + "{}", frm, until, tenant="t") == SERVICES * STACKS * 10**7
+        # a render-diff holds both sides' bodies until it joins them, counted
+        # in the same budget and given back once answered
+        r = n0.query("/pyroscope/render-diff", "t", leftQuery=CPU + '{service_name="big0"}',
+                     rightQuery=CPU + '{service_name="big1"}', leftFrom=frm, leftUntil=until,
+                     rightFrom=frm, rightUntil=until)
+        assert r.status == 200, r
+        assert n0.metric("flamedb_scatter_memory_bytes") == 0
         assert n0.alive()
 
 
