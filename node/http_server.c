@@ -580,10 +580,12 @@ static void conn_account(conn_t *c, size_t n)
 }
 
 /* Bytes or EOF while a request is handled or its answer written: bytes are
- * kept unparsed for the next request; an EOF or error while handling means
- * the client has gone (a half-closed socket counts too, as for most
- * servers: the answer would go to a client that sends nothing more). The
- * handler hears it once; the connection closes when it answers. */
+ * kept unparsed for the next request. An EOF or error while handling means
+ * the client has gone; the handler hears it once (a query is cancelled). On
+ * an error (a reset) nothing can be written: the connection closes once the
+ * handler answers. An EOF may also be a client that half-closed after its
+ * request and still reads (as curl never does, but some tools do): the answer
+ * is written, and the connection closes after it. */
 static void on_read_held(conn_t *c, ssize_t nread, const uv_buf_t *b)
 {
     if (nread < 0) {
@@ -591,14 +593,15 @@ static void on_read_held(conn_t *c, ssize_t nread, const uv_buf_t *b)
         /* UV_ENOBUFS: `pending` is full; while writing, a write error closes */
         if (nread == UV_ENOBUFS || c->state != CONN_HANDLING) return;
         c->srv->stats.client_gone++;
-        conn_close(c); /* close_requested: closes once answered */
+        c->keep_alive = 0;                  /* the client sends nothing more */
+        if (nread != UV_EOF) conn_close(c); /* close_requested: closes once answered */
         http_gone_fn gone = c->gone;
         c->gone = NULL;
         if (gone != NULL) gone(c->gone_arg); /* may answer, and so close c */
         return;
     }
     if (buf_append(&c->pending, b->base, (size_t)nread) != ERR_OK) {
-        conn_drop(c); /* cannot happen: on_alloc offers only the room left */
+        conn_close(c); /* cannot happen: on_alloc offers only the room left */
         return;
     }
     /* A full `pending` stops reading: the rest waits in the kernel (and a
@@ -730,6 +733,8 @@ static const char *reason(int status)
         return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
+    case 499:
+        return "Client Closed Request";
     case 505:
         return "HTTP Version Not Supported";
     default:

@@ -17,7 +17,8 @@
  * they wait in the kernel), and a client that closes or resets the
  * connection is noticed at once: the handler hears it through the callback
  * it set with http_exchange_on_gone() (to cancel its work) and the
- * connection closes once the handler answers. Work
+ * connection closes once the handler answers (after writing the answer when
+ * the client only half-closed: it may still read). Work
  * per loop wakeup is capped per connection (HTTP_BYTES_PER_WAKEUP parsed
  * bytes; one request dispatched), so a client streaming a large body or a
  * long pipeline cannot starve the others.
@@ -146,10 +147,11 @@ const http_request_t *http_exchange_request(const http_exchange_t *ex);
 /* Per-exchange slot for the handler (e.g. its route index); 0 initially. */
 void http_exchange_set_tag(http_exchange_t *ex, int tag);
 int http_exchange_tag(const http_exchange_t *ex);
-/* Called at most once, on the loop thread, when the client closes or
- * resets the connection (or half-closes it) while the request is handled;
- * the handler should then answer soon (the answer is not written, the
- * connection closes). */
+/* Called at most once, on the loop thread, when the client closes, resets
+ * or half-closes the connection while the request is handled; the handler
+ * should then answer soon. After a reset the answer is not written; after
+ * an EOF it is (a half-closed client may still read it), then the
+ * connection closes. */
 typedef void (*http_gone_fn)(void *arg);
 /* Sets (fn NULL: clears) the exchange's gone callback; only while it is
  * handled, and cleared when it is answered. arg is borrowed until then. */
