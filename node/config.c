@@ -283,6 +283,11 @@ static const opt_t options[] = {
     {"max-query-range", OPT_MS, FIELD(max_query_range_ms, uint64_t), "0", 0, 0, 100 * YEAR_S * 1000,
      "Longest until - from a query may ask for (each side of a diff); longer gets 400. "
      "A query without from/until covers the last hour. 0: no limit."},
+    {"tenant-max-series", OPT_COUNT, FIELD(storage.tenant_max_series, size_t), "0", 0, 0,
+     1000000000,
+     "Series one tenant may have on a node (counted per node: a tenant's series spread over "
+     "the nodes holding their replicas); a push that would store more gets 429 naming it. "
+     "Series collected after retention count no more. 0: no limit (nothing counted)."},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

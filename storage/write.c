@@ -47,6 +47,7 @@ typedef struct wctx {
     u64map_t series; /* series-cache keys this batch writes */
     uint64_t tenant_hash;
     int64_t now, t_s;
+    size_t new_series; /* series the store did not hold (counted when tenant-max-series is on) */
     errmsg_t *em;
 } wctx_t;
 
@@ -82,6 +83,22 @@ static int put_symbol(void *ctx, uint64_t sym)
     return 0;
 }
 
+/* With tenant-max-series on, a series the cache does not know is looked up:
+ * one the store does not hold is new, and counts. The series' node table
+ * lock, held until the commit, keeps another writer of it (or the
+ * collector) from changing the answer meanwhile. */
+static int count_if_new(wctx_t *w, const skey_t *k)
+{
+    if (!w->s->tseries.on) return 0;
+    char *err = NULL;
+    rocksdb_pinnableslice_t *v = rocksdb_get_pinned_cf(w->s->db, w->s->ropts, w->s->cf[CF_SERIES],
+                                                       (const char *)k->b, k->n, &err);
+    int rc = storage_rocks_err(err, w->em, "series lookup");
+    if (rc == 0 && v == NULL) w->new_series++;
+    rocksdb_pinnableslice_destroy(v);
+    return rc;
+}
+
 /* Labels and postings, unless this series is known to be stored. */
 static int put_series(wctx_t *w, const storage_series_write_t *sw)
 {
@@ -89,11 +106,13 @@ static int put_series(wctx_t *w, const storage_series_write_t *sw)
     if (storage_idcache_has(&w->s->series_cache, ck)) return 0;
     int added = key_set_add(&w->series, ck);
     if (added <= 0) return added == 0 ? 0 : errmsg_set(w->em, added, "out of memory");
-    buf_reset(&w->tmp);
-    int rc = labels_encode(sw->labels, &w->tmp);
-    if (rc != 0) return errmsg_set(w->em, rc, "series labels: %s", err_message(rc));
     skey_t k;
     storage_key_series(&k, sw->token, w->p->tenant, sw->series_id);
+    int rc = count_if_new(w, &k);
+    if (rc != 0) return rc;
+    buf_reset(&w->tmp);
+    rc = labels_encode(sw->labels, &w->tmp);
+    if (rc != 0) return errmsg_set(w->em, rc, "series labels: %s", err_message(rc));
     rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_SERIES], (const char *)k.b, k.n,
                               (const char *)w->tmp.data, w->tmp.len);
     for (size_t i = 0; i < labels_count(sw->labels); i++) {
@@ -404,10 +423,15 @@ static int build_and_commit(wctx_t *w, const unsigned char *todo)
         if ((rc = storage_nodetab_stage(w->s, w->tabs[i], w->wb, &w->tmp)) != 0)
             errmsg_set(w->em, rc, "stack-node table: %s", err_message(rc));
     if (rc != 0) return rc;
+    rc = storage_tseries_reserve(w->s, w->p->tenant, w->new_series, w->em);
+    if (rc != 0) return rc;
     char *err = NULL;
     rocksdb_write(w->s->db, w->s->wopts, w->wb, &err);
     rc = storage_rocks_err(err, w->em, "write profile");
-    if (rc != 0) return rc;
+    if (rc != 0) {
+        storage_tseries_release(w->s, w->p->tenant, w->new_series);
+        return rc;
+    }
     /* Committed: now the caches may say so. */
     for (size_t i = 0; i < w->syms.cap; i++)
         if (u64map_used(&w->syms, i))
