@@ -39,6 +39,8 @@ def query_lane(node, family):
 def idle(node):
     """The node holds no request but the /metrics one asking, and no query job."""
     return (metric(node, "flamedb_http_requests_in_flight") == 1
+            and metric(node, "flamedb_scatter_queries_in_flight") == 0
+            and metric(node, "flamedb_scatter_memory_bytes") == 0
             and query_lane(node, "flamedb_pool_jobs_running") == 0
             and query_lane(node, "flamedb_pool_jobs_waiting") == 0)
 
@@ -57,8 +59,9 @@ def test_client_close_cancels_the_query():
         c.nodes[1].proc.send_signal(signal.SIGSTOP)
         try:
             s = open_query(n0.port, "/pyroscope/render", render, "t")
-            wait_for("the render waiting on the stopped node",
-                     lambda: metric(n0, "flamedb_http_requests_in_flight") == 2, timeout=10)
+            wait_for("the render waiting on the stopped node, holding its local share",
+                     lambda: metric(n0, "flamedb_http_requests_in_flight") == 2
+                     and metric(n0, "flamedb_scatter_memory_bytes") > 0, timeout=10)
             # the tenant's one slot is taken: a second query is refused
             r = n0.render(CPU + "{}", str(t0 - 60), str(t0 + 60), tenant="t")
             assert r.status == 429 and b"tenant-max-queries" in r.body, r
