@@ -73,3 +73,30 @@ int flamedb__json_answer(const char *text, size_t n, flamedb__json_member_fn mem
                           "%s answer: not the expected JSON (byte %zu)", what, json_offset(&j));
     return ERR_OK;
 }
+
+int flamedb__json_rows(json_t *j, void **rows, size_t *count, size_t row_size,
+                       flamedb__json_member_fn member, int (*complete)(const void *row))
+{
+    size_t cap = *count;
+    int rc = json_enter(j, '[');
+    while (rc == ERR_OK && json_next(j, &rc)) {
+        if (*count >= FLAMEDB__MAX_STRINGS) return ERR_TOO_LARGE;
+        if (*count + 1 > cap) {
+            size_t ncap = cap ? 2 * cap : 16;
+            void *v = realloc(*rows, ncap * row_size);
+            if (v == NULL) return ERR_NOMEM;
+            *rows = v;
+            cap = ncap;
+        }
+        void *r = (char *)*rows + (*count)++ * row_size;
+        memset(r, 0, row_size);
+        char key[32];
+        rc = json_enter(j, '{');
+        while (rc == ERR_OK && json_next(j, &rc)) {
+            rc = json_key(j, key, sizeof key);
+            if (rc == ERR_OK) rc = member(j, key, r);
+        }
+        if (rc == ERR_OK && !complete(r)) rc = ERR_UNPARSEABLE;
+    }
+    return rc;
+}

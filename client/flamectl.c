@@ -29,6 +29,7 @@ typedef struct args {
     const char *name, *format, *from, *until, *output, *outfile, *match, *spy_name, *by;
     const char *left_from, *left_until, *right_from, *right_until; /* diff */
     const char *group_by;                                          /* query --output json */
+    const char *node;                                              /* cluster remove */
     int max_nodes, limit, sample_rate;
     int help;
     const char *pos[4]; /* positional arguments after the command */
@@ -680,29 +681,260 @@ static void cs_print(const cs_doc_t *d)
     }
 }
 
-static int cmd_cluster(flamedb_client_t *c, const args_t *a)
+/* GET /cluster/status into d (rows allocated here; free d->rows). */
+static int cs_load(flamedb_client_t *c, cs_doc_t *d, flamedb_response_t *r)
 {
-    if (strcmp(a->pos[0], "status") != 0)
-        return usage_error("unknown cluster command '%s'", a->pos[0]);
-    flamedb_response_t r;
-    int rc = flamedb_get(c, "/cluster/status", &r);
+    memset(d, 0, sizeof *d);
+    int rc = flamedb_get(c, "/cluster/status", r);
     if (rc != 0) return request_failed(c, "cluster status", rc);
+    d->rows = calloc(CS_MAX_ROWS, sizeof(cs_row_t));
+    json_t rd;
+    json_init(&rd, r->body, r->len, cs_json);
+    if (d->rows == NULL || cs_each(&rd, 1, cs_top_item, d) != 0) {
+        fprintf(stderr, "flamectl: cluster status: the answer is not the expected JSON\n");
+        return EXIT_FAILURE;
+    }
+    return 0;
+}
+
+static int cmd_cluster_status(flamedb_client_t *c, const args_t *a)
+{
+    flamedb_response_t r;
+    cs_doc_t d;
     if (a->output != NULL && strcmp(a->output, "json") == 0) {
+        int rc = flamedb_get(c, "/cluster/status", &r);
+        if (rc != 0) return request_failed(c, "cluster status", rc);
         fwrite(r.body, 1, r.len, stdout);
         flamedb_response_free(&r);
         return 0;
     }
-    cs_doc_t d = {.rows = calloc(CS_MAX_ROWS, sizeof(cs_row_t))};
-    json_t rd;
-    json_init(&rd, r.body, r.len, cs_json);
-    int bad = d.rows == NULL || cs_each(&rd, 1, cs_top_item, &d) != 0;
-    if (bad)
-        fprintf(stderr, "flamectl: cluster status: the answer is not the expected JSON\n");
-    else
-        cs_print(&d);
+    int rc = cs_load(c, &d, &r);
+    if (rc == 0) cs_print(&d);
     free(d.rows);
     flamedb_response_free(&r);
-    return bad ? EXIT_FAILURE : 0;
+    return rc;
+}
+
+/* --- cluster repair and remove -------------------------------------------------- */
+
+/* A repair pass converges when one round over every node streams nothing;
+ * a round after a pass that streamed confirms it, so 2 rounds suffice unless
+ * writes keep arriving. */
+#define REPAIR_ROUNDS 5
+#define REMOVE_WAIT_MS 30000
+
+typedef struct rp_sum {
+    char complete[CS_FIELD], streamed[CS_FIELD], missing[CS_FIELD], bytes[CS_FIELD];
+    char unavailable[CS_FIELD], buckets[CS_FIELD], differing[CS_FIELD], ms[CS_FIELD];
+    char unreached[CS_FIELD], failed[CS_FIELD];
+} rp_sum_t;
+
+static int rp_failed_field(json_t *r, void *ctx, const char *key)
+{
+    char *out = ctx, v[CS_FIELD];
+    if (strcmp(key, "node") != 0 && strcmp(key, "reason") != 0) return cs_skip(r);
+    if (cs_scalar(r, v) != 0) return -1;
+    size_t n = strlen(out);
+    const char *sep = strcmp(key, "node") == 0 && n ? "; " : n ? ": " : "";
+    strncat(out, sep, CS_FIELD - 1 - n); /* truncated past the field: a summary line */
+    n = strlen(out);
+    strncat(out, v, CS_FIELD - 1 - n);
+    return 0;
+}
+
+static int rp_failed_item(json_t *r, void *ctx, const char *key)
+{
+    (void)key;
+    return cs_each(r, 1, rp_failed_field, ctx);
+}
+
+static int rp_item(json_t *r, void *ctx, const char *key)
+{
+    rp_sum_t *m = ctx;
+    if (strcmp(key, "unreached") == 0) return cs_each(r, 0, cs_hint_item, m->unreached);
+    if (strcmp(key, "failed") == 0) return cs_each(r, 0, rp_failed_item, m->failed);
+    char *dst = strcmp(key, "complete") == 0            ? m->complete
+                : strcmp(key, "series_streamed") == 0   ? m->streamed
+                : strcmp(key, "missing") == 0           ? m->missing
+                : strcmp(key, "bytes_streamed") == 0    ? m->bytes
+                : strcmp(key, "unavailable") == 0       ? m->unavailable
+                : strcmp(key, "buckets_compared") == 0  ? m->buckets
+                : strcmp(key, "buckets_differing") == 0 ? m->differing
+                : strcmp(key, "duration_ms") == 0       ? m->ms
+                                                        : NULL;
+    return dst ? cs_scalar(r, dst) : cs_skip(r);
+}
+
+static flamedb_client_t *client_for(const args_t *a, const char *url)
+{
+    flamedb_opts_t o = {.tenant = a->tenant,
+                        .bearer_token = a->token,
+                        .user_agent = "flamectl",
+                        .connect_timeout_ms = a->timeout_ms,
+                        .io_timeout_ms = a->timeout_ms ? a->timeout_ms : 600000};
+    flamedb_client_t *c = NULL;
+    char err[512];
+    if (flamedb_client_new(url, &o, &c, err, sizeof err) != 0)
+        fprintf(stderr, "flamectl: %s: %s\n", url, err);
+    return c;
+}
+
+/* One node's pass: prints its line; *streamed gets its series streamed.
+ * Returns 0, or 1 when the pass failed or was incomplete. */
+static int repair_node(const args_t *a, const cs_row_t *w, long long *streamed)
+{
+    *streamed = 0;
+    flamedb_client_t *c = client_for(a, w->http);
+    if (c == NULL) return 1;
+    flamedb_response_t r;
+    rp_sum_t m = {0};
+    int rc = flamedb_post(c, "/cluster/repair", &r);
+    if (rc != 0) {
+        printf("  %-24s failed: %s\n", w->id, flamedb_errmsg(c));
+        flamedb_client_free(c);
+        return 1;
+    }
+    json_t rd;
+    json_init(&rd, r.body, r.len, cs_json);
+    int bad = cs_each(&rd, 1, rp_item, &m) != 0;
+    flamedb_response_free(&r);
+    flamedb_client_free(c);
+    if (bad) {
+        printf("  %-24s the answer is not the expected JSON\n", w->id);
+        return 1;
+    }
+    *streamed = atoll(m.streamed);
+    int complete = strcmp(m.complete, "true") == 0;
+    printf("  %-24s %s buckets %s (%s differ), missing %s, streamed %s series (%s bytes), "
+           "unavailable %s, %s ms\n",
+           w->id, complete ? "complete  " : "incomplete", m.buckets, m.differing, m.missing,
+           m.streamed, m.bytes, m.unavailable, m.ms);
+    if (m.unreached[0]) printf("  %-24s   unreached: %s\n", "", m.unreached);
+    if (m.failed[0]) printf("  %-24s   failed: %s\n", "", m.failed);
+    return complete ? 0 : 1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Rounds of passes over every active node (skip: a node id left out) until
+ * one round streams nothing. */
+static int repair_rounds(const args_t *a, const cs_doc_t *d, const char *skip)
+{
+    double t0 = now_s();
+    long long total = 0;
+    for (int round = 1; round <= REPAIR_ROUNDS; round++) {
+        long long streamed = 0;
+        int incomplete = 0;
+        printf("round %d:\n", round);
+        for (size_t i = 0; i < d->nrows; i++) {
+            const cs_row_t *w = &d->rows[i];
+            if ((skip && strcmp(w->id, skip) == 0) ||
+                (strcmp(w->state, "active") != 0 && strcmp(w->state, "leaving") != 0)) {
+                printf("  %-24s skipped (%s)\n", w->id, w->state);
+                continue;
+            }
+            long long n = 0;
+            incomplete += repair_node(a, w, &n);
+            streamed += n;
+        }
+        total += streamed;
+        if (streamed == 0) {
+            printf("converged after %d round(s) in %.2f s: %lld series streamed%s\n", round,
+                   now_s() - t0, total,
+                   incomplete ? " (some passes incomplete: a replica was unreachable or failed)"
+                              : "");
+            return incomplete ? EXIT_FAILURE : 0;
+        }
+    }
+    printf("not converged after %d rounds (%.2f s, %lld series streamed): writes keep "
+           "arriving or a replica keeps failing\n",
+           REPAIR_ROUNDS, now_s() - t0, total);
+    return EXIT_FAILURE;
+}
+
+static int cmd_cluster_repair(flamedb_client_t *c, const args_t *a)
+{
+    flamedb_response_t r;
+    cs_doc_t d;
+    int rc = cs_load(c, &d, &r);
+    if (rc == 0) rc = repair_rounds(a, &d, NULL);
+    free(d.rows);
+    flamedb_response_free(&r);
+    return rc;
+}
+
+/* 1 once the node at url lists id as left (or not at all). */
+static int sees_left(const args_t *a, const char *url, const char *id)
+{
+    flamedb_client_t *c = client_for(a, url);
+    if (c == NULL) return 0;
+    flamedb_response_t r;
+    cs_doc_t d;
+    int left = 0;
+    if (cs_load(c, &d, &r) == 0) {
+        left = 1;
+        for (size_t i = 0; i < d.nrows; i++)
+            if (strcmp(d.rows[i].id, id) == 0) left = strcmp(d.rows[i].state, "left") == 0;
+    }
+    free(d.rows);
+    flamedb_response_free(&r);
+    flamedb_client_free(c);
+    return left;
+}
+
+/* Every active node sees id as left (gossip spread the removal), or the
+ * wait ran out. */
+static int wait_removed(const args_t *a, const cs_doc_t *d, const char *id)
+{
+    double t0 = now_s();
+    while (now_s() - t0 < REMOVE_WAIT_MS / 1000.0) {
+        int all = 1;
+        for (size_t i = 0; all && i < d->nrows; i++)
+            if (strcmp(d->rows[i].id, id) != 0 && strcmp(d->rows[i].state, "active") == 0)
+                all = sees_left(a, d->rows[i].http, id);
+        if (all) {
+            printf("every active node sees %s as left after %.2f s\n", id, now_s() - t0);
+            return 0;
+        }
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "flamectl: cluster remove: not every node saw the removal within %d s\n",
+            REMOVE_WAIT_MS / 1000);
+    return EXIT_FAILURE;
+}
+
+static int cmd_cluster_remove(flamedb_client_t *c, const args_t *a)
+{
+    if (a->node == NULL || a->node[0] == 0)
+        return usage_error("%s", "cluster remove needs --node ID");
+    char path[256];
+    snprintf(path, sizeof path, "/cluster/remove?node=%s", a->node); /* ids are [A-Za-z0-9._-] */
+    flamedb_response_t r;
+    int rc = flamedb_post(c, path, &r);
+    if (rc != 0) return request_failed(c, "cluster remove", rc);
+    flamedb_response_free(&r);
+    printf("removed %s from the ring\n", a->node);
+    cs_doc_t d;
+    rc = cs_load(c, &d, &r);
+    if (rc == 0) rc = wait_removed(a, &d, a->node);
+    if (rc == 0) rc = repair_rounds(a, &d, a->node);
+    free(d.rows);
+    flamedb_response_free(&r);
+    return rc;
+}
+
+static int cmd_cluster(flamedb_client_t *c, const args_t *a)
+{
+    if (strcmp(a->pos[0], "status") == 0) return cmd_cluster_status(c, a);
+    if (strcmp(a->pos[0], "repair") == 0) return cmd_cluster_repair(c, a);
+    if (strcmp(a->pos[0], "remove") == 0) return cmd_cluster_remove(c, a);
+    return usage_error("unknown cluster command '%s'", a->pos[0]);
 }
 
 static const command_t commands[] = {
@@ -747,10 +979,17 @@ static const command_t commands[] = {
      "Without NAME lists the label names; with NAME lists its values\n"
      "(NAME __profile_type__ lists the profile types present)."},
     {"ready", 0, 0, cmd_ready, "ready", "Exits 0 when the node answers GET /ready with 200."},
-    {"cluster", 1, 1, cmd_cluster, "cluster status [--output table|json]",
-     "Prints the cluster as the node sees it (GET /cluster/status): each member's\n"
-     "id, state, tokens, how long ago its heartbeat was heard, HTTP and cluster\n"
-     "addresses, and the nodes it holds hints for; '*' marks the node asked."},
+    {"cluster", 1, 1, cmd_cluster,
+     "cluster status [--output table|json] | cluster repair | cluster remove --node ID",
+     "status prints the cluster as the node sees it (GET /cluster/status): each\n"
+     "member's id, state, tokens, how long ago its heartbeat was heard, HTTP and\n"
+     "cluster addresses, and the nodes it holds hints for; '*' marks the node asked.\n"
+     "repair runs an anti-entropy pass on every active node in turn (POST\n"
+     "/cluster/repair), printing per node what it compared and streamed in, round\n"
+     "after round until a round streams nothing (at most 5); exits 0 once converged\n"
+     "with every pass complete. remove --node ID takes a dead node out of the ring\n"
+     "for good (POST /cluster/remove), waits until every active node sees it left,\n"
+     "then repairs so its ranges have their replicas again."},
     {"profiles", 1, 1, cmd_profiles,
      "profiles 'TYPE{selector}' [--from T] [--until T] [--limit N] [--output table|json]",
      "Lists the stored profiles of a selection (GET /api/profiles), newest first:\n"
@@ -787,7 +1026,8 @@ enum {
     OPT_LEFT_UNTIL,
     OPT_RIGHT_FROM,
     OPT_RIGHT_UNTIL,
-    OPT_GROUP_BY
+    OPT_GROUP_BY,
+    OPT_NODE
 };
 
 static const struct option options[] = {
@@ -811,6 +1051,7 @@ static const struct option options[] = {
     {"right-from", required_argument, NULL, OPT_RIGHT_FROM},
     {"right-until", required_argument, NULL, OPT_RIGHT_UNTIL},
     {"group-by", required_argument, NULL, OPT_GROUP_BY},
+    {"node", required_argument, NULL, OPT_NODE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -911,6 +1152,9 @@ static int set_option(args_t *a, int opt, const char *v)
         return 0;
     case OPT_GROUP_BY:
         a->group_by = v;
+        return 0;
+    case OPT_NODE:
+        a->node = v;
         return 0;
     case 'h':
         a->help = 1;

@@ -358,20 +358,31 @@ void flamedb_strings_free(flamedb_strings_t *s)
     s->count = 0;
 }
 
-int flamedb_get(flamedb_client_t *c, const char *path, flamedb_response_t *resp)
+static int raw(flamedb_client_t *c, const char *method, const char *path, flamedb_response_t *resp)
 {
     memset(resp, 0, sizeof *resp);
     c->err.text[0] = '\0';
     if (path == NULL || path[0] != '/')
-        return errmsg_set(&c->err, ERR_INVALID_ARGUMENT, "get: path must start with '/'");
+        return errmsg_set(&c->err, ERR_INVALID_ARGUMENT, "%s: path must start with '/'", method);
     for (const char *p = path; *p; p++)
         if ((unsigned char)*p <= ' ' || *p == 0x7f)
-            return errmsg_set(&c->err, ERR_INVALID_ARGUMENT, "get: path must be URL-encoded");
+            return errmsg_set(&c->err, ERR_INVALID_ARGUMENT, "%s: path must be URL-encoded",
+                              method);
     buf_t t;
     buf_init(&t, MAX_TARGET_BYTES);
     int rc = buf_append_str(&t, path);
     if (rc != ERR_OK) return bad_target(c, &t, rc);
-    rc = call(c, "GET", &t, NULL, NULL, 0, resp);
+    rc = call(c, method, &t, NULL, NULL, 0, resp);
     buf_free(&t);
     return rc;
+}
+
+int flamedb_get(flamedb_client_t *c, const char *path, flamedb_response_t *resp)
+{
+    return raw(c, "GET", path, resp);
+}
+
+int flamedb_post(flamedb_client_t *c, const char *path, flamedb_response_t *resp)
+{
+    return raw(c, "POST", path, resp);
 }

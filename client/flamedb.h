@@ -176,6 +176,9 @@ FLAMEDB_API void flamedb_strings_free(flamedb_strings_t *s);
  * e.g. "/ready" or "/metrics"), for endpoints without a dedicated call.
  * Non-2xx statuses are errors, as for the other calls. */
 FLAMEDB_API int flamedb_get(flamedb_client_t *c, const char *path, flamedb_response_t *resp);
+/* The same as a POST without a body (operator actions such as
+ * "/cluster/repair"). */
+FLAMEDB_API int flamedb_post(flamedb_client_t *c, const char *path, flamedb_response_t *resp);
 
 #ifdef __cplusplus
 }

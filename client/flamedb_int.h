@@ -118,6 +118,14 @@ typedef int (*flamedb__json_member_fn)(json_t *j, const char *key, void *ctx);
  * ERR_NOMEM); the caller frees what member filled in. */
 int flamedb__json_answer(const char *text, size_t n, flamedb__json_member_fn member, void *ctx,
                          const char *what, errmsg_t *em);
+/* Reads an array of objects into a growing array of rows of row_size bytes:
+ * each row is zeroed, member reads each of its keys (ctx: the row), and
+ * complete(row) says whether the row has what it needs (else
+ * ERR_UNPARSEABLE). At most FLAMEDB__MAX_STRINGS rows (ERR_TOO_LARGE).
+ * *rows and *count are the caller's (free the rows with what member
+ * filled in). */
+int flamedb__json_rows(json_t *j, void **rows, size_t *count, size_t row_size,
+                       flamedb__json_member_fn member, int (*complete)(const void *row));
 
 typedef struct flamedb__top_row {
     char *name;

@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "client/flamedb_int.h"
-#include "common/grow.h"
 #include "common/json.h"
 
 #define LABEL_KEY_MAX 1024 /* a longer label name is cut (it is only shown) */
@@ -38,8 +37,9 @@ static int read_labels(json_t *j, char **out)
     return rc;
 }
 
-static int row_member(json_t *j, const char *key, flamedb__plist_row_t *r)
+static int row_member(json_t *j, const char *key, void *ctx)
 {
+    flamedb__plist_row_t *r = ctx;
     if (strcmp(key, "time") == 0) return flamedb__json_int(j, &r->time_s);
     if (strcmp(key, "id") == 0) return flamedb__json_dup(j, &r->id);
     if (strcmp(key, "total") == 0) return flamedb__json_int(j, &r->total);
@@ -47,23 +47,17 @@ static int row_member(json_t *j, const char *key, flamedb__plist_row_t *r)
     return json_skip(j); /* profile_id, and members added later */
 }
 
+static int row_complete(const void *row)
+{
+    const flamedb__plist_row_t *r = row;
+    return r->id != NULL && r->labels != NULL;
+}
+
 static int parse_rows(json_t *j, flamedb__plist_t *t)
 {
-    size_t cap = 0;
-    int rc = json_enter(j, '[');
-    while (rc == ERR_OK && json_next(j, &rc)) {
-        if (t->count >= FLAMEDB__MAX_STRINGS) return ERR_TOO_LARGE;
-        if ((rc = GROW(t->rows, cap, t->count + 1, GROW_UNLIMITED)) != ERR_OK) return rc;
-        flamedb__plist_row_t *r = &t->rows[t->count++];
-        memset(r, 0, sizeof *r);
-        char key[32];
-        rc = json_enter(j, '{');
-        while (rc == ERR_OK && json_next(j, &rc)) {
-            rc = json_key(j, key, sizeof key);
-            if (rc == ERR_OK) rc = row_member(j, key, r);
-        }
-        if (rc == ERR_OK && (r->id == NULL || r->labels == NULL)) rc = ERR_UNPARSEABLE;
-    }
+    void *rows = t->rows;
+    int rc = flamedb__json_rows(j, &rows, &t->count, sizeof *t->rows, row_member, row_complete);
+    t->rows = rows;
     return rc;
 }
 

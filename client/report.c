@@ -11,11 +11,11 @@
 #include <string.h>
 
 #include "client/flamedb_int.h"
-#include "common/grow.h"
 #include "common/json.h"
 
-static int row_member(json_t *j, const char *key, flamedb__report_row_t *r)
+static int row_member(json_t *j, const char *key, void *ctx)
 {
+    flamedb__report_row_t *r = ctx;
     if (strcmp(key, "name") == 0) return flamedb__json_dup(j, &r->name);
     if (strcmp(key, "leftTotal") == 0) return flamedb__json_int(j, &r->left_total);
     if (strcmp(key, "rightTotal") == 0) return flamedb__json_int(j, &r->right_total);
@@ -32,23 +32,17 @@ static int row_member(json_t *j, const char *key, flamedb__report_row_t *r)
     return json_skip(j); /* file, selves, rates, t, df and members added later */
 }
 
+static int row_complete(const void *row)
+{
+    const flamedb__report_row_t *r = row;
+    return r->name != NULL;
+}
+
 static int parse_rows(json_t *j, flamedb__report_t *t)
 {
-    size_t cap = 0;
-    int rc = json_enter(j, '[');
-    while (rc == ERR_OK && json_next(j, &rc)) {
-        if (t->count >= FLAMEDB__MAX_STRINGS) return ERR_TOO_LARGE;
-        if ((rc = GROW(t->rows, cap, t->count + 1, GROW_UNLIMITED)) != ERR_OK) return rc;
-        flamedb__report_row_t *r = &t->rows[t->count++];
-        memset(r, 0, sizeof *r);
-        char key[32];
-        rc = json_enter(j, '{');
-        while (rc == ERR_OK && json_next(j, &rc)) {
-            rc = json_key(j, key, sizeof key);
-            if (rc == ERR_OK) rc = row_member(j, key, r);
-        }
-        if (rc == ERR_OK && r->name == NULL) rc = ERR_UNPARSEABLE;
-    }
+    void *rows = t->rows;
+    int rc = flamedb__json_rows(j, &rows, &t->count, sizeof *t->rows, row_member, row_complete);
+    t->rows = rows;
     return rc;
 }
 

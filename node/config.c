@@ -256,9 +256,13 @@ static const opt_t options[] = {
      2 * GiB, "Largest intra-cluster message sent or accepted (nanomsg NN_RCVMAXSIZE)."},
     {"hints-max-bytes", OPT_SIZE, FIELD(cluster.hints_max_bytes, size_t), "1GiB", 0, 0, 1024 * GiB,
      "Durable hinted-handoff bytes kept per unreachable node; beyond it the hint "
-     "is dropped and anti-entropy must repair."},
+     "is dropped and anti-entropy must repair (0 = hinted handoff off)."},
     {"hint-replay-interval", OPT_MS, FIELD(cluster.hint_replay_interval_ms, uint64_t), "1s", 0, 50,
      600000, "How often hints are replayed to nodes that are back."},
+    {"repair-interval", OPT_MS, FIELD(cluster.repair_interval_ms, uint64_t), "0s", 0, 0,
+     7 * 86400000ULL,
+     "How often this node runs an anti-entropy pass over the ranges it replicates (0 = only "
+     "on demand: flamectl cluster repair)."},
     SECTION("Security and per-tenant limits"),
     {"auth-file", OPT_TEXT, FIELD(auth_file, char[NODE_PATH_MAX]), "", 0, 0, NODE_PATH_MAX - 1,
      "HTTP tokens, one 'TENANT ROLE SHA256HEX' per line (role read, write or admin; '#' "

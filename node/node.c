@@ -16,6 +16,7 @@ static void begin_stop(node_t *n, const char *why)
     n->stopping = 1;
     log_info("node", "stopping (%s): finishing in-flight requests (at most %llu ms)", why,
              (unsigned long long)n->cfg.shutdown_timeout_ms);
+    if (n->cluster != NULL) cluster_stop_repair(n->cluster); /* its callers wait no longer */
     http_server_drain(n->http, n->cfg.shutdown_timeout_ms, on_drained, n);
 }
 
@@ -86,6 +87,7 @@ static int open_cluster(node_t *n, errmsg_t *em)
         .max_inflight_bytes = cfg->http.max_buffered_bytes / 2,
         .query_memory_bytes = cfg->query_memory_bytes,
         .seen_retention_seconds = cfg->storage.seen_retention_seconds,
+        .max_future_seconds = cfg->ingest.max_future_seconds,
         .clock = &n->clock,
         .workq = n->workq,
     };

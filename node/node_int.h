@@ -98,6 +98,9 @@ void routes_fanout(node_t *n, http_exchange_t *ex, const char *tenant,
 
 /* GET /pyroscope/render-diff (routes_diff.c). */
 void routes_render_diff(node_t *n, http_exchange_t *ex, const http_request_t *r);
+/* POST /cluster/repair and POST /cluster/remove (routes_cluster.c). */
+void routes_cluster_repair(node_t *n, http_exchange_t *ex, const http_request_t *r);
+void routes_cluster_remove(node_t *n, http_exchange_t *ex, const http_request_t *r);
 /* GET /pyroscope/render with groupBy=label (routes_groups.c); render holds
  * the request's parameters (borrowed for the call). */
 void routes_render_groups(node_t *n, http_exchange_t *ex, const http_request_t *r,

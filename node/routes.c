@@ -66,14 +66,16 @@ static const route_t routes[] = {
     {"/api/profiles", HTTP_GET, "profiles", route_profiles},
     {"/api/profiles/*", HTTP_GET, "profile", route_profile}, /* /api/profiles/ID */
     {"/ui/*", HTTP_GET, "ui", routes_ui_file},
+    {"/cluster/repair", HTTP_POST, "cluster_repair", routes_cluster_repair},
+    {"/cluster/remove", HTTP_POST, "cluster_remove", routes_cluster_remove},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
 static const char *const route_names[NROUTES + 1] = {
-    "none",         "index",          "ready",       "metrics",
-    "ingest",       "render",         "render_diff", "label_names",
-    "label_values", "cluster_status", "top",         "label_shares",
-    "diff_report",  "profiles",       "profile",     "ui",
+    "none",   "index",          "ready",          "metrics",      "ingest",
+    "render", "render_diff",    "label_names",    "label_values", "cluster_status",
+    "top",    "label_shares",   "diff_report",    "profiles",     "profile",
+    "ui",     "cluster_repair", "cluster_remove",
 };
 _Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every route");
 

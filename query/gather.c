@@ -409,7 +409,9 @@ static int finish_render(query_gather_t *g, const char *partial_json, query_resu
     /* top sums per function over the whole tree: truncating would move
      * values into `other` */
     if (g->spec->format == QUERY_FORMAT_TOP) max = 0;
-    if (max > 0 && calltree_node_count(g->tree) > max) {
+    size_t n = calltree_node_count(g->tree);
+    if (max == 0 || max > n) max = n; /* then only empty nodes are dropped */
+    if (n > max || (n >= 2 && query_tree_has_empty(g->tree))) {
         calltree_t *small;
         int rc = query_truncate(g->tree, max, &small);
         if (rc != 0) return errmsg_set(em, rc, "building the flame graph: %s", err_message(rc));

@@ -227,9 +227,13 @@ int query_load_symbols(storage_t *st, const char *tenant, const calltree_t *t, s
  * nodes included; max_nodes >= 2) keeping the heaviest nodes by |total|; each
  * parent's hidden children fold into one SYM_OTHER child whose self is their
  * summed totals, so every kept node's total and the root total are unchanged.
- * Ties break on content, not on node order, so the result does not depend on
- * merge order. *out: caller owns (calltree_free). */
+ * Ties break on content, not on node order, and nodes whose total is 0 are
+ * dropped with their subtrees, so the result does not depend on merge order.
+ * *out: caller owns (calltree_free). */
 int query_truncate(const calltree_t *t, size_t max_nodes, calltree_t **out);
+/* Whether a node below the root of t has a total of 0 (query_truncate drops
+ * them: whether such an empty node exists depends on the merge order). */
+int query_tree_has_empty(const calltree_t *t);
 
 /* Timeline: samples[i] is the total of the windows in
  * [start_s + i*step_s, start_s + (i+1)*step_s) within the plan's range. */

@@ -9,6 +9,13 @@
  * parent gets one SYM_OTHER child carrying the summed totals of the children
  * it hides. So every kept node keeps its exact total and the root total is the
  * original one.
+ *
+ * Nodes whose total is 0 are dropped with their subtrees, truncated or not: a
+ * stack can exist in a merged tree with nothing in the range (a zero value
+ * stored for one sample type, a stack of the node table that a merge touched),
+ * and whether such an empty node is present depends on the order trees were
+ * merged in. Dropping them keeps every answer the same bytes whatever the
+ * merge order (and they would be zero-width frames anyway).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -66,28 +73,38 @@ static uint32_t heap_pop(trunc_t *tr)
     return top;
 }
 
-static uint32_t child_count(const calltree_t *t, uint32_t i)
+int query_tree_has_empty(const calltree_t *t)
 {
-    uint32_t n = 0;
-    for (uint32_t c = calltree_first_child(t, i); c != CALLTREE_NONE;
-         c = calltree_next_sibling(t, c))
-        n++;
-    return n;
+    size_t n = calltree_node_count(t);
+    for (uint32_t i = 1; i < n; i++)
+        if (calltree_total(t, i) == 0) return 1;
+    return 0;
 }
 
-/* Keeps node i: its children join the frontier. Returns the budget it uses. */
+/* Keeps node i: its non-empty children join the frontier. Returns the
+ * budget it uses. */
 static size_t keep(trunc_t *tr, uint32_t i)
 {
     const calltree_t *t = tr->t;
     tr->kept[i] = 1;
-    tr->hidden[i] = child_count(t, i);
+    tr->hidden[i] = 0;
     for (uint32_t c = calltree_first_child(t, i); c != CALLTREE_NONE;
          c = calltree_next_sibling(t, c)) {
+        if (calltree_total(t, c) == 0) continue;
+        tr->hidden[i]++;
         uint64_t s = calltree_sym(t, c);
         tr->pkey[c] = hash_bytes64((uint64_t[2]){tr->pkey[i], s}, 16);
         heap_push(tr, c);
     }
     return tr->hidden[i] > 0 ? 2 : 1;
+}
+
+static int has_nonempty_child(const calltree_t *t, uint32_t i)
+{
+    for (uint32_t c = calltree_first_child(t, i); c != CALLTREE_NONE;
+         c = calltree_next_sibling(t, c))
+        if (calltree_total(t, c) != 0) return 1;
+    return 0;
 }
 
 static void select_nodes(trunc_t *tr, size_t max_nodes)
@@ -97,7 +114,7 @@ static void select_nodes(trunc_t *tr, size_t max_nodes)
     while (tr->hn > 0) {
         uint32_t c = tr->heap[0];
         uint32_t p = calltree_parent(tr->t, c);
-        size_t cost = 1 + (calltree_first_child(tr->t, c) != CALLTREE_NONE);
+        size_t cost = 1 + has_nonempty_child(tr->t, c);
         size_t frees = tr->hidden[p] == 1; /* the parent's `other` goes away */
         if (used + cost - frees > max_nodes) break;
         heap_pop(tr);
@@ -130,7 +147,7 @@ static int build(const trunc_t *tr, size_t max_nodes, calltree_t *out)
         for (uint32_t c = calltree_first_child(t, i); c != CALLTREE_NONE && rc == 0;
              c = calltree_next_sibling(t, c)) {
             if (!tr->kept[c]) {
-                hidden_total += calltree_total(t, c);
+                hidden_total += calltree_total(t, c); /* 0 for an empty node */
                 continue;
             }
             rc = calltree_child(out, map[i], calltree_sym(t, c), &map[c]);
@@ -162,7 +179,7 @@ int query_truncate(const calltree_t *t, size_t max_nodes, calltree_t **out)
     calltree_t *res = calltree_new(0);
     if (res == NULL) return ERR_NOMEM;
     size_t n = calltree_node_count(t);
-    if (n <= max_nodes) {
+    if (n <= max_nodes && !query_tree_has_empty(t)) {
         int rc = calltree_merge(res, t);
         if (rc != 0)
             calltree_free(res);
@@ -178,7 +195,7 @@ int query_truncate(const calltree_t *t, size_t max_nodes, calltree_t **out)
     int rc = (tr.pkey && tr.hidden && tr.kept && tr.heap) ? 0 : ERR_NOMEM;
     if (rc == 0) {
         select_nodes(&tr, max_nodes);
-        rc = build(&tr, max_nodes, res);
+        rc = build(&tr, max_nodes < n ? max_nodes : n, res);
     }
     free(tr.pkey);
     free(tr.hidden);

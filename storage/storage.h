@@ -205,6 +205,28 @@ int storage_scan_profile_trees(storage_t *s, const char *tenant, uint64_t token,
                                int64_t from_s, int64_t until_s, size_t max, storage_ptree_fn fn,
                                void *ctx);
 
+/* The seen index by token interval (anti-entropy, docs/cluster.md): one
+ * entry per stored series of a profile. tenant is borrowed for the call. */
+typedef struct storage_seen_entry {
+    const char *tenant;
+    uint64_t token, series_id;
+    uint8_t profile_id[16];
+    int64_t time_ns;
+} storage_seen_entry_t;
+typedef int (*storage_seen_fn)(void *ctx, const storage_seen_entry_t *e);
+
+/* Calls fn, in key order (token, tenant, series, profile id), for every
+ * entry whose token is in [lo, hi] and whose profile time t (unix seconds)
+ * satisfies from_s <= t < until_s, starting after the entry `after` (NULL:
+ * at lo). Entries past seen_retention_seconds are skipped. fn returns 0 to
+ * go on, non-zero to stop (returned). */
+int storage_seen_scan(storage_t *s, uint64_t lo, uint64_t hi, const storage_seen_entry_t *after,
+                      int64_t from_s, int64_t until_s, storage_seen_fn fn, void *ctx);
+/* 1 when (tenant, token, series, profile id) of e is in the seen index (as
+ * storage_write_profile would find it: a write of it would be skipped), 0
+ * when not, or a negative error. */
+int storage_seen_has(storage_t *s, const storage_seen_entry_t *e);
+
 /* Span/trace trees: every (series, 10 s window, tree) recorded for span or
  * trace `id` whose window start w satisfies from_s <= w < until_s. A span's
  * samples are filed under the 10 s window of their profile's time, like
@@ -295,5 +317,23 @@ int storage_hint_delete(storage_t *s, const char *target, uint64_t seq, errmsg_t
 typedef int (*storage_hint_target_fn)(void *ctx, const char *target, uint64_t count,
                                       uint64_t bytes);
 int storage_hint_targets(storage_t *s, storage_hint_target_fn fn, void *ctx);
+
+/* ---------------------------------------------------------------- repair marks
+ * Per node: the unix ms of the latest write it missed that no hint will
+ * deliver (STORAGE_MARK_LOST: hinted handoff off, or the target over
+ * hints-max-bytes), and the start of its latest complete anti-entropy pass
+ * (STORAGE_MARK_REPAIRED); `meta` keys (docs/storage-format.md). The
+ * cluster keeps a node from serving reads while the first is not older
+ * than the second. Thread-safe like the rest of the module. */
+
+#define STORAGE_MARK_LOST 0
+#define STORAGE_MARK_REPAIRED 1
+
+/* Sets node's mark of kind to ms (overwrites). */
+int storage_repair_mark_put(storage_t *s, int kind, const char *node, uint64_t ms, errmsg_t *em);
+/* Calls fn for every mark (node borrowed for the call); fn returns
+ * non-zero to stop (returned). */
+typedef int (*storage_mark_fn)(void *ctx, int kind, const char *node, uint64_t ms);
+int storage_repair_marks(storage_t *s, storage_mark_fn fn, void *ctx);
 
 #endif

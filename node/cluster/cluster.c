@@ -378,6 +378,9 @@ void cluster_free_base(cluster_t *c)
     digest_key_free(c->key);
     for (size_t i = 0; i < c->nseeds; i++)
         free(c->seeds[i]);
+    for (size_t i = 0; i < c->nleft; i++)
+        free(c->left_seen[i]);
+    free(c->left_seen);
     free(c);
 }
 

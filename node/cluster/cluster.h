@@ -58,6 +58,7 @@ typedef struct cluster_config {
     size_t max_message_bytes;    /* NN_RCVMAXSIZE and send limit */
     size_t hints_max_bytes;      /* durable hints kept per target node */
     uint64_t hint_replay_interval_ms;
+    uint64_t repair_interval_ms; /* anti-entropy pass this often; 0 = only on demand */
 } cluster_config_t;
 
 /* What the module takes from the node's other settings. */
@@ -70,6 +71,7 @@ typedef struct cluster_inputs {
     size_t max_inflight_bytes;      /* packed writes held at once (coordinator and replica) */
     size_t query_memory_bytes;      /* partial results of coordinated queries; 0: no budget */
     int64_t seen_retention_seconds; /* hints expire before the profile ids they carry */
+    int64_t max_future_seconds;     /* ingest's bound on profile times (repair's span) */
     const clock_source_t *clock;    /* time of deadlines, gossip and hints; NULL: the real one */
     workq_t *workq; /* the node's thread-pool lanes (borrowed); NULL: the module's own */
 } cluster_inputs_t;
@@ -189,6 +191,32 @@ void cluster_query_cancel(cluster_t *c, void *arg);
  * cluster_query_release. */
 int cluster_query_hold(cluster_t *c, size_t bytes, errmsg_t *em);
 void cluster_query_release(cluster_t *c, size_t bytes);
+
+/* ---------------------------------------------------------------- repair */
+
+/* Called once on the loop: rc 0 with json (borrowed for the call) the
+ * summary of one anti-entropy pass of this node; else em says why. */
+typedef void (*cluster_repair_fn)(void *arg, int rc, const char *json, const errmsg_t *em);
+
+/* Runs an anti-entropy pass of this node (docs/cluster.md, "Anti-entropy"):
+ * every range it replicates is compared with the other replicas and the
+ * profiles it lacks are fetched. done runs once the first pass that starts
+ * after this call finished. A cluster of one answers at once (nothing to
+ * compare). */
+void cluster_repair(cluster_t *c, cluster_repair_fn done, void *arg);
+
+/* The node begins to stop: callers waiting for a repair pass are answered
+ * (ERR_UNAVAILABLE) and the pass ends after its current step, so an HTTP
+ * drain does not wait for a pass that may take long. Later calls and
+ * cluster_close do the rest. */
+void cluster_stop_repair(cluster_t *c);
+
+/* Removes a node that is gone for good: it is marked left, so it leaves the
+ * ring on every node as gossip spreads it, and its ranges go to the next
+ * nodes clockwise, which fetch the data by repair. ERR_NOT_FOUND for an
+ * unknown node, ERR_INVALID_ARGUMENT for this node or one that is not down
+ * (a live node would keep writing). */
+int cluster_remove_node(cluster_t *c, const char *node_id, errmsg_t *em);
 
 /* ---------------------------------------------------------------- metrics */
 

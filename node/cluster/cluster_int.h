@@ -20,6 +20,7 @@
 
 typedef struct replicate replicate_t;
 typedef struct scatter scatter_t;
+typedef struct repair repair_t;
 
 /* An immutable snapshot of the cluster, rebuilt whenever membership changes.
  * Arrays have ring_node_count(ring) entries, indexed like the ring's nodes. */
@@ -111,7 +112,7 @@ void cluster_ops_of(cluster_t *c, cluster_ops_t *ops);
 int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
 
 #define CLUSTER_MAX_SEEDS 64
-#define CLUSTER_NTYPES 6 /* Flamedb__Cluster__MsgType values 0..5 */
+#define CLUSTER_NTYPES 8 /* Flamedb__Cluster__MsgType values 0..7 */
 /* Every this many gossip rounds a node also gossips with a seed, so two
  * groups that formed apart (e.g. started at once) find each other. */
 #define CLUSTER_SEED_EVERY 10
@@ -174,6 +175,14 @@ struct cluster {
     uint64_t refusal_logged_ms; /* uv_now() of the last refusal warning */
     replicate_t *replicate;     /* the write path (replicate_int.h), or NULL */
     scatter_t *scatter;         /* the read path (scatter_int.h), or NULL */
+    repair_t *repair;           /* anti-entropy (repair_int.h), or NULL */
+    /* Members seen `left` (removed or gone), and who is told when one of
+     * them comes back with a new incarnation: its data lacks everything
+     * since it left, so it must not serve reads until repaired. */
+    char **left_seen;
+    size_t nleft, left_cap;
+    void (*on_rejoin)(void *ctx, const char *node_id);
+    void *on_rejoin_ctx;
     void (*done)(void *arg);
     void *done_arg;
 };

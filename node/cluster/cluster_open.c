@@ -5,7 +5,9 @@
  * three.
  */
 #include <stdlib.h>
+#include <string.h>
 
+#include "node/cluster/repair_int.h"
 #include "node/cluster/replicate_int.h"
 #include "node/cluster/scatter_int.h"
 
@@ -17,6 +19,11 @@ int cluster_open(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cf
     if (rc != ERR_OK) return rc;
     rc = scatter_open_for_cluster(loop, storage, cfg, in, c, &c->scatter, em);
     if (rc == ERR_OK) rc = replicate_open_for_cluster(loop, storage, cfg, in, c, &c->replicate, em);
+    if (rc == ERR_OK) rc = repair_open_for_cluster(loop, storage, cfg, in, c, &c->repair, em);
+    if (rc == ERR_OK) { /* a removed node that comes back is short: the write path marks it */
+        c->on_rejoin = replicate_marks_rejoined;
+        c->on_rejoin_ctx = c->replicate;
+    }
     *out = c; /* even on failure: cluster_close and cluster_free release what opened */
     return rc;
 }
@@ -28,6 +35,7 @@ void cluster_close(cluster_t *c, void (*done)(void *arg), void *arg)
     c->done = done;
     c->done_arg = arg;
     if (c->scatter != NULL) scatter_close(c->scatter); /* answers queries still in flight */
+    repair_close(c->repair);    /* fails waiting callers; joins the pass's thread */
     if (c->replicate != NULL) { /* stores the hints of writes still waiting for acks */
         c->open_parts++;
         replicate_close(c->replicate, cluster_part_closed, c);
@@ -40,6 +48,7 @@ void cluster_free(cluster_t *c)
     if (c == NULL) return;
     scatter_free(c->scatter);
     replicate_free(c->replicate);
+    repair_free(c->repair);
     cluster_free_base(c);
 }
 
@@ -95,11 +104,42 @@ void cluster_query_release(cluster_t *c, size_t bytes)
     scatter_release(c->scatter, bytes);
 }
 
+/* ---------- repair ---------- */
+
+void cluster_repair(cluster_t *c, cluster_repair_fn done, void *arg)
+{
+    repair_run(c->repair, done, arg);
+}
+
+void cluster_stop_repair(cluster_t *c)
+{
+    repair_close(c->repair); /* cluster_close's own call is then a no-op */
+}
+
+int cluster_remove_node(cluster_t *c, const char *node_id, errmsg_t *em)
+{
+    ring_member_t m;
+    if (ring_node_id_check(node_id, em) != 0) return ERR_INVALID_ARGUMENT;
+    if (ring_members_find(c->members, node_id, &m) != ERR_OK)
+        return errmsg_set(em, ERR_NOT_FOUND, "node '%s' is not a member", node_id);
+    if (strcmp(node_id, cluster_self_id(c)) == 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "a node cannot remove itself");
+    if (m.life == RING_LEFT) return 0; /* already removed: the same answer again */
+    if (m.state != RING_DOWN)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "node '%s' is %s, not down: only a dead node can be removed", node_id,
+                          ring_state_name(m.state));
+    int rc = ring_members_remove(c->members, node_id, em);
+    if (rc == 0) cluster_view_refresh(c);
+    return rc;
+}
+
 /* ---------- metrics ---------- */
 
 struct cluster_metrics {
     replicate_stats_t replicate;
     scatter_stats_t scatter;
+    repair_counters_t repair;
 };
 
 int cluster_metrics_take(cluster_t *c, cluster_metrics_t **out)
@@ -108,6 +148,7 @@ int cluster_metrics_take(cluster_t *c, cluster_metrics_t **out)
     if (m == NULL) return ERR_NOMEM;
     replicate_stats(c->replicate, &m->replicate);
     scatter_stats(c->scatter, &m->scatter);
+    repair_counters_take(c->repair, &m->repair);
     *out = m;
     return ERR_OK;
 }
@@ -116,6 +157,7 @@ void cluster_metrics_register(const cluster_metrics_t *m, storage_t *storage, me
 {
     replicate_stats_register(&m->replicate, storage, r);
     scatter_stats_register(&m->scatter, r);
+    repair_counters_register(&m->repair, r);
 }
 
 void cluster_metrics_free(cluster_metrics_t *m)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/log.h"
 #include "node/cluster/cluster_int.h"
 
@@ -178,10 +179,50 @@ static void forget_old_addresses(cluster_t *c, const view_impl_t *old)
         }
 }
 
+static int left_index(const cluster_t *c, const char *id)
+{
+    for (size_t i = 0; i < c->nleft; i++)
+        if (strcmp(c->left_seen[i], id) == 0) return (int)i;
+    return -1;
+}
+
+/* Remembers members that left; a remembered one that is a member again came
+ * back (a removed node restarted with its old data): on_rejoin is told. */
+static void track_left(cluster_t *c)
+{
+    size_t n = ring_members_count(c->members);
+    for (size_t i = 0; i < n; i++) {
+        ring_member_t m;
+        if (ring_members_get(c->members, i, &m) != ERR_OK) continue;
+        int k = left_index(c, m.node_id);
+        if (m.life == RING_LEFT && k < 0) {
+            char *id = strdup(m.node_id);
+            if (id == NULL || GROW(c->left_seen, c->left_cap, c->nleft + 1, RING_MAX_NODES) != 0) {
+                free(id);
+                continue;
+            }
+            c->left_seen[c->nleft++] = id;
+        } else if (m.life != RING_LEFT && k >= 0) {
+            /* forgotten first: on_rejoin changes the hint lists, which
+             * refreshes the view and comes back here */
+            char *id = c->left_seen[k];
+            c->left_seen[k] = c->left_seen[--c->nleft];
+            log_warn("cluster", "%s is a member again after it left: not read from until repaired",
+                     id);
+            if (c->on_rejoin != NULL) c->on_rejoin(c->on_rejoin_ctx, id);
+            free(id);
+            return; /* the member table may have changed: the next refresh goes on */
+        }
+    }
+}
+
 int cluster_view_refresh(cluster_t *c)
 {
     uint64_t mv = ring_members_version(c->members);
     if (c->view != NULL && mv == c->view_members_version) return 0;
+    track_left(c); /* before the build: a rejoined node must be built not live */
+    mv = ring_members_version(c->members);
+    if (c->view != NULL && mv == c->view_members_version) return 0; /* rebuilt meanwhile */
     view_impl_t *v = NULL;
     errmsg_t em = {{0}};
     if (view_build(c, &v, &em) != ERR_OK) {

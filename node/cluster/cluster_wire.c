@@ -258,6 +258,81 @@ static int check_partial(const Flamedb__Cluster__PartialResult *p, const cluster
     return check_ranges(p->served, p->n_served, 0, l, em);
 }
 
+/* ---------- anti-entropy ---------- */
+
+#define RK(x) FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_##x
+
+static int check_seen_entry(const Flamedb__Cluster__SeenEntry *e, size_t i, errmsg_t *em)
+{
+    if (e == NULL) return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: entry %zu missing", i);
+    int rc = check_tenant(e->tenant, em);
+    if (rc < 0) return rc;
+    if (e->profile_id.len != 16)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: entry %zu: profile id is %zu bytes", i,
+                          e->profile_id.len);
+    return 0;
+}
+
+static int check_seen_entries(Flamedb__Cluster__SeenEntry **v, size_t n, errmsg_t *em)
+{
+    if (n > CLUSTER_REPAIR_MAX_ENTRIES)
+        return errmsg_set(em, ERR_TOO_LARGE, "repair: %zu entries, at most %d", n,
+                          CLUSTER_REPAIR_MAX_ENTRIES);
+    for (size_t i = 0; i < n; i++) {
+        int rc = check_seen_entry(v[i], i, em);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+static int check_repair(const Flamedb__Cluster__RepairRequest *q, const cluster_wire_limits_t *l,
+                        errmsg_t *em)
+{
+    if (q->protocol_version != CLUSTER_PROTOCOL_VERSION || q->deadline_unix_ms == 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: protocol version or deadline missing");
+    if (q->from_s >= q->until_s && (q->kind == RK(DIGEST) || q->kind == RK(IDS)))
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: empty time span");
+    switch (q->kind) {
+    case RK(DIGEST):
+        if (q->bucket_s <= 0 || (q->until_s - q->from_s) / q->bucket_s > CLUSTER_REPAIR_MAX_BUCKETS)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: bucket width %lld s",
+                              (long long)q->bucket_s);
+        return check_ranges(q->ranges, q->n_ranges, 1, l, em);
+    case RK(IDS):
+        if (q->lo > q->hi || q->limit == 0 || q->limit > CLUSTER_REPAIR_MAX_ENTRIES)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: bad interval or limit");
+        return q->after != NULL ? check_seen_entry(q->after, 0, em) : 0;
+    case RK(RUN):
+        return 0;
+    case RK(DONE):
+        if (q->started_unix_ms == 0)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: a done without its start");
+        return 0;
+    case RK(FETCH):
+        if (q->n_entries == 0)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: fetch of no entries");
+        return check_seen_entries(q->entries, q->n_entries, em);
+    default:
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: unknown kind %d", (int)q->kind);
+    }
+}
+
+static int check_repair_answer(const Flamedb__Cluster__RepairAnswer *a,
+                               const cluster_wire_limits_t *l, errmsg_t *em)
+{
+    if (a->status > 0) return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair answer: bad status");
+    int rc = check_str("reason", a->reason, l->max_string, em);
+    if (rc < 0) return rc;
+    if (a->n_buckets > l->max_values)
+        return errmsg_set(em, ERR_TOO_LARGE, "repair answer: too many buckets");
+    if ((rc = check_seen_entries(a->entries, a->n_entries, em)) < 0) return rc;
+    if (a->n_writes > CLUSTER_REPAIR_MAX_ENTRIES || a->handled < a->unavailable)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair answer: bad fetch counts");
+    for (size_t i = 0; i < a->n_writes; i++)
+        if ((rc = check_write(a->writes[i], l, em)) < 0) return rc;
+    return 0;
+}
+
 static const ProtobufCMessageDescriptor *descriptor_of(int type)
 {
     switch (type) {
@@ -271,6 +346,10 @@ static const ProtobufCMessageDescriptor *descriptor_of(int type)
         return &flamedb__cluster__query_request__descriptor;
     case T(PARTIAL):
         return &flamedb__cluster__partial_result__descriptor;
+    case T(REPAIR):
+        return &flamedb__cluster__repair_request__descriptor;
+    case T(REPAIR_ANSWER):
+        return &flamedb__cluster__repair_answer__descriptor;
     default:
         return NULL;
     }
@@ -286,6 +365,12 @@ static int check_body(int type, const ProtobufCMessage *b, const cluster_wire_li
         return check_ack((const void *)b, l, em);
     case T(PARTIAL):
         return check_partial((const void *)b, l, em);
+    case T(REPAIR_ANSWER): /* its writes are checked like WRITE bodies, deadline aside */
+        return check_repair_answer((const void *)b, l, em);
+    case T(REPAIR):
+        rc = check_repair((const void *)b, l, em);
+        deadline = ((const Flamedb__Cluster__RepairRequest *)b)->deadline_unix_ms;
+        break;
     case T(WRITE):
         rc = check_write((const void *)b, l, em);
         deadline = ((const Flamedb__Cluster__WriteRequest *)b)->deadline_unix_ms;

@@ -184,6 +184,7 @@ void replicate_start(replicate_t *r, replicate_write_t *rw, cluster_write_done_f
     r->st.writes++;
     r->st.hints_stored += rw->hints_stored;
     r->st.hints_dropped_full += rw->hints_dropped;
+    if (rw->hints_dropped > 0) replicate_marks_note(r, rw);
     for (uint32_t ti = 0; ti < rw->nt; ti++) {
         if (rw->t[ti].self) {
             if (rw->t[ti].state == TS_ACKED)
@@ -303,6 +304,7 @@ int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t
     uv_timer_init(loop, &r->replay_timer);
     r->deadline_timer.data = r->replay_timer.data = r;
     r->hint_sig = UINT64_MAX;
+    replicate_marks_load(r);
     replicate_publish_hint_targets(r);
     uint64_t every = r->o.hint_replay_interval_ms ? r->o.hint_replay_interval_ms : 1000;
     uv_timer_start(&r->replay_timer, replicate_replay_tick, every, every);
@@ -313,6 +315,8 @@ int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t
 void replicate_stats(const replicate_t *r, replicate_stats_t *out)
 {
     *out = r->st;
+    const char *ids[RING_MAX_NODES];
+    out->marked = replicate_marks_active(r, ids, RING_MAX_NODES);
     out->replay_inflight = 0;
     for (size_t i = 0; i < r->nrt; i++)
         out->replay_inflight += r->rt[i].inflight;
@@ -355,6 +359,7 @@ void replicate_free(replicate_t *r)
         replicate_write_free(rw);
     }
     free(r->rt);
+    free(r->marks);
     workq_free(r->own_workq);
     free(r);
 }
@@ -393,6 +398,10 @@ void replicate_stats_register(const replicate_stats_t *st, storage_t *storage,
                     "Replicated writes waiting for replicas.", METRICS_GAUGE, &st->inflight_writes);
     metrics_add_u64(r, "flamedb_replicated_bytes_inflight", "Bytes of packed writes held.",
                     METRICS_GAUGE, &st->inflight_bytes);
+    metrics_add_u64(r, "flamedb_repair_marked_nodes",
+                    "Replicas this node marked short (a write no hint will deliver): not read "
+                    "from until their repair pass.",
+                    METRICS_GAUGE, &st->marked);
     metrics_add_u64(r, "flamedb_hints_replaying",
                     "Hints sent to their target, not yet acknowledged.", METRICS_GAUGE,
                     &st->replay_inflight);

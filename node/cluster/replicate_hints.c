@@ -52,6 +52,14 @@ void replicate_publish_hint_targets(replicate_t *r)
 {
     idlist_t l = {.sig = 1469598103934665603ULL};
     int rc = storage_hint_targets(r->storage, collect_id, &l);
+    const char *marked[RING_MAX_NODES];
+    size_t nm = replicate_marks_active(r, marked, RING_MAX_NODES);
+    for (size_t i = 0; rc == 0 && i < nm; i++) { /* short replicas: not read from either */
+        int known = 0;
+        for (size_t k = 0; k < l.n && !known; k++)
+            known = strcmp(l.ids[k], marked[i]) == 0;
+        if (!known) rc = collect_id(&l, marked[i], 1, 0);
+    }
     if (rc == 0 && l.sig != r->hint_sig) {
         rc = r->ops.set_hint_targets(r->ops.ctx, (const char *const *)l.ids, l.n);
         if (rc == 0) r->hint_sig = l.sig;
@@ -97,6 +105,7 @@ static void hint_after(workq_job_t *w, int status)
     r->st.hints_stored += j->rw->hints_stored;
     r->st.hints_dropped_full += j->rw->hints_dropped;
     r->jobs--;
+    replicate_marks_note(r, j->rw);
     replicate_publish_hint_targets(r);
     replicate_write_free(j->rw);
     free(j);
@@ -119,6 +128,7 @@ void replicate_finish_hints(replicate_t *r, replicate_write_t *rw)
     store_due(rw);
     r->st.hints_stored += rw->hints_stored;
     r->st.hints_dropped_full += rw->hints_dropped;
+    replicate_marks_note(r, rw);
     replicate_publish_hint_targets(r);
     replicate_write_free(rw);
 }
@@ -368,5 +378,6 @@ void replicate_replay_tick(uv_timer_t *t)
     if (v == NULL) return;
     void *a[2] = {r, (void *)v};
     storage_hint_targets(r->storage, offer, a);
+    replicate_marks_tick(r, v);
     r->ops.view_release(v);
 }

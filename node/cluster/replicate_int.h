@@ -41,7 +41,7 @@ typedef struct replicate_write replicate_write_t;
 
 typedef struct replicate_options {
     uint64_t write_timeout_ms;        /* deadline of a replicated write (then 503 + hints) */
-    uint64_t hints_max_bytes;         /* stored hints per target; 0 = unbounded */
+    uint64_t hints_max_bytes;         /* stored hints per target; 0 = none kept (off) */
     uint64_t hint_replay_interval_ms; /* how often stored hints are offered to their targets */
     uint64_t hint_ttl_ms;         /* hints older than this are dropped (below the seen retention) */
     size_t max_message_bytes;     /* largest WriteRequest sent (cluster max-message-bytes) */
@@ -152,6 +152,7 @@ typedef struct replicate_stats {
     REPLICATE_COUNTERS(REPLICATE_FIELD)
 #undef REPLICATE_FIELD
     uint64_t inflight_writes, inflight_bytes; /* gauges */
+    uint64_t marked;                          /* gauge: replicas marked short */
     uint64_t replay_inflight;
 } replicate_stats_t;
 
@@ -204,6 +205,8 @@ typedef struct rtarget {
     char why[96];                       /* short reason for the 503 text */
     Flamedb__Cluster__WriteRequest req; /* remote targets: the packed request */
     struct pending *pend;               /* while TS_PENDING on the loop */
+    int dropped;                        /* its hint was not kept: marked for repair */
+    uint64_t dropped_ms;
 } rtarget_t;
 
 struct replicate_write {
@@ -297,6 +300,14 @@ typedef struct replay_target {
     uint32_t acked, failed;
 } replay_target_t;
 
+/* A replica that missed writes no hint will deliver (replicate_marks.c). */
+typedef struct replicate_mark {
+    char id[RING_NODE_ID_MAX + 1];
+    uint64_t lost_ms;     /* the latest such write (unix ms) */
+    uint64_t repaired_ms; /* start of its latest complete repair pass it reported */
+    uint64_t run_sent_ms; /* when it was last asked to run one */
+} replicate_mark_t;
+
 struct replicate {
     uv_loop_t *loop;
     workq_t *workq;     /* o.workq, or own_workq */
@@ -315,7 +326,9 @@ struct replicate {
     replay_target_t *rt;
     size_t nrt, rtcap;
     uint64_t hint_sig; /* signature of the advertised hint targets */
-    uint32_t jobs;     /* pool jobs not yet finished */
+    replicate_mark_t *marks;
+    size_t nmarks, marks_cap;
+    uint32_t jobs; /* pool jobs not yet finished */
     int closing, closed_handles;
     void (*close_done)(void *arg);
     void *close_arg;
@@ -337,5 +350,22 @@ void replicate_replay_tick(uv_timer_t *t);
 void replicate_replay_resolved(replicate_t *r, pending_t *p, int ok);
 /* Stores the hints of rw's TS_NEEDS_HINT targets on the pool, then frees rw. */
 void replicate_finish_hints(replicate_t *r, replicate_write_t *rw);
+
+/* Repair marks (replicate_marks.c), loop thread. */
+/* 1 while m's replica must not serve reads. */
+int replicate_mark_active(const replicate_mark_t *m, uint64_t slack_ms);
+/* Reads the stored marks (at open). */
+void replicate_marks_load(replicate_t *r);
+/* Marks the targets of rw whose hint was dropped; republishes if any. */
+void replicate_marks_note(replicate_t *r, const replicate_write_t *rw);
+/* Ids (borrowed until the marks change) of the marked replicas, at most cap. */
+size_t replicate_marks_active(const replicate_t *r, const char **ids, size_t cap);
+/* id reported a complete repair pass that started at started_ms. */
+void replicate_marks_repaired(replicate_t *r, const char *id, uint64_t started_ms);
+/* cluster_t.on_rejoin: a member that had left is one again (ctx: the
+ * replicate_t); it is marked short until repaired. */
+void replicate_marks_rejoined(void *ctx, const char *id);
+/* Asks the reachable marked replicas of view v to run a repair pass. */
+void replicate_marks_tick(replicate_t *r, const cluster_view_t *v);
 
 #endif

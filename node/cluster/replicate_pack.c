@@ -412,10 +412,26 @@ static int pack_remotes(replicate_write_t *rw, const cluster_view_t *v,
 
 #define HINT_ZSTD_LEVEL 1
 
+/* A hint not kept: the target stays short until anti-entropy repairs it,
+ * so it is marked (durably here; the loop then stops reading from it). */
+static void mark_dropped(replicate_write_t *rw, rtarget_t *t)
+{
+    errmsg_t em = {{0}};
+    rw->hints_dropped++;
+    t->dropped = 1;
+    t->dropped_ms = replicate_now_ms(rw->r);
+    int rc = storage_repair_mark_put(rw->r->storage, STORAGE_MARK_LOST, t->id, t->dropped_ms, &em);
+    if (rc != 0) log_warn("replicate", "repair mark for %s: %s", t->id, errmsg_text(&em, rc));
+}
+
 int replicate_store_hint(replicate_write_t *rw, uint32_t ti, errmsg_t *em)
 {
     replicate_t *r = rw->r;
     rtarget_t *t = &rw->t[ti];
+    if (r->o.hints_max_bytes == 0) { /* hinted handoff off: anti-entropy repairs the target */
+        mark_dropped(rw, t);
+        return errmsg_set(em, ERR_LIMIT, "hint for %s not kept: hints-max-bytes is 0", t->id);
+    }
     t->req.hint_replay = 1;
     size_t n = flamedb__cluster__write_request__get_packed_size(&t->req);
     uint8_t *req = malloc(n ? n : 1);
@@ -459,7 +475,7 @@ int replicate_store_hint(replicate_write_t *rw, uint32_t ti, errmsg_t *em)
     if (rc == 0)
         rw->hints_stored++;
     else {
-        rw->hints_dropped += rc == ERR_LIMIT;
+        if (rc == ERR_LIMIT) mark_dropped(rw, t);
         log_warn("replicate", "hint for %s dropped: %s", t->id, errmsg_text(em, rc));
     }
     return rc;

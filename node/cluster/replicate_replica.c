@@ -16,6 +16,7 @@
 #include "common/labels.h"
 #include "common/log.h"
 #include "common/symtab.h"
+#include "node/cluster/repair_int.h"
 #include "node/cluster/replicate_int.h"
 
 typedef struct replica_job {
@@ -134,16 +135,23 @@ static int decode_request(const replicate_options_t *o, const Flamedb__Cluster__
     return 0;
 }
 
+int replicate_store_request(const replicate_options_t *o, storage_t *s,
+                            const Flamedb__Cluster__WriteRequest *q, size_t *written, errmsg_t *em)
+{
+    decoded_t d = {0};
+    storage_profile_write_t w;
+    int rc = decode_request(o, q, &d, &w, em);
+    if (rc == 0) rc = storage_write_profile(s, &w, written, em);
+    decoded_free(&d);
+    return rc;
+}
+
 static void replica_work(workq_job_t *wk)
 {
     replica_job_t *j = wk->data;
     const Flamedb__Cluster__WriteRequest *q = (const void *)j->msg.body;
-    decoded_t d = {0};
-    storage_profile_write_t w;
     j->nseries = q->n_series;
-    j->status = decode_request(&j->r->o, q, &d, &w, &j->em);
-    if (j->status == 0) j->status = storage_write_profile(j->r->storage, &w, &j->written, &j->em);
-    decoded_free(&d);
+    j->status = replicate_store_request(&j->r->o, j->r->storage, q, &j->written, &j->em);
 }
 
 static void send_ack(replicate_t *r, const char *to, const char *tenant, uint64_t request_id,

@@ -46,6 +46,11 @@ typedef struct cluster_msg {
     arena_t arena;
 } cluster_msg_t;
 
+/* Anti-entropy messages (RepairRequest, RepairAnswer): seen entries and
+ * profiles per message, and time buckets of one digest. */
+#define CLUSTER_REPAIR_MAX_ENTRIES 4096
+#define CLUSTER_REPAIR_MAX_BUCKETS 100000
+
 typedef struct cluster_wire_limits {
     size_t max_bytes;   /* whole envelope */
     size_t max_series;  /* SeriesPart per WriteRequest */

@@ -447,6 +447,119 @@ static void test_decode_amplification(void)
     buf_free(&body);
 }
 
+#define RK(x) FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_##x
+
+static int repair_rt(Flamedb__Cluster__RepairRequest *q)
+{
+    cluster_msg_t m;
+    errmsg_t em = {{0}};
+    int rc = roundtrip(T(REPAIR), &q->base, "c1", q->deadline_unix_ms, &m, &em);
+    if (rc == 0) cluster_msg_free(&m);
+    return rc;
+}
+
+/* Anti-entropy requests and answers: round trips and every refusal. */
+static void test_repair(void)
+{
+    Flamedb__Cluster__TokenRange r1 = FLAMEDB__CLUSTER__TOKEN_RANGE__INIT, *rs[1] = {&r1};
+    r1.start = 5;
+    r1.end = 9;
+    Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;
+    q.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    q.deadline_unix_ms = NOW + 100;
+    q.request_id = 9;
+    q.kind = RK(DIGEST);
+    q.ranges = rs;
+    q.n_ranges = 1;
+    q.from_s = 3600;
+    q.until_s = 7200;
+    q.bucket_s = 3600;
+    CHECK_EQ_INT(repair_rt(&q), 0);
+    q.n_ranges = 0; /* a digest of nothing */
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+    q.n_ranges = 1;
+    q.bucket_s = 0;
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+    q.bucket_s = 1;
+    q.until_s = q.from_s + 10 * CLUSTER_REPAIR_MAX_BUCKETS; /* too many buckets */
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+    q.bucket_s = 3600;
+    q.until_s = q.from_s; /* empty span */
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+    q.until_s = 7200;
+    q.deadline_unix_ms = 0;
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+    q.deadline_unix_ms = NOW + 100;
+    q.kind = 99;
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+
+    Flamedb__Cluster__SeenEntry e = FLAMEDB__CLUSTER__SEEN_ENTRY__INIT, *es[1] = {&e};
+    e.tenant = "acme";
+    e.profile_id.data = pid;
+    e.profile_id.len = 16;
+    q.kind = RK(IDS);
+    q.lo = 10;
+    q.hi = 20;
+    q.limit = 100;
+    q.after = &e;
+    CHECK_EQ_INT(repair_rt(&q), 0);
+    q.lo = 21; /* lo > hi */
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+    q.lo = 10;
+    q.limit = CLUSTER_REPAIR_MAX_ENTRIES + 1;
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+    q.limit = 100;
+    e.profile_id.len = 15;
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+    e.profile_id.len = 16;
+    e.tenant = "";
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+    e.tenant = "acme";
+    q.after = NULL;
+
+    q.kind = RK(FETCH);
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT); /* no entries */
+    q.entries = es;
+    q.n_entries = 1;
+    CHECK_EQ_INT(repair_rt(&q), 0);
+    q.kind = RK(RUN);
+    CHECK_EQ_INT(repair_rt(&q), 0);
+    q.kind = RK(DONE);
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT); /* without its start */
+    q.started_unix_ms = NOW;
+    CHECK_EQ_INT(repair_rt(&q), 0);
+
+    struct write_fixture f;
+    write_fixture(&f);
+    Flamedb__Cluster__WriteRequest *ws[1] = {&f.w};
+    Flamedb__Cluster__RepairAnswer a = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
+    a.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    a.request_id = 9;
+    a.writes = ws;
+    a.n_writes = 1;
+    a.handled = 2;
+    a.unavailable = 1;
+    a.entries = es;
+    a.n_entries = 1;
+    cluster_msg_t m;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), 0);
+    if (m.body) {
+        Flamedb__Cluster__RepairAnswer *g = (void *)m.body;
+        CHECK(g->n_writes == 1 && g->writes[0]->n_series == 1 && g->handled == 2);
+        cluster_msg_free(&m);
+    }
+    a.unavailable = 3; /* more unavailable than handled */
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    a.unavailable = 1;
+    f.part.series_id ^= 1; /* a carried write must pass the write checks */
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    f.part.series_id ^= 1;
+    a.status = 3;
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    buf_free(&f.labels);
+}
+
 int main(void)
 {
     test_seed(0);
@@ -455,5 +568,6 @@ int main(void)
     test_query_and_results();
     test_signed_envelopes();
     test_decode_amplification();
+    test_repair();
     return check_exit();
 }

@@ -178,10 +178,37 @@ static void test_edges(void)
     calltree_free(t);
 }
 
+/* A stack with nothing in the range (value 0) may or may not be in a merged
+ * tree depending on merge order: truncation drops empty nodes, truncating or
+ * not, so both trees give the same answer. */
+static void test_empty_nodes(void)
+{
+    calltree_t *with = calltree_new(0), *without = calltree_new(0), *a = NULL, *b = NULL;
+    uint64_t s1[] = {10, 11}, s2[] = {10, 12, 13}, s3[] = {14};
+    calltree_add_stack(with, s1, 2, 5);
+    calltree_add_stack(with, s2, 3, 0); /* 12 and 13: empty */
+    calltree_add_stack(with, s3, 1, 0); /* 14: empty */
+    calltree_add_stack(without, s1, 2, 5);
+    CHECK(query_tree_has_empty(with));
+    CHECK(!query_tree_has_empty(without));
+    for (size_t max = 2; max <= 8; max++) {
+        CHECK_EQ_INT(query_truncate(with, max, &a), 0);
+        CHECK_EQ_INT(query_truncate(without, max, &b), 0);
+        CHECK_EQ_INT(calltree_node_count(a), calltree_node_count(b));
+        CHECK(!query_tree_has_empty(a));
+        CHECK_EQ_INT(calltree_root_total(a), 5);
+        calltree_free(a);
+        calltree_free(b);
+    }
+    calltree_free(with);
+    calltree_free(without);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
     test_edges();
+    test_empty_nodes();
     test_random(seed);
     return check_exit();
 }

@@ -1,0 +1,458 @@
+/* repair.c — anti-entropy's machinery (repair_int.h): the pass's own
+ * thread and its schedule, the loop side that sends the thread's requests
+ * and routes the answers back, the callers waiting for a pass, serving
+ * peers' requests on the pool, and the module's lifetime. One pass itself
+ * is repair_pass.c.
+ *
+ * A pass blocks on storage scans and on round trips to peers, so it runs on
+ * a thread of its own rather than tying up a pool thread for its length.
+ * It never touches the loop's state: it hands one request at a time to the
+ * loop (repair_call(): the request, guarded by the mutex, then uv_async_send) and
+ * sleeps until the answer arrives, the request's deadline passes, or the
+ * module closes. The loop touches the thread's request only under the
+ * mutex, and the thread withdraws it under the mutex before it returns, so
+ * neither side can see the other's memory freed.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/grow.h"
+#include "common/log.h"
+#include "node/cluster/repair_int.h"
+
+#define RK(x) FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_##x
+#define REPAIR_RETRIES 3 /* a busy peer (unavailable) is asked again this often */
+/* Passes peers ask for (RUN, repeated while this node is marked short) start
+ * at most this often, so an incomplete pass is not retried back to back. */
+#define REPAIR_ASKED_GAP_MS 5000
+
+/* ---------------------------------------------------------------- thread side */
+
+uint64_t repair_now_ms(repair_t *r)
+{
+    return (uint64_t)clock_wall_ms(&r->o.write.clock);
+}
+
+/* Waits (mu held) until *done is set or the deadline (unix ms) passes. */
+static void wait_until(repair_t *r, const repair_call_t *c, uint64_t deadline)
+{
+    while (c->state != CALL_DONE && !r->closing) {
+        uint64_t now = repair_now_ms(r);
+        if (now >= deadline) return;
+        uv_cond_timedwait(&r->cond, &r->mu, (deadline - now) * 1000000ull);
+    }
+}
+
+/* One round trip: q's request id and deadline are set here. On success
+ * *ans owns the answer (body decoded and checked); free it with
+ * cluster_msg_free. */
+int repair_call_once(repair_t *r, const char *peer, Flamedb__Cluster__RepairRequest *q,
+                     cluster_msg_t *ans, const cluster_view_t **view, errmsg_t *em)
+{
+    repair_call_t c = {peer, q != NULL && ans == NULL, q, 0, CALL_QUEUED, 0, {0}, NULL};
+    uint64_t deadline = repair_now_ms(r) + r->o.timeout_ms;
+    uv_mutex_lock(&r->mu);
+    if (r->closing) {
+        uv_mutex_unlock(&r->mu);
+        return errmsg_set(em, ERR_UNAVAILABLE, "the node is stopping");
+    }
+    c.request_id = ++r->next_id;
+    if (q != NULL) {
+        q->request_id = c.request_id;
+        q->deadline_unix_ms = deadline;
+    }
+    r->call = &c;
+    uv_async_send(&r->async); /* under mu: close() cannot have closed it */
+    wait_until(r, &c, deadline + 100);
+    r->call = NULL;
+    uv_mutex_unlock(&r->mu);
+    if (c.state != CALL_DONE) {
+        cluster_msg_free(&c.answer);
+        return errmsg_set(em, ERR_TIMEOUT, "no answer from %s in %llu ms", peer ? peer : "the loop",
+                          (unsigned long long)r->o.timeout_ms);
+    }
+    if (c.rc != 0) return errmsg_set(em, c.rc, "cannot send to %s: %s", peer, err_message(c.rc));
+    if (view != NULL) *view = c.view;
+    if (peer == NULL || c.notify) return 0;
+    *ans = c.answer;
+    int rc = cluster_wire_decode_body(ans, &r->limits, 0, em);
+    const Flamedb__Cluster__RepairAnswer *a = (const void *)ans->body;
+    if (rc == 0 && a->status != 0)
+        rc = errmsg_set(em, a->status, "%s: %s", peer,
+                        a->reason[0] ? a->reason : err_message(a->status));
+    if (rc != 0) cluster_msg_free(ans);
+    return rc;
+}
+
+int repair_call(repair_t *r, const char *peer, Flamedb__Cluster__RepairRequest *q,
+                cluster_msg_t *ans, errmsg_t *em)
+{
+    int rc = ERR_UNAVAILABLE;
+    for (int i = 0; i < REPAIR_RETRIES && rc == ERR_UNAVAILABLE; i++) {
+        if (i > 0) uv_sleep(100 * i);
+        rc = repair_call_once(r, peer, q, ans, NULL, em);
+    }
+    return rc;
+}
+
+void repair_request_init(Flamedb__Cluster__RepairRequest *q, Flamedb__Cluster__RepairKind kind,
+                         int64_t from_s, int64_t until_s)
+{
+    flamedb__cluster__repair_request__init(q);
+    q->protocol_version = CLUSTER_PROTOCOL_VERSION;
+    q->kind = kind;
+    q->from_s = from_s;
+    q->until_s = until_s;
+}
+
+/* When the thread must wake next (unix ms; UINT64_MAX: when signalled). */
+static uint64_t next_wake(const repair_t *r, uint64_t due, uint64_t last_end)
+{
+    uint64_t w = due ? due : UINT64_MAX;
+    if (r->asked && last_end + REPAIR_ASKED_GAP_MS < w) w = last_end + REPAIR_ASKED_GAP_MS;
+    return w;
+}
+
+/* The thread: a pass when a caller waits, when a peer asked (not more than
+ * every REPAIR_ASKED_GAP_MS), or when the interval is due. */
+static void thread_main(void *arg)
+{
+    repair_t *r = arg;
+    buf_t out;
+    buf_init(&out, 2 * REPAIR_SUMMARY_MAX);
+    uint64_t due = r->o.interval_ms ? repair_now_ms(r) + r->o.interval_ms : 0, last_end = 0;
+    uv_mutex_lock(&r->mu);
+    for (;;) {
+        uint64_t wake;
+        while (!r->closing && !r->demand &&
+               (wake = next_wake(r, due, last_end)) > repair_now_ms(r)) {
+            if (wake == UINT64_MAX)
+                uv_cond_wait(&r->cond, &r->mu);
+            else
+                uv_cond_timedwait(&r->cond, &r->mu, (wake - repair_now_ms(r)) * 1000000ull);
+        }
+        if (r->closing) break;
+        r->demand = r->asked = 0;
+        uint64_t gen = ++r->started_gen;
+        uv_mutex_unlock(&r->mu);
+        int rc = repair_pass_run(r, &out);
+        last_end = repair_now_ms(r);
+        if (r->o.interval_ms) due = last_end + r->o.interval_ms;
+        uv_mutex_lock(&r->mu);
+        r->done_gen = gen;
+        r->result_rc = rc;
+        buf_reset(&r->result);
+        if (rc == 0) buf_append(&r->result, out.data, out.len);
+        if (!r->closing) uv_async_send(&r->async);
+    }
+    uv_mutex_unlock(&r->mu);
+    buf_free(&out);
+}
+
+/* ---------------------------------------------------------------- loop side */
+
+/* Callers whose pass finished get its summary. */
+static void deliver(repair_t *r, uint64_t gen, int rc, const char *json)
+{
+    repair_waiter_t **pp = &r->waiters;
+    errmsg_t em = {{0}};
+    if (rc != 0 && r->closing)
+        errmsg_set(&em, rc, "the node is stopping: no repair pass");
+    else if (rc != 0)
+        errmsg_set(&em, rc, "repair pass failed: %s", err_message(rc));
+    while (*pp != NULL) {
+        repair_waiter_t *w = *pp;
+        if (w->want > gen) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        w->done(w->arg, rc, json, &em);
+        free(w);
+    }
+}
+
+/* The thread's request: sent (or the view taken), and a finished pass. */
+static void on_async(uv_async_t *h)
+{
+    repair_t *r = h->data;
+    uv_mutex_lock(&r->mu);
+    repair_call_t *c = r->call;
+    if (c != NULL && c->state == CALL_QUEUED) {
+        if (c->peer == NULL) {
+            c->view = r->ops.view_acquire(r->ops.ctx);
+            c->state = CALL_DONE;
+        } else {
+            c->rc = r->ops.send(r->ops.ctx, c->peer, FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_REPAIR,
+                                c->req->deadline_unix_ms, &c->req->base);
+            c->state = c->rc != 0 || c->notify ? CALL_DONE : CALL_SENT;
+        }
+        if (c->state == CALL_DONE) uv_cond_broadcast(&r->cond);
+    }
+    uint64_t gen = r->done_gen;
+    int rc = r->result_rc;
+    char *json = NULL;
+    if (gen > r->delivered_gen) {
+        json = malloc(r->result.len + 1);
+        if (json != NULL) {
+            memcpy(json, r->result.data, r->result.len);
+            json[r->result.len] = 0;
+        }
+    }
+    uv_mutex_unlock(&r->mu);
+    if (gen > r->delivered_gen) {
+        r->delivered_gen = gen;
+        deliver(r, gen, json ? rc : ERR_NOMEM, json ? json : "");
+    }
+    free(json);
+}
+
+void repair_on_answer(void *ctx, cluster_msg_t *msg)
+{
+    repair_t *r = ctx;
+    uv_mutex_lock(&r->mu);
+    repair_call_t *c = r->call;
+    if (c != NULL && c->state == CALL_SENT && msg->env->request_id == c->request_id &&
+        strcmp(msg->env->sender_id, c->peer) == 0) {
+        c->answer = *msg; /* taken: the thread decodes and frees it */
+        memset(msg, 0, sizeof *msg);
+        c->state = CALL_DONE;
+        uv_cond_broadcast(&r->cond);
+    }
+    uv_mutex_unlock(&r->mu);
+}
+
+void repair_run(repair_t *r, cluster_repair_fn done, void *arg)
+{
+    repair_waiter_t *w = calloc(1, sizeof *w);
+    errmsg_t em = {{0}};
+    if (w == NULL || r->closing) {
+        free(w);
+        errmsg_set(&em, ERR_UNAVAILABLE, "the node is stopping");
+        done(arg, ERR_UNAVAILABLE, "", &em);
+        return;
+    }
+    w->done = done;
+    w->arg = arg;
+    uv_mutex_lock(&r->mu);
+    w->want = r->started_gen + 1;
+    r->demand = 1;
+    uv_cond_broadcast(&r->cond);
+    uv_mutex_unlock(&r->mu);
+    w->next = r->waiters;
+    r->waiters = w;
+}
+
+/* ---------- serving a peer ---------- */
+
+typedef struct serve_job {
+    workq_job_t work;
+    repair_t *r;
+    cluster_msg_t msg; /* the request, taken */
+    char sender[RING_NODE_ID_MAX + 1];
+    arena_t arena;
+    Flamedb__Cluster__RepairAnswer a;
+    errmsg_t em;
+    int rc;
+} serve_job_t;
+
+static void serve_work(workq_job_t *wk)
+{
+    serve_job_t *j = wk->data;
+    j->rc = repair_serve_build(j->r->storage, &j->r->o, (const void *)j->msg.body, &j->arena, &j->a,
+                               &j->em);
+}
+
+static void answer(repair_t *r, const char *to, const Flamedb__Cluster__RepairRequest *q,
+                   Flamedb__Cluster__RepairAnswer *a, int rc, const char *why)
+{
+    a->protocol_version = CLUSTER_PROTOCOL_VERSION;
+    a->request_id = q->request_id;
+    if (rc != 0) { /* an error answers nothing else */
+        flamedb__cluster__repair_answer__init(a);
+        a->protocol_version = CLUSTER_PROTOCOL_VERSION;
+        a->request_id = q->request_id;
+        a->status = rc;
+        a->reason = (char *)why;
+    }
+    int src = r->ops.send(r->ops.ctx, to, FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_REPAIR_ANSWER,
+                          q->deadline_unix_ms, &a->base);
+    if (src != 0) log_debug("repair", "answer to %s not sent: %s", to, err_message(src));
+}
+
+static void serve_after(workq_job_t *wk, int status)
+{
+    serve_job_t *j = wk->data;
+    repair_t *r = j->r;
+    r->serving--;
+    uv_mutex_lock(&r->mu);
+    r->counters.served++;
+    uv_mutex_unlock(&r->mu);
+    if (status != 0 && j->rc == 0) j->rc = errmsg_set(&j->em, ERR_UNAVAILABLE, "stopping");
+    if (!r->closing)
+        answer(r, j->sender, (const void *)j->msg.body, &j->a, j->rc,
+               j->rc ? errmsg_text(&j->em, j->rc) : "");
+    arena_free(&j->arena);
+    cluster_msg_free(&j->msg);
+    free(j);
+}
+
+void repair_on_request(void *ctx, cluster_msg_t *msg)
+{
+    repair_t *r = ctx;
+    const Flamedb__Cluster__RepairRequest *q = (const void *)msg->body;
+    Flamedb__Cluster__RepairAnswer busy = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
+    if (r->closing) return;
+    if (q->kind == RK(RUN)) { /* a peer marked this node short: a pass soon */
+        uv_mutex_lock(&r->mu);
+        r->asked = 1;
+        uv_cond_broadcast(&r->cond);
+        uv_mutex_unlock(&r->mu);
+        return;
+    }
+    if (q->kind == RK(DONE)) {
+        if (r->c->replicate != NULL)
+            replicate_marks_repaired(r->c->replicate, msg->env->sender_id, q->started_unix_ms);
+        return;
+    }
+    serve_job_t *j = r->serving < REPAIR_SERVE_MAX ? calloc(1, sizeof *j) : NULL;
+    if (j == NULL) {
+        answer(r, msg->env->sender_id, q, &busy, ERR_UNAVAILABLE, "busy with other repairs");
+        return;
+    }
+    j->r = r;
+    snprintf(j->sender, sizeof j->sender, "%s", msg->env->sender_id);
+    arena_init(&j->arena, 64u << 10, 2 * r->o.max_message_bytes);
+    flamedb__cluster__repair_answer__init(&j->a);
+    j->work.data = j;
+    j->work.deadline_unix_ms = q->deadline_unix_ms; /* not started by then: not worth it */
+    j->msg = *msg;                                  /* taken */
+    memset(msg, 0, sizeof *msg);
+    if (workq_submit(r->workq, WORKQ_QUERY, &j->work, serve_work, serve_after) != 0) {
+        answer(r, j->sender, (const void *)j->msg.body, &busy, ERR_UNAVAILABLE, "cannot queue");
+        cluster_msg_free(&j->msg);
+        free(j);
+        return;
+    }
+    r->serving++;
+}
+
+/* ---------- metrics ---------- */
+
+void repair_counters_take(repair_t *r, repair_counters_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (r == NULL || !r->has_lock) return;
+    uv_mutex_lock(&r->mu);
+    *out = r->counters;
+    uv_mutex_unlock(&r->mu);
+}
+
+void repair_counters_register(const repair_counters_t *st, metrics_registry_t *reg)
+{
+#define REPAIR_DEF(field, metric, help) METRICS_U64_DEF(repair_counters_t, field, metric, help),
+    static const metrics_u64_def_t defs[] = {REPAIR_COUNTERS(REPAIR_DEF)};
+#undef REPAIR_DEF
+    metrics_add_u64_array(reg, defs, sizeof defs / sizeof *defs, st);
+}
+
+/* ---------- lifetime ---------- */
+
+int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cfg,
+                            const cluster_inputs_t *in, cluster_t *c, repair_t **out, errmsg_t *em)
+{
+    repair_t *r = calloc(1, sizeof *r);
+    if (r == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    r->loop = loop;
+    r->storage = storage;
+    r->c = c;
+    replicate_options_from_config(&r->o.write, cfg, in);
+    r->o.interval_ms = cfg->repair_interval_ms;
+    r->o.seen_retention_s = in->seen_retention_seconds;
+    r->o.max_future_s = in->max_future_seconds;
+    r->o.timeout_ms = cfg->query_timeout_ms > 1000 ? cfg->query_timeout_ms : 1000;
+    r->o.max_message_bytes = cfg->max_message_bytes;
+    r->limits = *cluster_wire_limits(c);
+    r->workq = in->workq;
+    if (r->workq == NULL && workq_new(loop, 4, NULL, in->clock, &r->own_workq) != 0)
+        return errmsg_set(em, ERR_NOMEM, "repair: cannot create its work queue");
+    if (r->workq == NULL) r->workq = r->own_workq;
+    cluster_ops_of(c, &r->ops);
+    buf_init(&r->result, 2 * REPAIR_SUMMARY_MAX);
+    *out = r; /* even on failure: repair_close and repair_free release what opened */
+    if (uv_mutex_init(&r->mu) != 0) return errmsg_set(em, ERR_NOMEM, "repair: no lock");
+    if (uv_cond_init(&r->cond) != 0) {
+        uv_mutex_destroy(&r->mu);
+        return errmsg_set(em, ERR_NOMEM, "repair: no condition variable");
+    }
+    r->has_lock = 1;
+    if (uv_async_init(loop, &r->async, on_async) != 0)
+        return errmsg_set(em, ERR_NOMEM, "repair: cannot create its async handle");
+    r->async.data = r;
+    r->has_async = 1;
+    if (uv_thread_create(&r->thread, thread_main, r) != 0)
+        return errmsg_set(em, ERR_NOMEM, "repair: cannot start its thread");
+    r->thread_started = 1;
+    cluster_on(c, FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_REPAIR, repair_on_request, r);
+    cluster_on_envelope(c, FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_REPAIR_ANSWER, repair_on_answer, r);
+    return 0;
+}
+
+/* Joins the thread on the pool (it may be inside a scan), so the loop keeps
+ * running meanwhile; the async handle closes after. */
+static void join_work(workq_job_t *wk)
+{
+    repair_t *r = wk->data;
+    if (r->thread_started) uv_thread_join(&r->thread);
+    r->thread_started = 0;
+}
+
+static void async_closed(uv_handle_t *h)
+{
+    repair_t *r = h->data;
+    cluster_part_closed(r->c);
+}
+
+static void join_after(workq_job_t *wk, int status)
+{
+    (void)status;
+    repair_t *r = wk->data;
+    uv_close((uv_handle_t *)&r->async, async_closed);
+}
+
+void repair_close(repair_t *r)
+{
+    if (r == NULL || r->closing || !r->has_lock) return;
+    uv_mutex_lock(&r->mu);
+    r->closing = 1;
+    uv_cond_broadcast(&r->cond);
+    uv_mutex_unlock(&r->mu);
+    deliver(r, UINT64_MAX, ERR_UNAVAILABLE, "");
+    if (!r->has_async) return; /* no thread either */
+    r->c->open_parts++;
+    r->join_work.data = r;
+    if (workq_submit(r->workq, WORKQ_WRITE, &r->join_work, join_work, join_after) != 0) {
+        join_work(&r->join_work);
+        join_after(&r->join_work, 0);
+    }
+}
+
+void repair_free(repair_t *r)
+{
+    if (r == NULL) return;
+    if (r->thread_started) uv_thread_join(&r->thread);
+    buf_free(&r->result);
+    workq_free(r->own_workq);
+    if (r->has_lock) {
+        uv_mutex_destroy(&r->mu);
+        uv_cond_destroy(&r->cond);
+    }
+    while (r->waiters != NULL) {
+        repair_waiter_t *w = r->waiters;
+        r->waiters = w->next;
+        free(w);
+    }
+    free(r);
+}

@@ -1,0 +1,226 @@
+/* repair_int.h — anti-entropy between the replicas of a range (internal to
+ * node/cluster/; docs/cluster.md, "Anti-entropy").
+ *
+ * A node repairs itself: for every range it replicates it compares the seen
+ * index (storage's `profiles` column family, which names every stored
+ * series of every profile) with each other replica of the range, first as
+ * digests per range and time bucket (a count and an order-free sum of the
+ * entries' hashes), then, for the buckets that differ, as id lists, and
+ * fetches the profiles it lacks. A fetched profile is the source's own tree
+ * of that series (storage_read_profile, the `profile_trees` column family)
+ * and is stored through storage_write_profile like any replicated write, so
+ * a profile already stored is skipped: nothing counts twice. Pulling only
+ * (each node fetches what it lacks) keeps one pass simple; a cluster
+ * converges once every node ran a pass (flamectl cluster repair asks each).
+ *
+ * Threads: a pass (repair_pass.c) runs on the module's own thread, which
+ * blocks on storage and on its requests to peers; the loop sends those
+ * requests and routes their answers back (repair.c). Serving a peer's request runs on the pool
+ * (repair_serve.c). The digest functions (repair_digest.c) run on any thread.
+ * Ownership: repair_open_for_cluster returns a handle the cluster owns;
+ * repair_close once on the loop, repair_free after the loop ended.
+ */
+#ifndef FLAMEDB_NODE_CLUSTER_REPAIR_INT_H
+#define FLAMEDB_NODE_CLUSTER_REPAIR_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node/cluster/cluster_int.h"
+#include "node/cluster/replicate_int.h"
+#include "ring/ring.h"
+#include "storage/storage.h"
+
+#define REPAIR_BUCKET_S 3600          /* width of a digest's time bucket */
+#define REPAIR_IDS_PAGE 4096          /* entries per id-list answer */
+#define REPAIR_FETCH_BATCH 256        /* profiles asked per fetch */
+#define REPAIR_WANT_MAX 4096          /* missing entries gathered before they are fetched */
+#define REPAIR_SERVE_MAX 4            /* requests of peers served at once; more: unavailable */
+#define REPAIR_MARGIN_S 3600          /* kept off the seen retention's edge (clocks, pass time) */
+#define REPAIR_SUMMARY_MAX (1u << 20) /* bytes of a pass's lists of unreached and failed peers */
+
+/* ---------------------------------------------------------------- digests */
+
+typedef struct repair_bucket {
+    uint32_t range;  /* index into the ranges summarised */
+    int64_t start_s; /* from_s + k * bucket_s */
+    uint64_t count;
+    uint64_t hash; /* sum of repair_entry_hash over the bucket's entries */
+} repair_bucket_t;
+
+/* Non-empty buckets, sorted by (range, start_s). Caller owns; free with
+ * repair_digest_free. */
+typedef struct repair_digest {
+    repair_bucket_t *v;
+    size_t n, cap;
+} repair_digest_t;
+
+/* The 64-bit hash of one entry: tenant, token, series and profile id (not
+ * the time: the id names the profile). */
+uint64_t repair_entry_hash(const storage_seen_entry_t *e);
+
+/* Summarises the seen index over ranges[0..n) for profiles whose time t
+ * (unix s) is in [from_s, until_s), in buckets of bucket_s seconds.
+ * ERR_INVALID_ARGUMENT for bucket_s <= 0 or an empty span. */
+int repair_digest_build(storage_t *s, const ring_range_t *ranges, size_t n, int64_t from_s,
+                        int64_t until_s, int64_t bucket_s, repair_digest_t *out);
+/* Appends to out the buckets of `theirs` that `mine` lacks or holds with
+ * another count or hash: where the other side may have entries this one
+ * lacks. Both sorted as repair_digest_build leaves them. */
+int repair_digest_diff(const repair_digest_t *theirs, const repair_digest_t *mine,
+                       repair_digest_t *out);
+void repair_digest_free(repair_digest_t *d);
+
+/* ---------------------------------------------------------------- the module */
+
+typedef struct repair_options {
+    uint64_t interval_ms;     /* a pass this often (0: only on demand) */
+    int64_t seen_retention_s; /* the storage's: entries older are not compared */
+    int64_t max_future_s;     /* ingest's: how far ahead a profile's time may be */
+    uint64_t timeout_ms;      /* one request to a peer */
+    size_t max_message_bytes;
+    replicate_options_t write; /* how fetched profiles are checked (shards, tree limits) */
+} repair_options_t;
+
+/* The time span a pass compares at unix second now_s: profiles recent
+ * enough that no replica can have forgotten one it stored (a forgotten id
+ * fetched again would count twice): from now - seen retention + max future
+ * + margin, to now + max future + margin (from aligned up to a bucket). A
+ * seen retention shorter than max future + margin leaves only profiles
+ * timed ahead of now. */
+void repair_span(const repair_options_t *o, int64_t now_s, int64_t *from_s, int64_t *until_s);
+
+int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cfg,
+                            const cluster_inputs_t *in, cluster_t *c, repair_t **out, errmsg_t *em);
+/* Stops the thread after its current step and fails waiting callers. */
+void repair_close(repair_t *r);
+void repair_free(repair_t *r);
+
+/* Loop: done runs (on the loop) with the JSON summary of the first pass
+ * that starts after this call. */
+void repair_run(repair_t *r, cluster_repair_fn done, void *arg);
+
+/* Handlers: REPAIR (body decoded on the loop; served on the pool) and
+ * REPAIR_ANSWER (envelope only; the pass's thread decodes the body). */
+void repair_on_request(void *ctx, cluster_msg_t *msg);
+void repair_on_answer(void *ctx, cluster_msg_t *msg);
+
+/* Serving (repair_serve.c): the answer to q built on the pool; a is
+ * allocated in arena. */
+int repair_serve_build(storage_t *s, const repair_options_t *o,
+                       const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
+                       Flamedb__Cluster__RepairAnswer *a, errmsg_t *em);
+
+/* replicate_replica.c: decodes, checks and stores one WriteRequest, as the
+ * WRITE handler does; *written gets the series stored (not duplicates). */
+int replicate_store_request(const replicate_options_t *o, storage_t *s,
+                            const Flamedb__Cluster__WriteRequest *q, size_t *written, errmsg_t *em);
+
+/* ---------------------------------------------------------------- internals
+ * Shared by repair.c (thread, loop side, serving, lifetime) and
+ * repair_pass.c (one pass). */
+
+#include <stdatomic.h>
+
+#include "common/metrics.h"
+#include "common/workq.h"
+
+/* Counters for /metrics (docs/api.md), kept under the module's mutex. */
+#define REPAIR_COUNTERS(X)                                                                         \
+    X(passes, "flamedb_repair_passes_total", "Anti-entropy passes this node ran.")                 \
+    X(incomplete, "flamedb_repair_incomplete_passes_total",                                        \
+      "Passes that left out too many replicas of a range or could not fetch every profile.")       \
+    X(series, "flamedb_repair_series_streamed_total",                                              \
+      "Series of profiles this node lacked, fetched by repair and stored.")                        \
+    X(bytes, "flamedb_repair_bytes_streamed_total", "Bytes of the profiles fetched by repair.")    \
+    X(unavailable, "flamedb_repair_unavailable_total",                                             \
+      "Missing profiles no peer could send (their tree is not kept).")                             \
+    X(served, "flamedb_repair_requests_served_total", "Repair requests of peers answered.")
+
+typedef struct repair_counters {
+#define REPAIR_FIELD(name, metric, help) uint64_t name;
+    REPAIR_COUNTERS(REPAIR_FIELD)
+#undef REPAIR_FIELD
+} repair_counters_t;
+
+typedef enum { CALL_QUEUED, CALL_SENT, CALL_DONE } repair_call_state_t;
+
+/* One request of the pass's thread; lives on that thread's stack. */
+typedef struct repair_call {
+    const char *peer; /* NULL: the loop only takes a view reference */
+    int notify;       /* no answer expected: done once sent */
+    Flamedb__Cluster__RepairRequest *req;
+    uint64_t request_id;
+    repair_call_state_t state;
+    int rc;
+    cluster_msg_t answer;       /* taken from the dispatcher; the thread frees it */
+    const cluster_view_t *view; /* peer NULL: the view, one reference */
+} repair_call_t;
+
+typedef struct repair_waiter {
+    cluster_repair_fn done;
+    void *arg;
+    uint64_t want; /* the pass generation that answers it */
+    struct repair_waiter *next;
+} repair_waiter_t;
+
+/* What one pass did, summed over its peers. */
+typedef struct repair_stats {
+    uint64_t peers, ranges, buckets, differing, listed, missing, written, bytes, unavailable;
+    buf_t unreached, failed; /* JSON array members */
+} repair_stats_t;
+
+struct repair {
+    uv_loop_t *loop;
+    storage_t *storage;
+    cluster_t *c;
+    repair_options_t o;
+    cluster_ops_t ops;
+    cluster_wire_limits_t limits;
+    uv_thread_t thread;
+    int thread_started;
+    uv_mutex_t mu;
+    uv_cond_t cond;
+    uv_async_t async;
+    workq_job_t join_work;
+    workq_t *workq;          /* the node's pool lanes, or own_workq */
+    workq_t *own_workq;      /* when the node gave none */
+    int has_lock, has_async; /* what repair_open_for_cluster got to */
+    atomic_int closing;      /* set under mu; read anywhere */
+    /* under mu */
+    int demand; /* a caller waits for a pass (repair_run) */
+    int asked;  /* a peer asked for one (RUN): at most every REPAIR_ASKED_GAP_MS */
+    repair_call_t *call;
+    uint64_t next_id, started_gen, done_gen;
+    int result_rc;
+    buf_t result;
+    repair_counters_t counters;
+    /* loop only */
+    repair_waiter_t *waiters;
+    uint64_t delivered_gen;
+    int serving;
+};
+
+/* Loop thread: a copy of the counters. */
+void repair_counters_take(repair_t *r, repair_counters_t *out);
+/* Any thread: registers st's fields (borrowed until rendered) on reg. */
+void repair_counters_register(const repair_counters_t *st, metrics_registry_t *reg);
+
+/* Wall-clock unix ms of the module's clock. */
+uint64_t repair_now_ms(repair_t *r);
+/* Repair thread: one round trip with peer (NULL: take a view reference into
+ * *view, on the loop); q's request id and deadline are set here; q NULL
+ * with ans NULL: a note, done once sent. On success *ans owns the answer,
+ * its body decoded and checked (free with cluster_msg_free). */
+int repair_call_once(repair_t *r, const char *peer, Flamedb__Cluster__RepairRequest *q,
+                     cluster_msg_t *ans, const cluster_view_t **view, errmsg_t *em);
+/* repair_call_once, asked again (REPAIR_RETRIES times) while the peer is busy. */
+int repair_call(repair_t *r, const char *peer, Flamedb__Cluster__RepairRequest *q,
+                cluster_msg_t *ans, errmsg_t *em);
+void repair_request_init(Flamedb__Cluster__RepairRequest *q, Flamedb__Cluster__RepairKind kind,
+                         int64_t from_s, int64_t until_s);
+/* repair_pass.c: one pass over every range this node replicates; its JSON
+ * summary into out. A complete pass is announced to the other nodes. */
+int repair_pass_run(repair_t *r, buf_t *out);
+
+#endif

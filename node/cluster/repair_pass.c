@@ -1,0 +1,378 @@
+/* repair_pass.c — one anti-entropy pass (repair_int.h), on the repair
+ * thread: the ranges this node shares with each peer, their digests, the
+ * entries of the buckets that differ, the fetch of what this node lacks,
+ * whether the pass saw everything it had to (complete), and the summary.
+ * Every round trip goes through repair_call (repair.c), which hands the
+ * request to the loop and waits for the answer.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/grow.h"
+#include "common/log.h"
+#include "node/cluster/repair_int.h"
+
+#define RK(x) FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_##x
+
+typedef struct want {
+    char tenant[RING_TENANT_MAX + 1];
+    uint64_t token, series_id;
+    uint8_t profile_id[16];
+    int64_t time_ns;
+} want_t;
+
+typedef struct wants {
+    want_t *v;
+    size_t n, cap;
+} wants_t;
+
+static int want_add(wants_t *w, const Flamedb__Cluster__SeenEntry *e)
+{
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 256;
+        want_t *v = realloc(w->v, cap * sizeof *v);
+        if (v == NULL) return ERR_NOMEM;
+        w->v = v;
+        w->cap = cap;
+    }
+    want_t *x = &w->v[w->n++];
+    snprintf(x->tenant, sizeof x->tenant, "%s", e->tenant);
+    x->token = e->token;
+    x->series_id = e->series_id;
+    memcpy(x->profile_id, e->profile_id.data, 16);
+    x->time_ns = e->time_ns;
+    return 0;
+}
+
+static int fetch(repair_t *r, const char *peer, const wants_t *w, repair_stats_t *st, errmsg_t *em);
+
+/* The entries the peer lists for [lo, hi] and the span that this node
+ * lacks, appended to w; fetched (and w emptied) whenever REPAIR_WANT_MAX
+ * gathered, so a replica missing much holds a bounded list. */
+static int list_missing(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t from_s,
+                        int64_t until_s, wants_t *w, repair_stats_t *st, errmsg_t *em)
+{
+    Flamedb__Cluster__SeenEntry after;
+    char tenant[RING_TENANT_MAX + 1] = "";
+    uint8_t pid[16];
+    int more = 1, first = 1, rc = 0;
+    while (rc == 0 && more && !r->closing) {
+        Flamedb__Cluster__RepairRequest q;
+        repair_request_init(&q, RK(IDS), from_s, until_s);
+        q.lo = lo;
+        q.hi = hi;
+        q.limit = REPAIR_IDS_PAGE;
+        q.after = first ? NULL : &after;
+        cluster_msg_t ans = {0};
+        if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) break;
+        const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
+        for (size_t i = 0; rc == 0 && i < a->n_entries; i++) {
+            const Flamedb__Cluster__SeenEntry *e = a->entries[i];
+            storage_seen_entry_t se = {e->tenant, e->token, e->series_id, {0}, e->time_ns};
+            memcpy(se.profile_id, e->profile_id.data, 16);
+            int has = storage_seen_has(r->storage, &se);
+            st->listed++;
+            if (has < 0)
+                rc = errmsg_set(em, has, "seen index lookup failed");
+            else if (has == 0 && (rc = want_add(w, e)) == 0)
+                st->missing++;
+        }
+        if (rc == 0 && w->n >= REPAIR_WANT_MAX) { /* bounded: fetch what is gathered */
+            rc = fetch(r, peer, w, st, em);
+            w->n = 0;
+        }
+        more = a->more && a->n_entries > 0;
+        if (a->n_entries > 0) { /* page on after the last entry */
+            const Flamedb__Cluster__SeenEntry *l = a->entries[a->n_entries - 1];
+            snprintf(tenant, sizeof tenant, "%s", l->tenant);
+            memcpy(pid, l->profile_id.data, 16);
+            flamedb__cluster__seen_entry__init(&after);
+            after.tenant = tenant;
+            after.token = l->token;
+            after.series_id = l->series_id;
+            after.profile_id = (ProtobufCBinaryData){16, pid};
+            first = 0;
+        }
+        cluster_msg_free(&ans);
+    }
+    return rc;
+}
+
+/* Stores the writes of one fetch answer. */
+static int store_fetched(repair_t *r, const Flamedb__Cluster__RepairAnswer *a, repair_stats_t *st,
+                         errmsg_t *em)
+{
+    for (size_t i = 0; i < a->n_writes; i++) {
+        size_t written = 0;
+        int rc = replicate_store_request(&r->o.write, r->storage, a->writes[i], &written, em);
+        if (rc != 0) return rc;
+        st->written += written;
+        st->bytes += protobuf_c_message_get_packed_size(&a->writes[i]->base);
+    }
+    st->unavailable += a->unavailable;
+    return 0;
+}
+
+/* Fetches w's profiles from the peer, REPAIR_FETCH_BATCH at a time. */
+static int fetch(repair_t *r, const char *peer, const wants_t *w, repair_stats_t *st, errmsg_t *em)
+{
+    Flamedb__Cluster__SeenEntry ev[REPAIR_FETCH_BATCH], *ep[REPAIR_FETCH_BATCH];
+    size_t at = 0;
+    int rc = 0;
+    while (rc == 0 && at < w->n && !r->closing) {
+        size_t n = w->n - at < REPAIR_FETCH_BATCH ? w->n - at : REPAIR_FETCH_BATCH;
+        for (size_t i = 0; i < n; i++) {
+            const want_t *x = &w->v[at + i];
+            flamedb__cluster__seen_entry__init(&ev[i]);
+            ev[i].tenant = (char *)x->tenant;
+            ev[i].token = x->token;
+            ev[i].series_id = x->series_id;
+            ev[i].profile_id = (ProtobufCBinaryData){16, (uint8_t *)x->profile_id};
+            ev[i].time_ns = x->time_ns;
+            ep[i] = &ev[i];
+        }
+        Flamedb__Cluster__RepairRequest q;
+        repair_request_init(&q, RK(FETCH), 0, 0);
+        q.entries = ep;
+        q.n_entries = n;
+        cluster_msg_t ans = {0};
+        if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) break;
+        const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
+        if (a->handled == 0 || a->handled > n)
+            rc = errmsg_set(em, ERR_CORRUPT, "%s: fetch answered %u of %zu", peer, a->handled, n);
+        else
+            rc = store_fetched(r, a, st, em);
+        if (rc == 0) at += a->handled;
+        cluster_msg_free(&ans);
+    }
+    return rc;
+}
+
+static int remote_digest(repair_t *r, const char *peer, const ring_ranges_t *ranges, int64_t from_s,
+                         int64_t until_s, repair_digest_t *out, errmsg_t *em)
+{
+    Flamedb__Cluster__TokenRange *tv = calloc(ranges->n, sizeof *tv);
+    Flamedb__Cluster__TokenRange **tp = calloc(ranges->n, sizeof *tp);
+    int rc = tv && tp ? 0 : ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < ranges->n; i++) {
+        flamedb__cluster__token_range__init(&tv[i]);
+        tv[i].start = ranges->v[i].start;
+        tv[i].end = ranges->v[i].end;
+        tp[i] = &tv[i];
+    }
+    Flamedb__Cluster__RepairRequest q;
+    repair_request_init(&q, RK(DIGEST), from_s, until_s);
+    q.ranges = tp;
+    q.n_ranges = ranges->n;
+    q.bucket_s = REPAIR_BUCKET_S;
+    cluster_msg_t ans = {0};
+    if (rc == 0) rc = repair_call(r, peer, &q, &ans, em);
+    if (rc == 0) {
+        const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
+        for (size_t i = 0; rc == 0 && i < a->n_buckets; i++) {
+            const Flamedb__Cluster__RepairBucket *b = a->buckets[i];
+            if (b->range >= ranges->n) {
+                rc = errmsg_set(em, ERR_CORRUPT, "%s: digest names range %u", peer, b->range);
+                break;
+            }
+            if (GROW(out->v, out->cap, out->n + 1, GROW_UNLIMITED) != 0) {
+                rc = ERR_NOMEM;
+                break;
+            }
+            out->v[out->n++] = (repair_bucket_t){b->range, b->start_s, b->count, b->hash};
+        }
+        cluster_msg_free(&ans);
+    }
+    free(tv);
+    free(tp);
+    return rc;
+}
+
+/* Compares this node's copy of ranges with the peer's and fetches what it
+ * lacks. */
+static int repair_peer(repair_t *r, const char *peer, const ring_ranges_t *ranges,
+                       repair_stats_t *st, errmsg_t *em)
+{
+    int64_t from_s, until_s;
+    repair_span(&r->o, (int64_t)(repair_now_ms(r) / 1000), &from_s, &until_s);
+    if (from_s >= until_s) return 0;
+    repair_digest_t mine = {0}, theirs = {0}, diff = {0};
+    wants_t w = {0};
+    int rc = repair_digest_build(r->storage, ranges->v, ranges->n, from_s, until_s, REPAIR_BUCKET_S,
+                                 &mine);
+    if (rc != 0) errmsg_set(em, rc, "local digest: %s", err_message(rc));
+    if (rc == 0) rc = remote_digest(r, peer, ranges, from_s, until_s, &theirs, em);
+    if (rc == 0) rc = repair_digest_diff(&theirs, &mine, &diff);
+    st->buckets += theirs.n;
+    st->differing += diff.n;
+    for (size_t i = 0; rc == 0 && i < diff.n && !r->closing; i++) {
+        const repair_bucket_t *b = &diff.v[i];
+        int64_t until =
+            b->start_s + REPAIR_BUCKET_S < until_s ? b->start_s + REPAIR_BUCKET_S : until_s;
+        uint64_t lo[2], hi[2];
+        int nint = ring_range_intervals(ranges->v[b->range], lo, hi);
+        for (int k = 0; rc == 0 && k < nint; k++)
+            rc = list_missing(r, peer, lo[k], hi[k], b->start_s, until, &w, st, em);
+    }
+    if (rc == 0) rc = fetch(r, peer, &w, st, em);
+    free(w.v);
+    repair_digest_free(&mine);
+    repair_digest_free(&theirs);
+    repair_digest_free(&diff);
+    return rc;
+}
+
+static void note_node(buf_t *list, const char *id, const char *why)
+{
+    if (list->len > 0) buf_append_byte(list, ',');
+    if (why == NULL) {
+        buf_append_json_string(list, id, strlen(id));
+        return;
+    }
+    buf_append_str(list, "{\"node\":");
+    buf_append_json_string(list, id, strlen(id));
+    buf_append_str(list, ",\"reason\":");
+    buf_append_json_string(list, why, strlen(why));
+    buf_append_byte(list, '}');
+}
+
+/* For every ring node, the ranges this node shares with it. */
+static int peer_ranges(const cluster_view_t *v, ring_ranges_t *per, uint64_t *nranges)
+{
+    uint32_t nr = ring_range_count(v->ring), rep[RING_MAX_RF];
+    for (uint32_t i = 0; i < nr; i++) {
+        ring_range_t rg = ring_range_at(v->ring, i);
+        uint32_t n = ring_replicas(v->ring, rg.end, v->rf, rep), mine = 0;
+        for (uint32_t k = 0; k < n; k++)
+            mine |= (int)rep[k] == v->self;
+        if (!mine) continue;
+        (*nranges)++;
+        for (uint32_t k = 0; k < n; k++)
+            if ((int)rep[k] != v->self && ring_ranges_add(&per[rep[k]], rg) != 0) return ERR_NOMEM;
+    }
+    return 0;
+}
+
+static void pass_json(repair_t *r, const repair_stats_t *st, int complete, uint64_t ms, buf_t *out)
+{
+    buf_reset(out);
+    buf_printf(out,
+               "{\"node\":\"%s\",\"peers\":%llu,\"ranges\":%llu,\"buckets_compared\":%llu,"
+               "\"buckets_differing\":%llu,\"entries_listed\":%llu,\"missing\":%llu,"
+               "\"series_streamed\":%llu,\"bytes_streamed\":%llu,\"unavailable\":%llu,"
+               "\"unreached\":[%.*s],\"failed\":[%.*s],\"complete\":%s,\"duration_ms\":%llu}",
+               cluster_self_id(r->c), (unsigned long long)st->peers, (unsigned long long)st->ranges,
+               (unsigned long long)st->buckets, (unsigned long long)st->differing,
+               (unsigned long long)st->listed, (unsigned long long)st->missing,
+               (unsigned long long)st->written, (unsigned long long)st->bytes,
+               (unsigned long long)st->unavailable, (int)st->unreached.len,
+               (const char *)st->unreached.data, (int)st->failed.len, (const char *)st->failed.data,
+               complete ? "true" : "false", (unsigned long long)ms);
+}
+
+/* Tells every other reachable node that a complete pass started at t0:
+ * those that marked this node short lift the mark (replicate_marks.c). */
+static void announce(repair_t *r, const cluster_view_t *v, uint64_t t0)
+{
+    uint32_t nn = ring_node_count(v->ring);
+    for (uint32_t p = 0; p < nn && !r->closing; p++) {
+        if ((int)p == v->self || !v->reachable[p]) continue;
+        Flamedb__Cluster__RepairRequest q;
+        repair_request_init(&q, RK(DONE), 0, 0);
+        q.started_unix_ms = t0;
+        errmsg_t em = {{0}};
+        int rc = repair_call_once(r, ring_node_name(v->ring, p), &q, NULL, NULL, &em);
+        if (rc != 0) log_debug("repair", "done to %s: %s", ring_node_name(v->ring, p), em.text);
+    }
+}
+
+/* Whether a pass saw every acknowledged write this node missed: a write
+ * is acknowledged by at least the write quorum of replicas, so when fewer
+ * than that many of a range's other replicas were left out (bad[]:
+ * unreachable or failed), at least one holder of each such write was
+ * compared. */
+static int covered(const cluster_view_t *v, const uint8_t *bad)
+{
+    uint32_t nr = ring_range_count(v->ring), rep[RING_MAX_RF];
+    for (uint32_t i = 0; i < nr; i++) {
+        uint32_t n = ring_replicas(v->ring, ring_range_at(v->ring, i).end, v->rf, rep);
+        uint32_t mine = 0, left_out = 0;
+        for (uint32_t k = 0; k < n; k++) {
+            mine |= (int)rep[k] == v->self;
+            left_out += (int)rep[k] != v->self && bad[rep[k]];
+        }
+        if (mine && left_out >= (v->quorum ? v->quorum : 1)) return 0;
+    }
+    return 1;
+}
+
+/* Compares with every peer; bad[p] set for those not compared. */
+static void compare_all(repair_t *r, const cluster_view_t *v, const ring_ranges_t *per,
+                        uint8_t *bad, repair_stats_t *st)
+{
+    uint32_t nn = ring_node_count(v->ring);
+    for (uint32_t p = 0; p < nn; p++) {
+        if (per[p].n == 0) continue;
+        const char *id = ring_node_name(v->ring, p);
+        st->peers++;
+        if (r->closing) {
+            bad[p] = 1;
+        } else if (!v->reachable[p]) {
+            note_node(&st->unreached, id, NULL);
+            bad[p] = 1;
+        } else {
+            errmsg_t pe = {{0}};
+            int prc = repair_peer(r, id, &per[p], st, &pe);
+            if (prc != 0) {
+                log_warn("repair", "with %s: %s", id, errmsg_text(&pe, prc));
+                note_node(&st->failed, id, errmsg_text(&pe, prc));
+                bad[p] = 1;
+            }
+        }
+    }
+}
+
+/* One pass over every range this node replicates; the summary into out.
+ * A complete pass (every missed write seen, every profile fetched) is
+ * announced to the other nodes. */
+int repair_pass_run(repair_t *r, buf_t *out)
+{
+    const cluster_view_t *v = NULL;
+    errmsg_t em = {{0}};
+    int rc = repair_call_once(r, NULL, NULL, NULL, &v, &em);
+    if (rc != 0) return rc;
+    uint64_t t0 = repair_now_ms(r);
+    repair_stats_t st = {0};
+    buf_init(&st.unreached, REPAIR_SUMMARY_MAX);
+    buf_init(&st.failed, REPAIR_SUMMARY_MAX);
+    uint32_t nn = v->ring ? ring_node_count(v->ring) : 0;
+    ring_ranges_t *per = calloc(nn ? nn : 1, sizeof *per);
+    uint8_t *bad = calloc(nn ? nn : 1, 1);
+    if (per == NULL || bad == NULL) rc = ERR_NOMEM;
+    if (rc == 0 && v->self >= 0) rc = peer_ranges(v, per, &st.ranges);
+    if (rc == 0 && v->self >= 0) compare_all(r, v, per, bad, &st);
+    int complete =
+        rc == 0 && !r->closing && st.unavailable == 0 && (v->self < 0 || covered(v, bad));
+    if (complete && v->self >= 0) announce(r, v, t0);
+    for (uint32_t p = 0; per != NULL && p < nn; p++)
+        ring_ranges_free(&per[p]);
+    free(per);
+    free(bad);
+    r->ops.view_release(v);
+    if (rc == 0) pass_json(r, &st, complete, repair_now_ms(r) - t0, out);
+    uv_mutex_lock(&r->mu);
+    r->counters.passes++;
+    r->counters.incomplete += !complete;
+    r->counters.series += st.written;
+    r->counters.bytes += st.bytes;
+    r->counters.unavailable += st.unavailable;
+    uv_mutex_unlock(&r->mu);
+    if (rc == 0 && (st.written > 0 || !complete))
+        log_info("repair", "pass: %llu series streamed in, %llu unavailable, %s",
+                 (unsigned long long)st.written, (unsigned long long)st.unavailable,
+                 complete ? "complete" : "incomplete");
+    buf_free(&st.unreached);
+    buf_free(&st.failed);
+    return rc;
+}

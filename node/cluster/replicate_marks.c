@@ -1,0 +1,210 @@
+/* replicate_marks.c — repair marks on the write path (replicate_int.h;
+ * docs/cluster.md, "Read correctness").
+ *
+ * A write this node coordinated that a replica missed, and that no hint
+ * will deliver (hinted handoff off, or the target over hints-max-bytes),
+ * leaves that replica short until anti-entropy fetches it. The node then
+ * marks the replica (durably, storage_repair_mark_put, when the hint is
+ * dropped) and lists it with its hint targets (cluster_set_hint_targets),
+ * so no coordinator reads from it; asks it to run a repair pass whenever it
+ * is reachable (a REPAIR message of kind RUN, every REPLICATE_RUN_EVERY_MS);
+ * and lifts the mark when the replica reports a complete pass that started
+ * after the mark (kind DONE, replicate_marks_repaired). Marks are compared
+ * with a slack of the write timeout plus a second: the drop is recorded on
+ * the pool and may be stamped a little before the write it belongs to
+ * completes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "node/cluster/replicate_int.h"
+
+#define REPLICATE_RUN_EVERY_MS 2000
+
+static uint64_t slack_ms(const replicate_t *r)
+{
+    return r->o.write_timeout_ms + 1000;
+}
+
+static replicate_mark_t *mark_of(replicate_t *r, const char *id, int create)
+{
+    for (size_t i = 0; i < r->nmarks; i++)
+        if (strcmp(r->marks[i].id, id) == 0) return &r->marks[i];
+    if (!create) return NULL;
+    if (r->nmarks == r->marks_cap) {
+        size_t cap = r->marks_cap ? 2 * r->marks_cap : 8;
+        replicate_mark_t *v = realloc(r->marks, cap * sizeof *v);
+        if (v == NULL) return NULL;
+        r->marks = v;
+        r->marks_cap = cap;
+    }
+    replicate_mark_t *m = &r->marks[r->nmarks++];
+    memset(m, 0, sizeof *m);
+    snprintf(m->id, sizeof m->id, "%s", id);
+    return m;
+}
+
+int replicate_mark_active(const replicate_mark_t *m, uint64_t slack)
+{
+    return m->lost_ms != 0 && m->lost_ms + slack >= m->repaired_ms;
+}
+
+static int load_one(void *ctx, int kind, const char *node, uint64_t ms)
+{
+    replicate_t *r = ctx;
+    replicate_mark_t *m = mark_of(r, node, 1);
+    if (m == NULL) return ERR_NOMEM;
+    if (kind == STORAGE_MARK_LOST)
+        m->lost_ms = ms;
+    else
+        m->repaired_ms = ms;
+    return 0;
+}
+
+void replicate_marks_load(replicate_t *r)
+{
+    int rc = storage_repair_marks(r->storage, load_one, r);
+    if (rc != 0) log_warn("replicate", "cannot read the repair marks: %s", err_message(rc));
+}
+
+void replicate_marks_note(replicate_t *r, const replicate_write_t *rw)
+{
+    int changed = 0;
+    for (uint32_t ti = 0; ti < rw->nt; ti++) {
+        if (!rw->t[ti].dropped) continue;
+        replicate_mark_t *m = mark_of(r, rw->t[ti].id, 1);
+        if (m == NULL) continue; /* out of memory: the stored mark still counts after a restart */
+        if (!replicate_mark_active(m, slack_ms(r)))
+            log_warn("replicate",
+                     "%s missed a write no hint will deliver: not read from until "
+                     "its next anti-entropy pass",
+                     m->id);
+        m->lost_ms = rw->t[ti].dropped_ms;
+        changed = 1;
+    }
+    if (changed) replicate_publish_hint_targets(r);
+}
+
+size_t replicate_marks_active(const replicate_t *r, const char **ids, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->nmarks && n < cap; i++)
+        if (replicate_mark_active(&r->marks[i], slack_ms(r))) ids[n++] = r->marks[i].id;
+    return n;
+}
+
+typedef struct done_job {
+    workq_job_t work;
+    replicate_t *r;
+    char id[RING_NODE_ID_MAX + 1];
+    uint64_t ms;
+} done_job_t;
+
+static void done_work(workq_job_t *w)
+{
+    done_job_t *j = w->data;
+    errmsg_t em = {{0}};
+    int rc = storage_repair_mark_put(j->r->storage, STORAGE_MARK_REPAIRED, j->id, j->ms, &em);
+    if (rc != 0) log_warn("replicate", "repair mark of %s: %s", j->id, errmsg_text(&em, rc));
+}
+
+static void done_after(workq_job_t *w, int status)
+{
+    (void)status;
+    done_job_t *j = w->data;
+    j->r->jobs--;
+    free(j);
+}
+
+void replicate_marks_repaired(replicate_t *r, const char *id, uint64_t started_ms)
+{
+    replicate_mark_t *m = mark_of(r, id, 0);
+    if (m == NULL || started_ms <= m->repaired_ms) return; /* never marked, or old news */
+    int was = replicate_mark_active(m, slack_ms(r));
+    m->repaired_ms = started_ms;
+    done_job_t *j = r->closing ? NULL : calloc(1, sizeof *j);
+    if (j != NULL) {
+        j->r = r;
+        snprintf(j->id, sizeof j->id, "%s", id);
+        j->ms = started_ms;
+        j->work.data = j;
+        if (workq_submit(r->workq, WORKQ_WRITE, &j->work, done_work, done_after) == 0)
+            r->jobs++;
+        else
+            free(j); /* not persisted: after a restart the node is asked to repair again */
+    }
+    if (was && !replicate_mark_active(m, slack_ms(r))) {
+        log_info("replicate", "%s repaired: read from again", id);
+        replicate_publish_hint_targets(r);
+    }
+}
+
+void replicate_marks_tick(replicate_t *r, const cluster_view_t *v)
+{
+    uint64_t now = replicate_now_ms(r);
+    for (size_t i = 0; i < r->nmarks; i++) {
+        replicate_mark_t *m = &r->marks[i];
+        if (!replicate_mark_active(m, slack_ms(r)) || now - m->run_sent_ms < REPLICATE_RUN_EVERY_MS)
+            continue;
+        if (now <= m->lost_ms + slack_ms(r)) continue; /* a pass now could not lift the mark */
+        int k = v->ring != NULL ? ring_node_find(v->ring, m->id) : -1;
+        if (k < 0 || !v->reachable[k] || (int)k == v->self) continue;
+        Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;
+        q.protocol_version = CLUSTER_PROTOCOL_VERSION;
+        q.kind = FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_RUN;
+        q.deadline_unix_ms = now + r->o.write_timeout_ms;
+        q.request_id = replicate_request_id(r);
+        m->run_sent_ms = now;
+        int rc = r->ops.send(r->ops.ctx, m->id, FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_REPAIR,
+                             q.deadline_unix_ms, &q.base);
+        if (rc != 0) log_debug("replicate", "repair request to %s: %s", m->id, err_message(rc));
+    }
+}
+
+/* A removed node came back with its old data: it lacks every write since it
+ * left, which no hint covers. Marked like a dropped hint (durably, from the
+ * pool), so it serves no reads until a complete pass of its own. */
+typedef struct lost_job {
+    workq_job_t work;
+    replicate_t *r;
+    char id[RING_NODE_ID_MAX + 1];
+    uint64_t ms;
+} lost_job_t;
+
+static void lost_work(workq_job_t *w)
+{
+    lost_job_t *j = w->data;
+    errmsg_t em = {{0}};
+    int rc = storage_repair_mark_put(j->r->storage, STORAGE_MARK_LOST, j->id, j->ms, &em);
+    if (rc != 0) log_warn("replicate", "repair mark of %s: %s", j->id, errmsg_text(&em, rc));
+}
+
+static void lost_after(workq_job_t *w, int status)
+{
+    (void)status;
+    lost_job_t *j = w->data;
+    j->r->jobs--;
+    free(j);
+}
+
+void replicate_marks_rejoined(void *ctx, const char *id)
+{
+    replicate_t *r = ctx;
+    replicate_mark_t *m = mark_of(r, id, 1);
+    if (m == NULL) return;
+    m->lost_ms = replicate_now_ms(r);
+    lost_job_t *j = r->closing ? NULL : calloc(1, sizeof *j);
+    if (j != NULL) {
+        j->r = r;
+        snprintf(j->id, sizeof j->id, "%s", id);
+        j->ms = m->lost_ms;
+        j->work.data = j;
+        if (workq_submit(r->workq, WORKQ_WRITE, &j->work, lost_work, lost_after) == 0)
+            r->jobs++;
+        else
+            free(j); /* kept in memory only */
+    }
+    replicate_publish_hint_targets(r);
+}

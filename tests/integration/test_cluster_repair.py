@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""Anti-entropy and removing a dead node, with real processes (issue #10):
+
+- hinted handoff off (--hints-max-bytes 0), 3 nodes RF 3: a replica that was
+  killed with -9 for a batch of pushes comes back short; after `flamectl
+  cluster repair` it answers exactly on its own (the other two killed), and a
+  second repair streams nothing (nothing counted twice);
+- a partition simulated with SIGSTOP (no network namespaces needed) under
+  continuous ingest, hinted handoff off: the stopped node misses writes, is
+  marked, and once continued repairs itself while pushes go on; every node
+  then answers the acknowledged total exactly on its own (time printed);
+- a miss nobody recorded (the coordinator was killed before its write
+  deadline, so it never stored a hint or a mark): the scheduled pass
+  (--repair-interval) finds and fetches it;
+- the routes are operator routes: with --auth-file only an admin token may
+  repair or remove; bad parameters get 400/404;
+- 4 nodes RF 2: a killed node is removed with `flamectl cluster remove`; the
+  remaining nodes fetch its ranges, so with any one more node stopped every
+  answer is still exact; restarted by mistake with its old data, the removed
+  node rejoins marked short and is not read from until it repaired itself.
+
+The time repair takes to converge is printed. Every wait is bounded; the seed
+is printed (cluster.py) and replayed with FLAMEDB_TEST_SEED.
+"""
+import hashlib
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+import threading
+
+import harness
+from cluster import RNG, Cluster, wait_for
+from test_cluster_write import Pusher
+
+CTL = os.environ.get("FLAMECTL_BIN", os.path.join(harness.ROOT, "build", "bin", "flamectl"))
+CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+SCALE = 10**7  # folded .cpu at the default 100 Hz
+
+
+def query(service):
+    return '%s{service_name="%s"}' % (CPU, service)
+
+
+def url(c, i):
+    return "http://127.0.0.1:%d" % c.nodes[i].port
+
+
+def ctl(c, i, *args, timeout=120):
+    t0 = time.monotonic()
+    p = subprocess.run([CTL, "--url", url(c, i)] + list(args), capture_output=True, text=True,
+                       timeout=timeout)
+    took = time.monotonic() - t0
+    print("    $ flamectl %s  (exit %d, %.2fs)" % (" ".join(args), p.returncode, took))
+    for line in (p.stdout + p.stderr).splitlines():
+        print("      " + line)
+    return p, took
+
+
+def push(c, nodes, services, t0, first, count):
+    """count distinct profiles (one per second of history) through nodes in
+    turn, spread over services; returns {service: samples}, all acknowledged."""
+    sent = {}
+    for seq in range(first, first + count):
+        svc = services[seq % len(services)]
+        v = 1 + RNG.randrange(9)
+        body = ("main;work;f%d %d\nmain;idle %d\n" % (seq % 7, v, seq % 3 + 1)).encode()
+        node = nodes[seq % len(nodes)]
+        for _ in range(100):  # a node just continued may not be seen up everywhere yet: 503
+            r = c.nodes[node].ingest(body, name=svc + ".cpu", **{"from": t0 + seq},
+                                     until=t0 + seq + 10)
+            if r.status != 503:
+                break
+            time.sleep(0.1)
+        assert r.status == 200, "push %d through %s: %r" % (seq, c.ids[node], r)
+        sent[svc] = sent.get(svc, 0) + v + seq % 3 + 1
+    return sent
+
+
+def add(a, b):
+    return {k: a.get(k, 0) + b.get(k, 0) for k in set(a) | set(b)}
+
+
+def hints_for(c, i):
+    return sorted({h for m in c.status(i)["nodes"] for h in m.get("hints_for", [])})
+
+
+def totals(c, i, want, t0):
+    return {s: c.nodes[i].total(query(s), t0 - 10, t0 + 4000) // SCALE for s in want}
+
+
+def test_down_replica_answers_alone_after_repair():
+    services = [harness.unique("rep%d" % k) for k in range(3)]
+    t0 = int(time.time()) - 3600
+    args = ["--write-timeout", "1s", "--hints-max-bytes", "0"]
+    with Cluster(3, rf=3, write_quorum=2, args=args) as c:
+        want = push(c, [0, 1, 2], services, t0, 0, 30)
+        c.kill(2)
+        c.wait_state(2, "down")
+        want = add(want, push(c, [0, 1], services, t0, 30, 60))
+        dropped = sum(c.nodes[i].metric("flamedb_hints_dropped_full_total") for i in (0, 1))
+        assert dropped > 0, "hints were kept although hints-max-bytes is 0"
+        # the coordinators marked n2 short: listed like a hint target, not read from
+        for i in (0, 1):
+            assert "n2" in hints_for(c, i), c.status(i)
+            assert c.nodes[i].metric("flamedb_repair_marked_nodes") == 1
+        c.restart(2)
+        c.wait_converged(timeout=30)
+        # n2 now asks its peers (they send it RUN); until its pass completed and
+        # they lifted their marks, every answer through n2 is exact: n0 and n1
+        # serve it, not n2's own short copy
+        t1 = time.monotonic()
+        answers = 0
+        while time.monotonic() - t1 < 20:
+            got = totals(c, 2, want, t0)
+            assert got == want, "through n2 while it is marked: %s, want %s" % (got, want)
+            answers += 1
+            if not any(hints_for(c, i) for i in (0, 1, 2)):
+                break
+        healed = time.monotonic() - t1
+        assert not any(hints_for(c, i) for i in (0, 1, 2)), "marks not lifted in 20 s"
+        print("    %d exact answers through n2 until its own pass lifted the marks (%.2fs)"
+              % (answers, healed))
+        streamed = c.nodes[2].metric("flamedb_repair_series_streamed_total")
+        # 60 missed while it was down, plus the last pushes before the kill
+        # whose copy to n2 was still in flight (acknowledged by n0 and n1)
+        assert 60 <= streamed <= 90, "n2 fetched %s series, missed at least 60" % streamed
+        assert c.nodes[0].metric("flamedb_repair_marked_nodes") == 0
+
+        p, took = ctl(c, 0, "cluster", "repair")
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "converged" in p.stdout, p.stdout
+        print("    flamectl cluster repair converged in %.2fs" % took)
+        p2, _ = ctl(c, 1, "cluster", "repair")
+        assert p2.returncode == 0 and "converged after 1 round(s)" in p2.stdout, p2.stdout
+        assert "streamed 0 series" in p2.stdout, p2.stdout
+
+        c.kill(0)
+        c.kill(1)
+        c.wait_state(0, "down", observers=[2])
+        c.wait_state(1, "down", observers=[2])
+        r = c.nodes[2].render(query(services[0]), t0 - 10, t0 + 4000)
+        assert r.status == 200 and "x-flamedb-partial" not in r.headers, r.headers
+        got = totals(c, 2, want, t0)
+        assert got == want, "n2 alone after repair: %s, want %s" % (got, want)
+        print("    n2 alone after repair, n0 and n1 killed: exact %s" % got)
+
+
+def test_partition_heals_under_ingest():
+    service = harness.unique("part")
+    t0 = int(time.time()) - 3600
+    args = ["--write-timeout", "1s", "--hints-max-bytes", "0"]
+    with Cluster(3, rf=3, write_quorum=2, args=args) as c:
+        p = Pusher(c, service, t0)
+        p.targets = [0, 1]
+        th = threading.Thread(target=p.run, daemon=True)
+        th.start()
+        time.sleep(1.0)
+        c.nodes[2].proc.send_signal(signal.SIGSTOP)
+        c.wait_state(2, "down")
+        time.sleep(1.5)  # writes n2 misses, with no hint kept
+        assert "n2" in hints_for(c, 0) + hints_for(c, 1), "n2 not marked"
+        c.nodes[2].proc.send_signal(signal.SIGCONT)
+        healed = time.monotonic()
+        c.wait_converged(timeout=30)
+        # the pushes go on while n2 repairs itself; its marks go once a pass
+        # that started after the last miss completed
+        wait_for("the marks of n2 lifted",
+                 lambda: not any(hints_for(c, i) for i in (0, 1, 2)), timeout=30)
+        took = time.monotonic() - healed
+        time.sleep(0.5)
+        p.stop.set()
+        th.join(timeout=30)
+        assert not th.is_alive(), "pusher did not stop"
+        p.retry_failed([0, 1])
+        want = sum(p.acked.values())
+        print("    %d pushes (statuses %s); n2 continued, repaired and read again after %.2fs"
+              % (p.seq, p.statuses, took))
+        # pushes acknowledged after the last pass may still be in flight to
+        # n2 (W 2): wait until each node's own copy is exact
+        frm, until = t0 - 10, t0 + p.seq + 20
+
+        def alone_exact():
+            return all(c.nodes[i].total('%s{service_name="%s"}' % (CPU, service), frm, until)
+                       // SCALE == want for i in (0, 1, 2))
+        wait_for("every node exact", alone_exact, timeout=20)
+        p2, _ = ctl(c, 0, "cluster", "repair")
+        assert p2.returncode == 0, p2.stdout
+        for i in (0, 1):
+            c.kill(i)
+        c.wait_state(0, "down", observers=[2])
+        c.wait_state(1, "down", observers=[2])
+        got = c.nodes[2].total('%s{service_name="%s"}' % (CPU, service), frm, until) // SCALE
+        assert got == want, "n2 alone: %d, want %d" % (got, want)
+        print("    n2 alone after the others were killed: exact %d" % got)
+
+
+def test_scheduled_pass_repairs_an_unrecorded_miss():
+    services = [harness.unique("sch%d" % k) for k in range(2)]
+    t0 = int(time.time()) - 3600
+    args = ["--write-timeout", "6s", "--query-timeout", "2s", "--repair-interval", "1s"]
+    with Cluster(3, rf=3, write_quorum=2, failure_timeout="3s", args=args) as c:
+        want = push(c, [0, 1, 2], services, t0, 0, 20)
+        c.nodes[2].proc.send_signal(signal.SIGSTOP)
+        t_push = time.monotonic()
+        want = add(want, push(c, [0], services, t0, 20, 10))  # n0 and n1 acknowledge
+        c.kill(0)  # before the 6 s deadline: no hint, no mark for n2
+        assert time.monotonic() - t_push < 5, "pushes too slow to beat the write deadline"
+        time.sleep(6.5)  # the writes queued for n2 are past their deadline: dropped on arrival
+        c.nodes[2].proc.send_signal(signal.SIGCONT)
+        t1 = time.monotonic()
+        # exact on its own: served by n2 itself, which nobody marked or hinted
+        wait_for("n2 exact on its own, unmarked",
+                 lambda: totals(c, 2, want, t0) == want
+                 and not any(hints_for(c, i) for i in (1, 2)), timeout=30)
+        took = time.monotonic() - t1
+        print("    n2 exact on its own %.2fs after it continued (scheduled pass every 1 s)" % took)
+
+
+def test_routes_need_admin_and_check_parameters():
+    fd, path = tempfile.mkstemp(prefix="flamedb-auth-")
+    with os.fdopen(fd, "w") as f:
+        for role, tok in (("read", "rd-token-1"), ("admin", "ad-token-1")):
+            f.write("acme %s %s\n" % (role, hashlib.sha256(tok.encode()).hexdigest()))
+    try:
+        with harness.Node(args=["--auth-file", path]) as n:
+            rd = {"Authorization": "Bearer rd-token-1"}
+            ad = {"Authorization": "Bearer ad-token-1"}
+            assert n.request("POST", "/cluster/repair").status == 401
+            assert n.request("POST", "/cluster/repair", None, rd).status == 403
+            r = n.request("POST", "/cluster/repair", None, ad)
+            assert r.status == 200 and r.json()["complete"] is True, r
+            assert n.request("POST", "/cluster/remove?node=n9", None, rd).status == 403
+            assert n.request("POST", "/cluster/remove", None, ad).status == 400
+            assert n.request("POST", "/cluster/remove?node=n9", None, ad).status == 404
+            assert n.request("POST", "/cluster/remove?node=bad%20id", None, ad).status == 400
+            assert n.request("GET", "/cluster/repair", None, ad).status == 405
+    finally:
+        os.unlink(path)
+
+
+def test_sigterm_during_a_pass_answers_and_exits():
+    """A pass blocked on a peer that does not answer (SIGSTOP, not yet seen
+    down) does not hold up the node's shutdown: the waiting request gets 503
+    and the node exits well within shutdown-timeout."""
+    with Cluster(2, rf=2, failure_timeout="10s") as c:
+        c.nodes[1].proc.send_signal(signal.SIGSTOP)
+        out = {}
+
+        def ask():
+            try:
+                out["r"] = c.nodes[0].request("POST", "/cluster/repair", timeout=30)
+            except OSError as e:
+                out["r"] = e
+        th = threading.Thread(target=ask, daemon=True)
+        th.start()
+        time.sleep(1.0)  # the pass now waits for n1's digest
+        code, took = c.stop(0)
+        th.join(timeout=10)
+        c.nodes[1].proc.send_signal(signal.SIGCONT)
+        r = out.get("r")
+        assert code == 0 and took < 5, (code, took)
+        assert getattr(r, "status", None) == 503 and b"stopping" in r.body, r
+        print("    SIGTERM during a pass: 503 to its caller, exit 0 after %.2fs" % took)
+
+
+def test_remove_dead_node_restores_rf():
+    services = [harness.unique("rm%d" % k) for k in range(8)]
+    t0 = int(time.time()) - 3600
+    with Cluster(4, rf=2, args=["--write-timeout", "1s"]) as c:
+        want = push(c, [0, 1, 2, 3], services, t0, 0, 64)
+        c.kill(3)
+        c.wait_state(3, "down")
+        p, took = ctl(c, 0, "cluster", "remove", "--node", "n3")
+        assert p.returncode == 0, p.stdout + p.stderr
+        print("    remove and re-replication took %.2fs" % took)
+        for i in (0, 1, 2):
+            assert c.states(i).get("n3") == "left", c.states(i)
+        # refused: removing a live node
+        r = c.nodes[0].request("POST", "/cluster/remove?node=n1")
+        assert r.status == 400, r
+        for i in (0, 1, 2):  # any one node lost: RF 2 means the others still hold everything
+            others = [k for k in (0, 1, 2) if k != i]
+            c.nodes[i].proc.send_signal(signal.SIGSTOP)
+            try:
+                c.wait_state(i, "down", observers=others)
+                for k in others:
+                    got = totals(c, k, want, t0)
+                    assert got == want, "%s stopped, %s answers %s, want %s" % (
+                        c.ids[i], c.ids[k], got, want)
+            finally:
+                c.nodes[i].proc.send_signal(signal.SIGCONT)
+            c.wait_state(i, "active", observers=others)
+            print("    %s stopped: the other two answer exactly" % c.ids[i])
+
+        # the removed node restarted with its old data by mistake: it rejoins,
+        # lacks everything since, and is not read from until it repaired
+        want = add(want, push(c, [0, 1, 2], services, t0, 64, 32))
+        c.restart(3)
+        c.wait_converged(timeout=30)
+        t1 = time.monotonic()
+        answers = 0
+        while time.monotonic() - t1 < 20:
+            for i in range(4):
+                got = totals(c, i, want, t0)
+                assert got == want, "after n3 came back, %s answers %s, want %s" % (
+                    c.ids[i], got, want)
+                answers += 1
+            if not any(hints_for(c, i) for i in range(4)):
+                break
+        assert not any(hints_for(c, i) for i in range(4)), "n3 still marked after 20 s"
+        print("    n3 came back: %d exact answers until it repaired itself (%.2fs)"
+              % (answers, time.monotonic() - t1))
+        p, _ = ctl(c, 0, "cluster", "repair")
+        assert p.returncode == 0 and "converged after 1 round(s)" in p.stdout, p.stdout
+
+
+if __name__ == "__main__":
+    harness.run_tests(globals())

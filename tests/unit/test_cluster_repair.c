@@ -1,0 +1,237 @@
+/* Unit tests for anti-entropy's building blocks (node/cluster/repair*.c,
+ * storage/seen.c): digests of the seen index per range and hour agree for
+ * equal contents whatever the write order, and their difference names
+ * exactly the buckets where the other replica holds entries this one lacks
+ * (a missing entry, an extra one, the same count with other ids); the seen
+ * scan pages by key; the compared time span keeps off the seen retention's
+ * edge; and a fetched profile, stored on the replica that lacked it, makes
+ * the digests equal and counts once however often it is fetched. */
+#include "test_storage_fixture.h"
+
+#include "node/cluster/repair_int.h"
+#include "ring/ring.h"
+
+#define T0 1700002800LL /* a multiple of 3600 */
+#define TENANT "rt"
+
+static ring_shard_policy_t shards;
+
+/* One series of service svc with its real placement token. */
+static void put(fixture_t *f, const char *svc, uint64_t id, int64_t t, int64_t v)
+{
+    labels_t *l = fx_labels(svc, NULL);
+    symtab_t *st = symtab_new();
+    calltree_t *tree = calltree_new(0);
+    fx_add(tree, st, "main;work", v);
+    storage_series_write_t sw = {.labels = l, .series_id = labels_hash(l), .tree = tree};
+    sw.token = ring_placement_token(TENANT, svc,
+                                    ring_series_shard(sw.series_id, ring_shards_for(&shards, svc)));
+    storage_profile_write_t p = {
+        .tenant = TENANT, .time_ns = t * NS, .series = &sw, .nseries = 1, .symbols = st};
+    fx_id(p.profile_id, id);
+    errmsg_t em = {{0}};
+    size_t w = 0;
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, &w, &em), 0);
+    calltree_free(tree);
+    symtab_free(st);
+    labels_free(l);
+}
+
+static uint64_t token_of(const char *svc)
+{
+    labels_t *l = fx_labels(svc, NULL);
+    uint64_t sid = labels_hash(l);
+    labels_free(l);
+    return ring_placement_token(TENANT, svc, ring_series_shard(sid, ring_shards_for(&shards, svc)));
+}
+
+static repair_digest_t digest(fixture_t *f, const ring_range_t *r, size_t n)
+{
+    repair_digest_t d = {0};
+    CHECK_EQ_INT(repair_digest_build(f->s, r, n, T0, T0 + 5 * 3600, 3600, &d), 0);
+    return d;
+}
+
+/* The (range, hour) of each bucket of theirs-minus-mine, as "r:h" text. */
+static void diff_text(const repair_digest_t *theirs, const repair_digest_t *mine, char *out,
+                      size_t cap)
+{
+    repair_digest_t d = {0};
+    CHECK_EQ_INT(repair_digest_diff(theirs, mine, &d), 0);
+    out[0] = 0;
+    for (size_t i = 0; i < d.n; i++) {
+        size_t n = strlen(out);
+        snprintf(out + n, cap - n, "%s%u:%lld", n ? "," : "", d.v[i].range,
+                 (long long)((d.v[i].start_s - T0) / 3600));
+    }
+    repair_digest_free(&d);
+}
+
+static void test_digests(fixture_t *a, fixture_t *b)
+{
+    /* equal contents, written in opposite orders */
+    for (int i = 1; i <= 20; i++)
+        put(a, "svc-a", (uint64_t)i, T0 + (i - 1) * 360, i);
+    for (int i = 20; i >= 1; i--)
+        put(b, "svc-a", (uint64_t)i, T0 + (i - 1) * 360, i);
+    put(a, "svc-b", 50, T0 + 100, 3);
+    put(b, "svc-b", 50, T0 + 100, 3);
+    uint64_t ta = token_of("svc-a"), tb = token_of("svc-b");
+    /* two ranges: one holds svc-a's token, the other svc-b's */
+    uint64_t cut = ta < tb ? ta : tb;
+    ring_range_t r[2] = {{cut - 1, cut}, {cut, cut - 1}};
+    uint32_t ra = ta == cut ? 0 : 1, rb = 1 - ra;
+    repair_digest_t da = digest(a, r, 2), db = digest(b, r, 2);
+    char text[256];
+    diff_text(&da, &db, text, sizeof text);
+    CHECK_EQ_STR(text, "");
+    CHECK_EQ_INT(da.n, 3); /* svc-a in hours 0 and 1, svc-b in hour 0 */
+    CHECK_EQ_INT(da.v[0].range, 0);
+    repair_digest_free(&da);
+    repair_digest_free(&db);
+
+    put(a, "svc-a", 21, T0 + 10, 1);       /* only a: hour 0 */
+    put(b, "svc-a", 23, T0 + 3600 + 5, 1); /* only b: hour 1 */
+    put(a, "svc-a", 22, T0 + 7200 + 5, 1); /* only a: hour 2, no bucket on b */
+    put(a, "svc-b", 24, T0 + 3 * 3600, 1); /* one each in hour 3 of svc-b: same count, */
+    put(b, "svc-b", 25, T0 + 3 * 3600, 1); /* other ids */
+    da = digest(a, r, 2);
+    db = digest(b, r, 2);
+    char want[256];
+    snprintf(want, sizeof want, "%u:0,%u:1,%u:2,%u:3", ra, ra, ra, rb);
+    if (rb < ra) snprintf(want, sizeof want, "%u:3,%u:0,%u:1,%u:2", rb, ra, ra, ra);
+    diff_text(&da, &db, text, sizeof text); /* what a has that b may lack */
+    CHECK_EQ_STR(text, want);
+    snprintf(want, sizeof want, "%u:0,%u:1,%u:3", ra, ra, rb);
+    if (rb < ra) snprintf(want, sizeof want, "%u:3,%u:0,%u:1", rb, ra, ra);
+    diff_text(&db, &da, text, sizeof text);
+    CHECK_EQ_STR(text, want);
+    repair_digest_free(&da);
+    repair_digest_free(&db);
+}
+
+typedef struct seen_list {
+    storage_seen_entry_t e[64];
+    char tenant[64][16];
+    int n;
+} seen_list_t;
+
+static int collect(void *ctx, const storage_seen_entry_t *e)
+{
+    seen_list_t *l = ctx;
+    if (l->n == 64) return 1;
+    snprintf(l->tenant[l->n], sizeof l->tenant[0], "%s", e->tenant);
+    l->e[l->n] = *e;
+    l->e[l->n].tenant = l->tenant[l->n];
+    l->n++;
+    return 0;
+}
+
+static void test_seen_scan(fixture_t *a)
+{
+    seen_list_t all = {0}, rest = {0};
+    CHECK_EQ_INT(storage_seen_scan(a->s, 0, UINT64_MAX, NULL, T0, T0 + 5 * 3600, collect, &all), 0);
+    CHECK_EQ_INT(all.n, 20 + 2 + 2); /* svc-a 1..20, 21, 22; svc-b 50, 24 */
+    CHECK_EQ_INT(
+        storage_seen_scan(a->s, 0, UINT64_MAX, &all.e[4], T0, T0 + 5 * 3600, collect, &rest), 0);
+    CHECK_EQ_INT(rest.n, all.n - 5);
+    CHECK(memcmp(rest.e[0].profile_id, all.e[5].profile_id, 16) == 0);
+    /* one token's interval only, and a time filter */
+    seen_list_t one = {0};
+    uint64_t tb = token_of("svc-b");
+    CHECK_EQ_INT(storage_seen_scan(a->s, tb, tb, NULL, T0, T0 + 3600, collect, &one), 0);
+    CHECK_EQ_INT(one.n, 1);
+    CHECK_EQ_INT(storage_seen_has(a->s, &all.e[0]), 1);
+    storage_seen_entry_t x = all.e[0];
+    x.series_id ^= 1;
+    CHECK_EQ_INT(storage_seen_has(a->s, &x), 0);
+}
+
+static void test_span(void)
+{
+    repair_options_t o = {0};
+    o.seen_retention_s = 7 * 86400;
+    o.max_future_s = 600;
+    int64_t from, until, now = T0 + 1234;
+    repair_span(&o, now, &from, &until);
+    CHECK(from % REPAIR_BUCKET_S == 0);
+    CHECK(from >= now - o.seen_retention_s + o.max_future_s + REPAIR_MARGIN_S);
+    CHECK(from < now && until > now + o.max_future_s);
+    o.seen_retention_s = 3600; /* too short: nothing of the past is compared */
+    repair_span(&o, now, &from, &until);
+    CHECK(from > now);
+}
+
+/* b fetches a's profile 21 (and an unknown one) as a peer would. */
+static void test_fetch(fixture_t *a, fixture_t *b)
+{
+    repair_options_t o = {0};
+    replicate_options_default(&o.write);
+    o.write.shards = shards;
+    o.max_message_bytes = 1 << 20;
+    Flamedb__Cluster__SeenEntry e[2], *ep[2] = {&e[0], &e[1]};
+    uint8_t pid[2][16];
+    fx_id(pid[0], 21);
+    fx_id(pid[1], 999);
+    for (int i = 0; i < 2; i++) {
+        flamedb__cluster__seen_entry__init(&e[i]);
+        e[i].tenant = TENANT;
+        e[i].token = token_of("svc-a");
+        labels_t *l = fx_labels("svc-a", NULL);
+        e[i].series_id = labels_hash(l);
+        labels_free(l);
+        e[i].profile_id = (ProtobufCBinaryData){16, pid[i]};
+        e[i].time_ns = (T0 + 10) * NS; /* as a's listing gives it: profile 21's time */
+    }
+    Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;
+    q.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    q.kind = FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_FETCH;
+    q.deadline_unix_ms = (uint64_t)(T0 + 3600) * 1000;
+    q.entries = ep;
+    q.n_entries = 2;
+    arena_t arena;
+    arena_init(&arena, 4096, 1 << 20);
+    Flamedb__Cluster__RepairAnswer ans = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, &arena, &ans, &em), 0);
+    CHECK_EQ_INT(ans.handled, 2);
+    CHECK_EQ_INT(ans.unavailable, 1);
+    CHECK_EQ_INT(ans.n_writes, 1);
+    ring_range_t whole = {0, 0};
+    for (int round = 0; round < 2; round++) { /* the second delivery counts nothing */
+        size_t written = 99;
+        CHECK_EQ_INT(replicate_store_request(&o.write, b->s, ans.writes[0], &written, &em), 0);
+        CHECK_EQ_INT(written, round == 0 ? 1 : 0);
+    }
+    /* hour 0 of svc-a now agrees; the total of the window is a's */
+    repair_digest_t da = digest(a, &whole, 1), db = digest(b, &whole, 1);
+    CHECK(da.v[0].start_s == T0 && db.v[0].start_s == T0);
+    CHECK(da.v[0].count == db.v[0].count && da.v[0].hash == db.v[0].hash);
+    labels_t *l = fx_labels("svc-a", NULL);
+    uint64_t sid = labels_hash(l);
+    fx_scan_t sa = {0}, sb = {0};
+    uint64_t tok = token_of("svc-a");
+    CHECK_EQ_INT(storage_scan_totals(a->s, TENANT, tok, sid, 0, T0, T0 + 360, fx_total_cb, &sa), 0);
+    CHECK_EQ_INT(storage_scan_totals(b->s, TENANT, tok, sid, 0, T0, T0 + 360, fx_total_cb, &sb), 0);
+    CHECK_EQ_INT(sa.total, 1 + 1); /* profile 1 (value 1) and 21 (value 1) in [T0, T0+360) */
+    CHECK_EQ_INT(sb.total, sa.total);
+    labels_free(l);
+    repair_digest_free(&da);
+    repair_digest_free(&db);
+    arena_free(&arena);
+}
+
+int main(void)
+{
+    fixture_t a, b;
+    shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
+    if (fx_init(&a) != 0 || fx_init(&b) != 0) return 1;
+    a.now = b.now = T0 + 6 * 3600;
+    test_digests(&a, &b);
+    test_seen_scan(&a);
+    test_span();
+    test_fetch(&a, &b);
+    fx_done(&a);
+    fx_done(&b);
+    return check_exit();
+}
