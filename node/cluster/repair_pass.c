@@ -100,12 +100,18 @@ static int list_missing(repair_t *r, const char *peer, uint64_t lo, uint64_t hi,
 }
 
 /* Stores the writes of one fetch answer. */
-static int store_fetched(repair_t *r, const Flamedb__Cluster__RepairAnswer *a, repair_stats_t *st,
+int repair_store_fetched(repair_t *r, const Flamedb__Cluster__RepairAnswer *a, repair_stats_t *st,
                          errmsg_t *em)
 {
     for (size_t i = 0; i < a->n_writes; i++) {
         size_t written = 0;
         int rc = replicate_store_request(&r->o.write, r->storage, a->writes[i], &written, em);
+        if (rc == ERR_LIMIT) { /* tenant-max-series: this replica cannot take it; the rest can */
+            log_debug("repair", "a fetched write refused: %s", em->text);
+            st->unavailable++; /* so the pass is not complete: this replica stays short */
+            em->text[0] = 0;
+            continue;
+        }
         if (rc != 0) return rc;
         st->written += written;
         st->bytes += protobuf_c_message_get_packed_size(&a->writes[i]->base);
@@ -142,7 +148,7 @@ static int fetch(repair_t *r, const char *peer, const wants_t *w, repair_stats_t
         if (a->handled == 0 || a->handled > n)
             rc = errmsg_set(em, ERR_CORRUPT, "%s: fetch answered %u of %zu", peer, a->handled, n);
         else
-            rc = store_fetched(r, a, st, em);
+            rc = repair_store_fetched(r, a, st, em);
         if (rc == 0) at += a->handled;
         cluster_msg_free(&ans);
     }
