@@ -137,6 +137,21 @@ void calltree_add_self(calltree_t *t, uint32_t node, int64_t value)
         WADD(t->nodes[n].total, value);
 }
 
+void calltree_add_self_deferred(calltree_t *t, uint32_t node, int64_t value)
+{
+    WADD(t->nodes[node].self, value);
+}
+
+void calltree_sum_totals(calltree_t *t)
+{
+    for (size_t i = 0; i < t->count; i++)
+        t->nodes[i].total = t->nodes[i].self;
+    /* children have larger indices than their parents; sums wrap (wadd), so
+     * the order of additions does not change the result */
+    for (size_t i = t->count; i-- > 1;)
+        WADD(t->nodes[t->nodes[i].parent].total, t->nodes[i].total);
+}
+
 int calltree_add_selves(calltree_t *t, const uint32_t *nodes, const int64_t *vals, size_t n)
 {
     int64_t *acc = calloc(t->count, sizeof *acc);
@@ -164,6 +179,26 @@ int calltree_add_stack(calltree_t *t, const uint64_t *stack, size_t depth, int64
         if (rc != ERR_OK) return rc;
     }
     calltree_add_self(t, node, value);
+    return ERR_OK;
+}
+
+int calltree_copy_shape(calltree_t *dst, const calltree_t *src)
+{
+    ASSERT_ALWAYS(dst->count == 1 && dst->nodes[0].self == 0 && dst->nodes[0].total == 0);
+    if (src->count > dst->max_nodes) return ERR_LIMIT;
+    if (src->count > dst->cap) {
+        ct_node_t *n = realloc(dst->nodes, src->count * sizeof *n);
+        if (n == NULL) return ERR_NOMEM;
+        dst->nodes = n;
+        dst->cap = src->count;
+    }
+    int rc = edgemap_copy(&dst->edges, &src->edges);
+    if (rc != ERR_OK) return rc;
+    for (size_t i = 0; i < src->count; i++) {
+        dst->nodes[i] = src->nodes[i];
+        dst->nodes[i].self = dst->nodes[i].total = 0;
+    }
+    dst->count = src->count;
     return ERR_OK;
 }
 

@@ -65,10 +65,27 @@ void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym);
 /* Adds value to node's self and to the totals of it and all its ancestors. */
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value);
 
+/* Adds value to node's self only: the totals of it and its ancestors are
+ * left stale until calltree_sum_totals(). For building a tree from many
+ * stacks, where one pass at the end costs less than a walk up per stack.
+ * Until that pass, totals (calltree_total, calltree_root_total, encode,
+ * merge) are wrong. */
+void calltree_add_self_deferred(calltree_t *t, uint32_t node, int64_t value);
+/* Recomputes every total as self + the totals of the children, in one pass
+ * over the tree: what calltree_add_self would have left after the same adds. */
+void calltree_sum_totals(calltree_t *t);
+
 /* Adds vals[i] to the self value of nodes[i] for i < n, and fixes every
  * total in one pass over the tree: O(nodes + n) instead of n ancestor walks.
  * Repeated nodes are fine. */
 int calltree_add_selves(calltree_t *t, const uint32_t *nodes, const int64_t *vals, size_t n);
+
+/* Makes dst's nodes and edges those of src, every value zero: the tree the
+ * same adds would have built, without building it again (the sample types of
+ * one profile that are non-zero in the same samples share their shape). dst
+ * must hold only its root with zero values; ERR_LIMIT past dst's max_nodes
+ * (dst unchanged), ERR_NOMEM. */
+int calltree_copy_shape(calltree_t *dst, const calltree_t *src);
 
 /* dst += src. */
 int calltree_merge(calltree_t *dst, const calltree_t *src);
