@@ -202,6 +202,16 @@ int calltree_copy_shape(calltree_t *dst, const calltree_t *src)
     return ERR_OK;
 }
 
+bool calltree_same_shape(const calltree_t *a, const calltree_t *b)
+{
+    if (a == b) return true;
+    if (a->count != b->count) return false;
+    for (size_t i = 0; i < a->count; i++)
+        if (a->nodes[i].sym != b->nodes[i].sym || a->nodes[i].parent != b->nodes[i].parent)
+            return false;
+    return true;
+}
+
 int calltree_merge(calltree_t *dst, const calltree_t *src)
 {
     uint32_t *map = malloc(src->count * sizeof *map);

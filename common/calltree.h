@@ -28,6 +28,7 @@
 #ifndef FLAMEDB_COMMON_CALLTREE_H
 #define FLAMEDB_COMMON_CALLTREE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -86,6 +87,12 @@ int calltree_add_selves(calltree_t *t, const uint32_t *nodes, const int64_t *val
  * must hold only its root with zero values; ERR_LIMIT past dst's max_nodes
  * (dst unchanged), ERR_NOMEM. */
 int calltree_copy_shape(calltree_t *dst, const calltree_t *src);
+
+/* True when a and b have the same nodes in the same order (symbols and
+ * parents; values aside), as after calltree_copy_shape: work that depends
+ * only on the nodes (symbols, stack-node ids) done for one holds for the
+ * other. One pass over the nodes. */
+bool calltree_same_shape(const calltree_t *a, const calltree_t *b);
 
 /* dst += src. */
 int calltree_merge(calltree_t *dst, const calltree_t *src);

@@ -45,6 +45,12 @@ typedef struct wctx {
     buf_t enc, tmp;
     u64map_t syms;   /* symbol-cache keys this batch writes */
     u64map_t series; /* series-cache keys this batch writes */
+    /* The tree mapped last (map holds its ids), its token and how many of
+     * its nodes were folded into "other": a series of the same shape (a
+     * profile's sample types that share their stacks) reuses them. */
+    const calltree_t *prev;
+    uint64_t prev_token;
+    size_t prev_folded;
     uint64_t tenant_hash;
     int64_t now, t_s;
     errmsg_t *em;
@@ -145,16 +151,11 @@ static int grow_map(wctx_t *w, size_t n)
     return 0;
 }
 
-/* Maps the tree onto its token's stack-node table (new nodes go into the
- * batch) and encodes its self values as a sparse block into w->enc. */
-static int encode_block(wctx_t *w, const storage_series_write_t *sw)
+/* Maps the tree onto table t (new nodes go into the batch): w->map. */
+static int map_tree(wctx_t *w, const storage_series_write_t *sw, nodetab_t *t)
 {
-    nodetab_t *t = tab_of(w, sw->token);
     size_t n = calltree_node_count(sw->tree);
-    if (t == NULL) return errmsg_set(w->em, ERR_INTERNAL, "node table of the series not held");
-    int rc = grow_map(w, n);
-    if (rc == 0) rc = storage_sparse_reserve(&w->vec, n);
-    if (rc != 0) return errmsg_set(w->em, rc, "out of memory");
+    int rc;
     /* Breadth-first order: every node's parent is looked up a level earlier,
      * so the hash slot of a node PREFETCH_AHEAD places further on can be
      * fetched while this one is looked up; lookups into a large table are
@@ -200,7 +201,29 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw)
         }
         if (rc != 0) return errmsg_set(w->em, rc, "stack-node table: %s", err_message(rc));
     }
-    if (folded > 0) atomic_fetch_add(&w->s->counters.folded_stacks, folded);
+    w->prev_folded = folded;
+    return 0;
+}
+
+/* Maps the tree onto its token's stack-node table (map_tree, or the map of
+ * the previous tree when same_shape and its table is this one: the lookups
+ * would find the same ids) and encodes its self values as a sparse block into
+ * w->enc. */
+static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_shape)
+{
+    nodetab_t *t = tab_of(w, sw->token);
+    size_t n = calltree_node_count(sw->tree);
+    if (t == NULL) return errmsg_set(w->em, ERR_INTERNAL, "node table of the series not held");
+    int rc = grow_map(w, n);
+    if (rc == 0) rc = storage_sparse_reserve(&w->vec, n);
+    if (rc != 0) return errmsg_set(w->em, rc, "out of memory");
+    bool reuse = same_shape && w->prev_token == sw->token;
+    w->prev = NULL; /* until this tree's map is complete */
+    if (!reuse && (rc = map_tree(w, sw, t)) != 0) return rc;
+    w->prev = sw->tree;
+    w->prev_token = sw->token;
+    /* as many nodes fold as when the previous tree was mapped: count them again */
+    if (w->prev_folded > 0) atomic_fetch_add(&w->s->counters.folded_stacks, w->prev_folded);
     size_t k = 0;
     uint32_t table_nodes = storage_nodetab_count(t);
     for (uint32_t i = 0; i < n; i++) {
@@ -307,9 +330,11 @@ static int put_one(wctx_t *w, const storage_series_write_t *sw)
                               (const char *)pv, sizeof pv);
     int rc = put_series(w, sw);
     if (rc != 0) return rc;
-    rc = calltree_for_each_symbol(sw->tree, put_symbol, w);
+    /* a tree of the previous tree's shape has its symbols, just written or known */
+    bool same = w->prev != NULL && calltree_same_shape(w->prev, sw->tree);
+    if (!same) rc = calltree_for_each_symbol(sw->tree, put_symbol, w);
     if (rc != 0) return rc; /* put_symbol set em */
-    rc = encode_block(w, sw);
+    rc = encode_block(w, sw, same);
     if (rc == 0) rc = put_ptree(w, sw, total);
     if (rc != 0) return rc;
     put_windows(w, sw, total);
