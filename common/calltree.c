@@ -18,14 +18,7 @@
 #include "common/u64map.h"
 #include "common/varint.h"
 
-typedef struct ct_node {
-    uint64_t sym;
-    int64_t self;
-    int64_t total;
-    uint32_t parent;
-    uint32_t first_child;
-    uint32_t next_sibling;
-} ct_node_t;
+typedef calltree_node_t ct_node_t;
 
 struct calltree {
     ct_node_t *nodes;
@@ -481,6 +474,11 @@ uint32_t calltree_first_child(const calltree_t *t, uint32_t node)
 uint32_t calltree_next_sibling(const calltree_t *t, uint32_t node)
 {
     return t->nodes[node].next_sibling;
+}
+
+const calltree_node_t *calltree_nodes(const calltree_t *t)
+{
+    return t->nodes;
 }
 
 int64_t calltree_root_total(const calltree_t *t)

@@ -112,6 +112,21 @@ int64_t calltree_total(const calltree_t *t, uint32_t node);
 uint32_t calltree_parent(const calltree_t *t, uint32_t node);      /* CALLTREE_NONE for root */
 uint32_t calltree_first_child(const calltree_t *t, uint32_t node); /* CALLTREE_NONE if leaf */
 uint32_t calltree_next_sibling(const calltree_t *t, uint32_t node);
+/* A node as the tree holds it, for passes over every node (calltree_nodes)
+ * where a call per field would cost more than the pass's own work. */
+typedef struct calltree_node {
+    uint64_t sym;
+    int64_t self;
+    int64_t total;
+    uint32_t parent;      /* CALLTREE_NONE for the root */
+    uint32_t first_child; /* CALLTREE_NONE if leaf */
+    uint32_t next_sibling;
+} calltree_node_t;
+
+/* The calltree_node_count(t) nodes in index order (parents before
+ * children). Borrowed, read-only, valid until t next changes. */
+const calltree_node_t *calltree_nodes(const calltree_t *t);
+
 /* Total of the root: the exact sum of every value added. */
 int64_t calltree_root_total(const calltree_t *t);
 

@@ -190,6 +190,7 @@ static int grow_map(wctx_t *w, size_t n)
 static int map_tree(wctx_t *w, const storage_series_write_t *sw, nodetab_t *t)
 {
     size_t n = calltree_node_count(sw->tree);
+    const calltree_node_t *nd = calltree_nodes(sw->tree);
     int rc;
     /* Breadth-first order: every node's parent is looked up a level earlier,
      * so the hash slot of a node PREFETCH_AHEAD places further on can be
@@ -197,27 +198,24 @@ static int map_tree(wctx_t *w, const storage_series_write_t *sw, nodetab_t *t)
      * independent cache misses, and overlapping them is most of the cost. */
     uint32_t *bfs = w->bfs;
     size_t head = 0, tail = 0;
-    for (uint32_t c = calltree_first_child(sw->tree, 0); c != CALLTREE_NONE;
-         c = calltree_next_sibling(sw->tree, c))
+    for (uint32_t c = nd[0].first_child; c != CALLTREE_NONE; c = nd[c].next_sibling)
         bfs[tail++] = c;
     while (head < tail) {
         uint32_t v = bfs[head++];
-        for (uint32_t c = calltree_first_child(sw->tree, v); c != CALLTREE_NONE;
-             c = calltree_next_sibling(sw->tree, c))
+        for (uint32_t c = nd[v].first_child; c != CALLTREE_NONE; c = nd[c].next_sibling)
             bfs[tail++] = c;
     }
     memset(w->map, 0xff, n * sizeof *w->map); /* UINT32_MAX: not mapped yet */
     w->map[0] = 0;
     /* Pass 1, breadth first: find the nodes the table already has. */
     for (size_t k = 0; k < tail; k++) {
-        uint32_t i = bfs[k], p = calltree_parent(sw->tree, i);
+        uint32_t i = bfs[k], p = nd[i].parent;
         if (k + PREFETCH_AHEAD < tail) {
-            uint32_t a = bfs[k + PREFETCH_AHEAD], ap = calltree_parent(sw->tree, a);
-            if (w->map[ap] != UINT32_MAX)
-                storage_nodetab_prefetch(t, w->map[ap], calltree_sym(sw->tree, a));
+            uint32_t a = bfs[k + PREFETCH_AHEAD], ap = nd[a].parent;
+            if (w->map[ap] != UINT32_MAX) storage_nodetab_prefetch(t, w->map[ap], nd[a].sym);
         }
         if (w->map[p] == UINT32_MAX) continue; /* a new parent: its children are new too */
-        rc = storage_nodetab_child(w->s, t, w->map[p], calltree_sym(sw->tree, i), NULL, &w->map[i]);
+        rc = storage_nodetab_child(w->s, t, w->map[p], nd[i].sym, NULL, &w->map[i]);
         if (rc == ERR_NOT_FOUND)
             w->map[i] = UINT32_MAX;
         else if (rc != 0)
@@ -228,8 +226,8 @@ static int map_tree(wctx_t *w, const storage_series_write_t *sw, nodetab_t *t)
     size_t folded = 0;
     for (uint32_t i = 1; i < n; i++) {
         if (w->map[i] != UINT32_MAX) continue;
-        uint32_t pm = w->map[calltree_parent(sw->tree, i)];
-        rc = storage_nodetab_child(w->s, t, pm, calltree_sym(sw->tree, i), w->wb, &w->map[i]);
+        uint32_t pm = w->map[nd[i].parent];
+        rc = storage_nodetab_child(w->s, t, pm, nd[i].sym, w->wb, &w->map[i]);
         if (rc == ERR_LIMIT) { /* the table is full: degrade, never refuse the service */
             rc = storage_nodetab_other(w->s, t, pm, &w->map[i]);
             folded++;
@@ -261,17 +259,18 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
     if (w->prev_folded > 0) atomic_fetch_add(&w->s->counters.folded_stacks, w->prev_folded);
     size_t k = 0;
     uint32_t table_nodes = storage_nodetab_count(t);
+    const calltree_node_t *nd = calltree_nodes(sw->tree);
     for (uint32_t i = 0; i < n; i++) {
         /* Every node is mapped, to a node the table (and this batch) holds:
          * a block naming another id would read back as someone else's stack. */
         ASSERT_ALWAYS(w->map[i] < table_nodes);
-        if (calltree_self(sw->tree, i) != 0) w->order[k++] = (uint64_t)w->map[i] << 32 | i;
+        if (nd[i].self != 0) w->order[k++] = (uint64_t)w->map[i] << 32 | i;
     }
     sort_keys(w->order, w->order_tmp, k);
     size_t m = 0; /* nodes folded into one "other" node share its id: add them up */
     for (size_t j = 0; j < k; j++) {
         uint32_t id = (uint32_t)(w->order[j] >> 32);
-        int64_t v = calltree_self(sw->tree, (uint32_t)w->order[j]);
+        int64_t v = nd[(uint32_t)w->order[j]].self;
         if (m > 0 && w->vec.id[m - 1] == id) {
             w->vec.val[m - 1] = (int64_t)((uint64_t)w->vec.val[m - 1] + (uint64_t)v);
         } else {
