@@ -166,7 +166,7 @@ void ingest_series_set_free(series_set_t *ss);
  * must already hold __name__, __profile_type__ and service_name). */
 int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em);
 /* Adds a stack to series idx's tree. Totals are deferred: the trees' totals
- * are wrong until ingest_series_sum_totals(). */
+ * are wrong until ingest_series_finish(). */
 int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth,
                       int64_t v, errmsg_t *em);
 /* Adds the stack that was just added to series leader (ingest_series_add)

@@ -189,7 +189,7 @@ static int path_reserve(path_cache_t *pc, size_t depth)
 }
 
 /* calltree_add_stack, reusing the node path of the previous stack's common
- * prefix, with the totals deferred to ingest_series_sum_totals (one pass per
+ * prefix, with the totals deferred to ingest_series_finish (one pass per
  * tree instead of a walk up the stack per sample and type). */
 int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth,
                       int64_t v, errmsg_t *em)
