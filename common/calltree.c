@@ -18,14 +18,7 @@
 #include "common/u64map.h"
 #include "common/varint.h"
 
-typedef struct ct_node {
-    uint64_t sym;
-    int64_t self;
-    int64_t total;
-    uint32_t parent;
-    uint32_t first_child;
-    uint32_t next_sibling;
-} ct_node_t;
+typedef calltree_node_t ct_node_t;
 
 struct calltree {
     ct_node_t *nodes;
@@ -137,6 +130,21 @@ void calltree_add_self(calltree_t *t, uint32_t node, int64_t value)
         WADD(t->nodes[n].total, value);
 }
 
+void calltree_add_self_deferred(calltree_t *t, uint32_t node, int64_t value)
+{
+    WADD(t->nodes[node].self, value);
+}
+
+void calltree_sum_totals(calltree_t *t)
+{
+    for (size_t i = 0; i < t->count; i++)
+        t->nodes[i].total = t->nodes[i].self;
+    /* children have larger indices than their parents; sums wrap (wadd), so
+     * the order of additions does not change the result */
+    for (size_t i = t->count; i-- > 1;)
+        WADD(t->nodes[t->nodes[i].parent].total, t->nodes[i].total);
+}
+
 int calltree_add_selves(calltree_t *t, const uint32_t *nodes, const int64_t *vals, size_t n)
 {
     int64_t *acc = calloc(t->count, sizeof *acc);
@@ -165,6 +173,36 @@ int calltree_add_stack(calltree_t *t, const uint64_t *stack, size_t depth, int64
     }
     calltree_add_self(t, node, value);
     return ERR_OK;
+}
+
+int calltree_copy_shape(calltree_t *dst, const calltree_t *src)
+{
+    ASSERT_ALWAYS(dst->count == 1 && dst->nodes[0].self == 0 && dst->nodes[0].total == 0);
+    if (src->count > dst->max_nodes) return ERR_LIMIT;
+    if (src->count > dst->cap) {
+        ct_node_t *n = realloc(dst->nodes, src->count * sizeof *n);
+        if (n == NULL) return ERR_NOMEM;
+        dst->nodes = n;
+        dst->cap = src->count;
+    }
+    int rc = edgemap_copy(&dst->edges, &src->edges);
+    if (rc != ERR_OK) return rc;
+    for (size_t i = 0; i < src->count; i++) {
+        dst->nodes[i] = src->nodes[i];
+        dst->nodes[i].self = dst->nodes[i].total = 0;
+    }
+    dst->count = src->count;
+    return ERR_OK;
+}
+
+bool calltree_same_shape(const calltree_t *a, const calltree_t *b)
+{
+    if (a == b) return true;
+    if (a->count != b->count) return false;
+    for (size_t i = 0; i < a->count; i++)
+        if (a->nodes[i].sym != b->nodes[i].sym || a->nodes[i].parent != b->nodes[i].parent)
+            return false;
+    return true;
 }
 
 int calltree_merge(calltree_t *dst, const calltree_t *src)
@@ -408,6 +446,11 @@ size_t calltree_node_count(const calltree_t *t)
     return t->count;
 }
 
+size_t calltree_mem_bytes(const calltree_t *t)
+{
+    return sizeof *t + t->cap * sizeof(ct_node_t) + edgemap_bytes(&t->edges);
+}
+
 uint64_t calltree_sym(const calltree_t *t, uint32_t node)
 {
     return t->nodes[node].sym;
@@ -436,6 +479,11 @@ uint32_t calltree_first_child(const calltree_t *t, uint32_t node)
 uint32_t calltree_next_sibling(const calltree_t *t, uint32_t node)
 {
     return t->nodes[node].next_sibling;
+}
+
+const calltree_node_t *calltree_nodes(const calltree_t *t)
+{
+    return t->nodes;
 }
 
 int64_t calltree_root_total(const calltree_t *t)

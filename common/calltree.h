@@ -28,6 +28,7 @@
 #ifndef FLAMEDB_COMMON_CALLTREE_H
 #define FLAMEDB_COMMON_CALLTREE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,10 +66,33 @@ void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym);
 /* Adds value to node's self and to the totals of it and all its ancestors. */
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value);
 
+/* Adds value to node's self only: the totals of it and its ancestors are
+ * left stale until calltree_sum_totals(). For building a tree from many
+ * stacks, where one pass at the end costs less than a walk up per stack.
+ * Until that pass, totals (calltree_total, calltree_root_total, encode,
+ * merge) are wrong. */
+void calltree_add_self_deferred(calltree_t *t, uint32_t node, int64_t value);
+/* Recomputes every total as self + the totals of the children, in one pass
+ * over the tree: what calltree_add_self would have left after the same adds. */
+void calltree_sum_totals(calltree_t *t);
+
 /* Adds vals[i] to the self value of nodes[i] for i < n, and fixes every
  * total in one pass over the tree: O(nodes + n) instead of n ancestor walks.
  * Repeated nodes are fine. */
 int calltree_add_selves(calltree_t *t, const uint32_t *nodes, const int64_t *vals, size_t n);
+
+/* Makes dst's nodes and edges those of src, every value zero: the tree the
+ * same adds would have built, without building it again (the sample types of
+ * one profile that are non-zero in the same samples share their shape). dst
+ * must hold only its root with zero values; ERR_LIMIT past dst's max_nodes
+ * (dst unchanged), ERR_NOMEM. */
+int calltree_copy_shape(calltree_t *dst, const calltree_t *src);
+
+/* True when a and b have the same nodes in the same order (symbols and
+ * parents; values aside), as after calltree_copy_shape: work that depends
+ * only on the nodes (symbols, stack-node ids) done for one holds for the
+ * other. One pass over the nodes. */
+bool calltree_same_shape(const calltree_t *a, const calltree_t *b);
 
 /* dst += src. */
 int calltree_merge(calltree_t *dst, const calltree_t *src);
@@ -82,12 +106,29 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n);
 
 /* Node access. Indices are stable until calltree_clear/free. */
 size_t calltree_node_count(const calltree_t *t);
+/* Heap bytes the tree holds (node array and edge index, as allocated). */
+size_t calltree_mem_bytes(const calltree_t *t);
 uint64_t calltree_sym(const calltree_t *t, uint32_t node);
 int64_t calltree_self(const calltree_t *t, uint32_t node);
 int64_t calltree_total(const calltree_t *t, uint32_t node);
 uint32_t calltree_parent(const calltree_t *t, uint32_t node);      /* CALLTREE_NONE for root */
 uint32_t calltree_first_child(const calltree_t *t, uint32_t node); /* CALLTREE_NONE if leaf */
 uint32_t calltree_next_sibling(const calltree_t *t, uint32_t node);
+/* A node as the tree holds it, for passes over every node (calltree_nodes)
+ * where a call per field would cost more than the pass's own work. */
+typedef struct calltree_node {
+    uint64_t sym;
+    int64_t self;
+    int64_t total;
+    uint32_t parent;      /* CALLTREE_NONE for the root */
+    uint32_t first_child; /* CALLTREE_NONE if leaf */
+    uint32_t next_sibling;
+} calltree_node_t;
+
+/* The calltree_node_count(t) nodes in index order (parents before
+ * children). Borrowed, read-only, valid until t next changes. */
+const calltree_node_t *calltree_nodes(const calltree_t *t);
+
 /* Total of the root: the exact sum of every value added. */
 int64_t calltree_root_total(const calltree_t *t);
 

@@ -12,6 +12,19 @@ void edgemap_free(edgemap_t *m)
     *m = (edgemap_t){0};
 }
 
+int edgemap_copy(edgemap_t *dst, const edgemap_t *src)
+{
+    edgemap_slot_t *slots = NULL;
+    if (src->cap != 0) {
+        slots = malloc(src->cap * sizeof *slots);
+        if (slots == NULL) return ERR_NOMEM;
+        memcpy(slots, src->slots, src->cap * sizeof *slots);
+    }
+    edgemap_free(dst);
+    *dst = (edgemap_t){slots, src->cap, src->len};
+    return ERR_OK;
+}
+
 void edgemap_clear(edgemap_t *m)
 {
     if (m->cap != 0) memset(m->slots, 0, m->cap * sizeof *m->slots);

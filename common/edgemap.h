@@ -31,6 +31,9 @@ typedef struct edgemap {
 } edgemap_t;
 
 void edgemap_free(edgemap_t *m);
+/* Makes dst a copy of src's table (dst's old table is freed). ERR_NOMEM
+ * (dst unchanged). */
+int edgemap_copy(edgemap_t *dst, const edgemap_t *src);
 /* Forgets every edge, keeping the table. */
 void edgemap_clear(edgemap_t *m);
 /* The table growth behind edgemap_reserve (out of line; rehashes). */

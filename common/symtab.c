@@ -91,6 +91,11 @@ size_t symtab_count(const symtab_t *s)
     return s->count;
 }
 
+size_t symtab_mem_bytes(const symtab_t *s)
+{
+    return sizeof *s + s->cap * sizeof(sym_entry_t) + u64map_bytes(&s->index) + s->strings.total;
+}
+
 uint64_t symtab_id_at(const symtab_t *s, size_t i)
 {
     return i < s->count ? s->entries[i].id : 0;

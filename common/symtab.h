@@ -28,6 +28,8 @@ int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, cons
  * SYM_ROOT reads as "total" and SYM_OTHER as "other". */
 int symtab_get(const symtab_t *s, uint64_t id, const char **name, const char **file);
 size_t symtab_count(const symtab_t *s);
+/* Heap bytes the table holds (entries, index, packed strings). */
+size_t symtab_mem_bytes(const symtab_t *s);
 /* Iteration in insertion order: i < symtab_count(). */
 uint64_t symtab_id_at(const symtab_t *s, size_t i);
 

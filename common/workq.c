@@ -88,6 +88,7 @@ static void run_next(workq_t *q, lane_t *l)
         l->head = job->next;
         if (l->head == NULL) l->tail = NULL;
         l->waiting--;
+        job->waiting = 0;
         if (past_deadline(q, job)) {
             l->cancelled++;
             job->done(job, UV_ECANCELED);
@@ -105,6 +106,7 @@ int workq_submit(workq_t *q, workq_lane_t lane, workq_job_t *job, workq_fn fn, w
     job->done = done;
     job->lane = lane;
     job->next = NULL;
+    job->waiting = 0;
     if (l->running < l->max_running && l->head == NULL) return start(q, l, job);
     if (l->tail != NULL)
         l->tail->next = job;
@@ -112,6 +114,29 @@ int workq_submit(workq_t *q, workq_lane_t lane, workq_job_t *job, workq_fn fn, w
         l->head = job;
     l->tail = job;
     l->waiting++;
+    job->waiting = 1;
+    return 0;
+}
+
+int workq_cancel(workq_job_t *job)
+{
+    lane_t *l = &job->q->lanes[job->lane];
+    if (!job->waiting) {
+        int rc = uv_cancel((uv_req_t *)&job->work);
+        if (rc == 0) l->cancelled++;
+        return rc == 0 ? 0 : UV_EBUSY;
+    }
+    workq_job_t **p = &l->head, *prev = NULL;
+    while (*p != job) {
+        prev = *p;
+        p = &(*p)->next;
+    }
+    *p = job->next;
+    if (l->tail == job) l->tail = prev;
+    l->waiting--;
+    l->cancelled++;
+    job->waiting = 0;
+    job->done(job, UV_ECANCELED);
     return 0;
 }
 
@@ -144,7 +169,7 @@ int workq_stats_render(const void *stats, buf_t *out)
          st->max_running},
         {"flamedb_pool_jobs_started_total", "counter", "Jobs started, by lane.", st->started},
         {"flamedb_pool_jobs_cancelled_total", "counter",
-         "Jobs dropped unstarted at their deadline, by lane.", st->cancelled},
+         "Jobs dropped unstarted at their deadline or cancelled, by lane.", st->cancelled},
     };
     int rc = 0;
     for (size_t f = 0; rc == 0 && f < sizeof fam / sizeof fam[0]; f++) {

@@ -10,7 +10,9 @@
  * FIFO on the loop thread and start as earlier ones finish. A waiting job
  * whose deadline has passed is not run: its done callback gets UV_ECANCELED,
  * as for a job libuv cancelled, and the caller answers "cancelled" (a query
- * share then counts as missing, making the answer partial).
+ * share then counts as missing, making the answer partial). workq_cancel
+ * drops a job that has not started yet the same way (a query whose client
+ * went away).
  *
  * Threads: workq_submit and every done callback on the loop thread; the work
  * callback on a pool thread. Ownership: the caller owns each workq_job_t
@@ -49,13 +51,14 @@ struct workq_job {
     workq_done_fn done;
     workq_job_t *next;
     workq_lane_t lane;
+    int waiting; /* in the lane's FIFO */
 };
 
 typedef struct workq_stats {
     uint64_t running[WORKQ_NLANES];   /* on the pool now */
     uint64_t waiting[WORKQ_NLANES];   /* in the lane's FIFO now */
     uint64_t started[WORKQ_NLANES];   /* total */
-    uint64_t cancelled[WORKQ_NLANES]; /* dropped at their deadline, total */
+    uint64_t cancelled[WORKQ_NLANES]; /* dropped at their deadline or cancelled, total */
     uint64_t max_running[WORKQ_NLANES];
 } workq_stats_t;
 
@@ -74,6 +77,13 @@ void workq_free(workq_t *q);
  * Returns 0, or a libuv error when the pool refused the job (done not
  * called). */
 int workq_submit(workq_t *q, workq_lane_t lane, workq_job_t *job, workq_fn fn, workq_done_fn done);
+
+/* Loop thread: drops a job submitted and not started. One waiting in its
+ * lane gets done(job, UV_ECANCELED) before this returns; one already handed
+ * to the pool but not picked up by a thread gets it later (uv_cancel).
+ * Returns 0 then, or UV_EBUSY when the job runs or ran (done follows as
+ * usual). */
+int workq_cancel(workq_job_t *job);
 
 void workq_stats(const workq_t *q, workq_stats_t *out);
 

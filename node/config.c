@@ -160,6 +160,12 @@ static const opt_t options[] = {
      "Series one query may touch."},
     {"query-max-output-bytes", OPT_SIZE, FIELD(query.max_output_bytes, size_t), NULL, 0, 1 * KiB,
      16 * GiB, "Size of one query response body."},
+    {"query-memory-bytes", OPT_SIZE, FIELD(query_memory_bytes, size_t), NULL, 16, 64 * KiB,
+     1024 * GiB,
+     "Partial results all queries this node coordinates hold at once: answers from nodes "
+     "waiting to be merged, merged call trees, encoded answers. Over it the query that grows "
+     "gets 503 with Retry-After, and new queries are refused with 503 until memory is "
+     "released; part of memory-limit."},
     SECTION("Storage"),
     {"block-cache-bytes", OPT_SIZE, FIELD(storage.block_cache_bytes, size_t), NULL, DERIVE_QUARTER,
      1 * MiB, 1024 * GiB, "RocksDB block cache shared by all column families."},
@@ -289,6 +295,11 @@ static const opt_t options[] = {
     {"max-query-range", OPT_MS, FIELD(max_query_range_ms, uint64_t), "0", 0, 0, 100 * YEAR_S * 1000,
      "Longest until - from a query may ask for (each side of a diff); longer gets 400. "
      "A query without from/until covers the last hour. 0: no limit."},
+    {"tenant-max-series", OPT_COUNT, FIELD(storage.tenant_max_series, size_t), "0", 0, 0,
+     1000000000,
+     "Series one tenant may have on a node (counted per node: a tenant's series spread over "
+     "the nodes holding their replicas); a push that would store more gets 429 naming it. "
+     "Series collected after retention count no more. 0: no limit (nothing counted)."},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -700,11 +711,13 @@ static int validate(node_config_t *c, errmsg_t *em)
     if (ring_shard_policy_parse(&c->ingest.shards, c->service_shards, &sem) != 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "--service-shards: %s", sem.text);
     uint64_t budget = (uint64_t)c->storage.block_cache_bytes + c->storage.write_buffer_bytes +
-                      c->http.max_buffered_bytes + c->storage.node_cache_bytes;
+                      c->http.max_buffered_bytes + c->storage.node_cache_bytes +
+                      c->query_memory_bytes;
     if (budget > c->memory_limit)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "block-cache-bytes + write-buffer-bytes + max-buffered-bytes + "
-                          "node-cache-bytes = %" PRIu64 " bytes exceeds memory-limit (%zu bytes)",
+                          "node-cache-bytes + query-memory-bytes = %" PRIu64
+                          " bytes exceeds memory-limit (%zu bytes)",
                           budget, c->memory_limit);
     if (c->http.max_body_bytes > c->http.max_buffered_bytes)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
@@ -849,10 +862,12 @@ int node_config_doc(buf_t *out)
              "number with `ms`, `s`, `m`, `h`, `d` or `w`; a bare number is seconds.\n\n"
              "Memory: `memory-limit` (default 1 GiB) is the node's budget. The RocksDB block\n"
              "cache, the memtables and the request bodies held in memory default to a quarter\n"
-             "of it each, the stack-node and symbol cache to an eighth; together the four must\n"
-             "fit in it. The last eighth is headroom for decoding and merging (bounded per\n"
-             "request by the ingest and query limits, and by `worker-threads` requests at a\n"
-             "time). Replicated writes in flight are held to half of `max-buffered-bytes`.\n\n"
+             "of it each, the stack-node and symbol cache to an eighth, and the partial results\n"
+             "of the queries the node coordinates (`query-memory-bytes`) to a sixteenth;\n"
+             "together the five must fit in it. The last sixteenth is headroom for decoding and\n"
+             "merging (bounded per request by the ingest and query limits, and by\n"
+             "`worker-threads` requests at a time). Replicated writes in flight are held to\n"
+             "half of `max-buffered-bytes`.\n\n"
              "Defaults of the ingest, query and storage limits come from their modules\n"
              "(`ingest_limits_default()`, `query_limits_default()`, `storage_options_default()`)\n"
              "and are shown here as this build has them.\n");

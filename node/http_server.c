@@ -8,8 +8,12 @@
  *                                                              | close
  *   any state --error/timeout/EOF--> CLOSING     LINGERING <---+
  *
- * READING parses bytes as they arrive; HANDLING has reading stopped until the
- * handler answers; WRITING waits for the write callback; LINGERING has sent
+ * READING parses bytes as they arrive; HANDLING keeps reading without parsing
+ * until the handler answers: bytes of a next request wait in `pending` (up to
+ * READ_CHUNK, then reading stops), and an EOF or reset means the client has
+ * gone, which the handler hears through its gone callback (a query is
+ * cancelled instead of running to its end); WRITING waits for the write
+ * callback; LINGERING has sent
  * FIN after a `Connection: close` response and discards input until the peer
  * closes (so unread request bytes do not turn the close into a reset that
  * destroys the response); CLOSING waits for libuv's close callbacks.
@@ -63,6 +67,10 @@ struct http_exchange {
      * the socket is closed, the struct waits for http_respond (detached: it
      * has left srv->conns, so the drain need not wait for the handler). */
     int abandoned, detached;
+    int reading; /* uv_read_start is in effect */
+    /* The handler's: called once when the client goes while it is handled. */
+    http_gone_fn gone;
+    void *gone_arg;
     uint8_t peer[16]; /* the client's IP address (IPv4 in the first 4 bytes) */
     int peer_family;  /* AF_INET, AF_INET6, or 0 when unknown */
     char principal[HTTP_PRINCIPAL_MAX];
@@ -113,6 +121,7 @@ struct http_server {
 };
 
 static void conn_close(conn_t *c);
+static void conn_drop(conn_t *c);
 static void conn_feed(conn_t *c, const uint8_t *data, size_t n);
 static void conn_reply(conn_t *c, http_response_t *resp);
 static void server_check_drained(http_server_t *s);
@@ -438,6 +447,13 @@ static uint64_t now_ms(const conn_t *c)
 
 static void conn_timer(conn_t *c, uint64_t ms);
 static void on_idle(uv_idle_t *h);
+static void conn_start_reading(conn_t *c);
+
+static void conn_stop_reading(conn_t *c)
+{
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+}
 
 /* Forgets the request just answered and gets ready for the next one. */
 static void conn_reset_request(conn_t *c)
@@ -468,14 +484,19 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
     (void)suggested;
     conn_t *c = h->data;
-    /* One buffer for all connections: read callbacks consume it at once. */
-    *b = uv_buf_init(c->srv->rbuf, sizeof c->srv->rbuf);
+    /* One buffer for all connections: read callbacks consume it at once.
+     * While a request is handled, no more than `pending` can still hold. */
+    size_t n = sizeof c->srv->rbuf;
+    if ((c->state == CONN_HANDLING || c->state == CONN_WRITING) &&
+        c->pending.max - c->pending.len < n)
+        n = c->pending.max - c->pending.len;
+    *b = uv_buf_init(c->srv->rbuf, (unsigned)n);
 }
 
 /* Answers a request the server refuses itself, then closes the connection. */
 static void conn_refuse(conn_t *c, int status, int err, const errmsg_t *em)
 {
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    conn_stop_reading(c);
     c->keep_alive = 0;
     c->state = CONN_HANDLING;
     http_respond_error(c, status, err, em, status == 503 ? "Retry-After: 1\r\n" : NULL);
@@ -485,8 +506,13 @@ static void conn_dispatch(conn_t *c)
 {
     http_server_t *s = c->srv;
     uv_timer_stop(&c->timer);
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    /* Reading goes on (on_read_held): a client that goes away is noticed
+     * while its request is handled, not when the answer is written. */
     c->state = CONN_HANDLING;
+    if (c->pending.len < c->pending.max)
+        conn_start_reading(c);
+    else
+        conn_stop_reading(c);
     c->keep_alive = http_should_keep_alive(&c->parser) && !s->draining;
     if (build_request(c) != ERR_OK) {
         s->stats.protocol_errors++;
@@ -547,16 +573,50 @@ static void conn_account(conn_t *c, size_t n)
     }
     c->wake_bytes += n;
     if (c->state == CONN_READING && c->wake_bytes >= HTTP_BYTES_PER_WAKEUP && !c->yielded) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        conn_stop_reading(c);
         c->yielded = 1;
         uv_idle_start(&s->idle, on_idle);
     }
+}
+
+/* Bytes or EOF while a request is handled or its answer written: bytes are
+ * kept unparsed for the next request. An EOF or error while handling means
+ * the client has gone; the handler hears it once (a query is cancelled). On
+ * an error (a reset) nothing can be written: the connection closes once the
+ * handler answers. An EOF may also be a client that half-closed after its
+ * request and still reads (as curl never does, but some tools do): the answer
+ * is written, and the connection closes after it. */
+static void on_read_held(conn_t *c, ssize_t nread, const uv_buf_t *b)
+{
+    if (nread < 0) {
+        conn_stop_reading(c);
+        /* UV_ENOBUFS: `pending` is full; while writing, a write error closes */
+        if (nread == UV_ENOBUFS || c->state != CONN_HANDLING) return;
+        c->srv->stats.client_gone++;
+        c->keep_alive = 0;                  /* the client sends nothing more */
+        if (nread != UV_EOF) conn_close(c); /* close_requested: closes once answered */
+        http_gone_fn gone = c->gone;
+        c->gone = NULL;
+        if (gone != NULL) gone(c->gone_arg); /* may answer, and so close c */
+        return;
+    }
+    if (buf_append(&c->pending, b->base, (size_t)nread) != ERR_OK) {
+        conn_close(c); /* cannot happen: on_alloc offers only the room left */
+        return;
+    }
+    /* A full `pending` stops reading: the rest waits in the kernel (and a
+     * close is then only seen when the answer is written). */
+    if (c->pending.len >= c->pending.max) conn_stop_reading(c);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 {
     conn_t *c = st->data;
     if (nread == 0) return;
+    if (c->state == CONN_HANDLING || c->state == CONN_WRITING) {
+        on_read_held(c, nread, b);
+        return;
+    }
     if (nread < 0) {
         conn_close(c); /* EOF or error: a half-received request is dropped */
         return;
@@ -573,7 +633,12 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 
 static void conn_start_reading(conn_t *c)
 {
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) conn_close(c);
+    if (c->reading) return;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->reading = 1;
 }
 
 /* After a keep-alive response: serve a pipelined request or wait for one. */
@@ -668,6 +733,8 @@ static const char *reason(int status)
         return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
+    case 499:
+        return "Client Closed Request";
     case 505:
         return "HTTP Version Not Supported";
     default:
@@ -684,6 +751,7 @@ static void conn_handler_done(conn_t *c)
         c->in_handler = 0;
         s->stats.requests_in_flight--;
     }
+    c->gone = NULL;
     s->stats.buffered_bytes -= c->charged;
     c->charged = 0;
 }
@@ -719,7 +787,7 @@ static void conn_reply(conn_t *c, http_response_t *resp)
     c->out_body = resp->body;
     buf_init(&resp->body, 0);
     if (rc != ERR_OK) {
-        conn_close(c);
+        conn_drop(c);
         return;
     }
     uv_buf_t bufs[2] = {
@@ -730,7 +798,7 @@ static void conn_reply(conn_t *c, http_response_t *resp)
     c->wreq.data = c;
     if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, c->out_body.len ? 2 : 1, on_written) !=
         0) {
-        conn_close(c);
+        conn_drop(c);
         return;
     }
     /* A peer that stops reading its response is cut off after this. */
@@ -791,7 +859,7 @@ void http_respond(http_exchange_t *c, http_response_t *resp)
     conn_handler_done(c);
     if (c->close_requested) {
         buf_free(&resp->body);
-        conn_close(c);
+        conn_drop(c);
         return;
     }
     conn_reply(c, resp);
@@ -884,6 +952,14 @@ static void conn_close(conn_t *c)
     c->srv->stats.connections_open--;
     uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+}
+
+/* Closes c now, also from HANDLING (its handler has answered, or the answer
+ * cannot be written). */
+static void conn_drop(conn_t *c)
+{
+    if (c->state == CONN_HANDLING) c->state = CONN_READING;
+    conn_close(c);
 }
 
 static conn_t *conn_new(http_server_t *s)
@@ -1117,6 +1193,12 @@ int http_exchange_tag(const http_exchange_t *ex)
     return ex->tag;
 }
 
+void http_exchange_on_gone(http_exchange_t *ex, http_gone_fn fn, void *arg)
+{
+    ex->gone = ex->in_handler ? fn : NULL;
+    ex->gone_arg = arg;
+}
+
 void http_exchange_set_principal(http_exchange_t *ex, const char *name)
 {
     snprintf(ex->principal, sizeof ex->principal, "%s", name);
@@ -1169,6 +1251,8 @@ void http_server_stats_register(metrics_registry_t *r, const http_server_stats_t
                  "Requests not received, or responses not read, within request-timeout."),
         HTTP_DEF(idle_closed, METRICS_COUNTER, "flamedb_http_idle_closed_total",
                  "Keep-alive connections closed after idle-timeout."),
+        HTTP_DEF(client_gone, METRICS_COUNTER, "flamedb_http_client_gone_total",
+                 "Requests whose client closed or reset the connection while they were handled."),
     };
 #undef HTTP_DEF
     metrics_add_u64_array(r, defs, sizeof defs / sizeof defs[0], st);

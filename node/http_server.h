@@ -12,8 +12,13 @@
  *
  * Connections: each connection is an explicit state machine (enum conn_state
  * in http_server.c) with at most one request in flight. While a request is
- * handled, reading from its connection is stopped, so a pipelining client is
- * served one request at a time and its unread bytes wait in the kernel. Work
+ * handled its connection is still read, but not parsed: a pipelining client
+ * is served one request at a time, its next bytes kept (up to 64 KiB, then
+ * they wait in the kernel), and a client that closes or resets the
+ * connection is noticed at once: the handler hears it through the callback
+ * it set with http_exchange_on_gone() (to cancel its work) and the
+ * connection closes once the handler answers (after writing the answer when
+ * the client only half-closed: it may still read). Work
  * per loop wakeup is capped per connection (HTTP_BYTES_PER_WAKEUP parsed
  * bytes; one request dispatched), so a client streaming a large body or a
  * long pipeline cannot starve the others.
@@ -105,6 +110,7 @@ typedef struct http_server_stats {
     uint64_t busy;               /* 503: buffered-bytes budget exhausted */
     uint64_t timeouts;           /* 408 or closed for a stalled write */
     uint64_t idle_closed;
+    uint64_t client_gone; /* clients that closed while their request was handled */
 } http_server_stats_t;
 
 typedef void (*http_handler_fn)(void *ctx, http_exchange_t *ex);
@@ -141,6 +147,15 @@ const http_request_t *http_exchange_request(const http_exchange_t *ex);
 /* Per-exchange slot for the handler (e.g. its route index); 0 initially. */
 void http_exchange_set_tag(http_exchange_t *ex, int tag);
 int http_exchange_tag(const http_exchange_t *ex);
+/* Called at most once, on the loop thread, when the client closes, resets
+ * or half-closes the connection while the request is handled; the handler
+ * should then answer soon. After a reset the answer is not written; after
+ * an EOF it is (a half-closed client may still read it), then the
+ * connection closes. */
+typedef void (*http_gone_fn)(void *arg);
+/* Sets (fn NULL: clears) the exchange's gone callback; only while it is
+ * handled, and cleared when it is answered. arg is borrowed until then. */
+void http_exchange_on_gone(http_exchange_t *ex, http_gone_fn fn, void *arg);
 /* Who the handler authenticated the request as (copied, truncated to
  * HTTP_PRINCIPAL_MAX - 1 bytes); "" until set, reset for each request. */
 void http_exchange_set_principal(http_exchange_t *ex, const char *name);

@@ -85,6 +85,7 @@ static int open_cluster(node_t *n, errmsg_t *em)
         .max_tree_nodes = cfg->ingest.max_tree_nodes,
         /* packed writes share the request-body budget: at most half of it */
         .max_inflight_bytes = cfg->http.max_buffered_bytes / 2,
+        .query_memory_bytes = cfg->query_memory_bytes,
         .seen_retention_seconds = cfg->storage.seen_retention_seconds,
         .max_future_seconds = cfg->ingest.max_future_seconds,
         .clock = &n->clock,

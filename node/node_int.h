@@ -58,6 +58,12 @@ void routes_limit_query_done(node_t *n, const char *tenant);
 
 /* Answers err with em's reason (503s get Retry-After) and counts it. */
 void routes_respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_t *em);
+/* What the request metrics record for a request whose client went away
+ * (nginx's "client closed request"); never sent. */
+#define ROUTES_STATUS_CLIENT_GONE 499
+/* Answers a cancelled request (the connection closes, nothing is written);
+ * not counted as an error. */
+void routes_respond_cancelled(http_exchange_t *ex, const errmsg_t *em);
 /* The request's tenant, or NULL after answering 400. */
 const char *routes_tenant_of(node_t *n, http_exchange_t *ex, const http_request_t *r);
 /* ---- one answer from several cluster queries (routes_fanout.c) ---- */

@@ -144,6 +144,11 @@ void routes_respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_
     http_respond_error(ex, 0, err, em, extra);
 }
 
+void routes_respond_cancelled(http_exchange_t *ex, const errmsg_t *em)
+{
+    http_respond_error(ex, ROUTES_STATUS_CLIENT_GONE, ERR_UNAVAILABLE, em, NULL);
+}
+
 static void job_work(workq_job_t *w)
 {
     job_t *j = w->data;
@@ -508,11 +513,17 @@ static void query_params_of(const http_request_t *r, query_params_t *p)
 typedef struct query_req {
     node_t *node;
     http_exchange_t *ex;
+    int cancelled; /* the client went away */
 } query_req_t;
 
 static void query_answered(void *arg, cluster_answer_t *a)
 {
     query_req_t *q = arg;
+    if (q->cancelled) { /* not written: the connection closes */
+        routes_respond_cancelled(q->ex, &a->em);
+        free(q);
+        return;
+    }
     if (a->rc != ERR_OK) {
         routes_respond_error(q->node, q->ex, a->rc, &a->em);
         free(q);
@@ -533,6 +544,24 @@ static void query_answered(void *arg, cluster_answer_t *a)
     free(q);
 }
 
+/* The client closed the connection: the query is cancelled (and answered,
+ * into the void, from inside cluster_query_cancel). */
+static void query_gone(void *arg)
+{
+    query_req_t *q = arg;
+    q->cancelled = 1;
+    cluster_query_cancel(q->node->cluster, q);
+}
+
+/* Starts q's query; a client that goes away while it runs cancels it. */
+static void run_query(query_req_t *q, query_kind_t kind, const char *tenant,
+                      const query_params_t *p)
+{
+    http_exchange_on_gone(q->ex, query_gone, q);
+    cluster_query(q->node->cluster, kind, tenant, p, clock_wall_ms(&q->node->clock), query_answered,
+                  q);
+}
+
 /* format, when not NULL, replaces the request's own (an endpoint that is a
  * render in one fixed format). */
 static void start_query_as(node_t *n, http_exchange_t *ex, const http_request_t *r,
@@ -549,7 +578,7 @@ static void start_query_as(node_t *n, http_exchange_t *ex, const http_request_t 
     query_params_t p = {0};
     query_params_of(r, &p);
     if (format != NULL) p.format = format;
-    cluster_query(n->cluster, kind, tenant, &p, clock_wall_ms(&n->clock), query_answered, q);
+    run_query(q, kind, tenant, &p);
 }
 
 static void start_query(node_t *n, http_exchange_t *ex, const http_request_t *r, query_kind_t kind)
@@ -604,8 +633,7 @@ static void route_profile(node_t *n, http_exchange_t *ex, const http_request_t *
     query_params_t p = {0};
     query_params_of(r, &p);
     p.id = r->path + strlen("/api/profiles/");
-    cluster_query(n->cluster, QUERY_KIND_PROFILE, tenant, &p, clock_wall_ms(&n->clock),
-                  query_answered, q);
+    run_query(q, QUERY_KIND_PROFILE, tenant, &p);
 }
 
 /* GET /api/top: the render of the selection, answered as its top functions

@@ -6,7 +6,8 @@
  * bodies are kept; when all came back (on the loop), the first failure
  * answers with its group's prefix, else one pool job joins the bodies and
  * the loop answers, with X-Flamedb-Partial naming each group one of whose
- * queries was partial.
+ * queries was partial. A client that goes away cancels the queries running,
+ * starts no more, and drops the join job unless it runs.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,9 @@ struct fanout {
     buf_t *bodies;
     int partial[ROUTES_FANOUT_MAX_GROUPS]; /* per group: some query answered partially */
     workq_job_t work;
+    size_t held;   /* answer bodies counted in query-memory-bytes */
+    int joining;   /* the join job was submitted */
+    int cancelled; /* the client went away */
     int rc;
     errmsg_t em;
     query_result_t result;
@@ -44,6 +48,7 @@ struct fanout {
 
 static void fanout_free(fanout_t *f)
 {
+    cluster_query_release(f->node->cluster, f->held);
     for (size_t i = 0; i < f->nq; i++)
         buf_free(&f->q[i].body);
     if (f->spec.ctx_free != NULL) f->spec.ctx_free(f->spec.ctx);
@@ -80,6 +85,13 @@ static void join_work(workq_job_t *w)
 static void join_done(workq_job_t *w, int status)
 {
     fanout_t *f = w->data;
+    if (f->cancelled) {
+        errmsg_t em;
+        errmsg_set(&em, ERR_UNAVAILABLE, "cancelled: the client closed the connection");
+        routes_respond_cancelled(f->ex, &em);
+        fanout_free(f);
+        return;
+    }
     if (status != 0 && f->rc == 0)
         f->rc = errmsg_set(&f->em, ERR_UNAVAILABLE, "request cancelled: the node is stopping");
     if (f->rc != 0) {
@@ -103,6 +115,13 @@ static void join_done(workq_job_t *w, int status)
 /* Everything is back: the first failure answers, else the join job. */
 static void all_done(fanout_t *f)
 {
+    if (f->cancelled) {
+        errmsg_t em;
+        errmsg_set(&em, ERR_UNAVAILABLE, "cancelled: the client closed the connection");
+        routes_respond_cancelled(f->ex, &em);
+        fanout_free(f);
+        return;
+    }
     for (size_t i = 0; i < f->nq; i++) {
         fq_t *q = &f->q[i];
         if (q->rc == 0) continue;
@@ -114,6 +133,7 @@ static void all_done(fanout_t *f)
         return;
     }
     f->work.data = f;
+    f->joining = 1;
     if (workq_submit(f->node->workq, WORKQ_QUERY, &f->work, join_work, join_done) != 0) {
         errmsg_t em;
         errmsg_set(&em, ERR_UNAVAILABLE, "cannot queue work");
@@ -146,6 +166,13 @@ static void answered(void *arg, cluster_answer_t *a)
     if (a->rc == 0) {
         q->body = a->result.body; /* taken */
         buf_init(&a->result.body, 0);
+        /* bodies wait here for the others: they count as query memory */
+        if (cluster_query_hold(f->node->cluster, q->body.len, &q->em) == 0) {
+            f->held += q->body.len;
+        } else {
+            q->rc = ERR_UNAVAILABLE;
+            buf_free(&q->body);
+        }
         snprintf(q->partial, sizeof q->partial, "%s", a->partial_header);
         f->partial[q->q.group] |= q->partial[0] != 0;
     }
@@ -154,6 +181,27 @@ static void answered(void *arg, cluster_answer_t *a)
         all_done(f);
     else
         start_more(f);
+}
+
+/* The client went away: queries not started never will be (they leave
+ * `pending`), the running ones are cancelled (each answers from inside
+ * cluster_query_cancel), and a reference is held across, so all_done runs
+ * once, at the end, and answers into the void. */
+static void fanout_gone(void *arg)
+{
+    fanout_t *f = arg;
+    f->cancelled = 1;
+    if (f->joining) {
+        workq_cancel(&f->work); /* not started: join_done answers now */
+        return;
+    }
+    size_t started = f->next;
+    f->pending -= (int)(f->nq - f->next);
+    f->next = f->nq;
+    f->pending++;
+    for (size_t i = 0; i < started; i++)
+        cluster_query_cancel(f->node->cluster, &f->q[i]); /* no-op once answered */
+    if (--f->pending == 0) all_done(f);
 }
 
 void routes_fanout(node_t *n, http_exchange_t *ex, const char *tenant,
@@ -188,5 +236,6 @@ void routes_fanout(node_t *n, http_exchange_t *ex, const char *tenant,
         buf_init(&f->q[i].body, 0);
     }
     f->pending = (int)nq;
+    http_exchange_on_gone(ex, fanout_gone, f);
     start_more(f);
 }

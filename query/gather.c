@@ -79,6 +79,26 @@ void query_gather_free(query_gather_t *g)
     free(g);
 }
 
+size_t query_gather_bytes(const query_gather_t *g)
+{
+    if (g == NULL) return 0;
+    size_t n = sizeof *g + g->value_bytes + g->values.n * 2 * sizeof(void *) +
+               (g->shares_cap + g->share_tls_cap + g->tl.n) * sizeof(int64_t);
+    if (g->tree != NULL) n += calltree_mem_bytes(g->tree);
+    if (g->syms != NULL) n += symtab_mem_bytes(g->syms);
+    return n;
+}
+
+size_t query_partial_bytes(const query_partial_t *p)
+{
+    size_t n = sizeof *p + p->tl.n * sizeof(int64_t) + p->nvalues * sizeof(char *);
+    if (p->tree != NULL) n += calltree_mem_bytes(p->tree);
+    if (p->syms != NULL) n += symtab_mem_bytes(p->syms);
+    for (size_t i = 0; i < p->nvalues; i++)
+        n += strlen(p->values[i]) + 1;
+    return n;
+}
+
 /* ---- pieces ---- */
 
 static int tree_limit(const query_gather_t *g, errmsg_t *em)

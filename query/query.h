@@ -550,12 +550,17 @@ typedef struct query_partial {
 int query_partial_run(storage_t *st, const char *tenant, const query_partial_args_t *a,
                       const query_limits_t *lim, query_partial_t *out, errmsg_t *em);
 void query_partial_free(query_partial_t *p);
+/* About the heap bytes p holds (tree, symbols, values): for memory budgets. */
+size_t query_partial_bytes(const query_partial_t *p);
 
 /* The coordinator's accumulator. Not thread-safe: one thread at a time.
  * Caller owns; free with query_gather_free(). spec is borrowed until then. */
 typedef struct query_gather query_gather_t;
 int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_gather_t **out);
 void query_gather_free(query_gather_t *g);
+/* About the heap bytes g holds (merged tree, symbols, values, timelines),
+ * for memory budgets; NULL is 0. */
+size_t query_gather_bytes(const query_gather_t *g);
 
 /* Adds a partial computed in this process; may take its tree, symbols and
  * timeline (p stays safe to free). */

@@ -100,6 +100,7 @@ static int gc_one(storage_t *s, const uint8_t *k, size_t kn, const uint8_t *v, s
     if (!has_live_block(s, k, kn)) { /* again, now that writers wait */
         rc = delete_series(s, tenant, token, series_id, k, kn, v, vn);
         if (rc == 0) (*removed)++;
+        if (rc == 0) storage_tseries_release(s, tenant, 1); /* tenant-max-series */
     }
     storage_nodetab_release(s, t, 0);
     return rc;

@@ -102,8 +102,11 @@ int storage_merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, 
  * ancestors (parents have smaller ids, so one descending pass does it). */
 static void mark_needed(const nodetab_t *t, const acc_t *a, size_t count, uint8_t *needed)
 {
-    for (size_t id = 0; id < a->cap && id < count; id++)
-        needed[id] = a->val[id] != 0;
+    /* every byte is set: ids past the blocks' largest are not needed (a
+     * malloc'd tail left as it was made the tree reserve and create nodes
+     * for garbage: 40x the memory, and empty nodes in the answer) */
+    for (size_t id = 0; id < count; id++)
+        needed[id] = id < a->cap && a->val[id] != 0;
     for (size_t id = count; id-- > 1;)
         if (needed[id]) needed[storage_nodetab_parent(t, (uint32_t)id)] = 1;
 }

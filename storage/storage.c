@@ -328,6 +328,8 @@ int storage_open(const storage_options_t *o, storage_t **out, errmsg_t *em)
     rc = open_db(s, em);
     if (rc == 0) rc = check_format(s, em);
     if (rc == 0) rc = storage_hints_open(s, em);
+    if (rc == 0 && storage_tseries_open(s) != 0)
+        rc = errmsg_set(em, ERR_IO, "storage: cannot count the series per tenant");
     if (rc == 0 && storage_gc_start(s) != 0)
         rc = errmsg_set(em, ERR_INTERNAL, "storage: cannot start the series collector");
     if (rc != 0) {
@@ -377,6 +379,7 @@ void storage_close(storage_t *s)
     if (s->wopts != NULL) rocksdb_writeoptions_destroy(s->wopts);
     storage_idcache_free(&s->symbol_cache);
     storage_idcache_free(&s->series_cache);
+    storage_tseries_close(s);
     storage_nodetab_cache_free(s);
     storage_symcache_free(&s->symcache);
     storage_hints_free(s);

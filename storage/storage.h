@@ -75,6 +75,10 @@ typedef struct storage_options {
     uint32_t max_stack_nodes; /* stack nodes per placement token (service shard); past it new
                                * stacks fold into "other" nodes (nodetab.c) */
     int max_background_jobs;
+    /* Series one tenant may have in this store; a write that would store
+     * more fails with ERR_LIMIT naming tenant-max-series. 0 = no limit (and
+     * nothing is counted). */
+    size_t tenant_max_series;
 } storage_options_t;
 
 /* Defaults: 256 MiB cache, 256 MiB memtables, retention 1d/7d/30d/90d/forever, seen 7d,
@@ -261,6 +265,9 @@ typedef struct storage_stats {
     uint64_t gc_series;         /* empty series deleted since open */
 } storage_stats_t;
 int storage_stats(storage_t *s, storage_stats_t *out);
+/* Series tenant has in this store, as counted for tenant_max_series (0 when
+ * that limit is off). Thread-safe. */
+size_t storage_tenant_series(storage_t *s, const char *tenant);
 
 /* Deletes every series none of whose blocks is alive any more (retention
  * dropped them all), with its postings; *removed gets how many. Safe next

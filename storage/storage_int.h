@@ -20,6 +20,7 @@
 
 #include "common/clock.h"
 #include "common/list.h"
+#include "common/u64map.h"
 
 #include "common/buf.h"
 #include "common/err.h"
@@ -139,6 +140,15 @@ typedef struct nodetab_cache {
     size_t bytes, max_bytes;
 } nodetab_cache_t;
 
+/* tseries.c: series per tenant on this node, for tenant_max_series. */
+typedef struct storage_tseries {
+    pthread_mutex_t mu;
+    int on;         /* tenant_max_series > 0: counted */
+    u64map_t index; /* hash of the tenant -> index into counts */
+    uint64_t *counts;
+    size_t n, cap;
+} storage_tseries_t;
+
 struct storage {
     rocksdb_t *db;
     rocksdb_column_family_handle_t *cf[CF_COUNT];
@@ -167,7 +177,19 @@ struct storage {
         pthread_cond_t cv;
         int stop, running;
     } gc;
+    storage_tseries_t tseries;
 };
+
+/* --- series per tenant (tseries.c) --------------------------------------- */
+
+/* Counts the series column family's keys per tenant (when the limit is on). */
+int storage_tseries_open(storage_t *s);
+void storage_tseries_close(storage_t *s);
+/* Takes n more series of tenant: 0, or ERR_LIMIT naming tenant-max-series
+ * (nothing taken). */
+int storage_tseries_reserve(storage_t *s, const char *tenant, size_t n, errmsg_t *em);
+/* Gives back n series of tenant (a failed commit, a collected series). */
+void storage_tseries_release(storage_t *s, const char *tenant, size_t n);
 
 /* --- clock (tests) ------------------------------------------------------- */
 

@@ -38,15 +38,23 @@ typedef struct wctx {
     nodetab_t **tabs; /* locked node tables of the series written, by token */
     size_t ntabs;
     sparse_vec_t vec;
-    uint32_t *map;   /* calltree node -> stack-node id */
-    uint32_t *bfs;   /* calltree nodes in breadth-first order */
-    uint64_t *order; /* (id << 32 | position) for sorting */
+    uint32_t *map;       /* calltree node -> stack-node id */
+    uint32_t *bfs;       /* calltree nodes in breadth-first order */
+    uint64_t *order;     /* (id << 32 | position) for sorting */
+    uint64_t *order_tmp; /* radix sort scratch, as large as order */
     size_t map_cap;
     buf_t enc, tmp;
     u64map_t syms;   /* symbol-cache keys this batch writes */
     u64map_t series; /* series-cache keys this batch writes */
+    /* The tree mapped last (map holds its ids), its token and how many of
+     * its nodes were folded into "other": a series of the same shape (a
+     * profile's sample types that share their stacks) reuses them. */
+    const calltree_t *prev;
+    uint64_t prev_token;
+    size_t prev_folded;
     uint64_t tenant_hash;
     int64_t now, t_s;
+    size_t new_series; /* series the store did not hold (counted when tenant-max-series is on) */
     errmsg_t *em;
 } wctx_t;
 
@@ -82,6 +90,22 @@ static int put_symbol(void *ctx, uint64_t sym)
     return 0;
 }
 
+/* With tenant-max-series on, a series the cache does not know is looked up:
+ * one the store does not hold is new, and counts. The series' node table
+ * lock, held until the commit, keeps another writer of it (or the
+ * collector) from changing the answer meanwhile. */
+static int count_if_new(wctx_t *w, const skey_t *k)
+{
+    if (!w->s->tseries.on) return 0;
+    char *err = NULL;
+    rocksdb_pinnableslice_t *v = rocksdb_get_pinned_cf(w->s->db, w->s->ropts, w->s->cf[CF_SERIES],
+                                                       (const char *)k->b, k->n, &err);
+    int rc = storage_rocks_err(err, w->em, "series lookup");
+    if (rc == 0 && v == NULL) w->new_series++;
+    rocksdb_pinnableslice_destroy(v);
+    return rc;
+}
+
 /* Labels and postings, unless this series is known to be stored. */
 static int put_series(wctx_t *w, const storage_series_write_t *sw)
 {
@@ -89,11 +113,13 @@ static int put_series(wctx_t *w, const storage_series_write_t *sw)
     if (storage_idcache_has(&w->s->series_cache, ck)) return 0;
     int added = key_set_add(&w->series, ck);
     if (added <= 0) return added == 0 ? 0 : errmsg_set(w->em, added, "out of memory");
-    buf_reset(&w->tmp);
-    int rc = labels_encode(sw->labels, &w->tmp);
-    if (rc != 0) return errmsg_set(w->em, rc, "series labels: %s", err_message(rc));
     skey_t k;
     storage_key_series(&k, sw->token, w->p->tenant, sw->series_id);
+    int rc = count_if_new(w, &k);
+    if (rc != 0) return rc;
+    buf_reset(&w->tmp);
+    rc = labels_encode(sw->labels, &w->tmp);
+    if (rc != 0) return errmsg_set(w->em, rc, "series labels: %s", err_message(rc));
     rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_SERIES], (const char *)k.b, k.n,
                               (const char *)w->tmp.data, w->tmp.len);
     for (size_t i = 0; i < labels_count(sw->labels); i++) {
@@ -122,6 +148,37 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Sorts a[0..n) ascending: a radix sort by bytes, least significant first,
+ * skipping the bytes every key shares (a block's keys are id << 32 | node,
+ * so about 5 of 8 bytes vary): a few linear passes instead of a comparison
+ * sort's n log n calls. tmp has room for n keys. */
+static void sort_keys(uint64_t *a, uint64_t *tmp, size_t n)
+{
+    uint64_t any = 0, all = ~(uint64_t)0;
+    for (size_t i = 0; i < n; i++) {
+        any |= a[i];
+        all &= a[i];
+    }
+    uint64_t *src = a, *dst = tmp;
+    for (int shift = 0; shift < 64; shift += 8) {
+        if ((((any ^ all) >> shift) & 0xff) == 0) continue; /* one value: already in order */
+        size_t pos[256] = {0};
+        for (size_t i = 0; i < n; i++)
+            pos[(src[i] >> shift) & 0xff]++;
+        for (size_t d = 0, sum = 0; d < 256; d++) {
+            size_t c = pos[d];
+            pos[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            dst[pos[(src[i] >> shift) & 0xff]++] = src[i];
+        uint64_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a) memcpy(a, src, n * sizeof *a);
+}
+
 static nodetab_t *tab_of(wctx_t *w, uint64_t token)
 {
     for (size_t i = 0; i < w->ntabs; i++)
@@ -138,6 +195,9 @@ static int grow_map(wctx_t *w, size_t n)
     uint64_t *o = realloc(w->order, n * sizeof *o);
     if (o == NULL) return ERR_NOMEM;
     w->order = o;
+    o = realloc(w->order_tmp, n * sizeof *o);
+    if (o == NULL) return ERR_NOMEM;
+    w->order_tmp = o;
     uint32_t *b = realloc(w->bfs, n * sizeof *b);
     if (b == NULL) return ERR_NOMEM;
     w->bfs = b;
@@ -145,43 +205,36 @@ static int grow_map(wctx_t *w, size_t n)
     return 0;
 }
 
-/* Maps the tree onto its token's stack-node table (new nodes go into the
- * batch) and encodes its self values as a sparse block into w->enc. */
-static int encode_block(wctx_t *w, const storage_series_write_t *sw)
+/* Maps the tree onto table t (new nodes go into the batch): w->map. */
+static int map_tree(wctx_t *w, const storage_series_write_t *sw, nodetab_t *t)
 {
-    nodetab_t *t = tab_of(w, sw->token);
     size_t n = calltree_node_count(sw->tree);
-    if (t == NULL) return errmsg_set(w->em, ERR_INTERNAL, "node table of the series not held");
-    int rc = grow_map(w, n);
-    if (rc == 0) rc = storage_sparse_reserve(&w->vec, n);
-    if (rc != 0) return errmsg_set(w->em, rc, "out of memory");
+    const calltree_node_t *nd = calltree_nodes(sw->tree);
+    int rc;
     /* Breadth-first order: every node's parent is looked up a level earlier,
      * so the hash slot of a node PREFETCH_AHEAD places further on can be
      * fetched while this one is looked up; lookups into a large table are
      * independent cache misses, and overlapping them is most of the cost. */
     uint32_t *bfs = w->bfs;
     size_t head = 0, tail = 0;
-    for (uint32_t c = calltree_first_child(sw->tree, 0); c != CALLTREE_NONE;
-         c = calltree_next_sibling(sw->tree, c))
+    for (uint32_t c = nd[0].first_child; c != CALLTREE_NONE; c = nd[c].next_sibling)
         bfs[tail++] = c;
     while (head < tail) {
         uint32_t v = bfs[head++];
-        for (uint32_t c = calltree_first_child(sw->tree, v); c != CALLTREE_NONE;
-             c = calltree_next_sibling(sw->tree, c))
+        for (uint32_t c = nd[v].first_child; c != CALLTREE_NONE; c = nd[c].next_sibling)
             bfs[tail++] = c;
     }
     memset(w->map, 0xff, n * sizeof *w->map); /* UINT32_MAX: not mapped yet */
     w->map[0] = 0;
     /* Pass 1, breadth first: find the nodes the table already has. */
     for (size_t k = 0; k < tail; k++) {
-        uint32_t i = bfs[k], p = calltree_parent(sw->tree, i);
+        uint32_t i = bfs[k], p = nd[i].parent;
         if (k + PREFETCH_AHEAD < tail) {
-            uint32_t a = bfs[k + PREFETCH_AHEAD], ap = calltree_parent(sw->tree, a);
-            if (w->map[ap] != UINT32_MAX)
-                storage_nodetab_prefetch(t, w->map[ap], calltree_sym(sw->tree, a));
+            uint32_t a = bfs[k + PREFETCH_AHEAD], ap = nd[a].parent;
+            if (w->map[ap] != UINT32_MAX) storage_nodetab_prefetch(t, w->map[ap], nd[a].sym);
         }
         if (w->map[p] == UINT32_MAX) continue; /* a new parent: its children are new too */
-        rc = storage_nodetab_child(w->s, t, w->map[p], calltree_sym(sw->tree, i), NULL, &w->map[i]);
+        rc = storage_nodetab_child(w->s, t, w->map[p], nd[i].sym, NULL, &w->map[i]);
         if (rc == ERR_NOT_FOUND)
             w->map[i] = UINT32_MAX;
         else if (rc != 0)
@@ -192,28 +245,51 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw)
     size_t folded = 0;
     for (uint32_t i = 1; i < n; i++) {
         if (w->map[i] != UINT32_MAX) continue;
-        uint32_t pm = w->map[calltree_parent(sw->tree, i)];
-        rc = storage_nodetab_child(w->s, t, pm, calltree_sym(sw->tree, i), w->wb, &w->map[i]);
+        uint32_t pm = w->map[nd[i].parent];
+        rc = storage_nodetab_child(w->s, t, pm, nd[i].sym, w->wb, &w->map[i]);
         if (rc == ERR_LIMIT) { /* the table is full: degrade, never refuse the service */
             rc = storage_nodetab_other(w->s, t, pm, &w->map[i]);
             folded++;
         }
         if (rc != 0) return errmsg_set(w->em, rc, "stack-node table: %s", err_message(rc));
     }
-    if (folded > 0) atomic_fetch_add(&w->s->counters.folded_stacks, folded);
+    w->prev_folded = folded;
+    return 0;
+}
+
+/* Maps the tree onto its token's stack-node table (map_tree, or the map of
+ * the previous tree when same_shape and its table is this one: the lookups
+ * would find the same ids) and encodes its self values as a sparse block into
+ * w->enc. */
+static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_shape)
+{
+    nodetab_t *t = tab_of(w, sw->token);
+    size_t n = calltree_node_count(sw->tree);
+    if (t == NULL) return errmsg_set(w->em, ERR_INTERNAL, "node table of the series not held");
+    int rc = grow_map(w, n);
+    if (rc == 0) rc = storage_sparse_reserve(&w->vec, n);
+    if (rc != 0) return errmsg_set(w->em, rc, "out of memory");
+    bool reuse = same_shape && w->prev_token == sw->token;
+    w->prev = NULL; /* until this tree's map is complete */
+    if (!reuse && (rc = map_tree(w, sw, t)) != 0) return rc;
+    w->prev = sw->tree;
+    w->prev_token = sw->token;
+    /* as many nodes fold as when the previous tree was mapped: count them again */
+    if (w->prev_folded > 0) atomic_fetch_add(&w->s->counters.folded_stacks, w->prev_folded);
     size_t k = 0;
     uint32_t table_nodes = storage_nodetab_count(t);
+    const calltree_node_t *nd = calltree_nodes(sw->tree);
     for (uint32_t i = 0; i < n; i++) {
         /* Every node is mapped, to a node the table (and this batch) holds:
          * a block naming another id would read back as someone else's stack. */
         ASSERT_ALWAYS(w->map[i] < table_nodes);
-        if (calltree_self(sw->tree, i) != 0) w->order[k++] = (uint64_t)w->map[i] << 32 | i;
+        if (nd[i].self != 0) w->order[k++] = (uint64_t)w->map[i] << 32 | i;
     }
-    qsort(w->order, k, sizeof *w->order, cmp_u64);
+    sort_keys(w->order, w->order_tmp, k);
     size_t m = 0; /* nodes folded into one "other" node share its id: add them up */
     for (size_t j = 0; j < k; j++) {
         uint32_t id = (uint32_t)(w->order[j] >> 32);
-        int64_t v = calltree_self(sw->tree, (uint32_t)w->order[j]);
+        int64_t v = nd[(uint32_t)w->order[j]].self;
         if (m > 0 && w->vec.id[m - 1] == id) {
             w->vec.val[m - 1] = (int64_t)((uint64_t)w->vec.val[m - 1] + (uint64_t)v);
         } else {
@@ -307,9 +383,11 @@ static int put_one(wctx_t *w, const storage_series_write_t *sw)
                               (const char *)pv, sizeof pv);
     int rc = put_series(w, sw);
     if (rc != 0) return rc;
-    rc = calltree_for_each_symbol(sw->tree, put_symbol, w);
+    /* a tree of the previous tree's shape has its symbols, just written or known */
+    bool same = w->prev != NULL && calltree_same_shape(w->prev, sw->tree);
+    if (!same) rc = calltree_for_each_symbol(sw->tree, put_symbol, w);
     if (rc != 0) return rc; /* put_symbol set em */
-    rc = encode_block(w, sw);
+    rc = encode_block(w, sw, same);
     if (rc == 0) rc = put_ptree(w, sw, total);
     if (rc != 0) return rc;
     put_windows(w, sw, total);
@@ -404,10 +482,15 @@ static int build_and_commit(wctx_t *w, const unsigned char *todo)
         if ((rc = storage_nodetab_stage(w->s, w->tabs[i], w->wb, &w->tmp)) != 0)
             errmsg_set(w->em, rc, "stack-node table: %s", err_message(rc));
     if (rc != 0) return rc;
+    rc = storage_tseries_reserve(w->s, w->p->tenant, w->new_series, w->em);
+    if (rc != 0) return rc;
     char *err = NULL;
     rocksdb_write(w->s->db, w->s->wopts, w->wb, &err);
     rc = storage_rocks_err(err, w->em, "write profile");
-    if (rc != 0) return rc;
+    if (rc != 0) {
+        storage_tseries_release(w->s, w->p->tenant, w->new_series);
+        return rc;
+    }
     /* Committed: now the caches may say so. */
     for (size_t i = 0; i < w->syms.cap; i++)
         if (u64map_used(&w->syms, i))
@@ -494,6 +577,7 @@ int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t
     u64map_free(&w.series);
     free(w.map);
     free(w.order);
+    free(w.order_tmp);
     free(w.bfs);
     storage_sparse_free(&w.vec);
     buf_free(&w.enc);

@@ -71,6 +71,7 @@ typedef struct cluster_inputs {
     query_limits_t query;           /* limits of every query this node runs or gathers */
     size_t max_tree_nodes;          /* bounds call trees decoded from other nodes */
     size_t max_inflight_bytes;      /* packed writes held at once (coordinator and replica) */
+    size_t query_memory_bytes;      /* partial results of coordinated queries; 0: no budget */
     int64_t seen_retention_seconds; /* hints expire before the profile ids they carry */
     int64_t max_future_seconds;     /* ingest's bound on profile times (repair's span) */
     const clock_source_t *clock;    /* time of deadlines, gossip and hints; NULL: the real one */
@@ -178,6 +179,20 @@ typedef void (*cluster_answer_fn)(void *arg, cluster_answer_t *ans);
  * request's wall clock (unix ms). */
 void cluster_query(cluster_t *c, query_kind_t kind, const char *tenant, const query_params_t *p,
                    int64_t now_ms, cluster_answer_fn done, void *arg);
+/* Cancels the query started with arg, whose client went away: done(arg)
+ * runs before this returns, with ERR_UNAVAILABLE ("cancelled"); the asks
+ * still waiting are dropped (other nodes may finish their share, which is
+ * then dropped), pool jobs not started are not run, and the partial results
+ * gathered so far are freed at once (by the job merging into them, when one
+ * runs, as it ends). Does nothing when that query was answered. */
+void cluster_query_cancel(cluster_t *c, void *arg);
+/* Counts bytes of query answers held outside a query (the bodies a request
+ * built from several queries keeps until it joins them) in the node's
+ * query-memory-bytes: 0, or ERR_UNAVAILABLE with em naming the setting when
+ * they would pass it (then nothing is counted). Give them back with
+ * cluster_query_release. */
+int cluster_query_hold(cluster_t *c, size_t bytes, errmsg_t *em);
+void cluster_query_release(cluster_t *c, size_t bytes);
 
 /* ---------------------------------------------------------------- repair */
 

@@ -89,6 +89,21 @@ void cluster_query(cluster_t *c, query_kind_t kind, const char *tenant, const qu
     scatter_query(c->scatter, kind, tenant, p, now_ms, done, arg);
 }
 
+void cluster_query_cancel(cluster_t *c, void *arg)
+{
+    scatter_cancel(c->scatter, arg);
+}
+
+int cluster_query_hold(cluster_t *c, size_t bytes, errmsg_t *em)
+{
+    return scatter_hold(c->scatter, bytes, em);
+}
+
+void cluster_query_release(cluster_t *c, size_t bytes)
+{
+    scatter_release(c->scatter, bytes);
+}
+
 /* ---------- repair ---------- */
 
 void cluster_repair(cluster_t *c, cluster_repair_fn done, void *arg)

@@ -172,6 +172,12 @@ typedef struct repair_stats {
     buf_t unreached, failed; /* JSON array members */
 } repair_stats_t;
 
+/* Stores the writes of one fetch answer (any thread; r's storage and write
+ * options only). A write this replica refuses with a limit
+ * (tenant-max-series) counts in st->unavailable and the others go on. */
+int repair_store_fetched(repair_t *r, const Flamedb__Cluster__RepairAnswer *a, repair_stats_t *st,
+                         errmsg_t *em);
+
 struct repair {
     uv_loop_t *loop;
     storage_t *storage;

@@ -100,25 +100,42 @@ static int list_missing(repair_t *r, const char *peer, uint64_t lo, uint64_t hi,
 }
 
 /* Stores the writes of one fetch answer. */
-static int store_fetched(repair_t *r, const Flamedb__Cluster__RepairAnswer *a, repair_stats_t *st,
+int repair_store_fetched(repair_t *r, const Flamedb__Cluster__RepairAnswer *a, repair_stats_t *st,
                          errmsg_t *em)
 {
-    uint64_t written_all = 0, bytes = 0;
+    uint64_t written_all = 0, bytes = 0, refused = 0;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < a->n_writes; i++) {
         size_t written = 0;
         rc = replicate_store_request(&r->o.write, r->storage, a->writes[i], &written, em);
+        if (rc == ERR_LIMIT) { /* tenant-max-series: this replica cannot take it; the rest can */
+            log_debug("repair", "a fetched write refused: %s", em->text);
+            refused++; /* so the pass is not complete: this replica stays short */
+            em->text[0] = 0;
+            rc = 0;
+            continue;
+        }
         if (rc != 0) break;
         written_all += written;
         bytes += protobuf_c_message_get_packed_size(&a->writes[i]->base);
     }
     st->written += written_all;
     st->bytes += bytes;
-    st->unavailable += a->unavailable;
-    uv_mutex_lock(&r->mu); /* counted as it streams: progress is visible during a long pass */
-    r->counters.series += written_all;
-    r->counters.bytes += bytes;
-    r->counters.unavailable += a->unavailable;
+    st->unavailable += a->unavailable + refused;
+    return rc;
+}
+
+/* repair_store_fetched, counted as it streams (not only at the pass's end):
+ * progress is visible in /metrics during a long pass. */
+static int store_counted(repair_t *r, const Flamedb__Cluster__RepairAnswer *a, repair_stats_t *st,
+                         errmsg_t *em)
+{
+    repair_stats_t before = *st;
+    int rc = repair_store_fetched(r, a, st, em);
+    uv_mutex_lock(&r->mu);
+    r->counters.series += st->written - before.written;
+    r->counters.bytes += st->bytes - before.bytes;
+    r->counters.unavailable += st->unavailable - before.unavailable;
     uv_mutex_unlock(&r->mu);
     return rc;
 }
@@ -162,7 +179,7 @@ static int fetch(repair_t *r, const char *peer, const wants_t *w, repair_stats_t
         if (a->handled == 0 || a->handled > n)
             rc = errmsg_set(em, ERR_CORRUPT, "%s: fetch answered %u of %zu", peer, a->handled, n);
         else
-            rc = store_fetched(r, a, st, em);
+            rc = store_counted(r, a, st, em);
         if (rc == 0) at += a->handled;
         cluster_msg_free(&ans);
         throttle(r, st);

@@ -122,7 +122,7 @@ static void evaluate(replicate_write_t *rw)
     } else if (replicate_quorum_lost(rw) || rw->outstanding == 0) {
         errmsg_t em = {{0}};
         replicate_quorum_reason(rw, &em);
-        respond(rw, ERR_UNAVAILABLE, &em);
+        respond(rw, replicate_quorum_status(rw), &em);
     }
 }
 

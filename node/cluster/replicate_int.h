@@ -256,6 +256,10 @@ int replicate_quorum_met(const replicate_write_t *rw);
 int replicate_quorum_lost(const replicate_write_t *rw);
 /* The 503 reason: how many replicas acknowledged, which did not and why. */
 void replicate_quorum_reason(const replicate_write_t *rw, errmsg_t *em);
+/* The error of a lost quorum: ERR_LIMIT when every replica that did not
+ * acknowledge refused with a limit (tenant-max-series: a retry would fail
+ * the same way), else ERR_UNAVAILABLE. */
+int replicate_quorum_status(const replicate_write_t *rw);
 
 /* Packs target ti's WriteRequest as a HintRecord and stores it (pool
  * thread). Counts into rw->hints_stored / hints_dropped. */

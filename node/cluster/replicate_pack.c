@@ -136,6 +136,18 @@ int replicate_quorum_lost(const replicate_write_t *rw)
     return 0;
 }
 
+int replicate_quorum_status(const replicate_write_t *rw)
+{
+    int limit = 0;
+    for (uint32_t ti = 0; ti < rw->nt; ti++) {
+        const rtarget_t *t = &rw->t[ti];
+        if (t->state == TS_ACKED) continue;
+        if (t->state != TS_REFUSED || t->status != ERR_LIMIT) return ERR_UNAVAILABLE;
+        limit = 1;
+    }
+    return limit ? ERR_LIMIT : ERR_UNAVAILABLE;
+}
+
 void replicate_quorum_reason(const replicate_write_t *rw, errmsg_t *em)
 {
     uint32_t worst = 0, failing = 0;

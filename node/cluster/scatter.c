@@ -23,6 +23,7 @@ void scatter_options_default(scatter_options_t *o)
     o->shards.n = 0;
     o->max_inflight = 256;
     o->max_serving = 64;
+    o->max_memory_bytes = 0;
     query_limits_default(&o->limits);
     o->clock = clock_real();
     o->workq = NULL;
@@ -42,6 +43,7 @@ int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_
     o.limits = in->query;
     o.clock = c->clock;
     o.workq = in->workq;
+    o.max_memory_bytes = in->query_memory_bytes;
     cluster_ops_t ops;
     cluster_ops_of(c, &ops);
     int rc = scatter_new(loop, storage, &o, &ops, out, em);
@@ -100,6 +102,8 @@ void scatter_free(scatter_t *s)
 void scatter_stats(const scatter_t *s, scatter_stats_t *out)
 {
     *out = s->stats;
+    out->inflight = s->ninflight;
+    out->memory_bytes = s->mem_bytes;
 }
 
 void scatter_stats_register(const scatter_stats_t *st, metrics_registry_t *r)
@@ -107,13 +111,66 @@ void scatter_stats_register(const scatter_stats_t *st, metrics_registry_t *r)
 #define SCATTER_DEF(field, metric, help) METRICS_U64_DEF(scatter_stats_t, field, metric, help),
     static const metrics_u64_def_t counters[] = {SCATTER_COUNTERS(SCATTER_DEF)};
 #undef SCATTER_DEF
+    static const metrics_u64_def_t gauges[] = {
+        {"flamedb_scatter_queries_in_flight", "Queries this node coordinates now.", METRICS_GAUGE,
+         offsetof(scatter_stats_t, inflight)},
+        {"flamedb_scatter_memory_bytes",
+         "Partial results held by the queries this node coordinates (answers waiting to be "
+         "merged, merged trees, encoded answers), bounded by query-memory-bytes.",
+         METRICS_GAUGE, offsetof(scatter_stats_t, memory_bytes)},
+    };
     metrics_add_u64_array(r, counters, sizeof counters / sizeof *counters, st);
+    metrics_add_u64_array(r, gauges, sizeof gauges / sizeof *gauges, st);
+}
+
+int scatter_hold(scatter_t *s, size_t bytes, errmsg_t *em)
+{
+    if (s->o.max_memory_bytes != 0 && s->mem_bytes + bytes > s->o.max_memory_bytes) {
+        s->stats.memory_refused++;
+        return errmsg_set(em, ERR_UNAVAILABLE,
+                          "server busy: %zu more bytes of query answers would exceed %zu bytes "
+                          "(query-memory-bytes); retry later or narrow the query",
+                          bytes, s->o.max_memory_bytes);
+    }
+    s->mem_bytes += bytes;
+    return 0;
+}
+
+void scatter_release(scatter_t *s, size_t bytes)
+{
+    s->mem_bytes -= bytes;
 }
 
 /* ---------- one query's lifetime ---------- */
 
+/* Releases what q holds from the budget: its gather and answers go now. */
+static void scatter_q_uncharge(scatter_q_t *q)
+{
+    q->s->mem_bytes -= q->mem_charged;
+    q->mem_charged = 0;
+}
+
+void scatter_q_charge(scatter_q_t *q)
+{
+    scatter_t *s = q->s;
+    size_t held = q->items_bytes + q->gather_bytes + q->answer_bytes;
+    s->mem_bytes = s->mem_bytes - q->mem_charged + held;
+    q->mem_charged = held;
+    if (s->o.max_memory_bytes == 0 || s->mem_bytes <= s->o.max_memory_bytes || q->answered ||
+        q->rc != 0)
+        return;
+    s->stats.memory_refused++;
+    errmsg_t em;
+    errmsg_set(&em, ERR_UNAVAILABLE,
+               "server busy: the partial results of the queries this node coordinates would "
+               "exceed %zu bytes (query-memory-bytes); retry later or narrow the query",
+               s->o.max_memory_bytes);
+    scatter_q_fail(q, ERR_UNAVAILABLE, &em);
+}
+
 static void scatter_q_free(scatter_q_t *q)
 {
+    scatter_q_uncharge(q);
     for (size_t i = 0; i < q->nasks; i++)
         ring_ranges_free(&q->asks[i].ranges);
     free(q->asks);
@@ -149,6 +206,25 @@ static void unlink_query(scatter_q_t *q)
     s->ninflight--;
 }
 
+/* Answered: the partial results go now, unless a running job holds the
+ * gather (it goes with the query when the job ends). */
+static void release_held(scatter_q_t *q)
+{
+    while (q->queue != NULL) {
+        item_t *it = q->queue;
+        q->queue = it->next;
+        q->items_bytes -= it->bytes;
+        scatter_q_item_free(it);
+    }
+    if (!q->merging && !q->finishing) {
+        query_gather_free(q->gather);
+        q->gather = NULL;
+        q->gather_bytes = 0;
+    }
+    q->answer_bytes = 0; /* handed over */
+    scatter_q_charge(q);
+}
+
 /* Calls done once, then lets the query go (pool jobs still running keep it
  * alive until they end). */
 void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a)
@@ -158,6 +234,7 @@ void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a)
     unlink_query(q);
     if (a->rc == 0 && a->partial_header[0] != 0) q->s->stats.partial_answers++;
     q->done(q->arg, a);
+    release_held(q);
     if (q->timer_open) {
         q->timer_open = 0;
         uv_close((uv_handle_t *)&q->timer, timer_closed);
@@ -477,6 +554,15 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
         refuse(done, arg, ERR_UNAVAILABLE, &em);
         return;
     }
+    if (s->o.max_memory_bytes != 0 && s->mem_bytes >= s->o.max_memory_bytes) {
+        s->stats.memory_refused++;
+        errmsg_set(&em, ERR_UNAVAILABLE,
+                   "server busy: the partial results of the queries this node coordinates "
+                   "hold %zu bytes (query-memory-bytes); retry later",
+                   s->o.max_memory_bytes);
+        refuse(done, arg, ERR_UNAVAILABLE, &em);
+        return;
+    }
     scatter_q_t *q = calloc(1, sizeof *q);
     if (q == NULL) {
         errmsg_set(&em, ERR_NOMEM, "out of memory");
@@ -485,6 +571,7 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
     }
     q->s = s;
     q->refs = 1;
+    list_init(&q->jobs);
     q->spec.kind = kind;
     q->done = done;
     q->arg = arg;
@@ -519,6 +606,31 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
     scatter_q_unref(q);
 }
 
+/* The client went away: answer at once (the answer goes nowhere; answering
+ * frees the gather and the answers not merged yet), drop the asks still
+ * waiting (a remote node may finish its share; its answer is then dropped as
+ * late) and the jobs not started. */
+void scatter_cancel(scatter_t *s, void *arg)
+{
+    scatter_q_t *q = NULL;
+    for (list_node_t *n = list_first(&s->queries); n != NULL; n = list_next(&s->queries, n))
+        if (LIST_ENTRY(n, scatter_q_t, link)->arg == arg) {
+            q = LIST_ENTRY(n, scatter_q_t, link);
+            break;
+        }
+    if (q == NULL) return; /* answered already */
+    s->stats.cancelled++;
+    q->refs++;
+    for (size_t i = 0; i < q->nasks; i++)
+        if (q->asks[i].state == ASK_WAITING) q->asks[i].state = ASK_ABANDONED;
+    cluster_answer_t a = {.rc = ERR_UNAVAILABLE};
+    errmsg_set(&a.em, ERR_UNAVAILABLE, "cancelled: the client closed the connection");
+    query_result_init(&a.result);
+    scatter_q_answer(q, &a);
+    scatter_q_cancel_jobs(q);
+    scatter_q_unref(q);
+}
+
 /* ---------- answers from other nodes ---------- */
 
 /* The loop routes an answer by its envelope (request id, sender) and queues
@@ -547,9 +659,12 @@ void scatter_on_partial(void *ctx, cluster_msg_t *msg)
     memset(msg, 0, sizeof *msg);
     it->remote = 1;
     it->ask = idx;
+    it->bytes = it->msg.arena.total;
     a->state = ASK_ANSWERED;
     q->refs++;
     scatter_q_enqueue(q, it);
+    q->items_bytes += it->bytes;
+    scatter_q_charge(q);
     scatter_q_progress(q);
     scatter_q_unref(q);
 }

@@ -49,6 +49,10 @@ typedef struct scatter_options {
     ring_shard_policy_t shards; /* placement shards per service (the ingest setting) */
     uint32_t max_inflight;      /* queries coordinated at once; more get 503 */
     uint32_t max_serving;       /* partial queries served at once; more are refused */
+    /* Partial results all coordinated queries hold at once (answers waiting
+     * to be merged, gathers, answers encoded); over it a query fails with
+     * 503 and new ones are refused. 0: no budget. */
+    size_t max_memory_bytes;
     query_limits_t limits;
     clock_source_t clock; /* deadlines (wall clock, as carried in messages) */
     workq_t *workq;       /* the node's pool lanes (borrowed); NULL: a private one */
@@ -85,6 +89,11 @@ void scatter_on_partial(void *ctx, cluster_msg_t *msg);
  * clock (unix ms). */
 void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const query_params_t *p,
                    int64_t now_ms, cluster_answer_fn done, void *arg);
+/* Cancels the query started with arg (cluster_query_cancel). */
+void scatter_cancel(scatter_t *s, void *arg);
+/* cluster_query_hold / cluster_query_release. */
+int scatter_hold(scatter_t *s, size_t bytes, errmsg_t *em);
+void scatter_release(scatter_t *s, size_t bytes);
 
 /* Counters: field, Prometheus name, help. */
 #define SCATTER_COUNTERS(X)                                                                        \
@@ -100,12 +109,19 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
       "Partial queries refused: too many at once, too large for a message, or failed.")            \
     X(busy, "flamedb_scatter_busy_total", "Queries refused with 503: too many in flight.")         \
     X(pool_jobs, "flamedb_scatter_pool_jobs_total",                                                \
-      "Thread-pool jobs of coordinated queries (local shares, merges, finishes).")
+      "Thread-pool jobs of coordinated queries (local shares, merges, finishes).")                 \
+    X(cancelled, "flamedb_scatter_cancelled_total",                                                \
+      "Queries cancelled because their client went away before the answer.")                       \
+    X(memory_refused, "flamedb_scatter_memory_refused_total",                                      \
+      "Queries refused or failed with 503: their partial results would exceed "                    \
+      "query-memory-bytes.")
 
 typedef struct scatter_stats {
 #define SCATTER_FIELD(name, metric, help) uint64_t name;
     SCATTER_COUNTERS(SCATTER_FIELD)
 #undef SCATTER_FIELD
+    uint64_t inflight;     /* gauge: queries coordinated now */
+    uint64_t memory_bytes; /* gauge: partial results they hold (query-memory-bytes) */
 } scatter_stats_t;
 void scatter_stats(const scatter_t *s, scatter_stats_t *out);
 /* Registers st's counters on r; st is borrowed until r is rendered. */
@@ -125,6 +141,13 @@ void scatter_stats_register(const scatter_stats_t *st, metrics_registry_t *r);
 
 typedef struct scatter_q scatter_q_t;
 
+/* A pool job of a coordinated query, linked in its query from its submit
+ * to its done callback, so a cancelled query can drop the ones not started. */
+typedef struct scatter_job {
+    workq_job_t w;
+    list_node_t link; /* in scatter_q_t.jobs */
+} scatter_job_t;
+
 struct scatter {
     uv_loop_t *loop;
     workq_t *workq;     /* o.workq, or own_workq */
@@ -136,6 +159,7 @@ struct scatter {
     list_t queries;               /* coordinated, not yet answered */
     uint32_t ninflight;
     uint32_t nserving;
+    size_t mem_bytes; /* partial results held by coordinated queries (sum of mem_charged) */
     uint64_t next_id;
     int closing;
     scatter_stats_t stats;
@@ -160,8 +184,9 @@ typedef struct item {
     int remote;        /* msg holds a PartialResult envelope (body decoded by the merge job) */
     cluster_msg_t msg; /* remote: taken from the cluster */
     query_partial_t local;
-    int rc;    /* merge outcome */
-    int fatal; /* the gather may hold part of it: the query cannot be exact */
+    int rc;       /* merge outcome */
+    int fatal;    /* the gather may hold part of it: the query cannot be exact */
+    size_t bytes; /* counted in the query's items_bytes */
     errmsg_t em;
 } item_t;
 
@@ -182,6 +207,11 @@ struct scatter_q {
     ring_ranges_t missing;
     item_t *queue; /* answers not merged yet (LIFO; merge order does not matter) */
     int merging, finishing;
+    list_t jobs; /* scatter_job_t submitted, done callback not run yet */
+    /* Memory held, as counted against max_memory_bytes: answers not merged
+     * yet (queued or in a job), the gather (measured by the last job that
+     * held it) and the encoded answer; mem_charged is their sum as charged. */
+    size_t items_bytes, gather_bytes, answer_bytes, mem_charged;
     int rc; /* a failure that decides the answer (0: none) */
     errmsg_t em;
     uv_timer_t timer;
@@ -204,6 +234,10 @@ void scatter_q_fail(scatter_q_t *q, int rc, const errmsg_t *em);
  * the answer. */
 void scatter_q_progress(scatter_q_t *q);
 void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a);
+/* Charges what q holds now to the node-wide budget; over it, the query
+ * fails with ERR_UNAVAILABLE naming query-memory-bytes (answered by the next
+ * scatter_q_progress). */
+void scatter_q_charge(scatter_q_t *q);
 static inline uint64_t scatter_unix_ms(const scatter_t *s)
 {
     return (uint64_t)clock_wall_ms(&s->o.clock);
@@ -216,6 +250,9 @@ int scatter_q_run_local(scatter_q_t *q, size_t ask);
 /* Queues an answer and starts a merge job when none runs. */
 void scatter_q_enqueue(scatter_q_t *q, item_t *it);
 int scatter_q_start_merge(scatter_q_t *q);
+/* Drops the query's jobs that have not started (their done callbacks run
+ * with UV_ECANCELED, some before this returns). */
+void scatter_q_cancel_jobs(scatter_q_t *q);
 int scatter_q_start_finish(scatter_q_t *q);
 /* X-Flamedb-Partial and the JSON members for what is missing. */
 int scatter_q_describe_missing(scatter_q_t *q, char *header, size_t header_len, char **json);

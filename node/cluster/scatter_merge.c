@@ -36,6 +36,24 @@ void scatter_q_item_free(item_t *it)
     free(it);
 }
 
+/* Queues a job of q on the query lane, linked in q->jobs until its done
+ * callback (which unlinks it first). */
+static int submit(scatter_q_t *q, scatter_job_t *sj, workq_fn fn, workq_done_fn done)
+{
+    int rc = workq_submit(q->s->workq, WORKQ_QUERY, &sj->w, fn, done);
+    if (rc == 0) list_push_back(&q->jobs, &sj->link);
+    return rc;
+}
+
+void scatter_q_cancel_jobs(scatter_q_t *q)
+{
+    list_node_t *n = list_first(&q->jobs), *next;
+    for (; n != NULL; n = next) {
+        next = list_next(&q->jobs, n); /* a done callback frees only its own job */
+        workq_cancel(&LIST_ENTRY(n, scatter_job_t, link)->w);
+    }
+}
+
 void scatter_q_enqueue(scatter_q_t *q, item_t *it)
 {
     it->next = q->queue;
@@ -74,21 +92,24 @@ static void finished(scatter_q_t *q, int status)
 {
     if (status != 0 && q->ans.rc == 0)
         q->ans.rc = errmsg_set(&q->ans.em, ERR_UNAVAILABLE, "cancelled: the node is stopping");
+    q->answer_bytes = q->ans.result.body.len; /* over the budget: 503 instead */
+    scatter_q_charge(q);
     if (q->rc == 0) scatter_q_answer(q, &q->ans);
 }
 
 /* ---------- the local share ---------- */
 
 typedef struct local_job {
-    workq_job_t w;
+    scatter_job_t sj;
     scatter_q_t *q;
     size_t ask;
     item_t *it;
     query_range_t *ranges;
     size_t nranges;
-    int merge;  /* the job owns the gather: it merges its partial itself */
-    int finish; /* ... and it is the only ask: it also encodes the answer */
-    int merged; /* the gather holds the partial (success or not) */
+    int merge;           /* the job owns the gather: it merges its partial itself */
+    int finish;          /* ... and it is the only ask: it also encodes the answer */
+    int merged;          /* the gather holds the partial (success or not) */
+    size_t gather_bytes; /* measured after merging, when merge */
 } local_job_t;
 
 static void local_work(workq_job_t *w)
@@ -101,10 +122,12 @@ static void local_work(workq_job_t *w)
     a.ranges = j->ranges;
     a.nranges = j->nranges;
     it->rc = query_partial_run(q->s->storage, q->tenant, &a, &q->s->o.limits, &it->local, &it->em);
+    it->bytes = query_partial_bytes(&it->local);
     if (it->rc != 0 || !j->merge) return;
     it->rc = query_gather_add(q->gather, &it->local, &it->em);
     it->fatal = 1; /* the gather may hold part of it */
     j->merged = 1;
+    j->gather_bytes = query_gather_bytes(q->gather);
     if (it->rc == 0 && j->finish) finish_answer(q);
 }
 
@@ -114,9 +137,11 @@ static void local_done(workq_job_t *w, int status)
     scatter_q_t *q = j->q;
     item_t *it = j->it;
     ask_t *a = &q->asks[j->ask];
+    list_remove(&j->sj.link);
     if (j->merge) q->merging = 0;
     if (j->finish) q->finishing = 0;
     a->holds_gather = 0;
+    if (j->merged) q->gather_bytes = j->gather_bytes;
     if (status != 0 && it->rc == 0) it->rc = errmsg_set(&it->em, ERR_UNAVAILABLE, "cancelled");
     /* the timer never abandons an ask whose job holds the gather: its data
      * must not be merged and counted missing at once */
@@ -125,10 +150,13 @@ static void local_done(workq_job_t *w, int status)
         scatter_q_item_free(it);
     } else if (it->rc == 0) {
         a->state = ASK_ANSWERED;
-        if (j->merged)
+        if (j->merged) {
             scatter_q_item_free(it);
-        else
+        } else {
             scatter_q_enqueue(q, it);
+            q->items_bytes += it->bytes;
+        }
+        scatter_q_charge(q);
         if (j->finish) finished(q, status);
     } else if (it->fatal || scatter_error_is_final(it->rc)) {
         a->state = ASK_FAILED;
@@ -164,10 +192,10 @@ int scatter_q_run_local(scatter_q_t *q, size_t idx)
      * The only ask of the query also finishes it. */
     j->merge = !q->merging && !q->finishing;
     j->finish = j->merge && q->nasks == 1 && q->queue == NULL && prepare_finish(q) == 0;
-    j->w.data = j;
+    j->sj.w.data = j;
     /* not started by the deadline: not run; its ranges count as missing */
-    j->w.deadline_unix_ms = q->deadline_unix_ms;
-    if (workq_submit(q->s->workq, WORKQ_QUERY, &j->w, local_work, local_done) != 0) {
+    j->sj.w.deadline_unix_ms = q->deadline_unix_ms;
+    if (submit(q, &j->sj, local_work, local_done) != 0) {
         free(j);
         free(it);
         free(r);
@@ -279,11 +307,12 @@ static void merge_remote(scatter_q_t *q, item_t *it, const ring_ranges_t *asked)
 }
 
 typedef struct merge_job {
-    workq_job_t w;
+    scatter_job_t sj;
     scatter_q_t *q;
     item_t *items;
     ring_ranges_t *asked; /* per item, in order: the ranges its ask covers (borrowed) */
     int finish;           /* the last answers: the job also encodes the answer */
+    size_t gather_bytes;  /* measured after merging */
 } merge_job_t;
 
 static void merge_work(workq_job_t *w)
@@ -300,6 +329,7 @@ static void merge_work(workq_job_t *w)
         }
         ok &= it->rc == 0;
     }
+    j->gather_bytes = query_gather_bytes(j->q->gather);
     if (ok && j->finish) finish_answer(j->q);
 }
 
@@ -307,6 +337,7 @@ static void merge_done(workq_job_t *w, int status)
 {
     merge_job_t *j = w->data;
     scatter_q_t *q = j->q;
+    list_remove(&j->sj.link);
     q->merging = 0;
     int ok = 1;
     while (j->items != NULL) {
@@ -321,8 +352,11 @@ static void merge_done(workq_job_t *w, int status)
             scatter_q_fail(q, it->rc, &it->em);
         else if (it->rc != 0)
             scatter_q_ask_failed(q, it->ask, it->em.text);
+        q->items_bytes -= it->bytes;
         scatter_q_item_free(it);
     }
+    if (status == 0) q->gather_bytes = j->gather_bytes;
+    scatter_q_charge(q);
     if (j->finish) {
         q->finishing = 0;
         if (ok) finished(q, status);
@@ -352,8 +386,8 @@ int scatter_q_start_merge(scatter_q_t *q)
     j->items = q->queue;
     q->queue = NULL;
     j->finish = last_step(q) && prepare_finish(q) == 0;
-    j->w.data = j; /* no deadline: merged data must be finished, not dropped */
-    if (workq_submit(q->s->workq, WORKQ_QUERY, &j->w, merge_work, merge_done) != 0) {
+    j->sj.w.data = j; /* no deadline: merged data must be finished, not dropped */
+    if (submit(q, &j->sj, merge_work, merge_done) != 0) {
         q->queue = j->items;
         free(j->asked);
         free(j);
@@ -369,7 +403,7 @@ int scatter_q_start_merge(scatter_q_t *q)
 /* ---------- the answer ---------- */
 
 typedef struct finish_job {
-    workq_job_t w;
+    scatter_job_t sj;
     scatter_q_t *q;
 } finish_job_t;
 
@@ -383,6 +417,7 @@ static void finish_done(workq_job_t *w, int status)
 {
     finish_job_t *j = w->data;
     scatter_q_t *q = j->q;
+    list_remove(&j->sj.link);
     q->finishing = 0;
     finished(q, status);
     scatter_q_progress(q); /* answers q->rc when a failure came in meanwhile */
@@ -397,8 +432,8 @@ int scatter_q_start_finish(scatter_q_t *q)
     finish_job_t *j = calloc(1, sizeof *j);
     if (j == NULL) return ERR_NOMEM;
     j->q = q;
-    j->w.data = j;
-    if (workq_submit(q->s->workq, WORKQ_QUERY, &j->w, finish_work, finish_done) != 0) {
+    j->sj.w.data = j;
+    if (submit(q, &j->sj, finish_work, finish_done) != 0) {
         free(j);
         return ERR_UNAVAILABLE;
     }

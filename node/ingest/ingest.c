@@ -230,6 +230,7 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
             rc = parse_pprof(p, &pl, &pa, lim, &time_ns, em);
         else
             rc = parse_folded(p, &pl, &pa, lim, em);
+        if (rc == 0) rc = ingest_series_finish(&p->ss, em); /* totals were deferred */
     }
     if (time_ns == 0) time_ns = pa.from_ns ? pa.from_ns : now;
     if (rc == 0) rc = check_time(time_ns, now, lim, em);

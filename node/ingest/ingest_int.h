@@ -128,6 +128,15 @@ typedef struct ingest_series {
     calltree_t *tree;
     path_cache_t path;
     span_acc_t spans;
+    /* The last ingest_series_add: its stack's node and the nodes it created. */
+    uint32_t last_node;
+    size_t last_grown;
+    /* A series whose tree has the shape of series shape_of's (UINT32_MAX:
+     * none): its values are kept per node of that tree, in shadow, and its
+     * tree is made at ingest_series_finish (see ingest_series_add_shadow). */
+    uint32_t shape_of;
+    int64_t *shadow;
+    size_t shadow_cap;
 } ingest_series_t;
 
 typedef struct series_set {
@@ -156,8 +165,23 @@ void ingest_series_set_free(series_set_t *ss);
 /* Finds or creates the series of labels (takes ownership of labels, which
  * must already hold __name__, __profile_type__ and service_name). */
 int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em);
+/* Adds a stack to series idx's tree. Totals are deferred: the trees' totals
+ * are wrong until ingest_series_finish(). */
 int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth,
                       int64_t v, errmsg_t *em);
+/* Adds the stack that was just added to series leader (ingest_series_add)
+ * to series idx too, with value v, when the caller knows idx's tree gets
+ * exactly leader's stacks in the same order (the pprof sample types that are
+ * non-zero in the same samples): idx's tree is then leader's shape, so only
+ * the value is kept here and the tree is copied once at the end. The push's
+ * budget is charged exactly what ingest_series_add would charge (work for
+ * depth frames, the nodes leader's tree just grew by), so a push is
+ * refused at the same point either way. */
+int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, size_t depth,
+                             int64_t v, errmsg_t *em);
+/* Once every stack is added: makes the trees of shadowed series and fixes
+ * the totals of every tree. ERR_NOMEM. */
+int ingest_series_finish(series_set_t *ss, errmsg_t *em);
 int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
                            const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em);
 /* Makes room for a stack of depth frames in ss->stack (bounded by max_stack_depth). */

@@ -48,6 +48,9 @@ typedef Perftools__Profiles__Sample pb_sample_t;
 typedef Perftools__Profiles__Location pb_location_t;
 
 #define TYPE_STR_MAX 256
+/* Sample types compared for a shared tree shape (see find_leaders); real
+ * profiles have 1 to 6. */
+#define SHAPE_MAX_TYPES 64
 #define MAX_SPAN_LABELS 8
 #define PATH_MAX_NAME 256 /* an address frame: basename (<= 200) + offset */
 
@@ -90,6 +93,7 @@ typedef struct conv {
     size_t ntypes;
     char (*type_name)[TYPE_STR_MAX];
     char (*type_id)[4 * TYPE_STR_MAX + 8];
+    uint32_t *leader; /* per type: the type whose tree shape it has (itself if none) */
     /* label groups */
     group_t *groups;
     size_t ngroups, groups_cap;
@@ -355,6 +359,59 @@ out:
     return rc;
 }
 
+/* ---- sample types that share a tree shape ---- */
+
+/* True when type t's value is non-zero in exactly the samples where u's is. */
+static bool same_nonzero(const pb_profile_t *p, size_t ntypes, size_t t, size_t u)
+{
+    for (size_t i = 0; i < p->n_sample; i++) {
+        const pb_sample_t *s = p->sample[i];
+        if (s->n_value == ntypes && (s->value[t] != 0) != (s->value[u] != 0)) return false;
+    }
+    return true;
+}
+
+/* A type non-zero in exactly the samples of an earlier type gets, in every
+ * label group, the same stacks in the same order, so its trees have the same
+ * shape: it follows that type (ingest_series_add_shadow), and a CPU profile
+ * (samples, cpu) or a heap profile's pairs (alloc_objects, alloc_space;
+ * inuse_objects, inuse_space) build each tree once. Samples with a wrong
+ * value count are skipped here (the sample loop refuses the profile there).
+ * Only when every type names a distinct series (distinct type ids), and for
+ * at most SHAPE_MAX_TYPES types; each comparison is one pass, pruned by a
+ * hash of the non-zero pattern. */
+static int find_leaders(conv_t *c)
+{
+    const pb_profile_t *p = c->p;
+    size_t n = c->ntypes;
+    c->leader = malloc((n + 1) * sizeof *c->leader);
+    uint64_t *sig = calloc(n + 1, sizeof *sig);
+    if (c->leader == NULL || sig == NULL) {
+        free(sig);
+        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    }
+    for (size_t t = 0; t < n; t++)
+        c->leader[t] = (uint32_t)t;
+    bool share = n >= 2 && n <= SHAPE_MAX_TYPES;
+    for (size_t t = 0; share && t < n; t++)
+        for (size_t u = 0; share && u < t; u++)
+            share = strcmp(c->type_id[t], c->type_id[u]) != 0;
+    for (size_t i = 0; share && i < p->n_sample; i++) {
+        const pb_sample_t *s = p->sample[i];
+        if (s->n_value != n) continue;
+        for (size_t t = 0; t < n; t++)
+            sig[t] = (sig[t] ^ (s->value[t] != 0 ? i + 1 : 0)) * 0x9e3779b97f4a7c15ULL;
+    }
+    for (size_t t = 1; share && t < n; t++)
+        for (size_t u = 0; u < t; u++)
+            if (c->leader[u] == u && sig[u] == sig[t]) {
+                if (same_nonzero(p, n, t, u)) c->leader[t] = (uint32_t)u;
+                break;
+            }
+    free(sig);
+    return 0;
+}
+
 /* ---- label groups: one per distinct set of splitting labels ---- */
 
 static int add_pair_label(conv_t *c, labels_t *l, int64_t k, int64_t v)
@@ -532,7 +589,10 @@ static int one_sample(conv_t *c, const pb_sample_t *s, size_t si, int64_t *pairs
     for (size_t t = 0; t < c->ntypes; t++) {
         int64_t v = s->value[t];
         if (v == 0) continue;
-        if ((rc = ingest_series_add(c->ctx->ss, series[t], stack, depth, v, c->em)) < 0) return rc;
+        uint32_t lt = c->leader[t];
+        rc = lt == t ? ingest_series_add(c->ctx->ss, series[t], stack, depth, v, c->em)
+                     : ingest_series_add_shadow(c->ctx->ss, series[t], series[lt], depth, v, c->em);
+        if (rc < 0) return rc;
         for (size_t k = 0; k < ns; k++)
             if ((rc = ingest_series_add_span(c->ctx->ss, series[t], spans[k].kind, spans[k].id,
                                              stack, depth, v, c->em)) < 0)
@@ -562,7 +622,8 @@ static int check_header(conv_t *c)
 static int convert(conv_t *c)
 {
     int rc;
-    if ((rc = check_header(c)) < 0 || (rc = build_indices(c)) < 0 || (rc = build_types(c)) < 0)
+    if ((rc = check_header(c)) < 0 || (rc = build_indices(c)) < 0 || (rc = build_types(c)) < 0 ||
+        (rc = find_leaders(c)) < 0)
         return rc;
     if (u64map_init(&c->group_map, 16) < 0) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     int64_t *pairs = malloc((2 * c->ctx->lim->max_labels_per_series + 2) * sizeof *pairs);
@@ -585,6 +646,7 @@ static void conv_free(conv_t *c)
     free(c->frames);
     free(c->type_name);
     free(c->type_id);
+    free(c->leader);
     free(c->groups);
     free(c->pairs);
     free(c->gseries);

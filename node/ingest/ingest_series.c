@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/assert.h"
 #include "common/grow.h"
 #include "common/hash.h"
 #include "node/ingest/ingest_int.h"
@@ -60,9 +61,9 @@ int ingest_series_charge_work(series_set_t *ss, size_t depth, errmsg_t *em)
 }
 
 /* Charges the nodes a tree grew by (at most one stack's depth past the cap). */
-static int charge_nodes(series_set_t *ss, size_t before, const calltree_t *t, errmsg_t *em)
+static int charge_grown(series_set_t *ss, size_t grown, errmsg_t *em)
 {
-    ss->nodes += calltree_node_count(t) - before;
+    ss->nodes += grown;
     if (ss->nodes <= ss->nodes_budget) return 0;
     return errmsg_set(em, ERR_TOO_LARGE,
                       "the push needs more than %zu call-tree nodes over all its series and span "
@@ -84,6 +85,7 @@ void ingest_series_set_free(series_set_t *ss)
     for (size_t i = 0; i < ss->n; i++) {
         free(ss->v[i].path.syms);
         free(ss->v[i].path.nodes);
+        free(ss->v[i].shadow);
         labels_free(ss->v[i].labels);
         calltree_free(ss->v[i].tree);
         span_acc_free(&ss->v[i].spans);
@@ -160,6 +162,7 @@ int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_
     s->token = ring_placement_token(ss->tenant, svc ? svc : "",
                                     ring_series_shard(id, ring_shards_for(&ss->lim->shards, svc)));
     s->tree = t;
+    s->shape_of = UINT32_MAX;
     *idx = (uint32_t)ss->n++;
     ss->nodes += INGEST_TREE_COST_NODES;
     return 0;
@@ -185,7 +188,9 @@ static int path_reserve(path_cache_t *pc, size_t depth)
     return 0;
 }
 
-/* calltree_add_stack, reusing the node path of the previous stack's common prefix. */
+/* calltree_add_stack, reusing the node path of the previous stack's common
+ * prefix, with the totals deferred to ingest_series_finish (one pass per
+ * tree instead of a walk up the stack per sample and type). */
 int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth,
                       int64_t v, errmsg_t *em)
 {
@@ -209,8 +214,10 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
         pc->nodes[i] = node;
     }
     pc->depth = depth;
-    calltree_add_self(s->tree, node, v);
-    return charge_nodes(ss, before, s->tree, em);
+    calltree_add_self_deferred(s->tree, node, v);
+    s->last_node = node;
+    s->last_grown = calltree_node_count(s->tree) - before;
+    return charge_grown(ss, s->last_grown, em);
 }
 
 /* Index value of an id whose tree was not kept (the cap was reached). */
@@ -248,7 +255,7 @@ int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_
     calltree_t *t = (calltree_t *)a->v[i].tree;
     size_t before = calltree_node_count(t);
     rc = tree_limit(calltree_add_stack(t, stack, depth, v), em, ss->lim);
-    return rc < 0 ? rc : charge_nodes(ss, before, t, em);
+    return rc < 0 ? rc : charge_grown(ss, calltree_node_count(t) - before, em);
 }
 
 int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
@@ -259,5 +266,44 @@ int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
     if (depth <= ss->stack_cap) return 0;
     if (GROW_FROM(ss->stack, ss->stack_cap, depth, GROW_UNLIMITED, 64) != 0)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
+    return 0;
+}
+
+int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, size_t depth,
+                             int64_t v, errmsg_t *em)
+{
+    ingest_series_t *s = &ss->v[idx];
+    const ingest_series_t *l = &ss->v[leader];
+    ASSERT_ALWAYS(leader != idx && (s->shape_of == UINT32_MAX || s->shape_of == leader));
+    ASSERT_ALWAYS(l->shape_of == UINT32_MAX);
+    int rc = ingest_series_charge_work(ss, depth, em);
+    if (rc < 0) return rc;
+    size_t n = calltree_node_count(l->tree);
+    if (n > s->shadow_cap) {
+        size_t old = s->shadow_cap;
+        if (GROW_FROM(s->shadow, s->shadow_cap, n, GROW_UNLIMITED, 64) != 0)
+            return errmsg_set(em, ERR_NOMEM, "out of memory");
+        memset(s->shadow + old, 0, (s->shadow_cap - old) * sizeof *s->shadow);
+    }
+    s->shape_of = leader;
+    s->shadow[l->last_node] = (int64_t)((uint64_t)s->shadow[l->last_node] + (uint64_t)v);
+    return charge_grown(ss, l->last_grown, em);
+}
+
+int ingest_series_finish(series_set_t *ss, errmsg_t *em)
+{
+    for (size_t i = 0; i < ss->n; i++) {
+        ingest_series_t *s = &ss->v[i];
+        if (s->shape_of == UINT32_MAX) continue;
+        const calltree_t *shape = ss->v[s->shape_of].tree;
+        int rc = calltree_copy_shape(s->tree, shape);
+        if (rc != 0) return errmsg_set(em, rc, "copying a call tree failed");
+        size_t n =
+            calltree_node_count(shape) < s->shadow_cap ? calltree_node_count(shape) : s->shadow_cap;
+        for (uint32_t k = 0; k < n; k++)
+            if (s->shadow[k] != 0) calltree_add_self_deferred(s->tree, k, s->shadow[k]);
+    }
+    for (size_t i = 0; i < ss->n; i++)
+        calltree_sum_totals(ss->v[i].tree);
     return 0;
 }

@@ -5,7 +5,9 @@
  * (a missing entry, an extra one, the same count with other ids); the seen
  * scan pages by key; the compared time span keeps off the seen retention's
  * edge; and a fetched profile, stored on the replica that lacked it, makes
- * the digests equal and counts once however often it is fetched. */
+ * the digests equal and counts once however often it is fetched; a fetched
+ * write the replica refuses over tenant-max-series is counted unavailable
+ * and the others of the answer are still stored. */
 #include "test_storage_fixture.h"
 
 #include "node/cluster/repair_int.h"
@@ -221,6 +223,57 @@ static void test_fetch(fixture_t *a, fixture_t *b)
     arena_free(&arena);
 }
 
+/* c (at its tenant-max-series of 1) takes a fetch answer of a new series
+ * and of a new profile of the series it has: the first is refused and
+ * counted unavailable, the second stored. */
+static void test_fetch_over_limit(fixture_t *a, fixture_t *c)
+{
+    c->opts.tenant_max_series = 1;
+    CHECK_EQ_INT(fx_reopen(c), 0);
+    put(c, "svc-b", 77, T0 + 200, 2);
+    repair_t r;
+    memset(&r, 0, sizeof r);
+    r.storage = c->s;
+    replicate_options_default(&r.o.write);
+    r.o.write.shards = shards;
+    r.o.max_message_bytes = 1 << 20;
+    const char *svc[2] = {"svc-a", "svc-b"};
+    uint64_t ids[2] = {21, 50};
+    int64_t times[2] = {T0 + 10, T0 + 100};
+    Flamedb__Cluster__SeenEntry e[2], *ep[2] = {&e[0], &e[1]};
+    uint8_t pid[2][16];
+    for (int i = 0; i < 2; i++) {
+        fx_id(pid[i], ids[i]);
+        flamedb__cluster__seen_entry__init(&e[i]);
+        e[i].tenant = TENANT;
+        e[i].token = token_of(svc[i]);
+        labels_t *l = fx_labels(svc[i], NULL);
+        e[i].series_id = labels_hash(l);
+        labels_free(l);
+        e[i].profile_id = (ProtobufCBinaryData){16, pid[i]};
+        e[i].time_ns = times[i] * NS;
+    }
+    Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;
+    q.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    q.kind = FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_FETCH;
+    q.deadline_unix_ms = (uint64_t)(T0 + 3600) * 1000;
+    q.entries = ep;
+    q.n_entries = 2;
+    arena_t arena;
+    arena_init(&arena, 4096, 1 << 20);
+    Flamedb__Cluster__RepairAnswer ans = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(repair_serve_build(a->s, &r.o, &q, &arena, &ans, &em), 0);
+    CHECK_EQ_INT(ans.n_writes, 2);
+    repair_stats_t st;
+    memset(&st, 0, sizeof st);
+    CHECK_EQ_INT(repair_store_fetched(&r, &ans, &st, &em), 0);
+    CHECK_EQ_INT(st.unavailable, 1); /* svc-a: a new series over the limit */
+    CHECK_EQ_INT(st.written, 1);     /* svc-b's profile 50 */
+    CHECK_EQ_INT(storage_tenant_series(c->s, TENANT), 1);
+    arena_free(&arena);
+}
+
 int main(void)
 {
     fixture_t a, b;
@@ -231,7 +284,12 @@ int main(void)
     test_seen_scan(&a);
     test_span();
     test_fetch(&a, &b);
+    fixture_t c;
+    if (fx_init(&c) != 0) return 1;
+    c.now = T0 + 6 * 3600;
+    test_fetch_over_limit(&a, &c);
     fx_done(&a);
     fx_done(&b);
+    fx_done(&c);
     return check_exit();
 }

@@ -136,6 +136,8 @@ static void t_release(const cluster_view_t *v)
     (void)v;
 }
 
+static size_t mem_budget; /* scatter_options_t.max_memory_bytes of the next scatters */
+
 static void make_scatters(uint64_t timeout_ms, size_t max_message_bytes)
 {
     for (int i = 0; i < nn; i++) {
@@ -143,6 +145,7 @@ static void make_scatters(uint64_t timeout_ms, size_t max_message_bytes)
         scatter_options_default(&o);
         o.query_timeout_ms = timeout_ms;
         o.max_message_bytes = max_message_bytes;
+        o.max_memory_bytes = mem_budget;
         for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++)
             o.limits.retention_seconds[r] = 0;
         cluster_ops_t ops = {t_acquire, t_retain, t_release, t_send, NULL, &nodes[i]};
@@ -624,6 +627,91 @@ static void test_refusals(void)
     free_scatters();
 }
 
+/* A coordinator whose plan asks node 2 (so a delay there keeps it waiting). */
+static int asks_node2(void)
+{
+    for (int i = 0; i < 2; i++) {
+        ring_read_plan_t plan;
+        CHECK_EQ_INT(ring_plan_read(ring, 2, i, live, NULL, 0, &plan, NULL), 0);
+        int yes = plan.assigned[2].n > 0;
+        ring_read_plan_free(&plan);
+        if (yes) return i;
+    }
+    return 0;
+}
+
+/* A cancelled query is answered at once, holds no memory and no slot any
+ * more, and the slow node's answer that comes later is dropped. */
+static void test_cancel(void)
+{
+    mem_budget = 64u << 20;
+    make_scatters(5000, 64u << 20);
+    nodes[2].delay_ms = 400;
+    int from = asks_node2();
+    query_params_t p = {.query = CPU "{}", .from = "now-2h", .format = "folded"};
+    outcome_t o;
+    memset(&o, 0, sizeof o);
+    scatter_query(nodes[from].sc, QUERY_KIND_RENDER, TENANT, &p, now_ms, on_done, &o);
+    for (int i = 0; i < 20 && o.done == 0; i++) /* the local share and node 1's answer */
+        uv_run(&loop, UV_RUN_NOWAIT), uv_sleep(10);
+    CHECK_EQ_INT(o.done, 0);
+    scatter_stats_t st;
+    scatter_stats(nodes[from].sc, &st);
+    CHECK_EQ_INT(st.inflight, 1);
+    scatter_cancel(nodes[from].sc, &o);
+    CHECK_EQ_INT(o.done, 1); /* answered from inside the cancel */
+    CHECK_EQ_INT(o.rc, ERR_UNAVAILABLE);
+    CHECK(strstr(o.em.text, "cancelled") != NULL);
+    scatter_cancel(nodes[from].sc, &o); /* answered already: nothing */
+    drain_loop();                       /* node 2's answer arrives and is dropped */
+    scatter_stats(nodes[from].sc, &st);
+    CHECK_EQ_INT(st.cancelled, 1);
+    CHECK_EQ_INT(st.inflight, 0);
+    CHECK_EQ_INT(st.memory_bytes, 0);
+    CHECK(st.late_dropped >= 1);
+    CHECK_EQ_INT(o.done, 1);
+    nodes[2].delay_ms = 0;
+    free_scatters();
+    mem_budget = 0;
+}
+
+/* query-memory-bytes: a coordinator whose partial results would pass it
+ * answers 503 naming it, and gives the memory back; with room the same
+ * query is exact and holds nothing once answered. */
+static void test_memory_budget(void)
+{
+    query_params_t p = {.query = CPU "{}", .from = "now-2h", .format = "folded"};
+    mem_budget = 64u << 20;
+    make_scatters(5000, 64u << 20);
+    outcome_t o;
+    ask(0, QUERY_KIND_RENDER, &p, &o);
+    CHECK_EQ_INT(o.rc, 0);
+    CHECK(o.body.len > 0);
+    buf_free(&o.body);
+    drain_loop();
+    scatter_stats_t st;
+    scatter_stats(nodes[0].sc, &st);
+    CHECK_EQ_INT(st.memory_bytes, 0);
+    CHECK_EQ_INT(st.memory_refused, 0);
+    free_scatters();
+    mem_budget = 512; /* far less than one merged tree */
+    make_scatters(5000, 64u << 20);
+    for (int from = 0; from < 3; from++) {
+        ask(from, QUERY_KIND_RENDER, &p, &o);
+        CHECK_EQ_INT(o.rc, ERR_UNAVAILABLE);
+        CHECK(strstr(o.em.text, "query-memory-bytes") != NULL);
+        buf_free(&o.body);
+        drain_loop();
+        scatter_stats(nodes[from].sc, &st);
+        CHECK_EQ_INT(st.memory_bytes, 0);
+        CHECK_EQ_INT(st.inflight, 0);
+        CHECK(st.memory_refused >= 1);
+    }
+    fprintf(stderr, "over query-memory-bytes: %s\n", o.em.text);
+    free_scatters();
+    mem_budget = 0;
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -641,6 +729,8 @@ int main(int argc, char **argv)
     test_slow_dropped();
     test_partial();
     test_refusals();
+    test_cancel();
+    test_memory_budget();
     drain_loop();
     uv_loop_close(&loop);
     char cmd[256];

@@ -3,6 +3,7 @@
  * seed as argv[1] to replay. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "common/calltree.h"
@@ -161,6 +162,64 @@ static void test_symbols(void)
     CHECK(hash_symbol("", 0, "", 0) > SYM_OTHER);
 }
 
+/* Deferred totals and copied shapes give the trees immediate adds give. */
+static void test_deferred_and_shape(void)
+{
+    calltree_t *a = calltree_new(0), *b = calltree_new(0), *c = calltree_new(0);
+    uint64_t st[12];
+    for (int i = 0; i < 500; i++) {
+        size_t depth = check_rng() % 12;
+        for (size_t d = 0; d < depth; d++)
+            st[d] = 2 + check_rng() % 6;
+        int64_t v = (int64_t)(check_rng() % 1000) - 300;
+        if (i == 7) v = INT64_MAX; /* sums wrap alike in both */
+        CHECK_EQ_INT(calltree_add_stack(a, st, depth, v), ERR_OK);
+        uint32_t node = 0;
+        for (size_t d = 0; d < depth; d++)
+            CHECK_EQ_INT(calltree_child(b, node, st[d], &node), ERR_OK);
+        calltree_add_self_deferred(b, node, v);
+    }
+    calltree_sum_totals(b);
+    CHECK_EQ_INT(calltree_copy_shape(c, a), ERR_OK);
+    CHECK_EQ_INT(calltree_node_count(c), calltree_node_count(a));
+    for (uint32_t i = 0; i < calltree_node_count(a); i++) {
+        CHECK_EQ_INT(calltree_self(b, i), calltree_self(a, i));
+        CHECK_EQ_INT(calltree_total(b, i), calltree_total(a, i));
+        CHECK(calltree_sym(c, i) == calltree_sym(a, i) &&
+              calltree_parent(c, i) == calltree_parent(a, i));
+        CHECK(calltree_first_child(c, i) == calltree_first_child(a, i));
+        CHECK(calltree_next_sibling(c, i) == calltree_next_sibling(a, i));
+        CHECK_EQ_INT(calltree_total(c, i), 0);
+        calltree_add_self_deferred(c, i, calltree_self(a, i));
+    }
+    calltree_sum_totals(c);
+    buf_t ea, ec;
+    buf_init(&ea, BUF_UNLIMITED);
+    buf_init(&ec, BUF_UNLIMITED);
+    CHECK_EQ_INT(calltree_encode(a, &ea), ERR_OK);
+    CHECK_EQ_INT(calltree_encode(c, &ec), ERR_OK);
+    CHECK(ea.len == ec.len && memcmp(ea.data, ec.data, ea.len) == 0);
+    /* the copy is a tree of its own: adding finds the copied edges */
+    uint32_t before = (uint32_t)calltree_node_count(c);
+    CHECK_EQ_INT(calltree_add_stack(c, st, 0, 1), ERR_OK);
+    for (uint32_t i = 1; i < before; i++) {
+        uint32_t got;
+        CHECK_EQ_INT(calltree_child(c, calltree_parent(c, i), calltree_sym(c, i), &got), ERR_OK);
+        CHECK_EQ_INT(got, i);
+    }
+    CHECK_EQ_INT(calltree_node_count(c), before);
+    /* a shape larger than the destination's limit is refused */
+    calltree_t *small = calltree_new(3);
+    CHECK_EQ_INT(calltree_copy_shape(small, a), ERR_LIMIT);
+    CHECK_EQ_INT(calltree_node_count(small), 1);
+    calltree_free(small);
+    buf_free(&ea);
+    buf_free(&ec);
+    calltree_free(a);
+    calltree_free(b);
+    calltree_free(c);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL) | 1;
@@ -169,5 +228,6 @@ int main(int argc, char **argv)
     test_roundtrip_and_merge(seed);
     test_limits_and_corruption(seed);
     test_symbols();
+    test_deferred_and_shape();
     return check_exit();
 }

@@ -2,7 +2,8 @@
  * threads: a lane never runs more than its cap; a busy query lane leaves a
  * thread to writes (without lanes, two blocked queries would hold both
  * threads and the write would wait behind them); a waiting job past its
- * deadline is dropped with UV_ECANCELED and never runs. */
+ * deadline is dropped with UV_ECANCELED and never runs; a cancelled job
+ * that waits is dropped at once, one that runs is not. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,45 @@ static void test_deadline(uv_loop_t *loop)
     uv_sem_destroy(&block_release);
 }
 
+static void test_cancel(uv_loop_t *loop)
+{
+    size_t caps[WORKQ_NLANES] = {1, 1};
+    workq_t *q = NULL;
+    CHECK_EQ_INT(workq_new(loop, 2, caps, NULL, &q), 0);
+    uv_sem_init(&block_release, 0);
+    atomic_int run = 0, max = 0;
+    test_job_t blocker, a, b, c;
+    write_job = NULL;
+    submit(q, WORKQ_QUERY, &blocker, &block_release, &run, &max);
+    submit(q, WORKQ_QUERY, &a, NULL, &run, &max);
+    submit(q, WORKQ_QUERY, &b, NULL, &run, &max);
+    submit(q, WORKQ_QUERY, &c, NULL, &run, &max);
+    /* b waits in the middle of the lane: dropped now, done before return */
+    CHECK_EQ_INT(workq_cancel(&b.w), 0);
+    CHECK(b.done && b.status == UV_ECANCELED);
+    CHECK_EQ_INT(workq_cancel(&c.w), 0); /* the tail */
+    workq_stats_t st;
+    workq_stats(q, &st);
+    CHECK_EQ_INT(st.waiting[WORKQ_QUERY], 1);
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    uv_timer_start(&t, release_block, 50, 0);
+    uv_run(loop, UV_RUN_NOWAIT);
+    /* the blocker runs: it cannot be cancelled and ends as usual */
+    for (int i = 0; i < 500 && atomic_load(&run) == 0; i++)
+        uv_sleep(10);
+    CHECK_EQ_INT(workq_cancel(&blocker.w), UV_EBUSY);
+    uv_run(loop, UV_RUN_DEFAULT);
+    CHECK(blocker.done && blocker.status == 0 && blocker.ran);
+    CHECK(a.done && a.status == 0 && a.ran); /* the lane went on past the gap */
+    CHECK(!b.ran && !c.ran && c.status == UV_ECANCELED);
+    workq_stats(q, &st);
+    CHECK_EQ_INT(st.cancelled[WORKQ_QUERY], 2);
+    CHECK_EQ_INT(st.waiting[WORKQ_QUERY], 0);
+    workq_free(q);
+    uv_sem_destroy(&block_release);
+}
+
 int main(void)
 {
     setenv("UV_THREADPOOL_SIZE", "2", 1);
@@ -152,6 +192,7 @@ int main(void)
     uv_loop_init(&loop);
     test_lanes(&loop);
     test_deadline(&loop);
+    test_cancel(&loop);
     uv_loop_close(&loop);
     return check_exit();
 }

@@ -286,6 +286,87 @@ static void test_values_and_types(void)
     pb_free(&b);
 }
 
+/* Two trees are the same: same nodes in the same order, same values. */
+static void check_same_tree(const calltree_t *a, const calltree_t *b)
+{
+    CHECK_EQ_INT(calltree_node_count(a), calltree_node_count(b));
+    if (calltree_node_count(a) != calltree_node_count(b)) return;
+    for (uint32_t i = 0; i < calltree_node_count(a); i++) {
+        CHECK(calltree_sym(a, i) == calltree_sym(b, i));
+        CHECK(calltree_parent(a, i) == calltree_parent(b, i));
+        CHECK_EQ_INT(calltree_self(a, i), calltree_self(b, i));
+        CHECK_EQ_INT(calltree_total(a, i), calltree_total(b, i));
+    }
+}
+
+/* Sample types non-zero in the same samples share one tree shape while
+ * parsing (ingest_pprof.c find_leaders); every series' tree must still be
+ * exactly the tree its own stacks build, for followers, for types that
+ * differ in one sample only, across label groups and with values that sum
+ * to zero. */
+static void test_shared_shapes(void)
+{
+    static const char *fn[] = {"main", "a", "b", "c", "d", "e"};
+    static const char *types[] = {"t0", "t1", "t2", "t3", "t4"};
+    enum { NT = 5, NS = 300 };
+    pb_t b;
+    pb_init(&b);
+    for (int t = 0; t < NT; t++)
+        pb_sample_type(&b, types[t], "count");
+    uint64_t loc[6], sym[6];
+    for (int i = 0; i < 6; i++) {
+        loc[i] = pb_loc_fn(&b, fn[i]);
+        sym[i] = hash_symbol(fn[i], strlen(fn[i]), "f.go", 4);
+    }
+    calltree_t *ref[2][NT];
+    for (int g = 0; g < 2; g++)
+        for (int t = 0; t < NT; t++)
+            ref[g][t] = calltree_new(0);
+    uint64_t x = 12345;
+    for (int i = 0; i < NS; i++) {
+        uint64_t locs[8], stack[8];
+        size_t d = 1;
+        locs[0] = loc[0];
+        stack[0] = sym[0];
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        for (size_t k = 1; k < 1 + (x >> 60) % 7; k++, d++) {
+            size_t f = 1 + (size_t)((x >> (8 * k)) % 5);
+            locs[d] = loc[f];
+            stack[d] = sym[f];
+        }
+        uint64_t leaf_first[8];
+        for (size_t k = 0; k < d; k++)
+            leaf_first[k] = locs[d - 1 - k];
+        int64_t v0 = (int64_t)(x % 5) - 1; /* zero in about a fifth of the samples */
+        int64_t vals[NT] = {v0, v0 * 1000, i == NS / 2 ? 0 : v0 * 7, (int64_t)(x >> 40) % 3,
+                            (int64_t)(x >> 40) % 3 * -4};
+        if (i == NS / 2 && v0 == 0) vals[2] = 9; /* t2 differs from t0 in one sample */
+        int g = (int)((x >> 20) & 1);
+        pb_sample(&b, d, leaf_first, NT, vals, g ? "g=one" : "g=two", NULL);
+        for (int t = 0; t < NT; t++)
+            if (vals[t] != 0) CHECK_EQ_INT(calltree_add_stack(ref[g][t], stack, d, vals[t]), 0);
+    }
+    int rc;
+    errmsg_t em;
+    ingest_profile_t *p = parse_pb(&b, &rc, &em);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(test_nseries(p), 2 * NT);
+    const storage_profile_write_t *w = ingest_profile_write(p);
+    for (size_t i = 0; p != NULL && i < w->nseries; i++) {
+        const char *g = test_label(p, i, "g"), *pt = test_label(p, i, "__profile_type__");
+        int t = -1;
+        for (int k = 0; k < NT; k++)
+            if (strstr(pt, types[k]) != NULL) t = k;
+        CHECK(t >= 0 && g != NULL);
+        if (t >= 0 && g != NULL) check_same_tree(w->series[i].tree, ref[strcmp(g, "one") == 0][t]);
+    }
+    ingest_profile_free(p);
+    for (int g = 0; g < 2; g++)
+        for (int t = 0; t < NT; t++)
+            calltree_free(ref[g][t]);
+    pb_free(&b);
+}
+
 static void expect_refused(pb_t *b, const ingest_limits_t *lim, int want, const char *needle)
 {
     size_t n;
@@ -460,6 +541,7 @@ int main(void)
     test_labels_and_spans();
     test_span_cap();
     test_values_and_types();
+    test_shared_shapes();
     test_invalid_references();
     test_limits();
     test_hostile_bytes();

@@ -25,6 +25,8 @@ typedef struct fixture {
     http_exchange_t *slow_ex; /* pending /slow exchange */
     atomic_int slow_seen;     /* /slow requests received (read by the test thread) */
     atomic_int slow_answered; /* /slow responses sent */
+    atomic_int held;          /* /gone requests held (answered only when their client goes) */
+    atomic_int gone;          /* gone callbacks run */
     http_server_t *srv;
     pthread_t thread;
     int port;
@@ -48,11 +50,32 @@ static void on_later(uv_timer_t *t)
     atomic_fetch_add(&f->slow_answered, 1);
 }
 
+typedef struct held {
+    fixture_t *f;
+    http_exchange_t *ex;
+} held_t;
+
+/* The client of a held /gone request went away: answer it (into the void). */
+static void on_gone(void *arg)
+{
+    held_t *h = arg;
+    atomic_fetch_add(&h->f->gone, 1);
+    respond_text(h->ex, 200, "answered after gone");
+    free(h);
+}
+
 static void handler(void *ctx, http_exchange_t *ex)
 {
     fixture_t *f = ctx;
     const http_request_t *r = http_exchange_request(ex);
     char out[512];
+    if (strcmp(r->path, "/gone") == 0) { /* held until the client goes */
+        held_t *h = malloc(sizeof *h);
+        *h = (held_t){f, ex};
+        http_exchange_on_gone(ex, on_gone, h);
+        atomic_fetch_add(&f->held, 1);
+        return;
+    }
     if (strcmp(r->path, "/slow") == 0 && f->slow_ex == NULL) {
         f->slow_ex = ex; /* answered later, from a timer */
         atomic_fetch_add(&f->slow_seen, 1);
@@ -348,6 +371,70 @@ static void test_deferred_and_fairness(fixture_t *f)
  * out, and without sleeps: a completed request proves a connection is counted,
  * and the kernel hands the server a client's FIN before a connection the client
  * opens afterwards, so the server sees each close before the next accept. */
+/* A client that closes its connection while its request is handled is
+ * noticed at once (not when the answer is written): the handler hears it,
+ * answers, and the connection is closed. Bytes a client pipelines while its
+ * request is handled still make the next request. */
+static void test_client_gone(fixture_t *f)
+{
+    char out[4096];
+    int fd = dial(f->port);
+    const char *req = "GET /gone HTTP/1.1\r\n\r\n";
+    send_all(fd, req, strlen(req));
+    for (int i = 0; i < 500 && atomic_load(&f->held) == 0; i++)
+        usleep(10 * 1000);
+    CHECK_EQ_INT(atomic_load(&f->held), 1);
+    CHECK_EQ_INT(atomic_load(&f->gone), 0);
+    close(fd);
+    for (int i = 0; i < 500 && atomic_load(&f->gone) == 0; i++)
+        usleep(10 * 1000);
+    CHECK_EQ_INT(atomic_load(&f->gone), 1);
+    /* a reset (SO_LINGER 0) is noticed the same way */
+    fd = dial(f->port);
+    send_all(fd, req, strlen(req));
+    for (int i = 0; i < 500 && atomic_load(&f->held) < 2; i++)
+        usleep(10 * 1000);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+    for (int i = 0; i < 500 && atomic_load(&f->gone) < 2; i++)
+        usleep(10 * 1000);
+    CHECK_EQ_INT(atomic_load(&f->gone), 2);
+    /* a client that only half-closes is told too, and still gets the answer */
+    fd = dial(f->port);
+    send_all(fd, req, strlen(req));
+    for (int i = 0; i < 500 && atomic_load(&f->held) < 3; i++)
+        usleep(10 * 1000);
+    shutdown(fd, SHUT_WR);
+    buf_t half;
+    buf_init(&half, BUF_UNLIMITED);
+    CHECK_EQ_INT(read_response(fd, out, sizeof out, &half), 200);
+    CHECK_EQ_STR(body_of(out), "answered after gone");
+    CHECK(strstr(out, "Connection: close") != NULL);
+    CHECK_EQ_INT(atomic_load(&f->gone), 3);
+    CHECK_EQ_INT(recv(fd, out, sizeof out, 0), 0); /* then closed */
+    buf_free(&half);
+    close(fd);
+    /* a request pipelined while /slow is handled is read, kept and served next */
+    fd = dial(f->port);
+    buf_t carry;
+    buf_init(&carry, BUF_UNLIMITED);
+    int seen = atomic_load(&f->slow_seen);
+    const char *slow = "GET /slow HTTP/1.1\r\n\r\n";
+    send_all(fd, slow, strlen(slow));
+    for (int i = 0; i < 500 && atomic_load(&f->slow_seen) == seen; i++)
+        usleep(10 * 1000);
+    const char *next = "GET /next?a=7 HTTP/1.1\r\n\r\n";
+    send_all(fd, next, strlen(next));
+    CHECK_EQ_INT(read_response(fd, out, sizeof out, &carry), 200);
+    CHECK_EQ_STR(body_of(out), "slow done");
+    CHECK_EQ_INT(read_response(fd, out, sizeof out, &carry), 200);
+    CHECK_EQ_STR(body_of(out), "GET /next a=7 b=- h=- len=0");
+    CHECK_EQ_INT(atomic_load(&f->gone), 3); /* a request that stays is never "gone" */
+    buf_free(&carry);
+    close(fd);
+}
+
 static void test_max_connections(fixture_t *f)
 {
     int fds[4];
@@ -422,6 +509,7 @@ int main(void)
     test_limits(&f);
     test_timeouts(&f);
     test_deferred_and_fairness(&f);
+    test_client_gone(&f);
     fixture_stop(&f);
     CHECK(f.observed > 10);
 

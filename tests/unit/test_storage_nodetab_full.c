@@ -34,6 +34,83 @@ static size_t others(const calltree_t *t, int64_t *total)
     return n;
 }
 
+/* Writes the given series (all on token) as one profile. */
+static int write_series(storage_t *s, uint64_t token, labels_t **l, calltree_t **t, size_t n,
+                        const symtab_t *st, uint64_t id, int64_t time_ns)
+{
+    storage_series_write_t sw[4];
+    for (size_t i = 0; i < n; i++)
+        sw[i] = (storage_series_write_t){
+            .labels = l[i], .series_id = labels_hash(l[i]), .token = token, .tree = t[i]};
+    storage_profile_write_t p = {
+        .tenant = "t", .time_ns = time_ns, .series = sw, .nseries = n, .symbols = st};
+    fx_id(p.profile_id, id);
+    errmsg_t em = {{0}};
+    size_t written = 0;
+    int rc = storage_write_profile(s, &p, &written, &em);
+    CHECK_EQ_INT(written, n);
+    return rc;
+}
+
+static uint64_t folded_now(storage_t *s)
+{
+    storage_stats_t stats;
+    CHECK_EQ_INT(storage_stats(s, &stats), 0);
+    return stats.folded_stacks;
+}
+
+/* Series of one write whose trees have the same shape on the same table
+ * (a profile's sample types) reuse one mapping onto the full table: each
+ * reads back exactly, and each counts its folded nodes, as a write of that
+ * shape alone does. */
+static void test_same_shape(storage_t *s, labels_t *full, symtab_t *st, int64_t time_ns)
+{
+    uint64_t token = labels_hash(full) >> 1;
+    labels_t *l[3] = {fx_labels("svc", "shape-a"), fx_labels("svc", "shape-b"),
+                      fx_labels("svc", "shape-d")};
+    calltree_t *t[3] = {calltree_new(0), calltree_new(0), calltree_new(0)};
+    for (int k = 0; k < 30; k++) {
+        char stack[96];
+        snprintf(stack, sizeof stack, "main;handler%d;fresh_%d", k % 4, k);
+        fx_add(t[0], st, stack, 1 + k % 3);
+    }
+    for (int i = 1; i < 3; i++) { /* same shape, values x 5 */
+        CHECK_EQ_INT(calltree_copy_shape(t[i], t[0]), 0);
+        for (uint32_t n = 0; n < calltree_node_count(t[0]); n++)
+            calltree_add_self_deferred(t[i], n, 5 * calltree_self(t[0], n));
+        calltree_sum_totals(t[i]);
+    }
+    uint64_t f0 = folded_now(s);
+    CHECK_EQ_INT(write_series(s, token, l, t, 2, st, 1000, time_ns), 0);
+    uint64_t f1 = folded_now(s);
+    CHECK_EQ_INT(write_series(s, token, l + 2, t + 2, 1, st, 1001, time_ns), 0);
+    uint64_t f2 = folded_now(s);
+    CHECK(f2 > f1);
+    CHECK_EQ_INT(f1 - f0, 2 * (f2 - f1));
+    calltree_t *got[3];
+    for (int i = 0; i < 3; i++) {
+        got[i] = calltree_new(0);
+        storage_merger_t *m;
+        CHECK_EQ_INT(storage_merger_new(s, "t", &m), 0);
+        CHECK_EQ_INT(storage_merger_add(m, token, labels_hash(l[i]), 4, 0, INT64_MAX / 2), 0);
+        errmsg_t em = {{0}};
+        CHECK_EQ_INT(storage_merger_finish(m, got[i], &em), 0);
+        storage_merger_free(m);
+        CHECK_EQ_INT(calltree_root_total(got[i]), calltree_root_total(t[i]));
+    }
+    CHECK(calltree_same_shape(got[1], got[2]));
+    CHECK_EQ_INT(calltree_node_count(got[0]), calltree_node_count(got[1]));
+    for (uint32_t n = 0; n < calltree_node_count(got[0]); n++) {
+        CHECK_EQ_INT(5 * calltree_total(got[0], n), calltree_total(got[1], n));
+        CHECK_EQ_INT(calltree_total(got[1], n), calltree_total(got[2], n));
+    }
+    for (int i = 0; i < 3; i++) {
+        calltree_free(got[i]);
+        calltree_free(t[i]);
+        labels_free(l[i]);
+    }
+}
+
 int main(void)
 {
     fixture_t f;
@@ -77,6 +154,7 @@ int main(void)
     CHECK_EQ_INT(storage_nodetab_acquire(f.s, labels_hash(l) >> 1, "t", &t, &em), 0);
     CHECK(storage_nodetab_count(t) <= 1024 + 1024 / 64 + 1);
     storage_nodetab_release(f.s, t, 0);
+    test_same_shape(f.s, l, st, (f.now - 600) * NS);
     symtab_free(st);
     labels_free(l);
     fx_done(&f);

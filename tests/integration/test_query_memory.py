@@ -1,0 +1,80 @@
+"""test_query_memory.py — query-memory-bytes bounds the partial results the
+queries a node coordinates hold at once. Eight concurrent renders wait on a
+peer stopped with SIGSTOP, each holding its local share's merged tree (about
+0.8 MB here) against a 4 MiB budget: the ones that would pass it are answered
+503 with Retry-After naming the setting, the gauge never shows more than the
+budget, and once the peer is back and everything is answered the node holds
+nothing and a query alone is exact."""
+import signal
+import threading
+import time
+
+from cluster import Cluster, wait_for
+from harness import CPU, run_tests
+
+BUDGET = 4 * 1024 * 1024
+ARGS = ["--query-memory-bytes", "4MiB", "--query-timeout", "60s"]
+SERVICES, STACKS = 8, 700
+
+
+def test_concurrent_queries_over_the_budget():
+    t0 = int(time.time()) - 300
+    with Cluster(2, rf=1, failure_timeout="60s", args=ARGS) as c:
+        n0 = c.nodes[0]
+        for s in range(SERVICES):
+            body = "".join("main;svc%d;f%d_%d;g%d 1\n" % (s, s, i, i)
+                           for i in range(STACKS)).encode()
+            r = n0.ingest(body, tenant="t", name="big%d.cpu" % s, **{"from": t0 + s})
+            assert r.status == 200, r
+        frm, until = str(t0 - 60), str(t0 + 60)
+        assert n0.metric("flamedb_scatter_memory_bytes") == 0
+        c.nodes[1].proc.send_signal(signal.SIGSTOP)
+        answers = []
+        try:
+            def one():
+                answers.append(n0.render(CPU + "{}", frm, until, tenant="t"))
+            threads = [threading.Thread(target=one, daemon=True) for _ in range(8)]
+            for t in threads:
+                t.start()
+            wait_for("the queries over the budget refused",
+                     lambda: n0.metric("flamedb_scatter_memory_refused_total") >= 1, timeout=20)
+            wait_for("the others waiting on the stopped node, holding their share",
+                     lambda: n0.metric("flamedb_scatter_queries_in_flight") >= 1
+                     and len(answers) + n0.metric("flamedb_scatter_queries_in_flight") == 8,
+                     timeout=20)
+            held = n0.metric("flamedb_scatter_memory_bytes")
+            assert 0 < held <= BUDGET, held
+            for r in list(answers):
+                assert r.status == 503, r
+                assert b"query-memory-bytes" in r.body, r
+                assert r.headers.get("retry-after") == "1", r.headers
+        finally:
+            c.nodes[1].proc.send_signal(signal.SIGCONT)
+        for t in threads:
+            t.join(60)
+        assert len(answers) == 8
+        # a waiting query whose remote answer would pass the budget also gets 503
+        assert all(r.status in (200, 503) for r in answers), answers
+        for r in answers:  # never short: a query either fits whole or is refused
+            if r.status == 200:
+                assert r.json()["flamebearer"]["numTicks"] == SERVICES * STACKS * 10**7
+        assert sum(r.status == 503 for r in answers) >= 1
+        print("statuses %s, held %d bytes while waiting"
+              % (sorted(r.status for r in answers), held))
+        wait_for("every partial result released",
+                 lambda: n0.metric("flamedb_scatter_memory_bytes") == 0
+                 and n0.metric("flamedb_scatter_queries_in_flight") == 0, timeout=20)
+        # alone, the same query fits and is exact
+        assert n0.total(CPU + "{}", frm, until, tenant="t") == SERVICES * STACKS * 10**7
+        # a render-diff holds both sides' bodies until it joins them, counted
+        # in the same budget and given back once answered
+        r = n0.query("/pyroscope/render-diff", "t", leftQuery=CPU + '{service_name="big0"}',
+                     rightQuery=CPU + '{service_name="big1"}', leftFrom=frm, leftUntil=until,
+                     rightFrom=frm, rightUntil=until)
+        assert r.status == 200, r
+        assert n0.metric("flamedb_scatter_memory_bytes") == 0
+        assert n0.alive()
+
+
+if __name__ == "__main__":
+    run_tests(globals())
