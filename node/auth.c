@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/grow.h"
 #include "common/digest.h"
 #include "node/node_int.h"
 
@@ -63,13 +64,8 @@ static int parse_hex(const char *s, unsigned char out[NODE_AUTH_SHA256_LEN])
 
 static int add_entry(node_auth_t *a, const entry_t *e)
 {
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? 2 * a->cap : 16;
-        entry_t *ne = realloc(a->e, cap * sizeof *ne);
-        if (ne == NULL) return ERR_NOMEM;
-        a->e = ne;
-        a->cap = cap;
-    }
+    int rc = GROW(a->e, a->cap, a->n + 1, GROW_UNLIMITED);
+    if (rc != ERR_OK) return rc;
     a->e[a->n++] = *e;
     return ERR_OK;
 }

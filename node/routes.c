@@ -562,10 +562,11 @@ static void run_query(query_req_t *q, query_kind_t kind, const char *tenant,
                   q);
 }
 
-/* format, when not NULL, replaces the request's own (an endpoint that is a
- * render in one fixed format). */
-static void start_query_as(node_t *n, http_exchange_t *ex, const http_request_t *r,
-                           query_kind_t kind, const char *format)
+/* Starts a query of the request's parameters, with format (when not NULL:
+ * an endpoint that is a render in one fixed format) and id (GET
+ * /api/profiles/ID) replacing the request's own. */
+static void start_query_with(node_t *n, http_exchange_t *ex, const http_request_t *r,
+                             query_kind_t kind, const char *format, const char *id)
 {
     const char *tenant = routes_tenant_of(n, ex, r);
     if (tenant == NULL) return;
@@ -578,7 +579,14 @@ static void start_query_as(node_t *n, http_exchange_t *ex, const http_request_t 
     query_params_t p = {0};
     query_params_of(r, &p);
     if (format != NULL) p.format = format;
+    if (id != NULL) p.id = id;
     run_query(q, kind, tenant, &p);
+}
+
+static void start_query_as(node_t *n, http_exchange_t *ex, const http_request_t *r,
+                           query_kind_t kind, const char *format)
+{
+    start_query_with(n, ex, r, kind, format, NULL);
 }
 
 static void start_query(node_t *n, http_exchange_t *ex, const http_request_t *r, query_kind_t kind)
@@ -622,18 +630,7 @@ static void route_profiles(node_t *n, http_exchange_t *ex, const http_request_t 
  * the token its id carries (query/profile.c). */
 static void route_profile(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    const char *tenant = routes_tenant_of(n, ex, r);
-    if (tenant == NULL) return;
-    query_req_t *q = malloc(sizeof *q);
-    if (q == NULL) {
-        routes_respond_error(n, ex, ERR_NOMEM, NULL);
-        return;
-    }
-    *q = (query_req_t){.node = n, .ex = ex};
-    query_params_t p = {0};
-    query_params_of(r, &p);
-    p.id = r->path + strlen("/api/profiles/");
-    run_query(q, QUERY_KIND_PROFILE, tenant, &p);
+    start_query_with(n, ex, r, QUERY_KIND_PROFILE, NULL, r->path + strlen("/api/profiles/"));
 }
 
 /* GET /api/top: the render of the selection, answered as its top functions

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/hash.h"
 #include "common/u64map.h"
 #include "node/node_int.h"
@@ -94,13 +95,7 @@ static tenant_state_t *state_of(node_t *n, const char *tenant)
     /* a 64-bit hash names a tenant: the name is checked all the same */
     if (u64map_get(&l->index, h, &i) && strcmp(l->t[i].name, tenant) == 0) return &l->t[i];
     if (l->n >= l->sweep_at && sweep(n, l) != ERR_OK) return NULL;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 64;
-        tenant_state_t *t = realloc(l->t, cap * sizeof *t);
-        if (t == NULL) return NULL;
-        l->t = t;
-        l->cap = cap;
-    }
+    if (GROW(l->t, l->cap, l->n + 1, GROW_UNLIMITED) != ERR_OK) return NULL;
     tenant_state_t *t = &l->t[l->n];
     memset(t, 0, sizeof *t);
     snprintf(t->name, sizeof t->name, "%s", tenant);

@@ -29,13 +29,8 @@ typedef struct wants {
 
 static int want_add(wants_t *w, const Flamedb__Cluster__SeenEntry *e)
 {
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? 2 * w->cap : 256;
-        want_t *v = realloc(w->v, cap * sizeof *v);
-        if (v == NULL) return ERR_NOMEM;
-        w->v = v;
-        w->cap = cap;
-    }
+    int rc = GROW(w->v, w->cap, w->n + 1, GROW_UNLIMITED);
+    if (rc != ERR_OK) return rc;
     want_t *x = &w->v[w->n++];
     snprintf(x->tenant, sizeof x->tenant, "%s", e->tenant);
     x->token = e->token;

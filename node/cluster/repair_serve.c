@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/calltree.h"
 #include "common/labels.h"
 #include "common/log.h"
@@ -124,13 +125,8 @@ typedef struct syms {
 static int add_sym(void *ctx, uint64_t id)
 {
     syms_t *y = ctx;
-    if (y->n == y->cap) {
-        size_t cap = y->cap ? 2 * y->cap : 256;
-        uint64_t *v = realloc(y->v, cap * sizeof *v);
-        if (v == NULL) return ERR_NOMEM;
-        y->v = v;
-        y->cap = cap;
-    }
+    int rc = GROW(y->v, y->cap, y->n + 1, GROW_UNLIMITED);
+    if (rc != ERR_OK) return rc;
     y->v[y->n++] = id;
     return 0;
 }

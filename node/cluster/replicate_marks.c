@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/log.h"
 #include "node/cluster/replicate_int.h"
 
@@ -33,13 +34,7 @@ static replicate_mark_t *mark_of(replicate_t *r, const char *id, int create)
     for (size_t i = 0; i < r->nmarks; i++)
         if (strcmp(r->marks[i].id, id) == 0) return &r->marks[i];
     if (!create) return NULL;
-    if (r->nmarks == r->marks_cap) {
-        size_t cap = r->marks_cap ? 2 * r->marks_cap : 8;
-        replicate_mark_t *v = realloc(r->marks, cap * sizeof *v);
-        if (v == NULL) return NULL;
-        r->marks = v;
-        r->marks_cap = cap;
-    }
+    if (GROW(r->marks, r->marks_cap, r->nmarks + 1, GROW_UNLIMITED) != ERR_OK) return NULL;
     replicate_mark_t *m = &r->marks[r->nmarks++];
     memset(m, 0, sizeof *m);
     snprintf(m->id, sizeof m->id, "%s", id);
