@@ -16,6 +16,9 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "node/ingest/ingest.h"
+#include "storage/storage.h"
+#include "common/err.h"
 
 /* ---- RNG (splitmix64 / xoshiro-free: small and reproducible) ---- */
 typedef struct bench_rng {
@@ -106,6 +109,12 @@ int cmd_decode(int argc, char **argv);
 int cmd_ingest(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_fleet(int argc, char **argv);
+
+/* ---- the library path of ingest (bench_query.c) ---- */
+/* Parses p as POST /ingest would (tenant "bench", its own 10 s window) and
+ * stores it; 0 or an error with em set. */
+int bench_store_profile(storage_t *st, const bench_profile_t *p, const ingest_limits_t *lim,
+                        int64_t now_ns, errmsg_t *em);
 
 /* shared flag parsing: returns 1 and sets *val when argv[*i] is --name VALUE */
 int flag_str(int argc, char **argv, int *i, const char *name, const char **val);

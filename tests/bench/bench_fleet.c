@@ -70,22 +70,8 @@ static int ingest_pods(fleet_t *f, size_t lo, size_t hi, size_t *count)
         const bench_profile_t *p = &f->set.p[i];
         size_t pod = pod_of(p->name);
         if (pod < lo || pod >= hi) continue;
-        char from[32], until[32];
-        snprintf(from, sizeof from, "%lld", (long long)p->time_s);
-        snprintf(until, sizeof until, "%lld", (long long)p->time_s + 10);
-        ingest_request_t req = {.tenant = "bench",
-                                .name = p->name,
-                                .from = from,
-                                .until = until,
-                                .format = "pprof",
-                                .body = p->gz,
-                                .body_len = p->gz_len,
-                                .now_ns = wall_ms() * 1000000};
-        ingest_profile_t *prof = NULL;
         errmsg_t em = {{0}};
-        int rc = ingest_parse(&req, &lim, &prof, &em);
-        if (rc == 0) rc = storage_write_profile(f->st, ingest_profile_write(prof), NULL, &em);
-        ingest_profile_free(prof);
+        int rc = bench_store_profile(f->st, p, &lim, wall_ms() * 1000000, &em);
         if (rc != 0) {
             fprintf(stderr, "fleet: ingest: %s\n", errmsg_text(&em, rc));
             return rc;

@@ -88,31 +88,39 @@ static double render_median(const qctx_t *q, const char *label, const char *from
     return (q->expect >= 0 && ticks != q->expect) ? -2 : med;
 }
 
+/* Parses one generated profile as POST /ingest would (tenant "bench", its
+ * own 10 s window) and stores it: the library path of the node's ingest. */
+int bench_store_profile(storage_t *st, const bench_profile_t *p, const ingest_limits_t *lim,
+                        int64_t now_ns, errmsg_t *em)
+{
+    char from[32], until[32];
+    snprintf(from, sizeof from, "%lld", (long long)p->time_s);
+    snprintf(until, sizeof until, "%lld", (long long)p->time_s + 10);
+    ingest_request_t req = {.tenant = "bench",
+                            .name = p->name,
+                            .from = from,
+                            .until = until,
+                            .format = "pprof",
+                            .body = p->gz,
+                            .body_len = p->gz_len,
+                            .now_ns = now_ns};
+    ingest_profile_t *prof = NULL;
+    int rc = ingest_parse(&req, lim, &prof, em);
+    if (rc == 0) rc = storage_write_profile(st, ingest_profile_write(prof), NULL, em);
+    ingest_profile_free(prof);
+    return rc;
+}
+
 static int ingest_set(storage_t *st, const profile_set_t *set)
 {
     ingest_limits_t lim;
     ingest_limits_default(&lim);
     double w0 = clock_wall();
     for (size_t i = 0; i < set->n; i++) {
-        const bench_profile_t *p = &set->p[i];
-        char from[32], until[32];
-        snprintf(from, sizeof from, "%lld", (long long)p->time_s);
-        snprintf(until, sizeof until, "%lld", (long long)p->time_s + 10);
-        ingest_request_t req = {.tenant = "bench",
-                                .name = p->name,
-                                .from = from,
-                                .until = until,
-                                .format = "pprof",
-                                .body = p->gz,
-                                .body_len = p->gz_len,
-                                .now_ns = now_ms() * 1000000};
-        ingest_profile_t *prof = NULL;
         errmsg_t em = {{0}};
-        int rc = ingest_parse(&req, &lim, &prof, &em);
-        if (rc == 0) rc = storage_write_profile(st, ingest_profile_write(prof), NULL, &em);
-        ingest_profile_free(prof);
+        int rc = bench_store_profile(st, &set->p[i], &lim, now_ms() * 1000000, &em);
         if (rc != 0) {
-            fprintf(stderr, "ingest %s: %s\n", p->path, errmsg_text(&em, rc));
+            fprintf(stderr, "ingest %s: %s\n", set->p[i].path, errmsg_text(&em, rc));
             return rc;
         }
     }
