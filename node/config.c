@@ -175,7 +175,9 @@ static const opt_t options[] = {
      1024 * GiB,
      "Stack-node tables (the call-tree shapes blocks index; three quarters) and "
      "symbol names (one quarter) kept in memory; defaults to an eighth of memory-limit. A "
-     "service shard's table takes about 50 bytes per distinct stack prefix."},
+     "service shard's table takes about 50 bytes per distinct stack prefix. The most recently "
+     "used table stays even when it alone is larger (a warning says so; "
+     "flamedb_storage_node_table_loads_total counts the loads)."},
     {"retention-10s", OPT_SECONDS, FIELD(storage.retention_seconds[0], int64_t), NULL, 0, 0,
      100 * YEAR_S, "Retention of 10-second blocks (0 = forever)."},
     {"retention-1m", OPT_SECONDS, FIELD(storage.retention_seconds[1], int64_t), NULL, 0, 0,

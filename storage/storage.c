@@ -460,6 +460,7 @@ int storage_stats(storage_t *s, storage_stats_t *out)
     out->capped_spans = atomic_load(&s->counters.capped_spans);
     wal_counts(s, &out->wal_writes, &out->wal_syncs);
     out->gc_series = atomic_load(&s->counters.gc_series);
+    out->node_table_loads = atomic_load(&s->counters.nodetab_loads);
     out->gc_nodetabs = atomic_load(&s->counters.gc_nodetabs);
     out->gc_symbols = atomic_load(&s->counters.gc_symbols);
     return 0;
@@ -507,6 +508,8 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
         METRICS_U64_DEF(storage_stats_t, folded_stacks, "flamedb_storage_folded_stacks_total",
                         "Call-tree nodes written into an \"other\" node because their service "
                         "shard's stack-node table was full (max-stack-nodes)."),
+        METRICS_U64_DEF(storage_stats_t, node_table_loads, "flamedb_storage_node_table_loads_total",
+                        "Stack-node tables loaded from disk: cache misses (node-cache-bytes)."),
         METRICS_U64_DEF(storage_stats_t, gc_series, "flamedb_storage_gc_series_total",
                         "Series (with their postings) deleted because retention emptied them."),
         METRICS_U64_DEF(storage_stats_t, gc_nodetabs, "flamedb_storage_gc_node_tables_total",

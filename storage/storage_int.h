@@ -107,9 +107,10 @@ typedef struct storage_counters {
     atomic_uint_fast64_t folded_stacks;  /* tree nodes folded into "other" (table full) */
     atomic_uint_fast64_t capped_spans;   /* span trees folded to max_span_nodes */
     size_t span_max_nodes; /* the option, for the spans merge operator (its state is this) */
-    atomic_uint_fast64_t gc_series;   /* empty series deleted by gc.c */
-    atomic_uint_fast64_t gc_nodetabs; /* unused stack-node tables deleted by gc.c */
-    atomic_uint_fast64_t gc_symbols;  /* unreferenced symbols deleted by gc_symbols.c */
+    atomic_uint_fast64_t gc_series;     /* empty series deleted by gc.c */
+    atomic_uint_fast64_t nodetab_loads; /* stack-node tables loaded from disk (nodetab.c) */
+    atomic_uint_fast64_t gc_nodetabs;   /* unused stack-node tables deleted by gc.c */
+    atomic_uint_fast64_t gc_symbols;    /* unreferenced symbols deleted by gc_symbols.c */
 } storage_counters_t;
 
 /* State of one compaction filter; points back at the handle. */
