@@ -132,6 +132,16 @@ int node_metrics_register(metrics_registry_t *r, const node_metrics_view_t *v)
     if (x->http) http_server_stats_register(r, x->http);
     metrics_add_render(r, workq_stats_render, &x->pool);
     if (x->storage_ok) storage_stats_register(r, &x->storage);
+    metrics_add_u64(r, "flamedb_ingest_inflight_bytes",
+                    "Memory held by the pushes and replica writes in progress (decoded messages, "
+                    "gunzipped bodies, call trees), bounded by ingest-inflight-bytes.",
+                    METRICS_GAUGE, &x->inflight_bytes);
+    metrics_add_u64(r, "flamedb_ingest_inflight_limit_bytes", "The ingest-inflight-bytes setting.",
+                    METRICS_GAUGE, &x->inflight_limit);
+    metrics_add_u64(r, "flamedb_ingest_inflight_refused_total",
+                    "Pushes and replica writes refused because ingest-inflight-bytes was full "
+                    "(503) or they alone needed more (413).",
+                    METRICS_COUNTER, &x->inflight_refused);
     if (x->rss_bytes)
         metrics_add_u64(r, "process_resident_memory_bytes", "Resident set size of the node.",
                         METRICS_GAUGE, &x->rss_bytes);

@@ -72,6 +72,7 @@ typedef struct node_metrics_extra {
     double uptime_seconds;
     int ready;
     workq_stats_t pool; /* thread-pool lanes, copied on the loop thread */
+    uint64_t inflight_bytes, inflight_limit, inflight_refused; /* ingest-inflight-bytes */
 } node_metrics_extra_t;
 
 /* Counts one response of route (0 = no route) with its status and duration. */

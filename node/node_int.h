@@ -4,6 +4,7 @@
 
 #include <uv.h>
 
+#include "common/alloc.h"
 #include "common/clock.h"
 #include "common/workq.h"
 #include "node/auth.h"
@@ -27,6 +28,8 @@ struct node {
     cluster_t *cluster; /* membership, writes, queries (a cluster of one: no transport) */
     workq_t *workq;     /* thread-pool lanes: writes and queries cannot starve each other */
     node_metrics_t metrics;
+    /* ingest-inflight-bytes: cfg.ingest.inflight points here */
+    alloc_budget_t ingest_inflight;
     int ready; /* storage open and listener up, not stopping */
     int stopping;
     int port;

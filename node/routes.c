@@ -367,6 +367,9 @@ static void work_metrics(job_t *j)
     node_metrics_extra_t x = {
         .http = &j->http_stats, .rss_bytes = rss_bytes(), .ready = j->ready, .pool = j->pool};
     x.storage_ok = storage_stats(n->storage, &x.storage) == ERR_OK;
+    x.inflight_bytes = alloc_budget_used(&n->ingest_inflight);
+    x.inflight_limit = n->ingest_inflight.limit;
+    x.inflight_refused = alloc_budget_refused(&n->ingest_inflight);
     x.uptime_seconds = (double)(j->now_ns - n->start_ns) / 1e9;
     buf_init(&j->result.body, 16 * 1024 * 1024);
     j->result.content_type = "text/plain; version=0.0.4; charset=utf-8";
