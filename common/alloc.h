@@ -1,5 +1,6 @@
 /* alloc.h — process-wide allocator tuning (one of the two pieces of
- * process-wide state flamedb has; the other is the log level).
+ * process-wide state flamedb has; the other is the log level), and memory
+ * budgets shared by threads (alloc_budget_t, below).
  *
  * A query builds trees and vectors of a few MiB and frees them; with glibc's
  * defaults such blocks are mmap()ed or trimmed back to the kernel after every

@@ -61,6 +61,7 @@ int scatter_new(uv_loop_t *loop, storage_t *storage, const scatter_options_t *o,
     scatter_t *s = calloc(1, sizeof *s);
     if (s == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     list_init(&s->queries);
+    list_init(&s->serving);
     s->loop = loop;
     s->storage = storage;
     s->o = *o;
@@ -323,6 +324,23 @@ static int send_ask(scatter_q_t *q, const ask_t *a)
     free(r);
     free(rp);
     return rc;
+}
+
+/* Asks the node of a (remote) to stop its share: best effort, no answer. */
+static void send_cancel(scatter_q_t *q, const ask_t *a)
+{
+    if (q->view->self >= 0 && a->node == (uint32_t)q->view->self) return; /* a local job */
+    Flamedb__Cluster__QueryRequest m = FLAMEDB__CLUSTER__QUERY_REQUEST__INIT;
+    m.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    m.tenant = q->tenant;
+    m.deadline_unix_ms = q->deadline_unix_ms;
+    m.request_id = a->request_id;
+    m.kind = Q_KIND(CANCEL);
+    m.selector = "";
+    m.label_name = "";
+    const char *id = ring_node_name(q->view->ring, a->node);
+    int rc = q->s->ops.send(q->s->ops.ctx, id, MSG(QUERY), q->deadline_unix_ms, &m.base);
+    if (rc != 0) log_debug("scatter", "cancel to %s: %s", id, err_message(rc));
 }
 
 /* Sends (or runs locally) ask idx; a failure to start re-plans it. */
@@ -622,7 +640,10 @@ void scatter_cancel(scatter_t *s, void *arg)
     s->stats.cancelled++;
     q->refs++;
     for (size_t i = 0; i < q->nasks; i++)
-        if (q->asks[i].state == ASK_WAITING) q->asks[i].state = ASK_ABANDONED;
+        if (q->asks[i].state == ASK_WAITING) {
+            q->asks[i].state = ASK_ABANDONED;
+            send_cancel(q, &q->asks[i]); /* a share running there stops */
+        }
     cluster_answer_t a = {.rc = ERR_UNAVAILABLE};
     errmsg_set(&a.em, ERR_UNAVAILABLE, "cancelled: the client closed the connection");
     query_result_init(&a.result);

@@ -24,6 +24,9 @@
 
 typedef struct serve_job {
     workq_job_t w;
+    list_node_t link;  /* in s->serving from submit to done */
+    atomic_int cancel; /* a cancel message came: the running share stops */
+    int stopped;       /* it stopped early (cancelled, or its deadline passed) */
     scatter_t *s;
     char sender[RING_NODE_ID_MAX + 1];
     char tenant[STORAGE_TENANT_MAX + 1];
@@ -159,8 +162,13 @@ static void serve_work(workq_job_t *w)
         j->rc = errmsg_set(&j->em, ERR_TIMEOUT, "the query's deadline passed before it ran");
         return;
     }
+    query_stop_t stop = {&j->cancel, (int64_t)j->deadline};
+    j->args.stop = &stop;
     j->rc =
         query_partial_run(j->s->storage, j->tenant, &j->args, &j->s->o.limits, &j->part, &j->em);
+    j->stopped = j->rc != 0 && query_stop_check(&stop, NULL) != 0;
+    j->args.stop = NULL;
+    if (j->stopped) j->rc = ERR_TIMEOUT; /* nobody waits for it: no answer */
     if (j->rc == 0) j->rc = build_answer(j, j->s->o.max_message_bytes);
 }
 
@@ -201,7 +209,12 @@ static void serve_done(workq_job_t *w, int status)
     serve_job_t *j = w->data;
     scatter_t *s = j->s;
     s->nserving--;
-    if (status != 0 && j->rc == 0) j->rc = errmsg_set(&j->em, ERR_UNAVAILABLE, "cancelled");
+    list_remove(&j->link);
+    s->stats.shares_stopped += j->stopped;
+    if (status != 0 && j->rc == 0)
+        j->rc = atomic_load_explicit(&j->cancel, memory_order_relaxed)
+                    ? ERR_TIMEOUT /* its coordinator gave up: no answer */
+                    : errmsg_set(&j->em, ERR_UNAVAILABLE, "cancelled");
     if (!s->closing && j->rc != ERR_TIMEOUT) {
         if (j->rc != 0) {
             init_reply(&j->msg, j->tenant, j->request_id, j->ring_version);
@@ -273,11 +286,28 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
     return 0;
 }
 
+/* A coordinator gave up on a share it asked for: stop it (not answered). */
+static void on_cancel(scatter_t *s, const cluster_msg_t *msg)
+{
+    const Flamedb__Cluster__QueryRequest *q = (const void *)msg->body;
+    for (list_node_t *n = list_first(&s->serving); n != NULL; n = list_next(&s->serving, n)) {
+        serve_job_t *j = LIST_ENTRY(n, serve_job_t, link);
+        if (j->request_id != q->request_id || strcmp(j->sender, msg->env->sender_id) != 0) continue;
+        atomic_store_explicit(&j->cancel, 1, memory_order_relaxed);
+        workq_cancel(&j->w); /* not started yet: dropped */
+        return;
+    }
+}
+
 void scatter_on_query(void *ctx, cluster_msg_t *msg)
 {
     scatter_t *s = ctx;
     const Flamedb__Cluster__QueryRequest *q = (const void *)msg->body;
     if (s->closing) return;
+    if (q->kind == Q_KIND(CANCEL)) {
+        on_cancel(s, msg);
+        return;
+    }
     if (kind_of(q->kind) == 0) {
         reply_error(s, msg, ERR_UNSUPPORTED, "query kind not served by this node");
         return;
@@ -305,4 +335,5 @@ void scatter_on_query(void *ctx, cluster_msg_t *msg)
         return;
     }
     s->nserving++;
+    list_push_back(&s->serving, &j->link);
 }
