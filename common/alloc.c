@@ -48,6 +48,23 @@ static int take(alloc_budget_t *b, size_t n)
     return 1;
 }
 
+int alloc_budget_take(alloc_budget_t *b, size_t n)
+{
+    if (take(b, n)) return 0;
+    atomic_fetch_add_explicit(&b->refused, 1, memory_order_relaxed);
+    return ERR_UNAVAILABLE;
+}
+
+void alloc_budget_force(alloc_budget_t *b, size_t n)
+{
+    atomic_fetch_add_explicit(&b->used, n, memory_order_relaxed);
+}
+
+void alloc_budget_give(alloc_budget_t *b, size_t n)
+{
+    atomic_fetch_sub_explicit(&b->used, n, memory_order_relaxed);
+}
+
 int alloc_charge_add(alloc_charge_t *c, size_t n)
 {
     if (c->b == NULL) return 0;

@@ -47,6 +47,14 @@ void alloc_budget_init(alloc_budget_t *b, size_t limit);
 size_t alloc_budget_used(const alloc_budget_t *b);
 uint64_t alloc_budget_refused(const alloc_budget_t *b);
 
+/* Exact, for one thread's own accounting beside the charges of others:
+ * take n bytes (ERR_UNAVAILABLE, nothing taken, when that passes the
+ * limit), add them whatever the limit (the caller checks and undoes), give
+ * them back. */
+int alloc_budget_take(alloc_budget_t *b, size_t n);
+void alloc_budget_force(alloc_budget_t *b, size_t n);
+void alloc_budget_give(alloc_budget_t *b, size_t n);
+
 void alloc_charge_init(alloc_charge_t *c, alloc_budget_t *b);
 /* Charges n more bytes. ERR_TOO_LARGE when this work alone would pass the
  * limit (it can never fit), ERR_UNAVAILABLE when it does not fit now beside

@@ -166,7 +166,10 @@ static const opt_t options[] = {
      "Partial results all queries this node coordinates hold at once: answers from nodes "
      "waiting to be merged, merged call trees, encoded answers. Over it the query that grows "
      "gets 503 with Retry-After, and new queries are refused with 503 until memory is "
-     "released; part of memory-limit."},
+     "released; part of memory-limit. The shares this node serves for other nodes' queries "
+     "(their merged trees, charged once merged, and their encoded answers) count in it too: "
+     "one that does not fit is refused, and its coordinator asks another replica or counts "
+     "its ranges missing."},
     {"ingest-inflight-bytes", OPT_SIZE, FIELD(ingest_inflight_bytes, size_t), NULL, 8, 1 * MiB,
      1024 * GiB,
      "Memory all pushes and replica writes (hint replays included) in progress on this node may "

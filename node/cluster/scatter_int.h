@@ -116,6 +116,9 @@ void scatter_release(scatter_t *s, size_t bytes);
     X(memory_refused, "flamedb_scatter_memory_refused_total",                                      \
       "Queries refused or failed with 503: their partial results would exceed "                    \
       "query-memory-bytes.")                                                                       \
+    X(serve_memory_refused, "flamedb_scatter_partials_memory_refused_total",                       \
+      "Partial queries refused for other nodes: their result would pass query-memory-bytes "       \
+      "(the coordinator asks another replica or counts the ranges missing).")                      \
     X(shares_stopped, "flamedb_scatter_shares_cancelled_total",                                    \
       "Shares of queries (local, or served for another node) stopped while running: their "        \
       "query was cancelled or its deadline passed.")
@@ -164,8 +167,11 @@ struct scatter {
     list_t queries;               /* coordinated, not yet answered */
     uint32_t ninflight;
     uint32_t nserving;
-    list_t serving;   /* serve jobs queued or running (scatter_serve.c), for cancel messages */
-    size_t mem_bytes; /* partial results held by coordinated queries (sum of mem_charged) */
+    list_t serving; /* serve jobs queued or running (scatter_serve.c), for cancel messages */
+    /* query-memory-bytes: partial results held by coordinated queries (sum
+     * of mem_charged, loop thread) and by shares served for other nodes
+     * (charged from the pool by their jobs) */
+    alloc_budget_t mem;
     uint64_t next_id;
     int closing;
     scatter_stats_t stats;

@@ -12,8 +12,12 @@
  *
  * Bounded: at most max_serving partials at once (more are refused, and the
  * coordinator asks another replica), series and tree nodes by the query
- * limits, and an answer larger than a message is refused with the reason
- * rather than sent.
+ * limits, the memory of all of them (result, then encoded answer, until
+ * sent) by query-memory-bytes, shared with the queries this node
+ * coordinates (a share that does not fit is refused as unavailable), and an
+ * answer larger than a message is refused with the reason rather than sent.
+ * A share stops early when its coordinator sends a CANCEL for it or its
+ * deadline passes (query_stop_t, checked per series).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,9 +28,11 @@
 
 typedef struct serve_job {
     workq_job_t w;
-    list_node_t link;  /* in s->serving from submit to done */
-    atomic_int cancel; /* a cancel message came: the running share stops */
-    int stopped;       /* it stopped early (cancelled, or its deadline passed) */
+    list_node_t link;   /* in s->serving from submit to done */
+    atomic_int cancel;  /* a cancel message came: the running share stops */
+    int stopped;        /* it stopped early (cancelled, or its deadline passed) */
+    int mem_refused;    /* query-memory-bytes could not hold its result */
+    alloc_charge_t mem; /* its result and answer, on query-memory-bytes (s->mem) */
     scatter_t *s;
     char sender[RING_NODE_ID_MAX + 1];
     char tenant[STORAGE_TENANT_MAX + 1];
@@ -48,6 +54,7 @@ typedef struct serve_job {
 
 static void job_free(serve_job_t *j)
 {
+    alloc_charge_done(&j->mem);
     free(j->selector);
     free(j->label);
     free(j->ranges);
@@ -155,6 +162,19 @@ static int build_answer(serve_job_t *j, size_t max_bytes)
     return size + SCATTER_ENVELOPE_ROOM > max_bytes ? too_large(j, size, max_bytes) : 0;
 }
 
+/* Charges n more bytes of the share to query-memory-bytes; over it the
+ * share is refused as unavailable, so the coordinator asks another replica
+ * (or counts the ranges missing), and what it built is freed at once. */
+static int charge(serve_job_t *j, size_t n, const char *what)
+{
+    if (alloc_charge_add(&j->mem, n) == 0) return 0;
+    j->mem_refused = 1;
+    return errmsg_set(&j->em, ERR_UNAVAILABLE,
+                      "server busy: the partial %s (%zu bytes) would pass query-memory-bytes "
+                      "(%zu bytes) on this node",
+                      what, n, j->mem.b->limit);
+}
+
 static void serve_work(workq_job_t *w)
 {
     serve_job_t *j = w->data;
@@ -169,7 +189,11 @@ static void serve_work(workq_job_t *w)
     j->stopped = j->rc != 0 && query_stop_check(&stop, NULL) != 0;
     j->args.stop = NULL;
     if (j->stopped) j->rc = ERR_TIMEOUT; /* nobody waits for it: no answer */
+    if (j->rc == 0) j->rc = charge(j, query_partial_bytes(&j->part), "result");
     if (j->rc == 0) j->rc = build_answer(j, j->s->o.max_message_bytes);
+    if (j->rc == 0)
+        j->rc = charge(j, j->tree.len + flamedb__cluster__partial_result__get_packed_size(&j->msg),
+                       "encoded answer");
 }
 
 /* ---------- answering (loop) ---------- */
@@ -211,6 +235,7 @@ static void serve_done(workq_job_t *w, int status)
     s->nserving--;
     list_remove(&j->link);
     s->stats.shares_stopped += j->stopped;
+    s->stats.serve_memory_refused += j->mem_refused;
     if (status != 0 && j->rc == 0)
         j->rc = atomic_load_explicit(&j->cancel, memory_order_relaxed)
                     ? ERR_TIMEOUT /* its coordinator gave up: no answer */
@@ -327,6 +352,7 @@ void scatter_on_query(void *ctx, cluster_msg_t *msg)
         return;
     }
     j->s = s;
+    alloc_charge_init(&j->mem, &s->mem);
     j->w.data = j;
     j->w.deadline_unix_ms = j->deadline; /* the coordinator stops waiting then */
     if (workq_submit(s->workq, WORKQ_QUERY, &j->w, serve_work, serve_done) != 0) {
