@@ -311,6 +311,12 @@ static const opt_t options[] = {
      "Series one tenant may have on a node (counted per node: a tenant's series spread over "
      "the nodes holding their replicas); a push that would store more gets 429 naming it. "
      "Series collected after retention count no more. 0: no limit (nothing counted)."},
+    {"metrics-max-tenants", OPT_COUNT, FIELD(metrics_max_tenants, size_t), "100", 0, 0, 10000,
+     "Tenants listed in flamedb_tenant_series{tenant} on /metrics: those with the most series on "
+     "this node (the others are summed in flamedb_tenant_series_others), so the metric's "
+     "cardinality stays bounded whatever the number of tenants. Series are counted per tenant "
+     "for it (one read per series first written since the start, one pass over the series at "
+     "start). 0: no such metric, nothing counted unless tenant-max-series is on."},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

@@ -130,6 +130,7 @@ int node_new(const node_config_t *cfg, node_t **out, errmsg_t *em)
     n->cfg = *cfg;
     node_config_fix_pointers(&n->cfg);
     alloc_budget_init(&n->ingest_inflight, cfg->ingest_inflight_bytes);
+    n->cfg.storage.count_tenant_series = cfg->metrics_max_tenants > 0;
     n->cfg.ingest.inflight = &n->ingest_inflight;
     n->clock = clock_real();
     n->start_ns = clock_wall_ns(&n->clock);

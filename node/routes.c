@@ -361,6 +361,20 @@ static uint64_t rss_bytes(void)
     return got == 2 ? (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
 }
 
+/* The tenants with the most series for flamedb_tenant_series (bounded by
+ * metrics-max-tenants); the caller frees what is returned (NULL: none). */
+static storage_tenant_count_t *gather_tenants(node_t *n, node_metrics_extra_t *x)
+{
+    if (n->cfg.metrics_max_tenants == 0) return NULL;
+    storage_tenant_count_t *tc = malloc(n->cfg.metrics_max_tenants * sizeof *tc);
+    if (tc == NULL) return NULL; /* the family is left out of this scrape */
+    x->tenants_on = 1;
+    x->tenants = tc;
+    x->ntenants_listed = storage_tenant_series_top(n->storage, tc, n->cfg.metrics_max_tenants,
+                                                   &x->tenant_others, &x->ntenants);
+    return tc;
+}
+
 static void work_metrics(job_t *j)
 {
     node_t *n = j->node;
@@ -370,6 +384,7 @@ static void work_metrics(job_t *j)
     x.inflight_bytes = alloc_budget_used(&n->ingest_inflight);
     x.inflight_limit = n->ingest_inflight.limit;
     x.inflight_refused = alloc_budget_refused(&n->ingest_inflight);
+    storage_tenant_count_t *tc = gather_tenants(n, &x);
     x.uptime_seconds = (double)(j->now_ns - n->start_ns) / 1e9;
     buf_init(&j->result.body, 16 * 1024 * 1024);
     j->result.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -381,6 +396,7 @@ static void work_metrics(job_t *j)
     if (j->cmetrics != NULL) cluster_metrics_register(j->cmetrics, n->storage, &reg);
     j->rc = metrics_registry_render(&reg, &j->result.body);
     metrics_registry_free(&reg);
+    free(tc);
 }
 
 static void prepare_metrics(job_t *j)
