@@ -205,7 +205,7 @@ typedef struct query_plan {
     int min_res;             /* finest resolution used (retention may raise it) */
     size_t n;
     query_plan_piece_t piece[QUERY_PLAN_MAX_PIECES];
-    const query_stop_t *stop; /* checked per series while merging; NULL: runs to its end */
+    const query_stop_t *stop; /* checked per series (merge, timeline); NULL: runs to its end */
 } query_plan_t;
 
 /* Plans [from_ms, until_ms). When retention dropped the finer windows at the
