@@ -137,6 +137,11 @@ const char *routes_tenant(const char *h, errmsg_t *em)
 
 /* ---------- jobs on the thread pool ---------- */
 
+int routes_query_error(int rc)
+{
+    return rc == ERR_LIMIT ? ERR_OVER_LIMIT : rc;
+}
+
 void routes_respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_t *em)
 {
     node_metrics_error(&n->metrics, err);
@@ -544,7 +549,7 @@ static void query_answered(void *arg, cluster_answer_t *a)
         return;
     }
     if (a->rc != ERR_OK) {
-        routes_respond_error(q->node, q->ex, a->rc, &a->em);
+        routes_respond_error(q->node, q->ex, routes_query_error(a->rc), &a->em);
         free(q);
         return;
     }

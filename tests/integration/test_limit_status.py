@@ -1,15 +1,16 @@
 """test_limit_status.py — a push that can never succeed as it is answers 422
 (`over_limit`, naming the setting), never 429: retrying it would fail the
-same way. 429 stays for what a retry can pass (tenant-ingest-rate and
+same way; so does a query over a query limit (query-max-series here). 429 stays for what a retry can pass (tenant-ingest-rate and
 tenant-max-queries, tested in test_tenant_limits.py)."""
 import time
 
-from harness import Node, run_tests, unique
+from harness import CPU, Node, run_tests, unique
 from profiles import Pprof
 
 NODE = Node(name="limits", args=["--max-samples", "100", "--max-stack-depth", "64",
                                  "--max-series-per-profile", "4",
-                                 "--ingest-max-tree-nodes", "1000"]).start()
+                                 "--ingest-max-tree-nodes", "1000",
+                                 "--query-max-series", "2"]).start()
 NOW = int(time.time())
 
 
@@ -30,6 +31,18 @@ def test_per_profile_limits_are_422():
     for i in range(8):  # one series per distinct value of the label
         p.add(["main"], [1], labels={"k": "v%d" % i})
     refused_422(p.encode(), "max_series_per_profile", format="pprof")
+
+
+def test_query_limits_are_422():
+    svc = unique("q")
+    for i in range(3):  # three series of one service
+        r = NODE.ingest(b"main;f 1\n", name="%s.cpu{k=v%d}" % (svc, i), **{"from": NOW - 60})
+        assert r.status == 200, r
+    r = NODE.render('%s{service_name="%s"}' % (CPU, svc), str(NOW - 120), str(NOW))
+    assert r.status == 422, r
+    assert r.json()["code"] == "over_limit" and "max_series" in r.json()["message"], r.json()
+    r = NODE.render('%s{service_name="%s",k="v0"}' % (CPU, svc), str(NOW - 120), str(NOW))
+    assert r.status == 200, r
 
 
 def test_within_the_limits_is_stored():
