@@ -120,8 +120,8 @@ void scatter_release(scatter_t *s, size_t bytes);
       "Partial queries refused for other nodes: their result would pass query-memory-bytes "       \
       "(the coordinator asks another replica or counts the ranges missing).")                      \
     X(shares_stopped, "flamedb_scatter_shares_cancelled_total",                                    \
-      "Shares of queries (local, or served for another node) stopped while running: their "        \
-      "query was cancelled or its deadline passed.")
+      "Shares of queries (local, or served for another node) cancelled before they ran or "        \
+      "stopped while running: their query was cancelled or its deadline passed.")
 
 typedef struct scatter_stats {
 #define SCATTER_FIELD(name, metric, help) uint64_t name;

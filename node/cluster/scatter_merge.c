@@ -148,7 +148,8 @@ static void local_done(workq_job_t *w, int status)
     if (j->finish) q->finishing = 0;
     a->holds_gather = 0;
     if (j->merged) q->gather_bytes = j->gather_bytes;
-    q->s->stats.shares_stopped += j->stopped;
+    q->s->stats.shares_stopped +=
+        j->stopped || (status != 0 && atomic_load_explicit(&j->sj.cancel, memory_order_relaxed));
     if (status != 0 && it->rc == 0) it->rc = errmsg_set(&it->em, ERR_UNAVAILABLE, "cancelled");
     /* the timer never abandons an ask whose job holds the gather: its data
      * must not be merged and counted missing at once */

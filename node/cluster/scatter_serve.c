@@ -234,7 +234,9 @@ static void serve_done(workq_job_t *w, int status)
     scatter_t *s = j->s;
     s->nserving--;
     list_remove(&j->link);
-    s->stats.shares_stopped += j->stopped;
+    /* stopped while running, or dropped before it ran by a cancel message */
+    s->stats.shares_stopped +=
+        j->stopped || (status != 0 && atomic_load_explicit(&j->cancel, memory_order_relaxed));
     s->stats.serve_memory_refused += j->mem_refused;
     if (status != 0 && j->rc == 0)
         j->rc = atomic_load_explicit(&j->cancel, memory_order_relaxed)
