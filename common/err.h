@@ -33,7 +33,8 @@
     X(UNSUPPORTED, -12, "unsupported", 400, "unsupported")                                         \
     X(METHOD, -13, "method_not_allowed", 405, "method not allowed")                                \
     X(UNAUTHORIZED, -14, "unauthorized", 401, "unauthorized")                                      \
-    X(FORBIDDEN, -15, "forbidden", 403, "forbidden")
+    X(FORBIDDEN, -15, "forbidden", 403, "forbidden")                                               \
+    X(OVER_LIMIT, -16, "over_limit", 422, "input over a limit")
 
 enum err_code {
 #define ERR_ENUM(name, value, code, http, msg) ERR_##name = value,

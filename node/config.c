@@ -69,9 +69,10 @@ static const opt_t options[] = {
      "query's deadline is dropped (its ranges count as missing). 0: worker-threads minus a "
      "quarter (at least 1), so pushes and replica writes always keep a thread."},
     {"memory-limit", OPT_SIZE, FIELD(memory_limit, size_t), "1GiB", 0, 64 * MiB, 1024 * GiB,
-     "Memory budget of the node. block-cache-bytes, write-buffer-bytes and max-buffered-bytes "
-     "default to a quarter of it each, node-cache-bytes to an eighth; the four must fit in it "
-     "together."},
+     "Memory budget of the node. block-cache-bytes and write-buffer-bytes "
+     "default to a quarter of it each, max-buffered-bytes, node-cache-bytes and "
+     "ingest-inflight-bytes to an eighth, query-memory-bytes to a sixteenth; they must fit in "
+     "it together."},
     {"shutdown-timeout", OPT_MS, FIELD(shutdown_timeout_ms, uint64_t), "10s", 0, 0, 3600000,
      "On SIGTERM/SIGINT: how long in-flight requests may take before connections are cut."},
     SECTION("HTTP"),
@@ -83,8 +84,8 @@ static const opt_t options[] = {
     {"max-body-bytes", OPT_SIZE, FIELD(http.max_body_bytes, size_t), "16MiB", 0, 1 * KiB, 4 * GiB,
      "Body of one request as sent (compressed); more is refused with 413 (from Content-Length, "
      "before the body is read)."},
-    {"max-buffered-bytes", OPT_SIZE, FIELD(http.max_buffered_bytes, size_t), NULL, DERIVE_QUARTER,
-     1 * MiB, 1024 * GiB,
+    {"max-buffered-bytes", OPT_SIZE, FIELD(http.max_buffered_bytes, size_t), NULL, 8, 1 * MiB,
+     1024 * GiB,
      "Request bodies held in memory at once, over all connections, counted as their bytes arrive, "
      "and responses not yet read by their client; a request that would exceed it gets 503 with "
      "Retry-After, and so does a response over 64 KiB that would."},
@@ -165,7 +166,17 @@ static const opt_t options[] = {
      "Partial results all queries this node coordinates hold at once: answers from nodes "
      "waiting to be merged, merged call trees, encoded answers. Over it the query that grows "
      "gets 503 with Retry-After, and new queries are refused with 503 until memory is "
-     "released; part of memory-limit."},
+     "released; part of memory-limit. The shares this node serves for other nodes' queries "
+     "(their merged trees, charged once merged, and their encoded answers) count in it too: "
+     "one that does not fit is refused, and its coordinator asks another replica or counts "
+     "its ranges missing."},
+    {"ingest-inflight-bytes", OPT_SIZE, FIELD(ingest_inflight_bytes, size_t), NULL, 8, 1 * MiB,
+     1024 * GiB,
+     "Memory all pushes and replica writes (hint replays included) in progress on this node may "
+     "hold at once: decoded pprof messages, gunzipped bodies and call trees, charged as they "
+     "grow. Over it a push gets 503 with Retry-After and a replica write is refused as "
+     "unavailable (the coordinator hints it); a push that alone needs more gets 413. Part of "
+     "memory-limit."},
     SECTION("Storage"),
     {"block-cache-bytes", OPT_SIZE, FIELD(storage.block_cache_bytes, size_t), NULL, DERIVE_QUARTER,
      1 * MiB, 1024 * GiB, "RocksDB block cache shared by all column families."},
@@ -302,6 +313,12 @@ static const opt_t options[] = {
      "Series one tenant may have on a node (counted per node: a tenant's series spread over "
      "the nodes holding their replicas); a push that would store more gets 429 naming it. "
      "Series collected after retention count no more. 0: no limit (nothing counted)."},
+    {"metrics-max-tenants", OPT_COUNT, FIELD(metrics_max_tenants, size_t), "100", 0, 0, 10000,
+     "Tenants listed in flamedb_tenant_series{tenant} on /metrics: those with the most series on "
+     "this node (the others are summed in flamedb_tenant_series_others), so the metric's "
+     "cardinality stays bounded whatever the number of tenants. Series are counted per tenant "
+     "for it (one read per series first written since the start, one pass over the series at "
+     "start). 0: no such metric, nothing counted unless tenant-max-series is on."},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])
@@ -714,11 +731,11 @@ static int validate(node_config_t *c, errmsg_t *em)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "--service-shards: %s", sem.text);
     uint64_t budget = (uint64_t)c->storage.block_cache_bytes + c->storage.write_buffer_bytes +
                       c->http.max_buffered_bytes + c->storage.node_cache_bytes +
-                      c->query_memory_bytes;
+                      c->query_memory_bytes + c->ingest_inflight_bytes;
     if (budget > c->memory_limit)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "block-cache-bytes + write-buffer-bytes + max-buffered-bytes + "
-                          "node-cache-bytes + query-memory-bytes = %" PRIu64
+                          "node-cache-bytes + query-memory-bytes + ingest-inflight-bytes = %" PRIu64
                           " bytes exceeds memory-limit (%zu bytes)",
                           budget, c->memory_limit);
     if (c->http.max_body_bytes > c->http.max_buffered_bytes)
@@ -863,13 +880,14 @@ int node_config_doc(buf_t *out)
              "`M`/`MB`/`MiB`, `G`/`GB`/`GiB`, `T`...; all powers of 1024). Durations: a whole\n"
              "number with `ms`, `s`, `m`, `h`, `d` or `w`; a bare number is seconds.\n\n"
              "Memory: `memory-limit` (default 1 GiB) is the node's budget. The RocksDB block\n"
-             "cache, the memtables and the request bodies held in memory default to a quarter\n"
-             "of it each, the stack-node and symbol cache to an eighth, and the partial results\n"
-             "of the queries the node coordinates (`query-memory-bytes`) to a sixteenth;\n"
-             "together the five must fit in it. The last sixteenth is headroom for decoding and\n"
-             "merging (bounded per request by the ingest and query limits, and by\n"
-             "`worker-threads` requests at a time). Replicated writes in flight are held to\n"
-             "half of `max-buffered-bytes`.\n\n"
+             "cache and the memtables default to a quarter of it each; the request bodies held\n"
+             "in memory, the stack-node and symbol cache and the pushes and replica writes in\n"
+             "progress (decoded messages and call trees, `ingest-inflight-bytes`) to an eighth\n"
+             "each; the partial results of the queries the node coordinates\n"
+             "(`query-memory-bytes`) to a sixteenth; together the six must fit in it. The last\n"
+             "sixteenth is headroom for query merging (bounded per request by the query limits,\n"
+             "and by `worker-threads` requests at a time). Replicated writes in flight are held\n"
+             "to half of `max-buffered-bytes`.\n\n"
              "Defaults of the ingest, query and storage limits come from their modules\n"
              "(`ingest_limits_default()`, `query_limits_default()`, `storage_options_default()`)\n"
              "and are shown here as this build has them.\n");

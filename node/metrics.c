@@ -111,6 +111,35 @@ static int render_errors(const void *ctx, buf_t *out)
     return rc;
 }
 
+/* flamedb_tenant_series{tenant}: bounded by metrics-max-tenants. */
+static int render_tenants(const void *ctx, buf_t *out)
+{
+    const node_metrics_extra_t *x = ctx;
+    int rc = buf_append_str(out, "# HELP flamedb_tenant_series Series a tenant has on this node "
+                                 "(the metrics-max-tenants tenants with the most).\n"
+                                 "# TYPE flamedb_tenant_series gauge\n");
+    for (size_t i = 0; i < x->ntenants_listed && rc == ERR_OK; i++) {
+        char name[2 * STORAGE_TENANT_MAX + 1];
+        size_t k = 0;
+        for (const char *p = x->tenants[i].tenant; *p; p++) { /* label value escapes */
+            if (*p == '"' || *p == '\\' || *p == '\n') name[k++] = '\\';
+            name[k++] = *p == '\n' ? 'n' : *p;
+        }
+        name[k] = 0;
+        rc = buf_printf(out, "flamedb_tenant_series{tenant=\"%s\"} %" PRIu64 "\n", name,
+                        x->tenants[i].series);
+    }
+    if (rc == ERR_OK)
+        rc = buf_printf(out,
+                        "# HELP flamedb_tenant_series_others Series of the tenants not listed in "
+                        "flamedb_tenant_series.\n# TYPE flamedb_tenant_series_others gauge\n"
+                        "flamedb_tenant_series_others %" PRIu64 "\n"
+                        "# HELP flamedb_tenants Tenants with series counted on this node.\n"
+                        "# TYPE flamedb_tenants gauge\nflamedb_tenants %zu\n",
+                        x->tenant_others, x->ntenants);
+    return rc;
+}
+
 static double read_ready(const void *ctx)
 {
     return ((const node_metrics_extra_t *)ctx)->ready ? 1 : 0;
@@ -132,6 +161,17 @@ int node_metrics_register(metrics_registry_t *r, const node_metrics_view_t *v)
     if (x->http) http_server_stats_register(r, x->http);
     metrics_add_render(r, workq_stats_render, &x->pool);
     if (x->storage_ok) storage_stats_register(r, &x->storage);
+    if (x->tenants_on) metrics_add_render(r, render_tenants, x);
+    metrics_add_u64(r, "flamedb_ingest_inflight_bytes",
+                    "Memory held by the pushes and replica writes in progress (decoded messages, "
+                    "gunzipped bodies, call trees), bounded by ingest-inflight-bytes.",
+                    METRICS_GAUGE, &x->inflight_bytes);
+    metrics_add_u64(r, "flamedb_ingest_inflight_limit_bytes", "The ingest-inflight-bytes setting.",
+                    METRICS_GAUGE, &x->inflight_limit);
+    metrics_add_u64(r, "flamedb_ingest_inflight_refused_total",
+                    "Pushes and replica writes refused because ingest-inflight-bytes was full "
+                    "(503) or they alone needed more (413).",
+                    METRICS_COUNTER, &x->inflight_refused);
     if (x->rss_bytes)
         metrics_add_u64(r, "process_resident_memory_bytes", "Resident set size of the node.",
                         METRICS_GAUGE, &x->rss_bytes);

@@ -72,6 +72,12 @@ typedef struct node_metrics_extra {
     double uptime_seconds;
     int ready;
     workq_stats_t pool; /* thread-pool lanes, copied on the loop thread */
+    uint64_t inflight_bytes, inflight_limit, inflight_refused; /* ingest-inflight-bytes */
+    /* flamedb_tenant_series: the tenants with the most series (metrics-max-tenants) */
+    const storage_tenant_count_t *tenants;
+    size_t ntenants_listed, ntenants;
+    uint64_t tenant_others;
+    int tenants_on;
 } node_metrics_extra_t;
 
 /* Counts one response of route (0 = no route) with its status and duration. */

@@ -86,6 +86,7 @@ static int open_cluster(node_t *n, errmsg_t *em)
         /* packed writes share the request-body budget: at most half of it */
         .max_inflight_bytes = cfg->http.max_buffered_bytes / 2,
         .query_memory_bytes = cfg->query_memory_bytes,
+        .inflight = cfg->ingest.inflight,
         .seen_retention_seconds = cfg->storage.seen_retention_seconds,
         .max_future_seconds = cfg->ingest.max_future_seconds,
         .clock = &n->clock,
@@ -128,6 +129,9 @@ int node_new(const node_config_t *cfg, node_t **out, errmsg_t *em)
     if (n == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     n->cfg = *cfg;
     node_config_fix_pointers(&n->cfg);
+    alloc_budget_init(&n->ingest_inflight, cfg->ingest_inflight_bytes);
+    n->cfg.storage.count_tenant_series = cfg->metrics_max_tenants > 0;
+    n->cfg.ingest.inflight = &n->ingest_inflight;
     n->clock = clock_real();
     n->start_ns = clock_wall_ns(&n->clock);
     n->port = -1;

@@ -4,6 +4,7 @@
 
 #include <uv.h>
 
+#include "common/alloc.h"
 #include "common/clock.h"
 #include "common/workq.h"
 #include "node/auth.h"
@@ -27,6 +28,8 @@ struct node {
     cluster_t *cluster; /* membership, writes, queries (a cluster of one: no transport) */
     workq_t *workq;     /* thread-pool lanes: writes and queries cannot starve each other */
     node_metrics_t metrics;
+    /* ingest-inflight-bytes: cfg.ingest.inflight points here */
+    alloc_budget_t ingest_inflight;
     int ready; /* storage open and listener up, not stopping */
     int stopping;
     int port;
@@ -58,6 +61,10 @@ void routes_limit_query_done(node_t *n, const char *tenant);
 
 /* Answers err with em's reason (503s get Retry-After) and counts it. */
 void routes_respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_t *em);
+/* The error a query answers with: a query limit (series, tree nodes, output
+ * bytes: ERR_LIMIT) is 422 over_limit, since the same query can never pass
+ * it; 429 is kept for what a retry can pass (rates, tenant quotas). */
+int routes_query_error(int rc);
 /* What the request metrics record for a request whose client went away
  * (nginx's "client closed request"); never sent. */
 #define ROUTES_STATUS_CLIENT_GONE 499

@@ -137,6 +137,11 @@ const char *routes_tenant(const char *h, errmsg_t *em)
 
 /* ---------- jobs on the thread pool ---------- */
 
+int routes_query_error(int rc)
+{
+    return rc == ERR_LIMIT ? ERR_OVER_LIMIT : rc;
+}
+
 void routes_respond_error(node_t *n, http_exchange_t *ex, int err, const errmsg_t *em)
 {
     node_metrics_error(&n->metrics, err);
@@ -361,12 +366,30 @@ static uint64_t rss_bytes(void)
     return got == 2 ? (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
 }
 
+/* The tenants with the most series for flamedb_tenant_series (bounded by
+ * metrics-max-tenants); the caller frees what is returned (NULL: none). */
+static storage_tenant_count_t *gather_tenants(node_t *n, node_metrics_extra_t *x)
+{
+    if (n->cfg.metrics_max_tenants == 0) return NULL;
+    storage_tenant_count_t *tc = malloc(n->cfg.metrics_max_tenants * sizeof *tc);
+    if (tc == NULL) return NULL; /* the family is left out of this scrape */
+    x->tenants_on = 1;
+    x->tenants = tc;
+    x->ntenants_listed = storage_tenant_series_top(n->storage, tc, n->cfg.metrics_max_tenants,
+                                                   &x->tenant_others, &x->ntenants);
+    return tc;
+}
+
 static void work_metrics(job_t *j)
 {
     node_t *n = j->node;
     node_metrics_extra_t x = {
         .http = &j->http_stats, .rss_bytes = rss_bytes(), .ready = j->ready, .pool = j->pool};
     x.storage_ok = storage_stats(n->storage, &x.storage) == ERR_OK;
+    x.inflight_bytes = alloc_budget_used(&n->ingest_inflight);
+    x.inflight_limit = n->ingest_inflight.limit;
+    x.inflight_refused = alloc_budget_refused(&n->ingest_inflight);
+    storage_tenant_count_t *tc = gather_tenants(n, &x);
     x.uptime_seconds = (double)(j->now_ns - n->start_ns) / 1e9;
     buf_init(&j->result.body, 16 * 1024 * 1024);
     j->result.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -378,6 +401,7 @@ static void work_metrics(job_t *j)
     if (j->cmetrics != NULL) cluster_metrics_register(j->cmetrics, n->storage, &reg);
     j->rc = metrics_registry_render(&reg, &j->result.body);
     metrics_registry_free(&reg);
+    free(tc);
 }
 
 static void prepare_metrics(job_t *j)
@@ -525,7 +549,7 @@ static void query_answered(void *arg, cluster_answer_t *a)
         return;
     }
     if (a->rc != ERR_OK) {
-        routes_respond_error(q->node, q->ex, a->rc, &a->em);
+        routes_respond_error(q->node, q->ex, routes_query_error(a->rc), &a->em);
         free(q);
         return;
     }

@@ -95,7 +95,7 @@ static void join_done(workq_job_t *w, int status)
     if (status != 0 && f->rc == 0)
         f->rc = errmsg_set(&f->em, ERR_UNAVAILABLE, "request cancelled: the node is stopping");
     if (f->rc != 0) {
-        routes_respond_error(f->node, f->ex, f->rc, &f->em);
+        routes_respond_error(f->node, f->ex, routes_query_error(f->rc), &f->em);
         fanout_free(f);
         return;
     }
@@ -128,7 +128,7 @@ static void all_done(fanout_t *f)
         errmsg_t em;
         errmsg_set(&em, q->rc, "%s%s", f->spec.error_prefix[q->q.group],
                    errmsg_text(&q->em, q->rc));
-        routes_respond_error(f->node, f->ex, q->rc, &em);
+        routes_respond_error(f->node, f->ex, routes_query_error(q->rc), &em);
         fanout_free(f);
         return;
     }

@@ -33,12 +33,19 @@ int query_merge_series(storage_t *st, const char *tenant, const query_series_t *
     storage_merger_t *m;
     int rc = storage_merger_new(st, tenant, &m);
     if (rc != 0) return errmsg_set(em, rc, "merging blocks: %s", err_message(rc));
-    for (size_t i = 0; i < ser->n && rc == 0; i++)
+    int stopped = 0; /* cancelled or past its deadline: checked per series */
+    for (size_t i = 0; i < ser->n && rc == 0 && !stopped; i++) {
+        stopped = (rc = query_stop_check(plan->stop, em)) != 0;
         for (size_t k = 0; k < plan->n && rc == 0; k++) {
             const query_plan_piece_t *pc = &plan->piece[k];
             rc = storage_merger_add(m, ser->token[i], ser->series_id[i], pc->res, pc->from_s,
                                     pc->until_s);
         }
+    }
+    if (stopped) {
+        storage_merger_free(m);
+        return rc;
+    }
     if (rc != 0) {
         storage_merger_free(m);
         return errmsg_set(em, rc, "reading blocks: %s", err_message(rc));

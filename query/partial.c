@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "query/query_int.h"
 
 /* ---- token ranges ---- */
@@ -147,6 +148,7 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     if (rc != 0) return rc;
     query_plan_t plan;
     query_plan_range(a->from_s, a->until_s, a->min_res, STORAGE_RESOLUTION_COUNT - 1, &plan);
+    plan.stop = a->stop;
     query_span_sel_t sp;
     query_series_t ser;
     if (query_selector_type(sel) == NULL)
@@ -196,6 +198,17 @@ int query_partial_run(storage_t *st, const char *tenant, const query_partial_arg
         errmsg_set(em, rc, "building the flame graph: %s", err_message(rc));
     if (rc != 0) query_partial_free(out);
     return rc;
+}
+
+int query_stop_check(const query_stop_t *st, errmsg_t *em)
+{
+    if (st == NULL) return 0;
+    if (st->flag != NULL && atomic_load_explicit(st->flag, memory_order_relaxed))
+        return errmsg_set(em, ERR_TIMEOUT, "the query was cancelled");
+    clock_source_t real = clock_real();
+    if (st->deadline_unix_ms > 0 && clock_wall_ms(&real) >= st->deadline_unix_ms)
+        return errmsg_set(em, ERR_TIMEOUT, "the query's deadline passed while it ran");
+    return 0;
 }
 
 void query_partial_free(query_partial_t *p)

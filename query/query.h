@@ -14,6 +14,7 @@
 #ifndef FLAMEDB_QUERY_QUERY_H
 #define FLAMEDB_QUERY_QUERY_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -188,11 +189,23 @@ typedef struct query_plan_piece {
     int64_t until_s; /* end of the last window (exclusive) */
 } query_plan_piece_t;
 
+/* When a running query must stop early: its flag is set (by another
+ * thread: the query was cancelled) or its deadline passed. Borrowed by the
+ * query for its run. */
+typedef struct query_stop {
+    const atomic_int *flag;   /* non-zero: stop; NULL: never */
+    int64_t deadline_unix_ms; /* 0: none */
+} query_stop_t;
+
+/* ERR_TIMEOUT (the reason in em) when st says stop, else 0; st may be NULL. */
+int query_stop_check(const query_stop_t *st, errmsg_t *em);
+
 typedef struct query_plan {
     int64_t from_s, until_s; /* the covered range, on the 10 s grid */
     int min_res;             /* finest resolution used (retention may raise it) */
     size_t n;
     query_plan_piece_t piece[QUERY_PLAN_MAX_PIECES];
+    const query_stop_t *stop; /* checked per series (merge, timeline); NULL: runs to its end */
 } query_plan_t;
 
 /* Plans [from_ms, until_ms). When retention dropped the finer windows at the
@@ -523,6 +536,7 @@ typedef struct query_partial_args {
     size_t limit;                /* profiles: entries answered (the node keeps limit + 1) */
     const query_range_t *ranges; /* series whose token lies in one of them; */
     size_t nranges;              /* 0 = every token */
+    const query_stop_t *stop;    /* render: stops early (ERR_TIMEOUT) when it says so; NULL */
 } query_partial_args_t;
 
 /* Fills a from s (ranges left empty, timeline set for JSON). Pointers into s. */

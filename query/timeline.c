@@ -66,6 +66,10 @@ int query_timeline_build(storage_t *st, const char *tenant, const query_series_t
     query_plan_t tp;
     query_plan_range(plan->from_s, plan->until_s, plan->min_res, res, &tp);
     for (size_t i = 0; i < ser->n; i++) {
+        if ((rc = query_stop_check(plan->stop, em)) != 0) { /* cancelled or past its deadline */
+            query_timeline_free(out);
+            return rc;
+        }
         for (size_t k = 0; k < tp.n; k++) {
             rc = storage_scan_totals(st, tenant, ser->token[i], ser->series_id[i], tp.piece[k].res,
                                      tp.piece[k].from_s, tp.piece[k].until_s, total_fn, out);

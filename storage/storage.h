@@ -79,6 +79,9 @@ typedef struct storage_options {
      * more fails with ERR_LIMIT naming tenant-max-series. 0 = no limit (and
      * nothing is counted). */
     size_t tenant_max_series;
+    /* Count series per tenant even when tenant_max_series is 0 (for the
+     * per-tenant metric: storage_tenant_series_top). */
+    int count_tenant_series;
 } storage_options_t;
 
 /* Defaults: 256 MiB cache, 256 MiB memtables, retention 1d/7d/30d/90d/forever, seen 7d,
@@ -269,8 +272,21 @@ typedef struct storage_stats {
 } storage_stats_t;
 int storage_stats(storage_t *s, storage_stats_t *out);
 /* Series tenant has in this store, as counted for tenant_max_series (0 when
- * that limit is off). Thread-safe. */
+ * nothing is counted: that limit off and count_tenant_series 0). Thread-safe. */
 size_t storage_tenant_series(storage_t *s, const char *tenant);
+
+/* One tenant's series count on this store. */
+typedef struct storage_tenant_count {
+    char tenant[STORAGE_TENANT_MAX + 1];
+    uint64_t series;
+} storage_tenant_count_t;
+/* The (at most) max tenants with the most series, most first (ties by
+ * name), into out (caller-owned, max entries); *others gets the series of
+ * the tenants left out and *ntenants how many tenants are counted. Returns
+ * how many were written; 0 when nothing is counted (neither
+ * tenant_max_series nor count_tenant_series). Thread-safe. */
+size_t storage_tenant_series_top(storage_t *s, storage_tenant_count_t *out, size_t max,
+                                 uint64_t *others, size_t *ntenants);
 
 /* Deletes every series none of whose blocks is alive any more (retention
  * dropped them all), with its postings; *removed gets how many. Safe next

@@ -146,9 +146,10 @@ typedef struct nodetab_cache {
 /* tseries.c: series per tenant on this node, for tenant_max_series. */
 typedef struct storage_tseries {
     pthread_mutex_t mu;
-    int on;         /* tenant_max_series > 0: counted */
+    int on;         /* tenant_max_series > 0 or count_tenant_series: counted */
     u64map_t index; /* hash of the tenant -> index into counts */
     uint64_t *counts;
+    char (*names)[STORAGE_TENANT_MAX + 1]; /* [n]: the tenant of counts[i] */
     size_t n, cap;
 } storage_tseries_t;
 

@@ -17,25 +17,33 @@
 #include "common/hash.h"
 #include "storage/storage_int.h"
 
-static int slot_of(storage_tseries_t *t, uint64_t h, uint32_t *idx)
+static uint64_t tenant_hash(const char *tenant, size_t n)
 {
+    return hash_bytes64(tenant, n);
+}
+
+/* The slot of tenant (n bytes), created with its name when new. */
+static int slot_of(storage_tseries_t *t, const char *tenant, size_t n, uint32_t *idx)
+{
+    uint64_t h = tenant_hash(tenant, n);
     if (u64map_get(&t->index, h, idx)) return 0;
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 16;
         uint64_t *v = realloc(t->counts, cap * sizeof *v);
         if (v == NULL) return ERR_NOMEM;
         t->counts = v;
+        char(*names)[STORAGE_TENANT_MAX + 1] = realloc(t->names, cap * sizeof *names);
+        if (names == NULL) return ERR_NOMEM;
+        t->names = names;
         t->cap = cap;
     }
     if (u64map_put(&t->index, h, (uint32_t)t->n) != 0) return ERR_NOMEM;
     t->counts[t->n] = 0;
+    if (n > STORAGE_TENANT_MAX) n = STORAGE_TENANT_MAX;
+    memcpy(t->names[t->n], tenant, n);
+    t->names[t->n][n] = 0;
     *idx = (uint32_t)t->n++;
     return 0;
-}
-
-static uint64_t tenant_hash(const char *tenant, size_t n)
-{
-    return hash_bytes64(tenant, n);
 }
 
 /* One series key: token(8) | tenant (length byte + bytes) | series_id(8). */
@@ -43,7 +51,7 @@ static int count_key(storage_tseries_t *t, const uint8_t *k, size_t kn)
 {
     if (kn < 18 || kn != 17 + (size_t)k[8]) return 0; /* not a series key: not counted */
     uint32_t idx;
-    int rc = slot_of(t, tenant_hash((const char *)k + 9, k[8]), &idx);
+    int rc = slot_of(t, (const char *)k + 9, k[8], &idx);
     if (rc == 0) t->counts[idx]++;
     return rc;
 }
@@ -52,7 +60,7 @@ int storage_tseries_open(storage_t *s)
 {
     storage_tseries_t *t = &s->tseries;
     pthread_mutex_init(&t->mu, NULL);
-    t->on = s->opts.tenant_max_series > 0;
+    t->on = s->opts.tenant_max_series > 0 || s->opts.count_tenant_series;
     if (!t->on) return 0;
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_SERIES]);
@@ -78,7 +86,9 @@ void storage_tseries_close(storage_t *s)
     storage_tseries_t *t = &s->tseries;
     u64map_free(&t->index);
     free(t->counts);
+    free(t->names);
     t->counts = NULL;
+    t->names = NULL;
     t->n = t->cap = 0;
     pthread_mutex_destroy(&t->mu);
 }
@@ -89,9 +99,9 @@ int storage_tseries_reserve(storage_t *s, const char *tenant, size_t n, errmsg_t
     if (!t->on || n == 0) return 0;
     pthread_mutex_lock(&t->mu);
     uint32_t idx;
-    int rc = slot_of(t, tenant_hash(tenant, strlen(tenant)), &idx);
+    int rc = slot_of(t, tenant, strlen(tenant), &idx);
     uint64_t have = rc == 0 ? t->counts[idx] : 0;
-    if (rc == 0 && have + n > s->opts.tenant_max_series)
+    if (rc == 0 && s->opts.tenant_max_series > 0 && have + n > s->opts.tenant_max_series)
         rc = ERR_LIMIT;
     else if (rc == 0)
         t->counts[idx] += n;
@@ -125,4 +135,42 @@ size_t storage_tenant_series(storage_t *s, const char *tenant)
         u64map_get(&t->index, tenant_hash(tenant, strlen(tenant)), &idx) ? t->counts[idx] : 0;
     pthread_mutex_unlock(&t->mu);
     return n;
+}
+
+/* Most series first, then by name. */
+static int count_cmp(const void *a, const void *b)
+{
+    const storage_tenant_count_t *x = a, *y = b;
+    if (x->series != y->series) return x->series > y->series ? -1 : 1;
+    return strcmp(x->tenant, y->tenant);
+}
+
+size_t storage_tenant_series_top(storage_t *s, storage_tenant_count_t *out, size_t max,
+                                 uint64_t *others, size_t *ntenants)
+{
+    storage_tseries_t *t = &s->tseries;
+    *others = 0;
+    *ntenants = 0;
+    if (!t->on || max == 0) return 0;
+    size_t kept = 0;
+    pthread_mutex_lock(&t->mu);
+    *ntenants = t->n;
+    for (size_t i = 0; i < t->n; i++) { /* out stays sorted: insertion into max entries */
+        storage_tenant_count_t c;
+        memcpy(c.tenant, t->names[i], sizeof c.tenant);
+        c.series = t->counts[i];
+        if (kept == max && count_cmp(&c, &out[max - 1]) >= 0) {
+            *others += c.series;
+            continue;
+        }
+        if (kept == max) *others += out[--kept].series;
+        size_t at = kept++;
+        while (at > 0 && count_cmp(&c, &out[at - 1]) < 0) {
+            out[at] = out[at - 1];
+            at--;
+        }
+        out[at] = c;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return kept;
 }

@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "common/alloc.h"
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/err.h"
@@ -72,6 +73,7 @@ typedef struct cluster_inputs {
     size_t max_tree_nodes;          /* bounds call trees decoded from other nodes */
     size_t max_inflight_bytes;      /* packed writes held at once (coordinator and replica) */
     size_t query_memory_bytes;      /* partial results of coordinated queries; 0: no budget */
+    alloc_budget_t *inflight;       /* ingest-inflight-bytes, for replica writes; NULL: none */
     int64_t seen_retention_seconds; /* hints expire before the profile ids they carry */
     int64_t max_future_seconds;     /* ingest's bound on profile times (repair's span) */
     const clock_source_t *clock;    /* time of deadlines, gossip and hints; NULL: the real one */

@@ -226,8 +226,9 @@ static int check_query(const Flamedb__Cluster__QueryRequest *q, const cluster_wi
 {
     int rc = check_request("query", q->tenant, q->protocol_version, q->deadline_unix_ms, em);
     if (rc < 0) return rc;
-    if (q->kind < Q(MERGE) || q->kind > Q(PROFILE))
+    if (q->kind < Q(MERGE) || q->kind > Q(CANCEL))
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "query: unknown kind %d", (int)q->kind);
+    if (q->kind == Q(CANCEL)) return check_ranges(q->ranges, q->n_ranges, 0, l, em);
     if ((q->kind == Q(LABEL_VALUES) || q->kind == Q(LABEL_SHARES)) && q->label_name[0] == 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "query: label values without a label name");
     if (q->kind == Q(PROFILE) && q->label_name[0] == 0)

@@ -32,6 +32,7 @@ void replicate_options_default(replicate_options_t *o)
     o->shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
     o->shards.n = 0;
     o->max_tree_nodes = 1u << 20;
+    o->inflight = NULL;
     o->clock = clock_real();
 }
 

@@ -18,6 +18,7 @@ void replicate_options_from_config(replicate_options_t *o, const cluster_config_
     if (in->max_inflight_bytes > 0) o->max_inflight_bytes = in->max_inflight_bytes;
     o->shards = in->shards;
     o->max_tree_nodes = in->max_tree_nodes;
+    o->inflight = in->inflight;
     if (in->clock != NULL) o->clock = *in->clock;
     o->workq = in->workq;
 }

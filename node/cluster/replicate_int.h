@@ -50,6 +50,7 @@ typedef struct replicate_options {
     uint32_t replay_batch;        /* hints in flight per target while replaying */
     ring_shard_policy_t shards;   /* to check a received series' token */
     size_t max_tree_nodes;        /* bounds trees decoded on the replica side */
+    alloc_budget_t *inflight;     /* ingest-inflight-bytes: decoded trees (borrowed); NULL: none */
     clock_source_t clock;         /* deadlines and hint times (wall clock) */
     workq_t *workq;               /* the node's pool lanes (borrowed); NULL: a private one */
 } replicate_options_t;

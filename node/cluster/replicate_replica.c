@@ -41,6 +41,7 @@ typedef struct decoded {
     storage_span_tree_t *spans;
     size_t nseries, ntrees;
     symtab_t *symbols;
+    alloc_charge_t charge; /* the trees, on ingest-inflight-bytes */
 } decoded_t;
 
 static void decoded_free(decoded_t *d)
@@ -54,8 +55,11 @@ static void decoded_free(decoded_t *d)
     free(d->trees);
     free(d->spans);
     symtab_free(d->symbols);
+    alloc_charge_done(&d->charge);
 }
 
+/* Decodes one tree and charges its memory to the in-flight budget (one tree
+ * is decoded past it at most: max_tree_nodes bounds it). */
 static int decode_tree(decoded_t *d, const ProtobufCBinaryData *b, size_t max_nodes,
                        const calltree_t **out)
 {
@@ -63,7 +67,22 @@ static int decode_tree(decoded_t *d, const ProtobufCBinaryData *b, size_t max_no
     if (t == NULL) return ERR_NOMEM;
     d->trees[d->ntrees++] = t;
     *out = t;
-    return calltree_decode_merge(t, b->data, b->len);
+    int rc = calltree_decode_merge(t, b->data, b->len);
+    return rc != 0 ? rc : alloc_charge_add(&d->charge, calltree_mem_bytes(t));
+}
+
+/* The reason of a tree the budget refused (retryable: the coordinator hints). */
+static int budget_refused(const decoded_t *d, int rc, size_t i, errmsg_t *em)
+{
+    if (rc == ERR_TOO_LARGE)
+        return errmsg_set(em, rc,
+                          "series %zu: the write alone needs more than "
+                          "ingest-inflight-bytes (%zu bytes)",
+                          i, d->charge.b->limit);
+    return errmsg_set(em, ERR_UNAVAILABLE,
+                      "server busy: the pushes and replica writes in progress hold "
+                      "ingest-inflight-bytes (%zu bytes); retry later",
+                      d->charge.b->limit);
 }
 
 /* One series: labels, id and token checks, its tree and spans. */
@@ -95,6 +114,8 @@ static int decode_series(const replicate_options_t *o, const char *tenant, decod
     }
     s->spans = spans;
     s->nspans = p->n_spans;
+    if ((rc == ERR_UNAVAILABLE || rc == ERR_TOO_LARGE) && d->charge.b != NULL)
+        return budget_refused(d, rc, i, em);
     if (rc != 0) return errmsg_set(em, rc, "series %zu: call tree: %s", i, err_message(rc));
     return 0;
 }
@@ -139,6 +160,7 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
                             const Flamedb__Cluster__WriteRequest *q, size_t *written, errmsg_t *em)
 {
     decoded_t d = {0};
+    alloc_charge_init(&d.charge, o->inflight);
     storage_profile_write_t w;
     int rc = decode_request(o, q, &d, &w, em);
     if (rc == 0) rc = storage_write_profile(s, &w, written, em);

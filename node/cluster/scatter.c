@@ -61,6 +61,8 @@ int scatter_new(uv_loop_t *loop, storage_t *storage, const scatter_options_t *o,
     scatter_t *s = calloc(1, sizeof *s);
     if (s == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     list_init(&s->queries);
+    list_init(&s->serving);
+    alloc_budget_init(&s->mem, o->max_memory_bytes);
     s->loop = loop;
     s->storage = storage;
     s->o = *o;
@@ -103,7 +105,7 @@ void scatter_stats(const scatter_t *s, scatter_stats_t *out)
 {
     *out = s->stats;
     out->inflight = s->ninflight;
-    out->memory_bytes = s->mem_bytes;
+    out->memory_bytes = alloc_budget_used(&s->mem);
 }
 
 void scatter_stats_register(const scatter_stats_t *st, metrics_registry_t *r)
@@ -116,7 +118,8 @@ void scatter_stats_register(const scatter_stats_t *st, metrics_registry_t *r)
          offsetof(scatter_stats_t, inflight)},
         {"flamedb_scatter_memory_bytes",
          "Partial results held by the queries this node coordinates (answers waiting to be "
-         "merged, merged trees, encoded answers), bounded by query-memory-bytes.",
+         "merged, merged trees, encoded answers) and by the shares it serves for other nodes, "
+         "bounded by query-memory-bytes.",
          METRICS_GAUGE, offsetof(scatter_stats_t, memory_bytes)},
     };
     metrics_add_u64_array(r, counters, sizeof counters / sizeof *counters, st);
@@ -125,20 +128,19 @@ void scatter_stats_register(const scatter_stats_t *st, metrics_registry_t *r)
 
 int scatter_hold(scatter_t *s, size_t bytes, errmsg_t *em)
 {
-    if (s->o.max_memory_bytes != 0 && s->mem_bytes + bytes > s->o.max_memory_bytes) {
+    if (alloc_budget_take(&s->mem, bytes) != 0) {
         s->stats.memory_refused++;
         return errmsg_set(em, ERR_UNAVAILABLE,
                           "server busy: %zu more bytes of query answers would exceed %zu bytes "
                           "(query-memory-bytes); retry later or narrow the query",
                           bytes, s->o.max_memory_bytes);
     }
-    s->mem_bytes += bytes;
     return 0;
 }
 
 void scatter_release(scatter_t *s, size_t bytes)
 {
-    s->mem_bytes -= bytes;
+    alloc_budget_give(&s->mem, bytes);
 }
 
 /* ---------- one query's lifetime ---------- */
@@ -146,7 +148,7 @@ void scatter_release(scatter_t *s, size_t bytes)
 /* Releases what q holds from the budget: its gather and answers go now. */
 static void scatter_q_uncharge(scatter_q_t *q)
 {
-    q->s->mem_bytes -= q->mem_charged;
+    alloc_budget_give(&q->s->mem, q->mem_charged);
     q->mem_charged = 0;
 }
 
@@ -154,10 +156,13 @@ void scatter_q_charge(scatter_q_t *q)
 {
     scatter_t *s = q->s;
     size_t held = q->items_bytes + q->gather_bytes + q->answer_bytes;
-    s->mem_bytes = s->mem_bytes - q->mem_charged + held;
+    if (held > q->mem_charged)
+        alloc_budget_force(&s->mem, held - q->mem_charged);
+    else
+        alloc_budget_give(&s->mem, q->mem_charged - held);
     q->mem_charged = held;
-    if (s->o.max_memory_bytes == 0 || s->mem_bytes <= s->o.max_memory_bytes || q->answered ||
-        q->rc != 0)
+    if (s->o.max_memory_bytes == 0 || alloc_budget_used(&s->mem) <= s->o.max_memory_bytes ||
+        q->answered || q->rc != 0)
         return;
     s->stats.memory_refused++;
     errmsg_t em;
@@ -323,6 +328,23 @@ static int send_ask(scatter_q_t *q, const ask_t *a)
     free(r);
     free(rp);
     return rc;
+}
+
+/* Asks the node of a (remote) to stop its share: best effort, no answer. */
+static void send_cancel(scatter_q_t *q, const ask_t *a)
+{
+    if (q->view->self >= 0 && a->node == (uint32_t)q->view->self) return; /* a local job */
+    Flamedb__Cluster__QueryRequest m = FLAMEDB__CLUSTER__QUERY_REQUEST__INIT;
+    m.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    m.tenant = q->tenant;
+    m.deadline_unix_ms = q->deadline_unix_ms;
+    m.request_id = a->request_id;
+    m.kind = Q_KIND(CANCEL);
+    m.selector = "";
+    m.label_name = "";
+    const char *id = ring_node_name(q->view->ring, a->node);
+    int rc = q->s->ops.send(q->s->ops.ctx, id, MSG(QUERY), q->deadline_unix_ms, &m.base);
+    if (rc != 0) log_debug("scatter", "cancel to %s: %s", id, err_message(rc));
 }
 
 /* Sends (or runs locally) ask idx; a failure to start re-plans it. */
@@ -554,7 +576,7 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
         refuse(done, arg, ERR_UNAVAILABLE, &em);
         return;
     }
-    if (s->o.max_memory_bytes != 0 && s->mem_bytes >= s->o.max_memory_bytes) {
+    if (s->o.max_memory_bytes != 0 && alloc_budget_used(&s->mem) >= s->o.max_memory_bytes) {
         s->stats.memory_refused++;
         errmsg_set(&em, ERR_UNAVAILABLE,
                    "server busy: the partial results of the queries this node coordinates "
@@ -622,7 +644,10 @@ void scatter_cancel(scatter_t *s, void *arg)
     s->stats.cancelled++;
     q->refs++;
     for (size_t i = 0; i < q->nasks; i++)
-        if (q->asks[i].state == ASK_WAITING) q->asks[i].state = ASK_ABANDONED;
+        if (q->asks[i].state == ASK_WAITING) {
+            q->asks[i].state = ASK_ABANDONED;
+            send_cancel(q, &q->asks[i]); /* a share running there stops */
+        }
     cluster_answer_t a = {.rc = ERR_UNAVAILABLE};
     errmsg_set(&a.em, ERR_UNAVAILABLE, "cancelled: the client closed the connection");
     query_result_init(&a.result);

@@ -30,6 +30,7 @@
 #ifndef FLAMEDB_NODE_CLUSTER_SCATTER_INT_H
 #define FLAMEDB_NODE_CLUSTER_SCATTER_INT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -114,7 +115,13 @@ void scatter_release(scatter_t *s, size_t bytes);
       "Queries cancelled because their client went away before the answer.")                       \
     X(memory_refused, "flamedb_scatter_memory_refused_total",                                      \
       "Queries refused or failed with 503: their partial results would exceed "                    \
-      "query-memory-bytes.")
+      "query-memory-bytes.")                                                                       \
+    X(serve_memory_refused, "flamedb_scatter_partials_memory_refused_total",                       \
+      "Partial queries refused for other nodes: their result would pass query-memory-bytes "       \
+      "(the coordinator asks another replica or counts the ranges missing).")                      \
+    X(shares_stopped, "flamedb_scatter_shares_cancelled_total",                                    \
+      "Shares of queries (local, or served for another node) cancelled before they ran or "        \
+      "stopped while running: their query was cancelled or its deadline passed.")
 
 typedef struct scatter_stats {
 #define SCATTER_FIELD(name, metric, help) uint64_t name;
@@ -145,7 +152,8 @@ typedef struct scatter_q scatter_q_t;
  * to its done callback, so a cancelled query can drop the ones not started. */
 typedef struct scatter_job {
     workq_job_t w;
-    list_node_t link; /* in scatter_q_t.jobs */
+    list_node_t link;  /* in scatter_q_t.jobs */
+    atomic_int cancel; /* set on the loop when the query is cancelled; a running share stops */
 } scatter_job_t;
 
 struct scatter {
@@ -159,7 +167,11 @@ struct scatter {
     list_t queries;               /* coordinated, not yet answered */
     uint32_t ninflight;
     uint32_t nserving;
-    size_t mem_bytes; /* partial results held by coordinated queries (sum of mem_charged) */
+    list_t serving; /* serve jobs queued or running (scatter_serve.c), for cancel messages */
+    /* query-memory-bytes: partial results held by coordinated queries (sum
+     * of mem_charged, loop thread) and by shares served for other nodes
+     * (charged from the pool by their jobs) */
+    alloc_budget_t mem;
     uint64_t next_id;
     int closing;
     scatter_stats_t stats;

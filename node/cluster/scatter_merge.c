@@ -50,7 +50,9 @@ void scatter_q_cancel_jobs(scatter_q_t *q)
     list_node_t *n = list_first(&q->jobs), *next;
     for (; n != NULL; n = next) {
         next = list_next(&q->jobs, n); /* a done callback frees only its own job */
-        workq_cancel(&LIST_ENTRY(n, scatter_job_t, link)->w);
+        scatter_job_t *sj = LIST_ENTRY(n, scatter_job_t, link);
+        atomic_store_explicit(&sj->cancel, 1, memory_order_relaxed); /* running: stops early */
+        workq_cancel(&sj->w);
     }
 }
 
@@ -109,6 +111,7 @@ typedef struct local_job {
     int merge;           /* the job owns the gather: it merges its partial itself */
     int finish;          /* ... and it is the only ask: it also encodes the answer */
     int merged;          /* the gather holds the partial (success or not) */
+    int stopped;         /* the share stopped early: cancelled or past the deadline */
     size_t gather_bytes; /* measured after merging, when merge */
 } local_job_t;
 
@@ -121,7 +124,10 @@ static void local_work(workq_job_t *w)
     query_spec_args(&q->spec, &a);
     a.ranges = j->ranges;
     a.nranges = j->nranges;
+    query_stop_t stop = {&j->sj.cancel, (int64_t)q->deadline_unix_ms};
+    a.stop = &stop;
     it->rc = query_partial_run(q->s->storage, q->tenant, &a, &q->s->o.limits, &it->local, &it->em);
+    j->stopped = it->rc != 0 && query_stop_check(&stop, NULL) != 0;
     it->bytes = query_partial_bytes(&it->local);
     if (it->rc != 0 || !j->merge) return;
     it->rc = query_gather_add(q->gather, &it->local, &it->em);
@@ -142,6 +148,8 @@ static void local_done(workq_job_t *w, int status)
     if (j->finish) q->finishing = 0;
     a->holds_gather = 0;
     if (j->merged) q->gather_bytes = j->gather_bytes;
+    q->s->stats.shares_stopped +=
+        j->stopped || (status != 0 && atomic_load_explicit(&j->sj.cancel, memory_order_relaxed));
     if (status != 0 && it->rc == 0) it->rc = errmsg_set(&it->em, ERR_UNAVAILABLE, "cancelled");
     /* the timer never abandons an ask whose job holds the gather: its data
      * must not be merged and counted missing at once */

@@ -12,8 +12,12 @@
  *
  * Bounded: at most max_serving partials at once (more are refused, and the
  * coordinator asks another replica), series and tree nodes by the query
- * limits, and an answer larger than a message is refused with the reason
- * rather than sent.
+ * limits, the memory of all of them (result, then encoded answer, until
+ * sent) by query-memory-bytes, shared with the queries this node
+ * coordinates (a share that does not fit is refused as unavailable), and an
+ * answer larger than a message is refused with the reason rather than sent.
+ * A share stops early when its coordinator sends a CANCEL for it or its
+ * deadline passes (query_stop_t, checked per series).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +28,11 @@
 
 typedef struct serve_job {
     workq_job_t w;
+    list_node_t link;   /* in s->serving from submit to done */
+    atomic_int cancel;  /* a cancel message came: the running share stops */
+    int stopped;        /* it stopped early (cancelled, or its deadline passed) */
+    int mem_refused;    /* query-memory-bytes could not hold its result */
+    alloc_charge_t mem; /* its result and answer, on query-memory-bytes (s->mem) */
     scatter_t *s;
     char sender[RING_NODE_ID_MAX + 1];
     char tenant[STORAGE_TENANT_MAX + 1];
@@ -45,6 +54,7 @@ typedef struct serve_job {
 
 static void job_free(serve_job_t *j)
 {
+    alloc_charge_done(&j->mem);
     free(j->selector);
     free(j->label);
     free(j->ranges);
@@ -152,6 +162,19 @@ static int build_answer(serve_job_t *j, size_t max_bytes)
     return size + SCATTER_ENVELOPE_ROOM > max_bytes ? too_large(j, size, max_bytes) : 0;
 }
 
+/* Charges n more bytes of the share to query-memory-bytes; over it the
+ * share is refused as unavailable, so the coordinator asks another replica
+ * (or counts the ranges missing), and what it built is freed at once. */
+static int charge(serve_job_t *j, size_t n, const char *what)
+{
+    if (alloc_charge_add(&j->mem, n) == 0) return 0;
+    j->mem_refused = 1;
+    return errmsg_set(&j->em, ERR_UNAVAILABLE,
+                      "server busy: the partial %s (%zu bytes) would pass query-memory-bytes "
+                      "(%zu bytes) on this node",
+                      what, n, j->mem.b->limit);
+}
+
 static void serve_work(workq_job_t *w)
 {
     serve_job_t *j = w->data;
@@ -159,9 +182,18 @@ static void serve_work(workq_job_t *w)
         j->rc = errmsg_set(&j->em, ERR_TIMEOUT, "the query's deadline passed before it ran");
         return;
     }
+    query_stop_t stop = {&j->cancel, (int64_t)j->deadline};
+    j->args.stop = &stop;
     j->rc =
         query_partial_run(j->s->storage, j->tenant, &j->args, &j->s->o.limits, &j->part, &j->em);
+    j->stopped = j->rc != 0 && query_stop_check(&stop, NULL) != 0;
+    j->args.stop = NULL;
+    if (j->stopped) j->rc = ERR_TIMEOUT; /* nobody waits for it: no answer */
+    if (j->rc == 0) j->rc = charge(j, query_partial_bytes(&j->part), "result");
     if (j->rc == 0) j->rc = build_answer(j, j->s->o.max_message_bytes);
+    if (j->rc == 0)
+        j->rc = charge(j, j->tree.len + flamedb__cluster__partial_result__get_packed_size(&j->msg),
+                       "encoded answer");
 }
 
 /* ---------- answering (loop) ---------- */
@@ -201,7 +233,15 @@ static void serve_done(workq_job_t *w, int status)
     serve_job_t *j = w->data;
     scatter_t *s = j->s;
     s->nserving--;
-    if (status != 0 && j->rc == 0) j->rc = errmsg_set(&j->em, ERR_UNAVAILABLE, "cancelled");
+    list_remove(&j->link);
+    /* stopped while running, or dropped before it ran by a cancel message */
+    s->stats.shares_stopped +=
+        j->stopped || (status != 0 && atomic_load_explicit(&j->cancel, memory_order_relaxed));
+    s->stats.serve_memory_refused += j->mem_refused;
+    if (status != 0 && j->rc == 0)
+        j->rc = atomic_load_explicit(&j->cancel, memory_order_relaxed)
+                    ? ERR_TIMEOUT /* its coordinator gave up: no answer */
+                    : errmsg_set(&j->em, ERR_UNAVAILABLE, "cancelled");
     if (!s->closing && j->rc != ERR_TIMEOUT) {
         if (j->rc != 0) {
             init_reply(&j->msg, j->tenant, j->request_id, j->ring_version);
@@ -273,11 +313,28 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
     return 0;
 }
 
+/* A coordinator gave up on a share it asked for: stop it (not answered). */
+static void on_cancel(scatter_t *s, const cluster_msg_t *msg)
+{
+    const Flamedb__Cluster__QueryRequest *q = (const void *)msg->body;
+    for (list_node_t *n = list_first(&s->serving); n != NULL; n = list_next(&s->serving, n)) {
+        serve_job_t *j = LIST_ENTRY(n, serve_job_t, link);
+        if (j->request_id != q->request_id || strcmp(j->sender, msg->env->sender_id) != 0) continue;
+        atomic_store_explicit(&j->cancel, 1, memory_order_relaxed);
+        workq_cancel(&j->w); /* not started yet: dropped */
+        return;
+    }
+}
+
 void scatter_on_query(void *ctx, cluster_msg_t *msg)
 {
     scatter_t *s = ctx;
     const Flamedb__Cluster__QueryRequest *q = (const void *)msg->body;
     if (s->closing) return;
+    if (q->kind == Q_KIND(CANCEL)) {
+        on_cancel(s, msg);
+        return;
+    }
     if (kind_of(q->kind) == 0) {
         reply_error(s, msg, ERR_UNSUPPORTED, "query kind not served by this node");
         return;
@@ -297,6 +354,7 @@ void scatter_on_query(void *ctx, cluster_msg_t *msg)
         return;
     }
     j->s = s;
+    alloc_charge_init(&j->mem, &s->mem);
     j->w.data = j;
     j->w.deadline_unix_ms = j->deadline; /* the coordinator stops waiting then */
     if (workq_submit(s->workq, WORKQ_QUERY, &j->w, serve_work, serve_done) != 0) {
@@ -305,4 +363,5 @@ void scatter_on_query(void *ctx, cluster_msg_t *msg)
         return;
     }
     s->nserving++;
+    list_push_back(&s->serving, &j->link);
 }

@@ -56,6 +56,7 @@ void ingest_limits_default(ingest_limits_t *l)
     l->shards.n = 0;
     l->max_past_seconds = 90LL * 86400;
     l->max_future_seconds = 600;
+    l->inflight = NULL;
 }
 
 /* The payload to parse: the body or its multipart `profile` part, gunzipped
@@ -223,6 +224,9 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
     int64_t time_ns = 0, now = req->now_ns ? req->now_ns : clock_wall_ns(&real);
     int rc = ingest_params_parse(req, lim, &pa, em);
     if (rc == 0) rc = load_payload(req, &pa, lim, &pl, em);
+    size_t charged = pl.owned != NULL ? pl.len : 0; /* the gunzipped copy, until parsed */
+    if (rc == 0 && charged > 0)
+        rc = ingest_charge_inflight(&p->ss.charge, charged, "gunzipped body", em);
     if (rc == 0) {
         ingest_series_set_budget(&p->ss, pl.len);
         p->format = format_name(pa.format);
@@ -240,6 +244,7 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
         rc = build_view(p, time_ns, em);
     }
     free(pl.owned);
+    if (rc == 0) alloc_charge_sub(&p->ss.charge, charged);
     ingest_params_free(&pa);
     return rc;
 }
@@ -264,6 +269,10 @@ int ingest_parse(const ingest_request_t *req, const ingest_limits_t *lim, ingest
     } else {
         rc = run(req, lim, p, em);
     }
+    /* A per-profile limit (samples, depth, series, labels, one tree's nodes)
+     * refuses the push as it is: retrying it cannot help, so 422, not the
+     * 429 ERR_LIMIT means elsewhere (rates, a tenant's quotas). */
+    if (rc == ERR_LIMIT) rc = ERR_OVER_LIMIT;
     if (rc < 0) {
         ingest_profile_free(p);
         return rc;

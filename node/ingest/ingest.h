@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/alloc.h"
 #include "common/err.h"
 #include "ring/ring.h"
 #include "storage/storage.h"
@@ -45,7 +46,15 @@ typedef struct ingest_limits {
     ring_shard_policy_t shards; /* placement shards per service (ring.h) */
     int64_t max_past_seconds;   /* backfill window (the retention) */
     int64_t max_future_seconds; /* clock skew tolerated */
+    /* The node-wide budget every push in progress charges (borrowed, may be
+     * NULL): its decoded message, its gunzipped payload and its call trees
+     * (INGEST_NODE_BYTES a node), from parse until ingest_profile_free. */
+    alloc_budget_t *inflight;
 } ingest_limits_t;
+
+/* Memory charged to the in-flight budget per call-tree node a push creates
+ * (node, edge index entry, allocator slack). */
+#define INGEST_NODE_BYTES 100u
 
 /* Defaults (chosen so every real profile of the shared corpus is admitted):
  * 32 MiB decompressed, 100,000 samples, 2,048 frames, 30 labels per series,
@@ -79,8 +88,8 @@ typedef struct ingest_profile ingest_profile_t;
 
 /* Parses and splits. Errors: ERR_INVALID_ARGUMENT (400: bad parameter),
  * ERR_TOO_LARGE (413), ERR_UNPARSEABLE (422: body not a valid profile),
- * ERR_LIMIT (429/422-class limit: too many series, labels, samples, frames),
- * with the reason in em. */
+ * ERR_OVER_LIMIT (422: too many series, labels, samples, frames), ERR_UNAVAILABLE
+ * (503: the in-flight budget is full now; retry later), with the reason in em. */
 int ingest_parse(const ingest_request_t *req, const ingest_limits_t *lim, ingest_profile_t **out,
                  errmsg_t *em);
 

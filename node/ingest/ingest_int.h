@@ -150,7 +150,8 @@ typedef struct series_set {
      * call-tree nodes created and frames walked so far, and their caps. */
     size_t nodes, work;
     size_t nodes_budget, work_budget;
-    uint64_t *stack; /* scratch: one stack, root first */
+    alloc_charge_t charge; /* on lim->inflight: nodes and payload, until freed */
+    uint64_t *stack;       /* scratch: one stack, root first */
     size_t stack_cap;
 } series_set_t;
 
@@ -161,6 +162,12 @@ void ingest_series_set_budget(series_set_t *ss, size_t payload_bytes);
 /* Charges the work of walking or copying a stack of depth frames to the
  * push's budget; ERR_TOO_LARGE (413) with the settings named when over. */
 int ingest_series_charge_work(series_set_t *ss, size_t depth, errmsg_t *em);
+/* Charges n bytes to the node-wide in-flight budget (lim->inflight): 503
+ * (ERR_UNAVAILABLE) when it is full now, 413 when this push alone is larger;
+ * what names the memory in the reason. */
+int ingest_charge_inflight(alloc_charge_t *c, size_t n, const char *what, errmsg_t *em);
+/* The reason of a refused charge (rc from alloc_charge_add) into em; returns rc. */
+int ingest_charge_reason(const alloc_budget_t *b, int rc, const char *what, errmsg_t *em);
 void ingest_series_set_free(series_set_t *ss);
 /* Finds or creates the series of labels (takes ownership of labels, which
  * must already hold __name__, __profile_type__ and service_name). */

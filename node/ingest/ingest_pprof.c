@@ -58,9 +58,25 @@ typedef Perftools__Profiles__Location pb_location_t;
 
 #define PB_ARENA_CHUNK (1u << 20)
 
+/* The decode arena, its bytes charged to the node's in-flight budget. */
+typedef struct pb_mem {
+    arena_t a;
+    alloc_charge_t *charge; /* the push's */
+    size_t charged;         /* given back once the arena is freed */
+    int refused;            /* the budget refused: ERR_UNAVAILABLE or ERR_TOO_LARGE */
+} pb_mem_t;
+
 static void *pb_alloc(void *ud, size_t n)
 {
-    return arena_alloc(ud, n);
+    pb_mem_t *m = ud;
+    if (m->refused) return NULL;
+    int rc = alloc_charge_add(m->charge, n);
+    if (rc != 0) {
+        m->refused = rc;
+        return NULL;
+    }
+    m->charged += n;
+    return arena_alloc(&m->a, n);
 }
 
 static void pb_free_nop(void *ud, void *p)
@@ -665,14 +681,17 @@ static size_t decode_cap(const ingest_limits_t *l, size_t len)
 
 int ingest_pprof(const uint8_t *data, size_t len, pprof_ctx_t *ctx, errmsg_t *em)
 {
-    arena_t a;
+    pb_mem_t m = {.charge = &ctx->ss->charge};
     size_t cap = decode_cap(ctx->lim, len);
-    arena_init(&a, PB_ARENA_CHUNK, cap);
-    ProtobufCAllocator alloc = {pb_alloc, pb_free_nop, &a};
+    arena_init(&m.a, PB_ARENA_CHUNK, cap);
+    ProtobufCAllocator alloc = {pb_alloc, pb_free_nop, &m};
     pb_profile_t *p = perftools__profiles__profile__unpack(&alloc, len, data);
     if (p == NULL) {
-        arena_free(&a);
-        if (a.over)
+        arena_free(&m.a);
+        alloc_charge_sub(m.charge, m.charged);
+        if (m.refused)
+            return ingest_charge_reason(ctx->lim->inflight, m.refused, "decoded pprof", em);
+        if (m.a.over)
             return errmsg_set(em, ERR_TOO_LARGE,
                               "decoding the pprof needs more than %zu bytes (max-decoded-bytes, "
                               "ingest-decoded-per-byte)",
@@ -686,6 +705,7 @@ int ingest_pprof(const uint8_t *data, size_t len, pprof_ctx_t *ctx, errmsg_t *em
     /* Pyroscope's fixTime: a time_nanos in 1970 is a unit mistake (us); ignore it. */
     ctx->time_ns = p->time_nanos >= 31536000LL * 1000000000LL ? p->time_nanos : 0;
     conv_free(&c);
-    arena_free(&a);
+    arena_free(&m.a);
+    alloc_charge_sub(m.charge, m.charged);
     return rc;
 }

@@ -21,6 +21,7 @@ int ingest_series_set_init(series_set_t *ss, const char *tenant, const ingest_li
     memset(ss, 0, sizeof *ss);
     ss->lim = lim;
     ss->tenant = tenant;
+    alloc_charge_init(&ss->charge, lim->inflight);
     ingest_series_set_budget(ss, 0);
     return u64map_init(&ss->by_id, 16);
 }
@@ -60,11 +61,32 @@ int ingest_series_charge_work(series_set_t *ss, size_t depth, errmsg_t *em)
                       ss->work_budget);
 }
 
-/* Charges the nodes a tree grew by (at most one stack's depth past the cap). */
+int ingest_charge_reason(const alloc_budget_t *b, int rc, const char *what, errmsg_t *em)
+{
+    if (rc == ERR_TOO_LARGE)
+        return errmsg_set(em, rc,
+                          "the push alone needs more memory than ingest-inflight-bytes (%zu "
+                          "bytes): its decoded message, body and call trees passed it at its %s",
+                          b->limit, what);
+    return errmsg_set(em, ERR_UNAVAILABLE,
+                      "server busy: the pushes and replica writes in progress hold "
+                      "ingest-inflight-bytes (%zu bytes); retry later",
+                      b->limit);
+}
+
+int ingest_charge_inflight(alloc_charge_t *c, size_t n, const char *what, errmsg_t *em)
+{
+    int rc = alloc_charge_add(c, n);
+    return rc == 0 ? 0 : ingest_charge_reason(c->b, rc, what, em);
+}
+
+/* Charges the nodes a tree grew by (at most one stack's depth past the cap):
+ * to the push's own budget, then as memory to the node-wide one. */
 static int charge_grown(series_set_t *ss, size_t grown, errmsg_t *em)
 {
     ss->nodes += grown;
-    if (ss->nodes <= ss->nodes_budget) return 0;
+    if (ss->nodes <= ss->nodes_budget)
+        return ingest_charge_inflight(&ss->charge, grown * INGEST_NODE_BYTES, "call trees", em);
     return errmsg_set(em, ERR_TOO_LARGE,
                       "the push needs more than %zu call-tree nodes over all its series and span "
                       "trees (ingest-max-request-nodes, ingest-request-nodes-per-byte)",
@@ -93,6 +115,7 @@ void ingest_series_set_free(series_set_t *ss)
     free(ss->v);
     free(ss->stack);
     u64map_free(&ss->by_id);
+    alloc_charge_done(&ss->charge);
     memset(ss, 0, sizeof *ss);
 }
 
@@ -164,8 +187,7 @@ int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_
     s->tree = t;
     s->shape_of = UINT32_MAX;
     *idx = (uint32_t)ss->n++;
-    ss->nodes += INGEST_TREE_COST_NODES;
-    return 0;
+    return charge_grown(ss, INGEST_TREE_COST_NODES, em);
 }
 
 static int tree_limit(int rc, errmsg_t *em, const ingest_limits_t *lim)
@@ -250,7 +272,7 @@ int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_
         }
         a->v[a->n] = (storage_span_tree_t){.kind = kind, .id = id, .tree = t};
         i = (uint32_t)a->n++;
-        ss->nodes += INGEST_SPAN_TREE_COST_NODES;
+        if ((rc = charge_grown(ss, INGEST_SPAN_TREE_COST_NODES, em)) != 0) return rc;
     }
     calltree_t *t = (calltree_t *)a->v[i].tree;
     size_t before = calltree_node_count(t);

@@ -166,19 +166,19 @@ static void test_limits(void)
     }
     strcpy(o - 1, " 1");
     ingest_request_t r = test_req("app", NULL, deep, strlen(deep));
-    CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_LIMIT);
+    CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_OVER_LIMIT);
     CHECK(strstr(em.text, "max_stack_depth") != NULL);
     free(deep);
     /* too many stacks, too long a frame */
     lim.max_samples = 2;
     const char three[] = "a 1\nb 1\nc 1\n";
     r = test_req("app", NULL, three, sizeof three - 1);
-    CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_LIMIT);
+    CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_OVER_LIMIT);
     lim.max_samples = 10;
     lim.max_symbol_len = 4;
     const char longname[] = "abcdefgh 1\n";
     r = test_req("app", NULL, longname, sizeof longname - 1);
-    CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_LIMIT);
+    CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_OVER_LIMIT);
     CHECK(strstr(em.text, "max_symbol_len") != NULL);
     /* empty body: no samples, nothing to store, not an error */
     r = test_req("app", NULL, "", 0);

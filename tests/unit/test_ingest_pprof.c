@@ -188,7 +188,7 @@ static void test_labels_and_spans(void)
     size_t n;
     uint8_t *raw = pb_pack(&b, &n);
     ingest_request_t r = test_req("svc", "pprof", raw, n);
-    CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_LIMIT);
+    CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_OVER_LIMIT);
     CHECK(strstr(em.text, "max_series_per_profile") != NULL);
     free(raw);
     pb_free(&b);
@@ -428,7 +428,7 @@ static void test_limits(void)
         deep[i] = l;
     pb_sample(&b, 200000, deep, 1, (int64_t[]){1}, NULL);
     free(deep);
-    expect_refused(&b, NULL, ERR_LIMIT, "max_stack_depth");
+    expect_refused(&b, NULL, ERR_OVER_LIMIT, "max_stack_depth");
     pb_free(&b);
 
     ingest_limits_t lim;
@@ -439,16 +439,16 @@ static void test_limits(void)
     for (int i = 0; i < 11; i++)
         pb_sample(&b, 1, &l, 1, (int64_t[]){1}, NULL);
     lim.max_samples = 10;
-    expect_refused(&b, &lim, ERR_LIMIT, "max_samples");
+    expect_refused(&b, &lim, ERR_OVER_LIMIT, "max_samples");
     lim.max_samples = 100;
     lim.max_symbol_len = 8;
-    expect_refused(&b, &lim, ERR_LIMIT, "max_symbol_len");
+    expect_refused(&b, &lim, ERR_OVER_LIMIT, "max_symbol_len");
     lim.max_symbol_len = 100;
     lim.max_decoded_bytes = 1000;
     expect_refused(&b, &lim, ERR_TOO_LARGE, "max-decoded-bytes");
     lim.max_decoded_bytes = 1 << 20;
     lim.max_tree_nodes = 1;
-    expect_refused(&b, &lim, ERR_LIMIT, "max_tree_nodes");
+    expect_refused(&b, &lim, ERR_OVER_LIMIT, "max_tree_nodes");
     pb_free(&b);
 
     /* gzip bomb: 64 MiB of zeros compress to ~64 KiB */

@@ -38,10 +38,12 @@ static void test_defaults(void)
     CHECK_EQ_INT(c.http_port, 4040);
     CHECK_EQ_INT(c.http.max_body_bytes, 16 << 20);
     CHECK_EQ_INT(c.memory_limit, 1ull << 30);
-    /* the three memory budgets are a quarter of memory-limit each */
+    /* the caches are a quarter of memory-limit each; buffered bodies and
+     * pushes in progress an eighth each */
     CHECK_EQ_INT(c.storage.block_cache_bytes, 256 << 20);
     CHECK_EQ_INT(c.storage.write_buffer_bytes, 256 << 20);
-    CHECK_EQ_INT(c.http.max_buffered_bytes, 256 << 20);
+    CHECK_EQ_INT(c.http.max_buffered_bytes, 128 << 20);
+    CHECK_EQ_INT(c.ingest_inflight_bytes, 128 << 20);
     CHECK(c.storage.path == c.data_dir);
     CHECK(memcmp(c.query.retention_seconds, c.storage.retention_seconds,
                  sizeof c.query.retention_seconds) == 0);

@@ -1,0 +1,53 @@
+"""test_limit_status.py — a push that can never succeed as it is answers 422
+(`over_limit`, naming the setting), never 429: retrying it would fail the
+same way; so does a query over a query limit (query-max-series here). 429 stays for what a retry can pass (tenant-ingest-rate and
+tenant-max-queries, tested in test_tenant_limits.py)."""
+import time
+
+from harness import CPU, Node, run_tests, unique
+from profiles import Pprof
+
+NODE = Node(name="limits", args=["--max-samples", "100", "--max-stack-depth", "64",
+                                 "--max-series-per-profile", "4",
+                                 "--ingest-max-tree-nodes", "1000",
+                                 "--query-max-series", "2"]).start()
+NOW = int(time.time())
+
+
+def refused_422(body, setting, **params):
+    r = NODE.ingest(body, name=unique("lim") + ".cpu", **{"from": NOW - 60}, **params)
+    assert r.status == 422, r
+    j = r.json()
+    assert j["code"] == "over_limit" and setting in j["message"], j
+    assert "retry-after" not in r.headers, r.headers
+
+
+def test_per_profile_limits_are_422():
+    refused_422("".join("main;f%d 1\n" % i for i in range(200)).encode(), "max_samples")
+    refused_422((";".join("f%d" % i for i in range(100)) + " 1\n").encode(), "max_stack_depth")
+    deep = "".join(";".join("f%d_%d" % (i, k) for k in range(20)) + " 1\n" for i in range(99))
+    refused_422(deep.encode(), "max_tree_nodes")  # 1,980 nodes in one series
+    p = Pprof([("cpu", "nanoseconds")])
+    for i in range(8):  # one series per distinct value of the label
+        p.add(["main"], [1], labels={"k": "v%d" % i})
+    refused_422(p.encode(), "max_series_per_profile", format="pprof")
+
+
+def test_query_limits_are_422():
+    svc = unique("q")
+    for i in range(3):  # three series of one service
+        r = NODE.ingest(b"main;f 1\n", name="%s.cpu{k=v%d}" % (svc, i), **{"from": NOW - 60})
+        assert r.status == 200, r
+    r = NODE.render('%s{service_name="%s"}' % (CPU, svc), str(NOW - 120), str(NOW))
+    assert r.status == 422, r
+    assert r.json()["code"] == "over_limit" and "max_series" in r.json()["message"], r.json()
+    r = NODE.render('%s{service_name="%s",k="v0"}' % (CPU, svc), str(NOW - 120), str(NOW))
+    assert r.status == 200, r
+
+
+def test_within_the_limits_is_stored():
+    r = NODE.ingest(b"main;work 3\n", name=unique("ok") + ".cpu", **{"from": NOW - 60})
+    assert r.status == 200, r
+
+
+run_tests(globals())

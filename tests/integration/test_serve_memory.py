@@ -1,0 +1,54 @@
+"""test_serve_memory.py — the shares a node builds for other nodes' queries
+count in its query-memory-bytes: n1 (64 KiB) refuses the shares whose
+result would not fit (flamedb_scatter_partials_memory_refused_total), the
+coordinator asks the other replica of those ranges, and the answer is whole
+and exact; with no other replica (rf 1) the ranges are reported missing
+(X-Flamedb-Partial), never a crash."""
+import time
+
+from cluster import Cluster
+from harness import CPU, run_tests
+
+SERVICES, STACKS = 30, 300
+
+
+def load(node, t0):
+    for s in range(SERVICES):
+        body = "".join("main;s%d;f%d;g%d 1\n" % (s, i, i) for i in range(STACKS)).encode()
+        r = node.ingest(body, tenant="t", name="svc%d.cpu" % s, **{"from": t0 + s})
+        assert r.status == 200, r
+
+
+def refused(node):
+    return node.metric("flamedb_scatter_partials_memory_refused_total")
+
+
+def test_share_over_budget_goes_to_another_replica():
+    t0 = int(time.time()) - 300
+    with Cluster(3, rf=2) as c:
+        c.restart(1, extra=["--query-memory-bytes", "64KiB"])
+        c.wait_converged()
+        load(c.nodes[0], t0)
+        r = c.nodes[0].render(CPU + "{}", str(t0 - 60), str(t0 + 60), tenant="t")
+        print("    n1 refused %d shares; answer %d, partial %r"
+              % (refused(c.nodes[1]), r.status, r.headers.get("x-flamedb-partial")))
+        assert refused(c.nodes[1]) >= 1
+        assert r.status == 200 and "x-flamedb-partial" not in r.headers, r
+        assert r.json()["flamebearer"]["numTicks"] == SERVICES * STACKS * 10**7
+        assert c.nodes[1].metric("flamedb_scatter_memory_bytes") == 0  # given back
+
+
+def test_share_over_budget_without_replica_is_missing():
+    t0 = int(time.time()) - 300
+    with Cluster(2, rf=1) as c:
+        c.restart(1, extra=["--query-memory-bytes", "64KiB"])
+        c.wait_converged()
+        load(c.nodes[0], t0)
+        r = c.nodes[0].render(CPU + "{}", str(t0 - 60), str(t0 + 60), tenant="t")
+        assert refused(c.nodes[1]) >= 1
+        assert r.status == 200 and "x-flamedb-partial" in r.headers, r
+        assert r.json()["flamebearer"]["numTicks"] < SERVICES * STACKS * 10**7
+        assert c.nodes[1].alive()  # still serving
+
+
+run_tests(globals())

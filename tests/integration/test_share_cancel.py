@@ -1,0 +1,66 @@
+"""test_share_cancel.py — a query whose client goes away stops its shares
+while they run, on the coordinator (its local job) and on the other node (a
+cancel message): a render over 80,000 series (about a second of merging per
+node here) is opened and its connection closed after 0.3 s; both nodes count
+a share stopped early (flamedb_scatter_shares_cancelled_total) and their
+query lanes are idle again well before the query would have finished."""
+import socket
+import time
+import urllib.parse
+
+from cluster import Cluster, wait_for
+from harness import CPU, run_tests
+from profiles import Pprof
+
+SERIES, PUSHES = 10000, 8
+ARGS = ["--shards-per-service", "8", "--max-series-per-profile", str(SERIES),
+        "--query-max-series", "1000000", "--ingest-request-nodes-per-byte", "16",
+        "--query-timeout", "120s"]
+
+
+def query_lane_running(node):
+    r = node.get("/metrics")
+    for line in r.body.decode().splitlines():
+        if line.startswith('flamedb_pool_jobs_running{lane="query"} '):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("no flamedb_pool_jobs_running for the query lane")
+
+
+def test_client_close_stops_running_shares():
+    t0 = int(time.time()) - 3000
+    with Cluster(2, rf=1, failure_timeout="60s", args=ARGS) as c:
+        n0, n1 = c.nodes
+        for k in range(PUSHES):  # one series per label value, each push its own window
+            p = Pprof([("cpu", "nanoseconds")])
+            for i in range(SERIES):
+                p.add(["main", "f%d" % (i % 100), "g%d" % (i % 1000)], [1],
+                      labels={"k": "v%d" % i})
+            r = n0.ingest(p.encode(), tenant="t", name="heavy.cpu", format="pprof",
+                          **{"from": t0 + k * 250})
+            assert r.status == 200, r
+        params = {"query": '%s{service_name="heavy"}' % CPU, "from": str(t0 - 60),
+                  "until": str(t0 + 2000)}
+        start = time.monotonic()
+        r = n0.query("/pyroscope/render", "t", **params)
+        full = time.monotonic() - start
+        assert r.status == 200 and r.json()["flamebearer"]["numTicks"] == SERIES * PUSHES * 1
+        before = [n.metric("flamedb_scatter_shares_cancelled_total") for n in (n0, n1)]
+        s = socket.create_connection(("127.0.0.1", n0.port), timeout=10)
+        s.sendall(("GET /pyroscope/render?%s HTTP/1.1\r\nHost: x\r\nX-Scope-OrgID: t\r\n\r\n"
+                   % urllib.parse.urlencode(params)).encode())
+        time.sleep(0.3)
+        s.close()
+        closed = time.monotonic()
+        wait_for("both query lanes idle",
+                 lambda: query_lane_running(n0) == 0 and query_lane_running(n1) == 0,
+                 timeout=30, interval=0.02)
+        took = time.monotonic() - closed
+        after = [n.metric("flamedb_scatter_shares_cancelled_total") for n in (n0, n1)]
+        print("    full query %.2f s; after the client closed, shares stopped within %.2f s; "
+              "stopped shares %s -> %s" % (full, took, before, after))
+        assert after[0] == before[0] + 1, (before, after)  # the coordinator's local job
+        assert after[1] == before[1] + 1, (before, after)  # the other node's share
+        assert took < full * 0.7, (took, full)
+
+
+run_tests(globals())
