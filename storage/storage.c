@@ -241,15 +241,22 @@ static int make_dirs(const char *path, errmsg_t *em)
     }
 }
 
-/* A version-4 directory lacks only the profile_trees column family, which
- * open created: it is marked version 5 and reads as before (its profiles,
- * written without trees, are neither listed nor opened one by one). */
+/* Earlier versions are upgraded in place: a version-4 directory lacks the
+ * profile_trees column family, which open created (its profiles, written
+ * without trees, are neither listed nor opened one by one); versions 4 and 5
+ * lack the service aggregates, rebuilt here from the stored series before
+ * the new marker is written (an interrupted rebuild runs again). */
 static int put_format(storage_t *s, const char *key, size_t klen, errmsg_t *em)
 {
     char *err = NULL;
     rocksdb_put_cf(s->db, s->wopts, s->cf[CF_META], key, klen, STORAGE_FORMAT_VERSION,
                    strlen(STORAGE_FORMAT_VERSION), &err);
     return storage_rocks_err(err, em, "write format version");
+}
+
+static int is_version(const char *v, size_t len, const char *want)
+{
+    return v != NULL && len == strlen(want) && memcmp(v, want, len) == 0;
 }
 
 static int check_format(storage_t *s, errmsg_t *em)
@@ -259,16 +266,16 @@ static int check_format(storage_t *s, errmsg_t *em)
     size_t len = 0;
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_META], key, sizeof key - 1, &len, &err);
     int rc = storage_rocks_err(err, em, "read format version");
-    int previous = v != NULL && len == strlen(STORAGE_FORMAT_PREVIOUS) &&
-                   memcmp(v, STORAGE_FORMAT_PREVIOUS, len) == 0;
-    if (rc == 0 && v != NULL && !previous &&
-        (len != strlen(STORAGE_FORMAT_VERSION) || memcmp(v, STORAGE_FORMAT_VERSION, len) != 0))
+    int older = is_version(v, len, STORAGE_FORMAT_V4) || is_version(v, len, STORAGE_FORMAT_V5);
+    if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
-    if (rc == 0 && previous)
-        log_info("storage", "upgrading storage format %s to %s (adds profile_trees)",
-                 STORAGE_FORMAT_PREVIOUS, STORAGE_FORMAT_VERSION);
-    if (rc == 0 && (v == NULL || previous)) rc = put_format(s, key, sizeof key - 1, em);
+    if (rc == 0 && older) {
+        log_info("storage", "upgrading storage format %.*s to %s (service aggregates)", (int)len, v,
+                 STORAGE_FORMAT_VERSION);
+        rc = storage_aggregate_rebuild(s, em);
+    }
+    if (rc == 0 && (v == NULL || older)) rc = put_format(s, key, sizeof key - 1, em);
     free(v);
     return rc;
 }
