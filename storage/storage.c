@@ -51,6 +51,11 @@ static const struct cf_spec {
 /* A hot window folds its memtable operands into one value every this many
  * merges, so reading the last hour does not re-merge every push. */
 #define MAX_SUCCESSIVE_MERGES 64
+/* Windows fold sooner: a service aggregate's window takes an operand from
+ * every pod of its shard, and every query of the service folds what the
+ * memtable still holds (16: at most 16 operands to fold per read, one fold
+ * of the window per 16 pushes). */
+#define WINDOW_SUCCESSIVE_MERGES 16
 
 void storage_options_default(storage_options_t *o)
 {
@@ -198,7 +203,9 @@ static rocksdb_options_t *cf_options(storage_t *s, enum storage_cf cf)
             o, sp->merge == MERGE_TREE     ? storage_merge_tree_new(&s->counters)
                : sp->merge == MERGE_SPARSE ? storage_merge_sparse_new(&s->counters)
                                            : storage_merge_i64_new(&s->counters));
-        rocksdb_options_set_max_successive_merges(o, MAX_SUCCESSIVE_MERGES);
+        rocksdb_options_set_max_successive_merges(o, cf == CF_BLOCKS || cf == CF_TOTALS
+                                                         ? WINDOW_SUCCESSIVE_MERGES
+                                                         : MAX_SUCCESSIVE_MERGES);
     }
     s->filters[cf] = storage_filter_new(s, cf);
     if (s->filters[cf] != NULL) rocksdb_options_set_compaction_filter(o, s->filters[cf]);
