@@ -36,7 +36,10 @@ static uint64_t str_hash(const char *s)
 uint64_t storage_aggregate_id(const char *service, const char *type, const char *spy)
 {
     uint64_t w[4] = {AGG_TAG, str_hash(service), str_hash(type), str_hash(spy != NULL ? spy : "")};
-    return hash_bytes64(w, sizeof w);
+    uint8_t b[sizeof w]; /* big-endian: the same id on every machine */
+    for (size_t i = 0; i < 4; i++)
+        be64_put(b + 8 * i, w[i]);
+    return hash_bytes64(b, sizeof b);
 }
 
 int storage_aggregate_of(const labels_t *l, uint64_t *id)
