@@ -3,7 +3,8 @@
  * its member series' blocks and its total the sum of their totals, for
  * profiles that write several members in one batch, duplicates, members of
  * another service or type or spy on the same token (not members), after
- * retention and compaction, after series GC, and after the upgrade that
+ * retention and compaction, after series GC, with a write refused by
+ * tenant-max-series, and after the upgrade that
  * rebuilds aggregates (also over partial ones left by an interrupted run).
  * The pseudo series is never listed nor counted as a series. Prints its
  * seed; argv[1] replays. */
@@ -332,6 +333,29 @@ int main(int argc, char **argv)
         write_profile(f.s, st, i, f.now - (int64_t)(check_rng() % 3000), NULL);
     windows = check_sums(f.s);
     CHECK(windows > live);
+
+    /* tenant-max-series refuses a profile with one series too many: neither
+     * the series nor its aggregate gets anything */
+    f.opts.tenant_max_series = NMEM;
+    CHECK_EQ_INT(fx_reopen(&f), 0);
+    labels_t *extra = labels_new();
+    labels_set_str(extra, LABEL_NAME, "process_cpu");
+    labels_set_str(extra, LABEL_PROFILE_TYPE, CPU);
+    labels_set_str(extra, LABEL_SERVICE_NAME, "svc");
+    labels_set_str(extra, "pod", "p9");
+    labels_set_str(extra, STORAGE_LABEL_SPY, "gospy");
+    calltree_t *t = random_tree(st);
+    storage_series_write_t sw[2] = {
+        {.labels = mem[0].l, .series_id = mem[0].id, .token = TA, .tree = t},
+        {.labels = extra, .series_id = labels_hash(extra), .token = TA, .tree = t}};
+    storage_profile_write_t p = {
+        .tenant = "t", .time_ns = (f.now - 5) * NS, .series = sw, .nseries = 2, .symbols = st};
+    fx_id(p.profile_id, 3000);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(f.s, &p, NULL, &em), ERR_LIMIT);
+    CHECK_EQ_INT(check_sums(f.s), windows);
+    calltree_free(t);
+    labels_free(extra);
 
     test_upgrade(&f, windows);
     symtab_free(st);
