@@ -51,6 +51,25 @@ int storage_aggregate_of(const labels_t *l, uint64_t *id)
     return 1;
 }
 
+void storage_window_merge(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant,
+                          uint64_t token, uint64_t series_id, const labels_t *labels, int res,
+                          int64_t window, const uint8_t *block, size_t block_len, int64_t total)
+{
+    uint8_t tv[8];
+    storage_i64_put(tv, total);
+    uint64_t ids[2] = {series_id, 0};
+    int n = 1 + storage_aggregate_of(labels, &ids[1]);
+    for (int i = 0; i < n; i++) {
+        skey_t k;
+        storage_key_window(&k, token, tenant, ids[i], res, window);
+        if (storage_filter_expired(s, CF_BLOCKS, k.b, k.n, NULL, 0)) return;
+        rocksdb_writebatch_merge_cf(wb, s->cf[CF_BLOCKS], (const char *)k.b, k.n,
+                                    (const char *)block, block_len);
+        rocksdb_writebatch_merge_cf(wb, s->cf[CF_TOTALS], (const char *)k.b, k.n, (const char *)tv,
+                                    sizeof tv);
+    }
+}
+
 /* --- reads for queries ------------------------------------------------------ */
 
 int storage_posting_tokens(storage_t *s, const char *tenant, const char *name, const char *value,

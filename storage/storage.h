@@ -177,8 +177,9 @@ void storage_merger_free(storage_merger_t *m);
  * labels, postings or profiles: nothing lists it. */
 #define STORAGE_LABEL_SPY "pyroscope_spy"
 uint64_t storage_aggregate_id(const char *service, const char *type, const char *spy);
-/* The distinct tokens of the series that have name=value, ascending: one
- * seek per token, however many series share it. */
+/* Calls fn with each distinct token of the series that have name=value,
+ * ascending: one seek per token, however many series share it. fn returns
+ * 0 to go on, non-zero to stop (returned). */
 typedef int (*storage_token_fn)(void *ctx, uint64_t token);
 int storage_posting_tokens(storage_t *s, const char *tenant, const char *name, const char *value,
                            storage_token_fn fn, void *ctx);

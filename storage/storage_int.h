@@ -204,6 +204,15 @@ void storage_set_clock(storage_t *s, const clock_source_t *c);
 /* 1 and *id = the aggregate series l adds to, or 0 when l has no service
  * name or no profile type (such a series has no aggregate). */
 int storage_aggregate_of(const labels_t *l, uint64_t *id);
+/* THE way to add to a window: puts into wb the merge operands adding block
+ * (a sparse block encoding, borrowed) and total to the series' window (res
+ * index, window start) and to its service aggregate's same window, unless
+ * that window is already past retention. Every path that adds data to
+ * blocks/totals must use it (write.c; an import of moved blocks too), so
+ * aggregates stay the exact sum of their members. */
+void storage_window_merge(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant,
+                          uint64_t token, uint64_t series_id, const labels_t *labels, int res,
+                          int64_t window, const uint8_t *block, size_t block_len, int64_t total);
 /* Recomputes every aggregate from the stored series' blocks and totals (the
  * upgrade of a directory written before aggregates). Idempotent: an
  * interrupted run is simply run again. Called by open, before any writer. */

@@ -309,22 +309,10 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
  * aggregate is the sum of its members at every resolution. */
 static void put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t total)
 {
-    uint8_t tv[8];
-    storage_i64_put(tv, total);
-    uint64_t ids[2] = {sw->series_id, 0};
-    int n = 1 + storage_aggregate_of(sw->labels, &ids[1]);
     for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++) {
         int64_t res = storage_resolutions[r];
-        for (int i = 0; i < n; i++) {
-            skey_t k;
-            storage_key_window(&k, sw->token, w->p->tenant, ids[i], r,
-                               floor_div(w->t_s, res) * res);
-            if (storage_filter_expired(w->s, CF_BLOCKS, k.b, k.n, NULL, 0)) break;
-            rocksdb_writebatch_merge_cf(w->wb, w->s->cf[CF_BLOCKS], (const char *)k.b, k.n,
-                                        (const char *)w->enc.data, w->enc.len);
-            rocksdb_writebatch_merge_cf(w->wb, w->s->cf[CF_TOTALS], (const char *)k.b, k.n,
-                                        (const char *)tv, sizeof tv);
-        }
+        storage_window_merge(w->s, w->wb, w->p->tenant, sw->token, sw->series_id, sw->labels, r,
+                             floor_div(w->t_s, res) * res, w->enc.data, w->enc.len, total);
     }
 }
 
