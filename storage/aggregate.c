@@ -118,16 +118,31 @@ int storage_posting_tokens(storage_t *s, const char *tenant, const char *name, c
     return ioerr != 0 ? ioerr : rc;
 }
 
-/* 1 if the cf holds any key that starts with prefix, 0 if not, or ERR_IO. */
-static int has_prefix(storage_t *s, enum storage_cf cf, const skey_t *prefix)
+/* 1 if totals hold a window under prefix (token|tenant|id) that is not past
+ * its resolution's retention, 0 if not, or ERR_IO: per resolution, coarsest
+ * first, one seek to the first window start retention still keeps. */
+static int has_live_window(storage_t *s, const skey_t *prefix)
 {
     skey_t hi = *prefix;
     hi.n = storage_prefix_successor(hi.b, hi.n);
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     if (hi.n > 0) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[cf]);
-    rocksdb_iter_seek(it, (const char *)prefix->b, prefix->n);
-    int found = rocksdb_iter_valid(it);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_TOTALS]);
+    int64_t now = storage_now(s);
+    int found = 0;
+    for (int r = STORAGE_RESOLUTION_COUNT - 1; r >= 0 && !found; r--) {
+        int64_t keep = s->opts.retention_seconds[r];
+        /* expired: w + res + keep <= now (filter.c) */
+        int64_t lo = keep > 0 ? now - keep - (int64_t)storage_resolutions[r] + 1 : INT64_MIN;
+        skey_t k = *prefix;
+        storage_key_u8(&k, (uint8_t)r);
+        storage_key_time(&k, lo);
+        rocksdb_iter_seek(it, (const char *)k.b, k.n);
+        size_t kn;
+        const uint8_t *key =
+            rocksdb_iter_valid(it) ? (const uint8_t *)rocksdb_iter_key(it, &kn) : NULL;
+        found = key != NULL && kn == k.n && memcmp(key, k.b, prefix->n + 1) == 0;
+    }
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
     int rc = storage_rocks_err(err, NULL, "window probe");
@@ -142,7 +157,7 @@ int storage_series_has_windows(storage_t *s, const char *tenant, uint64_t token,
     if (rc != 0) return rc;
     skey_t k;
     storage_key_series(&k, token, tenant, series_id);
-    return has_prefix(s, CF_TOTALS, &k);
+    return has_live_window(s, &k);
 }
 
 /* --- rebuilding (format upgrade) ------------------------------------------- */

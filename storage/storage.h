@@ -183,8 +183,8 @@ uint64_t storage_aggregate_id(const char *service, const char *type, const char 
 typedef int (*storage_token_fn)(void *ctx, uint64_t token);
 int storage_posting_tokens(storage_t *s, const char *tenant, const char *name, const char *value,
                            storage_token_fn fn, void *ctx);
-/* 1 if the (pseudo) series holds any window in totals (expired or not), 0
- * if none, or an error. */
+/* 1 if the (pseudo) series holds a window in totals that retention still
+ * keeps, 0 if none, or an error. */
 int storage_series_has_windows(storage_t *s, const char *tenant, uint64_t token,
                                uint64_t series_id);
 

@@ -324,6 +324,13 @@ int main(int argc, char **argv)
     CHECK_EQ_INT(storage_gc_series(f.s, &removed), 0);
     CHECK_EQ_INT(removed, NMEM - 1);
     check_unlisted(&f, 1);
+    /* before compaction drops them, expired windows do not count as data */
+    CHECK_EQ_INT(storage_series_has_windows(f.s, "t", TA, storage_aggregate_id("svc", CPU, NULL)),
+                 0);
+    CHECK_EQ_INT(
+        storage_series_has_windows(f.s, "t", TB, storage_aggregate_id("svc", CPU, "gospy")), 0);
+    CHECK_EQ_INT(
+        storage_series_has_windows(f.s, "t", TA, storage_aggregate_id("svc", CPU, "gospy")), 1);
     CHECK_EQ_INT(storage_compact(f.s), 0);
     CHECK_EQ_INT(storage_compact(f.s), 0);
     size_t live = check_sums(f.s);
