@@ -153,8 +153,12 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     query_series_t ser;
     if (query_selector_type(sel) == NULL)
         rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'query': a profile type is required");
-    else if ((rc = query_selector_take_spans("query", sel, &sp, em)) == 0)
-        rc = query_series_select_in(st, tenant, sel, rs, lim, &ser, em);
+    else if ((rc = query_selector_take_spans("query", sel, &sp, em)) == 0) {
+        /* a whole service: its aggregates, a few blocks instead of one per series */
+        rc = sp.kind == 0 ? query_aggregate_select(st, tenant, sel, rs, &ser, em) : 0;
+        if (rc == 0) rc = query_series_select_in(st, tenant, sel, rs, lim, &ser, em);
+        if (rc == 1) rc = 0;
+    }
     query_selector_free(sel);
     if (rc != 0) return rc;
     out->nseries = ser.n;

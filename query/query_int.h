@@ -144,6 +144,12 @@ void query_rangeset_free(rangeset_t *rs);
 int query_series_select_in(storage_t *st, const char *tenant, const query_selector_t *sel,
                            const rangeset_t *rs, const query_limits_t *lim, query_series_t *out,
                            errmsg_t *em);
+/* The service aggregates that answer sel over rs exactly (aggregate.c): 1
+ * with *out holding (token, aggregate id) pairs to merge like series (caller
+ * frees with query_series_free), 0 when sel is not a whole-service selector
+ * (*out empty: select series instead), or an error. */
+int query_aggregate_select(storage_t *st, const char *tenant, const query_selector_t *sel,
+                           const rangeset_t *rs, query_series_t *out, errmsg_t *em);
 /* The same from a selector's text (as partial arguments carry it); param
  * names it in a parse error. */
 int query_series_select_text(storage_t *st, const char *tenant, const char *param, const char *text,

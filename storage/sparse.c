@@ -142,26 +142,80 @@ int storage_sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *t
     return 0;
 }
 
+/* Appends v's pairs to all; *max_id tracks the largest id. */
+static int append_pairs(sparse_vec_t *all, const sparse_vec_t *v, uint32_t *max_id)
+{
+    int rc = storage_sparse_reserve(all, all->n + v->n);
+    if (rc != 0) return rc;
+    memcpy(all->id + all->n, v->id, v->n * sizeof *v->id);
+    memcpy(all->val + all->n, v->val, v->n * sizeof *v->val);
+    all->n += v->n;
+    if (v->n > 0 && v->id[v->n - 1] > *max_id) *max_id = v->id[v->n - 1];
+    return 0;
+}
+
+/* acc = the sum of the pairs of all through a dense array over ids
+ * 0..max_id (zero sums are left out, as the encoding leaves them out). */
+static int fold_dense(const sparse_vec_t *all, uint32_t max_id, sparse_vec_t *acc)
+{
+    int64_t *dense = calloc((size_t)max_id + 1, sizeof *dense);
+    if (dense == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < all->n; i++)
+        dense[all->id[i]] = (int64_t)((uint64_t)dense[all->id[i]] + (uint64_t)all->val[i]);
+    size_t k = 0;
+    for (uint32_t id = 0; id <= max_id; id++)
+        k += dense[id] != 0;
+    int rc = storage_sparse_reserve(acc, k);
+    acc->n = 0;
+    for (uint32_t id = 0; rc == 0 && id <= max_id; id++)
+        if (dense[id] != 0) {
+            acc->id[acc->n] = id;
+            acc->val[acc->n++] = dense[id];
+        }
+    free(dense);
+    return rc;
+}
+
+/* Operands are decoded into one list first. When their ids are dense enough
+ * (a window many series add to, such as a service aggregate's, folds 64
+ * operands at a time) one pass over a dense array sums them; otherwise they
+ * are merged in one by one, each merge a pass over the sum so far. */
 int storage_fold_sparse(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
                         buf_t *out)
 {
-    sparse_vec_t acc, one, tmp;
+    sparse_vec_t acc, one, tmp, all;
     storage_sparse_init(&acc);
     storage_sparse_init(&one);
     storage_sparse_init(&tmp);
-    int rc = 0;
+    storage_sparse_init(&all);
+    size_t *start = malloc(((size_t)(n > 0 ? n : 0) + 1) * sizeof *start);
+    uint32_t max_id = 0;
+    int rc = start == NULL ? ERR_NOMEM : 0, m = 0;
+    if (start != NULL) start[0] = 0;
     for (int i = 0; rc == 0 && i < n; i++) {
         int drc = storage_sparse_decode((const uint8_t *)parts[i], lens[i], &one);
         if (drc == ERR_NOMEM)
             rc = drc;
         else if (drc != 0)
             storage_log_corrupt(c, "block", i, drc);
-        else
-            rc = storage_sparse_add(&acc, &one, &tmp);
+        else if ((rc = append_pairs(&all, &one, &max_id)) == 0)
+            start[++m] = all.n;
+    }
+    if (rc == 0 && m > 1 && (size_t)max_id <= 4 * all.n + 4096) {
+        rc = fold_dense(&all, max_id, &acc);
+    } else {
+        for (int i = 0; rc == 0 && i < m; i++) {
+            sparse_vec_t seg = {
+                .id = all.id + start[i], .val = all.val + start[i], .n = start[i + 1] - start[i]};
+            seg.cap = seg.n;
+            rc = storage_sparse_add(&acc, &seg, &tmp);
+        }
     }
     if (rc == 0) rc = storage_sparse_encode(&acc, out);
+    free(start);
     storage_sparse_free(&acc);
     storage_sparse_free(&one);
     storage_sparse_free(&tmp);
+    storage_sparse_free(&all);
     return rc;
 }

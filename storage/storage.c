@@ -51,6 +51,11 @@ static const struct cf_spec {
 /* A hot window folds its memtable operands into one value every this many
  * merges, so reading the last hour does not re-merge every push. */
 #define MAX_SUCCESSIVE_MERGES 64
+/* Windows fold sooner: a service aggregate's window takes an operand from
+ * every pod of its shard, and every query of the service folds what the
+ * memtable still holds (16: at most 16 operands to fold per read, one fold
+ * of the window per 16 pushes). */
+#define WINDOW_SUCCESSIVE_MERGES 16
 
 void storage_options_default(storage_options_t *o)
 {
@@ -198,7 +203,9 @@ static rocksdb_options_t *cf_options(storage_t *s, enum storage_cf cf)
             o, sp->merge == MERGE_TREE     ? storage_merge_tree_new(&s->counters)
                : sp->merge == MERGE_SPARSE ? storage_merge_sparse_new(&s->counters)
                                            : storage_merge_i64_new(&s->counters));
-        rocksdb_options_set_max_successive_merges(o, MAX_SUCCESSIVE_MERGES);
+        rocksdb_options_set_max_successive_merges(o, cf == CF_BLOCKS || cf == CF_TOTALS
+                                                         ? WINDOW_SUCCESSIVE_MERGES
+                                                         : MAX_SUCCESSIVE_MERGES);
     }
     s->filters[cf] = storage_filter_new(s, cf);
     if (s->filters[cf] != NULL) rocksdb_options_set_compaction_filter(o, s->filters[cf]);
@@ -241,15 +248,22 @@ static int make_dirs(const char *path, errmsg_t *em)
     }
 }
 
-/* A version-4 directory lacks only the profile_trees column family, which
- * open created: it is marked version 5 and reads as before (its profiles,
- * written without trees, are neither listed nor opened one by one). */
+/* Earlier versions are upgraded in place: a version-4 directory lacks the
+ * profile_trees column family, which open created (its profiles, written
+ * without trees, are neither listed nor opened one by one); versions 4 and 5
+ * lack the service aggregates, rebuilt here from the stored series before
+ * the new marker is written (an interrupted rebuild runs again). */
 static int put_format(storage_t *s, const char *key, size_t klen, errmsg_t *em)
 {
     char *err = NULL;
     rocksdb_put_cf(s->db, s->wopts, s->cf[CF_META], key, klen, STORAGE_FORMAT_VERSION,
                    strlen(STORAGE_FORMAT_VERSION), &err);
     return storage_rocks_err(err, em, "write format version");
+}
+
+static int is_version(const char *v, size_t len, const char *want)
+{
+    return v != NULL && len == strlen(want) && memcmp(v, want, len) == 0;
 }
 
 static int check_format(storage_t *s, errmsg_t *em)
@@ -259,16 +273,16 @@ static int check_format(storage_t *s, errmsg_t *em)
     size_t len = 0;
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_META], key, sizeof key - 1, &len, &err);
     int rc = storage_rocks_err(err, em, "read format version");
-    int previous = v != NULL && len == strlen(STORAGE_FORMAT_PREVIOUS) &&
-                   memcmp(v, STORAGE_FORMAT_PREVIOUS, len) == 0;
-    if (rc == 0 && v != NULL && !previous &&
-        (len != strlen(STORAGE_FORMAT_VERSION) || memcmp(v, STORAGE_FORMAT_VERSION, len) != 0))
+    int older = is_version(v, len, STORAGE_FORMAT_V4) || is_version(v, len, STORAGE_FORMAT_V5);
+    if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
-    if (rc == 0 && previous)
-        log_info("storage", "upgrading storage format %s to %s (adds profile_trees)",
-                 STORAGE_FORMAT_PREVIOUS, STORAGE_FORMAT_VERSION);
-    if (rc == 0 && (v == NULL || previous)) rc = put_format(s, key, sizeof key - 1, em);
+    if (rc == 0 && older) {
+        log_info("storage", "upgrading storage format %.*s to %s (service aggregates)", (int)len, v,
+                 STORAGE_FORMAT_VERSION);
+        rc = storage_aggregate_rebuild(s, em);
+    }
+    if (rc == 0 && (v == NULL || older)) rc = put_format(s, key, sizeof key - 1, em);
     free(v);
     return rc;
 }

@@ -172,6 +172,25 @@ int storage_merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, 
 int storage_merger_finish(storage_merger_t *m, calltree_t *dst, errmsg_t *em);
 void storage_merger_free(storage_merger_t *m);
 
+/* Service aggregates (aggregate.c; docs/storage-format.md): every series
+ * with a service_name and a __profile_type__ also adds its blocks and totals
+ * to the pseudo series storage_aggregate_id(service, type, spy) of its token
+ * (spy: its pyroscope_spy label, NULL or "" when it has none), which
+ * storage_merger_add and storage_scan_totals read like any series. It has no
+ * labels, postings or profiles: nothing lists it. */
+#define STORAGE_LABEL_SPY "pyroscope_spy"
+uint64_t storage_aggregate_id(const char *service, const char *type, const char *spy);
+/* Calls fn with each distinct token of the series that have name=value,
+ * ascending: one seek per token, however many series share it. fn returns
+ * 0 to go on, non-zero to stop (returned). */
+typedef int (*storage_token_fn)(void *ctx, uint64_t token);
+int storage_posting_tokens(storage_t *s, const char *tenant, const char *name, const char *value,
+                           storage_token_fn fn, void *ctx);
+/* 1 if the (pseudo) series holds a window in totals that retention still
+ * keeps, 0 if none, or an error. */
+int storage_series_has_windows(storage_t *s, const char *tenant, uint64_t token,
+                               uint64_t series_id);
+
 /* Totals of one series' windows (same selection as storage_scan_blocks). */
 typedef int (*storage_total_fn)(void *ctx, int64_t window_start, int64_t total);
 int storage_scan_totals(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,

@@ -46,10 +46,12 @@ enum storage_cf {
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "5"
-/* The previous version, upgraded in place at open: version 5 only added the
- * profile_trees column family, so version-4 data reads the same. */
-#define STORAGE_FORMAT_PREVIOUS "4"
+#define STORAGE_FORMAT_VERSION "6"
+/* Earlier versions upgraded in place at open: version 5 only added the
+ * profile_trees column family (which open creates), version 6 the service
+ * aggregates (rebuilt from the stored series by storage_aggregate_rebuild). */
+#define STORAGE_FORMAT_V4 "4"
+#define STORAGE_FORMAT_V5 "5"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector. */
 #define SPARSE_VERSION 2
@@ -207,6 +209,25 @@ void storage_tseries_release(storage_t *s, const char *tenant, size_t n);
  * sequence read "now" from (copied; its ctx is borrowed). Call before other
  * threads use s. c NULL restores the real clock. */
 void storage_set_clock(storage_t *s, const clock_source_t *c);
+/* --- service aggregates (aggregate.c) ------------------------------------- */
+
+/* 1 and *id = the aggregate series l adds to, or 0 when l has no service
+ * name or no profile type (such a series has no aggregate). */
+int storage_aggregate_of(const labels_t *l, uint64_t *id);
+/* THE way to add to a window: puts into wb the merge operands adding block
+ * (a sparse block encoding, borrowed) and total to the series' window (res
+ * index, window start) and to its service aggregate's same window, unless
+ * that window is already past retention. Every path that adds data to
+ * blocks/totals must use it (write.c; an import of moved blocks too), so
+ * aggregates stay the exact sum of their members. */
+void storage_window_merge(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant,
+                          uint64_t token, uint64_t series_id, const labels_t *labels, int res,
+                          int64_t window, const uint8_t *block, size_t block_len, int64_t total);
+/* Recomputes every aggregate from the stored series' blocks and totals (the
+ * upgrade of a directory written before aggregates). Idempotent: an
+ * interrupted run is simply run again. Called by open, before any writer. */
+int storage_aggregate_rebuild(storage_t *s, errmsg_t *em);
+
 /* Unix seconds by the handle's clock. */
 int64_t storage_now(const storage_t *s);
 

@@ -4,9 +4,9 @@
  * is looked up in the profiles CF (the seen index, bloom-filtered); the series
  * not seen before go into ONE WriteBatch with their seen entry, their own
  * tree (profile_trees, for opening that profile alone), labels, postings,
- * new symbols, block and total operands at every resolution and span
- * operands. The batch commits atomically, so a profile counts once at
- * every resolution or not at all, and the mutex keeps two concurrent retries
+ * new symbols, block and total operands at every resolution (also into the
+ * series' service aggregate, aggregate.c) and span operands. The batch commits atomically, so a
+ * profile counts once at every resolution or not at all, and the mutex keeps two concurrent retries
  * of one id from both passing the check.
  *
  * Two direct-mapped caches skip rewriting what is known to be stored: symbol
@@ -306,21 +306,15 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
 }
 
 /* The block (already encoded in w->enc) and its total into every resolution
- * whose window has not already expired. */
+ * whose window has not already expired, for the series and for its service
+ * aggregate (aggregate.c): the same operands on the same window, so the
+ * aggregate is the sum of its members at every resolution. */
 static void put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t total)
 {
-    uint8_t tv[8];
-    storage_i64_put(tv, total);
     for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++) {
         int64_t res = storage_resolutions[r];
-        skey_t k;
-        storage_key_window(&k, sw->token, w->p->tenant, sw->series_id, r,
-                           floor_div(w->t_s, res) * res);
-        if (storage_filter_expired(w->s, CF_BLOCKS, k.b, k.n, NULL, 0)) continue;
-        rocksdb_writebatch_merge_cf(w->wb, w->s->cf[CF_BLOCKS], (const char *)k.b, k.n,
-                                    (const char *)w->enc.data, w->enc.len);
-        rocksdb_writebatch_merge_cf(w->wb, w->s->cf[CF_TOTALS], (const char *)k.b, k.n,
-                                    (const char *)tv, sizeof tv);
+        storage_window_merge(w->s, w->wb, w->p->tenant, sw->token, sw->series_id, sw->labels, r,
+                             floor_div(w->t_s, res) * res, w->enc.data, w->enc.len, total);
     }
 }
 

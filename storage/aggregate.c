@@ -1,0 +1,282 @@
+/* aggregate.c — service aggregates: one pseudo series per (token, tenant,
+ * service, profile type, spy) whose blocks and totals are the exact sum of
+ * its member series' (docs/storage-format.md, "Service aggregates").
+ *
+ * storage_write_profile merges every series' block and total operands into
+ * its aggregate's keys too, in the same WriteBatch, so the sum holds at every
+ * resolution and window whatever path the profile arrived by (push, replica
+ * write, hint replay, repair fetch). Retention drops an aggregate's windows
+ * together with its members' (same key suffix, same filter). The aggregate
+ * has no series, postings, seen or profile_trees entry: label listings,
+ * series counts and profile lists never see it.
+ *
+ * Also here: the reads a query needs to use aggregates (distinct tokens of a
+ * label pair, whether a pseudo series holds any window), and the rebuild that
+ * upgrades a data directory written before aggregates existed.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/hash.h"
+#include "common/labels.h"
+#include "common/log.h"
+#include "common/u64map.h"
+#include "common/varint.h"
+#include "storage/storage_int.h"
+
+/* Separates aggregate ids from label hashes (a real series id is XXH3 of a
+ * label encoding, which never starts with this 8-byte word). */
+#define AGG_TAG 0x666c616d65616767ull /* "flameagg" */
+
+static uint64_t str_hash(const char *s)
+{
+    return s == NULL ? 0 : hash_bytes64(s, strlen(s));
+}
+
+uint64_t storage_aggregate_id(const char *service, const char *type, const char *spy)
+{
+    uint64_t w[4] = {AGG_TAG, str_hash(service), str_hash(type), str_hash(spy != NULL ? spy : "")};
+    uint8_t b[sizeof w]; /* big-endian: the same id on every machine */
+    for (size_t i = 0; i < 4; i++)
+        be64_put(b + 8 * i, w[i]);
+    return hash_bytes64(b, sizeof b);
+}
+
+int storage_aggregate_of(const labels_t *l, uint64_t *id)
+{
+    const char *svc = labels_get(l, LABEL_SERVICE_NAME);
+    const char *type = labels_get(l, LABEL_PROFILE_TYPE);
+    if (svc == NULL || svc[0] == 0 || type == NULL || type[0] == 0) return 0;
+    *id = storage_aggregate_id(svc, type, labels_get(l, STORAGE_LABEL_SPY));
+    return 1;
+}
+
+void storage_window_merge(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant,
+                          uint64_t token, uint64_t series_id, const labels_t *labels, int res,
+                          int64_t window, const uint8_t *block, size_t block_len, int64_t total)
+{
+    uint8_t tv[8];
+    storage_i64_put(tv, total);
+    uint64_t ids[2] = {series_id, 0};
+    int n = 1 + storage_aggregate_of(labels, &ids[1]);
+    for (int i = 0; i < n; i++) {
+        skey_t k;
+        storage_key_window(&k, token, tenant, ids[i], res, window);
+        if (storage_filter_expired(s, CF_BLOCKS, k.b, k.n, NULL, 0)) return;
+        rocksdb_writebatch_merge_cf(wb, s->cf[CF_BLOCKS], (const char *)k.b, k.n,
+                                    (const char *)block, block_len);
+        rocksdb_writebatch_merge_cf(wb, s->cf[CF_TOTALS], (const char *)k.b, k.n, (const char *)tv,
+                                    sizeof tv);
+    }
+}
+
+/* --- reads for queries ------------------------------------------------------ */
+
+int storage_posting_tokens(storage_t *s, const char *tenant, const char *name, const char *value,
+                           storage_token_fn fn, void *ctx)
+{
+    int rc = storage_check_tenant(tenant, NULL);
+    if (rc != 0 || name == NULL || value == NULL) return rc != 0 ? rc : ERR_INVALID_ARGUMENT;
+    buf_t lo;
+    buf_init(&lo, BUF_UNLIMITED);
+    rc = storage_key_posting(&lo, tenant, name, value, 0, 0);
+    if (rc != 0) {
+        buf_free(&lo);
+        return rc == ERR_TOO_LARGE ? ERR_LIMIT : rc;
+    }
+    size_t pn = lo.len - 16; /* tenant|name 0x00 value 0x00 */
+    uint8_t *hi = malloc(pn);
+    if (hi == NULL) {
+        buf_free(&lo);
+        return ERR_NOMEM;
+    }
+    memcpy(hi, lo.data, pn);
+    size_t hn = storage_prefix_successor(hi, pn);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (hn > 0) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, hn);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_POSTINGS]);
+    /* One seek per distinct token: past token t is prefix|t+1|0... */
+    rocksdb_iter_seek(it, (const char *)lo.data, pn);
+    while (rc == 0 && rocksdb_iter_valid(it)) {
+        size_t kn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        if (kn != pn + 16 || memcmp(k, lo.data, pn) != 0) break;
+        uint64_t token = be64_get(k + pn);
+        rc = fn(ctx, token);
+        if (rc != 0 || token == UINT64_MAX) break;
+        be64_put(lo.data + pn, token + 1);
+        memset(lo.data + pn + 8, 0, 8);
+        rocksdb_iter_seek(it, (const char *)lo.data, lo.len);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int ioerr = storage_rocks_err(err, NULL, "postings scan");
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    free(hi);
+    buf_free(&lo);
+    return ioerr != 0 ? ioerr : rc;
+}
+
+/* 1 if totals hold a window under prefix (token|tenant|id) that is not past
+ * its resolution's retention, 0 if not, or ERR_IO: per resolution, coarsest
+ * first, one seek to the first window start retention still keeps. */
+static int has_live_window(storage_t *s, const skey_t *prefix)
+{
+    skey_t hi = *prefix;
+    hi.n = storage_prefix_successor(hi.b, hi.n);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (hi.n > 0) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_TOTALS]);
+    int64_t now = storage_now(s);
+    int found = 0;
+    for (int r = STORAGE_RESOLUTION_COUNT - 1; r >= 0 && !found; r--) {
+        int64_t keep = s->opts.retention_seconds[r];
+        /* expired: w + res + keep <= now (filter.c) */
+        int64_t lo = keep > 0 ? now - keep - (int64_t)storage_resolutions[r] + 1 : INT64_MIN;
+        skey_t k = *prefix;
+        storage_key_u8(&k, (uint8_t)r);
+        storage_key_time(&k, lo);
+        rocksdb_iter_seek(it, (const char *)k.b, k.n);
+        size_t kn;
+        const uint8_t *key =
+            rocksdb_iter_valid(it) ? (const uint8_t *)rocksdb_iter_key(it, &kn) : NULL;
+        found = key != NULL && kn == k.n && memcmp(key, k.b, prefix->n + 1) == 0;
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int rc = storage_rocks_err(err, NULL, "window probe");
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc != 0 ? rc : found;
+}
+
+int storage_series_has_windows(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id)
+{
+    int rc = storage_check_tenant(tenant, NULL);
+    if (rc != 0) return rc;
+    skey_t k;
+    storage_key_series(&k, token, tenant, series_id);
+    return has_live_window(s, &k);
+}
+
+/* --- rebuilding (format upgrade) ------------------------------------------- */
+
+/* Operands per batch of the rebuild: bounds its memory. */
+#define REBUILD_BATCH_OPS 4096
+
+typedef struct rebuild {
+    storage_t *s;
+    rocksdb_writebatch_t *wb;
+    size_t ops;
+    u64map_t cleared; /* aggregate prefixes of the current token already cleared */
+    uint64_t token;
+    size_t series, values;
+} rebuild_t;
+
+static int flush_batch(rebuild_t *r, errmsg_t *em)
+{
+    if (r->ops == 0) return 0;
+    char *err = NULL;
+    rocksdb_write(r->s->db, r->s->wopts, r->wb, &err);
+    rocksdb_writebatch_clear(r->wb);
+    r->ops = 0;
+    return storage_rocks_err(err, em, "rebuild aggregates");
+}
+
+/* Merges every block and total of the series (prefix: token|tenant|sid) into
+ * its aggregate (agg: token|tenant|aggregate id), key suffix for suffix. */
+static int copy_windows(rebuild_t *r, enum storage_cf cf, const skey_t *prefix, const skey_t *agg,
+                        errmsg_t *em)
+{
+    skey_t hi = *prefix;
+    hi.n = storage_prefix_successor(hi.b, hi.n);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (hi.n > 0) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(r->s->db, ro, r->s->cf[cf]);
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)prefix->b, prefix->n);
+         rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        const char *v = rocksdb_iter_value(it, &vn);
+        if (kn != prefix->n + 9) continue; /* not a window key */
+        skey_t ak = *agg;
+        storage_key_bytes(&ak, k + prefix->n, 9);
+        rocksdb_writebatch_merge_cf(r->wb, r->s->cf[cf], (const char *)ak.b, ak.n, v, vn);
+        r->values++;
+        if (++r->ops >= REBUILD_BATCH_OPS) rc = flush_batch(r, em);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int ioerr = storage_rocks_err(err, em, "rebuild aggregates: scan");
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return ioerr != 0 ? ioerr : rc;
+}
+
+/* One series entry: clears its aggregate (once per token: a rebuild that was
+ * interrupted leaves partial sums, which a second run must not add to), then
+ * adds the series' windows into it. */
+static int rebuild_one(rebuild_t *r, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn,
+                       errmsg_t *em)
+{
+    if (kn < 18 || kn != 17 + (size_t)k[8] || k[8] > STORAGE_TENANT_MAX) return 0;
+    labels_t *l = NULL;
+    uint64_t agg;
+    if (labels_decode(v, vn, &l) != 0) return 0; /* undecodable: no aggregate to add to */
+    int has = storage_aggregate_of(l, &agg);
+    labels_free(l);
+    if (!has) return 0;
+    char tenant[STORAGE_TENANT_MAX + 1];
+    memcpy(tenant, k + 9, k[8]);
+    tenant[k[8]] = 0;
+    uint64_t token = be64_get(k);
+    skey_t prefix, ak;
+    storage_key_series(&prefix, token, tenant, be64_get(k + 9 + k[8]));
+    storage_key_series(&ak, token, tenant, agg);
+    if (token != r->token) u64map_clear(&r->cleared);
+    r->token = token;
+    uint32_t unused;
+    int added =
+        u64map_get_or_put(&r->cleared, storage_mix64(agg ^ hash_bytes64(tenant, k[8])), 0, &unused);
+    if (added < 0) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (added > 0) {
+        skey_t hi = ak;
+        hi.n = storage_prefix_successor(hi.b, hi.n);
+        for (enum storage_cf cf = CF_BLOCKS; cf <= CF_TOTALS; cf++)
+            rocksdb_writebatch_delete_range_cf(r->wb, r->s->cf[cf], (const char *)ak.b, ak.n,
+                                               (const char *)hi.b, hi.n);
+        r->ops++;
+    }
+    r->series++;
+    int rc = copy_windows(r, CF_BLOCKS, &prefix, &ak, em);
+    return rc != 0 ? rc : copy_windows(r, CF_TOTALS, &prefix, &ak, em);
+}
+
+int storage_aggregate_rebuild(storage_t *s, errmsg_t *em)
+{
+    rebuild_t r = {.s = s, .wb = rocksdb_writebatch_create()};
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_SERIES]);
+    int rc = 0;
+    for (rocksdb_iter_seek_to_first(it); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        rc = rebuild_one(&r, k, kn, v, vn, em);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int ioerr = storage_rocks_err(err, em, "rebuild aggregates: series scan");
+    if (rc == 0) rc = ioerr;
+    if (rc == 0) rc = flush_batch(&r, em);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    rocksdb_writebatch_destroy(r.wb);
+    u64map_free(&r.cleared);
+    if (rc == 0)
+        log_info("storage", "service aggregates rebuilt from %zu series (%zu windows)", r.series,
+                 r.values);
+    return rc;
+}

@@ -1,0 +1,373 @@
+/* test_storage_aggregate.c — service aggregates (storage/aggregate.c): at
+ * every resolution and window, an aggregate's block is exactly the sum of
+ * its member series' blocks and its total the sum of their totals, for
+ * profiles that write several members in one batch, duplicates, members of
+ * another service or type or spy on the same token (not members), after
+ * retention and compaction, after series GC, with a write refused by
+ * tenant-max-series, and after the upgrade that
+ * rebuilds aggregates (also over partial ones left by an interrupted run).
+ * The pseudo series is never listed nor counted as a series. Prints its
+ * seed; argv[1] replays. */
+#include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
+
+#include <time.h>
+
+#include "check.h"
+
+#define CPU "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+#define MEM "memory:alloc_space:bytes:space:bytes"
+#define TA 0x1111000000000000ull
+#define TB 0x9999000000000000ull
+#define NIDS 4096
+#define MAXW 512
+#define DAY 86400
+
+typedef struct member {
+    const char *service, *type, *spy, *pod;
+    uint64_t token;
+    labels_t *l;
+    uint64_t id;
+} member_t;
+
+static member_t mem[] = {
+    {"svc", CPU, "gospy", "p0", TA},   {"svc", CPU, "gospy", "p1", TB},
+    {"svc", CPU, "gospy", "p2", TA},   {"svc", CPU, "gospy", "p3", TB},
+    {"svc", CPU, NULL, "p4", TA},      {"svc", MEM, "gospy", "p0", TA},
+    {"other", CPU, "gospy", "q0", TA},
+};
+#define NMEM (sizeof mem / sizeof *mem)
+
+/* Per window: the dense sum of block vectors and of totals. */
+typedef struct acc {
+    int64_t w[MAXW], tot[MAXW];
+    int64_t (*v)[NIDS];
+    size_t n;
+    int bad;
+} acc_t;
+
+static size_t slot(acc_t *a, int64_t w)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (a->w[i] == w) return i;
+    CHECK(a->n < MAXW);
+    a->w[a->n] = w;
+    a->tot[a->n] = 0;
+    memset(a->v[a->n], 0, sizeof a->v[0]);
+    return a->n++;
+}
+
+static int block_fn(void *ctx, int64_t w, const uint8_t *p, size_t n)
+{
+    acc_t *a = ctx;
+    sparse_vec_t v;
+    storage_sparse_init(&v);
+    if (storage_sparse_decode(p, n, &v) != 0) a->bad++;
+    size_t i = slot(a, w);
+    for (size_t k = 0; k < v.n; k++) {
+        if (v.id[k] >= NIDS) {
+            a->bad++;
+            continue;
+        }
+        a->v[i][v.id[k]] += v.val[k];
+    }
+    storage_sparse_free(&v);
+    return 0;
+}
+
+static int total_fn(void *ctx, int64_t w, const uint8_t *p, size_t n)
+{
+    acc_t *a = ctx;
+    if (n != 8) a->bad++;
+    a->tot[slot(a, w)] += storage_i64_get(p);
+    return 0;
+}
+
+static void add_series(storage_t *s, acc_t *a, uint64_t token, uint64_t id, int res)
+{
+    int64_t lo = -(1LL << 40), hi = 1LL << 40;
+    CHECK_EQ_INT(storage_scan_window_values(s, CF_BLOCKS, "t", token, id, res, lo, hi, block_fn, a),
+                 0);
+    CHECK_EQ_INT(storage_scan_window_values(s, CF_TOTALS, "t", token, id, res, lo, hi, total_fn, a),
+                 0);
+}
+
+/* a and b hold the same windows with the same sums. */
+static int same(const acc_t *a, const acc_t *b)
+{
+    if (a->n != b->n || a->bad || b->bad) return 0;
+    for (size_t i = 0; i < a->n; i++) {
+        size_t j = 0;
+        while (j < b->n && b->w[j] != a->w[i])
+            j++;
+        if (j == b->n || a->tot[i] != b->tot[j] || memcmp(a->v[i], b->v[j], sizeof a->v[0]) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+static acc_t *acc_new(void)
+{
+    acc_t *a = calloc(1, sizeof *a);
+    a->v = calloc(MAXW, sizeof *a->v);
+    return a;
+}
+
+static void acc_free(acc_t *a)
+{
+    free(a->v);
+    free(a);
+}
+
+/* Every aggregate of every token equals the sum of its members, at every
+ * resolution (checked when strict; *equal counts the equal ones); returns
+ * the number of aggregate windows seen. */
+static size_t sums(storage_t *s, int strict, int *equal)
+{
+    uint64_t tokens[2] = {TA, TB};
+    size_t seen = 0;
+    acc_t *want = acc_new(), *got = acc_new();
+    for (int ti = 0; ti < 2; ti++)
+        for (size_t g = 0; g < NMEM; g++)
+            for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++) {
+                uint64_t agg = storage_aggregate_id(mem[g].service, mem[g].type, mem[g].spy);
+                want->n = got->n = 0;
+                for (size_t m = 0; m < NMEM; m++)
+                    if (mem[m].token == tokens[ti] &&
+                        storage_aggregate_id(mem[m].service, mem[m].type, mem[m].spy) == agg)
+                        add_series(s, want, tokens[ti], mem[m].id, r);
+                add_series(s, got, tokens[ti], agg, r);
+                if (strict) CHECK(same(want, got));
+                *equal += same(want, got);
+                seen += got->n;
+            }
+    acc_free(want);
+    acc_free(got);
+    return seen;
+}
+
+static size_t check_sums(storage_t *s)
+{
+    int equal = 0;
+    return sums(s, 1, &equal);
+}
+
+static calltree_t *random_tree(symtab_t *st)
+{
+    static const char *frames[] = {"main;a;b", "main;a;c",   "main;d", "main;d;e;f",
+                                   "g;h",      "main;a;b;x", "main;y"};
+    calltree_t *t = calltree_new(0);
+    int n = 1 + (int)(check_rng() % 4);
+    for (int i = 0; i < n; i++)
+        fx_add(t, st, frames[check_rng() % 7], 1 + (int64_t)(check_rng() % 1000) * 10000000);
+    return t;
+}
+
+/* One profile writing a random non-empty subset of members (listed in
+ * `only`, or all when NULL) at time t. */
+static void write_profile(storage_t *s, symtab_t *st, uint64_t pid, int64_t t, const int *only)
+{
+    storage_series_write_t sw[NMEM];
+    calltree_t *trees[NMEM];
+    size_t n = 0;
+    for (size_t m = 0; m < NMEM; m++) {
+        if (only != NULL ? !only[m] : check_rng() % 3 == 0) continue;
+        trees[n] = random_tree(st);
+        sw[n] = (storage_series_write_t){
+            .labels = mem[m].l, .series_id = mem[m].id, .token = mem[m].token, .tree = trees[n]};
+        n++;
+    }
+    storage_profile_write_t p = {
+        .tenant = "t", .time_ns = t * NS, .series = sw, .nseries = n, .symbols = st};
+    fx_id(p.profile_id, pid);
+    errmsg_t em = {{0}};
+    size_t written;
+    int rc = storage_write_profile(s, &p, &written, &em);
+    if (rc != 0) fprintf(stderr, "write: %s\n", errmsg_text(&em, rc));
+    CHECK_EQ_INT(rc, 0);
+    for (size_t i = 0; i < n; i++)
+        calltree_free(trees[i]);
+}
+
+static int count_fn(void *ctx, const char *name)
+{
+    (void)name;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static int series_fn(void *ctx, uint64_t token, uint64_t id)
+{
+    (void)token;
+    for (size_t m = 0; m < NMEM; m++)
+        if (mem[m].id == id) return 0;
+    (*(int *)ctx)++; /* a series that is not a real member */
+    return 0;
+}
+
+/* The pseudo series appears in no listing and counts as no series. */
+static void check_unlisted(fixture_t *f, size_t live)
+{
+    static const char *names[] = {LABEL_SERVICE_NAME, LABEL_PROFILE_TYPE, LABEL_NAME, "pod",
+                                  STORAGE_LABEL_SPY};
+    int strangers = 0;
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        for (size_t m = 0; m < NMEM; m++) {
+            const char *v = i == 0   ? mem[m].service
+                            : i == 1 ? mem[m].type
+                            : i == 3 ? mem[m].pod
+                                     : "gospy";
+            if (i == 2) v = mem[m].type[0] == 'p' ? "process_cpu" : "memory";
+            CHECK_EQ_INT(storage_postings(f->s, "t", names[i], v, series_fn, &strangers), 0);
+        }
+    CHECK_EQ_INT(strangers, 0);
+    int nnames = 0;
+    CHECK_EQ_INT(storage_label_names(f->s, "t", count_fn, &nnames), 0);
+    CHECK_EQ_INT(nnames, 5); /* __name__, __profile_type__, pod, pyroscope_spy, service_name */
+    CHECK_EQ_INT(storage_tenant_series(f->s, "t"), live);
+}
+
+static void build_members(void)
+{
+    for (size_t m = 0; m < NMEM; m++) {
+        labels_t *l = labels_new();
+        labels_set_str(l, LABEL_NAME, mem[m].type[0] == 'p' ? "process_cpu" : "memory");
+        labels_set_str(l, LABEL_PROFILE_TYPE, mem[m].type);
+        labels_set_str(l, LABEL_SERVICE_NAME, mem[m].service);
+        labels_set_str(l, "pod", mem[m].pod);
+        if (mem[m].spy != NULL) labels_set_str(l, STORAGE_LABEL_SPY, mem[m].spy);
+        mem[m].l = l;
+        mem[m].id = labels_hash(l);
+    }
+}
+
+static void put_version(fixture_t *f, const char *v)
+{
+    char *err = NULL;
+    rocksdb_put_cf(f->s->db, f->s->wopts, f->s->cf[CF_META], "format_version", 14, v, strlen(v),
+                   &err);
+    CHECK(err == NULL);
+    free(err);
+}
+
+/* A version-5 directory is upgraded: aggregates rebuilt from the series,
+ * whether it had none (deleted here) or partial ones (kept here: a rebuild
+ * that stopped half-way must not add twice). */
+static void test_upgrade(fixture_t *f, size_t windows)
+{
+    put_version(f, "5");
+    CHECK_EQ_INT(fx_reopen(f), 0);
+    CHECK_EQ_INT(check_sums(f->s), windows);
+    skey_t lo, hi;
+    uint64_t agg = storage_aggregate_id("svc", CPU, "gospy");
+    storage_key_series(&lo, TA, "t", agg);
+    hi = lo;
+    hi.n = storage_prefix_successor(hi.b, hi.n);
+    char *err = NULL;
+    for (int cf = CF_BLOCKS; cf <= CF_TOTALS; cf++)
+        rocksdb_delete_range_cf(f->s->db, f->s->wopts, f->s->cf[cf], (const char *)lo.b, lo.n,
+                                (const char *)hi.b, hi.n, &err);
+    CHECK(err == NULL);
+    int equal = 0;
+    CHECK(sums(f->s, 0, &equal) < windows); /* the check sees the loss */
+    CHECK_EQ_INT(equal, 2 * NMEM * STORAGE_RESOLUTION_COUNT - 4 * STORAGE_RESOLUTION_COUNT);
+    put_version(f, "5");
+    CHECK_EQ_INT(fx_reopen(f), 0);
+    CHECK_EQ_INT(check_sums(f->s), windows);
+    size_t n = 0;
+    char *v =
+        rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_META], "format_version", 14, &n, &err);
+    CHECK(v != NULL && n == strlen(STORAGE_FORMAT_VERSION) &&
+          memcmp(v, STORAGE_FORMAT_VERSION, n) == 0);
+    free(v);
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
+    check_rng_state = seed ? seed : 1;
+    fprintf(stderr, "test_storage_aggregate seed %llu\n", (unsigned long long)seed);
+    build_members();
+    fixture_t f;
+    if (fx_init(&f) != 0) return 1;
+    int64_t keep[STORAGE_RESOLUTION_COUNT] = {3600, 6 * 3600, DAY, 3 * DAY, 6 * DAY};
+    memcpy(f.opts.retention_seconds, keep, sizeof keep);
+    f.opts.series_gc_interval_seconds = 0; /* run by hand */
+    f.opts.tenant_max_series = 100;
+    f.now = 1700000000 / DAY * DAY + 3 * 3600;
+    CHECK_EQ_INT(fx_reopen(&f), 0);
+    symtab_t *st = symtab_new();
+
+    /* 80 profiles over the last two days, plus 20 repeated (not counted again) */
+    for (uint64_t i = 0; i < 80; i++)
+        write_profile(f.s, st, i, f.now - (int64_t)(check_rng() % (2 * DAY)), NULL);
+    for (uint64_t i = 0; i < 20; i++)
+        write_profile(f.s, st, i, f.now - (int64_t)(check_rng() % (2 * DAY)), NULL);
+    size_t windows = check_sums(f.s);
+    CHECK(windows > 100);
+    check_unlisted(&f, NMEM);
+
+    /* retention and compaction drop members' and aggregates' windows alike */
+    f.now += DAY + 7200;
+    int only0[NMEM] = {1}; /* from now on only p0 of svc gets data */
+    write_profile(f.s, st, 1000, f.now - 5, only0);
+    /* (the first pass folds operands into values, the second filters them) */
+    CHECK_EQ_INT(storage_compact(f.s), 0);
+    CHECK_EQ_INT(storage_compact(f.s), 0);
+    size_t after = check_sums(f.s);
+    fprintf(stderr, "aggregate windows: %zu, after retention %zu\n", windows, after);
+    CHECK(after > 0 && after < windows);
+
+    /* series GC: every member but p0 has no live window left */
+    f.now += 6 * DAY;
+    write_profile(f.s, st, 1001, f.now - 5, only0);
+    size_t removed = 0;
+    CHECK_EQ_INT(storage_gc_series(f.s, &removed), 0);
+    CHECK_EQ_INT(removed, NMEM - 1);
+    check_unlisted(&f, 1);
+    /* before compaction drops them, expired windows do not count as data */
+    CHECK_EQ_INT(storage_series_has_windows(f.s, "t", TA, storage_aggregate_id("svc", CPU, NULL)),
+                 0);
+    CHECK_EQ_INT(
+        storage_series_has_windows(f.s, "t", TB, storage_aggregate_id("svc", CPU, "gospy")), 0);
+    CHECK_EQ_INT(
+        storage_series_has_windows(f.s, "t", TA, storage_aggregate_id("svc", CPU, "gospy")), 1);
+    CHECK_EQ_INT(storage_compact(f.s), 0);
+    CHECK_EQ_INT(storage_compact(f.s), 0);
+    size_t live = check_sums(f.s);
+    CHECK(live > 0);
+    /* the members come back: the aggregate keeps adding them up */
+    for (uint64_t i = 2000; i < 2030; i++)
+        write_profile(f.s, st, i, f.now - (int64_t)(check_rng() % 3000), NULL);
+    windows = check_sums(f.s);
+    CHECK(windows > live);
+
+    /* tenant-max-series refuses a profile with one series too many: neither
+     * the series nor its aggregate gets anything */
+    f.opts.tenant_max_series = NMEM;
+    CHECK_EQ_INT(fx_reopen(&f), 0);
+    labels_t *extra = labels_new();
+    labels_set_str(extra, LABEL_NAME, "process_cpu");
+    labels_set_str(extra, LABEL_PROFILE_TYPE, CPU);
+    labels_set_str(extra, LABEL_SERVICE_NAME, "svc");
+    labels_set_str(extra, "pod", "p9");
+    labels_set_str(extra, STORAGE_LABEL_SPY, "gospy");
+    calltree_t *t = random_tree(st);
+    storage_series_write_t sw[2] = {
+        {.labels = mem[0].l, .series_id = mem[0].id, .token = TA, .tree = t},
+        {.labels = extra, .series_id = labels_hash(extra), .token = TA, .tree = t}};
+    storage_profile_write_t p = {
+        .tenant = "t", .time_ns = (f.now - 5) * NS, .series = sw, .nseries = 2, .symbols = st};
+    fx_id(p.profile_id, 3000);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(f.s, &p, NULL, &em), ERR_LIMIT);
+    CHECK_EQ_INT(check_sums(f.s), windows);
+    calltree_free(t);
+    labels_free(extra);
+
+    test_upgrade(&f, windows);
+    symtab_free(st);
+    for (size_t m = 0; m < NMEM; m++)
+        labels_free(mem[m].l);
+    fx_done(&f);
+    return check_exit();
+}
