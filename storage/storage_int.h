@@ -263,6 +263,9 @@ int64_t storage_i64_get(const uint8_t *p);
  * of the profile unless PTREE_FLAG_NO_TREE says it was too large to keep. */
 #define PTREE_VERSION 1
 #define PTREE_FLAG_NO_TREE 1
+/* Recorded by a streamed window (stream_store.c): the profile is counted in
+ * that window's residual, not on its own here. */
+#define PTREE_FLAG_STREAMED 2
 #define PTREE_HEADER_LEN 10
 
 /* Symbol value: uvarint name_len, name, uvarint file_len, file. */

@@ -115,35 +115,57 @@ static int put_series(sctx_t *x, const labels_t *labels, int *is_new)
     return 0;
 }
 
-/* Untreed profiles: recorded as seen (and listed, header only) unless this
- * store has them already; their totals off *total when it has. */
+/* How this store knows an untreed profile: 0 not at all, 1 counted on its
+ * own (a write), 2 recorded by a streamed window (counted in residuals). */
+static int known(sctx_t *x, const storage_stream_profile_t *p, int *how)
+{
+    const storage_stream_window_t *w = x->w;
+    skey_t k;
+    storage_key_ptree(&k, w->token, w->tenant, w->series_id, p->time_ns, p->profile_id);
+    char *err = NULL;
+    rocksdb_pinnableslice_t *v = rocksdb_get_pinned_cf(x->s->db, x->s->ropts,
+                                                       x->s->cf[CF_PTREES], (const char *)k.b, k.n,
+                                                       &err);
+    int rc = storage_rocks_err(err, x->em, "profile tree lookup");
+    *how = 0;
+    if (rc == 0 && v != NULL) {
+        size_t n;
+        const char *b = rocksdb_pinnableslice_value(v, &n);
+        *how = n >= 2 && (b[1] & PTREE_FLAG_STREAMED) ? 2 : 1;
+    }
+    rocksdb_pinnableslice_destroy(v);
+    if (rc != 0 || *how != 0) return rc;
+    storage_key_profile(&k, w->token, w->tenant, w->series_id, p->profile_id);
+    v = rocksdb_get_pinned_cf(x->s->db, x->s->ropts, x->s->cf[CF_PROFILES], (const char *)k.b, k.n,
+                              &err);
+    rc = storage_rocks_err(err, x->em, "seen index lookup");
+    if (rc == 0 && v != NULL) *how = 1;
+    rocksdb_pinnableslice_destroy(v);
+    return rc;
+}
+
+/* Untreed profiles: recorded as seen and listed (header only, marked
+ * streamed) unless this store knows them; the total of one it counted on
+ * its own comes off *total (the residual counts it too). */
 static int put_untreed(sctx_t *x, int64_t *total)
 {
     const storage_stream_window_t *w = x->w;
     int64_t now = storage_now(x->s);
     for (size_t i = 0; i < w->nuntreed; i++) {
         const storage_stream_profile_t *p = &w->untreed[i];
-        skey_t k;
-        storage_key_profile(&k, w->token, w->tenant, w->series_id, p->profile_id);
-        char *err = NULL;
-        rocksdb_pinnableslice_t *v = rocksdb_get_pinned_cf(
-            x->s->db, x->s->ropts, x->s->cf[CF_PROFILES], (const char *)k.b, k.n, &err);
-        int rc = storage_rocks_err(err, x->em, "seen index lookup");
-        int had = v != NULL;
-        rocksdb_pinnableslice_destroy(v);
+        int how = 0, rc = known(x, p, &how);
         if (rc != 0) return rc;
-        if (had) { /* counted here already: in the residual too */
-            *total = (int64_t)((uint64_t)*total - (uint64_t)p->total);
-            continue;
-        }
+        if (how == 1) *total = (int64_t)((uint64_t)*total - (uint64_t)p->total);
+        if (how != 0) continue;
+        skey_t k;
         uint8_t pv[STORAGE_PROFILE_VALUE_LEN], hdr[PTREE_HEADER_LEN];
+        storage_key_profile(&k, w->token, w->tenant, w->series_id, p->profile_id);
         storage_profile_value(pv, p->time_ns, p->total, now);
         rocksdb_writebatch_put_cf(x->wb, x->s->cf[CF_PROFILES], (const char *)k.b, k.n,
                                   (const char *)pv, sizeof pv);
         storage_key_ptree(&k, w->token, w->tenant, w->series_id, p->time_ns, p->profile_id);
-        if (storage_filter_expired(x->s, CF_PTREES, k.b, k.n, NULL, 0)) continue;
         hdr[0] = PTREE_VERSION;
-        hdr[1] = PTREE_FLAG_NO_TREE;
+        hdr[1] = PTREE_FLAG_NO_TREE | PTREE_FLAG_STREAMED;
         storage_i64_put(hdr + 2, p->total);
         rocksdb_writebatch_put_cf(x->wb, x->s->cf[CF_PTREES], (const char *)k.b, k.n,
                                   (const char *)hdr, sizeof hdr);

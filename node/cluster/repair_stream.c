@@ -144,6 +144,7 @@ static int add_window(void *ctx, const storage_stream_window_t *w)
 static int put_symbols(serve_t *x)
 {
     Flamedb__Cluster__RepairAnswer *a = x->a;
+    if (x->nsyms == 0) return 0; /* no window (no tenant either) */
     int rc = storage_load_symbols(x->s, x->tenant, x->syms, x->nsyms, x->symbols);
     size_t n = rc == 0 ? symtab_count(x->symbols) : 0;
     if (n == 0) return rc;
