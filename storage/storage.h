@@ -391,4 +391,19 @@ int storage_stream_marked(storage_t *s, const char *tenant, uint64_t token, uint
  * expired since. 0 when not, or a negative error. */
 int storage_ptree_has(storage_t *s, const storage_seen_entry_t *e);
 
+
+/* Span/trace trees (`spans`) whose token is in [lo, hi], in key order after
+ * the key `after` (after_len 0: from the start; the CF is tenant-first, so
+ * this reads all of it), skipping those past span retention: fn gets each
+ * key, its tenant, and the value (a calltree encoding), borrowed. */
+typedef int (*storage_span_stream_fn)(void *ctx, const uint8_t *key, size_t klen,
+                                      const char *tenant, const uint8_t *v, size_t vn);
+int storage_stream_spans(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
+                         size_t after_len, storage_span_stream_fn fn, void *ctx);
+/* Puts a received span tree under key (checked: a `spans` key of tenant)
+ * in place of what is there, with the symbols it references: a put, so a
+ * resumed stream puts the same value again. Borrowed arguments. */
+int storage_stream_span_put(storage_t *s, const char *tenant, const uint8_t *key, size_t klen,
+                            const calltree_t *tree, const symtab_t *symbols, errmsg_t *em);
+
 #endif

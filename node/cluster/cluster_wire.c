@@ -313,6 +313,7 @@ static int check_repair(const Flamedb__Cluster__RepairRequest *q, const cluster_
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: fetch of no entries");
         return check_seen_entries(q->entries, q->n_entries, em);
     case RK(STREAM):
+    case RK(SPANS):
         if (q->lo > q->hi || q->after_key.len > CLUSTER_STREAM_MAX_KEY)
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: bad stream interval or key");
         return 0;
@@ -347,6 +348,14 @@ static int check_windows(const Flamedb__Cluster__RepairAnswer *a, const cluster_
         if ((rc = check_profiles(w->kept, w->n_kept, em)) < 0 ||
             (rc = check_profiles(w->untreed, w->n_untreed, em)) < 0)
             return rc;
+    }
+    if (a->n_spans > CLUSTER_REPAIR_MAX_ENTRIES)
+        return errmsg_set(em, ERR_TOO_LARGE, "stream: %zu span trees", a->n_spans);
+    for (size_t i = 0; i < a->n_spans; i++) {
+        const Flamedb__Cluster__StreamSpan *p = a->spans[i];
+        int rc = p ? check_tenant(p->tenant, em) : ERR_INVALID_ARGUMENT;
+        if (rc < 0 || p->key.len == 0 || p->key.len > CLUSTER_STREAM_MAX_KEY)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "stream: span tree %zu malformed", i);
     }
     return check_symbols(a->symbols, a->n_symbols, l, em);
 }

@@ -210,12 +210,19 @@ typedef struct repair_stream_state {
     int failed; /* a window was left out in the current walk: walk again */
     size_t after_len;
     uint8_t after[REPAIR_STREAM_KEY_MAX];
+    int spans_done; /* the span trees too (after the windows) */
+    size_t spans_after_len;
+    uint8_t spans_after[REPAIR_STREAM_KEY_MAX];
 } repair_stream_state_t;
 
 /* Repair thread: streams [lo, hi] from peer, from where ss stands, until
  * the end or an error; ss->done once every window was stored. */
 int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t *ss,
                            repair_stats_t *st, errmsg_t *em);
+/* Pool: the answer to a SPANS request, span trees after q->after_key. */
+int repair_serve_spans(storage_t *s, const repair_options_t *o,
+                       const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
+                       Flamedb__Cluster__RepairAnswer *a);
 /* Pool: the answer to a STREAM request, windows after q->after_key. */
 int repair_serve_stream(storage_t *s, const repair_options_t *o,
                         const Flamedb__Cluster__RepairRequest *q, arena_t *arena,

@@ -412,11 +412,11 @@ static int stream_range(repair_t *r, const cluster_view_t *v, const fine_t *f, r
     for (int k = 0; k < nint && !r->closing; k++) {
         repair_stream_state_t *ss = stream_state(r, lo[k], hi[k]);
         if (ss == NULL) return 0;
-        if (ss->done) continue;
+        if (ss->done && ss->spans_done) continue;
         errmsg_t em = {{0}};
         int rc = repair_stream_interval(r, src, ss, st, &em);
         if (rc != 0) log_warn("repair", "stream from %s: %s", src, errmsg_text(&em, rc));
-        ok &= rc == 0 && ss->done;
+        ok &= rc == 0 && ss->done && ss->spans_done;
     }
     return ok && !r->closing;
 }

@@ -267,6 +267,9 @@ int repair_serve_build(storage_t *s, const repair_options_t *o,
     case RK(STREAM):
         rc = repair_serve_stream(s, o, q, arena, a);
         break;
+    case RK(SPANS):
+        rc = repair_serve_spans(s, o, q, arena, a);
+        break;
     default:
         rc = serve_fetch(s, o, q, arena, a);
         break;

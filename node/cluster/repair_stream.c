@@ -187,6 +187,59 @@ int repair_serve_stream(storage_t *s, const repair_options_t *o,
     return rc;
 }
 
+static int add_span(void *ctx, const uint8_t *key, size_t klen, const char *tenant,
+                    const uint8_t *v, size_t vn)
+{
+    serve_t *x = ctx;
+    Flamedb__Cluster__RepairAnswer *a = x->a;
+    if (a->n_spans > 0 && (strcmp(x->tenant, tenant) != 0 || x->bytes >= x->cap ||
+                           a->n_spans == CLUSTER_REPAIR_MAX_ENTRIES ||
+                           x->nsyms >= STREAM_MAX_SYMBOLS)) {
+        a->more = 1;
+        return 1;
+    }
+    calltree_t *t = calltree_new(0);
+    if (t == NULL) return ERR_NOMEM;
+    int rc = calltree_decode_merge(t, v, vn);
+    if (rc == 0) rc = calltree_for_each_symbol(t, add_sym, x);
+    calltree_free(t);
+    if (rc == ERR_NOMEM) return rc;
+    if (rc != 0) { /* a tree that does not decode: reads skip it too */
+        log_warn("repair", "stream: a stored span tree does not decode: not sent");
+        return 0;
+    }
+    snprintf(x->tenant, sizeof x->tenant, "%s", tenant);
+    Flamedb__Cluster__StreamSpan *m = arena_zalloc(x->arena, sizeof *m);
+    if (m == NULL) return ERR_NOMEM;
+    flamedb__cluster__stream_span__init(m);
+    m->tenant = x->tenant;
+    m->key = bytes_of(x->arena, key, klen);
+    m->calltree = bytes_of(x->arena, v, vn);
+    if (m->key.data == NULL || m->calltree.data == NULL) return ERR_NOMEM;
+    x->bytes += klen + vn + 16;
+    a->spans[a->n_spans++] = m;
+    return 0;
+}
+
+int repair_serve_spans(storage_t *s, const repair_options_t *o,
+                       const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
+                       Flamedb__Cluster__RepairAnswer *a)
+{
+    serve_t x = {.s = s, .o = o, .arena = arena, .a = a};
+    x.cap = o->max_message_bytes / STREAM_ANSWER_SHARE;
+    x.symbols = symtab_new();
+    a->spans = arena_zalloc(arena, CLUSTER_REPAIR_MAX_ENTRIES * sizeof *a->spans);
+    int rc = x.symbols != NULL && a->spans != NULL ? 0 : ERR_NOMEM;
+    if (rc == 0)
+        rc = storage_stream_spans(s, q->lo, q->hi, q->after_key.data, q->after_key.len, add_span,
+                                  &x);
+    if (rc == 1) rc = 0;
+    if (rc == 0) rc = put_symbols(&x);
+    symtab_free(x.symbols);
+    free(x.syms);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- pulling */
 
 static void seen_of(const Flamedb__Cluster__SeenEntry *e, storage_seen_entry_t *se)
@@ -289,9 +342,51 @@ static int take_window(repair_t *r, const char *peer, const Flamedb__Cluster__St
     return rc;
 }
 
+/* The span trees of [lo, hi] from peer, put in place (a resumed stream
+ * puts the same values again); ss->spans_done once walked to the end. */
+static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss,
+                        repair_stats_t *st, errmsg_t *em)
+{
+    int rc = 0, more = 1;
+    while (rc == 0 && more && !r->closing) {
+        Flamedb__Cluster__RepairRequest q;
+        repair_request_init(&q, RK(SPANS), 0, 0);
+        q.lo = ss->lo;
+        q.hi = ss->hi;
+        q.after_key = (ProtobufCBinaryData){ss->spans_after_len, ss->spans_after};
+        cluster_msg_t ans = {0};
+        if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) break;
+        const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
+        symtab_t *syms = symtab_new();
+        rc = syms != NULL ? symbols_of(a, syms) : ERR_NOMEM;
+        for (size_t i = 0; rc == 0 && i < a->n_spans && !r->closing; i++) {
+            const Flamedb__Cluster__StreamSpan *m = a->spans[i];
+            calltree_t *t = calltree_new(0);
+            rc = t != NULL ? calltree_decode_merge(t, m->calltree.data, m->calltree.len) : ERR_NOMEM;
+            if (rc != 0) errmsg_set(em, rc, "stream: span tree %zu: %s", i, err_message(rc));
+            if (rc == 0)
+                rc = storage_stream_span_put(r->storage, m->tenant, m->key.data, m->key.len, t,
+                                             syms, em);
+            calltree_free(t);
+            if (rc == 0) {
+                memcpy(ss->spans_after, m->key.data, m->key.len);
+                ss->spans_after_len = m->key.len;
+            }
+        }
+        st->bytes += protobuf_c_message_get_packed_size(ans.body);
+        more = a->more && a->n_spans > 0;
+        symtab_free(syms);
+        cluster_msg_free(&ans);
+        repair_throttle(r, st);
+    }
+    if (rc == 0 && !more && !r->closing) ss->spans_done = 1;
+    return rc;
+}
+
 int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t *ss,
                            repair_stats_t *st, errmsg_t *em)
 {
+    if (ss->done && !ss->spans_done) return stream_spans(r, peer, ss, st, em);
     int rc = 0, more = 1;
     while (rc == 0 && more && !r->closing) {
         Flamedb__Cluster__RepairRequest q;
@@ -327,5 +422,6 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
         ss->failed = 0;
         ss->after_len = 0; /* a walk again (after a left-out window) starts over */
     }
+    if (rc == 0 && ss->done && !r->closing) rc = stream_spans(r, peer, ss, st, em);
     return rc;
 }
