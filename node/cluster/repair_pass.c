@@ -603,6 +603,10 @@ static int verify_taker(repair_t *r, const cluster_view_t *v, const char *taker,
     }
     int64_t from_s, until_s;
     repair_span(&r->o, (int64_t)(repair_now_ms(r) / 1000), &from_s, &until_s);
+    if (from_s >= until_s) { /* no span to compare (a seen retention under an hour) */
+        ring_ranges_free(&rg);
+        return 0;
+    }
     repair_digest_t mine = {0}, theirs = {0};
     rc = repair_digest_build(r->storage, rg.v, rg.n, from_s, until_s, REPAIR_BUCKET_S, &mine);
     if (rc == 0) rc = remote_digest(r, taker, &rg, from_s, until_s, &theirs, em);

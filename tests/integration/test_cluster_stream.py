@@ -125,7 +125,6 @@ def test_join_streams_everything():
         nbytes = metric(c, n, "flamedb_repair_bytes_streamed_total")
         print("    n1 active %.2f s after it started (%.2f s in the wait): %d windows, %d bytes" %
               (joined, took, windows, nbytes))
-        assert windows > 0, "no window streamed"
         frm, until = now - 8000, now + 60
         c.kill(0)
         c.wait_state(0, "down", observers=[n])
@@ -133,6 +132,7 @@ def test_join_streams_everything():
                  lambda: check_exact(c, n, d, frm, until, (live, got)) or True, timeout=20)
         print("    n0 killed: every total (%d services, %d spans, live pushes) exact through n1" %
               (len(d.services), len(d.spans)))
+        assert windows > 0, "no window streamed"
 
 
 def test_join_killed_midstream_exact():
@@ -157,6 +157,32 @@ def test_join_killed_midstream_exact():
         c.wait_state(0, "down", observers=[n])
         check_exact(c, n, d, frm, until)
         print("    exact through n1 alone after the resumed stream")
+
+
+def test_decommission_streams_everything():
+    """The takers of a leaving node pull whole windows too: once it left,
+    a remaining node alone answers exactly."""
+    now = int(time.time())
+    with Cluster(3, rf=2, args=ARGS) as c:
+        for i in (0, 1, 2):  # no joining node left: it would take every write as well
+            c.wait_state(i, "active", observers=[0, 1, 2], timeout=30)
+        d = preload(c, "sd", now, 240)
+        frm, until = now - 8000, now + 60
+        for i in (0, 1, 2):
+            check_exact(c, i, d, frm, until)
+        t1 = time.monotonic()
+        r = c.nodes[2].request("POST", "/cluster/decommission?node=n2")
+        assert r.status == 200, r
+        rc = c.nodes[2].proc.wait(timeout=60)
+        assert rc == 0, "n2 exited %s" % rc
+        windows = sum(metric(c, i, "flamedb_repair_windows_streamed_total") for i in (0, 1))
+        print("    n2 left %.2f s after the decommission; the takers streamed %d windows" %
+              (time.monotonic() - t1, windows))
+        c.kill(0)
+        c.wait_state(0, "down", observers=[1])
+        check_exact(c, 1, d, frm, until)
+        print("    exact through n1 alone")
+        assert windows > 0, "no window streamed"
 
 
 if __name__ == "__main__":
