@@ -336,7 +336,6 @@ int storage_repair_mark_put(storage_t *s, int kind, const char *node, uint64_t m
 typedef int (*storage_mark_fn)(void *ctx, int kind, const char *node, uint64_t ms);
 int storage_repair_marks(storage_t *s, storage_mark_fn fn, void *ctx);
 
-
 /* ---- Streaming whole windows to a new owner (stream.c; docs/cluster.md,
  * "Streaming whole windows"). Node ids are local to a store, so a window
  * travels as a call tree. */
@@ -390,7 +389,6 @@ int storage_stream_marked(storage_t *s, const char *tenant, uint64_t token, uint
  * past profile retention): it stored that profile, even if its seen entry
  * expired since. 0 when not, or a negative error. */
 int storage_ptree_has(storage_t *s, const storage_seen_entry_t *e);
-
 
 /* Span/trace trees (`spans`) whose token is in [lo, hi], in key order after
  * the key `after` (after_len 0: from the start; the CF is tenant-first, so

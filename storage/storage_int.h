@@ -38,9 +38,9 @@ enum storage_cf {
     CF_SPANS,
     CF_PROFILES,
     CF_META,
-    CF_HINTS,  /* hinted handoff (hints.c) */
-    CF_NODES,  /* stack-node tables (nodetab.c) */
-    CF_PTREES, /* one profile's own samples per series (write.c, ptrees.c) */
+    CF_HINTS,    /* hinted handoff (hints.c) */
+    CF_NODES,    /* stack-node tables (nodetab.c) */
+    CF_PTREES,   /* one profile's own samples per series (write.c, ptrees.c) */
     CF_STREAMED, /* windows received whole from another node (stream.c) */
     CF_COUNT
 };

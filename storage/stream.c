@@ -155,8 +155,8 @@ static int one_window(wscan_t *x, const uint8_t *k, size_t kn, const uint8_t *v,
     }
     char *err = NULL;
     size_t tn = 0;
-    char *tv = rocksdb_get_cf(x->s->db, x->s->ropts, x->s->cf[CF_TOTALS], (const char *)k, kn, &tn,
-                              &err);
+    char *tv =
+        rocksdb_get_cf(x->s->db, x->s->ropts, x->s->cf[CF_TOTALS], (const char *)k, kn, &tn, &err);
     rc = storage_rocks_err(err, NULL, "stream: total");
     x->total = rc == 0 && tv != NULL && tn == 8 ? storage_i64_get((const uint8_t *)tv) : 0;
     free(tv);

@@ -12,7 +12,8 @@
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
-#define SPAN_KEY_FIXED (1 + 1 + 8 + 8 + 8 + 8) /* tenant length, kind, id, token, series, window */
+#define SPAN_KEY_FIXED (1 + 1 + 8 + 8 + 8 + 8) /* tenant length, kind, id, token, series, window   \
+                                                */
 
 /* The token of a well-formed spans key, or 0 with *ok = 0. */
 static uint64_t span_token(const uint8_t *k, size_t kn, int *ok)
@@ -85,8 +86,7 @@ int storage_stream_span_put(storage_t *s, const char *tenant, const uint8_t *key
     if (rc != 0) return rc;
     span_token(key, klen, &ok);
     if (!ok || key[0] != strlen(tenant) || memcmp(key + 1, tenant, key[0]) != 0)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "stream: not a spans key of tenant %s",
-                          tenant);
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "stream: not a spans key of tenant %s", tenant);
     if (storage_filter_expired(s, CF_SPANS, key, klen, NULL, 0)) return 0;
     sput_t x = {.s = s, .tenant = tenant, .symbols = symbols, .em = em};
     buf_init(&x.tmp, STORAGE_VALUE_MAX);

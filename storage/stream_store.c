@@ -76,7 +76,8 @@ static int put_symbol(void *ctx, uint64_t sym)
     const char *name, *file;
     if (x->symbols == NULL || !symtab_get(x->symbols, sym, &name, &file))
         return errmsg_set(x->em, ERR_INVALID_ARGUMENT,
-                          "stream: symbol %016llx referenced but not sent", (unsigned long long)sym);
+                          "stream: symbol %016llx referenced but not sent",
+                          (unsigned long long)sym);
     int rc = storage_symbol_value(&x->tmp, name, file);
     if (rc != 0) return errmsg_set(x->em, rc, "stream: symbol value");
     skey_t k;
@@ -94,9 +95,8 @@ static int put_series(sctx_t *x, const labels_t *labels, int *is_new)
     skey_t k;
     storage_key_series(&k, w->token, w->tenant, w->series_id);
     char *err = NULL;
-    rocksdb_pinnableslice_t *v =
-        rocksdb_get_pinned_cf(x->s->db, x->s->ropts, x->s->cf[CF_SERIES], (const char *)k.b, k.n,
-                              &err);
+    rocksdb_pinnableslice_t *v = rocksdb_get_pinned_cf(x->s->db, x->s->ropts, x->s->cf[CF_SERIES],
+                                                       (const char *)k.b, k.n, &err);
     int rc = storage_rocks_err(err, x->em, "series lookup");
     *is_new = rc == 0 && v == NULL;
     rocksdb_pinnableslice_destroy(v);
@@ -108,7 +108,8 @@ static int put_series(sctx_t *x, const labels_t *labels, int *is_new)
     for (size_t i = 0; i < labels_count(labels); i++) {
         rc = storage_key_posting(&x->tmp, w->tenant, labels_name(labels, i),
                                  labels_value(labels, i), w->token, w->series_id);
-        if (rc != 0) return errmsg_set(x->em, ERR_LIMIT, "label %s too long", labels_name(labels, i));
+        if (rc != 0)
+            return errmsg_set(x->em, ERR_LIMIT, "label %s too long", labels_name(labels, i));
         rocksdb_writebatch_put_cf(x->wb, x->s->cf[CF_POSTINGS], (const char *)x->tmp.data,
                                   x->tmp.len, "", 0);
     }
@@ -123,9 +124,8 @@ static int known(sctx_t *x, const storage_stream_profile_t *p, int *how)
     skey_t k;
     storage_key_ptree(&k, w->token, w->tenant, w->series_id, p->time_ns, p->profile_id);
     char *err = NULL;
-    rocksdb_pinnableslice_t *v = rocksdb_get_pinned_cf(x->s->db, x->s->ropts,
-                                                       x->s->cf[CF_PTREES], (const char *)k.b, k.n,
-                                                       &err);
+    rocksdb_pinnableslice_t *v = rocksdb_get_pinned_cf(x->s->db, x->s->ropts, x->s->cf[CF_PTREES],
+                                                       (const char *)k.b, k.n, &err);
     int rc = storage_rocks_err(err, x->em, "profile tree lookup");
     *how = 0;
     if (rc == 0 && v != NULL) {

@@ -136,7 +136,7 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
     X(bytes, "flamedb_repair_bytes_streamed_total", "Bytes of the profiles fetched by repair.")    \
     X(unavailable, "flamedb_repair_unavailable_total",                                             \
       "Missing profiles no peer could send (their tree is not kept).")                             \
-    X(served, "flamedb_repair_requests_served_total", "Repair requests of peers answered.")       \
+    X(served, "flamedb_repair_requests_served_total", "Repair requests of peers answered.")        \
     X(windows, "flamedb_repair_windows_streamed_total",                                            \
       "Windows of gained ranges received whole (as residuals) and stored.")
 
@@ -170,7 +170,7 @@ typedef struct repair_waiter {
 /* What one pass did, summed over its peers. */
 typedef struct repair_stats {
     uint64_t peers, ranges, buckets, differing, listed, missing, written, bytes, unavailable;
-    uint64_t windows; /* windows streamed in whole (repair_stream.c) */
+    uint64_t windows;        /* windows streamed in whole (repair_stream.c) */
     uint64_t t0_ms;          /* wall clock at the pass's start (the stream throttle's origin) */
     buf_t unreached, failed; /* JSON array members */
 } repair_stats_t;
@@ -258,7 +258,7 @@ struct repair {
     int leave_verify;         /* the loop asks the thread to verify the takers (leaving) */
     int leave_result;         /* the thread's answer: 1 verified, -1 not yet (the loop takes it) */
     uint64_t join_settled_ms; /* a pass verifying the join starts after this (wall ms) */
-    uint64_t settle_ms; /* a move's settle margin (cluster_move_settled_ms - its start) */
+    uint64_t settle_ms;       /* a move's settle margin (cluster_move_settled_ms - its start) */
     /* thread only: streams of gained intervals, and since when this node gains */
     struct {
         repair_stream_state_t *v;

@@ -15,7 +15,6 @@
 
 #define RK(x) FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_##x
 
-
 int repair_want_add(repair_wants_t *w, const Flamedb__Cluster__SeenEntry *e)
 {
     int rc = GROW(w->v, w->cap, w->n + 1, GROW_UNLIMITED);
@@ -336,9 +335,8 @@ static void pass_json(repair_t *r, const repair_stats_t *st, int complete, uint6
                (unsigned long long)st->listed, (unsigned long long)st->missing,
                (unsigned long long)st->written, (unsigned long long)st->bytes,
                (unsigned long long)st->unavailable, (unsigned long long)st->windows,
-               (int)st->unreached.len,
-               (const char *)st->unreached.data, (int)st->failed.len, (const char *)st->failed.data,
-               complete ? "true" : "false", (unsigned long long)ms);
+               (int)st->unreached.len, (const char *)st->unreached.data, (int)st->failed.len,
+               (const char *)st->failed.data, complete ? "true" : "false", (unsigned long long)ms);
 }
 
 /* Tells every other reachable node that a complete pass started at t0:
@@ -479,7 +477,6 @@ static void compare_all(repair_t *r, const cluster_view_t *v, const ring_ranges_
     }
 }
 
-
 int repair_view_gains(const cluster_view_t *v)
 {
     if (v->ring == NULL || !in_pending(v)) return 0;
@@ -518,8 +515,8 @@ int repair_pass_run(repair_t *r, buf_t *out)
     if (rc == 0 && holds) rc = peer_ranges(v, per, &st.ranges);
     if (rc == 0 && holds) compare_all(r, v, per, bad, &st);
     int streamed = rc != 0 || !holds || stream_gained(r, v, t0, &st);
-    int complete = rc == 0 && !r->closing && st.unavailable == 0 && (!holds || covered(v, bad)) &&
-                   streamed;
+    int complete =
+        rc == 0 && !r->closing && st.unavailable == 0 && (!holds || covered(v, bad)) && streamed;
     if (complete && holds) announce(r, v, t0);
     r->last.complete = complete;
     r->last.holds = holds;
@@ -540,8 +537,7 @@ int repair_pass_run(repair_t *r, buf_t *out)
     if (rc == 0 && (st.written > 0 || st.windows > 0 || !complete))
         log_info("repair", "pass: %llu series streamed in, %llu windows, %llu unavailable, %s",
                  (unsigned long long)st.written, (unsigned long long)st.windows,
-                 (unsigned long long)st.unavailable,
-                 complete ? "complete" : "incomplete");
+                 (unsigned long long)st.unavailable, complete ? "complete" : "incomplete");
     buf_free(&st.unreached);
     buf_free(&st.failed);
     return rc;

@@ -102,9 +102,9 @@ static int add_window(void *ctx, const storage_stream_window_t *w)
 {
     serve_t *x = ctx;
     Flamedb__Cluster__RepairAnswer *a = x->a;
-    if (a->n_windows > 0 && (strcmp(x->tenant, w->tenant) != 0 || x->bytes >= x->cap ||
-                             a->n_windows == CLUSTER_REPAIR_MAX_ENTRIES ||
-                             x->nsyms >= STREAM_MAX_SYMBOLS)) {
+    if (a->n_windows > 0 &&
+        (strcmp(x->tenant, w->tenant) != 0 || x->bytes >= x->cap ||
+         a->n_windows == CLUSTER_REPAIR_MAX_ENTRIES || x->nsyms >= STREAM_MAX_SYMBOLS)) {
         a->more = 1;
         return 1; /* the rest in the next page */
     }
@@ -192,9 +192,9 @@ static int add_span(void *ctx, const uint8_t *key, size_t klen, const char *tena
 {
     serve_t *x = ctx;
     Flamedb__Cluster__RepairAnswer *a = x->a;
-    if (a->n_spans > 0 && (strcmp(x->tenant, tenant) != 0 || x->bytes >= x->cap ||
-                           a->n_spans == CLUSTER_REPAIR_MAX_ENTRIES ||
-                           x->nsyms >= STREAM_MAX_SYMBOLS)) {
+    if (a->n_spans > 0 &&
+        (strcmp(x->tenant, tenant) != 0 || x->bytes >= x->cap ||
+         a->n_spans == CLUSTER_REPAIR_MAX_ENTRIES || x->nsyms >= STREAM_MAX_SYMBOLS)) {
         a->more = 1;
         return 1;
     }
@@ -293,16 +293,23 @@ static int store_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m, co
     int rc = t != NULL && u != NULL ? 0 : ERR_NOMEM;
     if (rc == 0) rc = labels_decode(m->labels.data, m->labels.len, &lb);
     if (rc == 0) rc = calltree_decode_merge(t, m->calltree.data, m->calltree.len);
-    if (rc != 0) errmsg_set(em, rc, "stream: window of series %016llx: %s",
-                            (unsigned long long)m->series_id, err_message(rc));
+    if (rc != 0)
+        errmsg_set(em, rc, "stream: window of series %016llx: %s", (unsigned long long)m->series_id,
+                   err_message(rc));
     for (size_t i = 0; rc == 0 && i < m->n_untreed; i++) {
         memcpy(u[i].profile_id, m->untreed[i]->profile_id.data, 16);
         u[i].time_ns = m->untreed[i]->time_ns;
         u[i].total = m->untreed_totals[i];
     }
-    storage_stream_window_t w = {.tenant = m->tenant, .token = m->token, .series_id = m->series_id,
-                                 .res = (int)m->res, .window_s = m->window_s, .residual = t,
-                                 .total = m->total, .untreed = u, .nuntreed = m->n_untreed};
+    storage_stream_window_t w = {.tenant = m->tenant,
+                                 .token = m->token,
+                                 .series_id = m->series_id,
+                                 .res = (int)m->res,
+                                 .window_s = m->window_s,
+                                 .residual = t,
+                                 .total = m->total,
+                                 .untreed = u,
+                                 .nuntreed = m->n_untreed};
     if (rc == 0) rc = storage_stream_store(r->storage, &w, lb, syms, stored, em);
     labels_free(lb);
     calltree_free(t);
@@ -362,7 +369,8 @@ static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss
         for (size_t i = 0; rc == 0 && i < a->n_spans && !r->closing; i++) {
             const Flamedb__Cluster__StreamSpan *m = a->spans[i];
             calltree_t *t = calltree_new(0);
-            rc = t != NULL ? calltree_decode_merge(t, m->calltree.data, m->calltree.len) : ERR_NOMEM;
+            rc =
+                t != NULL ? calltree_decode_merge(t, m->calltree.data, m->calltree.len) : ERR_NOMEM;
             if (rc != 0) errmsg_set(em, rc, "stream: span tree %zu: %s", i, err_message(rc));
             if (rc == 0)
                 rc = storage_stream_span_put(r->storage, m->tenant, m->key.data, m->key.len, t,
