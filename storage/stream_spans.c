@@ -12,8 +12,8 @@
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
-#define SPAN_KEY_FIXED (1 + 1 + 8 + 8 + 8 + 8) /* tenant length, kind, id, token, series, window   \
-                                                */
+/* tenant length, kind, id, token, series, window (plus the tenant) */
+#define SPAN_KEY_FIXED (1 + 1 + 8 + 8 + 8 + 8)
 
 /* The token of a well-formed spans key, or 0 with *ok = 0. */
 static uint64_t span_token(const uint8_t *k, size_t kn, int *ok)
