@@ -18,7 +18,9 @@
  *   hints     target_node_id|seq                -> HintRecord (below)
  *   nodes     token|tenant|chunk                -> stack-node table: (parent, symbol) per id
  *   profile_trees token|tenant|series_id|profile_id -> time, one profile's self values over node
- * ids Keys that start with the placement token make one token range one contiguous key range
+ * ids
+ *   streamed  token|tenant|series_id|res|window -> when a window received whole was stored
+ * Keys that start with the placement token make one token range one contiguous key range
  * (streaming and dropping a range are range operations).
  *
  * Time: blocks cover aligned windows at several resolutions
