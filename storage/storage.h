@@ -406,4 +406,11 @@ int storage_stream_spans(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *
 int storage_stream_span_put(storage_t *s, const char *tenant, const uint8_t *key, size_t klen,
                             const calltree_t *tree, const symtab_t *symbols, errmsg_t *em);
 
+/* Sums, per resolution, the `totals` of the windows alive whose token is in
+ * [lo, hi] and that end at or before until_s (wrapping, as the merge
+ * operator adds): what a receiver of a streamed range and its source must
+ * agree on. */
+int storage_stream_sums(storage_t *s, uint64_t lo, uint64_t hi, int64_t until_s,
+                        int64_t sums[STORAGE_RESOLUTION_COUNT]);
+
 #endif

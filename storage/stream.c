@@ -256,3 +256,34 @@ int storage_ptree_has(storage_t *s, const storage_seen_entry_t *e)
     rocksdb_pinnableslice_destroy(v);
     return rc;
 }
+
+int storage_stream_sums(storage_t *s, uint64_t lo, uint64_t hi, int64_t until_s,
+                        int64_t sums[STORAGE_RESOLUTION_COUNT])
+{
+    memset(sums, 0, STORAGE_RESOLUTION_COUNT * sizeof *sums);
+    if (lo > hi) return ERR_INVALID_ARGUMENT;
+    uint8_t lk[8], hk[8];
+    be64_put(lk, lo);
+    be64_put(hk, hi + 1);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (hi != UINT64_MAX) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hk, 8);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_TOTALS]);
+    for (rocksdb_iter_seek(it, (const char *)lk, 8); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        if (kn < 9 || k[8] == 0 || kn != WINDOW_KEY_FIXED + (size_t)k[8]) continue;
+        int res = k[17 + k[8]];
+        if (res >= STORAGE_RESOLUTION_COUNT) continue;
+        if (storage_time_decode(k + kn - 8) + (int64_t)storage_resolutions[res] > until_s) continue;
+        if (storage_filter_expired(s, CF_TOTALS, k, kn, NULL, 0)) continue;
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        if (vn == 8) sums[res] = (int64_t)((uint64_t)sums[res] + (uint64_t)storage_i64_get(v));
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int rc = storage_rocks_err(err, NULL, "stream: totals");
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
+}

@@ -314,6 +314,7 @@ static int check_repair(const Flamedb__Cluster__RepairRequest *q, const cluster_
         return check_seen_entries(q->entries, q->n_entries, em);
     case RK(STREAM):
     case RK(SPANS):
+    case RK(STREAM_CHECK):
         if (q->lo > q->hi || q->after_key.len > CLUSTER_STREAM_MAX_KEY)
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: bad stream interval or key");
         return 0;
@@ -349,6 +350,7 @@ static int check_windows(const Flamedb__Cluster__RepairAnswer *a, const cluster_
             (rc = check_profiles(w->untreed, w->n_untreed, em)) < 0)
             return rc;
     }
+    if (a->n_sums > 5) return errmsg_set(em, ERR_INVALID_ARGUMENT, "stream: %zu sums", a->n_sums);
     if (a->n_spans > CLUSTER_REPAIR_MAX_ENTRIES)
         return errmsg_set(em, ERR_TOO_LARGE, "stream: %zu span trees", a->n_spans);
     for (size_t i = 0; i < a->n_spans; i++) {

@@ -211,6 +211,7 @@ typedef struct repair_stream_state {
     size_t after_len;
     uint8_t after[REPAIR_STREAM_KEY_MAX];
     int spans_done; /* the span trees too (after the windows) */
+    int checked;    /* then the totals of windows before the check's horizon agreed */
     size_t spans_after_len;
     uint8_t spans_after[REPAIR_STREAM_KEY_MAX];
 } repair_stream_state_t;
@@ -265,6 +266,7 @@ struct repair {
         size_t n, cap;
     } streams;
     uint64_t gains_since_ms;
+    int64_t stream_check_s; /* the stream check compares windows ending before this (unix s) */
     /* thread only: what the last pass saw */
     struct {
         int complete, holds, joining, gains;

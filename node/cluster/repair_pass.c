@@ -410,11 +410,11 @@ static int stream_range(repair_t *r, const cluster_view_t *v, const fine_t *f, r
     for (int k = 0; k < nint && !r->closing; k++) {
         repair_stream_state_t *ss = stream_state(r, lo[k], hi[k]);
         if (ss == NULL) return 0;
-        if (ss->done && ss->spans_done) continue;
+        if (ss->done && ss->spans_done && ss->checked) continue;
         errmsg_t em = {{0}};
         int rc = repair_stream_interval(r, src, ss, st, &em);
         if (rc != 0) log_warn("repair", "stream from %s: %s", src, errmsg_text(&em, rc));
-        ok &= rc == 0 && ss->done && ss->spans_done;
+        ok &= rc == 0 && ss->done && ss->spans_done && ss->checked;
     }
     return ok && !r->closing;
 }
@@ -435,6 +435,8 @@ static int stream_gained(repair_t *r, const cluster_view_t *v, uint64_t t0, repa
     uint64_t settled = r->joining ? r->join_settled_ms : r->gains_since_ms + r->settle_ms;
     uv_mutex_unlock(&r->mu);
     if (t0 < settled) return 0;
+    /* live writes land in recent windows of both sides at different times */
+    r->stream_check_s = (int64_t)(settled / 1000) - REPAIR_MARGIN_S;
     uint64_t *e = NULL;
     uint32_t n = 0;
     if (fine_ends(v, &e, &n) != 0) return 0;
