@@ -381,7 +381,11 @@ static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss
                 ss->spans_after_len = m->key.len;
             }
         }
-        st->bytes += protobuf_c_message_get_packed_size(ans.body);
+        size_t got = protobuf_c_message_get_packed_size(ans.body);
+        st->bytes += got;
+        uv_mutex_lock(&r->mu);
+        r->counters.bytes += got;
+        uv_mutex_unlock(&r->mu);
         more = a->more && a->n_spans > 0;
         symtab_free(syms);
         cluster_msg_free(&ans);
@@ -451,9 +455,11 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
                 ss->after_len = m->key.len;
             }
         }
-        st->bytes += protobuf_c_message_get_packed_size(ans.body);
+        size_t got = protobuf_c_message_get_packed_size(ans.body);
+        st->bytes += got;
         uv_mutex_lock(&r->mu);
         r->counters.windows += st->windows - before;
+        r->counters.bytes += got;
         uv_mutex_unlock(&r->mu);
         more = a->more && a->n_windows > 0;
         symtab_free(syms);
