@@ -22,9 +22,16 @@ typedef struct sctx {
     rocksdb_writebatch_t *wb;
     nodetab_t *tab;
     const symtab_t *symbols;
+    uint64_t tenant_hash;
     buf_t tmp;
     errmsg_t *em;
 } sctx_t;
+
+/* The key write.c's symbol cache uses for (tenant, symbol). */
+static uint64_t symbol_key(const sctx_t *x, uint64_t sym)
+{
+    return storage_mix64(x->tenant_hash ^ storage_mix64(sym));
+}
 
 static int cmp_pair(const void *a, const void *b)
 {
@@ -73,6 +80,7 @@ static int encode_residual(sctx_t *x, buf_t *out)
 static int put_symbol(void *ctx, uint64_t sym)
 {
     sctx_t *x = ctx;
+    if (storage_idcache_has(&x->s->symbol_cache, symbol_key(x, sym))) return 0; /* stored */
     const char *name, *file;
     if (x->symbols == NULL || !symtab_get(x->symbols, sym, &name, &file))
         return errmsg_set(x->em, ERR_INVALID_ARGUMENT,
@@ -212,6 +220,14 @@ static int build_and_commit(sctx_t *x, const labels_t *labels)
     return rc;
 }
 
+/* After the commit: the window's symbols are stored (cache, as write.c). */
+static int cache_symbol(void *ctx, uint64_t sym)
+{
+    sctx_t *x = ctx;
+    storage_idcache_add(&x->s->symbol_cache, symbol_key(x, sym));
+    return 0;
+}
+
 static uint64_t stripe_of(const uint8_t id[16])
 {
     return storage_mix64(be64_get(id) ^ be64_get(id + 8)) % STORAGE_STRIPES;
@@ -235,6 +251,7 @@ int storage_stream_store(storage_t *s, const storage_stream_window_t *w, const l
     if (rc < 0) errmsg_set(em, rc, "stream marker lookup failed");
     if (rc == 0) {
         sctx_t x = {.s = s, .w = w, .symbols = symbols, .em = em};
+        x.tenant_hash = hash_bytes64(w->tenant, strlen(w->tenant));
         buf_init(&x.tmp, STORAGE_VALUE_MAX);
         x.wb = rocksdb_writebatch_create();
         rc = storage_nodetab_acquire(s, w->token, w->tenant, &x.tab, em);
@@ -244,6 +261,8 @@ int storage_stream_store(storage_t *s, const storage_stream_window_t *w, const l
         }
         rocksdb_writebatch_destroy(x.wb);
         buf_free(&x.tmp);
+        if (rc == 0 && w->residual != NULL)
+            rc = calltree_for_each_symbol(w->residual, cache_symbol, &x);
         if (rc == 0) *stored = 1;
     } else if (rc == 1) {
         rc = 0;
