@@ -58,7 +58,75 @@ typedef struct wscan {
     sparse_vec_t acc, one, tmp;
     profs_t kept, untreed;
     int64_t total;
+    /* the seen entries of the series being scanned, by time (seen_load) */
+    skey_t series;
+    profs_t seen;
+    /* profile ids of the window's profile_trees entries (kept or not) */
+    profs_t in_window;
 } wscan_t;
+
+static int cmp_time(const void *a, const void *b)
+{
+    const storage_stream_profile_t *x = a, *y = b;
+    return x->time_ns < y->time_ns ? -1 : x->time_ns > y->time_ns;
+}
+
+/* The seen entries of the series (key prefix p), sorted by time, once per
+ * series: a window names those without a profile_trees entry (their tree
+ * went past profile retention) as untreed, so the receiver records them as
+ * seen and the seen comparison does not look for them. */
+static int seen_load(wscan_t *x, const skey_t *p)
+{
+    if (x->series.n == p->n && memcmp(x->series.b, p->b, p->n) == 0) return 0;
+    x->series = *p;
+    x->seen.n = 0;
+    skey_t hi = *p;
+    hi.n = storage_prefix_successor(hi.b, hi.n);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(x->s->db, ro, x->s->cf[CF_PROFILES]);
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)p->b, p->n); rc == 0 && rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        if (kn != p->n + 16 || vn != STORAGE_PROFILE_VALUE_LEN) continue;
+        if (storage_filter_expired(x->s, CF_PROFILES, k, kn, v, vn)) continue;
+        rc = profs_add(&x->seen, k + p->n, storage_i64_get(v), storage_i64_get(v + 8));
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int ioerr = storage_rocks_err(err, NULL, "stream: seen entries");
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (rc == 0 && ioerr == 0) qsort(x->seen.v, x->seen.n, sizeof *x->seen.v, cmp_time);
+    if (rc != 0 || ioerr != 0) x->series.n = 0; /* loaded again next time */
+    return ioerr != 0 ? ioerr : rc;
+}
+
+/* Adds to untreed the seen entries in [from_ns, until_ns) that have no
+ * profile_trees entry in the window. */
+static int seen_untreed(wscan_t *x, int64_t from_ns, int64_t until_ns)
+{
+    size_t lo = 0, hi = x->seen.n;
+    while (lo < hi) { /* first entry at or after from_ns */
+        size_t mid = lo + (hi - lo) / 2;
+        if (x->seen.v[mid].time_ns < from_ns)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int rc = 0;
+    for (size_t i = lo; rc == 0 && i < x->seen.n && x->seen.v[i].time_ns < until_ns; i++) {
+        const storage_stream_profile_t *e = &x->seen.v[i];
+        int found = 0;
+        for (size_t j = 0; !found && j < x->in_window.n; j++)
+            found = memcmp(x->in_window.v[j].profile_id, e->profile_id, 16) == 0;
+        if (!found) rc = profs_add(&x->untreed, e->profile_id, e->time_ns, e->total);
+    }
+    return rc;
+}
 
 /* Takes the kept trees of the series' profiles in [w, w + res) off acc and
  * total, and lists the profiles. */
@@ -81,6 +149,7 @@ static int subtract_profiles(wscan_t *x, const char *tenant, uint64_t token, uin
         if (kn != lo.n || vn < PTREE_HEADER_LEN || v[0] != PTREE_VERSION) continue;
         int64_t t = storage_time_decode(k + kn - 24), tot = storage_i64_get(v + 2);
         if (storage_ptree_expired(x->s, t)) continue; /* as compaction would drop it */
+        if ((rc = profs_add(&x->in_window, k + kn - 16, t, tot)) != 0) break;
         if (v[1] & PTREE_FLAG_NO_TREE) {
             rc = profs_add(&x->untreed, k + kn - 16, t, tot);
             continue;
@@ -102,6 +171,10 @@ static int subtract_profiles(wscan_t *x, const char *tenant, uint64_t token, uin
     int ioerr = storage_rocks_err(err, NULL, "stream: profile trees");
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
+    skey_t p;
+    storage_key_series(&p, token, tenant, series_id);
+    if (rc == 0 && ioerr == 0) rc = seen_load(x, &p);
+    if (rc == 0 && ioerr == 0) rc = seen_untreed(x, ns_of(w), ns_of(w + res));
     return ioerr != 0 ? ioerr : rc;
 }
 
@@ -160,7 +233,7 @@ static int one_window(wscan_t *x, const uint8_t *k, size_t kn, const uint8_t *v,
     rc = storage_rocks_err(err, NULL, "stream: total");
     x->total = rc == 0 && tv != NULL && tn == 8 ? storage_i64_get((const uint8_t *)tv) : 0;
     free(tv);
-    x->kept.n = x->untreed.n = 0;
+    x->kept.n = x->untreed.n = x->in_window.n = 0;
     if (rc == 0)
         rc = subtract_profiles(x, tenant, w.token, w.series_id, w.window_s,
                                storage_resolutions[w.res]);
@@ -221,6 +294,8 @@ int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *a
     storage_sparse_free(&x.tmp);
     free(x.kept.v);
     free(x.untreed.v);
+    free(x.seen.v);
+    free(x.in_window.v);
     return ioerr != 0 ? ioerr : rc;
 }
 

@@ -159,6 +159,24 @@ def test_join_killed_midstream_exact():
         print("    exact through n1 alone after the resumed stream")
 
 
+def test_join_untreed_within_seen_span():
+    """With the default --seen-retention the seen comparison covers the
+    recent profiles too, and one whose tree was not kept is unavailable to
+    it: the stream records it, so the join completes, exact."""
+    now = int(time.time())
+    args = [a for a in ARGS if a not in ("--seen-retention", "60s")]
+    with Cluster(1, rf=2, args=args) as c:
+        d = preload(c, "su", now, 60, nservices=3)
+        n = c.add_node()
+        took = c.wait_state(n, "active", observers=[0, n], timeout=60)
+        print("    n1 active after %.2f s in the wait" % took)
+        frm, until = now - 8000, now + 60
+        c.kill(0)
+        c.wait_state(0, "down", observers=[n])
+        check_exact(c, n, d, frm, until)
+        print("    exact through n1 alone")
+
+
 def test_decommission_streams_everything():
     """The takers of a leaving node pull whole windows too: once it left,
     a remaining node alone answers exactly."""

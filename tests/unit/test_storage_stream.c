@@ -74,6 +74,7 @@ static void check_residual(rx_t *x, const storage_stream_window_t *w)
     if (w->res != 0) return;
     if (w->window_s == (T0 - 7200) / 10 * 10) { /* tree past retention: all in the residual */
         CHECK_EQ_INT(w->nkept, 0);
+        CHECK_EQ_INT(w->nuntreed, 1); /* its seen entry is still there: named, to be recorded */
         CHECK_EQ_INT(w->total, calltree_root_total(TREES[1]));
         CHECK_EQ_INT(calltree_root_total(w->residual), calltree_root_total(TREES[1]));
         x->saw_old = 1;
@@ -159,6 +160,8 @@ static void test_exact_and_idempotent(fixture_t *a, const labels_t *l)
     check_equal(a, &b, l, 1);
     size_t written = 1;
     write_id(&b, l, 4, &written); /* the untreed profile delivered again: counted once */
+    CHECK_EQ_INT(written, 0);
+    write_id(&b, l, 1, &written); /* so is the one whose tree went past retention */
     CHECK_EQ_INT(written, 0);
     check_equal(a, &b, l, 1);
     fx_done(&b);
