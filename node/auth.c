@@ -164,6 +164,9 @@ size_t node_auth_count(const node_auth_t *a)
 int node_auth_need(const char *path, int metrics_open)
 {
     if (strcmp(path, "/ready") == 0) return NODE_AUTH_OPEN;
+    /* the web UI's page and files hold no data: the page asks for a token
+     * itself when a call answers 401 */
+    if (strcmp(path, "/") == 0 || strncmp(path, "/ui/", 4) == 0) return NODE_AUTH_OPEN;
     if (strcmp(path, "/metrics") == 0) return metrics_open ? NODE_AUTH_OPEN : NODE_AUTH_READ;
     if (strcmp(path, "/ingest") == 0) return NODE_AUTH_WRITE;
     /* every route under /cluster/ is about the cluster, not a tenant's data */

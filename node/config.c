@@ -175,7 +175,9 @@ static const opt_t options[] = {
      1024 * GiB,
      "Stack-node tables (the call-tree shapes blocks index; three quarters) and "
      "symbol names (one quarter) kept in memory; defaults to an eighth of memory-limit. A "
-     "service shard's table takes about 50 bytes per distinct stack prefix."},
+     "service shard's table takes about 50 bytes per distinct stack prefix. The most recently "
+     "used table stays even when it alone is larger (a warning says so; "
+     "flamedb_storage_node_table_loads_total counts the loads)."},
     {"retention-10s", OPT_SECONDS, FIELD(storage.retention_seconds[0], int64_t), NULL, 0, 0,
      100 * YEAR_S, "Retention of 10-second blocks (0 = forever)."},
     {"retention-1m", OPT_SECONDS, FIELD(storage.retention_seconds[1], int64_t), NULL, 0, 0,
@@ -210,8 +212,8 @@ static const opt_t options[] = {
     {"series-gc-interval", OPT_SECONDS, FIELD(storage.series_gc_interval_seconds, int64_t), NULL, 0,
      0, 7 * DAY_S,
      "How often series whose blocks retention has all dropped are deleted with their postings "
-     "(so label queries stop listing them); 0 = never. Symbols and stack-node tables are not "
-     "collected."},
+     "(so label queries stop listing them), then stack-node tables no live block or profile tree "
+     "uses and symbols no table or span tree names; 0 = never."},
     {"max-span-nodes", OPT_COUNT, FIELD(storage.max_span_nodes, size_t), NULL, 0, 16, 100000000,
      "Nodes one stored span or trace tree (one span id, series and 10-second window) keeps; "
      "past it the lightest nodes fold into \"other\" nodes, totals exact (at write and when "

@@ -5,6 +5,9 @@
 
 static const char www_authenticate[] = "WWW-Authenticate: Bearer realm=\"flamedb\"\r\n"
                                        "WWW-Authenticate: Basic realm=\"flamedb\"\r\n";
+/* The web UI's calls (X-Flamedb-UI) get no Basic challenge: a browser would
+ * answer it with its own password dialog instead of the page's sign-in form. */
+static const char www_authenticate_ui[] = "WWW-Authenticate: Bearer realm=\"flamedb\"\r\n";
 
 int routes_authorize(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
@@ -19,6 +22,8 @@ int routes_authorize(node_t *n, http_exchange_t *ex, const http_request_t *r)
         return 1;
     }
     node_metrics_error(&n->metrics, rc);
-    http_respond_error(ex, 0, rc, &em, rc == ERR_UNAUTHORIZED ? www_authenticate : NULL);
+    const char *challenge =
+        http_request_header(r, "X-Flamedb-UI") ? www_authenticate_ui : www_authenticate;
+    http_respond_error(ex, 0, rc, &em, rc == ERR_UNAUTHORIZED ? challenge : NULL);
     return 0;
 }

@@ -11,8 +11,17 @@
  * the series again). A background thread runs it every
  * series_gc_interval_seconds (0 = never).
  *
- * Not collected: symbols and stack-node tables (the tables reference symbols
- * and only grow), profile ids (their own retention), span trees (their own).
+ * storage_gc_nodetabs() then deletes the stack-node table of every (token,
+ * tenant) that no live block and no live profile tree uses any more: the
+ * last data indexed by its ids has aged out (a service that stopped, or moved
+ * away). It holds that table's lock too, checks again, deletes the chunks and
+ * empties the cached table in place, so a writer that waited on the lock
+ * starts a fresh table (ids from 1) and readers never mix the two: a reader
+ * maps only blocks that are alive (read.c skips expired windows), and none
+ * is left.
+ *
+ * Not collected here: profile ids (their own retention), span trees (their
+ * own), symbols (gc_symbols.c, run after the tables).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -24,21 +33,22 @@
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
-/* Whether any block of the series is alive. */
-static int has_live_block(storage_t *s, const uint8_t *prefix, size_t n)
+/* Whether any key of cf under prefix is alive (present and not past its
+ * retention); a read error counts as alive (unsure: keep). */
+static int prefix_live(storage_t *s, enum storage_cf cf, const uint8_t *prefix, size_t n)
 {
     skey_t hi;
     memcpy(hi.b, prefix, n);
     hi.n = storage_prefix_successor(hi.b, n);
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     if (hi.n > 0) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_BLOCKS]);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[cf]);
     int live = 0;
     for (rocksdb_iter_seek(it, (const char *)prefix, n); !live && rocksdb_iter_valid(it);
          rocksdb_iter_next(it)) {
         size_t kn;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
-        live = !storage_filter_expired(s, CF_BLOCKS, k, kn, NULL, 0);
+        live = !storage_filter_expired(s, cf, k, kn, NULL, 0);
     }
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
@@ -49,6 +59,11 @@ static int has_live_block(storage_t *s, const uint8_t *prefix, size_t n)
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
     return live;
+}
+
+static int has_live_block(storage_t *s, const uint8_t *prefix, size_t n)
+{
+    return prefix_live(s, CF_BLOCKS, prefix, n);
 }
 
 /* Deletes the series key and the postings of its labels. */
@@ -125,6 +140,93 @@ int storage_gc_series(storage_t *s, size_t *removed)
     return rc;
 }
 
+/* ---- stack-node tables ---- */
+
+/* Whether any data indexed by the ids of the table under prefix (token |
+ * tenant) is alive: blocks (series and their aggregates) and profile trees.
+ * Totals and span trees hold no node ids. */
+static int table_used(storage_t *s, const uint8_t *prefix, size_t n)
+{
+    return prefix_live(s, CF_BLOCKS, prefix, n) || prefix_live(s, CF_PTREES, prefix, n);
+}
+
+/* Deletes every chunk of the table under prefix in one batch. */
+static int delete_chunks(storage_t *s, const uint8_t *prefix, size_t n)
+{
+    skey_t hi;
+    memcpy(hi.b, prefix, n);
+    hi.n = storage_prefix_successor(hi.b, n);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (hi.n > 0) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_NODES]);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    for (rocksdb_iter_seek(it, (const char *)prefix, n); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kn;
+        const char *k = rocksdb_iter_key(it, &kn);
+        if (kn == n + 4) rocksdb_writebatch_delete_cf(wb, s->cf[CF_NODES], k, kn);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    if (err == NULL) rocksdb_write(s->db, s->wopts, wb, &err);
+    int rc = storage_rocks_err(err, NULL, "delete node table");
+    rocksdb_writebatch_destroy(wb);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
+}
+
+/* The table under prefix (token | tenant, n bytes): deleted when unused. */
+static int gc_table(storage_t *s, const uint8_t *prefix, size_t n, size_t *removed)
+{
+    if (table_used(s, prefix, n)) return 0;
+    char tenant[STORAGE_TENANT_MAX + 1];
+    size_t tl = prefix[8];
+    memcpy(tenant, prefix + 9, tl);
+    tenant[tl] = 0;
+    nodetab_t *t;
+    int rc = storage_nodetab_acquire(s, be64_get(prefix), tenant, &t, NULL);
+    if (rc != 0) return rc;
+    int gone = 0;
+    if (!table_used(s, prefix, n)) { /* again, now that writers wait */
+        rc = delete_chunks(s, prefix, n);
+        gone = rc == 0;
+    }
+    /* deleted: empty the cached table in place, the next holder loads the
+     * (now empty) table from disk and starts again at id 1 */
+    storage_nodetab_release(s, t, gone);
+    if (gone) (*removed)++;
+    return rc;
+}
+
+int storage_gc_nodetabs(storage_t *s, size_t *removed)
+{
+    *removed = 0;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_NODES]);
+    int rc = 0;
+    rocksdb_iter_seek_to_first(it);
+    while (rc == 0 && rocksdb_iter_valid(it)) {
+        size_t kn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        skey_t prefix;
+        if (kn < 14 || kn != 13 + (size_t)k[8] || k[8] > STORAGE_TENANT_MAX) {
+            rocksdb_iter_next(it); /* not a chunk key: left alone */
+            continue;
+        }
+        prefix.n = kn - 4; /* token | tenant */
+        memcpy(prefix.b, k, prefix.n);
+        rc = gc_table(s, prefix.b, prefix.n, removed);
+        size_t sn = storage_prefix_successor(prefix.b, prefix.n);
+        if (sn == 0) break; /* the last possible prefix */
+        rocksdb_iter_seek(it, (const char *)prefix.b, sn);
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    atomic_fetch_add(&s->counters.gc_nodetabs, *removed);
+    return rc;
+}
+
 /* ---- the background thread ---- */
 
 static void *gc_main(void *arg)
@@ -144,6 +246,12 @@ static void *gc_main(void *arg)
         int rc = storage_gc_series(s, &n);
         if (rc != 0) log_warn("storage", "series gc: %s", err_message(rc));
         if (n > 0) log_info("storage", "series gc: removed %zu empty series", n);
+        rc = storage_gc_nodetabs(s, &n);
+        if (rc != 0) log_warn("storage", "node table gc: %s", err_message(rc));
+        if (n > 0) log_info("storage", "node table gc: removed %zu unused stack-node tables", n);
+        rc = storage_gc_symbols(s, &n);
+        if (rc != 0) log_warn("storage", "symbol gc: %s", err_message(rc));
+        if (n > 0) log_info("storage", "symbol gc: removed %zu unreferenced symbols", n);
         pthread_mutex_lock(&s->gc.mu);
     }
     pthread_mutex_unlock(&s->gc.mu);

@@ -13,7 +13,11 @@
  * window, and summing blocks is adding vectors.
  *
  * Tables are cached in memory (bounded by node_cache_bytes, least recently
- * used first out) and loaded from the column family on a miss. A writer holds
+ * used first out) and loaded from the column family on a miss. The most
+ * recently used table always stays, even alone over the bound: else a table
+ * larger than the cache would be loaded whole again by every push of its
+ * service (the bound is exceeded by at most that one table; a warning says
+ * so, and flamedb_storage_node_table_loads_total shows the reloads). A writer holds
  * a table's lock from the first new id until its WriteBatch (which carries the
  * new node entries) committed, so no other thread ever sees an id whose entry
  * is not durable. If the batch fails, the table is emptied IN PLACE and stays
@@ -251,12 +255,13 @@ static void drop(nodetab_cache_t *c, nodetab_t *t)
     t->valid = 0;
 }
 
-/* Frees unreferenced tables from the cold end while over budget. Mutex held. */
+/* Frees unreferenced tables from the cold end while over budget, never the
+ * most recently used one. Mutex held. */
 static void evict(nodetab_cache_t *c)
 {
-    nodetab_t *prev;
+    nodetab_t *prev, *hot = LIST_ENTRY(list_first(&c->lru), nodetab_t, lru);
     for (nodetab_t *t = LIST_ENTRY(list_last(&c->lru), nodetab_t, lru);
-         t != NULL && c->bytes > c->max_bytes; t = prev) {
+         t != NULL && t != hot && c->bytes > c->max_bytes; t = prev) {
         prev = LIST_ENTRY(list_prev(&c->lru, &t->lru), nodetab_t, lru);
         if (t->refs == 0) {
             drop(c, t);
@@ -298,6 +303,12 @@ int storage_nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, no
     if (!fresh) pthread_mutex_lock(&t->lock);
     if (t->count == 0) { /* new, or a previous load failed */
         int rc = tab_load(s, t, em);
+        if (rc == 0) atomic_fetch_add(&s->counters.nodetab_loads, 1);
+        if (rc == 0 && tab_bytes(t) > s->nodetabs.max_bytes)
+            log_warn("storage",
+                     "stack-node table %016llx of tenant %s takes %zu bytes, more than the node "
+                     "cache holds (node-cache-bytes): it stays cached alone; raise the setting",
+                     (unsigned long long)t->token, t->tenant, tab_bytes(t));
         if (rc != 0) {
             t->count = 0;
             storage_nodetab_release(s, t, 1);

@@ -212,7 +212,10 @@ int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *ten
         size_t kn, vn;
         const uint8_t *k = range_key(&r, &kn);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(r.it, &vn);
-        if (kn == lo.n) rc = fn(ctx, storage_time_decode(k + kn - 8), v, vn);
+        /* a window past retention is gone, also before compaction drops it
+         * (and its stack-node table may be collected already: gc.c) */
+        if (kn == lo.n && !storage_filter_expired(s, cf, k, kn, NULL, 0))
+            rc = fn(ctx, storage_time_decode(k + kn - 8), v, vn);
     }
     return range_close(&r, rc);
 }

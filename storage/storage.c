@@ -304,7 +304,7 @@ static storage_t *storage_alloc(const storage_options_t *o)
     s->ropts = rocksdb_readoptions_create();
     s->wopts = rocksdb_writeoptions_create();
     if (s->wopts != NULL) rocksdb_writeoptions_set_sync(s->wopts, o->sync_writes ? 1 : 0);
-    if (s->path == NULL ||
+    if (s->path == NULL || storage_symgc_init(s) != 0 ||
         storage_idcache_init(&s->symbol_cache, STORAGE_SYMBOL_CACHE_SLOTS) != 0 ||
         storage_idcache_init(&s->series_cache, STORAGE_SERIES_CACHE_SLOTS) != 0 ||
         /* node tables are the bigger and costlier to miss (a reload decodes
@@ -383,6 +383,7 @@ void storage_close(storage_t *s)
     storage_tseries_close(s);
     storage_nodetab_cache_free(s);
     storage_symcache_free(&s->symcache);
+    storage_symgc_free(s);
     storage_hints_free(s);
     for (int i = 0; i < STORAGE_STRIPES; i++)
         pthread_mutex_destroy(&s->stripes[i]);
@@ -460,6 +461,9 @@ int storage_stats(storage_t *s, storage_stats_t *out)
     out->capped_spans = atomic_load(&s->counters.capped_spans);
     wal_counts(s, &out->wal_writes, &out->wal_syncs);
     out->gc_series = atomic_load(&s->counters.gc_series);
+    out->node_table_loads = atomic_load(&s->counters.nodetab_loads);
+    out->gc_nodetabs = atomic_load(&s->counters.gc_nodetabs);
+    out->gc_symbols = atomic_load(&s->counters.gc_symbols);
     return 0;
 }
 
@@ -505,8 +509,15 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
         METRICS_U64_DEF(storage_stats_t, folded_stacks, "flamedb_storage_folded_stacks_total",
                         "Call-tree nodes written into an \"other\" node because their service "
                         "shard's stack-node table was full (max-stack-nodes)."),
+        METRICS_U64_DEF(storage_stats_t, node_table_loads, "flamedb_storage_node_table_loads_total",
+                        "Stack-node tables loaded from disk: cache misses (node-cache-bytes)."),
         METRICS_U64_DEF(storage_stats_t, gc_series, "flamedb_storage_gc_series_total",
                         "Series (with their postings) deleted because retention emptied them."),
+        METRICS_U64_DEF(storage_stats_t, gc_nodetabs, "flamedb_storage_gc_node_tables_total",
+                        "Stack-node tables deleted because no live block or profile tree used "
+                        "them."),
+        METRICS_U64_DEF(storage_stats_t, gc_symbols, "flamedb_storage_gc_symbols_total",
+                        "Symbols deleted because no stack-node table or span tree named them."),
         METRICS_U64_DEF(storage_stats_t, wal_syncs, "flamedb_storage_wal_syncs_total",
                         "fsyncs of the write-ahead log since the node started (sync-writes)."),
         METRICS_U64_DEF(storage_stats_t, wal_writes, "flamedb_storage_wal_writes_total",

@@ -265,6 +265,9 @@ typedef struct storage_stats {
     uint64_t wal_writes;        /* write batches written to the WAL since open */
     uint64_t wal_syncs;         /* fsyncs of the WAL since open (sync_writes) */
     uint64_t gc_series;         /* empty series deleted since open */
+    uint64_t node_table_loads;  /* stack-node tables loaded from disk (cache misses) */
+    uint64_t gc_nodetabs;       /* unused stack-node tables deleted since open */
+    uint64_t gc_symbols;        /* unreferenced symbols deleted since open */
 } storage_stats_t;
 int storage_stats(storage_t *s, storage_stats_t *out);
 /* Series tenant has in this store, as counted for tenant_max_series (0 when
@@ -273,9 +276,17 @@ size_t storage_tenant_series(storage_t *s, const char *tenant);
 
 /* Deletes every series none of whose blocks is alive any more (retention
  * dropped them all), with its postings; *removed gets how many. Safe next
- * to writers. Symbols, stack-node tables and span trees are not collected
- * (gc.c). Runs by itself every series_gc_interval_seconds. */
+ * to writers. Runs by itself every series_gc_interval_seconds, followed by
+ * storage_gc_nodetabs (gc.c). */
 int storage_gc_series(storage_t *s, size_t *removed);
+/* Deletes the stack-node table of every (token, tenant) whose blocks and
+ * profile trees have all aged out; *removed gets how many. Safe next to
+ * writers and readers: a later write starts a fresh table. */
+int storage_gc_nodetabs(storage_t *s, size_t *removed);
+/* Deletes every symbol that no stack-node table and no span tree names any
+ * more; *removed gets how many. Safe next to writers and readers (a write
+ * meanwhile keeps what it references). Runs after storage_gc_nodetabs. */
+int storage_gc_symbols(storage_t *s, size_t *removed);
 /* Registers the fields of st (borrowed until the registry is rendered) as
  * flamedb_storage_* metrics. */
 void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st);

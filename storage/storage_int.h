@@ -108,7 +108,10 @@ typedef struct storage_counters {
     atomic_uint_fast64_t folded_stacks;  /* tree nodes folded into "other" (table full) */
     atomic_uint_fast64_t capped_spans;   /* span trees folded to max_span_nodes */
     size_t span_max_nodes; /* the option, for the spans merge operator (its state is this) */
-    atomic_uint_fast64_t gc_series; /* empty series deleted by gc.c */
+    atomic_uint_fast64_t gc_series;     /* empty series deleted by gc.c */
+    atomic_uint_fast64_t nodetab_loads; /* stack-node tables loaded from disk (nodetab.c) */
+    atomic_uint_fast64_t gc_nodetabs;   /* unused stack-node tables deleted by gc.c */
+    atomic_uint_fast64_t gc_symbols;    /* unreferenced symbols deleted by gc_symbols.c */
 } storage_counters_t;
 
 /* State of one compaction filter; points back at the handle. */
@@ -179,6 +182,12 @@ struct storage {
         int stop, running;
     } gc;
     storage_tseries_t tseries;
+    struct {                   /* gc_symbols.c: a symbol sweep and the writes beside it */
+        pthread_rwlock_t lock; /* writes: read side to their commit; a sweep: write side */
+        pthread_mutex_t mu;    /* guards touched */
+        atomic_int active;     /* a sweep is marking: writes record their symbols */
+        u64map_t touched;      /* storage_symgc_key of every symbol written since */
+    } symgc;
 };
 
 /* --- series per tenant (tseries.c) --------------------------------------- */
@@ -300,6 +309,16 @@ int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key,
 
 /* 1 when a profile of time time_ns is past profile_retention_seconds. */
 int storage_ptree_expired(storage_t *s, int64_t time_ns);
+
+/* --- symbol collection (gc_symbols.c) --------------------------------------- */
+
+int storage_symgc_init(storage_t *s);
+void storage_symgc_free(storage_t *s);
+/* The key of (tenant, symbol) in the symbol cache and the sweep's sets. */
+uint64_t storage_symgc_key(uint64_t tenant_hash, uint64_t sym);
+/* Called by a write (holding the read side of symgc.lock) for every symbol
+ * it references, cached or not: while a sweep marks, the symbol is kept. */
+int storage_symgc_touch(storage_t *s, uint64_t key);
 
 /* --- series collection (gc.c) ---------------------------------------------- */
 

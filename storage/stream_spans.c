@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hash.h"
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
@@ -56,6 +57,7 @@ int storage_stream_spans(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *
 typedef struct sput {
     storage_t *s;
     const char *tenant;
+    uint64_t tenant_hash;
     const symtab_t *symbols;
     rocksdb_writebatch_t *wb;
     buf_t tmp;
@@ -65,6 +67,8 @@ typedef struct sput {
 static int put_symbol(void *ctx, uint64_t sym)
 {
     sput_t *x = ctx;
+    int touched = storage_symgc_touch(x->s, storage_symgc_key(x->tenant_hash, sym));
+    if (touched != 0) return errmsg_set(x->em, touched, "out of memory"); /* a sweep keeps it */
     const char *name, *file;
     if (x->symbols == NULL || !symtab_get(x->symbols, sym, &name, &file))
         return errmsg_set(x->em, ERR_INVALID_ARGUMENT,
@@ -92,7 +96,9 @@ int storage_stream_span_put(storage_t *s, const char *tenant, const uint8_t *key
     buf_init(&x.tmp, STORAGE_VALUE_MAX);
     buf_t enc;
     buf_init(&enc, STORAGE_VALUE_MAX);
+    x.tenant_hash = hash_bytes64(tenant, strlen(tenant));
     x.wb = rocksdb_writebatch_create();
+    pthread_rwlock_rdlock(&s->symgc.lock); /* no symbol sweep step meanwhile (write.c) */
     rc = calltree_for_each_symbol(tree, put_symbol, &x);
     if (rc == 0 && (rc = calltree_encode(tree, &enc)) != 0)
         errmsg_set(em, rc, "stream: span tree: %s", err_message(rc));
@@ -103,6 +109,7 @@ int storage_stream_span_put(storage_t *s, const char *tenant, const uint8_t *key
         rocksdb_write(s->db, s->wopts, x.wb, &err);
         rc = storage_rocks_err(err, em, "stream: span put");
     }
+    pthread_rwlock_unlock(&s->symgc.lock);
     rocksdb_writebatch_destroy(x.wb);
     buf_free(&x.tmp);
     buf_free(&enc);

@@ -27,10 +27,10 @@ typedef struct sctx {
     errmsg_t *em;
 } sctx_t;
 
-/* The key write.c's symbol cache uses for (tenant, symbol). */
+/* The key of (tenant, symbol) in the symbol cache and the symbol sweep. */
 static uint64_t symbol_key(const sctx_t *x, uint64_t sym)
 {
-    return storage_mix64(x->tenant_hash ^ storage_mix64(sym));
+    return storage_symgc_key(x->tenant_hash, sym);
 }
 
 static int cmp_pair(const void *a, const void *b)
@@ -80,6 +80,8 @@ static int encode_residual(sctx_t *x, buf_t *out)
 static int put_symbol(void *ctx, uint64_t sym)
 {
     sctx_t *x = ctx;
+    int touched = storage_symgc_touch(x->s, symbol_key(x, sym)); /* a sweep now keeps it */
+    if (touched != 0) return errmsg_set(x->em, touched, "out of memory");
     if (storage_idcache_has(&x->s->symbol_cache, symbol_key(x, sym))) return 0; /* stored */
     const char *name, *file;
     if (x->symbols == NULL || !symtab_get(x->symbols, sym, &name, &file))
@@ -254,11 +256,13 @@ int storage_stream_store(storage_t *s, const storage_stream_window_t *w, const l
         x.tenant_hash = hash_bytes64(w->tenant, strlen(w->tenant));
         buf_init(&x.tmp, STORAGE_VALUE_MAX);
         x.wb = rocksdb_writebatch_create();
+        pthread_rwlock_rdlock(&s->symgc.lock); /* no symbol sweep step meanwhile (write.c) */
         rc = storage_nodetab_acquire(s, w->token, w->tenant, &x.tab, em);
         if (rc == 0) {
             rc = build_and_commit(&x, labels);
             storage_nodetab_release(s, x.tab, rc != 0);
         }
+        pthread_rwlock_unlock(&s->symgc.lock);
         rocksdb_writebatch_destroy(x.wb);
         buf_free(&x.tmp);
         if (rc == 0 && w->residual != NULL)

@@ -60,7 +60,7 @@ typedef struct wctx {
 
 static uint64_t symbol_cache_key(uint64_t tenant_hash, uint64_t sym)
 {
-    return storage_mix64(tenant_hash ^ storage_mix64(sym));
+    return storage_symgc_key(tenant_hash, sym);
 }
 
 static uint64_t series_cache_key(uint64_t tenant_hash, uint64_t token, uint64_t series_id)
@@ -72,6 +72,8 @@ static int put_symbol(void *ctx, uint64_t sym)
 {
     wctx_t *w = ctx;
     uint64_t ck = symbol_cache_key(w->tenant_hash, sym);
+    int touched = storage_symgc_touch(w->s, ck); /* a sweep now keeps it */
+    if (touched != 0) return errmsg_set(w->em, touched, "out of memory");
     if (storage_idcache_has(&w->s->symbol_cache, ck)) return 0;
     int added = key_set_add(&w->syms, ck);
     if (added <= 0) return added == 0 ? 0 : errmsg_set(w->em, added, "out of memory");
@@ -560,9 +562,11 @@ int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t
     rc = select_new(s, p, todo, &ntodo, em);
     if (rc == 0 && ntodo > 0) {
         w.wb = rocksdb_writebatch_create();
+        pthread_rwlock_rdlock(&s->symgc.lock); /* no symbol sweep step meanwhile */
         rc = lock_tables(&w, todo);
         if (rc == 0) rc = build_and_commit(&w, todo);
         unlock_tables(&w, rc != 0);
+        pthread_rwlock_unlock(&s->symgc.lock);
         rocksdb_writebatch_destroy(w.wb);
     }
     pthread_mutex_unlock(mu);

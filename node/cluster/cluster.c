@@ -420,8 +420,16 @@ static int ops_set_hint_targets(void *ctx, const char *const *ids, size_t n)
     return cluster_set_hint_targets(ctx, ids, n);
 }
 
+static int ops_member_left(void *ctx, const char *id)
+{
+    cluster_t *c = ctx;
+    ring_member_t m;
+    return ring_members_find(c->members, id, &m) == ERR_OK && m.life == RING_LEFT;
+}
+
 void cluster_ops_of(cluster_t *c, cluster_ops_t *ops)
 {
     *ops = (cluster_ops_t){ops_view_acquire, cluster_view_retain,  cluster_view_release,
-                           ops_send,         ops_set_hint_targets, c};
+                           ops_send,         ops_set_hint_targets, c,
+                           ops_member_left};
 }

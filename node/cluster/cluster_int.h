@@ -97,6 +97,9 @@ typedef struct cluster_ops {
     /* as cluster_set_hint_targets (the write path's; the read path leaves it NULL) */
     int (*set_hint_targets)(void *ctx, const char *const *ids, size_t n);
     void *ctx;
+    /* 1 when id left the cluster for good (removed or decommissioned: its
+     * ranges have other owners); NULL answers 0 (the write path's) */
+    int (*member_left)(void *ctx, const char *id);
 } cluster_ops_t;
 
 /* ops calling c's functions. */

@@ -350,6 +350,73 @@ void replicate_replay_resolved(replicate_t *r, pending_t *p, int ok)
     if (--rt->inflight == 0) batch_done(r, (size_t)(rt - r->rt));
 }
 
+/* ---------------------------------------------------------------- removed targets */
+
+/* Hints for a node that left for good are never delivered: its ranges have
+ * other owners, which repair fills from the replicas that acknowledged those
+ * writes. Dropped in bounded rounds on the pool, the rest on later ticks. */
+#define DROP_PAGE 1024
+#define DROP_PAGES 16
+
+typedef struct drop_job {
+    workq_job_t work;
+    replicate_t *r;
+    size_t rti;
+    char target[RING_NODE_ID_MAX + 1];
+    uint64_t seqs[DROP_PAGE];
+    size_t n;
+    uint64_t dropped;
+} drop_job_t;
+
+static int drop_take(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
+{
+    drop_job_t *j = ctx;
+    j->seqs[j->n++] = seq;
+    return 0;
+}
+
+static void drop_work(workq_job_t *w)
+{
+    drop_job_t *j = w->data;
+    for (int page = 0; page < DROP_PAGES; page++) {
+        j->n = 0;
+        if (storage_hint_scan(j->r->storage, j->target, 0, DROP_PAGE, drop_take, j) != 0) return;
+        for (size_t i = 0; i < j->n; i++)
+            j->dropped += storage_hint_delete(j->r->storage, j->target, j->seqs[i], NULL) == 0;
+        if (j->n < DROP_PAGE) return;
+    }
+}
+
+static void drop_after(workq_job_t *w, int status)
+{
+    drop_job_t *j = w->data;
+    replicate_t *r = j->r;
+    r->jobs--;
+    r->rt[j->rti].busy = 0;
+    r->st.hints_dropped_left += j->dropped;
+    if (j->dropped > 0) {
+        log_info("replicate", "dropped %llu hint(s) for %s: it left the cluster",
+                 (unsigned long long)j->dropped, j->target);
+        replicate_publish_hint_targets(r);
+    }
+    free(j);
+}
+
+static void drop_left(replicate_t *r, size_t rti)
+{
+    drop_job_t *j = calloc(1, sizeof *j);
+    if (j == NULL) return;
+    *j = (drop_job_t){.r = r, .rti = rti};
+    snprintf(j->target, sizeof j->target, "%s", r->rt[rti].id);
+    j->work.data = j;
+    if (workq_submit(r->workq, WORKQ_WRITE, &j->work, drop_work, drop_after) != 0) {
+        free(j);
+        return;
+    }
+    r->rt[rti].busy = 1;
+    r->jobs++;
+}
+
 /* Whether target may get its hints now: known to the view and not down. */
 static int target_ready(const cluster_view_t *v, const char *id)
 {
@@ -364,9 +431,15 @@ static int offer(void *ctx, const char *target, uint64_t count, uint64_t bytes)
     void **a = ctx;
     replicate_t *r = a[0];
     const cluster_view_t *v = a[1];
-    if (count == 0 || !target_ready(v, target)) return 0;
+    if (count == 0) return 0;
+    int left = r->ops.member_left != NULL && r->ops.member_left(r->ops.ctx, target);
+    if (!left && !target_ready(v, target)) return 0;
     size_t rti = rt_get(r, target);
-    if (rti != SIZE_MAX && !r->rt[rti].busy) start_batch(r, rti);
+    if (rti == SIZE_MAX || r->rt[rti].busy) return 0;
+    if (left)
+        drop_left(r, rti);
+    else
+        start_batch(r, rti);
     return 0;
 }
 

@@ -143,6 +143,8 @@ void replicate_on_ack(void *ctx, cluster_msg_t *msg);
       "Hints not stored because their target was over hints-max-bytes.")                           \
     X(hints_dropped_expired, "flamedb_hints_dropped_expired_total",                                \
       "Hints dropped because they outlived the seen retention.")                                   \
+    X(hints_dropped_left, "flamedb_hints_dropped_removed_total",                                   \
+      "Hints dropped because their target was removed or decommissioned (its ranges moved).")      \
     X(replica_writes, "flamedb_replica_writes_total", "WRITE messages stored as a replica.")       \
     X(replica_failures, "flamedb_replica_write_failures_total",                                    \
       "WRITE messages refused or failed as a replica.")

@@ -24,12 +24,30 @@ export function url(path, params = {}) {
   return s ? `${path}?${s}` : path;
 }
 
+// The token of a node started with --auth-file: typed into the sign-in form,
+// kept for this tab only (sessionStorage), sent as a Bearer token.
+const TOKEN_KEY = 'flamedb-token';
+export const token = () => sessionStorage.getItem(TOKEN_KEY) || '';
+export function setToken(t) {
+  if (t) sessionStorage.setItem(TOKEN_KEY, t);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+// The headers of every call. X-Flamedb-UI asks a node with --auth-file to
+// answer 401 without the Basic challenge, so the browser shows no password
+// dialog of its own and the page's sign-in form asks instead.
+function headers(accept) {
+  const h = { Accept: accept, 'X-Flamedb-UI': '1' };
+  if (token()) h.Authorization = 'Bearer ' + token();
+  return h;
+}
+
 // GET path?params as JSON. The answer gets a `_partial` member holding the
 // X-Flamedb-Partial header when the cluster answered partially.
 export async function getJSON(path, params = {}, signal) {
   let resp;
   try {
-    resp = await fetch(url(path, params), { signal, headers: { Accept: 'application/json' } });
+    resp = await fetch(url(path, params), { signal, headers: headers('application/json') });
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     throw new ApiError(0, 'network', `the node did not answer (${e.message})`, path);
@@ -63,6 +81,26 @@ export const labelNames = (p, signal) => getJSON('/pyroscope/label-names', p, si
 export const labelValues = (p, signal) => getJSON('/pyroscope/label-values', p, signal);
 export const labelShares = (p, signal) => getJSON('/api/label-shares', p, signal);
 export const profiles = (p, signal) => getJSON('/api/profiles', p, signal);
+
+// Downloads an export (pprof, folded, SVG, speedscope) through fetch, so the
+// token goes along; a plain link would arrive without it.
+export async function download(href, name) {
+  const resp = await fetch(href, { headers: headers('*/*') });
+  if (!resp.ok) {
+    const text = await resp.text();
+    let body = null;
+    try { body = JSON.parse(text); } catch (e) { /* not JSON: the text is the reason */ }
+    throw new ApiError(resp.status, (body && body.code) || 'http_' + resp.status,
+      (body && body.message) || text.slice(0, 300), href.split('?')[0]);
+  }
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(await resp.blob());
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+}
 
 // Where one stored profile opens (served by GET /api/profiles/ID).
 export const profileURL = (id, p = { format: 'json' }) => url('/api/profiles/' + encodeURIComponent(id), p);

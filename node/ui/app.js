@@ -1,5 +1,6 @@
 // app.js — wires the page: reads the state from the URL, shows the view it
 // names, and writes every change back to the URL (docs/ui.md).
+import * as api from './api.js';
 import * as url from './state/url.js';
 import { QueryBar } from './querybar.js';
 import { Panel } from './panel.js';
@@ -26,11 +27,21 @@ class App {
       profiles: new ProfilesView($('view-profiles'), this),
     };
     for (const a of document.querySelectorAll('#tabs a')) {
-      a.onclick = (e) => { e.preventDefault(); this.setState({ view: a.dataset.view }); };
+      a.onclick = (e) => { e.preventDefault(); this.setState({ view: a.dataset.view, sandwich: '' }); };
     }
-    $('span-go').onclick = () => this.setState({ span: $('span-id').value.trim(), spanLabel: $('span-label').value });
+    $('span-go').onclick = () => this.setState({ span: $('span-id').value.trim(), spanLabel: $('span-label').value, sandwich: '' });
     $('span-id').addEventListener('keydown', (e) => { if (e.key === 'Enter') $('span-go').click(); });
     $('theme').onclick = () => this.toggleTheme();
+    $('signin').onsubmit = (e) => { e.preventDefault(); this.signIn($('signin-token').value.trim()); };
+    $('signout').onclick = () => this.signIn('');
+    $('signout').hidden = !api.token();
+    // exports are links; with a token they download through fetch (api.download)
+    document.addEventListener('click', (e) => {
+      const a = e.target.closest && e.target.closest('a[download]');
+      if (!a || !api.token() || e.ctrlKey || e.metaKey || e.shiftKey) return;
+      e.preventDefault();
+      api.download(a.href, a.getAttribute('download') || 'flamedb').catch((err) => this.showError(err));
+    });
     $('help-btn').onclick = () => { $('help').hidden = !$('help').hidden; };
     window.addEventListener('popstate', () => { this.state = url.read(); this.route(); });
     document.addEventListener('keydown', (e) => this.key(e));
@@ -48,8 +59,25 @@ class App {
       }
     } catch (e) {
       this.showError(e);
+      if (e.status === 401) return this.askToken(e);
     }
     await this.route();
+  }
+
+  // A node with --auth-file answered 401: ask for a token (docs/ui.md).
+  askToken(e) {
+    $('signin').hidden = false;
+    $('signin-why').textContent = api.token()
+      ? `the node refused this token: ${e.message}` : 'this node needs a token (--auth-file): paste a read token';
+    $('signin-token').focus();
+  }
+
+  async signIn(t) {
+    api.setToken(t);
+    $('signin').hidden = true;
+    $('signin-token').value = '';
+    $('signout').hidden = !t;
+    await this.start();
   }
 
   // Merges patch into the state; a changed selection reloads the view.
@@ -77,6 +105,7 @@ class App {
     } catch (e) {
       if (e.name === 'AbortError') return;
       if (seq === this.seq) this.showError(e);
+      if (e.status === 401) this.askToken(e);
     }
     if (seq === this.seq) document.body.dataset.ready = 'true';
   }
@@ -134,7 +163,7 @@ class App {
       $('help').hidden = true;
       if (typing) e.target.blur();
       v.graph?.reset();
-      if (this.state.search || this.state.fn) this.setState({ search: '', fn: '' }, false);
+      if (this.state.search || this.state.fn) this.setState({ search: '', fn: '', sandwich: '' }, false);
       return;
     }
     if (typing || e.ctrlKey || e.metaKey || e.altKey) return;

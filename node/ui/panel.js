@@ -65,7 +65,19 @@ export class Panel {
     this.search.addEventListener('input', () => app.setState({ search: this.search.value }, false));
     q('.reset').onclick = () => this.graph.reset();
     q('.back').onclick = () => this.graph.back();
-    q('.unsandwich').onclick = () => app.setState({ view: 'single' });
+    q('.unsandwich').onclick = () => app.setState(this.sandwichPatch(''));
+  }
+
+  // The single view's sandwich is its own view (view=sandwich); the span and
+  // profile panels open theirs in place (sandwich=1), over their own tree.
+  sandwichPatch(fn) {
+    if (this.name === 'single') return fn ? { view: 'sandwich', fn } : { view: 'single' };
+    return fn ? { sandwich: '1', fn } : { sandwich: '' };
+  }
+
+  sandwichOf(state) {
+    if (this.name === 'single') return state.view === 'sandwich' ? state.fn : '';
+    return state.sandwich ? state.fn : '';
   }
 
   // For CPU types the values read in cores (the average number busy over
@@ -92,7 +104,7 @@ export class Panel {
     sw.title = 'sandwich view: callers and callees of ' + r.name;
     sw.onclick = (e) => {
       e.stopPropagation();
-      this.app.setState({ view: 'sandwich', fn: r.name });
+      this.app.setState(this.sandwichPatch(r.name));
     };
     const dot = document.createElement('i');
     dot.className = 'swatch';
@@ -121,6 +133,9 @@ export class Panel {
     const { type } = parseQuery(query);
     this.unit = fmt.unitOf(type);
     this.cpu = fmt.isCPU(type);
+    // One traced request reads as its CPU time: cores averaged over the
+    // range would be a vanishing fraction of one core.
+    const rate = this.cpu && this.name !== 'spans';
     this.query = query;
     const p = { query, from: state.from, until: state.until };
     this.abort?.abort();
@@ -137,18 +152,19 @@ export class Panel {
     this.app.showPartial(api.partialText(r) || api.partialText(t));
     this.tree = fromFlamebearer(r.flamebearer);
     const secs = t.rangeSeconds || 0;
-    this.coresPer = this.cpu && secs ? (v) => v / 1e9 / secs : null;
+    this.coresPer = rate && secs ? (v) => v / 1e9 / secs : null;
     const maxNodes = state.maxNodes || 8192;
     this.graph.setTree(this.tree, { unit: this.unit, coresPer: this.coresPer, maxNodes });
     this.timeline.set([{ timeline: r.timeline }], this.unit, this.cpu);
     this.q('.timeline-box').hidden = !!id; /* one stored profile has no timeline */
     this.maxSelf = Math.max(0, ...t.functions.map((f) => f.self));
-    this.table.opts.columns = this.columns(this.cpu);
+    this.table.opts.columns = this.columns(rate);
     let note = t.functionCount > t.functions.length
       ? `the top ${t.functions.length} of ${t.functionCount} functions` : `${t.functionCount} functions`;
-    if (this.cpu && t.cores != null) note += ` · ${fmt.cores(t.cores)} on average`;
+    if (rate && t.cores != null) note += ` · ${fmt.cores(t.cores)} on average`;
     this.table.setRows(t.functions, note);
     let foot = `total ${fmt.value(r.flamebearer.numTicks, this.unit)} over ${secs} s`;
+    if (this.name === 'spans') foot = `${this.cpu ? 'CPU time' : 'total'} of the samples with this id: ${fmt.value(r.flamebearer.numTicks, this.unit)}`;
     if (this.hasOther()) foot += ` · "other" frames (hatched) fold what maxNodes=${maxNodes} cut; their totals are exact`;
     if (!r.flamebearer.numTicks) foot = 'no samples match this selection in this range: widen the range or change the selector';
     this.q('.footnote').textContent = foot;
@@ -212,7 +228,7 @@ export class Panel {
     } else {
       m.textContent = '';
     }
-    this.showSandwich(state.view === 'sandwich' ? state.fn : '');
+    this.showSandwich(this.sandwichOf(state));
   }
 
   showSandwich(fn) {

@@ -67,7 +67,7 @@ export class ProfilesView {
     a.onclick = (e) => {
       if (e.ctrlKey || e.metaKey || e.shiftKey) return;
       e.preventDefault();
-      this.app.setState({ profile: r.id, search: '', fn: '' });
+      this.app.setState({ profile: r.id, search: '', fn: '', sandwich: '' });
     };
     return a;
   }

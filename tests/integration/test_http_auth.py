@@ -96,6 +96,16 @@ def test_roles_and_tenants():
             assert n.get("/cluster/status", bearer("r")).status == 403
             assert n.get("/cluster/status", bearer("a")).status == 200
             assert n.get("/no/such/route").status == 401  # no route probing
+            # the web UI's page and files are open (they hold no data); its
+            # calls get only the Bearer challenge, so the page's own sign-in
+            # form asks for the token instead of the browser's dialog
+            assert n.get("/").status == 200
+            assert n.get("/ui/app.js").status == 200
+            assert n.get("/ui/../api/top").status in (400, 404)
+            assert n.get("/uix").status == 401
+            raw = raw_exchange(n.port, b"GET /api/top HTTP/1.1\r\nHost: x\r\nX-Flamedb-UI: 1\r\n\r\n")
+            assert status_of(raw) == 401 and b"WWW-Authenticate: Bearer" in raw, raw
+            assert b"WWW-Authenticate: Basic" not in raw, raw
         with Node(args=["--auth-file", path, "--open-metrics", "0"]) as n:
             assert n.get("/metrics").status == 401
             assert n.get("/metrics", bearer("r")).status == 200

@@ -395,6 +395,12 @@ def test_span_view():
         fr = frames_by_name(s)
         assert "gc" not in fr, sorted(fr)
         assert abs(fr["db"][0]["percent"] - 70.0) < 0.01, fr["db"]
+        # one request reads as its CPU time, not as cores averaged over the range
+        assert [h.rstrip(" ▲▼") for h in s["table_head"][1:]] == ["Self", "Total"], s["table_head"]
+        db = [r for r in s["table"] if r["name"] == "db"][0]
+        assert db["cells"][1].startswith("700 ns"), db
+        foot = b.js("return document.querySelector('#span-panel .footnote').textContent")
+        assert foot == "CPU time of the samples with this id: 1 µs", foot
         # pasting another id into the form shows that span
         b.js("document.getElementById('span-id').value = ''")
         b.type("#span-id", "00000000000000aa")
@@ -433,6 +439,15 @@ def test_tags_and_profiles():
         shot(b, "profile")
         names = {r["name"] for r in s["opened"]["table"]}
         assert "db" in names and "main" in names, (s["error"], s["opened"]["table_head"])
+        # the sandwich of a function opens over this profile, in place
+        b.click('#view-profiles .profile-panel tr[data-name="serve"] button.icon')
+        s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && s.opened && "
+                      "s.opened.sandwich && s", what="the opened profile's sandwich")
+        assert s["view"] == "profiles" and s["state"]["profile"] == pid, s["state"]
+        assert [f["name"] for f in s["opened"]["sandwich"]["callers"]] == ["serve", "main"], s["opened"]
+        callees = {f["name"] for f in s["opened"]["sandwich"]["callees"]}
+        assert {"serve", "db", "json"} <= callees, callees
+        shot(b, "profile-sandwich")
 
 
 def test_errors_theme_and_defaults():
@@ -458,6 +473,52 @@ def test_errors_theme_and_defaults():
         # the 400s of the bad query above are expected; script errors are not
         errs = [e for e in b.console_errors() if e.get("source") != "network"]
         assert not errs, errs
+
+
+def test_sign_in():
+    """A node with --auth-file: the page loads, asks for a token in its own
+    form (no browser dialog), and shows the tenant's data once signed in."""
+    import hashlib
+    import tempfile
+    tok = "ui-reader-token-1"
+    fd, path = tempfile.mkstemp(prefix="flamedb-auth-")
+    with os.fdopen(fd, "w") as f:
+        f.write("acme read %s\nacme write %s\n" % (hashlib.sha256(tok.encode()).hexdigest(),
+                                                    hashlib.sha256(b"ui-writer-token-1").hexdigest()))
+    svc = unique("uiauth")
+    try:
+        with need_browser() as b, Node(name="uiauth", args=["--auth-file", path]) as n:
+            r = n.request("POST", "/ingest?" + urllib.parse.urlencode(
+                {"name": svc + ".cpu", "from": NOW - 60}), folded({"main;work": 7}),
+                {"Authorization": "Bearer ui-writer-token-1"})
+            assert r.status == 200, r
+            url = "http://127.0.0.1:%d/?%s" % (n.port, urllib.parse.urlencode(
+                {"query": sel(svc), "from": "now-1h"}))
+            b.get(url)
+            b.wait_js("return !document.getElementById('signin').hidden", what="the sign-in form")
+            shot(b, "sign-in")
+            b.type("#signin-token", "wrong-token")
+            b.click("#signin button[type=submit]")
+            b.wait_js("return !document.getElementById('signin').hidden && "
+                      "document.getElementById('signin-why').textContent.includes('refused')", what="refused")
+            b.js("document.getElementById('signin-token').value = ''")
+            b.type("#signin-token", tok)
+            b.click("#signin button[type=submit]")
+            s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && s.numTicks && s",
+                          what="signed in")
+            assert s["numTicks"] == 7 * NS and s["error"] is None, s
+            assert b.js("return document.getElementById('signin').hidden")
+            assert not b.js("return document.getElementById('signout').hidden")
+            # an export link downloads through fetch, with the token (the
+            # blob it would save is caught here)
+            got = b.js_async("const done = arguments[arguments.length - 1];"
+                             "const orig = URL.createObjectURL;"
+                             "URL.createObjectURL = (blob) => { URL.createObjectURL = orig;"
+                             "  blob.text().then(done); return 'about:blank'; };"
+                             "document.querySelector('#view-single a[data-format=folded]').click();")
+            assert got.strip() == "main;work %d" % (7 * NS), got
+    finally:
+        os.unlink(path)
 
 
 def test_partial_warning():

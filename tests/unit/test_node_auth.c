@@ -117,6 +117,10 @@ static void test_need(void)
     CHECK_EQ_INT(node_auth_need("/cluster/status", 1), NODE_AUTH_ADMIN);
     CHECK_EQ_INT(node_auth_need("/pyroscope/render", 1), NODE_AUTH_READ);
     CHECK_EQ_INT(node_auth_need("/nope", 1), NODE_AUTH_READ);
+    CHECK_EQ_INT(node_auth_need("/", 0), NODE_AUTH_OPEN); /* the web UI's page and files */
+    CHECK_EQ_INT(node_auth_need("/ui/app.js", 0), NODE_AUTH_OPEN);
+    CHECK_EQ_INT(node_auth_need("/uix", 0), NODE_AUTH_READ);
+    CHECK_EQ_INT(node_auth_need("/ui", 0), NODE_AUTH_READ);
 }
 
 int main(void)

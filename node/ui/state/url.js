@@ -16,6 +16,7 @@ export const DEFAULTS = {
   span: '', // span view: the id
   spanLabel: 'span_id', // span_id | trace_id
   profile: '', // profiles view: the id of the stored profile opened
+  sandwich: '', // '1': the span or profile panel shows fn's sandwich in place
 };
 
 export function read(loc = window.location) {
