@@ -7,7 +7,9 @@
  * short (a crash of the receiver, also between the fetch of a window's
  * profiles and its residual) and resumed from the start is exact; an
  * untreed profile recorded by the stream is not counted again by a later
- * write of it; span trees are put in place. */
+ * write of it; span trees are put in place; the per-resolution sums the
+ * stream check compares agree after a stream, and differ when the receiver
+ * held other data of the window. */
 #include "test_storage_fixture.h"
 
 #define T0 1700000000LL
@@ -154,6 +156,14 @@ static void test_exact_and_idempotent(fixture_t *a, const labels_t *l)
     CHECK(x.stored > 0);
     check_equal(a, &b, l, 1);
     CHECK_EQ_INT(fx_totals(b.s, "st", l, 4, FROM, UNTIL, NULL), pushed_total());
+    int64_t sa[STORAGE_RESOLUTION_COUNT], sb[STORAGE_RESOLUTION_COUNT];
+    CHECK_EQ_INT(storage_stream_sums(a->s, 0, UINT64_MAX, UNTIL, sa), 0);
+    CHECK_EQ_INT(storage_stream_sums(b.s, 0, UINT64_MAX, UNTIL, sb), 0);
+    for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++) /* what the stream check compares */
+        CHECK_EQ_INT(sb[r], sa[r]);
+    CHECK_EQ_INT(sa[0], pushed_total());
+    CHECK_EQ_INT(storage_stream_sums(a->s, 0, UINT64_MAX, T0 - 7000, sa), 0);
+    CHECK_EQ_INT(sa[0], calltree_root_total(TREES[1])); /* only windows ending by then */
     rx_t again = stream(a, &b, l, 0, 0);
     CHECK_EQ_INT(again.stored, 0);
     CHECK(fx_reopen(&b) == 0);
@@ -194,6 +204,18 @@ static void test_untreed_known(fixture_t *a, const labels_t *l)
     write_id(&d, l, 4, NULL);
     stream(a, &d, l, 0, 0);
     check_equal(a, &d, l, 0);
+    /* a receiver that held data of the old window already (a range it had
+     * before: not a profile the source names) adds it to the source's: the
+     * stream check's sums differ */
+    fixture_t e;
+    if (open_store(&e) != 0) return;
+    CHECK_EQ_INT(fx_write(e.s, "st", l, TREES[1], ST, 99, TIMES[1] * NS, NULL), 0);
+    stream(a, &e, l, 0, 0);
+    int64_t sa[STORAGE_RESOLUTION_COUNT], se[STORAGE_RESOLUTION_COUNT];
+    CHECK_EQ_INT(storage_stream_sums(a->s, 0, UINT64_MAX, UNTIL, sa), 0);
+    CHECK_EQ_INT(storage_stream_sums(e.s, 0, UINT64_MAX, UNTIL, se), 0);
+    CHECK_EQ_INT(se[0] - sa[0], calltree_root_total(TREES[1]));
+    fx_done(&e);
     fx_done(&d);
 }
 
