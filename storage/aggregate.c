@@ -58,13 +58,14 @@ void storage_window_merge(storage_t *s, rocksdb_writebatch_t *wb, const char *te
     uint8_t tv[8];
     storage_i64_put(tv, total);
     uint64_t ids[2] = {series_id, 0};
-    int n = 1 + storage_aggregate_of(labels, &ids[1]);
+    int n = 1 + (labels != NULL && storage_aggregate_of(labels, &ids[1]));
     for (int i = 0; i < n; i++) {
         skey_t k;
         storage_key_window(&k, token, tenant, ids[i], res, window);
         if (storage_filter_expired(s, CF_BLOCKS, k.b, k.n, NULL, 0)) return;
-        rocksdb_writebatch_merge_cf(wb, s->cf[CF_BLOCKS], (const char *)k.b, k.n,
-                                    (const char *)block, block_len);
+        if (block_len > 0) /* 0: a streamed window whose residual is only a total */
+            rocksdb_writebatch_merge_cf(wb, s->cf[CF_BLOCKS], (const char *)k.b, k.n,
+                                        (const char *)block, block_len);
         rocksdb_writebatch_merge_cf(wb, s->cf[CF_TOTALS], (const char *)k.b, k.n, (const char *)tv,
                                     sizeof tv);
     }

@@ -78,6 +78,7 @@ int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key,
     switch (cf) {
     case CF_BLOCKS:
     case CF_TOTALS:
+    case CF_STREAMED: /* a marker goes with its window */
         return window_expired(s, key, klen);
     case CF_PROFILES:
         return seen_expired(s, val, vlen);
@@ -120,7 +121,7 @@ static void no_destructor(void *state) {}
 rocksdb_compactionfilter_t *storage_filter_new(storage_t *s, enum storage_cf cf)
 {
     if (cf != CF_BLOCKS && cf != CF_TOTALS && cf != CF_PROFILES && cf != CF_SPANS &&
-        cf != CF_PTREES)
+        cf != CF_PTREES && cf != CF_STREAMED)
         return NULL;
     s->filter_state[cf].s = s;
     s->filter_state[cf].cf = cf;

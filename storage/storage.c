@@ -44,6 +44,7 @@ static const struct cf_spec {
     [CF_HINTS] = {"hints", rocksdb_lz4_compression, 0, MERGE_NONE, 0},
     [CF_NODES] = {"nodes", rocksdb_zstd_compression, 0, MERGE_NONE, 1},
     [CF_PTREES] = {"profile_trees", rocksdb_zstd_compression, 1, MERGE_NONE, 1},
+    [CF_STREAMED] = {"streamed", rocksdb_lz4_compression, 1, MERGE_NONE, 0},
 };
 
 #define MIB ((size_t)1 << 20)

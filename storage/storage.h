@@ -18,7 +18,9 @@
  *   hints     target_node_id|seq                -> HintRecord (below)
  *   nodes     token|tenant|chunk                -> stack-node table: (parent, symbol) per id
  *   profile_trees token|tenant|series_id|profile_id -> time, one profile's self values over node
- * ids Keys that start with the placement token make one token range one contiguous key range
+ * ids
+ *   streamed  token|tenant|series_id|res|window -> when a window received whole was stored
+ * Keys that start with the placement token make one token range one contiguous key range
  * (streaming and dropping a range are range operations).
  *
  * Time: blocks cover aligned windows at several resolutions
@@ -381,5 +383,83 @@ int storage_repair_mark_put(storage_t *s, int kind, const char *node, uint64_t m
  * non-zero to stop (returned). */
 typedef int (*storage_mark_fn)(void *ctx, int kind, const char *node, uint64_t ms);
 int storage_repair_marks(storage_t *s, storage_mark_fn fn, void *ctx);
+
+/* ---- Streaming whole windows to a new owner (stream.c; docs/cluster.md,
+ * "Streaming whole windows"). Node ids are local to a store, so a window
+ * travels as a call tree. */
+
+/* One profile a streamed window names. */
+typedef struct storage_stream_profile {
+    uint8_t profile_id[16];
+    int64_t time_ns;
+    int64_t total; /* its root total in this series */
+} storage_stream_profile_t;
+
+/* One window (a `blocks` + `totals` key) as its residual: the stored block
+ * minus the kept trees (`profile_trees`) of the profiles in `kept`, so the
+ * residual plus those profiles is exactly the stored window. `untreed`
+ * profiles (tree not kept) are counted in the residual. All borrowed. */
+typedef struct storage_stream_window {
+    const char *tenant;
+    uint64_t token, series_id;
+    int res;
+    int64_t window_s;
+    const uint8_t *key; /* the `blocks` key (paging) */
+    size_t key_len;
+    const calltree_t *residual;
+    int64_t total;
+    const storage_stream_profile_t *kept, *untreed;
+    size_t nkept, nuntreed;
+} storage_stream_window_t;
+
+/* Calls fn, in key order, for every window alive (not past retention) of
+ * `blocks` whose token is in [lo, hi] and whose series is listed (service
+ * aggregates are not: the receiver's follow from the series it stores),
+ * starting after the key `after`
+ * (after_len 0: at lo). fn returns 0 to go on, non-zero to stop
+ * (returned). */
+typedef int (*storage_stream_fn)(void *ctx, const storage_stream_window_t *w);
+int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
+                        size_t after_len, storage_stream_fn fn, void *ctx);
+
+/* Stores a received window once: unless its marker (the `streamed` column
+ * family) exists, in ONE WriteBatch: the residual added to its block and
+ * total, the series' labels and postings, the symbols (every one the
+ * residual references must be in symbols), each untreed profile recorded as
+ * seen without being counted (one already seen here: its total is taken off
+ * the residual total), and the marker. *stored is 1 when written, 0 when the
+ * marker was there. Call only once every kept profile is stored here (a
+ * window stored before that would lack them). Borrowed arguments. */
+int storage_stream_store(storage_t *s, const storage_stream_window_t *w, const labels_t *labels,
+                         const symtab_t *symbols, int *stored, errmsg_t *em);
+/* 1 when the window's marker exists, 0 when not, or a negative error. */
+int storage_stream_marked(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                          int res, int64_t window_s);
+/* 1 when this store holds the profile_trees entry of e (kept or not, not
+ * past profile retention): it stored that profile, even if its seen entry
+ * expired since. 0 when not, or a negative error. */
+int storage_ptree_has(storage_t *s, const storage_seen_entry_t *e);
+
+/* Span/trace trees (`spans`) whose token is in [lo, hi], in key order after
+ * the key `after` (after_len 0: from the start; the CF is tenant-first, so
+ * this reads all of it), skipping those past span retention: fn gets each
+ * key, its tenant, and the value (a calltree encoding), borrowed. */
+typedef int (*storage_span_stream_fn)(void *ctx, const uint8_t *key, size_t klen,
+                                      const char *tenant, const uint8_t *v, size_t vn);
+int storage_stream_spans(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
+                         size_t after_len, storage_span_stream_fn fn, void *ctx);
+/* Puts a received span tree under key (checked: a `spans` key of tenant)
+ * in place of what is there, with the symbols it references: a put, so a
+ * resumed stream puts the same value again. Borrowed arguments. */
+int storage_stream_span_put(storage_t *s, const char *tenant, const uint8_t *key, size_t klen,
+                            const calltree_t *tree, const symtab_t *symbols, errmsg_t *em);
+
+/* Sums, per resolution, the `totals` of the series' windows alive whose
+ * token is in [lo, hi] and that end at or before until_s (wrapping, as the
+ * merge operator adds): what a receiver of a streamed range and its source
+ * must agree on. Service aggregates are left out, as from the stream: the
+ * receiver's follow from the series it stores (storage_window_merge). */
+int storage_stream_sums(storage_t *s, uint64_t lo, uint64_t hi, int64_t until_s,
+                        int64_t sums[STORAGE_RESOLUTION_COUNT]);
 
 #endif

@@ -38,9 +38,10 @@ enum storage_cf {
     CF_SPANS,
     CF_PROFILES,
     CF_META,
-    CF_HINTS,  /* hinted handoff (hints.c) */
-    CF_NODES,  /* stack-node tables (nodetab.c) */
-    CF_PTREES, /* one profile's own samples per series (write.c, ptrees.c) */
+    CF_HINTS,    /* hinted handoff (hints.c) */
+    CF_NODES,    /* stack-node tables (nodetab.c) */
+    CF_PTREES,   /* one profile's own samples per series (write.c, ptrees.c) */
+    CF_STREAMED, /* windows received whole from another node (stream.c) */
     CF_COUNT
 };
 
@@ -215,7 +216,7 @@ void storage_set_clock(storage_t *s, const clock_source_t *c);
  * name or no profile type (such a series has no aggregate). */
 int storage_aggregate_of(const labels_t *l, uint64_t *id);
 /* THE way to add to a window: puts into wb the merge operands adding block
- * (a sparse block encoding, borrowed) and total to the series' window (res
+ * (a sparse block encoding, borrowed; block_len 0: none) and total to the series' window (res
  * index, window start) and to its service aggregate's same window, unless
  * that window is already past retention. Every path that adds data to
  * blocks/totals must use it (write.c; an import of moved blocks too), so
@@ -293,6 +294,9 @@ int64_t storage_i64_get(const uint8_t *p);
  * of the profile unless PTREE_FLAG_NO_TREE says it was too large to keep. */
 #define PTREE_VERSION 1
 #define PTREE_FLAG_NO_TREE 1
+/* Recorded by a streamed window (stream_store.c): the profile is counted in
+ * that window's residual, not on its own here. */
+#define PTREE_FLAG_STREAMED 2
 #define PTREE_HEADER_LEN 10
 
 /* Symbol value: uvarint name_len, name, uvarint file_len, file. */

@@ -313,9 +313,54 @@ static int check_repair(const Flamedb__Cluster__RepairRequest *q, const cluster_
         if (q->n_entries == 0)
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: fetch of no entries");
         return check_seen_entries(q->entries, q->n_entries, em);
+    case RK(STREAM):
+    case RK(SPANS):
+    case RK(STREAM_CHECK):
+        if (q->lo > q->hi || q->after_key.len > CLUSTER_STREAM_MAX_KEY)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: bad stream interval or key");
+        return 0;
     default:
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: unknown kind %d", (int)q->kind);
     }
+}
+
+static int check_profiles(Flamedb__Cluster__SeenEntry **v, size_t n, errmsg_t *em)
+{
+    if (n > CLUSTER_STREAM_MAX_PROFILES)
+        return errmsg_set(em, ERR_TOO_LARGE, "stream: %zu profiles in a window", n);
+    for (size_t i = 0; i < n; i++) {
+        int rc = check_seen_entry(v[i], i, em);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+static int check_windows(const Flamedb__Cluster__RepairAnswer *a, const cluster_wire_limits_t *l,
+                         errmsg_t *em)
+{
+    if (a->n_windows > CLUSTER_REPAIR_MAX_ENTRIES)
+        return errmsg_set(em, ERR_TOO_LARGE, "stream: %zu windows", a->n_windows);
+    for (size_t i = 0; i < a->n_windows; i++) {
+        const Flamedb__Cluster__StreamWindow *w = a->windows[i];
+        int rc = w ? check_tenant(w->tenant, em) : ERR_INVALID_ARGUMENT;
+        if (rc < 0) return errmsg_set(em, ERR_INVALID_ARGUMENT, "stream: window %zu", i);
+        if (w->res >= 5 || w->key.len == 0 || w->key.len > CLUSTER_STREAM_MAX_KEY ||
+            w->n_untreed_totals != w->n_untreed)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "stream: window %zu malformed", i);
+        if ((rc = check_profiles(w->kept, w->n_kept, em)) < 0 ||
+            (rc = check_profiles(w->untreed, w->n_untreed, em)) < 0)
+            return rc;
+    }
+    if (a->n_sums > 5) return errmsg_set(em, ERR_INVALID_ARGUMENT, "stream: %zu sums", a->n_sums);
+    if (a->n_spans > CLUSTER_REPAIR_MAX_ENTRIES)
+        return errmsg_set(em, ERR_TOO_LARGE, "stream: %zu span trees", a->n_spans);
+    for (size_t i = 0; i < a->n_spans; i++) {
+        const Flamedb__Cluster__StreamSpan *p = a->spans[i];
+        int rc = p ? check_tenant(p->tenant, em) : ERR_INVALID_ARGUMENT;
+        if (rc < 0 || p->key.len == 0 || p->key.len > CLUSTER_STREAM_MAX_KEY)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "stream: span tree %zu malformed", i);
+    }
+    return check_symbols(a->symbols, a->n_symbols, l, em);
 }
 
 static int check_repair_answer(const Flamedb__Cluster__RepairAnswer *a,
@@ -331,7 +376,7 @@ static int check_repair_answer(const Flamedb__Cluster__RepairAnswer *a,
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair answer: bad fetch counts");
     for (size_t i = 0; i < a->n_writes; i++)
         if ((rc = check_write(a->writes[i], l, em)) < 0) return rc;
-    return 0;
+    return check_windows(a, l, em);
 }
 
 static const ProtobufCMessageDescriptor *descriptor_of(int type)

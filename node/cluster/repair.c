@@ -459,6 +459,7 @@ int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_c
     r->o.stream_bytes_per_s = cfg->stream_max_mb_per_s * 1000000ull;
     r->joining = c->joining;
     r->join_settled_ms = cluster_move_settled_ms(c);
+    r->settle_ms = cluster_move_settled_ms(c) - c->move_start_ms;
     r->limits = *cluster_wire_limits(c);
     r->workq = in->workq;
     if (r->workq == NULL && workq_new(loop, 4, NULL, in->clock, &r->own_workq) != 0)
@@ -529,6 +530,7 @@ void repair_free(repair_t *r)
     if (r == NULL) return;
     if (r->thread_started) uv_thread_join(&r->thread);
     buf_free(&r->result);
+    free(r->streams.v);
     workq_free(r->own_workq);
     if (r->has_lock) {
         uv_mutex_destroy(&r->mu);

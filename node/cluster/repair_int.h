@@ -136,7 +136,9 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
     X(bytes, "flamedb_repair_bytes_streamed_total", "Bytes of the profiles fetched by repair.")    \
     X(unavailable, "flamedb_repair_unavailable_total",                                             \
       "Missing profiles no peer could send (their tree is not kept).")                             \
-    X(served, "flamedb_repair_requests_served_total", "Repair requests of peers answered.")
+    X(served, "flamedb_repair_requests_served_total", "Repair requests of peers answered.")        \
+    X(windows, "flamedb_repair_windows_streamed_total",                                            \
+      "Windows of gained ranges received whole (as residuals) and stored.")
 
 typedef struct repair_counters {
 #define REPAIR_FIELD(name, metric, help) uint64_t name;
@@ -168,6 +170,7 @@ typedef struct repair_waiter {
 /* What one pass did, summed over its peers. */
 typedef struct repair_stats {
     uint64_t peers, ranges, buckets, differing, listed, missing, written, bytes, unavailable;
+    uint64_t windows;        /* windows streamed in whole (repair_stream.c) */
     uint64_t t0_ms;          /* wall clock at the pass's start (the stream throttle's origin) */
     buf_t unreached, failed; /* JSON array members */
 } repair_stats_t;
@@ -177,6 +180,54 @@ typedef struct repair_stats {
  * (tenant-max-series) counts in st->unavailable and the others go on. */
 int repair_store_fetched(repair_t *r, const Flamedb__Cluster__RepairAnswer *a, repair_stats_t *st,
                          errmsg_t *em);
+
+/* Profiles a pass wants from a peer. */
+typedef struct repair_want {
+    char tenant[RING_TENANT_MAX + 1];
+    uint64_t token, series_id;
+    uint8_t profile_id[16];
+    int64_t time_ns;
+} repair_want_t;
+
+typedef struct repair_wants {
+    repair_want_t *v;
+    size_t n, cap;
+} repair_wants_t;
+
+int repair_want_add(repair_wants_t *w, const Flamedb__Cluster__SeenEntry *e);
+/* Fetches w's profiles from the peer and stores them (repair thread). */
+int repair_fetch(repair_t *r, const char *peer, const repair_wants_t *w, repair_stats_t *st,
+                 errmsg_t *em);
+/* Holds the pass to --stream-max-mb-per-s (sleeps as needed). */
+void repair_throttle(repair_t *r, const repair_stats_t *st);
+
+/* Streaming whole windows of one gained token interval (repair_stream.c):
+ * where the interval's stream stands, kept by the thread across passes. */
+#define REPAIR_STREAM_KEY_MAX 256 /* CLUSTER_STREAM_MAX_KEY */
+typedef struct repair_stream_state {
+    uint64_t lo, hi;
+    int done;   /* every window was stored (or was already) */
+    int failed; /* a window was left out in the current walk: walk again */
+    size_t after_len;
+    uint8_t after[REPAIR_STREAM_KEY_MAX];
+    int spans_done; /* the span trees too (after the windows) */
+    int checked;    /* then the totals of windows before the check's horizon agreed */
+    size_t spans_after_len;
+    uint8_t spans_after[REPAIR_STREAM_KEY_MAX];
+} repair_stream_state_t;
+
+/* Repair thread: streams [lo, hi] from peer, from where ss stands, until
+ * the end or an error; ss->done once every window was stored. */
+int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t *ss,
+                           repair_stats_t *st, errmsg_t *em);
+/* Pool: the answer to a SPANS request, span trees after q->after_key. */
+int repair_serve_spans(storage_t *s, const repair_options_t *o,
+                       const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
+                       Flamedb__Cluster__RepairAnswer *a);
+/* Pool: the answer to a STREAM request, windows after q->after_key. */
+int repair_serve_stream(storage_t *s, const repair_options_t *o,
+                        const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
+                        Flamedb__Cluster__RepairAnswer *a);
 
 struct repair {
     uv_loop_t *loop;
@@ -208,6 +259,14 @@ struct repair {
     int leave_verify;         /* the loop asks the thread to verify the takers (leaving) */
     int leave_result;         /* the thread's answer: 1 verified, -1 not yet (the loop takes it) */
     uint64_t join_settled_ms; /* a pass verifying the join starts after this (wall ms) */
+    uint64_t settle_ms;       /* a move's settle margin (cluster_move_settled_ms - its start) */
+    /* thread only: streams of gained intervals, and since when this node gains */
+    struct {
+        repair_stream_state_t *v;
+        size_t n, cap;
+    } streams;
+    uint64_t gains_since_ms;
+    int64_t stream_check_s; /* the stream check compares windows ending before this (unix s) */
     /* thread only: what the last pass saw */
     struct {
         int complete, holds, joining, gains;

@@ -15,23 +15,11 @@
 
 #define RK(x) FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_##x
 
-typedef struct want {
-    char tenant[RING_TENANT_MAX + 1];
-    uint64_t token, series_id;
-    uint8_t profile_id[16];
-    int64_t time_ns;
-} want_t;
-
-typedef struct wants {
-    want_t *v;
-    size_t n, cap;
-} wants_t;
-
-static int want_add(wants_t *w, const Flamedb__Cluster__SeenEntry *e)
+int repair_want_add(repair_wants_t *w, const Flamedb__Cluster__SeenEntry *e)
 {
     int rc = GROW(w->v, w->cap, w->n + 1, GROW_UNLIMITED);
     if (rc != ERR_OK) return rc;
-    want_t *x = &w->v[w->n++];
+    repair_want_t *x = &w->v[w->n++];
     snprintf(x->tenant, sizeof x->tenant, "%s", e->tenant);
     x->token = e->token;
     x->series_id = e->series_id;
@@ -40,13 +28,11 @@ static int want_add(wants_t *w, const Flamedb__Cluster__SeenEntry *e)
     return 0;
 }
 
-static int fetch(repair_t *r, const char *peer, const wants_t *w, repair_stats_t *st, errmsg_t *em);
-
 /* The entries the peer lists for [lo, hi] and the span that this node
  * lacks, appended to w; fetched (and w emptied) whenever REPAIR_WANT_MAX
  * gathered, so a replica missing much holds a bounded list. */
 static int list_missing(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t from_s,
-                        int64_t until_s, wants_t *w, repair_stats_t *st, errmsg_t *em)
+                        int64_t until_s, repair_wants_t *w, repair_stats_t *st, errmsg_t *em)
 {
     Flamedb__Cluster__SeenEntry after;
     char tenant[RING_TENANT_MAX + 1] = "";
@@ -70,11 +56,11 @@ static int list_missing(repair_t *r, const char *peer, uint64_t lo, uint64_t hi,
             st->listed++;
             if (has < 0)
                 rc = errmsg_set(em, has, "seen index lookup failed");
-            else if (has == 0 && (rc = want_add(w, e)) == 0)
+            else if (has == 0 && (rc = repair_want_add(w, e)) == 0)
                 st->missing++;
         }
         if (rc == 0 && w->n >= REPAIR_WANT_MAX) { /* bounded: fetch what is gathered */
-            rc = fetch(r, peer, w, st, em);
+            rc = repair_fetch(r, peer, w, st, em);
             w->n = 0;
         }
         more = a->more && a->n_entries > 0;
@@ -137,7 +123,7 @@ static int store_counted(repair_t *r, const Flamedb__Cluster__RepairAnswer *a, r
 
 /* Holds the pass to --stream-max-mb-per-s: sleeps until the bytes fetched
  * so far fit the rate since the pass began. */
-static void throttle(repair_t *r, const repair_stats_t *st)
+void repair_throttle(repair_t *r, const repair_stats_t *st)
 {
     uint64_t rate = r->o.stream_bytes_per_s;
     if (rate == 0) return;
@@ -147,7 +133,8 @@ static void throttle(repair_t *r, const repair_stats_t *st)
 }
 
 /* Fetches w's profiles from the peer, REPAIR_FETCH_BATCH at a time. */
-static int fetch(repair_t *r, const char *peer, const wants_t *w, repair_stats_t *st, errmsg_t *em)
+int repair_fetch(repair_t *r, const char *peer, const repair_wants_t *w, repair_stats_t *st,
+                 errmsg_t *em)
 {
     Flamedb__Cluster__SeenEntry ev[REPAIR_FETCH_BATCH], *ep[REPAIR_FETCH_BATCH];
     size_t at = 0;
@@ -155,7 +142,7 @@ static int fetch(repair_t *r, const char *peer, const wants_t *w, repair_stats_t
     while (rc == 0 && at < w->n && !r->closing) {
         size_t n = w->n - at < REPAIR_FETCH_BATCH ? w->n - at : REPAIR_FETCH_BATCH;
         for (size_t i = 0; i < n; i++) {
-            const want_t *x = &w->v[at + i];
+            const repair_want_t *x = &w->v[at + i];
             flamedb__cluster__seen_entry__init(&ev[i]);
             ev[i].tenant = (char *)x->tenant;
             ev[i].token = x->token;
@@ -177,7 +164,7 @@ static int fetch(repair_t *r, const char *peer, const wants_t *w, repair_stats_t
             rc = store_counted(r, a, st, em);
         if (rc == 0) at += a->handled;
         cluster_msg_free(&ans);
-        throttle(r, st);
+        repair_throttle(r, st);
     }
     return rc;
 }
@@ -231,7 +218,7 @@ static int repair_peer(repair_t *r, const char *peer, const ring_ranges_t *range
     repair_span(&r->o, (int64_t)(repair_now_ms(r) / 1000), &from_s, &until_s);
     if (from_s >= until_s) return 0;
     repair_digest_t mine = {0}, theirs = {0}, diff = {0};
-    wants_t w = {0};
+    repair_wants_t w = {0};
     int rc = repair_digest_build(r->storage, ranges->v, ranges->n, from_s, until_s, REPAIR_BUCKET_S,
                                  &mine);
     if (rc != 0) errmsg_set(em, rc, "local digest: %s", err_message(rc));
@@ -248,7 +235,7 @@ static int repair_peer(repair_t *r, const char *peer, const ring_ranges_t *range
         for (int k = 0; rc == 0 && k < nint; k++)
             rc = list_missing(r, peer, lo[k], hi[k], b->start_s, until, &w, st, em);
     }
-    if (rc == 0) rc = fetch(r, peer, &w, st, em);
+    if (rc == 0) rc = repair_fetch(r, peer, &w, st, em);
     free(w.v);
     repair_digest_free(&mine);
     repair_digest_free(&theirs);
@@ -341,14 +328,15 @@ static void pass_json(repair_t *r, const repair_stats_t *st, int complete, uint6
                "{\"node\":\"%s\",\"peers\":%llu,\"ranges\":%llu,\"buckets_compared\":%llu,"
                "\"buckets_differing\":%llu,\"entries_listed\":%llu,\"missing\":%llu,"
                "\"series_streamed\":%llu,\"bytes_streamed\":%llu,\"unavailable\":%llu,"
+               "\"windows_streamed\":%llu,"
                "\"unreached\":[%.*s],\"failed\":[%.*s],\"complete\":%s,\"duration_ms\":%llu}",
                cluster_self_id(r->c), (unsigned long long)st->peers, (unsigned long long)st->ranges,
                (unsigned long long)st->buckets, (unsigned long long)st->differing,
                (unsigned long long)st->listed, (unsigned long long)st->missing,
                (unsigned long long)st->written, (unsigned long long)st->bytes,
-               (unsigned long long)st->unavailable, (int)st->unreached.len,
-               (const char *)st->unreached.data, (int)st->failed.len, (const char *)st->failed.data,
-               complete ? "true" : "false", (unsigned long long)ms);
+               (unsigned long long)st->unavailable, (unsigned long long)st->windows,
+               (int)st->unreached.len, (const char *)st->unreached.data, (int)st->failed.len,
+               (const char *)st->failed.data, complete ? "true" : "false", (unsigned long long)ms);
 }
 
 /* Tells every other reachable node that a complete pass started at t0:
@@ -390,6 +378,81 @@ static int covered(const cluster_view_t *v, const uint8_t *bad)
     return ok;
 }
 
+static int in_pending(const cluster_view_t *v)
+{
+    return v->pending != NULL && ring_node_find(v->pending, v->self_id) >= 0;
+}
+
+/* The stream state of [lo, hi], added when new (repair thread). */
+static repair_stream_state_t *stream_state(repair_t *r, uint64_t lo, uint64_t hi)
+{
+    for (size_t i = 0; i < r->streams.n; i++)
+        if (r->streams.v[i].lo == lo && r->streams.v[i].hi == hi) return &r->streams.v[i];
+    if (GROW(r->streams.v, r->streams.cap, r->streams.n + 1, GROW_UNLIMITED) != 0) return NULL;
+    repair_stream_state_t *ss = &r->streams.v[r->streams.n++];
+    memset(ss, 0, sizeof *ss);
+    ss->lo = lo;
+    ss->hi = hi;
+    return ss;
+}
+
+/* A range this node gains (it replicates it in the pending ring, not in
+ * the current one) streamed in whole from one reachable current replica;
+ * 0 when not everything was. */
+static int stream_range(repair_t *r, const cluster_view_t *v, const fine_t *f, repair_stats_t *st)
+{
+    const char *src = NULL;
+    for (uint32_t k = 0; src == NULL && k < f->ncur; k++)
+        if (v->reachable[f->cur[k]]) src = ring_node_name(v->ring, f->cur[k]);
+    if (src == NULL) return 0;
+    uint64_t lo[2], hi[2];
+    int nint = ring_range_intervals(f->range, lo, hi), ok = 1;
+    for (int k = 0; k < nint && !r->closing; k++) {
+        repair_stream_state_t *ss = stream_state(r, lo[k], hi[k]);
+        if (ss == NULL) return 0;
+        if (ss->done && ss->spans_done && ss->checked) continue;
+        errmsg_t em = {{0}};
+        int rc = repair_stream_interval(r, src, ss, st, &em);
+        if (rc != 0) log_warn("repair", "stream from %s: %s", src, errmsg_text(&em, rc));
+        ok &= rc == 0 && ss->done && ss->spans_done && ss->checked;
+    }
+    return ok && !r->closing;
+}
+
+/* Streams the windows of every range this node gains, once the move
+ * settled (every write accepted before it is on the sources): 1 when each
+ * was streamed completely (in this pass or an earlier one), or when it
+ * gains nothing. */
+static int stream_gained(repair_t *r, const cluster_view_t *v, uint64_t t0, repair_stats_t *st)
+{
+    if (v->ring == NULL || !in_pending(v) || !repair_view_gains(v)) {
+        r->gains_since_ms = 0; /* no move: the next one streams afresh */
+        r->streams.n = 0;
+        return 1;
+    }
+    if (r->gains_since_ms == 0) r->gains_since_ms = t0;
+    uv_mutex_lock(&r->mu);
+    uint64_t settled = r->joining ? r->join_settled_ms : r->gains_since_ms + r->settle_ms;
+    uv_mutex_unlock(&r->mu);
+    if (t0 < settled) return 0;
+    /* live writes land in recent windows of both sides at different times */
+    r->stream_check_s = (int64_t)(settled / 1000) - REPAIR_MARGIN_S;
+    uint64_t *e = NULL;
+    uint32_t n = 0;
+    if (fine_ends(v, &e, &n) != 0) return 0;
+    int ok = 1;
+    for (uint32_t i = 0; i < n && !r->closing; i++) {
+        fine_t f;
+        fine_at(v, e, n, i, &f);
+        int held = 0;
+        for (uint32_t k = 0; k < f.ncur; k++)
+            held |= (int)f.cur[k] == v->self;
+        if (f.mine && !held) ok &= stream_range(r, v, &f, st);
+    }
+    free(e);
+    return ok && !r->closing;
+}
+
 /* Compares with every peer; bad[p] set for those not compared. */
 static void compare_all(repair_t *r, const cluster_view_t *v, const ring_ranges_t *per,
                         uint8_t *bad, repair_stats_t *st)
@@ -414,11 +477,6 @@ static void compare_all(repair_t *r, const cluster_view_t *v, const ring_ranges_
             }
         }
     }
-}
-
-static int in_pending(const cluster_view_t *v)
-{
-    return v->pending != NULL && ring_node_find(v->pending, v->self_id) >= 0;
 }
 
 int repair_view_gains(const cluster_view_t *v)
@@ -458,7 +516,9 @@ int repair_pass_run(repair_t *r, buf_t *out)
     int holds = v->ring != NULL && (v->self >= 0 || in_pending(v));
     if (rc == 0 && holds) rc = peer_ranges(v, per, &st.ranges);
     if (rc == 0 && holds) compare_all(r, v, per, bad, &st);
-    int complete = rc == 0 && !r->closing && st.unavailable == 0 && (!holds || covered(v, bad));
+    int streamed = rc != 0 || !holds || stream_gained(r, v, t0, &st);
+    int complete =
+        rc == 0 && !r->closing && st.unavailable == 0 && (!holds || covered(v, bad)) && streamed;
     if (complete && holds) announce(r, v, t0);
     r->last.complete = complete;
     r->last.holds = holds;
@@ -476,10 +536,10 @@ int repair_pass_run(repair_t *r, buf_t *out)
     r->counters.passes++;
     r->counters.incomplete += !complete;
     uv_mutex_unlock(&r->mu);
-    if (rc == 0 && (st.written > 0 || !complete))
-        log_info("repair", "pass: %llu series streamed in, %llu unavailable, %s",
-                 (unsigned long long)st.written, (unsigned long long)st.unavailable,
-                 complete ? "complete" : "incomplete");
+    if (rc == 0 && (st.written > 0 || st.windows > 0 || !complete))
+        log_info("repair", "pass: %llu series streamed in, %llu windows, %llu unavailable, %s",
+                 (unsigned long long)st.written, (unsigned long long)st.windows,
+                 (unsigned long long)st.unavailable, complete ? "complete" : "incomplete");
     buf_free(&st.unreached);
     buf_free(&st.failed);
     return rc;
@@ -541,6 +601,10 @@ static int verify_taker(repair_t *r, const cluster_view_t *v, const char *taker,
     }
     int64_t from_s, until_s;
     repair_span(&r->o, (int64_t)(repair_now_ms(r) / 1000), &from_s, &until_s);
+    if (from_s >= until_s) { /* no span to compare (a seen retention under an hour) */
+        ring_ranges_free(&rg);
+        return 0;
+    }
     repair_digest_t mine = {0}, theirs = {0};
     rc = repair_digest_build(r->storage, rg.v, rg.n, from_s, until_s, REPAIR_BUCKET_S, &mine);
     if (rc == 0) rc = remote_digest(r, taker, &rg, from_s, until_s, &theirs, em);

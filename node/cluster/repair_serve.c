@@ -264,6 +264,17 @@ int repair_serve_build(storage_t *s, const repair_options_t *o,
     case RK(IDS):
         rc = serve_ids(s, q, arena, a);
         break;
+    case RK(STREAM):
+        rc = repair_serve_stream(s, o, q, arena, a);
+        break;
+    case RK(SPANS):
+        rc = repair_serve_spans(s, o, q, arena, a);
+        break;
+    case RK(STREAM_CHECK):
+        a->sums = arena_zalloc(arena, STORAGE_RESOLUTION_COUNT * sizeof *a->sums);
+        rc = a->sums ? storage_stream_sums(s, q->lo, q->hi, q->until_s, a->sums) : ERR_NOMEM;
+        if (rc == 0) a->n_sums = STORAGE_RESOLUTION_COUNT;
+        break;
     default:
         rc = serve_fetch(s, o, q, arena, a);
         break;

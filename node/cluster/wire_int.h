@@ -50,6 +50,10 @@ typedef struct cluster_msg {
  * profiles per message, and time buckets of one digest. */
 #define CLUSTER_REPAIR_MAX_ENTRIES 4096
 #define CLUSTER_REPAIR_MAX_BUCKETS 100000
+/* STREAM: bytes of a `blocks` key (paging), and profiles one streamed window
+ * names (a day window of a series pushed every second: 86,400). */
+#define CLUSTER_STREAM_MAX_KEY 256
+#define CLUSTER_STREAM_MAX_PROFILES (1u << 20)
 
 typedef struct cluster_wire_limits {
     size_t max_bytes;   /* whole envelope */

@@ -560,6 +560,73 @@ static void test_repair(void)
     buf_free(&f.labels);
 }
 
+/* STREAM and SPANS: requests and answers, and their refusals. */
+static void test_stream(void)
+{
+    Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;
+    q.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    q.deadline_unix_ms = NOW + 100;
+    q.kind = RK(STREAM);
+    q.lo = 10;
+    q.hi = 20;
+    uint8_t key[CLUSTER_STREAM_MAX_KEY + 1] = {0};
+    q.after_key = (ProtobufCBinaryData){30, key};
+    CHECK_EQ_INT(repair_rt(&q), 0);
+    q.kind = RK(SPANS);
+    CHECK_EQ_INT(repair_rt(&q), 0);
+    q.after_key.len = CLUSTER_STREAM_MAX_KEY + 1;
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+    q.after_key.len = 0;
+    q.lo = 21;
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+
+    Flamedb__Cluster__SeenEntry e = FLAMEDB__CLUSTER__SEEN_ENTRY__INIT, *es[1] = {&e};
+    e.tenant = "acme";
+    e.profile_id = (ProtobufCBinaryData){16, pid};
+    int64_t totals[1] = {7};
+    Flamedb__Cluster__StreamWindow w = FLAMEDB__CLUSTER__STREAM_WINDOW__INIT, *ws[1] = {&w};
+    w.tenant = "acme";
+    w.res = 4;
+    w.key = (ProtobufCBinaryData){30, key};
+    w.kept = es;
+    w.n_kept = 1;
+    w.untreed = es;
+    w.n_untreed = 1;
+    w.untreed_totals = totals;
+    w.n_untreed_totals = 1;
+    Flamedb__Cluster__StreamSpan sp = FLAMEDB__CLUSTER__STREAM_SPAN__INIT, *sps[1] = {&sp};
+    sp.tenant = "acme";
+    sp.key = (ProtobufCBinaryData){30, key};
+    Flamedb__Cluster__RepairAnswer a = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
+    a.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    a.windows = ws;
+    a.n_windows = 1;
+    a.spans = sps;
+    a.n_spans = 1;
+    cluster_msg_t m;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), 0);
+    if (m.body) {
+        Flamedb__Cluster__RepairAnswer *g = (void *)m.body;
+        CHECK(g->n_windows == 1 && g->windows[0]->n_kept == 1 && g->n_spans == 1);
+        cluster_msg_free(&m);
+    }
+    w.res = 5; /* no such resolution */
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    w.res = 4;
+    w.n_untreed_totals = 0; /* an untreed profile without its total */
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    w.n_untreed_totals = 1;
+    e.profile_id.len = 15;
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    e.profile_id.len = 16;
+    w.key.len = 0;
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+    w.key.len = 30;
+    sp.tenant = "";
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+}
+
 int main(void)
 {
     test_seed(0);
@@ -569,5 +636,6 @@ int main(void)
     test_signed_envelopes();
     test_decode_amplification();
     test_repair();
+    test_stream();
     return check_exit();
 }

@@ -1,0 +1,389 @@
+/* stream.c — whole windows for a node that gains a token range
+ * (storage.h, "Streaming whole windows"; docs/cluster.md).
+ *
+ * The anti-entropy pass moves profiles one by one through the seen index,
+ * which forgets ids after seen retention and cannot move a profile whose
+ * tree was not kept. A gaining node therefore also receives every stored
+ * window of its ranges, as a residual: the window's block and total minus
+ * the kept trees of the profiles of that window (`profile_trees`). Those
+ * profiles travel on their own (repair's FETCH, stored through
+ * storage_write_profile, which skips one already stored), so the residual
+ * plus the profiles is the source's window exactly, whatever the receiver
+ * already got by live writes. The receiver stores a residual together with
+ * a marker in one batch and skips a window whose marker exists, so a
+ * stream resumed after a crash of either side counts nothing twice.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/hash.h"
+#include "common/varint.h"
+#include "common/log.h"
+#include "storage/storage_int.h"
+
+#define WINDOW_KEY_FIXED (8 + 1 + 8 + 1 + 8) /* token, tenant length, series, res, window */
+
+static int64_t ns_of(int64_t t)
+{
+    if (t >= INT64_MAX / 1000000000) return INT64_MAX;
+    if (t <= INT64_MIN / 1000000000) return INT64_MIN;
+    return t * 1000000000;
+}
+
+/* ---------------------------------------------------------------- source */
+
+typedef struct profs {
+    storage_stream_profile_t *v;
+    size_t n, cap;
+} profs_t;
+
+static int profs_add(profs_t *p, const uint8_t *id, int64_t time_ns, int64_t total)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? 2 * p->cap : 16;
+        storage_stream_profile_t *v = realloc(p->v, cap * sizeof *v);
+        if (v == NULL) return ERR_NOMEM;
+        p->v = v;
+        p->cap = cap;
+    }
+    storage_stream_profile_t *x = &p->v[p->n++];
+    memcpy(x->profile_id, id, 16);
+    x->time_ns = time_ns;
+    x->total = total;
+    return 0;
+}
+
+typedef struct wscan {
+    storage_t *s;
+    sparse_vec_t acc, one, tmp;
+    profs_t kept, untreed;
+    int64_t total;
+    /* the seen entries of the series being scanned, by time (seen_load) */
+    skey_t series;
+    profs_t seen;
+    /* profile ids of the window's profile_trees entries (kept or not) */
+    profs_t in_window;
+    /* whether the series of the last key looked up has a `series` entry:
+     * service aggregates (aggregate.c) have none and are not streamed, the
+     * receiver adds the streamed series' residuals to its own */
+    skey_t looked;
+    int listed;
+} wscan_t;
+
+static int cmp_time(const void *a, const void *b)
+{
+    const storage_stream_profile_t *x = a, *y = b;
+    return x->time_ns < y->time_ns ? -1 : x->time_ns > y->time_ns;
+}
+
+/* The seen entries of the series (key prefix p), sorted by time, once per
+ * series: a window names those without a profile_trees entry (their tree
+ * went past profile retention) as untreed, so the receiver records them as
+ * seen and the seen comparison does not look for them. */
+static int seen_load(wscan_t *x, const skey_t *p)
+{
+    if (x->series.n == p->n && memcmp(x->series.b, p->b, p->n) == 0) return 0;
+    x->series = *p;
+    x->seen.n = 0;
+    skey_t hi = *p;
+    hi.n = storage_prefix_successor(hi.b, hi.n);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(x->s->db, ro, x->s->cf[CF_PROFILES]);
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)p->b, p->n); rc == 0 && rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        if (kn != p->n + 16 || vn != STORAGE_PROFILE_VALUE_LEN) continue;
+        if (storage_filter_expired(x->s, CF_PROFILES, k, kn, v, vn)) continue;
+        rc = profs_add(&x->seen, k + p->n, storage_i64_get(v), storage_i64_get(v + 8));
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int ioerr = storage_rocks_err(err, NULL, "stream: seen entries");
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (rc == 0 && ioerr == 0) qsort(x->seen.v, x->seen.n, sizeof *x->seen.v, cmp_time);
+    if (rc != 0 || ioerr != 0) x->series.n = 0; /* loaded again next time */
+    return ioerr != 0 ? ioerr : rc;
+}
+
+/* Adds to untreed the seen entries in [from_ns, until_ns) that have no
+ * profile_trees entry in the window. */
+static int seen_untreed(wscan_t *x, int64_t from_ns, int64_t until_ns)
+{
+    size_t lo = 0, hi = x->seen.n;
+    while (lo < hi) { /* first entry at or after from_ns */
+        size_t mid = lo + (hi - lo) / 2;
+        if (x->seen.v[mid].time_ns < from_ns)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int rc = 0;
+    for (size_t i = lo; rc == 0 && i < x->seen.n && x->seen.v[i].time_ns < until_ns; i++) {
+        const storage_stream_profile_t *e = &x->seen.v[i];
+        int found = 0;
+        for (size_t j = 0; !found && j < x->in_window.n; j++)
+            found = memcmp(x->in_window.v[j].profile_id, e->profile_id, 16) == 0;
+        if (!found) rc = profs_add(&x->untreed, e->profile_id, e->time_ns, e->total);
+    }
+    return rc;
+}
+
+/* Takes the kept trees of the series' profiles in [w, w + res) off acc and
+ * total, and lists the profiles. */
+static int subtract_profiles(wscan_t *x, const char *tenant, uint64_t token, uint64_t series_id,
+                             int64_t w, int64_t res)
+{
+    static const uint8_t zero[16] = {0};
+    skey_t lo, hi;
+    storage_key_ptree(&lo, token, tenant, series_id, ns_of(w), zero);
+    storage_key_ptree(&hi, token, tenant, series_id, ns_of(w + res), zero);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_lower_bound(ro, (const char *)lo.b, lo.n);
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(x->s->db, ro, x->s->cf[CF_PTREES]);
+    int rc = 0;
+    for (rocksdb_iter_seek_to_first(it); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        if (kn != lo.n || vn < PTREE_HEADER_LEN || v[0] != PTREE_VERSION) continue;
+        int64_t t = storage_time_decode(k + kn - 24), tot = storage_i64_get(v + 2);
+        if (storage_ptree_expired(x->s, t)) continue; /* as compaction would drop it */
+        if ((rc = profs_add(&x->in_window, k + kn - 16, t, tot)) != 0) break;
+        if (v[1] & PTREE_FLAG_NO_TREE) {
+            rc = profs_add(&x->untreed, k + kn - 16, t, tot);
+            continue;
+        }
+        rc = storage_sparse_decode(v + PTREE_HEADER_LEN, vn - PTREE_HEADER_LEN, &x->one);
+        if (rc != 0) { /* cannot subtract it: it stays in the residual, not named */
+            storage_log_corrupt(&x->s->counters, "profile tree", 0, rc);
+            rc = rc == ERR_NOMEM ? rc : 0;
+            continue;
+        }
+        for (size_t i = 0; i < x->one.n; i++)
+            x->one.val[i] = (int64_t)(0 - (uint64_t)x->one.val[i]);
+        rc = storage_sparse_add(&x->acc, &x->one, &x->tmp);
+        if (rc == 0) rc = profs_add(&x->kept, k + kn - 16, t, tot);
+        x->total = (int64_t)((uint64_t)x->total - (uint64_t)tot);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int ioerr = storage_rocks_err(err, NULL, "stream: profile trees");
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    skey_t p;
+    storage_key_series(&p, token, tenant, series_id);
+    if (rc == 0 && ioerr == 0) rc = seen_load(x, &p);
+    if (rc == 0 && ioerr == 0) rc = seen_untreed(x, ns_of(w), ns_of(w + res));
+    return ioerr != 0 ? ioerr : rc;
+}
+
+/* The residual vector as a call tree over the token's node table. */
+static int residual_tree(storage_t *s, const char *tenant, uint64_t token, const sparse_vec_t *v,
+                         calltree_t *dst)
+{
+    nodetab_t *t;
+    int rc = storage_nodetab_acquire(s, token, tenant, &t, NULL);
+    if (rc != 0) return rc;
+    uint32_t count = storage_nodetab_count(t);
+    uint32_t *path = malloc(((size_t)count + 1) * sizeof *path);
+    if (path == NULL) rc = ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < v->n; i++) {
+        uint32_t id = v->id[i], len = 0, node = 0;
+        if (v->val[i] == 0) continue;
+        if (id >= count) {
+            log_warn("stream", "block of token %016llx names node %u of %u: skipped",
+                     (unsigned long long)token, id, count);
+            continue;
+        }
+        for (uint32_t k = id; k != 0; k = storage_nodetab_parent(t, k))
+            path[len++] = k;
+        while (rc == 0 && len > 0)
+            rc = calltree_child(dst, node, storage_nodetab_sym(t, path[--len]), &node);
+        if (rc == 0) calltree_add_self(dst, node, v->val[i]);
+    }
+    storage_nodetab_release(s, t, 0);
+    free(path);
+    return rc;
+}
+
+/* One `blocks` entry: its residual handed to fn. */
+static int one_window(wscan_t *x, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn,
+                      storage_stream_fn fn, void *ctx)
+{
+    char tenant[STORAGE_TENANT_MAX + 1];
+    size_t tl = k[8];
+    memcpy(tenant, k + 9, tl);
+    tenant[tl] = 0;
+    storage_stream_window_t w = {.tenant = tenant, .key = k, .key_len = kn};
+    w.token = be64_get(k);
+    w.series_id = be64_get(k + 9 + tl);
+    w.res = k[17 + tl];
+    w.window_s = storage_time_decode(k + 18 + tl);
+    int rc = storage_sparse_decode(v, vn, &x->acc);
+    if (rc != 0) {
+        storage_log_corrupt(&x->s->counters, "stream: block", 0, rc);
+        if (rc == ERR_NOMEM) return rc;
+        x->acc.n = 0;
+    }
+    char *err = NULL;
+    size_t tn = 0;
+    char *tv =
+        rocksdb_get_cf(x->s->db, x->s->ropts, x->s->cf[CF_TOTALS], (const char *)k, kn, &tn, &err);
+    rc = storage_rocks_err(err, NULL, "stream: total");
+    x->total = rc == 0 && tv != NULL && tn == 8 ? storage_i64_get((const uint8_t *)tv) : 0;
+    free(tv);
+    x->kept.n = x->untreed.n = x->in_window.n = 0;
+    if (rc == 0)
+        rc = subtract_profiles(x, tenant, w.token, w.series_id, w.window_s,
+                               storage_resolutions[w.res]);
+    calltree_t *t = rc == 0 ? calltree_new(0) : NULL;
+    if (rc == 0 && t == NULL) rc = ERR_NOMEM;
+    if (rc == 0) rc = residual_tree(x->s, tenant, w.token, &x->acc, t);
+    if (rc == 0) {
+        w.residual = t;
+        w.total = x->total;
+        w.kept = x->kept.v;
+        w.nkept = x->kept.n;
+        w.untreed = x->untreed.v;
+        w.nuntreed = x->untreed.n;
+        rc = fn(ctx, &w);
+    }
+    calltree_free(t);
+    return rc;
+}
+
+/* Whether the series of window key k (token | tenant | series_id | ...) has
+ * a `series` entry; the answer for the previous key's series is reused. */
+static int series_listed(wscan_t *x, const uint8_t *k, size_t kn)
+{
+    size_t n = kn - 9; /* without res and window */
+    if (x->looked.n == n && memcmp(x->looked.b, k, n) == 0) return x->listed;
+    memcpy(x->looked.b, k, n);
+    x->looked.n = n;
+    char *err = NULL;
+    rocksdb_pinnableslice_t *v =
+        rocksdb_get_pinned_cf(x->s->db, x->s->ropts, x->s->cf[CF_SERIES], (const char *)k, n, &err);
+    x->listed = err != NULL || v != NULL; /* unsure: stream it (the receiver checks labels) */
+    free(err);
+    rocksdb_pinnableslice_destroy(v);
+    return x->listed;
+}
+
+int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
+                        size_t after_len, storage_stream_fn fn, void *ctx)
+{
+    if (lo > hi) return ERR_INVALID_ARGUMENT;
+    uint8_t lk[8], hk[8];
+    be64_put(lk, lo);
+    be64_put(hk, hi + 1);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (hi != UINT64_MAX) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hk, 8);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_BLOCKS]);
+    int use_after = after_len >= 8 && be64_get(after) >= lo;
+    if (use_after)
+        rocksdb_iter_seek(it, (const char *)after, after_len);
+    else
+        rocksdb_iter_seek(it, (const char *)lk, 8);
+    wscan_t x = {.s = s};
+    storage_sparse_init(&x.acc);
+    storage_sparse_init(&x.one);
+    storage_sparse_init(&x.tmp);
+    int rc = 0;
+    for (; rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        if (use_after && kn == after_len && memcmp(k, after, kn) == 0) continue;
+        if (kn < 9 || k[8] == 0 || kn != WINDOW_KEY_FIXED + (size_t)k[8] ||
+            k[17 + k[8]] >= STORAGE_RESOLUTION_COUNT)
+            continue;
+        if (storage_filter_expired(s, CF_BLOCKS, k, kn, NULL, 0)) continue;
+        if (!series_listed(&x, k, kn)) continue; /* a service aggregate */
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        rc = one_window(&x, k, kn, v, vn, fn, ctx);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int ioerr = storage_rocks_err(err, NULL, "stream: blocks");
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    storage_sparse_free(&x.acc);
+    storage_sparse_free(&x.one);
+    storage_sparse_free(&x.tmp);
+    free(x.kept.v);
+    free(x.untreed.v);
+    free(x.seen.v);
+    free(x.in_window.v);
+    return ioerr != 0 ? ioerr : rc;
+}
+
+/* ---------------------------------------------------------------- receiver */
+
+int storage_stream_marked(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                          int res, int64_t window_s)
+{
+    if (storage_check_tenant(tenant, NULL) != 0 || res < 0 || res >= STORAGE_RESOLUTION_COUNT)
+        return ERR_INVALID_ARGUMENT;
+    skey_t k;
+    storage_key_window(&k, token, tenant, series_id, res, window_s);
+    char *err = NULL;
+    rocksdb_pinnableslice_t *v =
+        rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[CF_STREAMED], (const char *)k.b, k.n, &err);
+    int rc = storage_rocks_err(err, NULL, "stream marker lookup");
+    if (rc == 0) rc = v != NULL;
+    rocksdb_pinnableslice_destroy(v);
+    return rc;
+}
+
+int storage_ptree_has(storage_t *s, const storage_seen_entry_t *e)
+{
+    if (storage_check_tenant(e->tenant, NULL) != 0) return ERR_INVALID_ARGUMENT;
+    if (storage_ptree_expired(s, e->time_ns)) return 0;
+    skey_t k;
+    storage_key_ptree(&k, e->token, e->tenant, e->series_id, e->time_ns, e->profile_id);
+    char *err = NULL;
+    rocksdb_pinnableslice_t *v =
+        rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[CF_PTREES], (const char *)k.b, k.n, &err);
+    int rc = storage_rocks_err(err, NULL, "profile tree lookup");
+    if (rc == 0) rc = v != NULL;
+    rocksdb_pinnableslice_destroy(v);
+    return rc;
+}
+
+int storage_stream_sums(storage_t *s, uint64_t lo, uint64_t hi, int64_t until_s,
+                        int64_t sums[STORAGE_RESOLUTION_COUNT])
+{
+    memset(sums, 0, STORAGE_RESOLUTION_COUNT * sizeof *sums);
+    if (lo > hi) return ERR_INVALID_ARGUMENT;
+    uint8_t lk[8], hk[8];
+    be64_put(lk, lo);
+    be64_put(hk, hi + 1);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (hi != UINT64_MAX) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hk, 8);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_TOTALS]);
+    wscan_t x = {.s = s}; /* for series_listed: aggregates are not summed */
+    for (rocksdb_iter_seek(it, (const char *)lk, 8); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        if (kn < 9 || k[8] == 0 || kn != WINDOW_KEY_FIXED + (size_t)k[8]) continue;
+        int res = k[17 + k[8]];
+        if (res >= STORAGE_RESOLUTION_COUNT) continue;
+        if (storage_time_decode(k + kn - 8) + (int64_t)storage_resolutions[res] > until_s) continue;
+        if (storage_filter_expired(s, CF_TOTALS, k, kn, NULL, 0)) continue;
+        if (!series_listed(&x, k, kn)) continue;
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        if (vn == 8) sums[res] = (int64_t)((uint64_t)sums[res] + (uint64_t)storage_i64_get(v));
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int rc = storage_rocks_err(err, NULL, "stream: totals");
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
+}

@@ -1,0 +1,301 @@
+/* Unit tests for streaming whole windows (storage/stream*.c): a source's
+ * windows as residuals (the block minus the kept trees of the profiles it
+ * names; profiles past profile retention stay in the residual; a profile
+ * whose tree was not kept is named as untreed), a receiver that already
+ * holds some of the profiles ends with exactly the source's windows at
+ * every resolution; storing again adds nothing (markers); a stream cut
+ * short (a crash of the receiver, also between the fetch of a window's
+ * profiles and its residual) and resumed from the start is exact; an
+ * untreed profile recorded by the stream is not counted again by a later
+ * write of it; span trees are put in place; the per-resolution sums the
+ * stream check compares agree after a stream, and differ when the receiver
+ * held other data of the window. */
+#include "test_storage_fixture.h"
+
+#define T0 1700000000LL
+#define FROM (T0 - 200000)
+#define UNTIL (T0 + 200000)
+#define NPROF 5
+
+static symtab_t *ST;
+static calltree_t *TREES[NPROF + 1];
+static const int64_t TIMES[NPROF + 1] = {0, T0 - 7200, T0 - 100, T0 - 95, T0 - 50, T0 - 40};
+
+static calltree_t *small_tree(int i)
+{
+    calltree_t *t = calltree_new(0);
+    fx_add(t, ST, "main;a;b", 10 + i);
+    fx_add(t, ST, "main;c", i);
+    return t;
+}
+
+static calltree_t *big_tree(void)
+{
+    calltree_t *t = calltree_new(0);
+    char stack[64];
+    for (int k = 0; k < 60; k++) {
+        snprintf(stack, sizeof stack, "main;big%d;leaf%d", k % 7, k);
+        fx_add(t, ST, stack, 3 + k);
+    }
+    return t;
+}
+
+static void write_id(fixture_t *f, const labels_t *l, int id, size_t *written)
+{
+    CHECK_EQ_INT(fx_write(f->s, "st", l, TREES[id], ST, (uint64_t)id, TIMES[id] * NS, written), 0);
+}
+
+static int open_store(fixture_t *f)
+{
+    if (fx_init(f) != 0) return -1;
+    f->opts.profile_retention_seconds = 3600;
+    f->opts.max_profile_tree_bytes = 64;
+    f->now = T0;
+    return fx_reopen(f);
+}
+
+/* ---- the receiver side of a stream, as the cluster does it */
+
+typedef struct rx {
+    fixture_t *to;
+    const labels_t *l;
+    int stored, seen, stop_after, fetch_then_stop;
+    int saw_old, saw_pair, saw_untreed; /* residual checks at res 0 */
+} rx_t;
+
+static int holds(storage_t *s, uint64_t token, uint64_t series, const storage_stream_profile_t *p)
+{
+    storage_seen_entry_t e = {"st", token, series, {0}, p->time_ns};
+    memcpy(e.profile_id, p->profile_id, 16);
+    int h = storage_seen_has(s, &e);
+    return h != 0 ? h : storage_ptree_has(s, &e);
+}
+
+static void check_residual(rx_t *x, const storage_stream_window_t *w)
+{
+    if (w->res != 0) return;
+    if (w->window_s == (T0 - 7200) / 10 * 10) { /* tree past retention: all in the residual */
+        CHECK_EQ_INT(w->nkept, 0);
+        CHECK_EQ_INT(w->nuntreed, 1); /* its seen entry is still there: named, to be recorded */
+        CHECK_EQ_INT(w->total, calltree_root_total(TREES[1]));
+        CHECK_EQ_INT(calltree_root_total(w->residual), calltree_root_total(TREES[1]));
+        x->saw_old = 1;
+    } else if (w->window_s == (T0 - 100) / 10 * 10) { /* two kept trees: nothing left */
+        CHECK_EQ_INT(w->nkept, 2);
+        CHECK_EQ_INT(w->total, 0);
+        CHECK_EQ_INT(calltree_root_total(w->residual), 0);
+        x->saw_pair = 1;
+    } else if (w->window_s == (T0 - 50) / 10 * 10) { /* not kept: residual and untreed */
+        CHECK_EQ_INT(w->nkept, 0);
+        CHECK_EQ_INT(w->nuntreed, 1);
+        CHECK_EQ_INT(w->total, calltree_root_total(TREES[4]));
+        x->saw_untreed = 1;
+    }
+}
+
+static int rx_window(void *ctx, const storage_stream_window_t *w)
+{
+    rx_t *x = ctx;
+    check_residual(x, w);
+    x->seen++;
+    for (size_t i = 0; i < w->nkept; i++) { /* the fetch of what the receiver lacks */
+        if (holds(x->to->s, w->token, w->series_id, &w->kept[i]) == 1) continue;
+        int id = w->kept[i].profile_id[15];
+        CHECK(id >= 1 && id <= NPROF);
+        write_id(x->to, x->l, id, NULL);
+    }
+    if (x->fetch_then_stop && x->seen == x->fetch_then_stop) return 1; /* crash before the store */
+    int stored = 0;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_stream_store(x->to->s, w, x->l, ST, &stored, &em), 0);
+    x->stored += stored;
+    if (x->stop_after && x->stored == x->stop_after) return 1;
+    return 0;
+}
+
+static rx_t stream(fixture_t *from, fixture_t *to, const labels_t *l, int stop_after,
+                   int fetch_then_stop)
+{
+    rx_t x = {.to = to, .l = l, .stop_after = stop_after, .fetch_then_stop = fetch_then_stop};
+    int rc = storage_stream_scan(from->s, 0, UINT64_MAX, NULL, 0, rx_window, &x);
+    CHECK_EQ_INT(rc, stop_after || fetch_then_stop ? 1 : 0);
+    return x;
+}
+
+static void check_equal(fixture_t *a, fixture_t *b, const labels_t *l, int blocks)
+{
+    for (int res = 0; res < STORAGE_RESOLUTION_COUNT; res++) {
+        int wa = 0, wb = 0;
+        CHECK_EQ_INT(fx_totals(b->s, "st", l, res, FROM, UNTIL, &wb),
+                     fx_totals(a->s, "st", l, res, FROM, UNTIL, &wa));
+        if (!blocks) continue;
+        CHECK_EQ_INT(fx_block_total(b->s, "st", l, res, FROM, UNTIL, &wb),
+                     fx_block_total(a->s, "st", l, res, FROM, UNTIL, &wa));
+        CHECK_EQ_INT(wb, wa);
+    }
+}
+
+static int64_t pushed_total(void)
+{
+    int64_t sum = 0;
+    for (int i = 1; i <= NPROF; i++)
+        sum += calltree_root_total(TREES[i]);
+    return sum;
+}
+
+/* A receiver holding profile 2 already; residuals as expected; exact; a
+ * second stream stores nothing; a later write of the untreed one is
+ * skipped. */
+static void test_exact_and_idempotent(fixture_t *a, const labels_t *l)
+{
+    fixture_t b;
+    if (open_store(&b) != 0) return;
+    write_id(&b, l, 2, NULL); /* a live write that reached the receiver */
+    rx_t x = stream(a, &b, l, 0, 0);
+    CHECK(x.saw_old && x.saw_pair && x.saw_untreed);
+    CHECK(x.stored > 0);
+    check_equal(a, &b, l, 1);
+    CHECK_EQ_INT(fx_totals(b.s, "st", l, 4, FROM, UNTIL, NULL), pushed_total());
+    int64_t sa[STORAGE_RESOLUTION_COUNT], sb[STORAGE_RESOLUTION_COUNT];
+    CHECK_EQ_INT(storage_stream_sums(a->s, 0, UINT64_MAX, UNTIL, sa), 0);
+    CHECK_EQ_INT(storage_stream_sums(b.s, 0, UINT64_MAX, UNTIL, sb), 0);
+    for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++) /* what the stream check compares */
+        CHECK_EQ_INT(sb[r], sa[r]);
+    CHECK_EQ_INT(sa[0], pushed_total());
+    CHECK_EQ_INT(storage_stream_sums(a->s, 0, UINT64_MAX, T0 - 7000, sa), 0);
+    CHECK_EQ_INT(sa[0], calltree_root_total(TREES[1])); /* only windows ending by then */
+    rx_t again = stream(a, &b, l, 0, 0);
+    CHECK_EQ_INT(again.stored, 0);
+    CHECK(fx_reopen(&b) == 0);
+    check_equal(a, &b, l, 1);
+    size_t written = 1;
+    write_id(&b, l, 4, &written); /* the untreed profile delivered again: counted once */
+    CHECK_EQ_INT(written, 0);
+    write_id(&b, l, 1, &written); /* so is the one whose tree went past retention */
+    CHECK_EQ_INT(written, 0);
+    check_equal(a, &b, l, 1);
+    fx_done(&b);
+}
+
+/* Cut short twice (after some stored windows; between a window's fetch and
+ * its store), the store reopened each time as after a crash, then streamed
+ * from the start: exact. */
+static void test_resume(fixture_t *a, const labels_t *l)
+{
+    fixture_t c;
+    if (open_store(&c) != 0) return;
+    stream(a, &c, l, 3, 0);
+    CHECK(fx_reopen(&c) == 0);
+    rx_t y = stream(a, &c, l, 0, 7);
+    CHECK(y.stored > 0);
+    CHECK(fx_reopen(&c) == 0);
+    stream(a, &c, l, 0, 0);
+    check_equal(a, &c, l, 1);
+    fx_done(&c);
+}
+
+/* The untreed profile counted on the receiver before the stream: its total
+ * comes off the residual (totals exact; its block is counted twice, see
+ * docs/cluster.md). */
+static void test_untreed_known(fixture_t *a, const labels_t *l)
+{
+    fixture_t d;
+    if (open_store(&d) != 0) return;
+    write_id(&d, l, 4, NULL);
+    stream(a, &d, l, 0, 0);
+    check_equal(a, &d, l, 0);
+    /* a receiver that held data of the old window already (a range it had
+     * before: not a profile the source names) adds it to the source's: the
+     * stream check's sums differ */
+    fixture_t e;
+    if (open_store(&e) != 0) return;
+    CHECK_EQ_INT(fx_write(e.s, "st", l, TREES[1], ST, 99, TIMES[1] * NS, NULL), 0);
+    stream(a, &e, l, 0, 0);
+    int64_t sa[STORAGE_RESOLUTION_COUNT], se[STORAGE_RESOLUTION_COUNT];
+    CHECK_EQ_INT(storage_stream_sums(a->s, 0, UINT64_MAX, UNTIL, sa), 0);
+    CHECK_EQ_INT(storage_stream_sums(e.s, 0, UINT64_MAX, UNTIL, se), 0);
+    CHECK_EQ_INT(se[0] - sa[0], calltree_root_total(TREES[1]));
+    fx_done(&e);
+    fx_done(&d);
+}
+
+static int span_cb(void *ctx, const uint8_t *key, size_t klen, const char *tenant, const uint8_t *v,
+                   size_t vn)
+{
+    fixture_t *to = ctx;
+    calltree_t *t = calltree_new(0);
+    CHECK_EQ_INT(calltree_decode_merge(t, v, vn), 0);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_stream_span_put(to->s, tenant, key, klen, t, ST, &em), 0);
+    calltree_free(t);
+    return 0;
+}
+
+static int64_t span_sum;
+static int sum_cb(void *ctx, uint64_t token, uint64_t series, int64_t w, const uint8_t *v, size_t n)
+{
+    calltree_t *t = calltree_new(0);
+    CHECK_EQ_INT(calltree_decode_merge(t, v, n), 0);
+    span_sum += calltree_root_total(t);
+    calltree_free(t);
+    return 0;
+}
+
+static int count_cb(void *ctx, const uint8_t *key, size_t klen, const char *tenant,
+                    const uint8_t *v, size_t vn)
+{
+    (*(int *)ctx)++;
+    return 0;
+}
+
+/* Span trees: put in place, so streaming them twice changes nothing. */
+static void test_spans(const labels_t *l)
+{
+    fixture_t a, b;
+    if (open_store(&a) != 0 || open_store(&b) != 0) return;
+    storage_span_tree_t sp = {STORAGE_SPAN_KIND_SPAN, 0xab, TREES[2]};
+    storage_series_write_t sw = {
+        .labels = l, .series_id = labels_hash(l), .tree = TREES[3], .spans = &sp, .nspans = 1};
+    sw.token = sw.series_id >> 1;
+    storage_profile_write_t p = {
+        .tenant = "st", .time_ns = (T0 - 30) * NS, .series = &sw, .nseries = 1, .symbols = ST};
+    fx_id(p.profile_id, 9);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(a.s, &p, NULL, &em), 0);
+    for (int k = 0; k < 2; k++)
+        CHECK_EQ_INT(storage_stream_spans(a.s, 0, UINT64_MAX, NULL, 0, span_cb, &b), 0);
+    span_sum = 0;
+    CHECK_EQ_INT(
+        storage_scan_spans(b.s, "st", STORAGE_SPAN_KIND_SPAN, 0xab, FROM, UNTIL, sum_cb, NULL), 0);
+    CHECK_EQ_INT(span_sum, calltree_root_total(TREES[2]));
+    /* an interval without the token streams nothing */
+    int calls = 0;
+    if (sw.token > 0)
+        CHECK_EQ_INT(storage_stream_spans(a.s, 0, sw.token - 1, NULL, 0, count_cb, &calls), 0);
+    CHECK_EQ_INT(calls, 0);
+    fx_done(&a);
+    fx_done(&b);
+}
+
+int main(void)
+{
+    ST = symtab_new();
+    for (int i = 1; i <= NPROF; i++)
+        TREES[i] = i == 4 ? big_tree() : small_tree(i);
+    labels_t *l = fx_labels("svc", NULL);
+    fixture_t a;
+    if (open_store(&a) != 0) return 1;
+    for (int i = 1; i <= NPROF; i++)
+        write_id(&a, l, i, NULL);
+    CHECK_EQ_INT(fx_totals(a.s, "st", l, 4, FROM, UNTIL, NULL), pushed_total());
+    test_exact_and_idempotent(&a, l);
+    test_resume(&a, l);
+    test_untreed_known(&a, l);
+    test_spans(l);
+    fx_done(&a);
+    labels_free(l);
+    for (int i = 1; i <= NPROF; i++)
+        calltree_free(TREES[i]);
+    symtab_free(ST);
+    return check_exit();
+}
