@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/grow.h"
+#include "common/hash.h"
 #include "storage/storage_int.h"
 
 typedef struct acc {
@@ -184,4 +185,121 @@ int storage_merger_finish(storage_merger_t *m, calltree_t *dst, errmsg_t *em)
         if (rc != 0) return errmsg_set(em, rc, "merging blocks: %s", err_message(rc));
     }
     return 0;
+}
+
+/* ---- forests: totals per stack-node id, for choosing nodes before a tree ---- */
+
+/* Subtree totals by one descending pass (children have larger ids than their
+ * parents); clears v->nonneg when a value is negative or a total overflows. */
+static void sum_totals(const nodetab_t *t, const int64_t *self, size_t count, int64_t *tot,
+                       storage_merged_tab_t *v)
+{
+    v->nonneg = 1;
+    for (size_t id = 0; id < count; id++) {
+        tot[id] = self[id];
+        if (tot[id] < 0) v->nonneg = 0;
+    }
+    for (size_t id = count; id-- > 1;) {
+        uint32_t p = storage_nodetab_parent(t, (uint32_t)id);
+        uint64_t s = (uint64_t)tot[p] + (uint64_t)tot[id];
+        if (s > (uint64_t)INT64_MAX) v->nonneg = 0;
+        tot[p] = (int64_t)s;
+    }
+}
+
+static int tab_alloc(storage_merged_tab_t *v, size_t n)
+{
+    v->n = n;
+    v->sym = malloc(n * sizeof *v->sym);
+    v->self = malloc(n * sizeof *v->self);
+    v->total = malloc(n * sizeof *v->total);
+    v->kid_off = calloc(n + 1, sizeof *v->kid_off);
+    v->kids = malloc(n * sizeof *v->kids);
+    return v->sym && v->self && v->total && v->kid_off && v->kids ? 0 : ERR_NOMEM;
+}
+
+/* Local nodes (root and non-zero totals, ascending id) and their children
+ * (ascending too: a counting sort by parent). */
+static int tab_fill(const nodetab_t *t, const int64_t *self, size_t count, const int64_t *tot,
+                    uint32_t *loc, storage_merged_tab_t *v)
+{
+    size_t n = 1;
+    for (size_t id = 1; id < count; id++)
+        if (tot[id] != 0) n++;
+    uint32_t *par = malloc(n * sizeof *par), *fill = malloc(n * sizeof *fill);
+    int rc = par && fill ? tab_alloc(v, n) : ERR_NOMEM;
+    n = 0;
+    for (size_t id = 0; rc == 0 && id < count; id++) {
+        if (id > 0 && tot[id] == 0) continue;
+        loc[id] = (uint32_t)n;
+        v->sym[n] = id == 0 ? SYM_ROOT : storage_nodetab_sym(t, (uint32_t)id);
+        v->self[n] = self[id];
+        v->total[n] = tot[id];
+        if (id > 0) v->kid_off[(par[n] = loc[storage_nodetab_parent(t, (uint32_t)id)]) + 1]++;
+        n++;
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++)
+            v->kid_off[i + 1] += v->kid_off[i];
+        memcpy(fill, v->kid_off, n * sizeof *fill);
+        for (size_t i = 1; i < n; i++)
+            v->kids[fill[par[i]]++] = (uint32_t)i;
+    }
+    free(par);
+    free(fill);
+    return rc;
+}
+
+static int tab_one(storage_merger_t *m, const acc_t *a, storage_merged_tab_t *v, errmsg_t *em)
+{
+    nodetab_t *t;
+    int rc = storage_nodetab_acquire(m->s, a->token, m->tenant, &t, em);
+    if (rc != 0) return rc;
+    size_t real = storage_nodetab_count(t), count = real ? real : 1; /* the root always is */
+    int64_t *self = calloc(count, sizeof *self), *tot = malloc(count * sizeof *tot);
+    uint32_t *loc = malloc(count * sizeof *loc);
+    if (self == NULL || tot == NULL || loc == NULL) rc = ERR_NOMEM;
+    if (rc == 0) {
+        if (a->cap > 0) memcpy(self, a->val, (a->cap < real ? a->cap : real) * sizeof *self);
+        sum_totals(t, self, count, tot, v);
+        rc = tab_fill(t, self, count, tot, loc, v);
+    }
+    for (size_t id = real; id < a->cap; id++)
+        if (a->val[id] != 0) /* a block naming a node the table lacks: corrupt */
+            storage_log_corrupt(&m->s->counters, "block node id", (int)id, ERR_CORRUPT);
+    storage_nodetab_release(m->s, t, 0);
+    free(self);
+    free(tot);
+    free(loc);
+    return rc;
+}
+
+int storage_merger_tabs(storage_merger_t *m, storage_merged_tab_t **tabs, size_t *n, errmsg_t *em)
+{
+    *tabs = calloc(m->n ? m->n : 1, sizeof **tabs);
+    *n = 0;
+    if (*tabs == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < m->n; i++) {
+        int rc = tab_one(m, &m->accs[i], &(*tabs)[i], em);
+        *n = i + 1;
+        if (rc != 0) {
+            storage_merged_tabs_free(*tabs, *n);
+            *tabs = NULL;
+            *n = 0;
+            return errmsg_set(em, rc, "merging blocks: %s", err_message(rc));
+        }
+    }
+    return 0;
+}
+
+void storage_merged_tabs_free(storage_merged_tab_t *tabs, size_t n)
+{
+    for (size_t i = 0; tabs != NULL && i < n; i++) {
+        free(tabs[i].sym);
+        free(tabs[i].self);
+        free(tabs[i].total);
+        free(tabs[i].kid_off);
+        free(tabs[i].kids);
+    }
+    free(tabs);
 }

@@ -121,6 +121,7 @@ static void local_work(workq_job_t *w)
     query_spec_args(&q->spec, &a);
     a.ranges = j->ranges;
     a.nranges = j->nranges;
+    if (j->finish) a.final_max_nodes = query_spec_final_max_nodes(&q->spec); /* the only ask */
     it->rc = query_partial_run(q->s->storage, q->tenant, &a, &q->s->o.limits, &it->local, &it->em);
     it->bytes = query_partial_bytes(&it->local);
     if (it->rc != 0 || !j->merge) return;
