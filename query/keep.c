@@ -25,13 +25,14 @@
 #include "query/query_int.h"
 
 typedef struct mnode {
-    uint64_t sym, pkey; /* pkey: path hash, as truncate.c's */
+    uint64_t sym, pkey; /* pkey: path hash, as truncate.c's; made when a tie needs it */
     int64_t self, total;
     uint32_t parent;
     uint32_t mem, nmem; /* members: (token, local node) pairs in sel_t.mem */
     uint32_t hidden;    /* kept: children not kept */
-    uint32_t out;       /* kept: its node in the answer */
-    int64_t kept_sum;   /* kept: summed totals of its kept children */
+    uint32_t has_pkey;
+    uint32_t out;     /* kept: its node in the answer */
+    int64_t kept_sum; /* kept: summed totals of its kept children */
 } mnode_t;
 
 typedef struct member {
@@ -55,11 +56,23 @@ typedef struct sel {
     size_t capt, capv;
 } sel_t;
 
-static int heavier(const sel_t *s, uint32_t a, uint32_t b)
+/* Hashing every frontier node's path costs more than the rest of choosing:
+ * most never meet a node of the same total. */
+static uint64_t pkey_of(sel_t *s, uint32_t i)
+{
+    mnode_t *m = &s->nd[i];
+    if (!m->has_pkey) {
+        m->pkey = hash_bytes64((uint64_t[2]){pkey_of(s, m->parent), m->sym}, 16);
+        m->has_pkey = 1;
+    }
+    return m->pkey;
+}
+
+static int heavier(sel_t *s, uint32_t a, uint32_t b)
 {
     const mnode_t *x = &s->nd[a], *y = &s->nd[b];
     if (x->total != y->total) return x->total > y->total; /* all >= 0: |total| is total */
-    return x->pkey < y->pkey;
+    return pkey_of(s, a) < pkey_of(s, b);
 }
 
 static int heap_push(sel_t *s, uint32_t v)
@@ -120,7 +133,6 @@ static uint32_t child_for(sel_t *s, uint32_t p, uint64_t sym, size_t *ntouched)
     }
     uint32_t c = (uint32_t)s->nn++;
     s->nd[c] = (mnode_t){.sym = sym, .parent = p};
-    s->nd[c].pkey = hash_bytes64((uint64_t[2]){s->nd[p].pkey, sym}, 16);
     s->slot[h] = c + 1;
     s->touched[(*ntouched)++] = (uint32_t)h;
     return c;
@@ -231,7 +243,7 @@ static int root_of(sel_t *s, size_t ntabs)
     if (GROW_FROM(s->nd, s->capn, 1, GROW_UNLIMITED, 256) != 0 ||
         GROW_FROM(s->mem, s->capm, ntabs, GROW_UNLIMITED, 256) != 0)
         return ERR_NOMEM;
-    s->nd[0] = (mnode_t){.sym = SYM_ROOT, .mem = 0, .nmem = (uint32_t)ntabs};
+    s->nd[0] = (mnode_t){.sym = SYM_ROOT, .mem = 0, .nmem = (uint32_t)ntabs, .has_pkey = 1};
     uint64_t total = 0;
     for (size_t i = 0; i < ntabs; i++) {
         if (!s->tabs[i].nonneg) return ERR_INVALID_ARGUMENT;

@@ -189,22 +189,33 @@ int storage_merger_finish(storage_merger_t *m, calltree_t *dst, errmsg_t *em)
 
 /* ---- forests: totals per stack-node id, for choosing nodes before a tree ---- */
 
+/* A token's table and summed values, for one pass over every id. */
+typedef struct tabsrc {
+    const uint32_t *parent;
+    const uint64_t *sym;
+    const int64_t *val; /* vals below nval; 0 past them */
+    size_t count, nval;
+} tabsrc_t;
+
 /* Subtree totals by one descending pass (children have larger ids than their
  * parents); clears v->nonneg when a value is negative or a total overflows. */
-static void sum_totals(const nodetab_t *t, const int64_t *self, size_t count, int64_t *tot,
-                       storage_merged_tab_t *v)
+static void sum_totals(const tabsrc_t *src, int64_t *tot, storage_merged_tab_t *v)
 {
-    v->nonneg = 1;
-    for (size_t id = 0; id < count; id++) {
-        tot[id] = self[id];
-        if (tot[id] < 0) v->nonneg = 0;
+    uint64_t neg = 0;
+    for (size_t id = 0; id < src->count; id++) {
+        tot[id] = id < src->nval ? src->val[id] : 0;
+        neg |= (uint64_t)tot[id];
     }
-    for (size_t id = count; id-- > 1;) {
-        uint32_t p = storage_nodetab_parent(t, (uint32_t)id);
-        uint64_t s = (uint64_t)tot[p] + (uint64_t)tot[id];
-        if (s > (uint64_t)INT64_MAX) v->nonneg = 0;
-        tot[p] = (int64_t)s;
+    uint64_t over = 0; /* a total past INT64_MAX has its top bit set */
+    for (size_t id = src->count; id-- > 1;) {
+        uint32_t p = src->parent[id];
+        tot[p] = (int64_t)((uint64_t)tot[p] + (uint64_t)tot[id]);
+        over |= (uint64_t)tot[p];
     }
+    /* with every value >= 0, the first sum to pass INT64_MAX adds two numbers
+     * below 2^63, so it lands below 2^64 with its top bit set: OR-ing every
+     * running sum catches it */
+    v->nonneg = (neg >> 63) == 0 && (over >> 63) == 0;
 }
 
 static int tab_alloc(storage_merged_tab_t *v, size_t n)
@@ -220,22 +231,21 @@ static int tab_alloc(storage_merged_tab_t *v, size_t n)
 
 /* Local nodes (root and non-zero totals, ascending id) and their children
  * (ascending too: a counting sort by parent). */
-static int tab_fill(const nodetab_t *t, const int64_t *self, size_t count, const int64_t *tot,
-                    uint32_t *loc, storage_merged_tab_t *v)
+static int tab_fill(const tabsrc_t *src, const int64_t *tot, uint32_t *loc, storage_merged_tab_t *v)
 {
     size_t n = 1;
-    for (size_t id = 1; id < count; id++)
-        if (tot[id] != 0) n++;
+    for (size_t id = 1; id < src->count; id++)
+        n += tot[id] != 0;
     uint32_t *par = malloc(n * sizeof *par), *fill = malloc(n * sizeof *fill);
     int rc = par && fill ? tab_alloc(v, n) : ERR_NOMEM;
     n = 0;
-    for (size_t id = 0; rc == 0 && id < count; id++) {
+    for (size_t id = 0; rc == 0 && id < src->count; id++) {
         if (id > 0 && tot[id] == 0) continue;
         loc[id] = (uint32_t)n;
-        v->sym[n] = id == 0 ? SYM_ROOT : storage_nodetab_sym(t, (uint32_t)id);
-        v->self[n] = self[id];
+        v->sym[n] = id == 0 ? SYM_ROOT : src->sym[id];
+        v->self[n] = id < src->nval ? src->val[id] : 0;
         v->total[n] = tot[id];
-        if (id > 0) v->kid_off[(par[n] = loc[storage_nodetab_parent(t, (uint32_t)id)]) + 1]++;
+        if (id > 0) v->kid_off[(par[n] = loc[src->parent[id]]) + 1]++;
         n++;
     }
     if (rc == 0) {
@@ -255,20 +265,20 @@ static int tab_one(storage_merger_t *m, const acc_t *a, storage_merged_tab_t *v,
     nodetab_t *t;
     int rc = storage_nodetab_acquire(m->s, a->token, m->tenant, &t, em);
     if (rc != 0) return rc;
-    size_t real = storage_nodetab_count(t), count = real ? real : 1; /* the root always is */
-    int64_t *self = calloc(count, sizeof *self), *tot = malloc(count * sizeof *tot);
-    uint32_t *loc = malloc(count * sizeof *loc);
-    if (self == NULL || tot == NULL || loc == NULL) rc = ERR_NOMEM;
+    size_t real = storage_nodetab_count(t);
+    tabsrc_t src = {storage_nodetab_parents(t), storage_nodetab_syms(t), a->val,
+                    real ? real : 1 /* the root always is */, a->cap < real ? a->cap : real};
+    int64_t *tot = malloc(src.count * sizeof *tot);
+    uint32_t *loc = malloc(src.count * sizeof *loc);
+    if (tot == NULL || loc == NULL) rc = ERR_NOMEM;
     if (rc == 0) {
-        if (a->cap > 0) memcpy(self, a->val, (a->cap < real ? a->cap : real) * sizeof *self);
-        sum_totals(t, self, count, tot, v);
-        rc = tab_fill(t, self, count, tot, loc, v);
+        sum_totals(&src, tot, v);
+        rc = tab_fill(&src, tot, loc, v);
     }
     for (size_t id = real; id < a->cap; id++)
         if (a->val[id] != 0) /* a block naming a node the table lacks: corrupt */
             storage_log_corrupt(&m->s->counters, "block node id", (int)id, ERR_CORRUPT);
     storage_nodetab_release(m->s, t, 0);
-    free(self);
     free(tot);
     free(loc);
     return rc;

@@ -91,6 +91,17 @@ int storage_sparse_encode(const sparse_vec_t *v, buf_t *out)
     return 0;
 }
 
+/* varint_read_u with the one-byte case inline: ids ascend in small steps, so
+ * most deltas (and many values) take one byte. */
+static inline int read_u(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    if (*p < end && **p < 0x80) {
+        *v = *(*p)++;
+        return 1;
+    }
+    return varint_read_u(p, end, v);
+}
+
 int storage_sparse_decode(const uint8_t *p, size_t len, sparse_vec_t *out)
 {
     const uint8_t *end = p + len;
@@ -105,7 +116,7 @@ int storage_sparse_decode(const uint8_t *p, size_t len, sparse_vec_t *out)
     uint64_t id = 0;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t d, zz;
-        if (!varint_read_u(&p, end, &d) || !varint_read_u(&p, end, &zz)) return ERR_CORRUPT;
+        if (!read_u(&p, end, &d) || !read_u(&p, end, &zz)) return ERR_CORRUPT;
         if ((i > 0 && d == 0) || d > UINT32_MAX || id + d > UINT32_MAX) return ERR_CORRUPT;
         id += d;
         int64_t q = (int64_t)((zz >> 1) ^ (~(zz & 1) + 1));
@@ -149,17 +160,26 @@ int storage_fold_sparse(storage_counters_t *c, const char *const *parts, const s
     storage_sparse_init(&acc);
     storage_sparse_init(&one);
     storage_sparse_init(&tmp);
-    int rc = 0;
+    int rc = 0, bad = 0;
     for (int i = 0; rc == 0 && i < n; i++) {
         int drc = storage_sparse_decode((const uint8_t *)parts[i], lens[i], &one);
-        if (drc == ERR_NOMEM)
+        if (drc == ERR_NOMEM) {
             rc = drc;
-        else if (drc != 0)
+        } else if (drc != 0) {
             storage_log_corrupt(c, "block", i, drc);
-        else
+            bad = 1;
+        } else if (acc.n == 0) { /* the first: taken as it is, not added to nothing */
+            sparse_vec_t t = acc;
+            acc = one;
+            one = t;
+        } else {
             rc = storage_sparse_add(&acc, &one, &tmp);
+        }
     }
-    if (rc == 0) rc = storage_sparse_encode(&acc, out);
+    if (rc == 0 && n == 1 && !bad)
+        rc = buf_append(out, parts[0], lens[0]); /* valid: no need to re-encode */
+    else if (rc == 0)
+        rc = storage_sparse_encode(&acc, out);
     storage_sparse_free(&acc);
     storage_sparse_free(&one);
     storage_sparse_free(&tmp);

@@ -374,6 +374,10 @@ int storage_nodetab_other(storage_t *s, nodetab_t *t, uint32_t parent, uint32_t 
 uint32_t storage_nodetab_count(const nodetab_t *t);
 uint32_t storage_nodetab_parent(const nodetab_t *t, uint32_t id);
 uint64_t storage_nodetab_sym(const nodetab_t *t, uint32_t id);
+/* The parent and symbol arrays (count entries), for passes over every id;
+ * valid while t is held. */
+const uint32_t *storage_nodetab_parents(const nodetab_t *t);
+const uint64_t *storage_nodetab_syms(const nodetab_t *t);
 uint64_t storage_nodetab_token(const nodetab_t *t);
 
 /* --- symbol name cache (symcache.c) ---------------------------------------- */
