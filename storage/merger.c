@@ -26,7 +26,6 @@ struct storage_merger {
     char tenant[STORAGE_TENANT_MAX + 1];
     acc_t *accs;
     size_t n, cap;
-    sparse_vec_t vec;
     acc_t *cur; /* accumulator of the blocks being scanned */
     int rc;     /* first error of a scan callback */
 };
@@ -49,7 +48,6 @@ void storage_merger_free(storage_merger_t *m)
     for (size_t i = 0; i < m->n; i++)
         free(m->accs[i].val);
     free(m->accs);
-    storage_sparse_free(&m->vec);
     free(m);
 }
 
@@ -62,29 +60,13 @@ static acc_t *acc_of(storage_merger_t *m, uint64_t token)
     return &m->accs[m->n++];
 }
 
-static int acc_grow(acc_t *a, size_t need)
-{
-    if (need <= a->cap) return 0;
-    if (need > STORAGE_MAX_STACK_NODES) return ERR_CORRUPT;
-    size_t old = a->cap;
-    if (GROW_FROM(a->val, a->cap, need, GROW_UNLIMITED, 1024) != 0) return ERR_NOMEM;
-    memset(a->val + old, 0, (a->cap - old) * sizeof *a->val);
-    return 0;
-}
-
 static int add_block(void *ctx, int64_t window, const uint8_t *v, size_t n)
 {
     storage_merger_t *m = ctx;
-    int rc = storage_sparse_decode(v, n, &m->vec);
-    if (rc == 0 && m->vec.n > 0) rc = acc_grow(m->cur, (size_t)m->vec.id[m->vec.n - 1] + 1);
+    int rc = storage_sparse_add_dense(v, n, &m->cur->val, &m->cur->cap, STORAGE_MAX_STACK_NODES);
     if (rc == ERR_NOMEM) return rc;
-    if (rc != 0) { /* a corrupt stored value: skipped, like the merge operator does */
+    if (rc != 0) /* a corrupt stored value: skipped, like the merge operator does */
         storage_log_corrupt(&m->s->counters, "stored block", 0, rc);
-        return 0;
-    }
-    for (size_t i = 0; i < m->vec.n; i++)
-        m->cur->val[m->vec.id[i]] =
-            (int64_t)((uint64_t)m->cur->val[m->vec.id[i]] + (uint64_t)m->vec.val[i]);
     return 0;
 }
 
@@ -265,9 +247,11 @@ static int tab_one(storage_merger_t *m, const acc_t *a, storage_merged_tab_t *v,
     nodetab_t *t;
     int rc = storage_nodetab_acquire(m->s, a->token, m->tenant, &t, em);
     if (rc != 0) return rc;
-    size_t real = storage_nodetab_count(t);
+    size_t real = storage_nodetab_count(t), nval = a->cap < real ? a->cap : real;
+    /* ids past the values have no value and no valued descendant (children
+     * have larger ids): a short range over a big table passes few ids */
     tabsrc_t src = {storage_nodetab_parents(t), storage_nodetab_syms(t), a->val,
-                    real ? real : 1 /* the root always is */, a->cap < real ? a->cap : real};
+                    nval ? nval : 1 /* the root always is */, nval};
     int64_t *tot = malloc(src.count * sizeof *tot);
     uint32_t *loc = malloc(src.count * sizeof *loc);
     if (tot == NULL || loc == NULL) rc = ERR_NOMEM;

@@ -128,6 +128,61 @@ int storage_sparse_decode(const uint8_t *p, size_t len, sparse_vec_t *out)
     return 0;
 }
 
+/* Adds (sign 1) or takes back (sign -1) the first n pairs of a block whose
+ * pairs start at p, already checked by storage_sparse_add_dense. */
+static void walk_pairs(const uint8_t *p, const uint8_t *end, size_t n, uint64_t scale, int64_t *val,
+                       uint64_t sign)
+{
+    uint64_t id = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t d = 0, zz = 0;
+        read_u(&p, end, &d);
+        read_u(&p, end, &zz);
+        id += d;
+        uint64_t q = (zz >> 1) ^ (~(zz & 1) + 1);
+        val[id] = (int64_t)((uint64_t)val[id] + sign * q * scale);
+    }
+}
+
+static int dense_room(int64_t **val, size_t *cap, uint64_t need, size_t max_ids)
+{
+    if (need > max_ids) return ERR_CORRUPT;
+    size_t old = *cap;
+    if (GROW_FROM(*val, *cap, (size_t)need, max_ids, 1024) != 0) return ERR_NOMEM;
+    memset(*val + old, 0, (*cap - old) * sizeof **val);
+    return 0;
+}
+
+int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t *cap,
+                             size_t max_ids)
+{
+    const uint8_t *end = p + len;
+    uint64_t scale, n;
+    if (len < 1 || *p++ != SPARSE_VERSION) return ERR_CORRUPT;
+    if (!varint_read_u(&p, end, &scale) || scale == 0 || !varint_read_u(&p, end, &n))
+        return ERR_CORRUPT;
+    if (n > (uint64_t)(end - p) / 2) return ERR_CORRUPT; /* every pair takes >= 2 bytes */
+    const uint8_t *pairs = p;
+    uint64_t id = 0, i;
+    int rc = 0;
+    for (i = 0; i < n; i++) {
+        uint64_t d, zz;
+        if (!read_u(&p, end, &d) || !read_u(&p, end, &zz) || (i > 0 && d == 0) || d > UINT32_MAX ||
+            id + d > UINT32_MAX) {
+            rc = ERR_CORRUPT;
+            break;
+        }
+        id += d;
+        if (id >= *cap && (rc = dense_room(val, cap, id + 1, max_ids)) != 0) break;
+        uint64_t q = (zz >> 1) ^ (~(zz & 1) + 1);
+        (*val)[id] = (int64_t)((uint64_t)(*val)[id] + q * scale); /* wraps like every sum */
+    }
+    if (rc == 0 && p != end) rc = ERR_CORRUPT;
+    if (rc != 0) /* nothing of a bad block is added */
+        walk_pairs(pairs, end, (size_t)i, scale, *val, (uint64_t)0 - 1);
+    return rc;
+}
+
 int storage_sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *tmp)
 {
     if (b->n == 0) return 0;

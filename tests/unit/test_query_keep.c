@@ -271,15 +271,16 @@ static char *render_fast(storage_t *st, const query_params_t *p, const query_lim
     return out;
 }
 
-static void compare_renders(store_t *s, const char *what)
+/* Every format and maxNodes over [from_s, until_s): both paths, same bytes. */
+static void compare_range(store_t *s, const char *what, int64_t from_s, int64_t until_s)
 {
     static const char *maxes[] = {"2", "3", "7", "40", "300", "8192", NULL};
     static const char *formats[] = {"json", "folded", "svg"};
     query_limits_t lim;
     query_limits_default(&lim);
     char from[32], until[32];
-    snprintf(from, sizeof from, "%lld", (long long)(T0 - 3600));
-    snprintf(until, sizeof until, "%lld", (long long)(T0 + 3600));
+    snprintf(from, sizeof from, "%lld", (long long)from_s);
+    snprintf(until, sizeof until, "%lld", (long long)until_s);
     int same = 0, cases = 0;
     for (size_t f = 0; f < 3; f++)
         for (size_t m = 0; m < sizeof maxes / sizeof *maxes; m++) {
@@ -302,6 +303,14 @@ static void compare_renders(store_t *s, const char *what)
             free(b);
         }
     CHECK_EQ_INT(same, cases);
+}
+
+/* The whole data, and [part_from, part_to): a part of it (fewer ids valued
+ * than the tables hold). */
+static void compare_renders(store_t *s, const char *what, int64_t part_from, int64_t part_to)
+{
+    compare_range(s, what, T0 - 3600, T0 + 3600);
+    compare_range(s, what, part_from, part_to);
 }
 
 /* storage_merger_tabs of pod's token (res 0, the whole test range). */
@@ -347,7 +356,7 @@ static void test_store_overflow(void)
     store_write(&s, 5, T0 - 90, t);
     store_write(&s, 2, T0 - 80, t);
     CHECK_EQ_INT(tab_nonneg(&s, 2, &n), 0);
-    compare_renders(&s, "overflow");
+    compare_renders(&s, "overflow", T0 - 100, T0 - 70);
     calltree_free(t);
     store_close(&s);
 }
@@ -374,13 +383,13 @@ static void test_store_random(void)
         }
         store_write(&s, k % 6, T0 - 3000 + 40 * k, t);
     }
-    compare_renders(&s, "random");
+    compare_renders(&s, "random", T0 - 2000, T0 - 1400);
     /* a negative value: only the whole tree is exact, the answer must not change */
     calltree_clear(t);
     uint64_t neg[2] = {ids[0], ids[5]};
     calltree_add_stack(t, neg, 2, -3);
     store_write(&s, 1, T0 + 100, t);
-    compare_renders(&s, "negative");
+    compare_renders(&s, "negative", T0 - 2000, T0 + 200);
     calltree_free(t);
     store_close(&s);
 }
@@ -425,7 +434,7 @@ static void test_store_corpus(void)
         store_write(&s, i, T0 - 600 + 10 * i, t[i]);
         calltree_free(t[i]);
     }
-    compare_renders(&s, "large.cpu");
+    compare_renders(&s, "large.cpu", T0 - 590, T0 - 560);
     store_close(&s);
 }
 
