@@ -64,7 +64,7 @@ int storage_sparse_encode(const sparse_vec_t *v, buf_t *out)
     size_t n = 0;
     for (size_t i = 0; i < v->n; i++) {
         if (v->val[i] == 0) continue;
-        scale = gcd_u64(abs_u64(v->val[i]), scale);
+        if (scale != 1) scale = gcd_u64(abs_u64(v->val[i]), scale); /* 1 stays 1 */
         n++;
     }
     if (scale == 0) scale = 1;
@@ -82,8 +82,9 @@ int storage_sparse_encode(const sparse_vec_t *v, buf_t *out)
         p += varint_put_u(p, v->id[i] - prev);
         prev = v->id[i];
         /* exact: scale divides every value; the division keeps the sign */
-        int64_t q = v->val[i] < 0 ? -(int64_t)(abs_u64(v->val[i]) / scale)
-                                  : (int64_t)(abs_u64(v->val[i]) / scale);
+        int64_t q = scale == 1      ? v->val[i]
+                    : v->val[i] < 0 ? -(int64_t)(abs_u64(v->val[i]) / scale)
+                                    : (int64_t)(abs_u64(v->val[i]) / scale);
         p += varint_put_u(p, varint_zigzag(q));
     }
     out->len = (size_t)(p - out->data);
@@ -91,13 +92,31 @@ int storage_sparse_encode(const sparse_vec_t *v, buf_t *out)
     return 0;
 }
 
-/* varint_read_u with the one-byte case inline: ids ascend in small steps, so
- * most deltas (and many values) take one byte. */
+/* varint_read_u with the cases of one to three bytes inline: ids ascend in
+ * small steps, so most deltas take one byte, and most values one to three.
+ * Longer ones (and the last bytes of a block) take the general path, which
+ * accepts exactly the same encodings. */
 static inline int read_u(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
-    if (*p < end && **p < 0x80) {
-        *v = *(*p)++;
-        return 1;
+    const uint8_t *s = *p;
+    if (end - s >= 3) {
+        uint64_t x = s[0];
+        if (x < 0x80) {
+            *v = x;
+            *p = s + 1;
+            return 1;
+        }
+        x = (x & 0x7f) | (uint64_t)(s[1] & 0x7f) << 7;
+        if (s[1] < 0x80) {
+            *v = x;
+            *p = s + 2;
+            return 1;
+        }
+        if (s[2] < 0x80) {
+            *v = x | (uint64_t)s[2] << 14;
+            *p = s + 3;
+            return 1;
+        }
     }
     return varint_read_u(p, end, v);
 }
