@@ -146,8 +146,10 @@ int query_write_metadata(buf_t *out, const char *format, const char *profile_typ
 int query_write_timeline(buf_t *out, const query_timeline_t *shape, const int64_t *samples)
 {
     int rc = buf_printf(out, "{\"startTime\":%lld,\"samples\":[", (long long)shape->start_s);
-    for (size_t i = 0; rc == 0 && i < shape->n; i++)
-        rc = buf_printf(out, "%s%lld", i ? "," : "", (long long)samples[i]);
+    for (size_t i = 0; rc == 0 && i < shape->n; i++) { /* no printf per sample */
+        if (i > 0) rc = buf_append_byte(out, ',');
+        if (rc == 0) rc = buf_append_i64(out, samples[i]);
+    }
     if (rc == 0) rc = buf_printf(out, "],\"durationDelta\":%lld}", (long long)shape->step_s);
     return rc;
 }
