@@ -180,8 +180,10 @@ typedef struct tabsrc {
 } tabsrc_t;
 
 /* Subtree totals by one descending pass (children have larger ids than their
- * parents); clears v->nonneg when a value is negative or a total overflows. */
-static void sum_totals(const tabsrc_t *src, int64_t *tot, storage_merged_tab_t *v)
+ * parents); clears v->nonneg when a value is negative or a total overflows.
+ * Returns the local nodes: the root and the ids whose total is not 0 (an id's
+ * total is final when the pass reaches it). */
+static size_t sum_totals(const tabsrc_t *src, int64_t *tot, storage_merged_tab_t *v)
 {
     uint64_t neg = 0;
     for (size_t id = 0; id < src->count; id++) {
@@ -189,8 +191,10 @@ static void sum_totals(const tabsrc_t *src, int64_t *tot, storage_merged_tab_t *
         neg |= (uint64_t)tot[id];
     }
     uint64_t over = 0; /* a total past INT64_MAX has its top bit set */
+    size_t n = 1;
     for (size_t id = src->count; id-- > 1;) {
         uint32_t p = src->parent[id];
+        n += tot[id] != 0;
         tot[p] = (int64_t)((uint64_t)tot[p] + (uint64_t)tot[id]);
         over |= (uint64_t)tot[p];
     }
@@ -198,6 +202,7 @@ static void sum_totals(const tabsrc_t *src, int64_t *tot, storage_merged_tab_t *
      * below 2^63, so it lands below 2^64 with its top bit set: OR-ing every
      * running sum catches it */
     v->nonneg = (neg >> 63) == 0 && (over >> 63) == 0;
+    return n;
 }
 
 static int tab_alloc(storage_merged_tab_t *v, size_t n)
@@ -213,11 +218,9 @@ static int tab_alloc(storage_merged_tab_t *v, size_t n)
 
 /* Local nodes (root and non-zero totals, ascending id) and their children
  * (ascending too: a counting sort by parent). */
-static int tab_fill(const tabsrc_t *src, const int64_t *tot, uint32_t *loc, storage_merged_tab_t *v)
+static int tab_fill(const tabsrc_t *src, const int64_t *tot, size_t n, uint32_t *loc,
+                    storage_merged_tab_t *v)
 {
-    size_t n = 1;
-    for (size_t id = 1; id < src->count; id++)
-        n += tot[id] != 0;
     uint32_t *par = malloc(n * sizeof *par), *fill = malloc(n * sizeof *fill);
     int rc = par && fill ? tab_alloc(v, n) : ERR_NOMEM;
     n = 0;
@@ -256,8 +259,8 @@ static int tab_one(storage_merger_t *m, const acc_t *a, storage_merged_tab_t *v,
     uint32_t *loc = malloc(src.count * sizeof *loc);
     if (tot == NULL || loc == NULL) rc = ERR_NOMEM;
     if (rc == 0) {
-        sum_totals(&src, tot, v);
-        rc = tab_fill(&src, tot, loc, v);
+        size_t n = sum_totals(&src, tot, v);
+        rc = tab_fill(&src, tot, n, loc, v);
     }
     for (size_t id = real; id < a->cap; id++)
         if (a->val[id] != 0) /* a block naming a node the table lacks: corrupt */
