@@ -11,6 +11,7 @@ compare the status and body of every answer. Exits 1 on any difference.
 """
 import http.client
 import os
+import shutil
 import sys
 import tempfile
 import urllib.parse
@@ -69,6 +70,7 @@ def main():
     finally:
         for nd in nodes:
             nd.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
