@@ -446,6 +446,11 @@ size_t calltree_node_count(const calltree_t *t)
     return t->count;
 }
 
+size_t calltree_max_nodes(const calltree_t *t)
+{
+    return t->max_nodes;
+}
+
 size_t calltree_mem_bytes(const calltree_t *t)
 {
     return sizeof *t + t->cap * sizeof(ct_node_t) + edgemap_bytes(&t->edges);

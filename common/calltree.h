@@ -106,6 +106,8 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n);
 
 /* Node access. Indices are stable until calltree_clear/free. */
 size_t calltree_node_count(const calltree_t *t);
+/* The most nodes t may hold (root included). */
+size_t calltree_max_nodes(const calltree_t *t);
 /* Heap bytes the tree holds (node array and edge index, as allocated). */
 size_t calltree_mem_bytes(const calltree_t *t);
 uint64_t calltree_sym(const calltree_t *t, uint32_t node);

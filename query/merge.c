@@ -27,8 +27,39 @@ static int totals_add_up(const calltree_t *t)
     return ok;
 }
 
+/* dst already truncated to max_nodes when that is exact (keep.c) and the
+ * untruncated merge surely fits in dst (at most the tokens' node counts
+ * added up): then a merge refused for its size is refused as before.
+ * Returns 1 when done, 0 to build the whole tree, or an error. */
+static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *dst, errmsg_t *em)
+{
+    if (max_nodes < 2 || calltree_node_count(dst) != 1 || calltree_root_total(dst) != 0 ||
+        calltree_self(dst, 0) != 0)
+        return 0;
+    storage_merged_tab_t *tabs;
+    size_t n, bound = 1;
+    int rc = storage_merger_tabs(m, &tabs, &n, em);
+    if (rc != 0) return rc;
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        ok &= tabs[i].nonneg;
+        bound += tabs[i].n - 1;
+    }
+    if (ok && bound <= calltree_max_nodes(dst)) {
+        rc = query_truncate_tabs(tabs, n, max_nodes, dst);
+        if (rc == ERR_INVALID_ARGUMENT) { /* a total past INT64_MAX: not exact here */
+            calltree_clear(dst);
+            rc = 0;
+        } else if (rc == 0) {
+            rc = 1;
+        }
+    }
+    storage_merged_tabs_free(tabs, n);
+    return rc;
+}
+
 int query_merge_series(storage_t *st, const char *tenant, const query_series_t *ser,
-                       const query_plan_t *plan, calltree_t *dst, errmsg_t *em)
+                       const query_plan_t *plan, size_t max_nodes, calltree_t *dst, errmsg_t *em)
 {
     storage_merger_t *m;
     int rc = storage_merger_new(st, tenant, &m);
@@ -50,7 +81,11 @@ int query_merge_series(storage_t *st, const char *tenant, const query_series_t *
         storage_merger_free(m);
         return errmsg_set(em, rc, "reading blocks: %s", err_message(rc));
     }
-    rc = storage_merger_finish(m, dst, em);
+    rc = merge_truncated(m, max_nodes, dst, em);
+    if (rc == 0)
+        rc = storage_merger_finish(m, dst, em);
+    else if (rc == 1)
+        rc = 0;
     storage_merger_free(m);
     ASSERT_DEBUG(rc != 0 || totals_add_up(dst));
     if (rc == ERR_LIMIT)

@@ -299,6 +299,13 @@ void query_spec_args(const query_spec_t *s, query_partial_args_t *a)
     if (s->kind == QUERY_KIND_PROFILES) a->limit = s->top_limit;
 }
 
+size_t query_spec_final_max_nodes(const query_spec_t *s)
+{
+    /* top sums per function over the whole tree (gather.c, finish_render) */
+    if (s->kind != QUERY_KIND_RENDER || s->format == QUERY_FORMAT_TOP) return 0;
+    return s->max_nodes;
+}
+
 /* A single node answers as a cluster of one: one partial over every token,
  * gathered and encoded by the same code a coordinator uses. */
 static int run_local(storage_t *st, const char *tenant, query_kind_t kind, const query_params_t *p,
@@ -314,6 +321,7 @@ static int run_local(storage_t *st, const char *tenant, query_kind_t kind, const
     if (rc != 0) return rc;
     query_partial_args_t a;
     query_spec_args(&spec, &a);
+    a.final_max_nodes = query_spec_final_max_nodes(&spec); /* the only partial */
     query_partial_t part;
     query_gather_t *g = NULL;
     rc = query_partial_run(st, tenant, &a, lim, &part, em);

@@ -230,9 +230,12 @@ int query_series_select(storage_t *st, const char *tenant, const query_selector_
 void query_series_free(query_series_t *s);
 
 /* Merges the blocks of every series over the plan into dst (dst += blocks).
- * ERR_LIMIT when dst would exceed its max_nodes, ERR_CORRUPT on bad blocks. */
+ * ERR_LIMIT when dst would exceed its max_nodes, ERR_CORRUPT on bad blocks.
+ * max_nodes >= 2 and dst empty: dst may instead get the merge already
+ * truncated to max_nodes, exactly as query_truncate would make it (done when
+ * that is exact and the untruncated merge would fit in dst; keep.c). */
 int query_merge_series(storage_t *st, const char *tenant, const query_series_t *ser,
-                       const query_plan_t *plan, calltree_t *dst, errmsg_t *em);
+                       const query_plan_t *plan, size_t max_nodes, calltree_t *dst, errmsg_t *em);
 /* Loads the name/file of every symbol of t into dst. */
 int query_load_symbols(storage_t *st, const char *tenant, const calltree_t *t, symtab_t *dst);
 
@@ -244,6 +247,12 @@ int query_load_symbols(storage_t *st, const char *tenant, const calltree_t *t, s
  * dropped with their subtrees, so the result does not depend on merge order.
  * *out: caller owns (calltree_free). */
 int query_truncate(const calltree_t *t, size_t max_nodes, calltree_t **out);
+/* The same truncation of the merge of the tokens' forests, built into dst
+ * (empty; keep.c) without building the merge. ERR_INVALID_ARGUMENT when a
+ * forest is not tabs[i].nonneg or the root total passes INT64_MAX (then only
+ * query_truncate of the whole tree is exact), or max_nodes < 2. */
+int query_truncate_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
+                        calltree_t *dst);
 /* Whether a node below the root of t has a total of 0 (query_truncate drops
  * them: whether such an empty node exists depends on the merge order). */
 int query_tree_has_empty(const calltree_t *t);
@@ -537,10 +546,15 @@ typedef struct query_partial_args {
     const query_range_t *ranges; /* series whose token lies in one of them; */
     size_t nranges;              /* 0 = every token */
     const query_stop_t *stop;    /* render: stops early (ERR_TIMEOUT) when it says so; NULL */
+    size_t final_max_nodes;      /* render: set only when this partial alone is the answer: the
+                                    maxNodes its gather truncates to (query_spec_final_max_nodes),
+                                    so the tree may come truncated already; 0 = untruncated */
 } query_partial_args_t;
 
 /* Fills a from s (ranges left empty, timeline set for JSON). Pointers into s. */
 void query_spec_args(const query_spec_t *s, query_partial_args_t *a);
+/* The maxNodes query_gather_finish truncates a render of s to; 0 = none. */
+size_t query_spec_final_max_nodes(const query_spec_t *s);
 
 /* One node's answer for its ranges. Caller owns; free with query_partial_free. */
 typedef struct query_partial {

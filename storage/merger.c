@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/grow.h"
+#include "common/hash.h"
 #include "storage/storage_int.h"
 
 typedef struct acc {
@@ -25,7 +26,6 @@ struct storage_merger {
     char tenant[STORAGE_TENANT_MAX + 1];
     acc_t *accs;
     size_t n, cap;
-    sparse_vec_t vec;
     acc_t *cur; /* accumulator of the blocks being scanned */
     int rc;     /* first error of a scan callback */
 };
@@ -48,7 +48,6 @@ void storage_merger_free(storage_merger_t *m)
     for (size_t i = 0; i < m->n; i++)
         free(m->accs[i].val);
     free(m->accs);
-    storage_sparse_free(&m->vec);
     free(m);
 }
 
@@ -61,29 +60,13 @@ static acc_t *acc_of(storage_merger_t *m, uint64_t token)
     return &m->accs[m->n++];
 }
 
-static int acc_grow(acc_t *a, size_t need)
-{
-    if (need <= a->cap) return 0;
-    if (need > STORAGE_MAX_STACK_NODES) return ERR_CORRUPT;
-    size_t old = a->cap;
-    if (GROW_FROM(a->val, a->cap, need, GROW_UNLIMITED, 1024) != 0) return ERR_NOMEM;
-    memset(a->val + old, 0, (a->cap - old) * sizeof *a->val);
-    return 0;
-}
-
 static int add_block(void *ctx, int64_t window, const uint8_t *v, size_t n)
 {
     storage_merger_t *m = ctx;
-    int rc = storage_sparse_decode(v, n, &m->vec);
-    if (rc == 0 && m->vec.n > 0) rc = acc_grow(m->cur, (size_t)m->vec.id[m->vec.n - 1] + 1);
+    int rc = storage_sparse_add_dense(v, n, &m->cur->val, &m->cur->cap, STORAGE_MAX_STACK_NODES);
     if (rc == ERR_NOMEM) return rc;
-    if (rc != 0) { /* a corrupt stored value: skipped, like the merge operator does */
+    if (rc != 0) /* a corrupt stored value: skipped, like the merge operator does */
         storage_log_corrupt(&m->s->counters, "stored block", 0, rc);
-        return 0;
-    }
-    for (size_t i = 0; i < m->vec.n; i++)
-        m->cur->val[m->vec.id[i]] =
-            (int64_t)((uint64_t)m->cur->val[m->vec.id[i]] + (uint64_t)m->vec.val[i]);
     return 0;
 }
 
@@ -184,4 +167,136 @@ int storage_merger_finish(storage_merger_t *m, calltree_t *dst, errmsg_t *em)
         if (rc != 0) return errmsg_set(em, rc, "merging blocks: %s", err_message(rc));
     }
     return 0;
+}
+
+/* ---- forests: totals per stack-node id, for choosing nodes before a tree ---- */
+
+/* A token's table and summed values, for one pass over every id. */
+typedef struct tabsrc {
+    const uint32_t *parent;
+    const uint64_t *sym;
+    const int64_t *val; /* vals below nval; 0 past them */
+    size_t count, nval;
+} tabsrc_t;
+
+/* Subtree totals by one descending pass (children have larger ids than their
+ * parents); clears v->nonneg when a value is negative or a total overflows.
+ * Returns the local nodes: the root and the ids whose total is not 0 (an id's
+ * total is final when the pass reaches it). */
+static size_t sum_totals(const tabsrc_t *src, int64_t *tot, storage_merged_tab_t *v)
+{
+    uint64_t neg = 0;
+    for (size_t id = 0; id < src->count; id++) {
+        tot[id] = id < src->nval ? src->val[id] : 0;
+        neg |= (uint64_t)tot[id];
+    }
+    uint64_t over = 0; /* a total past INT64_MAX has its top bit set */
+    size_t n = 1;
+    for (size_t id = src->count; id-- > 1;) {
+        uint32_t p = src->parent[id];
+        n += tot[id] != 0;
+        tot[p] = (int64_t)((uint64_t)tot[p] + (uint64_t)tot[id]);
+        over |= (uint64_t)tot[p];
+    }
+    /* with every value >= 0, the first sum to pass INT64_MAX adds two numbers
+     * below 2^63, so it lands below 2^64 with its top bit set: OR-ing every
+     * running sum catches it */
+    v->nonneg = (neg >> 63) == 0 && (over >> 63) == 0;
+    return n;
+}
+
+static int tab_alloc(storage_merged_tab_t *v, size_t n)
+{
+    v->n = n;
+    v->sym = malloc(n * sizeof *v->sym);
+    v->self = malloc(n * sizeof *v->self);
+    v->total = malloc(n * sizeof *v->total);
+    v->kid_off = calloc(n + 1, sizeof *v->kid_off);
+    v->kids = malloc(n * sizeof *v->kids);
+    return v->sym && v->self && v->total && v->kid_off && v->kids ? 0 : ERR_NOMEM;
+}
+
+/* Local nodes (root and non-zero totals, ascending id) and their children
+ * (ascending too: a counting sort by parent). */
+static int tab_fill(const tabsrc_t *src, const int64_t *tot, size_t n, uint32_t *loc,
+                    storage_merged_tab_t *v)
+{
+    uint32_t *par = malloc(n * sizeof *par), *fill = malloc(n * sizeof *fill);
+    int rc = par && fill ? tab_alloc(v, n) : ERR_NOMEM;
+    n = 0;
+    for (size_t id = 0; rc == 0 && id < src->count; id++) {
+        if (id > 0 && tot[id] == 0) continue;
+        loc[id] = (uint32_t)n;
+        v->sym[n] = id == 0 ? SYM_ROOT : src->sym[id];
+        v->self[n] = id < src->nval ? src->val[id] : 0;
+        v->total[n] = tot[id];
+        if (id > 0) v->kid_off[(par[n] = loc[src->parent[id]]) + 1]++;
+        n++;
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++)
+            v->kid_off[i + 1] += v->kid_off[i];
+        memcpy(fill, v->kid_off, n * sizeof *fill);
+        for (size_t i = 1; i < n; i++)
+            v->kids[fill[par[i]]++] = (uint32_t)i;
+    }
+    free(par);
+    free(fill);
+    return rc;
+}
+
+static int tab_one(storage_merger_t *m, const acc_t *a, storage_merged_tab_t *v, errmsg_t *em)
+{
+    nodetab_t *t;
+    int rc = storage_nodetab_acquire(m->s, a->token, m->tenant, &t, em);
+    if (rc != 0) return rc;
+    size_t real = storage_nodetab_count(t), nval = a->cap < real ? a->cap : real;
+    /* ids past the values have no value and no valued descendant (children
+     * have larger ids): a short range over a big table passes few ids */
+    tabsrc_t src = {storage_nodetab_parents(t), storage_nodetab_syms(t), a->val,
+                    nval ? nval : 1 /* the root always is */, nval};
+    int64_t *tot = malloc(src.count * sizeof *tot);
+    uint32_t *loc = malloc(src.count * sizeof *loc);
+    if (tot == NULL || loc == NULL) rc = ERR_NOMEM;
+    if (rc == 0) {
+        size_t n = sum_totals(&src, tot, v);
+        rc = tab_fill(&src, tot, n, loc, v);
+    }
+    for (size_t id = real; id < a->cap; id++)
+        if (a->val[id] != 0) /* a block naming a node the table lacks: corrupt */
+            storage_log_corrupt(&m->s->counters, "block node id", (int)id, ERR_CORRUPT);
+    storage_nodetab_release(m->s, t, 0);
+    free(tot);
+    free(loc);
+    return rc;
+}
+
+int storage_merger_tabs(storage_merger_t *m, storage_merged_tab_t **tabs, size_t *n, errmsg_t *em)
+{
+    *tabs = calloc(m->n ? m->n : 1, sizeof **tabs);
+    *n = 0;
+    if (*tabs == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < m->n; i++) {
+        int rc = tab_one(m, &m->accs[i], &(*tabs)[i], em);
+        *n = i + 1;
+        if (rc != 0) {
+            storage_merged_tabs_free(*tabs, *n);
+            *tabs = NULL;
+            *n = 0;
+            return errmsg_set(em, rc, "merging blocks: %s", err_message(rc));
+        }
+    }
+    return 0;
+}
+
+void storage_merged_tabs_free(storage_merged_tab_t *tabs, size_t n)
+{
+    for (size_t i = 0; tabs != NULL && i < n; i++) {
+        free(tabs[i].sym);
+        free(tabs[i].self);
+        free(tabs[i].total);
+        free(tabs[i].kid_off);
+        free(tabs[i].kids);
+    }
+    free(tabs);
 }

@@ -435,6 +435,16 @@ uint64_t storage_nodetab_sym(const nodetab_t *t, uint32_t id)
     return t->sym[id];
 }
 
+const uint32_t *storage_nodetab_parents(const nodetab_t *t)
+{
+    return t->parent;
+}
+
+const uint64_t *storage_nodetab_syms(const nodetab_t *t)
+{
+    return t->sym;
+}
+
 uint64_t storage_nodetab_token(const nodetab_t *t)
 {
     return t->token;

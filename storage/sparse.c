@@ -64,7 +64,7 @@ int storage_sparse_encode(const sparse_vec_t *v, buf_t *out)
     size_t n = 0;
     for (size_t i = 0; i < v->n; i++) {
         if (v->val[i] == 0) continue;
-        scale = gcd_u64(abs_u64(v->val[i]), scale);
+        if (scale != 1) scale = gcd_u64(abs_u64(v->val[i]), scale); /* 1 stays 1 */
         n++;
     }
     if (scale == 0) scale = 1;
@@ -82,13 +82,43 @@ int storage_sparse_encode(const sparse_vec_t *v, buf_t *out)
         p += varint_put_u(p, v->id[i] - prev);
         prev = v->id[i];
         /* exact: scale divides every value; the division keeps the sign */
-        int64_t q = v->val[i] < 0 ? -(int64_t)(abs_u64(v->val[i]) / scale)
-                                  : (int64_t)(abs_u64(v->val[i]) / scale);
+        int64_t q = scale == 1      ? v->val[i]
+                    : v->val[i] < 0 ? -(int64_t)(abs_u64(v->val[i]) / scale)
+                                    : (int64_t)(abs_u64(v->val[i]) / scale);
         p += varint_put_u(p, varint_zigzag(q));
     }
     out->len = (size_t)(p - out->data);
     out->data[out->len] = 0;
     return 0;
+}
+
+/* varint_read_u with the cases of one to three bytes inline: ids ascend in
+ * small steps, so most deltas take one byte, and most values one to three.
+ * Longer ones (and the last bytes of a block) take the general path, which
+ * accepts exactly the same encodings. */
+static inline int read_u(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    const uint8_t *s = *p;
+    if (end - s >= 3) {
+        uint64_t x = s[0];
+        if (x < 0x80) {
+            *v = x;
+            *p = s + 1;
+            return 1;
+        }
+        x = (x & 0x7f) | (uint64_t)(s[1] & 0x7f) << 7;
+        if (s[1] < 0x80) {
+            *v = x;
+            *p = s + 2;
+            return 1;
+        }
+        if (s[2] < 0x80) {
+            *v = x | (uint64_t)s[2] << 14;
+            *p = s + 3;
+            return 1;
+        }
+    }
+    return varint_read_u(p, end, v);
 }
 
 int storage_sparse_decode(const uint8_t *p, size_t len, sparse_vec_t *out)
@@ -105,7 +135,7 @@ int storage_sparse_decode(const uint8_t *p, size_t len, sparse_vec_t *out)
     uint64_t id = 0;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t d, zz;
-        if (!varint_read_u(&p, end, &d) || !varint_read_u(&p, end, &zz)) return ERR_CORRUPT;
+        if (!read_u(&p, end, &d) || !read_u(&p, end, &zz)) return ERR_CORRUPT;
         if ((i > 0 && d == 0) || d > UINT32_MAX || id + d > UINT32_MAX) return ERR_CORRUPT;
         id += d;
         int64_t q = (int64_t)((zz >> 1) ^ (~(zz & 1) + 1));
@@ -115,6 +145,61 @@ int storage_sparse_decode(const uint8_t *p, size_t len, sparse_vec_t *out)
     if (p != end) return ERR_CORRUPT;
     out->n = (size_t)n;
     return 0;
+}
+
+/* Adds (sign 1) or takes back (sign -1) the first n pairs of a block whose
+ * pairs start at p, already checked by storage_sparse_add_dense. */
+static void walk_pairs(const uint8_t *p, const uint8_t *end, size_t n, uint64_t scale, int64_t *val,
+                       uint64_t sign)
+{
+    uint64_t id = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t d = 0, zz = 0;
+        read_u(&p, end, &d);
+        read_u(&p, end, &zz);
+        id += d;
+        uint64_t q = (zz >> 1) ^ (~(zz & 1) + 1);
+        val[id] = (int64_t)((uint64_t)val[id] + sign * q * scale);
+    }
+}
+
+static int dense_room(int64_t **val, size_t *cap, uint64_t need, size_t max_ids)
+{
+    if (need > max_ids) return ERR_CORRUPT;
+    size_t old = *cap;
+    if (GROW_FROM(*val, *cap, (size_t)need, max_ids, 1024) != 0) return ERR_NOMEM;
+    memset(*val + old, 0, (*cap - old) * sizeof **val);
+    return 0;
+}
+
+int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t *cap,
+                             size_t max_ids)
+{
+    const uint8_t *end = p + len;
+    uint64_t scale, n;
+    if (len < 1 || *p++ != SPARSE_VERSION) return ERR_CORRUPT;
+    if (!varint_read_u(&p, end, &scale) || scale == 0 || !varint_read_u(&p, end, &n))
+        return ERR_CORRUPT;
+    if (n > (uint64_t)(end - p) / 2) return ERR_CORRUPT; /* every pair takes >= 2 bytes */
+    const uint8_t *pairs = p;
+    uint64_t id = 0, i;
+    int rc = 0;
+    for (i = 0; i < n; i++) {
+        uint64_t d, zz;
+        if (!read_u(&p, end, &d) || !read_u(&p, end, &zz) || (i > 0 && d == 0) || d > UINT32_MAX ||
+            id + d > UINT32_MAX) {
+            rc = ERR_CORRUPT;
+            break;
+        }
+        id += d;
+        if (id >= *cap && (rc = dense_room(val, cap, id + 1, max_ids)) != 0) break;
+        uint64_t q = (zz >> 1) ^ (~(zz & 1) + 1);
+        (*val)[id] = (int64_t)((uint64_t)(*val)[id] + q * scale); /* wraps like every sum */
+    }
+    if (rc == 0 && p != end) rc = ERR_CORRUPT;
+    if (rc != 0) /* nothing of a bad block is added */
+        walk_pairs(pairs, end, (size_t)i, scale, *val, (uint64_t)0 - 1);
+    return rc;
 }
 
 int storage_sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *tmp)
@@ -190,18 +275,23 @@ int storage_fold_sparse(storage_counters_t *c, const char *const *parts, const s
     storage_sparse_init(&all);
     size_t *start = malloc(((size_t)(n > 0 ? n : 0) + 1) * sizeof *start);
     uint32_t max_id = 0;
-    int rc = start == NULL ? ERR_NOMEM : 0, m = 0;
+    int rc = start == NULL ? ERR_NOMEM : 0, m = 0, bad = 0;
     if (start != NULL) start[0] = 0;
     for (int i = 0; rc == 0 && i < n; i++) {
         int drc = storage_sparse_decode((const uint8_t *)parts[i], lens[i], &one);
-        if (drc == ERR_NOMEM)
+        if (drc == ERR_NOMEM) {
             rc = drc;
-        else if (drc != 0)
+        } else if (drc != 0) {
             storage_log_corrupt(c, "block", i, drc);
-        else if ((rc = append_pairs(&all, &one, &max_id)) == 0)
+            bad = 1;
+        } else if ((rc = append_pairs(&all, &one, &max_id)) == 0) {
             start[++m] = all.n;
+        }
     }
-    if (rc == 0 && m > 1 && (size_t)max_id <= 4 * all.n + 4096) {
+    if (rc == 0 && n == 1 && !bad) {
+        rc = buf_append(out, parts[0], lens[0]); /* one valid operand: no need to re-encode */
+        m = 0;
+    } else if (rc == 0 && m > 1 && (size_t)max_id <= 4 * all.n + 4096) {
         rc = fold_dense(&all, max_id, &acc);
     } else {
         for (int i = 0; rc == 0 && i < m; i++) {
@@ -211,7 +301,7 @@ int storage_fold_sparse(storage_counters_t *c, const char *const *parts, const s
             rc = storage_sparse_add(&acc, &seg, &tmp);
         }
     }
-    if (rc == 0) rc = storage_sparse_encode(&acc, out);
+    if (rc == 0 && !(n == 1 && !bad)) rc = storage_sparse_encode(&acc, out);
     free(start);
     storage_sparse_free(&acc);
     storage_sparse_free(&one);

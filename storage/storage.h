@@ -192,6 +192,25 @@ int storage_posting_tokens(storage_t *s, const char *tenant, const char *name, c
  * keeps, 0 if none, or an error. */
 int storage_series_has_windows(storage_t *s, const char *tenant, uint64_t token,
                                uint64_t series_id);
+/* One placement token's summed blocks as a forest, for callers that choose
+ * the nodes they need before building a tree (query's maxNodes selection).
+ * Local node 0 is the root; the others are the stack nodes whose subtree
+ * total is non-zero, in ascending id order (parents before children). */
+typedef struct storage_merged_tab {
+    size_t n;              /* local nodes, root included (>= 1) */
+    uint64_t *sym;         /* per local node */
+    int64_t *self, *total; /* own value; own plus every descendant's (wrapping) */
+    uint32_t *kid_off;     /* n + 1 offsets into kids */
+    uint32_t *kids;        /* children of local node i: kids[kid_off[i] .. kid_off[i + 1]) */
+    int nonneg; /* 1: every value >= 0 and no total exceeds INT64_MAX; then the local nodes
+                   are exactly those storage_merger_finish creates for this token */
+} storage_merged_tab_t;
+
+/* The tokens' forests of everything added so far; *tabs (caller owns, free
+ * with storage_merged_tabs_free) has *n entries. m stays usable: a caller may
+ * still storage_merger_finish into a tree. */
+int storage_merger_tabs(storage_merger_t *m, storage_merged_tab_t **tabs, size_t *n, errmsg_t *em);
+void storage_merged_tabs_free(storage_merged_tab_t *tabs, size_t n);
 
 /* Totals of one series' windows (same selection as storage_scan_blocks). */
 typedef int (*storage_total_fn)(void *ctx, int64_t window_start, int64_t total);

@@ -364,6 +364,12 @@ int storage_sparse_reserve(sparse_vec_t *v, size_t n);
 int storage_sparse_encode(const sparse_vec_t *v, buf_t *out);
 /* Replaces out's contents with the decoded vector; ERR_CORRUPT on bad bytes. */
 int storage_sparse_decode(const uint8_t *p, size_t n, sparse_vec_t *out);
+/* Adds a block encoding into the dense vector *val (indexed by stack-node id,
+ * *cap entries), grown (zeroed) as needed up to max_ids entries, without
+ * decoding it first. A corrupt block adds nothing: ERR_CORRUPT (ids past
+ * max_ids are corrupt); ERR_NOMEM leaves what was added taken back too. */
+int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t *cap,
+                             size_t max_ids);
 /* acc += b, using tmp as scratch (contents swapped). */
 int storage_sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *tmp);
 /* Sums block encodings parts[0..n) into out, skipping (and counting) corrupt ones. */
@@ -419,6 +425,10 @@ int storage_nodetab_other(storage_t *s, nodetab_t *t, uint32_t parent, uint32_t 
 uint32_t storage_nodetab_count(const nodetab_t *t);
 uint32_t storage_nodetab_parent(const nodetab_t *t, uint32_t id);
 uint64_t storage_nodetab_sym(const nodetab_t *t, uint32_t id);
+/* The parent and symbol arrays (count entries), for passes over every id;
+ * valid while t is held. */
+const uint32_t *storage_nodetab_parents(const nodetab_t *t);
+const uint64_t *storage_nodetab_syms(const nodetab_t *t);
 uint64_t storage_nodetab_token(const nodetab_t *t);
 
 /* --- symbol name cache (symcache.c) ---------------------------------------- */

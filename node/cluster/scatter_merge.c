@@ -126,6 +126,7 @@ static void local_work(workq_job_t *w)
     a.nranges = j->nranges;
     query_stop_t stop = {&j->sj.cancel, (int64_t)q->deadline_unix_ms};
     a.stop = &stop;
+    if (j->finish) a.final_max_nodes = query_spec_final_max_nodes(&q->spec); /* the only ask */
     it->rc = query_partial_run(q->s->storage, q->tenant, &a, &q->s->o.limits, &it->local, &it->em);
     j->stopped = it->rc != 0 && query_stop_check(&stop, NULL) != 0;
     it->bytes = query_partial_bytes(&it->local);

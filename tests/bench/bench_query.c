@@ -59,6 +59,48 @@ static double render_once(const qctx_t *q, const char *from, int64_t *ticks, siz
     return w;
 }
 
+/* The same flame graph built the way a scatter-gather builds it (the whole
+ * merged tree, then truncation: query_partial_run, query_gather_add,
+ * query_gather_finish with an untruncated partial), compared byte for byte
+ * with query_render's answer, which chooses the kept nodes before building
+ * (query/keep.c). Returns 0 when identical. */
+static int same_as_whole_tree(const qctx_t *q, const char *label)
+{
+    query_params_t p = {.query = q->query, .from = q->from, .until = q->until, .format = "json"};
+    query_limits_t lim;
+    query_limits_default(&lim);
+    int64_t now = now_ms();
+    query_result_t fast, whole;
+    query_result_init(&fast);
+    query_result_init(&whole);
+    errmsg_t em = {{0}};
+    query_spec_t spec;
+    query_partial_t part = {0};
+    query_gather_t *g = NULL;
+    query_partial_args_t a;
+    int rc = query_render(q->st, "bench", &p, &lim, now, &fast, &em);
+    int parsed =
+        rc == 0 && (rc = query_spec_parse(QUERY_KIND_RENDER, &p, &lim, now, &spec, &em)) == 0;
+    if (parsed) {
+        query_spec_args(&spec, &a); /* final_max_nodes 0: the whole tree */
+        rc = query_partial_run(q->st, "bench", &a, &lim, &part, &em);
+        if (rc == 0) rc = query_gather_new(&spec, &lim, &g);
+        if (rc == 0) rc = query_gather_add(g, &part, &em);
+        if (rc == 0) rc = query_gather_finish(g, NULL, &whole, &em);
+    }
+    int same = rc == 0 && fast.body.len == whole.body.len &&
+               memcmp(fast.body.data, whole.body.data, fast.body.len) == 0;
+    if (rc != 0) fprintf(stderr, "render: %s\n", errmsg_text(&em, rc));
+    printf("query_%s_same_as_whole_tree: %s (%zu bytes)\n", label, same ? "yes" : "NO",
+           fast.body.len);
+    query_partial_free(&part);
+    query_gather_free(g);
+    if (parsed) query_spec_free(&spec);
+    query_result_free(&fast);
+    query_result_free(&whole);
+    return same ? 0 : 1;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -171,8 +213,10 @@ static int run_queries(qctx_t *q, const char *dir)
 {
     int64_t ticks;
     size_t bytes;
+    if (same_as_whole_tree(q, "as_ingested") != 0) return 1;
     double m1 = render_median(q, "as_ingested", q->from);
     if (m1 < 0 || storage_compact(q->st) != 0 || reopen(&q->st, dir) != 0) return 1;
+    if (same_as_whole_tree(q, "compacted") != 0) return 1;
     double cold = render_once(q, q->from, &ticks, &bytes);
     printf("query_cold_after_reopen_ms: %.3f\n", cold * 1e3);
     double m2 = render_median(q, "compacted", q->from);

@@ -121,7 +121,7 @@ static answer_t per_series(storage_t *st, const char *sel_text, const rangeset_t
     query_series_t ser;
     errmsg_t em = {{0}};
     CHECK_EQ_INT(query_series_select_text(st, "t", "query", sel_text, rs, lim, &ser, &em), 0);
-    CHECK_EQ_INT(query_merge_series(st, "t", &ser, plan, a.tree, &em), 0);
+    CHECK_EQ_INT(query_merge_series(st, "t", &ser, plan, 0, a.tree, &em), 0);
     CHECK_EQ_INT(query_timeline_build(st, "t", &ser, plan, &a.tl, &em), 0);
     a.spy = ser.spy_name != NULL ? strdup(ser.spy_name) : NULL;
     a.nseries = ser.n;

@@ -1,0 +1,277 @@
+/* keep.c — maxNodes truncation chosen before any tree is built.
+ *
+ * query_truncate (truncate.c) needs the whole merged tree: one hash insert per
+ * node of every token's node table that the range touched, then a walk over
+ * it, to keep a few thousand nodes. Here the same best-first selection runs
+ * over the tokens' forests (storage_merger_tabs: subtree totals per stack-node
+ * id, from one descending pass over each node table) and expands a merged
+ * node only when it is kept: its children are the union by symbol of its
+ * members' children in every token. Only kept nodes and their children are
+ * ever looked at, and only kept nodes are built.
+ *
+ * The result is the tree query_truncate would make of the merged tree, node
+ * for node (the order of node indices aside, which no encoder depends on: they
+ * order children by content). That needs every value >= 0 and no total past
+ * INT64_MAX: then a node's total is never below its children's, a node has a
+ * non-empty child exactly when its total differs from its self, and empty
+ * nodes (total 0) are exactly the stack nodes no token has a value under.
+ * Otherwise the caller builds the whole tree and uses query_truncate.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/grow.h"
+#include "common/hash.h"
+#include "query/query_int.h"
+
+typedef struct mnode {
+    uint64_t sym, pkey; /* pkey: path hash, as truncate.c's; made when a tie needs it */
+    int64_t self, total;
+    uint32_t parent;
+    uint32_t mem, nmem; /* members: (token, local node) pairs in sel_t.mem */
+    uint32_t hidden;    /* kept: children not kept */
+    uint32_t has_pkey;
+    uint32_t out;     /* kept: its node in the answer */
+    int64_t kept_sum; /* kept: summed totals of its kept children */
+} mnode_t;
+
+typedef struct member {
+    uint32_t tab, local;
+} member_t;
+
+typedef struct sel {
+    const storage_merged_tab_t *tabs;
+    mnode_t *nd;
+    size_t nn, capn;
+    member_t *mem;
+    size_t nm, capm;
+    uint32_t *heap;
+    size_t hn, caph;
+    uint32_t *kept; /* in the order kept: parents first */
+    size_t nk, capk;
+    /* per expansion: symbol -> child (index + 1; 0 empty) */
+    uint32_t *slot;
+    size_t nslot;
+    uint32_t *touched, *via; /* slots used; the child each visited member child went to */
+    size_t capt, capv;
+} sel_t;
+
+/* Hashing every frontier node's path costs more than the rest of choosing:
+ * most never meet a node of the same total. */
+static uint64_t pkey_of(sel_t *s, uint32_t i)
+{
+    mnode_t *m = &s->nd[i];
+    if (!m->has_pkey) {
+        m->pkey = hash_bytes64((uint64_t[2]){pkey_of(s, m->parent), m->sym}, 16);
+        m->has_pkey = 1;
+    }
+    return m->pkey;
+}
+
+static int heavier(sel_t *s, uint32_t a, uint32_t b)
+{
+    const mnode_t *x = &s->nd[a], *y = &s->nd[b];
+    if (x->total != y->total) return x->total > y->total; /* all >= 0: |total| is total */
+    return pkey_of(s, a) < pkey_of(s, b);
+}
+
+static int heap_push(sel_t *s, uint32_t v)
+{
+    if (GROW_FROM(s->heap, s->caph, s->hn + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
+    size_t i = s->hn++;
+    while (i > 0 && heavier(s, v, s->heap[(i - 1) / 2])) {
+        s->heap[i] = s->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    s->heap[i] = v;
+    return 0;
+}
+
+static void heap_pop(sel_t *s)
+{
+    uint32_t v = s->heap[--s->hn];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= s->hn) break;
+        if (c + 1 < s->hn && heavier(s, s->heap[c + 1], s->heap[c])) c++;
+        if (!heavier(s, s->heap[c], v)) break;
+        s->heap[i] = s->heap[c];
+        i = c;
+    }
+    if (s->hn > 0) s->heap[i] = v;
+}
+
+/* Room for an expansion over nkids member children. */
+static int expansion_room(sel_t *s, size_t nkids)
+{
+    size_t want = 16;
+    while (want < 2 * nkids)
+        want *= 2;
+    if (want > s->nslot) {
+        free(s->slot);
+        s->slot = calloc(want, sizeof *s->slot);
+        if (s->slot == NULL) return ERR_NOMEM;
+        s->nslot = want;
+    }
+    if (GROW_FROM(s->touched, s->capt, nkids, GROW_UNLIMITED, 256) != 0 ||
+        GROW_FROM(s->via, s->capv, nkids, GROW_UNLIMITED, 256) != 0 ||
+        GROW_FROM(s->nd, s->capn, s->nn + nkids, GROW_UNLIMITED, 256) != 0 ||
+        GROW_FROM(s->mem, s->capm, s->nm + nkids, GROW_UNLIMITED, 256) != 0)
+        return ERR_NOMEM;
+    return 0;
+}
+
+/* The merged child of node p for symbol sym: found, or made. */
+static uint32_t child_for(sel_t *s, uint32_t p, uint64_t sym, size_t *ntouched)
+{
+    size_t mask = s->nslot - 1, h = (size_t)((sym * 0x9E3779B97F4A7C15ull) >> 17) & mask;
+    while (s->slot[h] != 0) {
+        uint32_t c = s->slot[h] - 1;
+        if (s->nd[c].sym == sym) return c;
+        h = (h + 1) & mask;
+    }
+    uint32_t c = (uint32_t)s->nn++;
+    s->nd[c] = (mnode_t){.sym = sym, .parent = p};
+    s->slot[h] = c + 1;
+    s->touched[(*ntouched)++] = (uint32_t)h;
+    return c;
+}
+
+/* Makes the merged children of node p (every one non-empty) and puts them on
+ * the frontier; p->hidden counts them. */
+static int expand(sel_t *s, uint32_t p)
+{
+    size_t nkids = 0, ntouched = 0, nv = 0;
+    for (uint32_t k = 0; k < s->nd[p].nmem; k++) {
+        member_t m = s->mem[s->nd[p].mem + k];
+        nkids += s->tabs[m.tab].kid_off[m.local + 1] - s->tabs[m.tab].kid_off[m.local];
+    }
+    int rc = expansion_room(s, nkids);
+    if (rc != 0) return rc;
+    size_t first = s->nn;
+    for (uint32_t k = 0; k < s->nd[p].nmem; k++) {
+        member_t m = s->mem[s->nd[p].mem + k];
+        const storage_merged_tab_t *t = &s->tabs[m.tab];
+        for (uint32_t j = t->kid_off[m.local]; j < t->kid_off[m.local + 1]; j++) {
+            uint32_t l = t->kids[j], c = child_for(s, p, t->sym[l], &ntouched);
+            s->nd[c].total += t->total[l]; /* no overflow: bounded by the root total */
+            s->nd[c].self += t->self[l];
+            s->nd[c].nmem++;
+            s->via[nv++] = c;
+        }
+    }
+    for (size_t c = first; c < s->nn; c++) { /* each child's members side by side */
+        s->nd[c].mem = (uint32_t)s->nm;
+        s->nm += s->nd[c].nmem;
+        s->nd[c].nmem = 0;
+    }
+    nv = 0;
+    for (uint32_t k = 0; k < s->nd[p].nmem; k++) {
+        member_t m = s->mem[s->nd[p].mem + k];
+        const storage_merged_tab_t *t = &s->tabs[m.tab];
+        for (uint32_t j = t->kid_off[m.local]; j < t->kid_off[m.local + 1]; j++) {
+            mnode_t *c = &s->nd[s->via[nv++]];
+            s->mem[c->mem + c->nmem++] = (member_t){m.tab, t->kids[j]};
+        }
+    }
+    for (size_t i = 0; i < ntouched; i++)
+        s->slot[s->touched[i]] = 0;
+    s->nd[p].hidden = (uint32_t)(s->nn - first);
+    for (size_t c = first; c < s->nn && rc == 0; c++)
+        rc = heap_push(s, (uint32_t)c);
+    return rc;
+}
+
+static int keep(sel_t *s, uint32_t i)
+{
+    if (GROW_FROM(s->kept, s->capk, s->nk + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
+    s->kept[s->nk++] = i;
+    return expand(s, i);
+}
+
+/* truncate.c's select_nodes, over merged nodes. */
+static int select_kept(sel_t *s, size_t max_nodes)
+{
+    int rc = keep(s, 0);
+    size_t used = s->nd[0].hidden > 0 ? 2 : 1;
+    while (rc == 0 && s->hn > 0) {
+        uint32_t c = s->heap[0], p = s->nd[c].parent;
+        size_t cost = 1 + (s->nd[c].total != s->nd[c].self); /* a non-empty child */
+        size_t frees = s->nd[p].hidden == 1;                 /* the parent's `other` goes away */
+        if (used + cost - frees > max_nodes) break;
+        heap_pop(s);
+        s->nd[p].hidden--;
+        s->nd[p].kept_sum += s->nd[c].total;
+        if ((rc = keep(s, c)) == 0) used += (s->nd[c].hidden > 0 ? 2 : 1) - frees;
+    }
+    return rc;
+}
+
+/* The kept nodes into dst (parents first), each kept parent that hides
+ * children with one `other` child of their summed totals. */
+static int build(sel_t *s, calltree_t *dst)
+{
+    uint32_t *nodes = malloc(2 * s->nk * sizeof *nodes);
+    int64_t *vals = malloc(2 * s->nk * sizeof *vals);
+    int rc = nodes && vals ? calltree_reserve(dst, 2 * s->nk) : ERR_NOMEM;
+    size_t nv = 0;
+    for (size_t k = 0; k < s->nk && rc == 0; k++) {
+        mnode_t *m = &s->nd[s->kept[k]];
+        m->out = 0;
+        if (k > 0) rc = calltree_child(dst, s->nd[m->parent].out, m->sym, &m->out);
+        if (rc != 0) break;
+        nodes[nv] = m->out;
+        vals[nv++] = m->self;
+    }
+    for (size_t k = 0; k < s->nk && rc == 0; k++) {
+        const mnode_t *m = &s->nd[s->kept[k]];
+        uint32_t o;
+        if (m->hidden == 0 || (rc = calltree_child(dst, m->out, SYM_OTHER, &o)) != 0) continue;
+        nodes[nv] = o; /* wrapping: exact, the sum fits */
+        vals[nv++] = (int64_t)((uint64_t)m->total - (uint64_t)m->self - (uint64_t)m->kept_sum);
+    }
+    if (rc == 0) rc = calltree_add_selves(dst, nodes, vals, nv);
+    free(nodes);
+    free(vals);
+    return rc;
+}
+
+/* The merged root: every token's root. */
+static int root_of(sel_t *s, size_t ntabs)
+{
+    if (GROW_FROM(s->nd, s->capn, 1, GROW_UNLIMITED, 256) != 0 ||
+        GROW_FROM(s->mem, s->capm, ntabs, GROW_UNLIMITED, 256) != 0)
+        return ERR_NOMEM;
+    s->nd[0] = (mnode_t){.sym = SYM_ROOT, .mem = 0, .nmem = (uint32_t)ntabs, .has_pkey = 1};
+    uint64_t total = 0;
+    for (size_t i = 0; i < ntabs; i++) {
+        if (!s->tabs[i].nonneg) return ERR_INVALID_ARGUMENT;
+        total += (uint64_t)s->tabs[i].total[0];
+        if (total > (uint64_t)INT64_MAX) return ERR_INVALID_ARGUMENT;
+        s->nd[0].self += s->tabs[i].self[0];
+        s->mem[i] = (member_t){(uint32_t)i, 0};
+    }
+    s->nd[0].total = (int64_t)total;
+    s->nn = 1;
+    s->nm = ntabs;
+    return 0;
+}
+
+int query_truncate_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
+                        calltree_t *dst)
+{
+    if (max_nodes < 2) return ERR_INVALID_ARGUMENT;
+    sel_t s = {.tabs = tabs};
+    int rc = root_of(&s, ntabs);
+    if (rc == 0) rc = select_kept(&s, max_nodes);
+    if (rc == 0) rc = build(&s, dst);
+    free(s.nd);
+    free(s.mem);
+    free(s.heap);
+    free(s.kept);
+    free(s.slot);
+    free(s.touched);
+    free(s.via);
+    return rc;
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""compare_renders.py — the same flame graphs from two node binaries, byte for byte.
+
+For a change that must not move any answer (a faster read path): push the
+profiles of one or more `flamedb-bench gen` index files to a node of each
+binary, then GET /pyroscope/render for every service and the whole tenant,
+three sample types, four formats, several maxNodes and two time ranges, and
+compare the status and body of every answer. Exits 1 on any difference.
+
+  tests/bench/compare_renders.py OLD_FLAMEDB NEW_FLAMEDB INDEX.tsv [INDEX.tsv...]
+"""
+import http.client
+import os
+import shutil
+import sys
+import tempfile
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run as R  # noqa: E402  (Node, push_all, read_index)
+
+TYPES = ["memory:inuse_space:bytes:space:bytes", "memory:alloc_objects:count:space:bytes",
+         "process_cpu:cpu:nanoseconds:cpu:nanoseconds"]
+
+
+def render(node, q):
+    c = http.client.HTTPConnection("127.0.0.1", node.port, timeout=120)
+    c.request("GET", "/pyroscope/render?" + urllib.parse.urlencode(q))
+    r = c.getresponse()
+    out = (r.status, r.read())
+    c.close()
+    return out
+
+
+def main():
+    if len(sys.argv) < 4:
+        print(__doc__)
+        return 2
+    work = tempfile.mkdtemp(prefix="flamedb-compare-")
+    nodes = [R.Node(sys.argv[1], work, "1GiB"), R.Node(sys.argv[2], work, "1GiB")]
+    try:
+        rows = []
+        for index in sys.argv[3:]:
+            part = R.read_index(index)
+            rows += part
+            for n in nodes:
+                if R.push_all(n, part):
+                    raise RuntimeError("push failed")
+        lo = min(r["time"] for r in rows) // 10 * 10
+        hi = (max(r["time"] for r in rows) // 10 + 1) * 10
+        third = (hi - lo) // 3 // 10 * 10
+        sels = ['{service_name="%s"}' % s for s in sorted({r["name"].split("{")[0] for r in rows})]
+        n = diff = 0
+        for t in TYPES:
+            for sel in sels + ["{}"]:
+                for fmt in ["json", "folded", "svg", "pprof"]:
+                    for mx in ["", "2", "50", "1000", "8192"]:
+                        for frm, until in [(lo, hi), (lo + third, hi - third)]:
+                            q = {"query": t + sel, "from": frm, "until": until, "format": fmt}
+                            if mx:
+                                q["maxNodes"] = mx
+                            a, b = render(nodes[0], q), render(nodes[1], q)
+                            n += 1
+                            if a != b:
+                                diff += 1
+                                print("DIFFERENT: %r: %d (%d bytes) vs %d (%d bytes)"
+                                      % (q, a[0], len(a[1]), b[0], len(b[1])))
+        print("renders compared: %d, different: %d" % (n, diff))
+        return 1 if diff else 0
+    finally:
+        for nd in nodes:
+            nd.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

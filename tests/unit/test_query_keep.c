@@ -1,0 +1,452 @@
+/* test_query_keep.c — maxNodes truncation chosen before the tree is built
+ * (keep.c) must give exactly what the whole merged tree truncated by
+ * query_truncate gives:
+ *  - forests made by hand from random trees of several tokens (shared
+ *    symbols, so paths meet across tokens; equal values, so ties break on
+ *    path hashes; empty nodes): the same flamebearer bytes for every maxNodes;
+ *  - a real storage: query_render (which takes the new path) against the
+ *    partial, gather and finish of a scatter-gather (which build the whole
+ *    tree), byte for byte, on random profiles over several tokens, with a
+ *    negative value (the fallback), and on the shared corpus's large.cpu
+ *    stacks when present.
+ * Prints its seed; pass a seed as argv[1] to replay. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/hash.h"
+#include "common/labels.h"
+#include "query/query.h"
+#include "tests/unit/check.h"
+
+#define TYPE "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+static int64_t T0; /* a little before now: within every retention */
+
+/* ---- forests from trees ---- */
+
+/* Token forest of u: the nodes whose total is non-zero, u's order. */
+static void tab_of(const calltree_t *u, storage_merged_tab_t *v)
+{
+    size_t n = calltree_node_count(u), k = 0;
+    uint32_t *loc = malloc(n * sizeof *loc), *par = malloc(n * sizeof *par);
+    memset(v, 0, sizeof *v);
+    v->sym = malloc(n * sizeof *v->sym);
+    v->self = malloc(n * sizeof *v->self);
+    v->total = malloc(n * sizeof *v->total);
+    v->kid_off = calloc(n + 1, sizeof *v->kid_off);
+    v->kids = malloc(n * sizeof *v->kids);
+    v->nonneg = 1;
+    for (uint32_t i = 0; i < n; i++) {
+        if (calltree_self(u, i) < 0) v->nonneg = 0;
+        if (i > 0 && calltree_total(u, i) == 0) continue;
+        loc[i] = (uint32_t)k;
+        v->sym[k] = calltree_sym(u, i);
+        v->self[k] = calltree_self(u, i);
+        v->total[k] = calltree_total(u, i);
+        if (i > 0) v->kid_off[(par[k] = loc[calltree_parent(u, i)]) + 1]++;
+        k++;
+    }
+    v->n = k;
+    for (size_t i = 0; i < k; i++)
+        v->kid_off[i + 1] += v->kid_off[i];
+    uint32_t *fill = malloc((k + 1) * sizeof *fill);
+    memcpy(fill, v->kid_off, (k + 1) * sizeof *fill);
+    for (size_t i = 1; i < k; i++)
+        v->kids[fill[par[i]]++] = (uint32_t)i;
+    free(fill);
+    free(loc);
+    free(par);
+}
+
+static void tab_free(storage_merged_tab_t *v)
+{
+    free(v->sym);
+    free(v->self);
+    free(v->total);
+    free(v->kid_off);
+    free(v->kids);
+}
+
+static char *fb_of(const calltree_t *t)
+{
+    buf_t b;
+    buf_init(&b, (size_t)1 << 30);
+    CHECK_EQ_INT(query_encode_flamebearer(t, NULL, TYPE, NULL, NULL, &b), 0);
+    CHECK_EQ_INT(buf_append_byte(&b, 0), 0);
+    return (char *)b.data;
+}
+
+static void random_tree(calltree_t *t, int nstacks, int ties, int zeros)
+{
+    for (int i = 0; i < nstacks; i++) {
+        uint64_t st[10];
+        size_t d = 1 + check_rng() % 9;
+        for (size_t k = 0; k < d; k++)
+            st[k] = 100 + check_rng() % (k == 0 ? 3 : 9);
+        int64_t v = ties ? 1 + (int64_t)(check_rng() % 2) : 1 + (int64_t)(check_rng() % 100000);
+        if (zeros && check_rng() % 6 == 0) v = 0; /* an empty stack node */
+        calltree_add_stack(t, st, d, v);
+    }
+}
+
+/* One case: ntok token trees, every maxNodes from 2 to past the tree. */
+static void forest_case(size_t ntok, int nstacks, int ties)
+{
+    calltree_t *tok[4], *full = calltree_new(0);
+    storage_merged_tab_t tabs[4];
+    for (size_t i = 0; i < ntok; i++) {
+        tok[i] = calltree_new(0);
+        random_tree(tok[i], nstacks, ties, 1);
+        if (i == 1) calltree_add_self(tok[i], 0, 7); /* a value at the root */
+        tab_of(tok[i], &tabs[i]);
+        CHECK_EQ_INT(calltree_merge(full, tok[i]), 0);
+    }
+    size_t n = calltree_node_count(full);
+    for (size_t max = 2; max <= n + 2; max += max < 40 ? 1 : max / 4) {
+        calltree_t *want, *got = calltree_new(0);
+        CHECK_EQ_INT(query_truncate(full, max < n ? max : n, &want), 0);
+        CHECK_EQ_INT(query_truncate_tabs(tabs, ntok, max, got), 0);
+        char *a = fb_of(want), *b = fb_of(got);
+        if (strcmp(a, b) != 0)
+            fprintf(stderr,
+                    "tokens %zu stacks %d ties %d maxNodes %zu:\nwant %.300s\ngot  %.300s\n", ntok,
+                    nstacks, ties, max, a, b);
+        CHECK_EQ_INT(strcmp(a, b), 0);
+        CHECK(calltree_node_count(got) <= max);
+        free(a);
+        free(b);
+        calltree_free(want);
+        calltree_free(got);
+    }
+    for (size_t i = 0; i < ntok; i++) {
+        calltree_free(tok[i]);
+        tab_free(&tabs[i]);
+    }
+    calltree_free(full);
+}
+
+static void test_forests(void)
+{
+    for (int r = 0; r < 12; r++) {
+        forest_case(1 + (size_t)(r % 4), 20 + 30 * r, r % 3 == 0);
+        forest_case(3, 300, 1);
+    }
+    /* refused where only the whole tree is exact: a negative value, an overflow */
+    calltree_t *t = calltree_new(0);
+    uint64_t s[2] = {100, 101};
+    calltree_add_stack(t, s, 2, 5);
+    calltree_add_stack(t, s, 1, -1);
+    storage_merged_tab_t v[2];
+    tab_of(t, &v[0]);
+    calltree_t *dst = calltree_new(0);
+    CHECK(!v[0].nonneg);
+    CHECK_EQ_INT(query_truncate_tabs(v, 1, 8, dst), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(calltree_node_count(dst), 1);
+    tab_free(&v[0]);
+    calltree_clear(t);
+    calltree_add_stack(t, s, 2, INT64_MAX - 3);
+    tab_of(t, &v[0]);
+    tab_of(t, &v[1]);
+    CHECK(v[0].nonneg && v[1].nonneg);
+    CHECK_EQ_INT(query_truncate_tabs(v, 2, 8, dst), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(query_truncate_tabs(v, 1, 1, dst), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(query_truncate_tabs(v, 1, 8, dst), 0);
+    CHECK_EQ_INT(calltree_root_total(dst), INT64_MAX - 3);
+    tab_free(&v[0]);
+    tab_free(&v[1]);
+    calltree_free(dst);
+    calltree_free(t);
+}
+
+/* ---- a real storage: query_render against the scatter-gather path ---- */
+
+typedef struct store {
+    char dir[64];
+    storage_t *st;
+    symtab_t *syms;
+    labels_t *labels[6];
+    uint64_t pid;
+} store_t;
+
+static int store_open(store_t *s)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->dir, sizeof s->dir, "/tmp/flamedb-keep-XXXXXX");
+    if (mkdtemp(s->dir) == NULL) return -1;
+    storage_options_t o;
+    storage_options_default(&o);
+    o.path = s->dir;
+    o.block_cache_bytes = 8 << 20;
+    o.write_buffer_bytes = 16 << 20;
+    errmsg_t em = {{0}};
+    int rc = storage_open(&o, &s->st, &em);
+    if (rc != 0) fprintf(stderr, "storage_open: %s\n", errmsg_text(&em, rc));
+    s->syms = symtab_new();
+    for (int i = 0; i < 6; i++) { /* one service, pods over three tokens */
+        char pod[16];
+        snprintf(pod, sizeof pod, "pod-%d", i);
+        labels_t *l = labels_new();
+        labels_set_str(l, LABEL_NAME, "process_cpu");
+        labels_set_str(l, LABEL_PROFILE_TYPE, TYPE);
+        labels_set_str(l, LABEL_SERVICE_NAME, "svc");
+        labels_set_str(l, "pod", pod);
+        s->labels[i] = l;
+    }
+    return rc;
+}
+
+static void store_close(store_t *s)
+{
+    storage_close(s->st);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->dir);
+    CHECK_EQ_INT(system(cmd), 0);
+    for (int i = 0; i < 6; i++)
+        labels_free(s->labels[i]);
+    symtab_free(s->syms);
+}
+
+static void store_write(store_t *s, int pod, int64_t t_s, const calltree_t *tree)
+{
+    storage_series_write_t sw = {.labels = s->labels[pod],
+                                 .series_id = labels_hash(s->labels[pod]),
+                                 .token = 1000 + (uint64_t)(pod % 3),
+                                 .tree = tree};
+    storage_profile_write_t pw = {.tenant = "t",
+                                  .time_ns = t_s * 1000000000LL,
+                                  .series = &sw,
+                                  .nseries = 1,
+                                  .symbols = s->syms};
+    s->pid++;
+    memcpy(pw.profile_id, &s->pid, sizeof s->pid);
+    errmsg_t em = {{0}};
+    int rc = storage_write_profile(s->st, &pw, NULL, &em);
+    if (rc != 0) fprintf(stderr, "write: %s\n", errmsg_text(&em, rc));
+    CHECK_EQ_INT(rc, 0);
+}
+
+/* The answer built from the whole merged tree, as a scatter-gather builds it. */
+static char *render_whole(storage_t *st, const query_params_t *p, const query_limits_t *lim)
+{
+    int64_t now_ms = (int64_t)time(NULL) * 1000;
+    query_spec_t spec;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, p, lim, now_ms, &spec, &em), 0);
+    query_partial_args_t a;
+    query_spec_args(&spec, &a);
+    CHECK_EQ_INT(a.final_max_nodes, 0); /* never truncated for a gather of several */
+    query_partial_t part;
+    query_gather_t *g = NULL;
+    query_result_t r;
+    query_result_init(&r);
+    int rc = query_partial_run(st, "t", &a, lim, &part, &em);
+    if (rc == 0) rc = query_gather_new(&spec, lim, &g);
+    if (rc == 0) rc = query_gather_add(g, &part, &em);
+    if (rc == 0) rc = query_gather_finish(g, NULL, &r, &em);
+    CHECK_EQ_INT(rc, 0);
+    query_partial_free(&part);
+    query_gather_free(g);
+    query_spec_free(&spec);
+    buf_append_byte(&r.body, 0);
+    char *out = strdup((char *)r.body.data);
+    query_result_free(&r);
+    return out;
+}
+
+static char *render_fast(storage_t *st, const query_params_t *p, const query_limits_t *lim)
+{
+    query_result_t r;
+    query_result_init(&r);
+    errmsg_t em = {{0}};
+    int rc = query_render(st, "t", p, lim, (int64_t)time(NULL) * 1000, &r, &em);
+    if (rc != 0) fprintf(stderr, "query_render: %s\n", errmsg_text(&em, rc));
+    CHECK_EQ_INT(rc, 0);
+    buf_append_byte(&r.body, 0);
+    char *out = strdup(r.body.data ? (char *)r.body.data : "");
+    query_result_free(&r);
+    return out;
+}
+
+/* Every format and maxNodes over [from_s, until_s): both paths, same bytes. */
+static void compare_range(store_t *s, const char *what, int64_t from_s, int64_t until_s)
+{
+    static const char *maxes[] = {"2", "3", "7", "40", "300", "8192", NULL};
+    static const char *formats[] = {"json", "folded", "svg"};
+    query_limits_t lim;
+    query_limits_default(&lim);
+    char from[32], until[32];
+    snprintf(from, sizeof from, "%lld", (long long)from_s);
+    snprintf(until, sizeof until, "%lld", (long long)until_s);
+    int same = 0, cases = 0;
+    for (size_t f = 0; f < 3; f++)
+        for (size_t m = 0; m < sizeof maxes / sizeof *maxes; m++) {
+            query_params_t p = {.query = TYPE "{service_name=\"svc\"}",
+                                .from = from,
+                                .until = until,
+                                .format = formats[f],
+                                .max_nodes = maxes[m]};
+            char *a = render_whole(s->st, &p, &lim), *b = render_fast(s->st, &p, &lim);
+            if (strcmp(a, b) != 0)
+                fprintf(stderr, "%s, %s, maxNodes %s:\nwhole %.300s\nfast  %.300s\n", what,
+                        formats[f], maxes[m] ? maxes[m] : "default", a, b);
+            same += strcmp(a, b) == 0;
+            if (f == 0) { /* not two empty answers */
+                const char *nt = strstr(a, "\"numTicks\":");
+                CHECK(nt != NULL && strtoll(nt + 11, NULL, 10) != 0);
+            }
+            cases++;
+            free(a);
+            free(b);
+        }
+    CHECK_EQ_INT(same, cases);
+}
+
+/* The whole data, and [part_from, part_to): a part of it (fewer ids valued
+ * than the tables hold). */
+static void compare_renders(store_t *s, const char *what, int64_t part_from, int64_t part_to)
+{
+    compare_range(s, what, T0 - 3600, T0 + 3600);
+    compare_range(s, what, part_from, part_to);
+}
+
+/* storage_merger_tabs of pod's token (res 0, the whole test range). */
+static int tab_nonneg(store_t *s, int pod, size_t *n)
+{
+    storage_merger_t *m;
+    CHECK_EQ_INT(storage_merger_new(s->st, "t", &m), 0);
+    for (int p = pod % 3; p < 6; p += 3)
+        CHECK_EQ_INT(storage_merger_add(m, 1000 + (uint64_t)(pod % 3), labels_hash(s->labels[p]), 0,
+                                        T0 - 3600, T0 + 3600),
+                     0);
+    storage_merged_tab_t *tabs;
+    size_t nt;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_merger_tabs(m, &tabs, &nt, &em), 0);
+    CHECK_EQ_INT(nt, 1);
+    int r = nt == 1 ? tabs[0].nonneg : -1;
+    *n = nt == 1 ? tabs[0].n : 0;
+    storage_merged_tabs_free(tabs, nt);
+    storage_merger_free(m);
+    return r;
+}
+
+/* Totals past INT64_MAX in one token (pods 2 and 5 share it): only the
+ * whole tree is exact, and storage_merger_tabs must say so. */
+static void test_store_overflow(void)
+{
+    store_t s;
+    CHECK_EQ_INT(store_open(&s), 0);
+    uint64_t a, b;
+    symtab_intern(s.syms, "ov.a", 4, "", 0, &a);
+    symtab_intern(s.syms, "ov.b", 4, "", 0, &b);
+    calltree_t *t = calltree_new(0);
+    uint64_t st[2] = {a, b};
+    calltree_add_stack(t, st, 2, 5);
+    calltree_add_stack(t, st, 1, 7);
+    store_write(&s, 2, T0 - 100, t);
+    size_t n;
+    CHECK_EQ_INT(tab_nonneg(&s, 2, &n), 1);
+    CHECK_EQ_INT(n, 3); /* root, a, a;b */
+    calltree_clear(t);
+    calltree_add_stack(t, st, 2, INT64_MAX / 2 + 1);
+    store_write(&s, 5, T0 - 90, t);
+    store_write(&s, 2, T0 - 80, t);
+    CHECK_EQ_INT(tab_nonneg(&s, 2, &n), 0);
+    compare_renders(&s, "overflow", T0 - 100, T0 - 70);
+    calltree_free(t);
+    store_close(&s);
+}
+
+static void test_store_random(void)
+{
+    store_t s;
+    CHECK_EQ_INT(store_open(&s), 0);
+    uint64_t ids[30];
+    for (int i = 0; i < 30; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "pkg.fn%d", i);
+        symtab_intern(s.syms, name, strlen(name), "f.go", 4, &ids[i]);
+    }
+    calltree_t *t = calltree_new(0);
+    for (int k = 0; k < 60; k++) {
+        calltree_clear(t);
+        for (int j = 0; j < 40; j++) {
+            uint64_t st[8];
+            size_t d = 1 + check_rng() % 8;
+            for (size_t x = 0; x < d; x++)
+                st[x] = ids[x == 0 ? check_rng() % 2 : 2 + check_rng() % 28];
+            calltree_add_stack(t, st, d, 1 + (int64_t)(check_rng() % (j % 2 ? 5 : 50000)));
+        }
+        store_write(&s, k % 6, T0 - 3000 + 40 * k, t);
+    }
+    compare_renders(&s, "random", T0 - 2000, T0 - 1400);
+    /* a negative value: only the whole tree is exact, the answer must not change */
+    calltree_clear(t);
+    uint64_t neg[2] = {ids[0], ids[5]};
+    calltree_add_stack(t, neg, 2, -3);
+    store_write(&s, 1, T0 + 100, t);
+    compare_renders(&s, "negative", T0 - 2000, T0 + 200);
+    calltree_free(t);
+    store_close(&s);
+}
+
+/* Stacks of the corpus's large.cpu (folded), spread over pods and windows. */
+static void test_store_corpus(void)
+{
+    const char *corpus = testdata_path();
+    if (corpus == NULL) {
+        fprintf(stderr, "shared test corpus absent: corpus comparison skipped\n");
+        return;
+    }
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "gzip -dc '%s/folded/derived/large.cpu.samples.folded.txt.gz'",
+             corpus);
+    FILE *p = popen(cmd, "r");
+    CHECK(p != NULL);
+    if (p == NULL) return;
+    store_t s;
+    CHECK_EQ_INT(store_open(&s), 0);
+    calltree_t *t[6];
+    for (int i = 0; i < 6; i++)
+        t[i] = calltree_new(0);
+    char *line = NULL;
+    size_t cap = 0, nlines = 0;
+    while (getline(&line, &cap, p) > 0) {
+        char *sp = strrchr(line, ' ');
+        if (sp == NULL) continue;
+        *sp = 0;
+        int64_t v = strtoll(sp + 1, NULL, 10);
+        uint64_t st[512];
+        size_t d = 0;
+        for (char *tok = strtok(line, ";"); tok != NULL && d < 512; tok = strtok(NULL, ";"))
+            symtab_intern(s.syms, tok, strlen(tok), "", 0, &st[d++]);
+        calltree_add_stack(t[check_rng() % 6], st, d, v * (1 + (int64_t)(check_rng() % 3)));
+        nlines++;
+    }
+    free(line);
+    pclose(p);
+    CHECK(nlines > 20000);
+    for (int i = 0; i < 6; i++) {
+        store_write(&s, i, T0 - 600 + 10 * i, t[i]);
+        calltree_free(t[i]);
+    }
+    compare_renders(&s, "large.cpu", T0 - 590, T0 - 560);
+    store_close(&s);
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
+    fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
+    check_rng_state = seed ? seed : 1;
+    T0 = (int64_t)time(NULL) / 600 * 600 - 1200;
+    test_forests();
+    test_store_random();
+    test_store_overflow();
+    test_store_corpus();
+    return check_exit();
+}
