@@ -169,7 +169,8 @@ static const opt_t options[] = {
      "released; part of memory-limit. The shares this node serves for other nodes' queries "
      "(their merged trees, charged once merged, and their encoded answers) count in it too: "
      "one that does not fit is refused, and its coordinator asks another replica or counts "
-     "its ranges missing."},
+     "its ranges missing. So does every share's merge while it runs (its dense vectors, one "
+     "value per stack node of each token, and its tree-build scratch)."},
     {"ingest-inflight-bytes", OPT_SIZE, FIELD(ingest_inflight_bytes, size_t), NULL, 8, 1 * MiB,
      1024 * GiB,
      "Memory all pushes and replica writes (hint replays included) in progress on this node may "

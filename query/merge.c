@@ -58,12 +58,22 @@ static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *ds
     return rc;
 }
 
+static int merge_error(int rc, errmsg_t *em, const char *what)
+{
+    if (rc == ERR_UNAVAILABLE) /* the working memory passed its budget */
+        return errmsg_set(em, rc,
+                          "server busy: merging the selected blocks needs more working memory "
+                          "than query-memory-bytes leaves now; retry later or narrow the query");
+    return errmsg_set(em, rc, "%s: %s", what, err_message(rc));
+}
+
 int query_merge_series(storage_t *st, const char *tenant, const query_series_t *ser,
                        const query_plan_t *plan, size_t max_nodes, calltree_t *dst, errmsg_t *em)
 {
     storage_merger_t *m;
     int rc = storage_merger_new(st, tenant, &m);
     if (rc != 0) return errmsg_set(em, rc, "merging blocks: %s", err_message(rc));
+    storage_merger_set_charge(m, plan->charge);
     int stopped = 0; /* cancelled or past its deadline: checked per series */
     for (size_t i = 0; i < ser->n && rc == 0 && !stopped; i++) {
         stopped = (rc = query_stop_check(plan->stop, em)) != 0;
@@ -79,7 +89,7 @@ int query_merge_series(storage_t *st, const char *tenant, const query_series_t *
     }
     if (rc != 0) {
         storage_merger_free(m);
-        return errmsg_set(em, rc, "reading blocks: %s", err_message(rc));
+        return merge_error(rc, em, "reading blocks");
     }
     rc = merge_truncated(m, max_nodes, dst, em);
     if (rc == 0)
@@ -87,6 +97,7 @@ int query_merge_series(storage_t *st, const char *tenant, const query_series_t *
     else if (rc == 1)
         rc = 0;
     storage_merger_free(m);
+    if (rc == ERR_UNAVAILABLE) return merge_error(rc, em, "merging blocks");
     ASSERT_DEBUG(rc != 0 || totals_add_up(dst));
     if (rc == ERR_LIMIT)
         return errmsg_set(em, ERR_LIMIT,

@@ -149,6 +149,7 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     query_plan_t plan;
     query_plan_range(a->from_s, a->until_s, a->min_res, STORAGE_RESOLUTION_COUNT - 1, &plan);
     plan.stop = a->stop;
+    plan.charge = a->charge;
     query_span_sel_t sp;
     query_series_t ser;
     if (query_selector_type(sel) == NULL)

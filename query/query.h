@@ -206,6 +206,7 @@ typedef struct query_plan {
     size_t n;
     query_plan_piece_t piece[QUERY_PLAN_MAX_PIECES];
     const query_stop_t *stop; /* checked per series (merge, timeline); NULL: runs to its end */
+    alloc_charge_t *charge;   /* the merge's working memory is charged here; NULL: not charged */
 } query_plan_t;
 
 /* Plans [from_ms, until_ms). When retention dropped the finer windows at the
@@ -546,6 +547,9 @@ typedef struct query_partial_args {
     const query_range_t *ranges; /* series whose token lies in one of them; */
     size_t nranges;              /* 0 = every token */
     const query_stop_t *stop;    /* render: stops early (ERR_TIMEOUT) when it says so; NULL */
+    alloc_charge_t *charge;      /* render: the merge's working memory (dense vectors, forests)
+                                    is charged here while it runs, ERR_UNAVAILABLE past its
+                                    budget; NULL: not charged */
     size_t final_max_nodes;      /* render: set only when this partial alone is the answer: the
                                     maxNodes its gather truncates to (query_spec_final_max_nodes),
                                     so the tree may come truncated already; 0 = untruncated */

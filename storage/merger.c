@@ -6,11 +6,17 @@
  * each token's node table once to turn the non-zero entries into call-tree
  * nodes. So a query over a thousand windows costs a thousand vector additions
  * and one tree build, not a thousand tree merges.
+ *
+ * Its working memory (the dense vectors, the forests, and the scratch of a
+ * tree build, which grow with the token's table, not with the answer) is
+ * charged to the caller's budget when one is set (storage_merger_set_charge):
+ * a merge that would pass it stops with ERR_UNAVAILABLE.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "common/grow.h"
 #include "common/hash.h"
 #include "storage/storage_int.h"
@@ -26,8 +32,10 @@ struct storage_merger {
     char tenant[STORAGE_TENANT_MAX + 1];
     acc_t *accs;
     size_t n, cap;
-    acc_t *cur; /* accumulator of the blocks being scanned */
-    int rc;     /* first error of a scan callback */
+    acc_t *cur;             /* accumulator of the blocks being scanned */
+    int rc;                 /* first error of a scan callback */
+    alloc_charge_t *charge; /* NULL: nothing charged */
+    size_t charged;         /* held on charge until storage_merger_free */
 };
 
 int storage_merger_new(storage_t *s, const char *tenant, storage_merger_t **out)
@@ -42,9 +50,33 @@ int storage_merger_new(storage_t *s, const char *tenant, storage_merger_t **out)
     return 0;
 }
 
+void storage_merger_set_charge(storage_merger_t *m, alloc_charge_t *charge)
+{
+    m->charge = charge;
+}
+
+/* Charges n bytes of working memory; ERR_UNAVAILABLE (or ERR_TOO_LARGE when
+ * the merge alone passes the budget) and nothing charged when it does not
+ * fit. Held until storage_merger_free unless given back (uncharge). */
+static int charge(storage_merger_t *m, size_t n)
+{
+    if (m->charge == NULL || n == 0) return 0;
+    int rc = alloc_charge_add(m->charge, n);
+    if (rc == 0) m->charged += n;
+    return rc == ERR_TOO_LARGE ? ERR_UNAVAILABLE : rc;
+}
+
+static void uncharge(storage_merger_t *m, size_t n)
+{
+    if (m->charge == NULL || n == 0) return;
+    alloc_charge_sub(m->charge, n);
+    m->charged -= n;
+}
+
 void storage_merger_free(storage_merger_t *m)
 {
     if (m == NULL) return;
+    if (m->charge != NULL) alloc_charge_sub(m->charge, m->charged);
     for (size_t i = 0; i < m->n; i++)
         free(m->accs[i].val);
     free(m->accs);
@@ -63,8 +95,13 @@ static acc_t *acc_of(storage_merger_t *m, uint64_t token)
 static int add_block(void *ctx, int64_t window, const uint8_t *v, size_t n)
 {
     storage_merger_t *m = ctx;
+    size_t before = m->cur->cap;
     int rc = storage_sparse_add_dense(v, n, &m->cur->val, &m->cur->cap, STORAGE_MAX_STACK_NODES);
     if (rc == ERR_NOMEM) return rc;
+    if (m->cur->cap > before) { /* grown: the vector's new room is working memory */
+        int crc = charge(m, (m->cur->cap - before) * sizeof *m->cur->val);
+        if (crc != 0) return crc;
+    }
     if (rc != 0) /* a corrupt stored value: skipped, like the merge operator does */
         storage_log_corrupt(&m->s->counters, "stored block", 0, rc);
     return 0;
@@ -119,6 +156,12 @@ static int finish_one(storage_merger_t *m, acc_t *a, calltree_t *dst, errmsg_t *
     int rc = storage_nodetab_acquire(m->s, a->token, m->tenant, &t, em);
     if (rc != 0) return rc;
     size_t count = storage_nodetab_count(t), nz = 0;
+    size_t scratch = (count ? count : 1) * (sizeof(uint32_t) + 1 + sizeof(uint32_t) + 8);
+    rc = charge(m, scratch); /* the maps below, and at most one node and value per id */
+    if (rc != 0) {
+        storage_nodetab_release(m->s, t, 0);
+        return rc;
+    }
     uint32_t *tmap = malloc((count ? count : 1) * sizeof *tmap);
     uint8_t *needed = malloc(count ? count : 1);
     uint32_t *nodes = NULL;
@@ -156,6 +199,7 @@ static int finish_one(storage_merger_t *m, acc_t *a, calltree_t *dst, errmsg_t *
     free(needed);
     free(nodes);
     free(vals);
+    uncharge(m, scratch);
     return rc;
 }
 
@@ -255,13 +299,24 @@ static int tab_one(storage_merger_t *m, const acc_t *a, storage_merged_tab_t *v,
      * have larger ids): a short range over a big table passes few ids */
     tabsrc_t src = {storage_nodetab_parents(t), storage_nodetab_syms(t), a->val,
                     nval ? nval : 1 /* the root always is */, nval};
-    int64_t *tot = malloc(src.count * sizeof *tot);
-    uint32_t *loc = malloc(src.count * sizeof *loc);
-    if (tot == NULL || loc == NULL) rc = ERR_NOMEM;
+    /* scratch (totals, local ids, and tab_fill's two per local node) and the
+     * forest itself (kept until the merger is freed) */
+    size_t scratch = src.count * (sizeof(int64_t) + 2 * sizeof(uint32_t)) + src.count * 8;
+    int64_t *tot = NULL;
+    uint32_t *loc = NULL;
+    int scharged = (rc = charge(m, scratch)) == 0;
+    if (scharged) {
+        tot = malloc(src.count * sizeof *tot);
+        loc = malloc(src.count * sizeof *loc);
+        if (tot == NULL || loc == NULL) rc = ERR_NOMEM;
+    }
     if (rc == 0) {
         size_t n = sum_totals(&src, tot, v);
-        rc = tab_fill(&src, tot, n, loc, v);
+        rc = charge(
+            m, n * (sizeof *v->sym + sizeof *v->self + sizeof *v->total + 2 * sizeof *v->kids));
+        if (rc == 0) rc = tab_fill(&src, tot, n, loc, v);
     }
+    if (scharged) uncharge(m, scratch);
     for (size_t id = real; id < a->cap; id++)
         if (a->val[id] != 0) /* a block naming a node the table lacks: corrupt */
             storage_log_corrupt(&m->s->counters, "block node id", (int)id, ERR_CORRUPT);

@@ -40,6 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/alloc.h"
 #include "common/calltree.h"
 #include "common/err.h"
 #include "common/labels.h"
@@ -173,6 +174,11 @@ int storage_merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, 
  * max_nodes (em says so). */
 int storage_merger_finish(storage_merger_t *m, calltree_t *dst, errmsg_t *em);
 void storage_merger_free(storage_merger_t *m);
+/* Charges the merger's working memory (dense vectors, forests, tree-build
+ * scratch) to charge (borrowed; NULL: none) from now on: a merge that would
+ * pass its budget stops with ERR_UNAVAILABLE. Everything charged is given
+ * back by storage_merger_free. */
+void storage_merger_set_charge(storage_merger_t *m, alloc_charge_t *charge);
 
 /* Service aggregates (aggregate.c; docs/storage-format.md): every series
  * with a service_name and a __profile_type__ also adds its blocks and totals

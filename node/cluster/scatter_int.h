@@ -117,8 +117,9 @@ void scatter_release(scatter_t *s, size_t bytes);
       "Queries refused or failed with 503: their partial results would exceed "                    \
       "query-memory-bytes.")                                                                       \
     X(serve_memory_refused, "flamedb_scatter_partials_memory_refused_total",                       \
-      "Partial queries refused for other nodes: their result would pass query-memory-bytes "       \
-      "(the coordinator asks another replica or counts the ranges missing).")                      \
+      "Shares refused (served for another node, or this node's own): their result or their "       \
+      "merge's working memory would pass query-memory-bytes (the coordinator asks another "        \
+      "replica or counts the ranges missing).")                                                    \
     X(shares_stopped, "flamedb_scatter_shares_cancelled_total",                                    \
       "Shares of queries (local, or served for another node) cancelled before they ran or "        \
       "stopped while running: their query was cancelled or its deadline passed.")

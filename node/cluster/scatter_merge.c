@@ -113,6 +113,7 @@ typedef struct local_job {
     int merged;          /* the gather holds the partial (success or not) */
     int stopped;         /* the share stopped early: cancelled or past the deadline */
     size_t gather_bytes; /* measured after merging, when merge */
+    int mem_refused;     /* its merge's working memory passed query-memory-bytes */
 } local_job_t;
 
 static void local_work(workq_job_t *w)
@@ -127,7 +128,12 @@ static void local_work(workq_job_t *w)
     query_stop_t stop = {&j->sj.cancel, (int64_t)q->deadline_unix_ms};
     a.stop = &stop;
     if (j->finish) a.final_max_nodes = query_spec_final_max_nodes(&q->spec); /* the only ask */
+    alloc_charge_t work; /* the merge's working memory, on query-memory-bytes while it runs */
+    alloc_charge_init(&work, &q->s->mem);
+    a.charge = &work;
     it->rc = query_partial_run(q->s->storage, q->tenant, &a, &q->s->o.limits, &it->local, &it->em);
+    alloc_charge_done(&work);
+    j->mem_refused = it->rc == ERR_UNAVAILABLE;
     j->stopped = it->rc != 0 && query_stop_check(&stop, NULL) != 0;
     it->bytes = query_partial_bytes(&it->local);
     if (it->rc != 0 || !j->merge) return;
@@ -149,6 +155,7 @@ static void local_done(workq_job_t *w, int status)
     if (j->finish) q->finishing = 0;
     a->holds_gather = 0;
     if (j->merged) q->gather_bytes = j->gather_bytes;
+    q->s->stats.serve_memory_refused += j->mem_refused;
     q->s->stats.shares_stopped +=
         j->stopped || (status != 0 && atomic_load_explicit(&j->sj.cancel, memory_order_relaxed));
     if (status != 0 && it->rc == 0) it->rc = errmsg_set(&it->em, ERR_UNAVAILABLE, "cancelled");

@@ -184,10 +184,13 @@ static void serve_work(workq_job_t *w)
     }
     query_stop_t stop = {&j->cancel, (int64_t)j->deadline};
     j->args.stop = &stop;
+    j->args.charge = &j->mem; /* the merge's working memory, given back when it ends */
     j->rc =
         query_partial_run(j->s->storage, j->tenant, &j->args, &j->s->o.limits, &j->part, &j->em);
     j->stopped = j->rc != 0 && query_stop_check(&stop, NULL) != 0;
     j->args.stop = NULL;
+    j->args.charge = NULL;
+    j->mem_refused |= j->rc == ERR_UNAVAILABLE;
     if (j->stopped) j->rc = ERR_TIMEOUT; /* nobody waits for it: no answer */
     if (j->rc == 0) j->rc = charge(j, query_partial_bytes(&j->part), "result");
     if (j->rc == 0) j->rc = build_answer(j, j->s->o.max_message_bytes);

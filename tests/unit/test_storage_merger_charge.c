@@ -1,0 +1,89 @@
+/* test_storage_merger_charge.c — a merger's working memory is charged to the
+ * caller's budget (storage_merger_set_charge): the dense vector of a series
+ * whose blocks name ~40,000 stack nodes (320 KB), the tree-build scratch and
+ * the forests. Over the budget, the merge stops with ERR_UNAVAILABLE; every
+ * byte charged is given back when the merger is freed, and with room the
+ * same merge is exact. Before, this memory (the per-token accumulators of
+ * every query and every share a node serves) was outside any budget. */
+#include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
+
+#include "check.h"
+
+#define TOKEN 0x1234567890abcdefull
+#define STACKS 20000
+
+static void write_series(fixture_t *f, labels_t *l, symtab_t *st)
+{
+    calltree_t *t = calltree_new(0);
+    char stack[64];
+    for (int i = 0; i < STACKS; i++) {
+        snprintf(stack, sizeof stack, "main;f%d;g%d", i, i);
+        fx_add(t, st, stack, 1);
+    }
+    storage_series_write_t sw = {.labels = l, .series_id = labels_hash(l), .tree = t};
+    sw.token = TOKEN;
+    storage_profile_write_t p = {
+        .tenant = "t", .time_ns = (f->now - 5) * NS, .series = &sw, .nseries = 1, .symbols = st};
+    fx_id(p.profile_id, 1);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
+    calltree_free(t);
+}
+
+/* One merge of the series under a budget of limit bytes: its result, and
+ * what the budget held at its peak (after the blocks were added). */
+static int merge(fixture_t *f, labels_t *l, size_t limit, int tabs, size_t *held)
+{
+    alloc_budget_t b;
+    alloc_budget_init(&b, limit);
+    alloc_charge_t c;
+    alloc_charge_init(&c, &b);
+    storage_merger_t *m = NULL;
+    CHECK_EQ_INT(storage_merger_new(f->s, "t", &m), 0);
+    storage_merger_set_charge(m, &c);
+    int rc = storage_merger_add(m, TOKEN, labels_hash(l), 0, f->now - 3600, f->now + 60);
+    *held = c.used;
+    errmsg_t em = {{0}};
+    if (rc == 0 && tabs) {
+        storage_merged_tab_t *t;
+        size_t n;
+        rc = storage_merger_tabs(m, &t, &n, &em);
+        if (rc == 0) {
+            CHECK_EQ_INT(n, 1);
+            CHECK_EQ_INT(t[0].total[0], STACKS);
+            storage_merged_tabs_free(t, n);
+        }
+    }
+    if (rc == 0) {
+        calltree_t *t = calltree_new(0);
+        rc = storage_merger_finish(m, t, &em);
+        if (rc == 0) CHECK_EQ_INT(calltree_root_total(t), STACKS);
+        calltree_free(t);
+    }
+    storage_merger_free(m);
+    CHECK_EQ_INT(c.used, 0); /* everything given back */
+    alloc_charge_done(&c);
+    CHECK_EQ_INT(alloc_budget_used(&b), 0);
+    return rc;
+}
+
+int main(void)
+{
+    fixture_t f;
+    if (fx_init(&f) != 0) return 1;
+    symtab_t *st = symtab_new();
+    labels_t *l = fx_labels("svc", NULL);
+    write_series(&f, l, st);
+    size_t vec = 0, held = 0;
+    CHECK_EQ_INT(merge(&f, l, 0, 0, &vec), 0);            /* limit 0: counted, never refused */
+    CHECK_EQ_INT(vec >= 2 * STACKS * sizeof(int64_t), 1); /* the dense vector */
+    CHECK_EQ_INT(merge(&f, l, 64 << 10, 0, &held), ERR_UNAVAILABLE); /* the vector passes it */
+    CHECK_EQ_INT(merge(&f, l, vec + (1 << 20), 0, &held), 0);        /* room for the scratch too */
+    CHECK_EQ_INT(merge(&f, l, vec + (4 << 20), 1, &held), 0);        /* and for the forest */
+    /* room for the vector, not for the tree-build scratch of the 40,000-node table */
+    CHECK_EQ_INT(merge(&f, l, vec + (64 << 10), 0, &held), ERR_UNAVAILABLE);
+    labels_free(l);
+    symtab_free(st);
+    fx_done(&f);
+    return check_exit();
+}
