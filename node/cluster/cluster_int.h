@@ -245,8 +245,9 @@ void cluster_view_drop(cluster_t *c);
 int cluster_move_initial_state(cluster_t *c, int had_identity, ring_state_t *out, errmsg_t *em);
 /* Loop: a gossip message from node_id (it knows this node). */
 void cluster_move_heard(cluster_t *c, const char *node_id);
-/* Loop: 1 unless this node joins and some live member has not yet sent it
- * gossip (that member would drop its writes and queries). */
+/* Loop: 1 once every live member has sent this node gossip since it started
+ * (a joiner: that member would drop its writes and queries; any start: its
+ * hints_for list says which replicas not to read). */
 int cluster_move_known(cluster_t *c);
 /* Loop, every gossip round: a joining node with no active member to stream
  * from turns active; a leaving node whose ranges every taker verified turns

@@ -90,9 +90,14 @@ void cluster_move_join_verified(cluster_t *c)
 
 /* ---------- known by the others ---------- */
 
+/* Every start, not only a join, waits to hear from each live member before
+ * it is ready: a node restarted with its member table from disk would else
+ * coordinate reads before it learned which replicas the others hold hints or
+ * repair marks for (their hints_for lists come with their gossip), and read
+ * its own short copy as if complete. */
 void cluster_move_heard(cluster_t *c, const char *node_id)
 {
-    if (!c->joining || c->known_by_all) return;
+    if (c->known_by_all) return;
     for (size_t i = 0; i < c->nheard; i++)
         if (strcmp(c->heard[i], node_id) == 0) return;
     char *id = strdup(node_id);
@@ -105,7 +110,7 @@ void cluster_move_heard(cluster_t *c, const char *node_id)
 
 int cluster_move_known(cluster_t *c)
 {
-    if (!c->joining || c->known_by_all) return 1;
+    if (c->known_by_all) return 1;
     for (size_t i = 0; i < ring_members_count(c->members); i++) {
         ring_member_t m;
         if (ring_members_get(c->members, i, &m) != ERR_OK || m.state == RING_DOWN ||
