@@ -312,9 +312,13 @@ static int tab_one(storage_merger_t *m, const acc_t *a, storage_merged_tab_t *v,
     }
     if (rc == 0) {
         size_t n = sum_totals(&src, tot, v);
-        rc = charge(
-            m, n * (sizeof *v->sym + sizeof *v->self + sizeof *v->total + 2 * sizeof *v->kids));
-        if (rc == 0) rc = tab_fill(&src, tot, n, loc, v);
+        /* with a negative value (a delta profile) or an overflow a parent's
+         * total can be 0 while a child's is not: no forest then (its callers
+         * build the whole tree when a token is not nonneg) */
+        if (v->nonneg)
+            rc = charge(
+                m, n * (sizeof *v->sym + sizeof *v->self + sizeof *v->total + 2 * sizeof *v->kids));
+        if (rc == 0 && v->nonneg) rc = tab_fill(&src, tot, n, loc, v);
     }
     if (scharged) uncharge(m, scratch);
     for (size_t id = real; id < a->cap; id++)

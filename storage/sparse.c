@@ -230,6 +230,7 @@ int storage_sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *t
 /* Appends v's pairs to all; *max_id tracks the largest id. */
 static int append_pairs(sparse_vec_t *all, const sparse_vec_t *v, uint32_t *max_id)
 {
+    if (v->n == 0) return 0; /* an empty block: its arrays may be NULL */
     int rc = storage_sparse_reserve(all, all->n + v->n);
     if (rc != 0) return rc;
     memcpy(all->id + all->n, v->id, v->n * sizeof *v->id);

@@ -209,7 +209,8 @@ typedef struct storage_merged_tab {
     uint32_t *kid_off;     /* n + 1 offsets into kids */
     uint32_t *kids;        /* children of local node i: kids[kid_off[i] .. kid_off[i + 1]) */
     int nonneg; /* 1: every value >= 0 and no total exceeds INT64_MAX; then the local nodes
-                   are exactly those storage_merger_finish creates for this token */
+                   are exactly those storage_merger_finish creates for this token; 0: no
+                   forest (n 0, arrays NULL): build the whole tree instead */
 } storage_merged_tab_t;
 
 /* The tokens' forests of everything added so far; *tabs (caller owns, free

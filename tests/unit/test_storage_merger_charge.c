@@ -67,6 +67,45 @@ static int merge(fixture_t *f, labels_t *l, size_t limit, int tabs, size_t *held
     return rc;
 }
 
+/* A delta profile: "main;a" +5 and "main;b" -5, so main's total is 0 while
+ * its children's are not. The forest is refused (nonneg 0, no local nodes)
+ * and the whole tree is exact. Before, building the forest read the local id
+ * of the zero-total parent, which was never set: a crash on real delta
+ * profiles (pprof/parca/alloc_space_delta). */
+static void test_cancelling_values(fixture_t *f, symtab_t *st)
+{
+    labels_t *l = fx_labels("delta", NULL);
+    calltree_t *t = calltree_new(0);
+    fx_add(t, st, "main;a", 5);
+    fx_add(t, st, "main;b", -5);
+    fx_add(t, st, "other;c", 3);
+    storage_series_write_t sw = {.labels = l, .series_id = labels_hash(l), .tree = t};
+    sw.token = TOKEN + 1;
+    storage_profile_write_t p = {
+        .tenant = "t", .time_ns = (f->now - 5) * NS, .series = &sw, .nseries = 1, .symbols = st};
+    fx_id(p.profile_id, 2);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
+    calltree_free(t);
+    storage_merger_t *m = NULL;
+    CHECK_EQ_INT(storage_merger_new(f->s, "t", &m), 0);
+    CHECK_EQ_INT(storage_merger_add(m, TOKEN + 1, labels_hash(l), 0, f->now - 3600, f->now + 60),
+                 0);
+    storage_merged_tab_t *tabs;
+    size_t n;
+    CHECK_EQ_INT(storage_merger_tabs(m, &tabs, &n, &em), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(tabs[0].nonneg, 0);
+    storage_merged_tabs_free(tabs, n);
+    calltree_t *got = calltree_new(0);
+    CHECK_EQ_INT(storage_merger_finish(m, got, &em), 0);
+    CHECK_EQ_INT(calltree_root_total(got), 3);
+    CHECK_EQ_INT(calltree_node_count(got), 6); /* root, main, a, b, other, c */
+    calltree_free(got);
+    storage_merger_free(m);
+    labels_free(l);
+}
+
 int main(void)
 {
     fixture_t f;
@@ -82,6 +121,7 @@ int main(void)
     CHECK_EQ_INT(merge(&f, l, vec + (4 << 20), 1, &held), 0);        /* and for the forest */
     /* room for the vector, not for the tree-build scratch of the 40,000-node table */
     CHECK_EQ_INT(merge(&f, l, vec + (64 << 10), 0, &held), ERR_UNAVAILABLE);
+    test_cancelling_values(&f, st);
     labels_free(l);
     symtab_free(st);
     fx_done(&f);
