@@ -275,21 +275,54 @@ static int series_listed(wscan_t *x, const uint8_t *k, size_t kn)
     return x->listed;
 }
 
+/* One walk over the keys of cf whose token is in [lo, hi], from lo. hk is
+ * the caller's (it holds the upper bound and must outlive the walk). */
+typedef struct token_walk {
+    rocksdb_readoptions_t *ro;
+    rocksdb_iterator_t *it;
+    uint8_t hk[8];
+} token_walk_t;
+
+static void walk_open(storage_t *s, enum storage_cf cf, uint64_t lo, uint64_t hi, token_walk_t *w)
+{
+    uint8_t lk[8];
+    be64_put(lk, lo);
+    be64_put(w->hk, hi + 1);
+    w->ro = rocksdb_readoptions_create();
+    if (hi != UINT64_MAX)
+        rocksdb_readoptions_set_iterate_upper_bound(w->ro, (const char *)w->hk, 8);
+    w->it = rocksdb_create_iterator_cf(s->db, w->ro, s->cf[cf]);
+    rocksdb_iter_seek(w->it, (const char *)lk, 8);
+}
+
+/* Ends the walk; rc, or the iterator's error (what: for the message). */
+static int walk_close(token_walk_t *w, int rc, const char *what)
+{
+    char *err = NULL;
+    rocksdb_iter_get_error(w->it, &err);
+    int ioerr = storage_rocks_err(err, NULL, what);
+    rocksdb_iter_destroy(w->it);
+    rocksdb_readoptions_destroy(w->ro);
+    return ioerr != 0 ? ioerr : rc;
+}
+
+/* Whether k is a window key (token | tenant | series_id | res | window) of a
+ * known resolution. */
+static int window_key(const uint8_t *k, size_t kn)
+{
+    return kn >= 9 && k[8] != 0 && kn == WINDOW_KEY_FIXED + (size_t)k[8] &&
+           k[17 + k[8]] < STORAGE_RESOLUTION_COUNT;
+}
+
 int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
                         size_t after_len, storage_stream_fn fn, void *ctx)
 {
     if (lo > hi) return ERR_INVALID_ARGUMENT;
-    uint8_t lk[8], hk[8];
-    be64_put(lk, lo);
-    be64_put(hk, hi + 1);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    if (hi != UINT64_MAX) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hk, 8);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_BLOCKS]);
+    token_walk_t w;
+    walk_open(s, CF_BLOCKS, lo, hi, &w);
+    rocksdb_iterator_t *it = w.it;
     int use_after = after_len >= 8 && be64_get(after) >= lo;
-    if (use_after)
-        rocksdb_iter_seek(it, (const char *)after, after_len);
-    else
-        rocksdb_iter_seek(it, (const char *)lk, 8);
+    if (use_after) rocksdb_iter_seek(it, (const char *)after, after_len);
     wscan_t x = {.s = s};
     storage_sparse_init(&x.acc);
     storage_sparse_init(&x.one);
@@ -299,19 +332,12 @@ int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *a
         size_t kn, vn;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
         if (use_after && kn == after_len && memcmp(k, after, kn) == 0) continue;
-        if (kn < 9 || k[8] == 0 || kn != WINDOW_KEY_FIXED + (size_t)k[8] ||
-            k[17 + k[8]] >= STORAGE_RESOLUTION_COUNT)
-            continue;
-        if (storage_filter_expired(s, CF_BLOCKS, k, kn, NULL, 0)) continue;
+        if (!window_key(k, kn) || storage_filter_expired(s, CF_BLOCKS, k, kn, NULL, 0)) continue;
         if (!series_listed(&x, k, kn)) continue; /* a service aggregate */
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
         rc = one_window(&x, k, kn, v, vn, fn, ctx);
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    int ioerr = storage_rocks_err(err, NULL, "stream: blocks");
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
+    rc = walk_close(&w, rc, "stream: blocks");
     storage_sparse_free(&x.acc);
     storage_sparse_free(&x.one);
     storage_sparse_free(&x.tmp);
@@ -319,7 +345,7 @@ int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *a
     free(x.untreed.v);
     free(x.seen.v);
     free(x.in_window.v);
-    return ioerr != 0 ? ioerr : rc;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- receiver */
@@ -360,30 +386,20 @@ int storage_stream_sums(storage_t *s, uint64_t lo, uint64_t hi, int64_t until_s,
 {
     memset(sums, 0, STORAGE_RESOLUTION_COUNT * sizeof *sums);
     if (lo > hi) return ERR_INVALID_ARGUMENT;
-    uint8_t lk[8], hk[8];
-    be64_put(lk, lo);
-    be64_put(hk, hi + 1);
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    if (hi != UINT64_MAX) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hk, 8);
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_TOTALS]);
+    token_walk_t w;
+    walk_open(s, CF_TOTALS, lo, hi, &w);
+    rocksdb_iterator_t *it = w.it;
     wscan_t x = {.s = s}; /* for series_listed: aggregates are not summed */
-    for (rocksdb_iter_seek(it, (const char *)lk, 8); rocksdb_iter_valid(it);
-         rocksdb_iter_next(it)) {
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kn, vn;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
-        if (kn < 9 || k[8] == 0 || kn != WINDOW_KEY_FIXED + (size_t)k[8]) continue;
+        if (!window_key(k, kn)) continue;
         int res = k[17 + k[8]];
-        if (res >= STORAGE_RESOLUTION_COUNT) continue;
         if (storage_time_decode(k + kn - 8) + (int64_t)storage_resolutions[res] > until_s) continue;
         if (storage_filter_expired(s, CF_TOTALS, k, kn, NULL, 0)) continue;
         if (!series_listed(&x, k, kn)) continue;
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
         if (vn == 8) sums[res] = (int64_t)((uint64_t)sums[res] + (uint64_t)storage_i64_get(v));
     }
-    char *err = NULL;
-    rocksdb_iter_get_error(it, &err);
-    int rc = storage_rocks_err(err, NULL, "stream: totals");
-    rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
-    return rc;
+    return walk_close(&w, 0, "stream: totals");
 }
