@@ -273,10 +273,12 @@ static const opt_t options[] = {
      "is dropped and anti-entropy must repair (0 = hinted handoff off)."},
     {"hint-replay-interval", OPT_MS, FIELD(cluster.hint_replay_interval_ms, uint64_t), "1s", 0, 50,
      600000, "How often hints are replayed to nodes that are back."},
-    {"repair-interval", OPT_MS, FIELD(cluster.repair_interval_ms, uint64_t), "0s", 0, 0,
+    {"repair-interval", OPT_MS, FIELD(cluster.repair_interval_ms, uint64_t), "1h", 0, 0,
      7 * 86400000ULL,
-     "How often this node runs an anti-entropy pass over the ranges it replicates (0 = only "
-     "on demand: flamectl cluster repair)."},
+     "How often this node runs an anti-entropy pass over the ranges it replicates, the first "
+     "one interval after the start, each delayed by up to a tenth of the interval at random so "
+     "nodes restarted together do not compare at once (0 = only on demand: flamectl cluster "
+     "repair)."},
     {"stream-max-mb-per-s", OPT_U32, FIELD(cluster.stream_max_mb_per_s, uint32_t), "0", 0, 0,
      100000,
      "Bytes per second (in MB, 10^6) a repair pass fetches at most, as when a joining node or "
@@ -285,6 +287,16 @@ static const opt_t options[] = {
      "How long after a join or leave began its verifying repair pass may start, so every "
      "write still in flight from a coordinator that did not know of the move has landed "
      "(0 = 10 gossip intervals + write-timeout)."},
+    {"hint-ack-grace", OPT_MS, FIELD(cluster.hint_ack_grace_ms, uint64_t), "20ms", 0, 0, 600000,
+     "Once a push has its write quorum, how long it waits for the other replicas' acks before "
+     "storing a durable hint for each one still silent and answering 200 (a later ack deletes "
+     "the hint). Longer: fewer hints for replicas that are only a little slow, and that much "
+     "more latency while one is slow; 0: hint at once."},
+    {"repair-max-bytes-per-s", OPT_SIZE, FIELD(cluster.repair_bytes_per_s, size_t), "16MiB", 0, 0,
+     1024 * GiB,
+     "Bytes per second an anti-entropy pass (scheduled, flamectl cluster repair, or asked by a "
+     "peer) fetches at most for the profiles this node lacks; passes that stream ranges a node "
+     "gains in a move are bounded by stream-max-mb-per-s instead (0 = no limit)."},
     SECTION("Security and per-tenant limits"),
     {"auth-file", OPT_TEXT, FIELD(auth_file, char[NODE_PATH_MAX]), "", 0, 0, NODE_PATH_MAX - 1,
      "HTTP tokens, one 'TENANT ROLE SHA256HEX' per line (role read, write or admin; '#' "

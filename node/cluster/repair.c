@@ -111,6 +111,20 @@ void repair_request_init(Flamedb__Cluster__RepairRequest *q, Flamedb__Cluster__R
 }
 
 /* When the thread must wake next (unix ms; UINT64_MAX: when signalled). */
+/* When the scheduled pass after `from` is due (0: never): one interval
+ * later plus up to a tenth of it at random, so nodes started (or restarted)
+ * together spread their passes instead of comparing all at once. */
+static uint64_t schedule_after(const repair_t *r, uint64_t from, uint64_t *rng)
+{
+    uint64_t every = r->o.interval_ms;
+    if (every == 0) return 0;
+    *rng ^= *rng << 13; /* xorshift64: spread, not secrecy */
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    uint64_t span = every / 10;
+    return from + every + (span > 0 ? *rng % (span + 1) : 0);
+}
+
 static uint64_t next_wake(const repair_t *r, uint64_t due, uint64_t last_end)
 {
     uint64_t w = due ? due : UINT64_MAX;
@@ -185,7 +199,8 @@ static void thread_main(void *arg)
     repair_t *r = arg;
     buf_t out;
     buf_init(&out, 2 * REPAIR_SUMMARY_MAX);
-    uint64_t due = r->o.interval_ms ? repair_now_ms(r) + r->o.interval_ms : 0, last_end = 0;
+    uint64_t rng = (repair_now_ms(r) * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)r) | 1;
+    uint64_t due = schedule_after(r, repair_now_ms(r), &rng), last_end = 0;
     uint64_t checked = 0;
     uv_mutex_lock(&r->mu);
     for (;;) {
@@ -216,7 +231,7 @@ static void thread_main(void *arg)
         int rc = repair_pass_run(r, &out);
         join_check(r, rc);
         last_end = repair_now_ms(r);
-        if (r->o.interval_ms) due = last_end + r->o.interval_ms;
+        due = schedule_after(r, last_end, &rng);
         uv_mutex_lock(&r->mu);
         r->done_gen = gen;
         r->result_rc = rc;
@@ -457,6 +472,7 @@ int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_c
     r->o.timeout_ms = cfg->query_timeout_ms > 1000 ? cfg->query_timeout_ms : 1000;
     r->o.max_message_bytes = cfg->max_message_bytes;
     r->o.stream_bytes_per_s = cfg->stream_max_mb_per_s * 1000000ull;
+    r->o.repair_bytes_per_s = cfg->repair_bytes_per_s;
     r->joining = c->joining;
     r->join_settled_ms = cluster_move_settled_ms(c);
     r->settle_ms = cluster_move_settled_ms(c) - c->move_start_ms;

@@ -80,6 +80,7 @@ typedef struct repair_options {
     uint64_t timeout_ms;      /* one request to a peer */
     size_t max_message_bytes;
     uint64_t stream_bytes_per_s; /* fetched bytes per second at most (0: unlimited) */
+    uint64_t repair_bytes_per_s; /* the same for the fetches of a pass that is not a move */
     replicate_options_t write;   /* how fetched profiles are checked (shards, tree limits) */
 } repair_options_t;
 
@@ -172,6 +173,8 @@ typedef struct repair_stats {
     uint64_t peers, ranges, buckets, differing, listed, missing, written, bytes, unavailable;
     uint64_t windows;        /* windows streamed in whole (repair_stream.c) */
     uint64_t t0_ms;          /* wall clock at the pass's start (the stream throttle's origin) */
+    uint64_t fetched;        /* bytes of those of them fetched as missing profiles */
+    int moving;              /* the pass streams ranges this node gains (a join or leave) */
     buf_t unreached, failed; /* JSON array members */
 } repair_stats_t;
 

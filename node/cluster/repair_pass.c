@@ -102,6 +102,7 @@ int repair_store_fetched(repair_t *r, const Flamedb__Cluster__RepairAnswer *a, r
     }
     st->written += written_all;
     st->bytes += bytes;
+    st->fetched += bytes;
     st->unavailable += a->unavailable + refused;
     return rc;
 }
@@ -121,13 +122,22 @@ static int store_counted(repair_t *r, const Flamedb__Cluster__RepairAnswer *a, r
     return rc;
 }
 
-/* Holds the pass to --stream-max-mb-per-s: sleeps until the bytes fetched
- * so far fit the rate since the pass began. */
+/* When the bytes so far fit `rate` bytes/s since the pass began (0: now). */
+static uint64_t due_at(const repair_stats_t *st, uint64_t bytes, uint64_t rate)
+{
+    return rate != 0 ? st->t0_ms + bytes * 1000 / rate : 0;
+}
+
+/* Holds the pass to --stream-max-mb-per-s (everything it fetches and
+ * streams) and, unless it streams for a move, its fetches to
+ * --repair-max-bytes-per-s: sleeps until the bytes so far fit the rates
+ * since the pass began. */
 void repair_throttle(repair_t *r, const repair_stats_t *st)
 {
-    uint64_t rate = r->o.stream_bytes_per_s;
-    if (rate == 0) return;
-    uint64_t due = st->t0_ms + st->bytes * 1000 / rate;
+    uint64_t due = due_at(st, st->bytes, r->o.stream_bytes_per_s);
+    uint64_t fetch_due = st->moving ? 0 : due_at(st, st->fetched, r->o.repair_bytes_per_s);
+    if (fetch_due > due) due = fetch_due;
+    if (due == 0) return;
     for (uint64_t now; !r->closing && (now = repair_now_ms(r)) < due;)
         uv_sleep((unsigned)(due - now < 100 ? due - now : 100));
 }
@@ -507,6 +517,7 @@ int repair_pass_run(repair_t *r, buf_t *out)
     uint64_t t0 = repair_now_ms(r);
     repair_stats_t st = {0};
     st.t0_ms = t0;
+    st.moving = v->ring != NULL && ((v->self < 0 && in_pending(v)) || gains(v));
     buf_init(&st.unreached, REPAIR_SUMMARY_MAX);
     buf_init(&st.failed, REPAIR_SUMMARY_MAX);
     uint32_t nn = v->ring ? ring_node_count(v->ring) : 0;

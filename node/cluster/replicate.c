@@ -24,6 +24,7 @@ void replicate_options_default(replicate_options_t *o)
     o->write_timeout_ms = 5000;
     o->hints_max_bytes = 1024 * MIB;
     o->hint_replay_interval_ms = 1000;
+    o->hint_ack_grace_ms = 20;
     o->hint_ttl_ms = 6ULL * 24 * 3600 * 1000;
     o->max_message_bytes = 64 * MIB;
     o->max_inflight_bytes = 256 * MIB;
@@ -110,16 +111,18 @@ static void respond(replicate_write_t *rw, int rc, const errmsg_t *em)
 {
     if (rw->responded) return;
     rw->responded = 1;
+    replicate_preack_unlink(rw->r, rw);
     if (rc != 0) rw->r->st.quorum_failures++;
     if (rw->done) rw->done(rw->done_ctx, rc, em);
 }
 
-/* Answers as soon as the outcome is known. */
+/* Answers as soon as the outcome is known; a 200 only once every replica
+ * that has not acknowledged has a durable hint (replicate_preack). */
 static void evaluate(replicate_write_t *rw)
 {
-    if (rw->responded) return;
+    if (rw->responded || rw->preack_busy) return;
     if (replicate_quorum_met(rw)) {
-        respond(rw, 0, NULL);
+        if (!replicate_preack(rw->r, rw)) respond(rw, 0, NULL);
     } else if (replicate_quorum_lost(rw) || rw->outstanding == 0) {
         errmsg_t em = {{0}};
         replicate_quorum_reason(rw, &em);
@@ -137,6 +140,7 @@ static void unlink_write(replicate_t *r, replicate_write_t *rw)
 /* Every target resolved: store the hints still due, then free. */
 static void finish(replicate_t *r, replicate_write_t *rw)
 {
+    replicate_preack_unlink(r, rw);
     unlink_write(r, rw);
     int need = 0;
     for (uint32_t ti = 0; ti < rw->nt; ti++)
@@ -147,11 +151,23 @@ static void finish(replicate_t *r, replicate_write_t *rw)
         replicate_write_free(rw);
 }
 
+void replicate_write_settle(replicate_t *r, replicate_write_t *rw)
+{
+    evaluate(rw);
+    if (rw->outstanding == 0 && !rw->preack_busy) finish(r, rw);
+}
+
 static void target_resolved(replicate_t *r, replicate_write_t *rw)
 {
     rw->outstanding--;
-    evaluate(rw);
-    if (rw->outstanding == 0) finish(r, rw);
+    replicate_write_settle(r, rw);
+}
+
+/* A target without an ack: it gets a hint at the end, unless it already got
+ * one before the answer. */
+static enum target_state unacked(const rtarget_t *t)
+{
+    return t->prehinted ? TS_HINTED : TS_NEEDS_HINT;
 }
 
 static void send_target(replicate_t *r, replicate_write_t *rw, uint32_t ti)
@@ -164,7 +180,7 @@ static void send_target(replicate_t *r, replicate_write_t *rw, uint32_t ti)
     if (rc != 0) {
         free(p);
         r->st.write_nacks++;
-        replicate_quorum_fail(rw, ti, TS_NEEDS_HINT, rc, "could not be sent");
+        replicate_quorum_fail(rw, ti, unacked(t), rc, "could not be sent");
         return;
     }
     p->request_id = t->req.request_id;
@@ -224,11 +240,14 @@ static void write_acked(replicate_t *r, pending_t *p, const Flamedb__Cluster__Wr
         r->st.write_nacks++;
         char why[96];
         snprintf(why, sizeof why, "refused: %.80s", a->reason);
-        replicate_quorum_fail(rw, p->ti, retryable(a->status) ? TS_NEEDS_HINT : TS_REFUSED,
-                              a->status, why);
+        replicate_quorum_fail(rw, p->ti, retryable(a->status) ? unacked(t) : TS_REFUSED, a->status,
+                              why);
         if (!retryable(a->status))
             log_warn("replicate", "replica %s refused a write: %s", t->id, a->reason);
     }
+    /* stored, or refused for good (a replay would be refused again) */
+    if (t->prehinted && (t->state == TS_ACKED || t->state == TS_REFUSED))
+        replicate_preack_resolved(r, rw, p->ti);
     free(p);
     target_resolved(r, rw);
 }
@@ -259,7 +278,7 @@ static void give_up_first(replicate_t *r, int rc, const char *why)
     }
     replicate_write_t *rw = p->rw;
     rw->t[p->ti].pend = NULL;
-    replicate_quorum_fail(rw, p->ti, TS_NEEDS_HINT, rc, why);
+    replicate_quorum_fail(rw, p->ti, unacked(&rw->t[p->ti]), rc, why);
     free(p);
     target_resolved(r, rw);
 }
@@ -286,6 +305,7 @@ int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t
     if (r == NULL) return errmsg_set(em, ERR_NOMEM, "replicate: out of memory");
     list_init(&r->deadlines);
     list_init(&r->writes);
+    list_init(&r->graces);
     r->loop = loop;
     r->storage = storage;
     r->o = *o;
@@ -303,7 +323,8 @@ int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t
     atomic_init(&r->next_request_id, seed | 1);
     uv_timer_init(loop, &r->deadline_timer);
     uv_timer_init(loop, &r->replay_timer);
-    r->deadline_timer.data = r->replay_timer.data = r;
+    uv_timer_init(loop, &r->grace_timer);
+    r->deadline_timer.data = r->replay_timer.data = r->grace_timer.data = r;
     r->hint_sig = UINT64_MAX;
     replicate_marks_load(r);
     replicate_publish_hint_targets(r);
@@ -326,7 +347,7 @@ void replicate_stats(const replicate_t *r, replicate_stats_t *out)
 static void handle_closed(uv_handle_t *h)
 {
     replicate_t *r = h->data;
-    if (++r->closed_handles == 2 && r->close_done) r->close_done(r->close_arg);
+    if (++r->closed_handles == 3 && r->close_done) r->close_done(r->close_arg);
 }
 
 /* Requests still waiting when the node stops: writes store their hints now
@@ -347,8 +368,10 @@ void replicate_close(replicate_t *r, void (*done)(void *arg), void *arg)
     r->close_arg = arg;
     uv_timer_stop(&r->deadline_timer);
     uv_timer_stop(&r->replay_timer);
+    uv_timer_stop(&r->grace_timer);
     uv_close((uv_handle_t *)&r->deadline_timer, handle_closed);
     uv_close((uv_handle_t *)&r->replay_timer, handle_closed);
+    uv_close((uv_handle_t *)&r->grace_timer, handle_closed);
 }
 
 void replicate_free(replicate_t *r)

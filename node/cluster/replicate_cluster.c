@@ -11,6 +11,7 @@ void replicate_options_from_config(replicate_options_t *o, const cluster_config_
     o->write_timeout_ms = cfg->write_timeout_ms;
     o->hints_max_bytes = cfg->hints_max_bytes;
     o->hint_replay_interval_ms = cfg->hint_replay_interval_ms;
+    o->hint_ack_grace_ms = cfg->hint_ack_grace_ms;
     /* a hint replayed after its profile id left the seen index could count
      * twice: hints expire a tenth before the ids do */
     if (in->seen_retention_seconds > 0) o->hint_ttl_ms = (uint64_t)in->seen_retention_seconds * 900;

@@ -192,6 +192,12 @@ static int replay_take(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
     replay_job_t *j = ctx;
     replicate_t *r = j->r;
     Flamedb__Cluster__HintRecord *h = flamedb__cluster__hint_record__unpack(NULL, len, rec);
+    if (h != NULL && h->replay_after_unix_ms > j->now) {
+        /* stored before its write was answered, which may still deliver it
+         * (a late ack deletes it): not yet */
+        flamedb__cluster__hint_record__free_unpacked(h, NULL);
+        return 0;
+    }
     Flamedb__Cluster__WriteRequest *q =
         h != NULL ? replicate_hint_request(h, r->o.max_message_bytes) : NULL;
     int expired = h != NULL && h->expires_unix_ms != 0 && j->now > h->expires_unix_ms;

@@ -43,6 +43,7 @@ typedef struct replicate_options {
     uint64_t write_timeout_ms;        /* deadline of a replicated write (then 503 + hints) */
     uint64_t hints_max_bytes;         /* stored hints per target; 0 = none kept (off) */
     uint64_t hint_replay_interval_ms; /* how often stored hints are offered to their targets */
+    uint64_t hint_ack_grace_ms;   /* quorum met: wait this long for the other acks before hinting */
     uint64_t hint_ttl_ms;         /* hints older than this are dropped (below the seen retention) */
     size_t max_message_bytes;     /* largest WriteRequest sent (cluster max-message-bytes) */
     size_t max_inflight_bytes;    /* packed writes held at once (coordinator and replica) */
@@ -55,8 +56,8 @@ typedef struct replicate_options {
     workq_t *workq;               /* the node's pool lanes (borrowed); NULL: a private one */
 } replicate_options_t;
 
-/* Defaults: 5 s timeout, 1 GiB of hints per target, replay every 1 s, hints
- * live 6 days, 64 MiB messages, 256 MiB and 4096 writes in flight, 32 hints
+/* Defaults: 5 s timeout, 1 GiB of hints per target, replay every 1 s, a
+ * 20 ms ack grace, hints live 6 days, 64 MiB messages, 256 MiB and 4096 writes in flight, 32 hints
  * per target in flight, RING_DEFAULT_SHARDS_PER_SERVICE, 1,048,576 nodes. */
 void replicate_options_default(replicate_options_t *o);
 
@@ -112,8 +113,12 @@ typedef void (*cluster_write_done_fn)(void *ctx, int rc, const errmsg_t *em);
 
 /* Loop thread: takes ownership of rw, sends the remote WriteRequests and
  * waits. done may run before this returns (a cluster of one, or when no
- * remote replica is needed). After done, the write lives on until every
- * replica acknowledged or the deadline passed (then hints are stored). */
+ * remote replica is needed). done(0) runs only once every replica that has
+ * not acknowledged has a durable hint (or repair mark): after the quorum is
+ * met the write waits up to hint_ack_grace_ms for the other acks, then
+ * stores the missing ones' hints on the pool and answers. After done, the
+ * write lives on until every replica acknowledged (a late ack deletes the
+ * hint stored for it) or the deadline passed. */
 void replicate_start(replicate_t *r, replicate_write_t *rw, cluster_write_done_fn done, void *ctx);
 
 /* ---------------------------------------------------------------- messages */
@@ -138,6 +143,11 @@ void replicate_on_ack(void *ctx, cluster_msg_t *msg);
       "Writes refused before writing: too few reachable replicas or too many in flight.")          \
     X(hints_stored, "flamedb_hints_stored_total",                                                  \
       "Hints stored for replicas that missed a write.")                                            \
+    X(hints_before_answer, "flamedb_hints_stored_before_ack_total",                                \
+      "Hints stored before a push was answered 200, for replicas that had not acknowledged "       \
+      "within hint-ack-grace (counted in flamedb_hints_stored_total too).")                        \
+    X(hints_cancelled, "flamedb_hints_cancelled_total",                                            \
+      "Hints stored before the answer and deleted again because the replica's ack came later.")    \
     X(hints_replayed, "flamedb_hints_replayed_total",                                              \
       "Hints delivered to their target and deleted.")                                              \
     X(hints_dropped_full, "flamedb_hints_dropped_full_total",                                      \
@@ -210,6 +220,8 @@ typedef struct rtarget {
     struct pending *pend;               /* while TS_PENDING on the loop */
     int dropped;                        /* its hint was not kept: marked for repair */
     uint64_t dropped_ms;
+    int prehinted;     /* given a hint before the answer (set on the loop before the job) */
+    uint64_t hint_seq; /* its stored hint (0: none), set by the job that stored it */
 } rtarget_t;
 
 struct replicate_write {
@@ -236,6 +248,12 @@ struct replicate_write {
     int responded;
     uint32_t outstanding; /* targets TS_PENDING */
     list_node_t link;     /* in replicate.writes */
+    /* before the answer (replicate_preack.c) */
+    uint64_t grace_end_ms; /* unix ms: then the targets still pending get hints */
+    int in_grace, grace_over;
+    int preack_busy;       /* the pool stores its hints: neither answered nor freed meanwhile */
+    uint32_t hints_before; /* stored by that job */
+    list_node_t glink;     /* in replicate.graces while in_grace */
 };
 
 /* Target index of node id in rw, adding it when absent (-1: out of memory). */
@@ -318,10 +336,11 @@ struct replicate {
     storage_t *storage;
     replicate_options_t o;
     cluster_ops_t ops;
-    uv_timer_t deadline_timer, replay_timer;
+    uv_timer_t deadline_timer, replay_timer, grace_timer;
     pending_t *buckets[REPLICATE_BUCKETS];
     list_t deadlines;       /* pending acks, oldest deadline first (deadlines only grow) */
     list_t writes;          /* writes started and not freed */
+    list_t graces;          /* writes with their quorum, waiting for the other acks (FIFO) */
     uint64_t replica_bytes; /* WRITE messages being stored as a replica */
     uint64_t prep_bytes;    /* writes admitted, not yet started */
     _Atomic uint64_t next_request_id;
@@ -346,6 +365,25 @@ void replicate_pending_add(replicate_t *r, pending_t *p);
  * sent to another node. */
 pending_t *replicate_pending_take(replicate_t *r, uint64_t request_id, const char *sender);
 void replicate_arm_deadline(replicate_t *r);
+
+/* Answers rw if its outcome is known and, when every target is resolved and
+ * no job holds it, stores its remaining hints and frees it (replicate.c). */
+void replicate_write_settle(replicate_t *r, replicate_write_t *rw);
+
+/* Before the answer (replicate_preack.c), loop thread. Called once rw has
+ * its quorum: 0 when every replica that has not acknowledged already has a
+ * hint or mark (answer now); 1 when the answer waits (for the grace, or for
+ * the pool job storing hints: replicate_write_settle runs after it). */
+int replicate_preack(replicate_t *r, replicate_write_t *rw);
+/* Takes rw off the grace list (answered, or freed). */
+void replicate_preack_unlink(replicate_t *r, replicate_write_t *rw);
+/* Target ti of rw, given a hint before the answer, acknowledged or refused
+ * later: its hint is deleted (unless the job storing it still runs; then
+ * the job's end does it). */
+void replicate_preack_resolved(replicate_t *r, replicate_write_t *rw, uint32_t ti);
+/* Arms the grace timer at the earliest grace end (tests move the clock). */
+void replicate_arm_grace(replicate_t *r);
+void replicate_grace_timer_cb(uv_timer_t *t);
 
 /* Hints (replicate_hints.c). */
 void replicate_publish_hint_targets(replicate_t *r);

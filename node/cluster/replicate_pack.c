@@ -454,6 +454,9 @@ int replicate_store_hint(replicate_write_t *rw, uint32_t ti, errmsg_t *em)
         h.target_node_id = t->id;
         h.created_unix_ms = replicate_now_ms(r);
         h.expires_unix_ms = h.created_unix_ms + r->o.hint_ttl_ms;
+        /* stored before the answer: until its deadline the write itself may
+         * still deliver it, so a replay then would only double the work */
+        if (t->prehinted) h.replay_after_unix_ms = rw->deadline_ms;
         if (zn > 0 && zn < n) {
             h.write_request_zstd = (ProtobufCBinaryData){zn, z};
             h.write_request_len = n;
@@ -465,7 +468,8 @@ int replicate_store_hint(replicate_write_t *rw, uint32_t ti, errmsg_t *em)
         rc = rec != NULL ? 0 : ERR_NOMEM;
         if (rc == 0) {
             flamedb__cluster__hint_record__pack(&h, rec);
-            rc = storage_hint_put(r->storage, t->id, rec, hn, r->o.hints_max_bytes, NULL, em);
+            rc = storage_hint_put(r->storage, t->id, rec, hn, r->o.hints_max_bytes, &t->hint_seq,
+                                  em);
         }
     }
     t->req.hint_replay = 0;
