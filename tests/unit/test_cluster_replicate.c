@@ -328,6 +328,12 @@ static int count_hint(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
     return 0;
 }
 
+static int count_any(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
+{
+    ++*(uint64_t *)ctx;
+    return 0;
+}
+
 typedef struct outcome {
     int called, rc;
     errmsg_t em;
@@ -441,11 +447,179 @@ static void test_deadline_by_clock(void)
     fx_done(&f);
 }
 
+/* ---------------------------------------------------------------- before the answer */
+
+/* Sends recorded (target, request id) and never answered by themselves:
+ * the test delivers each ack when it wants. */
+static struct {
+    char id[8][RING_NODE_ID_MAX + 1];
+    uint64_t req[8];
+    int n;
+} sent;
+static int send_record(void *ctx, const char *id, Flamedb__Cluster__MsgType t, uint64_t d,
+                       const ProtobufCMessage *b)
+{
+    if (sent.n < 8) {
+        snprintf(sent.id[sent.n], sizeof sent.id[0], "%s", id);
+        sent.req[sent.n++] = ((const Flamedb__Cluster__WriteRequest *)b)->request_id;
+    }
+    return 0;
+}
+
+static void deliver_ack(fx_t *f, const char *from)
+{
+    for (int i = 0; i < sent.n; i++) {
+        if (strcmp(sent.id[i], from) != 0) continue;
+        Flamedb__Cluster__Envelope env = FLAMEDB__CLUSTER__ENVELOPE__INIT;
+        env.sender_id = (char *)from;
+        Flamedb__Cluster__WriteAck a = FLAMEDB__CLUSTER__WRITE_ACK__INIT;
+        a.request_id = sent.req[i];
+        cluster_msg_t m = {.env = &env, .body = &a.base};
+        replicate_on_ack(f->r, &m);
+    }
+}
+
+static uint64_t hints_of(storage_t *s, const char *target)
+{
+    uint64_t n = 0;
+    storage_hint_scan(s, target, 0, 1000, count_any, &n);
+    return n;
+}
+
+/* What the answer found stored: the silent replica's hints when done ran. */
+typedef struct answer_seen {
+    outcome_t out;
+    storage_t *s;
+    uint64_t n2_hints;
+} answer_seen_t;
+
+static void on_done_check(void *c, int rc, const errmsg_t *e)
+{
+    answer_seen_t *a = c;
+    on_done(&a->out, rc, e);
+    a->n2_hints = hints_of(a->s, "n2");
+}
+
+static int replay_after_of(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
+{
+    Flamedb__Cluster__HintRecord *h = flamedb__cluster__hint_record__unpack(NULL, len, rec);
+    CHECK(h != NULL);
+    if (h != NULL) *(uint64_t *)ctx = h->replay_after_unix_ms;
+    if (h != NULL) flamedb__cluster__hint_record__free_unpacked(h, NULL);
+    return 0;
+}
+
+/* Runs the loop until the write answered (and its jobs ran), bounded. */
+static void run_until(fx_t *f, const int *called)
+{
+    for (int i = 0; i < 400 && *called == 0; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT), usleep(500);
+    for (int i = 0; i < 20; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT), usleep(500);
+}
+
+/* RF 3, W 2: n1 acknowledges, n2 is slow but reachable. The push is not
+ * answered before n2 has a durable hint (so a coordinator killed right
+ * after the 200 leaves n2's miss recorded); n2's late ack deletes it. A
+ * replica that acknowledges within the grace costs no hint at all; one that
+ * never does keeps its one hint (none added at the deadline), which is not
+ * replayed before the write's deadline. */
+static void test_hint_before_answer(void)
+{
+    fx_t f;
+    fx_init(&f, 3, 3, 2, "n0");
+    f.r->ops.send = send_record;
+    f.r->o.hint_ack_grace_ms = 50;
+    errmsg_t em = {{0}};
+    replicate_stats_t st;
+
+    /* 1. n2 answers after the grace: hinted before the answer, then cancelled */
+    prof_t p;
+    prof_init(&p, 2, 11);
+    replicate_write_t *rw = NULL;
+    sent.n = 0;
+    CHECK_EQ_INT(replicate_prepare(f.r, &f.view, &p.w, &rw, NULL, &em), 0);
+    answer_seen_t a = {.s = f.s, .n2_hints = 99};
+    replicate_start(f.r, rw, on_done_check, &a);
+    CHECK_EQ_INT(sent.n, 2);
+    deliver_ack(&f, "n1");
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    CHECK_EQ_INT(a.out.called, 0); /* quorum met, waiting the grace for n2 */
+    clock_manual_advance_ms(&manual, 50);
+    replicate_arm_grace(f.r);
+    run_until(&f, &a.out.called);
+    CHECK_EQ_INT(a.out.called, 1);
+    CHECK_EQ_INT(a.out.rc, 0);
+    CHECK_EQ_INT(a.n2_hints, 1); /* durable before the client heard 200 */
+    uint64_t after = 0;
+    storage_hint_scan(f.s, "n2", 0, 10, replay_after_of, &after);
+    CHECK_EQ_INT(after, (uint64_t)(manual.wall_ns / 1000000) - 50 + f.r->o.write_timeout_ms);
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.hints_before_answer, 1);
+    CHECK_EQ_INT(st.hints_stored, 1);
+    CHECK(targets_set >= 1);
+    deliver_ack(&f, "n2"); /* late, before the deadline */
+    for (int i = 0; i < 400 && (replicate_stats(f.r, &st), st.hints_cancelled == 0); i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT), usleep(500);
+    CHECK_EQ_INT(hints_of(f.s, "n2"), 0);
+    CHECK_EQ_INT(st.hints_cancelled, 1);
+    CHECK_EQ_INT(st.inflight_writes, 0);
+
+    /* 2. n2 answers within the grace: no hint, answered at its ack */
+    prof_t p2;
+    prof_init(&p2, 2, 12);
+    sent.n = 0;
+    CHECK_EQ_INT(replicate_prepare(f.r, &f.view, &p2.w, &rw, NULL, &em), 0);
+    answer_seen_t b = {.s = f.s};
+    replicate_start(f.r, rw, on_done_check, &b);
+    deliver_ack(&f, "n1");
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    CHECK_EQ_INT(b.out.called, 0);
+    deliver_ack(&f, "n2");
+    CHECK_EQ_INT(b.out.called, 1);
+    CHECK_EQ_INT(b.out.rc, 0);
+    run_until(&f, &b.out.called);
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.hints_before_answer, 1);
+    CHECK_EQ_INT(hints_of(f.s, "n2"), 0);
+
+    /* 3. n2 never answers: one hint before the answer, none added at the
+     * deadline; the replay leaves it alone until the deadline passed */
+    prof_t p3;
+    prof_init(&p3, 2, 13);
+    sent.n = 0;
+    CHECK_EQ_INT(replicate_prepare(f.r, &f.view, &p3.w, &rw, NULL, &em), 0);
+    answer_seen_t c = {.s = f.s};
+    replicate_start(f.r, rw, on_done_check, &c);
+    deliver_ack(&f, "n1");
+    clock_manual_advance_ms(&manual, 50);
+    replicate_arm_grace(f.r);
+    run_until(&f, &c.out.called);
+    CHECK_EQ_INT(c.out.rc, 0);
+    CHECK_EQ_INT(c.n2_hints, 1);
+    clock_manual_advance_ms(&manual, (int64_t)f.r->o.write_timeout_ms);
+    replicate_arm_deadline(f.r);
+    for (int i = 0; i < 40; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT), usleep(500);
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.inflight_writes, 0);
+    CHECK_EQ_INT(hints_of(f.s, "n2"), 1);
+    CHECK_EQ_INT(st.hints_stored, 2);
+    CHECK_EQ_INT(st.hints_cancelled, 1);
+
+    f.r->ops.send = send_none;
+    prof_free(&p3);
+    prof_free(&p2);
+    prof_free(&p);
+    fx_done(&f);
+}
+
 int main(void)
 {
     test_quorum_accounting();
     test_grouping();
     test_unreachable();
     test_deadline_by_clock();
+    test_hint_before_answer();
     return check_exit();
 }
