@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Hints stored before the answer, with real processes (issue #10):
+
+- 3 nodes, RF 3, W 2, anti-entropy off: one replica is slow but reachable
+  (SIGSTOP, not yet known down), pushes through a coordinator get 200 from
+  the other two, and the coordinator is killed with -9 right after the last
+  200, well before the write deadline. The replica is continued after that
+  deadline (the copies sent to it are dropped on arrival as expired) and the
+  coordinator restarted: the hints it stored before answering deliver the
+  writes, so the slow replica answers the exact totals on its own (the other
+  two killed), with no repair pass. Without the hints before the answer the
+  coordinator died holding nothing for it, and it would stay short.
+
+Every wait is bounded; the seed is printed (cluster.py) and replayed with
+FLAMEDB_TEST_SEED.
+"""
+import signal
+import time
+
+import harness
+from cluster import Cluster, wait_for
+from test_cluster_repair import add, hints_for, push, query, totals
+
+WRITE_TIMEOUT_S = 3
+
+
+def test_slow_replica_gets_its_hint_though_the_coordinator_died():
+    services = [harness.unique("ack%d" % k) for k in range(2)]
+    t0 = int(time.time()) - 3600
+    args = ["--write-timeout", "%ds" % WRITE_TIMEOUT_S, "--repair-interval", "0",
+            "--hint-replay-interval", "200ms", "--query-timeout", "2s"]
+    with Cluster(3, rf=3, write_quorum=2, failure_timeout="6s", args=args) as c:
+        want = push(c, [0, 1, 2], services, t0, 0, 10)
+        c.nodes[2].proc.send_signal(signal.SIGSTOP)
+        t_first = time.monotonic()
+        want = add(want, push(c, [0], services, t0, 10, 12))  # n0 and n1 acknowledge
+        before_ack = c.nodes[0].metric("flamedb_hints_stored_before_ack_total")
+        c.kill(0)  # right after the last 200, before any of these writes' deadlines
+        took = time.monotonic() - t_first
+        assert took < WRITE_TIMEOUT_S, "pushes too slow (%.2fs) to beat the write deadline" % took
+        print("    12 pushes acknowledged in %.2fs with n2 stopped; %d hints stored before the "
+              "answers; n0 killed" % (took, before_ack))
+        time.sleep(WRITE_TIMEOUT_S + 0.5)  # the copies sent to n2 are past their deadline
+        c.nodes[2].proc.send_signal(signal.SIGCONT)
+        c.restart(0)
+        t_back = time.monotonic()
+        wait_for("n0's hints for n2 delivered",
+                 lambda: c.nodes[0].metric("flamedb_hints_pending") == 0
+                 and not any(hints_for(c, i) for i in (0, 1, 2)), timeout=30)
+        replayed = c.nodes[0].metric("flamedb_hints_replayed_total")
+        print("    %d hints replayed %.2fs after n0 restarted" % (replayed, time.monotonic() - t_back))
+        c.kill(0)
+        c.kill(1)
+        c.wait_state(0, "down", observers=[2])
+        c.wait_state(1, "down", observers=[2])
+        r = c.nodes[2].render(query(services[0]), t0 - 10, t0 + 4000)
+        assert r.status == 200 and "x-flamedb-partial" not in r.headers, r.headers
+        got = totals(c, 2, want, t0)
+        assert got == want, "n2 alone: %s, want %s" % (got, want)
+        streamed = c.nodes[2].metric("flamedb_repair_series_streamed_total")
+        assert streamed == 0, "n2 fetched %s series by repair: the hints did not deliver" % streamed
+        print("    n2 alone, n0 and n1 killed: exact %s, nothing fetched by repair" % got)
+        assert before_ack >= 12, "hints stored before the answers: %s" % before_ack
+        assert replayed >= 12, replayed
+
+
+if __name__ == "__main__":
+    harness.run_tests(globals())
