@@ -9,8 +9,8 @@
   continuous ingest, hinted handoff off: the stopped node misses writes, is
   marked, and once continued repairs itself while pushes go on; every node
   then answers the acknowledged total exactly on its own (time printed);
-- a miss nobody recorded (the coordinator was killed before its write
-  deadline, so it never stored a hint or a mark): the scheduled pass
+- a miss nobody recorded (the coordinator was killed while it waited out
+  the ack grace, before it stored a hint or answered): the scheduled pass
   (--repair-interval) finds and fetches it;
 - the routes are operator routes: with --auth-file only an admin token may
   repair or remove; bad parameters get 400/404;
@@ -212,17 +212,31 @@ def test_partition_heals_under_ingest():
 
 
 def test_scheduled_pass_repairs_an_unrecorded_miss():
+    """A write nobody recorded for a replica: n2 is stopped, n0 has the quorum
+    (itself and n1) and waits out the ack grace for n2 before it would store
+    n2's hint and answer; killed then, it leaves n1's copy and no hint or mark.
+    Only the scheduled pass can give n2 that write."""
     services = [harness.unique("sch%d" % k) for k in range(2)]
     t0 = int(time.time()) - 3600
-    args = ["--write-timeout", "6s", "--query-timeout", "2s", "--repair-interval", "1s"]
+    args = ["--write-timeout", "6s", "--query-timeout", "2s", "--repair-interval", "1s",
+            "--hint-ack-grace", "10s"]
     with Cluster(3, rf=3, write_quorum=2, failure_timeout="3s", args=args) as c:
         want = push(c, [0, 1, 2], services, t0, 0, 20)
         c.nodes[2].proc.send_signal(signal.SIGSTOP)
         t_push = time.monotonic()
-        want = add(want, push(c, [0], services, t0, 20, 10))  # n0 and n1 acknowledge
-        c.kill(0)  # before the 6 s deadline: no hint, no mark for n2
-        assert time.monotonic() - t_push < 5, "pushes too slow to beat the write deadline"
-        time.sleep(6.5)  # the writes queued for n2 are past their deadline: dropped on arrival
+        acks = c.nodes[0].metric("flamedb_replica_acks_total")
+        body = b"main;work;lost 7\n"
+        th = threading.Thread(target=lambda: _push_unanswered(c, body, services[0], t0 + 20),
+                              daemon=True)
+        th.start()
+        # its own copy and n1's acknowledged: the quorum is met, n0 waits for n2
+        wait_for("n0 holding a write with its quorum",
+                 lambda: c.nodes[0].metric("flamedb_replica_acks_total") >= acks + 2, timeout=5)
+        c.kill(0)  # before the grace and the 6 s deadline: no hint, no mark for n2
+        th.join(timeout=10)
+        want = add(want, {services[0]: 7})
+        assert time.monotonic() - t_push < 5, "push too slow to beat the write deadline"
+        time.sleep(6.5)  # the copy queued for n2 is past its deadline: dropped on arrival
         c.nodes[2].proc.send_signal(signal.SIGCONT)
         t1 = time.monotonic()
         # exact on its own: served by n2 itself, which nobody marked or hinted
@@ -231,6 +245,15 @@ def test_scheduled_pass_repairs_an_unrecorded_miss():
                  and not any(hints_for(c, i) for i in (1, 2)), timeout=30)
         took = time.monotonic() - t1
         print("    n2 exact on its own %.2fs after it continued (scheduled pass every 1 s)" % took)
+        assert c.nodes[2].metric("flamedb_repair_series_streamed_total") >= 1
+
+
+def _push_unanswered(c, body, service, frm):
+    """A push whose coordinator is killed before it answers (no 200)."""
+    try:
+        c.nodes[0].ingest(body, name=service + ".cpu", **{"from": frm}, until=frm + 10)
+    except OSError:
+        pass
 
 
 def test_routes_need_admin_and_check_parameters():
