@@ -23,6 +23,11 @@ static uint64_t span_token(const uint8_t *k, size_t kn, int *ok)
     return *ok ? be64_get(k + 1 + k[0] + 1 + 8) : 0;
 }
 
+/* A whole-CF scan on purpose: keys are tenant | kind | id | token, so the
+ * token follows an effectively random span id and [lo, hi] is spread over
+ * the whole family; a (tenant, kind, id) group holds one to a few keys, so
+ * seeking per group would cost more than the nexts it saves. span-retention
+ * bounds the family (docs/cluster.md, "Cost" of streaming whole windows). */
 int storage_stream_spans(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
                          size_t after_len, storage_span_stream_fn fn, void *ctx)
 {

@@ -12,6 +12,7 @@
 - a miss nobody recorded (the coordinator was killed while it waited out
   the ack grace, before it stored a hint or answered): the scheduled pass
   (--repair-interval) finds and fetches it;
+- --repair-max-bytes-per-s: a pass's fetches keep to the rate;
 - the routes are operator routes: with --auth-file only an admin token may
   repair or remove; bad parameters get 400/404;
 - 4 nodes RF 2: a killed node is removed with `flamectl cluster remove`; the
@@ -254,6 +255,36 @@ def _push_unanswered(c, body, service, frm):
         c.nodes[0].ingest(body, name=service + ".cpu", **{"from": frm}, until=frm + 10)
     except OSError:
         pass
+
+
+def test_repair_fetches_are_throttled():
+    """--repair-max-bytes-per-s holds an anti-entropy pass's fetches to the
+    rate: a replica that missed 40 pushes (hints off) repairs itself no
+    faster than their bytes at 2 KiB/s (unthrottled it takes about a second),
+    and is exact afterwards."""
+    services = [harness.unique("thr%d" % k) for k in range(2)]
+    t0 = int(time.time()) - 3600
+    rate = 2048
+    args = ["--write-timeout", "1s", "--hints-max-bytes", "0", "--repair-interval", "0",
+            "--repair-max-bytes-per-s", str(rate)]
+    with Cluster(3, rf=3, write_quorum=2, args=args) as c:
+        want = push(c, [0, 1, 2], services, t0, 0, 10)
+        c.kill(2)
+        c.wait_state(2, "down")
+        want = add(want, push(c, [0, 1], services, t0, 10, 40))
+        c.restart(2)
+        t1 = time.monotonic()
+        wait_for("the marks of n2 lifted",
+                 lambda: not any(hints_for(c, i) for i in (0, 1, 2)), timeout=60)
+        took = time.monotonic() - t1
+        fetched = c.nodes[2].metric("flamedb_repair_bytes_streamed_total")
+        print("    n2 fetched %d bytes and was read again %.2fs after its restart (%d bytes/s)"
+              % (fetched, took, rate))
+        assert fetched > 4 * rate, "too little fetched to see the throttle: %d bytes" % fetched
+        assert took >= 0.9 * fetched / rate, "%d bytes in %.2fs: faster than %d/s" % (
+            fetched, took, rate)
+        got = totals(c, 2, want, t0)
+        assert got == want, "through n2 after repair: %s, want %s" % (got, want)
 
 
 def test_routes_need_admin_and_check_parameters():
