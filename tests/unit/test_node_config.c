@@ -52,6 +52,11 @@ static void test_defaults(void)
     ingest_limits_default(&il);
     CHECK_EQ_INT(c.ingest.max_samples, il.max_samples);
     CHECK_EQ_INT(c.ingest.max_past_seconds, il.max_past_seconds);
+    /* anti-entropy runs on a schedule unless turned off, its fetches bounded;
+     * a slow replica gets its hint before the answer after a short grace */
+    CHECK_EQ_INT(c.cluster.repair_interval_ms, 3600 * 1000);
+    CHECK_EQ_INT(c.cluster.repair_bytes_per_s, 16 << 20);
+    CHECK_EQ_INT(c.cluster.hint_ack_grace_ms, 20);
 }
 
 static void test_flags_and_env(void)
