@@ -111,12 +111,8 @@ void repair_request_init(Flamedb__Cluster__RepairRequest *q, Flamedb__Cluster__R
 }
 
 /* When the thread must wake next (unix ms; UINT64_MAX: when signalled). */
-/* When the scheduled pass after `from` is due (0: never): one interval
- * later plus up to a tenth of it at random, so nodes started (or restarted)
- * together spread their passes instead of comparing all at once. */
-static uint64_t schedule_after(const repair_t *r, uint64_t from, uint64_t *rng)
+uint64_t repair_schedule_after(uint64_t every, uint64_t from, uint64_t *rng)
 {
-    uint64_t every = r->o.interval_ms;
     if (every == 0) return 0;
     *rng ^= *rng << 13; /* xorshift64: spread, not secrecy */
     *rng ^= *rng >> 7;
@@ -200,7 +196,7 @@ static void thread_main(void *arg)
     buf_t out;
     buf_init(&out, 2 * REPAIR_SUMMARY_MAX);
     uint64_t rng = (repair_now_ms(r) * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)r) | 1;
-    uint64_t due = schedule_after(r, repair_now_ms(r), &rng), last_end = 0;
+    uint64_t due = repair_schedule_after(r->o.interval_ms, repair_now_ms(r), &rng), last_end = 0;
     uint64_t checked = 0;
     uv_mutex_lock(&r->mu);
     for (;;) {
@@ -231,7 +227,7 @@ static void thread_main(void *arg)
         int rc = repair_pass_run(r, &out);
         join_check(r, rc);
         last_end = repair_now_ms(r);
-        due = schedule_after(r, last_end, &rng);
+        due = repair_schedule_after(r->o.interval_ms, last_end, &rng);
         uv_mutex_lock(&r->mu);
         r->done_gen = gen;
         r->result_rc = rc;

@@ -92,6 +92,12 @@ typedef struct repair_options {
  * timed ahead of now. */
 void repair_span(const repair_options_t *o, int64_t now_s, int64_t *from_s, int64_t *until_s);
 
+/* When the scheduled pass after `from` (ms) is due, every `every` ms (0:
+ * never, returns 0): one interval later plus up to a tenth of it at random
+ * (*rng: a nonzero xorshift state, advanced), so nodes started or restarted
+ * together spread their passes instead of comparing all at once. */
+uint64_t repair_schedule_after(uint64_t every, uint64_t from, uint64_t *rng);
+
 int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cfg,
                             const cluster_inputs_t *in, cluster_t *c, repair_t **out, errmsg_t *em);
 /* Stops the thread after its current step and fails waiting callers. */

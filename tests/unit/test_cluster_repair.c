@@ -274,8 +274,30 @@ static void test_fetch_over_limit(fixture_t *a, fixture_t *c)
     arena_free(&arena);
 }
 
+/* The schedule: never with no interval; otherwise one interval after the
+ * start plus up to a tenth of it, and nodes with other seeds (restarted at
+ * the same moment) do not all land on the same millisecond. */
+static void test_schedule(void)
+{
+    uint64_t rng = 12345;
+    CHECK_EQ_INT(repair_schedule_after(0, 1000, &rng), 0);
+    uint64_t every = 3600 * 1000, from = 1700000000000ull, lo = UINT64_MAX, hi = 0;
+    for (uint64_t seed = 1; seed <= 64; seed++) {
+        uint64_t st = seed * 0x9E3779B97F4A7C15ull | 1;
+        uint64_t due = repair_schedule_after(every, from, &st);
+        CHECK(due >= from + every && due <= from + every + every / 10);
+        lo = due < lo ? due : lo;
+        hi = due > hi ? due : hi;
+    }
+    CHECK(hi - lo > every / 20); /* 64 nodes spread over more than half the jitter */
+    uint64_t a = repair_schedule_after(every, from, &rng),
+             b = repair_schedule_after(every, from, &rng);
+    CHECK(a != b); /* each pass draws again */
+}
+
 int main(void)
 {
+    test_schedule();
     fixture_t a, b;
     shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
     if (fx_init(&a) != 0 || fx_init(&b) != 0) return 1;
