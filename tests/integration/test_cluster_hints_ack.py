@@ -9,7 +9,9 @@
   coordinator restarted: the hints it stored before answering deliver the
   writes, so the slow replica answers the exact totals on its own (the other
   two killed), with no repair pass. Without the hints before the answer the
-  coordinator died holding nothing for it, and it would stay short.
+  coordinator died holding nothing for it, and it would stay short;
+- --hint-ack-grace 0: the hints pushes store before their answer are all
+  deleted again by the late acks; nothing is left or replayed, totals exact.
 
 Every wait is bounded; the seed is printed (cluster.py) and replayed with
 FLAMEDB_TEST_SEED.
@@ -62,6 +64,35 @@ def test_slow_replica_gets_its_hint_though_the_coordinator_died():
         print("    n2 alone, n0 and n1 killed: exact %s, nothing fetched by repair" % got)
         assert before_ack >= 12, "hints stored before the answers: %s" % before_ack
         assert replayed >= 12, replayed
+
+
+def test_zero_grace_hints_and_cancels_every_late_ack():
+    """--hint-ack-grace 0: the last replica's ack comes after the quorum, so
+    pushes store a hint before their answer and the late ack deletes it again:
+    every such hint is cancelled, none is left or replayed, the totals are
+    exact on every node, and the nodes stop cleanly (SIGTERM, exit 0)."""
+    services = [harness.unique("zg%d" % k) for k in range(2)]
+    t0 = int(time.time()) - 3600
+    with Cluster(3, rf=3, write_quorum=2, args=["--hint-ack-grace", "0"]) as c:
+        want = push(c, [0, 1, 2], services, t0, 0, 30)
+        stored = lambda: sum(c.nodes[i].metric("flamedb_hints_stored_before_ack_total")
+                             for i in range(3))
+        cancelled = lambda: sum(c.nodes[i].metric("flamedb_hints_cancelled_total")
+                                for i in range(3))
+        wait_for("every hint stored before an answer cancelled by its ack",
+                 lambda: stored() == cancelled()
+                 and sum(c.nodes[i].metric("flamedb_hints_pending") for i in range(3)) == 0,
+                 timeout=20)
+        print("    30 pushes: %d hints stored before the answer, all cancelled by the late ack"
+              % stored())
+        assert stored() > 0, "no push was answered before its last replica's ack"
+        assert sum(c.nodes[i].metric("flamedb_hints_replayed_total") for i in range(3)) == 0
+        for i in range(3):
+            assert totals(c, i, want, t0) == want, "n%d: %s, want %s" % (
+                i, totals(c, i, want, t0), want)
+        for i in range(3):
+            rc, took = c.stop(i)
+            assert rc == 0, "n%d exited %s" % (i, rc)
 
 
 if __name__ == "__main__":

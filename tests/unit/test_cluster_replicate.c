@@ -597,6 +597,11 @@ static void test_hint_before_answer(void)
     run_until(&f, &c.out.called);
     CHECK_EQ_INT(c.out.rc, 0);
     CHECK_EQ_INT(c.n2_hints, 1);
+    int before = sent.n;
+    replicate_replay_tick(&f.r->replay_timer); /* the write may still deliver it: not yet */
+    for (int i = 0; i < 40; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT), usleep(500);
+    CHECK_EQ_INT(sent.n, before);
     clock_manual_advance_ms(&manual, (int64_t)f.r->o.write_timeout_ms);
     replicate_arm_deadline(f.r);
     for (int i = 0; i < 40; i++)
@@ -606,6 +611,11 @@ static void test_hint_before_answer(void)
     CHECK_EQ_INT(hints_of(f.s, "n2"), 1);
     CHECK_EQ_INT(st.hints_stored, 2);
     CHECK_EQ_INT(st.hints_cancelled, 1);
+    replicate_replay_tick(&f.r->replay_timer); /* past the deadline: replayed */
+    for (int i = 0; i < 200 && sent.n == before; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT), usleep(500);
+    CHECK_EQ_INT(sent.n, before + 1);
+    CHECK_EQ_STR(sent.id[before], "n2");
 
     f.r->ops.send = send_none;
     prof_free(&p3);
