@@ -19,11 +19,23 @@
 #include "common/log.h"
 #include "node/cluster/replicate_int.h"
 
+/* Whether t is a natural replica of some series of the write. A target
+ * that is only a node joining (or taking over a leaving node's ranges) is
+ * not: the move's verifying pass, which starts after every write in flight
+ * has landed, fetches what it missed, and waiting for a node busy streaming
+ * would slow every push during a move. */
+static int natural(const rtarget_t *t)
+{
+    for (uint32_t k = 0; k < t->nseries; k++)
+        if (t->natural[k]) return 1;
+    return 0;
+}
+
 /* A replica with no durable record of the write yet: still waiting for its
  * ack, or failed retryably, and not hinted before the answer. */
 static int unrecorded(const rtarget_t *t)
 {
-    if (t->self || t->prehinted) return 0;
+    if (t->self || t->prehinted || !natural(t)) return 0;
     return t->state == TS_PENDING || t->state == TS_NEEDS_HINT;
 }
 
