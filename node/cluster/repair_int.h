@@ -145,7 +145,9 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "Missing profiles no peer could send (their tree is not kept).")                             \
     X(served, "flamedb_repair_requests_served_total", "Repair requests of peers answered.")        \
     X(windows, "flamedb_repair_windows_streamed_total",                                            \
-      "Windows of gained ranges received whole (as residuals) and stored.")
+      "Windows of gained ranges received whole (as residuals) and stored.")                        \
+    X(throttled_ms, "flamedb_repair_throttled_milliseconds_total",                                 \
+      "Time passes waited to keep to repair-max-bytes-per-s or stream-max-mb-per-s.")
 
 typedef struct repair_counters {
 #define REPAIR_FIELD(name, metric, help) uint64_t name;

@@ -138,8 +138,13 @@ void repair_throttle(repair_t *r, const repair_stats_t *st)
     uint64_t fetch_due = st->moving ? 0 : due_at(st, st->fetched, r->o.repair_bytes_per_s);
     if (fetch_due > due) due = fetch_due;
     if (due == 0) return;
-    for (uint64_t now; !r->closing && (now = repair_now_ms(r)) < due;)
+    uint64_t start = repair_now_ms(r), now = start;
+    for (; !r->closing && (now = repair_now_ms(r)) < due;)
         uv_sleep((unsigned)(due - now < 100 ? due - now : 100));
+    if (now <= start) return;
+    uv_mutex_lock(&r->mu);
+    r->counters.throttled_ms += now - start;
+    uv_mutex_unlock(&r->mu);
 }
 
 /* Fetches w's profiles from the peer, REPAIR_FETCH_BATCH at a time. */

@@ -283,6 +283,8 @@ def test_repair_fetches_are_throttled():
         assert fetched > 4 * rate, "too little fetched to see the throttle: %d bytes" % fetched
         assert took >= 0.9 * fetched / rate, "%d bytes in %.2fs: faster than %d/s" % (
             fetched, took, rate)
+        waited = c.nodes[2].metric("flamedb_repair_throttled_milliseconds_total")
+        assert waited >= 500 * fetched / rate, "waited %d ms for the throttle" % waited
         got = totals(c, 2, want, t0)
         assert got == want, "through n2 after repair: %s, want %s" % (got, want)
 
