@@ -624,6 +624,71 @@ static void test_hint_before_answer(void)
     fx_done(&f);
 }
 
+/* A ring of n0..n(n-1) with the fixture's identities (same seed, same order:
+ * the first nodes' tokens are the fixture's). */
+static ring_t *ring_of(uint32_t n)
+{
+    ring_rng_t rng;
+    ring_rng_seed(&rng, 42);
+    ring_identity_t ids[8];
+    ring_node_spec_t specs[8];
+    for (uint32_t i = 0; i < n; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "n%u", i);
+        CHECK_EQ_INT(ring_identity_generate(&ids[i], name, 16, &rng, NULL), 0);
+        specs[i] = (ring_node_spec_t){ids[i].node_id, ids[i].tokens, ids[i].ntokens};
+    }
+    ring_t *r = NULL;
+    CHECK_EQ_INT(ring_build(specs, n, &r, NULL), 0);
+    for (uint32_t i = 0; i < n; i++)
+        ring_identity_free(&ids[i]);
+    return r;
+}
+
+/* n3 joins (a pending replica of some series, not counted for the quorum):
+ * once the natural replicas acknowledged, the push is answered without
+ * waiting the grace for n3 and without a hint for it (the join's verifying
+ * pass covers what it misses). */
+static void test_pending_replica_not_waited_for(void)
+{
+    fx_t f;
+    fx_init(&f, 3, 3, 2, "n0");
+    ring_t *pending = ring_of(4);
+    f.view.pending = pending;
+    f.r->ops.send = send_record;
+    f.r->o.hint_ack_grace_ms = 50;
+    prof_t p;
+    prof_init(&p, 16, 21);
+    errmsg_t em = {{0}};
+    replicate_write_t *rw = NULL;
+    sent.n = 0;
+    CHECK_EQ_INT(replicate_prepare(f.r, &f.view, &p.w, &rw, NULL, &em), 0);
+    int joiner = -1;
+    for (uint32_t ti = 0; ti < rw->nt; ti++)
+        if (strcmp(rw->t[ti].id, "n3") == 0) joiner = (int)ti;
+    CHECK(joiner >= 0); /* some series of 16 has n3 among its pending replicas */
+    answer_seen_t a = {.s = f.s};
+    replicate_start(f.r, rw, on_done_check, &a);
+    deliver_ack(&f, "n1");
+    deliver_ack(&f, "n2");
+    CHECK_EQ_INT(a.out.called, 1); /* at the natural replicas' acks, no grace */
+    CHECK_EQ_INT(a.out.rc, 0);
+    CHECK_EQ_INT(hints_of(f.s, "n3"), 0);
+    replicate_stats_t st;
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.hints_before_answer, 0);
+    deliver_ack(&f, "n3");
+    for (int i = 0; i < 20; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT), usleep(500);
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.inflight_writes, 0);
+    f.r->ops.send = send_none;
+    f.view.pending = NULL;
+    prof_free(&p);
+    fx_done(&f);
+    ring_free(pending);
+}
+
 int main(void)
 {
     test_quorum_accounting();
@@ -631,5 +696,6 @@ int main(void)
     test_unreachable();
     test_deadline_by_clock();
     test_hint_before_answer();
+    test_pending_replica_not_waited_for();
     return check_exit();
 }
