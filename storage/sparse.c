@@ -184,6 +184,10 @@ int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t
     const uint8_t *pairs = p;
     uint64_t id = 0, i;
     int rc = 0;
+    /* the vector and its size in locals: through the pointers, every store
+     * into the vector would make the compiler load both again */
+    int64_t *v = *val;
+    size_t vcap = *cap;
     for (i = 0; i < n; i++) {
         uint64_t d, zz;
         if (!read_u(&p, end, &d) || !read_u(&p, end, &zz) || (i > 0 && d == 0) || d > UINT32_MAX ||
@@ -192,9 +196,14 @@ int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t
             break;
         }
         id += d;
-        if (id >= *cap && (rc = dense_room(val, cap, id + 1, max_ids)) != 0) break;
+        if (id >= vcap) {
+            rc = dense_room(val, cap, id + 1, max_ids);
+            v = *val;
+            vcap = *cap;
+            if (rc != 0) break;
+        }
         uint64_t q = (zz >> 1) ^ (~(zz & 1) + 1);
-        (*val)[id] = (int64_t)((uint64_t)(*val)[id] + q * scale); /* wraps like every sum */
+        v[id] = (int64_t)((uint64_t)v[id] + q * scale); /* wraps like every sum */
     }
     if (rc == 0 && p != end) rc = ERR_CORRUPT;
     if (rc != 0) /* nothing of a bad block is added */
