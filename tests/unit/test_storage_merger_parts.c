@@ -6,8 +6,10 @@
  * SPARSE_PARTS value (checked on a raw scan with the switch on), which the
  * merger adds part by part; with the switch off the same scan gets their sum.
  * The merged tree is compared with the one built from the folded blocks
- * (storage_scan_blocks), as ingested and after a compaction, and the parts
- * framing is checked on its own: a round trip, and a truncated value. */
+ * (storage_scan_blocks), as ingested, with corrupt operands among the good
+ * ones (skipped and counted, as the fold skips them) and after a compaction,
+ * and the parts framing is checked on its own: a round trip, and a
+ * truncated value. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include "check.h"
@@ -125,6 +127,38 @@ static void check_same(fixture_t *f, uint64_t sid)
     }
 }
 
+static void raw_merge(fixture_t *f, const skey_t *k, const void *v, size_t n)
+{
+    char *err = NULL;
+    rocksdb_merge_cf(f->s->db, f->s->wopts, f->s->cf[CF_BLOCKS], (const char *)k->b, k->n, v, n,
+                     &err);
+    CHECK(err == NULL);
+    free(err);
+}
+
+/* Corrupt operands among the good ones: the merger skips (and counts) each
+ * part that does not decode, as the fold does, and sums the rest. */
+static void corrupt_parts(fixture_t *f, labels_t *l, symtab_t *st)
+{
+    static const uint8_t garbage[] = {0x02, 0x01, 0x05, 0x01}; /* 5 pairs promised, none there */
+    static const uint8_t frame[] = {SPARSE_PARTS, 0x09, 0x02}; /* a part cut short */
+    uint64_t sid = labels_hash(l);
+    skey_t k;
+    storage_key_window(&k, TOKEN, "t", sid, 0, (f->now - 5) / 10 * 10);
+    raw_merge(f, &k, garbage, sizeof garbage);
+    raw_merge(f, &k, frame, sizeof frame);
+    push(f, l, st, PUSHES); /* a good operand after them */
+    storage_stats_t before, after;
+    storage_stats(f->s, &before);
+    storage_merger_t *m = NULL;
+    CHECK_EQ_INT(storage_merger_new(f->s, "t", &m), 0);
+    CHECK_EQ_INT(storage_merger_add(m, TOKEN, sid, 0, 0, f->now + 86400), 0);
+    storage_merger_free(m);
+    storage_stats(f->s, &after);
+    CHECK(after.corrupt_operands >= before.corrupt_operands + 2);
+    check_same(f, sid);
+}
+
 static void check_framing(void)
 {
     const char *parts[3] = {"\x02\x01\x00", "abc", ""};
@@ -167,6 +201,7 @@ int main(void)
     CHECK_EQ_INT(off.values, 1);
     CHECK_EQ_INT(off.first, SPARSE_VERSION);
     check_same(&f, sid);
+    corrupt_parts(&f, l, st);
     CHECK_EQ_INT(storage_compact(f.s), 0);
     on = scan_raw(&f, sid, 1);
     CHECK_EQ_INT(on.first, SPARSE_VERSION); /* folded by the compaction: one value */
