@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/grow.h"
+#include "common/u64map.h"
 #include "query/query_int.h"
 
 typedef struct level {
@@ -16,7 +17,9 @@ typedef struct level {
 
 typedef struct fb {
     const sorted_tree_t *st;
+    const calltree_node_t *nodes; /* st->t's node array */
     strmap_t names;
+    u64map_t name_of; /* symbol -> its index in names: one string hash per symbol, not per node */
     level_t *lv;
     size_t nlv, caplv;
     size_t bytes, max_bytes; /* all level text together stays under the body cap */
@@ -40,34 +43,71 @@ static int level_at(fb_t *fb, size_t d, level_t **out)
     return 0;
 }
 
-/* Writes v in decimal at p (room for 20 characters); returns the end. */
+static const char digit_pairs[201] = "00010203040506070809"
+                                     "10111213141516171819"
+                                     "20212223242526272829"
+                                     "30313233343536373839"
+                                     "40414243444546474849"
+                                     "50515253545556575859"
+                                     "60616263646566676869"
+                                     "70717273747576777879"
+                                     "80818283848586878889"
+                                     "90919293949596979899";
+
+/* Writes v in decimal at p (room for 20 characters); returns the end. Two
+ * digits per division: totals of fleet-wide byte counts have a dozen. */
 static char *put_i64(char *p, int64_t v)
 {
     char tmp[24], *t = tmp + sizeof tmp;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        *--t = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
+    while (u >= 100) {
+        uint64_t r = u % 100;
+        u /= 100;
+        t -= 2;
+        memcpy(t, digit_pairs + 2 * r, 2);
+    }
+    if (u >= 10) {
+        t -= 2;
+        memcpy(t, digit_pairs + 2 * u, 2);
+    } else {
+        *--t = (char)('0' + u);
+    }
     if (v < 0) *--t = '-';
     size_t n = (size_t)(tmp + sizeof tmp - t);
     memcpy(p, t, n);
     return p + n;
 }
 
+/* The index of node's name in names, interned at its first use. */
+static int name_index(fb_t *fb, uint32_t node, uint32_t *idx)
+{
+    if (node == 0) { /* the root is "total", whatever its symbol */
+        return strmap_intern(&fb->names, "total", 5, idx);
+    }
+    uint64_t sym = fb->nodes[node].sym;
+    if (u64map_get(&fb->name_of, sym, idx)) return 0;
+    const char *name = fb->st->name[node]; /* a function of the symbol alone */
+    int rc = strmap_intern(&fb->names, name, strlen(name), idx);
+    if (rc == 0) rc = u64map_reserve(&fb->name_of, fb->name_of.len + 1);
+    return rc != 0 ? rc : u64map_put(&fb->name_of, sym, *idx);
+}
+
 static int emit(fb_t *fb, const frame_t *f)
 {
-    const calltree_t *t = fb->st->t;
-    int64_t total = calltree_total(t, f->node), self = calltree_self(t, f->node);
-    const char *name = f->node == 0 ? "total" : fb->st->name[f->node];
+    const calltree_node_t *nd = &fb->nodes[f->node];
+    int64_t total = nd->total, self = nd->self;
     uint32_t idx;
     level_t *lv;
-    int rc = strmap_intern(&fb->names, name, strlen(name), &idx);
+    int rc = name_index(fb, f->node, &idx);
     if (rc == 0) rc = level_at(fb, f->depth, &lv);
     if (rc != 0) return rc;
+    /* the hot loop of rendering: no printf, the four numbers written in place
+     * (through a copy only near the body cap, where the room is not there) */
     size_t before = lv->text.len;
-    /* the hot loop of rendering: no printf, one append per node */
-    char quad[4 * 21 + 4], *q = quad;
+    char quad[4 * 21 + 4], *start = quad, *q;
+    int direct = buf_reserve(&lv->text, sizeof quad) == 0;
+    if (direct) start = (char *)lv->text.data + before;
+    q = start;
     if (before) *q++ = ',';
     q = put_i64(q, f->x - lv->prev_end);
     *q++ = ',';
@@ -76,8 +116,12 @@ static int emit(fb_t *fb, const frame_t *f)
     q = put_i64(q, self);
     *q++ = ',';
     q = put_i64(q, idx);
-    rc = buf_append(&lv->text, quad, (size_t)(q - quad));
-    if (rc != 0) return rc;
+    if (direct) {
+        lv->text.len += (size_t)(q - start);
+        lv->text.data[lv->text.len] = 0;
+    } else if ((rc = buf_append(&lv->text, quad, (size_t)(q - quad))) != 0) {
+        return rc;
+    }
     fb->bytes += lv->text.len - before;
     if (fb->bytes > fb->max_bytes) return ERR_TOO_LARGE;
     lv->prev_end = f->x + total;
@@ -98,13 +142,13 @@ static int walk(fb_t *fb)
         frame_t f = stack[--sp];
         rc = emit(fb, &f);
         /* child x offsets, computed left to right, pushed right to left */
-        int64_t x = f.x + calltree_self(st->t, f.node);
+        int64_t x = f.x + fb->nodes[f.node].self;
         uint32_t a = st->off[f.node], b = st->off[f.node + 1];
         for (uint32_t k = a; k < b; k++)
-            x += calltree_total(st->t, st->kids[k]);
+            x += fb->nodes[st->kids[k]].total;
         for (uint32_t k = b; k > a; k--) {
             uint32_t c = st->kids[k - 1];
-            x -= calltree_total(st->t, c);
+            x -= fb->nodes[c].total;
             stack[sp++] = (frame_t){c, f.depth + 1, x};
         }
     }
@@ -188,9 +232,10 @@ int query_encode_flamebearer(const calltree_t *t, const symtab_t *syms, const ch
     sorted_tree_t st;
     int rc = query_sorted_tree_build(&st, t, syms);
     if (rc != 0) return rc;
-    fb_t fb = {.st = &st, .max_bytes = out->max};
+    fb_t fb = {.st = &st, .nodes = calltree_nodes(t), .max_bytes = out->max};
     strmap_init(&fb.names);
-    rc = walk(&fb);
+    rc = u64map_init(&fb.name_of, 1024);
+    if (rc == 0) rc = walk(&fb);
     if (rc == 0) rc = buf_append_str(out, "{\"version\":1,");
     if (rc == 0)
         rc = query_write_flamebearer(out, &fb.names, fb.lv, fb.nlv, sizeof *fb.lv,
@@ -204,6 +249,7 @@ int query_encode_flamebearer(const calltree_t *t, const symtab_t *syms, const ch
         buf_free(&fb.lv[d].text);
     free(fb.lv);
     strmap_free(&fb.names);
+    u64map_free(&fb.name_of);
     query_sorted_tree_free(&st);
     return rc;
 }

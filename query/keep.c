@@ -39,13 +39,21 @@ typedef struct member {
     uint32_t tab, local;
 } member_t;
 
+/* A frontier entry carries its node's total, so the heap orders by it
+ * without reading the node (a cache miss per comparison); only ties look at
+ * the nodes' path hashes. */
+typedef struct hent {
+    int64_t total;
+    uint32_t node;
+} hent_t;
+
 typedef struct sel {
     const storage_merged_tab_t *tabs;
     mnode_t *nd;
     size_t nn, capn;
     member_t *mem;
     size_t nm, capm;
-    uint32_t *heap;
+    hent_t *heap;
     size_t hn, caph;
     uint32_t *kept; /* in the order kept: parents first */
     size_t nk, capk;
@@ -68,16 +76,16 @@ static uint64_t pkey_of(sel_t *s, uint32_t i)
     return m->pkey;
 }
 
-static int heavier(sel_t *s, uint32_t a, uint32_t b)
+static int heavier(sel_t *s, hent_t a, hent_t b)
 {
-    const mnode_t *x = &s->nd[a], *y = &s->nd[b];
-    if (x->total != y->total) return x->total > y->total; /* all >= 0: |total| is total */
-    return pkey_of(s, a) < pkey_of(s, b);
+    if (a.total != b.total) return a.total > b.total; /* all >= 0: |total| is total */
+    return pkey_of(s, a.node) < pkey_of(s, b.node);
 }
 
-static int heap_push(sel_t *s, uint32_t v)
+static int heap_push(sel_t *s, uint32_t node)
 {
     if (GROW_FROM(s->heap, s->caph, s->hn + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
+    hent_t v = {s->nd[node].total, node};
     size_t i = s->hn++;
     while (i > 0 && heavier(s, v, s->heap[(i - 1) / 2])) {
         s->heap[i] = s->heap[(i - 1) / 2];
@@ -89,7 +97,7 @@ static int heap_push(sel_t *s, uint32_t v)
 
 static void heap_pop(sel_t *s)
 {
-    uint32_t v = s->heap[--s->hn];
+    hent_t v = s->heap[--s->hn];
     size_t i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
@@ -196,7 +204,7 @@ static int select_kept(sel_t *s, size_t max_nodes)
     int rc = keep(s, 0);
     size_t used = s->nd[0].hidden > 0 ? 2 : 1;
     while (rc == 0 && s->hn > 0) {
-        uint32_t c = s->heap[0], p = s->nd[c].parent;
+        uint32_t c = s->heap[0].node, p = s->nd[c].parent;
         size_t cost = 1 + (s->nd[c].total != s->nd[c].self); /* a non-empty child */
         size_t frees = s->nd[p].hidden == 1;                 /* the parent's `other` goes away */
         if (used + cost - frees > max_nodes) break;
@@ -237,11 +245,18 @@ static int build(sel_t *s, calltree_t *dst)
     return rc;
 }
 
-/* The merged root: every token's root. */
-static int root_of(sel_t *s, size_t ntabs)
+/* The merged root: every token's root. The arrays start at a size that
+ * covers a typical selection (a merged node has members of its own, so the
+ * tokens' node counts bound both), which saves their doublings' copies. */
+static int root_of(sel_t *s, size_t ntabs, size_t max_nodes)
 {
-    if (GROW_FROM(s->nd, s->capn, 1, GROW_UNLIMITED, 256) != 0 ||
-        GROW_FROM(s->mem, s->capm, ntabs, GROW_UNLIMITED, 256) != 0)
+    size_t local = 0, want = max_nodes < SIZE_MAX / 8 ? 8 * max_nodes : max_nodes;
+    for (size_t i = 0; i < ntabs; i++)
+        local += s->tabs[i].n;
+    want = want < local ? want : local;
+    if (GROW_FROM(s->nd, s->capn, want > 1 ? want : 1, GROW_UNLIMITED, 256) != 0 ||
+        GROW_FROM(s->mem, s->capm, want > ntabs ? want : ntabs, GROW_UNLIMITED, 256) != 0 ||
+        GROW_FROM(s->heap, s->caph, want > 1 ? want : 1, GROW_UNLIMITED, 256) != 0)
         return ERR_NOMEM;
     s->nd[0] = (mnode_t){.sym = SYM_ROOT, .mem = 0, .nmem = (uint32_t)ntabs, .has_pkey = 1};
     uint64_t total = 0;
@@ -263,7 +278,7 @@ int query_truncate_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t m
 {
     if (max_nodes < 2) return ERR_INVALID_ARGUMENT;
     sel_t s = {.tabs = tabs};
-    int rc = root_of(&s, ntabs);
+    int rc = root_of(&s, ntabs, max_nodes);
     if (rc == 0) rc = select_kept(&s, max_nodes);
     if (rc == 0) rc = build(&s, dst);
     free(s.nd);

@@ -134,12 +134,37 @@ static char *fold_full(fold_fn fold, storage_counters_t *c, const char *existing
     return r;
 }
 
+/* Set while a merger scans blocks on this thread. Folding at read costs a
+ * decode of every part, a sum, an encode, then the merger's decode of the
+ * sum; the merger adds each part into its dense vector directly instead.
+ * RocksDB runs an iterator's merges on the thread that moves the iterator,
+ * and flushes, compactions and writes never run inside a merger's scan, so
+ * they always fold. */
+static _Thread_local int defer_fold;
+
+void storage_merge_defer(int on)
+{
+    defer_fold = on;
+}
+
+/* The parts as they are (one part: its bytes; the reader checks it); a sum
+ * when they would not fit in one value. */
+static int defer_sparse(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
+                        buf_t *out)
+{
+    if (n == 1) return buf_append(out, parts[0], lens[0]);
+    int rc = storage_sparse_parts_encode(parts, lens, n, out);
+    if (rc != ERR_TOO_LARGE) return rc;
+    buf_reset(out);
+    return storage_fold_sparse(c, parts, lens, n, out);
+}
+
 static char *sparse_full_merge(void *state, const char *key, size_t key_len, const char *existing,
                                size_t existing_len, const char *const *ops, const size_t *op_lens,
                                int nops, unsigned char *success, size_t *new_len)
 {
-    return fold_full(storage_fold_sparse, state, existing, existing_len, ops, op_lens, nops,
-                     success, new_len);
+    return fold_full(defer_fold ? defer_sparse : storage_fold_sparse, state, existing, existing_len,
+                     ops, op_lens, nops, success, new_len);
 }
 
 static char *sparse_partial_merge(void *state, const char *key, size_t key_len,

@@ -92,9 +92,8 @@ static acc_t *acc_of(storage_merger_t *m, uint64_t token)
     return &m->accs[m->n++];
 }
 
-static int add_block(void *ctx, int64_t window, const uint8_t *v, size_t n)
+static int add_one(storage_merger_t *m, const uint8_t *v, size_t n, int i)
 {
-    storage_merger_t *m = ctx;
     size_t before = m->cur->cap;
     int rc = storage_sparse_add_dense(v, n, &m->cur->val, &m->cur->cap, STORAGE_MAX_STACK_NODES);
     if (rc == ERR_NOMEM) return rc;
@@ -103,8 +102,23 @@ static int add_block(void *ctx, int64_t window, const uint8_t *v, size_t n)
         if (crc != 0) return crc;
     }
     if (rc != 0) /* a corrupt stored value: skipped, like the merge operator does */
-        storage_log_corrupt(&m->s->counters, "stored block", 0, rc);
+        storage_log_corrupt(&m->s->counters, "stored block", i, rc);
     return 0;
+}
+
+/* A window's value, or its unfolded parts (storage_merge_defer), each added
+ * as the merge operator would have summed them. */
+static int add_block(void *ctx, int64_t window, const uint8_t *v, size_t n)
+{
+    storage_merger_t *m = ctx;
+    if (n == 0 || v[0] != SPARSE_PARTS) return add_one(m, v, n, 0);
+    const uint8_t *p = v + 1, *end = v + n, *part;
+    size_t len;
+    int rc = 0, more, i = 0;
+    while (rc == 0 && (more = storage_sparse_parts_next(&p, end, &part, &len)) == 1)
+        rc = add_one(m, part, len, i++);
+    if (rc == 0 && more < 0) storage_log_corrupt(&m->s->counters, "stored block", i, more);
+    return rc;
 }
 
 int storage_merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, int res,
@@ -112,8 +126,11 @@ int storage_merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, 
 {
     m->cur = acc_of(m, token);
     if (m->cur == NULL) return ERR_NOMEM;
-    return storage_scan_window_values(m->s, CF_BLOCKS, m->tenant, token, series_id, res, from_s,
-                                      until_s, add_block, m);
+    storage_merge_defer(1);
+    int rc = storage_scan_window_values(m->s, CF_BLOCKS, m->tenant, token, series_id, res, from_s,
+                                        until_s, add_block, m);
+    storage_merge_defer(0);
+    return rc;
 }
 
 #define PREFETCH_AHEAD 8

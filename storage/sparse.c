@@ -121,17 +121,22 @@ static inline int read_u(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return varint_read_u(p, end, v);
 }
 
-int storage_sparse_decode(const uint8_t *p, size_t len, sparse_vec_t *out)
+/* Decodes a block into out's entries from index at on (out->n: at + its
+ * pairs; at again when it is corrupt), so a fold can gather its operands in
+ * one list without a copy per operand. */
+static int decode_at(const uint8_t *p, size_t len, sparse_vec_t *out, size_t at)
 {
     const uint8_t *end = p + len;
     uint64_t scale, n;
-    out->n = 0;
+    out->n = at;
     if (len < 1 || *p++ != SPARSE_VERSION) return ERR_CORRUPT;
     if (!varint_read_u(&p, end, &scale) || scale == 0 || !varint_read_u(&p, end, &n))
         return ERR_CORRUPT;
     if (n > (uint64_t)(end - p) / 2) return ERR_CORRUPT; /* every pair takes >= 2 bytes */
-    int rc = storage_sparse_reserve(out, (size_t)n);
+    int rc = storage_sparse_reserve(out, at + (size_t)n);
     if (rc != 0) return rc;
+    uint32_t *ids = out->id + at;
+    int64_t *vals = out->val + at;
     uint64_t id = 0;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t d, zz;
@@ -139,12 +144,17 @@ int storage_sparse_decode(const uint8_t *p, size_t len, sparse_vec_t *out)
         if ((i > 0 && d == 0) || d > UINT32_MAX || id + d > UINT32_MAX) return ERR_CORRUPT;
         id += d;
         int64_t q = (int64_t)((zz >> 1) ^ (~(zz & 1) + 1));
-        out->id[i] = (uint32_t)id;
-        out->val[i] = (int64_t)((uint64_t)q * scale); /* wraps like every int64 sum */
+        ids[i] = (uint32_t)id;
+        vals[i] = (int64_t)((uint64_t)q * scale); /* wraps like every int64 sum */
     }
     if (p != end) return ERR_CORRUPT;
-    out->n = (size_t)n;
+    out->n = at + (size_t)n;
     return 0;
+}
+
+int storage_sparse_decode(const uint8_t *p, size_t len, sparse_vec_t *out)
+{
+    return decode_at(p, len, out, 0);
 }
 
 /* Adds (sign 1) or takes back (sign -1) the first n pairs of a block whose
@@ -184,6 +194,10 @@ int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t
     const uint8_t *pairs = p;
     uint64_t id = 0, i;
     int rc = 0;
+    /* the vector and its size in locals: through the pointers, every store
+     * into the vector would make the compiler load both again */
+    int64_t *v = *val;
+    size_t vcap = *cap;
     for (i = 0; i < n; i++) {
         uint64_t d, zz;
         if (!read_u(&p, end, &d) || !read_u(&p, end, &zz) || (i > 0 && d == 0) || d > UINT32_MAX ||
@@ -192,9 +206,14 @@ int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t
             break;
         }
         id += d;
-        if (id >= *cap && (rc = dense_room(val, cap, id + 1, max_ids)) != 0) break;
+        if (id >= vcap) {
+            rc = dense_room(val, cap, id + 1, max_ids);
+            v = *val;
+            vcap = *cap;
+            if (rc != 0) break;
+        }
         uint64_t q = (zz >> 1) ^ (~(zz & 1) + 1);
-        (*val)[id] = (int64_t)((uint64_t)(*val)[id] + q * scale); /* wraps like every sum */
+        v[id] = (int64_t)((uint64_t)v[id] + q * scale); /* wraps like every sum */
     }
     if (rc == 0 && p != end) rc = ERR_CORRUPT;
     if (rc != 0) /* nothing of a bad block is added */
@@ -227,86 +246,137 @@ int storage_sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *t
     return 0;
 }
 
-/* Appends v's pairs to all; *max_id tracks the largest id. */
-static int append_pairs(sparse_vec_t *all, const sparse_vec_t *v, uint32_t *max_id)
+/* The block encoding of the non-zero entries of dense[0..max_id], the bytes
+ * storage_sparse_encode makes of the same pairs, without building them. */
+static int encode_dense(const int64_t *dense, uint32_t max_id, buf_t *out)
 {
-    if (v->n == 0) return 0; /* an empty block: its arrays may be NULL */
-    int rc = storage_sparse_reserve(all, all->n + v->n);
+    uint64_t scale = 0;
+    size_t n = 0;
+    for (uint32_t id = 0; id <= max_id; id++) {
+        if (dense[id] == 0) continue;
+        if (scale != 1) scale = gcd_u64(abs_u64(dense[id]), scale); /* 1 stays 1 */
+        n++;
+    }
+    if (scale == 0) scale = 1;
+    int rc = buf_reserve(out, 1 + 10 + 10 + n * 15);
     if (rc != 0) return rc;
-    memcpy(all->id + all->n, v->id, v->n * sizeof *v->id);
-    memcpy(all->val + all->n, v->val, v->n * sizeof *v->val);
-    all->n += v->n;
-    if (v->n > 0 && v->id[v->n - 1] > *max_id) *max_id = v->id[v->n - 1];
+    uint8_t *p = out->data + out->len;
+    *p++ = SPARSE_VERSION;
+    p += varint_put_u(p, scale);
+    p += varint_put_u(p, n);
+    uint32_t prev = 0;
+    for (uint32_t id = 0; id <= max_id; id++) {
+        int64_t v = dense[id];
+        if (v == 0) continue;
+        p += varint_put_u(p, id - prev); /* ascending by construction */
+        prev = id;
+        int64_t q = scale == 1 ? v
+                    : v < 0    ? -(int64_t)(abs_u64(v) / scale)
+                               : (int64_t)(abs_u64(v) / scale);
+        p += varint_put_u(p, varint_zigzag(q));
+    }
+    out->len = (size_t)(p - out->data);
+    out->data[out->len] = 0;
     return 0;
 }
 
-/* acc = the sum of the pairs of all through a dense array over ids
+/* out = the encoded sum of the pairs of all through a dense array over ids
  * 0..max_id (zero sums are left out, as the encoding leaves them out). */
-static int fold_dense(const sparse_vec_t *all, uint32_t max_id, sparse_vec_t *acc)
+static int fold_dense(const sparse_vec_t *all, uint32_t max_id, buf_t *out)
 {
     int64_t *dense = calloc((size_t)max_id + 1, sizeof *dense);
     if (dense == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < all->n; i++)
         dense[all->id[i]] = (int64_t)((uint64_t)dense[all->id[i]] + (uint64_t)all->val[i]);
-    size_t k = 0;
-    for (uint32_t id = 0; id <= max_id; id++)
-        k += dense[id] != 0;
-    int rc = storage_sparse_reserve(acc, k);
-    acc->n = 0;
-    for (uint32_t id = 0; rc == 0 && id <= max_id; id++)
-        if (dense[id] != 0) {
-            acc->id[acc->n] = id;
-            acc->val[acc->n++] = dense[id];
-        }
+    int rc = encode_dense(dense, max_id, out);
     free(dense);
+    return rc;
+}
+
+/* The sum of the pairs of all, segment by segment (start: m + 1 offsets),
+ * each merge a pass over the sum so far; encoded into out. */
+static int fold_merging(const sparse_vec_t *all, const size_t *start, int m, buf_t *out)
+{
+    sparse_vec_t acc, tmp;
+    storage_sparse_init(&acc);
+    storage_sparse_init(&tmp);
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < m; i++) {
+        sparse_vec_t seg = {
+            .id = all->id + start[i], .val = all->val + start[i], .n = start[i + 1] - start[i]};
+        seg.cap = seg.n;
+        rc = storage_sparse_add(&acc, &seg, &tmp);
+    }
+    if (rc == 0) rc = storage_sparse_encode(&acc, out);
+    storage_sparse_free(&acc);
+    storage_sparse_free(&tmp);
     return rc;
 }
 
 /* Operands are decoded into one list first. When their ids are dense enough
  * (a window many series add to, such as a service aggregate's, folds 64
- * operands at a time) one pass over a dense array sums them; otherwise they
- * are merged in one by one, each merge a pass over the sum so far. */
+ * operands at a time) one pass over a dense array sums them and the sum is
+ * encoded from it; otherwise they are merged in one by one. */
 int storage_fold_sparse(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
                         buf_t *out)
 {
-    sparse_vec_t acc, one, tmp, all;
-    storage_sparse_init(&acc);
-    storage_sparse_init(&one);
-    storage_sparse_init(&tmp);
+    sparse_vec_t all;
     storage_sparse_init(&all);
     size_t *start = malloc(((size_t)(n > 0 ? n : 0) + 1) * sizeof *start);
     uint32_t max_id = 0;
     int rc = start == NULL ? ERR_NOMEM : 0, m = 0, bad = 0;
     if (start != NULL) start[0] = 0;
     for (int i = 0; rc == 0 && i < n; i++) {
-        int drc = storage_sparse_decode((const uint8_t *)parts[i], lens[i], &one);
+        size_t at = all.n;
+        int drc = decode_at((const uint8_t *)parts[i], lens[i], &all, at);
         if (drc == ERR_NOMEM) {
             rc = drc;
         } else if (drc != 0) {
             storage_log_corrupt(c, "block", i, drc);
             bad = 1;
-        } else if ((rc = append_pairs(&all, &one, &max_id)) == 0) {
+        } else {
+            if (all.n > at && all.id[all.n - 1] > max_id) max_id = all.id[all.n - 1];
             start[++m] = all.n;
         }
     }
-    if (rc == 0 && n == 1 && !bad) {
+    if (rc == 0 && n == 1 && !bad)
         rc = buf_append(out, parts[0], lens[0]); /* one valid operand: no need to re-encode */
-        m = 0;
-    } else if (rc == 0 && m > 1 && (size_t)max_id <= 4 * all.n + 4096) {
-        rc = fold_dense(&all, max_id, &acc);
-    } else {
-        for (int i = 0; rc == 0 && i < m; i++) {
-            sparse_vec_t seg = {
-                .id = all.id + start[i], .val = all.val + start[i], .n = start[i + 1] - start[i]};
-            seg.cap = seg.n;
-            rc = storage_sparse_add(&acc, &seg, &tmp);
-        }
-    }
-    if (rc == 0 && !(n == 1 && !bad)) rc = storage_sparse_encode(&acc, out);
+    else if (rc == 0 && m > 1 && (size_t)max_id <= 4 * all.n + 4096)
+        rc = fold_dense(&all, max_id, out);
+    else if (rc == 0)
+        rc = fold_merging(&all, start, m, out);
     free(start);
-    storage_sparse_free(&acc);
-    storage_sparse_free(&one);
-    storage_sparse_free(&tmp);
     storage_sparse_free(&all);
     return rc;
+}
+
+int storage_sparse_parts_encode(const char *const *parts, const size_t *lens, int n, buf_t *out)
+{
+    size_t need = 1;
+    for (int i = 0; i < n; i++)
+        need += 10 + lens[i];
+    int rc = buf_reserve(out, need);
+    if (rc != 0) return rc;
+    uint8_t *p = out->data + out->len;
+    *p++ = SPARSE_PARTS;
+    for (int i = 0; i < n; i++) {
+        p += varint_put_u(p, lens[i]);
+        memcpy(p, parts[i], lens[i]);
+        p += lens[i];
+    }
+    out->len = (size_t)(p - out->data);
+    out->data[out->len] = 0;
+    return 0;
+}
+
+int storage_sparse_parts_next(const uint8_t **p, const uint8_t *end, const uint8_t **part,
+                              size_t *len)
+{
+    if (*p == end) return 0;
+    uint64_t n;
+    if (!varint_read_u(p, end, &n) || n > (uint64_t)(end - *p)) return ERR_CORRUPT;
+    *part = *p;
+    *len = (size_t)n;
+    *p += n;
+    return 1;
 }

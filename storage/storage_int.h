@@ -56,6 +56,9 @@ enum storage_cf {
 
 /* Block values (sparse.c): version byte of the sparse self-value vector. */
 #define SPARSE_VERSION 2
+/* First byte of a merge result that is never stored: the unfolded parts of a
+ * block handed to a merger's scan (merge.c, storage_merge_defer). */
+#define SPARSE_PARTS 0xfe
 /* Nodes one token's stack-node table may hold; past it writes of new stacks
  * for that service shard are refused with ERR_LIMIT. */
 #define STORAGE_MAX_STACK_NODES (1u << 26) /* default of storage_options_t.max_stack_nodes */
@@ -375,7 +378,21 @@ int storage_sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *t
 /* Sums block encodings parts[0..n) into out, skipping (and counting) corrupt ones. */
 int storage_fold_sparse(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
                         buf_t *out);
+/* Appends the parts unfolded: SPARSE_PARTS, then per part {uvarint len,
+ * bytes}. ERR_TOO_LARGE when that would pass out's maximum. */
+int storage_sparse_parts_encode(const char *const *parts, const size_t *lens, int n, buf_t *out);
+/* The next part of a SPARSE_PARTS value whose parts start at *p (after its
+ * first byte): 1 and the part (borrowed from the value) when found, 0 at the end,
+ * ERR_CORRUPT when the framing is bad (the parts before it stay valid). */
+int storage_sparse_parts_next(const uint8_t **p, const uint8_t *end, const uint8_t **part,
+                              size_t *len);
 rocksdb_mergeoperator_t *storage_merge_sparse_new(storage_counters_t *c);
+/* While on (on the calling thread only), a block merge met by an iterator
+ * returns its parts unfolded as one SPARSE_PARTS value instead of their sum;
+ * the caller must then read every value it gets through
+ * storage_sparse_parts_next. Flushes, compactions and writes run on threads
+ * (or at times) where it is off, so nothing unfolded is ever stored. */
+void storage_merge_defer(int on);
 /* Counts and (thinned) logs a corrupt merge operand. */
 void storage_log_corrupt(storage_counters_t *c, const char *what, int i, int rc);
 

@@ -1,0 +1,213 @@
+/* test_storage_merger_parts.c — a merger reads a window's unfolded merge
+ * operands as parts (storage_merge_defer) and sums them exactly.
+ *
+ * Pushes to one series in one window stay in the memtable as merge operands.
+ * While a merger scans, the blocks merge operator hands them over as one
+ * SPARSE_PARTS value (checked on a raw scan with the switch on), which the
+ * merger adds part by part; with the switch off the same scan gets their sum.
+ * The merged tree is compared with the one built from the folded blocks
+ * (storage_scan_blocks), as ingested, with corrupt operands among the good
+ * ones (skipped and counted, as the fold skips them) and after a compaction,
+ * and the parts framing is checked on its own: a round trip, and a
+ * truncated value. */
+#include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
+
+#include "check.h"
+#include "common/hash.h"
+
+#define TOKEN 0x0badc0ffee123457ull
+#define PUSHES 9
+
+static void push(fixture_t *f, labels_t *l, symtab_t *st, int i)
+{
+    calltree_t *t = calltree_new(0);
+    char stack[64];
+    for (int k = 0; k < 5 + i; k++) {
+        snprintf(stack, sizeof stack, "main;f%d;g%d", k % 7, (k * 3 + i) % 11);
+        fx_add(t, st, stack, 10 + k * i);
+    }
+    storage_series_write_t sw = {.labels = l, .series_id = labels_hash(l), .tree = t};
+    sw.token = TOKEN;
+    storage_profile_write_t p = {
+        .tenant = "t", .time_ns = (f->now - 5) * NS, .series = &sw, .nseries = 1, .symbols = st};
+    fx_id(p.profile_id, 100 + (uint64_t)i);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
+    calltree_free(t);
+}
+
+typedef struct raw {
+    int values, parts;
+    uint8_t first;
+} raw_t;
+
+static int raw_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
+{
+    raw_t *r = ctx;
+    r->values++;
+    r->first = n > 0 ? v[0] : 0;
+    if (n == 0 || v[0] != SPARSE_PARTS) return 0;
+    const uint8_t *p = v + 1, *part;
+    size_t len;
+    int more;
+    while ((more = storage_sparse_parts_next(&p, v + n, &part, &len)) == 1)
+        r->parts++;
+    CHECK_EQ_INT(more, 0);
+    return 0;
+}
+
+/* The finest window's raw value, with the merge operator deferring or not. */
+static raw_t scan_raw(fixture_t *f, uint64_t sid, int defer)
+{
+    raw_t r = {0};
+    storage_merge_defer(defer);
+    CHECK_EQ_INT(storage_scan_window_values(f->s, CF_BLOCKS, "t", TOKEN, sid, 0, f->now - 3600,
+                                            f->now + 60, raw_cb, &r),
+                 0);
+    storage_merge_defer(0);
+    return r;
+}
+
+static int sum_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
+{
+    return calltree_decode_merge(ctx, v, n);
+}
+
+typedef struct triple {
+    uint64_t path;
+    int64_t self, total;
+} triple_t;
+
+static int cmp_triple(const void *a, const void *b)
+{
+    const triple_t *x = a, *y = b;
+    if (x->path != y->path) return x->path < y->path ? -1 : 1;
+    return (x->self > y->self) - (x->self < y->self);
+}
+
+/* The tree as sorted (path hash, self, total) triples: equal trees give equal
+ * lists whatever the order their nodes were made in (parents first). */
+static triple_t *canonical(const calltree_t *t, size_t *n)
+{
+    *n = calltree_node_count(t);
+    triple_t *v = calloc(*n, sizeof *v);
+    for (uint32_t i = 0; i < *n; i++) {
+        uint32_t p = calltree_parent(t, i);
+        uint64_t ph = p == CALLTREE_NONE ? 0 : v[p].path;
+        CHECK(p == CALLTREE_NONE || p < i);
+        v[i] = (triple_t){hash_bytes64((uint64_t[2]){ph, calltree_sym(t, i)}, 16),
+                          calltree_self(t, i), calltree_total(t, i)};
+    }
+    qsort(v, *n, sizeof *v, cmp_triple);
+    return v;
+}
+
+/* The merger's tree and the folded blocks' tree: must be equal. */
+static void check_same(fixture_t *f, uint64_t sid)
+{
+    for (int res = 0; res < STORAGE_RESOLUTION_COUNT; res++) {
+        storage_merger_t *m = NULL;
+        CHECK_EQ_INT(storage_merger_new(f->s, "t", &m), 0);
+        CHECK_EQ_INT(storage_merger_add(m, TOKEN, sid, res, 0, f->now + 86400), 0);
+        calltree_t *got = calltree_new(0), *want = calltree_new(0);
+        errmsg_t em = {{0}};
+        CHECK_EQ_INT(storage_merger_finish(m, got, &em), 0);
+        CHECK_EQ_INT(
+            storage_scan_blocks(f->s, "t", TOKEN, sid, res, 0, f->now + 86400, sum_cb, want), 0);
+        CHECK(calltree_root_total(want) > 0);
+        size_t na, nb;
+        triple_t *a = canonical(got, &na), *b = canonical(want, &nb);
+        CHECK_EQ_INT(na, nb);
+        CHECK(na == nb && memcmp(a, b, na * sizeof *a) == 0);
+        free(a);
+        free(b);
+        calltree_free(got);
+        calltree_free(want);
+        storage_merger_free(m);
+    }
+}
+
+static void raw_merge(fixture_t *f, const skey_t *k, const void *v, size_t n)
+{
+    char *err = NULL;
+    rocksdb_merge_cf(f->s->db, f->s->wopts, f->s->cf[CF_BLOCKS], (const char *)k->b, k->n, v, n,
+                     &err);
+    CHECK(err == NULL);
+    free(err);
+}
+
+/* Corrupt operands among the good ones: the merger skips (and counts) each
+ * part that does not decode, as the fold does, and sums the rest. */
+static void corrupt_parts(fixture_t *f, labels_t *l, symtab_t *st)
+{
+    static const uint8_t garbage[] = {0x02, 0x01, 0x05, 0x01}; /* 5 pairs promised, none there */
+    static const uint8_t frame[] = {SPARSE_PARTS, 0x09, 0x02}; /* a part cut short */
+    uint64_t sid = labels_hash(l);
+    skey_t k;
+    storage_key_window(&k, TOKEN, "t", sid, 0, (f->now - 5) / 10 * 10);
+    raw_merge(f, &k, garbage, sizeof garbage);
+    raw_merge(f, &k, frame, sizeof frame);
+    push(f, l, st, PUSHES); /* a good operand after them */
+    storage_stats_t before, after;
+    storage_stats(f->s, &before);
+    storage_merger_t *m = NULL;
+    CHECK_EQ_INT(storage_merger_new(f->s, "t", &m), 0);
+    CHECK_EQ_INT(storage_merger_add(m, TOKEN, sid, 0, 0, f->now + 86400), 0);
+    storage_merger_free(m);
+    storage_stats(f->s, &after);
+    CHECK(after.corrupt_operands >= before.corrupt_operands + 2);
+    check_same(f, sid);
+}
+
+static void check_framing(void)
+{
+    const char *parts[3] = {"\x02\x01\x00", "abc", ""};
+    size_t lens[3] = {3, 3, 0};
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    CHECK_EQ_INT(storage_sparse_parts_encode(parts, lens, 3, &b), 0);
+    CHECK_EQ_INT(b.data[0], SPARSE_PARTS);
+    const uint8_t *p = b.data + 1, *part;
+    size_t len;
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(storage_sparse_parts_next(&p, b.data + b.len, &part, &len), 1);
+        CHECK(len == lens[i] && memcmp(part, parts[i], len) == 0);
+    }
+    CHECK_EQ_INT(storage_sparse_parts_next(&p, b.data + b.len, &part, &len), 0);
+    p = b.data + 1; /* cut inside the second part: the first still reads */
+    CHECK_EQ_INT(storage_sparse_parts_next(&p, b.data + 6, &part, &len), 1);
+    CHECK_EQ_INT(storage_sparse_parts_next(&p, b.data + 6, &part, &len), ERR_CORRUPT);
+    buf_t small; /* too large for its buffer: refused, so the fold can take over */
+    buf_init(&small, 4);
+    CHECK_EQ_INT(storage_sparse_parts_encode(parts, lens, 3, &small), ERR_TOO_LARGE);
+    buf_free(&small);
+    buf_free(&b);
+}
+
+int main(void)
+{
+    fixture_t f;
+    if (fx_init(&f) != 0) return 1;
+    check_framing();
+    symtab_t *st = symtab_new();
+    labels_t *l = fx_labels("svc", "parts");
+    uint64_t sid = labels_hash(l);
+    for (int i = 0; i < PUSHES; i++)
+        push(&f, l, st, i);
+    raw_t on = scan_raw(&f, sid, 1), off = scan_raw(&f, sid, 0);
+    CHECK_EQ_INT(on.values, 1);
+    CHECK_EQ_INT(on.first, SPARSE_PARTS);
+    CHECK_EQ_INT(on.parts, PUSHES);
+    CHECK_EQ_INT(off.values, 1);
+    CHECK_EQ_INT(off.first, SPARSE_VERSION);
+    check_same(&f, sid);
+    corrupt_parts(&f, l, st);
+    CHECK_EQ_INT(storage_compact(f.s), 0);
+    on = scan_raw(&f, sid, 1);
+    CHECK_EQ_INT(on.first, SPARSE_VERSION); /* folded by the compaction: one value */
+    check_same(&f, sid);
+    labels_free(l);
+    symtab_free(st);
+    fx_done(&f);
+    return check_exit();
+}
