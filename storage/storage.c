@@ -253,7 +253,8 @@ static int make_dirs(const char *path, errmsg_t *em)
  * profile_trees column family, which open created (its profiles, written
  * without trees, are neither listed nor opened one by one); versions 4 and 5
  * lack the service aggregates, rebuilt here from the stored series before
- * the new marker is written (an interrupted rebuild runs again). */
+ * the new marker is written (an interrupted rebuild runs again); version 6
+ * lacks the stack-node edge index, which each table gets at its next write. */
 static int put_format(storage_t *s, const char *key, size_t klen, errmsg_t *em)
 {
     char *err = NULL;
@@ -274,11 +275,19 @@ static int check_format(storage_t *s, errmsg_t *em)
     size_t len = 0;
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_META], key, sizeof key - 1, &len, &err);
     int rc = storage_rocks_err(err, em, "read format version");
-    int older = is_version(v, len, STORAGE_FORMAT_V4) || is_version(v, len, STORAGE_FORMAT_V5);
+    int pre6 = is_version(v, len, STORAGE_FORMAT_V4) || is_version(v, len, STORAGE_FORMAT_V5);
+    int older = pre6 || is_version(v, len, STORAGE_FORMAT_V6);
     if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
-    if (rc == 0 && older) {
+    /* 6 -> 7 needs nothing here: a table without an edge index is read
+     * whole and indexed by its next write (nodetab.c) */
+    if (rc == 0 && older && !pre6)
+        log_info("storage",
+                 "upgrading storage format %.*s to %s (stack-node tables are "
+                 "indexed at their next write)",
+                 (int)len, v, STORAGE_FORMAT_VERSION);
+    if (rc == 0 && pre6) {
         log_info("storage", "upgrading storage format %.*s to %s (service aggregates)", (int)len, v,
                  STORAGE_FORMAT_VERSION);
         rc = storage_aggregate_rebuild(s, em);
