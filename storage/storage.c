@@ -42,7 +42,7 @@ static const struct cf_spec {
     [CF_PROFILES] = {"profiles", rocksdb_lz4_compression, 1, MERGE_NONE, 1},
     [CF_META] = {"meta", rocksdb_no_compression, 0, MERGE_NONE, 0},
     [CF_HINTS] = {"hints", rocksdb_lz4_compression, 0, MERGE_NONE, 0},
-    [CF_NODES] = {"nodes", rocksdb_zstd_compression, 0, MERGE_NONE, 1},
+    [CF_NODES] = {"nodes", rocksdb_zstd_compression, 1, MERGE_NONE, 1}, /* bloom: index misses */
     [CF_PTREES] = {"profile_trees", rocksdb_zstd_compression, 1, MERGE_NONE, 1},
     [CF_STREAMED] = {"streamed", rocksdb_lz4_compression, 1, MERGE_NONE, 0},
 };
