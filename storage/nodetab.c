@@ -467,7 +467,9 @@ static void evict(nodetab_cache_t *c)
 static int tab_fill(storage_t *s, nodetab_t *t, int whole, errmsg_t *em)
 {
     int rc = whole ? tab_load(s, t, em) : tab_load_tail(s, t, em);
-    if (rc != 0 || t->base != 0) return rc;
+    /* counted: reads of a whole table; a writer's read of a table of one
+     * chunk is its read of the last chunk */
+    if (rc != 0 || t->base != 0 || !(whole || t->unindexed)) return rc;
     atomic_fetch_add(&s->counters.nodetab_loads, 1);
     if (tab_bytes(t) > s->nodetabs.max_bytes)
         log_warn("storage",

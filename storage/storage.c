@@ -533,7 +533,8 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
                         "Call-tree nodes written into an \"other\" node because their service "
                         "shard's stack-node table was full (max-stack-nodes)."),
         METRICS_U64_DEF(storage_stats_t, node_table_loads, "flamedb_storage_node_table_loads_total",
-                        "Stack-node tables loaded from disk: cache misses (node-cache-bytes)."),
+                        "Stack-node tables read whole from disk: cache misses (node-cache-bytes) "
+                        "of reads; a push reads only the chunks and index entries it needs."),
         METRICS_U64_DEF(storage_stats_t, gc_series, "flamedb_storage_gc_series_total",
                         "Series (with their postings) deleted because retention emptied them."),
         METRICS_U64_DEF(storage_stats_t, gc_nodetabs, "flamedb_storage_gc_node_tables_total",
