@@ -57,6 +57,11 @@
  * (format 7). A format-6 value never starts with it: its first byte starts
  * an id delta, which is at least 1. */
 #define CHUNK_SELF_CONTAINED 0x00
+/* Child id a partial table's edges give a (parent, sym) the index lacks:
+ * mapping a tree looks new nodes up twice (find, then create), and the
+ * second index read would only repeat the first. Replaced when the node is
+ * created; true until then, as only the holder of the lock adds nodes. */
+#define EDGE_ABSENT UINT32_MAX
 
 struct nodetab {
     uint64_t token;
@@ -104,6 +109,16 @@ static int edge_reserve(nodetab_t *t)
     return edgemap_reserve(&t->edges, need) != 0 ? ERR_NOMEM : 0;
 }
 
+/* Sets (parent, sym) -> child, replacing an EDGE_ABSENT; after edge_reserve. */
+static void edge_set(nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t child)
+{
+    size_t i = edgemap_probe(&t->edges, parent, sym);
+    if (t->edges.slots[i].child != 0)
+        t->edges.slots[i].child = child;
+    else
+        edgemap_set_at(&t->edges, i, parent, sym, child);
+}
+
 /* Appends node (parent, sym) as id count while count < limit; the caller
  * checked it is new. */
 static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t limit)
@@ -120,7 +135,7 @@ static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t limi
     ASSERT_ALWAYS(id == 0 || parent < id);
     t->parent[id - t->base] = parent;
     t->sym[id - t->base] = sym;
-    if (id > 0) edgemap_put(&t->edges, parent, sym, id);
+    if (id > 0) edge_set(t, parent, sym, id);
     return 0;
 }
 
@@ -353,6 +368,10 @@ static int disk_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
     size_t vn = 0;
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_NODES], (const char *)k.b, k.n, &vn, &err);
     int rc = storage_rocks_err(err, NULL, "read stack-node index");
+    if (rc == 0 && v == NULL) { /* remembered until the node is created */
+        if (edge_reserve(t) != 0) return ERR_NOMEM;
+        edge_set(t, parent, sym, EDGE_ABSENT);
+    }
     if (rc != 0 || v == NULL) {
         free(v);
         return rc;
@@ -363,7 +382,7 @@ static int disk_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
     free(v);
     if (!ok) return ERR_CORRUPT;
     if (edge_reserve(t) != 0) return ERR_NOMEM;
-    edgemap_put(&t->edges, parent, sym, (uint32_t)x);
+    edge_set(t, parent, sym, (uint32_t)x);
     *id = (uint32_t)x;
     return 1;
 }
@@ -372,6 +391,7 @@ static int disk_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
 static int find_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t *id)
 {
     uint32_t c = edgemap_get(&t->edges, parent, sym);
+    if (c == EDGE_ABSENT) return 0;
     if (c != 0) {
         *id = c;
         return 1;
