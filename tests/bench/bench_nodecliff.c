@@ -20,8 +20,8 @@
  * so its exact instruction count is in that dump's totals (tests/bench/run.py
  * --nodecliff-callgrind reads them): a shared machine does not blur those. Per round it prints the
  * table's size, the big push's cost per new stack and each probe's cost; at
- * the end the ratios of the late rounds (last quarter) to the early rounds
- * (first quarter, after the first): about 1 when the cost is flat, growing
+ * the end the ratios of the late rounds (median of the last quarter) to the
+ * early rounds (of the first quarter, after the first): about 1 when the cost is flat, growing
  * with the table when the writer reads the table whole. Nothing is asserted.
  */
 #define _GNU_SOURCE
@@ -190,12 +190,23 @@ static int round_run(cliff_t *c, cliff_round_t *r)
     return rc;
 }
 
-static double mean(const cliff_round_t *r, size_t lo, size_t hi, size_t field)
+static int cmp_double(const void *a, const void *b)
 {
-    double s = 0;
-    for (size_t i = lo; i < hi; i++)
-        s += field == 0 ? r[i].push_per_stack : field == 1 ? r[i].probe_known : r[i].probe_new;
-    return hi > lo ? s / (double)(hi - lo) : 0;
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median of one figure over rounds [lo, hi): a flush or compaction that
+ * lands in one push does not move it. */
+static double median(const cliff_round_t *r, size_t lo, size_t hi, size_t field)
+{
+    double v[64];
+    size_t n = 0;
+    for (size_t i = lo; i < hi && n < 64; i++)
+        v[n++] = field == 0 ? r[i].push_per_stack : field == 1 ? r[i].probe_known : r[i].probe_new;
+    if (n == 0) return 0;
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static void report(const cliff_t *c, const cliff_round_t *r, size_t n)
@@ -207,7 +218,7 @@ static void report(const cliff_t *c, const cliff_round_t *r, size_t n)
     printf("nodecliff_unit: %s\n", unit);
     printf("nodecliff_table_stacks: %llu\n", (unsigned long long)c->grown_next);
     for (size_t f = 0; f < 3; f++) {
-        double early = mean(r, e0, e1, f), late = mean(r, l0, n, f);
+        double early = median(r, e0, e1, f), late = median(r, l0, n, f);
         printf("nodecliff_%s_early: %.0f\nnodecliff_%s_late: %.0f\n", names[f], early, names[f],
                late);
         printf("nodecliff_%s_late_over_early: %.2f\n", names[f], early > 0 ? late / early : 0);

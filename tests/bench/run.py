@@ -404,8 +404,8 @@ def bench_nodecliff(a, tool, work):
                                   costs[(r, "probe_known")], costs[(r, "probe_new")]))
         figs = {}
         for what, div in (("push", a.nodecliff_stacks), ("probe_known", 1), ("probe_new", 1)):
-            e = sum(costs[(r + 1, what)] for r in early) / len(early) / div
-            l = sum(costs[(r + 1, what)] for r in late) / len(late) / div
+            e = statistics.median(costs[(r + 1, what)] for r in early) / div
+            l = statistics.median(costs[(r + 1, what)] for r in late) / div
             figs[what] = (e, l)
     else:
         unit = out["nodecliff_unit"]
