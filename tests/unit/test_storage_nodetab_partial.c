@@ -6,9 +6,12 @@
  * append to a partial table leaves no id and no index entry behind; the GC
  * of a table held partially deletes its chunks and its index; a table
  * written by storage format 6 (no index, table-wide symbol ordinals) is read
- * and then indexed by its next write. Before, a table that did not stay
- * cached was loaded whole by every push. */
+ * and then indexed by its next write. A writer waiting on a partial table
+ * whose holder's batch fails gets the same table and the unused id.
+ * Before, a table that did not stay cached was loaded whole by every push. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
+
+#include <pthread.h>
 
 #include "check.h"
 
@@ -138,6 +141,76 @@ static void failed_append(fixture_t *f, const labels_t *l, symtab_t *st)
     storage_nodetab_release(f->s, t, 0);
 }
 
+/* A writer that adds (root, sym) to a partial table and commits it. */
+typedef struct racer {
+    storage_t *s;
+    uint64_t token, sym;
+    uint32_t id;
+    int rc;
+} racer_t;
+
+static void *race_commit(void *arg)
+{
+    racer_t *r = arg;
+    nodetab_t *t;
+    errmsg_t em = {{0}};
+    r->rc = storage_nodetab_acquire_append(r->s, r->token, "t", &t, &em); /* waits */
+    if (r->rc != 0) return NULL;
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    buf_t tmp;
+    buf_init(&tmp, BUF_UNLIMITED);
+    r->rc = storage_nodetab_child(r->s, t, 0, r->sym, wb, &r->id);
+    if (r->rc == 0) r->rc = storage_nodetab_stage(r->s, t, wb, &tmp);
+    char *err = NULL;
+    if (r->rc == 0) rocksdb_write(r->s->db, r->s->wopts, wb, &err);
+    if (err != NULL) r->rc = ERR_IO;
+    free(err);
+    storage_nodetab_release(r->s, t, r->rc != 0);
+    rocksdb_writebatch_destroy(wb);
+    buf_free(&tmp);
+    return NULL;
+}
+
+/* A writer waits on a partial table whose holder's batch then fails: it
+ * gets the same object, reloaded, and the id the failed batch had; the
+ * failed node leaves no index entry. */
+static void failed_with_waiter(fixture_t *f, const labels_t *l, symtab_t *st)
+{
+    uint64_t token = labels_hash(l) >> 1, x, y;
+    CHECK_EQ_INT(symtab_intern(st, "failed_first", 12, "", 0, &x), 0);
+    CHECK_EQ_INT(symtab_intern(st, "waiter_second", 13, "", 0, &y), 0);
+    nodetab_t *t;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_nodetab_acquire_append(f->s, token, "t", &t, &em), 0);
+    CHECK(!storage_nodetab_whole(t));
+    uint32_t idx = 0;
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    CHECK_EQ_INT(storage_nodetab_child(f->s, t, 0, x, wb, &idx), 0);
+    racer_t r = {.s = f->s, .token = token, .sym = y};
+    pthread_t th;
+    CHECK_EQ_INT(pthread_create(&th, NULL, race_commit, &r), 0);
+    struct timespec pause = {0, 50 * 1000 * 1000}; /* let it block on the table's lock */
+    nanosleep(&pause, NULL);
+    storage_nodetab_release(f->s, t, 1); /* the batch failed */
+    rocksdb_writebatch_destroy(wb);
+    pthread_join(th, NULL);
+    CHECK_EQ_INT(r.rc, 0);
+    CHECK_EQ_INT(r.id, idx); /* the id nobody got */
+    CHECK_EQ_INT(storage_nodetab_acquire(f->s, token, "t", &t, &em), 0);
+    CHECK_EQ_INT(storage_nodetab_count(t), idx + 1);
+    CHECK(storage_nodetab_sym(t, idx) == y);
+    storage_nodetab_release(f->s, t, 0);
+    skey_t k;
+    storage_key_node_edge(&k, token, "t", 0, x);
+    char *err = NULL;
+    size_t len = 0;
+    char *v = rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_NODES], (const char *)k.b, k.n,
+                             &len, &err);
+    CHECK(v == NULL && err == NULL);
+    free(v);
+    free(err);
+}
+
 /* Writes pushes [from, to) of both services to both stores, interleaved. */
 static void push_range(fixture_t *small, fixture_t *ref, const labels_t *la, const labels_t *lb,
                        symtab_t *st, calltree_t *want_a, calltree_t *want_b, int from, int to)
@@ -237,6 +310,10 @@ static void gc_partial(void)
     f.now += 3 * 86400; /* a's data is past retention; b writes again */
     calltree_t *tb = push_tree(st, "b", 3);
     CHECK_EQ_INT(fx_write(f.s, "t", lb, tb, st, 30, (f.now - 5) * NS, NULL), 0);
+    calltree_free(tb);
+    failed_with_waiter(&f, la, st);
+    tb = push_tree(st, "b", 4); /* a leaves the cache again */
+    CHECK_EQ_INT(fx_write(f.s, "t", lb, tb, st, 31, (f.now - 5) * NS, NULL), 0);
     calltree_free(tb);
     nodetab_t *t;
     errmsg_t em = {{0}};
