@@ -110,7 +110,7 @@ static int gc_one(storage_t *s, const uint8_t *k, size_t kn, const uint8_t *v, s
     uint64_t token = be64_get(k), series_id = be64_get(k + 9 + tl);
     nodetab_t *t;
     errmsg_t em = {{0}};
-    int rc = storage_nodetab_acquire(s, token, tenant, &t, &em);
+    int rc = storage_nodetab_acquire_append(s, token, tenant, &t, &em); /* for its lock */
     if (rc != 0) return rc;
     if (!has_live_block(s, k, kn)) { /* again, now that writers wait */
         rc = delete_series(s, tenant, token, series_id, k, kn, v, vn);
@@ -150,7 +150,8 @@ static int table_used(storage_t *s, const uint8_t *prefix, size_t n)
     return prefix_live(s, CF_BLOCKS, prefix, n) || prefix_live(s, CF_PTREES, prefix, n);
 }
 
-/* Deletes every chunk of the table under prefix in one batch. */
+/* Deletes every chunk and edge index entry of the table under prefix (all
+ * its keys) in one batch. */
 static int delete_chunks(storage_t *s, const uint8_t *prefix, size_t n)
 {
     skey_t hi;
@@ -164,7 +165,7 @@ static int delete_chunks(storage_t *s, const uint8_t *prefix, size_t n)
          rocksdb_iter_next(it)) {
         size_t kn;
         const char *k = rocksdb_iter_key(it, &kn);
-        if (kn == n + 4) rocksdb_writebatch_delete_cf(wb, s->cf[CF_NODES], k, kn);
+        rocksdb_writebatch_delete_cf(wb, s->cf[CF_NODES], k, kn);
     }
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
@@ -185,7 +186,7 @@ static int gc_table(storage_t *s, const uint8_t *prefix, size_t n, size_t *remov
     memcpy(tenant, prefix + 9, tl);
     tenant[tl] = 0;
     nodetab_t *t;
-    int rc = storage_nodetab_acquire(s, be64_get(prefix), tenant, &t, NULL);
+    int rc = storage_nodetab_acquire_append(s, be64_get(prefix), tenant, &t, NULL); /* lock */
     if (rc != 0) return rc;
     int gone = 0;
     if (!table_used(s, prefix, n)) { /* again, now that writers wait */

@@ -78,6 +78,7 @@ static uint64_t tenant_hash_at(const uint8_t *t, size_t *len)
 static int mark_chunk(u64map_t *marks, uint64_t th, const uint8_t *p, size_t n)
 {
     const uint8_t *end = p + n;
+    if (n > 0 && p[0] == 0) p++; /* format 7: chunk-local ordinals (each symbol once by id) */
     while (p < end) {
         uint64_t delta, k;
         if (!varint_read_u(&p, end, &delta) || !varint_read_u(&p, end, &k)) return ERR_CORRUPT;
@@ -121,6 +122,8 @@ static int mark_cf(storage_t *s, enum storage_cf cf, u64map_t *marks)
             break;
         }
         mark_ctx_t m = {marks, tenant_hash_at(k + at, &tl)};
+        size_t tail = at + 1 + k[at]; /* an edge index entry names its symbol in a chunk too */
+        if (cf == CF_NODES && kn == tail + 13 && k[tail] == NODETAB_EDGE_TAG) continue;
         if (cf == CF_NODES) {
             rc = mark_chunk(marks, m.th, v, vn);
         } else {

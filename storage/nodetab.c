@@ -6,26 +6,39 @@
  * smaller than its children's, and stored in the `nodes` column family in
  * chunks of NODETAB_CHUNK ids under token|tenant|chunk — one contiguous key
  * range per token, moving with it. A write that adds nodes rewrites the
- * chunks they fall in (storage_nodetab_stage), so a profile with ten thousand new
- * stacks costs about ten puts, not ten thousand. Block
- * values (sparse.c) are then sparse vectors of self values over these ids:
- * the shape of a service's call tree is stored once instead of once per
- * window, and summing blocks is adding vectors.
+ * chunks they fall in (storage_nodetab_stage), so a profile with ten thousand
+ * new stacks costs about ten chunk puts. Block values (sparse.c) are then
+ * sparse vectors of self values over these ids: the shape of a service's call
+ * tree is stored once instead of once per window, and summing blocks is
+ * adding vectors.
+ *
+ * Beside the chunks, under token|tenant|0x01|parent|symbol, the edge index
+ * maps every node's (parent, symbol) to its id (storage format 7). A chunk
+ * names its symbols by ordinals local to the chunk, so any one chunk decodes
+ * alone. Together they let a writer work on a PARTIAL table: only the last
+ * chunk (the one new ids extend) is read, and a (parent, symbol) that is not
+ * in memory is one point lookup in the index (bloom-filtered when absent).
+ * Readers, which walk every id, load the table whole (storage_nodetab_acquire);
+ * writers take what is cached, or a partial table on a miss
+ * (storage_nodetab_acquire_append), so a push costs what it touches however
+ * large its service's table grew. A partial table that outgrows the cache
+ * after a write is shed to nothing (the next writer reads the last chunk
+ * again); a whole one stays while it is the most recently used.
+ *
+ * Tables written by format 6 (table-wide symbol ordinals, no edge index)
+ * still load whole; the first write to such a table rewrites all its chunks
+ * self-contained and indexes every node, in that write's batch.
  *
  * Tables are cached in memory (bounded by node_cache_bytes, least recently
- * used first out) and loaded from the column family on a miss. The most
- * recently used table always stays, even alone over the bound: else a table
- * larger than the cache would be loaded whole again by every push of its
- * service (the bound is exceeded by at most that one table; a warning says
- * so, and flamedb_storage_node_table_loads_total shows the reloads). A writer holds
- * a table's lock from the first new id until its WriteBatch (which carries the
- * new node entries) committed, so no other thread ever sees an id whose entry
- * is not durable. If the batch fails, the table is emptied IN PLACE and stays
- * in the cache: the next holder of its lock reloads it from disk. (Dropping it
- * from the cache instead let a thread already waiting on the lock keep using
- * the old object while a newcomer loaded a second copy: both then gave the
- * same next id to different stacks, and values landed on the wrong stacks.)
- * There is at most one table object per (token, tenant) at any time.
+ * used first out). A writer holds a table's lock from the first new id until
+ * its WriteBatch (which carries the new chunks and index entries) committed,
+ * so no other thread ever sees an id whose entry is not durable. If the batch
+ * fails, the table is emptied IN PLACE and stays in the cache: the next holder
+ * of its lock reloads it from disk. (Dropping it from the cache instead let a
+ * thread already waiting on the lock keep using the old object while a
+ * newcomer loaded a second copy: both then gave the same next id to different
+ * stacks, and values landed on the wrong stacks.) There is at most one table
+ * object per (token, tenant) at any time, whole or partial.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,21 +53,30 @@
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
+/* First byte of a chunk value whose symbol ordinals are local to the chunk
+ * (format 7). A format-6 value never starts with it: its first byte starts
+ * an id delta, which is at least 1. */
+#define CHUNK_SELF_CONTAINED 0x00
+/* Child id a partial table's edges give a (parent, sym) the index lacks:
+ * mapping a tree looks new nodes up twice (find, then create), and the
+ * second index read would only repeat the first. Replaced when the node is
+ * created; true until then, as only the holder of the lock adds nodes. */
+#define EDGE_ABSENT UINT32_MAX
+
 struct nodetab {
     uint64_t token;
     char tenant[STORAGE_TENANT_MAX + 1];
     pthread_mutex_t lock;
     uint32_t count, cap;
     uint32_t committed; /* ids below it are durable; the rest await storage_nodetab_stage */
-    uint32_t *parent;
-    uint64_t *sym;
-    edgemap_t edges; /* (parent, sym) -> id (the root is never looked up) */
-    /* The table's symbols in order of first use, so stored chunks name a
-     * symbol seen before by its ordinal (1-3 bytes) instead of its 8-byte id. */
-    uint64_t *ord_sym;   /* ordinal -> symbol id */
-    uint32_t *ord_first; /* ordinal -> first node id using it */
-    uint32_t nsyms, sym_cap;
-    u64map_t sym_index;    /* symbol id -> ordinal */
+    /* First id held in parent/sym. 0: the whole table; else a partial table
+     * holding its last chunks only (ids base..count-1). */
+    uint32_t base;
+    int unindexed;         /* loaded from format-6 chunks: the next stage indexes it */
+    int indexed_now;       /* the batch staged by this holder carries the whole index */
+    uint32_t *parent;      /* [id - base] */
+    uint64_t *sym;         /* [id - base] */
+    edgemap_t edges;       /* (parent, sym) -> id of held ids and of index entries read */
     int refs;              /* guarded by the cache mutex */
     int valid;             /* 0: dropped from the cache, freed at the last release */
     size_t cached_bytes;   /* what the cache accounts for it */
@@ -62,37 +84,39 @@ struct nodetab {
     struct nodetab *hnext; /* hash chain */
 };
 
+/* One chunk value decoded (storage_nodetab_stage's inverse). */
+typedef struct chunkbuf {
+    uint32_t parent[NODETAB_CHUNK];
+    uint64_t sym[NODETAB_CHUNK];
+    uint64_t local[NODETAB_CHUNK]; /* the chunk's symbols in order of first use */
+    uint32_t n;
+} chunkbuf_t;
+
+/* A format-6 table's symbols in order of first use, while it loads. */
+typedef struct olddict {
+    uint64_t *sym;
+    size_t n, cap;
+} olddict_t;
+
 static size_t tab_bytes(const nodetab_t *t)
 {
-    return sizeof *t + t->cap * (sizeof *t->parent + sizeof *t->sym) + edgemap_bytes(&t->edges) +
-           t->sym_cap * (sizeof *t->ord_sym + sizeof *t->ord_first) + u64map_bytes(&t->sym_index);
+    return sizeof *t + t->cap * (sizeof *t->parent + sizeof *t->sym) + edgemap_bytes(&t->edges);
 }
 
-/* Ordinal of sym in the table's dictionary, or UINT32_MAX. */
-static uint32_t sym_ordinal(const nodetab_t *t, uint64_t sym)
+static int edge_reserve(nodetab_t *t)
 {
-    uint32_t o;
-    return u64map_get(&t->sym_index, sym, &o) ? o : UINT32_MAX;
+    size_t need = t->edges.len + 1 > 512 ? t->edges.len + 1 : 512; /* >= 1024 slots */
+    return edgemap_reserve(&t->edges, need) != 0 ? ERR_NOMEM : 0;
 }
 
-/* Makes room for one more dictionary symbol (before anything changes). */
-static int sym_reserve(nodetab_t *t)
+/* Sets (parent, sym) -> child, replacing an EDGE_ABSENT; after edge_reserve. */
+static void edge_set(nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t child)
 {
-    size_t need = (size_t)t->nsyms + 1, c1 = t->sym_cap, c2 = t->sym_cap;
-    if (GROW_FROM(t->ord_sym, c1, need, UINT32_MAX - 1, 256) != 0 ||
-        GROW_FROM(t->ord_first, c2, need, UINT32_MAX - 1, 256) != 0)
-        return ERR_NOMEM;
-    t->sym_cap = (uint32_t)c1;
-    return u64map_reserve(&t->sym_index, need);
-}
-
-/* Cannot fail after sym_reserve. */
-static void sym_add(nodetab_t *t, uint64_t sym, uint32_t first_id)
-{
-    uint32_t o = t->nsyms++;
-    t->ord_sym[o] = sym;
-    t->ord_first[o] = first_id;
-    (void)u64map_put(&t->sym_index, sym, o);
+    size_t i = edgemap_probe(&t->edges, parent, sym);
+    if (t->edges.slots[i].child != 0)
+        t->edges.slots[i].child = child;
+    else
+        edgemap_set_at(&t->edges, i, parent, sym, child);
 }
 
 /* Appends node (parent, sym) as id count while count < limit; the caller
@@ -100,23 +124,39 @@ static void sym_add(nodetab_t *t, uint64_t sym, uint32_t first_id)
 static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t limit)
 {
     if (t->count >= limit) return ERR_LIMIT;
-    size_t c1 = t->cap, c2 = t->cap; /* parallel arrays: both grow alike */
-    if (GROW_FROM(t->parent, c1, (size_t)t->count + 1, UINT32_MAX, 256) != 0 ||
-        GROW_FROM(t->sym, c2, (size_t)t->count + 1, UINT32_MAX, 256) != 0)
+    size_t need = (size_t)(t->count - t->base) + 1, c1 = t->cap, c2 = t->cap;
+    if (GROW_FROM(t->parent, c1, need, UINT32_MAX, 256) != 0 ||
+        GROW_FROM(t->sym, c2, need, UINT32_MAX, 256) != 0)
         return ERR_NOMEM;
-    t->cap = (uint32_t)c1;
-    size_t edges = (size_t)t->count + 1 > 512 ? (size_t)t->count + 1 : 512; /* >= 1024 slots */
-    if (edgemap_reserve(&t->edges, edges) != 0) return ERR_NOMEM;
-    int new_sym = t->count > 0 && sym_ordinal(t, sym) == UINT32_MAX;
-    if (new_sym && sym_reserve(t) != 0) return ERR_NOMEM;
+    t->cap = (uint32_t)c1; /* parallel arrays: both grew alike */
+    if (edge_reserve(t) != 0) return ERR_NOMEM;
     uint32_t id = t->count++;
     /* Chunks store id - parent as an unsigned varint: a parent must be older. */
     ASSERT_ALWAYS(id == 0 || parent < id);
-    t->parent[id] = parent;
-    t->sym[id] = sym;
-    if (id > 0) edgemap_put(&t->edges, parent, sym, id);
-    if (new_sym) sym_add(t, sym, id);
+    t->parent[id - t->base] = parent;
+    t->sym[id - t->base] = sym;
+    if (id > 0) edge_set(t, parent, sym, id);
     return 0;
+}
+
+/* Forgets every id (the next holder loads the table again), keeping memory. */
+static void tab_clear(nodetab_t *t)
+{
+    t->count = t->committed = t->base = 0;
+    t->unindexed = t->indexed_now = 0;
+    edgemap_clear(&t->edges);
+}
+
+/* tab_clear, and gives the memory back. */
+static void tab_shed(nodetab_t *t)
+{
+    tab_clear(t);
+    free(t->parent);
+    free(t->sym);
+    t->parent = NULL;
+    t->sym = NULL;
+    t->cap = 0;
+    edgemap_free(&t->edges);
 }
 
 static void tab_free(nodetab_t *t)
@@ -126,9 +166,6 @@ static void tab_free(nodetab_t *t)
     free(t->parent);
     free(t->sym);
     edgemap_free(&t->edges);
-    free(t->ord_sym);
-    free(t->ord_first);
-    u64map_free(&t->sym_index);
     free(t);
 }
 
@@ -143,54 +180,121 @@ void storage_key_node(skey_t *k, uint64_t token, const char *tenant, uint32_t ch
     storage_key_u8(k, (uint8_t)chunk);
 }
 
+void storage_key_node_edge(skey_t *k, uint64_t token, const char *tenant, uint32_t parent,
+                           uint64_t sym)
+{
+    skey_reset(k);
+    storage_key_u64(k, token);
+    storage_key_tenant(k, tenant);
+    storage_key_u8(k, NODETAB_EDGE_TAG);
+    storage_key_u8(k, (uint8_t)(parent >> 24));
+    storage_key_u8(k, (uint8_t)(parent >> 16));
+    storage_key_u8(k, (uint8_t)(parent >> 8));
+    storage_key_u8(k, (uint8_t)parent);
+    storage_key_u64(k, sym);
+}
+
+/* The key range of the table's chunks: [lo, hi), the edge index excluded. */
+static void chunk_range(const nodetab_t *t, skey_t *lo, skey_t *hi)
+{
+    storage_key_node(lo, t->token, t->tenant, 0);
+    *hi = *lo;
+    hi->n -= 4; /* token|tenant */
+    storage_key_u8(hi, NODETAB_EDGE_TAG);
+}
+
 /* First node id a chunk holds (the root, id 0, is implicit). */
 static uint32_t chunk_first(uint32_t chunk)
 {
     return chunk == 0 ? 1 : chunk * NODETAB_CHUNK;
 }
 
-/* Appends the entries of one chunk value to t; they must continue its ids.
- * Entry: uvarint (id - parent id), uvarint k; k = 0: a symbol the table has
- * not used before follows as 8 bytes little-endian; k > 0: the table's k-th
- * symbol (in order of first use). */
-static int chunk_decode(nodetab_t *t, uint32_t chunk, const uint8_t *p, size_t n)
+static int chunk_is_old(const uint8_t *p, size_t n)
 {
-    const uint8_t *end = p + n;
+    return n == 0 || p[0] != CHUNK_SELF_CONTAINED;
+}
+
+/* Names the symbol an entry's k gives (k = 0: 8 bytes little-endian follow). */
+static int entry_sym(const uint8_t **p, const uint8_t *end, uint64_t k, uint64_t *dict,
+                     size_t *ndict, uint64_t *sym)
+{
+    if (k > 0) {
+        if (k > *ndict) return ERR_CORRUPT;
+        *sym = dict[k - 1];
+        return 0;
+    }
+    if (end - *p < 8) return ERR_CORRUPT;
+    uint64_t s = 0;
+    for (int i = 7; i >= 0; i--)
+        s = (s << 8) | (*p)[i];
+    *p += 8;
+    dict[(*ndict)++] = s; /* the caller made room */
+    *sym = s;
+    return 0;
+}
+
+/* Decodes one chunk value into cb. Entry: uvarint (id - parent id), uvarint
+ * k; k = 0: a symbol not named before follows as 8 bytes little-endian;
+ * k > 0: the k-th symbol named before, in this chunk (format 7, the value
+ * starts with CHUNK_SELF_CONTAINED) or in the whole table (format 6, through
+ * od; od NULL refuses such a value). */
+static int chunk_parse(uint32_t chunk, const uint8_t *p, size_t len, olddict_t *od, chunkbuf_t *cb)
+{
+    const uint8_t *end = p + len;
+    int old = chunk_is_old(p, len);
+    if (chunk >= STORAGE_HARD_STACK_NODES / NODETAB_CHUNK || (old && od == NULL))
+        return ERR_CORRUPT;
+    if (!old) p++;
     uint32_t id = chunk_first(chunk);
-    if (id != t->count) return ERR_CORRUPT;
+    size_t nlocal = 0;
+    cb->n = 0;
     while (p < end) {
-        uint64_t delta, k, sym = 0;
+        uint64_t delta, k, sym;
         if (!varint_read_u(&p, end, &delta) || delta == 0 || delta > id ||
             !varint_read_u(&p, end, &k) || id >= (chunk + 1) * NODETAB_CHUNK)
             return ERR_CORRUPT;
-        if (k == 0) {
-            if (end - p < 8) return ERR_CORRUPT;
-            for (int i = 7; i >= 0; i--)
-                sym = (sym << 8) | p[i];
-            p += 8;
-            if (sym_ordinal(t, sym) != UINT32_MAX) return ERR_CORRUPT; /* must be new */
-        } else {
-            if (k > t->nsyms) return ERR_CORRUPT;
-            sym = t->ord_sym[k - 1];
+        if (old && k == 0) {
+            size_t c = od->cap;
+            if (GROW_FROM(od->sym, c, od->n + 1, SIZE_MAX / 16, 256) != 0) return ERR_NOMEM;
+            od->cap = c;
         }
-        int rc = tab_append(t, id - (uint32_t)delta, sym, STORAGE_HARD_STACK_NODES);
+        int rc = old ? entry_sym(&p, end, k, od->sym, &od->n, &sym)
+                     : entry_sym(&p, end, k, cb->local, &nlocal, &sym);
         if (rc != 0) return rc;
+        cb->parent[cb->n] = id - (uint32_t)delta;
+        cb->sym[cb->n++] = sym;
         id++;
     }
     return 0;
 }
 
-/* Reads the table's chunks from disk; ids must be dense 1..n in key order. */
+/* Appends a decoded chunk to t; its ids must continue t's. */
+static int append_chunk(nodetab_t *t, uint32_t chunk, const chunkbuf_t *cb)
+{
+    if (chunk_first(chunk) != t->count) return ERR_CORRUPT;
+    for (uint32_t i = 0; i < cb->n; i++) {
+        int rc = tab_append(t, cb->parent[i], cb->sym[i], STORAGE_HARD_STACK_NODES);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+static int corrupt_chunk(const nodetab_t *t, uint32_t chunk, errmsg_t *em)
+{
+    return errmsg_set(em, ERR_CORRUPT, "node table %016llx: chunk %u is corrupt or out of order",
+                      (unsigned long long)t->token, chunk);
+}
+
+/* Reads the whole table from disk; ids must be dense 1..n in key order. */
 static int tab_load(storage_t *s, nodetab_t *t, errmsg_t *em)
 {
     skey_t lo, hi;
-    storage_key_node(&lo, t->token, t->tenant, 0);
-    hi = lo;
-    hi.n -= 4; /* prefix token|tenant */
-    hi.n = storage_prefix_successor(hi.b, hi.n);
-    int rc = tab_append(t, 0, SYM_ROOT, STORAGE_HARD_STACK_NODES);
+    chunk_range(t, &lo, &hi);
+    chunkbuf_t *cb = malloc(sizeof *cb);
+    olddict_t od = {0};
+    int rc = cb == NULL ? ERR_NOMEM : tab_append(t, 0, SYM_ROOT, STORAGE_HARD_STACK_NODES);
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-    if (hi.n > 0) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_NODES]);
     for (rocksdb_iter_seek(it, (const char *)lo.b, lo.n); rc == 0 && rocksdb_iter_valid(it);
          rocksdb_iter_next(it)) {
@@ -199,17 +303,126 @@ static int tab_load(storage_t *s, nodetab_t *t, errmsg_t *em)
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
         if (kn != lo.n) continue;
         uint32_t chunk = (uint32_t)be64_get(k + kn - 8) & 0xffffffffu;
-        rc = chunk_decode(t, chunk, v, vn);
-        if (rc == ERR_CORRUPT)
-            errmsg_set(em, rc, "node table %016llx: chunk %u is corrupt or out of order",
-                       (unsigned long long)t->token, chunk);
+        if (chunk_is_old(v, vn)) t->unindexed = 1;
+        rc = chunk_parse(chunk, v, vn, &od, cb);
+        if (rc == 0) rc = append_chunk(t, chunk, cb);
+        if (rc == ERR_CORRUPT) corrupt_chunk(t, chunk, em);
     }
     t->committed = t->count;
     char *err = NULL;
     if (rc == 0) rocksdb_iter_get_error(it, &err);
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
+    free(od.sym);
+    free(cb);
     if (rc == 0) rc = storage_rocks_err(err, em, "load node table");
+    return rc;
+}
+
+/* Reads the last chunk only (a partial table), or the whole table when it
+ * has one chunk or was written by format 6 (no edge index to look into). */
+static int tab_load_tail(storage_t *s, nodetab_t *t, errmsg_t *em)
+{
+    skey_t lo, hi;
+    chunk_range(t, &lo, &hi);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_lower_bound(ro, (const char *)lo.b, lo.n);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_NODES]);
+    rocksdb_iter_seek_for_prev(it, (const char *)hi.b, hi.n);
+    int whole = 1, rc = 0;
+    uint32_t chunk = 0;
+    chunkbuf_t *cb = NULL;
+    if (rocksdb_iter_valid(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        chunk = kn == lo.n ? (uint32_t)be64_get(k + kn - 8) & 0xffffffffu : 0;
+        if (chunk > 0 && !chunk_is_old(v, vn)) {
+            whole = 0;
+            cb = malloc(sizeof *cb);
+            rc = cb == NULL ? ERR_NOMEM : chunk_parse(chunk, v, vn, NULL, cb);
+        }
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (rc == 0) rc = storage_rocks_err(err, em, "load node table");
+    if (rc == 0 && !whole) {
+        t->base = t->count = chunk_first(chunk);
+        rc = append_chunk(t, chunk, cb);
+        t->committed = t->count;
+    }
+    free(cb);
+    if (rc == ERR_CORRUPT) return corrupt_chunk(t, chunk, em);
+    return rc == 0 && whole ? tab_load(s, t, em) : rc;
+}
+
+/* Index entry of (parent, sym) on disk: 1 and *id (cached in t's edges)
+ * when there, 0 when not. */
+static int disk_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t *id)
+{
+    skey_t k;
+    storage_key_node_edge(&k, t->token, t->tenant, parent, sym);
+    char *err = NULL;
+    size_t vn = 0;
+    char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_NODES], (const char *)k.b, k.n, &vn, &err);
+    int rc = storage_rocks_err(err, NULL, "read stack-node index");
+    if (rc == 0 && v == NULL) { /* remembered until the node is created */
+        if (edge_reserve(t) != 0) return ERR_NOMEM;
+        edge_set(t, parent, sym, EDGE_ABSENT);
+    }
+    if (rc != 0 || v == NULL) {
+        free(v);
+        return rc;
+    }
+    const uint8_t *p = (const uint8_t *)v, *end = p + vn;
+    uint64_t x = 0;
+    int ok = varint_read_u(&p, end, &x) && p == end && x > parent && x < t->committed;
+    free(v);
+    if (!ok) return ERR_CORRUPT;
+    if (edge_reserve(t) != 0) return ERR_NOMEM;
+    edge_set(t, parent, sym, (uint32_t)x);
+    *id = (uint32_t)x;
+    return 1;
+}
+
+/* 1 and *id when the table has node (parent, sym), 0 when not, or an error. */
+static int find_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t *id)
+{
+    uint32_t c = edgemap_get(&t->edges, parent, sym);
+    if (c == EDGE_ABSENT) return 0;
+    if (c != 0) {
+        *id = c;
+        return 1;
+    }
+    /* a whole table knows all; a node created since the load has only
+     * children created since (they are in memory) */
+    if (t->base == 0 || parent >= t->committed) return 0;
+    return disk_child(s, t, parent, sym, id);
+}
+
+/* The symbol of node id, read from its chunk when t does not hold it. */
+static int node_sym(storage_t *s, const nodetab_t *t, uint32_t id, uint64_t *sym)
+{
+    if (id >= t->base) {
+        *sym = t->sym[id - t->base];
+        return 0;
+    }
+    uint32_t chunk = id / NODETAB_CHUNK;
+    skey_t k;
+    storage_key_node(&k, t->token, t->tenant, chunk);
+    char *err = NULL;
+    size_t vn = 0;
+    char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_NODES], (const char *)k.b, k.n, &vn, &err);
+    int rc = storage_rocks_err(err, NULL, "read stack-node chunk");
+    chunkbuf_t *cb = rc == 0 ? malloc(sizeof *cb) : NULL;
+    if (rc == 0 && cb == NULL) rc = ERR_NOMEM;
+    if (rc == 0) rc = v == NULL ? ERR_CORRUPT : chunk_parse(chunk, (uint8_t *)v, vn, NULL, cb);
+    if (rc == 0 && id - chunk_first(chunk) >= cb->n) rc = ERR_CORRUPT;
+    if (rc == 0) *sym = cb->sym[id - chunk_first(chunk)];
+    free(cb);
+    free(v);
     return rc;
 }
 
@@ -270,8 +483,25 @@ static void evict(nodetab_cache_t *c)
     }
 }
 
-int storage_nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t **out,
-                            errmsg_t *em)
+/* Loads t (lock held, count 0): whole, or for a writer what a push needs. */
+static int tab_fill(storage_t *s, nodetab_t *t, int whole, errmsg_t *em)
+{
+    int rc = whole ? tab_load(s, t, em) : tab_load_tail(s, t, em);
+    /* counted: reads of a whole table; a writer's read of a table of one
+     * chunk is its read of the last chunk */
+    if (rc != 0 || t->base != 0 || !(whole || t->unindexed)) return rc;
+    atomic_fetch_add(&s->counters.nodetab_loads, 1);
+    if (tab_bytes(t) > s->nodetabs.max_bytes)
+        log_warn("storage",
+                 "stack-node table %016llx of tenant %s takes %zu bytes, more than the node "
+                 "cache holds (node-cache-bytes): read whole, it stays cached alone while it is "
+                 "the most recently used; raise the setting",
+                 (unsigned long long)t->token, t->tenant, tab_bytes(t));
+    return 0;
+}
+
+static int acquire(storage_t *s, uint64_t token, const char *tenant, int whole, nodetab_t **out,
+                   errmsg_t *em)
 {
     nodetab_cache_t *c = &s->nodetabs;
     size_t b = bucket_of(token, tenant);
@@ -301,16 +531,12 @@ int storage_nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, no
     t->refs++;
     pthread_mutex_unlock(&c->mu);
     if (!fresh) pthread_mutex_lock(&t->lock);
-    if (t->count == 0) { /* new, or a previous load failed */
-        int rc = tab_load(s, t, em);
-        if (rc == 0) atomic_fetch_add(&s->counters.nodetab_loads, 1);
-        if (rc == 0 && tab_bytes(t) > s->nodetabs.max_bytes)
-            log_warn("storage",
-                     "stack-node table %016llx of tenant %s takes %zu bytes, more than the node "
-                     "cache holds (node-cache-bytes): it stays cached alone; raise the setting",
-                     (unsigned long long)t->token, t->tenant, tab_bytes(t));
+    /* between holders memory matches the disk: a partial table can be
+     * dropped and read again whole */
+    if (whole && t->base != 0) tab_clear(t);
+    if (t->count == 0) { /* new, shed, or a previous load or batch failed */
+        int rc = tab_fill(s, t, whole, em);
         if (rc != 0) {
-            t->count = 0;
             storage_nodetab_release(s, t, 1);
             return rc;
         }
@@ -319,17 +545,30 @@ int storage_nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, no
     return 0;
 }
 
+int storage_nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t **out,
+                            errmsg_t *em)
+{
+    return acquire(s, token, tenant, 1, out, em);
+}
+
+int storage_nodetab_acquire_append(storage_t *s, uint64_t token, const char *tenant,
+                                   nodetab_t **out, errmsg_t *em)
+{
+    return acquire(s, token, tenant, 0, out, em);
+}
+
 void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed)
 {
     nodetab_cache_t *c = &s->nodetabs;
     if (failed) {
         /* ids assigned since the last commit may not be durable: forget all,
          * and let the next holder (count 0) reload what is on disk */
-        t->count = t->committed = t->nsyms = 0;
-        edgemap_clear(&t->edges);
-        u64map_clear(&t->sym_index);
+        tab_clear(t);
     } else {
         t->committed = t->count;
+        if (t->indexed_now) t->unindexed = t->indexed_now = 0;
+        /* a partial table is cheap to read again: never keep one past the bound */
+        if (t->base != 0 && tab_bytes(t) > c->max_bytes) tab_shed(t);
     }
     size_t bytes = tab_bytes(t);
     pthread_mutex_unlock(&t->lock);
@@ -347,14 +586,11 @@ void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed)
 int storage_nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
                           rocksdb_writebatch_t *wb, uint32_t *out)
 {
-    uint32_t id = edgemap_get(&t->edges, parent, sym);
-    if (id != 0) {
-        *out = id;
-        return 0;
-    }
+    int rc = find_child(s, t, parent, sym, out);
+    if (rc != 0) return rc < 0 ? rc : 0;
     if (wb == NULL) return ERR_NOT_FOUND;
     if (sym == SYM_OTHER) return storage_nodetab_other(s, t, parent, out);
-    int rc = tab_append(t, parent, sym, s->opts.max_stack_nodes);
+    rc = tab_append(t, parent, sym, s->opts.max_stack_nodes);
     if (rc != 0) return rc;
     *out = t->count - 1;
     return 0;
@@ -362,18 +598,22 @@ int storage_nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t 
 
 int storage_nodetab_other(storage_t *s, nodetab_t *t, uint32_t parent, uint32_t *out)
 {
-    if (parent != 0 && t->sym[parent] == SYM_OTHER) {
+    uint64_t psym = SYM_ROOT;
+    int rc = parent != 0 ? node_sym(s, t, parent, &psym) : 0;
+    if (rc != 0) return rc;
+    if (psym == SYM_OTHER) {
         *out = parent;
         return 0;
     }
-    uint32_t id = edgemap_get(&t->edges, parent, SYM_OTHER);
-    if (id != 0) {
-        *out = id;
-        return 0;
+    uint32_t id;
+    rc = find_child(s, t, parent, SYM_OTHER, &id);
+    if (rc != 0) {
+        if (rc > 0) *out = id;
+        return rc < 0 ? rc : 0;
     }
     uint32_t max = s->opts.max_stack_nodes, reserve = max + max / 64;
     if (reserve > STORAGE_HARD_STACK_NODES - 1) reserve = STORAGE_HARD_STACK_NODES - 1;
-    int rc = tab_append(t, parent, SYM_OTHER, reserve);
+    rc = tab_append(t, parent, SYM_OTHER, reserve);
     if (rc == ERR_LIMIT && parent != 0) return storage_nodetab_other(s, t, 0, out);
     if (rc == ERR_LIMIT) /* the root's "other": one id past the reserve, made once */
         rc = tab_append(t, 0, SYM_OTHER, reserve + 1);
@@ -382,37 +622,94 @@ int storage_nodetab_other(storage_t *s, nodetab_t *t, uint32_t parent, uint32_t 
     return 0;
 }
 
+/* Puts chunk c (ids held in t) into wb: CHUNK_SELF_CONTAINED, then one entry
+ * per id (chunk_parse has the layout); local is scratch. */
+static int stage_chunk(storage_t *s, const nodetab_t *t, uint32_t c, rocksdb_writebatch_t *wb,
+                       buf_t *tmp, u64map_t *local)
+{
+    uint32_t lo = chunk_first(c), hi = (c + 1) * NODETAB_CHUNK, nlocal = 0;
+    if (hi > t->count) hi = t->count;
+    buf_reset(tmp);
+    u64map_clear(local);
+    int rc = buf_reserve(tmp, 1 + (size_t)(hi - lo) * 20);
+    if (rc != 0) return rc;
+    const uint8_t marker = CHUNK_SELF_CONTAINED;
+    if ((rc = buf_append(tmp, &marker, 1)) != 0) return rc;
+    for (uint32_t id = lo; id < hi; id++) {
+        uint8_t e[20];
+        uint64_t sym = t->sym[id - t->base];
+        size_t n = varint_put_u(e, id - t->parent[id - t->base]);
+        uint32_t o;
+        rc = u64map_get_or_put(local, sym, nlocal, &o);
+        if (rc < 0) return rc;
+        if (rc == 1) { /* first use in the chunk: the symbol itself */
+            nlocal++;
+            e[n++] = 0;
+            for (int i = 0; i < 8; i++)
+                e[n++] = (uint8_t)(sym >> (8 * i));
+        } else {
+            n += varint_put_u(e + n, (uint64_t)o + 1);
+        }
+        if ((rc = buf_append(tmp, e, n)) != 0) return rc;
+    }
+    skey_t k;
+    storage_key_node(&k, t->token, t->tenant, c);
+    rocksdb_writebatch_put_cf(wb, s->cf[CF_NODES], (const char *)k.b, k.n, (const char *)tmp->data,
+                              tmp->len);
+    return 0;
+}
+
+typedef struct edge_entry {
+    uint64_t sym;
+    uint32_t parent, id;
+} edge_entry_t;
+
+static int cmp_edge(const void *a, const void *b)
+{
+    const edge_entry_t *x = a, *y = b;
+    if (x->parent != y->parent) return x->parent < y->parent ? -1 : 1;
+    return x->sym < y->sym ? -1 : x->sym > y->sym;
+}
+
+/* Puts the index entries of ids [from, count) into wb in key order: the
+ * memtable inserts them along one path instead of searching for each, which
+ * is most of what a push of new stacks costs the store. */
+static int stage_edges(storage_t *s, const nodetab_t *t, uint32_t from, rocksdb_writebatch_t *wb)
+{
+    size_t n = t->count - from;
+    edge_entry_t *e = malloc(n * sizeof *e);
+    if (e == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        e[i] = (edge_entry_t){t->sym[from + i - t->base], t->parent[from + i - t->base],
+                              (uint32_t)(from + i)};
+    qsort(e, n, sizeof *e, cmp_edge);
+    for (size_t i = 0; i < n; i++) {
+        skey_t k;
+        uint8_t v[8];
+        storage_key_node_edge(&k, t->token, t->tenant, e[i].parent, e[i].sym);
+        size_t vn = varint_put_u(v, e[i].id);
+        rocksdb_writebatch_put_cf(wb, s->cf[CF_NODES], (const char *)k.b, k.n, (const char *)v, vn);
+    }
+    free(e);
+    return 0;
+}
+
 int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *tmp)
 {
-    if (t->count <= t->committed) return 0;
-    uint32_t first_chunk = t->committed / NODETAB_CHUNK,
-             last_chunk = (t->count - 1) / NODETAB_CHUNK;
-    for (uint32_t c = first_chunk; c <= last_chunk; c++) {
-        uint32_t lo = chunk_first(c), hi = (c + 1) * NODETAB_CHUNK;
-        if (hi > t->count) hi = t->count;
-        buf_reset(tmp);
-        int rc = buf_reserve(tmp, (size_t)(hi - lo) * 20);
-        if (rc != 0) return rc;
-        for (uint32_t id = lo; id < hi; id++) {
-            uint8_t e[20];
-            size_t n = varint_put_u(e, id - t->parent[id]);
-            uint32_t o = sym_ordinal(t, t->sym[id]);
-            if (o == UINT32_MAX) return ERR_INTERNAL; /* every node's symbol is in it */
-            if (t->ord_first[o] == id) {              /* first use: the symbol itself */
-                e[n++] = 0;
-                for (int i = 0; i < 8; i++)
-                    e[n++] = (uint8_t)(t->sym[id] >> (8 * i));
-            } else {
-                n += varint_put_u(e + n, (uint64_t)o + 1);
-            }
-            if ((rc = buf_append(tmp, e, n)) != 0) return rc;
-        }
-        skey_t k;
-        storage_key_node(&k, t->token, t->tenant, c);
-        rocksdb_writebatch_put_cf(wb, s->cf[CF_NODES], (const char *)k.b, k.n,
-                                  (const char *)tmp->data, tmp->len);
-    }
-    return 0;
+    if (t->count <= t->committed && !t->unindexed) return 0;
+    /* a format-6 table: every chunk rewritten self-contained, every id indexed */
+    uint32_t from = t->unindexed ? 1 : t->committed;
+    uint32_t first_chunk = t->unindexed ? 0 : t->committed / NODETAB_CHUNK;
+    if (t->count <= 1) return 0;
+    if (chunk_first(first_chunk) < t->base) return ERR_INTERNAL; /* held ids cover them */
+    u64map_t local = {0};
+    int rc = u64map_init(&local, NODETAB_CHUNK);
+    for (uint32_t c = first_chunk; rc == 0 && c <= (t->count - 1) / NODETAB_CHUNK; c++)
+        rc = stage_chunk(s, t, c, wb, tmp, &local);
+    u64map_free(&local);
+    if (rc == 0 && from < t->count) rc = stage_edges(s, t, from, wb);
+    if (rc == 0 && t->unindexed) t->indexed_now = 1;
+    return rc;
 }
 
 void storage_nodetab_prefetch(const nodetab_t *t, uint32_t parent, uint64_t sym)
@@ -425,23 +722,30 @@ uint32_t storage_nodetab_count(const nodetab_t *t)
     return t->count;
 }
 
+int storage_nodetab_whole(const nodetab_t *t)
+{
+    return t->base == 0;
+}
+
 uint32_t storage_nodetab_parent(const nodetab_t *t, uint32_t id)
 {
-    return t->parent[id];
+    return t->parent[id - t->base];
 }
 
 uint64_t storage_nodetab_sym(const nodetab_t *t, uint32_t id)
 {
-    return t->sym[id];
+    return t->sym[id - t->base];
 }
 
 const uint32_t *storage_nodetab_parents(const nodetab_t *t)
 {
+    ASSERT_ALWAYS(t->base == 0); /* read through storage_nodetab_acquire: whole */
     return t->parent;
 }
 
 const uint64_t *storage_nodetab_syms(const nodetab_t *t)
 {
+    ASSERT_ALWAYS(t->base == 0);
     return t->sym;
 }
 

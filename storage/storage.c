@@ -42,7 +42,7 @@ static const struct cf_spec {
     [CF_PROFILES] = {"profiles", rocksdb_lz4_compression, 1, MERGE_NONE, 1},
     [CF_META] = {"meta", rocksdb_no_compression, 0, MERGE_NONE, 0},
     [CF_HINTS] = {"hints", rocksdb_lz4_compression, 0, MERGE_NONE, 0},
-    [CF_NODES] = {"nodes", rocksdb_zstd_compression, 0, MERGE_NONE, 1},
+    [CF_NODES] = {"nodes", rocksdb_zstd_compression, 1, MERGE_NONE, 1}, /* bloom: index misses */
     [CF_PTREES] = {"profile_trees", rocksdb_zstd_compression, 1, MERGE_NONE, 1},
     [CF_STREAMED] = {"streamed", rocksdb_lz4_compression, 1, MERGE_NONE, 0},
 };
@@ -253,7 +253,8 @@ static int make_dirs(const char *path, errmsg_t *em)
  * profile_trees column family, which open created (its profiles, written
  * without trees, are neither listed nor opened one by one); versions 4 and 5
  * lack the service aggregates, rebuilt here from the stored series before
- * the new marker is written (an interrupted rebuild runs again). */
+ * the new marker is written (an interrupted rebuild runs again); version 6
+ * lacks the stack-node edge index, which each table gets at its next write. */
 static int put_format(storage_t *s, const char *key, size_t klen, errmsg_t *em)
 {
     char *err = NULL;
@@ -274,11 +275,19 @@ static int check_format(storage_t *s, errmsg_t *em)
     size_t len = 0;
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_META], key, sizeof key - 1, &len, &err);
     int rc = storage_rocks_err(err, em, "read format version");
-    int older = is_version(v, len, STORAGE_FORMAT_V4) || is_version(v, len, STORAGE_FORMAT_V5);
+    int pre6 = is_version(v, len, STORAGE_FORMAT_V4) || is_version(v, len, STORAGE_FORMAT_V5);
+    int older = pre6 || is_version(v, len, STORAGE_FORMAT_V6);
     if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
-    if (rc == 0 && older) {
+    /* 6 -> 7 needs nothing here: a table without an edge index is read
+     * whole and indexed by its next write (nodetab.c) */
+    if (rc == 0 && older && !pre6)
+        log_info("storage",
+                 "upgrading storage format %.*s to %s (stack-node tables are "
+                 "indexed at their next write)",
+                 (int)len, v, STORAGE_FORMAT_VERSION);
+    if (rc == 0 && pre6) {
         log_info("storage", "upgrading storage format %.*s to %s (service aggregates)", (int)len, v,
                  STORAGE_FORMAT_VERSION);
         rc = storage_aggregate_rebuild(s, em);
@@ -524,7 +533,8 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
                         "Call-tree nodes written into an \"other\" node because their service "
                         "shard's stack-node table was full (max-stack-nodes)."),
         METRICS_U64_DEF(storage_stats_t, node_table_loads, "flamedb_storage_node_table_loads_total",
-                        "Stack-node tables loaded from disk: cache misses (node-cache-bytes)."),
+                        "Stack-node tables read whole from disk: cache misses (node-cache-bytes) "
+                        "of reads; a push reads only the chunks and index entries it needs."),
         METRICS_U64_DEF(storage_stats_t, gc_series, "flamedb_storage_gc_series_total",
                         "Series (with their postings) deleted because retention emptied them."),
         METRICS_U64_DEF(storage_stats_t, gc_nodetabs, "flamedb_storage_gc_node_tables_total",

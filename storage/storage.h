@@ -313,7 +313,7 @@ typedef struct storage_stats {
     uint64_t wal_writes;        /* write batches written to the WAL since open */
     uint64_t wal_syncs;         /* fsyncs of the WAL since open (sync_writes) */
     uint64_t gc_series;         /* empty series deleted since open */
-    uint64_t node_table_loads;  /* stack-node tables loaded from disk (cache misses) */
+    uint64_t node_table_loads;  /* stack-node tables read whole from disk (cache misses) */
     uint64_t gc_nodetabs;       /* unused stack-node tables deleted since open */
     uint64_t gc_symbols;        /* unreferenced symbols deleted since open */
 } storage_stats_t;

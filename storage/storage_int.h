@@ -47,12 +47,15 @@ enum storage_cf {
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "6"
+#define STORAGE_FORMAT_VERSION "7"
 /* Earlier versions upgraded in place at open: version 5 only added the
  * profile_trees column family (which open creates), version 6 the service
- * aggregates (rebuilt from the stored series by storage_aggregate_rebuild). */
+ * aggregates (rebuilt from the stored series by storage_aggregate_rebuild),
+ * version 7 the stack-node edge index and self-contained chunks (a table
+ * written before is read as it is and indexed at its next write, nodetab.c). */
 #define STORAGE_FORMAT_V4 "4"
 #define STORAGE_FORMAT_V5 "5"
+#define STORAGE_FORMAT_V6 "6"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector. */
 #define SPARSE_VERSION 2
@@ -407,29 +410,46 @@ int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *ten
 
 /* Stack-node ids per `nodes` value. */
 #define NODETAB_CHUNK 1024u
-/* token|tenant|chunk(u32 big-endian) */
+/* token|tenant|chunk(u32 big-endian); a chunk number's first byte is always 0 */
 void storage_key_node(skey_t *k, uint64_t token, const char *tenant, uint32_t chunk);
+/* Byte after token|tenant that starts the edge index keys (after every chunk). */
+#define NODETAB_EDGE_TAG 0x01
+/* token|tenant|NODETAB_EDGE_TAG|parent(u32 big-endian)|sym(u64 big-endian):
+ * the edge index entry of a node, value uvarint node id. */
+void storage_key_node_edge(skey_t *k, uint64_t token, const char *tenant, uint32_t parent,
+                           uint64_t sym);
 int storage_nodetab_cache_init(storage_t *s, size_t max_bytes);
 void storage_nodetab_cache_free(storage_t *s);
-/* The table of (token, tenant), loaded on a miss, returned LOCKED with a
- * reference; every acquire is paired with one storage_nodetab_release. Writers that
+/* The WHOLE table of (token, tenant) (every id's parent and symbol in
+ * memory, for readers), loaded on a miss, returned LOCKED with a reference;
+ * every acquire is paired with one storage_nodetab_release. Writers that
  * need several tables acquire them in ascending token order. */
 int storage_nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, nodetab_t **out,
                             errmsg_t *em);
+/* The same for a writer: the cached table as it is, or on a miss a partial
+ * one (its last chunk only; the rest is looked up in the edge index by
+ * storage_nodetab_child). Only child, other, stage, count, prefetch and
+ * token may be used on it. */
+int storage_nodetab_acquire_append(storage_t *s, uint64_t token, const char *tenant,
+                                   nodetab_t **out, errmsg_t *em);
+/* 1 when every id of t is in memory (always after storage_nodetab_acquire). */
+int storage_nodetab_whole(const nodetab_t *t);
 /* Unlocks and drops the reference. failed != 0: a batch carrying new ids did
  * not commit, so the table is emptied in place (it stays the one object of
  * its token) and the next holder reloads it from disk. */
 void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed);
 /* Id of the child (parent, sym). A new id is created (in memory) when wb is
  * not NULL; with wb NULL an unknown child is ERR_NOT_FOUND. ERR_LIMIT past
- * the max_stack_nodes option (then see storage_nodetab_other). Table lock held. */
+ * the max_stack_nodes option (then see storage_nodetab_other). A partial
+ * table reads the edge index (ERR_IO, ERR_CORRUPT). Table lock held. */
 int storage_nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
                           rocksdb_writebatch_t *wb, uint32_t *out);
 /* Hints the CPU to fetch the hash slot of (parent, sym): mapping a tree is a
  * stream of independent cache misses, so issuing them ahead overlaps them. */
 void storage_nodetab_prefetch(const nodetab_t *t, uint32_t parent, uint64_t sym);
-/* Puts the chunks holding ids created since the last commit into wb (tmp is
- * scratch). Call once per table, after the last storage_nodetab_child of the batch;
+/* Puts the chunks holding ids created since the last commit, and their edge
+ * index entries, into wb (tmp is scratch); for a table written by format 6,
+ * every chunk and entry. Call once per table, after the last storage_nodetab_child of the batch;
  * storage_nodetab_release(..., 0) after the batch committed makes them durable. */
 int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *tmp);
 /* Where a node that storage_nodetab_child refused with ERR_LIMIT (the table
@@ -437,13 +457,13 @@ int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, 
  * a reserve of max_stack_nodes / 64 ids past the limit, else the root's
  * "other" child (always room for it); a child of an "other" node is that
  * node. Values stay exact, only the shape below the fold is lost. Table
- * lock held; cannot fail but for ERR_NOMEM. */
+ * lock held; fails only with ERR_NOMEM, or reading a partial table. */
 int storage_nodetab_other(storage_t *s, nodetab_t *t, uint32_t parent, uint32_t *out);
 uint32_t storage_nodetab_count(const nodetab_t *t);
 uint32_t storage_nodetab_parent(const nodetab_t *t, uint32_t id);
 uint64_t storage_nodetab_sym(const nodetab_t *t, uint32_t id);
-/* The parent and symbol arrays (count entries), for passes over every id;
- * valid while t is held. */
+/* The parent and symbol arrays (count entries) of a whole table, for passes
+ * over every id; valid while t is held. */
 const uint32_t *storage_nodetab_parents(const nodetab_t *t);
 const uint64_t *storage_nodetab_syms(const nodetab_t *t);
 uint64_t storage_nodetab_token(const nodetab_t *t);

@@ -255,7 +255,7 @@ int storage_stream_store(storage_t *s, const storage_stream_window_t *w, const l
         buf_init(&x.tmp, STORAGE_VALUE_MAX);
         x.wb = rocksdb_writebatch_create();
         pthread_rwlock_rdlock(&s->symgc.lock); /* no symbol sweep step meanwhile (write.c) */
-        rc = storage_nodetab_acquire(s, w->token, w->tenant, &x.tab, em);
+        rc = storage_nodetab_acquire_append(s, w->token, w->tenant, &x.tab, em);
         if (rc == 0) {
             rc = build_and_commit(&x, labels);
             storage_nodetab_release(s, x.tab, rc != 0);

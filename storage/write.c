@@ -515,7 +515,7 @@ static int lock_tables(wctx_t *w, const unsigned char *todo)
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (i > 0 && tokens[i] == tokens[i - 1]) continue;
-        rc = storage_nodetab_acquire(w->s, tokens[i], p->tenant, &w->tabs[w->ntabs], w->em);
+        rc = storage_nodetab_acquire_append(w->s, tokens[i], p->tenant, &w->tabs[w->ntabs], w->em);
         if (rc == 0) w->ntabs++;
     }
     free(tokens);

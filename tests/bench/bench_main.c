@@ -7,6 +7,9 @@
  *   flamedb-bench query  --index F --service S          flame-graph query times
  *   flamedb-bench fleet  [--pods 100,300,1000] [--profiles N]  one service of many pods:
  *                                                      service vs one-pod flame graph
+ *   flamedb-bench nodecliff [--pushes N] [--stacks N] [--others N] [--other-stacks N]
+ *                           [--node-cache-bytes B]     push cost as a service's stack-node
+ *                                                      table outgrows the node cache
  *
  * Generator flags (give --kind first): --kind cpu|heap --seed N --services N
  * --pods N --profiles N --step S --start UNIX_S --funcs N --paths N --samples N
@@ -24,8 +27,8 @@
 
 static int usage(void)
 {
-    fprintf(stderr,
-            "usage: flamedb-bench gen|decode|ingest|query|fleet [flags] (see bench_main.c)\n");
+    fprintf(stderr, "usage: flamedb-bench gen|decode|ingest|query|fleet|nodecliff [flags] (see "
+                    "bench_main.c)\n");
     return 2;
 }
 
@@ -115,5 +118,6 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "ingest") == 0) return cmd_ingest(argc - 2, argv + 2);
     if (strcmp(cmd, "query") == 0) return cmd_query(argc - 2, argv + 2);
     if (strcmp(cmd, "fleet") == 0) return cmd_fleet(argc - 2, argv + 2);
+    if (strcmp(cmd, "nodecliff") == 0) return cmd_nodecliff(argc - 2, argv + 2);
     return usage();
 }

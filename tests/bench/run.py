@@ -24,9 +24,17 @@ push — does fail the run, because then the figure would mean nothing).
   load     (bench_load.py) a 3-node cluster under 12 pushing and 3 querying
            connections for 60 s (600 s with --soak): RSS of every node, no
            answer but 200, flame graphs exact afterwards.
+  nodecliff  (not in the default list: long) flamedb-bench nodecliff: one service
+           grown to --nodecliff-pushes x --nodecliff-stacks distinct stacks with
+           two other services interleaved and a small node cache; the cost of a
+           push late in the run ÷ early in it (flat: about 1). With
+           --nodecliff-callgrind it runs under valgrind's callgrind and the
+           cost is the instructions of the writing thread.
 
 Usage: run.py [--build-dir build] [--only ingest,ingest-real,http,query,fleet,rss,cluster,load]
               [--soak] [--rss-seconds N] [--memory-limit 1GiB] [--query-runs N] [--keep]
+              [--only nodecliff [--nodecliff-pushes N] [--nodecliff-stacks N]
+               [--nodecliff-callgrind]]
 """
 import argparse
 import http.client
@@ -354,6 +362,66 @@ def bench_fleet(tool):
                             svc, pod, svc / num(out["fleet_pods_100_service_ms"]))))
 
 
+def callgrind_costs(out_dir):
+    """{(round, what): instructions} from the per-write dumps of the writing
+    thread (callgrind --separate-threads=yes names its files *-01)."""
+    costs = {}
+    for name in os.listdir(out_dir):
+        if not name.endswith("-01"):
+            continue
+        label, total = None, None
+        with open(os.path.join(out_dir, name)) as f:
+            for line in f:
+                if line.startswith("desc: Trigger: Client Request: nodecliff "):
+                    label = line.split("nodecliff ", 1)[1].split()
+                elif line.startswith("totals:") or (total is None and line.startswith("summary:")):
+                    total = int(line.split()[1])
+        if label and total is not None:
+            costs[(int(label[0]), label[1])] = total
+    return costs
+
+
+def bench_nodecliff(a, tool, work):
+    args = [tool, "nodecliff", "--pushes", str(a.nodecliff_pushes), "--stacks",
+            str(a.nodecliff_stacks), "--other-stacks", str(max(1, a.nodecliff_stacks // 2)),
+            "--node-cache-bytes", str(a.nodecliff_cache)]
+    unit = None
+    if a.nodecliff_callgrind:
+        cg = os.path.join(work, "callgrind")
+        os.makedirs(cg, exist_ok=True)
+        args = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--separate-threads=yes",
+                "--callgrind-out-file=" + os.path.join(cg, "cg.out")] + args + ["--callgrind"]
+    out = run_tool(args, timeout=6 * 3600)
+    n = a.nodecliff_pushes
+    q = max(1, n // 4)
+    early, late = range(1 if n > 2 else 0, (1 if n > 2 else 0) + q), range(n - q, n)
+    if a.nodecliff_callgrind:
+        costs = callgrind_costs(cg)
+        unit = "instructions"
+        for r in range(1, n + 1):
+            log("nodecliff_instructions: round %d push_per_new_stack=%.0f probe_known=%d "
+                "probe_new=%d" % (r, costs[(r, "push")] / a.nodecliff_stacks,
+                                  costs[(r, "probe_known")], costs[(r, "probe_new")]))
+        figs = {}
+        for what, div in (("push", a.nodecliff_stacks), ("probe_known", 1), ("probe_new", 1)):
+            e = statistics.median(costs[(r + 1, what)] for r in early) / div
+            l = statistics.median(costs[(r + 1, what)] for r in late) / div
+            figs[what] = (e, l)
+    else:
+        unit = out["nodecliff_unit"]
+        figs = {w: (num(out["nodecliff_%s_early" % k]), num(out["nodecliff_%s_late" % k]))
+                for w, k in (("push", "push_per_new_stack"), ("probe_known", "probe_known"),
+                             ("probe_new", "probe_new"))}
+    stacks = out["nodecliff_table_stacks"]
+    for what, label in (("probe_known", "a push of 8 known stacks"),
+                        ("probe_new", "a push of 8 new stacks"),
+                        ("push", "a push of new stacks, per stack")):
+        e, l = figs[what]
+        RESULTS.append(("%s, late ÷ early, as one service grows to %s stacks past the node cache"
+                        % (label, stacks), "%.2f×" % (l / e if e else 0), "about 1× (flat)",
+                        "%.0f vs %.0f %s" % (l, e, unit)))
+
+
 def parse_size(s):
     """'1GiB', '512MiB', '1g', '1048576' -> bytes."""
     import re
@@ -494,6 +562,13 @@ def main():
     ap.add_argument("--query-runs", type=int, default=20,
                     help="cluster step: timed renders per node and query")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--nodecliff-pushes", type=int, default=20)
+    ap.add_argument("--nodecliff-stacks", type=int, default=250000,
+                    help="new stacks per push of the grown service (others: half)")
+    ap.add_argument("--nodecliff-cache", type=int, default=16 << 20,
+                    help="--node-cache-bytes of the nodecliff store")
+    ap.add_argument("--nodecliff-callgrind", action="store_true",
+                    help="count instructions under valgrind (slow: shorten the run)")
     a = ap.parse_args()
     tool = os.path.join(a.build_dir, "bin", "flamedb-bench")
     node_bin = os.path.join(a.build_dir, "bin", "flamedb")
@@ -516,7 +591,8 @@ def main():
                  ("cluster", lambda: bench_cluster.bench_cluster(a, sys.modules[__name__],
                                                                  node_bin, work)),
                  ("load", lambda: bench_load.bench_load(a, sys.modules[__name__], node_bin,
-                                                        work))]
+                                                        work)),
+                 ("nodecliff", lambda: bench_nodecliff(a, tool, work))]
         for name, fn in steps:
             if name not in only:
                 continue
