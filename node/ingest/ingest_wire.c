@@ -20,8 +20,10 @@
 
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_SGROUP = 3, WT_EGROUP = 4, WT_I32 = 5 };
 
-/* What a known field is; anything else is an unknown field (skipped). */
-enum { K_UNKNOWN = 0, K_VARINT, K_PACKED, K_BYTES, K_MSG };
+/* What a known field is; anything else is an unknown field (skipped).
+ * protobuf-c reads a bool field of any wire type (true when a payload byte
+ * is non-zero), so K_BOOL takes any; ingest reads no bool. */
+enum { K_UNKNOWN = 0, K_VARINT, K_BOOL, K_PACKED, K_BYTES, K_MSG };
 
 #define WIRE_MAX_FIELD 16
 
@@ -37,7 +39,7 @@ static const wire_desc_t d_mapping = {{0, K_VARINT, K_VARINT, K_VARINT, K_VARINT
                                        K_VARINT, K_VARINT, K_VARINT, K_VARINT, K_VARINT},
                                       {0}};
 static const wire_desc_t d_line = {{0, K_VARINT, K_VARINT, K_VARINT}, {0}};
-static const wire_desc_t d_location = {{0, K_VARINT, K_VARINT, K_VARINT, K_MSG, K_VARINT},
+static const wire_desc_t d_location = {{0, K_VARINT, K_VARINT, K_VARINT, K_MSG, K_BOOL},
                                        {[4] = &d_line}};
 static const wire_desc_t d_function = {{0, K_VARINT, K_VARINT, K_VARINT, K_VARINT, K_VARINT}, {0}};
 /* Profile: 1 sample_type, 2 sample, 3 mapping, 4 location, 5 function,
@@ -91,8 +93,10 @@ static int next_field(const uint8_t **p, const uint8_t *end, wire_field_t *f)
     if (*p >= end) return 0;
     uint64_t tag, len;
     const uint8_t *s = *p;
-    if (!rd_varint(&s, end, &tag) || s - *p > 5 || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
-        return -1;
+    /* As protobuf-c reads a tag: at most 5 bytes, a first byte of field
+     * bits 0 refused, the field number kept to 32 bits (a longer tag of
+     * field 0 is then an unknown field). Lengths: 5 bytes, 32 bits. */
+    if (*s < 8 || !rd_varint(&s, end, &tag) || s - *p > 5) return -1;
     f->num = (uint32_t)(tag >> 3);
     f->type = (uint8_t)(tag & 7);
     f->v = 0;
@@ -113,7 +117,9 @@ static int next_field(const uint8_t **p, const uint8_t *end, wire_field_t *f)
     }
     case WT_LEN: {
         const uint8_t *l0 = s;
-        if (!rd_varint(&s, end, &len) || s - l0 > 5 || len > (uint64_t)(end - s)) return -1;
+        if (!rd_varint(&s, end, &len) || s - l0 > 5) return -1;
+        len &= 0xffffffffu;
+        if (len > (uint64_t)(end - s)) return -1;
         f->p = s;
         f->n = (size_t)len;
         s += len;
