@@ -175,8 +175,9 @@ static const opt_t options[] = {
     {"ingest-inflight-bytes", OPT_SIZE, FIELD(ingest_inflight_bytes, size_t), NULL, 8, 1 * MiB,
      1024 * GiB,
      "Memory all pushes and replica writes (hint replays included) in progress on this node may "
-     "hold at once: decoded pprof messages, gunzipped bodies and call trees, charged as they "
-     "grow. Over it a push gets 503 with Retry-After and a replica write is refused as "
+     "hold at once: decoded pprof messages, gunzipped bodies, symbol tables and call trees, "
+     "charged as they grow. Over it a push gets 503 with Retry-After and a replica write is "
+     "refused as "
      "unavailable (the coordinator hints it); a push that alone needs more gets 413. Part of "
      "memory-limit."},
     SECTION("Storage"),
