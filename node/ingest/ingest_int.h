@@ -247,7 +247,7 @@ typedef struct wire_location {
 } wire_location_t;
 
 typedef struct wire_sample {
-    size_t nlocations, nvalues, nlabels;
+    size_t nlocations, nvalues, nlabels; /* all of them, stored or not */
     const uint8_t *p, *end;
 } wire_sample_t;
 
@@ -270,11 +270,15 @@ void ingest_wire_mapping(const wire_profile_t *w, size_t i, wire_mapping_t *out)
  * by ingest_wire_next_line (false after the last). */
 void ingest_wire_location(const wire_profile_t *w, size_t i, wire_location_t *out);
 bool ingest_wire_next_line(wire_location_t *l, uint64_t *function_id);
-/* Sample i's counts; then ingest_wire_iter with a field number and
- * ingest_wire_next_u64, or ingest_wire_iter with any number and
- * ingest_wire_next_label (key and str string indices; numeric labels give
- * str 0). */
-void ingest_wire_sample(const wire_profile_t *w, size_t i, wire_sample_t *out);
+/* Reads sample i in one walk: its values into values[0..nvalues_max) and,
+ * when ids is not NULL, its location ids into ids[0..ids_max) (both in
+ * order, packed and unpacked runs alike; the counts in *out are of all of
+ * them, stored or not), and counts its labels. Then ingest_wire_iter with a
+ * field number and ingest_wire_next_u64 walk a field again, and
+ * ingest_wire_iter with any number and ingest_wire_next_label its labels
+ * (key and str string indices; numeric labels give str 0). */
+void ingest_wire_sample(const wire_profile_t *w, size_t i, wire_sample_t *out, uint64_t *values,
+                        size_t nvalues_max, uint64_t *ids, size_t ids_max);
 void ingest_wire_iter(const wire_sample_t *s, uint32_t num, wire_iter_t *it);
 bool ingest_wire_next_u64(wire_iter_t *it, uint64_t *v);
 bool ingest_wire_next_label(wire_iter_t *it, int64_t *key, int64_t *str);

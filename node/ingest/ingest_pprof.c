@@ -77,7 +77,9 @@ typedef struct conv {
     uint32_t *loc_len;
     uint64_t *frames; /* root-first frames of all resolved locations */
     size_t nframes, frames_cap;
-    int64_t *values;         /* scratch: one sample's values (ntypes) */
+    int64_t *values; /* scratch: one sample's values (ntypes) */
+    uint64_t *ids;   /* scratch: one sample's location ids, then indices */
+    size_t ids_cap;
     uint32_t *cls, *cls_map; /* scratch of find_leaders */
     /* types */
     size_t ntypes;
@@ -405,17 +407,15 @@ out:
 
 /* ---- sample types that share a tree shape ---- */
 
-/* Reads sample s's values into c->values when it has one per sample type;
- * false (nothing read) otherwise. */
-static bool sample_values(conv_t *c, const wire_sample_t *s)
+/* Reads sample si in one walk: values into c->values (when it has one per
+ * sample type, else *ok is false), location ids into c->ids (with
+ * with_ids; at most max_stack_depth + 1 are kept, a deeper sample is
+ * refused anyway). */
+static void read_sample(conv_t *c, size_t si, wire_sample_t *s, bool with_ids, bool *ok)
 {
-    if (s->nvalues != c->ntypes) return false;
-    wire_iter_t it;
-    uint64_t v;
-    ingest_wire_iter(s, WIRE_SAMPLE_VALUE, &it);
-    for (size_t t = 0; t < c->ntypes && ingest_wire_next_u64(&it, &v); t++)
-        c->values[t] = (int64_t)v;
-    return true;
+    ingest_wire_sample(c->w, si, s, (uint64_t *)c->values, c->ntypes, with_ids ? c->ids : NULL,
+                       c->ids_cap);
+    *ok = s->nvalues == c->ntypes;
 }
 
 /* A type non-zero in exactly the samples of an earlier type gets, in every
@@ -446,8 +446,9 @@ static int find_leaders(conv_t *c)
     if (!share) return 0;
     for (size_t i = 0; i < c->w->nsamples; i++) {
         wire_sample_t s;
-        ingest_wire_sample(c->w, i, &s);
-        if (!sample_values(c, &s)) continue;
+        bool ok;
+        read_sample(c, i, &s, false, &ok);
+        if (!ok) continue;
         memset(c->cls_map, 0xff, (2 * n + 2) * sizeof *c->cls_map);
         uint32_t next = 0;
         for (size_t t = 0; t < n; t++) {
@@ -570,6 +571,7 @@ static int sample_labels(conv_t *c, const wire_sample_t *s, int64_t *pairs, size
     wire_iter_t it;
     int64_t key, str;
     *np = *ns = 0;
+    if (s->nlabels == 0) return 0;
     ingest_wire_iter(s, 0, &it);
     while (ingest_wire_next_label(&it, &key, &str)) {
         const char *k, *v;
@@ -596,35 +598,50 @@ static int sample_labels(conv_t *c, const wire_sample_t *s, int64_t *pairs, size
     return 0;
 }
 
+/* Resolves location id k of the sample (from c->ids, or walking the sample
+ * again past what c->ids holds) to its index, its frames computed once. */
+static int resolve_location(conv_t *c, uint64_t id, int64_t *li)
+{
+    *li = lookup(c->loc_dense, &c->loc_map, c->w->nlocations, id);
+    if (*li < 0) return bad(c, "sample references unknown location", id);
+    return c->loc_off[*li] == UINT32_MAX ? location_frames(c, (size_t)*li) : 0;
+}
+
 /* Fills ss->stack with the sample's frames, root first; *depth = count.
- * Two walks over the location ids, read in place: the first resolves them
- * and sums the depth, the second copies each location's frames to its
- * place counted from the end (location_id[0] is the leaf). */
+ * Every location is resolved first (in order), then the frames are copied,
+ * each location's to its place counted from the end (location_id[0] is
+ * the leaf). The ids were read by read_sample; a sample with more than
+ * c->ids_cap of them (deeper than max_stack_depth whatever they are) is
+ * walked again to resolve the rest, then refused for its depth. */
 static int sample_stack(conv_t *c, const wire_sample_t *s, size_t *depth)
 {
     series_set_t *ss = c->ctx->ss;
-    size_t d = 0, nloc = c->w->nlocations;
-    wire_iter_t it;
-    uint64_t id;
-    ingest_wire_iter(s, WIRE_SAMPLE_LOCATION_ID, &it);
-    while (ingest_wire_next_u64(&it, &id)) {
-        int64_t li = lookup(c->loc_dense, &c->loc_map, nloc, id);
-        if (li < 0) return bad(c, "sample references unknown location", id);
-        if (c->loc_off[li] == UINT32_MAX) {
-            int rc = location_frames(c, (size_t)li);
-            if (rc < 0) return rc;
-        }
+    size_t d = 0, n = s->nlocations;
+    int64_t li;
+    int rc;
+    for (size_t k = 0; k < n && k < c->ids_cap; k++) {
+        if ((rc = resolve_location(c, c->ids[k], &li)) < 0) return rc;
+        c->ids[k] = (uint64_t)li; /* resolved in place: ids -> indices */
         d += c->loc_len[li];
     }
-    int rc = ingest_series_stack_reserve(ss, d, c->em);
-    if (rc == 0) rc = ingest_series_charge_work(ss, d, c->em); /* the copy below */
-    if (rc < 0) return rc;
+    if (n > c->ids_cap) {
+        wire_iter_t it;
+        uint64_t id;
+        ingest_wire_iter(s, WIRE_SAMPLE_LOCATION_ID, &it);
+        for (size_t k = 0; ingest_wire_next_u64(&it, &id); k++)
+            if (k >= c->ids_cap) {
+                if ((rc = resolve_location(c, id, &li)) < 0) return rc;
+                d += c->loc_len[li];
+            }
+    }
+    if ((rc = ingest_series_stack_reserve(ss, d, c->em)) < 0 ||
+        (rc = ingest_series_charge_work(ss, d, c->em)) < 0) /* the copy below */
+        return rc;
     size_t end = d;
-    ingest_wire_iter(s, WIRE_SAMPLE_LOCATION_ID, &it);
-    while (ingest_wire_next_u64(&it, &id)) {
-        size_t li = (size_t)lookup(c->loc_dense, &c->loc_map, nloc, id);
-        end -= c->loc_len[li];
-        memcpy(ss->stack + end, c->frames + c->loc_off[li], c->loc_len[li] * sizeof *ss->stack);
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (size_t)c->ids[k];
+        end -= c->loc_len[i];
+        memcpy(ss->stack + end, c->frames + c->loc_off[i], c->loc_len[i] * sizeof *ss->stack);
     }
     *depth = d;
     return 0;
@@ -637,8 +654,9 @@ static int one_sample(conv_t *c, size_t si, int64_t *pairs)
     uint32_t g = 0;
     int rc;
     wire_sample_t s;
-    ingest_wire_sample(c->w, si, &s);
-    if (!sample_values(c, &s))
+    bool ok;
+    read_sample(c, si, &s, true, &ok);
+    if (!ok)
         return errmsg_set(
             c->em, ERR_UNPARSEABLE,
             "invalid pprof: sample %zu has %zu values but the profile has %zu sample types", si,
@@ -688,6 +706,8 @@ static int convert(conv_t *c)
         (rc = find_leaders(c)) < 0)
         return rc;
     if (u64map_init(&c->group_map, 16) < 0) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    c->ids_cap = c->ctx->lim->max_stack_depth + 1;
+    if ((rc = hold_calloc(c, &c->ids, c->ids_cap, sizeof *c->ids)) < 0) return rc;
     int64_t *pairs = malloc((2 * c->ctx->lim->max_labels_per_series + 2) * sizeof *pairs);
     if (pairs == NULL) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     for (size_t i = 0; rc == 0 && i < c->w->nsamples; i++)
@@ -710,6 +730,7 @@ static void conv_free(conv_t *c)
     free(c->type_id);
     free(c->leader);
     free(c->values);
+    free(c->ids);
     free(c->cls);
     free(c->cls_map);
     free(c->groups);

@@ -374,7 +374,28 @@ bool ingest_wire_next_line(wire_location_t *l, uint64_t *function_id)
 
 /* ---- samples ---- */
 
-void ingest_wire_sample(const wire_profile_t *w, size_t i, wire_sample_t *out)
+/* Appends the varints of a packed run (or one value) to out[*n...), up to
+ * max stored; *n counts them all. */
+static inline void put_u64(uint64_t *out, size_t max, size_t *n, uint64_t v)
+{
+    if (*n < max) out[*n] = v;
+    (*n)++;
+}
+
+static void put_run(const wire_field_t *f, uint64_t *out, size_t max, size_t *n)
+{
+    if (f->type == WT_VARINT) {
+        put_u64(out, max, n, f->v);
+        return;
+    }
+    const uint8_t *p = f->p, *end = f->p + f->n;
+    uint64_t v;
+    while (p < end && rd_varint(&p, end, &v))
+        put_u64(out, max, n, v);
+}
+
+void ingest_wire_sample(const wire_profile_t *w, size_t i, wire_sample_t *out, uint64_t *values,
+                        size_t nvalues_max, uint64_t *ids, size_t ids_max)
 {
     const uint8_t *p = w->data + w->samples[i].off, *end = p + w->samples[i].len;
     wire_field_t f;
@@ -382,15 +403,13 @@ void ingest_wire_sample(const wire_profile_t *w, size_t i, wire_sample_t *out)
     out->p = p;
     out->end = end;
     while (next_field(&p, end, &f) > 0) {
-        size_t *n = f.num == 1 ? &out->nlocations : f.num == 2 ? &out->nvalues : NULL;
-        if (n == NULL) {
-            if (f.num == 3 && f.type == WT_LEN) out->nlabels++;
-        } else if (f.type == WT_VARINT) {
-            (*n)++;
-        } else if (f.type == WT_LEN) { /* packed: one varint per byte below 0x80 */
-            for (size_t k = 0; k < f.n; k++)
-                *n += f.p[k] < 0x80;
-        }
+        if (f.num == WIRE_SAMPLE_VALUE && (f.type == WT_VARINT || f.type == WT_LEN))
+            put_run(&f, values, nvalues_max, &out->nvalues);
+        else if (f.num == WIRE_SAMPLE_LOCATION_ID && ids != NULL &&
+                 (f.type == WT_VARINT || f.type == WT_LEN))
+            put_run(&f, ids, ids_max, &out->nlocations);
+        else if (f.num == 3 && f.type == WT_LEN)
+            out->nlabels++;
     }
 }
 
