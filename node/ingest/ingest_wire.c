@@ -35,9 +35,9 @@ typedef struct wire_desc {
 static const wire_desc_t d_value_type = {{0, K_VARINT, K_VARINT}, {0}};
 static const wire_desc_t d_label = {{0, K_VARINT, K_VARINT, K_VARINT, K_VARINT}, {0}};
 static const wire_desc_t d_sample = {{0, K_PACKED, K_PACKED, K_MSG}, {[3] = &d_label}};
-static const wire_desc_t d_mapping = {{0, K_VARINT, K_VARINT, K_VARINT, K_VARINT, K_VARINT,
-                                       K_VARINT, K_VARINT, K_VARINT, K_VARINT, K_VARINT},
-                                      {0}};
+static const wire_desc_t d_mapping = {
+    {0, K_VARINT, K_VARINT, K_VARINT, K_VARINT, K_VARINT, K_VARINT, K_BOOL, K_BOOL, K_BOOL, K_BOOL},
+    {0}};
 static const wire_desc_t d_line = {{0, K_VARINT, K_VARINT, K_VARINT}, {0}};
 static const wire_desc_t d_location = {{0, K_VARINT, K_VARINT, K_VARINT, K_MSG, K_BOOL},
                                        {[4] = &d_line}};

@@ -215,6 +215,30 @@ static void test_unknown_fields(void)
     expect_stack(&w, 100, 1);
 }
 
+/* protobuf-c reads a bool of any wire type; so does the reader (the
+ * mapping's has_* flags, the location's is_folded). */
+static void test_bools_of_any_wire_type(void)
+{
+    w_t w = {.n = 0}, m = {.n = 0}, s = {.n = 0};
+    w_header(&w);
+    w_u(&m, 1, 1);
+    w_tag(&m, 7, 5); /* has_functions as fixed32 */
+    memcpy(m.b + m.n, "\x01\x00\x00\x00", 4);
+    m.n += 4;
+    w_bytes(&m, 8, "\x01", 1); /* has_filenames length-delimited */
+    w_tag(&m, 9, 1);           /* has_line_numbers as fixed64 */
+    memcpy(m.b + m.n, "\x01\x00\x00\x00\x00\x00\x00\x00", 8);
+    m.n += 8;
+    w_msg(&w, 3, &m);
+    w_packed(&s, 1, (uint64_t[]){2, 1}, 2);
+    w_packed(&s, 2, (uint64_t[]){1, 100}, 2);
+    w_msg(&w, 2, &s);
+    expect_stack(&w, 100, 1);
+    Perftools__Profiles__Profile *pc = perftools__profiles__profile__unpack(NULL, w.n, w.b);
+    CHECK(pc != NULL);
+    if (pc != NULL) perftools__profiles__profile__free_unpacked(pc, NULL);
+}
+
 static void header_and(w_t *w, const uint8_t *tail, size_t n)
 {
     *w = (w_t){.n = 0};
@@ -350,6 +374,13 @@ static void test_same_as_protobuf_c(void)
     w_u(&lab, 2, 4);
     w_msg(&s, 3, &lab);
     w_msg(&base, 2, &s);
+    w_t m = {.n = 0}; /* a mapping: bools, which protobuf-c reads whatever their wire type */
+    w_u(&m, 1, 1);
+    w_u(&m, 2, 0x400000);
+    w_u(&m, 5, 5);
+    w_u(&m, 7, 1);
+    w_u(&m, 10, 1);
+    w_msg(&base, 3, &m);
     w_u(&base, 9, 1700000000000000000ULL);
     uint64_t seed = 42;
     size_t agree = 0, accepted = 0, n = 20000;
@@ -388,6 +419,7 @@ int main(void)
 {
     test_packed_and_unpacked();
     test_unknown_fields();
+    test_bools_of_any_wire_type();
     test_malformed();
     test_out_of_range();
     test_zero_length();
