@@ -51,7 +51,7 @@ void ingest_limits_default(ingest_limits_t *l)
     l->max_request_nodes = 2u << 20;
     l->request_nodes_per_byte = 1;
     l->max_request_work = 128u << 20;
-    l->request_work_per_byte = 16;
+    l->request_work_per_byte = 8;
     l->shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
     l->shards.n = 0;
     l->max_past_seconds = 90LL * 86400;

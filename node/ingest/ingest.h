@@ -67,7 +67,7 @@ typedef struct ingest_limits {
  * 65,535 bytes, 1,048,576 tree nodes per series, 1,000 span/trace trees per
  * series, 64 MiB decoded pprof and 2 decoded bytes per payload byte (at
  * least INGEST_DECODED_FLOOR), per push 2,097,152 nodes and 1 node per payload
- * byte (at least INGEST_REQUEST_NODES_FLOOR), 134,217,728 frames walked and 16
+ * byte (at least INGEST_REQUEST_NODES_FLOOR), 134,217,728 frames walked and 8
  * per payload byte (at least INGEST_REQUEST_WORK_FLOOR),
  * RING_DEFAULT_SHARDS_PER_SERVICE shards, 90 days back, 10 minutes ahead. */
 void ingest_limits_default(ingest_limits_t *l);
