@@ -60,9 +60,14 @@ static const wire_desc_t d_profile = {{0, K_MSG, K_MSG, K_MSG, K_MSG, K_MSG, K_B
 static inline int rd_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
     const uint8_t *s = *p;
-    if (s < end && *s < 0x80) { /* the common one-byte case */
+    if (s < end && *s < 0x80) { /* the common one- and two-byte cases */
         *v = *s;
         *p = s + 1;
+        return 1;
+    }
+    if (end - s >= 2 && s[1] < 0x80) {
+        *v = (uint64_t)(s[0] & 0x7f) | (uint64_t)s[1] << 7;
+        *p = s + 2;
         return 1;
     }
     uint64_t x = 0;
@@ -132,12 +137,16 @@ static int next_field(const uint8_t **p, const uint8_t *end, wire_field_t *f)
     return 1;
 }
 
+/* A packed run is whole varints of at most 10 bytes: it ends on a byte
+ * below 0x80 and has no 10 bytes in a row with the continuation bit. */
 static bool packed_ok(const uint8_t *p, size_t n)
 {
-    const uint8_t *end = p + n;
-    uint64_t v;
-    while (p < end)
-        if (!rd_varint(&p, end, &v)) return false;
+    if (n > 0 && p[n - 1] >= 0x80) return false;
+    unsigned run = 0;
+    for (size_t i = 0; i < n; i++) {
+        run = p[i] >= 0x80 ? run + 1 : 0;
+        if (run >= 10) return false;
+    }
     return true;
 }
 

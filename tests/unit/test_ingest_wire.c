@@ -262,6 +262,13 @@ static void test_malformed(void)
     expect_refused(&w, ERR_UNPARSEABLE, why);
     header_and(&w, (const uint8_t *)"\x12\x03\x0a\x01\xff", 5); /* packed run cut short */
     expect_refused(&w, ERR_UNPARSEABLE, why);
+    /* a packed location id of 11 bytes (a sample: field 1 packed, 11 bytes) */
+    header_and(&w, (const uint8_t *)"\x12\x0d\x0a\x0b\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+               15);
+    expect_refused(&w, ERR_UNPARSEABLE, why);
+    /* 10 bytes is a varint: the message is read (the sample lacks values) */
+    header_and(&w, (const uint8_t *)"\x12\x0c\x0a\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 14);
+    expect_refused(&w, ERR_UNPARSEABLE, "has 0 values");
     header_and(&w, (const uint8_t *)"\x30\x01", 2); /* string_table as a varint */
     expect_refused(&w, ERR_UNPARSEABLE, why);
     header_and(&w, (const uint8_t *)"\x4a\x00", 2); /* time_nanos length-delimited */
