@@ -35,6 +35,7 @@ void alloc_charge_init(alloc_charge_t *c, alloc_budget_t *b)
     c->b = b;
     c->held = 0;
     c->used = 0;
+    c->peak = 0;
 }
 
 /* Takes n bytes from b unless that passes its limit. */
@@ -70,6 +71,7 @@ int alloc_charge_add(alloc_charge_t *c, size_t n)
     if (c->b == NULL) return 0;
     if (n <= c->held - c->used) {
         c->used += n;
+        if (c->used > c->peak) c->peak = c->used;
         return 0;
     }
     size_t limit = c->b->limit;
@@ -91,6 +93,7 @@ int alloc_charge_add(alloc_charge_t *c, size_t n)
         return rc;
     }
     c->used += n;
+    if (c->used > c->peak) c->peak = c->used;
     return 0;
 }
 

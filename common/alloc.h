@@ -39,6 +39,7 @@ typedef struct alloc_charge {
     alloc_budget_t *b;
     size_t held; /* taken from b */
     size_t used; /* charged by the work, <= held */
+    size_t peak; /* the most used at once (for tests and logs) */
 } alloc_charge_t;
 
 #define ALLOC_CHARGE_STEP (256u << 10)

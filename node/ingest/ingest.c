@@ -46,12 +46,12 @@ void ingest_limits_default(ingest_limits_t *l)
     l->max_symbol_len = 65535;
     l->max_tree_nodes = 1u << 20;
     l->max_spans_per_series = 1000;
-    l->max_decoded_bytes = 512u << 20;
-    l->decoded_per_byte = 16;
+    l->max_decoded_bytes = 64u << 20;
+    l->decoded_per_byte = 2;
     l->max_request_nodes = 2u << 20;
     l->request_nodes_per_byte = 1;
     l->max_request_work = 128u << 20;
-    l->request_work_per_byte = 16;
+    l->request_work_per_byte = 8;
     l->shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
     l->shards.n = 0;
     l->max_past_seconds = 90LL * 86400;
@@ -300,6 +300,11 @@ void ingest_profile_cost(const ingest_profile_t *p, size_t *nodes, size_t *work)
 {
     *nodes = p->ss.nodes;
     *work = p->ss.work;
+}
+
+size_t ingest_profile_peak_bytes(const ingest_profile_t *p)
+{
+    return p->ss.charge.peak;
 }
 
 const char *ingest_profile_format(const ingest_profile_t *p)

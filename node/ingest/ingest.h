@@ -33,8 +33,12 @@ typedef struct ingest_limits {
     size_t max_symbol_len;         /* bytes of a function or file name */
     size_t max_tree_nodes;         /* call-tree nodes per series */
     size_t max_spans_per_series;   /* span + trace trees one series of one profile keeps */
-    size_t max_decoded_bytes;      /* memory one decoded pprof message may take */
-    size_t decoded_per_byte;       /* ... and per byte of it (at least INGEST_DECODED_FLOOR) */
+    /* Memory the reading and conversion of one pprof message may hold besides
+     * its call trees and symbols (entry index, caches, frames, id maps, type
+     * tables; ingest_pprof.c), and per byte of the message (at least
+     * INGEST_DECODED_FLOOR). Real profiles need under 1 byte per byte. */
+    size_t max_decoded_bytes;
+    size_t decoded_per_byte;
     /* One budget for the whole push, all series and span trees together,
      * checked as trees are built (so a refused push never built more):
      * call-tree nodes created, and frames walked (samples x sample types x
@@ -47,8 +51,9 @@ typedef struct ingest_limits {
     int64_t max_past_seconds;   /* backfill window (the retention) */
     int64_t max_future_seconds; /* clock skew tolerated */
     /* The node-wide budget every push in progress charges (borrowed, may be
-     * NULL): its decoded message, its gunzipped payload and its call trees
-     * (INGEST_NODE_BYTES a node), from parse until ingest_profile_free. */
+     * NULL): its decoded message (while it is converted), its gunzipped
+     * payload, its symbol table and its call trees (INGEST_NODE_BYTES a
+     * node), from parse until ingest_profile_free. */
     alloc_budget_t *inflight;
 } ingest_limits_t;
 
@@ -60,9 +65,9 @@ typedef struct ingest_limits {
  * 32 MiB decompressed, 100,000 samples, 2,048 frames, 30 labels per series,
  * label name 1,024 / value 2,048 bytes, 1,000 series per profile, symbols of
  * 65,535 bytes, 1,048,576 tree nodes per series, 1,000 span/trace trees per
- * series, 512 MiB decoded pprof and 16 decoded bytes per payload byte (at
+ * series, 64 MiB decoded pprof and 2 decoded bytes per payload byte (at
  * least INGEST_DECODED_FLOOR), per push 2,097,152 nodes and 1 node per payload
- * byte (at least INGEST_REQUEST_NODES_FLOOR), 134,217,728 frames walked and 16
+ * byte (at least INGEST_REQUEST_NODES_FLOOR), 134,217,728 frames walked and 8
  * per payload byte (at least INGEST_REQUEST_WORK_FLOOR),
  * RING_DEFAULT_SHARDS_PER_SERVICE shards, 90 days back, 10 minutes ahead. */
 void ingest_limits_default(ingest_limits_t *l);
@@ -71,7 +76,7 @@ void ingest_limits_default(ingest_limits_t *l);
  * refused by the per-byte rule). */
 #define INGEST_REQUEST_NODES_FLOOR 65536u
 #define INGEST_REQUEST_WORK_FLOOR (4u << 20)
-#define INGEST_DECODED_FLOOR (4u << 20)
+#define INGEST_DECODED_FLOOR (2u << 20)
 
 /* Raw request: query parameters as received (NULL when absent), URL-decoded. */
 typedef struct ingest_request {
@@ -103,6 +108,10 @@ size_t ingest_profile_spans_dropped(const ingest_profile_t *p);
 /* What the push cost: call-tree nodes created and frames walked (the
  * quantities the request budget caps; for tests and logs). */
 void ingest_profile_cost(const ingest_profile_t *p, size_t *nodes, size_t *work);
+/* The most bytes the push held on the in-flight budget at once while it was
+ * parsed (decoded message, gunzipped body, symbol table, call trees); 0
+ * when lim->inflight was NULL (nothing is counted then). */
+size_t ingest_profile_peak_bytes(const ingest_profile_t *p);
 /* Body format that was parsed: "pprof", "folded" or "lines"; static string. */
 const char *ingest_profile_format(const ingest_profile_t *p);
 void ingest_profile_free(ingest_profile_t *p);

@@ -6,7 +6,8 @@
  *   ingest_types.c      profile-type names of pprof sample types
  *   ingest_gzip.c       bounded gunzip (libdeflate)
  *   ingest_multipart.c  multipart/form-data and the sample_type_config JSON part
- *   ingest_pprof.c      pprof decode (protobuf-c) and conversion to call trees
+ *   ingest_wire.c       zero-copy reader of the pprof protobuf wire format
+ *   ingest_pprof.c      pprof conversion to call trees (reads through ingest_wire)
  *   ingest_folded.c     folded / lines text (incl. UTF-16 with BOM)
  *   ingest_series.c     the set of series one profile splits into, span trees, u64 map
  * Everything here is per request: no state survives ingest_parse().
@@ -198,6 +199,89 @@ labels_t *ingest_series_labels(const labels_t *base, const char *name, const cha
 /* Adds a label with the per-series limits checked (count, lengths). */
 int ingest_series_label_set(labels_t *l, const ingest_limits_t *lim, const char *k, size_t kn,
                             const char *v, size_t vn, errmsg_t *em);
+
+/* ---- pprof wire reader (ingest_wire.c) ---- */
+
+/* An entry of the profile: its bytes in the payload, [off, off+len). */
+typedef struct wire_span {
+    uint32_t off, len;
+} wire_span_t;
+
+/* A pprof message read in place: the payload is borrowed (it must outlive
+ * the reader); the arrays (owned) index its repeated entries, nothing else
+ * is copied. */
+typedef struct wire_profile {
+    const uint8_t *data;
+    size_t len;
+    wire_span_t *sample_types, *samples, *mappings, *locations, *functions, *strings;
+    size_t nsample_types, nsamples, nmappings, nlocations, nfunctions, nstrings;
+    bool has_period_type;
+    int64_t period_type_type, period_type_unit;
+    int64_t period, time_nanos, duration_nanos, default_sample_type;
+} wire_profile_t;
+
+/* Checks the whole message (nested ones too) and counts its entries; no
+ * allocation. ERR_UNPARSEABLE when protobuf would refuse it, ERR_TOO_LARGE
+ * past 4 GiB. Then ingest_wire_index_bytes() says what ingest_wire_index()
+ * will allocate (so it can be charged first), and ingest_wire_index()
+ * fills the arrays (ERR_NOMEM); ingest_wire_free() frees them. */
+int ingest_wire_open(wire_profile_t *w, const uint8_t *data, size_t len);
+size_t ingest_wire_index_bytes(const wire_profile_t *w);
+int ingest_wire_index(wire_profile_t *w);
+void ingest_wire_free(wire_profile_t *w);
+
+typedef struct wire_function {
+    uint64_t id;
+    int64_t name, system_name, filename;
+} wire_function_t;
+
+typedef struct wire_mapping {
+    uint64_t id, memory_start, file_offset;
+    int64_t filename;
+} wire_mapping_t;
+
+typedef struct wire_location {
+    uint64_t id, mapping_id, address;
+    size_t nlines;
+    const uint8_t *p, *end; /* for ingest_wire_next_line */
+} wire_location_t;
+
+typedef struct wire_sample {
+    size_t nlocations, nvalues, nlabels; /* all of them, stored or not */
+    const uint8_t *p, *end;
+} wire_sample_t;
+
+/* Walks one repeated varint field of a sample (packed and unpacked runs), or
+ * its labels. */
+typedef struct wire_iter {
+    const uint8_t *p, *end, *pk, *pkend;
+    uint32_t num;
+} wire_iter_t;
+
+#define WIRE_SAMPLE_LOCATION_ID 1
+#define WIRE_SAMPLE_VALUE 2
+
+/* Field 1 (id) of a function, location or mapping entry. */
+uint64_t ingest_wire_id(const wire_profile_t *w, wire_span_t s);
+void ingest_wire_value_type(const wire_profile_t *w, size_t i, int64_t *type, int64_t *unit);
+void ingest_wire_function(const wire_profile_t *w, size_t i, wire_function_t *out);
+void ingest_wire_mapping(const wire_profile_t *w, size_t i, wire_mapping_t *out);
+/* Location i's scalars and line count; its lines, first (innermost) to last,
+ * by ingest_wire_next_line (false after the last). */
+void ingest_wire_location(const wire_profile_t *w, size_t i, wire_location_t *out);
+bool ingest_wire_next_line(wire_location_t *l, uint64_t *function_id);
+/* Reads sample i in one walk: its values into values[0..nvalues_max) and,
+ * when ids is not NULL, its location ids into ids[0..ids_max) (both in
+ * order, packed and unpacked runs alike; the counts in *out are of all of
+ * them, stored or not), and counts its labels. Then ingest_wire_iter with a
+ * field number and ingest_wire_next_u64 walk a field again, and
+ * ingest_wire_iter with any number and ingest_wire_next_label its labels
+ * (key and str string indices; numeric labels give str 0). */
+void ingest_wire_sample(const wire_profile_t *w, size_t i, wire_sample_t *out, uint64_t *values,
+                        size_t nvalues_max, uint64_t *ids, size_t ids_max);
+void ingest_wire_iter(const wire_sample_t *s, uint32_t num, wire_iter_t *it);
+bool ingest_wire_next_u64(wire_iter_t *it, uint64_t *v);
+bool ingest_wire_next_label(wire_iter_t *it, int64_t *key, int64_t *str);
 
 /* ---- parsers ---- */
 

@@ -1,9 +1,14 @@
 /* ingest_pprof.c — pprof (perftools.profiles) to call trees.
  *
- * Decoding uses the protobuf-c generated code with an arena allocator: every
- * allocation of one unpack comes from a few large chunks (fast, freed at
- * once) and the arena's total is capped by max_decoded_bytes, so a small
- * message that expands into millions of empty structs is refused (413).
+ * The message is read in place (ingest_wire.c): checked once, its repeated
+ * entries indexed by (offset, length), each entry decoded when used. What
+ * the reading and the conversion hold besides the trees (the index, the
+ * per-function and per-location caches, frames, id maps, type tables) is
+ * the push's decoded memory: capped by ingest-decoded-per-byte x payload
+ * (at least INGEST_DECODED_FLOOR, at most max_decoded_bytes; 413 past it)
+ * and charged to the node's in-flight budget until the conversion ends.
+ * The symbol table the push builds is charged there too, until the push
+ * is freed.
  *
  * Conversion, in one pass over the samples:
  *  - functions and locations are resolved by id through a dense index when
@@ -37,53 +42,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/arena.h"
 #include "common/grow.h"
 #include "common/hash.h"
-#include "common/proto/pprof.pb-c.h"
 #include "node/ingest/ingest_int.h"
 
-typedef Perftools__Profiles__Profile pb_profile_t;
-typedef Perftools__Profiles__Sample pb_sample_t;
-typedef Perftools__Profiles__Location pb_location_t;
-
 #define TYPE_STR_MAX 256
-/* Sample types compared for a shared tree shape (see find_leaders); real
- * profiles have 1 to 6. */
-#define SHAPE_MAX_TYPES 64
+/* Sample types compared for a shared tree shape (see find_leaders): real
+ * profiles have 1 to 6, but a push of 1,000 types non-zero in the same
+ * samples would otherwise build 1,000 trees node by node (charged the
+ * same either way, 2.7 times the CPU: test_ingest_hostile's many-types). */
+#define SHAPE_MAX_TYPES 1024
 #define MAX_SPAN_LABELS 8
 #define PATH_MAX_NAME 256 /* an address frame: basename (<= 200) + offset */
-
-/* ---- protobuf-c allocates from a bounded arena ---- */
-
-#define PB_ARENA_CHUNK (1u << 20)
-
-/* The decode arena, its bytes charged to the node's in-flight budget. */
-typedef struct pb_mem {
-    arena_t a;
-    alloc_charge_t *charge; /* the push's */
-    size_t charged;         /* given back once the arena is freed */
-    int refused;            /* the budget refused: ERR_UNAVAILABLE or ERR_TOO_LARGE */
-} pb_mem_t;
-
-static void *pb_alloc(void *ud, size_t n)
-{
-    pb_mem_t *m = ud;
-    if (m->refused) return NULL;
-    int rc = alloc_charge_add(m->charge, n);
-    if (rc != 0) {
-        m->refused = rc;
-        return NULL;
-    }
-    m->charged += n;
-    return arena_alloc(&m->a, n);
-}
-
-static void pb_free_nop(void *ud, void *p)
-{
-    (void)ud;
-    (void)p;
-}
 
 /* ---- conversion state ---- */
 
@@ -95,8 +65,12 @@ typedef struct group {
 
 typedef struct conv {
     pprof_ctx_t *ctx;
-    const pb_profile_t *p;
+    const wire_profile_t *w;
     errmsg_t *em;
+    /* Decoded memory held (charged to the push, given back at the end) and
+     * its cap. */
+    size_t held, cap;
+    bool fn_id_from_loc; /* .NET repair: function i has location i's id */
     /* id -> index; dense when ids are 1..n */
     bool fn_dense, loc_dense, map_dense;
     u64map_t fn_map, loc_map, map_map;
@@ -105,6 +79,10 @@ typedef struct conv {
     uint32_t *loc_len;
     uint64_t *frames; /* root-first frames of all resolved locations */
     size_t nframes, frames_cap;
+    int64_t *values; /* scratch: one sample's values (ntypes) */
+    uint64_t *ids;   /* scratch: one sample's location ids, then indices */
+    size_t ids_cap;
+    uint32_t *cls, *cls_map; /* scratch of find_leaders */
     /* types */
     size_t ntypes;
     char (*type_name)[TYPE_STR_MAX];
@@ -125,34 +103,58 @@ static int bad(conv_t *c, const char *what, uint64_t v)
     return errmsg_set(c->em, ERR_UNPARSEABLE, "invalid pprof: %s %" PRIu64, what, v);
 }
 
-/* String i of the table, or an error. */
+/* String i of the table (in the payload, not NUL-terminated), or an error. */
 static int str_at(conv_t *c, int64_t i, const char **s, size_t *n)
 {
     *s = "";
     *n = 0;
-    if (i < 0 || (uint64_t)i >= c->p->n_string_table)
+    if (i < 0 || (uint64_t)i >= c->w->nstrings)
         return bad(c, "string index out of range:", (uint64_t)i);
-    if (c->p->string_table[i].data != NULL) {
-        *s = (const char *)c->p->string_table[i].data;
-        *n = c->p->string_table[i].len;
-    }
+    *s = (const char *)c->w->data + c->w->strings[i].off;
+    *n = c->w->strings[i].len;
     return 0;
+}
+
+/* Charges n more bytes of decoded memory: to the push's cap (413 naming
+ * the settings) and to the node's in-flight budget. */
+static int hold(conv_t *c, size_t n)
+{
+    if (n > c->cap || c->held > c->cap - n)
+        return errmsg_set(c->em, ERR_TOO_LARGE,
+                          "decoding the pprof needs more than %zu bytes (max-decoded-bytes, "
+                          "ingest-decoded-per-byte)",
+                          c->cap);
+    int rc = ingest_charge_inflight(&c->ctx->ss->charge, n, "decoded pprof", c->em);
+    if (rc == 0) c->held += n;
+    return rc;
+}
+
+/* calloc of n items of size sz, charged first (hold). */
+static int hold_calloc(conv_t *c, void *out, size_t n, size_t sz)
+{
+    void **p = out;
+    int rc = hold(c, n * sz);
+    if (rc < 0) return rc;
+    *p = calloc(n, sz);
+    return *p == NULL ? errmsg_set(c->em, ERR_NOMEM, "out of memory") : 0;
 }
 
 /* ---- id indices ---- */
 
 /* Builds id -> index for n items whose ids get(i) returns. Ids 0 are not
  * indexed (0 means "none" in pprof references). Duplicate ids are refused. */
-static int index_ids(conv_t *c, size_t n, uint64_t (*get)(const pb_profile_t *, size_t),
-                     bool *dense, u64map_t *m, const char *what)
+static int index_ids(conv_t *c, size_t n, uint64_t (*get)(const conv_t *, size_t), bool *dense,
+                     u64map_t *m, const char *what)
 {
     *dense = true;
     for (size_t i = 0; i < n && *dense; i++)
-        *dense = get(c->p, i) == (uint64_t)i + 1;
+        *dense = get(c, i) == (uint64_t)i + 1;
     if (*dense || n == 0) return 0;
     if (u64map_init(m, n) < 0) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    int rc = hold(c, u64map_bytes(m));
+    if (rc < 0) return rc;
     for (size_t i = 0; i < n; i++) {
-        uint64_t id = get(c->p, i);
+        uint64_t id = get(c, i);
         uint32_t old;
         if (id == 0) continue;
         if (u64map_get(m, id, &old))
@@ -164,17 +166,17 @@ static int index_ids(conv_t *c, size_t n, uint64_t (*get)(const pb_profile_t *, 
     return 0;
 }
 
-static uint64_t fn_id(const pb_profile_t *p, size_t i)
+static uint64_t loc_id(const conv_t *c, size_t i)
 {
-    return p->function[i]->id;
+    return ingest_wire_id(c->w, c->w->locations[i]);
 }
-static uint64_t loc_id(const pb_profile_t *p, size_t i)
+static uint64_t fn_id(const conv_t *c, size_t i)
 {
-    return p->location[i]->id;
+    return c->fn_id_from_loc ? loc_id(c, i) : ingest_wire_id(c->w, c->w->functions[i]);
 }
-static uint64_t map_id(const pb_profile_t *p, size_t i)
+static uint64_t map_id(const conv_t *c, size_t i)
 {
-    return p->mapping[i]->id;
+    return ingest_wire_id(c->w, c->w->mappings[i]);
 }
 
 /* Index of id (non-zero) or -1. */
@@ -186,29 +188,28 @@ static int64_t lookup(bool dense, const u64map_t *m, size_t n, uint64_t id)
 }
 
 /* Pyroscope's repair of .NET profiles whose functions all have id 0. */
-static void repair_dotnet(pb_profile_t *p)
+static void repair_dotnet(conv_t *c)
 {
-    if (p->n_function == 0 || p->n_function != p->n_location) return;
-    for (size_t i = 0; i < p->n_function; i++)
-        if (p->function[i]->id != 0) return;
-    for (size_t i = 0; i < p->n_function; i++)
-        p->function[i]->id = p->location[i]->id;
+    const wire_profile_t *w = c->w;
+    if (w->nfunctions == 0 || w->nfunctions != w->nlocations) return;
+    for (size_t i = 0; i < w->nfunctions; i++)
+        if (ingest_wire_id(w, w->functions[i]) != 0) return;
+    c->fn_id_from_loc = true;
 }
 
 static int build_indices(conv_t *c)
 {
-    const pb_profile_t *p = c->p;
+    const wire_profile_t *w = c->w;
     int rc;
-    if ((rc = index_ids(c, p->n_function, fn_id, &c->fn_dense, &c->fn_map, "function")) < 0 ||
-        (rc = index_ids(c, p->n_location, loc_id, &c->loc_dense, &c->loc_map, "location")) < 0 ||
-        (rc = index_ids(c, p->n_mapping, map_id, &c->map_dense, &c->map_map, "mapping")) < 0)
+    repair_dotnet(c);
+    if ((rc = index_ids(c, w->nfunctions, fn_id, &c->fn_dense, &c->fn_map, "function")) < 0 ||
+        (rc = index_ids(c, w->nlocations, loc_id, &c->loc_dense, &c->loc_map, "location")) < 0 ||
+        (rc = index_ids(c, w->nmappings, map_id, &c->map_dense, &c->map_map, "mapping")) < 0 ||
+        (rc = hold_calloc(c, &c->fn_sym, w->nfunctions + 1, sizeof *c->fn_sym)) < 0 ||
+        (rc = hold_calloc(c, &c->loc_off, w->nlocations + 1, sizeof *c->loc_off)) < 0 ||
+        (rc = hold_calloc(c, &c->loc_len, w->nlocations + 1, sizeof *c->loc_len)) < 0)
         return rc;
-    c->fn_sym = calloc(p->n_function + 1, sizeof *c->fn_sym);
-    c->loc_off = malloc((p->n_location + 1) * sizeof *c->loc_off);
-    c->loc_len = calloc(p->n_location + 1, sizeof *c->loc_len);
-    if (c->fn_sym == NULL || c->loc_off == NULL || c->loc_len == NULL)
-        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
-    memset(c->loc_off, 0xff, (p->n_location + 1) * sizeof *c->loc_off);
+    memset(c->loc_off, 0xff, (w->nlocations + 1) * sizeof *c->loc_off);
     return 0;
 }
 
@@ -222,9 +223,14 @@ static int intern(conv_t *c, const char *name, size_t nn, const char *file, size
         return errmsg_set(c->em, ERR_LIMIT,
                           "symbol '%.*s...' longer than %zu bytes (max_symbol_len)",
                           (int)(max < 60 ? max : 60), nn > max ? name : file, max);
+    /* The table lives as long as the push: its growth is charged to the
+     * push's in-flight charge (given back when the push is freed). */
+    size_t before = symtab_mem_bytes(c->ctx->symtab);
     if (symtab_intern(c->ctx->symtab, name, nn, file, fnl, sym) < 0)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
-    return 0;
+    size_t after = symtab_mem_bytes(c->ctx->symtab);
+    if (after <= before) return 0;
+    return ingest_charge_inflight(&c->ctx->ss->charge, after - before, "symbol table", c->em);
 }
 
 static int function_sym(conv_t *c, size_t fi, uint64_t *sym)
@@ -233,36 +239,47 @@ static int function_sym(conv_t *c, size_t fi, uint64_t *sym)
         *sym = c->fn_sym[fi];
         return 0;
     }
-    const Perftools__Profiles__Function *f = c->p->function[fi];
+    wire_function_t f;
     const char *name, *file;
     size_t nn, fnl;
     int rc;
-    if ((rc = str_at(c, f->name, &name, &nn)) < 0 || (rc = str_at(c, f->filename, &file, &fnl)) < 0)
+    ingest_wire_function(c->w, fi, &f);
+    if ((rc = str_at(c, f.name, &name, &nn)) < 0 || (rc = str_at(c, f.filename, &file, &fnl)) < 0)
         return rc;
-    if (nn == 0 && (rc = str_at(c, f->system_name, &name, &nn)) < 0) return rc;
+    if (nn == 0 && (rc = str_at(c, f.system_name, &name, &nn)) < 0) return rc;
     if ((rc = intern(c, name, nn, file, fnl, sym)) < 0) return rc;
     c->fn_sym[fi] = *sym;
     return 0;
 }
 
+/* Room for n more frames, the growth charged (hold). */
+static int frames_reserve(conv_t *c, size_t n)
+{
+    size_t old = c->frames_cap;
+    if (c->nframes + n <= old) return 0;
+    if (GROW_FROM(c->frames, c->frames_cap, c->nframes + n, GROW_UNLIMITED, 64) < 0)
+        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    return hold(c, (c->frames_cap - old) * sizeof *c->frames);
+}
+
 static int push_frame(conv_t *c, uint64_t sym)
 {
-    if (GROW_FROM(c->frames, c->frames_cap, c->nframes + 1, GROW_UNLIMITED, 64) < 0)
-        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
-    c->frames[c->nframes++] = sym;
-    return 0;
+    int rc = frames_reserve(c, 1);
+    if (rc == 0) c->frames[c->nframes++] = sym;
+    return rc;
 }
 
 /* The one frame of a location known only by its address. */
-static int address_frame(conv_t *c, const pb_location_t *l)
+static int address_frame(conv_t *c, const wire_location_t *l)
 {
     char name[PATH_MAX_NAME];
     uint64_t addr = l->address;
     int n = 0;
     if (l->mapping_id != 0) {
-        int64_t mi = lookup(c->map_dense, &c->map_map, c->p->n_mapping, l->mapping_id);
+        int64_t mi = lookup(c->map_dense, &c->map_map, c->w->nmappings, l->mapping_id);
         if (mi < 0) return bad(c, "location references unknown mapping", l->mapping_id);
-        const Perftools__Profiles__Mapping *m = c->p->mapping[mi];
+        wire_mapping_t mm, *m = &mm;
+        ingest_wire_mapping(c->w, (size_t)mi, m);
         const char *file;
         size_t fl;
         int rc = str_at(c, m->filename, &file, &fl);
@@ -282,21 +299,29 @@ static int address_frame(conv_t *c, const pb_location_t *l)
     return rc < 0 ? rc : push_frame(c, sym);
 }
 
-/* Computes the root-first frames of location li once. */
+/* Computes the root-first frames of location li once. The lines' function
+ * ids are first laid out last line first (the outermost caller) where the
+ * frames go, then replaced by symbols in that order. */
 static int location_frames(conv_t *c, size_t li)
 {
-    const pb_location_t *l = c->p->location[li];
-    size_t start = c->nframes;
-    for (size_t k = l->n_line; k-- > 0;) { /* last line = outermost caller first */
-        uint64_t fid = l->line[k]->function_id, sym;
+    wire_location_t l;
+    ingest_wire_location(c->w, li, &l);
+    size_t start = c->nframes, n = l.nlines, o = start;
+    int rc = frames_reserve(c, n);
+    if (rc < 0) return rc;
+    for (size_t k = 0; k < n && ingest_wire_next_line(&l, &c->frames[start + n - 1 - k]); k++)
+        ;
+    for (size_t k = start; k < start + n; k++) {
+        uint64_t fid = c->frames[k], sym;
         if (fid == 0) continue;
-        int64_t fi = lookup(c->fn_dense, &c->fn_map, c->p->n_function, fid);
+        int64_t fi = lookup(c->fn_dense, &c->fn_map, c->w->nfunctions, fid);
         if (fi < 0) return bad(c, "line references unknown function", fid);
-        int rc = function_sym(c, (size_t)fi, &sym);
-        if (rc < 0 || (rc = push_frame(c, sym)) < 0) return rc;
+        if ((rc = function_sym(c, (size_t)fi, &sym)) < 0) return rc;
+        c->frames[o++] = sym;
     }
+    c->nframes = o;
     if (c->nframes == start) {
-        int rc = address_frame(c, l);
+        int rc = address_frame(c, &l);
         if (rc < 0) return rc;
     }
     if (c->nframes > UINT32_MAX) return errmsg_set(c->em, ERR_LIMIT, "too many frames");
@@ -337,25 +362,32 @@ static const char *config_unit(const char *u)
 
 static int build_types(conv_t *c)
 {
-    const pb_profile_t *p = c->p;
-    size_t n = p->n_sample_type;
+    const wire_profile_t *w = c->w;
+    size_t n = w->nsample_types;
     char pt[TYPE_STR_MAX] = "", pu[TYPE_STR_MAX] = "";
-    char(*st)[TYPE_STR_MAX] = calloc(n + 1, TYPE_STR_MAX);
-    char(*unit)[TYPE_STR_MAX] = calloc(n + 1, TYPE_STR_MAX);
-    const char **disp = calloc(n + 1, sizeof *disp);
+    char(*st)[TYPE_STR_MAX] = NULL;
+    char(*unit)[TYPE_STR_MAX] = NULL;
+    const char **disp = NULL;
+    c->ntypes = n;
+    /* the tables below, and find_leaders' and the sample loop's per type */
+    int rc = hold(c, (n + 1) * (2 * TYPE_STR_MAX + sizeof *disp + sizeof *c->type_name +
+                                sizeof *c->type_id + 4 * sizeof(uint32_t) + sizeof(int64_t)));
+    if (rc < 0) return rc;
+    st = calloc(n + 1, TYPE_STR_MAX);
+    unit = calloc(n + 1, TYPE_STR_MAX);
+    disp = calloc(n + 1, sizeof *disp);
     c->type_name = calloc(n + 1, sizeof *c->type_name);
     c->type_id = calloc(n + 1, sizeof *c->type_id);
-    c->ntypes = n;
-    int rc = 0;
     if (st == NULL || unit == NULL || disp == NULL || c->type_name == NULL || c->type_id == NULL)
         rc = errmsg_set(c->em, ERR_NOMEM, "out of memory");
-    if (rc == 0 && p->period_type != NULL &&
-        ((rc = type_str(c, p->period_type->type, pt, false)) < 0 ||
-         (rc = type_str(c, p->period_type->unit, pu, false)) < 0))
+    if (rc == 0 && w->has_period_type &&
+        ((rc = type_str(c, w->period_type_type, pt, false)) < 0 ||
+         (rc = type_str(c, w->period_type_unit, pu, false)) < 0))
         goto out;
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        if ((rc = type_str(c, p->sample_type[i]->type, st[i], true)) < 0 ||
-            (rc = type_str(c, p->sample_type[i]->unit, unit[i], false)) < 0)
+        int64_t ty, un;
+        ingest_wire_value_type(w, i, &ty, &un);
+        if ((rc = type_str(c, ty, st[i], true)) < 0 || (rc = type_str(c, un, unit[i], false)) < 0)
             break;
         const stc_entry_t *e = ingest_stc_find(c->ctx->config, st[i], strlen(st[i]));
         disp[i] = e && e->display_name[0] ? e->display_name : st[i];
@@ -377,14 +409,15 @@ out:
 
 /* ---- sample types that share a tree shape ---- */
 
-/* True when type t's value is non-zero in exactly the samples where u's is. */
-static bool same_nonzero(const pb_profile_t *p, size_t ntypes, size_t t, size_t u)
+/* Reads sample si in one walk: values into c->values (when it has one per
+ * sample type, else *ok is false), location ids into c->ids (with
+ * with_ids; at most max_stack_depth + 1 are kept, a deeper sample is
+ * refused anyway). */
+static void read_sample(conv_t *c, size_t si, wire_sample_t *s, bool with_ids, bool *ok)
 {
-    for (size_t i = 0; i < p->n_sample; i++) {
-        const pb_sample_t *s = p->sample[i];
-        if (s->n_value == ntypes && (s->value[t] != 0) != (s->value[u] != 0)) return false;
-    }
-    return true;
+    ingest_wire_sample(c->w, si, s, (uint64_t *)c->values, c->ntypes, with_ids ? c->ids : NULL,
+                       c->ids_cap);
+    *ok = s->nvalues == c->ntypes;
 }
 
 /* A type non-zero in exactly the samples of an earlier type gets, in every
@@ -394,37 +427,44 @@ static bool same_nonzero(const pb_profile_t *p, size_t ntypes, size_t t, size_t 
  * inuse_objects, inuse_space) build each tree once. Samples with a wrong
  * value count are skipped here (the sample loop refuses the profile there).
  * Only when every type names a distinct series (distinct type ids), and for
- * at most SHAPE_MAX_TYPES types; each comparison is one pass, pruned by a
- * hash of the non-zero pattern. */
+ * at most SHAPE_MAX_TYPES types. One pass: the types are split into classes
+ * of equal non-zero pattern, refined sample by sample (class, bit) -> new
+ * class; a type follows the first type of its class. */
 static int find_leaders(conv_t *c)
 {
-    const pb_profile_t *p = c->p;
     size_t n = c->ntypes;
     c->leader = malloc((n + 1) * sizeof *c->leader);
-    uint64_t *sig = calloc(n + 1, sizeof *sig);
-    if (c->leader == NULL || sig == NULL) {
-        free(sig);
+    c->values = malloc((n + 1) * sizeof *c->values);
+    c->cls = calloc(n + 1, sizeof *c->cls);
+    c->cls_map = malloc((2 * n + 2) * sizeof *c->cls_map);
+    if (c->leader == NULL || c->values == NULL || c->cls == NULL || c->cls_map == NULL)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
-    }
     for (size_t t = 0; t < n; t++)
         c->leader[t] = (uint32_t)t;
     bool share = n >= 2 && n <= SHAPE_MAX_TYPES;
     for (size_t t = 0; share && t < n; t++)
         for (size_t u = 0; share && u < t; u++)
             share = strcmp(c->type_id[t], c->type_id[u]) != 0;
-    for (size_t i = 0; share && i < p->n_sample; i++) {
-        const pb_sample_t *s = p->sample[i];
-        if (s->n_value != n) continue;
-        for (size_t t = 0; t < n; t++)
-            sig[t] = (sig[t] ^ (s->value[t] != 0 ? i + 1 : 0)) * 0x9e3779b97f4a7c15ULL;
+    if (!share) return 0;
+    for (size_t i = 0; i < c->w->nsamples; i++) {
+        wire_sample_t s;
+        bool ok;
+        read_sample(c, i, &s, false, &ok);
+        if (!ok) continue;
+        memset(c->cls_map, 0xff, (2 * n + 2) * sizeof *c->cls_map);
+        uint32_t next = 0;
+        for (size_t t = 0; t < n; t++) {
+            uint32_t key = 2 * c->cls[t] + (c->values[t] != 0);
+            if (c->cls_map[key] == UINT32_MAX) c->cls_map[key] = next++;
+            c->cls[t] = c->cls_map[key];
+        }
     }
-    for (size_t t = 1; share && t < n; t++)
+    for (size_t t = 1; t < n; t++)
         for (size_t u = 0; u < t; u++)
-            if (c->leader[u] == u && sig[u] == sig[t]) {
-                if (same_nonzero(p, n, t, u)) c->leader[t] = (uint32_t)u;
+            if (c->cls[u] == c->cls[t]) {
+                c->leader[t] = (uint32_t)u;
                 break;
             }
-    free(sig);
     return 0;
 }
 
@@ -527,19 +567,21 @@ static void sort_pairs(int64_t *p, size_t *np)
 }
 
 /* Splits a sample's labels into group pairs and span references. */
-static int sample_labels(conv_t *c, const pb_sample_t *s, int64_t *pairs, size_t *np,
+static int sample_labels(conv_t *c, const wire_sample_t *s, int64_t *pairs, size_t *np,
                          span_ref_t *spans, size_t *ns)
 {
+    wire_iter_t it;
+    int64_t key, str;
     *np = *ns = 0;
-    for (size_t i = 0; i < s->n_label; i++) {
-        const Perftools__Profiles__Label *l = s->label[i];
+    if (s->nlabels == 0) return 0;
+    ingest_wire_iter(s, 0, &it);
+    while (ingest_wire_next_label(&it, &key, &str)) {
         const char *k, *v;
         size_t kn, vn;
         int rc;
-        if (l->str == 0) /* numeric label (or empty string): measurement, not identity */
+        if (str == 0) /* numeric label (or empty string): measurement, not identity */
             continue;
-        if ((rc = str_at(c, l->key, &k, &kn)) < 0 || (rc = str_at(c, l->str, &v, &vn)) < 0)
-            return rc;
+        if ((rc = str_at(c, key, &k, &kn)) < 0 || (rc = str_at(c, str, &v, &vn)) < 0) return rc;
         int kind = span_kind(k, kn);
         if (kind != 0) {
             if (*ns < MAX_SPAN_LABELS)
@@ -550,60 +592,84 @@ static int sample_labels(conv_t *c, const pb_sample_t *s, int64_t *pairs, size_t
             return errmsg_set(c->em, ERR_LIMIT,
                               "sample has more than %zu labels (max_labels_per_series)",
                               c->ctx->lim->max_labels_per_series);
-        pairs[2 * *np] = l->key;
-        pairs[2 * *np + 1] = l->str;
+        pairs[2 * *np] = key;
+        pairs[2 * *np + 1] = str;
         (*np)++;
     }
     sort_pairs(pairs, np);
     return 0;
 }
 
-/* Fills ss->stack with the sample's frames, root first; *depth = count. */
-static int sample_stack(conv_t *c, const pb_sample_t *s, size_t *depth)
+/* Resolves location id k of the sample (from c->ids, or walking the sample
+ * again past what c->ids holds) to its index, its frames computed once. */
+static int resolve_location(conv_t *c, uint64_t id, int64_t *li)
+{
+    *li = lookup(c->loc_dense, &c->loc_map, c->w->nlocations, id);
+    if (*li < 0) return bad(c, "sample references unknown location", id);
+    return c->loc_off[*li] == UINT32_MAX ? location_frames(c, (size_t)*li) : 0;
+}
+
+/* Fills ss->stack with the sample's frames, root first; *depth = count.
+ * Every location is resolved first (in order), then the frames are copied,
+ * each location's to its place counted from the end (location_id[0] is
+ * the leaf). The ids were read by read_sample; a sample with more than
+ * c->ids_cap of them (deeper than max_stack_depth whatever they are) is
+ * walked again to resolve the rest, then refused for its depth. */
+static int sample_stack(conv_t *c, const wire_sample_t *s, size_t *depth)
 {
     series_set_t *ss = c->ctx->ss;
-    size_t n = s->n_location_id, d = 0;
-    int64_t *idx = (int64_t *)s->location_id; /* resolved in place: ids -> indices */
-    for (size_t k = 0; k < n; k++) {
-        int64_t li = lookup(c->loc_dense, &c->loc_map, c->p->n_location, s->location_id[k]);
-        if (li < 0) return bad(c, "sample references unknown location", s->location_id[k]);
-        if (c->loc_off[li] == UINT32_MAX) {
-            int rc = location_frames(c, (size_t)li);
-            if (rc < 0) return rc;
-        }
-        idx[k] = li;
+    size_t d = 0, n = s->nlocations;
+    int64_t li;
+    int rc;
+    for (size_t k = 0; k < n && k < c->ids_cap; k++) {
+        if ((rc = resolve_location(c, c->ids[k], &li)) < 0) return rc;
+        c->ids[k] = (uint64_t)li; /* resolved in place: ids -> indices */
         d += c->loc_len[li];
     }
-    int rc = ingest_series_stack_reserve(ss, d, c->em);
-    if (rc == 0) rc = ingest_series_charge_work(ss, d, c->em); /* the copy below */
-    if (rc < 0) return rc;
-    uint64_t *out = ss->stack;
-    for (size_t k = n; k-- > 0;) { /* location_id[0] is the leaf */
-        memcpy(out, c->frames + c->loc_off[idx[k]], c->loc_len[idx[k]] * sizeof *out);
-        out += c->loc_len[idx[k]];
+    if (n > c->ids_cap) {
+        wire_iter_t it;
+        uint64_t id;
+        ingest_wire_iter(s, WIRE_SAMPLE_LOCATION_ID, &it);
+        for (size_t k = 0; ingest_wire_next_u64(&it, &id); k++)
+            if (k >= c->ids_cap) {
+                if ((rc = resolve_location(c, id, &li)) < 0) return rc;
+                d += c->loc_len[li];
+            }
+    }
+    if ((rc = ingest_series_stack_reserve(ss, d, c->em)) < 0 ||
+        (rc = ingest_series_charge_work(ss, d, c->em)) < 0) /* the copy below */
+        return rc;
+    size_t end = d;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (size_t)c->ids[k];
+        end -= c->loc_len[i];
+        memcpy(ss->stack + end, c->frames + c->loc_off[i], c->loc_len[i] * sizeof *ss->stack);
     }
     *depth = d;
     return 0;
 }
 
-static int one_sample(conv_t *c, const pb_sample_t *s, size_t si, int64_t *pairs)
+static int one_sample(conv_t *c, size_t si, int64_t *pairs)
 {
     span_ref_t spans[MAX_SPAN_LABELS];
     size_t np = 0, ns = 0, depth = 0;
     uint32_t g = 0;
     int rc;
-    if (s->n_value != c->ntypes)
+    wire_sample_t s;
+    bool ok;
+    read_sample(c, si, &s, true, &ok);
+    if (!ok)
         return errmsg_set(
             c->em, ERR_UNPARSEABLE,
             "invalid pprof: sample %zu has %zu values but the profile has %zu sample types", si,
-            s->n_value, c->ntypes);
-    if ((rc = sample_labels(c, s, pairs, &np, spans, &ns)) < 0 ||
-        (rc = find_group(c, pairs, np, &g)) < 0 || (rc = sample_stack(c, s, &depth)) < 0)
+            s.nvalues, c->ntypes);
+    if ((rc = sample_labels(c, &s, pairs, &np, spans, &ns)) < 0 ||
+        (rc = find_group(c, pairs, np, &g)) < 0 || (rc = sample_stack(c, &s, &depth)) < 0)
         return rc;
     const uint32_t *series = c->gseries + c->groups[g].series;
     const uint64_t *stack = c->ctx->ss->stack;
     for (size_t t = 0; t < c->ntypes; t++) {
-        int64_t v = s->value[t];
+        int64_t v = c->values[t];
         if (v == 0) continue;
         uint32_t lt = c->leader[t];
         rc = lt == t ? ingest_series_add(c->ctx->ss, series[t], stack, depth, v, c->em)
@@ -619,19 +685,19 @@ static int one_sample(conv_t *c, const pb_sample_t *s, size_t si, int64_t *pairs
 
 static int check_header(conv_t *c)
 {
-    const pb_profile_t *p = c->p;
-    if (p->n_string_table == 0 || p->string_table[0].len != 0)
+    const wire_profile_t *w = c->w;
+    if (w->nstrings == 0 || w->strings[0].len != 0)
         return errmsg_set(c->em, ERR_UNPARSEABLE,
                           "not a pprof profile: string_table[0] must be the empty string");
-    if (p->n_sample > c->ctx->lim->max_samples)
+    if (w->nsamples > c->ctx->lim->max_samples)
         return errmsg_set(c->em, ERR_LIMIT, "profile has %zu samples, more than %zu (max_samples)",
-                          p->n_sample, c->ctx->lim->max_samples);
-    if (p->n_sample > 0 && p->n_sample_type == 0)
+                          w->nsamples, c->ctx->lim->max_samples);
+    if (w->nsamples > 0 && w->nsample_types == 0)
         return errmsg_set(c->em, ERR_UNPARSEABLE, "invalid pprof: samples but no sample types");
-    if (p->n_sample_type > c->ctx->lim->max_series_per_profile)
+    if (w->nsample_types > c->ctx->lim->max_series_per_profile)
         return errmsg_set(c->em, ERR_LIMIT,
                           "profile has %zu sample types, more than %zu series allowed",
-                          p->n_sample_type, c->ctx->lim->max_series_per_profile);
+                          w->nsample_types, c->ctx->lim->max_series_per_profile);
     return 0;
 }
 
@@ -642,10 +708,12 @@ static int convert(conv_t *c)
         (rc = find_leaders(c)) < 0)
         return rc;
     if (u64map_init(&c->group_map, 16) < 0) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    c->ids_cap = c->ctx->lim->max_stack_depth + 1;
+    if ((rc = hold_calloc(c, &c->ids, c->ids_cap, sizeof *c->ids)) < 0) return rc;
     int64_t *pairs = malloc((2 * c->ctx->lim->max_labels_per_series + 2) * sizeof *pairs);
     if (pairs == NULL) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
-    for (size_t i = 0; rc == 0 && i < c->p->n_sample; i++)
-        rc = one_sample(c, c->p->sample[i], i, pairs);
+    for (size_t i = 0; rc == 0 && i < c->w->nsamples; i++)
+        rc = one_sample(c, i, pairs);
     free(pairs);
     return rc;
 }
@@ -663,14 +731,17 @@ static void conv_free(conv_t *c)
     free(c->type_name);
     free(c->type_id);
     free(c->leader);
+    free(c->values);
+    free(c->ids);
+    free(c->cls);
+    free(c->cls_map);
     free(c->groups);
     free(c->pairs);
     free(c->gseries);
 }
 
-/* The decode arena's cap: in proportion to the message (real profiles decode
- * to about 7 times their size; a message of empty repeated entries to 40
- * and more), never over max_decoded_bytes. */
+/* The cap on decoded memory: in proportion to the message, never over
+ * max_decoded_bytes (see the comment at the top). */
 static size_t decode_cap(const ingest_limits_t *l, size_t len)
 {
     size_t v;
@@ -679,33 +750,29 @@ static size_t decode_cap(const ingest_limits_t *l, size_t len)
     return v < l->max_decoded_bytes ? v : l->max_decoded_bytes;
 }
 
+/* Checks and indexes the message: the index is the first decoded memory. */
+static int open_wire(conv_t *c, wire_profile_t *w, const uint8_t *data, size_t len)
+{
+    int rc = ingest_wire_open(w, data, len);
+    if (rc == ERR_TOO_LARGE) return errmsg_set(c->em, rc, "a pprof message over 4 GiB is not read");
+    if (rc < 0)
+        return errmsg_set(c->em, ERR_UNPARSEABLE,
+                          "body is not a pprof protobuf (malformed, truncated or a legacy format)");
+    if ((rc = hold(c, ingest_wire_index_bytes(w))) < 0) return rc;
+    if (ingest_wire_index(w) < 0) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    return 0;
+}
+
 int ingest_pprof(const uint8_t *data, size_t len, pprof_ctx_t *ctx, errmsg_t *em)
 {
-    pb_mem_t m = {.charge = &ctx->ss->charge};
-    size_t cap = decode_cap(ctx->lim, len);
-    arena_init(&m.a, PB_ARENA_CHUNK, cap);
-    ProtobufCAllocator alloc = {pb_alloc, pb_free_nop, &m};
-    pb_profile_t *p = perftools__profiles__profile__unpack(&alloc, len, data);
-    if (p == NULL) {
-        arena_free(&m.a);
-        alloc_charge_sub(m.charge, m.charged);
-        if (m.refused)
-            return ingest_charge_reason(ctx->lim->inflight, m.refused, "decoded pprof", em);
-        if (m.a.over)
-            return errmsg_set(em, ERR_TOO_LARGE,
-                              "decoding the pprof needs more than %zu bytes (max-decoded-bytes, "
-                              "ingest-decoded-per-byte)",
-                              cap);
-        return errmsg_set(em, ERR_UNPARSEABLE,
-                          "body is not a pprof protobuf (malformed, truncated or a legacy format)");
-    }
-    repair_dotnet(p);
-    conv_t c = {.ctx = ctx, .p = p, .em = em};
-    int rc = convert(&c);
+    wire_profile_t w;
+    conv_t c = {.ctx = ctx, .w = &w, .em = em, .cap = decode_cap(ctx->lim, len)};
+    int rc = open_wire(&c, &w, data, len);
+    if (rc == 0) rc = convert(&c);
     /* Pyroscope's fixTime: a time_nanos in 1970 is a unit mistake (us); ignore it. */
-    ctx->time_ns = p->time_nanos >= 31536000LL * 1000000000LL ? p->time_nanos : 0;
+    ctx->time_ns = w.time_nanos >= 31536000LL * 1000000000LL ? w.time_nanos : 0;
     conv_free(&c);
-    arena_free(&m.a);
-    alloc_charge_sub(m.charge, m.charged);
+    ingest_wire_free(&w);
+    alloc_charge_sub(&ctx->ss->charge, c.held);
     return rc;
 }

@@ -66,7 +66,8 @@ int ingest_charge_reason(const alloc_budget_t *b, int rc, const char *what, errm
     if (rc == ERR_TOO_LARGE)
         return errmsg_set(em, rc,
                           "the push alone needs more memory than ingest-inflight-bytes (%zu "
-                          "bytes): its decoded message, body and call trees passed it at its %s",
+                          "bytes): its decoded message, body, symbols and call trees passed it at "
+                          "its %s",
                           b->limit, what);
     return errmsg_set(em, ERR_UNAVAILABLE,
                       "server busy: the pushes and replica writes in progress hold "

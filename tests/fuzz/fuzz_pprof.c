@@ -5,7 +5,9 @@
  * multipart form. Beyond "no crash, no leak, no UB" it checks: a refusal is a
  * 4xx with a reason; an accepted profile's series carry __name__,
  * __profile_type__ and service_name, have series_id == labels_hash(labels),
- * and every symbol their trees (and span trees) reference is in the symtab.
+ * and every symbol their trees (and span trees) reference is in the symtab;
+ * and a raw body is read by ingest's wire reader (node/ingest/ingest_wire.c)
+ * exactly when the protobuf-c decoder accepts it.
  * Limits are small so each input stays fast.
  */
 #include <stdint.h>
@@ -14,8 +16,10 @@
 
 #include "common/calltree.h"
 #include "common/labels.h"
+#include "common/proto/pprof.pb-c.h"
 #include "common/symtab.h"
 #include "node/ingest/ingest.h"
+#include "node/ingest/ingest_int.h"
 
 static int has_symbol(void *ctx, uint64_t sym)
 {
@@ -52,6 +56,15 @@ static void limits(ingest_limits_t *l)
     l->max_future_seconds = 100LL * 365 * 86400;
 }
 
+/* The wire reader and protobuf-c agree on which messages are well-formed. */
+static void check_same_as_protobuf_c(const uint8_t *b, size_t n)
+{
+    Perftools__Profiles__Profile *pc = perftools__profiles__profile__unpack(NULL, n, b);
+    wire_profile_t w;
+    if ((pc != NULL) != (ingest_wire_open(&w, b, n) == 0)) abort();
+    if (pc != NULL) perftools__profiles__profile__free_unpacked(pc, NULL);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
@@ -66,6 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (data[0] < 128) {
         r.body = data + 1;
         r.body_len = size - 1;
+        check_same_as_protobuf_c(r.body, r.body_len);
     } else {
         static const char head[] =
             "--B\r\nContent-Disposition: form-data; name=\"profile\"\r\n\r\n";
