@@ -281,6 +281,7 @@ struct repair {
     repair_streams_t streams;
     uint64_t gains_since_ms;
     int gains_cleared; /* this process cleared the move's gained intervals */
+    uint64_t gains_fp; /* the fingerprints of that move's two rings */
     /* under mu: the token intervals gained by removals (cluster_regain.c) */
     struct {
         uint64_t *lo, *hi;

@@ -445,11 +445,19 @@ static int clear_gained(repair_t *r, const cluster_view_t *v, const uint64_t *e,
  * gains nothing. */
 static int stream_gained(repair_t *r, const cluster_view_t *v, uint64_t t0, repair_stats_t *st)
 {
-    if (v->ring == NULL || !in_pending(v) || !repair_view_gains(v)) {
-        r->gains_since_ms = 0; /* no move: the next one streams afresh */
+    /* a move is its pair of rings (the same pending ring may follow
+     * another current one: nodes that joined at once, later one leaving) */
+    uint64_t fp = v->pending == NULL || v->ring == NULL
+                      ? 0
+                      : ring_fingerprint(v->pending) * 31 + ring_fingerprint(v->ring);
+    if (v->ring == NULL || !in_pending(v) || !repair_view_gains(v) || fp != r->gains_fp) {
+        /* no move, or another one than the streams' (no pass ran between
+         * two moves this node took part in): the next one streams afresh */
+        r->gains_since_ms = 0;
         r->streams.n = 0;
         r->gains_cleared = 0;
-        return 1;
+        r->gains_fp = fp;
+        if (v->ring == NULL || !in_pending(v) || !repair_view_gains(v)) return 1;
     }
     if (r->gains_since_ms == 0) r->gains_since_ms = t0;
     uv_mutex_lock(&r->mu);
