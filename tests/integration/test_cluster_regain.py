@@ -8,6 +8,8 @@
   comparison from moving anything, so only the stream can); flamectl waits
   for it; then every node answers exactly on its own (any RF - 1 = 2 others
   stopped);
+- a node that gains ranges by a removal is killed (-9) while it streams
+  them and restarted: it streams them again (DATA_DIR/regain), exact;
 - a node joins (taking ranges from old owners, which keep their copies) and
   is decommissioned again, so those ranges return to their old owners: each
   clears its old copy before streaming them in, so nothing counts twice, the
@@ -70,6 +72,37 @@ def test_remove_streams_old_data():
             assert c.status(i)["regaining"] == 0, c.status(i)
             assert metric(c, i, "flamedb_repair_regains_total") >= 1, c.ids[i]
         assert windows > 0
+
+
+def test_remove_resumes_after_kill():
+    """A node that gains ranges by a removal is killed (-9) while it streams
+    them (throttled) and restarted: DATA_DIR/regain makes it stream them
+    again, and every node then answers exactly on its own."""
+    now = int(time.time())
+    with Cluster(4, rf=3, args=ARGS + ["--stream-max-mb-per-s", "1"]) as c:
+        for i in range(4):
+            c.wait_state(i, "active", observers=[0, 1, 2, 3], timeout=30)
+        d = preload(c, "rk", now, 1200, nservices=12)
+        frm, until = now - 8000, now + 60
+        c.kill(3)
+        c.wait_state(3, "down", observers=[0, 1, 2])
+        r = c.nodes[0].request("POST", "/cluster/remove?node=n3")
+        assert r.status == 200, r
+        wait_for("n1 streaming the ranges it gained",
+                 lambda: metric(c, 1, "flamedb_repair_windows_streamed_total") > 0,
+                 timeout=30, interval=0.02)
+        assert c.status(1)["regaining"] > 0, "n1 finished before it could be killed"
+        c.kill(1)
+        c.restart(1)
+        left = c.status(1)["regaining"]
+        assert left > 0, c.status(1)
+        assert any("resuming:" in line for line in c.nodes[1].log), c.nodes[1].log_text()
+        print("    n1 killed while it streamed; restarted with %d interval(s) to stream" % left)
+        wait_for("every node caught up",
+                 lambda: all(c.status(i)["regaining"] == 0 for i in (0, 1, 2)), timeout=120)
+        for i in (0, 1, 2):
+            check_exact(c, i, d, frm, until)
+        alone_exact(c, [0, 1, 2], d, frm, until, None)
 
 
 def test_regain_after_join_and_decommission():
