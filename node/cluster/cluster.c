@@ -119,6 +119,7 @@ static void on_gossip_timer(uv_timer_t *t)
     if (seed != NULL && (picked == NULL || strcmp(seed, picked) != 0)) gossip_to(c, seed);
     cluster_view_refresh(c);
     cluster_move_tick(c);
+    cluster_regain_tick(c);
 }
 
 /* The gossip handler: merge, then answer the sender. The ring reads the

@@ -222,6 +222,15 @@ struct cluster {
      * published with this node's own id added while it regains. */
     char **hint_ids;
     size_t nhint_ids;
+    /* Nodes that gain ranges by a removal this node saw, not read from until
+     * their own entry lists them in hints_for (they took over) or until_ms
+     * (uv_now) passed: closes the rounds before their own word arrives. */
+    struct cluster_gainer {
+        char *id;
+        uint64_t until_ms;
+    } * gainers;
+    size_t ngainers, gainers_cap;
+    int view_stale; /* rebuild the view even if membership did not change */
 };
 
 /* Loads DATA_DIR/identity, or generates and writes it on first start.
@@ -295,6 +304,11 @@ int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_v
  * pass followed: the file goes, the node is read from again. */
 void cluster_regain_finished(cluster_t *c, uint64_t gen);
 void cluster_regain_free(cluster_t *c);
+/* Loop, building a view: 1 when ring node `id` (its member entry m) must
+ * not serve reads as a gainer of a removal that has not yet said so itself. */
+int cluster_regain_gainer(cluster_t *c, const char *id, const ring_member_t *m);
+/* Loop, every gossip round: a view without the gainers whose margin ran out. */
+void cluster_regain_tick(cluster_t *c);
 /* Loop: publishes the last hint targets, plus this node while it regains,
  * in its member entry (ring_members_set_hints' result). */
 int cluster_hints_publish(cluster_t *c);

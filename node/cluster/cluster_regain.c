@@ -128,11 +128,71 @@ static int removed_one(cluster_t *c, const cluster_view_t *old, const cluster_vi
     return 0;
 }
 
+/* The margin a gainer's own word (its hints_for) has to arrive: twice the
+ * move's settle margin, within which it cannot have finished. */
+static uint64_t gainer_margin(const cluster_t *c)
+{
+    uint64_t settle = c->cfg.join_settle_ms != 0
+                          ? c->cfg.join_settle_ms
+                          : 10 * c->cfg.gossip_interval_ms + c->cfg.write_timeout_ms;
+    return 2 * settle;
+}
+
+/* Every other node that gains ranges by the change: not read from until
+ * it says so itself (cluster_regain_gainer). */
+static void note_gainers(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now)
+{
+    for (uint32_t i = 0; i < ring_node_count(now->ring); i++) {
+        const char *id = ring_node_name(now->ring, i);
+        if (strcmp(id, cluster_self_id(c)) == 0) continue;
+        ring_ranges_t gained = {0}, lost = {0};
+        int rc = ring_node_changes(old->ring, now->ring, now->rf, id, &gained, &lost);
+        int gains = rc == 0 && gained.n > 0;
+        ring_ranges_free(&gained);
+        ring_ranges_free(&lost);
+        if (!gains) continue;
+        char *dup = strdup(id);
+        if (dup == NULL || GROW(c->gainers, c->gainers_cap, c->ngainers + 1, RING_MAX_NODES) != 0) {
+            free(dup);
+            continue;
+        }
+        c->gainers[c->ngainers].id = dup;
+        c->gainers[c->ngainers++].until_ms = uv_now(c->loop) + gainer_margin(c);
+        c->view_stale = 1;
+    }
+}
+
+int cluster_regain_gainer(cluster_t *c, const char *id, const ring_member_t *m)
+{
+    for (size_t i = 0; i < c->ngainers; i++) {
+        if (strcmp(c->gainers[i].id, id) != 0) continue;
+        int says = 0; /* it lists itself: its own word rules from now on */
+        for (uint32_t k = 0; k < m->nhints_for; k++)
+            says |= strcmp(m->hints_for[k], id) == 0;
+        if (!says && uv_now(c->loop) < c->gainers[i].until_ms) return 1;
+        free(c->gainers[i].id);
+        c->gainers[i--] = c->gainers[--c->ngainers];
+    }
+    return 0;
+}
+
+void cluster_regain_tick(cluster_t *c)
+{
+    for (size_t i = 0; i < c->ngainers; i++)
+        if (uv_now(c->loop) >= c->gainers[i].until_ms) { /* the view drops it */
+            c->view_stale = 1;
+            cluster_view_refresh(c);
+            return;
+        }
+}
+
 int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now)
 {
-    if (old == NULL || old->ring == NULL || now->ring == NULL || now->self < 0 ||
-        c->repair == NULL || !removed_one(c, old, now))
+    if (old == NULL || old->ring == NULL || now->ring == NULL || c->repair == NULL ||
+        !removed_one(c, old, now))
         return 0;
+    note_gainers(c, old, now);
+    if (now->self < 0) return c->view_stale;
     ring_ranges_t gained = {0}, lost = {0};
     int rc = ring_node_changes(old->ring, now->ring, now->rf, cluster_self_id(c), &gained, &lost);
     size_t before = c->regain.n;
@@ -144,7 +204,7 @@ int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_v
     }
     ring_ranges_free(&gained);
     ring_ranges_free(&lost);
-    if (rc == 0 && c->regain.n == before) return 0; /* gains nothing */
+    if (rc == 0 && c->regain.n == before) return c->view_stale; /* gains nothing */
     if (rc == 0) rc = regain_save(c);
     if (rc != 0) /* kept in memory: this process still streams them */
         log_error("cluster", "cannot record the ranges gained by a removal in %s/%s: %s",
@@ -179,4 +239,7 @@ void cluster_regain_free(cluster_t *c)
     for (size_t i = 0; i < c->nhint_ids; i++)
         free(c->hint_ids[i]);
     free(c->hint_ids);
+    for (size_t i = 0; i < c->ngainers; i++)
+        free(c->gainers[i].id);
+    free(c->gainers);
 }

@@ -134,7 +134,8 @@ static int view_fill_nodes(cluster_t *c, view_impl_t *v)
         v->caddr[i] = strdup(m.cluster_addr);
         if (v->http[i] == NULL || v->caddr[i] == NULL) return ERR_NOMEM;
         v->reachable[i] = m.state != RING_DOWN;
-        v->live[i] = v->live[i] && v->reachable[i] && !v->hinted[i];
+        int gainer = cluster_regain_gainer(c, name, &m); /* always: it drops what is done */
+        v->live[i] = v->live[i] && v->reachable[i] && !v->hinted[i] && !gainer;
     }
     return ERR_OK;
 }
@@ -261,10 +262,12 @@ static void track_left(cluster_t *c)
 int cluster_view_refresh(cluster_t *c)
 {
     uint64_t mv = ring_members_version(c->members);
-    if (c->view != NULL && mv == c->view_members_version) return 0;
+    if (c->view != NULL && mv == c->view_members_version && !c->view_stale) return 0;
     track_left(c); /* before the build: a rejoined node must be built not live */
     mv = ring_members_version(c->members);
-    if (c->view != NULL && mv == c->view_members_version) return 0; /* rebuilt meanwhile */
+    if (c->view != NULL && mv == c->view_members_version && !c->view_stale)
+        return 0; /* rebuilt meanwhile */
+    c->view_stale = 0;
     view_impl_t *v = NULL;
     errmsg_t em = {{0}};
     if (view_build(c, &v, &em) != ERR_OK) {

@@ -88,16 +88,23 @@ def test_remove_resumes_after_kill():
         c.wait_state(3, "down", observers=[0, 1, 2])
         r = c.nodes[0].request("POST", "/cluster/remove?node=n3")
         assert r.status == 200, r
-        wait_for("n1 streaming the ranges it gained",
-                 lambda: metric(c, 1, "flamedb_repair_windows_streamed_total") > 0,
-                 timeout=30, interval=0.02)
-        assert c.status(1)["regaining"] > 0, "n1 finished before it could be killed"
-        c.kill(1)
-        c.restart(1)
-        left = c.status(1)["regaining"]
-        assert left > 0, c.status(1)
-        assert any("resuming:" in line for line in c.nodes[1].log), c.nodes[1].log_text()
-        print("    n1 killed while it streamed; restarted with %d interval(s) to stream" % left)
+
+        def streaming():  # a node that stored windows of its gained ranges and is not done
+            for i in (0, 1, 2):
+                if metric(c, i, "flamedb_repair_windows_streamed_total") > 0 and \
+                        c.status(i)["regaining"] > 0:
+                    return i + 1
+            return 0
+
+        k = wait_for("a node streaming the ranges it gained", streaming, timeout=30,
+                     interval=0.02) - 1
+        c.kill(k)
+        c.restart(k)
+        left = c.status(k)["regaining"]
+        assert left > 0, c.status(k)
+        assert any("resuming:" in line for line in c.nodes[k].log), c.nodes[k].log_text()
+        print("    %s killed while it streamed; restarted with %d interval(s) to stream" %
+              (c.ids[k], left))
         wait_for("every node caught up",
                  lambda: all(c.status(i)["regaining"] == 0 for i in (0, 1, 2)), timeout=120)
         for i in (0, 1, 2):
