@@ -581,6 +581,7 @@ typedef struct cs_row {
 
 typedef struct cs_doc {
     char self[CS_FIELD], cluster[CS_FIELD], rf[CS_FIELD], quorum[CS_FIELD];
+    char regaining[CS_FIELD];
     cs_row_t *rows;
     size_t nrows;
 } cs_doc_t;
@@ -657,11 +658,12 @@ static int cs_top_item(json_t *r, void *ctx, const char *key)
 {
     cs_doc_t *d = ctx;
     if (strcmp(key, "nodes") == 0) return cs_each(r, 0, cs_node_item, d);
-    char *dst = strcmp(key, "self") == 0      ? d->self
-                : strcmp(key, "cluster") == 0 ? d->cluster
-                : strcmp(key, "rf") == 0      ? d->rf
-                : strcmp(key, "quorum") == 0  ? d->quorum
-                                              : NULL;
+    char *dst = strcmp(key, "self") == 0        ? d->self
+                : strcmp(key, "cluster") == 0   ? d->cluster
+                : strcmp(key, "rf") == 0        ? d->rf
+                : strcmp(key, "quorum") == 0    ? d->quorum
+                : strcmp(key, "regaining") == 0 ? d->regaining
+                                                : NULL;
     return dst ? cs_scalar(r, dst) : cs_skip(r);
 }
 
@@ -722,6 +724,7 @@ static int cmd_cluster_status(flamedb_client_t *c, const args_t *a)
  * writes keep arriving. */
 #define REPAIR_ROUNDS 5
 #define REMOVE_WAIT_MS 30000
+#define REGAIN_WAIT_MS 3600000
 
 typedef struct rp_sum {
     char complete[CS_FIELD], streamed[CS_FIELD], missing[CS_FIELD], bytes[CS_FIELD];
@@ -909,6 +912,55 @@ static int wait_removed(const args_t *a, const cs_doc_t *d, const char *id)
     return EXIT_FAILURE;
 }
 
+/* The token intervals the node at url still streams after a removal, or
+ * -1 when it does not answer. */
+static long regaining_at(const args_t *a, const char *url)
+{
+    flamedb_client_t *c = client_for(a, url);
+    if (c == NULL) return -1;
+    flamedb_response_t r;
+    cs_doc_t d;
+    long n = cs_load(c, &d, &r) == 0 ? atol(d.regaining) : -1;
+    free(d.rows);
+    flamedb_response_free(&r);
+    flamedb_client_free(c);
+    return n;
+}
+
+/* Every active node streamed in the ranges it gained by the removal (it
+ * serves reads of them only then), or the wait ran out. */
+static int wait_regained(const args_t *a, const cs_doc_t *d, const char *id)
+{
+    double t0 = now_s();
+    char last[64] = "";
+    while (now_s() - t0 < REGAIN_WAIT_MS / 1000.0) {
+        long nodes = 0, intervals = 0;
+        for (size_t i = 0; i < d->nrows; i++) {
+            if (strcmp(d->rows[i].id, id) == 0 || strcmp(d->rows[i].state, "active") != 0) continue;
+            long n = regaining_at(a, d->rows[i].http);
+            nodes += n != 0;
+            intervals += n > 0 ? n : 0;
+        }
+        if (nodes == 0) {
+            printf("every node streamed in the ranges it gained after %.2f s\n", now_s() - t0);
+            return 0;
+        }
+        char now[64];
+        snprintf(now, sizeof now, "%ld/%ld", nodes, intervals);
+        if (strcmp(now, last) != 0) {
+            printf("%8.2f s  %ld node(s) streaming in %ld token interval(s) they gained\n",
+                   now_s() - t0, nodes, intervals);
+            fflush(stdout);
+            snprintf(last, sizeof last, "%s", now);
+        }
+        struct timespec ts = {0, 250 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "flamectl: cluster remove: the ranges of %s were not streamed in within %d s\n",
+            id, REGAIN_WAIT_MS / 1000);
+    return EXIT_FAILURE;
+}
+
 static int cmd_cluster_remove(flamedb_client_t *c, const args_t *a)
 {
     if (a->node == NULL || a->node[0] == 0)
@@ -923,6 +975,7 @@ static int cmd_cluster_remove(flamedb_client_t *c, const args_t *a)
     cs_doc_t d;
     rc = cs_load(c, &d, &r);
     if (rc == 0) rc = wait_removed(a, &d, a->node);
+    if (rc == 0) rc = wait_regained(a, &d, a->node);
     if (rc == 0) rc = repair_rounds(a, &d, a->node);
     free(d.rows);
     flamedb_response_free(&r);

@@ -285,11 +285,12 @@ static const opt_t options[] = {
     {"stream-max-mb-per-s", OPT_U32, FIELD(cluster.stream_max_mb_per_s, uint32_t), "0", 0, 0,
      100000,
      "Bytes per second (in MB, 10^6) a repair pass fetches at most, as when a joining node or "
-     "a node taking over a leaving node's ranges streams them in (0 = no limit)."},
+     "a node taking over a leaving or removed node's ranges streams them in (0 = no limit)."},
     {"join-settle", OPT_MS, FIELD(cluster.join_settle_ms, uint64_t), "0s", 0, 0, 3600000,
-     "How long after a join or leave began its verifying repair pass may start, so every "
-     "write still in flight from a coordinator that did not know of the move has landed "
-     "(0 = 10 gossip intervals + write-timeout)."},
+     "How long after a join, leave or removal began its verifying repair pass (or the "
+     "stream of the ranges a removal gives a node) may start, so every write still in "
+     "flight from a coordinator that did not know of the move has landed (0 = 10 gossip "
+     "intervals + write-timeout)."},
     {"hint-ack-grace", OPT_MS, FIELD(cluster.hint_ack_grace_ms, uint64_t), "20ms", 0, 0, 600000,
      "Once a push has its write quorum, how long it waits for the other replicas' acks before "
      "storing a durable hint for each one still silent and answering 200 (a later ack deletes "

@@ -283,6 +283,7 @@ typedef struct ring_member {
      * ring_members_set_hints); NULL when none. */
     const char *const *hints_for;
     uint32_t nhints_for;
+    int down; /* declared down, kept when LEFT: a removed node (not a decommission) */
 } ring_member_t;
 
 typedef struct ring_members_stats {

@@ -104,6 +104,7 @@ static void fill_public(const struct member *x, ring_member_t *out)
     out->ntokens = x->ntokens;
     out->life = x->life;
     out->state = x->down && x->life != RING_LEFT ? RING_DOWN : x->life;
+    out->down = x->down;
     out->incarnation = x->incarnation;
     out->heartbeat = x->heartbeat;
     out->last_seen_ms = x->last_seen_ms;

@@ -480,6 +480,22 @@ int storage_stream_spans(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *
 int storage_stream_span_put(storage_t *s, const char *tenant, const uint8_t *key, size_t klen,
                             const calltree_t *tree, const symtab_t *symbols, errmsg_t *em);
 
+/* What storage_range_clear removed. */
+typedef struct storage_clear_stats {
+    uint64_t series; /* series keys (with their postings) */
+    uint64_t spans;  /* span/trace trees */
+} storage_clear_stats_t;
+
+/* Deletes everything this store holds of the tokens in the n closed
+ * intervals [lo[i], hi[i]], in ONE WriteBatch: series and their postings,
+ * blocks and totals (service aggregates included), seen entries, profile
+ * trees, stream markers and span trees; node tables and symbols stay. For a
+ * node about to receive the ranges whole (stream_clear.c): an old copy
+ * would otherwise count twice. The series come off tenant-max-series.
+ * Borrowed arguments. */
+int storage_range_clear(storage_t *s, const uint64_t *lo, const uint64_t *hi, size_t n,
+                        storage_clear_stats_t *st, errmsg_t *em);
+
 /* Sums, per resolution, the `totals` of the series' windows alive whose
  * token is in [lo, hi] and that end at or before until_s (wrapping, as the
  * merge operator adds): what a receiver of a streamed range and its source

@@ -199,6 +199,9 @@ struct storage {
     } symgc;
 };
 
+/* The token of a well-formed `spans` key, or 0 with *ok = 0 (stream_spans.c). */
+uint64_t storage_span_key_token(const uint8_t *k, size_t kn, int *ok);
+
 /* --- series per tenant (tseries.c) --------------------------------------- */
 
 /* Counts the series column family's keys per tenant (when the limit is on). */

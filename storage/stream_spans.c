@@ -16,8 +16,7 @@
 /* tenant length, kind, id, token, series, window (plus the tenant) */
 #define SPAN_KEY_FIXED (1 + 1 + 8 + 8 + 8 + 8)
 
-/* The token of a well-formed spans key, or 0 with *ok = 0. */
-static uint64_t span_token(const uint8_t *k, size_t kn, int *ok)
+uint64_t storage_span_key_token(const uint8_t *k, size_t kn, int *ok)
 {
     *ok = kn >= 1 && k[0] >= 1 && k[0] <= STORAGE_TENANT_MAX && kn == SPAN_KEY_FIXED + (size_t)k[0];
     return *ok ? be64_get(k + 1 + k[0] + 1 + 8) : 0;
@@ -43,7 +42,7 @@ int storage_stream_spans(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
         if (after_len > 0 && kn == after_len && memcmp(k, after, kn) == 0) continue;
         int ok;
-        uint64_t token = span_token(k, kn, &ok);
+        uint64_t token = storage_span_key_token(k, kn, &ok);
         if (!ok || token < lo || token > hi) continue;
         if (storage_filter_expired(s, CF_SPANS, k, kn, NULL, 0)) continue;
         char tenant[STORAGE_TENANT_MAX + 1];
@@ -93,7 +92,7 @@ int storage_stream_span_put(storage_t *s, const char *tenant, const uint8_t *key
 {
     int rc = storage_check_tenant(tenant, em), ok;
     if (rc != 0) return rc;
-    span_token(key, klen, &ok);
+    storage_span_key_token(key, klen, &ok);
     if (!ok || key[0] != strlen(tenant) || memcmp(key + 1, tenant, key[0]) != 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "stream: not a spans key of tenant %s", tenant);
     if (storage_filter_expired(s, CF_SPANS, key, klen, NULL, 0)) return 0;

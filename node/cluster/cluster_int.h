@@ -125,6 +125,9 @@ int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
  * before it turned active joins (resumes) again. */
 #define CLUSTER_JOINING_FILE "joining"
 #define CLUSTER_INCARNATION_FILE "incarnation"
+/* Present while a node streams the token intervals it gained when a member
+ * was removed (cluster_regain.c): a restart resumes them. */
+#define CLUSTER_REGAIN_FILE "regain"
 #define CLUSTER_IDENTITY_MAX (64 * 1024 + RING_MAX_TOKENS * 17)
 
 /* A view and what it owns; pub comes first so a cluster_view_t * is one. */
@@ -208,6 +211,26 @@ struct cluster {
     size_t ndone, done_cap;
     void (*done)(void *arg);
     void *done_arg;
+    /* Token intervals gained by removals, still to stream (cluster_regain.c);
+     * gen changes with every change of the list. */
+    struct {
+        uint64_t *lo, *hi;
+        size_t n, cap;
+        uint64_t gen;
+    } regain;
+    /* The write path's hint targets as last set (cluster_set_hint_targets),
+     * published with this node's own id added while it regains. */
+    char **hint_ids;
+    size_t nhint_ids;
+    /* Nodes that gain ranges by a removal this node saw, not read from until
+     * their own entry lists them in hints_for (they took over) or until_ms
+     * (uv_now) passed: closes the rounds before their own word arrives. */
+    struct cluster_gainer {
+        char *id;
+        uint64_t until_ms;
+    } * gainers;
+    size_t ngainers, gainers_cap;
+    int view_stale; /* rebuild the view even if membership did not change */
 };
 
 /* Loads DATA_DIR/identity, or generates and writes it on first start.
@@ -266,6 +289,29 @@ void cluster_move_pass_done(cluster_t *c, const char *node_id, uint64_t started_
  * coordinator (so every write after it reaches the new owners too) plus a
  * write timeout (so every write started before has landed). */
 uint64_t cluster_move_settled_ms(const cluster_t *c);
+
+/* ---------- ranges gained by a removal (cluster_regain.c; docs/cluster.md) */
+
+/* Reads DATA_DIR/regain (intervals a previous start did not finish). */
+int cluster_regain_load(cluster_t *c, errmsg_t *em);
+/* Loop, once the repair part is open: hands a loaded regain to it. */
+void cluster_regain_start(cluster_t *c);
+/* Loop, after a new view replaced old: when it dropped a removed member,
+ * records what this node gains and starts streaming it. 1 when it did
+ * (the member table changed: refresh again). */
+int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now);
+/* Loop: the repair thread streamed regain generation gen and a complete
+ * pass followed: the file goes, the node is read from again. */
+void cluster_regain_finished(cluster_t *c, uint64_t gen);
+void cluster_regain_free(cluster_t *c);
+/* Loop, building a view: 1 when ring node `id` (its member entry m) must
+ * not serve reads as a gainer of a removal that has not yet said so itself. */
+int cluster_regain_gainer(cluster_t *c, const char *id, const ring_member_t *m);
+/* Loop, every gossip round: a view without the gainers whose margin ran out. */
+void cluster_regain_tick(cluster_t *c);
+/* Loop: publishes the last hint targets, plus this node while it regains,
+ * in its member entry (ring_members_set_hints' result). */
+int cluster_hints_publish(cluster_t *c);
 
 /* Wall-clock milliseconds since the epoch, from the cluster's clock. */
 static inline uint64_t cluster_unix_ms(const cluster_t *c)

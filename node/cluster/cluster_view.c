@@ -57,9 +57,48 @@ void cluster_view_drop(cluster_t *c)
 
 /* This node's list goes into its own member entry, which gossip spreads;
  * every node folds the lists of all members into its live set. */
+int cluster_hints_publish(cluster_t *c)
+{
+    const char **v = malloc((c->nhint_ids + 1) * sizeof *v);
+    if (v == NULL) return ERR_NOMEM;
+    size_t n = 0;
+    int self = 0;
+    for (size_t i = 0; i < c->nhint_ids; i++) {
+        self |= strcmp(c->hint_ids[i], c->id.node_id) == 0;
+        v[n++] = c->hint_ids[i];
+    }
+    /* a node streaming ranges it gained by a removal lists itself: no
+     * reads until it caught up (cluster_regain.c) */
+    if (c->regain.n > 0 && !self) v[n++] = c->id.node_id;
+    int rc = ring_members_set_hints(c->members, v, n);
+    free(v);
+    return rc;
+}
+
+static int keep_hint_ids(cluster_t *c, const char *const *ids, size_t n)
+{
+    char **v = calloc(n ? n : 1, sizeof *v);
+    for (size_t i = 0; v != NULL && i < n; i++)
+        if ((v[i] = strdup(ids[i])) == NULL) {
+            while (i-- > 0)
+                free(v[i]);
+            free(v);
+            v = NULL;
+        }
+    if (v == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < c->nhint_ids; i++)
+        free(c->hint_ids[i]);
+    free(c->hint_ids);
+    c->hint_ids = v;
+    c->nhint_ids = n;
+    return 0;
+}
+
 int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n)
 {
-    int rc = ring_members_set_hints(c->members, ids, n);
+    if (n > RING_MAX_NODES) return ERR_LIMIT;
+    int rc = keep_hint_ids(c, ids, n);
+    if (rc == 0) rc = cluster_hints_publish(c);
     if (rc < 0) return rc;
     cluster_view_refresh(c);
     return ERR_OK;
@@ -95,7 +134,8 @@ static int view_fill_nodes(cluster_t *c, view_impl_t *v)
         v->caddr[i] = strdup(m.cluster_addr);
         if (v->http[i] == NULL || v->caddr[i] == NULL) return ERR_NOMEM;
         v->reachable[i] = m.state != RING_DOWN;
-        v->live[i] = v->live[i] && v->reachable[i] && !v->hinted[i];
+        int gainer = cluster_regain_gainer(c, name, &m); /* always: it drops what is done */
+        v->live[i] = v->live[i] && v->reachable[i] && !v->hinted[i] && !gainer;
     }
     return ERR_OK;
 }
@@ -222,10 +262,12 @@ static void track_left(cluster_t *c)
 int cluster_view_refresh(cluster_t *c)
 {
     uint64_t mv = ring_members_version(c->members);
-    if (c->view != NULL && mv == c->view_members_version) return 0;
+    if (c->view != NULL && mv == c->view_members_version && !c->view_stale) return 0;
     track_left(c); /* before the build: a rejoined node must be built not live */
     mv = ring_members_version(c->members);
-    if (c->view != NULL && mv == c->view_members_version) return 0; /* rebuilt meanwhile */
+    if (c->view != NULL && mv == c->view_members_version && !c->view_stale)
+        return 0; /* rebuilt meanwhile */
+    c->view_stale = 0;
     view_impl_t *v = NULL;
     errmsg_t em = {{0}};
     if (view_build(c, &v, &em) != ERR_OK) {
@@ -233,11 +275,14 @@ int cluster_view_refresh(cluster_t *c)
         return 0;
     }
     forget_old_addresses(c, c->view);
-    cluster_view_drop(c);
+    view_impl_t *old = c->view;
     c->view = v;
     c->view_members_version = mv;
     c->counters.view_rebuilds++;
     log_view(c, v);
+    int again = old != NULL && cluster_regain_note(c, &old->pub, &v->pub);
+    if (old != NULL) cluster_view_release(&old->pub);
+    if (again) cluster_view_refresh(c); /* this node's hints_for changed */
     return 1;
 }
 
@@ -317,10 +362,10 @@ int cluster_status_json(cluster_t *c, buf_t *out)
         rc ? rc
            : buf_printf(out,
                         ",\"rf\":%u,\"quorum\":%u,\"ring_version\":%llu,\"view_version\":%llu,"
-                        "\"ring_fingerprint\":\"%016llx\",\"nodes\":[",
+                        "\"ring_fingerprint\":\"%016llx\",\"regaining\":%zu,\"nodes\":[",
                         v->rf, v->quorum, (unsigned long long)ring_members_ring_version(c->members),
                         (unsigned long long)v->version,
-                        (unsigned long long)(v->ring ? ring_fingerprint(v->ring) : 0));
+                        (unsigned long long)(v->ring ? ring_fingerprint(v->ring) : 0), c->regain.n);
     uint64_t now = (uint64_t)clock_mono_ms(&c->clock); /* the members table's time */
     for (size_t i = 0; rc == ERR_OK && i < ring_members_count(c->members); i++) {
         ring_member_t m;

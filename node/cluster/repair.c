@@ -138,7 +138,7 @@ static int move_wanted(repair_t *r)
     uv_mutex_lock(&r->mu);
     int joining = r->joining;
     uv_mutex_unlock(&r->mu);
-    int w = joining || repair_view_gains(v);
+    int w = joining || repair_view_gains(v) || repair_regain_pending(r);
     r->ops.view_release(v);
     return w;
 }
@@ -281,8 +281,10 @@ static void on_async(uv_async_t *h)
     }
     uint64_t gen = r->done_gen;
     int rc = r->result_rc, verified = r->join_verified, left = r->leave_result;
+    uint64_t regained = r->regain_done;
     r->join_verified = 0;
     r->leave_result = 0;
+    r->regain_done = 0;
     char *json = NULL;
     if (gen > r->delivered_gen) {
         json = malloc(r->result.len + 1);
@@ -294,6 +296,7 @@ static void on_async(uv_async_t *h)
     uv_mutex_unlock(&r->mu);
     if (verified) cluster_move_join_verified(r->c);
     if (left != 0) cluster_move_leave_verified(r->c, left > 0);
+    if (regained != 0) cluster_regain_finished(r->c, regained);
     if (gen > r->delivered_gen) {
         r->delivered_gen = gen;
         deliver(r, gen, json ? rc : ERR_NOMEM, json ? json : "");
@@ -543,6 +546,9 @@ void repair_free(repair_t *r)
     if (r->thread_started) uv_thread_join(&r->thread);
     buf_free(&r->result);
     free(r->streams.v);
+    free(r->rg.streams.v);
+    free(r->regain.lo);
+    free(r->regain.hi);
     workq_free(r->own_workq);
     if (r->has_lock) {
         uv_mutex_destroy(&r->mu);

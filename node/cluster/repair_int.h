@@ -147,7 +147,12 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
     X(windows, "flamedb_repair_windows_streamed_total",                                            \
       "Windows of gained ranges received whole (as residuals) and stored.")                        \
     X(throttled_ms, "flamedb_repair_throttled_milliseconds_total",                                 \
-      "Time passes waited to keep to repair-max-bytes-per-s or stream-max-mb-per-s.")
+      "Time passes waited to keep to repair-max-bytes-per-s or stream-max-mb-per-s.")              \
+    X(cleared, "flamedb_repair_ranges_cleared_total",                                              \
+      "Token intervals this node cleared before receiving them whole (an old copy would count "    \
+      "twice).")                                                                                   \
+    X(regains, "flamedb_repair_regains_total",                                                     \
+      "Removals of a member after which this node streamed in every range it gained.")
 
 typedef struct repair_counters {
 #define REPAIR_FIELD(name, metric, help) uint64_t name;
@@ -227,6 +232,18 @@ typedef struct repair_stream_state {
     uint8_t spans_after[REPAIR_STREAM_KEY_MAX];
 } repair_stream_state_t;
 
+/* The streams of a move, by interval (repair thread). */
+typedef struct repair_streams {
+    repair_stream_state_t *v;
+    size_t n, cap;
+} repair_streams_t;
+
+/* The stream state of [lo, hi] in l, added when new; NULL: no memory. */
+repair_stream_state_t *repair_stream_state(repair_streams_t *l, uint64_t lo, uint64_t hi);
+/* Repair thread: clears this store's copy of the n intervals before they
+ * are streamed in whole (storage_range_clear), counted; 0 or an error. */
+int repair_clear(repair_t *r, const uint64_t *lo, const uint64_t *hi, size_t n);
+
 /* Repair thread: streams [lo, hi] from peer, from where ss stands, until
  * the end or an error; ss->done once every window was stored. */
 int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t *ss,
@@ -272,11 +289,23 @@ struct repair {
     uint64_t join_settled_ms; /* a pass verifying the join starts after this (wall ms) */
     uint64_t settle_ms;       /* a move's settle margin (cluster_move_settled_ms - its start) */
     /* thread only: streams of gained intervals, and since when this node gains */
-    struct {
-        repair_stream_state_t *v;
-        size_t n, cap;
-    } streams;
+    repair_streams_t streams;
     uint64_t gains_since_ms;
+    int gains_cleared; /* this process cleared the move's gained intervals */
+    uint64_t gains_fp; /* the fingerprints of that move's two rings */
+    /* under mu: the token intervals gained by removals (cluster_regain.c) */
+    struct {
+        uint64_t *lo, *hi;
+        size_t n, cap;
+        uint64_t gen;
+    } regain;
+    uint64_t regain_done; /* a generation streamed and followed by a complete pass */
+    /* thread only: where the regain stands (repair_regain.c) */
+    struct {
+        uint64_t gen, since_ms, streamed_ms;
+        int cleared;
+        repair_streams_t streams;
+    } rg;
     int64_t stream_check_s; /* the stream check compares windows ending before this (unix s) */
     /* thread only: what the last pass saw */
     struct {
@@ -315,6 +344,19 @@ int repair_verify_leave(repair_t *r, errmsg_t *em);
 /* Loop: asks the thread for repair_verify_leave; its answer comes back
  * through cluster_move_leave_verified. */
 void repair_ask_verify_leave(repair_t *r);
+
+/* Loop: the intervals this node gained by removals (copied), generation
+ * gen; n 0 when none are left. */
+void repair_regain_set(repair_t *r, const uint64_t *lo, const uint64_t *hi, size_t n, uint64_t gen);
+/* Repair thread, in a pass: once the removal settled, clears and streams
+ * every regain interval from a reachable replica; 1 when all are streamed
+ * and checked (or there are none). */
+int repair_regain_stream(repair_t *r, const cluster_view_t *v, uint64_t t0, repair_stats_t *st);
+/* Repair thread, after a pass that started at t0: a complete pass after the
+ * regain was streamed finishes it (the loop is told). */
+void repair_regain_after(repair_t *r, int complete, uint64_t t0);
+/* 1 when the thread has a regain to work on. */
+int repair_regain_pending(repair_t *r);
 
 /* 1 when the view has a move in progress in which this node gains ranges. */
 int repair_view_gains(const cluster_view_t *v);

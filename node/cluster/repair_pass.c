@@ -398,19 +398,6 @@ static int in_pending(const cluster_view_t *v)
     return v->pending != NULL && ring_node_find(v->pending, v->self_id) >= 0;
 }
 
-/* The stream state of [lo, hi], added when new (repair thread). */
-static repair_stream_state_t *stream_state(repair_t *r, uint64_t lo, uint64_t hi)
-{
-    for (size_t i = 0; i < r->streams.n; i++)
-        if (r->streams.v[i].lo == lo && r->streams.v[i].hi == hi) return &r->streams.v[i];
-    if (GROW(r->streams.v, r->streams.cap, r->streams.n + 1, GROW_UNLIMITED) != 0) return NULL;
-    repair_stream_state_t *ss = &r->streams.v[r->streams.n++];
-    memset(ss, 0, sizeof *ss);
-    ss->lo = lo;
-    ss->hi = hi;
-    return ss;
-}
-
 /* A range this node gains (it replicates it in the pending ring, not in
  * the current one) streamed in whole from one reachable current replica;
  * 0 when not everything was. */
@@ -423,7 +410,7 @@ static int stream_range(repair_t *r, const cluster_view_t *v, const fine_t *f, r
     uint64_t lo[2], hi[2];
     int nint = ring_range_intervals(f->range, lo, hi), ok = 1;
     for (int k = 0; k < nint && !r->closing; k++) {
-        repair_stream_state_t *ss = stream_state(r, lo[k], hi[k]);
+        repair_stream_state_t *ss = repair_stream_state(&r->streams, lo[k], hi[k]);
         if (ss == NULL) return 0;
         if (ss->done && ss->spans_done && ss->checked) continue;
         errmsg_t em = {{0}};
@@ -434,16 +421,58 @@ static int stream_range(repair_t *r, const cluster_view_t *v, const fine_t *f, r
     return ok && !r->closing;
 }
 
+/* Whether fine range f is one this node gains (not a current replica). */
+static int gained_fine(const cluster_view_t *v, const fine_t *f)
+{
+    int held = 0;
+    for (uint32_t k = 0; k < f->ncur; k++)
+        held |= (int)f->cur[k] == v->self;
+    return f->mine && !held;
+}
+
+/* Clears this node's copy of every range it gains, once per move and
+ * process, before the first window of them is streamed: a copy from an
+ * earlier time it held them (old owners keep their data) would count
+ * twice. Live writes that arrived before are cleared too; the stream and
+ * the seen comparison bring them back from the replicas. */
+static int clear_gained(repair_t *r, const cluster_view_t *v, const uint64_t *e, uint32_t n)
+{
+    if (r->gains_cleared) return 0;
+    uint64_t *lo = malloc(2 * (size_t)(n ? n : 1) * sizeof *lo);
+    uint64_t *hi = malloc(2 * (size_t)(n ? n : 1) * sizeof *hi);
+    size_t k = 0;
+    int rc = lo && hi ? 0 : ERR_NOMEM;
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        fine_t f;
+        fine_at(v, e, n, i, &f);
+        if (gained_fine(v, &f)) k += (size_t)ring_range_intervals(f.range, lo + k, hi + k);
+    }
+    if (rc == 0) rc = repair_clear(r, lo, hi, k);
+    free(lo);
+    free(hi);
+    r->gains_cleared = rc == 0;
+    return rc;
+}
+
 /* Streams the windows of every range this node gains, once the move
  * settled (every write accepted before it is on the sources): 1 when each
  * was streamed completely (in this pass or an earlier one), or when it
  * gains nothing. */
 static int stream_gained(repair_t *r, const cluster_view_t *v, uint64_t t0, repair_stats_t *st)
 {
-    if (v->ring == NULL || !in_pending(v) || !repair_view_gains(v)) {
-        r->gains_since_ms = 0; /* no move: the next one streams afresh */
+    /* a move is its pair of rings (the same pending ring may follow
+     * another current one: nodes that joined at once, later one leaving) */
+    uint64_t fp = v->pending == NULL || v->ring == NULL
+                      ? 0
+                      : ring_fingerprint(v->pending) * 31 + ring_fingerprint(v->ring);
+    if (v->ring == NULL || !in_pending(v) || !repair_view_gains(v) || fp != r->gains_fp) {
+        /* no move, or another one than the streams' (no pass ran between
+         * two moves this node took part in): the next one streams afresh */
+        r->gains_since_ms = 0;
         r->streams.n = 0;
-        return 1;
+        r->gains_cleared = 0;
+        r->gains_fp = fp;
+        if (v->ring == NULL || !in_pending(v) || !repair_view_gains(v)) return 1;
     }
     if (r->gains_since_ms == 0) r->gains_since_ms = t0;
     uv_mutex_lock(&r->mu);
@@ -455,14 +484,11 @@ static int stream_gained(repair_t *r, const cluster_view_t *v, uint64_t t0, repa
     uint64_t *e = NULL;
     uint32_t n = 0;
     if (fine_ends(v, &e, &n) != 0) return 0;
-    int ok = 1;
-    for (uint32_t i = 0; i < n && !r->closing; i++) {
+    int ok = clear_gained(r, v, e, n) == 0;
+    for (uint32_t i = 0; ok && i < n && !r->closing; i++) {
         fine_t f;
         fine_at(v, e, n, i, &f);
-        int held = 0;
-        for (uint32_t k = 0; k < f.ncur; k++)
-            held |= (int)f.cur[k] == v->self;
-        if (f.mine && !held) ok &= stream_range(r, v, &f, st);
+        if (gained_fine(v, &f)) ok &= stream_range(r, v, &f, st);
     }
     free(e);
     return ok && !r->closing;
@@ -533,9 +559,11 @@ int repair_pass_run(repair_t *r, buf_t *out)
     if (rc == 0 && holds) rc = peer_ranges(v, per, &st.ranges);
     if (rc == 0 && holds) compare_all(r, v, per, bad, &st);
     int streamed = rc != 0 || !holds || stream_gained(r, v, t0, &st);
+    streamed &= rc != 0 || repair_regain_stream(r, v, t0, &st);
     int complete =
         rc == 0 && !r->closing && st.unavailable == 0 && (!holds || covered(v, bad)) && streamed;
     if (complete && holds) announce(r, v, t0);
+    repair_regain_after(r, complete, t0);
     r->last.complete = complete;
     r->last.holds = holds;
     r->last.joining = v->ring != NULL && v->self < 0 && in_pending(v);

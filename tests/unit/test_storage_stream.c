@@ -9,7 +9,9 @@
  * untreed profile recorded by the stream is not counted again by a later
  * write of it; span trees are put in place; the per-resolution sums the
  * stream check compares agree after a stream, and differ when the receiver
- * held other data of the window. */
+ * held other data of the window; a receiver that held an old copy of the
+ * range and clears it first (storage_range_clear) ends exact, markers and
+ * span trees included, and data of other tokens stays. */
 #include "test_storage_fixture.h"
 
 #define T0 1700000000LL
@@ -277,6 +279,71 @@ static void test_spans(const labels_t *l)
     fx_done(&b);
 }
 
+/* The span trees of the store's token interval [lo, hi], counted. */
+static int spans_in(storage_t *s, uint64_t lo, uint64_t hi)
+{
+    int calls = 0;
+    CHECK_EQ_INT(storage_stream_spans(s, lo, hi, NULL, 0, count_cb, &calls), 0);
+    return calls;
+}
+
+/* A receiver with an old copy of the range (a profile the source does not
+ * name, an earlier stream's windows and markers, a span tree) clears it and
+ * is then streamed exactly; a series of another token stays. */
+static void test_clear(fixture_t *a, const labels_t *l)
+{
+    fixture_t e;
+    if (open_store(&e) != 0) return;
+    uint64_t token = labels_hash(l) >> 1;
+    labels_t *other = fx_labels("othersvc", NULL);
+    CHECK_EQ_INT(fx_write(e.s, "st", other, TREES[2], ST, 77, TIMES[2] * NS, NULL), 0);
+    int64_t other_total = fx_totals(e.s, "st", other, 0, FROM, UNTIL, NULL);
+    CHECK(other_total > 0);
+    CHECK((labels_hash(other) >> 1) != token);
+    /* the old copy: a leftover profile, then a whole earlier stream (markers) */
+    CHECK_EQ_INT(fx_write(e.s, "st", l, TREES[1], ST, 99, TIMES[1] * NS, NULL), 0);
+    stream(a, &e, l, 0, 0);
+    storage_span_tree_t sp = {STORAGE_SPAN_KIND_SPAN, 0xcd, TREES[3]};
+    storage_series_write_t sw = {
+        .labels = l, .series_id = labels_hash(l), .tree = TREES[5], .spans = &sp, .nspans = 1};
+    sw.token = token;
+    storage_profile_write_t p = {
+        .tenant = "st", .time_ns = (T0 - 20) * NS, .series = &sw, .nseries = 1, .symbols = ST};
+    fx_id(p.profile_id, 42);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(e.s, &p, NULL, &em), 0);
+    CHECK_EQ_INT(spans_in(e.s, token, token), 1);
+    uint64_t lo[2] = {token, token == UINT64_MAX ? token : token + 1}, hi[2] = {token, UINT64_MAX};
+    storage_clear_stats_t st;
+    CHECK_EQ_INT(storage_range_clear(e.s, lo, hi, 1, &st, &em), 0);
+    CHECK_EQ_INT(st.series, 1);
+    CHECK_EQ_INT(st.spans, 1);
+    CHECK_EQ_INT(fx_totals(e.s, "st", l, 0, FROM, UNTIL, NULL), 0);
+    CHECK_EQ_INT(spans_in(e.s, token, token), 0);
+    storage_seen_entry_t se = {"st", token, labels_hash(l), {0}, TIMES[2] * NS};
+    fx_id(se.profile_id, 2);
+    CHECK_EQ_INT(storage_seen_has(e.s, &se), 0);
+    CHECK_EQ_INT(storage_stream_marked(e.s, "st", token, labels_hash(l), 0, (T0 - 100) / 10 * 10),
+                 0);
+    CHECK_EQ_INT(fx_totals(e.s, "st", other, 0, FROM, UNTIL, NULL), other_total);
+    rx_t x = stream(a, &e, l, 0, 0); /* markers gone: every window is stored again */
+    CHECK(x.stored > 0);
+    check_equal(a, &e, l, 1);
+    int64_t sa[STORAGE_RESOLUTION_COUNT], se2[STORAGE_RESOLUTION_COUNT];
+    CHECK_EQ_INT(storage_stream_sums(a->s, token, token, UNTIL, sa), 0);
+    CHECK_EQ_INT(storage_stream_sums(e.s, token, token, UNTIL, se2), 0);
+    for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++)
+        CHECK_EQ_INT(se2[r], sa[r]);
+    CHECK(fx_reopen(&e) == 0);
+    check_equal(a, &e, l, 1);
+    CHECK_EQ_INT(fx_totals(e.s, "st", other, 0, FROM, UNTIL, NULL), other_total);
+    /* an empty list clears nothing; a reversed interval is refused */
+    CHECK_EQ_INT(storage_range_clear(e.s, lo, hi, 0, &st, &em), 0);
+    CHECK_EQ_INT(storage_range_clear(e.s, hi + 1, lo, 1, &st, &em), ERR_INVALID_ARGUMENT);
+    labels_free(other);
+    fx_done(&e);
+}
+
 int main(void)
 {
     ST = symtab_new();
@@ -292,6 +359,7 @@ int main(void)
     test_resume(&a, l);
     test_untreed_known(&a, l);
     test_spans(l);
+    test_clear(&a, l);
     fx_done(&a);
     labels_free(l);
     for (int i = 1; i <= NPROF; i++)

@@ -1,0 +1,245 @@
+/* cluster_regain.c — the ranges a node gains when a member is removed for
+ * good (docs/cluster.md, "Removing a node").
+ *
+ * A removal (flamectl cluster remove: a down member marked LEFT) changes the
+ * ring at once: the nodes that take over its ranges are active replicas of
+ * them from that moment, holding nothing of their older data (or an old copy
+ * of their own). So when a view drops a ring node whose entry is LEFT with
+ * the down flag (a decommissioned node turns LEFT itself, up, after its
+ * takers streamed), this node computes from the two rings what it gains,
+ * writes the intervals to DATA_DIR/regain (a crash resumes them), lists
+ * itself in its own hints_for (every node stops reading from it until it
+ * caught up) and hands them to the repair thread, which clears and streams
+ * them whole from a surviving replica (repair_regain.c). Once a complete
+ * pass followed, the file goes and the node serves reads again.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/grow.h"
+#include "common/log.h"
+#include "node/cluster/repair_int.h"
+
+#define REGAIN_HEADER "flamedb-regain 1"
+
+static int regain_path(const cluster_t *c, const char *suffix, char *out, size_t n)
+{
+    return snprintf(out, n, "%s/%s%s", c->data_dir, CLUSTER_REGAIN_FILE, suffix) < (int)n
+               ? 0
+               : ERR_INVALID_ARGUMENT;
+}
+
+static int regain_add(cluster_t *c, uint64_t lo, uint64_t hi)
+{
+    for (size_t i = 0; i < c->regain.n; i++)
+        if (c->regain.lo[i] == lo && c->regain.hi[i] == hi) return 0;
+    size_t cap = c->regain.cap;
+    int rc = GROW(c->regain.lo, cap, c->regain.n + 1, GROW_UNLIMITED);
+    if (rc == 0) rc = GROW(c->regain.hi, c->regain.cap, c->regain.n + 1, GROW_UNLIMITED);
+    if (rc != 0) return rc;
+    c->regain.lo[c->regain.n] = lo;
+    c->regain.hi[c->regain.n++] = hi;
+    return 0;
+}
+
+/* DATA_DIR/regain: the header, then one "lo hi" line (hex) per interval;
+ * written to a temporary name, fsynced and renamed; removed when empty. */
+static int regain_save(cluster_t *c)
+{
+    char path[CLUSTER_SETTING_MAX + 16], tmp[CLUSTER_SETTING_MAX + 16];
+    if (regain_path(c, "", path, sizeof path) != 0 || regain_path(c, ".tmp", tmp, sizeof tmp) != 0)
+        return ERR_INVALID_ARGUMENT;
+    if (c->regain.n == 0) return unlink(path) == 0 || errno == ENOENT ? 0 : ERR_IO;
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) return ERR_IO;
+    int ok = fprintf(f, "%s\n", REGAIN_HEADER) > 0;
+    for (size_t i = 0; ok && i < c->regain.n; i++)
+        ok = fprintf(f, "%016" PRIx64 " %016" PRIx64 "\n", c->regain.lo[i], c->regain.hi[i]) > 0;
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = fclose(f) == 0 && ok;
+    return ok && rename(tmp, path) == 0 ? 0 : ERR_IO;
+}
+
+int cluster_regain_load(cluster_t *c, errmsg_t *em)
+{
+    char path[CLUSTER_SETTING_MAX + 16];
+    if (regain_path(c, "", path, sizeof path) != 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return errno == ENOENT ? 0 : errmsg_set(em, ERR_IO, "%s: cannot read", path);
+    char line[128];
+    int rc = fgets(line, sizeof line, f) != NULL && strcmp(line, REGAIN_HEADER "\n") == 0
+                 ? 0
+                 : ERR_CORRUPT;
+    while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
+        uint64_t lo, hi;
+        char end;
+        if (sscanf(line, "%16" SCNx64 " %16" SCNx64 "%c", &lo, &hi, &end) != 3 || end != '\n' ||
+            lo > hi)
+            rc = ERR_CORRUPT;
+        else
+            rc = regain_add(c, lo, hi);
+    }
+    fclose(f);
+    if (rc != 0)
+        return errmsg_set(em, rc,
+                          "%s: not a list of token intervals (remove it and run flamectl cluster "
+                          "repair, or wipe this node and add it anew)",
+                          path);
+    if (c->regain.n > 0) {
+        c->regain.gen++;
+        log_info("cluster", "resuming: %zu token interval(s) gained by a removal still to stream",
+                 c->regain.n);
+    }
+    return 0;
+}
+
+/* The regain to the repair thread, and this node into its own hints_for
+ * while it has one (so nobody reads from it). */
+static void regain_publish(cluster_t *c)
+{
+    if (c->repair != NULL)
+        repair_regain_set(c->repair, c->regain.lo, c->regain.hi, c->regain.n, c->regain.gen);
+    if (cluster_hints_publish(c) < 0) log_error("cluster", "cannot publish the hint targets");
+}
+
+void cluster_regain_start(cluster_t *c)
+{
+    if (c->regain.n > 0) regain_publish(c);
+}
+
+/* 1 when the view dropped a ring node that was removed (LEFT, down). */
+static int removed_one(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now)
+{
+    for (uint32_t i = 0; i < ring_node_count(old->ring); i++) {
+        const char *id = ring_node_name(old->ring, i);
+        ring_member_t m;
+        if (now->ring != NULL && ring_node_find(now->ring, id) >= 0) continue;
+        if (ring_members_find(c->members, id, &m) == ERR_OK && m.life == RING_LEFT && m.down) {
+            log_info("cluster", "%s was removed: streaming the ranges this node gains", id);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The margin a gainer's own word (its hints_for) has to arrive: twice the
+ * move's settle margin, within which it cannot have finished. */
+static uint64_t gainer_margin(const cluster_t *c)
+{
+    uint64_t settle = c->cfg.join_settle_ms != 0
+                          ? c->cfg.join_settle_ms
+                          : 10 * c->cfg.gossip_interval_ms + c->cfg.write_timeout_ms;
+    return 2 * settle;
+}
+
+/* Every other node that gains ranges by the change: not read from until
+ * it says so itself (cluster_regain_gainer). */
+static void note_gainers(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now)
+{
+    for (uint32_t i = 0; i < ring_node_count(now->ring); i++) {
+        const char *id = ring_node_name(now->ring, i);
+        if (strcmp(id, cluster_self_id(c)) == 0) continue;
+        ring_ranges_t gained = {0}, lost = {0};
+        int rc = ring_node_changes(old->ring, now->ring, now->rf, id, &gained, &lost);
+        int gains = rc == 0 && gained.n > 0;
+        ring_ranges_free(&gained);
+        ring_ranges_free(&lost);
+        if (!gains) continue;
+        char *dup = strdup(id);
+        if (dup == NULL || GROW(c->gainers, c->gainers_cap, c->ngainers + 1, RING_MAX_NODES) != 0) {
+            free(dup);
+            continue;
+        }
+        c->gainers[c->ngainers].id = dup;
+        c->gainers[c->ngainers++].until_ms = uv_now(c->loop) + gainer_margin(c);
+        c->view_stale = 1;
+    }
+}
+
+int cluster_regain_gainer(cluster_t *c, const char *id, const ring_member_t *m)
+{
+    for (size_t i = 0; i < c->ngainers; i++) {
+        if (strcmp(c->gainers[i].id, id) != 0) continue;
+        int says = 0; /* it lists itself: its own word rules from now on */
+        for (uint32_t k = 0; k < m->nhints_for; k++)
+            says |= strcmp(m->hints_for[k], id) == 0;
+        if (!says && uv_now(c->loop) < c->gainers[i].until_ms) return 1;
+        free(c->gainers[i].id);
+        c->gainers[i--] = c->gainers[--c->ngainers];
+    }
+    return 0;
+}
+
+void cluster_regain_tick(cluster_t *c)
+{
+    for (size_t i = 0; i < c->ngainers; i++)
+        if (uv_now(c->loop) >= c->gainers[i].until_ms) { /* the view drops it */
+            c->view_stale = 1;
+            cluster_view_refresh(c);
+            return;
+        }
+}
+
+int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now)
+{
+    if (old == NULL || old->ring == NULL || now->ring == NULL || c->repair == NULL ||
+        !removed_one(c, old, now))
+        return 0;
+    note_gainers(c, old, now);
+    if (now->self < 0) return c->view_stale;
+    ring_ranges_t gained = {0}, lost = {0};
+    int rc = ring_node_changes(old->ring, now->ring, now->rf, cluster_self_id(c), &gained, &lost);
+    size_t before = c->regain.n;
+    for (size_t i = 0; rc == 0 && i < gained.n; i++) {
+        uint64_t lo[2], hi[2];
+        int k = ring_range_intervals(gained.v[i], lo, hi);
+        for (int j = 0; rc == 0 && j < k; j++)
+            rc = regain_add(c, lo[j], hi[j]);
+    }
+    ring_ranges_free(&gained);
+    ring_ranges_free(&lost);
+    if (rc == 0 && c->regain.n == before) return c->view_stale; /* gains nothing */
+    if (rc == 0) rc = regain_save(c);
+    if (rc != 0) /* kept in memory: this process still streams them */
+        log_error("cluster", "cannot record the ranges gained by a removal in %s/%s: %s",
+                  c->data_dir, CLUSTER_REGAIN_FILE, err_message(rc));
+    c->regain.gen++;
+    log_info("cluster",
+             "gained %zu token interval(s) by the removal: not read from until they are "
+             "streamed in",
+             c->regain.n - before);
+    regain_publish(c);
+    return 1;
+}
+
+void cluster_regain_finished(cluster_t *c, uint64_t gen)
+{
+    if (gen != c->regain.gen || c->regain.n == 0) return; /* another removal meanwhile */
+    log_info("cluster",
+             "the %zu token interval(s) gained by a removal are streamed in: serving "
+             "reads again",
+             c->regain.n);
+    c->regain.n = 0;
+    int rc = regain_save(c);
+    if (rc != 0) log_error("cluster", "cannot remove %s/%s", c->data_dir, CLUSTER_REGAIN_FILE);
+    regain_publish(c);
+    cluster_view_refresh(c);
+}
+
+void cluster_regain_free(cluster_t *c)
+{
+    free(c->regain.lo);
+    free(c->regain.hi);
+    for (size_t i = 0; i < c->nhint_ids; i++)
+        free(c->hint_ids[i]);
+    free(c->hint_ids);
+    for (size_t i = 0; i < c->ngainers; i++)
+        free(c->gainers[i].id);
+    free(c->gainers);
+}

@@ -1,0 +1,193 @@
+/* repair_regain.c — streaming in the ranges a node gained by a removal
+ * (repair_int.h; docs/cluster.md, "Removing a node"), and clearing a
+ * store's old copy of a range before any stream into it.
+ *
+ * The loop hands the thread the gained intervals (cluster_regain.c). Once
+ * the removal settled (the move margin: every write accepted under the old
+ * ring is on the surviving replicas, every later one reaches this node
+ * live), a pass clears this node's copy of them and streams each, split at
+ * the current ring's ranges, from a reachable replica of it, as a join
+ * does (repair_stream_interval: residuals, kept profiles, span trees, the
+ * totals check). A complete pass that starts after every interval was
+ * streamed finishes the regain: the loop drops the file and the node is
+ * read from again. A restart streams the intervals from the start (the
+ * stream states are in memory; the clear removes the markers too).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/grow.h"
+#include "common/log.h"
+#include "node/cluster/repair_int.h"
+
+repair_stream_state_t *repair_stream_state(repair_streams_t *l, uint64_t lo, uint64_t hi)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i].lo == lo && l->v[i].hi == hi) return &l->v[i];
+    if (GROW(l->v, l->cap, l->n + 1, GROW_UNLIMITED) != 0) return NULL;
+    repair_stream_state_t *ss = &l->v[l->n++];
+    memset(ss, 0, sizeof *ss);
+    ss->lo = lo;
+    ss->hi = hi;
+    return ss;
+}
+
+int repair_clear(repair_t *r, const uint64_t *lo, const uint64_t *hi, size_t n)
+{
+    storage_clear_stats_t cs;
+    errmsg_t em = {{0}};
+    int rc = storage_range_clear(r->storage, lo, hi, n, &cs, &em);
+    if (rc != 0) {
+        log_error("repair", "cannot clear the ranges to receive: %s", errmsg_text(&em, rc));
+        return rc;
+    }
+    uv_mutex_lock(&r->mu);
+    r->counters.cleared += n;
+    uv_mutex_unlock(&r->mu);
+    log_info("repair",
+             "cleared %zu token interval(s) before receiving them whole: %llu series, "
+             "%llu span trees of an older copy",
+             n, (unsigned long long)cs.series, (unsigned long long)cs.spans);
+    return 0;
+}
+
+void repair_regain_set(repair_t *r, const uint64_t *lo, const uint64_t *hi, size_t n, uint64_t gen)
+{
+    uv_mutex_lock(&r->mu);
+    size_t cap = r->regain.cap;
+    int ok = GROW(r->regain.lo, cap, n, GROW_UNLIMITED) == 0 &&
+             GROW(r->regain.hi, r->regain.cap, n, GROW_UNLIMITED) == 0;
+    if (ok) {
+        memcpy(r->regain.lo, lo, n * sizeof *lo);
+        memcpy(r->regain.hi, hi, n * sizeof *hi);
+        r->regain.n = n;
+        r->regain.gen = gen;
+    } else {
+        log_error("repair", "out of memory: the regain of %zu interval(s) waits", n);
+    }
+    uv_cond_broadcast(&r->cond);
+    uv_mutex_unlock(&r->mu);
+}
+
+int repair_regain_pending(repair_t *r)
+{
+    uv_mutex_lock(&r->mu);
+    int n = r->regain.n > 0;
+    uv_mutex_unlock(&r->mu);
+    return n;
+}
+
+/* A copy of the intervals and their generation (thread). */
+typedef struct rg_copy {
+    uint64_t *lo, *hi;
+    size_t n;
+    uint64_t gen;
+} rg_copy_t;
+
+static int take_copy(repair_t *r, rg_copy_t *c)
+{
+    uv_mutex_lock(&r->mu);
+    c->n = r->regain.n;
+    c->gen = r->regain.gen;
+    c->lo = malloc((c->n ? c->n : 1) * sizeof *c->lo);
+    c->hi = malloc((c->n ? c->n : 1) * sizeof *c->hi);
+    int ok = c->lo != NULL && c->hi != NULL;
+    if (ok && c->n) {
+        memcpy(c->lo, r->regain.lo, c->n * sizeof *c->lo);
+        memcpy(c->hi, r->regain.hi, c->n * sizeof *c->hi);
+    }
+    uv_mutex_unlock(&r->mu);
+    return ok ? 0 : ERR_NOMEM;
+}
+
+/* The piece [a, b] of a regain interval inside one range of the current
+ * ring, streamed from a reachable replica of that range other than this
+ * node; 1 when streamed and checked. */
+static int stream_piece(repair_t *r, const cluster_view_t *v, uint64_t end, uint64_t a, uint64_t b,
+                        repair_stats_t *st)
+{
+    uint32_t reps[RING_MAX_RF], n = ring_replicas(v->ring, end, v->rf, reps);
+    int mine = 0;
+    const char *src = NULL;
+    for (uint32_t k = 0; k < n; k++) {
+        mine |= (int)reps[k] == v->self;
+        if (src == NULL && (int)reps[k] != v->self && v->reachable[reps[k]])
+            src = ring_node_name(v->ring, reps[k]);
+    }
+    if (!mine) return 1; /* the ring moved on: no longer this node's */
+    if (src == NULL) return 0;
+    repair_stream_state_t *ss = repair_stream_state(&r->rg.streams, a, b);
+    if (ss == NULL) return 0;
+    if (ss->done && ss->spans_done && ss->checked) return 1;
+    errmsg_t em = {{0}};
+    int rc = repair_stream_interval(r, src, ss, st, &em);
+    if (rc != 0) log_warn("repair", "regain stream from %s: %s", src, errmsg_text(&em, rc));
+    return rc == 0 && ss->done && ss->spans_done && ss->checked;
+}
+
+/* Every interval of c, split at the current ring's ranges, streamed. */
+static int stream_all(repair_t *r, const cluster_view_t *v, const rg_copy_t *c, repair_stats_t *st)
+{
+    int ok = 1;
+    uint32_t nr = ring_range_count(v->ring);
+    for (size_t i = 0; i < c->n && !r->closing; i++)
+        for (uint32_t j = 0; j < nr && !r->closing; j++) {
+            ring_range_t rr = ring_range_at(v->ring, j);
+            uint64_t lo[2], hi[2];
+            int k = ring_range_intervals(rr, lo, hi);
+            for (int q = 0; q < k; q++) {
+                uint64_t a = lo[q] > c->lo[i] ? lo[q] : c->lo[i];
+                uint64_t b = hi[q] < c->hi[i] ? hi[q] : c->hi[i];
+                if (a <= b) ok &= stream_piece(r, v, rr.end, a, b, st);
+            }
+        }
+    return ok && !r->closing;
+}
+
+int repair_regain_stream(repair_t *r, const cluster_view_t *v, uint64_t t0, repair_stats_t *st)
+{
+    rg_copy_t c = {0};
+    if (take_copy(r, &c) != 0) return 0;
+    int ok = 1;
+    if (c.n == 0 || v->ring == NULL || v->self < 0) {
+        ok = c.n == 0;
+        goto out;
+    }
+    if (c.gen != r->rg.gen) { /* a new list: cleared and streamed afresh, all of it */
+        r->rg.gen = c.gen;
+        r->rg.since_ms = t0;
+        r->rg.streamed_ms = 0;
+        r->rg.cleared = 0;
+        r->rg.streams.n = 0;
+    }
+    uint64_t settled = r->rg.since_ms + r->settle_ms;
+    if (t0 < settled) {
+        ok = 0;
+        goto out;
+    }
+    if (!r->rg.cleared && repair_clear(r, c.lo, c.hi, c.n) != 0) {
+        ok = 0;
+        goto out;
+    }
+    r->rg.cleared = 1;
+    r->stream_check_s = (int64_t)(settled / 1000) - REPAIR_MARGIN_S;
+    ok = stream_all(r, v, &c, st);
+    if (ok && r->rg.streamed_ms == 0) r->rg.streamed_ms = repair_now_ms(r);
+out:
+    free(c.lo);
+    free(c.hi);
+    return ok;
+}
+
+void repair_regain_after(repair_t *r, int complete, uint64_t t0)
+{
+    if (!complete || r->rg.streamed_ms == 0 || t0 <= r->rg.streamed_ms) return;
+    uv_mutex_lock(&r->mu);
+    if (r->regain.n > 0 && r->regain.gen == r->rg.gen) {
+        r->regain_done = r->rg.gen;
+        r->counters.regains++;
+        if (!r->closing) uv_async_send(&r->async);
+    }
+    uv_mutex_unlock(&r->mu);
+    r->rg.streamed_ms = 0;
+}

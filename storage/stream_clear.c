@@ -1,0 +1,176 @@
+/* stream_clear.c — dropping what a store holds of token ranges before it
+ * receives them whole (storage.h, storage_range_clear; docs/cluster.md,
+ * "Regaining a range").
+ *
+ * A node that gains a range may hold an old copy of it: it replicated the
+ * range before a move took it away, and old owners keep their data. A
+ * stream adds the source's residuals to what is there, so whatever of the
+ * old copy is not a profile the source also keeps would count twice. The
+ * receiver therefore clears the range before the stream walks it; the
+ * stream (residuals plus the kept profiles it lacks) and the seen
+ * comparison then bring back everything the replicas hold, live writes
+ * that arrived before the clear included.
+ *
+ * Every column family whose keys start with the token is cleared with a
+ * range delete; postings (tenant-first) are deleted per series of the
+ * range, span trees (tenant-first) per key whose token is in the range.
+ * Node tables stay: their ids remain valid for the data that comes back.
+ * Everything goes into one WriteBatch, so a concurrent write (one batch of
+ * its own) lands either wholly before the clear or wholly after it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/grow.h"
+#include "common/labels.h"
+#include "common/varint.h"
+#include "storage/storage_int.h"
+
+/* Column families keyed token | ... cleared by range. */
+static const enum storage_cf token_cfs[] = {CF_SERIES,   CF_BLOCKS, CF_TOTALS,
+                                            CF_PROFILES, CF_PTREES, CF_STREAMED};
+
+/* [lo, hi] as the key range [start, end): hi + 1 as 8 bytes, or past every
+ * key of token UINT64_MAX (its next byte, a tenant length, is at most
+ * STORAGE_TENANT_MAX). */
+static size_t range_keys(uint64_t lo, uint64_t hi, uint8_t start[8], uint8_t end[9])
+{
+    be64_put(start, lo);
+    if (hi != UINT64_MAX) {
+        be64_put(end, hi + 1);
+        return 8;
+    }
+    memset(end, 0xff, 9);
+    return 9;
+}
+
+/* Series cleared per tenant, given back to tenant-max-series after the
+ * commit. */
+typedef struct tcount {
+    char tenant[STORAGE_TENANT_MAX + 1];
+    size_t n;
+} tcount_t;
+
+typedef struct tcounts {
+    tcount_t *v;
+    size_t n, cap;
+} tcounts_t;
+
+static int tenants_add(tcounts_t *tc, const char *tenant)
+{
+    for (size_t j = 0; j < tc->n; j++)
+        if (strcmp(tc->v[j].tenant, tenant) == 0) {
+            tc->v[j].n++;
+            return 0;
+        }
+    int rc = GROW(tc->v, tc->cap, tc->n + 1, GROW_UNLIMITED);
+    if (rc != 0) return rc;
+    memcpy(tc->v[tc->n].tenant, tenant, strlen(tenant) + 1);
+    tc->v[tc->n++].n = 1;
+    return 0;
+}
+
+/* The postings of the series of [lo, hi] into wb, the series counted per
+ * tenant into tc. */
+static int clear_series(storage_t *s, uint64_t lo, uint64_t hi, rocksdb_writebatch_t *wb,
+                        tcounts_t *tc, storage_clear_stats_t *st)
+{
+    uint8_t start[8], end[9];
+    size_t en = range_keys(lo, hi, start, end);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)end, en);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_SERIES]);
+    buf_t pk;
+    buf_init(&pk, BUF_UNLIMITED);
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)start, 8); rc == 0 && rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        if (kn < 18 || k[8] == 0 || k[8] > STORAGE_TENANT_MAX || kn != 17 + (size_t)k[8]) continue;
+        char tenant[STORAGE_TENANT_MAX + 1];
+        memcpy(tenant, k + 9, k[8]);
+        tenant[k[8]] = 0;
+        labels_t *l = NULL;
+        if (labels_decode(v, vn, &l) == 0) { /* undecodable: no postings to find */
+            for (size_t i = 0; rc == 0 && i < labels_count(l); i++) {
+                rc = storage_key_posting(&pk, tenant, labels_name(l, i), labels_value(l, i),
+                                         be64_get(k), be64_get(k + 9 + k[8]));
+                if (rc == 0)
+                    rocksdb_writebatch_delete_cf(wb, s->cf[CF_POSTINGS], (const char *)pk.data,
+                                                 pk.len);
+            }
+            labels_free(l);
+        }
+        if (rc == 0) rc = tenants_add(tc, tenant);
+        st->series += rc == 0;
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int ioerr = storage_rocks_err(err, NULL, "clear: series");
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    buf_free(&pk);
+    return ioerr != 0 ? ioerr : rc;
+}
+
+/* The span trees of tokens in [lo, hi] into wb (the CF is tenant-first:
+ * one walk over all of it). */
+static int clear_spans(storage_t *s, const uint64_t *lo, const uint64_t *hi, size_t n,
+                       rocksdb_writebatch_t *wb, storage_clear_stats_t *st)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_SPANS]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        int ok;
+        uint64_t token = storage_span_key_token(k, kn, &ok);
+        for (size_t i = 0; ok && i < n; i++)
+            if (token >= lo[i] && token <= hi[i]) {
+                rocksdb_writebatch_delete_cf(wb, s->cf[CF_SPANS], (const char *)k, kn);
+                st->spans++;
+                break;
+            }
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int ioerr = storage_rocks_err(err, NULL, "clear: spans");
+    rocksdb_iter_destroy(it);
+    return ioerr;
+}
+
+int storage_range_clear(storage_t *s, const uint64_t *lo, const uint64_t *hi, size_t n,
+                        storage_clear_stats_t *st, errmsg_t *em)
+{
+    memset(st, 0, sizeof *st);
+    for (size_t i = 0; i < n; i++)
+        if (lo[i] > hi[i]) return errmsg_set(em, ERR_INVALID_ARGUMENT, "clear: empty interval");
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    tcounts_t tc = {0};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = clear_series(s, lo[i], hi[i], wb, &tc, st);
+        uint8_t start[8], end[9];
+        size_t en = range_keys(lo[i], hi[i], start, end);
+        for (size_t c = 0; rc == 0 && c < sizeof token_cfs / sizeof *token_cfs; c++)
+            rocksdb_writebatch_delete_range_cf(wb, s->cf[token_cfs[c]], (const char *)start, 8,
+                                               (const char *)end, en);
+    }
+    if (rc == 0 && n > 0) rc = clear_spans(s, lo, hi, n, wb, st);
+    if (rc != 0) errmsg_set(em, rc, "clear: %s", err_message(rc));
+    char *err = NULL;
+    if (rc == 0 && n > 0) {
+        rocksdb_write(s->db, s->wopts, wb, &err);
+        rc = storage_rocks_err(err, em, "clear: write");
+    }
+    rocksdb_writebatch_destroy(wb);
+    if (rc == 0) {
+        /* a writer that cached "series written" would skip putting it again */
+        storage_idcache_clear(&s->series_cache);
+        for (size_t j = 0; j < tc.n; j++)
+            storage_tseries_release(s, tc.v[j].tenant, tc.v[j].n);
+    }
+    free(tc.v);
+    return rc;
+}
