@@ -65,6 +65,9 @@ enum storage_cf {
 /* Nodes one token's stack-node table may hold; past it writes of new stacks
  * for that service shard are refused with ERR_LIMIT. */
 #define STORAGE_MAX_STACK_NODES (1u << 26) /* default of storage_options_t.max_stack_nodes */
+/* Default of storage_options_t.node_index_min_nodes: loading a table this
+ * large whole costs a few milliseconds (docs/benchmarks.md). */
+#define STORAGE_NODE_INDEX_MIN_NODES (1u << 17)
 /* Ids a table may hold at all (what a load accepts, whatever the setting). */
 #define STORAGE_HARD_STACK_NODES (1u << 30)
 
