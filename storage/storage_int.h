@@ -65,9 +65,10 @@ enum storage_cf {
 /* Nodes one token's stack-node table may hold; past it writes of new stacks
  * for that service shard are refused with ERR_LIMIT. */
 #define STORAGE_MAX_STACK_NODES (1u << 26) /* default of storage_options_t.max_stack_nodes */
-/* Default of storage_options_t.node_index_min_nodes: loading a table this
- * large whole costs a few milliseconds (docs/benchmarks.md). */
-#define STORAGE_NODE_INDEX_MIN_NODES (1u << 17)
+/* Default of storage_options_t.node_index_min_nodes: reading a table this
+ * large whole takes 5-14 ms, one of 16,384 nodes about 2 ms
+ * (docs/benchmarks.md). */
+#define STORAGE_NODE_INDEX_MIN_NODES (1u << 16)
 /* Ids a table may hold at all (what a load accepts, whatever the setting). */
 #define STORAGE_HARD_STACK_NODES (1u << 30)
 
