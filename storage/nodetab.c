@@ -13,13 +13,16 @@
  * adding vectors.
  *
  * Beside the chunks, under token|tenant|0x01|parent|symbol, the edge index
- * maps every node's (parent, symbol) to its id (storage format 7). A chunk
- * names its symbols by ordinals local to the chunk, so any one chunk decodes
- * alone. Together they let a writer work on a PARTIAL table: only the last
- * chunk (the one new ids extend) is read, and a (parent, symbol) that is not
+ * maps every node's (parent, symbol) to its id (storage format 7) in a
+ * table of at least node_index_min_nodes nodes; a smaller one is cheap to
+ * read whole and keeps no index (its last chunk says so), and the write that
+ * takes it to the threshold indexes every node in its batch. A chunk names its symbols by ordinals
+ * local to the chunk, so any one chunk decodes alone. Together they let a writer work on a PARTIAL
+ * table: only the last chunk (the one new ids extend) is read, and a (parent, symbol) that is not
  * in memory is one point lookup in the index (bloom-filtered when absent).
  * Readers, which walk every id, load the table whole (storage_nodetab_acquire);
- * writers take what is cached, or a partial table on a miss
+ * writers take what is cached, or on a miss a partial table when it is
+ * indexed (else the whole one)
  * (storage_nodetab_acquire_append), so a push costs what it touches however
  * large its service's table grew. A partial table that outgrows the cache
  * after a write is shed to nothing (the next writer reads the last chunk
@@ -27,7 +30,8 @@
  *
  * Tables written by format 6 (table-wide symbol ordinals, no edge index)
  * still load whole; the first write to such a table rewrites all its chunks
- * self-contained and indexes every node, in that write's batch.
+ * self-contained (and indexes every node when it is large), in that write's
+ * batch.
  *
  * Tables are cached in memory (bounded by node_cache_bytes, least recently
  * used first out). A writer holds a table's lock from the first new id until
