@@ -11,7 +11,7 @@
  * A table smaller than node_index_min_nodes keeps no index and is read whole;
  * the batch that takes it to the threshold indexes every node, a failed one
  * leaves it as it was, and once indexed (also after a reopen) pushes to it
- * never read it whole.
+ * never read it whole; a small format-6 table is rewritten unindexed.
  * Before, a table that did not stay cached was loaded whole by every push. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
@@ -362,7 +362,7 @@ static void put_raw(storage_t *s, const skey_t *k, const void *v, size_t n)
 
 /* Old chunk: ids 1..3 = a (root), b (under 1), a (under 2), symbol a named
  * once for the table. */
-static void format6(void)
+static void format6(int small)
 {
     fixture_t f;
     if (fx_init(&f) != 0) {
@@ -372,7 +372,9 @@ static void format6(void)
     char *err = NULL;
     rocksdb_put_cf(f.s->db, f.s->wopts, f.s->cf[CF_META], "format_version", 14, "6", 1, &err);
     CHECK(err == NULL);
-    f.opts.node_index_min_nodes = 1; /* index it at its next write, however small */
+    /* small: below the threshold, its next write rewrites it unindexed;
+     * else it is indexed at its next write, however small */
+    f.opts.node_index_min_nodes = small ? 1000 : 1;
     const uint64_t token = 77, sa = 0x1111, sb = 0x2222, sc = 0x3333;
     uint8_t v[64];
     size_t n = 0;
@@ -417,10 +419,11 @@ static void format6(void)
     rocksdb_writebatch_destroy(wb);
     buf_free(&tmp);
 
-    /* the whole table is now in the format-7 form, every node indexed */
+    /* the whole table is now in the format-7 form, every node indexed (or,
+     * small, marked unindexed in its last chunk and no entry) */
     char *chunk =
         rocksdb_get_cf(f.s->db, f.s->ropts, f.s->cf[CF_NODES], (const char *)k.b, k.n, &len, &err);
-    CHECK(chunk != NULL && len > 0 && chunk[0] == 0);
+    CHECK(chunk != NULL && len > 1 && chunk[0] == 0 && (chunk[1] == 0) == small);
     free(chunk);
     const uint32_t parents[] = {0, 0, 1, 2, 3};
     const uint64_t syms[] = {0, sa, sb, sa, sc};
@@ -429,7 +432,10 @@ static void format6(void)
         storage_key_node_edge(&e, token, "t", parents[i], syms[i]);
         char *got = rocksdb_get_cf(f.s->db, f.s->ropts, f.s->cf[CF_NODES], (const char *)e.b, e.n,
                                    &len, &err);
-        CHECK(got != NULL && len == 1 && (uint8_t)got[0] == i);
+        if (small)
+            CHECK(got == NULL);
+        else
+            CHECK(got != NULL && len == 1 && (uint8_t)got[0] == i);
         free(got);
     }
     CHECK_EQ_INT(fx_reopen(&f), 0);
@@ -589,6 +595,7 @@ int main(void)
     lazy_index();
     interleaved();
     gc_partial();
-    format6();
+    format6(0);
+    format6(1);
     return check_exit();
 }
