@@ -192,7 +192,8 @@ static const opt_t options[] = {
      "service shard's table takes about 50 bytes per distinct stack prefix. The most recently "
      "used table stays even when it alone is larger (a warning says so; "
      "flamedb_storage_node_table_loads_total counts the loads); a push to a table that is not "
-     "cached reads only its last chunk and the index entries of the stacks it sends."},
+     "cached reads only its last chunk and the index entries of the stacks it sends, once the "
+     "table is indexed (node-index-min-nodes)."},
     {"retention-10s", OPT_SECONDS, FIELD(storage.retention_seconds[0], int64_t), NULL, 0, 0,
      100 * YEAR_S, "Retention of 10-second blocks (0 = forever)."},
     {"retention-1m", OPT_SECONDS, FIELD(storage.retention_seconds[1], int64_t), NULL, 0, 0,
@@ -238,6 +239,15 @@ static const opt_t options[] = {
      "stacks are stored folded into \"other\" nodes (values exact, shape lost below the fold; "
      "counted in flamedb_storage_folded_stacks_total) instead of being refused; about 30 bytes "
      "of node cache each."},
+    {"node-index-min-nodes", OPT_U32, FIELD(storage.node_index_min_nodes, uint32_t), NULL, 0, 1,
+     1u << 29,
+     "Nodes from which a service shard's stack-node table keeps an edge index ((parent, "
+     "symbol) -> node), so that a push to it when it is not cached reads only its last chunk "
+     "and the index entries of its stacks. A smaller table keeps none (less disk and ingest "
+     "CPU) and is read whole on a cache miss; the write that takes it to the threshold indexes "
+     "every node. A table that would take more than a quarter of the table part of "
+     "node-cache-bytes (counted at 100 bytes a node) is indexed whatever the setting; 1 indexes "
+     "every table."},
     SECTION("Cluster"),
     {"node-id", OPT_TEXT, FIELD(cluster.node_id, char[NODE_PATH_MAX]), "", 0, 0, 64,
      "This node's id. Empty: generated on first start and kept in the data dir; a restarted "

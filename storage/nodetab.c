@@ -13,13 +13,16 @@
  * adding vectors.
  *
  * Beside the chunks, under token|tenant|0x01|parent|symbol, the edge index
- * maps every node's (parent, symbol) to its id (storage format 7). A chunk
- * names its symbols by ordinals local to the chunk, so any one chunk decodes
- * alone. Together they let a writer work on a PARTIAL table: only the last
- * chunk (the one new ids extend) is read, and a (parent, symbol) that is not
+ * maps every node's (parent, symbol) to its id (storage format 7) in a
+ * table of at least node_index_min_nodes nodes; a smaller one is cheap to
+ * read whole and keeps no index (its last chunk says so), and the write that
+ * takes it to the threshold indexes every node in its batch. A chunk names its symbols by ordinals
+ * local to the chunk, so any one chunk decodes alone. Together they let a writer work on a PARTIAL
+ * table: only the last chunk (the one new ids extend) is read, and a (parent, symbol) that is not
  * in memory is one point lookup in the index (bloom-filtered when absent).
  * Readers, which walk every id, load the table whole (storage_nodetab_acquire);
- * writers take what is cached, or a partial table on a miss
+ * writers take what is cached, or on a miss a partial table when it is
+ * indexed (else the whole one)
  * (storage_nodetab_acquire_append), so a push costs what it touches however
  * large its service's table grew. A partial table that outgrows the cache
  * after a write is shed to nothing (the next writer reads the last chunk
@@ -27,7 +30,8 @@
  *
  * Tables written by format 6 (table-wide symbol ordinals, no edge index)
  * still load whole; the first write to such a table rewrites all its chunks
- * self-contained and indexes every node, in that write's batch.
+ * self-contained (and indexes every node when it is large), in that write's
+ * batch.
  *
  * Tables are cached in memory (bounded by node_cache_bytes, least recently
  * used first out). A writer holds a table's lock from the first new id until
@@ -57,6 +61,12 @@
  * (format 7). A format-6 value never starts with it: its first byte starts
  * an id delta, which is at least 1. */
 #define CHUNK_SELF_CONTAINED 0x00
+/* Second byte of a self-contained chunk whose table keeps no edge index (it
+ * holds fewer than node_index_min_nodes nodes). An entry never starts with
+ * it (its id delta is at least 1). Only the last chunk's mark counts: a
+ * table is indexed when its last chunk says so, and a write that adds nodes
+ * or indexes the table rewrites that chunk in the same batch. */
+#define CHUNK_UNINDEXED 0x00
 /* Child id a partial table's edges give a (parent, sym) the index lacks:
  * mapping a tree looks new nodes up twice (find, then create), and the
  * second index read would only repeat the first. Replaced when the node is
@@ -72,8 +82,10 @@ struct nodetab {
     /* First id held in parent/sym. 0: the whole table; else a partial table
      * holding its last chunks only (ids base..count-1). */
     uint32_t base;
-    int unindexed;         /* loaded from format-6 chunks: the next stage indexes it */
-    int indexed_now;       /* the batch staged by this holder carries the whole index */
+    int old;               /* has format-6 chunks: the next stage rewrites them all */
+    int unindexed;         /* no edge index on disk (format 6, or a small table) */
+    int staged;            /* this holder's batch rewrites the table's state: at commit */
+    int staged_indexed;    /* ... it is indexed (else not), and no chunk is format 6 */
     uint32_t *parent;      /* [id - base] */
     uint64_t *sym;         /* [id - base] */
     edgemap_t edges;       /* (parent, sym) -> id of held ids and of index entries read */
@@ -90,6 +102,7 @@ typedef struct chunkbuf {
     uint64_t sym[NODETAB_CHUNK];
     uint64_t local[NODETAB_CHUNK]; /* the chunk's symbols in order of first use */
     uint32_t n;
+    int unindexed; /* format 6, or marked CHUNK_UNINDEXED */
 } chunkbuf_t;
 
 /* A format-6 table's symbols in order of first use, while it loads. */
@@ -143,7 +156,7 @@ static int tab_append(nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t limi
 static void tab_clear(nodetab_t *t)
 {
     t->count = t->committed = t->base = 0;
-    t->unindexed = t->indexed_now = 0;
+    t->old = t->unindexed = t->staged = t->staged_indexed = 0;
     edgemap_clear(&t->edges);
 }
 
@@ -214,6 +227,24 @@ static int chunk_is_old(const uint8_t *p, size_t n)
     return n == 0 || p[0] != CHUNK_SELF_CONTAINED;
 }
 
+/* Whether a chunk says its table keeps no edge index (format 6 never does). */
+static int chunk_unindexed(const uint8_t *p, size_t n)
+{
+    return chunk_is_old(p, n) || (n >= 2 && p[1] == CHUNK_UNINDEXED);
+}
+
+/* Nodes from which a table keeps the edge index: the setting, or fewer when
+ * a table that large would take more than a quarter of the node cache's
+ * table budget (up to about 100 bytes a node whole, its edge map included):
+ * such a table does not stay cached, and reading it whole at every miss is
+ * what the index avoids. */
+static uint32_t index_min_nodes(const storage_t *s)
+{
+    size_t cap = s->nodetabs.max_bytes / 4 / 100, min = s->opts.node_index_min_nodes;
+    if (min > cap) min = cap;
+    return min < 1 ? 1 : (uint32_t)min;
+}
+
 /* Names the symbol an entry's k gives (k = 0: 8 bytes little-endian follow). */
 static int entry_sym(const uint8_t **p, const uint8_t *end, uint64_t k, uint64_t *dict,
                      size_t *ndict, uint64_t *sym)
@@ -244,7 +275,8 @@ static int chunk_parse(uint32_t chunk, const uint8_t *p, size_t len, olddict_t *
     int old = chunk_is_old(p, len);
     if (chunk >= STORAGE_HARD_STACK_NODES / NODETAB_CHUNK || (old && od == NULL))
         return ERR_CORRUPT;
-    if (!old) p++;
+    cb->unindexed = chunk_unindexed(p, len);
+    if (!old) p += cb->unindexed ? 2 : 1;
     uint32_t id = chunk_first(chunk);
     size_t nlocal = 0;
     cb->n = 0;
@@ -293,6 +325,7 @@ static int tab_load(storage_t *s, nodetab_t *t, errmsg_t *em)
     chunkbuf_t *cb = malloc(sizeof *cb);
     olddict_t od = {0};
     int rc = cb == NULL ? ERR_NOMEM : tab_append(t, 0, SYM_ROOT, STORAGE_HARD_STACK_NODES);
+    t->unindexed = 1; /* no chunk yet: a new table starts small */
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_NODES]);
@@ -303,9 +336,10 @@ static int tab_load(storage_t *s, nodetab_t *t, errmsg_t *em)
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
         if (kn != lo.n) continue;
         uint32_t chunk = (uint32_t)be64_get(k + kn - 8) & 0xffffffffu;
-        if (chunk_is_old(v, vn)) t->unindexed = 1;
+        if (chunk_is_old(v, vn)) t->old = 1;
         rc = chunk_parse(chunk, v, vn, &od, cb);
         if (rc == 0) rc = append_chunk(t, chunk, cb);
+        if (rc == 0) t->unindexed = t->old || cb->unindexed; /* the last chunk's mark */
         if (rc == ERR_CORRUPT) corrupt_chunk(t, chunk, em);
     }
     t->committed = t->count;
@@ -320,7 +354,7 @@ static int tab_load(storage_t *s, nodetab_t *t, errmsg_t *em)
 }
 
 /* Reads the last chunk only (a partial table), or the whole table when it
- * has one chunk or was written by format 6 (no edge index to look into). */
+ * has one chunk or keeps no edge index (format 6, or a small table). */
 static int tab_load_tail(storage_t *s, nodetab_t *t, errmsg_t *em)
 {
     skey_t lo, hi;
@@ -337,7 +371,7 @@ static int tab_load_tail(storage_t *s, nodetab_t *t, errmsg_t *em)
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
         chunk = kn == lo.n ? (uint32_t)be64_get(k + kn - 8) & 0xffffffffu : 0;
-        if (chunk > 0 && !chunk_is_old(v, vn)) {
+        if (chunk > 0 && !chunk_unindexed(v, vn)) {
             whole = 0;
             cb = malloc(sizeof *cb);
             rc = cb == NULL ? ERR_NOMEM : chunk_parse(chunk, v, vn, NULL, cb);
@@ -489,7 +523,7 @@ static int tab_fill(storage_t *s, nodetab_t *t, int whole, errmsg_t *em)
     int rc = whole ? tab_load(s, t, em) : tab_load_tail(s, t, em);
     /* counted: reads of a whole table; a writer's read of a table of one
      * chunk is its read of the last chunk */
-    if (rc != 0 || t->base != 0 || !(whole || t->unindexed)) return rc;
+    if (rc != 0 || t->base != 0 || t->count <= 1 || !(whole || t->unindexed)) return rc;
     atomic_fetch_add(&s->counters.nodetab_loads, 1);
     if (tab_bytes(t) > s->nodetabs.max_bytes)
         log_warn("storage",
@@ -566,7 +600,10 @@ void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed)
         tab_clear(t);
     } else {
         t->committed = t->count;
-        if (t->indexed_now) t->unindexed = t->indexed_now = 0;
+        if (t->staged) {
+            t->unindexed = !t->staged_indexed;
+            t->old = t->staged = 0;
+        }
         /* a partial table is cheap to read again: never keep one past the bound */
         if (t->base != 0 && tab_bytes(t) > c->max_bytes) tab_shed(t);
     }
@@ -622,10 +659,11 @@ int storage_nodetab_other(storage_t *s, nodetab_t *t, uint32_t parent, uint32_t 
     return 0;
 }
 
-/* Puts chunk c (ids held in t) into wb: CHUNK_SELF_CONTAINED, then one entry
- * per id (chunk_parse has the layout); local is scratch. */
-static int stage_chunk(storage_t *s, const nodetab_t *t, uint32_t c, rocksdb_writebatch_t *wb,
-                       buf_t *tmp, u64map_t *local)
+/* Puts chunk c (ids held in t) into wb: CHUNK_SELF_CONTAINED (then
+ * CHUNK_UNINDEXED unless indexed), then one entry per id (chunk_parse has
+ * the layout); local is scratch. */
+static int stage_chunk(storage_t *s, const nodetab_t *t, uint32_t c, int indexed,
+                       rocksdb_writebatch_t *wb, buf_t *tmp, u64map_t *local)
 {
     uint32_t lo = chunk_first(c), hi = (c + 1) * NODETAB_CHUNK, nlocal = 0;
     if (hi > t->count) hi = t->count;
@@ -633,8 +671,8 @@ static int stage_chunk(storage_t *s, const nodetab_t *t, uint32_t c, rocksdb_wri
     u64map_clear(local);
     int rc = buf_reserve(tmp, 1 + (size_t)(hi - lo) * 20);
     if (rc != 0) return rc;
-    const uint8_t marker = CHUNK_SELF_CONTAINED;
-    if ((rc = buf_append(tmp, &marker, 1)) != 0) return rc;
+    const uint8_t marker[2] = {CHUNK_SELF_CONTAINED, CHUNK_UNINDEXED};
+    if ((rc = buf_append(tmp, marker, indexed ? 1 : 2)) != 0) return rc;
     for (uint32_t id = lo; id < hi; id++) {
         uint8_t e[20];
         uint64_t sym = t->sym[id - t->base];
@@ -696,19 +734,27 @@ static int stage_edges(storage_t *s, const nodetab_t *t, uint32_t from, rocksdb_
 
 int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *tmp)
 {
-    if (t->count <= t->committed && !t->unindexed) return 0;
-    /* a format-6 table: every chunk rewritten self-contained, every id indexed */
-    uint32_t from = t->unindexed ? 1 : t->committed;
-    uint32_t first_chunk = t->unindexed ? 0 : t->committed / NODETAB_CHUNK;
-    if (t->count <= 1) return 0;
+    /* a small table grown to the threshold: every id indexed now, in this
+     * batch, with the mark in its last chunk (a format-6 table: every chunk
+     * rewritten self-contained too) */
+    int index_all = t->unindexed && t->count >= index_min_nodes(s);
+    if (t->count <= 1 || (t->count <= t->committed && !t->old && !index_all)) return 0;
+    uint32_t last = (t->count - 1) / NODETAB_CHUNK;
+    uint32_t first_chunk = t->old ? 0 : t->committed / NODETAB_CHUNK;
+    if (first_chunk > last) first_chunk = last;                  /* no new id: the mark alone */
     if (chunk_first(first_chunk) < t->base) return ERR_INTERNAL; /* held ids cover them */
+    int indexed = !t->unindexed || index_all;
     u64map_t local = {0};
     int rc = u64map_init(&local, NODETAB_CHUNK);
-    for (uint32_t c = first_chunk; rc == 0 && c <= (t->count - 1) / NODETAB_CHUNK; c++)
-        rc = stage_chunk(s, t, c, wb, tmp, &local);
+    for (uint32_t c = first_chunk; rc == 0 && c <= last; c++)
+        rc = stage_chunk(s, t, c, indexed, wb, tmp, &local);
     u64map_free(&local);
-    if (rc == 0 && from < t->count) rc = stage_edges(s, t, from, wb);
-    if (rc == 0 && t->unindexed) t->indexed_now = 1;
+    uint32_t from = index_all ? 1 : t->committed;
+    if (rc == 0 && indexed && from < t->count) rc = stage_edges(s, t, from, wb);
+    if (rc == 0 && (t->old || index_all)) {
+        t->staged = 1;
+        t->staged_indexed = indexed;
+    }
     return rc;
 }
 

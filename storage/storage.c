@@ -76,6 +76,7 @@ void storage_options_default(storage_options_t *o)
     o->max_profile_tree_bytes = MIB;
     o->max_background_jobs = 2;
     o->max_stack_nodes = STORAGE_MAX_STACK_NODES;
+    o->node_index_min_nodes = STORAGE_NODE_INDEX_MIN_NODES;
     o->max_span_nodes = 65536;
     o->series_gc_interval_seconds = 3600;
 }

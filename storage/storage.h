@@ -77,6 +77,9 @@ typedef struct storage_options {
                                * "other" nodes (captree.c); 0 = unlimited */
     uint32_t max_stack_nodes; /* stack nodes per placement token (service shard); past it new
                                * stacks fold into "other" nodes (nodetab.c) */
+    /* Nodes from which a stack-node table keeps its edge index (nodetab.c);
+     * 1: every table. */
+    uint32_t node_index_min_nodes;
     int max_background_jobs;
     /* Series one tenant may have in this store; a write that would store
      * more fails with ERR_LIMIT naming tenant-max-series. 0 = no limit (and

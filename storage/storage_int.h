@@ -65,6 +65,10 @@ enum storage_cf {
 /* Nodes one token's stack-node table may hold; past it writes of new stacks
  * for that service shard are refused with ERR_LIMIT. */
 #define STORAGE_MAX_STACK_NODES (1u << 26) /* default of storage_options_t.max_stack_nodes */
+/* Default of storage_options_t.node_index_min_nodes: reading a table this
+ * large whole takes 5-14 ms, one of 16,384 nodes about 2 ms
+ * (docs/benchmarks.md). */
+#define STORAGE_NODE_INDEX_MIN_NODES (1u << 16)
 /* Ids a table may hold at all (what a load accepts, whatever the setting). */
 #define STORAGE_HARD_STACK_NODES (1u << 30)
 
@@ -431,8 +435,8 @@ int storage_nodetab_acquire(storage_t *s, uint64_t token, const char *tenant, no
                             errmsg_t *em);
 /* The same for a writer: the cached table as it is, or on a miss a partial
  * one (its last chunk only; the rest is looked up in the edge index by
- * storage_nodetab_child). Only child, other, stage, count, prefetch and
- * token may be used on it. */
+ * storage_nodetab_child) when the table is indexed, else the whole table. Only child, other, stage,
+ * count, prefetch and token may be used on it. */
 int storage_nodetab_acquire_append(storage_t *s, uint64_t token, const char *tenant,
                                    nodetab_t **out, errmsg_t *em);
 /* 1 when every id of t is in memory (always after storage_nodetab_acquire). */
@@ -451,9 +455,11 @@ int storage_nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t 
  * stream of independent cache misses, so issuing them ahead overlaps them. */
 void storage_nodetab_prefetch(const nodetab_t *t, uint32_t parent, uint64_t sym);
 /* Puts the chunks holding ids created since the last commit, and their edge
- * index entries, into wb (tmp is scratch); for a table written by format 6,
- * every chunk and entry. Call once per table, after the last storage_nodetab_child of the batch;
- * storage_nodetab_release(..., 0) after the batch committed makes them durable. */
+ * index entries when the table is indexed, into wb (tmp is scratch); when
+ * the table reaches node_index_min_nodes, every node's entry (and the mark
+ * in its last chunk); for a table written by format 6, every chunk too. Call once per table, after
+ * the last storage_nodetab_child of the batch; storage_nodetab_release(..., 0) after the batch
+ * committed makes them durable. */
 int storage_nodetab_stage(storage_t *s, nodetab_t *t, rocksdb_writebatch_t *wb, buf_t *tmp);
 /* Where a node that storage_nodetab_child refused with ERR_LIMIT (the table
  * is full) goes instead: the "other" child (SYM_OTHER) of parent, created in

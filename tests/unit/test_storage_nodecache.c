@@ -36,6 +36,7 @@ int main(void)
     fixture_t f;
     if (fx_init(&f) != 0) return 1;
     f.opts.node_cache_bytes = 64 << 10; /* tables get 48 KiB */
+    f.opts.node_index_min_nodes = 1;    /* every table indexed: the small one too */
     CHECK_EQ_INT(fx_reopen(&f), 0);
     labels_t *big = fx_labels("bigsvc", NULL), *small = fx_labels("smallsvc", NULL);
     symtab_t *st = symtab_new();

@@ -8,6 +8,10 @@
  * written by storage format 6 (no index, table-wide symbol ordinals) is read
  * and then indexed by its next write. A writer waiting on a partial table
  * whose holder's batch fails gets the same table and the unused id.
+ * A table smaller than node_index_min_nodes keeps no index and is read whole;
+ * the batch that takes it to the threshold indexes every node, a failed one
+ * leaves it as it was, and once indexed (also after a reopen) pushes to it
+ * never read it whole; a small format-6 table is rewritten unindexed.
  * Before, a table that did not stay cached was loaded whole by every push. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
@@ -337,7 +341,7 @@ static void gc_partial(void)
     storage_nodetab_release(f.s, t, 0);
     count_keys(f.s, la, &chunks, &edges);
     CHECK_EQ_INT(chunks, 1);
-    CHECK_EQ_INT(edges + 1, calltree_node_count(again));
+    CHECK_EQ_INT(edges, 0); /* a small table again: no index */
     fx_scan_t sc = fx_blocks(f.s, "t", la, 0, f.now - 60, f.now + 10);
     CHECK(covers(again, 0, sc.acc, 0) && covers(sc.acc, 0, again, 0));
     calltree_free(sc.acc);
@@ -358,7 +362,7 @@ static void put_raw(storage_t *s, const skey_t *k, const void *v, size_t n)
 
 /* Old chunk: ids 1..3 = a (root), b (under 1), a (under 2), symbol a named
  * once for the table. */
-static void format6(void)
+static void format6(int small)
 {
     fixture_t f;
     if (fx_init(&f) != 0) {
@@ -368,6 +372,9 @@ static void format6(void)
     char *err = NULL;
     rocksdb_put_cf(f.s->db, f.s->wopts, f.s->cf[CF_META], "format_version", 14, "6", 1, &err);
     CHECK(err == NULL);
+    /* small: below the threshold, its next write rewrites it unindexed;
+     * else it is indexed at its next write, however small */
+    f.opts.node_index_min_nodes = small ? 1000 : 1;
     const uint64_t token = 77, sa = 0x1111, sb = 0x2222, sc = 0x3333;
     uint8_t v[64];
     size_t n = 0;
@@ -412,10 +419,11 @@ static void format6(void)
     rocksdb_writebatch_destroy(wb);
     buf_free(&tmp);
 
-    /* the whole table is now in the format-7 form, every node indexed */
+    /* the whole table is now in the format-7 form, every node indexed (or,
+     * small, marked unindexed in its last chunk and no entry) */
     char *chunk =
         rocksdb_get_cf(f.s->db, f.s->ropts, f.s->cf[CF_NODES], (const char *)k.b, k.n, &len, &err);
-    CHECK(chunk != NULL && len > 0 && chunk[0] == 0);
+    CHECK(chunk != NULL && len > 1 && chunk[0] == 0 && (chunk[1] == 0) == small);
     free(chunk);
     const uint32_t parents[] = {0, 0, 1, 2, 3};
     const uint64_t syms[] = {0, sa, sb, sa, sc};
@@ -424,7 +432,10 @@ static void format6(void)
         storage_key_node_edge(&e, token, "t", parents[i], syms[i]);
         char *got = rocksdb_get_cf(f.s->db, f.s->ropts, f.s->cf[CF_NODES], (const char *)e.b, e.n,
                                    &len, &err);
-        CHECK(got != NULL && len == 1 && (uint8_t)got[0] == i);
+        if (small)
+            CHECK(got == NULL);
+        else
+            CHECK(got != NULL && len == 1 && (uint8_t)got[0] == i);
         free(got);
     }
     CHECK_EQ_INT(fx_reopen(&f), 0);
@@ -438,10 +449,153 @@ static void format6(void)
     fx_done(&f);
 }
 
+/* Tree of stacks from..from+n-1 of svc: main;svc_modK;svc_fnI (39 + n nodes
+ * from 0 when n >= 37). */
+static calltree_t *stacks_tree(symtab_t *st, const char *svc, int from, int n)
+{
+    calltree_t *t = calltree_new(0);
+    char stack[96];
+    for (int i = from; i < from + n; i++) {
+        snprintf(stack, sizeof stack, "main;%s_mod%d;%s_fn%d", svc, i % 37, svc, i);
+        fx_add(t, st, stack, 1 + i % 3);
+    }
+    return t;
+}
+
+/* Writes stacks_tree(svc, from, n) to l; returns its total. */
+static int64_t push(fixture_t *f, const labels_t *l, const char *svc, symtab_t *st, int from, int n,
+                    uint64_t id)
+{
+    calltree_t *t = stacks_tree(st, svc, from, n);
+    int64_t total = (int64_t)calltree_total(t, 0);
+    CHECK_EQ_INT(fx_write(f->s, "t", l, t, st, id, (f->now - 5) * NS, NULL), 0);
+    calltree_free(t);
+    return total;
+}
+
+static uint32_t table_count(storage_t *s, const labels_t *l)
+{
+    nodetab_t *t;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_nodetab_acquire(s, labels_hash(l) >> 1, "t", &t, &em), 0);
+    uint32_t n = storage_nodetab_count(t);
+    storage_nodetab_release(s, t, 0);
+    return n;
+}
+
+/* Adds nodes (root, "lazy_i") for i < n to the table of l in one batch that
+ * commits or not; returns the batch's operation count. */
+static int cross(fixture_t *f, const labels_t *l, symtab_t *st, int n, int commit)
+{
+    nodetab_t *t;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_nodetab_acquire_append(f->s, labels_hash(l) >> 1, "t", &t, &em), 0);
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    buf_t tmp;
+    buf_init(&tmp, BUF_UNLIMITED);
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        int len = snprintf(name, sizeof name, "lazy_%d", i);
+        uint64_t sym;
+        uint32_t id;
+        CHECK_EQ_INT(symtab_intern(st, name, (size_t)len, "", 0, &sym), 0);
+        CHECK_EQ_INT(storage_nodetab_child(f->s, t, 0, sym, wb, &id), 0);
+    }
+    CHECK_EQ_INT(storage_nodetab_stage(f->s, t, wb, &tmp), 0);
+    int ops = rocksdb_writebatch_count(wb);
+    char *err = NULL;
+    if (commit) rocksdb_write(f->s->db, f->s->wopts, wb, &err);
+    CHECK(err == NULL);
+    free(err);
+    storage_nodetab_release(f->s, t, !commit);
+    rocksdb_writebatch_destroy(wb);
+    buf_free(&tmp);
+    return ops;
+}
+
+#define LAZY_MIN 1500
+
+static void lazy_index(void)
+{
+    fixture_t f;
+    if (fx_init(&f) != 0) {
+        CHECK(0);
+        return;
+    }
+    f.opts.node_index_min_nodes = LAZY_MIN;
+    f.opts.node_cache_bytes = 8 << 20; /* the setting, not the cache, sets the threshold */
+    CHECK_EQ_INT(fx_reopen(&f), 0);
+    labels_t *la = fx_labels("a", NULL), *lb = fx_labels("b", NULL);
+    symtab_t *st = symtab_new();
+    size_t chunks, edges;
+    int64_t total = 0;
+    total += push(&f, la, "a", st, 0, 1000, 1); /* 1,039 nodes: two chunks, no index */
+    push(&f, lb, "b", st, 0, 10, 2);
+    count_keys(f.s, la, &chunks, &edges);
+    CHECK_EQ_INT(chunks, 2);
+    CHECK_EQ_INT(edges, 0);
+    count_keys(f.s, lb, &chunks, &edges);
+    CHECK_EQ_INT(chunks, 1);
+    CHECK_EQ_INT(edges, 0);
+
+    CHECK_EQ_INT(fx_reopen(&f), 0); /* not cached: a writer reads it whole */
+    total += push(&f, la, "a", st, 1000, 100, 3);
+    CHECK_EQ_INT(whole_loads(f.s), 1);
+    uint32_t n = table_count(f.s, la);
+    CHECK_EQ_INT(n, 1139);
+    count_keys(f.s, la, &chunks, &edges);
+    CHECK_EQ_INT(edges, 0);
+
+    /* the batch that crosses the threshold carries the last chunk and an
+     * entry for every node; failed, it leaves the table unindexed */
+    const int add = LAZY_MIN - 1139 + 50;
+    CHECK_EQ_INT(cross(&f, la, st, add, 0), 1 + (int)n - 1 + add);
+    count_keys(f.s, la, &chunks, &edges);
+    CHECK_EQ_INT(edges, 0);
+    CHECK_EQ_INT(table_count(f.s, la), n);
+    total += push(&f, la, "a", st, 1100, 20, 4); /* still a small table's write: no entries */
+    count_keys(f.s, la, &chunks, &edges);
+    CHECK_EQ_INT(edges, 0);
+    n += 20;
+    CHECK_EQ_INT(table_count(f.s, la), n);
+    CHECK_EQ_INT(cross(&f, la, st, add, 1), 1 + (int)n - 1 + add);
+    n += (uint32_t)add;
+    count_keys(f.s, la, &chunks, &edges);
+    CHECK_EQ_INT(edges + 1, n);
+    CHECK_EQ_INT(chunks, 2);
+
+    /* reopened: a push to a reads its last chunk and the index only; b,
+     * small, is read whole */
+    CHECK_EQ_INT(fx_reopen(&f), 0);
+    total += push(&f, la, "a", st, 1110, 800, 5); /* 790 new stacks, 10 known */
+    CHECK_EQ_INT(whole_loads(f.s), 0);
+    nodetab_t *t;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_nodetab_acquire_append(f.s, labels_hash(la) >> 1, "t", &t, &em), 0);
+    CHECK(!storage_nodetab_whole(t));
+    storage_nodetab_release(f.s, t, 0);
+    n += 790;
+    count_keys(f.s, la, &chunks, &edges);
+    CHECK_EQ_INT(edges + 1, n);
+    CHECK_EQ_INT(chunks, (n + NODETAB_CHUNK - 1) / NODETAB_CHUNK);
+    push(&f, lb, "b", st, 10, 5, 6);
+    CHECK_EQ_INT(whole_loads(f.s), 1);
+    count_keys(f.s, lb, &chunks, &edges);
+    CHECK_EQ_INT(edges, 0);
+    CHECK_EQ_INT(table_count(f.s, la), n);
+    CHECK_EQ_INT(fx_block_total(f.s, "t", la, 0, f.now - 60, f.now + 10, NULL), total);
+    symtab_free(st);
+    labels_free(la);
+    labels_free(lb);
+    fx_done(&f);
+}
+
 int main(void)
 {
+    lazy_index();
     interleaved();
     gc_partial();
-    format6();
+    format6(0);
+    format6(1);
     return check_exit();
 }
