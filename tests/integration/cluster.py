@@ -127,9 +127,21 @@ class Cluster:
                 raise
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.print_logs()
         self.cleanup()
         return False
+
+    def print_logs(self):
+        """A failing test's nodes: how each ended and its last log lines (stderr),
+        printed before cleanup takes the processes away."""
+        for node in self.nodes:
+            if node.proc is None:
+                continue
+            state = "running" if node.alive() else "exited %s" % node.proc.returncode
+            print("  --- %s (%s), last log lines:\n%s" % (node.name, state, node.log_text()),
+                  flush=True)
 
     def cleanup(self):
         for node in self.nodes:
