@@ -324,6 +324,7 @@ static storage_t *storage_alloc(const storage_options_t *o)
     storage_set_clock(s, NULL);
     for (int i = 0; i < STORAGE_STRIPES; i++)
         pthread_mutex_init(&s->stripes[i], NULL);
+    pthread_mutex_init(&s->receiving.mu, NULL);
     s->cache = rocksdb_cache_create_lru(o->block_cache_bytes);
     s->ropts = rocksdb_readoptions_create();
     s->wopts = rocksdb_writeoptions_create();
@@ -411,6 +412,9 @@ void storage_close(storage_t *s)
     storage_hints_free(s);
     for (int i = 0; i < STORAGE_STRIPES; i++)
         pthread_mutex_destroy(&s->stripes[i]);
+    pthread_mutex_destroy(&s->receiving.mu);
+    free(s->receiving.lo);
+    free(s->receiving.hi);
     free(s->path);
     free(s);
 }

@@ -495,9 +495,16 @@ typedef struct storage_clear_stats {
  * trees, stream markers and span trees; node tables and symbols stay. For a
  * node about to receive the ranges whole (stream_clear.c): an old copy
  * would otherwise count twice. The series come off tenant-max-series.
- * Borrowed arguments. */
+ * The intervals are then being received: until storage_range_received, a
+ * profile written to one of their tokens keeps its tree even when larger
+ * than max_profile_tree_bytes, so a streamed window that also holds it can
+ * take it off its residual (storage_stream_store). Borrowed arguments. */
 int storage_range_clear(storage_t *s, const uint64_t *lo, const uint64_t *hi, size_t n,
                         storage_clear_stats_t *st, errmsg_t *em);
+/* The intervals cleared so far are received (their move is complete or
+ * abandoned): profile trees over max_profile_tree_bytes are no longer kept
+ * for their tokens. */
+void storage_range_received(storage_t *s);
 
 /* Sums, per resolution, the `totals` of the series' windows alive whose
  * token is in [lo, hi] and that end at or before until_s (wrapping, as the

@@ -201,6 +201,11 @@ struct storage {
         atomic_int active;     /* a sweep is marking: writes record their symbols */
         u64map_t touched;      /* storage_symgc_key of every symbol written since */
     } symgc;
+    struct {                /* stream_clear.c: token intervals being received */
+        pthread_mutex_t mu; /* guards the rest */
+        uint64_t *lo, *hi;  /* closed intervals, n of them */
+        size_t n;
+    } receiving;
 };
 
 /* The token of a well-formed `spans` key, or 0 with *ok = 0 (stream_spans.c). */
@@ -311,6 +316,11 @@ int64_t storage_i64_get(const uint8_t *p);
  * that window's residual, not on its own here. */
 #define PTREE_FLAG_STREAMED 2
 #define PTREE_HEADER_LEN 10
+
+/* Whether token lies in an interval being received (storage_range_clear
+ * until storage_range_received): a profile written there keeps its tree
+ * whatever its size (write.c), for the stream to take it off a residual. */
+int storage_range_receiving(storage_t *s, uint64_t token);
 
 /* Symbol value: uvarint name_len, name, uvarint file_len, file. */
 int storage_symbol_value(buf_t *out, const char *name, const char *file);

@@ -140,12 +140,59 @@ static int clear_spans(storage_t *s, const uint64_t *lo, const uint64_t *hi, siz
     return ioerr;
 }
 
+/* Adds the intervals to those being received, before the clear commits: a
+ * write committed after it then sees them. Each interval once. */
+static int receiving_add(storage_t *s, const uint64_t *lo, const uint64_t *hi, size_t n)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->receiving.mu);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        size_t j = 0;
+        while (j < s->receiving.n && (s->receiving.lo[j] != lo[i] || s->receiving.hi[j] != hi[i]))
+            j++;
+        if (j < s->receiving.n) continue;
+        uint64_t *a = realloc(s->receiving.lo, (s->receiving.n + 1) * sizeof *a);
+        if (a != NULL) s->receiving.lo = a;
+        uint64_t *b = a ? realloc(s->receiving.hi, (s->receiving.n + 1) * sizeof *b) : NULL;
+        if (b != NULL) s->receiving.hi = b;
+        if (a == NULL || b == NULL) {
+            rc = ERR_NOMEM;
+            break;
+        }
+        a[s->receiving.n] = lo[i];
+        b[s->receiving.n++] = hi[i];
+    }
+    pthread_mutex_unlock(&s->receiving.mu);
+    return rc;
+}
+
+int storage_range_receiving(storage_t *s, uint64_t token)
+{
+    int in = 0;
+    pthread_mutex_lock(&s->receiving.mu);
+    for (size_t i = 0; !in && i < s->receiving.n; i++)
+        in = token >= s->receiving.lo[i] && token <= s->receiving.hi[i];
+    pthread_mutex_unlock(&s->receiving.mu);
+    return in;
+}
+
+void storage_range_received(storage_t *s)
+{
+    pthread_mutex_lock(&s->receiving.mu);
+    free(s->receiving.lo);
+    free(s->receiving.hi);
+    s->receiving.lo = s->receiving.hi = NULL;
+    s->receiving.n = 0;
+    pthread_mutex_unlock(&s->receiving.mu);
+}
+
 int storage_range_clear(storage_t *s, const uint64_t *lo, const uint64_t *hi, size_t n,
                         storage_clear_stats_t *st, errmsg_t *em)
 {
     memset(st, 0, sizeof *st);
     for (size_t i = 0; i < n; i++)
         if (lo[i] > hi[i]) return errmsg_set(em, ERR_INVALID_ARGUMENT, "clear: empty interval");
+    if (receiving_add(s, lo, hi, n) != 0) return errmsg_set(em, ERR_NOMEM, "out of memory");
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     tcounts_t tc = {0};
     int rc = 0;

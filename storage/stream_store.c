@@ -7,7 +7,8 @@
  * marker in `streamed`; the marker is checked first under the stripe mutexes
  * of the untreed profile ids, so a window is added once, and a live write of
  * one of those profiles either sees its seen entry (and skips) or is seen
- * here (and its total comes off the residual).
+ * here (and its total comes off the residual, its tree too: a live write
+ * into a range being received keeps it, storage_range_clear).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,9 @@ typedef struct sctx {
     uint64_t tenant_hash;
     buf_t tmp;
     errmsg_t *em;
+    /* the negated trees of untreed profiles this store counted and kept:
+     * taken off the residual block (put_untreed) */
+    sparse_vec_t minus, one, sum;
 } sctx_t;
 
 /* The key of (tenant, symbol) in the symbol cache and the symbol sweep. */
@@ -126,8 +130,23 @@ static int put_series(sctx_t *x, const labels_t *labels, int *is_new)
     return 0;
 }
 
+/* Takes the kept tree of profile_trees value b (n bytes), if it has one,
+ * off x->minus. */
+static int minus_tree(sctx_t *x, const char *b, size_t n)
+{
+    if (n < PTREE_HEADER_LEN || b[0] != PTREE_VERSION || (b[1] & PTREE_FLAG_NO_TREE)) return 0;
+    int rc =
+        storage_sparse_decode((const uint8_t *)b + PTREE_HEADER_LEN, n - PTREE_HEADER_LEN, &x->one);
+    if (rc != 0) return errmsg_set(x->em, rc, "stream: profile tree: %s", err_message(rc));
+    for (size_t i = 0; i < x->one.n; i++)
+        x->one.val[i] = (int64_t)(0 - (uint64_t)x->one.val[i]);
+    rc = storage_sparse_add(&x->minus, &x->one, &x->sum);
+    return rc != 0 ? errmsg_set(x->em, rc, "out of memory") : 0;
+}
+
 /* How this store knows an untreed profile: 0 not at all, 1 counted on its
- * own (a write), 2 recorded by a streamed window (counted in residuals). */
+ * own (a write; its kept tree, if any, goes to x->minus), 2 recorded by a
+ * streamed window (counted in residuals). */
 static int known(sctx_t *x, const storage_stream_profile_t *p, int *how)
 {
     const storage_stream_window_t *w = x->w;
@@ -142,6 +161,7 @@ static int known(sctx_t *x, const storage_stream_profile_t *p, int *how)
         size_t n;
         const char *b = rocksdb_pinnableslice_value(v, &n);
         *how = n >= 2 && (b[1] & PTREE_FLAG_STREAMED) ? 2 : 1;
+        if (*how == 1) rc = minus_tree(x, b, n);
     }
     rocksdb_pinnableslice_destroy(v);
     if (rc != 0 || *how != 0) return rc;
@@ -183,6 +203,20 @@ static int put_untreed(sctx_t *x, int64_t *total)
     return 0;
 }
 
+/* The residual block enc (this store's node ids) less x->minus. */
+static int residual_minus(sctx_t *x, buf_t *enc)
+{
+    int rc = 0;
+    if (enc->len > 0)
+        rc = storage_sparse_decode(enc->data, enc->len, &x->one);
+    else
+        x->one.n = 0;
+    if (rc == 0) rc = storage_sparse_add(&x->one, &x->minus, &x->sum);
+    buf_reset(enc);
+    if (rc == 0) rc = storage_sparse_encode(&x->one, enc);
+    return rc != 0 ? errmsg_set(x->em, rc, "stream: residual block: %s", err_message(rc)) : 0;
+}
+
 /* Everything of the window into the batch, then commit. Table held. */
 static int build_and_commit(sctx_t *x, const labels_t *labels)
 {
@@ -195,6 +229,7 @@ static int build_and_commit(sctx_t *x, const labels_t *labels)
     if (rc == 0 && w->residual != NULL) rc = calltree_for_each_symbol(w->residual, put_symbol, x);
     if (rc == 0) rc = put_series(x, labels, &is_new);
     if (rc == 0) rc = put_untreed(x, &total);
+    if (rc == 0 && x->minus.n > 0) rc = residual_minus(x, &enc);
     skey_t k;
     storage_key_window(&k, w->token, w->tenant, w->series_id, w->res, w->window_s);
     uint8_t mv[8];
@@ -253,6 +288,9 @@ int storage_stream_store(storage_t *s, const storage_stream_window_t *w, const l
         sctx_t x = {.s = s, .w = w, .symbols = symbols, .em = em};
         x.tenant_hash = hash_bytes64(w->tenant, strlen(w->tenant));
         buf_init(&x.tmp, STORAGE_VALUE_MAX);
+        storage_sparse_init(&x.minus);
+        storage_sparse_init(&x.one);
+        storage_sparse_init(&x.sum);
         x.wb = rocksdb_writebatch_create();
         pthread_rwlock_rdlock(&s->symgc.lock); /* no symbol sweep step meanwhile (write.c) */
         rc = storage_nodetab_acquire_append(s, w->token, w->tenant, &x.tab, em);
@@ -263,6 +301,9 @@ int storage_stream_store(storage_t *s, const storage_stream_window_t *w, const l
         pthread_rwlock_unlock(&s->symgc.lock);
         rocksdb_writebatch_destroy(x.wb);
         buf_free(&x.tmp);
+        storage_sparse_free(&x.minus);
+        storage_sparse_free(&x.one);
+        storage_sparse_free(&x.sum);
         if (rc == 0 && w->residual != NULL)
             rc = calltree_for_each_symbol(w->residual, cache_symbol, &x);
         if (rc == 0) *stored = 1;

@@ -560,6 +560,9 @@ int repair_pass_run(repair_t *r, buf_t *out)
     if (rc == 0 && holds) compare_all(r, v, per, bad, &st);
     int streamed = rc != 0 || !holds || stream_gained(r, v, t0, &st);
     streamed &= rc != 0 || repair_regain_stream(r, v, t0, &st);
+    /* every range cleared to receive is streamed whole: writes to it need
+     * not keep oversize profile trees for the stream any more */
+    if (rc == 0 && streamed && !r->closing) storage_range_received(r->storage);
     int complete =
         rc == 0 && !r->closing && st.unavailable == 0 && (!holds || covered(v, bad)) && streamed;
     if (complete && holds) announce(r, v, t0);
