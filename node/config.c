@@ -217,7 +217,8 @@ static const opt_t options[] = {
     {"max-profile-tree-bytes", OPT_SIZE, FIELD(storage.max_profile_tree_bytes, size_t), NULL, 0, 0,
      1 * GiB,
      "Largest encoded tree of one profile's series kept for GET /api/profiles/ID; larger ones are "
-     "listed but cannot be opened (0 = keep none)."},
+     "listed but cannot be opened (0 = keep none), except on a node receiving their range in a "
+     "move (docs/cluster.md, \"Streaming whole windows\")."},
     {"max-background-jobs", OPT_INT, FIELD(storage.max_background_jobs, int), NULL, 0, 1, 64,
      "RocksDB flush and compaction threads."},
     {"sync-writes", OPT_INT, FIELD(storage.sync_writes, int), "0", 0, 0, 1,
