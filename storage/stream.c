@@ -55,6 +55,12 @@ static int profs_add(profs_t *p, const uint8_t *id, int64_t time_ns, int64_t tot
 
 typedef struct wscan {
     storage_t *s;
+    /* every read of a scan sees the store as the block walk does: a write
+     * committed during the scan is then either in a window and its listed
+     * profiles or in neither (else its kept tree would come off a residual
+     * that never counted it) */
+    const rocksdb_snapshot_t *snap;
+    rocksdb_readoptions_t *ro; /* point reads, at snap */
     sparse_vec_t acc, one, tmp;
     profs_t kept, untreed;
     int64_t total;
@@ -89,6 +95,7 @@ static int seen_load(wscan_t *x, const skey_t *p)
     hi.n = storage_prefix_successor(hi.b, hi.n);
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
+    if (x->snap != NULL) rocksdb_readoptions_set_snapshot(ro, x->snap);
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(x->s->db, ro, x->s->cf[CF_PROFILES]);
     int rc = 0;
     for (rocksdb_iter_seek(it, (const char *)p->b, p->n); rc == 0 && rocksdb_iter_valid(it);
@@ -145,6 +152,7 @@ static int subtract_profiles(wscan_t *x, const char *tenant, uint64_t token, uin
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_lower_bound(ro, (const char *)lo.b, lo.n);
     rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
+    if (x->snap != NULL) rocksdb_readoptions_set_snapshot(ro, x->snap);
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(x->s->db, ro, x->s->cf[CF_PTREES]);
     int rc = 0;
     for (rocksdb_iter_seek_to_first(it); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
@@ -233,8 +241,7 @@ static int one_window(wscan_t *x, const uint8_t *k, size_t kn, const uint8_t *v,
     }
     char *err = NULL;
     size_t tn = 0;
-    char *tv =
-        rocksdb_get_cf(x->s->db, x->s->ropts, x->s->cf[CF_TOTALS], (const char *)k, kn, &tn, &err);
+    char *tv = rocksdb_get_cf(x->s->db, x->ro, x->s->cf[CF_TOTALS], (const char *)k, kn, &tn, &err);
     rc = storage_rocks_err(err, NULL, "stream: total");
     x->total = rc == 0 && tv != NULL && tn == 8 ? storage_i64_get((const uint8_t *)tv) : 0;
     free(tv);
@@ -268,7 +275,7 @@ static int series_listed(wscan_t *x, const uint8_t *k, size_t kn)
     x->looked.n = n;
     char *err = NULL;
     rocksdb_pinnableslice_t *v =
-        rocksdb_get_pinned_cf(x->s->db, x->s->ropts, x->s->cf[CF_SERIES], (const char *)k, n, &err);
+        rocksdb_get_pinned_cf(x->s->db, x->ro, x->s->cf[CF_SERIES], (const char *)k, n, &err);
     x->listed = err != NULL || v != NULL; /* unsure: stream it (the receiver checks labels) */
     free(err);
     rocksdb_pinnableslice_destroy(v);
@@ -283,12 +290,14 @@ typedef struct token_walk {
     uint8_t hk[8];
 } token_walk_t;
 
-static void walk_open(storage_t *s, enum storage_cf cf, uint64_t lo, uint64_t hi, token_walk_t *w)
+static void walk_open(storage_t *s, enum storage_cf cf, uint64_t lo, uint64_t hi,
+                      const rocksdb_snapshot_t *snap, token_walk_t *w)
 {
     uint8_t lk[8];
     be64_put(lk, lo);
     be64_put(w->hk, hi + 1);
     w->ro = rocksdb_readoptions_create();
+    if (snap != NULL) rocksdb_readoptions_set_snapshot(w->ro, snap);
     if (hi != UINT64_MAX)
         rocksdb_readoptions_set_iterate_upper_bound(w->ro, (const char *)w->hk, 8);
     w->it = rocksdb_create_iterator_cf(s->db, w->ro, s->cf[cf]);
@@ -318,12 +327,15 @@ int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *a
                         size_t after_len, storage_stream_fn fn, void *ctx)
 {
     if (lo > hi) return ERR_INVALID_ARGUMENT;
+    const rocksdb_snapshot_t *snap = rocksdb_create_snapshot(s->db);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(ro, snap);
     token_walk_t w;
-    walk_open(s, CF_BLOCKS, lo, hi, &w);
+    walk_open(s, CF_BLOCKS, lo, hi, snap, &w);
     rocksdb_iterator_t *it = w.it;
     int use_after = after_len >= 8 && be64_get(after) >= lo;
     if (use_after) rocksdb_iter_seek(it, (const char *)after, after_len);
-    wscan_t x = {.s = s};
+    wscan_t x = {.s = s, .snap = snap, .ro = ro};
     storage_sparse_init(&x.acc);
     storage_sparse_init(&x.one);
     storage_sparse_init(&x.tmp);
@@ -338,6 +350,8 @@ int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *a
         rc = one_window(&x, k, kn, v, vn, fn, ctx);
     }
     rc = walk_close(&w, rc, "stream: blocks");
+    rocksdb_readoptions_destroy(ro);
+    rocksdb_release_snapshot(s->db, snap);
     storage_sparse_free(&x.acc);
     storage_sparse_free(&x.one);
     storage_sparse_free(&x.tmp);
@@ -387,9 +401,9 @@ int storage_stream_sums(storage_t *s, uint64_t lo, uint64_t hi, int64_t until_s,
     memset(sums, 0, STORAGE_RESOLUTION_COUNT * sizeof *sums);
     if (lo > hi) return ERR_INVALID_ARGUMENT;
     token_walk_t w;
-    walk_open(s, CF_TOTALS, lo, hi, &w);
+    walk_open(s, CF_TOTALS, lo, hi, NULL, &w);
     rocksdb_iterator_t *it = w.it;
-    wscan_t x = {.s = s}; /* for series_listed: aggregates are not summed */
+    wscan_t x = {.s = s, .ro = s->ropts}; /* for series_listed: aggregates are not summed */
     for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t kn, vn;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
