@@ -39,7 +39,8 @@ typedef struct serve {
     arena_t *arena;
     Flamedb__Cluster__RepairAnswer *a;
     size_t bytes, cap;
-    char tenant[RING_TENANT_MAX + 1];
+    char tenant[RING_TENANT_MAX + 1]; /* the batch's tenant, to compare */
+    char *tenant_out;                 /* the same in the arena: the answer outlives this frame */
     symtab_t *symbols;
     uint64_t *syms;
     size_t nsyms, syms_cap;
@@ -52,6 +53,16 @@ static int add_sym(void *ctx, uint64_t id)
     int rc = GROW(x->syms, x->syms_cap, x->nsyms + 1, GROW_UNLIMITED);
     if (rc == 0) x->syms[x->nsyms++] = id;
     return rc;
+}
+
+/* The batch's tenant: kept here for comparing, copied into the arena for the
+ * answer, which is packed on the loop after this job's frame is gone. */
+static int set_tenant(serve_t *x, const char *tenant)
+{
+    if (x->tenant_out != NULL && strcmp(x->tenant, tenant) == 0) return 0;
+    snprintf(x->tenant, sizeof x->tenant, "%s", tenant);
+    x->tenant_out = arena_memdup(x->arena, x->tenant, strlen(x->tenant) + 1);
+    return x->tenant_out != NULL ? 0 : ERR_NOMEM;
 }
 
 static ProtobufCBinaryData bytes_of(arena_t *a, const void *p, size_t n)
@@ -68,7 +79,7 @@ static Flamedb__Cluster__SeenEntry **entries(serve_t *x, const storage_stream_wi
     if (v == NULL || e == NULL) return NULL;
     for (size_t i = 0; i < n; i++) {
         flamedb__cluster__seen_entry__init(&e[i]);
-        e[i].tenant = x->tenant;
+        e[i].tenant = x->tenant_out;
         e[i].token = w->token;
         e[i].series_id = w->series_id;
         e[i].profile_id = bytes_of(x->arena, p[i].profile_id, 16);
@@ -108,7 +119,7 @@ static int add_window(void *ctx, const storage_stream_window_t *w)
         a->more = 1;
         return 1; /* the rest in the next page */
     }
-    snprintf(x->tenant, sizeof x->tenant, "%s", w->tenant);
+    if (set_tenant(x, w->tenant) != 0) return ERR_NOMEM;
     Flamedb__Cluster__StreamWindow *m = arena_zalloc(x->arena, sizeof *m);
     if (m == NULL) return ERR_NOMEM;
     flamedb__cluster__stream_window__init(m);
@@ -119,7 +130,7 @@ static int add_window(void *ctx, const storage_stream_window_t *w)
         return 0;
     }
     if (rc != 0) return rc;
-    m->tenant = x->tenant;
+    m->tenant = x->tenant_out;
     m->token = w->token;
     m->series_id = w->series_id;
     m->res = (uint32_t)w->res;
@@ -208,11 +219,11 @@ static int add_span(void *ctx, const uint8_t *key, size_t klen, const char *tena
         log_warn("repair", "stream: a stored span tree does not decode: not sent");
         return 0;
     }
-    snprintf(x->tenant, sizeof x->tenant, "%s", tenant);
+    if (set_tenant(x, tenant) != 0) return ERR_NOMEM;
     Flamedb__Cluster__StreamSpan *m = arena_zalloc(x->arena, sizeof *m);
     if (m == NULL) return ERR_NOMEM;
     flamedb__cluster__stream_span__init(m);
-    m->tenant = x->tenant;
+    m->tenant = x->tenant_out;
     m->key = bytes_of(x->arena, key, klen);
     m->calltree = bytes_of(x->arena, v, vn);
     if (m->key.data == NULL || m->calltree.data == NULL) return ERR_NOMEM;

@@ -7,7 +7,8 @@
  * edge; and a fetched profile, stored on the replica that lacked it, makes
  * the digests equal and counts once however often it is fetched; a fetched
  * write the replica refuses over tenant-max-series is counted unavailable
- * and the others of the answer are still stored. */
+ * and the others of the answer are still stored; a stream answer names no
+ * string of the frame that built it. */
 #include "test_storage_fixture.h"
 
 #include "node/cluster/repair_int.h"
@@ -295,6 +296,46 @@ static void test_schedule(void)
     CHECK(a != b); /* each pass draws again */
 }
 
+/* Writes over the stack below the caller's frame, where a returned call's
+ * locals were. */
+static __attribute__((noinline)) void clobber_stack(void)
+{
+    volatile char junk[1 << 16];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = 'X';
+}
+
+/* A stream answer is packed on the loop after the job that built it has
+ * returned: every string it names must live in its arena, not in the
+ * builder's frame (the tenant did, and the loop read a dead stack). */
+static void test_stream_answer_outlives_builder(fixture_t *a)
+{
+    repair_options_t o = {0};
+    replicate_options_default(&o.write);
+    o.write.shards = shards;
+    o.max_message_bytes = 1 << 20;
+    Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;
+    q.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    q.kind = FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_STREAM;
+    q.deadline_unix_ms = (uint64_t)(T0 + 3600) * 1000;
+    q.lo = 0;
+    q.hi = UINT64_MAX;
+    arena_t arena;
+    arena_init(&arena, 4096, 1 << 20);
+    Flamedb__Cluster__RepairAnswer ans = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, &arena, &ans, &em), 0);
+    clobber_stack();
+    CHECK(ans.n_windows > 0);
+    for (size_t i = 0; i < ans.n_windows; i++) {
+        const Flamedb__Cluster__StreamWindow *w = ans.windows[i];
+        CHECK_EQ_STR(w->tenant, TENANT);
+        for (size_t k = 0; k < w->n_kept; k++)
+            CHECK_EQ_STR(w->kept[k]->tenant, TENANT);
+    }
+    arena_free(&arena);
+}
+
 int main(void)
 {
     test_schedule();
@@ -306,6 +347,7 @@ int main(void)
     test_seen_scan(&a);
     test_span();
     test_fetch(&a, &b);
+    test_stream_answer_outlives_builder(&a);
     fixture_t c;
     if (fx_init(&c) != 0) return 1;
     c.now = T0 + 6 * 3600;
