@@ -1,7 +1,7 @@
 """test_share_cancel.py — a query whose client goes away stops its shares
 while they run, on the coordinator (its local job) and on the other node (a
 cancel message): a render over 80,000 series (about half a second of merging per
-node here) is opened and its connection closed after 0.1 s; both nodes count
+node here) is opened and its connection closed once both shares run; both nodes count
 a share stopped early (flamedb_scatter_shares_cancelled_total) and their
 query lanes are idle again well before the query would have finished."""
 import socket
@@ -50,7 +50,11 @@ def test_client_close_stops_running_shares():
         s = socket.create_connection(("127.0.0.1", n0.port), timeout=10)
         s.sendall(("GET /pyroscope/render?%s HTTP/1.1\r\nHost: x\r\nX-Scope-OrgID: t\r\n\r\n"
                    % urllib.parse.urlencode(params)).encode())
-        time.sleep(0.1)  # both shares are running (each takes several times that)
+        # close once both shares run (each takes a good part of the full query;
+        # a fixed sleep outlived the coordinator's local share once merges got faster)
+        wait_for("both shares running",
+                 lambda: query_lane_running(n0) >= 1 and query_lane_running(n1) >= 1,
+                 timeout=10, interval=0.005)
         s.close()
         closed = time.monotonic()
         wait_for("both query lanes idle",
