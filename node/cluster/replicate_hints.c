@@ -303,24 +303,15 @@ static void batch_done(replicate_t *r, size_t rti)
     if (again) start_batch(r, rti);
 }
 
-typedef struct delete_job {
-    workq_job_t work;
-    replicate_t *r;
-    size_t rti;
-    char target[RING_NODE_ID_MAX + 1];
-    uint64_t seq;
-    int rc;
-} delete_job_t;
-
-static void delete_work(workq_job_t *w)
+void replicate_hint_delete_work(workq_job_t *w)
 {
-    delete_job_t *j = w->data;
+    replicate_hint_delete_t *j = w->data;
     j->rc = storage_hint_delete(j->r->storage, j->target, j->seq, NULL);
 }
 
 static void delete_after(workq_job_t *w, int status)
 {
-    delete_job_t *j = w->data;
+    replicate_hint_delete_t *j = w->data;
     replicate_t *r = j->r;
     replay_target_t *rt = &r->rt[j->rti];
     r->jobs--;
@@ -339,12 +330,13 @@ void replicate_replay_resolved(replicate_t *r, pending_t *p, int ok)
 {
     replay_target_t *rt = &r->rt[p->rti];
     flamedb__cluster__write_request__free_unpacked(p->msg, NULL);
-    delete_job_t *j = ok ? calloc(1, sizeof *j) : NULL;
+    replicate_hint_delete_t *j = ok ? calloc(1, sizeof *j) : NULL;
     if (j != NULL) {
-        *j = (delete_job_t){.r = r, .rti = p->rti, .seq = p->seq};
+        *j = (replicate_hint_delete_t){.r = r, .rti = p->rti, .seq = p->seq};
         snprintf(j->target, sizeof j->target, "%s", p->target);
         j->work.data = j;
-        if (workq_submit(r->workq, WORKQ_WRITE, &j->work, delete_work, delete_after) == 0) {
+        if (workq_submit(r->workq, WORKQ_WRITE, &j->work, replicate_hint_delete_work,
+                         delete_after) == 0) {
             r->jobs++;
             free(p);
             return; /* the delete resolves it */

@@ -387,6 +387,22 @@ void replicate_grace_timer_cb(uv_timer_t *t);
 
 /* Hints (replicate_hints.c). */
 void replicate_publish_hint_targets(replicate_t *r);
+
+/* A job deleting one stored hint on the pool: a replayed hint its target
+ * acknowledged (rti: its replay target) or one stored before the answer
+ * that a late ack made needless. The submitter allocates it; its after
+ * callback frees it. */
+typedef struct replicate_hint_delete {
+    workq_job_t work;
+    replicate_t *r;
+    size_t rti;
+    char target[RING_NODE_ID_MAX + 1];
+    uint64_t seq;
+    int rc;
+} replicate_hint_delete_t;
+
+/* Pool: deletes the job's hint and keeps the outcome in rc. */
+void replicate_hint_delete_work(workq_job_t *w);
 void replicate_replay_tick(uv_timer_t *t);
 void replicate_replay_resolved(replicate_t *r, pending_t *p, int ok);
 /* Stores the hints of rw's TS_NEEDS_HINT targets on the pool, then frees rw. */

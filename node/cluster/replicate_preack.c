@@ -89,25 +89,12 @@ void replicate_grace_timer_cb(uv_timer_t *t)
 
 /* ---------------------------------------------------------------- cancelling */
 
-typedef struct cancel_job {
-    workq_job_t work;
-    replicate_t *r;
-    char target[RING_NODE_ID_MAX + 1];
-    uint64_t seq;
-    int rc;
-} cancel_job_t;
-
-static void cancel_work(workq_job_t *w)
-{
-    cancel_job_t *j = w->data;
-    j->rc = storage_hint_delete(j->r->storage, j->target, j->seq, NULL);
-}
-
 static void cancel_after(workq_job_t *w, int status)
 {
-    cancel_job_t *j = w->data;
+    replicate_hint_delete_t *j = w->data;
     replicate_t *r = j->r;
-    if (status != 0) cancel_work(w); /* cancelled: the hint would replay needlessly */
+    if (status != 0)
+        replicate_hint_delete_work(w); /* cancelled: the hint would replay needlessly */
     r->jobs--;
     if (j->rc == 0) r->st.hints_cancelled++;
     replicate_publish_hint_targets(r);
@@ -120,13 +107,14 @@ static void cancel_hint(replicate_t *r, rtarget_t *t)
     uint64_t seq = t->hint_seq;
     t->hint_seq = 0;
     if (seq == 0) return; /* not stored (dropped: its mark stays) */
-    cancel_job_t *j = calloc(1, sizeof *j);
+    replicate_hint_delete_t *j = calloc(1, sizeof *j);
     if (j == NULL) return; /* the hint stays and replays: idempotent */
-    *j = (cancel_job_t){.r = r, .seq = seq};
+    *j = (replicate_hint_delete_t){.r = r, .seq = seq};
     snprintf(j->target, sizeof j->target, "%s", t->id);
     j->work.data = j;
     r->jobs++;
-    if (r->closing || workq_submit(r->workq, WORKQ_WRITE, &j->work, cancel_work, cancel_after) != 0)
+    if (r->closing || workq_submit(r->workq, WORKQ_WRITE, &j->work, replicate_hint_delete_work,
+                                   cancel_after) != 0)
         cancel_after(&j->work, 1);
 }
 
