@@ -58,37 +58,63 @@ static uint64_t abs_u64(int64_t v)
     return v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
 }
 
+/* Block layout shared by both encoders: version, scale, count, then pairs of
+ * (id delta, value / scale). The scale is the gcd of the values' magnitudes, so
+ * every division is exact; it keeps the sign. */
+static uint64_t scale_add(uint64_t scale, int64_t v)
+{
+    return scale == 1 ? 1 : gcd_u64(abs_u64(v), scale); /* 1 stays 1 */
+}
+
+/* Reserves room for n pairs and writes the header; *at = where pairs go. */
+static int block_begin(buf_t *out, uint64_t scale, size_t n, uint8_t **at)
+{
+    int rc = buf_reserve(out, 1 + 10 + 10 + n * 15);
+    if (rc != 0) return rc;
+    uint8_t *p = out->data + out->len;
+    *p++ = SPARSE_VERSION;
+    p += varint_put_u(p, scale == 0 ? 1 : scale);
+    p += varint_put_u(p, n);
+    *at = p;
+    return 0;
+}
+
+static uint8_t *block_pair(uint8_t *p, uint32_t delta, int64_t v, uint64_t scale)
+{
+    p += varint_put_u(p, delta);
+    int64_t q = scale <= 1 ? v
+                : v < 0    ? -(int64_t)(abs_u64(v) / scale)
+                           : (int64_t)(abs_u64(v) / scale);
+    return p + varint_put_u(p, varint_zigzag(q));
+}
+
+static void block_end(buf_t *out, uint8_t *p)
+{
+    out->len = (size_t)(p - out->data);
+    out->data[out->len] = 0;
+}
+
 int storage_sparse_encode(const sparse_vec_t *v, buf_t *out)
 {
     uint64_t scale = 0;
     size_t n = 0;
     for (size_t i = 0; i < v->n; i++) {
         if (v->val[i] == 0) continue;
-        if (scale != 1) scale = gcd_u64(abs_u64(v->val[i]), scale); /* 1 stays 1 */
+        scale = scale_add(scale, v->val[i]);
         n++;
     }
-    if (scale == 0) scale = 1;
-    int rc = buf_reserve(out, 1 + 10 + 10 + n * 15);
+    uint8_t *p = NULL;
+    int rc = block_begin(out, scale, n, &p);
     if (rc != 0) return rc;
-    uint8_t *p = out->data + out->len;
-    *p++ = SPARSE_VERSION;
-    p += varint_put_u(p, scale);
-    p += varint_put_u(p, n);
     uint32_t prev = 0;
     for (size_t i = 0; i < v->n; i++) {
         if (v->val[i] == 0) continue;
         /* Ids are stored as deltas: they must ascend (decode rejects the rest). */
         ASSERT_ALWAYS(i == 0 || v->id[i] > prev);
-        p += varint_put_u(p, v->id[i] - prev);
+        p = block_pair(p, v->id[i] - prev, v->val[i], scale);
         prev = v->id[i];
-        /* exact: scale divides every value; the division keeps the sign */
-        int64_t q = scale == 1      ? v->val[i]
-                    : v->val[i] < 0 ? -(int64_t)(abs_u64(v->val[i]) / scale)
-                                    : (int64_t)(abs_u64(v->val[i]) / scale);
-        p += varint_put_u(p, varint_zigzag(q));
     }
-    out->len = (size_t)(p - out->data);
-    out->data[out->len] = 0;
+    block_end(out, p);
     return 0;
 }
 
@@ -254,29 +280,19 @@ static int encode_dense(const int64_t *dense, uint32_t max_id, buf_t *out)
     size_t n = 0;
     for (uint32_t id = 0; id <= max_id; id++) {
         if (dense[id] == 0) continue;
-        if (scale != 1) scale = gcd_u64(abs_u64(dense[id]), scale); /* 1 stays 1 */
+        scale = scale_add(scale, dense[id]);
         n++;
     }
-    if (scale == 0) scale = 1;
-    int rc = buf_reserve(out, 1 + 10 + 10 + n * 15);
+    uint8_t *p = NULL;
+    int rc = block_begin(out, scale, n, &p);
     if (rc != 0) return rc;
-    uint8_t *p = out->data + out->len;
-    *p++ = SPARSE_VERSION;
-    p += varint_put_u(p, scale);
-    p += varint_put_u(p, n);
     uint32_t prev = 0;
     for (uint32_t id = 0; id <= max_id; id++) {
-        int64_t v = dense[id];
-        if (v == 0) continue;
-        p += varint_put_u(p, id - prev); /* ascending by construction */
+        if (dense[id] == 0) continue;
+        p = block_pair(p, id - prev, dense[id], scale); /* ascending by construction */
         prev = id;
-        int64_t q = scale == 1 ? v
-                    : v < 0    ? -(int64_t)(abs_u64(v) / scale)
-                               : (int64_t)(abs_u64(v) / scale);
-        p += varint_put_u(p, varint_zigzag(q));
     }
-    out->len = (size_t)(p - out->data);
-    out->data[out->len] = 0;
+    block_end(out, p);
     return 0;
 }
 
