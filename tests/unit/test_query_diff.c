@@ -138,15 +138,41 @@ static void render(calltree_t *l, calltree_t *r, symtab_t *syms, const char *max
     render_as(l, r, syms, max_nodes, NULL, out);
 }
 
+/* Two sides of generated stacks over the shared symbols: the left has NSTACK
+ * stacks, the right NSTACK / 2 drawn with seed right_seed (another shape). */
+typedef struct {
+    symtab_t *syms;
+    stack_t_ ls[NSTACK], rs[NSTACK];
+    calltree_t *l, *r;
+} sides_t;
+
+static sides_t *sides_new(int right_seed)
+{
+    sides_t *s = calloc(1, sizeof *s);
+    CHECK(s != NULL);
+    s->syms = symtab_new();
+    for (int i = 0; i < NSYM; i++)
+        symtab_intern(s->syms, names[i], 2, "x.go", 4, &ids[i]);
+    s->l = calltree_new(0);
+    s->r = calltree_new(0);
+    make_side(s->ls, NSTACK, s->l, 0);
+    make_side(s->rs, NSTACK / 2, s->r, right_seed);
+    return s;
+}
+
+static void sides_free(sides_t *s)
+{
+    calltree_free(s->l);
+    calltree_free(s->r);
+    symtab_free(s->syms);
+    free(s);
+}
+
 static void test_exact_union(void)
 {
-    symtab_t *syms = symtab_new();
-    for (int i = 0; i < NSYM; i++)
-        symtab_intern(syms, names[i], 2, "x.go", 4, &ids[i]);
-    stack_t_ ls[NSTACK], rs[NSTACK];
-    calltree_t *l = calltree_new(0), *r = calltree_new(0);
-    make_side(ls, NSTACK, l, 0);
-    make_side(rs, NSTACK / 2, r, 3); /* different shapes and sizes */
+    sides_t *sd = sides_new(3); /* different shapes and sizes */
+    symtab_t *syms = sd->syms;
+    calltree_t *l = sd->l, *r = sd->r;
     query_result_t out;
     query_result_init(&out);
     render(l, r, syms, "0", &out);
@@ -159,8 +185,8 @@ static void test_exact_union(void)
     CHECK_EQ_INT(p->lv[0][4], p->right);
     for (int d = 1; d < p->levels && d <= MAXD; d++)
         for (int f = 0; f < NSYM; f++) {
-            CHECK_EQ_INT(level_sum(p, d, names[f], 0), brute(ls, NSTACK, d, f));
-            CHECK_EQ_INT(level_sum(p, d, names[f], 1), brute(rs, NSTACK / 2, d, f));
+            CHECK_EQ_INT(level_sum(p, d, names[f], 0), brute(sd->ls, NSTACK, d, f));
+            CHECK_EQ_INT(level_sum(p, d, names[f], 1), brute(sd->rs, NSTACK / 2, d, f));
         }
     query_result_free(&out);
 
@@ -183,9 +209,7 @@ static void test_exact_union(void)
     CHECK_EQ_INT(rsum, p->right - p->lv[0][5]);
     free(p);
     query_result_free(&out);
-    calltree_free(l);
-    calltree_free(r);
-    symtab_free(syms);
+    sides_free(sd);
 }
 
 /* ---- svg and folded ---- */
@@ -263,17 +287,13 @@ static void check_folded(const char *text, const sums_t *self)
 
 static void test_folded(void)
 {
-    symtab_t *syms = symtab_new();
-    for (int i = 0; i < NSYM; i++)
-        symtab_intern(syms, names[i], 2, "x.go", 4, &ids[i]);
-    stack_t_ ls[NSTACK], rs[NSTACK];
-    calltree_t *l = calltree_new(0), *r = calltree_new(0);
-    make_side(ls, NSTACK, l, 0);
-    make_side(rs, NSTACK / 2, r, 5);
+    sides_t *sd = sides_new(5);
+    symtab_t *syms = sd->syms;
+    calltree_t *l = sd->l, *r = sd->r;
     sums_t self = {0};
     strmap_init(&self.m);
-    sums_of(&self, ls, NSTACK, 0, 0);
-    sums_of(&self, rs, NSTACK / 2, 1, 0);
+    sums_of(&self, sd->ls, NSTACK, 0, 0);
+    sums_of(&self, sd->rs, NSTACK / 2, 1, 0);
     query_result_t out;
     query_result_init(&out);
     render_as(l, r, syms, NULL, "folded", &out); /* untruncated by default */
@@ -300,9 +320,7 @@ static void test_folded(void)
     CHECK_EQ_INT(sum[1], calltree_root_total(r));
     query_result_free(&out);
     sums_free(&self);
-    calltree_free(l);
-    calltree_free(r);
-    symtab_free(syms);
+    sides_free(sd);
 }
 
 /* One frame, knowing its path's totals on both sides. */
@@ -374,17 +392,13 @@ static void check_diff_svg(const xdoc_t *d, const sums_t *tot, int64_t lroot, in
 
 static void test_svg(void)
 {
-    symtab_t *syms = symtab_new();
-    for (int i = 0; i < NSYM; i++)
-        symtab_intern(syms, names[i], 2, "x.go", 4, &ids[i]);
-    stack_t_ ls[NSTACK], rs[NSTACK];
-    calltree_t *l = calltree_new(0), *r = calltree_new(0);
-    make_side(ls, NSTACK, l, 0);
-    make_side(rs, NSTACK / 2, r, 2);
+    sides_t *sd = sides_new(2);
+    symtab_t *syms = sd->syms;
+    calltree_t *l = sd->l, *r = sd->r;
     sums_t tot = {0};
     strmap_init(&tot.m);
-    sums_of(&tot, ls, NSTACK, 0, 1);
-    sums_of(&tot, rs, NSTACK / 2, 1, 1);
+    sums_of(&tot, sd->ls, NSTACK, 0, 1);
+    sums_of(&tot, sd->rs, NSTACK / 2, 1, 1);
     query_result_t out;
     query_result_init(&out);
     render_as(l, r, syms, NULL, "svg", &out); /* fewer nodes than the default maxNodes */
@@ -407,9 +421,7 @@ static void test_svg(void)
     xdoc_free(&d);
     query_result_free(&out);
     sums_free(&tot);
-    calltree_free(l);
-    calltree_free(r);
-    symtab_free(syms);
+    sides_free(sd);
 }
 
 /* By example: a grows nowhere (100% both), a;b grows from 50% to 75%, a;c
@@ -621,18 +633,14 @@ static void ss_read(const char *text, ssfile_t *f, sums_t *got)
  * ticks, with or without truncation. */
 static void test_speedscope(void)
 {
-    symtab_t *syms = symtab_new();
-    for (int i = 0; i < NSYM; i++)
-        symtab_intern(syms, names[i], 2, "x.go", 4, &ids[i]);
-    stack_t_ ls[NSTACK], rs[NSTACK];
-    calltree_t *l = calltree_new(0), *r = calltree_new(0);
-    make_side(ls, NSTACK, l, 0);
-    make_side(rs, NSTACK / 2, r, 5);
+    sides_t *sd = sides_new(5);
+    symtab_t *syms = sd->syms;
+    calltree_t *l = sd->l, *r = sd->r;
     sums_t self = {0}, got = {0};
     strmap_init(&self.m);
     strmap_init(&got.m);
-    sums_of(&self, ls, NSTACK, 0, 0);
-    sums_of(&self, rs, NSTACK / 2, 1, 0);
+    sums_of(&self, sd->ls, NSTACK, 0, 0);
+    sums_of(&self, sd->rs, NSTACK / 2, 1, 0);
     query_result_t out;
     query_result_init(&out);
     render_as(l, r, syms, NULL, "speedscope", &out); /* untruncated by default */
@@ -695,9 +703,7 @@ static void test_speedscope(void)
     buf_free(&rb);
     sums_free(&got);
     sums_free(&self);
-    calltree_free(l);
-    calltree_free(r);
-    symtab_free(syms);
+    sides_free(sd);
 }
 
 static void test_refusals(void)
