@@ -198,13 +198,20 @@ def test_add_node_under_ingest():
         print("    exact on n1, n2, n3 with n0 killed")
 
 
+def join_slowly(c, t0):
+    """Preloads c, adds a node streaming at 1 MB/s and returns (want, its index)
+    once it has streamed its first series."""
+    want = preload(c, [0, 1, 2], "base", t0, 1600, lines=60)
+    n = c.add_node(extra=["--stream-max-mb-per-s", "1"])
+    wait_for("n3 streaming", lambda: metric(c, n, "flamedb_repair_series_streamed_total") > 0,
+             timeout=30, interval=0.05)
+    return want, n
+
+
 def test_join_killed_midstream_resumes():
     t0 = int(time.time()) - 7200
     with Cluster(3, rf=2, args=ARGS) as c:
-        want = preload(c, [0, 1, 2], "base", t0, 1600, lines=60)
-        n = c.add_node(extra=["--stream-max-mb-per-s", "1"])
-        wait_for("n3 streaming", lambda: metric(c, n, "flamedb_repair_series_streamed_total") > 0,
-                 timeout=30, interval=0.05)
+        want, n = join_slowly(c, t0)
         assert c.states(n)[c.ids[n]] == "joining", c.status(n)
         before = metric(c, n, "flamedb_repair_series_streamed_total")
         c.kill(n)
@@ -228,10 +235,7 @@ def test_join_killed_midstream_resumes():
 def test_join_source_killed_midstream():
     t0 = int(time.time()) - 7200
     with Cluster(3, rf=2, args=ARGS) as c:
-        want = preload(c, [0, 1, 2], "base", t0, 1600, lines=60)
-        n = c.add_node(extra=["--stream-max-mb-per-s", "1"])
-        wait_for("n3 streaming", lambda: metric(c, n, "flamedb_repair_series_streamed_total") > 0,
-                 timeout=30, interval=0.05)
+        want, n = join_slowly(c, t0)
         c.kill(0)  # a source of the ranges n3 gains, mid-stream
         print("    killed n0 (-9) while n3 streamed (%d series so far)" %
               metric(c, n, "flamedb_repair_series_streamed_total"))
