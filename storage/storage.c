@@ -457,6 +457,20 @@ int storage_disk_usage(storage_t *s, uint64_t *bytes)
     return 0;
 }
 
+_Static_assert(CF_COUNT - 1 <= STORAGE_STATS_MAX_CFS, "storage_stats_t holds every column family");
+
+void storage_sst_bytes_by_cf(storage_t *s, storage_cf_bytes_t *out, size_t cap, size_t *n)
+{
+    *n = 0;
+    for (int i = 0; i < CF_COUNT && *n < cap; i++) {
+        if (i == CF_DEFAULT) continue; /* unused */
+        uint64_t v = 0;
+        if (rocksdb_property_int_cf(s->db, s->cf[i], "rocksdb.total-sst-files-size", &v) != 0)
+            v = 0;
+        out[(*n)++] = (storage_cf_bytes_t){.cf = cf_specs[i].name, .bytes = v};
+    }
+}
+
 /* "Cumulative WAL: W writes, S syncs, ..." of RocksDB's DB stats (since open). */
 static void wal_counts(storage_t *s, uint64_t *writes, uint64_t *syncs)
 {
@@ -475,6 +489,7 @@ int storage_stats(storage_t *s, storage_stats_t *out)
 {
     memset(out, 0, sizeof *out);
     storage_disk_usage(s, &out->disk_bytes);
+    storage_sst_bytes_by_cf(s, out->sst_bytes, STORAGE_STATS_MAX_CFS, &out->ncfs);
     out->memtable_bytes = sum_property(s, "rocksdb.cur-size-all-mem-tables");
     out->block_cache_bytes = rocksdb_cache_get_usage(s->cache);
     out->corrupt_operands = atomic_load(&s->counters.corrupt_operands);
@@ -520,6 +535,19 @@ int storage_checkpoint(storage_t *s, const char *dir, errmsg_t *em)
     rocksdb_checkpoint_create(cp, dir, 0, &err);
     rc = storage_rocks_err(err, em, "checkpoint");
     rocksdb_checkpoint_object_destroy(cp);
+    return rc;
+}
+
+/* flamedb_storage_sst_bytes{cf}: one series per column family (a fixed set). */
+static int render_sst_bytes(const void *ctx, buf_t *out)
+{
+    const storage_stats_t *st = ctx;
+    int rc = buf_append_str(out, "# HELP flamedb_storage_sst_bytes Bytes of SST files per column "
+                                 "family (docs/storage-format.md says what each holds).\n"
+                                 "# TYPE flamedb_storage_sst_bytes gauge\n");
+    for (size_t i = 0; i < st->ncfs && rc == ERR_OK; i++)
+        rc = buf_printf(out, "flamedb_storage_sst_bytes{cf=\"%s\"} %llu\n", st->sst_bytes[i].cf,
+                        (unsigned long long)st->sst_bytes[i].bytes);
     return rc;
 }
 
@@ -571,4 +599,5 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
                         "Single-profile trees not kept: larger than max-profile-tree-bytes."),
     };
     metrics_add_u64_array(r, defs, sizeof defs / sizeof defs[0], st);
+    metrics_add_render(r, render_sst_bytes, st);
 }

@@ -298,9 +298,22 @@ int storage_disk_usage(storage_t *s, uint64_t *bytes);
 /* Compacts everything now (tests and benchmarks measure settled sizes). */
 int storage_compact(storage_t *s);
 
+/* Room for every column family's figure in storage_stats_t. */
+#define STORAGE_STATS_MAX_CFS 16
+
+/* SST bytes of one column family (its name is static, owned by storage). */
+typedef struct storage_cf_bytes {
+    const char *cf;
+    uint64_t bytes;
+} storage_cf_bytes_t;
+
 /* Counters and sizes for /metrics; a snapshot, filled into *out. */
 typedef struct storage_stats {
-    uint64_t disk_bytes;        /* as storage_disk_usage */
+    uint64_t disk_bytes; /* as storage_disk_usage */
+    /* SST bytes per column family (blocks, nodes, profile_trees, ...): what
+     * the disk_bytes are made of, ncfs entries */
+    storage_cf_bytes_t sst_bytes[STORAGE_STATS_MAX_CFS];
+    size_t ncfs;
     uint64_t memtable_bytes;    /* all memtables of all column families */
     uint64_t block_cache_bytes; /* block cache in use */
     uint64_t corrupt_operands;  /* merge operands skipped (each time met) as undecodable */
@@ -321,6 +334,8 @@ typedef struct storage_stats {
     uint64_t gc_symbols;        /* unreferenced symbols deleted since open */
 } storage_stats_t;
 int storage_stats(storage_t *s, storage_stats_t *out);
+/* Fills out[0..*n) with the SST bytes of each column family (at most cap). */
+void storage_sst_bytes_by_cf(storage_t *s, storage_cf_bytes_t *out, size_t cap, size_t *n);
 /* Series tenant has in this store, as counted for tenant_max_series (0 when
  * nothing is counted: that limit off and count_tenant_series 0). Thread-safe. */
 size_t storage_tenant_series(storage_t *s, const char *tenant);

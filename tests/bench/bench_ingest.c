@@ -124,6 +124,13 @@ static void report_disk(storage_t *st, const char *dir, const profile_set_t *set
     printf("disk_bytes_sst_wal: %llu\ndisk_bytes_dir: %llu\n", (unsigned long long)usage,
            (unsigned long long)all);
     printf("ingested_gz_bytes: %zu\ningested_raw_bytes: %zu\n", gz, raw);
+    storage_cf_bytes_t cfs[STORAGE_STATS_MAX_CFS];
+    size_t ncfs = 0;
+    storage_sst_bytes_by_cf(st, cfs, STORAGE_STATS_MAX_CFS, &ncfs);
+    for (size_t i = 0; i < ncfs; i++) /* what the bytes on disk are made of */
+        if (cfs[i].bytes > 0)
+            printf("disk_cf_%s_per_profile_bytes: %.0f\n", cfs[i].cf,
+                   set->n ? (double)cfs[i].bytes / (double)set->n : 0);
     printf("disk_per_profile_bytes: %.0f\ngz_per_profile_bytes: %.0f\n",
            set->n ? (double)usage / (double)set->n : 0, set->n ? (double)gz / (double)set->n : 0);
     printf("RATIO disk_over_gz: %.4f (target <= 0.10; whole directory incl. RocksDB logs: %.4f)\n",

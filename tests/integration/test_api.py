@@ -43,6 +43,7 @@ def test_small_endpoints():
     assert r.status == 200 and r.headers["content-type"].startswith("text/plain"), r
     text = r.body.decode()
     for family in ("flamedb_http_requests_total{", "flamedb_storage_disk_bytes",
+                   'flamedb_storage_sst_bytes{cf="blocks"}', 'flamedb_storage_sst_bytes{cf="nodes"}',
                    "flamedb_http_connections_open", "flamedb_ingest_profiles_total",
                    "flamedb_http_requests_in_flight", "flamedb_ready 1"):
         assert family in text, family
