@@ -14,13 +14,15 @@
  *
  * profile_trees: a profile's tree is dropped once
  *   floor(time_ns / 1e9) + profile_retention_seconds <= now (the profile's
- *   own time, like a window: the data ages, not the write).
+ *   own time, like a window: the data ages, not the write), unless its token
+ *   lies in a range being received (storage_range_receiving).
  *
  * "now" comes from the handle's clock (storage_set_clock), so tests can age
  * data without waiting. Filters only ever see fully merged values and Puts;
  * merge operands are kept until compaction folds them into a value.
  * Keys or values that do not parse are kept: retention never guesses.
  */
+#include "common/varint.h"
 #include "storage/storage_int.h"
 
 /* Smallest blocks/totals key: token, empty tenant, series_id, res, window. */
@@ -58,11 +60,14 @@ static int seen_expired(storage_t *s, const uint8_t *val, size_t vlen)
     return written + keep <= storage_now(s);
 }
 
-/* A profile_trees key ends with time_ns (8) and the profile id (16). */
+/* A profile_trees key starts with the token (8) and ends with time_ns (8)
+ * and the profile id (16). A tree in a range being received stays: the
+ * stream may still take it off a window's residual (write.c). */
 static int ptree_expired(storage_t *s, const uint8_t *key, size_t klen)
 {
     if (klen < 8 + 1 + 8 + 8 + 16) return 0;
-    return storage_ptree_expired(s, storage_time_decode(key + klen - 24));
+    return storage_ptree_expired(s, storage_time_decode(key + klen - 24)) &&
+           !storage_range_receiving(s, be64_get(key));
 }
 
 int storage_ptree_expired(storage_t *s, int64_t time_ns)

@@ -347,16 +347,17 @@ static int put_spans(wctx_t *w, const storage_series_write_t *sw)
  * w->enc), so GET /api/profiles/ID can answer exactly this profile: one put
  * in the same batch as its seen entry, keyed by time for the listing. A
  * share larger than max_profile_tree_bytes keeps only its entry (counted);
- * a profile already past profile retention stores nothing. */
+ * a profile already past profile retention stores nothing. In a range
+ * being received, a streamed window may hold the profile too: its tree is
+ * what the stream takes off that window's residual, so it is kept there
+ * whatever its size or age (reads still treat an old one as expired). */
 static int put_ptree(wctx_t *w, const storage_series_write_t *sw, int64_t total)
 {
     skey_t k;
     storage_key_ptree(&k, sw->token, w->p->tenant, sw->series_id, w->p->time_ns, w->p->profile_id);
-    if (storage_filter_expired(w->s, CF_PTREES, k.b, k.n, NULL, 0)) return 0;
-    /* in a range being received, a streamed window may hold the profile
-     * too: its tree is what the stream takes off that window's residual */
-    int keep =
-        w->enc.len <= w->s->opts.max_profile_tree_bytes || storage_range_receiving(w->s, sw->token);
+    int receiving = storage_range_receiving(w->s, sw->token);
+    if (!receiving && storage_filter_expired(w->s, CF_PTREES, k.b, k.n, NULL, 0)) return 0;
+    int keep = w->enc.len <= w->s->opts.max_profile_tree_bytes || receiving;
     if (!keep) atomic_fetch_add(&w->s->counters.oversize_ptrees, 1);
     uint8_t hdr[PTREE_HEADER_LEN];
     hdr[0] = PTREE_VERSION;

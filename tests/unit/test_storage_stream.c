@@ -10,7 +10,8 @@
  * write of it; one over max_profile_tree_bytes written live into a range
  * being received (after its clear) keeps its tree there, so the stream
  * takes it off the residual and the receiver's flame graph is the
- * source's node by node, and once received such a tree is not kept;
+ * source's node by node, and once received such a tree is not kept; so
+ * does a backfilled one (past profile_retention) written live there;
  * span trees are put in place; the per-resolution sums the stream check
  * compares agree after a stream, and differ when the receiver held other
  * data of the window; a receiver that held an old copy of the range and
@@ -274,6 +275,29 @@ static void test_untreed_known(fixture_t *a, const labels_t *l)
     fx_done(&d);
 }
 
+/* A backfill: profile 1, already past profile_retention when written,
+ * reaches the receiver as a live write after it cleared the range. Its tree
+ * is kept while the range is being received (and compaction keeps it), so
+ * the stream takes it off the residual like an oversize one: the flame
+ * graph is the source's at every resolution, not the profile counted twice. */
+static void test_backfill_known(fixture_t *a, const labels_t *l)
+{
+    fixture_t d;
+    if (open_store(&d) != 0) return;
+    uint64_t token = labels_hash(l) >> 1, lo = token, hi = token;
+    storage_clear_stats_t cst;
+    errmsg_t cem = {{0}};
+    CHECK_EQ_INT(storage_range_clear(d.s, &lo, &hi, 1, &cst, &cem), 0);
+    write_id(&d, l, 1, NULL);              /* a live write during the move, older than retention */
+    CHECK_EQ_INT(storage_compact(d.s), 0); /* retention's filter runs before the stream */
+    stream(a, &d, l, 0, 0);
+    check_equal(a, &d, l, 1);
+    for (int res = 0; res < STORAGE_RESOLUTION_COUNT; res++)
+        check_same_flame(a, &d, l, res);
+    storage_range_received(d.s);
+    fx_done(&d);
+}
+
 static int span_cb(void *ctx, const uint8_t *key, size_t klen, const char *tenant, const uint8_t *v,
                    size_t vn)
 {
@@ -411,6 +435,7 @@ int main(void)
     test_exact_and_idempotent(&a, l);
     test_resume(&a, l);
     test_untreed_known(&a, l);
+    test_backfill_known(&a, l);
     test_spans(l);
     test_clear(&a, l);
     fx_done(&a);
