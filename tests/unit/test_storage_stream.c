@@ -15,7 +15,8 @@
  * compares agree after a stream, and differ when the receiver held other
  * data of the window; a receiver that held an old copy of the range and
  * clears it first (storage_range_clear) ends exact, markers and span trees
- * included, and data of other tokens stays. */
+ * included, and data of other tokens stays; a scan reads at one snapshot
+ * (a profile written from its own callback is in none of its windows). */
 #include "test_storage_fixture.h"
 
 #define T0 1700000000LL
@@ -397,6 +398,59 @@ static void test_clear(fixture_t *a, const labels_t *l)
     fx_done(&e);
 }
 
+/* ---- a scan reads at one snapshot: a profile written from the scan's own
+ * callback, into a window the scan has yet to reach (W2, which already holds
+ * one profile), is in none of the windows it reports: not in a total, not
+ * named as kept (else its tree would come off a residual that never counted
+ * it, and the receiver would end one profile short). */
+
+typedef struct snap_rx {
+    fixture_t *f;
+    const labels_t *l;
+    int wrote, late_named;
+    int64_t res0_total;
+} snap_rx_t;
+
+static int snap_window(void *ctx, const storage_stream_window_t *w)
+{
+    snap_rx_t *x = ctx;
+    if (!x->wrote) { /* the first window reported: a live write lands mid-scan */
+        CHECK_EQ_INT(fx_write(x->f->s, "st", x->l, TREES[5], ST, 31, (T0 - 38) * NS, NULL), 0);
+        x->wrote = 1;
+    }
+    int64_t kept = 0;
+    for (size_t i = 0; i < w->nkept; i++) {
+        kept += w->kept[i].total;
+        x->late_named += w->kept[i].profile_id[15] == 31;
+    }
+    for (size_t i = 0; i < w->nuntreed; i++)
+        x->late_named += w->untreed[i].profile_id[15] == 31;
+    /* the residual's tree and total agree (w->total is the residual's) */
+    CHECK_EQ_INT(calltree_root_total(w->residual), w->total);
+    if (w->res == 0) x->res0_total += w->total + kept;
+    return 0;
+}
+
+static void test_snapshot(const labels_t *l)
+{
+    fixture_t f;
+    if (open_store(&f) != 0) return;
+    CHECK_EQ_INT(fx_write(f.s, "st", l, TREES[2], ST, 21, (T0 - 100) * NS, NULL), 0); /* W1 */
+    CHECK_EQ_INT(fx_write(f.s, "st", l, TREES[3], ST, 22, (T0 - 40) * NS, NULL), 0);  /* W2 */
+    int64_t before = calltree_root_total(TREES[2]) + calltree_root_total(TREES[3]);
+    snap_rx_t x = {.f = &f, .l = l};
+    CHECK_EQ_INT(storage_stream_scan(f.s, 0, UINT64_MAX, NULL, 0, snap_window, &x), 0);
+    CHECK(x.wrote);
+    CHECK_EQ_INT(x.late_named, 0);
+    CHECK_EQ_INT(x.res0_total, before);
+    /* the write did commit: a scan started after it sees it */
+    snap_rx_t y = {.f = &f, .l = l, .wrote = 1};
+    CHECK_EQ_INT(storage_stream_scan(f.s, 0, UINT64_MAX, NULL, 0, snap_window, &y), 0);
+    CHECK_EQ_INT(y.late_named, 5); /* once per resolution */
+    CHECK_EQ_INT(y.res0_total, before + calltree_root_total(TREES[5]));
+    fx_done(&f);
+}
+
 int main(void)
 {
     ST = symtab_new();
@@ -413,6 +467,7 @@ int main(void)
     test_untreed_known(&a, l);
     test_spans(l);
     test_clear(&a, l);
+    test_snapshot(l);
     fx_done(&a);
     labels_free(l);
     for (int i = 1; i <= NPROF; i++)
