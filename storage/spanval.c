@@ -20,7 +20,8 @@
  *   - a streamed operand (SPANVAL_STREAM) is united member by member when
  *     neither side has a rest; otherwise the side with more profiles is kept
  *     whole and the other dropped (counted), and a kept streamed rest seals
- *     the value. A union that overflows the bound seals it too.
+ *     the value. A value that lists a member a stream brought is FOREIGN,
+ *     and folding members of a FOREIGN value into the rest seals it too.
  * So a span may come out short on a node that received it, never long.
  *
  * The merge must never fail (RocksDB turns a failure into corruption): a
@@ -105,7 +106,7 @@ static int cmp_member(const void *a, const void *b)
 static int encode(const spanval_t *v, const calltree_t *rest, buf_t *out)
 {
     int rc = buf_append_byte(out, SPANVAL_VERSION);
-    if (rc == 0) rc = buf_append_byte(out, v->flags & SPANVAL_SEALED);
+    if (rc == 0) rc = buf_append_byte(out, v->flags & (SPANVAL_SEALED | SPANVAL_FOREIGN));
     if (rc == 0) rc = buf_append_uvarint(out, v->n);
     for (size_t i = 0; rc == 0 && i < v->n; i++) {
         rc = buf_append(out, v->m[i].id, 16);
@@ -196,7 +197,6 @@ typedef struct acc {
     spanval_t v;
     calltree_t *rest; /* when v.rest_count > 0 */
     int empty;        /* nothing applied yet */
-    int streamed;     /* a streamed operand was united: folding members seals */
 } acc_t;
 
 static int has_member(const spanval_t *v, const uint8_t *id)
@@ -227,8 +227,8 @@ static int take(acc_t *a, const spanval_t *x)
     a->v.n = 0;
     a->v.rest_count = 0;
     if (a->rest != NULL) calltree_clear(a->rest);
-    a->v.flags = x->flags & SPANVAL_SEALED;
-    if (x->flags & SPANVAL_STREAM) a->streamed = 1;
+    a->v.flags = x->flags & (SPANVAL_SEALED | SPANVAL_FOREIGN);
+    if ((x->flags & SPANVAL_STREAM) && x->n > 0) a->v.flags |= SPANVAL_FOREIGN;
     if ((x->flags & SPANVAL_STREAM) && x->rest_count > 0) a->v.flags |= SPANVAL_SEALED;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < x->n; i++)
@@ -256,12 +256,13 @@ static int add_fresh(acc_t *a, const spanval_t *x)
  * with more profiles whole. */
 static int unite(acc_t *a, const spanval_t *x)
 {
-    a->streamed = 1;
     int rc = 0;
     if (a->v.rest_count == 0 && x->rest_count == 0) {
         for (size_t i = 0; rc == 0 && i < x->n; i++)
-            if (!has_member(&a->v, x->m[i].id))
+            if (!has_member(&a->v, x->m[i].id)) {
                 rc = member_add(&a->v, x->m[i].id, x->m[i].tree, x->m[i].len);
+                a->v.flags |= SPANVAL_FOREIGN;
+            }
         return rc;
     }
     uint64_t mine = a->v.n + a->v.rest_count, theirs = x->n + x->rest_count;
@@ -273,7 +274,9 @@ static int unite(acc_t *a, const spanval_t *x)
     return take(a, x);
 }
 
-/* Past max members, the highest ids go to the rest. */
+/* Past max members, the highest ids go to the rest; when a listed member
+ * may have come from a stream, the rest may now hold a profile this node
+ * did not record as seen, and a later write of it must not be added. */
 static int overflow(acc_t *a, size_t max)
 {
     if (a->v.n <= max) return 0;
@@ -282,7 +285,7 @@ static int overflow(acc_t *a, size_t max)
     for (size_t i = max; rc == 0 && i < a->v.n; i++)
         rc = rest_add(a, a->v.m[i].tree, a->v.m[i].len, 1);
     a->v.n = max;
-    if (a->streamed) a->v.flags |= SPANVAL_SEALED;
+    if (a->v.flags & SPANVAL_FOREIGN) a->v.flags |= SPANVAL_SEALED;
     return rc;
 }
 

@@ -233,6 +233,9 @@ int storage_span_index_rebuild(storage_t *s, errmsg_t *em);
  * STREAM: an operand a stream merged in, united by profile id; never stored. */
 #define SPANVAL_SEALED 1
 #define SPANVAL_STREAM 2
+/* FOREIGN: a listed member came from a stream (folding members into the
+ * rest then seals the value). */
+#define SPANVAL_FOREIGN 4
 
 /* One member: a profile id and its span tree (a calltree encoding). */
 typedef struct spanval_member {

@@ -4,10 +4,9 @@
  * by profile id, and past the bound by the never-double-count fallback
  * (the side with more profiles whole; a streamed rest seals the value, so
  * a late write of a profile that may be in it is left out and counted in
- * span_dropped); compaction and reopening keep the result; a format-7
- * directory (bare calltree values, no span_index) is upgraded at open: its
- * span trees read as before, stream through the rebuilt index, and take
- * new writes. */
+ * span_dropped), as does folding a streamed member into the rest; compaction and reopening keep the
+ * result; a format-7 directory (bare calltree values, no span_index) is upgraded at open: its span
+ * trees read as before, stream through the rebuilt index, and take new writes. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #define B0 1700000000LL
@@ -191,6 +190,40 @@ static void test_union_then_seal(const labels_t *l)
     fx_done(&b);
 }
 
+/* Within the bound, a streamed member later folded into the rest by the
+ * receiver's own writes: the value lists a member a stream brought, so the
+ * fold seals it, and a late write of that profile (which this node never
+ * recorded as seen) is not added again. */
+static void test_foreign_fold(const labels_t *l)
+{
+    fixture_t a, b;
+    if (open_members(&a, 3) != 0 || open_members(&b, 3) != 0) return;
+    write_span(&a, l, 5);
+    write_span(&a, l, 6);
+    reads_t r = read_all(&a);
+    merge_reads(&b, &r);  /* b lists 5 and 6, from the stream */
+    write_span(&a, l, 1); /* live writes to both: b folds 6 into its rest */
+    write_span(&b, l, 1);
+    write_span(&a, l, 2);
+    write_span(&b, l, 2);
+    int64_t want = weight(1) + weight(2) + weight(5) + weight(6);
+    CHECK_EQ_INT(span_total(&a), want);
+    CHECK_EQ_INT(span_total(&b), want);
+    size_t listed;
+    uint64_t rest;
+    int sealed;
+    stored_shape(&b, &listed, &rest, &sealed);
+    CHECK_EQ_INT(listed, 3);
+    CHECK_EQ_INT(rest, 1);
+    CHECK_EQ_INT(sealed, 1);
+    write_span(&b, l, 6); /* late: in the rest now, not counted again */
+    CHECK_EQ_INT(span_total(&b), want);
+    CHECK_EQ_INT(storage_compact(b.s), 0);
+    CHECK_EQ_INT(span_total(&b), want);
+    fx_done(&a);
+    fx_done(&b);
+}
+
 /* A streamed value with a rest (the source past its bound) meets a
  * receiver with fewer profiles: the streamed one is kept whole (exact
  * here, since the receiver's profile is one of the source's), sealed. A
@@ -288,6 +321,7 @@ int main(void)
     labels_t *l = fx_labels("spanmembers", NULL);
     test_local_overflow(l);
     test_union_then_seal(l);
+    test_foreign_fold(l);
     test_stream_rest(l);
     test_upgrade(l);
     labels_free(l);
