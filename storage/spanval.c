@@ -154,7 +154,19 @@ int storage_spanval_calltree(storage_t *s, const uint8_t *p, size_t n, buf_t *tm
         *out_len = v.rest_len;
     } else if (rc == 0) {
         calltree_t *t = calltree_new(0), *capped = NULL;
-        rc = t != NULL ? storage_span_value_tree(p, n, t) : ERR_NOMEM;
+        rc = t != NULL ? 0 : ERR_NOMEM;
+        /* a part that does not decode is skipped (the decoder leaves t as
+         * it was), as the other parts still count */
+        for (size_t i = 0; rc == 0 && i <= v.n; i++) {
+            const uint8_t *part = i < v.n ? v.m[i].tree : v.rest;
+            size_t len = i < v.n ? v.m[i].len : v.rest_len;
+            if (i == v.n && v.rest_count == 0) break;
+            int drc = calltree_decode_merge(t, part, len);
+            if (drc == ERR_NOMEM)
+                rc = drc;
+            else if (drc != 0)
+                storage_log_corrupt(&s->counters, "span member", (int)i, drc);
+        }
         /* each part holds max_span_nodes nodes; their sum is capped again */
         if (rc == 0) rc = storage_cap_tree(t, s->opts.max_span_nodes, &capped);
         if (capped != NULL) atomic_fetch_add(&s->counters.capped_spans, 1);

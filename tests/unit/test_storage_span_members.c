@@ -258,6 +258,50 @@ static void test_stream_rest(const labels_t *l)
     fx_done(&c);
 }
 
+/* Operands that do not parse (bad version, truncated member, ids out of
+ * order, a length past the end) are skipped and counted: the merge never
+ * fails, the good members still sum, at read and after compaction. */
+static void test_corrupt_operands(const labels_t *l)
+{
+    fixture_t f;
+    if (open_members(&f, 4) != 0) return;
+    write_span(&f, l, 1);
+    uint64_t series = labels_hash(l);
+    skey_t k;
+    storage_key_span(&k, "m", STORAGE_SPAN_KIND_SPAN, SPAN, series >> 1, series, B0 - 60);
+    static const uint8_t bad[][24] = {
+        {9, 0, 0},          /* unknown version */
+        {2, 0, 1, 1, 2, 3}, /* truncated member */
+        {2, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, /* ids */
+        {2, 0, 0, 5, 1}, /* rest past the end */
+    };
+    static const size_t lens[] = {3, 6, 24, 5};
+    for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+        char *err = NULL;
+        rocksdb_merge_cf(f.s->db, f.s->wopts, f.s->cf[CF_SPANS], (const char *)k.b, k.n,
+                         (const char *)bad[i], lens[i], &err);
+        CHECK(err == NULL);
+        free(err);
+    }
+    write_span(&f, l, 2);
+    /* a member whose tree does not decode (framing intact): the others
+     * still read */
+    static const uint8_t badtree[] = {2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                      0, 0, 0, 0, 0, 0, 7, 2, 1, 9, 0};
+    char *err = NULL;
+    rocksdb_merge_cf(f.s->db, f.s->wopts, f.s->cf[CF_SPANS], (const char *)k.b, k.n,
+                     (const char *)badtree, sizeof badtree, &err);
+    CHECK(err == NULL);
+    int64_t want = weight(1) + weight(2);
+    CHECK_EQ_INT(span_total(&f), want);
+    CHECK_EQ_INT(storage_compact(f.s), 0);
+    CHECK_EQ_INT(span_total(&f), want);
+    storage_stats_t st;
+    CHECK_EQ_INT(storage_stats(f.s, &st), 0);
+    CHECK(st.corrupt_operands >= 3);
+    fx_done(&f);
+}
+
 /* A format-7 directory: a bare calltree value, no span_index entry. */
 static void test_upgrade(const labels_t *l)
 {
@@ -323,6 +367,7 @@ int main(void)
     test_union_then_seal(l);
     test_foreign_fold(l);
     test_stream_rest(l);
+    test_corrupt_operands(l);
     test_upgrade(l);
     labels_free(l);
     symtab_free(ST);
