@@ -126,6 +126,8 @@ typedef struct storage_series_write {
     uint64_t token;         /* ring_placement_token(...) */
     uint64_t series_id;     /* labels_hash(labels) */
     const calltree_t *tree; /* the samples of this series, summed */
+    /* Distinct (kind, id) pairs: each tree is this profile's member of its
+     * stored span tree, so a pair given twice counts once. */
     const storage_span_tree_t *spans;
     size_t nspans;
 } storage_series_write_t;
