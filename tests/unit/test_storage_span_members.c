@@ -37,10 +37,10 @@ static int open_members(fixture_t *f, size_t members)
     return fx_reopen(f);
 }
 
-static void write_span(fixture_t *f, const labels_t *l, int id)
+static void write_span_id(fixture_t *f, const labels_t *l, int id, uint64_t span)
 {
     calltree_t *t = tree_of(id);
-    storage_span_tree_t sp = {STORAGE_SPAN_KIND_SPAN, SPAN, t};
+    storage_span_tree_t sp = {STORAGE_SPAN_KIND_SPAN, span, t};
     storage_series_write_t sw = {
         .labels = l, .series_id = labels_hash(l), .tree = t, .spans = &sp, .nspans = 1};
     sw.token = sw.series_id >> 1;
@@ -53,6 +53,11 @@ static void write_span(fixture_t *f, const labels_t *l, int id)
     errmsg_t em = {{0}};
     CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
     calltree_free(t);
+}
+
+static void write_span(fixture_t *f, const labels_t *l, int id)
+{
+    write_span_id(f, l, id, SPAN);
 }
 
 static int64_t span_total(fixture_t *f)
@@ -302,6 +307,71 @@ static void test_corrupt_operands(const labels_t *l)
     fx_done(&f);
 }
 
+/* storage_stream_spans pages in token order: stopped after each tree and
+ * resumed after its key, it yields every tree of the interval once, tokens
+ * ascending, and none outside it. */
+typedef struct page {
+    uint8_t last[256];
+    size_t last_len;
+    uint64_t tokens[16];
+    int n;
+} page_t;
+
+static int page_cb(void *ctx, const uint8_t *key, size_t klen, const char *tenant, const uint8_t *v,
+                   size_t vn)
+{
+    page_t *p = ctx;
+    int ok;
+    CHECK(p->n < 16 && klen <= sizeof p->last);
+    if (p->n >= 16 || klen > sizeof p->last) return -1;
+    p->tokens[p->n++] = storage_span_key_token(key, klen, &ok);
+    CHECK(ok);
+    memcpy(p->last, key, klen);
+    p->last_len = klen;
+    return 1; /* one per call */
+}
+
+static void test_paging(void)
+{
+    fixture_t f;
+    if (open_members(&f, 4) != 0) return;
+    labels_t *ls[4];
+    uint64_t tok[4];
+    for (int i = 0; i < 4; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "page%d", i);
+        ls[i] = fx_labels(name, NULL);
+        tok[i] = labels_hash(ls[i]) >> 1;
+        write_span_id(&f, ls[i], 1 + i, SPAN); /* two span keys per token */
+        write_span_id(&f, ls[i], 10 + i, SPAN + 1);
+    }
+    uint64_t lo = UINT64_MAX, hi = 0; /* the interval of the first three tokens by value */
+    uint64_t sorted[4];
+    memcpy(sorted, tok, sizeof tok);
+    for (int i = 0; i < 4; i++)
+        for (int j = i + 1; j < 4; j++)
+            if (sorted[j] < sorted[i]) {
+                uint64_t x = sorted[i];
+                sorted[i] = sorted[j];
+                sorted[j] = x;
+            }
+    lo = sorted[0];
+    hi = sorted[2];
+    page_t p = {0};
+    int rc = 1, calls = 0;
+    while (rc == 1 && calls++ < 20)
+        rc = storage_stream_spans(f.s, lo, hi, p.last, p.last_len, page_cb, &p);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(p.n, 6);
+    for (int i = 0; i < p.n; i++) {
+        CHECK(p.tokens[i] >= lo && p.tokens[i] <= hi);
+        if (i > 0) CHECK(p.tokens[i] >= p.tokens[i - 1]);
+    }
+    for (int i = 0; i < 4; i++)
+        labels_free(ls[i]);
+    fx_done(&f);
+}
+
 /* A format-7 directory: a bare calltree value, no span_index entry. */
 static void test_upgrade(const labels_t *l)
 {
@@ -368,6 +438,7 @@ int main(void)
     test_foreign_fold(l);
     test_stream_rest(l);
     test_corrupt_operands(l);
+    test_paging();
     test_upgrade(l);
     labels_free(l);
     symtab_free(ST);
