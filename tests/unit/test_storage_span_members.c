@@ -2,11 +2,14 @@
  * format 8, storage/spanval.c): writes past max_span_members still count
  * every profile once on one node; a streamed tree meets a receiver's own
  * by profile id, and past the bound by the never-double-count fallback
- * (the side with more profiles whole; a streamed rest seals the value, so
- * a late write of a profile that may be in it is left out and counted in
- * span_dropped), as does folding a streamed member into the rest; compaction and reopening keep the
- * result; a format-7 directory (bare calltree values, no span_index) is upgraded at open: its span
- * trees read as before, stream through the rebuilt index, and take new writes. */
+ * (the side with more profiles whole; a streamed rest seals the value, as
+ * does folding a streamed member into the rest, so a late write of a
+ * profile that may be in it is left out and counted in span_dropped);
+ * compaction and reopening keep the result; operands that do not parse are
+ * skipped and counted; a stream of span trees pages in token order through
+ * span_index; a format-7 directory (bare calltree values, no span_index) is
+ * upgraded at open: its span trees read as before, stream through the
+ * rebuilt index, and take new writes. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #define B0 1700000000LL
