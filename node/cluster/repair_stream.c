@@ -11,7 +11,9 @@
  * through storage_write_profile: one already stored is skipped) and only
  * then stores the residual with the window's marker (storage_stream_store),
  * so the window is exactly the source's and a resumed stream adds nothing
- * twice.
+ * twice. Then its span trees (SPANS, in token order through the source's
+ * span_index), each merged as a streamed operand that unites it with the
+ * receiver's own by profile id (storage_stream_span_put).
  */
 #include <stdio.h>
 #include <stdlib.h>
