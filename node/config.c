@@ -236,6 +236,15 @@ static const opt_t options[] = {
      "Nodes one stored span or trace tree (one span id, series and 10-second window) keeps; "
      "past it the lightest nodes fold into \"other\" nodes, totals exact (at write and when "
      "pushes that name the same span id are merged)."},
+    {"max-span-members", OPT_COUNT, FIELD(storage.max_span_members, size_t), NULL, 0, 0, 4096,
+     "Profiles one stored span or trace tree (one span id, series and 10-second window) lists "
+     "by id, each with its own tree, so a tree streamed to a node gaining its range unites "
+     "with the live writes it got meanwhile without counting a profile twice. Past it the "
+     "highest ids fold into one anonymous rest; a streamed tree with a rest (or met by one) "
+     "keeps only the side with more profiles, and live writes to a tree holding a streamed "
+     "rest are left out, so such a span can come out short on that node, never long "
+     "(flamedb_storage_span_profiles_dropped_total). Each listed profile costs 17 bytes and "
+     "its own tree (trees of one key are not shared); 0 = none listed."},
     {"max-stack-nodes", OPT_U32, FIELD(storage.max_stack_nodes, uint32_t), NULL, 0, 1024, 1u << 29,
      "Distinct stacks (nodes of the stack-node table) one service shard keeps. Past it, new "
      "stacks are stored folded into \"other\" nodes (values exact, shape lost below the fold; "

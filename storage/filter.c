@@ -7,6 +7,7 @@
  *   w + 10 + span_retention_seconds <= now; span keys without a window
  *   (written before windows were added) can never be selected and are
  *   dropped.
+ * span_index: an entry goes with its span tree (the same window).
  * profiles (the seen index): an entry is dropped once
  *   written_s + seen_retention_seconds <= now, where written_s is the clock
  *   when it was stored — not the profile's own time, so a backfilled profile
@@ -52,6 +53,16 @@ static int span_expired(storage_t *s, const uint8_t *key, size_t klen)
     return end + keep <= storage_now(s);
 }
 
+/* A span_index key is a spans key with the token moved first. */
+static int span_index_expired(storage_t *s, const uint8_t *key, size_t klen)
+{
+    if (klen < 9 || klen != 8 + 1 + (size_t)key[8] + 1 + 8 + 16) return 0;
+    int64_t keep = s->opts.span_retention_seconds;
+    if (keep <= 0) return 0;
+    int64_t end = storage_time_decode(key + klen - 8) + (int64_t)storage_resolutions[0];
+    return end + keep <= storage_now(s);
+}
+
 static int seen_expired(storage_t *s, const uint8_t *val, size_t vlen)
 {
     int64_t keep = s->opts.seen_retention_seconds;
@@ -89,6 +100,8 @@ int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key,
         return seen_expired(s, val, vlen);
     case CF_SPANS:
         return span_expired(s, key, klen);
+    case CF_SPAN_INDEX: /* an entry goes with its tree */
+        return span_index_expired(s, key, klen);
     case CF_PTREES:
         return ptree_expired(s, key, klen);
     default:
@@ -104,21 +117,23 @@ static unsigned char filter(void *state, int level, const char *key, size_t klen
     if (!storage_filter_expired(fs->s, fs->cf, (const uint8_t *)key, klen, (const uint8_t *)val,
                                 vlen))
         return 0;
-    atomic_uint_fast64_t *n = fs->cf == CF_PROFILES ? &fs->s->counters.filtered_seen
-                              : fs->cf == CF_SPANS  ? &fs->s->counters.filtered_spans
-                              : fs->cf == CF_PTREES ? &fs->s->counters.filtered_ptrees
-                                                    : &fs->s->counters.filtered_windows;
-    atomic_fetch_add(n, 1);
+    atomic_uint_fast64_t *n = fs->cf == CF_PROFILES     ? &fs->s->counters.filtered_seen
+                              : fs->cf == CF_SPANS      ? &fs->s->counters.filtered_spans
+                              : fs->cf == CF_PTREES     ? &fs->s->counters.filtered_ptrees
+                              : fs->cf == CF_SPAN_INDEX ? NULL /* counted with its tree */
+                                                        : &fs->s->counters.filtered_windows;
+    if (n != NULL) atomic_fetch_add(n, 1);
     return 1;
 }
 
 static const char *filter_name(void *state)
 {
     storage_filter_state_t *fs = state;
-    return fs->cf == CF_PROFILES ? "flamedb.seen_retention.v1"
-           : fs->cf == CF_SPANS  ? "flamedb.span_retention.v1"
-           : fs->cf == CF_PTREES ? "flamedb.profile_retention.v1"
-                                 : "flamedb.window_retention.v1";
+    return fs->cf == CF_PROFILES     ? "flamedb.seen_retention.v1"
+           : fs->cf == CF_SPANS      ? "flamedb.span_retention.v1"
+           : fs->cf == CF_SPAN_INDEX ? "flamedb.span_index_retention.v1"
+           : fs->cf == CF_PTREES     ? "flamedb.profile_retention.v1"
+                                     : "flamedb.window_retention.v1";
 }
 
 static void no_destructor(void *state) {}
@@ -126,7 +141,7 @@ static void no_destructor(void *state) {}
 rocksdb_compactionfilter_t *storage_filter_new(storage_t *s, enum storage_cf cf)
 {
     if (cf != CF_BLOCKS && cf != CF_TOTALS && cf != CF_PROFILES && cf != CF_SPANS &&
-        cf != CF_PTREES && cf != CF_STREAMED)
+        cf != CF_PTREES && cf != CF_STREAMED && cf != CF_SPAN_INDEX)
         return NULL;
     s->filter_state[cf].s = s;
     s->filter_state[cf].cf = cf;

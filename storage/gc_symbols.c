@@ -128,7 +128,7 @@ static int mark_cf(storage_t *s, enum storage_cf cf, u64map_t *marks)
             rc = mark_chunk(marks, m.th, v, vn);
         } else {
             calltree_clear(tree);
-            rc = calltree_decode_merge(tree, v, vn);
+            rc = storage_span_value_tree(v, vn, tree);
             if (rc == 0) rc = calltree_for_each_symbol(tree, mark_sym, &m);
         }
     }

@@ -1,8 +1,8 @@
-/* merge.c — the RocksDB merge operators of blocks, spans and totals.
+/* merge.c — the RocksDB merge operators of blocks and totals (the spans
+ * operator, a union by profile id, is spanval.c's).
  *
- * Blocks hold sparse vectors (sparse.c), summed by merging sorted lists;
- * spans hold call trees, summed by decoding every operand into one tree and
- * encoding it once. Totals hold signed 64-bit integers
+ * Blocks hold sparse vectors (sparse.c), summed by merging sorted lists.
+ * Totals hold signed 64-bit integers
  * (8 bytes little-endian) and their operator adds them with wrap-around, which
  * is exact for any sum that fits in an int64.
  *
@@ -22,7 +22,6 @@
 #include "common/log.h"
 #include "storage/storage_int.h"
 
-#define MERGE_TREE_NAME "flamedb.calltree_sum.v1"
 #define MERGE_I64_NAME "flamedb.i64_add.v1"
 #define MERGE_SPARSE_NAME "flamedb.sparse_sum.v2"
 
@@ -34,61 +33,6 @@ void storage_log_corrupt(storage_counters_t *c, const char *what, int i, int rc)
     if (n > 10 && (n & (n - 1)) != 0) return;
     log_warn("storage", "skipped corrupt %s merge operand #%d (%s); %llu skipped so far", what, i,
              err_message(rc), (unsigned long long)n);
-}
-
-/* Re-adds the parts before `upto` that decoded, after acc was cleared. */
-static int refold(calltree_t *acc, const char *const *parts, const size_t *lens,
-                  const unsigned char *bad, int upto)
-{
-    calltree_clear(acc);
-    for (int j = 0; j < upto; j++) {
-        if (bad[j]) continue;
-        int rc = calltree_decode_merge(acc, (const uint8_t *)parts[j], lens[j]);
-        if (rc != 0) return rc; /* decoded before, so only out of memory gets here */
-    }
-    return 0;
-}
-
-/* Decodes straight into the accumulator (the common case costs one decode
- * per operand); a part that fails may have left half of itself in acc, so
- * acc is then rebuilt from the good parts seen so far. */
-int storage_fold_trees(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
-                       buf_t *out)
-{
-    /* Unlimited while decoding (the operands are bounded by the ingest
-     * limits); the sum is then capped at span_max_nodes, so a span id that
-     * many pushes name cannot grow one value without bound. */
-    calltree_t *acc = calltree_new(0);
-    unsigned char *bad = NULL;
-    int rc = acc == NULL ? ERR_NOMEM : 0;
-    for (int i = 0; rc == 0 && i < n; i++) {
-        int drc = calltree_decode_merge(acc, (const uint8_t *)parts[i], lens[i]);
-        if (drc == 0) continue;
-        if (drc == ERR_NOMEM) {
-            rc = drc;
-            break;
-        }
-        if (bad == NULL && (bad = calloc((size_t)n, 1)) == NULL) {
-            rc = ERR_NOMEM;
-            break;
-        }
-        bad[i] = 1;
-        storage_log_corrupt(c, "calltree", i, drc);
-        rc = refold(acc, parts, lens, bad, i);
-    }
-    calltree_t *capped = NULL;
-    if (rc == 0) rc = storage_cap_tree(acc, c->span_max_nodes, &capped);
-    if (capped != NULL) atomic_fetch_add(&c->capped_spans, 1);
-    if (rc == 0 && capped != NULL)
-        rc = calltree_encode(capped, out);
-    else if (rc == 0 && n == 1 && bad == NULL)
-        rc = buf_append(out, parts[0], lens[0]); /* valid: no need to re-encode */
-    else if (rc == 0)
-        rc = calltree_encode(acc, out);
-    calltree_free(capped);
-    free(bad);
-    calltree_free(acc);
-    return rc;
 }
 
 typedef int (*fold_fn)(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
@@ -174,21 +118,6 @@ static char *sparse_partial_merge(void *state, const char *key, size_t key_len,
     return fold_result(storage_fold_sparse, state, ops, op_lens, nops, success, new_len);
 }
 
-static char *tree_full_merge(void *state, const char *key, size_t key_len, const char *existing,
-                             size_t existing_len, const char *const *ops, const size_t *op_lens,
-                             int nops, unsigned char *success, size_t *new_len)
-{
-    return fold_full(storage_fold_trees, state, existing, existing_len, ops, op_lens, nops, success,
-                     new_len);
-}
-
-static char *tree_partial_merge(void *state, const char *key, size_t key_len,
-                                const char *const *ops, const size_t *op_lens, int nops,
-                                unsigned char *success, size_t *new_len)
-{
-    return fold_result(storage_fold_trees, state, ops, op_lens, nops, success, new_len);
-}
-
 /* Sums 8-byte operands; wrong-sized ones are corrupt and skipped. */
 static uint64_t sum_i64(storage_counters_t *c, const char *const *ops, const size_t *lens, int n)
 {
@@ -236,20 +165,9 @@ static void delete_value(void *state, const char *value, size_t len)
 /* The counters belong to the storage_t, which outlives the DB. */
 static void no_destructor(void *state) {}
 
-static const char *tree_name(void *state)
-{
-    return MERGE_TREE_NAME;
-}
-
 static const char *i64_name(void *state)
 {
     return MERGE_I64_NAME;
-}
-
-rocksdb_mergeoperator_t *storage_merge_tree_new(storage_counters_t *c)
-{
-    return rocksdb_mergeoperator_create(c, no_destructor, tree_full_merge, tree_partial_merge,
-                                        delete_value, tree_name);
 }
 
 static const char *sparse_name(void *state)

@@ -344,15 +344,21 @@ int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t 
     hi.n = storage_prefix_successor(hi.b, hi.n);
     range_t r;
     range_open(s, &r, CF_SPANS, lo.b, lo.n, hi.b, hi.n);
+    buf_t tmp; /* the sum of a value with several members */
+    buf_init(&tmp, STORAGE_VALUE_MAX);
     for (; rc == 0 && rocksdb_iter_valid(r.it); rocksdb_iter_next(r.it)) {
         size_t kn, vn;
         const uint8_t *k = range_key(&r, &kn);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(r.it, &vn);
         if (kn != lo.n + 24) continue;
         int64_t w = storage_time_decode(k + lo.n + 16);
-        if (w >= from_s && w < until_s)
-            rc = fn(ctx, be64_get(k + lo.n), be64_get(k + lo.n + 8), w, v, vn);
+        if (w < from_s || w >= until_s) continue;
+        const uint8_t *tree;
+        size_t tn;
+        rc = storage_spanval_calltree(s, v, vn, &tmp, &tree, &tn);
+        if (rc == 0) rc = fn(ctx, be64_get(k + lo.n), be64_get(k + lo.n + 8), w, tree, tn);
     }
+    buf_free(&tmp);
     return range_close(&r, rc);
 }
 

@@ -21,7 +21,7 @@
 
 const uint32_t storage_resolutions[STORAGE_RESOLUTION_COUNT] = {10, 60, 600, 3600, 86400};
 
-enum merge_kind { MERGE_NONE, MERGE_TREE, MERGE_I64, MERGE_SPARSE };
+enum merge_kind { MERGE_NONE, MERGE_SPANS, MERGE_I64, MERGE_SPARSE };
 
 /* How each column family is tuned. weight: share of the memtable budget
  * (0 = the 1 MiB minimum). bloom: point lookups happen there. */
@@ -38,13 +38,14 @@ static const struct cf_spec {
     [CF_BLOCKS] = {"blocks", rocksdb_zstd_compression, 0, MERGE_SPARSE, 4},
     [CF_TOTALS] = {"totals", rocksdb_lz4_compression, 0, MERGE_I64, 1},
     [CF_SYMBOLS] = {"symbols", rocksdb_zstd_compression, 1, MERGE_NONE, 1},
-    [CF_SPANS] = {"spans", rocksdb_zstd_compression, 0, MERGE_TREE, 2},
+    [CF_SPANS] = {"spans", rocksdb_zstd_compression, 0, MERGE_SPANS, 2},
     [CF_PROFILES] = {"profiles", rocksdb_lz4_compression, 1, MERGE_NONE, 1},
     [CF_META] = {"meta", rocksdb_no_compression, 0, MERGE_NONE, 0},
     [CF_HINTS] = {"hints", rocksdb_lz4_compression, 0, MERGE_NONE, 0},
     [CF_NODES] = {"nodes", rocksdb_zstd_compression, 1, MERGE_NONE, 1}, /* bloom: index misses */
     [CF_PTREES] = {"profile_trees", rocksdb_zstd_compression, 1, MERGE_NONE, 1},
     [CF_STREAMED] = {"streamed", rocksdb_lz4_compression, 1, MERGE_NONE, 0},
+    [CF_SPAN_INDEX] = {"span_index", rocksdb_lz4_compression, 0, MERGE_NONE, 1},
 };
 
 #define MIB ((size_t)1 << 20)
@@ -78,6 +79,7 @@ void storage_options_default(storage_options_t *o)
     o->max_stack_nodes = STORAGE_MAX_STACK_NODES;
     o->node_index_min_nodes = STORAGE_NODE_INDEX_MIN_NODES;
     o->max_span_nodes = 65536;
+    o->max_span_members = STORAGE_MAX_SPAN_MEMBERS;
     o->series_gc_interval_seconds = 3600;
 }
 
@@ -202,7 +204,7 @@ static rocksdb_options_t *cf_options(storage_t *s, enum storage_cf cf)
     rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);
     if (sp->merge != MERGE_NONE) { /* the options take ownership of the operator */
         rocksdb_options_set_merge_operator(
-            o, sp->merge == MERGE_TREE     ? storage_merge_tree_new(&s->counters)
+            o, sp->merge == MERGE_SPANS    ? storage_merge_spans_new(&s->counters)
                : sp->merge == MERGE_SPARSE ? storage_merge_sparse_new(&s->counters)
                                            : storage_merge_i64_new(&s->counters));
         rocksdb_options_set_max_successive_merges(o, cf == CF_BLOCKS || cf == CF_TOTALS
@@ -277,22 +279,25 @@ static int check_format(storage_t *s, errmsg_t *em)
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_META], key, sizeof key - 1, &len, &err);
     int rc = storage_rocks_err(err, em, "read format version");
     int pre6 = is_version(v, len, STORAGE_FORMAT_V4) || is_version(v, len, STORAGE_FORMAT_V5);
-    int older = pre6 || is_version(v, len, STORAGE_FORMAT_V6);
+    int older =
+        pre6 || is_version(v, len, STORAGE_FORMAT_V6) || is_version(v, len, STORAGE_FORMAT_V7);
     if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
     /* 6 -> 7 needs nothing here: a table without an edge index is read
      * whole and indexed by its next write (nodetab.c) */
-    if (rc == 0 && older && !pre6)
+    if (rc == 0 && older)
         log_info("storage",
-                 "upgrading storage format %.*s to %s (stack-node tables are "
-                 "indexed at their next write)",
+                 "upgrading storage format %.*s to %s (span trees indexed by token; "
+                 "stack-node tables are indexed at their next write)",
                  (int)len, v, STORAGE_FORMAT_VERSION);
     if (rc == 0 && pre6) {
-        log_info("storage", "upgrading storage format %.*s to %s (service aggregates)", (int)len, v,
-                 STORAGE_FORMAT_VERSION);
+        log_info("storage", "rebuilding the service aggregates");
         rc = storage_aggregate_rebuild(s, em);
     }
+    /* 7 -> 8: format-7 span values read as they are (one profile of
+     * unknown id); their keys go into span_index */
+    if (rc == 0 && older) rc = storage_span_index_rebuild(s, em);
     if (rc == 0 && (v == NULL || older)) rc = put_format(s, key, sizeof key - 1, em);
     free(v);
     return rc;
@@ -320,6 +325,7 @@ static storage_t *storage_alloc(const storage_options_t *o)
     if (s == NULL) return NULL;
     s->opts = *o;
     s->counters.span_max_nodes = o->max_span_nodes; /* read by the spans merge operator */
+    s->counters.span_max_members = o->max_span_members;
     s->path = strdup(o->path);
     storage_set_clock(s, NULL);
     for (int i = 0; i < STORAGE_STRIPES; i++)
@@ -502,6 +508,7 @@ int storage_stats(storage_t *s, storage_stats_t *out)
     out->series_written = atomic_load(&s->counters.series_written);
     out->folded_stacks = atomic_load(&s->counters.folded_stacks);
     out->capped_spans = atomic_load(&s->counters.capped_spans);
+    out->span_dropped = atomic_load(&s->counters.span_dropped);
     wal_counts(s, &out->wal_writes, &out->wal_syncs);
     out->gc_series = atomic_load(&s->counters.gc_series);
     out->node_table_loads = atomic_load(&s->counters.nodetab_loads);
@@ -589,6 +596,10 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
                         "Block and total windows dropped by retention."),
         METRICS_U64_DEF(storage_stats_t, expired_seen, "flamedb_storage_expired_seen_total",
                         "Profile ids forgotten after seen-retention."),
+        METRICS_U64_DEF(storage_stats_t, span_dropped,
+                        "flamedb_storage_span_profiles_dropped_total",
+                        "Profiles left out of a span or trace tree past max-span-members so "
+                        "as never to count one twice (counted each time a merge meets them)."),
         METRICS_U64_DEF(storage_stats_t, expired_spans, "flamedb_storage_expired_spans_total",
                         "Span and trace trees dropped by span-retention."),
         METRICS_U64_DEF(storage_stats_t, expired_ptrees,

@@ -12,7 +12,9 @@
  *   blocks    token|tenant|series_id|res|window -> sparse self values over node ids (merge: sum)
  *   totals    token|tenant|series_id|res|window -> i64     (merge: add)
  *   symbols   tenant|symbol_id                  -> name, file
- *   spans     tenant|kind|id|token|series_id|window -> calltree (merge: sum)
+ *   spans     tenant|kind|id|token|series_id|window -> members (profile id, calltree) and a
+ *             rest (merge: union by profile id)
+ *   span_index token|tenant|kind|id|series_id|window -> "" (the spans keys by token)
  *   profiles  token|tenant|series_id|profile_id -> time, total (the `seen` index)
  *   meta      name                              -> value     (format version)
  *   hints     target_node_id|seq                -> HintRecord (below)
@@ -53,6 +55,8 @@
 extern const uint32_t storage_resolutions[STORAGE_RESOLUTION_COUNT]; /* 10,60,600,3600,86400 */
 
 #define STORAGE_TENANT_MAX 150
+/* Default of storage_options_t.max_span_members. */
+#define STORAGE_MAX_SPAN_MEMBERS 16
 
 typedef struct storage storage_t;
 
@@ -73,8 +77,12 @@ typedef struct storage_options {
     int sync_writes; /* 1: every committed write batch fsyncs the WAL before it is acknowledged
                       * (RocksDB group commit: concurrent batches share one fsync); 0: the WAL
                       * is written, not synced (survives kill -9, not a power loss) */
-    size_t max_span_nodes;    /* nodes one stored span/trace tree keeps; the rest fold into
-                               * "other" nodes (captree.c); 0 = unlimited */
+    size_t max_span_nodes; /* nodes one stored span/trace tree keeps; the rest fold into
+                            * "other" nodes (captree.c); 0 = unlimited */
+    /* Profiles one span/trace tree lists by id with their own trees, so a
+     * streamed tree and a live one unite without counting a profile twice
+     * (spanval.c); past it they fold into one anonymous rest. 0: none. */
+    size_t max_span_members;
     uint32_t max_stack_nodes; /* stack nodes per placement token (service shard); past it new
                                * stacks fold into "other" nodes (nodetab.c) */
     /* Nodes from which a stack-node table keeps its edge index (nodetab.c);
@@ -118,6 +126,8 @@ typedef struct storage_series_write {
     uint64_t token;         /* ring_placement_token(...) */
     uint64_t series_id;     /* labels_hash(labels) */
     const calltree_t *tree; /* the samples of this series, summed */
+    /* Distinct (kind, id) pairs: each tree is this profile's member of its
+     * stored span tree, so a pair given twice counts once. */
     const storage_span_tree_t *spans;
     size_t nspans;
 } storage_series_write_t;
@@ -326,6 +336,7 @@ typedef struct storage_stats {
     uint64_t series_written;    /* series writes committed */
     uint64_t folded_stacks;     /* tree nodes folded into "other": their table was full */
     uint64_t capped_spans;      /* span trees folded down to max_span_nodes */
+    uint64_t span_dropped;      /* profiles left out of a span tree past max_span_members */
     uint64_t wal_writes;        /* write batches written to the WAL since open */
     uint64_t wal_syncs;         /* fsyncs of the WAL since open (sync_writes) */
     uint64_t gc_series;         /* empty series deleted since open */
@@ -484,19 +495,29 @@ int storage_stream_marked(storage_t *s, const char *tenant, uint64_t token, uint
  * expired since. 0 when not, or a negative error. */
 int storage_ptree_has(storage_t *s, const storage_seen_entry_t *e);
 
-/* Span/trace trees (`spans`) whose token is in [lo, hi], in key order after
- * the key `after` (after_len 0: from the start; the CF is tenant-first, so
- * this reads all of it), skipping those past span retention: fn gets each
- * key, its tenant, and the value (a calltree encoding), borrowed. */
+/* Span/trace trees (`spans`) whose token is in [lo, hi], in token order
+ * (the order of `span_index`: token, tenant, kind, id, series, window)
+ * after the spans key `after` (after_len 0: from lo), read at one snapshot
+ * and skipping those past span retention: fn gets each spans key, its
+ * tenant, and the stored value (a span value with its members,
+ * docs/storage-format.md; storage_span_value_tree reads its tree),
+ * borrowed. Reads only the interval's index entries and their trees. */
 typedef int (*storage_span_stream_fn)(void *ctx, const uint8_t *key, size_t klen,
                                       const char *tenant, const uint8_t *v, size_t vn);
 int storage_stream_spans(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
                          size_t after_len, storage_span_stream_fn fn, void *ctx);
-/* Puts a received span tree under key (checked: a `spans` key of tenant)
- * in place of what is there, with the symbols it references: a put, so a
- * resumed stream puts the same value again. Borrowed arguments. */
+/* The summed tree of a stored span value (every member and the rest)
+ * merged into dst: ERR_CORRUPT when it does not parse or decode. */
+int storage_span_value_tree(const uint8_t *v, size_t vn, calltree_t *dst);
+/* Merges a received span value under key (checked: a `spans` key of
+ * tenant) with the symbols it references: united by profile id with what
+ * is there (a live write meanwhile stays; a profile on both sides counts
+ * once; merged again, it changes nothing). ERR_CORRUPT when a tree does
+ * not decode. A format-7 value (a bare calltree) is one profile of unknown
+ * id. Borrowed arguments. */
 int storage_stream_span_put(storage_t *s, const char *tenant, const uint8_t *key, size_t klen,
-                            const calltree_t *tree, const symtab_t *symbols, errmsg_t *em);
+                            const uint8_t *value, size_t vlen, const symtab_t *symbols,
+                            errmsg_t *em);
 
 /* What storage_range_clear removed. */
 typedef struct storage_clear_stats {

@@ -38,16 +38,17 @@ enum storage_cf {
     CF_SPANS,
     CF_PROFILES,
     CF_META,
-    CF_HINTS,    /* hinted handoff (hints.c) */
-    CF_NODES,    /* stack-node tables (nodetab.c) */
-    CF_PTREES,   /* one profile's own samples per series (write.c, ptrees.c) */
-    CF_STREAMED, /* windows received whole from another node (stream.c) */
+    CF_HINTS,      /* hinted handoff (hints.c) */
+    CF_NODES,      /* stack-node tables (nodetab.c) */
+    CF_PTREES,     /* one profile's own samples per series (write.c, ptrees.c) */
+    CF_STREAMED,   /* windows received whole from another node (stream.c) */
+    CF_SPAN_INDEX, /* the `spans` keys in token order (stream_spans.c) */
     CF_COUNT
 };
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "7"
+#define STORAGE_FORMAT_VERSION "8"
 /* Earlier versions upgraded in place at open: version 5 only added the
  * profile_trees column family (which open creates), version 6 the service
  * aggregates (rebuilt from the stored series by storage_aggregate_rebuild),
@@ -56,6 +57,10 @@ enum storage_cf {
 #define STORAGE_FORMAT_V4 "4"
 #define STORAGE_FORMAT_V5 "5"
 #define STORAGE_FORMAT_V6 "6"
+/* Version 8 added span membership (spanval.c; a format-7 span value, a bare
+ * calltree, still reads as one of unknown members) and the span_index
+ * column family, built from the stored span keys at open. */
+#define STORAGE_FORMAT_V7 "7"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector. */
 #define SPARSE_VERSION 2
@@ -119,7 +124,9 @@ typedef struct storage_counters {
     atomic_uint_fast64_t series_written; /* series writes committed */
     atomic_uint_fast64_t folded_stacks;  /* tree nodes folded into "other" (table full) */
     atomic_uint_fast64_t capped_spans;   /* span trees folded to max_span_nodes */
-    size_t span_max_nodes; /* the option, for the spans merge operator (its state is this) */
+    size_t span_max_nodes;   /* the option, for the spans merge operator (its state is this) */
+    size_t span_max_members; /* max_span_members, for the same */
+    atomic_uint_fast64_t span_dropped;  /* profiles left out of a span tree, never to count twice */
     atomic_uint_fast64_t gc_series;     /* empty series deleted by gc.c */
     atomic_uint_fast64_t nodetab_loads; /* stack-node tables loaded from disk (nodetab.c) */
     atomic_uint_fast64_t gc_nodetabs;   /* unused stack-node tables deleted by gc.c */
@@ -210,6 +217,66 @@ struct storage {
 
 /* The token of a well-formed `spans` key, or 0 with *ok = 0 (stream_spans.c). */
 uint64_t storage_span_key_token(const uint8_t *k, size_t kn, int *ok);
+/* The span_index key of a well-formed `spans` key k (kn bytes) into out
+ * (kn bytes: the same fields, token first), and back. */
+void storage_span_index_key(const uint8_t *k, size_t kn, uint8_t *out);
+void storage_span_key_of_index(const uint8_t *ik, size_t kn, uint8_t *out);
+/* Builds span_index from every `spans` key (the format 7 -> 8 upgrade;
+ * idempotent). */
+int storage_span_index_rebuild(storage_t *s, errmsg_t *em);
+
+/* --- span values (spanval.c; docs/storage-format.md, `spans`) ------------- */
+
+#define SPANVAL_VERSION 2
+/* Flags byte. SEALED: the rest may hold profiles this node never recorded
+ * as seen (a stream brought them): a write's operand is not added to it.
+ * STREAM: an operand a stream merged in, united by profile id; never stored. */
+#define SPANVAL_SEALED 1
+#define SPANVAL_STREAM 2
+/* FOREIGN: a listed member came from a stream (folding members into the
+ * rest then seals the value). */
+#define SPANVAL_FOREIGN 4
+
+/* One member: a profile id and its span tree (a calltree encoding). */
+typedef struct spanval_member {
+    uint8_t id[16];
+    const uint8_t *tree; /* borrowed from the parsed bytes */
+    size_t len;
+} spanval_member_t;
+
+/* A parsed value: members by ascending id, then the rest (rest_count
+ * profiles without ids, one summed tree). Borrows from the parsed bytes;
+ * m is owned (storage_spanval_free). */
+typedef struct spanval {
+    uint8_t flags;
+    spanval_member_t *m;
+    size_t n, cap;
+    uint64_t rest_count;
+    const uint8_t *rest;
+    size_t rest_len;
+} spanval_t;
+
+/* Parses a span value (format 8, or a format-7 calltree: one profile in
+ * the rest). ERR_CORRUPT on bad framing (member trees are not decoded). */
+int storage_spanval_parse(const uint8_t *p, size_t n, spanval_t *out);
+void storage_spanval_free(spanval_t *v);
+/* Appends the value of one member (a write's operand). */
+int storage_spanval_encode_one(const uint8_t id[16], const uint8_t *tree, size_t len, buf_t *out);
+/* Appends value p as a streamed operand (STREAM set; a format-7 value
+ * becomes a rest of one profile). ERR_CORRUPT when p does not parse. */
+int storage_spanval_stream_operand(const uint8_t *p, size_t n, buf_t *out);
+/* The summed tree of value p as one calltree encoding, for readers:
+ * *out is a member's or the rest's bytes (borrowed from p) when it is the
+ * only part, else the sum, capped at max_span_nodes, encoded into tmp; a
+ * value that does not parse is handed on as it is. Fails only with
+ * ERR_NOMEM. */
+int storage_spanval_calltree(storage_t *s, const uint8_t *p, size_t n, buf_t *tmp,
+                             const uint8_t **out, size_t *out_len);
+/* The spans merge operator (spanval.c). */
+rocksdb_mergeoperator_t *storage_merge_spans_new(storage_counters_t *c);
+/* Applies parts in order (the first: the existing value or an operand). */
+int storage_fold_spans(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
+                       buf_t *out);
 
 /* --- series per tenant (tseries.c) --------------------------------------- */
 
@@ -330,13 +397,7 @@ int storage_symbol_decode(const uint8_t *p, size_t n, const char **name, size_t 
 /* --- merge operators and compaction filters ------------------------------ */
 
 /* New merge operators; each rocksdb_options_t takes ownership of its own. */
-rocksdb_mergeoperator_t *storage_merge_tree_new(storage_counters_t *c);
 rocksdb_mergeoperator_t *storage_merge_i64_new(storage_counters_t *c);
-
-/* Sums calltree encodings parts[0..n) into out, skipping (and counting in c)
- * the ones that do not decode. Always succeeds unless out of memory. */
-int storage_fold_trees(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
-                       buf_t *out);
 
 /* When t has more than max nodes (0: never), *out gets a copy that keeps the
  * heaviest nodes (and their callers) and folds the rest into `other`

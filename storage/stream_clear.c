@@ -13,7 +13,7 @@
  *
  * Every column family whose keys start with the token is cleared with a
  * range delete; postings (tenant-first) are deleted per series of the
- * range, span trees (tenant-first) per key whose token is in the range.
+ * range, span trees (tenant-first) per key that span_index lists in it.
  * Node tables stay: their ids remain valid for the data that comes back.
  * Everything goes into one WriteBatch, so a concurrent write (one batch of
  * its own) lands either wholly before the clear or wholly after it.
@@ -115,28 +115,33 @@ static int clear_series(storage_t *s, uint64_t lo, uint64_t hi, rocksdb_writebat
     return ioerr != 0 ? ioerr : rc;
 }
 
-/* The span trees of tokens in [lo, hi] into wb (the CF is tenant-first:
- * one walk over all of it). */
-static int clear_spans(storage_t *s, const uint64_t *lo, const uint64_t *hi, size_t n,
-                       rocksdb_writebatch_t *wb, storage_clear_stats_t *st)
+/* The span trees of tokens in [lo, hi] into wb, found through span_index
+ * (token-first: one range read). Deleted key by key, index entries too, so
+ * a write committed between this read and the clear keeps both. */
+static int clear_spans(storage_t *s, uint64_t lo, uint64_t hi, rocksdb_writebatch_t *wb,
+                       storage_clear_stats_t *st)
 {
-    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_SPANS]);
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    uint8_t start[8], end[9];
+    size_t en = range_keys(lo, hi, start, end);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)end, en);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_SPAN_INDEX]);
+    for (rocksdb_iter_seek(it, (const char *)start, 8); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
         size_t kn;
-        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
-        int ok;
-        uint64_t token = storage_span_key_token(k, kn, &ok);
-        for (size_t i = 0; ok && i < n; i++)
-            if (token >= lo[i] && token <= hi[i]) {
-                rocksdb_writebatch_delete_cf(wb, s->cf[CF_SPANS], (const char *)k, kn);
-                st->spans++;
-                break;
-            }
+        const uint8_t *ik = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        uint8_t k[SKEY_MAX];
+        rocksdb_writebatch_delete_cf(wb, s->cf[CF_SPAN_INDEX], (const char *)ik, kn);
+        if (kn < 9 || kn > SKEY_MAX || kn != 8 + 1 + (size_t)ik[8] + 1 + 8 + 16) continue;
+        storage_span_key_of_index(ik, kn, k);
+        rocksdb_writebatch_delete_cf(wb, s->cf[CF_SPANS], (const char *)k, kn);
+        st->spans++;
     }
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
     int ioerr = storage_rocks_err(err, NULL, "clear: spans");
     rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
     return ioerr;
 }
 
@@ -198,13 +203,13 @@ int storage_range_clear(storage_t *s, const uint64_t *lo, const uint64_t *hi, si
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         rc = clear_series(s, lo[i], hi[i], wb, &tc, st);
+        if (rc == 0) rc = clear_spans(s, lo[i], hi[i], wb, st);
         uint8_t start[8], end[9];
         size_t en = range_keys(lo[i], hi[i], start, end);
         for (size_t c = 0; rc == 0 && c < sizeof token_cfs / sizeof *token_cfs; c++)
             rocksdb_writebatch_delete_range_cf(wb, s->cf[token_cfs[c]], (const char *)start, 8,
                                                (const char *)end, en);
     }
-    if (rc == 0 && n > 0) rc = clear_spans(s, lo, hi, n, wb, st);
     if (rc != 0) errmsg_set(em, rc, "clear: %s", err_message(rc));
     char *err = NULL;
     if (rc == 0 && n > 0) {

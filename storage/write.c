@@ -319,7 +319,9 @@ static void put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t tot
 }
 
 /* Span trees go to the 10 s window of the profile's time, so queries select
- * them by time and retention drops them like windows (filter.c). */
+ * them by time and retention drops them like windows (filter.c). Each is a
+ * member (this profile's id and tree) merged into the stored value, which
+ * unites members by profile id (spanval.c), with its span_index entry. */
 static int put_spans(wctx_t *w, const storage_series_write_t *sw)
 {
     int64_t res = storage_resolutions[0], window = floor_div(w->t_s, res) * res;
@@ -328,17 +330,23 @@ static int put_spans(wctx_t *w, const storage_series_write_t *sw)
         skey_t k;
         storage_key_span(&k, w->p->tenant, sp->kind, sp->id, sw->token, sw->series_id, window);
         if (storage_filter_expired(w->s, CF_SPANS, k.b, k.n, NULL, 0)) continue;
-        buf_reset(&w->enc);
+        buf_reset(&w->tmp);
         calltree_t *capped = NULL;
         int rc = storage_cap_tree(sp->tree, w->s->opts.max_span_nodes, &capped);
-        if (rc == 0) rc = calltree_encode(capped != NULL ? capped : sp->tree, &w->enc);
+        if (rc == 0) rc = calltree_encode(capped != NULL ? capped : sp->tree, &w->tmp);
         if (capped != NULL) atomic_fetch_add(&w->s->counters.capped_spans, 1);
         calltree_free(capped);
+        buf_reset(&w->enc);
+        if (rc == 0)
+            rc = storage_spanval_encode_one(w->p->profile_id, w->tmp.data, w->tmp.len, &w->enc);
         if (rc != 0) return errmsg_set(w->em, rc, "span tree: %s", err_message(rc));
         rc = calltree_for_each_symbol(sp->tree, put_symbol, w);
         if (rc != 0) return rc; /* put_symbol set em */
         rocksdb_writebatch_merge_cf(w->wb, w->s->cf[CF_SPANS], (const char *)k.b, k.n,
                                     (const char *)w->enc.data, w->enc.len);
+        uint8_t ik[SKEY_MAX];
+        storage_span_index_key(k.b, k.n, ik);
+        rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_SPAN_INDEX], (const char *)ik, k.n, "", 0);
     }
     return 0;
 }

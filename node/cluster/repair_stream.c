@@ -11,7 +11,9 @@
  * through storage_write_profile: one already stored is skipped) and only
  * then stores the residual with the window's marker (storage_stream_store),
  * so the window is exactly the source's and a resumed stream adds nothing
- * twice.
+ * twice. Then its span trees (SPANS, in token order through the source's
+ * span_index), each merged as a streamed operand that unites it with the
+ * receiver's own by profile id (storage_stream_span_put).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,7 +213,7 @@ static int add_span(void *ctx, const uint8_t *key, size_t klen, const char *tena
     }
     calltree_t *t = calltree_new(0);
     if (t == NULL) return ERR_NOMEM;
-    int rc = calltree_decode_merge(t, v, vn);
+    int rc = storage_span_value_tree(v, vn, t);
     if (rc == 0) rc = calltree_for_each_symbol(t, add_sym, x);
     calltree_free(t);
     if (rc == ERR_NOMEM) return rc;
@@ -225,8 +227,8 @@ static int add_span(void *ctx, const uint8_t *key, size_t klen, const char *tena
     flamedb__cluster__stream_span__init(m);
     m->tenant = x->tenant_out;
     m->key = bytes_of(x->arena, key, klen);
-    m->calltree = bytes_of(x->arena, v, vn);
-    if (m->key.data == NULL || m->calltree.data == NULL) return ERR_NOMEM;
+    m->value = bytes_of(x->arena, v, vn);
+    if (m->key.data == NULL || m->value.data == NULL) return ERR_NOMEM;
     x->bytes += klen + vn + 16;
     a->spans[a->n_spans++] = m;
     return 0;
@@ -360,8 +362,10 @@ static int take_window(repair_t *r, const char *peer, const Flamedb__Cluster__St
     return rc;
 }
 
-/* The span trees of [lo, hi] from peer, put in place (a resumed stream
- * puts the same values again); ss->spans_done once walked to the end. */
+/* The span trees of [lo, hi] from peer, merged as streamed operands
+ * (united by profile id with what live writes brought: merged again by a
+ * resumed stream, they change nothing); ss->spans_done once walked to the
+ * end. */
 static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss,
                         repair_stats_t *st, errmsg_t *em)
 {
@@ -379,14 +383,10 @@ static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss
         rc = syms != NULL ? symbols_of(a, syms) : ERR_NOMEM;
         for (size_t i = 0; rc == 0 && i < a->n_spans && !r->closing; i++) {
             const Flamedb__Cluster__StreamSpan *m = a->spans[i];
-            calltree_t *t = calltree_new(0);
-            rc =
-                t != NULL ? calltree_decode_merge(t, m->calltree.data, m->calltree.len) : ERR_NOMEM;
-            if (rc != 0) errmsg_set(em, rc, "stream: span tree %zu: %s", i, err_message(rc));
-            if (rc == 0)
-                rc = storage_stream_span_put(r->storage, m->tenant, m->key.data, m->key.len, t,
-                                             syms, em);
-            calltree_free(t);
+            /* a format-7 source sends the bare tree, itself a format-7 value */
+            const ProtobufCBinaryData *v = m->value.len > 0 ? &m->value : &m->calltree;
+            rc = storage_stream_span_put(r->storage, m->tenant, m->key.data, m->key.len, v->data,
+                                         v->len, syms, em);
             if (rc == 0) {
                 memcpy(ss->spans_after, m->key.data, m->key.len);
                 ss->spans_after_len = m->key.len;

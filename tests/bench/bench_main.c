@@ -10,6 +10,9 @@
  *   flamedb-bench nodecliff [--pushes N] [--stacks N] [--others N] [--other-stacks N]
  *                           [--node-cache-bytes B]     push cost as a service's stack-node
  *                                                      table outgrows the node cache
+ *   flamedb-bench spanstream [--tokens N] [--spans N] [--share N] [--rounds N]
+ *                                                      the span trees of one token interval:
+ *                                                      span_index vs a whole-family scan
  *
  * Generator flags (give --kind first): --kind cpu|heap --seed N --services N
  * --pods N --profiles N --step S --start UNIX_S --funcs N --paths N --samples N
@@ -27,8 +30,9 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: flamedb-bench gen|decode|ingest|query|fleet|nodecliff [flags] (see "
-                    "bench_main.c)\n");
+    fprintf(stderr,
+            "usage: flamedb-bench gen|decode|ingest|query|fleet|nodecliff|spanstream [flags] (see "
+            "bench_main.c)\n");
     return 2;
 }
 
@@ -119,5 +123,6 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "query") == 0) return cmd_query(argc - 2, argv + 2);
     if (strcmp(cmd, "fleet") == 0) return cmd_fleet(argc - 2, argv + 2);
     if (strcmp(cmd, "nodecliff") == 0) return cmd_nodecliff(argc - 2, argv + 2);
+    if (strcmp(cmd, "spanstream") == 0) return cmd_spanstream(argc - 2, argv + 2);
     return usage();
 }

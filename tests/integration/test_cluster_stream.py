@@ -16,7 +16,9 @@ flagged partial.
 
 A second test kills the joining node with -9 while it streams (throttled
 by --stream-max-mb-per-s) and restarts it: it resumes, and the same checks
-hold (nothing counted twice, nothing missed).
+hold (nothing counted twice, nothing missed). Another keeps adding profiles
+to existing span trees through both nodes while the new one streams them:
+every span total through it alone is exact.
 """
 import threading
 import time
@@ -201,6 +203,64 @@ def test_decommission_streams_everything():
         check_exact(c, 1, d, frm, until)
         print("    exact through n1 alone")
         assert windows > 0, "no window streamed"
+
+
+def push_retry(c, nodes, body, svc, t, tries=20):
+    """Pushes until one node acknowledges (a push that failed may or may not
+    be stored; the same body again counts once)."""
+    for k in range(tries):
+        node = nodes[k % len(nodes)]
+        r = c.nodes[node].ingest(body, name=svc, format="pprof", **{"from": t}, until=t + 1)
+        if r.status == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError("push %s at %d: no node acknowledged" % (svc, t))
+
+
+def test_join_live_spans_exact():
+    """Span trees that go on receiving profiles while the joining node
+    streams them (the same span ids in the same 10 s windows, pushed through
+    both nodes, at most 15 profiles per tree: within --max-span-members):
+    the receiver merges each streamed tree with its own by profile id, so
+    through it alone every span total is exact."""
+    now = int(time.time())
+    w0 = (now - 1800) // 10 * 10
+    with Cluster(1, rf=2, args=ARGS + ["--join-settle", "300ms"]) as c:
+        svcs = [harness.unique("sl%d" % k) for k in range(4)]
+        want = {}
+        keys = [(svc, "%016x" % (0xcd00 + 16 * k + j), w0 + 10 * j)
+                for k, svc in enumerate(svcs) for j in range(6)]
+
+        def push_span(node_list, key, seq):
+            svc, span, w = key
+            p = Pprof([("cpu", "nanoseconds")])
+            p.add(["main", "req", "f%d" % (seq % 3)], [(11 + seq) * SCALE], {"span_id": span})
+            p.add(["main", "bg"], [SCALE], {})
+            push_retry(c, node_list, p.encode_gz(), svc, w + seq)
+            want[(svc, span)] = want.get((svc, span), 0) + (11 + seq) * SCALE
+
+        for key in keys:  # one profile per tree before the join
+            push_span([0], key, 0)
+        d = preload(c, "sp", now, 120)  # windows to stream first
+        n = c.add_node(extra=["--stream-max-mb-per-s", "1"])
+        seq = 1
+        while seq < 15:  # up to 14 more profiles per tree while n joins
+            for key in keys:
+                push_span([0, n] if seq % 2 else [n, 0], key, seq)
+            seq += 1
+            if c.states(n).get(c.ids[n]) == "active":
+                break
+            time.sleep(0.2)  # spread over the join, its span stream included
+        c.wait_state(n, "active", observers=[0, n], timeout=90)
+        print("    %d span trees, %d profiles each before n1 turned active" % (len(keys), seq))
+        c.kill(0)
+        c.wait_state(0, "down", observers=[n])
+        frm, until = now - 8000, now + 60
+        check_exact(c, n, d, frm, until)
+        for (svc, span), ns in want.items():
+            got = c.nodes[n].total(sel(svc, span_id=span), frm, until)
+            assert got == ns, "span %s of %s through n1: %d, want %d" % (span, svc, got, ns)
+        print("    every span total exact through n1 alone")
 
 
 if __name__ == "__main__":

@@ -205,4 +205,38 @@ static inline int64_t fx_block_total(storage_t *s, const char *tenant, const lab
     return total;
 }
 
+/* A storage_span_fn that merges each span tree into ctx (a calltree_t). */
+static inline int fx_span_merge_cb(void *ctx, uint64_t token, uint64_t series, int64_t w,
+                                   const uint8_t *v, size_t n)
+{
+    (void)token;
+    (void)series;
+    (void)w;
+    CHECK_EQ_INT(calltree_decode_merge(ctx, v, n), 0);
+    return 0;
+}
+
+/* Sum of |self| left after b's selves are taken off a copy of a, node by
+ * node, plus b's nodes a lacks: 0 when the trees are equal. */
+static inline int64_t fx_tree_diff(const calltree_t *a, const calltree_t *b)
+{
+    calltree_t *c = calltree_new(0);
+    int64_t off = 0;
+    if (c == NULL || calltree_merge(c, a) != 0) return -1;
+    size_t n = calltree_node_count(b);
+    const calltree_node_t *nb = calltree_nodes(b);
+    uint32_t *map = calloc(n ? n : 1, sizeof *map);
+    for (uint32_t i = 1; map != NULL && i < n; i++) { /* a parent precedes its children */
+        if (calltree_child(c, map[nb[i].parent], nb[i].sym, &map[i]) != 0) off++;
+        calltree_add_self(c, map[i], -nb[i].self);
+    }
+    calltree_add_self(c, 0, -nb[0].self);
+    const calltree_node_t *nc = calltree_nodes(c);
+    for (size_t i = 0; i < calltree_node_count(c); i++)
+        off += nc[i].self < 0 ? -nc[i].self : nc[i].self;
+    free(map);
+    calltree_free(c);
+    return off;
+}
+
 #endif

@@ -12,11 +12,14 @@
  * takes it off the residual and the receiver's flame graph is the
  * source's node by node, and once received such a tree is not kept; so
  * does a backfilled one (past profile_retention) written live there;
- * span trees are put in place; the per-resolution sums the stream check
+ * span trees are united by profile id, also with live writes during the
+ * stream (one between the source's read and the merge stays, a late one
+ * counts once); the per-resolution sums the stream check
  * compares agree after a stream, and differ when the receiver held other
  * data of the window; a receiver that held an old copy of the range and
  * clears it first (storage_range_clear) ends exact, markers and span trees
- * included, and data of other tokens stays. */
+ * included, and data of other tokens stays; a scan reads at one snapshot
+ * (a profile written from its own callback is in none of its windows). */
 #include "test_storage_fixture.h"
 
 #define T0 1700000000LL
@@ -302,11 +305,8 @@ static int span_cb(void *ctx, const uint8_t *key, size_t klen, const char *tenan
                    size_t vn)
 {
     fixture_t *to = ctx;
-    calltree_t *t = calltree_new(0);
-    CHECK_EQ_INT(calltree_decode_merge(t, v, vn), 0);
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(storage_stream_span_put(to->s, tenant, key, klen, t, ST, &em), 0);
-    calltree_free(t);
+    CHECK_EQ_INT(storage_stream_span_put(to->s, tenant, key, klen, v, vn, ST, &em), 0);
     return 0;
 }
 
@@ -327,7 +327,7 @@ static int count_cb(void *ctx, const uint8_t *key, size_t klen, const char *tena
     return 0;
 }
 
-/* Span trees: put in place, so streaming them twice changes nothing. */
+/* Span trees: united by profile id, so streaming them twice changes nothing. */
 static void test_spans(const labels_t *l)
 {
     fixture_t a, b;
@@ -352,6 +352,104 @@ static void test_spans(const labels_t *l)
     if (sw.token > 0)
         CHECK_EQ_INT(storage_stream_spans(a.s, 0, sw.token - 1, NULL, 0, count_cb, &calls), 0);
     CHECK_EQ_INT(calls, 0);
+    fx_done(&a);
+    fx_done(&b);
+}
+
+/* ---- span trees streamed while live writes go on: the source's read of a
+ * span tree and the receiver's merge of it are apart in time. A write that
+ * reaches both in between (P3) stays on the receiver, one the source held
+ * at its read that reaches the receiver only after the merge (P4) counts
+ * once: the receiver's span tree is the source's exactly. */
+
+#define LIVE_SPAN 0xee
+#define NREAD 8
+
+typedef struct span_read {
+    int n;
+    uint8_t *key[NREAD], *v[NREAD];
+    size_t klen[NREAD], vn[NREAD];
+} span_read_t;
+
+static int read_cb(void *ctx, const uint8_t *key, size_t klen, const char *tenant, const uint8_t *v,
+                   size_t vn)
+{
+    span_read_t *r = ctx;
+    CHECK(r->n < NREAD);
+    if (r->n >= NREAD) return 1;
+    r->key[r->n] = malloc(klen);
+    r->v[r->n] = malloc(vn);
+    memcpy(r->key[r->n], key, klen);
+    memcpy(r->v[r->n], v, vn);
+    r->klen[r->n] = klen;
+    r->vn[r->n++] = vn;
+    return 0;
+}
+
+static void span_write(fixture_t *f, const labels_t *l, int id, const calltree_t *t, int64_t s)
+{
+    storage_span_tree_t sp = {STORAGE_SPAN_KIND_SPAN, LIVE_SPAN, t};
+    storage_series_write_t sw = {
+        .labels = l, .series_id = labels_hash(l), .tree = t, .spans = &sp, .nspans = 1};
+    sw.token = sw.series_id >> 1;
+    storage_profile_write_t p = {
+        .tenant = "st", .time_ns = s * NS, .series = &sw, .nseries = 1, .symbols = ST};
+    fx_id(p.profile_id, (uint64_t)id);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
+}
+
+static calltree_t *span_of(fixture_t *f)
+{
+    calltree_t *t = calltree_new(0);
+    CHECK_EQ_INT(storage_scan_spans(f->s, "st", STORAGE_SPAN_KIND_SPAN, LIVE_SPAN, FROM, UNTIL,
+                                    fx_span_merge_cb, t),
+                 0);
+    return t;
+}
+
+static void test_spans_live(const labels_t *l)
+{
+    fixture_t a, b;
+    if (open_store(&a) != 0 || open_store(&b) != 0) return;
+    int64_t t = T0 - 30; /* every profile in one 10 s window: one span key */
+    uint64_t token = labels_hash(l) >> 1;
+    storage_clear_stats_t cst;
+    errmsg_t em = {{0}};
+    span_write(&a, l, 101, TREES[1], t);                                     /* P1: old */
+    CHECK_EQ_INT(storage_range_clear(b.s, &token, &token, 1, &cst, &em), 0); /* the move */
+    span_write(&a, l, 102, TREES[2], t + 1); /* P2: live, reaches both before the read */
+    span_write(&b, l, 102, TREES[2], t + 1);
+    span_write(&a, l, 104, TREES[5], t + 3); /* P4: at the source before its read */
+    span_read_t r = {0};
+    CHECK_EQ_INT(storage_stream_spans(a.s, token, token, NULL, 0, read_cb, &r), 0);
+    CHECK_EQ_INT(r.n, 1);
+    span_write(&a, l, 103, TREES[3], t + 2); /* P3: between the read and the merge */
+    span_write(&b, l, 103, TREES[3], t + 2);
+    for (int i = 0; i < r.n; i++)
+        CHECK_EQ_INT(
+            storage_stream_span_put(b.s, "st", r.key[i], r.klen[i], r.v[i], r.vn[i], ST, &em), 0);
+    span_write(&b, l, 104, TREES[5], t + 3); /* P4 reaches the receiver late */
+    int64_t want = calltree_root_total(TREES[1]) + calltree_root_total(TREES[2]) +
+                   calltree_root_total(TREES[3]) + calltree_root_total(TREES[5]);
+    for (int round = 0; round < 3; round++) {
+        calltree_t *ta = span_of(&a), *tb = span_of(&b);
+        CHECK_EQ_INT(calltree_root_total(ta), want);
+        CHECK_EQ_INT(calltree_root_total(tb), want);
+        CHECK_EQ_INT(fx_tree_diff(ta, tb), 0); /* node by node */
+        calltree_free(ta);
+        calltree_free(tb);
+        if (round == 0) /* a resumed stream merges the same value again */
+            CHECK_EQ_INT(storage_stream_spans(a.s, token, token, NULL, 0, span_cb, &b), 0);
+        if (round == 1) { /* compaction folds the operands: the same */
+            CHECK_EQ_INT(storage_compact(b.s), 0);
+            CHECK(fx_reopen(&b) == 0);
+        }
+    }
+    for (int i = 0; i < r.n; i++) {
+        free(r.key[i]);
+        free(r.v[i]);
+    }
     fx_done(&a);
     fx_done(&b);
 }
@@ -421,6 +519,59 @@ static void test_clear(fixture_t *a, const labels_t *l)
     fx_done(&e);
 }
 
+/* ---- a scan reads at one snapshot: a profile written from the scan's own
+ * callback, into a window the scan has yet to reach (W2, which already holds
+ * one profile), is in none of the windows it reports: not in a total, not
+ * named as kept (else its tree would come off a residual that never counted
+ * it, and the receiver would end one profile short). */
+
+typedef struct snap_rx {
+    fixture_t *f;
+    const labels_t *l;
+    int wrote, late_named;
+    int64_t res0_total;
+} snap_rx_t;
+
+static int snap_window(void *ctx, const storage_stream_window_t *w)
+{
+    snap_rx_t *x = ctx;
+    if (!x->wrote) { /* the first window reported: a live write lands mid-scan */
+        CHECK_EQ_INT(fx_write(x->f->s, "st", x->l, TREES[5], ST, 31, (T0 - 38) * NS, NULL), 0);
+        x->wrote = 1;
+    }
+    int64_t kept = 0;
+    for (size_t i = 0; i < w->nkept; i++) {
+        kept += w->kept[i].total;
+        x->late_named += w->kept[i].profile_id[15] == 31;
+    }
+    for (size_t i = 0; i < w->nuntreed; i++)
+        x->late_named += w->untreed[i].profile_id[15] == 31;
+    /* the residual's tree and total agree (w->total is the residual's) */
+    CHECK_EQ_INT(calltree_root_total(w->residual), w->total);
+    if (w->res == 0) x->res0_total += w->total + kept;
+    return 0;
+}
+
+static void test_snapshot(const labels_t *l)
+{
+    fixture_t f;
+    if (open_store(&f) != 0) return;
+    CHECK_EQ_INT(fx_write(f.s, "st", l, TREES[2], ST, 21, (T0 - 100) * NS, NULL), 0); /* W1 */
+    CHECK_EQ_INT(fx_write(f.s, "st", l, TREES[3], ST, 22, (T0 - 40) * NS, NULL), 0);  /* W2 */
+    int64_t before = calltree_root_total(TREES[2]) + calltree_root_total(TREES[3]);
+    snap_rx_t x = {.f = &f, .l = l};
+    CHECK_EQ_INT(storage_stream_scan(f.s, 0, UINT64_MAX, NULL, 0, snap_window, &x), 0);
+    CHECK(x.wrote);
+    CHECK_EQ_INT(x.late_named, 0);
+    CHECK_EQ_INT(x.res0_total, before);
+    /* the write did commit: a scan started after it sees it */
+    snap_rx_t y = {.f = &f, .l = l, .wrote = 1};
+    CHECK_EQ_INT(storage_stream_scan(f.s, 0, UINT64_MAX, NULL, 0, snap_window, &y), 0);
+    CHECK_EQ_INT(y.late_named, 5); /* once per resolution */
+    CHECK_EQ_INT(y.res0_total, before + calltree_root_total(TREES[5]));
+    fx_done(&f);
+}
+
 int main(void)
 {
     ST = symtab_new();
@@ -437,7 +588,9 @@ int main(void)
     test_untreed_known(&a, l);
     test_backfill_known(&a, l);
     test_spans(l);
+    test_spans_live(l);
     test_clear(&a, l);
+    test_snapshot(l);
     fx_done(&a);
     labels_free(l);
     for (int i = 1; i <= NPROF; i++)

@@ -1,0 +1,170 @@
+/* bench_spanstream.c — `flamedb-bench spanstream`: what the span stream of
+ * one token interval reads.
+ *
+ * --tokens placement tokens (service shards), spread over the ring, each
+ * get one profile with --spans span trees (random span ids), through the
+ * library path into a real RocksDB in a temporary directory, compacted.
+ * Then the span trees of one interval holding 1/--share of the tokens are
+ * read, --rounds times each way, and the median CPU time of the reading
+ * thread printed (the load: wall and process CPU, compaction included):
+ *   index: storage_stream_spans (format 8: span_index, the interval only);
+ *   whole: the loop storage_stream_spans ran up to format 7, kept here as
+ *          the baseline: every key of the tenant-first `spans` family is
+ *          read and the interval's kept.
+ * Both must find the same trees (checked). Nothing else is asserted.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "common/calltree.h"
+#include "common/err.h"
+#include "common/hash.h"
+#include "common/labels.h"
+#include "common/symtab.h"
+#include "storage/storage.h"
+#include "storage/storage_int.h"
+
+static int count_cb(void *ctx, const uint8_t *key, size_t klen, const char *tenant,
+                    const uint8_t *v, size_t vn)
+{
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+/* storage_stream_spans of format 7 (a whole-family scan), unchanged. */
+static int whole_scan(storage_t *s, uint64_t lo, uint64_t hi, storage_span_stream_fn fn, void *ctx)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, s->ropts, s->cf[CF_SPANS]);
+    int rc = 0;
+    for (rocksdb_iter_seek_to_first(it); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        int ok;
+        uint64_t token = storage_span_key_token(k, kn, &ok);
+        if (!ok || token < lo || token > hi) continue;
+        if (storage_filter_expired(s, CF_SPANS, k, kn, NULL, 0)) continue;
+        char tenant[STORAGE_TENANT_MAX + 1];
+        memcpy(tenant, k + 1, k[0]);
+        tenant[k[0]] = 0;
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        rc = fn(ctx, k, kn, tenant, v, vn);
+    }
+    rocksdb_iter_destroy(it);
+    return rc;
+}
+
+static int load(storage_t *st, uint64_t tokens, uint64_t spans, int64_t t0)
+{
+    symtab_t *syms = symtab_new();
+    calltree_t *t = calltree_new(0);
+    storage_span_tree_t *sp = calloc(spans, sizeof *sp);
+    uint64_t stack[3];
+    int rc = syms && t && sp ? 0 : ERR_NOMEM;
+    if (rc == 0) rc = symtab_intern(syms, "main", 4, "", 0, &stack[0]);
+    if (rc == 0) rc = symtab_intern(syms, "handler", 7, "", 0, &stack[1]);
+    uint64_t rng = 0x9e3779b97f4a7c15ULL;
+    for (uint64_t k = 0; rc == 0 && k < tokens; k++) {
+        char svc[32];
+        snprintf(svc, sizeof svc, "svc%llu", (unsigned long long)k);
+        rc = symtab_intern(syms, svc, strlen(svc), "", 0, &stack[2]);
+        calltree_clear(t);
+        if (rc == 0) rc = calltree_add_stack(t, stack, 3, 10);
+        labels_t *l = labels_new();
+        if (rc == 0) rc = l != NULL ? 0 : ERR_NOMEM;
+        if (rc == 0) rc = labels_set_str(l, "service_name", svc);
+        if (rc == 0) rc = labels_set_str(l, "__name__", "cpu");
+        for (uint64_t i = 0; rc == 0 && i < spans; i++) {
+            rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+            sp[i] = (storage_span_tree_t){STORAGE_SPAN_KIND_SPAN, rng, t};
+        }
+        storage_series_write_t sw = {.labels = l, .tree = t, .spans = sp, .nspans = spans};
+        sw.series_id = rc == 0 ? labels_hash(l) : 0;
+        sw.token = (k + 1) * (UINT64_MAX / (tokens + 1)); /* spread over the ring */
+        storage_profile_write_t p = {.tenant = "bench",
+                                     .time_ns = t0 * 1000000000,
+                                     .series = &sw,
+                                     .nseries = 1,
+                                     .symbols = syms};
+        memcpy(p.profile_id, &k, sizeof k);
+        errmsg_t em = {{0}};
+        if (rc == 0 && (rc = storage_write_profile(st, &p, NULL, &em)) != 0)
+            fprintf(stderr, "spanstream: %s\n", errmsg_text(&em, rc));
+        labels_free(l);
+    }
+    free(sp);
+    calltree_free(t);
+    symtab_free(syms);
+    return rc != 0 ? rc : storage_compact(st);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median CPU seconds of the reading thread over rounds reads of [lo, hi]
+ * (CPU, not wall: the machine is shared); *found: trees found. */
+static double measure(storage_t *st, int whole, uint64_t lo, uint64_t hi, uint64_t rounds,
+                      uint64_t *found)
+{
+    double *t = calloc(rounds, sizeof *t);
+    if (t == NULL) return -1;
+    for (uint64_t r = 0; r < rounds; r++) {
+        *found = 0;
+        double c0 = clock_thread();
+        int rc = whole ? whole_scan(st, lo, hi, count_cb, found)
+                       : storage_stream_spans(st, lo, hi, NULL, 0, count_cb, found);
+        t[r] = rc == 0 ? clock_thread() - c0 : -1;
+    }
+    qsort(t, rounds, sizeof *t, cmp_double);
+    double m = t[rounds / 2];
+    free(t);
+    return m;
+}
+
+int cmd_spanstream(int argc, char **argv)
+{
+    uint64_t tokens = 256, spans = 400, share = 64, rounds = 5;
+    for (int i = 0; i < argc; i++)
+        if (!flag_u64(argc, argv, &i, "--tokens", &tokens) &&
+            !flag_u64(argc, argv, &i, "--spans", &spans) &&
+            !flag_u64(argc, argv, &i, "--share", &share) &&
+            !flag_u64(argc, argv, &i, "--rounds", &rounds)) {
+            fprintf(stderr, "spanstream: unknown flag %s\n", argv[i]);
+            return 2;
+        }
+    if (tokens == 0 || spans == 0 || share == 0 || rounds == 0) return 2;
+    char *dir = make_temp_dir("spanstream");
+    storage_options_t o;
+    storage_options_default(&o);
+    o.path = dir;
+    o.span_retention_seconds = 0;
+    storage_t *st = NULL;
+    errmsg_t em = {{0}};
+    int rc = dir != NULL ? storage_open(&o, &st, &em) : ERR_IO;
+    if (rc != 0) fprintf(stderr, "spanstream: %s\n", errmsg_text(&em, rc));
+    double w0 = clock_wall(), c0 = clock_process();
+    if (rc == 0) rc = load(st, tokens, spans, 1700000000);
+    if (rc == 0) {
+        uint64_t lo = UINT64_MAX / share * 3, hi = lo + UINT64_MAX / share - 1, fi = 0, fw = 0;
+        printf("spanstream_trees: %llu\nspanstream_load_s: %.2f\nspanstream_load_cpu_s: %.2f\n",
+               (unsigned long long)(tokens * spans), clock_wall() - w0, clock_process() - c0);
+        double ti = measure(st, 0, lo, hi, rounds, &fi);
+        double tw = measure(st, 1, lo, hi, rounds, &fw);
+        printf("spanstream_interval_trees: %llu\n", (unsigned long long)fi);
+        printf("spanstream_index_ms: %.3f\nspanstream_whole_ms: %.3f\n", ti * 1e3, tw * 1e3);
+        printf("spanstream_whole_over_index: %.1f\n", ti > 0 ? tw / ti : 0);
+        if (fi != fw) {
+            fprintf(stderr, "spanstream: index found %llu trees, whole scan %llu\n",
+                    (unsigned long long)fi, (unsigned long long)fw);
+            rc = ERR_INTERNAL;
+        }
+    }
+    storage_close(st);
+    if (dir) rm_rf(dir);
+    free(dir);
+    return rc == 0 ? 0 : 1;
+}
