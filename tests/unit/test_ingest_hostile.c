@@ -9,11 +9,18 @@
  * large real profiles of the shared corpus (when present); their peak
  * ratio is printed beside the hostile ones. Not timed.
  *
- * The multiple is what the defaults allow today: call-tree nodes are
- * charged INGEST_NODE_BYTES (100) each and a push may create one per
- * payload byte (ingest-request-nodes-per-byte 1), because a real profile
- * of the corpus creates up to 0.38 per byte; the decoded index, caches and
- * symbols add a few bytes per byte (docs/internals.md, "Ingest memory").
+ * The bounds are what the defaults hold a push to: a push may hold
+ * INGEST_REQUEST_MEMORY_PER_BYTE (24) bytes per gunzipped payload byte, so
+ * a refused push never held more (HOSTILE_MULTIPLE is one more, for the
+ * bisection's step); an accepted hostile shape holds at most
+ * ACCEPTED_MULTIPLE (fresh roots: 10.1x, most of it the symbols of its
+ * fresh addresses, then the call tree, the decoded index and the body);
+ * the largest real profile of the corpus REAL_MULTIPLE (17.6x: a CPU
+ * profile of 0.35 distinct call-tree nodes per payload byte, two sample
+ * types sharing one tree shape). With call-tree nodes charged 100 bytes
+ * each and a budget of one node per payload byte these were 12.3x
+ * (accepted), 103x (refused) and 37.9x (real); docs/internals.md,
+ * "Ingest memory".
  */
 #include <time.h>
 
@@ -21,7 +28,9 @@
 #include "common/varint.h"
 #include "test_ingest_util.h"
 
-#define HOSTILE_MULTIPLE 120
+#define HOSTILE_MULTIPLE (INGEST_REQUEST_MEMORY_PER_BYTE + 1)
+#define ACCEPTED_MULTIPLE 11
+#define REAL_MULTIPLE 18
 #define TARGET (1u << 20)
 
 /* ---- a growable protobuf writer ---- */
@@ -246,6 +255,7 @@ static void one_shape(const char *name, void (*make)(w_t *))
     fprintf(stderr, "%-12s held at most %zu B = %.1f x payload\n", name, peak,
             (double)peak / (double)w.n);
     CHECK(peak <= limit);
+    CHECK(rc != 0 || peak <= (size_t)ACCEPTED_MULTIPLE * w.n);
     free(gz);
     free(w.b);
 }
@@ -294,6 +304,7 @@ static void real_profiles(void)
     fprintf(stderr, "real profiles: %zu, largest peak %.1f x payload (hostile cap %d x)\n", count,
             worst, HOSTILE_MULTIPLE);
     CHECK(count > 0);
+    CHECK(worst <= REAL_MULTIPLE);
     free(m);
 }
 
