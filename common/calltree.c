@@ -43,7 +43,7 @@ typedef struct ct_shape {
     ct_node_t *nodes;
     size_t count, cap;
     ct_slot_t *slots;
-    size_t nslots; /* power of two, or 0 */
+    size_t nslots; /* at most 2^32 (n <= UINT32_MAX nodes at 2/3), or 0 */
     unsigned refs; /* atomic: trees of one push may be freed on other threads */
 } ct_shape_t;
 
@@ -69,9 +69,11 @@ static inline uint64_t edge_hash(uint32_t parent, uint64_t sym)
     return (sym ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
 }
 
+/* The home slot of hash h: its high 32 bits scaled to the table (any
+ * size, so the table grows by half again, not doubling). */
 static inline size_t slot_of(const ct_shape_t *sh, uint64_t h)
 {
-    return (size_t)(h >> 32 ^ h >> 7) & (sh->nslots - 1);
+    return (size_t)(((h >> 32) * (uint64_t)sh->nslots) >> 32);
 }
 
 /* The slot holding (parent, sym), or the empty slot where it would go. */
@@ -79,7 +81,7 @@ static inline size_t probe(const ct_shape_t *sh, uint32_t parent, uint64_t sym, 
 {
     size_t i = slot_of(sh, h);
     uint32_t tag = (uint32_t)h;
-    for (;; i = (i + 1) & (sh->nslots - 1)) {
+    for (;; i = i + 1 == sh->nslots ? 0 : i + 1) {
         const ct_slot_t *s = &sh->slots[i];
         if (s->child == 0) return i;
         if (s->tag == tag && sh->nodes[s->child].sym == sym && sh->nodes[s->child].parent == parent)
@@ -105,7 +107,7 @@ static size_t shape_bytes(const ct_shape_t *sh)
     return sizeof *sh + sh->cap * sizeof *sh->nodes + sh->nslots * sizeof *sh->slots;
 }
 
-/* Rebuilds the edge table with nslots slots (a power of two) from the
+/* Rebuilds the edge table with nslots slots (at most 2^32) from the
  * nodes: a pass over the node array, each edge to the first empty slot of
  * its run (keys are distinct, none is compared). */
 static int rehash(ct_shape_t *sh, size_t nslots)
@@ -119,7 +121,7 @@ static int rehash(ct_shape_t *sh, size_t nslots)
         uint64_t h = edge_hash(sh->nodes[i].parent, sh->nodes[i].sym);
         size_t j = slot_of(sh, h);
         while (slots[j].child != 0)
-            j = (j + 1) & (nslots - 1);
+            j = j + 1 == nslots ? 0 : j + 1;
         slots[j] = (ct_slot_t){(uint32_t)i, (uint32_t)h};
     }
     return ERR_OK;
@@ -128,7 +130,7 @@ static int rehash(ct_shape_t *sh, size_t nslots)
 /* Makes room for n nodes in all: node array and edge table. */
 static int shape_reserve(ct_shape_t *sh, size_t n)
 {
-    if (n > (size_t)UINT32_MAX) return ERR_NOMEM;
+    if (n > (size_t)UINT32_MAX / 2) return ERR_NOMEM; /* so nslots stays under 2^32 */
     if (n > sh->cap) {
         ct_node_t *p = realloc(sh->nodes, n * sizeof *p);
         if (p == NULL) return ERR_NOMEM;
@@ -138,8 +140,8 @@ static int shape_reserve(ct_shape_t *sh, size_t n)
     if (n * CT_LOAD_DEN <= sh->nslots * CT_LOAD_NUM) return ERR_OK;
     size_t ns = sh->nslots ? sh->nslots : 8;
     while (ns * CT_LOAD_NUM < n * CT_LOAD_DEN)
-        ns *= 2;
-    return rehash(sh, ns);
+        ns += ns / 2;
+    return rehash(sh, ns < UINT32_MAX ? ns : UINT32_MAX);
 }
 
 static ct_shape_t *shape_new(size_t initial)
@@ -208,6 +210,25 @@ static size_t next_cap(size_t cap, size_t need)
 {
     size_t c = cap < 8 ? 8 : cap + cap / 2;
     return c < need ? need : c;
+}
+
+void calltree_shrink(calltree_t *t)
+{
+    size_t n = t->sh->count;
+    if (__atomic_load_n(&t->sh->refs, __ATOMIC_ACQUIRE) == 1 && t->sh->cap > n) {
+        ct_node_t *p = realloc(t->sh->nodes, n * sizeof *p);
+        if (p != NULL) {
+            t->sh->nodes = p;
+            t->sh->cap = n;
+        }
+    }
+    if (t->vcap > n) {
+        int64_t *a = realloc(t->self, n * sizeof *a);
+        if (a != NULL) t->self = a;
+        int64_t *b = realloc(t->total, n * sizeof *b);
+        if (b != NULL) t->total = b;
+        t->vcap = n; /* each array holds at least n now */
+    }
 }
 
 int calltree_reserve(calltree_t *t, size_t nodes)
@@ -386,6 +407,38 @@ int calltree_copy_shape(calltree_t *dst, const calltree_t *src)
     __atomic_add_fetch(&src->sh->refs, 1, __ATOMIC_ACQ_REL);
     shape_release(dst->sh);
     dst->sh = src->sh;
+    return ERR_OK;
+}
+
+int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves, size_t n)
+{
+    size_t count = src->sh->count;
+    ASSERT_ALWAYS(dst->sh->count == 1 && dst->self[0] == 0 && dst->total[0] == 0 && n <= count);
+    if (count > dst->max_nodes) {
+        free(selves);
+        return ERR_LIMIT;
+    }
+    int64_t *self = realloc(selves, count * sizeof *self);
+    if (self == NULL) {
+        free(selves);
+        return ERR_NOMEM;
+    }
+    int64_t *total = calloc(count, sizeof *total);
+    if (total == NULL) {
+        free(self);
+        return ERR_NOMEM;
+    }
+    memset(self + n, 0, (count - n) * sizeof *self);
+    free(dst->self);
+    free(dst->total);
+    dst->self = self;
+    dst->total = total;
+    dst->vcap = count;
+    if (dst->sh != src->sh) {
+        __atomic_add_fetch(&src->sh->refs, 1, __ATOMIC_ACQ_REL);
+        shape_release(dst->sh);
+        dst->sh = src->sh;
+    }
     return ERR_OK;
 }
 

@@ -50,6 +50,10 @@ void calltree_free(calltree_t *t);
  * rehash and copy as it grows. */
 int calltree_reserve(calltree_t *t, size_t nodes);
 void calltree_clear(calltree_t *t);
+/* Gives back the room the node and value arrays grew into past the nodes
+ * (a tree grows them by half again): for a tree that is done growing and
+ * will be held a while. It may still grow afterwards. */
+void calltree_shrink(calltree_t *t);
 
 /* Adds value along stack[0..depth) (stack[0] is the outermost caller, the last
  * entry the leaf) and adds value to the leaf's self. depth 0 adds to root self.
@@ -89,6 +93,14 @@ int calltree_add_selves(calltree_t *t, const uint32_t *nodes, const int64_t *val
  * tree its own copy. dst must hold only its root with zero values;
  * ERR_LIMIT past dst's max_nodes (dst unchanged), ERR_NOMEM. */
 int calltree_copy_shape(calltree_t *dst, const calltree_t *src);
+
+/* calltree_copy_shape, with dst's self values selves[0..n) (n at most
+ * src's node count; the rest zero) instead of zeros: takes ownership of
+ * selves (malloc'd; it becomes dst's self array, grown to the node count),
+ * so the values built apart need no second copy. Totals are left zero (a
+ * calltree_sum_totals() gives them). ERR_LIMIT past dst's max_nodes,
+ * ERR_NOMEM; on error selves is freed. */
+int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves, size_t n);
 
 /* True when a and b have the same nodes in the same order (symbols and
  * parents; values aside), as after calltree_copy_shape: work that depends

@@ -380,28 +380,38 @@ int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, si
     return count_grown(ss, l->last_grown, em);
 }
 
-/* Gives shadowed series leader's shape and their values. Each is charged
- * its value arrays before they are allocated; its shadow is freed. */
+/* Gives a shadowed series its leader's shape, its shadow becoming its self
+ * values (calltree_adopt_shape: no second array of them); charged the
+ * totals array before it is allocated. */
 static int unshadow(series_set_t *ss, ingest_series_t *s, errmsg_t *em)
 {
     const calltree_t *shape = ss->v[s->shape_of].tree;
-    size_t n = calltree_node_count(shape);
-    int rc = ingest_charge(ss, 2 * n * sizeof(int64_t), "call-tree values", em);
+    size_t n = calltree_node_count(shape), have = s->shadow_cap < n ? s->shadow_cap : n;
+    size_t more = (2 * n - have) * sizeof(int64_t); /* totals, and selves past the shadow */
+    int rc = ingest_charge(ss, more, "call-tree values", em);
     if (rc < 0) return rc;
-    s->charged += 2 * n * sizeof(int64_t);
-    if ((rc = calltree_copy_shape(s->tree, shape)) != 0)
-        return errmsg_set(em, rc, "copying a call tree failed");
-    if (n > s->shadow_cap) n = s->shadow_cap;
-    for (uint32_t k = 0; k < n; k++)
-        if (s->shadow[k] != 0) calltree_add_self_deferred(s->tree, k, s->shadow[k]);
-    free(s->shadow);
-    s->shadow = NULL;
+    s->charged += more;
+    int64_t *selves = s->shadow;
+    s->shadow = NULL; /* adopted, or freed on error */
     s->shadow_cap = 0;
+    if ((rc = calltree_adopt_shape(s->tree, shape, selves, have)) != 0)
+        return errmsg_set(em, rc, "copying a call tree failed");
     return 0;
 }
 
 int ingest_series_finish(series_set_t *ss, errmsg_t *em)
 {
+    /* The trees are done growing and are held until the push is stored:
+     * they give back their growth room (and the path caches) first. */
+    for (size_t i = 0; i < ss->n; i++) {
+        ingest_series_t *s = &ss->v[i];
+        free(s->path.syms);
+        free(s->path.nodes);
+        s->path = (path_cache_t){0};
+        if (s->shape_of == UINT32_MAX) calltree_shrink(s->tree);
+        if (series_bytes(s) < s->charged) /* only gives back: cannot fail */
+            recharge(ss, &s->charged, series_bytes(s), "call trees", em);
+    }
     for (size_t i = 0; i < ss->n; i++) {
         ingest_series_t *s = &ss->v[i];
         int rc = s->shape_of == UINT32_MAX ? 0 : unshadow(ss, s, em);

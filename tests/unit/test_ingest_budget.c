@@ -8,6 +8,7 @@
  * generated here and must be refused quickly. */
 #include <time.h>
 
+#include "common/alloc.h"
 #include "test_ingest_util.h"
 
 static int parse_folded(const char *body, const ingest_limits_t *lim, ingest_profile_t **p,
@@ -189,6 +190,9 @@ static void test_span_index_charged(void)
     ingest_limits_t lim;
     ingest_limits_default(&lim);
     lim.max_spans_per_series = 1;
+    alloc_budget_t inflight; /* unlimited, counted */
+    alloc_budget_init(&inflight, 0);
+    lim.inflight = &inflight;
     for (int as_span = 0; as_span < 2; as_span++) {
         size_t n;
         uint8_t *raw = span_ids(N, as_span, &n);
