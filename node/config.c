@@ -136,7 +136,7 @@ static const opt_t options[] = {
      "Memory one push may hold while it is parsed, in bytes per byte of its gunzipped payload (at "
      "least 4 MiB): its gunzipped body, decoded message, symbols, series, call trees (about 36 "
      "bytes a node plus its edge slots and growth room), span trees and scratch, counted as "
-     "allocated; over it the push gets 413. Real profiles need at most 14.5 (the largest of the "
+     "allocated; over it the push gets 413. Real profiles need at most 14.4 (the largest of the "
      "test corpus, a CPU profile of 0.17 distinct call-tree nodes a byte in two sample types; "
      "typical ones 3 to 6)."},
     {"ingest-max-request-work", OPT_COUNT, FIELD(ingest.max_request_work, size_t), NULL, 0, 1024,

@@ -194,14 +194,15 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
  * to series idx too, with value v, when the caller knows idx's tree gets
  * exactly leader's stacks in the same order (the pprof sample types that are
  * non-zero in the same samples): idx's tree is then leader's shape, so only
- * the value is kept here and the tree is copied once at the end. The push's
- * budget is charged exactly what ingest_series_add would charge (work for
- * depth frames, the nodes leader's tree just grew by), so a push is
- * refused at the same point either way. */
+ * the value is kept here (8 bytes a node, charged as it grows) and idx's
+ * tree shares leader's nodes at the end (calltree_adopt_shape). Work and
+ * nodes are counted as ingest_series_add would count them (depth frames,
+ * the nodes leader's tree just grew by). */
 int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, size_t depth,
                              int64_t v, errmsg_t *em);
-/* Once every stack is added: makes the trees of shadowed series and fixes
- * the totals of every tree. ERR_NOMEM. */
+/* Once every stack is added: gives back the trees' growth room and path
+ * caches, makes the trees of shadowed series (their values charged) and
+ * fixes the totals of every tree. ERR_NOMEM, or a refused charge. */
 int ingest_series_finish(series_set_t *ss, errmsg_t *em);
 int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
                            const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em);

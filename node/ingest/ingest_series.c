@@ -368,10 +368,12 @@ int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, si
     if (rc < 0) return rc;
     size_t n = calltree_node_count(l->tree);
     s->shape_of = leader;
-    if (n > s->shadow_cap) {
-        size_t old = s->shadow_cap;
-        if (GROW_FROM(s->shadow, s->shadow_cap, n, GROW_UNLIMITED, 64) != 0)
-            return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (n > s->shadow_cap) { /* by half again, as the leader's value arrays */
+        size_t old = s->shadow_cap, cap = old < 64 ? 64 : old + old / 2;
+        int64_t *p = realloc(s->shadow, (cap < n ? n : cap) * sizeof *p);
+        if (p == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+        s->shadow = p;
+        s->shadow_cap = cap < n ? n : cap;
         memset(s->shadow + old, 0, (s->shadow_cap - old) * sizeof *s->shadow);
         if ((rc = recharge(ss, &s->charged, series_bytes(s), "call trees", em)) < 0) return rc;
     }

@@ -17,7 +17,7 @@
  * call tree, the decoded index and the body), a deep inlined location 2.8x
  * (refused by the work budget), fresh span ids 7.0x, many sample types up
  * to the budget (1,000 series of 16-byte values a node: refused at it); the
- * largest real profile of the corpus REAL_MULTIPLE (14.5x: a CPU profile of
+ * largest real profile of the corpus REAL_MULTIPLE (14.4x: a CPU profile of
  * 0.17 distinct call-tree nodes per payload byte, two sample types sharing
  * one tree shape). With call-tree nodes charged 100 bytes each and a
  * budget of one node per payload byte these were 12.3x, 3.0x, 8.1x, 103x
