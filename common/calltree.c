@@ -2,29 +2,56 @@
  *
  * Nodes live in one array; a node is always created after its parent, so
  * index order is a topological order (parents first). That makes merge a
- * single pass over the source. Children are found through an open-addressing
- * table keyed by (parent, symbol) and linked parent -> first_child ->
- * next_sibling for traversal. */
+ * single pass over the source.
+ *
+ * Memory is what a push or a query may hold most of, so a node is kept
+ * small: its shape (symbol, parent, first child, next sibling: 20 bytes,
+ * calltree_node_t) apart from its values (self and total, 16 bytes), and
+ * children are found through an open-addressing table of 8-byte slots
+ * (child index and 32 bits of the edge's hash) over the node array, kept at
+ * most CT_LOAD_NUM/CT_LOAD_DEN full: about 50-60 bytes a node in all,
+ * where a node with its keyed edge slots took about 100. The shape may be
+ * shared by several trees (calltree_copy_shape: the sample types of one
+ * profile): each then holds only its values, and a tree that must add a
+ * node to a shared shape first takes its own copy. */
 #include "common/calltree.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/assert.h"
-#include "common/edgemap.h"
 #include "common/err.h"
-#include "common/grow.h"
 #include "common/hash.h"
 #include "common/u64map.h"
 #include "common/varint.h"
 
 typedef calltree_node_t ct_node_t;
 
-struct calltree {
+/* The edge table is grown past CT_LOAD_NUM/CT_LOAD_DEN full: linear probes
+ * stay short, and 8-byte slots keep a probe run in one cache line. */
+#define CT_LOAD_NUM 2
+#define CT_LOAD_DEN 3
+
+typedef struct ct_slot {
+    uint32_t child; /* 0 = empty (the root is nobody's child) */
+    uint32_t tag;   /* low 32 bits of the edge hash: most misses skip the node */
+} ct_slot_t;
+
+/* The nodes and edges of one or more trees (refs). Shared shapes are never
+ * changed; a tree that must change one copies it first (own_shape). */
+typedef struct ct_shape {
     ct_node_t *nodes;
     size_t count, cap;
+    ct_slot_t *slots;
+    size_t nslots; /* at most 2^32 (n <= UINT32_MAX nodes at 2/3), or 0 */
+    unsigned refs; /* atomic: trees of one push may be freed on other threads */
+} ct_shape_t;
+
+struct calltree {
+    ct_shape_t *sh;
+    int64_t *self, *total; /* vcap entries, at least sh->count */
+    size_t vcap;
     size_t max_nodes;
-    edgemap_t edges; /* (parent, sym) -> node; the root is not in it */
 };
 
 /* Values add with two's-complement wrap-around: exact for every sum that fits
@@ -37,22 +64,182 @@ static inline int64_t wadd(int64_t a, int64_t b)
 
 #define WADD(lhs, v) ((lhs) = wadd((lhs), (v)))
 
-static int grow_nodes(calltree_t *t)
+static inline uint64_t edge_hash(uint32_t parent, uint64_t sym)
 {
-    return GROW_FROM(t->nodes, t->cap, t->count + 1, GROW_UNLIMITED, 64);
+    return (sym ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
+}
+
+/* The home slot of hash h: its high 32 bits scaled to the table (any
+ * size, so the table grows by half again, not doubling). */
+static inline size_t slot_of(const ct_shape_t *sh, uint64_t h)
+{
+    return (size_t)(((h >> 32) * (uint64_t)sh->nslots) >> 32);
+}
+
+/* The slot holding (parent, sym), or the empty slot where it would go. */
+static inline size_t probe(const ct_shape_t *sh, uint32_t parent, uint64_t sym, uint64_t h)
+{
+    size_t i = slot_of(sh, h);
+    uint32_t tag = (uint32_t)h;
+    for (;; i = i + 1 == sh->nslots ? 0 : i + 1) {
+        const ct_slot_t *s = &sh->slots[i];
+        if (s->child == 0) return i;
+        if (s->tag == tag && sh->nodes[s->child].sym == sym && sh->nodes[s->child].parent == parent)
+            return i;
+    }
+}
+
+static void shape_free(ct_shape_t *sh)
+{
+    if (sh == NULL) return;
+    free(sh->nodes);
+    free(sh->slots);
+    free(sh);
+}
+
+static void shape_release(ct_shape_t *sh)
+{
+    if (sh != NULL && __atomic_sub_fetch(&sh->refs, 1, __ATOMIC_ACQ_REL) == 0) shape_free(sh);
+}
+
+static size_t shape_bytes(const ct_shape_t *sh)
+{
+    return sizeof *sh + sh->cap * sizeof *sh->nodes + sh->nslots * sizeof *sh->slots;
+}
+
+/* Rebuilds the edge table with nslots slots (at most 2^32) from the
+ * nodes: a pass over the node array, each edge to the first empty slot of
+ * its run (keys are distinct, none is compared). */
+static int rehash(ct_shape_t *sh, size_t nslots)
+{
+    ct_slot_t *slots = calloc(nslots, sizeof *slots);
+    if (slots == NULL) return ERR_NOMEM;
+    free(sh->slots);
+    sh->slots = slots;
+    sh->nslots = nslots;
+    for (size_t i = 1; i < sh->count; i++) {
+        uint64_t h = edge_hash(sh->nodes[i].parent, sh->nodes[i].sym);
+        size_t j = slot_of(sh, h);
+        while (slots[j].child != 0)
+            j = j + 1 == nslots ? 0 : j + 1;
+        slots[j] = (ct_slot_t){(uint32_t)i, (uint32_t)h};
+    }
+    return ERR_OK;
+}
+
+/* Makes room for n nodes in all: node array and edge table. */
+static int shape_reserve(ct_shape_t *sh, size_t n)
+{
+    if (n > (size_t)UINT32_MAX / 2) return ERR_NOMEM; /* so nslots stays under 2^32 */
+    if (n > sh->cap) {
+        ct_node_t *p = realloc(sh->nodes, n * sizeof *p);
+        if (p == NULL) return ERR_NOMEM;
+        sh->nodes = p;
+        sh->cap = n;
+    }
+    if (n * CT_LOAD_DEN <= sh->nslots * CT_LOAD_NUM) return ERR_OK;
+    size_t ns = sh->nslots ? sh->nslots : 8;
+    while (ns * CT_LOAD_NUM < n * CT_LOAD_DEN)
+        ns += ns / 2;
+    return rehash(sh, ns < UINT32_MAX ? ns : UINT32_MAX);
+}
+
+static ct_shape_t *shape_new(size_t initial)
+{
+    ct_shape_t *sh = calloc(1, sizeof *sh);
+    if (sh == NULL) return NULL;
+    sh->refs = 1;
+    if (shape_reserve(sh, initial) != ERR_OK) {
+        shape_free(sh);
+        return NULL;
+    }
+    sh->nodes[0] = (ct_node_t){SYM_ROOT, CALLTREE_NONE, CALLTREE_NONE, CALLTREE_NONE};
+    sh->count = 1;
+    return sh;
+}
+
+static ct_shape_t *shape_copy(const ct_shape_t *src)
+{
+    ct_shape_t *sh = calloc(1, sizeof *sh);
+    if (sh == NULL) return NULL;
+    sh->refs = 1;
+    sh->nodes = malloc(src->cap * sizeof *sh->nodes);
+    sh->slots = malloc(src->nslots * sizeof *sh->slots);
+    if (sh->nodes == NULL || sh->slots == NULL) {
+        shape_free(sh);
+        return NULL;
+    }
+    memcpy(sh->nodes, src->nodes, src->count * sizeof *sh->nodes);
+    memcpy(sh->slots, src->slots, src->nslots * sizeof *sh->slots);
+    sh->count = src->count;
+    sh->cap = src->cap;
+    sh->nslots = src->nslots;
+    return sh;
+}
+
+/* Before t changes its shape: a shared one is copied first. */
+static int own_shape(calltree_t *t)
+{
+    if (__atomic_load_n(&t->sh->refs, __ATOMIC_ACQUIRE) == 1) return ERR_OK;
+    ct_shape_t *c = shape_copy(t->sh);
+    if (c == NULL) return ERR_NOMEM;
+    shape_release(t->sh);
+    t->sh = c;
+    return ERR_OK;
+}
+
+/* Room for n values (new ones zero). */
+static int values_reserve(calltree_t *t, size_t n)
+{
+    if (n <= t->vcap) return ERR_OK;
+    int64_t *s = realloc(t->self, n * sizeof *s);
+    if (s == NULL) return ERR_NOMEM;
+    t->self = s;
+    int64_t *o = realloc(t->total, n * sizeof *o);
+    if (o == NULL) return ERR_NOMEM;
+    t->total = o;
+    memset(t->self + t->vcap, 0, (n - t->vcap) * sizeof *s);
+    memset(t->total + t->vcap, 0, (n - t->vcap) * sizeof *o);
+    t->vcap = n;
+    return ERR_OK;
+}
+
+/* The next capacity of an array of cap entries that must hold need: one and
+ * a half times, so a large tree's arrays carry at most half again their use. */
+static size_t next_cap(size_t cap, size_t need)
+{
+    size_t c = cap < 8 ? 8 : cap + cap / 2;
+    return c < need ? need : c;
+}
+
+void calltree_shrink(calltree_t *t)
+{
+    size_t n = t->sh->count;
+    if (__atomic_load_n(&t->sh->refs, __ATOMIC_ACQUIRE) == 1 && t->sh->cap > n) {
+        ct_node_t *p = realloc(t->sh->nodes, n * sizeof *p);
+        if (p != NULL) {
+            t->sh->nodes = p;
+            t->sh->cap = n;
+        }
+    }
+    if (t->vcap > n) {
+        int64_t *a = realloc(t->self, n * sizeof *a);
+        if (a != NULL) t->self = a;
+        int64_t *b = realloc(t->total, n * sizeof *b);
+        if (b != NULL) t->total = b;
+        t->vcap = n; /* each array holds at least n now */
+    }
 }
 
 int calltree_reserve(calltree_t *t, size_t nodes)
 {
-    size_t want = t->count + nodes;
+    size_t want = t->sh->count + nodes;
     if (want > t->max_nodes) want = t->max_nodes;
-    if (want > t->cap) {
-        ct_node_t *n = realloc(t->nodes, want * sizeof *n);
-        if (n == NULL) return ERR_NOMEM;
-        t->nodes = n;
-        t->cap = want;
-    }
-    return edgemap_reserve(&t->edges, want);
+    if (want <= t->sh->cap && want <= t->vcap && want * CT_LOAD_DEN <= t->sh->nslots * CT_LOAD_NUM)
+        return ERR_OK;
+    int rc = own_shape(t);
+    if (rc == ERR_OK) rc = shape_reserve(t->sh, want);
+    return rc != ERR_OK ? rc : values_reserve(t, want);
 }
 
 /* A tree with room for `initial` nodes (and their edges) before it grows. */
@@ -61,13 +248,11 @@ static calltree_t *new_tree(size_t max_nodes, size_t initial)
     calltree_t *t = calloc(1, sizeof *t);
     if (t == NULL) return NULL;
     t->max_nodes = max_nodes == 0 ? (size_t)UINT32_MAX - 1 : max_nodes;
-    if (GROW_FROM(t->nodes, t->cap, 1, GROW_UNLIMITED, initial) != ERR_OK ||
-        edgemap_reserve(&t->edges, initial) != ERR_OK) {
+    t->sh = shape_new(initial);
+    if (t->sh == NULL || values_reserve(t, initial) != ERR_OK) {
         calltree_free(t);
         return NULL;
     }
-    t->nodes[0] = (ct_node_t){SYM_ROOT, 0, 0, CALLTREE_NONE, CALLTREE_NONE, CALLTREE_NONE};
-    t->count = 1;
     return t;
 }
 
@@ -84,82 +269,119 @@ calltree_t *calltree_new_small(size_t max_nodes)
 void calltree_free(calltree_t *t)
 {
     if (t == NULL) return;
-    free(t->nodes);
-    edgemap_free(&t->edges);
+    shape_release(t->sh);
+    free(t->self);
+    free(t->total);
     free(t);
 }
 
 void calltree_clear(calltree_t *t)
 {
-    edgemap_clear(&t->edges);
-    t->nodes[0] = (ct_node_t){SYM_ROOT, 0, 0, CALLTREE_NONE, CALLTREE_NONE, CALLTREE_NONE};
-    t->count = 1;
+    if (__atomic_load_n(&t->sh->refs, __ATOMIC_ACQUIRE) == 1) {
+        memset(t->sh->slots, 0, t->sh->nslots * sizeof *t->sh->slots);
+        t->sh->count = 1;
+        t->sh->nodes[0].first_child = CALLTREE_NONE;
+    } else {
+        ct_shape_t *sh = shape_new(4); /* the shared one stays its other trees' */
+        ASSERT_ALWAYS(sh != NULL);     /* a few bytes; clear cannot report */
+        shape_release(t->sh);
+        t->sh = sh;
+    }
+    t->self[0] = t->total[0] = 0;
+}
+
+/* Appends the node (parent, sym) into empty slot s of an owned shape with
+ * room for it. */
+static uint32_t append_node(calltree_t *t, uint32_t parent, uint64_t sym, size_t s, uint64_t h)
+{
+    ct_shape_t *sh = t->sh;
+    uint32_t idx = (uint32_t)sh->count++;
+    ct_node_t *p = &sh->nodes[parent];
+    sh->nodes[idx] = (ct_node_t){sym, parent, CALLTREE_NONE, p->first_child};
+    p->first_child = idx;
+    sh->slots[s] = (ct_slot_t){idx, (uint32_t)h};
+    t->self[idx] = t->total[idx] = 0;
+    return idx;
+}
+
+/* Grows (owning first) so one more node fits; *s is re-probed if needed. */
+static int make_room(calltree_t *t, uint32_t parent, uint64_t sym, uint64_t h, size_t *s)
+{
+    size_t need = t->sh->count + 1;
+    int rc = own_shape(t);
+    if (rc == ERR_OK && need > t->sh->cap) rc = shape_reserve(t->sh, next_cap(t->sh->cap, need));
+    if (rc == ERR_OK && need * CT_LOAD_DEN > t->sh->nslots * CT_LOAD_NUM)
+        rc = shape_reserve(t->sh, need);
+    if (rc == ERR_OK && need > t->vcap) rc = values_reserve(t, next_cap(t->vcap, need));
+    if (rc == ERR_OK) *s = probe(t->sh, parent, sym, h);
+    return rc;
 }
 
 int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child)
 {
-    size_t s = edgemap_probe(&t->edges, parent, sym);
-    if (t->edges.slots[s].child != 0) {
-        *child = t->edges.slots[s].child;
+    uint64_t h = edge_hash(parent, sym);
+    size_t s = probe(t->sh, parent, sym, h);
+    if (t->sh->slots[s].child != 0) {
+        *child = t->sh->slots[s].child;
         return ERR_OK;
     }
-    if (t->count >= t->max_nodes) return ERR_LIMIT;
-    if (t->count == t->cap && grow_nodes(t) != ERR_OK) return ERR_NOMEM;
-    if ((t->count + 1) * 2 > t->edges.cap) {
-        if (edgemap_reserve(&t->edges, t->count + 1) != ERR_OK) return ERR_NOMEM;
-        s = edgemap_probe(&t->edges, parent, sym);
+    if (t->sh->count >= t->max_nodes) return ERR_LIMIT;
+    size_t need = t->sh->count + 1;
+    if (need > t->sh->cap || need > t->vcap ||
+        __atomic_load_n(&t->sh->refs, __ATOMIC_RELAXED) != 1 ||
+        need * CT_LOAD_DEN > t->sh->nslots * CT_LOAD_NUM) {
+        int rc = make_room(t, parent, sym, h, &s);
+        if (rc != ERR_OK) return rc;
     }
-    uint32_t idx = (uint32_t)t->count++;
-    ct_node_t *p = &t->nodes[parent];
-    t->nodes[idx] = (ct_node_t){sym, 0, 0, parent, CALLTREE_NONE, p->first_child};
-    p->first_child = idx;
-    edgemap_set_at(&t->edges, s, parent, sym, idx);
-    *child = idx;
+    *child = append_node(t, parent, sym, s, h);
     return ERR_OK;
 }
 
 void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym)
 {
-    edgemap_prefetch(&t->edges, parent, sym);
+    __builtin_prefetch(&t->sh->slots[slot_of(t->sh, edge_hash(parent, sym))]);
 }
 
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value)
 {
-    WADD(t->nodes[node].self, value);
-    for (uint32_t n = node; n != CALLTREE_NONE; n = t->nodes[n].parent)
-        WADD(t->nodes[n].total, value);
+    WADD(t->self[node], value);
+    for (uint32_t n = node; n != CALLTREE_NONE; n = t->sh->nodes[n].parent)
+        WADD(t->total[n], value);
 }
 
 void calltree_add_self_deferred(calltree_t *t, uint32_t node, int64_t value)
 {
-    WADD(t->nodes[node].self, value);
+    WADD(t->self[node], value);
 }
 
 void calltree_sum_totals(calltree_t *t)
 {
-    for (size_t i = 0; i < t->count; i++)
-        t->nodes[i].total = t->nodes[i].self;
+    const ct_node_t *nd = t->sh->nodes;
+    size_t n = t->sh->count;
+    memcpy(t->total, t->self, n * sizeof *t->total);
     /* children have larger indices than their parents; sums wrap (wadd), so
      * the order of additions does not change the result */
-    for (size_t i = t->count; i-- > 1;)
-        WADD(t->nodes[t->nodes[i].parent].total, t->nodes[i].total);
+    for (size_t i = n; i-- > 1;)
+        WADD(t->total[nd[i].parent], t->total[i]);
 }
 
 int calltree_add_selves(calltree_t *t, const uint32_t *nodes, const int64_t *vals, size_t n)
 {
-    int64_t *acc = calloc(t->count, sizeof *acc);
+    size_t count = t->sh->count;
+    const ct_node_t *nd = t->sh->nodes;
+    int64_t *acc = calloc(count, sizeof *acc);
     if (acc == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
-        WADD(t->nodes[nodes[i]].self, vals[i]);
+        WADD(t->self[nodes[i]], vals[i]);
         WADD(acc[nodes[i]], vals[i]);
     }
     /* children have larger indices than their parents */
-    for (size_t i = t->count; i-- > 1;) {
+    for (size_t i = count; i-- > 1;) {
         if (acc[i] == 0) continue;
-        WADD(t->nodes[i].total, acc[i]);
-        WADD(acc[t->nodes[i].parent], acc[i]);
+        WADD(t->total[i], acc[i]);
+        WADD(acc[nd[i].parent], acc[i]);
     }
-    WADD(t->nodes[0].total, acc[0]);
+    WADD(t->total[0], acc[0]);
     free(acc);
     return ERR_OK;
 }
@@ -177,48 +399,74 @@ int calltree_add_stack(calltree_t *t, const uint64_t *stack, size_t depth, int64
 
 int calltree_copy_shape(calltree_t *dst, const calltree_t *src)
 {
-    ASSERT_ALWAYS(dst->count == 1 && dst->nodes[0].self == 0 && dst->nodes[0].total == 0);
-    if (src->count > dst->max_nodes) return ERR_LIMIT;
-    if (src->count > dst->cap) {
-        ct_node_t *n = realloc(dst->nodes, src->count * sizeof *n);
-        if (n == NULL) return ERR_NOMEM;
-        dst->nodes = n;
-        dst->cap = src->count;
-    }
-    int rc = edgemap_copy(&dst->edges, &src->edges);
+    ASSERT_ALWAYS(dst->sh->count == 1 && dst->self[0] == 0 && dst->total[0] == 0);
+    if (src->sh->count > dst->max_nodes) return ERR_LIMIT;
+    if (dst->sh == src->sh) return ERR_OK;
+    int rc = values_reserve(dst, src->sh->count);
     if (rc != ERR_OK) return rc;
-    for (size_t i = 0; i < src->count; i++) {
-        dst->nodes[i] = src->nodes[i];
-        dst->nodes[i].self = dst->nodes[i].total = 0;
+    __atomic_add_fetch(&src->sh->refs, 1, __ATOMIC_ACQ_REL);
+    shape_release(dst->sh);
+    dst->sh = src->sh;
+    return ERR_OK;
+}
+
+int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves, size_t n)
+{
+    size_t count = src->sh->count;
+    ASSERT_ALWAYS(dst->sh->count == 1 && dst->self[0] == 0 && dst->total[0] == 0 && n <= count);
+    if (count > dst->max_nodes) {
+        free(selves);
+        return ERR_LIMIT;
     }
-    dst->count = src->count;
+    int64_t *self = realloc(selves, count * sizeof *self);
+    if (self == NULL) {
+        free(selves);
+        return ERR_NOMEM;
+    }
+    int64_t *total = calloc(count, sizeof *total);
+    if (total == NULL) {
+        free(self);
+        return ERR_NOMEM;
+    }
+    memset(self + n, 0, (count - n) * sizeof *self);
+    free(dst->self);
+    free(dst->total);
+    dst->self = self;
+    dst->total = total;
+    dst->vcap = count;
+    if (dst->sh != src->sh) {
+        __atomic_add_fetch(&src->sh->refs, 1, __ATOMIC_ACQ_REL);
+        shape_release(dst->sh);
+        dst->sh = src->sh;
+    }
     return ERR_OK;
 }
 
 bool calltree_same_shape(const calltree_t *a, const calltree_t *b)
 {
-    if (a == b) return true;
-    if (a->count != b->count) return false;
-    for (size_t i = 0; i < a->count; i++)
-        if (a->nodes[i].sym != b->nodes[i].sym || a->nodes[i].parent != b->nodes[i].parent)
-            return false;
+    if (a == b || a->sh == b->sh) return true;
+    if (a->sh->count != b->sh->count) return false;
+    const ct_node_t *x = a->sh->nodes, *y = b->sh->nodes;
+    for (size_t i = 0; i < a->sh->count; i++)
+        if (x[i].sym != y[i].sym || x[i].parent != y[i].parent) return false;
     return true;
 }
 
 int calltree_merge(calltree_t *dst, const calltree_t *src)
 {
-    uint32_t *map = malloc(src->count * sizeof *map);
+    size_t n = src->sh->count;
+    uint32_t *map = malloc(n * sizeof *map);
     if (map == NULL) return ERR_NOMEM;
     map[0] = 0;
     int rc = ERR_OK;
-    for (size_t i = 1; i < src->count && rc == ERR_OK; i++)
-        rc = calltree_child(dst, map[src->nodes[i].parent], src->nodes[i].sym, &map[i]);
+    for (size_t i = 1; i < n && rc == ERR_OK; i++)
+        rc = calltree_child(dst, map[src->sh->nodes[i].parent], src->sh->nodes[i].sym, &map[i]);
     if (rc == ERR_OK) {
         /* Adding each node's self and total to its image keeps dst consistent
          * without walking ancestors. */
-        for (size_t i = 0; i < src->count; i++) {
-            WADD(dst->nodes[map[i]].self, src->nodes[i].self);
-            WADD(dst->nodes[map[i]].total, src->nodes[i].total);
+        for (size_t i = 0; i < n; i++) {
+            WADD(dst->self[map[i]], src->self[i]);
+            WADD(dst->total[map[i]], src->total[i]);
         }
     }
     free(map);
@@ -238,21 +486,21 @@ static int dict_index(u64map_t *d, uint64_t sym, int *added, uint32_t *idx)
 /* Preorder traversal: calls visit(ctx, node, depth) for every non-root node. */
 static int preorder(const calltree_t *t, int (*visit)(void *, uint32_t, uint32_t), void *ctx)
 {
-    uint32_t node = t->nodes[0].first_child;
+    uint32_t node = t->sh->nodes[0].first_child;
     uint32_t depth = 1;
     while (node != CALLTREE_NONE) {
         int rc = visit(ctx, node, depth);
         if (rc != ERR_OK) return rc;
-        if (t->nodes[node].first_child != CALLTREE_NONE) {
-            node = t->nodes[node].first_child;
+        if (t->sh->nodes[node].first_child != CALLTREE_NONE) {
+            node = t->sh->nodes[node].first_child;
             depth++;
             continue;
         }
-        while (node != 0 && t->nodes[node].next_sibling == CALLTREE_NONE) {
-            node = t->nodes[node].parent;
+        while (node != 0 && t->sh->nodes[node].next_sibling == CALLTREE_NONE) {
+            node = t->sh->nodes[node].parent;
             depth--;
         }
-        node = node == 0 ? CALLTREE_NONE : t->nodes[node].next_sibling;
+        node = node == 0 ? CALLTREE_NONE : t->sh->nodes[node].next_sibling;
     }
     return ERR_OK;
 }
@@ -268,7 +516,7 @@ typedef struct encode_ctx {
 static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
 {
     encode_ctx_t *c = vctx;
-    const ct_node_t *n = &c->t->nodes[node];
+    const ct_node_t *n = &c->t->sh->nodes[node];
     int added;
     uint32_t idx;
     int rc0 = dict_index(&c->dict, n->sym, &added, &idx);
@@ -284,7 +532,7 @@ static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
     }
     len += varint_put_u(tmp + len, depth);
     len += varint_put_u(tmp + len, idx);
-    len += varint_put_u(tmp + len, varint_zigzag(n->self));
+    len += varint_put_u(tmp + len, varint_zigzag(c->t->self[node]));
     c->records++;
     return buf_append(c->body, tmp, len);
 }
@@ -297,18 +545,18 @@ int calltree_encode(const calltree_t *t, buf_t *out)
     buf_init(&body, BUF_UNLIMITED);
     c.syms = &syms;
     c.body = &body;
-    int rc = u64map_init(&c.dict, t->count);
+    int rc = u64map_init(&c.dict, t->sh->count);
     if (rc == ERR_OK) rc = preorder(t, encode_visit, &c);
     /* The header's node count must be the records that follow it, and every
      * record's symbol index must be in the dictionary, or decoding the stored
      * tree fails (or, worse, reads other stacks). */
-    ASSERT_ALWAYS(rc != ERR_OK || c.records == t->count - 1);
+    ASSERT_ALWAYS(rc != ERR_OK || c.records == t->sh->count - 1);
     ASSERT_ALWAYS(rc != ERR_OK || syms.len == 8 * c.dict.len);
     if (rc == ERR_OK) rc = buf_append_byte(out, CALLTREE_VERSION);
     if (rc == ERR_OK) rc = buf_append_uvarint(out, c.dict.len);
     if (rc == ERR_OK) rc = buf_append(out, syms.data, syms.len);
-    if (rc == ERR_OK) rc = buf_append_svarint(out, t->nodes[0].self);
-    if (rc == ERR_OK) rc = buf_append_uvarint(out, t->count - 1);
+    if (rc == ERR_OK) rc = buf_append_svarint(out, t->self[0]);
+    if (rc == ERR_OK) rc = buf_append_uvarint(out, t->sh->count - 1);
     if (rc == ERR_OK) rc = buf_append(out, body.data, body.len);
     u64map_free(&c.dict);
     buf_free(&syms);
@@ -394,15 +642,15 @@ static void decode_add(calltree_t *dst, uint64_t nnodes, int64_t root_self, deco
         int64_t total = wadd(d->self[k], d->acc[depth + 1]);
         d->acc[depth + 1] = 0;
         WADD(d->acc[depth], total);
-        WADD(dst->nodes[d->dst[k]].self, d->self[k]);
-        WADD(dst->nodes[d->dst[k]].total, total);
+        WADD(dst->self[d->dst[k]], d->self[k]);
+        WADD(dst->total[d->dst[k]], total);
     }
     /* Reverse preorder hands every subtree's sum to its parent's depth, so
      * only depth 1's accumulator (the root's children) may be left over. */
     for (uint32_t i = 2; i < max_depth + 2; i++)
         ASSERT_DEBUG(d->acc[i] == 0);
-    WADD(dst->nodes[0].self, root_self);
-    WADD(dst->nodes[0].total, wadd(root_self, d->acc[1]));
+    WADD(dst->self[0], root_self);
+    WADD(dst->total[0], wadd(root_self, d->acc[1]));
 }
 
 int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
@@ -420,8 +668,8 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
         return ERR_CORRUPT;
     if (nnodes == 0) {
         if (p != end) return ERR_CORRUPT;
-        WADD(dst->nodes[0].self, root_self);
-        WADD(dst->nodes[0].total, root_self);
+        WADD(dst->self[0], root_self);
+        WADD(dst->total[0], root_self);
         return ERR_OK;
     }
     size_t stack_len = (nnodes < CALLTREE_MAX_DEPTH ? nnodes : CALLTREE_MAX_DEPTH) + 2;
@@ -443,7 +691,7 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
 
 size_t calltree_node_count(const calltree_t *t)
 {
-    return t->count;
+    return t->sh->count;
 }
 
 size_t calltree_max_nodes(const calltree_t *t)
@@ -453,58 +701,70 @@ size_t calltree_max_nodes(const calltree_t *t)
 
 size_t calltree_mem_bytes(const calltree_t *t)
 {
-    return sizeof *t + t->cap * sizeof(ct_node_t) + edgemap_bytes(&t->edges);
+    /* a shared shape is counted once over the trees that share it */
+    unsigned refs = __atomic_load_n(&t->sh->refs, __ATOMIC_ACQUIRE);
+    return sizeof *t + t->vcap * 2 * sizeof *t->self + shape_bytes(t->sh) / (refs ? refs : 1);
 }
 
 uint64_t calltree_sym(const calltree_t *t, uint32_t node)
 {
-    return t->nodes[node].sym;
+    return t->sh->nodes[node].sym;
 }
 
 int64_t calltree_self(const calltree_t *t, uint32_t node)
 {
-    return t->nodes[node].self;
+    return t->self[node];
 }
 
 int64_t calltree_total(const calltree_t *t, uint32_t node)
 {
-    return t->nodes[node].total;
+    return t->total[node];
 }
 
 uint32_t calltree_parent(const calltree_t *t, uint32_t node)
 {
-    return t->nodes[node].parent;
+    return t->sh->nodes[node].parent;
 }
 
 uint32_t calltree_first_child(const calltree_t *t, uint32_t node)
 {
-    return t->nodes[node].first_child;
+    return t->sh->nodes[node].first_child;
 }
 
 uint32_t calltree_next_sibling(const calltree_t *t, uint32_t node)
 {
-    return t->nodes[node].next_sibling;
+    return t->sh->nodes[node].next_sibling;
 }
 
 const calltree_node_t *calltree_nodes(const calltree_t *t)
 {
-    return t->nodes;
+    return t->sh->nodes;
+}
+
+const int64_t *calltree_selves(const calltree_t *t)
+{
+    return t->self;
+}
+
+const int64_t *calltree_totals(const calltree_t *t)
+{
+    return t->total;
 }
 
 int64_t calltree_root_total(const calltree_t *t)
 {
-    return t->nodes[0].total;
+    return t->total[0];
 }
 
 int calltree_for_each_symbol(const calltree_t *t, int (*fn)(void *ctx, uint64_t sym), void *ctx)
 {
     u64map_t d;
-    int rc = u64map_init(&d, t->count);
-    for (size_t i = 1; i < t->count && rc == ERR_OK; i++) {
+    int rc = u64map_init(&d, t->sh->count);
+    for (size_t i = 1; i < t->sh->count && rc == ERR_OK; i++) {
         int added;
         uint32_t idx;
-        rc = dict_index(&d, t->nodes[i].sym, &added, &idx);
-        if (rc == ERR_OK && added) rc = fn(ctx, t->nodes[i].sym);
+        rc = dict_index(&d, t->sh->nodes[i].sym, &added, &idx);
+        if (rc == ERR_OK && added) rc = fn(ctx, t->sh->nodes[i].sym);
     }
     u64map_free(&d);
     return rc;

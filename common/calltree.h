@@ -50,6 +50,10 @@ void calltree_free(calltree_t *t);
  * rehash and copy as it grows. */
 int calltree_reserve(calltree_t *t, size_t nodes);
 void calltree_clear(calltree_t *t);
+/* Gives back the room the node and value arrays grew into past the nodes
+ * (a tree grows them by half again): for a tree that is done growing and
+ * will be held a while. It may still grow afterwards. */
+void calltree_shrink(calltree_t *t);
 
 /* Adds value along stack[0..depth) (stack[0] is the outermost caller, the last
  * entry the leaf) and adds value to the leaf's self. depth 0 adds to root self.
@@ -83,10 +87,20 @@ int calltree_add_selves(calltree_t *t, const uint32_t *nodes, const int64_t *val
 
 /* Makes dst's nodes and edges those of src, every value zero: the tree the
  * same adds would have built, without building it again (the sample types of
- * one profile that are non-zero in the same samples share their shape). dst
- * must hold only its root with zero values; ERR_LIMIT past dst's max_nodes
- * (dst unchanged), ERR_NOMEM. */
+ * one profile that are non-zero in the same samples share their shape). The
+ * nodes and edges are shared, not copied: dst then holds only its values
+ * (16 bytes a node), until either tree adds a node, which first gives that
+ * tree its own copy. dst must hold only its root with zero values;
+ * ERR_LIMIT past dst's max_nodes (dst unchanged), ERR_NOMEM. */
 int calltree_copy_shape(calltree_t *dst, const calltree_t *src);
+
+/* calltree_copy_shape, with dst's self values selves[0..n) (n at most
+ * src's node count; the rest zero) instead of zeros: takes ownership of
+ * selves (malloc'd; it becomes dst's self array, grown to the node count),
+ * so the values built apart need no second copy. Totals are left zero (a
+ * calltree_sum_totals() gives them). ERR_LIMIT past dst's max_nodes,
+ * ERR_NOMEM; on error selves is freed. */
+int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves, size_t n);
 
 /* True when a and b have the same nodes in the same order (symbols and
  * parents; values aside), as after calltree_copy_shape: work that depends
@@ -108,7 +122,8 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n);
 size_t calltree_node_count(const calltree_t *t);
 /* The most nodes t may hold (root included). */
 size_t calltree_max_nodes(const calltree_t *t);
-/* Heap bytes the tree holds (node array and edge index, as allocated). */
+/* Heap bytes the tree holds (node array, edge index and values, as
+ * allocated); a shape shared by k trees counts 1/k in each. */
 size_t calltree_mem_bytes(const calltree_t *t);
 uint64_t calltree_sym(const calltree_t *t, uint32_t node);
 int64_t calltree_self(const calltree_t *t, uint32_t node);
@@ -116,20 +131,23 @@ int64_t calltree_total(const calltree_t *t, uint32_t node);
 uint32_t calltree_parent(const calltree_t *t, uint32_t node);      /* CALLTREE_NONE for root */
 uint32_t calltree_first_child(const calltree_t *t, uint32_t node); /* CALLTREE_NONE if leaf */
 uint32_t calltree_next_sibling(const calltree_t *t, uint32_t node);
-/* A node as the tree holds it, for passes over every node (calltree_nodes)
- * where a call per field would cost more than the pass's own work. */
-typedef struct calltree_node {
+/* A node's place in the tree as the tree holds it (its values are apart:
+ * calltree_selves, calltree_totals), for passes over every node
+ * (calltree_nodes) where a call per field would cost more than the pass's
+ * own work. Packed to 20 bytes: nodes are most of what a tree holds. */
+typedef struct __attribute__((packed, aligned(4))) calltree_node {
     uint64_t sym;
-    int64_t self;
-    int64_t total;
     uint32_t parent;      /* CALLTREE_NONE for the root */
     uint32_t first_child; /* CALLTREE_NONE if leaf */
     uint32_t next_sibling;
 } calltree_node_t;
 
 /* The calltree_node_count(t) nodes in index order (parents before
- * children). Borrowed, read-only, valid until t next changes. */
+ * children), and their self and total values in the same order. Borrowed,
+ * read-only, valid until t next changes. */
 const calltree_node_t *calltree_nodes(const calltree_t *t);
+const int64_t *calltree_selves(const calltree_t *t);
+const int64_t *calltree_totals(const calltree_t *t);
 
 /* Total of the root: the exact sum of every value added. */
 int64_t calltree_root_total(const calltree_t *t);

@@ -37,6 +37,14 @@ void labels_free(labels_t *l)
     free(l);
 }
 
+size_t labels_mem_bytes(const labels_t *l)
+{
+    size_t n = sizeof *l + l->cap * sizeof *l->pairs;
+    for (size_t i = 0; i < l->count; i++)
+        n += strlen(l->pairs[i].name) + strlen(l->pairs[i].value) + 2;
+    return n;
+}
+
 labels_t *labels_clone(const labels_t *l)
 {
     labels_t *c = labels_new();

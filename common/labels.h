@@ -35,6 +35,8 @@ int labels_set_str(labels_t *l, const char *name, const char *value);
 void labels_remove(labels_t *l, const char *name);
 
 size_t labels_count(const labels_t *l);
+/* Heap bytes the set holds (its pair array and strings, as allocated). */
+size_t labels_mem_bytes(const labels_t *l);
 /* i-th pair in sorted order; borrowed. */
 const char *labels_name(const labels_t *l, size_t i);
 const char *labels_value(const labels_t *l, size_t i);

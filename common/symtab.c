@@ -1,8 +1,10 @@
 /* symtab.c — symbol id -> (name, file) (see symtab.h).
  *
- * Entries are kept in insertion order; a u64map of entry indices keyed by
- * symbol id finds them. Strings live in fixed-size arena
- * chunks that never move, so borrowed pointers stay valid until free. */
+ * Entries are kept in insertion order; an open-addressing table of entry
+ * indices (4-byte slots, the key read from the entry: a push may intern
+ * one symbol per byte or so of its payload, so the index is kept small)
+ * finds them by symbol id. Strings live in fixed-size arena chunks that
+ * never move, so borrowed pointers stay valid until free. */
 #include "common/symtab.h"
 
 #include <stdlib.h>
@@ -10,9 +12,7 @@
 
 #include "common/arena.h"
 #include "common/err.h"
-#include "common/grow.h"
 #include "common/hash.h"
-#include "common/u64map.h"
 
 #define ARENA_CHUNK (64 * 1024)
 
@@ -25,9 +25,42 @@ typedef struct sym_entry {
 struct symtab {
     sym_entry_t *entries;
     size_t count, cap;
-    u64map_t index;  /* id -> entry index */
+    uint32_t *slots; /* entry index + 1, 0 = empty; at most 2/3 full */
+    size_t nslots;   /* power of two, or 0 */
     arena_t strings; /* names and files, packed */
 };
+
+/* Symbol ids are hashes already: their low bits pick the slot. */
+static size_t probe(const symtab_t *s, uint64_t id)
+{
+    size_t i = (size_t)(id ^ id >> 32) & (s->nslots - 1);
+    while (s->slots[i] != 0 && s->entries[s->slots[i] - 1].id != id)
+        i = (i + 1) & (s->nslots - 1);
+    return i;
+}
+
+/* Entry index of id, or -1. */
+static int64_t find(const symtab_t *s, uint64_t id)
+{
+    if (s->nslots == 0) return -1;
+    uint32_t v = s->slots[probe(s, id)];
+    return v == 0 ? -1 : (int64_t)v - 1;
+}
+
+/* Room for one more entry in the index (rehashed from the entries). */
+static int index_reserve(symtab_t *s)
+{
+    if ((s->count + 1) * 3 <= s->nslots * 2) return ERR_OK;
+    size_t n = s->nslots ? s->nslots * 2 : 256;
+    uint32_t *slots = calloc(n, sizeof *slots);
+    if (slots == NULL) return ERR_NOMEM;
+    free(s->slots);
+    s->slots = slots;
+    s->nslots = n;
+    for (size_t k = 0; k < s->count; k++)
+        s->slots[probe(s, s->entries[k].id)] = (uint32_t)k + 1;
+    return ERR_OK;
+}
 
 symtab_t *symtab_new(void)
 {
@@ -41,26 +74,28 @@ void symtab_free(symtab_t *s)
     if (s == NULL) return;
     arena_free(&s->strings);
     free(s->entries);
-    u64map_free(&s->index);
+    free(s->slots);
     free(s);
 }
 
 int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, const char *file,
                size_t file_len)
 {
-    uint32_t at;
-    if (u64map_get(&s->index, id, &at))
-        return ERR_OK; /* content-addressed: same id, same content */
-    if (s->count >= UINT32_MAX - 1 ||
-        GROW_FROM(s->entries, s->cap, s->count + 1, GROW_UNLIMITED, 256) != ERR_OK)
-        return ERR_NOMEM;
+    if (find(s, id) >= 0) return ERR_OK; /* content-addressed: same id, same content */
+    if (s->count >= UINT32_MAX - 1 || index_reserve(s) != ERR_OK) return ERR_NOMEM;
+    if (s->count == s->cap) { /* by half again: a large table carries less slack */
+        size_t cap = s->cap < 256 ? 256 : s->cap + s->cap / 2;
+        sym_entry_t *e = realloc(s->entries, cap * sizeof *e);
+        if (e == NULL) return ERR_NOMEM;
+        s->entries = e;
+        s->cap = cap;
+    }
     sym_entry_t *e = &s->entries[s->count];
     e->id = id;
     e->name = arena_strndup(&s->strings, name, name_len);
     e->file = arena_strndup(&s->strings, file, file != NULL ? file_len : 0);
     if (e->name == NULL || e->file == NULL) return ERR_NOMEM;
-    if (u64map_put(&s->index, id, (uint32_t)s->count) != ERR_OK) return ERR_NOMEM;
-    s->count++;
+    s->slots[probe(s, id)] = (uint32_t)++s->count;
     return ERR_OK;
 }
 
@@ -78,8 +113,8 @@ int symtab_get(const symtab_t *s, uint64_t id, const char **name, const char **f
         *file = "";
         return 1;
     }
-    uint32_t at;
-    if (!u64map_get(&s->index, id, &at)) return 0;
+    int64_t at = find(s, id);
+    if (at < 0) return 0;
     const sym_entry_t *e = &s->entries[at];
     *name = e->name;
     *file = e->file;
@@ -93,7 +128,8 @@ size_t symtab_count(const symtab_t *s)
 
 size_t symtab_mem_bytes(const symtab_t *s)
 {
-    return sizeof *s + s->cap * sizeof(sym_entry_t) + u64map_bytes(&s->index) + s->strings.total;
+    return sizeof *s + s->cap * sizeof(sym_entry_t) + s->nslots * sizeof *s->slots +
+           s->strings.total;
 }
 
 uint64_t symtab_id_at(const symtab_t *s, size_t i)

@@ -130,11 +130,15 @@ static const opt_t options[] = {
     {"ingest-max-request-nodes", OPT_COUNT, FIELD(ingest.max_request_nodes, size_t), NULL, 512,
      1024, 1000000000,
      "Call-tree nodes one push may create over all its series and span trees, counted while it "
-     "is parsed; over it the push gets 413 (about 100 bytes of memory a node)."},
-    {"ingest-request-nodes-per-byte", OPT_COUNT, FIELD(ingest.request_nodes_per_byte, size_t), NULL,
-     0, 1, 1000000,
-     "Call-tree nodes a push may create per byte of its gunzipped payload (at least 65536, at "
-     "most ingest-max-request-nodes); real profiles need under 0.4."},
+     "is parsed; over it the push gets 413."},
+    {"ingest-request-memory-per-byte", OPT_COUNT, FIELD(ingest.request_memory_per_byte, size_t),
+     NULL, 0, 1, 1000000,
+     "Memory one push may hold while it is parsed, in bytes per byte of its gunzipped payload (at "
+     "least 4 MiB): its gunzipped body, decoded message, symbols, series, call trees (about 36 "
+     "bytes a node plus its edge slots and growth room), span trees and scratch, counted as "
+     "allocated; over it the push gets 413. Real profiles need at most 14.4 (the largest of the "
+     "test corpus, a CPU profile of 0.17 distinct call-tree nodes a byte in two sample types; "
+     "typical ones 3 to 6)."},
     {"ingest-max-request-work", OPT_COUNT, FIELD(ingest.max_request_work, size_t), NULL, 0, 1024,
      100000000000ull,
      "Stack frames one push may walk building its trees (samples x sample types x depth, span "

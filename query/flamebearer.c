@@ -17,7 +17,8 @@ typedef struct level {
 
 typedef struct fb {
     const sorted_tree_t *st;
-    const calltree_node_t *nodes; /* st->t's node array */
+    const calltree_node_t *nodes;   /* st->t's node array */
+    const int64_t *selves, *totals; /* its values */
     strmap_t names;
     u64map_t name_of; /* symbol -> its index in names: one string hash per symbol, not per node */
     level_t *lv;
@@ -94,8 +95,7 @@ static int name_index(fb_t *fb, uint32_t node, uint32_t *idx)
 
 static int emit(fb_t *fb, const frame_t *f)
 {
-    const calltree_node_t *nd = &fb->nodes[f->node];
-    int64_t total = nd->total, self = nd->self;
+    int64_t total = fb->totals[f->node], self = fb->selves[f->node];
     uint32_t idx;
     level_t *lv;
     int rc = name_index(fb, f->node, &idx);
@@ -142,13 +142,13 @@ static int walk(fb_t *fb)
         frame_t f = stack[--sp];
         rc = emit(fb, &f);
         /* child x offsets, computed left to right, pushed right to left */
-        int64_t x = f.x + fb->nodes[f.node].self;
+        int64_t x = f.x + fb->selves[f.node];
         uint32_t a = st->off[f.node], b = st->off[f.node + 1];
         for (uint32_t k = a; k < b; k++)
-            x += fb->nodes[st->kids[k]].total;
+            x += fb->totals[st->kids[k]];
         for (uint32_t k = b; k > a; k--) {
             uint32_t c = st->kids[k - 1];
-            x -= fb->nodes[c].total;
+            x -= fb->totals[c];
             stack[sp++] = (frame_t){c, f.depth + 1, x};
         }
     }
@@ -232,7 +232,11 @@ int query_encode_flamebearer(const calltree_t *t, const symtab_t *syms, const ch
     sorted_tree_t st;
     int rc = query_sorted_tree_build(&st, t, syms);
     if (rc != 0) return rc;
-    fb_t fb = {.st = &st, .nodes = calltree_nodes(t), .max_bytes = out->max};
+    fb_t fb = {.st = &st,
+               .nodes = calltree_nodes(t),
+               .selves = calltree_selves(t),
+               .totals = calltree_totals(t),
+               .max_bytes = out->max};
     strmap_init(&fb.names);
     rc = u64map_init(&fb.name_of, 1024);
     if (rc == 0) rc = walk(&fb);

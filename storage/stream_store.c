@@ -54,6 +54,7 @@ static int encode_residual(sctx_t *x, buf_t *out)
     storage_sparse_init(&v);
     int rc = map && pairs ? storage_sparse_reserve(&v, n ? n : 1) : ERR_NOMEM;
     const calltree_node_t *nd = n ? calltree_nodes(t) : NULL;
+    const int64_t *self = n ? calltree_selves(t) : NULL;
     size_t k = 0;
     if (n > 0) map[0] = 0;
     for (uint32_t i = 1; rc == 0 && i < n; i++) { /* a parent precedes its children */
@@ -62,11 +63,11 @@ static int encode_residual(sctx_t *x, buf_t *out)
         if (rc == ERR_LIMIT) rc = storage_nodetab_other(x->s, x->tab, pm, &map[i]);
     }
     for (uint32_t i = 0; rc == 0 && i < n; i++)
-        if (nd[i].self != 0) pairs[k++] = (uint64_t)map[i] << 32 | i;
+        if (self[i] != 0) pairs[k++] = (uint64_t)map[i] << 32 | i;
     if (rc == 0) qsort(pairs, k, sizeof *pairs, cmp_pair);
     for (size_t j = 0; rc == 0 && j < k; j++) {
         uint32_t id = (uint32_t)(pairs[j] >> 32);
-        int64_t val = nd[(uint32_t)pairs[j]].self;
+        int64_t val = self[(uint32_t)pairs[j]];
         if (v.n > 0 && v.id[v.n - 1] == id) {
             v.val[v.n - 1] = (int64_t)((uint64_t)v.val[v.n - 1] + (uint64_t)val);
         } else {

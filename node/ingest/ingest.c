@@ -49,7 +49,7 @@ void ingest_limits_default(ingest_limits_t *l)
     l->max_decoded_bytes = 64u << 20;
     l->decoded_per_byte = 2;
     l->max_request_nodes = 2u << 20;
-    l->request_nodes_per_byte = 1;
+    l->request_memory_per_byte = INGEST_REQUEST_MEMORY_PER_BYTE;
     l->max_request_work = 128u << 20;
     l->request_work_per_byte = 8;
     l->shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
@@ -225,10 +225,9 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
     int rc = ingest_params_parse(req, lim, &pa, em);
     if (rc == 0) rc = load_payload(req, &pa, lim, &pl, em);
     size_t charged = pl.owned != NULL ? pl.len : 0; /* the gunzipped copy, until parsed */
-    if (rc == 0 && charged > 0)
-        rc = ingest_charge_inflight(&p->ss.charge, charged, "gunzipped body", em);
+    if (rc == 0) ingest_series_set_budget(&p->ss, pl.len);
+    if (rc == 0 && charged > 0) rc = ingest_charge(&p->ss, charged, "gunzipped body", em);
     if (rc == 0) {
-        ingest_series_set_budget(&p->ss, pl.len);
         p->format = format_name(pa.format);
         if (pa.format == BODY_PPROF)
             rc = parse_pprof(p, &pl, &pa, lim, &time_ns, em);
@@ -244,7 +243,7 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
         rc = build_view(p, time_ns, em);
     }
     free(pl.owned);
-    if (rc == 0) alloc_charge_sub(&p->ss.charge, charged);
+    if (rc == 0) ingest_uncharge(&p->ss, charged);
     ingest_params_free(&pa);
     return rc;
 }
@@ -304,7 +303,7 @@ void ingest_profile_cost(const ingest_profile_t *p, size_t *nodes, size_t *work)
 
 size_t ingest_profile_peak_bytes(const ingest_profile_t *p)
 {
-    return p->ss.charge.peak;
+    return p->ss.mem_peak;
 }
 
 const char *ingest_profile_format(const ingest_profile_t *p)

@@ -40,41 +40,43 @@ typedef struct ingest_limits {
     size_t max_decoded_bytes;
     size_t decoded_per_byte;
     /* One budget for the whole push, all series and span trees together,
-     * checked as trees are built (so a refused push never built more):
-     * call-tree nodes created, and frames walked (samples x sample types x
-     * stack depth, span trees included). Each is min(max_request_*,
-     * max(floor, *_per_byte x decompressed payload bytes)): a push may cost
-     * in proportion to what it sent, never more than the absolute cap. */
-    size_t max_request_nodes, request_nodes_per_byte;
+     * checked as it is parsed (so a refused push never built more): the
+     * memory it holds (everything charged below, as allocated), at most
+     * request_memory_per_byte x its decompressed payload bytes (at least
+     * INGEST_REQUEST_MEMORY_FLOOR), so a push costs in proportion to what it
+     * sent; call-tree nodes created, at most max_request_nodes; frames
+     * walked (samples x sample types x stack depth, span trees included),
+     * min(max_request_work, max(floor, request_work_per_byte x payload)). */
+    size_t request_memory_per_byte;
+    size_t max_request_nodes;
     size_t max_request_work, request_work_per_byte;
     ring_shard_policy_t shards; /* placement shards per service (ring.h) */
     int64_t max_past_seconds;   /* backfill window (the retention) */
     int64_t max_future_seconds; /* clock skew tolerated */
     /* The node-wide budget every push in progress charges (borrowed, may be
-     * NULL): its decoded message (while it is converted), its gunzipped
-     * payload, its symbol table and its call trees (INGEST_NODE_BYTES a
-     * node), from parse until ingest_profile_free. */
+     * NULL): its decoded message and label-group tables (while it is
+     * converted), its gunzipped payload (while it is parsed), its symbol
+     * table, series, call trees, span indices and path caches, the bytes as
+     * allocated, from parse until ingest_profile_free. */
     alloc_budget_t *inflight;
 } ingest_limits_t;
-
-/* Memory charged to the in-flight budget per call-tree node a push creates
- * (node, edge index entry, allocator slack). */
-#define INGEST_NODE_BYTES 100u
 
 /* Defaults (chosen so every real profile of the shared corpus is admitted):
  * 32 MiB decompressed, 100,000 samples, 2,048 frames, 30 labels per series,
  * label name 1,024 / value 2,048 bytes, 1,000 series per profile, symbols of
  * 65,535 bytes, 1,048,576 tree nodes per series, 1,000 span/trace trees per
  * series, 64 MiB decoded pprof and 2 decoded bytes per payload byte (at
- * least INGEST_DECODED_FLOOR), per push 2,097,152 nodes and 1 node per payload
- * byte (at least INGEST_REQUEST_NODES_FLOOR), 134,217,728 frames walked and 8
+ * least INGEST_DECODED_FLOOR), per push INGEST_REQUEST_MEMORY_PER_BYTE bytes of
+ * memory per payload byte (at least INGEST_REQUEST_MEMORY_FLOOR), 2,097,152
+ * nodes, 134,217,728 frames walked and 8
  * per payload byte (at least INGEST_REQUEST_WORK_FLOOR),
  * RING_DEFAULT_SHARDS_PER_SERVICE shards, 90 days back, 10 minutes ahead. */
 void ingest_limits_default(ingest_limits_t *l);
 
 /* The budget every push gets whatever its size (small pushes are never
- * refused by the per-byte rule). */
-#define INGEST_REQUEST_NODES_FLOOR 65536u
+ * refused by the per-byte rules). */
+#define INGEST_REQUEST_MEMORY_FLOOR (4u << 20)
+#define INGEST_REQUEST_MEMORY_PER_BYTE 20u
 #define INGEST_REQUEST_WORK_FLOOR (4u << 20)
 #define INGEST_DECODED_FLOOR (2u << 20)
 
@@ -108,9 +110,10 @@ size_t ingest_profile_spans_dropped(const ingest_profile_t *p);
 /* What the push cost: call-tree nodes created and frames walked (the
  * quantities the request budget caps; for tests and logs). */
 void ingest_profile_cost(const ingest_profile_t *p, size_t *nodes, size_t *work);
-/* The most bytes the push held on the in-flight budget at once while it was
- * parsed (decoded message, gunzipped body, symbol table, call trees); 0
- * when lim->inflight was NULL (nothing is counted then). */
+/* The most bytes the push held at once while it was parsed (decoded
+ * message, gunzipped body, symbol table, series, call trees: what it
+ * charges to its memory cap and the in-flight budget), counted whether or
+ * not lim->inflight is set. */
 size_t ingest_profile_peak_bytes(const ingest_profile_t *p);
 /* Body format that was parsed: "pprof", "folded" or "lines"; static string. */
 const char *ingest_profile_format(const ingest_profile_t *p);

@@ -113,6 +113,8 @@ typedef struct span_acc {
     storage_span_tree_t *v; /* tree pointers owned here */
     size_t n, cap;
     u64map_t index[2]; /* by id, per kind (SPAN, TRACE) */
+    size_t tree_bytes; /* calltree_mem_bytes of the trees in v */
+    size_t charged;    /* bytes of the index and trees charged to the push */
 } span_acc_t;
 
 /* The last stack added to a tree and its node path: consecutive samples
@@ -125,6 +127,8 @@ typedef struct path_cache {
 
 typedef struct ingest_series {
     labels_t *labels;
+    size_t labels_bytes; /* labels_mem_bytes(labels) */
+    size_t charged;      /* bytes of tree, labels, path and shadow charged to the push */
     uint64_t series_id, token;
     calltree_t *tree;
     path_cache_t path;
@@ -151,22 +155,31 @@ typedef struct series_set {
      * call-tree nodes created and frames walked so far, and their caps. */
     size_t nodes, work;
     size_t nodes_budget, work_budget;
-    alloc_charge_t charge; /* on lim->inflight: nodes and payload, until freed */
-    uint64_t *stack;       /* scratch: one stack, root first */
+    /* The memory the push holds, as allocated (body, decoded message,
+     * symbols, series, trees, span indices, scratch: ingest_charge), the
+     * most it held, and its cap (ingest-request-memory-per-byte x payload,
+     * at least INGEST_REQUEST_MEMORY_FLOOR). */
+    size_t mem, mem_peak, mem_budget, payload;
+    size_t set_bytes, set_charged; /* by_id at init and the stack scratch; charged with v */
+    alloc_charge_t charge;         /* the same bytes on lim->inflight, until freed */
+    uint64_t *stack;               /* scratch: one stack, root first */
     size_t stack_cap;
 } series_set_t;
 
 int ingest_series_set_init(series_set_t *ss, const char *tenant, const ingest_limits_t *lim);
-/* Sets the push's node and work budget from the limits and the size of its
- * (decompressed) payload. */
+/* Sets the push's memory and work budget from the limits and the size of
+ * its (decompressed) payload. */
 void ingest_series_set_budget(series_set_t *ss, size_t payload_bytes);
 /* Charges the work of walking or copying a stack of depth frames to the
  * push's budget; ERR_TOO_LARGE (413) with the settings named when over. */
 int ingest_series_charge_work(series_set_t *ss, size_t depth, errmsg_t *em);
-/* Charges n bytes to the node-wide in-flight budget (lim->inflight): 503
- * (ERR_UNAVAILABLE) when it is full now, 413 when this push alone is larger;
- * what names the memory in the reason. */
-int ingest_charge_inflight(alloc_charge_t *c, size_t n, const char *what, errmsg_t *em);
+/* Charges n bytes the push now holds: to its own memory cap (413 naming
+ * ingest-request-memory-per-byte), then to the node-wide in-flight budget
+ * (lim->inflight): 503 (ERR_UNAVAILABLE) when it is full now, 413 when this
+ * push alone is larger; what names the memory in the reason. Nothing is
+ * charged on error. ingest_uncharge gives n bytes back (memory freed). */
+int ingest_charge(series_set_t *ss, size_t n, const char *what, errmsg_t *em);
+void ingest_uncharge(series_set_t *ss, size_t n);
 /* The reason of a refused charge (rc from alloc_charge_add) into em; returns rc. */
 int ingest_charge_reason(const alloc_budget_t *b, int rc, const char *what, errmsg_t *em);
 void ingest_series_set_free(series_set_t *ss);
@@ -181,14 +194,15 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
  * to series idx too, with value v, when the caller knows idx's tree gets
  * exactly leader's stacks in the same order (the pprof sample types that are
  * non-zero in the same samples): idx's tree is then leader's shape, so only
- * the value is kept here and the tree is copied once at the end. The push's
- * budget is charged exactly what ingest_series_add would charge (work for
- * depth frames, the nodes leader's tree just grew by), so a push is
- * refused at the same point either way. */
+ * the value is kept here (8 bytes a node, charged as it grows) and idx's
+ * tree shares leader's nodes at the end (calltree_adopt_shape). Work and
+ * nodes are counted as ingest_series_add would count them (depth frames,
+ * the nodes leader's tree just grew by). */
 int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, size_t depth,
                              int64_t v, errmsg_t *em);
-/* Once every stack is added: makes the trees of shadowed series and fixes
- * the totals of every tree. ERR_NOMEM. */
+/* Once every stack is added: gives back the trees' growth room and path
+ * caches, makes the trees of shadowed series (their values charged) and
+ * fixes the totals of every tree. ERR_NOMEM, or a refused charge. */
 int ingest_series_finish(series_set_t *ss, errmsg_t *em);
 int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
                            const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em);

@@ -124,7 +124,7 @@ static int hold(conv_t *c, size_t n)
                           "decoding the pprof needs more than %zu bytes (max-decoded-bytes, "
                           "ingest-decoded-per-byte)",
                           c->cap);
-    int rc = ingest_charge_inflight(&c->ctx->ss->charge, n, "decoded pprof", c->em);
+    int rc = ingest_charge(c->ctx->ss, n, "decoded pprof", c->em);
     if (rc == 0) c->held += n;
     return rc;
 }
@@ -230,7 +230,7 @@ static int intern(conv_t *c, const char *name, size_t nn, const char *file, size
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     size_t after = symtab_mem_bytes(c->ctx->symtab);
     if (after <= before) return 0;
-    return ingest_charge_inflight(&c->ctx->ss->charge, after - before, "symbol table", c->em);
+    return ingest_charge(c->ctx->ss, after - before, "symbol table", c->em);
 }
 
 static int function_sym(conv_t *c, size_t fi, uint64_t *sym)
@@ -484,14 +484,25 @@ static int add_pair_label(conv_t *c, labels_t *l, int64_t k, int64_t v)
     return ingest_series_label_set(l, c->ctx->lim, ks, kn, vs, vn, c->em);
 }
 
-/* Creates the series of a new group, one per sample type. */
+/* Bytes the label-group tables hold, as allocated. */
+static size_t group_bytes(const conv_t *c)
+{
+    return c->groups_cap * sizeof *c->groups + c->pairs_cap * sizeof *c->pairs +
+           c->gseries_cap * sizeof *c->gseries + u64map_bytes(&c->group_map);
+}
+
+/* Creates the series of a new group, one per sample type. The tables'
+ * growth is decoded memory (hold): a push of many label sets is charged. */
 static int new_group(conv_t *c, const int64_t *pairs, size_t np, uint64_t key, uint32_t *gi)
 {
+    size_t before = group_bytes(c);
     if (GROW_FROM(c->groups, c->groups_cap, c->ngroups + 1, GROW_UNLIMITED, 64) < 0 ||
         GROW_FROM(c->pairs, c->pairs_cap, c->npairs + 2 * np, GROW_UNLIMITED, 64) < 0 ||
         GROW_FROM(c->gseries, c->gseries_cap, c->ngseries + c->ntypes, GROW_UNLIMITED, 64) < 0 ||
         u64map_put(&c->group_map, key, (uint32_t)c->ngroups) < 0)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    int grown = hold(c, group_bytes(c) - before);
+    if (grown < 0) return grown;
     group_t *g = &c->groups[c->ngroups];
     *g = (group_t){(uint32_t)c->npairs, (uint32_t)np, (uint32_t)c->ngseries};
     if (np > 0) memcpy(c->pairs + c->npairs, pairs, 2 * np * sizeof *pairs);
@@ -709,8 +720,11 @@ static int convert(conv_t *c)
         return rc;
     if (u64map_init(&c->group_map, 16) < 0) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     c->ids_cap = c->ctx->lim->max_stack_depth + 1;
-    if ((rc = hold_calloc(c, &c->ids, c->ids_cap, sizeof *c->ids)) < 0) return rc;
-    int64_t *pairs = malloc((2 * c->ctx->lim->max_labels_per_series + 2) * sizeof *pairs);
+    size_t npairs = 2 * c->ctx->lim->max_labels_per_series + 2;
+    if ((rc = hold(c, u64map_bytes(&c->group_map) + npairs * sizeof(int64_t))) < 0 ||
+        (rc = hold_calloc(c, &c->ids, c->ids_cap, sizeof *c->ids)) < 0)
+        return rc;
+    int64_t *pairs = malloc(npairs * sizeof *pairs);
     if (pairs == NULL) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     for (size_t i = 0; rc == 0 && i < c->w->nsamples; i++)
         rc = one_sample(c, i, pairs);
@@ -773,6 +787,6 @@ int ingest_pprof(const uint8_t *data, size_t len, pprof_ctx_t *ctx, errmsg_t *em
     ctx->time_ns = w.time_nanos >= 31536000LL * 1000000000LL ? w.time_nanos : 0;
     conv_free(&c);
     ingest_wire_free(&w);
-    alloc_charge_sub(&ctx->ss->charge, c.held);
+    ingest_uncharge(ctx->ss, c.held);
     return rc;
 }

@@ -23,15 +23,10 @@ int ingest_series_set_init(series_set_t *ss, const char *tenant, const ingest_li
     ss->tenant = tenant;
     alloc_charge_init(&ss->charge, lim->inflight);
     ingest_series_set_budget(ss, 0);
-    return u64map_init(&ss->by_id, 16);
+    int rc = u64map_init(&ss->by_id, 16);
+    ss->set_bytes = rc == 0 ? u64map_bytes(&ss->by_id) : 0; /* charged with the first series */
+    return rc;
 }
-
-/* What a new tree costs before its first stack, in nodes (about 70 bytes
- * each): calltree_new allocates room for 64 nodes and their edges (about
- * 4.5 KiB), calltree_new_small for 4 (span trees: a push may open many tiny
- * ones, and is charged for that memory, not for one root each). */
-#define INGEST_TREE_COST_NODES 64
-#define INGEST_SPAN_TREE_COST_NODES 6
 
 /* min(cap, max(floor, per_byte x bytes)), without overflow. */
 static size_t budget_of(size_t cap, size_t per_byte, size_t floor, size_t bytes)
@@ -45,8 +40,10 @@ static size_t budget_of(size_t cap, size_t per_byte, size_t floor, size_t bytes)
 void ingest_series_set_budget(series_set_t *ss, size_t payload_bytes)
 {
     const ingest_limits_t *l = ss->lim;
-    ss->nodes_budget = budget_of(l->max_request_nodes, l->request_nodes_per_byte,
-                                 INGEST_REQUEST_NODES_FLOOR, payload_bytes);
+    ss->payload = payload_bytes;
+    ss->nodes_budget = l->max_request_nodes;
+    ss->mem_budget =
+        budget_of(SIZE_MAX, l->request_memory_per_byte, INGEST_REQUEST_MEMORY_FLOOR, payload_bytes);
     ss->work_budget = budget_of(l->max_request_work, l->request_work_per_byte,
                                 INGEST_REQUEST_WORK_FLOOR, payload_bytes);
 }
@@ -75,22 +72,68 @@ int ingest_charge_reason(const alloc_budget_t *b, int rc, const char *what, errm
                       b->limit);
 }
 
-int ingest_charge_inflight(alloc_charge_t *c, size_t n, const char *what, errmsg_t *em)
+int ingest_charge(series_set_t *ss, size_t n, const char *what, errmsg_t *em)
 {
-    int rc = alloc_charge_add(c, n);
-    return rc == 0 ? 0 : ingest_charge_reason(c->b, rc, what, em);
+    if (n > ss->mem_budget || ss->mem > ss->mem_budget - n)
+        return errmsg_set(em, ERR_TOO_LARGE,
+                          "the push needs more than %zu bytes of memory at its %s (%zu per byte "
+                          "of its %zu-byte payload, at least %u; "
+                          "ingest-request-memory-per-byte)",
+                          ss->mem_budget, what, ss->lim->request_memory_per_byte, ss->payload,
+                          INGEST_REQUEST_MEMORY_FLOOR);
+    int rc = alloc_charge_add(&ss->charge, n);
+    if (rc != 0) return ingest_charge_reason(ss->charge.b, rc, what, em);
+    ss->mem += n;
+    if (ss->mem > ss->mem_peak) ss->mem_peak = ss->mem;
+    return 0;
 }
 
-/* Charges the nodes a tree grew by (at most one stack's depth past the cap):
- * to the push's own budget, then as memory to the node-wide one. */
-static int charge_grown(series_set_t *ss, size_t grown, errmsg_t *em)
+void ingest_uncharge(series_set_t *ss, size_t n)
+{
+    ASSERT_ALWAYS(n <= ss->mem);
+    alloc_charge_sub(&ss->charge, n);
+    ss->mem -= n;
+}
+
+/* Brings what *charged says is held to now, the bytes as allocated: the
+ * growth charged (ingest_charge), what was freed given back. */
+static int recharge(series_set_t *ss, size_t *charged, size_t now, const char *what, errmsg_t *em)
+{
+    if (now < *charged) {
+        ingest_uncharge(ss, *charged - now);
+        *charged = now;
+        return 0;
+    }
+    int rc = now > *charged ? ingest_charge(ss, now - *charged, what, em) : 0;
+    if (rc == 0) *charged = now;
+    return rc;
+}
+
+/* What series s holds besides its span trees: its tree, labels, path cache
+ * and shadow values. */
+static size_t series_bytes(const ingest_series_t *s)
+{
+    return calltree_mem_bytes(s->tree) + s->labels_bytes +
+           s->path.cap * (sizeof *s->path.syms + sizeof *s->path.nodes) +
+           s->shadow_cap * sizeof *s->shadow;
+}
+
+/* What the span index of a series holds besides its trees (their bytes are
+ * counted in a->tree_bytes as they grow). */
+static size_t span_index_bytes(const span_acc_t *a)
+{
+    return a->cap * sizeof *a->v + u64map_bytes(&a->index[0]) + u64map_bytes(&a->index[1]);
+}
+
+/* Counts the nodes a tree grew by (at most one stack's depth past the cap)
+ * against the push's node cap. */
+static int count_grown(series_set_t *ss, size_t grown, errmsg_t *em)
 {
     ss->nodes += grown;
-    if (ss->nodes <= ss->nodes_budget)
-        return ingest_charge_inflight(&ss->charge, grown * INGEST_NODE_BYTES, "call trees", em);
+    if (ss->nodes <= ss->nodes_budget) return 0;
     return errmsg_set(em, ERR_TOO_LARGE,
                       "the push needs more than %zu call-tree nodes over all its series and span "
-                      "trees (ingest-max-request-nodes, ingest-request-nodes-per-byte)",
+                      "trees (ingest-max-request-nodes)",
                       ss->nodes_budget);
 }
 
@@ -116,7 +159,7 @@ void ingest_series_set_free(series_set_t *ss)
     free(ss->v);
     free(ss->stack);
     u64map_free(&ss->by_id);
-    alloc_charge_done(&ss->charge);
+    alloc_charge_done(&ss->charge); /* gives back everything ingest_charge took */
     memset(ss, 0, sizeof *ss);
 }
 
@@ -182,13 +225,18 @@ int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_
     ingest_series_t *s = &ss->v[ss->n];
     memset(s, 0, sizeof *s);
     s->labels = labels;
+    s->labels_bytes = labels_mem_bytes(labels);
     s->series_id = id;
     s->token = ring_placement_token(ss->tenant, svc ? svc : "",
                                     ring_series_shard(id, ring_shards_for(&ss->lim->shards, svc)));
     s->tree = t;
     s->shape_of = UINT32_MAX;
     *idx = (uint32_t)ss->n++;
-    return charge_grown(ss, INGEST_TREE_COST_NODES, em);
+    /* the series table and id map as allocated, then the new series */
+    int rc = recharge(ss, &ss->set_charged,
+                      ss->cap * sizeof *ss->v + u64map_bytes(&ss->by_id) + ss->set_bytes,
+                      "series table", em);
+    return rc < 0 ? rc : recharge(ss, &s->charged, series_bytes(s), "call trees", em);
 }
 
 static int tree_limit(int rc, errmsg_t *em, const ingest_limits_t *lim)
@@ -221,6 +269,7 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
     path_cache_t *pc = &s->path;
     int rc = ingest_series_charge_work(ss, depth, em);
     if (rc < 0) return rc;
+    size_t path_cap = pc->cap;
     if (path_reserve(pc, depth) < 0) return errmsg_set(em, ERR_NOMEM, "out of memory");
     size_t before = calltree_node_count(s->tree);
     size_t i = 0, common = pc->depth < depth ? pc->depth : depth;
@@ -231,7 +280,8 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
         rc = calltree_child(s->tree, node, stack[i], &node);
         if (rc < 0) {
             pc->depth = i; /* the path up to here is valid */
-            return tree_limit(rc, em, ss->lim);
+            int charged = recharge(ss, &s->charged, series_bytes(s), "call trees", em);
+            return charged < 0 ? charged : tree_limit(rc, em, ss->lim);
         }
         pc->syms[i] = stack[i];
         pc->nodes[i] = node;
@@ -240,11 +290,19 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
     calltree_add_self_deferred(s->tree, node, v);
     s->last_node = node;
     s->last_grown = calltree_node_count(s->tree) - before;
-    return charge_grown(ss, s->last_grown, em);
+    if (s->last_grown == 0 && pc->cap == path_cap) return 0; /* nothing was allocated */
+    if ((rc = count_grown(ss, s->last_grown, em)) < 0) return rc;
+    return recharge(ss, &s->charged, series_bytes(s), "call trees", em);
 }
 
 /* Index value of an id whose tree was not kept (the cap was reached). */
 #define SPAN_DROPPED (U64MAP_EMPTY - 1) /* indices stay below max_spans_per_series */
+
+/* What a's index and trees hold, charged as they grow. */
+static int recharge_spans(series_set_t *ss, span_acc_t *a, errmsg_t *em)
+{
+    return recharge(ss, &a->charged, span_index_bytes(a) + a->tree_bytes, "span trees", em);
+}
 
 /* The cap counts span and trace trees together: both kinds share a->v. */
 int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
@@ -262,7 +320,7 @@ int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_
             if (u64map_put(m, id, SPAN_DROPPED) < 0)
                 return errmsg_set(em, ERR_NOMEM, "out of memory");
             ss->spans_dropped++;
-            return 0;
+            return recharge_spans(ss, a, em);
         }
         if (GROW_FROM(a->v, a->cap, a->n + 1, GROW_UNLIMITED, 4) != 0)
             return errmsg_set(em, ERR_NOMEM, "out of memory");
@@ -272,13 +330,16 @@ int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_
             return errmsg_set(em, ERR_NOMEM, "out of memory");
         }
         a->v[a->n] = (storage_span_tree_t){.kind = kind, .id = id, .tree = t};
+        a->tree_bytes += calltree_mem_bytes(t);
         i = (uint32_t)a->n++;
-        if ((rc = charge_grown(ss, INGEST_SPAN_TREE_COST_NODES, em)) != 0) return rc;
     }
     calltree_t *t = (calltree_t *)a->v[i].tree;
-    size_t before = calltree_node_count(t);
-    rc = tree_limit(calltree_add_stack(t, stack, depth, v), em, ss->lim);
-    return rc < 0 ? rc : charge_grown(ss, calltree_node_count(t) - before, em);
+    size_t before = calltree_node_count(t), bytes = calltree_mem_bytes(t);
+    int added = calltree_add_stack(t, stack, depth, v);
+    a->tree_bytes += calltree_mem_bytes(t) - bytes; /* span trees are never shared */
+    if ((rc = recharge_spans(ss, a, em)) < 0) return rc;
+    if ((rc = tree_limit(added, em, ss->lim)) < 0) return rc;
+    return count_grown(ss, calltree_node_count(t) - before, em);
 }
 
 int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
@@ -287,9 +348,13 @@ int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
         return errmsg_set(em, ERR_LIMIT, "stack of %zu frames is deeper than %zu (max_stack_depth)",
                           depth, ss->lim->max_stack_depth);
     if (depth <= ss->stack_cap) return 0;
+    size_t old = ss->stack_cap;
     if (GROW_FROM(ss->stack, ss->stack_cap, depth, GROW_UNLIMITED, 64) != 0)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
-    return 0;
+    ss->set_bytes += (ss->stack_cap - old) * sizeof *ss->stack;
+    return recharge(ss, &ss->set_charged,
+                    ss->cap * sizeof *ss->v + u64map_bytes(&ss->by_id) + ss->set_bytes,
+                    "stack scratch", em);
 }
 
 int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, size_t depth,
@@ -302,30 +367,68 @@ int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, si
     int rc = ingest_series_charge_work(ss, depth, em);
     if (rc < 0) return rc;
     size_t n = calltree_node_count(l->tree);
-    if (n > s->shadow_cap) {
-        size_t old = s->shadow_cap;
-        if (GROW_FROM(s->shadow, s->shadow_cap, n, GROW_UNLIMITED, 64) != 0)
-            return errmsg_set(em, ERR_NOMEM, "out of memory");
-        memset(s->shadow + old, 0, (s->shadow_cap - old) * sizeof *s->shadow);
-    }
     s->shape_of = leader;
+    if (n > s->shadow_cap) { /* by half again, as the leader's value arrays */
+        size_t old = s->shadow_cap, cap = old < 64 ? 64 : old + old / 2;
+        int64_t *p = realloc(s->shadow, (cap < n ? n : cap) * sizeof *p);
+        if (p == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+        s->shadow = p;
+        s->shadow_cap = cap < n ? n : cap;
+        memset(s->shadow + old, 0, (s->shadow_cap - old) * sizeof *s->shadow);
+        if ((rc = recharge(ss, &s->charged, series_bytes(s), "call trees", em)) < 0) return rc;
+    }
     s->shadow[l->last_node] = (int64_t)((uint64_t)s->shadow[l->last_node] + (uint64_t)v);
-    return charge_grown(ss, l->last_grown, em);
+    /* its tree will have the leader's nodes: they count as its own */
+    return count_grown(ss, l->last_grown, em);
+}
+
+/* Gives a shadowed series its leader's shape, its shadow becoming its self
+ * values (calltree_adopt_shape: no second array of them); charged the
+ * totals array before it is allocated. */
+static int unshadow(series_set_t *ss, ingest_series_t *s, errmsg_t *em)
+{
+    const calltree_t *shape = ss->v[s->shape_of].tree;
+    size_t n = calltree_node_count(shape), have = s->shadow_cap < n ? s->shadow_cap : n;
+    size_t more = (2 * n - have) * sizeof(int64_t); /* totals, and selves past the shadow */
+    int rc = ingest_charge(ss, more, "call-tree values", em);
+    if (rc < 0) return rc;
+    s->charged += more;
+    int64_t *selves = s->shadow;
+    s->shadow = NULL; /* adopted, or freed on error */
+    s->shadow_cap = 0;
+    if ((rc = calltree_adopt_shape(s->tree, shape, selves, have)) != 0)
+        return errmsg_set(em, rc, "copying a call tree failed");
+    return 0;
 }
 
 int ingest_series_finish(series_set_t *ss, errmsg_t *em)
 {
+    /* The trees are done growing and are held until the push is stored:
+     * they give back their growth room (and the path caches) first. */
     for (size_t i = 0; i < ss->n; i++) {
         ingest_series_t *s = &ss->v[i];
-        if (s->shape_of == UINT32_MAX) continue;
-        const calltree_t *shape = ss->v[s->shape_of].tree;
-        int rc = calltree_copy_shape(s->tree, shape);
-        if (rc != 0) return errmsg_set(em, rc, "copying a call tree failed");
-        size_t n =
-            calltree_node_count(shape) < s->shadow_cap ? calltree_node_count(shape) : s->shadow_cap;
-        for (uint32_t k = 0; k < n; k++)
-            if (s->shadow[k] != 0) calltree_add_self_deferred(s->tree, k, s->shadow[k]);
+        free(s->path.syms);
+        free(s->path.nodes);
+        s->path = (path_cache_t){0};
+        if (s->shape_of == UINT32_MAX) calltree_shrink(s->tree);
+        if (series_bytes(s) < s->charged) /* only gives back: cannot fail */
+            recharge(ss, &s->charged, series_bytes(s), "call trees", em);
     }
+    for (size_t i = 0; i < ss->n; i++) {
+        ingest_series_t *s = &ss->v[i];
+        int rc = s->shape_of == UINT32_MAX ? 0 : unshadow(ss, s, em);
+        if (rc < 0) return rc;
+    }
+    /* What every series holds now (a shared shape counts once over its
+     * trees): what was freed is given back first, then the rest charged. */
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < ss->n; i++) {
+            ingest_series_t *s = &ss->v[i];
+            size_t now = series_bytes(s);
+            if ((pass == 0) != (now < s->charged)) continue;
+            int rc = recharge(ss, &s->charged, now, "call trees", em);
+            if (rc < 0) return rc;
+        }
     for (size_t i = 0; i < ss->n; i++)
         calltree_sum_totals(ss->v[i].tree);
     return 0;

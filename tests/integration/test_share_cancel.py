@@ -14,7 +14,7 @@ from profiles import Pprof
 
 SERIES, PUSHES = 10000, 8
 ARGS = ["--shards-per-service", "8", "--max-series-per-profile", str(SERIES),
-        "--query-max-series", "1000000", "--ingest-request-nodes-per-byte", "16",
+        "--query-max-series", "1000000", "--ingest-request-memory-per-byte", "4000",
         "--query-timeout", "120s"]
 
 

@@ -220,6 +220,61 @@ static void test_deferred_and_shape(void)
     calltree_free(c);
 }
 
+/* Trees that share a shape (calltree_copy_shape, calltree_adopt_shape)
+ * stay trees of their own: a node added to one is not in the other, values
+ * are apart, freeing either leaves the other whole; a shrunk tree answers
+ * and grows the same; the shared shape counts once in the memory figures. */
+static void test_shared_shape(void)
+{
+    calltree_t *a = calltree_new(0), *c = calltree_new(0), *d = calltree_new(0);
+    int64_t sum = 0;
+    random_tree(a, 300, &sum);
+    size_t n = calltree_node_count(a);
+    size_t alone = calltree_mem_bytes(a);
+    CHECK_EQ_INT(calltree_copy_shape(c, a), ERR_OK);
+    CHECK(calltree_same_shape(a, c));
+    int64_t *selves = malloc(n / 2 * sizeof *selves);
+    for (size_t i = 0; i < n / 2; i++)
+        selves[i] = (int64_t)i;
+    CHECK_EQ_INT(calltree_adopt_shape(d, a, selves, n / 2), ERR_OK);
+    calltree_sum_totals(d);
+    int64_t dsum = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        CHECK_EQ_INT(calltree_self(d, i), i < n / 2 ? (int64_t)i : 0);
+        dsum += calltree_self(d, i);
+    }
+    CHECK_EQ_INT(calltree_root_total(d), dsum);
+    CHECK_EQ_INT(calltree_root_total(a), sum);
+    /* three trees, one shape: each counts a third of it */
+    CHECK(calltree_mem_bytes(a) < alone);
+    /* c grows: it takes its own copy; a and d keep theirs unchanged */
+    uint64_t st[2] = {9999, 9998};
+    CHECK_EQ_INT(calltree_add_stack(c, st, 2, 5), ERR_OK);
+    CHECK_EQ_INT(calltree_node_count(c), n + 2);
+    CHECK_EQ_INT(calltree_node_count(a), n);
+    CHECK_EQ_INT(calltree_node_count(d), n);
+    CHECK(!calltree_same_shape(a, c));
+    CHECK(calltree_same_shape(a, d));
+    CHECK_EQ_INT(calltree_root_total(c), 5);
+    CHECK_EQ_INT(calltree_root_total(a), sum);
+    /* a freed: d still reads the shape, then grows from it */
+    calltree_free(a);
+    calltree_shrink(d);
+    CHECK_EQ_INT(calltree_root_total(d), dsum);
+    CHECK_EQ_INT(calltree_add_stack(d, st, 2, 1), ERR_OK);
+    CHECK_EQ_INT(calltree_node_count(d), n + 2);
+    uint32_t got;
+    CHECK_EQ_INT(calltree_child(d, 0, 9999, &got), ERR_OK);
+    CHECK_EQ_INT(got, (uint32_t)n);
+    CHECK_EQ_INT(calltree_root_total(d), dsum + 1);
+    calltree_clear(c);
+    CHECK_EQ_INT(calltree_node_count(c), 1);
+    CHECK_EQ_INT(calltree_add_stack(c, st, 1, 2), ERR_OK);
+    CHECK_EQ_INT(calltree_root_total(c), 2);
+    calltree_free(c);
+    calltree_free(d);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL) | 1;
@@ -229,5 +284,6 @@ int main(int argc, char **argv)
     test_limits_and_corruption(seed);
     test_symbols();
     test_deferred_and_shape();
+    test_shared_shape();
     return check_exit();
 }

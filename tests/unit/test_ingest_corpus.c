@@ -76,22 +76,24 @@ static size_t payload_len(const uint8_t *b, size_t n)
            (size_t)b[n - 1] << 24;
 }
 
-/* Real profiles must stay well inside the default per-push budget: at most
- * half of it, so the defaults leave room for profiles larger than these. */
+/* Real profiles must stay well inside the default per-push budget: nodes and
+ * work at most half of it, memory (the push's peak) at most three quarters,
+ * so the defaults leave room for profiles larger than these. */
 static void check_budget(const char *file, const ingest_profile_t *p, const ingest_limits_t *lim,
                          size_t len)
 {
-    size_t nodes, work;
+    size_t nodes, work, peak = ingest_profile_peak_bytes(p);
     ingest_profile_cost(p, &nodes, &work);
-    size_t nb = lim->request_nodes_per_byte * len, wb = lim->request_work_per_byte * len;
-    if (nb < INGEST_REQUEST_NODES_FLOOR) nb = INGEST_REQUEST_NODES_FLOOR;
+    size_t mb = lim->request_memory_per_byte * len, wb = lim->request_work_per_byte * len;
+    if (mb < INGEST_REQUEST_MEMORY_FLOOR) mb = INGEST_REQUEST_MEMORY_FLOOR;
     if (wb < INGEST_REQUEST_WORK_FLOOR) wb = INGEST_REQUEST_WORK_FLOOR;
-    if (nb > lim->max_request_nodes) nb = lim->max_request_nodes;
     if (wb > lim->max_request_work) wb = lim->max_request_work;
-    fprintf(stderr, "budget  %-80s %zu B: %zu nodes (%.2f/B) %zu work (%.2f/B)\n", file, len, nodes,
-            (double)nodes / (double)len, work, (double)work / (double)len);
-    CHECK(nodes <= nb / 2);
+    fprintf(stderr, "budget  %-80s %zu B: %zu nodes (%.2f/B) %zu work (%.2f/B) peak %.2f x\n", file,
+            len, nodes, (double)nodes / (double)len, work, (double)work / (double)len,
+            (double)peak / (double)len);
+    CHECK(nodes <= lim->max_request_nodes / 2);
     CHECK(work <= wb / 2);
+    CHECK(peak <= mb / 4 * 3);
 }
 
 /* One MANIFEST row: must_refuse for legacy and jfr rows. */

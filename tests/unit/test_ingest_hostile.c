@@ -9,11 +9,19 @@
  * large real profiles of the shared corpus (when present); their peak
  * ratio is printed beside the hostile ones. Not timed.
  *
- * The multiple is what the defaults allow today: call-tree nodes are
- * charged INGEST_NODE_BYTES (100) each and a push may create one per
- * payload byte (ingest-request-nodes-per-byte 1), because a real profile
- * of the corpus creates up to 0.38 per byte; the decoded index, caches and
- * symbols add a few bytes per byte (docs/internals.md, "Ingest memory").
+ * The bounds are what the defaults hold a push to. A push may hold
+ * INGEST_REQUEST_MEMORY_PER_BYTE (20) bytes per gunzipped payload byte, so
+ * none ever held more (HOSTILE_MULTIPLE is one more, for the bisection's
+ * step); each shape has its own bound, a little over what it holds today:
+ * fresh roots 8.8x (most of it the symbols of its fresh addresses, then its
+ * call tree, the decoded index and the body), a deep inlined location 2.8x
+ * (refused by the work budget), fresh span ids 7.0x, many sample types up
+ * to the budget (1,000 series of 16-byte values a node: refused at it); the
+ * largest real profile of the corpus REAL_MULTIPLE (14.4x: a CPU profile of
+ * 0.17 distinct call-tree nodes per payload byte, two sample types sharing
+ * one tree shape). With call-tree nodes charged 100 bytes each and a
+ * budget of one node per payload byte these were 12.3x, 3.0x, 8.1x, 103x
+ * and 37.9x; docs/internals.md, "Ingest memory".
  */
 #include <time.h>
 
@@ -21,7 +29,8 @@
 #include "common/varint.h"
 #include "test_ingest_util.h"
 
-#define HOSTILE_MULTIPLE 120
+#define HOSTILE_MULTIPLE (INGEST_REQUEST_MEMORY_PER_BYTE + 1)
+#define REAL_MULTIPLE 15
 #define TARGET (1u << 20)
 
 /* ---- a growable protobuf writer ---- */
@@ -208,7 +217,7 @@ static int push(const uint8_t *gz, size_t n, size_t limit, size_t *peak, errmsg_
     return rc;
 }
 
-static void one_shape(const char *name, void (*make)(w_t *))
+static void one_shape(const char *name, void (*make)(w_t *), double bound)
 {
     w_t w = {0};
     make(&w);
@@ -246,6 +255,7 @@ static void one_shape(const char *name, void (*make)(w_t *))
     fprintf(stderr, "%-12s held at most %zu B = %.1f x payload\n", name, peak,
             (double)peak / (double)w.n);
     CHECK(peak <= limit);
+    CHECK((double)peak <= bound * (double)w.n);
     free(gz);
     free(w.b);
 }
@@ -294,6 +304,7 @@ static void real_profiles(void)
     fprintf(stderr, "real profiles: %zu, largest peak %.1f x payload (hostile cap %d x)\n", count,
             worst, HOSTILE_MULTIPLE);
     CHECK(count > 0);
+    CHECK(worst <= REAL_MULTIPLE);
     free(m);
 }
 
@@ -400,10 +411,10 @@ int main(void)
 {
     test_many_types_share_a_shape();
     test_symbols_charged();
-    one_shape("fresh-roots", shape_fresh_roots);
-    one_shape("deep-inlined", shape_deep_inlined);
-    one_shape("many-types", shape_many_types);
-    one_shape("fresh-spans", shape_fresh_spans);
+    one_shape("fresh-roots", shape_fresh_roots, 10);
+    one_shape("deep-inlined", shape_deep_inlined, 3);
+    one_shape("many-types", shape_many_types, HOSTILE_MULTIPLE);
+    one_shape("fresh-spans", shape_fresh_spans, 8);
     real_profiles();
     return check_exit();
 }

@@ -153,16 +153,17 @@ static void check_same_flame(fixture_t *a, fixture_t *b, const labels_t *l, int 
     fx_scan_t sb = fx_blocks(b->s, "st", l, res, FROM, UNTIL);
     size_t n = calltree_node_count(sb.acc);
     const calltree_node_t *nb = calltree_nodes(sb.acc);
+    const int64_t *nbs = calltree_selves(sb.acc);
     uint32_t *map = calloc(n ? n : 1, sizeof *map);
     CHECK(map != NULL);
     for (uint32_t i = 1; map != NULL && i < n; i++) { /* a parent precedes its children */
         CHECK_EQ_INT(calltree_child(sa.acc, map[nb[i].parent], nb[i].sym, &map[i]), 0);
-        calltree_add_self(sa.acc, map[i], -nb[i].self);
+        calltree_add_self(sa.acc, map[i], -nbs[i]);
     }
-    const calltree_node_t *na = calltree_nodes(sa.acc);
+    const int64_t *na = calltree_selves(sa.acc);
     int64_t off = 0;
     for (size_t i = 0; i < calltree_node_count(sa.acc); i++)
-        off += na[i].self < 0 ? -na[i].self : na[i].self;
+        off += na[i] < 0 ? -na[i] : na[i];
     CHECK_EQ_INT(off, 0);
     CHECK(calltree_root_total(sb.acc) > 0);
     free(map);
