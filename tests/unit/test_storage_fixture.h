@@ -228,12 +228,13 @@ static inline int64_t fx_tree_diff(const calltree_t *a, const calltree_t *b)
     uint32_t *map = calloc(n ? n : 1, sizeof *map);
     for (uint32_t i = 1; map != NULL && i < n; i++) { /* a parent precedes its children */
         if (calltree_child(c, map[nb[i].parent], nb[i].sym, &map[i]) != 0) off++;
-        calltree_add_self(c, map[i], -nb[i].self);
+        calltree_add_self(c, map[i], -calltree_self(b, i));
     }
-    calltree_add_self(c, 0, -nb[0].self);
-    const calltree_node_t *nc = calltree_nodes(c);
-    for (size_t i = 0; i < calltree_node_count(c); i++)
-        off += nc[i].self < 0 ? -nc[i].self : nc[i].self;
+    calltree_add_self(c, 0, -calltree_self(b, 0));
+    for (uint32_t i = 0; i < calltree_node_count(c); i++) {
+        int64_t self = calltree_self(c, i);
+        off += self < 0 ? -self : self;
+    }
     free(map);
     calltree_free(c);
     return off;
