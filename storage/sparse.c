@@ -200,18 +200,25 @@ int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t
     size_t vcap = *cap;
     for (i = 0; i < n; i++) {
         uint64_t d, zz;
-        if (!read_u(&p, end, &d) || !read_u(&p, end, &zz) || (i > 0 && d == 0) || d > UINT32_MAX ||
-            id + d > UINT32_MAX) {
+        if (!read_u(&p, end, &d) || !read_u(&p, end, &zz)) {
             rc = ERR_CORRUPT;
             break;
         }
-        id += d;
-        if (id >= vcap) {
-            rc = dense_room(val, cap, id + 1, max_ids);
-            v = *val;
-            vcap = *cap;
-            if (rc != 0) break;
+        /* id < vcap after every pair (id <= vcap before the first), so one
+         * compare finds both a repeated id and one past the vector */
+        if (d == 0 || d >= vcap - id) {
+            if ((i > 0 && d == 0) || d > UINT32_MAX || id + d > UINT32_MAX) {
+                rc = ERR_CORRUPT;
+                break;
+            }
+            if (id + d >= vcap) {
+                rc = dense_room(val, cap, id + d + 1, max_ids);
+                v = *val;
+                vcap = *cap;
+                if (rc != 0) break;
+            }
         }
+        id += d;
         uint64_t q = (zz >> 1) ^ (~(zz & 1) + 1);
         v[id] = (int64_t)((uint64_t)v[id] + q * scale); /* wraps like every sum */
     }
