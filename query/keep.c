@@ -100,10 +100,9 @@ static int heap_push(sel_t *s, uint32_t node)
     return 0;
 }
 
-static void heap_pop(sel_t *s)
+/* Puts v in the heap's slot i, moving heavier children up past it. */
+static void sift_down(sel_t *s, size_t i, hent_t v)
 {
-    hent_t v = s->heap[--s->hn];
-    size_t i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= s->hn) break;
@@ -112,7 +111,22 @@ static void heap_pop(sel_t *s)
         s->heap[i] = s->heap[c];
         i = c;
     }
-    if (s->hn > 0) s->heap[i] = v;
+    s->heap[i] = v;
+}
+
+static void heap_pop(sel_t *s)
+{
+    hent_t v = s->heap[--s->hn];
+    if (s->hn > 0) sift_down(s, 0, v);
+}
+
+/* The top taken off and node put on in one pass: a kept node's heaviest
+ * child is usually among the heaviest of the frontier, so it sinks only a
+ * few levels, where a pop would sink the last entry all the way and the
+ * push climb the child back up. */
+static void heap_replace_top(sel_t *s, uint32_t node)
+{
+    sift_down(s, 0, (hent_t){s->nd[node].total, node});
 }
 
 /* Room for an expansion over nkids member children. */
@@ -150,9 +164,25 @@ static uint32_t child_for(sel_t *s, uint32_t p, uint64_t sym, size_t *ntouched)
     return c;
 }
 
+/* Puts the merged children from first on on the frontier; with top, p (the
+ * heap's top) comes off it: its heaviest child takes its place. */
+static int frontier_add(sel_t *s, size_t first, int top)
+{
+    size_t heaviest = first;
+    for (size_t c = first + 1; top && c < s->nn; c++)
+        if (s->nd[c].total > s->nd[heaviest].total) heaviest = c;
+    if (top && first == s->nn) heap_pop(s);
+    if (top && first < s->nn) heap_replace_top(s, (uint32_t)heaviest);
+    int rc = 0;
+    for (size_t c = first; c < s->nn && rc == 0; c++)
+        if (!top || c != heaviest) rc = heap_push(s, (uint32_t)c);
+    return rc;
+}
+
 /* Makes the merged children of node p (every one non-empty) and puts them on
- * the frontier; p->hidden counts them. */
-static int expand(sel_t *s, uint32_t p)
+ * the frontier; p->hidden counts them. With top, p is the heap's top and
+ * leaves it. */
+static int expand(sel_t *s, uint32_t p, int top)
 {
     size_t nkids = 0, ntouched = 0;
     for (uint32_t k = s->nd[p].mem; k != NO_MEMBER; k = s->mem[k].next) {
@@ -177,32 +207,29 @@ static int expand(sel_t *s, uint32_t p)
     for (size_t i = 0; i < ntouched; i++)
         s->slot[s->touched[i]] = 0;
     s->nd[p].hidden = (uint32_t)(s->nn - first);
-    for (size_t c = first; c < s->nn && rc == 0; c++)
-        rc = heap_push(s, (uint32_t)c);
-    return rc;
+    return frontier_add(s, first, top);
 }
 
-static int keep(sel_t *s, uint32_t i)
+static int keep(sel_t *s, uint32_t i, int top)
 {
     if (GROW_FROM(s->kept, s->capk, s->nk + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
     s->kept[s->nk++] = i;
-    return expand(s, i);
+    return expand(s, i, top);
 }
 
 /* truncate.c's select_nodes, over merged nodes. */
 static int select_kept(sel_t *s, size_t max_nodes)
 {
-    int rc = keep(s, 0);
+    int rc = keep(s, 0, 0);
     size_t used = s->nd[0].hidden > 0 ? 2 : 1;
     while (rc == 0 && s->hn > 0) {
         uint32_t c = s->heap[0].node, p = s->nd[c].parent;
         size_t cost = 1 + (s->nd[c].total != s->nd[c].self); /* a non-empty child */
         size_t frees = s->nd[p].hidden == 1;                 /* the parent's `other` goes away */
         if (used + cost - frees > max_nodes) break;
-        heap_pop(s);
         s->nd[p].hidden--;
         s->nd[p].kept_sum += s->nd[c].total;
-        if ((rc = keep(s, c)) == 0) used += (s->nd[c].hidden > 0 ? 2 : 1) - frees;
+        if ((rc = keep(s, c, 1)) == 0) used += (s->nd[c].hidden > 0 ? 2 : 1) - frees;
     }
     return rc;
 }
