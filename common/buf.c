@@ -110,6 +110,16 @@ static size_t utf8_valid_len(const uint8_t *s, size_t n)
     return len;
 }
 
+/* 1 for the bytes a JSON string holds as they are: printable ASCII but the
+ * quote and the backslash (control bytes are escaped, the rest is UTF-8). */
+static const uint8_t plain_json[256] = {
+    /* 0x00 - 0x7f, 32 a row; 0x80 - 0xff: 0 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
 int buf_append_json_string(buf_t *b, const char *str, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -118,8 +128,9 @@ int buf_append_json_string(buf_t *b, const char *str, size_t n)
     size_t i = 0;
     while (rc == ERR_OK && i < n) {
         size_t run = i;
-        /* copy the longest run of bytes that need no escaping in one append */
-        while (run < n && s[run] >= 0x20 && s[run] < 0x80 && s[run] != '"' && s[run] != '\\')
+        /* copy the longest run of bytes that need no escaping in one append
+         * (one table load per byte: names are most of a flame graph's text) */
+        while (run < n && plain_json[s[run]])
             run++;
         if (run > i) {
             rc = buf_append(b, s + i, run - i);

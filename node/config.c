@@ -263,6 +263,13 @@ static const opt_t options[] = {
      "every node. A table that would take more than a quarter of the table part of "
      "node-cache-bytes (counted at 100 bytes a node) is indexed whatever the setting; 1 indexes "
      "every table."},
+    {"window-successive-merges", OPT_U32, FIELD(storage.window_successive_merges, uint32_t), NULL,
+     0, 0, 1u << 20,
+     "Merge operands a block window (and its total) keeps in memory before the next push to it "
+     "folds them into one value (RocksDB max_successive_merges of the blocks and totals column "
+     "families; 0: never at write, only flushes and compactions fold). A flame graph of recent "
+     "windows adds every operand it meets as a part: lower values make such reads cheaper and "
+     "each push dearer (it reads and re-encodes the window it folds; docs/benchmarks.md)."},
     SECTION("Cluster"),
     {"node-id", OPT_TEXT, FIELD(cluster.node_id, char[NODE_PATH_MAX]), "", 0, 0, 64,
      "This node's id. Empty: generated on first start and kept in the data dir; a restarted "

@@ -55,11 +55,14 @@ static const char digit_pairs[201] = "00010203040506070809"
                                      "80818283848586878889"
                                      "90919293949596979899";
 
-/* Writes v in decimal at p (room for 20 characters); returns the end. Two
- * digits per division: totals of fleet-wide byte counts have a dozen. */
+/* Writes v in decimal at p (room for PUT_ROOM bytes, of which at most 20
+ * are the number's); returns the end. Two digits per division: totals of
+ * fleet-wide byte counts have a dozen. The digits are made at the end of a
+ * scratch array and copied with one fixed-size copy, not a call per number. */
+#define PUT_ROOM 24
 static char *put_i64(char *p, int64_t v)
 {
-    char tmp[24], *t = tmp + sizeof tmp;
+    char tmp[2 * PUT_ROOM], *end = tmp + PUT_ROOM, *t = end;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
     while (u >= 100) {
         uint64_t r = u % 100;
@@ -74,9 +77,8 @@ static char *put_i64(char *p, int64_t v)
         *--t = (char)('0' + u);
     }
     if (v < 0) *--t = '-';
-    size_t n = (size_t)(tmp + sizeof tmp - t);
-    memcpy(p, t, n);
-    return p + n;
+    memcpy(p, t, PUT_ROOM); /* t + PUT_ROOM stays inside tmp */
+    return p + (end - t);
 }
 
 /* The index of node's name in names, interned at its first use. */
@@ -93,6 +95,13 @@ static int name_index(fb_t *fb, uint32_t node, uint32_t *idx)
     return rc != 0 ? rc : u64map_put(&fb->name_of, sym, *idx);
 }
 
+/* buf_reserve's answer when it needs no call: room (and the terminator's)
+ * already there, within the buffer's maximum. */
+static inline int has_room(const buf_t *b, size_t n)
+{
+    return b->cap > b->len + n && n <= b->max && b->len <= b->max - n;
+}
+
 static int emit(fb_t *fb, const frame_t *f)
 {
     int64_t total = fb->totals[f->node], self = fb->selves[f->node];
@@ -104,8 +113,8 @@ static int emit(fb_t *fb, const frame_t *f)
     /* the hot loop of rendering: no printf, the four numbers written in place
      * (through a copy only near the body cap, where the room is not there) */
     size_t before = lv->text.len;
-    char quad[4 * 21 + 4], *start = quad, *q;
-    int direct = buf_reserve(&lv->text, sizeof quad) == 0;
+    char quad[3 * 22 + PUT_ROOM + 1], *start = quad, *q; /* three numbers and commas, a fourth */
+    int direct = has_room(&lv->text, sizeof quad) || buf_reserve(&lv->text, sizeof quad) == 0;
     if (direct) start = (char *)lv->text.data + before;
     q = start;
     if (before) *q++ = ',';

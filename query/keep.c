@@ -28,15 +28,20 @@ typedef struct mnode {
     uint64_t sym, pkey; /* pkey: path hash, as truncate.c's; made when a tie needs it */
     int64_t self, total;
     uint32_t parent;
-    uint32_t mem, nmem; /* members: (token, local node) pairs in sel_t.mem */
-    uint32_t hidden;    /* kept: children not kept */
+    uint32_t mem;    /* first member (a (token, local node) pair in sel_t.mem), or NO_MEMBER */
+    uint32_t hidden; /* kept: children not kept */
     uint32_t has_pkey;
     uint32_t out;     /* kept: its node in the answer */
     int64_t kept_sum; /* kept: summed totals of its kept children */
 } mnode_t;
 
+/* A merged node's members form a list through sel_t.mem: an expansion
+ * files each member child under its merged child as it meets it, with no
+ * second pass to lay them out side by side. */
+#define NO_MEMBER UINT32_MAX
 typedef struct member {
     uint32_t tab, local;
+    uint32_t next; /* the node's next member, or NO_MEMBER */
 } member_t;
 
 /* A frontier entry carries its node's total, so the heap orders by it
@@ -60,8 +65,8 @@ typedef struct sel {
     /* per expansion: symbol -> child (index + 1; 0 empty) */
     uint32_t *slot;
     size_t nslot;
-    uint32_t *touched, *via; /* slots used; the child each visited member child went to */
-    size_t capt, capv;
+    uint32_t *touched; /* slots used */
+    size_t capt;
 } sel_t;
 
 /* Hashing every frontier node's path costs more than the rest of choosing:
@@ -95,10 +100,9 @@ static int heap_push(sel_t *s, uint32_t node)
     return 0;
 }
 
-static void heap_pop(sel_t *s)
+/* Puts v in the heap's slot i, moving heavier children up past it. */
+static void sift_down(sel_t *s, size_t i, hent_t v)
 {
-    hent_t v = s->heap[--s->hn];
-    size_t i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= s->hn) break;
@@ -107,7 +111,22 @@ static void heap_pop(sel_t *s)
         s->heap[i] = s->heap[c];
         i = c;
     }
-    if (s->hn > 0) s->heap[i] = v;
+    s->heap[i] = v;
+}
+
+static void heap_pop(sel_t *s)
+{
+    hent_t v = s->heap[--s->hn];
+    if (s->hn > 0) sift_down(s, 0, v);
+}
+
+/* The top taken off and node put on in one pass: a kept node's heaviest
+ * child is usually among the heaviest of the frontier, so it sinks only a
+ * few levels, where a pop would sink the last entry all the way and the
+ * push climb the child back up. */
+static void heap_replace_top(sel_t *s, uint32_t node)
+{
+    sift_down(s, 0, (hent_t){s->nd[node].total, node});
 }
 
 /* Room for an expansion over nkids member children. */
@@ -123,7 +142,6 @@ static int expansion_room(sel_t *s, size_t nkids)
         s->nslot = want;
     }
     if (GROW_FROM(s->touched, s->capt, nkids, GROW_UNLIMITED, 256) != 0 ||
-        GROW_FROM(s->via, s->capv, nkids, GROW_UNLIMITED, 256) != 0 ||
         GROW_FROM(s->nd, s->capn, s->nn + nkids, GROW_UNLIMITED, 256) != 0 ||
         GROW_FROM(s->mem, s->capm, s->nm + nkids, GROW_UNLIMITED, 256) != 0)
         return ERR_NOMEM;
@@ -140,78 +158,78 @@ static uint32_t child_for(sel_t *s, uint32_t p, uint64_t sym, size_t *ntouched)
         h = (h + 1) & mask;
     }
     uint32_t c = (uint32_t)s->nn++;
-    s->nd[c] = (mnode_t){.sym = sym, .parent = p};
+    s->nd[c] = (mnode_t){.sym = sym, .parent = p, .mem = NO_MEMBER};
     s->slot[h] = c + 1;
     s->touched[(*ntouched)++] = (uint32_t)h;
     return c;
 }
 
-/* Makes the merged children of node p (every one non-empty) and puts them on
- * the frontier; p->hidden counts them. */
-static int expand(sel_t *s, uint32_t p)
+/* Puts the merged children from first on on the frontier; with top, p (the
+ * heap's top) comes off it: its heaviest child takes its place. */
+static int frontier_add(sel_t *s, size_t first, int top)
 {
-    size_t nkids = 0, ntouched = 0, nv = 0;
-    for (uint32_t k = 0; k < s->nd[p].nmem; k++) {
-        member_t m = s->mem[s->nd[p].mem + k];
+    size_t heaviest = first;
+    for (size_t c = first + 1; top && c < s->nn; c++)
+        if (s->nd[c].total > s->nd[heaviest].total) heaviest = c;
+    if (top && first == s->nn) heap_pop(s);
+    if (top && first < s->nn) heap_replace_top(s, (uint32_t)heaviest);
+    int rc = 0;
+    for (size_t c = first; c < s->nn && rc == 0; c++)
+        if (!top || c != heaviest) rc = heap_push(s, (uint32_t)c);
+    return rc;
+}
+
+/* Makes the merged children of node p (every one non-empty) and puts them on
+ * the frontier; p->hidden counts them. With top, p is the heap's top and
+ * leaves it. */
+static int expand(sel_t *s, uint32_t p, int top)
+{
+    size_t nkids = 0, ntouched = 0;
+    for (uint32_t k = s->nd[p].mem; k != NO_MEMBER; k = s->mem[k].next) {
+        member_t m = s->mem[k];
         nkids += s->tabs[m.tab].kid_off[m.local + 1] - s->tabs[m.tab].kid_off[m.local];
     }
     int rc = expansion_room(s, nkids);
     if (rc != 0) return rc;
     size_t first = s->nn;
-    for (uint32_t k = 0; k < s->nd[p].nmem; k++) {
-        member_t m = s->mem[s->nd[p].mem + k];
+    for (uint32_t k = s->nd[p].mem; k != NO_MEMBER; k = s->mem[k].next) {
+        member_t m = s->mem[k];
         const storage_merged_tab_t *t = &s->tabs[m.tab];
         for (uint32_t j = t->kid_off[m.local]; j < t->kid_off[m.local + 1]; j++) {
-            uint32_t l = t->kids[j], c = child_for(s, p, t->sym[l], &ntouched);
-            s->nd[c].total += t->total[l]; /* no overflow: bounded by the root total */
-            s->nd[c].self += t->self[l];
-            s->nd[c].nmem++;
-            s->via[nv++] = c;
-        }
-    }
-    for (size_t c = first; c < s->nn; c++) { /* each child's members side by side */
-        s->nd[c].mem = (uint32_t)s->nm;
-        s->nm += s->nd[c].nmem;
-        s->nd[c].nmem = 0;
-    }
-    nv = 0;
-    for (uint32_t k = 0; k < s->nd[p].nmem; k++) {
-        member_t m = s->mem[s->nd[p].mem + k];
-        const storage_merged_tab_t *t = &s->tabs[m.tab];
-        for (uint32_t j = t->kid_off[m.local]; j < t->kid_off[m.local + 1]; j++) {
-            mnode_t *c = &s->nd[s->via[nv++]];
-            s->mem[c->mem + c->nmem++] = (member_t){m.tab, t->kids[j]};
+            uint32_t l = t->kids[j];
+            mnode_t *c = &s->nd[child_for(s, p, t->sym[l], &ntouched)];
+            c->total += t->total[l]; /* no overflow: bounded by the root total */
+            c->self += t->self[l];
+            s->mem[s->nm] = (member_t){m.tab, l, c->mem};
+            c->mem = (uint32_t)s->nm++;
         }
     }
     for (size_t i = 0; i < ntouched; i++)
         s->slot[s->touched[i]] = 0;
     s->nd[p].hidden = (uint32_t)(s->nn - first);
-    for (size_t c = first; c < s->nn && rc == 0; c++)
-        rc = heap_push(s, (uint32_t)c);
-    return rc;
+    return frontier_add(s, first, top);
 }
 
-static int keep(sel_t *s, uint32_t i)
+static int keep(sel_t *s, uint32_t i, int top)
 {
     if (GROW_FROM(s->kept, s->capk, s->nk + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
     s->kept[s->nk++] = i;
-    return expand(s, i);
+    return expand(s, i, top);
 }
 
 /* truncate.c's select_nodes, over merged nodes. */
 static int select_kept(sel_t *s, size_t max_nodes)
 {
-    int rc = keep(s, 0);
+    int rc = keep(s, 0, 0);
     size_t used = s->nd[0].hidden > 0 ? 2 : 1;
     while (rc == 0 && s->hn > 0) {
         uint32_t c = s->heap[0].node, p = s->nd[c].parent;
         size_t cost = 1 + (s->nd[c].total != s->nd[c].self); /* a non-empty child */
         size_t frees = s->nd[p].hidden == 1;                 /* the parent's `other` goes away */
         if (used + cost - frees > max_nodes) break;
-        heap_pop(s);
         s->nd[p].hidden--;
         s->nd[p].kept_sum += s->nd[c].total;
-        if ((rc = keep(s, c)) == 0) used += (s->nd[c].hidden > 0 ? 2 : 1) - frees;
+        if ((rc = keep(s, c, 1)) == 0) used += (s->nd[c].hidden > 0 ? 2 : 1) - frees;
     }
     return rc;
 }
@@ -258,14 +276,14 @@ static int root_of(sel_t *s, size_t ntabs, size_t max_nodes)
         GROW_FROM(s->mem, s->capm, want > ntabs ? want : ntabs, GROW_UNLIMITED, 256) != 0 ||
         GROW_FROM(s->heap, s->caph, want > 1 ? want : 1, GROW_UNLIMITED, 256) != 0)
         return ERR_NOMEM;
-    s->nd[0] = (mnode_t){.sym = SYM_ROOT, .mem = 0, .nmem = (uint32_t)ntabs, .has_pkey = 1};
+    s->nd[0] = (mnode_t){.sym = SYM_ROOT, .mem = ntabs ? 0 : NO_MEMBER, .has_pkey = 1};
     uint64_t total = 0;
     for (size_t i = 0; i < ntabs; i++) {
         if (!s->tabs[i].nonneg) return ERR_INVALID_ARGUMENT;
         total += (uint64_t)s->tabs[i].total[0];
         if (total > (uint64_t)INT64_MAX) return ERR_INVALID_ARGUMENT;
         s->nd[0].self += s->tabs[i].self[0];
-        s->mem[i] = (member_t){(uint32_t)i, 0};
+        s->mem[i] = (member_t){(uint32_t)i, 0, i + 1 < ntabs ? (uint32_t)i + 1 : NO_MEMBER};
     }
     s->nd[0].total = (int64_t)total;
     s->nn = 1;
@@ -287,6 +305,5 @@ int query_truncate_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t m
     free(s.kept);
     free(s.slot);
     free(s.touched);
-    free(s.via);
     return rc;
 }

@@ -118,33 +118,51 @@ int storage_sparse_encode(const sparse_vec_t *v, buf_t *out)
     return 0;
 }
 
-/* varint_read_u with the cases of one to three bytes inline: ids ascend in
- * small steps, so most deltas take one byte, and most values one to three.
- * Longer ones (and the last bytes of a block) take the general path, which
- * accepts exactly the same encodings. */
-static inline int read_u(const uint8_t **p, const uint8_t *end, uint64_t *v)
+/* A varint of one to three bytes at *p, which has at least three bytes
+ * left; 0 (and *p unmoved) for a longer one. Ids ascend in small steps, so
+ * most deltas take one byte, and most values one to three. */
+static inline int short_u(const uint8_t **p, uint64_t *v)
 {
     const uint8_t *s = *p;
-    if (end - s >= 3) {
-        uint64_t x = s[0];
-        if (x < 0x80) {
-            *v = x;
-            *p = s + 1;
-            return 1;
-        }
-        x = (x & 0x7f) | (uint64_t)(s[1] & 0x7f) << 7;
-        if (s[1] < 0x80) {
-            *v = x;
-            *p = s + 2;
-            return 1;
-        }
-        if (s[2] < 0x80) {
-            *v = x | (uint64_t)s[2] << 14;
-            *p = s + 3;
-            return 1;
-        }
+    uint64_t x = s[0];
+    if (x < 0x80) {
+        *v = x;
+        *p = s + 1;
+        return 1;
     }
+    x = (x & 0x7f) | (uint64_t)(s[1] & 0x7f) << 7;
+    if (s[1] < 0x80) {
+        *v = x;
+        *p = s + 2;
+        return 1;
+    }
+    if (s[2] < 0x80) {
+        *v = x | (uint64_t)s[2] << 14;
+        *p = s + 3;
+        return 1;
+    }
+    return 0;
+}
+
+/* varint_read_u with the short cases inline. Longer ones (and the last
+ * bytes of a block) take the general path, which accepts exactly the same
+ * encodings. */
+static inline int read_u(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    if (end - *p >= 3 && short_u(p, v)) return 1;
     return varint_read_u(p, end, v);
+}
+
+/* One (id delta, zigzag value) pair: both short with one end check for the
+ * two when six bytes are left, else read_u for each. */
+static inline int read_pair(const uint8_t **p, const uint8_t *end, uint64_t *d, uint64_t *zz)
+{
+    const uint8_t *q = *p;
+    if (end - q >= 6 && short_u(&q, d) && short_u(&q, zz)) {
+        *p = q;
+        return 1;
+    }
+    return read_u(p, end, d) && read_u(p, end, zz);
 }
 
 /* Decodes a block into out's entries from index at on (out->n: at + its
@@ -166,7 +184,7 @@ static int decode_at(const uint8_t *p, size_t len, sparse_vec_t *out, size_t at)
     uint64_t id = 0;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t d, zz;
-        if (!read_u(&p, end, &d) || !read_u(&p, end, &zz)) return ERR_CORRUPT;
+        if (!read_pair(&p, end, &d, &zz)) return ERR_CORRUPT;
         if ((i > 0 && d == 0) || d > UINT32_MAX || id + d > UINT32_MAX) return ERR_CORRUPT;
         id += d;
         int64_t q = (int64_t)((zz >> 1) ^ (~(zz & 1) + 1));
@@ -191,8 +209,7 @@ static void walk_pairs(const uint8_t *p, const uint8_t *end, size_t n, uint64_t 
     uint64_t id = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t d = 0, zz = 0;
-        read_u(&p, end, &d);
-        read_u(&p, end, &zz);
+        read_pair(&p, end, &d, &zz);
         id += d;
         uint64_t q = (zz >> 1) ^ (~(zz & 1) + 1);
         val[id] = (int64_t)((uint64_t)val[id] + sign * q * scale);
@@ -226,18 +243,25 @@ int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t
     size_t vcap = *cap;
     for (i = 0; i < n; i++) {
         uint64_t d, zz;
-        if (!read_u(&p, end, &d) || !read_u(&p, end, &zz) || (i > 0 && d == 0) || d > UINT32_MAX ||
-            id + d > UINT32_MAX) {
+        if (!read_pair(&p, end, &d, &zz)) {
             rc = ERR_CORRUPT;
             break;
         }
-        id += d;
-        if (id >= vcap) {
-            rc = dense_room(val, cap, id + 1, max_ids);
-            v = *val;
-            vcap = *cap;
-            if (rc != 0) break;
+        /* id < vcap after every pair (id <= vcap before the first), so one
+         * compare finds both a repeated id and one past the vector */
+        if (d == 0 || d >= vcap - id) {
+            if ((i > 0 && d == 0) || d > UINT32_MAX || id + d > UINT32_MAX) {
+                rc = ERR_CORRUPT;
+                break;
+            }
+            if (id + d >= vcap) {
+                rc = dense_room(val, cap, id + d + 1, max_ids);
+                v = *val;
+                vcap = *cap;
+                if (rc != 0) break;
+            }
         }
+        id += d;
         uint64_t q = (zz >> 1) ^ (~(zz & 1) + 1);
         v[id] = (int64_t)((uint64_t)v[id] + q * scale); /* wraps like every sum */
     }

@@ -53,11 +53,6 @@ static const struct cf_spec {
 /* A hot window folds its memtable operands into one value every this many
  * merges, so reading the last hour does not re-merge every push. */
 #define MAX_SUCCESSIVE_MERGES 64
-/* Windows fold sooner: a service aggregate's window takes an operand from
- * every pod of its shard, and every query of the service folds what the
- * memtable still holds (16: at most 16 operands to fold per read, one fold
- * of the window per 16 pushes). */
-#define WINDOW_SUCCESSIVE_MERGES 16
 
 void storage_options_default(storage_options_t *o)
 {
@@ -78,6 +73,7 @@ void storage_options_default(storage_options_t *o)
     o->max_background_jobs = 2;
     o->max_stack_nodes = STORAGE_MAX_STACK_NODES;
     o->node_index_min_nodes = STORAGE_NODE_INDEX_MIN_NODES;
+    o->window_successive_merges = STORAGE_WINDOW_SUCCESSIVE_MERGES;
     o->max_span_nodes = 65536;
     o->max_span_members = STORAGE_MAX_SPAN_MEMBERS;
     o->series_gc_interval_seconds = 3600;
@@ -208,7 +204,7 @@ static rocksdb_options_t *cf_options(storage_t *s, enum storage_cf cf)
                : sp->merge == MERGE_SPARSE ? storage_merge_sparse_new(&s->counters)
                                            : storage_merge_i64_new(&s->counters));
         rocksdb_options_set_max_successive_merges(o, cf == CF_BLOCKS || cf == CF_TOTALS
-                                                         ? WINDOW_SUCCESSIVE_MERGES
+                                                         ? s->opts.window_successive_merges
                                                          : MAX_SUCCESSIVE_MERGES);
     }
     s->filters[cf] = storage_filter_new(s, cf);

@@ -74,6 +74,11 @@ enum storage_cf {
  * large whole takes 5-14 ms, one of 16,384 nodes about 2 ms
  * (docs/benchmarks.md). */
 #define STORAGE_NODE_INDEX_MIN_NODES (1u << 16)
+/* Default of storage_options_t.window_successive_merges. A render of an
+ * hour as ingested adds every memtable operand of its windows as a part;
+ * folding at write every this many merges costs each push a read and a
+ * fold of the window (docs/benchmarks.md: instructions of both sides). */
+#define STORAGE_WINDOW_SUCCESSIVE_MERGES 16
 /* Ids a table may hold at all (what a load accepts, whatever the setting). */
 #define STORAGE_HARD_STACK_NODES (1u << 30)
 

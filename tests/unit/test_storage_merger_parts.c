@@ -9,7 +9,9 @@
  * (storage_scan_blocks), as ingested, with corrupt operands among the good
  * ones (skipped and counted, as the fold skips them) and after a compaction,
  * and the parts framing is checked on its own: a round trip, and a
- * truncated value. */
+ * truncated value. With window_successive_merges set, a write folds the
+ * window's operands once there are that many, so a read meets fewer parts
+ * (the sum unchanged). */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include "check.h"
@@ -184,10 +186,29 @@ static void check_framing(void)
     buf_free(&b);
 }
 
+/* Reopened folding every 3 merges: 9 pushes to a new series leave its
+ * window a folded value and at most 3 operands, the same sum. */
+static void folded_at_write(fixture_t *f, symtab_t *st)
+{
+    f->opts.window_successive_merges = 3;
+    CHECK_EQ_INT(fx_reopen(f), 0);
+    labels_t *l = fx_labels("svc", "folded");
+    uint64_t sid = labels_hash(l);
+    for (int i = 0; i < PUSHES; i++)
+        push(f, l, st, i);
+    raw_t on = scan_raw(f, sid, 1);
+    CHECK_EQ_INT(on.values, 1);
+    CHECK(on.first == SPARSE_VERSION || (on.parts >= 2 && on.parts <= 4));
+    check_same(f, sid);
+    labels_free(l);
+}
+
 int main(void)
 {
     fixture_t f;
     if (fx_init(&f) != 0) return 1;
+    f.opts.window_successive_merges = 0; /* every push stays an operand */
+    if (fx_reopen(&f) != 0) return 1;
     check_framing();
     symtab_t *st = symtab_new();
     labels_t *l = fx_labels("svc", "parts");
@@ -206,6 +227,7 @@ int main(void)
     on = scan_raw(&f, sid, 1);
     CHECK_EQ_INT(on.first, SPARSE_VERSION); /* folded by the compaction: one value */
     check_same(&f, sid);
+    folded_at_write(&f, st);
     labels_free(l);
     symtab_free(st);
     fx_done(&f);
