@@ -74,8 +74,9 @@ static int64_t span_total(fixture_t *f)
     return total;
 }
 
-/* The stored value of the one span key (members listed, rest count). */
-static void stored_shape(fixture_t *f, size_t *listed, uint64_t *rest, int *sealed)
+/* Checks the shape of f's one stored span value: members listed, profiles
+ * in its rest, and whether it is sealed. */
+static void check_shape(fixture_t *f, size_t listed, uint64_t rest, int sealed)
 {
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(f->s->db, f->s->ropts, f->s->cf[CF_SPANS]);
     rocksdb_iter_seek_to_first(it);
@@ -84,9 +85,9 @@ static void stored_shape(fixture_t *f, size_t *listed, uint64_t *rest, int *seal
     const uint8_t *v = rocksdb_iter_valid(it) ? (const uint8_t *)rocksdb_iter_value(it, &vn) : NULL;
     spanval_t sv = {0};
     CHECK_EQ_INT(v != NULL ? storage_spanval_parse(v, vn, &sv) : ERR_CORRUPT, 0);
-    *listed = sv.n;
-    *rest = sv.rest_count;
-    *sealed = (sv.flags & SPANVAL_SEALED) != 0;
+    CHECK_EQ_INT(sv.n, listed);
+    CHECK_EQ_INT(sv.rest_count, rest);
+    CHECK_EQ_INT((sv.flags & SPANVAL_SEALED) != 0, sealed);
     storage_spanval_free(&sv);
     rocksdb_iter_destroy(it);
 }
@@ -149,13 +150,7 @@ static void test_local_overflow(const labels_t *l)
         CHECK_EQ_INT(span_total(&f), want);
         CHECK_EQ_INT(storage_compact(f.s), 0);
     }
-    size_t listed;
-    uint64_t rest;
-    int sealed;
-    stored_shape(&f, &listed, &rest, &sealed);
-    CHECK_EQ_INT(listed, 2);
-    CHECK_EQ_INT(rest, 4);
-    CHECK_EQ_INT(sealed, 0);
+    check_shape(&f, 2, 4, 0);
     fx_done(&f);
 }
 
@@ -176,13 +171,7 @@ static void test_union_then_seal(const labels_t *l)
     int64_t want = weight(1) + weight(2) + weight(3) + weight(4);
     CHECK_EQ_INT(span_total(&a), want);
     CHECK_EQ_INT(span_total(&b), want);
-    size_t listed;
-    uint64_t rest;
-    int sealed;
-    stored_shape(&b, &listed, &rest, &sealed);
-    CHECK_EQ_INT(listed, 3);
-    CHECK_EQ_INT(rest, 1);
-    CHECK_EQ_INT(sealed, 1);
+    check_shape(&b, 3, 1, 1);
     storage_stats_t st0, st1;
     CHECK_EQ_INT(storage_stats(b.s, &st0), 0);
     write_span(&b, l, 3); /* late: listed or in the rest, counted once */
@@ -217,13 +206,7 @@ static void test_foreign_fold(const labels_t *l)
     int64_t want = weight(1) + weight(2) + weight(5) + weight(6);
     CHECK_EQ_INT(span_total(&a), want);
     CHECK_EQ_INT(span_total(&b), want);
-    size_t listed;
-    uint64_t rest;
-    int sealed;
-    stored_shape(&b, &listed, &rest, &sealed);
-    CHECK_EQ_INT(listed, 3);
-    CHECK_EQ_INT(rest, 1);
-    CHECK_EQ_INT(sealed, 1);
+    check_shape(&b, 3, 1, 1);
     write_span(&b, l, 6); /* late: in the rest now, not counted again */
     CHECK_EQ_INT(span_total(&b), want);
     CHECK_EQ_INT(storage_compact(b.s), 0);
