@@ -482,46 +482,6 @@ int calltree_decode_records(const uint8_t *p, size_t n, size_t max_records, call
     return ERR_OK;
 }
 
-int calltree_encode_records(const calltree_records_t *r, buf_t *out)
-{
-    u64map_t dict;
-    buf_t syms, body;
-    buf_init(&syms, BUF_UNLIMITED);
-    buf_init(&body, BUF_UNLIMITED);
-    uint32_t prev = 0;
-    /* a forest repeats its symbols many times over: a table sized for every
-     * record would cost more to clear than the records to encode */
-    int rc = u64map_init(&dict, r->n / 8 + 16);
-    if (rc == ERR_OK) rc = buf_reserve(&body, 3 * r->n);
-    for (size_t i = 0; rc == ERR_OK && i < r->n; i++) {
-        /* a record at most one level deeper than the one before: else the
-         * decoder would refuse it */
-        ASSERT_ALWAYS(r->depth[i] >= 1 && r->depth[i] <= prev + 1);
-        prev = r->depth[i];
-        int added;
-        uint32_t idx;
-        rc = dict_index(&dict, r->sym[i], &added, &idx);
-        uint8_t le[8], tmp[30];
-        for (int k = 0; k < 8; k++)
-            le[k] = (uint8_t)(r->sym[i] >> (8 * k));
-        if (rc == ERR_OK && added) rc = buf_append(&syms, le, 8);
-        size_t len = varint_put_u(tmp, r->depth[i]);
-        len += varint_put_u(tmp + len, idx);
-        len += varint_put_u(tmp + len, varint_zigzag(r->self[i]));
-        if (rc == ERR_OK) rc = buf_append(&body, tmp, len);
-    }
-    if (rc == ERR_OK) rc = buf_append_byte(out, CALLTREE_VERSION);
-    if (rc == ERR_OK) rc = buf_append_uvarint(out, dict.len);
-    if (rc == ERR_OK) rc = buf_append(out, syms.data, syms.len);
-    if (rc == ERR_OK) rc = buf_append_svarint(out, r->root_self);
-    if (rc == ERR_OK) rc = buf_append_uvarint(out, r->n);
-    if (rc == ERR_OK) rc = buf_append(out, body.data, body.len);
-    u64map_free(&dict);
-    buf_free(&syms);
-    buf_free(&body);
-    return rc;
-}
-
 void calltree_records_free(calltree_records_t *r)
 {
     free(r->depth);

@@ -120,10 +120,6 @@ typedef struct calltree_records {
  * ERR_NOMEM; out is then empty. */
 int calltree_decode_records(const uint8_t *p, size_t n, size_t max_records,
                             calltree_records_t *out);
-/* Appends the encoding of records r (depths as above: each at least 1 and at
- * most one more than the record before's) to out: what calltree_encode
- * writes for the tree they describe, when siblings are unique by symbol. */
-int calltree_encode_records(const calltree_records_t *r, buf_t *out);
 void calltree_records_free(calltree_records_t *r);
 
 /* Node access. Indices are stable until calltree_clear/free. */

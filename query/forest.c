@@ -13,12 +13,31 @@
  * A forest holds only nodes whose total is non-zero, as storage's do: with
  * values >= 0 a node of total 0 has nothing under it, and query_truncate
  * drops such nodes anyway.
+ *
+ * A share ships its forests in their own encoding, read and written in node
+ * order (no preorder walk, no depth stack: one sequential pass each way):
+ *   u8      version = QUERY_FOREST_VERSION (2; a calltree encoding starts
+ *           with CALLTREE_VERSION, 1, and decodes here too)
+ *   uvarint n, the nodes, root included (>= 1)
+ *   n x { uvarint dictionary index, uvarint self (>= 0), uvarint nkids,
+ *         nkids x uvarint (kid - node) }   node 0 the root; a kid comes after
+ *                                           its parent, each node but the
+ *                                           root is exactly one node's kid
+ *   uvarint nsyms, then nsyms x u64 little-endian symbol ids
+ * Totals are recomputed on decode; a node below the root whose total is 0,
+ * a total past INT64_MAX, or a node deeper than CALLTREE_MAX_DEPTH is
+ * ERR_CORRUPT (no share sends one).
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/hash.h"
+#include "common/u64map.h"
+#include "common/varint.h"
 #include "query/query_int.h"
+
+#define QUERY_FOREST_VERSION 2
 
 /* The forest of n nodes given by parent (parent[i] < i; node 0 the root),
  * sym and self. Sets out->nonneg = 0 (and no arrays) when a value is
@@ -75,9 +94,9 @@ static int forest_build(size_t n, const uint32_t *parent, const uint64_t *sym, c
     return rc;
 }
 
-int query_forest_decode(const uint8_t *enc, size_t len, size_t max_nodes, storage_merged_tab_t *out)
+/* The forest of a calltree_encode encoding. */
+static int decode_tree(const uint8_t *enc, size_t len, size_t max_nodes, storage_merged_tab_t *out)
 {
-    memset(out, 0, sizeof *out);
     calltree_records_t r;
     int rc = calltree_decode_records(enc, len, max_nodes > 0 ? max_nodes - 1 : 0, &r);
     if (rc != 0) return rc;
@@ -164,36 +183,133 @@ void query_forest_free(storage_merged_tab_t *f)
     memset(f, 0, sizeof *f);
 }
 
+/* Pass 1 of decode_v2: the records, kids checked (after their node, in
+ * range, each node the kid of one node, depth bounded); sym[] holds
+ * dictionary indices until pass 2. */
+static int read_nodes(const uint8_t **pp, const uint8_t *end, storage_merged_tab_t *f,
+                      uint32_t *depth)
+{
+    const uint8_t *p = *pp;
+    size_t n = f->n, nk = 0;
+    memset(depth, 0, n * sizeof *depth); /* 0: not yet any node's kid */
+    f->kid_off[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t idx, self, nkids;
+        if (!varint_read_u(&p, end, &idx) || !varint_read_u(&p, end, &self) ||
+            !varint_read_u(&p, end, &nkids) || self > (uint64_t)INT64_MAX || nkids > n - 1 - nk ||
+            (i > 0 && depth[i] == 0))
+            return ERR_CORRUPT;
+        f->sym[i] = idx;
+        f->self[i] = (int64_t)self;
+        for (uint64_t k = 0; k < nkids; k++) {
+            uint64_t d;
+            if (!varint_read_u(&p, end, &d) || d == 0 || d >= n - i) return ERR_CORRUPT;
+            size_t kid = i + (size_t)d;
+            if (depth[kid] != 0 || depth[i] >= CALLTREE_MAX_DEPTH) return ERR_CORRUPT;
+            depth[kid] = depth[i] + 1;
+            f->kids[nk++] = (uint32_t)kid;
+        }
+        f->kid_off[i + 1] = (uint32_t)nk;
+    }
+    *pp = p;
+    return nk == n - 1 ? 0 : ERR_CORRUPT;
+}
+
+/* Pass 2: symbol ids from the dictionary; pass 3: totals, children first. */
+static int read_dict_totals(const uint8_t *p, const uint8_t *end, storage_merged_tab_t *f)
+{
+    uint64_t nsyms;
+    if (!varint_read_u(&p, end, &nsyms) || (size_t)(end - p) % 8 != 0 ||
+        nsyms != (uint64_t)(end - p) / 8)
+        return ERR_CORRUPT;
+    for (size_t i = 0; i < f->n; i++) {
+        if (f->sym[i] >= nsyms) return ERR_CORRUPT;
+        const uint8_t *e = p + 8 * f->sym[i];
+        uint64_t v = 0;
+        for (int k = 7; k >= 0; k--)
+            v = (v << 8) | e[k];
+        f->sym[i] = v;
+    }
+    for (size_t i = f->n; i-- > 0;) {
+        uint64_t t = (uint64_t)f->self[i]; /* each term at most INT64_MAX: no wrap */
+        for (uint32_t j = f->kid_off[i]; j < f->kid_off[i + 1]; j++) {
+            t += (uint64_t)f->total[f->kids[j]];
+            if (t > (uint64_t)INT64_MAX) return ERR_CORRUPT;
+        }
+        if (i > 0 && t == 0) return ERR_CORRUPT;
+        f->total[i] = (int64_t)t;
+    }
+    return 0;
+}
+
+static int decode_v2(const uint8_t *p, const uint8_t *end, size_t max_nodes,
+                     storage_merged_tab_t *out)
+{
+    uint64_t n;
+    if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / 3 || n > UINT32_MAX)
+        return ERR_CORRUPT; /* a record takes 3 bytes or more */
+    if (max_nodes != 0 && n > max_nodes) return ERR_LIMIT;
+    out->n = (size_t)n;
+    out->sym = malloc(n * sizeof *out->sym);
+    out->self = malloc(n * sizeof *out->self);
+    out->total = malloc(n * sizeof *out->total);
+    out->kid_off = malloc((n + 1) * sizeof *out->kid_off);
+    out->kids = malloc((n > 1 ? n - 1 : 1) * sizeof *out->kids);
+    uint32_t *depth = malloc(n * sizeof *depth);
+    int rc =
+        out->sym && out->self && out->total && out->kid_off && out->kids && depth ? 0 : ERR_NOMEM;
+    if (rc == 0) rc = read_nodes(&p, end, out, depth);
+    if (rc == 0) rc = read_dict_totals(p, end, out);
+    free(depth);
+    if (rc != 0) query_forest_free(out);
+    out->nonneg = rc == 0;
+    return rc;
+}
+
+int query_forest_decode(const uint8_t *enc, size_t len, size_t max_nodes, storage_merged_tab_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (len > 0 && enc[0] == QUERY_FOREST_VERSION)
+        return decode_v2(enc + 1, enc + len, max_nodes, out);
+    return decode_tree(enc, len, max_nodes, out);
+}
+
 int query_forest_encode(const storage_merged_tab_t *f, buf_t *out)
 {
-    size_t n = f->n > 0 ? f->n - 1 : 0;
-    calltree_records_t r = {.n = n, .root_self = f->n > 0 ? f->self[0] : 0};
-    r.depth = malloc((n ? n : 1) * sizeof *r.depth);
-    r.sym = malloc((n ? n : 1) * sizeof *r.sym);
-    r.self = malloc((n ? n : 1) * sizeof *r.self);
-    uint32_t *stack = malloc((f->n ? f->n : 1) * sizeof *stack); /* nodes to visit */
-    uint32_t *depth = malloc((f->n ? f->n : 1) * sizeof *depth); /* per node */
-    int rc = r.depth && r.sym && r.self && stack && depth ? 0 : ERR_NOMEM;
-    size_t sp = 0, k = 0;
-    if (rc == 0 && f->n > 0) {
-        depth[0] = 0;
-        stack[sp++] = 0;
-    }
-    while (rc == 0 && sp > 0) { /* preorder: a node's kids pushed last-first */
-        uint32_t i = stack[--sp];
-        if (i != 0) {
-            r.depth[k] = depth[i];
-            r.sym[k] = f->sym[i];
-            r.self[k++] = f->self[i];
+    if (f->n == 0 || !f->nonneg) return ERR_INVALID_ARGUMENT;
+    u64map_t dict; /* symbol -> index; a forest repeats its symbols: sized small */
+    uint64_t *syms = NULL;
+    size_t cap = 0;
+    int rc = u64map_init(&dict, f->n / 8 + 16);
+    if (rc == 0) rc = buf_reserve(out, 16 + 6 * f->n);
+    if (rc == 0) rc = buf_append_byte(out, QUERY_FOREST_VERSION);
+    if (rc == 0) rc = buf_append_uvarint(out, f->n);
+    for (size_t i = 0; rc == 0 && i < f->n; i++) {
+        uint32_t idx;
+        int added = u64map_get_or_put(&dict, f->sym[i], (uint32_t)dict.len, &idx);
+        if (added < 0) rc = added;
+        if (added == 1 && GROW_FROM(syms, cap, dict.len, GROW_UNLIMITED, 256) != 0) rc = ERR_NOMEM;
+        if (rc != 0) break;
+        if (added == 1) syms[idx] = f->sym[i];
+        uint32_t k0 = f->kid_off[i], k1 = f->kid_off[i + 1];
+        uint8_t tmp[30];
+        size_t len = varint_put_u(tmp, idx);
+        len += varint_put_u(tmp + len, (uint64_t)f->self[i]);
+        len += varint_put_u(tmp + len, k1 - k0);
+        rc = buf_append(out, tmp, len);
+        for (uint32_t j = k0; rc == 0 && j < k1; j++) {
+            len = varint_put_u(tmp, f->kids[j] - (uint32_t)i);
+            rc = buf_append(out, tmp, len);
         }
-        for (uint32_t j = f->kid_off[i + 1]; j-- > f->kid_off[i];) {
-            depth[f->kids[j]] = depth[i] + 1;
-            stack[sp++] = f->kids[j];
-        }
     }
-    if (rc == 0) rc = calltree_encode_records(&r, out);
-    calltree_records_free(&r);
-    free(stack);
-    free(depth);
+    if (rc == 0) rc = buf_append_uvarint(out, dict.len);
+    for (size_t i = 0; rc == 0 && i < dict.len; i++) {
+        uint8_t le[8];
+        for (int k = 0; k < 8; k++)
+            le[k] = (uint8_t)(syms[i] >> (8 * k));
+        rc = buf_append(out, le, 8);
+    }
+    u64map_free(&dict);
+    free(syms);
     return rc;
 }

@@ -596,9 +596,9 @@ void query_partial_free(query_partial_t *p);
  * large for a message answers their merge). ERR_LIMIT past max_tree_nodes,
  * the reason in em. */
 int query_partial_merge_forests(query_partial_t *p, errmsg_t *em);
-/* Appends the encoding of one forest of a partial (p->tabs[i]) to out, in
- * calltree_encode's format (a node's kids in their forest order): how a
- * share ships them. */
+/* Appends the forest encoding (query/forest.c) of one forest of a partial
+ * (p->tabs[i], nonneg) to out: how a share ships them. query_gather_add_trees
+ * reads it. ERR_INVALID_ARGUMENT for an empty or not nonneg forest. */
 int query_forest_encode(const storage_merged_tab_t *f, buf_t *out);
 /* About the heap bytes p holds (tree, symbols, values): for memory budgets. */
 size_t query_partial_bytes(const query_partial_t *p);
@@ -619,8 +619,9 @@ int query_gather_add(query_gather_t *g, query_partial_t *p, errmsg_t *em);
 /* The pieces of a partial received in encoded form. A failed add leaves the
  * gather unusable for an exact answer: the caller drops the request. */
 int query_gather_add_tree(query_gather_t *g, const uint8_t *enc, size_t n, errmsg_t *em);
-/* The trees of one partial at once (its tree and the forests of its tokens,
- * each a calltree_encode encoding): all are checked before any is added. */
+/* The trees of one partial at once (its tree, calltree_encode, and the
+ * forests of its tokens, query_forest_encode): all are checked before any is
+ * added. */
 int query_gather_add_trees(query_gather_t *g, const uint8_t *const *enc, const size_t *len,
                            size_t n, errmsg_t *em);
 int query_gather_add_symbol(query_gather_t *g, uint64_t id, const char *name, size_t name_len,

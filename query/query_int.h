@@ -60,10 +60,11 @@ int query_encode_tree(const calltree_t *t, const symtab_t *syms, buf_t *out);
 int query_tree_decode(const uint8_t *p, size_t n, calltree_t *t, symtab_t *syms);
 
 /* ---- forests (forest.c): trees laid out for keep.c's selection ---- */
-/* The forest of an encoded tree (calltree_encode), nodes of total 0
- * dropped. A negative value or a total past INT64_MAX gives out->nonneg 0
- * and no nodes (merge the encoding instead). ERR_CORRUPT as
- * calltree_decode_merge, ERR_LIMIT past max_nodes (0: unlimited). out:
+/* The forest of an encoded forest (query_forest_encode) or tree
+ * (calltree_encode; nodes of total 0 dropped). A tree with a negative value
+ * or a total past INT64_MAX gives out->nonneg 0 and no nodes (merge the
+ * encoding instead). ERR_CORRUPT on bad bytes (for a tree as
+ * calltree_decode_merge), ERR_LIMIT past max_nodes (0: unlimited). out:
  * caller owns; free with query_forest_free. */
 int query_forest_decode(const uint8_t *enc, size_t len, size_t max_nodes,
                         storage_merged_tab_t *out);
