@@ -183,6 +183,16 @@ void query_forest_free(storage_merged_tab_t *f)
     memset(f, 0, sizeof *f);
 }
 
+/* varint_read_u with the one-byte case (most fields of a forest) inline. */
+static inline int get_u(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    if (*p < end && **p < 0x80) {
+        *v = *(*p)++;
+        return 1;
+    }
+    return varint_read_u(p, end, v);
+}
+
 /* Pass 1 of decode_v2: the records, kids checked (after their node, in
  * range, each node the kid of one node, depth bounded); sym[] holds
  * dictionary indices until pass 2. */
@@ -195,15 +205,14 @@ static int read_nodes(const uint8_t **pp, const uint8_t *end, storage_merged_tab
     f->kid_off[0] = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t idx, self, nkids;
-        if (!varint_read_u(&p, end, &idx) || !varint_read_u(&p, end, &self) ||
-            !varint_read_u(&p, end, &nkids) || self > (uint64_t)INT64_MAX || nkids > n - 1 - nk ||
-            (i > 0 && depth[i] == 0))
+        if (!get_u(&p, end, &idx) || !get_u(&p, end, &self) || !get_u(&p, end, &nkids) ||
+            self > (uint64_t)INT64_MAX || nkids > n - 1 - nk || (i > 0 && depth[i] == 0))
             return ERR_CORRUPT;
         f->sym[i] = idx;
         f->self[i] = (int64_t)self;
         for (uint64_t k = 0; k < nkids; k++) {
             uint64_t d;
-            if (!varint_read_u(&p, end, &d) || d == 0 || d >= n - i) return ERR_CORRUPT;
+            if (!get_u(&p, end, &d) || d == 0 || d >= n - i) return ERR_CORRUPT;
             size_t kid = i + (size_t)d;
             if (depth[kid] != 0 || depth[i] >= CALLTREE_MAX_DEPTH) return ERR_CORRUPT;
             depth[kid] = depth[i] + 1;
