@@ -689,6 +689,55 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
     return rc;
 }
 
+int calltree_decode_records(const uint8_t *p, size_t n, size_t max_records, calltree_records_t *out)
+{
+    memset(out, 0, sizeof *out);
+    const uint8_t *end = p + n;
+    uint64_t nsyms, nnodes;
+    int64_t root_self;
+    if (n < 1 || p[0] != CALLTREE_VERSION) return ERR_CORRUPT;
+    p++;
+    if (!varint_read_u(&p, end, &nsyms) || nsyms > (uint64_t)(end - p) / 8) return ERR_CORRUPT;
+    const uint8_t *dict = p;
+    p += 8 * nsyms;
+    if (!varint_read_s(&p, end, &root_self) || !varint_read_u(&p, end, &nnodes)) return ERR_CORRUPT;
+    if (nnodes > (uint64_t)(end - p) / 3) return ERR_CORRUPT; /* a record takes 3 bytes or more */
+    if (max_records != 0 && nnodes > max_records) return ERR_LIMIT;
+    if (nnodes == 0) {
+        out->root_self = root_self;
+        return p == end ? ERR_OK : ERR_CORRUPT;
+    }
+    uint32_t *idx = malloc(nnodes * sizeof *idx);
+    decoded_t d = {.dst = idx,
+                   .depth = malloc(nnodes * sizeof(uint32_t)),
+                   .self = malloc(nnodes * sizeof(int64_t))};
+    out->sym = malloc(nnodes * sizeof *out->sym);
+    uint32_t max_depth;
+    int rc = idx && d.depth && d.self && out->sym ? ERR_OK : ERR_NOMEM;
+    if (rc == ERR_OK) rc = decode_records(&p, end, nsyms, nnodes, &d, &max_depth);
+    if (rc != ERR_OK) {
+        decoded_free(&d);
+        calltree_records_free(out);
+        return rc;
+    }
+    for (uint64_t i = 0; i < nnodes; i++)
+        out->sym[i] = le64_get(dict + 8 * (size_t)idx[i]);
+    free(idx);
+    out->n = (size_t)nnodes;
+    out->root_self = root_self;
+    out->depth = d.depth;
+    out->self = d.self;
+    return ERR_OK;
+}
+
+void calltree_records_free(calltree_records_t *r)
+{
+    free(r->depth);
+    free(r->sym);
+    free(r->self);
+    memset(r, 0, sizeof *r);
+}
+
 size_t calltree_node_count(const calltree_t *t)
 {
     return t->sh->count;

@@ -118,6 +118,24 @@ int calltree_encode(const calltree_t *t, buf_t *out);
  * ERR_LIMIT some zero-valued nodes may have been created). */
 int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n);
 
+/* An encoding's records as they are stored, for callers that lay the tree out
+ * themselves instead of merging it (query's forests: no hashing per node).
+ * Record i's parent is the last record before it one level up (the root for
+ * depth 1). Caller owns; free with calltree_records_free(). */
+typedef struct calltree_records {
+    size_t n;          /* records, root excluded */
+    int64_t root_self; /* the root's own value */
+    uint32_t *depth;   /* per record in preorder: 1 = child of the root */
+    uint64_t *sym;
+    int64_t *self;
+} calltree_records_t;
+/* Decodes an encoding, checked as calltree_decode_merge checks it, into out.
+ * ERR_CORRUPT on bad bytes, ERR_LIMIT past max_records (0: unlimited),
+ * ERR_NOMEM; out is then empty. */
+int calltree_decode_records(const uint8_t *p, size_t n, size_t max_records,
+                            calltree_records_t *out);
+void calltree_records_free(calltree_records_t *r);
+
 /* Node access. Indices are stable until calltree_clear/free. */
 size_t calltree_node_count(const calltree_t *t);
 /* The most nodes t may hold (root included). */

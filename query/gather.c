@@ -6,6 +6,15 @@
  * agrees, label values are a union. Then the merged tree is truncated to
  * maxNodes and encoded by the encoders, whose bytes depend only on content:
  * however the ring was split, the answer is the same bytes.
+ *
+ * A render truncated to maxNodes (query_spec_forests) does not merge its
+ * partials' trees: each is kept as a forest (forest.c; a local share hands
+ * over its tokens' forests as they are) and the finish runs keep.c's
+ * selection over all of them, which expands only the kept nodes of their
+ * union: the tree query_truncate makes of the merge, without the merge. A
+ * tree with a negative value (or a total past INT64_MAX), or forests whose
+ * union might pass max_tree_nodes, turn the gather back to merging: what it
+ * holds is merged into the tree and so is everything after.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +41,12 @@ struct query_gather {
     query_plist_t plist; /* profiles: the entries kept so far */
     int64_t p_time_ns;   /* profile: its time, from the partial that holds it */
     char *p_type;        /* profile: its profile type (that series' label), or NULL */
+    int forests_on;      /* render: trees kept as forests, truncated together at the end */
+    int broken;          /* going back to merging failed half way: no exact answer */
+    storage_merged_tab_t *forests;
+    size_t nforests, cap_forests;
+    size_t forest_nodes; /* 1 + their nodes below the root: a bound of their merge */
+    size_t forest_bytes;
 };
 
 int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_gather_t **out)
@@ -40,6 +55,7 @@ int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_
     if (g == NULL) return ERR_NOMEM;
     g->spec = spec;
     g->lim = *lim;
+    g->forests_on = spec->kind == QUERY_KIND_RENDER && query_spec_forests(spec);
     strmap_init(&g->values);
     query_plist_init(&g->plist, spec->top_limit + 1); /* one more: a truncation shows */
     int rc = 0;
@@ -66,6 +82,7 @@ void query_gather_free(query_gather_t *g)
 {
     if (g == NULL) return;
     calltree_free(g->tree);
+    storage_merged_tabs_free(g->forests, g->nforests);
     symtab_free(g->syms);
     free(g->spy_name);
     free(g->p_type);
@@ -83,7 +100,7 @@ size_t query_gather_bytes(const query_gather_t *g)
 {
     if (g == NULL) return 0;
     size_t n = sizeof *g + g->value_bytes + g->values.n * 2 * sizeof(void *) +
-               (g->shares_cap + g->share_tls_cap + g->tl.n) * sizeof(int64_t);
+               (g->shares_cap + g->share_tls_cap + g->tl.n) * sizeof(int64_t) + g->forest_bytes;
     if (g->tree != NULL) n += calltree_mem_bytes(g->tree);
     if (g->syms != NULL) n += symtab_mem_bytes(g->syms);
     return n;
@@ -94,6 +111,8 @@ size_t query_partial_bytes(const query_partial_t *p)
     size_t n = sizeof *p + p->tl.n * sizeof(int64_t) + p->nvalues * sizeof(char *);
     if (p->tree != NULL) n += calltree_mem_bytes(p->tree);
     if (p->syms != NULL) n += symtab_mem_bytes(p->syms);
+    for (size_t i = 0; i < p->ntabs; i++)
+        n += query_forest_bytes(&p->tabs[i]);
     for (size_t i = 0; i < p->nvalues; i++)
         n += strlen(p->values[i]) + 1;
     return n;
@@ -109,13 +128,95 @@ static int tree_limit(const query_gather_t *g, errmsg_t *em)
                       calltree_node_count(g->tree));
 }
 
-int query_gather_add_tree(query_gather_t *g, const uint8_t *enc, size_t n, errmsg_t *em)
+/* Back to merging: every forest held goes into the tree. */
+static int spill_forests(query_gather_t *g, errmsg_t *em)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < g->nforests; i++)
+        rc = query_forest_merge(g->tree, &g->forests[i]);
+    storage_merged_tabs_free(g->forests, g->nforests);
+    g->forests = NULL;
+    g->nforests = g->cap_forests = g->forest_bytes = g->forest_nodes = 0;
+    g->forests_on = 0;
+    g->broken |= rc != 0; /* the tree holds part of what the forests held */
+    if (rc == ERR_LIMIT) return tree_limit(g, em);
+    return rc;
+}
+
+/* Takes f (its arrays move into the gather; f is left empty). */
+static int add_forest(query_gather_t *g, storage_merged_tab_t *f, errmsg_t *em)
+{
+    size_t nodes = g->forest_nodes + (g->nforests > 0 ? 0 : 1) + f->n - 1;
+    size_t cap = calltree_max_nodes(g->tree); /* 0: unlimited */
+    int rc = 0;
+    if (cap != 0 && nodes > cap && (rc = spill_forests(g, em)) == 0) {
+        rc = query_forest_merge(g->tree, f); /* refused for its size as a merge would be */
+        if (rc == ERR_LIMIT) rc = tree_limit(g, em);
+    } else if (rc == 0 &&
+               GROW_FROM(g->forests, g->cap_forests, g->nforests + 1, GROW_UNLIMITED, 8) != 0) {
+        rc = ERR_NOMEM;
+    } else if (rc == 0) {
+        g->forest_nodes = nodes;
+        g->forest_bytes += query_forest_bytes(f);
+        g->forests[g->nforests++] = *f;
+        memset(f, 0, sizeof *f);
+    }
+    query_forest_free(f);
+    return rc;
+}
+
+/* Merges the encodings (or their forests, when decoded) into the tree:
+ * the gather merges from here on. A failure half way leaves it broken. */
+static int merge_encoded(query_gather_t *g, const uint8_t *const *enc, const size_t *len,
+                         storage_merged_tab_t *f, size_t n, errmsg_t *em)
+{
+    int rc = spill_forests(g, em);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = f[i].nonneg ? query_forest_merge(g->tree, &f[i])
+                         : calltree_decode_merge(g->tree, enc[i], len[i]);
+    if (rc == ERR_LIMIT) return tree_limit(g, em); /* decides the query */
+    g->broken |= rc != 0 && n > 1;                 /* one encoding is merged whole or not at all */
+    return rc != 0 ? errmsg_set(em, rc, "partial call tree: %s", err_message(rc)) : 0;
+}
+
+int query_gather_add_trees(query_gather_t *g, const uint8_t *const *enc, const size_t *len,
+                           size_t n, errmsg_t *em)
 {
     if (g->tree == NULL) return errmsg_set(em, ERR_INVALID_ARGUMENT, "gather: not a render");
-    int rc = calltree_decode_merge(g->tree, enc, n);
-    if (rc == ERR_LIMIT) return tree_limit(g, em);
-    if (rc != 0) return errmsg_set(em, rc, "partial call tree: %s", err_message(rc));
-    return 0;
+    if (!g->forests_on && n == 1) { /* merging: one encoding is merged whole or not at all */
+        int rc = calltree_decode_merge(g->tree, enc[0], len[0]);
+        if (rc == ERR_LIMIT) return tree_limit(g, em);
+        return rc != 0 ? errmsg_set(em, rc, "partial call tree: %s", err_message(rc)) : 0;
+    }
+    storage_merged_tab_t *f = calloc(n ? n : 1, sizeof *f);
+    if (f == NULL) return ERR_NOMEM;
+    int rc = 0, all_nonneg = 1;
+    size_t max = calltree_max_nodes(g->tree);
+    /* every encoding is checked before any is added */
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = query_forest_decode(enc[i], len[i], max, &f[i]);
+        all_nonneg &= f[i].nonneg;
+    }
+    if (rc == ERR_LIMIT) {
+        rc = tree_limit(g, em);
+    } else if (rc != 0) {
+        rc = errmsg_set(em, rc, "partial call tree: %s", err_message(rc));
+    } else if (g->forests_on && all_nonneg) {
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            rc = add_forest(g, &f[i], em);
+        g->broken |= rc != 0 && rc != ERR_LIMIT && n > 1;
+    } else {
+        rc = merge_encoded(g, enc, len, f, n, em);
+    }
+    for (size_t i = 0; i < n; i++)
+        query_forest_free(&f[i]);
+    free(f);
+    return rc;
+}
+
+int query_gather_add_tree(query_gather_t *g, const uint8_t *enc, size_t n, errmsg_t *em)
+{
+    return query_gather_add_trees(g, &enc, &n, 1, em);
 }
 
 int query_gather_add_symbol(query_gather_t *g, uint64_t id, const char *name, size_t name_len,
@@ -299,6 +400,10 @@ static int add_render(query_gather_t *g, query_partial_t *p, errmsg_t *em)
 {
     int rc = query_gather_add_series(g, p->nseries, p->spy_name, em);
     if (rc != 0 || p->tree == NULL) return rc;
+    for (size_t i = 0; rc == 0 && i < p->ntabs; i++) /* nonneg, as the share checked */
+        rc = g->forests_on ? add_forest(g, &p->tabs[i], em)
+                           : query_forest_merge(g->tree, &p->tabs[i]);
+    if (rc != 0) return rc == ERR_LIMIT ? tree_limit(g, em) : rc;
     if (calltree_node_count(g->tree) == 1 && calltree_self(g->tree, 0) == 0) {
         calltree_t *t = g->tree; /* still empty: take the partial's tree */
         g->tree = p->tree;
@@ -402,9 +507,47 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     }
 }
 
+/* The truncation of the forests' union (with the tree's) into g->tree:
+ * 1 when done, 0 when the gather merged instead (a negative value in the
+ * tree, a total past INT64_MAX), or an error. */
+static int finish_forests(query_gather_t *g, errmsg_t *em)
+{
+    int rc = 0;
+    if (calltree_node_count(g->tree) > 1 || calltree_self(g->tree, 0) != 0) {
+        storage_merged_tab_t f; /* what local partials merged into the tree */
+        if ((rc = query_forest_of_tree(g->tree, &f)) != 0) return rc;
+        if (!f.nonneg) return spill_forests(g, em); /* merge with the tree */
+        calltree_clear(g->tree);
+        if ((rc = add_forest(g, &f, em)) != 0 || !g->forests_on) return rc;
+    }
+    calltree_t *small = calltree_new(0);
+    if (small == NULL) return ERR_NOMEM;
+    rc = query_truncate_tabs(g->forests, g->nforests, g->spec->max_nodes, small);
+    if (rc == ERR_INVALID_ARGUMENT) { /* a total past INT64_MAX: only the merge is exact */
+        calltree_free(small);
+        return spill_forests(g, em);
+    }
+    if (rc != 0) {
+        calltree_free(small);
+        return rc;
+    }
+    calltree_free(g->tree);
+    g->tree = small;
+    storage_merged_tabs_free(g->forests, g->nforests);
+    g->forests = NULL;
+    g->nforests = g->cap_forests = g->forest_bytes = 0;
+    return 1;
+}
+
 static int finish_render(query_gather_t *g, const char *partial_json, query_result_t *out,
                          errmsg_t *em)
 {
+    if (g->forests_on && g->nforests > 0) {
+        int rc = finish_forests(g, em);
+        if (rc == ERR_LIMIT) return rc; /* em says which */
+        if (rc < 0) return errmsg_set(em, rc, "building the flame graph: %s", err_message(rc));
+        if (rc == 1) return encode(g, partial_json, out);
+    }
     size_t max = g->spec->max_nodes;
     /* top sums per function over the whole tree: truncating would move
      * values into `other` */
@@ -443,7 +586,9 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
     buf_free(&out->body);
     buf_init(&out->body, g->lim.max_output_bytes);
     int rc;
-    if (g->spec->kind == QUERY_KIND_RENDER) {
+    if (g->broken) {
+        rc = errmsg_set(em, ERR_NOMEM, "building the flame graph: out of memory");
+    } else if (g->spec->kind == QUERY_KIND_RENDER) {
         rc = finish_render(g, partial_json, out, em);
     } else if (g->spec->kind == QUERY_KIND_PROFILE) {
         rc = finish_profile(g, partial_json, out, em);

@@ -6,6 +6,7 @@
 #include "common/assert.h"
 #include "common/grow.h"
 #include "common/hash.h"
+#include "common/u64map.h"
 #include "query/query_int.h"
 
 /* Whether every node's total is its self plus its children's totals (sums
@@ -67,8 +68,9 @@ static int merge_error(int rc, errmsg_t *em, const char *what)
     return errmsg_set(em, rc, "%s: %s", what, err_message(rc));
 }
 
-int query_merge_series(storage_t *st, const char *tenant, const query_series_t *ser,
-                       const query_plan_t *plan, size_t max_nodes, calltree_t *dst, errmsg_t *em)
+/* A merger holding the blocks of every series over the plan. */
+static int read_blocks(storage_t *st, const char *tenant, const query_series_t *ser,
+                       const query_plan_t *plan, storage_merger_t **out, errmsg_t *em)
 {
     storage_merger_t *m;
     int rc = storage_merger_new(st, tenant, &m);
@@ -83,20 +85,17 @@ int query_merge_series(storage_t *st, const char *tenant, const query_series_t *
                                     pc->until_s);
         }
     }
-    if (stopped) {
-        storage_merger_free(m);
-        return rc;
-    }
     if (rc != 0) {
         storage_merger_free(m);
-        return merge_error(rc, em, "reading blocks");
+        return stopped ? rc : merge_error(rc, em, "reading blocks");
     }
-    rc = merge_truncated(m, max_nodes, dst, em);
-    if (rc == 0)
-        rc = storage_merger_finish(m, dst, em);
-    else if (rc == 1)
-        rc = 0;
-    storage_merger_free(m);
+    *out = m;
+    return 0;
+}
+
+/* What a merge into dst that ended with rc says. */
+static int merge_outcome(int rc, const calltree_t *dst, errmsg_t *em)
+{
     if (rc == ERR_UNAVAILABLE) return merge_error(rc, em, "merging blocks");
     ASSERT_DEBUG(rc != 0 || totals_add_up(dst));
     if (rc == ERR_LIMIT)
@@ -105,6 +104,49 @@ int query_merge_series(storage_t *st, const char *tenant, const query_series_t *
                           "the selector or the time range",
                           calltree_node_count(dst));
     return rc;
+}
+
+int query_merge_series(storage_t *st, const char *tenant, const query_series_t *ser,
+                       const query_plan_t *plan, size_t max_nodes, calltree_t *dst, errmsg_t *em)
+{
+    storage_merger_t *m;
+    int rc = read_blocks(st, tenant, ser, plan, &m, em);
+    if (rc != 0) return rc;
+    rc = merge_truncated(m, max_nodes, dst, em);
+    if (rc == 0)
+        rc = storage_merger_finish(m, dst, em);
+    else if (rc == 1)
+        rc = 0;
+    storage_merger_free(m);
+    return merge_outcome(rc, dst, em);
+}
+
+int query_merge_series_forests(storage_t *st, const char *tenant, const query_series_t *ser,
+                               const query_plan_t *plan, calltree_t *dst,
+                               storage_merged_tab_t **tabs, size_t *ntabs, errmsg_t *em)
+{
+    *tabs = NULL;
+    *ntabs = 0;
+    storage_merger_t *m;
+    int rc = read_blocks(st, tenant, ser, plan, &m, em);
+    if (rc != 0) return rc;
+    storage_merged_tab_t *t;
+    size_t n, bound = 1;
+    rc = storage_merger_tabs(m, &t, &n, em);
+    int ok = rc == 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok &= t[i].nonneg;
+        bound += t[i].n - 1;
+    }
+    if (ok && bound <= calltree_max_nodes(dst)) { /* refused for its size as before */
+        *tabs = t;
+        *ntabs = n;
+    } else if (rc == 0) {
+        storage_merged_tabs_free(t, n);
+        rc = storage_merger_finish(m, dst, em);
+    }
+    storage_merger_free(m);
+    return merge_outcome(rc, dst, em);
 }
 
 typedef struct ids {
@@ -126,6 +168,28 @@ int query_load_symbols(storage_t *st, const char *tenant, const calltree_t *t, s
     ids_t ids = {0};
     int rc = calltree_for_each_symbol(t, id_fn, &ids);
     if (rc == 0 && ids.n > 0) rc = storage_load_symbols(st, tenant, ids.v, ids.n, dst);
+    free(ids.v);
+    return rc;
+}
+
+int query_load_symbols_tabs(storage_t *st, const char *tenant, const storage_merged_tab_t *tabs,
+                            size_t ntabs, symtab_t *dst)
+{
+    size_t all = 0;
+    for (size_t i = 0; i < ntabs; i++)
+        all += tabs[i].n;
+    u64map_t seen; /* tokens share most symbols: each is loaded once */
+    ids_t ids = {0};
+    int rc = u64map_init(&seen, all / 8 + 16); /* grows as needed; clearing costs */
+    for (size_t i = 0; rc == 0 && i < ntabs; i++)
+        for (size_t k = 1; rc == 0 && k < tabs[i].n; k++) {
+            uint32_t v;
+            int put = u64map_get_or_put(&seen, tabs[i].sym[k], 0, &v);
+            if (put < 0) rc = put;
+            if (put == 1) rc = id_fn(&ids, tabs[i].sym[k]);
+        }
+    if (rc == 0 && ids.n > 0) rc = storage_load_symbols(st, tenant, ids.v, ids.n, dst);
+    u64map_free(&seen);
     free(ids.v);
     return rc;
 }

@@ -125,6 +125,12 @@ static int render_tree(storage_t *st, const char *tenant, const query_partial_ar
                        const query_span_sel_t *sp, const query_series_t *ser,
                        const query_plan_t *plan, query_partial_t *out, errmsg_t *em)
 {
+    if (sp->kind == 0 && a->forests && a->final_max_nodes == 0) {
+        int rc = query_merge_series_forests(st, tenant, ser, plan, out->tree, &out->tabs,
+                                            &out->ntabs, em);
+        if (rc == 0 && a->timeline) rc = query_timeline_build(st, tenant, ser, plan, &out->tl, em);
+        return rc;
+    }
     if (sp->kind == 0) {
         int rc = query_merge_series(st, tenant, ser, plan, a->final_max_nodes, out->tree, em);
         if (rc == 0 && a->timeline) rc = query_timeline_build(st, tenant, ser, plan, &out->tl, em);
@@ -170,6 +176,8 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     if (out->tree == NULL || out->syms == NULL) rc = ERR_NOMEM;
     if (rc == 0) rc = render_tree(st, tenant, a, &sp, &ser, &plan, out, em);
     if (rc == 0) rc = query_load_symbols(st, tenant, out->tree, out->syms);
+    if (rc == 0 && out->tabs != NULL)
+        rc = query_load_symbols_tabs(st, tenant, out->tabs, out->ntabs, out->syms);
     query_series_free(&ser);
     return rc;
 }
@@ -205,6 +213,22 @@ int query_partial_run(storage_t *st, const char *tenant, const query_partial_arg
     return rc;
 }
 
+int query_partial_merge_forests(query_partial_t *p, errmsg_t *em)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < p->ntabs; i++)
+        rc = query_forest_merge(p->tree, &p->tabs[i]);
+    storage_merged_tabs_free(p->tabs, p->ntabs);
+    p->tabs = NULL;
+    p->ntabs = 0;
+    if (rc == ERR_LIMIT)
+        return errmsg_set(em, ERR_LIMIT,
+                          "merged call tree exceeds max_tree_nodes (%zu nodes); narrow "
+                          "the selector or the time range",
+                          calltree_node_count(p->tree));
+    return rc != 0 ? errmsg_set(em, rc, "building the flame graph: %s", err_message(rc)) : 0;
+}
+
 int query_stop_check(const query_stop_t *st, errmsg_t *em)
 {
     if (st == NULL) return 0;
@@ -219,6 +243,7 @@ int query_stop_check(const query_stop_t *st, errmsg_t *em)
 void query_partial_free(query_partial_t *p)
 {
     calltree_free(p->tree);
+    storage_merged_tabs_free(p->tabs, p->ntabs);
     symtab_free(p->syms);
     free(p->spy_name);
     query_timeline_free(&p->tl);

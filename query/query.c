@@ -306,6 +306,11 @@ size_t query_spec_final_max_nodes(const query_spec_t *s)
     return s->max_nodes;
 }
 
+int query_spec_forests(const query_spec_t *s)
+{
+    return query_spec_final_max_nodes(s) >= 2;
+}
+
 /* A single node answers as a cluster of one: one partial over every token,
  * gathered and encoded by the same code a coordinator uses. */
 static int run_local(storage_t *st, const char *tenant, query_kind_t kind, const query_params_t *p,

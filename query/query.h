@@ -553,25 +553,35 @@ typedef struct query_partial_args {
     size_t final_max_nodes;      /* render: set only when this partial alone is the answer: the
                                     maxNodes its gather truncates to (query_spec_final_max_nodes),
                                     so the tree may come truncated already; 0 = untruncated */
+    int forests;                 /* render: the share may answer its tokens' forests (tabs)
+                                    instead of a tree, when every value is >= 0 (for a gather
+                                    that truncates them, query_spec_forests) */
 } query_partial_args_t;
 
 /* Fills a from s (ranges left empty, timeline set for JSON). Pointers into s. */
 void query_spec_args(const query_spec_t *s, query_partial_args_t *a);
 /* The maxNodes query_gather_finish truncates a render of s to; 0 = none. */
 size_t query_spec_final_max_nodes(const query_spec_t *s);
+/* 1 when a gather of s keeps its partials' trees as forests and truncates
+ * their union at the end without merging them (a render truncated to
+ * maxNodes, not `top`; docs/cluster.md): a partial may then hand over its
+ * tokens' forests (query_partial_args_t.forests). */
+int query_spec_forests(const query_spec_t *s);
 
 /* One node's answer for its ranges. Caller owns; free with query_partial_free. */
 typedef struct query_partial {
     query_kind_t kind;
-    calltree_t *tree;    /* render: untruncated merge of the selected series' blocks;
-                            profile: its tree, when this node's ranges hold it */
-    symtab_t *syms;      /* render: every symbol tree references that the node knows */
-    size_t nseries;      /* render: series selected */
-    char *spy_name;      /* render: pyroscope_spy shared by all those series, or NULL */
-    query_timeline_t tl; /* render with timeline: per-bucket totals, else n == 0 */
-    char **values;       /* labels: distinct, sorted (strcmp); label shares: "TOTAL VALUE";
-                            profiles: "TIME_NS ID TOTAL {labels}" (profiles.c);
-                            profile: "TIME_NS PROFILE_TYPE" when found (profile.c) */
+    calltree_t *tree;           /* render: untruncated merge of the selected series' blocks;
+                                   profile: its tree, when this node's ranges hold it */
+    symtab_t *syms;             /* render: every symbol tree references that the node knows */
+    size_t nseries;             /* render: series selected */
+    char *spy_name;             /* render: pyroscope_spy shared by all those series, or NULL */
+    storage_merged_tab_t *tabs; /* render with forests: the tokens' forests (then tree */
+    size_t ntabs;               /* holds nothing), or NULL */
+    query_timeline_t tl;        /* render with timeline: per-bucket totals, else n == 0 */
+    char **values;              /* labels: distinct, sorted (strcmp); label shares: "TOTAL VALUE";
+                                   profiles: "TIME_NS ID TOTAL {labels}" (profiles.c);
+                                   profile: "TIME_NS PROFILE_TYPE" when found (profile.c) */
     size_t nvalues;
 } query_partial_t;
 
@@ -582,6 +592,14 @@ typedef struct query_partial {
 int query_partial_run(storage_t *st, const char *tenant, const query_partial_args_t *a,
                       const query_limits_t *lim, query_partial_t *out, errmsg_t *em);
 void query_partial_free(query_partial_t *p);
+/* Merges p->tabs into p->tree and drops them (a share whose forests are too
+ * large for a message answers their merge). ERR_LIMIT past max_tree_nodes,
+ * the reason in em. */
+int query_partial_merge_forests(query_partial_t *p, errmsg_t *em);
+/* Appends the forest encoding (query/forest.c) of one forest of a partial
+ * (p->tabs[i], nonneg) to out: how a share ships them. query_gather_add_trees
+ * reads it. ERR_INVALID_ARGUMENT for an empty or not nonneg forest. */
+int query_forest_encode(const storage_merged_tab_t *f, buf_t *out);
 /* About the heap bytes p holds (tree, symbols, values): for memory budgets. */
 size_t query_partial_bytes(const query_partial_t *p);
 
@@ -601,6 +619,11 @@ int query_gather_add(query_gather_t *g, query_partial_t *p, errmsg_t *em);
 /* The pieces of a partial received in encoded form. A failed add leaves the
  * gather unusable for an exact answer: the caller drops the request. */
 int query_gather_add_tree(query_gather_t *g, const uint8_t *enc, size_t n, errmsg_t *em);
+/* The trees of one partial at once (its tree, calltree_encode, and the
+ * forests of its tokens, query_forest_encode): all are checked before any is
+ * added. */
+int query_gather_add_trees(query_gather_t *g, const uint8_t *const *enc, const size_t *len,
+                           size_t n, errmsg_t *em);
 int query_gather_add_symbol(query_gather_t *g, uint64_t id, const char *name, size_t name_len,
                             const char *file, size_t file_len);
 /* nseries series were selected, sharing spy_name (NULL: none or mixed).

@@ -59,6 +59,33 @@ int query_encode_tree(const calltree_t *t, const symtab_t *syms, buf_t *out);
  * into syms. ERR_CORRUPT on damaged input. */
 int query_tree_decode(const uint8_t *p, size_t n, calltree_t *t, symtab_t *syms);
 
+/* ---- forests (forest.c): trees laid out for keep.c's selection ---- */
+/* The forest of an encoded forest (query_forest_encode) or tree
+ * (calltree_encode; nodes of total 0 dropped). A tree with a negative value
+ * or a total past INT64_MAX gives out->nonneg 0 and no nodes (merge the
+ * encoding instead). ERR_CORRUPT on bad bytes (for a tree as
+ * calltree_decode_merge), ERR_LIMIT past max_nodes (0: unlimited). out:
+ * caller owns; free with query_forest_free. */
+int query_forest_decode(const uint8_t *enc, size_t len, size_t max_nodes,
+                        storage_merged_tab_t *out);
+/* The same of a tree. */
+int query_forest_of_tree(const calltree_t *t, storage_merged_tab_t *out);
+/* dst += f. ERR_LIMIT past dst's max_nodes. */
+int query_forest_merge(calltree_t *dst, const storage_merged_tab_t *f);
+/* About the heap bytes f holds. */
+size_t query_forest_bytes(const storage_merged_tab_t *f);
+void query_forest_free(storage_merged_tab_t *f);
+/* query_merge_series, but when every token's forest is nonneg and their
+ * merge surely fits in dst, hands the forests out instead of building
+ * anything (*tabs: caller owns, storage_merged_tabs_free; dst untouched);
+ * otherwise *tabs is NULL and dst holds the merge. */
+int query_merge_series_forests(storage_t *st, const char *tenant, const query_series_t *ser,
+                               const query_plan_t *plan, calltree_t *dst,
+                               storage_merged_tab_t **tabs, size_t *ntabs, errmsg_t *em);
+/* Loads the name/file of every symbol of the forests into dst. */
+int query_load_symbols_tabs(storage_t *st, const char *tenant, const storage_merged_tab_t *tabs,
+                            size_t ntabs, symtab_t *dst);
+
 /* ---- functions of a tree (top.c) ---- */
 /* One function (symbol) of a tree: self is the sum of its nodes' selves;
  * total the sum of the totals of its outermost nodes (a stack in which it

@@ -247,7 +247,7 @@ static int check_partial(const Flamedb__Cluster__PartialResult *p, const cluster
     int rc = check_tenant(p->tenant, em);
     if (rc < 0) return rc;
     if (p->status > 0) return errmsg_set(em, ERR_INVALID_ARGUMENT, "partial: bad status");
-    if (p->n_values > l->max_values || p->n_totals > l->max_values)
+    if (p->n_values > l->max_values || p->n_totals > l->max_values || p->n_forests > l->max_values)
         return errmsg_set(em, ERR_TOO_LARGE, "partial: too many values");
     for (size_t i = 0; i < p->n_values; i++)
         if (p->values[i].len > l->max_string)

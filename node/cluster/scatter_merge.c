@@ -128,6 +128,7 @@ static void local_work(workq_job_t *w)
     query_stop_t stop = {&j->sj.cancel, (int64_t)q->deadline_unix_ms};
     a.stop = &stop;
     if (j->finish) a.final_max_nodes = query_spec_final_max_nodes(&q->spec); /* the only ask */
+    a.forests = query_spec_forests(&q->spec); /* else its tokens' forests, not a tree */
     alloc_charge_t work; /* the merge's working memory, on query-memory-bytes while it runs */
     alloc_charge_init(&work, &q->s->mem);
     a.charge = &work;
@@ -239,13 +240,33 @@ static int series_of(const Flamedb__Cluster__PartialResult *pr, size_t *n, char 
     return 0;
 }
 
+/* The tree and the forests of a partial: all added, or none. */
+static int add_trees(query_gather_t *g, const Flamedb__Cluster__PartialResult *pr, errmsg_t *em)
+{
+    if (pr->n_forests == 0)
+        return query_gather_add_tree(g, pr->calltree.data, pr->calltree.len, em);
+    size_t n = pr->n_forests + 1;
+    const uint8_t **enc = malloc(n * sizeof *enc);
+    size_t *len = malloc(n * sizeof *len);
+    int rc = enc && len ? 0 : errmsg_set(em, ERR_NOMEM, "out of memory");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const ProtobufCBinaryData *b = i == 0 ? &pr->calltree : &pr->forests[i - 1];
+        enc[i] = b->data;
+        len[i] = b->len;
+    }
+    if (rc == 0) rc = query_gather_add_trees(g, enc, len, n, em);
+    free(enc);
+    free(len);
+    return rc;
+}
+
 static int merge_render(query_gather_t *g, const Flamedb__Cluster__PartialResult *pr, item_t *it)
 {
     size_t nseries;
     char spy[256];
     int rc = series_of(pr, &nseries, spy, sizeof spy);
     if (rc != 0) return errmsg_set(&it->em, rc, "partial: bad series count or spy name");
-    rc = query_gather_add_tree(g, pr->calltree.data, pr->calltree.len, &it->em);
+    rc = add_trees(g, pr, &it->em);
     if (rc != 0) {
         it->fatal = rc == ERR_LIMIT;
         return rc;

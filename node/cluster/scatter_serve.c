@@ -7,6 +7,9 @@
  * symbols it references; series_count the number of series selected and
  * spy_name the pyroscope_spy all of them share (or ""); totals, when the
  * request asks for a timeline, the non-zero buckets (time_ms = bucket start).
+ * A render asked with forests answers, when every value is >= 0, the
+ * forest of each token (forests) instead of building their merge: calltree
+ * is then what is in no forest (nothing, for stored blocks).
  * Label kinds
  * put the sorted distinct strings in values. served echoes the ranges asked.
  *
@@ -46,6 +49,8 @@ typedef struct serve_job {
     /* the answer, pointing into part and the arrays below */
     Flamedb__Cluster__PartialResult msg;
     buf_t tree;
+    buf_t forests;              /* the forests' encodings, one after another */
+    ProtobufCBinaryData *fdata; /* each, pointing into forests */
     Flamedb__Cluster__Symbol *syms, **symp;
     ProtobufCBinaryData *values;
     Flamedb__Cluster__TotalsPoint *tp, **tpp;
@@ -60,6 +65,8 @@ static void job_free(serve_job_t *j)
     free(j->ranges);
     query_partial_free(&j->part);
     buf_free(&j->tree);
+    buf_free(&j->forests);
+    free(j->fdata);
     free(j->syms);
     free(j->symp);
     free(j->values);
@@ -116,9 +123,36 @@ static int add_totals(serve_job_t *j)
     return 0;
 }
 
+/* Each token's forest, encoded one after the other into j->forests. */
+static int add_forests(serve_job_t *j)
+{
+    size_t n = j->part.ntabs;
+    size_t *end = calloc(n ? n : 1, sizeof *end);
+    j->fdata = calloc(n ? n : 1, sizeof *j->fdata);
+    int rc = end && j->fdata ? 0 : ERR_NOMEM;
+    size_t want = 0; /* about what they take: one allocation, no copies as it grows */
+    for (size_t i = 0; i < n; i++)
+        want += 16 + 6 * j->part.tabs[i].n;
+    if (rc == 0 && want < j->forests.max) rc = buf_reserve(&j->forests, want);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = query_forest_encode(&j->part.tabs[i], &j->forests);
+        end[i] = j->forests.len;
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) { /* the buffer has stopped moving */
+        size_t start = i > 0 ? end[i - 1] : 0;
+        j->fdata[i] = (ProtobufCBinaryData){end[i] - start, j->forests.data + start};
+    }
+    free(end);
+    if (rc != 0) return rc;
+    j->msg.n_forests = n;
+    j->msg.forests = j->fdata;
+    return 0;
+}
+
 static int build_render(serve_job_t *j)
 {
     int rc = calltree_encode(j->part.tree, &j->tree);
+    if (rc == 0 && j->part.ntabs > 0) rc = add_forests(j);
     if (rc != 0) return rc;
     j->msg.calltree = (ProtobufCBinaryData){j->tree.len, j->tree.data};
     if ((rc = add_symbols(j)) != 0 || (rc = add_totals(j)) != 0) return rc;
@@ -151,15 +185,53 @@ static int too_large(serve_job_t *j, size_t size, size_t max_bytes)
 static int build_answer(serve_job_t *j, size_t max_bytes)
 {
     buf_init(&j->tree, max_bytes);
+    buf_init(&j->forests, max_bytes);
     int rc;
     if (j->args.kind == QUERY_KIND_PROFILE) /* a tree and its description */
         rc = (rc = build_render(j)) != 0 ? rc : build_labels(j);
     else
         rc = j->args.kind == QUERY_KIND_RENDER ? build_render(j) : build_labels(j);
-    if (rc == ERR_TOO_LARGE) return too_large(j, j->tree.len, max_bytes);
+    if (rc == ERR_TOO_LARGE) return too_large(j, j->tree.len + j->forests.len, max_bytes);
     if (rc != 0) return errmsg_set(&j->em, rc, "building the partial answer: %s", err_message(rc));
     size_t size = flamedb__cluster__partial_result__get_packed_size(&j->msg);
     return size + SCATTER_ENVELOPE_ROOM > max_bytes ? too_large(j, size, max_bytes) : 0;
+}
+
+/* Forgets a built answer (its arrays and encodings), for a second build. */
+static void answer_clear(serve_job_t *j)
+{
+    buf_free(&j->tree);
+    buf_free(&j->forests);
+    free(j->fdata);
+    free(j->syms);
+    free(j->symp);
+    free(j->tp);
+    free(j->tpp);
+    free(j->values);
+    j->fdata = NULL;
+    j->syms = NULL;
+    j->symp = NULL;
+    j->tp = NULL;
+    j->tpp = NULL;
+    j->values = NULL;
+    Flamedb__Cluster__PartialResult *m = &j->msg;
+    m->calltree = (ProtobufCBinaryData){0, NULL};
+    m->n_forests = m->n_symbols = m->n_totals = m->n_values = 0;
+    m->forests = m->values = NULL;
+    m->symbols = NULL;
+    m->totals = NULL;
+    j->em.text[0] = 0;
+}
+
+/* The answer; forests that do not fit in a message are merged first, so
+ * the share answers what it answered before there were forests. */
+static int build_answer_fits(serve_job_t *j, size_t max_bytes)
+{
+    int rc = build_answer(j, max_bytes);
+    if (rc != ERR_TOO_LARGE || j->part.ntabs == 0) return rc;
+    answer_clear(j);
+    rc = query_partial_merge_forests(&j->part, &j->em);
+    return rc != 0 ? rc : build_answer(j, max_bytes);
 }
 
 /* Charges n more bytes of the share to query-memory-bytes; over it the
@@ -193,9 +265,11 @@ static void serve_work(workq_job_t *w)
     j->mem_refused |= j->rc == ERR_UNAVAILABLE;
     if (j->stopped) j->rc = ERR_TIMEOUT; /* nobody waits for it: no answer */
     if (j->rc == 0) j->rc = charge(j, query_partial_bytes(&j->part), "result");
-    if (j->rc == 0) j->rc = build_answer(j, j->s->o.max_message_bytes);
+    if (j->rc == 0) j->rc = build_answer_fits(j, j->s->o.max_message_bytes);
     if (j->rc == 0)
-        j->rc = charge(j, j->tree.len + flamedb__cluster__partial_result__get_packed_size(&j->msg),
+        j->rc = charge(j,
+                       j->tree.len + j->forests.len +
+                           flamedb__cluster__partial_result__get_packed_size(&j->msg),
                        "encoded answer");
 }
 
@@ -290,6 +364,7 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
     j->args.from_s = q->from_ms / 1000;
     j->args.until_s = q->until_ms / 1000;
     j->args.timeline = j->args.kind == QUERY_KIND_RENDER && q->timeline;
+    j->args.forests = j->args.kind == QUERY_KIND_RENDER && q->forests;
     j->args.limit = q->limit; /* profiles: the partial refuses 0 or past its maximum */
     j->selector = strdup(q->selector);
     j->label = strdup(q->label_name);

@@ -1,11 +1,10 @@
 """test_query_memory.py — query-memory-bytes bounds the partial results the
 queries a node coordinates hold at once. Eight concurrent renders wait on a
-peer stopped with SIGSTOP, each holding its local share's merged tree and
-symbols (about 1 MB here, with 1,000 stacks a service: trees of 36 bytes a
-node and their edge slots) against a 4 MiB budget: the ones that would pass
-it are answered 503 with Retry-After naming the setting, the gauge never
-shows more than the budget, and once the peer is back and everything is
-answered the node holds nothing and a query alone is exact."""
+peer stopped with SIGSTOP, each holding its local share (the token forests
+of a render truncated to maxNodes, about 0.8 MB here) against a 4 MiB budget: the ones that would pass it are answered
+503 with Retry-After naming the setting, the gauge never shows more than the
+budget, and once the peer is back and everything is answered the node holds
+nothing and a query alone is exact."""
 import signal
 import threading
 import time
@@ -15,7 +14,7 @@ from harness import CPU, run_tests
 
 BUDGET = 4 * 1024 * 1024
 ARGS = ["--query-memory-bytes", "4MiB", "--query-timeout", "60s"]
-SERVICES, STACKS = 8, 1000
+SERVICES, STACKS = 8, 1600  # forests take about 32 bytes a node: 8 queries pass the budget
 
 
 def test_concurrent_queries_over_the_budget():

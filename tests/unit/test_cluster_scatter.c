@@ -627,6 +627,50 @@ static void test_refusals(void)
     free_scatters();
 }
 
+/* Whether a folded render asked of node 0 with messages of at most m bytes
+ * answers the reference (1), is refused as too large (0), or else (-1). */
+static int fits(size_t m, const query_params_t *p, const query_result_t *ref)
+{
+    make_scatters(30000, m);
+    outcome_t o;
+    ask(0, QUERY_KIND_RENDER, p, &o);
+    int r = same(&o, ref) ? 1 : o.rc == ERR_TOO_LARGE ? 0 : -1;
+    buf_free(&o.body);
+    free_scatters();
+    return r;
+}
+
+/* A share asked for forests that would not fit in a message answers their
+ * merge instead: at the smallest message size that holds the untruncated
+ * partials (merged trees), a truncated render, whose shares are asked for
+ * forests, answers too. */
+static void test_forests_too_large(void)
+{
+    query_params_t whole = {.query = CPU "{}", .from = "now-2h", .format = "folded"};
+    query_params_t cut = whole;
+    cut.max_nodes = "12";
+    query_result_t ref_whole, ref_cut;
+    query_result_init(&ref_whole);
+    query_result_init(&ref_cut);
+    CHECK_EQ_INT(reference(QUERY_KIND_RENDER, &whole, &ref_whole), 0);
+    CHECK_EQ_INT(reference(QUERY_KIND_RENDER, &cut, &ref_cut), 0);
+    size_t lo = 1000, hi = 4u << 20; /* fits(lo) is 0, fits(hi) is 1 */
+    CHECK_EQ_INT(fits(hi, &whole, &ref_whole), 1);
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = fits(mid, &whole, &ref_whole);
+        CHECK(r >= 0);
+        if (r == 1)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    fprintf(stderr, "untruncated partials fit from %zu bytes\n", hi);
+    CHECK_EQ_INT(fits(hi, &cut, &ref_cut), 1);
+    query_result_free(&ref_whole);
+    query_result_free(&ref_cut);
+}
+
 /* A coordinator whose plan asks node 2 (so a delay there keeps it waiting). */
 static int asks_node2(void)
 {
@@ -729,6 +773,7 @@ int main(int argc, char **argv)
     test_slow_dropped();
     test_partial();
     test_refusals();
+    test_forests_too_large();
     test_cancel();
     test_memory_budget();
     drain_loop();

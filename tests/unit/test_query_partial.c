@@ -7,7 +7,9 @@
  * and without match), the ring is cut at random tokens (some exactly at
  * series tokens, to test the (start, end] edges) into ranges dealt to a few
  * "nodes"; each node's partial is folded into a gather either in process or
- * through the encoded pieces a PartialResult carries (profile lists too). The answer must be the
+ * through the encoded pieces a PartialResult carries (profile lists too; a
+ * flame graph truncated to maxNodes mostly as the tokens' forests a
+ * coordinator asks its shares for, kept unmerged by the gather). The answer must be the
  * same bytes as the single-node answer, every series must land in exactly one
  * partial, and the partial totals must add up to the whole. Then hostile
  * arguments. Prints its seed; argv[1] replays.
@@ -167,7 +169,22 @@ static int add_encoded(query_gather_t *g, const query_partial_t *p, errmsg_t *em
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
     int rc = calltree_encode(p->tree, &b);
-    if (rc == 0) rc = query_gather_add_tree(g, b.data, b.len, em);
+    size_t *end = calloc(p->ntabs + 1, sizeof *end);
+    const uint8_t **enc = calloc(p->ntabs + 1, sizeof *enc);
+    size_t *len = calloc(p->ntabs + 1, sizeof *len);
+    end[0] = b.len;
+    for (size_t i = 0; rc == 0 && i < p->ntabs; i++) { /* as a share ships its forests */
+        rc = query_forest_encode(&p->tabs[i], &b);
+        end[i + 1] = b.len;
+    }
+    for (size_t i = 0; rc == 0 && i <= p->ntabs; i++) {
+        enc[i] = b.data + (i ? end[i - 1] : 0);
+        len[i] = end[i] - (i ? end[i - 1] : 0);
+    }
+    if (rc == 0) rc = query_gather_add_trees(g, enc, len, p->ntabs + 1, em);
+    free(end);
+    free(enc);
+    free(len);
     buf_free(&b);
     for (size_t i = 0; rc == 0 && i < symtab_count(p->syms); i++) {
         const char *name, *file;
@@ -261,9 +278,14 @@ static int split_answer(storage_t *st, const query_spec_t *spec, const query_lim
         a.timeline = spec->kind == QUERY_KIND_RENDER; /* remote nodes always send it */
         a.ranges = mine;
         a.nranges = nm;
+        a.forests = check_rng() % 4 != 0 && query_spec_forests(spec); /* as a coordinator asks */
         query_partial_t p;
         rc = query_partial_run(st, TENANT, &a, lim, &p, &em);
         if (rc == 0 && p.tree) *sum_total += calltree_root_total(p.tree);
+        for (size_t i = 0; rc == 0 && i < p.ntabs; i++) {
+            CHECK(a.forests && p.tabs[i].nonneg);
+            *sum_total += p.tabs[i].total[0];
+        }
         *sum_series += p.nseries;
         if (rc == 0) rc = check_rng() % 2 ? add_encoded(g, &p, &em) : query_gather_add(g, &p, &em);
         query_partial_free(&p);

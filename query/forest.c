@@ -1,0 +1,324 @@
+/* forest.c — call trees laid out as forests (storage_merged_tab_t), the
+ * input of keep.c's maxNodes selection.
+ *
+ * A coordinator that truncates gets one tree per share (decoded from a
+ * PartialResult, or a local share's tree) plus the local share's own token
+ * forests. Merging them into one tree costs a hash lookup per node of every
+ * share, a cache miss each, and then query_truncate walks the whole merge to
+ * keep a few thousand nodes. Laid out as forests instead (linear passes, no
+ * hashing), query_truncate_tabs expands only the kept nodes of their union:
+ * the same answer, node for node, as truncating the merge (keep.c says when:
+ * every value >= 0 and no total past INT64_MAX; else the caller merges).
+ *
+ * A forest holds only nodes whose total is non-zero, as storage's do: with
+ * values >= 0 a node of total 0 has nothing under it, and query_truncate
+ * drops such nodes anyway.
+ *
+ * A share ships its forests in their own encoding, read and written in node
+ * order (no preorder walk, no depth stack: one sequential pass each way):
+ *   u8      version = QUERY_FOREST_VERSION (2; a calltree encoding starts
+ *           with CALLTREE_VERSION, 1, and decodes here too)
+ *   uvarint n, the nodes, root included (>= 1)
+ *   n x { uvarint dictionary index, uvarint self (>= 0), uvarint nkids,
+ *         nkids x uvarint (kid - node) }   node 0 the root; a kid comes after
+ *                                           its parent, each node but the
+ *                                           root is exactly one node's kid
+ *   uvarint nsyms, then nsyms x u64 little-endian symbol ids
+ * Totals are recomputed on decode; a node below the root whose total is 0,
+ * a total past INT64_MAX, or a node deeper than CALLTREE_MAX_DEPTH is
+ * ERR_CORRUPT (no share sends one).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/grow.h"
+#include "common/hash.h"
+#include "common/u64map.h"
+#include "common/varint.h"
+#include "query/query_int.h"
+
+#define QUERY_FOREST_VERSION 2
+
+/* The forest of n nodes given by parent (parent[i] < i; node 0 the root),
+ * sym and self. Sets out->nonneg = 0 (and no arrays) when a value is
+ * negative or a total passes INT64_MAX. */
+static int forest_build(size_t n, const uint32_t *parent, const uint64_t *sym, const int64_t *self,
+                        storage_merged_tab_t *out)
+{
+    memset(out, 0, sizeof *out);
+    uint64_t *tot = calloc(n, sizeof *tot);
+    uint32_t *map = malloc(n * sizeof *map);
+    int rc = tot && map ? 0 : ERR_NOMEM;
+    int nonneg = rc == 0;
+    for (size_t i = n; rc == 0 && nonneg && i-- > 0;) {
+        nonneg = self[i] >= 0 && tot[i] + (uint64_t)self[i] <= (uint64_t)INT64_MAX;
+        tot[i] += (uint64_t)self[i]; /* each term at most INT64_MAX: no wrap */
+        if (i > 0) {
+            tot[parent[i]] += tot[i];
+            nonneg &= tot[parent[i]] <= (uint64_t)INT64_MAX;
+        }
+    }
+    size_t m = 0;
+    for (size_t i = 0; rc == 0 && nonneg && i < n; i++)
+        map[i] = i == 0 || tot[i] != 0 ? (uint32_t)m++ : UINT32_MAX;
+    if (rc == 0 && nonneg) {
+        out->sym = malloc(m * sizeof *out->sym);
+        out->self = malloc(m * sizeof *out->self);
+        out->total = malloc(m * sizeof *out->total);
+        out->kid_off = calloc(m + 1, sizeof *out->kid_off);
+        out->kids = malloc((m > 1 ? m - 1 : 1) * sizeof *out->kids);
+        if (!out->sym || !out->self || !out->total || !out->kid_off || !out->kids) rc = ERR_NOMEM;
+    }
+    for (size_t i = 0; rc == 0 && nonneg && i < n; i++) {
+        if (map[i] == UINT32_MAX) continue; /* a node of total 0 (so is its subtree) */
+        out->sym[map[i]] = sym[i];
+        out->self[map[i]] = self[i];
+        out->total[map[i]] = (int64_t)tot[i];
+        if (i > 0) out->kid_off[map[parent[i]] + 1]++;
+    }
+    for (size_t i = 0; rc == 0 && nonneg && i < m; i++) /* counts to offsets */
+        out->kid_off[i + 1] += out->kid_off[i];
+    for (size_t i = 1; rc == 0 && nonneg && i < n; i++) /* kid_off[p] moves past p's kids */
+        if (map[i] != UINT32_MAX) out->kids[out->kid_off[map[parent[i]]]++] = map[i];
+    for (size_t i = m; rc == 0 && nonneg && i > 0; i--) /* and back */
+        out->kid_off[i] = out->kid_off[i - 1];
+    if (rc == 0 && nonneg) out->kid_off[0] = 0;
+    free(tot);
+    free(map);
+    if (rc == 0 && nonneg) {
+        out->n = m;
+        out->nonneg = 1;
+        return 0;
+    }
+    query_forest_free(out);
+    return rc;
+}
+
+/* The forest of a calltree_encode encoding. */
+static int decode_tree(const uint8_t *enc, size_t len, size_t max_nodes, storage_merged_tab_t *out)
+{
+    calltree_records_t r;
+    int rc = calltree_decode_records(enc, len, max_nodes > 0 ? max_nodes - 1 : 0, &r);
+    if (rc != 0) return rc;
+    size_t n = r.n + 1;
+    uint32_t *parent = malloc(n * sizeof *parent);
+    uint64_t *sym = malloc(n * sizeof *sym);
+    int64_t *self = malloc(n * sizeof *self);
+    /* the last node seen at each depth; depths are checked (<= CALLTREE_MAX_DEPTH,
+     * at most one deeper than the record before) */
+    size_t deep = (r.n < CALLTREE_MAX_DEPTH ? r.n : CALLTREE_MAX_DEPTH) + 1;
+    uint32_t *last = malloc(deep * sizeof *last);
+    rc = parent && sym && self && last ? 0 : ERR_NOMEM;
+    if (rc == 0) {
+        parent[0] = 0;
+        sym[0] = SYM_ROOT;
+        self[0] = r.root_self;
+        last[0] = 0;
+        for (size_t i = 0; i < r.n; i++) {
+            parent[i + 1] = last[r.depth[i] - 1];
+            last[r.depth[i]] = (uint32_t)(i + 1);
+            sym[i + 1] = r.sym[i];
+            self[i + 1] = r.self[i];
+        }
+        rc = forest_build(n, parent, sym, self, out);
+    }
+    calltree_records_free(&r);
+    free(parent);
+    free(sym);
+    free(self);
+    free(last);
+    return rc;
+}
+
+int query_forest_of_tree(const calltree_t *t, storage_merged_tab_t *out)
+{
+    size_t n = calltree_node_count(t);
+    const calltree_node_t *nd = calltree_nodes(t);
+    uint32_t *parent = malloc(n * sizeof *parent);
+    uint64_t *sym = malloc(n * sizeof *sym);
+    int64_t *self = malloc(n * sizeof *self);
+    int rc = parent && sym && self ? 0 : ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        parent[i] = i == 0 ? 0 : nd[i].parent;
+        sym[i] = nd[i].sym;
+        self[i] = nd[i].self;
+    }
+    if (rc == 0)
+        rc = forest_build(n, parent, sym, self, out);
+    else
+        memset(out, 0, sizeof *out);
+    free(parent);
+    free(sym);
+    free(self);
+    return rc;
+}
+
+int query_forest_merge(calltree_t *dst, const storage_merged_tab_t *f)
+{
+    if (f->n == 0) return 0;
+    uint32_t *map = malloc(f->n * sizeof *map);
+    if (map == NULL) return ERR_NOMEM;
+    map[0] = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < f->n; i++) /* parents come first */
+        for (uint32_t j = f->kid_off[i]; rc == 0 && j < f->kid_off[i + 1]; j++)
+            rc = calltree_child(dst, map[i], f->sym[f->kids[j]], &map[f->kids[j]]);
+    if (rc == 0) rc = calltree_add_selves(dst, map, f->self, f->n);
+    free(map);
+    return rc;
+}
+
+size_t query_forest_bytes(const storage_merged_tab_t *f)
+{
+    return f->n * (sizeof *f->sym + sizeof *f->self + sizeof *f->total + 2 * sizeof(uint32_t));
+}
+
+void query_forest_free(storage_merged_tab_t *f)
+{
+    free(f->sym);
+    free(f->self);
+    free(f->total);
+    free(f->kid_off);
+    free(f->kids);
+    memset(f, 0, sizeof *f);
+}
+
+/* varint_read_u with the one-byte case (most fields of a forest) inline. */
+static inline int get_u(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    if (*p < end && **p < 0x80) {
+        *v = *(*p)++;
+        return 1;
+    }
+    return varint_read_u(p, end, v);
+}
+
+/* Pass 1 of decode_v2: the records, kids checked (after their node, in
+ * range, each node the kid of one node, depth bounded); sym[] holds
+ * dictionary indices until pass 2. */
+static int read_nodes(const uint8_t **pp, const uint8_t *end, storage_merged_tab_t *f,
+                      uint32_t *depth)
+{
+    const uint8_t *p = *pp;
+    size_t n = f->n, nk = 0;
+    memset(depth, 0, n * sizeof *depth); /* 0: not yet any node's kid */
+    f->kid_off[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t idx, self, nkids;
+        if (!get_u(&p, end, &idx) || !get_u(&p, end, &self) || !get_u(&p, end, &nkids) ||
+            self > (uint64_t)INT64_MAX || nkids > n - 1 - nk || (i > 0 && depth[i] == 0))
+            return ERR_CORRUPT;
+        f->sym[i] = idx;
+        f->self[i] = (int64_t)self;
+        for (uint64_t k = 0; k < nkids; k++) {
+            uint64_t d;
+            if (!get_u(&p, end, &d) || d == 0 || d >= n - i) return ERR_CORRUPT;
+            size_t kid = i + (size_t)d;
+            if (depth[kid] != 0 || depth[i] >= CALLTREE_MAX_DEPTH) return ERR_CORRUPT;
+            depth[kid] = depth[i] + 1;
+            f->kids[nk++] = (uint32_t)kid;
+        }
+        f->kid_off[i + 1] = (uint32_t)nk;
+    }
+    *pp = p;
+    return nk == n - 1 ? 0 : ERR_CORRUPT;
+}
+
+/* Pass 2: symbol ids from the dictionary; pass 3: totals, children first. */
+static int read_dict_totals(const uint8_t *p, const uint8_t *end, storage_merged_tab_t *f)
+{
+    uint64_t nsyms;
+    if (!varint_read_u(&p, end, &nsyms) || (size_t)(end - p) % 8 != 0 ||
+        nsyms != (uint64_t)(end - p) / 8)
+        return ERR_CORRUPT;
+    for (size_t i = 0; i < f->n; i++) {
+        if (f->sym[i] >= nsyms) return ERR_CORRUPT;
+        const uint8_t *e = p + 8 * f->sym[i];
+        uint64_t v = 0;
+        for (int k = 7; k >= 0; k--)
+            v = (v << 8) | e[k];
+        f->sym[i] = v;
+    }
+    for (size_t i = f->n; i-- > 0;) {
+        uint64_t t = (uint64_t)f->self[i]; /* each term at most INT64_MAX: no wrap */
+        for (uint32_t j = f->kid_off[i]; j < f->kid_off[i + 1]; j++) {
+            t += (uint64_t)f->total[f->kids[j]];
+            if (t > (uint64_t)INT64_MAX) return ERR_CORRUPT;
+        }
+        if (i > 0 && t == 0) return ERR_CORRUPT;
+        f->total[i] = (int64_t)t;
+    }
+    return 0;
+}
+
+static int decode_v2(const uint8_t *p, const uint8_t *end, size_t max_nodes,
+                     storage_merged_tab_t *out)
+{
+    uint64_t n;
+    if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / 3 || n > UINT32_MAX)
+        return ERR_CORRUPT; /* a record takes 3 bytes or more */
+    if (max_nodes != 0 && n > max_nodes) return ERR_LIMIT;
+    out->n = (size_t)n;
+    out->sym = malloc(n * sizeof *out->sym);
+    out->self = malloc(n * sizeof *out->self);
+    out->total = malloc(n * sizeof *out->total);
+    out->kid_off = malloc((n + 1) * sizeof *out->kid_off);
+    out->kids = malloc((n > 1 ? n - 1 : 1) * sizeof *out->kids);
+    uint32_t *depth = malloc(n * sizeof *depth);
+    int rc =
+        out->sym && out->self && out->total && out->kid_off && out->kids && depth ? 0 : ERR_NOMEM;
+    if (rc == 0) rc = read_nodes(&p, end, out, depth);
+    if (rc == 0) rc = read_dict_totals(p, end, out);
+    free(depth);
+    if (rc != 0) query_forest_free(out);
+    out->nonneg = rc == 0;
+    return rc;
+}
+
+int query_forest_decode(const uint8_t *enc, size_t len, size_t max_nodes, storage_merged_tab_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (len > 0 && enc[0] == QUERY_FOREST_VERSION)
+        return decode_v2(enc + 1, enc + len, max_nodes, out);
+    return decode_tree(enc, len, max_nodes, out);
+}
+
+int query_forest_encode(const storage_merged_tab_t *f, buf_t *out)
+{
+    if (f->n == 0 || !f->nonneg) return ERR_INVALID_ARGUMENT;
+    u64map_t dict; /* symbol -> index; a forest repeats its symbols: sized small */
+    uint64_t *syms = NULL;
+    size_t cap = 0;
+    int rc = u64map_init(&dict, f->n / 8 + 16);
+    if (rc == 0) rc = buf_reserve(out, 16 + 6 * f->n);
+    if (rc == 0) rc = buf_append_byte(out, QUERY_FOREST_VERSION);
+    if (rc == 0) rc = buf_append_uvarint(out, f->n);
+    for (size_t i = 0; rc == 0 && i < f->n; i++) {
+        uint32_t idx;
+        int added = u64map_get_or_put(&dict, f->sym[i], (uint32_t)dict.len, &idx);
+        if (added < 0) rc = added;
+        if (added == 1 && GROW_FROM(syms, cap, dict.len, GROW_UNLIMITED, 256) != 0) rc = ERR_NOMEM;
+        if (rc != 0) break;
+        if (added == 1) syms[idx] = f->sym[i];
+        uint32_t k0 = f->kid_off[i], k1 = f->kid_off[i + 1];
+        uint8_t tmp[30];
+        size_t len = varint_put_u(tmp, idx);
+        len += varint_put_u(tmp + len, (uint64_t)f->self[i]);
+        len += varint_put_u(tmp + len, k1 - k0);
+        rc = buf_append(out, tmp, len);
+        for (uint32_t j = k0; rc == 0 && j < k1; j++) {
+            len = varint_put_u(tmp, f->kids[j] - (uint32_t)i);
+            rc = buf_append(out, tmp, len);
+        }
+    }
+    if (rc == 0) rc = buf_append_uvarint(out, dict.len);
+    for (size_t i = 0; rc == 0 && i < dict.len; i++) {
+        uint8_t le[8];
+        for (int k = 0; k < 8; k++)
+            le[k] = (uint8_t)(syms[i] >> (8 * k));
+        rc = buf_append(out, le, 8);
+    }
+    u64map_free(&dict);
+    free(syms);
+    return rc;
+}

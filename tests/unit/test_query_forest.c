@@ -1,0 +1,409 @@
+/* test_query_forest.c — a truncating gather keeps its partials' trees as
+ * forests and truncates their union without merging them (query/forest.c,
+ * gather.c); its answer must be the bytes of truncating their merge.
+ *
+ * Generated shares (1 to 9 of them, some empty, values drawn from a small
+ * range so totals tie at the cut, shapes that overlap between shares) are
+ * added to a gather the ways a coordinator adds them: encoded trees, a
+ * share's tree with its token forests (query_gather_add_trees, as a
+ * PartialResult with forests carries them), and local partials. The answer
+ * (folded and flamebearer JSON, several maxNodes) must equal query_truncate
+ * of the merged tree encoded by the same encoders. Then: a share with a
+ * negative value turns the gather back to merging (same bytes), forests
+ * round-trip through their encoding, a corrupt forest adds nothing, and
+ * totals past INT64_MAX fall back. Prints its seed; argv[1] replays.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "query/query.h"
+#include "query/query_int.h"
+#include "tests/unit/check.h"
+
+#define CPU "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+#define NSYMS 12
+
+static symtab_t *syms;
+static uint64_t sym_ids[NSYMS];
+
+static void make_syms(void)
+{
+    syms = symtab_new();
+    for (int i = 0; i < NSYMS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "pkg.fn%d", i);
+        symtab_intern(syms, name, strlen(name), "f.go", 4, &sym_ids[i]);
+    }
+}
+
+/* A share: random stacks over a few symbols (so shares overlap), values
+ * 0..vmax (ties), sign -1 makes one value negative. */
+static calltree_t *gen_tree(size_t nstacks, int64_t vmax, int negative)
+{
+    calltree_t *t = calltree_new(0);
+    for (size_t i = 0; i < nstacks; i++) {
+        uint64_t st[8];
+        size_t d = check_rng() % 7;
+        for (size_t k = 0; k < d; k++)
+            st[k] = sym_ids[check_rng() % (k < 2 ? 3 : NSYMS)];
+        int64_t v = (int64_t)(check_rng() % (uint64_t)(vmax + 1));
+        CHECK_EQ_INT(calltree_add_stack(t, st, d, v), 0);
+    }
+    if (negative) {
+        uint64_t st[2] = {sym_ids[0], sym_ids[1]};
+        CHECK_EQ_INT(calltree_add_stack(t, st, 2, -5), 0);
+    }
+    return t;
+}
+
+/* The reference: truncate the merge and encode it as the gather does. */
+static void reference(calltree_t *const *shares, size_t n, const query_spec_t *spec, buf_t *out)
+{
+    calltree_t *m = calltree_new(0);
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ_INT(calltree_merge(m, shares[i]), 0);
+    size_t max = spec->max_nodes, nodes = calltree_node_count(m);
+    if (max == 0 || max > nodes) max = nodes;
+    calltree_t *t = m;
+    if (nodes > max || (nodes >= 2 && query_tree_has_empty(m)))
+        CHECK_EQ_INT(query_truncate(m, max, &t), 0);
+    if (spec->format == QUERY_FORMAT_FOLDED) {
+        CHECK_EQ_INT(query_encode_folded(t, syms, out), 0);
+    } else {
+        query_timeline_t tl;
+        int res;
+        CHECK_EQ_INT(query_timeline_init(&spec->plan, &tl, &res), 0);
+        CHECK_EQ_INT(query_encode_flamebearer(t, syms, CPU, NULL, &tl, out), 0);
+        query_timeline_free(&tl);
+    }
+    if (t != m) calltree_free(t);
+    calltree_free(m);
+}
+
+static int same_bytes(const buf_t *a, const buf_t *b)
+{
+    return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+}
+
+static void add_syms(query_gather_t *g)
+{
+    for (size_t i = 0; i < symtab_count(syms); i++) {
+        const char *name, *file;
+        uint64_t id = symtab_id_at(syms, i);
+        symtab_get(syms, id, &name, &file);
+        CHECK_EQ_INT(query_gather_add_symbol(g, id, name, strlen(name), file, strlen(file)), 0);
+    }
+}
+
+/* Splits t into pieces whose sum is t (a share's token forests): every
+ * node's self goes to one piece at random. */
+static size_t split_tree(const calltree_t *t, calltree_t **piece, size_t npieces)
+{
+    for (size_t k = 0; k < npieces; k++)
+        piece[k] = calltree_new(0);
+    size_t n = calltree_node_count(t);
+    uint64_t stack[64];
+    for (uint32_t i = 0; i < n; i++) {
+        size_t d = 0;
+        for (uint32_t p = i; p != 0 && d < 64; p = calltree_parent(t, p))
+            stack[d++] = calltree_sym(t, p);
+        for (size_t a = 0, b = d; a < b / 2; a++) { /* leaf-first to root-first */
+            uint64_t x = stack[a];
+            stack[a] = stack[b - 1 - a];
+            stack[b - 1 - a] = x;
+        }
+        CHECK_EQ_INT(
+            calltree_add_stack(piece[check_rng() % npieces], stack, d, calltree_self(t, i)), 0);
+    }
+    return npieces;
+}
+
+/* A local partial's tree holds at most this many nodes (as
+ * query_partial_run makes it, from the limits). */
+static size_t local_max_nodes;
+
+/* Adds share t to g one of the ways a coordinator gets a share. */
+static int add_share(query_gather_t *g, const query_spec_t *spec, calltree_t *t, int how,
+                     errmsg_t *em)
+{
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    int rc = 0;
+    if (how == 0) { /* an encoded tree */
+        CHECK_EQ_INT(calltree_encode(t, &b), 0);
+        rc = query_gather_add_tree(g, b.data, b.len, em);
+    } else if (how == 1) { /* forests of its tokens, encoded, after a tree of nothing */
+        calltree_t *piece[4], *empty = calltree_new(0);
+        size_t np = split_tree(t, piece, 1 + check_rng() % 4);
+        const uint8_t *enc[5];
+        size_t len[5], end[5];
+        CHECK_EQ_INT(calltree_encode(empty, &b), 0);
+        end[0] = b.len;
+        for (size_t k = 0; k < np; k++) {
+            storage_merged_tab_t f;
+            CHECK_EQ_INT(query_forest_of_tree(piece[k], &f), 0);
+            if (f.nonneg) {
+                CHECK_EQ_INT(query_forest_encode(&f, &b), 0);
+            } else { /* a negative value: shipped as a tree */
+                CHECK_EQ_INT(calltree_encode(piece[k], &b), 0);
+            }
+            end[k + 1] = b.len;
+            query_forest_free(&f);
+            calltree_free(piece[k]);
+        }
+        for (size_t k = 0; k <= np; k++) {
+            enc[k] = b.data + (k ? end[k - 1] : 0);
+            len[k] = end[k] - (k ? end[k - 1] : 0);
+        }
+        rc = query_gather_add_trees(g, enc, len, np + 1, em);
+        calltree_free(empty);
+    } else { /* a local partial */
+        query_partial_t p = {.kind = QUERY_KIND_RENDER, .tree = calltree_new(local_max_nodes)};
+        CHECK_EQ_INT(calltree_merge(p.tree, t), 0);
+        int res;
+        if (spec->format == QUERY_FORMAT_JSON)
+            CHECK_EQ_INT(query_timeline_init(&spec->plan, &p.tl, &res), 0);
+        rc = query_gather_add(g, &p, em);
+        query_partial_free(&p);
+    }
+    buf_free(&b);
+    return rc;
+}
+
+static void spec_of(const char *format, const char *max_nodes, query_spec_t *spec)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_params_t p = {
+        .query = CPU "{}", .from = "now-1h", .format = format, .max_nodes = max_nodes};
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, 1700000000000LL, spec, &em), 0);
+}
+
+static void one_round(int negative)
+{
+    static const char *formats[] = {"folded", "json"};
+    static const char *maxes[] = {"2", "3", "5", "8", "16", "40", "100000"};
+    query_spec_t spec;
+    spec_of(formats[check_rng() % 2], maxes[check_rng() % 7], &spec);
+    CHECK(query_spec_forests(&spec));
+    size_t n = 1 + check_rng() % 9;
+    calltree_t *shares[9];
+    int64_t vmax = 1 + (int64_t)(check_rng() % 4);
+    for (size_t i = 0; i < n; i++) { /* every fourth share, about, has nothing */
+        size_t stacks = check_rng() % 4 == 0 ? 0 : 1 + check_rng() % 60;
+        shares[i] = gen_tree(stacks, vmax, negative && i == n / 2);
+    }
+    buf_t want;
+    buf_init(&want, BUF_UNLIMITED);
+    reference(shares, n, &spec, &want);
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_gather_t *g;
+    CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+    add_syms(g);
+    errmsg_t em = {{0}};
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ_INT(add_share(g, &spec, shares[i], (int)(check_rng() % 3), &em), 0);
+    query_result_t got;
+    query_result_init(&got);
+    CHECK_EQ_INT(query_gather_finish(g, NULL, &got, &em), 0);
+    int same = same_bytes(&got.body, &want);
+    if (!same)
+        fprintf(stderr, "%zu shares, maxNodes %zu, %s: got\n%.*s\nwant\n%.*s\n", n, spec.max_nodes,
+                spec.format == QUERY_FORMAT_FOLDED ? "folded" : "json", (int)got.body.len,
+                (const char *)got.body.data, (int)want.len, (const char *)want.data);
+    CHECK(same);
+    query_result_free(&got);
+    query_gather_free(g);
+    buf_free(&want);
+    for (size_t i = 0; i < n; i++)
+        calltree_free(shares[i]);
+    query_spec_free(&spec);
+}
+
+/* A forest's encoding decodes to the same forest (and tree); damaged
+ * encodings are refused or stay well formed. */
+static void test_roundtrip(void)
+{
+    for (int round = 0; round < 50; round++) {
+        calltree_t *t = gen_tree(check_rng() % 80, 3, 0);
+        storage_merged_tab_t f, back;
+        CHECK_EQ_INT(query_forest_of_tree(t, &f), 0);
+        CHECK(f.nonneg);
+        buf_t b;
+        buf_init(&b, BUF_UNLIMITED);
+        CHECK_EQ_INT(query_forest_encode(&f, &b), 0);
+        CHECK_EQ_INT(query_forest_decode(b.data, b.len, 0, &back), 0);
+        CHECK_EQ_INT(back.n, f.n);
+        CHECK_EQ_INT(back.total[0], calltree_root_total(t));
+        calltree_t *u = calltree_new(0);
+        CHECK_EQ_INT(query_forest_merge(u, &back), 0);
+        buf_t x, y;
+        buf_init(&x, BUF_UNLIMITED);
+        buf_init(&y, BUF_UNLIMITED);
+        CHECK_EQ_INT(query_encode_folded(u, syms, &x), 0);
+        CHECK_EQ_INT(query_encode_folded(t, syms, &y), 0);
+        CHECK(same_bytes(&x, &y));
+        CHECK_EQ_INT(calltree_root_total(u), calltree_root_total(t));
+        /* every cut and every flipped byte is refused or decodes to a
+         * well-formed forest (its totals add up) */
+        for (size_t cut = 0; cut < b.len; cut += 1 + b.len / 16) {
+            storage_merged_tab_t c;
+            CHECK(query_forest_decode(b.data, cut, 0, &c) != 0);
+        }
+        for (size_t at = 1; at < b.len; at += 1 + b.len / 32) {
+            uint8_t save = b.data[at];
+            b.data[at] ^= (uint8_t)(1 + check_rng() % 255);
+            storage_merged_tab_t c;
+            if (query_forest_decode(b.data, b.len, 0, &c) == 0) {
+                for (size_t i = 0; i < c.n; i++) {
+                    int64_t sum = c.self[i];
+                    for (uint32_t j = c.kid_off[i]; j < c.kid_off[i + 1]; j++) {
+                        CHECK(c.kids[j] > i && c.kids[j] < c.n);
+                        sum += c.total[c.kids[j]];
+                    }
+                    CHECK_EQ_INT(sum, c.total[i]);
+                    CHECK(i == 0 || c.total[i] > 0);
+                }
+                query_forest_free(&c);
+            }
+            b.data[at] = save;
+        }
+        /* a forest holds no node of total 0, whatever the tree held */
+        for (size_t i = 1; i < back.n; i++)
+            CHECK(back.total[i] > 0);
+        buf_free(&x);
+        buf_free(&y);
+        buf_free(&b);
+        calltree_free(u);
+        calltree_free(t);
+        query_forest_free(&f);
+        query_forest_free(&back);
+    }
+}
+
+/* A partial whose second forest is corrupt adds nothing: the answer is
+ * that of the other shares alone. */
+static void test_corrupt(void)
+{
+    query_spec_t spec;
+    spec_of("folded", "8", &spec);
+    calltree_t *a = gen_tree(40, 3, 0), *b = gen_tree(40, 3, 0);
+    buf_t want;
+    buf_init(&want, BUF_UNLIMITED);
+    reference(&a, 1, &spec, &want);
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_gather_t *g;
+    CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+    add_syms(g);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(add_share(g, &spec, a, 0, &em), 0);
+    buf_t e1, e2;
+    buf_init(&e1, BUF_UNLIMITED);
+    buf_init(&e2, BUF_UNLIMITED);
+    CHECK_EQ_INT(calltree_encode(b, &e1), 0);
+    CHECK_EQ_INT(calltree_encode(b, &e2), 0);
+    e2.len -= 1; /* cut short */
+    const uint8_t *enc[2] = {e1.data, e2.data};
+    size_t len[2] = {e1.len, e2.len};
+    CHECK_EQ_INT(query_gather_add_trees(g, enc, len, 2, &em), ERR_CORRUPT);
+    query_result_t got;
+    query_result_init(&got);
+    CHECK_EQ_INT(query_gather_finish(g, NULL, &got, &em), 0);
+    CHECK(same_bytes(&got.body, &want));
+    query_result_free(&got);
+    query_gather_free(g);
+    buf_free(&want);
+    buf_free(&e1);
+    buf_free(&e2);
+    calltree_free(a);
+    calltree_free(b);
+    query_spec_free(&spec);
+}
+
+/* Totals that pass INT64_MAX together (each share's fits): the merge wraps,
+ * and the gather must answer what the merge answers, not fail. */
+static void test_overflow(void)
+{
+    query_spec_t spec;
+    spec_of("folded", "4", &spec);
+    calltree_t *s[2];
+    for (int i = 0; i < 2; i++) {
+        s[i] = calltree_new(0);
+        uint64_t st[2] = {sym_ids[i], sym_ids[2]};
+        CHECK_EQ_INT(calltree_add_stack(s[i], st, 2, INT64_MAX / 2 + 7), 0);
+        CHECK_EQ_INT(calltree_add_stack(s[i], st, 1, 3), 0);
+    }
+    buf_t want;
+    buf_init(&want, BUF_UNLIMITED);
+    reference(s, 2, &spec, &want);
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_gather_t *g;
+    CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+    add_syms(g);
+    errmsg_t em = {{0}};
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ_INT(add_share(g, &spec, s[i], 0, &em), 0);
+    query_result_t got;
+    query_result_init(&got);
+    CHECK_EQ_INT(query_gather_finish(g, NULL, &got, &em), 0);
+    CHECK(same_bytes(&got.body, &want));
+    query_result_free(&got);
+    query_gather_free(g);
+    buf_free(&want);
+    calltree_free(s[0]);
+    calltree_free(s[1]);
+    query_spec_free(&spec);
+}
+
+/* Forests whose union might pass max_tree_nodes: the gather merges, and
+ * refuses with ERR_LIMIT as a merge would. */
+static void test_tree_limit(void)
+{
+    query_spec_t spec;
+    spec_of("folded", "8", &spec);
+    query_limits_t lim;
+    query_limits_default(&lim);
+    lim.max_tree_nodes = 30;
+    local_max_nodes = 30;
+    query_gather_t *g;
+    CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+    errmsg_t em = {{0}};
+    int rc = 0;
+    for (int i = 0; i < 40 && rc == 0; i++) { /* distinct stacks: the merge grows */
+        calltree_t *t = calltree_new(0);
+        uint64_t st[3] = {sym_ids[i % NSYMS], sym_ids[(i / NSYMS) % NSYMS], sym_ids[i % 5]};
+        CHECK_EQ_INT(calltree_add_stack(t, st, 3, 1 + i), 0);
+        rc = add_share(g, &spec, t, (int)(check_rng() % 3), &em);
+        calltree_free(t);
+    }
+    query_result_t got; /* a local partial's tree is checked with the forests at the end */
+    query_result_init(&got);
+    if (rc == 0) rc = query_gather_finish(g, NULL, &got, &em);
+    query_result_free(&got);
+    CHECK_EQ_INT(rc, ERR_LIMIT);
+    CHECK(strstr(em.text, "max_tree_nodes") != NULL);
+    query_gather_free(g);
+    query_spec_free(&spec);
+    local_max_nodes = 0;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
+    fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
+    check_rng_state = seed ? seed : 1;
+    make_syms();
+    for (int round = 0; round < 400; round++)
+        one_round(round % 4 == 3);
+    test_roundtrip();
+    test_corrupt();
+    test_overflow();
+    test_tree_limit();
+    symtab_free(syms);
+    return check_exit();
+}
