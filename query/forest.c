@@ -141,7 +141,7 @@ int query_forest_of_tree(const calltree_t *t, storage_merged_tab_t *out)
     for (size_t i = 0; rc == 0 && i < n; i++) {
         parent[i] = i == 0 ? 0 : nd[i].parent;
         sym[i] = nd[i].sym;
-        self[i] = nd[i].self;
+        self[i] = calltree_self(t, (uint32_t)i);
     }
     if (rc == 0)
         rc = forest_build(n, parent, sym, self, out);
