@@ -63,8 +63,10 @@ void repair_regain_set(repair_t *r, const uint64_t *lo, const uint64_t *hi, size
     int ok = GROW(r->regain.lo, cap, n, GROW_UNLIMITED) == 0 &&
              GROW(r->regain.hi, r->regain.cap, n, GROW_UNLIMITED) == 0;
     if (ok) {
-        memcpy(r->regain.lo, lo, n * sizeof *lo);
-        memcpy(r->regain.hi, hi, n * sizeof *hi);
+        if (n > 0) { /* none: lo and hi may be NULL */
+            memcpy(r->regain.lo, lo, n * sizeof *lo);
+            memcpy(r->regain.hi, hi, n * sizeof *hi);
+        }
         r->regain.n = n;
         r->regain.gen = gen;
     } else {
