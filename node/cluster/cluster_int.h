@@ -128,6 +128,9 @@ int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
 /* Present while a node streams the token intervals it gained when a member
  * was removed (cluster_regain.c): a restart resumes them. */
 #define CLUSTER_REGAIN_FILE "regain"
+/* DATA_DIR/regain.progress: where the repair thread stands in it
+ * (repair_regain_file.c); removed with it, and when a fresh one starts. */
+#define CLUSTER_REGAIN_PROGRESS_SUFFIX ".progress"
 /* The nodes (and tokens) of the last ring this node saw itself in
  * (cluster_regain_ring.c): a node down while a member was removed computes
  * what it gained when it comes back. */

@@ -67,11 +67,17 @@ static int regain_save(cluster_t *c)
 
 int cluster_regain_load(cluster_t *c, errmsg_t *em)
 {
-    char path[CLUSTER_SETTING_MAX + 16];
+    char path[CLUSTER_SETTING_MAX + 32];
     if (regain_path(c, "", path, sizeof path) != 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
     FILE *f = fopen(path, "r");
-    if (f == NULL) return errno == ENOENT ? 0 : errmsg_set(em, ERR_IO, "%s: cannot read", path);
+    if (f == NULL && errno == ENOENT) { /* no regain: no progress of one either */
+        if (regain_path(c, CLUSTER_REGAIN_PROGRESS_SUFFIX, path, sizeof path) != 0 ||
+            (unlink(path) != 0 && errno != ENOENT))
+            return errmsg_set(em, ERR_IO, "%s: cannot remove", path);
+        return 0;
+    }
+    if (f == NULL) return errmsg_set(em, ERR_IO, "%s: cannot read", path);
     char line[128];
     int rc = fgets(line, sizeof line, f) != NULL && strcmp(line, REGAIN_HEADER "\n") == 0
                  ? 0
@@ -235,6 +241,11 @@ int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_v
     size_t added = 0;
     if (before != NULL) rc = add_gains(c, before, now, &added);
     ring_free(before);
+    if (rc == 0 && added > 0 && added == c->regain.n) { /* a fresh regain: no old progress */
+        char path[CLUSTER_SETTING_MAX + 32];
+        rc = regain_path(c, CLUSTER_REGAIN_PROGRESS_SUFFIX, path, sizeof path);
+        if (rc == 0 && unlink(path) != 0 && errno != ENOENT) rc = ERR_IO;
+    }
     if (rc == 0 && added > 0) rc = regain_save(c);
     if (rc != 0) /* kept in memory: this process still streams them */
         log_error("cluster", "cannot record the ranges gained by a removal in %s/%s: %s",

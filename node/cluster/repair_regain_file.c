@@ -24,7 +24,7 @@
 #include "common/grow.h"
 #include "node/cluster/repair_int.h"
 
-#define PROGRESS_FILE "regain.progress"
+#define PROGRESS_FILE CLUSTER_REGAIN_FILE CLUSTER_REGAIN_PROGRESS_SUFFIX
 #define PROGRESS_HEADER "flamedb-regain-progress 1"
 #define KEY_HEX (2 * REPAIR_STREAM_KEY_MAX + 1)
 
