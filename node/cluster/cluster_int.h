@@ -148,6 +148,7 @@ typedef struct cluster_known {
     cluster_known_node_t *v;
     size_t n, cap;
     int unsure; /* read at start and not yet accounted for: not read from */
+    int waited; /* the view was rebuilt once the start's wait passed */
 } cluster_known_t;
 
 /* A view and what it owns; pub comes first so a cluster_view_t * is one. */

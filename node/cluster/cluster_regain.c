@@ -192,7 +192,8 @@ int cluster_regain_gainer(cluster_t *c, const char *id, const ring_member_t *m)
 
 void cluster_regain_tick(cluster_t *c)
 {
-    if (c->known.unsure && !cluster_regain_ring_waiting(c)) { /* accounted for now */
+    if (c->known.unsure && !c->known.waited && !cluster_regain_ring_waiting(c)) {
+        c->known.waited = 1; /* once: later member changes refresh the view anyway */
         c->view_stale = 1;
         cluster_view_refresh(c);
         return;
