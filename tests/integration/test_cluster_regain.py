@@ -110,14 +110,14 @@ def test_remove_resumes_after_kill():
                  lambda: all(c.status(i)["regaining"] == 0 for i in (0, 1, 2)), timeout=120)
         # it went on after its cursors: nothing cleared again (that would
         # drop what it streamed and stream it all once more)
-        assert any("resuming the regain:" in line for line in c.nodes[k].log), \
-            c.nodes[k].log_text()
         cleared = metric(c, k, "flamedb_repair_ranges_cleared_total")
         after = metric(c, k, "flamedb_repair_windows_streamed_total")
         print("    after the restart: %d interval(s) cleared again, %d windows streamed" %
               (cleared, after))
         assert cleared == 0, "%s cleared %d interval(s) again after its restart" % (c.ids[k],
                                                                                    cleared)
+        assert any("resuming the regain:" in line for line in c.nodes[k].log), \
+            c.nodes[k].log_text()
         for i in (0, 1, 2):
             check_exact(c, i, d, frm, until)
         alone_exact(c, [0, 1, 2], d, frm, until, None)
