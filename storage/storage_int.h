@@ -208,7 +208,8 @@ struct storage {
     } gc;
     storage_tseries_t tseries;
     struct {                   /* gc_symbols.c: a symbol sweep and the writes beside it */
-        pthread_rwlock_t lock; /* writes: read side to their commit; a sweep: write side */
+        pthread_rwlock_t lock; /* writes: read side to their commit; a sweep or a range
+                                * clear (stream_clear.c): write side */
         pthread_mutex_t mu;    /* guards touched */
         atomic_int active;     /* a sweep is marking: writes record their symbols */
         u64map_t touched;      /* storage_symgc_key of every symbol written since */

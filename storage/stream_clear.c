@@ -15,8 +15,13 @@
  * range delete; postings (tenant-first) are deleted per series of the
  * range, span trees (tenant-first) per key that span_index lists in it.
  * Node tables stay: their ids remain valid for the data that comes back.
- * Everything goes into one WriteBatch, so a concurrent write (one batch of
- * its own) lands either wholly before the clear or wholly after it.
+ * Everything goes into one WriteBatch, committed under the write side of
+ * the lock every write holds from its first cache decision to its commit
+ * (symgc.lock), and the series cache is emptied before it is released: a
+ * concurrent write lands wholly before the clear (and is cleared) or
+ * wholly after it, and one after it finds no cached series of the range,
+ * so it puts their labels and postings again. A series written at the
+ * instant of the clear never has data without its labels.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -212,14 +217,19 @@ int storage_range_clear(storage_t *s, const uint64_t *lo, const uint64_t *hi, si
     }
     if (rc != 0) errmsg_set(em, rc, "clear: %s", err_message(rc));
     char *err = NULL;
+    /* no write half done meanwhile: one that decided from the series cache
+     * before the commit and committed after it would store data without
+     * its labels; and the cache forgets the cleared series before any
+     * write decides from it again */
+    pthread_rwlock_wrlock(&s->symgc.lock);
     if (rc == 0 && n > 0) {
         rocksdb_write(s->db, s->wopts, wb, &err);
         rc = storage_rocks_err(err, em, "clear: write");
     }
+    if (rc == 0) storage_idcache_clear(&s->series_cache);
+    pthread_rwlock_unlock(&s->symgc.lock);
     rocksdb_writebatch_destroy(wb);
     if (rc == 0) {
-        /* a writer that cached "series written" would skip putting it again */
-        storage_idcache_clear(&s->series_cache);
         for (size_t j = 0; j < tc.n; j++)
             storage_tseries_release(s, tc.v[j].tenant, tc.v[j].n);
     }

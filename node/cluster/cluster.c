@@ -310,6 +310,7 @@ int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_d
         rc = cluster_identity_load(c->data_dir, c->cfg.node_id, c->cfg.tokens, &c->rng, &c->id, em);
     if (rc == ERR_OK) rc = create_members(c, had_identity, em);
     if (rc == ERR_OK && c->transport) rc = cluster_regain_load(c, em);
+    if (rc == ERR_OK && c->transport) rc = cluster_regain_ring_load(c, em);
     if (rc == ERR_OK && cluster_view_refresh(c) != 1)
         rc = errmsg_set(em, ERR_INTERNAL, "cannot build the cluster view");
     if (rc != ERR_OK) {
@@ -388,6 +389,7 @@ void cluster_free_base(cluster_t *c)
     rpc_free(c->rpc);
     cluster_view_drop(c);
     cluster_regain_free(c);
+    cluster_regain_ring_free(c);
     ring_members_free(c->members);
     ring_identity_free(&c->id);
     digest_key_free(c->key);

@@ -128,7 +128,28 @@ int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
 /* Present while a node streams the token intervals it gained when a member
  * was removed (cluster_regain.c): a restart resumes them. */
 #define CLUSTER_REGAIN_FILE "regain"
+/* DATA_DIR/regain.progress: where the repair thread stands in it
+ * (repair_regain_file.c); removed with it, and when a fresh one starts. */
+#define CLUSTER_REGAIN_PROGRESS_SUFFIX ".progress"
+/* The nodes (and tokens) of the last ring this node saw itself in
+ * (cluster_regain_ring.c): a node down while a member was removed computes
+ * what it gained when it comes back. */
+#define CLUSTER_REGAIN_RING_FILE "regain.ring"
 #define CLUSTER_IDENTITY_MAX (64 * 1024 + RING_MAX_TOKENS * 17)
+
+/* A node of the ring this node last accounted for (cluster_regain_ring.c). */
+typedef struct cluster_known_node {
+    char *id;
+    uint64_t *tokens;
+    uint32_t ntokens;
+} cluster_known_node_t;
+
+typedef struct cluster_known {
+    cluster_known_node_t *v;
+    size_t n, cap;
+    int unsure; /* read at start and not yet accounted for: not read from */
+    int waited; /* the view was rebuilt once the start's wait passed */
+} cluster_known_t;
 
 /* A view and what it owns; pub comes first so a cluster_view_t * is one. */
 typedef struct view_impl {
@@ -218,6 +239,8 @@ struct cluster {
         size_t n, cap;
         uint64_t gen;
     } regain;
+    /* The ring this node last accounted for, kept in DATA_DIR/regain.ring. */
+    cluster_known_t known;
     /* The write path's hint targets as last set (cluster_set_hint_targets),
      * published with this node's own id added while it regains. */
     char **hint_ids;
@@ -309,6 +332,21 @@ void cluster_regain_free(cluster_t *c);
 int cluster_regain_gainer(cluster_t *c, const char *id, const ring_member_t *m);
 /* Loop, every gossip round: a view without the gainers whose margin ran out. */
 void cluster_regain_tick(cluster_t *c);
+/* cluster_regain_ring.c. Reads DATA_DIR/regain.ring (no file: none). */
+int cluster_regain_ring_load(cluster_t *c, errmsg_t *em);
+/* Loop: the ring before the change to now->ring when known nodes are gone
+ * from it by a removal (*before, caller frees; NULL when none were); 1 when
+ * a known node cannot be accounted for yet (the member table is filling),
+ * else 0 or an error. */
+int cluster_regain_ring_before(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now,
+                               ring_t **before, errmsg_t *em);
+/* Loop: now is accounted for: it becomes the known ring (written when it
+ * changed) and the node is sure again. */
+void cluster_regain_ring_accept(cluster_t *c, const ring_t *now);
+/* 1 while a restarted node waits for its member table to account for the
+ * known ring (the start's wait). */
+int cluster_regain_ring_waiting(const cluster_t *c);
+void cluster_regain_ring_free(cluster_t *c);
 /* Loop: publishes the last hint targets, plus this node while it regains,
  * in its member entry (ring_members_set_hints' result). */
 int cluster_hints_publish(cluster_t *c);

@@ -67,11 +67,17 @@ static int regain_save(cluster_t *c)
 
 int cluster_regain_load(cluster_t *c, errmsg_t *em)
 {
-    char path[CLUSTER_SETTING_MAX + 16];
+    char path[CLUSTER_SETTING_MAX + 32];
     if (regain_path(c, "", path, sizeof path) != 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
     FILE *f = fopen(path, "r");
-    if (f == NULL) return errno == ENOENT ? 0 : errmsg_set(em, ERR_IO, "%s: cannot read", path);
+    if (f == NULL && errno == ENOENT) { /* no regain: no progress of one either */
+        if (regain_path(c, CLUSTER_REGAIN_PROGRESS_SUFFIX, path, sizeof path) != 0 ||
+            (unlink(path) != 0 && errno != ENOENT))
+            return errmsg_set(em, ERR_IO, "%s: cannot remove", path);
+        return 0;
+    }
+    if (f == NULL) return errmsg_set(em, ERR_IO, "%s: cannot read", path);
     char line[128];
     int rc = fgets(line, sizeof line, f) != NULL && strcmp(line, REGAIN_HEADER "\n") == 0
                  ? 0
@@ -110,7 +116,11 @@ static void regain_publish(cluster_t *c)
 
 void cluster_regain_start(cluster_t *c)
 {
-    if (c->regain.n > 0) regain_publish(c);
+    if (c->regain.n > 0 || c->known.unsure) regain_publish(c);
+    if (c->known.unsure) { /* the first view that can tell (alone, it is sure at once) */
+        c->view_stale = 1;
+        cluster_view_refresh(c);
+    }
 }
 
 /* 1 when the view dropped a ring node that was removed (LEFT, down). */
@@ -169,6 +179,10 @@ int cluster_regain_gainer(cluster_t *c, const char *id, const ring_member_t *m)
         int says = 0; /* it lists itself: its own word rules from now on */
         for (uint32_t k = 0; k < m->nhints_for; k++)
             says |= strcmp(m->hints_for[k], id) == 0;
+        if (!says && m->state == RING_DOWN) { /* the margin counts only while it is up */
+            c->gainers[i].until_ms = uv_now(c->loop) + gainer_margin(c);
+            return 1;
+        }
         if (!says && uv_now(c->loop) < c->gainers[i].until_ms) return 1;
         free(c->gainers[i].id);
         c->gainers[i--] = c->gainers[--c->ngainers];
@@ -178,6 +192,12 @@ int cluster_regain_gainer(cluster_t *c, const char *id, const ring_member_t *m)
 
 void cluster_regain_tick(cluster_t *c)
 {
+    if (c->known.unsure && !c->known.waited && !cluster_regain_ring_waiting(c)) {
+        c->known.waited = 1; /* once: later member changes refresh the view anyway */
+        c->view_stale = 1;
+        cluster_view_refresh(c);
+        return;
+    }
     for (size_t i = 0; i < c->ngainers; i++)
         if (uv_now(c->loop) >= c->gainers[i].until_ms) { /* the view drops it */
             c->view_stale = 1;
@@ -186,16 +206,13 @@ void cluster_regain_tick(cluster_t *c)
         }
 }
 
-int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now)
+/* What this node gains from ring `before` to `now`, added to the regain;
+ * 0, or an error (nothing saved). *added: intervals new to the list. */
+static int add_gains(cluster_t *c, const ring_t *before, const cluster_view_t *now, size_t *added)
 {
-    if (old == NULL || old->ring == NULL || now->ring == NULL || c->repair == NULL ||
-        !removed_one(c, old, now))
-        return 0;
-    note_gainers(c, old, now);
-    if (now->self < 0) return c->view_stale;
     ring_ranges_t gained = {0}, lost = {0};
-    int rc = ring_node_changes(old->ring, now->ring, now->rf, cluster_self_id(c), &gained, &lost);
-    size_t before = c->regain.n;
+    int rc = ring_node_changes(before, now->ring, now->rf, cluster_self_id(c), &gained, &lost);
+    size_t n0 = c->regain.n;
     for (size_t i = 0; rc == 0 && i < gained.n; i++) {
         uint64_t lo[2], hi[2];
         int k = ring_range_intervals(gained.v[i], lo, hi);
@@ -204,16 +221,45 @@ int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_v
     }
     ring_ranges_free(&gained);
     ring_ranges_free(&lost);
-    if (rc == 0 && c->regain.n == before) return c->view_stale; /* gains nothing */
-    if (rc == 0) rc = regain_save(c);
+    *added = c->regain.n - n0;
+    return rc;
+}
+
+int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now)
+{
+    if (now->ring == NULL || c->repair == NULL) return 0;
+    if (old != NULL && old->ring != NULL && removed_one(c, old, now)) note_gainers(c, old, now);
+    if (now->self < 0) return c->view_stale;
+    ring_t *before = NULL;
+    errmsg_t em = {{0}};
+    int was_unsure = c->known.unsure;
+    int rc = cluster_regain_ring_before(c, old, now, &before, &em);
+    if (rc == 1) return c->view_stale; /* the member table is still filling */
+    if (rc < 0) {
+        log_error("cluster", "what a removal gained this node: %s", errmsg_text(&em, rc));
+        return c->view_stale;
+    }
+    size_t added = 0;
+    if (before != NULL) rc = add_gains(c, before, now, &added);
+    ring_free(before);
+    if (rc == 0 && added > 0 && added == c->regain.n) { /* a fresh regain: no old progress */
+        char path[CLUSTER_SETTING_MAX + 32];
+        rc = regain_path(c, CLUSTER_REGAIN_PROGRESS_SUFFIX, path, sizeof path);
+        if (rc == 0 && unlink(path) != 0 && errno != ENOENT) rc = ERR_IO;
+    }
+    if (rc == 0 && added > 0) rc = regain_save(c);
     if (rc != 0) /* kept in memory: this process still streams them */
         log_error("cluster", "cannot record the ranges gained by a removal in %s/%s: %s",
                   c->data_dir, CLUSTER_REGAIN_FILE, err_message(rc));
-    c->regain.gen++;
-    log_info("cluster",
-             "gained %zu token interval(s) by the removal: not read from until they are "
-             "streamed in",
-             c->regain.n - before);
+    if (rc == 0) cluster_regain_ring_accept(c, now->ring); /* once the gains are recorded */
+    if (added == 0 && !was_unsure) return c->view_stale;
+    if (added > 0) {
+        c->regain.gen++;
+        log_info("cluster",
+                 "gained %zu token interval(s) by the removal: not read from until they are "
+                 "streamed in",
+                 added);
+    }
     regain_publish(c);
     return 1;
 }

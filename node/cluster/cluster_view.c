@@ -68,8 +68,9 @@ int cluster_hints_publish(cluster_t *c)
         v[n++] = c->hint_ids[i];
     }
     /* a node streaming ranges it gained by a removal lists itself: no
-     * reads until it caught up (cluster_regain.c) */
-    if (c->regain.n > 0 && !self) v[n++] = c->id.node_id;
+     * reads until it caught up (cluster_regain.c); so does a restarted one
+     * until it knows whether it gained any (cluster_regain_ring.c) */
+    if ((c->regain.n > 0 || c->known.unsure) && !self) v[n++] = c->id.node_id;
     int rc = ring_members_set_hints(c->members, v, n);
     free(v);
     return rc;
@@ -188,9 +189,15 @@ static void log_view(const cluster_t *c, const view_impl_t *vi)
         ring_member_t m;
         if (ring_members_get(c->members, i, &m) != ERR_OK) continue;
         int k = v->ring ? ring_node_find(v->ring, m.node_id) : -1;
+        /* up, active, nobody holds hints for it and still not read: it
+         * gains ranges by a removal and has not said so itself yet */
+        int gaining =
+            k >= 0 && !vi->hinted[k] && v->reachable[k] && !v->live[k] && m.state == RING_ACTIVE;
         len += (size_t)snprintf(line + len, sizeof line - len, "%s%s %s%s", i ? ", " : "",
                                 m.node_id, ring_state_name((int)m.state),
-                                k >= 0 && vi->hinted[k] ? " (hinted: no reads)" : "");
+                                k >= 0 && vi->hinted[k] ? " (hinted: no reads)"
+                                : gaining               ? " (gaining: no reads)"
+                                                        : "");
     }
     line[len < sizeof line ? len : sizeof line - 1] = '\0';
     log_info("cluster", "view %llu: %s (rf %u, quorum %u)", (unsigned long long)v->version, line,

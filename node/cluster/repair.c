@@ -547,6 +547,7 @@ void repair_free(repair_t *r)
     buf_free(&r->result);
     free(r->streams.v);
     free(r->rg.streams.v);
+    free(r->rg.iv);
     free(r->regain.lo);
     free(r->regain.hi);
     workq_free(r->own_workq);

@@ -238,16 +238,38 @@ typedef struct repair_streams {
     size_t n, cap;
 } repair_streams_t;
 
+/* One interval gained by a removal, as the repair thread handles it. */
+typedef struct repair_rg_iv {
+    uint64_t lo, hi;
+    uint64_t since_ms;   /* wall ms this process first had it */
+    uint64_t settled_ms; /* its removal settled at (wall ms): cleared then; 0 not yet */
+} repair_rg_iv_t;
+
 /* The stream state of [lo, hi] in l, added when new; NULL: no memory. */
 repair_stream_state_t *repair_stream_state(repair_streams_t *l, uint64_t lo, uint64_t hi);
 /* Repair thread: clears this store's copy of the n intervals before they
  * are streamed in whole (storage_range_clear), counted; 0 or an error. */
 int repair_clear(repair_t *r, const uint64_t *lo, const uint64_t *hi, size_t n);
 
+/* Called after each page of a stream (windows or span trees) was stored
+ * and ss moved past it. */
+typedef void (*repair_stream_page_fn)(repair_t *r);
 /* Repair thread: streams [lo, hi] from peer, from where ss stands, until
- * the end or an error; ss->done once every window was stored. */
+ * the end or an error; ss->done once every window was stored. page (may be
+ * NULL) is told after every page. */
 int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t *ss,
-                           repair_stats_t *st, errmsg_t *em);
+                           repair_stats_t *st, repair_stream_page_fn page, errmsg_t *em);
+/* repair_regain_file.c, repair thread: DATA_DIR/regain.progress, where a
+ * regain stands (its cleared intervals, with when their removal settled,
+ * and the stream cursor of every piece), written to a temporary name,
+ * fsynced and renamed; removed when there is nothing to keep. */
+int repair_regain_progress_save(repair_t *r);
+/* Reads it into r->rg (intervals not cleared, pieces not started are not
+ * in it); a file that does not parse is ERR_CORRUPT (nothing taken: the
+ * regain clears and streams afresh). No file: 0, nothing. */
+int repair_regain_progress_load(repair_t *r, errmsg_t *em);
+/* Removes it (also when the regain is done). */
+int repair_regain_progress_remove(repair_t *r);
 /* Pool: the answer to a SPANS request, span trees after q->after_key. */
 int repair_serve_spans(storage_t *s, const repair_options_t *o,
                        const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
@@ -300,11 +322,14 @@ struct repair {
         uint64_t gen;
     } regain;
     uint64_t regain_done; /* a generation streamed and followed by a complete pass */
-    /* thread only: where the regain stands (repair_regain.c) */
+    /* thread only: where the regain stands (repair_regain.c), kept in
+     * DATA_DIR/regain.progress (repair_regain_file.c) */
     struct {
-        uint64_t gen, since_ms, streamed_ms;
-        int cleared;
-        repair_streams_t streams;
+        uint64_t gen, streamed_ms;
+        int loaded; /* the progress file was read */
+        repair_rg_iv_t *iv;
+        size_t niv, ivcap;
+        repair_streams_t streams; /* pieces of the intervals, with their cursors */
     } rg;
     int64_t stream_check_s; /* the stream check compares windows ending before this (unix s) */
     /* thread only: what the last pass saw */

@@ -414,7 +414,7 @@ static int stream_range(repair_t *r, const cluster_view_t *v, const fine_t *f, r
         if (ss == NULL) return 0;
         if (ss->done && ss->spans_done && ss->checked) continue;
         errmsg_t em = {{0}};
-        int rc = repair_stream_interval(r, src, ss, st, &em);
+        int rc = repair_stream_interval(r, src, ss, st, NULL, &em);
         if (rc != 0) log_warn("repair", "stream from %s: %s", src, errmsg_text(&em, rc));
         ok &= rc == 0 && ss->done && ss->spans_done && ss->checked;
     }

@@ -3,15 +3,20 @@
  * store's old copy of a range before any stream into it.
  *
  * The loop hands the thread the gained intervals (cluster_regain.c). Once
- * the removal settled (the move margin: every write accepted under the old
- * ring is on the surviving replicas, every later one reaches this node
- * live), a pass clears this node's copy of them and streams each, split at
- * the current ring's ranges, from a reachable replica of it, as a join
- * does (repair_stream_interval: residuals, kept profiles, span trees, the
- * totals check). A complete pass that starts after every interval was
- * streamed finishes the regain: the loop drops the file and the node is
- * read from again. A restart streams the intervals from the start (the
- * stream states are in memory; the clear removes the markers too).
+ * an interval's removal settled (the move margin from when this process
+ * first had it: every write accepted under the old ring is on the surviving
+ * replicas, every later one reaches this node live), a pass clears this
+ * node's copy of it and streams it, split at the current ring's ranges,
+ * from a reachable replica of each, as a join does (repair_stream_interval:
+ * residuals, kept profiles, span trees, the totals check). An interval is
+ * cleared once: a second removal adds its intervals to the regain, which
+ * goes on with the others where they stand; a restart reads
+ * DATA_DIR/regain.progress (repair_regain_file.c: the cleared intervals and
+ * each piece's stream cursor, written after the clear and after every
+ * page) and goes on after the cursors, the markers of the windows already
+ * stored keeping any from being added twice. A complete pass that starts
+ * after every interval was streamed finishes the regain: the progress file
+ * goes, then the loop drops DATA_DIR/regain and the node is read from again.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -58,8 +63,10 @@ void repair_regain_set(repair_t *r, const uint64_t *lo, const uint64_t *hi, size
     int ok = GROW(r->regain.lo, cap, n, GROW_UNLIMITED) == 0 &&
              GROW(r->regain.hi, r->regain.cap, n, GROW_UNLIMITED) == 0;
     if (ok) {
-        memcpy(r->regain.lo, lo, n * sizeof *lo);
-        memcpy(r->regain.hi, hi, n * sizeof *hi);
+        if (n > 0) { /* none: lo and hi may be NULL */
+            memcpy(r->regain.lo, lo, n * sizeof *lo);
+            memcpy(r->regain.hi, hi, n * sizeof *hi);
+        }
         r->regain.n = n;
         r->regain.gen = gen;
     } else {
@@ -100,6 +107,14 @@ static int take_copy(repair_t *r, rg_copy_t *c)
     return ok ? 0 : ERR_NOMEM;
 }
 
+/* Written after the clear and after every page streamed: a restart goes
+ * on from there (repair_regain_file.c). */
+static void save_progress(repair_t *r)
+{
+    if (repair_regain_progress_save(r) != 0)
+        log_warn("repair", "cannot write the regain progress: a restart streams more again");
+}
+
 /* The piece [a, b] of a regain interval inside one range of the current
  * ring, streamed from a reachable replica of that range other than this
  * node; 1 when streamed and checked. */
@@ -120,28 +135,102 @@ static int stream_piece(repair_t *r, const cluster_view_t *v, uint64_t end, uint
     if (ss == NULL) return 0;
     if (ss->done && ss->spans_done && ss->checked) return 1;
     errmsg_t em = {{0}};
-    int rc = repair_stream_interval(r, src, ss, st, &em);
+    int rc = repair_stream_interval(r, src, ss, st, save_progress, &em);
     if (rc != 0) log_warn("repair", "regain stream from %s: %s", src, errmsg_text(&em, rc));
     return rc == 0 && ss->done && ss->spans_done && ss->checked;
 }
 
-/* Every interval of c, split at the current ring's ranges, streamed. */
-static int stream_all(repair_t *r, const cluster_view_t *v, const rg_copy_t *c, repair_stats_t *st)
+/* Interval iv, split at the current ring's ranges, streamed. */
+static int stream_iv(repair_t *r, const cluster_view_t *v, const repair_rg_iv_t *iv,
+                     repair_stats_t *st)
 {
     int ok = 1;
+    /* live writes land in recent windows of both sides at different times */
+    r->stream_check_s = (int64_t)(iv->settled_ms / 1000) - REPAIR_MARGIN_S;
     uint32_t nr = ring_range_count(v->ring);
-    for (size_t i = 0; i < c->n && !r->closing; i++)
-        for (uint32_t j = 0; j < nr && !r->closing; j++) {
-            ring_range_t rr = ring_range_at(v->ring, j);
-            uint64_t lo[2], hi[2];
-            int k = ring_range_intervals(rr, lo, hi);
-            for (int q = 0; q < k; q++) {
-                uint64_t a = lo[q] > c->lo[i] ? lo[q] : c->lo[i];
-                uint64_t b = hi[q] < c->hi[i] ? hi[q] : c->hi[i];
-                if (a <= b) ok &= stream_piece(r, v, rr.end, a, b, st);
-            }
+    for (uint32_t j = 0; j < nr && !r->closing; j++) {
+        ring_range_t rr = ring_range_at(v->ring, j);
+        uint64_t lo[2], hi[2];
+        int k = ring_range_intervals(rr, lo, hi);
+        for (int q = 0; q < k; q++) {
+            uint64_t a = lo[q] > iv->lo ? lo[q] : iv->lo;
+            uint64_t b = hi[q] < iv->hi ? hi[q] : iv->hi;
+            if (a <= b) ok &= stream_piece(r, v, rr.end, a, b, st);
         }
+    }
     return ok && !r->closing;
+}
+
+static repair_rg_iv_t *find_iv(repair_t *r, uint64_t lo, uint64_t hi)
+{
+    for (size_t i = 0; i < r->rg.niv; i++)
+        if (r->rg.iv[i].lo == lo && r->rg.iv[i].hi == hi) return &r->rg.iv[i];
+    return NULL;
+}
+
+/* The thread's intervals made those of c: one it had keeps its state (a
+ * second removal adds to a regain, it does not start it over), a new one
+ * starts its settle margin at t0, one no longer listed goes (with its
+ * pieces). The progress file is read first, once. */
+static int sync_ivs(repair_t *r, const rg_copy_t *c, uint64_t t0)
+{
+    if (!r->rg.loaded) {
+        errmsg_t em = {{0}};
+        int rc = repair_regain_progress_load(r, &em);
+        if (rc != 0) log_warn("repair", "%s: clearing and streaming afresh", errmsg_text(&em, rc));
+        r->rg.loaded = 1;
+        if (r->rg.niv > 0)
+            log_info("repair",
+                     "resuming the regain: %zu interval(s) cleared already, %zu piece(s) with "
+                     "a stream cursor",
+                     r->rg.niv, r->rg.streams.n);
+    }
+    repair_rg_iv_t *v = malloc((c->n ? c->n : 1) * sizeof *v);
+    if (v == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < c->n; i++) {
+        const repair_rg_iv_t *had = find_iv(r, c->lo[i], c->hi[i]);
+        v[i] = had != NULL ? *had : (repair_rg_iv_t){c->lo[i], c->hi[i], t0, 0};
+    }
+    free(r->rg.iv);
+    r->rg.iv = v;
+    r->rg.niv = r->rg.ivcap = c->n;
+    size_t k = 0; /* pieces inside a listed interval stay */
+    for (size_t i = 0; i < r->rg.streams.n; i++) {
+        const repair_stream_state_t *ss = &r->rg.streams.v[i];
+        int in = 0;
+        for (size_t j = 0; !in && j < c->n; j++)
+            in = ss->lo >= c->lo[j] && ss->hi <= c->hi[j];
+        if (in) r->rg.streams.v[k++] = *ss;
+    }
+    r->rg.streams.n = k;
+    return 0;
+}
+
+/* Clears, in one batch, every interval whose removal settled by t0 and
+ * that was not cleared yet; 0 when none failed. */
+static int clear_settled(repair_t *r, uint64_t t0)
+{
+    uint64_t *lo = malloc((r->rg.niv ? r->rg.niv : 1) * sizeof *lo);
+    uint64_t *hi = malloc((r->rg.niv ? r->rg.niv : 1) * sizeof *hi);
+    size_t n = 0;
+    int rc = lo != NULL && hi != NULL ? 0 : ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < r->rg.niv; i++) {
+        const repair_rg_iv_t *iv = &r->rg.iv[i];
+        if (iv->settled_ms == 0 && t0 >= iv->since_ms + r->settle_ms) {
+            lo[n] = iv->lo;
+            hi[n++] = iv->hi;
+        }
+    }
+    if (rc == 0 && n > 0) rc = repair_clear(r, lo, hi, n);
+    for (size_t i = 0; rc == 0 && n > 0 && i < r->rg.niv; i++) {
+        repair_rg_iv_t *iv = &r->rg.iv[i];
+        if (iv->settled_ms == 0 && t0 >= iv->since_ms + r->settle_ms)
+            iv->settled_ms = iv->since_ms + r->settle_ms;
+    }
+    if (rc == 0 && n > 0) save_progress(r);
+    free(lo);
+    free(hi);
+    return rc;
 }
 
 int repair_regain_stream(repair_t *r, const cluster_view_t *v, uint64_t t0, repair_stats_t *st)
@@ -149,29 +238,26 @@ int repair_regain_stream(repair_t *r, const cluster_view_t *v, uint64_t t0, repa
     rg_copy_t c = {0};
     if (take_copy(r, &c) != 0) return 0;
     int ok = 1;
-    if (c.n == 0 || v->ring == NULL || v->self < 0) {
-        ok = c.n == 0;
-        goto out;
-    }
-    if (c.gen != r->rg.gen) { /* a new list: cleared and streamed afresh, all of it */
-        r->rg.gen = c.gen;
-        r->rg.since_ms = t0;
-        r->rg.streamed_ms = 0;
-        r->rg.cleared = 0;
+    if (c.n == 0) { /* none, or finished: a later regain starts afresh */
+        r->rg.niv = 0;
         r->rg.streams.n = 0;
+        goto out;
     }
-    uint64_t settled = r->rg.since_ms + r->settle_ms;
-    if (t0 < settled) {
+    if (v->ring == NULL || v->self < 0) {
         ok = 0;
         goto out;
     }
-    if (!r->rg.cleared && repair_clear(r, c.lo, c.hi, c.n) != 0) {
+    if (c.gen != r->rg.gen) { /* a longer (or reloaded) list: done again once all of it is */
+        r->rg.gen = c.gen;
+        r->rg.streamed_ms = 0;
+    }
+    if (sync_ivs(r, &c, t0) != 0 || clear_settled(r, t0) != 0) {
         ok = 0;
         goto out;
     }
-    r->rg.cleared = 1;
-    r->stream_check_s = (int64_t)(settled / 1000) - REPAIR_MARGIN_S;
-    ok = stream_all(r, v, &c, st);
+    for (size_t i = 0; i < r->rg.niv && !r->closing; i++)
+        ok &= r->rg.iv[i].settled_ms != 0 && stream_iv(r, v, &r->rg.iv[i], st);
+    ok &= !r->closing;
     if (ok && r->rg.streamed_ms == 0) r->rg.streamed_ms = repair_now_ms(r);
 out:
     free(c.lo);
@@ -184,9 +270,15 @@ void repair_regain_after(repair_t *r, int complete, uint64_t t0)
     if (!complete || r->rg.streamed_ms == 0 || t0 <= r->rg.streamed_ms) return;
     uv_mutex_lock(&r->mu);
     if (r->regain.n > 0 && r->regain.gen == r->rg.gen) {
-        r->regain_done = r->rg.gen;
-        r->counters.regains++;
-        if (!r->closing) uv_async_send(&r->async);
+        /* gone before the loop drops DATA_DIR/regain: a crash between
+         * streams again, it never resumes a later regain */
+        if (repair_regain_progress_remove(r) != 0) {
+            log_warn("repair", "cannot remove the regain progress file: finished later");
+        } else {
+            r->regain_done = r->rg.gen;
+            r->counters.regains++;
+            if (!r->closing) uv_async_send(&r->async);
+        }
     }
     uv_mutex_unlock(&r->mu);
     r->rg.streamed_ms = 0;

@@ -367,7 +367,7 @@ static int take_window(repair_t *r, const char *peer, const Flamedb__Cluster__St
  * resumed stream, they change nothing); ss->spans_done once walked to the
  * end. */
 static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss,
-                        repair_stats_t *st, errmsg_t *em)
+                        repair_stats_t *st, repair_stream_page_fn page, errmsg_t *em)
 {
     int rc = 0, more = 1;
     while (rc == 0 && more && !r->closing) {
@@ -400,9 +400,10 @@ static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss
         more = a->more && a->n_spans > 0;
         symtab_free(syms);
         cluster_msg_free(&ans);
+        if (rc == 0 && !more && !r->closing) ss->spans_done = 1;
+        if (page != NULL) page(r);
         repair_throttle(r, st);
     }
-    if (rc == 0 && !more && !r->closing) ss->spans_done = 1;
     return rc;
 }
 
@@ -438,11 +439,11 @@ static int stream_check(repair_t *r, const char *peer, repair_stream_state_t *ss
 }
 
 int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t *ss,
-                           repair_stats_t *st, errmsg_t *em)
+                           repair_stats_t *st, repair_stream_page_fn page, errmsg_t *em)
 {
     if (ss->done && ss->spans_done) return stream_check(r, peer, ss, em);
     if (ss->done) {
-        int rc = stream_spans(r, peer, ss, st, em);
+        int rc = stream_spans(r, peer, ss, st, page, em);
         return rc == 0 && ss->spans_done ? stream_check(r, peer, ss, em) : rc;
     }
     int rc = 0, more = 1;
@@ -475,14 +476,15 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
         more = a->more && a->n_windows > 0;
         symtab_free(syms);
         cluster_msg_free(&ans);
+        if (rc == 0 && !more && !r->closing) { /* walked to the end */
+            ss->done = !ss->failed;
+            ss->failed = 0;
+            ss->after_len = 0; /* a walk again (after a left-out window) starts over */
+        }
+        if (page != NULL) page(r);
         repair_throttle(r, st);
     }
-    if (rc == 0 && !more && !r->closing) { /* walked to the end */
-        ss->done = !ss->failed;
-        ss->failed = 0;
-        ss->after_len = 0; /* a walk again (after a left-out window) starts over */
-    }
-    if (rc == 0 && ss->done && !r->closing) rc = stream_spans(r, peer, ss, st, em);
+    if (rc == 0 && ss->done && !r->closing) rc = stream_spans(r, peer, ss, st, page, em);
     if (rc == 0 && ss->spans_done && !r->closing) rc = stream_check(r, peer, ss, em);
     return rc;
 }

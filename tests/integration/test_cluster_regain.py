@@ -98,15 +98,26 @@ def test_remove_resumes_after_kill():
 
         k = wait_for("a node streaming the ranges it gained", streaming, timeout=30,
                      interval=0.02) - 1
+        before = metric(c, k, "flamedb_repair_windows_streamed_total")
         c.kill(k)
         c.restart(k)
         left = c.status(k)["regaining"]
         assert left > 0, c.status(k)
         assert any("resuming:" in line for line in c.nodes[k].log), c.nodes[k].log_text()
-        print("    %s killed while it streamed; restarted with %d interval(s) to stream" %
-              (c.ids[k], left))
+        print("    %s killed while it streamed (%d windows stored); restarted with %d "
+              "interval(s) to stream" % (c.ids[k], before, left))
         wait_for("every node caught up",
                  lambda: all(c.status(i)["regaining"] == 0 for i in (0, 1, 2)), timeout=120)
+        # it went on after its cursors: nothing cleared again (that would
+        # drop what it streamed and stream it all once more)
+        cleared = metric(c, k, "flamedb_repair_ranges_cleared_total")
+        after = metric(c, k, "flamedb_repair_windows_streamed_total")
+        print("    after the restart: %d interval(s) cleared again, %d windows streamed" %
+              (cleared, after))
+        assert cleared == 0, "%s cleared %d interval(s) again after its restart" % (c.ids[k],
+                                                                                   cleared)
+        assert any("resuming the regain:" in line for line in c.nodes[k].log), \
+            c.nodes[k].log_text()
         for i in (0, 1, 2):
             check_exact(c, i, d, frm, until)
         alone_exact(c, [0, 1, 2], d, frm, until, None)
@@ -147,6 +158,165 @@ def test_regain_after_join_and_decommission():
                 c.nodes[i].proc.send_signal(signal.SIGCONT)
             c.wait_state(i, "active", observers=others, timeout=30)
             print("    %s stopped: the other two answer exactly" % c.ids[i])
+
+
+def regain_events(node):
+    """A node's regain log lines in order: ("gained", n), ("cleared", n), ("done", n)."""
+    out = []
+    for line in node.log:
+        if "token interval(s) by the removal" in line and "gained " in line:
+            out.append(("gained", int(line.split("gained ", 1)[1].split(" ", 1)[0])))
+        elif "token interval(s) before receiving them whole" in line:
+            out.append(("cleared", int(line.split("cleared ", 1)[1].split(" ", 1)[0])))
+        elif "gained by a removal are streamed in" in line:
+            out.append(("done", int(line.split("the ", 1)[1].split(" ", 1)[0])))
+    return out
+
+
+def caught_mid_regain(ev):
+    """Whether the events show a second removal after the first one's clear
+    and before that regain was done."""
+    kinds = [k for k, _ in ev]
+    if kinds.count("gained") != 2:
+        return False
+    between = kinds[kinds.index("gained") + 1:len(kinds) - kinds[::-1].index("gained") - 1]
+    return "cleared" in between and "done" not in between
+
+
+def test_second_removal_continues():
+    """A second removal while nodes stream what they gained by a first one
+    (throttled): the regain goes on with the first intervals where they
+    stand and adds the new ones, each cleared once; every node then answers
+    exactly on its own."""
+    now = int(time.time())
+    with Cluster(5, rf=3, args=ARGS + ["--stream-max-mb-per-s", "1"]) as c:
+        for i in range(5):
+            c.wait_state(i, "active", observers=[0, 1, 2, 3, 4], timeout=30)
+        d = preload(c, "r2", now, 1200, nservices=12)
+        frm, until = now - 8000, now + 60
+        # the joins that formed the cluster cleared what the joiners gained
+        cleared0 = [metric(c, i, "flamedb_repair_ranges_cleared_total") for i in range(5)]
+        c.kill(4)
+        c.wait_state(4, "down", observers=[0, 1, 2, 3])
+        r = c.nodes[0].request("POST", "/cluster/remove?node=n4")
+        assert r.status == 200, r
+
+        def streaming():  # a node of 0..2 that stored windows of its gains and is not done
+            for i in (0, 1, 2):
+                if metric(c, i, "flamedb_repair_windows_streamed_total") > 0 and \
+                        c.status(i)["regaining"] > 0:
+                    return i + 1
+            return 0
+
+        wait_for("a node streaming the ranges it gained", streaming, timeout=30, interval=0.02)
+        c.kill(3)
+        c.wait_state(3, "down", observers=[0, 1, 2])
+        r = c.nodes[0].request("POST", "/cluster/remove?node=n3")
+        assert r.status == 200, r
+        wait_for("every node caught up",
+                 lambda: all(c.status(i)["regaining"] == 0 for i in (0, 1, 2)), timeout=180)
+        caught = 0
+        for i in (0, 1, 2):
+            ev = regain_events(c.nodes[i])
+            cleared = metric(c, i, "flamedb_repair_ranges_cleared_total") - cleared0[i]
+            gained = sum(n for k, n in ev if k == "gained")
+            mid = caught_mid_regain(ev)
+            caught += mid
+            print("    %s: %s; %d interval(s) cleared for %d gained%s" %
+                  (c.ids[i], " ".join("%s %d" % e for e in ev), cleared, gained,
+                   " (second removal mid-regain)" if mid else ""))
+            assert cleared == gained, "%s cleared %d interval(s) for %d gained" % (
+                c.ids[i], cleared, gained)
+        assert caught > 0, "no node was caught by the second removal in the middle of a regain"
+        for i in (0, 1, 2):
+            check_exact(c, i, d, frm, until)
+        alone_exact(c, [0, 1, 2], d, frm, until, None)
+
+
+def test_down_node_regains_after_restart():
+    """A node that is down while another is removed learns what it gained
+    when it comes back (DATA_DIR/regain.ring: the ring it last saw), streams
+    it in, and then answers exactly on its own."""
+    now = int(time.time())
+    with Cluster(4, rf=3, args=ARGS) as c:
+        for i in range(4):
+            c.wait_state(i, "active", observers=[0, 1, 2, 3], timeout=30)
+        d = preload(c, "rd", now, 240)
+        frm, until = now - 8000, now + 60
+        c.kill(2)
+        c.wait_state(2, "down", observers=[0, 1, 3])
+        c.kill(3)
+        c.wait_state(3, "down", observers=[0, 1])
+        r = c.nodes[0].request("POST", "/cluster/remove?node=n3")
+        assert r.status == 200, r
+        wait_for("n0 and n1 caught up",
+                 lambda: all(c.status(i)["regaining"] == 0 and
+                             c.states(i).get("n3") == "left" for i in (0, 1)), timeout=60)
+        c.restart(2)
+        c.wait_state(2, "active", observers=[0, 1], timeout=30)
+        wait_for("n2 to stream in what it gained",
+                 lambda: any("gained by a removal are streamed in" in line
+                             for line in c.nodes[2].log), timeout=60)
+        wait_for("n2 caught up", lambda: c.status(2)["regaining"] == 0, timeout=30)
+        gone = [line for line in c.nodes[2].log if "is gone from the ring" in line]
+        assert gone and "n3" in gone[0], c.nodes[2].log_text()
+        print("    " + gone[0].split("INFO ", 1)[-1])
+        ev = regain_events(c.nodes[2])
+        print("    n2 after its restart: %s" % " ".join("%s %d" % e for e in ev))
+        assert ev and ev[0][0] == "gained" and ev[0][1] > 0, ev
+        for i in (0, 1, 2):
+            check_exact(c, i, d, frm, until)
+        alone_exact(c, [0, 1, 2], d, frm, until, None)
+
+
+def view_state(line, node_id):
+    """The state of node_id in a 'view N: ...' log line, with its marker."""
+    body = line.split(": ", 2)[-1].rsplit(" (rf ", 1)[0]
+    for part in body.split(", "):
+        if part.split(" ", 1)[0] == node_id:
+            return part.split(" ", 1)[1]
+    return None
+
+
+def test_gainer_down_past_its_margin():
+    """A coordinator does not read from a node that gains ranges by a
+    removal it saw while that node was down (stopped) for longer than the
+    gainer margin (twice the settle margin): from when the node is up again
+    until its own hints_for says it is catching up, the coordinator's views
+    show it 'gaining: no reads', never as readable."""
+    now = int(time.time())
+    with Cluster(4, rf=3, args=ARGS) as c:
+        for i in range(4):
+            c.wait_state(i, "active", observers=[0, 1, 2, 3], timeout=30)
+        preload(c, "rp", now, 60)
+        c.nodes[2].proc.send_signal(signal.SIGSTOP)
+        try:
+            c.wait_state(2, "down", observers=[0, 1, 3])
+            c.kill(3)
+            c.wait_state(3, "down", observers=[0, 1])
+            r = c.nodes[0].request("POST", "/cluster/remove?node=n3")
+            assert r.status == 200, r
+            wait_for("n3 left on n0", lambda: c.states(0).get("n3") == "left", timeout=20)
+            time.sleep(6.0)  # the margin: 2 x (10 gossip intervals + --write-timeout) = 4 s
+        finally:
+            c.nodes[2].proc.send_signal(signal.SIGCONT)
+        wait_for("n2 to stream in what it gained",
+                 lambda: any("gained by a removal are streamed in" in line
+                             for line in c.nodes[2].log), timeout=60)
+        seq = []  # n2's states in n0's views since the removal, repeats folded
+        for line in c.nodes[0].log:
+            if " view " in line and "n3 left" in line:
+                st = view_state(line, "n2")
+                if st is not None and (not seq or seq[-1] != st):
+                    seq.append(st)
+        print("    n2 in n0's views after the removal: %s" % " -> ".join(seq))
+        assert "down" in seq, seq
+        back = seq[seq.index("down") + 1:]
+        assert back and back[0] != "active", \
+            "n0 read from n2 as soon as it was up again, before it caught up: %s" % seq
+        said = [k for k, st in enumerate(back) if "hinted" in st]
+        assert said, seq
+        assert "active" not in back[:said[0]], seq
 
 
 if __name__ == "__main__":

@@ -1,0 +1,256 @@
+/* cluster_regain_ring.c — the ring a node last accounted for, so that a
+ * node that was down while a member was removed learns what it gained when
+ * it comes back (cluster_int.h; docs/cluster.md, "Removing a node").
+ *
+ * DATA_DIR/regain.ring holds the nodes of the last ring this node saw
+ * itself in, with their tokens: the header, then one line per node, its id,
+ * its token count and its tokens (hex). It is rewritten (temporary name,
+ * fsync, rename) whenever that ring changes, after what the change gained
+ * was recorded in DATA_DIR/regain. A restarted node reads it and, until it
+ * has accounted for every node of it, lists itself in its own hints_for
+ * (not read from: it may have gained ranges). A node of it that the current
+ * ring lacks is accounted for when its member entry is LEFT, or, once the
+ * wait of a start (--failure-timeout + 10 gossip intervals) passed, when no
+ * member knows it (its tombstone was forgotten, or the others are not up
+ * yet: such a node is not counted as removed); LEFT ones that this process
+ * did not see leave up (a decommission) count as removed: what the node
+ * gained by them is computed from the rings before (the file's nodes and
+ * the current ones) and after (the current ring), as for a removal seen
+ * live.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/grow.h"
+#include "common/log.h"
+#include "node/cluster/cluster_int.h"
+
+#define KNOWN_HEADER "flamedb-regain-ring 1"
+
+static int known_path(const cluster_t *c, const char *suffix, char *out, size_t n)
+{
+    return snprintf(out, n, "%s/%s%s", c->data_dir, CLUSTER_REGAIN_RING_FILE, suffix) < (int)n
+               ? 0
+               : ERR_INVALID_ARGUMENT;
+}
+
+static void known_clear(cluster_known_t *k)
+{
+    for (size_t i = 0; i < k->n; i++) {
+        free(k->v[i].id);
+        free(k->v[i].tokens);
+    }
+    k->n = 0;
+}
+
+void cluster_regain_ring_free(cluster_t *c)
+{
+    known_clear(&c->known);
+    free(c->known.v);
+}
+
+static int known_add(cluster_known_t *k, const char *id, const uint64_t *tokens, uint32_t n)
+{
+    if (GROW(k->v, k->cap, k->n + 1, RING_MAX_NODES) != 0) return ERR_NOMEM;
+    cluster_known_node_t *x = &k->v[k->n];
+    x->id = strdup(id);
+    x->tokens = malloc((n ? n : 1) * sizeof *x->tokens);
+    if (x->id == NULL || x->tokens == NULL) {
+        free(x->id);
+        free(x->tokens);
+        return ERR_NOMEM;
+    }
+    memcpy(x->tokens, tokens, n * sizeof *tokens);
+    x->ntokens = n;
+    k->n++;
+    return 0;
+}
+
+static int known_find(const cluster_known_t *k, const char *id)
+{
+    for (size_t i = 0; i < k->n; i++)
+        if (strcmp(k->v[i].id, id) == 0) return (int)i;
+    return -1;
+}
+
+/* One line: id, count, tokens; 0 or ERR_CORRUPT. */
+static int parse_node(cluster_known_t *k, char *line)
+{
+    char *save = NULL, *id = strtok_r(line, " \n", &save), *cnt = strtok_r(NULL, " \n", &save);
+    char *end = NULL;
+    unsigned long n = cnt != NULL ? strtoul(cnt, &end, 10) : 0;
+    if (id == NULL || ring_node_id_check(id, NULL) < 0 || end == NULL || *end != '\0' || n == 0 ||
+        n > RING_MAX_TOKENS || known_find(k, id) >= 0)
+        return ERR_CORRUPT;
+    uint64_t *t = malloc(n * sizeof *t);
+    if (t == NULL) return ERR_NOMEM;
+    int rc = 0;
+    for (unsigned long i = 0; rc == 0 && i < n; i++) {
+        char *tok = strtok_r(NULL, " \n", &save);
+        if (tok == NULL || sscanf(tok, "%" SCNx64, &t[i]) != 1) rc = ERR_CORRUPT;
+    }
+    if (rc == 0 && strtok_r(NULL, " \n", &save) != NULL) rc = ERR_CORRUPT;
+    if (rc == 0) rc = known_add(k, id, t, (uint32_t)n);
+    free(t);
+    return rc;
+}
+
+int cluster_regain_ring_load(cluster_t *c, errmsg_t *em)
+{
+    char path[CLUSTER_SETTING_MAX + 32];
+    if (known_path(c, "", path, sizeof path) != 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return errno == ENOENT ? 0 : errmsg_set(em, ERR_IO, "%s: cannot read", path);
+    char *line = NULL;
+    size_t cap = 0;
+    int rc = getline(&line, &cap, f) > 0 && strcmp(line, KNOWN_HEADER "\n") == 0 ? 0 : ERR_CORRUPT;
+    while (rc == 0 && getline(&line, &cap, f) > 0)
+        rc = parse_node(&c->known, line);
+    free(line);
+    fclose(f);
+    if (rc != 0) {
+        known_clear(&c->known);
+        return errmsg_set(em, rc,
+                          "%s: not a list of ring nodes (remove it: a removal this node missed "
+                          "while down is then not streamed in; run flamectl cluster repair)",
+                          path);
+    }
+    c->known.unsure = c->known.n > 0;
+    return 0;
+}
+
+static int known_save(const cluster_t *c)
+{
+    char path[CLUSTER_SETTING_MAX + 32], tmp[CLUSTER_SETTING_MAX + 32];
+    if (known_path(c, "", path, sizeof path) != 0 || known_path(c, ".tmp", tmp, sizeof tmp) != 0)
+        return ERR_INVALID_ARGUMENT;
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) return ERR_IO;
+    int ok = fprintf(f, "%s\n", KNOWN_HEADER) > 0;
+    for (size_t i = 0; ok && i < c->known.n; i++) {
+        const cluster_known_node_t *x = &c->known.v[i];
+        ok = fprintf(f, "%s %u", x->id, x->ntokens) > 0;
+        for (uint32_t j = 0; ok && j < x->ntokens; j++)
+            ok = fprintf(f, " %" PRIx64, x->tokens[j]) > 0;
+        ok = ok && fputc('\n', f) != EOF;
+    }
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = fclose(f) == 0 && ok;
+    return ok && rename(tmp, path) == 0 ? 0 : ERR_IO;
+}
+
+/* Whether the known nodes are exactly those of ring r, tokens too. */
+static int known_is(const cluster_t *c, const ring_t *r)
+{
+    if (c->known.n != ring_node_count(r)) return 0;
+    for (size_t i = 0; i < c->known.n; i++) {
+        ring_member_t m;
+        const cluster_known_node_t *x = &c->known.v[i];
+        if (ring_node_find(r, x->id) < 0 || ring_members_find(c->members, x->id, &m) != ERR_OK ||
+            m.ntokens != x->ntokens || memcmp(m.tokens, x->tokens, x->ntokens * 8) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+void cluster_regain_ring_accept(cluster_t *c, const ring_t *now)
+{
+    int was_unsure = c->known.unsure;
+    c->known.unsure = 0;
+    if (was_unsure) log_info("cluster", "accounted for every node of the ring before the restart");
+    if (known_is(c, now)) return;
+    cluster_known_t k = {0};
+    int rc = 0;
+    for (uint32_t i = 0; rc == 0 && i < ring_node_count(now); i++) {
+        ring_member_t m;
+        rc = ring_members_find(c->members, ring_node_name(now, i), &m);
+        if (rc == ERR_OK) rc = known_add(&k, m.node_id, m.tokens, m.ntokens);
+    }
+    if (rc != 0) {
+        known_clear(&k);
+        free(k.v);
+        log_error("cluster", "cannot keep the ring: %s", err_message(rc));
+        return;
+    }
+    known_clear(&c->known);
+    free(c->known.v);
+    k.unsure = 0;
+    c->known = k;
+    if (known_save(c) != 0)
+        log_error("cluster",
+                  "cannot write %s/%s: a removal while this node is down is not "
+                  "streamed in after its restart",
+                  c->data_dir, CLUSTER_REGAIN_RING_FILE);
+}
+
+/* The start's wait for the member table to fill passed. */
+static int waited_enough(const cluster_t *c)
+{
+    uint64_t wait = c->cfg.failure_timeout_ms + 10 * c->cfg.gossip_interval_ms;
+    return c->started && uv_now(c->loop) - c->started_ms >= wait;
+}
+
+int cluster_regain_ring_waiting(const cluster_t *c)
+{
+    return c->known.unsure && !waited_enough(c);
+}
+
+/* For each known node the current ring lacks: 1 removed (what this node
+ * gains by it counts), 0 not counted (left up while this process watched:
+ * a decommission, its takers streamed; or unknown after the start's wait),
+ * -1 not accounted for yet. A node no member knows is never taken as
+ * removed: after a whole cluster restarted, the first node up would take
+ * every other as removed and clear what it holds. */
+static int gone_kind(const cluster_t *c, const cluster_view_t *old, const char *id)
+{
+    ring_member_t m;
+    if (ring_members_find(c->members, id, &m) != ERR_OK) {
+        if (!waited_enough(c)) return -1;
+        log_warn("cluster",
+                 "%s was in the ring when this node last saw it and no member knows it now: "
+                 "if it was removed while this node was down, run flamectl cluster repair",
+                 id);
+        return 0;
+    }
+    if (m.life != RING_LEFT) return waited_enough(c) ? 0 : -1;
+    int watched = old != NULL && old->ring != NULL && ring_node_find(old->ring, id) >= 0;
+    return m.down || !watched ? 1 : 0;
+}
+
+int cluster_regain_ring_before(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now,
+                               ring_t **before, errmsg_t *em)
+{
+    *before = NULL;
+    if (c->known.n == 0) return 0; /* nothing known: this ring is the first */
+    ring_node_spec_t *specs = calloc(c->known.n + ring_node_count(now->ring), sizeof *specs);
+    if (specs == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    size_t n = 0;
+    int removed = 0, rc = 0;
+    for (size_t i = 0; rc == 0 && i < c->known.n; i++) {
+        const cluster_known_node_t *x = &c->known.v[i];
+        int kind = ring_node_find(now->ring, x->id) >= 0 ? 2 : gone_kind(c, old, x->id);
+        if (kind < 0) rc = 1; /* wait: the member table is not complete yet */
+        if (kind == 1) {
+            log_info("cluster",
+                     "%s is gone from the ring since this node last saw it: streaming "
+                     "the ranges this node gains",
+                     x->id);
+            removed = 1;
+        }
+        if (kind >= 1) specs[n++] = (ring_node_spec_t){x->id, x->tokens, x->ntokens};
+    }
+    for (uint32_t i = 0; rc == 0 && i < ring_node_count(now->ring); i++) {
+        ring_member_t m; /* joined since: in the ring before too (they take, never give) */
+        const char *id = ring_node_name(now->ring, i);
+        if (known_find(&c->known, id) < 0 && ring_members_find(c->members, id, &m) == ERR_OK)
+            specs[n++] = (ring_node_spec_t){m.node_id, m.tokens, m.ntokens};
+    }
+    if (rc == 0 && removed) rc = ring_build(specs, n, before, em);
+    free(specs);
+    return rc;
+}
