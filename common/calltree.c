@@ -275,7 +275,7 @@ void calltree_free(calltree_t *t)
     free(t);
 }
 
-void calltree_clear(calltree_t *t)
+int calltree_clear(calltree_t *t)
 {
     if (__atomic_load_n(&t->sh->refs, __ATOMIC_ACQUIRE) == 1) {
         memset(t->sh->slots, 0, t->sh->nslots * sizeof *t->sh->slots);
@@ -283,11 +283,12 @@ void calltree_clear(calltree_t *t)
         t->sh->nodes[0].first_child = CALLTREE_NONE;
     } else {
         ct_shape_t *sh = shape_new(4); /* the shared one stays its other trees' */
-        ASSERT_ALWAYS(sh != NULL);     /* a few bytes; clear cannot report */
+        if (sh == NULL) return ERR_NOMEM;
         shape_release(t->sh);
         t->sh = sh;
     }
     t->self[0] = t->total[0] = 0;
+    return 0;
 }
 
 /* Appends the node (parent, sym) into empty slot s of an owned shape with

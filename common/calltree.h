@@ -49,7 +49,9 @@ void calltree_free(calltree_t *t);
 /* Makes room for nodes more nodes, so building a tree of known size does not
  * rehash and copy as it grows. */
 int calltree_reserve(calltree_t *t, size_t nodes);
-void calltree_clear(calltree_t *t);
+/* Empties t to its root. A tree sharing its shape with others (calltree_copy_shape)
+ * gets a fresh one: ERR_NOMEM when that fails (t is then unchanged). */
+int calltree_clear(calltree_t *t);
 /* Gives back the room the node and value arrays grew into past the nodes
  * (a tree grows them by half again): for a tree that is done growing and
  * will be held a while. It may still grow afterwards. */

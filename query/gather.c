@@ -517,8 +517,8 @@ static int finish_forests(query_gather_t *g, errmsg_t *em)
         storage_merged_tab_t f; /* what local partials merged into the tree */
         if ((rc = query_forest_of_tree(g->tree, &f)) != 0) return rc;
         if (!f.nonneg) return spill_forests(g, em); /* merge with the tree */
-        calltree_clear(g->tree);
-        if ((rc = add_forest(g, &f, em)) != 0 || !g->forests_on) return rc;
+        if ((rc = calltree_clear(g->tree)) == 0) rc = add_forest(g, &f, em);
+        if (rc != 0 || !g->forests_on) return rc;
     }
     calltree_t *small = calltree_new(0);
     if (small == NULL) return ERR_NOMEM;

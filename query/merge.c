@@ -49,8 +49,7 @@ static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *ds
     if (ok && bound <= calltree_max_nodes(dst)) {
         rc = query_truncate_tabs(tabs, n, max_nodes, dst);
         if (rc == ERR_INVALID_ARGUMENT) { /* a total past INT64_MAX: not exact here */
-            calltree_clear(dst);
-            rc = 0;
+            rc = calltree_clear(dst);
         } else if (rc == 0) {
             rc = 1;
         }

@@ -127,8 +127,8 @@ static int mark_cf(storage_t *s, enum storage_cf cf, u64map_t *marks)
         if (cf == CF_NODES) {
             rc = mark_chunk(marks, m.th, v, vn);
         } else {
-            calltree_clear(tree);
-            rc = storage_span_value_tree(v, vn, tree);
+            rc = calltree_clear(tree);
+            if (rc == 0) rc = storage_span_value_tree(v, vn, tree);
             if (rc == 0) rc = calltree_for_each_symbol(tree, mark_sym, &m);
         }
     }

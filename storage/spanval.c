@@ -238,11 +238,10 @@ static int take(acc_t *a, const spanval_t *x)
 {
     a->v.n = 0;
     a->v.rest_count = 0;
-    if (a->rest != NULL) calltree_clear(a->rest);
+    int rc = a->rest != NULL ? calltree_clear(a->rest) : 0;
     a->v.flags = x->flags & (SPANVAL_SEALED | SPANVAL_FOREIGN);
     if ((x->flags & SPANVAL_STREAM) && x->n > 0) a->v.flags |= SPANVAL_FOREIGN;
     if ((x->flags & SPANVAL_STREAM) && x->rest_count > 0) a->v.flags |= SPANVAL_SEALED;
-    int rc = 0;
     for (size_t i = 0; rc == 0 && i < x->n; i++)
         rc = member_add(&a->v, x->m[i].id, x->m[i].tree, x->m[i].len);
     if (rc == 0 && x->rest_count > 0) rc = rest_add(a, x->rest, x->rest_len, x->rest_count);

@@ -147,7 +147,7 @@ static void test_forests(void)
     CHECK_EQ_INT(query_truncate_tabs(v, 1, 8, dst), ERR_INVALID_ARGUMENT);
     CHECK_EQ_INT(calltree_node_count(dst), 1);
     tab_free(&v[0]);
-    calltree_clear(t);
+    CHECK_EQ_INT(calltree_clear(t), 0);
     calltree_add_stack(t, s, 2, INT64_MAX - 3);
     tab_of(t, &v[0]);
     tab_of(t, &v[1]);
@@ -351,7 +351,7 @@ static void test_store_overflow(void)
     size_t n;
     CHECK_EQ_INT(tab_nonneg(&s, 2, &n), 1);
     CHECK_EQ_INT(n, 3); /* root, a, a;b */
-    calltree_clear(t);
+    CHECK_EQ_INT(calltree_clear(t), 0);
     calltree_add_stack(t, st, 2, INT64_MAX / 2 + 1);
     store_write(&s, 5, T0 - 90, t);
     store_write(&s, 2, T0 - 80, t);
@@ -373,7 +373,7 @@ static void test_store_random(void)
     }
     calltree_t *t = calltree_new(0);
     for (int k = 0; k < 60; k++) {
-        calltree_clear(t);
+        CHECK_EQ_INT(calltree_clear(t), 0);
         for (int j = 0; j < 40; j++) {
             uint64_t st[8];
             size_t d = 1 + check_rng() % 8;
@@ -385,7 +385,7 @@ static void test_store_random(void)
     }
     compare_renders(&s, "random", T0 - 2000, T0 - 1400);
     /* a negative value: only the whole tree is exact, the answer must not change */
-    calltree_clear(t);
+    CHECK_EQ_INT(calltree_clear(t), 0);
     uint64_t neg[2] = {ids[0], ids[5]};
     calltree_add_stack(t, neg, 2, -3);
     store_write(&s, 1, T0 + 100, t);

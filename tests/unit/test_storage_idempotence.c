@@ -114,7 +114,7 @@ static void *worker_main(void *arg)
         size_t n = 0;
         if (fx_write(w->f->s, "conc", w->l, shared, st, 1000, T0 * NS, &n) != 0) w->errors++;
         w->written += n;
-        calltree_clear(own);
+        CHECK_EQ_INT(calltree_clear(own), 0);
         int64_t v = 1 + w->index * 1000 + i;
         w->errors += add_path(own, st, "race", "own", v) != 0;
         if (fx_write(w->f->s, "conc", w->l, own, st, 2000 + (uint64_t)w->index * RETRIES + i,
@@ -216,7 +216,7 @@ static void test_exact_sums(fixture_t *f, uint64_t seed)
     static const char *stacks[] = {"a", "a;b", "a;b;c", "a;d", "e;f;g;h"};
     int64_t sum = 0;
     for (int i = 0; i < 300; i++) {
-        calltree_clear(t);
+        CHECK_EQ_INT(calltree_clear(t), 0);
         int64_t v = (int64_t)(check_rng() % 2000001) - 1000000;
         if (i % 50 == 7)
             v = (i % 100 == 7 ? 1 : -1) * ((int64_t)1 << 52) + (int64_t)(check_rng() % 1000);
@@ -236,7 +236,7 @@ static void test_exact_sums(fixture_t *f, uint64_t seed)
     /* negative-only series */
     labels_t *neg = fx_labels("neg", NULL);
     for (int i = 0; i < 10; i++) {
-        calltree_clear(t);
+        CHECK_EQ_INT(calltree_clear(t), 0);
         fx_add(t, st, "free", -7);
         CHECK_EQ_INT(fx_write(f->s, "sum", neg, t, st, 9000 + (uint64_t)i, T0 * NS, NULL), 0);
     }

@@ -91,7 +91,7 @@ static void run(const char *corpus, uint64_t seed)
     check_rng_state = seed;
     double t0 = now_s();
     for (int i = 0; i < PROFILES; i++) {
-        calltree_clear(t);
+        CHECK_EQ_INT(calltree_clear(t), 0);
         for (size_t j = 0; j < n; j++) {
             if (check_rng() % 2 != 0) /* about half the stacks, values jittered */
                 continue;
