@@ -279,7 +279,14 @@ static void test_shared_shape(void)
  * under a sanitizer, which owns the allocator): clearing a tree that shares
  * its shape needs a fresh shape, and when none can be had it reports
  * ERR_NOMEM and leaves the tree as it was (it used to abort the process). */
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if defined(__has_feature) /* clang names its sanitizers this way */
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer) ||                         \
+    __has_feature(thread_sanitizer)
+#define TEST_SANITIZED_ALLOCATOR 1
+#endif
+#endif
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) &&                             \
+    !defined(TEST_SANITIZED_ALLOCATOR)
 extern void *__libc_calloc(size_t n, size_t size);
 static int fail_callocs;
 void *calloc(size_t n, size_t size)
