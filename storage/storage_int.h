@@ -76,9 +76,12 @@ enum storage_cf {
 #define STORAGE_NODE_INDEX_MIN_NODES (1u << 16)
 /* Default of storage_options_t.window_successive_merges. A render of an
  * hour as ingested adds every memtable operand of its windows as a part;
- * folding at write every this many merges costs each push a read and a
- * fold of the window (docs/benchmarks.md: instructions of both sides). */
-#define STORAGE_WINDOW_SUCCESSIVE_MERGES 16
+ * folding at write every this many merges costs a push a read and a fold
+ * of the window, and the fold's sum (a put beside the operands) goes
+ * through the memtable too. At 16 that fold was the largest single cost of
+ * the write path; at 64, as the other merge column families, a window
+ * folds four times less often (docs/benchmarks.md: both sides measured). */
+#define STORAGE_WINDOW_SUCCESSIVE_MERGES 64
 /* Ids a table may hold at all (what a load accepts, whatever the setting). */
 #define STORAGE_HARD_STACK_NODES (1u << 30)
 

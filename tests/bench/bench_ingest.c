@@ -31,6 +31,7 @@ typedef struct ingest_stats {
  * resolution forever, so they are stored like fresh ones. */
 typedef struct ingest_mode {
     int real;
+    int64_t successive_merges; /* window-successive-merges, or -1: the default */
 } ingest_mode_t;
 
 static int64_t now_ns(void)
@@ -100,6 +101,8 @@ static int open_store(const char *dir, const ingest_mode_t *mode, storage_t **st
     storage_options_t o;
     storage_options_default(&o);
     o.path = dir;
+    if (mode->successive_merges >= 0)
+        o.window_successive_merges = (uint32_t)mode->successive_merges;
     if (mode->real)
         for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++)
             o.retention_seconds[r] = 0;
@@ -200,18 +203,20 @@ int cmd_ingest(int argc, char **argv)
     gen_options_t o;
     gen_options_default(&o, GEN_CPU);
     const char *index = NULL, *data = NULL, *real = NULL;
-    uint64_t rounds = 3, keep = 0;
+    uint64_t rounds = 3, keep = 0, merges = UINT64_MAX;
     for (int i = 0; i < argc; i++) {
         if (gen_flag(argc, argv, &i, &o) || flag_str(argc, argv, &i, "--index", &index) ||
             flag_str(argc, argv, &i, "--real", &real) ||
             flag_str(argc, argv, &i, "--data", &data) ||
             flag_u64(argc, argv, &i, "--rounds", &rounds) ||
-            flag_u64(argc, argv, &i, "--keep", &keep))
+            flag_u64(argc, argv, &i, "--keep", &keep) ||
+            flag_u64(argc, argv, &i, "--window-successive-merges", &merges))
             continue;
         fprintf(stderr, "ingest: unknown flag %s\n", argv[i]);
         return 2;
     }
-    ingest_mode_t mode = {.real = real != NULL};
+    ingest_mode_t mode = {.real = real != NULL,
+                          .successive_merges = merges <= UINT32_MAX ? (int64_t)merges : -1};
     profile_set_t set = {0};
     int rc = load_profiles(&set, index, real, &o);
     if (rc != 0 || set.n == 0) {
