@@ -149,7 +149,7 @@ static void report_cpu(const profile_set_t *set, const ingest_stats_t *s, double
     printf("ingest_cpu_per_profile_us: %.1f (calling thread %.1f)\n", s->cpu_process / n * 1e6,
            s->cpu_thread / n * 1e6);
     printf("ingest_wall_per_profile_us: %.1f\n", s->wall / n * 1e6);
-    printf("RATIO ingest_over_decode_cpu: %.2f (target <= 3; calling thread only: %.2f)\n",
+    printf("RATIO ingest_over_decode_cpu: %.2f (target <= 2; calling thread only: %.2f)\n",
            decode > 0 ? s->cpu_process / n / decode : 0,
            decode > 0 ? s->cpu_thread / n / decode : 0);
 }

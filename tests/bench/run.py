@@ -219,7 +219,7 @@ def bench_ingest(a, tool, work):
     out = run_tool([tool, "ingest", "--index", os.path.join(work, "cpu", "index.tsv")])
     r = out["RATIO ingest_over_decode_cpu"].split()[0]
     RESULTS.append(("ingest CPU / decode-only CPU (library: ingest_parse + storage_write_profile)",
-                    r, "<= 3", "%s us vs %s us per profile; calling thread alone %s" % (
+                    r, "<= 2", "%s us vs %s us per profile; calling thread alone %s" % (
                         out["ingest_cpu_per_profile_us"].split()[0],
                         out["decode_cpu_per_profile_us"], out["RATIO ingest_over_decode_cpu"]
                         .split("only: ")[-1].rstrip(")"))))
@@ -252,7 +252,7 @@ def bench_ingest_real(a, tool):
     out = run_tool([tool, "ingest", "--real", corpus])
     RESULTS.append(("ingest CPU / decode-only CPU, library path, real corpus (%s pprof files "
                     "go tool pprof accepts)" % out["profiles"],
-                    out["RATIO ingest_over_decode_cpu"].split()[0], "<= 3",
+                    out["RATIO ingest_over_decode_cpu"].split()[0], "<= 2",
                     "%s us vs %s us per profile; %s refused" % (
                         out["ingest_cpu_per_profile_us"].split()[0],
                         out["decode_cpu_per_profile_us"], out["ingest_failed"])))
@@ -283,7 +283,7 @@ def bench_http(a, tool, node_bin, work):
     log("http_node_cpu_per_profile_us: %.1f (+%.1f in the 2 s after the last ack)" % (
         per * 1e6, (cpu2 - cpu1) / len(rows) * 1e6))
     RESULTS.append(("ingest over HTTP: node CPU / decode-only CPU", "%.2f" % (per / per_decode),
-                    "<= 3", "%.0f us vs %.0f us per profile, %.0f profiles/s, 2 connections" % (
+                    "<= 2", "%.0f us vs %.0f us per profile, %.0f profiles/s, 2 connections" % (
                         per * 1e6, per_decode * 1e6, len(rows) / wall)))
 
 
