@@ -25,6 +25,7 @@ typedef struct acc {
     uint64_t token;
     int64_t *val; /* indexed by stack-node id */
     size_t cap;
+    size_t used; /* one past the largest id a block added to; zeros from it on */
 } acc_t;
 
 struct storage_merger {
@@ -95,7 +96,8 @@ static acc_t *acc_of(storage_merger_t *m, uint64_t token)
 static int add_one(storage_merger_t *m, const uint8_t *v, size_t n, int i)
 {
     size_t before = m->cur->cap;
-    int rc = storage_sparse_add_dense(v, n, &m->cur->val, &m->cur->cap, STORAGE_MAX_STACK_NODES);
+    int rc = storage_sparse_add_dense(v, n, &m->cur->val, &m->cur->cap, &m->cur->used,
+                                      STORAGE_MAX_STACK_NODES);
     if (rc == ERR_NOMEM) return rc;
     if (m->cur->cap > before) { /* grown: the vector's new room is working memory */
         int crc = charge(m, (m->cur->cap - before) * sizeof *m->cur->val);
@@ -121,11 +123,38 @@ static int add_block(void *ctx, int64_t window, const uint8_t *v, size_t n)
     return rc;
 }
 
+/* A new accumulator's vector made at once as long as its token's node
+ * table (every valid block's ids are below that count; a table grown since
+ * grows the vector as before), zeroed by calloc: growing it block by block
+ * copied and cleared it once per doubling. The merge needs the table
+ * anyway (storage_merger_finish or storage_merger_tabs), so reading it here
+ * reads nothing more; when it cannot be read, the vector grows as the
+ * blocks come and the error shows where the table is needed. */
+static int presize(storage_merger_t *m, acc_t *a)
+{
+    nodetab_t *t;
+    errmsg_t em = {{0}};
+    if (storage_nodetab_acquire(m->s, a->token, m->tenant, &t, &em) != 0) return 0;
+    size_t count = storage_nodetab_count(t);
+    storage_nodetab_release(m->s, t, 0);
+    if (count == 0 || count > STORAGE_MAX_STACK_NODES) return 0;
+    int rc = charge(m, count * sizeof *a->val);
+    if (rc != 0) return rc;
+    a->val = calloc(count, sizeof *a->val);
+    if (a->val == NULL) return ERR_NOMEM;
+    a->cap = count;
+    return 0;
+}
+
 int storage_merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, int res,
                        int64_t from_s, int64_t until_s)
 {
     m->cur = acc_of(m, token);
     if (m->cur == NULL) return ERR_NOMEM;
+    if (m->cur->cap == 0) {
+        int rc = presize(m, m->cur);
+        if (rc != 0) return rc;
+    }
     storage_merge_defer(1);
     int rc = storage_scan_window_values(m->s, CF_BLOCKS, m->tenant, token, series_id, res, from_s,
                                         until_s, add_block, m);
@@ -311,7 +340,7 @@ static int tab_one(storage_merger_t *m, const acc_t *a, storage_merged_tab_t *v,
     nodetab_t *t;
     int rc = storage_nodetab_acquire(m->s, a->token, m->tenant, &t, em);
     if (rc != 0) return rc;
-    size_t real = storage_nodetab_count(t), nval = a->cap < real ? a->cap : real;
+    size_t real = storage_nodetab_count(t), nval = a->used < real ? a->used : real;
     /* ids past the values have no value and no valued descendant (children
      * have larger ids): a short range over a big table passes few ids */
     tabsrc_t src = {storage_nodetab_parents(t), storage_nodetab_syms(t), a->val,

@@ -225,7 +225,7 @@ static int dense_room(int64_t **val, size_t *cap, uint64_t need, size_t max_ids)
     return 0;
 }
 
-int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t *cap,
+int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t *cap, size_t *used,
                              size_t max_ids)
 {
     const uint8_t *end = p + len;
@@ -268,6 +268,8 @@ int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t
     if (rc == 0 && p != end) rc = ERR_CORRUPT;
     if (rc != 0) /* nothing of a bad block is added */
         walk_pairs(pairs, end, (size_t)i, scale, *val, (uint64_t)0 - 1);
+    else if (n > 0 && id >= *used) /* ids ascend: the last is the largest */
+        *used = (size_t)id + 1;
     return rc;
 }
 
