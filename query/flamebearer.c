@@ -217,7 +217,15 @@ static int write_timeline(buf_t *out, const query_timeline_t *tl)
 int query_write_flamebearer(buf_t *out, const strmap_t *names, const void *levels, size_t nlevels,
                             size_t stride, int64_t num_ticks, int64_t max_self)
 {
-    int rc = buf_append_str(out, "\"flamebearer\":{\"names\":[");
+    /* room for what surely comes, made once: growing the body as it fills
+     * copied it once per doubling */
+    size_t least = 64;
+    for (size_t i = 0; i < names->n; i++)
+        least += names->lens[i] + 3;
+    for (size_t d = 0; d < nlevels; d++)
+        least += ((const buf_t *)(const void *)((const char *)levels + d * stride))->len + 3;
+    int rc = least <= out->max && out->len <= out->max - least ? buf_reserve(out, least) : 0;
+    if (rc == 0) rc = buf_append_str(out, "\"flamebearer\":{\"names\":[");
     for (size_t i = 0; rc == 0 && i < names->n; i++) {
         if (i) rc = buf_append_byte(out, ',');
         if (rc == 0) rc = buf_append_json_string(out, names->strs[i], names->lens[i]);

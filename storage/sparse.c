@@ -239,6 +239,8 @@ int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t
     int rc = 0;
     /* the vector and its size in locals: through the pointers, every store
      * into the vector would make the compiler load both again */
+    if (n > 0 && *cap == 0 && (rc = dense_room(val, cap, 1, max_ids)) != 0)
+        return rc; /* a block of ids past max_ids 0: corrupt */
     int64_t *v = *val;
     size_t vcap = *cap;
     for (i = 0; i < n; i++) {
@@ -247,9 +249,10 @@ int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t
             rc = ERR_CORRUPT;
             break;
         }
-        /* id < vcap after every pair (id <= vcap before the first), so one
-         * compare finds both a repeated id and one past the vector */
-        if (d == 0 || d >= vcap - id) {
+        /* id < vcap after every pair (and vcap >= 1 before the first), so
+         * vcap - id >= 1 and one unsigned compare finds both a repeated id
+         * (d - 1 wraps to the largest value) and one past the vector */
+        if (d - 1 >= vcap - id - 1) {
             if ((i > 0 && d == 0) || d > UINT32_MAX || id + d > UINT32_MAX) {
                 rc = ERR_CORRUPT;
                 break;
