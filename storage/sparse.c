@@ -243,9 +243,17 @@ int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t
         return rc; /* a block of ids past max_ids 0: corrupt */
     int64_t *v = *val;
     size_t vcap = *cap;
-    for (i = 0; i < n; i++) {
+    /* While six bytes are left, a pair is read without counting it against
+     * n (a valid block has another pair there); a block holding more pairs
+     * than n is corrupt, found after the loop and taken back like any. */
+    for (i = 0;; i++) {
         uint64_t d, zz;
-        if (!read_pair(&p, end, &d, &zz)) {
+        const uint8_t *at = p;
+        if (end - at >= 6 && short_u(&at, &d) && short_u(&at, &zz)) {
+            p = at;
+        } else if (i >= n) {
+            break;
+        } else if (!read_u(&p, end, &d) || !read_u(&p, end, &zz)) {
             rc = ERR_CORRUPT;
             break;
         }
@@ -268,7 +276,7 @@ int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t
         uint64_t q = (zz >> 1) ^ (~(zz & 1) + 1);
         v[id] = (int64_t)((uint64_t)v[id] + q * scale); /* wraps like every sum */
     }
-    if (rc == 0 && p != end) rc = ERR_CORRUPT;
+    if (rc == 0 && (i != n || p != end)) rc = ERR_CORRUPT;
     if (rc != 0) /* nothing of a bad block is added */
         walk_pairs(pairs, end, (size_t)i, scale, *val, (uint64_t)0 - 1);
     else if (n > 0 && id >= *used) /* ids ascend: the last is the largest */

@@ -63,6 +63,14 @@ static void test_dense(void)
         CHECK_EQ_INT(buf_append_byte(&b, 0), 0);
         CHECK_EQ_INT(storage_sparse_add_dense(b.data, b.len, &val, &cap, &used, IDS), ERR_CORRUPT);
         CHECK_EQ_INT(used, want_used); /* nothing of a corrupt block counts */
+        /* more pairs than the block's count, past the last six bytes: read
+         * before the count is checked, then taken back */
+        size_t whole = b.len;
+        b.len--; /* the byte too many off again */
+        CHECK_EQ_INT(buf_append(&b, "\x01\x02\x01\x02\x01\x02\x01\x02", 8), 0);
+        CHECK_EQ_INT(storage_sparse_add_dense(b.data, b.len, &val, &cap, &used, IDS), ERR_CORRUPT);
+        CHECK_EQ_INT(used, want_used);
+        b.len = whole;
         /* an id past the bound of a vector still to grow: corrupt, nothing added */
         if (d.n > 0) {
             int64_t *small = NULL;
