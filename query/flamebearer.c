@@ -56,19 +56,27 @@ static const char digit_pairs[201] = "00010203040506070809"
                                      "90919293949596979899";
 
 /* Writes v in decimal at p (room for PUT_ROOM bytes, of which at most 20
- * are the number's); returns the end. Two digits per division: totals of
- * fleet-wide byte counts have a dozen. The digits are made at the end of a
+ * are the number's); returns the end. Four digits per 64-bit division:
+ * totals of fleet-wide byte counts have a dozen. The digits are made at the end of a
  * scratch array and copied with one fixed-size copy, not a call per number. */
 #define PUT_ROOM 24
 static char *put_i64(char *p, int64_t v)
 {
     char tmp[2 * PUT_ROOM], *end = tmp + PUT_ROOM, *t = end;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    while (u >= 100) {
-        uint64_t r = u % 100;
-        u /= 100;
+    while (u >= 10000) { /* four digits per 64-bit division, then two 32-bit ones */
+        uint64_t q = u / 10000;
+        uint32_t r = (uint32_t)(u - q * 10000);
+        u = q;
+        t -= 4;
+        memcpy(t, digit_pairs + 2 * (r / 100), 2);
+        memcpy(t + 2, digit_pairs + 2 * (r % 100), 2);
+    }
+    if (u >= 100) {
+        uint32_t r = (uint32_t)u;
+        u = r / 100;
         t -= 2;
-        memcpy(t, digit_pairs + 2 * r, 2);
+        memcpy(t, digit_pairs + 2 * (r % 100), 2);
     }
     if (u >= 10) {
         t -= 2;
@@ -217,7 +225,15 @@ static int write_timeline(buf_t *out, const query_timeline_t *tl)
 int query_write_flamebearer(buf_t *out, const strmap_t *names, const void *levels, size_t nlevels,
                             size_t stride, int64_t num_ticks, int64_t max_self)
 {
-    int rc = buf_append_str(out, "\"flamebearer\":{\"names\":[");
+    /* room for what surely comes, made once: growing the body as it fills
+     * copied it once per doubling */
+    size_t least = 64;
+    for (size_t i = 0; i < names->n; i++)
+        least += names->lens[i] + 3;
+    for (size_t d = 0; d < nlevels; d++)
+        least += ((const buf_t *)(const void *)((const char *)levels + d * stride))->len + 3;
+    int rc = least <= out->max && out->len <= out->max - least ? buf_reserve(out, least) : 0;
+    if (rc == 0) rc = buf_append_str(out, "\"flamebearer\":{\"names\":[");
     for (size_t i = 0; rc == 0 && i < names->n; i++) {
         if (i) rc = buf_append_byte(out, ',');
         if (rc == 0) rc = buf_append_json_string(out, names->strs[i], names->lens[i]);

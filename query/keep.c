@@ -40,8 +40,8 @@ typedef struct mnode {
  * second pass to lay them out side by side. */
 #define NO_MEMBER UINT32_MAX
 typedef struct member {
-    uint32_t tab, local;
-    uint32_t next; /* the node's next member, or NO_MEMBER */
+    uint32_t tab, local; /* local: the member's stack-node id in its token's forest */
+    uint32_t next;       /* the node's next member, or NO_MEMBER */
 } member_t;
 
 /* A frontier entry carries its node's total, so the heap orders by it
@@ -187,7 +187,9 @@ static int expand(sel_t *s, uint32_t p, int top)
     size_t nkids = 0, ntouched = 0;
     for (uint32_t k = s->nd[p].mem; k != NO_MEMBER; k = s->mem[k].next) {
         member_t m = s->mem[k];
-        nkids += s->tabs[m.tab].kid_off[m.local + 1] - s->tabs[m.tab].kid_off[m.local];
+        const storage_merged_tab_t *t = &s->tabs[m.tab];
+        for (uint32_t l = t->first_kid[m.local]; l != STORAGE_NO_KID; l = t->next_sib[l])
+            nkids++;
     }
     int rc = expansion_room(s, nkids);
     if (rc != 0) return rc;
@@ -195,8 +197,7 @@ static int expand(sel_t *s, uint32_t p, int top)
     for (uint32_t k = s->nd[p].mem; k != NO_MEMBER; k = s->mem[k].next) {
         member_t m = s->mem[k];
         const storage_merged_tab_t *t = &s->tabs[m.tab];
-        for (uint32_t j = t->kid_off[m.local]; j < t->kid_off[m.local + 1]; j++) {
-            uint32_t l = t->kids[j];
+        for (uint32_t l = t->first_kid[m.local]; l != STORAGE_NO_KID; l = t->next_sib[l]) {
             mnode_t *c = &s->nd[child_for(s, p, t->sym[l], &ntouched)];
             c->total += t->total[l]; /* no overflow: bounded by the root total */
             c->self += t->self[l];
@@ -270,7 +271,7 @@ static int root_of(sel_t *s, size_t ntabs, size_t max_nodes)
 {
     size_t local = 0, want = max_nodes < SIZE_MAX / 8 ? 8 * max_nodes : max_nodes;
     for (size_t i = 0; i < ntabs; i++)
-        local += s->tabs[i].n;
+        local += s->tabs[i].nodes;
     want = want < local ? want : local;
     if (GROW_FROM(s->nd, s->capn, want > 1 ? want : 1, GROW_UNLIMITED, 256) != 0 ||
         GROW_FROM(s->mem, s->capm, want > ntabs ? want : ntabs, GROW_UNLIMITED, 256) != 0 ||

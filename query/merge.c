@@ -44,7 +44,7 @@ static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *ds
     int ok = 1;
     for (size_t i = 0; i < n; i++) {
         ok &= tabs[i].nonneg;
-        bound += tabs[i].n - 1;
+        bound += tabs[i].nodes - 1;
     }
     if (ok && bound <= calltree_max_nodes(dst)) {
         rc = query_truncate_tabs(tabs, n, max_nodes, dst);

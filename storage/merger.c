@@ -25,6 +25,7 @@ typedef struct acc {
     uint64_t token;
     int64_t *val; /* indexed by stack-node id */
     size_t cap;
+    size_t used; /* one past the largest id a block added to; zeros from it on */
 } acc_t;
 
 struct storage_merger {
@@ -95,7 +96,8 @@ static acc_t *acc_of(storage_merger_t *m, uint64_t token)
 static int add_one(storage_merger_t *m, const uint8_t *v, size_t n, int i)
 {
     size_t before = m->cur->cap;
-    int rc = storage_sparse_add_dense(v, n, &m->cur->val, &m->cur->cap, STORAGE_MAX_STACK_NODES);
+    int rc = storage_sparse_add_dense(v, n, &m->cur->val, &m->cur->cap, &m->cur->used,
+                                      STORAGE_MAX_STACK_NODES);
     if (rc == ERR_NOMEM) return rc;
     if (m->cur->cap > before) { /* grown: the vector's new room is working memory */
         int crc = charge(m, (m->cur->cap - before) * sizeof *m->cur->val);
@@ -121,11 +123,38 @@ static int add_block(void *ctx, int64_t window, const uint8_t *v, size_t n)
     return rc;
 }
 
+/* A new accumulator's vector made at once as long as its token's node
+ * table (every valid block's ids are below that count; a table grown since
+ * grows the vector as before), zeroed by calloc: growing it block by block
+ * copied and cleared it once per doubling. The merge needs the table
+ * anyway (storage_merger_finish or storage_merger_tabs), so reading it here
+ * reads nothing more; when it cannot be read, the vector grows as the
+ * blocks come and the error shows where the table is needed. */
+static int presize(storage_merger_t *m, acc_t *a)
+{
+    nodetab_t *t;
+    errmsg_t em = {{0}};
+    if (storage_nodetab_acquire(m->s, a->token, m->tenant, &t, &em) != 0) return 0;
+    size_t count = storage_nodetab_count(t);
+    storage_nodetab_release(m->s, t, 0);
+    if (count == 0 || count > STORAGE_MAX_STACK_NODES) return 0;
+    int rc = charge(m, count * sizeof *a->val);
+    if (rc != 0) return rc;
+    a->val = calloc(count, sizeof *a->val);
+    if (a->val == NULL) return ERR_NOMEM;
+    a->cap = count;
+    return 0;
+}
+
 int storage_merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, int res,
                        int64_t from_s, int64_t until_s)
 {
     m->cur = acc_of(m, token);
     if (m->cur == NULL) return ERR_NOMEM;
+    if (m->cur->cap == 0) {
+        int rc = presize(m, m->cur);
+        if (rc != 0) return rc;
+    }
     storage_merge_defer(1);
     int rc = storage_scan_window_values(m->s, CF_BLOCKS, m->tenant, token, series_id, res, from_s,
                                         until_s, add_block, m);
@@ -236,114 +265,95 @@ int storage_merger_finish(storage_merger_t *m, calltree_t *dst, errmsg_t *em)
 typedef struct tabsrc {
     const uint32_t *parent;
     const uint64_t *sym;
-    const int64_t *val; /* vals below nval; 0 past them */
-    size_t count, nval;
+    const int64_t *val; /* count entries */
+    size_t count;
 } tabsrc_t;
 
-/* Subtree totals by one descending pass (children have larger ids than their
- * parents); clears v->nonneg when a value is negative or a total overflows.
- * Returns the local nodes: the root and the ids whose total is not 0 (an id's
- * total is final when the pass reaches it). */
-static size_t sum_totals(const tabsrc_t *src, int64_t *tot, storage_merged_tab_t *v)
+/* The forest of src into v (arrays made): subtree totals by one descending
+ * pass (children have larger ids than their parents, so an id's total is
+ * final when the pass reaches it), which also links each id of non-zero
+ * total in front of its parent's children, so they end up in ascending id
+ * order, and copies its symbol (the others' are never read). Clears v->nonneg when a value is
+ * negative or a total overflows. */
+static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v)
 {
+    int64_t *tot = v->total;
+    uint32_t *first = v->first_kid, *next = v->next_sib;
     uint64_t neg = 0;
     for (size_t id = 0; id < src->count; id++) {
-        tot[id] = id < src->nval ? src->val[id] : 0;
-        neg |= (uint64_t)tot[id];
+        tot[id] = src->val[id];
+        neg |= (uint64_t)src->val[id];
+        first[id] = STORAGE_NO_KID;
     }
-    uint64_t over = 0; /* a total past INT64_MAX has its top bit set */
+    v->sym[0] = SYM_ROOT; /* a table may not hold even its root yet */
+    uint64_t over = 0;    /* a total past INT64_MAX has its top bit set */
     size_t n = 1;
     for (size_t id = src->count; id-- > 1;) {
+        int64_t t = tot[id];
+        if (t == 0) continue;
         uint32_t p = src->parent[id];
-        n += tot[id] != 0;
-        tot[p] = (int64_t)((uint64_t)tot[p] + (uint64_t)tot[id]);
+        n++;
+        v->sym[id] = src->sym[id]; /* only the forest's nodes' symbols are read */
+        tot[p] = (int64_t)((uint64_t)tot[p] + (uint64_t)t);
         over |= (uint64_t)tot[p];
+        next[id] = first[p];
+        first[p] = (uint32_t)id;
     }
     /* with every value >= 0, the first sum to pass INT64_MAX adds two numbers
      * below 2^63, so it lands below 2^64 with its top bit set: OR-ing every
      * running sum catches it */
     v->nonneg = (neg >> 63) == 0 && (over >> 63) == 0;
-    return n;
+    v->nodes = n;
 }
 
-static int tab_alloc(storage_merged_tab_t *v, size_t n)
+static int tab_alloc(storage_merged_tab_t *v, const int64_t *self, size_t n)
 {
     v->n = n;
+    v->self = (int64_t *)self; /* the merger's vector: borrowed */
     v->sym = malloc(n * sizeof *v->sym);
-    v->self = malloc(n * sizeof *v->self);
     v->total = malloc(n * sizeof *v->total);
-    v->kid_off = calloc(n + 1, sizeof *v->kid_off);
-    v->kids = malloc(n * sizeof *v->kids);
-    return v->sym && v->self && v->total && v->kid_off && v->kids ? 0 : ERR_NOMEM;
+    v->first_kid = malloc(n * sizeof *v->first_kid);
+    v->next_sib = malloc(n * sizeof *v->next_sib);
+    return v->sym && v->total && v->first_kid && v->next_sib ? 0 : ERR_NOMEM;
 }
 
-/* Local nodes (root and non-zero totals, ascending id) and their children
- * (ascending too: a counting sort by parent). */
-static int tab_fill(const tabsrc_t *src, const int64_t *tot, size_t n, uint32_t *loc,
-                    storage_merged_tab_t *v)
+static void tab_release(storage_merged_tab_t *v)
 {
-    uint32_t *par = malloc(n * sizeof *par), *fill = malloc(n * sizeof *fill);
-    int rc = par && fill ? tab_alloc(v, n) : ERR_NOMEM;
-    n = 0;
-    for (size_t id = 0; rc == 0 && id < src->count; id++) {
-        if (id > 0 && tot[id] == 0) continue;
-        loc[id] = (uint32_t)n;
-        v->sym[n] = id == 0 ? SYM_ROOT : src->sym[id];
-        v->self[n] = id < src->nval ? src->val[id] : 0;
-        v->total[n] = tot[id];
-        if (id > 0) v->kid_off[(par[n] = loc[src->parent[id]]) + 1]++;
-        n++;
-    }
-    if (rc == 0) {
-        for (size_t i = 0; i < n; i++)
-            v->kid_off[i + 1] += v->kid_off[i];
-        memcpy(fill, v->kid_off, n * sizeof *fill);
-        for (size_t i = 1; i < n; i++)
-            v->kids[fill[par[i]]++] = (uint32_t)i;
-    }
-    free(par);
-    free(fill);
-    return rc;
+    free(v->sym);
+    free(v->total);
+    free(v->first_kid);
+    free(v->next_sib);
+    memset(v, 0, sizeof *v);
 }
 
-static int tab_one(storage_merger_t *m, const acc_t *a, storage_merged_tab_t *v, errmsg_t *em)
+static int tab_one(storage_merger_t *m, acc_t *a, storage_merged_tab_t *v, errmsg_t *em)
 {
+    if (a->cap == 0) { /* no block added: the root alone, of value 0 */
+        a->val = calloc(1, sizeof *a->val);
+        if (a->val == NULL) return ERR_NOMEM;
+        a->cap = 1;
+    }
     nodetab_t *t;
     int rc = storage_nodetab_acquire(m->s, a->token, m->tenant, &t, em);
     if (rc != 0) return rc;
-    size_t real = storage_nodetab_count(t), nval = a->cap < real ? a->cap : real;
+    size_t real = storage_nodetab_count(t), nval = a->used < real ? a->used : real;
     /* ids past the values have no value and no valued descendant (children
      * have larger ids): a short range over a big table passes few ids */
     tabsrc_t src = {storage_nodetab_parents(t), storage_nodetab_syms(t), a->val,
-                    nval ? nval : 1 /* the root always is */, nval};
-    /* scratch (totals, local ids, and tab_fill's two per local node) and the
-     * forest itself (kept until the merger is freed) */
-    size_t scratch = src.count * (sizeof(int64_t) + 2 * sizeof(uint32_t)) + src.count * 8;
-    int64_t *tot = NULL;
-    uint32_t *loc = NULL;
-    int scharged = (rc = charge(m, scratch)) == 0;
-    if (scharged) {
-        tot = malloc(src.count * sizeof *tot);
-        loc = malloc(src.count * sizeof *loc);
-        if (tot == NULL || loc == NULL) rc = ERR_NOMEM;
-    }
-    if (rc == 0) {
-        size_t n = sum_totals(&src, tot, v);
-        /* with a negative value (a delta profile) or an overflow a parent's
-         * total can be 0 while a child's is not: no forest then (its callers
-         * build the whole tree when a token is not nonneg) */
-        if (v->nonneg)
-            rc = charge(
-                m, n * (sizeof *v->sym + sizeof *v->self + sizeof *v->total + 2 * sizeof *v->kids));
-        if (rc == 0 && v->nonneg) rc = tab_fill(&src, tot, n, loc, v);
-    }
-    if (scharged) uncharge(m, scratch);
+                    nval ? nval : 1 /* the root always is */};
+    /* the forest (kept until the caller frees it) */
+    size_t bytes = src.count * (sizeof *v->sym + sizeof *v->total + 2 * sizeof(uint32_t));
+    rc = charge(m, bytes);
+    if (rc == 0) rc = tab_alloc(v, a->val, src.count);
+    if (rc == 0) forest_pass(&src, v);
+    /* with a negative value (a delta profile) or an overflow a parent's
+     * total can be 0 while a child's is not: no forest then (its callers
+     * build the whole tree when a token is not nonneg) */
+    if (rc != 0 || !v->nonneg) tab_release(v);
     for (size_t id = real; id < a->cap; id++)
         if (a->val[id] != 0) /* a block naming a node the table lacks: corrupt */
             storage_log_corrupt(&m->s->counters, "block node id", (int)id, ERR_CORRUPT);
     storage_nodetab_release(m->s, t, 0);
-    free(tot);
-    free(loc);
     return rc;
 }
 
@@ -367,12 +377,7 @@ int storage_merger_tabs(storage_merger_t *m, storage_merged_tab_t **tabs, size_t
 
 void storage_merged_tabs_free(storage_merged_tab_t *tabs, size_t n)
 {
-    for (size_t i = 0; tabs != NULL && i < n; i++) {
-        free(tabs[i].sym);
-        free(tabs[i].self);
-        free(tabs[i].total);
-        free(tabs[i].kid_off);
-        free(tabs[i].kids);
-    }
+    for (size_t i = 0; tabs != NULL && i < n; i++)
+        tab_release(&tabs[i]);
     free(tabs);
 }

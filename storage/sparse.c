@@ -225,7 +225,7 @@ static int dense_room(int64_t **val, size_t *cap, uint64_t need, size_t max_ids)
     return 0;
 }
 
-int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t *cap,
+int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t *cap, size_t *used,
                              size_t max_ids)
 {
     const uint8_t *end = p + len;
@@ -239,17 +239,28 @@ int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t
     int rc = 0;
     /* the vector and its size in locals: through the pointers, every store
      * into the vector would make the compiler load both again */
+    if (n > 0 && *cap == 0 && (rc = dense_room(val, cap, 1, max_ids)) != 0)
+        return rc; /* a block of ids past max_ids 0: corrupt */
     int64_t *v = *val;
     size_t vcap = *cap;
-    for (i = 0; i < n; i++) {
+    /* While six bytes are left, a pair is read without counting it against
+     * n (a valid block has another pair there); a block holding more pairs
+     * than n is corrupt, found after the loop and taken back like any. */
+    for (i = 0;; i++) {
         uint64_t d, zz;
-        if (!read_pair(&p, end, &d, &zz)) {
+        const uint8_t *at = p;
+        if (end - at >= 6 && short_u(&at, &d) && short_u(&at, &zz)) {
+            p = at;
+        } else if (i >= n) {
+            break;
+        } else if (!read_u(&p, end, &d) || !read_u(&p, end, &zz)) {
             rc = ERR_CORRUPT;
             break;
         }
-        /* id < vcap after every pair (id <= vcap before the first), so one
-         * compare finds both a repeated id and one past the vector */
-        if (d == 0 || d >= vcap - id) {
+        /* id < vcap after every pair (and vcap >= 1 before the first), so
+         * vcap - id >= 1 and one unsigned compare finds both a repeated id
+         * (d - 1 wraps to the largest value) and one past the vector */
+        if (d - 1 >= vcap - id - 1) {
             if ((i > 0 && d == 0) || d > UINT32_MAX || id + d > UINT32_MAX) {
                 rc = ERR_CORRUPT;
                 break;
@@ -265,9 +276,11 @@ int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t
         uint64_t q = (zz >> 1) ^ (~(zz & 1) + 1);
         v[id] = (int64_t)((uint64_t)v[id] + q * scale); /* wraps like every sum */
     }
-    if (rc == 0 && p != end) rc = ERR_CORRUPT;
+    if (rc == 0 && (i != n || p != end)) rc = ERR_CORRUPT;
     if (rc != 0) /* nothing of a bad block is added */
         walk_pairs(pairs, end, (size_t)i, scale, *val, (uint64_t)0 - 1);
+    else if (n > 0 && id >= *used) /* ids ascend: the last is the largest */
+        *used = (size_t)id + 1;
     return rc;
 }
 

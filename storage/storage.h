@@ -219,22 +219,29 @@ int storage_series_has_windows(storage_t *s, const char *tenant, uint64_t token,
                                uint64_t series_id);
 /* One placement token's summed blocks as a forest, for callers that choose
  * the nodes they need before building a tree (query's maxNodes selection).
- * Local node 0 is the root; the others are the stack nodes whose subtree
- * total is non-zero, in ascending id order (parents before children). */
+ * Its nodes are the token's stack-node ids 0..n-1: id 0 is the root, and the
+ * forest's nodes are the root and the ids whose subtree total is non-zero;
+ * each one's children among them are linked in ascending id order
+ * (first_kid, then next_sib, to STORAGE_NO_KID). Made in one descending pass
+ * over the ids, with no renumbering and no child array to sort. */
+#define STORAGE_NO_KID UINT32_MAX
 typedef struct storage_merged_tab {
-    size_t n;              /* local nodes, root included (>= 1) */
-    uint64_t *sym;         /* per local node */
-    int64_t *self, *total; /* own value; own plus every descendant's (wrapping) */
-    uint32_t *kid_off;     /* n + 1 offsets into kids */
-    uint32_t *kids;        /* children of local node i: kids[kid_off[i] .. kid_off[i + 1]) */
-    int nonneg; /* 1: every value >= 0 and no total exceeds INT64_MAX; then the local nodes
-                   are exactly those storage_merger_finish creates for this token; 0: no
-                   forest (n 0, arrays NULL): build the whole tree instead */
+    size_t n;              /* ids covered: the largest valued one and those below it (>= 1) */
+    size_t nodes;          /* the forest's nodes: the root and the ids of non-zero total */
+    uint64_t *sym;         /* per forest node; the root's is SYM_ROOT */
+    int64_t *self, *total; /* own value; own plus every descendant's (wrapping); per id */
+    uint32_t *first_kid;   /* per forest node: its first child, or STORAGE_NO_KID */
+    uint32_t *next_sib;    /* per forest node but the root: the next child of its parent */
+    int nonneg;            /* 1: every value >= 0 and no total exceeds INT64_MAX; then the forest's
+                              nodes are exactly those storage_merger_finish creates for this token; 0: no
+                              forest (n 0, arrays NULL): build the whole tree instead */
 } storage_merged_tab_t;
 
 /* The tokens' forests of everything added so far; *tabs (caller owns, free
- * with storage_merged_tabs_free) has *n entries. m stays usable: a caller may
- * still storage_merger_finish into a tree. */
+ * with storage_merged_tabs_free) has *n entries. Their self arrays are the
+ * merger's own vectors, valid until the next storage_merger_add or
+ * storage_merger_free. m stays usable: a caller may still
+ * storage_merger_finish into a tree. */
 int storage_merger_tabs(storage_merger_t *m, storage_merged_tab_t **tabs, size_t *n, errmsg_t *em);
 void storage_merged_tabs_free(storage_merged_tab_t *tabs, size_t n);
 

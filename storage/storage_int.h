@@ -459,9 +459,11 @@ int storage_sparse_encode(const sparse_vec_t *v, buf_t *out);
 int storage_sparse_decode(const uint8_t *p, size_t n, sparse_vec_t *out);
 /* Adds a block encoding into the dense vector *val (indexed by stack-node id,
  * *cap entries), grown (zeroed) as needed up to max_ids entries, without
- * decoding it first. A corrupt block adds nothing: ERR_CORRUPT (ids past
- * max_ids are corrupt); ERR_NOMEM leaves what was added taken back too. */
-int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t *cap,
+ * decoding it first, and raises *used to one past the largest id it adds
+ * (entries from *used on that were zero stay zero). A corrupt block adds
+ * nothing and leaves *used: ERR_CORRUPT (ids past max_ids are corrupt);
+ * ERR_NOMEM leaves what was added taken back too. */
+int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t *cap, size_t *used,
                              size_t max_ids);
 /* acc += b, using tmp as scratch (contents swapped). */
 int storage_sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *tmp);

@@ -28,38 +28,34 @@ static int64_t T0; /* a little before now: within every retention */
 
 /* ---- forests from trees ---- */
 
-/* Token forest of u: the nodes whose total is non-zero, u's order. */
+/* Token forest of u over its node indices (parents before children): the
+ * root and the nodes whose total is non-zero, linked in ascending order. */
 static void tab_of(const calltree_t *u, storage_merged_tab_t *v)
 {
-    size_t n = calltree_node_count(u), k = 0;
-    uint32_t *loc = malloc(n * sizeof *loc), *par = malloc(n * sizeof *par);
+    size_t n = calltree_node_count(u);
     memset(v, 0, sizeof *v);
+    v->n = n;
+    v->nodes = 1;
     v->sym = malloc(n * sizeof *v->sym);
     v->self = malloc(n * sizeof *v->self);
     v->total = malloc(n * sizeof *v->total);
-    v->kid_off = calloc(n + 1, sizeof *v->kid_off);
-    v->kids = malloc(n * sizeof *v->kids);
+    v->first_kid = malloc(n * sizeof *v->first_kid);
+    v->next_sib = malloc(n * sizeof *v->next_sib);
     v->nonneg = 1;
     for (uint32_t i = 0; i < n; i++) {
         if (calltree_self(u, i) < 0) v->nonneg = 0;
-        if (i > 0 && calltree_total(u, i) == 0) continue;
-        loc[i] = (uint32_t)k;
-        v->sym[k] = calltree_sym(u, i);
-        v->self[k] = calltree_self(u, i);
-        v->total[k] = calltree_total(u, i);
-        if (i > 0) v->kid_off[(par[k] = loc[calltree_parent(u, i)]) + 1]++;
-        k++;
+        v->sym[i] = calltree_sym(u, i);
+        v->self[i] = calltree_self(u, i);
+        v->total[i] = calltree_total(u, i);
+        v->first_kid[i] = STORAGE_NO_KID;
     }
-    v->n = k;
-    for (size_t i = 0; i < k; i++)
-        v->kid_off[i + 1] += v->kid_off[i];
-    uint32_t *fill = malloc((k + 1) * sizeof *fill);
-    memcpy(fill, v->kid_off, (k + 1) * sizeof *fill);
-    for (size_t i = 1; i < k; i++)
-        v->kids[fill[par[i]]++] = (uint32_t)i;
-    free(fill);
-    free(loc);
-    free(par);
+    for (uint32_t i = (uint32_t)n; i-- > 1;) {
+        if (v->total[i] == 0) continue;
+        uint32_t p = calltree_parent(u, i);
+        v->next_sib[i] = v->first_kid[p];
+        v->first_kid[p] = i;
+        v->nodes++;
+    }
 }
 
 static void tab_free(storage_merged_tab_t *v)
@@ -67,8 +63,8 @@ static void tab_free(storage_merged_tab_t *v)
     free(v->sym);
     free(v->self);
     free(v->total);
-    free(v->kid_off);
-    free(v->kids);
+    free(v->first_kid);
+    free(v->next_sib);
 }
 
 static char *fb_of(const calltree_t *t)
@@ -328,7 +324,7 @@ static int tab_nonneg(store_t *s, int pod, size_t *n)
     CHECK_EQ_INT(storage_merger_tabs(m, &tabs, &nt, &em), 0);
     CHECK_EQ_INT(nt, 1);
     int r = nt == 1 ? tabs[0].nonneg : -1;
-    *n = nt == 1 ? tabs[0].n : 0;
+    *n = nt == 1 ? tabs[0].nodes : 0;
     storage_merged_tabs_free(tabs, nt);
     storage_merger_free(m);
     return r;

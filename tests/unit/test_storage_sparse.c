@@ -37,7 +37,7 @@ static void add_decoded(int64_t *want, const sparse_vec_t *v)
 static void test_dense(void)
 {
     int64_t *want = calloc(IDS, sizeof *want), *val = NULL;
-    size_t cap = 0;
+    size_t cap = 0, used = 0, want_used = 0;
     sparse_vec_t v, d;
     storage_sparse_init(&v);
     storage_sparse_init(&d);
@@ -49,23 +49,36 @@ static void test_dense(void)
         CHECK_EQ_INT(storage_sparse_encode(&v, &b), 0);
         CHECK_EQ_INT(storage_sparse_decode(b.data, b.len, &d), 0);
         add_decoded(want, &d);
-        CHECK_EQ_INT(storage_sparse_add_dense(b.data, b.len, &val, &cap, IDS), 0);
+        for (size_t i = 0; i < d.n; i++) /* one past the largest id added so far */
+            want_used = d.id[i] >= want_used ? d.id[i] + 1 : want_used;
+        CHECK_EQ_INT(storage_sparse_add_dense(b.data, b.len, &val, &cap, &used, IDS), 0);
+        CHECK_EQ_INT(used, want_used);
         /* the same block broken: cut short, one byte changed, a byte too many */
         size_t cut = b.len > 1 ? 1 + check_rng() % (b.len - 1) : 0;
-        CHECK(storage_sparse_add_dense(b.data, cut, &val, &cap, IDS) != 0);
+        CHECK(storage_sparse_add_dense(b.data, cut, &val, &cap, &used, IDS) != 0);
         uint8_t keep = b.data[b.len - 1];
         b.data[b.len - 1] = 0x80; /* the last varint never ends */
-        CHECK(storage_sparse_add_dense(b.data, b.len, &val, &cap, IDS) != 0);
+        CHECK(storage_sparse_add_dense(b.data, b.len, &val, &cap, &used, IDS) != 0);
         b.data[b.len - 1] = keep;
         CHECK_EQ_INT(buf_append_byte(&b, 0), 0);
-        CHECK_EQ_INT(storage_sparse_add_dense(b.data, b.len, &val, &cap, IDS), ERR_CORRUPT);
+        CHECK_EQ_INT(storage_sparse_add_dense(b.data, b.len, &val, &cap, &used, IDS), ERR_CORRUPT);
+        CHECK_EQ_INT(used, want_used); /* nothing of a corrupt block counts */
+        /* more pairs than the block's count, past the last six bytes: read
+         * before the count is checked, then taken back */
+        size_t whole = b.len;
+        b.len--; /* the byte too many off again */
+        CHECK_EQ_INT(buf_append(&b, "\x01\x02\x01\x02\x01\x02\x01\x02", 8), 0);
+        CHECK_EQ_INT(storage_sparse_add_dense(b.data, b.len, &val, &cap, &used, IDS), ERR_CORRUPT);
+        CHECK_EQ_INT(used, want_used);
+        b.len = whole;
         /* an id past the bound of a vector still to grow: corrupt, nothing added */
         if (d.n > 0) {
             int64_t *small = NULL;
-            size_t small_cap = 0;
-            CHECK_EQ_INT(
-                storage_sparse_add_dense(b.data, b.len - 1, &small, &small_cap, d.id[d.n - 1]),
-                ERR_CORRUPT);
+            size_t small_cap = 0, small_used = 0;
+            CHECK_EQ_INT(storage_sparse_add_dense(b.data, b.len - 1, &small, &small_cap,
+                                                  &small_used, d.id[d.n - 1]),
+                         ERR_CORRUPT);
+            CHECK_EQ_INT(small_used, 0);
             int zero = 1;
             for (size_t i = 0; i < small_cap; i++)
                 zero &= small[i] == 0;
