@@ -39,6 +39,20 @@
 
 #define QUERY_FOREST_VERSION 2
 
+/* Arrays for a forest of m nodes, every one of them a forest node (ids
+ * 0..m-1, as a share ships them), owning its self array. */
+static int forest_alloc(storage_merged_tab_t *f, size_t m)
+{
+    f->n = f->nodes = m;
+    f->owns_self = 1;
+    f->sym = malloc(m * sizeof *f->sym);
+    f->self = malloc(m * sizeof *f->self);
+    f->total = malloc(m * sizeof *f->total);
+    f->first_kid = malloc(m * sizeof *f->first_kid);
+    f->next_sib = malloc(m * sizeof *f->next_sib);
+    return f->sym && f->self && f->total && f->first_kid && f->next_sib ? 0 : ERR_NOMEM;
+}
+
 /* The forest of n nodes given by parent (parent[i] < i; node 0 the root),
  * sym and self. Sets out->nonneg = 0 (and no arrays) when a value is
  * negative or a total passes INT64_MAX. */
@@ -61,32 +75,23 @@ static int forest_build(size_t n, const uint32_t *parent, const uint64_t *sym, c
     size_t m = 0;
     for (size_t i = 0; rc == 0 && nonneg && i < n; i++)
         map[i] = i == 0 || tot[i] != 0 ? (uint32_t)m++ : UINT32_MAX;
-    if (rc == 0 && nonneg) {
-        out->sym = malloc(m * sizeof *out->sym);
-        out->self = malloc(m * sizeof *out->self);
-        out->total = malloc(m * sizeof *out->total);
-        out->kid_off = calloc(m + 1, sizeof *out->kid_off);
-        out->kids = malloc((m > 1 ? m - 1 : 1) * sizeof *out->kids);
-        if (!out->sym || !out->self || !out->total || !out->kid_off || !out->kids) rc = ERR_NOMEM;
-    }
+    if (rc == 0 && nonneg) rc = forest_alloc(out, m);
     for (size_t i = 0; rc == 0 && nonneg && i < n; i++) {
         if (map[i] == UINT32_MAX) continue; /* a node of total 0 (so is its subtree) */
         out->sym[map[i]] = sym[i];
         out->self[map[i]] = self[i];
         out->total[map[i]] = (int64_t)tot[i];
-        if (i > 0) out->kid_off[map[parent[i]] + 1]++;
+        out->first_kid[map[i]] = STORAGE_NO_KID;
     }
-    for (size_t i = 0; rc == 0 && nonneg && i < m; i++) /* counts to offsets */
-        out->kid_off[i + 1] += out->kid_off[i];
-    for (size_t i = 1; rc == 0 && nonneg && i < n; i++) /* kid_off[p] moves past p's kids */
-        if (map[i] != UINT32_MAX) out->kids[out->kid_off[map[parent[i]]]++] = map[i];
-    for (size_t i = m; rc == 0 && nonneg && i > 0; i--) /* and back */
-        out->kid_off[i] = out->kid_off[i - 1];
-    if (rc == 0 && nonneg) out->kid_off[0] = 0;
+    for (size_t i = n; rc == 0 && nonneg && i-- > 1;) { /* linked in ascending order */
+        if (map[i] == UINT32_MAX) continue;
+        uint32_t p = map[parent[i]];
+        out->next_sib[map[i]] = out->first_kid[p];
+        out->first_kid[p] = map[i];
+    }
     free(tot);
     free(map);
     if (rc == 0 && nonneg) {
-        out->n = m;
         out->nonneg = 1;
         return 0;
     }
@@ -156,13 +161,15 @@ int query_forest_of_tree(const calltree_t *t, storage_merged_tab_t *out)
 int query_forest_merge(calltree_t *dst, const storage_merged_tab_t *f)
 {
     if (f->n == 0) return 0;
-    uint32_t *map = malloc(f->n * sizeof *map);
+    /* ids outside the forest (total 0, so self 0) map to the root */
+    uint32_t *map = calloc(f->n, sizeof *map);
     if (map == NULL) return ERR_NOMEM;
-    map[0] = 0;
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < f->n; i++) /* parents come first */
-        for (uint32_t j = f->kid_off[i]; rc == 0 && j < f->kid_off[i + 1]; j++)
-            rc = calltree_child(dst, map[i], f->sym[f->kids[j]], &map[f->kids[j]]);
+    for (size_t i = 0; rc == 0 && i < f->n; i++) { /* parents come first */
+        if (i > 0 && f->total[i] == 0) continue;   /* not a forest node */
+        for (uint32_t k = f->first_kid[i]; rc == 0 && k != STORAGE_NO_KID; k = f->next_sib[k])
+            rc = calltree_child(dst, map[i], f->sym[k], &map[k]);
+    }
     if (rc == 0) rc = calltree_add_selves(dst, map, f->self, f->n);
     free(map);
     return rc;
@@ -175,12 +182,7 @@ size_t query_forest_bytes(const storage_merged_tab_t *f)
 
 void query_forest_free(storage_merged_tab_t *f)
 {
-    free(f->sym);
-    free(f->self);
-    free(f->total);
-    free(f->kid_off);
-    free(f->kids);
-    memset(f, 0, sizeof *f);
+    storage_merged_tab_release(f);
 }
 
 /* varint_read_u with the one-byte case (most fields of a forest) inline. */
@@ -193,16 +195,15 @@ static inline int get_u(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return varint_read_u(p, end, v);
 }
 
-/* Pass 1 of decode_v2: the records, kids checked (after their node, in
- * range, each node the kid of one node, depth bounded); sym[] holds
- * dictionary indices until pass 2. */
+/* Pass 1 of decode_v2: the records, kids checked (after their node and
+ * ascending, in range, each node the kid of one node, depth bounded) and
+ * linked; sym[] holds dictionary indices until pass 2. */
 static int read_nodes(const uint8_t **pp, const uint8_t *end, storage_merged_tab_t *f,
                       uint32_t *depth)
 {
     const uint8_t *p = *pp;
     size_t n = f->n, nk = 0;
     memset(depth, 0, n * sizeof *depth); /* 0: not yet any node's kid */
-    f->kid_off[0] = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t idx, self, nkids;
         if (!get_u(&p, end, &idx) || !get_u(&p, end, &self) || !get_u(&p, end, &nkids) ||
@@ -210,15 +211,23 @@ static int read_nodes(const uint8_t **pp, const uint8_t *end, storage_merged_tab
             return ERR_CORRUPT;
         f->sym[i] = idx;
         f->self[i] = (int64_t)self;
+        f->first_kid[i] = STORAGE_NO_KID;
+        uint32_t prev = STORAGE_NO_KID;
         for (uint64_t k = 0; k < nkids; k++) {
             uint64_t d;
             if (!get_u(&p, end, &d) || d == 0 || d >= n - i) return ERR_CORRUPT;
-            size_t kid = i + (size_t)d;
+            uint32_t kid = (uint32_t)(i + (size_t)d);
             if (depth[kid] != 0 || depth[i] >= CALLTREE_MAX_DEPTH) return ERR_CORRUPT;
+            if (prev != STORAGE_NO_KID && kid <= prev) return ERR_CORRUPT; /* ascending */
             depth[kid] = depth[i] + 1;
-            f->kids[nk++] = (uint32_t)kid;
+            if (prev == STORAGE_NO_KID)
+                f->first_kid[i] = kid;
+            else
+                f->next_sib[prev] = kid;
+            f->next_sib[kid] = STORAGE_NO_KID;
+            prev = kid;
+            nk++;
         }
-        f->kid_off[i + 1] = (uint32_t)nk;
     }
     *pp = p;
     return nk == n - 1 ? 0 : ERR_CORRUPT;
@@ -241,8 +250,8 @@ static int read_dict_totals(const uint8_t *p, const uint8_t *end, storage_merged
     }
     for (size_t i = f->n; i-- > 0;) {
         uint64_t t = (uint64_t)f->self[i]; /* each term at most INT64_MAX: no wrap */
-        for (uint32_t j = f->kid_off[i]; j < f->kid_off[i + 1]; j++) {
-            t += (uint64_t)f->total[f->kids[j]];
+        for (uint32_t k = f->first_kid[i]; k != STORAGE_NO_KID; k = f->next_sib[k]) {
+            t += (uint64_t)f->total[k];
             if (t > (uint64_t)INT64_MAX) return ERR_CORRUPT;
         }
         if (i > 0 && t == 0) return ERR_CORRUPT;
@@ -258,15 +267,9 @@ static int decode_v2(const uint8_t *p, const uint8_t *end, size_t max_nodes,
     if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / 3 || n > UINT32_MAX)
         return ERR_CORRUPT; /* a record takes 3 bytes or more */
     if (max_nodes != 0 && n > max_nodes) return ERR_LIMIT;
-    out->n = (size_t)n;
-    out->sym = malloc(n * sizeof *out->sym);
-    out->self = malloc(n * sizeof *out->self);
-    out->total = malloc(n * sizeof *out->total);
-    out->kid_off = malloc((n + 1) * sizeof *out->kid_off);
-    out->kids = malloc((n > 1 ? n - 1 : 1) * sizeof *out->kids);
     uint32_t *depth = malloc(n * sizeof *depth);
-    int rc =
-        out->sym && out->self && out->total && out->kid_off && out->kids && depth ? 0 : ERR_NOMEM;
+    int rc = forest_alloc(out, (size_t)n);
+    if (rc == 0 && depth == NULL) rc = ERR_NOMEM;
     if (rc == 0) rc = read_nodes(&p, end, out, depth);
     if (rc == 0) rc = read_dict_totals(p, end, out);
     free(depth);
@@ -283,33 +286,59 @@ int query_forest_decode(const uint8_t *enc, size_t len, size_t max_nodes, storag
     return decode_tree(enc, len, max_nodes, out);
 }
 
+/* The forest's nodes numbered 0..nodes-1 in id order (a tab made by
+ * storage covers ids outside its forest: total 0), into map. */
+static void number_nodes(const storage_merged_tab_t *f, uint32_t *map)
+{
+    uint32_t k = 0;
+    for (size_t i = 0; i < f->n; i++)
+        map[i] = i == 0 || f->total[i] != 0 ? k++ : UINT32_MAX;
+}
+
+/* One node's record: dictionary index, self, its kids as deltas. */
+static int put_node(const storage_merged_tab_t *f, const uint32_t *map, size_t i, uint32_t idx,
+                    buf_t *out)
+{
+    uint32_t nkids = 0;
+    for (uint32_t k = f->first_kid[i]; k != STORAGE_NO_KID; k = f->next_sib[k])
+        nkids++;
+    uint8_t tmp[30];
+    size_t len = varint_put_u(tmp, idx);
+    len += varint_put_u(tmp + len, (uint64_t)f->self[i]);
+    len += varint_put_u(tmp + len, nkids);
+    int rc = buf_append(out, tmp, len);
+    for (uint32_t k = f->first_kid[i]; rc == 0 && k != STORAGE_NO_KID; k = f->next_sib[k]) {
+        len = varint_put_u(tmp, map[k] - map[i]);
+        rc = buf_append(out, tmp, len);
+    }
+    return rc;
+}
+
 int query_forest_encode(const storage_merged_tab_t *f, buf_t *out)
 {
     if (f->n == 0 || !f->nonneg) return ERR_INVALID_ARGUMENT;
     u64map_t dict; /* symbol -> index; a forest repeats its symbols: sized small */
     uint64_t *syms = NULL;
     size_t cap = 0;
-    int rc = u64map_init(&dict, f->n / 8 + 16);
-    if (rc == 0) rc = buf_reserve(out, 16 + 6 * f->n);
+    uint32_t *map = malloc(f->n * sizeof *map);
+    int rc = map != NULL ? u64map_init(&dict, f->nodes / 8 + 16) : ERR_NOMEM;
+    if (rc != 0) {
+        free(map);
+        return rc;
+    }
+    number_nodes(f, map);
+    rc = buf_reserve(out, 16 + 6 * f->nodes);
     if (rc == 0) rc = buf_append_byte(out, QUERY_FOREST_VERSION);
-    if (rc == 0) rc = buf_append_uvarint(out, f->n);
+    if (rc == 0) rc = buf_append_uvarint(out, f->nodes);
     for (size_t i = 0; rc == 0 && i < f->n; i++) {
+        if (map[i] == UINT32_MAX) continue; /* not a forest node */
         uint32_t idx;
         int added = u64map_get_or_put(&dict, f->sym[i], (uint32_t)dict.len, &idx);
         if (added < 0) rc = added;
         if (added == 1 && GROW_FROM(syms, cap, dict.len, GROW_UNLIMITED, 256) != 0) rc = ERR_NOMEM;
         if (rc != 0) break;
         if (added == 1) syms[idx] = f->sym[i];
-        uint32_t k0 = f->kid_off[i], k1 = f->kid_off[i + 1];
-        uint8_t tmp[30];
-        size_t len = varint_put_u(tmp, idx);
-        len += varint_put_u(tmp + len, (uint64_t)f->self[i]);
-        len += varint_put_u(tmp + len, k1 - k0);
-        rc = buf_append(out, tmp, len);
-        for (uint32_t j = k0; rc == 0 && j < k1; j++) {
-            len = varint_put_u(tmp, f->kids[j] - (uint32_t)i);
-            rc = buf_append(out, tmp, len);
-        }
+        rc = put_node(f, map, i, idx, out);
     }
     if (rc == 0) rc = buf_append_uvarint(out, dict.len);
     for (size_t i = 0; rc == 0 && i < dict.len; i++) {
@@ -320,5 +349,6 @@ int query_forest_encode(const storage_merged_tab_t *f, buf_t *out)
     }
     u64map_free(&dict);
     free(syms);
+    free(map);
     return rc;
 }

@@ -146,7 +146,7 @@ static int spill_forests(query_gather_t *g, errmsg_t *em)
 /* Takes f (its arrays move into the gather; f is left empty). */
 static int add_forest(query_gather_t *g, storage_merged_tab_t *f, errmsg_t *em)
 {
-    size_t nodes = g->forest_nodes + (g->nforests > 0 ? 0 : 1) + f->n - 1;
+    size_t nodes = g->forest_nodes + (g->nforests > 0 ? 0 : 1) + f->nodes - 1;
     size_t cap = calltree_max_nodes(g->tree); /* 0: unlimited */
     int rc = 0;
     if (cap != 0 && nodes > cap && (rc = spill_forests(g, em)) == 0) {

@@ -135,11 +135,16 @@ int query_merge_series_forests(storage_t *st, const char *tenant, const query_se
     int ok = rc == 0;
     for (size_t i = 0; ok && i < n; i++) {
         ok &= t[i].nonneg;
-        bound += t[i].n - 1;
+        bound += t[i].nodes - 1;
     }
     if (ok && bound <= calltree_max_nodes(dst)) { /* refused for its size as before */
-        *tabs = t;
-        *ntabs = n;
+        rc = storage_merged_tabs_own(t, n);       /* they outlive the merger */
+        if (rc == 0) {
+            *tabs = t;
+            *ntabs = n;
+        } else {
+            storage_merged_tabs_free(t, n);
+        }
     } else if (rc == 0) {
         storage_merged_tabs_free(t, n);
         rc = storage_merger_finish(m, dst, em);
@@ -182,6 +187,7 @@ int query_load_symbols_tabs(storage_t *st, const char *tenant, const storage_mer
     int rc = u64map_init(&seen, all / 8 + 16); /* grows as needed; clearing costs */
     for (size_t i = 0; rc == 0 && i < ntabs; i++)
         for (size_t k = 1; rc == 0 && k < tabs[i].n; k++) {
+            if (tabs[i].total[k] == 0) continue; /* not a forest node: its sym is unset */
             uint32_t v;
             int put = u64map_get_or_put(&seen, tabs[i].sym[k], 0, &v);
             if (put < 0) rc = put;

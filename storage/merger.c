@@ -317,8 +317,9 @@ static int tab_alloc(storage_merged_tab_t *v, const int64_t *self, size_t n)
     return v->sym && v->total && v->first_kid && v->next_sib ? 0 : ERR_NOMEM;
 }
 
-static void tab_release(storage_merged_tab_t *v)
+void storage_merged_tab_release(storage_merged_tab_t *v)
 {
+    if (v->owns_self) free(v->self);
     free(v->sym);
     free(v->total);
     free(v->first_kid);
@@ -349,7 +350,7 @@ static int tab_one(storage_merger_t *m, acc_t *a, storage_merged_tab_t *v, errms
     /* with a negative value (a delta profile) or an overflow a parent's
      * total can be 0 while a child's is not: no forest then (its callers
      * build the whole tree when a token is not nonneg) */
-    if (rc != 0 || !v->nonneg) tab_release(v);
+    if (rc != 0 || !v->nonneg) storage_merged_tab_release(v);
     for (size_t id = real; id < a->cap; id++)
         if (a->val[id] != 0) /* a block naming a node the table lacks: corrupt */
             storage_log_corrupt(&m->s->counters, "block node id", (int)id, ERR_CORRUPT);
@@ -375,9 +376,22 @@ int storage_merger_tabs(storage_merger_t *m, storage_merged_tab_t **tabs, size_t
     return 0;
 }
 
+int storage_merged_tabs_own(storage_merged_tab_t *tabs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (tabs[i].owns_self || tabs[i].self == NULL) continue;
+        int64_t *own = malloc(tabs[i].n * sizeof *own);
+        if (own == NULL) return ERR_NOMEM;
+        memcpy(own, tabs[i].self, tabs[i].n * sizeof *own);
+        tabs[i].self = own;
+        tabs[i].owns_self = 1;
+    }
+    return 0;
+}
+
 void storage_merged_tabs_free(storage_merged_tab_t *tabs, size_t n)
 {
     for (size_t i = 0; tabs != NULL && i < n; i++)
-        tab_release(&tabs[i]);
+        storage_merged_tab_release(&tabs[i]);
     free(tabs);
 }

@@ -232,6 +232,7 @@ typedef struct storage_merged_tab {
     int64_t *self, *total; /* own value; own plus every descendant's (wrapping); per id */
     uint32_t *first_kid;   /* per forest node: its first child, or STORAGE_NO_KID */
     uint32_t *next_sib;    /* per forest node but the root: the next child of its parent */
+    int owns_self;         /* 1: self is the tab's own, freed with it; 0: a merger's (borrowed) */
     int nonneg;            /* 1: every value >= 0 and no total exceeds INT64_MAX; then the forest's
                               nodes are exactly those storage_merger_finish creates for this token; 0: no
                               forest (n 0, arrays NULL): build the whole tree instead */
@@ -244,6 +245,11 @@ typedef struct storage_merged_tab {
  * storage_merger_finish into a tree. */
 int storage_merger_tabs(storage_merger_t *m, storage_merged_tab_t **tabs, size_t *n, errmsg_t *em);
 void storage_merged_tabs_free(storage_merged_tab_t *tabs, size_t n);
+/* Frees one tab's arrays (its self too when it owns it) and empties it. */
+void storage_merged_tab_release(storage_merged_tab_t *v);
+/* Gives each tab a copy of its borrowed self array, so the tabs outlive
+ * their merger (a share handing its forests on). */
+int storage_merged_tabs_own(storage_merged_tab_t *tabs, size_t n);
 
 /* Totals of one series' windows (same selection as storage_scan_blocks). */
 typedef int (*storage_total_fn)(void *ctx, int64_t window_start, int64_t total);

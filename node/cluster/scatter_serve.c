@@ -132,7 +132,7 @@ static int add_forests(serve_job_t *j)
     int rc = end && j->fdata ? 0 : ERR_NOMEM;
     size_t want = 0; /* about what they take: one allocation, no copies as it grows */
     for (size_t i = 0; i < n; i++)
-        want += 16 + 6 * j->part.tabs[i].n;
+        want += 16 + 6 * j->part.tabs[i].nodes;
     if (rc == 0 && want < j->forests.max) rc = buf_reserve(&j->forests, want);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         rc = query_forest_encode(&j->part.tabs[i], &j->forests);

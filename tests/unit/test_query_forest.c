@@ -260,9 +260,9 @@ static void test_roundtrip(void)
             if (query_forest_decode(b.data, b.len, 0, &c) == 0) {
                 for (size_t i = 0; i < c.n; i++) {
                     int64_t sum = c.self[i];
-                    for (uint32_t j = c.kid_off[i]; j < c.kid_off[i + 1]; j++) {
-                        CHECK(c.kids[j] > i && c.kids[j] < c.n);
-                        sum += c.total[c.kids[j]];
+                    for (uint32_t k = c.first_kid[i]; k != STORAGE_NO_KID; k = c.next_sib[k]) {
+                        CHECK(k > i && k < c.n);
+                        sum += c.total[k];
                     }
                     CHECK_EQ_INT(sum, c.total[i]);
                     CHECK(i == 0 || c.total[i] > 0);
