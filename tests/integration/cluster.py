@@ -18,6 +18,11 @@ Every wait is bounded and names what it waited for when it fails. Fast
 defaults (gossip 100 ms, failure timeout 1 s) keep tests short; pass
 gossip_interval / failure_timeout to change them. The random seed (port
 choice order, test data) is printed and read back from FLAMEDB_TEST_SEED.
+
+With net (a netns.NetNS), node i instead runs in network namespace
+net.ns(i) and listens on net.addr(i) for HTTP and cluster traffic (cluster
+port net.cluster_port: nothing else listens there), so a test can cut it off
+with net.partition(i). Without it, everything stays on loopback.
 """
 import os
 import random
@@ -71,8 +76,10 @@ class Cluster:
     """N flamedb nodes forming one cluster. Extra flags go to every node."""
 
     def __init__(self, n, rf=3, write_quorum=0, tokens=32, gossip_interval="100ms",
-                 failure_timeout="1s", cluster_name="it", args=(), start=True, converge=True):
+                 failure_timeout="1s", cluster_name="it", args=(), start=True, converge=True,
+                 net=None):
         self.n = n
+        self.net = net
         self.cluster_name = cluster_name
         self.common = ["--replication-factor", str(rf), "--tokens", str(tokens),
                        "--gossip-interval", gossip_interval, "--failure-timeout",
@@ -88,11 +95,20 @@ class Cluster:
         self._converge = converge
 
     # ---- lifetime ----
+    def addr(self, i):
+        """Node i's address for HTTP and cluster traffic."""
+        return self.net.addr(i) if self.net else "127.0.0.1"
+
+    def placement(self, i):
+        """harness.Node arguments placing node i (its namespace and address)."""
+        return {"netns": self.net.ns(i), "host": self.net.addr(i)} if self.net else {}
+
     def node_args(self, i, join):
         a = ["--node-id", self.ids[i],
-             "--cluster-listen", "tcp://127.0.0.1:%d" % self.cluster_ports[i]]
+             "--cluster-listen", "tcp://%s:%d" % (self.addr(i), self.cluster_ports[i])]
         if join:
-            a += ["--join", ",".join("tcp://127.0.0.1:%d" % self.cluster_ports[j] for j in join)]
+            a += ["--join", ",".join("tcp://%s:%d" % (self.addr(j), self.cluster_ports[j])
+                                     for j in join)]
         return a + self.common
 
     def add_node(self, join=None, extra=(), start=True):
@@ -100,10 +116,13 @@ class Cluster:
         default: every node added before). Returns its index."""
         i = len(self.nodes)
         self.ids.append("n%d" % i)
-        self.cluster_ports.append(free_port())
+        if self.net and i >= self.net.n:
+            raise AssertionError("node %d: the network has %d namespaces" % (i, self.net.n))
+        self.cluster_ports.append(self.net.cluster_port if self.net else free_port())
         if join is None:
             join = list(range(i))
-        node = harness.Node(args=self.node_args(i, join) + list(extra), name=self.ids[i])
+        node = harness.Node(args=self.node_args(i, join) + list(extra), name=self.ids[i],
+                            **self.placement(i))
         node.join = join
         node.extra = list(extra)
         self.nodes.append(node)
@@ -162,7 +181,7 @@ class Cluster:
             old.kill()
         node = harness.Node(data_dir=old.data_dir, name=self.ids[i],
                             args=self.node_args(i, old.join or [j for j in range(self.n) if j != i])
-                            + (old.extra if extra is None else list(extra)))
+                            + (old.extra if extra is None else list(extra)), **self.placement(i))
         node.owns_dir = True  # the cluster owns the dirs: removed at cleanup
         node.join, node.extra = old.join, old.extra if extra is None else list(extra)
         old.owns_dir = False

@@ -54,15 +54,21 @@ class Response:
 
 
 class Node:
-    """One flamedb process. args are extra flags; env extra variables."""
+    """One flamedb process. args are extra flags; env extra variables. By
+    default it listens on 127.0.0.1 in this network namespace; with netns it
+    runs there (`ip netns exec NETNS`) and listens on host, an address of it
+    (netns.py)."""
 
-    def __init__(self, data_dir=None, args=(), env=None, name="node"):
+    def __init__(self, data_dir=None, args=(), env=None, name="node", netns=None,
+                 host="127.0.0.1"):
         self.owns_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="flamedb-it-")
         self.args = list(args)
         self.env = dict(os.environ)
         self.env.update(env or {})
         self.name = name
+        self.netns = netns
+        self.host = host
         self.proc = None
         self.port = None
         self.log = []
@@ -70,7 +76,9 @@ class Node:
 
     # ---- lifetime ----
     def start(self, timeout=30.0):
-        cmd = [FLAMEDB_BIN, "--data-dir", self.data_dir, "--http-listen", "127.0.0.1:0"]
+        cmd = [FLAMEDB_BIN, "--data-dir", self.data_dir, "--http-listen", self.host + ":0"]
+        if self.netns:
+            cmd = ["ip", "netns", "exec", self.netns] + cmd  # ip execs flamedb: same pid
         self.proc = subprocess.Popen(cmd + self.args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      env=self.env)
@@ -161,7 +169,10 @@ class Node:
 
     # ---- HTTP ----
     def connection(self, timeout=30):
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def url(self):
+        return "http://%s:%d" % (self.host, self.port)
 
     def request(self, method, path, body=None, headers=None, timeout=60):
         conn = self.connection(timeout)

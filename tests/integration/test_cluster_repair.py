@@ -8,7 +8,9 @@
 - a partition simulated with SIGSTOP (no network namespaces needed) under
   continuous ingest, hinted handoff off: the stopped node misses writes, is
   marked, and once continued repairs itself while pushes go on; every node
-  then answers the acknowledged total exactly on its own (time printed);
+  then answers the acknowledged total exactly on its own (time printed); the
+  same with a real partition (network namespaces, where the machine allows
+  them) is test_cluster_repair_netns.py;
 - a miss nobody recorded (the coordinator was killed while it waited out
   the ack grace, before it stored a hint or answered): the scheduled pass
   (--repair-interval) finds and fetches it;
