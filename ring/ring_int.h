@@ -46,14 +46,25 @@ struct member {
     uint64_t *tokens; /* ascending, distinct */
     uint32_t ntokens;
     ring_state_t life; /* JOINING, ACTIVE, LEAVING or LEFT */
-    int down;
+    int down;          /* down_hb > heartbeat (ring__member_settle_down) */
     uint64_t incarnation;
     uint64_t heartbeat;
+    /* 1 + the highest heartbeat at which some node found it down in this
+     * incarnation (0: none). A claim made before a heartbeat this table has
+     * seen is stale: the member was alive after it (a node back from a
+     * partition gossips its old claims about the others). */
+    uint64_t down_hb;
     uint64_t last_seen_ms;   /* local time its heartbeat or incarnation last rose */
     uint64_t state_since_ms; /* local time life/down last changed */
     char **hints_for;        /* owned; ids of nodes it holds hints for */
     uint32_t nhints;
 };
+
+/* The down claim "found down at heartbeat hb", as stored in down_hb. */
+static inline uint64_t ring__down_claim(uint64_t hb)
+{
+    return hb == UINT64_MAX ? hb : hb + 1;
+}
 
 /* What gossip says about a member: a full entry (has_static) or a digest. */
 struct member_view {

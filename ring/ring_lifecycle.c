@@ -223,6 +223,7 @@ int ring_members_tick(ring_members_t *m)
         }
         if (!x->down && now > x->last_seen_ms && now - x->last_seen_ms > m->o.down_after_ms) {
             x->down = 1;
+            x->down_hb = ring__down_claim(x->heartbeat);
             x->state_since_ms = now;
             m->version++;
             m->stats.marked_down++;

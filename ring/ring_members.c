@@ -199,6 +199,7 @@ static int refute(ring_members_t *m, struct member *self, const struct member_vi
     uint64_t top = v->incarnation > self->incarnation ? v->incarnation : self->incarnation;
     self->incarnation = top == UINT64_MAX ? top : top + 1;
     self->down = 0;
+    self->down_hb = 0;
     m->version++;
     m->stats.refutations++;
     return 1;
@@ -224,6 +225,7 @@ static int add_new(ring_members_t *m, const struct member_view *v)
     x->down = v->down;
     x->incarnation = v->incarnation;
     x->heartbeat = v->heartbeat;
+    x->down_hb = v->down ? ring__down_claim(v->heartbeat) : 0;
     x->last_seen_ms = x->state_since_ms = ring__now(m);
     ring__member_set_hints(x, v->hints_for, v->nhints); /* out of memory: the next gossip */
     m->version++;
@@ -241,6 +243,7 @@ static int replace(ring_members_t *m, struct member *x, const struct member_view
     x->down = v->down;
     x->incarnation = v->incarnation;
     x->heartbeat = v->heartbeat;
+    x->down_hb = v->down ? ring__down_claim(v->heartbeat) : 0;
     x->last_seen_ms = x->state_since_ms = ring__now(m);
     ring__member_set_hints(x, v->hints_for, v->nhints);
     m->version++;
@@ -248,23 +251,28 @@ static int replace(ring_members_t *m, struct member *x, const struct member_view
     return 1;
 }
 
+/* Same incarnation: life, heartbeat and the down claim each only rise, so
+ * any order of merging gives the same entry; the member is down while a
+ * claim is at least as recent as the newest heartbeat seen. */
 static int join_same(ring_members_t *m, struct member *x, const struct member_view *v)
 {
-    int before = ring__class(x->life), changed = 0;
+    int before = ring__class(x->life), was_down = x->down, changed = 0;
     uint64_t now = ring__now(m);
-    if (v->life > x->life || (v->down && !x->down)) {
-        if (v->life > x->life) x->life = v->life;
-        x->down |= v->down;
-        x->state_since_ms = now;
-        m->version++;
-        if (before != ring__class(x->life)) m->ring_version++;
-        changed = 1;
-    }
+    uint64_t claim = v->down ? ring__down_claim(v->heartbeat) : 0;
+    if (claim > x->down_hb) x->down_hb = claim;
     if (v->heartbeat > x->heartbeat) {
         x->heartbeat = v->heartbeat;
         x->last_seen_ms = now;
         /* the owner's latest list travels with its latest heartbeat */
         if (ring__member_set_hints(x, v->hints_for, v->nhints) == 1) m->version++;
+        changed = 1;
+    }
+    x->down = x->down_hb > x->heartbeat;
+    if (v->life > x->life || x->down != was_down) {
+        if (v->life > x->life) x->life = v->life;
+        x->state_since_ms = now;
+        m->version++;
+        if (before != ring__class(x->life)) m->ring_version++;
         changed = 1;
     }
     return changed;

@@ -59,14 +59,12 @@ static void test_merge_rules(ring_identity_t *ids)
     e.heartbeat = 3;
     CHECK_EQ_INT(ring_members_merge(m, &e), 0);
 
-    /* same incarnation: DOWN beats ACTIVE whatever the heartbeat, and stays */
-    ring_member_t d = entry(&ids[1], RING_DOWN, RING_ACTIVE, 5, 1);
+    /* same incarnation: DOWN at the newest heartbeat beats ACTIVE (test_stale_down_claims
+     * has the older claims and the heartbeats after one) */
+    ring_member_t d = entry(&ids[1], RING_DOWN, RING_ACTIVE, 5, 11);
     CHECK_EQ_INT(ring_members_merge(m, &d), 1);
     CHECK_EQ_INT(state_of(m, "n01"), RING_DOWN);
     CHECK(ring_members_ring_version(m) == rv); /* a down node keeps its ranges */
-    e.heartbeat = 50;
-    ring_members_merge(m, &e);
-    CHECK_EQ_INT(state_of(m, "n01"), RING_DOWN);
     /* LEFT beats DOWN */
     ring_member_t l = entry(&ids[1], RING_LEFT, RING_LEFT, 5, 1);
     CHECK_EQ_INT(ring_members_merge(m, &l), 1);
@@ -247,6 +245,28 @@ static void test_lifecycle_and_rings(ring_identity_t *ids)
     ring_members_free(m);
 }
 
+/* A claim that a member is down is only as good as the heartbeat it was
+ * made at: one older than a heartbeat this table has seen is stale (a node
+ * back from a partition gossips its old claims about the others, and they
+ * must not take a live member down), a current one takes it down, and a
+ * newer heartbeat brings it back. */
+static void test_stale_down_claims(ring_identity_t *ids)
+{
+    ring_members_t *m = make_table(&ids[0], RING_ACTIVE, 100);
+    ring_member_t e = entry(&ids[1], RING_ACTIVE, RING_ACTIVE, 5, 10);
+    CHECK_EQ_INT(ring_members_merge(m, &e), 1);
+    ring_member_t stale = entry(&ids[1], RING_DOWN, RING_ACTIVE, 5, 7);
+    CHECK_EQ_INT(ring_members_merge(m, &stale), 0);
+    CHECK_EQ_INT(state_of(m, "n01"), RING_ACTIVE);
+    ring_member_t current = entry(&ids[1], RING_DOWN, RING_ACTIVE, 5, 10);
+    CHECK_EQ_INT(ring_members_merge(m, &current), 1);
+    CHECK_EQ_INT(state_of(m, "n01"), RING_DOWN);
+    e.heartbeat = 11; /* heard alive after the claim */
+    CHECK_EQ_INT(ring_members_merge(m, &e), 1);
+    CHECK_EQ_INT(state_of(m, "n01"), RING_ACTIVE);
+    ring_members_free(m);
+}
+
 /* Any order of merging the same entries gives the same table. */
 static void test_merge_order(ring_identity_t *ids, uint64_t seed)
 {
@@ -294,6 +314,7 @@ int main(void)
     test_merge_rules(ids);
     test_refutation(ids);
     test_failure_detection(ids);
+    test_stale_down_claims(ids);
     test_lifecycle_and_rings(ids);
     test_merge_order(ids, seed);
     free_identities(ids, 10);
