@@ -115,6 +115,10 @@ def test_partition_heals_under_ingest_netns():
         print("    partitioned %.2fs; after the heal: converged %.2fs, n2's marks lifted %.2fs, "
               "every node exact %.2fs (%d pushes, statuses %s)"
               % (healed - cut, rejoined, unmarked, exact, p.seq, p.statuses))
+        # two of three replicas were up throughout: every push through them is
+        # acknowledged, also as n2 comes back gossiping the verdicts it reached
+        # while cut off (a stale "n1 down" once made n0 answer 503)
+        assert set(p.statuses) == {200}, p.statuses
 
         r = subprocess.run([CTL, "--url", c.nodes[0].url(), "cluster", "repair"],
                            capture_output=True, text=True, timeout=120)
