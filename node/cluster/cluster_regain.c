@@ -100,7 +100,8 @@ int cluster_regain_load(cluster_t *c, errmsg_t *em)
     if (regain_path(c, "", path, sizeof path) != 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
     buf_t b;
-    int rc = cluster_statefile_read(path, CLUSTER_REGAIN_FILE_MAX, &b, em);
+    errmsg_t why = {{0}};
+    int rc = cluster_statefile_read(path, CLUSTER_REGAIN_FILE_MAX, &b, &why);
     if (rc == ERR_NOT_FOUND) { /* no regain: no progress of one either */
         if (regain_path(c, CLUSTER_REGAIN_PROGRESS_SUFFIX, path, sizeof path) != 0 ||
             (unlink(path) != 0 && errno != ENOENT))
@@ -110,15 +111,16 @@ int cluster_regain_load(cluster_t *c, errmsg_t *em)
     if (rc == ERR_OK) {
         rc = regain_parse(c, &b);
         buf_free(&b);
+        if (rc != 0) errmsg_set(&why, rc, "not a list of token intervals");
     }
     if (rc != 0) {
         c->regain.n = 0;
         /* what this node gained is unknown: it must not serve them as if streamed */
         return errmsg_set(em, rc,
-                          "%s: damaged or unreadable, the token intervals this node still has to "
-                          "stream in are unknown (remove the file and run flamectl cluster "
-                          "repair, or wipe this node and add it anew)",
-                          path);
+                          "%s: damaged or unreadable (%.300s): the token intervals this node "
+                          "still has to stream in are unknown (remove the file and run flamectl "
+                          "cluster repair, or wipe this node and add it anew)",
+                          path, errmsg_text(&why, rc));
     }
     if (c->regain.n > 0) {
         c->regain.gen++;
