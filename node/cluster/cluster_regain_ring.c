@@ -112,6 +112,23 @@ static int parse_node(cluster_known_t *k, char *line)
     return rc;
 }
 
+/* Whether k lists this node with the tokens of its identity (they never
+ * change): a file that does not was not written by it for this data dir,
+ * and a ring before without this node would make it clear and stream all
+ * it holds. */
+static int lists_self(const cluster_known_t *k, const ring_identity_t *self)
+{
+    int i = known_find(k, self->node_id);
+    if (i < 0 || k->v[i].ntokens != self->ntokens) return 0;
+    for (uint32_t j = 0; j < self->ntokens; j++) {
+        int found = 0;
+        for (uint32_t q = 0; !found && q < self->ntokens; q++)
+            found = k->v[i].tokens[j] == self->tokens[q];
+        if (!found) return 0;
+    }
+    return 1;
+}
+
 static int known_parse(cluster_known_t *k, buf_t *b)
 {
     char *p = (char *)b->data, *end = p + b->len, *line = cluster_statefile_line(&p, end);
@@ -136,6 +153,9 @@ int cluster_regain_ring_load(cluster_t *c, errmsg_t *em)
         rc = known_parse(&c->known, &b);
         buf_free(&b);
         if (rc != 0) errmsg_set(&rem, rc, "%s: not a list of ring nodes", path);
+        if (rc == 0 && !lists_self(&c->known, &c->id))
+            rc = errmsg_set(&rem, ERR_CORRUPT, "%s: does not list this node (%s) with its tokens",
+                            path, c->id.node_id);
     }
     if (rc != 0) { /* as without the file: the ring gossip shows becomes the known one */
         known_clear(&c->known);

@@ -71,10 +71,16 @@ static void rm(const char *name)
     if (unlink(path) != 0) rmdir(path);
 }
 
+/* This node's identity in every test: n1 with two tokens. */
+static uint64_t self_tokens[] = {5, 0xffffffffffffffffull};
+
 static cluster_t *new_cluster(void)
 {
     cluster_t *c = calloc(1, sizeof *c);
     snprintf(c->data_dir, sizeof c->data_dir, "%s", dir);
+    snprintf(c->id.node_id, sizeof c->id.node_id, "n1");
+    c->id.tokens = self_tokens;
+    c->id.ntokens = 2;
     return c;
 }
 
@@ -392,9 +398,9 @@ static int ring_load(size_t *n, int *told)
 static void test_ring_roundtrip(void)
 {
     cluster_t *c = new_cluster();
-    static const uint64_t t1[] = {1, 0xffffffffffffffffull, 0x8000}, t2[] = {42};
+    static const uint64_t t1[] = {0xffffffffffffffffull, 5}, t2[] = {42};
     c->known.v = calloc(2, sizeof *c->known.v);
-    c->known.v[0] = (cluster_known_node_t){strdup("n1"), malloc(sizeof t1), 3};
+    c->known.v[0] = (cluster_known_node_t){strdup("n1"), malloc(sizeof t1), 2};
     memcpy(c->known.v[0].tokens, t1, sizeof t1);
     c->known.v[1] = (cluster_known_node_t){strdup("node-2.b_c"), malloc(sizeof t2), 1};
     memcpy(c->known.v[1].tokens, t2, sizeof t2);
@@ -410,7 +416,7 @@ static void test_ring_roundtrip(void)
     CHECK(d->known.unsure);
     if (d->known.n == 2) {
         CHECK_EQ_STR(d->known.v[0].id, "n1");
-        CHECK_EQ_INT(d->known.v[0].ntokens, 3);
+        CHECK_EQ_INT(d->known.v[0].ntokens, 2);
         CHECK(memcmp(d->known.v[0].tokens, t1, sizeof t1) == 0);
         CHECK_EQ_STR(d->known.v[1].id, "node-2.b_c");
         CHECK(d->known.v[1].ntokens == 1 && d->known.v[1].tokens[0] == 42);
@@ -424,27 +430,33 @@ static void test_ring_roundtrip(void)
     CHECK(!told);
 }
 
-#define RH "flamedb-regain-ring 2\n"
+#define RH "flamedb-regain-ring 2\nn1 2 5 ffffffffffffffff\n" /* this node, as it is */
 static const char *const bad_rings[] = {
     "",
-    "flamedb-regain-ring 1\nn1 1 5\n",
-    "flamedb-regain-ring 1\nn1 1 5\nend 1\n",
-    RH "n1 1 5\nend 2\n",
-    RH "n1 1 5\nend 1\ntrailing",
-    RH "n1 2 5\nend 1\n",          /* count over the tokens there */
-    RH "n1 1 5 6\nend 1\n",        /* tokens over the count */
-    RH "n1 4097 5\nend 1\n",       /* over RING_MAX_TOKENS */
-    RH "n1 4294967297 5\nend 1\n", /* wraps 32 bits to 1 */
-    RH "n1 99999999999999999999 5\nend 1\n",
-    RH "n1 0\nend 1\n",
-    RH "n1 01 5\nend 1\n",
-    RH "n1 -1 5\nend 1\n",
-    RH "n1 1 -5\nend 1\n",
-    RH "n1 1 0x5\nend 1\n",
-    RH "n1 1 11111111111111111\nend 1\n",
-    RH "n1 1 5\nn1 1 6\nend 2\n", /* one node twice */
-    RH "n/1 1 5\nend 1\n",        /* not a node id */
-    RH "n1\nend 1\n",
+    "flamedb-regain-ring 1\nn1 2 5 ffffffffffffffff\n",
+    "flamedb-regain-ring 1\nn1 2 5 ffffffffffffffff\nend 1\n",
+    RH "end 2\n",
+    RH "end 1\ntrailing",
+    RH "n2 2 5\nend 2\n",          /* count over the tokens there */
+    RH "n2 1 5 6\nend 2\n",        /* tokens over the count */
+    RH "n2 4097 5\nend 2\n",       /* over RING_MAX_TOKENS */
+    RH "n2 4294967297 5\nend 2\n", /* wraps 32 bits to 1 */
+    RH "n2 99999999999999999999 5\nend 2\n",
+    RH "n2 0\nend 2\n",
+    RH "n2 01 5\nend 2\n",
+    RH "n2 -1 5\nend 2\n",
+    RH "n2 1 -5\nend 2\n",
+    RH "n2 1 0x5\nend 2\n",
+    RH "n2 1 11111111111111111\nend 2\n",
+    RH "n2 1 5\nn2 1 6\nend 3\n", /* one node twice */
+    RH "n/2 1 5\nend 2\n",        /* not a node id */
+    RH "n2\nend 2\n",
+    /* this node missing, or with other tokens: a ring before without it
+     * would make it clear and stream everything it holds */
+    "flamedb-regain-ring 2\nn2 1 5\nend 1\n",
+    "flamedb-regain-ring 2\nn1 1 5\nend 1\n",
+    "flamedb-regain-ring 2\nn1 2 5 6\nend 1\n",
+    "flamedb-regain-ring 2\nn1 3 5 ffffffffffffffff 6\nend 1\n",
 };
 
 static void test_ring_damaged(void)
@@ -458,7 +470,7 @@ static void test_ring_damaged(void)
         CHECK_EQ_INT(n, 0); /* ...knowing no ring: it learns it from gossip */
         CHECK(told);
     }
-    const char *good = RH "n1 2 5 ffffffffffffffff\nn2 1 abc\nend 2\n";
+    const char *good = RH "n2 1 abc\nend 2\n";
     for (size_t k = 0; k < strlen(good); k++) {
         put_bytes("regain.ring", good, k);
         CHECK_EQ_INT(ring_load(&n, &told), 0);
