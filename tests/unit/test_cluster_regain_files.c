@@ -179,7 +179,9 @@ static void test_regain_damaged(void)
         CHECK_EQ_INT(n, 0);
     }
     /* a NUL inside a line */
-    put_bytes("regain", "flamedb-regain 2\n0000000000000000\0000000000000005\nend 1\n", 56);
+    static const char nul[] = "flamedb-regain 2\n0000000000000000\0"
+                              "0000000000000005\nend 1\n";
+    put_bytes("regain", nul, sizeof nul - 1);
     CHECK(regain_load(&n) < 0);
     /* cut at every byte: never read as a shorter list */
     const char *good = "flamedb-regain 2\n0000000000000000 0000000000000005\n"
