@@ -47,6 +47,9 @@ int cluster_statefile_read(const char *path, size_t max, buf_t *out, errmsg_t *e
         }
     }
     close(fd);
+    /* an empty file still gets storage: parsers do pointer arithmetic on it */
+    if (rc == ERR_OK && out->data == NULL && buf_reserve(out, 1) != ERR_OK)
+        rc = errmsg_set(em, ERR_NOMEM, "out of memory");
     if (rc != ERR_OK) buf_free(out);
     return rc;
 }
