@@ -381,6 +381,13 @@ int cluster_statefile_hex64(const char *s, size_t len, uint64_t *out);
 /* ERR_OK when line is "end COUNT" with COUNT == count and nothing follows
  * (left: bytes after it). */
 int cluster_statefile_end(const char *line, size_t left, size_t count);
+/* A token interval of such a file. */
+typedef struct cluster_iv {
+    uint64_t lo, hi;
+} cluster_iv_t;
+/* Sorts v by (lo, hi); ERR_CORRUPT when an interval is there twice. In
+ * O(n log n): a file of millions of records must not stall the start. */
+int cluster_statefile_sort_unique(cluster_iv_t *v, size_t n);
 
 /* Wall-clock milliseconds since the epoch, from the cluster's clock. */
 static inline uint64_t cluster_unix_ms(const cluster_t *c)

@@ -70,28 +70,52 @@ int cluster_regain_save(cluster_t *c)
     return rc;
 }
 
-/* One "LO HI" line into c->regain; ERR_CORRUPT when it is not one. */
-static int take_interval(cluster_t *c, const char *line)
+/* One "LO HI" line appended to v; ERR_CORRUPT when it is not one. */
+static int take_interval(cluster_iv_t **v, size_t *n, size_t *cap, const char *line)
 {
     uint64_t lo, hi;
     if (strlen(line) != 33 || line[16] != ' ' || cluster_statefile_hex64(line, 16, &lo) != 0 ||
         cluster_statefile_hex64(line + 17, 16, &hi) != 0 || lo > hi)
         return ERR_CORRUPT;
-    return regain_add(c, lo, hi);
+    int rc = GROW(*v, *cap, *n + 1, GROW_UNLIMITED);
+    if (rc == 0) (*v)[(*n)++] = (cluster_iv_t){lo, hi};
+    return rc;
+}
+
+/* The parsed intervals into c->regain, in file order, once none is there
+ * twice (checked by sorting a copy, not by regain_add: that is quadratic). */
+static int regain_take(cluster_t *c, const cluster_iv_t *v, size_t n)
+{
+    cluster_iv_t *sorted = malloc((n ? n : 1) * sizeof *sorted);
+    if (sorted == NULL) return ERR_NOMEM;
+    memcpy(sorted, v, n * sizeof *v);
+    int rc = cluster_statefile_sort_unique(sorted, n);
+    free(sorted);
+    size_t cap = c->regain.cap;
+    if (rc == 0) rc = GROW(c->regain.lo, cap, n, GROW_UNLIMITED);
+    if (rc == 0) rc = GROW(c->regain.hi, c->regain.cap, n, GROW_UNLIMITED);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        c->regain.lo[i] = v[i].lo;
+        c->regain.hi[i] = v[i].hi;
+    }
+    if (rc == 0) c->regain.n = n;
+    return rc;
 }
 
 static int regain_parse(cluster_t *c, buf_t *b)
 {
     char *p = (char *)b->data, *end = p + b->len, *line = cluster_statefile_line(&p, end);
     if (line == NULL || strcmp(line, REGAIN_HEADER) != 0) return ERR_CORRUPT;
-    size_t count = 0;
+    cluster_iv_t *v = NULL;
+    size_t n = 0, cap = 0;
     int rc = 0;
     while (rc == 0 && (line = cluster_statefile_line(&p, end)) != NULL &&
-           strncmp(line, "end ", 4) != 0) {
-        rc = take_interval(c, line);
-        count++;
-    }
-    return rc != 0 ? rc : cluster_statefile_end(line, (size_t)(end - p), count);
+           strncmp(line, "end ", 4) != 0)
+        rc = take_interval(&v, &n, &cap, line);
+    if (rc == 0) rc = cluster_statefile_end(line, (size_t)(end - p), n);
+    if (rc == 0) rc = regain_take(c, v, n);
+    free(v);
+    return rc;
 }
 
 int cluster_regain_load(cluster_t *c, errmsg_t *em)

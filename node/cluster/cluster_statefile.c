@@ -131,3 +131,18 @@ int cluster_statefile_end(const char *line, size_t left, size_t count)
     }
     return n == count ? ERR_OK : ERR_CORRUPT;
 }
+
+static int iv_cmp(const void *a, const void *b)
+{
+    const cluster_iv_t *x = a, *y = b;
+    if (x->lo != y->lo) return x->lo < y->lo ? -1 : 1;
+    return x->hi < y->hi ? -1 : x->hi > y->hi;
+}
+
+int cluster_statefile_sort_unique(cluster_iv_t *v, size_t n)
+{
+    if (n > 1) qsort(v, n, sizeof *v, iv_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (v[i].lo == v[i - 1].lo && v[i].hi == v[i - 1].hi) return ERR_CORRUPT;
+    return ERR_OK;
+}

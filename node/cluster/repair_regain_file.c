@@ -161,8 +161,6 @@ static int take_cleared(repair_t *r, char *line)
         cluster_statefile_hex64(f[3], strlen(f[3]), &settled) != 0 || settled == 0 ||
         r->rg.streams.n > 0) /* pieces come after every cleared interval */
         return ERR_CORRUPT;
-    for (size_t i = 0; i < r->rg.niv; i++)
-        if (r->rg.iv[i].lo == lo && r->rg.iv[i].hi == hi) return ERR_CORRUPT;
     int rc = GROW(r->rg.iv, r->rg.ivcap, r->rg.niv + 1, GROW_UNLIMITED);
     if (rc != 0) return rc;
     r->rg.iv[r->rg.niv++] = (repair_rg_iv_t){lo, hi, settled, settled};
@@ -176,26 +174,68 @@ static int flag(const char *s, int *out)
     return 0;
 }
 
-/* A piece's cursor. Only one inside an interval the file lists as cleared:
- * the cursor of one that is not would let the stream skip what lies before
- * it after a fresh clear. */
+/* A piece's cursor. Only one inside an interval the file lists as cleared
+ * (check_records): the cursor of one that is not would let the stream skip
+ * what lies before it after a fresh clear. */
 static int take_piece(repair_t *r, char *line)
 {
     char *f[8];
     uint64_t lo, hi;
     int done, sdone, failed;
     if (fields(line, f, 8) != 0 || interval(f[1], f[2], &lo, &hi) != 0 || flag(f[3], &done) != 0 ||
-        flag(f[4], &sdone) != 0 || flag(f[5], &failed) != 0 || !in_cleared(r, lo, hi))
+        flag(f[4], &sdone) != 0 || flag(f[5], &failed) != 0)
         return ERR_CORRUPT;
-    for (size_t i = 0; i < r->rg.streams.n; i++)
-        if (r->rg.streams.v[i].lo == lo && r->rg.streams.v[i].hi == hi) return ERR_CORRUPT;
-    repair_stream_state_t *ss = repair_stream_state(&r->rg.streams, lo, hi);
-    if (ss == NULL) return ERR_NOMEM;
+    repair_streams_t *l = &r->rg.streams; /* not repair_stream_state: its search is linear */
+    if (GROW(l->v, l->cap, l->n + 1, GROW_UNLIMITED) != 0) return ERR_NOMEM;
+    repair_stream_state_t *ss = &l->v[l->n++];
+    memset(ss, 0, sizeof *ss);
+    ss->lo = lo;
+    ss->hi = hi;
     ss->done = done;
     ss->spans_done = sdone;
     ss->failed = failed;
     int rc = unhex(f[6], ss->after, &ss->after_len);
     return rc == 0 ? unhex(f[7], ss->spans_after, &ss->spans_after_len) : rc;
+}
+
+/* Largest index i with v[i].lo <= lo in v sorted by lo; -1 when none. */
+static long last_at_or_before(const cluster_iv_t *v, size_t n, uint64_t lo)
+{
+    size_t a = 0, b = n; /* the first with v[i].lo > lo is in [a, b] */
+    while (a < b) {
+        size_t m = a + (b - a) / 2;
+        if (v[m].lo <= lo)
+            a = m + 1;
+        else
+            b = m;
+    }
+    return (long)a - 1;
+}
+
+/* No cleared interval or piece twice, every piece inside a cleared
+ * interval; by sorting, so a file of a million lines is checked at once. */
+static int check_records(const repair_t *r)
+{
+    size_t ni = r->rg.niv, np = r->rg.streams.n;
+    cluster_iv_t *iv = malloc((ni ? ni : 1) * sizeof *iv), *pc = malloc((np ? np : 1) * sizeof *pc);
+    uint64_t *maxhi = malloc((ni ? ni : 1) * sizeof *maxhi);
+    int rc = iv != NULL && pc != NULL && maxhi != NULL ? 0 : ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < ni; i++)
+        iv[i] = (cluster_iv_t){r->rg.iv[i].lo, r->rg.iv[i].hi};
+    for (size_t i = 0; rc == 0 && i < np; i++)
+        pc[i] = (cluster_iv_t){r->rg.streams.v[i].lo, r->rg.streams.v[i].hi};
+    if (rc == 0) rc = cluster_statefile_sort_unique(iv, ni);
+    if (rc == 0) rc = cluster_statefile_sort_unique(pc, np);
+    for (size_t i = 0; rc == 0 && i < ni; i++) /* the widest reach of those starting by iv[i] */
+        maxhi[i] = i > 0 && maxhi[i - 1] > iv[i].hi ? maxhi[i - 1] : iv[i].hi;
+    for (size_t i = 0; rc == 0 && i < np; i++) {
+        long k = last_at_or_before(iv, ni, pc[i].lo);
+        if (k < 0 || maxhi[k] < pc[i].hi) rc = ERR_CORRUPT;
+    }
+    free(iv);
+    free(pc);
+    free(maxhi);
+    return rc;
 }
 
 static int progress_parse(repair_t *r, buf_t *b)
@@ -211,7 +251,8 @@ static int progress_parse(repair_t *r, buf_t *b)
                                                : ERR_CORRUPT;
         count++;
     }
-    return rc != 0 ? rc : cluster_statefile_end(line, (size_t)(end - p), count);
+    if (rc == 0) rc = cluster_statefile_end(line, (size_t)(end - p), count);
+    return rc == 0 ? check_records(r) : rc;
 }
 
 int repair_regain_progress_load(repair_t *r, errmsg_t *em)

@@ -14,6 +14,7 @@
  * lies before it. */
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -156,7 +157,9 @@ static const char *const bad_regains[] = {
     "flamedb-regain 2\n0000000000000000 0000000000000005\nend 0\n",
     "flamedb-regain 2\n0000000000000000 0000000000000005\nend 18446744073709551617\n",
     "flamedb-regain 2\n0000000000000000 0000000000000005\nend 01\n",
-    "flamedb-regain 2\n0000000000000006 0000000000000005\nend 1\n",  /* lo > hi */
+    "flamedb-regain 2\n0000000000000006 0000000000000005\nend 1\n", /* lo > hi */
+    "flamedb-regain 2\n0000000000000000 0000000000000005\n0000000000000000 0000000000000005\n"
+    "end 2\n", /* an interval twice: its writer never does that */
     "flamedb-regain 2\n0000000000000000 0000000000000005\nend 1\nx", /* trailing garbage */
     "flamedb-regain 2\n0000000000000000 0000000000000005\nend 1\n\n",
     "flamedb-regain 2\n0000000000000000 0000000000000005 7\nend 1\n",
@@ -205,6 +208,66 @@ static void test_regain_damaged(void)
     CHECK_EQ_INT(mkdir(path, 0700), 0);
     CHECK(regain_load(&n) < 0);
     rm("regain");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A file of many records (here 400,000: 13.6 MB, well under the size limit)
+ * loads in linear-logarithmic time: checking each interval against every
+ * other took minutes, and the node does not start before it is read. */
+static void test_regain_many(void)
+{
+    enum { N = 400000 };
+    char *f = malloc((size_t)N * 64), *p = f; /* the longest line: 50 bytes */
+    p += sprintf(p, "flamedb-regain 2\n");
+    for (int i = 0; i < N; i++)
+        p += sprintf(p, "%016llx %016llx\n", (unsigned long long)i * 4,
+                     (unsigned long long)i * 4 + 1);
+    p += sprintf(p, "end %d\n", N);
+    put_bytes("regain", f, (size_t)(p - f));
+    double t0 = now_s();
+    size_t n = 0;
+    CHECK_EQ_INT(regain_load(&n), 0);
+    CHECK_EQ_INT(n, N);
+    double took = now_s() - t0;
+    fprintf(stderr, "regain of %d intervals loaded in %.3f s\n", N, took);
+    CHECK(took < 10);
+    rm("regain");
+
+    p = f + sprintf(f, "flamedb-regain-progress 2\n");
+    for (int i = 0; i < N / 2; i++)
+        p += sprintf(p, "cleared %016llx %016llx 1\n", (unsigned long long)i * 4,
+                     (unsigned long long)i * 4 + 1);
+    for (int i = 0; i < N / 2; i++)
+        p += sprintf(p, "piece %016llx %016llx 0 0 0 - -\n", (unsigned long long)i * 4 + 1,
+                     (unsigned long long)i * 4 + 1);
+    p += sprintf(p, "end %d\n", N);
+    put_bytes("regain.progress", f, (size_t)(p - f));
+    t0 = now_s();
+    size_t niv = 0, np = 0;
+    cluster_t *c = new_cluster();
+    repair_t *r = calloc(1, sizeof *r);
+    r->c = c;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(repair_regain_progress_load(r, &em), 0);
+    niv = r->rg.niv;
+    np = r->rg.streams.n;
+    free(r->rg.iv);
+    free(r->rg.streams.v);
+    free(r);
+    free_cluster(c);
+    CHECK_EQ_INT(niv, N / 2);
+    CHECK_EQ_INT(np, N / 2);
+    took = now_s() - t0;
+    fprintf(stderr, "progress of %d lines loaded in %.3f s\n", N, took);
+    CHECK(took < 10);
+    rm("regain.progress");
+    free(f);
 }
 
 /* ---------- DATA_DIR/regain.progress */
@@ -318,6 +381,36 @@ static const char *const bad_progress[] = {
     PH "cleared 0000000000000000 0000000000000fff 18bcfe56800\n"
        "piece 0000000000000100 000000000000017f 1 0 0 00 -\n" CL "end 3\n",
 };
+
+/* Pieces inside overlapping and separate cleared intervals are taken; one
+ * that only spans two of them, or lies between them, is not. */
+static void test_progress_containment(void)
+{
+    const char *head = PH "cleared 0000000000000100 00000000000001ff 1\n"
+                          "cleared 0000000000000150 00000000000003ff 1\n"
+                          "cleared 0000000000000500 00000000000005ff 1\n";
+    static const struct {
+        const char *lo, *hi;
+        int ok;
+    } cases[] = {
+        {"0000000000000180", "0000000000000390", 1}, {"0000000000000100", "00000000000001ff", 1},
+        {"0000000000000500", "00000000000005ff", 1}, {"00000000000003ff", "00000000000003ff", 1},
+        {"0000000000000100", "0000000000000400", 0}, {"0000000000000400", "00000000000004ff", 0},
+        {"00000000000003f0", "0000000000000500", 0}, {"00000000000000ff", "0000000000000100", 0},
+        {"0000000000000600", "0000000000000600", 0},
+    };
+    char f[512];
+    size_t niv = 0, np = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(f, sizeof f, "%spiece %s %s 0 0 0 - -\nend 4\n", head, cases[i].lo, cases[i].hi);
+        put_str("regain.progress", f);
+        int rc = progress_load(&niv, &np);
+        if ((rc == 0) != cases[i].ok) fprintf(stderr, "containment case %zu: %d\n", i, rc);
+        CHECK_EQ_INT(rc == 0, cases[i].ok);
+        CHECK_EQ_INT(np, cases[i].ok);
+    }
+    rm("regain.progress");
+}
 
 static void test_progress_damaged(void)
 {
@@ -507,6 +600,8 @@ int main(void)
     test_regain_damaged();
     test_progress_roundtrip();
     test_progress_damaged();
+    test_progress_containment();
+    test_regain_many();
     test_ring_roundtrip();
     test_ring_damaged();
     static const char *const left[] = {"regain", "regain.progress", "regain.ring", "log"};
