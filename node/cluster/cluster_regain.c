@@ -88,7 +88,7 @@ static int regain_take(cluster_t *c, const cluster_iv_t *v, size_t n)
 {
     cluster_iv_t *sorted = malloc((n ? n : 1) * sizeof *sorted);
     if (sorted == NULL) return ERR_NOMEM;
-    memcpy(sorted, v, n * sizeof *v);
+    if (n > 0) memcpy(sorted, v, n * sizeof *v); /* v is NULL when there is none */
     int rc = cluster_statefile_sort_unique(sorted, n);
     free(sorted);
     size_t cap = c->regain.cap;

@@ -198,6 +198,9 @@ static void test_regain_damaged(void)
     put_str("regain", good);
     CHECK_EQ_INT(regain_load(&n), 0);
     CHECK_EQ_INT(n, 2);
+    put_str("regain", "flamedb-regain 2\nend 0\n"); /* never written, but nothing to regain */
+    CHECK_EQ_INT(regain_load(&n), 0);
+    CHECK_EQ_INT(n, 0);
     /* larger than the limit: refused before it is read */
     char path[128];
     path_of("regain", path, sizeof path);
