@@ -135,6 +135,13 @@ int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
  * (cluster_regain_ring.c): a node down while a member was removed computes
  * what it gained when it comes back. */
 #define CLUSTER_REGAIN_RING_FILE "regain.ring"
+/* The regain files are refused above this size (a damaged one must not make
+ * the node allocate without bound); 64 MiB holds about two million
+ * intervals or pieces, far more than a removal gains. */
+#define CLUSTER_REGAIN_FILE_MAX (64u << 20)
+/* regain.ring at most: every node of the largest ring with every token. */
+#define CLUSTER_REGAIN_RING_MAX                                                                    \
+    ((size_t)RING_MAX_NODES * (RING_NODE_ID_MAX + 8 + RING_MAX_TOKENS * 17) + 64)
 #define CLUSTER_IDENTITY_MAX (64 * 1024 + RING_MAX_TOKENS * 17)
 
 /* A node of the ring this node last accounted for (cluster_regain_ring.c). */
@@ -317,6 +324,9 @@ uint64_t cluster_move_settled_ms(const cluster_t *c);
 
 /* Reads DATA_DIR/regain (intervals a previous start did not finish). */
 int cluster_regain_load(cluster_t *c, errmsg_t *em);
+/* Writes c->regain to DATA_DIR/regain (removes it when empty); 0 or an
+ * error (logged). */
+int cluster_regain_save(cluster_t *c);
 /* Loop, once the repair part is open: hands a loaded regain to it. */
 void cluster_regain_start(cluster_t *c);
 /* Loop, after a new view replaced old: when it dropped a removed member,
@@ -332,8 +342,12 @@ void cluster_regain_free(cluster_t *c);
 int cluster_regain_gainer(cluster_t *c, const char *id, const ring_member_t *m);
 /* Loop, every gossip round: a view without the gainers whose margin ran out. */
 void cluster_regain_tick(cluster_t *c);
-/* cluster_regain_ring.c. Reads DATA_DIR/regain.ring (no file: none). */
+/* cluster_regain_ring.c. Reads DATA_DIR/regain.ring (no file: none; a
+ * damaged or unreadable one is logged and taken as none: the node learns its
+ * ring from gossip). An error only for a data dir path too long. */
 int cluster_regain_ring_load(cluster_t *c, errmsg_t *em);
+/* Writes c->known to DATA_DIR/regain.ring; 0 or an error (logged). */
+int cluster_regain_ring_save(const cluster_t *c);
 /* Loop: the ring before the change to now->ring when known nodes are gone
  * from it by a removal (*before, caller frees; NULL when none were); 1 when
  * a known node cannot be accounted for yet (the member table is filling),
@@ -350,6 +364,30 @@ void cluster_regain_ring_free(cluster_t *c);
 /* Loop: publishes the last hint targets, plus this node while it regains,
  * in its member entry (ring_members_set_hints' result). */
 int cluster_hints_publish(cluster_t *c);
+
+/* cluster_statefile.c: the small text files of DATA_DIR (a header line,
+ * records, "end COUNT"; every line ends in '\n').
+ * Reads path whole into out (initialised here; caller frees with buf_free
+ * on success); ERR_NOT_FOUND when absent, ERR_CORRUPT over max bytes. */
+int cluster_statefile_read(const char *path, size_t max, buf_t *out, errmsg_t *em);
+/* Writes b to path through path.tmp, fsync, rename and a sync of dir, so a
+ * crash leaves the old file or the whole new one. */
+int cluster_statefile_write(const char *dir, const char *path, const buf_t *b, errmsg_t *em);
+/* The next line of [*p, end), its '\n' made a NUL (borrowed: in the
+ * buffer); NULL at the end or for a line without '\n' or with a NUL. */
+char *cluster_statefile_line(char **p, char *end);
+/* s[0..len) as 1 to 16 lowercase hex digits; ERR_CORRUPT otherwise. */
+int cluster_statefile_hex64(const char *s, size_t len, uint64_t *out);
+/* ERR_OK when line is "end COUNT" with COUNT == count and nothing follows
+ * (left: bytes after it). */
+int cluster_statefile_end(const char *line, size_t left, size_t count);
+/* A token interval of such a file. */
+typedef struct cluster_iv {
+    uint64_t lo, hi;
+} cluster_iv_t;
+/* Sorts v by (lo, hi); ERR_CORRUPT when an interval is there twice. In
+ * O(n log n): a file of millions of records must not stall the start. */
+int cluster_statefile_sort_unique(cluster_iv_t *v, size_t n);
 
 /* Wall-clock milliseconds since the epoch, from the cluster's clock. */
 static inline uint64_t cluster_unix_ms(const cluster_t *c)

@@ -25,7 +25,7 @@
 #include "common/log.h"
 #include "node/cluster/repair_int.h"
 
-#define REGAIN_HEADER "flamedb-regain 1"
+#define REGAIN_HEADER "flamedb-regain 2"
 
 static int regain_path(const cluster_t *c, const char *suffix, char *out, size_t n)
 {
@@ -47,22 +47,75 @@ static int regain_add(cluster_t *c, uint64_t lo, uint64_t hi)
     return 0;
 }
 
-/* DATA_DIR/regain: the header, then one "lo hi" line (hex) per interval;
- * written to a temporary name, fsynced and renamed; removed when empty. */
-static int regain_save(cluster_t *c)
+/* DATA_DIR/regain (cluster_statefile.c's layout):
+ *   flamedb-regain 2
+ *   LO HI          one interval per line, 16 hex digits each, LO <= HI
+ *   end COUNT
+ * Written atomically; removed when empty. */
+int cluster_regain_save(cluster_t *c)
 {
-    char path[CLUSTER_SETTING_MAX + 16], tmp[CLUSTER_SETTING_MAX + 16];
-    if (regain_path(c, "", path, sizeof path) != 0 || regain_path(c, ".tmp", tmp, sizeof tmp) != 0)
-        return ERR_INVALID_ARGUMENT;
+    char path[CLUSTER_SETTING_MAX + 16];
+    if (regain_path(c, "", path, sizeof path) != 0) return ERR_INVALID_ARGUMENT;
     if (c->regain.n == 0) return unlink(path) == 0 || errno == ENOENT ? 0 : ERR_IO;
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) return ERR_IO;
-    int ok = fprintf(f, "%s\n", REGAIN_HEADER) > 0;
-    for (size_t i = 0; ok && i < c->regain.n; i++)
-        ok = fprintf(f, "%016" PRIx64 " %016" PRIx64 "\n", c->regain.lo[i], c->regain.hi[i]) > 0;
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = fclose(f) == 0 && ok;
-    return ok && rename(tmp, path) == 0 ? 0 : ERR_IO;
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    int rc = buf_printf(&b, "%s\n", REGAIN_HEADER);
+    for (size_t i = 0; rc == 0 && i < c->regain.n; i++)
+        rc = buf_printf(&b, "%016" PRIx64 " %016" PRIx64 "\n", c->regain.lo[i], c->regain.hi[i]);
+    if (rc == 0) rc = buf_printf(&b, "end %zu\n", c->regain.n);
+    errmsg_t em = {{0}};
+    if (rc == 0) rc = cluster_statefile_write(c->data_dir, path, &b, &em);
+    if (rc != 0) log_error("cluster", "%s", errmsg_text(&em, rc));
+    buf_free(&b);
+    return rc;
+}
+
+/* One "LO HI" line appended to v; ERR_CORRUPT when it is not one. */
+static int take_interval(cluster_iv_t **v, size_t *n, size_t *cap, const char *line)
+{
+    uint64_t lo, hi;
+    if (strlen(line) != 33 || line[16] != ' ' || cluster_statefile_hex64(line, 16, &lo) != 0 ||
+        cluster_statefile_hex64(line + 17, 16, &hi) != 0 || lo > hi)
+        return ERR_CORRUPT;
+    int rc = GROW(*v, *cap, *n + 1, GROW_UNLIMITED);
+    if (rc == 0) (*v)[(*n)++] = (cluster_iv_t){lo, hi};
+    return rc;
+}
+
+/* The parsed intervals into c->regain, in file order, once none is there
+ * twice (checked by sorting a copy, not by regain_add: that is quadratic). */
+static int regain_take(cluster_t *c, const cluster_iv_t *v, size_t n)
+{
+    cluster_iv_t *sorted = malloc((n ? n : 1) * sizeof *sorted);
+    if (sorted == NULL) return ERR_NOMEM;
+    if (n > 0) memcpy(sorted, v, n * sizeof *v); /* v is NULL when there is none */
+    int rc = cluster_statefile_sort_unique(sorted, n);
+    free(sorted);
+    size_t cap = c->regain.cap;
+    if (rc == 0) rc = GROW(c->regain.lo, cap, n, GROW_UNLIMITED);
+    if (rc == 0) rc = GROW(c->regain.hi, c->regain.cap, n, GROW_UNLIMITED);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        c->regain.lo[i] = v[i].lo;
+        c->regain.hi[i] = v[i].hi;
+    }
+    if (rc == 0) c->regain.n = n;
+    return rc;
+}
+
+static int regain_parse(cluster_t *c, buf_t *b)
+{
+    char *p = (char *)b->data, *end = p + b->len, *line = cluster_statefile_line(&p, end);
+    if (line == NULL || strcmp(line, REGAIN_HEADER) != 0) return ERR_CORRUPT;
+    cluster_iv_t *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    while (rc == 0 && (line = cluster_statefile_line(&p, end)) != NULL &&
+           strncmp(line, "end ", 4) != 0)
+        rc = take_interval(&v, &n, &cap, line);
+    if (rc == 0) rc = cluster_statefile_end(line, (size_t)(end - p), n);
+    if (rc == 0) rc = regain_take(c, v, n);
+    free(v);
+    return rc;
 }
 
 int cluster_regain_load(cluster_t *c, errmsg_t *em)
@@ -70,33 +123,29 @@ int cluster_regain_load(cluster_t *c, errmsg_t *em)
     char path[CLUSTER_SETTING_MAX + 32];
     if (regain_path(c, "", path, sizeof path) != 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
-    FILE *f = fopen(path, "r");
-    if (f == NULL && errno == ENOENT) { /* no regain: no progress of one either */
+    buf_t b;
+    errmsg_t why = {{0}};
+    int rc = cluster_statefile_read(path, CLUSTER_REGAIN_FILE_MAX, &b, &why);
+    if (rc == ERR_NOT_FOUND) { /* no regain: no progress of one either */
         if (regain_path(c, CLUSTER_REGAIN_PROGRESS_SUFFIX, path, sizeof path) != 0 ||
             (unlink(path) != 0 && errno != ENOENT))
             return errmsg_set(em, ERR_IO, "%s: cannot remove", path);
         return 0;
     }
-    if (f == NULL) return errmsg_set(em, ERR_IO, "%s: cannot read", path);
-    char line[128];
-    int rc = fgets(line, sizeof line, f) != NULL && strcmp(line, REGAIN_HEADER "\n") == 0
-                 ? 0
-                 : ERR_CORRUPT;
-    while (rc == 0 && fgets(line, sizeof line, f) != NULL) {
-        uint64_t lo, hi;
-        char end;
-        if (sscanf(line, "%16" SCNx64 " %16" SCNx64 "%c", &lo, &hi, &end) != 3 || end != '\n' ||
-            lo > hi)
-            rc = ERR_CORRUPT;
-        else
-            rc = regain_add(c, lo, hi);
+    if (rc == ERR_OK) {
+        rc = regain_parse(c, &b);
+        buf_free(&b);
+        if (rc != 0) errmsg_set(&why, rc, "not a list of token intervals");
     }
-    fclose(f);
-    if (rc != 0)
+    if (rc != 0) {
+        c->regain.n = 0;
+        /* what this node gained is unknown: it must not serve them as if streamed */
         return errmsg_set(em, rc,
-                          "%s: not a list of token intervals (remove it and run flamectl cluster "
-                          "repair, or wipe this node and add it anew)",
-                          path);
+                          "%s: damaged or unreadable (%.300s): the token intervals this node "
+                          "still has to stream in are unknown (remove the file and run flamectl "
+                          "cluster repair, or wipe this node and add it anew)",
+                          path, errmsg_text(&why, rc));
+    }
     if (c->regain.n > 0) {
         c->regain.gen++;
         log_info("cluster", "resuming: %zu token interval(s) gained by a removal still to stream",
@@ -247,7 +296,7 @@ int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_v
         rc = regain_path(c, CLUSTER_REGAIN_PROGRESS_SUFFIX, path, sizeof path);
         if (rc == 0 && unlink(path) != 0 && errno != ENOENT) rc = ERR_IO;
     }
-    if (rc == 0 && added > 0) rc = regain_save(c);
+    if (rc == 0 && added > 0) rc = cluster_regain_save(c);
     if (rc != 0) /* kept in memory: this process still streams them */
         log_error("cluster", "cannot record the ranges gained by a removal in %s/%s: %s",
                   c->data_dir, CLUSTER_REGAIN_FILE, err_message(rc));
@@ -272,7 +321,7 @@ void cluster_regain_finished(cluster_t *c, uint64_t gen)
              "reads again",
              c->regain.n);
     c->regain.n = 0;
-    int rc = regain_save(c);
+    int rc = cluster_regain_save(c);
     if (rc != 0) log_error("cluster", "cannot remove %s/%s", c->data_dir, CLUSTER_REGAIN_FILE);
     regain_publish(c);
     cluster_view_refresh(c);

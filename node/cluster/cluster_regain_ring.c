@@ -3,8 +3,9 @@
  * it comes back (cluster_int.h; docs/cluster.md, "Removing a node").
  *
  * DATA_DIR/regain.ring holds the nodes of the last ring this node saw
- * itself in, with their tokens: the header, then one line per node, its id,
- * its token count and its tokens (hex). It is rewritten (temporary name,
+ * itself in, with their tokens: the header "flamedb-regain-ring 2", one line
+ * per node (its id, its token count in decimal, its tokens in hex), then
+ * "end NODES" (cluster_statefile.c). It is rewritten (temporary name,
  * fsync, rename) whenever that ring changes, after what the change gained
  * was recorded in DATA_DIR/regain. A restarted node reads it and, until it
  * has accounted for every node of it, lists itself in its own hints_for
@@ -29,7 +30,7 @@
 #include "common/log.h"
 #include "node/cluster/cluster_int.h"
 
-#define KNOWN_HEADER "flamedb-regain-ring 1"
+#define KNOWN_HEADER "flamedb-regain-ring 2"
 
 static int known_path(const cluster_t *c, const char *suffix, char *out, size_t n)
 {
@@ -77,26 +78,66 @@ static int known_find(const cluster_known_t *k, const char *id)
     return -1;
 }
 
-/* One line: id, count, tokens; 0 or ERR_CORRUPT. */
+/* A decimal count of 1 to RING_MAX_TOKENS; 0 when s is not one. */
+static uint32_t parse_count(const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > 5 || s[0] == '0') return 0;
+    uint32_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+        n = n * 10 + (uint32_t)(s[i] - '0');
+    }
+    return n <= RING_MAX_TOKENS ? n : 0;
+}
+
+/* One line: id, count, tokens; 0 or ERR_CORRUPT. The count is checked
+ * against its bound before anything is allocated for it. */
 static int parse_node(cluster_known_t *k, char *line)
 {
-    char *save = NULL, *id = strtok_r(line, " \n", &save), *cnt = strtok_r(NULL, " \n", &save);
-    char *end = NULL;
-    unsigned long n = cnt != NULL ? strtoul(cnt, &end, 10) : 0;
-    if (id == NULL || ring_node_id_check(id, NULL) < 0 || end == NULL || *end != '\0' || n == 0 ||
-        n > RING_MAX_TOKENS || known_find(k, id) >= 0)
+    char *save = NULL, *id = strtok_r(line, " ", &save), *cnt = strtok_r(NULL, " ", &save);
+    uint32_t n = cnt != NULL ? parse_count(cnt) : 0;
+    if (id == NULL || ring_node_id_check(id, NULL) < 0 || n == 0 || known_find(k, id) >= 0)
         return ERR_CORRUPT;
     uint64_t *t = malloc(n * sizeof *t);
     if (t == NULL) return ERR_NOMEM;
     int rc = 0;
-    for (unsigned long i = 0; rc == 0 && i < n; i++) {
-        char *tok = strtok_r(NULL, " \n", &save);
-        if (tok == NULL || sscanf(tok, "%" SCNx64, &t[i]) != 1) rc = ERR_CORRUPT;
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        char *tok = strtok_r(NULL, " ", &save);
+        if (tok == NULL || cluster_statefile_hex64(tok, strlen(tok), &t[i]) != 0) rc = ERR_CORRUPT;
     }
-    if (rc == 0 && strtok_r(NULL, " \n", &save) != NULL) rc = ERR_CORRUPT;
-    if (rc == 0) rc = known_add(k, id, t, (uint32_t)n);
+    if (rc == 0 && strtok_r(NULL, " ", &save) != NULL) rc = ERR_CORRUPT;
+    if (rc == 0) rc = known_add(k, id, t, n);
     free(t);
     return rc;
+}
+
+/* Whether k lists this node with the tokens of its identity (they never
+ * change): a file that does not was not written by it for this data dir,
+ * and a ring before without this node would make it clear and stream all
+ * it holds. */
+static int lists_self(const cluster_known_t *k, const ring_identity_t *self)
+{
+    int i = known_find(k, self->node_id);
+    if (i < 0 || k->v[i].ntokens != self->ntokens) return 0;
+    for (uint32_t j = 0; j < self->ntokens; j++) {
+        int found = 0;
+        for (uint32_t q = 0; !found && q < self->ntokens; q++)
+            found = k->v[i].tokens[j] == self->tokens[q];
+        if (!found) return 0;
+    }
+    return 1;
+}
+
+static int known_parse(cluster_known_t *k, buf_t *b)
+{
+    char *p = (char *)b->data, *end = p + b->len, *line = cluster_statefile_line(&p, end);
+    if (line == NULL || strcmp(line, KNOWN_HEADER) != 0) return ERR_CORRUPT;
+    int rc = 0;
+    while (rc == 0 && (line = cluster_statefile_line(&p, end)) != NULL &&
+           strncmp(line, "end ", 4) != 0)
+        rc = parse_node(k, line);
+    return rc != 0 ? rc : cluster_statefile_end(line, (size_t)(end - p), k->n);
 }
 
 int cluster_regain_ring_load(cluster_t *c, errmsg_t *em)
@@ -104,44 +145,50 @@ int cluster_regain_ring_load(cluster_t *c, errmsg_t *em)
     char path[CLUSTER_SETTING_MAX + 32];
     if (known_path(c, "", path, sizeof path) != 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
-    FILE *f = fopen(path, "r");
-    if (f == NULL) return errno == ENOENT ? 0 : errmsg_set(em, ERR_IO, "%s: cannot read", path);
-    char *line = NULL;
-    size_t cap = 0;
-    int rc = getline(&line, &cap, f) > 0 && strcmp(line, KNOWN_HEADER "\n") == 0 ? 0 : ERR_CORRUPT;
-    while (rc == 0 && getline(&line, &cap, f) > 0)
-        rc = parse_node(&c->known, line);
-    free(line);
-    fclose(f);
-    if (rc != 0) {
+    buf_t b;
+    errmsg_t rem = {{0}};
+    int rc = cluster_statefile_read(path, CLUSTER_REGAIN_RING_MAX, &b, &rem);
+    if (rc == ERR_NOT_FOUND) return 0;
+    if (rc == ERR_OK) {
+        rc = known_parse(&c->known, &b);
+        buf_free(&b);
+        if (rc != 0) errmsg_set(&rem, rc, "%s: not a list of ring nodes", path);
+        if (rc == 0 && !lists_self(&c->known, &c->id))
+            rc = errmsg_set(&rem, ERR_CORRUPT, "%s: does not list this node (%s) with its tokens",
+                            path, c->id.node_id);
+    }
+    if (rc != 0) { /* as without the file: the ring gossip shows becomes the known one */
         known_clear(&c->known);
-        return errmsg_set(em, rc,
-                          "%s: not a list of ring nodes (remove it: a removal this node missed "
-                          "while down is then not streamed in; run flamectl cluster repair)",
-                          path);
+        log_error("cluster",
+                  "%s; ignored, the ring is learnt from gossip: a removal this node missed while "
+                  "down is not streamed in, run flamectl cluster repair",
+                  errmsg_text(&rem, rc));
+        return 0;
     }
     c->known.unsure = c->known.n > 0;
     return 0;
 }
 
-static int known_save(const cluster_t *c)
+int cluster_regain_ring_save(const cluster_t *c)
 {
-    char path[CLUSTER_SETTING_MAX + 32], tmp[CLUSTER_SETTING_MAX + 32];
-    if (known_path(c, "", path, sizeof path) != 0 || known_path(c, ".tmp", tmp, sizeof tmp) != 0)
-        return ERR_INVALID_ARGUMENT;
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) return ERR_IO;
-    int ok = fprintf(f, "%s\n", KNOWN_HEADER) > 0;
-    for (size_t i = 0; ok && i < c->known.n; i++) {
+    char path[CLUSTER_SETTING_MAX + 32];
+    if (known_path(c, "", path, sizeof path) != 0) return ERR_INVALID_ARGUMENT;
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    int rc = buf_printf(&b, "%s\n", KNOWN_HEADER);
+    for (size_t i = 0; rc == 0 && i < c->known.n; i++) {
         const cluster_known_node_t *x = &c->known.v[i];
-        ok = fprintf(f, "%s %u", x->id, x->ntokens) > 0;
-        for (uint32_t j = 0; ok && j < x->ntokens; j++)
-            ok = fprintf(f, " %" PRIx64, x->tokens[j]) > 0;
-        ok = ok && fputc('\n', f) != EOF;
+        rc = buf_printf(&b, "%s %u", x->id, x->ntokens);
+        for (uint32_t j = 0; rc == 0 && j < x->ntokens; j++)
+            rc = buf_printf(&b, " %" PRIx64, x->tokens[j]);
+        if (rc == 0) rc = buf_append_byte(&b, '\n');
     }
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = fclose(f) == 0 && ok;
-    return ok && rename(tmp, path) == 0 ? 0 : ERR_IO;
+    if (rc == 0) rc = buf_printf(&b, "end %zu\n", c->known.n);
+    errmsg_t em = {{0}};
+    if (rc == 0) rc = cluster_statefile_write(c->data_dir, path, &b, &em);
+    if (rc != 0) log_error("cluster", "%s", errmsg_text(&em, rc));
+    buf_free(&b);
+    return rc;
 }
 
 /* Whether the known nodes are exactly those of ring r, tokens too. */
@@ -181,7 +228,7 @@ void cluster_regain_ring_accept(cluster_t *c, const ring_t *now)
     free(c->known.v);
     k.unsure = 0;
     c->known = k;
-    if (known_save(c) != 0)
+    if (cluster_regain_ring_save(c) != 0)
         log_error("cluster",
                   "cannot write %s/%s: a removal while this node is down is not "
                   "streamed in after its restart",

@@ -8,7 +8,9 @@
  *   piece LO HI DONE SPANS_DONE FAILED AFTER SPANS_AFTER
  *                              a piece's stream cursor: the last window key
  *                              and span key stored (hex, "-" when none)
- * LO, HI and SETTLED_MS in hex. A cleared interval is not cleared again
+ * LO, HI and SETTLED_MS in hex, DONE, SPANS_DONE and FAILED 0 or 1, every
+ * cleared line before the pieces; the header is "flamedb-regain-progress 2"
+ * and the last line "end LINES" (cluster_statefile.c). A cleared interval is not cleared again
  * (that would drop what was streamed and the markers that keep a window
  * from being added twice); a piece goes on after its cursor. A cursor that
  * lags (a crash after a page was stored but before the file was written)
@@ -22,10 +24,11 @@
 #include <unistd.h>
 
 #include "common/grow.h"
+#include "common/log.h"
 #include "node/cluster/repair_int.h"
 
 #define PROGRESS_FILE CLUSTER_REGAIN_FILE CLUSTER_REGAIN_PROGRESS_SUFFIX
-#define PROGRESS_HEADER "flamedb-regain-progress 1"
+#define PROGRESS_HEADER "flamedb-regain-progress 2"
 #define KEY_HEX (2 * REPAIR_STREAM_KEY_MAX + 1)
 
 static int progress_path(const repair_t *r, const char *suffix, char *out, size_t n)
@@ -49,6 +52,8 @@ static void hex_of(const uint8_t *p, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+/* A stream key: "-" (none) or up to REPAIR_STREAM_KEY_MAX bytes in pairs of
+ * lowercase hex digits; ERR_CORRUPT otherwise. */
 static int unhex(const char *s, uint8_t *out, size_t *n)
 {
     size_t len = strlen(s);
@@ -56,10 +61,10 @@ static int unhex(const char *s, uint8_t *out, size_t *n)
         *n = 0;
         return 0;
     }
-    if (len % 2 != 0 || len / 2 > REPAIR_STREAM_KEY_MAX) return ERR_CORRUPT;
+    if (len == 0 || len % 2 != 0 || len / 2 > REPAIR_STREAM_KEY_MAX) return ERR_CORRUPT;
     for (size_t i = 0; i < len / 2; i++) {
-        unsigned v;
-        if (sscanf(s + 2 * i, "%2x", &v) != 1) return ERR_CORRUPT;
+        uint64_t v;
+        if (cluster_statefile_hex64(s + 2 * i, 2, &v) != 0) return ERR_CORRUPT;
         out[i] = (uint8_t)v;
     }
     *n = len / 2;
@@ -75,41 +80,45 @@ static int in_cleared(const repair_t *r, uint64_t lo, uint64_t hi)
     return 0;
 }
 
-static int write_all(const repair_t *r, FILE *f)
+static int write_all(const repair_t *r, buf_t *b)
 {
-    char a[KEY_HEX], b[KEY_HEX];
-    int ok = fprintf(f, "%s\n", PROGRESS_HEADER) > 0;
-    for (size_t i = 0; ok && i < r->rg.niv; i++)
-        if (r->rg.iv[i].settled_ms != 0)
-            ok = fprintf(f, "cleared %016" PRIx64 " %016" PRIx64 " %" PRIx64 "\n", r->rg.iv[i].lo,
-                         r->rg.iv[i].hi, r->rg.iv[i].settled_ms) > 0;
-    for (size_t i = 0; ok && i < r->rg.streams.n; i++) {
+    char a[KEY_HEX], k[KEY_HEX];
+    size_t n = 0;
+    int rc = buf_printf(b, "%s\n", PROGRESS_HEADER);
+    for (size_t i = 0; rc == 0 && i < r->rg.niv; i++)
+        if (r->rg.iv[i].settled_ms != 0) {
+            rc = buf_printf(b, "cleared %016" PRIx64 " %016" PRIx64 " %" PRIx64 "\n",
+                            r->rg.iv[i].lo, r->rg.iv[i].hi, r->rg.iv[i].settled_ms);
+            n++;
+        }
+    for (size_t i = 0; rc == 0 && i < r->rg.streams.n; i++) {
         const repair_stream_state_t *ss = &r->rg.streams.v[i];
         if (!in_cleared(r, ss->lo, ss->hi)) continue;
         hex_of(ss->after, ss->after_len, a);
-        hex_of(ss->spans_after, ss->spans_after_len, b);
-        ok = fprintf(f, "piece %016" PRIx64 " %016" PRIx64 " %d %d %d %s %s\n", ss->lo, ss->hi,
-                     ss->done, ss->spans_done, ss->failed, a, b) > 0;
+        hex_of(ss->spans_after, ss->spans_after_len, k);
+        rc = buf_printf(b, "piece %016" PRIx64 " %016" PRIx64 " %d %d %d %s %s\n", ss->lo, ss->hi,
+                        ss->done != 0, ss->spans_done != 0, ss->failed != 0, a, k);
+        n++;
     }
-    return ok;
+    return rc == 0 ? buf_printf(b, "end %zu\n", n) : rc;
 }
 
 int repair_regain_progress_save(repair_t *r)
 {
-    char path[CLUSTER_SETTING_MAX + 32], tmp[CLUSTER_SETTING_MAX + 32];
-    if (progress_path(r, "", path, sizeof path) != 0 ||
-        progress_path(r, ".tmp", tmp, sizeof tmp) != 0)
-        return ERR_INVALID_ARGUMENT;
+    char path[CLUSTER_SETTING_MAX + 32];
+    if (progress_path(r, "", path, sizeof path) != 0) return ERR_INVALID_ARGUMENT;
     int any = 0;
     for (size_t i = 0; i < r->rg.niv; i++)
         any |= r->rg.iv[i].settled_ms != 0;
     if (!any) return repair_regain_progress_remove(r);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) return ERR_IO;
-    int ok = write_all(r, f);
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = fclose(f) == 0 && ok;
-    return ok && rename(tmp, path) == 0 ? 0 : ERR_IO;
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    errmsg_t em = {{0}};
+    int rc = write_all(r, &b);
+    if (rc == 0) rc = cluster_statefile_write(r->c->data_dir, path, &b, &em);
+    if (rc != 0) log_warn("repair", "%s", errmsg_text(&em, rc));
+    buf_free(&b);
+    return rc;
 }
 
 int repair_regain_progress_remove(repair_t *r)
@@ -119,13 +128,38 @@ int repair_regain_progress_remove(repair_t *r)
     return unlink(path) == 0 || errno == ENOENT ? 0 : ERR_IO;
 }
 
-static int take_cleared(repair_t *r, const char *line)
+/* The n space-separated fields of line into f (the line is cut in place);
+ * ERR_CORRUPT unless it has exactly n, each one space apart. */
+static int fields(char *line, char **f, int n)
 {
+    for (int i = 0; i < n; i++) {
+        f[i] = line;
+        char *sp = strchr(line, ' ');
+        if ((sp == NULL) != (i == n - 1) || f[i][0] == '\0' || sp == line) return ERR_CORRUPT;
+        if (sp != NULL) {
+            *sp = '\0';
+            line = sp + 1;
+        }
+    }
+    return 0;
+}
+
+/* An interval "LO HI" of two fields, 16 hex digits each, LO <= HI. */
+static int interval(char *lo_s, char *hi_s, uint64_t *lo, uint64_t *hi)
+{
+    if (strlen(lo_s) != 16 || strlen(hi_s) != 16 || cluster_statefile_hex64(lo_s, 16, lo) != 0 ||
+        cluster_statefile_hex64(hi_s, 16, hi) != 0 || *lo > *hi)
+        return ERR_CORRUPT;
+    return 0;
+}
+
+static int take_cleared(repair_t *r, char *line)
+{
+    char *f[4];
     uint64_t lo, hi, settled;
-    char end;
-    if (sscanf(line, "cleared %16" SCNx64 " %16" SCNx64 " %16" SCNx64 "%c", &lo, &hi, &settled,
-               &end) != 4 ||
-        end != '\n' || lo > hi || settled == 0)
+    if (fields(line, f, 4) != 0 || interval(f[1], f[2], &lo, &hi) != 0 ||
+        cluster_statefile_hex64(f[3], strlen(f[3]), &settled) != 0 || settled == 0 ||
+        r->rg.streams.n > 0) /* pieces come after every cleared interval */
         return ERR_CORRUPT;
     int rc = GROW(r->rg.iv, r->rg.ivcap, r->rg.niv + 1, GROW_UNLIMITED);
     if (rc != 0) return rc;
@@ -133,23 +167,92 @@ static int take_cleared(repair_t *r, const char *line)
     return 0;
 }
 
-static int take_piece(repair_t *r, const char *line)
+static int flag(const char *s, int *out)
 {
-    char a[KEY_HEX], b[KEY_HEX];
+    if ((s[0] != '0' && s[0] != '1') || s[1] != '\0') return ERR_CORRUPT;
+    *out = s[0] == '1';
+    return 0;
+}
+
+/* A piece's cursor. Only one inside an interval the file lists as cleared
+ * (check_records): the cursor of one that is not would let the stream skip
+ * what lies before it after a fresh clear. */
+static int take_piece(repair_t *r, char *line)
+{
+    char *f[8];
     uint64_t lo, hi;
     int done, sdone, failed;
-    char fmt[96];
-    snprintf(fmt, sizeof fmt, "piece %%16" SCNx64 " %%16" SCNx64 " %%d %%d %%d %%%ds %%%ds",
-             KEY_HEX - 1, KEY_HEX - 1);
-    if (sscanf(line, fmt, &lo, &hi, &done, &sdone, &failed, a, b) != 7 || lo > hi)
+    if (fields(line, f, 8) != 0 || interval(f[1], f[2], &lo, &hi) != 0 || flag(f[3], &done) != 0 ||
+        flag(f[4], &sdone) != 0 || flag(f[5], &failed) != 0)
         return ERR_CORRUPT;
-    repair_stream_state_t *ss = repair_stream_state(&r->rg.streams, lo, hi);
-    if (ss == NULL) return ERR_NOMEM;
-    ss->done = done != 0;
-    ss->spans_done = sdone != 0;
-    ss->failed = failed != 0;
-    int rc = unhex(a, ss->after, &ss->after_len);
-    return rc == 0 ? unhex(b, ss->spans_after, &ss->spans_after_len) : rc;
+    repair_streams_t *l = &r->rg.streams; /* not repair_stream_state: its search is linear */
+    if (GROW(l->v, l->cap, l->n + 1, GROW_UNLIMITED) != 0) return ERR_NOMEM;
+    repair_stream_state_t *ss = &l->v[l->n++];
+    memset(ss, 0, sizeof *ss);
+    ss->lo = lo;
+    ss->hi = hi;
+    ss->done = done;
+    ss->spans_done = sdone;
+    ss->failed = failed;
+    int rc = unhex(f[6], ss->after, &ss->after_len);
+    return rc == 0 ? unhex(f[7], ss->spans_after, &ss->spans_after_len) : rc;
+}
+
+/* Largest index i with v[i].lo <= lo in v sorted by lo; -1 when none. */
+static long last_at_or_before(const cluster_iv_t *v, size_t n, uint64_t lo)
+{
+    size_t a = 0, b = n; /* the first with v[i].lo > lo is in [a, b] */
+    while (a < b) {
+        size_t m = a + (b - a) / 2;
+        if (v[m].lo <= lo)
+            a = m + 1;
+        else
+            b = m;
+    }
+    return (long)a - 1;
+}
+
+/* No cleared interval or piece twice, every piece inside a cleared
+ * interval; by sorting, so a file of a million lines is checked at once. */
+static int check_records(const repair_t *r)
+{
+    size_t ni = r->rg.niv, np = r->rg.streams.n;
+    cluster_iv_t *iv = malloc((ni ? ni : 1) * sizeof *iv), *pc = malloc((np ? np : 1) * sizeof *pc);
+    uint64_t *maxhi = malloc((ni ? ni : 1) * sizeof *maxhi);
+    int rc = iv != NULL && pc != NULL && maxhi != NULL ? 0 : ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < ni; i++)
+        iv[i] = (cluster_iv_t){r->rg.iv[i].lo, r->rg.iv[i].hi};
+    for (size_t i = 0; rc == 0 && i < np; i++)
+        pc[i] = (cluster_iv_t){r->rg.streams.v[i].lo, r->rg.streams.v[i].hi};
+    if (rc == 0) rc = cluster_statefile_sort_unique(iv, ni);
+    if (rc == 0) rc = cluster_statefile_sort_unique(pc, np);
+    for (size_t i = 0; rc == 0 && i < ni; i++) /* the widest reach of those starting by iv[i] */
+        maxhi[i] = i > 0 && maxhi[i - 1] > iv[i].hi ? maxhi[i - 1] : iv[i].hi;
+    for (size_t i = 0; rc == 0 && i < np; i++) {
+        long k = last_at_or_before(iv, ni, pc[i].lo);
+        if (k < 0 || maxhi[k] < pc[i].hi) rc = ERR_CORRUPT;
+    }
+    free(iv);
+    free(pc);
+    free(maxhi);
+    return rc;
+}
+
+static int progress_parse(repair_t *r, buf_t *b)
+{
+    char *p = (char *)b->data, *end = p + b->len, *line = cluster_statefile_line(&p, end);
+    if (line == NULL || strcmp(line, PROGRESS_HEADER) != 0) return ERR_CORRUPT;
+    size_t count = 0;
+    int rc = 0;
+    while (rc == 0 && (line = cluster_statefile_line(&p, end)) != NULL &&
+           strncmp(line, "end ", 4) != 0) {
+        rc = strncmp(line, "cleared ", 8) == 0 ? take_cleared(r, line)
+             : strncmp(line, "piece ", 6) == 0 ? take_piece(r, line)
+                                               : ERR_CORRUPT;
+        count++;
+    }
+    if (rc == 0) rc = cluster_statefile_end(line, (size_t)(end - p), count);
+    return rc == 0 ? check_records(r) : rc;
 }
 
 int repair_regain_progress_load(repair_t *r, errmsg_t *em)
@@ -157,18 +260,12 @@ int repair_regain_progress_load(repair_t *r, errmsg_t *em)
     char path[CLUSTER_SETTING_MAX + 32];
     if (progress_path(r, "", path, sizeof path) != 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
-    FILE *f = fopen(path, "r");
-    if (f == NULL) return errno == ENOENT ? 0 : errmsg_set(em, ERR_IO, "%s: cannot read", path);
-    char *line = NULL;
-    size_t cap = 0;
-    int rc =
-        getline(&line, &cap, f) > 0 && strcmp(line, PROGRESS_HEADER "\n") == 0 ? 0 : ERR_CORRUPT;
-    while (rc == 0 && getline(&line, &cap, f) > 0)
-        rc = strncmp(line, "cleared ", 8) == 0 ? take_cleared(r, line)
-             : strncmp(line, "piece ", 6) == 0 ? take_piece(r, line)
-                                               : ERR_CORRUPT;
-    free(line);
-    fclose(f);
+    buf_t b;
+    int rc = cluster_statefile_read(path, CLUSTER_REGAIN_FILE_MAX, &b, em);
+    if (rc == ERR_NOT_FOUND) return 0;
+    if (rc != 0) return rc;
+    rc = progress_parse(r, &b);
+    buf_free(&b);
     if (rc != 0) {
         r->rg.niv = 0;
         r->rg.streams.n = 0;

@@ -1,0 +1,148 @@
+/* cluster_statefile.c — the small text state files of DATA_DIR that the
+ * cluster keeps for itself (regain, regain.progress, regain.ring; see
+ * cluster_int.h): read whole under a size limit, written atomically, and
+ * the strict pieces their parsers share.
+ *
+ * Each such file is a header line, record lines and a last line
+ * "end COUNT" (decimal, the number of records), every line ending in '\n':
+ * a file cut short anywhere lacks its end line or has a count that does
+ * not match, so it is refused rather than read as a shorter list.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "node/cluster/cluster_int.h"
+
+int cluster_statefile_read(const char *path, size_t max, buf_t *out, errmsg_t *em)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT
+                   ? ERR_NOT_FOUND
+                   : errmsg_set(em, ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    struct stat st; /* a file over max is refused before anything is read */
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > max) {
+        close(fd);
+        return errmsg_set(em, ERR_CORRUPT, "%s: larger than %zu bytes", path, max);
+    }
+    buf_init(out, max);
+    uint8_t chunk[8192];
+    int rc = ERR_OK;
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            rc = errmsg_set(em, ERR_IO, "cannot read %s: %s", path, strerror(errno));
+            break;
+        }
+        if (n == 0) break;
+        if (buf_append(out, chunk, (size_t)n) != ERR_OK) {
+            rc = errmsg_set(em, ERR_CORRUPT, "%s: larger than %zu bytes", path, max);
+            break;
+        }
+    }
+    close(fd);
+    /* an empty file still gets storage: parsers do pointer arithmetic on it */
+    if (rc == ERR_OK && out->data == NULL && buf_reserve(out, 1) != ERR_OK)
+        rc = errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (rc != ERR_OK) buf_free(out);
+    return rc;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int cluster_statefile_write(const char *dir, const char *path, const buf_t *b, errmsg_t *em)
+{
+    char tmp[CLUSTER_SETTING_MAX + 64];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "%s: path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return errmsg_set(em, ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    int bad = write_all(fd, b->data, b->len) != 0 || fsync(fd) != 0;
+    int saved = errno;
+    bad = close(fd) != 0 || bad;
+    if (bad || rename(tmp, path) != 0) {
+        saved = bad ? saved : errno;
+        unlink(tmp);
+        return errmsg_set(em, ERR_IO, "cannot write %s: %s", path, strerror(saved));
+    }
+    /* the rename itself lasts a crash only once the directory is synced */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0) {
+        saved = errno;
+        if (dfd >= 0) close(dfd);
+        return errmsg_set(em, ERR_IO, "cannot sync %s: %s", dir, strerror(saved));
+    }
+    close(dfd);
+    return ERR_OK;
+}
+
+char *cluster_statefile_line(char **p, char *end)
+{
+    if (*p >= end) return NULL;
+    char *line = *p, *nl = memchr(line, '\n', (size_t)(end - line));
+    if (nl == NULL || memchr(line, '\0', (size_t)(nl - line)) != NULL) {
+        *p = end;
+        return NULL;
+    }
+    *nl = '\0';
+    *p = nl + 1;
+    return line;
+}
+
+int cluster_statefile_hex64(const char *s, size_t len, uint64_t *out)
+{
+    if (len == 0 || len > 16) return ERR_CORRUPT;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        if (d < 0) return ERR_CORRUPT;
+        v = v << 4 | (uint64_t)d;
+    }
+    *out = v;
+    return ERR_OK;
+}
+
+int cluster_statefile_end(const char *line, size_t left, size_t count)
+{
+    if (line == NULL || strncmp(line, "end ", 4) != 0 || left != 0) return ERR_CORRUPT;
+    const char *s = line + 4;
+    size_t n = 0, len = strlen(s);
+    if (len == 0 || len > 18 || (s[0] == '0' && len > 1)) return ERR_CORRUPT;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return ERR_CORRUPT;
+        n = n * 10 + (size_t)(s[i] - '0');
+    }
+    return n == count ? ERR_OK : ERR_CORRUPT;
+}
+
+static int iv_cmp(const void *a, const void *b)
+{
+    const cluster_iv_t *x = a, *y = b;
+    if (x->lo != y->lo) return x->lo < y->lo ? -1 : 1;
+    return x->hi < y->hi ? -1 : x->hi > y->hi;
+}
+
+int cluster_statefile_sort_unique(cluster_iv_t *v, size_t n)
+{
+    if (n > 1) qsort(v, n, sizeof *v, iv_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (v[i].lo == v[i - 1].lo && v[i].hi == v[i - 1].hi) return ERR_CORRUPT;
+    return ERR_OK;
+}

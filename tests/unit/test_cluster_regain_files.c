@@ -1,0 +1,615 @@
+/* Unit tests for the files a node keeps while it regains ranges after a
+ * removal (docs/cluster.md, "Removing a node"): DATA_DIR/regain
+ * (cluster_regain.c), DATA_DIR/regain.progress (repair_regain_file.c) and
+ * DATA_DIR/regain.ring (cluster_regain_ring.c). Each is written and read
+ * back equal; written through a temporary name so a failed write leaves the
+ * old file whole; and every damaged form (empty, cut at each byte, another
+ * version, counts that do not match the records, LO > HI, absurd counts and
+ * sizes, bytes after the end, a file that cannot be read) is refused with
+ * the safe fallback: regain refuses the start (what the node must still
+ * stream is unknown), progress restarts the regain from its clear (nothing
+ * kept), ring is ignored (the ring is learnt from gossip, the log names
+ * flamectl cluster repair). A piece cursor outside an interval the progress
+ * file lists as cleared is refused: after a fresh clear it would skip what
+ * lies before it. */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "common/log.h"
+#include "node/cluster/repair_int.h"
+
+static char dir[64];
+
+static void path_of(const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s", dir, name);
+}
+
+static void put_bytes(const char *name, const char *p, size_t n)
+{
+    char path[128];
+    path_of(name, path, sizeof path);
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (f == NULL) return;
+    CHECK_EQ_INT(fwrite(p, 1, n, f), n);
+    fclose(f);
+}
+
+static void put_str(const char *name, const char *s)
+{
+    put_bytes(name, s, strlen(s));
+}
+
+/* The whole file (caller frees), its length in *n; NULL when absent. */
+static char *get_bytes(const char *name, size_t *n)
+{
+    char path[128];
+    path_of(name, path, sizeof path);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return NULL;
+    char *b = malloc(1 << 20);
+    *n = fread(b, 1, (1 << 20) - 1, f);
+    b[*n] = '\0';
+    fclose(f);
+    return b;
+}
+
+static int exists(const char *name)
+{
+    char path[128];
+    path_of(name, path, sizeof path);
+    return access(path, F_OK) == 0;
+}
+
+static void rm(const char *name)
+{
+    char path[128];
+    path_of(name, path, sizeof path);
+    if (unlink(path) != 0) rmdir(path);
+}
+
+/* This node's identity in every test: n1 with two tokens. */
+static uint64_t self_tokens[] = {5, 0xffffffffffffffffull};
+
+static cluster_t *new_cluster(void)
+{
+    cluster_t *c = calloc(1, sizeof *c);
+    snprintf(c->data_dir, sizeof c->data_dir, "%s", dir);
+    snprintf(c->id.node_id, sizeof c->id.node_id, "n1");
+    c->id.tokens = self_tokens;
+    c->id.ntokens = 2;
+    return c;
+}
+
+static void free_cluster(cluster_t *c)
+{
+    cluster_regain_free(c);
+    cluster_regain_ring_free(c);
+    free(c);
+}
+
+/* ---------- DATA_DIR/regain */
+
+static int regain_load(size_t *n)
+{
+    cluster_t *c = new_cluster();
+    errmsg_t em = {{0}};
+    int rc = cluster_regain_load(c, &em);
+    *n = c->regain.n;
+    free_cluster(c);
+    return rc;
+}
+
+static void test_regain_roundtrip(void)
+{
+    cluster_t *c = new_cluster();
+    uint64_t lo[] = {0, 0x10, 0xfffffffffffffff0ull}, hi[] = {5, 0x8000000000000000ull, UINT64_MAX};
+    c->regain.lo = malloc(sizeof lo);
+    c->regain.hi = malloc(sizeof hi);
+    memcpy(c->regain.lo, lo, sizeof lo);
+    memcpy(c->regain.hi, hi, sizeof hi);
+    c->regain.n = c->regain.cap = 3;
+    CHECK_EQ_INT(cluster_regain_save(c), 0);
+    CHECK(!exists("regain.tmp"));
+    cluster_t *d = new_cluster();
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(cluster_regain_load(d, &em), 0);
+    CHECK_EQ_INT(d->regain.n, 3);
+    for (size_t i = 0; i < 3 && i < d->regain.n; i++) {
+        CHECK(d->regain.lo[i] == lo[i]);
+        CHECK(d->regain.hi[i] == hi[i]);
+    }
+    free_cluster(d);
+
+    /* a write that fails leaves the old file whole */
+    char path[128];
+    path_of("regain.tmp", path, sizeof path);
+    CHECK_EQ_INT(mkdir(path, 0700), 0);
+    c->regain.n = 1;
+    CHECK(cluster_regain_save(c) != 0);
+    rm("regain.tmp");
+    size_t n = 0;
+    CHECK_EQ_INT(regain_load(&n), 0);
+    CHECK_EQ_INT(n, 3);
+
+    c->regain.n = 0; /* an empty regain removes the file, and its progress */
+    CHECK_EQ_INT(cluster_regain_save(c), 0);
+    CHECK(!exists("regain"));
+    put_str("regain.progress", "stale");
+    CHECK_EQ_INT(regain_load(&n), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK(!exists("regain.progress"));
+    free_cluster(c);
+}
+
+static const char *const bad_regains[] = {
+    "",
+    "\n",
+    "flamedb-regain 1\n0000000000000000 0000000000000005\n",        /* the version before */
+    "flamedb-regain 1\n0000000000000000 0000000000000005\nend 1\n", /* another version */
+    "flamedb-regain 3\nend 0\n",
+    "flamedb-regainx 2\nend 0\n",
+    "flamedb-regain 2\n0000000000000000 0000000000000005\nend 2\n", /* count over the data */
+    "flamedb-regain 2\n0000000000000000 0000000000000005\nend 0\n",
+    "flamedb-regain 2\n0000000000000000 0000000000000005\nend 18446744073709551617\n",
+    "flamedb-regain 2\n0000000000000000 0000000000000005\nend 01\n",
+    "flamedb-regain 2\n0000000000000006 0000000000000005\nend 1\n", /* lo > hi */
+    "flamedb-regain 2\n0000000000000000 0000000000000005\n0000000000000000 0000000000000005\n"
+    "end 2\n", /* an interval twice: its writer never does that */
+    "flamedb-regain 2\n0000000000000000 0000000000000005\nend 1\nx", /* trailing garbage */
+    "flamedb-regain 2\n0000000000000000 0000000000000005\nend 1\n\n",
+    "flamedb-regain 2\n0000000000000000 0000000000000005 7\nend 1\n",
+    "flamedb-regain 2\n0000000000000000  000000000000005\nend 1\n",
+    "flamedb-regain 2\n-000000000000001 0000000000000005\nend 1\n",
+    "flamedb-regain 2\n0x00000000000000 0000000000000005\nend 1\n",
+    "flamedb-regain 2\n000000000000000A 000000000000000B\nend 1\n",
+    "flamedb-regain 2\n0 5\nend 1\n",
+    "flamedb-regain 2\r\n0000000000000000 0000000000000005\nend 1\n",
+};
+
+static void test_regain_damaged(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof bad_regains / sizeof *bad_regains; i++) {
+        put_str("regain", bad_regains[i]);
+        int rc = regain_load(&n);
+        if (rc == 0) fprintf(stderr, "accepted regain case %zu\n", i);
+        CHECK(rc < 0);
+        CHECK_EQ_INT(n, 0);
+    }
+    /* a NUL inside a line */
+    static const char nul[] = "flamedb-regain 2\n0000000000000000\0"
+                              "0000000000000005\nend 1\n";
+    put_bytes("regain", nul, sizeof nul - 1);
+    CHECK(regain_load(&n) < 0);
+    /* cut at every byte: never read as a shorter list */
+    const char *good = "flamedb-regain 2\n0000000000000000 0000000000000005\n"
+                       "0000000000000010 00000000000000ff\nend 2\n";
+    for (size_t k = 0; k < strlen(good); k++) {
+        put_bytes("regain", good, k);
+        int rc = regain_load(&n);
+        if (rc == 0) fprintf(stderr, "accepted regain cut at %zu\n", k);
+        CHECK(rc < 0);
+    }
+    put_str("regain", good);
+    CHECK_EQ_INT(regain_load(&n), 0);
+    CHECK_EQ_INT(n, 2);
+    put_str("regain", "flamedb-regain 2\nend 0\n"); /* never written, but nothing to regain */
+    CHECK_EQ_INT(regain_load(&n), 0);
+    CHECK_EQ_INT(n, 0);
+    /* larger than the limit: refused before it is read */
+    char path[128];
+    path_of("regain", path, sizeof path);
+    CHECK_EQ_INT(truncate(path, (off_t)CLUSTER_REGAIN_FILE_MAX + 1), 0);
+    CHECK(regain_load(&n) < 0);
+    /* unreadable: a directory in its place */
+    rm("regain");
+    CHECK_EQ_INT(mkdir(path, 0700), 0);
+    CHECK(regain_load(&n) < 0);
+    rm("regain");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A file of many records (here 400,000: 13.6 MB, well under the size limit)
+ * loads in linear-logarithmic time: checking each interval against every
+ * other took minutes, and the node does not start before it is read. */
+static void test_regain_many(void)
+{
+    enum { N = 400000 };
+    char *f = malloc((size_t)N * 64), *p = f; /* the longest line: 50 bytes */
+    p += sprintf(p, "flamedb-regain 2\n");
+    for (int i = 0; i < N; i++)
+        p += sprintf(p, "%016llx %016llx\n", (unsigned long long)i * 4,
+                     (unsigned long long)i * 4 + 1);
+    p += sprintf(p, "end %d\n", N);
+    put_bytes("regain", f, (size_t)(p - f));
+    double t0 = now_s();
+    size_t n = 0;
+    CHECK_EQ_INT(regain_load(&n), 0);
+    CHECK_EQ_INT(n, N);
+    double took = now_s() - t0;
+    fprintf(stderr, "regain of %d intervals loaded in %.3f s\n", N, took);
+    CHECK(took < 10);
+    rm("regain");
+
+    p = f + sprintf(f, "flamedb-regain-progress 2\n");
+    for (int i = 0; i < N / 2; i++)
+        p += sprintf(p, "cleared %016llx %016llx 1\n", (unsigned long long)i * 4,
+                     (unsigned long long)i * 4 + 1);
+    for (int i = 0; i < N / 2; i++)
+        p += sprintf(p, "piece %016llx %016llx 0 0 0 - -\n", (unsigned long long)i * 4 + 1,
+                     (unsigned long long)i * 4 + 1);
+    p += sprintf(p, "end %d\n", N);
+    put_bytes("regain.progress", f, (size_t)(p - f));
+    t0 = now_s();
+    size_t niv = 0, np = 0;
+    cluster_t *c = new_cluster();
+    repair_t *r = calloc(1, sizeof *r);
+    r->c = c;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(repair_regain_progress_load(r, &em), 0);
+    niv = r->rg.niv;
+    np = r->rg.streams.n;
+    free(r->rg.iv);
+    free(r->rg.streams.v);
+    free(r);
+    free_cluster(c);
+    CHECK_EQ_INT(niv, N / 2);
+    CHECK_EQ_INT(np, N / 2);
+    took = now_s() - t0;
+    fprintf(stderr, "progress of %d lines loaded in %.3f s\n", N, took);
+    CHECK(took < 10);
+    rm("regain.progress");
+    free(f);
+}
+
+/* ---------- DATA_DIR/regain.progress */
+
+static repair_t *new_repair(cluster_t *c)
+{
+    repair_t *r = calloc(1, sizeof *r);
+    r->c = c;
+    return r;
+}
+
+static void free_repair(repair_t *r)
+{
+    free(r->rg.iv);
+    free(r->rg.streams.v);
+    free(r);
+}
+
+static int progress_load(size_t *niv, size_t *npieces)
+{
+    cluster_t *c = new_cluster();
+    repair_t *r = new_repair(c);
+    errmsg_t em = {{0}};
+    int rc = repair_regain_progress_load(r, &em);
+    *niv = r->rg.niv;
+    *npieces = r->rg.streams.n;
+    free_repair(r);
+    free_cluster(c);
+    return rc;
+}
+
+static void test_progress_roundtrip(void)
+{
+    cluster_t *c = new_cluster();
+    repair_t *r = new_repair(c);
+    r->rg.iv = calloc(3, sizeof *r->rg.iv);
+    r->rg.iv[0] = (repair_rg_iv_t){0x100, 0x1ff, 7, 1700000000123ull};
+    r->rg.iv[1] = (repair_rg_iv_t){0x200, 0x2ff, 7, 0}; /* not cleared: not written */
+    r->rg.iv[2] = (repair_rg_iv_t){0x300, UINT64_MAX, 7, 1700000000456ull};
+    r->rg.niv = r->rg.ivcap = 3;
+    repair_stream_state_t *a = repair_stream_state(&r->rg.streams, 0x100, 0x17f);
+    a->done = 1;
+    a->after_len = REPAIR_STREAM_KEY_MAX;
+    for (size_t i = 0; i < a->after_len; i++)
+        a->after[i] = (uint8_t)(i * 7);
+    a->spans_after_len = 3;
+    memcpy(a->spans_after, "\x00\xff\x10", 3);
+    repair_stream_state_t *b = repair_stream_state(&r->rg.streams, 0x300, 0x3ff);
+    b->failed = 1;
+    repair_stream_state(&r->rg.streams, 0x200, 0x2ff); /* in no cleared interval: not written */
+    CHECK_EQ_INT(repair_regain_progress_save(r), 0);
+    CHECK(!exists("regain.progress.tmp"));
+
+    repair_t *q = new_repair(c);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(repair_regain_progress_load(q, &em), 0);
+    CHECK_EQ_INT(q->rg.niv, 2);
+    CHECK_EQ_INT(q->rg.streams.n, 2);
+    if (q->rg.niv == 2 && q->rg.streams.n == 2) {
+        CHECK(q->rg.iv[0].lo == 0x100 && q->rg.iv[0].hi == 0x1ff);
+        CHECK(q->rg.iv[0].settled_ms == 1700000000123ull);
+        CHECK(q->rg.iv[1].lo == 0x300 && q->rg.iv[1].hi == UINT64_MAX);
+        const repair_stream_state_t *x = &q->rg.streams.v[0], *y = &q->rg.streams.v[1];
+        CHECK(x->lo == 0x100 && x->hi == 0x17f && x->done && !x->spans_done && !x->failed);
+        CHECK_EQ_INT(x->after_len, REPAIR_STREAM_KEY_MAX);
+        CHECK(memcmp(x->after, a->after, a->after_len) == 0);
+        CHECK_EQ_INT(x->spans_after_len, 3);
+        CHECK(memcmp(x->spans_after, "\x00\xff\x10", 3) == 0);
+        CHECK(y->lo == 0x300 && y->failed && !y->done && y->after_len == 0);
+    }
+    free_repair(q);
+
+    /* nothing cleared: the file goes */
+    r->rg.iv[0].settled_ms = r->rg.iv[2].settled_ms = 0;
+    CHECK_EQ_INT(repair_regain_progress_save(r), 0);
+    CHECK(!exists("regain.progress"));
+    free_repair(r);
+    free_cluster(c);
+}
+
+#define CL "cleared 0000000000000100 00000000000001ff 18bcfe56800\n"
+#define PH "flamedb-regain-progress 2\n"
+static const char *const bad_progress[] = {
+    "",
+    "flamedb-regain-progress 1\n" CL,
+    "flamedb-regain-progress 1\n" CL "end 1\n",
+    PH CL "end 2\n",
+    PH CL "end 1\ngarbage\n",
+    PH CL CL "end 2\n", /* the same interval twice */
+    PH "cleared 00000000000001ff 0000000000000100 18bcfe56800\nend 1\n",
+    PH "cleared 0000000000000100 00000000000001ff 0\nend 1\n",
+    PH "cleared 0000000000000100 00000000000001ff 18bcfe56800 1\nend 1\n",
+    PH "cleared 0000000000000100 00000000000001ff +18bcfe56800\nend 1\n",
+    PH "cleared 0000000000000100 00000000000001ff 11111111111111111\nend 1\n",
+    PH "clear 0000000000000100 00000000000001ff 18bcfe56800\nend 1\n",
+    /* a cursor in an interval the file does not list as cleared */
+    PH "piece 0000000000000100 000000000000017f 1 0 0 00 -\nend 1\n",
+    PH CL "piece 0000000000000000 000000000000017f 1 0 0 00 -\nend 2\n",
+    PH CL "piece 0000000000000100 000000000000017f 1 0 0 00 -\n"
+          "piece 0000000000000100 000000000000017f 1 0 0 00 -\nend 3\n",
+    PH CL "piece 0000000000000180 000000000000017f 1 0 0 00 -\nend 2\n",
+    PH CL "piece 0000000000000100 000000000000017f 2 0 0 00 -\nend 2\n",
+    PH CL "piece 0000000000000100 000000000000017f 1 0 -1 00 -\nend 2\n",
+    PH CL "piece 0000000000000100 000000000000017f 1 0 0 0 -\nend 2\n",
+    PH CL "piece 0000000000000100 000000000000017f 1 0 0 0g -\nend 2\n",
+    PH CL "piece 0000000000000100 000000000000017f 1 0 0 AB -\nend 2\n",
+    PH CL "piece 0000000000000100 000000000000017f 1 0 0 - - x\nend 2\n",
+    PH CL "piece 0000000000000100 000000000000017f 1 0 0 -\nend 2\n",
+    PH CL "piece 0000000000000100 000000000000017f 1 0 0 -  -\nend 2\n",
+    /* pieces follow every cleared interval */
+    PH "cleared 0000000000000000 0000000000000fff 18bcfe56800\n"
+       "piece 0000000000000100 000000000000017f 1 0 0 00 -\n" CL "end 3\n",
+};
+
+/* Pieces inside overlapping and separate cleared intervals are taken; one
+ * that only spans two of them, or lies between them, is not. */
+static void test_progress_containment(void)
+{
+    const char *head = PH "cleared 0000000000000100 00000000000001ff 1\n"
+                          "cleared 0000000000000150 00000000000003ff 1\n"
+                          "cleared 0000000000000500 00000000000005ff 1\n";
+    static const struct {
+        const char *lo, *hi;
+        int ok;
+    } cases[] = {
+        {"0000000000000180", "0000000000000390", 1}, {"0000000000000100", "00000000000001ff", 1},
+        {"0000000000000500", "00000000000005ff", 1}, {"00000000000003ff", "00000000000003ff", 1},
+        {"0000000000000100", "0000000000000400", 0}, {"0000000000000400", "00000000000004ff", 0},
+        {"00000000000003f0", "0000000000000500", 0}, {"00000000000000ff", "0000000000000100", 0},
+        {"0000000000000600", "0000000000000600", 0},
+    };
+    char f[512];
+    size_t niv = 0, np = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(f, sizeof f, "%spiece %s %s 0 0 0 - -\nend 4\n", head, cases[i].lo, cases[i].hi);
+        put_str("regain.progress", f);
+        int rc = progress_load(&niv, &np);
+        if ((rc == 0) != cases[i].ok) fprintf(stderr, "containment case %zu: %d\n", i, rc);
+        CHECK_EQ_INT(rc == 0, cases[i].ok);
+        CHECK_EQ_INT(np, cases[i].ok);
+    }
+    rm("regain.progress");
+}
+
+static void test_progress_damaged(void)
+{
+    size_t niv = 0, np = 0;
+    for (size_t i = 0; i < sizeof bad_progress / sizeof *bad_progress; i++) {
+        put_str("regain.progress", bad_progress[i]);
+        int rc = progress_load(&niv, &np);
+        if (rc == 0) fprintf(stderr, "accepted progress case %zu\n", i);
+        CHECK(rc < 0);
+        CHECK_EQ_INT(niv, 0); /* nothing kept: the regain clears and streams afresh */
+        CHECK_EQ_INT(np, 0);
+    }
+    /* a key one byte over the limit (it would be read cut short otherwise) */
+    char *line = malloc(4 * REPAIR_STREAM_KEY_MAX + 256);
+    int k = snprintf(line, 256, PH CL "piece 0000000000000100 000000000000017f 1 0 0 ");
+    for (int i = 0; i < 2 * (REPAIR_STREAM_KEY_MAX + 1); i++)
+        line[k++] = 'a';
+    snprintf(line + k, 64, " -\nend 2\n");
+    put_str("regain.progress", line);
+    CHECK(progress_load(&niv, &np) < 0);
+    k -= 2; /* at the limit it is read */
+    snprintf(line + k, 64, " -\nend 2\n");
+    put_str("regain.progress", line);
+    CHECK_EQ_INT(progress_load(&niv, &np), 0);
+    CHECK_EQ_INT(np, 1);
+    free(line);
+
+    const char *good = PH CL "piece 0000000000000100 000000000000017f 1 1 0 0a0b ff\nend 2\n";
+    for (size_t i = 0; i < strlen(good); i++) {
+        put_bytes("regain.progress", good, i);
+        int rc = progress_load(&niv, &np);
+        if (rc == 0) fprintf(stderr, "accepted progress cut at %zu\n", i);
+        CHECK(rc < 0);
+        CHECK_EQ_INT(niv + np, 0);
+    }
+    put_str("regain.progress", good);
+    CHECK_EQ_INT(progress_load(&niv, &np), 0);
+    CHECK_EQ_INT(niv, 1);
+    CHECK_EQ_INT(np, 1);
+    char path[128];
+    path_of("regain.progress", path, sizeof path);
+    CHECK_EQ_INT(truncate(path, (off_t)CLUSTER_REGAIN_FILE_MAX + 1), 0);
+    CHECK(progress_load(&niv, &np) < 0);
+    rm("regain.progress");
+    CHECK_EQ_INT(mkdir(path, 0700), 0);
+    CHECK(progress_load(&niv, &np) < 0);
+    CHECK_EQ_INT(niv + np, 0);
+    rm("regain.progress");
+}
+
+/* ---------- DATA_DIR/regain.ring */
+
+/* Loads regain.ring with stderr captured; returns the load's result, the
+ * nodes read in *n and whether the log named the repair to run. */
+static int ring_load(size_t *n, int *told)
+{
+    char log_path[128];
+    path_of("log", log_path, sizeof log_path);
+    fflush(stderr);
+    int saved = dup(2), fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fd, 2);
+    close(fd);
+    cluster_t *c = new_cluster();
+    errmsg_t em = {{0}};
+    int rc = cluster_regain_ring_load(c, &em);
+    *n = c->known.n;
+    CHECK_EQ_INT(c->known.unsure, c->known.n > 0);
+    free_cluster(c);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    size_t len = 0;
+    char *log = get_bytes("log", &len);
+    *told = log != NULL && strstr(log, "run flamectl cluster repair") != NULL;
+    free(log);
+    rm("log");
+    return rc;
+}
+
+static void test_ring_roundtrip(void)
+{
+    cluster_t *c = new_cluster();
+    static const uint64_t t1[] = {0xffffffffffffffffull, 5}, t2[] = {42};
+    c->known.v = calloc(2, sizeof *c->known.v);
+    c->known.v[0] = (cluster_known_node_t){strdup("n1"), malloc(sizeof t1), 2};
+    memcpy(c->known.v[0].tokens, t1, sizeof t1);
+    c->known.v[1] = (cluster_known_node_t){strdup("node-2.b_c"), malloc(sizeof t2), 1};
+    memcpy(c->known.v[1].tokens, t2, sizeof t2);
+    c->known.n = c->known.cap = 2;
+    CHECK_EQ_INT(cluster_regain_ring_save(c), 0);
+    CHECK(!exists("regain.ring.tmp"));
+    free_cluster(c);
+
+    cluster_t *d = new_cluster();
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(cluster_regain_ring_load(d, &em), 0);
+    CHECK_EQ_INT(d->known.n, 2);
+    CHECK(d->known.unsure);
+    if (d->known.n == 2) {
+        CHECK_EQ_STR(d->known.v[0].id, "n1");
+        CHECK_EQ_INT(d->known.v[0].ntokens, 2);
+        CHECK(memcmp(d->known.v[0].tokens, t1, sizeof t1) == 0);
+        CHECK_EQ_STR(d->known.v[1].id, "node-2.b_c");
+        CHECK(d->known.v[1].ntokens == 1 && d->known.v[1].tokens[0] == 42);
+    }
+    free_cluster(d);
+    rm("regain.ring");
+    size_t n = 0;
+    int told = 0;
+    CHECK_EQ_INT(ring_load(&n, &told), 0); /* no file: nothing known, nothing said */
+    CHECK_EQ_INT(n, 0);
+    CHECK(!told);
+}
+
+#define RH "flamedb-regain-ring 2\nn1 2 5 ffffffffffffffff\n" /* this node, as it is */
+static const char *const bad_rings[] = {
+    "",
+    "flamedb-regain-ring 1\nn1 2 5 ffffffffffffffff\n",
+    "flamedb-regain-ring 1\nn1 2 5 ffffffffffffffff\nend 1\n",
+    RH "end 2\n",
+    RH "end 1\ntrailing",
+    RH "n2 2 5\nend 2\n",          /* count over the tokens there */
+    RH "n2 1 5 6\nend 2\n",        /* tokens over the count */
+    RH "n2 4097 5\nend 2\n",       /* over RING_MAX_TOKENS */
+    RH "n2 4294967297 5\nend 2\n", /* wraps 32 bits to 1 */
+    RH "n2 99999999999999999999 5\nend 2\n",
+    RH "n2 0\nend 2\n",
+    RH "n2 01 5\nend 2\n",
+    RH "n2 -1 5\nend 2\n",
+    RH "n2 1 -5\nend 2\n",
+    RH "n2 1 0x5\nend 2\n",
+    RH "n2 1 11111111111111111\nend 2\n",
+    RH "n2 1 5\nn2 1 6\nend 3\n", /* one node twice */
+    RH "n/2 1 5\nend 2\n",        /* not a node id */
+    RH "n2\nend 2\n",
+    /* this node missing, or with other tokens: a ring before without it
+     * would make it clear and stream everything it holds */
+    "flamedb-regain-ring 2\nn2 1 5\nend 1\n",
+    "flamedb-regain-ring 2\nn1 1 5\nend 1\n",
+    "flamedb-regain-ring 2\nn1 2 5 6\nend 1\n",
+    "flamedb-regain-ring 2\nn1 3 5 ffffffffffffffff 6\nend 1\n",
+};
+
+static void test_ring_damaged(void)
+{
+    size_t n = 0;
+    int told = 0;
+    for (size_t i = 0; i < sizeof bad_rings / sizeof *bad_rings; i++) {
+        put_str("regain.ring", bad_rings[i]);
+        CHECK_EQ_INT(ring_load(&n, &told), 0); /* the node starts */
+        if (n != 0 || !told) fprintf(stderr, "ring case %zu: %zu nodes, told %d\n", i, n, told);
+        CHECK_EQ_INT(n, 0); /* ...knowing no ring: it learns it from gossip */
+        CHECK(told);
+    }
+    const char *good = RH "n2 1 abc\nend 2\n";
+    for (size_t k = 0; k < strlen(good); k++) {
+        put_bytes("regain.ring", good, k);
+        CHECK_EQ_INT(ring_load(&n, &told), 0);
+        if (n != 0) fprintf(stderr, "ring cut at %zu read as %zu nodes\n", k, n);
+        CHECK_EQ_INT(n, 0);
+        CHECK(told);
+    }
+    put_str("regain.ring", good);
+    CHECK_EQ_INT(ring_load(&n, &told), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK(!told);
+    char path[128];
+    path_of("regain.ring", path, sizeof path);
+    CHECK_EQ_INT(truncate(path, (off_t)CLUSTER_REGAIN_RING_MAX + 1), 0);
+    CHECK_EQ_INT(ring_load(&n, &told), 0);
+    CHECK(n == 0 && told);
+    rm("regain.ring");
+    CHECK_EQ_INT(mkdir(path, 0700), 0);
+    CHECK_EQ_INT(ring_load(&n, &told), 0);
+    CHECK(n == 0 && told);
+    rm("regain.ring");
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/flamedb-regain-files-XXXXXX");
+    if (mkdtemp(dir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_regain_roundtrip();
+    test_regain_damaged();
+    test_progress_roundtrip();
+    test_progress_damaged();
+    test_progress_containment();
+    test_regain_many();
+    test_ring_roundtrip();
+    test_ring_damaged();
+    static const char *const left[] = {"regain", "regain.progress", "regain.ring", "log"};
+    for (size_t i = 0; i < sizeof left / sizeof *left; i++) /* after a failed check */
+        rm(left[i]);
+    CHECK_EQ_INT(rmdir(dir), 0);
+    return check_exit();
+}
