@@ -26,6 +26,9 @@
 #include "node/cluster/repair_int.h"
 
 #define REGAIN_HEADER "flamedb-regain 2"
+/* The format before (no end line), still read: a node upgraded in the middle
+ * of a regain resumes it. Its writer renamed a complete file into place. */
+#define REGAIN_HEADER_V1 "flamedb-regain 1"
 
 static int regain_path(const cluster_t *c, const char *suffix, char *out, size_t n)
 {
@@ -105,14 +108,22 @@ static int regain_take(cluster_t *c, const cluster_iv_t *v, size_t n)
 static int regain_parse(cluster_t *c, buf_t *b)
 {
     char *p = (char *)b->data, *end = p + b->len, *line = cluster_statefile_line(&p, end);
-    if (line == NULL || strcmp(line, REGAIN_HEADER) != 0) return ERR_CORRUPT;
+    int v1 = line != NULL && strcmp(line, REGAIN_HEADER_V1) == 0;
+    if (line == NULL || (!v1 && strcmp(line, REGAIN_HEADER) != 0)) return ERR_CORRUPT;
     cluster_iv_t *v = NULL;
     size_t n = 0, cap = 0;
     int rc = 0;
-    while (rc == 0 && (line = cluster_statefile_line(&p, end)) != NULL &&
-           strncmp(line, "end ", 4) != 0)
-        rc = take_interval(&v, &n, &cap, line);
-    if (rc == 0) rc = cluster_statefile_end(line, (size_t)(end - p), n);
+    for (;;) {
+        char *at = p;
+        line = cluster_statefile_line(&p, end);
+        if (line == NULL) { /* the data ran out; a version-1 file ends here, whole */
+            if (at < end || !v1) rc = ERR_CORRUPT;
+            break;
+        }
+        if (!v1 && strncmp(line, "end ", 4) == 0) break;
+        if ((rc = take_interval(&v, &n, &cap, line)) != 0) break;
+    }
+    if (rc == 0 && !v1) rc = cluster_statefile_end(line, (size_t)(end - p), n);
     if (rc == 0) rc = regain_take(c, v, n);
     free(v);
     return rc;

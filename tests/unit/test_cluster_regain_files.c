@@ -137,6 +137,14 @@ static void test_regain_roundtrip(void)
     CHECK_EQ_INT(n, 3);
 
     c->regain.n = 0; /* an empty regain removes the file, and its progress */
+    /* the format before (no end line) is still read: an upgrade resumes */
+    put_str("regain", "flamedb-regain 1\n0000000000000000 0000000000000005\n"
+                      "0000000000000010 0000000000000020\n");
+    size_t n1 = 0;
+    CHECK_EQ_INT(regain_load(&n1), 0);
+    CHECK_EQ_INT(n1, 2);
+    put_str("regain", "flamedb-regain 1\n0000000000000000 0000000000000005"); /* cut */
+    CHECK(regain_load(&n1) != 0);
     CHECK_EQ_INT(cluster_regain_save(c), 0);
     CHECK(!exists("regain"));
     put_str("regain.progress", "stale");
@@ -149,7 +157,6 @@ static void test_regain_roundtrip(void)
 static const char *const bad_regains[] = {
     "",
     "\n",
-    "flamedb-regain 1\n0000000000000000 0000000000000005\n",        /* the version before */
     "flamedb-regain 1\n0000000000000000 0000000000000005\nend 1\n", /* another version */
     "flamedb-regain 3\nend 0\n",
     "flamedb-regainx 2\nend 0\n",
