@@ -654,19 +654,32 @@ static void decode_add(calltree_t *dst, uint64_t nnodes, int64_t root_self, deco
     WADD(dst->total[0], wadd(root_self, d->acc[1]));
 }
 
+/* The encoding's header: version, symbol dictionary (left at *dict,
+ * nsyms entries of 8 bytes), root self and record count; *p moves to the
+ * first record. ERR_CORRUPT when it cannot be one (a record takes 3 bytes
+ * or more). */
+static int read_header(const uint8_t **p, const uint8_t *end, uint64_t *nsyms, const uint8_t **dict,
+                       int64_t *root_self, uint64_t *nnodes)
+{
+    const uint8_t *q = *p;
+    if (q >= end || q[0] != CALLTREE_VERSION) return ERR_CORRUPT;
+    q++;
+    if (!varint_read_u(&q, end, nsyms) || *nsyms > (uint64_t)(end - q) / 8) return ERR_CORRUPT;
+    *dict = q;
+    q += 8 * *nsyms;
+    if (!varint_read_s(&q, end, root_self) || !varint_read_u(&q, end, nnodes)) return ERR_CORRUPT;
+    if (*nnodes > (uint64_t)(end - q) / 3) return ERR_CORRUPT;
+    *p = q;
+    return ERR_OK;
+}
+
 int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
 {
-    const uint8_t *end = p + n;
+    const uint8_t *end = p + n, *dict;
     uint64_t nsyms, nnodes;
     int64_t root_self;
-    if (n < 1 || p[0] != CALLTREE_VERSION) return ERR_CORRUPT;
-    p++;
-    if (!varint_read_u(&p, end, &nsyms) || nsyms > (uint64_t)(end - p) / 8) return ERR_CORRUPT;
-    const uint8_t *dict = p;
-    p += 8 * nsyms;
-    if (!varint_read_s(&p, end, &root_self) || !varint_read_u(&p, end, &nnodes)) return ERR_CORRUPT;
-    if (nnodes > (uint64_t)(end - p) / 3) /* every record takes at least 3 bytes */
-        return ERR_CORRUPT;
+    int rc0 = read_header(&p, end, &nsyms, &dict, &root_self, &nnodes);
+    if (rc0 != ERR_OK) return rc0;
     if (nnodes == 0) {
         if (p != end) return ERR_CORRUPT;
         WADD(dst->self[0], root_self);
@@ -693,16 +706,11 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
 int calltree_decode_records(const uint8_t *p, size_t n, size_t max_records, calltree_records_t *out)
 {
     memset(out, 0, sizeof *out);
-    const uint8_t *end = p + n;
+    const uint8_t *end = p + n, *dict;
     uint64_t nsyms, nnodes;
     int64_t root_self;
-    if (n < 1 || p[0] != CALLTREE_VERSION) return ERR_CORRUPT;
-    p++;
-    if (!varint_read_u(&p, end, &nsyms) || nsyms > (uint64_t)(end - p) / 8) return ERR_CORRUPT;
-    const uint8_t *dict = p;
-    p += 8 * nsyms;
-    if (!varint_read_s(&p, end, &root_self) || !varint_read_u(&p, end, &nnodes)) return ERR_CORRUPT;
-    if (nnodes > (uint64_t)(end - p) / 3) return ERR_CORRUPT; /* a record takes 3 bytes or more */
+    int rc0 = read_header(&p, end, &nsyms, &dict, &root_self, &nnodes);
+    if (rc0 != ERR_OK) return rc0;
     if (max_records != 0 && nnodes > max_records) return ERR_LIMIT;
     if (nnodes == 0) {
         out->root_self = root_self;
