@@ -230,6 +230,18 @@ static void test_resume(fixture_t *a, const labels_t *l)
     fx_done(&c);
 }
 
+/* Opens a store about to receive l's token range: cleared for it, so the
+ * range is being received (storage_range_clear) until storage_range_received. */
+static int open_receiving(fixture_t *d, const labels_t *l)
+{
+    if (open_store(d) != 0) return -1;
+    uint64_t token = labels_hash(l) >> 1, lo = token, hi = token;
+    storage_clear_stats_t cst;
+    errmsg_t cem = {{0}};
+    CHECK_EQ_INT(storage_range_clear(d->s, &lo, &hi, 1, &cst, &cem), 0);
+    return 0;
+}
+
 /* The untreed profile (over max_profile_tree_bytes on both sides) reaches
  * the receiver as a live write after it cleared the range to receive: its
  * tree is kept there while the range is being received, so the stream
@@ -239,11 +251,7 @@ static void test_resume(fixture_t *a, const labels_t *l)
 static void test_untreed_known(fixture_t *a, const labels_t *l)
 {
     fixture_t d;
-    if (open_store(&d) != 0) return;
-    uint64_t token = labels_hash(l) >> 1, lo = token, hi = token;
-    storage_clear_stats_t cst;
-    errmsg_t cem = {{0}};
-    CHECK_EQ_INT(storage_range_clear(d.s, &lo, &hi, 1, &cst, &cem), 0);
+    if (open_receiving(&d, l) != 0) return;
     write_id(&d, l, 4, NULL); /* a live write during the move */
     stream(a, &d, l, 0, 0);
     check_equal(a, &d, l, 1);
@@ -253,9 +261,9 @@ static void test_untreed_known(fixture_t *a, const labels_t *l)
     check_equal(a, &d, l, 1);
     storage_range_received(d.s);
     fixture_t g; /* outside a range being received, an oversize tree is not kept */
-    if (open_store(&g) != 0) return;
-    CHECK_EQ_INT(storage_range_clear(g.s, &lo, &hi, 1, &cst, &cem), 0);
+    if (open_receiving(&g, l) != 0) return;
     storage_range_received(g.s);
+    uint64_t token = labels_hash(l) >> 1;
     write_id(&g, l, 4, NULL);
     uint8_t id4[16];
     fx_id(id4, 4);
@@ -287,11 +295,7 @@ static void test_untreed_known(fixture_t *a, const labels_t *l)
 static void test_backfill_known(fixture_t *a, const labels_t *l)
 {
     fixture_t d;
-    if (open_store(&d) != 0) return;
-    uint64_t token = labels_hash(l) >> 1, lo = token, hi = token;
-    storage_clear_stats_t cst;
-    errmsg_t cem = {{0}};
-    CHECK_EQ_INT(storage_range_clear(d.s, &lo, &hi, 1, &cst, &cem), 0);
+    if (open_receiving(&d, l) != 0) return;
     write_id(&d, l, 1, NULL);              /* a live write during the move, older than retention */
     CHECK_EQ_INT(storage_compact(d.s), 0); /* retention's filter runs before the stream */
     stream(a, &d, l, 0, 0);
