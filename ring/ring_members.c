@@ -267,7 +267,11 @@ static int join_same(ring_members_t *m, struct member *x, const struct member_vi
         if (ring__member_set_hints(x, v->hints_for, v->nhints) == 1) m->version++;
         changed = 1;
     }
-    x->down = x->down_hb > x->heartbeat;
+    /* a LEFT entry is a tombstone: heartbeats heard after it mean nothing,
+     * and whether it left down (removed) or up (decommissioned) is this
+     * node's own record (LEFT travels without the flag): it stays */
+    int left = x->life == RING_LEFT || v->life == RING_LEFT;
+    x->down = (left && was_down) || x->down_hb > x->heartbeat;
     if (v->life > x->life || x->down != was_down) {
         if (v->life > x->life) x->life = v->life;
         x->state_since_ms = now;

@@ -264,6 +264,16 @@ static void test_stale_down_claims(ring_identity_t *ids)
     e.heartbeat = 11; /* heard alive after the claim */
     CHECK_EQ_INT(ring_members_merge(m, &e), 1);
     CHECK_EQ_INT(state_of(m, "n01"), RING_ACTIVE);
+    /* a member removed while down stays down here when its LEFT tombstone
+     * arrives (without the flag) with a newer heartbeat: removed, not
+     * decommissioned, is what makes the takers stream its ranges */
+    ring_member_t d = entry(&ids[1], RING_DOWN, RING_ACTIVE, 5, 11);
+    CHECK_EQ_INT(ring_members_merge(m, &d), 1);
+    ring_member_t gone = entry(&ids[1], RING_LEFT, RING_LEFT, 5, 20);
+    CHECK_EQ_INT(ring_members_merge(m, &gone), 1);
+    ring_member_t x;
+    CHECK_EQ_INT(ring_members_find(m, "n01", &x), 0);
+    CHECK(x.state == RING_LEFT && x.down);
     ring_members_free(m);
 }
 
