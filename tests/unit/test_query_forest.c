@@ -86,6 +86,21 @@ static int same_bytes(const buf_t *a, const buf_t *b)
     return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
 }
 
+/* Finishes g and checks its answer is want's bytes (both printed when not). */
+static void check_gathered(query_gather_t *g, const buf_t *want, const char *what)
+{
+    errmsg_t em = {{0}};
+    query_result_t got;
+    query_result_init(&got);
+    CHECK_EQ_INT(query_gather_finish(g, NULL, &got, &em), 0);
+    int same = same_bytes(&got.body, want);
+    if (!same)
+        fprintf(stderr, "%s: got\n%.*s\nwant\n%.*s\n", what, (int)got.body.len,
+                (const char *)got.body.data, (int)want->len, (const char *)want->data);
+    CHECK(same);
+    query_result_free(&got);
+}
+
 static void add_syms(query_gather_t *g)
 {
     for (size_t i = 0; i < symtab_count(syms); i++) {
@@ -206,16 +221,10 @@ static void one_round(int negative)
     errmsg_t em = {{0}};
     for (size_t i = 0; i < n; i++)
         CHECK_EQ_INT(add_share(g, &spec, shares[i], (int)(check_rng() % 3), &em), 0);
-    query_result_t got;
-    query_result_init(&got);
-    CHECK_EQ_INT(query_gather_finish(g, NULL, &got, &em), 0);
-    int same = same_bytes(&got.body, &want);
-    if (!same)
-        fprintf(stderr, "%zu shares, maxNodes %zu, %s: got\n%.*s\nwant\n%.*s\n", n, spec.max_nodes,
-                spec.format == QUERY_FORMAT_FOLDED ? "folded" : "json", (int)got.body.len,
-                (const char *)got.body.data, (int)want.len, (const char *)want.data);
-    CHECK(same);
-    query_result_free(&got);
+    char what[96];
+    snprintf(what, sizeof what, "%zu shares, maxNodes %zu, %s", n, spec.max_nodes,
+             spec.format == QUERY_FORMAT_FOLDED ? "folded" : "json");
+    check_gathered(g, &want, what);
     query_gather_free(g);
     buf_free(&want);
     for (size_t i = 0; i < n; i++)
@@ -310,11 +319,7 @@ static void test_corrupt(void)
     const uint8_t *enc[2] = {e1.data, e2.data};
     size_t len[2] = {e1.len, e2.len};
     CHECK_EQ_INT(query_gather_add_trees(g, enc, len, 2, &em), ERR_CORRUPT);
-    query_result_t got;
-    query_result_init(&got);
-    CHECK_EQ_INT(query_gather_finish(g, NULL, &got, &em), 0);
-    CHECK(same_bytes(&got.body, &want));
-    query_result_free(&got);
+    check_gathered(g, &want, __func__);
     query_gather_free(g);
     buf_free(&want);
     buf_free(&e1);
@@ -348,11 +353,7 @@ static void test_overflow(void)
     errmsg_t em = {{0}};
     for (int i = 0; i < 2; i++)
         CHECK_EQ_INT(add_share(g, &spec, s[i], 0, &em), 0);
-    query_result_t got;
-    query_result_init(&got);
-    CHECK_EQ_INT(query_gather_finish(g, NULL, &got, &em), 0);
-    CHECK(same_bytes(&got.body, &want));
-    query_result_free(&got);
+    check_gathered(g, &want, __func__);
     query_gather_free(g);
     buf_free(&want);
     calltree_free(s[0]);
