@@ -81,8 +81,7 @@ int buf_printf(buf_t *b, const char *fmt, ...)
     return rc;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not valid. */
-static size_t utf8_valid_len(const uint8_t *s, size_t n)
+size_t buf_utf8_len(const uint8_t *s, size_t n)
 {
     uint8_t c = s[0];
     size_t len;
@@ -147,7 +146,7 @@ int buf_append_json_string(buf_t *b, const char *str, size_t n)
             rc = buf_append(b, e, 6);
             i++;
         } else {
-            size_t l = utf8_valid_len(s + i, n - i);
+            size_t l = buf_utf8_len(s + i, n - i);
             if (l == 0) {
                 rc = buf_append(b, "\xef\xbf\xbd", 3); /* U+FFFD */
                 i++;

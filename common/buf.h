@@ -33,6 +33,9 @@ int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 
 int buf_vprintf(buf_t *b, const char *fmt, va_list ap);
 /* Appends s as a JSON string literal, quotes included; invalid UTF-8 bytes become U+FFFD. */
 int buf_append_json_string(buf_t *b, const char *s, size_t n);
+/* Length of the valid UTF-8 sequence that starts s[0..n) (n >= 1), or 0 when
+ * s[0] starts none: a byte buf_append_json_string writes as U+FFFD. */
+size_t buf_utf8_len(const uint8_t *s, size_t n);
 /* Appends the LEB128 varint of v / the zigzag varint of v. */
 int buf_append_uvarint(buf_t *b, uint64_t v);
 int buf_append_svarint(buf_t *b, int64_t v);

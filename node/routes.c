@@ -318,7 +318,8 @@ static const char index_html[] =
     "<li><a href=\"/pyroscope/render?query=process_cpu:cpu:nanoseconds:cpu:nanoseconds%7B%7D"
     "&amp;from=now-1h&amp;until=now\">GET /pyroscope/render</a> &mdash; a flame graph "
     "(format=json|folded|pprof|svg|speedscope)</li>\n"
-    "<li><code>GET /api/top?query=&amp;from=&amp;until=&amp;limit=&amp;by=self|total</code> "
+    "<li><code>GET "
+    "/api/top?query=&amp;from=&amp;until=&amp;limit=&amp;by=self|total&amp;search=</code> "
     "&mdash; top functions (self, total, cores)</li>\n"
     "<li><code>GET /api/diff?leftQuery=&amp;rightQuery=&amp;leftFrom=&amp;...</code> "
     "&mdash; regression report (changed functions, significance)</li>\n"
@@ -530,6 +531,7 @@ static void query_params_of(const http_request_t *r, query_params_t *p)
     if (p->match == NULL) p->match = http_request_param(r, "match[]");
     p->limit = http_request_param(r, "limit");
     p->by = http_request_param(r, "by");
+    p->search = http_request_param(r, "search");
 }
 
 /* Queries are scatter-gathered over the cluster (node/cluster/cluster.h): a single

@@ -485,7 +485,8 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
         out->content_type = "application/x-flamedb-tree";
         return query_encode_tree(g->tree, g->syms, &out->body);
     case QUERY_FORMAT_TOP: {
-        query_top_opts_t o = {s->top_limit, s->top_by_total, s->plan.until_s - s->plan.from_s};
+        query_top_opts_t o = {s->top_limit, s->top_by_total, s->plan.until_s - s->plan.from_s,
+                              s->top_search};
         out->content_type = "application/json";
         rc = query_encode_top(g->tree, g->syms, type, &o, &out->body);
         if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);

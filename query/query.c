@@ -95,8 +95,25 @@ static int parse_limit(const char *l, size_t dflt, int max, size_t *out, errmsg_
     return 0;
 }
 
-/* limit (1..QUERY_TOP_MAX_LIMIT, default QUERY_TOP_DEFAULT_LIMIT) and by
- * (self | total) of the top functions answer. */
+/* search of the top functions answer: absent or empty is none; else at most
+ * QUERY_TOP_SEARCH_MAX bytes of valid UTF-8 (names are compared as the
+ * answer's JSON shows them, so other bytes could never match). */
+static int parse_search(const char *q, query_spec_t *s, errmsg_t *em)
+{
+    if (q == NULL || q[0] == 0) return 0;
+    size_t n = strlen(q);
+    if (n > QUERY_TOP_SEARCH_MAX)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'search': %zu bytes, longer than %d",
+                          n, QUERY_TOP_SEARCH_MAX);
+    for (size_t i = 0, l; i < n; i += l)
+        if ((l = buf_utf8_len((const uint8_t *)q + i, n - i)) == 0)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                              "parameter 'search': not valid UTF-8 (byte %zu)", i);
+    return (s->top_search = strdup(q)) == NULL ? ERR_NOMEM : 0;
+}
+
+/* limit (1..QUERY_TOP_MAX_LIMIT, default QUERY_TOP_DEFAULT_LIMIT), by
+ * (self | total) and search of the top functions answer. */
 static int parse_top(const query_params_t *p, query_spec_t *s, errmsg_t *em)
 {
     int rc = parse_limit(p->limit, QUERY_TOP_DEFAULT_LIMIT, QUERY_TOP_MAX_LIMIT, &s->top_limit, em);
@@ -108,7 +125,7 @@ static int parse_top(const query_params_t *p, query_spec_t *s, errmsg_t *em)
     else
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "parameter 'by': \"%.32s\" is not self or total", p->by);
-    return 0;
+    return parse_search(p->search, s, em);
 }
 
 /* Parses a selector parameter into s->sel and keeps its text. */
@@ -270,6 +287,7 @@ void query_spec_free(query_spec_t *s)
     query_selector_free(s->sel);
     free(s->selector);
     free(s->label);
+    free(s->top_search);
     memset(s, 0, sizeof *s);
 }
 

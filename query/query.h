@@ -34,6 +34,7 @@ typedef struct query_params {
     const char *limit;     /* top: functions listed, default QUERY_TOP_DEFAULT_LIMIT */
                            /* profiles: default QUERY_PROFILES_DEFAULT_LIMIT */
     const char *by;        /* top: self (default) | total */
+    const char *search;    /* top: only the functions whose name contains it (query_encode_top) */
     const char *id; /* profile: the listing's id of one stored profile (GET /api/profiles/ID) */
     /* Not a request parameter: render the merged, untruncated call tree and
      * its symbols (query_diff's input) instead of an encoding; format and
@@ -313,15 +314,24 @@ int query_encode_speedscope(const calltree_t *t, const symtab_t *syms, const cha
  * denominator of the CPU types' cores. */
 #define QUERY_TOP_DEFAULT_LIMIT 100
 #define QUERY_TOP_MAX_LIMIT 10000
+/* Longest search text, in bytes: it is what a person typed or pasted into the
+ * web UI's search box, and the bound keeps each name's comparison short. */
+#define QUERY_TOP_SEARCH_MAX 1024
 typedef struct query_top_opts {
     size_t limit;
-    int by_total;    /* sort by total, else by self */
-    int64_t range_s; /* seconds the query covers */
+    int by_total;       /* sort by total, else by self */
+    int64_t range_s;    /* seconds the query covers */
+    const char *search; /* NULL or "": every function; else valid UTF-8 of at most
+                           QUERY_TOP_SEARCH_MAX bytes (query_spec_parse checks it) */
 } query_top_opts_t;
 /* {"unit","total","rangeSeconds","cores","functionCount","functions":[...]}
  * with functions sorted by self or total (descending; ties by the other value,
  * then name, file). cores members only for CPU types (sample type cpu in
- * nanoseconds): value / 1e9 / range_s; null otherwise. */
+ * nanoseconds): value / 1e9 / range_s; null otherwise. With a search, only
+ * the functions whose name contains it are listed, letters A-Z matching a-z
+ * (the web UI's flame-graph search matches the same way), and "matchCount"
+ * after "functionCount" says how many there are; functionCount still counts
+ * every function. */
 int query_encode_top(const calltree_t *t, const symtab_t *syms, const char *profile_type,
                      const query_top_opts_t *o, buf_t *out);
 /* ================================================================ render-diff
@@ -519,6 +529,7 @@ typedef struct query_spec {
     size_t max_nodes;      /* render: truncation (0 = none) */
     size_t top_limit;      /* top: functions listed; profiles: entries listed */
     int top_by_total;      /* top: sorted by total (else by self) */
+    char *top_search;      /* top: the search (query_top_opts_t), or NULL for none */
     int groups;            /* label shares: answer as a render's "groups" (query_params_t) */
     uint64_t
         profile_token; /* profile: the placement token of its series (only its owners hold it) */

@@ -9,7 +9,13 @@
  * ancestor of the same function), so a stack in which the function recurses
  * counts once. One walk in preorder keeps, per function, how many of the
  * current node's ancestors belong to it.
+ *
+ * A search keeps the functions whose name contains it, compared as the web
+ * UI's flame-graph search compares (node/ui/format.js, nameMatcher): on the
+ * name as the JSON answer shows it, letters A-Z as a-z and nothing else
+ * folded, so the table and the graph find the same functions.
  */
+#define _GNU_SOURCE /* memmem */
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +29,7 @@ typedef struct top {
     const calltree_t *t;
     fn_t *fns;
     size_t nfns, capfns;
+    size_t count;     /* functions in the tree (nfns is fewer after a search) */
     uint32_t *fn_of;  /* per node: index into fns (root unused) */
     uint32_t *active; /* per function: ancestors of the walk's node in it */
     char *unk;        /* names of unknown symbols: 32 bytes per function, or NULL */
@@ -102,6 +109,54 @@ static int resolve_names(top_t *tp, const symtab_t *syms)
     return 0;
 }
 
+/* s in out (replacing what it held) as the search compares names: each byte
+ * that starts no valid UTF-8 sequence as U+FFFD (as the JSON shows it), A-Z
+ * as a-z. */
+static int fold_name(buf_t *out, const char *s)
+{
+    size_t n = strlen(s);
+    buf_reset(out);
+    int rc = buf_reserve(out, 3 * n); /* U+FFFD is 3 bytes */
+    uint8_t *o = out->data;
+    const uint8_t *u = (const uint8_t *)s;
+    for (size_t i = 0, l; rc == 0 && i < n; i += l ? l : 1) {
+        l = buf_utf8_len(u + i, n - i);
+        if (l == 0) {
+            memcpy(o, "\xef\xbf\xbd", 3);
+            o += 3;
+        } else if (l == 1) {
+            *o++ = u[i] >= 'A' && u[i] <= 'Z' ? (uint8_t)(u[i] - 'A' + 'a') : u[i];
+        } else {
+            memcpy(o, u + i, l);
+            o += l;
+        }
+    }
+    if (rc != 0) return rc;
+    out->len = (size_t)(o - out->data);
+    out->data[out->len] = 0;
+    return 0;
+}
+
+/* Keeps, in place and in order, the functions whose name contains search. */
+static int keep_matching(top_t *tp, const char *search)
+{
+    buf_t needle, name;
+    buf_init(&needle, BUF_UNLIMITED); /* bounded by the search's own bound */
+    buf_init(&name, BUF_UNLIMITED);   /* bounded by max-symbol-len at ingest */
+    int rc = fold_name(&needle, search);
+    size_t kept = 0;
+    for (size_t i = 0; rc == 0 && i < tp->nfns; i++) {
+        rc = fold_name(&name, tp->fns[i].name);
+        if (rc == 0 && name.len >= needle.len &&
+            memmem(name.data, name.len, needle.data, needle.len) != NULL)
+            tp->fns[kept++] = tp->fns[i];
+    }
+    if (rc == 0) tp->nfns = kept;
+    buf_free(&needle);
+    buf_free(&name);
+    return rc;
+}
+
 static int cmp_i64_desc(int64_t a, int64_t b)
 {
     return a < b ? 1 : a > b ? -1 : 0;
@@ -171,7 +226,10 @@ static int write_top(buf_t *out, const top_t *tp, const char *profile_type,
                         (long long)range_s);
     if (rc == 0 && cpu) rc = buf_printf(out, ",\"cores\":%.15g", cores(total, range_s));
     if (rc == 0 && !cpu) rc = buf_append_str(out, ",\"cores\":null");
-    if (rc == 0) rc = buf_printf(out, ",\"functionCount\":%zu,\"functions\":[", tp->nfns);
+    if (rc == 0) rc = buf_printf(out, ",\"functionCount\":%zu", tp->count);
+    if (rc == 0 && o->search != NULL && o->search[0] != 0)
+        rc = buf_printf(out, ",\"matchCount\":%zu", tp->nfns);
+    if (rc == 0) rc = buf_append_str(out, ",\"functions\":[");
     size_t n = o->limit < tp->nfns ? o->limit : tp->nfns;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (i) rc = buf_append_byte(out, ',');
@@ -202,6 +260,8 @@ int query_encode_top(const calltree_t *t, const symtab_t *syms, const char *prof
     top_t tp = {.t = t};
     int rc = query_fns_collect(t, &tp.fns, &tp.nfns);
     if (rc == 0) rc = resolve_names(&tp, syms);
+    tp.count = tp.nfns;
+    if (rc == 0 && o->search != NULL && o->search[0] != 0) rc = keep_matching(&tp, o->search);
     if (rc == 0 && tp.nfns > 1)
         qsort(tp.fns, tp.nfns, sizeof *tp.fns, o->by_total ? by_total : by_self);
     if (rc == 0) rc = write_top(out, &tp, profile_type, o);

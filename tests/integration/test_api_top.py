@@ -6,12 +6,16 @@
   stacks, the selves add up to the render's numTicks, cores is
   total / 1e9 / rangeSeconds, maxNodes does not truncate it, limit and by
   work and are validated with 400s, a non-CPU type has no cores;
+- search: the functions whose name contains the text (A-Z as a-z, nothing
+  else folded, as the web UI's flame-graph search) out of all of them, not
+  only the top `limit`, with matchCount; bad searches are 400s;
 - flamectl query --output top prints the same functions and cores;
 - 3 nodes RF 2: the same bytes from every node, exact.
 """
 import os
 import subprocess
 import time
+import urllib.parse
 
 import harness
 from cluster import Cluster
@@ -113,6 +117,58 @@ def test_bad_parameters_are_400_with_reasons():
     assert r.status == 400 and "query" in r.json()["message"], r
 
 
+def fold(name):
+    """The UI's and the node's comparison: A-Z as a-z, nothing else."""
+    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in name)
+
+
+def test_search_finds_functions_beyond_the_limit():
+    svc = unique("find")
+    # 400 leaves with selves far above the 3 Handler* frames (self 0), so
+    # the top 100 by self never lists those
+    stacks = {"main;mod.Handler%d;leaf%03d" % (i % 3, i): 50 + i for i in range(400)}
+    stacks["main;mod.Handler0;\u00c4rger.parse"] = 1
+    stacks["main;mod.Handler1;\u00e4rger.PARSE"] = 1
+    push(svc, stacks)
+    q = '%s{service_name="%s"}' % (CPU, svc)
+    every = top(q, limit=10000)
+    assert every["functionCount"] == 1 + 3 + 400 + 2 and "matchCount" not in every
+    assert "mod.Handler0" not in {f["name"] for f in top(q)["functions"]}  # the default 100
+    byname = {f["name"]: f for f in every["functions"]}
+    for search in ("handler", "HANDLER1", "mod.h", "\u00e4rger", "\u00c4RGER", "parse",
+                   "leaf07", "r.p", "nothing-like-it"):
+        doc = top(q, search=search)
+        want = [f for f in every["functions"] if fold(search) in fold(f["name"])]
+        assert doc["matchCount"] == len(want), (search, doc["matchCount"], len(want))
+        assert doc["functionCount"] == every["functionCount"] and doc["total"] == every["total"]
+        assert doc["functions"] == want[:100], (search, doc["functions"][:3], want[:3])
+        for f in doc["functions"]:  # the same rows, values and shares as without a search
+            assert f == byname[f["name"]], f
+    # only A-Z fold: the umlauts match as they are
+    assert [f["name"] for f in top(q, search="\u00e4")["functions"]] == ["\u00e4rger.PARSE"]
+    doc = top(q, search="Handler", by="total", limit=2)
+    want = sorted((f for f in every["functions"] if "Handler" in f["name"]),
+                  key=lambda f: (-f["total"], f["name"]))[:2]
+    assert doc["functions"] == want and doc["matchCount"] == 3, doc
+    # the render's format=top is the same answer
+    r = NODE.query("/pyroscope/render", query=q, format="top", search="leaf1", limit=5,
+                   **{"from": FROM}, until=UNTIL)
+    assert r.status == 200 and r.json() == top(q, search="leaf1", limit=5), r
+    # empty: no search
+    assert top(q, search="") == top(q)
+
+
+def test_bad_search_is_400():
+    q = CPU + "{}"
+    r = NODE.query("/api/top", query=q, search="x" * 1025)
+    assert r.status == 400 and "'search'" in r.json()["message"], r
+    assert "longer than 1024" in r.json()["message"], r
+    assert NODE.query("/api/top", query=q, search="x" * 1024).status == 200
+    for raw in ("%FF", "ab%C3", "%ED%A0%80"):  # not UTF-8; a surrogate
+        r = NODE.get("/api/top?query=%s&search=%s" % (urllib.parse.quote(q), raw))
+        assert r.status == 400 and "UTF-8" in r.json()["message"], (raw, r)
+
+
 def test_non_cpu_type_has_no_cores():
     svc = unique("mem")
     push(svc, {"main;alloc": 4096, "main": 1024}, suffix="alloc_space")
@@ -155,6 +211,9 @@ def test_three_nodes_same_answer():
             assert r.status == 200 and r.headers.get("x-flamedb-partial") is None, r
             bodies.append(r.body)
         assert bodies[0] == bodies[1] == bodies[2]
+        found = [node.query("/api/top", query=CPU + "{}", search="PARSE", **{"from": FROM},
+                            until=UNTIL).body for node in c.nodes]
+        assert found[0] == found[1] == found[2] and b'"matchCount":1,' in found[0], found
         doc = c.nodes[0].query("/api/top", query=CPU + "{}", **{"from": FROM},
                                until=UNTIL).json()
         want = expected(STACKS, SCALE * len(svcs))

@@ -2,9 +2,10 @@
  * random stacks with recursion, checked against per-function sums computed
  * by brute force over the stacks (self: stacks where the function is the
  * leaf; total: stacks where it appears, once per stack), the sort orders,
- * the limit, cores (CPU types only), the limit/by parameters, and that the
- * gather answers from the tree before maxNodes truncation. Prints its seed;
- * argv[1] replays. */
+ * the limit, cores (CPU types only), the limit/by/search parameters, the
+ * search's matching (A-Z as a-z only, names as the JSON shows them), and that
+ * the gather answers from the tree before maxNodes truncation. Prints its
+ * seed; argv[1] replays. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,7 @@ typedef struct row {
 
 typedef struct answer {
     char unit[64];
-    long long total, range_s, count;
+    long long total, range_s, count, match; /* match: -1 when absent */
     double cores;
     int cores_null;
     size_t n;
@@ -75,6 +76,7 @@ static void parse_row(json_t *j, row_t *r)
 static void parse(const buf_t *b, answer_t *a)
 {
     memset(a, 0, sizeof *a);
+    a->match = -1;
     json_t j;
     json_init(&j, b->data, b->len, (json_limits_t){16, 1024});
     char key[32];
@@ -89,6 +91,8 @@ static void parse(const buf_t *b, answer_t *a)
             a->range_s = (long long)num(&j);
         } else if (strcmp(key, "functionCount") == 0) {
             a->count = (long long)num(&j);
+        } else if (strcmp(key, "matchCount") == 0) {
+            a->match = (long long)num(&j);
         } else if (strcmp(key, "cores") == 0) {
             a->cores_null = json_peek(&j) == JSON_NULL;
             a->cores = a->cores_null ? (json_skip(&j), 0) : num(&j);
@@ -279,6 +283,115 @@ static void test_known(void)
     calltree_free(t);
 }
 
+/* The answer for search (limit 10), parsed into a. */
+static void top_search(const calltree_t *t, const symtab_t *syms, const char *search, answer_t *a)
+{
+    query_top_opts_t o = {10, 0, 60, search};
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    CHECK_EQ_INT(query_encode_top(t, syms, CPU, &o, &b), 0);
+    parse(&b, a);
+    buf_free(&b);
+}
+
+static int has_row(const answer_t *a, const char *name)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->rows[i].name, name) == 0) return 1;
+    return 0;
+}
+
+/* Names differing in case, a non-ASCII letter, an invalid UTF-8 byte (shown
+ * as U+FFFD) and an unknown symbol: what each search finds. */
+static void test_search(void)
+{
+    static const char *names[] = {"main",          "Parse",     "parse",   "xPARSEy",
+                                  "\xc3\x84parse", "\xc3\xa4x", "bad\xff", "json"};
+    enum { N = sizeof names / sizeof *names };
+    calltree_t *t = calltree_new(0);
+    symtab_t *syms = symtab_new();
+    uint64_t sym[N + 1];
+    for (int i = 0; i < N; i++) {
+        sym[i] = hash_symbol(names[i], strlen(names[i]), "", 0);
+        symtab_put(syms, sym[i], names[i], strlen(names[i]), "", 0);
+    }
+    sym[N] = 0xabc; /* no symbol: "unknown 0x0000000000000abc" */
+    for (int i = 1; i <= N; i++) {
+        uint64_t stack[2] = {sym[0], sym[i]};
+        CHECK_EQ_INT(calltree_add_stack(t, stack, 2, 1000LL * i), 0);
+    }
+    answer_t a;
+    top_search(t, syms, NULL, &a);
+    CHECK_EQ_INT(a.count, N + 1);
+    CHECK_EQ_INT(a.match, -1); /* no search, no matchCount */
+    top_search(t, syms, "", &a);
+    CHECK_EQ_INT(a.match, -1);
+    CHECK_EQ_INT(a.n, N + 1);
+    top_search(t, syms, "pArSe", &a);
+    CHECK_EQ_INT(a.count, N + 1); /* every function still counted */
+    CHECK_EQ_INT(a.match, 4);
+    CHECK_EQ_INT(a.n, 4);
+    CHECK(has_row(&a, "Parse") && has_row(&a, "parse") && has_row(&a, "xPARSEy"));
+    CHECK(has_row(&a, "\xc3\x84parse"));
+    CHECK_EQ_STR(a.rows[0].name, "\xc3\x84parse"); /* still by self */
+    top_search(t, syms, "\xc3\xa4", &a);           /* only A-Z fold: a-umlaut is not A-umlaut */
+    CHECK_EQ_INT(a.match, 1);
+    CHECK_EQ_STR(a.rows[0].name, "\xc3\xa4x");
+    top_search(t, syms, "d\xef\xbf\xbd", &a); /* the invalid byte, as the JSON shows it */
+    CHECK_EQ_INT(a.match, 1);
+    CHECK_EQ_STR(a.rows[0].name, "bad\xef\xbf\xbd");
+    top_search(t, syms, "UNKNOWN 0x", &a);
+    CHECK_EQ_INT(a.match, 1);
+    top_search(t, syms, "main", &a);
+    CHECK_EQ_INT(a.match, 1);
+    top_search(t, syms, "parsex", &a);
+    CHECK_EQ_INT(a.match, 0);
+    CHECK_EQ_INT(a.n, 0);
+    CHECK_EQ_INT(a.total, 1000LL * N * (N + 1) / 2); /* the total stays the whole */
+    query_top_opts_t o = {2, 1, 60, "a"};            /* the limit cuts the rows, not the count */
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    CHECK_EQ_INT(query_encode_top(t, syms, CPU, &o, &b), 0);
+    parse(&b, &a);
+    CHECK_EQ_INT(a.n, 2);
+    CHECK_EQ_INT(a.match, 7); /* all but json */
+    CHECK_EQ_STR(a.rows[0].name, "main");
+    buf_free(&b);
+    symtab_free(syms);
+    calltree_free(t);
+}
+
+/* search is validated: too long or not UTF-8 is refused; empty is none. */
+static void test_search_spec(void)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_spec_t s;
+    errmsg_t em = {{0}};
+    query_params_t p = {.query = CPU "{}", .format = "top"};
+    char longest[QUERY_TOP_SEARCH_MAX + 2];
+    memset(longest, 'x', sizeof longest - 1);
+    longest[sizeof longest - 1] = 0;
+    p.search = longest;
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, 0, &s, &em), ERR_INVALID_ARGUMENT);
+    CHECK(strstr(em.text, "'search'") != NULL && strstr(em.text, "longer") != NULL);
+    longest[QUERY_TOP_SEARCH_MAX] = 0;
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, 0, &s, &em), 0);
+    CHECK_EQ_INT(strlen(s.top_search), QUERY_TOP_SEARCH_MAX);
+    query_spec_free(&s);
+    const char *bad[] = {"\xff", "ab\xc3", "\xed\xa0\x80" /* a surrogate */, "\xc0\xaf"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        p.search = bad[i];
+        CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, 0, &s, &em),
+                     ERR_INVALID_ARGUMENT);
+        CHECK(strstr(em.text, "UTF-8") != NULL);
+    }
+    p.search = "";
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, 0, &s, &em), 0);
+    CHECK(s.top_search == NULL);
+    query_spec_free(&s);
+}
+
 /* limit and by are validated; the gather answers from the whole tree even
  * when maxNodes is given. */
 static void test_spec_and_gather(void)
@@ -337,6 +450,8 @@ int main(int argc, char **argv)
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
     test_known();
     test_spec_and_gather();
+    test_search();
+    test_search_spec();
     test_random(seed);
     return check_exit();
 }
