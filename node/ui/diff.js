@@ -32,7 +32,7 @@ export class DiffView {
       </div>
       <div class="timeline-box"></div>
       <div class="toolbar">
-        <input type="search" class="search" placeholder="search functions (/)" aria-label="search functions">
+        <input type="search" class="search" placeholder="search functions (/)" aria-label="search functions" maxlength="1024">
         <span class="matched"></span>
         <button class="reset" title="reset zoom (Esc)">reset zoom</button>
         <span class="legend"><i style="background:rgb(0,170,0)"></i>−100% shrank
@@ -154,8 +154,7 @@ export class DiffView {
     if (!this.tree) return;
     const s = this.q('.search');
     if (s.value !== state.search) s.value = state.search;
-    const term = state.search.toLowerCase();
-    const match = state.fn ? (n) => n === state.fn : term ? (n) => n.toLowerCase().includes(term) : null;
+    const match = state.fn ? (n) => n === state.fn : fmt.nameMatcher(state.search);
     this.graph.setHighlight(match);
     this.table.setFilter(state.search);
     this.table.setSelected(state.fn);

@@ -103,6 +103,24 @@ export function fit(name, chars) {
   return last.slice(0, chars - 1) + '…';
 }
 
+// The search's comparison (the flame graph's highlight, the tables' filter)
+// and the node's /api/top?search=, so the graph and the table find the same
+// functions: a substring of the name, the letters A-Z matching a-z and no
+// other character folded (JavaScript's toLowerCase folds far more, which a
+// node could not match exactly). A function of name -> bool, or null for no
+// search. Each name is folded once per matcher: a draw asks for every frame.
+const foldCase = (s) => s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
+export function nameMatcher(text) {
+  if (!text) return null;
+  const t = foldCase(text);
+  const seen = new Map();
+  return (name) => {
+    let r = seen.get(name);
+    if (r === undefined) seen.set(name, (r = foldCase(name).includes(t)));
+    return r;
+  };
+}
+
 // ---- colours ----
 
 function murmur3(s) {

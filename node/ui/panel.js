@@ -9,6 +9,10 @@ import { fromFlamebearer, functionTotals, matchedTotal, sandwich } from './tree.
 import { parseQuery } from './state/url.js';
 
 const TOP_LIMIT = 5000; // functions loaded into the table (the answer says how many there are)
+// When the loaded functions are a cut of the selection's, the table's search
+// asks the node (/api/top?search=) once typing paused this long; each new
+// keystroke cancels the wait or the request before it.
+const SEARCH_DELAY_MS = 200;
 const NAME_CHARS = 30; // longer names are shortened package first (the row's title has it whole)
 // Two bars around a line: callers above, callees below (no icon font needed).
 const SANDWICH_ICON = '<svg width="12" height="12" viewBox="0 0 12 12" aria-hidden="true">' +
@@ -24,7 +28,7 @@ export class Panel {
     root.innerHTML = `
       <div class="timeline-box"></div>
       <div class="toolbar">
-        <input type="search" class="search" placeholder="search functions (/)" aria-label="search functions">
+        <input type="search" class="search" placeholder="search functions (/)" aria-label="search functions" maxlength="1024">
         <span class="matched"></span>
         <button class="back" title="zoom out one step (Backspace)">◀ back</button>
         <button class="reset" title="reset zoom (Esc)">reset zoom</button>
@@ -126,7 +130,7 @@ export class Panel {
         throw e;
       }
     }
-    this.apply(state);
+    await this.apply(state);
   }
 
   async load(state, query) {
@@ -140,6 +144,8 @@ export class Panel {
     const p = { query, from: state.from, until: state.until };
     this.abort?.abort();
     this.abort = new AbortController();
+    this.stopFinding();
+    this.found = null;
     const sig = this.abort.signal;
     this.tree = null;
     const id = this.profileId(state);
@@ -190,7 +196,8 @@ export class Panel {
       f.totalPercent = (100 * f.total) / whole;
       if (cpu) [f.selfCores, f.totalCores] = [f.self / 1e9 / secs, f.total / 1e9 / secs];
     }
-    const t = { functions: fns.slice(0, TOP_LIMIT), functionCount: fns.length, rangeSeconds: secs,
+    // every function: the table's search then filters the whole list here
+    const t = { functions: fns, functionCount: fns.length, rangeSeconds: secs,
       cores: cpu ? whole / 1e9 / secs : null };
     return [r, t];
   }
@@ -209,26 +216,71 @@ export class Panel {
     }
   }
 
-  // Search, highlight and sandwich: no reload.
-  apply(state) {
+  // Search, highlight and sandwich: no reload. Resolves once the table shows
+  // the search's rows (asked of the node when the loaded ones are a cut).
+  async apply(state) {
     if (!this.tree) return;
     if (this.search.value !== state.search) this.search.value = state.search;
-    const term = state.search.toLowerCase();
-    const match = state.fn ? (n) => n === state.fn : term ? (n) => n.toLowerCase().includes(term) : null;
+    const match = state.fn ? (n) => n === state.fn : fmt.nameMatcher(state.search);
     this.graph.setHighlight(match);
-    this.table.setFilter(state.search);
     this.table.setSelected(state.fn);
+    const finding = this.findRows(state.search);
     const m = this.q('.matched');
     this.matched = null;
     if (match) {
       this.matched = matchedTotal(this.tree, match);
       const share = fmt.percent(this.matched.total, this.tree.total);
       const what = state.fn ? `"${state.fn}"` : `"${state.search}"`;
-      m.textContent = `${what}: ${this.matched.frames} frame${this.matched.frames === 1 ? '' : 's'}, matched ${share} of total (${fmt.value(this.matched.total, this.unit)})`;
+      // the graph's frames only: the table counts what maxNodes folded too
+      const cut = this.hasOther() ? '; "other" may hold more' : '';
+      m.textContent = `${what}: ${this.matched.frames} frame${this.matched.frames === 1 ? '' : 's'}, matched ${share} of total (${fmt.value(this.matched.total, this.unit)})${cut}`;
     } else {
       m.textContent = '';
     }
     this.showSandwich(this.sandwichOf(state));
+    await finding;
+  }
+
+  // The table's rows for a search. The loaded rows are filtered in the page
+  // when they are every function; else the node searches all of them
+  // (/api/top?search=), after SEARCH_DELAY_MS without typing; a search
+  // already asked or answered is not asked again.
+  findRows(text) {
+    const t = this.top;
+    const of = t ? t.functionCount : 0;
+    if (!text || !t || of <= t.functions.length) {
+      this.stopFinding();
+      this.table.setFilter(text);
+      return null;
+    }
+    if (this.found && this.found.text === text) {
+      this.stopFinding();
+      this.table.setFilter(text, this.found);
+      return null;
+    }
+    if (this.finding && this.finding.text === text) return this.finding.done;
+    this.stopFinding();
+    this.table.setFilter(text, { pending: true, of });
+    const ctl = new AbortController();
+    const p = { query: this.query, from: this.state.from, until: this.state.until, limit: TOP_LIMIT, search: text };
+    const done = delay(SEARCH_DELAY_MS, ctl.signal).then(() => api.top(p, ctl.signal)).then((ans) => {
+      if (ctl.signal.aborted) throw new DOMException('search replaced', 'AbortError');
+      this.found = { text, rows: ans.functions, matched: ans.matchCount, of: ans.functionCount };
+      this.table.setFilter(text, this.found);
+    }, (e) => {
+      if (e.name === 'AbortError') throw e;
+      this.table.setFilter(text, { error: e.message, of });
+    }).finally(() => {
+      if (this.finding && this.finding.ctl === ctl) this.finding = null;
+    });
+    this.finding = { text, ctl, done };
+    return done;
+  }
+
+  // Cancels the wait or the request of a search no longer wanted.
+  stopFinding() {
+    this.finding?.ctl.abort();
+    this.finding = null;
   }
 
   showSandwich(fn) {
@@ -272,10 +324,22 @@ export class Panel {
       focus: this.graph.focus ? this.graph.focus.name : null,
       matched: this.matched,
       sandwich: this.sw ? { callers: this.callers.drawn(), callees: this.callees.drawn() } : null,
+      table_foot: this.q('.table-box .table-foot')?.textContent,
       table_head: [...this.q('.table-box thead')?.rows[0]?.cells || []].map((c) => c.textContent),
       table: [...(this.q('.table-box tbody')?.rows || [])].map((tr) => ({
         name: tr.dataset.name, cells: [...tr.cells].map((c) => c.textContent), selected: tr.className === 'selected',
       })),
     };
   }
+}
+
+// Resolves after ms, or rejects with an AbortError when signal aborts first.
+function delay(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      reject(new DOMException('search replaced', 'AbortError'));
+    }, { once: true });
+  });
 }

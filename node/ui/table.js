@@ -1,6 +1,10 @@
 // table.js — a sortable, filterable table of functions (the top table, the
 // regression report, the tag explorer). Clicking a header sorts by it;
 // clicking a row calls onRow(row); rows whose key is `selected` are marked.
+// The filter compares as the flame graph's search (format.js, nameMatcher).
+// When the rows are a cut of a longer list, the owner may hand in what the
+// node found among all of it (setFilter's found); the table then shows those.
+import { nameMatcher } from './format.js';
 
 const MAX_ROWS = 500; // rows put in the page (sorted, filtered first); the footer counts the rest
 
@@ -13,6 +17,7 @@ export class Table {
     this.sortKey = opts.sortKey;
     this.sortDesc = opts.sortDesc !== false;
     this.filter = '';
+    this.found = null;
     this.selected = '';
     this.table = document.createElement('table');
     this.table.className = 'data ' + (opts.className || '');
@@ -27,8 +32,13 @@ export class Table {
     this.render();
   }
 
-  setFilter(text) {
-    this.filter = (text || '').toLowerCase();
+  // found (only with a filter): the node's search of the whole list, as
+  // {rows, matched, of} (matched: how many of `of` match; rows: the first of
+  // them), or {pending: true, of} while it is asked, or {error, of}. Until
+  // its rows are there, the loaded rows are filtered here.
+  setFilter(text, found = null) {
+    this.filter = text || '';
+    this.found = this.filter ? found : null;
     this.render();
   }
 
@@ -37,10 +47,16 @@ export class Table {
     this.render();
   }
 
+  // The node's rows when it answered the search, else the loaded ones.
+  searched() {
+    return this.found && this.found.rows;
+  }
+
   visible() {
     const key = this.opts.key || ((r) => r.name);
-    let rows = this.rows;
-    if (this.filter) rows = rows.filter((r) => key(r).toLowerCase().includes(this.filter));
+    let rows = this.searched() || this.rows;
+    const match = nameMatcher(this.filter);
+    if (match && !this.searched()) rows = rows.filter((r) => match(key(r)));
     const col = this.opts.columns.find((c) => c.key === this.sortKey);
     if (col) {
       const v = col.sort || ((r) => r[col.key]);
@@ -91,10 +107,25 @@ export class Table {
       body.append(row);
     }
     this.table.replaceChildren(head, body);
+    this.foot.textContent = this.footer(rows);
+  }
+
+  // "N of M rows", or what the node's search found and how far it got.
+  footer(rows) {
     const more = rows.length > MAX_ROWS ? ` (first ${MAX_ROWS} shown: search to narrow)` : '';
-    const filtered = this.filter ? ` matching "${this.filter}"` : '';
-    this.foot.textContent = `${rows.length} of ${this.rows.length} rows${filtered}${more}` +
-      (this.note ? ' · ' + this.note : '');
+    const what = ` matching "${this.filter}"`;
+    const f = this.found;
+    if (!f) {
+      return `${rows.length} of ${this.rows.length} rows${this.filter ? what : ''}${more}` +
+        (this.note ? ' · ' + this.note : '');
+    }
+    if (f.rows) {
+      const top = f.matched > f.rows.length ? ` (the top ${f.rows.length} by self listed)` : '';
+      return `${f.matched} of ${f.of} functions${what}${top}${more}`;
+    }
+    const local = `${rows.length} of the ${this.rows.length} loaded rows${what}`;
+    if (f.pending) return `${local}; searching all ${f.of} functions…`;
+    return `${local}; searching all ${f.of} functions failed: ${f.error}`;
   }
 }
 

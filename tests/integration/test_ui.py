@@ -12,6 +12,7 @@ canvases drew through window.flamedbUI.snapshot() (node/ui/app.js).
 Screenshots go to $FLAMEDB_BUILD_DIR/test-artifacts/ui/ (build/ by default).
 Skips, saying why, when chromium or chromium-driver is not installed.
 """
+import gzip
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import time
 import urllib.parse
 
 from cluster import Cluster
-from harness import CPU, ROOT, Node, run_tests, unique
+from harness import CPU, ROOT, Node, Skip, run_tests, unique
 from profiles import Pprof, folded
 from webdriver import Browser
 
@@ -244,7 +245,74 @@ def test_large_tree():
                       what="search")
         want = sum(v for k, v in stacks.items() if "step7" in k.split(";")[2])
         assert m["matched"]["total"] == want * NS, (m["matched"], want)
+        # the table loaded the top 5000 by self (all leaves): the step
+        # functions are beyond them, so its search asks the node for them
+        check_table_search(b, stacks, "step7")
         shot(b, "large")
+        b.keys("7")  # typing on: the new search replaces the last one
+        check_table_search(b, stacks, "step77")
+        b.keys("\ue003" * 6 + "STEP11")  # Backspace it all, then capitals: A-Z match a-z
+        check_table_search(b, stacks, "STEP11")
+        shot(b, "large-search")
+
+
+def test_large_cpu_table_search():
+    """A real profile of ~22,000 functions (large.cpu of $FLAMEDB_TESTDATA, as
+    folded stacks: the pprof's own time is years old): the table's search
+    finds functions beyond the 5000 it loaded."""
+    data = os.environ.get("FLAMEDB_TESTDATA", "")
+    path = os.path.join(data, "folded", "derived", "large.cpu.samples.folded.txt.gz")
+    if not data or not os.path.isfile(path):
+        raise Skip("large.cpu.samples.folded.txt.gz not found (set FLAMEDB_TESTDATA to the test corpus)")
+    svc = unique("uilargecpu")
+    with gzip.open(path, "rb") as f:
+        r = NODE.ingest(f.read(), name=svc + ".cpu", **{"from": NOW - 60})
+    assert r.status == 200, r
+    r = NODE.render(sel(svc), fmt="folded")  # untruncated: every function and its stacks
+    assert r.status == 200, r
+    stacks = {}
+    for line in r.body.decode().splitlines():
+        k, v = line.rsplit(" ", 1)
+        stacks[k] = stacks.get(k, 0) + int(v)
+    names = {f for k in stacks for f in k.split(";")}
+    loaded = {f["name"] for f in NODE.query("/api/top", query=sel(svc), limit=5000).json()["functions"]}
+    assert len(names) > 5000 and len(loaded) == 5000, (len(names), len(loaded))
+    term = None
+    for name in sorted(names - loaded):  # a name part that only functions beyond the 5000 have
+        part = name.rsplit(".", 1)[-1]
+        found = {f for f in names if part.lower() in f.lower()}
+        if 1 <= len(found) <= 50 and not found & loaded:
+            term = part.upper()  # typed in capitals: A-Z match a-z
+            break
+    assert term, "no function of large.cpu beyond the loaded 5000 to search for"
+    with need_browser() as b:
+        open_page(b, page(query=sel(svc)), "large.cpu")
+        b.keys("/")
+        b.keys(term)
+        check_table_search(b, stacks, term, graph=False)
+        shot(b, "large-cpu-search")
+
+
+def check_table_search(b, stacks, term, graph=True):
+    """The table lists every function whose name contains term (A-Z as a-z),
+    with its total share, and counts them out of all the profile's."""
+    total, tot = sum(stacks.values()), {}
+    for k, v in stacks.items():
+        for f in set(k.split(";")):
+            tot[f] = tot.get(f, 0) + v
+    want = {f for f in tot if term.lower() in f.lower()}
+    foot = '%d of %d functions matching "%s"' % (len(want), len(tot), term)
+    s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && "
+                  "s.state.search === arguments[0] && s.table_foot.startsWith(arguments[1]) && s"
+                  .replace("arguments[0]", json.dumps(term)).replace("arguments[1]", json.dumps(foot)),
+                  what="the table's search for %s (%s)" % (term, foot))
+    rows = {r["name"]: r for r in s["table"]}
+    assert set(rows) == want, (term, sorted(set(rows) ^ want)[:10])
+    for name, r in rows.items():
+        got = float(re.search(r"([\d.]+)%", r["cells"][2]).group(1))
+        assert abs(got - 100.0 * tot[name] / total) < 0.1, (name, r["cells"], tot[name])
+    hl = {f["name"] for f in s["frames"] if f["highlighted"]}
+    assert hl <= want and (hl or not graph), sorted(hl - want)  # the graph finds the same ones
 
 
 def test_js_modules():
@@ -271,6 +339,11 @@ def test_js_modules():
                 fit: fmt.fit('runtime.mallocgc', 8), v: [fmt.value(1.5e9, 'nanoseconds'), fmt.value(2048, 'bytes')],
                 q: url.withMatcher('T{service_name="api",env="x"}', 'service_name', 'web'),
                 parsed: url.parseQuery('T{a=~"x|y",b!="q\\\\"z"}'),
+                // the search's comparison, the node's too: only A-Z fold, no regex
+                found: ['xABy', 'Ab', 'a.b', '\u00e4b', '\u00c4B', '\u0130b', 'ib'].filter(fmt.nameMatcher('aB')),
+                foundUmlaut: ['\u00e4b', '\u00c4b'].filter(fmt.nameMatcher('\u00c4')),
+                foundDot: ['a.b', 'axb'].filter(fmt.nameMatcher('A.')),
+                noSearch: fmt.nameMatcher(''),
               });
             }).catch((e) => done({error: String(e)}));
         """)
@@ -286,6 +359,9 @@ def test_js_modules():
         assert out["q"] == 'T{service_name="web",env="x"}', out["q"]
         assert out["parsed"] == {"type": "T", "matchers": [{"name": "a", "op": "=~", "value": "x|y"},
                                                             {"name": "b", "op": "!=", "value": 'q"z'}]}, out
+        assert out["found"] == ["xABy", "Ab"], out["found"]
+        assert out["foundUmlaut"] == ["\u00c4b"] and out["foundDot"] == ["a.b"], out
+        assert out["noSearch"] is None, out
 
 
 def test_query_bar():
