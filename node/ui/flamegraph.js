@@ -1,7 +1,9 @@
 // flamegraph.js — a call tree drawn on one canvas as an icicle (root on top;
 // `inverted` puts it at the bottom, for the callers of a sandwich). Only the
 // frames wider than half a pixel are drawn, so large trees stay smooth; every
-// drawn frame is hoverable. Click zooms into a frame (its ancestors stay,
+// drawn frame is hoverable. Narrower frames side by side are drawn as one
+// plain block (not hoverable), so the place where many tiny frames add up is
+// not left blank. Click zooms into a frame (its ancestors stay,
 // dimmed, full width), click an ancestor to zoom out; back() steps back.
 import * as fmt from './format.js';
 
@@ -135,9 +137,19 @@ export class FlameGraph {
     const ancestors = new Set();
     for (let a = f.parent; a; a = a.parent) ancestors.add(a);
     this.frames = [];
+    this.narrow = [];
     this.pattern ||= hatch(ctx, c.other);
     for (let d = 0; d < depth; d++) {
       const y = this.opts.inverted ? H - (d + 1) * ROW : d * ROW;
+      let run = null; // [x0, x1): frames too narrow to draw, side by side
+      const flush = () => {
+        if (run && run[1] - run[0] >= 0.5) {
+          ctx.fillStyle = c.muted;
+          ctx.fillRect(run[0], y, run[1] - run[0], ROW - 1);
+          this.narrow.push({ depth: d, x: run[0], w: run[1] - run[0] });
+        }
+        run = null;
+      };
       for (const n of this.levels[d]) {
         let x, w;
         if (d <= f.depth) {
@@ -148,10 +160,16 @@ export class FlameGraph {
           x = (n._lx - f._lx) * scale;
           w = n.total * scale;
         }
-        if (w < 0.5) continue;
+        if (w < 0.5) {
+          if (run && x - run[1] < 0.5) run[1] = x + w;
+          else { flush(); run = [x, x + w]; }
+          continue;
+        }
+        flush();
         this.drawFrame(ctx, n, x, y, w, c, charW, ancestors.has(n));
         this.frames.push({ n, x, y, w });
       }
+      flush();
     }
     this.drawMs = performance.now() - t0;
   }
@@ -262,6 +280,11 @@ export class FlameGraph {
     if (n === this.root) this.reset();
     else this.zoom(n);
     this.opts.onClick?.(n);
+  }
+
+  // The blocks of frames too narrow to draw one by one, for tests.
+  narrowDrawn() {
+    return (this.narrow || []).map(({ depth, x, w }) => ({ depth, x: Math.round(x), width: w }));
   }
 
   // What was drawn, for tests and the page's state: one entry per frame.

@@ -319,6 +319,7 @@ export class Panel {
       query: this.query,
       numTicks: this.render ? this.render.flamebearer.numTicks : null,
       frames: this.graph.drawn(),
+      narrow: this.graph.narrowDrawn(),
       nodes: this.graph.size(),
       drawMs: this.graph.drawMs,
       focus: this.graph.focus ? this.graph.focus.name : null,

@@ -239,6 +239,12 @@ def test_large_tree():
         assert s["nodes"] == 1 + 1 + 120 + 1200 + 12000, s["nodes"]
         assert "other" not in frames_by_name(s)
         assert s["drawMs"] < 1000, s["drawMs"]  # ~10 ms here; generous for a shared machine
+        # the 12,000 leaves are each far narrower than half a pixel: side by
+        # side they are one plain block as wide as the graph, not a blank row
+        root = frames_by_name(s)["total"][0]
+        leaves = [n for n in s["narrow"] if n["depth"] == 4]
+        assert abs(sum(n["width"] for n in leaves) - root["width"]) <= 2, (leaves, root)
+        assert not any(f["depth"] == 4 for f in s["frames"]), "no leaf is drawn alone"
         b.keys("/")
         b.keys("step7")
         m = b.wait_js("const s = window.flamedbUI.snapshot(); return s.matched && s.state.search === 'step7' && s",
