@@ -1,6 +1,9 @@
 /* cluster_identity.c — the node's identity file DATA_DIR/identity
  * (node id and ring tokens, ring_identity_format), generated once and then
- * only read, so a restarted node owns the same data as before.
+ * only read, so a restarted node owns the same data as before; the
+ * incarnation file; and the cluster secret, read only. Files are written
+ * atomically by cluster_statefile_write (a crash leaves no identity or a
+ * whole one, whose rename the directory's sync made last).
  */
 #define _GNU_SOURCE /* gethostname */
 #include <errno.h>
@@ -55,42 +58,6 @@ static int read_file(const char *path, buf_t *out, errmsg_t *em)
     return rc;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Writes path through a temporary file, fsync and rename, so a crash leaves
- * either no identity or a whole one. */
-static int write_file_atomic(const char *dir, const char *path, const buf_t *b, errmsg_t *em)
-{
-    char tmp[CLUSTER_SETTING_MAX + 32];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return errmsg_set(em, ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
-    int bad = write_all(fd, b->data, b->len) != 0 || fsync(fd) != 0;
-    int saved = errno;
-    close(fd);
-    if (bad || rename(tmp, path) != 0) {
-        saved = bad ? saved : errno;
-        unlink(tmp);
-        return errmsg_set(em, ERR_IO, "cannot write %s: %s", path, strerror(saved));
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return ERR_OK;
-}
-
 static int identity_create(const char *dir, const char *path, const char *want_id, uint32_t ntokens,
                            ring_rng_t *rng, ring_identity_t *out, errmsg_t *em)
 {
@@ -105,7 +72,7 @@ static int identity_create(const char *dir, const char *path, const char *want_i
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
     rc = ring_identity_format(out, &b);
-    if (rc == ERR_OK) rc = write_file_atomic(dir, path, &b, em);
+    if (rc == ERR_OK) rc = cluster_statefile_write(dir, path, &b, em);
     buf_free(&b);
     if (rc != ERR_OK) {
         ring_identity_free(out);
@@ -189,7 +156,7 @@ int cluster_incarnation_next(const char *data_dir, uint64_t now_s, uint64_t *out
     *out = now_s > last ? now_s : last + 1;
     buf_reset(&b);
     rc = buf_printf(&b, "%llu\n", (unsigned long long)*out);
-    if (rc == ERR_OK) rc = write_file_atomic(data_dir, path, &b, em);
+    if (rc == ERR_OK) rc = cluster_statefile_write(data_dir, path, &b, em);
     buf_free(&b);
     return rc;
 }

@@ -1,7 +1,8 @@
 /* cluster_statefile.c — the small text state files of DATA_DIR that the
  * cluster keeps for itself (regain, regain.progress, regain.ring; see
  * cluster_int.h): read whole under a size limit, written atomically, and
- * the strict pieces their parsers share.
+ * the strict pieces their parsers share. The identity and incarnation files
+ * (cluster_identity.c) are written by the same atomic write.
  *
  * Each such file is a header line, record lines and a last line
  * "end COUNT" (decimal, the number of records), every line ending in '\n':
