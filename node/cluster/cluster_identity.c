@@ -1,13 +1,13 @@
 /* cluster_identity.c — the node's identity file DATA_DIR/identity
  * (node id and ring tokens, ring_identity_format), generated once and then
  * only read, so a restarted node owns the same data as before; the
- * incarnation file; and the cluster secret, read only. Files are written
- * atomically by cluster_statefile_write (a crash leaves no identity or a
- * whole one, whose rename the directory's sync made last).
+ * incarnation file; and the cluster secret, read only. Files are read and
+ * written by cluster_statefile.c: atomically (a crash leaves no identity or
+ * a whole one, whose rename the directory's sync made last), and the secret
+ * so that no copy of it is left behind in memory.
  */
 #define _GNU_SOURCE /* gethostname */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,34 +28,6 @@ void cluster_identity_default_id(ring_rng_t *rng, char out[RING_NODE_ID_MAX + 1]
               *p == '.' || *p == '_' || *p == '-'))
             *p = '-';
     snprintf(out, RING_NODE_ID_MAX + 1, "%.40s-%08x", host, (unsigned)(ring_rng_next(rng) >> 32));
-}
-
-/* Reads a whole small file; ERR_NOT_FOUND when absent. */
-static int read_file(const char *path, buf_t *out, errmsg_t *em)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT
-                   ? ERR_NOT_FOUND
-                   : errmsg_set(em, ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    uint8_t chunk[8192];
-    int rc = ERR_OK;
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            rc = errmsg_set(em, ERR_IO, "cannot read %s: %s", path, strerror(errno));
-            break;
-        }
-        if (n == 0) break;
-        if (buf_append(out, chunk, (size_t)n) != ERR_OK) {
-            rc =
-                errmsg_set(em, ERR_CORRUPT, "%s: larger than %d bytes", path, CLUSTER_IDENTITY_MAX);
-            break;
-        }
-    }
-    close(fd);
-    return rc;
 }
 
 static int identity_create(const char *dir, const char *path, const char *want_id, uint32_t ntokens,
@@ -110,12 +82,8 @@ int cluster_identity_load(const char *data_dir, const char *want_id, uint32_t nt
     if (snprintf(path, sizeof path, "%s/%s", data_dir, CLUSTER_IDENTITY_FILE) >= (int)sizeof path)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
     buf_t b;
-    buf_init(&b, CLUSTER_IDENTITY_MAX);
-    int rc = read_file(path, &b, em);
-    if (rc == ERR_NOT_FOUND) {
-        buf_free(&b);
-        return identity_create(data_dir, path, want_id, ntokens, rng, out, em);
-    }
+    int rc = cluster_statefile_read(path, CLUSTER_IDENTITY_MAX, &b, em);
+    if (rc == ERR_NOT_FOUND) return identity_create(data_dir, path, want_id, ntokens, rng, out, em);
     if (rc == ERR_OK) {
         rc = ring_identity_parse(out, b.data, b.len, em);
         if (rc != ERR_OK) {
@@ -141,8 +109,7 @@ int cluster_incarnation_next(const char *data_dir, uint64_t now_s, uint64_t *out
         (int)sizeof path)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
     buf_t b;
-    buf_init(&b, 64);
-    int rc = read_file(path, &b, em);
+    int rc = cluster_statefile_read(path, 64, &b, em);
     uint64_t last = 0;
     if (rc == ERR_OK) {
         char *end = NULL;
@@ -150,11 +117,11 @@ int cluster_incarnation_next(const char *data_dir, uint64_t now_s, uint64_t *out
         if (b.len == 0 || end == NULL || (*end != '\n' && *end != '\0'))
             last = 0; /* unreadable: the clock alone decides, as on a first start */
     } else if (rc != ERR_NOT_FOUND) {
-        buf_free(&b);
         return rc;
     }
+    buf_free(&b);
+    buf_init(&b, 64);
     *out = now_s > last ? now_s : last + 1;
-    buf_reset(&b);
     rc = buf_printf(&b, "%llu\n", (unsigned long long)*out);
     if (rc == ERR_OK) rc = cluster_statefile_write(data_dir, path, &b, em);
     buf_free(&b);
@@ -177,8 +144,7 @@ int cluster_secret_load(const char *path, digest_key_t **out, errmsg_t *em)
                           "chmod 600 it",
                           path, (unsigned)(st.st_mode & 0777));
     buf_t b;
-    buf_init(&b, CLUSTER_SECRET_MAX + 1);
-    int rc = read_file(path, &b, em);
+    int rc = cluster_statefile_read_secret(path, CLUSTER_SECRET_MAX + 1, &b, em);
     if (rc != ERR_OK)
         rc = errmsg_set(em, ERR_IO, "--cluster-secret-file: cannot read %s (or over %d bytes)",
                         path, CLUSTER_SECRET_MAX);
@@ -191,7 +157,6 @@ int cluster_secret_load(const char *path, digest_key_t **out, errmsg_t *em)
                         path, n, CLUSTER_SECRET_MIN);
     if (rc == ERR_OK && digest_key_new(b.data, n, out) != 0)
         rc = errmsg_set(em, ERR_INTERNAL, "--cluster-secret-file: cannot set up HMAC-SHA-256");
-    if (b.data != NULL) memset(b.data, 0, b.cap);
-    buf_free(&b);
+    cluster_statefile_wipe(&b); /* every path: after an error it is empty */
     return rc;
 }

@@ -367,9 +367,18 @@ int cluster_hints_publish(cluster_t *c);
 
 /* cluster_statefile.c: the small text files of DATA_DIR (a header line,
  * records, "end COUNT"; every line ends in '\n').
- * Reads path whole into out (initialised here; caller frees with buf_free
- * on success); ERR_NOT_FOUND when absent, ERR_CORRUPT over max bytes. */
+ * Reads path whole into out (initialised here, empty after an error; caller
+ * frees with buf_free on success); ERR_NOT_FOUND when absent, ERR_CORRUPT
+ * over max bytes. */
 int cluster_statefile_read(const char *path, size_t max, buf_t *out, errmsg_t *em);
+/* As cluster_statefile_read, for a file holding a secret: no copy of its
+ * bytes is left in memory that is freed or goes out of scope (out never
+ * moves while it is read, and is wiped after an error). The caller wipes out
+ * with cluster_statefile_wipe when done with it. */
+int cluster_statefile_read_secret(const char *path, size_t max, buf_t *out, errmsg_t *em);
+/* Zeroes all of b's storage (a zeroing the compiler cannot drop), then
+ * frees it. */
+void cluster_statefile_wipe(buf_t *b);
 /* Writes b to path through path.tmp, fsync, rename and a sync of dir, so a
  * crash leaves the old file or the whole new one. */
 int cluster_statefile_write(const char *dir, const char *path, const buf_t *b, errmsg_t *em);

@@ -2,7 +2,8 @@
  * cluster keeps for itself (regain, regain.progress, regain.ring; see
  * cluster_int.h): read whole under a size limit, written atomically, and
  * the strict pieces their parsers share. The identity and incarnation files
- * (cluster_identity.c) are written by the same atomic write.
+ * and the cluster secret (cluster_identity.c) are read, and the first two
+ * written, by the same functions.
  *
  * Each such file is a header line, record lines and a last line
  * "end COUNT" (decimal, the number of records), every line ending in '\n':
@@ -19,19 +20,10 @@
 
 #include "node/cluster/cluster_int.h"
 
-int cluster_statefile_read(const char *path, size_t max, buf_t *out, errmsg_t *em)
+/* Appends what fd holds to out (bounded by out->max). The chunk read into is
+ * wiped before it goes out of scope: it may have held a secret. */
+static int read_fd(int fd, const char *path, buf_t *out, errmsg_t *em)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT
-                   ? ERR_NOT_FOUND
-                   : errmsg_set(em, ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    struct stat st; /* a file over max is refused before anything is read */
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > max) {
-        close(fd);
-        return errmsg_set(em, ERR_CORRUPT, "%s: larger than %zu bytes", path, max);
-    }
-    buf_init(out, max);
     uint8_t chunk[8192];
     int rc = ERR_OK;
     for (;;) {
@@ -43,16 +35,58 @@ int cluster_statefile_read(const char *path, size_t max, buf_t *out, errmsg_t *e
         }
         if (n == 0) break;
         if (buf_append(out, chunk, (size_t)n) != ERR_OK) {
-            rc = errmsg_set(em, ERR_CORRUPT, "%s: larger than %zu bytes", path, max);
+            rc = errmsg_set(em, ERR_CORRUPT, "%s: larger than %zu bytes", path, out->max);
             break;
         }
     }
+    explicit_bzero(chunk, sizeof chunk);
+    return rc;
+}
+
+/* cluster_statefile_read, and _read_secret when secret: out then has all of
+ * max before the first byte is read, so it never moves (a realloc would
+ * leave a copy of the first bytes in freed memory), and is wiped on errors. */
+static int read_path(const char *path, size_t max, int secret, buf_t *out, errmsg_t *em)
+{
+    buf_init(out, max);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT
+                   ? ERR_NOT_FOUND
+                   : errmsg_set(em, ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    struct stat st; /* a file over max is refused before anything is read */
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size > max) {
+        close(fd);
+        return errmsg_set(em, ERR_CORRUPT, "%s: larger than %zu bytes", path, max);
+    }
+    int rc = ERR_OK;
+    if (secret && buf_reserve(out, max) != ERR_OK) rc = errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (rc == ERR_OK) rc = read_fd(fd, path, out, em);
     close(fd);
     /* an empty file still gets storage: parsers do pointer arithmetic on it */
     if (rc == ERR_OK && out->data == NULL && buf_reserve(out, 1) != ERR_OK)
         rc = errmsg_set(em, ERR_NOMEM, "out of memory");
-    if (rc != ERR_OK) buf_free(out);
+    if (rc != ERR_OK && secret)
+        cluster_statefile_wipe(out);
+    else if (rc != ERR_OK)
+        buf_free(out);
     return rc;
+}
+
+int cluster_statefile_read(const char *path, size_t max, buf_t *out, errmsg_t *em)
+{
+    return read_path(path, max, 0, out, em);
+}
+
+int cluster_statefile_read_secret(const char *path, size_t max, buf_t *out, errmsg_t *em)
+{
+    return read_path(path, max, 1, out, em);
+}
+
+void cluster_statefile_wipe(buf_t *b)
+{
+    if (b->data != NULL) explicit_bzero(b->data, b->cap);
+    buf_free(b);
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n)
