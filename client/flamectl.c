@@ -27,6 +27,7 @@ typedef struct args {
     const char *url, *tenant, *token;
     int timeout_ms;
     const char *name, *format, *from, *until, *output, *outfile, *match, *spy_name, *by;
+    const char *search;                                            /* query --output top */
     const char *left_from, *left_until, *right_from, *right_until; /* diff */
     const char *group_by;                                          /* query --output json */
     const char *node;                                              /* cluster remove */
@@ -174,7 +175,9 @@ static void print_top(const flamedb__top_t *t)
         printf("  %s\n", r->name);
     }
     format_value(total, sizeof total, t->sum, t->unit);
-    printf("total %s in %" PRId64 " functions (%zu shown)", total, t->functions, t->count);
+    printf("total %s in %" PRId64 " functions", total, t->functions);
+    if (t->matches >= 0) printf(", %" PRId64 " matching the search", t->matches);
+    printf(" (%zu shown)", t->count);
     if (t->has_cores) printf("; %.4f cores over %" PRId64 "s", t->cores, t->range_s);
     printf("\n");
 }
@@ -191,6 +194,7 @@ static int query_top(flamedb_client_t *c, const args_t *a)
     if (rc == ERR_OK)
         rc = flamedb__query_add_int(&path, "limit", a->limit > 0 ? a->limit : DEFAULT_TOP_LIMIT);
     if (rc == ERR_OK) rc = flamedb__query_add(&path, "by", a->by);
+    if (rc == ERR_OK) rc = flamedb__query_add(&path, "search", a->search);
     if (rc == ERR_OK) rc = buf_append_byte(&path, 0);
     if (rc != ERR_OK) {
         buf_free(&path);
@@ -336,6 +340,10 @@ static int cmd_query(flamedb_client_t *c, const args_t *a)
     flamedb_format_t f;
     if (a->by != NULL && strcmp(a->by, "self") != 0 && strcmp(a->by, "total") != 0)
         return usage_error("query: --by must be self or total, not '%s'", a->by);
+    if (a->search != NULL && strcmp(out, "top") != 0)
+        return usage_error("query: --search lists functions: it needs --output top, not "
+                           "--output %s",
+                           out);
     if (a->group_by != NULL && strcmp(out, "json") != 0)
         return usage_error("query: --group-by needs --output json (the groups are timelines "
                            "of the JSON answer), not --output %s",
@@ -1103,7 +1111,7 @@ static const command_t commands[] = {
     {"query", 1, 1, cmd_query,
      "query 'TYPE{selector}' [--from T] [--until T]\n"
      "          [--output top|folded|json|pprof|svg|speedscope] [--limit N] [--by self|total]\n"
-     "          [--max-nodes N] [--group-by LABEL] [-o FILE]",
+     "          [--search TEXT] [--max-nodes N] [--group-by LABEL] [-o FILE]",
      "Reads the merged profile of a selection. TYPE is a profile type id such as\n"
      "process_cpu:cpu:nanoseconds:cpu:nanoseconds; the selector uses =, !=, =~ and\n"
      "!~. Times: unix seconds or ms, now, now-1h (default now-1h .. now).\n"
@@ -1111,7 +1119,9 @@ static const command_t commands[] = {
      "the whole profile: self (the function is the leaf) and total (it is on the\n"
      "stack; recursion counted once) with their percentages and, for CPU types,\n"
      "cores (CPU-seconds per second of the range); --limit rows (default 20),\n"
-     "--by self (default) or total. folded and json print the flame graph of GET\n"
+     "--by self (default) or total; --search TEXT lists only the functions whose\n"
+     "name contains TEXT (A-Z matching a-z), out of all of them. folded and json print the flame "
+     "graph of GET\n"
      "/pyroscope/render (--max-nodes); pprof writes the gzipped profile to -o FILE\n"
      "or to stdout when it is not a terminal; svg (a flame graph image) and\n"
      "speedscope (a file for speedscope.app) go to -o FILE or stdout. --group-by\n"
@@ -1182,6 +1192,7 @@ enum {
     OPT_SAMPLE_RATE,
     OPT_SPY_NAME,
     OPT_BY,
+    OPT_SEARCH,
     OPT_LEFT_FROM,
     OPT_LEFT_UNTIL,
     OPT_RIGHT_FROM,
@@ -1206,6 +1217,7 @@ static const struct option options[] = {
     {"sample-rate", required_argument, NULL, OPT_SAMPLE_RATE},
     {"spy-name", required_argument, NULL, OPT_SPY_NAME},
     {"by", required_argument, NULL, OPT_BY},
+    {"search", required_argument, NULL, OPT_SEARCH},
     {"left-from", required_argument, NULL, OPT_LEFT_FROM},
     {"left-until", required_argument, NULL, OPT_LEFT_UNTIL},
     {"right-from", required_argument, NULL, OPT_RIGHT_FROM},
@@ -1297,6 +1309,9 @@ static int set_option(args_t *a, int opt, const char *v)
         return 0;
     case OPT_BY:
         a->by = v;
+        return 0;
+    case OPT_SEARCH:
+        a->search = v;
         return 0;
     case OPT_LEFT_FROM:
         a->left_from = v;

@@ -139,6 +139,7 @@ typedef struct flamedb__top {
     size_t count;
     int64_t sum;       /* the answer's total: every value selected */
     int64_t functions; /* distinct functions (rows may be fewer: the limit) */
+    int64_t matches;   /* with a search: the functions matching it; -1 without */
     int64_t range_s;   /* seconds the query covered */
     double cores;      /* sum in CPU-seconds per second, when has_cores */
     int has_cores;     /* a CPU type */

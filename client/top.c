@@ -46,6 +46,7 @@ static int top_member(json_t *j, const char *key, void *ctx)
     if (strcmp(key, "total") == 0) return flamedb__json_int(j, &t->sum);
     if (strcmp(key, "rangeSeconds") == 0) return flamedb__json_int(j, &t->range_s);
     if (strcmp(key, "functionCount") == 0) return flamedb__json_int(j, &t->functions);
+    if (strcmp(key, "matchCount") == 0) return flamedb__json_int(j, &t->matches);
     if (strcmp(key, "functions") == 0) return parse_rows(j, t);
     if (strcmp(key, "cores") == 0) {
         int null;
@@ -60,6 +61,7 @@ static int top_member(json_t *j, const char *key, void *ctx)
 int flamedb__top_parse(const char *text, size_t n, flamedb__top_t *out, errmsg_t *em)
 {
     memset(out, 0, sizeof *out);
+    out->matches = -1;
     int rc = flamedb__json_answer(text, n, top_member, out, "top", em);
     if (rc != ERR_OK) flamedb__top_free(out);
     return rc;

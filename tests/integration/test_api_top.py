@@ -9,7 +9,8 @@
 - search: the functions whose name contains the text (A-Z as a-z, nothing
   else folded, as the web UI's flame-graph search) out of all of them, not
   only the top `limit`, with matchCount; bad searches are 400s;
-- flamectl query --output top prints the same functions and cores;
+- flamectl query --output top prints the same functions and cores, and
+  --search the matching ones;
 - 3 nodes RF 2: the same bytes from every node, exact.
 """
 import os
@@ -195,6 +196,16 @@ def test_flamectl_top():
     cores = "%.4f" % (sum(STACKS.values()) * SCALE / 1e9 / (UNTIL - FROM))
     assert cores in lines[1] and cores in lines[-1], out.stdout  # main: total = everything
     assert len(lines) == 5, out.stdout  # header, 3 rows, summary
+    base = [ctl, "--url", "http://127.0.0.1:%d" % NODE.port, "query", q, "--from", str(FROM),
+            "--until", str(UNTIL)]
+    out = subprocess.run(base + ["--search", "PARSE"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 3 and lines[1].split()[-1] == "parse", out.stdout
+    assert "in 7 functions, 1 matching the search (1 shown)" in lines[2], out.stdout
+    out = subprocess.run(base + ["--search", "x", "--output", "folded"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 2 and "--search" in out.stderr, out
 
 
 def test_three_nodes_same_answer():

@@ -125,6 +125,7 @@ static void test_top(void)
     CHECK_EQ_INT(t.range_s, 60);
     CHECK_EQ_INT(t.functions, 3);
     CHECK(t.has_cores && t.cores == 0.1 && t.partial);
+    CHECK_EQ_INT(t.matches, -1); /* no search */
     CHECK_EQ_INT(t.count, 2);
     if (t.count == 2) {
         CHECK_EQ_STR(t.rows[0].name, "a\"b");
@@ -134,9 +135,11 @@ static void test_top(void)
         CHECK(t.rows[1].total_pct == 100 && t.rows[1].total_cores == 0.1);
     }
     flamedb__top_free(&t);
-    const char *mem = "{\"unit\":\"bytes\",\"total\":5,\"cores\":null,\"functions\":[]}";
+    const char *mem = "{\"unit\":\"bytes\",\"total\":5,\"cores\":null,\"functionCount\":4,"
+                      "\"matchCount\":0,\"functions\":[]}";
     CHECK_EQ_INT(flamedb__top_parse(mem, strlen(mem), &t, &em), 0);
     CHECK(!t.has_cores && t.count == 0 && t.sum == 5);
+    CHECK(t.functions == 4 && t.matches == 0); /* a search that found nothing */
     flamedb__top_free(&t);
     const char *bad[] = {"", "[]", "{\"functions\":[{\"self\":1}]}", "{\"total\":\"x\"}",
                          "{\"functions\":[{\"name\":\"a\"}]} x"};
