@@ -186,8 +186,7 @@ void ingest_series_set_free(series_set_t *ss);
 /* Finds or creates the series of labels (takes ownership of labels, which
  * must already hold __name__, __profile_type__ and service_name). */
 int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em);
-/* Adds a stack to series idx's tree. Totals are deferred: the trees' totals
- * are wrong until ingest_series_finish(). */
+/* Adds a stack to series idx's tree. */
 int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth,
                       int64_t v, errmsg_t *em);
 /* Adds the stack that was just added to series leader (ingest_series_add)
@@ -200,9 +199,9 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
  * the nodes leader's tree just grew by). */
 int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, size_t depth,
                              int64_t v, errmsg_t *em);
-/* Once every stack is added: gives back the trees' growth room and path
- * caches, makes the trees of shadowed series (their values charged) and
- * fixes the totals of every tree. ERR_NOMEM, or a refused charge. */
+/* Once every stack is added: gives back the trees' growth room, edge
+ * tables and path caches, and makes the trees of shadowed series (their
+ * values charged). ERR_NOMEM, or a refused charge. */
 int ingest_series_finish(series_set_t *ss, errmsg_t *em);
 int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
                            const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em);

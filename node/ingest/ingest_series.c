@@ -260,8 +260,7 @@ static int path_reserve(path_cache_t *pc, size_t depth)
 }
 
 /* calltree_add_stack, reusing the node path of the previous stack's common
- * prefix, with the totals deferred to ingest_series_finish (one pass per
- * tree instead of a walk up the stack per sample and type). */
+ * prefix (totals are not kept: the tree computes them if they are read). */
 int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth,
                       int64_t v, errmsg_t *em)
 {
@@ -287,7 +286,7 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
         pc->nodes[i] = node;
     }
     pc->depth = depth;
-    calltree_add_self_deferred(s->tree, node, v);
+    calltree_add_self(s->tree, node, v);
     s->last_node = node;
     s->last_grown = calltree_node_count(s->tree) - before;
     if (s->last_grown == 0 && pc->cap == path_cap) return 0; /* nothing was allocated */
@@ -384,12 +383,12 @@ int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, si
 
 /* Gives a shadowed series its leader's shape, its shadow becoming its self
  * values (calltree_adopt_shape: no second array of them); charged the
- * totals array before it is allocated. */
+ * selves past the shadow before they are allocated. */
 static int unshadow(series_set_t *ss, ingest_series_t *s, errmsg_t *em)
 {
     const calltree_t *shape = ss->v[s->shape_of].tree;
     size_t n = calltree_node_count(shape), have = s->shadow_cap < n ? s->shadow_cap : n;
-    size_t more = (2 * n - have) * sizeof(int64_t); /* totals, and selves past the shadow */
+    size_t more = (n - have) * sizeof(int64_t);
     int rc = ingest_charge(ss, more, "call-tree values", em);
     if (rc < 0) return rc;
     s->charged += more;
@@ -404,7 +403,8 @@ static int unshadow(series_set_t *ss, ingest_series_t *s, errmsg_t *em)
 int ingest_series_finish(series_set_t *ss, errmsg_t *em)
 {
     /* The trees are done growing and are held until the push is stored:
-     * they give back their growth room (and the path caches) first. */
+     * they give back their growth room and edge tables (and the path
+     * caches) first. */
     for (size_t i = 0; i < ss->n; i++) {
         ingest_series_t *s = &ss->v[i];
         free(s->path.syms);
@@ -429,7 +429,5 @@ int ingest_series_finish(series_set_t *ss, errmsg_t *em)
             int rc = recharge(ss, &s->charged, now, "call trees", em);
             if (rc < 0) return rc;
         }
-    for (size_t i = 0; i < ss->n; i++)
-        calltree_sum_totals(ss->v[i].tree);
     return 0;
 }
