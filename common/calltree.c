@@ -138,8 +138,8 @@ static int rehash(ct_shape_t *sh, size_t nslots)
     return ERR_OK;
 }
 
-/* Makes room for n nodes in all: node array and edge table. */
-static int shape_reserve(ct_shape_t *sh, size_t n)
+/* Makes room for n nodes in the node array (not in the edge table). */
+static int nodes_reserve(ct_shape_t *sh, size_t n)
 {
     if (n > (size_t)UINT32_MAX / 2) return ERR_NOMEM; /* so nslots stays under 2^32 */
     if (n > sh->cap) {
@@ -148,7 +148,14 @@ static int shape_reserve(ct_shape_t *sh, size_t n)
         sh->nodes = p;
         sh->cap = n;
     }
-    if (n * CT_LOAD_DEN <= sh->nslots * CT_LOAD_NUM) return ERR_OK;
+    return ERR_OK;
+}
+
+/* Makes room for n nodes in all: node array and edge table. */
+static int shape_reserve(ct_shape_t *sh, size_t n)
+{
+    int rc = nodes_reserve(sh, n);
+    if (rc != ERR_OK || n * CT_LOAD_DEN <= sh->nslots * CT_LOAD_NUM) return rc;
     size_t ns = sh->nslots ? sh->nslots : 8;
     while (ns * CT_LOAD_NUM < n * CT_LOAD_DEN)
         ns += ns / 2;
@@ -373,7 +380,8 @@ static int make_room(calltree_t *t, uint32_t parent, uint64_t sym, uint64_t h, s
 {
     size_t need = t->sh->count + 1;
     int rc = own_shape(t);
-    if (rc == ERR_OK && need > t->sh->cap) rc = shape_reserve(t->sh, next_cap(t->sh->cap, need));
+    /* the edge table grows with the nodes, not with the array's room */
+    if (rc == ERR_OK && need > t->sh->cap) rc = nodes_reserve(t->sh, next_cap(t->sh->cap, need));
     if (rc == ERR_OK && need * CT_LOAD_DEN > t->sh->nslots * CT_LOAD_NUM)
         rc = shape_reserve(t->sh, need);
     if (rc == ERR_OK && need > t->vcap) rc = values_reserve(t, next_cap(t->vcap, need));

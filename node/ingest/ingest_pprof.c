@@ -684,7 +684,8 @@ static int one_sample(conv_t *c, size_t si, int64_t *pairs)
         if (v == 0) continue;
         uint32_t lt = c->leader[t];
         rc = lt == t ? ingest_series_add(c->ctx->ss, series[t], stack, depth, v, c->em)
-                     : ingest_series_add_shadow(c->ctx->ss, series[t], series[lt], depth, v, c->em);
+                     : ingest_series_add_shadow(c->ctx->ss, series[t], series[lt], depth, v,
+                                                c->values[lt], c->em);
         if (rc < 0) return rc;
         for (size_t k = 0; k < ns; k++)
             if ((rc = ingest_series_add_span(c->ctx->ss, series[t], spans[k].kind, spans[k].id,
