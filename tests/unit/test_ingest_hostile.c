@@ -358,6 +358,54 @@ static void test_symbols_charged(void)
     free(s.b);
 }
 
+/* A folded push's symbol table is charged too: 2,000 lines of one frame
+ * of 1,000 bytes hold 2 MB of symbols and only 2,000 nodes. Of UTF-16
+ * text, the UTF-8 copy is charged while it is parsed as well. */
+static void test_folded_symbols_charged(void)
+{
+    size_t n = 2000, line = 1000 + 4;
+    char *body = malloc(n * line + 1), *p = body;
+    for (size_t i = 0; i < n; i++) {
+        snprintf(p, 12, "%010zu", i);
+        memset(p + 10, 'f', line - 4 - 10);
+        memcpy(p + line - 4, " 1\n\0", 4);
+        p += line - 1;
+    }
+    alloc_budget_t b;
+    alloc_budget_init(&b, 0);
+    ingest_limits_t lim;
+    ingest_limits_default(&lim);
+    lim.inflight = &b;
+    ingest_request_t r = test_req("folded.cpu", "folded", body, (size_t)(p - body));
+    ingest_profile_t *prof;
+    errmsg_t em;
+    CHECK_EQ_INT(test_parse(&r, &lim, &prof, &em), 0);
+    size_t held = alloc_budget_used(&b);
+    fprintf(stderr, "folded symbols: %zu B body, %zu B held after parse\n", (size_t)(p - body),
+            held);
+    CHECK(held >= 2000u * 1000u); /* the symbols stay charged while the push lives */
+    ingest_profile_free(prof);
+    CHECK_EQ_INT(alloc_budget_used(&b), 0);
+    /* the same as UTF-16LE: its UTF-8 copy (2 MB) is charged while parsed */
+    size_t u16n = 2 + 2 * (size_t)(p - body);
+    uint8_t *u16 = malloc(u16n);
+    u16[0] = 0xff;
+    u16[1] = 0xfe;
+    for (size_t i = 0; i < (size_t)(p - body); i++) {
+        u16[2 + 2 * i] = (uint8_t)body[i];
+        u16[3 + 2 * i] = 0;
+    }
+    r = test_req("folded.cpu", "folded", u16, u16n);
+    CHECK_EQ_INT(test_parse(&r, &lim, &prof, &em), 0);
+    size_t peak = prof ? ingest_profile_peak_bytes(prof) : 0;
+    fprintf(stderr, "folded UTF-16: %zu B body, peak %zu B\n", u16n, peak);
+    CHECK(peak >= 2 * 2000u * 1000u); /* the UTF-8 copy and the symbols */
+    ingest_profile_free(prof);
+    CHECK_EQ_INT(alloc_budget_used(&b), 0);
+    free(u16);
+    free(body);
+}
+
 /* 200 sample types non-zero in the same samples share one tree build
  * (more than the 64 compared before): every series must still have its own
  * tree, the same as type 0's with its values scaled. */
@@ -505,6 +553,7 @@ int main(void)
     test_many_types_share_a_shape();
     test_follower_trees_match_alone();
     test_symbols_charged();
+    test_folded_symbols_charged();
     one_shape("fresh-roots", shape_fresh_roots, 8.2);
     one_shape("deep-inlined", shape_deep_inlined, 2.78);
     one_shape("many-types", shape_many_types, 11.5);
