@@ -7,9 +7,10 @@
  * Memory is what a push or a query may hold most of, so a node is kept
  * small: its shape (symbol, parent, first child, next sibling: 20 bytes,
  * calltree_node_t) apart from its self value (8 bytes), and children are
- * found through an open-addressing table of 8-byte slots (child index and
- * 32 bits of the edge's hash) over the node array, kept at most
- * CT_LOAD_NUM/CT_LOAD_DEN full: about 40-50 bytes a node while a tree
+ * found through an open-addressing table of 4-byte slots (child index and
+ * 8 bits of the edge's hash; 8-byte slots, the index and 32 bits, in a
+ * table that may hold 2^24 nodes or more) over the node array, kept at
+ * most CT_LOAD_NUM/CT_LOAD_DEN full: about 35-45 bytes a node while a tree
  * grows, where a node with its keyed edge slots took about 100. Totals are
  * not kept as values change: the root's is one running sum, the others are
  * computed in one reverse pass when first read after a change and kept
@@ -33,23 +34,28 @@
 typedef calltree_node_t ct_node_t;
 
 /* The edge table is grown past CT_LOAD_NUM/CT_LOAD_DEN full: linear probes
- * stay short, and 8-byte slots keep a probe run in one cache line. */
+ * stay short, and small slots keep a probe run in one cache line. */
 #define CT_LOAD_NUM 2
 #define CT_LOAD_DEN 3
 
-typedef struct ct_slot {
-    uint32_t child; /* 0 = empty (the root is nobody's child) */
-    uint32_t tag;   /* low 32 bits of the edge hash: most misses skip the node */
-} ct_slot_t;
+/* A table that holds fewer nodes than this before it grows has narrow
+ * slots: one u32, the child index (at most 2^24 - 1) above 8 bits of the
+ * edge hash. Wider ones have two u32 per slot: the child index, then 32
+ * bits of the hash. Either way a child index of 0 marks an empty slot (the
+ * root is nobody's child), and the tag makes most misses skip the node. */
+#ifndef CT_NARROW_NODES /* test_common_calltree_wide sets it low */
+#define CT_NARROW_NODES (1u << 24)
+#endif
 
 /* The nodes and edges of one or more trees (refs). Shared shapes are never
  * changed; a tree that must change one copies it first (own_shape). */
 typedef struct ct_shape {
     ct_node_t *nodes;
     size_t count, cap;
-    ct_slot_t *slots;
-    size_t nslots; /* at most 2^32 (n <= UINT32_MAX nodes at 2/3), or 0 */
-    unsigned refs; /* atomic: trees of one push may be freed on other threads */
+    uint32_t *slots; /* nslots narrow slots, or 2 x nslots words */
+    size_t nslots;   /* at most 2^32 (n <= UINT32_MAX nodes at 2/3), or 0 */
+    bool narrow;     /* set by rehash from the nodes the table may hold */
+    unsigned refs;   /* atomic: trees of one push may be freed on other threads */
 } ct_shape_t;
 
 struct calltree {
@@ -87,15 +93,45 @@ static inline size_t slot_of(const ct_shape_t *sh, uint64_t h)
     return (size_t)(((h >> 32) * (uint64_t)sh->nslots) >> 32);
 }
 
+static inline size_t slot_words(const ct_shape_t *sh)
+{
+    return sh->narrow ? 1 : 2;
+}
+
+/* The child in slot i, 0 when it is empty. */
+static inline uint32_t slot_child(const ct_shape_t *sh, size_t i)
+{
+    return sh->narrow ? sh->slots[i] >> 8 : sh->slots[2 * i];
+}
+
+static inline void slot_set(ct_shape_t *sh, size_t i, uint32_t child, uint64_t h)
+{
+    if (sh->narrow) {
+        sh->slots[i] = child << 8 | (uint8_t)h;
+    } else {
+        sh->slots[2 * i] = child;
+        sh->slots[2 * i + 1] = (uint32_t)h;
+    }
+}
+
 /* The slot holding (parent, sym), or the empty slot where it would go. */
 static inline size_t probe(const ct_shape_t *sh, uint32_t parent, uint64_t sym, uint64_t h)
 {
     size_t i = slot_of(sh, h);
-    uint32_t tag = (uint32_t)h;
+    if (sh->narrow) {
+        for (;; i = i + 1 == sh->nslots ? 0 : i + 1) {
+            uint32_t s = sh->slots[i], c = s >> 8;
+            if (c == 0) return i;
+            if ((uint8_t)s == (uint8_t)h && sh->nodes[c].sym == sym &&
+                sh->nodes[c].parent == parent)
+                return i;
+        }
+    }
     for (;; i = i + 1 == sh->nslots ? 0 : i + 1) {
-        const ct_slot_t *s = &sh->slots[i];
-        if (s->child == 0) return i;
-        if (s->tag == tag && sh->nodes[s->child].sym == sym && sh->nodes[s->child].parent == parent)
+        uint32_t c = sh->slots[2 * i];
+        if (c == 0) return i;
+        if (sh->slots[2 * i + 1] == (uint32_t)h && sh->nodes[c].sym == sym &&
+            sh->nodes[c].parent == parent)
             return i;
     }
 }
@@ -115,25 +151,29 @@ static void shape_release(ct_shape_t *sh)
 
 static size_t shape_bytes(const ct_shape_t *sh)
 {
-    return sizeof *sh + sh->cap * sizeof *sh->nodes + sh->nslots * sizeof *sh->slots;
+    return sizeof *sh + sh->cap * sizeof *sh->nodes +
+           sh->nslots * slot_words(sh) * sizeof *sh->slots;
 }
 
 /* Rebuilds the edge table with nslots slots (at most 2^32) from the
  * nodes: a pass over the node array, each edge to the first empty slot of
- * its run (keys are distinct, none is compared). */
+ * its run (keys are distinct, none is compared). Narrow when every node it
+ * may hold before it next grows has an index under CT_NARROW_NODES. */
 static int rehash(ct_shape_t *sh, size_t nslots)
 {
-    ct_slot_t *slots = calloc(nslots, sizeof *slots);
+    bool narrow = nslots / CT_LOAD_DEN * CT_LOAD_NUM + CT_LOAD_NUM < CT_NARROW_NODES;
+    uint32_t *slots = calloc(nslots * (narrow ? 1 : 2), sizeof *slots);
     if (slots == NULL) return ERR_NOMEM;
     free(sh->slots);
     sh->slots = slots;
     sh->nslots = nslots;
+    sh->narrow = narrow;
     for (size_t i = 1; i < sh->count; i++) {
         uint64_t h = edge_hash(sh->nodes[i].parent, sh->nodes[i].sym);
         size_t j = slot_of(sh, h);
-        while (slots[j].child != 0)
+        while (slot_child(sh, j) != 0)
             j = j + 1 == nslots ? 0 : j + 1;
-        slots[j] = (ct_slot_t){(uint32_t)i, (uint32_t)h};
+        slot_set(sh, j, (uint32_t)i, h);
     }
     return ERR_OK;
 }
@@ -182,16 +222,18 @@ static ct_shape_t *shape_copy(const ct_shape_t *src)
     if (sh == NULL) return NULL;
     sh->refs = 1;
     sh->nodes = malloc(src->cap * sizeof *sh->nodes);
-    sh->slots = src->nslots ? malloc(src->nslots * sizeof *sh->slots) : NULL;
-    if (sh->nodes == NULL || (src->nslots && sh->slots == NULL)) {
+    size_t words = src->nslots * slot_words(src);
+    sh->slots = words ? malloc(words * sizeof *sh->slots) : NULL;
+    if (sh->nodes == NULL || (words && sh->slots == NULL)) {
         shape_free(sh);
         return NULL;
     }
     memcpy(sh->nodes, src->nodes, src->count * sizeof *sh->nodes);
-    if (src->nslots) memcpy(sh->slots, src->slots, src->nslots * sizeof *sh->slots);
+    if (words) memcpy(sh->slots, src->slots, words * sizeof *sh->slots);
     sh->count = src->count;
     sh->cap = src->cap;
     sh->nslots = src->nslots;
+    sh->narrow = src->narrow;
     return sh;
 }
 
@@ -346,7 +388,8 @@ void calltree_free(calltree_t *t)
 int calltree_clear(calltree_t *t)
 {
     if (__atomic_load_n(&t->sh->refs, __ATOMIC_ACQUIRE) == 1) {
-        if (t->sh->nslots) memset(t->sh->slots, 0, t->sh->nslots * sizeof *t->sh->slots);
+        if (t->sh->nslots)
+            memset(t->sh->slots, 0, t->sh->nslots * slot_words(t->sh) * sizeof *t->sh->slots);
         t->sh->count = 1;
         t->sh->nodes[0].first_child = CALLTREE_NONE;
     } else {
@@ -369,7 +412,7 @@ static uint32_t append_node(calltree_t *t, uint32_t parent, uint64_t sym, size_t
     ct_node_t *p = &sh->nodes[parent];
     sh->nodes[idx] = (ct_node_t){sym, parent, CALLTREE_NONE, p->first_child};
     p->first_child = idx;
-    sh->slots[s] = (ct_slot_t){idx, (uint32_t)h};
+    slot_set(sh, s, idx, h);
     t->self[idx] = 0;
     t->totals_ok = false;
     return idx;
@@ -398,8 +441,9 @@ int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child
     }
     uint64_t h = edge_hash(parent, sym);
     size_t s = probe(t->sh, parent, sym, h);
-    if (t->sh->slots[s].child != 0) {
-        *child = t->sh->slots[s].child;
+    uint32_t found = slot_child(t->sh, s);
+    if (found != 0) {
+        *child = found;
         return ERR_OK;
     }
     if (t->sh->count >= t->max_nodes) return ERR_LIMIT;
@@ -417,7 +461,8 @@ int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child
 void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym)
 {
     if (t->sh->nslots != 0)
-        __builtin_prefetch(&t->sh->slots[slot_of(t->sh, edge_hash(parent, sym))]);
+        __builtin_prefetch(
+            &t->sh->slots[slot_of(t->sh, edge_hash(parent, sym)) * slot_words(t->sh)]);
 }
 
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value)
