@@ -23,8 +23,9 @@
  * bounded.
  *
  * Memory: a tree holds per node its shape (20 bytes, calltree_node_t), its
- * self value (8 bytes) and, while it may still grow, its edge table (12 to
- * 18 bytes). Totals are not kept as values change: the root's is a running
+ * self value (8 bytes) and, while it may still grow, its edge table (6 to 9
+ * bytes: 4-byte slots, 8-byte ones in a table that may hold 2^24 nodes or
+ * more). Totals are not kept as values change: the root's is a running
  * sum, and the first read of another total (calltree_total, calltree_totals)
  * after a change computes them all in one pass into an array (8 bytes a
  * node) that the tree keeps until its next change. A tree that is only
@@ -62,8 +63,8 @@ int calltree_reserve(calltree_t *t, size_t nodes);
  * gets a fresh one: ERR_NOMEM when that fails (t is then unchanged). */
 int calltree_clear(calltree_t *t);
 /* Gives back the room the node and value arrays grew into past the nodes
- * (a tree grows them by half again), the edge table (12 to 18 bytes a
- * node: rebuilt from the nodes if one is added again) and the computed
+ * (a tree grows them by half again), the edge table (6 to 9 bytes a node:
+ * rebuilt from the nodes if one is added again) and the computed
  * totals: for a tree that is done growing and will be held a while (a
  * push's, until it is stored). It may still grow afterwards. */
 void calltree_shrink(calltree_t *t);
