@@ -335,10 +335,41 @@ static void test_shared_shape(void)
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) &&                             \
     !defined(TEST_SANITIZED_ALLOCATOR)
 extern void *__libc_calloc(size_t n, size_t size);
-static int fail_callocs;
+extern void *__libc_realloc(void *p, size_t size);
+static int fail_callocs, fail_reallocs;
 void *calloc(size_t n, size_t size)
 {
     return fail_callocs ? NULL : __libc_calloc(n, size);
+}
+void *realloc(void *p, size_t size)
+{
+    return fail_reallocs ? NULL : __libc_realloc(p, size);
+}
+
+/* Totals read when their array cannot be allocated: every node's is still
+ * right (its subtree summed), calltree_totals says NULL, and the array is
+ * made by the next read that can allocate it. */
+static void test_totals_without_memory(void)
+{
+    calltree_t *t = calltree_new(0);
+    int64_t sum = 0;
+    random_tree(t, 300, &sum);
+    calltree_t *want = calltree_new(0);
+    CHECK_EQ_INT(calltree_merge(want, t), ERR_OK);
+    const int64_t *ref = calltree_totals(want);
+    CHECK(ref != NULL);
+    fail_reallocs = 1;
+    const int64_t *none = calltree_totals(t);
+    int same = 1;
+    for (uint32_t i = 0; ref != NULL && i < calltree_node_count(t); i++)
+        same &= calltree_total(t, i) == ref[i];
+    fail_reallocs = 0;
+    CHECK(none == NULL);
+    CHECK(same);
+    CHECK_EQ_INT(calltree_root_total(t), sum);
+    CHECK(calltree_totals(t) != NULL && tree_consistent(t));
+    calltree_free(t);
+    calltree_free(want);
 }
 
 static void test_clear_without_memory(void)
@@ -363,6 +394,10 @@ static void test_clear_without_memory(void)
 {
     fprintf(stderr, "skip test_clear_without_memory: the sanitizer owns calloc\n");
 }
+static void test_totals_without_memory(void)
+{
+    fprintf(stderr, "skip test_totals_without_memory: the sanitizer owns realloc\n");
+}
 #endif
 
 int main(int argc, char **argv)
@@ -377,5 +412,6 @@ int main(int argc, char **argv)
     test_totals_follow_changes();
     test_shared_shape();
     test_clear_without_memory();
+    test_totals_without_memory();
     return check_exit();
 }
