@@ -6,14 +6,20 @@
  *
  * Memory is what a push or a query may hold most of, so a node is kept
  * small: its shape (symbol, parent, first child, next sibling: 20 bytes,
- * calltree_node_t) apart from its values (self and total, 16 bytes), and
- * children are found through an open-addressing table of 8-byte slots
- * (child index and 32 bits of the edge's hash) over the node array, kept at
- * most CT_LOAD_NUM/CT_LOAD_DEN full: about 50-60 bytes a node in all,
- * where a node with its keyed edge slots took about 100. The shape may be
- * shared by several trees (calltree_copy_shape: the sample types of one
- * profile): each then holds only its values, and a tree that must add a
- * node to a shared shape first takes its own copy. */
+ * calltree_node_t) apart from its self value (8 bytes), and children are
+ * found through an open-addressing table of 4-byte slots (child index and
+ * 8 bits of the edge's hash; 8-byte slots, the index and 32 bits, in a
+ * table that may hold 2^24 nodes or more) over the node array, kept at
+ * most CT_LOAD_NUM/CT_LOAD_DEN full: about 35-45 bytes a node while a tree
+ * grows, where a node with its keyed edge slots took about 100. Totals are
+ * not kept as values change: the root's is one running sum, the others are
+ * computed in one reverse pass when first read after a change and kept
+ * until the next (a tree that is built, encoded and stored, as ingest's
+ * are, never holds them). A tree done growing (calltree_shrink) drops its
+ * edge table too, rebuilt if a node is added again. The shape may be shared
+ * by several trees (calltree_copy_shape: the sample types of one profile):
+ * each then holds only its values, and a tree that must add a node to a
+ * shared shape first takes its own copy. */
 #include "common/calltree.h"
 
 #include <stdlib.h>
@@ -28,29 +34,40 @@
 typedef calltree_node_t ct_node_t;
 
 /* The edge table is grown past CT_LOAD_NUM/CT_LOAD_DEN full: linear probes
- * stay short, and 8-byte slots keep a probe run in one cache line. */
+ * stay short, and small slots keep a probe run in one cache line. */
 #define CT_LOAD_NUM 2
 #define CT_LOAD_DEN 3
 
-typedef struct ct_slot {
-    uint32_t child; /* 0 = empty (the root is nobody's child) */
-    uint32_t tag;   /* low 32 bits of the edge hash: most misses skip the node */
-} ct_slot_t;
+/* A table that holds fewer nodes than this before it grows has narrow
+ * slots: one u32, the child index (at most 2^24 - 1) above 8 bits of the
+ * edge hash. Wider ones have two u32 per slot: the child index, then 32
+ * bits of the hash. Either way a child index of 0 marks an empty slot (the
+ * root is nobody's child), and the tag makes most misses skip the node. */
+#ifndef CT_NARROW_NODES /* test_common_calltree_wide sets it low */
+#define CT_NARROW_NODES (1u << 24)
+#endif
 
 /* The nodes and edges of one or more trees (refs). Shared shapes are never
  * changed; a tree that must change one copies it first (own_shape). */
 typedef struct ct_shape {
     ct_node_t *nodes;
     size_t count, cap;
-    ct_slot_t *slots;
-    size_t nslots; /* at most 2^32 (n <= UINT32_MAX nodes at 2/3), or 0 */
-    unsigned refs; /* atomic: trees of one push may be freed on other threads */
+    uint32_t *slots; /* nslots narrow slots, or 2 x nslots words */
+    size_t nslots;   /* at most 2^32 (n <= UINT32_MAX nodes at 2/3), or 0 */
+    bool narrow;     /* set by rehash from the nodes the table may hold */
+    unsigned refs;   /* atomic: trees of one push may be freed on other threads */
 } ct_shape_t;
 
 struct calltree {
     ct_shape_t *sh;
-    int64_t *self, *total; /* vcap entries, at least sh->count */
+    int64_t *self; /* vcap entries, at least sh->count */
     size_t vcap;
+    int64_t root_total; /* the sum of every self value, kept as they change */
+    /* Every node's total when totals_ok (computed on read: totals_of),
+     * tcap entries; stale after any change of values or nodes. */
+    int64_t *total;
+    size_t tcap;
+    bool totals_ok;
     size_t max_nodes;
 };
 
@@ -76,15 +93,45 @@ static inline size_t slot_of(const ct_shape_t *sh, uint64_t h)
     return (size_t)(((h >> 32) * (uint64_t)sh->nslots) >> 32);
 }
 
+static inline size_t slot_words(const ct_shape_t *sh)
+{
+    return sh->narrow ? 1 : 2;
+}
+
+/* The child in slot i, 0 when it is empty. */
+static inline uint32_t slot_child(const ct_shape_t *sh, size_t i)
+{
+    return sh->narrow ? sh->slots[i] >> 8 : sh->slots[2 * i];
+}
+
+static inline void slot_set(ct_shape_t *sh, size_t i, uint32_t child, uint64_t h)
+{
+    if (sh->narrow) {
+        sh->slots[i] = child << 8 | (uint8_t)h;
+    } else {
+        sh->slots[2 * i] = child;
+        sh->slots[2 * i + 1] = (uint32_t)h;
+    }
+}
+
 /* The slot holding (parent, sym), or the empty slot where it would go. */
 static inline size_t probe(const ct_shape_t *sh, uint32_t parent, uint64_t sym, uint64_t h)
 {
     size_t i = slot_of(sh, h);
-    uint32_t tag = (uint32_t)h;
+    if (sh->narrow) {
+        for (;; i = i + 1 == sh->nslots ? 0 : i + 1) {
+            uint32_t s = sh->slots[i], c = s >> 8;
+            if (c == 0) return i;
+            if ((uint8_t)s == (uint8_t)h && sh->nodes[c].sym == sym &&
+                sh->nodes[c].parent == parent)
+                return i;
+        }
+    }
     for (;; i = i + 1 == sh->nslots ? 0 : i + 1) {
-        const ct_slot_t *s = &sh->slots[i];
-        if (s->child == 0) return i;
-        if (s->tag == tag && sh->nodes[s->child].sym == sym && sh->nodes[s->child].parent == parent)
+        uint32_t c = sh->slots[2 * i];
+        if (c == 0) return i;
+        if (sh->slots[2 * i + 1] == (uint32_t)h && sh->nodes[c].sym == sym &&
+            sh->nodes[c].parent == parent)
             return i;
     }
 }
@@ -104,31 +151,35 @@ static void shape_release(ct_shape_t *sh)
 
 static size_t shape_bytes(const ct_shape_t *sh)
 {
-    return sizeof *sh + sh->cap * sizeof *sh->nodes + sh->nslots * sizeof *sh->slots;
+    return sizeof *sh + sh->cap * sizeof *sh->nodes +
+           sh->nslots * slot_words(sh) * sizeof *sh->slots;
 }
 
 /* Rebuilds the edge table with nslots slots (at most 2^32) from the
  * nodes: a pass over the node array, each edge to the first empty slot of
- * its run (keys are distinct, none is compared). */
+ * its run (keys are distinct, none is compared). Narrow when every node it
+ * may hold before it next grows has an index under CT_NARROW_NODES. */
 static int rehash(ct_shape_t *sh, size_t nslots)
 {
-    ct_slot_t *slots = calloc(nslots, sizeof *slots);
+    bool narrow = nslots / CT_LOAD_DEN * CT_LOAD_NUM + CT_LOAD_NUM < CT_NARROW_NODES;
+    uint32_t *slots = calloc(nslots * (narrow ? 1 : 2), sizeof *slots);
     if (slots == NULL) return ERR_NOMEM;
     free(sh->slots);
     sh->slots = slots;
     sh->nslots = nslots;
+    sh->narrow = narrow;
     for (size_t i = 1; i < sh->count; i++) {
         uint64_t h = edge_hash(sh->nodes[i].parent, sh->nodes[i].sym);
         size_t j = slot_of(sh, h);
-        while (slots[j].child != 0)
+        while (slot_child(sh, j) != 0)
             j = j + 1 == nslots ? 0 : j + 1;
-        slots[j] = (ct_slot_t){(uint32_t)i, (uint32_t)h};
+        slot_set(sh, j, (uint32_t)i, h);
     }
     return ERR_OK;
 }
 
-/* Makes room for n nodes in all: node array and edge table. */
-static int shape_reserve(ct_shape_t *sh, size_t n)
+/* Makes room for n nodes in the node array (not in the edge table). */
+static int nodes_reserve(ct_shape_t *sh, size_t n)
 {
     if (n > (size_t)UINT32_MAX / 2) return ERR_NOMEM; /* so nslots stays under 2^32 */
     if (n > sh->cap) {
@@ -137,7 +188,14 @@ static int shape_reserve(ct_shape_t *sh, size_t n)
         sh->nodes = p;
         sh->cap = n;
     }
-    if (n * CT_LOAD_DEN <= sh->nslots * CT_LOAD_NUM) return ERR_OK;
+    return ERR_OK;
+}
+
+/* Makes room for n nodes in all: node array and edge table. */
+static int shape_reserve(ct_shape_t *sh, size_t n)
+{
+    int rc = nodes_reserve(sh, n);
+    if (rc != ERR_OK || n * CT_LOAD_DEN <= sh->nslots * CT_LOAD_NUM) return rc;
     size_t ns = sh->nslots ? sh->nslots : 8;
     while (ns * CT_LOAD_NUM < n * CT_LOAD_DEN)
         ns += ns / 2;
@@ -164,16 +222,18 @@ static ct_shape_t *shape_copy(const ct_shape_t *src)
     if (sh == NULL) return NULL;
     sh->refs = 1;
     sh->nodes = malloc(src->cap * sizeof *sh->nodes);
-    sh->slots = malloc(src->nslots * sizeof *sh->slots);
-    if (sh->nodes == NULL || sh->slots == NULL) {
+    size_t words = src->nslots * slot_words(src);
+    sh->slots = words ? malloc(words * sizeof *sh->slots) : NULL;
+    if (sh->nodes == NULL || (words && sh->slots == NULL)) {
         shape_free(sh);
         return NULL;
     }
     memcpy(sh->nodes, src->nodes, src->count * sizeof *sh->nodes);
-    memcpy(sh->slots, src->slots, src->nslots * sizeof *sh->slots);
+    if (words) memcpy(sh->slots, src->slots, words * sizeof *sh->slots);
     sh->count = src->count;
     sh->cap = src->cap;
     sh->nslots = src->nslots;
+    sh->narrow = src->narrow;
     return sh;
 }
 
@@ -195,13 +255,56 @@ static int values_reserve(calltree_t *t, size_t n)
     int64_t *s = realloc(t->self, n * sizeof *s);
     if (s == NULL) return ERR_NOMEM;
     t->self = s;
-    int64_t *o = realloc(t->total, n * sizeof *o);
-    if (o == NULL) return ERR_NOMEM;
-    t->total = o;
     memset(t->self + t->vcap, 0, (n - t->vcap) * sizeof *s);
-    memset(t->total + t->vcap, 0, (n - t->vcap) * sizeof *o);
     t->vcap = n;
     return ERR_OK;
+}
+
+/* Every node's total (self plus its children's totals), computed in one
+ * reverse pass over the nodes when first asked after a change and kept
+ * until the next: the cache is the tree's, so a read writes it (the tree
+ * is not thread-safe for readers either). NULL when it cannot be
+ * allocated. */
+static const int64_t *totals_of(const calltree_t *ct)
+{
+    calltree_t *t = (calltree_t *)ct; /* the cache only: the values are unchanged */
+    size_t n = t->sh->count;
+    if (t->totals_ok) return t->total;
+    if (n > t->tcap) {
+        int64_t *p = realloc(t->total, n * sizeof *p);
+        if (p == NULL) return NULL;
+        t->total = p;
+        t->tcap = n;
+    }
+    const ct_node_t *nd = t->sh->nodes;
+    memcpy(t->total, t->self, n * sizeof *t->total);
+    /* children have larger indices than their parents; sums wrap (wadd), so
+     * the order of additions does not change the result */
+    for (size_t i = n; i-- > 1;)
+        WADD(t->total[nd[i].parent], t->total[i]);
+    ASSERT_DEBUG(t->total[0] == t->root_total);
+    t->totals_ok = true;
+    return t->total;
+}
+
+/* The total of node's subtree, walked: what totals_of gives, for when its
+ * cache cannot be allocated. */
+static int64_t subtree_total(const calltree_t *t, uint32_t node)
+{
+    const ct_node_t *nd = t->sh->nodes;
+    int64_t sum = t->self[node];
+    uint32_t n = nd[node].first_child;
+    while (n != CALLTREE_NONE) {
+        WADD(sum, t->self[n]);
+        if (nd[n].first_child != CALLTREE_NONE) {
+            n = nd[n].first_child;
+            continue;
+        }
+        while (n != node && nd[n].next_sibling == CALLTREE_NONE)
+            n = nd[n].parent;
+        n = n == node ? CALLTREE_NONE : nd[n].next_sibling;
+    }
+    return sum;
 }
 
 /* The next capacity of an array of cap entries that must hold need: one and
@@ -215,20 +318,27 @@ static size_t next_cap(size_t cap, size_t need)
 void calltree_shrink(calltree_t *t)
 {
     size_t n = t->sh->count;
-    if (__atomic_load_n(&t->sh->refs, __ATOMIC_ACQUIRE) == 1 && t->sh->cap > n) {
-        ct_node_t *p = realloc(t->sh->nodes, n * sizeof *p);
+    if (__atomic_load_n(&t->sh->refs, __ATOMIC_ACQUIRE) == 1) {
+        ct_node_t *p = t->sh->cap > n ? realloc(t->sh->nodes, n * sizeof *p) : NULL;
         if (p != NULL) {
             t->sh->nodes = p;
             t->sh->cap = n;
         }
+        free(t->sh->slots); /* rebuilt from the nodes if one is added again */
+        t->sh->slots = NULL;
+        t->sh->nslots = 0;
     }
     if (t->vcap > n) {
         int64_t *a = realloc(t->self, n * sizeof *a);
-        if (a != NULL) t->self = a;
-        int64_t *b = realloc(t->total, n * sizeof *b);
-        if (b != NULL) t->total = b;
-        t->vcap = n; /* each array holds at least n now */
+        if (a != NULL) {
+            t->self = a;
+            t->vcap = n;
+        }
     }
+    free(t->total); /* recomputed when next read */
+    t->total = NULL;
+    t->tcap = 0;
+    t->totals_ok = false;
 }
 
 int calltree_reserve(calltree_t *t, size_t nodes)
@@ -278,7 +388,8 @@ void calltree_free(calltree_t *t)
 int calltree_clear(calltree_t *t)
 {
     if (__atomic_load_n(&t->sh->refs, __ATOMIC_ACQUIRE) == 1) {
-        memset(t->sh->slots, 0, t->sh->nslots * sizeof *t->sh->slots);
+        if (t->sh->nslots)
+            memset(t->sh->slots, 0, t->sh->nslots * slot_words(t->sh) * sizeof *t->sh->slots);
         t->sh->count = 1;
         t->sh->nodes[0].first_child = CALLTREE_NONE;
     } else {
@@ -287,7 +398,8 @@ int calltree_clear(calltree_t *t)
         shape_release(t->sh);
         t->sh = sh;
     }
-    t->self[0] = t->total[0] = 0;
+    t->self[0] = t->root_total = 0;
+    t->totals_ok = false;
     return 0;
 }
 
@@ -300,8 +412,9 @@ static uint32_t append_node(calltree_t *t, uint32_t parent, uint64_t sym, size_t
     ct_node_t *p = &sh->nodes[parent];
     sh->nodes[idx] = (ct_node_t){sym, parent, CALLTREE_NONE, p->first_child};
     p->first_child = idx;
-    sh->slots[s] = (ct_slot_t){idx, (uint32_t)h};
-    t->self[idx] = t->total[idx] = 0;
+    slot_set(sh, s, idx, h);
+    t->self[idx] = 0;
+    t->totals_ok = false;
     return idx;
 }
 
@@ -310,7 +423,8 @@ static int make_room(calltree_t *t, uint32_t parent, uint64_t sym, uint64_t h, s
 {
     size_t need = t->sh->count + 1;
     int rc = own_shape(t);
-    if (rc == ERR_OK && need > t->sh->cap) rc = shape_reserve(t->sh, next_cap(t->sh->cap, need));
+    /* the edge table grows with the nodes, not with the array's room */
+    if (rc == ERR_OK && need > t->sh->cap) rc = nodes_reserve(t->sh, next_cap(t->sh->cap, need));
     if (rc == ERR_OK && need * CT_LOAD_DEN > t->sh->nslots * CT_LOAD_NUM)
         rc = shape_reserve(t->sh, need);
     if (rc == ERR_OK && need > t->vcap) rc = values_reserve(t, next_cap(t->vcap, need));
@@ -320,10 +434,16 @@ static int make_room(calltree_t *t, uint32_t parent, uint64_t sym, uint64_t h, s
 
 int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child)
 {
+    if (t->sh->nslots == 0) { /* dropped by calltree_shrink */
+        int rc = own_shape(t);
+        if (rc == ERR_OK) rc = shape_reserve(t->sh, t->sh->count + 1);
+        if (rc != ERR_OK) return rc;
+    }
     uint64_t h = edge_hash(parent, sym);
     size_t s = probe(t->sh, parent, sym, h);
-    if (t->sh->slots[s].child != 0) {
-        *child = t->sh->slots[s].child;
+    uint32_t found = slot_child(t->sh, s);
+    if (found != 0) {
+        *child = found;
         return ERR_OK;
     }
     if (t->sh->count >= t->max_nodes) return ERR_LIMIT;
@@ -340,50 +460,25 @@ int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child
 
 void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym)
 {
-    __builtin_prefetch(&t->sh->slots[slot_of(t->sh, edge_hash(parent, sym))]);
+    if (t->sh->nslots != 0)
+        __builtin_prefetch(
+            &t->sh->slots[slot_of(t->sh, edge_hash(parent, sym)) * slot_words(t->sh)]);
 }
 
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value)
 {
     WADD(t->self[node], value);
-    for (uint32_t n = node; n != CALLTREE_NONE; n = t->sh->nodes[n].parent)
-        WADD(t->total[n], value);
-}
-
-void calltree_add_self_deferred(calltree_t *t, uint32_t node, int64_t value)
-{
-    WADD(t->self[node], value);
-}
-
-void calltree_sum_totals(calltree_t *t)
-{
-    const ct_node_t *nd = t->sh->nodes;
-    size_t n = t->sh->count;
-    memcpy(t->total, t->self, n * sizeof *t->total);
-    /* children have larger indices than their parents; sums wrap (wadd), so
-     * the order of additions does not change the result */
-    for (size_t i = n; i-- > 1;)
-        WADD(t->total[nd[i].parent], t->total[i]);
+    WADD(t->root_total, value);
+    t->totals_ok = false;
 }
 
 int calltree_add_selves(calltree_t *t, const uint32_t *nodes, const int64_t *vals, size_t n)
 {
-    size_t count = t->sh->count;
-    const ct_node_t *nd = t->sh->nodes;
-    int64_t *acc = calloc(count, sizeof *acc);
-    if (acc == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
         WADD(t->self[nodes[i]], vals[i]);
-        WADD(acc[nodes[i]], vals[i]);
+        WADD(t->root_total, vals[i]);
     }
-    /* children have larger indices than their parents */
-    for (size_t i = count; i-- > 1;) {
-        if (acc[i] == 0) continue;
-        WADD(t->total[i], acc[i]);
-        WADD(acc[nd[i].parent], acc[i]);
-    }
-    WADD(t->total[0], acc[0]);
-    free(acc);
+    t->totals_ok = false;
     return ERR_OK;
 }
 
@@ -400,7 +495,7 @@ int calltree_add_stack(calltree_t *t, const uint64_t *stack, size_t depth, int64
 
 int calltree_copy_shape(calltree_t *dst, const calltree_t *src)
 {
-    ASSERT_ALWAYS(dst->sh->count == 1 && dst->self[0] == 0 && dst->total[0] == 0);
+    ASSERT_ALWAYS(dst->sh->count == 1 && dst->self[0] == 0);
     if (src->sh->count > dst->max_nodes) return ERR_LIMIT;
     if (dst->sh == src->sh) return ERR_OK;
     int rc = values_reserve(dst, src->sh->count);
@@ -408,13 +503,14 @@ int calltree_copy_shape(calltree_t *dst, const calltree_t *src)
     __atomic_add_fetch(&src->sh->refs, 1, __ATOMIC_ACQ_REL);
     shape_release(dst->sh);
     dst->sh = src->sh;
+    dst->totals_ok = false;
     return ERR_OK;
 }
 
 int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves, size_t n)
 {
     size_t count = src->sh->count;
-    ASSERT_ALWAYS(dst->sh->count == 1 && dst->self[0] == 0 && dst->total[0] == 0 && n <= count);
+    ASSERT_ALWAYS(dst->sh->count == 1 && dst->self[0] == 0 && n <= count);
     if (count > dst->max_nodes) {
         free(selves);
         return ERR_LIMIT;
@@ -424,17 +520,14 @@ int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves
         free(selves);
         return ERR_NOMEM;
     }
-    int64_t *total = calloc(count, sizeof *total);
-    if (total == NULL) {
-        free(self);
-        return ERR_NOMEM;
-    }
     memset(self + n, 0, (count - n) * sizeof *self);
     free(dst->self);
-    free(dst->total);
     dst->self = self;
-    dst->total = total;
     dst->vcap = count;
+    dst->root_total = 0;
+    for (size_t i = 0; i < n; i++)
+        WADD(dst->root_total, self[i]);
+    dst->totals_ok = false;
     if (dst->sh != src->sh) {
         __atomic_add_fetch(&src->sh->refs, 1, __ATOMIC_ACQ_REL);
         shape_release(dst->sh);
@@ -463,12 +556,10 @@ int calltree_merge(calltree_t *dst, const calltree_t *src)
     for (size_t i = 1; i < n && rc == ERR_OK; i++)
         rc = calltree_child(dst, map[src->sh->nodes[i].parent], src->sh->nodes[i].sym, &map[i]);
     if (rc == ERR_OK) {
-        /* Adding each node's self and total to its image keeps dst consistent
-         * without walking ancestors. */
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n; i++)
             WADD(dst->self[map[i]], src->self[i]);
-            WADD(dst->total[map[i]], src->total[i]);
-        }
+        WADD(dst->root_total, src->root_total);
+        dst->totals_ok = false;
     }
     free(map);
     return rc;
@@ -578,7 +669,6 @@ typedef struct decoded {
     uint32_t *depth;
     int64_t *self;
     uint32_t *stack; /* dst node at each depth while walking */
-    int64_t *acc;    /* subtree sums by depth during the total pass */
 } decoded_t;
 
 static void decoded_free(decoded_t *d)
@@ -587,7 +677,6 @@ static void decoded_free(decoded_t *d)
     free(d->depth);
     free(d->self);
     free(d->stack);
-    free(d->acc);
 }
 
 /* Pass 1: parse and validate every record without touching dst, so a
@@ -632,26 +721,16 @@ static int decode_place(calltree_t *dst, const uint8_t *dict, uint64_t nnodes, d
     return ERR_OK;
 }
 
-/* Pass 3: add self values and subtree totals, computed in reverse preorder
- * with one accumulator per depth. */
-static void decode_add(calltree_t *dst, uint64_t nnodes, int64_t root_self, decoded_t *d,
-                       uint32_t max_depth)
+/* Pass 3: add the self values (totals are computed when read). */
+static void decode_add(calltree_t *dst, uint64_t nnodes, int64_t root_self, const decoded_t *d)
 {
-    memset(d->acc, 0, (max_depth + 2) * sizeof *d->acc);
-    for (uint64_t k = nnodes; k-- > 0;) {
-        uint32_t depth = d->depth[k];
-        int64_t total = wadd(d->self[k], d->acc[depth + 1]);
-        d->acc[depth + 1] = 0;
-        WADD(d->acc[depth], total);
+    for (uint64_t k = 0; k < nnodes; k++) {
         WADD(dst->self[d->dst[k]], d->self[k]);
-        WADD(dst->total[d->dst[k]], total);
+        WADD(dst->root_total, d->self[k]);
     }
-    /* Reverse preorder hands every subtree's sum to its parent's depth, so
-     * only depth 1's accumulator (the root's children) may be left over. */
-    for (uint32_t i = 2; i < max_depth + 2; i++)
-        ASSERT_DEBUG(d->acc[i] == 0);
     WADD(dst->self[0], root_self);
-    WADD(dst->total[0], wadd(root_self, d->acc[1]));
+    WADD(dst->root_total, root_self);
+    dst->totals_ok = false;
 }
 
 /* The encoding's header: version, symbol dictionary (left at *dict,
@@ -683,7 +762,8 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
     if (nnodes == 0) {
         if (p != end) return ERR_CORRUPT;
         WADD(dst->self[0], root_self);
-        WADD(dst->total[0], root_self);
+        WADD(dst->root_total, root_self);
+        dst->totals_ok = false;
         return ERR_OK;
     }
     size_t stack_len = (nnodes < CALLTREE_MAX_DEPTH ? nnodes : CALLTREE_MAX_DEPTH) + 2;
@@ -692,13 +772,12 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
         .depth = malloc(nnodes * sizeof(uint32_t)),
         .self = malloc(nnodes * sizeof(int64_t)),
         .stack = malloc(stack_len * sizeof(uint32_t)),
-        .acc = malloc(stack_len * sizeof(int64_t)),
     };
     uint32_t max_depth = 0;
-    int rc = (d.dst && d.depth && d.self && d.stack && d.acc) ? ERR_OK : ERR_NOMEM;
+    int rc = (d.dst && d.depth && d.self && d.stack) ? ERR_OK : ERR_NOMEM;
     if (rc == ERR_OK) rc = decode_records(&p, end, nsyms, nnodes, &d, &max_depth);
     if (rc == ERR_OK) rc = decode_place(dst, dict, nnodes, &d);
-    if (rc == ERR_OK) decode_add(dst, nnodes, root_self, &d, max_depth);
+    if (rc == ERR_OK) decode_add(dst, nnodes, root_self, &d);
     decoded_free(&d);
     return rc;
 }
@@ -761,7 +840,8 @@ size_t calltree_mem_bytes(const calltree_t *t)
 {
     /* a shared shape is counted once over the trees that share it */
     unsigned refs = __atomic_load_n(&t->sh->refs, __ATOMIC_ACQUIRE);
-    return sizeof *t + t->vcap * 2 * sizeof *t->self + shape_bytes(t->sh) / (refs ? refs : 1);
+    return sizeof *t + (t->vcap + t->tcap) * sizeof *t->self +
+           shape_bytes(t->sh) / (refs ? refs : 1);
 }
 
 uint64_t calltree_sym(const calltree_t *t, uint32_t node)
@@ -776,7 +856,8 @@ int64_t calltree_self(const calltree_t *t, uint32_t node)
 
 int64_t calltree_total(const calltree_t *t, uint32_t node)
 {
-    return t->total[node];
+    const int64_t *totals = totals_of(t);
+    return totals != NULL ? totals[node] : subtree_total(t, node);
 }
 
 uint32_t calltree_parent(const calltree_t *t, uint32_t node)
@@ -806,12 +887,12 @@ const int64_t *calltree_selves(const calltree_t *t)
 
 const int64_t *calltree_totals(const calltree_t *t)
 {
-    return t->total;
+    return totals_of(t);
 }
 
 int64_t calltree_root_total(const calltree_t *t)
 {
-    return t->total[0];
+    return t->root_total;
 }
 
 int calltree_for_each_symbol(const calltree_t *t, int (*fn)(void *ctx, uint64_t sym), void *ctx)

@@ -22,8 +22,18 @@
  * encodings deeper than CALLTREE_MAX_DEPTH (ERR_CORRUPT), so hostile input is
  * bounded.
  *
+ * Memory: a tree holds per node its shape (20 bytes, calltree_node_t), its
+ * self value (8 bytes) and, while it may still grow, its edge table (6 to 9
+ * bytes: 4-byte slots, 8-byte ones in a table that may hold 2^24 nodes or
+ * more). Totals are not kept as values change: the root's is a running
+ * sum, and the first read of another total (calltree_total, calltree_totals)
+ * after a change computes them all in one pass into an array (8 bytes a
+ * node) that the tree keeps until its next change. A tree that is only
+ * built, encoded and stored (ingest's) never holds them.
+ *
  * Ownership: calltree_new() returns a tree the caller owns (calltree_free()).
- * Not thread-safe; distinct trees may be used from distinct threads.
+ * Not thread-safe, for readers either (reading totals fills that array);
+ * distinct trees may be used from distinct threads.
  */
 #ifndef FLAMEDB_COMMON_CALLTREE_H
 #define FLAMEDB_COMMON_CALLTREE_H
@@ -53,8 +63,10 @@ int calltree_reserve(calltree_t *t, size_t nodes);
  * gets a fresh one: ERR_NOMEM when that fails (t is then unchanged). */
 int calltree_clear(calltree_t *t);
 /* Gives back the room the node and value arrays grew into past the nodes
- * (a tree grows them by half again): for a tree that is done growing and
- * will be held a while. It may still grow afterwards. */
+ * (a tree grows them by half again), the edge table (6 to 9 bytes a node:
+ * rebuilt from the nodes if one is added again) and the computed
+ * totals: for a tree that is done growing and will be held a while (a
+ * push's, until it is stored). It may still grow afterwards. */
 void calltree_shrink(calltree_t *t);
 
 /* Adds value along stack[0..depth) (stack[0] is the outermost caller, the last
@@ -69,29 +81,19 @@ int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child
  * probe: callers mapping many nodes issue it a few nodes ahead. */
 void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym);
 
-/* Adds value to node's self and to the totals of it and all its ancestors. */
+/* Adds value to node's self (and so to the totals of it and all its
+ * ancestors): O(1), the totals are computed when read. */
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value);
 
-/* Adds value to node's self only: the totals of it and its ancestors are
- * left stale until calltree_sum_totals(). For building a tree from many
- * stacks, where one pass at the end costs less than a walk up per stack.
- * Until that pass, totals (calltree_total, calltree_root_total, encode,
- * merge) are wrong. */
-void calltree_add_self_deferred(calltree_t *t, uint32_t node, int64_t value);
-/* Recomputes every total as self + the totals of the children, in one pass
- * over the tree: what calltree_add_self would have left after the same adds. */
-void calltree_sum_totals(calltree_t *t);
-
-/* Adds vals[i] to the self value of nodes[i] for i < n, and fixes every
- * total in one pass over the tree: O(nodes + n) instead of n ancestor walks.
- * Repeated nodes are fine. */
+/* Adds vals[i] to the self value of nodes[i] for i < n. Repeated nodes are
+ * fine. Always 0 (kept an int for its callers). */
 int calltree_add_selves(calltree_t *t, const uint32_t *nodes, const int64_t *vals, size_t n);
 
 /* Makes dst's nodes and edges those of src, every value zero: the tree the
  * same adds would have built, without building it again (the sample types of
  * one profile that are non-zero in the same samples share their shape). The
  * nodes and edges are shared, not copied: dst then holds only its values
- * (16 bytes a node), until either tree adds a node, which first gives that
+ * (8 bytes a node), until either tree adds a node, which first gives that
  * tree its own copy. dst must hold only its root with zero values;
  * ERR_LIMIT past dst's max_nodes (dst unchanged), ERR_NOMEM. */
 int calltree_copy_shape(calltree_t *dst, const calltree_t *src);
@@ -99,9 +101,8 @@ int calltree_copy_shape(calltree_t *dst, const calltree_t *src);
 /* calltree_copy_shape, with dst's self values selves[0..n) (n at most
  * src's node count; the rest zero) instead of zeros: takes ownership of
  * selves (malloc'd; it becomes dst's self array, grown to the node count),
- * so the values built apart need no second copy. Totals are left zero (a
- * calltree_sum_totals() gives them). ERR_LIMIT past dst's max_nodes,
- * ERR_NOMEM; on error selves is freed. */
+ * so the values built apart need no second copy. ERR_LIMIT past dst's
+ * max_nodes, ERR_NOMEM; on error selves is freed. */
 int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves, size_t n);
 
 /* True when a and b have the same nodes in the same order (symbols and
@@ -142,11 +143,14 @@ void calltree_records_free(calltree_records_t *r);
 size_t calltree_node_count(const calltree_t *t);
 /* The most nodes t may hold (root included). */
 size_t calltree_max_nodes(const calltree_t *t);
-/* Heap bytes the tree holds (node array, edge index and values, as
- * allocated); a shape shared by k trees counts 1/k in each. */
+/* Heap bytes the tree holds (node array, edge index, values and computed
+ * totals, as allocated); a shape shared by k trees counts 1/k in each. */
 size_t calltree_mem_bytes(const calltree_t *t);
 uint64_t calltree_sym(const calltree_t *t, uint32_t node);
 int64_t calltree_self(const calltree_t *t, uint32_t node);
+/* Node's total: self plus its children's totals. The first read after a
+ * change computes every total (O(nodes)); later reads are O(1). When that
+ * array cannot be allocated the node's subtree is summed instead. */
 int64_t calltree_total(const calltree_t *t, uint32_t node);
 uint32_t calltree_parent(const calltree_t *t, uint32_t node);      /* CALLTREE_NONE for root */
 uint32_t calltree_first_child(const calltree_t *t, uint32_t node); /* CALLTREE_NONE if leaf */
@@ -164,12 +168,14 @@ typedef struct __attribute__((packed, aligned(4))) calltree_node {
 
 /* The calltree_node_count(t) nodes in index order (parents before
  * children), and their self and total values in the same order. Borrowed,
- * read-only, valid until t next changes. */
+ * read-only, valid until t next changes. calltree_totals computes the
+ * totals when they are stale (see calltree_total) and returns NULL when
+ * their array cannot be allocated. */
 const calltree_node_t *calltree_nodes(const calltree_t *t);
 const int64_t *calltree_selves(const calltree_t *t);
 const int64_t *calltree_totals(const calltree_t *t);
 
-/* Total of the root: the exact sum of every value added. */
+/* Total of the root: the exact sum of every value added. O(1). */
 int64_t calltree_root_total(const calltree_t *t);
 
 /* Calls fn(ctx, sym) once for each distinct symbol in t (root excluded). */

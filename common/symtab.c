@@ -2,8 +2,9 @@
  *
  * Entries are kept in insertion order; an open-addressing table of entry
  * indices (4-byte slots, the key read from the entry: a push may intern
- * one symbol per byte or so of its payload, so the index is kept small)
- * finds them by symbol id. Strings live in fixed-size arena chunks that
+ * one symbol per byte or so of its payload, so the index is kept small,
+ * at most 2/3 full and growing by half again, not doubling) finds them by
+ * symbol id. Strings live in fixed-size arena chunks that
  * never move, so borrowed pointers stay valid until free. */
 #include "common/symtab.h"
 
@@ -26,16 +27,18 @@ struct symtab {
     sym_entry_t *entries;
     size_t count, cap;
     uint32_t *slots; /* entry index + 1, 0 = empty; at most 2/3 full */
-    size_t nslots;   /* power of two, or 0 */
+    size_t nslots;   /* under 2^32, or 0 */
     arena_t strings; /* names and files, packed */
 };
 
-/* Symbol ids are hashes already: their low bits pick the slot. */
+/* The high 32 bits of the id, mixed (ids put by callers need not be
+ * hashes), scaled to the table (any size) pick the slot. */
 static size_t probe(const symtab_t *s, uint64_t id)
 {
-    size_t i = (size_t)(id ^ id >> 32) & (s->nslots - 1);
+    uint64_t h = id * 0x9e3779b97f4a7c15ULL;
+    size_t i = (size_t)(((h >> 32) * (uint64_t)s->nslots) >> 32);
     while (s->slots[i] != 0 && s->entries[s->slots[i] - 1].id != id)
-        i = (i + 1) & (s->nslots - 1);
+        i = i + 1 == s->nslots ? 0 : i + 1;
     return i;
 }
 
@@ -51,7 +54,8 @@ static int64_t find(const symtab_t *s, uint64_t id)
 static int index_reserve(symtab_t *s)
 {
     if ((s->count + 1) * 3 <= s->nslots * 2) return ERR_OK;
-    size_t n = s->nslots ? s->nslots * 2 : 256;
+    size_t n = s->nslots ? s->nslots + s->nslots / 2 : 256;
+    if (n >= UINT32_MAX) return ERR_NOMEM;
     uint32_t *slots = calloc(n, sizeof *slots);
     if (slots == NULL) return ERR_NOMEM;
     free(s->slots);

@@ -263,7 +263,7 @@ int query_encode_flamebearer(const calltree_t *t, const symtab_t *syms, const ch
                .totals = calltree_totals(t),
                .max_bytes = out->max};
     strmap_init(&fb.names);
-    rc = u64map_init(&fb.name_of, 1024);
+    rc = fb.totals != NULL ? u64map_init(&fb.name_of, 1024) : ERR_NOMEM;
     if (rc == 0) rc = walk(&fb);
     if (rc == 0) rc = buf_append_str(out, "{\"version\":1,");
     if (rc == 0)

@@ -224,17 +224,25 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
     int64_t time_ns = 0, now = req->now_ns ? req->now_ns : clock_wall_ns(&real);
     int rc = ingest_params_parse(req, lim, &pa, em);
     if (rc == 0) rc = load_payload(req, &pa, lim, &pl, em);
-    size_t charged = pl.owned != NULL ? pl.len : 0; /* the gunzipped copy, until parsed */
+    size_t charged = 0; /* the gunzipped copy, until parsed */
     if (rc == 0) ingest_series_set_budget(&p->ss, pl.len);
-    if (rc == 0 && charged > 0) rc = ingest_charge(&p->ss, charged, "gunzipped body", em);
+    if (rc == 0 && pl.owned != NULL &&
+        (rc = ingest_charge(&p->ss, pl.len, "gunzipped body", em)) == 0)
+        charged = pl.len;
     if (rc == 0) {
         p->format = format_name(pa.format);
         if (pa.format == BODY_PPROF)
             rc = parse_pprof(p, &pl, &pa, lim, &time_ns, em);
         else
             rc = parse_folded(p, &pl, &pa, lim, em);
-        if (rc == 0) rc = ingest_series_finish(&p->ss, em); /* totals were deferred */
     }
+    /* Nothing reads the payload past the parse (symbols and labels are
+     * copies): the gunzipped copy goes before the trees are finished, so it
+     * is not held beside them. */
+    free(pl.owned);
+    pl.owned = NULL;
+    ingest_uncharge(&p->ss, charged);
+    if (rc == 0) rc = ingest_series_finish(&p->ss, em);
     if (time_ns == 0) time_ns = pa.from_ns ? pa.from_ns : now;
     if (rc == 0) rc = check_time(time_ns, now, lim, em);
     if (rc == 0) {
@@ -242,8 +250,6 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
         profile_id(req, p->tenant, &win, pl.hash, p->w.profile_id);
         rc = build_view(p, time_ns, em);
     }
-    free(pl.owned);
-    if (rc == 0) ingest_uncharge(&p->ss, charged);
     ingest_params_free(&pa);
     return rc;
 }

@@ -95,10 +95,11 @@ static bool blank(uint8_t c)
     return c == ' ' || c == '\t';
 }
 
-/* Turns "a;b;c" into symbols on ss->stack. */
+/* Turns "a;b;c" into symbols on ss->stack. The symbol table lives as long
+ * as the push: its growth is charged to the push (ingest_charge). */
 static int frames(folded_ctx_t *c, const uint8_t *s, const uint8_t *e, size_t *depth, errmsg_t *em)
 {
-    size_t d = 1;
+    size_t d = 1, before = symtab_mem_bytes(c->symtab);
     for (const uint8_t *p = s; (p = memchr(p, ';', (size_t)(e - p))) != NULL; p++)
         d++;
     int rc = ingest_series_stack_reserve(c->ss, d, em);
@@ -118,7 +119,8 @@ static int frames(folded_ctx_t *c, const uint8_t *s, const uint8_t *e, size_t *d
         s = semi + 1;
     }
     *depth = i;
-    return 0;
+    size_t after = symtab_mem_bytes(c->symtab);
+    return after > before ? ingest_charge(c->ss, after - before, "symbol table", em) : 0;
 }
 
 static int one_line(folded_ctx_t *c, const uint8_t *s, const uint8_t *e, size_t lineno,
@@ -182,10 +184,14 @@ int ingest_folded(const uint8_t *data, size_t len, folded_ctx_t *c, errmsg_t *em
         ((data[0] == 0xff && data[1] == 0xfe) || (data[0] == 0xfe && data[1] == 0xff))) {
         uint8_t *u8 = NULL;
         size_t n = 0;
-        int rc = utf16_to_utf8(data + 2, len - 2, data[0] == 0xfe, &u8, &n, em);
+        /* the UTF-8 copy is charged while it is parsed, as allocated */
+        size_t copy = (len - 2) / 2 * 3 + 1;
+        int rc = ingest_charge(c->ss, copy, "UTF-8 copy of the body", em);
         if (rc < 0) return rc;
-        rc = parse_text(c, u8, n, em);
+        rc = utf16_to_utf8(data + 2, len - 2, data[0] == 0xfe, &u8, &n, em);
+        if (rc == 0) rc = parse_text(c, u8, n, em);
         free(u8);
+        ingest_uncharge(c->ss, copy);
         return rc;
     }
     return parse_text(c, data, len, em);

@@ -137,9 +137,14 @@ typedef struct ingest_series {
     uint32_t last_node;
     size_t last_grown;
     /* A series whose tree has the shape of series shape_of's (UINT32_MAX:
-     * none): its values are kept per node of that tree, in shadow, and its
-     * tree is made at ingest_series_finish (see ingest_series_add_shadow). */
+     * none): its tree is made at ingest_series_finish (see
+     * ingest_series_add_shadow). While every value it got was scale times
+     * the leader's in the same sample (0: none yet) it keeps nothing per
+     * node; otherwise (shadowed) its values per node of that tree, in
+     * shadow. */
     uint32_t shape_of;
+    int64_t scale;
+    bool shadowed;
     int64_t *shadow;
     size_t shadow_cap;
 } ingest_series_t;
@@ -186,23 +191,26 @@ void ingest_series_set_free(series_set_t *ss);
 /* Finds or creates the series of labels (takes ownership of labels, which
  * must already hold __name__, __profile_type__ and service_name). */
 int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em);
-/* Adds a stack to series idx's tree. Totals are deferred: the trees' totals
- * are wrong until ingest_series_finish(). */
+/* Adds a stack to series idx's tree. */
 int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth,
                       int64_t v, errmsg_t *em);
-/* Adds the stack that was just added to series leader (ingest_series_add)
- * to series idx too, with value v, when the caller knows idx's tree gets
- * exactly leader's stacks in the same order (the pprof sample types that are
- * non-zero in the same samples): idx's tree is then leader's shape, so only
- * the value is kept here (8 bytes a node, charged as it grows) and idx's
- * tree shares leader's nodes at the end (calltree_adopt_shape). Work and
- * nodes are counted as ingest_series_add would count them (depth frames,
- * the nodes leader's tree just grew by). */
+/* Adds the stack that was just added to series leader (ingest_series_add,
+ * with value lv) to series idx too, with value v, when the caller knows
+ * idx's tree gets exactly leader's stacks in the same order (the pprof
+ * sample types that are non-zero in the same samples): idx's tree is then
+ * leader's shape, and shares leader's nodes at the end
+ * (calltree_adopt_shape). While v is the same multiple of lv in every
+ * sample (a CPU profile's cpu is its samples times the period) nothing is
+ * kept per node: the values are that multiple of the leader's at the end;
+ * from the first sample where it is not, the values are kept here (8 bytes
+ * a node, charged as it grows; the earlier ones made from the leader's).
+ * Work and nodes are counted as ingest_series_add would count them (depth
+ * frames, the nodes leader's tree just grew by). */
 int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, size_t depth,
-                             int64_t v, errmsg_t *em);
-/* Once every stack is added: gives back the trees' growth room and path
- * caches, makes the trees of shadowed series (their values charged) and
- * fixes the totals of every tree. ERR_NOMEM, or a refused charge. */
+                             int64_t v, int64_t lv, errmsg_t *em);
+/* Once every stack is added: gives back the trees' growth room, edge
+ * tables and path caches, and makes the trees of shadowed series (their
+ * values charged). ERR_NOMEM, or a refused charge. */
 int ingest_series_finish(series_set_t *ss, errmsg_t *em);
 int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
                            const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em);

@@ -252,14 +252,22 @@ static int function_sym(conv_t *c, size_t fi, uint64_t *sym)
     return 0;
 }
 
-/* Room for n more frames, the growth charged (hold). */
+/* Room for n more frames, the growth charged (hold) before it is
+ * allocated; by half again, not doubling: the frames are held through the
+ * whole conversion, beside the trees. */
 static int frames_reserve(conv_t *c, size_t n)
 {
-    size_t old = c->frames_cap;
-    if (c->nframes + n <= old) return 0;
-    if (GROW_FROM(c->frames, c->frames_cap, c->nframes + n, GROW_UNLIMITED, 64) < 0)
-        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
-    return hold(c, (c->frames_cap - old) * sizeof *c->frames);
+    size_t old = c->frames_cap, need = c->nframes + n;
+    if (need <= old) return 0;
+    size_t cap = old < 64 ? 64 : old + old / 2;
+    if (cap < need) cap = need;
+    int rc = hold(c, (cap - old) * sizeof *c->frames);
+    if (rc < 0) return rc;
+    uint64_t *p = realloc(c->frames, cap * sizeof *p);
+    if (p == NULL) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    c->frames = p;
+    c->frames_cap = cap;
+    return 0;
 }
 
 static int push_frame(conv_t *c, uint64_t sym)
@@ -684,7 +692,8 @@ static int one_sample(conv_t *c, size_t si, int64_t *pairs)
         if (v == 0) continue;
         uint32_t lt = c->leader[t];
         rc = lt == t ? ingest_series_add(c->ctx->ss, series[t], stack, depth, v, c->em)
-                     : ingest_series_add_shadow(c->ctx->ss, series[t], series[lt], depth, v, c->em);
+                     : ingest_series_add_shadow(c->ctx->ss, series[t], series[lt], depth, v,
+                                                c->values[lt], c->em);
         if (rc < 0) return rc;
         for (size_t k = 0; k < ns; k++)
             if ((rc = ingest_series_add_span(c->ctx->ss, series[t], spans[k].kind, spans[k].id,

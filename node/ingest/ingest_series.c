@@ -260,8 +260,7 @@ static int path_reserve(path_cache_t *pc, size_t depth)
 }
 
 /* calltree_add_stack, reusing the node path of the previous stack's common
- * prefix, with the totals deferred to ingest_series_finish (one pass per
- * tree instead of a walk up the stack per sample and type). */
+ * prefix (totals are not kept: the tree computes them if they are read). */
 int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth,
                       int64_t v, errmsg_t *em)
 {
@@ -287,7 +286,7 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
         pc->nodes[i] = node;
     }
     pc->depth = depth;
-    calltree_add_self_deferred(s->tree, node, v);
+    calltree_add_self(s->tree, node, v);
     s->last_node = node;
     s->last_grown = calltree_node_count(s->tree) - before;
     if (s->last_grown == 0 && pc->cap == path_cap) return 0; /* nothing was allocated */
@@ -357,8 +356,46 @@ int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
                     "stack scratch", em);
 }
 
+/* v * k with two's-complement wrap-around, as the trees add. */
+static int64_t wmul(int64_t v, int64_t k)
+{
+    return (int64_t)((uint64_t)v * (uint64_t)k);
+}
+
+/* True while v (series s's value) is s->scale times lv (its leader's, in
+ * the same sample); the first sample sets the scale when it divides. */
+static bool still_scaled(ingest_series_t *s, int64_t v, int64_t lv)
+{
+    if (s->shadowed || lv == 0) return false;
+    if (s->scale == 0 && !(lv == -1 && v == INT64_MIN) && v % lv == 0) s->scale = v / lv;
+    return s->scale != 0 && wmul(lv, s->scale) == v;
+}
+
+/* Series s stops following its leader l by a scale: its values so far
+ * (scale times l's selves, but for the current sample's lv at l's last
+ * node, which the caller adds as s's own value) go to its shadow. */
+static int unscale(series_set_t *ss, ingest_series_t *s, const ingest_series_t *l, int64_t lv,
+                   errmsg_t *em)
+{
+    s->shadowed = true;
+    if (s->scale == 0) return 0; /* nothing added yet: the shadow starts empty */
+    size_t n = calltree_node_count(l->tree);
+    int rc = ingest_charge(ss, n * sizeof *s->shadow, "call-tree values", em);
+    if (rc < 0) return rc;
+    s->charged += n * sizeof *s->shadow;
+    s->shadow = malloc(n * sizeof *s->shadow);
+    if (s->shadow == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    s->shadow_cap = n;
+    const int64_t *ls = calltree_selves(l->tree);
+    for (size_t i = 0; i < n; i++)
+        s->shadow[i] = wmul(ls[i], s->scale);
+    s->shadow[l->last_node] =
+        (int64_t)((uint64_t)s->shadow[l->last_node] - (uint64_t)wmul(lv, s->scale));
+    return 0;
+}
+
 int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, size_t depth,
-                             int64_t v, errmsg_t *em)
+                             int64_t v, int64_t lv, errmsg_t *em)
 {
     ingest_series_t *s = &ss->v[idx];
     const ingest_series_t *l = &ss->v[leader];
@@ -368,6 +405,10 @@ int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, si
     if (rc < 0) return rc;
     size_t n = calltree_node_count(l->tree);
     s->shape_of = leader;
+    if (!s->shadowed) {
+        if (still_scaled(s, v, lv)) return count_grown(ss, l->last_grown, em);
+        if ((rc = unscale(ss, s, l, lv, em)) < 0) return rc;
+    }
     if (n > s->shadow_cap) { /* by half again, as the leader's value arrays */
         size_t old = s->shadow_cap, cap = old < 64 ? 64 : old + old / 2;
         int64_t *p = realloc(s->shadow, (cap < n ? n : cap) * sizeof *p);
@@ -382,17 +423,26 @@ int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, si
     return count_grown(ss, l->last_grown, em);
 }
 
-/* Gives a shadowed series its leader's shape, its shadow becoming its self
- * values (calltree_adopt_shape: no second array of them); charged the
- * totals array before it is allocated. */
+/* Gives a shadowed series its leader's shape, its shadow (or its scale
+ * times the leader's values) becoming its self values
+ * (calltree_adopt_shape: no second array of them); charged the selves past
+ * the shadow before they are allocated. */
 static int unshadow(series_set_t *ss, ingest_series_t *s, errmsg_t *em)
 {
     const calltree_t *shape = ss->v[s->shape_of].tree;
     size_t n = calltree_node_count(shape), have = s->shadow_cap < n ? s->shadow_cap : n;
-    size_t more = (2 * n - have) * sizeof(int64_t); /* totals, and selves past the shadow */
+    size_t more = (n - have) * sizeof(int64_t);
     int rc = ingest_charge(ss, more, "call-tree values", em);
     if (rc < 0) return rc;
     s->charged += more;
+    if (!s->shadowed) {
+        const int64_t *ls = calltree_selves(shape);
+        s->shadow = malloc(n * sizeof *s->shadow);
+        if (s->shadow == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++)
+            s->shadow[i] = wmul(ls[i], s->scale);
+        have = n;
+    }
     int64_t *selves = s->shadow;
     s->shadow = NULL; /* adopted, or freed on error */
     s->shadow_cap = 0;
@@ -404,7 +454,8 @@ static int unshadow(series_set_t *ss, ingest_series_t *s, errmsg_t *em)
 int ingest_series_finish(series_set_t *ss, errmsg_t *em)
 {
     /* The trees are done growing and are held until the push is stored:
-     * they give back their growth room (and the path caches) first. */
+     * they give back their growth room and edge tables (and the path
+     * caches) first. */
     for (size_t i = 0; i < ss->n; i++) {
         ingest_series_t *s = &ss->v[i];
         free(s->path.syms);
@@ -429,7 +480,5 @@ int ingest_series_finish(series_set_t *ss, errmsg_t *em)
             int rc = recharge(ss, &s->charged, now, "call trees", em);
             if (rc < 0) return rc;
         }
-    for (size_t i = 0; i < ss->n; i++)
-        calltree_sum_totals(ss->v[i].tree);
     return 0;
 }

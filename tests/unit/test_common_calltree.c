@@ -162,7 +162,57 @@ static void test_symbols(void)
     CHECK(hash_symbol("", 0, "", 0) > SYM_OTHER);
 }
 
-/* Deferred totals and copied shapes give the trees immediate adds give. */
+/* Totals are computed when read and follow every change after that read:
+ * adds, merges, decodes, a shrink (which also drops the edge table: the
+ * tree then finds its nodes again) and a clear. The computed array is held
+ * only once read. */
+static void test_totals_follow_changes(void)
+{
+    calltree_t *t = calltree_new(0), *u = calltree_new(0);
+    const uint64_t ab[] = {10, 11}, a[] = {10}, ac[] = {10, 12};
+    CHECK_EQ_INT(calltree_add_stack(t, ab, 2, 5), ERR_OK);
+    size_t unread = calltree_mem_bytes(t);
+    CHECK_EQ_INT(calltree_total(t, 1), 5);
+    CHECK(calltree_mem_bytes(t) == unread + 64 * sizeof(int64_t) ||
+          calltree_mem_bytes(t) == unread + 3 * sizeof(int64_t));
+    CHECK_EQ_INT(calltree_add_stack(t, a, 1, 3), ERR_OK);
+    CHECK_EQ_INT(calltree_total(t, 1), 8);
+    calltree_add_self(t, 2, -2);
+    CHECK_EQ_INT(calltree_total(t, 1), 6);
+    CHECK_EQ_INT(calltree_root_total(t), 6);
+    uint32_t node = 2;
+    int64_t four = 4;
+    CHECK_EQ_INT(calltree_add_selves(t, &node, &four, 1), ERR_OK);
+    CHECK_EQ_INT(calltree_total(t, 1), 10);
+    CHECK_EQ_INT(calltree_add_stack(u, ab, 2, 1), ERR_OK);
+    CHECK_EQ_INT(calltree_merge(t, u), ERR_OK);
+    CHECK_EQ_INT(calltree_total(t, 2), 8);
+    buf_t e;
+    buf_init(&e, BUF_UNLIMITED);
+    CHECK_EQ_INT(calltree_encode(u, &e), ERR_OK);
+    CHECK_EQ_INT(calltree_decode_merge(t, e.data, e.len), ERR_OK);
+    CHECK(calltree_totals(t) != NULL && calltree_totals(t)[1] == 12);
+    CHECK_EQ_INT(calltree_root_total(t), 12);
+    size_t read = calltree_mem_bytes(t);
+    calltree_shrink(t);
+    CHECK(calltree_mem_bytes(t) < read);
+    CHECK_EQ_INT(calltree_total(t, 1), 12);
+    CHECK_EQ_INT(calltree_add_stack(t, ab, 2, 1), ERR_OK); /* found, not added again */
+    CHECK_EQ_INT(calltree_node_count(t), 3);
+    CHECK_EQ_INT(calltree_add_stack(t, ac, 2, 1), ERR_OK);
+    CHECK_EQ_INT(calltree_node_count(t), 4);
+    CHECK_EQ_INT(calltree_total(t, 1), 14);
+    CHECK(tree_consistent(t));
+    CHECK_EQ_INT(calltree_clear(t), ERR_OK);
+    CHECK_EQ_INT(calltree_total(t, 0), 0);
+    CHECK_EQ_INT(calltree_root_total(t), 0);
+    buf_free(&e);
+    calltree_free(t);
+    calltree_free(u);
+}
+
+/* Nodes found with calltree_child and their selves added, and copied
+ * shapes, give the trees calltree_add_stack gives. */
 static void test_deferred_and_shape(void)
 {
     calltree_t *a = calltree_new(0), *b = calltree_new(0), *c = calltree_new(0);
@@ -177,9 +227,8 @@ static void test_deferred_and_shape(void)
         uint32_t node = 0;
         for (size_t d = 0; d < depth; d++)
             CHECK_EQ_INT(calltree_child(b, node, st[d], &node), ERR_OK);
-        calltree_add_self_deferred(b, node, v);
+        calltree_add_self(b, node, v);
     }
-    calltree_sum_totals(b);
     CHECK_EQ_INT(calltree_copy_shape(c, a), ERR_OK);
     CHECK_EQ_INT(calltree_node_count(c), calltree_node_count(a));
     for (uint32_t i = 0; i < calltree_node_count(a); i++) {
@@ -190,9 +239,8 @@ static void test_deferred_and_shape(void)
         CHECK(calltree_first_child(c, i) == calltree_first_child(a, i));
         CHECK(calltree_next_sibling(c, i) == calltree_next_sibling(a, i));
         CHECK_EQ_INT(calltree_total(c, i), 0);
-        calltree_add_self_deferred(c, i, calltree_self(a, i));
+        calltree_add_self(c, i, calltree_self(a, i));
     }
-    calltree_sum_totals(c);
     buf_t ea, ec;
     buf_init(&ea, BUF_UNLIMITED);
     buf_init(&ec, BUF_UNLIMITED);
@@ -237,7 +285,6 @@ static void test_shared_shape(void)
     for (size_t i = 0; i < n / 2; i++)
         selves[i] = (int64_t)i;
     CHECK_EQ_INT(calltree_adopt_shape(d, a, selves, n / 2), ERR_OK);
-    calltree_sum_totals(d);
     int64_t dsum = 0;
     for (uint32_t i = 0; i < n; i++) {
         CHECK_EQ_INT(calltree_self(d, i), i < n / 2 ? (int64_t)i : 0);
@@ -288,10 +335,41 @@ static void test_shared_shape(void)
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) &&                             \
     !defined(TEST_SANITIZED_ALLOCATOR)
 extern void *__libc_calloc(size_t n, size_t size);
-static int fail_callocs;
+extern void *__libc_realloc(void *p, size_t size);
+static int fail_callocs, fail_reallocs;
 void *calloc(size_t n, size_t size)
 {
     return fail_callocs ? NULL : __libc_calloc(n, size);
+}
+void *realloc(void *p, size_t size)
+{
+    return fail_reallocs ? NULL : __libc_realloc(p, size);
+}
+
+/* Totals read when their array cannot be allocated: every node's is still
+ * right (its subtree summed), calltree_totals says NULL, and the array is
+ * made by the next read that can allocate it. */
+static void test_totals_without_memory(void)
+{
+    calltree_t *t = calltree_new(0);
+    int64_t sum = 0;
+    random_tree(t, 300, &sum);
+    calltree_t *want = calltree_new(0);
+    CHECK_EQ_INT(calltree_merge(want, t), ERR_OK);
+    const int64_t *ref = calltree_totals(want);
+    CHECK(ref != NULL);
+    fail_reallocs = 1;
+    const int64_t *none = calltree_totals(t);
+    int same = 1;
+    for (uint32_t i = 0; ref != NULL && i < calltree_node_count(t); i++)
+        same &= calltree_total(t, i) == ref[i];
+    fail_reallocs = 0;
+    CHECK(none == NULL);
+    CHECK(same);
+    CHECK_EQ_INT(calltree_root_total(t), sum);
+    CHECK(calltree_totals(t) != NULL && tree_consistent(t));
+    calltree_free(t);
+    calltree_free(want);
 }
 
 static void test_clear_without_memory(void)
@@ -316,6 +394,10 @@ static void test_clear_without_memory(void)
 {
     fprintf(stderr, "skip test_clear_without_memory: the sanitizer owns calloc\n");
 }
+static void test_totals_without_memory(void)
+{
+    fprintf(stderr, "skip test_totals_without_memory: the sanitizer owns realloc\n");
+}
 #endif
 
 int main(int argc, char **argv)
@@ -327,7 +409,9 @@ int main(int argc, char **argv)
     test_limits_and_corruption(seed);
     test_symbols();
     test_deferred_and_shape();
+    test_totals_follow_changes();
     test_shared_shape();
     test_clear_without_memory();
+    test_totals_without_memory();
     return check_exit();
 }
