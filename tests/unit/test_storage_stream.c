@@ -21,7 +21,8 @@
  * included, and data of other tokens stays; a scan reads at one snapshot
  * (a profile written from its own callback is in none of its windows);
  * scaled profile trees (a series stored as a factor of another) come off
- * residuals on both sides like plain ones. */
+ * residuals on both sides like plain ones, and one whose base compaction
+ * dropped first (past profile retention) does not stop a stream. */
 #include "test_storage_fixture.h"
 
 #define T0 1700000000LL
@@ -696,6 +697,51 @@ static void test_scaled_trees(int big)
     fx_done(&b);
 }
 
+static int store_window(void *ctx, const storage_stream_window_t *w)
+{
+    prx_t *x = ctx;
+    const labels_t *l = w->series_id == labels_hash(x->pr->l[0]) ? x->pr->l[0] : x->pr->l[1];
+    int stored = 0;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_stream_store(x->to->s, w, l, ST, &stored, &em), 0);
+    x->windows += stored;
+    return 0;
+}
+
+/* A receiver (not receiving the range: nothing keeps its old trees) whose
+ * compaction dropped the base of a scaled tree past profile retention
+ * before the scaled one: the stream stores its windows all the same. */
+static void test_scaled_base_gone(void)
+{
+    fixture_t a, e;
+    pair_t pr = {{fx_labels("gone", "samples"), fx_labels("gone", "cpu")},
+                 {calltree_new(0), calltree_new(0)},
+                 0};
+    pr.token = labels_hash(pr.l[0]) >> 1;
+    if (open_store(&a) != 0 || open_store(&e) != 0) return;
+    for (int i = 0; i < 2; i++)
+        fx_add(pr.t[i], ST, "main;g", i ? 30000000 : 3);
+    write_pair(&a, &pr, 1, T0 - 100);
+    write_pair(&e, &pr, 1, T0 - 100);
+    skey_t k;
+    uint8_t pid[16];
+    fx_id(pid, 1);
+    storage_key_ptree(&k, pr.token, "st", labels_hash(pr.l[0]), (T0 - 100) * NS, pid);
+    char *err = NULL;
+    rocksdb_delete_cf(e.s->db, e.s->wopts, e.s->cf[CF_PTREES], (const char *)k.b, k.n, &err);
+    CHECK(err == NULL);
+    a.now = e.now = T0 + 3600; /* the trees are past profile retention, the windows are not */
+    prx_t x = {.to = &e, .pr = &pr};
+    CHECK_EQ_INT(storage_stream_scan(a.s, 0, UINT64_MAX, NULL, 0, store_window, &x), 0);
+    CHECK_EQ_INT(x.windows, 2 * STORAGE_RESOLUTION_COUNT);
+    for (int i = 0; i < 2; i++) {
+        labels_free(pr.l[i]);
+        calltree_free(pr.t[i]);
+    }
+    fx_done(&a);
+    fx_done(&e);
+}
+
 int main(void)
 {
     ST = symtab_new();
@@ -717,6 +763,7 @@ int main(void)
     test_snapshot(l);
     test_scaled_trees(0);
     test_scaled_trees(1);
+    test_scaled_base_gone();
     fx_done(&a);
     labels_free(l);
     for (int i = 1; i <= NPROF; i++)
