@@ -3,13 +3,15 @@
  * it (all its series in one storage_write_profile), and each series' tree
  * read back (storage_read_profile) must hold the parsed tree's value at
  * every stack (stacks of no value are not stored), before and after
- * compaction. Services get one placement shard, so the series of
- * one profile share a token and a series proportional to the one before
- * it (Go CPU profiles: cpu = samples x period) is stored scaled: the test
- * counts those and needs at least one. Skips when the corpus is absent. */
+ * compaction. Series are placed by profile (shard-by-profile), so the
+ * sample types of one profile share a token (checked) and a series
+ * proportional to the one before it (Go CPU profiles: cpu = samples x
+ * period) is stored scaled: the test counts those and needs at least one. Skips when the corpus is
+ * absent. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include "test_ingest_util.h"
+#include "ring/ring.h"
 
 #define MAX_FILES 200
 
@@ -39,7 +41,7 @@ static void store_file(fixture_t *f, stored_t *st, const char *dir, const char *
     ingest_limits_t lim;
     ingest_limits_default(&lim);
     lim.max_past_seconds = 100LL * 365 * 86400; /* corpus files carry old time_nanos */
-    lim.shards.default_shards = 1;
+    lim.shards.by_profile = 1;                  /* shard-by-profile */
     ingest_request_t r = test_req("corpus.cpu{src=manifest}", "pprof", b, n);
     ingest_profile_t *p;
     errmsg_t em;
@@ -65,6 +67,11 @@ static size_t check_all(fixture_t *f, const stored_t *st)
         fx_id(pid, 1000 + i);
         for (size_t j = 0; j < w->nseries; j++) {
             const storage_series_write_t *sw = &w->series[j];
+            ring_shard_policy_t by_profile = {.default_shards = 4, .by_profile = 1};
+            for (size_t o = 0; o < j; o++) /* sample types of one profile: one token */
+                if (ring_shard_key(w->series[o].labels, 0, &by_profile) ==
+                    ring_shard_key(sw->labels, 0, &by_profile))
+                    CHECK(w->series[o].token == sw->token);
             calltree_t *g = calltree_new(0);
             int rc =
                 storage_read_profile(f->s, w->tenant, sw->token, sw->series_id, time_of(i), pid, g);
