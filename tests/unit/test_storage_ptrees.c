@@ -360,6 +360,70 @@ static void test_scaled(fixture_t *f)
     symtab_free(st);
 }
 
+/* Scaled values that do not hold together read as corrupt, never as a
+ * tree: no factor, a zero factor, bytes after it, a base that is missing,
+ * scaled itself (here: the value itself) or not kept. */
+static void test_scaled_corrupt(fixture_t *f)
+{
+    labels_t *l = fx_labels("pbad", NULL);
+    symtab_t *st = symtab_new();
+    calltree_t *t = calltree_new(0);
+    fx_add(t, st, "a;b", 3);
+    f->now = T0 + 10;
+    CHECK_EQ_INT(fx_write(f->s, "pt", l, t, st, 50, T0 * NS, NULL), 0);
+    uint64_t sid = labels_hash(l), token = sid >> 1;
+    labels_t *big = fx_labels("pbad", "big");
+    calltree_t *bt = calltree_new(0);
+    for (int i = 0; i < 200; i++) {
+        char stack[32];
+        snprintf(stack, sizeof stack, "m;f%d", i);
+        fx_add(bt, st, stack, i + 1);
+    }
+    storage_series_write_t sw = {
+        .labels = big, .series_id = labels_hash(big), .token = token, .tree = bt};
+    storage_profile_write_t p = {
+        .tenant = "pt", .time_ns = T0 * NS, .series = &sw, .nseries = 1, .symbols = st};
+    fx_id(p.profile_id, 50);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0); /* over the cap: header only */
+    uint8_t pid[16];
+    fx_id(pid, 50);
+    skey_t k;
+    storage_key_ptree(&k, token, "pt", sid, T0 * NS, pid);
+    uint8_t v[32] = {PTREE_VERSION, PTREE_FLAG_SCALED};
+    storage_i64_put(v + 2, 3);
+    const uint64_t bases[] = {0x1234, sid, labels_hash(big)}; /* missing, itself, not kept */
+    struct {
+        size_t n;
+        uint64_t base;
+        uint8_t tail[3];
+    } bad[] = {{PTREE_HEADER_LEN, 0, {0}},
+               {PTREE_HEADER_LEN + 4, sid, {0}},
+               {PTREE_HEADER_LEN + 8, sid, {0}},
+               {PTREE_HEADER_LEN + 9, sid, {0}},
+               {PTREE_HEADER_LEN + 10, sid, {2, 0}},
+               {PTREE_HEADER_LEN + 9, bases[0], {2}},
+               {PTREE_HEADER_LEN + 9, bases[1], {2}},
+               {PTREE_HEADER_LEN + 9, bases[2], {2}}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        storage_i64_put(v + PTREE_HEADER_LEN, (int64_t)bad[i].base);
+        memcpy(v + PTREE_HEADER_LEN + 8, bad[i].tail, sizeof bad[i].tail);
+        char *err = NULL;
+        rocksdb_put_cf(f->s->db, f->s->wopts, f->s->cf[CF_PTREES], (const char *)k.b, k.n,
+                       (const char *)v, bad[i].n, &err);
+        CHECK(err == NULL);
+        free(err);
+        calltree_t *g = calltree_new(0);
+        CHECK_EQ_INT(storage_read_profile(f->s, "pt", token, sid, T0 * NS, pid, g), ERR_CORRUPT);
+        calltree_free(g);
+    }
+    calltree_free(t);
+    calltree_free(bt);
+    labels_free(l);
+    labels_free(big);
+    symtab_free(st);
+}
+
 static void put_version(fixture_t *f, const char *v)
 {
     char *err = NULL;
@@ -413,6 +477,7 @@ int main(void)
     test_retention(&f);
     test_size_cap(&f);
     test_scaled(&f);
+    test_scaled_corrupt(&f);
     test_upgrade(&f);
     fx_done(&f);
     return check_exit();
