@@ -150,6 +150,11 @@ static const opt_t options[] = {
      "ingest-max-request-work); real profiles need under 3 (2.4 at most in the test corpus)."},
     {"shards-per-service", OPT_U32, FIELD(ingest.shards.default_shards, uint32_t), NULL, 0, 1, 4096,
      "Placement shards per service. Changing it moves data: set it once per cluster."},
+    {"shard-by-profile", OPT_INT, FIELD(ingest.shards.by_profile, int), "0", 0, 0, 1,
+     "1: place a series by its labels without __profile_type__, so the sample types of one "
+     "profile share a shard and a CPU profile's nanoseconds tree is stored as a factor of its "
+     "samples tree (docs/storage-format.md); 0: by its series id. Changing it moves data: set it "
+     "once per cluster, the same on every node."},
     {"service-shards", OPT_TEXT, FIELD(service_shards, char[NODE_PATH_MAX]), "", 0, 0, 4000,
      "Per-service shard counts for very large services, e.g. 'checkout=16,search=8' (at most 64; "
      "every node must use the same list, and a service's count must be set before its data "

@@ -40,6 +40,7 @@
 #include "common/buf.h"
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/labels.h"
 
 /* ================================================================ placement */
 
@@ -58,6 +59,11 @@ uint32_t ring_series_shard(uint64_t series_id, uint32_t shards_per_service);
 #define RING_MAX_SHARDS 4096
 typedef struct ring_shard_policy {
     uint32_t default_shards;
+    /* 0: a series' shard follows its series id. 1: its labels without
+     * __profile_type__ (ring_shard_key), so the sample types of one profile
+     * share a shard. Like the counts, every node must agree and it must not
+     * change once there is data. */
+    int by_profile;
     uint32_t n;
     struct {
         char service[RING_SERVICE_NAME_MAX + 1];
@@ -70,6 +76,10 @@ typedef struct ring_shard_policy {
  * duplicates, counts outside 1..RING_MAX_SHARDS or more than
  * RING_MAX_SHARD_OVERRIDES entries. */
 int ring_shard_policy_parse(ring_shard_policy_t *p, const char *spec, errmsg_t *em);
+/* What ring_series_shard places a series by under p: its series_id, or
+ * with p->by_profile a hash of its labels (borrowed) without
+ * __profile_type__, the same on every node. */
+uint64_t ring_shard_key(const labels_t *labels, uint64_t series_id, const ring_shard_policy_t *p);
 /* Shards of service under p (its override, else the default; at least 1). */
 uint32_t ring_shards_for(const ring_shard_policy_t *p, const char *service);
 

@@ -80,6 +80,22 @@ int ring_shard_policy_parse(ring_shard_policy_t *p, const char *spec, errmsg_t *
     return 0;
 }
 
+uint64_t ring_shard_key(const labels_t *labels, uint64_t series_id, const ring_shard_policy_t *p)
+{
+    if (!p->by_profile || labels == NULL) return series_id;
+    /* Pairs hashed one by one in their sorted order (no allocation): the
+     * key only has to be the same on every node and for every sample type
+     * of one profile's series, which differ in __profile_type__ alone. */
+    uint64_t h = 0x666c616d65736864ull; /* "flameshd" */
+    for (size_t i = 0; i < labels_count(labels); i++) {
+        const char *n = labels_name(labels, i), *v = labels_value(labels, i);
+        if (strcmp(n, LABEL_PROFILE_TYPE) == 0) continue;
+        h = (h ^ hash_bytes64(n, strlen(n))) * 0x9e3779b97f4a7c15ull;
+        h = (h ^ hash_bytes64(v, strlen(v))) * 0x9e3779b97f4a7c15ull;
+    }
+    return h ^ (h >> 29);
+}
+
 uint32_t ring_shards_for(const ring_shard_policy_t *p, const char *service)
 {
     for (uint32_t i = 0; service != NULL && i < p->n; i++)

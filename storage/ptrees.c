@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/varint.h"
 #include "storage/storage_int.h"
 
 /* The stacks of v over table t, added into dst. */
@@ -39,25 +40,51 @@ static int rebuild(const nodetab_t *t, const sparse_vec_t *v, calltree_t *dst)
     return rc;
 }
 
-/* The stored value of the profile: caller frees *out. */
-static int get_value(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
-                     int64_t time_ns, const uint8_t profile_id[16], char **out, size_t *len)
+/* The plain tree of the series that a scaled value names: its key is key
+ * with that series' id in place of this one's. */
+static int sibling_vec(storage_t *s, const rocksdb_readoptions_t *ro, const uint8_t *key,
+                       size_t klen, uint64_t sibling, sparse_vec_t *vec)
 {
-    skey_t k;
+    uint8_t k[SKEY_MAX];
+    if (klen < 32 || klen > sizeof k) return ERR_CORRUPT;
+    memcpy(k, key, klen);
+    be64_put(k + klen - 32, sibling); /* series id, then time and profile id */
     char *err = NULL;
-    storage_key_ptree(&k, token, tenant, series_id, time_ns, profile_id);
-    *out = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_PTREES], (const char *)k.b, k.n, len, &err);
+    rocksdb_pinnableslice_t *sv =
+        rocksdb_get_pinned_cf(s->db, ro, s->cf[CF_PTREES], (const char *)k, klen, &err);
     int rc = storage_rocks_err(err, NULL, "profile tree lookup");
-    if (rc == 0 && *out == NULL) rc = ERR_NOT_FOUND;
+    if (rc == 0 && sv == NULL) rc = ERR_CORRUPT; /* put in one batch with it, dropped with it */
+    if (rc == 0) {
+        size_t n;
+        const uint8_t *b = (const uint8_t *)rocksdb_pinnableslice_value(sv, &n);
+        /* a reference names a plain kept tree, never another reference */
+        if (n < PTREE_HEADER_LEN || b[0] != PTREE_VERSION ||
+            (b[1] & (PTREE_FLAG_NO_TREE | PTREE_FLAG_SCALED)))
+            rc = ERR_CORRUPT;
+        else
+            rc = storage_sparse_decode(b + PTREE_HEADER_LEN, n - PTREE_HEADER_LEN, vec);
+    }
+    rocksdb_pinnableslice_destroy(sv);
     return rc;
 }
 
-/* The sparse vector of a value into vec; ERR_NOT_FOUND when not kept. */
-static int decode_value(const uint8_t *p, size_t n, sparse_vec_t *vec)
+int storage_ptree_vec(storage_t *s, const rocksdb_readoptions_t *ro, const uint8_t *key,
+                      size_t klen, const uint8_t *v, size_t n, sparse_vec_t *vec)
 {
-    if (n < PTREE_HEADER_LEN || p[0] != PTREE_VERSION) return ERR_CORRUPT;
-    if (p[1] & PTREE_FLAG_NO_TREE) return ERR_NOT_FOUND;
-    return storage_sparse_decode(p + PTREE_HEADER_LEN, n - PTREE_HEADER_LEN, vec);
+    if (n < PTREE_HEADER_LEN || v[0] != PTREE_VERSION) return ERR_CORRUPT;
+    if (v[1] & PTREE_FLAG_NO_TREE) return ERR_NOT_FOUND;
+    if (!(v[1] & PTREE_FLAG_SCALED))
+        return storage_sparse_decode(v + PTREE_HEADER_LEN, n - PTREE_HEADER_LEN, vec);
+    const uint8_t *p = v + PTREE_HEADER_LEN, *end = v + n;
+    int64_t c;
+    if (end - p < 8) return ERR_CORRUPT;
+    uint64_t sibling = (uint64_t)storage_i64_get(p);
+    p += 8;
+    if (!varint_read_s(&p, end, &c) || c == 0 || p != end) return ERR_CORRUPT;
+    int rc = sibling_vec(s, ro, key, klen, sibling, vec);
+    for (size_t i = 0; rc == 0 && i < vec->n; i++) /* exact: checked at write (write.c) */
+        vec->val[i] = (int64_t)((uint64_t)vec->val[i] * (uint64_t)c);
+    return rc;
 }
 
 int storage_read_profile(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
@@ -66,13 +93,17 @@ int storage_read_profile(storage_t *s, const char *tenant, uint64_t token, uint6
     int rc = storage_check_tenant(tenant, NULL);
     if (rc != 0) return rc;
     if (storage_ptree_expired(s, time_ns)) return ERR_NOT_FOUND; /* as compaction would drop it */
-    char *v = NULL;
+    skey_t k;
+    char *err = NULL;
     size_t n = 0;
-    rc = get_value(s, tenant, token, series_id, time_ns, profile_id, &v, &n);
+    storage_key_ptree(&k, token, tenant, series_id, time_ns, profile_id);
+    char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_PTREES], (const char *)k.b, k.n, &n, &err);
+    rc = storage_rocks_err(err, NULL, "profile tree lookup");
+    if (rc == 0 && v == NULL) rc = ERR_NOT_FOUND;
     if (rc != 0) return rc;
     sparse_vec_t vec;
     storage_sparse_init(&vec);
-    rc = decode_value((const uint8_t *)v, n, &vec);
+    rc = storage_ptree_vec(s, s->ropts, k.b, k.n, (const uint8_t *)v, n, &vec);
     free(v);
     nodetab_t *tab = NULL;
     if (rc == 0) rc = storage_nodetab_acquire(s, token, tenant, &tab, NULL);

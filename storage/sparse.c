@@ -118,6 +118,33 @@ int storage_sparse_encode(const sparse_vec_t *v, buf_t *out)
     return 0;
 }
 
+/* The next index from i on whose value is non-zero (v->n when none). */
+static size_t next_nonzero(const sparse_vec_t *v, size_t i)
+{
+    while (i < v->n && v->val[i] == 0)
+        i++;
+    return i;
+}
+
+int storage_sparse_factor(const sparse_vec_t *a, const sparse_vec_t *b, int64_t *c)
+{
+    size_t i = next_nonzero(a, 0), j = next_nonzero(b, 0);
+    if (i == a->n || j == b->n || a->id[i] != b->id[j]) return 0;
+    /* the first pair fixes c; INT64_MIN / -1 is the one quotient that
+     * overflows (and traps), so it is refused before dividing */
+    if (a->val[i] == -1 && b->val[j] == INT64_MIN) return 0;
+    if (b->val[j] % a->val[i] != 0) return 0;
+    int64_t f = b->val[j] / a->val[i];
+    for (; i < a->n && j < b->n; i = next_nonzero(a, i + 1), j = next_nonzero(b, j + 1)) {
+        int64_t p;
+        if (a->id[i] != b->id[j] || __builtin_mul_overflow(a->val[i], f, &p) || p != b->val[j])
+            return 0;
+    }
+    if (i != a->n || j != b->n) return 0; /* one has entries the other lacks */
+    *c = f;
+    return 1;
+}
+
 /* A varint of one to three bytes at *p, which has at least three bytes
  * left; 0 (and *p unmoved) for a longer one. Ids ascend in small steps, so
  * most deltas take one byte, and most values one to three. */

@@ -253,7 +253,8 @@ static int make_dirs(const char *path, errmsg_t *em)
  * without trees, are neither listed nor opened one by one); versions 4 and 5
  * lack the service aggregates, rebuilt here from the stored series before
  * the new marker is written (an interrupted rebuild runs again); version 6
- * lacks the stack-node edge index, which each table gets at its next write. */
+ * lacks the stack-node edge index, which each table gets at its next write;
+ * version 8 only lacks scaled profile trees, which older values never are. */
 static int put_format(storage_t *s, const char *key, size_t klen, errmsg_t *em)
 {
     char *err = NULL;
@@ -275,8 +276,9 @@ static int check_format(storage_t *s, errmsg_t *em)
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_META], key, sizeof key - 1, &len, &err);
     int rc = storage_rocks_err(err, em, "read format version");
     int pre6 = is_version(v, len, STORAGE_FORMAT_V4) || is_version(v, len, STORAGE_FORMAT_V5);
-    int older =
+    int pre8 =
         pre6 || is_version(v, len, STORAGE_FORMAT_V6) || is_version(v, len, STORAGE_FORMAT_V7);
+    int older = pre8 || is_version(v, len, STORAGE_FORMAT_V8);
     if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
@@ -293,7 +295,8 @@ static int check_format(storage_t *s, errmsg_t *em)
     }
     /* 7 -> 8: format-7 span values read as they are (one profile of
      * unknown id); their keys go into span_index */
-    if (rc == 0 && older) rc = storage_span_index_rebuild(s, em);
+    if (rc == 0 && pre8) rc = storage_span_index_rebuild(s, em);
+    /* 8 -> 9 needs nothing: a format-8 profile tree is never scaled */
     if (rc == 0 && (v == NULL || older)) rc = put_format(s, key, sizeof key - 1, em);
     free(v);
     return rc;

@@ -48,7 +48,7 @@ enum storage_cf {
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "8"
+#define STORAGE_FORMAT_VERSION "9"
 /* Earlier versions upgraded in place at open: version 5 only added the
  * profile_trees column family (which open creates), version 6 the service
  * aggregates (rebuilt from the stored series by storage_aggregate_rebuild),
@@ -61,6 +61,9 @@ enum storage_cf {
  * calltree, still reads as one of unknown members) and the span_index
  * column family, built from the stored span keys at open. */
 #define STORAGE_FORMAT_V7 "7"
+/* Version 9 added scaled profile trees (PTREE_FLAG_SCALED); a format-8
+ * directory has none and reads as it is. */
+#define STORAGE_FORMAT_V8 "8"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector. */
 #define SPARSE_VERSION 2
@@ -392,6 +395,21 @@ int64_t storage_i64_get(const uint8_t *p);
  * that window's residual, not on its own here. */
 #define PTREE_FLAG_STREAMED 2
 #define PTREE_HEADER_LEN 10
+/* Format 9: the tree is c times the kept tree of another series of the same
+ * profile (same token, time and profile id): after the header come that
+ * series' id (u64 little-endian) and c (svarint, non-zero) instead of a
+ * block. write.c stores it when a series' share is proportional to the one
+ * written just before it (CPU samples and nanoseconds); the referenced value
+ * is always a plain kept tree, never a scaled one. */
+#define PTREE_FLAG_SCALED 4
+#define PTREE_SCALED_MAX_LEN (PTREE_HEADER_LEN + 8 + 10)
+
+/* The tree of profile_trees value v (n bytes) stored under key (klen bytes)
+ * into vec, resolving a scaled value through a point read with ro (borrowed;
+ * its snapshot, if any, is used). ERR_NOT_FOUND when the value keeps no tree,
+ * ERR_CORRUPT when it or the value it names does not decode (or is missing). */
+int storage_ptree_vec(storage_t *s, const rocksdb_readoptions_t *ro, const uint8_t *key,
+                      size_t klen, const uint8_t *v, size_t n, sparse_vec_t *vec);
 
 /* Whether token lies in an interval being received (storage_range_clear
  * until storage_range_received): a profile written there keeps its tree
@@ -465,6 +483,12 @@ int storage_sparse_decode(const uint8_t *p, size_t n, sparse_vec_t *out);
  * ERR_NOMEM leaves what was added taken back too. */
 int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t *cap, size_t *used,
                              size_t max_ids);
+/* 1 when b is c times a entry by entry, for one integer c != 0 that *c
+ * receives: the same ids with non-zero values, and b's value = c × a's value
+ * exactly, without overflow; else 0 (*c untouched). Two empty vectors are
+ * not proportional (there is nothing to store either way). Zero values are
+ * skipped on both sides, as the encoding omits them. */
+int storage_sparse_factor(const sparse_vec_t *a, const sparse_vec_t *b, int64_t *c);
 /* acc += b, using tmp as scratch (contents swapped). */
 int storage_sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *tmp);
 /* Sums block encodings parts[0..n) into out, skipping (and counting) corrupt ones. */

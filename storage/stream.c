@@ -167,7 +167,7 @@ static int subtract_profiles(wscan_t *x, const char *tenant, uint64_t token, uin
             rc = profs_add(&x->untreed, k + kn - 16, t, tot);
             continue;
         }
-        rc = storage_sparse_decode(v + PTREE_HEADER_LEN, vn - PTREE_HEADER_LEN, &x->one);
+        rc = storage_ptree_vec(x->s, x->ro, k, kn, v, vn, &x->one);
         if (rc != 0) { /* cannot subtract it: it stays in the residual, not named */
             storage_log_corrupt(&x->s->counters, "profile tree", 0, rc);
             rc = rc == ERR_NOMEM ? rc : 0;

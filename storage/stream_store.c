@@ -131,13 +131,17 @@ static int put_series(sctx_t *x, const labels_t *labels, int *is_new)
     return 0;
 }
 
-/* Takes the kept tree of profile_trees value b (n bytes), if it has one,
- * off x->minus. */
-static int minus_tree(sctx_t *x, const char *b, size_t n)
+/* Takes the kept tree of profile_trees value b (n bytes, under key k, of
+ * a profile at time_ns), if it has one, off x->minus. A scaled tree past
+ * profile retention whose base compaction dropped first is taken as
+ * dropped too, as the plain tree would be a moment later: the stream goes
+ * on rather than failing on it every time. */
+static int minus_tree(sctx_t *x, const skey_t *k, int64_t time_ns, const char *b, size_t n)
 {
     if (n < PTREE_HEADER_LEN || b[0] != PTREE_VERSION || (b[1] & PTREE_FLAG_NO_TREE)) return 0;
-    int rc =
-        storage_sparse_decode((const uint8_t *)b + PTREE_HEADER_LEN, n - PTREE_HEADER_LEN, &x->one);
+    int rc = storage_ptree_vec(x->s, x->s->ropts, k->b, k->n, (const uint8_t *)b, n, &x->one);
+    if (rc == ERR_CORRUPT && (b[1] & PTREE_FLAG_SCALED) && storage_ptree_expired(x->s, time_ns))
+        return 0;
     if (rc != 0) return errmsg_set(x->em, rc, "stream: profile tree: %s", err_message(rc));
     for (size_t i = 0; i < x->one.n; i++)
         x->one.val[i] = (int64_t)(0 - (uint64_t)x->one.val[i]);
@@ -162,7 +166,7 @@ static int known(sctx_t *x, const storage_stream_profile_t *p, int *how)
         size_t n;
         const char *b = rocksdb_pinnableslice_value(v, &n);
         *how = n >= 2 && (b[1] & PTREE_FLAG_STREAMED) ? 2 : 1;
-        if (*how == 1) rc = minus_tree(x, b, n);
+        if (*how == 1) rc = minus_tree(x, &k, p->time_ns, b, n);
     }
     rocksdb_pinnableslice_destroy(v);
     if (rc != 0 || *how != 0) return rc;

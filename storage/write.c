@@ -52,6 +52,12 @@ typedef struct wctx {
     const calltree_t *prev;
     uint64_t prev_token;
     size_t prev_folded;
+    /* The vector of the last series of this shape chain whose tree went
+     * into profile_trees plain and kept (base_ok), on the same token: a
+     * later series proportional to it stores only the factor (put_ptree). */
+    sparse_vec_t base;
+    uint64_t base_series;
+    bool base_ok;
     uint64_t tenant_hash;
     int64_t now, t_s;
     size_t new_series; /* series the store did not hold (counted when tenant-max-series is on) */
@@ -272,7 +278,8 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
     if (rc == 0) rc = storage_sparse_reserve(&w->vec, n);
     if (rc != 0) return errmsg_set(w->em, rc, "out of memory");
     bool reuse = same_shape && w->prev_token == sw->token;
-    w->prev = NULL; /* until this tree's map is complete */
+    w->prev = NULL;                 /* until this tree's map is complete */
+    if (!reuse) w->base_ok = false; /* other ids: no longer comparable */
     if (!reuse && (rc = map_tree(w, sw, t)) != 0) return rc;
     w->prev = sw->tree;
     w->prev_token = sw->token;
@@ -351,6 +358,24 @@ static int put_spans(wctx_t *w, const storage_series_write_t *sw)
     return 0;
 }
 
+/* A scaled value when the block just encoded (w->vec) is c times the base
+ * tree put earlier in this batch (same token, time and profile id, so both
+ * go and expire together): 1 and the value in w->tmp, else 0. */
+static int put_scaled(wctx_t *w, const storage_series_write_t *sw, uint8_t hdr[PTREE_HEADER_LEN])
+{
+    int64_t c;
+    if (!w->base_ok || w->base_series == sw->series_id ||
+        !storage_sparse_factor(&w->base, &w->vec, &c))
+        return 0;
+    uint8_t v[PTREE_SCALED_MAX_LEN];
+    hdr[1] |= PTREE_FLAG_SCALED;
+    memcpy(v, hdr, PTREE_HEADER_LEN);
+    storage_i64_put(v + PTREE_HEADER_LEN, (int64_t)w->base_series);
+    size_t n = PTREE_HEADER_LEN + 8 + varint_put_u(v + PTREE_HEADER_LEN + 8, varint_zigzag(c));
+    buf_reset(&w->tmp);
+    return buf_append(&w->tmp, v, n) == 0 ? 1 : ERR_NOMEM;
+}
+
 /* The series' own share of this profile (the block just encoded into
  * w->enc), so GET /api/profiles/ID can answer exactly this profile: one put
  * in the same batch as its seen entry, keyed by time for the listing. A
@@ -358,23 +383,40 @@ static int put_spans(wctx_t *w, const storage_series_write_t *sw)
  * a profile already past profile retention stores nothing. In a range
  * being received, a streamed window may hold the profile too: its tree is
  * what the stream takes off that window's residual, so it is kept there
- * whatever its size or age (reads still treat an old one as expired). */
+ * whatever its size or age (reads still treat an old one as expired). A
+ * share proportional to the base tree stores only the factor and becomes
+ * kept whatever its size (its base is kept); a plain kept one becomes the
+ * base. */
 static int put_ptree(wctx_t *w, const storage_series_write_t *sw, int64_t total)
 {
     skey_t k;
     storage_key_ptree(&k, sw->token, w->p->tenant, sw->series_id, w->p->time_ns, w->p->profile_id);
     int receiving = storage_range_receiving(w->s, sw->token);
-    if (!receiving && storage_filter_expired(w->s, CF_PTREES, k.b, k.n, NULL, 0)) return 0;
-    int keep = w->enc.len <= w->s->opts.max_profile_tree_bytes || receiving;
-    if (!keep) atomic_fetch_add(&w->s->counters.oversize_ptrees, 1);
+    if (!receiving && storage_filter_expired(w->s, CF_PTREES, k.b, k.n, NULL, 0)) {
+        w->base_ok = false;
+        return 0;
+    }
     uint8_t hdr[PTREE_HEADER_LEN];
     hdr[0] = PTREE_VERSION;
-    hdr[1] = keep ? 0 : PTREE_FLAG_NO_TREE;
+    hdr[1] = 0;
     storage_i64_put(hdr + 2, total);
-    buf_reset(&w->tmp);
-    int rc = buf_append(&w->tmp, hdr, sizeof hdr);
-    if (rc == 0 && keep) rc = buf_append(&w->tmp, w->enc.data, w->enc.len);
-    if (rc != 0) return errmsg_set(w->em, rc, "profile tree: %s", err_message(rc));
+    int rc = put_scaled(w, sw, hdr);
+    if (rc == 0) {
+        int keep = w->enc.len <= w->s->opts.max_profile_tree_bytes || receiving;
+        if (!keep) atomic_fetch_add(&w->s->counters.oversize_ptrees, 1);
+        hdr[1] = keep ? 0 : PTREE_FLAG_NO_TREE;
+        buf_reset(&w->tmp);
+        rc = buf_append(&w->tmp, hdr, sizeof hdr);
+        if (rc == 0 && keep) rc = buf_append(&w->tmp, w->enc.data, w->enc.len);
+        if (rc == 0 && keep) { /* the next series of this shape compares with this one */
+            sparse_vec_t t = w->base;
+            w->base = w->vec;
+            w->vec = t;
+            w->base_series = sw->series_id;
+        }
+        w->base_ok = rc == 0 && keep;
+    }
+    if (rc < 0) return errmsg_set(w->em, rc, "profile tree: %s", err_message(rc));
     rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_PTREES], (const char *)k.b, k.n,
                               (const char *)w->tmp.data, w->tmp.len);
     return 0;
@@ -590,6 +632,7 @@ int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t
     free(w.order_tmp);
     free(w.bfs);
     storage_sparse_free(&w.vec);
+    storage_sparse_free(&w.base);
     buf_free(&w.enc);
     buf_free(&w.tmp);
     return rc;

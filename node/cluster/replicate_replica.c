@@ -97,11 +97,13 @@ static int decode_series(const replicate_options_t *o, const char *tenant, decod
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "series %zu: id is not its labels' hash", i);
     const char *svc = labels_get(d->labels[i], LABEL_SERVICE_NAME);
     uint64_t token = ring_placement_token(
-        tenant, svc ? svc : "", ring_series_shard(p->series_id, ring_shards_for(&o->shards, svc)));
+        tenant, svc ? svc : "",
+        ring_series_shard(ring_shard_key(d->labels[i], p->series_id, &o->shards),
+                          ring_shards_for(&o->shards, svc)));
     if (token != p->token)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "series %zu: token does not match its labels (do the nodes agree on "
-                          "shards-per-service and service-shards?)",
+                          "shards-per-service, service-shards and shard-by-profile?)",
                           i);
     s->labels = d->labels[i];
     s->series_id = p->series_id;

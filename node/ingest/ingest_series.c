@@ -228,7 +228,8 @@ int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_
     s->labels_bytes = labels_mem_bytes(labels);
     s->series_id = id;
     s->token = ring_placement_token(ss->tenant, svc ? svc : "",
-                                    ring_series_shard(id, ring_shards_for(&ss->lim->shards, svc)));
+                                    ring_series_shard(ring_shard_key(labels, id, &ss->lim->shards),
+                                                      ring_shards_for(&ss->lim->shards, svc)));
     s->tree = t;
     s->shape_of = UINT32_MAX;
     *idx = (uint32_t)ss->n++;

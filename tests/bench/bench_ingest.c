@@ -32,6 +32,7 @@ typedef struct ingest_stats {
 typedef struct ingest_mode {
     int real;
     int64_t successive_merges; /* window-successive-merges, or -1: the default */
+    int by_profile;            /* shard-by-profile */
 } ingest_mode_t;
 
 static int64_t now_ns(void)
@@ -76,6 +77,7 @@ static void ingest_all(storage_t *st, const profile_set_t *set, const ingest_mod
     ingest_limits_t lim;
     ingest_limits_default(&lim);
     if (mode->real) lim.max_past_seconds = 30LL * 366 * 86400;
+    lim.shards.by_profile = mode->by_profile;
     memset(s, 0, sizeof *s);
     s->accepted = calloc(set->n ? set->n : 1, 1);
     double p0 = clock_process(), t0 = clock_thread(), w0 = clock_wall();
@@ -203,20 +205,22 @@ int cmd_ingest(int argc, char **argv)
     gen_options_t o;
     gen_options_default(&o, GEN_CPU);
     const char *index = NULL, *data = NULL, *real = NULL;
-    uint64_t rounds = 3, keep = 0, merges = UINT64_MAX;
+    uint64_t rounds = 3, keep = 0, merges = UINT64_MAX, by_profile = 0;
     for (int i = 0; i < argc; i++) {
         if (gen_flag(argc, argv, &i, &o) || flag_str(argc, argv, &i, "--index", &index) ||
             flag_str(argc, argv, &i, "--real", &real) ||
             flag_str(argc, argv, &i, "--data", &data) ||
             flag_u64(argc, argv, &i, "--rounds", &rounds) ||
             flag_u64(argc, argv, &i, "--keep", &keep) ||
-            flag_u64(argc, argv, &i, "--window-successive-merges", &merges))
+            flag_u64(argc, argv, &i, "--window-successive-merges", &merges) ||
+            flag_u64(argc, argv, &i, "--shard-by-profile", &by_profile))
             continue;
         fprintf(stderr, "ingest: unknown flag %s\n", argv[i]);
         return 2;
     }
     ingest_mode_t mode = {.real = real != NULL,
-                          .successive_merges = merges <= UINT32_MAX ? (int64_t)merges : -1};
+                          .successive_merges = merges <= UINT32_MAX ? (int64_t)merges : -1,
+                          .by_profile = by_profile != 0};
     profile_set_t set = {0};
     int rc = load_profiles(&set, index, real, &o);
     if (rc != 0 || set.n == 0) {

@@ -5,11 +5,18 @@ For a change that must not move any answer (a faster read path): push the
 profiles of one or more `flamedb-bench gen` index files to a node of each
 binary, then GET /pyroscope/render for every service and the whole tenant,
 three sample types, four formats, several maxNodes and two time ranges, and
-compare the status and body of every answer. Exits 1 on any difference.
+compare the status and body of every answer; then list the stored profiles
+(GET /api/profiles) of each service and type and open every listed one
+(GET /api/profiles/ID, two formats), which reads the single stored trees.
+Exits 1 on any difference.
 
   tests/bench/compare_renders.py OLD_FLAMEDB NEW_FLAMEDB INDEX.tsv [INDEX.tsv...]
+
+FLAMEDB_COMPARE_NEW_ARGS adds flags to the new node's command line (a
+setting that must not move any answer, e.g. --shard-by-profile 1).
 """
 import http.client
+import json
 import os
 import shutil
 import sys
@@ -23,13 +30,42 @@ TYPES = ["memory:inuse_space:bytes:space:bytes", "memory:alloc_objects:count:spa
          "process_cpu:cpu:nanoseconds:cpu:nanoseconds"]
 
 
-def render(node, q):
+def render(node, q, path="/pyroscope/render"):
     c = http.client.HTTPConnection("127.0.0.1", node.port, timeout=120)
-    c.request("GET", "/pyroscope/render?" + urllib.parse.urlencode(q))
+    c.request("GET", path + "?" + urllib.parse.urlencode(q))
     r = c.getresponse()
     out = (r.status, r.read())
     c.close()
     return out
+
+
+def compare_profiles(nodes, sels, lo, hi):
+    """Lists of stored profiles and every listed profile opened: (count, different).
+    An entry's `id` holds its placement token, so the lists are compared
+    without it and each node opens its own ids (placement may differ)."""
+    n = diff = 0
+    for t in TYPES:
+        for sel in sels:
+            q = {"query": t + sel, "from": lo, "until": hi, "limit": 40}
+            a, b = render(nodes[0], q, "/api/profiles"), render(nodes[1], q, "/api/profiles")
+            la = json.loads(a[1]).get("profiles", []) if a[0] == 200 else []
+            lb = json.loads(b[1]).get("profiles", []) if b[0] == 200 else []
+            strip = lambda l: [{k: v for k, v in e.items() if k != "id"} for e in l]  # noqa: E731
+            n += 1
+            if a[0] != b[0] or strip(la) != strip(lb):
+                diff += 1
+                print("DIFFERENT listing: %r" % q)
+                continue
+            for pa, pb in zip(la, lb):
+                for fmt in ["json", "folded"]:
+                    ra = render(nodes[0], {"format": fmt}, "/api/profiles/" + pa["id"])
+                    rb = render(nodes[1], {"format": fmt}, "/api/profiles/" + pb["id"])
+                    n += 1
+                    if ra != rb or ra[0] != 200:
+                        diff += 1
+                        print("DIFFERENT: profile %s %s: %d vs %d"
+                              % (pa["profile_id"], fmt, ra[0], rb[0]))
+    return n, diff
 
 
 def main():
@@ -37,7 +73,8 @@ def main():
         print(__doc__)
         return 2
     work = tempfile.mkdtemp(prefix="flamedb-compare-")
-    nodes = [R.Node(sys.argv[1], work, "1GiB"), R.Node(sys.argv[2], work, "1GiB")]
+    extra = os.environ.get("FLAMEDB_COMPARE_NEW_ARGS", "").split()
+    nodes = [R.Node(sys.argv[1], work, "1GiB"), R.Node(sys.argv[2], work, "1GiB", extra)]
     try:
         rows = []
         for index in sys.argv[3:]:
@@ -65,7 +102,10 @@ def main():
                                 diff += 1
                                 print("DIFFERENT: %r: %d (%d bytes) vs %d (%d bytes)"
                                       % (q, a[0], len(a[1]), b[0], len(b[1])))
+        m, mdiff = compare_profiles(nodes, sels, lo, hi)
         print("renders compared: %d, different: %d" % (n, diff))
+        print("single profiles compared: %d, different: %d" % (m, mdiff))
+        diff += mdiff
         return 1 if diff else 0
     finally:
         for nd in nodes:

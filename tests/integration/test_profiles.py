@@ -12,7 +12,9 @@
   once, same bytes everywhere, one copy (never the sum of the replicas'),
   and still exact with one node killed (the other replica answers);
 - 3 nodes, RF 1: a node that stored nothing at all (its storage wrote no
-  series) opens every profile through the ring.
+  series) opens every profile through the ring;
+- 3 nodes, RF 2, --shard-by-profile 1: a CPU pprof's two sample types on
+  one token, accepted by every replica, each opening exactly.
 """
 import os
 import re
@@ -23,7 +25,7 @@ import time
 
 import harness
 from cluster import Cluster
-from profiles import pprof_totals
+from profiles import Pprof, pprof_totals
 
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 SCALE = 10**7  # folded .cpu at the default 100 Hz: 1e9/100 ns per sample
@@ -209,6 +211,42 @@ def test_three_nodes_rf1_from_a_node_without_data():
             ids = check_listing(listing(node, t0).json(), t0)
             for idx, pid in ids:
                 check_open(node, idx, pid)
+
+
+def test_three_nodes_shard_by_profile():
+    """--shard-by-profile 1 on every node, RF 2: a CPU pprof's two sample
+    types land on one token, every replica accepts them (its token check
+    places series the same way), and each profile opens on every node as
+    its own push in both types (the nanoseconds tree stored as a factor of
+    the samples tree)."""
+    t0 = window_start()
+    SAMPLES = "process_cpu:samples:count:cpu:nanoseconds"
+    rows = [(["main", "handle", "db.query"], 3), (["main", "gc"], 1), (["main", "serve"], 9)]
+    with Cluster(3, rf=2, args=QUERY_TIMEOUT_ARGS + ["--shard-by-profile", "1"]) as c:
+        for i in range(4):
+            p = Pprof([("samples", "count"), ("cpu", "nanoseconds")])
+            for stack, n in rows:
+                p.add(stack, [n + i, (n + i) * SCALE])
+            r = c.nodes[i % 3].ingest(p.encode_gz(), name="shop{pod=a}", format="pprof",
+                                      **{"from": t0 + 2 * i}, until=t0 + 2 * i + 1)
+            assert r.status == 200, r
+        assert sum(written(n) for n in c.nodes) == 2 * 2 * 4  # replicas x types x pushes
+        tokens = set()
+        for ptype, scale in ((CPU, SCALE), (SAMPLES, 1)):
+            r = c.nodes[0].query("/api/profiles", query=ptype + '{service_name="shop"}',
+                                 **{"from": t0 - 10}, until=t0 + 20)
+            assert r.status == 200, r
+            got = r.json()["profiles"]
+            assert len(got) == 4, got
+            for e in got:
+                i = (e["time"] - t0) // 2
+                tokens.add(e["id"][:16])
+                want = {";".join(st): (n + i) * scale for st, n in rows}
+                for node in c.nodes:
+                    r = open_profile(node, e["id"])
+                    assert r.status == 200, r
+                    assert stacks(r.body.decode()) == want, (ptype, i, r.body)
+        assert len(tokens) == 1, tokens  # both types of one pod: one token
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/labels.h"
 
 #include "ring/ring.h"
 #include "check.h"
@@ -37,9 +38,52 @@ static void test_shard_policy(void)
     CHECK_EQ_INT(ring_shards_for(&z, "x"), 1);
 }
 
+static labels_t *cpu_labels(const char *type, const char *pod)
+{
+    labels_t *l = labels_new();
+    labels_set_str(l, LABEL_NAME, "process_cpu");
+    labels_set_str(l, LABEL_PROFILE_TYPE, type);
+    labels_set_str(l, LABEL_SERVICE_NAME, "api");
+    labels_set_str(l, "pod", pod);
+    return l;
+}
+
+/* shard-by-profile: the sample types of one profile share a shard key (a
+ * golden value: changing it moves data); without it the key is the series
+ * id, as before the setting existed. */
+static void test_shard_key(void)
+{
+    labels_t *s0 = cpu_labels("process_cpu:samples:count:cpu:nanoseconds", "p0");
+    labels_t *c0 = cpu_labels("process_cpu:cpu:nanoseconds:cpu:nanoseconds", "p0");
+    labels_t *c1 = cpu_labels("process_cpu:cpu:nanoseconds:cpu:nanoseconds", "p1");
+    ring_shard_policy_t by_series = {.default_shards = 4}, by_profile = by_series;
+    by_profile.by_profile = 1;
+    CHECK(ring_shard_key(s0, labels_hash(s0), &by_series) == labels_hash(s0));
+    CHECK(ring_shard_key(c0, 77, &by_series) == 77);
+    uint64_t ks0 = ring_shard_key(s0, labels_hash(s0), &by_profile);
+    CHECK(ks0 == ring_shard_key(c0, labels_hash(c0), &by_profile));
+    CHECK(ks0 != ring_shard_key(c1, labels_hash(c1), &by_profile));
+    CHECK(ks0 == 0x6a913313926bf228ULL);
+    /* spread: pods over 4 shards */
+    int seen[4] = {0};
+    for (int i = 0; i < 400; i++) {
+        char pod[16];
+        snprintf(pod, sizeof pod, "p%d", i);
+        labels_t *l = cpu_labels("t", pod);
+        seen[ring_series_shard(ring_shard_key(l, 0, &by_profile), 4)]++;
+        labels_free(l);
+    }
+    for (int i = 0; i < 4; i++)
+        CHECK(seen[i] > 60);
+    labels_free(s0);
+    labels_free(c0);
+    labels_free(c1);
+}
+
 int main(void)
 {
     test_shard_policy();
+    test_shard_key();
     CHECK_EQ_INT(RING_PLACEMENT_VERSION, 1);
     uint64_t t0 = ring_placement_token("anonymous", "api", 0);
     uint64_t t1 = ring_placement_token("anonymous", "api", 1);

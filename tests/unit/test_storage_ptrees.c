@@ -2,8 +2,9 @@
  * series in the same 10 s window read back exactly, each its own (while the
  * window's block holds their sum); other series, unknown ids; listing a
  * series newest first within a range and a count; the size cap;
- * profile retention at read, at write and by compaction; and the upgrade of
- * a format-4 data directory. */
+ * profile retention at read, at write and by compaction; scaled trees (a
+ * series stored as a factor of another); and the upgrade of format-4 and
+ * format-8 data directories. */
 #include "test_storage_fixture.h"
 
 #define T0 1700000000LL
@@ -70,14 +71,19 @@ static int list_fn(void *ctx, int64_t time_ns, const uint8_t profile_id[16], int
     return 0;
 }
 
-static listed_t scan(fixture_t *f, const labels_t *l, int64_t from_s, int64_t until_s, size_t max)
+static listed_t scan_token(fixture_t *f, const labels_t *l, uint64_t token, int64_t from_s,
+                           int64_t until_s, size_t max)
 {
     listed_t out = {0};
     uint64_t sid = labels_hash(l);
     CHECK_EQ_INT(
-        storage_scan_profile_trees(f->s, "pt", sid >> 1, sid, from_s, until_s, max, list_fn, &out),
-        0);
+        storage_scan_profile_trees(f->s, "pt", token, sid, from_s, until_s, max, list_fn, &out), 0);
     return out;
+}
+
+static listed_t scan(fixture_t *f, const labels_t *l, int64_t from_s, int64_t until_s, size_t max)
+{
+    return scan_token(f, l, labels_hash(l) >> 1, from_s, until_s, max);
 }
 
 /* A series' profiles are listed newest first, within [from, until) by the
@@ -238,6 +244,186 @@ static void test_size_cap(fixture_t *f)
     symtab_free(st);
 }
 
+/* The stored profile_trees value of series l's profile (caller frees). */
+static char *raw_value(fixture_t *f, const labels_t *l, uint64_t token, uint64_t id,
+                       int64_t time_ns, size_t *n)
+{
+    skey_t k;
+    uint8_t pid[16];
+    fx_id(pid, id);
+    storage_key_ptree(&k, token, "pt", labels_hash(l), time_ns, pid);
+    char *err = NULL;
+    char *v =
+        rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_PTREES], (const char *)k.b, k.n, n, &err);
+    CHECK(err == NULL);
+    free(err);
+    return v;
+}
+
+/* 1 if the value of series l is scaled (a factor of another series). */
+static int is_scaled(fixture_t *f, const labels_t *l, uint64_t token, uint64_t id, int64_t t)
+{
+    size_t n = 0;
+    char *v = raw_value(f, l, token, id, t, &n);
+    CHECK(v != NULL && n >= PTREE_HEADER_LEN);
+    int r = v != NULL && n >= 2 && (v[1] & PTREE_FLAG_SCALED) != 0;
+    if (r) CHECK(n <= PTREE_SCALED_MAX_LEN);
+    free(v);
+    return r;
+}
+
+/* A profile's series that share one token and one shape, written in one
+ * batch: a series c times the last plain one before it stores only c and
+ * reads back exactly; a series that is not (a value off, a factor that does
+ * not divide, another token) is stored as it is. */
+static void test_scaled(fixture_t *f)
+{
+    enum { N = 6 };
+    static const char *const env[N] = {"samples", "cpu", "triple", "off", "half", "far"};
+    labels_t *l[N];
+    calltree_t *t[N];
+    symtab_t *st = symtab_new();
+    static const char *const stacks[3] = {"main;parse", "main;parse;lex", "main;write"};
+    static const int64_t samples[3] = {3, 1, 4};
+    /* x 10^7; x 3; x 10^7 but one value off; values no integer factor
+     * divides (of samples or of off); x 10^7 on another token */
+    static const int64_t mul[N] = {1, 10000000, 3, 10000000, 1, 10000000};
+    storage_series_write_t sw[N];
+    for (int i = 0; i < N; i++) {
+        l[i] = fx_labels("pscale", env[i]);
+        t[i] = calltree_new(0);
+        for (int j = 0; j < 3; j++) {
+            int64_t v = samples[j] * mul[i];
+            if (i == 3 && j == 2) v += 1;
+            if (i == 4) v = samples[j] * 2 - 1; /* 5, 1, 7: no multiple of 3, 1, 4 */
+            fx_add(t[i], st, stacks[j], v);
+        }
+        sw[i] = (storage_series_write_t){
+            .labels = l[i], .series_id = labels_hash(l[i]), .token = 77, .tree = t[i]};
+    }
+    sw[N - 1].token = 78;
+    const int64_t time_ns = (T0 + 4) * NS;
+    storage_profile_write_t p = {
+        .tenant = "pt", .time_ns = time_ns, .series = sw, .nseries = N, .symbols = st};
+    fx_id(p.profile_id, 40);
+    f->now = T0 + 10;
+    errmsg_t em = {{0}};
+    size_t written = 0;
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, &written, &em), 0);
+    CHECK_EQ_INT(written, N);
+    /* "off" is stored plain and so becomes what "half" is compared with */
+    static const int scaled[N] = {0, 1, 1, 0, 0, 0};
+    for (int pass = 0; pass < 2; pass++) { /* from memtables, then from compacted files */
+        for (int i = 0; i < N; i++) {
+            CHECK_EQ_INT(is_scaled(f, l[i], sw[i].token, 40, time_ns), scaled[i]);
+            calltree_t *g = calltree_new(0);
+            CHECK_EQ_INT(storage_read_profile(f->s, "pt", sw[i].token, sw[i].series_id, time_ns,
+                                              p.profile_id, g),
+                         0);
+            CHECK(same_tree(g, t[i]));
+            CHECK_EQ_INT(calltree_root_total(g), calltree_root_total(t[i]));
+            calltree_free(g);
+        }
+        listed_t got = scan_token(f, l[1], 77, T0, T0 + 10, 10);
+        CHECK_EQ_INT(got.n, 1);
+        CHECK_EQ_INT(got.kept[0], 1);
+        CHECK_EQ_INT(got.total[0], 8 * 10000000LL);
+        CHECK_EQ_INT(storage_compact(f->s), 0);
+    }
+    /* a base too large to keep is no base: both keep only their header */
+    for (int i = 0; i < 2; i++) {
+        calltree_free(t[i]);
+        t[i] = calltree_new(0);
+        for (int j = 0; j < 200; j++) {
+            char stack[32];
+            snprintf(stack, sizeof stack, "m;f%d", j);
+            fx_add(t[i], st, stack, (j + 1) * mul[i]);
+        }
+        sw[i].tree = t[i];
+    }
+    p.nseries = 2;
+    fx_id(p.profile_id, 41);
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, &written, &em), 0);
+    CHECK_EQ_INT(written, 2);
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ_INT(is_scaled(f, l[i], 77, 41, time_ns), 0);
+        calltree_t *g = calltree_new(0);
+        CHECK_EQ_INT(
+            storage_read_profile(f->s, "pt", 77, sw[i].series_id, time_ns, p.profile_id, g),
+            ERR_NOT_FOUND);
+        calltree_free(g);
+    }
+    for (int i = 0; i < N; i++) {
+        calltree_free(t[i]);
+        labels_free(l[i]);
+    }
+    symtab_free(st);
+}
+
+/* Scaled values that do not hold together read as corrupt, never as a
+ * tree: no factor, a zero factor, bytes after it, a base that is missing,
+ * scaled itself (here: the value itself) or not kept. */
+static void test_scaled_corrupt(fixture_t *f)
+{
+    labels_t *l = fx_labels("pbad", NULL);
+    symtab_t *st = symtab_new();
+    calltree_t *t = calltree_new(0);
+    fx_add(t, st, "a;b", 3);
+    f->now = T0 + 10;
+    CHECK_EQ_INT(fx_write(f->s, "pt", l, t, st, 50, T0 * NS, NULL), 0);
+    uint64_t sid = labels_hash(l), token = sid >> 1;
+    labels_t *big = fx_labels("pbad", "big");
+    calltree_t *bt = calltree_new(0);
+    for (int i = 0; i < 200; i++) {
+        char stack[32];
+        snprintf(stack, sizeof stack, "m;f%d", i);
+        fx_add(bt, st, stack, i + 1);
+    }
+    storage_series_write_t sw = {
+        .labels = big, .series_id = labels_hash(big), .token = token, .tree = bt};
+    storage_profile_write_t p = {
+        .tenant = "pt", .time_ns = T0 * NS, .series = &sw, .nseries = 1, .symbols = st};
+    fx_id(p.profile_id, 50);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0); /* over the cap: header only */
+    uint8_t pid[16];
+    fx_id(pid, 50);
+    skey_t k;
+    storage_key_ptree(&k, token, "pt", sid, T0 * NS, pid);
+    uint8_t v[32] = {PTREE_VERSION, PTREE_FLAG_SCALED};
+    storage_i64_put(v + 2, 3);
+    const uint64_t bases[] = {0x1234, sid, labels_hash(big)}; /* missing, itself, not kept */
+    struct {
+        size_t n;
+        uint64_t base;
+        uint8_t tail[3];
+    } bad[] = {{PTREE_HEADER_LEN, 0, {0}},
+               {PTREE_HEADER_LEN + 4, sid, {0}},
+               {PTREE_HEADER_LEN + 8, sid, {0}},
+               {PTREE_HEADER_LEN + 9, sid, {0}},
+               {PTREE_HEADER_LEN + 10, sid, {2, 0}},
+               {PTREE_HEADER_LEN + 9, bases[0], {2}},
+               {PTREE_HEADER_LEN + 9, bases[1], {2}},
+               {PTREE_HEADER_LEN + 9, bases[2], {2}}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        storage_i64_put(v + PTREE_HEADER_LEN, (int64_t)bad[i].base);
+        memcpy(v + PTREE_HEADER_LEN + 8, bad[i].tail, sizeof bad[i].tail);
+        char *err = NULL;
+        rocksdb_put_cf(f->s->db, f->s->wopts, f->s->cf[CF_PTREES], (const char *)k.b, k.n,
+                       (const char *)v, bad[i].n, &err);
+        CHECK(err == NULL);
+        free(err);
+        calltree_t *g = calltree_new(0);
+        CHECK_EQ_INT(storage_read_profile(f->s, "pt", token, sid, T0 * NS, pid, g), ERR_CORRUPT);
+        calltree_free(g);
+    }
+    calltree_free(t);
+    calltree_free(bt);
+    labels_free(l);
+    labels_free(big);
+    symtab_free(st);
+}
+
 static void put_version(fixture_t *f, const char *v)
 {
     char *err = NULL;
@@ -259,6 +445,17 @@ static void test_upgrade(fixture_t *f)
         rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_META], "format_version", 14, &n, &err);
     CHECK(v != NULL && n == 1 && v[0] == STORAGE_FORMAT_VERSION[0]);
     free(v);
+    /* format 8 (no scaled trees) opens as it is, its profiles read back */
+    put_version(f, "8");
+    CHECK_EQ_INT(fx_reopen(f), 0);
+    v = rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_META], "format_version", 14, &n, &err);
+    CHECK(v != NULL && n == 1 && v[0] == STORAGE_FORMAT_VERSION[0]);
+    free(v);
+    labels_t *l = fx_labels("ptree", NULL);
+    calltree_t *g = read_back(f, l, 1, (T0 + 1) * NS);
+    CHECK(g != NULL && calltree_root_total(g) == 35);
+    calltree_free(g);
+    labels_free(l);
     put_version(f, "3");
     storage_close(f->s);
     errmsg_t em = {{0}};
@@ -279,6 +476,8 @@ int main(void)
     test_scan(&f);
     test_retention(&f);
     test_size_cap(&f);
+    test_scaled(&f);
+    test_scaled_corrupt(&f);
     test_upgrade(&f);
     fx_done(&f);
     return check_exit();

@@ -2,7 +2,8 @@
  * into a dense vector (storage_sparse_add_dense, the query merger's path)
  * must give what decoding and adding gives, and a corrupt block must add
  * nothing, wherever it breaks; folding merge operands (storage_fold_sparse)
- * must sum them exactly, one operand or many. Prints its seed; pass a seed
+ * must sum them exactly, one operand or many; storage_sparse_factor must
+ * find exact integer factors only. Prints its seed; pass a seed
  * as argv[1] to replay. */
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,102 @@ static void test_fold(void)
     storage_sparse_free(&d);
 }
 
+/* v := the n (id, value) pairs given. */
+static void set_vec(sparse_vec_t *v, size_t n, const uint32_t *id, const int64_t *val)
+{
+    storage_sparse_reserve(v, n ? n : 1);
+    memcpy(v->id, id, n * sizeof *id);
+    memcpy(v->val, val, n * sizeof *val);
+    v->n = n;
+}
+
+/* factor(a, b) on the pairs given: 1 with *c, or 0. */
+static int factor_of(size_t na, const uint32_t *ia, const int64_t *va, size_t nb,
+                     const uint32_t *ib, const int64_t *vb, int64_t *c)
+{
+    sparse_vec_t a, b;
+    storage_sparse_init(&a);
+    storage_sparse_init(&b);
+    set_vec(&a, na, ia, va);
+    set_vec(&b, nb, ib, vb);
+    *c = 12345; /* untouched when not proportional */
+    int r = storage_sparse_factor(&a, &b, c);
+    storage_sparse_free(&a);
+    storage_sparse_free(&b);
+    return r;
+}
+
+/* Proportional sample types (profile_trees stores b as c times a): exact
+ * factors only, over the same non-zero entries, without overflow. */
+static void test_factor(void)
+{
+    const uint32_t id[4] = {1, 5, 9, 12}, other[4] = {1, 5, 10, 12};
+    int64_t c;
+    const int64_t samples[4] = {3, 1, 7, 2}, cpu[4] = {30000000, 10000000, 70000000, 20000000};
+    CHECK(factor_of(4, id, samples, 4, id, cpu, &c) == 1 && c == 10000000);
+    CHECK(factor_of(4, id, samples, 4, id, samples, &c) == 1 && c == 1);
+    const int64_t neg[4] = {-6, -2, -14, -4};
+    CHECK(factor_of(4, id, samples, 4, id, neg, &c) == 1 && c == -2);
+    /* cpu over samples: 1/10^7 is no integer factor */
+    CHECK(factor_of(4, id, cpu, 4, id, samples, &c) == 0 && c == 12345);
+    /* a factor that does not divide: 3 * 2 != 7, 7 / 3 not whole */
+    const int64_t off[4] = {6, 2, 15, 4}, nodiv[4] = {7, 2, 14, 4};
+    CHECK(factor_of(4, id, samples, 4, id, off, &c) == 0);
+    CHECK(factor_of(4, id, samples, 4, id, nodiv, &c) == 0);
+    /* other ids, or one entry more or less */
+    CHECK(factor_of(4, id, samples, 4, other, cpu, &c) == 0);
+    CHECK(factor_of(4, id, samples, 3, id, cpu, &c) == 0);
+    CHECK(factor_of(3, id, samples, 4, id, cpu, &c) == 0);
+    /* zero values are no entries (the encoding omits them) */
+    const uint32_t idz[5] = {1, 3, 5, 9, 12};
+    const int64_t samz[5] = {3, 0, 1, 7, 2}, cpuz[4] = {6, 2, 14, 4};
+    CHECK(factor_of(5, idz, samz, 4, id, cpuz, &c) == 1 && c == 2);
+    CHECK(factor_of(4, id, cpuz, 5, idz, samz, &c) == 0); /* 3 / 6 */
+    const int64_t zeros[4] = {0, 0, 0, 0};
+    CHECK(factor_of(4, id, zeros, 4, id, zeros, &c) == 0); /* nothing to scale */
+    CHECK(factor_of(0, id, zeros, 0, id, zeros, &c) == 0);
+    CHECK(factor_of(4, id, samples, 4, id, zeros, &c) == 0);
+    CHECK(factor_of(4, id, zeros, 4, id, samples, &c) == 0);
+    /* overflow: c * a past int64 on a later entry, and INT64_MIN / -1 */
+    const int64_t big[2] = {1, INT64_MAX / 2 + 1};
+    const int64_t bigc_v[2] = {2, (int64_t)((uint64_t)(INT64_MAX / 2 + 1) * 2)}; /* wrapped */
+    CHECK(factor_of(2, id, big, 2, id, bigc_v, &c) == 0);
+    const int64_t m1[1] = {-1}, mn[1] = {INT64_MIN}, mx[1] = {INT64_MAX};
+    CHECK(factor_of(1, id, m1, 1, id, mn, &c) == 0);
+    CHECK(factor_of(1, id, m1, 1, id, mx, &c) == 1 && c == -INT64_MAX);
+    CHECK(factor_of(1, id, mn, 1, id, mn, &c) == 1 && c == 1);
+    /* random vectors and exact multiples of them round trip */
+    sparse_vec_t a, b;
+    storage_sparse_init(&a);
+    storage_sparse_init(&b);
+    for (int r = 0; r < 200; r++) {
+        random_vec(&a, r % 2);
+        int64_t f = 1 + (int64_t)(check_rng() % 1000000000);
+        storage_sparse_reserve(&b, a.n ? a.n : 1);
+        b.n = a.n;
+        for (size_t i = 0; i < a.n; i++) {
+            b.id[i] = a.id[i];
+            b.val[i] = a.val[i] * f;
+        }
+        size_t nz = 0;
+        for (size_t i = 0; i < a.n; i++)
+            nz += a.val[i] != 0;
+        c = 0;
+        int got = storage_sparse_factor(&a, &b, &c);
+        CHECK(got == (nz > 0));
+        if (got) CHECK(c == f);
+        if (nz > 1) { /* one value off by one: no longer proportional */
+            size_t k = check_rng() % a.n;
+            while (a.val[k] == 0)
+                k = (k + 1) % a.n;
+            b.val[k] += 1;
+            CHECK(storage_sparse_factor(&a, &b, &c) == 0);
+        }
+    }
+    storage_sparse_free(&a);
+    storage_sparse_free(&b);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -144,5 +241,6 @@ int main(int argc, char **argv)
     check_rng_state = seed ? seed : 1;
     test_dense();
     test_fold();
+    test_factor();
     return check_exit();
 }

@@ -19,7 +19,10 @@
  * data of the window; a receiver that held an old copy of the range and
  * clears it first (storage_range_clear) ends exact, markers and span trees
  * included, and data of other tokens stays; a scan reads at one snapshot
- * (a profile written from its own callback is in none of its windows). */
+ * (a profile written from its own callback is in none of its windows);
+ * scaled profile trees (a series stored as a factor of another) come off
+ * residuals on both sides like plain ones, and one whose base compaction
+ * dropped first (past profile retention) does not stop a stream. */
 #include "test_storage_fixture.h"
 
 #define T0 1700000000LL
@@ -577,6 +580,168 @@ static void test_snapshot(const labels_t *l)
     fx_done(&f);
 }
 
+/* ---- scaled profile trees: a CPU profile's nanoseconds as a factor of its samples */
+
+typedef struct pair {
+    labels_t *l[2]; /* samples, cpu: one token, the first's id >> 1 */
+    calltree_t *t[2];
+    uint64_t token;
+} pair_t;
+
+static void write_pair(fixture_t *f, const pair_t *pr, int id, int64_t t_s)
+{
+    storage_series_write_t sw[2];
+    for (int i = 0; i < 2; i++)
+        sw[i] = (storage_series_write_t){.labels = pr->l[i],
+                                         .series_id = labels_hash(pr->l[i]),
+                                         .token = pr->token,
+                                         .tree = pr->t[i]};
+    storage_profile_write_t p = {
+        .tenant = "st", .time_ns = t_s * NS, .series = sw, .nseries = 2, .symbols = ST};
+    fx_id(p.profile_id, (uint64_t)id);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
+}
+
+static int64_t pair_total(fixture_t *f, const pair_t *pr, int i, int res)
+{
+    fx_scan_t sc = {0};
+    CHECK_EQ_INT(storage_scan_totals(f->s, "st", pr->token, labels_hash(pr->l[i]), res, FROM, UNTIL,
+                                     fx_total_cb, &sc),
+                 0);
+    return sc.total;
+}
+
+typedef struct prx {
+    fixture_t *to;
+    const pair_t *pr;
+    int windows, big;
+} prx_t;
+
+/* Every window holds only kept trees: nothing is left in a residual, the
+ * cpu series' (scaled) trees included. Big ones are kept on no side but the
+ * receiver's (untreed, and known there). */
+static int pair_window(void *ctx, const storage_stream_window_t *w)
+{
+    prx_t *x = ctx;
+    CHECK_EQ_INT(w->nkept, x->big ? 0 : 2);
+    CHECK_EQ_INT(w->nuntreed, x->big ? 2 : 0);
+    if (!x->big) CHECK_EQ_INT(w->total, 0);
+    if (!x->big) CHECK_EQ_INT(calltree_root_total(w->residual), 0);
+    for (size_t i = 0; i < w->nkept; i++)
+        if (holds(x->to->s, w->token, w->series_id, &w->kept[i]) != 1)
+            write_pair(x->to, x->pr, w->kept[i].profile_id[15], w->kept[i].time_ns / NS);
+    const labels_t *l = w->series_id == labels_hash(x->pr->l[0]) ? x->pr->l[0] : x->pr->l[1];
+    int stored = 0;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_stream_store(x->to->s, w, l, ST, &stored, &em), 0);
+    x->windows++;
+    return 0;
+}
+
+/* A stream's residuals take scaled trees off like plain ones, on the
+ * source (storage_stream_scan) and on a receiver that held the profile
+ * already (storage_stream_store; big: trees over max_profile_tree_bytes,
+ * kept only by the receiver, which receives the range): both end with the
+ * same sums. */
+static void test_scaled_trees(int big)
+{
+    fixture_t a, b;
+    pair_t pr = {{fx_labels("pair", "samples"), fx_labels("pair", "cpu")},
+                 {calltree_new(0), calltree_new(0)},
+                 0};
+    pr.token = labels_hash(pr.l[0]) >> 1;
+    if (open_store(&a) != 0) return;
+    if ((big ? open_receiving(&b, pr.l[0]) : open_store(&b)) != 0) return;
+    int64_t want = 0;
+    for (int k = 0; k < (big ? 60 : 1); k++) {
+        char stack[64];
+        snprintf(stack, sizeof stack, "main;a%d;b", k);
+        for (int i = 0; i < 2; i++)
+            fx_add(pr.t[i], ST, stack, (4 + k) * (i ? 10000000 : 1));
+        want += 4 + k;
+    }
+    for (int i = 0; i < 2; i++)
+        fx_add(pr.t[i], ST, "main;c", i ? 10000000 : 1);
+    want += 1;
+    write_pair(&a, &pr, 1, T0 - 100);
+    write_pair(&a, &pr, 2, T0 - 95);  /* the same windows */
+    write_pair(&b, &pr, 1, T0 - 100); /* a live write that reached the receiver */
+    skey_t k;
+    uint8_t pid[16];
+    fx_id(pid, 1);
+    storage_key_ptree(&k, pr.token, "st", labels_hash(pr.l[1]), (T0 - 100) * NS, pid);
+    size_t n = 0;
+    char *err = NULL;
+    fixture_t *keeps = big ? &b : &a;
+    char *v = rocksdb_get_cf(keeps->s->db, keeps->s->ropts, keeps->s->cf[CF_PTREES],
+                             (const char *)k.b, k.n, &n, &err);
+    CHECK(v != NULL && n > 1 && (v[1] & PTREE_FLAG_SCALED)); /* what this test is about */
+    free(v);
+    prx_t x = {.to = &b, .pr = &pr, .big = big};
+    CHECK_EQ_INT(storage_stream_scan(a.s, 0, UINT64_MAX, NULL, 0, pair_window, &x), 0);
+    CHECK_EQ_INT(x.windows, 2 * STORAGE_RESOLUTION_COUNT);
+    for (int res = 0; res < STORAGE_RESOLUTION_COUNT; res++)
+        for (int i = 0; i < 2; i++) {
+            CHECK_EQ_INT(pair_total(&b, &pr, i, res), pair_total(&a, &pr, i, res));
+            CHECK_EQ_INT(pair_total(&a, &pr, i, res), 2 * want * (i ? 10000000 : 1));
+        }
+    storage_stats_t st;
+    storage_stats(a.s, &st);
+    CHECK_EQ_INT(st.corrupt_operands, 0);
+    for (int i = 0; i < 2; i++) {
+        labels_free(pr.l[i]);
+        calltree_free(pr.t[i]);
+    }
+    fx_done(&a);
+    fx_done(&b);
+}
+
+static int store_window(void *ctx, const storage_stream_window_t *w)
+{
+    prx_t *x = ctx;
+    const labels_t *l = w->series_id == labels_hash(x->pr->l[0]) ? x->pr->l[0] : x->pr->l[1];
+    int stored = 0;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_stream_store(x->to->s, w, l, ST, &stored, &em), 0);
+    x->windows += stored;
+    return 0;
+}
+
+/* A receiver (not receiving the range: nothing keeps its old trees) whose
+ * compaction dropped the base of a scaled tree past profile retention
+ * before the scaled one: the stream stores its windows all the same. */
+static void test_scaled_base_gone(void)
+{
+    fixture_t a, e;
+    pair_t pr = {{fx_labels("gone", "samples"), fx_labels("gone", "cpu")},
+                 {calltree_new(0), calltree_new(0)},
+                 0};
+    pr.token = labels_hash(pr.l[0]) >> 1;
+    if (open_store(&a) != 0 || open_store(&e) != 0) return;
+    for (int i = 0; i < 2; i++)
+        fx_add(pr.t[i], ST, "main;g", i ? 30000000 : 3);
+    write_pair(&a, &pr, 1, T0 - 100);
+    write_pair(&e, &pr, 1, T0 - 100);
+    skey_t k;
+    uint8_t pid[16];
+    fx_id(pid, 1);
+    storage_key_ptree(&k, pr.token, "st", labels_hash(pr.l[0]), (T0 - 100) * NS, pid);
+    char *err = NULL;
+    rocksdb_delete_cf(e.s->db, e.s->wopts, e.s->cf[CF_PTREES], (const char *)k.b, k.n, &err);
+    CHECK(err == NULL);
+    a.now = e.now = T0 + 3600; /* the trees are past profile retention, the windows are not */
+    prx_t x = {.to = &e, .pr = &pr};
+    CHECK_EQ_INT(storage_stream_scan(a.s, 0, UINT64_MAX, NULL, 0, store_window, &x), 0);
+    CHECK_EQ_INT(x.windows, 2 * STORAGE_RESOLUTION_COUNT);
+    for (int i = 0; i < 2; i++) {
+        labels_free(pr.l[i]);
+        calltree_free(pr.t[i]);
+    }
+    fx_done(&a);
+    fx_done(&e);
+}
+
 int main(void)
 {
     ST = symtab_new();
@@ -596,6 +761,9 @@ int main(void)
     test_spans_live(l);
     test_clear(&a, l);
     test_snapshot(l);
+    test_scaled_trees(0);
+    test_scaled_trees(1);
+    test_scaled_base_gone();
     fx_done(&a);
     labels_free(l);
     for (int i = 1; i <= NPROF; i++)
