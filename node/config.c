@@ -333,7 +333,9 @@ static const opt_t options[] = {
      "Once a push has its write quorum, how long it waits for the other replicas' acks before "
      "storing a durable hint for each one still silent and answering 200 (a later ack deletes "
      "the hint). Longer: fewer hints for replicas that are only a little slow, and that much "
-     "more latency while one is slow; 0: hint at once."},
+     "more latency while one is slow (only for the push that finds it slow: a replica that "
+     "let the grace run out is hinted at once on later pushes until it acknowledges a write "
+     "within the grace again); 0: hint at once."},
     {"repair-max-bytes-per-s", OPT_SIZE, FIELD(cluster.repair_bytes_per_s, size_t), "16MiB", 0, 0,
      1024 * GiB,
      "Bytes per second an anti-entropy pass (scheduled, flamectl cluster repair, or asked by a "
