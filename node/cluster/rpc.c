@@ -342,11 +342,13 @@ void rpc_forget_peer(rpc_t *r, const char *addr)
  * The socket, its poll handle and the messages queued here are kept. */
 static int peer_redial(rpc_t *r, peer_t *p)
 {
+    p->dialled_ms = uv_now(r->loop); /* tried now, either way */
     if (nn_shutdown(p->sock, p->eid) < 0) {
+        /* the old endpoint stays: a second one would split the sends */
         r->stats.socket_errors++;
         log_warn("rpc", "redial %s: dropping the connection: %s", p->addr, nn_strerror(nn_errno()));
+        return ERR_IO;
     }
-    p->dialled_ms = uv_now(r->loop);
     p->eid = nn_connect(p->sock, p->addr);
     if (p->eid >= 0) {
         r->stats.redials++;

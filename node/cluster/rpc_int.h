@@ -76,8 +76,10 @@ int rpc_send(rpc_t *r, const char *addr, const uint8_t *msg, size_t len, uint64_
  * after the network heals it could stay silent for as long again). Messages
  * queued here are kept for the new connection; those already handed to the
  * old one may be lost (acks and deadlines cover that). 1 redialled, 0 not
- * (no socket to addr, or a younger one), negative on a socket error (the
- * peer is then closed; the next rpc_send opens a new one). */
+ * (no socket to addr, or a younger one), negative on a socket error: the
+ * old connection could not be dropped (kept; tried again min_age_ms later),
+ * or no new one could be dialled (the peer is closed; the next rpc_send
+ * opens a new one). */
 int rpc_redial(rpc_t *r, const char *addr, uint64_t min_age_ms);
 
 /* Closes a peer's socket (e.g. when it left the cluster); queued messages are
