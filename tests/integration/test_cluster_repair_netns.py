@@ -13,6 +13,11 @@ go on; the time from the heal until its marks are lifted, and until every
 node answers the acknowledged total exactly, is printed. Then each node
 answers exactly on its own (n2 with the other two killed).
 
+A second case cuts n2 off for 20 s (hints on) and requires, within 3 s of
+the heal, every member active everywhere and a push through each node
+acknowledged: the bound nodes meet by dialling down members afresh
+(--redial-interval), which TCP's retransmission backoff alone misses.
+
 Skipped (harness.Skip, with the reason) when namespaces cannot be made: not
 root, no `ip`, or `ip netns add` failing. The SIGSTOP test runs everywhere.
 Every wait is bounded; the seed is printed (cluster.py).
