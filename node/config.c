@@ -303,6 +303,12 @@ static const opt_t options[] = {
      "How often membership is gossiped to a peer."},
     {"failure-timeout", OPT_MS, FIELD(cluster.failure_timeout_ms, uint64_t), "5s", 0, 200, 600000,
      "A node not heard from for this long is marked down."},
+    {"redial-interval", OPT_MS, FIELD(cluster.redial_interval_ms, uint64_t), "1s", 0, 0, 600000,
+     "While a member is marked down, how often this node drops its connection to it and dials "
+     "it again (checked every gossip-interval). An established TCP connection to a node that "
+     "is cut off stays open while TCP retransmits with a backoff that doubles up to minutes, so "
+     "after the network heals it could stay silent about as long as the outage lasted; a fresh "
+     "connection resumes traffic within about this interval (0 = never: keep the connection)."},
     {"write-timeout", OPT_MS, FIELD(cluster.write_timeout_ms, uint64_t), "5s", 0, 50, 600000,
      "Deadline of a replicated write; without a write quorum by then the push gets 503."},
     {"query-timeout", OPT_MS, FIELD(cluster.query_timeout_ms, uint64_t), "30s", 0, 50, 3600000,
@@ -333,7 +339,9 @@ static const opt_t options[] = {
      "Once a push has its write quorum, how long it waits for the other replicas' acks before "
      "storing a durable hint for each one still silent and answering 200 (a later ack deletes "
      "the hint). Longer: fewer hints for replicas that are only a little slow, and that much "
-     "more latency while one is slow; 0: hint at once."},
+     "more latency while one is slow (only for the push that finds it slow: a replica that "
+     "let the grace run out is hinted at once on later pushes until it acknowledges a write "
+     "within the grace again); 0: hint at once."},
     {"repair-max-bytes-per-s", OPT_SIZE, FIELD(cluster.repair_bytes_per_s, size_t), "16MiB", 0, 0,
      1024 * GiB,
      "Bytes per second an anti-entropy pass (scheduled, flamectl cluster repair, or asked by a "

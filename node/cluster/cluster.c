@@ -101,12 +101,31 @@ static const char *next_seed(cluster_t *c)
     return c->seeds[c->next_seed++ % c->nseeds];
 }
 
+/* Dials every member that is down afresh, once per redial interval: its old
+ * connection, established before it went silent, may be waiting out TCP's
+ * retransmission backoff, which grows with the outage (rpc_redial). A member
+ * that left is not dialled; its socket is forgotten with its address. */
+static void redial_down(cluster_t *c)
+{
+    if (c->rpc == NULL || c->cfg.redial_interval_ms == 0) return;
+    for (size_t i = 0; i < ring_members_count(c->members); i++) {
+        ring_member_t m;
+        if (ring_members_get(c->members, i, &m) != ERR_OK || m.state != RING_DOWN ||
+            m.life == RING_LEFT || m.cluster_addr[0] == '\0')
+            continue;
+        int rc = rpc_redial(c->rpc, m.cluster_addr, c->cfg.redial_interval_ms);
+        if (rc == 1)
+            log_debug("cluster", "%s is down: dialled %s again", m.node_id, m.cluster_addr);
+    }
+}
+
 /* One round: heartbeat and failure detection, then a SYN to a member drawn
  * at random (down ones included, to notice recovery) or to a seed. */
 static void on_gossip_timer(uv_timer_t *t)
 {
     cluster_t *c = t->data;
     ring_members_tick(c->members);
+    redial_down(c);
     c->counters.gossip_rounds++;
     int i = ring_gossip_pick(c->members, &c->rng);
     ring_member_t m;

@@ -54,6 +54,7 @@ typedef struct cluster_config {
     uint32_t tokens;                          /* virtual nodes of this node */
     uint64_t gossip_interval_ms;
     uint64_t failure_timeout_ms; /* no heartbeat for this long -> down */
+    uint64_t redial_interval_ms; /* a down member's connection is dialled afresh this often */
     uint64_t write_timeout_ms;   /* replicated write deadline (then 503) */
     uint64_t query_timeout_ms;   /* scatter-gather deadline (then partial) */
     size_t max_message_bytes;    /* NN_RCVMAXSIZE and send limit */

@@ -338,6 +338,7 @@ static int transport_json(const cluster_t *c, buf_t *out)
         {"dropped_queue_full", s.dropped_queue_full},
         {"dropped_deadline", s.dropped_deadline},
         {"socket_errors", s.socket_errors},
+        {"redials", s.redials},
         {"connections_accepted", s.connections_accepted},
         {"connections_dropped", s.connections_dropped},
         {"connections_broken", s.connections_broken},

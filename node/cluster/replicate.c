@@ -184,6 +184,7 @@ static void send_target(replicate_t *r, replicate_write_t *rw, uint32_t ti)
         return;
     }
     p->request_id = t->req.request_id;
+    p->sent_ms = replicate_now_ms(r);
     p->deadline_ms = rw->deadline_ms;
     p->kind = PEND_WRITE;
     snprintf(p->target, sizeof p->target, "%s", t->id);
@@ -235,6 +236,7 @@ static void write_acked(replicate_t *r, pending_t *p, const Flamedb__Cluster__Wr
     t->pend = NULL;
     if (a->status == 0) {
         r->st.write_acks++;
+        replicate_preack_acked(r, t->id, replicate_now_ms(r) - p->sent_ms);
         replicate_quorum_ack(rw, p->ti);
     } else {
         r->st.write_nacks++;
@@ -384,6 +386,7 @@ void replicate_free(replicate_t *r)
     }
     free(r->rt);
     free(r->marks);
+    free(r->slow);
     workq_free(r->own_workq);
     free(r);
 }

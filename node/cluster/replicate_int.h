@@ -146,6 +146,10 @@ void replicate_on_ack(void *ctx, cluster_msg_t *msg);
     X(hints_before_answer, "flamedb_hints_stored_before_ack_total",                                \
       "Hints stored before a push was answered 200, for replicas that had not acknowledged "       \
       "within hint-ack-grace (counted in flamedb_hints_stored_total too).")                        \
+    X(grace_skipped, "flamedb_hint_ack_grace_skipped_total",                                       \
+      "Replicas hinted (or marked for repair) as soon as a push had its quorum, without waiting "  \
+      "hint-ack-grace: they let the grace run out on an earlier push and have not acknowledged "   \
+      "a write within it since.")                                                                  \
     X(hints_cancelled, "flamedb_hints_cancelled_total",                                            \
       "Hints stored before the answer and deleted again because the replica's ack came later.")    \
     X(hints_replayed, "flamedb_hints_replayed_total",                                              \
@@ -299,6 +303,7 @@ enum pending_kind { PEND_WRITE, PEND_REPLAY };
  * list (FIFO: every request has the same timeout). */
 typedef struct pending {
     uint64_t request_id;
+    uint64_t sent_ms; /* unix ms */
     uint64_t deadline_ms;
     enum pending_kind kind;
     char target[RING_NODE_ID_MAX + 1];
@@ -320,6 +325,13 @@ typedef struct replay_target {
     uint32_t inflight; /* requests of the batch not yet resolved */
     uint32_t acked, failed;
 } replay_target_t;
+
+/* A replica that let a write's grace run out and has not acknowledged a
+ * write within the grace since (replicate_preack.c): writes hint it before
+ * the answer without waiting the grace for it. */
+typedef struct replicate_slow {
+    char id[RING_NODE_ID_MAX + 1];
+} replicate_slow_t;
 
 /* A replica that missed writes no hint will deliver (replicate_marks.c). */
 typedef struct replicate_mark {
@@ -350,6 +362,8 @@ struct replicate {
     uint64_t hint_sig; /* signature of the advertised hint targets */
     replicate_mark_t *marks;
     size_t nmarks, marks_cap;
+    replicate_slow_t *slow; /* replicas whose last ack came after the grace */
+    size_t nslow, slow_cap;
     uint32_t jobs; /* pool jobs not yet finished */
     int closing, closed_handles;
     void (*close_done)(void *arg);
@@ -381,6 +395,9 @@ void replicate_preack_unlink(replicate_t *r, replicate_write_t *rw);
  * later: its hint is deleted (unless the job storing it still runs; then
  * the job's end does it). */
 void replicate_preack_resolved(replicate_t *r, replicate_write_t *rw, uint32_t ti);
+/* Target id acknowledged a write latency_ms after it was sent: within the
+ * grace, it is no longer held slow. */
+void replicate_preack_acked(replicate_t *r, const char *id, uint64_t latency_ms);
 /* Arms the grace timer at the earliest grace end (tests move the clock). */
 void replicate_arm_grace(replicate_t *r);
 void replicate_grace_timer_cb(uv_timer_t *t);

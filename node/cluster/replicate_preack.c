@@ -11,11 +11,17 @@
  * are hinted, on the pool. A hint whose ack arrives later is deleted again;
  * until the write's deadline the replay skips it (replay_after_unix_ms), so
  * a slow replica does not get the write twice while it is still in flight.
+ *
+ * A replica that lets the grace run out is held slow until it acknowledges
+ * a write within the grace again (its late acks still arrive and are timed):
+ * meanwhile writes do not wait the grace for it but hint it at once, so a
+ * replica that stays slow costs each push a hint write, not the grace too.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/log.h"
 #include "node/cluster/replicate_int.h"
 
@@ -37,6 +43,42 @@ static int unrecorded(const rtarget_t *t)
 {
     if (t->self || t->prehinted || !natural(t)) return 0;
     return t->state == TS_PENDING || t->state == TS_NEEDS_HINT;
+}
+
+/* ---------------------------------------------------------------- slow replicas */
+
+static int slow_index(const replicate_t *r, const char *id)
+{
+    for (size_t i = 0; i < r->nslow; i++)
+        if (strcmp(r->slow[i].id, id) == 0) return (int)i;
+    return -1;
+}
+
+static int is_slow(const replicate_t *r, const rtarget_t *t)
+{
+    return slow_index(r, t->id) >= 0;
+}
+
+/* Out of memory: not held slow, so later writes wait the grace as before. */
+static void slow_add(replicate_t *r, const char *id)
+{
+    if (slow_index(r, id) >= 0 ||
+        GROW(r->slow, r->slow_cap, r->nslow + 1, RING_MAX_NODES) != ERR_OK)
+        return;
+    snprintf(r->slow[r->nslow++].id, sizeof r->slow[0].id, "%s", id);
+    log_info("replicate",
+             "replica %s did not acknowledge within hint-ack-grace (%llu ms): hinted at once "
+             "until it does",
+             id, (unsigned long long)r->o.hint_ack_grace_ms);
+}
+
+void replicate_preack_acked(replicate_t *r, const char *id, uint64_t latency_ms)
+{
+    int i = slow_index(r, id);
+    if (i < 0 || latency_ms > r->o.hint_ack_grace_ms) return;
+    r->slow[i] = r->slow[--r->nslow];
+    log_info("replicate", "replica %s acknowledged within hint-ack-grace again (%llu ms)", id,
+             (unsigned long long)latency_ms);
 }
 
 /* ---------------------------------------------------------------- grace */
@@ -82,6 +124,8 @@ void replicate_grace_timer_cb(uv_timer_t *t)
     for (replicate_write_t *rw; (rw = first_grace(r)) != NULL && rw->grace_end_ms <= now;) {
         replicate_preack_unlink(r, rw);
         rw->grace_over = 1;
+        for (uint32_t ti = 0; ti < rw->nt; ti++)
+            if (unrecorded(&rw->t[ti]) && rw->t[ti].state == TS_PENDING) slow_add(r, rw->t[ti].id);
         replicate_write_settle(r, rw);
     }
     replicate_arm_grace(r);
@@ -208,18 +252,23 @@ static int preack_store(replicate_t *r, replicate_write_t *rw)
 int replicate_preack(replicate_t *r, replicate_write_t *rw)
 {
     if (rw->preack_busy) return 1;
-    uint32_t due = 0, pending = 0;
+    uint32_t due = 0, pending = 0, slow = 0;
     for (uint32_t ti = 0; ti < rw->nt; ti++) {
         const rtarget_t *t = &rw->t[ti];
         if (!unrecorded(t)) continue;
         due++;
-        pending += t->state == TS_PENDING;
+        if (t->state != TS_PENDING) continue;
+        if (is_slow(r, t))
+            slow++; /* not waited for */
+        else
+            pending++;
     }
     if (due == 0) return 0;
     if (pending > 0 && r->o.hint_ack_grace_ms > 0 && !rw->grace_over && !r->closing) {
         grace_begin(r, rw); /* the common case: the other acks arrive meanwhile */
         return 1;
     }
+    if (!rw->grace_over && r->o.hint_ack_grace_ms > 0) r->st.grace_skipped += slow;
     replicate_preack_unlink(r, rw);
     return preack_store(r, rw);
 }

@@ -37,6 +37,8 @@ typedef struct peer {
     rpc_t *rpc;
     char *addr;
     int sock;
+    int eid;             /* the socket's one endpoint (nn_connect) */
+    uint64_t dialled_ms; /* uv_now() of its nn_connect */
     uv_poll_t poll;
     int polling;
     rpc_msg_t *head, *tail;
@@ -139,19 +141,21 @@ static void peer_evict(rpc_t *r)
     }
 }
 
-static int peer_socket(const char *addr, int *sock_out, int *fd_out, errmsg_t *em)
+static int peer_socket(const char *addr, int *sock_out, int *eid_out, int *fd_out, errmsg_t *em)
 {
     int s = nn_socket(AF_SP, NN_PUSH);
     if (s < 0) return nn_fail(em, "cannot create a socket for", addr);
     int linger = 0, ivl_max = 2000;
     nn_setsockopt(s, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof linger);
     nn_setsockopt(s, NN_SOL_SOCKET, NN_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
-    if (nn_connect(s, addr) < 0 || get_fd(s, NN_SNDFD, fd_out) < 0) {
+    int eid = nn_connect(s, addr);
+    if (eid < 0 || get_fd(s, NN_SNDFD, fd_out) < 0) {
         int rc = nn_fail(em, "cannot connect to", addr);
         nn_close(s);
         return rc;
     }
     *sock_out = s;
+    *eid_out = eid;
     return ERR_OK;
 }
 
@@ -159,8 +163,8 @@ static int peer_open(rpc_t *r, const char *addr, peer_t **out)
 {
     if (r->npeers >= r->o.max_peers) peer_evict(r);
     errmsg_t em = {{0}};
-    int sock = -1, fd = -1;
-    int rc = peer_socket(addr, &sock, &fd, &em);
+    int sock = -1, eid = -1, fd = -1;
+    int rc = peer_socket(addr, &sock, &eid, &fd, &em);
     if (rc != ERR_OK) {
         r->stats.socket_errors++;
         log_warn("rpc", "%s", em.text);
@@ -176,6 +180,8 @@ static int peer_open(rpc_t *r, const char *addr, peer_t **out)
     }
     p->rpc = r;
     p->sock = sock;
+    p->eid = eid;
+    p->dialled_ms = uv_now(r->loop);
     p->poll.data = p;
     p->next = r->peers;
     r->peers = p;
@@ -327,6 +333,40 @@ void rpc_forget_peer(rpc_t *r, const char *addr)
 {
     peer_t *p = addr != NULL ? peer_find(r, addr) : NULL;
     if (p != NULL) peer_close(r, p);
+}
+
+/* Replaces the peer's endpoint by a fresh one on the same socket: the old
+ * TCP connection is closed (nanomsg cannot tell a connection whose peer went
+ * silent from an idle one: it stays established while TCP retransmits with
+ * a backoff that doubles up to minutes) and a new one is dialled at once.
+ * The socket, its poll handle and the messages queued here are kept. */
+static int peer_redial(rpc_t *r, peer_t *p)
+{
+    p->dialled_ms = uv_now(r->loop); /* tried now, either way */
+    if (nn_shutdown(p->sock, p->eid) < 0) {
+        /* the old endpoint stays: a second one would split the sends */
+        r->stats.socket_errors++;
+        log_warn("rpc", "redial %s: dropping the connection: %s", p->addr, nn_strerror(nn_errno()));
+        return ERR_IO;
+    }
+    p->eid = nn_connect(p->sock, p->addr);
+    if (p->eid >= 0) {
+        r->stats.redials++;
+        return ERR_OK;
+    }
+    /* no endpoint left: close the peer; the next send opens a new one */
+    r->stats.socket_errors++;
+    log_warn("rpc", "redial %s: %s", p->addr, nn_strerror(nn_errno()));
+    peer_close(r, p);
+    return ERR_IO;
+}
+
+int rpc_redial(rpc_t *r, const char *addr, uint64_t min_age_ms)
+{
+    peer_t *p = addr != NULL && !r->closing ? peer_find(r, addr) : NULL;
+    if (p == NULL || uv_now(r->loop) - p->dialled_ms < min_age_ms) return 0;
+    int rc = peer_redial(r, p);
+    return rc == ERR_OK ? 1 : rc;
 }
 
 /* ---------- receiving ---------- */

@@ -3,7 +3,8 @@
  *
  * Owns the nanomsg sockets: one NN_PULL socket bound at the node's cluster
  * address receives every message; one NN_PUSH socket per peer (created on
- * first use, connected to the peer's cluster address, reconnected by nanomsg)
+ * first use, connected to the peer's cluster address, reconnected by nanomsg
+ * when a connection breaks, redialled by rpc_redial when it went silent)
  * sends. Sockets are integrated into the loop through NN_RCVFD / NN_SNDFD and
  * uv_poll, never blocking the loop. Messages are whole cluster Envelopes
  * (cluster_wire_encode); this layer does not look inside them. Replies travel
@@ -47,6 +48,7 @@ typedef struct rpc_stats {
     uint64_t dropped_queue_full;
     uint64_t dropped_deadline; /* waited in a queue past their deadline */
     uint64_t socket_errors;
+    uint64_t redials; /* connections dropped and dialled again (rpc_redial) */
     /* Incoming connections, from nanomsg's statistics of the PULL socket:
      * accepted; dropped during the handshake (not the SP protocol); broken
      * once established (e.g. a message over max_message_bytes). */
@@ -66,6 +68,19 @@ int rpc_new(uv_loop_t *loop, const rpc_options_t *o, rpc_receive_fn fn, void *ct
  * ERR_TOO_LARGE over max_message_bytes; ERR_UNAVAILABLE when the peer's queue
  * is full. Success means queued, not delivered: replies (acks) confirm. */
 int rpc_send(rpc_t *r, const char *addr, const uint8_t *msg, size_t len, uint64_t deadline_ms);
+
+/* Drops the connection to the peer at addr and dials it again at once, when
+ * the current connection was dialled at least min_age_ms ago (for a peer
+ * that is down: an established TCP connection to a host that is cut off
+ * stays open, retransmitting with a backoff that grows with the outage, so
+ * after the network heals it could stay silent for as long again). Messages
+ * queued here are kept for the new connection; those already handed to the
+ * old one may be lost (acks and deadlines cover that). 1 redialled, 0 not
+ * (no socket to addr, or a younger one), negative on a socket error: the
+ * old connection could not be dropped (kept; tried again min_age_ms later),
+ * or no new one could be dialled (the peer is closed; the next rpc_send
+ * opens a new one). */
+int rpc_redial(rpc_t *r, const char *addr, uint64_t min_age_ms);
 
 /* Closes a peer's socket (e.g. when it left the cluster); queued messages are
  * dropped. Unknown addresses are ignored. */

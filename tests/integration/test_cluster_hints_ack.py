@@ -11,7 +11,9 @@
   two killed), with no repair pass. Without the hints before the answer the
   coordinator died holding nothing for it, and it would stay short;
 - --hint-ack-grace 0: the hints pushes store before their answer are all
-  deleted again by the late acks; nothing is left or replayed, totals exact.
+  deleted again by the late acks; nothing is left or replayed, totals exact;
+- a replica that let the grace run out is hinted at once on the next pushes
+  instead of costing each the grace, until it acknowledges within it again.
 
 Every wait is bounded; the seed is printed (cluster.py) and replayed with
 FLAMEDB_TEST_SEED.
@@ -93,6 +95,48 @@ def test_zero_grace_hints_and_cancels_every_late_ack():
         for i in range(3):
             rc, took = c.stop(i)
             assert rc == 0, "n%d exited %s" % (i, rc)
+
+
+GRACE_S = 0.5
+
+
+def test_slow_replica_hinted_at_once_until_it_catches_up():
+    """--hint-ack-grace 500ms, n2 stopped (slow but reachable: the failure
+    timeout is 10 s): the first push through n0 waits the grace for n2, the
+    next ones are answered at their quorum with n2 hinted at once, each well
+    under the grace. Once n2 continues and acknowledges within the grace
+    again, pushes store no more hints for it; every node answers exactly."""
+    services = [harness.unique("sg")]
+    t0 = int(time.time()) - 3600
+    args = ["--hint-ack-grace", "%dms" % (GRACE_S * 1000), "--repair-interval", "0"]
+    with Cluster(3, rf=3, write_quorum=2, failure_timeout="10s", args=args) as c:
+        want = push(c, [0], services, t0, 0, 3)
+        c.nodes[2].proc.send_signal(signal.SIGSTOP)
+        took = []
+        for k in range(8):
+            t = time.monotonic()
+            want = add(want, push(c, [0], services, t0, 10 + k, 1))
+            took.append(time.monotonic() - t)
+        skipped = c.nodes[0].metric("flamedb_hint_ack_grace_skipped_total")
+        print("    n2 stopped, pushes through n0 took %s s; %d skipped the grace"
+              % (" ".join("%.3f" % x for x in took), skipped))
+        assert took[0] >= GRACE_S, "the first push did not wait the grace: %.3fs" % took[0]
+        assert all(x < GRACE_S for x in took[1:]), "pushes waited the grace again: %s" % took
+        assert skipped == 7, skipped
+        c.nodes[2].proc.send_signal(signal.SIGCONT)
+        stored = lambda: c.nodes[0].metric("flamedb_hints_stored_before_ack_total")
+        seq, calm = 20, 0
+        for _ in range(40):  # until 3 pushes in a row stored no hint (bounded)
+            before = stored()
+            want = add(want, push(c, [0], services, t0, seq, 1))
+            seq += 1
+            calm = calm + 1 if stored() == before else 0
+            if calm == 3:
+                break
+        assert calm == 3, "n2 continued, yet pushes still hint it (%d pushes)" % (seq - 20)
+        print("    n2 continued: no more hints after %d pushes" % (seq - 23))
+        for i in range(3):
+            wait_for("n%d exact" % i, lambda: totals(c, i, want, t0) == want, timeout=20)
 
 
 if __name__ == "__main__":

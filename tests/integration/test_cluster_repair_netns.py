@@ -13,6 +13,11 @@ go on; the time from the heal until its marks are lifted, and until every
 node answers the acknowledged total exactly, is printed. Then each node
 answers exactly on its own (n2 with the other two killed).
 
+A second case cuts n2 off for 20 s (hints on) and requires, within 3 s of
+the heal, every member active everywhere and a push through each node
+acknowledged: the bound nodes meet by dialling down members afresh
+(--redial-interval), which TCP's retransmission backoff alone misses.
+
 Skipped (harness.Skip, with the reason) when namespaces cannot be made: not
 root, no `ip`, or `ip netns add` failing. The SIGSTOP test runs everywhere.
 Every wait is bounded; the seed is printed (cluster.py).
@@ -131,6 +136,72 @@ def test_partition_heals_under_ingest_netns():
         got = answer(c, 2, service, frm, until)[0]
         assert got == want, "n2 alone: %d, want %d" % (got, want)
         print("    n2 alone after the others were killed: exact %d" % got)
+
+
+# A partition far longer than the failure timeout: an established TCP
+# connection to n2 sits in retransmission backoff by then (RTO doubling from
+# 0.2 s: the next retransmission after a 20 s cut comes about 26 s after the
+# cut), so unless the nodes dial again the first packet after the heal waits
+# for it. RECOVERY_BOUND_S is what redialling allows: --redial-interval (1 s
+# default) + the failure timeout (1 s here) + 1 s for a gossip round and the
+# HTTP status calls on a loaded machine.
+LONG_CUT_S = 20.0
+RECOVERY_BOUND_S = 3.0
+
+
+def test_long_partition_recovers_in_bounded_time_netns():
+    """n2 cut off for LONG_CUT_S with pushes through n0 and n1 (hints on):
+    within RECOVERY_BOUND_S of the heal every node sees every other active
+    and a push through each node, n2 included, is acknowledged; from then on
+    every push is; then every node answers the acknowledged total exactly."""
+    service = harness.unique("lpart")
+    t0 = int(time.time()) - 3600
+    with NetNS(3) as net, Cluster(3, rf=3, write_quorum=2, args=["--write-timeout", "1s"],
+                                  net=net) as c:
+        p = Pusher(c, service, t0)
+        p.targets = [0, 1]
+        th = resume(p)
+        time.sleep(0.5)
+        net.partition(2)
+        cut = time.monotonic()
+        c.wait_state(2, "down", observers=[0, 1])
+        time.sleep(max(0.0, cut + LONG_CUT_S - time.monotonic()))
+        net.heal(2)
+        healed = time.monotonic()
+        c.wait_converged(timeout=30)
+        rejoined = time.monotonic() - healed
+        with p.lock:
+            p.targets = [0, 1, 2]
+            p.statuses.clear()
+        first_acked, last = {}, {}
+
+        def each_node_acked_one():
+            for i in (0, 1, 2):
+                # one profile per node, before the pusher's: a distinct id each
+                if i not in first_acked:
+                    last[c.ids[i]] = p.push(0, b"main;probe 1\n", t0 - 100 - i, i)
+                    if last[c.ids[i]] == 200:
+                        first_acked[i] = time.monotonic() - healed
+            assert len(first_acked) == 3, "last statuses %s" % last
+            return True
+        wait_for("a push through every node acknowledged", each_node_acked_one, timeout=30)
+        pushed = max(first_acked.values())
+        print("    partitioned %.2fs; after the heal: all members active %.2fs, a push through "
+              "every node acknowledged %.2fs (bound %.1fs)"
+              % (healed - cut, rejoined, pushed, RECOVERY_BOUND_S))
+        assert rejoined <= RECOVERY_BOUND_S, "members active again %.2fs after the heal" % rejoined
+        assert pushed <= RECOVERY_BOUND_S, "pushes through %s acknowledged after %s" \
+            % ([c.ids[i] for i in first_acked], first_acked)
+        time.sleep(1.0)  # pushes through all three
+        want = pause(p, th) + len(first_acked)
+        assert set(p.statuses) == {200}, "pushes after convergence: %s" % p.statuses
+        frm, until = t0 - 110, t0 + p.seq + 20
+
+        def every_node_exact():
+            return all(answer(c, i, service, frm, until) == (want, False) for i in (0, 1, 2))
+        wait_for("every node exact", every_node_exact, timeout=20)
+        print("    every node answers exactly %d %.2fs after the heal (%d pushes)"
+              % (want, time.monotonic() - healed, p.seq))
 
 
 if __name__ == "__main__":

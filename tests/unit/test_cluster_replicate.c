@@ -624,6 +624,81 @@ static void test_hint_before_answer(void)
     fx_done(&f);
 }
 
+/* Starts a write of profile id through the fixture and delivers n1's ack. */
+static void start_acked_by_n1(fx_t *f, prof_t *p, uint64_t id, answer_seen_t *a)
+{
+    errmsg_t em = {{0}};
+    replicate_write_t *rw = NULL;
+    prof_init(p, 2, id);
+    sent.n = 0;
+    CHECK_EQ_INT(replicate_prepare(f->r, &f->view, &p->w, &rw, NULL, &em), 0);
+    *a = (answer_seen_t){.s = f->s};
+    replicate_start(f->r, rw, on_done_check, a);
+    deliver_ack(f, "n1");
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+/* RF 3, W 2, n2 slow but reachable: once it let one push's grace run out,
+ * the next pushes are answered at the quorum with n2 hinted, not after the
+ * grace; its late acks (slower than the grace) keep it so; an ack within
+ * the grace ends it, and the next push waits the grace for n2 again. */
+static void test_slow_replica_not_waited_for(void)
+{
+    fx_t f;
+    fx_init(&f, 3, 3, 2, "n0");
+    f.r->ops.send = send_record;
+    f.r->o.hint_ack_grace_ms = 50;
+    replicate_stats_t st;
+    prof_t p[4];
+    answer_seen_t a[4];
+
+    /* 1. n2 misses the grace */
+    start_acked_by_n1(&f, &p[0], 31, &a[0]);
+    CHECK_EQ_INT(a[0].out.called, 0);
+    clock_manual_advance_ms(&manual, 50);
+    replicate_arm_grace(f.r);
+    run_until(&f, &a[0].out.called);
+    CHECK_EQ_INT(a[0].out.rc, 0);
+    clock_manual_advance_ms(&manual, 10);
+    deliver_ack(&f, "n2"); /* 60 ms after the send: later than the grace */
+
+    /* 2. answered at n1's ack, n2's hint stored first, no clock moved */
+    start_acked_by_n1(&f, &p[1], 32, &a[1]);
+    run_until(&f, &a[1].out.called);
+    CHECK_EQ_INT(a[1].out.called, 1);
+    CHECK_EQ_INT(a[1].out.rc, 0);
+    CHECK(a[1].n2_hints >= 1);
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.grace_skipped, 1);
+    CHECK_EQ_INT(st.hints_before_answer, 2);
+    clock_manual_advance_ms(&manual, 60);
+    deliver_ack(&f, "n2"); /* late again: still slow */
+
+    start_acked_by_n1(&f, &p[2], 33, &a[2]);
+    run_until(&f, &a[2].out.called);
+    CHECK_EQ_INT(a[2].out.called, 1);
+    deliver_ack(&f, "n2"); /* at once: caught up */
+
+    /* 3. the grace applies to n2 again */
+    start_acked_by_n1(&f, &p[3], 34, &a[3]);
+    CHECK_EQ_INT(a[3].out.called, 0);
+    deliver_ack(&f, "n2");
+    CHECK_EQ_INT(a[3].out.called, 1);
+    run_until(&f, &a[3].out.called);
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.grace_skipped, 2);
+    CHECK_EQ_INT(st.hints_before_answer, 3);
+    for (int i = 0; i < 400 && (replicate_stats(f.r, &st), st.inflight_writes > 0); i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT), usleep(500);
+    CHECK_EQ_INT(st.inflight_writes, 0);
+    CHECK_EQ_INT(hints_of(f.s, "n2"), 0); /* every late ack deleted its hint */
+
+    f.r->ops.send = send_none;
+    for (int i = 0; i < 4; i++)
+        prof_free(&p[i]);
+    fx_done(&f);
+}
+
 /* A ring of n0..n(n-1) with the fixture's identities (same seed, same order:
  * the first nodes' tokens are the fixture's). */
 static ring_t *ring_of(uint32_t n)
@@ -697,5 +772,6 @@ int main(void)
     test_deadline_by_clock();
     test_hint_before_answer();
     test_pending_replica_not_waited_for();
+    test_slow_replica_not_waited_for();
     return check_exit();
 }

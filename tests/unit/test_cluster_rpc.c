@@ -2,8 +2,9 @@
  * tcp://127.0.0.1 between rpc_t handles in one process and one loop: ordered
  * delivery both ways, messages over nanomsg's default 1 MiB limit, refusals
  * (too large, queue full), deadlines of queued messages, a peer that starts
- * late, oversized input refused by the receiver, forgetting peers and a clean
- * close with messages still queued. Every wait is bounded.
+ * late, oversized input refused by the receiver, forgetting peers, redialling
+ * one (its queue kept) and a clean close with messages still queued. Every
+ * wait is bounded.
  */
 #include <unistd.h>
 
@@ -236,6 +237,50 @@ static void test_forget_and_close(uv_loop_t *loop)
     close_end(loop, &c);
 }
 
+/* rpc_redial: only a connection older than min_age is dropped; the peer's
+ * new connection is a new one at the receiver, delivery stays ordered, and
+ * messages queued while nobody listened survive the redial. */
+static void test_redial(uv_loop_t *loop)
+{
+    end_t a, b;
+    CHECK_EQ_INT(open_end(loop, &a, 1 << 20, 1 << 20), ERR_OK);
+    CHECK_EQ_INT(open_end(loop, &b, 1 << 20, 1 << 20), ERR_OK);
+    CHECK_EQ_INT(rpc_redial(a.rpc, b.addr, 0), 0); /* no socket to b yet */
+    CHECK_EQ_INT(send_seq(&a, &b, 0, 100, 0), ERR_OK);
+    CHECK(run_until(loop, &b.in.count, 1, WAIT_MS));
+    CHECK_EQ_INT(rpc_redial(a.rpc, b.addr, 60000), 0); /* dialled just now */
+    run_for(loop, 20);
+    CHECK_EQ_INT(rpc_redial(a.rpc, b.addr, 10), 1);
+    for (int i = 1; i < 50; i++)
+        CHECK_EQ_INT(send_seq(&a, &b, i, 100, 0), ERR_OK);
+    CHECK(run_until(loop, &b.in.count, 50, WAIT_MS));
+    CHECK_EQ_INT(b.in.bad, 0);
+    rpc_stats_t s;
+    rpc_stats(a.rpc, &s);
+    CHECK_EQ_INT(s.redials, 1);
+    rpc_stats(b.rpc, &s);
+    CHECK_EQ_INT(s.connections_accepted, 2);
+
+    /* queued for a receiver not there yet, redialled twice, then it starts */
+    end_t late;
+    memset(&late, 0, sizeof late);
+    snprintf(late.addr, sizeof late.addr, "tcp://127.0.0.1:%d", test_free_port());
+    for (int i = 0; i < 5; i++)
+        CHECK_EQ_INT(send_seq(&a, &late, i, 1000, 0), ERR_OK);
+    for (int k = 0; k < 2; k++) {
+        run_for(loop, 20);
+        CHECK_EQ_INT(rpc_redial(a.rpc, late.addr, 10), 1);
+    }
+    rpc_options_t o = {late.addr, 1 << 20, 1 << 20, 16};
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(rpc_new(loop, &o, on_receive, &late.in, &late.rpc, &em), ERR_OK);
+    CHECK(run_until(loop, &late.in.count, 5, WAIT_MS));
+    CHECK_EQ_INT(late.in.bad, 0);
+    close_end(loop, &a);
+    close_end(loop, &b);
+    close_end(loop, &late);
+}
+
 int main(void)
 {
     uv_loop_t loop;
@@ -244,6 +289,7 @@ int main(void)
     test_queue_and_deadlines(&loop);
     test_oversized_input(&loop);
     test_forget_and_close(&loop);
+    test_redial(&loop);
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
     return check_exit();
 }
