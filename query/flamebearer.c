@@ -55,16 +55,58 @@ static const char digit_pairs[201] = "00010203040506070809"
                                      "80818283848586878889"
                                      "90919293949596979899";
 
-/* Writes v in decimal at p (room for PUT_ROOM bytes, of which at most 20
- * are the number's); returns the end. Four digits per 64-bit division:
- * totals of fleet-wide byte counts have a dozen. The digits are made at the end of a
- * scratch array and copied with one fixed-size copy, not a call per number. */
+/* The number of decimal digits of u (u >= 1): the bit length gives it
+ * within one (1233 / 4096 is just above log10(2)), one compare fixes it. */
+static size_t decimal_len(uint64_t u)
+{
+    static const uint64_t pow10[20] = {1ull,
+                                       10ull,
+                                       100ull,
+                                       1000ull,
+                                       10000ull,
+                                       100000ull,
+                                       1000000ull,
+                                       10000000ull,
+                                       100000000ull,
+                                       1000000000ull,
+                                       10000000000ull,
+                                       100000000000ull,
+                                       1000000000000ull,
+                                       10000000000000ull,
+                                       100000000000000ull,
+                                       1000000000000000ull,
+                                       10000000000000000ull,
+                                       100000000000000000ull,
+                                       1000000000000000000ull,
+                                       10000000000000000000ull};
+    unsigned t = ((unsigned)(64 - __builtin_clzll(u)) * 1233) >> 12;
+    return t + 1 - (u < pow10[t]);
+}
+
+/* Writes v in decimal at p (room for PUT_ROOM bytes, of which at most 21
+ * are the number's); returns the end. Most numbers of a level are small
+ * (offsets of 0, selves of inner nodes, name indices) and take a branch or
+ * two. A longer one's length is found first, so its digits go straight to
+ * their place from the right: four per 64-bit division (totals of
+ * fleet-wide byte counts have a dozen), then two at a time. */
 #define PUT_ROOM 24
 static char *put_i64(char *p, int64_t v)
 {
-    char tmp[2 * PUT_ROOM], *end = tmp + PUT_ROOM, *t = end;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    while (u >= 10000) { /* four digits per 64-bit division, then two 32-bit ones */
+    uint64_t u = (uint64_t)v;
+    if (v < 0) {
+        *p++ = '-';
+        u = (uint64_t)0 - u;
+    }
+    if (u < 10) {
+        *p = (char)('0' + u);
+        return p + 1;
+    }
+    if (u < 100) {
+        memcpy(p, digit_pairs + 2 * u, 2);
+        return p + 2;
+    }
+    char *end = p + decimal_len(u), *t = end;
+    while (u >= 10000) {
         uint64_t q = u / 10000;
         uint32_t r = (uint32_t)(u - q * 10000);
         u = q;
@@ -78,15 +120,11 @@ static char *put_i64(char *p, int64_t v)
         t -= 2;
         memcpy(t, digit_pairs + 2 * (r % 100), 2);
     }
-    if (u >= 10) {
-        t -= 2;
-        memcpy(t, digit_pairs + 2 * u, 2);
-    } else {
-        *--t = (char)('0' + u);
-    }
-    if (v < 0) *--t = '-';
-    memcpy(p, t, PUT_ROOM); /* t + PUT_ROOM stays inside tmp */
-    return p + (end - t);
+    if (u >= 10)
+        memcpy(t - 2, digit_pairs + 2 * u, 2);
+    else
+        t[-1] = (char)('0' + u);
+    return end;
 }
 
 /* The index of node's name in names, interned at its first use. */
