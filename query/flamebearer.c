@@ -16,8 +16,9 @@ typedef struct level {
 } level_t;
 
 typedef struct fb {
-    const sorted_tree_t *st;
-    const calltree_node_t *nodes;   /* st->t's node array */
+    sorted_tree_t *st;
+    const calltree_node_t *nodes;   /* st->t's node array, or NULL: then */
+    const uint64_t *sym;            /* the kept nodes' symbols */
     const int64_t *selves, *totals; /* its values */
     strmap_t names;
     u64map_t name_of; /* symbol -> its index in names: one string hash per symbol, not per node */
@@ -133,7 +134,7 @@ static int name_index(fb_t *fb, uint32_t node, uint32_t *idx)
     if (node == 0) { /* the root is "total", whatever its symbol */
         return strmap_intern(&fb->names, "total", 5, idx);
     }
-    uint64_t sym = fb->nodes[node].sym;
+    uint64_t sym = fb->nodes ? fb->nodes[node].sym : fb->sym[node];
     if (u64map_get(&fb->name_of, sym, idx)) return 0;
     const char *name = fb->st->name[node]; /* a function of the symbol alone */
     int rc = strmap_intern(&fb->names, name, strlen(name), idx);
@@ -289,6 +290,33 @@ int query_write_flamebearer(buf_t *out, const strmap_t *names, const void *level
     return rc;
 }
 
+/* The answer from fb (its sorted tree and values set): levels, then the
+ * whole JSON. Frees fb's sorted tree. */
+static int encode(fb_t *fb, int64_t num_ticks, const char *profile_type, const char *spy_name,
+                  const query_timeline_t *tl, buf_t *out)
+{
+    fb->max_bytes = out->max;
+    strmap_init(&fb->names);
+    int rc = u64map_init(&fb->name_of, 1024);
+    if (rc == 0) rc = walk(fb);
+    if (rc == 0) rc = buf_append_str(out, "{\"version\":1,");
+    if (rc == 0)
+        rc = query_write_flamebearer(out, &fb->names, fb->lv, fb->nlv, sizeof *fb->lv, num_ticks,
+                                     fb->max_self);
+    if (rc == 0) rc = buf_append_byte(out, ',');
+    if (rc == 0) rc = query_write_metadata(out, "single", profile_type, spy_name);
+    if (rc == 0) rc = buf_append_byte(out, ',');
+    if (rc == 0) rc = write_timeline(out, tl);
+    if (rc == 0) rc = buf_append_byte(out, '}');
+    for (size_t d = 0; d < fb->nlv; d++)
+        buf_free(&fb->lv[d].text);
+    free(fb->lv);
+    strmap_free(&fb->names);
+    u64map_free(&fb->name_of);
+    query_sorted_tree_free(fb->st);
+    return rc;
+}
+
 int query_encode_flamebearer(const calltree_t *t, const symtab_t *syms, const char *profile_type,
                              const char *spy_name, const query_timeline_t *tl, buf_t *out)
 {
@@ -298,25 +326,17 @@ int query_encode_flamebearer(const calltree_t *t, const symtab_t *syms, const ch
     fb_t fb = {.st = &st,
                .nodes = calltree_nodes(t),
                .selves = calltree_selves(t),
-               .totals = calltree_totals(t),
-               .max_bytes = out->max};
-    strmap_init(&fb.names);
-    rc = u64map_init(&fb.name_of, 1024);
-    if (rc == 0) rc = walk(&fb);
-    if (rc == 0) rc = buf_append_str(out, "{\"version\":1,");
-    if (rc == 0)
-        rc = query_write_flamebearer(out, &fb.names, fb.lv, fb.nlv, sizeof *fb.lv,
-                                     calltree_root_total(t), fb.max_self);
-    if (rc == 0) rc = buf_append_byte(out, ',');
-    if (rc == 0) rc = query_write_metadata(out, "single", profile_type, spy_name);
-    if (rc == 0) rc = buf_append_byte(out, ',');
-    if (rc == 0) rc = write_timeline(out, tl);
-    if (rc == 0) rc = buf_append_byte(out, '}');
-    for (size_t d = 0; d < fb.nlv; d++)
-        buf_free(&fb.lv[d].text);
-    free(fb.lv);
-    strmap_free(&fb.names);
-    u64map_free(&fb.name_of);
-    query_sorted_tree_free(&st);
-    return rc;
+               .totals = calltree_totals(t)};
+    return encode(&fb, calltree_root_total(t), profile_type, spy_name, tl, out);
+}
+
+int query_encode_flamebearer_kept(const query_kept_t *k, const symtab_t *syms,
+                                  const char *profile_type, const char *spy_name,
+                                  const query_timeline_t *tl, buf_t *out)
+{
+    sorted_tree_t st;
+    int rc = query_sorted_tree_build_kept(&st, k, syms);
+    if (rc != 0) return rc;
+    fb_t fb = {.st = &st, .sym = k->sym, .selves = k->self, .totals = k->total};
+    return encode(&fb, k->total[0], profile_type, spy_name, tl, out);
 }
