@@ -22,6 +22,7 @@ typedef struct fb {
     const int64_t *selves, *totals; /* its values */
     strmap_t names;
     u64map_t name_of; /* symbol -> its index in names: one string hash per symbol, not per node */
+    uint32_t *name_of_sid; /* with st->sid: the same by sid (UINT32_MAX: not yet), no hash */
     level_t *lv;
     size_t nlv, caplv;
     size_t bytes, max_bytes; /* all level text together stays under the body cap */
@@ -133,6 +134,17 @@ static int name_index(fb_t *fb, uint32_t node, uint32_t *idx)
 {
     if (node == 0) { /* the root is "total", whatever its symbol */
         return strmap_intern(&fb->names, "total", 5, idx);
+    }
+    if (fb->name_of_sid != NULL) {
+        uint32_t *known = &fb->name_of_sid[fb->st->sid[node]];
+        if (*known != UINT32_MAX) {
+            *idx = *known;
+            return 0;
+        }
+        const char *name = fb->st->name[node];
+        int rc = strmap_intern(&fb->names, name, strlen(name), idx);
+        if (rc == 0) *known = *idx;
+        return rc;
     }
     uint64_t sym = fb->nodes ? fb->nodes[node].sym : fb->sym[node];
     if (u64map_get(&fb->name_of, sym, idx)) return 0;
@@ -298,6 +310,12 @@ static int encode(fb_t *fb, int64_t num_ticks, const char *profile_type, const c
     fb->max_bytes = out->max;
     strmap_init(&fb->names);
     int rc = u64map_init(&fb->name_of, 1024);
+    if (rc == 0 && fb->st->sid != NULL) {
+        fb->name_of_sid = malloc((fb->st->nsid ? fb->st->nsid : 1) * sizeof *fb->name_of_sid);
+        if (fb->name_of_sid == NULL) rc = ERR_NOMEM;
+        for (size_t i = 0; rc == 0 && i < fb->st->nsid; i++)
+            fb->name_of_sid[i] = UINT32_MAX;
+    }
     if (rc == 0) rc = walk(fb);
     if (rc == 0) rc = buf_append_str(out, "{\"version\":1,");
     if (rc == 0)
@@ -313,6 +331,7 @@ static int encode(fb_t *fb, int64_t num_ticks, const char *profile_type, const c
     free(fb->lv);
     strmap_free(&fb->names);
     u64map_free(&fb->name_of);
+    free(fb->name_of_sid);
     query_sorted_tree_free(fb->st);
     return rc;
 }

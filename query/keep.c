@@ -294,7 +294,9 @@ int query_kept_tree(const query_kept_t *k, calltree_t *dst)
 
 size_t query_kept_bytes(const query_kept_t *k)
 {
-    return k ? sizeof *k + k->n * (sizeof *k->sym + sizeof *k->parent + 2 * sizeof(int64_t)) : 0;
+    return k ? sizeof *k + k->n * (sizeof *k->sym + sizeof *k->parent + 2 * sizeof(int64_t) +
+                                   (k->sid ? sizeof *k->sid : 0))
+             : 0;
 }
 
 void query_kept_free(query_kept_t *k)
@@ -304,6 +306,7 @@ void query_kept_free(query_kept_t *k)
     free(k->parent);
     free(k->self);
     free(k->total);
+    free(k->sid);
     free(k);
 }
 

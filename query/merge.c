@@ -187,18 +187,26 @@ int query_load_symbols(storage_t *st, const char *tenant, const calltree_t *t, s
     return rc;
 }
 
-int query_load_symbols_kept(storage_t *st, const char *tenant, const query_kept_t *k, symtab_t *dst)
+int query_load_symbols_kept(storage_t *st, const char *tenant, query_kept_t *k, symtab_t *dst)
 {
-    u64map_t seen; /* a function called from many places is loaded once */
+    u64map_t seen; /* a function called from many places is loaded once: symbol -> sid */
     ids_t ids = {0};
-    int rc = u64map_init(&seen, k->n);
-    for (size_t i = 1; rc == 0 && i < k->n; i++) {
-        uint32_t v;
-        int put = u64map_get_or_put(&seen, k->sym[i], 0, &v);
+    free(k->sid);
+    k->nsid = 0;
+    k->sid = malloc((k->n ? k->n : 1) * sizeof *k->sid);
+    int rc = k->sid ? u64map_init(&seen, k->n) : ERR_NOMEM;
+    if (rc != 0) return rc;
+    for (size_t i = 0; rc == 0 && i < k->n; i++) {
+        int put = u64map_get_or_put(&seen, k->sym[i], (uint32_t)k->nsid, &k->sid[i]);
         if (put < 0) rc = put;
-        if (put == 1) rc = id_fn(&ids, k->sym[i]);
+        if (put == 1 && (rc = id_fn(&ids, k->sym[i])) == 0) k->nsid++;
     }
     if (rc == 0 && ids.n > 0) rc = storage_load_symbols(st, tenant, ids.v, ids.n, dst);
+    if (rc != 0) { /* no numbering half made */
+        free(k->sid);
+        k->sid = NULL;
+        k->nsid = 0;
+    }
     u64map_free(&seen);
     free(ids.v);
     return rc;

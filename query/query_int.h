@@ -21,13 +21,15 @@ typedef struct sorted_tree {
     const calltree_t *t; /* or NULL: then sym and parent */
     const uint64_t *sym;
     const uint32_t *parent;
+    const uint32_t *sid; /* or NULL: a number per distinct symbol (query_kept_t.sid) */
+    size_t nsid;
     const symtab_t *syms;
     size_t n;
     uint32_t *off;     /* n + 1 */
     uint32_t *kids;    /* n - 1 */
     const char **name; /* per node, never NULL; borrowed from syms or unk */
     const char **file;
-    char *unk; /* 32 bytes per node for unknown-symbol names, or NULL */
+    char *unk; /* 32 bytes per node (per sid with sid) for unknown-symbol names, or NULL */
 } sorted_tree_t;
 
 int query_sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *syms);
@@ -92,9 +94,9 @@ int query_merge_series_forests(storage_t *st, const char *tenant, const query_se
 int query_merge_series_kept(storage_t *st, const char *tenant, const query_series_t *ser,
                             const query_plan_t *plan, size_t max_nodes, calltree_t *dst,
                             query_kept_t **kept, errmsg_t *em);
-/* Loads the name/file of every symbol of k into dst. */
-int query_load_symbols_kept(storage_t *st, const char *tenant, const query_kept_t *k,
-                            symtab_t *dst);
+/* Loads the name/file of every symbol of k into dst, and numbers k's
+ * distinct symbols (k->sid). */
+int query_load_symbols_kept(storage_t *st, const char *tenant, query_kept_t *k, symtab_t *dst);
 
 /* ---- kept nodes (keep.c) ---- */
 /* query_truncate_tabs's choice without building it: node 0 the root, every
@@ -105,6 +107,10 @@ struct query_kept {
     uint64_t *sym;
     uint32_t *parent; /* parent[0] unused */
     int64_t *self, *total;
+    uint32_t *sid; /* or NULL: per node, its symbol's number among the distinct symbols (in
+                      order of first use: query_load_symbols_kept), so names are looked up
+                      once per symbol */
+    size_t nsid;
 };
 /* *out: caller owns, query_kept_free; NULL on error. Errors as
  * query_truncate_tabs. */

@@ -54,6 +54,35 @@ static int resolve_names(sorted_tree_t *st, const char **name, const char **file
     return 0;
 }
 
+/* resolve_names once per symbol (st->sid): a kept tree names each of its
+ * symbols at several nodes. */
+static int resolve_names_sid(sorted_tree_t *st, const char **name, const char **file, char **unk)
+{
+    *unk = NULL;
+    const char **sname = calloc(st->nsid ? st->nsid : 1, sizeof *sname);
+    const char **sfile = malloc((st->nsid ? st->nsid : 1) * sizeof *sfile);
+    int rc = sname && sfile ? 0 : ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < st->n; i++) {
+        uint32_t s = st->sid[i];
+        if (sname[s] == NULL) {
+            uint64_t sym = sym_of(st, (uint32_t)i);
+            if (st->syms != NULL && symtab_get(st->syms, sym, &sname[s], &sfile[s])) {
+                if (sfile[s] == NULL) sfile[s] = "";
+            } else if (*unk == NULL && (*unk = malloc(st->nsid * 32)) == NULL) {
+                rc = ERR_NOMEM;
+                break;
+            } else {
+                query_sym_name(NULL, sym, *unk + (size_t)s * 32, &sname[s], &sfile[s]);
+            }
+        }
+        name[i] = sname[s];
+        file[i] = sfile[s];
+    }
+    free(sname);
+    free(sfile);
+    return rc;
+}
+
 /* st->t or st->sym and st->parent, st->syms and st->n set. */
 static int build(sorted_tree_t *st)
 {
@@ -65,7 +94,8 @@ static int build(sorted_tree_t *st)
         query_sorted_tree_free(st);
         return ERR_NOMEM;
     }
-    int rc = resolve_names(st, st->name, st->file, &st->unk);
+    int rc = st->sid ? resolve_names_sid(st, st->name, st->file, &st->unk)
+                     : resolve_names(st, st->name, st->file, &st->unk);
     if (rc != 0) {
         query_sorted_tree_free(st);
         return rc;
@@ -106,6 +136,8 @@ int query_sorted_tree_build_kept(sorted_tree_t *st, const query_kept_t *k, const
     memset(st, 0, sizeof *st);
     st->sym = k->sym;
     st->parent = k->parent;
+    st->sid = k->sid;
+    st->nsid = k->nsid;
     st->syms = syms;
     st->n = k->n;
     return build(st);
