@@ -16,11 +16,13 @@ typedef struct level {
 } level_t;
 
 typedef struct fb {
-    const sorted_tree_t *st;
-    const calltree_node_t *nodes;   /* st->t's node array */
+    sorted_tree_t *st;
+    const calltree_node_t *nodes;   /* st->t's node array, or NULL: then */
+    const uint64_t *sym;            /* the kept nodes' symbols */
     const int64_t *selves, *totals; /* its values */
     strmap_t names;
     u64map_t name_of; /* symbol -> its index in names: one string hash per symbol, not per node */
+    uint32_t *name_of_sid; /* with st->sid: the same by sid (UINT32_MAX: not yet), no hash */
     level_t *lv;
     size_t nlv, caplv;
     size_t bytes, max_bytes; /* all level text together stays under the body cap */
@@ -55,16 +57,58 @@ static const char digit_pairs[201] = "00010203040506070809"
                                      "80818283848586878889"
                                      "90919293949596979899";
 
-/* Writes v in decimal at p (room for PUT_ROOM bytes, of which at most 20
- * are the number's); returns the end. Four digits per 64-bit division:
- * totals of fleet-wide byte counts have a dozen. The digits are made at the end of a
- * scratch array and copied with one fixed-size copy, not a call per number. */
+/* The number of decimal digits of u (u >= 1): the bit length gives it
+ * within one (1233 / 4096 is just above log10(2)), one compare fixes it. */
+static size_t decimal_len(uint64_t u)
+{
+    static const uint64_t pow10[20] = {1ull,
+                                       10ull,
+                                       100ull,
+                                       1000ull,
+                                       10000ull,
+                                       100000ull,
+                                       1000000ull,
+                                       10000000ull,
+                                       100000000ull,
+                                       1000000000ull,
+                                       10000000000ull,
+                                       100000000000ull,
+                                       1000000000000ull,
+                                       10000000000000ull,
+                                       100000000000000ull,
+                                       1000000000000000ull,
+                                       10000000000000000ull,
+                                       100000000000000000ull,
+                                       1000000000000000000ull,
+                                       10000000000000000000ull};
+    unsigned t = ((unsigned)(64 - __builtin_clzll(u)) * 1233) >> 12;
+    return t + 1 - (u < pow10[t]);
+}
+
+/* Writes v in decimal at p (room for PUT_ROOM bytes, of which at most 21
+ * are the number's); returns the end. Most numbers of a level are small
+ * (offsets of 0, selves of inner nodes, name indices) and take a branch or
+ * two. A longer one's length is found first, so its digits go straight to
+ * their place from the right: four per 64-bit division (totals of
+ * fleet-wide byte counts have a dozen), then two at a time. */
 #define PUT_ROOM 24
 static char *put_i64(char *p, int64_t v)
 {
-    char tmp[2 * PUT_ROOM], *end = tmp + PUT_ROOM, *t = end;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    while (u >= 10000) { /* four digits per 64-bit division, then two 32-bit ones */
+    uint64_t u = (uint64_t)v;
+    if (v < 0) {
+        *p++ = '-';
+        u = (uint64_t)0 - u;
+    }
+    if (u < 10) {
+        *p = (char)('0' + u);
+        return p + 1;
+    }
+    if (u < 100) {
+        memcpy(p, digit_pairs + 2 * u, 2);
+        return p + 2;
+    }
+    char *end = p + decimal_len(u), *t = end;
+    while (u >= 10000) {
         uint64_t q = u / 10000;
         uint32_t r = (uint32_t)(u - q * 10000);
         u = q;
@@ -78,15 +122,11 @@ static char *put_i64(char *p, int64_t v)
         t -= 2;
         memcpy(t, digit_pairs + 2 * (r % 100), 2);
     }
-    if (u >= 10) {
-        t -= 2;
-        memcpy(t, digit_pairs + 2 * u, 2);
-    } else {
-        *--t = (char)('0' + u);
-    }
-    if (v < 0) *--t = '-';
-    memcpy(p, t, PUT_ROOM); /* t + PUT_ROOM stays inside tmp */
-    return p + (end - t);
+    if (u >= 10)
+        memcpy(t - 2, digit_pairs + 2 * u, 2);
+    else
+        t[-1] = (char)('0' + u);
+    return end;
 }
 
 /* The index of node's name in names, interned at its first use. */
@@ -95,7 +135,18 @@ static int name_index(fb_t *fb, uint32_t node, uint32_t *idx)
     if (node == 0) { /* the root is "total", whatever its symbol */
         return strmap_intern(&fb->names, "total", 5, idx);
     }
-    uint64_t sym = fb->nodes[node].sym;
+    if (fb->name_of_sid != NULL) {
+        uint32_t *known = &fb->name_of_sid[fb->st->sid[node]];
+        if (*known != UINT32_MAX) {
+            *idx = *known;
+            return 0;
+        }
+        const char *name = fb->st->name[node];
+        int rc = strmap_intern(&fb->names, name, strlen(name), idx);
+        if (rc == 0) *known = *idx;
+        return rc;
+    }
+    uint64_t sym = fb->nodes ? fb->nodes[node].sym : fb->sym[node];
     if (u64map_get(&fb->name_of, sym, idx)) return 0;
     const char *name = fb->st->name[node]; /* a function of the symbol alone */
     int rc = strmap_intern(&fb->names, name, strlen(name), idx);
@@ -251,6 +302,40 @@ int query_write_flamebearer(buf_t *out, const strmap_t *names, const void *level
     return rc;
 }
 
+/* The answer from fb (its sorted tree and values set): levels, then the
+ * whole JSON. Frees fb's sorted tree. */
+static int encode(fb_t *fb, int64_t num_ticks, const char *profile_type, const char *spy_name,
+                  const query_timeline_t *tl, buf_t *out)
+{
+    fb->max_bytes = out->max;
+    strmap_init(&fb->names);
+    int rc = u64map_init(&fb->name_of, 1024);
+    if (rc == 0 && fb->st->sid != NULL) {
+        fb->name_of_sid = malloc((fb->st->nsid ? fb->st->nsid : 1) * sizeof *fb->name_of_sid);
+        if (fb->name_of_sid == NULL) rc = ERR_NOMEM;
+        for (size_t i = 0; rc == 0 && i < fb->st->nsid; i++)
+            fb->name_of_sid[i] = UINT32_MAX;
+    }
+    if (rc == 0) rc = walk(fb);
+    if (rc == 0) rc = buf_append_str(out, "{\"version\":1,");
+    if (rc == 0)
+        rc = query_write_flamebearer(out, &fb->names, fb->lv, fb->nlv, sizeof *fb->lv, num_ticks,
+                                     fb->max_self);
+    if (rc == 0) rc = buf_append_byte(out, ',');
+    if (rc == 0) rc = query_write_metadata(out, "single", profile_type, spy_name);
+    if (rc == 0) rc = buf_append_byte(out, ',');
+    if (rc == 0) rc = write_timeline(out, tl);
+    if (rc == 0) rc = buf_append_byte(out, '}');
+    for (size_t d = 0; d < fb->nlv; d++)
+        buf_free(&fb->lv[d].text);
+    free(fb->lv);
+    strmap_free(&fb->names);
+    u64map_free(&fb->name_of);
+    free(fb->name_of_sid);
+    query_sorted_tree_free(fb->st);
+    return rc;
+}
+
 int query_encode_flamebearer(const calltree_t *t, const symtab_t *syms, const char *profile_type,
                              const char *spy_name, const query_timeline_t *tl, buf_t *out)
 {
@@ -260,25 +345,21 @@ int query_encode_flamebearer(const calltree_t *t, const symtab_t *syms, const ch
     fb_t fb = {.st = &st,
                .nodes = calltree_nodes(t),
                .selves = calltree_selves(t),
-               .totals = calltree_totals(t),
-               .max_bytes = out->max};
-    strmap_init(&fb.names);
-    rc = fb.totals != NULL ? u64map_init(&fb.name_of, 1024) : ERR_NOMEM;
-    if (rc == 0) rc = walk(&fb);
-    if (rc == 0) rc = buf_append_str(out, "{\"version\":1,");
-    if (rc == 0)
-        rc = query_write_flamebearer(out, &fb.names, fb.lv, fb.nlv, sizeof *fb.lv,
-                                     calltree_root_total(t), fb.max_self);
-    if (rc == 0) rc = buf_append_byte(out, ',');
-    if (rc == 0) rc = query_write_metadata(out, "single", profile_type, spy_name);
-    if (rc == 0) rc = buf_append_byte(out, ',');
-    if (rc == 0) rc = write_timeline(out, tl);
-    if (rc == 0) rc = buf_append_byte(out, '}');
-    for (size_t d = 0; d < fb.nlv; d++)
-        buf_free(&fb.lv[d].text);
-    free(fb.lv);
-    strmap_free(&fb.names);
-    u64map_free(&fb.name_of);
-    query_sorted_tree_free(&st);
-    return rc;
+               .totals = calltree_totals(t)};
+    if (fb.totals == NULL) {
+        query_sorted_tree_free(&st);
+        return ERR_NOMEM;
+    }
+    return encode(&fb, calltree_root_total(t), profile_type, spy_name, tl, out);
+}
+
+int query_encode_flamebearer_kept(const query_kept_t *k, const symtab_t *syms,
+                                  const char *profile_type, const char *spy_name,
+                                  const query_timeline_t *tl, buf_t *out)
+{
+    sorted_tree_t st;
+    int rc = query_sorted_tree_build_kept(&st, k, syms);
+    if (rc != 0) return rc;
+    fb_t fb = {.st = &st, .sym = k->sym, .selves = k->self, .totals = k->total};
+    return encode(&fb, k->total[0], profile_type, spy_name, tl, out);
 }

@@ -47,6 +47,8 @@ struct query_gather {
     size_t nforests, cap_forests;
     size_t forest_nodes; /* 1 + their nodes below the root: a bound of their merge */
     size_t forest_bytes;
+    query_kept_t *kept; /* render: one partial's kept nodes, the whole answer (then tree and
+                           forests hold nothing), or NULL */
 };
 
 int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_gather_t **out)
@@ -83,6 +85,7 @@ void query_gather_free(query_gather_t *g)
     if (g == NULL) return;
     calltree_free(g->tree);
     storage_merged_tabs_free(g->forests, g->nforests);
+    query_kept_free(g->kept);
     symtab_free(g->syms);
     free(g->spy_name);
     free(g->p_type);
@@ -100,7 +103,8 @@ size_t query_gather_bytes(const query_gather_t *g)
 {
     if (g == NULL) return 0;
     size_t n = sizeof *g + g->value_bytes + g->values.n * 2 * sizeof(void *) +
-               (g->shares_cap + g->share_tls_cap + g->tl.n) * sizeof(int64_t) + g->forest_bytes;
+               (g->shares_cap + g->share_tls_cap + g->tl.n) * sizeof(int64_t) + g->forest_bytes +
+               query_kept_bytes(g->kept);
     if (g->tree != NULL) n += calltree_mem_bytes(g->tree);
     if (g->syms != NULL) n += symtab_mem_bytes(g->syms);
     return n;
@@ -108,7 +112,8 @@ size_t query_gather_bytes(const query_gather_t *g)
 
 size_t query_partial_bytes(const query_partial_t *p)
 {
-    size_t n = sizeof *p + p->tl.n * sizeof(int64_t) + p->nvalues * sizeof(char *);
+    size_t n = sizeof *p + p->tl.n * sizeof(int64_t) + p->nvalues * sizeof(char *) +
+               query_kept_bytes(p->kept);
     if (p->tree != NULL) n += calltree_mem_bytes(p->tree);
     if (p->syms != NULL) n += symtab_mem_bytes(p->syms);
     for (size_t i = 0; i < p->ntabs; i++)
@@ -396,10 +401,37 @@ static int add_symbols(query_gather_t *g, query_partial_t *p)
     return rc;
 }
 
+/* The kept nodes added into the tree: for anything but the JSON of the
+ * one partial that made them. */
+static int kept_to_tree(calltree_t *tree, query_kept_t **kept)
+{
+    if (*kept == NULL) return 0;
+    int rc = query_kept_tree(*kept, tree);
+    query_kept_free(*kept);
+    *kept = NULL;
+    return rc;
+}
+
+/* A partial's kept nodes are taken as they are when they are all the
+ * gather will hold (the partial alone is the answer); otherwise both sides'
+ * are built into trees and added as trees. */
+static int add_kept(query_gather_t *g, query_partial_t *p)
+{
+    if (p->kept != NULL && g->kept == NULL && g->nforests == 0 &&
+        calltree_node_count(g->tree) == 1 && calltree_self(g->tree, 0) == 0) {
+        g->kept = p->kept;
+        p->kept = NULL;
+        return 0;
+    }
+    int rc = kept_to_tree(g->tree, &g->kept);
+    return rc != 0 ? rc : kept_to_tree(p->tree, &p->kept);
+}
+
 static int add_render(query_gather_t *g, query_partial_t *p, errmsg_t *em)
 {
     int rc = query_gather_add_series(g, p->nseries, p->spy_name, em);
     if (rc != 0 || p->tree == NULL) return rc;
+    if ((rc = add_kept(g, p)) != 0) return rc == ERR_LIMIT ? tree_limit(g, em) : rc;
     for (size_t i = 0; rc == 0 && i < p->ntabs; i++) /* nonneg, as the share checked */
         rc = g->forests_on ? add_forest(g, &p->tabs[i], em)
                            : query_forest_merge(g->tree, &p->tabs[i]);
@@ -540,9 +572,26 @@ static int finish_forests(query_gather_t *g, errmsg_t *em)
     return 1;
 }
 
+/* The flamebearer JSON of the kept nodes, as encode writes it of their tree. */
+static int encode_kept(query_gather_t *g, const char *partial_json, query_result_t *out)
+{
+    out->content_type = "application/json";
+    int rc = query_encode_flamebearer_kept(g->kept, g->syms, query_selector_type(g->spec->sel),
+                                           g->spy_name, &g->tl, &out->body);
+    if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
+    return rc;
+}
+
 static int finish_render(query_gather_t *g, const char *partial_json, query_result_t *out,
                          errmsg_t *em)
 {
+    /* kept nodes alone: no more than maxNodes, none empty */
+    if (g->kept != NULL && g->spec->kind == QUERY_KIND_RENDER &&
+        g->spec->format == QUERY_FORMAT_JSON && g->nforests == 0 &&
+        calltree_node_count(g->tree) == 1 && calltree_self(g->tree, 0) == 0)
+        return encode_kept(g, partial_json, out);
+    int krc = kept_to_tree(g->tree, &g->kept);
+    if (krc != 0) return errmsg_set(em, krc, "building the flame graph: %s", err_message(krc));
     if (g->forests_on && g->nforests > 0) {
         int rc = finish_forests(g, em);
         if (rc == ERR_LIMIT) return rc; /* em says which */

@@ -16,6 +16,10 @@
  * non-empty child exactly when its total differs from its self, and empty
  * nodes (total 0) are exactly the stack nodes no token has a value under.
  * Otherwise the caller builds the whole tree and uses query_truncate.
+ *
+ * The choice comes out as flat arrays (query_kept_t), which the flamebearer
+ * encoder writes straight from when one partial is the whole JSON answer;
+ * query_truncate_tabs builds them into a call tree for every other use.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -235,33 +239,75 @@ static int select_kept(sel_t *s, size_t max_nodes)
     return rc;
 }
 
-/* The kept nodes into dst (parents first), each kept parent that hides
- * children with one `other` child of their summed totals. */
-static int build(sel_t *s, calltree_t *dst)
+/* The kept nodes as flat arrays (parents first, in the order kept), then
+ * one `other` child of their summed totals for each kept parent that hides
+ * children. Totals are the merged ones: exact, so each is its self plus its
+ * children's. */
+static int kept_arrays(sel_t *s, query_kept_t **out)
 {
-    uint32_t *nodes = malloc(2 * s->nk * sizeof *nodes);
-    int64_t *vals = malloc(2 * s->nk * sizeof *vals);
-    int rc = nodes && vals ? calltree_reserve(dst, 2 * s->nk) : ERR_NOMEM;
-    size_t nv = 0;
-    for (size_t k = 0; k < s->nk && rc == 0; k++) {
+    size_t n = s->nk;
+    for (size_t k = 0; k < s->nk; k++)
+        n += s->nd[s->kept[k]].hidden > 0;
+    query_kept_t *kp = calloc(1, sizeof *kp);
+    if (kp == NULL) return ERR_NOMEM;
+    kp->n = n;
+    kp->sym = malloc(n * sizeof *kp->sym);
+    kp->parent = malloc(n * sizeof *kp->parent);
+    kp->self = malloc(n * sizeof *kp->self);
+    kp->total = malloc(n * sizeof *kp->total);
+    if (!kp->sym || !kp->parent || !kp->self || !kp->total) {
+        query_kept_free(kp);
+        return ERR_NOMEM;
+    }
+    for (size_t k = 0; k < s->nk; k++) {
         mnode_t *m = &s->nd[s->kept[k]];
-        m->out = 0;
-        if (k > 0) rc = calltree_child(dst, s->nd[m->parent].out, m->sym, &m->out);
-        if (rc != 0) break;
-        nodes[nv] = m->out;
-        vals[nv++] = m->self;
+        m->out = (uint32_t)k;
+        kp->sym[k] = m->sym;
+        kp->parent[k] = k > 0 ? s->nd[m->parent].out : 0;
+        kp->self[k] = m->self;
+        kp->total[k] = m->total;
     }
-    for (size_t k = 0; k < s->nk && rc == 0; k++) {
+    for (size_t k = 0, o = s->nk; k < s->nk; k++) {
         const mnode_t *m = &s->nd[s->kept[k]];
-        uint32_t o;
-        if (m->hidden == 0 || (rc = calltree_child(dst, m->out, SYM_OTHER, &o)) != 0) continue;
-        nodes[nv] = o; /* wrapping: exact, the sum fits */
-        vals[nv++] = (int64_t)((uint64_t)m->total - (uint64_t)m->self - (uint64_t)m->kept_sum);
+        if (m->hidden == 0) continue;
+        kp->sym[o] = SYM_OTHER;
+        kp->parent[o] = m->out; /* wrapping: exact, the sum fits */
+        kp->self[o] = (int64_t)((uint64_t)m->total - (uint64_t)m->self - (uint64_t)m->kept_sum);
+        kp->total[o] = kp->self[o];
+        o++;
     }
-    if (rc == 0) rc = calltree_add_selves(dst, nodes, vals, nv);
+    *out = kp;
+    return 0;
+}
+
+int query_kept_tree(const query_kept_t *k, calltree_t *dst)
+{
+    uint32_t *nodes = malloc((k->n ? k->n : 1) * sizeof *nodes);
+    int rc = nodes ? calltree_reserve(dst, k->n) : ERR_NOMEM;
+    if (rc == 0 && k->n > 0) nodes[0] = 0;
+    for (size_t i = 1; i < k->n && rc == 0; i++)
+        rc = calltree_child(dst, nodes[k->parent[i]], k->sym[i], &nodes[i]);
+    if (rc == 0) rc = calltree_add_selves(dst, nodes, k->self, k->n);
     free(nodes);
-    free(vals);
     return rc;
+}
+
+size_t query_kept_bytes(const query_kept_t *k)
+{
+    return k ? sizeof *k + k->n * (sizeof *k->sym + sizeof *k->parent + 2 * sizeof(int64_t) +
+                                   (k->sid ? sizeof *k->sid : 0))
+             : 0;
+}
+
+void query_kept_free(query_kept_t *k)
+{
+    if (k == NULL) return;
+    free(k->sym);
+    free(k->parent);
+    free(k->self);
+    free(k->total);
+    free(k->sid);
+    free(k);
 }
 
 /* The merged root: every token's root. The arrays start at a size that
@@ -292,19 +338,30 @@ static int root_of(sel_t *s, size_t ntabs, size_t max_nodes)
     return 0;
 }
 
-int query_truncate_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
-                        calltree_t *dst)
+int query_keep_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
+                    query_kept_t **out)
 {
+    *out = NULL;
     if (max_nodes < 2) return ERR_INVALID_ARGUMENT;
     sel_t s = {.tabs = tabs};
     int rc = root_of(&s, ntabs, max_nodes);
     if (rc == 0) rc = select_kept(&s, max_nodes);
-    if (rc == 0) rc = build(&s, dst);
+    if (rc == 0) rc = kept_arrays(&s, out);
     free(s.nd);
     free(s.mem);
     free(s.heap);
     free(s.kept);
     free(s.slot);
     free(s.touched);
+    return rc;
+}
+
+int query_truncate_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
+                        calltree_t *dst)
+{
+    query_kept_t *k;
+    int rc = query_keep_tabs(tabs, ntabs, max_nodes, &k);
+    if (rc == 0) rc = query_kept_tree(k, dst);
+    query_kept_free(k);
     return rc;
 }

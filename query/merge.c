@@ -28,11 +28,13 @@ static int totals_add_up(const calltree_t *t)
     return ok;
 }
 
-/* dst already truncated to max_nodes when that is exact (keep.c) and the
- * untruncated merge surely fits in dst (at most the tokens' node counts
- * added up): then a merge refused for its size is refused as before.
- * Returns 1 when done, 0 to build the whole tree, or an error. */
-static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *dst, errmsg_t *em)
+/* dst (or, with kept, *kept) already truncated to max_nodes when that is
+ * exact (keep.c) and the untruncated merge surely fits in dst (at most the
+ * tokens' node counts added up): then a merge refused for its size is
+ * refused as before. Returns 1 when done, 0 to build the whole tree, or an
+ * error. */
+static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *dst,
+                           query_kept_t **kept, errmsg_t *em)
 {
     if (max_nodes < 2 || calltree_node_count(dst) != 1 || calltree_root_total(dst) != 0 ||
         calltree_self(dst, 0) != 0)
@@ -47,9 +49,10 @@ static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *ds
         bound += tabs[i].nodes - 1;
     }
     if (ok && bound <= calltree_max_nodes(dst)) {
-        rc = query_truncate_tabs(tabs, n, max_nodes, dst);
+        rc = kept ? query_keep_tabs(tabs, n, max_nodes, kept)
+                  : query_truncate_tabs(tabs, n, max_nodes, dst);
         if (rc == ERR_INVALID_ARGUMENT) { /* a total past INT64_MAX: not exact here */
-            rc = calltree_clear(dst);
+            rc = kept ? 0 : calltree_clear(dst);
         } else if (rc == 0) {
             rc = 1;
         }
@@ -108,10 +111,18 @@ static int merge_outcome(int rc, const calltree_t *dst, errmsg_t *em)
 int query_merge_series(storage_t *st, const char *tenant, const query_series_t *ser,
                        const query_plan_t *plan, size_t max_nodes, calltree_t *dst, errmsg_t *em)
 {
+    return query_merge_series_kept(st, tenant, ser, plan, max_nodes, dst, NULL, em);
+}
+
+int query_merge_series_kept(storage_t *st, const char *tenant, const query_series_t *ser,
+                            const query_plan_t *plan, size_t max_nodes, calltree_t *dst,
+                            query_kept_t **kept, errmsg_t *em)
+{
+    if (kept) *kept = NULL;
     storage_merger_t *m;
     int rc = read_blocks(st, tenant, ser, plan, &m, em);
     if (rc != 0) return rc;
-    rc = merge_truncated(m, max_nodes, dst, em);
+    rc = merge_truncated(m, max_nodes, dst, kept, em);
     if (rc == 0)
         rc = storage_merger_finish(m, dst, em);
     else if (rc == 1)
@@ -172,6 +183,31 @@ int query_load_symbols(storage_t *st, const char *tenant, const calltree_t *t, s
     ids_t ids = {0};
     int rc = calltree_for_each_symbol(t, id_fn, &ids);
     if (rc == 0 && ids.n > 0) rc = storage_load_symbols(st, tenant, ids.v, ids.n, dst);
+    free(ids.v);
+    return rc;
+}
+
+int query_load_symbols_kept(storage_t *st, const char *tenant, query_kept_t *k, symtab_t *dst)
+{
+    u64map_t seen; /* a function called from many places is loaded once: symbol -> sid */
+    ids_t ids = {0};
+    free(k->sid);
+    k->nsid = 0;
+    k->sid = malloc((k->n ? k->n : 1) * sizeof *k->sid);
+    int rc = k->sid ? u64map_init(&seen, k->n) : ERR_NOMEM;
+    if (rc != 0) return rc;
+    for (size_t i = 0; rc == 0 && i < k->n; i++) {
+        int put = u64map_get_or_put(&seen, k->sym[i], (uint32_t)k->nsid, &k->sid[i]);
+        if (put < 0) rc = put;
+        if (put == 1 && (rc = id_fn(&ids, k->sym[i])) == 0) k->nsid++;
+    }
+    if (rc == 0 && ids.n > 0) rc = storage_load_symbols(st, tenant, ids.v, ids.n, dst);
+    if (rc != 0) { /* no numbering half made */
+        free(k->sid);
+        k->sid = NULL;
+        k->nsid = 0;
+    }
+    u64map_free(&seen);
     free(ids.v);
     return rc;
 }

@@ -132,7 +132,8 @@ static int render_tree(storage_t *st, const char *tenant, const query_partial_ar
         return rc;
     }
     if (sp->kind == 0) {
-        int rc = query_merge_series(st, tenant, ser, plan, a->final_max_nodes, out->tree, em);
+        int rc = query_merge_series_kept(st, tenant, ser, plan, a->final_max_nodes, out->tree,
+                                         a->kept ? &out->kept : NULL, em);
         if (rc == 0 && a->timeline) rc = query_timeline_build(st, tenant, ser, plan, &out->tl, em);
         return rc;
     }
@@ -176,6 +177,8 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     if (out->tree == NULL || out->syms == NULL) rc = ERR_NOMEM;
     if (rc == 0) rc = render_tree(st, tenant, a, &sp, &ser, &plan, out, em);
     if (rc == 0) rc = query_load_symbols(st, tenant, out->tree, out->syms);
+    if (rc == 0 && out->kept != NULL)
+        rc = query_load_symbols_kept(st, tenant, out->kept, out->syms);
     if (rc == 0 && out->tabs != NULL)
         rc = query_load_symbols_tabs(st, tenant, out->tabs, out->ntabs, out->syms);
     query_series_free(&ser);
@@ -244,6 +247,7 @@ void query_partial_free(query_partial_t *p)
 {
     calltree_free(p->tree);
     storage_merged_tabs_free(p->tabs, p->ntabs);
+    query_kept_free(p->kept);
     symtab_free(p->syms);
     free(p->spy_name);
     query_timeline_free(&p->tl);

@@ -314,6 +314,7 @@ void query_spec_args(const query_spec_t *s, query_partial_args_t *a)
     a->until_s = s->plan.until_s;
     a->min_res = s->plan.min_res;
     a->timeline = s->kind == QUERY_KIND_RENDER && s->format == QUERY_FORMAT_JSON;
+    a->kept = a->timeline; /* used only with final_max_nodes */
     if (s->kind == QUERY_KIND_PROFILES) a->limit = s->top_limit;
 }
 

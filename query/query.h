@@ -567,9 +567,12 @@ typedef struct query_partial_args {
     int forests;                 /* render: the share may answer its tokens' forests (tabs)
                                     instead of a tree, when every value is >= 0 (for a gather
                                     that truncates them, query_spec_forests) */
+    int kept;                    /* render with final_max_nodes: the partial may answer the
+                                    kept nodes (query_partial_t.kept) instead of a tree: its
+                                    gather writes the flamebearer JSON straight from them */
 } query_partial_args_t;
 
-/* Fills a from s (ranges left empty, timeline set for JSON). Pointers into s. */
+/* Fills a from s (ranges left empty, timeline and kept set for JSON). Pointers into s. */
 void query_spec_args(const query_spec_t *s, query_partial_args_t *a);
 /* The maxNodes query_gather_finish truncates a render of s to; 0 = none. */
 size_t query_spec_final_max_nodes(const query_spec_t *s);
@@ -578,6 +581,9 @@ size_t query_spec_final_max_nodes(const query_spec_t *s);
  * maxNodes, not `top`; docs/cluster.md): a partial may then hand over its
  * tokens' forests (query_partial_args_t.forests). */
 int query_spec_forests(const query_spec_t *s);
+
+/* A truncated tree as keep.c chose it, in flat arrays (query_int.h). */
+typedef struct query_kept query_kept_t;
 
 /* One node's answer for its ranges. Caller owns; free with query_partial_free. */
 typedef struct query_partial {
@@ -589,6 +595,8 @@ typedef struct query_partial {
     char *spy_name;             /* render: pyroscope_spy shared by all those series, or NULL */
     storage_merged_tab_t *tabs; /* render with forests: the tokens' forests (then tree */
     size_t ntabs;               /* holds nothing), or NULL */
+    query_kept_t *kept;         /* render as JSON that is alone the answer (final_max_nodes):
+                                   the kept nodes (then tree holds nothing), or NULL */
     query_timeline_t tl;        /* render with timeline: per-bucket totals, else n == 0 */
     char **values;              /* labels: distinct, sorted (strcmp); label shares: "TOTAL VALUE";
                                    profiles: "TIME_NS ID TOTAL {labels}" (profiles.c);

@@ -18,17 +18,23 @@
 /* For every node of t, its children ordered by (name, file, symbol id).
  * kids[off[i] .. off[i+1]) are node i's children. */
 typedef struct sorted_tree {
-    const calltree_t *t;
+    const calltree_t *t; /* or NULL: then sym and parent */
+    const uint64_t *sym;
+    const uint32_t *parent;
+    const uint32_t *sid; /* or NULL: a number per distinct symbol (query_kept_t.sid) */
+    size_t nsid;
     const symtab_t *syms;
     size_t n;
     uint32_t *off;     /* n + 1 */
     uint32_t *kids;    /* n - 1 */
     const char **name; /* per node, never NULL; borrowed from syms or unk */
     const char **file;
-    char *unk; /* 32 bytes per node for unknown-symbol names, or NULL */
+    char *unk; /* 32 bytes per node (per sid with sid) for unknown-symbol names, or NULL */
 } sorted_tree_t;
 
 int query_sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *syms);
+/* The same over kept nodes (k outlives st). */
+int query_sorted_tree_build_kept(sorted_tree_t *st, const query_kept_t *k, const symtab_t *syms);
 void query_sorted_tree_free(sorted_tree_t *st);
 
 /* Name and file of sym (never NULL). Unknown symbols become "unknown 0x<id>"
@@ -82,6 +88,44 @@ void query_forest_free(storage_merged_tab_t *f);
 int query_merge_series_forests(storage_t *st, const char *tenant, const query_series_t *ser,
                                const query_plan_t *plan, calltree_t *dst,
                                storage_merged_tab_t **tabs, size_t *ntabs, errmsg_t *em);
+/* query_merge_series into *kept instead of dst when the truncation can be
+ * chosen before building (max_nodes >= 2, keep.c's conditions); otherwise
+ * *kept is NULL and dst holds what query_merge_series makes. */
+int query_merge_series_kept(storage_t *st, const char *tenant, const query_series_t *ser,
+                            const query_plan_t *plan, size_t max_nodes, calltree_t *dst,
+                            query_kept_t **kept, errmsg_t *em);
+/* Loads the name/file of every symbol of k into dst, and numbers k's
+ * distinct symbols (k->sid). */
+int query_load_symbols_kept(storage_t *st, const char *tenant, query_kept_t *k, symtab_t *dst);
+
+/* ---- kept nodes (keep.c) ---- */
+/* query_truncate_tabs's choice without building it: node 0 the root, every
+ * parent before its children, `other` nodes (SYM_OTHER) last. total[i] is
+ * self[i] plus the totals of i's children. */
+struct query_kept {
+    size_t n;
+    uint64_t *sym;
+    uint32_t *parent; /* parent[0] unused */
+    int64_t *self, *total;
+    uint32_t *sid; /* or NULL: per node, its symbol's number among the distinct symbols (in
+                      order of first use: query_load_symbols_kept), so names are looked up
+                      once per symbol */
+    size_t nsid;
+};
+/* *out: caller owns, query_kept_free; NULL on error. Errors as
+ * query_truncate_tabs. */
+int query_keep_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
+                    query_kept_t **out);
+/* Adds k into dst (built into it when dst is empty). */
+int query_kept_tree(const query_kept_t *k, calltree_t *dst);
+size_t query_kept_bytes(const query_kept_t *k); /* about the heap bytes k holds; 0 for NULL */
+void query_kept_free(query_kept_t *k);          /* NULL is fine */
+/* The flamebearer JSON of k, as query_encode_flamebearer writes that of
+ * query_kept_tree(k): the same bytes, without the tree. */
+int query_encode_flamebearer_kept(const query_kept_t *k, const symtab_t *syms,
+                                  const char *profile_type, const char *spy_name,
+                                  const query_timeline_t *tl, buf_t *out);
+
 /* Loads the name/file of every symbol of the forests into dst. */
 int query_load_symbols_tabs(storage_t *st, const char *tenant, const storage_merged_tab_t *tabs,
                             size_t ntabs, symtab_t *dst);

@@ -11,9 +11,19 @@
 #include "query/query_int.h"
 
 typedef struct sort_ctx {
-    const calltree_t *t;
+    const sorted_tree_t *st;
     const char **name, **file;
 } sort_ctx_t;
+
+static uint64_t sym_of(const sorted_tree_t *st, uint32_t i)
+{
+    return st->t ? calltree_sym(st->t, i) : st->sym[i];
+}
+
+static uint32_t parent_of(const sorted_tree_t *st, uint32_t i)
+{
+    return st->t ? calltree_parent(st->t, i) : st->parent[i];
+}
 
 static int kid_cmp(const void *a, const void *b, void *arg)
 {
@@ -22,7 +32,7 @@ static int kid_cmp(const void *a, const void *b, void *arg)
     int r = strcmp(c->name[x], c->name[y]);
     if (r == 0) r = strcmp(c->file[x], c->file[y]);
     if (r == 0) {
-        uint64_t sx = calltree_sym(c->t, x), sy = calltree_sym(c->t, y);
+        uint64_t sx = sym_of(c->st, x), sy = sym_of(c->st, y);
         r = sx < sy ? -1 : sx > sy;
     }
     return r;
@@ -33,7 +43,7 @@ static int resolve_names(sorted_tree_t *st, const char **name, const char **file
 {
     *unk = NULL;
     for (size_t i = 0; i < st->n; i++) {
-        uint64_t sym = calltree_sym(st->t, (uint32_t)i);
+        uint64_t sym = sym_of(st, (uint32_t)i);
         if (st->syms != NULL && symtab_get(st->syms, sym, &name[i], &file[i])) {
             if (file[i] == NULL) file[i] = "";
             continue;
@@ -44,12 +54,38 @@ static int resolve_names(sorted_tree_t *st, const char **name, const char **file
     return 0;
 }
 
-int query_sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *syms)
+/* resolve_names once per symbol (st->sid): a kept tree names each of its
+ * symbols at several nodes. */
+static int resolve_names_sid(sorted_tree_t *st, const char **name, const char **file, char **unk)
 {
-    memset(st, 0, sizeof *st);
-    st->t = t;
-    st->syms = syms;
-    st->n = calltree_node_count(t);
+    *unk = NULL;
+    const char **sname = calloc(st->nsid ? st->nsid : 1, sizeof *sname);
+    const char **sfile = malloc((st->nsid ? st->nsid : 1) * sizeof *sfile);
+    int rc = sname && sfile ? 0 : ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < st->n; i++) {
+        uint32_t s = st->sid[i];
+        if (sname[s] == NULL) {
+            uint64_t sym = sym_of(st, (uint32_t)i);
+            if (st->syms != NULL && symtab_get(st->syms, sym, &sname[s], &sfile[s])) {
+                if (sfile[s] == NULL) sfile[s] = "";
+            } else if (*unk == NULL && (*unk = malloc(st->nsid * 32)) == NULL) {
+                rc = ERR_NOMEM;
+                break;
+            } else {
+                query_sym_name(NULL, sym, *unk + (size_t)s * 32, &sname[s], &sfile[s]);
+            }
+        }
+        name[i] = sname[s];
+        file[i] = sfile[s];
+    }
+    free(sname);
+    free(sfile);
+    return rc;
+}
+
+/* st->t or st->sym and st->parent, st->syms and st->n set. */
+static int build(sorted_tree_t *st)
+{
     st->off = calloc(st->n + 1, sizeof *st->off);
     st->kids = malloc((st->n + 1) * sizeof *st->kids);
     st->name = malloc(st->n * sizeof *st->name);
@@ -58,13 +94,14 @@ int query_sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab
         query_sorted_tree_free(st);
         return ERR_NOMEM;
     }
-    int rc = resolve_names(st, st->name, st->file, &st->unk);
+    int rc = st->sid ? resolve_names_sid(st, st->name, st->file, &st->unk)
+                     : resolve_names(st, st->name, st->file, &st->unk);
     if (rc != 0) {
         query_sorted_tree_free(st);
         return rc;
     }
     for (uint32_t i = 1; i < st->n; i++)
-        st->off[calltree_parent(t, i) + 1]++;
+        st->off[parent_of(st, i) + 1]++;
     for (size_t i = 0; i < st->n; i++)
         st->off[i + 1] += st->off[i];
     uint32_t *fill = calloc(st->n, sizeof *fill);
@@ -73,16 +110,37 @@ int query_sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab
         return ERR_NOMEM;
     }
     for (uint32_t i = 1; i < st->n; i++) {
-        uint32_t p = calltree_parent(t, i);
+        uint32_t p = parent_of(st, i);
         st->kids[st->off[p] + fill[p]++] = i;
     }
     free(fill);
-    sort_ctx_t c = {.t = t, .name = st->name, .file = st->file};
+    sort_ctx_t c = {.st = st, .name = st->name, .file = st->file};
     for (size_t i = 0; i < st->n; i++)
         if (st->off[i + 1] - st->off[i] > 1)
             qsort_r(st->kids + st->off[i], st->off[i + 1] - st->off[i], sizeof(uint32_t), kid_cmp,
                     &c);
     return 0;
+}
+
+int query_sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *syms)
+{
+    memset(st, 0, sizeof *st);
+    st->t = t;
+    st->syms = syms;
+    st->n = calltree_node_count(t);
+    return build(st);
+}
+
+int query_sorted_tree_build_kept(sorted_tree_t *st, const query_kept_t *k, const symtab_t *syms)
+{
+    memset(st, 0, sizeof *st);
+    st->sym = k->sym;
+    st->parent = k->parent;
+    st->sid = k->sid;
+    st->nsid = k->nsid;
+    st->syms = syms;
+    st->n = k->n;
+    return build(st);
 }
 
 void query_sorted_tree_free(sorted_tree_t *st)

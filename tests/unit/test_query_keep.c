@@ -3,7 +3,9 @@
  * query_truncate gives:
  *  - forests made by hand from random trees of several tokens (shared
  *    symbols, so paths meet across tokens; equal values, so ties break on
- *    path hashes; empty nodes): the same flamebearer bytes for every maxNodes;
+ *    path hashes; empty nodes): the same flamebearer bytes for every maxNodes,
+ *    also when written straight from the kept nodes (query_keep_tabs,
+ *    query_encode_flamebearer_kept);
  *  - a real storage: query_render (which takes the new path) against the
  *    partial, gather and finish of a scatter-gather (which build the whole
  *    tree), byte for byte, on random profiles over several tokens, with a
@@ -21,6 +23,7 @@
 #include "common/hash.h"
 #include "common/labels.h"
 #include "query/query.h"
+#include "query/query_int.h"
 #include "tests/unit/check.h"
 
 #define TYPE "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
@@ -76,6 +79,20 @@ static char *fb_of(const calltree_t *t)
     return (char *)b.data;
 }
 
+/* The flamebearer written from the kept nodes of the forests. */
+static char *fb_kept(const storage_merged_tab_t *tabs, size_t ntok, size_t max)
+{
+    query_kept_t *k;
+    CHECK_EQ_INT(query_keep_tabs(tabs, ntok, max, &k), 0);
+    CHECK(k->n <= max);
+    buf_t b;
+    buf_init(&b, (size_t)1 << 30);
+    CHECK_EQ_INT(query_encode_flamebearer_kept(k, NULL, TYPE, NULL, NULL, &b), 0);
+    CHECK_EQ_INT(buf_append_byte(&b, 0), 0);
+    query_kept_free(k);
+    return (char *)b.data;
+}
+
 static void random_tree(calltree_t *t, int nstacks, int ties, int zeros)
 {
     for (int i = 0; i < nstacks; i++) {
@@ -113,8 +130,11 @@ static void forest_case(size_t ntok, int nstacks, int ties)
                     nstacks, ties, max, a, b);
         CHECK_EQ_INT(strcmp(a, b), 0);
         CHECK(calltree_node_count(got) <= max);
+        char *c = fb_kept(tabs, ntok, max);
+        CHECK_EQ_INT(strcmp(a, c), 0);
         free(a);
         free(b);
+        free(c);
         calltree_free(want);
         calltree_free(got);
     }
