@@ -47,8 +47,9 @@ struct query_gather {
     size_t nforests, cap_forests;
     size_t forest_nodes; /* 1 + their nodes below the root: a bound of their merge */
     size_t forest_bytes;
-    query_kept_t *kept; /* render: one partial's kept nodes, the whole answer (then tree and
-                           forests hold nothing), or NULL */
+    query_kept_t *kept;     /* render: one partial's kept nodes, the whole answer (then tree and
+                               forests hold nothing), or NULL */
+    uint64_t partial_spans; /* span trees that may leave profiles out */
 };
 
 int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_gather_t **out)
@@ -429,6 +430,7 @@ static int add_kept(query_gather_t *g, query_partial_t *p)
 
 static int add_render(query_gather_t *g, query_partial_t *p, errmsg_t *em)
 {
+    g->partial_spans += p->partial_spans;
     int rc = query_gather_add_series(g, p->nseries, p->spy_name, em);
     if (rc != 0 || p->tree == NULL) return rc;
     if ((rc = add_kept(g, p)) != 0) return rc == ERR_LIMIT ? tree_limit(g, em) : rc;
@@ -491,6 +493,16 @@ int query_add_json_members(buf_t *body, const char *members)
     return rc != 0 ? rc : buf_append_byte(body, '}');
 }
 
+/* The red note of a partial svg: missing ranges (the "missing" member), or
+ * else span trees that may leave profiles out. */
+static const char *svg_note(const char *partial_json)
+{
+    if (partial_json == NULL) return NULL;
+    if (strstr(partial_json, "\"missing\"") != NULL)
+        return "(partial: some token ranges did not answer)";
+    return "(partial: span trees left some profiles out)";
+}
+
 static int encode(query_gather_t *g, const char *partial_json, query_result_t *out)
 {
     const query_spec_t *s = g->spec;
@@ -526,9 +538,7 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     }
     case QUERY_FORMAT_SVG:
         out->content_type = "image/svg+xml";
-        return query_encode_svg(g->tree, g->syms, type, title,
-                                partial_json ? "(partial: some token ranges did not answer)" : NULL,
-                                &out->body);
+        return query_encode_svg(g->tree, g->syms, type, title, svg_note(partial_json), &out->body);
     case QUERY_FORMAT_SPEEDSCOPE:
         out->content_type = "application/json";
         rc = query_encode_speedscope(g->tree, g->syms, type, title, &out->body);
@@ -662,4 +672,14 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
     rc = query_out_err(rc, &out->body, em);
     if (rc != 0) buf_reset(&out->body);
     return rc;
+}
+
+void query_gather_add_partial_spans(query_gather_t *g, uint64_t n)
+{
+    g->partial_spans += n;
+}
+
+uint64_t query_gather_partial_spans(const query_gather_t *g)
+{
+    return g->partial_spans;
 }

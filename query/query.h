@@ -278,10 +278,12 @@ void query_timeline_free(query_timeline_t *tl);
 /* Span selection: sums into dst the span trees of sp recorded for the series
  * of ser in the 10 s windows w with from_s <= w < until_s. tl (may be NULL;
  * shaped by query_timeline_init) gets each tree's total in its window's
- * bucket. ERR_LIMIT past dst's max_nodes. */
+ * bucket. *partial_trees (may be NULL) grows by the trees summed that may
+ * leave profiles out (STORAGE_SPAN_PARTIAL). ERR_LIMIT past dst's
+ * max_nodes. */
 int query_merge_spans(storage_t *st, const char *tenant, const query_span_sel_t *sp,
                       const query_series_t *ser, int64_t from_s, int64_t until_s, calltree_t *dst,
-                      query_timeline_t *tl, errmsg_t *em);
+                      query_timeline_t *tl, uint64_t *partial_trees, errmsg_t *em);
 
 /* Encoders. Children are ordered by name (then file, then symbol id) so the
  * bytes depend only on the tree's content. syms must know every symbol of t;
@@ -602,6 +604,8 @@ typedef struct query_partial {
                                    profiles: "TIME_NS ID TOTAL {labels}" (profiles.c);
                                    profile: "TIME_NS PROFILE_TYPE" when found (profile.c) */
     size_t nvalues;
+    uint64_t partial_spans; /* render of span ids: span trees summed that may leave profiles
+                               out (sealed or short after a stream; the answer says partial) */
 } query_partial_t;
 
 /* Runs a partial query on this node's storage. Refuses malformed arguments
@@ -653,6 +657,11 @@ int query_gather_add_series(query_gather_t *g, size_t nseries, const char *spy_n
  * show no timeline (folded, pprof). */
 int query_gather_add_total(query_gather_t *g, int64_t bucket_start_s, int64_t value, errmsg_t *em);
 int query_gather_add_value(query_gather_t *g, const char *s, size_t n);
+/* n more span trees that may leave profiles out (a share's partial_spans). */
+void query_gather_add_partial_spans(query_gather_t *g, uint64_t n);
+/* The span trees summed so far that may leave profiles out: when > 0 the
+ * answer is partial ("span_members", docs/api.md). */
+uint64_t query_gather_partial_spans(const query_gather_t *g);
 
 /* Truncates and encodes the merged answer into out (as query_render /
  * query_label_* would). partial_json, when not NULL, holds members added to

@@ -29,14 +29,16 @@ typedef struct span_ctx {
     size_t n;
     calltree_t *dst;
     query_timeline_t *tl;
+    uint64_t partial; /* trees summed that may leave profiles out */
 } span_ctx_t;
 
-static int span_fn(void *ctx, uint64_t token, uint64_t series_id, int64_t window, const uint8_t *v,
-                   size_t n)
+static int span_fn(void *ctx, uint64_t token, uint64_t series_id, int64_t window, unsigned flags,
+                   const uint8_t *v, size_t n)
 {
     span_ctx_t *c = ctx;
     pair_t key = {token, series_id};
     if (bsearch(&key, c->series, c->n, sizeof key, pair_cmp) == NULL) return 0;
+    if (flags & STORAGE_SPAN_PARTIAL) c->partial++;
     int64_t before = calltree_root_total(c->dst);
     int rc = calltree_decode_merge(c->dst, v, n);
     query_timeline_t *tl = c->tl;
@@ -49,7 +51,7 @@ static int span_fn(void *ctx, uint64_t token, uint64_t series_id, int64_t window
 
 int query_merge_spans(storage_t *st, const char *tenant, const query_span_sel_t *sp,
                       const query_series_t *ser, int64_t from_s, int64_t until_s, calltree_t *dst,
-                      query_timeline_t *tl, errmsg_t *em)
+                      query_timeline_t *tl, uint64_t *partial_trees, errmsg_t *em)
 {
     if (ser->n == 0 || sp->n == 0) return 0;
     span_ctx_t c = {.n = ser->n, .dst = dst, .tl = tl};
@@ -62,6 +64,7 @@ int query_merge_spans(storage_t *st, const char *tenant, const query_span_sel_t 
     for (size_t i = 0; i < sp->n && rc == 0; i++)
         rc = storage_scan_spans(st, tenant, sp->kind, sp->id[i], from_s, until_s, span_fn, &c);
     free(c.series);
+    if (partial_trees != NULL) *partial_trees += c.partial;
     if (rc == ERR_LIMIT)
         return errmsg_set(em, ERR_LIMIT,
                           "merged call tree exceeds max_tree_nodes (%zu nodes); select fewer "

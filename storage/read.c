@@ -355,8 +355,10 @@ int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t 
         if (w < from_s || w >= until_s) continue;
         const uint8_t *tree;
         size_t tn;
-        rc = storage_spanval_calltree(s, v, vn, &tmp, &tree, &tn);
-        if (rc == 0) rc = fn(ctx, be64_get(k + lo.n), be64_get(k + lo.n + 8), w, tree, tn);
+        int partial = 0;
+        rc = storage_spanval_calltree(s, v, vn, &tmp, &tree, &tn, &partial);
+        unsigned flags = partial ? STORAGE_SPAN_PARTIAL : 0;
+        if (rc == 0) rc = fn(ctx, be64_get(k + lo.n), be64_get(k + lo.n + 8), w, flags, tree, tn);
     }
     buf_free(&tmp);
     return range_close(&r, rc);

@@ -106,7 +106,7 @@ static int cmp_member(const void *a, const void *b)
 static int encode(const spanval_t *v, const calltree_t *rest, buf_t *out)
 {
     int rc = buf_append_byte(out, SPANVAL_VERSION);
-    if (rc == 0) rc = buf_append_byte(out, v->flags & (SPANVAL_SEALED | SPANVAL_FOREIGN));
+    if (rc == 0) rc = buf_append_byte(out, v->flags & SPANVAL_KEPT_FLAGS);
     if (rc == 0) rc = buf_append_uvarint(out, v->n);
     for (size_t i = 0; rc == 0 && i < v->n; i++) {
         rc = buf_append(out, v->m[i].id, 16);
@@ -140,12 +140,13 @@ int storage_span_value_tree(const uint8_t *p, size_t n, calltree_t *dst)
 }
 
 int storage_spanval_calltree(storage_t *s, const uint8_t *p, size_t n, buf_t *tmp,
-                             const uint8_t **out, size_t *out_len)
+                             const uint8_t **out, size_t *out_len, int *partial)
 {
     spanval_t v = {0};
     int rc = storage_spanval_parse(p, n, &v);
     *out = p; /* what does not parse goes as it is: the reader's decode refuses it */
     *out_len = n;
+    *partial = rc == 0 && (v.flags & (SPANVAL_SEALED | SPANVAL_SHORT)) != 0;
     if (rc == 0 && v.n == 1 && v.rest_count == 0) {
         *out = v.m[0].tree;
         *out_len = v.m[0].len;
@@ -195,7 +196,9 @@ int storage_spanval_stream_operand(const uint8_t *p, size_t n, buf_t *out)
         if (rc == 0) rc = buf_append(out, p, n);
     } else if (rc == 0) {
         rc = buf_append(out, p, n);
-        if (rc == 0) out->data[out->len - n + 1] = (v.flags & SPANVAL_SEALED) | SPANVAL_STREAM;
+        if (rc == 0)
+            out->data[out->len - n + 1] =
+                (v.flags & (SPANVAL_SEALED | SPANVAL_SHORT)) | SPANVAL_STREAM;
     }
     storage_spanval_free(&v);
     return rc;
@@ -228,9 +231,13 @@ static int rest_add(acc_t *a, const uint8_t *p, size_t n, uint64_t count)
     return 0;
 }
 
+/* Profiles left out of the value: counted, and the value marked SHORT so
+ * that readers report it (a left-out side may have overlapped the kept one,
+ * but that cannot be told any more). */
 static void dropped(acc_t *a, uint64_t profiles)
 {
     atomic_fetch_add(&a->c->span_dropped, profiles);
+    if (profiles > 0) a->v.flags |= SPANVAL_SHORT;
 }
 
 /* a := x (nothing applied before); sealed when x carries a streamed rest. */
@@ -239,7 +246,7 @@ static int take(acc_t *a, const spanval_t *x)
     a->v.n = 0;
     a->v.rest_count = 0;
     int rc = a->rest != NULL ? calltree_clear(a->rest) : 0;
-    a->v.flags = x->flags & (SPANVAL_SEALED | SPANVAL_FOREIGN);
+    a->v.flags = x->flags & (SPANVAL_SEALED | SPANVAL_FOREIGN | SPANVAL_SHORT);
     if ((x->flags & SPANVAL_STREAM) && x->n > 0) a->v.flags |= SPANVAL_FOREIGN;
     if ((x->flags & SPANVAL_STREAM) && x->rest_count > 0) a->v.flags |= SPANVAL_SEALED;
     for (size_t i = 0; rc == 0 && i < x->n; i++)
@@ -281,8 +288,11 @@ static int unite(acc_t *a, const spanval_t *x)
         dropped(a, theirs);
         return 0;
     }
+    int was_short = (a->v.flags & SPANVAL_SHORT) != 0 || mine > 0;
     dropped(a, mine);
-    return take(a, x);
+    rc = take(a, x);
+    if (was_short) a->v.flags |= SPANVAL_SHORT;
+    return rc;
 }
 
 /* Past max members, the highest ids go to the rest; when a listed member

@@ -313,8 +313,13 @@ int storage_seen_has(storage_t *s, const storage_seen_entry_t *e);
  * trace `id` whose window start w satisfies from_s <= w < until_s. A span's
  * samples are filed under the 10 s window of their profile's time, like
  * blocks of resolution 0, and expire after span_retention_seconds. */
+/* flags: STORAGE_SPAN_PARTIAL when the tree may leave profiles out: a
+ * merge of a streamed tree past max_span_members kept one side whole, or
+ * the tree is sealed and later writes to it were or will be left out
+ * (docs/storage-format.md, `spans`). */
+#define STORAGE_SPAN_PARTIAL 1u
 typedef int (*storage_span_fn)(void *ctx, uint64_t token, uint64_t series_id, int64_t window_start,
-                               const uint8_t *value, size_t len);
+                               unsigned flags, const uint8_t *value, size_t len);
 int storage_scan_spans(storage_t *s, const char *tenant, uint8_t kind, uint64_t id, int64_t from_s,
                        int64_t until_s, storage_span_fn fn, void *ctx);
 

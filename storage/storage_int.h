@@ -248,6 +248,13 @@ int storage_span_index_rebuild(storage_t *s, errmsg_t *em);
 /* FOREIGN: a listed member came from a stream (folding members into the
  * rest then seals the value). */
 #define SPANVAL_FOREIGN 4
+/* SHORT: a merge left profiles out of the value (a side of a streamed
+ * union, or a write to a SEALED value): readers report the tree as partial
+ * (STORAGE_SPAN_PARTIAL). A value written before this bit existed has it
+ * clear, and is reported partial only when SEALED. */
+#define SPANVAL_SHORT 8
+/* The flags a stored value keeps. */
+#define SPANVAL_KEPT_FLAGS (SPANVAL_SEALED | SPANVAL_FOREIGN | SPANVAL_SHORT)
 
 /* One member: a profile id and its span tree (a calltree encoding). */
 typedef struct spanval_member {
@@ -277,13 +284,14 @@ int storage_spanval_encode_one(const uint8_t id[16], const uint8_t *tree, size_t
 /* Appends value p as a streamed operand (STREAM set; a format-7 value
  * becomes a rest of one profile). ERR_CORRUPT when p does not parse. */
 int storage_spanval_stream_operand(const uint8_t *p, size_t n, buf_t *out);
-/* The summed tree of value p as one calltree encoding, for readers:
+/* The summed tree of value p as one calltree encoding, for readers
+ * (*partial: 1 when the value is SEALED or SHORT, profiles may be left out):
  * *out is a member's or the rest's bytes (borrowed from p) when it is the
  * only part, else the sum, capped at max_span_nodes, encoded into tmp; a
  * value that does not parse is handed on as it is. Fails only with
  * ERR_NOMEM. */
 int storage_spanval_calltree(storage_t *s, const uint8_t *p, size_t n, buf_t *tmp,
-                             const uint8_t **out, size_t *out_len);
+                             const uint8_t **out, size_t *out_len, int *partial);
 /* The spans merge operator (spanval.c). */
 rocksdb_mergeoperator_t *storage_merge_spans_new(storage_counters_t *c);
 /* Applies parts in order (the first: the existing value or an operand). */

@@ -83,9 +83,41 @@ static int prepare_finish(scatter_q_t *q)
                                       &q->partial_json);
 }
 
+/* Pool: span trees that may leave profiles out make the answer partial too
+ * (reason span_members): added to the header and JSON members that
+ * prepare_finish made for missing ranges, if any. */
+static int describe_partial_spans(scatter_q_t *q)
+{
+    uint64_t n = query_gather_partial_spans(q->gather);
+    if (n == 0) return 0;
+    char *h = q->ans.partial_header;
+    size_t len = strlen(h), hn = sizeof q->ans.partial_header;
+    snprintf(h + len, hn - len, "%sspan_members=%llu", len > 0 ? "; " : "", (unsigned long long)n);
+    buf_t j;
+    buf_init(&j, 64 * 1024);
+    int rc = q->partial_json != NULL ? buf_append_str(&j, q->partial_json)
+                                     : buf_append_str(&j, "\"partial\":true");
+    if (rc == 0)
+        rc = buf_printf(&j, ",\"partial_reason\":\"%s\",\"partial_spans\":%llu",
+                        q->partial_json != NULL ? "ranges,span_members" : "span_members",
+                        (unsigned long long)n);
+    size_t jn;
+    char *json = rc == 0 ? (char *)buf_steal(&j, &jn) : NULL;
+    buf_free(&j);
+    if (json == NULL) return rc != 0 ? rc : ERR_NOMEM;
+    free(q->partial_json);
+    q->partial_json = json;
+    return 0;
+}
+
 /* Pool: truncates and encodes the answer into q->ans. */
 static void finish_answer(scatter_q_t *q)
 {
+    int rc = describe_partial_spans(q);
+    if (rc != 0) {
+        q->ans.rc = errmsg_set(&q->ans.em, rc, "building the answer: %s", err_message(rc));
+        return;
+    }
     q->ans.rc = query_gather_finish(q->gather, q->partial_json, &q->ans.result, &q->ans.em);
 }
 
@@ -278,6 +310,7 @@ static int merge_render(query_gather_t *g, const Flamedb__Cluster__PartialResult
                                      (const char *)s->file.data, s->file.len);
     }
     if (rc == 0) rc = query_gather_add_series(g, nseries, spy[0] ? spy : NULL, &it->em);
+    if (rc == 0) query_gather_add_partial_spans(g, pr->partial_spans);
     for (size_t i = 0; rc == 0 && i < pr->n_totals; i++) {
         int64_t ms = pr->totals[i]->time_ms;
         rc = ms % 1000 != 0 ? ERR_CORRUPT

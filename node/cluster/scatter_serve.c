@@ -157,6 +157,7 @@ static int build_render(serve_job_t *j)
     j->msg.calltree = (ProtobufCBinaryData){j->tree.len, j->tree.data};
     if ((rc = add_symbols(j)) != 0 || (rc = add_totals(j)) != 0) return rc;
     j->msg.series_count = j->part.nseries;
+    j->msg.partial_spans = j->part.partial_spans;
     j->msg.spy_name = j->part.spy_name != NULL ? j->part.spy_name : "";
     return 0;
 }

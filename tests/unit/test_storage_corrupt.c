@@ -87,8 +87,8 @@ static void test_operands(fixture_t *f)
     symtab_free(st);
 }
 
-static int count_span(void *ctx, uint64_t token, uint64_t series, int64_t window, const uint8_t *v,
-                      size_t n)
+static int count_span(void *ctx, uint64_t token, uint64_t series, int64_t window, unsigned flags,
+                      const uint8_t *v, size_t n)
 {
     calltree_t *t = calltree_new(0);
     CHECK_EQ_INT(calltree_decode_merge(t, v, n), 0);

@@ -207,7 +207,7 @@ static inline int64_t fx_block_total(storage_t *s, const char *tenant, const lab
 
 /* A storage_span_fn that merges each span tree into ctx (a calltree_t). */
 static inline int fx_span_merge_cb(void *ctx, uint64_t token, uint64_t series, int64_t w,
-                                   const uint8_t *v, size_t n)
+                                   unsigned flags, const uint8_t *v, size_t n)
 {
     (void)token;
     (void)series;

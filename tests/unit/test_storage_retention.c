@@ -145,8 +145,8 @@ static void test_profile_scan(fixture_t *f)
     symtab_free(st);
 }
 
-static int span_total(void *ctx, uint64_t token, uint64_t series, int64_t window, const uint8_t *v,
-                      size_t n)
+static int span_total(void *ctx, uint64_t token, uint64_t series, int64_t window, unsigned flags,
+                      const uint8_t *v, size_t n)
 {
     calltree_t *t = calltree_new(0);
     CHECK_EQ_INT(calltree_decode_merge(t, v, n), 0);

@@ -324,8 +324,8 @@ typedef struct span_seen {
     uint64_t series;
 } span_seen_t;
 
-static int span_cb(void *ctx, uint64_t token, uint64_t series_id, int64_t window, const uint8_t *v,
-                   size_t n)
+static int span_cb(void *ctx, uint64_t token, uint64_t series_id, int64_t window, unsigned flags,
+                   const uint8_t *v, size_t n)
 {
     span_seen_t *ss = ctx;
     calltree_t *t = calltree_new(0);

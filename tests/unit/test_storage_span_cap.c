@@ -43,8 +43,8 @@ typedef struct seen {
     int64_t total;
 } seen_t;
 
-static int span_cb(void *ctx, uint64_t token, uint64_t series_id, int64_t window, const uint8_t *v,
-                   size_t n)
+static int span_cb(void *ctx, uint64_t token, uint64_t series_id, int64_t window, unsigned flags,
+                   const uint8_t *v, size_t n)
 {
     (void)token;
     (void)series_id;

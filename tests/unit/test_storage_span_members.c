@@ -5,6 +5,8 @@
  * (the side with more profiles whole; a streamed rest seals the value, as
  * does folding a streamed member into the rest, so a late write of a
  * profile that may be in it is left out and counted in span_dropped);
+ * a read reports a tree that is sealed or had profiles left out as
+ * possibly short (STORAGE_SPAN_PARTIAL), and an exact one never;
  * compaction and reopening keep the result; operands that do not parse are
  * skipped and counted; a stream of span trees pages in token order through
  * span_index; a format-7 directory (bare calltree values, no span_index) is
@@ -72,6 +74,23 @@ static int64_t span_total(fixture_t *f)
     int64_t total = calltree_root_total(t);
     calltree_free(t);
     return total;
+}
+
+static int partial_cb(void *ctx, uint64_t token, uint64_t series, int64_t w, unsigned flags,
+                      const uint8_t *v, size_t n)
+{
+    *(int *)ctx += (flags & STORAGE_SPAN_PARTIAL) != 0;
+    return 0;
+}
+
+/* How many of the span's trees a read reports as possibly short. */
+static int span_partial(fixture_t *f)
+{
+    int n = 0;
+    CHECK_EQ_INT(storage_scan_spans(f->s, "m", STORAGE_SPAN_KIND_SPAN, SPAN, B0 - 3600, B0 + 60,
+                                    partial_cb, &n),
+                 0);
+    return n;
 }
 
 /* Checks the shape of f's one stored span value: members listed, profiles
@@ -151,6 +170,7 @@ static void test_local_overflow(const labels_t *l)
         CHECK_EQ_INT(storage_compact(f.s), 0);
     }
     check_shape(&f, 2, 4, 0);
+    CHECK_EQ_INT(span_partial(&f), 0); /* exact: never reported short */
     fx_done(&f);
 }
 
@@ -172,6 +192,8 @@ static void test_union_then_seal(const labels_t *l)
     CHECK_EQ_INT(span_total(&a), want);
     CHECK_EQ_INT(span_total(&b), want);
     check_shape(&b, 3, 1, 1);
+    CHECK_EQ_INT(span_partial(&a), 0);
+    CHECK_EQ_INT(span_partial(&b), 1); /* sealed: read as possibly short */
     storage_stats_t st0, st1;
     CHECK_EQ_INT(storage_stats(b.s, &st0), 0);
     write_span(&b, l, 3); /* late: listed or in the rest, counted once */
@@ -183,6 +205,7 @@ static void test_union_then_seal(const labels_t *l)
     CHECK_EQ_INT(span_total(&b), want);
     CHECK_EQ_INT(storage_stats(b.s, &st1), 0);
     CHECK(st1.span_dropped > st0.span_dropped);
+    CHECK_EQ_INT(span_partial(&b), 1); /* after compaction and reopening too */
     fx_done(&a);
     fx_done(&b);
 }
@@ -207,6 +230,7 @@ static void test_foreign_fold(const labels_t *l)
     CHECK_EQ_INT(span_total(&a), want);
     CHECK_EQ_INT(span_total(&b), want);
     check_shape(&b, 3, 1, 1);
+    CHECK_EQ_INT(span_partial(&b), 1);
     write_span(&b, l, 6); /* late: in the rest now, not counted again */
     CHECK_EQ_INT(span_total(&b), want);
     CHECK_EQ_INT(storage_compact(b.s), 0);
@@ -244,6 +268,13 @@ static void test_stream_rest(const labels_t *l)
     r = read_all(&a);
     merge_reads(&c, &r);
     CHECK_EQ_INT(span_total(&c), mine); /* never both: a profile could be on each side */
+    /* c kept its own tree, not sealed, yet a's profiles were left out of it:
+     * read as possibly short, also after compaction */
+    check_shape(&c, 2, 4, 0);
+    CHECK_EQ_INT(span_partial(&c), 1);
+    CHECK_EQ_INT(storage_compact(c.s), 0);
+    CHECK_EQ_INT(span_partial(&c), 1);
+    CHECK_EQ_INT(span_partial(&b), 1);
     fx_done(&a);
     fx_done(&b);
     fx_done(&c);
@@ -402,7 +433,8 @@ static void test_upgrade(const labels_t *l)
     CHECK(ver != NULL && len == 1 && ver[0] == STORAGE_FORMAT_VERSION[0]);
     free(ver);
     CHECK_EQ_INT(span_total(&f), weight(7));
-    r = read_all(&f); /* found through the rebuilt index */
+    CHECK_EQ_INT(span_partial(&f), 0); /* an old value carries no seal */
+    r = read_all(&f);                  /* found through the rebuilt index */
     merge_reads(&g, &r);
     CHECK_EQ_INT(span_total(&g), weight(7));
     write_span(&f, l, 8); /* a new write onto the old value: added */

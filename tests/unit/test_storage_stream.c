@@ -319,7 +319,8 @@ static int span_cb(void *ctx, const uint8_t *key, size_t klen, const char *tenan
 }
 
 static int64_t span_sum;
-static int sum_cb(void *ctx, uint64_t token, uint64_t series, int64_t w, const uint8_t *v, size_t n)
+static int sum_cb(void *ctx, uint64_t token, uint64_t series, int64_t w, unsigned flags,
+                  const uint8_t *v, size_t n)
 {
     calltree_t *t = calltree_new(0);
     CHECK_EQ_INT(calltree_decode_merge(t, v, n), 0);
