@@ -2,8 +2,10 @@
 trace_id (and profile_id, read as span_id) select in render queries, served
 from the span index; totals equal the samples of that span; several ids sum;
 other labels filter; the cap per series drops span trees (counted, never an
-error); unsupported matchers are 400s; and a 3-node cluster with RF 2 gives the
-same exact answers from every node."""
+error); unsupported matchers are 400s; a 3-node cluster with RF 2 gives the
+same exact answers from every node; and a span tree past --max-span-members
+streamed to a joining node (sealed there, issue #10) is answered flagged
+partial with reason span_members, through any coordinator."""
 import time
 
 from cluster import Cluster
@@ -115,6 +117,60 @@ def test_three_nodes_exact_from_every_node():
             bodies.add(r.body)
             assert node.total(sel("spansvc", trace_id=q("t-1"))) == want[("trace_id", "t-1")]
         assert len(bodies) == 1
+
+
+def sealed_answer(node, svc, span, frm, until):
+    """numTicks of a span render, and its partial reason ("" when complete),
+    asserting that the header and the JSON members agree."""
+    r = node.render(sel(svc, span_id=q(span)), frm, until)
+    assert r.status == 200, r
+    j = r.json()
+    hdr = r.headers.get("x-flamedb-partial")
+    if not j.get("partial"):
+        assert hdr is None and "partial_reason" not in j, (hdr, j)
+        return j["flamebearer"]["numTicks"], ""
+    assert hdr == "span_members=1", hdr
+    assert j["partial_spans"] == 1, j
+    return j["flamebearer"]["numTicks"], j["partial_reason"]
+
+
+def test_streamed_sealed_span_is_partial():
+    """Span trees of 5 profiles with --max-span-members 2 (3 in the rest)
+    on a 1-node RF 1 cluster; a node joins and gains about half the ranges:
+    each tree it receives is sealed (its rest came from a stream), so its
+    answers are flagged partial (reason span_members), through the new node
+    and through the old one, whose share from the new node carries the flag.
+    Before the join no answer is, and no total is short here."""
+    now = int(time.time())
+    w = (now - 600) // 10 * 10
+    frm, until = now - 3600, now + 60
+    span = "00000000000000cd"
+    with Cluster(1, rf=1, args=["--max-span-members", "2", "--join-settle", "300ms"]) as c:
+        svcs = [unique("seal%d" % k) for k in range(8)]
+        want = {}
+        for svc in svcs:
+            for seq in range(5):
+                p = Pprof([("cpu", "nanoseconds")])
+                p.add(["main", "req", "f%d" % seq], [10 + seq], {"span_id": span})
+                p.add(["main", "bg"], [1], {})
+                r = c.nodes[0].ingest(p.encode_gz(), name=svc, format="pprof",
+                                      **{"from": w + seq})
+                assert r.status == 200, r
+                want[svc] = want.get(svc, 0) + 10 + seq
+        for svc in svcs:
+            assert sealed_answer(c.nodes[0], svc, span, frm, until) == (want[svc], "")
+        n = c.add_node()
+        c.wait_state(n, "active", observers=[0, n], timeout=90)
+        flagged = 0
+        for svc in svcs:
+            got = [sealed_answer(c.nodes[i], svc, span, frm, until) for i in (0, n)]
+            assert got[0] == got[1], (svc, got)  # the same through either coordinator
+            assert got[0][0] == want[svc], (svc, got, want[svc])
+            assert got[0][1] in ("", "span_members"), got
+            flagged += got[0][1] == "span_members"
+        print("    %d of %d span trees moved (sealed): flagged partial from both nodes" %
+              (flagged, len(svcs)))
+        assert flagged > 0
 
 
 if __name__ == "__main__":
