@@ -252,8 +252,10 @@ static const opt_t options[] = {
      "with the live writes it got meanwhile without counting a profile twice. Past it the "
      "highest ids fold into one anonymous rest; a streamed tree with a rest (or met by one) "
      "keeps only the side with more profiles, and live writes to a tree holding a streamed "
-     "rest are left out, so such a span can come out short on that node, never long "
-     "(flamedb_storage_span_profiles_dropped_total). Each listed profile costs 17 bytes and "
+     "rest are left out, so such a span may be short on that node, never long "
+     "(flamedb_storage_span_profiles_dropped_total); a span query that sums such a tree is "
+     "answered flagged partial (X-Flamedb-Partial: span_members=N). Each listed profile costs 17 "
+     "bytes and "
      "its own tree (trees of one key are not shared); 0 = none listed."},
     {"max-stack-nodes", OPT_U32, FIELD(storage.max_stack_nodes, uint32_t), NULL, 0, 1024, 1u << 29,
      "Distinct stacks (nodes of the stack-node table) one service shard keeps. Past it, new "
