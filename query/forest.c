@@ -295,23 +295,30 @@ static void number_nodes(const storage_merged_tab_t *f, uint32_t *map)
         map[i] = i == 0 || f->total[i] != 0 ? k++ : UINT32_MAX;
 }
 
-/* One node's record: dictionary index, self, its kids as deltas. */
+/* The most bytes a varint of a u32 (5) or of a u64 (10) takes. */
+#define VARINT32_MAX 5
+#define VARINT64_MAX 10
+
+/* One node's record: dictionary index, self, its kids as deltas, written
+ * straight into out (room made once per node, not per field: this runs for
+ * every node a share ships). */
 static int put_node(const storage_merged_tab_t *f, const uint32_t *map, size_t i, uint32_t idx,
                     buf_t *out)
 {
     uint32_t nkids = 0;
     for (uint32_t k = f->first_kid[i]; k != STORAGE_NO_KID; k = f->next_sib[k])
         nkids++;
-    uint8_t tmp[30];
-    size_t len = varint_put_u(tmp, idx);
-    len += varint_put_u(tmp + len, (uint64_t)f->self[i]);
-    len += varint_put_u(tmp + len, nkids);
-    int rc = buf_append(out, tmp, len);
-    for (uint32_t k = f->first_kid[i]; rc == 0 && k != STORAGE_NO_KID; k = f->next_sib[k]) {
-        len = varint_put_u(tmp, map[k] - map[i]);
-        rc = buf_append(out, tmp, len);
-    }
-    return rc;
+    int rc = buf_reserve(out, 2 * VARINT32_MAX + VARINT64_MAX + (size_t)nkids * VARINT32_MAX);
+    if (rc != 0) return rc;
+    uint8_t *p = out->data + out->len, *start = p;
+    p += varint_put_u(p, idx);
+    p += varint_put_u(p, (uint64_t)f->self[i]);
+    p += varint_put_u(p, nkids);
+    for (uint32_t k = f->first_kid[i]; k != STORAGE_NO_KID; k = f->next_sib[k])
+        p += varint_put_u(p, map[k] - map[i]);
+    out->len += (size_t)(p - start);
+    out->data[out->len] = 0; /* as buf_append leaves it */
+    return 0;
 }
 
 int query_forest_encode(const storage_merged_tab_t *f, buf_t *out)
@@ -321,7 +328,8 @@ int query_forest_encode(const storage_merged_tab_t *f, buf_t *out)
     uint64_t *syms = NULL;
     size_t cap = 0;
     uint32_t *map = malloc(f->n * sizeof *map);
-    int rc = map != NULL ? u64map_init(&dict, f->nodes / 8 + 16) : ERR_NOMEM;
+    /* sized for about one symbol in two nodes: growing it rehashes every entry */
+    int rc = map != NULL ? u64map_init(&dict, f->nodes / 2 + 16) : ERR_NOMEM;
     if (rc != 0) {
         free(map);
         return rc;
@@ -341,11 +349,15 @@ int query_forest_encode(const storage_merged_tab_t *f, buf_t *out)
         rc = put_node(f, map, i, idx, out);
     }
     if (rc == 0) rc = buf_append_uvarint(out, dict.len);
+    if (rc == 0) rc = buf_reserve(out, 8 * dict.len);
     for (size_t i = 0; rc == 0 && i < dict.len; i++) {
-        uint8_t le[8];
+        uint8_t *le = out->data + out->len + 8 * i;
         for (int k = 0; k < 8; k++)
             le[k] = (uint8_t)(syms[i] >> (8 * k));
-        rc = buf_append(out, le, 8);
+    }
+    if (rc == 0) {
+        out->len += 8 * dict.len;
+        out->data[out->len] = 0;
     }
     u64map_free(&dict);
     free(syms);
