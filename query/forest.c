@@ -199,7 +199,7 @@ static inline int get_u(const uint8_t **p, const uint8_t *end, uint64_t *v)
  * ascending, in range, each node the kid of one node, depth bounded) and
  * linked; sym[] holds dictionary indices until pass 2. */
 static int read_nodes(const uint8_t **pp, const uint8_t *end, storage_merged_tab_t *f,
-                      uint32_t *depth)
+                      uint32_t *depth, uint32_t *parent)
 {
     const uint8_t *p = *pp;
     size_t n = f->n, nk = 0;
@@ -220,6 +220,7 @@ static int read_nodes(const uint8_t **pp, const uint8_t *end, storage_merged_tab
             if (depth[kid] != 0 || depth[i] >= CALLTREE_MAX_DEPTH) return ERR_CORRUPT;
             if (prev != STORAGE_NO_KID && kid <= prev) return ERR_CORRUPT; /* ascending */
             depth[kid] = depth[i] + 1;
+            parent[kid] = (uint32_t)i;
             if (prev == STORAGE_NO_KID)
                 f->first_kid[i] = kid;
             else
@@ -233,8 +234,11 @@ static int read_nodes(const uint8_t **pp, const uint8_t *end, storage_merged_tab
     return nk == n - 1 ? 0 : ERR_CORRUPT;
 }
 
-/* Pass 2: symbol ids from the dictionary; pass 3: totals, children first. */
-static int read_dict_totals(const uint8_t *p, const uint8_t *end, storage_merged_tab_t *f)
+/* Pass 2: symbol ids from the dictionary; pass 3: totals, children first
+ * (each node's total added to its parent's: one sequential pass, no walk of
+ * the kid lists). */
+static int read_dict_totals(const uint8_t *p, const uint8_t *end, storage_merged_tab_t *f,
+                            const uint32_t *parent)
 {
     uint64_t nsyms;
     if (!varint_read_u(&p, end, &nsyms) || (size_t)(end - p) % 8 != 0 ||
@@ -248,14 +252,13 @@ static int read_dict_totals(const uint8_t *p, const uint8_t *end, storage_merged
             v = (v << 8) | e[k];
         f->sym[i] = v;
     }
-    for (size_t i = f->n; i-- > 0;) {
-        uint64_t t = (uint64_t)f->self[i]; /* each term at most INT64_MAX: no wrap */
-        for (uint32_t k = f->first_kid[i]; k != STORAGE_NO_KID; k = f->next_sib[k]) {
-            t += (uint64_t)f->total[k];
-            if (t > (uint64_t)INT64_MAX) return ERR_CORRUPT;
-        }
-        if (i > 0 && t == 0) return ERR_CORRUPT;
-        f->total[i] = (int64_t)t;
+    for (size_t i = 0; i < f->n; i++)
+        f->total[i] = f->self[i];
+    for (size_t i = f->n; i-- > 1;) { /* a kid comes after its parent: final before added */
+        uint64_t t = (uint64_t)f->total[i], *pt = (uint64_t *)&f->total[parent[i]];
+        if (t == 0) return ERR_CORRUPT;
+        *pt += t; /* each term at most INT64_MAX: no wrap */
+        if (*pt > (uint64_t)INT64_MAX) return ERR_CORRUPT;
     }
     return 0;
 }
@@ -267,12 +270,13 @@ static int decode_v2(const uint8_t *p, const uint8_t *end, size_t max_nodes,
     if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / 3 || n > UINT32_MAX)
         return ERR_CORRUPT; /* a record takes 3 bytes or more */
     if (max_nodes != 0 && n > max_nodes) return ERR_LIMIT;
-    uint32_t *depth = malloc(n * sizeof *depth);
+    uint32_t *depth = malloc(n * sizeof *depth), *parent = malloc(n * sizeof *parent);
     int rc = forest_alloc(out, (size_t)n);
-    if (rc == 0 && depth == NULL) rc = ERR_NOMEM;
-    if (rc == 0) rc = read_nodes(&p, end, out, depth);
-    if (rc == 0) rc = read_dict_totals(p, end, out);
+    if (rc == 0 && (depth == NULL || parent == NULL)) rc = ERR_NOMEM;
+    if (rc == 0) rc = read_nodes(&p, end, out, depth, parent);
+    if (rc == 0) rc = read_dict_totals(p, end, out, parent);
     free(depth);
+    free(parent);
     if (rc != 0) query_forest_free(out);
     out->nonneg = rc == 0;
     return rc;
@@ -295,23 +299,30 @@ static void number_nodes(const storage_merged_tab_t *f, uint32_t *map)
         map[i] = i == 0 || f->total[i] != 0 ? k++ : UINT32_MAX;
 }
 
-/* One node's record: dictionary index, self, its kids as deltas. */
+/* The most bytes a varint of a u32 (5) or of a u64 (10) takes. */
+#define VARINT32_MAX 5
+#define VARINT64_MAX 10
+
+/* One node's record: dictionary index, self, its kids as deltas, written
+ * straight into out (room made once per node, not per field: this runs for
+ * every node a share ships). */
 static int put_node(const storage_merged_tab_t *f, const uint32_t *map, size_t i, uint32_t idx,
                     buf_t *out)
 {
     uint32_t nkids = 0;
     for (uint32_t k = f->first_kid[i]; k != STORAGE_NO_KID; k = f->next_sib[k])
         nkids++;
-    uint8_t tmp[30];
-    size_t len = varint_put_u(tmp, idx);
-    len += varint_put_u(tmp + len, (uint64_t)f->self[i]);
-    len += varint_put_u(tmp + len, nkids);
-    int rc = buf_append(out, tmp, len);
-    for (uint32_t k = f->first_kid[i]; rc == 0 && k != STORAGE_NO_KID; k = f->next_sib[k]) {
-        len = varint_put_u(tmp, map[k] - map[i]);
-        rc = buf_append(out, tmp, len);
-    }
-    return rc;
+    int rc = buf_reserve(out, 2 * VARINT32_MAX + VARINT64_MAX + (size_t)nkids * VARINT32_MAX);
+    if (rc != 0) return rc;
+    uint8_t *p = out->data + out->len, *start = p;
+    p += varint_put_u(p, idx);
+    p += varint_put_u(p, (uint64_t)f->self[i]);
+    p += varint_put_u(p, nkids);
+    for (uint32_t k = f->first_kid[i]; k != STORAGE_NO_KID; k = f->next_sib[k])
+        p += varint_put_u(p, map[k] - map[i]);
+    out->len += (size_t)(p - start);
+    out->data[out->len] = 0; /* as buf_append leaves it */
+    return 0;
 }
 
 int query_forest_encode(const storage_merged_tab_t *f, buf_t *out)
@@ -341,11 +352,15 @@ int query_forest_encode(const storage_merged_tab_t *f, buf_t *out)
         rc = put_node(f, map, i, idx, out);
     }
     if (rc == 0) rc = buf_append_uvarint(out, dict.len);
+    if (rc == 0) rc = buf_reserve(out, 8 * dict.len);
     for (size_t i = 0; rc == 0 && i < dict.len; i++) {
-        uint8_t le[8];
+        uint8_t *le = out->data + out->len + 8 * i;
         for (int k = 0; k < 8; k++)
             le[k] = (uint8_t)(syms[i] >> (8 * k));
-        rc = buf_append(out, le, 8);
+    }
+    if (rc == 0) {
+        out->len += 8 * dict.len;
+        out->data[out->len] = 0;
     }
     u64map_free(&dict);
     free(syms);

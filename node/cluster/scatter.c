@@ -349,11 +349,14 @@ static void send_cancel(scatter_q_t *q, const ask_t *a)
 }
 
 /* Sends (or runs locally) ask idx; a failure to start re-plans it. */
+static int ask_is_local(const scatter_q_t *q, size_t idx)
+{
+    return q->view->self >= 0 && q->asks[idx].node == (uint32_t)q->view->self;
+}
+
 static void start_ask(scatter_q_t *q, size_t idx)
 {
-    ask_t *a = &q->asks[idx];
-    int local = q->view->self >= 0 && a->node == (uint32_t)q->view->self;
-    int rc = local ? scatter_q_run_local(q, idx) : send_ask(q, a);
+    int rc = ask_is_local(q, idx) ? scatter_q_run_local(q, idx) : send_ask(q, &q->asks[idx]);
     if (rc != 0) scatter_q_ask_failed(q, idx, err_message(rc));
 }
 
@@ -376,8 +379,12 @@ static int ask_plan(scatter_q_t *q, ring_read_plan_t *plan, int gen)
         if (plan->assigned[i].n > 0) rc = add_ask(q, i, gen, &plan->assigned[i], &idx);
     }
     size_t last = q->nasks;
+    /* the remote asks go out first: the local share's pool job would
+     * otherwise compete with their encoding and sending for the CPU */
     for (size_t i = first; i < last; i++)
-        start_ask(q, i);
+        if (!ask_is_local(q, i)) start_ask(q, i);
+    for (size_t i = first; i < last; i++)
+        if (ask_is_local(q, i)) start_ask(q, i);
     return rc;
 }
 

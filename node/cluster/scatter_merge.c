@@ -3,11 +3,12 @@
  * description of what is missing.
  *
  * One job at a time owns the gather (q->merging or q->finishing is set on
- * the loop while it runs), so the gather needs no lock. The local share
- * merges its partial into the gather in the job that computed it, and when
- * it is the only ask (one node, or every range on this node) the same job
- * truncates and encodes: a render on one node is one pool job. Likewise the
- * merge job that takes the last answers finishes the query itself.
+ * the loop while it runs), so the gather needs no lock. When the local share
+ * is the only ask (one node, or every range on this node) the job that
+ * computed it merges and truncates and encodes: a render on one node is one
+ * pool job. Otherwise its partial is queued like a remote answer, so the
+ * remote answers that come while it reads are merged meanwhile. The merge
+ * job that takes the last answers finishes the query itself.
  *
  * A remote answer arrives as an envelope the loop only routed; its merge job
  * decodes and checks the PartialResult (once, on the pool) and merges its
@@ -140,7 +141,7 @@ typedef struct local_job {
     item_t *it;
     query_range_t *ranges;
     size_t nranges;
-    int merge;           /* the job owns the gather: it merges its partial itself */
+    int merge;           /* the only ask owns the gather: it merges its partial itself */
     int finish;          /* ... and it is the only ask: it also encodes the answer */
     int merged;          /* the gather holds the partial (success or not) */
     int stopped;         /* the share stopped early: cancelled or past the deadline */
@@ -237,10 +238,13 @@ int scatter_q_run_local(scatter_q_t *q, size_t idx)
         r[i] = (query_range_t){a->ranges.v[i].start, a->ranges.v[i].end};
     it->ask = idx;
     *j = (local_job_t){.q = q, .ask = idx, .it = it, .ranges = r, .nranges = a->ranges.n};
-    /* The gather is free (no merge or finish job runs): this job takes it.
-     * The only ask of the query also finishes it. */
-    j->merge = !q->merging && !q->finishing;
-    j->finish = j->merge && q->nasks == 1 && q->queue == NULL && prepare_finish(q) == 0;
+    /* The only ask of the query (one node) takes the gather, merges and
+     * finishes: one job. With other asks the share leaves its partial to a
+     * merge job, as a remote answer, so the gather stays free while the share
+     * reads: the answers that come meanwhile are decoded and merged on
+     * another thread instead of after it. */
+    j->merge = !q->merging && !q->finishing && q->nasks == 1 && q->queue == NULL;
+    j->finish = j->merge && prepare_finish(q) == 0;
     j->sj.w.data = j;
     /* not started by the deadline: not run; its ranges count as missing */
     j->sj.w.deadline_unix_ms = q->deadline_unix_ms;

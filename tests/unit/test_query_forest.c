@@ -393,6 +393,53 @@ static void test_tree_limit(void)
     local_max_nodes = 0;
 }
 
+/* A forest encoding (version 2) of a root with kids of the given selves
+ * (each its own dictionary entry), into b. */
+static void forest_bytes(const uint64_t *self, size_t nkids, buf_t *b)
+{
+    buf_init(b, BUF_UNLIMITED);
+    CHECK_EQ_INT(buf_append_byte(b, 2), 0);
+    CHECK_EQ_INT(buf_append_uvarint(b, nkids + 1), 0);
+    CHECK_EQ_INT(buf_append_uvarint(b, 0), 0); /* the root: index 0, self 0 */
+    CHECK_EQ_INT(buf_append_uvarint(b, 0), 0);
+    CHECK_EQ_INT(buf_append_uvarint(b, nkids), 0);
+    for (size_t k = 1; k <= nkids; k++)
+        CHECK_EQ_INT(buf_append_uvarint(b, k), 0);
+    for (size_t k = 1; k <= nkids; k++) {
+        CHECK_EQ_INT(buf_append_uvarint(b, k), 0);
+        CHECK_EQ_INT(buf_append_uvarint(b, self[k - 1]), 0);
+        CHECK_EQ_INT(buf_append_uvarint(b, 0), 0);
+    }
+    CHECK_EQ_INT(buf_append_uvarint(b, nkids + 1), 0);
+    for (size_t k = 0; k <= nkids; k++) {
+        uint8_t le[8] = {(uint8_t)(k + 1)};
+        CHECK_EQ_INT(buf_append(b, le, 8), 0);
+    }
+}
+
+/* The decoder's totals: summed from the kids, and a node below the root of
+ * total 0 or a total past INT64_MAX refused as corrupt. */
+static void test_decode_totals(void)
+{
+    uint64_t ok[2] = {5, 7}, zero[2] = {5, 0}, over[2] = {INT64_MAX, 1};
+    buf_t b;
+    storage_merged_tab_t f;
+    forest_bytes(ok, 2, &b);
+    CHECK_EQ_INT(query_forest_decode(b.data, b.len, 0, &f), 0);
+    CHECK_EQ_INT(f.total[0], 12);
+    CHECK_EQ_INT(f.total[1], 5);
+    CHECK_EQ_INT(f.total[2], 7);
+    CHECK_EQ_INT(f.sym[2], 3);
+    query_forest_free(&f);
+    buf_free(&b);
+    forest_bytes(zero, 2, &b);
+    CHECK_EQ_INT(query_forest_decode(b.data, b.len, 0, &f), ERR_CORRUPT);
+    buf_free(&b);
+    forest_bytes(over, 2, &b);
+    CHECK_EQ_INT(query_forest_decode(b.data, b.len, 0, &f), ERR_CORRUPT);
+    buf_free(&b);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -405,6 +452,7 @@ int main(int argc, char **argv)
     test_corrupt();
     test_overflow();
     test_tree_limit();
+    test_decode_totals();
     symtab_free(syms);
     return check_exit();
 }
