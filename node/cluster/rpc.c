@@ -375,7 +375,8 @@ int rpc_redial(rpc_t *r, const char *addr, uint64_t min_age_ms)
 void rpc_awaiting(rpc_t *r, const char *addr)
 {
     peer_t *p = addr != NULL ? peer_find(r, addr) : NULL;
-    if (p != NULL && p->waiting_ms == 0) p->waiting_ms = uv_now(r->loop) | 1; /* never 0 */
+    uint64_t now = uv_now(r->loop);
+    if (p != NULL && p->waiting_ms == 0) p->waiting_ms = now != 0 ? now : 1; /* 0: none */
 }
 
 void rpc_answered(rpc_t *r, const char *addr)
