@@ -4,12 +4,12 @@
  * Owns the nanomsg sockets: one NN_PULL socket bound at the node's cluster
  * address receives every message; one NN_PUSH socket per peer (created on
  * first use, connected to the peer's cluster address, reconnected by nanomsg
- * when a connection breaks, redialled by rpc_redial when it went silent)
- * sends. Sockets are integrated into the loop through NN_RCVFD / NN_SNDFD and
- * uv_poll, never blocking the loop. Messages are whole cluster Envelopes
- * (cluster_wire_encode); this layer does not look inside them. Replies travel
- * the same way, to the sender's own PULL socket, so any number of requests
- * may be outstanding to one peer (unlike NN_REQ, which carries one).
+ * when a connection breaks, redialled by rpc_redial / rpc_redial_unanswered
+ * when it went silent) sends. Sockets are integrated into the loop through
+ * NN_RCVFD / NN_SNDFD and uv_poll, never blocking the loop. Messages are
+ * whole cluster Envelopes (cluster_wire_encode); this layer does not look inside them. Replies
+ * travel the same way, to the sender's own PULL socket, so any number of requests may be
+ * outstanding to one peer (unlike NN_REQ, which carries one).
  *
  * nanomsg pitfalls handled here: NN_RCVMAXSIZE is raised to
  * max_message_bytes (the default 1 MiB silently drops the connection on a
