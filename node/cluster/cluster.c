@@ -20,6 +20,19 @@
 #include "node/cluster/cluster_int.h"
 
 #define GOSSIP FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_GOSSIP
+#define MSG(x) FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_##x
+
+/* Messages that expect an answer from the receiver, and the answers. Gossip
+ * is neither: a SYN is answered only when the receiver has news. */
+static int is_request(int type)
+{
+    return type == MSG(WRITE) || type == MSG(QUERY) || type == MSG(REPAIR);
+}
+
+static int is_answer(int type)
+{
+    return type == MSG(WRITE_ACK) || type == MSG(PARTIAL) || type == MSG(REPAIR_ANSWER);
+}
 
 /* Token generation and gossip partners draw from the OS once. */
 static uint64_t os_seed(void)
@@ -59,6 +72,7 @@ int cluster_send(cluster_t *c, const char *node_id, Flamedb__Cluster__MsgType ty
     cluster_wire_sender_t from = {c->cfg.cluster_name, c->id.node_id, c->key};
     int rc = cluster_wire_encode(type, &from, deadline_unix_ms, body, &b);
     if (rc == ERR_OK) rc = send_raw(c, m.cluster_addr, &b, deadline_unix_ms);
+    if (rc == ERR_OK && is_request((int)type)) rpc_awaiting(c->rpc, m.cluster_addr);
     buf_free(&b);
     return rc;
 }
@@ -101,21 +115,30 @@ static const char *next_seed(cluster_t *c)
     return c->seeds[c->next_seed++ % c->nseeds];
 }
 
-/* Dials every member that is down afresh, once per redial interval: its old
- * connection, established before it went silent, may be waiting out TCP's
- * retransmission backoff, which grows with the outage (rpc_redial). A member
- * that left is not dialled; its socket is forgotten with its address. */
-static void redial_down(cluster_t *c)
+/* Dials a member's connection afresh, at most once per redial interval,
+ * when it is down, or when it is not but requests to it went unanswered for
+ * the failure timeout. The old connection, established before the member
+ * (or only the link to it) went silent, may be waiting out TCP's
+ * retransmission backoff, which grows with the outage (rpc_redial). A
+ * member held up only from here (a partial partition: the others relay its
+ * heartbeats, so nobody marks it down) shows by its silence. A member that
+ * left is not dialled; its socket is forgotten with its address. */
+static void redial(cluster_t *c)
 {
-    if (c->rpc == NULL || c->cfg.redial_interval_ms == 0) return;
+    uint64_t every = c->cfg.redial_interval_ms;
+    if (c->rpc == NULL || every == 0) return;
     for (size_t i = 0; i < ring_members_count(c->members); i++) {
         ring_member_t m;
-        if (ring_members_get(c->members, i, &m) != ERR_OK || m.state != RING_DOWN ||
-            m.life == RING_LEFT || m.cluster_addr[0] == '\0')
+        if (ring_members_get(c->members, i, &m) != ERR_OK || m.life == RING_LEFT ||
+            m.cluster_addr[0] == '\0')
             continue;
-        int rc = rpc_redial(c->rpc, m.cluster_addr, c->cfg.redial_interval_ms);
+        int down = m.state == RING_DOWN;
+        int rc =
+            down ? rpc_redial(c->rpc, m.cluster_addr, every)
+                 : rpc_redial_unanswered(c->rpc, m.cluster_addr, c->cfg.failure_timeout_ms, every);
         if (rc == 1)
-            log_debug("cluster", "%s is down: dialled %s again", m.node_id, m.cluster_addr);
+            log_debug("cluster", "%s is %s: dialled %s again", m.node_id,
+                      down ? "down" : "not answering", m.cluster_addr);
     }
 }
 
@@ -125,7 +148,7 @@ static void on_gossip_timer(uv_timer_t *t)
 {
     cluster_t *c = t->data;
     ring_members_tick(c->members);
-    redial_down(c);
+    redial(c);
     c->counters.gossip_rounds++;
     int i = ring_gossip_pick(c->members, &c->rng);
     ring_member_t m;
@@ -197,6 +220,15 @@ static void refused(cluster_t *c, size_t len, int rc, const errmsg_t *em)
              (unsigned long long)c->counters.refused);
 }
 
+/* An answer from a member: its connection to this node carries traffic,
+ * so requests to it are not stuck (rpc_redial_unanswered). */
+static void answered(cluster_t *c, const char *sender_id)
+{
+    ring_member_t m;
+    if (c->rpc != NULL && ring_members_find(c->members, sender_id, &m) == ERR_OK)
+        rpc_answered(c->rpc, m.cluster_addr);
+}
+
 static void on_message(void *ctx, const uint8_t *raw, size_t len)
 {
     cluster_t *c = ctx;
@@ -211,6 +243,7 @@ static void on_message(void *ctx, const uint8_t *raw, size_t len)
         c->counters.dispatched++;
         on_gossip(c, msg.env);
     } else if (rc == ERR_OK && (h = handler_of(c, msg.env)) != NULL) {
+        if (is_answer((int)msg.env->type)) answered(c, msg.env->sender_id);
         if (!h->body_on_pool) rc = cluster_wire_decode_body(&msg, &c->limits, now, &em);
         if (rc == ERR_OK) {
             c->counters.dispatched++;

@@ -339,6 +339,7 @@ static int transport_json(const cluster_t *c, buf_t *out)
         {"dropped_deadline", s.dropped_deadline},
         {"socket_errors", s.socket_errors},
         {"redials", s.redials},
+        {"redials_unanswered", s.redials_unanswered},
         {"connections_accepted", s.connections_accepted},
         {"connections_dropped", s.connections_dropped},
         {"connections_broken", s.connections_broken},

@@ -39,6 +39,9 @@ typedef struct peer {
     int sock;
     int eid;             /* the socket's one endpoint (nn_connect) */
     uint64_t dialled_ms; /* uv_now() of its nn_connect */
+    /* uv_now() of the first request sent since the peer last answered (0:
+     * none waiting; rpc_awaiting, rpc_answered). */
+    uint64_t waiting_ms;
     uv_poll_t poll;
     int polling;
     rpc_msg_t *head, *tail;
@@ -367,6 +370,32 @@ int rpc_redial(rpc_t *r, const char *addr, uint64_t min_age_ms)
     if (p == NULL || uv_now(r->loop) - p->dialled_ms < min_age_ms) return 0;
     int rc = peer_redial(r, p);
     return rc == ERR_OK ? 1 : rc;
+}
+
+void rpc_awaiting(rpc_t *r, const char *addr)
+{
+    peer_t *p = addr != NULL ? peer_find(r, addr) : NULL;
+    uint64_t now = uv_now(r->loop);
+    if (p != NULL && p->waiting_ms == 0) p->waiting_ms = now != 0 ? now : 1; /* 0: none */
+}
+
+void rpc_answered(rpc_t *r, const char *addr)
+{
+    peer_t *p = addr != NULL ? peer_find(r, addr) : NULL;
+    if (p != NULL) p->waiting_ms = 0;
+}
+
+/* Requests waited silence_ms with no answer in between: an answer clears
+ * waiting_ms, so a peer that still answers anything that often (slowly, or
+ * between the pieces of a long transfer) is left alone. */
+int rpc_redial_unanswered(rpc_t *r, const char *addr, uint64_t silence_ms, uint64_t min_age_ms)
+{
+    peer_t *p = addr != NULL && !r->closing ? peer_find(r, addr) : NULL;
+    uint64_t now = uv_now(r->loop);
+    if (p == NULL || p->waiting_ms == 0 || now - p->waiting_ms < silence_ms) return 0;
+    int rc = rpc_redial(r, addr, min_age_ms);
+    if (rc == 1) r->stats.redials_unanswered++;
+    return rc;
 }
 
 /* ---------- receiving ---------- */

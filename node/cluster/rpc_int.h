@@ -4,12 +4,12 @@
  * Owns the nanomsg sockets: one NN_PULL socket bound at the node's cluster
  * address receives every message; one NN_PUSH socket per peer (created on
  * first use, connected to the peer's cluster address, reconnected by nanomsg
- * when a connection breaks, redialled by rpc_redial when it went silent)
- * sends. Sockets are integrated into the loop through NN_RCVFD / NN_SNDFD and
- * uv_poll, never blocking the loop. Messages are whole cluster Envelopes
- * (cluster_wire_encode); this layer does not look inside them. Replies travel
- * the same way, to the sender's own PULL socket, so any number of requests
- * may be outstanding to one peer (unlike NN_REQ, which carries one).
+ * when a connection breaks, redialled by rpc_redial / rpc_redial_unanswered
+ * when it went silent) sends. Sockets are integrated into the loop through
+ * NN_RCVFD / NN_SNDFD and uv_poll, never blocking the loop. Messages are
+ * whole cluster Envelopes (cluster_wire_encode); this layer does not look inside them. Replies
+ * travel the same way, to the sender's own PULL socket, so any number of requests may be
+ * outstanding to one peer (unlike NN_REQ, which carries one).
  *
  * nanomsg pitfalls handled here: NN_RCVMAXSIZE is raised to
  * max_message_bytes (the default 1 MiB silently drops the connection on a
@@ -48,7 +48,8 @@ typedef struct rpc_stats {
     uint64_t dropped_queue_full;
     uint64_t dropped_deadline; /* waited in a queue past their deadline */
     uint64_t socket_errors;
-    uint64_t redials; /* connections dropped and dialled again (rpc_redial) */
+    uint64_t redials;            /* connections dropped and dialled again (rpc_redial) */
+    uint64_t redials_unanswered; /* of which by rpc_redial_unanswered */
     /* Incoming connections, from nanomsg's statistics of the PULL socket:
      * accepted; dropped during the handshake (not the SP protocol); broken
      * once established (e.g. a message over max_message_bytes). */
@@ -81,6 +82,23 @@ int rpc_send(rpc_t *r, const char *addr, const uint8_t *msg, size_t len, uint64_
  * or no new one could be dialled (the peer is closed; the next rpc_send
  * opens a new one). */
 int rpc_redial(rpc_t *r, const char *addr, uint64_t min_age_ms);
+
+/* Requests and their answers, so a connection that carries requests but
+ * brings nothing back can be told from an idle one. rpc_awaiting: a request
+ * (a message that expects an answer) was just queued for the peer at addr;
+ * rpc_answered: an answer from that peer arrived (the caller maps the
+ * sender to its address). Unknown addresses are ignored. */
+void rpc_awaiting(rpc_t *r, const char *addr);
+void rpc_answered(rpc_t *r, const char *addr);
+
+/* rpc_redial for a peer that is not down but does not answer: only when a
+ * request has waited at least silence_ms and no answer at all came from the
+ * peer for silence_ms (so a slow peer that still answers something is not
+ * cut off mid-message), and, as rpc_redial, when the connection is at least
+ * min_age_ms old. Answers travel on the peer's own connection to this node,
+ * so a partition of the link between two nodes that both still gossip
+ * through a third shows only this way. Same results as rpc_redial. */
+int rpc_redial_unanswered(rpc_t *r, const char *addr, uint64_t silence_ms, uint64_t min_age_ms);
 
 /* Closes a peer's socket (e.g. when it left the cluster); queued messages are
  * dropped. Unknown addresses are ignored. */

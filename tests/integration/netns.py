@@ -4,6 +4,8 @@
         with Cluster(3, net=net) as c:    # node i runs in net.ns(i) on net.addr(i)
             net.partition(2)              # node 2's bridge port down: nothing passes
             net.heal(2)                   # up again
+            net.cut_link(0, 2)            # only n0 <-> n2 cut (frames to a lost MAC)
+            net.heal_link(0, 2)
 
 The layout, all made by this module and torn down by close() (names carry a
 random suffix, so concurrent runs do not meet):
@@ -34,6 +36,8 @@ import harness
 
 PREFIX = "flamedb-it-"
 CMD_TIMEOUT = 10.0
+# A locally administered unicast address no interface of the test network has.
+LOST_MAC = "02:00:5e:00:53:01"
 
 
 def _ip(*args, check=True):
@@ -161,6 +165,20 @@ class NetNS:
 
     def heal(self, i):
         _ip("-n", self.bridge_ns, "link", "set", "p%d" % i, "up")
+
+    def cut_link(self, i, j):
+        """Cuts only the path between nodes i and j (a partial partition):
+        each sends what it has for the other to a hardware address nobody
+        has (a permanent neighbour entry), so the frames leave and are lost
+        on the bridge as on a failed link, and TCP in i and j notices nothing
+        but silence. Both still reach every other node and the test process."""
+        for a, b in ((i, j), (j, i)):
+            _ip("-n", self.ns(a), "neigh", "replace", self.addr(b), "lladdr", LOST_MAC,
+                "nud", "permanent", "dev", "eth0")
+
+    def heal_link(self, i, j):
+        for a, b in ((i, j), (j, i)):
+            _ip("-n", self.ns(a), "neigh", "del", self.addr(b), "dev", "eth0")
 
     # ---- teardown ----
     def close(self):

@@ -281,6 +281,49 @@ static void test_redial(uv_loop_t *loop)
     close_end(loop, &late);
 }
 
+/* rpc_redial_unanswered: nothing without a request waiting, nor while the
+ * request is younger than the silence, nor when the peer answered within
+ * it; then once per min_age; an answer ends it. */
+static void test_redial_unanswered(uv_loop_t *loop)
+{
+    end_t a, b;
+    CHECK_EQ_INT(open_end(loop, &a, 1 << 20, 1 << 20), ERR_OK);
+    CHECK_EQ_INT(open_end(loop, &b, 1 << 20, 1 << 20), ERR_OK);
+    CHECK_EQ_INT(rpc_redial_unanswered(a.rpc, b.addr, 0, 0), 0); /* no socket to b */
+    CHECK_EQ_INT(send_seq(&a, &b, 0, 100, 0), ERR_OK);
+    CHECK(run_until(loop, &b.in.count, 1, WAIT_MS));
+    run_for(loop, 30);
+    CHECK_EQ_INT(rpc_redial_unanswered(a.rpc, b.addr, 10, 10), 0); /* nothing waiting */
+    rpc_awaiting(a.rpc, b.addr);
+    CHECK_EQ_INT(rpc_redial_unanswered(a.rpc, b.addr, 60000, 10), 0); /* waited too little */
+    run_for(loop, 30);
+    rpc_answered(a.rpc, b.addr);
+    rpc_awaiting(a.rpc, b.addr);
+    run_for(loop, 30);
+    CHECK_EQ_INT(rpc_redial_unanswered(a.rpc, b.addr, 25, 10), 1);
+    CHECK_EQ_INT(rpc_redial_unanswered(a.rpc, b.addr, 25, 60000), 0); /* just dialled */
+    /* answered 30 ms ago, a request waiting since: not silent for 60 ms */
+    rpc_answered(a.rpc, b.addr);
+    rpc_awaiting(a.rpc, b.addr);
+    run_for(loop, 30);
+    CHECK_EQ_INT(rpc_redial_unanswered(a.rpc, b.addr, 60, 10), 0);
+    run_for(loop, 40);
+    CHECK_EQ_INT(rpc_redial_unanswered(a.rpc, b.addr, 60, 10), 1);
+    rpc_answered(a.rpc, b.addr);
+    run_for(loop, 30);
+    CHECK_EQ_INT(rpc_redial_unanswered(a.rpc, b.addr, 10, 10), 0); /* answered: none waiting */
+    for (int i = 1; i < 20; i++)
+        CHECK_EQ_INT(send_seq(&a, &b, i, 100, 0), ERR_OK);
+    CHECK(run_until(loop, &b.in.count, 20, WAIT_MS));
+    CHECK_EQ_INT(b.in.bad, 0);
+    rpc_stats_t s;
+    rpc_stats(a.rpc, &s);
+    CHECK_EQ_INT(s.redials, 2);
+    CHECK_EQ_INT(s.redials_unanswered, 2);
+    close_end(loop, &a);
+    close_end(loop, &b);
+}
+
 int main(void)
 {
     uv_loop_t loop;
@@ -290,6 +333,7 @@ int main(void)
     test_oversized_input(&loop);
     test_forget_and_close(&loop);
     test_redial(&loop);
+    test_redial_unanswered(&loop);
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
     return check_exit();
 }
