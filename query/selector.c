@@ -216,8 +216,9 @@ static const char *re_unsafe(const char *re)
     long product = 1;
     int after_quant = 0;
     for (const char *c = re; *c; c++) {
-        int quant =
-            *c == '*' || *c == '+' || *c == '?' || (*c == '{' && c[1] >= '0' && c[1] <= '9');
+        /* glibc reads {,m} as {0,m}: a brace before a digit or a comma. */
+        int quant = *c == '*' || *c == '+' || *c == '?' ||
+                    (*c == '{' && ((c[1] >= '0' && c[1] <= '9') || c[1] == ','));
         if (quant && after_quant) return "a quantifier cannot follow a quantifier";
         after_quant = quant;
         if (c[0] == '\\' && c[1] >= '1' && c[1] <= '9') return "backreferences are not supported";

@@ -64,6 +64,8 @@ static const bad_case_t invalid[] = {
     {"{a=~\"a{1001}\"}", "repeat counts too large"},
     {"{a=~\"(a{40}){40}\"}", "repeat counts too large"},
     {"{a=~\"a{2,9999999}\"}", "repeat counts too large"},
+    {"{a=~\"x{,12325}(y|)+\"}", "repeat counts too large"},
+    {"{a=~\"(a{,40}){,40}\"}", "repeat counts too large"},
     {"{a=~\"a++\"}", "a quantifier cannot follow a quantifier"},
     {"{a=~\"(b|c){2}*\"}", "a quantifier cannot follow a quantifier"},
 };
