@@ -366,9 +366,10 @@ void cluster_regain_ring_free(cluster_t *c);
 int cluster_hints_publish(cluster_t *c);
 
 /* cluster_statefile.c: the small text files of DATA_DIR (a header line,
- * records, "end COUNT"; every line ends in '\n').
+ * records, "end COUNT CHECKSUM"; every line ends in '\n').
  * Reads path whole into out (initialised here; caller frees with buf_free
- * on success); ERR_NOT_FOUND when absent, ERR_CORRUPT over max bytes. */
+ * on success); ERR_NOT_FOUND when absent, ERR_CORRUPT over max bytes or
+ * when the end line's checksum does not match (one without: still read). */
 int cluster_statefile_read(const char *path, size_t max, buf_t *out, errmsg_t *em);
 /* Writes b to path through path.tmp, fsync, rename and a sync of dir, so a
  * crash leaves the old file or the whole new one. */
@@ -378,9 +379,11 @@ int cluster_statefile_write(const char *dir, const char *path, const buf_t *b, e
 char *cluster_statefile_line(char **p, char *end);
 /* s[0..len) as 1 to 16 lowercase hex digits; ERR_CORRUPT otherwise. */
 int cluster_statefile_hex64(const char *s, size_t len, uint64_t *out);
-/* ERR_OK when line is "end COUNT" with COUNT == count and nothing follows
- * (left: bytes after it). */
+/* ERR_OK when line is "end COUNT" or "end COUNT CHECKSUM" with COUNT ==
+ * count and nothing follows (left: bytes after it). */
 int cluster_statefile_end(const char *line, size_t left, size_t count);
+/* Appends the end line of count records, with the checksum of b's bytes. */
+int cluster_statefile_finish(buf_t *b, size_t count);
 /* A token interval of such a file. */
 typedef struct cluster_iv {
     uint64_t lo, hi;

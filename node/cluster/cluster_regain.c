@@ -53,7 +53,7 @@ static int regain_add(cluster_t *c, uint64_t lo, uint64_t hi)
 /* DATA_DIR/regain (cluster_statefile.c's layout):
  *   flamedb-regain 2
  *   LO HI          one interval per line, 16 hex digits each, LO <= HI
- *   end COUNT
+ *   end COUNT CHECKSUM
  * Written atomically; removed when empty. */
 int cluster_regain_save(cluster_t *c)
 {
@@ -65,7 +65,7 @@ int cluster_regain_save(cluster_t *c)
     int rc = buf_printf(&b, "%s\n", REGAIN_HEADER);
     for (size_t i = 0; rc == 0 && i < c->regain.n; i++)
         rc = buf_printf(&b, "%016" PRIx64 " %016" PRIx64 "\n", c->regain.lo[i], c->regain.hi[i]);
-    if (rc == 0) rc = buf_printf(&b, "end %zu\n", c->regain.n);
+    if (rc == 0) rc = cluster_statefile_finish(&b, c->regain.n);
     errmsg_t em = {{0}};
     if (rc == 0) rc = cluster_statefile_write(c->data_dir, path, &b, &em);
     if (rc != 0) log_error("cluster", "%s", errmsg_text(&em, rc));

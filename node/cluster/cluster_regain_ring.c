@@ -5,7 +5,7 @@
  * DATA_DIR/regain.ring holds the nodes of the last ring this node saw
  * itself in, with their tokens: the header "flamedb-regain-ring 2", one line
  * per node (its id, its token count in decimal, its tokens in hex), then
- * "end NODES" (cluster_statefile.c). It is rewritten (temporary name,
+ * "end NODES CHECKSUM" (cluster_statefile.c). It is rewritten (temporary name,
  * fsync, rename) whenever that ring changes, after what the change gained
  * was recorded in DATA_DIR/regain. A restarted node reads it and, until it
  * has accounted for every node of it, lists itself in its own hints_for
@@ -183,7 +183,7 @@ int cluster_regain_ring_save(const cluster_t *c)
             rc = buf_printf(&b, " %" PRIx64, x->tokens[j]);
         if (rc == 0) rc = buf_append_byte(&b, '\n');
     }
-    if (rc == 0) rc = buf_printf(&b, "end %zu\n", c->known.n);
+    if (rc == 0) rc = cluster_statefile_finish(&b, c->known.n);
     errmsg_t em = {{0}};
     if (rc == 0) rc = cluster_statefile_write(c->data_dir, path, &b, &em);
     if (rc != 0) log_error("cluster", "%s", errmsg_text(&em, rc));

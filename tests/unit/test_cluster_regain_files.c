@@ -5,11 +5,13 @@
  * back equal; written through a temporary name so a failed write leaves the
  * old file whole; and every damaged form (empty, cut at each byte, another
  * version, counts that do not match the records, LO > HI, absurd counts and
- * sizes, bytes after the end, a file that cannot be read) is refused with
+ * sizes, bytes after the end, a changed byte that the end line's checksum
+ * catches, a file that cannot be read) is refused with
  * the safe fallback: regain refuses the start (what the node must still
  * stream is unknown), progress restarts the regain from its clear (nothing
  * kept), ring is ignored (the ring is learnt from gossip, the log names
- * flamectl cluster repair). A piece cursor outside an interval the progress
+ * flamectl cluster repair). Files of the release before (no checksum) are
+ * still read. A piece cursor outside an interval the progress
  * file lists as cleared is refused: after a fresh clear it would skip what
  * lies before it. */
 #include <fcntl.h>
@@ -599,6 +601,111 @@ static void test_ring_damaged(void)
     rm("regain.ring");
 }
 
+/* A file of the size given, in place of name, with byte at flipped by x. */
+static void put_flipped(const char *name, const char *good, size_t len, size_t at, int x)
+{
+    char *b = malloc(len);
+    memcpy(b, good, len);
+    b[at] = (char)(b[at] ^ x);
+    put_bytes(name, b, len);
+    free(b);
+}
+
+/* Every byte of each file as its writer leaves it, changed (one bit, or a
+ * digit into another digit), is refused: the checksum of the end line
+ * catches what the parsers alone would read as another list. The same file
+ * without its checksum, as the release before wrote it, is still read. */
+static void test_checksums(void)
+{
+    cluster_t *c = new_cluster();
+    uint64_t lo[] = {0x10, 0x200}, hi[] = {0x1ff, 0x3ff};
+    c->regain.lo = malloc(sizeof lo);
+    c->regain.hi = malloc(sizeof hi);
+    memcpy(c->regain.lo, lo, sizeof lo);
+    memcpy(c->regain.hi, hi, sizeof hi);
+    c->regain.n = c->regain.cap = 2;
+    CHECK_EQ_INT(cluster_regain_save(c), 0);
+    free_cluster(c);
+    size_t len = 0, n = 0;
+    char *good = get_bytes("regain", &len);
+    CHECK(good != NULL && len > 20 && strstr(good, "\nend 2 ") != NULL);
+    for (size_t at = 0; good != NULL && at < len; at++)
+        for (int x = 1; x <= 2; x++) {
+            put_flipped("regain", good, len, at, x);
+            int rc = regain_load(&n);
+            if (rc == 0) fprintf(stderr, "regain with byte %zu ^ %d: %zu intervals\n", at, x, n);
+            CHECK(rc < 0 && n == 0);
+        }
+    if (good != NULL) { /* without the checksum: read */
+        char *sp = strrchr(good, ' ');
+        strcpy(sp, "\n");
+        put_str("regain", good);
+        CHECK_EQ_INT(regain_load(&n), 0);
+        CHECK_EQ_INT(n, 2);
+    }
+    free(good);
+    rm("regain");
+
+    c = new_cluster();
+    repair_t *r = new_repair(c);
+    r->rg.iv = calloc(1, sizeof *r->rg.iv);
+    r->rg.iv[0] = (repair_rg_iv_t){0x100, 0x1ff, 7, 1700000000123ull};
+    r->rg.niv = r->rg.ivcap = 1;
+    repair_stream_state_t *a = repair_stream_state(&r->rg.streams, 0x100, 0x17f);
+    a->after_len = 2;
+    memcpy(a->after, "\x0a\x0b", 2);
+    CHECK_EQ_INT(repair_regain_progress_save(r), 0);
+    free_repair(r);
+    free_cluster(c);
+    size_t niv = 0, np = 0;
+    good = get_bytes("regain.progress", &len);
+    CHECK(good != NULL && strstr(good, "\nend 2 ") != NULL);
+    for (size_t at = 0; good != NULL && at < len; at++)
+        for (int x = 1; x <= 2; x++) {
+            put_flipped("regain.progress", good, len, at, x);
+            int rc = progress_load(&niv, &np);
+            if (rc == 0) fprintf(stderr, "progress with byte %zu ^ %d accepted\n", at, x);
+            CHECK(rc < 0 && niv + np == 0);
+        }
+    if (good != NULL) {
+        strcpy(strrchr(good, ' '), "\n");
+        put_str("regain.progress", good);
+        CHECK_EQ_INT(progress_load(&niv, &np), 0);
+        CHECK(niv == 1 && np == 1);
+    }
+    free(good);
+    rm("regain.progress");
+
+    c = new_cluster();
+    static const uint64_t t1[] = {5, 0xffffffffffffffffull}, t2[] = {42, 0x99};
+    c->known.v = calloc(2, sizeof *c->known.v);
+    c->known.v[0] = (cluster_known_node_t){strdup("n1"), malloc(sizeof t1), 2};
+    memcpy(c->known.v[0].tokens, t1, sizeof t1);
+    c->known.v[1] = (cluster_known_node_t){strdup("n2"), malloc(sizeof t2), 2};
+    memcpy(c->known.v[1].tokens, t2, sizeof t2);
+    c->known.n = c->known.cap = 2;
+    CHECK_EQ_INT(cluster_regain_ring_save(c), 0);
+    free_cluster(c);
+    int told = 0;
+    good = get_bytes("regain.ring", &len);
+    CHECK(good != NULL && strstr(good, "\nend 2 ") != NULL);
+    for (size_t at = 0; good != NULL && at < len; at++)
+        for (int x = 1; x <= 2; x++) {
+            put_flipped("regain.ring", good, len, at, x);
+            CHECK_EQ_INT(ring_load(&n, &told), 0);
+            if (n != 0) fprintf(stderr, "ring with byte %zu ^ %d read as %zu\n", at, x, n);
+            CHECK(n == 0 && told);
+        }
+    if (good != NULL) {
+        strcpy(strrchr(good, ' '), "\n");
+        put_str("regain.ring", good);
+        CHECK_EQ_INT(ring_load(&n, &told), 0);
+        CHECK(n == 2 && !told);
+    }
+    free(good);
+    rm("regain.ring");
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/flamedb-regain-files-XXXXXX");
@@ -614,6 +721,7 @@ int main(void)
     test_regain_many();
     test_ring_roundtrip();
     test_ring_damaged();
+    test_checksums();
     static const char *const left[] = {"regain", "regain.progress", "regain.ring", "log"};
     for (size_t i = 0; i < sizeof left / sizeof *left; i++) /* after a failed check */
         rm(left[i]);
