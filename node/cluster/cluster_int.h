@@ -135,6 +135,12 @@ int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
  * (cluster_regain_ring.c): a node down while a member was removed computes
  * what it gained when it comes back. */
 #define CLUSTER_REGAIN_RING_FILE "regain.ring"
+/* Present while a node that could not tell what it gained repairs every
+ * range it replicates (cluster_full.c): a restart keeps it unread. */
+#define CLUSTER_FULL_FILE "regain.full"
+/* regain.ring's modification time is kept at most this old while the node
+ * runs (a quarter of --forget-left-after when that is shorter). */
+#define CLUSTER_RING_TOUCH_MAX_MS 60000
 /* The regain files are refused above this size (a damaged one must not make
  * the node allocate without bound); 64 MiB holds about two million
  * intervals or pieces, far more than a removal gains. */
@@ -248,6 +254,13 @@ struct cluster {
     } regain;
     /* The ring this node last accounted for, kept in DATA_DIR/regain.ring. */
     cluster_known_t known;
+    /* A full repair (cluster_full.c): on while this node cannot tell what it
+     * holds short; gen changes with every new mark. */
+    struct {
+        int on;
+        uint64_t gen, since_ms; /* since_ms: wall ms of the mark */
+        uint64_t touched_ms;    /* uv_now of the last touch of regain.ring */
+    } full;
     /* The write path's hint targets as last set (cluster_set_hint_targets),
      * published with this node's own id added while it regains. */
     char **hint_ids;
@@ -346,6 +359,9 @@ void cluster_regain_tick(cluster_t *c);
  * damaged or unreadable one is logged and taken as none: the node learns its
  * ring from gossip). An error only for a data dir path too long. */
 int cluster_regain_ring_load(cluster_t *c, errmsg_t *em);
+/* Loop, every gossip round: keeps regain.ring's modification time recent
+ * while this node runs, so the next start can tell how long it was down. */
+void cluster_regain_ring_touch(cluster_t *c);
 /* Writes c->known to DATA_DIR/regain.ring; 0 or an error (logged). */
 int cluster_regain_ring_save(const cluster_t *c);
 /* Loop: the ring before the change to now->ring when known nodes are gone
@@ -361,6 +377,17 @@ void cluster_regain_ring_accept(cluster_t *c, const ring_t *now);
  * known ring (the start's wait). */
 int cluster_regain_ring_waiting(const cluster_t *c);
 void cluster_regain_ring_free(cluster_t *c);
+/* cluster_full.c. Reads DATA_DIR/regain.full: present, the mark stands
+ * (also when damaged); an error only for a data dir path too long. */
+int cluster_full_load(cluster_t *c, errmsg_t *em);
+/* Loop, once the repair part is open: hands a loaded mark to it. */
+void cluster_full_start(cluster_t *c);
+/* Loop (or the start): this node cannot tell what it gained (why, logged):
+ * it lists itself in its hints_for, writes DATA_DIR/regain.full and has
+ * the repair thread run passes until one converges. Once at a time. */
+void cluster_full_begin(cluster_t *c, const char *why);
+/* Loop: a pass converged after mark gen: the mark and its file go. */
+void cluster_full_finished(cluster_t *c, uint64_t gen);
 /* Loop: publishes the last hint targets, plus this node while it regains,
  * in its member entry (ring_members_set_hints' result). */
 int cluster_hints_publish(cluster_t *c);
@@ -391,6 +418,14 @@ typedef struct cluster_iv {
 /* Sorts v by (lo, hi); ERR_CORRUPT when an interval is there twice. In
  * O(n log n): a file of millions of records must not stall the start. */
 int cluster_statefile_sort_unique(cluster_iv_t *v, size_t n);
+
+/* --forget-left-after, or the membership default where a caller left it 0. */
+static inline uint64_t cluster_forget_left_ms(const cluster_t *c)
+{
+    ring_members_options_t o;
+    ring_members_options_default(&o);
+    return c->cfg.forget_left_after_ms != 0 ? c->cfg.forget_left_after_ms : o.forget_left_after_ms;
+}
 
 /* Wall-clock milliseconds since the epoch, from the cluster's clock. */
 static inline uint64_t cluster_unix_ms(const cluster_t *c)

@@ -13,7 +13,8 @@
  * ring lacks is accounted for when its member entry is LEFT, or, once the
  * wait of a start (--failure-timeout + 10 gossip intervals) passed, when no
  * member knows it (its tombstone was forgotten, or the others are not up
- * yet: such a node is not counted as removed); LEFT ones that this process
+ * yet: such a node is not counted as removed, and this node cannot tell
+ * what it gained: it runs a full repair, cluster_full.c); LEFT ones that this process
  * did not see leave up (a decommission) count as removed: what the node
  * gained by them is computed from the rings before (the file's nodes and
  * the current ones) and after (the current ring), as for a removal seen
@@ -24,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/grow.h"
@@ -129,6 +132,8 @@ static int lists_self(const cluster_known_t *k, const ring_identity_t *self)
     return 1;
 }
 
+static void check_downtime(cluster_t *c, const char *path);
+
 static int known_parse(cluster_known_t *k, buf_t *b)
 {
     char *p = (char *)b->data, *end = p + b->len, *line = cluster_statefile_line(&p, end);
@@ -159,14 +164,46 @@ int cluster_regain_ring_load(cluster_t *c, errmsg_t *em)
     }
     if (rc != 0) { /* as without the file: the ring gossip shows becomes the known one */
         known_clear(&c->known);
-        log_error("cluster",
-                  "%s; ignored, the ring is learnt from gossip: a removal this node missed while "
-                  "down is not streamed in, run flamectl cluster repair",
-                  errmsg_text(&rem, rc));
+        log_error("cluster", "%s; ignored, the ring is learnt from gossip", errmsg_text(&rem, rc));
+        cluster_full_begin(c, "the ring this node last saw is unknown (regain.ring unreadable)");
         return 0;
     }
     c->known.unsure = c->known.n > 0;
+    if (c->known.n > 0) check_downtime(c, path);
     return 0;
+}
+
+/* A node down for longer than tombstones are kept cannot see every change
+ * of the ring meanwhile (a node that joined and was removed leaves no trace
+ * once its tombstone is forgotten): regain.ring's modification time, kept
+ * recent while the node runs (cluster_regain_ring_touch), tells how long. */
+static void check_downtime(cluster_t *c, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return;
+    uint64_t then = (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
+    uint64_t now = cluster_unix_ms(c), keep = cluster_forget_left_ms(c);
+    if (now <= then || now - then <= keep) return;
+    char why[160];
+    snprintf(why, sizeof why,
+             "this node was down for about %llu s, longer than --forget-left-after (%llu s)",
+             (unsigned long long)((now - then) / 1000), (unsigned long long)(keep / 1000));
+    cluster_full_begin(c, why);
+}
+
+void cluster_regain_ring_touch(cluster_t *c)
+{
+    uint64_t every = cluster_forget_left_ms(c) / 4, now = uv_now(c->loop);
+    if (every > CLUSTER_RING_TOUCH_MAX_MS) every = CLUSTER_RING_TOUCH_MAX_MS;
+    if (c->known.n == 0 || now - c->full.touched_ms < every) return;
+    c->full.touched_ms = now;
+    char path[CLUSTER_SETTING_MAX + 32];
+    if (known_path(c, "", path, sizeof path) == 0 && utimensat(AT_FDCWD, path, NULL, 0) != 0 &&
+        errno != ENOENT)
+        log_warn("cluster",
+                 "cannot touch %s: %s (the next start may take this node as down "
+                 "for longer than it was, and repair all its ranges)",
+                 path, strerror(errno));
 }
 
 int cluster_regain_ring_save(const cluster_t *c)
@@ -253,15 +290,17 @@ int cluster_regain_ring_waiting(const cluster_t *c)
  * -1 not accounted for yet. A node no member knows is never taken as
  * removed: after a whole cluster restarted, the first node up would take
  * every other as removed and clear what it holds. */
-static int gone_kind(const cluster_t *c, const cluster_view_t *old, const char *id)
+static int gone_kind(cluster_t *c, const cluster_view_t *old, const char *id)
 {
     ring_member_t m;
     if (ring_members_find(c->members, id, &m) != ERR_OK) {
         if (!waited_enough(c)) return -1;
-        log_warn("cluster",
-                 "%s was in the ring when this node last saw it and no member knows it now: "
-                 "if it was removed while this node was down, run flamectl cluster repair",
+        char why[RING_NODE_ID_MAX + 160];
+        snprintf(why, sizeof why,
+                 "%s was in the ring when this node last saw it and no member knows it now "
+                 "(removed longer than --forget-left-after ago, or never seen by the others)",
                  id);
+        cluster_full_begin(c, why);
         return 0;
     }
     if (m.life != RING_LEFT) return waited_enough(c) ? 0 : -1;

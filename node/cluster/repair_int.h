@@ -322,6 +322,9 @@ struct repair {
         uint64_t gen;
     } regain;
     uint64_t regain_done; /* a generation streamed and followed by a complete pass */
+    /* under mu: a full repair (cluster_full.c): its mark's generation (0:
+     * none), since when (wall ms), and the generation a pass converged */
+    uint64_t full_gen, full_since_ms, full_done;
     /* thread only: where the regain stands (repair_regain.c), kept in
      * DATA_DIR/regain.progress (repair_regain_file.c) */
     struct {
@@ -380,6 +383,10 @@ int repair_regain_stream(repair_t *r, const cluster_view_t *v, uint64_t t0, repa
 /* Repair thread, after a pass that started at t0: a complete pass after the
  * regain was streamed finishes it (the loop is told). */
 void repair_regain_after(repair_t *r, int complete, uint64_t t0);
+/* Loop: full repair mark gen (0: none); the thread runs passes while one
+ * is set and tells the loop (cluster_full_finished) once a complete pass
+ * that started a settle margin after this call found nothing missing. */
+void repair_full_set(repair_t *r, uint64_t gen);
 /* 1 when the thread has a regain to work on. */
 int repair_regain_pending(repair_t *r);
 

@@ -6,14 +6,15 @@
  * old file whole; and every damaged form (empty, cut at each byte, another
  * version, counts that do not match the records, LO > HI, absurd counts and
  * sizes, bytes after the end, a changed byte that the end line's checksum
- * catches, a file that cannot be read) is refused with
- * the safe fallback: regain refuses the start (what the node must still
- * stream is unknown), progress restarts the regain from its clear (nothing
- * kept), ring is ignored (the ring is learnt from gossip, the log names
- * flamectl cluster repair). Files of the release before (no checksum) are
- * still read. A piece cursor outside an interval the progress
- * file lists as cleared is refused: after a fresh clear it would skip what
- * lies before it. */
+ * catches, a file that cannot be read) is refused with the safe fallback:
+ * regain refuses the start (what the node must still stream is unknown),
+ * progress restarts the regain from its clear (nothing kept), ring is
+ * ignored (the ring is learnt from gossip) and the node marks itself for a
+ * full repair. Files of the release before (no checksum) are still read. A
+ * piece cursor outside an interval the progress file lists as cleared is
+ * refused: after a fresh clear it would skip what lies before it. A
+ * regain.ring older than --forget-left-after (the node was down longer
+ * than tombstones are kept) marks the node too. */
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -81,6 +82,7 @@ static cluster_t *new_cluster(void)
 {
     cluster_t *c = calloc(1, sizeof *c);
     snprintf(c->data_dir, sizeof c->data_dir, "%s", dir);
+    c->clock = clock_real();
     snprintf(c->id.node_id, sizeof c->id.node_id, "n1");
     c->id.tokens = self_tokens;
     c->id.ntokens = 2;
@@ -477,6 +479,8 @@ static void test_progress_damaged(void)
 
 /* Loads regain.ring with stderr captured; returns the load's result, the
  * nodes read in *n and whether the log named the repair to run. */
+static uint64_t ring_forget_ms; /* the node's --forget-left-after (0: the default) */
+
 static int ring_load(size_t *n, int *told)
 {
     char log_path[128];
@@ -486,6 +490,7 @@ static int ring_load(size_t *n, int *told)
     dup2(fd, 2);
     close(fd);
     cluster_t *c = new_cluster();
+    c->cfg.forget_left_after_ms = ring_forget_ms;
     errmsg_t em = {{0}};
     int rc = cluster_regain_ring_load(c, &em);
     *n = c->known.n;
@@ -496,7 +501,9 @@ static int ring_load(size_t *n, int *told)
     close(saved);
     size_t len = 0;
     char *log = get_bytes("log", &len);
-    *told = log != NULL && strstr(log, "run flamectl cluster repair") != NULL;
+    *told = log != NULL && strstr(log, "cannot tell which ranges it holds short") != NULL;
+    CHECK_EQ_INT(*told, exists("regain.full"));
+    rm("regain.full");
     free(log);
     rm("log");
     return rc;
@@ -598,6 +605,35 @@ static void test_ring_damaged(void)
     CHECK_EQ_INT(mkdir(path, 0700), 0);
     CHECK_EQ_INT(ring_load(&n, &told), 0);
     CHECK(n == 0 && told);
+    rm("regain.ring");
+}
+
+/* A node down longer than --forget-left-after (regain.ring's modification
+ * time, kept recent while it runs, that much older) cannot see every ring
+ * change meanwhile: it keeps the ring it knew and marks itself. */
+static void test_ring_downtime(void)
+{
+    size_t n = 0;
+    int told = 0;
+    char path[128];
+    path_of("regain.ring", path, sizeof path);
+    ring_forget_ms = 10000;
+    put_str("regain.ring", RH "end 1\n");
+    CHECK_EQ_INT(ring_load(&n, &told), 0); /* written just now: down for no time */
+    CHECK(n == 1 && !told);
+    struct timespec ts[2];
+    clock_gettime(CLOCK_REALTIME, &ts[0]);
+    ts[0].tv_sec -= 11; /* down 11 s, tombstones kept 10 s */
+    ts[1] = ts[0];
+    CHECK_EQ_INT(utimensat(AT_FDCWD, path, ts, 0), 0);
+    CHECK_EQ_INT(ring_load(&n, &told), 0);
+    CHECK(n == 1 && told);
+    ts[0].tv_sec += 3; /* 8 s: within the keep time */
+    ts[1] = ts[0];
+    CHECK_EQ_INT(utimensat(AT_FDCWD, path, ts, 0), 0);
+    CHECK_EQ_INT(ring_load(&n, &told), 0);
+    CHECK(n == 1 && !told);
+    ring_forget_ms = 0;
     rm("regain.ring");
 }
 
@@ -721,8 +757,10 @@ int main(void)
     test_regain_many();
     test_ring_roundtrip();
     test_ring_damaged();
+    test_ring_downtime();
     test_checksums();
-    static const char *const left[] = {"regain", "regain.progress", "regain.ring", "log"};
+    static const char *const left[] = {"regain", "regain.progress", "regain.ring", "regain.full",
+                                       "log"};
     for (size_t i = 0; i < sizeof left / sizeof *left; i++) /* after a failed check */
         rm(left[i]);
     CHECK_EQ_INT(rmdir(dir), 0);

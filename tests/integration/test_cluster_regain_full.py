@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""A node that cannot tell what it gained while it was down repairs every
+range it replicates on its own, and is not read from until that repair
+converged (issue #10; docs/cluster.md, "When a node cannot tell what it
+gained"), with real processes, 4 nodes RF 3:
+
+- n2 is killed, then n3 is killed and removed (`/cluster/remove`), so n0
+  and n1 regain n3's ranges; n2 gains its share of them too but is down;
+- n3's tombstone is forgotten before n2 comes back: with a short
+  --forget-left-after (3 s) where the binary has that setting, or by
+  stopping n0 and n1 together and starting them again (the members table
+  lives in memory: the only other way to lose a tombstone; the second test,
+  and the first on a binary without the setting);
+- n2 is restarted. It cannot account for n3 (no member knows it), and in
+  the first test has been down longer than tombstones are kept: it must list
+  itself as possibly short (answers through it are exact, read from the
+  others), and with n0 and n1 stopped answer partial, never short and
+  unflagged; run anti-entropy passes by itself (no flamectl) until one
+  converges; then answer exactly on its own (n0 and n1 stopped).
+
+A binary without the full repair serves the ranges it gained from its own
+empty copy: a short answer not flagged partial, which stays short. Every
+wait is bounded; the seed is printed (cluster.py).
+"""
+import signal
+import subprocess
+import time
+
+import harness
+from cluster import Cluster, wait_for
+
+CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+SCALE = 10000000  # folded samples are 10 ms each
+
+ARGS = ["--write-timeout", "1s", "--query-timeout", "4s", "--join-settle", "8s",
+        "--repair-interval", "0"]
+
+
+def has_setting(name):
+    p = subprocess.run([harness.FLAMEDB_BIN, "--help"], capture_output=True, text=True,
+                       timeout=30)
+    return ("--" + name) in (p.stdout + p.stderr)
+
+
+def sel(svc):
+    return '%s{service_name="%s"}' % (CPU, svc)
+
+
+def preload(c, node, prefix, now, count, nservices=24):
+    """count small profiles (their trees are kept, so anti-entropy can move
+    them) over nservices services, recent enough for the seen comparison;
+    returns {service: samples}."""
+    svcs = [harness.unique("%s%d" % (prefix, k)) for k in range(nservices)]
+    want = {}
+    for seq in range(count):
+        svc = svcs[seq % nservices]
+        lines = ["main;%s;h%d;leaf%d %d" % (svc, seq % 7, k, 1 + (seq + k) % 4)
+                 for k in range(6)]
+        t = now - 1800 + 7 * seq
+        r = c.nodes[node].ingest(("\n".join(lines) + "\n").encode(), name=svc + ".cpu",
+                                 **{"from": t, "until": t + 10})
+        assert r.status == 200, "push %s at %d: %r" % (svc, t, r)
+        want[svc] = want.get(svc, 0) + sum(1 + (seq + k) % 4 for k in range(6))
+    return want
+
+
+def answers(c, i, want, frm, until):
+    """[(service, got, want, partial)] through node i."""
+    out = []
+    for svc, w in sorted(want.items()):
+        r = c.nodes[i].render(sel(svc), frm, until)
+        assert r.status == 200, r
+        got = r.json()["flamebearer"]["numTicks"] // SCALE
+        out.append((svc, got, w, "x-flamedb-partial" in r.headers))
+    return out
+
+
+def never_silently_short(c, i, want, frm, until, what):
+    """Every answer through node i is exact, or flagged partial; returns
+    how many were partial."""
+    partial = 0
+    for svc, got, w, part in answers(c, i, want, frm, until):
+        assert part or got == w, \
+            "%s: %s through %s is %d, want %d, and not flagged partial" % (
+                what, svc, c.ids[i], got, w)
+        partial += part
+    return partial
+
+
+def exact(c, i, want, frm, until):
+    bad = [(s, g, w, p) for s, g, w, p in answers(c, i, want, frm, until) if p or g != w]
+    return not bad
+
+
+def stopped(c, nodes, observer):
+    for k in nodes:
+        c.nodes[k].proc.send_signal(signal.SIGSTOP)
+    for k in nodes:
+        c.wait_state(k, "down", observers=[observer])
+
+
+def resumed(c, nodes, observers):
+    for k in nodes:
+        c.nodes[k].proc.send_signal(signal.SIGCONT)
+    for k in nodes:
+        c.wait_state(k, "active", observers=observers, timeout=30)
+
+
+def test_down_past_tombstones_repairs_fully():
+    """Tombstones forgotten by --forget-left-after 3s (n2 was down longer)."""
+    full_repair_after_lost_tombstone(has_setting("forget-left-after"))
+
+
+def test_tombstone_lost_repairs_fully():
+    """Tombstones kept 72 h, lost by restarting every node that had them:
+    n2 was not down long, but no member knows n3."""
+    full_repair_after_lost_tombstone(False)
+
+
+def full_repair_after_lost_tombstone(short_setting):
+    args = ARGS + (["--forget-left-after", "3s"] if short_setting else [])
+    now = int(time.time())
+    with Cluster(4, rf=3, args=args) as c:
+        for i in range(4):
+            c.wait_state(i, "active", observers=[0, 1, 2, 3], timeout=30)
+        want = preload(c, 0, "full", now, 240)
+        frm, until = now - 3600, now + 60
+        c.kill(2)
+        c.wait_state(2, "down", observers=[0, 1, 3])
+        c.kill(3)
+        c.wait_state(3, "down", observers=[0, 1])
+        r = c.nodes[0].request("POST", "/cluster/remove?node=n3")
+        assert r.status == 200, r
+        wait_for("n3 left on n0 and n1", lambda: all(
+            c.states(i).get("n3") == "left" or c.status(i)["regaining"] > 0 for i in (0, 1)),
+            timeout=20)
+        wait_for("n0 and n1 regained n3's ranges",
+                 lambda: all(c.status(i)["regaining"] == 0 for i in (0, 1)), timeout=60)
+        if short_setting:
+            wait_for("n3's tombstone forgotten on n0 and n1",
+                     lambda: all("n3" not in c.states(i) for i in (0, 1)), timeout=30)
+            print("    n3's tombstone forgotten after --forget-left-after 3s")
+        else:
+            for i in (0, 1):  # both down at once: neither learns it back from the other
+                c.stop(i)
+            for i in (0, 1):
+                c.restart(i)
+            for i in (0, 1):
+                c.wait_state(i, "active", observers=[0, 1], timeout=30)
+            assert all("n3" not in c.states(i) for i in (0, 1))
+            print("    n3's tombstone forgotten by restarting n0 and n1")
+        t_back = time.monotonic()
+        c.restart(2)
+        c.wait_state(2, "active", observers=[0, 1], timeout=30)
+        wait_for("n2 to see n0 and n1", lambda: all(
+            c.states(2).get(k) == "active" for k in ("n0", "n1")), timeout=30)
+        time.sleep(2.5)  # the start's wait: --failure-timeout + 10 gossip intervals
+        marked = c.status(2).get("full_repair")
+        print("    n2 back: full_repair %s" % marked)
+        never_silently_short(c, 2, want, frm, until, "all up, n2 just back")
+        print("    through n2 with every node up: exact or flagged")
+        if c.status(2).get("full_repair", 1):
+            stopped(c, [0, 1], 2)
+            try:
+                part = never_silently_short(c, 2, want, frm, until, "n2 alone, marked")
+                print("    n2 alone while marked: %d of %d answers flagged partial, the rest "
+                      "exact" % (part, len(want)))
+            finally:
+                resumed(c, [0, 1], [2])
+        wait_for("n2's full repair to converge",
+                 lambda: c.status(2).get("full_repair") == 0 and any(
+                     "full repair converged" in line for line in c.nodes[2].log), timeout=90)
+        took = time.monotonic() - t_back
+        done = [line for line in c.nodes[2].log if "full repair converged" in line]
+        why = [line for line in c.nodes[2].log if "cannot tell which ranges" in line]
+        assert why, c.nodes[2].log_text()
+        print("    " + why[0].split("WARN ", 1)[-1][:200])
+        print("    " + done[0].split("INFO ", 1)[-1])
+        print("    converged %.1f s after n2 was restarted (--join-settle 8s)" % took)
+        stopped(c, [0, 1], 2)
+        try:
+            wait_for("n2 alone exact", lambda: exact(c, 2, want, frm, until), timeout=20)
+            print("    n2 alone (n0, n1 stopped) answers exactly")
+        finally:
+            resumed(c, [0, 1], [2])
+
+
+if __name__ == "__main__":
+    harness.run_tests(globals())
