@@ -131,6 +131,8 @@ int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
 /* DATA_DIR/regain.progress: where the repair thread stands in it
  * (repair_regain_file.c); removed with it, and when a fresh one starts. */
 #define CLUSTER_REGAIN_PROGRESS_SUFFIX ".progress"
+/* A damaged DATA_DIR/regain moved aside for the operator (cluster_regain.c). */
+#define CLUSTER_REGAIN_DAMAGED_SUFFIX ".damaged"
 /* The nodes (and tokens) of the last ring this node saw itself in
  * (cluster_regain_ring.c): a node down while a member was removed computes
  * what it gained when it comes back. */

@@ -18,10 +18,17 @@ gained"), with real processes, 4 nodes RF 3:
   unflagged; run anti-entropy passes by itself (no flamectl) until one
   converges; then answer exactly on its own (n0 and n1 stopped).
 
+A damaged DATA_DIR/regain (test_damaged_regain_file_falls_back): while no
+interval was cleared (no regain.progress) the node starts, keeps the file as
+regain.damaged and runs the same full repair; with regain.progress present
+it refuses to start, naming both files. A binary without the fallback
+refuses to start in both cases.
+
 A binary without the full repair serves the ranges it gained from its own
 empty copy: a short answer not flagged partial, which stays short. Every
 wait is bounded; the seed is printed (cluster.py).
 """
+import os
 import signal
 import subprocess
 import time
@@ -183,6 +190,58 @@ def full_repair_after_lost_tombstone(short_setting):
             print("    n2 alone (n0, n1 stopped) answers exactly")
         finally:
             resumed(c, [0, 1], [2])
+
+
+def damage(path, cleared):
+    with open(path, "w") as f:  # not a list of token intervals
+        f.write("flamedb-regain 2\n0000000000000000 00000000000000zz\nend 1\n")
+    if cleared:  # an interval was cleared already
+        with open(path + ".progress", "w") as f:
+            f.write("flamedb-regain-progress 2\nend 0\n")
+
+
+def test_damaged_regain_file_falls_back():
+    now = int(time.time())
+    with Cluster(4, rf=3, args=ARGS) as c:
+        for i in range(4):
+            c.wait_state(i, "active", observers=[0, 1, 2, 3], timeout=30)
+        want = preload(c, 0, "dmg", now, 120)
+        frm, until = now - 3600, now + 60
+        code, _ = c.stop(2)
+        assert code == 0, code
+        path = os.path.join(c.nodes[2].data_dir, "regain")
+        damage(path, cleared=False)
+        t0 = time.monotonic()
+        c.restart(2)  # a binary without the fallback exits 1 here
+        wait_for("n2 to fall back", lambda: any(
+            "falls back to a full repair" in x for x in c.nodes[2].log), timeout=10)
+        assert os.path.exists(path + ".damaged") and not os.path.exists(path)
+        assert c.status(2)["full_repair"] == 1
+        print("    " + [x for x in c.nodes[2].log
+                         if "falls back" in x][0].split("ERROR ", 1)[-1][:200])
+        c.wait_state(2, "active", observers=[0, 1], timeout=30)
+        never_silently_short(c, 2, want, frm, until, "n2 marked")
+        wait_for("n2's full repair to converge",
+                 lambda: c.status(2).get("full_repair") == 0, timeout=90)
+        print("    full repair converged %.1f s after the start" % (time.monotonic() - t0))
+        stopped(c, [0, 1], 2)
+        try:
+            wait_for("n2 alone exact", lambda: exact(c, 2, want, frm, until), timeout=20)
+            print("    n2 alone (n0, n1 stopped) answers exactly")
+        finally:
+            resumed(c, [0, 1], [2])
+        code, _ = c.stop(2)
+        assert code == 0, code
+        damage(path, cleared=True)
+        try:
+            c.restart(2)
+            refused = None
+        except AssertionError as e:
+            refused = str(e)
+        assert refused is not None and "cleared already" in refused, \
+            "with regain.progress present the start must be refused: %s" % refused
+        line = [x for x in refused.splitlines() if "cleared already" in x][0]
+        print("    with regain.progress: refused, " + line.split("ERROR ", 1)[-1][:160] + "...")
 
 
 if __name__ == "__main__":

@@ -7,14 +7,15 @@
  * version, counts that do not match the records, LO > HI, absurd counts and
  * sizes, bytes after the end, a changed byte that the end line's checksum
  * catches, a file that cannot be read) is refused with the safe fallback:
- * regain refuses the start (what the node must still stream is unknown),
- * progress restarts the regain from its clear (nothing kept), ring is
- * ignored (the ring is learnt from gossip) and the node marks itself for a
- * full repair. Files of the release before (no checksum) are still read. A
- * piece cursor outside an interval the progress file lists as cleared is
- * refused: after a fresh clear it would skip what lies before it. A
- * regain.ring older than --forget-left-after (the node was down longer
- * than tombstones are kept) marks the node too. */
+ * regain falls back to a full repair (the file kept aside as
+ * regain.damaged) while no interval was cleared, and refuses the start once
+ * one was (regain.progress present); progress restarts the regain from its
+ * clear (nothing kept); ring is ignored (the ring is learnt from gossip) and
+ * the node marks itself for a full repair. Files of the release before (no
+ * checksum) are still read. A piece cursor outside an interval the progress
+ * file lists as cleared is refused: after a fresh clear it would skip what
+ * lies before it. A regain.ring older than --forget-left-after (the node
+ * was down longer than tombstones are kept) marks the node too. */
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -98,14 +99,45 @@ static void free_cluster(cluster_t *c)
 
 /* ---------- DATA_DIR/regain */
 
+/* What the last regain_load fell back to: a full repair, the damaged file
+ * kept aside (both removed after the load, so each load starts clean). */
+static int loaded_full, loaded_aside;
+
 static int regain_load(size_t *n)
 {
     cluster_t *c = new_cluster();
     errmsg_t em = {{0}};
     int rc = cluster_regain_load(c, &em);
     *n = c->regain.n;
+    loaded_full = c->full.on;
+    loaded_aside = exists("regain.damaged");
+    CHECK_EQ_INT(loaded_full, exists("regain.full"));
+    rm("regain.full");
+    rm("regain.damaged");
     free_cluster(c);
     return rc;
+}
+
+/* The regain file of n bytes p is refused: without regain.progress the
+ * node starts marked for a full repair with no interval, the file moved
+ * aside; with one (an interval was cleared) the start is refused and the
+ * file stays. what names the case in a failure. */
+static void check_regain_refused(const char *p, size_t n, const char *what, size_t at)
+{
+    size_t got = 0;
+    put_bytes("regain", p, n);
+    int rc = regain_load(&got);
+    if (rc != 0 || !loaded_full || !loaded_aside || got != 0)
+        fprintf(stderr, "regain %s %zu: rc %d, full %d, aside %d, %zu intervals\n", what, at, rc,
+                loaded_full, loaded_aside, got);
+    CHECK(rc == 0 && loaded_full && loaded_aside && got == 0 && !exists("regain"));
+    put_bytes("regain", p, n);
+    put_str("regain.progress", "cleared");
+    rc = regain_load(&got);
+    if (rc >= 0) fprintf(stderr, "regain %s %zu with progress: accepted\n", what, at);
+    CHECK(rc < 0 && got == 0 && !loaded_full && exists("regain"));
+    rm("regain.progress");
+    rm("regain");
 }
 
 static void test_regain_roundtrip(void)
@@ -147,8 +179,7 @@ static void test_regain_roundtrip(void)
     size_t n1 = 0;
     CHECK_EQ_INT(regain_load(&n1), 0);
     CHECK_EQ_INT(n1, 2);
-    put_str("regain", "flamedb-regain 1\n0000000000000000 0000000000000005"); /* cut */
-    CHECK(regain_load(&n1) != 0);
+    check_regain_refused("flamedb-regain 1\n0000000000000000 0000000000000005", 50, "v1 cut", 0);
     CHECK_EQ_INT(cluster_regain_save(c), 0);
     CHECK(!exists("regain"));
     put_str("regain.progress", "stale");
@@ -185,27 +216,17 @@ static const char *const bad_regains[] = {
 static void test_regain_damaged(void)
 {
     size_t n = 0;
-    for (size_t i = 0; i < sizeof bad_regains / sizeof *bad_regains; i++) {
-        put_str("regain", bad_regains[i]);
-        int rc = regain_load(&n);
-        if (rc == 0) fprintf(stderr, "accepted regain case %zu\n", i);
-        CHECK(rc < 0);
-        CHECK_EQ_INT(n, 0);
-    }
+    for (size_t i = 0; i < sizeof bad_regains / sizeof *bad_regains; i++)
+        check_regain_refused(bad_regains[i], strlen(bad_regains[i]), "case", i);
     /* a NUL inside a line */
     static const char nul[] = "flamedb-regain 2\n0000000000000000\0"
                               "0000000000000005\nend 1\n";
-    put_bytes("regain", nul, sizeof nul - 1);
-    CHECK(regain_load(&n) < 0);
+    check_regain_refused(nul, sizeof nul - 1, "with a NUL", 0);
     /* cut at every byte: never read as a shorter list */
     const char *good = "flamedb-regain 2\n0000000000000000 0000000000000005\n"
                        "0000000000000010 00000000000000ff\nend 2\n";
-    for (size_t k = 0; k < strlen(good); k++) {
-        put_bytes("regain", good, k);
-        int rc = regain_load(&n);
-        if (rc == 0) fprintf(stderr, "accepted regain cut at %zu\n", k);
-        CHECK(rc < 0);
-    }
+    for (size_t k = 0; k < strlen(good); k++)
+        check_regain_refused(good, k, "cut at", k);
     put_str("regain", good);
     CHECK_EQ_INT(regain_load(&n), 0);
     CHECK_EQ_INT(n, 2);
@@ -216,11 +237,10 @@ static void test_regain_damaged(void)
     char path[128];
     path_of("regain", path, sizeof path);
     CHECK_EQ_INT(truncate(path, (off_t)CLUSTER_REGAIN_FILE_MAX + 1), 0);
-    CHECK(regain_load(&n) < 0);
-    /* unreadable: a directory in its place */
-    rm("regain");
+    CHECK(regain_load(&n) == 0 && loaded_full && n == 0);
+    /* unreadable: a directory in its place (moved aside too) */
     CHECK_EQ_INT(mkdir(path, 0700), 0);
-    CHECK(regain_load(&n) < 0);
+    CHECK(regain_load(&n) == 0 && loaded_full && n == 0);
     rm("regain");
 }
 
@@ -669,15 +689,16 @@ static void test_checksums(void)
         for (int x = 1; x <= 2; x++) {
             put_flipped("regain", good, len, at, x);
             int rc = regain_load(&n);
-            if (rc == 0) fprintf(stderr, "regain with byte %zu ^ %d: %zu intervals\n", at, x, n);
-            CHECK(rc < 0 && n == 0);
+            if (rc != 0 || n != 0 || !loaded_full)
+                fprintf(stderr, "regain with byte %zu ^ %d: rc %d, %zu intervals\n", at, x, rc, n);
+            CHECK(rc == 0 && n == 0 && loaded_full);
         }
     if (good != NULL) { /* without the checksum: read */
         char *sp = strrchr(good, ' ');
         strcpy(sp, "\n");
         put_str("regain", good);
         CHECK_EQ_INT(regain_load(&n), 0);
-        CHECK_EQ_INT(n, 2);
+        CHECK(n == 2 && !loaded_full);
     }
     free(good);
     rm("regain");
@@ -759,8 +780,8 @@ int main(void)
     test_ring_damaged();
     test_ring_downtime();
     test_checksums();
-    static const char *const left[] = {"regain", "regain.progress", "regain.ring", "regain.full",
-                                       "log"};
+    static const char *const left[] = {"regain",      "regain.progress", "regain.ring",
+                                       "regain.full", "regain.damaged",  "log"};
     for (size_t i = 0; i < sizeof left / sizeof *left; i++) /* after a failed check */
         rm(left[i]);
     CHECK_EQ_INT(rmdir(dir), 0);
