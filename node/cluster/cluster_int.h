@@ -262,6 +262,7 @@ struct cluster {
         int on;
         uint64_t gen, since_ms; /* since_ms: wall ms of the mark */
         uint64_t touched_ms;    /* uv_now of the last touch of regain.ring */
+        uint64_t last_up_ms;    /* wall ms this node was last up (0: not checking any more) */
     } full;
     /* The write path's hint targets as last set (cluster_set_hint_targets),
      * published with this node's own id added while it regains. */
@@ -361,6 +362,12 @@ void cluster_regain_tick(cluster_t *c);
  * damaged or unreadable one is logged and taken as none: the node learns its
  * ring from gossip). An error only for a data dir path too long. */
 int cluster_regain_ring_load(cluster_t *c, errmsg_t *em);
+/* Loop, each view while the start's wait lasts: a LEFT member in neither
+ * the kept ring nor now, whose incarnation (its start, wall s) is later
+ * than when this node was last up, joined and left while this node was
+ * down: what it took from this node and gave back is unknown, so the node
+ * begins a full repair (cluster_full.c). */
+void cluster_regain_ring_missed(cluster_t *c, const ring_t *now);
 /* Loop, every gossip round: keeps regain.ring's modification time recent
  * while this node runs, so the next start can tell how long it was down. */
 void cluster_regain_ring_touch(cluster_t *c);

@@ -315,6 +315,7 @@ static int add_gains(cluster_t *c, const ring_t *before, const cluster_view_t *n
 int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now)
 {
     if (now->ring == NULL || c->repair == NULL) return 0;
+    cluster_regain_ring_missed(c, now->ring);
     if (old != NULL && old->ring != NULL && removed_one(c, old, now)) note_gainers(c, old, now);
     if (now->self < 0) return c->view_stale;
     ring_t *before = NULL;

@@ -133,6 +133,7 @@ static int lists_self(const cluster_known_t *k, const ring_identity_t *self)
 }
 
 static void check_downtime(cluster_t *c, const char *path);
+static int waited_enough(const cluster_t *c);
 
 static int known_parse(cluster_known_t *k, buf_t *b)
 {
@@ -183,12 +184,34 @@ static void check_downtime(cluster_t *c, const char *path)
     if (stat(path, &st) != 0) return;
     uint64_t then = (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
     uint64_t now = cluster_unix_ms(c), keep = cluster_forget_left_ms(c);
+    c->full.last_up_ms = then; /* for cluster_regain_ring_missed */
     if (now <= then || now - then <= keep) return;
     char why[160];
     snprintf(why, sizeof why,
              "this node was down for about %llu s, longer than --forget-left-after (%llu s)",
              (unsigned long long)((now - then) / 1000), (unsigned long long)(keep / 1000));
     cluster_full_begin(c, why);
+}
+
+void cluster_regain_ring_missed(cluster_t *c, const ring_t *now)
+{
+    if (c->full.last_up_ms == 0) return;
+    for (size_t i = 0; i < ring_members_count(c->members); i++) {
+        ring_member_t m;
+        if (ring_members_get(c->members, i, &m) != ERR_OK || m.life != RING_LEFT ||
+            m.incarnation * 1000 <= c->full.last_up_ms || known_find(&c->known, m.node_id) >= 0 ||
+            (now != NULL && ring_node_find(now, m.node_id) >= 0))
+            continue;
+        char why[RING_NODE_ID_MAX + 160];
+        snprintf(why, sizeof why,
+                 "%s joined and left while this node was down (it started after this node was "
+                 "last up)",
+                 m.node_id);
+        cluster_full_begin(c, why);
+        c->full.last_up_ms = 0;
+        return;
+    }
+    if (waited_enough(c)) c->full.last_up_ms = 0; /* the member table has filled */
 }
 
 void cluster_regain_ring_touch(cluster_t *c)

@@ -18,6 +18,11 @@ gained"), with real processes, 4 nodes RF 3:
   unflagged; run anti-entropy passes by itself (no flamectl) until one
   converges; then answer exactly on its own (n0 and n1 stopped).
 
+A node that joined and was removed while n2 was down
+(test_joined_and_removed_while_down) leaves n2's kept ring equal to the
+current one; its incarnation, later than when n2 was last up, gives it
+away, and n2 repairs the same way.
+
 A damaged DATA_DIR/regain (test_damaged_regain_file_falls_back): while no
 interval was cleared (no regain.progress) the node starts, keeps the file as
 regain.damaged and runs the same full repair; with regain.progress present
@@ -94,8 +99,14 @@ def never_silently_short(c, i, want, frm, until, what):
     return partial
 
 
+LAST_BAD = []
+
+
 def exact(c, i, want, frm, until):
+    """Every answer through node i exact and not partial; the others are
+    kept in LAST_BAD for the failure message."""
     bad = [(s, g, w, p) for s, g, w, p in answers(c, i, want, frm, until) if p or g != w]
+    LAST_BAD[:] = bad
     return not bad
 
 
@@ -190,6 +201,60 @@ def full_repair_after_lost_tombstone(short_setting):
             print("    n2 alone (n0, n1 stopped) answers exactly")
         finally:
             resumed(c, [0, 1], [2])
+
+
+def test_joined_and_removed_while_down():
+    """n2 is killed; n4 joins (taking ranges from the others, n2's among
+    them), gets writes, and is killed and removed, giving those ranges back:
+    n2's kept ring equals the current one, but n4 started after n2 was last
+    up and is gone again, so n2 cannot tell what it missed and repairs."""
+    now = int(time.time())
+    with Cluster(4, rf=3, args=ARGS) as c:
+        for i in range(4):
+            c.wait_state(i, "active", observers=[0, 1, 2, 3], timeout=30)
+        c.kill(2)
+        c.wait_state(2, "down", observers=[0, 1, 3])
+        j = c.add_node(join=[0, 1, 3])
+        c.wait_state(j, "active", observers=[0, 1, 3], timeout=90)
+        want = preload(c, 0, "jl", now, 240)  # while n4 holds ranges n2 gave it
+        c.kill(j)
+        c.wait_state(j, "down", observers=[0, 1, 3])
+        r = c.nodes[0].request("POST", "/cluster/remove?node=%s" % c.ids[j])
+        assert r.status == 200, r
+        wait_for("n4 left", lambda: all(c.states(i).get(c.ids[j]) == "left"
+                                        for i in (0, 1, 3)), timeout=20)
+        wait_for("the others regained n4's ranges",
+                 lambda: all(c.status(i)["regaining"] == 0 for i in (0, 1, 3)), timeout=60)
+        t_back = time.monotonic()
+        c.restart(2)
+        c.wait_state(2, "active", observers=[0, 1, 3], timeout=30)
+        wait_for("n2 to see the others", lambda: all(
+            c.states(2).get(k) == "active" for k in ("n0", "n1", "n3")), timeout=30)
+        time.sleep(2.5)  # the start's wait
+        never_silently_short(c, 2, want, frm=now - 3600, until=now + 60,
+                             what="all up, n2 just back")
+        print("    through n2 with every node up: exact or flagged")
+        wait_for("n2's full repair to converge",
+                 lambda: c.status(2).get("full_repair") == 0 and any(
+                     "full repair converged" in x for x in c.nodes[2].log), timeout=90)
+        why = [x for x in c.nodes[2].log if "joined and left while" in x]
+        assert why, c.nodes[2].log_text()
+        print("    " + why[0].split("WARN ", 1)[-1][:150])
+        print("    converged %.1f s after n2 was restarted" % (time.monotonic() - t_back))
+        # with 4 nodes RF 3, n2 is the only live replica of a range it holds
+        # when that range's two other replicas are stopped: each pair in turn
+        for pair in ((0, 1), (0, 3), (1, 3)):
+            stopped(c, pair, 2)
+            try:
+                try:
+                    wait_for("n2 exact with n%d and n%d stopped" % pair,
+                             lambda: exact(c, 2, want, now - 3600, now + 60), timeout=20)
+                except AssertionError:
+                    print("    (service, got, want, partial) %r" % LAST_BAD)
+                    raise
+            finally:
+                resumed(c, pair, [2])
+        print("    n2 with any two others stopped answers exactly")
 
 
 def damage(path, cleared):
