@@ -122,6 +122,10 @@ void cluster_full_begin(cluster_t *c, const char *why)
 void cluster_full_finished(cluster_t *c, uint64_t gen)
 {
     if (!c->full.on || gen != c->full.gen) return;
+    if (ring_members_count(c->members) < 2) { /* nobody to compare with: go on */
+        full_publish(c);
+        return;
+    }
     uint64_t took = cluster_unix_ms(c) - c->full.since_ms;
     c->full.on = 0;
     if (full_save(c) != 0)

@@ -192,7 +192,9 @@ static void full_check(repair_t *r, int rc)
     log_info("repair", "full repair: pass %s, %llu missing, started %s the mark settled",
              r->last.complete ? "complete" : "incomplete", (unsigned long long)r->last.missing,
              after ? "after" : "before");
-    if (!r->last.complete || !r->last.holds || r->last.missing != 0 || !after) return;
+    /* a pass that compared with nobody (this node alone in its view) proves nothing */
+    if (!r->last.complete || !r->last.holds || r->last.peers == 0 || r->last.missing != 0 || !after)
+        return;
     uv_mutex_lock(&r->mu);
     if (r->full_gen == gen) {
         r->full_done = gen;

@@ -338,7 +338,7 @@ struct repair {
     /* thread only: what the last pass saw */
     struct {
         int complete, holds, joining, gains;
-        uint64_t missing, started_ms;
+        uint64_t missing, started_ms, peers;
     } last;
     /* loop only */
     repair_waiter_t *waiters;

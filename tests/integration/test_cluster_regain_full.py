@@ -257,6 +257,36 @@ def test_joined_and_removed_while_down():
         print("    n2 with any two others stopped answers exactly")
 
 
+def test_restart_alone_stays_marked():
+    """n2 is killed, profiles are pushed (hinted for it), and n2 is started
+    again while n0 and n1 are stopped, so no seed answers: alone it cannot
+    account for the ring it kept, so it keeps itself listed as possibly
+    short (answers partial, never short and unflagged) past the start's
+    wait, until it hears from the others; then it is exact."""
+    now = int(time.time())
+    with Cluster(3, rf=3, args=ARGS) as c:
+        for i in range(3):
+            c.wait_state(i, "active", observers=[0, 1, 2], timeout=30)
+        c.kill(2)
+        c.wait_state(2, "down", observers=[0, 1])
+        want = preload(c, 0, "al", now, 120)
+        for k in (0, 1):
+            c.nodes[k].proc.send_signal(signal.SIGSTOP)
+        try:
+            c.restart(2)  # ready once --failure-timeout passed without a seed
+            time.sleep(4.0)  # past the start's wait (--failure-timeout + 10 gossip intervals)
+            part = never_silently_short(c, 2, want, now - 3600, now + 60, "n2 alone")
+            print("    n2 alone, no seed answering: %d of %d answers flagged partial, the "
+                  "rest exact" % (part, len(want)))
+        finally:
+            for k in (0, 1):
+                c.nodes[k].proc.send_signal(signal.SIGCONT)
+        c.wait_state(2, "active", observers=[0, 1], timeout=30)
+        wait_for("n2 exact once it heard from the others",
+                 lambda: exact(c, 2, want, now - 3600, now + 60), timeout=30)
+        print("    exact through n2 once it heard from n0 and n1")
+
+
 def damage(path, cleared):
     with open(path, "w") as f:  # not a list of token intervals
         f.write("flamedb-regain 2\n0000000000000000 00000000000000zz\nend 1\n")
