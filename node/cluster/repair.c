@@ -189,9 +189,15 @@ static void full_check(repair_t *r, int rc)
     uv_mutex_unlock(&r->mu);
     if (gen == 0 || rc != 0) return;
     int after = r->last.started_ms >= since + r->settle_ms;
-    log_info("repair", "full repair: pass %s, %llu missing, started %s the mark settled",
-             r->last.complete ? "complete" : "incomplete", (unsigned long long)r->last.missing,
-             after ? "after" : "before");
+    /* a pass a second: every pass while the outcome changes, then one a minute */
+    int outcome = (r->last.complete ? 1 : 0) | (r->last.missing ? 2 : 0) | (after ? 4 : 0);
+    if (outcome != r->full_logged || ++r->full_quiet >= REPAIR_FULL_LOG_EVERY) {
+        log_info("repair", "full repair: pass %s, %llu missing, started %s the mark settled",
+                 r->last.complete ? "complete" : "incomplete", (unsigned long long)r->last.missing,
+                 after ? "after" : "before");
+        r->full_logged = outcome;
+        r->full_quiet = 0;
+    }
     /* a pass that compared with nobody (this node alone in its view) proves nothing */
     if (!r->last.complete || !r->last.holds || r->last.peers == 0 || r->last.missing != 0 || !after)
         return;
@@ -508,6 +514,7 @@ int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_c
     r->c = c;
     replicate_options_from_config(&r->o.write, cfg, in);
     r->o.interval_ms = cfg->repair_interval_ms;
+    r->full_logged = -1; /* the first full-repair pass is logged */
     r->o.seen_retention_s = in->seen_retention_seconds;
     r->o.max_future_s = in->max_future_seconds;
     r->o.timeout_ms = cfg->query_timeout_ms > 1000 ? cfg->query_timeout_ms : 1000;

@@ -38,6 +38,7 @@
 #define REPAIR_SERVE_MAX 4            /* requests of peers served at once; more: unavailable */
 #define REPAIR_MARGIN_S 3600          /* kept off the seen retention's edge (clocks, pass time) */
 #define REPAIR_SUMMARY_MAX (1u << 20) /* bytes of a pass's lists of unreached and failed peers */
+#define REPAIR_FULL_LOG_EVERY 60      /* full-repair passes with the same outcome per log line */
 
 /* ---------------------------------------------------------------- digests */
 
@@ -335,6 +336,8 @@ struct repair {
         repair_streams_t streams; /* pieces of the intervals, with their cursors */
     } rg;
     int64_t stream_check_s; /* the stream check compares windows ending before this (unix s) */
+    /* thread only: the last full-repair outcome logged, passes not logged since */
+    int full_logged, full_quiet;
     /* thread only: what the last pass saw */
     struct {
         int complete, holds, joining, gains;
