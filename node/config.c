@@ -352,6 +352,13 @@ static const opt_t options[] = {
      "Bytes per second an anti-entropy pass (scheduled, flamectl cluster repair, or asked by a "
      "peer) fetches at most for the profiles this node lacks; passes that stream ranges a node "
      "gains in a move are bounded by stream-max-mb-per-s instead (0 = no limit)."},
+    {"forget-left-after", OPT_MS, FIELD(cluster.forget_left_after_ms, uint64_t), "72h", 0, 1000,
+     3650 * 86400000ULL,
+     "How long a node keeps the tombstone of a member that left or was removed (so gossip "
+     "cannot bring it back). A node down for longer, or one that finds a change of the ring it "
+     "cannot account for, cannot tell which ranges it gained meanwhile: it is not read from and "
+     "repairs every range it replicates until an anti-entropy pass converges (docs/cluster.md, "
+     "\"When a node cannot tell what it gained\")."},
     SECTION("Security and per-tenant limits"),
     {"auth-file", OPT_TEXT, FIELD(auth_file, char[NODE_PATH_MAX]), "", 0, 0, NODE_PATH_MAX - 1,
      "HTTP tokens, one 'TENANT ROLE SHA256HEX' per line (role read, write or admin; '#' "

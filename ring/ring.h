@@ -270,10 +270,12 @@ typedef enum ring_state {
 const char *ring_state_name(int state);
 
 typedef struct ring_members_options {
-    uint64_t down_after_ms;        /* no heartbeat progress for this long: down (10 s) */
-    uint64_t forget_left_after_ms; /* drop LEFT tombstones after this (72 h) */
-    uint32_t max_members;          /* entries kept (RING_MAX_NODES) */
-    size_t max_message_bytes;      /* largest gossip message accepted (8 MiB) */
+    uint64_t down_after_ms; /* no heartbeat progress for this long: down (10 s) */
+    /* drop LEFT tombstones after this (72 h); a forgotten one is not taken
+     * back from gossip for as long again */
+    uint64_t forget_left_after_ms;
+    uint32_t max_members;     /* entries kept (RING_MAX_NODES) */
+    size_t max_message_bytes; /* largest gossip message accepted (8 MiB) */
 } ring_members_options_t;
 
 void ring_members_options_default(ring_members_options_t *o);

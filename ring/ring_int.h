@@ -80,6 +80,16 @@ struct member_view {
     uint32_t nhints;
 };
 
+/* A LEFT tombstone this table forgot: for another forget_left_after_ms a
+ * LEFT entry of that member at an incarnation up to this one is not taken
+ * back from gossip (a peer that forgot it a little later still sends it),
+ * or tombstones would pass back and forth between nodes for ever. */
+struct ring_forgotten {
+    char id[RING_NODE_ID_MAX + 1];
+    uint64_t incarnation;
+    uint64_t at_ms; /* local time it was forgotten */
+};
+
 struct ring_members {
     ring_members_options_t o;
     char self[RING_NODE_ID_MAX + 1];
@@ -88,7 +98,12 @@ struct ring_members {
     size_t n, cap;
     uint64_t ring_version, version;
     ring_members_stats_t stats;
+    struct ring_forgotten *forgot; /* at most max_members; the oldest go first */
+    size_t nforgot, forgot_cap;
 };
+/* 1 when v is the LEFT entry of a member this table forgot (ignore it). */
+int ring__forgotten(const ring_members_t *m, const char *id, ring_state_t life,
+                    uint64_t incarnation);
 
 /* Bit 0: the lifecycle state puts a member in the current ring (it holds its
  * ranges); bit 1: in the pending ring (it will hold them). */

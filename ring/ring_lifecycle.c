@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "ring/ring_int.h"
 
 int ring_members_create(const ring_members_options_t *o, const ring_identity_t *self,
@@ -67,6 +68,7 @@ void ring_members_free(ring_members_t *m)
         ring__member_free_hints(&m->v[i]);
     }
     free(m->v);
+    free(m->forgot);
     free(m);
 }
 
@@ -192,6 +194,41 @@ void ring_members_hinted(const ring_members_t *m, const ring_t *r, uint8_t *hint
     }
 }
 
+int ring__forgotten(const ring_members_t *m, const char *id, ring_state_t life,
+                    uint64_t incarnation)
+{
+    if (life != RING_LEFT) return 0; /* a member back at a new incarnation is news */
+    for (size_t i = 0; i < m->nforgot; i++)
+        if (strcmp(m->forgot[i].id, id) == 0 && incarnation <= m->forgot[i].incarnation) return 1;
+    return 0;
+}
+
+/* Remembers that the LEFT entry x was forgotten now (ring_int.h). */
+static void remember_forgotten(ring_members_t *m, const struct member *x, uint64_t now)
+{
+    if (m->nforgot >= m->o.max_members && m->nforgot > 0) { /* the oldest goes */
+        memmove(&m->forgot[0], &m->forgot[1], (m->nforgot - 1) * sizeof *m->forgot);
+        m->nforgot--;
+    }
+    if (GROW_FROM(m->forgot, m->forgot_cap, m->nforgot + 1, GROW_UNLIMITED, 4) != 0)
+        return; /* out of memory: a peer may send the tombstone back, kept once more */
+    struct ring_forgotten *f = &m->forgot[m->nforgot++];
+    memcpy(f->id, x->id, sizeof f->id);
+    f->incarnation = x->incarnation;
+    f->at_ms = now;
+}
+
+/* Drops the records of tombstones forgotten a keep time ago: every peer
+ * that had them has forgotten them by then too. */
+static void expire_forgotten(ring_members_t *m, uint64_t now)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < m->nforgot; i++)
+        if (!(now > m->forgot[i].at_ms && now - m->forgot[i].at_ms > m->o.forget_left_after_ms))
+            m->forgot[k++] = m->forgot[i];
+    m->nforgot = k;
+}
+
 static void forget(ring_members_t *m, size_t i)
 {
     free(m->v[i].http_addr);
@@ -207,6 +244,7 @@ int ring_members_tick(ring_members_t *m)
 {
     uint64_t now = ring__now(m);
     int changes = 0;
+    expire_forgotten(m, now);
     for (size_t i = 0; i < m->n; i++) {
         struct member *x = &m->v[i];
         if (strcmp(x->id, m->self) == 0) {
@@ -216,6 +254,7 @@ int ring_members_tick(ring_members_t *m)
         }
         if (x->life == RING_LEFT) {
             if (now > x->state_since_ms && now - x->state_since_ms > m->o.forget_left_after_ms) {
+                remember_forgotten(m, x, now);
                 forget(m, i--);
                 changes++;
             }

@@ -207,6 +207,7 @@ static int refute(ring_members_t *m, struct member *self, const struct member_vi
 
 static int add_new(ring_members_t *m, const struct member_view *v)
 {
+    if (ring__forgotten(m, v->id, v->life, v->incarnation)) return 0;
     if (!v->has_static) return MERGE_NEED_FULL;
     if (m->n >= m->o.max_members) {
         m->stats.refused_members++;

@@ -162,6 +162,7 @@ static void on_gossip_timer(uv_timer_t *t)
     cluster_view_refresh(c);
     cluster_move_tick(c);
     cluster_regain_tick(c);
+    cluster_regain_ring_touch(c);
 }
 
 /* The gossip handler: merge, then answer the sender. The ring reads the
@@ -329,6 +330,7 @@ static int create_members(cluster_t *c, int had_identity, errmsg_t *em)
     ring_members_options_t o;
     ring_members_options_default(&o);
     o.down_after_ms = c->cfg.failure_timeout_ms;
+    o.forget_left_after_ms = cluster_forget_left_ms(c);
     o.max_message_bytes = c->cfg.max_message_bytes;
     uint64_t incarnation;
     int rc = cluster_incarnation_next(c->data_dir, cluster_unix_ms(c) / 1000, &incarnation, em);
@@ -361,6 +363,7 @@ int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_d
     if (rc == ERR_OK)
         rc = cluster_identity_load(c->data_dir, c->cfg.node_id, c->cfg.tokens, &c->rng, &c->id, em);
     if (rc == ERR_OK) rc = create_members(c, had_identity, em);
+    if (rc == ERR_OK && c->transport) rc = cluster_full_load(c, em);
     if (rc == ERR_OK && c->transport) rc = cluster_regain_load(c, em);
     if (rc == ERR_OK && c->transport) rc = cluster_regain_ring_load(c, em);
     if (rc == ERR_OK && cluster_view_refresh(c) != 1)

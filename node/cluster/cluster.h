@@ -63,8 +63,9 @@ typedef struct cluster_config {
     uint64_t repair_interval_ms;  /* anti-entropy pass this often; 0 = only on demand */
     uint32_t stream_max_mb_per_s; /* joining / moving ranges: fetched MB/s at most; 0 = no limit */
     uint64_t join_settle_ms; /* a move's verifying pass starts this long after it began; 0 = auto */
-    uint64_t hint_ack_grace_ms; /* quorum met: wait this long for the other acks, then hint */
-    size_t repair_bytes_per_s;  /* anti-entropy fetches (not moves): bytes/s at most; 0 = none */
+    uint64_t hint_ack_grace_ms;    /* quorum met: wait this long for the other acks, then hint */
+    size_t repair_bytes_per_s;     /* anti-entropy fetches (not moves): bytes/s at most; 0 = none */
+    uint64_t forget_left_after_ms; /* LEFT tombstones are kept this long (ring_members) */
 } cluster_config_t;
 
 /* What the module takes from the node's other settings. */

@@ -131,10 +131,18 @@ int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
 /* DATA_DIR/regain.progress: where the repair thread stands in it
  * (repair_regain_file.c); removed with it, and when a fresh one starts. */
 #define CLUSTER_REGAIN_PROGRESS_SUFFIX ".progress"
+/* A damaged DATA_DIR/regain moved aside for the operator (cluster_regain.c). */
+#define CLUSTER_REGAIN_DAMAGED_SUFFIX ".damaged"
 /* The nodes (and tokens) of the last ring this node saw itself in
  * (cluster_regain_ring.c): a node down while a member was removed computes
  * what it gained when it comes back. */
 #define CLUSTER_REGAIN_RING_FILE "regain.ring"
+/* Present while a node that could not tell what it gained repairs every
+ * range it replicates (cluster_full.c): a restart keeps it unread. */
+#define CLUSTER_FULL_FILE "regain.full"
+/* regain.ring's modification time is kept at most this old while the node
+ * runs (a quarter of --forget-left-after when that is shorter). */
+#define CLUSTER_RING_TOUCH_MAX_MS 60000
 /* The regain files are refused above this size (a damaged one must not make
  * the node allocate without bound); 64 MiB holds about two million
  * intervals or pieces, far more than a removal gains. */
@@ -248,6 +256,14 @@ struct cluster {
     } regain;
     /* The ring this node last accounted for, kept in DATA_DIR/regain.ring. */
     cluster_known_t known;
+    /* A full repair (cluster_full.c): on while this node cannot tell what it
+     * holds short; gen changes with every new mark. */
+    struct {
+        int on;
+        uint64_t gen, since_ms; /* since_ms: wall ms of the mark */
+        uint64_t touched_ms;    /* uv_now of the last touch of regain.ring */
+        uint64_t last_up_ms;    /* wall ms this node was last up (0: not checking any more) */
+    } full;
     /* The write path's hint targets as last set (cluster_set_hint_targets),
      * published with this node's own id added while it regains. */
     char **hint_ids;
@@ -346,6 +362,15 @@ void cluster_regain_tick(cluster_t *c);
  * damaged or unreadable one is logged and taken as none: the node learns its
  * ring from gossip). An error only for a data dir path too long. */
 int cluster_regain_ring_load(cluster_t *c, errmsg_t *em);
+/* Loop, each view while the start's wait lasts: a LEFT member in neither
+ * the kept ring nor now, whose incarnation (its start, wall s) is later
+ * than when this node was last up, joined and left while this node was
+ * down: what it took from this node and gave back is unknown, so the node
+ * begins a full repair (cluster_full.c). */
+void cluster_regain_ring_missed(cluster_t *c, const ring_t *now);
+/* Loop, every gossip round: keeps regain.ring's modification time recent
+ * while this node runs, so the next start can tell how long it was down. */
+void cluster_regain_ring_touch(cluster_t *c);
 /* Writes c->known to DATA_DIR/regain.ring; 0 or an error (logged). */
 int cluster_regain_ring_save(const cluster_t *c);
 /* Loop: the ring before the change to now->ring when known nodes are gone
@@ -361,15 +386,27 @@ void cluster_regain_ring_accept(cluster_t *c, const ring_t *now);
  * known ring (the start's wait). */
 int cluster_regain_ring_waiting(const cluster_t *c);
 void cluster_regain_ring_free(cluster_t *c);
+/* cluster_full.c. Reads DATA_DIR/regain.full: present, the mark stands
+ * (also when damaged); an error only for a data dir path too long. */
+int cluster_full_load(cluster_t *c, errmsg_t *em);
+/* Loop, once the repair part is open: hands a loaded mark to it. */
+void cluster_full_start(cluster_t *c);
+/* Loop (or the start): this node cannot tell what it gained (why, logged):
+ * it lists itself in its hints_for, writes DATA_DIR/regain.full and has
+ * the repair thread run passes until one converges. Once at a time. */
+void cluster_full_begin(cluster_t *c, const char *why);
+/* Loop: a pass converged after mark gen: the mark and its file go. */
+void cluster_full_finished(cluster_t *c, uint64_t gen);
 /* Loop: publishes the last hint targets, plus this node while it regains,
  * in its member entry (ring_members_set_hints' result). */
 int cluster_hints_publish(cluster_t *c);
 
 /* cluster_statefile.c: the small text files of DATA_DIR (a header line,
- * records, "end COUNT"; every line ends in '\n').
+ * records, "end COUNT CHECKSUM"; every line ends in '\n').
  * Reads path whole into out (initialised here, empty after an error; caller
  * frees with buf_free on success); ERR_NOT_FOUND when absent, ERR_CORRUPT
- * over max bytes. */
+ * over max bytes or when the end line's checksum does not match (one
+ * without: still read). */
 int cluster_statefile_read(const char *path, size_t max, buf_t *out, errmsg_t *em);
 /* As cluster_statefile_read, for a file holding a secret: no copy of its
  * bytes is left in memory that is freed or goes out of scope (out never
@@ -387,9 +424,11 @@ int cluster_statefile_write(const char *dir, const char *path, const buf_t *b, e
 char *cluster_statefile_line(char **p, char *end);
 /* s[0..len) as 1 to 16 lowercase hex digits; ERR_CORRUPT otherwise. */
 int cluster_statefile_hex64(const char *s, size_t len, uint64_t *out);
-/* ERR_OK when line is "end COUNT" with COUNT == count and nothing follows
- * (left: bytes after it). */
+/* ERR_OK when line is "end COUNT" or "end COUNT CHECKSUM" with COUNT ==
+ * count and nothing follows (left: bytes after it). */
 int cluster_statefile_end(const char *line, size_t left, size_t count);
+/* Appends the end line of count records, with the checksum of b's bytes. */
+int cluster_statefile_finish(buf_t *b, size_t count);
 /* A token interval of such a file. */
 typedef struct cluster_iv {
     uint64_t lo, hi;
@@ -397,6 +436,14 @@ typedef struct cluster_iv {
 /* Sorts v by (lo, hi); ERR_CORRUPT when an interval is there twice. In
  * O(n log n): a file of millions of records must not stall the start. */
 int cluster_statefile_sort_unique(cluster_iv_t *v, size_t n);
+
+/* --forget-left-after, or the membership default where a caller left it 0. */
+static inline uint64_t cluster_forget_left_ms(const cluster_t *c)
+{
+    ring_members_options_t o;
+    ring_members_options_default(&o);
+    return c->cfg.forget_left_after_ms != 0 ? c->cfg.forget_left_after_ms : o.forget_left_after_ms;
+}
 
 /* Wall-clock milliseconds since the epoch, from the cluster's clock. */
 static inline uint64_t cluster_unix_ms(const cluster_t *c)

@@ -53,7 +53,7 @@ static int regain_add(cluster_t *c, uint64_t lo, uint64_t hi)
 /* DATA_DIR/regain (cluster_statefile.c's layout):
  *   flamedb-regain 2
  *   LO HI          one interval per line, 16 hex digits each, LO <= HI
- *   end COUNT
+ *   end COUNT CHECKSUM
  * Written atomically; removed when empty. */
 int cluster_regain_save(cluster_t *c)
 {
@@ -65,7 +65,7 @@ int cluster_regain_save(cluster_t *c)
     int rc = buf_printf(&b, "%s\n", REGAIN_HEADER);
     for (size_t i = 0; rc == 0 && i < c->regain.n; i++)
         rc = buf_printf(&b, "%016" PRIx64 " %016" PRIx64 "\n", c->regain.lo[i], c->regain.hi[i]);
-    if (rc == 0) rc = buf_printf(&b, "end %zu\n", c->regain.n);
+    if (rc == 0) rc = cluster_statefile_finish(&b, c->regain.n);
     errmsg_t em = {{0}};
     if (rc == 0) rc = cluster_statefile_write(c->data_dir, path, &b, &em);
     if (rc != 0) log_error("cluster", "%s", errmsg_text(&em, rc));
@@ -129,6 +129,38 @@ static int regain_parse(cluster_t *c, buf_t *b)
     return rc;
 }
 
+/* DATA_DIR/regain at path does not parse (why, rc): what this node gained
+ * is unknown and it must not serve those ranges as if streamed. While no
+ * interval was cleared (no regain.progress) every copy this node holds is
+ * still there, so the full repair is safe: the file is kept aside as
+ * regain.damaged and the node starts marked. Once one was, a cleared
+ * interval's older data would be gone from this node for good without its
+ * stream (anti-entropy compares the seen span only): the start is refused. */
+static int regain_damaged(cluster_t *c, const char *path, errmsg_t *why, int rc, errmsg_t *em)
+{
+    char progress[CLUSTER_SETTING_MAX + 32], aside[CLUSTER_SETTING_MAX + 32];
+    if (regain_path(c, CLUSTER_REGAIN_PROGRESS_SUFFIX, progress, sizeof progress) != 0 ||
+        regain_path(c, CLUSTER_REGAIN_DAMAGED_SUFFIX, aside, sizeof aside) != 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
+    if (access(progress, F_OK) == 0 || errno != ENOENT)
+        return errmsg_set(em, rc,
+                          "%s: damaged or unreadable (%.300s) while %s says intervals were "
+                          "cleared already: which ones this node still has to stream in is "
+                          "unknown (wipe this node and add it anew, or remove both files and "
+                          "run flamectl cluster repair, knowing that data older than "
+                          "--seen-retention in the cleared intervals stays missing on it)",
+                          path, errmsg_text(why, rc), progress);
+    if (rename(path, aside) != 0)
+        return errmsg_set(em, ERR_IO, "%s: damaged (%.300s) and cannot be moved aside: %s", path,
+                          errmsg_text(why, rc), strerror(errno));
+    log_error("cluster",
+              "%s: damaged or unreadable (%.300s), kept as %s; nothing was cleared yet, so "
+              "this node falls back to a full repair",
+              path, errmsg_text(why, rc), aside);
+    cluster_full_begin(c, "the ranges a removal gave this node are unknown (regain damaged)");
+    return 0;
+}
+
 int cluster_regain_load(cluster_t *c, errmsg_t *em)
 {
     char path[CLUSTER_SETTING_MAX + 32];
@@ -150,12 +182,7 @@ int cluster_regain_load(cluster_t *c, errmsg_t *em)
     }
     if (rc != 0) {
         c->regain.n = 0;
-        /* what this node gained is unknown: it must not serve them as if streamed */
-        return errmsg_set(em, rc,
-                          "%s: damaged or unreadable (%.300s): the token intervals this node "
-                          "still has to stream in are unknown (remove the file and run flamectl "
-                          "cluster repair, or wipe this node and add it anew)",
-                          path, errmsg_text(&why, rc));
+        return regain_damaged(c, path, &why, rc, em);
     }
     if (c->regain.n > 0) {
         c->regain.gen++;
@@ -288,6 +315,7 @@ static int add_gains(cluster_t *c, const ring_t *before, const cluster_view_t *n
 int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now)
 {
     if (now->ring == NULL || c->repair == NULL) return 0;
+    cluster_regain_ring_missed(c, now->ring);
     if (old != NULL && old->ring != NULL && removed_one(c, old, now)) note_gainers(c, old, now);
     if (now->self < 0) return c->view_stale;
     ring_t *before = NULL;

@@ -5,7 +5,7 @@
  * DATA_DIR/regain.ring holds the nodes of the last ring this node saw
  * itself in, with their tokens: the header "flamedb-regain-ring 2", one line
  * per node (its id, its token count in decimal, its tokens in hex), then
- * "end NODES" (cluster_statefile.c). It is rewritten (temporary name,
+ * "end NODES CHECKSUM" (cluster_statefile.c). It is rewritten (temporary name,
  * fsync, rename) whenever that ring changes, after what the change gained
  * was recorded in DATA_DIR/regain. A restarted node reads it and, until it
  * has accounted for every node of it, lists itself in its own hints_for
@@ -13,7 +13,8 @@
  * ring lacks is accounted for when its member entry is LEFT, or, once the
  * wait of a start (--failure-timeout + 10 gossip intervals) passed, when no
  * member knows it (its tombstone was forgotten, or the others are not up
- * yet: such a node is not counted as removed); LEFT ones that this process
+ * yet: such a node is not counted as removed, and this node cannot tell
+ * what it gained: it runs a full repair, cluster_full.c); LEFT ones that this process
  * did not see leave up (a decommission) count as removed: what the node
  * gained by them is computed from the rings before (the file's nodes and
  * the current ones) and after (the current ring), as for a removal seen
@@ -24,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/grow.h"
@@ -129,6 +132,9 @@ static int lists_self(const cluster_known_t *k, const ring_identity_t *self)
     return 1;
 }
 
+static void check_downtime(cluster_t *c, const char *path);
+static int waited_enough(const cluster_t *c);
+
 static int known_parse(cluster_known_t *k, buf_t *b)
 {
     char *p = (char *)b->data, *end = p + b->len, *line = cluster_statefile_line(&p, end);
@@ -159,14 +165,68 @@ int cluster_regain_ring_load(cluster_t *c, errmsg_t *em)
     }
     if (rc != 0) { /* as without the file: the ring gossip shows becomes the known one */
         known_clear(&c->known);
-        log_error("cluster",
-                  "%s; ignored, the ring is learnt from gossip: a removal this node missed while "
-                  "down is not streamed in, run flamectl cluster repair",
-                  errmsg_text(&rem, rc));
+        log_error("cluster", "%s; ignored, the ring is learnt from gossip", errmsg_text(&rem, rc));
+        cluster_full_begin(c, "the ring this node last saw is unknown (regain.ring unreadable)");
         return 0;
     }
     c->known.unsure = c->known.n > 0;
+    if (c->known.n > 0) check_downtime(c, path);
     return 0;
+}
+
+/* A node down for longer than tombstones are kept cannot see every change
+ * of the ring meanwhile (a node that joined and was removed leaves no trace
+ * once its tombstone is forgotten): regain.ring's modification time, kept
+ * recent while the node runs (cluster_regain_ring_touch), tells how long. */
+static void check_downtime(cluster_t *c, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return;
+    uint64_t then = (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
+    uint64_t now = cluster_unix_ms(c), keep = cluster_forget_left_ms(c);
+    c->full.last_up_ms = then; /* for cluster_regain_ring_missed */
+    if (now <= then || now - then <= keep) return;
+    char why[160];
+    snprintf(why, sizeof why,
+             "this node was down for about %llu s, longer than --forget-left-after (%llu s)",
+             (unsigned long long)((now - then) / 1000), (unsigned long long)(keep / 1000));
+    cluster_full_begin(c, why);
+}
+
+void cluster_regain_ring_missed(cluster_t *c, const ring_t *now)
+{
+    if (c->full.last_up_ms == 0) return;
+    for (size_t i = 0; i < ring_members_count(c->members); i++) {
+        ring_member_t m;
+        if (ring_members_get(c->members, i, &m) != ERR_OK || m.life != RING_LEFT ||
+            m.incarnation * 1000 <= c->full.last_up_ms || known_find(&c->known, m.node_id) >= 0 ||
+            (now != NULL && ring_node_find(now, m.node_id) >= 0))
+            continue;
+        char why[RING_NODE_ID_MAX + 160];
+        snprintf(why, sizeof why,
+                 "%s joined and left while this node was down (it started after this node was "
+                 "last up)",
+                 m.node_id);
+        cluster_full_begin(c, why);
+        c->full.last_up_ms = 0;
+        return;
+    }
+    if (waited_enough(c)) c->full.last_up_ms = 0; /* the member table has filled */
+}
+
+void cluster_regain_ring_touch(cluster_t *c)
+{
+    uint64_t every = cluster_forget_left_ms(c) / 4, now = uv_now(c->loop);
+    if (every > CLUSTER_RING_TOUCH_MAX_MS) every = CLUSTER_RING_TOUCH_MAX_MS;
+    if (c->known.n == 0 || now - c->full.touched_ms < every) return;
+    c->full.touched_ms = now;
+    char path[CLUSTER_SETTING_MAX + 32];
+    if (known_path(c, "", path, sizeof path) == 0 && utimensat(AT_FDCWD, path, NULL, 0) != 0 &&
+        errno != ENOENT)
+        log_warn("cluster",
+                 "cannot touch %s: %s (the next start may take this node as down "
+                 "for longer than it was, and repair all its ranges)",
+                 path, strerror(errno));
 }
 
 int cluster_regain_ring_save(const cluster_t *c)
@@ -183,7 +243,7 @@ int cluster_regain_ring_save(const cluster_t *c)
             rc = buf_printf(&b, " %" PRIx64, x->tokens[j]);
         if (rc == 0) rc = buf_append_byte(&b, '\n');
     }
-    if (rc == 0) rc = buf_printf(&b, "end %zu\n", c->known.n);
+    if (rc == 0) rc = cluster_statefile_finish(&b, c->known.n);
     errmsg_t em = {{0}};
     if (rc == 0) rc = cluster_statefile_write(c->data_dir, path, &b, &em);
     if (rc != 0) log_error("cluster", "%s", errmsg_text(&em, rc));
@@ -250,18 +310,22 @@ int cluster_regain_ring_waiting(const cluster_t *c)
 /* For each known node the current ring lacks: 1 removed (what this node
  * gains by it counts), 0 not counted (left up while this process watched:
  * a decommission, its takers streamed; or unknown after the start's wait),
- * -1 not accounted for yet. A node no member knows is never taken as
+ * -1 not accounted for yet (also while no other member was heard from: a
+ * node whose seeds have not answered knows nothing). A node no member knows is never taken as
  * removed: after a whole cluster restarted, the first node up would take
  * every other as removed and clear what it holds. */
-static int gone_kind(const cluster_t *c, const cluster_view_t *old, const char *id)
+static int gone_kind(cluster_t *c, const cluster_view_t *old, const char *id)
 {
     ring_member_t m;
     if (ring_members_find(c->members, id, &m) != ERR_OK) {
-        if (!waited_enough(c)) return -1;
-        log_warn("cluster",
-                 "%s was in the ring when this node last saw it and no member knows it now: "
-                 "if it was removed while this node was down, run flamectl cluster repair",
+        /* alone (no seed answered yet), nothing can be told: keep waiting */
+        if (!waited_enough(c) || ring_members_count(c->members) < 2) return -1;
+        char why[RING_NODE_ID_MAX + 160];
+        snprintf(why, sizeof why,
+                 "%s was in the ring when this node last saw it and no member knows it now "
+                 "(removed longer than --forget-left-after ago, or never seen by the others)",
                  id);
+        cluster_full_begin(c, why);
         return 0;
     }
     if (m.life != RING_LEFT) return waited_enough(c) ? 0 : -1;

@@ -6,9 +6,13 @@
  * written, by the same functions.
  *
  * Each such file is a header line, record lines and a last line
- * "end COUNT" (decimal, the number of records), every line ending in '\n':
- * a file cut short anywhere lacks its end line or has a count that does
- * not match, so it is refused rather than read as a shorter list.
+ * "end COUNT CHECKSUM" (COUNT decimal, the number of records; CHECKSUM 16
+ * hex digits, hash_bytes64 of every byte of the file before the space that
+ * precedes it), every line ending in '\n': a file cut short anywhere lacks
+ * its end line or has a count that does not match, and one with a changed
+ * byte does not match its checksum, so it is refused rather than read as a
+ * shorter or another list. Files of the release before have no CHECKSUM
+ * ("end COUNT") and are still read, with only the count to check them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +22,35 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/hash.h"
 #include "node/cluster/cluster_int.h"
+
+#define CHECKSUM_HEX 16
+
+/* The end line's checksum, when it has one, against the bytes before it;
+ * ERR_OK also for a file without one (the parsers check its form). */
+static int check_sum(const buf_t *b)
+{
+    const char *d = (const char *)b->data;
+    size_t n = b->len;
+    if (n < CHECKSUM_HEX + 2 || d[n - 1] != '\n') return ERR_OK;
+    size_t at = n - 1 - CHECKSUM_HEX; /* where the checksum starts */
+    if (d[at - 1] != ' ') return ERR_OK;
+    size_t ls = at - 1; /* the start of the last line */
+    while (ls > 0 && d[ls - 1] != '\n')
+        ls--;
+    if (at - 1 - ls < 5 || memcmp(d + ls, "end ", 4) != 0) return ERR_OK;
+    uint64_t want;
+    if (cluster_statefile_hex64(d + at, CHECKSUM_HEX, &want) != ERR_OK) return ERR_CORRUPT;
+    return hash_bytes64(d, at - 1) == want ? ERR_OK : ERR_CORRUPT;
+}
+
+int cluster_statefile_finish(buf_t *b, size_t count)
+{
+    int rc = buf_printf(b, "end %zu", count);
+    return rc == 0 ? buf_printf(b, " %016llx\n", (unsigned long long)hash_bytes64(b->data, b->len))
+                   : rc;
+}
 
 /* Appends what fd holds to out (bounded by out->max). The chunk read into is
  * wiped before it goes out of scope: it may have held a secret. */
@@ -66,6 +98,8 @@ static int read_path(const char *path, size_t max, int secret, buf_t *out, errms
     /* an empty file still gets storage: parsers do pointer arithmetic on it */
     if (rc == ERR_OK && out->data == NULL && buf_reserve(out, 1) != ERR_OK)
         rc = errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (rc == ERR_OK && !secret && check_sum(out) != ERR_OK)
+        rc = errmsg_set(em, ERR_CORRUPT, "%s: its checksum does not match its content", path);
     if (rc != ERR_OK && secret)
         cluster_statefile_wipe(out);
     else if (rc != ERR_OK)
@@ -157,8 +191,10 @@ int cluster_statefile_hex64(const char *s, size_t len, uint64_t *out)
 int cluster_statefile_end(const char *line, size_t left, size_t count)
 {
     if (line == NULL || strncmp(line, "end ", 4) != 0 || left != 0) return ERR_CORRUPT;
-    const char *s = line + 4;
-    size_t n = 0, len = strlen(s);
+    const char *s = line + 4, *sp = strchr(s, ' ');
+    size_t n = 0, len = sp != NULL ? (size_t)(sp - s) : strlen(s);
+    /* the checksum, when there is one, was checked when the file was read */
+    if (sp != NULL && strlen(sp + 1) != CHECKSUM_HEX) return ERR_CORRUPT;
     if (len == 0 || len > 18 || (s[0] == '0' && len > 1)) return ERR_CORRUPT;
     for (size_t i = 0; i < len; i++) {
         if (s[i] < '0' || s[i] > '9') return ERR_CORRUPT;

@@ -69,8 +69,9 @@ int cluster_hints_publish(cluster_t *c)
     }
     /* a node streaming ranges it gained by a removal lists itself: no
      * reads until it caught up (cluster_regain.c); so does a restarted one
-     * until it knows whether it gained any (cluster_regain_ring.c) */
-    if ((c->regain.n > 0 || c->known.unsure) && !self) v[n++] = c->id.node_id;
+     * until it knows whether it gained any (cluster_regain_ring.c), and one
+     * that cannot tell until its full repair converged (cluster_full.c) */
+    if ((c->regain.n > 0 || c->known.unsure || c->full.on) && !self) v[n++] = c->id.node_id;
     int rc = ring_members_set_hints(c->members, v, n);
     free(v);
     return rc;
@@ -371,10 +372,12 @@ int cluster_status_json(cluster_t *c, buf_t *out)
         rc ? rc
            : buf_printf(out,
                         ",\"rf\":%u,\"quorum\":%u,\"ring_version\":%llu,\"view_version\":%llu,"
-                        "\"ring_fingerprint\":\"%016llx\",\"regaining\":%zu,\"nodes\":[",
+                        "\"ring_fingerprint\":\"%016llx\",\"regaining\":%zu,\"full_repair\":%d,"
+                        "\"nodes\":[",
                         v->rf, v->quorum, (unsigned long long)ring_members_ring_version(c->members),
                         (unsigned long long)v->version,
-                        (unsigned long long)(v->ring ? ring_fingerprint(v->ring) : 0), c->regain.n);
+                        (unsigned long long)(v->ring ? ring_fingerprint(v->ring) : 0), c->regain.n,
+                        c->full.on);
     uint64_t now = (uint64_t)clock_mono_ms(&c->clock); /* the members table's time */
     for (size_t i = 0; rc == ERR_OK && i < ring_members_count(c->members); i++) {
         ring_member_t m;

@@ -138,7 +138,10 @@ static int move_wanted(repair_t *r)
     uv_mutex_lock(&r->mu);
     int joining = r->joining;
     uv_mutex_unlock(&r->mu);
-    int w = joining || repair_view_gains(v) || repair_regain_pending(r);
+    uv_mutex_lock(&r->mu);
+    int full = r->full_gen != 0;
+    uv_mutex_unlock(&r->mu);
+    int w = joining || full || repair_view_gains(v) || repair_regain_pending(r);
     r->ops.view_release(v);
     return w;
 }
@@ -162,6 +165,48 @@ static void join_check(repair_t *r, int rc)
     r->joining = 0;
     r->join_verified = 1;
     if (!r->closing) uv_async_send(&r->async);
+    uv_mutex_unlock(&r->mu);
+}
+
+void repair_full_set(repair_t *r, uint64_t gen)
+{
+    uv_mutex_lock(&r->mu);
+    if (gen != r->full_gen) r->full_since_ms = repair_now_ms(r);
+    r->full_gen = gen;
+    uv_cond_broadcast(&r->cond);
+    uv_mutex_unlock(&r->mu);
+}
+
+/* Thread, after a pass: under a full repair mark, a complete pass over the
+ * ranges this node replicates that started once the settle margin after
+ * the mark passed (every write in flight from a coordinator that still
+ * took this node as down has landed) and found nothing missing converged:
+ * the loop lifts the mark. */
+static void full_check(repair_t *r, int rc)
+{
+    uv_mutex_lock(&r->mu);
+    uint64_t gen = r->full_gen, since = r->full_since_ms;
+    uv_mutex_unlock(&r->mu);
+    if (gen == 0 || rc != 0) return;
+    int after = r->last.started_ms >= since + r->settle_ms;
+    /* a pass a second: every pass while the outcome changes, then one a minute */
+    int outcome = (r->last.complete ? 1 : 0) | (r->last.missing ? 2 : 0) | (after ? 4 : 0);
+    if (outcome != r->full_logged || ++r->full_quiet >= REPAIR_FULL_LOG_EVERY) {
+        log_info("repair", "full repair: pass %s, %llu missing, started %s the mark settled",
+                 r->last.complete ? "complete" : "incomplete", (unsigned long long)r->last.missing,
+                 after ? "after" : "before");
+        r->full_logged = outcome;
+        r->full_quiet = 0;
+    }
+    /* a pass that compared with nobody (this node alone in its view) proves nothing */
+    if (!r->last.complete || !r->last.holds || r->last.peers == 0 || r->last.missing != 0 || !after)
+        return;
+    uv_mutex_lock(&r->mu);
+    if (r->full_gen == gen) {
+        r->full_done = gen;
+        r->full_gen = 0;
+        if (!r->closing) uv_async_send(&r->async);
+    }
     uv_mutex_unlock(&r->mu);
 }
 
@@ -226,6 +271,7 @@ static void thread_main(void *arg)
         uv_mutex_unlock(&r->mu);
         int rc = repair_pass_run(r, &out);
         join_check(r, rc);
+        full_check(r, rc);
         last_end = repair_now_ms(r);
         due = repair_schedule_after(r->o.interval_ms, last_end, &rng);
         uv_mutex_lock(&r->mu);
@@ -281,7 +327,8 @@ static void on_async(uv_async_t *h)
     }
     uint64_t gen = r->done_gen;
     int rc = r->result_rc, verified = r->join_verified, left = r->leave_result;
-    uint64_t regained = r->regain_done;
+    uint64_t regained = r->regain_done, full = r->full_done;
+    r->full_done = 0;
     r->join_verified = 0;
     r->leave_result = 0;
     r->regain_done = 0;
@@ -297,6 +344,7 @@ static void on_async(uv_async_t *h)
     if (verified) cluster_move_join_verified(r->c);
     if (left != 0) cluster_move_leave_verified(r->c, left > 0);
     if (regained != 0) cluster_regain_finished(r->c, regained);
+    if (full != 0) cluster_full_finished(r->c, full);
     if (gen > r->delivered_gen) {
         r->delivered_gen = gen;
         deliver(r, gen, json ? rc : ERR_NOMEM, json ? json : "");
@@ -466,6 +514,7 @@ int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_c
     r->c = c;
     replicate_options_from_config(&r->o.write, cfg, in);
     r->o.interval_ms = cfg->repair_interval_ms;
+    r->full_logged = -1; /* the first full-repair pass is logged */
     r->o.seen_retention_s = in->seen_retention_seconds;
     r->o.max_future_s = in->max_future_seconds;
     r->o.timeout_ms = cfg->query_timeout_ms > 1000 ? cfg->query_timeout_ms : 1000;

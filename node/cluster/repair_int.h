@@ -38,6 +38,7 @@
 #define REPAIR_SERVE_MAX 4            /* requests of peers served at once; more: unavailable */
 #define REPAIR_MARGIN_S 3600          /* kept off the seen retention's edge (clocks, pass time) */
 #define REPAIR_SUMMARY_MAX (1u << 20) /* bytes of a pass's lists of unreached and failed peers */
+#define REPAIR_FULL_LOG_EVERY 60      /* full-repair passes with the same outcome per log line */
 
 /* ---------------------------------------------------------------- digests */
 
@@ -322,6 +323,9 @@ struct repair {
         uint64_t gen;
     } regain;
     uint64_t regain_done; /* a generation streamed and followed by a complete pass */
+    /* under mu: a full repair (cluster_full.c): its mark's generation (0:
+     * none), since when (wall ms), and the generation a pass converged */
+    uint64_t full_gen, full_since_ms, full_done;
     /* thread only: where the regain stands (repair_regain.c), kept in
      * DATA_DIR/regain.progress (repair_regain_file.c) */
     struct {
@@ -332,10 +336,12 @@ struct repair {
         repair_streams_t streams; /* pieces of the intervals, with their cursors */
     } rg;
     int64_t stream_check_s; /* the stream check compares windows ending before this (unix s) */
+    /* thread only: the last full-repair outcome logged, passes not logged since */
+    int full_logged, full_quiet;
     /* thread only: what the last pass saw */
     struct {
         int complete, holds, joining, gains;
-        uint64_t missing, started_ms;
+        uint64_t missing, started_ms, peers;
     } last;
     /* loop only */
     repair_waiter_t *waiters;
@@ -380,6 +386,10 @@ int repair_regain_stream(repair_t *r, const cluster_view_t *v, uint64_t t0, repa
 /* Repair thread, after a pass that started at t0: a complete pass after the
  * regain was streamed finishes it (the loop is told). */
 void repair_regain_after(repair_t *r, int complete, uint64_t t0);
+/* Loop: full repair mark gen (0: none); the thread runs passes while one
+ * is set and tells the loop (cluster_full_finished) once a complete pass
+ * that started a settle margin after this call found nothing missing. */
+void repair_full_set(repair_t *r, uint64_t gen);
 /* 1 when the thread has a regain to work on. */
 int repair_regain_pending(repair_t *r);
 

@@ -572,6 +572,7 @@ int repair_pass_run(repair_t *r, buf_t *out)
     r->last.joining = v->ring != NULL && v->self < 0 && in_pending(v);
     r->last.gains = gains(v);
     r->last.missing = st.missing;
+    r->last.peers = st.peers;
     r->last.started_ms = t0;
     for (uint32_t p = 0; per != NULL && p < nn; p++)
         ring_ranges_free(&per[p]);

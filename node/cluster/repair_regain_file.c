@@ -10,11 +10,10 @@
  *                              and span key stored (hex, "-" when none)
  * LO, HI and SETTLED_MS in hex, DONE, SPANS_DONE and FAILED 0 or 1, every
  * cleared line before the pieces; the header is "flamedb-regain-progress 2"
- * and the last line "end LINES" (cluster_statefile.c). A cleared interval is not cleared again
- * (that would drop what was streamed and the markers that keep a window
- * from being added twice); a piece goes on after its cursor. A cursor that
- * lags (a crash after a page was stored but before the file was written)
- * walks that page again: its windows are marked and skipped.
+ * and the last line "end LINES CHECKSUM" (cluster_statefile.c). A cleared interval is not cleared
+ * again (that would drop what was streamed and the markers that keep a window from being added
+ * twice); a piece goes on after its cursor. A cursor that lags (a crash after a page was stored but
+ * before the file was written) walks that page again: its windows are marked and skipped.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -100,7 +99,7 @@ static int write_all(const repair_t *r, buf_t *b)
                         ss->done != 0, ss->spans_done != 0, ss->failed != 0, a, k);
         n++;
     }
-    return rc == 0 ? buf_printf(b, "end %zu\n", n) : rc;
+    return rc == 0 ? cluster_statefile_finish(b, n) : rc;
 }
 
 int repair_regain_progress_save(repair_t *r)

@@ -5,9 +5,10 @@
  *
  * The first input byte picks the file; the rest is its content, written to a
  * temporary data directory and loaded. Beyond "no crash, no leak, no UB": a
- * refused file leaves nothing loaded (regain: the start fails with a reason;
- * progress: no interval or piece kept; ring: the node starts knowing no
- * ring), and an accepted one holds only what its writer could have written
+ * refused file leaves nothing loaded (regain: the start fails with a reason,
+ * or the node falls back to a full repair; progress: no interval or piece
+ * kept; ring: the node starts knowing no ring, marked for a full repair),
+ * and an accepted one holds only what its writer could have written
  * (LO <= HI, pieces inside cleared intervals, 1 to RING_MAX_TOKENS tokens,
  * this node n1 listed).
  */
@@ -34,6 +35,7 @@ static void check_regain(cluster_t *c)
     errmsg_t em = {{0}};
     int rc = cluster_regain_load(c, &em);
     if (rc < 0 && (em.text[0] == 0 || c->regain.n != 0)) abort();
+    if (c->full.on && c->regain.n != 0) abort(); /* the fallback keeps no interval */
     for (size_t i = 0; rc == 0 && i < c->regain.n; i++)
         if (c->regain.lo[i] > c->regain.hi[i]) abort();
     cluster_regain_free(c);
@@ -64,6 +66,7 @@ static void check_ring(cluster_t *c)
     errmsg_t em = {{0}};
     if (cluster_regain_ring_load(c, &em) != 0) abort(); /* damaged: ignored, never fatal */
     if (c->known.unsure != (c->known.n > 0)) abort();
+    if (c->known.n == 0 && !c->full.on) abort(); /* a refused file marks the node */
     int self = c->known.n == 0;
     for (size_t i = 0; i < c->known.n; i++)
         self |= strcmp(c->known.v[i].id, "n1") == 0;
@@ -87,6 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cluster_t *c = calloc(1, sizeof *c);
     if (c == NULL) abort();
     snprintf(c->data_dir, sizeof c->data_dir, "%s", dir);
+    c->clock = clock_real();
     static uint64_t self_tokens[] = {5, 0xffffffffffffffffull}; /* this node: n1 */
     snprintf(c->id.node_id, sizeof c->id.node_id, "n1");
     c->id.tokens = self_tokens;
@@ -98,5 +102,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char path[128]; /* a regain that is gone removes its progress: start clean */
     snprintf(path, sizeof path, "%s/%s", dir, names[which]);
     unlink(path);
+    static const char *const fallout[] = {"regain.full", "regain.damaged"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, fallout[i]);
+        unlink(path);
+    }
     return 0;
 }

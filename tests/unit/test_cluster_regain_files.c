@@ -5,13 +5,17 @@
  * back equal; written through a temporary name so a failed write leaves the
  * old file whole; and every damaged form (empty, cut at each byte, another
  * version, counts that do not match the records, LO > HI, absurd counts and
- * sizes, bytes after the end, a file that cannot be read) is refused with
- * the safe fallback: regain refuses the start (what the node must still
- * stream is unknown), progress restarts the regain from its clear (nothing
- * kept), ring is ignored (the ring is learnt from gossip, the log names
- * flamectl cluster repair). A piece cursor outside an interval the progress
+ * sizes, bytes after the end, a changed byte that the end line's checksum
+ * catches, a file that cannot be read) is refused with the safe fallback:
+ * regain falls back to a full repair (the file kept aside as
+ * regain.damaged) while no interval was cleared, and refuses the start once
+ * one was (regain.progress present); progress restarts the regain from its
+ * clear (nothing kept); ring is ignored (the ring is learnt from gossip) and
+ * the node marks itself for a full repair. Files of the release before (no
+ * checksum) are still read. A piece cursor outside an interval the progress
  * file lists as cleared is refused: after a fresh clear it would skip what
- * lies before it. */
+ * lies before it. A regain.ring older than --forget-left-after (the node
+ * was down longer than tombstones are kept) marks the node too. */
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -79,6 +83,7 @@ static cluster_t *new_cluster(void)
 {
     cluster_t *c = calloc(1, sizeof *c);
     snprintf(c->data_dir, sizeof c->data_dir, "%s", dir);
+    c->clock = clock_real();
     snprintf(c->id.node_id, sizeof c->id.node_id, "n1");
     c->id.tokens = self_tokens;
     c->id.ntokens = 2;
@@ -94,14 +99,45 @@ static void free_cluster(cluster_t *c)
 
 /* ---------- DATA_DIR/regain */
 
+/* What the last regain_load fell back to: a full repair, the damaged file
+ * kept aside (both removed after the load, so each load starts clean). */
+static int loaded_full, loaded_aside;
+
 static int regain_load(size_t *n)
 {
     cluster_t *c = new_cluster();
     errmsg_t em = {{0}};
     int rc = cluster_regain_load(c, &em);
     *n = c->regain.n;
+    loaded_full = c->full.on;
+    loaded_aside = exists("regain.damaged");
+    CHECK_EQ_INT(loaded_full, exists("regain.full"));
+    rm("regain.full");
+    rm("regain.damaged");
     free_cluster(c);
     return rc;
+}
+
+/* The regain file of n bytes p is refused: without regain.progress the
+ * node starts marked for a full repair with no interval, the file moved
+ * aside; with one (an interval was cleared) the start is refused and the
+ * file stays. what names the case in a failure. */
+static void check_regain_refused(const char *p, size_t n, const char *what, size_t at)
+{
+    size_t got = 0;
+    put_bytes("regain", p, n);
+    int rc = regain_load(&got);
+    if (rc != 0 || !loaded_full || !loaded_aside || got != 0)
+        fprintf(stderr, "regain %s %zu: rc %d, full %d, aside %d, %zu intervals\n", what, at, rc,
+                loaded_full, loaded_aside, got);
+    CHECK(rc == 0 && loaded_full && loaded_aside && got == 0 && !exists("regain"));
+    put_bytes("regain", p, n);
+    put_str("regain.progress", "cleared");
+    rc = regain_load(&got);
+    if (rc >= 0) fprintf(stderr, "regain %s %zu with progress: accepted\n", what, at);
+    CHECK(rc < 0 && got == 0 && !loaded_full && exists("regain"));
+    rm("regain.progress");
+    rm("regain");
 }
 
 static void test_regain_roundtrip(void)
@@ -143,8 +179,7 @@ static void test_regain_roundtrip(void)
     size_t n1 = 0;
     CHECK_EQ_INT(regain_load(&n1), 0);
     CHECK_EQ_INT(n1, 2);
-    put_str("regain", "flamedb-regain 1\n0000000000000000 0000000000000005"); /* cut */
-    CHECK(regain_load(&n1) != 0);
+    check_regain_refused("flamedb-regain 1\n0000000000000000 0000000000000005", 50, "v1 cut", 0);
     CHECK_EQ_INT(cluster_regain_save(c), 0);
     CHECK(!exists("regain"));
     put_str("regain.progress", "stale");
@@ -181,27 +216,17 @@ static const char *const bad_regains[] = {
 static void test_regain_damaged(void)
 {
     size_t n = 0;
-    for (size_t i = 0; i < sizeof bad_regains / sizeof *bad_regains; i++) {
-        put_str("regain", bad_regains[i]);
-        int rc = regain_load(&n);
-        if (rc == 0) fprintf(stderr, "accepted regain case %zu\n", i);
-        CHECK(rc < 0);
-        CHECK_EQ_INT(n, 0);
-    }
+    for (size_t i = 0; i < sizeof bad_regains / sizeof *bad_regains; i++)
+        check_regain_refused(bad_regains[i], strlen(bad_regains[i]), "case", i);
     /* a NUL inside a line */
     static const char nul[] = "flamedb-regain 2\n0000000000000000\0"
                               "0000000000000005\nend 1\n";
-    put_bytes("regain", nul, sizeof nul - 1);
-    CHECK(regain_load(&n) < 0);
+    check_regain_refused(nul, sizeof nul - 1, "with a NUL", 0);
     /* cut at every byte: never read as a shorter list */
     const char *good = "flamedb-regain 2\n0000000000000000 0000000000000005\n"
                        "0000000000000010 00000000000000ff\nend 2\n";
-    for (size_t k = 0; k < strlen(good); k++) {
-        put_bytes("regain", good, k);
-        int rc = regain_load(&n);
-        if (rc == 0) fprintf(stderr, "accepted regain cut at %zu\n", k);
-        CHECK(rc < 0);
-    }
+    for (size_t k = 0; k < strlen(good); k++)
+        check_regain_refused(good, k, "cut at", k);
     put_str("regain", good);
     CHECK_EQ_INT(regain_load(&n), 0);
     CHECK_EQ_INT(n, 2);
@@ -212,11 +237,10 @@ static void test_regain_damaged(void)
     char path[128];
     path_of("regain", path, sizeof path);
     CHECK_EQ_INT(truncate(path, (off_t)CLUSTER_REGAIN_FILE_MAX + 1), 0);
-    CHECK(regain_load(&n) < 0);
-    /* unreadable: a directory in its place */
-    rm("regain");
+    CHECK(regain_load(&n) == 0 && loaded_full && n == 0);
+    /* unreadable: a directory in its place (moved aside too) */
     CHECK_EQ_INT(mkdir(path, 0700), 0);
-    CHECK(regain_load(&n) < 0);
+    CHECK(regain_load(&n) == 0 && loaded_full && n == 0);
     rm("regain");
 }
 
@@ -475,6 +499,8 @@ static void test_progress_damaged(void)
 
 /* Loads regain.ring with stderr captured; returns the load's result, the
  * nodes read in *n and whether the log named the repair to run. */
+static uint64_t ring_forget_ms; /* the node's --forget-left-after (0: the default) */
+
 static int ring_load(size_t *n, int *told)
 {
     char log_path[128];
@@ -484,6 +510,7 @@ static int ring_load(size_t *n, int *told)
     dup2(fd, 2);
     close(fd);
     cluster_t *c = new_cluster();
+    c->cfg.forget_left_after_ms = ring_forget_ms;
     errmsg_t em = {{0}};
     int rc = cluster_regain_ring_load(c, &em);
     *n = c->known.n;
@@ -494,7 +521,9 @@ static int ring_load(size_t *n, int *told)
     close(saved);
     size_t len = 0;
     char *log = get_bytes("log", &len);
-    *told = log != NULL && strstr(log, "run flamectl cluster repair") != NULL;
+    *told = log != NULL && strstr(log, "cannot tell which ranges it holds short") != NULL;
+    CHECK_EQ_INT(*told, exists("regain.full"));
+    rm("regain.full");
     free(log);
     rm("log");
     return rc;
@@ -599,6 +628,141 @@ static void test_ring_damaged(void)
     rm("regain.ring");
 }
 
+/* A node down longer than --forget-left-after (regain.ring's modification
+ * time, kept recent while it runs, that much older) cannot see every ring
+ * change meanwhile: it keeps the ring it knew and marks itself. */
+static void test_ring_downtime(void)
+{
+    size_t n = 0;
+    int told = 0;
+    char path[128];
+    path_of("regain.ring", path, sizeof path);
+    ring_forget_ms = 10000;
+    put_str("regain.ring", RH "end 1\n");
+    CHECK_EQ_INT(ring_load(&n, &told), 0); /* written just now: down for no time */
+    CHECK(n == 1 && !told);
+    struct timespec ts[2];
+    clock_gettime(CLOCK_REALTIME, &ts[0]);
+    ts[0].tv_sec -= 11; /* down 11 s, tombstones kept 10 s */
+    ts[1] = ts[0];
+    CHECK_EQ_INT(utimensat(AT_FDCWD, path, ts, 0), 0);
+    CHECK_EQ_INT(ring_load(&n, &told), 0);
+    CHECK(n == 1 && told);
+    ts[0].tv_sec += 3; /* 8 s: within the keep time */
+    ts[1] = ts[0];
+    CHECK_EQ_INT(utimensat(AT_FDCWD, path, ts, 0), 0);
+    CHECK_EQ_INT(ring_load(&n, &told), 0);
+    CHECK(n == 1 && !told);
+    ring_forget_ms = 0;
+    rm("regain.ring");
+}
+
+/* A file of the size given, in place of name, with byte at flipped by x. */
+static void put_flipped(const char *name, const char *good, size_t len, size_t at, int x)
+{
+    char *b = malloc(len);
+    memcpy(b, good, len);
+    b[at] = (char)(b[at] ^ x);
+    put_bytes(name, b, len);
+    free(b);
+}
+
+/* Every byte of each file as its writer leaves it, changed (one bit, or a
+ * digit into another digit), is refused: the checksum of the end line
+ * catches what the parsers alone would read as another list. The same file
+ * without its checksum, as the release before wrote it, is still read. */
+static void test_checksums(void)
+{
+    cluster_t *c = new_cluster();
+    uint64_t lo[] = {0x10, 0x200}, hi[] = {0x1ff, 0x3ff};
+    c->regain.lo = malloc(sizeof lo);
+    c->regain.hi = malloc(sizeof hi);
+    memcpy(c->regain.lo, lo, sizeof lo);
+    memcpy(c->regain.hi, hi, sizeof hi);
+    c->regain.n = c->regain.cap = 2;
+    CHECK_EQ_INT(cluster_regain_save(c), 0);
+    free_cluster(c);
+    size_t len = 0, n = 0;
+    char *good = get_bytes("regain", &len);
+    CHECK(good != NULL && len > 20 && strstr(good, "\nend 2 ") != NULL);
+    for (size_t at = 0; good != NULL && at < len; at++)
+        for (int x = 1; x <= 2; x++) {
+            put_flipped("regain", good, len, at, x);
+            int rc = regain_load(&n);
+            if (rc != 0 || n != 0 || !loaded_full)
+                fprintf(stderr, "regain with byte %zu ^ %d: rc %d, %zu intervals\n", at, x, rc, n);
+            CHECK(rc == 0 && n == 0 && loaded_full);
+        }
+    if (good != NULL) { /* without the checksum: read */
+        char *sp = strrchr(good, ' ');
+        strcpy(sp, "\n");
+        put_str("regain", good);
+        CHECK_EQ_INT(regain_load(&n), 0);
+        CHECK(n == 2 && !loaded_full);
+    }
+    free(good);
+    rm("regain");
+
+    c = new_cluster();
+    repair_t *r = new_repair(c);
+    r->rg.iv = calloc(1, sizeof *r->rg.iv);
+    r->rg.iv[0] = (repair_rg_iv_t){0x100, 0x1ff, 7, 1700000000123ull};
+    r->rg.niv = r->rg.ivcap = 1;
+    repair_stream_state_t *a = repair_stream_state(&r->rg.streams, 0x100, 0x17f);
+    a->after_len = 2;
+    memcpy(a->after, "\x0a\x0b", 2);
+    CHECK_EQ_INT(repair_regain_progress_save(r), 0);
+    free_repair(r);
+    free_cluster(c);
+    size_t niv = 0, np = 0;
+    good = get_bytes("regain.progress", &len);
+    CHECK(good != NULL && strstr(good, "\nend 2 ") != NULL);
+    for (size_t at = 0; good != NULL && at < len; at++)
+        for (int x = 1; x <= 2; x++) {
+            put_flipped("regain.progress", good, len, at, x);
+            int rc = progress_load(&niv, &np);
+            if (rc == 0) fprintf(stderr, "progress with byte %zu ^ %d accepted\n", at, x);
+            CHECK(rc < 0 && niv + np == 0);
+        }
+    if (good != NULL) {
+        strcpy(strrchr(good, ' '), "\n");
+        put_str("regain.progress", good);
+        CHECK_EQ_INT(progress_load(&niv, &np), 0);
+        CHECK(niv == 1 && np == 1);
+    }
+    free(good);
+    rm("regain.progress");
+
+    c = new_cluster();
+    static const uint64_t t1[] = {5, 0xffffffffffffffffull}, t2[] = {42, 0x99};
+    c->known.v = calloc(2, sizeof *c->known.v);
+    c->known.v[0] = (cluster_known_node_t){strdup("n1"), malloc(sizeof t1), 2};
+    memcpy(c->known.v[0].tokens, t1, sizeof t1);
+    c->known.v[1] = (cluster_known_node_t){strdup("n2"), malloc(sizeof t2), 2};
+    memcpy(c->known.v[1].tokens, t2, sizeof t2);
+    c->known.n = c->known.cap = 2;
+    CHECK_EQ_INT(cluster_regain_ring_save(c), 0);
+    free_cluster(c);
+    int told = 0;
+    good = get_bytes("regain.ring", &len);
+    CHECK(good != NULL && strstr(good, "\nend 2 ") != NULL);
+    for (size_t at = 0; good != NULL && at < len; at++)
+        for (int x = 1; x <= 2; x++) {
+            put_flipped("regain.ring", good, len, at, x);
+            CHECK_EQ_INT(ring_load(&n, &told), 0);
+            if (n != 0) fprintf(stderr, "ring with byte %zu ^ %d read as %zu\n", at, x, n);
+            CHECK(n == 0 && told);
+        }
+    if (good != NULL) {
+        strcpy(strrchr(good, ' '), "\n");
+        put_str("regain.ring", good);
+        CHECK_EQ_INT(ring_load(&n, &told), 0);
+        CHECK(n == 2 && !told);
+    }
+    free(good);
+    rm("regain.ring");
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/flamedb-regain-files-XXXXXX");
@@ -614,7 +778,10 @@ int main(void)
     test_regain_many();
     test_ring_roundtrip();
     test_ring_damaged();
-    static const char *const left[] = {"regain", "regain.progress", "regain.ring", "log"};
+    test_ring_downtime();
+    test_checksums();
+    static const char *const left[] = {"regain",      "regain.progress", "regain.ring",
+                                       "regain.full", "regain.damaged",  "log"};
     for (size_t i = 0; i < sizeof left / sizeof *left; i++) /* after a failed check */
         rm(left[i]);
     CHECK_EQ_INT(rmdir(dir), 0);

@@ -277,6 +277,42 @@ static void test_stale_down_claims(ring_identity_t *ids)
     ring_members_free(m);
 }
 
+/* A forgotten tombstone stays forgotten: two nodes that learnt a removal a
+ * moment apart forget it a moment apart, and the one that forgot first
+ * must not take it back from the other (which then takes it back from the
+ * first, and so on for ever). A member back at a higher incarnation is news,
+ * and so, after another keep time, is the tombstone. */
+static void test_forgotten_tombstones(ring_identity_t *ids)
+{
+    clk.now = 100000;
+    ring_members_t *a = make_table(&ids[0], RING_ACTIVE, 100);
+    ring_members_t *b = make_table(&ids[2], RING_ACTIVE, 100);
+    ring_member_t gone = entry(&ids[1], RING_LEFT, RING_LEFT, 5, 20);
+    CHECK_EQ_INT(ring_members_merge(a, &gone), 1);
+    clk.now += 500; /* b learns it half a second later */
+    CHECK_EQ_INT(ring_members_merge(b, &gone), 1);
+    clk.now = 100000 + 60001;
+    ring_members_tick(a);
+    ring_members_tick(b);
+    CHECK_EQ_INT(state_of(a, "n01"), 0);
+    CHECK_EQ_INT(state_of(b, "n01"), RING_LEFT);
+    ring_member_t from_b;
+    CHECK_EQ_INT(ring_members_find(b, "n01", &from_b), 0);
+    CHECK_EQ_INT(ring_members_merge(a, &from_b), 0); /* b gossips it: not taken back */
+    CHECK_EQ_INT(state_of(a, "n01"), 0);
+    clk.now += 500;
+    ring_members_tick(b);
+    CHECK_EQ_INT(state_of(b, "n01"), 0); /* both forgot it: it is gone */
+    ring_member_t back = entry(&ids[1], RING_ACTIVE, RING_ACTIVE, 6, 1);
+    CHECK_EQ_INT(ring_members_merge(a, &back), 1); /* restarted: a new incarnation */
+    CHECK_EQ_INT(state_of(a, "n01"), RING_ACTIVE);
+    clk.now += 61000; /* a keep time after forgetting it, b takes the old one again */
+    ring_members_tick(b);
+    CHECK_EQ_INT(ring_members_merge(b, &gone), 1);
+    ring_members_free(a);
+    ring_members_free(b);
+}
+
 /* Any order of merging the same entries gives the same table. */
 static void test_merge_order(ring_identity_t *ids, uint64_t seed)
 {
@@ -327,6 +363,7 @@ int main(void)
     test_stale_down_claims(ids);
     test_lifecycle_and_rings(ids);
     test_merge_order(ids, seed);
+    test_forgotten_tombstones(ids);
     free_identities(ids, 10);
     return check_exit();
 }

@@ -1,0 +1,140 @@
+/* cluster_full.c — the full repair of a node that cannot tell what it
+ * gained while it was down (cluster_int.h; docs/cluster.md, "When a node
+ * cannot tell what it gained").
+ *
+ * A node that comes back knows what a removal gave it from DATA_DIR/
+ * regain.ring and the LEFT tombstones of the members (cluster_regain_ring.c).
+ * When that is not enough — it was down longer than --forget-left-after, a
+ * node of its last ring is known to no member any more, a node joined and
+ * left while it was down, or its regain files are damaged — it cannot tell
+ * which ranges it holds short. Then it must not be read as complete: it
+ * lists itself in its own hints_for (as while it regains), writes
+ * DATA_DIR/regain.full (a restart keeps the mark) and has the repair thread
+ * run anti-entropy passes over every range it replicates; a complete pass
+ * that started once the settle margin passed and found nothing missing
+ * lifts the mark (repair.c, full_check).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "node/cluster/repair_int.h"
+
+#define FULL_HEADER "flamedb-regain-full 1"
+
+static int full_path(const cluster_t *c, char *out, size_t n)
+{
+    return snprintf(out, n, "%s/%s", c->data_dir, CLUSTER_FULL_FILE) < (int)n
+               ? 0
+               : ERR_INVALID_ARGUMENT;
+}
+
+/* DATA_DIR/regain.full (cluster_statefile.c's layout):
+ *   flamedb-regain-full 1
+ *   since MS        wall ms the mark was set, in hex
+ *   end 1 CHECKSUM
+ * Present while the mark is; its content only says since when. */
+static int full_save(cluster_t *c)
+{
+    char path[CLUSTER_SETTING_MAX + 32];
+    if (full_path(c, path, sizeof path) != 0) return ERR_INVALID_ARGUMENT;
+    if (!c->full.on) return unlink(path) == 0 || errno == ENOENT ? 0 : ERR_IO;
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    int rc = buf_printf(&b, "%s\nsince %llx\n", FULL_HEADER, (unsigned long long)c->full.since_ms);
+    if (rc == 0) rc = cluster_statefile_finish(&b, 1);
+    errmsg_t em = {{0}};
+    if (rc == 0) rc = cluster_statefile_write(c->data_dir, path, &b, &em);
+    if (rc != 0) log_error("cluster", "%s", errmsg_text(&em, rc));
+    buf_free(&b);
+    return rc;
+}
+
+int cluster_full_load(cluster_t *c, errmsg_t *em)
+{
+    char path[CLUSTER_SETTING_MAX + 32];
+    if (full_path(c, path, sizeof path) != 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
+    if (access(path, F_OK) != 0 && errno == ENOENT) return 0;
+    /* present: the mark stands whatever the content says (a damaged file
+     * is no reason to read this node as complete) */
+    buf_t b;
+    errmsg_t why = {{0}};
+    int rc = cluster_statefile_read(path, 4096, &b, &why);
+    unsigned long long since = 0;
+    if (rc == 0) {
+        char *p = (char *)b.data, *end = p + b.len, *line = cluster_statefile_line(&p, end);
+        char *rec =
+            line != NULL && strcmp(line, FULL_HEADER) == 0 ? cluster_statefile_line(&p, end) : NULL;
+        rc = rec != NULL && sscanf(rec, "since %llx", &since) == 1 ? 0 : ERR_CORRUPT;
+        if (rc == 0)
+            rc = cluster_statefile_end(cluster_statefile_line(&p, end), (size_t)(end - p), 1);
+        buf_free(&b);
+    }
+    if (rc != 0)
+        log_warn("cluster", "%s: damaged (%s); the full repair it marks still runs", path,
+                 errmsg_text(&why, rc));
+    c->full.on = 1;
+    c->full.gen++;
+    c->full.since_ms = since != 0 ? since : cluster_unix_ms(c);
+    log_warn("cluster",
+             "resuming the full repair of every range this node replicates (%s): not read "
+             "from until an anti-entropy pass converges",
+             path);
+    return 0;
+}
+
+/* The mark to the repair thread and into this node's hints_for. */
+static void full_publish(cluster_t *c)
+{
+    if (c->repair != NULL) repair_full_set(c->repair, c->full.on ? c->full.gen : 0);
+    if (c->members != NULL && cluster_hints_publish(c) < 0) /* none before the table is made */
+        log_error("cluster", "cannot publish the hint targets");
+}
+
+void cluster_full_start(cluster_t *c)
+{
+    if (c->full.on) full_publish(c);
+}
+
+void cluster_full_begin(cluster_t *c, const char *why)
+{
+    if (c->full.on) return;
+    c->full.on = 1;
+    c->full.gen++;
+    c->full.since_ms = cluster_unix_ms(c);
+    if (full_save(c) != 0)
+        log_error("cluster",
+                  "cannot write %s/%s: a restart before the full repair converged "
+                  "does not resume it (run flamectl cluster repair then)",
+                  c->data_dir, CLUSTER_FULL_FILE);
+    log_warn("cluster",
+             "%s: this node cannot tell which ranges it holds short, so it is not read from and "
+             "repairs every range it replicates from the other replicas (anti-entropy passes "
+             "until one converges; nothing to do, flamectl cluster repair only hurries it)",
+             why);
+    full_publish(c);
+    c->view_stale = 1;
+}
+
+void cluster_full_finished(cluster_t *c, uint64_t gen)
+{
+    if (!c->full.on || gen != c->full.gen) return;
+    if (ring_members_count(c->members) < 2) { /* nobody to compare with: go on */
+        full_publish(c);
+        return;
+    }
+    uint64_t took = cluster_unix_ms(c) - c->full.since_ms;
+    c->full.on = 0;
+    if (full_save(c) != 0)
+        log_error("cluster", "cannot remove %s/%s: the next start repairs everything again",
+                  c->data_dir, CLUSTER_FULL_FILE);
+    log_info("cluster",
+             "the full repair converged %llu ms after it began: every range this node "
+             "replicates matches its other replicas, serving reads again",
+             (unsigned long long)took);
+    full_publish(c);
+    cluster_view_refresh(c);
+}

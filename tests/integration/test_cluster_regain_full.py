@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""A node that cannot tell what it gained while it was down repairs every
+range it replicates on its own, and is not read from until that repair
+converged (issue #10; docs/cluster.md, "When a node cannot tell what it
+gained"), with real processes, 4 nodes RF 3:
+
+- n2 is killed, then n3 is killed and removed (`/cluster/remove`), so n0
+  and n1 regain n3's ranges; n2 gains its share of them too but is down;
+- n3's tombstone is forgotten before n2 comes back: with a short
+  --forget-left-after (3 s) where the binary has that setting, or by
+  stopping n0 and n1 together and starting them again (the members table
+  lives in memory: the only other way to lose a tombstone; the second test,
+  and the first on a binary without the setting);
+- n2 is restarted. It cannot account for n3 (no member knows it), and in
+  the first test has been down longer than tombstones are kept: it must list
+  itself as possibly short (answers through it are exact, read from the
+  others), and with n0 and n1 stopped answer partial, never short and
+  unflagged; run anti-entropy passes by itself (no flamectl) until one
+  converges; then answer exactly on its own (n0 and n1 stopped).
+
+A node that joined and was removed while n2 was down
+(test_joined_and_removed_while_down) leaves n2's kept ring equal to the
+current one; its incarnation, later than when n2 was last up, gives it
+away, and n2 repairs the same way.
+
+A damaged DATA_DIR/regain (test_damaged_regain_file_falls_back): while no
+interval was cleared (no regain.progress) the node starts, keeps the file as
+regain.damaged and runs the same full repair; with regain.progress present
+it refuses to start, naming both files. A binary without the fallback
+refuses to start in both cases.
+
+A binary without the full repair serves the ranges it gained from its own
+empty copy: a short answer not flagged partial, which stays short. Every
+wait is bounded; the seed is printed (cluster.py).
+"""
+import os
+import signal
+import subprocess
+import time
+
+import harness
+from cluster import Cluster, wait_for
+
+CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+SCALE = 10000000  # folded samples are 10 ms each
+
+ARGS = ["--write-timeout", "1s", "--query-timeout", "4s", "--join-settle", "8s",
+        "--repair-interval", "0"]
+
+
+def has_setting(name):
+    p = subprocess.run([harness.FLAMEDB_BIN, "--help"], capture_output=True, text=True,
+                       timeout=30)
+    return ("--" + name) in (p.stdout + p.stderr)
+
+
+def sel(svc):
+    return '%s{service_name="%s"}' % (CPU, svc)
+
+
+def preload(c, node, prefix, now, count, nservices=24):
+    """count small profiles (their trees are kept, so anti-entropy can move
+    them) over nservices services, recent enough for the seen comparison;
+    returns {service: samples}."""
+    svcs = [harness.unique("%s%d" % (prefix, k)) for k in range(nservices)]
+    want = {}
+    for seq in range(count):
+        svc = svcs[seq % nservices]
+        lines = ["main;%s;h%d;leaf%d %d" % (svc, seq % 7, k, 1 + (seq + k) % 4)
+                 for k in range(6)]
+        t = now - 1800 + 7 * seq
+        r = c.nodes[node].ingest(("\n".join(lines) + "\n").encode(), name=svc + ".cpu",
+                                 **{"from": t, "until": t + 10})
+        assert r.status == 200, "push %s at %d: %r" % (svc, t, r)
+        want[svc] = want.get(svc, 0) + sum(1 + (seq + k) % 4 for k in range(6))
+    return want
+
+
+def answers(c, i, want, frm, until):
+    """[(service, got, want, partial)] through node i."""
+    out = []
+    for svc, w in sorted(want.items()):
+        r = c.nodes[i].render(sel(svc), frm, until)
+        assert r.status == 200, r
+        got = r.json()["flamebearer"]["numTicks"] // SCALE
+        out.append((svc, got, w, "x-flamedb-partial" in r.headers))
+    return out
+
+
+def never_silently_short(c, i, want, frm, until, what):
+    """Every answer through node i is exact, or flagged partial; returns
+    how many were partial."""
+    partial = 0
+    for svc, got, w, part in answers(c, i, want, frm, until):
+        assert part or got == w, \
+            "%s: %s through %s is %d, want %d, and not flagged partial" % (
+                what, svc, c.ids[i], got, w)
+        partial += part
+    return partial
+
+
+LAST_BAD = []
+
+
+def exact(c, i, want, frm, until):
+    """Every answer through node i exact and not partial; the others are
+    kept in LAST_BAD for the failure message."""
+    bad = [(s, g, w, p) for s, g, w, p in answers(c, i, want, frm, until) if p or g != w]
+    LAST_BAD[:] = bad
+    return not bad
+
+
+def stopped(c, nodes, observer):
+    for k in nodes:
+        c.nodes[k].proc.send_signal(signal.SIGSTOP)
+    for k in nodes:
+        c.wait_state(k, "down", observers=[observer])
+
+
+def resumed(c, nodes, observers):
+    for k in nodes:
+        c.nodes[k].proc.send_signal(signal.SIGCONT)
+    for k in nodes:
+        c.wait_state(k, "active", observers=observers, timeout=30)
+
+
+def test_down_past_tombstones_repairs_fully():
+    """Tombstones forgotten by --forget-left-after 3s (n2 was down longer)."""
+    full_repair_after_lost_tombstone(has_setting("forget-left-after"))
+
+
+def test_tombstone_lost_repairs_fully():
+    """Tombstones kept 72 h, lost by restarting every node that had them:
+    n2 was not down long, but no member knows n3."""
+    full_repair_after_lost_tombstone(False)
+
+
+def full_repair_after_lost_tombstone(short_setting):
+    args = ARGS + (["--forget-left-after", "3s"] if short_setting else [])
+    now = int(time.time())
+    with Cluster(4, rf=3, args=args) as c:
+        for i in range(4):
+            c.wait_state(i, "active", observers=[0, 1, 2, 3], timeout=30)
+        want = preload(c, 0, "full", now, 240)
+        frm, until = now - 3600, now + 60
+        c.kill(2)
+        c.wait_state(2, "down", observers=[0, 1, 3])
+        c.kill(3)
+        c.wait_state(3, "down", observers=[0, 1])
+        r = c.nodes[0].request("POST", "/cluster/remove?node=n3")
+        assert r.status == 200, r
+        wait_for("n3 left on n0 and n1", lambda: all(
+            c.states(i).get("n3") == "left" or c.status(i)["regaining"] > 0 for i in (0, 1)),
+            timeout=20)
+        wait_for("n0 and n1 regained n3's ranges",
+                 lambda: all(c.status(i)["regaining"] == 0 for i in (0, 1)), timeout=60)
+        if short_setting:
+            wait_for("n3's tombstone forgotten on n0 and n1",
+                     lambda: all("n3" not in c.states(i) for i in (0, 1)), timeout=30)
+            print("    n3's tombstone forgotten after --forget-left-after 3s")
+        else:
+            for i in (0, 1):  # both down at once: neither learns it back from the other
+                c.stop(i)
+            for i in (0, 1):
+                c.restart(i)
+            for i in (0, 1):
+                c.wait_state(i, "active", observers=[0, 1], timeout=30)
+            assert all("n3" not in c.states(i) for i in (0, 1))
+            print("    n3's tombstone forgotten by restarting n0 and n1")
+        t_back = time.monotonic()
+        c.restart(2)
+        c.wait_state(2, "active", observers=[0, 1], timeout=30)
+        wait_for("n2 to see n0 and n1", lambda: all(
+            c.states(2).get(k) == "active" for k in ("n0", "n1")), timeout=30)
+        time.sleep(2.5)  # the start's wait: --failure-timeout + 10 gossip intervals
+        marked = c.status(2).get("full_repair")
+        print("    n2 back: full_repair %s" % marked)
+        never_silently_short(c, 2, want, frm, until, "all up, n2 just back")
+        print("    through n2 with every node up: exact or flagged")
+        if c.status(2).get("full_repair", 1):
+            stopped(c, [0, 1], 2)
+            try:
+                part = never_silently_short(c, 2, want, frm, until, "n2 alone, marked")
+                print("    n2 alone while marked: %d of %d answers flagged partial, the rest "
+                      "exact" % (part, len(want)))
+            finally:
+                resumed(c, [0, 1], [2])
+        wait_for("n2's full repair to converge",
+                 lambda: c.status(2).get("full_repair") == 0 and any(
+                     "full repair converged" in line for line in c.nodes[2].log), timeout=90)
+        took = time.monotonic() - t_back
+        done = [line for line in c.nodes[2].log if "full repair converged" in line]
+        why = [line for line in c.nodes[2].log if "cannot tell which ranges" in line]
+        assert why, c.nodes[2].log_text()
+        print("    " + why[0].split("WARN ", 1)[-1][:200])
+        print("    " + done[0].split("INFO ", 1)[-1])
+        print("    converged %.1f s after n2 was restarted (--join-settle 8s)" % took)
+        stopped(c, [0, 1], 2)
+        try:
+            wait_for("n2 alone exact", lambda: exact(c, 2, want, frm, until), timeout=20)
+            print("    n2 alone (n0, n1 stopped) answers exactly")
+        finally:
+            resumed(c, [0, 1], [2])
+
+
+def test_joined_and_removed_while_down():
+    """n2 is killed; n4 joins (taking ranges from the others, n2's among
+    them), gets writes, and is killed and removed, giving those ranges back:
+    n2's kept ring equals the current one, but n4 started after n2 was last
+    up and is gone again, so n2 cannot tell what it missed and repairs."""
+    now = int(time.time())
+    with Cluster(4, rf=3, args=ARGS) as c:
+        for i in range(4):
+            c.wait_state(i, "active", observers=[0, 1, 2, 3], timeout=30)
+        c.kill(2)
+        c.wait_state(2, "down", observers=[0, 1, 3])
+        j = c.add_node(join=[0, 1, 3])
+        c.wait_state(j, "active", observers=[0, 1, 3], timeout=90)
+        want = preload(c, 0, "jl", now, 240)  # while n4 holds ranges n2 gave it
+        c.kill(j)
+        c.wait_state(j, "down", observers=[0, 1, 3])
+        r = c.nodes[0].request("POST", "/cluster/remove?node=%s" % c.ids[j])
+        assert r.status == 200, r
+        wait_for("n4 left", lambda: all(c.states(i).get(c.ids[j]) == "left"
+                                        for i in (0, 1, 3)), timeout=20)
+        wait_for("the others regained n4's ranges",
+                 lambda: all(c.status(i)["regaining"] == 0 for i in (0, 1, 3)), timeout=60)
+        t_back = time.monotonic()
+        c.restart(2)
+        c.wait_state(2, "active", observers=[0, 1, 3], timeout=30)
+        wait_for("n2 to see the others", lambda: all(
+            c.states(2).get(k) == "active" for k in ("n0", "n1", "n3")), timeout=30)
+        time.sleep(2.5)  # the start's wait
+        never_silently_short(c, 2, want, frm=now - 3600, until=now + 60,
+                             what="all up, n2 just back")
+        print("    through n2 with every node up: exact or flagged")
+        wait_for("n2's full repair to converge",
+                 lambda: c.status(2).get("full_repair") == 0 and any(
+                     "full repair converged" in x for x in c.nodes[2].log), timeout=90)
+        why = [x for x in c.nodes[2].log if "joined and left while" in x]
+        assert why, c.nodes[2].log_text()
+        print("    " + why[0].split("WARN ", 1)[-1][:150])
+        print("    converged %.1f s after n2 was restarted" % (time.monotonic() - t_back))
+        # with 4 nodes RF 3, n2 is the only live replica of a range it holds
+        # when that range's two other replicas are stopped: each pair in turn
+        for pair in ((0, 1), (0, 3), (1, 3)):
+            stopped(c, pair, 2)
+            try:
+                try:
+                    wait_for("n2 exact with n%d and n%d stopped" % pair,
+                             lambda: exact(c, 2, want, now - 3600, now + 60), timeout=20)
+                except AssertionError:
+                    print("    (service, got, want, partial) %r" % LAST_BAD)
+                    raise
+            finally:
+                resumed(c, pair, [2])
+        print("    n2 with any two others stopped answers exactly")
+
+
+def test_restart_alone_stays_marked():
+    """n2 is killed, profiles are pushed (hinted for it), and n2 is started
+    again while n0 and n1 are stopped, so no seed answers: alone it cannot
+    account for the ring it kept, so it keeps itself listed as possibly
+    short (answers partial, never short and unflagged) past the start's
+    wait, until it hears from the others; then it is exact."""
+    now = int(time.time())
+    with Cluster(3, rf=3, args=ARGS) as c:
+        for i in range(3):
+            c.wait_state(i, "active", observers=[0, 1, 2], timeout=30)
+        c.kill(2)
+        c.wait_state(2, "down", observers=[0, 1])
+        want = preload(c, 0, "al", now, 120)
+        for k in (0, 1):
+            c.nodes[k].proc.send_signal(signal.SIGSTOP)
+        try:
+            c.restart(2)  # ready once --failure-timeout passed without a seed
+            time.sleep(4.0)  # past the start's wait (--failure-timeout + 10 gossip intervals)
+            part = never_silently_short(c, 2, want, now - 3600, now + 60, "n2 alone")
+            print("    n2 alone, no seed answering: %d of %d answers flagged partial, the "
+                  "rest exact" % (part, len(want)))
+        finally:
+            for k in (0, 1):
+                c.nodes[k].proc.send_signal(signal.SIGCONT)
+        c.wait_state(2, "active", observers=[0, 1], timeout=30)
+        wait_for("n2 exact once it heard from the others",
+                 lambda: exact(c, 2, want, now - 3600, now + 60), timeout=30)
+        print("    exact through n2 once it heard from n0 and n1")
+
+
+def damage(path, cleared):
+    with open(path, "w") as f:  # not a list of token intervals
+        f.write("flamedb-regain 2\n0000000000000000 00000000000000zz\nend 1\n")
+    if cleared:  # an interval was cleared already
+        with open(path + ".progress", "w") as f:
+            f.write("flamedb-regain-progress 2\nend 0\n")
+
+
+def test_damaged_regain_file_falls_back():
+    now = int(time.time())
+    with Cluster(4, rf=3, args=ARGS) as c:
+        for i in range(4):
+            c.wait_state(i, "active", observers=[0, 1, 2, 3], timeout=30)
+        want = preload(c, 0, "dmg", now, 120)
+        frm, until = now - 3600, now + 60
+        code, _ = c.stop(2)
+        assert code == 0, code
+        path = os.path.join(c.nodes[2].data_dir, "regain")
+        damage(path, cleared=False)
+        t0 = time.monotonic()
+        c.restart(2)  # a binary without the fallback exits 1 here
+        wait_for("n2 to fall back", lambda: any(
+            "falls back to a full repair" in x for x in c.nodes[2].log), timeout=10)
+        assert os.path.exists(path + ".damaged") and not os.path.exists(path)
+        assert c.status(2)["full_repair"] == 1
+        print("    " + [x for x in c.nodes[2].log
+                         if "falls back" in x][0].split("ERROR ", 1)[-1][:200])
+        c.wait_state(2, "active", observers=[0, 1], timeout=30)
+        never_silently_short(c, 2, want, frm, until, "n2 marked")
+        wait_for("n2's full repair to converge",
+                 lambda: c.status(2).get("full_repair") == 0, timeout=90)
+        print("    full repair converged %.1f s after the start" % (time.monotonic() - t0))
+        stopped(c, [0, 1], 2)
+        try:
+            wait_for("n2 alone exact", lambda: exact(c, 2, want, frm, until), timeout=20)
+            print("    n2 alone (n0, n1 stopped) answers exactly")
+        finally:
+            resumed(c, [0, 1], [2])
+        code, _ = c.stop(2)
+        assert code == 0, code
+        damage(path, cleared=True)
+        try:
+            c.restart(2)
+            refused = None
+        except AssertionError as e:
+            refused = str(e)
+        assert refused is not None and "cleared already" in refused, \
+            "with regain.progress present the start must be refused: %s" % refused
+        line = [x for x in refused.splitlines() if "cleared already" in x][0]
+        print("    with regain.progress: refused, " + line.split("ERROR ", 1)[-1][:160] + "...")
+
+
+if __name__ == "__main__":
+    harness.run_tests(globals())
