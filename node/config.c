@@ -273,11 +273,17 @@ static const opt_t options[] = {
      "every table."},
     {"window-successive-merges", OPT_U32, FIELD(storage.window_successive_merges, uint32_t), NULL,
      0, 0, 1u << 20,
-     "Merge operands a block window (and its total) keeps in memory before the next push to it "
-     "folds them into one value (RocksDB max_successive_merges of the blocks and totals column "
-     "families; 0: never at write, only flushes and compactions fold). A flame graph of recent "
-     "windows adds every operand it meets as a part: lower values make such reads cheaper and "
-     "each push dearer (it reads and re-encodes the window it folds; docs/benchmarks.md)."},
+     "Merge operands a block window keeps in memory before the next push to it folds them into "
+     "one value (RocksDB max_successive_merges of the blocks column family; 0: never at write, "
+     "only flushes and compactions fold). A flame graph of recent windows adds every operand it "
+     "meets as a part: lower values make such reads cheaper and each push dearer (it reads and "
+     "re-encodes the window it folds; docs/benchmarks.md)."},
+    {"total-successive-merges", OPT_U32, FIELD(storage.total_successive_merges, uint32_t), NULL, 0,
+     0, 1u << 20,
+     "The same for a window's total (the totals column family). 0 (the default): never at "
+     "write, only flushes and compactions fold; a timeline read adds a recent window's 8-byte "
+     "operands, while counting them at write costs every push a memtable search per total "
+     "(docs/benchmarks.md)."},
     SECTION("Cluster"),
     {"node-id", OPT_TEXT, FIELD(cluster.node_id, char[NODE_PATH_MAX]), "", 0, 0, 64,
      "This node's id. Empty: generated on first start and kept in the data dir; a restarted "

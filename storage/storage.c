@@ -74,6 +74,7 @@ void storage_options_default(storage_options_t *o)
     o->max_stack_nodes = STORAGE_MAX_STACK_NODES;
     o->node_index_min_nodes = STORAGE_NODE_INDEX_MIN_NODES;
     o->window_successive_merges = STORAGE_WINDOW_SUCCESSIVE_MERGES;
+    o->total_successive_merges = STORAGE_TOTAL_SUCCESSIVE_MERGES;
     o->max_span_nodes = 65536;
     o->max_span_members = STORAGE_MAX_SPAN_MEMBERS;
     o->series_gc_interval_seconds = 3600;
@@ -203,9 +204,10 @@ static rocksdb_options_t *cf_options(storage_t *s, enum storage_cf cf)
             o, sp->merge == MERGE_SPANS    ? storage_merge_spans_new(&s->counters)
                : sp->merge == MERGE_SPARSE ? storage_merge_sparse_new(&s->counters)
                                            : storage_merge_i64_new(&s->counters));
-        rocksdb_options_set_max_successive_merges(o, cf == CF_BLOCKS || cf == CF_TOTALS
-                                                         ? s->opts.window_successive_merges
-                                                         : MAX_SUCCESSIVE_MERGES);
+        rocksdb_options_set_max_successive_merges(
+            o, cf == CF_BLOCKS   ? s->opts.window_successive_merges
+               : cf == CF_TOTALS ? s->opts.total_successive_merges
+                                 : MAX_SUCCESSIVE_MERGES);
     }
     s->filters[cf] = storage_filter_new(s, cf);
     if (s->filters[cf] != NULL) rocksdb_options_set_compaction_filter(o, s->filters[cf]);

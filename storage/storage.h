@@ -88,12 +88,15 @@ typedef struct storage_options {
     /* Nodes from which a stack-node table keeps its edge index (nodetab.c);
      * 1: every table. */
     uint32_t node_index_min_nodes;
-    /* Merge operands a block or total window keeps in a memtable before the
-     * next write to it folds them into one value (RocksDB's
-     * max_successive_merges of those column families; 0: never at write).
-     * A service aggregate's window takes an operand from every pod of its
-     * shard, and a query adds every part it meets. */
+    /* Merge operands a block window keeps in a memtable before the next
+     * write to it folds them into one value (RocksDB's
+     * max_successive_merges of the blocks column family; 0: never at
+     * write). A service aggregate's window takes an operand from every pod
+     * of its shard, and a query adds every part it meets. */
     uint32_t window_successive_merges;
+    /* The same for the totals column family (8-byte operands that a read
+     * adds cheaply, while counting them costs each write a search). */
+    uint32_t total_successive_merges;
     int max_background_jobs;
     /* Series one tenant may have in this store; a write that would store
      * more fails with ERR_LIMIT naming tenant-max-series. 0 = no limit (and

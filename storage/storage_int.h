@@ -85,6 +85,11 @@ enum storage_cf {
  * the write path; at 64, as the other merge column families, a window
  * folds four times less often (docs/benchmarks.md: both sides measured). */
 #define STORAGE_WINDOW_SUCCESSIVE_MERGES 64
+/* Default of storage_options_t.total_successive_merges: never at write. To
+ * know when to fold, RocksDB searches the memtable for the key's operands
+ * before every merge, as costly as the insert itself; a total's operands
+ * are 8 bytes that a read adds, and flushes fold them (docs/benchmarks.md). */
+#define STORAGE_TOTAL_SUCCESSIVE_MERGES 0
 /* Ids a table may hold at all (what a load accepts, whatever the setting). */
 #define STORAGE_HARD_STACK_NODES (1u << 30)
 

@@ -32,6 +32,7 @@ typedef struct ingest_stats {
 typedef struct ingest_mode {
     int real;
     int64_t successive_merges; /* window-successive-merges, or -1: the default */
+    int64_t total_merges;      /* total-successive-merges, or -1: the default */
     int by_profile;            /* shard-by-profile */
 } ingest_mode_t;
 
@@ -105,6 +106,7 @@ static int open_store(const char *dir, const ingest_mode_t *mode, storage_t **st
     o.path = dir;
     if (mode->successive_merges >= 0)
         o.window_successive_merges = (uint32_t)mode->successive_merges;
+    if (mode->total_merges >= 0) o.total_successive_merges = (uint32_t)mode->total_merges;
     if (mode->real)
         for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++)
             o.retention_seconds[r] = 0;
@@ -205,7 +207,7 @@ int cmd_ingest(int argc, char **argv)
     gen_options_t o;
     gen_options_default(&o, GEN_CPU);
     const char *index = NULL, *data = NULL, *real = NULL;
-    uint64_t rounds = 3, keep = 0, merges = UINT64_MAX, by_profile = 0;
+    uint64_t rounds = 3, keep = 0, merges = UINT64_MAX, total_merges = UINT64_MAX, by_profile = 0;
     for (int i = 0; i < argc; i++) {
         if (gen_flag(argc, argv, &i, &o) || flag_str(argc, argv, &i, "--index", &index) ||
             flag_str(argc, argv, &i, "--real", &real) ||
@@ -213,6 +215,7 @@ int cmd_ingest(int argc, char **argv)
             flag_u64(argc, argv, &i, "--rounds", &rounds) ||
             flag_u64(argc, argv, &i, "--keep", &keep) ||
             flag_u64(argc, argv, &i, "--window-successive-merges", &merges) ||
+            flag_u64(argc, argv, &i, "--total-successive-merges", &total_merges) ||
             flag_u64(argc, argv, &i, "--shard-by-profile", &by_profile))
             continue;
         fprintf(stderr, "ingest: unknown flag %s\n", argv[i]);
@@ -220,6 +223,7 @@ int cmd_ingest(int argc, char **argv)
     }
     ingest_mode_t mode = {.real = real != NULL,
                           .successive_merges = merges <= UINT32_MAX ? (int64_t)merges : -1,
+                          .total_merges = total_merges <= UINT32_MAX ? (int64_t)total_merges : -1,
                           .by_profile = by_profile != 0};
     profile_set_t set = {0};
     int rc = load_profiles(&set, index, real, &o);
