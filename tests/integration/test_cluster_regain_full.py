@@ -16,7 +16,9 @@ gained"), with real processes, 4 nodes RF 3:
   itself as possibly short (answers through it are exact, read from the
   others), and with n0 and n1 stopped answer partial, never short and
   unflagged; run anti-entropy passes by itself (no flamectl) until one
-  converges; then answer exactly on its own (n0 and n1 stopped).
+  converges; then answer exactly on its own (n0 and n1 stopped), profiles
+  older than the seen span (--seen-retention 2h) included: only the full
+  repair's stream of every interval n2 replicates restores those.
 
 A node that joined and was removed while n2 was down
 (test_joined_and_removed_while_down) leaves n2's kept ring equal to the
@@ -25,7 +27,8 @@ away, and n2 repairs the same way.
 
 A damaged DATA_DIR/regain (test_damaged_regain_file_falls_back): while no
 interval was cleared (no regain.progress) the node starts, keeps the file as
-regain.damaged and runs the same full repair; with regain.progress present
+regain.damaged and runs the same full repair (DATA_DIR/regain is then its
+own list of intervals to stream); with regain.progress present
 it refuses to start, naming both files. A binary without the fallback
 refuses to start in both cases.
 
@@ -328,7 +331,11 @@ def test_damaged_regain_file_falls_back():
         c.restart(2)  # a binary without the fallback exits 1 here
         wait_for("n2 to fall back", lambda: any(
             "falls back to a full repair" in x for x in c.nodes[2].log), timeout=10)
-        assert os.path.exists(path + ".damaged") and not os.path.exists(path)
+        assert os.path.exists(path + ".damaged")
+        if os.path.exists(path):  # the full repair's own list of intervals to stream
+            with open(path) as f:
+                fresh = f.read()
+            assert fresh.startswith("flamedb-regain 2\n") and "zz" not in fresh, fresh[:200]
         assert c.status(2)["full_repair"] == 1
         print("    " + [x for x in c.nodes[2].log
                          if "falls back" in x][0].split("ERROR ", 1)[-1][:200])
