@@ -350,8 +350,9 @@ int cluster_regain_save(cluster_t *c);
 /* Loop, once the repair part is open: hands a loaded regain to it. */
 void cluster_regain_start(cluster_t *c);
 /* Loop, after a new view replaced old: when it dropped a removed member,
- * records what this node gains and starts streaming it. 1 when it did
- * (the member table changed: refresh again). */
+ * records what this node gains and starts streaming it; under a full
+ * repair mark, also every interval it replicates (cluster_full_plan). 1
+ * when it did (the member table changed: refresh again). */
 int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now);
 /* Loop: the repair thread streamed regain generation gen and a complete
  * pass followed: the file goes, the node is read from again. */
