@@ -444,6 +444,7 @@ void cluster_free_base(cluster_t *c)
     rpc_free(c->rpc);
     cluster_view_drop(c);
     cluster_regain_free(c);
+    cluster_full_free(c);
     cluster_regain_ring_free(c);
     ring_members_free(c->members);
     ring_identity_free(&c->id);

@@ -13,12 +13,24 @@
  * run anti-entropy passes over every range it replicates; a complete pass
  * that started once the settle margin passed and found nothing missing
  * lifts the mark (repair.c, full_check).
+ *
+ * Anti-entropy compares the seen index only: older windows of a range the
+ * node gained unseen would stay missing. So the mark also treats every
+ * token interval the node replicates as gained (cluster_full_plan): those
+ * that another reachable replica holds go to the regain (cluster_regain.c,
+ * repair_regain.c), which clears this node's copy once the settle margin
+ * passed and streams the interval whole, every window, resumably; an
+ * interval whose other replicas are all unreachable is not cleared (its
+ * copy here may be the only one) and waits for one. The mark is lifted
+ * only once every interval was handed and streamed and a pass converged.
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/grow.h"
 #include "common/log.h"
 #include "node/cluster/repair_int.h"
 
@@ -119,15 +131,108 @@ void cluster_full_begin(cluster_t *c, const char *why)
     c->view_stale = 1;
 }
 
+/* 1 when [lo, hi] overlaps an interval of the n in (lo_v, hi_v). */
+static int overlaps(const uint64_t *lo_v, const uint64_t *hi_v, size_t n, uint64_t lo, uint64_t hi)
+{
+    for (size_t i = 0; i < n; i++)
+        if (lo <= hi_v[i] && lo_v[i] <= hi) return 1;
+    return 0;
+}
+
+static int full_handed(cluster_t *c, uint64_t lo, uint64_t hi)
+{
+    size_t cap = c->full.cap;
+    int rc = GROW(c->full.lo, cap, c->full.n + 1, GROW_UNLIMITED);
+    if (rc == 0) rc = GROW(c->full.hi, c->full.cap, c->full.n + 1, GROW_UNLIMITED);
+    if (rc != 0) return rc;
+    c->full.lo[c->full.n] = lo;
+    c->full.hi[c->full.n++] = hi;
+    return 0;
+}
+
+/* Range j of v's ring: 1 when this node replicates it and another replica
+ * is reachable, 0 when none other is, -1 when it has no other replica or
+ * is not this node's. */
+static int range_source(const cluster_view_t *v, uint32_t j)
+{
+    uint32_t reps[RING_MAX_RF],
+        n = ring_replicas(v->ring, ring_range_at(v->ring, j).end, v->rf, reps);
+    int mine = 0, others = 0, reachable = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        int self = (int)reps[k] == v->self;
+        mine |= self;
+        others += !self;
+        reachable |= !self && v->reachable[reps[k]];
+    }
+    return !mine || others == 0 ? -1 : reachable;
+}
+
+int cluster_full_plan(cluster_t *c, const cluster_view_t *v, size_t *added, size_t *waiting)
+{
+    *added = *waiting = 0;
+    if (!c->full.on || v->ring == NULL || v->self < 0) return 0;
+    size_t n0 = c->regain.n;
+    int rc = 0;
+    for (uint32_t j = 0; rc == 0 && j < ring_range_count(v->ring); j++) {
+        int src = range_source(v, j);
+        uint64_t lo[2], hi[2];
+        int k = src < 0 ? 0 : ring_range_intervals(ring_range_at(v->ring, j), lo, hi);
+        for (int q = 0; rc == 0 && q < k; q++) {
+            if (overlaps(c->full.lo, c->full.hi, c->full.n, lo[q], hi[q])) continue;
+            if (overlaps(c->regain.lo, c->regain.hi, c->regain.n, lo[q], hi[q])) {
+                rc = full_handed(c, lo[q], hi[q]); /* a removal's regain streams it */
+                continue;
+            }
+            if (!src) {
+                (*waiting)++;
+                continue;
+            }
+            rc = full_handed(c, lo[q], hi[q]);
+            if (rc == 0) rc = cluster_regain_add(c, lo[q], hi[q]);
+        }
+    }
+    *added = c->regain.n - n0;
+    if (*added > 0)
+        log_info("cluster",
+                 "full repair: %zu token interval(s) this node replicates to clear and stream "
+                 "whole from another replica (every window)%s",
+                 *added, *waiting > 0 ? "; more wait for a reachable replica" : "");
+    return rc;
+}
+
+void cluster_full_free(cluster_t *c)
+{
+    free(c->full.lo);
+    free(c->full.hi);
+}
+
+/* 1 when the regain of this mark is not done: an interval to stream, or
+ * one not handed yet (handed now when a replica is reachable). */
+static int full_regaining(cluster_t *c)
+{
+    size_t added = 0, waiting = 0;
+    int rc = c->view != NULL ? cluster_full_plan(c, &c->view->pub, &added, &waiting) : 0;
+    if (rc != 0) log_error("cluster", "full repair: the intervals to stream: %s", err_message(rc));
+    if (rc == 0 && added > 0 && cluster_regain_record(c, added) != 0)
+        log_error("cluster", "full repair: the intervals to stream are not recorded");
+    if (rc == 0 && waiting == 0 && c->regain.n == 0) return 0;
+    log_info("cluster",
+             "full repair: a pass converged, but %zu token interval(s) are still to stream "
+             "and %zu wait for a reachable replica: the mark stays",
+             c->regain.n, waiting);
+    return 1;
+}
+
 void cluster_full_finished(cluster_t *c, uint64_t gen)
 {
     if (!c->full.on || gen != c->full.gen) return;
-    if (ring_members_count(c->members) < 2) { /* nobody to compare with: go on */
+    if (ring_members_count(c->members) < 2 || full_regaining(c)) { /* go on */
         full_publish(c);
         return;
     }
     uint64_t took = cluster_unix_ms(c) - c->full.since_ms;
     c->full.on = 0;
+    c->full.n = 0; /* a later mark hands every interval again */
     if (full_save(c) != 0)
         log_error("cluster", "cannot remove %s/%s: the next start repairs everything again",
                   c->data_dir, CLUSTER_FULL_FILE);

@@ -263,6 +263,10 @@ struct cluster {
         uint64_t gen, since_ms; /* since_ms: wall ms of the mark */
         uint64_t touched_ms;    /* uv_now of the last touch of regain.ring */
         uint64_t last_up_ms;    /* wall ms this node was last up (0: not checking any more) */
+        /* intervals of this mark handed to the regain (cluster_full_plan):
+         * not handed again once streamed; in memory only */
+        uint64_t *lo, *hi;
+        size_t n, cap;
     } full;
     /* The write path's hint targets as last set (cluster_set_hint_targets),
      * published with this node's own id added while it regains. */
@@ -346,13 +350,19 @@ int cluster_regain_save(cluster_t *c);
 /* Loop, once the repair part is open: hands a loaded regain to it. */
 void cluster_regain_start(cluster_t *c);
 /* Loop, after a new view replaced old: when it dropped a removed member,
- * records what this node gains and starts streaming it. 1 when it did
- * (the member table changed: refresh again). */
+ * records what this node gains and starts streaming it; under a full
+ * repair mark, also every interval it replicates (cluster_full_plan). 1
+ * when it did (the member table changed: refresh again). */
 int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now);
 /* Loop: the repair thread streamed regain generation gen and a complete
  * pass followed: the file goes, the node is read from again. */
 void cluster_regain_finished(cluster_t *c, uint64_t gen);
 void cluster_regain_free(cluster_t *c);
+/* Adds [lo, hi] to c->regain unless listed; 0 or ERR_NOMEM. */
+int cluster_regain_add(cluster_t *c, uint64_t lo, uint64_t hi);
+/* The last `added` intervals of c->regain recorded in DATA_DIR/regain and
+ * handed to the repair thread; 0 or an error (logged, kept in memory). */
+int cluster_regain_record(cluster_t *c, size_t added);
 /* Loop, building a view: 1 when ring node `id` (its member entry m) must
  * not serve reads as a gainer of a removal that has not yet said so itself. */
 int cluster_regain_gainer(cluster_t *c, const char *id, const ring_member_t *m);
@@ -397,6 +407,13 @@ void cluster_full_start(cluster_t *c);
 void cluster_full_begin(cluster_t *c, const char *why);
 /* Loop: a pass converged after mark gen: the mark and its file go. */
 void cluster_full_finished(cluster_t *c, uint64_t gen);
+/* Loop, under a full repair mark: every token interval of view v's ring
+ * this node replicates, not handed yet, that another reachable replica
+ * holds and no regain interval overlaps, added to c->regain (the caller
+ * saves and publishes it); *added: how many were, *waiting: intervals
+ * with another replica none of which is reachable. 0 or an error. */
+int cluster_full_plan(cluster_t *c, const cluster_view_t *v, size_t *added, size_t *waiting);
+void cluster_full_free(cluster_t *c);
 /* Loop: publishes the last hint targets, plus this node while it regains,
  * in its member entry (ring_members_set_hints' result). */
 int cluster_hints_publish(cluster_t *c);

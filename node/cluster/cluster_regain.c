@@ -37,7 +37,7 @@ static int regain_path(const cluster_t *c, const char *suffix, char *out, size_t
                : ERR_INVALID_ARGUMENT;
 }
 
-static int regain_add(cluster_t *c, uint64_t lo, uint64_t hi)
+int cluster_regain_add(cluster_t *c, uint64_t lo, uint64_t hi)
 {
     for (size_t i = 0; i < c->regain.n; i++)
         if (c->regain.lo[i] == lo && c->regain.hi[i] == hi) return 0;
@@ -293,6 +293,24 @@ void cluster_regain_tick(cluster_t *c)
         }
 }
 
+/* The last `added` intervals of the regain written to DATA_DIR/regain
+ * (a fresh regain drops an old progress file first); 0 or an error
+ * (logged; they are kept in memory: this process still streams them). */
+static int record_gains(cluster_t *c, size_t added)
+{
+    int rc = 0;
+    if (added > 0 && added == c->regain.n) { /* a fresh regain: no old progress */
+        char path[CLUSTER_SETTING_MAX + 32];
+        rc = regain_path(c, CLUSTER_REGAIN_PROGRESS_SUFFIX, path, sizeof path);
+        if (rc == 0 && unlink(path) != 0 && errno != ENOENT) rc = ERR_IO;
+    }
+    if (rc == 0 && added > 0) rc = cluster_regain_save(c);
+    if (rc != 0)
+        log_error("cluster", "cannot record the token intervals to regain in %s/%s: %s",
+                  c->data_dir, CLUSTER_REGAIN_FILE, err_message(rc));
+    return rc;
+}
+
 /* What this node gains from ring `before` to `now`, added to the regain;
  * 0, or an error (nothing saved). *added: intervals new to the list. */
 static int add_gains(cluster_t *c, const ring_t *before, const cluster_view_t *now, size_t *added)
@@ -304,7 +322,7 @@ static int add_gains(cluster_t *c, const ring_t *before, const cluster_view_t *n
         uint64_t lo[2], hi[2];
         int k = ring_range_intervals(gained.v[i], lo, hi);
         for (int j = 0; rc == 0 && j < k; j++)
-            rc = regain_add(c, lo[j], hi[j]);
+            rc = cluster_regain_add(c, lo[j], hi[j]);
     }
     ring_ranges_free(&gained);
     ring_ranges_free(&lost);
@@ -327,29 +345,36 @@ int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_v
         log_error("cluster", "what a removal gained this node: %s", errmsg_text(&em, rc));
         return c->view_stale;
     }
-    size_t added = 0;
+    size_t added = 0, full = 0, waiting = 0;
     if (before != NULL) rc = add_gains(c, before, now, &added);
     ring_free(before);
-    if (rc == 0 && added > 0 && added == c->regain.n) { /* a fresh regain: no old progress */
-        char path[CLUSTER_SETTING_MAX + 32];
-        rc = regain_path(c, CLUSTER_REGAIN_PROGRESS_SUFFIX, path, sizeof path);
-        if (rc == 0 && unlink(path) != 0 && errno != ENOENT) rc = ERR_IO;
-    }
-    if (rc == 0 && added > 0) rc = cluster_regain_save(c);
-    if (rc != 0) /* kept in memory: this process still streams them */
-        log_error("cluster", "cannot record the ranges gained by a removal in %s/%s: %s",
-                  c->data_dir, CLUSTER_REGAIN_FILE, err_message(rc));
-    if (rc == 0) cluster_regain_ring_accept(c, now->ring); /* once the gains are recorded */
-    if (added == 0 && !was_unsure) return c->view_stale;
-    if (added > 0) {
-        c->regain.gen++;
+    if (rc == 0 && added > 0)
         log_info("cluster",
                  "gained %zu token interval(s) by the removal: not read from until they are "
                  "streamed in",
                  added);
-    }
+    /* under a full repair mark, every interval this node replicates too */
+    if (rc == 0 && c->full.on) rc = cluster_full_plan(c, now, &full, &waiting);
+    added += full;
+    if (rc == 0)
+        rc = record_gains(c, added);
+    else
+        log_error("cluster", "the token intervals to regain: %s", err_message(rc));
+    if (rc == 0) cluster_regain_ring_accept(c, now->ring); /* once the gains are recorded */
+    if (added == 0 && !was_unsure) return c->view_stale;
+    if (added > 0) c->regain.gen++;
     regain_publish(c);
     return 1;
+}
+
+int cluster_regain_record(cluster_t *c, size_t added)
+{
+    int rc = record_gains(c, added);
+    if (added > 0) {
+        c->regain.gen++;
+        regain_publish(c);
+    }
+    return rc;
 }
 
 void cluster_regain_finished(cluster_t *c, uint64_t gen)

@@ -180,14 +180,15 @@ void repair_full_set(repair_t *r, uint64_t gen)
 /* Thread, after a pass: under a full repair mark, a complete pass over the
  * ranges this node replicates that started once the settle margin after
  * the mark passed (every write in flight from a coordinator that still
- * took this node as down has landed) and found nothing missing converged:
- * the loop lifts the mark. */
+ * took this node as down has landed) and found nothing missing converged
+ * once the regain of its intervals is done: the loop lifts the mark. */
 static void full_check(repair_t *r, int rc)
 {
     uv_mutex_lock(&r->mu);
     uint64_t gen = r->full_gen, since = r->full_since_ms;
+    int regaining = r->regain.n > 0; /* its intervals streamed first (cluster_full.c) */
     uv_mutex_unlock(&r->mu);
-    if (gen == 0 || rc != 0) return;
+    if (gen == 0 || rc != 0 || regaining) return;
     int after = r->last.started_ms >= since + r->settle_ms;
     /* a pass a second: every pass while the outcome changes, then one a minute */
     int outcome = (r->last.complete ? 1 : 0) | (r->last.missing ? 2 : 0) | (after ? 4 : 0);

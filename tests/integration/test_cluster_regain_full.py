@@ -16,7 +16,9 @@ gained"), with real processes, 4 nodes RF 3:
   itself as possibly short (answers through it are exact, read from the
   others), and with n0 and n1 stopped answer partial, never short and
   unflagged; run anti-entropy passes by itself (no flamectl) until one
-  converges; then answer exactly on its own (n0 and n1 stopped).
+  converges; then answer exactly on its own (n0 and n1 stopped), profiles
+  older than the seen span (--seen-retention 2h) included: only the full
+  repair's stream of every interval n2 replicates restores those.
 
 A node that joined and was removed while n2 was down
 (test_joined_and_removed_while_down) leaves n2's kept ring equal to the
@@ -25,7 +27,8 @@ away, and n2 repairs the same way.
 
 A damaged DATA_DIR/regain (test_damaged_regain_file_falls_back): while no
 interval was cleared (no regain.progress) the node starts, keeps the file as
-regain.damaged and runs the same full repair; with regain.progress present
+regain.damaged and runs the same full repair (DATA_DIR/regain is then its
+own list of intervals to stream); with regain.progress present
 it refuses to start, naming both files. A binary without the fallback
 refuses to start in both cases.
 
@@ -48,6 +51,14 @@ ARGS = ["--write-timeout", "1s", "--query-timeout", "4s", "--join-settle", "8s",
         "--repair-interval", "0"]
 
 
+# --seen-retention 2h: anti-entropy compares profiles from about now - 1 h on
+# (the seen span less its margin), so the "old" profiles, pushed 2.8 to 3 h
+# ago, are outside it: only the full repair's stream of whole windows
+# restores them on a node that gained their range unseen.
+SEEN_ARGS = ["--seen-retention", "2h"]
+OLD_S = 9000
+
+
 def has_setting(name):
     p = subprocess.run([harness.FLAMEDB_BIN, "--help"], capture_output=True, text=True,
                        timeout=30)
@@ -60,8 +71,8 @@ def sel(svc):
 
 def preload(c, node, prefix, now, count, nservices=24):
     """count small profiles (their trees are kept, so anti-entropy can move
-    them) over nservices services, recent enough for the seen comparison;
-    returns {service: samples}."""
+    them) over nservices services from now - 1800 on (recent enough for the
+    seen comparison unless now lies in the past); returns {service: samples}."""
     svcs = [harness.unique("%s%d" % (prefix, k)) for k in range(nservices)]
     want = {}
     for seq in range(count):
@@ -136,13 +147,14 @@ def test_tombstone_lost_repairs_fully():
 
 
 def full_repair_after_lost_tombstone(short_setting):
-    args = ARGS + (["--forget-left-after", "3s"] if short_setting else [])
+    args = ARGS + SEEN_ARGS + (["--forget-left-after", "3s"] if short_setting else [])
     now = int(time.time())
     with Cluster(4, rf=3, args=args) as c:
         for i in range(4):
             c.wait_state(i, "active", observers=[0, 1, 2, 3], timeout=30)
         want = preload(c, 0, "full", now, 240)
-        frm, until = now - 3600, now + 60
+        want.update(preload(c, 0, "fullold", now - OLD_S, 96, nservices=12))
+        frm, until = now - OLD_S - 3600, now + 60
         c.kill(2)
         c.wait_state(2, "down", observers=[0, 1, 3])
         c.kill(3)
@@ -195,10 +207,19 @@ def full_repair_after_lost_tombstone(short_setting):
         print("    " + why[0].split("WARN ", 1)[-1][:200])
         print("    " + done[0].split("INFO ", 1)[-1])
         print("    converged %.1f s after n2 was restarted (--join-settle 8s)" % took)
+        streamed = [line for line in c.nodes[2].log if "to clear and stream whole" in line]
+        if streamed:
+            print("    " + streamed[0].split("INFO ", 1)[-1][:160])
         stopped(c, [0, 1], 2)
         try:
-            wait_for("n2 alone exact", lambda: exact(c, 2, want, frm, until), timeout=20)
-            print("    n2 alone (n0, n1 stopped) answers exactly")
+            try:
+                wait_for("n2 alone exact", lambda: exact(c, 2, want, frm, until), timeout=20)
+            except AssertionError:
+                print("    (service, got, want, partial) %r" % LAST_BAD)
+                raise
+            print("    n2 alone (n0, n1 stopped) answers exactly, the %d services with "
+                  "profiles older than the seen span included" % sum(
+                      1 for s in want if "fullold" in s))
         finally:
             resumed(c, [0, 1], [2])
 
@@ -310,7 +331,11 @@ def test_damaged_regain_file_falls_back():
         c.restart(2)  # a binary without the fallback exits 1 here
         wait_for("n2 to fall back", lambda: any(
             "falls back to a full repair" in x for x in c.nodes[2].log), timeout=10)
-        assert os.path.exists(path + ".damaged") and not os.path.exists(path)
+        assert os.path.exists(path + ".damaged")
+        if os.path.exists(path):  # the full repair's own list of intervals to stream
+            with open(path) as f:
+                fresh = f.read()
+            assert fresh.startswith("flamedb-regain 2\n") and "zz" not in fresh, fresh[:200]
         assert c.status(2)["full_repair"] == 1
         print("    " + [x for x in c.nodes[2].log
                          if "falls back" in x][0].split("ERROR ", 1)[-1][:200])
