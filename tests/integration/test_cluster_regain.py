@@ -291,7 +291,9 @@ def test_gainer_down_past_its_margin():
     until its own hints_for says it is catching up, the coordinator's views
     show it 'gaining: no reads', never as readable."""
     now = int(time.time())
-    with Cluster(4, rf=3, args=ARGS) as c:
+    # --join-settle 1s: the margin is 2 s (the default, 10 gossip intervals +
+    # --write-timeout, would make it 4 s and the wait below that much longer)
+    with Cluster(4, rf=3, args=ARGS + ["--join-settle", "1s"]) as c:
         for i in range(4):
             c.wait_state(i, "active", observers=[0, 1, 2, 3], timeout=30)
         preload(c, "rp", now, 60)
@@ -303,7 +305,7 @@ def test_gainer_down_past_its_margin():
             r = c.nodes[0].request("POST", "/cluster/remove?node=n3")
             assert r.status == 200, r
             wait_for("n3 left on n0", lambda: c.states(0).get("n3") == "left", timeout=20)
-            time.sleep(6.0)  # the margin: 2 x (10 gossip intervals + --write-timeout) = 4 s
+            time.sleep(3.5)  # past the margin: 2 x --join-settle = 2 s
         finally:
             c.nodes[2].proc.send_signal(signal.SIGCONT)
         wait_for("n2 to stream in what it gained",
