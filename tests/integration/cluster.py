@@ -38,6 +38,14 @@ RNG = random.Random(SEED)
 
 _used_ports = set()
 
+# A node that joins turns active only after its settle margin, by default 10
+# gossip intervals + the write timeout (5 s unless a test sets it): each
+# cluster start waits that long per join. A test that writes nothing while a
+# node joins and neither joins, decommissions nor removes a node later passes
+# these flags, so its cluster forms in a fraction of a second; a test of moves
+# must keep the margin it is about.
+FAST_FORMATION = ["--join-settle", "300ms"]
+
 
 def free_port():
     """A TCP port on 127.0.0.1 that was free a moment ago (not handed out twice)."""

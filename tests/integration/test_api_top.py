@@ -19,7 +19,7 @@ import time
 import urllib.parse
 
 import harness
-from cluster import Cluster
+from cluster import FAST_FORMATION, Cluster
 from harness import CPU, Node, run_tests, unique
 from profiles import folded
 
@@ -210,7 +210,7 @@ def test_flamectl_top():
 
 def test_three_nodes_same_answer():
     svcs = ["a", "b", "c", "d"]
-    with Cluster(3, rf=2) as c:
+    with Cluster(3, rf=2, args=FAST_FORMATION) as c:
         for i, svc in enumerate(svcs):
             node = c.nodes[i % 3]
             r = node.ingest(folded(STACKS), name="%s.cpu{pod=p%d}" % (svc, i),

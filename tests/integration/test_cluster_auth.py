@@ -19,7 +19,7 @@ import tempfile
 import time
 
 import harness
-from cluster import Cluster, free_port, wait_for
+from cluster import FAST_FORMATION, Cluster, free_port, wait_for
 from profiles import f_bytes, f_varint
 from test_cluster_membership import send_raw, sp_header
 
@@ -46,7 +46,7 @@ def test_shared_secret_admits_only_its_holders():
     good = secret_file("a long enough cluster secret\n")
     other = secret_file("another long enough secret")
     try:
-        with Cluster(2, rf=2, args=["--cluster-secret-file", good]) as c:
+        with Cluster(2, rf=2, args=["--cluster-secret-file", good] + FAST_FORMATION) as c:
             now = int(time.time())
             r = c.nodes[0].ingest(b"main;work 7\n", name="auth.cpu",
                                   **{"from": now - 5, "until": now})

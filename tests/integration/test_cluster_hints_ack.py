@@ -22,7 +22,7 @@ import signal
 import time
 
 import harness
-from cluster import Cluster, wait_for
+from cluster import FAST_FORMATION, Cluster, wait_for
 from test_cluster_repair import add, hints_for, push, query, totals
 
 WRITE_TIMEOUT_S = 3
@@ -32,7 +32,7 @@ def test_slow_replica_gets_its_hint_though_the_coordinator_died():
     services = [harness.unique("ack%d" % k) for k in range(2)]
     t0 = int(time.time()) - 3600
     args = ["--write-timeout", "%ds" % WRITE_TIMEOUT_S, "--repair-interval", "0",
-            "--hint-replay-interval", "200ms", "--query-timeout", "2s"]
+            "--hint-replay-interval", "200ms", "--query-timeout", "2s"] + FAST_FORMATION
     with Cluster(3, rf=3, write_quorum=2, failure_timeout="6s", args=args) as c:
         want = push(c, [0, 1, 2], services, t0, 0, 10)
         c.nodes[2].proc.send_signal(signal.SIGSTOP)
@@ -75,7 +75,7 @@ def test_zero_grace_hints_and_cancels_every_late_ack():
     exact on every node, and the nodes stop cleanly (SIGTERM, exit 0)."""
     services = [harness.unique("zg%d" % k) for k in range(2)]
     t0 = int(time.time()) - 3600
-    with Cluster(3, rf=3, write_quorum=2, args=["--hint-ack-grace", "0"]) as c:
+    with Cluster(3, rf=3, write_quorum=2, args=["--hint-ack-grace", "0"] + FAST_FORMATION) as c:
         want = push(c, [0, 1, 2], services, t0, 0, 30)
         stored = lambda: sum(c.nodes[i].metric("flamedb_hints_stored_before_ack_total")
                              for i in range(3))
@@ -109,6 +109,7 @@ def test_slow_replica_hinted_at_once_until_it_catches_up():
     services = [harness.unique("sg")]
     t0 = int(time.time()) - 3600
     args = ["--hint-ack-grace", "%dms" % (GRACE_S * 1000), "--repair-interval", "0"]
+    args += FAST_FORMATION
     with Cluster(3, rf=3, write_quorum=2, failure_timeout="10s", args=args) as c:
         want = push(c, [0], services, t0, 0, 3)
         c.nodes[2].proc.send_signal(signal.SIGSTOP)

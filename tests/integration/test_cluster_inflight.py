@@ -7,7 +7,7 @@ each go to n0 (rf 2, write quorum 1)."""
 import threading
 import time
 
-from cluster import Cluster, wait_for
+from cluster import FAST_FORMATION, Cluster, wait_for
 from harness import CPU, run_tests
 
 LINES = 50000  # about 100,000 call-tree nodes: 10 MB charged on the replica
@@ -27,7 +27,7 @@ def view_lines(node):
 
 def test_replica_over_budget_hinted_then_exact():
     t0 = int(time.time()) - 120
-    with Cluster(2, rf=2, write_quorum=1, failure_timeout="3s") as c:
+    with Cluster(2, rf=2, write_quorum=1, failure_timeout="3s", args=FAST_FORMATION) as c:
         c.restart(1, extra=["--ingest-inflight-bytes", "12MiB", "--worker-threads", "8",
                             "--max-write-jobs", "8"])
         c.wait_converged()

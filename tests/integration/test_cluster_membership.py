@@ -11,12 +11,14 @@ import subprocess
 import time
 
 import harness
-from cluster import RNG, Cluster, free_port, wait_for
+from cluster import FAST_FORMATION, RNG, Cluster, free_port, wait_for
+
+SETTLE = FAST_FORMATION  # no data moves and no writes during a join here
 
 
 def test_three_nodes_converge():
     t0 = time.monotonic()
-    with Cluster(3, rf=3) as c:
+    with Cluster(3, rf=3, args=SETTLE) as c:
         took = time.monotonic() - t0
         for i in range(3):
             st = c.status(i)
@@ -47,12 +49,12 @@ def test_three_nodes_converge():
 
 def test_five_nodes_converge_and_rf_caps():
     t0 = time.monotonic()
-    with Cluster(5, rf=3, write_quorum=3) as c:
+    with Cluster(5, rf=3, write_quorum=3, args=SETTLE) as c:
         print("    5 nodes started and converged in %.2fs" % (time.monotonic() - t0))
         st = c.status(4)
         assert st["rf"] == 3 and st["quorum"] == 3, st
     # a cluster smaller than RF: rf and quorum are capped at the node count
-    with Cluster(2, rf=3, write_quorum=3) as c:
+    with Cluster(2, rf=3, write_quorum=3, args=SETTLE) as c:
         st = c.status(0)
         assert st["rf"] == 2 and st["quorum"] == 2, st
 
@@ -63,7 +65,7 @@ def identity_text(c, i):
 
 
 def test_kill_detect_and_restart():
-    with Cluster(3, rf=2, failure_timeout="1s") as c:
+    with Cluster(3, rf=2, failure_timeout="1s", args=SETTLE) as c:
         before = identity_text(c, 1)
         fingerprint = c.status(0)["ring_fingerprint"]
         c.kill(1)
@@ -84,7 +86,7 @@ def test_kill_detect_and_restart():
 def test_restart_on_another_port():
     """A node that comes back at another cluster address is found there, and
     the others stop dialling the old one."""
-    with Cluster(2, rf=2) as c:
+    with Cluster(2, rf=2, args=SETTLE) as c:
         old = c.cluster_ports[1]
         c.kill(1)
         c.cluster_ports[1] = free_port()
@@ -98,7 +100,7 @@ def test_restart_on_another_port():
 
 
 def test_other_cluster_not_admitted():
-    with Cluster(2, rf=2) as c:
+    with Cluster(2, rf=2, args=SETTLE) as c:
         port = free_port()
         stranger = harness.Node(name="stranger", args=[
             "--node-id", "stranger", "--cluster-listen", "tcp://127.0.0.1:%d" % port,
@@ -130,7 +132,7 @@ def send_raw(port, data, wait=0.3):
 
 
 def test_hostile_bytes_on_cluster_port():
-    with Cluster(2, rf=2, args=["--max-message-bytes", "64KiB"]) as c:
+    with Cluster(2, rf=2, args=SETTLE + ["--max-message-bytes", "64KiB"]) as c:
         port = c.cluster_ports[0]
         r0 = c.status(0)["transport"]
         rnd = bytes(RNG.getrandbits(8) for _ in range(4096))
@@ -166,7 +168,7 @@ def test_hostile_bytes_on_cluster_port():
 
 
 def test_sigterm_closes_cleanly():
-    with Cluster(2, rf=2) as c:
+    with Cluster(2, rf=2, args=SETTLE) as c:
         rc, took = c.stop(1, signal.SIGTERM)
         assert rc == 0, c.nodes[1].log_text()
         assert took < 5, took
@@ -190,7 +192,7 @@ def test_ready_waits_for_a_seed():
         wait_for("the 'going on alone' log line",
                  lambda: any("going on alone" in line for line in node.log), timeout=5.0)
     # with a live seed it is ready as soon as the seed answered
-    with Cluster(1, rf=1) as c:
+    with Cluster(1, rf=1, args=SETTLE) as c:
         t0 = time.monotonic()
         c.add_node()
         assert time.monotonic() - t0 < 1.5
@@ -198,7 +200,7 @@ def test_ready_waits_for_a_seed():
 
 
 def test_identity_must_match_node_id():
-    with Cluster(1, rf=1) as c:
+    with Cluster(1, rf=1, args=SETTLE) as c:
         c.stop(0)
         cmd = [harness.FLAMEDB_BIN, "--data-dir", c.nodes[0].data_dir, "--http-listen",
                "127.0.0.1:0", "--node-id", "someone-else", "--cluster-listen",

@@ -20,13 +20,13 @@ import signal
 import time
 
 import harness
-from cluster import RNG, Cluster, wait_for
+from cluster import FAST_FORMATION, RNG, Cluster, wait_for
 
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 SCALE = 10**7  # folded .cpu at the default 100 Hz: 1e9/100 ns per sample
 SERVICES = ["checkout", "search", "cart", "auth"]
 QUERY_TIMEOUT = 3.0
-ARGS = ["--query-timeout", "%dms" % int(QUERY_TIMEOUT * 1000)]
+ARGS = ["--query-timeout", "%dms" % int(QUERY_TIMEOUT * 1000)] + FAST_FORMATION
 
 
 def dataset(n, t0):

@@ -35,7 +35,7 @@ import time
 import threading
 
 import harness
-from cluster import RNG, Cluster, wait_for
+from cluster import FAST_FORMATION, RNG, Cluster, wait_for
 from test_cluster_write import Pusher
 
 CTL = os.environ.get("FLAMECTL_BIN", os.path.join(harness.ROOT, "build", "bin", "flamectl"))
@@ -111,7 +111,7 @@ def totals_unless_partial(c, i, want, t0):
 def test_down_replica_answers_alone_after_repair():
     services = [harness.unique("rep%d" % k) for k in range(3)]
     t0 = int(time.time()) - 3600
-    args = ["--write-timeout", "1s", "--hints-max-bytes", "0"]
+    args = ["--write-timeout", "1s", "--hints-max-bytes", "0"] + FAST_FORMATION
     with Cluster(3, rf=3, write_quorum=2, args=args) as c:
         want = push(c, [0, 1, 2], services, t0, 0, 30)
         c.kill(2)
@@ -222,7 +222,7 @@ def test_scheduled_pass_repairs_an_unrecorded_miss():
     services = [harness.unique("sch%d" % k) for k in range(2)]
     t0 = int(time.time()) - 3600
     args = ["--write-timeout", "6s", "--query-timeout", "2s", "--repair-interval", "1s",
-            "--hint-ack-grace", "10s"]
+            "--hint-ack-grace", "10s"] + FAST_FORMATION
     with Cluster(3, rf=3, write_quorum=2, failure_timeout="3s", args=args) as c:
         want = push(c, [0, 1, 2], services, t0, 0, 20)
         c.nodes[2].proc.send_signal(signal.SIGSTOP)
@@ -268,7 +268,7 @@ def test_repair_fetches_are_throttled():
     t0 = int(time.time()) - 3600
     rate = 2048
     args = ["--write-timeout", "1s", "--hints-max-bytes", "0", "--repair-interval", "0",
-            "--repair-max-bytes-per-s", str(rate)]
+            "--repair-max-bytes-per-s", str(rate)] + FAST_FORMATION
     with Cluster(3, rf=3, write_quorum=2, args=args) as c:
         want = push(c, [0, 1, 2], services, t0, 0, 10)
         c.kill(2)
@@ -317,7 +317,7 @@ def test_sigterm_during_a_pass_answers_and_exits():
     """A pass blocked on a peer that does not answer (SIGSTOP, not yet seen
     down) does not hold up the node's shutdown: the waiting request gets 503
     and the node exits well within shutdown-timeout."""
-    with Cluster(2, rf=2, failure_timeout="10s") as c:
+    with Cluster(2, rf=2, failure_timeout="10s", args=FAST_FORMATION) as c:
         c.nodes[1].proc.send_signal(signal.SIGSTOP)
         out = {}
 

@@ -18,11 +18,11 @@ import threading
 import time
 
 import harness
-from cluster import RNG, Cluster, wait_for
+from cluster import FAST_FORMATION, RNG, Cluster, wait_for
 
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 SCALE = 10**7  # folded .cpu at the default 100 Hz: 1e9/100 ns per sample
-FAST = ["--write-timeout", "1s", "--hint-replay-interval", "200ms"]
+FAST = ["--write-timeout", "1s", "--hint-replay-interval", "200ms"] + FAST_FORMATION
 
 
 def query(service):
@@ -174,7 +174,8 @@ def test_write_quorum_three_with_a_silent_node():
     service = harness.unique("silent")
     now = int(time.time())
     with Cluster(3, rf=3, write_quorum=3,
-                 args=["--write-timeout", "500ms", "--hint-replay-interval", "200ms"],
+                 args=["--write-timeout", "500ms", "--hint-replay-interval", "200ms"]
+                 + FAST_FORMATION,
                  failure_timeout="10s") as c:
         c.kill(2)
         t = time.monotonic()

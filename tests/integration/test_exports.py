@@ -13,7 +13,7 @@ import time
 import xml.etree.ElementTree as ET
 
 import harness
-from cluster import Cluster
+from cluster import FAST_FORMATION, Cluster
 from harness import CPU, Node, run_tests, unique
 from profiles import folded
 
@@ -155,7 +155,7 @@ def test_flamectl_exports():
 def test_three_nodes_same_bytes():
     svc = unique("c3")
     stacks = [{"main;a;b": 3, "main;c": 1}, {"main;a": 2, "gc": 4}, {"main;a;b": 5, "x&y": 1}]
-    with Cluster(3, rf=1, args=["--query-timeout", "3000ms"]) as c:
+    with Cluster(3, rf=1, args=["--query-timeout", "3000ms"] + FAST_FORMATION) as c:
         for i, s in enumerate(stacks):
             push(c.nodes[i], svc, s, NOW - 60 + 10 * i)
         want = 16 * SCALE

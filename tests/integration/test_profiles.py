@@ -24,12 +24,12 @@ import tempfile
 import time
 
 import harness
-from cluster import Cluster
+from cluster import FAST_FORMATION, Cluster
 from profiles import Pprof, pprof_totals
 
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 SCALE = 10**7  # folded .cpu at the default 100 Hz: 1e9/100 ns per sample
-QUERY_TIMEOUT_ARGS = ["--query-timeout", "3000ms"]
+QUERY_TIMEOUT_ARGS = ["--query-timeout", "3000ms"] + FAST_FORMATION
 CTL = os.environ.get("FLAMECTL_BIN", os.path.join(harness.ROOT, "build", "bin", "flamectl"))
 
 PUSHES = [  # (series name, offset in the window, folded body)

@@ -9,10 +9,10 @@ import socket
 import time
 import urllib.parse
 
-from cluster import Cluster, wait_for
+from cluster import FAST_FORMATION, Cluster, wait_for
 from harness import CPU, run_tests
 
-ARGS = ["--tenant-max-queries", "1", "--query-timeout", "120s"]
+ARGS = ["--tenant-max-queries", "1", "--query-timeout", "120s"] + FAST_FORMATION
 
 
 def open_query(port, path, params, tenant):

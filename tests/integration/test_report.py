@@ -19,7 +19,7 @@ import subprocess
 import time
 
 import harness
-from cluster import Cluster
+from cluster import FAST_FORMATION, Cluster
 from harness import CPU, Node, run_tests, unique
 from profiles import folded
 
@@ -162,7 +162,7 @@ def test_flamectl_diff():
 
 
 def test_three_nodes_same_answer():
-    with Cluster(3, rf=2) as c:
+    with Cluster(3, rf=2, args=FAST_FORMATION) as c:
         rng = random.Random(5)
         for version, share in (("v1", 0.3), ("v2", 0.6)):
             for w in range(12):

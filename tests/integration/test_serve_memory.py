@@ -6,7 +6,7 @@ and exact; with no other replica (rf 1) the ranges are reported missing
 (X-Flamedb-Partial), never a crash."""
 import time
 
-from cluster import Cluster
+from cluster import FAST_FORMATION, Cluster
 from harness import CPU, run_tests
 
 # A service's share is about 32 bytes a stack node: 1,500 stacks make any share n1
@@ -27,7 +27,7 @@ def refused(node):
 
 def test_share_over_budget_goes_to_another_replica():
     t0 = int(time.time()) - 300
-    with Cluster(3, rf=2) as c:
+    with Cluster(3, rf=2, args=FAST_FORMATION) as c:
         c.restart(1, extra=["--query-memory-bytes", "64KiB"])
         c.wait_converged()
         load(c.nodes[0], t0)
@@ -42,7 +42,7 @@ def test_share_over_budget_goes_to_another_replica():
 
 def test_share_over_budget_without_replica_is_missing():
     t0 = int(time.time()) - 300
-    with Cluster(2, rf=1) as c:
+    with Cluster(2, rf=1, args=FAST_FORMATION) as c:
         c.restart(1, extra=["--query-memory-bytes", "64KiB"])
         c.wait_converged()
         load(c.nodes[0], t0)

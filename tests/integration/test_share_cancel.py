@@ -8,14 +8,14 @@ import socket
 import time
 import urllib.parse
 
-from cluster import Cluster, wait_for
+from cluster import FAST_FORMATION, Cluster, wait_for
 from harness import CPU, run_tests
 from profiles import Pprof
 
 SERIES, PUSHES = 10000, 8
 ARGS = ["--shards-per-service", "8", "--max-series-per-profile", str(SERIES),
         "--query-max-series", "1000000", "--ingest-request-memory-per-byte", "4000",
-        "--query-timeout", "120s"]
+        "--query-timeout", "120s"] + FAST_FORMATION
 
 
 def query_lane_running(node):

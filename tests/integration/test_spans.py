@@ -8,7 +8,7 @@ streamed to a joining node (sealed there, issue #10) is answered flagged
 partial with reason span_members, through any coordinator."""
 import time
 
-from cluster import Cluster
+from cluster import FAST_FORMATION, Cluster
 from harness import CPU, Node, run_tests, unique
 from profiles import Pprof
 
@@ -100,7 +100,7 @@ def test_cap_drops_span_trees_not_samples():
 
 
 def test_three_nodes_exact_from_every_node():
-    with Cluster(3, rf=2, args=["--service-shards", "spansvc=8"]) as c:
+    with Cluster(3, rf=2, args=["--service-shards", "spansvc=8"] + FAST_FORMATION) as c:
         t = int(time.time()) - 60
         want = {}
         for i, node in enumerate(c.nodes):  # pushed through different nodes

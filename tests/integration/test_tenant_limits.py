@@ -7,7 +7,7 @@ import threading
 import time
 import urllib.parse
 
-from cluster import Cluster
+from cluster import FAST_FORMATION, Cluster
 from harness import CPU, Node, run_tests, unique
 
 
@@ -55,7 +55,7 @@ def test_query_range():
 
 def test_query_concurrency():
     # a query of tenant "busy" waits on a stopped node (RF 1: it must ask it)
-    args = ["--tenant-max-queries", "1", "--query-timeout", "4s"]
+    args = ["--tenant-max-queries", "1", "--query-timeout", "4s"] + FAST_FORMATION
     with Cluster(2, rf=1, failure_timeout="60s", args=args) as c:
         n0 = c.nodes[0]
         t = int(time.time()) - 120

@@ -19,7 +19,7 @@ import re
 import time
 import urllib.parse
 
-from cluster import Cluster
+from cluster import FAST_FORMATION, Cluster
 from harness import CPU, ROOT, Node, Skip, run_tests, unique
 from profiles import Pprof, folded
 from webdriver import Browser
@@ -605,7 +605,8 @@ def test_sign_in():
 
 def test_partial_warning():
     """A cluster that answers partially: the page says so, above the graph."""
-    with need_browser() as b, Cluster(2, rf=1, args=["--query-timeout", "3000ms"]) as c:
+    args = ["--query-timeout", "3000ms"] + FAST_FORMATION
+    with need_browser() as b, Cluster(2, rf=1, args=args) as c:
         svc = unique("uipart")
         for i, node in enumerate(c.nodes):
             r = node.ingest(folded({"main;work": 5}), name=svc + ".cpu", **{"from": NOW - 60 + 10 * i})
