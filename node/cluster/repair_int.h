@@ -334,6 +334,9 @@ struct repair {
         repair_rg_iv_t *iv;
         size_t niv, ivcap;
         repair_streams_t streams; /* pieces of the intervals, with their cursors */
+        /* per current-ring node: it failed to answer in this pass, so the
+         * pass's remaining pieces are asked of another replica */
+        uint8_t unanswered[RING_MAX_NODES];
     } rg;
     int64_t stream_check_s; /* the stream check compares windows ending before this (unix s) */
     /* thread only: the last full-repair outcome logged, passes not logged since */

@@ -183,6 +183,11 @@ def caught_mid_regain(ev):
     return "cleared" in between and "done" not in between
 
 
+# the passes of a regain that can start between n3's kill and its being
+# marked down each wait out one timeout for it
+MAX_DEAD_SOURCE_WAITS = 2
+
+
 def test_second_removal_continues():
     """A second removal while nodes stream what they gained by a first one
     (throttled): the regain goes on with the first intervals where they
@@ -234,6 +239,13 @@ def test_second_removal_continues():
             assert cleared == gained, "%s cleared %d interval(s) for %d gained" % (
                 c.ids[i], cleared, gained)
         assert caught > 0, "no node was caught by the second removal in the middle of a regain"
+        # a regain pass that finds the killed n3 silent asks the other
+        # replicas for the rest of its pieces: one timeout per pass at most,
+        # not one for every piece planned from n3
+        waits = [sum("regain stream from n3: no answer" in line for line in c.nodes[i].log)
+                 for i in (0, 1, 2)]
+        print("    regain requests to the dead n3 that timed out: %s" % waits)
+        assert max(waits) <= MAX_DEAD_SOURCE_WAITS, waits
         for i in (0, 1, 2):
             check_exact(c, i, d, frm, until)
         alone_exact(c, [0, 1, 2], d, frm, until, None)
