@@ -230,27 +230,12 @@ static void release_held(scatter_q_t *q)
     scatter_q_charge(q);
 }
 
-/* Answered before every ask was: the nodes still serving a share of q are
- * told to stop it, so it does not hold their query-memory-bytes (nor their
- * pool) for an answer that would only be dropped as late. */
-static void send_cancel(scatter_q_t *q, const ask_t *a);
-
-static void abandon_waiting(scatter_q_t *q)
-{
-    for (size_t i = 0; i < q->nasks; i++)
-        if (q->asks[i].state == ASK_WAITING && !q->asks[i].holds_gather) {
-            q->asks[i].state = ASK_ABANDONED;
-            send_cancel(q, &q->asks[i]);
-        }
-}
-
 /* Calls done once, then lets the query go (pool jobs still running keep it
  * alive until they end). */
 void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a)
 {
     if (q->answered) return;
     q->answered = 1;
-    abandon_waiting(q);
     unlink_query(q);
     if (a->rc == 0 && a->partial_header[0] != 0) q->s->stats.partial_answers++;
     q->done(q->arg, a);
@@ -666,7 +651,12 @@ void scatter_cancel(scatter_t *s, void *arg)
     if (q == NULL) return; /* answered already */
     s->stats.cancelled++;
     q->refs++;
-    cluster_answer_t a = {.rc = ERR_UNAVAILABLE}; /* a share running elsewhere stops */
+    for (size_t i = 0; i < q->nasks; i++)
+        if (q->asks[i].state == ASK_WAITING) {
+            q->asks[i].state = ASK_ABANDONED;
+            send_cancel(q, &q->asks[i]); /* a share running there stops */
+        }
+    cluster_answer_t a = {.rc = ERR_UNAVAILABLE};
     errmsg_set(&a.em, ERR_UNAVAILABLE, "cancelled: the client closed the connection");
     query_result_init(&a.result);
     scatter_q_answer(q, &a);

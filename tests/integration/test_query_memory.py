@@ -70,7 +70,6 @@ def test_concurrent_queries_over_the_budget():
                 assert r.status == 503, r
                 assert b"query-memory-bytes" in r.body, r
                 assert r.headers.get("retry-after") == "1", r.headers
-            refused_early = len(answers)
         finally:
             c.nodes[1].proc.send_signal(signal.SIGCONT)
         for t in threads:
@@ -97,20 +96,13 @@ def test_concurrent_queries_over_the_budget():
                  lambda: n0.metric("flamedb_scatter_memory_bytes") == 0
                  and n0.metric("flamedb_scatter_queries_in_flight") == 0, timeout=20)
         # the queries answered 503 while n1 was stopped had asked it for
-        # their shares: n0 tells it to stop them, so they do not hold n1's
-        # query-memory-bytes for answers that would only be dropped
+        # their shares, and n1 still serves them once resumed (their answers
+        # are dropped as late on n0)
         n1m = {k: c.nodes[1].metric("flamedb_scatter_" + k) for k in (
             "partials_served_total", "partials_refused_total",
             "partials_memory_refused_total", "shares_cancelled_total")}
         print("n1 while answering: %s; n0 late answers %d"
               % (n1m, n0.metric("flamedb_scatter_late_answers_total")))
-        # (a share refused by n1's own budget ends before its cancel lands:
-        # then n1 serves no more shares than the queries answered 200 asked for)
-        if refused_early:
-            wait_for("n1 stopped the shares of the queries answered 503",
-                     lambda: c.nodes[1].metric("flamedb_scatter_shares_cancelled_total") >= 1
-                     or c.nodes[1].metric("flamedb_scatter_partials_served_total")
-                     <= sum(r.status == 200 for r in answers), timeout=20)
         # until n1 is done with the shares it still serves, its budget may
         # refuse the share of a new query, then answered flagged partial
         wait_for("n1 done serving the shares of the earlier queries",
