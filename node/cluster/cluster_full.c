@@ -141,13 +141,7 @@ static int overlaps(const uint64_t *lo_v, const uint64_t *hi_v, size_t n, uint64
 
 static int full_handed(cluster_t *c, uint64_t lo, uint64_t hi)
 {
-    size_t cap = c->full.cap;
-    int rc = GROW(c->full.lo, cap, c->full.n + 1, GROW_UNLIMITED);
-    if (rc == 0) rc = GROW(c->full.hi, c->full.cap, c->full.n + 1, GROW_UNLIMITED);
-    if (rc != 0) return rc;
-    c->full.lo[c->full.n] = lo;
-    c->full.hi[c->full.n++] = hi;
-    return 0;
+    return cluster_intervals_append(&c->full.lo, &c->full.hi, &c->full.n, &c->full.cap, lo, hi);
 }
 
 /* Range j of v's ring: 1 when this node replicates it and another replica

@@ -360,6 +360,11 @@ void cluster_regain_finished(cluster_t *c, uint64_t gen);
 void cluster_regain_free(cluster_t *c);
 /* Adds [lo, hi] to c->regain unless listed; 0 or ERR_NOMEM. */
 int cluster_regain_add(cluster_t *c, uint64_t lo, uint64_t hi);
+/* Appends [lo, hi] to a list of token intervals kept as two parallel arrays
+ * (*los, *his) of *n entries and *cap room, growing both; 0 or ERR_NOMEM
+ * (the list unchanged). The list's owner frees both arrays. */
+int cluster_intervals_append(uint64_t **los, uint64_t **his, size_t *n, size_t *cap, uint64_t lo,
+                             uint64_t hi);
 /* The last `added` intervals of c->regain recorded in DATA_DIR/regain and
  * handed to the repair thread; 0 or an error (logged, kept in memory). */
 int cluster_regain_record(cluster_t *c, size_t added);

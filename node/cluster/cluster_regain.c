@@ -37,17 +37,24 @@ static int regain_path(const cluster_t *c, const char *suffix, char *out, size_t
                : ERR_INVALID_ARGUMENT;
 }
 
+int cluster_intervals_append(uint64_t **los, uint64_t **his, size_t *n, size_t *cap, uint64_t lo,
+                             uint64_t hi)
+{
+    size_t lo_cap = *cap; /* both arrays grow to the same capacity */
+    int rc = GROW(*los, lo_cap, *n + 1, GROW_UNLIMITED);
+    if (rc == 0) rc = GROW(*his, *cap, *n + 1, GROW_UNLIMITED);
+    if (rc != 0) return rc;
+    (*los)[*n] = lo;
+    (*his)[(*n)++] = hi;
+    return 0;
+}
+
 int cluster_regain_add(cluster_t *c, uint64_t lo, uint64_t hi)
 {
     for (size_t i = 0; i < c->regain.n; i++)
         if (c->regain.lo[i] == lo && c->regain.hi[i] == hi) return 0;
-    size_t cap = c->regain.cap;
-    int rc = GROW(c->regain.lo, cap, c->regain.n + 1, GROW_UNLIMITED);
-    if (rc == 0) rc = GROW(c->regain.hi, c->regain.cap, c->regain.n + 1, GROW_UNLIMITED);
-    if (rc != 0) return rc;
-    c->regain.lo[c->regain.n] = lo;
-    c->regain.hi[c->regain.n++] = hi;
-    return 0;
+    return cluster_intervals_append(&c->regain.lo, &c->regain.hi, &c->regain.n, &c->regain.cap, lo,
+                                    hi);
 }
 
 /* DATA_DIR/regain (cluster_statefile.c's layout):
