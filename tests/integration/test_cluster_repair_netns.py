@@ -200,9 +200,19 @@ def test_long_partition_recovers_in_bounded_time_netns():
         assert set(p.statuses) == {200}, "pushes after convergence: %s" % p.statuses
         frm, until = t0 - 110, t0 + p.seq + 20
 
+        seen = {}
+
         def every_node_exact():
-            return all(answer(c, i, service, frm, until) == (want, False) for i in (0, 1, 2))
-        wait_for("every node exact", every_node_exact, timeout=20)
+            for i in (0, 1, 2):
+                seen[c.ids[i]] = answer(c, i, service, frm, until)
+            return all(a == (want, False) for a in seen.values())
+        try:
+            wait_for("every node exact", every_node_exact, timeout=20)
+        except AssertionError:
+            # (total, flagged partial) per node, and what each still marks
+            print("    want %d; answers %s; hints_for %s"
+                  % (want, seen, [hints_for(c, i) for i in (0, 1, 2)]))
+            raise
         print("    every node answers exactly %d %.2fs after the heal (%d pushes)"
               % (want, time.monotonic() - healed, p.seq))
 
