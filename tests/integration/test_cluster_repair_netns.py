@@ -65,6 +65,20 @@ def resume(p):
     return th
 
 
+def push_and_cut_n2(c, net, service, t0, warmup_s):
+    """Pushes through n0 and n1 for warmup_s, then cuts n2 off; returns the
+    pusher, its thread, when the cut began and how long until n0 and n1
+    saw n2 down."""
+    p = Pusher(c, service, t0)
+    p.targets = [0, 1]
+    th = resume(p)
+    time.sleep(warmup_s)
+    net.partition(2)
+    cut = time.monotonic()
+    seen = c.wait_state(2, "down", observers=[0, 1])
+    return p, th, cut, seen
+
+
 def test_partition_heals_under_ingest_netns():
     service = harness.unique("npart")
     t0 = int(time.time()) - 3600
@@ -73,13 +87,7 @@ def test_partition_heals_under_ingest_netns():
     # checked to lift once nothing is missed any more
     args = ["--write-timeout", "1s", "--hints-max-bytes", "0", "--hint-ack-grace", "300ms"]
     with NetNS(3) as net, Cluster(3, rf=3, write_quorum=2, args=args, net=net) as c:
-        p = Pusher(c, service, t0)
-        p.targets = [0, 1]
-        th = resume(p)
-        time.sleep(1.0)
-        net.partition(2)
-        cut = time.monotonic()
-        seen = c.wait_state(2, "down", observers=[0, 1])
+        p, th, cut, seen = push_and_cut_n2(c, net, service, t0, warmup_s=1.0)
         print("    n2's bridge port down: n0 and n1 saw it down after %.2fs" % seen)
         time.sleep(1.5)  # writes n2 misses, with no hint kept
         assert "n2" in hints_for(c, 0) + hints_for(c, 1), "n2 not marked"
@@ -161,13 +169,7 @@ def test_long_partition_recovers_in_bounded_time_netns():
     t0 = int(time.time()) - 3600
     with NetNS(3) as net, Cluster(3, rf=3, write_quorum=2, args=["--write-timeout", "1s"],
                                   net=net) as c:
-        p = Pusher(c, service, t0)
-        p.targets = [0, 1]
-        th = resume(p)
-        time.sleep(0.5)
-        net.partition(2)
-        cut = time.monotonic()
-        c.wait_state(2, "down", observers=[0, 1])
+        p, th, cut, _ = push_and_cut_n2(c, net, service, t0, warmup_s=0.5)
         time.sleep(max(0.0, cut + LONG_CUT_S - time.monotonic()))
         net.heal(2)
         healed = time.monotonic()
