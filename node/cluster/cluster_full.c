@@ -131,14 +131,6 @@ void cluster_full_begin(cluster_t *c, const char *why)
     c->view_stale = 1;
 }
 
-/* 1 when [lo, hi] overlaps an interval of the n in (lo_v, hi_v). */
-static int overlaps(const uint64_t *lo_v, const uint64_t *hi_v, size_t n, uint64_t lo, uint64_t hi)
-{
-    for (size_t i = 0; i < n; i++)
-        if (lo <= hi_v[i] && lo_v[i] <= hi) return 1;
-    return 0;
-}
-
 static int full_handed(cluster_t *c, uint64_t lo, uint64_t hi)
 {
     return cluster_intervals_append(&c->full.lo, &c->full.hi, &c->full.n, &c->full.cap, lo, hi);
@@ -161,30 +153,62 @@ static int range_source(const cluster_view_t *v, uint32_t j)
     return !mine || others == 0 ? -1 : reachable;
 }
 
+/* Sets the plan works with (plan_gap). */
+typedef struct plan_sets {
+    cluster_ivset_t handed; /* this mark's intervals handed before the plan */
+    cluster_ivset_t listed; /* the regain's intervals before the plan */
+    cluster_ivset_t gaps;   /* of one range interval, not handed */
+    cluster_ivset_t rest;   /* of one gap, not listed */
+    cluster_ivset_t inside; /* of one gap, listed */
+} plan_sets_t;
+
+/* Gap g of a range this node replicates, not handed yet: its parts a
+ * regain lists already are left to that regain; the rest is added to the
+ * regain when a replica is reachable (src), else it waits. Each part goes
+ * on its own: a regain interval that covers only some of a range does not
+ * keep the rest of it from being streamed. */
+static int plan_gap(cluster_t *c, plan_sets_t *p, cluster_iv_t g, int src, size_t *waiting)
+{
+    int rc = cluster_ivset_minus(&p->listed, g.lo, g.hi, &p->rest);
+    if (rc != 0) return rc;
+    if (p->rest.n > 0 && !src) { /* only the listed parts are handed */
+        (*waiting)++;
+        rc = cluster_ivset_minus(&p->rest, g.lo, g.hi, &p->inside);
+        for (size_t i = 0; rc == 0 && i < p->inside.n; i++)
+            rc = full_handed(c, p->inside.v[i].lo, p->inside.v[i].hi);
+        return rc;
+    }
+    rc = full_handed(c, g.lo, g.hi);
+    for (size_t i = 0; rc == 0 && i < p->rest.n; i++)
+        rc = cluster_regain_add(c, p->rest.v[i].lo, p->rest.v[i].hi);
+    return rc;
+}
+
 int cluster_full_plan(cluster_t *c, const cluster_view_t *v, size_t *added, size_t *waiting)
 {
     *added = *waiting = 0;
     if (!c->full.on || v->ring == NULL || v->self < 0) return 0;
     size_t n0 = c->regain.n;
-    int rc = 0;
+    plan_sets_t p = {{0}};
+    /* what the plan adds lies in the range interval it is at: the ranges
+     * are disjoint, so the sets taken before stay right for the others */
+    int rc = cluster_ivset_build(c->full.lo, c->full.hi, c->full.n, &p.handed);
+    if (rc == 0) rc = cluster_ivset_build(c->regain.lo, c->regain.hi, c->regain.n, &p.listed);
     for (uint32_t j = 0; rc == 0 && j < ring_range_count(v->ring); j++) {
         int src = range_source(v, j);
         uint64_t lo[2], hi[2];
         int k = src < 0 ? 0 : ring_range_intervals(ring_range_at(v->ring, j), lo, hi);
         for (int q = 0; rc == 0 && q < k; q++) {
-            if (overlaps(c->full.lo, c->full.hi, c->full.n, lo[q], hi[q])) continue;
-            if (overlaps(c->regain.lo, c->regain.hi, c->regain.n, lo[q], hi[q])) {
-                rc = full_handed(c, lo[q], hi[q]); /* a removal's regain streams it */
-                continue;
-            }
-            if (!src) {
-                (*waiting)++;
-                continue;
-            }
-            rc = full_handed(c, lo[q], hi[q]);
-            if (rc == 0) rc = cluster_regain_add(c, lo[q], hi[q]);
+            rc = cluster_ivset_minus(&p.handed, lo[q], hi[q], &p.gaps);
+            for (size_t i = 0; rc == 0 && i < p.gaps.n; i++)
+                rc = plan_gap(c, &p, p.gaps.v[i], src, waiting);
         }
     }
+    cluster_ivset_free(&p.handed);
+    cluster_ivset_free(&p.listed);
+    cluster_ivset_free(&p.gaps);
+    cluster_ivset_free(&p.rest);
+    cluster_ivset_free(&p.inside);
     *added = c->regain.n - n0;
     if (*added > 0)
         log_info("cluster",

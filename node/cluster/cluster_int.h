@@ -459,6 +459,20 @@ typedef struct cluster_iv {
  * O(n log n): a file of millions of records must not stall the start. */
 int cluster_statefile_sort_unique(cluster_iv_t *v, size_t n);
 
+/* cluster_ivset.c: a set of token intervals, sorted by lo, none
+ * overlapping or touching another (caller owns; cluster_ivset_free). */
+typedef struct cluster_ivset {
+    cluster_iv_t *v;
+    size_t n, cap;
+} cluster_ivset_t;
+/* out becomes the set the n closed intervals [lo[i], hi[i]] cover (each
+ * lo[i] <= hi[i]); 0 or ERR_NOMEM. */
+int cluster_ivset_build(const uint64_t *lo, const uint64_t *hi, size_t n, cluster_ivset_t *out);
+/* out becomes the parts of [lo, hi] (lo <= hi) that s does not cover, in
+ * ascending order (itself such a set); 0 or ERR_NOMEM. */
+int cluster_ivset_minus(const cluster_ivset_t *s, uint64_t lo, uint64_t hi, cluster_ivset_t *out);
+void cluster_ivset_free(cluster_ivset_t *s);
+
 /* --forget-left-after, or the membership default where a caller left it 0. */
 static inline uint64_t cluster_forget_left_ms(const cluster_t *c)
 {
