@@ -263,10 +263,12 @@ struct cluster {
         uint64_t gen, since_ms; /* since_ms: wall ms of the mark */
         uint64_t touched_ms;    /* uv_now of the last touch of regain.ring */
         uint64_t last_up_ms;    /* wall ms this node was last up (0: not checking any more) */
-        /* intervals of this mark handed to the regain (cluster_full_plan):
-         * not handed again once streamed; in memory only */
+        /* intervals of this mark handed to the regain (cluster_full_plan),
+         * not handed again; the first `done` of them were streamed and
+         * verified (a regain of them finished) and are kept in
+         * DATA_DIR/regain.full, so a restart does not stream them again */
         uint64_t *lo, *hi;
-        size_t n, cap;
+        size_t n, cap, done;
     } full;
     /* The write path's hint targets as last set (cluster_set_hint_targets),
      * published with this node's own id added while it regains. */
@@ -419,6 +421,11 @@ void cluster_full_finished(cluster_t *c, uint64_t gen);
  * with another replica none of which is reachable. 0 or an error. */
 int cluster_full_plan(cluster_t *c, const cluster_view_t *v, size_t *added, size_t *waiting);
 void cluster_full_free(cluster_t *c);
+/* Loop, when a regain finished (every interval it listed streamed, checked
+ * and followed by a complete pass): under a mark, every interval handed so
+ * far is streamed; recorded in DATA_DIR/regain.full (logged when it cannot
+ * be: a restart streams them again). */
+void cluster_full_streamed(cluster_t *c);
 /* Loop: publishes the last hint targets, plus this node while it regains,
  * in its member entry (ring_members_set_hints' result). */
 int cluster_hints_publish(cluster_t *c);

@@ -9,7 +9,14 @@
  * a regain interval that covers only part of a range this node replicates
  * leaves the rest of that range to the full repair, streamed; with the other
  * replica unreachable only the part the regain lists is handed, the rest
- * waits; a second plan hands nothing more. */
+ * waits; a second plan hands nothing more.
+ *
+ * DATA_DIR/regain.full keeps the intervals of a mark already streamed
+ * (cluster_full_streamed): read back equal, a plan after the restart hands
+ * none of them again; the file of the release before (no done lines) is
+ * read with none; a damaged one (cut at every byte, every byte changed,
+ * LO > HI, an interval twice, done lines in the old format, another
+ * version) keeps the mark and hands every interval again. */
 #include <time.h>
 #include <unistd.h>
 
@@ -211,6 +218,146 @@ static void test_plan_partial_overlap(void)
     ring_free(ring);
 }
 
+/* ---------- DATA_DIR/regain.full */
+
+static void path_of(const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s", dir, name);
+}
+
+static void put_bytes(const char *p, size_t n)
+{
+    char path[128];
+    path_of("regain.full", path, sizeof path);
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (f == NULL) return;
+    CHECK_EQ_INT(fwrite(p, 1, n, f), n);
+    fclose(f);
+}
+
+/* body and its end line for count records, with the checksum. */
+static void put_with_end(const char *body, size_t count)
+{
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    CHECK_EQ_INT(buf_append(&b, body, strlen(body)), 0);
+    CHECK_EQ_INT(cluster_statefile_finish(&b, count), 0);
+    put_bytes((const char *)b.data, b.len);
+    buf_free(&b);
+}
+
+/* The whole file (caller frees), its length in *n; NULL when absent. */
+static char *get_file(size_t *n)
+{
+    char path[128];
+    path_of("regain.full", path, sizeof path);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return NULL;
+    char *b = malloc(1 << 16);
+    *n = fread(b, 1, (1 << 16) - 1, f);
+    b[*n] = '\0';
+    fclose(f);
+    return b;
+}
+
+/* A fresh start on the file: marked (always, the file being there), with
+ * *since and *done of it; returns the cluster (caller frees). */
+static cluster_t *full_load(uint64_t *since, size_t *done)
+{
+    cluster_t *c = calloc(1, sizeof *c);
+    snprintf(c->data_dir, sizeof c->data_dir, "%s", dir);
+    c->clock = clock_real();
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(cluster_full_load(c, &em), 0);
+    CHECK(c->full.on);
+    CHECK_EQ_INT(c->full.n, c->full.done);
+    *since = c->full.since_ms;
+    *done = c->full.done;
+    return c;
+}
+
+static void test_full_file_streamed(void)
+{
+    ring_t *ring = two_node_ring();
+    uint8_t reach[2] = {1, 1};
+    cluster_view_t v = {.ring = ring, .reachable = reach, .rf = 2};
+    v.self = ring_node_find(ring, "n1");
+    cluster_t *c = marked_cluster();
+    c->full.since_ms = 0x18c0ffee123ull;
+    CHECK_EQ_INT(cluster_regain_add(c, 1200, 1700), 0);
+    size_t added = 0, waiting = 0, done = 0;
+    CHECK_EQ_INT(cluster_full_plan(c, &v, &added, &waiting), 0);
+    CHECK_EQ_INT(added, 5);
+    size_t handed = c->full.n;
+    cluster_full_streamed(c); /* the regain of them finished */
+    CHECK_EQ_INT(c->full.done, handed);
+    size_t len = 0;
+    char *good = get_file(&len);
+    CHECK(good != NULL &&
+          strncmp(good, "flamedb-regain-full 2\nsince 18c0ffee123\ndone ", 45) == 0);
+    free_cluster(c);
+
+    uint64_t since = 0;
+    c = full_load(&since, &done); /* a restart: nothing handed again */
+    CHECK(since == 0x18c0ffee123ull && done == handed);
+    CHECK_EQ_INT(cluster_full_plan(c, &v, &added, &waiting), 0);
+    CHECK(added == 0 && waiting == 0 && c->regain.n == 0 && c->full.n == handed);
+    free_cluster(c);
+
+    for (size_t at = 0; good != NULL && at < len; at++) { /* cut: nothing streamed */
+        put_bytes(good, at);
+        c = full_load(&since, &done);
+        if (done != 0) fprintf(stderr, "regain.full cut at %zu: %zu done\n", at, done);
+        CHECK_EQ_INT(done, 0);
+        CHECK_EQ_INT(cluster_full_plan(c, &v, &added, &waiting), 0);
+        CHECK_EQ_INT(added, 5); /* every range interval again */
+        free_cluster(c);
+    }
+    for (size_t at = 0; good != NULL && at < len; at++)
+        for (int x = 1; x <= 2; x++) {
+            char *b = malloc(len);
+            memcpy(b, good, len);
+            b[at] = (char)(b[at] ^ x);
+            put_bytes(b, len);
+            free(b);
+            c = full_load(&since, &done);
+            if (done != 0) fprintf(stderr, "regain.full byte %zu ^ %d: %zu done\n", at, x, done);
+            CHECK_EQ_INT(done, 0);
+            free_cluster(c);
+        }
+    free(good);
+
+    static const struct {
+        const char *body;
+        size_t count, done;
+    } cases[] = {
+        {"flamedb-regain-full 1\nsince 5\n", 1, 0}, /* the release before: read */
+        {"flamedb-regain-full 2\nsince 5\n", 1, 0},
+        {"flamedb-regain-full 2\nsince 5\ndone 0000000000000001 0000000000000002\n", 2, 1},
+        {"flamedb-regain-full 2\nsince 5\ndone 0000000000000003 0000000000000002\n", 2, 0},
+        {"flamedb-regain-full 2\nsince 5\ndone 0000000000000001 0000000000000002\n"
+         "done 0000000000000001 0000000000000002\n",
+         3, 0},
+        {"flamedb-regain-full 2\nsince 5\ndone 0000000000000001 000000000000002\n", 2, 0},
+        {"flamedb-regain-full 2\nsince 5\ndone 0000000000000001 0000000000000002 \n", 2, 0},
+        {"flamedb-regain-full 2\nsince 5\ndone 0000000000000001 0000000000000002\n", 1, 0},
+        {"flamedb-regain-full 1\nsince 5\ndone 0000000000000001 0000000000000002\n", 2, 0},
+        {"flamedb-regain-full 3\nsince 5\n", 1, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        put_with_end(cases[i].body, cases[i].count);
+        c = full_load(&since, &done);
+        if (done != cases[i].done) fprintf(stderr, "regain.full case %zu: %zu done\n", i, done);
+        CHECK_EQ_INT(done, cases[i].done);
+        free_cluster(c);
+    }
+    char path[128];
+    path_of("regain.full", path, sizeof path);
+    unlink(path);
+    ring_free(ring);
+}
+
 int main(void)
 {
     const char *env = getenv("CLUSTER_TEST_SEED");
@@ -226,6 +373,7 @@ int main(void)
     test_ivset_random(0);
     test_ivset_random(UINT64_MAX - (SPAN - 1));
     test_plan_partial_overlap();
+    test_full_file_streamed();
     CHECK_EQ_INT(rmdir(dir), 0);
     return check_exit();
 }
