@@ -23,8 +23,12 @@
  * interval whose other replicas are all unreachable is not cleared (its
  * copy here may be the only one) and waits for one. The mark is lifted
  * only once every interval was handed and streamed and a pass converged.
+ * Once a regain of handed intervals finished, they are kept in
+ * regain.full (cluster_full_streamed), so a restart before the mark is
+ * lifted hands only what they do not cover and streams nothing twice.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +38,10 @@
 #include "common/log.h"
 #include "node/cluster/repair_int.h"
 
-#define FULL_HEADER "flamedb-regain-full 1"
+#define FULL_HEADER "flamedb-regain-full 2"
+/* The format before (no done lines), still read: the mark resumes with
+ * nothing streamed. */
+#define FULL_HEADER_V1 "flamedb-regain-full 1"
 
 static int full_path(const cluster_t *c, char *out, size_t n)
 {
@@ -44,10 +51,12 @@ static int full_path(const cluster_t *c, char *out, size_t n)
 }
 
 /* DATA_DIR/regain.full (cluster_statefile.c's layout):
- *   flamedb-regain-full 1
+ *   flamedb-regain-full 2
  *   since MS        wall ms the mark was set, in hex
- *   end 1 CHECKSUM
- * Present while the mark is; its content only says since when. */
+ *   done LO HI      an interval of this mark streamed and verified (16 hex
+ *                   digits each, LO <= HI): not handed again
+ *   end COUNT CHECKSUM     COUNT: 1 + the done lines
+ * Present while the mark is. */
 static int full_save(cluster_t *c)
 {
     char path[CLUSTER_SETTING_MAX + 32];
@@ -56,11 +65,57 @@ static int full_save(cluster_t *c)
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
     int rc = buf_printf(&b, "%s\nsince %llx\n", FULL_HEADER, (unsigned long long)c->full.since_ms);
-    if (rc == 0) rc = cluster_statefile_finish(&b, 1);
+    for (size_t i = 0; rc == 0 && i < c->full.done; i++)
+        rc = buf_printf(&b, "done %016" PRIx64 " %016" PRIx64 "\n", c->full.lo[i], c->full.hi[i]);
+    if (rc == 0) rc = cluster_statefile_finish(&b, 1 + c->full.done);
     errmsg_t em = {{0}};
     if (rc == 0) rc = cluster_statefile_write(c->data_dir, path, &b, &em);
     if (rc != 0) log_error("cluster", "%s", errmsg_text(&em, rc));
     buf_free(&b);
+    return rc;
+}
+
+/* One "done LO HI" line appended to c->full; ERR_CORRUPT when it is not one. */
+static int take_done(cluster_t *c, const char *line)
+{
+    uint64_t lo, hi;
+    if (strlen(line) != 38 || strncmp(line, "done ", 5) != 0 || line[21] != ' ' ||
+        cluster_statefile_hex64(line + 5, 16, &lo) != 0 ||
+        cluster_statefile_hex64(line + 22, 16, &hi) != 0 || lo > hi)
+        return ERR_CORRUPT;
+    return cluster_intervals_append(&c->full.lo, &c->full.hi, &c->full.n, &c->full.cap, lo, hi);
+}
+
+/* No done interval twice (no writer writes one twice), checked by sorting
+ * a copy. */
+static int check_done(const cluster_t *c)
+{
+    cluster_iv_t *v = malloc((c->full.n ? c->full.n : 1) * sizeof *v);
+    if (v == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < c->full.n; i++)
+        v[i] = (cluster_iv_t){c->full.lo[i], c->full.hi[i]};
+    int rc = cluster_statefile_sort_unique(v, c->full.n);
+    free(v);
+    return rc;
+}
+
+/* The file's since and done intervals into c (c->full.n and done stay 0
+ * unless the whole file parses). */
+static int full_parse(cluster_t *c, buf_t *b, unsigned long long *since)
+{
+    char *p = (char *)b->data, *end = p + b->len, *line = cluster_statefile_line(&p, end);
+    int v1 = line != NULL && strcmp(line, FULL_HEADER_V1) == 0;
+    if (line == NULL || (!v1 && strcmp(line, FULL_HEADER) != 0)) return ERR_CORRUPT;
+    char *rec = cluster_statefile_line(&p, end);
+    if (rec == NULL || sscanf(rec, "since %llx", since) != 1) return ERR_CORRUPT;
+    int rc = 0;
+    while (rc == 0 && (line = cluster_statefile_line(&p, end)) != NULL &&
+           strncmp(line, "end ", 4) != 0)
+        rc = v1 ? ERR_CORRUPT : take_done(c, line);
+    if (rc == 0) rc = cluster_statefile_end(line, (size_t)(end - p), 1 + c->full.n);
+    if (rc == 0) rc = check_done(c);
+    c->full.done = rc == 0 ? c->full.n : 0;
+    c->full.n = c->full.done;
     return rc;
 }
 
@@ -71,31 +126,49 @@ int cluster_full_load(cluster_t *c, errmsg_t *em)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
     if (access(path, F_OK) != 0 && errno == ENOENT) return 0;
     /* present: the mark stands whatever the content says (a damaged file
-     * is no reason to read this node as complete) */
+     * is no reason to read this node as complete; what it says was
+     * streamed is streamed again) */
     buf_t b;
     errmsg_t why = {{0}};
-    int rc = cluster_statefile_read(path, 4096, &b, &why);
+    int rc = cluster_statefile_read(path, CLUSTER_REGAIN_FILE_MAX, &b, &why);
     unsigned long long since = 0;
     if (rc == 0) {
-        char *p = (char *)b.data, *end = p + b.len, *line = cluster_statefile_line(&p, end);
-        char *rec =
-            line != NULL && strcmp(line, FULL_HEADER) == 0 ? cluster_statefile_line(&p, end) : NULL;
-        rc = rec != NULL && sscanf(rec, "since %llx", &since) == 1 ? 0 : ERR_CORRUPT;
-        if (rc == 0)
-            rc = cluster_statefile_end(cluster_statefile_line(&p, end), (size_t)(end - p), 1);
+        rc = full_parse(c, &b, &since);
         buf_free(&b);
+        if (rc != 0) errmsg_set(&why, rc, "not a full repair mark");
     }
     if (rc != 0)
-        log_warn("cluster", "%s: damaged (%s); the full repair it marks still runs", path,
-                 errmsg_text(&why, rc));
+        log_warn(
+            "cluster",
+            "%s: damaged (%s); the full repair it marks still runs, every interval streamed afresh",
+            path, errmsg_text(&why, rc));
     c->full.on = 1;
     c->full.gen++;
     c->full.since_ms = since != 0 ? since : cluster_unix_ms(c);
     log_warn("cluster",
              "resuming the full repair of every range this node replicates (%s): not read "
-             "from until an anti-entropy pass converges",
-             path);
+             "from until an anti-entropy pass converges; %zu token interval(s) streamed "
+             "already are not streamed again",
+             path, c->full.done);
     return 0;
+}
+
+void cluster_full_streamed(cluster_t *c)
+{
+    if (!c->full.on || c->full.done == c->full.n) return;
+    size_t was = c->full.done;
+    c->full.done = c->full.n;
+    if (full_save(c) != 0) {
+        log_error("cluster",
+                  "cannot record the streamed intervals in %s/%s: a restart before the mark is "
+                  "lifted streams them again",
+                  c->data_dir, CLUSTER_FULL_FILE);
+        return;
+    }
+    log_info("cluster",
+             "full repair: %zu token interval(s) streamed and verified, recorded in %s (%zu in "
+             "all): a restart does not stream them again",
+             c->full.n - was, CLUSTER_FULL_FILE, c->full.n);
 }
 
 /* The mark to the repair thread and into this node's hints_for. */
@@ -117,6 +190,7 @@ void cluster_full_begin(cluster_t *c, const char *why)
     c->full.on = 1;
     c->full.gen++;
     c->full.since_ms = cluster_unix_ms(c);
+    c->full.n = c->full.done = 0; /* a new mark hands every interval */
     if (full_save(c) != 0)
         log_error("cluster",
                   "cannot write %s/%s: a restart before the full repair converged "
@@ -129,14 +203,6 @@ void cluster_full_begin(cluster_t *c, const char *why)
              why);
     full_publish(c);
     c->view_stale = 1;
-}
-
-/* 1 when [lo, hi] overlaps an interval of the n in (lo_v, hi_v). */
-static int overlaps(const uint64_t *lo_v, const uint64_t *hi_v, size_t n, uint64_t lo, uint64_t hi)
-{
-    for (size_t i = 0; i < n; i++)
-        if (lo <= hi_v[i] && lo_v[i] <= hi) return 1;
-    return 0;
 }
 
 static int full_handed(cluster_t *c, uint64_t lo, uint64_t hi)
@@ -161,30 +227,62 @@ static int range_source(const cluster_view_t *v, uint32_t j)
     return !mine || others == 0 ? -1 : reachable;
 }
 
+/* Sets the plan works with (plan_gap). */
+typedef struct plan_sets {
+    cluster_ivset_t handed; /* this mark's intervals handed before the plan */
+    cluster_ivset_t listed; /* the regain's intervals before the plan */
+    cluster_ivset_t gaps;   /* of one range interval, not handed */
+    cluster_ivset_t rest;   /* of one gap, not listed */
+    cluster_ivset_t inside; /* of one gap, listed */
+} plan_sets_t;
+
+/* Gap g of a range this node replicates, not handed yet: its parts a
+ * regain lists already are left to that regain; the rest is added to the
+ * regain when a replica is reachable (src), else it waits. Each part goes
+ * on its own: a regain interval that covers only some of a range does not
+ * keep the rest of it from being streamed. */
+static int plan_gap(cluster_t *c, plan_sets_t *p, cluster_iv_t g, int src, size_t *waiting)
+{
+    int rc = cluster_ivset_minus(&p->listed, g.lo, g.hi, &p->rest);
+    if (rc != 0) return rc;
+    if (p->rest.n > 0 && !src) { /* only the listed parts are handed */
+        (*waiting)++;
+        rc = cluster_ivset_minus(&p->rest, g.lo, g.hi, &p->inside);
+        for (size_t i = 0; rc == 0 && i < p->inside.n; i++)
+            rc = full_handed(c, p->inside.v[i].lo, p->inside.v[i].hi);
+        return rc;
+    }
+    rc = full_handed(c, g.lo, g.hi);
+    for (size_t i = 0; rc == 0 && i < p->rest.n; i++)
+        rc = cluster_regain_add(c, p->rest.v[i].lo, p->rest.v[i].hi);
+    return rc;
+}
+
 int cluster_full_plan(cluster_t *c, const cluster_view_t *v, size_t *added, size_t *waiting)
 {
     *added = *waiting = 0;
     if (!c->full.on || v->ring == NULL || v->self < 0) return 0;
     size_t n0 = c->regain.n;
-    int rc = 0;
+    plan_sets_t p = {{0}};
+    /* what the plan adds lies in the range interval it is at: the ranges
+     * are disjoint, so the sets taken before stay right for the others */
+    int rc = cluster_ivset_build(c->full.lo, c->full.hi, c->full.n, &p.handed);
+    if (rc == 0) rc = cluster_ivset_build(c->regain.lo, c->regain.hi, c->regain.n, &p.listed);
     for (uint32_t j = 0; rc == 0 && j < ring_range_count(v->ring); j++) {
         int src = range_source(v, j);
         uint64_t lo[2], hi[2];
         int k = src < 0 ? 0 : ring_range_intervals(ring_range_at(v->ring, j), lo, hi);
         for (int q = 0; rc == 0 && q < k; q++) {
-            if (overlaps(c->full.lo, c->full.hi, c->full.n, lo[q], hi[q])) continue;
-            if (overlaps(c->regain.lo, c->regain.hi, c->regain.n, lo[q], hi[q])) {
-                rc = full_handed(c, lo[q], hi[q]); /* a removal's regain streams it */
-                continue;
-            }
-            if (!src) {
-                (*waiting)++;
-                continue;
-            }
-            rc = full_handed(c, lo[q], hi[q]);
-            if (rc == 0) rc = cluster_regain_add(c, lo[q], hi[q]);
+            rc = cluster_ivset_minus(&p.handed, lo[q], hi[q], &p.gaps);
+            for (size_t i = 0; rc == 0 && i < p.gaps.n; i++)
+                rc = plan_gap(c, &p, p.gaps.v[i], src, waiting);
         }
     }
+    cluster_ivset_free(&p.handed);
+    cluster_ivset_free(&p.listed);
+    cluster_ivset_free(&p.gaps);
+    cluster_ivset_free(&p.rest);
+    cluster_ivset_free(&p.inside);
     *added = c->regain.n - n0;
     if (*added > 0)
         log_info("cluster",
@@ -226,7 +324,7 @@ void cluster_full_finished(cluster_t *c, uint64_t gen)
     }
     uint64_t took = cluster_unix_ms(c) - c->full.since_ms;
     c->full.on = 0;
-    c->full.n = 0; /* a later mark hands every interval again */
+    c->full.n = c->full.done = 0; /* a later mark hands every interval again */
     if (full_save(c) != 0)
         log_error("cluster", "cannot remove %s/%s: the next start repairs everything again",
                   c->data_dir, CLUSTER_FULL_FILE);

@@ -263,10 +263,12 @@ struct cluster {
         uint64_t gen, since_ms; /* since_ms: wall ms of the mark */
         uint64_t touched_ms;    /* uv_now of the last touch of regain.ring */
         uint64_t last_up_ms;    /* wall ms this node was last up (0: not checking any more) */
-        /* intervals of this mark handed to the regain (cluster_full_plan):
-         * not handed again once streamed; in memory only */
+        /* intervals of this mark handed to the regain (cluster_full_plan),
+         * not handed again; the first `done` of them were streamed and
+         * verified (a regain of them finished) and are kept in
+         * DATA_DIR/regain.full, so a restart does not stream them again */
         uint64_t *lo, *hi;
-        size_t n, cap;
+        size_t n, cap, done;
     } full;
     /* The write path's hint targets as last set (cluster_set_hint_targets),
      * published with this node's own id added while it regains. */
@@ -419,6 +421,11 @@ void cluster_full_finished(cluster_t *c, uint64_t gen);
  * with another replica none of which is reachable. 0 or an error. */
 int cluster_full_plan(cluster_t *c, const cluster_view_t *v, size_t *added, size_t *waiting);
 void cluster_full_free(cluster_t *c);
+/* Loop, when a regain finished (every interval it listed streamed, checked
+ * and followed by a complete pass): under a mark, every interval handed so
+ * far is streamed; recorded in DATA_DIR/regain.full (logged when it cannot
+ * be: a restart streams them again). */
+void cluster_full_streamed(cluster_t *c);
 /* Loop: publishes the last hint targets, plus this node while it regains,
  * in its member entry (ring_members_set_hints' result). */
 int cluster_hints_publish(cluster_t *c);
@@ -458,6 +465,20 @@ typedef struct cluster_iv {
 /* Sorts v by (lo, hi); ERR_CORRUPT when an interval is there twice. In
  * O(n log n): a file of millions of records must not stall the start. */
 int cluster_statefile_sort_unique(cluster_iv_t *v, size_t n);
+
+/* cluster_ivset.c: a set of token intervals, sorted by lo, none
+ * overlapping or touching another (caller owns; cluster_ivset_free). */
+typedef struct cluster_ivset {
+    cluster_iv_t *v;
+    size_t n, cap;
+} cluster_ivset_t;
+/* out becomes the set the n closed intervals [lo[i], hi[i]] cover (each
+ * lo[i] <= hi[i]); 0 or ERR_NOMEM. */
+int cluster_ivset_build(const uint64_t *lo, const uint64_t *hi, size_t n, cluster_ivset_t *out);
+/* out becomes the parts of [lo, hi] (lo <= hi) that s does not cover, in
+ * ascending order (itself such a set); 0 or ERR_NOMEM. */
+int cluster_ivset_minus(const cluster_ivset_t *s, uint64_t lo, uint64_t hi, cluster_ivset_t *out);
+void cluster_ivset_free(cluster_ivset_t *s);
 
 /* --forget-left-after, or the membership default where a caller left it 0. */
 static inline uint64_t cluster_forget_left_ms(const cluster_t *c)

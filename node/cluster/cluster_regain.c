@@ -391,6 +391,7 @@ void cluster_regain_finished(cluster_t *c, uint64_t gen)
              "the %zu token interval(s) gained by a removal are streamed in: serving "
              "reads again",
              c->regain.n);
+    cluster_full_streamed(c); /* before the regain file goes: a crash between streams again */
     c->regain.n = 0;
     int rc = cluster_regain_save(c);
     if (rc != 0) log_error("cluster", "cannot remove %s/%s", c->data_dir, CLUSTER_REGAIN_FILE);

@@ -32,6 +32,17 @@ own list of intervals to stream); with regain.progress present
 it refuses to start, naming both files. A binary without the fallback
 refuses to start in both cases.
 
+A restart after the full repair's stream finished but before the mark was
+lifted (test_restart_after_stream_streams_nothing_again): n2 is killed
+(kill -9) once its stream started (regain.progress written), restarted with
+--join-settle 120s, so the stream resumes and finishes but the mark cannot
+be lifted for two minutes, killed again as soon as that stream finished and
+restarted with the usual settle margin: it must clear and stream nothing
+again (no interval handed, flamedb_repair_windows_streamed_total and
+flamedb_repair_ranges_cleared_total 0 in that process), lift the mark, and
+answer exactly on its own, old profiles included. A binary that keeps the
+intervals already streamed in memory only hands every interval again.
+
 A binary without the full repair serves the ranges it gained from its own
 empty copy: a short answer not flagged partial, which stays short. Every
 wait is bounded; the seed is printed (cluster.py).
@@ -220,6 +231,88 @@ def full_repair_after_lost_tombstone(short_setting):
             print("    n2 alone (n0, n1 stopped) answers exactly, the %d services with "
                   "profiles older than the seen span included" % sum(
                       1 for s in want if "fullold" in s))
+        finally:
+            resumed(c, [0, 1], [2])
+
+
+def lose_tombstone_and_restart(c):
+    """n2 killed, n3 killed and removed, n3's tombstone forgotten
+    (--forget-left-after 3s), n2 started again: it is marked."""
+    c.kill(2)
+    c.wait_state(2, "down", observers=[0, 1, 3])
+    c.kill(3)
+    c.wait_state(3, "down", observers=[0, 1])
+    r = c.nodes[0].request("POST", "/cluster/remove?node=n3")
+    assert r.status == 200, r
+    wait_for("n0 and n1 regained n3's ranges", lambda: all(
+        c.states(i).get("n3") in ("left", None) and c.status(i)["regaining"] == 0
+        for i in (0, 1)), timeout=60)
+    wait_for("n3's tombstone forgotten on n0 and n1",
+             lambda: all("n3" not in c.states(i) for i in (0, 1)), timeout=30)
+    c.restart(2)
+
+
+def full_streamed(node):
+    """Whether the full repair's regain finished in node's current process."""
+    return any("are streamed in: serving reads again" in x for x in node.log)
+
+
+def test_restart_after_stream_streams_nothing_again():
+    if not has_setting("forget-left-after"):
+        print("    skipped: no --forget-left-after")
+        return
+    args = ARGS + SEEN_ARGS + ["--forget-left-after", "3s"]
+    now = int(time.time())
+    with Cluster(4, rf=3, args=args) as c:
+        for i in range(4):
+            c.wait_state(i, "active", observers=[0, 1, 2, 3], timeout=30)
+        want = preload(c, 0, "rs", now, 160, nservices=16)
+        want.update(preload(c, 0, "rsold", now - OLD_S, 64, nservices=8))
+        frm, until = now - OLD_S - 3600, now + 60
+        lose_tombstone_and_restart(c)
+        progress = os.path.join(c.nodes[2].data_dir, "regain.progress")
+        full = os.path.join(c.nodes[2].data_dir, "regain.full")
+        # its stream started: the clear is done and recorded (8 s settle margin)
+        wait_for("n2's full repair to clear and record its intervals",
+                 lambda: os.path.exists(progress), timeout=60, interval=0.01)
+        c.kill(2)
+        assert os.path.exists(progress) and os.path.exists(full), \
+            "n2 finished its stream before it was killed:\n" + c.nodes[2].log_text()
+        print("    n2 killed once its stream started")
+        # a settle margin of 2 minutes: the mark cannot be lifted before the
+        # stream resumed from its cursors has finished
+        c.restart(2, extra=["--join-settle", "120s"])
+        wait_for("n2's resumed stream to finish", lambda: full_streamed(c.nodes[2]), timeout=90)
+        assert c.status(2).get("full_repair") == 1, c.nodes[2].log_text()
+        windows = c.nodes[2].metric("flamedb_repair_windows_streamed_total")
+        c.kill(2)
+        assert os.path.exists(full)
+        print("    resumed stream finished (%d windows), n2 killed again while marked" % windows)
+        t_back = time.monotonic()
+        c.restart(2, extra=[])
+        c.wait_state(2, "active", observers=[0, 1], timeout=30)
+        wait_for("n2's full repair to converge",
+                 lambda: c.status(2).get("full_repair") == 0 and any(
+                     "full repair converged" in x for x in c.nodes[2].log), timeout=90)
+        print("    converged %.1f s after the last restart" % (time.monotonic() - t_back))
+        log = c.nodes[2].log
+        again = [x for x in log if "to clear and stream whole" in x or
+                 "before receiving them whole" in x]
+        streamed = c.nodes[2].metric("flamedb_repair_windows_streamed_total")
+        cleared = c.nodes[2].metric("flamedb_repair_ranges_cleared_total")
+        print("    after the last restart: %d windows streamed, %d intervals cleared" % (
+            streamed, cleared))
+        assert not again and streamed == 0 and cleared == 0, \
+            "n2 cleared and streamed again what it had streamed before:\n" + "\n".join(again)
+        assert not os.path.exists(full)
+        stopped(c, [0, 1], 2)
+        try:
+            try:
+                wait_for("n2 alone exact", lambda: exact(c, 2, want, frm, until), timeout=20)
+            except AssertionError:
+                print("    (service, got, want, partial) %r" % LAST_BAD)
+                raise
+            print("    n2 alone (n0, n1 stopped) answers exactly, old profiles included")
         finally:
             resumed(c, [0, 1], [2])
 
