@@ -271,8 +271,9 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
 /* Repair thread: streams ss (a piece of one range) from the replicas
  * reps[0..n) of that range in v, in order, from the first that is not this
  * node, is reachable in v and answered so far in this pass. One that does
- * not answer (a timeout, or it cannot be sent to: killed since the pass
- * took its view) is left for the rest of the pass (r->unanswered) and the
+ * not answer (a timeout, it cannot be sent to, or repair_tick saw it
+ * marked down while a request waited: killed since the pass took its
+ * view) is left for the rest of the pass (r->unanswered) and the
  * stream goes on from its cursor with the next (the window markers keep a
  * window stored from the first from being added again; span trees merge
  * by profile id), counted and logged. `what` names the stream in the log

@@ -14,6 +14,12 @@
  * twice. Then its span trees (SPANS, in token order through the source's
  * span_index), each merged as a streamed operand that unites it with the
  * receiver's own by profile id (storage_stream_span_put).
+ *
+ * A stream comes from one current replica of its range at a time
+ * (repair_stream_replicas, for a join's ranges and a regain's pieces
+ * alike); one that stops answering is left for the rest of the pass and
+ * the stream goes on from its cursor at the next (docs/cluster.md,
+ * "Sources of a stream").
  */
 #include <stdio.h>
 #include <stdlib.h>
