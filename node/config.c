@@ -323,7 +323,8 @@ static const opt_t options[] = {
     {"write-timeout", OPT_MS, FIELD(cluster.write_timeout_ms, uint64_t), "5s", 0, 50, 600000,
      "Deadline of a replicated write; without a write quorum by then the push gets 503."},
     {"query-timeout", OPT_MS, FIELD(cluster.query_timeout_ms, uint64_t), "30s", 0, 50, 3600000,
-     "Deadline of a scatter-gather query; ranges not answered by then make it partial."},
+     "Deadline of a scatter-gather query; ranges not answered by then make it partial. Also how "
+     "long a repair or stream request waits for a peer that is not marked down (at least 1 s)."},
     {"max-message-bytes", OPT_SIZE, FIELD(cluster.max_message_bytes, size_t), "64MiB", 0, 64 * KiB,
      2 * GiB, "Largest intra-cluster message sent or accepted (nanomsg NN_RCVMAXSIZE)."},
     {"hints-max-bytes", OPT_SIZE, FIELD(cluster.hints_max_bytes, size_t), "1GiB", 0, 0, 1024 * GiB,

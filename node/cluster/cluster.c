@@ -18,6 +18,7 @@
 
 #include "common/log.h"
 #include "node/cluster/cluster_int.h"
+#include "node/cluster/repair_int.h"
 
 #define GOSSIP FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_GOSSIP
 #define MSG(x) FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_##x
@@ -160,6 +161,7 @@ static void on_gossip_timer(uv_timer_t *t)
     if (picked == NULL || c->counters.gossip_rounds % CLUSTER_SEED_EVERY == 0) seed = next_seed(c);
     if (seed != NULL && (picked == NULL || strcmp(seed, picked) != 0)) gossip_to(c, seed);
     cluster_view_refresh(c);
+    repair_tick(c->repair);
     cluster_move_tick(c);
     cluster_regain_tick(c);
     cluster_regain_ring_touch(c);

@@ -54,7 +54,7 @@ static void wait_until(repair_t *r, const repair_call_t *c, uint64_t deadline)
 int repair_call_once(repair_t *r, const char *peer, Flamedb__Cluster__RepairRequest *q,
                      cluster_msg_t *ans, const cluster_view_t **view, errmsg_t *em)
 {
-    repair_call_t c = {peer, q != NULL && ans == NULL, q, 0, CALL_QUEUED, 0, {0}, NULL};
+    repair_call_t c = {peer, q != NULL && ans == NULL, q, 0, CALL_QUEUED, 0, 0, {0}, NULL};
     uint64_t deadline = repair_now_ms(r) + r->o.timeout_ms;
     uv_mutex_lock(&r->mu);
     if (r->closing) {
@@ -76,6 +76,10 @@ int repair_call_once(repair_t *r, const char *peer, Flamedb__Cluster__RepairRequ
         return errmsg_set(em, ERR_TIMEOUT, "no answer from %s in %llu ms", peer ? peer : "the loop",
                           (unsigned long long)r->o.timeout_ms);
     }
+    if (c.down) /* not asked again (repair_call): a down node does not answer */
+        return errmsg_set(em, ERR_TIMEOUT, "no answer from %s: it was marked down after %llu ms",
+                          peer,
+                          (unsigned long long)(repair_now_ms(r) + r->o.timeout_ms - deadline));
     if (c.rc != 0) return errmsg_set(em, c.rc, "cannot send to %s: %s", peer, err_message(c.rc));
     if (view != NULL) *view = c.view;
     if (peer == NULL || c.notify) return 0;
@@ -351,6 +355,24 @@ static void on_async(uv_async_t *h)
         deliver(r, gen, json ? rc : ERR_NOMEM, json ? json : "");
     }
     free(json);
+}
+
+void repair_tick(repair_t *r)
+{
+    if (r == NULL || !r->has_lock) return;
+    uv_mutex_lock(&r->mu);
+    repair_call_t *c = r->call;
+    if (c != NULL && c->state == CALL_SENT && c->peer != NULL) {
+        const cluster_view_t *v = r->ops.view_acquire(r->ops.ctx);
+        int i = v != NULL && v->ring != NULL ? ring_node_find(v->ring, c->peer) : -1;
+        if (i >= 0 && !v->reachable[i]) {
+            c->down = 1;
+            c->state = CALL_DONE;
+            uv_cond_broadcast(&r->cond);
+        }
+        if (v != NULL) r->ops.view_release(v);
+    }
+    uv_mutex_unlock(&r->mu);
 }
 
 void repair_on_answer(void *ctx, cluster_msg_t *msg)

@@ -101,6 +101,10 @@ uint64_t repair_schedule_after(uint64_t every, uint64_t from, uint64_t *rng);
 
 int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cfg,
                             const cluster_inputs_t *in, cluster_t *c, repair_t **out, errmsg_t *em);
+/* Loop, every gossip round: a request of the thread to a peer that the
+ * current view has down (it died, or stopped answering heartbeats) ends at
+ * once as unanswered (ERR_TIMEOUT) instead of waiting out its timeout. */
+void repair_tick(repair_t *r);
 /* Stops the thread after its current step and fails waiting callers. */
 void repair_close(repair_t *r);
 void repair_free(repair_t *r);
@@ -153,7 +157,10 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "Token intervals this node cleared before receiving them whole (an old copy would count "    \
       "twice).")                                                                                   \
     X(regains, "flamedb_repair_regains_total",                                                     \
-      "Removals of a member after which this node streamed in every range it gained.")
+      "Removals of a member after which this node streamed in every range it gained.")             \
+    X(source_changes, "flamedb_repair_stream_source_changes_total",                                \
+      "Streams of a gained range that went on from their cursor at another replica within a "      \
+      "pass, their source having stopped answering.")
 
 typedef struct repair_counters {
 #define REPAIR_FIELD(name, metric, help) uint64_t name;
@@ -171,6 +178,7 @@ typedef struct repair_call {
     uint64_t request_id;
     repair_call_state_t state;
     int rc;
+    int down;                   /* the loop saw the peer marked down before it answered */
     cluster_msg_t answer;       /* taken from the dispatcher; the thread frees it */
     const cluster_view_t *view; /* peer NULL: the view, one reference */
 } repair_call_t;
@@ -260,6 +268,19 @@ typedef void (*repair_stream_page_fn)(repair_t *r);
  * NULL) is told after every page. */
 int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t *ss,
                            repair_stats_t *st, repair_stream_page_fn page, errmsg_t *em);
+/* Repair thread: streams ss (a piece of one range) from the replicas
+ * reps[0..n) of that range in v, in order, from the first that is not this
+ * node, is reachable in v and answered so far in this pass. One that does
+ * not answer (a timeout, it cannot be sent to, or repair_tick saw it
+ * marked down while a request waited: killed since the pass took its
+ * view) is left for the rest of the pass (r->unanswered) and the
+ * stream goes on from its cursor with the next (the window markers keep a
+ * window stored from the first from being added again; span trees merge
+ * by profile id), counted and logged. `what` names the stream in the log
+ * ("join", "regain"). 1 when streamed and checked. */
+int repair_stream_replicas(repair_t *r, const cluster_view_t *v, const uint32_t *reps, uint32_t n,
+                           repair_stream_state_t *ss, repair_stats_t *st,
+                           repair_stream_page_fn page, const char *what);
 /* repair_regain_file.c, repair thread: DATA_DIR/regain.progress, where a
  * regain stands (its cleared intervals, with when their removal settled,
  * and the stream cursor of every piece), written to a temporary name,
@@ -334,10 +355,11 @@ struct repair {
         repair_rg_iv_t *iv;
         size_t niv, ivcap;
         repair_streams_t streams; /* pieces of the intervals, with their cursors */
-        /* per current-ring node: it failed to answer in this pass, so the
-         * pass's remaining pieces are asked of another replica */
-        uint8_t unanswered[RING_MAX_NODES];
     } rg;
+    /* thread only, per current-ring node: it failed to answer a stream
+     * request in this pass, so the pass's remaining streams (a join's, a
+     * regain's) are asked of another replica; cleared by each pass */
+    uint8_t unanswered[RING_MAX_NODES];
     int64_t stream_check_s; /* the stream check compares windows ending before this (unix s) */
     /* thread only: the last full-repair outcome logged, passes not logged since */
     int full_logged, full_quiet;

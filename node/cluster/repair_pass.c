@@ -399,24 +399,19 @@ static int in_pending(const cluster_view_t *v)
 }
 
 /* A range this node gains (it replicates it in the pending ring, not in
- * the current one) streamed in whole from one reachable current replica;
- * 0 when not everything was. */
+ * the current one) streamed in whole from its current replicas, the first
+ * reachable one that answers (repair_stream_replicas: a source that stops
+ * answering mid-range is left for the rest of the pass and the range goes
+ * on from its cursor at the next); 0 when not everything was. */
 static int stream_range(repair_t *r, const cluster_view_t *v, const fine_t *f, repair_stats_t *st)
 {
-    const char *src = NULL;
-    for (uint32_t k = 0; src == NULL && k < f->ncur; k++)
-        if (v->reachable[f->cur[k]]) src = ring_node_name(v->ring, f->cur[k]);
-    if (src == NULL) return 0;
     uint64_t lo[2], hi[2];
     int nint = ring_range_intervals(f->range, lo, hi), ok = 1;
     for (int k = 0; k < nint && !r->closing; k++) {
         repair_stream_state_t *ss = repair_stream_state(&r->streams, lo[k], hi[k]);
         if (ss == NULL) return 0;
         if (ss->done && ss->spans_done && ss->checked) continue;
-        errmsg_t em = {{0}};
-        int rc = repair_stream_interval(r, src, ss, st, NULL, &em);
-        if (rc != 0) log_warn("repair", "stream from %s: %s", src, errmsg_text(&em, rc));
-        ok &= rc == 0 && ss->done && ss->spans_done && ss->checked;
+        ok &= repair_stream_replicas(r, v, f->cur, f->ncur, ss, st, NULL, "join");
     }
     return ok && !r->closing;
 }
@@ -548,6 +543,7 @@ int repair_pass_run(repair_t *r, buf_t *out)
     uint64_t t0 = repair_now_ms(r);
     repair_stats_t st = {0};
     st.t0_ms = t0;
+    memset(r->unanswered, 0, sizeof r->unanswered); /* each pass asks every replica again */
     st.moving = v->ring != NULL && ((v->self < 0 && in_pending(v)) || gains(v));
     buf_init(&st.unreached, REPAIR_SUMMARY_MAX);
     buf_init(&st.failed, REPAIR_SUMMARY_MAX);

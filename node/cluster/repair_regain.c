@@ -115,32 +115,10 @@ static void save_progress(repair_t *r)
         log_warn("repair", "cannot write the regain progress: a restart streams more again");
 }
 
-/* Whether rc says the source did not answer (it may be dead): the pass
- * asks another replica from then on. */
-static int unanswered(int rc)
-{
-    return rc == ERR_TIMEOUT || rc == ERR_UNAVAILABLE;
-}
-
-/* The first replica of reps after index *k, from *k on, that is not this
- * node, is reachable in v and answered so far in this pass; NULL: none. */
-static const char *next_source(const repair_t *r, const cluster_view_t *v, const uint32_t *reps,
-                               uint32_t n, uint32_t *k)
-{
-    for (; *k < n; (*k)++) {
-        uint32_t i = reps[*k];
-        if ((int)i != v->self && v->reachable[i] && !r->rg.unanswered[i])
-            return ring_node_name(v->ring, i);
-    }
-    return NULL;
-}
-
 /* The piece [a, b] of a regain interval inside one range of the current
  * ring, streamed from a reachable replica of that range other than this
- * node; one that does not answer is left for the rest of the pass and the
- * piece goes on from its cursor with the next (the window markers keep a
- * window stored from the first from being added again); 1 when streamed
- * and checked. */
+ * node (repair_stream_replicas: one that does not answer is left for the
+ * rest of the pass); 1 when streamed and checked. */
 static int stream_piece(repair_t *r, const cluster_view_t *v, uint64_t end, uint64_t a, uint64_t b,
                         repair_stats_t *st)
 {
@@ -152,15 +130,7 @@ static int stream_piece(repair_t *r, const cluster_view_t *v, uint64_t end, uint
     repair_stream_state_t *ss = repair_stream_state(&r->rg.streams, a, b);
     if (ss == NULL) return 0;
     if (ss->done && ss->spans_done && ss->checked) return 1;
-    uint32_t k = 0;
-    for (const char *src; !r->closing && (src = next_source(r, v, reps, n, &k)) != NULL; k++) {
-        errmsg_t em = {{0}};
-        int rc = repair_stream_interval(r, src, ss, st, save_progress, &em);
-        if (rc != 0) log_warn("repair", "regain stream from %s: %s", src, errmsg_text(&em, rc));
-        if (!unanswered(rc)) return rc == 0 && ss->done && ss->spans_done && ss->checked;
-        r->rg.unanswered[reps[k]] = 1;
-    }
-    return 0;
+    return repair_stream_replicas(r, v, reps, n, ss, st, save_progress, "regain");
 }
 
 /* Interval iv, split at the current ring's ranges, streamed. */
@@ -261,7 +231,6 @@ int repair_regain_stream(repair_t *r, const cluster_view_t *v, uint64_t t0, repa
     rg_copy_t c = {0};
     if (take_copy(r, &c) != 0) return 0;
     int ok = 1;
-    memset(r->rg.unanswered, 0, sizeof r->rg.unanswered); /* each pass asks every one again */
     if (c.n == 0) { /* none, or finished: a later regain starts afresh */
         r->rg.niv = 0;
         r->rg.streams.n = 0;

@@ -14,6 +14,12 @@
  * twice. Then its span trees (SPANS, in token order through the source's
  * span_index), each merged as a streamed operand that unites it with the
  * receiver's own by profile id (storage_stream_span_put).
+ *
+ * A stream comes from one current replica of its range at a time
+ * (repair_stream_replicas, for a join's ranges and a regain's pieces
+ * alike); one that stops answering is left for the rest of the pass and
+ * the stream goes on from its cursor at the next (docs/cluster.md,
+ * "Sources of a stream").
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -487,4 +493,53 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
     if (rc == 0 && ss->done && !r->closing) rc = stream_spans(r, peer, ss, st, page, em);
     if (rc == 0 && ss->spans_done && !r->closing) rc = stream_check(r, peer, ss, em);
     return rc;
+}
+
+/* Whether rc says the source did not answer (it may be dead): the pass
+ * asks another replica from then on. */
+static int unanswered(int rc)
+{
+    return rc == ERR_TIMEOUT || rc == ERR_UNAVAILABLE;
+}
+
+/* The first replica of reps from index *k on that is not this node, is
+ * reachable in v and answered so far in this pass; NULL: none. */
+static const char *next_source(const repair_t *r, const cluster_view_t *v, const uint32_t *reps,
+                               uint32_t n, uint32_t *k)
+{
+    for (; *k < n; (*k)++) {
+        uint32_t i = reps[*k];
+        if ((int)i != v->self && v->reachable[i] && !r->unanswered[i])
+            return ring_node_name(v->ring, i);
+    }
+    return NULL;
+}
+
+int repair_stream_replicas(repair_t *r, const cluster_view_t *v, const uint32_t *reps, uint32_t n,
+                           repair_stream_state_t *ss, repair_stats_t *st,
+                           repair_stream_page_fn page, const char *what)
+{
+    const char *gone = NULL; /* the source that stopped answering this stream */
+    uint32_t k = 0;
+    for (const char *src; !r->closing && (src = next_source(r, v, reps, n, &k)) != NULL; k++) {
+        if (gone != NULL) {
+            log_info("repair",
+                     "%s stream of [%016llx, %016llx]: %s stopped answering, going on "
+                     "from its cursor at %s",
+                     what, (unsigned long long)ss->lo, (unsigned long long)ss->hi, gone, src);
+            uv_mutex_lock(&r->mu);
+            r->counters.source_changes++;
+            uv_mutex_unlock(&r->mu);
+        } else {
+            log_debug("repair", "%s stream of [%016llx, %016llx] from %s", what,
+                      (unsigned long long)ss->lo, (unsigned long long)ss->hi, src);
+        }
+        errmsg_t em = {{0}};
+        int rc = repair_stream_interval(r, src, ss, st, page, &em);
+        if (rc != 0) log_warn("repair", "%s stream from %s: %s", what, src, errmsg_text(&em, rc));
+        if (!unanswered(rc)) return rc == 0 && ss->done && ss->spans_done && ss->checked;
+        r->unanswered[reps[k]] = 1;
+        gone = src;
+    }
+    return 0;
 }

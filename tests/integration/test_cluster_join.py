@@ -11,9 +11,11 @@ processes (issue #10):
 - the joining node is killed with -9 while it streams (throttled with
   --stream-max-mb-per-s 1) and restarted: it is `joining` again, resumes and
   finishes, and every node answers exactly;
-- a source (an old replica) is killed with -9 while the new node streams:
-  it finishes from the other replicas, and every node answers exactly (with
-  the source down, and once it is back);
+- the source the new node streams from (an old replica) is killed with -9,
+  or stopped (SIGSTOP: alive but silent), mid-stream under ingest: the new
+  node goes on with the range from its cursor at another current replica in
+  the same pass, is active within a bound, and every node answers exactly
+  (with the source gone, and once it is back);
 - a 1-node cluster at RF 2 grows to 2: the new node holds every range;
 - a node of a 4-node RF 2 cluster is decommissioned under ingest with
   `flamectl cluster decommission`: it turns leaving, then left, exits 0;
@@ -24,6 +26,7 @@ Every wait is bounded; the seed is printed (cluster.py) and replayed with
 FLAMEDB_TEST_SEED.
 """
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -232,21 +235,95 @@ def test_join_killed_midstream_resumes():
         print("    exact on every node, and with n1 killed")
 
 
-def test_join_source_killed_midstream():
+def streaming_source(c, n, olds, timeout=30):
+    """The old node n streams its windows from, once it does: while the
+    joiner streams whole windows its requests go to one source at a time
+    and no other repair runs, so that source is the one old node whose
+    count of repair requests served grows."""
+    wait_for("%s streaming windows" % c.ids[n],
+             lambda: metric(c, n, "flamedb_repair_windows_streamed_total") > 0,
+             timeout=timeout, interval=0.02)
+
+    def grown():
+        before = [metric(c, i, "flamedb_repair_requests_served_total") for i in olds]
+        time.sleep(0.2)
+        grew = [i for i, b in zip(olds, before)
+                if metric(c, i, "flamedb_repair_requests_served_total") > b]
+        return grew[0] if len(grew) == 1 else None
+    return wait_for("one old node serving %s's stream" % c.ids[n], grown, timeout=timeout,
+                    interval=0.0)
+
+
+# The joiner's requests to a peer time out after --query-timeout; it keeps
+# the default (30 s), well above the failure timeout (1 s in Cluster).
+# Losing its source mid-range (killed, or silent) then costs about the
+# failure timeout: the range goes on from its cursor at another current
+# replica in the same pass, and most of the time to active is the rest of
+# the stream at 1 MB/s. Before, the pass waited out the query timeout, gave
+# the move up, and the next passes took the range up again.
+JOINER_QUERY_TIMEOUT = "30s"
+SOURCE_LOST_ACTIVE_S = 20.0
+
+
+def join_loses_source(stop):
+    """A 4th node joins a 3-node RF 2 cluster under ingest, streaming at 1 MB/s;
+    the old node it streams from is lost mid-stream: killed with -9 (stop
+    False) or stopped with SIGSTOP, alive but silent (stop True). The joiner
+    continues the range from its cursor at another current replica, turns
+    active within SOURCE_LOST_ACTIVE_S, and every node answers exactly the
+    acknowledged totals (with the source gone, and once it is back)."""
     t0 = int(time.time()) - 7200
+    live = harness.unique("live")
     with Cluster(3, rf=2, args=ARGS) as c:
-        want, n = join_slowly(c, t0)
-        c.kill(0)  # a source of the ranges n3 gains, mid-stream
-        print("    killed n0 (-9) while n3 streamed (%d series so far)" %
-              metric(c, n, "flamedb_repair_series_streamed_total"))
-        took = c.wait_state(n, "active", observers=[1, 2, n], timeout=90)
-        print("    n3 active %.2f s later, from the other replicas" % took)
+        want = preload(c, [0, 1, 2], "base", t0, 1600, lines=60)
+        p, th = start_pusher(c, live, t0 + 3000, [0, 1, 2])
+        n = c.add_node(extra=["--stream-max-mb-per-s", "1", "--query-timeout",
+                              JOINER_QUERY_TIMEOUT])
+        src = streaming_source(c, n, [0, 1, 2])
+        others = [i for i in (0, 1, 2) if i != src]
+        with p.lock:
+            p.targets = others + [n]
+        if stop:
+            c.nodes[src].proc.send_signal(signal.SIGSTOP)
+        else:
+            c.kill(src)
+        t1 = time.monotonic()
+        print("    %s %s, the source n3 streamed from (%d windows so far)" %
+              ("stopped (SIGSTOP)" if stop else "killed (-9)", c.ids[src],
+               metric(c, n, "flamedb_repair_windows_streamed_total")))
+        c.wait_state(n, "active", observers=others + [n], timeout=90)
+        took = time.monotonic() - t1
+        changes = metric(c, n, "flamedb_repair_stream_source_changes_total")
+        print("    n3 active %.2f s later, from the other replicas (%d stream(s) went on "
+              "at another replica)" % (took, changes))
+        assert took < SOURCE_LOST_ACTIVE_S, "n3 active %.2f s after its source was lost" % took
+        assert changes >= 1, "no stream went on at another replica"
+        assert any("stopped answering, going on from its cursor at" in line
+                   for line in c.nodes[n].log), "no log line of the source change"
+        # a push whose replicas include the lost node cannot be acknowledged
+        # (write quorum 2 of RF 2) until it is back: the preloaded totals now,
+        # the pushes' once they are retried
+        p.stop.set()
+        th.join(30)
         frm, until = t0 - 10, t0 + 100000
-        exact_everywhere(c, [1, 2, n], want, frm, until)
-        c.restart(0)
+        exact_everywhere(c, others + [n], want, frm, until, timeout=60)
+        if stop:
+            c.nodes[src].proc.send_signal(signal.SIGCONT)
+        else:
+            c.restart(src)
         c.wait_converged(timeout=30)
-        exact_everywhere(c, [0, 1, 2, n], want, frm, until)
-        print("    exact on n1, n2, n3 with n0 down, and on all 4 once it was back")
+        want[live] = stop_pusher(p, th, c, [0, 1, 2, n])
+        exact_everywhere(c, [0, 1, 2, n], want, frm, until, timeout=60)
+        print("    exact on n3 and the others with %s gone, and on all 4 (with %d acknowledged "
+              "pushes) once it was back" % (c.ids[src], len(p.acked)))
+
+
+def test_join_source_killed_midstream():
+    join_loses_source(stop=False)
+
+
+def test_join_source_stops_answering_midstream():
+    join_loses_source(stop=True)
 
 
 def test_grow_below_rf():
