@@ -60,6 +60,24 @@ int replicate_mark_active(const replicate_mark_t *m, uint64_t slack)
            (m->open > 0 && m->open_ms + slack >= m->repaired_ms);
 }
 
+/* 1 while m holds a miss only a pass lifts. */
+static int pinned(const replicate_t *r, const replicate_mark_t *m)
+{
+    return m->lost_ms != 0 && m->lost_ms + slack_ms(r) >= m->repaired_ms;
+}
+
+/* A miss only a pass lifts: warned once per mark (open misses come and go
+ * with every late ack on a loaded machine; their counters tell about them). */
+static void pin(replicate_t *r, replicate_mark_t *m, uint64_t ms)
+{
+    if (!pinned(r, m))
+        log_warn("replicate",
+                 "%s missed a write no hint will deliver: not read from until "
+                 "its next anti-entropy pass",
+                 m->id);
+    if (ms > m->lost_ms) m->lost_ms = ms;
+}
+
 /* The latest miss m records, open or not. */
 static uint64_t latest_ms(const replicate_mark_t *m)
 {
@@ -105,17 +123,14 @@ void replicate_marks_note(replicate_t *r, replicate_write_t *rw)
         }
         replicate_mark_t *m = mark_of(r, t->id, 1);
         if (m == NULL) continue; /* out of memory: the stored mark still counts after a restart */
-        if (!replicate_mark_active(m, slack_ms(r)))
-            log_warn("replicate",
-                     "%s missed a write no hint will deliver: not read from until "
-                     "its next anti-entropy pass or the write's late acknowledgement",
-                     m->id);
         if (may_ack_late(r, t)) {
+            log_debug("replicate", "%s marked until it acknowledges a write after the grace",
+                      m->id);
             t->miss_open = 1;
             m->open++;
             if (t->dropped_ms > m->open_ms) m->open_ms = t->dropped_ms;
-        } else if (t->dropped_ms > m->lost_ms) {
-            m->lost_ms = t->dropped_ms;
+        } else {
+            pin(r, m, t->dropped_ms);
         }
         changed = 1;
     }
@@ -131,13 +146,13 @@ void replicate_marks_resolved(replicate_t *r, rtarget_t *t, int acked)
     int was = replicate_mark_active(m, slack_ms(r));
     m->open--;
     if (!acked) { /* deadline, refusal or stopping: a miss only a pass lifts */
-        if (t->dropped_ms > m->lost_ms) m->lost_ms = t->dropped_ms;
+        pin(r, m, t->dropped_ms);
         return;
     }
     r->st.misses_acked_late++;
     if (!was || replicate_mark_active(m, slack_ms(r))) return;
     r->st.marks_lifted_late_ack++;
-    log_info("replicate", "%s acknowledged every write it was marked for: read from again", t->id);
+    log_debug("replicate", "%s acknowledged every write it was marked for: read from again", t->id);
     replicate_publish_hint_targets(r);
 }
 
