@@ -116,7 +116,7 @@ void replicate_marks_note(replicate_t *r, replicate_write_t *rw)
     for (uint32_t ti = 0; ti < rw->nt; ti++) {
         rtarget_t *t = &rw->t[ti];
         if (!t->dropped) continue;
-        t->dropped = 0; /* noted once: the write's final hint pass notes again */
+        t->dropped = 0; /* noted once: replicate_finish_hints notes rw again */
         if (t->state == TS_ACKED && r->o.hints_max_bytes == 0) {
             r->st.misses_acked_late++; /* acked while its mark was being stored */
             continue;
