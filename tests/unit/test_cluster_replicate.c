@@ -3,8 +3,10 @@
  * of series by replica on a real ring (each remote request carries exactly
  * its series and only the symbols they reference), the local replica's write,
  * refusal before writing when too few replicas are reachable, hint records
- * for unreachable replicas (durable, decodable, replayable as is) and the
- * message size limit. */
+ * for unreachable replicas (durable, decodable, replayable as is), the
+ * message size limit, hints before the answer, and the repair marks of
+ * hinted handoff off: which misses a late ack cancels and which wait for a
+ * pass. */
 #define _GNU_SOURCE
 #include <ftw.h>
 #include <stdio.h>
