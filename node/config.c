@@ -350,7 +350,9 @@ static const opt_t options[] = {
     {"hint-ack-grace", OPT_MS, FIELD(cluster.hint_ack_grace_ms, uint64_t), "20ms", 0, 0, 600000,
      "Once a push has its write quorum, how long it waits for the other replicas' acks before "
      "storing a durable hint for each one still silent and answering 200 (a later ack deletes "
-     "the hint). Longer: fewer hints for replicas that are only a little slow, and that much "
+     "the hint; with hints-max-bytes 0 the replica is marked for repair instead, and the "
+     "late ack of every write it was marked for lifts the mark). Longer: fewer hints for replicas "
+     "that are only a little slow, and that much "
      "more latency while one is slow (only for the push that finds it slow: a replica that "
      "let the grace run out is hinted at once on later pushes until it acknowledges a write "
      "within the grace again); 0: hint at once."},

@@ -250,6 +250,7 @@ static void write_acked(replicate_t *r, pending_t *p, const Flamedb__Cluster__Wr
     /* stored, or refused for good (a replay would be refused again) */
     if (t->prehinted && (t->state == TS_ACKED || t->state == TS_REFUSED))
         replicate_preack_resolved(r, rw, p->ti);
+    replicate_marks_resolved(r, t, t->state == TS_ACKED);
     free(p);
     target_resolved(r, rw);
 }
@@ -281,6 +282,7 @@ static void give_up_first(replicate_t *r, int rc, const char *why)
     replicate_write_t *rw = p->rw;
     rw->t[p->ti].pend = NULL;
     replicate_quorum_fail(rw, p->ti, unacked(&rw->t[p->ti]), rc, why);
+    replicate_marks_resolved(r, &rw->t[p->ti], 0);
     free(p);
     target_resolved(r, rw);
 }

@@ -160,6 +160,12 @@ void replicate_on_ack(void *ctx, cluster_msg_t *msg);
       "Hints dropped because they outlived the seen retention.")                                   \
     X(hints_dropped_left, "flamedb_hints_dropped_removed_total",                                   \
       "Hints dropped because their target was removed or decommissioned (its ranges moved).")      \
+    X(misses_acked_late, "flamedb_repair_misses_acked_late_total",                                 \
+      "Writes a replica missed (hinted handoff off: a repair mark) whose acknowledgement came "    \
+      "after all, before the deadline: the miss no longer counts.")                                \
+    X(marks_lifted_late_ack, "flamedb_repair_marks_lifted_late_ack_total",                         \
+      "Repair marks lifted by a late acknowledgement (the replica stored every write it was "      \
+      "marked for) instead of by a repair pass.")                                                  \
     X(replica_writes, "flamedb_replica_writes_total", "WRITE messages stored as a replica.")       \
     X(replica_failures, "flamedb_replica_write_failures_total",                                    \
       "WRITE messages refused or failed as a replica.")
@@ -224,6 +230,7 @@ typedef struct rtarget {
     struct pending *pend;               /* while TS_PENDING on the loop */
     int dropped;                        /* its hint was not kept: marked for repair */
     uint64_t dropped_ms;
+    int miss_open;     /* counted in its mark's open misses: its late ack may still cancel it */
     int prehinted;     /* given a hint before the answer (set on the loop before the job) */
     uint64_t hint_seq; /* its stored hint (0: none), set by the job that stored it */
 } rtarget_t;
@@ -333,10 +340,16 @@ typedef struct replicate_slow {
     char id[RING_NODE_ID_MAX + 1];
 } replicate_slow_t;
 
-/* A replica that missed writes no hint will deliver (replicate_marks.c). */
+/* A replica that missed writes no hint will deliver (replicate_marks.c).
+ * A miss is open while the write that missed it still waits for its ack
+ * (hinted handoff off, the replica still reachable): its late ack cancels
+ * it. Every other miss (the deadline passed, refused, a hint over the
+ * bound, a rejoin, a mark read back at start) is lifted only by a pass. */
 typedef struct replicate_mark {
     char id[RING_NODE_ID_MAX + 1];
-    uint64_t lost_ms;     /* the latest such write (unix ms) */
+    uint64_t lost_ms;     /* the latest miss only a pass lifts (unix ms) */
+    uint32_t open;        /* open misses: writes in flight, so bounded like them */
+    uint64_t open_ms;     /* the latest open miss (unix ms) */
     uint64_t repaired_ms; /* start of its latest complete repair pass it reported */
     uint64_t run_sent_ms; /* when it was last asked to run one */
 } replicate_mark_t;
@@ -430,8 +443,14 @@ void replicate_finish_hints(replicate_t *r, replicate_write_t *rw);
 int replicate_mark_active(const replicate_mark_t *m, uint64_t slack_ms);
 /* Reads the stored marks (at open). */
 void replicate_marks_load(replicate_t *r);
-/* Marks the targets of rw whose hint was dropped; republishes if any. */
-void replicate_marks_note(replicate_t *r, const replicate_write_t *rw);
+/* Marks the targets of rw whose hint was dropped (each once); republishes
+ * if any. A target still waiting for its ack with hinted handoff off is an
+ * open miss (miss_open); one whose ack already came is not marked. */
+void replicate_marks_note(replicate_t *r, replicate_write_t *rw);
+/* Target t, an open miss, got its answer: acked (status 0), its miss is
+ * cancelled and the mark lifted when nothing else holds it; otherwise the
+ * miss stays until a pass. No-op when t is not an open miss. */
+void replicate_marks_resolved(replicate_t *r, rtarget_t *t, int acked);
 /* Ids (borrowed until the marks change) of the marked replicas, at most cap. */
 size_t replicate_marks_active(const replicate_t *r, const char **ids, size_t cap);
 /* id reported a complete repair pass that started at started_ms. */

@@ -13,6 +13,17 @@
  * with a slack of the write timeout plus a second: the drop is recorded on
  * the pool and may be stamped a little before the write it belongs to
  * completes.
+ *
+ * With hinted handoff off a replica slower than hint-ack-grace is marked
+ * while the write that missed it still waits for its ack. Such a miss is
+ * open: the write's target carries it (miss_open) and the mark counts it,
+ * so the bookkeeping is bounded by the writes in flight and needs no limit
+ * of its own. Its ack (the replica stored it) cancels it, and the mark is
+ * lifted at once when no other open miss and no miss only a pass lifts
+ * remains. The deadline, a refusal or the node stopping turns it into an
+ * ordinary miss. The stored mark is not rewritten (a pool job could be
+ * storing a newer miss meanwhile): after a restart it counts again until a
+ * pass, as every stored mark does.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,9 +52,36 @@ static replicate_mark_t *mark_of(replicate_t *r, const char *id, int create)
     return m;
 }
 
+/* An open miss resolves by the write's deadline, well inside the slack; a
+ * pass that started past it covers the write even if a count went astray. */
 int replicate_mark_active(const replicate_mark_t *m, uint64_t slack)
 {
-    return m->lost_ms != 0 && m->lost_ms + slack >= m->repaired_ms;
+    return (m->lost_ms != 0 && m->lost_ms + slack >= m->repaired_ms) ||
+           (m->open > 0 && m->open_ms + slack >= m->repaired_ms);
+}
+
+/* 1 while m holds a miss only a pass lifts. */
+static int pinned(const replicate_t *r, const replicate_mark_t *m)
+{
+    return m->lost_ms != 0 && m->lost_ms + slack_ms(r) >= m->repaired_ms;
+}
+
+/* A miss only a pass lifts: warned once per mark (open misses come and go
+ * with every late ack on a loaded machine; their counters tell about them). */
+static void pin(replicate_t *r, replicate_mark_t *m, uint64_t ms)
+{
+    if (!pinned(r, m))
+        log_warn("replicate",
+                 "%s missed a write no hint will deliver: not read from until "
+                 "its next anti-entropy pass",
+                 m->id);
+    if (ms > m->lost_ms) m->lost_ms = ms;
+}
+
+/* The latest miss m records, open or not. */
+static uint64_t latest_ms(const replicate_mark_t *m)
+{
+    return m->open > 0 && m->open_ms > m->lost_ms ? m->open_ms : m->lost_ms;
 }
 
 static int load_one(void *ctx, int kind, const char *node, uint64_t ms)
@@ -64,22 +102,58 @@ void replicate_marks_load(replicate_t *r)
     if (rc != 0) log_warn("replicate", "cannot read the repair marks: %s", err_message(rc));
 }
 
-void replicate_marks_note(replicate_t *r, const replicate_write_t *rw)
+/* A late ack can still cancel t's miss: its write waits for that ack, and
+ * hinted handoff is off (a hint over the bound marks a replica that has
+ * hints waiting anyway). */
+static int may_ack_late(const replicate_t *r, const rtarget_t *t)
+{
+    return r->o.hints_max_bytes == 0 && t->state == TS_PENDING && t->pend != NULL;
+}
+
+void replicate_marks_note(replicate_t *r, replicate_write_t *rw)
 {
     int changed = 0;
     for (uint32_t ti = 0; ti < rw->nt; ti++) {
-        if (!rw->t[ti].dropped) continue;
-        replicate_mark_t *m = mark_of(r, rw->t[ti].id, 1);
+        rtarget_t *t = &rw->t[ti];
+        if (!t->dropped) continue;
+        t->dropped = 0; /* noted once: replicate_finish_hints notes rw again */
+        if (t->state == TS_ACKED && r->o.hints_max_bytes == 0) {
+            r->st.misses_acked_late++; /* acked while its mark was being stored */
+            continue;
+        }
+        replicate_mark_t *m = mark_of(r, t->id, 1);
         if (m == NULL) continue; /* out of memory: the stored mark still counts after a restart */
-        if (!replicate_mark_active(m, slack_ms(r)))
-            log_warn("replicate",
-                     "%s missed a write no hint will deliver: not read from until "
-                     "its next anti-entropy pass",
-                     m->id);
-        m->lost_ms = rw->t[ti].dropped_ms;
+        if (may_ack_late(r, t)) {
+            log_debug("replicate", "%s marked until it acknowledges a write after the grace",
+                      m->id);
+            t->miss_open = 1;
+            m->open++;
+            if (t->dropped_ms > m->open_ms) m->open_ms = t->dropped_ms;
+        } else {
+            pin(r, m, t->dropped_ms);
+        }
         changed = 1;
     }
     if (changed) replicate_publish_hint_targets(r);
+}
+
+void replicate_marks_resolved(replicate_t *r, rtarget_t *t, int acked)
+{
+    if (!t->miss_open) return;
+    t->miss_open = 0;
+    replicate_mark_t *m = mark_of(r, t->id, 0);
+    if (m == NULL || m->open == 0) return; /* cannot happen: noted with the mark */
+    int was = replicate_mark_active(m, slack_ms(r));
+    m->open--;
+    if (!acked) { /* deadline, refusal or stopping: a miss only a pass lifts */
+        pin(r, m, t->dropped_ms);
+        return;
+    }
+    r->st.misses_acked_late++;
+    if (!was || replicate_mark_active(m, slack_ms(r))) return;
+    r->st.marks_lifted_late_ack++;
+    log_debug("replicate", "%s acknowledged every write it was marked for: read from again", t->id);
+    replicate_publish_hint_targets(r);
 }
 
 size_t replicate_marks_active(const replicate_t *r, const char **ids, size_t cap)
@@ -143,7 +217,7 @@ void replicate_marks_tick(replicate_t *r, const cluster_view_t *v)
         replicate_mark_t *m = &r->marks[i];
         if (!replicate_mark_active(m, slack_ms(r)) || now - m->run_sent_ms < REPLICATE_RUN_EVERY_MS)
             continue;
-        if (now <= m->lost_ms + slack_ms(r)) continue; /* a pass now could not lift the mark */
+        if (now <= latest_ms(m) + slack_ms(r)) continue; /* a pass now could not lift it */
         int k = v->ring != NULL ? ring_node_find(v->ring, m->id) : -1;
         if (k < 0 || !v->reachable[k] || (int)k == v->self) continue;
         Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;

@@ -3,8 +3,10 @@
  * of series by replica on a real ring (each remote request carries exactly
  * its series and only the symbols they reference), the local replica's write,
  * refusal before writing when too few replicas are reachable, hint records
- * for unreachable replicas (durable, decodable, replayable as is) and the
- * message size limit. */
+ * for unreachable replicas (durable, decodable, replayable as is), the
+ * message size limit, hints before the answer, and the repair marks of
+ * hinted handoff off: which misses a late ack cancels and which wait for a
+ * pass. */
 #define _GNU_SOURCE
 #include <ftw.h>
 #include <stdio.h>
@@ -699,6 +701,171 @@ static void test_slow_replica_not_waited_for(void)
     fx_done(&f);
 }
 
+/* ---------------------------------------------------------------- late acks and marks */
+
+/* 1 when the fixture's node lists id as marked short (not read from). */
+static int marked(fx_t *f, const char *id)
+{
+    const char *ids[8];
+    size_t n = replicate_marks_active(f->r, ids, 8);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ids[i], id) == 0) return 1;
+    return 0;
+}
+
+/* The request id of the last write sent to id (0: none). */
+static uint64_t sent_to(const char *id)
+{
+    for (int i = sent.n - 1; i >= 0; i--)
+        if (strcmp(sent.id[i], id) == 0) return sent.req[i];
+    return 0;
+}
+
+/* A WRITE_ACK from id for request req, with status. */
+static void ack_of(fx_t *f, const char *from, uint64_t req, int status)
+{
+    Flamedb__Cluster__Envelope env = FLAMEDB__CLUSTER__ENVELOPE__INIT;
+    env.sender_id = (char *)from;
+    Flamedb__Cluster__WriteAck a = FLAMEDB__CLUSTER__WRITE_ACK__INIT;
+    a.request_id = req;
+    a.status = status;
+    a.reason = status ? "over a limit" : "";
+    cluster_msg_t m = {.env = &env, .body = &a.base};
+    replicate_on_ack(f->r, &m);
+}
+
+/* A push that n1 acknowledges and n2 lets the grace run out on: answered
+ * 200 with n2 marked (hinted handoff off). Returns n2's request id. */
+static uint64_t miss_n2(fx_t *f, prof_t *p, uint64_t id, answer_seen_t *a)
+{
+    start_acked_by_n1(f, p, id, a);
+    uint64_t req = sent_to("n2");
+    clock_manual_advance_ms(&manual, 50);
+    replicate_arm_grace(f->r);
+    run_until(f, &a->out.called);
+    CHECK_EQ_INT(a->out.called, 1);
+    CHECK_EQ_INT(a->out.rc, 0);
+    CHECK(marked(f, "n2")); /* durably, before the answer */
+    CHECK(req != 0);
+    return req;
+}
+
+/* Lifts every mark on n2 by a pass reported to start well after its misses. */
+static void repaired_n2(fx_t *f)
+{
+    uint64_t now = (uint64_t)(manual.wall_ns / 1000000);
+    replicate_marks_repaired(f->r, "n2", now + f->r->o.write_timeout_ms + 2000);
+    clock_manual_advance_ms(&manual, (int64_t)f->r->o.write_timeout_ms + 3000);
+    CHECK(!marked(f, "n2"));
+}
+
+/* Hinted handoff off, RF 3, W 2, n2 slow but reachable: every push it lets
+ * the grace run out on marks it. The late ack of exactly the write that
+ * caused a mark cancels that miss, and the mark goes at once when no other
+ * miss of n2 is outstanding; a miss that stays one (the deadline passed,
+ * or n2 refused the write) and a mark from elsewhere (a rejoin) stay until
+ * a repair pass. */
+static void test_late_ack_lifts_its_mark(void)
+{
+    fx_t f;
+    fx_init(&f, 3, 3, 2, "n0");
+    f.r->ops.send = send_record;
+    f.r->o.hint_ack_grace_ms = 50;
+    f.r->o.hints_max_bytes = 0;
+    replicate_stats_t st;
+    prof_t p[8];
+    answer_seen_t a[8];
+    int np = 0;
+
+    /* 1. one late ack: the mark it caused is lifted at its ack */
+    uint64_t q = miss_n2(&f, &p[np], 41, &a[np]);
+    np++;
+    CHECK_EQ_INT(targets_set, 1);
+    ack_of(&f, "n2", q, 0);
+    CHECK(!marked(&f, "n2"));
+    CHECK_EQ_INT(targets_set, 0);
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.misses_acked_late, 1);
+    CHECK_EQ_INT(st.marks_lifted_late_ack, 1);
+    CHECK_EQ_INT(st.marked, 0);
+
+    /* 2. two outstanding misses: the mark stays until both are acknowledged */
+    uint64_t q1 = miss_n2(&f, &p[np], 42, &a[np]);
+    np++;
+    uint64_t q2 = miss_n2(&f, &p[np], 43, &a[np]);
+    np++;
+    ack_of(&f, "n2", q1, 0);
+    CHECK(marked(&f, "n2")); /* the second miss still counts */
+    ack_of(&f, "n2", q1, 0); /* a duplicate changes nothing */
+    CHECK(marked(&f, "n2"));
+    ack_of(&f, "n2", q2, 0);
+    CHECK(!marked(&f, "n2"));
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.misses_acked_late, 3);
+    CHECK_EQ_INT(st.marks_lifted_late_ack, 2);
+
+    /* 3. a real miss (never acknowledged by the deadline) pins the mark: a
+     * later late ack of another write does not lift it, a pass does */
+    miss_n2(&f, &p[np], 44, &a[np]);
+    np++;
+    clock_manual_advance_ms(&manual, (int64_t)f.r->o.write_timeout_ms);
+    replicate_arm_deadline(f.r);
+    for (int i = 0; i < 40; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT), usleep(500);
+    CHECK(marked(&f, "n2"));
+    q = miss_n2(&f, &p[np], 45, &a[np]);
+    np++;
+    ack_of(&f, "n2", q, 0);
+    CHECK(marked(&f, "n2"));
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.misses_acked_late, 4);
+    CHECK_EQ_INT(st.marks_lifted_late_ack, 2);
+    repaired_n2(&f);
+
+    /* 4. refused: a miss for good */
+    q = miss_n2(&f, &p[np], 46, &a[np]);
+    np++;
+    ack_of(&f, "n2", q, ERR_LIMIT);
+    CHECK(marked(&f, "n2"));
+    repaired_n2(&f);
+
+    /* 5. a mark from elsewhere (n2 rejoined) is not lifted by a late ack */
+    replicate_marks_rejoined(f.r, "n2");
+    q = miss_n2(&f, &p[np], 47, &a[np]);
+    np++;
+    ack_of(&f, "n2", q, 0);
+    CHECK(marked(&f, "n2"));
+    repaired_n2(&f);
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.marks_lifted_late_ack, 2);
+
+    /* 6. the ack arrives while the mark is being stored: never listed */
+    errmsg_t em = {{0}};
+    replicate_write_t *rw = NULL;
+    prof_init(&p[np], 2, 48);
+    sent.n = 0;
+    CHECK_EQ_INT(replicate_prepare(f.r, &f.view, &p[np].w, &rw, NULL, &em), 0);
+    a[np] = (answer_seen_t){.s = f.s};
+    replicate_start(f.r, rw, on_done_check, &a[np]);
+    deliver_ack(&f, "n1");
+    clock_manual_advance_ms(&manual, 50);
+    replicate_grace_timer_cb(&f.r->grace_timer); /* the mark's job is queued */
+    CHECK(rw->preack_busy);
+    deliver_ack(&f, "n2");
+    run_until(&f, &a[np].out.called);
+    CHECK_EQ_INT(a[np].out.rc, 0);
+    np++;
+    CHECK(!marked(&f, "n2"));
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.misses_acked_late, 6);
+    CHECK_EQ_INT(st.inflight_writes, 0);
+
+    f.r->ops.send = send_none;
+    for (int i = 0; i < np; i++)
+        prof_free(&p[i]);
+    fx_done(&f);
+}
+
 /* A ring of n0..n(n-1) with the fixture's identities (same seed, same order:
  * the first nodes' tokens are the fixture's). */
 static ring_t *ring_of(uint32_t n)
@@ -773,5 +940,6 @@ int main(void)
     test_hint_before_answer();
     test_pending_replica_not_waited_for();
     test_slow_replica_not_waited_for();
+    test_late_ack_lifts_its_mark();
     return check_exit();
 }
