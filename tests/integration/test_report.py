@@ -12,7 +12,7 @@
 - search: the functions whose name contains the text (A-Z as a-z, nothing
   else folded, as /api/top's search) out of all of them, not only the first
   `limit`, with matchCount; bad searches are 400s;
-- flamectl diff prints the table;
+- flamectl diff prints the table, and --search the matching rows;
 - 3 nodes RF 2: the same bytes from every node; with two nodes down the
   answer is flagged partial (body and X-Flamedb-Partial).
 """
@@ -232,6 +232,14 @@ def test_flamectl_diff():
                           str(FROM + 100), "--right-from", str(FROM), "--right-until",
                           str(UNTIL)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "over 100s (10 buckets)" in out.stdout, out.stdout
+    out = subprocess.run([ctl, "--url", "http://127.0.0.1:%d" % NODE.port, "diff", q(FIND, "v1"),
+                          q(FIND, "v2"), "--from", str(FROM), "--until", str(UNTIL), "--search",
+                          "HANDLER", "--limit", "2"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 4, out.stdout  # header, 2 rows, summary
+    assert [ln.split()[-1] for ln in lines[1:3]] == ["mod.Handler0", "mod.Handler1"], out.stdout
+    assert "; 306 functions, 3 matching the search, " in lines[-1], out.stdout
 
 
 def test_three_nodes_same_answer():
