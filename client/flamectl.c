@@ -27,7 +27,7 @@ typedef struct args {
     const char *url, *tenant, *token;
     int timeout_ms;
     const char *name, *format, *from, *until, *output, *outfile, *match, *spy_name, *by;
-    const char *search;                                            /* query --output top */
+    const char *search;                                            /* query --output top, diff */
     const char *left_from, *left_until, *right_from, *right_until; /* diff */
     const char *group_by;                                          /* query --output json */
     const char *node;                                              /* cluster remove */
@@ -237,9 +237,11 @@ static void print_report(const flamedb__report_t *t)
     format_value(left, sizeof left, t->left_ticks, t->unit);
     format_value(right, sizeof right, t->right_ticks, t->unit);
     printf("left %s over %" PRId64 "s (%" PRId64 " buckets), right %s over %" PRId64 "s (%" PRId64
-           " buckets); %" PRId64 " functions, %" PRId64 " tested\n",
+           " buckets); %" PRId64 " functions",
            left, t->left_seconds, t->left_buckets, right, t->right_seconds, t->right_buckets,
-           t->functions, t->tested);
+           t->functions);
+    if (t->matches >= 0) printf(", %" PRId64 " matching the search", t->matches);
+    printf(", %" PRId64 " tested\n", t->tested);
 }
 
 static int diff_path(const args_t *a, buf_t *path)
@@ -257,6 +259,7 @@ static int diff_path(const args_t *a, buf_t *path)
     if (rc == ERR_OK) rc = flamedb__query_add(path, "rightUntil", ru);
     if (rc == ERR_OK)
         rc = flamedb__query_add_int(path, "limit", a->limit > 0 ? a->limit : DEFAULT_TOP_LIMIT);
+    if (rc == ERR_OK) rc = flamedb__query_add(path, "search", a->search);
     return rc == ERR_OK ? buf_append_byte(path, 0) : rc;
 }
 
@@ -1128,13 +1131,16 @@ static const command_t commands[] = {
      "LABEL (with --output json only) adds groups: one timeline per value of LABEL."},
     {"diff", 2, 2, cmd_diff,
      "diff 'TYPE{...}' 'TYPE{...}' [--from T] [--until T] [--left-from T]\n"
-     "          [--left-until T] [--right-from T] [--right-until T] [--limit N]",
+     "          [--left-until T] [--right-from T] [--right-until T] [--limit N]\n"
+     "          [--search TEXT]",
      "Regression report (GET /api/diff) of the left selection against the right\n"
      "one: per function its inclusive share of each side (LEFT%, RIGHT%), the\n"
      "change in percentage points (largest first; --limit rows, default 20), and\n"
      "whether the change stands out of the variation between each side's time\n"
      "buckets (Welch's t per function, Holm-corrected at 0.01: SIG). --from and\n"
-     "--until set both ranges; --left-*/--right-* set one side's."},
+     "--until set both ranges; --left-*/--right-* set one side's. --search TEXT\n"
+     "lists only the functions whose name contains TEXT (A-Z matching a-z), out\n"
+     "of all of them."},
     {"shares", 2, 2, cmd_shares,
      "shares 'TYPE{selector}' LABEL [--from T] [--until T] [--output table|json]",
      "Each value of LABEL with its total and share of the selection (GET\n"

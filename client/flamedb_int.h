@@ -169,6 +169,7 @@ typedef struct flamedb__report {
     size_t count;
     int64_t left_ticks, right_ticks, left_seconds, right_seconds;
     int64_t left_buckets, right_buckets, functions, tested;
+    int64_t matches; /* with a search: the functions matching it; -1 without */
     int partial;
     char unit[32];
 } flamedb__report_t;

@@ -61,6 +61,7 @@ static int report_member(json_t *j, const char *key, void *ctx)
         {"rightBuckets", offsetof(flamedb__report_t, right_buckets)},
         {"functionCount", offsetof(flamedb__report_t, functions)},
         {"tested", offsetof(flamedb__report_t, tested)},
+        {"matchCount", offsetof(flamedb__report_t, matches)},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (strcmp(key, ints[i].key) == 0)
@@ -74,6 +75,7 @@ static int report_member(json_t *j, const char *key, void *ctx)
 int flamedb__report_parse(const char *text, size_t n, flamedb__report_t *out, errmsg_t *em)
 {
     memset(out, 0, sizeof *out);
+    out->matches = -1;
     int rc = flamedb__json_answer(text, n, report_member, out, "diff", em);
     if (rc != ERR_OK) flamedb__report_free(out);
     return rc;

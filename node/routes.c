@@ -321,7 +321,7 @@ static const char index_html[] =
     "<li><code>GET "
     "/api/top?query=&amp;from=&amp;until=&amp;limit=&amp;by=self|total&amp;search=</code> "
     "&mdash; top functions (self, total, cores)</li>\n"
-    "<li><code>GET /api/diff?leftQuery=&amp;rightQuery=&amp;leftFrom=&amp;...</code> "
+    "<li><code>GET /api/diff?leftQuery=&amp;rightQuery=&amp;leftFrom=&amp;...&amp;search=</code> "
     "&mdash; regression report (changed functions, significance)</li>\n"
     "<li><code>GET /api/profiles?query=&amp;from=&amp;until=&amp;limit=</code> &mdash; stored "
     "profiles, newest first; <code>GET /api/profiles/ID?format=</code> opens one</li>\n"

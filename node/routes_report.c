@@ -65,7 +65,8 @@ void routes_report_diff(node_t *n, http_exchange_t *ex, const http_request_t *r)
     d->lim = &n->cfg.query;
     query_diff_params_read(&d->params, param_of, r);
     errmsg_t em = {{0}};
-    int rc = query_report_plan(&d->params, http_request_param(r, "limit"), &n->cfg.query,
+    int rc = query_report_plan(&d->params, http_request_param(r, "limit"),
+                               http_request_param(r, "search"), &n->cfg.query,
                                clock_wall_ms(&n->clock), &d->plan, &em);
     if (rc != 0) {
         routes_respond_error(n, ex, rc, &em);

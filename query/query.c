@@ -95,20 +95,11 @@ static int parse_limit(const char *l, size_t dflt, int max, size_t *out, errmsg_
     return 0;
 }
 
-/* search of the top functions answer: absent or empty is none; else at most
- * QUERY_TOP_SEARCH_MAX bytes of valid UTF-8 (names are compared as the
- * answer's JSON shows them, so other bytes could never match). */
+/* search of the top functions answer (query_search_check). */
 static int parse_search(const char *q, query_spec_t *s, errmsg_t *em)
 {
-    if (q == NULL || q[0] == 0) return 0;
-    size_t n = strlen(q);
-    if (n > QUERY_TOP_SEARCH_MAX)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'search': %zu bytes, longer than %d",
-                          n, QUERY_TOP_SEARCH_MAX);
-    for (size_t i = 0, l; i < n; i += l)
-        if ((l = buf_utf8_len((const uint8_t *)q + i, n - i)) == 0)
-            return errmsg_set(em, ERR_INVALID_ARGUMENT,
-                              "parameter 'search': not valid UTF-8 (byte %zu)", i);
+    int rc = query_search_check(q, em);
+    if (rc != 0 || q == NULL || q[0] == 0) return rc;
     return (s->top_search = strdup(q)) == NULL ? ERR_NOMEM : 0;
 }
 

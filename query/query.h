@@ -316,15 +316,16 @@ int query_encode_speedscope(const calltree_t *t, const symtab_t *syms, const cha
  * denominator of the CPU types' cores. */
 #define QUERY_TOP_DEFAULT_LIMIT 100
 #define QUERY_TOP_MAX_LIMIT 10000
-/* Longest search text, in bytes: it is what a person typed or pasted into the
- * web UI's search box, and the bound keeps each name's comparison short. */
-#define QUERY_TOP_SEARCH_MAX 1024
+/* Longest search text of /api/top and /api/diff, in bytes: it is what a
+ * person typed or pasted into the web UI's search box, and the bound keeps
+ * each name's comparison short. */
+#define QUERY_SEARCH_MAX 1024
 typedef struct query_top_opts {
     size_t limit;
     int by_total;       /* sort by total, else by self */
     int64_t range_s;    /* seconds the query covers */
     const char *search; /* NULL or "": every function; else valid UTF-8 of at most
-                           QUERY_TOP_SEARCH_MAX bytes (query_spec_parse checks it) */
+                           QUERY_SEARCH_MAX bytes (query_spec_parse checks it) */
 } query_top_opts_t;
 /* {"unit","total","rangeSeconds","cores","functionCount","functions":[...]}
  * with functions sorted by self or total (descending; ties by the other value,
@@ -405,18 +406,21 @@ typedef struct query_report_bucket {
 typedef struct query_report_plan {
     char type[QUERY_TYPE_MAX + 1]; /* profile type of both sides */
     size_t limit;
+    const char *search;            /* NULL or "": every function (borrowed from the request) */
     int64_t from_s[2], until_s[2]; /* each side's range on its window grid */
     size_t nbuckets[2];
     query_report_bucket_t bucket[2][QUERY_REPORT_MAX_BUCKETS];
 } query_report_plan_t;
 
 /* Checks the request as render-diff does (both queries, same profile type)
- * plus limit, and splits each side's range into buckets: W windows of the
- * side's plan become min(W, QUERY_REPORT_MAX_BUCKETS) buckets of
- * floor/ceil(W/B) windows. Strings of d are borrowed until out is freed
- * with the request. ERR_INVALID_ARGUMENT naming the parameter. */
-int query_report_plan(const query_diff_params_t *d, const char *limit, const query_limits_t *lim,
-                      int64_t now_ms, query_report_plan_t *out, errmsg_t *em);
+ * plus limit and search (as /api/top's: query_spec_parse), and splits each
+ * side's range into buckets: W windows of the side's plan become min(W,
+ * QUERY_REPORT_MAX_BUCKETS) buckets of floor/ceil(W/B) windows. Strings of
+ * d and search are borrowed until out is freed with the request.
+ * ERR_INVALID_ARGUMENT naming the parameter. */
+int query_report_plan(const query_diff_params_t *d, const char *limit, const char *search,
+                      const query_limits_t *lim, int64_t now_ms, query_report_plan_t *out,
+                      errmsg_t *em);
 
 /* One function's row of the report. */
 typedef struct query_report_row {
@@ -448,9 +452,14 @@ void query_report_free(query_report_t *r);
 
 /* The JSON answer (docs/api.md) of r with at most limit functions; seconds
  * are each side's range (per-second rates are added when they differ).
- * partial_json as for query_gather_finish. */
+ * With a search (NULL or "": none), only the functions whose name contains
+ * it are listed (in r's order; matched as query_encode_top's search), and
+ * "matchCount" after "functionCount" counts them; the counts, shares, tests
+ * and marks stay those of every function. partial_json as for
+ * query_gather_finish. */
 int query_report_encode(const query_report_t *r, const char *profile_type, size_t limit,
-                        const int64_t seconds[2], const char *partial_json, buf_t *out);
+                        const char *search, const int64_t seconds[2], const char *partial_json,
+                        buf_t *out);
 
 /* Decodes the bucket bodies (renders with merged_tree set) of both sides,
  * body[s][i] of len[s][i] bytes for the plan's buckets, and answers. */

@@ -142,6 +142,24 @@ typedef struct query_fn {
 /* Every function of t, in first-seen order. *out: caller owns (free()). */
 int query_fns_collect(const calltree_t *t, query_fn_t **out, size_t *n);
 
+/* ---- the name search of the function lists (search.c) ---- */
+/* search= of /api/top and /api/diff: NULL or "" is none; else at most
+ * QUERY_SEARCH_MAX bytes of valid UTF-8 (names are compared as the answer's
+ * JSON shows them, so other bytes could never match). ERR_INVALID_ARGUMENT
+ * naming the parameter. */
+int query_search_check(const char *text, errmsg_t *em);
+/* A search being matched: the folded text and a scratch name. */
+typedef struct query_search {
+    buf_t needle, name;
+    int on; /* a non-empty text: otherwise every name matches */
+} query_search_t;
+/* s for text (checked with query_search_check; NULL or "" matches all).
+ * Free with query_search_free, also after a failure. */
+int query_search_init(query_search_t *s, const char *text);
+/* *hit: name contains the text, A-Z matching a-z and nothing else folded. */
+int query_search_match(query_search_t *s, const char *name, int *hit);
+void query_search_free(query_search_t *s);
+
 /* The format and maxNodes parameters, as a render parses them (query.c). */
 int query_parse_format(const char *s, query_format_t *f, errmsg_t *em);
 int query_parse_max_nodes(const char *s, query_format_t f, const query_limits_t *lim, size_t *out,

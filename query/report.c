@@ -10,7 +10,9 @@
  * t test compares the two sides' bucket shares; Holm's step-down correction
  * over the functions tested keeps the chance of flagging anything when both
  * sides behave the same at QUERY_REPORT_ALPHA. Whole-range values are sums
- * over the buckets, which partition the range, so they are exact.
+ * over the buckets, which partition the range, so they are exact. A search
+ * (search.c) only picks which rows the answer lists: every number is the
+ * whole report's.
  */
 #include <math.h>
 #include <stdio.h>
@@ -284,28 +286,53 @@ static int write_row(buf_t *out, const query_report_row_t *w, const int64_t sec[
     return rc;
 }
 
+/* Which rows the answer lists: every one, or those matching search. */
+static int match_rows(const query_report_t *r, const char *search, uint8_t *hit, size_t *count)
+{
+    query_search_t m;
+    int rc = query_search_init(&m, search);
+    *count = 0;
+    for (size_t i = 0; rc == 0 && i < r->nrows; i++) {
+        int h;
+        rc = query_search_match(&m, r->rows[i].name, &h);
+        hit[i] = (uint8_t)h;
+        *count += (size_t)h;
+    }
+    query_search_free(&m);
+    return rc;
+}
+
 int query_report_encode(const query_report_t *r, const char *profile_type, size_t limit,
-                        const int64_t seconds[2], const char *partial_json, buf_t *out)
+                        const char *search, const int64_t seconds[2], const char *partial_json,
+                        buf_t *out)
 {
     ptype_t pt;
     const char *unit = query_ptype_parse(profile_type, &pt) == 0 ? pt.sample_unit : "";
     int rates = seconds[0] != seconds[1];
-    int rc =
-        buf_printf(out, "{\"leftTicks\":%lld,\"rightTicks\":%lld,\"unit\":", (long long)r->ticks[0],
-                   (long long)r->ticks[1]);
+    int searched = search != NULL && search[0] != 0;
+    size_t matched = 0;
+    uint8_t *hit = malloc(r->nrows + 1);
+    int rc = hit != NULL ? match_rows(r, search, hit, &matched) : ERR_NOMEM;
+    if (rc == 0)
+        rc = buf_printf(out,
+                        "{\"leftTicks\":%lld,\"rightTicks\":%lld,\"unit\":", (long long)r->ticks[0],
+                        (long long)r->ticks[1]);
     if (rc == 0) rc = buf_append_json_string(out, unit, strlen(unit));
     if (rc == 0)
         rc = buf_printf(out,
                         ",\"leftSeconds\":%lld,\"rightSeconds\":%lld,\"leftBuckets\":%zu,"
                         "\"rightBuckets\":%zu,\"minBuckets\":%d,\"alpha\":%g,"
-                        "\"functionCount\":%zu,\"tested\":%zu,\"functions\":[",
+                        "\"functionCount\":%zu",
                         (long long)seconds[0], (long long)seconds[1], r->buckets[0], r->buckets[1],
-                        QUERY_REPORT_MIN_BUCKETS, QUERY_REPORT_ALPHA, r->nrows, r->tested);
-    size_t n = limit < r->nrows ? limit : r->nrows;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (i) rc = buf_append_byte(out, ',');
+                        QUERY_REPORT_MIN_BUCKETS, QUERY_REPORT_ALPHA, r->nrows);
+    if (rc == 0 && searched) rc = buf_printf(out, ",\"matchCount\":%zu", matched);
+    if (rc == 0) rc = buf_printf(out, ",\"tested\":%zu,\"functions\":[", r->tested);
+    for (size_t i = 0, n = 0; rc == 0 && i < r->nrows && n < limit; i++) {
+        if (!hit[i]) continue;
+        if (n++) rc = buf_append_byte(out, ',');
         if (rc == 0) rc = write_row(out, &r->rows[i], seconds, rates);
     }
+    free(hit);
     if (rc == 0) rc = buf_append_byte(out, ']');
     if (rc == 0 && partial_json != NULL) rc = buf_append_byte(out, ',');
     if (rc == 0 && partial_json != NULL) rc = buf_append_str(out, partial_json);
@@ -364,8 +391,9 @@ static int plan_side(query_report_plan_t *out, int s, const query_params_t *p,
     return 0;
 }
 
-int query_report_plan(const query_diff_params_t *d, const char *limit, const query_limits_t *lim,
-                      int64_t now_ms, query_report_plan_t *out, errmsg_t *em)
+int query_report_plan(const query_diff_params_t *d, const char *limit, const char *search,
+                      const query_limits_t *lim, int64_t now_ms, query_report_plan_t *out,
+                      errmsg_t *em)
 {
     memset(out, 0, sizeof *out);
     query_diff_params_t only = *d; /* the shared checks, without render-diff's format */
@@ -373,6 +401,8 @@ int query_report_plan(const query_diff_params_t *d, const char *limit, const que
     only.max_nodes = NULL;
     int rc = query_diff_check(&only, lim, em);
     if (rc == 0) rc = parse_limit(limit, &out->limit, em);
+    if (rc == 0) rc = query_search_check(search, em);
+    if (rc == 0) out->search = search;
     query_selector_t *sel = NULL;
     if (rc == 0)
         rc = query_selector_parse("leftQuery", d->left.query, strlen(d->left.query), &sel, em);
@@ -416,7 +446,8 @@ int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
     out->content_type = "application/json";
     int64_t sec[2] = {plan->until_s[0] - plan->from_s[0], plan->until_s[1] - plan->from_s[1]};
     if (rc == 0)
-        rc = query_report_encode(&r, plan->type, plan->limit, sec, partial_json, &out->body);
+        rc = query_report_encode(&r, plan->type, plan->limit, plan->search, sec, partial_json,
+                                 &out->body);
     if (rc != 0 && em->text[0] == 0) rc = query_out_err(rc, &out->body, em);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "diff report: %s", err_message(rc));
     query_report_free(&r);

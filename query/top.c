@@ -11,11 +11,9 @@
  * current node's ancestors belong to it.
  *
  * A search keeps the functions whose name contains it, compared as the web
- * UI's flame-graph search compares (node/ui/format.js, nameMatcher): on the
- * name as the JSON answer shows it, letters A-Z as a-z and nothing else
- * folded, so the table and the graph find the same functions.
+ * UI's flame-graph search compares (search.c), so the table and the graph
+ * find the same functions.
  */
-#define _GNU_SOURCE /* memmem */
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,51 +107,19 @@ static int resolve_names(top_t *tp, const symtab_t *syms)
     return 0;
 }
 
-/* s in out (replacing what it held) as the search compares names: each byte
- * that starts no valid UTF-8 sequence as U+FFFD (as the JSON shows it), A-Z
- * as a-z. */
-static int fold_name(buf_t *out, const char *s)
-{
-    size_t n = strlen(s);
-    buf_reset(out);
-    int rc = buf_reserve(out, 3 * n); /* U+FFFD is 3 bytes */
-    uint8_t *o = out->data;
-    const uint8_t *u = (const uint8_t *)s;
-    for (size_t i = 0, l; rc == 0 && i < n; i += l ? l : 1) {
-        l = buf_utf8_len(u + i, n - i);
-        if (l == 0) {
-            memcpy(o, "\xef\xbf\xbd", 3);
-            o += 3;
-        } else if (l == 1) {
-            *o++ = u[i] >= 'A' && u[i] <= 'Z' ? (uint8_t)(u[i] - 'A' + 'a') : u[i];
-        } else {
-            memcpy(o, u + i, l);
-            o += l;
-        }
-    }
-    if (rc != 0) return rc;
-    out->len = (size_t)(o - out->data);
-    out->data[out->len] = 0;
-    return 0;
-}
-
 /* Keeps, in place and in order, the functions whose name contains search. */
 static int keep_matching(top_t *tp, const char *search)
 {
-    buf_t needle, name;
-    buf_init(&needle, BUF_UNLIMITED); /* bounded by the search's own bound */
-    buf_init(&name, BUF_UNLIMITED);   /* bounded by max-symbol-len at ingest */
-    int rc = fold_name(&needle, search);
+    query_search_t m;
+    int rc = query_search_init(&m, search);
     size_t kept = 0;
     for (size_t i = 0; rc == 0 && i < tp->nfns; i++) {
-        rc = fold_name(&name, tp->fns[i].name);
-        if (rc == 0 && name.len >= needle.len &&
-            memmem(name.data, name.len, needle.data, needle.len) != NULL)
-            tp->fns[kept++] = tp->fns[i];
+        int hit;
+        rc = query_search_match(&m, tp->fns[i].name, &hit);
+        if (rc == 0 && hit) tp->fns[kept++] = tp->fns[i];
     }
     if (rc == 0) tp->nfns = kept;
-    buf_free(&needle);
-    buf_free(&name);
+    query_search_free(&m);
     return rc;
 }
 

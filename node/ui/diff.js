@@ -1,11 +1,13 @@
 // diff.js — two selections as one flame graph colored by change (red grew,
 // green shrank, by the relative change of each frame's share), with the
 // regression report (/api/diff) beside it: change in percentage points and
-// whether it stands out of the variation between windows.
+// whether it stands out of the variation between windows. Its search finds
+// functions among all of the report's (/api/diff?search=), not only the
+// rows loaded.
 import * as api from './api.js';
 import * as fmt from './format.js';
 import { FlameGraph } from './flamegraph.js';
-import { Table } from './table.js';
+import { NodeSearch, Table } from './table.js';
 import { Timeline } from './timeline.js';
 import { fromDiff, matchedTotal } from './tree.js';
 import { parseQuery } from './state/url.js';
@@ -13,6 +15,9 @@ import { toSeconds } from './querybar.js';
 
 const rangeText = (v) => (/^\d+$/.test(v) ? fmt.time(toSeconds(v)) : v);
 
+// Functions of the regression report loaded into its table (the answer says
+// how many there are); when they are a cut, the table's search asks the node
+// for the matching ones (/api/diff?search=, table.js NodeSearch).
 const REPORT_LIMIT = 200;
 
 export class DiffView {
@@ -55,8 +60,12 @@ export class DiffView {
     });
     this.graph = new FlameGraph(q('.graph'), { tooltip: app.tooltip });
     this.table = new Table(q('.table-box'), {
-      className: 'report', sortKey: 'abschange', columns: this.columns(),
+      className: 'report', sortKey: 'abschange', columns: this.columns(), foundOrder: 'by change',
       onRow: (r) => app.setState({ fn: this.state.fn === r.name ? '' : r.name }, false),
+    });
+    this.finder = new NodeSearch(this.table, async (text, signal) => {
+      const ans = await api.diffReport({ ...this.params, limit: REPORT_LIMIT, search: text }, signal);
+      return { rows: ans.functions, matched: ans.matchCount, of: ans.functionCount };
     });
     q('.search').addEventListener('input', (e) => app.setState({ search: e.target.value }, false));
     q('.reset').onclick = () => this.graph.reset();
@@ -115,13 +124,14 @@ export class DiffView {
         throw e;
       }
     }
-    this.apply(state);
+    await this.apply(state);
   }
 
   async load(p, state) {
     const type = parseQuery(p.leftQuery).type;
     this.unit = fmt.unitOf(type);
     this.tree = null;
+    this.finder.reset();
     const [d, rep, lt, rt] = await Promise.all([
       api.renderDiff({ ...p, maxNodes: state.maxNodes }),
       api.diffReport({ ...p, limit: REPORT_LIMIT }),
@@ -131,6 +141,7 @@ export class DiffView {
     this.app.showPartial(api.partialText(d) || api.partialText(rep));
     this.diff = d;
     this.report = rep;
+    this.params = p;
     this.tree = fromDiff(d.flamebearer);
     const diff = { leftTicks: d.leftTicks, rightTicks: d.rightTicks };
     this.graph.setTree(this.tree, { unit: this.unit, diff, maxNodes: state.maxNodes || 8192 });
@@ -150,16 +161,20 @@ export class DiffView {
     }
   }
 
-  apply(state) {
+  // Search and highlight: no reload. Resolves once the table shows the
+  // search's rows (asked of the node when the loaded ones are a cut).
+  async apply(state) {
     if (!this.tree) return;
     const s = this.q('.search');
     if (s.value !== state.search) s.value = state.search;
     const match = state.fn ? (n) => n === state.fn : fmt.nameMatcher(state.search);
     this.graph.setHighlight(match);
-    this.table.setFilter(state.search);
     this.table.setSelected(state.fn);
+    const rep = this.report;
+    const finding = this.finder.find(state.search, rep.functionCount, rep.functions.length);
     const m = match ? matchedTotal(this.tree, match) : null;
     this.q('.matched').textContent = m ? `${m.frames} frame${m.frames === 1 ? '' : 's'} match` : '';
+    await finding;
   }
 
   snapshot() {
@@ -167,6 +182,7 @@ export class DiffView {
       leftTicks: this.diff?.leftTicks, rightTicks: this.diff?.rightTicks,
       frames: this.graph.drawn().map((f, i) => ({ ...f, color: this.graph.frames[i] && this.graph.frameColor(this.graph.frames[i].n, this.graph.colors()) })),
       report: this.report ? this.report.functions : null,
+      table_foot: this.q('.table-box .table-foot')?.textContent,
       table: [...(this.q('.table-box tbody')?.rows || [])].map((tr) => ({ name: tr.dataset.name, cells: [...tr.cells].map((c) => c.textContent) })),
     };
   }

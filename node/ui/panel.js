@@ -3,16 +3,15 @@
 import * as api from './api.js';
 import * as fmt from './format.js';
 import { FlameGraph } from './flamegraph.js';
-import { Table, barCell } from './table.js';
+import { NodeSearch, Table, barCell } from './table.js';
 import { Timeline } from './timeline.js';
 import { fromFlamebearer, functionTotals, matchedTotal, sandwich } from './tree.js';
 import { parseQuery } from './state/url.js';
 
-const TOP_LIMIT = 5000; // functions loaded into the table (the answer says how many there are)
-// When the loaded functions are a cut of the selection's, the table's search
-// asks the node (/api/top?search=) once typing paused this long; each new
-// keystroke cancels the wait or the request before it.
-const SEARCH_DELAY_MS = 200;
+// Functions loaded into the table (the answer says how many there are); when
+// they are a cut of the selection's, the table's search asks the node for
+// the matching ones (/api/top?search=, table.js NodeSearch).
+const TOP_LIMIT = 5000;
 const NAME_CHARS = 30; // longer names are shortened package first (the row's title has it whole)
 // Two bars around a line: callers above, callees below (no icon font needed).
 const SANDWICH_ICON = '<svg width="12" height="12" viewBox="0 0 12 12" aria-hidden="true">' +
@@ -64,6 +63,11 @@ export class Panel {
     this.table = new Table(q('.table-box'), {
       className: 'top', sortKey: 'self', columns: [],
       onRow: (r) => app.setState({ fn: this.state.fn === r.name ? '' : r.name }, false),
+    });
+    this.finder = new NodeSearch(this.table, async (text, signal) => {
+      const p = { query: this.query, from: this.state.from, until: this.state.until, limit: TOP_LIMIT, search: text };
+      const ans = await api.top(p, signal);
+      return { rows: ans.functions, matched: ans.matchCount, of: ans.functionCount };
     });
     this.search = q('.search');
     this.search.addEventListener('input', () => app.setState({ search: this.search.value }, false));
@@ -144,8 +148,7 @@ export class Panel {
     const p = { query, from: state.from, until: state.until };
     this.abort?.abort();
     this.abort = new AbortController();
-    this.stopFinding();
-    this.found = null;
+    this.finder.reset();
     const sig = this.abort.signal;
     this.tree = null;
     const id = this.profileId(state);
@@ -241,46 +244,11 @@ export class Panel {
     await finding;
   }
 
-  // The table's rows for a search. The loaded rows are filtered in the page
-  // when they are every function; else the node searches all of them
-  // (/api/top?search=), after SEARCH_DELAY_MS without typing; a search
-  // already asked or answered is not asked again.
+  // The table's rows for a search: filtered in the page when the loaded rows
+  // are every function, else asked of the node (NodeSearch).
   findRows(text) {
     const t = this.top;
-    const of = t ? t.functionCount : 0;
-    if (!text || !t || of <= t.functions.length) {
-      this.stopFinding();
-      this.table.setFilter(text);
-      return null;
-    }
-    if (this.found && this.found.text === text) {
-      this.stopFinding();
-      this.table.setFilter(text, this.found);
-      return null;
-    }
-    if (this.finding && this.finding.text === text) return this.finding.done;
-    this.stopFinding();
-    this.table.setFilter(text, { pending: true, of });
-    const ctl = new AbortController();
-    const p = { query: this.query, from: this.state.from, until: this.state.until, limit: TOP_LIMIT, search: text };
-    const done = delay(SEARCH_DELAY_MS, ctl.signal).then(() => api.top(p, ctl.signal)).then((ans) => {
-      if (ctl.signal.aborted) throw new DOMException('search replaced', 'AbortError');
-      this.found = { text, rows: ans.functions, matched: ans.matchCount, of: ans.functionCount };
-      this.table.setFilter(text, this.found);
-    }, (e) => {
-      if (e.name === 'AbortError') throw e;
-      this.table.setFilter(text, { error: e.message, of });
-    }).finally(() => {
-      if (this.finding && this.finding.ctl === ctl) this.finding = null;
-    });
-    this.finding = { text, ctl, done };
-    return done;
-  }
-
-  // Cancels the wait or the request of a search no longer wanted.
-  stopFinding() {
-    this.finding?.ctl.abort();
-    this.finding = null;
+    return this.finder.find(text, t ? t.functionCount : 0, t ? t.functions.length : 0);
   }
 
   showSandwich(fn) {
@@ -332,15 +300,4 @@ export class Panel {
       })),
     };
   }
-}
-
-// Resolves after ms, or rejects with an AbortError when signal aborts first.
-function delay(ms, signal) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      reject(new DOMException('search replaced', 'AbortError'));
-    }, { once: true });
-  });
 }

@@ -3,13 +3,19 @@
 // clicking a row calls onRow(row); rows whose key is `selected` are marked.
 // The filter compares as the flame graph's search (format.js, nameMatcher).
 // When the rows are a cut of a longer list, the owner may hand in what the
-// node found among all of it (setFilter's found); the table then shows those.
+// node found among all of it (setFilter's found, asked by a NodeSearch); the
+// table then shows those.
 import { nameMatcher } from './format.js';
 
 const MAX_ROWS = 500; // rows put in the page (sorted, filtered first); the footer counts the rest
+// When the loaded rows are a cut of the list, a search asks the node once
+// typing paused this long; each new keystroke cancels the wait or the
+// request before it.
+const SEARCH_DELAY_MS = 200;
 
 export class Table {
-  // columns: [{key, title, render(row) -> string|Node, num, sort(row) -> value, cls}]
+  // columns: [{key, title, render(row) -> string|Node, num, sort(row) -> value, cls}];
+  // foundOrder: the order of the node's search answer, for the footer ('by self')
   constructor(container, opts) {
     this.el = container;
     this.opts = opts;
@@ -120,13 +126,85 @@ export class Table {
         (this.note ? ' · ' + this.note : '');
     }
     if (f.rows) {
-      const top = f.matched > f.rows.length ? ` (the top ${f.rows.length} by self listed)` : '';
+      const order = this.opts.foundOrder || 'by self';
+      const top = f.matched > f.rows.length ? ` (the top ${f.rows.length} ${order} listed)` : '';
       return `${f.matched} of ${f.of} functions${what}${top}${more}`;
     }
     const local = `${rows.length} of the ${this.rows.length} loaded rows${what}`;
     if (f.pending) return `${local}; searching all ${f.of} functions…`;
     return `${local}; searching all ${f.of} functions failed: ${f.error}`;
   }
+}
+
+// The rows of a table's search, asked of the node when the loaded rows are
+// a cut of a longer list (the top table: /api/top?search=, the regression
+// report: /api/diff?search=). ask(text, signal) resolves to {rows, matched,
+// of}: the first matching rows, how many match and out of how many.
+export class NodeSearch {
+  constructor(table, ask) {
+    this.table = table;
+    this.ask = ask;
+    this.found = null; // the last answer, with its text
+    this.finding = null; // {text, ctl, done} while one is asked
+  }
+
+  // New rows were loaded: the last answer is of other rows.
+  reset() {
+    this.stop();
+    this.found = null;
+  }
+
+  // Shows text's rows in the table. The loaded rows are filtered in the page
+  // when they are every function (of <= loaded); else the node searches all
+  // of them after SEARCH_DELAY_MS without typing, the loaded rows filtered
+  // meanwhile; a search already asked or answered is not asked again.
+  // Returns a promise that settles once the node's rows are shown (rejected
+  // with an AbortError when a newer search replaced it), or null.
+  find(text, of, loaded) {
+    if (!text || of <= loaded) {
+      this.stop();
+      this.table.setFilter(text);
+      return null;
+    }
+    if (this.found && this.found.text === text) {
+      this.stop();
+      this.table.setFilter(text, this.found);
+      return null;
+    }
+    if (this.finding && this.finding.text === text) return this.finding.done;
+    this.stop();
+    this.table.setFilter(text, { pending: true, of });
+    const ctl = new AbortController();
+    const done = delay(SEARCH_DELAY_MS, ctl.signal).then(() => this.ask(text, ctl.signal)).then((ans) => {
+      if (ctl.signal.aborted) throw new DOMException('search replaced', 'AbortError');
+      this.found = { text, ...ans };
+      this.table.setFilter(text, this.found);
+    }, (e) => {
+      if (e.name === 'AbortError') throw e;
+      this.table.setFilter(text, { error: e.message, of });
+    }).finally(() => {
+      if (this.finding && this.finding.ctl === ctl) this.finding = null;
+    });
+    this.finding = { text, ctl, done };
+    return done;
+  }
+
+  // Cancels the wait or the request of a search no longer wanted.
+  stop() {
+    this.finding?.ctl.abort();
+    this.finding = null;
+  }
+}
+
+// Resolves after ms, or rejects with an AbortError when signal aborts first.
+function delay(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      reject(new DOMException('search replaced', 'AbortError'));
+    }, { once: true });
+  });
 }
 
 // A cell with a bar behind its text, as long as frac (0..1) of the cell.

@@ -9,7 +9,10 @@
   change is 100 * (rightTotal/rightTicks - leftTotal/leftTicks); ranges of
   different lengths get per-second rates; bad parameters are 400s;
 - two samples of the same version flag nothing;
-- flamectl diff prints the table;
+- search: the functions whose name contains the text (A-Z as a-z, nothing
+  else folded, as /api/top's search) out of all of them, not only the first
+  `limit`, with matchCount; bad searches are 400s;
+- flamectl diff prints the table, and --search the matching rows;
 - 3 nodes RF 2: the same bytes from every node; with two nodes down the
   answer is flagged partial (body and X-Flamedb-Partial).
 """
@@ -17,6 +20,7 @@ import os
 import random
 import subprocess
 import time
+import urllib.parse
 
 import harness
 from cluster import FAST_FORMATION, Cluster
@@ -138,6 +142,75 @@ def test_bad_parameters():
         assert r.status == 400, (bad, r)
 
 
+def fold(name):
+    """/api/top's and the web UI's comparison: A-Z as a-z, nothing else."""
+    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in name)
+
+
+def push_search_service():
+    """300 leaves under 3 handlers whose weights trade places within each
+    handler between v1 and v2: the leaves change, the handlers (and main)
+    keep their shares exactly, so the default 50 rows never list them."""
+    svc = unique("find")
+    left, right = {}, {}
+    for i in range(300):
+        g, k = i % 3, i // 3
+        stack = "main;mod.Handler%d;leaf%03d" % (g, i)
+        left[stack] = 50 + i
+        right[stack] = 50 + g + 3 * (99 - k)
+    for side in (left, right):
+        side["main;mod.Handler0;\u00c4rger.parse"] = 1
+        side["main;mod.Handler1;\u00e4rger.PARSE"] = 1
+    for version, stacks in (("v1", left), ("v2", right)):
+        for w in range(6):
+            t = FROM + 10 * w
+            r = NODE.ingest(folded(stacks), name="%s.cpu{version=%s}" % (svc, version),
+                            **{"from": t + 1}, until=t + 2)
+            assert r.status == 200, r
+    return svc
+
+
+FIND = push_search_service()
+
+
+def test_search_finds_functions_beyond_the_limit():
+    left, right = q(FIND, "v1"), q(FIND, "v2")
+    every = report(NODE, left, right, limit=1000)
+    assert every["functionCount"] == 1 + 3 + 300 + 2 and "matchCount" not in every, every
+    assert len(every["functions"]) == every["functionCount"]
+    names = [f["name"] for f in report(NODE, left, right)["functions"]]
+    assert len(names) == 50 and "mod.Handler0" not in names, names  # the default 50
+    for search in ("handler", "HANDLER1", "mod.h", "\u00e4rger", "\u00c4RGER", "parse",
+                   "leaf07", "leaf", "r.p", ".", "leaf0*", "nothing-like-it"):
+        doc = report(NODE, left, right, search=search)
+        want = [f for f in every["functions"] if fold(search) in fold(f["name"])]
+        assert doc["matchCount"] == len(want), (search, doc["matchCount"], len(want))
+        for k in ("functionCount", "tested", "leftTicks", "rightTicks", "leftBuckets"):
+            assert doc[k] == every[k], (search, k, doc[k], every[k])
+        # the same rows, values, p values and marks as without a search, in its order
+        assert doc["functions"] == want[:50], (search, doc["functions"][:3], want[:3])
+    # only A-Z fold: the umlauts match as they are
+    assert [f["name"] for f in report(NODE, left, right, search="\u00e4")["functions"]] == \
+        ["\u00e4rger.PARSE"]
+    doc = report(NODE, left, right, search="leaf", limit=3)
+    assert doc["matchCount"] == 300 and len(doc["functions"]) == 3, doc
+    assert doc["functions"] == [f for f in every["functions"] if "leaf" in f["name"]][:3]
+    assert report(NODE, left, right, search="") == report(NODE, left, right)  # empty: none
+
+
+def test_bad_search_is_400():
+    base = dict(leftQuery=q(FIND, "v1"), rightQuery=q(FIND, "v2"), leftFrom=FROM,
+                leftUntil=UNTIL, rightFrom=FROM, rightUntil=UNTIL)
+    r = NODE.query("/api/diff", search="x" * 1025, **base)
+    assert r.status == 400 and "'search'" in r.json()["message"], r
+    assert "longer than 1024" in r.json()["message"], r
+    assert NODE.query("/api/diff", search="x" * 1024, **base).status == 200
+    path = "/api/diff?" + urllib.parse.urlencode(base)
+    for raw in ("%FF", "ab%C3", "%ED%A0%80"):  # not UTF-8; a surrogate
+        r = NODE.get(path + "&search=" + raw)
+        assert r.status == 400 and "UTF-8" in r.json()["message"], (raw, r)
+
+
 def test_flamectl_diff():
     ctl = os.environ.get("FLAMECTL_BIN", os.path.join(harness.ROOT, "build", "bin", "flamectl"))
     if not os.access(ctl, os.X_OK):
@@ -159,6 +232,14 @@ def test_flamectl_diff():
                           str(FROM + 100), "--right-from", str(FROM), "--right-until",
                           str(UNTIL)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "over 100s (10 buckets)" in out.stdout, out.stdout
+    out = subprocess.run([ctl, "--url", "http://127.0.0.1:%d" % NODE.port, "diff", q(FIND, "v1"),
+                          q(FIND, "v2"), "--from", str(FROM), "--until", str(UNTIL), "--search",
+                          "HANDLER", "--limit", "2"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 4, out.stdout  # header, 2 rows, summary
+    assert [ln.split()[-1] for ln in lines[1:3]] == ["mod.Handler0", "mod.Handler1"], out.stdout
+    assert "; 306 functions, 3 matching the search, " in lines[-1], out.stdout
 
 
 def test_three_nodes_same_answer():
@@ -180,6 +261,10 @@ def test_three_nodes_same_answer():
             assert r.status == 200, r
             bodies.add(r.body)
         assert len(bodies) == 1, bodies
+        found = {node.query("/api/diff", leftQuery=left, rightQuery=right, leftFrom=FROM,
+                            leftUntil=FROM + 120, rightFrom=FROM, rightUntil=FROM + 120,
+                            search="A").body for node in c.nodes}
+        assert len(found) == 1, found  # the search runs where the report is made
         doc = report(c.nodes[0], left, right, lu=FROM + 120, ru=FROM + 120)
         assert doc["functions"][0]["name"] == "handle" and doc["functions"][0]["significant"]
         assert "partial" not in doc

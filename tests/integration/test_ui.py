@@ -4,8 +4,9 @@ Starts a node, pushes known profiles, opens the page that GET / serves in
 Debian's chromium (driven through chromedriver, webdriver.py) with the query in
 the URL, and checks what the page drew against values computed here from what
 was pushed: the flame graph's frames and percentages, the top table, zoom,
-search, the sandwich, the timeline drag, the diff view (colours and the
-regression report with its significance marks), the span view, the tag
+search, the sandwich, the timeline drag, the diff view (colours, the
+regression report with its significance marks, and the report's search
+beyond the rows it loaded), the span view, the tag
 explorer, the profile list, errors and themes. The page exposes what its
 canvases drew through window.flamedbUI.snapshot() (node/ui/app.js).
 
@@ -467,6 +468,73 @@ def test_diff_view():
         want = "Change: +%.2f pp" % (rt["json"] - lt["json"])
         assert tip.startswith("json\nBaseline: ") and want in tip, tip
         shot(b, "diff")
+
+
+def test_diff_report_search():
+    """A report of more functions than the 200 the diff view loads: its
+    table's search asks the node (/api/diff?search=) and finds functions
+    beyond them, with their shares and the `N of M` count."""
+    svc = unique("uidiffbig")
+    left, right = {}, {}
+    # 400 leaves under 4 handlers; each leaf's weight trades places with its
+    # mirror in the same handler from v1 to v2: the leaves move, the handlers
+    # keep their shares exactly, so the 200 loaded rows (largest change
+    # first) never hold them
+    for i in range(400):
+        g, k = i % 4, i // 4
+        stack = "main;shop/api.Handler%d;shop/store.step%03d" % (g, i)
+        left[stack] = 50 + i
+        right[stack] = 50 + g + 4 * (99 - k)
+    for version, stacks in (("v1", left), ("v2", right)):
+        for i in range(6):
+            r = NODE.ingest(folded(stacks), name="%s.cpu{version=%s}" % (svc, version),
+                            **{"from": NOW - 90 + 10 * i})
+            assert r.status == 200, r
+    _, lt, _ = shares([left])
+    _, rt, _ = shares([right])
+    with need_browser() as b:
+        rng = {"from": NOW - 130, "until": NOW + 10}
+        s = open_page(b, page(view="diff", query=sel(svc, version="v1"), rightQuery=sel(svc, version="v2"),
+                              **rng), "the diff view of 405 functions")
+        loaded = {f["name"] for f in s["report"]}
+        assert len(loaded) == 200 and not any("Handler" in n for n in loaded), sorted(loaded)[:5]
+        b.keys("/")
+        b.keys("HANDLER")  # capitals: A-Z match a-z
+        check_report_search(b, lt, rt, "HANDLER", loaded)
+        b.keys("2")  # typing on: the new search replaces the last one
+        check_report_search(b, lt, rt, "HANDLER2", loaded)
+        b.keys("\ue003" * 8 + "step25")  # leaves that moved, but less than the loaded ones
+        check_report_search(b, lt, rt, "step25", loaded)
+        shot(b, "diff-search")
+        b.keys("\ue003" * 2)  # more match than the 200 listed
+        s = check_report_search(b, lt, rt, "step", loaded)
+        assert s["table_foot"].endswith("(the top 200 by change listed)"), s["table_foot"]
+        # a search the node refuses (1200 bytes of UTF-8 > 1024) is said in the footer
+        b.js("window.flamedbUI.setState({search: '\u00e4'.repeat(600)})")
+        foot = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && "
+                         "s.table_foot.includes('failed') && s.table_foot", what="the refused search")
+        assert "searching all 405 functions failed: parameter 'search': 1200 bytes, longer than 1024" \
+            in foot, foot
+
+
+def check_report_search(b, lt, rt, term, loaded):
+    """The report's table lists the functions whose name contains term (A-Z
+    as a-z), the first 200 by change, with both shares, and counts them out
+    of all the report's."""
+    want = {f for f in lt if term.lower() in f.lower()}
+    foot = '%d of %d functions matching "%s"' % (len(want), len(lt), term)
+    s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && "
+                  "s.state.search === arguments[0] && s.table_foot && s.table_foot.startsWith(arguments[1]) && s"
+                  .replace("arguments[0]", json.dumps(term)).replace("arguments[1]", json.dumps(foot)),
+                  what="the report's search for %s (%s)" % (term, foot))
+    rows = {r["name"]: r["cells"] for r in s["table"]}
+    assert len(rows) == min(len(want), 200) and set(rows) <= want, (term, sorted(set(rows) - want)[:10])
+    if len(want) <= 200:
+        assert set(rows) - loaded, "found beyond the loaded rows"
+    for name, cells in rows.items():
+        assert cells[2] == "%.2f%%" % lt[name] and cells[3] == "%.2f%%" % rt[name], (name, cells)
+        assert cells[4].endswith(" pp"), cells
+    return s
 
 
 def test_span_view():

@@ -162,6 +162,24 @@ static void test_top(void)
     buf_free(&b);
 }
 
+static void test_report(void)
+{
+    errmsg_t em = {{0}};
+    flamedb__report_t t;
+    const char *all = "{\"leftTicks\":4,\"rightTicks\":6,\"unit\":\"nanoseconds\","
+                      "\"functionCount\":3,\"tested\":2,\"functions\":[{\"name\":\"a\","
+                      "\"leftTotal\":4,\"rightTotal\":3,\"change\":-50,\"pValue\":null}]}";
+    CHECK_EQ_INT(flamedb__report_parse(all, strlen(all), &t, &em), 0);
+    CHECK(t.functions == 3 && t.tested == 2 && t.count == 1);
+    CHECK_EQ_INT(t.matches, -1); /* no search */
+    CHECK(t.count == 1 && !t.rows[0].tested && t.rows[0].change == -50);
+    flamedb__report_free(&t);
+    const char *found = "{\"functionCount\":3,\"matchCount\":0,\"tested\":2,\"functions\":[]}";
+    CHECK_EQ_INT(flamedb__report_parse(found, strlen(found), &t, &em), 0);
+    CHECK(t.functions == 3 && t.matches == 0 && t.count == 0); /* a search that found nothing */
+    flamedb__report_free(&t);
+}
+
 static void test_shares(void)
 {
     const char *doc = "{\"label\":\"env\",\"total\":10,\"values\":["
@@ -242,6 +260,7 @@ int main(void)
     test_query_string();
     test_json();
     test_top();
+    test_report();
     test_shares();
     test_plist();
     return check_exit();

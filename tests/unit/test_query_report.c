@@ -198,6 +198,44 @@ static void test_regression(const symtab_t *syms)
     }
 }
 
+/* A search lists the rows whose name contains it (A-Z as a-z), in the
+ * report's order, at most limit of them, and counts them all. */
+static void check_search(const query_report_t *a)
+{
+    static const char *const searches[] = {"FN1", "fn2", "n", "fn4x", ""};
+    int64_t sec[2] = {80, 80};
+    for (size_t k = 0; k < sizeof searches / sizeof searches[0]; k++) {
+        const char *want[2] = {NULL, NULL};
+        size_t matched = 0;
+        char needle[8];
+        snprintf(needle, sizeof needle, "%s", searches[k]);
+        for (char *c = needle; *c; c++)
+            if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+        for (size_t i = 0; i < a->nrows; i++)
+            if (strstr(a->rows[i].name, needle) != NULL && matched++ < 2)
+                want[matched - 1] = a->rows[i].name;
+        buf_t out;
+        buf_init(&out, 1 << 20);
+        CHECK_EQ_INT(query_report_encode(a, CPU, 2, searches[k], sec, NULL, &out), 0);
+        CHECK_EQ_INT(buf_append_byte(&out, 0), 0);
+        const char *s = (const char *)out.data;
+        char count[64];
+        snprintf(count, sizeof count, "\"functionCount\":%zu,\"matchCount\":%zu,", a->nrows,
+                 matched);
+        CHECK(strstr(s, count) != NULL || (searches[k][0] == 0 && strstr(s, "matchCount") == NULL));
+        const char *at = s;
+        for (size_t i = 0; i < 2; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "{\"name\":\"%s\"", want[i] ? want[i] : "");
+            const char *p = strstr(at, "{\"name\":");
+            CHECK((p != NULL) == (want[i] != NULL));
+            if (p != NULL && want[i] != NULL) CHECK(strncmp(p, name, strlen(name)) == 0);
+            at = p != NULL ? p + 1 : at;
+        }
+        buf_free(&out);
+    }
+}
+
 /* Whole-range values are the sums over the buckets: equal to a report of
  * one bucket holding their merge; too few buckets test nothing. */
 static void test_exact(const symtab_t *syms)
@@ -238,7 +276,7 @@ static void test_exact(const symtab_t *syms)
     buf_t out;
     buf_init(&out, 1 << 20);
     int64_t sec[2] = {80, 30};
-    CHECK_EQ_INT(query_report_encode(&a, CPU, 3, sec, "\"partial\":true", &out), 0);
+    CHECK_EQ_INT(query_report_encode(&a, CPU, 3, NULL, sec, "\"partial\":true", &out), 0);
     CHECK_EQ_INT(buf_append_byte(&out, 0), 0);
     const char *s = (const char *)out.data;
     CHECK(strstr(s, "\"unit\":\"nanoseconds\"") != NULL);
@@ -250,7 +288,9 @@ static void test_exact(const symtab_t *syms)
     for (const char *p = s; (p = strstr(p, "{\"name\":")) != NULL; p++)
         rows++;
     CHECK_EQ_INT(rows, 3);
+    CHECK(strstr(s, "\"matchCount\"") == NULL); /* no search */
     buf_free(&out);
+    check_search(&a);
     query_report_free(&a);
     query_report_free(&m);
     free_trees(l, 8);
@@ -273,7 +313,7 @@ static void test_plan(void)
     query_report_plan_t p;
     errmsg_t em = {{0}};
     int64_t now_ms = 1700004000000LL;
-    CHECK_EQ_INT(query_report_plan(&d, NULL, &lim, now_ms, &p, &em), 0);
+    CHECK_EQ_INT(query_report_plan(&d, NULL, NULL, &lim, now_ms, &p, &em), 0);
     CHECK_EQ_INT(p.limit, QUERY_REPORT_DEFAULT_LIMIT);
     CHECK_EQ_STR(p.type, CPU);
     CHECK_EQ_INT(p.nbuckets[0], QUERY_REPORT_MAX_BUCKETS);
@@ -292,14 +332,27 @@ static void test_plan(void)
     }
     CHECK_EQ_INT(p.until_s[0] - p.from_s[0], 3600);
     CHECK_EQ_INT(strtoll(p.bucket[0][1].p.from, NULL, 10), 1700000120);
-    CHECK_EQ_INT(query_report_plan(&d, "0", &lim, now_ms, &p, &em), ERR_INVALID_ARGUMENT);
-    CHECK_EQ_INT(query_report_plan(&d, "1001", &lim, now_ms, &p, &em), ERR_INVALID_ARGUMENT);
-    CHECK_EQ_INT(query_report_plan(&d, "7", &lim, now_ms, &p, &em), 0);
+    CHECK_EQ_INT(query_report_plan(&d, "0", NULL, &lim, now_ms, &p, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(query_report_plan(&d, "1001", NULL, &lim, now_ms, &p, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(query_report_plan(&d, "7", NULL, &lim, now_ms, &p, &em), 0);
     CHECK_EQ_INT(p.limit, 7);
+    CHECK(p.search == NULL);
+    /* search: at most QUERY_SEARCH_MAX bytes of UTF-8, as /api/top's */
+    char longest[QUERY_SEARCH_MAX + 2];
+    memset(longest, 'x', sizeof longest - 1);
+    longest[sizeof longest - 1] = 0;
+    CHECK_EQ_INT(query_report_plan(&d, NULL, longest, &lim, now_ms, &p, &em), ERR_INVALID_ARGUMENT);
+    CHECK(strstr(em.text, "'search'") != NULL);
+    longest[QUERY_SEARCH_MAX] = 0;
+    CHECK_EQ_INT(query_report_plan(&d, NULL, longest, &lim, now_ms, &p, &em), 0);
+    CHECK(p.search == longest);
+    CHECK_EQ_INT(query_report_plan(&d, NULL, "ab\xc3", &lim, now_ms, &p, &em),
+                 ERR_INVALID_ARGUMENT);
+    CHECK(strstr(em.text, "UTF-8") != NULL);
     d.right.query = "memory:alloc_space:bytes:space:bytes{}";
-    CHECK_EQ_INT(query_report_plan(&d, NULL, &lim, now_ms, &p, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(query_report_plan(&d, NULL, NULL, &lim, now_ms, &p, &em), ERR_INVALID_ARGUMENT);
     d.right.query = NULL;
-    CHECK_EQ_INT(query_report_plan(&d, NULL, &lim, now_ms, &p, &em), ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(query_report_plan(&d, NULL, NULL, &lim, now_ms, &p, &em), ERR_INVALID_ARGUMENT);
 }
 
 /* argv[1]: runs of the same-behaviour test (default 200), to measure the

@@ -369,15 +369,15 @@ static void test_search_spec(void)
     query_spec_t s;
     errmsg_t em = {{0}};
     query_params_t p = {.query = CPU "{}", .format = "top"};
-    char longest[QUERY_TOP_SEARCH_MAX + 2];
+    char longest[QUERY_SEARCH_MAX + 2];
     memset(longest, 'x', sizeof longest - 1);
     longest[sizeof longest - 1] = 0;
     p.search = longest;
     CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, 0, &s, &em), ERR_INVALID_ARGUMENT);
     CHECK(strstr(em.text, "'search'") != NULL && strstr(em.text, "longer") != NULL);
-    longest[QUERY_TOP_SEARCH_MAX] = 0;
+    longest[QUERY_SEARCH_MAX] = 0;
     CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, 0, &s, &em), 0);
-    CHECK_EQ_INT(strlen(s.top_search), QUERY_TOP_SEARCH_MAX);
+    CHECK_EQ_INT(strlen(s.top_search), QUERY_SEARCH_MAX);
     query_spec_free(&s);
     const char *bad[] = {"\xff", "ab\xc3", "\xed\xa0\x80" /* a surrogate */, "\xc0\xaf"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
