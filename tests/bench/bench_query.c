@@ -109,6 +109,60 @@ static int cmp_double(const void *a, const void *b)
 
 #define FOREST_ROUNDS 7
 
+static int cmp_desc_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x < y) - (x > y);
+}
+
+static size_t count_over(const storage_merged_tab_t *tabs, size_t n, int64_t cut);
+
+/* How many of the forests' nodes a threshold exchange would ship: every
+ * node of total >= max over the forests of their k-th largest total (the cut
+ * of the merge is never below it), divided by the number of forests (a kept
+ * node's total is at least that much in one of them). */
+static size_t nodes_over_cut(const storage_merged_tab_t *tabs, size_t n, size_t k, int64_t *cut)
+{
+    int64_t best = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t *v = malloc(tabs[i].n * sizeof *v);
+        size_t m = 0;
+        for (size_t j = 0; v != NULL && j < tabs[i].n; j++)
+            if (j == 0 || tabs[i].total[j] != 0) v[m++] = tabs[i].total[j];
+        if (v != NULL && m >= k) {
+            qsort(v, m, sizeof *v, cmp_desc_i64);
+            best = v[k - 1] > best ? v[k - 1] : best;
+        }
+        free(v);
+    }
+    *cut = n > 0 ? best / (int64_t)n : 0;
+    return count_over(tabs, n, *cut);
+}
+
+/* The k-th largest node total of the merged tree (the cut of its maxNodes
+ * selection, about), or -1. */
+static int64_t merged_cut(const calltree_t *t, size_t k)
+{
+    size_t n = calltree_node_count(t);
+    const int64_t *tot = calltree_totals(t);
+    int64_t *v = tot != NULL && n >= k ? malloc(n * sizeof *v) : NULL;
+    if (v == NULL) return -1;
+    memcpy(v, tot, n * sizeof *v);
+    qsort(v, n, sizeof *v, cmp_desc_i64);
+    int64_t cut = v[k - 1];
+    free(v);
+    return cut;
+}
+
+static size_t count_over(const storage_merged_tab_t *tabs, size_t n, int64_t cut)
+{
+    size_t over = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < tabs[i].n; j++)
+            over += (j == 0 || tabs[i].total[j] != 0) && tabs[i].total[j] >= cut;
+    return over;
+}
+
 /* The selector's token forests as a share ships them to a coordinator that
  * truncates (query_partial_run with forests, query_forest_encode per token)
  * and as the coordinator reads them (query_gather_add_trees): the CPU of the
@@ -162,6 +216,21 @@ static int forest_figures(const qctx_t *q)
         qsort(te, FOREST_ROUNDS, sizeof te[0], cmp_double);
         qsort(td, FOREST_ROUNDS, sizeof td[0], cmp_double);
         printf("query_forests: %zu forests, %zu nodes, %zu bytes\n", n, nodes, b.len);
+        int64_t cut;
+        size_t over = nodes_over_cut(part.tabs, n, spec.max_nodes, &cut);
+        printf("query_forests_over_cut: %zu nodes of total >= %lld (maxNodes %zu)\n", over,
+               (long long)cut, spec.max_nodes);
+        query_partial_args_t w;
+        query_partial_t whole = {0};
+        query_spec_args(&spec, &w); /* the whole merged tree: the cut it has */
+        if (query_partial_run(q->st, "bench", &w, &lim, &whole, &em) == 0) {
+            int64_t mc = merged_cut(whole.tree, spec.max_nodes);
+            printf("query_forests_over_merged_cut: %zu nodes of total >= %lld / %zu (the merge's "
+                   "cut; %zu nodes merged)\n",
+                   count_over(part.tabs, n, n > 0 ? mc / (int64_t)n : 0), (long long)mc, n,
+                   calltree_node_count(whole.tree));
+        }
+        query_partial_free(&whole);
         printf("query_forests_encode_ms: %.3f (min %.3f, CPU of the thread, %d rounds)\n",
                te[FOREST_ROUNDS / 2] * 1e3, te[0] * 1e3, FOREST_ROUNDS);
         printf("query_forests_decode_ms: %.3f (min %.3f, query_gather_add_trees)\n",
