@@ -18,7 +18,10 @@ Figures, all ratios of this run:
   2. median wall time of GET /pyroscope/render (JSON) on rf1 and rf3, asked of
      every node in turn, ÷ the single node's, for the whole fleet and for one
      service (target <= 1.3x). Every answer's numTicks is checked against the
-     generator's sum and must not be partial: a wrong answer fails the step.
+     generator's sum and must not be partial: a wrong answer fails the step;
+  3. node CPU per render (utime + stime of every node of the deployment from
+     the request until the answer, mean over the timed rounds) of rf1 ÷
+     single: what a scatter-gather costs the cluster beyond one node's work.
 
 Pushes use 3 keep-alive connections in both cases: all to the single node, one
 per node of a cluster (a load balancer's spread).
@@ -171,25 +174,32 @@ def check(dep, node, query, expect, fb):
 
 
 def time_queries(rt, deps, queries, frm, until, runs):
-    """{(deployment, query name): (median, min) wall s}. Rounds interleave the
-    deployments (each node of each asked once per round, 2 untimed rounds
-    first), so load from elsewhere on the machine hits all of them alike.
-    Every answer must be exact and complete."""
+    """{(deployment, query name): (median, min) wall s, mean node CPU s}.
+    Rounds interleave the deployments (each node of each asked once per
+    round, 2 untimed rounds first), so load from elsewhere on the machine
+    hits all of them alike. The CPU of a render is that of every node of its
+    deployment from the request until the answer (utime + stime, clock ticks:
+    only its mean over the rounds is meaningful). Every answer must be exact
+    and complete."""
     conns = {(d.name, i): node.conn() for d in deps for i, node in enumerate(d.nodes)}
     times = {(d.name, q[0]): [] for d in deps for q in queries}
+    cpu = {(d.name, q[0]): 0.0 for d in deps for q in queries}
     try:
         for k in range(runs + 2):
             for d in deps:
                 for i, node in enumerate(d.nodes):
                     for qname, q, expect in queries:
+                        c0 = d.cpu_seconds()
                         dt, fb = render(node, conns[(d.name, i)], q, frm, until)
+                        c1 = d.cpu_seconds()
                         check(d, node, q, expect, fb)
                         if k >= 2:
                             times[(d.name, qname)].append(dt)
+                            cpu[(d.name, qname)] += c1 - c0
     finally:
         for c in conns.values():
             c.close()
-    return {key: (statistics.median(v), min(v)) for key, v in times.items()}
+    return {key: (statistics.median(v), min(v), cpu[key] / len(v)) for key, v in times.items()}
 
 
 HINT_ROWS = 40  # pushes measured while an rf3 node is down
@@ -256,9 +266,9 @@ def bench_cluster(a, rt, node_bin, work):
     finally:
         for d in deps:
             d.stop()
-    for (name, qname), (m, lo_t) in sorted(med.items()):
-        rt.log("%s_query: %s: median %.2f ms, min %.2f ms, numTicks exact from every node" % (
-            name, qname, m * 1e3, lo_t * 1e3))
+    for (name, qname), (m, lo_t, c) in sorted(med.items()):
+        rt.log("%s_query: %s: median %.2f ms, min %.2f ms, node CPU %.2f ms per render, numTicks "
+               "exact from every node" % (name, qname, m * 1e3, lo_t * 1e3, c * 1e3))
     report(rt, ing, med, queries, len(rows))
     rt.RESULTS.append((
         "hinted handoff: hint bytes held for a down node / gzipped bytes pushed (3 nodes RF 3)",
@@ -283,9 +293,15 @@ def report(rt, ing, med, queries, nrows):
         "%.0f us vs %.0f us: forwarding to the owner without replicas" % (r1[1] * 1e6,
                                                                           s[1] * 1e6)))
     for qname, _, _ in queries:
+        (_, _, c), (_, _, sc) = med[("rf1", qname)], med[("single", qname)]
+        rt.RESULTS.append((
+            "cluster query (%s): node CPU per render, 3 nodes RF 1 / one node" % qname,
+            "%.2f" % (c / sc) if sc > 0 else "-", "-",
+            "%.2f ms vs %.2f ms: every node of the deployment from the request to the answer "
+            "(utime + stime, mean over the timed rounds)" % (c * 1e3, sc * 1e3)))
         for name, label in (("rf1", "3 nodes RF 1 (every query scatters)"),
                             ("rf3", "3 nodes RF 3 (each node holds every range)")):
-            (m, lo_t), (sm, slo) = med[(name, qname)], med[("single", qname)]
+            (m, lo_t, _), (sm, slo, _) = med[(name, qname)], med[("single", qname)]
             rt.RESULTS.append((
                 "cluster query (%s): render wall time, %s / one node" % (qname, label),
                 "%.2f" % (m / sm), "<= 1.3",

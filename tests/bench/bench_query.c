@@ -107,6 +107,146 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+#define FOREST_ROUNDS 7
+
+static int cmp_desc_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x < y) - (x > y);
+}
+
+static size_t count_over(const storage_merged_tab_t *tabs, size_t n, int64_t cut);
+
+/* How many of the forests' nodes a threshold exchange would ship: every
+ * node of total >= max over the forests of their k-th largest total (the cut
+ * of the merge is never below it), divided by the number of forests (a kept
+ * node's total is at least that much in one of them). */
+static size_t nodes_over_cut(const storage_merged_tab_t *tabs, size_t n, size_t k, int64_t *cut)
+{
+    int64_t best = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t *v = malloc(tabs[i].n * sizeof *v);
+        size_t m = 0;
+        for (size_t j = 0; v != NULL && j < tabs[i].n; j++)
+            if (j == 0 || tabs[i].total[j] != 0) v[m++] = tabs[i].total[j];
+        if (v != NULL && m >= k) {
+            qsort(v, m, sizeof *v, cmp_desc_i64);
+            best = v[k - 1] > best ? v[k - 1] : best;
+        }
+        free(v);
+    }
+    *cut = n > 0 ? best / (int64_t)n : 0;
+    return count_over(tabs, n, *cut);
+}
+
+/* The k-th largest node total of the merged tree (the cut of its maxNodes
+ * selection, about), or -1. */
+static int64_t merged_cut(const calltree_t *t, size_t k)
+{
+    size_t n = calltree_node_count(t);
+    const int64_t *tot = calltree_totals(t);
+    int64_t *v = tot != NULL && n >= k ? malloc(n * sizeof *v) : NULL;
+    if (v == NULL) return -1;
+    memcpy(v, tot, n * sizeof *v);
+    qsort(v, n, sizeof *v, cmp_desc_i64);
+    int64_t cut = v[k - 1];
+    free(v);
+    return cut;
+}
+
+static size_t count_over(const storage_merged_tab_t *tabs, size_t n, int64_t cut)
+{
+    size_t over = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < tabs[i].n; j++)
+            over += (j == 0 || tabs[i].total[j] != 0) && tabs[i].total[j] >= cut;
+    return over;
+}
+
+/* The selector's token forests as a share ships them to a coordinator that
+ * truncates (query_partial_run with forests, query_forest_encode per token)
+ * and as the coordinator reads them (query_gather_add_trees): the CPU of the
+ * calling thread for each, median of FOREST_ROUNDS, so a change to either
+ * side is measured apart from the cluster's wall times. */
+static int forest_figures(const qctx_t *q)
+{
+    query_params_t p = {.query = q->query, .from = q->from, .until = q->until, .format = "json"};
+    query_limits_t lim;
+    query_limits_default(&lim);
+    errmsg_t em = {{0}};
+    query_spec_t spec;
+    query_partial_t part = {0};
+    int rc = query_spec_parse(QUERY_KIND_RENDER, &p, &lim, now_ms(), &spec, &em);
+    if (rc != 0) return 1;
+    query_partial_args_t a;
+    query_spec_args(&spec, &a);
+    a.forests = 1; /* as a coordinator asks a share */
+    rc = query_partial_run(q->st, "bench", &a, &lim, &part, &em);
+    size_t n = part.ntabs, nodes = 0;
+    const uint8_t **enc = calloc(n + 1, sizeof *enc);
+    size_t *len = calloc(n + 1, sizeof *len), *end = calloc(n + 1, sizeof *end);
+    if (rc == 0 && (enc == NULL || len == NULL || end == NULL)) rc = ERR_NOMEM;
+    double te[FOREST_ROUNDS], td[FOREST_ROUNDS];
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    for (int r = 0; rc == 0 && r < FOREST_ROUNDS; r++) {
+        buf_reset(&b);
+        double t0 = clock_thread();
+        rc = calltree_encode(part.tree, &b); /* what is in no forest: nothing here */
+        end[0] = b.len;
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            rc = query_forest_encode(&part.tabs[i], &b);
+            end[i + 1] = b.len;
+        }
+        te[r] = clock_thread() - t0;
+        for (size_t i = 0; i <= n; i++) {
+            enc[i] = b.data + (i ? end[i - 1] : 0);
+            len[i] = end[i] - (i ? end[i - 1] : 0);
+        }
+        query_gather_t *g = NULL;
+        if (rc == 0) rc = query_gather_new(&spec, &lim, &g);
+        t0 = clock_thread();
+        if (rc == 0) rc = query_gather_add_trees(g, enc, len, n + 1, &em);
+        td[r] = clock_thread() - t0;
+        query_gather_free(g);
+    }
+    for (size_t i = 0; i < n; i++)
+        nodes += part.tabs[i].nodes;
+    if (rc == 0) {
+        qsort(te, FOREST_ROUNDS, sizeof te[0], cmp_double);
+        qsort(td, FOREST_ROUNDS, sizeof td[0], cmp_double);
+        printf("query_forests: %zu forests, %zu nodes, %zu bytes\n", n, nodes, b.len);
+        int64_t cut;
+        size_t over = nodes_over_cut(part.tabs, n, spec.max_nodes, &cut);
+        printf("query_forests_over_cut: %zu nodes of total >= %lld (maxNodes %zu)\n", over,
+               (long long)cut, spec.max_nodes);
+        query_partial_args_t w;
+        query_partial_t whole = {0};
+        query_spec_args(&spec, &w); /* the whole merged tree: the cut it has */
+        if (query_partial_run(q->st, "bench", &w, &lim, &whole, &em) == 0) {
+            int64_t mc = merged_cut(whole.tree, spec.max_nodes);
+            printf("query_forests_over_merged_cut: %zu nodes of total >= %lld / %zu (the merge's "
+                   "cut; %zu nodes merged)\n",
+                   count_over(part.tabs, n, n > 0 ? mc / (int64_t)n : 0), (long long)mc, n,
+                   calltree_node_count(whole.tree));
+        }
+        query_partial_free(&whole);
+        printf("query_forests_encode_ms: %.3f (min %.3f, CPU of the thread, %d rounds)\n",
+               te[FOREST_ROUNDS / 2] * 1e3, te[0] * 1e3, FOREST_ROUNDS);
+        printf("query_forests_decode_ms: %.3f (min %.3f, query_gather_add_trees)\n",
+               td[FOREST_ROUNDS / 2] * 1e3, td[0] * 1e3);
+    } else {
+        fprintf(stderr, "forests: %s\n", errmsg_text(&em, rc));
+    }
+    buf_free(&b);
+    free(enc);
+    free(len);
+    free(end);
+    query_partial_free(&part);
+    query_spec_free(&spec);
+    return rc == 0 ? 0 : 1;
+}
+
 /* Median wall time of repeated renders (at least 3, up to 1.5 s or 200). */
 static double render_median(const qctx_t *q, const char *label, const char *from)
 {
@@ -214,6 +354,7 @@ static int run_queries(qctx_t *q, const char *dir)
     int64_t ticks;
     size_t bytes;
     if (same_as_whole_tree(q, "as_ingested") != 0) return 1;
+    if (forest_figures(q) != 0) return 1;
     double m1 = render_median(q, "as_ingested", q->from);
     if (m1 < 0 || storage_compact(q->st) != 0 || reopen(&q->st, dir) != 0) return 1;
     if (same_as_whole_tree(q, "compacted") != 0) return 1;
