@@ -132,14 +132,28 @@ fi
 echo "fuzz: ${#TARGETS[@]} targets, ${SECONDS_EACH}s each, seed $SEED (repeat with --seed $SEED)"
 status=0
 failed=()
+# up to JOBS targets at once (each fuzzer is one process on one core); each
+# target's lines are printed in the targets' order once it is done
+outdir=$(mktemp -d "${TMPDIR:-/tmp}/flamedb-fuzz-out.XXXXXX")
+declare -A pid_of
 for t in "${TARGETS[@]}"; do
     if [ ! -x "$BUILD_DIR/fuzz/$t" ]; then
         echo "  $t: binary missing in $BUILD_DIR/fuzz" >&2
         failed+=("$t")
         continue
     fi
-    fuzz_one "$t" || failed+=("$t")
+    while [ "$(jobs -rp | wc -l)" -ge "${JOBS:-1}" ]; do
+        wait -n || true
+    done
+    fuzz_one "$t" >"$outdir/$t.out" 2>&1 &
+    pid_of[$t]=$!
 done
+for t in "${TARGETS[@]}"; do
+    [ -n "${pid_of[$t]:-}" ] || continue
+    wait "${pid_of[$t]}" || failed+=("$t")
+    cat "$outdir/$t.out"
+done
+rm -rf "$outdir"
 if [ ${#failed[@]} -gt 0 ]; then
     status=1
     echo "fuzz result: ${#TARGETS[@]} targets x ${SECONDS_EACH}s, findings in: ${failed[*]} (seed $SEED)"
