@@ -908,6 +908,13 @@ size_t calltree_mem_bytes(const calltree_t *t)
            shape_bytes(t->sh) / (refs ? refs : 1);
 }
 
+size_t calltree_mem_bytes_read(const calltree_t *t)
+{
+    /* a shared shape has its links: only an owned one may lack them */
+    size_t links = t->sh->links == NULL ? t->sh->cap * sizeof *t->sh->links : 0;
+    return calltree_mem_bytes(t) + links;
+}
+
 uint64_t calltree_sym(const calltree_t *t, uint32_t node)
 {
     return t->sh->nodes[node].sym;

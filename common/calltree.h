@@ -147,9 +147,14 @@ void calltree_records_free(calltree_records_t *r);
 size_t calltree_node_count(const calltree_t *t);
 /* The most nodes t may hold (root included). */
 size_t calltree_max_nodes(const calltree_t *t);
-/* Heap bytes the tree holds (node array, edge index, values and computed
- * totals, as allocated); a shape shared by k trees counts 1/k in each. */
+/* Heap bytes the tree holds (node array, edge index, child links, values
+ * and computed totals, as allocated); a shape shared by k trees counts 1/k
+ * in each. */
 size_t calltree_mem_bytes(const calltree_t *t);
+/* calltree_mem_bytes plus the child links its first read will make when
+ * they are not made yet: what a tree that is to be read or encoded holds
+ * then. */
+size_t calltree_mem_bytes_read(const calltree_t *t);
 uint64_t calltree_sym(const calltree_t *t, uint32_t node);
 int64_t calltree_self(const calltree_t *t, uint32_t node);
 /* Node's total: self plus its children's totals. The first read after a

@@ -383,8 +383,11 @@ static void test_links_made_when_read(uint64_t seed)
     size_t grown = calltree_mem_bytes(t);
     fprintf(stderr, "%d nodes growing: %zu bytes (%.1f a node)\n", N, grown, (double)grown / N);
     CHECK(grown <= 1024 + (size_t)N * (12 + 8 + 4 * 9 / 4));
+    /* what a reader will hold counts them before they are made */
+    CHECK_EQ_INT(calltree_mem_bytes_read(t), grown + N * sizeof(calltree_links_t));
     CHECK(links_exact(t));
     CHECK_EQ_INT(calltree_mem_bytes(t), grown + N * sizeof(calltree_links_t));
+    CHECK_EQ_INT(calltree_mem_bytes_read(t), calltree_mem_bytes(t));
     grow_to(t, N + N / 2, &r); /* past their room: dropped, then made again */
     CHECK(links_exact(t));
     CHECK(tree_consistent(t));
