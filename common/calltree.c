@@ -52,6 +52,11 @@ typedef calltree_node_t ct_node_t;
 typedef struct ct_shape {
     ct_node_t *nodes;
     size_t count, cap;
+    /* Each node's first child and next sibling (lcap entries), or NULL:
+     * built from the parents when first read (links_of), kept up to date
+     * by append_node while they have room, dropped past it. */
+    calltree_links_t *links;
+    size_t lcap;
     uint32_t *slots; /* nslots narrow slots, or 2 x nslots words */
     size_t nslots;   /* at most 2^32 (n <= UINT32_MAX nodes at 2/3), or 0 */
     bool narrow;     /* set by rehash from the nodes the table may hold */
@@ -141,6 +146,7 @@ static void shape_free(ct_shape_t *sh)
     if (sh == NULL) return;
     free(sh->nodes);
     free(sh->slots);
+    free(sh->links);
     free(sh);
 }
 
@@ -151,7 +157,7 @@ static void shape_release(ct_shape_t *sh)
 
 static size_t shape_bytes(const ct_shape_t *sh)
 {
-    return sizeof *sh + sh->cap * sizeof *sh->nodes +
+    return sizeof *sh + sh->cap * sizeof *sh->nodes + sh->lcap * sizeof *sh->links +
            sh->nslots * slot_words(sh) * sizeof *sh->slots;
 }
 
@@ -211,7 +217,7 @@ static ct_shape_t *shape_new(size_t initial)
         shape_free(sh);
         return NULL;
     }
-    sh->nodes[0] = (ct_node_t){SYM_ROOT, CALLTREE_NONE, CALLTREE_NONE, CALLTREE_NONE};
+    sh->nodes[0] = (ct_node_t){SYM_ROOT, CALLTREE_NONE};
     sh->count = 1;
     return sh;
 }
@@ -287,22 +293,59 @@ static const int64_t *totals_of(const calltree_t *ct)
     return t->total;
 }
 
+/* The child links of sh, built when first read after the node array last
+ * outgrew them: one pass over the parents, each node put first in its
+ * parent's list, as append_node does, so siblings come newest first. Held
+ * by the shape (a read writes them, as it does totals); NULL when they
+ * cannot be allocated. */
+static const calltree_links_t *links_of(const ct_shape_t *csh)
+{
+    ct_shape_t *sh = (ct_shape_t *)csh; /* the cache only: the nodes are unchanged */
+    if (sh->links != NULL) return sh->links;
+    calltree_links_t *l = malloc(sh->cap * sizeof *l);
+    if (l == NULL) return NULL;
+    const ct_node_t *nd = sh->nodes;
+    l[0] = (calltree_links_t){CALLTREE_NONE, CALLTREE_NONE};
+    for (size_t i = 1; i < sh->count; i++) {
+        l[i] = (calltree_links_t){CALLTREE_NONE, l[nd[i].parent].first_child};
+        l[nd[i].parent].first_child = (uint32_t)i;
+    }
+    sh->links = l;
+    sh->lcap = sh->cap;
+    return l;
+}
+
+/* Whether node a lies in node's subtree (a >= node). */
+static bool in_subtree(const ct_node_t *nd, uint32_t a, uint32_t node)
+{
+    while (a > node)
+        a = nd[a].parent; /* parents have smaller indices */
+    return a == node;
+}
+
 /* The total of node's subtree, walked: what totals_of gives, for when its
- * cache cannot be allocated. */
+ * cache cannot be allocated (through the child links, or, when they cannot
+ * be either, every later node's ancestors). */
 static int64_t subtree_total(const calltree_t *t, uint32_t node)
 {
     const ct_node_t *nd = t->sh->nodes;
+    const calltree_links_t *l = links_of(t->sh);
     int64_t sum = t->self[node];
-    uint32_t n = nd[node].first_child;
+    if (l == NULL) {
+        for (uint32_t i = node + 1; i < t->sh->count; i++)
+            if (in_subtree(nd, i, node)) WADD(sum, t->self[i]);
+        return sum;
+    }
+    uint32_t n = l[node].first_child;
     while (n != CALLTREE_NONE) {
         WADD(sum, t->self[n]);
-        if (nd[n].first_child != CALLTREE_NONE) {
-            n = nd[n].first_child;
+        if (l[n].first_child != CALLTREE_NONE) {
+            n = l[n].first_child;
             continue;
         }
-        while (n != node && nd[n].next_sibling == CALLTREE_NONE)
+        while (n != node && l[n].next_sibling == CALLTREE_NONE)
             n = nd[n].parent;
-        n = n == node ? CALLTREE_NONE : nd[n].next_sibling;
+        n = n == node ? CALLTREE_NONE : l[n].next_sibling;
     }
     return sum;
 }
@@ -324,7 +367,14 @@ void calltree_shrink(calltree_t *t)
             t->sh->nodes = p;
             t->sh->cap = n;
         }
-        free(t->sh->slots); /* rebuilt from the nodes if one is added again */
+        /* the links its readers walk, now that the tree is done growing */
+        calltree_links_t *l = t->sh->lcap > n ? realloc(t->sh->links, n * sizeof *l) : NULL;
+        if (l != NULL) {
+            t->sh->links = l;
+            t->sh->lcap = n;
+        }
+        (void)links_of(t->sh); /* or built when first read */
+        free(t->sh->slots);    /* rebuilt from the nodes if one is added again */
         t->sh->slots = NULL;
         t->sh->nslots = 0;
     }
@@ -391,7 +441,7 @@ int calltree_clear(calltree_t *t)
         if (t->sh->nslots)
             memset(t->sh->slots, 0, t->sh->nslots * slot_words(t->sh) * sizeof *t->sh->slots);
         t->sh->count = 1;
-        t->sh->nodes[0].first_child = CALLTREE_NONE;
+        if (t->sh->links != NULL) t->sh->links[0].first_child = CALLTREE_NONE;
     } else {
         ct_shape_t *sh = shape_new(4); /* the shared one stays its other trees' */
         if (sh == NULL) return ERR_NOMEM;
@@ -409,9 +459,15 @@ static uint32_t append_node(calltree_t *t, uint32_t parent, uint64_t sym, size_t
 {
     ct_shape_t *sh = t->sh;
     uint32_t idx = (uint32_t)sh->count++;
-    ct_node_t *p = &sh->nodes[parent];
-    sh->nodes[idx] = (ct_node_t){sym, parent, CALLTREE_NONE, p->first_child};
-    p->first_child = idx;
+    sh->nodes[idx] = (ct_node_t){sym, parent};
+    if (sh->links != NULL && idx < sh->lcap) {
+        sh->links[idx] = (calltree_links_t){CALLTREE_NONE, sh->links[parent].first_child};
+        sh->links[parent].first_child = idx;
+    } else if (sh->links != NULL) { /* rebuilt when next read */
+        free(sh->links);
+        sh->links = NULL;
+        sh->lcap = 0;
+    }
     slot_set(sh, s, idx, h);
     t->self[idx] = 0;
     t->totals_ok = false;
@@ -500,6 +556,8 @@ int calltree_copy_shape(calltree_t *dst, const calltree_t *src)
     if (dst->sh == src->sh) return ERR_OK;
     int rc = values_reserve(dst, src->sh->count);
     if (rc != ERR_OK) return rc;
+    /* a shared shape never changes, so its links are made before it is */
+    if (links_of(src->sh) == NULL) return ERR_NOMEM;
     __atomic_add_fetch(&src->sh->refs, 1, __ATOMIC_ACQ_REL);
     shape_release(dst->sh);
     dst->sh = src->sh;
@@ -514,6 +572,10 @@ int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves
     if (count > dst->max_nodes) {
         free(selves);
         return ERR_LIMIT;
+    }
+    if (dst->sh != src->sh && links_of(src->sh) == NULL) { /* as calltree_copy_shape */
+        free(selves);
+        return ERR_NOMEM;
     }
     int64_t *self = realloc(selves, count * sizeof *self);
     if (self == NULL) {
@@ -578,21 +640,23 @@ static int dict_index(u64map_t *d, uint64_t sym, int *added, uint32_t *idx)
 /* Preorder traversal: calls visit(ctx, node, depth) for every non-root node. */
 static int preorder(const calltree_t *t, int (*visit)(void *, uint32_t, uint32_t), void *ctx)
 {
-    uint32_t node = t->sh->nodes[0].first_child;
+    const calltree_links_t *l = links_of(t->sh);
+    if (l == NULL) return ERR_NOMEM;
+    uint32_t node = l[0].first_child;
     uint32_t depth = 1;
     while (node != CALLTREE_NONE) {
         int rc = visit(ctx, node, depth);
         if (rc != ERR_OK) return rc;
-        if (t->sh->nodes[node].first_child != CALLTREE_NONE) {
-            node = t->sh->nodes[node].first_child;
+        if (l[node].first_child != CALLTREE_NONE) {
+            node = l[node].first_child;
             depth++;
             continue;
         }
-        while (node != 0 && t->sh->nodes[node].next_sibling == CALLTREE_NONE) {
+        while (node != 0 && l[node].next_sibling == CALLTREE_NONE) {
             node = t->sh->nodes[node].parent;
             depth--;
         }
-        node = node == 0 ? CALLTREE_NONE : t->sh->nodes[node].next_sibling;
+        node = node == 0 ? CALLTREE_NONE : l[node].next_sibling;
     }
     return ERR_OK;
 }
@@ -844,6 +908,13 @@ size_t calltree_mem_bytes(const calltree_t *t)
            shape_bytes(t->sh) / (refs ? refs : 1);
 }
 
+size_t calltree_mem_bytes_read(const calltree_t *t)
+{
+    /* a shared shape has its links: only an owned one may lack them */
+    size_t links = t->sh->links == NULL ? t->sh->cap * sizeof *t->sh->links : 0;
+    return calltree_mem_bytes(t) + links;
+}
+
 uint64_t calltree_sym(const calltree_t *t, uint32_t node)
 {
     return t->sh->nodes[node].sym;
@@ -867,12 +938,26 @@ uint32_t calltree_parent(const calltree_t *t, uint32_t node)
 
 uint32_t calltree_first_child(const calltree_t *t, uint32_t node)
 {
-    return t->sh->nodes[node].first_child;
+    const calltree_links_t *l = links_of(t->sh);
+    if (l != NULL) return l[node].first_child;
+    for (size_t i = t->sh->count; i-- > (size_t)node + 1;) /* the newest child */
+        if (t->sh->nodes[i].parent == node) return (uint32_t)i;
+    return CALLTREE_NONE;
 }
 
 uint32_t calltree_next_sibling(const calltree_t *t, uint32_t node)
 {
-    return t->sh->nodes[node].next_sibling;
+    const calltree_links_t *l = links_of(t->sh);
+    if (l != NULL) return l[node].next_sibling;
+    uint32_t p = t->sh->nodes[node].parent;
+    for (uint32_t i = node; node != 0 && i-- > p + 1;) /* the next older sibling */
+        if (t->sh->nodes[i].parent == p) return i;
+    return CALLTREE_NONE;
+}
+
+const calltree_links_t *calltree_links(const calltree_t *t)
+{
+    return links_of(t->sh);
 }
 
 const calltree_node_t *calltree_nodes(const calltree_t *t)

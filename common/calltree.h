@@ -22,17 +22,21 @@
  * encodings deeper than CALLTREE_MAX_DEPTH (ERR_CORRUPT), so hostile input is
  * bounded.
  *
- * Memory: a tree holds per node its shape (20 bytes, calltree_node_t), its
- * self value (8 bytes) and, while it may still grow, its edge table (6 to 9
- * bytes: 4-byte slots, 8-byte ones in a table that may hold 2^24 nodes or
- * more). Totals are not kept as values change: the root's is a running
+ * Memory: a tree holds per node its shape (12 bytes, calltree_node_t: its
+ * symbol and parent), its self value (8 bytes) and, while it may still
+ * grow, its edge table (6 to 9 bytes: 4-byte slots, 8-byte ones in a table
+ * that may hold 2^24 nodes or more). Its child links (8 bytes a node,
+ * calltree_links_t) are made from the parents when first read, or when it
+ * is shrunk, so a tree that only grows (ingest's while a push is parsed)
+ * holds none. Totals are not kept as values change: the root's is a running
  * sum, and the first read of another total (calltree_total, calltree_totals)
  * after a change computes them all in one pass into an array (8 bytes a
  * node) that the tree keeps until its next change. A tree that is only
  * built, encoded and stored (ingest's) never holds them.
  *
  * Ownership: calltree_new() returns a tree the caller owns (calltree_free()).
- * Not thread-safe, for readers either (reading totals fills that array);
+ * Not thread-safe, for readers either (reading totals or links fills their
+ * arrays; a shape shared by several trees has its links made first);
  * distinct trees may be used from distinct threads.
  */
 #ifndef FLAMEDB_COMMON_CALLTREE_H
@@ -143,9 +147,14 @@ void calltree_records_free(calltree_records_t *r);
 size_t calltree_node_count(const calltree_t *t);
 /* The most nodes t may hold (root included). */
 size_t calltree_max_nodes(const calltree_t *t);
-/* Heap bytes the tree holds (node array, edge index, values and computed
- * totals, as allocated); a shape shared by k trees counts 1/k in each. */
+/* Heap bytes the tree holds (node array, edge index, child links, values
+ * and computed totals, as allocated); a shape shared by k trees counts 1/k
+ * in each. */
 size_t calltree_mem_bytes(const calltree_t *t);
+/* calltree_mem_bytes plus the child links its first read will make when
+ * they are not made yet: what a tree that is to be read or encoded holds
+ * then. */
+size_t calltree_mem_bytes_read(const calltree_t *t);
 uint64_t calltree_sym(const calltree_t *t, uint32_t node);
 int64_t calltree_self(const calltree_t *t, uint32_t node);
 /* Node's total: self plus its children's totals. The first read after a
@@ -156,15 +165,21 @@ uint32_t calltree_parent(const calltree_t *t, uint32_t node);      /* CALLTREE_N
 uint32_t calltree_first_child(const calltree_t *t, uint32_t node); /* CALLTREE_NONE if leaf */
 uint32_t calltree_next_sibling(const calltree_t *t, uint32_t node);
 /* A node's place in the tree as the tree holds it (its values are apart:
- * calltree_selves, calltree_totals), for passes over every node
- * (calltree_nodes) where a call per field would cost more than the pass's
- * own work. Packed to 20 bytes: nodes are most of what a tree holds. */
+ * calltree_selves, calltree_totals; its children: calltree_links), for
+ * passes over every node (calltree_nodes) where a call per field would
+ * cost more than the pass's own work. Packed to 12 bytes: nodes are most
+ * of what a growing tree holds. */
 typedef struct __attribute__((packed, aligned(4))) calltree_node {
     uint64_t sym;
-    uint32_t parent;      /* CALLTREE_NONE for the root */
-    uint32_t first_child; /* CALLTREE_NONE if leaf */
-    uint32_t next_sibling;
+    uint32_t parent; /* CALLTREE_NONE for the root */
 } calltree_node_t;
+
+/* A node's children as a list: its newest child first, then each child's
+ * next older sibling. */
+typedef struct calltree_links {
+    uint32_t first_child;  /* CALLTREE_NONE if leaf */
+    uint32_t next_sibling; /* CALLTREE_NONE if last */
+} calltree_links_t;
 
 /* The calltree_node_count(t) nodes in index order (parents before
  * children), and their self and total values in the same order. Borrowed,
@@ -172,6 +187,13 @@ typedef struct __attribute__((packed, aligned(4))) calltree_node {
  * totals when they are stale (see calltree_total) and returns NULL when
  * their array cannot be allocated. */
 const calltree_node_t *calltree_nodes(const calltree_t *t);
+/* The nodes' child links in the same order. Not kept while a tree only
+ * grows: made from the parents by the first read after the tree last grew
+ * past their room (O(nodes), 8 bytes a node, kept until then) or by
+ * calltree_shrink. Borrowed, read-only, valid until t next changes; NULL
+ * when they cannot be allocated (calltree_first_child and
+ * calltree_next_sibling then scan the nodes). */
+const calltree_links_t *calltree_links(const calltree_t *t);
 const int64_t *calltree_selves(const calltree_t *t);
 const int64_t *calltree_totals(const calltree_t *t);
 

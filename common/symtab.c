@@ -4,8 +4,10 @@
  * indices (4-byte slots, the key read from the entry: a push may intern
  * one symbol per byte or so of its payload, so the index is kept small,
  * at most 2/3 full and growing by half again, not doubling) finds them by
- * symbol id. Strings live in fixed-size arena chunks that
- * never move, so borrowed pointers stay valid until free. */
+ * symbol id. An entry is 16 bytes, its id and its name: the file name
+ * follows the name's NUL in the same copy. Strings live in fixed-size
+ * arena chunks that never move, so borrowed pointers stay valid until
+ * free. */
 #include "common/symtab.h"
 
 #include <stdlib.h>
@@ -19,8 +21,7 @@
 
 typedef struct sym_entry {
     uint64_t id;
-    const char *name;
-    const char *file;
+    const char *name; /* "name\0file\0" */
 } sym_entry_t;
 
 struct symtab {
@@ -94,11 +95,19 @@ int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, cons
         s->entries = e;
         s->cap = cap;
     }
+    /* read back up to their first NUL, as a C string is */
+    name_len = name_len > 0 ? strnlen(name, name_len) : 0;
+    file_len = file != NULL && file_len > 0 ? strnlen(file, file_len) : 0;
+    if (name_len > SIZE_MAX / 2 || file_len > SIZE_MAX / 2) return ERR_NOMEM;
+    char *p = arena_alloc_packed(&s->strings, name_len + file_len + 2);
+    if (p == NULL) return ERR_NOMEM;
+    if (name_len > 0) memcpy(p, name, name_len);
+    p[name_len] = '\0';
+    if (file_len > 0) memcpy(p + name_len + 1, file, file_len);
+    p[name_len + 1 + file_len] = '\0';
     sym_entry_t *e = &s->entries[s->count];
     e->id = id;
-    e->name = arena_strndup(&s->strings, name, name_len);
-    e->file = arena_strndup(&s->strings, file, file != NULL ? file_len : 0);
-    if (e->name == NULL || e->file == NULL) return ERR_NOMEM;
+    e->name = p;
     s->slots[probe(s, id)] = (uint32_t)++s->count;
     return ERR_OK;
 }
@@ -121,7 +130,7 @@ int symtab_get(const symtab_t *s, uint64_t id, const char **name, const char **f
     if (at < 0) return 0;
     const sym_entry_t *e = &s->entries[at];
     *name = e->name;
-    *file = e->file;
+    *file = e->name + strlen(e->name) + 1;
     return 1;
 }
 

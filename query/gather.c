@@ -106,7 +106,7 @@ size_t query_gather_bytes(const query_gather_t *g)
     size_t n = sizeof *g + g->value_bytes + g->values.n * 2 * sizeof(void *) +
                (g->shares_cap + g->share_tls_cap + g->tl.n) * sizeof(int64_t) + g->forest_bytes +
                query_kept_bytes(g->kept);
-    if (g->tree != NULL) n += calltree_mem_bytes(g->tree);
+    if (g->tree != NULL) n += calltree_mem_bytes_read(g->tree);
     if (g->syms != NULL) n += symtab_mem_bytes(g->syms);
     return n;
 }
@@ -115,7 +115,7 @@ size_t query_partial_bytes(const query_partial_t *p)
 {
     size_t n = sizeof *p + p->tl.n * sizeof(int64_t) + p->nvalues * sizeof(char *) +
                query_kept_bytes(p->kept);
-    if (p->tree != NULL) n += calltree_mem_bytes(p->tree);
+    if (p->tree != NULL) n += calltree_mem_bytes_read(p->tree);
     if (p->syms != NULL) n += symtab_mem_bytes(p->syms);
     for (size_t i = 0; i < p->ntabs; i++)
         n += query_forest_bytes(&p->tabs[i]);

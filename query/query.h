@@ -632,7 +632,8 @@ int query_partial_merge_forests(query_partial_t *p, errmsg_t *em);
  * (p->tabs[i], nonneg) to out: how a share ships them. query_gather_add_trees
  * reads it. ERR_INVALID_ARGUMENT for an empty or not nonneg forest. */
 int query_forest_encode(const storage_merged_tab_t *f, buf_t *out);
-/* About the heap bytes p holds (tree, symbols, values): for memory budgets. */
+/* About the heap bytes p holds (tree, with the child links reading it
+ * makes, symbols, values): for memory budgets. */
 size_t query_partial_bytes(const query_partial_t *p);
 
 /* The coordinator's accumulator. Not thread-safe: one thread at a time.
@@ -640,8 +641,8 @@ size_t query_partial_bytes(const query_partial_t *p);
 typedef struct query_gather query_gather_t;
 int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_gather_t **out);
 void query_gather_free(query_gather_t *g);
-/* About the heap bytes g holds (merged tree, symbols, values, timelines),
- * for memory budgets; NULL is 0. */
+/* About the heap bytes g holds (merged tree, with the child links reading
+ * it makes, symbols, values, timelines), for memory budgets; NULL is 0. */
 size_t query_gather_bytes(const query_gather_t *g);
 
 /* Adds a partial computed in this process; may take its tree, symbols and

@@ -223,13 +223,15 @@ static int map_tree(wctx_t *w, const storage_series_write_t *sw, nodetab_t *t)
      * so the hash slot of a node PREFETCH_AHEAD places further on can be
      * fetched while this one is looked up; lookups into a large table are
      * independent cache misses, and overlapping them is most of the cost. */
+    const calltree_links_t *ln = calltree_links(sw->tree);
+    if (ln == NULL) return errmsg_set(w->em, ERR_NOMEM, "out of memory");
     uint32_t *bfs = w->bfs;
     size_t head = 0, tail = 0;
-    for (uint32_t c = nd[0].first_child; c != CALLTREE_NONE; c = nd[c].next_sibling)
+    for (uint32_t c = ln[0].first_child; c != CALLTREE_NONE; c = ln[c].next_sibling)
         bfs[tail++] = c;
     while (head < tail) {
         uint32_t v = bfs[head++];
-        for (uint32_t c = nd[v].first_child; c != CALLTREE_NONE; c = nd[c].next_sibling)
+        for (uint32_t c = ln[v].first_child; c != CALLTREE_NONE; c = ln[c].next_sibling)
             bfs[tail++] = c;
     }
     memset(w->map, 0xff, n * sizeof *w->map); /* UINT32_MAX: not mapped yet */

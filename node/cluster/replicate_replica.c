@@ -59,7 +59,9 @@ static void decoded_free(decoded_t *d)
 }
 
 /* Decodes one tree and charges its memory to the in-flight budget (one tree
- * is decoded past it at most: max_tree_nodes bounds it). */
+ * is decoded past it at most: max_tree_nodes bounds it): as it is stored,
+ * done growing (calltree_shrink: no growth room or edge table, its child
+ * links made, which the store walks). */
 static int decode_tree(decoded_t *d, const ProtobufCBinaryData *b, size_t max_nodes,
                        const calltree_t **out)
 {
@@ -68,6 +70,7 @@ static int decode_tree(decoded_t *d, const ProtobufCBinaryData *b, size_t max_no
     d->trees[d->ntrees++] = t;
     *out = t;
     int rc = calltree_decode_merge(t, b->data, b->len);
+    if (rc == 0) calltree_shrink(t);
     return rc != 0 ? rc : alloc_charge_add(&d->charge, calltree_mem_bytes(t));
 }
 

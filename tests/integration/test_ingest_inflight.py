@@ -81,8 +81,10 @@ def wait_zero():
 
 def test_push_alone_over_the_budget_is_413():
     svc = unique("alone")
-    body = "".join("main;f%d;g%d;h%d;k%d 1\n" % (i, i, i, i) for i in range(90000)).encode()
-    r = NODE.ingest(body, name=svc + ".cpu", **{"from": NOW - 60})  # 360,000 nodes
+    # 600,000 nodes and as many symbols: more than the 24 MiB budget, less
+    # than the push's own cap (ingest-request-memory-per-byte x its 5.4 MB)
+    body = "".join("main;f%d;g%d;h%d;k%d 1\n" % (i, i, i, i) for i in range(150000)).encode()
+    r = NODE.ingest(body, name=svc + ".cpu", **{"from": NOW - 60})
     assert r.status == 413, r
     assert b"ingest-inflight-bytes" in r.body and b"alone" in r.body, r
     assert wait_zero()

@@ -332,14 +332,95 @@ static void test_shared_shape(void)
 #define TEST_SANITIZED_ALLOCATOR 1
 #endif
 #endif
+/* Every node's child list (calltree_links, and the same through
+ * calltree_first_child and calltree_next_sibling) is exactly the nodes
+ * whose parent it is, newest first. */
+static int links_exact(const calltree_t *t)
+{
+    size_t n = calltree_node_count(t), listed = 0;
+    const calltree_links_t *l = calltree_links(t);
+    const calltree_node_t *nd = calltree_nodes(t);
+    if (l == NULL) return 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t prev = UINT32_MAX;
+        if (l[i].first_child != calltree_first_child(t, i)) return 0;
+        for (uint32_t c = l[i].first_child; c != CALLTREE_NONE; c = l[c].next_sibling) {
+            if (c >= n || c >= prev || nd[c].parent != i) return 0;
+            if (l[c].next_sibling != calltree_next_sibling(t, c)) return 0;
+            prev = c;
+            listed++;
+        }
+    }
+    return listed == n - 1;
+}
+
+/* Adds nodes one at a time under random earlier ones until t has n. */
+static void grow_to(calltree_t *t, size_t n, uint64_t *r)
+{
+    while (calltree_node_count(t) < n) {
+        *r = *r * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint32_t parent = (uint32_t)((*r >> 33) % calltree_node_count(t)), child;
+        CHECK_EQ_INT(calltree_child(t, parent, 100 + (*r >> 20) % 50, &child), ERR_OK);
+    }
+}
+
+/* A tree that only grows holds no child links: 12 bytes a node for its
+ * shape, 8 for its value and its edge slots (20 + 8 + slots when each node
+ * held its first child and next sibling). They are made when first read
+ * (8 bytes a node more), kept by appends while they have room, made again
+ * after the tree outgrows it, and kept by calltree_shrink. */
+static void test_links_made_when_read(uint64_t seed)
+{
+    enum { N = 20000 };
+    uint64_t r = seed;
+    calltree_t *empty = calltree_new(0);
+    calltree_shrink(empty);
+    size_t base = calltree_mem_bytes(empty);
+    calltree_free(empty);
+    calltree_t *t = calltree_new(0);
+    CHECK_EQ_INT(calltree_reserve(t, N - 1), ERR_OK); /* room for exactly N nodes */
+    grow_to(t, N, &r);
+    size_t grown = calltree_mem_bytes(t);
+    fprintf(stderr, "%d nodes growing: %zu bytes (%.1f a node)\n", N, grown, (double)grown / N);
+    CHECK(grown <= 1024 + (size_t)N * (12 + 8 + 4 * 9 / 4));
+    /* what a reader will hold counts them before they are made */
+    CHECK_EQ_INT(calltree_mem_bytes_read(t), grown + N * sizeof(calltree_links_t));
+    CHECK(links_exact(t));
+    CHECK_EQ_INT(calltree_mem_bytes(t), grown + N * sizeof(calltree_links_t));
+    CHECK_EQ_INT(calltree_mem_bytes_read(t), calltree_mem_bytes(t));
+    grow_to(t, N + N / 2, &r); /* past their room: dropped, then made again */
+    CHECK(links_exact(t));
+    CHECK(tree_consistent(t));
+    calltree_shrink(t);
+    CHECK(links_exact(t));
+    size_t n = calltree_node_count(t);
+    CHECK_EQ_INT(calltree_mem_bytes(t), base + (n - 1) * (12 + 8 + sizeof(calltree_links_t)));
+    grow_to(t, n + 10, &r); /* a shrunk tree grows again */
+    CHECK(links_exact(t));
+    CHECK_EQ_INT(calltree_clear(t), ERR_OK);
+    CHECK(links_exact(t));
+    grow_to(t, 100, &r);
+    CHECK(links_exact(t));
+    calltree_t *c = calltree_new(0);
+    CHECK_EQ_INT(calltree_copy_shape(c, t), ERR_OK); /* shared: made before it is */
+    CHECK(links_exact(c) && links_exact(t));
+    calltree_free(c);
+    calltree_free(t);
+}
+
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) &&                             \
     !defined(TEST_SANITIZED_ALLOCATOR)
 extern void *__libc_calloc(size_t n, size_t size);
 extern void *__libc_realloc(void *p, size_t size);
-static int fail_callocs, fail_reallocs;
+extern void *__libc_malloc(size_t size);
+static int fail_callocs, fail_reallocs, fail_mallocs;
 void *calloc(size_t n, size_t size)
 {
     return fail_callocs ? NULL : __libc_calloc(n, size);
+}
+void *malloc(size_t size)
+{
+    return fail_mallocs ? NULL : __libc_malloc(size);
 }
 void *realloc(void *p, size_t size)
 {
@@ -389,7 +470,44 @@ static void test_clear_without_memory(void)
     calltree_free(a);
     calltree_free(b);
 }
+
+/* Links and totals read when neither array can be allocated: the same
+ * children in the same order (the nodes scanned), the same totals (every
+ * later node's ancestors walked), calltree_links says NULL and encoding
+ * fails cleanly; both are made by the next read that can allocate them. */
+static void test_links_without_memory(uint64_t seed)
+{
+    calltree_t *t = calltree_new(0), *want = calltree_new(0);
+    uint64_t r = seed;
+    grow_to(t, 3000, &r);
+    CHECK_EQ_INT(calltree_merge(want, t), ERR_OK);
+    CHECK(links_exact(want) && calltree_totals(want) != NULL);
+    int same = 1;
+    buf_t e;
+    buf_init(&e, BUF_UNLIMITED);
+    fail_mallocs = fail_reallocs = 1;
+    const calltree_links_t *none = calltree_links(t);
+    const int64_t *no_totals = calltree_totals(t);
+    for (uint32_t i = 0; i < calltree_node_count(t); i++)
+        same &= calltree_first_child(t, i) == calltree_first_child(want, i) &&
+                calltree_next_sibling(t, i) == calltree_next_sibling(want, i) &&
+                calltree_total(t, i) == calltree_total(want, i);
+    int rc = calltree_encode(t, &e);
+    fail_mallocs = fail_reallocs = 0;
+    CHECK(none == NULL && no_totals == NULL);
+    CHECK(same);
+    CHECK(rc != ERR_OK);
+    CHECK(links_exact(t) && tree_consistent(t));
+    buf_free(&e);
+    calltree_free(t);
+    calltree_free(want);
+}
 #else
+static void test_links_without_memory(uint64_t seed)
+{
+    (void)seed;
+    fprintf(stderr, "skip test_links_without_memory: the sanitizer owns malloc\n");
+}
 static void test_clear_without_memory(void)
 {
     fprintf(stderr, "skip test_clear_without_memory: the sanitizer owns calloc\n");
@@ -411,7 +529,9 @@ int main(int argc, char **argv)
     test_deferred_and_shape();
     test_totals_follow_changes();
     test_shared_shape();
+    test_links_made_when_read(seed);
     test_clear_without_memory();
     test_totals_without_memory();
+    test_links_without_memory(seed);
     return check_exit();
 }
