@@ -91,21 +91,48 @@ void cluster_move_join_verified(cluster_t *c)
 /* ---------- known by the others ---------- */
 
 /* Every start, not only a join, waits to hear from each live member before
- * it is ready: a node restarted with its member table from disk would else
- * coordinate reads before it learned which replicas the others hold hints or
- * repair marks for (their hints_for lists come with their gossip), and read
- * its own short copy as if complete. */
+ * it is ready: a restarted node would else coordinate reads before it
+ * learned which replicas the others hold hints or repair marks for (their
+ * hints_for lists come with their gossip), and read its own short copy as
+ * if complete. Only word since this start counts: the transport delivers
+ * messages queued for the previous process until their deadline, and an
+ * entry in one of those may predate the marks its sender set since. */
 void cluster_move_heard(cluster_t *c, const char *node_id)
 {
     if (c->known_by_all) return;
-    for (size_t i = 0; i < c->nheard; i++)
-        if (strcmp(c->heard[i], node_id) == 0) return;
+    if (cluster_move_was_heard(c, node_id)) return;
     char *id = strdup(node_id);
     if (id == NULL || GROW(c->heard, c->heard_cap, c->nheard + 1, RING_MAX_NODES) != 0) {
         free(id);
         return;
     }
     c->heard[c->nheard++] = id;
+}
+
+int cluster_move_was_heard(const cluster_t *c, const char *node_id)
+{
+    for (size_t i = 0; i < c->nheard; i++)
+        if (strcmp(c->heard[i], node_id) == 0) return 1;
+    return 0;
+}
+
+int cluster_move_must_hear(const cluster_t *c, int had_identity)
+{
+    if (!c->transport) return 0;
+    if (c->known.n > 0) return c->known.n > 1; /* it lists this node too */
+    return had_identity && c->nseeds > 0;
+}
+
+void cluster_move_heard_check(cluster_t *c)
+{
+    if (!c->unheard || c->nheard == 0 || !cluster_move_known(c)) return;
+    c->unheard = 0;
+    log_info("cluster",
+             "heard from every member not down since this start (%zu): their repair marks "
+             "are known, this node's copy is read where they allow",
+             c->nheard);
+    if (cluster_hints_publish(c) < 0) log_error("cluster", "cannot publish the hint targets");
+    cluster_view_refresh(c);
 }
 
 int cluster_move_known(cluster_t *c)
