@@ -111,9 +111,7 @@ def totals_unless_partial(c, i, want, t0):
 def test_down_replica_answers_alone_after_repair():
     services = [harness.unique("rep%d" % k) for k in range(3)]
     t0 = int(time.time()) - 3600
-    # the default join settle: with 300 ms a restarted n2 answered once from
-    # its own short copy before it learnt the others' marks on it
-    args = ["--write-timeout", "1s", "--hints-max-bytes", "0"]
+    args = ["--write-timeout", "1s", "--hints-max-bytes", "0"] + FAST_FORMATION
     with Cluster(3, rf=3, write_quorum=2, args=args) as c:
         want = push(c, [0, 1, 2], services, t0, 0, 30)
         c.kill(2)
