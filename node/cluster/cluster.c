@@ -148,7 +148,7 @@ static void redial(cluster_t *c)
  * until random picks reach it. picked got one this round already. */
 static void gossip_unheard(cluster_t *c, const char *picked)
 {
-    if (c->known_by_all) return;
+    if (c->known_by_all && !c->unheard) return;
     for (size_t i = 0; i < ring_members_count(c->members); i++) {
         ring_member_t m;
         if (ring_members_get(c->members, i, &m) != ERR_OK || m.state == RING_DOWN ||
