@@ -411,6 +411,26 @@ int ring_gossip_syn(ring_members_t *m, buf_t *out);
 int ring_gossip_receive(ring_members_t *m, const char *sender_id, const uint8_t *body, size_t len,
                         buf_t *reply, char *reply_to, errmsg_t *em);
 
+/* What a handled Gossip told beyond its entries (ring_gossip_receive_seen). */
+typedef struct ring_gossip_seen {
+    /* The highest incarnation it gave this node, 0 when it did not name it.
+     * Every SYN names each member its sender knows, and every ACK carries
+     * the asking node's own entry back (a SYN holds it in full, not as a
+     * digest): at this node's current incarnation, the message was built
+     * after its sender learnt of this start, so its sender's own entry in
+     * it, or the one this table held already if newer, is its word since. */
+    uint64_t self_incarnation;
+    /* Members it named that this table lacks: their full entries are asked
+     * for (a SYN's answer) and arrive with the next message. */
+    uint32_t wanted;
+} ring_gossip_seen_t;
+
+/* As ring_gossip_receive, and fills *seen (when not NULL) for a message
+ * handled (also when the answer could not be built). */
+int ring_gossip_receive_seen(ring_members_t *m, const char *sender_id, const uint8_t *body,
+                             size_t len, buf_t *reply, char *reply_to, ring_gossip_seen_t *seen,
+                             errmsg_t *em);
+
 /* Index (for ring_members_get) of a member to gossip with, drawn uniformly
  * from the others that have not left (down ones included, so a recovered node
  * is noticed); ERR_NOT_FOUND when there is none (then gossip with a seed). */

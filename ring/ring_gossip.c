@@ -152,8 +152,9 @@ static void member_view(const Flamedb__Cluster__Member *e, struct member_view *v
 }
 
 /* Merges the full entries, then the digests; ids of digests that need the
- * full entry go to want (when not NULL). */
-static void merge_all(ring_members_t *m, const Flamedb__Cluster__Gossip *g, struct out *want)
+ * full entry go to want (when not NULL) and are counted in *wanted. */
+static void merge_all(ring_members_t *m, const Flamedb__Cluster__Gossip *g, struct out *want,
+                      uint32_t *wanted)
 {
     struct member_view v;
     for (size_t i = 0; i < g->n_members; i++) {
@@ -162,8 +163,9 @@ static void merge_all(ring_members_t *m, const Flamedb__Cluster__Gossip *g, stru
     }
     for (size_t i = 0; i < g->n_digests; i++) {
         digest_view(g->digests[i], &v);
-        if (ring__members_merge_view(m, &v) == MERGE_NEED_FULL && want != NULL)
-            want->rq[want->g.n_requests++] = g->digests[i]->node_id;
+        if (ring__members_merge_view(m, &v) != MERGE_NEED_FULL) continue;
+        (*wanted)++;
+        if (want != NULL) want->rq[want->g.n_requests++] = g->digests[i]->node_id;
     }
 }
 
@@ -174,7 +176,8 @@ static int cmp_digest(const void *a, const void *b)
 }
 
 /* ACK: for each local member, what the SYN's sender lacks. */
-static int answer_syn(ring_members_t *m, Flamedb__Cluster__Gossip *g, buf_t *reply)
+static int answer_syn(ring_members_t *m, Flamedb__Cluster__Gossip *g, buf_t *reply,
+                      uint32_t *wanted)
 {
     struct out o;
     /* merging may add up to n_members entries before the answer is built */
@@ -183,7 +186,7 @@ static int answer_syn(ring_members_t *m, Flamedb__Cluster__Gossip *g, buf_t *rep
         out_free(&o);
         return rc;
     }
-    merge_all(m, g, &o);
+    merge_all(m, g, &o, wanted);
     if (g->n_digests > 0) qsort(g->digests, g->n_digests, sizeof *g->digests, cmp_digest);
     for (size_t i = 0; i < m->n; i++) {
         const struct member *x = &m->v[i];
@@ -214,9 +217,10 @@ static int answer_syn(ring_members_t *m, Flamedb__Cluster__Gossip *g, buf_t *rep
 }
 
 /* ACK2: the full entries the ACK's sender asked for. */
-static int answer_ack(ring_members_t *m, const Flamedb__Cluster__Gossip *g, buf_t *reply)
+static int answer_ack(ring_members_t *m, const Flamedb__Cluster__Gossip *g, buf_t *reply,
+                      uint32_t *wanted)
 {
-    merge_all(m, g, NULL);
+    merge_all(m, g, NULL, wanted);
     struct out o;
     int rc = out_init(&o, g->n_requests, PH(ACK2));
     for (size_t i = 0; rc == 0 && i < g->n_requests; i++) {
@@ -301,10 +305,33 @@ static void reply_address(ring_members_t *m, const char *sender, char *out)
         memcpy(out, x->cluster_addr, strlen(x->cluster_addr) + 1);
 }
 
+/* The highest incarnation g gives this node (0: it does not name it). */
+static uint64_t self_incarnation(const ring_members_t *m, const Flamedb__Cluster__Gossip *g)
+{
+    uint64_t top = 0;
+    for (size_t i = 0; i < g->n_members; i++)
+        if (strcmp(g->members[i]->node_id, m->self) == 0 && g->members[i]->incarnation > top)
+            top = g->members[i]->incarnation;
+    for (size_t i = 0; i < g->n_digests; i++)
+        if (strcmp(g->digests[i]->node_id, m->self) == 0 && g->digests[i]->incarnation > top)
+            top = g->digests[i]->incarnation;
+    return top;
+}
+
 int ring_gossip_receive(ring_members_t *m, const char *sender_id, const uint8_t *body, size_t len,
                         buf_t *reply, char *reply_to, errmsg_t *em)
 {
+    return ring_gossip_receive_seen(m, sender_id, body, len, reply, reply_to, NULL, em);
+}
+
+int ring_gossip_receive_seen(ring_members_t *m, const char *sender_id, const uint8_t *body,
+                             size_t len, buf_t *reply, char *reply_to, ring_gossip_seen_t *seen,
+                             errmsg_t *em)
+{
     reply_to[0] = 0;
+    ring_gossip_seen_t ignored;
+    if (seen == NULL) seen = &ignored;
+    memset(seen, 0, sizeof *seen);
     int rc = 0;
     Flamedb__Cluster__Gossip *g = NULL;
     arena_t a;
@@ -326,12 +353,13 @@ int ring_gossip_receive(ring_members_t *m, const char *sender_id, const uint8_t 
         m->stats.refused_messages++;
         return rc;
     }
+    seen->self_incarnation = self_incarnation(m, g);
     if (g->phase == PH(SYN))
-        rc = answer_syn(m, g, reply);
+        rc = answer_syn(m, g, reply, &seen->wanted);
     else if (g->phase == PH(ACK))
-        rc = answer_ack(m, g, reply);
+        rc = answer_ack(m, g, reply, &seen->wanted);
     else
-        merge_all(m, g, NULL);
+        merge_all(m, g, NULL, &seen->wanted);
     if (rc == 0 && reply->len > 0) reply_address(m, sender_id, reply_to);
     arena_free(&a);
     if (rc < 0) errmsg_set(em, rc, "gossip: could not build the answer");

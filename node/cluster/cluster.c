@@ -143,6 +143,24 @@ static void redial(cluster_t *c)
     }
 }
 
+/* Until every member not down was heard from since this start (a restart
+ * is not read from until then), a SYN to each such member not heard from
+ * yet: its ACK is its word since, one round trip away instead of waiting
+ * until random picks reach it. picked got one this round already. */
+static void gossip_unheard(cluster_t *c, const char *picked)
+{
+    if (c->known_by_all && !c->unheard) return;
+    for (size_t i = 0; i < ring_members_count(c->members); i++) {
+        ring_member_t m;
+        if (ring_members_get(c->members, i, &m) != ERR_OK || m.state == RING_DOWN ||
+            m.life == RING_LEFT || m.cluster_addr[0] == '\0' ||
+            strcmp(m.node_id, cluster_self_id(c)) == 0 || cluster_move_was_heard(c, m.node_id) ||
+            (picked != NULL && strcmp(m.cluster_addr, picked) == 0))
+            continue;
+        gossip_to(c, m.cluster_addr);
+    }
+}
+
 /* One round: heartbeat and failure detection, then a SYN to a member drawn
  * at random (down ones included, to notice recovery) or to a seed. */
 static void on_gossip_timer(uv_timer_t *t)
@@ -160,8 +178,10 @@ static void on_gossip_timer(uv_timer_t *t)
     const char *seed = NULL;
     if (picked == NULL || c->counters.gossip_rounds % CLUSTER_SEED_EVERY == 0) seed = next_seed(c);
     if (seed != NULL && (picked == NULL || strcmp(seed, picked) != 0)) gossip_to(c, seed);
+    gossip_unheard(c, picked);
     cluster_view_refresh(c);
     repair_tick(c->repair);
+    cluster_move_heard_check(c); /* members seen down since are not waited for */
     cluster_move_tick(c);
     cluster_regain_tick(c);
     cluster_regain_ring_touch(c);
@@ -175,10 +195,15 @@ static void on_gossip(cluster_t *c, const Flamedb__Cluster__Envelope *env)
     buf_init(&reply, c->cfg.max_message_bytes);
     errmsg_t em = {{0}};
     char addr[RING_ADDR_MAX + 1];
-    int rc = ring_gossip_receive(c->members, env->sender_id, env->body.data, env->body.len, &reply,
-                                 addr, &em);
+    ring_gossip_seen_t seen;
+    int rc = ring_gossip_receive_seen(c->members, env->sender_id, env->body.data, env->body.len,
+                                      &reply, addr, &seen, &em);
     if (rc != ERR_OK) log_debug("cluster", "gossip from %s refused: %s", env->sender_id, em.text);
-    if (rc == ERR_OK) cluster_move_heard(c, env->sender_id);
+    /* word since this start, naming no member this table still lacks */
+    if (rc == ERR_OK && seen.self_incarnation >= c->start_incarnation && seen.wanted == 0) {
+        cluster_move_heard(c, env->sender_id);
+        cluster_move_heard_check(c);
+    }
     if (rc == ERR_OK && reply.len > 0 && addr[0] != 0) send_gossip(c, addr, &reply);
     buf_free(&reply);
 }
@@ -337,6 +362,7 @@ static int create_members(cluster_t *c, int had_identity, errmsg_t *em)
     uint64_t incarnation;
     int rc = cluster_incarnation_next(c->data_dir, cluster_unix_ms(c) / 1000, &incarnation, em);
     if (rc != ERR_OK) return rc;
+    c->start_incarnation = incarnation;
     ring_state_t initial = RING_ACTIVE;
     rc = cluster_move_initial_state(c, had_identity, &initial, em);
     if (rc != ERR_OK) return rc;
@@ -368,6 +394,9 @@ int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_d
     if (rc == ERR_OK && c->transport) rc = cluster_full_load(c, em);
     if (rc == ERR_OK && c->transport) rc = cluster_regain_load(c, em);
     if (rc == ERR_OK && c->transport) rc = cluster_regain_ring_load(c, em);
+    if (rc == ERR_OK && (c->unheard = cluster_move_must_hear(c, had_identity)) != 0 &&
+        cluster_hints_publish(c) < 0)
+        rc = errmsg_set(em, ERR_NOMEM, "cannot list this node in its own hints_for");
     if (rc == ERR_OK && cluster_view_refresh(c) != 1)
         rc = errmsg_set(em, ERR_INTERNAL, "cannot build the cluster view");
     if (rc != ERR_OK) {

@@ -233,11 +233,21 @@ struct cluster {
     uint64_t move_start_ms; /* wall clock when JOINING or LEAVING began here */
     int leaving;            /* LEAVING by decommission: turns LEFT once its ranges moved */
     uint64_t left_at_ms;    /* uv_now() when it turned LEFT (then it stops soon) */
-    /* While joining: members that sent this node gossip (so they know it and
-     * take its messages: a member drops messages of unknown senders). */
+    /* Members whose gossip since this start arrived: a message naming this
+     * node at start_incarnation or later (ring_gossip_seen_t), so they know
+     * it (a joiner: a member drops messages of unknown senders) and their
+     * own entry here, with their hints_for, is as new as their word since
+     * this start. A message queued for the previous process (the transport
+     * keeps one until its deadline) names an older incarnation: not news. */
     char **heard;
     size_t nheard, heard_cap;
-    int known_by_all;          /* every member heard from: ready for clients */
+    uint64_t start_incarnation; /* this start's incarnation */
+    int known_by_all;           /* every member heard from: ready for clients */
+    /* A restarted member lists itself in its own hints_for (not read from)
+     * until every member it does not see down was heard from since the
+     * start (at least one): the others' repair marks on it travel in their
+     * own entries (cluster_move_heard_check; docs/cluster.md, "Readiness"). */
+    int unheard;
     int leave_asked;           /* the repair thread checks the takers' digests */
     uint64_t leave_asked_ms;   /* uv_now() of the last such check */
     struct cluster_pass_done { /* last complete repair pass heard of, per node */
@@ -318,8 +328,20 @@ void cluster_view_drop(cluster_t *c);
  * under way (DATA_DIR/joining), else ACTIVE. had_identity: the identity file
  * existed before this start. Writes DATA_DIR/joining when JOINING. */
 int cluster_move_initial_state(cluster_t *c, int had_identity, ring_state_t *out, errmsg_t *em);
-/* Loop: a gossip message from node_id (it knows this node). */
+/* Loop: a gossip message from node_id that names this node at this start's
+ * incarnation and names no member this table lacks (see heard above). */
 void cluster_move_heard(cluster_t *c, const char *node_id);
+/* 1 when node_id was heard from since this start. */
+int cluster_move_was_heard(const cluster_t *c, const char *node_id);
+/* Whether this start must hear from the others before its copy is read:
+ * the ring it last saw had other nodes (DATA_DIR/regain.ring), or, with no
+ * such file, it is a member restarted with seeds. Call after the regain
+ * files were loaded. */
+int cluster_move_must_hear(const cluster_t *c, int had_identity);
+/* Loop, after a message was heard and every gossip round: once every
+ * member not seen down was heard from since the start (and at least one),
+ * an unheard node stops listing itself in its own hints_for. */
+void cluster_move_heard_check(cluster_t *c);
 /* Loop: 1 once every live member has sent this node gossip since it started
  * (a joiner: that member would drop its writes and queries; any start: its
  * hints_for list says which replicas not to read). */

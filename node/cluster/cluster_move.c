@@ -91,15 +91,16 @@ void cluster_move_join_verified(cluster_t *c)
 /* ---------- known by the others ---------- */
 
 /* Every start, not only a join, waits to hear from each live member before
- * it is ready: a node restarted with its member table from disk would else
- * coordinate reads before it learned which replicas the others hold hints or
- * repair marks for (their hints_for lists come with their gossip), and read
- * its own short copy as if complete. */
+ * it is ready: a restarted node would else coordinate reads before it
+ * learned which replicas the others hold hints or repair marks for (their
+ * hints_for lists come with their gossip), and read its own short copy as
+ * if complete. Only word since this start counts: the transport delivers
+ * messages queued for the previous process until their deadline, and an
+ * entry in one of those may predate the marks its sender set since. */
 void cluster_move_heard(cluster_t *c, const char *node_id)
 {
-    if (c->known_by_all) return;
-    for (size_t i = 0; i < c->nheard; i++)
-        if (strcmp(c->heard[i], node_id) == 0) return;
+    if (c->known_by_all && !c->unheard) return;
+    if (cluster_move_was_heard(c, node_id)) return;
     char *id = strdup(node_id);
     if (id == NULL || GROW(c->heard, c->heard_cap, c->nheard + 1, RING_MAX_NODES) != 0) {
         free(id);
@@ -108,20 +109,52 @@ void cluster_move_heard(cluster_t *c, const char *node_id)
     c->heard[c->nheard++] = id;
 }
 
-int cluster_move_known(cluster_t *c)
+int cluster_move_was_heard(const cluster_t *c, const char *node_id)
 {
-    if (c->known_by_all) return 1;
+    for (size_t i = 0; i < c->nheard; i++)
+        if (strcmp(c->heard[i], node_id) == 0) return 1;
+    return 0;
+}
+
+int cluster_move_must_hear(const cluster_t *c, int had_identity)
+{
+    if (!c->transport) return 0;
+    if (c->known.n > 0) return c->known.n > 1; /* it lists this node too */
+    return had_identity && c->nseeds > 0;
+}
+
+/* 1 when every member not down nor left, this node aside, was heard from
+ * (also when there is none). */
+static int all_heard(const cluster_t *c)
+{
     for (size_t i = 0; i < ring_members_count(c->members); i++) {
         ring_member_t m;
         if (ring_members_get(c->members, i, &m) != ERR_OK || m.state == RING_DOWN ||
             m.life == RING_LEFT || strcmp(m.node_id, cluster_self_id(c)) == 0)
             continue;
-        size_t k = 0;
-        while (k < c->nheard && strcmp(c->heard[k], m.node_id) != 0)
-            k++;
-        if (k == c->nheard) return 0;
+        if (!cluster_move_was_heard(c, m.node_id)) return 0;
     }
-    return c->known_by_all = 1;
+    return 1;
+}
+
+void cluster_move_heard_check(cluster_t *c)
+{
+    /* not cluster_move_known: readiness may have been granted while every
+     * other member was seen down, before anyone was heard */
+    if (!c->unheard || c->nheard == 0 || !all_heard(c)) return;
+    c->unheard = 0;
+    log_info("cluster",
+             "heard from every member not down since this start (%zu): their repair marks "
+             "are known, this node's copy is read where they allow",
+             c->nheard);
+    if (cluster_hints_publish(c) < 0) log_error("cluster", "cannot publish the hint targets");
+    cluster_view_refresh(c);
+}
+
+int cluster_move_known(cluster_t *c)
+{
+    if (c->known_by_all) return 1;
+    return c->known_by_all = all_heard(c);
 }
 
 /* ---------- leaving ---------- */

@@ -69,9 +69,11 @@ int cluster_hints_publish(cluster_t *c)
     }
     /* a node streaming ranges it gained by a removal lists itself: no
      * reads until it caught up (cluster_regain.c); so does a restarted one
-     * until it knows whether it gained any (cluster_regain_ring.c), and one
+     * until it knows whether it gained any (cluster_regain_ring.c) and
+     * until it heard the others' marks on it (cluster_move.c), and one
      * that cannot tell until its full repair converged (cluster_full.c) */
-    if ((c->regain.n > 0 || c->known.unsure || c->full.on) && !self) v[n++] = c->id.node_id;
+    int listed = c->regain.n > 0 || c->known.unsure || c->unheard || c->full.on;
+    if (listed && !self) v[n++] = c->id.node_id;
     int rc = ring_members_set_hints(c->members, v, n);
     free(v);
     return rc;

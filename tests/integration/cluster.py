@@ -182,8 +182,9 @@ class Cluster:
         """Signals node i and waits for it to exit; returns (exit code, seconds)."""
         return self.nodes[i].stop(sig, timeout)
 
-    def restart(self, i, extra=None):
-        """Starts node i again with the same data dir, id and ports."""
+    def restart(self, i, extra=None, ready=True):
+        """Starts node i again with the same data dir, id and ports; with
+        ready false, returns once it listens (before GET /ready says 200)."""
         old = self.nodes[i]
         if old.alive():
             old.kill()
@@ -194,7 +195,7 @@ class Cluster:
         node.join, node.extra = old.join, old.extra if extra is None else list(extra)
         old.owns_dir = False
         self.nodes[i] = node
-        node.start()
+        node.start(ready=ready)
         return node
 
     # ---- membership ----

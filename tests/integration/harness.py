@@ -75,7 +75,9 @@ class Node:
         self._reader = None
 
     # ---- lifetime ----
-    def start(self, timeout=30.0):
+    def start(self, timeout=30.0, ready=True):
+        """Starts the process and waits until it listens; then, unless ready
+        is false, until GET /ready answers 200."""
         cmd = [FLAMEDB_BIN, "--data-dir", self.data_dir, "--http-listen", self.host + ":0"]
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns] + cmd  # ip execs flamedb: same pid
@@ -94,7 +96,8 @@ class Node:
                 raise AssertionError("%s did not listen within %.0fs:\n%s"
                                      % (self.name, timeout, self.log_text()))
             time.sleep(0.02)
-        self.wait_ready(deadline - time.monotonic())
+        if ready:
+            self.wait_ready(deadline - time.monotonic())
         return self
 
     def _read_log(self):

@@ -6,7 +6,7 @@ and exact; with no other replica (rf 1) the ranges are reported missing
 (X-Flamedb-Partial), never a crash."""
 import time
 
-from cluster import FAST_FORMATION, Cluster
+from cluster import FAST_FORMATION, Cluster, wait_for
 from harness import CPU, run_tests
 
 # A service's share is about 32 bytes a stack node: 1,500 stacks make any share n1
@@ -25,18 +25,47 @@ def refused(node):
     return node.metric("flamedb_scatter_partials_memory_refused_total")
 
 
+def views(c):
+    """{node: {member: (state, hints_for)}} as each running node sees it."""
+    return {c.ids[i]: {m["id"]: (m["state"], m.get("hints_for", []))
+                       for m in c.status(i)["nodes"]} for i in c.live()}
+
+
+def settled(c):
+    """Every running node sees every member active and nobody listed in a
+    hints_for: a coordinator asks only such replicas for a share. A
+    restarted node lists itself until it heard every member since its start,
+    and a hint kept for a write acknowledged late lists its target until it
+    is delivered; the others learn either change by gossip."""
+    v = views(c)
+    return all(state == "active" and not hints
+               for seen in v.values() for state, hints in seen.values()) and v
+
+
+def wait_settled(c, what):
+    wait_for("every node active and unmarked on every node (%s)" % what, lambda: settled(c),
+             timeout=30)
+
+
+def seen(c, r):
+    """What a failed check saw: n1's refused shares, the answer, the views."""
+    return "n1 refused %d shares; answer %d, partial %r; views %s" % (
+        refused(c.nodes[1]), r.status, r.headers.get("x-flamedb-partial"), views(c))
+
+
 def test_share_over_budget_goes_to_another_replica():
     t0 = int(time.time()) - 300
     with Cluster(3, rf=2, args=FAST_FORMATION) as c:
         c.restart(1, extra=["--query-memory-bytes", "64KiB"])
         c.wait_converged()
+        wait_settled(c, "after n1's restart")
         load(c.nodes[0], t0)
+        wait_settled(c, "after the pushes")
         r = c.nodes[0].render(CPU + "{}", str(t0 - 60), str(t0 + 60), tenant="t")
-        print("    n1 refused %d shares; answer %d, partial %r"
-              % (refused(c.nodes[1]), r.status, r.headers.get("x-flamedb-partial")))
-        assert refused(c.nodes[1]) >= 1
-        assert r.status == 200 and "x-flamedb-partial" not in r.headers, r
-        assert r.json()["flamebearer"]["numTicks"] == SERVICES * STACKS * 10**7
+        print("    " + seen(c, r))
+        assert refused(c.nodes[1]) >= 1, seen(c, r)
+        assert r.status == 200 and "x-flamedb-partial" not in r.headers, seen(c, r)
+        assert r.json()["flamebearer"]["numTicks"] == SERVICES * STACKS * 10**7, seen(c, r)
         assert c.nodes[1].metric("flamedb_scatter_memory_bytes") == 0  # given back
 
 
@@ -45,11 +74,14 @@ def test_share_over_budget_without_replica_is_missing():
     with Cluster(2, rf=1, args=FAST_FORMATION) as c:
         c.restart(1, extra=["--query-memory-bytes", "64KiB"])
         c.wait_converged()
+        wait_settled(c, "after n1's restart")
         load(c.nodes[0], t0)
+        wait_settled(c, "after the pushes")
         r = c.nodes[0].render(CPU + "{}", str(t0 - 60), str(t0 + 60), tenant="t")
-        assert refused(c.nodes[1]) >= 1
-        assert r.status == 200 and "x-flamedb-partial" in r.headers, r
-        assert r.json()["flamebearer"]["numTicks"] < SERVICES * STACKS * 10**7
+        print("    " + seen(c, r))
+        assert refused(c.nodes[1]) >= 1, seen(c, r)
+        assert r.status == 200 and "x-flamedb-partial" in r.headers, seen(c, r)
+        assert r.json()["flamebearer"]["numTicks"] < SERVICES * STACKS * 10**7, seen(c, r)
         assert c.nodes[1].alive()  # still serving
 
 

@@ -4,7 +4,8 @@
  * cluster_t on one loop talking over tcp://127.0.0.1: gossip convergence,
  * typed messages to registered handlers, refusals (unknown node, too large,
  * expired, another cluster), hint targets leaving the live set on every node,
- * and failure detection of a closed member. Every wait is bounded.
+ * failure detection of a closed member, and a restarted member not read
+ * until the others gave it word since its start. Every wait is bounded.
  */
 #include <unistd.h>
 
@@ -453,6 +454,61 @@ static void test_other_cluster(trio_t *t)
     remove_dir(dir);
 }
 
+/* Whether c's own view reads its own copy. */
+static int self_live(cluster_t *c)
+{
+    const cluster_view_t *v = cluster_view_acquire(c);
+    int live = v->self >= 0 && v->live[v->self];
+    cluster_view_release(v);
+    return live;
+}
+
+static int n2_reads_itself(void *ctx)
+{
+    return self_live(((trio_t *)ctx)->c[2]);
+}
+
+static cluster_t *restart_n2(trio_t *t)
+{
+    node_config_t cfg;
+    config(&cfg, t->dir[2], "n2", t->addr[2], t->addr[0]);
+    errmsg_t em = {{0}};
+    cluster_t *c = NULL;
+    CHECK_EQ_INT(
+        cluster_new(t->loop, &cfg.cluster, cfg.data_dir, "http://127.0.0.1:1", NULL, &c, &em),
+        ERR_OK);
+    return c;
+}
+
+/* n2 restarted with its identity and a seed: it lists itself in its own
+ * hints_for (its copy is not read) until both others gave it word since its
+ * start; with both others gone it stays listed, though ready after the
+ * start's wait. */
+static void test_restart_waits_for_word(trio_t *t)
+{
+    t->c[2] = restart_n2(t);
+    CHECK(t->c[2]->unheard);
+    CHECK(!self_live(t->c[2]));
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(cluster_start(t->c[2], &em), ERR_OK);
+    CHECK(run_until(t->loop, n2_reads_itself, t, WAIT_MS));
+    CHECK(!t->c[2]->unheard);
+    CHECK(cluster_move_was_heard(t->c[2], "n0") && cluster_move_was_heard(t->c[2], "n1"));
+    CHECK(run_until(t->loop, all_live, t, WAIT_MS));
+    close_free(t->loop, t->c[2]);
+    for (int i = 0; i < 2; i++) {
+        close_free(t->loop, t->c[i]);
+        t->c[i] = NULL;
+    }
+    t->c[2] = restart_n2(t);
+    CHECK_EQ_INT(cluster_start(t->c[2], &em), ERR_OK);
+    run_until(t->loop, never, NULL, 1000); /* past the start's wait (400 + 10 x 30 ms) */
+    CHECK(cluster_joined(t->c[2]));
+    CHECK(t->c[2]->unheard && !self_live(t->c[2]));
+    close_free(t->loop, t->c[2]);
+    t->c[2] = NULL;
+}
+
 static void test_trio(uv_loop_t *loop)
 {
     trio_t t;
@@ -475,8 +531,7 @@ static void test_trio(uv_loop_t *loop)
     CHECK(run_until(loop, n2_down_on_others, &t, WAIT_MS));
     fprintf(stderr, "a closed node seen down by both others in %.0f ms (failure timeout 400)\n",
             (double)(uv_hrtime() - t0) / 1e6);
-    for (int i = 0; i < 2; i++)
-        close_free(loop, t.c[i]);
+    test_restart_waits_for_word(&t); /* closes all three */
     for (int i = 0; i < N; i++)
         remove_dir(t.dir[i]);
 }

@@ -346,11 +346,83 @@ static void test_syn_with_members(void)
     free_identities(s.ids, 10);
 }
 
+/* One message from `from` (a SYN, or the answer in reply) handled by `to`,
+ * with what it told; the answer `to` built is left in *reply. */
+static ring_gossip_seen_t deliver(ring_members_t *to, const buf_t *msg, buf_t *reply)
+{
+    ring_gossip_seen_t seen;
+    memset(&seen, 0xff, sizeof seen);
+    buf_reset(reply);
+    CHECK_EQ_INT(
+        ring_gossip_receive_seen(to, "n01", msg->data, msg->len, reply, test_reply_to, &seen, NULL),
+        0);
+    return seen;
+}
+
+/* ring_gossip_receive_seen: whether a message names this node's current
+ * incarnation (built after its sender learnt of this start) and whether it
+ * named members the table lacks. */
+static void test_seen(void)
+{
+    struct sim s;
+    memset(&s, 0, sizeof s);
+    ring_rng_seed(&s.rng, 21);
+    s.ids = make_identities(3, 8, &s.rng);
+    s.n = 3;
+    for (size_t i = 0; i < 3; i++) {
+        s.m[i] = start_node(&s, i, RING_ACTIVE, 10);
+        s.up[i] = 1;
+    }
+    CHECK(run_until_converged(&s, 50) > 0);
+    buf_t syn, reply, ack2;
+    buf_init(&syn, BUF_UNLIMITED);
+    buf_init(&reply, BUF_UNLIMITED);
+    buf_init(&ack2, BUF_UNLIMITED);
+    /* a SYN node 0 built before node 2 restarts */
+    CHECK_EQ_INT(ring_gossip_syn(s.m[0], &syn), 0);
+    ring_members_free(s.m[2]);
+    s.m[2] = start_node(&s, 2, RING_ACTIVE, 11); /* restarted: knows only itself */
+    ring_gossip_seen_t w = deliver(s.m[2], &syn, &reply);
+    CHECK_EQ_INT(w.self_incarnation, 10); /* its previous start: not news since */
+    CHECK_EQ_INT(w.wanted, 1);            /* node 1, named by a digest only */
+    CHECK_EQ_INT(ring_members_count(s.m[2]), 2);
+    /* node 2's own SYN: node 0 answers with node 2's entry echoed, at 11 */
+    buf_reset(&syn);
+    CHECK_EQ_INT(ring_gossip_syn(s.m[2], &syn), 0);
+    w = deliver(s.m[0], &syn, &reply);
+    CHECK_EQ_INT(w.self_incarnation, 10); /* node 0's own entry, as node 2 last knew it */
+    CHECK_EQ_INT(w.wanted, 0);
+    w = deliver(s.m[2], &reply, &ack2);
+    CHECK_EQ_INT(w.self_incarnation, 11);
+    CHECK_EQ_INT(w.wanted, 0);
+    CHECK_EQ_INT(ring_members_count(s.m[2]), 3);
+    /* node 0's next SYN names node 2 at its new incarnation */
+    buf_reset(&syn);
+    CHECK_EQ_INT(ring_gossip_syn(s.m[0], &syn), 0);
+    w = deliver(s.m[2], &syn, &reply);
+    CHECK_EQ_INT(w.self_incarnation, 11);
+    CHECK_EQ_INT(w.wanted, 0);
+    /* a table that never heard of node 2 does not name it */
+    ring_members_t *alone = start_node(&s, 1, RING_ACTIVE, 12);
+    buf_reset(&syn);
+    CHECK_EQ_INT(ring_gossip_syn(alone, &syn), 0);
+    w = deliver(s.m[2], &syn, &reply);
+    CHECK_EQ_INT(w.self_incarnation, 0);
+    ring_members_free(alone);
+    buf_free(&syn);
+    buf_free(&reply);
+    buf_free(&ack2);
+    for (size_t i = 0; i < 3; i++)
+        ring_members_free(s.m[i]);
+    free_identities(s.ids, 3);
+}
+
 int main(void)
 {
     uint64_t seed = test_seed(11);
     test_cluster(seed);
     test_malformed();
     test_syn_with_members();
+    test_seen();
     return check_exit();
 }
