@@ -261,6 +261,9 @@ int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t
     if (!varint_read_u(&p, end, &scale) || scale == 0 || !varint_read_u(&p, end, &n))
         return ERR_CORRUPT;
     if (n > (uint64_t)(end - p) / 2) return ERR_CORRUPT; /* every pair takes >= 2 bytes */
+    /* no pairs: nothing may follow (the loop below would read pairs into a
+     * vector it never made room for) */
+    if (n == 0) return p == end ? 0 : ERR_CORRUPT;
     const uint8_t *pairs = p;
     uint64_t id = 0, i;
     int rc = 0;

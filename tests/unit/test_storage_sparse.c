@@ -234,12 +234,34 @@ static void test_factor(void)
     storage_sparse_free(&b);
 }
 
+/* A block of no pairs is the header alone: pairs after it are corrupt, and
+ * are not read into a vector that was never made (it crashed a merge). */
+static void test_dense_empty_block(void)
+{
+    sparse_vec_t v;
+    storage_sparse_init(&v);
+    buf_t b;
+    buf_init(&b, 1024);
+    CHECK_EQ_INT(storage_sparse_encode(&v, &b), 0);
+    int64_t *val = NULL;
+    size_t cap = 0, used = 0;
+    CHECK_EQ_INT(storage_sparse_add_dense(b.data, b.len, &val, &cap, &used, IDS), 0);
+    CHECK_EQ_INT(used, 0);
+    CHECK_EQ_INT(buf_append(&b, "\x01\x02\x01\x02\x01\x02\x01\x02", 8), 0);
+    CHECK_EQ_INT(storage_sparse_add_dense(b.data, b.len, &val, &cap, &used, IDS), ERR_CORRUPT);
+    CHECK_EQ_INT(used, 0);
+    free(val);
+    buf_free(&b);
+    storage_sparse_free(&v);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
     fprintf(stderr, "seed %llu\n", (unsigned long long)seed);
     check_rng_state = seed ? seed : 1;
     test_dense();
+    test_dense_empty_block();
     test_fold();
     test_factor();
     return check_exit();
