@@ -2,15 +2,15 @@
 pushes: a replica whose budget is full refuses a write as unavailable (a
 retryable refusal), the coordinator hints it, and the hint replays once the
 replica has room, so the replica ends up with every accepted push exactly.
-Node n1 has a 12 MiB budget; concurrent pushes of about 10 MiB of call trees
-each go to n0 (rf 2, write quorum 1)."""
+Node n1 has a 6 MiB budget: one push's call trees fit it, ten at once do
+not; they go to n0 (rf 2, write quorum 1)."""
 import threading
 import time
 
 from cluster import FAST_FORMATION, Cluster, wait_for
 from harness import CPU, run_tests
 
-LINES = 50000  # about 100,000 call-tree nodes: 10 MB charged on the replica
+LINES = 50000  # about 100,000 call-tree nodes a push
 
 
 def body_of(k):
@@ -28,7 +28,7 @@ def view_lines(node):
 def test_replica_over_budget_hinted_then_exact():
     t0 = int(time.time()) - 120
     with Cluster(2, rf=2, write_quorum=1, failure_timeout="3s", args=FAST_FORMATION) as c:
-        c.restart(1, extra=["--ingest-inflight-bytes", "12MiB", "--worker-threads", "8",
+        c.restart(1, extra=["--ingest-inflight-bytes", "6MiB", "--worker-threads", "8",
                             "--max-write-jobs", "8"])
         c.wait_converged()
         n0, n1 = c.nodes
