@@ -196,8 +196,9 @@ static int receiving_add(storage_t *s, const uint64_t *lo, const uint64_t *hi, s
     return rc;
 }
 
-/* The set replaced by the n intervals (NULL, NULL, 0: none). */
-static int receiving_set(storage_t *s, uint64_t *lo, uint64_t *hi, size_t n)
+/* The set replaced by the n intervals (NULL, NULL, 0: none); takes
+ * ownership of lo and hi. */
+static void receiving_set(storage_t *s, uint64_t *lo, uint64_t *hi, size_t n)
 {
     pthread_mutex_lock(&s->receiving.mu);
     free(s->receiving.lo);
@@ -206,7 +207,6 @@ static int receiving_set(storage_t *s, uint64_t *lo, uint64_t *hi, size_t n)
     s->receiving.hi = hi;
     s->receiving.n = n;
     pthread_mutex_unlock(&s->receiving.mu);
-    return 0;
 }
 
 /* Every token: [0, UINT64_MAX]. */
@@ -220,7 +220,8 @@ static int receiving_all(storage_t *s)
     }
     *lo = 0;
     *hi = UINT64_MAX;
-    return receiving_set(s, lo, hi, 1);
+    receiving_set(s, lo, hi, 1);
+    return 0;
 }
 
 int storage_range_receiving_init(storage_t *s)
@@ -240,7 +241,10 @@ static int receiving_decode(storage_t *s, const uint8_t *v, size_t vn)
         hi[i] = (uint64_t)storage_i64_get(v + i * RECEIVING_PAIR + 8);
         if (lo[i] > hi[i]) rc = ERR_CORRUPT;
     }
-    if (rc == 0) return receiving_set(s, lo, hi, n);
+    if (rc == 0) {
+        receiving_set(s, lo, hi, n);
+        return 0;
+    }
     free(lo);
     free(hi);
     return rc;
@@ -253,7 +257,7 @@ int storage_range_receiving_load(storage_t *s, errmsg_t *em)
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_META], RECEIVING_KEY,
                              sizeof RECEIVING_KEY - 1, &vn, &err);
     int rc = storage_rocks_err(err, em, "read the ranges being received");
-    if (rc == 0 && v == NULL) rc = receiving_set(s, NULL, NULL, 0);
+    if (rc == 0 && v == NULL) receiving_set(s, NULL, NULL, 0);
     if (rc == 0 && v != NULL) {
         pthread_mutex_lock(&s->receiving.save_mu);
         s->receiving.stored = 1;
