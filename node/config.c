@@ -342,6 +342,17 @@ static const opt_t options[] = {
      100000,
      "Bytes per second (in MB, 10^6) a repair pass fetches at most, as when a joining node or "
      "a node taking over a leaving or removed node's ranges streams them in (0 = no limit)."},
+    {"stream-check-heal-after", OPT_U32, FIELD(cluster.stream_check_heal_after, uint32_t), "3", 0,
+     1, 1000,
+     "Passes in a row in which the totals check of a token interval a regain or full repair "
+     "streamed in (its windows' totals per resolution, here and on the source) must disagree "
+     "before the interval is cleared and streamed again from its start (docs/cluster.md, "
+     "\"Streaming whole windows\"): a difference that a write in flight explains goes by "
+     "itself, one that stays does not."},
+    {"stream-check-heals", OPT_U32, FIELD(cluster.stream_check_heals, uint32_t), "2", 0, 0, 100,
+     "How many times each such interval is cleared and streamed again in the life of the "
+     "process (counted by flamedb_repair_stream_heals_total); after that its check is only "
+     "logged at every pass and the node stays unread for it (0 = never clear again)."},
     {"join-settle", OPT_MS, FIELD(cluster.join_settle_ms, uint64_t), "0s", 0, 0, 3600000,
      "How long after a join, leave or removal began its verifying repair pass (or the "
      "stream of the ranges a removal gives a node) may start, so every write still in "

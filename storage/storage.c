@@ -332,11 +332,12 @@ static storage_t *storage_alloc(const storage_options_t *o)
     for (int i = 0; i < STORAGE_STRIPES; i++)
         pthread_mutex_init(&s->stripes[i], NULL);
     pthread_mutex_init(&s->receiving.mu, NULL);
+    pthread_mutex_init(&s->receiving.save_mu, NULL);
     s->cache = rocksdb_cache_create_lru(o->block_cache_bytes);
     s->ropts = rocksdb_readoptions_create();
     s->wopts = rocksdb_writeoptions_create();
     if (s->wopts != NULL) rocksdb_writeoptions_set_sync(s->wopts, o->sync_writes ? 1 : 0);
-    if (s->path == NULL || storage_symgc_init(s) != 0 ||
+    if (s->path == NULL || storage_range_receiving_init(s) != 0 || storage_symgc_init(s) != 0 ||
         storage_idcache_init(&s->symbol_cache, STORAGE_SYMBOL_CACHE_SLOTS) != 0 ||
         storage_idcache_init(&s->series_cache, STORAGE_SERIES_CACHE_SLOTS) != 0 ||
         /* node tables are the bigger and costlier to miss (a reload decodes
@@ -360,6 +361,7 @@ int storage_open(const storage_options_t *o, storage_t **out, errmsg_t *em)
     if (s == NULL) return errmsg_set(em, ERR_NOMEM, "storage: out of memory");
     rc = open_db(s, em);
     if (rc == 0) rc = check_format(s, em);
+    if (rc == 0) rc = storage_range_receiving_load(s, em);
     if (rc == 0) rc = storage_hints_open(s, em);
     if (rc == 0 && storage_tseries_open(s) != 0)
         rc = errmsg_set(em, ERR_IO, "storage: cannot count the series per tenant");
@@ -420,6 +422,7 @@ void storage_close(storage_t *s)
     for (int i = 0; i < STORAGE_STRIPES; i++)
         pthread_mutex_destroy(&s->stripes[i]);
     pthread_mutex_destroy(&s->receiving.mu);
+    pthread_mutex_destroy(&s->receiving.save_mu);
     free(s->receiving.lo);
     free(s->receiving.hi);
     free(s->path);

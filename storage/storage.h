@@ -561,12 +561,17 @@ typedef struct storage_clear_stats {
  * The intervals are then being received: until storage_range_received, a
  * profile written to one of their tokens keeps its tree even when larger
  * than max_profile_tree_bytes, so a streamed window that also holds it can
- * take it off its residual (storage_stream_store). Borrowed arguments. */
+ * take it off its residual (storage_stream_store), and retention keeps the
+ * profile trees of their tokens (those a stream recorded included). They
+ * are recorded in `meta` in the clear's batch, so they are still being
+ * received after a restart: a stream a crash cut short goes on into them
+ * without a second clear. Borrowed arguments. */
 int storage_range_clear(storage_t *s, const uint64_t *lo, const uint64_t *hi, size_t n,
                         storage_clear_stats_t *st, errmsg_t *em);
 /* The intervals cleared so far are received (their move is complete or
  * abandoned): profile trees over max_profile_tree_bytes are no longer kept
- * for their tokens. */
+ * for their tokens, retention drops theirs again, and the record in `meta`
+ * is deleted (a failure is logged and tried again at the next call). */
 void storage_range_received(storage_t *s);
 
 /* Sums, per resolution, the `totals` of the series' windows alive whose

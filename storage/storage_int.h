@@ -226,9 +226,14 @@ struct storage {
         u64map_t touched;      /* storage_symgc_key of every symbol written since */
     } symgc;
     struct {                /* stream_clear.c: token intervals being received */
-        pthread_mutex_t mu; /* guards the rest */
+        pthread_mutex_t mu; /* guards lo, hi and n */
         uint64_t *lo, *hi;  /* closed intervals, n of them */
         size_t n;
+        /* held across a change of the set and its write to `meta`
+         * (storage_range_clear, storage_range_received), so the stored
+         * record is the set of the last change */
+        pthread_mutex_t save_mu;
+        int stored; /* `meta` may hold a record (guarded by save_mu) */
     } receiving;
 };
 
@@ -428,6 +433,13 @@ int storage_ptree_vec(storage_t *s, const rocksdb_readoptions_t *ro, const uint8
  * until storage_range_received): a profile written there keeps its tree
  * whatever its size (write.c), for the stream to take it off a residual. */
 int storage_range_receiving(storage_t *s, uint64_t token);
+/* storage_open, after the database opened: the intervals a clear recorded
+ * as being received and no storage_range_received ended (a stream a crash
+ * cut short). Until then every token counts as being received (set by
+ * storage_alloc), so retention drops nothing of them meanwhile. */
+int storage_range_receiving_load(storage_t *s, errmsg_t *em);
+/* storage_alloc: every token being received until the load; 0 or ERR_NOMEM. */
+int storage_range_receiving_init(storage_t *s);
 
 /* Symbol value: uvarint name_len, name, uvarint file_len, file. */
 int storage_symbol_value(buf_t *out, const char *name, const char *file);

@@ -28,6 +28,7 @@
 
 #include "common/grow.h"
 #include "common/labels.h"
+#include "common/log.h"
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
@@ -150,9 +151,22 @@ static int clear_spans(storage_t *s, uint64_t lo, uint64_t hi, rocksdb_writebatc
     return ioerr;
 }
 
+/* The intervals being received are also recorded in `meta` under
+ * RECEIVING_KEY, as n pairs (lo, hi) of u64 LE: put in the batch of the
+ * clear that adds one, deleted by storage_range_received. A stream a crash
+ * cut short goes on after its cursor into the ranges it cleared (a regain
+ * does not clear them again), and they must still be being received then:
+ * retention would otherwise drop the tree entries of the untreed profiles
+ * it recorded (past profile retention) while their seen entries stay, and
+ * the windows it stores next would take those profiles for ones this node
+ * counted on its own and leave their totals out. */
+#define RECEIVING_KEY "receiving"
+#define RECEIVING_PAIR 16
+
 /* Adds the intervals to those being received, before the clear commits: a
- * write committed after it then sees them. Each interval once. */
-static int receiving_add(storage_t *s, const uint64_t *lo, const uint64_t *hi, size_t n)
+ * write committed after it then sees them. Each interval once. The record
+ * of the whole set goes into rec (the clear's batch puts it). */
+static int receiving_add(storage_t *s, const uint64_t *lo, const uint64_t *hi, size_t n, buf_t *rec)
 {
     int rc = 0;
     pthread_mutex_lock(&s->receiving.mu);
@@ -172,8 +186,96 @@ static int receiving_add(storage_t *s, const uint64_t *lo, const uint64_t *hi, s
         a[s->receiving.n] = lo[i];
         b[s->receiving.n++] = hi[i];
     }
+    for (size_t i = 0; rc == 0 && i < s->receiving.n; i++) {
+        uint8_t pair[RECEIVING_PAIR];
+        storage_i64_put(pair, (int64_t)s->receiving.lo[i]);
+        storage_i64_put(pair + 8, (int64_t)s->receiving.hi[i]);
+        rc = buf_append(rec, pair, sizeof pair);
+    }
     pthread_mutex_unlock(&s->receiving.mu);
     return rc;
+}
+
+/* The set replaced by the n intervals (NULL, NULL, 0: none); takes
+ * ownership of lo and hi. */
+static void receiving_set(storage_t *s, uint64_t *lo, uint64_t *hi, size_t n)
+{
+    pthread_mutex_lock(&s->receiving.mu);
+    free(s->receiving.lo);
+    free(s->receiving.hi);
+    s->receiving.lo = lo;
+    s->receiving.hi = hi;
+    s->receiving.n = n;
+    pthread_mutex_unlock(&s->receiving.mu);
+}
+
+/* Every token: [0, UINT64_MAX]. */
+static int receiving_all(storage_t *s)
+{
+    uint64_t *lo = malloc(sizeof *lo), *hi = malloc(sizeof *hi);
+    if (lo == NULL || hi == NULL) {
+        free(lo);
+        free(hi);
+        return ERR_NOMEM;
+    }
+    *lo = 0;
+    *hi = UINT64_MAX;
+    receiving_set(s, lo, hi, 1);
+    return 0;
+}
+
+int storage_range_receiving_init(storage_t *s)
+{
+    return receiving_all(s);
+}
+
+/* The record v (vn bytes) as the set; ERR_CORRUPT when it does not parse. */
+static int receiving_decode(storage_t *s, const uint8_t *v, size_t vn)
+{
+    size_t n = vn / RECEIVING_PAIR;
+    if (vn % RECEIVING_PAIR != 0) return ERR_CORRUPT;
+    uint64_t *lo = malloc((n ? n : 1) * sizeof *lo), *hi = malloc((n ? n : 1) * sizeof *hi);
+    int rc = lo != NULL && hi != NULL ? 0 : ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        lo[i] = (uint64_t)storage_i64_get(v + i * RECEIVING_PAIR);
+        hi[i] = (uint64_t)storage_i64_get(v + i * RECEIVING_PAIR + 8);
+        if (lo[i] > hi[i]) rc = ERR_CORRUPT;
+    }
+    if (rc == 0) {
+        receiving_set(s, lo, hi, n);
+        return 0;
+    }
+    free(lo);
+    free(hi);
+    return rc;
+}
+
+int storage_range_receiving_load(storage_t *s, errmsg_t *em)
+{
+    char *err = NULL;
+    size_t vn = 0;
+    char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_META], RECEIVING_KEY,
+                             sizeof RECEIVING_KEY - 1, &vn, &err);
+    int rc = storage_rocks_err(err, em, "read the ranges being received");
+    if (rc == 0 && v == NULL) receiving_set(s, NULL, NULL, 0);
+    if (rc == 0 && v != NULL) {
+        pthread_mutex_lock(&s->receiving.save_mu);
+        s->receiving.stored = 1;
+        pthread_mutex_unlock(&s->receiving.save_mu);
+        rc = receiving_decode(s, (const uint8_t *)v, vn);
+        if (rc == ERR_CORRUPT) { /* retention never guesses: every token until received */
+            log_warn("storage", "the record of the ranges being received does not parse: every "
+                                "token is taken as being received until the stream ends");
+            rc = 0;
+        } else if (rc == 0) {
+            log_info("storage",
+                     "%zu token interval(s) still being received (a stream cut short): their "
+                     "profile trees are kept until it ends",
+                     vn / RECEIVING_PAIR);
+        }
+    }
+    free(v);
+    return rc == ERR_NOMEM ? errmsg_set(em, rc, "out of memory") : rc;
 }
 
 int storage_range_receiving(storage_t *s, uint64_t token)
@@ -188,12 +290,20 @@ int storage_range_receiving(storage_t *s, uint64_t token)
 
 void storage_range_received(storage_t *s)
 {
-    pthread_mutex_lock(&s->receiving.mu);
-    free(s->receiving.lo);
-    free(s->receiving.hi);
-    s->receiving.lo = s->receiving.hi = NULL;
-    s->receiving.n = 0;
-    pthread_mutex_unlock(&s->receiving.mu);
+    pthread_mutex_lock(&s->receiving.save_mu);
+    receiving_set(s, NULL, NULL, 0);
+    if (s->receiving.stored) { /* not written again: a failure is tried at the next call */
+        char *err = NULL;
+        rocksdb_delete_cf(s->db, s->wopts, s->cf[CF_META], RECEIVING_KEY, sizeof RECEIVING_KEY - 1,
+                          &err);
+        errmsg_t em = {{0}};
+        int rc = storage_rocks_err(err, &em, "delete the record of the ranges being received");
+        if (rc != 0)
+            log_warn("storage", "%s: a restart keeps their profile trees until the next try",
+                     errmsg_text(&em, rc));
+        s->receiving.stored = rc != 0;
+    }
+    pthread_mutex_unlock(&s->receiving.save_mu);
 }
 
 int storage_range_clear(storage_t *s, const uint64_t *lo, const uint64_t *hi, size_t n,
@@ -202,8 +312,19 @@ int storage_range_clear(storage_t *s, const uint64_t *lo, const uint64_t *hi, si
     memset(st, 0, sizeof *st);
     for (size_t i = 0; i < n; i++)
         if (lo[i] > hi[i]) return errmsg_set(em, ERR_INVALID_ARGUMENT, "clear: empty interval");
-    if (receiving_add(s, lo, hi, n) != 0) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&s->receiving.save_mu);
+    buf_t rec;
+    buf_init(&rec, BUF_UNLIMITED);
+    if (receiving_add(s, lo, hi, n, &rec) != 0) {
+        pthread_mutex_unlock(&s->receiving.save_mu);
+        buf_free(&rec);
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    }
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    if (n > 0) /* with the clear: a store that holds it cleared is receiving it */
+        rocksdb_writebatch_put_cf(wb, s->cf[CF_META], RECEIVING_KEY, sizeof RECEIVING_KEY - 1,
+                                  (const char *)rec.data, rec.len);
+    buf_free(&rec);
     tcounts_t tc = {0};
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -228,6 +349,8 @@ int storage_range_clear(storage_t *s, const uint64_t *lo, const uint64_t *hi, si
     }
     if (rc == 0) storage_idcache_clear(&s->series_cache);
     pthread_rwlock_unlock(&s->symgc.lock);
+    if (rc == 0 && n > 0) s->receiving.stored = 1;
+    pthread_mutex_unlock(&s->receiving.save_mu);
     rocksdb_writebatch_destroy(wb);
     if (rc == 0) {
         for (size_t j = 0; j < tc.n; j++)

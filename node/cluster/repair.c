@@ -544,6 +544,8 @@ int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_c
     r->o.max_message_bytes = cfg->max_message_bytes;
     r->o.stream_bytes_per_s = cfg->stream_max_mb_per_s * 1000000ull;
     r->o.repair_bytes_per_s = cfg->repair_bytes_per_s;
+    r->o.heal_after = cfg->stream_check_heal_after > 0 ? cfg->stream_check_heal_after : 1;
+    r->o.heals = cfg->stream_check_heals;
     r->joining = c->joining;
     r->join_settled_ms = cluster_move_settled_ms(c);
     r->settle_ms = cluster_move_settled_ms(c) - c->move_start_ms;

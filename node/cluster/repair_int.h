@@ -82,6 +82,8 @@ typedef struct repair_options {
     size_t max_message_bytes;
     uint64_t stream_bytes_per_s; /* fetched bytes per second at most (0: unlimited) */
     uint64_t repair_bytes_per_s; /* the same for the fetches of a pass that is not a move */
+    uint32_t heal_after;         /* --stream-check-heal-after */
+    uint32_t heals;              /* --stream-check-heals */
     replicate_options_t write;   /* how fetched profiles are checked (shards, tree limits) */
 } repair_options_t;
 
@@ -160,7 +162,10 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "Removals of a member after which this node streamed in every range it gained.")             \
     X(source_changes, "flamedb_repair_stream_source_changes_total",                                \
       "Streams of a gained range that went on from their cursor at another replica within a "      \
-      "pass, their source having stopped answering.")
+      "pass, their source having stopped answering.")                                              \
+    X(stream_heals, "flamedb_repair_stream_heals_total",                                           \
+      "Token intervals of a regain cleared and streamed again because their totals check kept "    \
+      "disagreeing with the source (stream-check-heal-after passes in a row).")
 
 typedef struct repair_counters {
 #define REPAIR_FIELD(name, metric, help) uint64_t name;
@@ -235,8 +240,10 @@ typedef struct repair_stream_state {
     int failed; /* a window was left out in the current walk: walk again */
     size_t after_len;
     uint8_t after[REPAIR_STREAM_KEY_MAX];
-    int spans_done; /* the span trees too (after the windows) */
-    int checked;    /* then the totals of windows before the check's horizon agreed */
+    int spans_done;      /* the span trees too (after the windows) */
+    int checked;         /* then the totals of windows before the check's horizon agreed */
+    uint32_t mismatches; /* passes in a row whose check disagreed with the source */
+    uint32_t heals;      /* times cleared and streamed again for that (this process) */
     size_t spans_after_len;
     uint8_t spans_after[REPAIR_STREAM_KEY_MAX];
 } repair_stream_state_t;
@@ -286,6 +293,14 @@ int repair_stream_replicas(repair_t *r, const cluster_view_t *v, const uint32_t 
  * and the stream cursor of every piece), written to a temporary name,
  * fsynced and renamed; removed when there is nothing to keep. */
 int repair_regain_progress_save(repair_t *r);
+/* Repair thread: a regain piece whose totals check disagreed with its
+ * source in o.heal_after passes in a row (ss->mismatches) is cleared and
+ * streamed again from its start: its cursor reset in ss and in the
+ * progress file first, then cleared (repair_clear), logged and counted
+ * (stream_heals), at most o.heals times per piece (ss->heals); after that,
+ * logged once as an error and left as it is. 1 when it cleared, else 0
+ * (not due, over the bound, or the progress file could not be written). */
+int repair_regain_heal(repair_t *r, repair_stream_state_t *ss);
 /* Reads it into r->rg (intervals not cleared, pieces not started are not
  * in it); a file that does not parse is ERR_CORRUPT (nothing taken: the
  * regain clears and streams afresh). No file: 0, nothing. */

@@ -115,10 +115,61 @@ static void save_progress(repair_t *r)
         log_warn("repair", "cannot write the regain progress: a restart streams more again");
 }
 
+/* A piece whose check disagreed in heal_after passes in a row had a window
+ * stored short or long, and no later pass mends that (its marker keeps the
+ * stream from storing it again). The cursor goes back to the start in
+ * DATA_DIR/regain.progress before the clear: a crash between the two walks
+ * the piece again with its windows marked (skipped), and the check finds
+ * the difference again. */
+int repair_regain_heal(repair_t *r, repair_stream_state_t *ss)
+{
+    if (ss->mismatches < r->o.heal_after) return 0;
+    if (ss->heals >= r->o.heals) {
+        if (ss->mismatches == r->o.heal_after)
+            log_error("repair",
+                      "regain piece [%016llx, %016llx]: its totals check disagreed with the "
+                      "source in %u passes in a row after %u clear(s) and stream(s) again "
+                      "(stream-check-heals): left as it is, checked by every pass; this node "
+                      "is not read from until it agrees",
+                      (unsigned long long)ss->lo, (unsigned long long)ss->hi, ss->mismatches,
+                      ss->heals);
+        return 0;
+    }
+    repair_stream_state_t was = *ss;
+    ss->done = ss->spans_done = ss->checked = ss->failed = 0;
+    ss->after_len = ss->spans_after_len = 0;
+    ss->mismatches = 0;
+    ss->heals++;
+    if (repair_regain_progress_save(r) != 0) { /* not cleared: the old cursor still holds */
+        *ss = was;
+        ss->mismatches = 0; /* tried again after as many passes */
+        log_warn("repair",
+                 "regain piece [%016llx, %016llx]: cannot write the regain progress: "
+                 "not cleared and streamed again yet",
+                 (unsigned long long)ss->lo, (unsigned long long)ss->hi);
+        return 0;
+    }
+    log_warn("repair",
+             "regain piece [%016llx, %016llx]: its totals check disagreed with the source in %u "
+             "passes in a row: clearing it and streaming it again from its start (%u of %u)",
+             (unsigned long long)ss->lo, (unsigned long long)ss->hi, was.mismatches, ss->heals,
+             r->o.heals);
+    uv_mutex_lock(&r->mu);
+    r->counters.stream_heals++;
+    uv_mutex_unlock(&r->mu);
+    if (repair_clear(r, &ss->lo, &ss->hi, 1) != 0) /* logged: the old copy stays */
+        log_warn("repair",
+                 "regain piece [%016llx, %016llx]: not cleared: walked again with its windows "
+                 "marked (skipped), so its check disagrees again",
+                 (unsigned long long)ss->lo, (unsigned long long)ss->hi);
+    return 1;
+}
+
 /* The piece [a, b] of a regain interval inside one range of the current
  * ring, streamed from a reachable replica of that range other than this
  * node (repair_stream_replicas: one that does not answer is left for the
- * rest of the pass); 1 when streamed and checked. */
+ * rest of the pass); 1 when streamed and checked. One whose check keeps
+ * disagreeing is cleared and streamed again (repair_regain_heal). */
 static int stream_piece(repair_t *r, const cluster_view_t *v, uint64_t end, uint64_t a, uint64_t b,
                         repair_stats_t *st)
 {
@@ -130,7 +181,9 @@ static int stream_piece(repair_t *r, const cluster_view_t *v, uint64_t end, uint
     repair_stream_state_t *ss = repair_stream_state(&r->rg.streams, a, b);
     if (ss == NULL) return 0;
     if (ss->done && ss->spans_done && ss->checked) return 1;
-    return repair_stream_replicas(r, v, reps, n, ss, st, save_progress, "regain");
+    int ok = repair_stream_replicas(r, v, reps, n, ss, st, save_progress, "regain");
+    if (!ok && !r->closing) repair_regain_heal(r, ss);
+    return ok;
 }
 
 /* Interval iv, split at the current ring's ranges, streamed. */

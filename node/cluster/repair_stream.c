@@ -416,7 +416,9 @@ static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss
 /* The check of a streamed interval: the totals of its windows that end
  * before the horizon (older than the move, where live writes rarely land)
  * summed per resolution here and on the source must agree; ss->checked when
- * they do. A difference is logged and checked again by the next pass. */
+ * they do. A difference is logged and checked again by the next pass;
+ * ss->mismatches counts the checks in a row that differed (a regain clears
+ * and streams a piece again after enough of them, repair_regain.c). */
 static int stream_check(repair_t *r, const char *peer, repair_stream_state_t *ss, errmsg_t *em)
 {
     Flamedb__Cluster__RepairRequest q;
@@ -440,6 +442,7 @@ static int stream_check(repair_t *r, const char *peer, repair_stream_state_t *ss
             same = 0;
         }
     ss->checked = same;
+    ss->mismatches = same ? 0 : ss->mismatches + 1;
     cluster_msg_free(&ans);
     return 0;
 }

@@ -9,7 +9,9 @@
   for it; then every node answers exactly on its own (any RF - 1 = 2 others
   stopped);
 - a node that gains ranges by a removal is killed (-9) while it streams
-  them and restarted: it streams them again (DATA_DIR/regain), exact;
+  them and restarted: it goes on after its cursors (DATA_DIR/regain,
+  regain.progress) into ranges still being received, no stream check
+  keeps disagreeing (no piece mended by a clear), exact;
 - a node joins (taking ranges from old owners, which keep their copies) and
   is decommissioned again, so those ranges return to their old owners: each
   clears its old copy before streaming them in, so nothing counts twice, the
@@ -104,6 +106,10 @@ def test_remove_resumes_after_kill():
         left = c.status(k)["regaining"]
         assert left > 0, c.status(k)
         assert any("resuming:" in line for line in c.nodes[k].log), c.nodes[k].log_text()
+        # its store still has the cleared ranges as being received (else
+        # retention drops what the stream recorded and the stream ends short)
+        assert any("still being received" in line for line in c.nodes[k].log), \
+            c.nodes[k].log_text()
         print("    %s killed while it streamed (%d windows stored); restarted with %d "
               "interval(s) to stream" % (c.ids[k], before, left))
         wait_for("every node caught up",
@@ -112,8 +118,15 @@ def test_remove_resumes_after_kill():
         # drop what it streamed and stream it all once more)
         cleared = metric(c, k, "flamedb_repair_ranges_cleared_total")
         after = metric(c, k, "flamedb_repair_windows_streamed_total")
-        print("    after the restart: %d interval(s) cleared again, %d windows streamed" %
-              (cleared, after))
+        # the resumed stream ends equal to the source (its ranges were still
+        # being received: retention kept what the stream recorded), so no
+        # check kept disagreeing and no piece was mended by a clear
+        differed = [line for line in c.nodes[k].log if "stream check of" in line]
+        heals = metric(c, k, "flamedb_repair_stream_heals_total")
+        print("    after the restart: %d interval(s) cleared again, %d windows streamed, "
+              "%d stream check(s) that differed, %d piece(s) mended" %
+              (cleared, after, len(differed), heals))
+        assert heals == 0, differed[:3]
         assert cleared == 0, "%s cleared %d interval(s) again after its restart" % (c.ids[k],
                                                                                    cleared)
         assert any("resuming the regain:" in line for line in c.nodes[k].log), \

@@ -15,7 +15,14 @@
  * checksum) are still read. A piece cursor outside an interval the progress
  * file lists as cleared is refused: after a fresh clear it would skip what
  * lies before it. A regain.ring older than --forget-left-after (the node
- * was down longer than tombstones are kept) marks the node too. */
+ * was down longer than tombstones are kept) marks the node too. A regain
+ * piece whose totals check kept disagreeing with its source is mended:
+ * its cursor goes back to its start, in memory and in regain.progress, and
+ * this node's copy of it is cleared, at most --stream-check-heals times,
+ * logged and counted; before --stream-check-heal-after checks in a row,
+ * or past that bound, nothing changes. */
+#include "test_storage_fixture.h" /* first: it defines _GNU_SOURCE */
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -763,6 +770,66 @@ static void test_checksums(void)
     rm("regain.ring");
 }
 
+/* ---------- a piece whose check keeps disagreeing (repair_regain_heal) */
+
+static void test_heal(void)
+{
+    fixture_t f;
+    if (fx_init(&f) != 0) return;
+    labels_t *l = fx_labels("heal", NULL);
+    symtab_t *st = symtab_new();
+    calltree_t *t = calltree_new(0);
+    fx_add(t, st, "main;work", 40);
+    CHECK_EQ_INT(fx_write(f.s, "ht", l, t, st, 1, (f.now - 7200) * NS, NULL), 0);
+    uint64_t token = labels_hash(l) >> 1; /* fx_write's token */
+    cluster_t *c = new_cluster();
+    repair_t *r = new_repair(c);
+    CHECK_EQ_INT(uv_mutex_init(&r->mu), 0);
+    r->storage = f.s;
+    r->o.heal_after = 3;
+    r->o.heals = 1;
+    r->rg.iv = calloc(1, sizeof *r->rg.iv);
+    r->rg.iv[0] = (repair_rg_iv_t){token - 5, token + 5, 7, 1700000000123ull};
+    r->rg.niv = r->rg.ivcap = 1;
+    repair_stream_state_t *ss = repair_stream_state(&r->rg.streams, token - 1, token + 1);
+    ss->done = ss->spans_done = 1;
+    ss->after_len = 4;
+    memcpy(ss->after, "\x01\x02\x03\x04", 4);
+    ss->mismatches = 2; /* not yet */
+    CHECK_EQ_INT(repair_regain_heal(r, ss), 0);
+    CHECK(ss->done && ss->after_len == 4 && ss->heals == 0);
+    CHECK_EQ_INT(fx_totals(f.s, "ht", l, 1, 0, f.now + 60, NULL), 40);
+    ss->mismatches = 3;
+    CHECK_EQ_INT(repair_regain_heal(r, ss), 1);
+    CHECK(!ss->done && !ss->spans_done && !ss->checked && ss->after_len == 0);
+    CHECK(ss->spans_after_len == 0 && ss->mismatches == 0 && ss->heals == 1);
+    CHECK_EQ_INT(r->counters.stream_heals, 1);
+    CHECK_EQ_INT(r->counters.cleared, 1);
+    CHECK_EQ_INT(fx_totals(f.s, "ht", l, 1, 0, f.now + 60, NULL), 0); /* cleared */
+    CHECK_EQ_INT(storage_range_receiving(f.s, token), 1);             /* to stream again */
+    repair_t *q = new_repair(c); /* a restart goes on from the piece's start */
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(repair_regain_progress_load(q, &em), 0);
+    CHECK_EQ_INT(q->rg.streams.n, 1);
+    if (q->rg.streams.n == 1)
+        CHECK(q->rg.streams.v[0].lo == token - 1 && !q->rg.streams.v[0].done &&
+              q->rg.streams.v[0].after_len == 0);
+    free_repair(q);
+    ss->done = ss->spans_done = 1; /* streamed again, and still disagreeing: over the bound */
+    ss->mismatches = 3;
+    CHECK_EQ_INT(repair_regain_heal(r, ss), 0);
+    CHECK(ss->done && ss->heals == 1);
+    CHECK_EQ_INT(r->counters.stream_heals, 1);
+    uv_mutex_destroy(&r->mu);
+    free_repair(r);
+    free_cluster(c);
+    rm("regain.progress");
+    calltree_free(t);
+    symtab_free(st);
+    labels_free(l);
+    fx_done(&f);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/flamedb-regain-files-XXXXXX");
@@ -780,6 +847,7 @@ int main(void)
     test_ring_damaged();
     test_ring_downtime();
     test_checksums();
+    test_heal();
     static const char *const left[] = {"regain",      "regain.progress", "regain.ring",
                                        "regain.full", "regain.damaged",  "log"};
     for (size_t i = 0; i < sizeof left / sizeof *left; i++) /* after a failed check */

@@ -309,6 +309,39 @@ static void test_backfill_known(fixture_t *a, const labels_t *l)
     fx_done(&d);
 }
 
+/* A receiver killed while it streams a range it cleared, restarted and
+ * compacted before it goes on (a regain resumed after its cursor, not
+ * cleared again): the range is still being received after the restart.
+ * The old profile's window at res 0 was stored before the kill (the
+ * stream recorded it as seen, with a tree entry that says so); retention
+ * must not drop that entry then, or the windows of the coarser resolutions
+ * stored after the restart would take the profile for one this node
+ * counted on its own and leave its total out. */
+static void test_receiving_survives_restart(fixture_t *a, const labels_t *l)
+{
+    fixture_t d;
+    if (open_receiving(&d, l) != 0) return;
+    rx_t x = stream(a, &d, l, 1, 0); /* the old window at res 0 (the first key) */
+    CHECK(x.saw_old);
+    CHECK(fx_reopen(&d) == 0); /* killed and restarted */
+    uint64_t token = labels_hash(l) >> 1;
+    CHECK_EQ_INT(storage_range_receiving(d.s, token), 1);
+    CHECK_EQ_INT(storage_range_receiving(d.s, token + 1), 0);
+    CHECK_EQ_INT(storage_compact(d.s), 0); /* retention's filter runs before the stream goes on */
+    rx_t y = stream(a, &d, l, 0, 0);
+    CHECK(y.stored > 0);
+    check_equal(a, &d, l, 1);
+    int64_t sa[STORAGE_RESOLUTION_COUNT], sd[STORAGE_RESOLUTION_COUNT];
+    CHECK_EQ_INT(storage_stream_sums(a->s, 0, UINT64_MAX, UNTIL, sa), 0);
+    CHECK_EQ_INT(storage_stream_sums(d.s, 0, UINT64_MAX, UNTIL, sd), 0);
+    for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++) /* what the stream check compares */
+        CHECK_EQ_INT(sd[r], sa[r]);
+    storage_range_received(d.s); /* the stream ended: a restart no longer keeps the range */
+    CHECK(fx_reopen(&d) == 0);
+    CHECK_EQ_INT(storage_range_receiving(d.s, token), 0);
+    fx_done(&d);
+}
+
 static int span_cb(void *ctx, const uint8_t *key, size_t klen, const char *tenant, const uint8_t *v,
                    size_t vn)
 {
@@ -758,6 +791,7 @@ int main(void)
     test_resume(&a, l);
     test_untreed_known(&a, l);
     test_backfill_known(&a, l);
+    test_receiving_survives_restart(&a, l);
     test_spans(l);
     test_spans_live(l);
     test_clear(&a, l);
