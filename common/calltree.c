@@ -65,8 +65,12 @@ typedef struct ct_shape {
 
 struct calltree {
     ct_shape_t *sh;
-    int64_t *self; /* vcap entries, at least sh->count */
+    int64_t *self; /* vcap entries, at least sh->count; NULL when scaled */
     size_t vcap;
+    /* A scaled tree (calltree_adopt_scaled) holds no values: node i's is
+     * base->self[i] * scale, until it first changes (own_values). */
+    const calltree_t *base;
+    int64_t scale;
     int64_t root_total; /* the sum of every self value, kept as they change */
     /* Every node's total when totals_ok (computed on read: totals_of),
      * tcap entries; stale after any change of values or nodes. */
@@ -85,6 +89,18 @@ static inline int64_t wadd(int64_t a, int64_t b)
 }
 
 #define WADD(lhs, v) ((lhs) = wadd((lhs), (v)))
+
+/* v * k with two's-complement wrap-around, as values add. */
+static inline int64_t wmul(int64_t v, int64_t k)
+{
+    return (int64_t)((uint64_t)v * (uint64_t)k);
+}
+
+/* Node i's self value, held or scaled. */
+static inline int64_t self_at(const calltree_t *t, size_t i)
+{
+    return t->base != NULL ? wmul(t->base->self[i], t->scale) : t->self[i];
+}
 
 static inline uint64_t edge_hash(uint32_t parent, uint64_t sym)
 {
@@ -254,9 +270,23 @@ static int own_shape(calltree_t *t)
     return ERR_OK;
 }
 
-/* Room for n values (new ones zero). */
+/* Room for n values (new ones zero); a scaled tree first gets its own
+ * (its base's times its scale). */
 static int values_reserve(calltree_t *t, size_t n)
 {
+    if (t->base != NULL) {
+        size_t count = t->sh->count, cap = n > count ? n : count;
+        int64_t *s = malloc(cap * sizeof *s);
+        if (s == NULL) return ERR_NOMEM;
+        for (size_t i = 0; i < count; i++)
+            s[i] = self_at(t, i);
+        memset(s + count, 0, (cap - count) * sizeof *s);
+        t->self = s;
+        t->vcap = cap;
+        t->base = NULL;
+        t->scale = 0;
+        return ERR_OK;
+    }
     if (n <= t->vcap) return ERR_OK;
     int64_t *s = realloc(t->self, n * sizeof *s);
     if (s == NULL) return ERR_NOMEM;
@@ -264,6 +294,12 @@ static int values_reserve(calltree_t *t, size_t n)
     memset(t->self + t->vcap, 0, (n - t->vcap) * sizeof *s);
     t->vcap = n;
     return ERR_OK;
+}
+
+/* A tree about to change its values holds them (a scaled one gets its own). */
+static int own_values(calltree_t *t)
+{
+    return t->base != NULL ? values_reserve(t, t->sh->count) : ERR_OK;
 }
 
 /* Every node's total (self plus its children's totals), computed in one
@@ -283,7 +319,12 @@ static const int64_t *totals_of(const calltree_t *ct)
         t->tcap = n;
     }
     const ct_node_t *nd = t->sh->nodes;
-    memcpy(t->total, t->self, n * sizeof *t->total);
+    if (t->base == NULL) {
+        memcpy(t->total, t->self, n * sizeof *t->total);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            t->total[i] = self_at(t, i);
+    }
     /* children have larger indices than their parents; sums wrap (wadd), so
      * the order of additions does not change the result */
     for (size_t i = n; i-- > 1;)
@@ -330,15 +371,15 @@ static int64_t subtree_total(const calltree_t *t, uint32_t node)
 {
     const ct_node_t *nd = t->sh->nodes;
     const calltree_links_t *l = links_of(t->sh);
-    int64_t sum = t->self[node];
+    int64_t sum = self_at(t, node);
     if (l == NULL) {
         for (uint32_t i = node + 1; i < t->sh->count; i++)
-            if (in_subtree(nd, i, node)) WADD(sum, t->self[i]);
+            if (in_subtree(nd, i, node)) WADD(sum, self_at(t, i));
         return sum;
     }
     uint32_t n = l[node].first_child;
     while (n != CALLTREE_NONE) {
-        WADD(sum, t->self[n]);
+        WADD(sum, self_at(t, n));
         if (l[n].first_child != CALLTREE_NONE) {
             n = l[n].first_child;
             continue;
@@ -395,7 +436,8 @@ int calltree_reserve(calltree_t *t, size_t nodes)
 {
     size_t want = t->sh->count + nodes;
     if (want > t->max_nodes) want = t->max_nodes;
-    if (want <= t->sh->cap && want <= t->vcap && want * CT_LOAD_DEN <= t->sh->nslots * CT_LOAD_NUM)
+    if (want <= t->sh->cap && want <= t->vcap &&
+        want * CT_LOAD_DEN <= t->sh->nslots * CT_LOAD_NUM && t->base == NULL)
         return ERR_OK;
     int rc = own_shape(t);
     if (rc == ERR_OK) rc = shape_reserve(t->sh, want);
@@ -445,6 +487,10 @@ int calltree_clear(calltree_t *t)
     } else {
         ct_shape_t *sh = shape_new(4); /* the shared one stays its other trees' */
         if (sh == NULL) return ERR_NOMEM;
+        if (t->base != NULL && values_reserve(t, 4) != ERR_OK) {
+            shape_release(sh);
+            return ERR_NOMEM;
+        }
         shape_release(t->sh);
         t->sh = sh;
     }
@@ -523,6 +569,7 @@ void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym)
 
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value)
 {
+    ASSERT_ALWAYS(t->base == NULL); /* see calltree_adopt_scaled */
     WADD(t->self[node], value);
     WADD(t->root_total, value);
     t->totals_ok = false;
@@ -530,6 +577,8 @@ void calltree_add_self(calltree_t *t, uint32_t node, int64_t value)
 
 int calltree_add_selves(calltree_t *t, const uint32_t *nodes, const int64_t *vals, size_t n)
 {
+    int rc = own_values(t);
+    if (rc != ERR_OK) return rc;
     for (size_t i = 0; i < n; i++) {
         WADD(t->self[nodes[i]], vals[i]);
         WADD(t->root_total, vals[i]);
@@ -551,7 +600,7 @@ int calltree_add_stack(calltree_t *t, const uint64_t *stack, size_t depth, int64
 
 int calltree_copy_shape(calltree_t *dst, const calltree_t *src)
 {
-    ASSERT_ALWAYS(dst->sh->count == 1 && dst->self[0] == 0);
+    ASSERT_ALWAYS(dst->sh->count == 1 && self_at(dst, 0) == 0);
     if (src->sh->count > dst->max_nodes) return ERR_LIMIT;
     if (dst->sh == src->sh) return ERR_OK;
     int rc = values_reserve(dst, src->sh->count);
@@ -568,7 +617,7 @@ int calltree_copy_shape(calltree_t *dst, const calltree_t *src)
 int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves, size_t n)
 {
     size_t count = src->sh->count;
-    ASSERT_ALWAYS(dst->sh->count == 1 && dst->self[0] == 0 && n <= count);
+    ASSERT_ALWAYS(dst->sh->count == 1 && dst->base == NULL && dst->self[0] == 0 && n <= count);
     if (count > dst->max_nodes) {
         free(selves);
         return ERR_LIMIT;
@@ -598,6 +647,27 @@ int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves
     return ERR_OK;
 }
 
+int calltree_adopt_scaled(calltree_t *dst, const calltree_t *src, int64_t scale)
+{
+    ASSERT_ALWAYS(dst->sh->count == 1 && dst->base == NULL && dst->self[0] == 0);
+    ASSERT_ALWAYS(src->base == NULL);
+    if (src->sh->count > dst->max_nodes) return ERR_LIMIT;
+    if (dst->sh != src->sh) {
+        if (links_of(src->sh) == NULL) return ERR_NOMEM; /* as calltree_copy_shape */
+        __atomic_add_fetch(&src->sh->refs, 1, __ATOMIC_ACQ_REL);
+        shape_release(dst->sh);
+        dst->sh = src->sh;
+    }
+    free(dst->self);
+    dst->self = NULL;
+    dst->vcap = 0;
+    dst->base = src;
+    dst->scale = scale;
+    dst->root_total = wmul(src->root_total, scale);
+    dst->totals_ok = false;
+    return ERR_OK;
+}
+
 bool calltree_same_shape(const calltree_t *a, const calltree_t *b)
 {
     if (a == b || a->sh == b->sh) return true;
@@ -614,12 +684,12 @@ int calltree_merge(calltree_t *dst, const calltree_t *src)
     uint32_t *map = malloc(n * sizeof *map);
     if (map == NULL) return ERR_NOMEM;
     map[0] = 0;
-    int rc = ERR_OK;
+    int rc = own_values(dst);
     for (size_t i = 1; i < n && rc == ERR_OK; i++)
         rc = calltree_child(dst, map[src->sh->nodes[i].parent], src->sh->nodes[i].sym, &map[i]);
     if (rc == ERR_OK) {
         for (size_t i = 0; i < n; i++)
-            WADD(dst->self[map[i]], src->self[i]);
+            WADD(dst->self[map[i]], self_at(src, i));
         WADD(dst->root_total, src->root_total);
         dst->totals_ok = false;
     }
@@ -688,7 +758,7 @@ static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
     }
     len += varint_put_u(tmp + len, depth);
     len += varint_put_u(tmp + len, idx);
-    len += varint_put_u(tmp + len, varint_zigzag(c->t->self[node]));
+    len += varint_put_u(tmp + len, varint_zigzag(self_at(c->t, node)));
     c->records++;
     return buf_append(c->body, tmp, len);
 }
@@ -711,7 +781,7 @@ int calltree_encode(const calltree_t *t, buf_t *out)
     if (rc == ERR_OK) rc = buf_append_byte(out, CALLTREE_VERSION);
     if (rc == ERR_OK) rc = buf_append_uvarint(out, c.dict.len);
     if (rc == ERR_OK) rc = buf_append(out, syms.data, syms.len);
-    if (rc == ERR_OK) rc = buf_append_svarint(out, t->self[0]);
+    if (rc == ERR_OK) rc = buf_append_svarint(out, self_at(t, 0));
     if (rc == ERR_OK) rc = buf_append_uvarint(out, t->sh->count - 1);
     if (rc == ERR_OK) rc = buf_append(out, body.data, body.len);
     u64map_free(&c.dict);
@@ -822,6 +892,7 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
     uint64_t nsyms, nnodes;
     int64_t root_self;
     int rc0 = read_header(&p, end, &nsyms, &dict, &root_self, &nnodes);
+    if (rc0 == ERR_OK) rc0 = own_values(dst);
     if (rc0 != ERR_OK) return rc0;
     if (nnodes == 0) {
         if (p != end) return ERR_CORRUPT;
@@ -922,7 +993,7 @@ uint64_t calltree_sym(const calltree_t *t, uint32_t node)
 
 int64_t calltree_self(const calltree_t *t, uint32_t node)
 {
-    return t->self[node];
+    return self_at(t, node);
 }
 
 int64_t calltree_total(const calltree_t *t, uint32_t node)
@@ -967,7 +1038,15 @@ const calltree_node_t *calltree_nodes(const calltree_t *t)
 
 const int64_t *calltree_selves(const calltree_t *t)
 {
+    /* a scaled tree's are made, as its totals are when read */
+    if (t->base != NULL && values_reserve((calltree_t *)t, t->sh->count) != ERR_OK) return NULL;
     return t->self;
+}
+
+const int64_t *calltree_selves_scaled(const calltree_t *t, int64_t *scale)
+{
+    *scale = t->base != NULL ? t->scale : 1;
+    return t->base != NULL ? t->base->self : t->self;
 }
 
 const int64_t *calltree_totals(const calltree_t *t)

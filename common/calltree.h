@@ -23,7 +23,9 @@
  * bounded.
  *
  * Memory: a tree holds per node its shape (12 bytes, calltree_node_t: its
- * symbol and parent), its self value (8 bytes) and, while it may still
+ * symbol and parent), its self value (8 bytes; none in a scaled tree,
+ * whose values are another tree's times a factor: calltree_adopt_scaled)
+ * and, while it may still
  * grow, its edge table (6 to 9 bytes: 4-byte slots, 8-byte ones in a table
  * that may hold 2^24 nodes or more). Its child links (8 bytes a node,
  * calltree_links_t) are made from the parents when first read, or when it
@@ -90,7 +92,8 @@ void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym);
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value);
 
 /* Adds vals[i] to the self value of nodes[i] for i < n. Repeated nodes are
- * fine. Always 0 (kept an int for its callers). */
+ * fine. 0, or ERR_NOMEM when a scaled tree (calltree_adopt_scaled) cannot
+ * be given its own values. */
 int calltree_add_selves(calltree_t *t, const uint32_t *nodes, const int64_t *vals, size_t n);
 
 /* Makes dst's nodes and edges those of src, every value zero: the tree the
@@ -108,6 +111,22 @@ int calltree_copy_shape(calltree_t *dst, const calltree_t *src);
  * so the values built apart need no second copy. ERR_LIMIT past dst's
  * max_nodes, ERR_NOMEM; on error selves is freed. */
 int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves, size_t n);
+
+/* Makes dst a scaled tree: src's nodes and edges (shared, as
+ * calltree_copy_shape) with node i's self value src's times scale
+ * (two's-complement wrap-around, as values add), holding no values of its
+ * own: a tree whose values are a multiple of another's (a sample type
+ * proportional to another in every sample) costs no 8 bytes a node. src
+ * must hold its own values (not be scaled itself), must not change and
+ * must outlive dst's reads. Reads see the scaled values; calltree_selves
+ * makes them into an array (8 bytes a node, kept), calltree_selves_scaled
+ * does not. Any change of dst's values or nodes (calltree_child adding a
+ * node, calltree_add_selves, calltree_merge or calltree_decode_merge into
+ * it, calltree_reserve, calltree_clear) first gives it its own values;
+ * calltree_add_self, which cannot fail, must not be called on it before
+ * one of those. dst must hold only its root with zero values; ERR_LIMIT
+ * past dst's max_nodes (dst unchanged), ERR_NOMEM. */
+int calltree_adopt_scaled(calltree_t *dst, const calltree_t *src, int64_t scale);
 
 /* True when a and b have the same nodes in the same order (symbols and
  * parents; values aside), as after calltree_copy_shape: work that depends
@@ -185,7 +204,8 @@ typedef struct calltree_links {
  * children), and their self and total values in the same order. Borrowed,
  * read-only, valid until t next changes. calltree_totals computes the
  * totals when they are stale (see calltree_total) and returns NULL when
- * their array cannot be allocated. */
+ * their array cannot be allocated, as calltree_selves does for a scaled
+ * tree (calltree_adopt_scaled) whose values it makes. */
 const calltree_node_t *calltree_nodes(const calltree_t *t);
 /* The nodes' child links in the same order. Not kept while a tree only
  * grows: made from the parents by the first read after the tree last grew
@@ -195,6 +215,12 @@ const calltree_node_t *calltree_nodes(const calltree_t *t);
  * calltree_next_sibling then scan the nodes). */
 const calltree_links_t *calltree_links(const calltree_t *t);
 const int64_t *calltree_selves(const calltree_t *t);
+/* The array node i's self value is read from and its factor: the tree's
+ * own values and 1, or a scaled tree's (calltree_adopt_scaled) base's
+ * values and its scale. Node i's value is array[i] * *scale (wrapping):
+ * for passes over a tree's values that make no array of them. Borrowed,
+ * valid until either tree next changes. */
+const int64_t *calltree_selves_scaled(const calltree_t *t, int64_t *scale);
 const int64_t *calltree_totals(const calltree_t *t);
 
 /* Total of the root: the exact sum of every value added. O(1). */

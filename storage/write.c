@@ -289,18 +289,19 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
     if (w->prev_folded > 0) atomic_fetch_add(&w->s->counters.folded_stacks, w->prev_folded);
     size_t k = 0;
     uint32_t table_nodes = storage_nodetab_count(t);
-    const int64_t *self = calltree_selves(sw->tree);
+    int64_t scale; /* a scaled tree's values are made here, not held */
+    const int64_t *self = calltree_selves_scaled(sw->tree, &scale);
     for (uint32_t i = 0; i < n; i++) {
         /* Every node is mapped, to a node the table (and this batch) holds:
          * a block naming another id would read back as someone else's stack. */
         ASSERT_ALWAYS(w->map[i] < table_nodes);
-        if (self[i] != 0) w->order[k++] = (uint64_t)w->map[i] << 32 | i;
+        if ((uint64_t)self[i] * (uint64_t)scale != 0) w->order[k++] = (uint64_t)w->map[i] << 32 | i;
     }
     sort_keys(w->order, w->order_tmp, k);
     size_t m = 0; /* nodes folded into one "other" node share its id: add them up */
     for (size_t j = 0; j < k; j++) {
         uint32_t id = (uint32_t)(w->order[j] >> 32);
-        int64_t v = self[(uint32_t)w->order[j]];
+        int64_t v = (int64_t)((uint64_t)self[(uint32_t)w->order[j]] * (uint64_t)scale);
         if (m > 0 && w->vec.id[m - 1] == id) {
             w->vec.val[m - 1] = (int64_t)((uint64_t)w->vec.val[m - 1] + (uint64_t)v);
         } else {

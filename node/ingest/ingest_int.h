@@ -140,8 +140,9 @@ typedef struct ingest_series {
      * none): its tree is made at ingest_series_finish (see
      * ingest_series_add_shadow). While every value it got was scale times
      * the leader's in the same sample (0: none yet) it keeps nothing per
-     * node; otherwise (shadowed) its values per node of that tree, in
-     * shadow. */
+     * node, and its tree stays so: the leader's values times scale
+     * (calltree_adopt_scaled), the leader's tree then outliving its reads;
+     * otherwise (shadowed) its values per node of that tree, in shadow. */
     uint32_t shape_of;
     int64_t scale;
     bool shadowed;
@@ -209,8 +210,9 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
 int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, size_t depth,
                              int64_t v, int64_t lv, errmsg_t *em);
 /* Once every stack is added: gives back the trees' growth room, edge
- * tables and path caches, and makes the trees of shadowed series (their
- * values charged). ERR_NOMEM, or a refused charge. */
+ * tables and path caches, and makes the trees of series that follow a
+ * leader (their values charged when shadowed; none held when scaled).
+ * ERR_NOMEM, or a refused charge. */
 int ingest_series_finish(series_set_t *ss, errmsg_t *em);
 int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
                            const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em);

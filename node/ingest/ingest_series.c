@@ -424,26 +424,24 @@ int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, si
     return count_grown(ss, l->last_grown, em);
 }
 
-/* Gives a shadowed series its leader's shape, its shadow (or its scale
- * times the leader's values) becoming its self values
- * (calltree_adopt_shape: no second array of them); charged the selves past
- * the shadow before they are allocated. */
+/* Gives a shadowed series its leader's shape: a series still its
+ * leader's values times a scale becomes a scaled tree of them
+ * (calltree_adopt_scaled: no values of its own); another's shadow becomes
+ * its self values (calltree_adopt_shape: no second array of them), charged
+ * the selves past the shadow before they are allocated. */
 static int unshadow(series_set_t *ss, ingest_series_t *s, errmsg_t *em)
 {
     const calltree_t *shape = ss->v[s->shape_of].tree;
+    int rc;
+    if (!s->shadowed) {
+        if ((rc = calltree_adopt_scaled(s->tree, shape, s->scale)) != 0)
+            return errmsg_set(em, rc, "copying a call tree failed");
+        return 0;
+    }
     size_t n = calltree_node_count(shape), have = s->shadow_cap < n ? s->shadow_cap : n;
     size_t more = (n - have) * sizeof(int64_t);
-    int rc = ingest_charge(ss, more, "call-tree values", em);
-    if (rc < 0) return rc;
+    if ((rc = ingest_charge(ss, more, "call-tree values", em)) < 0) return rc;
     s->charged += more;
-    if (!s->shadowed) {
-        const int64_t *ls = calltree_selves(shape);
-        s->shadow = malloc(n * sizeof *s->shadow);
-        if (s->shadow == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
-        for (size_t i = 0; i < n; i++)
-            s->shadow[i] = wmul(ls[i], s->scale);
-        have = n;
-    }
     int64_t *selves = s->shadow;
     s->shadow = NULL; /* adopted, or freed on error */
     s->shadow_cap = 0;

@@ -518,6 +518,125 @@ static void test_totals_without_memory(void)
 }
 #endif
 
+/* The tree a scaled tree stands for: a's nodes with a's values times k. */
+static calltree_t *scaled_copy(const calltree_t *a, int64_t k)
+{
+    calltree_t *c = calltree_new(0);
+    CHECK_EQ_INT(calltree_merge(c, a), ERR_OK);
+    for (uint32_t i = 0; i < calltree_node_count(c); i++)
+        calltree_add_self(c, i, calltree_self(c, i) * (k - 1));
+    return c;
+}
+
+static int same_encoding(const calltree_t *a, const calltree_t *b)
+{
+    buf_t x, y;
+    buf_init(&x, BUF_UNLIMITED);
+    buf_init(&y, BUF_UNLIMITED);
+    int same = calltree_encode(a, &x) == ERR_OK && calltree_encode(b, &y) == ERR_OK &&
+               x.len == y.len && memcmp(x.data, y.data, x.len) == 0;
+    buf_free(&x);
+    buf_free(&y);
+    return same;
+}
+
+/* A scaled tree (calltree_adopt_scaled) reads, encodes and merges as the
+ * tree of its base's values times its scale while holding no values; any
+ * change first gives it its own, and it then changes as that tree would. */
+static void test_scaled_tree(void)
+{
+    calltree_t *a = calltree_new(0), *s = calltree_new(0);
+    int64_t sum = 0;
+    random_tree(a, 300, &sum);
+    calltree_shrink(a);
+    size_t n = calltree_node_count(a);
+    calltree_t *want = scaled_copy(a, 3);
+    calltree_t *cp = calltree_new(0);
+    CHECK_EQ_INT(calltree_copy_shape(cp, a), ERR_OK);
+    CHECK_EQ_INT(calltree_adopt_scaled(s, a, 3), ERR_OK);
+    /* no values held: the shape counts as in a tree that shares it */
+    CHECK(calltree_mem_bytes(s) + n * sizeof(int64_t) <= calltree_mem_bytes(cp));
+    calltree_free(cp);
+    CHECK(calltree_same_shape(a, s));
+    CHECK_EQ_INT(calltree_node_count(s), n);
+    CHECK_EQ_INT(calltree_root_total(s), 3 * sum);
+    for (uint32_t i = 0; i < n; i++) {
+        CHECK_EQ_INT(calltree_self(s, i), 3 * calltree_self(a, i));
+        CHECK_EQ_INT(calltree_total(s, i), 3 * calltree_total(a, i));
+    }
+    CHECK(tree_consistent(s));
+    int64_t k;
+    const int64_t *base = calltree_selves_scaled(s, &k);
+    CHECK_EQ_INT(k, 3);
+    CHECK(base == calltree_selves(a));
+    CHECK(same_encoding(s, want));
+    /* merged from */
+    calltree_t *m = calltree_new(0);
+    CHECK_EQ_INT(calltree_merge(m, s), ERR_OK);
+    CHECK(same_encoding(m, want));
+    /* merged into: values of its own, then the sum */
+    CHECK_EQ_INT(calltree_merge(s, a), ERR_OK);
+    base = calltree_selves_scaled(s, &k);
+    CHECK_EQ_INT(k, 1);
+    CHECK(base != calltree_selves(a));
+    calltree_t *want4 = scaled_copy(a, 4);
+    CHECK(same_encoding(s, want4));
+    CHECK_EQ_INT(calltree_root_total(s), 4 * sum);
+    /* a node added to a scaled tree: it gets its own values and shape */
+    calltree_t *g = calltree_new(0);
+    CHECK_EQ_INT(calltree_adopt_scaled(g, a, -2), ERR_OK);
+    uint64_t st[2] = {9999, 9998};
+    CHECK_EQ_INT(calltree_add_stack(g, st, 2, 7), ERR_OK);
+    CHECK_EQ_INT(calltree_root_total(g), -2 * sum + 7);
+    CHECK_EQ_INT(calltree_node_count(a), n);
+    for (uint32_t i = 0; i < n; i++)
+        CHECK_EQ_INT(calltree_self(g, i), -2 * calltree_self(a, i));
+    CHECK(tree_consistent(g));
+    /* decoded into, values added, cleared */
+    calltree_t *h = calltree_new(0);
+    CHECK_EQ_INT(calltree_adopt_scaled(h, a, 2), ERR_OK);
+    buf_t e;
+    buf_init(&e, BUF_UNLIMITED);
+    CHECK_EQ_INT(calltree_encode(a, &e), ERR_OK);
+    CHECK_EQ_INT(calltree_decode_merge(h, e.data, e.len), ERR_OK);
+    CHECK(calltree_selves(h) != NULL);
+    calltree_t *want3 = scaled_copy(a, 3);
+    CHECK(same_encoding(h, want3));
+    calltree_free(want3);
+    uint32_t one = 1;
+    int64_t five = 5;
+    calltree_t *f = calltree_new(0);
+    CHECK_EQ_INT(calltree_adopt_scaled(f, a, 1), ERR_OK);
+    CHECK_EQ_INT(calltree_add_selves(f, &one, &five, 1), ERR_OK);
+    CHECK_EQ_INT(calltree_self(f, 1), calltree_self(a, 1) + 5);
+    CHECK_EQ_INT(calltree_root_total(f), sum + 5);
+    CHECK_EQ_INT(calltree_clear(f), 0);
+    CHECK_EQ_INT(calltree_node_count(f), 1);
+    CHECK_EQ_INT(calltree_root_total(f), 0);
+    /* calltree_selves makes a scaled tree's values */
+    calltree_t *v = calltree_new(0);
+    CHECK_EQ_INT(calltree_adopt_scaled(v, a, 5), ERR_OK);
+    const int64_t *vs = calltree_selves(v);
+    CHECK(vs != NULL && vs != calltree_selves(a));
+    for (uint32_t i = 0; vs != NULL && i < n; i++)
+        CHECK_EQ_INT(vs[i], 5 * calltree_self(a, i));
+    /* past max_nodes: refused, unchanged */
+    calltree_t *small = calltree_new(2);
+    CHECK_EQ_INT(calltree_adopt_scaled(small, a, 2), n > 2 ? ERR_LIMIT : ERR_OK);
+    CHECK_EQ_INT(calltree_node_count(small), n > 2 ? 1 : n);
+    buf_free(&e);
+    calltree_free(small);
+    calltree_free(v);
+    calltree_free(f);
+    calltree_free(h);
+    calltree_free(g);
+    calltree_free(want4);
+    calltree_free(m);
+    calltree_free(want);
+    calltree_free(s);
+    calltree_free(a);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL) | 1;
@@ -533,5 +652,6 @@ int main(int argc, char **argv)
     test_clear_without_memory();
     test_totals_without_memory();
     test_links_without_memory(seed);
+    test_scaled_tree();
     return check_exit();
 }

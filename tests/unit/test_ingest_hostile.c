@@ -560,7 +560,7 @@ int main(void)
     test_folded_symbols_charged();
     one_shape("fresh-roots", shape_fresh_roots, 6.6);
     one_shape("deep-inlined", shape_deep_inlined, 2.7);
-    one_shape("many-types", shape_many_types, 10.4);
+    one_shape("many-types", shape_many_types, 5.6);
     one_shape("fresh-spans", shape_fresh_spans, 6.0);
     real_profiles();
     return check_exit();

@@ -404,6 +404,36 @@ static void test_checkpoint(fixture_t *f, const labels_t *l)
     storage_close(copy);
 }
 
+/* A scaled tree (calltree_adopt_scaled: a sample type that is a multiple of
+ * another's) is stored as the tree of its values, and the write reads them
+ * from its base without making them (it still holds no values after). */
+static void test_scaled_tree(fixture_t *f)
+{
+    labels_t *l = fx_labels("scaled", NULL);
+    symtab_t *st = symtab_new();
+    calltree_t *a = calltree_new(0), *s = calltree_new(0), *want = calltree_new(0);
+    const char *stacks[] = {"main;a;b", "main;a;c", "main;d", "main;a;b;e", "other"};
+    for (int i = 0; i < 5; i++) {
+        fx_add(a, st, stacks[i], i + 1);
+        fx_add(want, st, stacks[i], (int64_t)(i + 1) * -7);
+    }
+    calltree_shrink(a);
+    CHECK_EQ_INT(calltree_adopt_scaled(s, a, -7), 0);
+    size_t held = calltree_mem_bytes(s);
+    CHECK_EQ_INT(fx_write(f->s, "t", l, s, st, 91, B * NS, NULL), 0);
+    CHECK_EQ_INT(calltree_mem_bytes(s), held);
+    fx_scan_t sc = fx_blocks(f->s, "t", l, 0, B, B + 10);
+    CHECK_EQ_INT(fx_tree_diff(sc.acc, want), 0);
+    CHECK_EQ_INT(calltree_root_total(sc.acc), -7 * 15);
+    CHECK_EQ_INT(fx_totals(f->s, "t", l, 0, B, B + 10, NULL), -7 * 15);
+    calltree_free(sc.acc);
+    calltree_free(want);
+    calltree_free(s);
+    calltree_free(a);
+    symtab_free(st);
+    labels_free(l);
+}
+
 int main(void)
 {
     fixture_t f;
@@ -419,6 +449,7 @@ int main(void)
     test_tenants(&f);
     test_symbols(&f);
     test_spans(&f);
+    test_scaled_tree(&f);
 
     CHECK_EQ_INT(fx_reopen(&f), 0);
     check_all(f.s, l); /* everything survives a close and reopen */
