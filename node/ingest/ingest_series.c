@@ -118,11 +118,13 @@ static size_t series_bytes(const ingest_series_t *s)
            s->shadow_cap * sizeof *s->shadow;
 }
 
-/* What the span index of a series holds besides its trees (their bytes are
- * counted in a->tree_bytes as they grow). */
+/* What the span index of a series holds besides its trees and their
+ * pending samples (whose bytes are counted in a->tree_bytes as they grow):
+ * the tree and pending-list arrays and the id maps. */
 static size_t span_index_bytes(const span_acc_t *a)
 {
-    return a->cap * sizeof *a->v + u64map_bytes(&a->index[0]) + u64map_bytes(&a->index[1]);
+    return a->cap * (sizeof *a->v + (a->pend != NULL ? sizeof *a->pend : 0)) +
+           u64map_bytes(&a->index[0]) + u64map_bytes(&a->index[1]);
 }
 
 /* Counts the nodes a tree grew by (at most one stack's depth past the cap)
