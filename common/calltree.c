@@ -739,28 +739,40 @@ typedef struct encode_ctx {
     size_t records; /* in body */
 } encode_ctx_t;
 
+/* A node record: depth, symbol index, zigzag self, each a varint. */
+#define ENCODE_RECORD_MAX 30
+
+/* Called for every node: the record is written straight into the body's
+ * room (reserved a record ahead) and a new symbol into the dictionary's
+ * (reserved for every node): a call per field and per record was most of
+ * the cost of encoding a small tree (a span's, where most symbols are new). */
 static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
 {
     encode_ctx_t *c = vctx;
     const ct_node_t *n = &c->t->sh->nodes[node];
-    int added;
     uint32_t idx;
-    int rc0 = dict_index(&c->dict, n->sym, &added, &idx);
-    if (rc0 != ERR_OK) return rc0;
-    uint8_t tmp[30];
-    size_t len = 0;
-    if (added) {
-        uint8_t le[8];
+    int added = u64map_get_or_put(&c->dict, n->sym, (uint32_t)c->dict.len, &idx);
+    if (added < 0) return added;
+    if (added) { /* the dictionary has room for every node (calltree_encode) */
+        uint8_t *le = c->syms->data + c->syms->len;
         for (int i = 0; i < 8; i++)
             le[i] = (uint8_t)(n->sym >> (8 * i));
-        int rc = buf_append(c->syms, le, 8);
+        c->syms->len += 8;
+        c->syms->data[c->syms->len] = 0;
+    }
+    buf_t *b = c->body;
+    if (b->cap - b->len <= ENCODE_RECORD_MAX) {
+        int rc = buf_reserve(b, ENCODE_RECORD_MAX);
         if (rc != ERR_OK) return rc;
     }
-    len += varint_put_u(tmp + len, depth);
-    len += varint_put_u(tmp + len, idx);
-    len += varint_put_u(tmp + len, varint_zigzag(self_at(c->t, node)));
+    uint8_t *p = b->data + b->len;
+    p += varint_put_u(p, depth);
+    p += varint_put_u(p, idx);
+    p += varint_put_u(p, varint_zigzag(self_at(c->t, node)));
+    b->len = (size_t)(p - b->data);
+    b->data[b->len] = 0;
     c->records++;
-    return buf_append(c->body, tmp, len);
+    return ERR_OK;
 }
 
 int calltree_encode(const calltree_t *t, buf_t *out)
@@ -772,6 +784,9 @@ int calltree_encode(const calltree_t *t, buf_t *out)
     c.syms = &syms;
     c.body = &body;
     int rc = u64map_init(&c.dict, t->sh->count);
+    /* about 4 bytes a record: one allocation for most trees */
+    if (rc == ERR_OK) rc = buf_reserve(&body, 4 * t->sh->count + ENCODE_RECORD_MAX);
+    if (rc == ERR_OK) rc = buf_reserve(&syms, 8 * t->sh->count);
     if (rc == ERR_OK) rc = preorder(t, encode_visit, &c);
     /* The header's node count must be the records that follow it, and every
      * record's symbol index must be in the dictionary, or decoding the stored

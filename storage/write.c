@@ -45,6 +45,7 @@ typedef struct wctx {
     size_t map_cap;
     buf_t enc, tmp;
     u64map_t syms;   /* symbol-cache keys this batch writes */
+    u64map_t walked; /* symbols of the trees walked so far (put_symbols) */
     u64map_t series; /* series-cache keys this batch writes */
     /* The tree mapped last (map holds its ids), its token and how many of
      * its nodes were folded into "other": a series of the same shape (a
@@ -95,6 +96,26 @@ static int put_symbol(void *ctx, uint64_t sym)
     storage_key_symbol(&k, w->p->tenant, sym);
     rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_SYMBOLS], (const char *)k.b, k.n,
                               (const char *)w->tmp.data, w->tmp.len);
+    return 0;
+}
+
+/* put_symbol for every symbol t names that no tree walked earlier in this
+ * batch named: a profile's span trees name the frames of its series trees,
+ * so each of their nodes costs one lookup in this batch's small set, not a
+ * dictionary of its own per tree and a symbol-cache probe per symbol. A
+ * sweep of the symbols cannot run before the commit (symgc.lock is held),
+ * so one touch per batch keeps a symbol. */
+static int put_symbols(wctx_t *w, const calltree_t *t)
+{
+    size_t n = calltree_node_count(t);
+    const calltree_node_t *nd = calltree_nodes(t);
+    uint32_t unused;
+    for (size_t i = 1; i < n; i++) {
+        if (u64map_get(&w->walked, nd[i].sym, &unused)) continue; /* inline: the common case */
+        int rc = u64map_put(&w->walked, nd[i].sym, 0);
+        if (rc < 0) return errmsg_set(w->em, rc, "out of memory");
+        if ((rc = put_symbol(w, nd[i].sym)) != 0) return rc;
+    }
     return 0;
 }
 
@@ -350,8 +371,8 @@ static int put_spans(wctx_t *w, const storage_series_write_t *sw)
         if (rc == 0)
             rc = storage_spanval_encode_one(w->p->profile_id, w->tmp.data, w->tmp.len, &w->enc);
         if (rc != 0) return errmsg_set(w->em, rc, "span tree: %s", err_message(rc));
-        rc = calltree_for_each_symbol(sp->tree, put_symbol, w);
-        if (rc != 0) return rc; /* put_symbol set em */
+        rc = put_symbols(w, sp->tree);
+        if (rc != 0) return rc; /* put_symbols set em */
         rocksdb_writebatch_merge_cf(w->wb, w->s->cf[CF_SPANS], (const char *)k.b, k.n,
                                     (const char *)w->enc.data, w->enc.len);
         uint8_t ik[SKEY_MAX];
@@ -438,8 +459,8 @@ static int put_one(wctx_t *w, const storage_series_write_t *sw)
     if (rc != 0) return rc;
     /* a tree of the previous tree's shape has its symbols, just written or known */
     bool same = w->prev != NULL && calltree_same_shape(w->prev, sw->tree);
-    if (!same) rc = calltree_for_each_symbol(sw->tree, put_symbol, w);
-    if (rc != 0) return rc; /* put_symbol set em */
+    if (!same) rc = put_symbols(w, sw->tree);
+    if (rc != 0) return rc; /* put_symbols set em */
     rc = encode_block(w, sw, same);
     if (rc == 0) rc = put_ptree(w, sw, total);
     if (rc != 0) return rc;
@@ -629,6 +650,7 @@ int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t
     }
     free(todo);
     u64map_free(&w.syms);
+    u64map_free(&w.walked);
     u64map_free(&w.series);
     free(w.map);
     free(w.order);

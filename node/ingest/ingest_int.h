@@ -109,11 +109,24 @@ int ingest_gunzip(const uint8_t *in, size_t n, size_t max, uint8_t **out, size_t
 
 /* ---- the series of one profile (ingest_series.c) ---- */
 
+/* The samples of one span or trace tree until ingest_series_finish makes
+ * the tree: each sample's node in the series' tree (its leader's for a
+ * shadow series, the same shape) and its value, in sample order. A shadow
+ * series' span tree whose samples name the same nodes as its leader's tree
+ * of that id shares that tree's shape. */
+typedef struct span_pending {
+    uint32_t *node;
+    int64_t *val;
+    uint32_t *at; /* once made: each sample's node in the span tree (n entries) */
+    size_t n, cap;
+} span_pending_t;
+
 typedef struct span_acc {
-    storage_span_tree_t *v; /* tree pointers owned here */
+    storage_span_tree_t *v; /* tree pointers owned here (NULL until finished) */
+    span_pending_t *pend;   /* per entry of v, until finished */
     size_t n, cap;
     u64map_t index[2]; /* by id, per kind (SPAN, TRACE) */
-    size_t tree_bytes; /* calltree_mem_bytes of the trees in v */
+    size_t tree_bytes; /* bytes of the pending samples, then calltree_mem_bytes of the trees */
     size_t charged;    /* bytes of the index and trees charged to the push */
 } span_acc_t;
 
@@ -209,13 +222,19 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
  * frames, the nodes leader's tree just grew by). */
 int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, size_t depth,
                              int64_t v, int64_t lv, errmsg_t *em);
-/* Once every stack is added: gives back the trees' growth room, edge
- * tables and path caches, and makes the trees of series that follow a
- * leader (their values charged when shadowed; none held when scaled).
- * ERR_NOMEM, or a refused charge. */
+/* Once every stack is added: makes the span and trace trees (their nodes
+ * counted against the push's cap and max_tree_nodes), gives back the
+ * trees' growth room, edge tables and path caches, and makes the trees of
+ * series that follow a leader (their values charged when shadowed; none
+ * held when scaled). ERR_NOMEM, ERR_LIMIT, or a refused charge. */
 int ingest_series_finish(series_set_t *ss, errmsg_t *em);
-int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
-                           const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em);
+/* Adds value v of a sample of depth frames to span or trace `id` of series
+ * idx: node is the sample's node in that series' tree (its leader's for a
+ * shadow series: the node ingest_series_add just gave the leader). The
+ * span trees are made at ingest_series_finish from these nodes, each node
+ * of a tree once, rather than by walking every sample's stack again. */
+int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id, uint32_t node,
+                           size_t depth, int64_t v, errmsg_t *em);
 /* Makes room for a stack of depth frames in ss->stack (bounded by max_stack_depth). */
 int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em);
 /* Labels for a new series: base + __name__ + __profile_type__. Caller owns. */

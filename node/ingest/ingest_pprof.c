@@ -695,9 +695,10 @@ static int one_sample(conv_t *c, size_t si, int64_t *pairs)
                      : ingest_series_add_shadow(c->ctx->ss, series[t], series[lt], depth, v,
                                                 c->values[lt], c->em);
         if (rc < 0) return rc;
+        uint32_t node = c->ctx->ss->v[series[lt]].last_node; /* this stack's, in either case */
         for (size_t k = 0; k < ns; k++)
             if ((rc = ingest_series_add_span(c->ctx->ss, series[t], spans[k].kind, spans[k].id,
-                                             stack, depth, v, c->em)) < 0)
+                                             node, depth, v, c->em)) < 0)
                 return rc;
     }
     return 0;

@@ -118,11 +118,13 @@ static size_t series_bytes(const ingest_series_t *s)
            s->shadow_cap * sizeof *s->shadow;
 }
 
-/* What the span index of a series holds besides its trees (their bytes are
- * counted in a->tree_bytes as they grow). */
+/* What the span index of a series holds besides its trees and their
+ * pending samples (whose bytes are counted in a->tree_bytes as they grow):
+ * the tree and pending-list arrays and the id maps. */
 static size_t span_index_bytes(const span_acc_t *a)
 {
-    return a->cap * sizeof *a->v + u64map_bytes(&a->index[0]) + u64map_bytes(&a->index[1]);
+    return a->cap * (sizeof *a->v + (a->pend != NULL ? sizeof *a->pend : 0)) +
+           u64map_bytes(&a->index[0]) + u64map_bytes(&a->index[1]);
 }
 
 /* Counts the nodes a tree grew by (at most one stack's depth past the cap)
@@ -137,10 +139,22 @@ static int count_grown(series_set_t *ss, size_t grown, errmsg_t *em)
                       ss->nodes_budget);
 }
 
+static void pending_free(span_acc_t *a)
+{
+    for (size_t i = 0; a->pend != NULL && i < a->n; i++) {
+        free(a->pend[i].node);
+        free(a->pend[i].val);
+        free(a->pend[i].at);
+    }
+    free(a->pend);
+    a->pend = NULL;
+}
+
 static void span_acc_free(span_acc_t *a)
 {
     for (size_t i = 0; i < a->n; i++)
         calltree_free((calltree_t *)a->v[i].tree);
+    pending_free(a);
     free(a->v);
     u64map_free(&a->index[0]);
     u64map_free(&a->index[1]);
@@ -305,8 +319,8 @@ static int recharge_spans(series_set_t *ss, span_acc_t *a, errmsg_t *em)
 }
 
 /* The cap counts span and trace trees together: both kinds share a->v. */
-int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id,
-                           const uint64_t *stack, size_t depth, int64_t v, errmsg_t *em)
+int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_t id, uint32_t node,
+                           size_t depth, int64_t v, errmsg_t *em)
 {
     span_acc_t *a = &ss->v[idx].spans;
     u64map_t *m = &a->index[kind == STORAGE_SPAN_KIND_TRACE ? 1 : 0];
@@ -322,24 +336,160 @@ int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_
             ss->spans_dropped++;
             return recharge_spans(ss, a, em);
         }
-        if (GROW_FROM(a->v, a->cap, a->n + 1, GROW_UNLIMITED, 4) != 0)
+        size_t c1 = a->cap, c2 = a->cap; /* parallel arrays: both grow alike */
+        if (GROW_FROM(a->v, c1, a->n + 1, GROW_UNLIMITED, 4) != 0 ||
+            GROW_FROM(a->pend, c2, a->n + 1, GROW_UNLIMITED, 4) != 0 ||
+            u64map_put(m, id, (uint32_t)a->n) < 0)
             return errmsg_set(em, ERR_NOMEM, "out of memory");
-        calltree_t *t = calltree_new_small(ss->lim->max_tree_nodes);
-        if (t == NULL || u64map_put(m, id, (uint32_t)a->n) < 0) {
-            calltree_free(t);
-            return errmsg_set(em, ERR_NOMEM, "out of memory");
-        }
-        a->v[a->n] = (storage_span_tree_t){.kind = kind, .id = id, .tree = t};
-        a->tree_bytes += calltree_mem_bytes(t);
+        a->cap = c1;
+        a->v[a->n] = (storage_span_tree_t){.kind = kind, .id = id, .tree = NULL};
+        a->pend[a->n] = (span_pending_t){0};
         i = (uint32_t)a->n++;
     }
-    calltree_t *t = (calltree_t *)a->v[i].tree;
-    size_t before = calltree_node_count(t), bytes = calltree_mem_bytes(t);
-    int added = calltree_add_stack(t, stack, depth, v);
-    a->tree_bytes += calltree_mem_bytes(t) - bytes; /* span trees are never shared */
+    span_pending_t *p = &a->pend[i];
+    if (p->n > 0 && p->node[p->n - 1] == node) { /* the same stack again: one entry */
+        p->val[p->n - 1] = (int64_t)((uint64_t)p->val[p->n - 1] + (uint64_t)v);
+        return 0;
+    }
+    if (p->n == p->cap) {
+        size_t c1 = p->cap, c2 = p->cap;
+        if (GROW_FROM(p->node, c1, p->n + 1, GROW_UNLIMITED, 8) != 0 ||
+            GROW_FROM(p->val, c2, p->n + 1, GROW_UNLIMITED, 8) != 0)
+            return errmsg_set(em, ERR_NOMEM, "out of memory");
+        a->tree_bytes += (c1 - p->cap) * (sizeof *p->node + sizeof *p->val);
+        p->cap = c1;
+    }
+    p->node[p->n] = node;
+    p->val[p->n++] = v;
+    return recharge_spans(ss, a, em);
+}
+
+/* The nodes of ref from the root down to `node` that memo does not map yet
+ * into the span tree t, in that order (as calltree_add_stack would create
+ * them), then node's value; *at = node's node in t. memo maps ref's nodes
+ * to t's (UINT32_MAX: not yet); the nodes mapped are listed in touched.
+ * path has room for the deepest stack. */
+static int span_place(calltree_t *t, const calltree_node_t *ref, uint32_t node, int64_t v,
+                      uint32_t *memo, uint32_t *touched, size_t *ntouched, uint64_t *path,
+                      uint32_t *at)
+{
+    size_t up = 0;
+    for (uint32_t n = node; memo[n] == UINT32_MAX; n = ref[n].parent)
+        path[up++] = n;
+    while (up > 0) {
+        uint32_t n = (uint32_t)path[--up];
+        int rc = calltree_child(t, memo[ref[n].parent], ref[n].sym, &memo[n]);
+        if (rc != 0) return rc;
+        touched[(*ntouched)++] = n;
+    }
+    calltree_add_self(t, memo[node], v);
+    *at = memo[node];
+    return 0;
+}
+
+/* The tree whose nodes the pending samples of s name. */
+static const calltree_t *span_ref(const series_set_t *ss, const ingest_series_t *s)
+{
+    return s->shape_of == UINT32_MAX ? s->tree : ss->v[s->shape_of].tree;
+}
+
+/* The span tree of a shadow series that the leader's span tree `like` can
+ * lend its shape to: the same samples' nodes in the same order (so the
+ * same tree, other values). NULL if none. */
+static const span_pending_t *span_like(const series_set_t *ss, const ingest_series_t *s,
+                                       const storage_span_tree_t *sp, const span_pending_t *p,
+                                       const calltree_t **like)
+{
+    if (s->shape_of == UINT32_MAX) return NULL;
+    const span_acc_t *l = &ss->v[s->shape_of].spans;
+    uint32_t li;
+    if (!u64map_get(&l->index[sp->kind == STORAGE_SPAN_KIND_TRACE ? 1 : 0], sp->id, &li) ||
+        li == SPAN_DROPPED || l->pend == NULL)
+        return NULL;
+    const span_pending_t *lp = &l->pend[li];
+    if (lp->at == NULL || lp->n != p->n || memcmp(lp->node, p->node, p->n * sizeof *p->node) != 0)
+        return NULL;
+    *like = l->v[li].tree;
+    return lp;
+}
+
+/* Makes span tree k of a (series s) from its pending samples (nodes of
+ * ref): with the shape of its leader's span tree when span_like finds one,
+ * else node by node, keeping each sample's node in pend[k].at for the
+ * series that follow this one. */
+static int span_build(series_set_t *ss, const ingest_series_t *s, span_acc_t *a, size_t k,
+                      uint32_t *memo, uint32_t *touched, errmsg_t *em)
+{
+    span_pending_t *p = &a->pend[k];
+    calltree_t *t = calltree_new_small(ss->lim->max_tree_nodes);
+    if (t == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    a->v[k].tree = t;
+    const calltree_t *like = NULL;
+    const span_pending_t *lp = span_like(ss, s, &a->v[k], p, &like);
+    int rc = 0;
+    if (lp != NULL) {
+        rc = calltree_copy_shape(t, like);
+        for (size_t j = 0; j < p->n && rc == 0; j++)
+            calltree_add_self(t, lp->at[j], p->val[j]);
+    } else if ((p->at = malloc((p->n ? p->n : 1) * sizeof *p->at)) == NULL) {
+        rc = ERR_NOMEM;
+    } else {
+        a->tree_bytes += p->n * sizeof *p->at;
+        const calltree_node_t *nd = calltree_nodes(span_ref(ss, s));
+        size_t ntouched = 0;
+        for (size_t j = 0; j < p->n && rc == 0; j++)
+            rc = span_place(t, nd, p->node[j], p->val[j], memo, touched, &ntouched, ss->stack,
+                            &p->at[j]);
+        for (size_t j = 0; j < ntouched; j++) /* memo back to unmapped for the next tree */
+            memo[touched[j]] = UINT32_MAX;
+    }
+    a->tree_bytes += calltree_mem_bytes(t);
+    if (rc != 0) return tree_limit(rc, em, ss->lim);
     if ((rc = recharge_spans(ss, a, em)) < 0) return rc;
-    if ((rc = tree_limit(added, em, ss->lim)) < 0) return rc;
-    return count_grown(ss, calltree_node_count(t) - before, em);
+    return lp != NULL ? 0 : count_grown(ss, calltree_node_count(t) - 1, em);
+}
+
+/* Makes every span and trace tree from its pending samples: each node of a
+ * tree is looked up once, where adding every sample's stack looked up each
+ * of its frames, and a shadow series' tree (another sample type of the same
+ * samples) shares its leader's shape instead of being made again. Leaders
+ * first; the pending samples are freed at the end. The scratch, 8 bytes a
+ * node of the largest series tree, is charged while it is held. */
+static int spans_finish(series_set_t *ss, errmsg_t *em)
+{
+    size_t most = 0;
+    for (size_t i = 0; i < ss->n; i++)
+        if (ss->v[i].spans.n > 0 && calltree_node_count(span_ref(ss, &ss->v[i])) > most)
+            most = calltree_node_count(span_ref(ss, &ss->v[i]));
+    if (most == 0) return 0;
+    size_t scratch = 2 * most * sizeof(uint32_t);
+    int rc = ingest_charge(ss, scratch, "span trees", em);
+    if (rc < 0) return rc;
+    uint32_t *memo = malloc(most * sizeof *memo), *touched = malloc(most * sizeof *touched);
+    if (memo == NULL || touched == NULL) rc = errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (rc == 0) {
+        memset(memo, 0xff, most * sizeof *memo);
+        memo[0] = 0; /* the roots */
+    }
+    for (int shadows = 0; shadows < 2; shadows++)
+        for (size_t i = 0; i < ss->n && rc == 0; i++) {
+            ingest_series_t *s = &ss->v[i];
+            if ((s->shape_of != UINT32_MAX) != shadows) continue;
+            for (size_t k = 0; k < s->spans.n && rc == 0; k++)
+                rc = span_build(ss, s, &s->spans, k, memo, touched, em);
+        }
+    for (size_t i = 0; i < ss->n; i++) {
+        span_acc_t *a = &ss->v[i].spans;
+        for (size_t k = 0; a->pend != NULL && k < a->n; k++)
+            a->tree_bytes -= a->pend[k].cap * (sizeof *a->pend[k].node + sizeof *a->pend[k].val) +
+                             (a->pend[k].at != NULL ? a->pend[k].n * sizeof *a->pend[k].at : 0);
+        pending_free(a);
+        if (rc == 0) rc = recharge_spans(ss, a, em); /* only gives back */
+    }
+    free(memo);
+    free(touched);
+    ingest_uncharge(ss, scratch);
+    return rc;
 }
 
 int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
@@ -452,6 +602,8 @@ static int unshadow(series_set_t *ss, ingest_series_t *s, errmsg_t *em)
 
 int ingest_series_finish(series_set_t *ss, errmsg_t *em)
 {
+    int rc = spans_finish(ss, em);
+    if (rc < 0) return rc;
     /* The trees are done growing and are held until the push is stored:
      * they give back their growth room and edge tables (and the path
      * caches) first. */
@@ -466,7 +618,7 @@ int ingest_series_finish(series_set_t *ss, errmsg_t *em)
     }
     for (size_t i = 0; i < ss->n; i++) {
         ingest_series_t *s = &ss->v[i];
-        int rc = s->shape_of == UINT32_MAX ? 0 : unshadow(ss, s, em);
+        rc = s->shape_of == UINT32_MAX ? 0 : unshadow(ss, s, em);
         if (rc < 0) return rc;
     }
     /* What every series holds now (a shared shape counts once over its
@@ -476,7 +628,7 @@ int ingest_series_finish(series_set_t *ss, errmsg_t *em)
             ingest_series_t *s = &ss->v[i];
             size_t now = series_bytes(s);
             if ((pass == 0) != (now < s->charged)) continue;
-            int rc = recharge(ss, &s->charged, now, "call trees", em);
+            rc = recharge(ss, &s->charged, now, "call trees", em);
             if (rc < 0) return rc;
         }
     return 0;

@@ -80,6 +80,8 @@ typedef struct gen_options {
     size_t samples; /* draws per profile (CPU: 100 Hz x 10 s x cores) */
     int gzip_level; /* Go's runtime/pprof uses gzip.BestSpeed = 1 */
     int set_time;   /* 0: leave time_nanos unset (the pusher's from decides) */
+    size_t spans;   /* > 0: each sample labelled span_id, one of this many per profile
+                     * (same stacks and values as with 0) */
 } gen_options_t;
 
 void gen_options_default(gen_options_t *o, gen_kind_t kind);

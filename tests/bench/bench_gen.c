@@ -188,6 +188,9 @@ static int svc_build(svc_model_t *m, const gen_options_t *o, size_t s)
 /* ---- one profile ---- */
 typedef struct gen_state {
     const gen_options_t *o;
+    int32_t span_key;  /* string index of "span_id", when o->spans > 0 */
+    int32_t span_val0; /* string index of the first span id; o->spans follow */
+    bench_rng_t span_rng;
     const svc_model_t *m;
     double *cum;       /* pod's cumulative path weights */
     uint32_t *counts;  /* per (path, leaf+1) */
@@ -301,6 +304,14 @@ static void encode_sample(gen_state_t *g, size_t p, size_t leaf, uint32_t count,
     }
     put_bytes(t, 2, ids.data, ids.len);
     buf_free(&ids);
+    if (g->o->spans > 0) { /* a Label {key, str}; its own RNG, so stacks stay as without */
+        buf_t lab;
+        buf_init(&lab, BUF_UNLIMITED);
+        put_uint(&lab, 1, (uint64_t)g->span_key);
+        put_uint(&lab, 2, (uint64_t)(g->span_val0 + (int32_t)rng_below(&g->span_rng, g->o->spans)));
+        put_msg(t, 3, &lab);
+        buf_free(&lab);
+    }
     put_msg(b, 2, t);
 }
 
@@ -394,6 +405,19 @@ static int encode_profile(gen_state_t *g, bench_rng_t *r, int64_t t_s, bench_pro
     intern(g, &strings, &next, "");
     buf_reset(&g->pb);
     value_types(g, &strings, &next, out);
+    if (g->o->spans > 0) { /* span ids of 16 hex digits, as tracers print them */
+        g->span_key = intern(g, &strings, &next, "span_id");
+        uint64_t h = g->o->seed ^ (uint64_t)t_s * 0x9e3779b97f4a7c15u; /* profile's own ids */
+        for (const char *c = out->name; *c; c++)
+            h = (h ^ (uint8_t)*c) * 0x100000001b3u;
+        g->span_rng = (bench_rng_t){h};
+        for (size_t i = 0; i < g->o->spans; i++) {
+            char id[17];
+            snprintf(id, sizeof id, "%016llx", (unsigned long long)rng_next(&g->span_rng));
+            int32_t k = intern(g, &strings, &next, id);
+            if (i == 0) g->span_val0 = k;
+        }
+    }
     const svc_model_t *m = g->m;
     for (size_t p = 0; p < m->npaths; p++)
         for (size_t leaf = 0; leaf <= NLEAVES; leaf++) {
@@ -488,6 +512,7 @@ int gen_flag(int argc, char **argv, int *i, gen_options_t *o)
     if (flag_u64(argc, argv, i, "--funcs", &v)) return o->funcs = v, 1;
     if (flag_u64(argc, argv, i, "--paths", &v)) return o->paths = v ? v : 1, 1;
     if (flag_u64(argc, argv, i, "--samples", &v)) return o->samples = v, 1;
+    if (flag_u64(argc, argv, i, "--spans", &v)) return o->spans = v, 1;
     if (flag_u64(argc, argv, i, "--gzip-level", &v)) return o->gzip_level = (int)v, 1;
     if (strcmp(argv[*i], "--no-time") == 0) return o->set_time = 0, 1;
     if (flag_str(argc, argv, i, "--kind", &s)) {

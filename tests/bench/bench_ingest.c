@@ -202,6 +202,64 @@ static int load_profiles(profile_set_t *set, const char *index, const char *real
     return gen_fleet(o, set);
 }
 
+/* One pass of a fleet into a fresh store; the store's process CPU per
+ * profile (and the calling thread's) or a negative on failure. */
+static int ingest_pass(const profile_set_t *set, const ingest_mode_t *mode, double *cpu,
+                       double *thread)
+{
+    char *dir = make_temp_dir("spans");
+    storage_t *st = NULL;
+    if (dir == NULL || open_store(dir, mode, &st) != 0) {
+        free(dir);
+        return -1;
+    }
+    ingest_stats_t s;
+    ingest_all(st, set, mode, &s);
+    double n = s.ok ? (double)s.ok : 1;
+    *cpu = s.cpu_process / n;
+    *thread = s.cpu_thread / n;
+    storage_close(st);
+    rm_rf(dir);
+    free(dir);
+    free(s.accepted);
+    return s.failed ? -1 : 0;
+}
+
+/* --spans N: the same fleet (same stacks and values) without span labels and
+ * with each sample labelled by one of N span ids per profile, each ingested
+ * --rounds times into a fresh store, alternating; the lowest CPU of each is
+ * kept (other load on the machine only adds). */
+static int span_compare(const gen_options_t *o, const ingest_mode_t *mode, uint64_t rounds)
+{
+    gen_options_t plain = *o;
+    plain.spans = 0;
+    profile_set_t a = {0}, b = {0};
+    int rc = gen_fleet(&plain, &a);
+    if (rc == 0) rc = gen_fleet(o, &b);
+    double best[2][2] = {{1e30, 1e30}, {1e30, 1e30}};
+    for (uint64_t r = 0; rc == 0 && r < (rounds ? rounds : 1); r++)
+        for (int k = 0; rc == 0 && k < 2; k++) {
+            double cpu, thread;
+            rc = ingest_pass(k ? &b : &a, mode, &cpu, &thread);
+            if (cpu < best[k][0]) best[k][0] = cpu;
+            if (thread < best[k][1]) best[k][1] = thread;
+        }
+    if (rc == 0) {
+        printf("profiles: %zu\nspans_per_profile: %zu\n", a.n, o->spans);
+        printf("plain_ingest_cpu_per_profile_us: %.1f (calling thread %.1f)\n", best[0][0] * 1e6,
+               best[0][1] * 1e6);
+        printf("spans_ingest_cpu_per_profile_us: %.1f (calling thread %.1f)\n", best[1][0] * 1e6,
+               best[1][1] * 1e6);
+        printf("RATIO spans_over_plain_cpu: %.3f (calling thread only: %.3f)\n",
+               best[1][0] / best[0][0], best[1][1] / best[0][1]);
+    } else {
+        fprintf(stderr, "ingest --spans: a pass failed\n");
+    }
+    profile_set_free(&a);
+    profile_set_free(&b);
+    return rc == 0 ? 0 : 1;
+}
+
 int cmd_ingest(int argc, char **argv)
 {
     gen_options_t o;
@@ -225,6 +283,11 @@ int cmd_ingest(int argc, char **argv)
                           .successive_merges = merges <= UINT32_MAX ? (int64_t)merges : -1,
                           .total_merges = total_merges <= UINT32_MAX ? (int64_t)total_merges : -1,
                           .by_profile = by_profile != 0};
+    if (o.spans > 0 && index == NULL && real == NULL) {
+        if (o.start_s == 0)
+            o.start_s = ((int64_t)time(NULL) - (int64_t)o.profiles * o.step_s - 60) / 10 * 10;
+        return span_compare(&o, &mode, rounds);
+    }
     profile_set_t set = {0};
     int rc = load_profiles(&set, index, real, &o);
     if (rc != 0 || set.n == 0) {

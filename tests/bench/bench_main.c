@@ -4,6 +4,9 @@
  *   flamedb-bench decode --index F [--rounds N]        decode-only CPU per profile
  *   flamedb-bench ingest (--index F | generator flags) decode-only vs ingest+store CPU,
  *                                                      bytes on disk vs gzipped bytes
+ *   flamedb-bench ingest --spans N [generator flags] [--rounds R]  the same fleet without
+ *                                                      and with span_id labels (N per
+ *                                                      profile): CPU of each, ratio
  *   flamedb-bench query  --index F --service S          flame-graph query times
  *   flamedb-bench fleet  [--pods 100,300,1000] [--profiles N]  one service of many pods:
  *                                                      service vs one-pod flame graph

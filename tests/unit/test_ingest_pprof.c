@@ -194,6 +194,77 @@ static void test_labels_and_spans(void)
     pb_free(&b);
 }
 
+/* Total of the node of span `id`'s tree in series i reached by the frame
+ * names (NULL-terminated); INT64_MIN if there is no such tree or node. */
+static int64_t span_path_total(const ingest_profile_t *p, int i, uint64_t id, ...)
+{
+    const storage_profile_write_t *w = ingest_profile_write(p);
+    const storage_series_write_t *sw = &w->series[i];
+    const calltree_t *t = NULL;
+    for (size_t k = 0; k < sw->nspans; k++)
+        if (sw->spans[k].kind == STORAGE_SPAN_KIND_SPAN && sw->spans[k].id == id)
+            t = sw->spans[k].tree;
+    if (t == NULL) return INT64_MIN;
+    uint32_t node = 0;
+    va_list ap;
+    va_start(ap, id);
+    for (const char *want; node != CALLTREE_NONE && (want = va_arg(ap, const char *)) != NULL;) {
+        uint32_t c = calltree_first_child(t, node);
+        for (; c != CALLTREE_NONE; c = calltree_next_sibling(t, c)) {
+            const char *name, *file;
+            if (symtab_get(w->symbols, calltree_sym(t, c), &name, &file) && strcmp(name, want) == 0)
+                break;
+        }
+        node = c;
+    }
+    va_end(ap);
+    return node == CALLTREE_NONE ? INT64_MIN : calltree_total(t, node);
+}
+
+/* Each sample type keeps its own span trees: the second type's trees have
+ * the first's shape (the same samples) but their own values, not
+ * proportional to the first's; repeated, interleaved and nested stacks. */
+static void test_span_trees_per_type(void)
+{
+    pb_t b;
+    pb_init(&b);
+    pb_sample_type(&b, "samples", "count");
+    pb_sample_type(&b, "cpu", "nanoseconds");
+    pb_period(&b, "cpu", "nanoseconds", 10000000);
+    uint64_t lr = pb_loc_fn(&b, "root"), la = pb_loc_fn(&b, "a"), lb = pb_loc_fn(&b, "b");
+    uint64_t lc = pb_loc_fn(&b, "c");
+    uint64_t sa[] = {la, lr}, sb[] = {lb, lr}, sc[] = {lc, la, lr};
+    const char *s1 = "span_id=0000000000000001", *s2 = "span_id=0000000000000002";
+    pb_sample(&b, 2, sa, 2, (int64_t[]){1, 100}, s1, NULL);
+    pb_sample(&b, 2, sb, 2, (int64_t[]){2, 7}, s1, NULL);
+    pb_sample(&b, 2, sa, 2, (int64_t[]){4, 5}, s2, NULL);
+    pb_sample(&b, 3, sc, 2, (int64_t[]){8, 9}, s1, NULL);
+    pb_sample(&b, 3, sc, 2, (int64_t[]){16, 3}, s1, NULL);
+    pb_sample(&b, 2, sa, 2, (int64_t[]){32, 1}, NULL);
+    int rc;
+    errmsg_t em;
+    ingest_profile_t *p = parse_pb(&b, &rc, &em);
+    CHECK_EQ_INT(rc, 0);
+    int n = test_find(p, CPU_SAMPLES, NULL, NULL), c = test_find(p, CPU_NS, NULL, NULL);
+    CHECK(n >= 0 && c >= 0);
+    CHECK_EQ_INT(span_path_total(p, n, 1, NULL), 27);
+    CHECK_EQ_INT(span_path_total(p, n, 1, "root", "a", NULL), 25);
+    CHECK_EQ_INT(span_path_total(p, n, 1, "root", "a", "c", NULL), 24);
+    CHECK_EQ_INT(span_path_total(p, n, 1, "root", "b", NULL), 2);
+    CHECK_EQ_INT(span_path_total(p, n, 2, "root", "a", NULL), 4);
+    CHECK_EQ_INT(span_path_total(p, n, 2, "root", "b", NULL), INT64_MIN);
+    CHECK_EQ_INT(span_path_total(p, c, 1, NULL), 119);
+    CHECK_EQ_INT(span_path_total(p, c, 1, "root", "a", NULL), 112);
+    CHECK_EQ_INT(span_path_total(p, c, 1, "root", "a", "c", NULL), 12);
+    CHECK_EQ_INT(span_path_total(p, c, 1, "root", "b", NULL), 7);
+    CHECK_EQ_INT(span_path_total(p, c, 2, "root", "a", NULL), 5);
+    CHECK_EQ_INT(span_path_total(p, c, 2, "root", "b", NULL), INT64_MIN);
+    CHECK_EQ_INT(test_path_total(p, (size_t)n, "root", "a", NULL), 61);
+    CHECK_EQ_INT(test_path_total(p, (size_t)c, "root", "a", NULL), 118);
+    ingest_profile_free(p);
+    pb_free(&b);
+}
+
 /* max_spans_per_series: ids past the cap are dropped (counted once each), the
  * kept trees and the series total are unchanged, and the push succeeds. */
 static void test_span_cap(void)
@@ -540,6 +611,7 @@ int main(void)
     test_cpu_shape();
     test_labels_and_spans();
     test_span_cap();
+    test_span_trees_per_type();
     test_values_and_types();
     test_shared_shapes();
     test_invalid_references();
