@@ -426,8 +426,10 @@ def test_remove_dead_node_restores_rf():
         c.kill(3)
         c.wait_state(3, "down")
         want = add(want, push(c, [0, 1, 2], services, t0, 64, 24))  # hinted for n3
-        held = sum(c.nodes[i].metric("flamedb_hints_stored_total") for i in (0, 1, 2))
-        assert held > 0, "no hints were stored for the dead n3"
+        # a write sent to n3 before its coordinator saw it down becomes a
+        # hint only when the write times out (1 s), after the answer (W 1)
+        wait_for("hints stored for the dead n3", lambda: sum(
+            c.nodes[i].metric("flamedb_hints_stored_total") for i in (0, 1, 2)) > 0, timeout=10)
         p, took = ctl(c, 0, "cluster", "remove", "--node", "n3")
         assert p.returncode == 0, p.stdout + p.stderr
         print("    remove and re-replication took %.2fs" % took)
