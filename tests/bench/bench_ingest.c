@@ -239,8 +239,9 @@ static int span_compare(const gen_options_t *o, const ingest_mode_t *mode, uint6
     double best[2][2] = {{1e30, 1e30}, {1e30, 1e30}};
     for (uint64_t r = 0; rc == 0 && r < (rounds ? rounds : 1); r++)
         for (int k = 0; rc == 0 && k < 2; k++) {
-            double cpu, thread;
+            double cpu = 0, thread = 0;
             rc = ingest_pass(k ? &b : &a, mode, &cpu, &thread);
+            if (rc != 0) break;
             if (cpu < best[k][0]) best[k][0] = cpu;
             if (thread < best[k][1]) best[k][1] = thread;
         }
