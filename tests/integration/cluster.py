@@ -43,7 +43,9 @@ _used_ports = set()
 # cluster start waits that long per join. A test that writes nothing while a
 # node joins and neither joins, decommissions nor removes a node later passes
 # these flags, so its cluster forms in a fraction of a second; a test of moves
-# must keep the margin it is about.
+# must keep the margin it is about, unless nothing is written while the move
+# settles. A later --join-settle wins, so restart(i, extra=[...]) can give one
+# node a longer margin than the others (docs/testing.md).
 FAST_FORMATION = ["--join-settle", "300ms"]
 
 

@@ -24,7 +24,7 @@ import signal
 import time
 
 import harness
-from cluster import Cluster, wait_for
+from cluster import FAST_FORMATION, Cluster, wait_for
 from test_cluster_join import metric
 from test_cluster_repair import ctl
 from test_cluster_stream import ARGS, check_exact, finish_pusher, preload, start_pusher
@@ -81,7 +81,9 @@ def test_remove_resumes_after_kill():
     them (throttled) and restarted: DATA_DIR/regain makes it stream them
     again, and every node then answers exactly on its own."""
     now = int(time.time())
-    with Cluster(4, rf=3, args=ARGS + ["--stream-max-mb-per-s", "1"]) as c:
+    # nothing is written while the cluster forms or n3's removal settles:
+    # the short settle margin (FAST_FORMATION) changes nothing checked
+    with Cluster(4, rf=3, args=ARGS + FAST_FORMATION + ["--stream-max-mb-per-s", "1"]) as c:
         for i in range(4):
             c.wait_state(i, "active", observers=[0, 1, 2, 3], timeout=30)
         d = preload(c, "rk", now, 1200, nservices=12)
@@ -213,7 +215,10 @@ def test_second_removal_continues():
     args = [("2s" if a == "4s" and ARGS[k - 1] == "--query-timeout" else a)
             for k, a in enumerate(ARGS)]
     assert args != ARGS
-    with Cluster(5, rf=3, args=args + ["--stream-max-mb-per-s", "1"]) as c:
+    # nothing is written while the cluster forms or either removal settles:
+    # the short settle margin (FAST_FORMATION) changes nothing checked; the
+    # second removal still lands mid-regain (the first streams at 1 MB/s)
+    with Cluster(5, rf=3, args=args + FAST_FORMATION + ["--stream-max-mb-per-s", "1"]) as c:
         for i in range(5):
             c.wait_state(i, "active", observers=[0, 1, 2, 3, 4], timeout=30)
         d = preload(c, "r2", now, 1200, nservices=12)
@@ -269,7 +274,9 @@ def test_down_node_regains_after_restart():
     when it comes back (DATA_DIR/regain.ring: the ring it last saw), streams
     it in, and then answers exactly on its own."""
     now = int(time.time())
-    with Cluster(4, rf=3, args=ARGS) as c:
+    # nothing is written while the cluster forms, n3's removal settles or n2
+    # comes back: the short settle margin (FAST_FORMATION) changes nothing checked
+    with Cluster(4, rf=3, args=ARGS + FAST_FORMATION) as c:
         for i in range(4):
             c.wait_state(i, "active", observers=[0, 1, 2, 3], timeout=30)
         d = preload(c, "rd", now, 240)

@@ -37,7 +37,7 @@ lifted (test_restart_after_stream_streams_nothing_again): n2 is killed
 (kill -9) once its stream started (regain.progress written), restarted with
 --join-settle 120s, so the stream resumes and finishes but the mark cannot
 be lifted for two minutes, killed again as soon as that stream finished and
-restarted with the usual settle margin: it must clear and stream nothing
+restarted with the others' short settle margin (300 ms): it must clear and stream nothing
 again (no interval handed, flamedb_repair_windows_streamed_total and
 flamedb_repair_ranges_cleared_total 0 in that process), lift the mark, and
 answer exactly on its own, old profiles included. A binary that keeps the
@@ -53,13 +53,20 @@ import subprocess
 import time
 
 import harness
-from cluster import Cluster, wait_for
+from cluster import FAST_FORMATION, Cluster, wait_for
 
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 SCALE = 10000000  # folded samples are 10 ms each
 
-ARGS = ["--write-timeout", "1s", "--query-timeout", "4s", "--join-settle", "8s",
-        "--repair-interval", "0"]
+# Every node forms the cluster, joins and regains a removed node's ranges
+# with the short settle margin (FAST_FORMATION): nothing is written while a
+# node joins or a removal settles. n2, the node each test restarts while it
+# cannot tell what it gained, is restarted with MARK_SETTLE: its mark lasts
+# at least that margin, so the checks made while it is marked (through it
+# with every node up, and alone) find it marked.
+ARGS = ["--write-timeout", "1s", "--query-timeout", "4s", "--repair-interval", "0"] + \
+    FAST_FORMATION
+MARK_SETTLE = ["--join-settle", "8s"]
 
 
 # --seen-retention 2h: anti-entropy compares profiles from about now - 1 h on
@@ -191,7 +198,7 @@ def full_repair_after_lost_tombstone(short_setting):
             assert all("n3" not in c.states(i) for i in (0, 1))
             print("    n3's tombstone forgotten by restarting n0 and n1")
         t_back = time.monotonic()
-        c.restart(2)
+        c.restart(2, extra=MARK_SETTLE)
         c.wait_state(2, "active", observers=[0, 1], timeout=30)
         wait_for("n2 to see n0 and n1", lambda: all(
             c.states(2).get(k) == "active" for k in ("n0", "n1")), timeout=30)
@@ -249,7 +256,7 @@ def lose_tombstone_and_restart(c):
         for i in (0, 1)), timeout=60)
     wait_for("n3's tombstone forgotten on n0 and n1",
              lambda: all("n3" not in c.states(i) for i in (0, 1)), timeout=30)
-    c.restart(2)
+    c.restart(2, extra=MARK_SETTLE)
 
 
 def full_streamed(node):
@@ -340,7 +347,7 @@ def test_joined_and_removed_while_down():
         wait_for("the others regained n4's ranges",
                  lambda: all(c.status(i)["regaining"] == 0 for i in (0, 1, 3)), timeout=60)
         t_back = time.monotonic()
-        c.restart(2)
+        c.restart(2, extra=MARK_SETTLE)
         c.wait_state(2, "active", observers=[0, 1, 3], timeout=30)
         wait_for("n2 to see the others", lambda: all(
             c.states(2).get(k) == "active" for k in ("n0", "n1", "n3")), timeout=30)
@@ -387,7 +394,7 @@ def test_restart_alone_stays_marked():
         for k in (0, 1):
             c.nodes[k].proc.send_signal(signal.SIGSTOP)
         try:
-            c.restart(2)  # ready once --failure-timeout passed without a seed
+            c.restart(2, extra=MARK_SETTLE)  # ready once --failure-timeout passed, no seed
             time.sleep(4.0)  # past the start's wait (--failure-timeout + 10 gossip intervals)
             part = never_silently_short(c, 2, want, now - 3600, now + 60, "n2 alone")
             print("    n2 alone, no seed answering: %d of %d answers flagged partial, the "
@@ -421,7 +428,7 @@ def test_damaged_regain_file_falls_back():
         path = os.path.join(c.nodes[2].data_dir, "regain")
         damage(path, cleared=False)
         t0 = time.monotonic()
-        c.restart(2)  # a binary without the fallback exits 1 here
+        c.restart(2, extra=MARK_SETTLE)  # a binary without the fallback exits 1 here
         wait_for("n2 to fall back", lambda: any(
             "falls back to a full repair" in x for x in c.nodes[2].log), timeout=10)
         assert os.path.exists(path + ".damaged")

@@ -248,7 +248,7 @@ def test_partition_heals_under_ingest():
     # push that leaves n2 behind its grace marks n2 again, and the marks are
     # checked to lift once nothing is missed any more
     args = ["--write-timeout", "1s", "--hints-max-bytes", "0", "--hint-ack-grace", "300ms"]
-    with Cluster(3, rf=3, write_quorum=2, args=args) as c:
+    with Cluster(3, rf=3, write_quorum=2, args=args + FAST_FORMATION) as c:
         p = Pusher(c, service, t0)
         p.targets = [0, 1]
         th = threading.Thread(target=p.run, daemon=True)

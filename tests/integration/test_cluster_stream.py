@@ -24,7 +24,7 @@ import threading
 import time
 
 import harness
-from cluster import Cluster, wait_for
+from cluster import FAST_FORMATION, Cluster, wait_for
 from profiles import Pprof
 from test_cluster_join import TimedPusher, big_body, metric
 
@@ -183,7 +183,8 @@ def test_decommission_streams_everything():
     """The takers of a leaving node pull whole windows too: once it left,
     a remaining node alone answers exactly."""
     now = int(time.time())
-    with Cluster(3, rf=2, args=ARGS) as c:
+    # nothing is written while the cluster forms or n2's leave settles
+    with Cluster(3, rf=2, args=ARGS + FAST_FORMATION) as c:
         for i in (0, 1, 2):  # no joining node left: it would take every write as well
             c.wait_state(i, "active", observers=[0, 1, 2], timeout=30)
         d = preload(c, "sd", now, 240)
