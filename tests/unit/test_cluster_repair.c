@@ -196,7 +196,7 @@ static void test_fetch(fixture_t *a, fixture_t *b)
     arena_init(&arena, 4096, 1 << 20);
     Flamedb__Cluster__RepairAnswer ans = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, &arena, &ans, &em), 0);
+    CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, NULL, &arena, &ans, &em), 0);
     CHECK_EQ_INT(ans.handled, 2);
     CHECK_EQ_INT(ans.unavailable, 1);
     CHECK_EQ_INT(ans.n_writes, 1);
@@ -264,7 +264,7 @@ static void test_fetch_over_limit(fixture_t *a, fixture_t *c)
     arena_init(&arena, 4096, 1 << 20);
     Flamedb__Cluster__RepairAnswer ans = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(repair_serve_build(a->s, &r.o, &q, &arena, &ans, &em), 0);
+    CHECK_EQ_INT(repair_serve_build(a->s, &r.o, &q, NULL, &arena, &ans, &em), 0);
     CHECK_EQ_INT(ans.n_writes, 2);
     repair_stats_t st;
     memset(&st, 0, sizeof st);
@@ -324,7 +324,7 @@ static void test_stream_answer_outlives_builder(fixture_t *a)
     arena_init(&arena, 4096, 1 << 20);
     Flamedb__Cluster__RepairAnswer ans = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, &arena, &ans, &em), 0);
+    CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, NULL, &arena, &ans, &em), 0);
     clobber_stack();
     CHECK(ans.n_windows > 0);
     for (size_t i = 0; i < ans.n_windows; i++) {
