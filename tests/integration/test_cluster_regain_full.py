@@ -51,7 +51,11 @@ marked node refuses to serve, an interval is cleared only once a replica
 serves it, so both wait for n2 and stream from it, and each node alone then
 answers exactly. A binary that clears and streams from any reachable
 replica leaves n0 and n1 with each other's empty copy, "converged":
-answers short and unflagged.
+answers short and unflagged. With n2 marked as well (its regain.ring
+damaged: test_all_replicas_marked_stay_flagged) no replica has a copy to be
+trusted: none clears or serves, every mark stays and each node alone answers
+exact or flagged partial; the binary before converged all three on empty
+copies.
 
 A binary without the full repair serves the ranges it gained from its own
 empty copy: a short answer not flagged partial, which stays short. Every
@@ -493,6 +497,20 @@ def test_no_short_copy_as_source():
     clears first and streams from any reachable replica leaves n0 and n1
     with each other's empty copy of the old windows, checked against each
     other and "converged": short answers, unflagged."""
+    short_copies(all_marked=False)
+
+
+def test_all_replicas_marked_stay_flagged():
+    """As test_no_short_copy_as_source, but n2 comes back marked too (its
+    DATA_DIR/regain.ring damaged): no replica of any range has a copy to be
+    trusted, so none clears or serves one, every mark stays, and each node
+    alone answers every total exactly or flagged partial, never short and
+    unflagged. A binary that clears and streams from any reachable replica
+    has all three stream each other's empty copies and converge on them."""
+    short_copies(all_marked=True)
+
+
+def short_copies(all_marked):
     args = ARGS + SEEN_ARGS
     now = int(time.time())
     with Cluster(3, rf=3, args=args) as c:
@@ -523,15 +541,24 @@ def test_no_short_copy_as_source():
         for i in (0, 1):
             print("    n%d at its clear: %s" % (i, "cleared" if logged(
                 c.nodes[i], "before receiving them whole") else "no source, waits"))
+        if all_marked:  # a damaged ring file marks n2 by itself
+            with open(os.path.join(c.nodes[2].data_dir, "regain.ring"), "w") as f:
+                f.write("flamedb-regain-ring 2\nn2 zz\nend 1\n")
         c.restart(2)
         c.wait_state(2, "active", observers=[0, 1], timeout=30)
+        nodes = (0, 1, 2) if all_marked else (0, 1)
+        if all_marked:
+            wait_for("n2 marked and at its clear", lambda: c.status(2).get(
+                "full_repair") == 1 and cleared_or_waiting(c.nodes[2]), timeout=60)
+            time.sleep(5)  # passes go on: on this binary nothing is cleared
         try:
-            wait_for("n0 and n1 to converge", lambda: all(
-                c.status(i).get("full_repair") == 0 for i in (0, 1)), timeout=90)
+            wait_for("the marked nodes to converge", lambda: all(
+                c.status(i).get("full_repair") == 0 for i in nodes),
+                timeout=30 if all_marked else 90)
             converged = True
         except AssertionError:
             converged = False
-        print("    n0 and n1 converged: %s" % converged)
+        print("    %s converged: %s" % (", ".join("n%d" % i for i in nodes), converged))
         for i in range(3):
             others = [k for k in range(3) if k != i]
             stopped(c, others, i)
@@ -549,8 +576,13 @@ def test_no_short_copy_as_source():
                     i, part, len(want)))
             finally:
                 resumed(c, others, [i])
-        assert converged, "n0 and n1 did not converge once n2 was back"
-        print("    each node alone answers exactly, the old profiles included")
+        if all_marked:
+            assert not converged, "a mark was lifted with no replica to be trusted"
+            print("    no replica to be trusted: every mark stays, every answer exact or "
+                  "flagged")
+        else:
+            assert converged, "n0 and n1 did not converge once n2 was back"
+            print("    each node alone answers exactly, the old profiles included")
 
 
 if __name__ == "__main__":
