@@ -457,8 +457,9 @@ static const char *untrusted_for(repair_t *r, const Flamedb__Cluster__RepairRequ
     case RK(STREAM):
     case RK(SPANS):
     case RK(STREAM_CHECK):
+        return cluster_copy_untrusted(r->c, q->lo, q->hi, 1);
     case RK(IDS):
-        return cluster_copy_untrusted(r->c, q->lo, q->hi);
+        return cluster_copy_untrusted(r->c, q->lo, q->hi, 0);
     default: /* DIGEST: per range (digest_untrusted) */
         return NULL;
     }
@@ -477,7 +478,7 @@ static int digest_untrusted(repair_t *r, const Flamedb__Cluster__RepairRequest *
             ring_range_intervals((ring_range_t){q->ranges[i]->start, q->ranges[i]->end}, lo, hi);
         int bad = 0;
         for (int j = 0; j < k && !bad; j++)
-            bad = cluster_copy_untrusted(r->c, lo[j], hi[j]) != NULL;
+            bad = cluster_copy_untrusted(r->c, lo[j], hi[j], 0) != NULL;
         if (bad && *out == NULL && (*out = calloc(q->n_ranges, 1)) == NULL) return ERR_NOMEM;
         if (bad) (*out)[i] = 1;
     }

@@ -20,7 +20,7 @@
  *
  * A node serves no interval of its own copy that is not to be trusted
  * (cluster_copy_untrusted): the whole ring under a mark, while joining or
- * unsure of its ring, and what overlaps its regain. */
+ * unsure of its ring, and, as a stream source, what overlaps its regain. */
 #include <time.h>
 #include <unistd.h>
 
@@ -369,25 +369,28 @@ static void test_full_file_streamed(void)
 static void test_copy_untrusted(void)
 {
     cluster_t *c = marked_cluster();
-    CHECK(cluster_copy_untrusted(c, 0, 0) != NULL);
-    CHECK(cluster_copy_untrusted(c, 5, UINT64_MAX) != NULL);
+    CHECK(cluster_copy_untrusted(c, 0, 0, 1) != NULL);
+    CHECK(cluster_copy_untrusted(c, 5, UINT64_MAX, 1) != NULL);
     c->full.on = 0;
-    CHECK(cluster_copy_untrusted(c, 0, UINT64_MAX) == NULL);
+    CHECK(cluster_copy_untrusted(c, 0, UINT64_MAX, 1) == NULL);
     c->joining = 1;
-    CHECK(cluster_copy_untrusted(c, 7, 9) != NULL);
+    CHECK(cluster_copy_untrusted(c, 7, 9, 1) != NULL);
     c->joining = 0;
     c->known.unsure = 1;
-    CHECK(cluster_copy_untrusted(c, 7, 9) != NULL);
+    CHECK(cluster_copy_untrusted(c, 7, 9, 1) != NULL);
     c->known.unsure = 0;
     CHECK_EQ_INT(cluster_regain_add(c, 100, 200), 0);
     CHECK_EQ_INT(cluster_regain_add(c, UINT64_MAX - 10, UINT64_MAX), 0);
-    CHECK(cluster_copy_untrusted(c, 0, 99) == NULL);
-    CHECK(cluster_copy_untrusted(c, 0, 100) != NULL);
-    CHECK(cluster_copy_untrusted(c, 150, 150) != NULL);
-    CHECK(cluster_copy_untrusted(c, 200, 300) != NULL);
-    CHECK(cluster_copy_untrusted(c, 201, UINT64_MAX - 11) == NULL);
-    CHECK(cluster_copy_untrusted(c, UINT64_MAX - 11, UINT64_MAX - 10) != NULL);
-    CHECK(cluster_copy_untrusted(c, 0, UINT64_MAX) != NULL);
+    CHECK(cluster_copy_untrusted(c, 0, 99, 1) == NULL);
+    CHECK(cluster_copy_untrusted(c, 0, 100, 1) != NULL);
+    CHECK(cluster_copy_untrusted(c, 150, 150, 1) != NULL);
+    CHECK(cluster_copy_untrusted(c, 200, 300, 1) != NULL);
+    CHECK(cluster_copy_untrusted(c, 201, UINT64_MAX - 11, 1) == NULL);
+    CHECK(cluster_copy_untrusted(c, UINT64_MAX - 11, UINT64_MAX - 10, 1) != NULL);
+    CHECK(cluster_copy_untrusted(c, 0, UINT64_MAX, 1) != NULL);
+    CHECK(cluster_copy_untrusted(c, 0, UINT64_MAX, 0) == NULL); /* compared with */
+    c->full.on = 1;
+    CHECK(cluster_copy_untrusted(c, 0, 99, 0) != NULL);
     free_cluster(c);
 }
 
