@@ -335,3 +335,21 @@ void cluster_full_finished(cluster_t *c, uint64_t gen)
     full_publish(c);
     cluster_view_refresh(c);
 }
+
+/* Whether [lo, hi] overlaps an interval of c's regain list. */
+static int regain_overlaps(const cluster_t *c, uint64_t lo, uint64_t hi)
+{
+    for (size_t i = 0; i < c->regain.n; i++)
+        if (c->regain.lo[i] <= hi && lo <= c->regain.hi[i]) return 1;
+    return 0;
+}
+
+const char *cluster_copy_untrusted(const cluster_t *c, uint64_t lo, uint64_t hi, int as_source)
+{
+    if (c->full.on) return "this node is in a full repair: its copy of every range may be short";
+    if (c->joining) return "this node is joining: it streams its ranges in";
+    if (c->known.unsure) return "this node has not accounted for its ring since it restarted";
+    if (as_source && regain_overlaps(c, lo, hi))
+        return "this node regains the interval (cleared or about to be, and streamed again)";
+    return NULL;
+}

@@ -448,6 +448,15 @@ void cluster_full_free(cluster_t *c);
  * far is streamed; recorded in DATA_DIR/regain.full (logged when it cannot
  * be: a restart streams them again). */
 void cluster_full_streamed(cluster_t *c);
+/* Loop: why this node's own copy of token interval [lo, hi] is not to be
+ * trusted now (a full repair mark, a join in progress, a ring not yet
+ * accounted for since the start, or, as_source, a regain interval
+ * overlapping it), or NULL when it is. Such a copy serves no peer as a
+ * stream source (as_source) or as the reference of a repair comparison
+ * (repair.c refuses those requests). A regain's intervals are refused as a
+ * source only: a regain finishes with a complete pass, which two regaining
+ * replicas of a range could otherwise never give each other. */
+const char *cluster_copy_untrusted(const cluster_t *c, uint64_t lo, uint64_t hi, int as_source);
 /* Loop: publishes the last hint targets, plus this node while it regains,
  * in its member entry (ring_members_set_hints' result). */
 int cluster_hints_publish(cluster_t *c);

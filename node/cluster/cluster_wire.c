@@ -369,7 +369,7 @@ static int check_repair_answer(const Flamedb__Cluster__RepairAnswer *a,
     if (a->status > 0) return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair answer: bad status");
     int rc = check_str("reason", a->reason, l->max_string, em);
     if (rc < 0) return rc;
-    if (a->n_buckets > l->max_values)
+    if (a->n_buckets > l->max_values || a->n_untrusted > l->max_values)
         return errmsg_set(em, ERR_TOO_LARGE, "repair answer: too many buckets");
     if ((rc = check_seen_entries(a->entries, a->n_entries, em)) < 0) return rc;
     if (a->n_writes > CLUSTER_REPAIR_MAX_ENTRIES || a->handled < a->unavailable)

@@ -420,6 +420,7 @@ typedef struct serve_job {
     char sender[RING_NODE_ID_MAX + 1];
     arena_t arena;
     Flamedb__Cluster__RepairAnswer a;
+    uint8_t *untrusted; /* DIGEST: per range, left out (digest_untrusted); NULL: none */
     errmsg_t em;
     int rc;
 } serve_job_t;
@@ -427,8 +428,8 @@ typedef struct serve_job {
 static void serve_work(workq_job_t *wk)
 {
     serve_job_t *j = wk->data;
-    j->rc = repair_serve_build(j->r->storage, &j->r->o, (const void *)j->msg.body, &j->arena, &j->a,
-                               &j->em);
+    j->rc = repair_serve_build(j->r->storage, &j->r->o, (const void *)j->msg.body, j->untrusted,
+                               &j->arena, &j->a, &j->em);
 }
 
 static void answer(repair_t *r, const char *to, const Flamedb__Cluster__RepairRequest *q,
@@ -462,7 +463,48 @@ static void serve_after(workq_job_t *wk, int status)
                j->rc ? errmsg_text(&j->em, j->rc) : "");
     arena_free(&j->arena);
     cluster_msg_free(&j->msg);
+    free(j->untrusted);
     free(j);
+}
+
+/* Loop: why this node must not answer q (its copy of a token interval q
+ * asks about is not to be trusted: cluster_copy_untrusted), or NULL. A
+ * stream, or a comparison a peer counts as done with a replica of the
+ * range, from such a copy would pass a short copy on as a whole one. FETCH
+ * (profiles a comparison named) is answered: what it adds is real. A
+ * DIGEST is answered for the other ranges it asks about (digest_untrusted). */
+static const char *untrusted_for(repair_t *r, const Flamedb__Cluster__RepairRequest *q)
+{
+    switch (q->kind) {
+    case RK(STREAM):
+    case RK(SPANS):
+    case RK(STREAM_CHECK):
+        return cluster_copy_untrusted(r->c, q->lo, q->hi, 1);
+    case RK(IDS):
+        return cluster_copy_untrusted(r->c, q->lo, q->hi, 0);
+    default: /* DIGEST: per range (digest_untrusted) */
+        return NULL;
+    }
+}
+
+/* Loop: for a DIGEST, which of its ranges this node's copy of is not to be
+ * trusted (cluster_copy_untrusted), into *out (NULL when none): those are
+ * left out of the answer and named in it, so the requester counts only the
+ * others as compared. */
+static int digest_untrusted(repair_t *r, const Flamedb__Cluster__RepairRequest *q, uint8_t **out)
+{
+    *out = NULL;
+    for (size_t i = 0; q->kind == RK(DIGEST) && i < q->n_ranges; i++) {
+        uint64_t lo[2], hi[2];
+        int k =
+            ring_range_intervals((ring_range_t){q->ranges[i]->start, q->ranges[i]->end}, lo, hi);
+        int bad = 0;
+        for (int j = 0; j < k && !bad; j++)
+            bad = cluster_copy_untrusted(r->c, lo[j], hi[j], 0) != NULL;
+        if (bad && *out == NULL && (*out = calloc(q->n_ranges, 1)) == NULL) return ERR_NOMEM;
+        if (bad) (*out)[i] = 1;
+    }
+    return 0;
 }
 
 void repair_on_request(void *ctx, cluster_msg_t *msg)
@@ -484,8 +526,14 @@ void repair_on_request(void *ctx, cluster_msg_t *msg)
         cluster_move_pass_done(r->c, msg->env->sender_id, q->started_unix_ms);
         return;
     }
+    const char *why = untrusted_for(r, q);
+    if (why != NULL) { /* the requester goes on to another replica, or waits */
+        answer(r, msg->env->sender_id, q, &busy, REPAIR_NOT_SOURCE, why);
+        return;
+    }
     serve_job_t *j = r->serving < REPAIR_SERVE_MAX ? calloc(1, sizeof *j) : NULL;
-    if (j == NULL) {
+    if (j == NULL || digest_untrusted(r, q, &j->untrusted) != 0) {
+        free(j);
         answer(r, msg->env->sender_id, q, &busy, ERR_UNAVAILABLE, "busy with other repairs");
         return;
     }
@@ -500,6 +548,7 @@ void repair_on_request(void *ctx, cluster_msg_t *msg)
     if (workq_submit(r->workq, WORKQ_QUERY, &j->work, serve_work, serve_after) != 0) {
         answer(r, j->sender, (const void *)j->msg.body, &busy, ERR_UNAVAILABLE, "cannot queue");
         cluster_msg_free(&j->msg);
+        free(j->untrusted);
         free(j);
         return;
     }

@@ -39,6 +39,10 @@
 #define REPAIR_MARGIN_S 3600          /* kept off the seen retention's edge (clocks, pass time) */
 #define REPAIR_SUMMARY_MAX (1u << 20) /* bytes of a pass's lists of unreached and failed peers */
 #define REPAIR_FULL_LOG_EVERY 60      /* full-repair passes with the same outcome per log line */
+/* The status of a refusal by a node whose own copy of the interval asked
+ * about is not to be trusted (cluster_copy_untrusted): not a source, ask
+ * another replica. */
+#define REPAIR_NOT_SOURCE ERR_FORBIDDEN
 
 /* ---------------------------------------------------------------- digests */
 
@@ -121,10 +125,11 @@ void repair_on_request(void *ctx, cluster_msg_t *msg);
 void repair_on_answer(void *ctx, cluster_msg_t *msg);
 
 /* Serving (repair_serve.c): the answer to q built on the pool; a is
- * allocated in arena. */
+ * allocated in arena. untrusted (NULL: none): per range of a DIGEST, 1 for
+ * those left out of it and named in a->untrusted. */
 int repair_serve_build(storage_t *s, const repair_options_t *o,
-                       const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
-                       Flamedb__Cluster__RepairAnswer *a, errmsg_t *em);
+                       const Flamedb__Cluster__RepairRequest *q, const uint8_t *untrusted,
+                       arena_t *arena, Flamedb__Cluster__RepairAnswer *a, errmsg_t *em);
 
 /* replicate_replica.c: decodes, checks and stores one WriteRequest, as the
  * WRITE handler does; *written gets the series stored (not duplicates). */
@@ -259,6 +264,7 @@ typedef struct repair_rg_iv {
     uint64_t lo, hi;
     uint64_t since_ms;   /* wall ms this process first had it */
     uint64_t settled_ms; /* its removal settled at (wall ms): cleared then; 0 not yet */
+    int waiting;         /* not cleared for want of a source: logged once */
 } repair_rg_iv_t;
 
 /* The stream state of [lo, hi] in l, added when new; NULL: no memory. */
@@ -288,6 +294,13 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
 int repair_stream_replicas(repair_t *r, const cluster_view_t *v, const uint32_t *reps, uint32_t n,
                            repair_stream_state_t *ss, repair_stats_t *st,
                            repair_stream_page_fn page, const char *what);
+/* The first replica of reps from index *k on that is not this node, is
+ * reachable in v and answered so far in this pass (its name); NULL: none. */
+const char *repair_next_source(const repair_t *r, const cluster_view_t *v, const uint32_t *reps,
+                               uint32_t n, uint32_t *k);
+/* Whether rc says a peer did not answer (it may be dead): the pass asks
+ * another replica from then on. */
+int repair_rc_unanswered(int rc);
 /* repair_regain_file.c, repair thread: DATA_DIR/regain.progress, where a
  * regain stands (its cleared intervals, with when their removal settled,
  * and the stream cursor of every piece), written to a temporary name,

@@ -184,8 +184,11 @@ int repair_fetch(repair_t *r, const char *peer, const repair_wants_t *w, repair_
     return rc;
 }
 
+/* The peer's digest of ranges into out; left (NULL: not wanted), per range,
+ * set for those the peer left out (its copy of them is not to be trusted
+ * now: repair.c, digest_untrusted). */
 static int remote_digest(repair_t *r, const char *peer, const ring_ranges_t *ranges, int64_t from_s,
-                         int64_t until_s, repair_digest_t *out, errmsg_t *em)
+                         int64_t until_s, repair_digest_t *out, uint8_t *left, errmsg_t *em)
 {
     Flamedb__Cluster__TokenRange *tv = calloc(ranges->n, sizeof *tv);
     Flamedb__Cluster__TokenRange **tp = calloc(ranges->n, sizeof *tp);
@@ -205,6 +208,14 @@ static int remote_digest(repair_t *r, const char *peer, const ring_ranges_t *ran
     if (rc == 0) rc = repair_call(r, peer, &q, &ans, em);
     if (rc == 0) {
         const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
+        for (size_t i = 0; i < a->n_untrusted; i++) {
+            if (a->untrusted[i] >= ranges->n) {
+                rc = errmsg_set(em, ERR_CORRUPT, "%s: digest leaves out range %u", peer,
+                                a->untrusted[i]);
+                break;
+            }
+            if (left != NULL) left[a->untrusted[i]] = 1;
+        }
         for (size_t i = 0; rc == 0 && i < a->n_buckets; i++) {
             const Flamedb__Cluster__RepairBucket *b = a->buckets[i];
             if (b->range >= ranges->n) {
@@ -225,8 +236,8 @@ static int remote_digest(repair_t *r, const char *peer, const ring_ranges_t *ran
 }
 
 /* Compares this node's copy of ranges with the peer's and fetches what it
- * lacks. */
-static int repair_peer(repair_t *r, const char *peer, const ring_ranges_t *ranges,
+ * lacks; left[i] set for each range the peer left out (remote_digest). */
+static int repair_peer(repair_t *r, const char *peer, const ring_ranges_t *ranges, uint8_t *left,
                        repair_stats_t *st, errmsg_t *em)
 {
     int64_t from_s, until_s;
@@ -237,7 +248,7 @@ static int repair_peer(repair_t *r, const char *peer, const ring_ranges_t *range
     int rc = repair_digest_build(r->storage, ranges->v, ranges->n, from_s, until_s, REPAIR_BUCKET_S,
                                  &mine);
     if (rc != 0) errmsg_set(em, rc, "local digest: %s", err_message(rc));
-    if (rc == 0) rc = remote_digest(r, peer, ranges, from_s, until_s, &theirs, em);
+    if (rc == 0) rc = remote_digest(r, peer, ranges, from_s, until_s, &theirs, left, em);
     if (rc == 0) rc = repair_digest_diff(&theirs, &mine, &diff);
     st->buckets += theirs.n;
     st->differing += diff.n;
@@ -375,7 +386,19 @@ static void announce(repair_t *r, const cluster_view_t *v, uint64_t t0)
  * fewer than that many of a range's other current replicas were left out
  * (bad[]: unreachable or failed), at least one holder of each such write
  * was compared. Ranges this node gains count like those it holds. */
-static int covered(const cluster_view_t *v, const uint8_t *bad)
+/* Whether peer k left out fine range f (its copy of it is not to be
+ * trusted): left[k] has one flag per range of per[k]. */
+static int left_out_range(const ring_ranges_t *per, uint8_t *const *left, uint32_t k,
+                          ring_range_t f)
+{
+    if (per == NULL || left == NULL || left[k] == NULL) return 0;
+    for (size_t i = 0; i < per[k].n; i++)
+        if (per[k].v[i].start == f.start && per[k].v[i].end == f.end) return left[k][i];
+    return 0;
+}
+
+static int covered(const cluster_view_t *v, const uint8_t *bad, const ring_ranges_t *per,
+                   uint8_t *const *left)
 {
     uint64_t *e = NULL;
     uint32_t n = 0;
@@ -386,7 +409,8 @@ static int covered(const cluster_view_t *v, const uint8_t *bad)
         fine_at(v, e, n, i, &f);
         uint32_t left_out = 0;
         for (uint32_t k = 0; k < f.ncur; k++)
-            left_out += (int)f.cur[k] != v->self && bad[f.cur[k]];
+            left_out += (int)f.cur[k] != v->self &&
+                        (bad[f.cur[k]] || left_out_range(per, left, f.cur[k], f.range));
         if (f.mine && left_out >= (v->quorum ? v->quorum : 1)) ok = 0;
     }
     free(e);
@@ -489,9 +513,10 @@ static int stream_gained(repair_t *r, const cluster_view_t *v, uint64_t t0, repa
     return ok && !r->closing;
 }
 
-/* Compares with every peer; bad[p] set for those not compared. */
+/* Compares with every peer; bad[p] set for those not compared, left[p]
+ * (allocated here, per range of per[p]) for the ranges peer p left out. */
 static void compare_all(repair_t *r, const cluster_view_t *v, const ring_ranges_t *per,
-                        uint8_t *bad, repair_stats_t *st)
+                        uint8_t *bad, uint8_t **left, repair_stats_t *st)
 {
     uint32_t nn = ring_node_count(v->ring);
     for (uint32_t p = 0; p < nn; p++) {
@@ -505,9 +530,14 @@ static void compare_all(repair_t *r, const cluster_view_t *v, const ring_ranges_
             bad[p] = 1;
         } else {
             errmsg_t pe = {{0}};
-            int prc = repair_peer(r, id, &per[p], st, &pe);
-            if (prc != 0) {
-                log_warn("repair", "with %s: %s", id, errmsg_text(&pe, prc));
+            left[p] = calloc(per[p].n, 1);
+            int prc = left[p] != NULL ? repair_peer(r, id, &per[p], left[p], st, &pe)
+                                      : errmsg_set(&pe, ERR_NOMEM, "out of memory");
+            if (prc != 0) { /* REPAIR_NOT_SOURCE: not a replica to compare with now */
+                if (prc == REPAIR_NOT_SOURCE)
+                    log_debug("repair", "with %s: %s", id, errmsg_text(&pe, prc));
+                else
+                    log_warn("repair", "with %s: %s", id, errmsg_text(&pe, prc));
                 note_node(&st->failed, id, errmsg_text(&pe, prc));
                 bad[p] = 1;
             }
@@ -550,17 +580,18 @@ int repair_pass_run(repair_t *r, buf_t *out)
     uint32_t nn = v->ring ? ring_node_count(v->ring) : 0;
     ring_ranges_t *per = calloc(nn ? nn : 1, sizeof *per);
     uint8_t *bad = calloc(nn ? nn : 1, 1);
-    if (per == NULL || bad == NULL) rc = ERR_NOMEM;
+    uint8_t **left = calloc(nn ? nn : 1, sizeof *left);
+    if (per == NULL || bad == NULL || left == NULL) rc = ERR_NOMEM;
     int holds = v->ring != NULL && (v->self >= 0 || in_pending(v));
     if (rc == 0 && holds) rc = peer_ranges(v, per, &st.ranges);
-    if (rc == 0 && holds) compare_all(r, v, per, bad, &st);
+    if (rc == 0 && holds) compare_all(r, v, per, bad, left, &st);
     int streamed = rc != 0 || !holds || stream_gained(r, v, t0, &st);
     streamed &= rc != 0 || repair_regain_stream(r, v, t0, &st);
     /* every range cleared to receive is streamed whole: writes to it need
      * not keep oversize profile trees for the stream any more */
     if (rc == 0 && streamed && !r->closing) storage_range_received(r->storage);
-    int complete =
-        rc == 0 && !r->closing && st.unavailable == 0 && (!holds || covered(v, bad)) && streamed;
+    int complete = rc == 0 && !r->closing && st.unavailable == 0 &&
+                   (!holds || covered(v, bad, per, left)) && streamed;
     if (complete && holds) announce(r, v, t0);
     repair_regain_after(r, complete, t0);
     r->last.complete = complete;
@@ -572,8 +603,11 @@ int repair_pass_run(repair_t *r, buf_t *out)
     r->last.started_ms = t0;
     for (uint32_t p = 0; per != NULL && p < nn; p++)
         ring_ranges_free(&per[p]);
+    for (uint32_t p = 0; left != NULL && p < nn; p++)
+        free(left[p]);
     free(per);
     free(bad);
+    free(left);
     r->ops.view_release(v);
     if (rc == 0) pass_json(r, &st, complete, repair_now_ms(r) - t0, out);
     uv_mutex_lock(&r->mu);
@@ -651,7 +685,7 @@ static int verify_taker(repair_t *r, const cluster_view_t *v, const char *taker,
     }
     repair_digest_t mine = {0}, theirs = {0};
     rc = repair_digest_build(r->storage, rg.v, rg.n, from_s, until_s, REPAIR_BUCKET_S, &mine);
-    if (rc == 0) rc = remote_digest(r, taker, &rg, from_s, until_s, &theirs, em);
+    if (rc == 0) rc = remote_digest(r, taker, &rg, from_s, until_s, &theirs, NULL, em);
     if (rc == 0 && !holds_all(&mine, &theirs))
         rc = errmsg_set(em, ERR_UNAVAILABLE, "%s does not hold every profile of its ranges yet",
                         taker);

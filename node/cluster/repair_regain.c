@@ -252,17 +252,87 @@ static int sync_ivs(repair_t *r, const rg_copy_t *c, uint64_t t0)
     return 0;
 }
 
-/* Clears, in one batch, every interval whose removal settled by t0 and
- * that was not cleared yet; 0 when none failed. */
-static int clear_settled(repair_t *r, uint64_t t0)
+/* Whether the piece [a, b] of a regain interval in the range ending at
+ * `end` has a replica other than this node that serves it as a source now
+ * (a STREAM_CHECK it answers: its own copy is to be trusted), or is no
+ * longer this node's. */
+static int piece_has_source(repair_t *r, const cluster_view_t *v, uint64_t end, uint64_t a,
+                            uint64_t b)
+{
+    uint32_t reps[RING_MAX_RF], n = ring_replicas(v->ring, end, v->rf, reps);
+    int mine = 0;
+    for (uint32_t k = 0; k < n; k++)
+        mine |= (int)reps[k] == v->self;
+    if (!mine) return 1;
+    uint32_t k = 0;
+    for (const char *src; !r->closing && (src = repair_next_source(r, v, reps, n, &k)) != NULL;
+         k++) {
+        Flamedb__Cluster__RepairRequest q;
+        repair_request_init(&q, FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_STREAM_CHECK, 0, 0);
+        q.lo = a;
+        q.hi = b;
+        cluster_msg_t ans = {0};
+        errmsg_t em = {{0}};
+        int rc = repair_call(r, src, &q, &ans, &em);
+        if (rc == 0) {
+            cluster_msg_free(&ans);
+            return 1;
+        }
+        log_debug("repair", "regain source %s: %s", src, errmsg_text(&em, rc));
+        if (repair_rc_unanswered(rc)) r->unanswered[reps[k]] = 1;
+    }
+    return 0;
+}
+
+/* Whether every piece of interval iv (split at v's ranges) has a source
+ * (piece_has_source): an interval is cleared only then. Clearing it with
+ * none would drop this node's copy while no whole one is to be had (the
+ * other replicas may be clearing theirs: all three of a range in a full
+ * repair at once), and the stream that follows would copy a short one. */
+static int iv_has_sources(repair_t *r, const cluster_view_t *v, const repair_rg_iv_t *iv)
+{
+    uint32_t nr = ring_range_count(v->ring);
+    for (uint32_t j = 0; j < nr && !r->closing; j++) {
+        ring_range_t rr = ring_range_at(v->ring, j);
+        uint64_t lo[2], hi[2];
+        int k = ring_range_intervals(rr, lo, hi);
+        for (int q = 0; q < k; q++) {
+            uint64_t a = lo[q] > iv->lo ? lo[q] : iv->lo;
+            uint64_t b = hi[q] < iv->hi ? hi[q] : iv->hi;
+            if (a <= b && !piece_has_source(r, v, rr.end, a, b)) return 0;
+        }
+    }
+    return !r->closing;
+}
+
+/* Whether interval i is to be cleared now: its removal settled by t0, it
+ * was not cleared yet, and a source serves every piece of it; *fresh
+ * counts those found without one for the first time. */
+static int clear_now(repair_t *r, const cluster_view_t *v, size_t i, uint64_t t0, size_t *fresh)
+{
+    repair_rg_iv_t *iv = &r->rg.iv[i];
+    if (iv->settled_ms != 0 || t0 < iv->since_ms + r->settle_ms) return 0;
+    if (iv_has_sources(r, v, iv)) return 1;
+    *fresh += !iv->waiting;
+    iv->waiting = 1;
+    return 0;
+}
+
+/* Clears, in one batch, every interval whose removal settled by t0, that
+ * was not cleared yet and that has a source for each piece; 0 when none
+ * failed. */
+static int clear_settled(repair_t *r, const cluster_view_t *v, uint64_t t0)
 {
     uint64_t *lo = malloc((r->rg.niv ? r->rg.niv : 1) * sizeof *lo);
     uint64_t *hi = malloc((r->rg.niv ? r->rg.niv : 1) * sizeof *hi);
     size_t n = 0;
     int rc = lo != NULL && hi != NULL ? 0 : ERR_NOMEM;
+    uint8_t *now = calloc(r->rg.niv ? r->rg.niv : 1, 1);
+    size_t fresh = 0;
+    if (now == NULL) rc = ERR_NOMEM;
     for (size_t i = 0; rc == 0 && i < r->rg.niv; i++) {
         const repair_rg_iv_t *iv = &r->rg.iv[i];
-        if (iv->settled_ms == 0 && t0 >= iv->since_ms + r->settle_ms) {
+        if ((now[i] = (uint8_t)clear_now(r, v, i, t0, &fresh)) != 0) {
             lo[n] = iv->lo;
             hi[n++] = iv->hi;
         }
@@ -270,9 +340,15 @@ static int clear_settled(repair_t *r, uint64_t t0)
     if (rc == 0 && n > 0) rc = repair_clear(r, lo, hi, n);
     for (size_t i = 0; rc == 0 && n > 0 && i < r->rg.niv; i++) {
         repair_rg_iv_t *iv = &r->rg.iv[i];
-        if (iv->settled_ms == 0 && t0 >= iv->since_ms + r->settle_ms)
-            iv->settled_ms = iv->since_ms + r->settle_ms;
+        if (now[i]) iv->settled_ms = iv->since_ms + r->settle_ms;
     }
+    free(now);
+    if (fresh > 0) /* once per interval and process */
+        log_warn("repair",
+                 "regain: %zu token interval(s) have no other replica that serves them as a "
+                 "whole copy now (each is down, or refuses: its own copy is being repaired); "
+                 "not cleared, they wait, and this node is not read from for them",
+                 fresh);
     if (rc == 0 && n > 0) save_progress(r);
     free(lo);
     free(hi);
@@ -297,7 +373,7 @@ int repair_regain_stream(repair_t *r, const cluster_view_t *v, uint64_t t0, repa
         r->rg.gen = c.gen;
         r->rg.streamed_ms = 0;
     }
-    if (sync_ivs(r, &c, t0) != 0 || clear_settled(r, t0) != 0) {
+    if (sync_ivs(r, &c, t0) != 0 || clear_settled(r, v, t0) != 0) {
         ok = 0;
         goto out;
     }

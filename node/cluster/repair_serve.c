@@ -37,15 +37,38 @@ static char *str_dup(arena_t *a, const char *s)
 
 /* ---------- digest ---------- */
 
-static int serve_digest(storage_t *s, const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
-                        Flamedb__Cluster__RepairAnswer *a)
+/* The ranges of q that are not left out (untrusted[i], NULL: none) into
+ * rv, their indexes in q into at, and the others named in a->untrusted. */
+static int digest_ranges(const Flamedb__Cluster__RepairRequest *q, const uint8_t *untrusted,
+                         arena_t *arena, ring_range_t *rv, uint32_t *at, size_t *n,
+                         Flamedb__Cluster__RepairAnswer *a)
 {
-    ring_range_t *rv = calloc(q->n_ranges, sizeof *rv);
-    if (rv == NULL) return ERR_NOMEM;
-    for (size_t i = 0; i < q->n_ranges; i++)
-        rv[i] = (ring_range_t){q->ranges[i]->start, q->ranges[i]->end};
+    *n = 0;
+    for (size_t i = 0; i < q->n_ranges; i++) {
+        if (untrusted != NULL && untrusted[i]) {
+            if (a->untrusted == NULL &&
+                (a->untrusted = arena_zalloc(arena, q->n_ranges * sizeof *a->untrusted)) == NULL)
+                return ERR_NOMEM;
+            a->untrusted[a->n_untrusted++] = (uint32_t)i;
+            continue;
+        }
+        at[*n] = (uint32_t)i;
+        rv[(*n)++] = (ring_range_t){q->ranges[i]->start, q->ranges[i]->end};
+    }
+    return 0;
+}
+
+static int serve_digest(storage_t *s, const Flamedb__Cluster__RepairRequest *q,
+                        const uint8_t *untrusted, arena_t *arena, Flamedb__Cluster__RepairAnswer *a)
+{
+    ring_range_t *rv = calloc(q->n_ranges ? q->n_ranges : 1, sizeof *rv);
+    uint32_t *at = calloc(q->n_ranges ? q->n_ranges : 1, sizeof *at);
+    size_t n = 0;
+    int rc =
+        rv != NULL && at != NULL ? digest_ranges(q, untrusted, arena, rv, at, &n, a) : ERR_NOMEM;
     repair_digest_t d = {0};
-    int rc = repair_digest_build(s, rv, q->n_ranges, q->from_s, q->until_s, q->bucket_s, &d);
+    if (rc == 0 && n > 0)
+        rc = repair_digest_build(s, rv, n, q->from_s, q->until_s, q->bucket_s, &d);
     free(rv);
     if (rc == 0 && d.n > 0) {
         a->buckets = arena_zalloc(arena, d.n * sizeof *a->buckets);
@@ -53,7 +76,7 @@ static int serve_digest(storage_t *s, const Flamedb__Cluster__RepairRequest *q, 
         if (a->buckets == NULL || bv == NULL) rc = ERR_NOMEM;
         for (size_t i = 0; rc == 0 && i < d.n; i++) {
             flamedb__cluster__repair_bucket__init(&bv[i]);
-            bv[i].range = d.v[i].range;
+            bv[i].range = at[d.v[i].range];
             bv[i].start_s = d.v[i].start_s;
             bv[i].count = d.v[i].count;
             bv[i].hash = d.v[i].hash;
@@ -62,6 +85,7 @@ static int serve_digest(storage_t *s, const Flamedb__Cluster__RepairRequest *q, 
         if (rc == 0) a->n_buckets = d.n;
     }
     repair_digest_free(&d);
+    free(at);
     return rc;
 }
 
@@ -253,13 +277,13 @@ static int serve_fetch(storage_t *s, const repair_options_t *o,
 }
 
 int repair_serve_build(storage_t *s, const repair_options_t *o,
-                       const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
-                       Flamedb__Cluster__RepairAnswer *a, errmsg_t *em)
+                       const Flamedb__Cluster__RepairRequest *q, const uint8_t *untrusted,
+                       arena_t *arena, Flamedb__Cluster__RepairAnswer *a, errmsg_t *em)
 {
     int rc;
     switch (q->kind) {
     case RK(DIGEST):
-        rc = serve_digest(s, q, arena, a);
+        rc = serve_digest(s, q, untrusted, arena, a);
         break;
     case RK(IDS):
         rc = serve_ids(s, q, arena, a);

@@ -498,16 +498,12 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
     return rc;
 }
 
-/* Whether rc says the source did not answer (it may be dead): the pass
- * asks another replica from then on. */
-static int unanswered(int rc)
+int repair_rc_unanswered(int rc)
 {
     return rc == ERR_TIMEOUT || rc == ERR_UNAVAILABLE;
 }
 
-/* The first replica of reps from index *k on that is not this node, is
- * reachable in v and answered so far in this pass; NULL: none. */
-static const char *next_source(const repair_t *r, const cluster_view_t *v, const uint32_t *reps,
+const char *repair_next_source(const repair_t *r, const cluster_view_t *v, const uint32_t *reps,
                                uint32_t n, uint32_t *k)
 {
     for (; *k < n; (*k)++) {
@@ -524,7 +520,8 @@ int repair_stream_replicas(repair_t *r, const cluster_view_t *v, const uint32_t 
 {
     const char *gone = NULL; /* the source that stopped answering this stream */
     uint32_t k = 0;
-    for (const char *src; !r->closing && (src = next_source(r, v, reps, n, &k)) != NULL; k++) {
+    for (const char *src; !r->closing && (src = repair_next_source(r, v, reps, n, &k)) != NULL;
+         k++) {
         if (gone != NULL) {
             log_info("repair",
                      "%s stream of [%016llx, %016llx]: %s stopped answering, going on "
@@ -539,8 +536,13 @@ int repair_stream_replicas(repair_t *r, const cluster_view_t *v, const uint32_t 
         }
         errmsg_t em = {{0}};
         int rc = repair_stream_interval(r, src, ss, st, page, &em);
+        if (rc == REPAIR_NOT_SOURCE) { /* its own copy is not whole now: the next replica */
+            log_debug("repair", "%s stream of [%016llx, %016llx]: %s", what,
+                      (unsigned long long)ss->lo, (unsigned long long)ss->hi, errmsg_text(&em, rc));
+            continue;
+        }
         if (rc != 0) log_warn("repair", "%s stream from %s: %s", what, src, errmsg_text(&em, rc));
-        if (!unanswered(rc)) return rc == 0 && ss->done && ss->spans_done && ss->checked;
+        if (!repair_rc_unanswered(rc)) return rc == 0 && ss->done && ss->spans_done && ss->checked;
         r->unanswered[reps[k]] = 1;
         gone = src;
     }

@@ -16,7 +16,11 @@
  * none of them again; the file of the release before (no done lines) is
  * read with none; a damaged one (cut at every byte, every byte changed,
  * LO > HI, an interval twice, done lines in the old format, another
- * version) keeps the mark and hands every interval again. */
+ * version) keeps the mark and hands every interval again.
+ *
+ * A node serves no interval of its own copy that is not to be trusted
+ * (cluster_copy_untrusted): the whole ring under a mark, while joining or
+ * unsure of its ring, and, as a stream source, what overlaps its regain. */
 #include <time.h>
 #include <unistd.h>
 
@@ -358,6 +362,38 @@ static void test_full_file_streamed(void)
     ring_free(ring);
 }
 
+/* Which of its own copies a node serves as a source (cluster_copy_untrusted):
+ * none under a full repair mark, while joining or before its ring is
+ * accounted for; under a regain, none that overlaps a listed interval (at
+ * both ends, by one token), every other. */
+static void test_copy_untrusted(void)
+{
+    cluster_t *c = marked_cluster();
+    CHECK(cluster_copy_untrusted(c, 0, 0, 1) != NULL);
+    CHECK(cluster_copy_untrusted(c, 5, UINT64_MAX, 1) != NULL);
+    c->full.on = 0;
+    CHECK(cluster_copy_untrusted(c, 0, UINT64_MAX, 1) == NULL);
+    c->joining = 1;
+    CHECK(cluster_copy_untrusted(c, 7, 9, 1) != NULL);
+    c->joining = 0;
+    c->known.unsure = 1;
+    CHECK(cluster_copy_untrusted(c, 7, 9, 1) != NULL);
+    c->known.unsure = 0;
+    CHECK_EQ_INT(cluster_regain_add(c, 100, 200), 0);
+    CHECK_EQ_INT(cluster_regain_add(c, UINT64_MAX - 10, UINT64_MAX), 0);
+    CHECK(cluster_copy_untrusted(c, 0, 99, 1) == NULL);
+    CHECK(cluster_copy_untrusted(c, 0, 100, 1) != NULL);
+    CHECK(cluster_copy_untrusted(c, 150, 150, 1) != NULL);
+    CHECK(cluster_copy_untrusted(c, 200, 300, 1) != NULL);
+    CHECK(cluster_copy_untrusted(c, 201, UINT64_MAX - 11, 1) == NULL);
+    CHECK(cluster_copy_untrusted(c, UINT64_MAX - 11, UINT64_MAX - 10, 1) != NULL);
+    CHECK(cluster_copy_untrusted(c, 0, UINT64_MAX, 1) != NULL);
+    CHECK(cluster_copy_untrusted(c, 0, UINT64_MAX, 0) == NULL); /* compared with */
+    c->full.on = 1;
+    CHECK(cluster_copy_untrusted(c, 0, 99, 0) != NULL);
+    free_cluster(c);
+}
+
 int main(void)
 {
     const char *env = getenv("CLUSTER_TEST_SEED");
@@ -374,6 +410,7 @@ int main(void)
     test_ivset_random(UINT64_MAX - (SPAN - 1));
     test_plan_partial_overlap();
     test_full_file_streamed();
+    test_copy_untrusted();
     CHECK_EQ_INT(rmdir(dir), 0);
     return check_exit();
 }

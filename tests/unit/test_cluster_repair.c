@@ -196,7 +196,7 @@ static void test_fetch(fixture_t *a, fixture_t *b)
     arena_init(&arena, 4096, 1 << 20);
     Flamedb__Cluster__RepairAnswer ans = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, &arena, &ans, &em), 0);
+    CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, NULL, &arena, &ans, &em), 0);
     CHECK_EQ_INT(ans.handled, 2);
     CHECK_EQ_INT(ans.unavailable, 1);
     CHECK_EQ_INT(ans.n_writes, 1);
@@ -264,7 +264,7 @@ static void test_fetch_over_limit(fixture_t *a, fixture_t *c)
     arena_init(&arena, 4096, 1 << 20);
     Flamedb__Cluster__RepairAnswer ans = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(repair_serve_build(a->s, &r.o, &q, &arena, &ans, &em), 0);
+    CHECK_EQ_INT(repair_serve_build(a->s, &r.o, &q, NULL, &arena, &ans, &em), 0);
     CHECK_EQ_INT(ans.n_writes, 2);
     repair_stats_t st;
     memset(&st, 0, sizeof st);
@@ -324,7 +324,7 @@ static void test_stream_answer_outlives_builder(fixture_t *a)
     arena_init(&arena, 4096, 1 << 20);
     Flamedb__Cluster__RepairAnswer ans = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, &arena, &ans, &em), 0);
+    CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, NULL, &arena, &ans, &em), 0);
     clobber_stack();
     CHECK(ans.n_windows > 0);
     for (size_t i = 0; i < ans.n_windows; i++) {
@@ -334,6 +334,48 @@ static void test_stream_answer_outlives_builder(fixture_t *a)
             CHECK_EQ_STR(w->kept[k]->tenant, TENANT);
     }
     arena_free(&arena);
+}
+
+/* A DIGEST whose first range the answering node's copy of is not to be
+ * trusted (repair.c's mask): answered for the second range only, with its
+ * index in the request, and the first named in `untrusted`. */
+static void test_digest_leaves_out_untrusted(fixture_t *a)
+{
+    repair_options_t o = {0};
+    o.max_message_bytes = 1 << 20;
+    uint64_t tok = token_of("svc-a");
+    Flamedb__Cluster__TokenRange tr[2], *tp[2] = {&tr[0], &tr[1]};
+    for (int i = 0; i < 2; i++) { /* both hold svc-a's token: (tok - 1, tok] twice */
+        flamedb__cluster__token_range__init(&tr[i]);
+        tr[i].start = tok - 1;
+        tr[i].end = tok;
+    }
+    Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;
+    q.kind = FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_DIGEST;
+    q.ranges = tp;
+    q.n_ranges = 2;
+    q.from_s = T0;
+    q.until_s = T0 + 5 * 3600;
+    q.bucket_s = 3600;
+    uint8_t mask[2] = {1, 0};
+    for (int masked = 0; masked < 2; masked++) {
+        arena_t arena;
+        arena_init(&arena, 4096, 1 << 20);
+        Flamedb__Cluster__RepairAnswer ans = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
+        errmsg_t em = {{0}};
+        CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, masked ? mask : NULL, &arena, &ans, &em), 0);
+        CHECK(ans.n_buckets > 0);
+        size_t in0 = 0, in1 = 0;
+        for (size_t i = 0; i < ans.n_buckets; i++) {
+            in0 += ans.buckets[i]->range == 0;
+            in1 += ans.buckets[i]->range == 1;
+        }
+        CHECK(in1 > 0);
+        CHECK(masked ? in0 == 0 : in0 == in1);
+        CHECK_EQ_INT(ans.n_untrusted, masked ? 1 : 0);
+        if (masked) CHECK_EQ_INT(ans.untrusted[0], 0);
+        arena_free(&arena);
+    }
 }
 
 int main(void)
@@ -348,6 +390,7 @@ int main(void)
     test_span();
     test_fetch(&a, &b);
     test_stream_answer_outlives_builder(&a);
+    test_digest_leaves_out_untrusted(&a);
     fixture_t c;
     if (fx_init(&c) != 0) return 1;
     c.now = T0 + 6 * 3600;
