@@ -186,13 +186,15 @@ static int stream_piece(repair_t *r, const cluster_view_t *v, uint64_t end, uint
     return ok;
 }
 
-/* Interval iv, split at the current ring's ranges, streamed. */
-static int stream_iv(repair_t *r, const cluster_view_t *v, const repair_rg_iv_t *iv,
-                     repair_stats_t *st)
+/* Calls fn on each piece of interval iv split at v's ranges (`end`: the
+ * piece's range end); with all_of, stops at the first that returns 0. 1
+ * when every call returned nonzero (and nothing closed). */
+typedef int (*piece_fn)(repair_t *r, const cluster_view_t *v, uint64_t end, uint64_t a, uint64_t b,
+                        void *ctx);
+static int each_piece(repair_t *r, const cluster_view_t *v, const repair_rg_iv_t *iv, int all_of,
+                      piece_fn fn, void *ctx)
 {
     int ok = 1;
-    /* live writes land in recent windows of both sides at different times */
-    r->stream_check_s = (int64_t)(iv->settled_ms / 1000) - REPAIR_MARGIN_S;
     uint32_t nr = ring_range_count(v->ring);
     for (uint32_t j = 0; j < nr && !r->closing; j++) {
         ring_range_t rr = ring_range_at(v->ring, j);
@@ -201,10 +203,26 @@ static int stream_iv(repair_t *r, const cluster_view_t *v, const repair_rg_iv_t 
         for (int q = 0; q < k; q++) {
             uint64_t a = lo[q] > iv->lo ? lo[q] : iv->lo;
             uint64_t b = hi[q] < iv->hi ? hi[q] : iv->hi;
-            if (a <= b) ok &= stream_piece(r, v, rr.end, a, b, st);
+            if (a <= b && !fn(r, v, rr.end, a, b, ctx)) ok = 0;
+            if (!ok && all_of) return 0;
         }
     }
     return ok && !r->closing;
+}
+
+static int stream_piece_fn(repair_t *r, const cluster_view_t *v, uint64_t end, uint64_t a,
+                           uint64_t b, void *st)
+{
+    return stream_piece(r, v, end, a, b, st);
+}
+
+/* Interval iv, split at the current ring's ranges, streamed. */
+static int stream_iv(repair_t *r, const cluster_view_t *v, const repair_rg_iv_t *iv,
+                     repair_stats_t *st)
+{
+    /* live writes land in recent windows of both sides at different times */
+    r->stream_check_s = (int64_t)(iv->settled_ms / 1000) - REPAIR_MARGIN_S;
+    return each_piece(r, v, iv, 0, stream_piece_fn, st);
 }
 
 static repair_rg_iv_t *find_iv(repair_t *r, uint64_t lo, uint64_t hi)
@@ -289,20 +307,16 @@ static int piece_has_source(repair_t *r, const cluster_view_t *v, uint64_t end, 
  * none would drop this node's copy while no whole one is to be had (the
  * other replicas may be clearing theirs: all three of a range in a full
  * repair at once), and the stream that follows would copy a short one. */
+static int has_source_fn(repair_t *r, const cluster_view_t *v, uint64_t end, uint64_t a, uint64_t b,
+                         void *ctx)
+{
+    (void)ctx;
+    return piece_has_source(r, v, end, a, b);
+}
+
 static int iv_has_sources(repair_t *r, const cluster_view_t *v, const repair_rg_iv_t *iv)
 {
-    uint32_t nr = ring_range_count(v->ring);
-    for (uint32_t j = 0; j < nr && !r->closing; j++) {
-        ring_range_t rr = ring_range_at(v->ring, j);
-        uint64_t lo[2], hi[2];
-        int k = ring_range_intervals(rr, lo, hi);
-        for (int q = 0; q < k; q++) {
-            uint64_t a = lo[q] > iv->lo ? lo[q] : iv->lo;
-            uint64_t b = hi[q] < iv->hi ? hi[q] : iv->hi;
-            if (a <= b && !piece_has_source(r, v, rr.end, a, b)) return 0;
-        }
-    }
-    return !r->closing;
+    return each_piece(r, v, iv, 1, has_source_fn, NULL);
 }
 
 /* Whether interval i is to be cleared now: its removal settled by t0, it
