@@ -200,6 +200,16 @@ class Cluster:
         node.start(ready=ready)
         return node
 
+    def kill_then_remove(self, killed, removed, via=0):
+        """kill -9 each node of `killed` in turn, each waited for down by
+        the nodes still running, then POST /cluster/remove of node `removed`
+        (one of them) through node `via`."""
+        for i in killed:
+            self.kill(i)
+            self.wait_state(i, "down", observers=self.live())
+        r = self.nodes[via].request("POST", "/cluster/remove?node=%s" % self.ids[removed])
+        assert r.status == 200, r
+
     # ---- membership ----
     def live(self):
         return [i for i, node in enumerate(self.nodes) if node.alive()]

@@ -285,12 +285,7 @@ def test_down_node_regains_after_restart():
             c.wait_state(i, "active", observers=[0, 1, 2, 3], timeout=30)
         d = preload(c, "rd", now, 240)
         frm, until = now - 8000, now + 60
-        c.kill(2)
-        c.wait_state(2, "down", observers=[0, 1, 3])
-        c.kill(3)
-        c.wait_state(3, "down", observers=[0, 1])
-        r = c.nodes[0].request("POST", "/cluster/remove?node=n3")
-        assert r.status == 200, r
+        c.kill_then_remove([2, 3], 3)
         wait_for("n0 and n1 caught up",
                  lambda: all(c.status(i)["regaining"] == 0 and
                              c.states(i).get("n3") == "left" for i in (0, 1)), timeout=60)

@@ -173,12 +173,7 @@ def full_repair_after_lost_tombstone(short_setting):
         want = preload(c, 0, "full", now, 240)
         want.update(preload(c, 0, "fullold", now - OLD_S, 96, nservices=12))
         frm, until = now - OLD_S - 3600, now + 60
-        c.kill(2)
-        c.wait_state(2, "down", observers=[0, 1, 3])
-        c.kill(3)
-        c.wait_state(3, "down", observers=[0, 1])
-        r = c.nodes[0].request("POST", "/cluster/remove?node=n3")
-        assert r.status == 200, r
+        c.kill_then_remove([2, 3], 3)
         wait_for("n3 left on n0 and n1", lambda: all(
             c.states(i).get("n3") == "left" or c.status(i)["regaining"] > 0 for i in (0, 1)),
             timeout=20)
@@ -245,12 +240,7 @@ def full_repair_after_lost_tombstone(short_setting):
 def lose_tombstone_and_restart(c):
     """n2 killed, n3 killed and removed, n3's tombstone forgotten
     (--forget-left-after 3s), n2 started again: it is marked."""
-    c.kill(2)
-    c.wait_state(2, "down", observers=[0, 1, 3])
-    c.kill(3)
-    c.wait_state(3, "down", observers=[0, 1])
-    r = c.nodes[0].request("POST", "/cluster/remove?node=n3")
-    assert r.status == 200, r
+    c.kill_then_remove([2, 3], 3)
     wait_for("n0 and n1 regained n3's ranges", lambda: all(
         c.states(i).get("n3") in ("left", None) and c.status(i)["regaining"] == 0
         for i in (0, 1)), timeout=60)
