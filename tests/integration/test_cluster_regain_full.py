@@ -153,6 +153,22 @@ def resumed(c, nodes, observers):
         c.wait_state(k, "active", observers=observers, timeout=30)
 
 
+def n2_alone_exact(c, want, frm, until, what):
+    """n0 and n1 stopped: every answer through n2 exact within 20 s (the
+    bad ones printed on failure); prints `what` after "n2 alone (n0, n1
+    stopped) answers exactly"; n0 and n1 run again in any case."""
+    stopped(c, [0, 1], 2)
+    try:
+        try:
+            wait_for("n2 alone exact", lambda: exact(c, 2, want, frm, until), timeout=20)
+        except AssertionError:
+            print("    (service, got, want, partial) %r" % LAST_BAD)
+            raise
+        print("    n2 alone (n0, n1 stopped) answers exactly" + what)
+    finally:
+        resumed(c, [0, 1], [2])
+
+
 def test_down_past_tombstones_repairs_fully():
     """Tombstones forgotten by --forget-left-after 3s (n2 was down longer)."""
     full_repair_after_lost_tombstone(has_setting("forget-left-after"))
@@ -223,18 +239,8 @@ def full_repair_after_lost_tombstone(short_setting):
         streamed = [line for line in c.nodes[2].log if "to clear and stream whole" in line]
         if streamed:
             print("    " + streamed[0].split("INFO ", 1)[-1][:160])
-        stopped(c, [0, 1], 2)
-        try:
-            try:
-                wait_for("n2 alone exact", lambda: exact(c, 2, want, frm, until), timeout=20)
-            except AssertionError:
-                print("    (service, got, want, partial) %r" % LAST_BAD)
-                raise
-            print("    n2 alone (n0, n1 stopped) answers exactly, the %d services with "
-                  "profiles older than the seen span included" % sum(
-                      1 for s in want if "fullold" in s))
-        finally:
-            resumed(c, [0, 1], [2])
+        n2_alone_exact(c, want, frm, until, ", the %d services with profiles older than the "
+                       "seen span included" % sum(1 for s in want if "fullold" in s))
 
 
 def lose_tombstone_and_restart(c):
@@ -302,16 +308,7 @@ def test_restart_after_stream_streams_nothing_again():
         assert not again and streamed == 0 and cleared == 0, \
             "n2 cleared and streamed again what it had streamed before:\n" + "\n".join(again)
         assert not os.path.exists(full)
-        stopped(c, [0, 1], 2)
-        try:
-            try:
-                wait_for("n2 alone exact", lambda: exact(c, 2, want, frm, until), timeout=20)
-            except AssertionError:
-                print("    (service, got, want, partial) %r" % LAST_BAD)
-                raise
-            print("    n2 alone (n0, n1 stopped) answers exactly, old profiles included")
-        finally:
-            resumed(c, [0, 1], [2])
+        n2_alone_exact(c, want, frm, until, ", old profiles included")
 
 
 def test_joined_and_removed_while_down():
@@ -434,12 +431,7 @@ def test_damaged_regain_file_falls_back():
         wait_for("n2's full repair to converge",
                  lambda: c.status(2).get("full_repair") == 0, timeout=90)
         print("    full repair converged %.1f s after the start" % (time.monotonic() - t0))
-        stopped(c, [0, 1], 2)
-        try:
-            wait_for("n2 alone exact", lambda: exact(c, 2, want, frm, until), timeout=20)
-            print("    n2 alone (n0, n1 stopped) answers exactly")
-        finally:
-            resumed(c, [0, 1], [2])
+        n2_alone_exact(c, want, frm, until, "")
         code, _ = c.stop(2)
         assert code == 0, code
         damage(path, cleared=True)
