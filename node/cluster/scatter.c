@@ -230,8 +230,27 @@ static void release_held(scatter_q_t *q)
     scatter_q_charge(q);
 }
 
-/* Calls done once, then lets the query go (pool jobs still running keep it
- * alive until they end). */
+static void send_cancel(scatter_q_t *q, const ask_t *a);
+
+/* Answered while parts of q still run (an error or a refusal decided it,
+ * its client went away, the node is stopping): the remote shares still
+ * waiting, or given up as slow at half time, are sent a CANCEL and the
+ * query's jobs on the pool are dropped or stopped, so no node goes on
+ * reading for an answer that would only be dropped as late. */
+static void stop_parts(scatter_q_t *q)
+{
+    for (size_t i = 0; i < q->nasks; i++) {
+        ask_t *a = &q->asks[i];
+        if (a->state != ASK_WAITING && !(a->state == ASK_FAILED && a->slow)) continue;
+        if (a->state == ASK_WAITING) a->state = ASK_ABANDONED;
+        a->slow = 0;
+        send_cancel(q, a); /* a local ask: its job is stopped below */
+    }
+    scatter_q_cancel_jobs(q);
+}
+
+/* Calls done once, stops the parts still running, then lets the query go
+ * (pool jobs still running keep it alive until they end). */
 void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a)
 {
     if (q->answered) return;
@@ -239,6 +258,7 @@ void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a)
     unlink_query(q);
     if (a->rc == 0 && a->partial_header[0] != 0) q->s->stats.partial_answers++;
     q->done(q->arg, a);
+    stop_parts(q);
     release_held(q);
     if (q->timer_open) {
         q->timer_open = 0;
@@ -512,8 +532,10 @@ static void on_timer(uv_timer_t *t)
         size_t n = q->nasks;
         for (size_t i = 0; i < n; i++) {
             int local = q->view->self >= 0 && q->asks[i].node == (uint32_t)q->view->self;
-            if (q->asks[i].state == ASK_WAITING && q->asks[i].gen == 0 && !local)
+            if (q->asks[i].state == ASK_WAITING && q->asks[i].gen == 0 && !local) {
+                q->asks[i].slow = 1; /* cancelled if the query ends before its share */
                 scatter_q_ask_failed(q, i, "no answer by half the query timeout");
+            }
         }
         q->hard = 1;
         uint64_t now = scatter_unix_ms(q->s);
@@ -637,9 +659,9 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
 }
 
 /* The client went away: answer at once (the answer goes nowhere; answering
- * frees the gather and the answers not merged yet), drop the asks still
- * waiting (a remote node may finish its share; its answer is then dropped as
- * late) and the jobs not started. */
+ * frees the gather and the answers not merged yet, and stops the parts
+ * still running: the asks still waiting are sent a CANCEL, the jobs not
+ * started dropped). */
 void scatter_cancel(scatter_t *s, void *arg)
 {
     scatter_q_t *q = NULL;
@@ -651,16 +673,10 @@ void scatter_cancel(scatter_t *s, void *arg)
     if (q == NULL) return; /* answered already */
     s->stats.cancelled++;
     q->refs++;
-    for (size_t i = 0; i < q->nasks; i++)
-        if (q->asks[i].state == ASK_WAITING) {
-            q->asks[i].state = ASK_ABANDONED;
-            send_cancel(q, &q->asks[i]); /* a share running there stops */
-        }
     cluster_answer_t a = {.rc = ERR_UNAVAILABLE};
     errmsg_set(&a.em, ERR_UNAVAILABLE, "cancelled: the client closed the connection");
     query_result_init(&a.result);
-    scatter_q_answer(q, &a);
-    scatter_q_cancel_jobs(q);
+    scatter_q_answer(q, &a); /* stops its parts, here and on the other nodes */
     scatter_q_unref(q);
 }
 

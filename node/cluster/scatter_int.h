@@ -122,7 +122,8 @@ void scatter_release(scatter_t *s, size_t bytes);
       "replica or counts the ranges missing).")                                                    \
     X(shares_stopped, "flamedb_scatter_shares_cancelled_total",                                    \
       "Shares of queries (local, or served for another node) cancelled before they ran or "        \
-      "stopped while running: their query was cancelled or its deadline passed.")
+      "stopped while running: their query was cancelled, answered without them (an error or "      \
+      "refusal of another part) or its deadline passed.")
 
 typedef struct scatter_stats {
 #define SCATTER_FIELD(name, metric, help) uint64_t name;
@@ -187,6 +188,7 @@ typedef struct ask {
     int gen;       /* 0: first plan; 1: re-planned (not re-planned again) */
     int state;
     int holds_gather; /* a local ask whose job merges into the gather: not abandoned */
+    int slow;         /* failed for no answer by half the timeout: its share may still run */
     ring_ranges_t ranges;
 } ask_t;
 

@@ -3,7 +3,12 @@ while they run, on the coordinator (its local job) and on the other node (a
 cancel message): a render over 80,000 series (about half a second of merging per
 node here) is opened and its connection closed once both shares run; both nodes count
 a share stopped early (flamedb_scatter_shares_cancelled_total) and their
-query lanes are idle again well before the query would have finished."""
+query lanes are idle again well before the query would have finished.
+
+A query that one part ends early (here the coordinator's own share refuses
+the query over its query-max-series, a 4xx) stops its other parts the same
+way: the other node's share of the same render is cancelled, not run to its
+end for an answer that would be dropped."""
 import socket
 import time
 import urllib.parse
@@ -30,22 +35,32 @@ def query_lane_running(node):
     raise AssertionError("no flamedb_pool_jobs_running for the query lane")
 
 
+def push_heavy(node, t0):
+    """SERIES series in each of PUSHES windows of service heavy; returns the
+    params of a render over all of them that merges them series by series."""
+    for k in range(PUSHES):  # one series per label value, each push its own window
+        p = Pprof([("cpu", "nanoseconds")])
+        for i in range(SERIES):
+            p.add(["main", "f%d" % (i % 100), "g%d" % (i % 1000)], [1], labels={"k": "v%d" % i})
+        r = node.ingest(p.encode(), tenant="t", name="heavy.cpu", format="pprof",
+                        **{"from": t0 + k * 250})
+        assert r.status == 200, r
+    # the k matcher keeps the merge per series: the whole service alone
+    # would be read from its aggregates, far too fast to cancel
+    return {"query": '%s{service_name="heavy",k=~"v.*"}' % CPU, "from": str(t0 - 60),
+            "until": str(t0 + 2000)}
+
+
+def share_counters(node):
+    return {k: node.metric("flamedb_scatter_" + k) for k in (
+        "partials_served_total", "partials_refused_total", "shares_cancelled_total")}
+
+
 def test_client_close_stops_running_shares():
     t0 = int(time.time()) - 3000
     with Cluster(2, rf=1, failure_timeout="60s", args=ARGS) as c:
         n0, n1 = c.nodes
-        for k in range(PUSHES):  # one series per label value, each push its own window
-            p = Pprof([("cpu", "nanoseconds")])
-            for i in range(SERIES):
-                p.add(["main", "f%d" % (i % 100), "g%d" % (i % 1000)], [1],
-                      labels={"k": "v%d" % i})
-            r = n0.ingest(p.encode(), tenant="t", name="heavy.cpu", format="pprof",
-                          **{"from": t0 + k * 250})
-            assert r.status == 200, r
-        # the k matcher keeps the merge per series: the whole service alone
-        # would be read from its aggregates, far too fast to cancel
-        params = {"query": '%s{service_name="heavy",k=~"v.*"}' % CPU, "from": str(t0 - 60),
-                  "until": str(t0 + 2000)}
+        params = push_heavy(n0, t0)
         start = time.monotonic()
         r = n0.query("/pyroscope/render", "t", **params)
         full = time.monotonic() - start
@@ -71,6 +86,42 @@ def test_client_close_stops_running_shares():
         assert after[0] == before[0] + 1, (before, after)  # the coordinator's local job
         assert after[1] == before[1] + 1, (before, after)  # the other node's share
         assert took < full * 0.7, (took, full)
+
+
+def test_refusal_by_one_part_stops_the_others():
+    t0 = int(time.time()) - 3000
+    with Cluster(2, rf=1, failure_timeout="60s", args=ARGS) as c:
+        n0, n1 = c.nodes
+        params = push_heavy(n0, t0)
+        start = time.monotonic()
+        r = n0.query("/pyroscope/render", "t", **params)
+        full = time.monotonic() - start
+        assert r.status == 200 and r.json()["flamebearer"]["numTicks"] == SERIES * PUSHES * 1
+        # n0 again, allowed far fewer series than its share selects: its
+        # local share refuses the query at once (422), while n1's share would
+        # merge its half of the 80,000 series (a later flag wins)
+        c.stop(0)
+        c.restart(0, extra=["--query-max-series", "100"])
+        n0 = c.nodes[0]
+        wait_for("both nodes active again", c.converged, timeout=30)
+        before = share_counters(n1)
+        start = time.monotonic()
+        r = n0.query("/pyroscope/render", "t", **params)
+        refused = time.monotonic() - start
+        # (over max_series=100, or over the candidates allowed for it)
+        assert r.status == 422 and b"series" in r.body, r
+        wait_for("n1's share asked for", lambda: share_counters(n1) != before, timeout=30,
+                 interval=0.01)
+        wait_for("n1's query lane idle", lambda: query_lane_running(n1) == 0, timeout=30,
+                 interval=0.02)
+        took = time.monotonic() - start
+        after = share_counters(n1)
+        print("    full query %.2f s; refused by n0's share in %.2f s, n1's share ended "
+              "%.2f s after the query: %s -> %s" % (full, refused, took, before, after))
+        # n1's share was cancelled (before it ran or while it ran), never answered
+        assert after["shares_cancelled_total"] == before["shares_cancelled_total"] + 1, \
+            (before, after)
+        assert after["partials_served_total"] == before["partials_served_total"], (before, after)
 
 
 run_tests(globals())
