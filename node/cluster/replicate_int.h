@@ -352,6 +352,7 @@ typedef struct replicate_mark {
     uint64_t open_ms;     /* the latest open miss (unix ms) */
     uint64_t repaired_ms; /* start of its latest complete repair pass it reported */
     uint64_t run_sent_ms; /* when it was last asked to run one */
+    int lift_unstored;    /* lifted by late acks while drops were being stamped: store later */
 } replicate_mark_t;
 
 struct replicate {
@@ -378,6 +379,12 @@ struct replicate {
     replicate_slow_t *slow; /* replicas whose last ack came after the grace */
     size_t nslow, slow_cap;
     uint32_t jobs; /* pool jobs not yet finished */
+    /* A mark lifted by late acks is stored as covering every miss stamped
+     * up to its latest one (replicate_marks.c). Drops stamped (any thread)
+     * and not yet noted on the loop: a lift is stored only when there are
+     * none, and every later stamp is above drop_floor_ms, the latest miss a
+     * stored lift covers, so no miss it does not cover reads as covered. */
+    _Atomic uint64_t drops_unnoted, drop_floor_ms;
     int closing, closed_handles;
     void (*close_done)(void *arg);
     void *close_arg;

@@ -21,9 +21,13 @@
  * of its own. Its ack (the replica stored it) cancels it, and the mark is
  * lifted at once when no other open miss and no miss only a pass lifts
  * remains. The deadline, a refusal or the node stopping turns it into an
- * ordinary miss. The stored mark is not rewritten (a pool job could be
- * storing a newer miss meanwhile): after a restart it counts again until a
- * pass, as every stored mark does.
+ * ordinary miss. The lift is stored too (store_lift), so a restart does not
+ * read the mark back: as a repaired time just past the slack after the
+ * latest miss it covers. Misses are stamped on the pool and noted here
+ * later, so a drop stamped before that latest miss may still be on its way
+ * (and be a real miss): the lift is stored only while no drop is between
+ * its stamp and its note, and every drop stamped later is stamped above the
+ * misses a stored lift covers (drop_floor_ms).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,60 +114,7 @@ static int may_ack_late(const replicate_t *r, const rtarget_t *t)
     return r->o.hints_max_bytes == 0 && t->state == TS_PENDING && t->pend != NULL;
 }
 
-void replicate_marks_note(replicate_t *r, replicate_write_t *rw)
-{
-    int changed = 0;
-    for (uint32_t ti = 0; ti < rw->nt; ti++) {
-        rtarget_t *t = &rw->t[ti];
-        if (!t->dropped) continue;
-        t->dropped = 0; /* noted once: replicate_finish_hints notes rw again */
-        if (t->state == TS_ACKED && r->o.hints_max_bytes == 0) {
-            r->st.misses_acked_late++; /* acked while its mark was being stored */
-            continue;
-        }
-        replicate_mark_t *m = mark_of(r, t->id, 1);
-        if (m == NULL) continue; /* out of memory: the stored mark still counts after a restart */
-        if (may_ack_late(r, t)) {
-            log_debug("replicate", "%s marked until it acknowledges a write after the grace",
-                      m->id);
-            t->miss_open = 1;
-            m->open++;
-            if (t->dropped_ms > m->open_ms) m->open_ms = t->dropped_ms;
-        } else {
-            pin(r, m, t->dropped_ms);
-        }
-        changed = 1;
-    }
-    if (changed) replicate_publish_hint_targets(r);
-}
-
-void replicate_marks_resolved(replicate_t *r, rtarget_t *t, int acked)
-{
-    if (!t->miss_open) return;
-    t->miss_open = 0;
-    replicate_mark_t *m = mark_of(r, t->id, 0);
-    if (m == NULL || m->open == 0) return; /* cannot happen: noted with the mark */
-    int was = replicate_mark_active(m, slack_ms(r));
-    m->open--;
-    if (!acked) { /* deadline, refusal or stopping: a miss only a pass lifts */
-        pin(r, m, t->dropped_ms);
-        return;
-    }
-    r->st.misses_acked_late++;
-    if (!was || replicate_mark_active(m, slack_ms(r))) return;
-    r->st.marks_lifted_late_ack++;
-    log_debug("replicate", "%s acknowledged every write it was marked for: read from again", t->id);
-    replicate_publish_hint_targets(r);
-}
-
-size_t replicate_marks_active(const replicate_t *r, const char **ids, size_t cap)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < r->nmarks && n < cap; i++)
-        if (replicate_mark_active(&r->marks[i], slack_ms(r))) ids[n++] = r->marks[i].id;
-    return n;
-}
-
+/* Pool: stores a repaired time for id (a pass that reported it, or a lift). */
 typedef struct done_job {
     workq_job_t work;
     replicate_t *r;
@@ -187,23 +138,126 @@ static void done_after(workq_job_t *w, int status)
     free(j);
 }
 
+static void store_repaired(replicate_t *r, const char *id, uint64_t ms)
+{
+    done_job_t *j = r->closing ? NULL : calloc(1, sizeof *j);
+    if (j == NULL) return; /* not stored: after a restart the mark counts until a pass */
+    j->r = r;
+    snprintf(j->id, sizeof j->id, "%s", id);
+    j->ms = ms;
+    j->work.data = j;
+    if (workq_submit(r->workq, WORKQ_WRITE, &j->work, done_work, done_after) == 0)
+        r->jobs++;
+    else
+        free(j);
+}
+
+/* m was lifted by late acks: stored as repaired just past the slack after
+ * the latest miss it records, so a restart reads every one of them as
+ * repaired. While drops are stamped and not noted yet, one of them may be a
+ * real miss stamped before that latest one: the store waits for the last
+ * of them (lift_unstored, replicate_marks_note). The floor is raised before
+ * the count is read and a drop counts itself before it reads the floor
+ * (both sequentially consistent), so a drop the count misses is stamped
+ * above the floor, outside what is stored as repaired. */
+static void store_lift(replicate_t *r, replicate_mark_t *m)
+{
+    uint64_t covered = m->open_ms > m->lost_ms ? m->open_ms : m->lost_ms;
+    if (covered > atomic_load(&r->drop_floor_ms)) atomic_store(&r->drop_floor_ms, covered);
+    m->lift_unstored = atomic_load(&r->drops_unnoted) != 0;
+    uint64_t ms = covered + slack_ms(r) + 1;
+    if (m->lift_unstored || ms <= m->repaired_ms) return;
+    m->repaired_ms = ms; /* a later miss is stamped above covered: still counted */
+    store_repaired(r, m->id, ms);
+}
+
+/* Lifts that waited for the drops on their way: stored once none is left. */
+static void store_waiting_lifts(replicate_t *r)
+{
+    if (atomic_load(&r->drops_unnoted) != 0) return;
+    for (size_t i = 0; i < r->nmarks; i++) {
+        replicate_mark_t *m = &r->marks[i];
+        if (!m->lift_unstored) continue;
+        m->lift_unstored = 0;
+        if (!replicate_mark_active(m, slack_ms(r))) store_lift(r, m); /* else marked again */
+    }
+}
+
+/* A miss whose ack came while its mark was being stored: never listed, but
+ * stored, so the lift is stored as well. */
+static void acked_while_stored(replicate_t *r, const rtarget_t *t)
+{
+    r->st.misses_acked_late++;
+    replicate_mark_t *m = mark_of(r, t->id, 1);
+    if (m == NULL) return; /* out of memory: the stored mark counts until a pass */
+    if (t->dropped_ms > m->open_ms) m->open_ms = t->dropped_ms;
+    if (!replicate_mark_active(m, slack_ms(r))) store_lift(r, m);
+}
+
+void replicate_marks_note(replicate_t *r, replicate_write_t *rw)
+{
+    int changed = 0;
+    for (uint32_t ti = 0; ti < rw->nt; ti++) {
+        rtarget_t *t = &rw->t[ti];
+        if (!t->dropped) continue;
+        t->dropped = 0; /* noted once: replicate_finish_hints notes rw again */
+        atomic_fetch_sub(&r->drops_unnoted, 1);
+        if (t->state == TS_ACKED && r->o.hints_max_bytes == 0) {
+            acked_while_stored(r, t);
+            continue;
+        }
+        replicate_mark_t *m = mark_of(r, t->id, 1);
+        if (m == NULL) continue; /* out of memory: the stored mark still counts after a restart */
+        if (may_ack_late(r, t)) {
+            log_debug("replicate", "%s marked until it acknowledges a write after the grace",
+                      m->id);
+            t->miss_open = 1;
+            m->open++;
+            if (t->dropped_ms > m->open_ms) m->open_ms = t->dropped_ms;
+        } else {
+            pin(r, m, t->dropped_ms);
+        }
+        changed = 1;
+    }
+    store_waiting_lifts(r);
+    if (changed) replicate_publish_hint_targets(r);
+}
+
+void replicate_marks_resolved(replicate_t *r, rtarget_t *t, int acked)
+{
+    if (!t->miss_open) return;
+    t->miss_open = 0;
+    replicate_mark_t *m = mark_of(r, t->id, 0);
+    if (m == NULL || m->open == 0) return; /* cannot happen: noted with the mark */
+    int was = replicate_mark_active(m, slack_ms(r));
+    m->open--;
+    if (!acked) { /* deadline, refusal or stopping: a miss only a pass lifts */
+        pin(r, m, t->dropped_ms);
+        return;
+    }
+    r->st.misses_acked_late++;
+    if (!was || replicate_mark_active(m, slack_ms(r))) return;
+    r->st.marks_lifted_late_ack++;
+    log_debug("replicate", "%s acknowledged every write it was marked for: read from again", t->id);
+    store_lift(r, m);
+    replicate_publish_hint_targets(r);
+}
+
+size_t replicate_marks_active(const replicate_t *r, const char **ids, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->nmarks && n < cap; i++)
+        if (replicate_mark_active(&r->marks[i], slack_ms(r))) ids[n++] = r->marks[i].id;
+    return n;
+}
+
 void replicate_marks_repaired(replicate_t *r, const char *id, uint64_t started_ms)
 {
     replicate_mark_t *m = mark_of(r, id, 0);
     if (m == NULL || started_ms <= m->repaired_ms) return; /* never marked, or old news */
     int was = replicate_mark_active(m, slack_ms(r));
     m->repaired_ms = started_ms;
-    done_job_t *j = r->closing ? NULL : calloc(1, sizeof *j);
-    if (j != NULL) {
-        j->r = r;
-        snprintf(j->id, sizeof j->id, "%s", id);
-        j->ms = started_ms;
-        j->work.data = j;
-        if (workq_submit(r->workq, WORKQ_WRITE, &j->work, done_work, done_after) == 0)
-            r->jobs++;
-        else
-            free(j); /* not persisted: after a restart the node is asked to repair again */
-    }
+    store_repaired(r, id, started_ms); /* not stored: after a restart it is asked again */
     if (was && !replicate_mark_active(m, slack_ms(r))) {
         log_info("replicate", "%s repaired: read from again", id);
         replicate_publish_hint_targets(r);

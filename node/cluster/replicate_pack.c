@@ -417,9 +417,12 @@ static int pack_remotes(replicate_write_t *rw, const cluster_view_t *v,
 static void mark_dropped(replicate_write_t *rw, rtarget_t *t)
 {
     errmsg_t em = {{0}};
+    replicate_t *r = rw->r;
     rw->hints_dropped++;
     t->dropped = 1;
-    t->dropped_ms = replicate_now_ms(rw->r);
+    atomic_fetch_add(&r->drops_unnoted, 1); /* before the floor is read: replicate_marks.c */
+    uint64_t now = replicate_now_ms(r), floor = atomic_load(&r->drop_floor_ms);
+    t->dropped_ms = now > floor ? now : floor + 1; /* above every miss a stored lift covers */
     int rc = storage_repair_mark_put(rw->r->storage, STORAGE_MARK_LOST, t->id, t->dropped_ms, &em);
     if (rc != 0) log_warn("replicate", "repair mark for %s: %s", t->id, errmsg_text(&em, rc));
 }
@@ -549,6 +552,7 @@ void replicate_write_free(replicate_write_t *rw)
 {
     if (rw == NULL) return;
     for (uint32_t i = 0; i < rw->nt; i++) {
+        if (rw->t[i].dropped) atomic_fetch_sub(&rw->r->drops_unnoted, 1); /* never noted */
         free(rw->t[i].series);
         free(rw->t[i].natural);
     }

@@ -10,7 +10,9 @@
   continue, on every node's view, counted in
   flamedb_repair_marks_lifted_late_ack_total, with no repair pass (without
   this the mark waited for a pass, asked no earlier than --write-timeout +
-  1 s after the miss: more than 9 s after the continue here);
+  1 s after the miss: more than 9 s after the continue here); the lift is
+  stored: n0 restarted right after it does not read the mark back (it
+  listed n2 again until n2's next pass);
 - a real miss still waits for a pass: n2 stopped past the write deadline, so
   the copy sent to it expires and is never acknowledged; the mark stays
   after the continue until n2's own pass, and no late-ack lift is counted.
@@ -64,6 +66,23 @@ def test_late_ack_lifts_the_mark_it_caused():
         assert lifted >= 1, "not lifted by the late ack"
         assert passes == 0, "n2 ran %d passes: the mark was not left to the late ack" % passes
         assert c.nodes[0].metric("flamedb_repair_marked_nodes") == 0
+        for i in range(3):
+            got = totals(c, i, want, t0)
+            assert got == want, "n%d: %s, want %s" % (i, got, want)
+        # n0 restarted well inside the slack (--write-timeout + 1 s) after
+        # the miss, so no pass of n2 could lift a mark read back from disk
+        c.stop(0)
+        c.restart(0)
+        wait_for("n0 back and every node active", c.converged, timeout=30)
+        seen = []
+        for _ in range(10):  # a second: the stored mark would be listed at start
+            seen.append((hints_for(c, 0), c.nodes[0].metric("flamedb_repair_marked_nodes")))
+            time.sleep(0.1)
+        print("    n0 restarted %.2fs after n2 continued: lists %s"
+              % (time.monotonic() - t_cont, seen[0]))
+        assert all("n2" not in h and marked == 0 for h, marked in seen), \
+            "n0 restarted marks n2 again: %s" % seen
+        assert c.nodes[2].metric("flamedb_repair_passes_total") == passes0, "n2 ran a pass"
         for i in range(3):
             got = totals(c, i, want, t0)
             assert got == want, "n%d: %s, want %s" % (i, got, want)

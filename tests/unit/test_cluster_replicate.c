@@ -717,6 +717,32 @@ static int marked(fx_t *f, const char *id)
     return 0;
 }
 
+static int stored_one(void *ctx, int kind, const char *node, uint64_t ms)
+{
+    replicate_mark_t *m = ctx;
+    if (strcmp(node, m->id) != 0) return 0;
+    if (kind == STORAGE_MARK_LOST)
+        m->lost_ms = ms;
+    else
+        m->repaired_ms = ms;
+    return 0;
+}
+
+/* 1 when a restart would read id back marked: the fixture's node's stored
+ * marks once its pool jobs have stored them (as replicate_marks_load reads
+ * them). */
+static int stored_marked(fx_t *f, const char *id)
+{
+    for (int i = 0; i < 400 && f->r->jobs > 0; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT), usleep(500);
+    CHECK_EQ_INT((int)f->r->jobs, 0);
+    replicate_mark_t m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.id, sizeof m.id, "%s", id);
+    CHECK_EQ_INT(storage_repair_marks(f->s, stored_one, &m), 0);
+    return replicate_mark_active(&m, f->r->o.write_timeout_ms + 1000);
+}
+
 /* The request id of the last write sent to id (0: none). */
 static uint64_t sent_to(const char *id)
 {
@@ -777,16 +803,18 @@ static void test_late_ack_lifts_its_mark(void)
     f.r->o.hint_ack_grace_ms = 50;
     f.r->o.hints_max_bytes = 0;
     replicate_stats_t st;
-    prof_t p[8];
-    answer_seen_t a[8];
+    prof_t p[10];
+    answer_seen_t a[10];
     int np = 0;
 
     /* 1. one late ack: the mark it caused is lifted at its ack */
     uint64_t q = miss_n2(&f, &p[np], 41, &a[np]);
     np++;
     CHECK_EQ_INT(targets_set, 1);
+    CHECK(stored_marked(&f, "n2"));
     ack_of(&f, "n2", q, 0);
     CHECK(!marked(&f, "n2"));
+    CHECK(!stored_marked(&f, "n2")); /* the lift is stored: a restart reads it */
     CHECK_EQ_INT(targets_set, 0);
     replicate_stats(f.r, &st);
     CHECK_EQ_INT(st.misses_acked_late, 1);
@@ -800,10 +828,12 @@ static void test_late_ack_lifts_its_mark(void)
     np++;
     ack_of(&f, "n2", q1, 0);
     CHECK(marked(&f, "n2")); /* the second miss still counts */
+    CHECK(stored_marked(&f, "n2"));
     ack_of(&f, "n2", q1, 0); /* a duplicate changes nothing */
     CHECK(marked(&f, "n2"));
     ack_of(&f, "n2", q2, 0);
     CHECK(!marked(&f, "n2"));
+    CHECK(!stored_marked(&f, "n2"));
     replicate_stats(f.r, &st);
     CHECK_EQ_INT(st.misses_acked_late, 3);
     CHECK_EQ_INT(st.marks_lifted_late_ack, 2);
@@ -821,10 +851,12 @@ static void test_late_ack_lifts_its_mark(void)
     np++;
     ack_of(&f, "n2", q, 0);
     CHECK(marked(&f, "n2"));
+    CHECK(stored_marked(&f, "n2"));
     replicate_stats(f.r, &st);
     CHECK_EQ_INT(st.misses_acked_late, 4);
     CHECK_EQ_INT(st.marks_lifted_late_ack, 2);
     repaired_n2(&f);
+    CHECK(!stored_marked(&f, "n2"));
 
     /* 4. refused: a miss for good */
     q = miss_n2(&f, &p[np], 46, &a[np]);
@@ -860,9 +892,23 @@ static void test_late_ack_lifts_its_mark(void)
     CHECK_EQ_INT(a[np].out.rc, 0);
     np++;
     CHECK(!marked(&f, "n2"));
+    CHECK(!stored_marked(&f, "n2")); /* its drop was stored, and so is the lift */
     replicate_stats(f.r, &st);
     CHECK_EQ_INT(st.misses_acked_late, 6);
     CHECK_EQ_INT(st.inflight_writes, 0);
+
+    /* 7. lifted while another drop is stamped and not noted yet (it may be
+     * a real miss stamped before this one): stored once that drop is noted */
+    atomic_fetch_add(&f.r->drops_unnoted, 1); /* a drop on its way */
+    q = miss_n2(&f, &p[np], 49, &a[np]);
+    np++;
+    ack_of(&f, "n2", q, 0);
+    CHECK(!marked(&f, "n2"));
+    CHECK(stored_marked(&f, "n2")); /* not yet */
+    atomic_fetch_sub(&f.r->drops_unnoted, 1);
+    replicate_write_t noted = {0}; /* the note that takes the last one */
+    replicate_marks_note(f.r, &noted);
+    CHECK(!stored_marked(&f, "n2"));
 
     f.r->ops.send = send_none;
     for (int i = 0; i < np; i++)
