@@ -312,9 +312,9 @@ static const opt_t options[] = {
     {"failure-timeout", OPT_MS, FIELD(cluster.failure_timeout_ms, uint64_t), "5s", 0, 200, 600000,
      "A node not heard from for this long is marked down."},
     {"redial-interval", OPT_MS, FIELD(cluster.redial_interval_ms, uint64_t), "1s", 0, 0, 600000,
-     "While a member is marked down, or while requests to it (writes, queries, repair) go "
-     "unanswered although it is not (nothing answered for failure-timeout: only the link to it "
-     "is cut, and gossip through others keeps it alive), how often this node drops its "
+     "While a member is marked down, or while requests to it (writes, queries, repair, gossip "
+     "SYNs) go unanswered although it is not (nothing answered for failure-timeout: only the "
+     "link to it is cut, and gossip through others keeps it alive), how often this node drops its "
      "connection to it and dials it again (checked every gossip-interval). An established TCP "
      "connection to a node that is cut off stays open while TCP retransmits with a backoff that "
      "doubles up to minutes, so after the network heals it could stay silent about as long as "

@@ -423,6 +423,9 @@ typedef struct ring_gossip_seen {
     /* Members it named that this table lacks: their full entries are asked
      * for (a SYN's answer) and arrive with the next message. */
     uint32_t wanted;
+    /* 1 when it was an ACK: the answer to a SYN this node sent its sender
+     * (which came back on the sender's own connection to this node). */
+    int ack;
 } ring_gossip_seen_t;
 
 /* As ring_gossip_receive, and fills *seen (when not NULL) for a message

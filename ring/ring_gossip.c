@@ -354,6 +354,7 @@ int ring_gossip_receive_seen(ring_members_t *m, const char *sender_id, const uin
         return rc;
     }
     seen->self_incarnation = self_incarnation(m, g);
+    seen->ack = g->phase == PH(ACK);
     if (g->phase == PH(SYN))
         rc = answer_syn(m, g, reply, &seen->wanted);
     else if (g->phase == PH(ACK))

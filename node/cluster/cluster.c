@@ -100,12 +100,19 @@ static int send_gossip(cluster_t *c, const char *addr, const buf_t *gossip)
     return rc;
 }
 
+/* A SYN is a request: its ACK comes back on the member's own connection to
+ * this node. So a link that carries no other request (an idle pair, whose
+ * heartbeats reach each other through third nodes) still shows as
+ * unanswered, and is redialled (rpc_redial_unanswered) while it is cut
+ * rather than left in TCP's retransmission backoff until the first request
+ * after it heals. */
 static void gossip_to(cluster_t *c, const char *addr)
 {
     buf_t b;
     buf_init(&b, c->cfg.max_message_bytes);
     int rc = ring_gossip_syn(c->members, &b);
     if (rc == ERR_OK) rc = send_gossip(c, addr, &b);
+    if (rc == ERR_OK) rpc_awaiting(c->rpc, addr);
     if (rc != ERR_OK) log_debug("cluster", "gossip to %s: %s", addr, err_message(rc));
     buf_free(&b);
 }
@@ -122,7 +129,8 @@ static const char *next_seed(cluster_t *c)
  * (or only the link to it) went silent, may be waiting out TCP's
  * retransmission backoff, which grows with the outage (rpc_redial). A
  * member held up only from here (a partial partition: the others relay its
- * heartbeats, so nobody marks it down) shows by its silence. A member that
+ * heartbeats, so nobody marks it down) shows by its silence: to requests,
+ * and to the SYNs of gossip, which every pair exchanges. A member that
  * left is not dialled; its socket is forgotten with its address. */
 static void redial(cluster_t *c)
 {
@@ -187,6 +195,15 @@ static void on_gossip_timer(uv_timer_t *t)
     cluster_regain_ring_touch(c);
 }
 
+/* An answer from a member: its connection to this node carries traffic,
+ * so requests to it are not stuck (rpc_redial_unanswered). */
+static void answered(cluster_t *c, const char *sender_id)
+{
+    ring_member_t m;
+    if (c->rpc != NULL && ring_members_find(c->members, sender_id, &m) == ERR_OK)
+        rpc_answered(c->rpc, m.cluster_addr);
+}
+
 /* The gossip handler: merge, then answer the sender. The ring reads the
  * body itself. */
 static void on_gossip(cluster_t *c, const Flamedb__Cluster__Envelope *env)
@@ -204,6 +221,7 @@ static void on_gossip(cluster_t *c, const Flamedb__Cluster__Envelope *env)
         cluster_move_heard(c, env->sender_id);
         cluster_move_heard_check(c);
     }
+    if (rc == ERR_OK && seen.ack) answered(c, env->sender_id); /* gossip_to's SYN */
     if (rc == ERR_OK && reply.len > 0 && addr[0] != 0) send_gossip(c, addr, &reply);
     buf_free(&reply);
 }
@@ -246,15 +264,6 @@ static void refused(cluster_t *c, size_t len, int rc, const errmsg_t *em)
     c->refusal_logged_ms = now;
     log_warn("cluster", "refused a message of %zu bytes: %s (%llu refused so far)", len, em->text,
              (unsigned long long)c->counters.refused);
-}
-
-/* An answer from a member: its connection to this node carries traffic,
- * so requests to it are not stuck (rpc_redial_unanswered). */
-static void answered(cluster_t *c, const char *sender_id)
-{
-    ring_member_t m;
-    if (c->rpc != NULL && ring_members_find(c->members, sender_id, &m) == ERR_OK)
-        rpc_answered(c->rpc, m.cluster_addr);
 }
 
 static void on_message(void *ctx, const uint8_t *raw, size_t len)

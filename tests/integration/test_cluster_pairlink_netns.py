@@ -19,6 +19,13 @@ the time until a push through n0 and one through n2 are each acknowledged,
 and until every node answers the acknowledged total exactly; it requires
 the first within RECOVERY_BOUND_S. Runtime: the cut plus about 10 s.
 
+An idle pair: the same cut while nothing is pushed, so n0 and n2 send
+each other no request, only gossip (a SYN now and then, answered by an
+ACK on the answering node's own connection). Gossip counts as a request
+and its answer as one: n0 and n2 redial each other during the cut (before,
+nobody did: no request went unanswered), and a push through n0 and one
+through n2 right after the heal are acknowledged within IDLE_BOUND_S.
+
 Skipped (harness.Skip) when namespaces cannot be made (netns.py).
 """
 import os
@@ -38,6 +45,12 @@ PAIRLINK_CUT_S = float(os.environ.get("FLAMEDB_PAIRLINK_CUT_S", "15"))
 # a loaded machine. Redials start after the failure timeout (1 s here) of
 # unanswered requests, long before the heal.
 RECOVERY_BOUND_S = 3.0
+IDLE_CUT_S = float(os.environ.get("FLAMEDB_IDLE_CUT_S", "10"))
+# --redial-interval (1 s): during the cut the connection is dialled again
+# every second (each dial waits on TCP's SYN retries while the link is
+# down), so the one after the heal comes within a second; + 1 s for the
+# push's round trips and HTTP on a loaded machine
+IDLE_BOUND_S = 2.0
 
 
 def answer(c, i, service, frm, until):
@@ -124,6 +137,53 @@ def test_partial_partition_heals_netns():
         print("    every node exact %.2fs after the heal (%d pushes); connections redialled "
               "for unanswered requests, per node: %s" % (exact, p.seq, redials))
         assert direct <= RECOVERY_BOUND_S, "direct link back %.2fs after the heal" % direct
+
+
+def probe_direct(c, p, t0, healed):
+    """Pushes through n0 and through n2 until each is acknowledged (each
+    needs the other's acknowledgement over their link); {node: seconds
+    after healed}."""
+    acked, last = {}, {}
+
+    def direct_link_works():
+        for i in (0, 2):
+            if i not in acked:
+                last[c.ids[i]] = p.push(0, b"main;probe 1\n", t0 - 100 - i, i)
+                if last[c.ids[i]] == 200:
+                    acked[i] = time.monotonic() - healed
+        assert len(acked) == 2, "last statuses %s" % last
+        return True
+    wait_for("a push through n0 and one through n2 acknowledged", direct_link_works, timeout=60)
+    return acked
+
+
+def test_idle_pair_redialled_netns():
+    service = harness.unique("pidle")
+    t0 = int(time.time()) - 3600
+    with NetNS(3) as net, Cluster(3, rf=3, write_quorum=3, args=["--write-timeout", "1s"],
+                                  net=net) as c:
+        p = NodePusher(c, service, t0)
+        for i in (0, 1, 2):  # every connection between them up and used once
+            assert p.push(i, b"main;warm 1\n", t0 + i, i) == 200
+        before = [transport(c, i, "redials_unanswered") for i in (0, 1, 2)]
+        net.cut_link(0, 2)
+        cut = time.monotonic()
+        time.sleep(IDLE_CUT_S)  # nothing pushed: n0 and n2 only gossip
+        for i in (0, 1, 2):
+            states = c.states(i)
+            assert "down" not in states.values(), "%s sees %s" % (c.ids[i], states)
+        during = [transport(c, i, "redials_unanswered") - before[i] for i in (0, 1, 2)]
+        net.heal_link(0, 2)
+        healed = time.monotonic()
+        acked = probe_direct(c, p, t0, healed)
+        direct = max(acked.values())
+        print("    idle n0<->n2 cut %.2fs, redialled for unanswered gossip during it: n0 %d, "
+              "n2 %d (n1, whose links work: %d); after the heal a push through n0 acknowledged "
+              "%.2fs, through n2 %.2fs (bound %.1fs)"
+              % (healed - cut, during[0], during[2], during[1], acked[0], acked[2], IDLE_BOUND_S),
+              flush=True)
+        assert during[0] >= 1 and during[2] >= 1, "not redialled during the cut: %s" % during
+        assert direct <= IDLE_BOUND_S, "direct link back %.2fs after the heal" % direct
 
 
 if __name__ == "__main__":

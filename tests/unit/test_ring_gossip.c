@@ -49,11 +49,18 @@ static void exchange(struct sim *s, size_t a, size_t b)
     buf_init(&m1, BUF_UNLIMITED);
     buf_init(&m2, BUF_UNLIMITED);
     buf_init(&m3, BUF_UNLIMITED);
+    ring_gossip_seen_t seen;
     CHECK_EQ_INT(ring_gossip_syn(s->m[a], &m1), 0);
-    CHECK_EQ_INT(ring_gossip_receive(s->m[b], "n01", m1.data, m1.len, &m2, test_reply_to, NULL), 0);
-    if (m2.len > 0)
-        CHECK_EQ_INT(ring_gossip_receive(s->m[a], "n01", m2.data, m2.len, &m3, test_reply_to, NULL),
-                     0);
+    CHECK_EQ_INT(
+        ring_gossip_receive_seen(s->m[b], "n01", m1.data, m1.len, &m2, test_reply_to, &seen, NULL),
+        0);
+    CHECK(!seen.ack);
+    /* every SYN is answered, news or not: its ACK shows a's link to b works */
+    CHECK(m2.len > 0);
+    CHECK_EQ_INT(
+        ring_gossip_receive_seen(s->m[a], "n01", m2.data, m2.len, &m3, test_reply_to, &seen, NULL),
+        0);
+    CHECK(seen.ack);
     if (m3.len > 0)
         CHECK_EQ_INT(ring_gossip_receive(s->m[b], "n01", m3.data, m3.len, &m1, test_reply_to, NULL),
                      0);
@@ -359,6 +366,43 @@ static ring_gossip_seen_t deliver(ring_members_t *to, const buf_t *msg, buf_t *r
     return seen;
 }
 
+/* Every SYN is answered with an ACK, also when the receiver has no other
+ * news for its sender: the SYN carries its sender's own entry in full, not
+ * as a digest, and the ACK echoes it back. The sender counts that ACK as
+ * the answer that shows its link to the receiver works (an idle pair
+ * exchanges nothing else), so it must always come. */
+static void test_every_syn_answered(void)
+{
+    struct sim s;
+    memset(&s, 0, sizeof s);
+    ring_rng_seed(&s.rng, 23);
+    s.ids = make_identities(2, 8, &s.rng);
+    s.n = 2;
+    for (size_t i = 0; i < 2; i++) {
+        s.m[i] = start_node(&s, i, RING_ACTIVE, 10);
+        s.up[i] = 1;
+    }
+    CHECK(run_until_converged(&s, 50) > 0);
+    exchange(&s, 1, 0); /* node 0 knows node 1 as it is now, and node 1 knows node 0 */
+    buf_t syn, ack, ack2;
+    buf_init(&syn, BUF_UNLIMITED);
+    buf_init(&ack, BUF_UNLIMITED);
+    buf_init(&ack2, BUF_UNLIMITED);
+    CHECK_EQ_INT(ring_gossip_syn(s.m[0], &syn), 0);
+    ring_gossip_seen_t w = deliver(s.m[1], &syn, &ack);
+    CHECK(!w.ack);
+    CHECK(ack.len > 0); /* nothing else to tell: answered all the same */
+    w = deliver(s.m[0], &ack, &ack2);
+    CHECK(w.ack);
+    CHECK_EQ_INT(ack2.len, 0); /* it asked for nothing */
+    buf_free(&syn);
+    buf_free(&ack);
+    buf_free(&ack2);
+    for (size_t i = 0; i < 2; i++)
+        ring_members_free(s.m[i]);
+    free_identities(s.ids, 2);
+}
+
 /* ring_gossip_receive_seen: whether a message names this node's current
  * incarnation (built after its sender learnt of this start) and whether it
  * named members the table lacks. */
@@ -421,6 +465,7 @@ int main(void)
 {
     uint64_t seed = test_seed(11);
     test_cluster(seed);
+    test_every_syn_answered();
     test_malformed();
     test_syn_with_members();
     test_seen();
