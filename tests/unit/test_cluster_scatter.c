@@ -44,6 +44,7 @@ typedef struct tnode {
     uint64_t delay_ms; /* messages to it arrive this late */
     int prompt_left;   /* ... except this many first ones */
     uint64_t received; /* QUERY messages delivered to it */
+    uint64_t cancels;  /* ... of which CANCELs */
 } tnode_t;
 
 static tnode_t nodes[MAXN];
@@ -88,8 +89,11 @@ static void deliver(uv_timer_t *t)
                                                  wall_ms(), &msg, &em) == 0) {
         if (msg.env->type == FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_QUERY) {
             n->received++;
-            if (cluster_wire_decode_body(&msg, &lim, wall_ms(), &em) == 0)
+            if (cluster_wire_decode_body(&msg, &lim, wall_ms(), &em) == 0) {
+                const Flamedb__Cluster__QueryRequest *q = (const void *)msg.body;
+                n->cancels += q->kind == Q_KIND(CANCEL);
                 scatter_on_query(n->sc, &msg);
+            }
         } else {
             scatter_on_partial(n->sc, &msg);
         }
@@ -719,6 +723,37 @@ static void test_cancel(void)
     mem_budget = 0;
 }
 
+/* A query decided before one of its shares answered (here its local share
+ * refuses it over max_series, ERR_LIMIT, while node 2's share is still on
+ * its way) tells node 2 to stop that share, and node 2 never answers it. */
+static void test_refusal_stops_the_other_shares(void)
+{
+    make_scatters(30000, 64u << 20);
+    nodes[2].delay_ms = 1000; /* its share is asked long after the refusal */
+    int from = asks_node2();
+    nodes[from].sc->o.limits.max_series = 1; /* the local share refuses at once */
+    uint64_t cancels = nodes[2].cancels;
+    query_params_t p = {.query = CPU "{}", .from = "now-2h", .format = "folded"};
+    outcome_t o;
+    uint64_t ms = ask(from, QUERY_KIND_RENDER, &p, &o);
+    CHECK_EQ_INT(o.rc, ERR_LIMIT);
+    CHECK(ms < 1000);
+    drain_loop(); /* node 2 gets the QUERY, then its CANCEL */
+    scatter_stats_t st;
+    scatter_stats(nodes[2].sc, &st);
+    fprintf(stderr,
+            "refused after %llu ms: node 2 got %llu cancel(s), stopped %llu share(s), "
+            "served %llu\n",
+            (unsigned long long)ms, (unsigned long long)(nodes[2].cancels - cancels),
+            (unsigned long long)st.shares_stopped, (unsigned long long)st.served);
+    CHECK_EQ_INT(nodes[2].cancels - cancels, 1);
+    scatter_stats(nodes[from].sc, &st);
+    CHECK_EQ_INT(st.inflight, 0);
+    CHECK_EQ_INT(st.memory_bytes, 0);
+    nodes[2].delay_ms = 0;
+    free_scatters();
+}
+
 /* query-memory-bytes: a coordinator whose partial results would pass it
  * answers 503 naming it, and gives the memory back; with room the same
  * query is exact and holds nothing once answered. */
@@ -773,6 +808,7 @@ int main(int argc, char **argv)
     test_slow_dropped();
     test_partial();
     test_refusals();
+    test_refusal_stops_the_other_shares();
     test_forests_too_large();
     test_cancel();
     test_memory_budget();
