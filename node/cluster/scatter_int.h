@@ -74,7 +74,9 @@ int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_
 int scatter_new(uv_loop_t *loop, storage_t *storage, const scatter_options_t *o,
                 const cluster_ops_t *ops, scatter_t **out, errmsg_t *em);
 /* Answers every query still in flight with ERR_UNAVAILABLE and stops
- * answering other nodes. Jobs already on the pool finish on their own. */
+ * answering other nodes. As every early answer, it stops their parts: a
+ * CANCEL to the nodes still asked, their jobs not started dropped; jobs
+ * already running end on their own (a share at its next series). */
 void scatter_close(scatter_t *s);
 void scatter_free(scatter_t *s);
 
