@@ -26,6 +26,16 @@
  * Once a regain of handed intervals finished, they are kept in
  * regain.full (cluster_full_streamed), so a restart before the mark is
  * lifted hands only what they do not cover and streams nothing twice.
+ *
+ * When every replica of a range is marked at once, none serves a whole
+ * copy and no mark can converge. A mark whose only reasons were nodes of
+ * the last ring that no member knew (cluster_full_begin_unknown) is lifted
+ * by evidence instead (cluster_full_evidence): once each is back in the
+ * ring with the tokens this node last saw it with, the ring is the one
+ * this node last accounted for, so it gained nothing meanwhile; if the
+ * repair thread finds nothing of the regain cleared yet (repair_regain.c,
+ * which then clears nothing until the loop answered), the copy is as it
+ * was before the restart and the mark goes with its handed intervals.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -184,9 +194,40 @@ void cluster_full_start(cluster_t *c)
     if (c->full.on) full_publish(c);
 }
 
-void cluster_full_begin(cluster_t *c, const char *why)
+static void unknown_clear(cluster_t *c)
 {
-    if (c->full.on) return;
+    for (size_t i = 0; i < c->full.nunknown; i++) {
+        free(c->full.unknown[i].id);
+        free(c->full.unknown[i].tokens);
+    }
+    c->full.nunknown = 0;
+}
+
+/* A copy of x in the mark's evidence (once per id); 0 or ERR_NOMEM. */
+static int unknown_add(cluster_t *c, const cluster_known_node_t *x)
+{
+    for (size_t i = 0; i < c->full.nunknown; i++)
+        if (strcmp(c->full.unknown[i].id, x->id) == 0) return 0;
+    if (GROW(c->full.unknown, c->full.unknown_cap, c->full.nunknown + 1, RING_MAX_NODES) != 0)
+        return ERR_NOMEM;
+    cluster_known_node_t *u = &c->full.unknown[c->full.nunknown];
+    u->id = strdup(x->id);
+    u->tokens = malloc((x->ntokens ? x->ntokens : 1) * sizeof *u->tokens);
+    if (u->id == NULL || u->tokens == NULL) {
+        free(u->id);
+        free(u->tokens);
+        return ERR_NOMEM;
+    }
+    memcpy(u->tokens, x->tokens, x->ntokens * sizeof *x->tokens);
+    u->ntokens = x->ntokens;
+    c->full.nunknown++;
+    return 0;
+}
+
+/* Sets the mark (why, logged) unless it is on; 1 when it was set now. */
+static int full_mark(cluster_t *c, const char *why)
+{
+    if (c->full.on) return 0;
     c->full.on = 1;
     c->full.gen++;
     c->full.since_ms = cluster_unix_ms(c);
@@ -203,6 +244,81 @@ void cluster_full_begin(cluster_t *c, const char *why)
              why);
     full_publish(c);
     c->view_stale = 1;
+    unknown_clear(c);
+    c->full.liftable = 0;
+    return 1;
+}
+
+void cluster_full_begin(cluster_t *c, const char *why)
+{
+    full_mark(c, why);
+    c->full.liftable = 0; /* no evidence can show this reason away */
+}
+
+void cluster_full_begin_unknown(cluster_t *c, const char *why, const cluster_known_node_t *x)
+{
+    /* a mark with a removal's regain pending lifts only by a converging pass */
+    if (full_mark(c, why)) c->full.liftable = c->regain.n == 0;
+    if (c->full.liftable && unknown_add(c, x) != 0) c->full.liftable = 0;
+}
+
+void cluster_full_no_lift(cluster_t *c)
+{
+    c->full.liftable = 0;
+}
+
+/* Whether x is a member (not left) in ring r with exactly the tokens this
+ * node last saw it with. */
+static int back_as_it_was(const cluster_t *c, const ring_t *r, const cluster_known_node_t *x)
+{
+    ring_member_t m;
+    return ring_node_find(r, x->id) >= 0 && ring_members_find(c->members, x->id, &m) == ERR_OK &&
+           m.life != RING_LEFT && m.ntokens == x->ntokens &&
+           memcmp(m.tokens, x->tokens, x->ntokens * sizeof *x->tokens) == 0;
+}
+
+void cluster_full_evidence(cluster_t *c, const cluster_view_t *v)
+{
+    if (!c->full.on || !c->full.liftable || c->full.nunknown == 0 ||
+        c->full.lift_asked == c->full.gen || c->repair == NULL || v->ring == NULL)
+        return;
+    for (size_t i = 0; i < c->full.nunknown; i++)
+        if (!back_as_it_was(c, v->ring, &c->full.unknown[i])) return;
+    c->full.lift_asked = c->full.gen;
+    log_info("cluster",
+             "full repair: %s%s is back in the ring with the tokens this node last saw it with: "
+             "this node gained nothing while it could not account for it; lifting the mark "
+             "unless its repair cleared an interval already",
+             c->full.unknown[0].id, c->full.nunknown > 1 ? " (and every other unknown node)" : "");
+    repair_full_lift_ask(c->repair, c->full.gen);
+}
+
+void cluster_full_lift(cluster_t *c, uint64_t gen, int granted)
+{
+    int now = granted && c->full.on && c->full.gen == gen && c->full.liftable;
+    if (!granted && c->full.on && c->full.gen == gen)
+        log_info("cluster", "full repair: an interval was cleared already (a whole copy serves "
+                            "it): the mark stays until its stream and a pass converged");
+    if (!now) {
+        if (granted) repair_full_lift_release(c->repair);
+        return;
+    }
+    uint64_t took = cluster_unix_ms(c) - c->full.since_ms;
+    c->full.on = 0;
+    c->full.n = c->full.done = 0;
+    unknown_clear(c);
+    if (full_save(c) != 0)
+        log_error("cluster", "cannot remove %s/%s: the next start repairs everything again",
+                  c->data_dir, CLUSTER_FULL_FILE);
+    log_info("cluster",
+             "the full repair is lifted %llu ms after it began: the nodes it could not account "
+             "for are back as they were and nothing of this node's copy was cleared, so its "
+             "copy is whole (as after an ordinary restart): serving reads again",
+             (unsigned long long)took);
+    cluster_regain_drop(c); /* every interval of the regain was the mark's */
+    repair_full_lift_release(c->repair);
+    full_publish(c);
+    cluster_view_refresh(c);
 }
 
 static int full_handed(cluster_t *c, uint64_t lo, uint64_t hi)
@@ -296,6 +412,8 @@ void cluster_full_free(cluster_t *c)
 {
     free(c->full.lo);
     free(c->full.hi);
+    unknown_clear(c);
+    free(c->full.unknown);
 }
 
 /* 1 when the regain of this mark is not done: an interval to stream, or
@@ -325,6 +443,7 @@ void cluster_full_finished(cluster_t *c, uint64_t gen)
     uint64_t took = cluster_unix_ms(c) - c->full.since_ms;
     c->full.on = 0;
     c->full.n = c->full.done = 0; /* a later mark hands every interval again */
+    unknown_clear(c);
     if (full_save(c) != 0)
         log_error("cluster", "cannot remove %s/%s: the next start repairs everything again",
                   c->data_dir, CLUSTER_FULL_FILE);

@@ -314,8 +314,9 @@ int cluster_regain_ring_waiting(const cluster_t *c)
  * node whose seeds have not answered knows nothing). A node no member knows is never taken as
  * removed: after a whole cluster restarted, the first node up would take
  * every other as removed and clear what it holds. */
-static int gone_kind(cluster_t *c, const cluster_view_t *old, const char *id)
+static int gone_kind(cluster_t *c, const cluster_view_t *old, const cluster_known_node_t *x)
 {
+    const char *id = x->id;
     ring_member_t m;
     if (ring_members_find(c->members, id, &m) != ERR_OK) {
         /* alone (no seed answered yet), nothing can be told: keep waiting */
@@ -325,7 +326,7 @@ static int gone_kind(cluster_t *c, const cluster_view_t *old, const char *id)
                  "%s was in the ring when this node last saw it and no member knows it now "
                  "(removed longer than --forget-left-after ago, or never seen by the others)",
                  id);
-        cluster_full_begin(c, why);
+        cluster_full_begin_unknown(c, why, x); /* lifted by evidence once x is back */
         return 0;
     }
     if (m.life != RING_LEFT) return waited_enough(c) ? 0 : -1;
@@ -344,7 +345,7 @@ int cluster_regain_ring_before(cluster_t *c, const cluster_view_t *old, const cl
     int removed = 0, rc = 0;
     for (size_t i = 0; rc == 0 && i < c->known.n; i++) {
         const cluster_known_node_t *x = &c->known.v[i];
-        int kind = ring_node_find(now->ring, x->id) >= 0 ? 2 : gone_kind(c, old, x->id);
+        int kind = ring_node_find(now->ring, x->id) >= 0 ? 2 : gone_kind(c, old, x);
         if (kind < 0) rc = 1; /* wait: the member table is not complete yet */
         if (kind == 1) {
             log_info("cluster",
