@@ -24,6 +24,7 @@ short through it.
 
 Every wait is bounded; the seed is printed (cluster.py).
 """
+import datetime
 import os
 import time
 
@@ -31,6 +32,7 @@ import harness
 from cluster import Cluster, wait_for
 from test_cluster_regain_full import (ARGS, LAST_BAD, OLD_S, SEEN_ARGS, answers, exact,
                                       preload, resumed, stopped)
+from test_cluster_repair import ctl
 
 # From n2's start until every mark is lifted: n2's start's wait, the lift
 # of n0's and n1's marks (a repair pass each), n2's settle margin (300 ms),
@@ -40,6 +42,18 @@ RECOVER_S = 40
 
 def logged(node, text):
     return any(text in x for x in node.log)
+
+
+def logged_at(node, text, after=""):
+    """The wall time (s) of the first line of node's log holding text (at
+    or after the first one holding `after`), from its timestamp."""
+    started = not after
+    for x in node.log:
+        started = started or after in x
+        if started and text in x:
+            return datetime.datetime.strptime(x.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S.%fZ") \
+                .timestamp()
+    return None
 
 
 def wipe_but_identity(data_dir):
@@ -58,7 +72,7 @@ def wipe_but_identity(data_dir):
             else:
                 os.unlink(path)
     with open(os.path.join(data_dir, "regain.ring"), "w") as f:
-        f.write("flamedb-regain-ring 2\nn2 zz\nend 1\n")
+        f.write(BAD_RING)
 
 
 def poll(c, nodes, want, frm, until):
@@ -126,9 +140,12 @@ def test_all_marked_lift_by_evidence():
                 seen_marks[-1], RECOVER_S)
         print("    every mark lifted %.1f s after n2's start, every answer exact or "
               "flagged meanwhile" % lifted)
+        n2_start = logged_at(c.nodes[2], "")
         for i in (0, 1):
             assert logged(c.nodes[i], "the full repair is lifted"), \
                 "n%d's mark was not lifted by its evidence" % i
+            print("    n%d lifted by its evidence %.2f s after n2's first log line" % (
+                i, logged_at(c.nodes[i], "the full repair is lifted") - n2_start))
         assert not logged(c.nodes[2], "the full repair is lifted"), \
             "n2's mark (nothing shows its copy whole) was lifted by evidence"
         assert logged(c.nodes[2], "before receiving them whole") and \
@@ -151,6 +168,87 @@ def test_all_marked_lift_by_evidence():
                 resumed(c, others, [i])
         print("    each node alone answers every total exactly (%d services, the old "
               "profiles included)" % len(want))
+
+
+BAD_RING = "flamedb-regain-ring 2\nn9 zz\nend 1\n"
+
+
+def test_no_evidence_stays_flagged_until_the_operator_step():
+    """As above, but n0 and n1 also come back with a damaged
+    DATA_DIR/regain.ring (they start marked, with no ring to compare
+    with) and n2 keeps its data: every replica is marked and no mark has
+    evidence, so none is lifted and every answer stays flagged partial,
+    never short; flamectl cluster repair reports every pass incomplete.
+    The operator step of docs/operations.md (stop the node whose copy is
+    known whole, n0, check it has no DATA_DIR/regain.progress, delete its
+    DATA_DIR/regain.full and DATA_DIR/regain, start it) makes n0 a source:
+    n1 and n2 stream from it and converge, and each node alone answers
+    exactly."""
+    args = ARGS + SEEN_ARGS
+    now = int(time.time())
+    with Cluster(3, rf=3, args=args) as c:
+        for i in range(3):
+            c.wait_state(i, "active", observers=[0, 1, 2], timeout=30)
+        want = preload(c, 0, "noev", now, 60, nservices=6)
+        want.update(preload(c, 0, "noevold", now - OLD_S, 36, nservices=6))
+        frm, until = now - OLD_S - 3600, now + 60
+        c.kill(2)
+        c.wait_state(2, "down", observers=[0, 1])
+        for i in (0, 1):
+            c.stop(i)
+        for i in range(3):
+            with open(os.path.join(c.nodes[i].data_dir, "regain.ring"), "w") as f:
+                f.write(BAD_RING)
+        for i in (0, 1):
+            c.restart(i)
+        c.restart(2)
+        wait_for("every node marked", lambda: marks(c) == [1, 1, 1], timeout=30)
+        t0 = time.monotonic()
+        bad = []
+        while time.monotonic() - t0 < 8:  # passes run every second meanwhile
+            wrong, flagged, asked = poll(c, (0, 1, 2), want, frm, until)
+            bad += wrong
+            time.sleep(0.2)
+        m = marks(c)
+        print("    no evidence: marks %r after 8 s, last poll %d of %d answers flagged partial"
+              % (m, flagged, asked))
+        assert not bad, "short and unflagged: %r" % bad[:5]
+        assert m == [1, 1, 1], "a mark without evidence was lifted"
+        assert flagged == asked
+        ctl(c, 0, "cluster", "status")
+        p, _ = ctl(c, 0, "cluster", "repair")
+        assert p.returncode != 0, "cluster repair converged with every replica marked"
+
+        c.stop(0)  # the operator step, on the node whose copy is known whole
+        d = c.nodes[0].data_dir
+        assert not os.path.exists(os.path.join(d, "regain.progress")), \
+            "n0 cleared an interval: its copy is not whole"
+        for name in ("regain.full", "regain"):
+            os.unlink(os.path.join(d, name))
+        c.restart(0)
+        t0 = time.monotonic()
+        for _ in range(10000):  # bounded by RECOVER_S
+            bad += poll(c, (0, 1, 2), want, frm, until)[0]
+            if marks(c) == [0, 0, 0] or time.monotonic() - t0 > RECOVER_S:
+                break
+            time.sleep(0.2)
+        assert not bad, "short and unflagged: %r" % bad[:5]
+        assert marks(c) == [0, 0, 0], "n1 and n2 did not converge from n0"
+        print("    after the operator step on n0, every mark lifted %.1f s after its start"
+              % (time.monotonic() - t0))
+        for i in range(3):
+            others = [k for k in range(3) if k != i]
+            stopped(c, others, i)
+            try:
+                try:
+                    wait_for("n%d alone exact" % i,
+                             lambda: exact(c, i, want, frm, until), timeout=20)
+                except AssertionError:
+                    print("    (service, got, want, partial) %r" % LAST_BAD)
+                    raise
+            finally:
+                resumed(c, others, [i])
+        print("    each node alone answers every total exactly")
 
 
 if __name__ == "__main__":
