@@ -267,13 +267,14 @@ void cluster_full_no_lift(cluster_t *c)
     c->full.liftable = 0;
 }
 
-/* Whether x is a member (not left) in ring r with exactly the tokens this
- * node last saw it with. */
+/* Whether x is an active member, up, in ring r with exactly the tokens this
+ * node last saw it with (up: its own heartbeats, not an entry a stale
+ * member relays for a node long gone). */
 static int back_as_it_was(const cluster_t *c, const ring_t *r, const cluster_known_node_t *x)
 {
     ring_member_t m;
     return ring_node_find(r, x->id) >= 0 && ring_members_find(c->members, x->id, &m) == ERR_OK &&
-           m.life != RING_LEFT && m.ntokens == x->ntokens &&
+           m.life == RING_ACTIVE && m.state == RING_ACTIVE && !m.down && m.ntokens == x->ntokens &&
            memcmp(m.tokens, x->tokens, x->ntokens * sizeof *x->tokens) == 0;
 }
 
