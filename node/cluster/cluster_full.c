@@ -36,6 +36,8 @@
  * repair thread finds nothing of the regain cleared yet (repair_regain.c,
  * which then clears nothing until the loop answered), the copy is as it
  * was before the restart and the mark goes with its handed intervals.
+ * The evidence is kept in regain.full ("unknown" lines) while it holds, so
+ * a restart of the marked node keeps it.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -48,9 +50,11 @@
 #include "common/log.h"
 #include "node/cluster/repair_int.h"
 
-#define FULL_HEADER "flamedb-regain-full 2"
-/* The format before (no done lines), still read: the mark resumes with
- * nothing streamed. */
+#define FULL_HEADER "flamedb-regain-full 3"
+/* The formats before, still read: version 2 (no unknown lines) resumes the
+ * mark without evidence, version 1 (no done lines either) with nothing
+ * streamed. */
+#define FULL_HEADER_V2 "flamedb-regain-full 2"
 #define FULL_HEADER_V1 "flamedb-regain-full 1"
 
 static int full_path(const cluster_t *c, char *out, size_t n)
@@ -61,11 +65,14 @@ static int full_path(const cluster_t *c, char *out, size_t n)
 }
 
 /* DATA_DIR/regain.full (cluster_statefile.c's layout):
- *   flamedb-regain-full 2
+ *   flamedb-regain-full 3
  *   since MS        wall ms the mark was set, in hex
+ *   unknown ID COUNT TOKEN...   while the mark is liftable, a node of the
+ *                   ring this node last saw that no member knew, with its
+ *                   tokens (as in regain.ring): the mark's evidence
  *   done LO HI      an interval of this mark streamed and verified (16 hex
  *                   digits each, LO <= HI): not handed again
- *   end COUNT CHECKSUM     COUNT: 1 + the done lines
+ *   end COUNT CHECKSUM     COUNT: 1 + the unknown and done lines
  * Present while the mark is. */
 static int full_save(cluster_t *c)
 {
@@ -75,9 +82,15 @@ static int full_save(cluster_t *c)
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
     int rc = buf_printf(&b, "%s\nsince %llx\n", FULL_HEADER, (unsigned long long)c->full.since_ms);
+    size_t unknown = c->full.liftable ? c->full.unknown.n : 0;
+    for (size_t i = 0; rc == 0 && i < unknown; i++) {
+        rc = buf_append_str(&b, "unknown ");
+        if (rc == 0) rc = cluster_known_print(&b, &c->full.unknown.v[i]);
+        if (rc == 0) rc = buf_append_byte(&b, '\n');
+    }
     for (size_t i = 0; rc == 0 && i < c->full.done; i++)
         rc = buf_printf(&b, "done %016" PRIx64 " %016" PRIx64 "\n", c->full.lo[i], c->full.hi[i]);
-    if (rc == 0) rc = cluster_statefile_finish(&b, 1 + c->full.done);
+    if (rc == 0) rc = cluster_statefile_finish(&b, 1 + unknown + c->full.done);
     errmsg_t em = {{0}};
     if (rc == 0) rc = cluster_statefile_write(c->data_dir, path, &b, &em);
     if (rc != 0) log_error("cluster", "%s", errmsg_text(&em, rc));
@@ -109,23 +122,38 @@ static int check_done(const cluster_t *c)
     return rc;
 }
 
-/* The file's since and done intervals into c (c->full.n and done stay 0
- * unless the whole file parses). */
+/* One record line of a file of version `version`. */
+static int take_line(cluster_t *c, int version, char *line)
+{
+    if (version >= 3 && strncmp(line, "unknown ", 8) == 0)
+        return cluster_known_parse(&c->full.unknown, line + 8);
+    return version >= 2 ? take_done(c, line) : ERR_CORRUPT;
+}
+
+/* The file's since, evidence and done intervals into c (c->full.n, done
+ * and the evidence stay empty unless the whole file parses). */
 static int full_parse(cluster_t *c, buf_t *b, unsigned long long *since)
 {
     char *p = (char *)b->data, *end = p + b->len, *line = cluster_statefile_line(&p, end);
-    int v1 = line != NULL && strcmp(line, FULL_HEADER_V1) == 0;
-    if (line == NULL || (!v1 && strcmp(line, FULL_HEADER) != 0)) return ERR_CORRUPT;
+    int version = line == NULL                        ? 0
+                  : strcmp(line, FULL_HEADER) == 0    ? 3
+                  : strcmp(line, FULL_HEADER_V2) == 0 ? 2
+                  : strcmp(line, FULL_HEADER_V1) == 0 ? 1
+                                                      : 0;
+    if (version == 0) return ERR_CORRUPT;
     char *rec = cluster_statefile_line(&p, end);
     if (rec == NULL || sscanf(rec, "since %llx", since) != 1) return ERR_CORRUPT;
     int rc = 0;
     while (rc == 0 && (line = cluster_statefile_line(&p, end)) != NULL &&
            strncmp(line, "end ", 4) != 0)
-        rc = v1 ? ERR_CORRUPT : take_done(c, line);
-    if (rc == 0) rc = cluster_statefile_end(line, (size_t)(end - p), 1 + c->full.n);
+        rc = take_line(c, version, line);
+    if (rc == 0)
+        rc = cluster_statefile_end(line, (size_t)(end - p), 1 + c->full.unknown.n + c->full.n);
     if (rc == 0) rc = check_done(c);
     c->full.done = rc == 0 ? c->full.n : 0;
     c->full.n = c->full.done;
+    if (rc != 0) cluster_known_clear(&c->full.unknown);
+    c->full.liftable = c->full.unknown.n > 0;
     return rc;
 }
 
@@ -157,9 +185,11 @@ int cluster_full_load(cluster_t *c, errmsg_t *em)
     c->full.since_ms = since != 0 ? since : cluster_unix_ms(c);
     log_warn("cluster",
              "resuming the full repair of every range this node replicates (%s): not read "
-             "from until an anti-entropy pass converges; %zu token interval(s) streamed "
+             "from until an anti-entropy pass converges%s; %zu token interval(s) streamed "
              "already are not streamed again",
-             path, c->full.done);
+             path,
+             c->full.liftable ? " or the nodes it could not account for are back as they were" : "",
+             c->full.done);
     return 0;
 }
 
@@ -194,34 +224,12 @@ void cluster_full_start(cluster_t *c)
     if (c->full.on) full_publish(c);
 }
 
-static void unknown_clear(cluster_t *c)
-{
-    for (size_t i = 0; i < c->full.nunknown; i++) {
-        free(c->full.unknown[i].id);
-        free(c->full.unknown[i].tokens);
-    }
-    c->full.nunknown = 0;
-}
-
 /* A copy of x in the mark's evidence (once per id); 0 or ERR_NOMEM. */
 static int unknown_add(cluster_t *c, const cluster_known_node_t *x)
 {
-    for (size_t i = 0; i < c->full.nunknown; i++)
-        if (strcmp(c->full.unknown[i].id, x->id) == 0) return 0;
-    if (GROW(c->full.unknown, c->full.unknown_cap, c->full.nunknown + 1, RING_MAX_NODES) != 0)
-        return ERR_NOMEM;
-    cluster_known_node_t *u = &c->full.unknown[c->full.nunknown];
-    u->id = strdup(x->id);
-    u->tokens = malloc((x->ntokens ? x->ntokens : 1) * sizeof *u->tokens);
-    if (u->id == NULL || u->tokens == NULL) {
-        free(u->id);
-        free(u->tokens);
-        return ERR_NOMEM;
-    }
-    memcpy(u->tokens, x->tokens, x->ntokens * sizeof *x->tokens);
-    u->ntokens = x->ntokens;
-    c->full.nunknown++;
-    return 0;
+    for (size_t i = 0; i < c->full.unknown.n; i++)
+        if (strcmp(c->full.unknown.v[i].id, x->id) == 0) return 0;
+    return cluster_known_add(&c->full.unknown, x->id, x->tokens, x->ntokens);
 }
 
 /* Sets the mark (why, logged) unless it is on; 1 when it was set now. */
@@ -232,6 +240,8 @@ static int full_mark(cluster_t *c, const char *why)
     c->full.gen++;
     c->full.since_ms = cluster_unix_ms(c);
     c->full.n = c->full.done = 0; /* a new mark hands every interval */
+    cluster_known_clear(&c->full.unknown);
+    c->full.liftable = 0;
     if (full_save(c) != 0)
         log_error("cluster",
                   "cannot write %s/%s: a restart before the full repair converged "
@@ -244,27 +254,36 @@ static int full_mark(cluster_t *c, const char *why)
              why);
     full_publish(c);
     c->view_stale = 1;
-    unknown_clear(c);
-    c->full.liftable = 0;
     return 1;
+}
+
+void cluster_full_no_lift(cluster_t *c)
+{
+    if (!c->full.liftable) return;
+    c->full.liftable = 0;
+    if (full_save(c) != 0) /* a restart may lift it by evidence that no longer holds */
+        log_error("cluster", "cannot rewrite %s/%s without the mark's evidence: %s", c->data_dir,
+                  CLUSTER_FULL_FILE, "the next start may lift it when the unknown nodes return");
 }
 
 void cluster_full_begin(cluster_t *c, const char *why)
 {
     full_mark(c, why);
-    c->full.liftable = 0; /* no evidence can show this reason away */
+    cluster_full_no_lift(c); /* no evidence can show this reason away */
 }
 
 void cluster_full_begin_unknown(cluster_t *c, const char *why, const cluster_known_node_t *x)
 {
     /* a mark with a removal's regain pending lifts only by a converging pass */
     if (full_mark(c, why)) c->full.liftable = c->regain.n == 0;
-    if (c->full.liftable && unknown_add(c, x) != 0) c->full.liftable = 0;
-}
-
-void cluster_full_no_lift(cluster_t *c)
-{
-    c->full.liftable = 0;
+    if (!c->full.liftable) return;
+    size_t n = c->full.unknown.n;
+    if (unknown_add(c, x) != 0) {
+        cluster_full_no_lift(c);
+    } else if (c->full.unknown.n > n && full_save(c) != 0) {
+        log_error("cluster", "cannot record the mark's evidence in %s/%s: %s", c->data_dir,
+                  CLUSTER_FULL_FILE, "a restart keeps the mark until its repair converged");
+    }
 }
 
 /* Whether x is an active member, up, in ring r with exactly the tokens this
@@ -280,17 +299,18 @@ static int back_as_it_was(const cluster_t *c, const ring_t *r, const cluster_kno
 
 void cluster_full_evidence(cluster_t *c, const cluster_view_t *v)
 {
-    if (!c->full.on || !c->full.liftable || c->full.nunknown == 0 ||
+    if (!c->full.on || !c->full.liftable || c->full.unknown.n == 0 ||
         c->full.lift_asked == c->full.gen || c->repair == NULL || v->ring == NULL)
         return;
-    for (size_t i = 0; i < c->full.nunknown; i++)
-        if (!back_as_it_was(c, v->ring, &c->full.unknown[i])) return;
+    for (size_t i = 0; i < c->full.unknown.n; i++)
+        if (!back_as_it_was(c, v->ring, &c->full.unknown.v[i])) return;
     c->full.lift_asked = c->full.gen;
     log_info("cluster",
              "full repair: %s%s is back in the ring with the tokens this node last saw it with: "
              "this node gained nothing while it could not account for it; lifting the mark "
              "unless its repair cleared an interval already",
-             c->full.unknown[0].id, c->full.nunknown > 1 ? " (and every other unknown node)" : "");
+             c->full.unknown.v[0].id,
+             c->full.unknown.n > 1 ? " (and every other unknown node)" : "");
     repair_full_lift_ask(c->repair, c->full.gen);
 }
 
@@ -305,9 +325,9 @@ void cluster_full_lift(cluster_t *c, uint64_t gen, int granted)
         return;
     }
     uint64_t took = cluster_unix_ms(c) - c->full.since_ms;
-    c->full.on = 0;
+    c->full.on = c->full.liftable = 0;
     c->full.n = c->full.done = 0;
-    unknown_clear(c);
+    cluster_known_clear(&c->full.unknown);
     if (full_save(c) != 0)
         log_error("cluster", "cannot remove %s/%s: the next start repairs everything again",
                   c->data_dir, CLUSTER_FULL_FILE);
@@ -413,8 +433,8 @@ void cluster_full_free(cluster_t *c)
 {
     free(c->full.lo);
     free(c->full.hi);
-    unknown_clear(c);
-    free(c->full.unknown);
+    cluster_known_clear(&c->full.unknown);
+    free(c->full.unknown.v);
 }
 
 /* 1 when the regain of this mark is not done: an interval to stream, or
@@ -444,7 +464,8 @@ void cluster_full_finished(cluster_t *c, uint64_t gen)
     uint64_t took = cluster_unix_ms(c) - c->full.since_ms;
     c->full.on = 0;
     c->full.n = c->full.done = 0; /* a later mark hands every interval again */
-    unknown_clear(c);
+    c->full.liftable = 0;
+    cluster_known_clear(&c->full.unknown);
     if (full_save(c) != 0)
         log_error("cluster", "cannot remove %s/%s: the next start repairs everything again",
                   c->data_dir, CLUSTER_FULL_FILE);

@@ -284,10 +284,9 @@ struct cluster {
          * that no member knew, with the tokens it saw them with. liftable
          * is 1 only while every reason of the mark is such a node and no
          * removal's regain joined it; lift_asked: the mark generation the
-         * repair thread was asked about (once per mark). In memory only: a
-         * mark resumed after a restart has no evidence. */
-        cluster_known_node_t *unknown;
-        size_t nunknown, unknown_cap;
+         * repair thread was asked about (once per mark). Kept in
+         * DATA_DIR/regain.full while liftable, so a restart keeps it. */
+        cluster_known_t unknown;
         int liftable;
         uint64_t lift_asked;
     } full;
@@ -440,6 +439,15 @@ void cluster_regain_ring_accept(cluster_t *c, const ring_t *now);
  * known ring (the start's wait). */
 int cluster_regain_ring_waiting(const cluster_t *c);
 void cluster_regain_ring_free(cluster_t *c);
+/* A copy of node (id, n tokens) appended to k; 0 or ERR_NOMEM. */
+int cluster_known_add(cluster_known_t *k, const char *id, const uint64_t *tokens, uint32_t n);
+/* k emptied (its nodes freed; k->v stays for reuse: free it after). */
+void cluster_known_clear(cluster_known_t *k);
+/* The node of a regain.ring line "ID COUNT TOKEN..." (line is cut up)
+ * appended to k; ERR_CORRUPT when it is not one, or lists an id of k. */
+int cluster_known_parse(cluster_known_t *k, char *line);
+/* x as that line (no newline) appended to b; 0 or ERR_NOMEM. */
+int cluster_known_print(buf_t *b, const cluster_known_node_t *x);
 /* cluster_full.c. Reads DATA_DIR/regain.full: present, the mark stands
  * (also when damaged); an error only for a data dir path too long. */
 int cluster_full_load(cluster_t *c, errmsg_t *em);

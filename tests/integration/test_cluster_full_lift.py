@@ -18,7 +18,8 @@ is really empty and nothing shows it whole: it stays marked until it has
 streamed everything from n0 and n1. Throughout, every answer through every
 node is exact or flagged partial, never short and unflagged; within a
 bounded time every node answers every total exactly on its own, without an
-operator step. A binary without the lift keeps all three marks for good
+operator step. n0 is restarted while it is marked and before n2 is back:
+its mark and the evidence that lifts it are kept in DATA_DIR/regain.full. A binary without the lift keeps all three marks for good
 (every answer flagged partial); one that lifted n2 as well would answer
 short through it.
 
@@ -115,6 +116,11 @@ def test_all_marked_lift_by_evidence():
         assert all(flagged), "an answer not flagged while every live replica is marked"
         print("    n0 and n1 marked (n2 unknown), n2 down: %d of %d answers flagged partial"
               % (sum(flagged), len(flagged)))
+        c.stop(0)  # the mark and its evidence outlive a restart (DATA_DIR/regain.full)
+        c.restart(0)
+        wait_for("n0 marked again after its restart", lambda: logged(
+            c.nodes[0], "resuming the full repair") and c.status(0).get("full_repair") == 1,
+            timeout=30)
 
         wipe_but_identity(c.nodes[2].data_dir)
         c.restart(2)
