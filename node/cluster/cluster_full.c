@@ -26,6 +26,18 @@
  * Once a regain of handed intervals finished, they are kept in
  * regain.full (cluster_full_streamed), so a restart before the mark is
  * lifted hands only what they do not cover and streams nothing twice.
+ *
+ * When every replica of a range is marked at once, none serves a whole
+ * copy and no mark can converge. A mark whose only reasons were nodes of
+ * the last ring that no member knew (cluster_full_begin_unknown) is lifted
+ * by evidence instead (cluster_full_evidence): once each is back in the
+ * ring with the tokens this node last saw it with, the ring is the one
+ * this node last accounted for, so it gained nothing meanwhile; if the
+ * repair thread finds nothing of the regain cleared yet (repair_regain.c,
+ * which then clears nothing until the loop answered), the copy is as it
+ * was before the restart and the mark goes with its handed intervals.
+ * The evidence is kept in regain.full ("unknown" lines) while it holds, so
+ * a restart of the marked node keeps it.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -38,9 +50,11 @@
 #include "common/log.h"
 #include "node/cluster/repair_int.h"
 
-#define FULL_HEADER "flamedb-regain-full 2"
-/* The format before (no done lines), still read: the mark resumes with
- * nothing streamed. */
+#define FULL_HEADER "flamedb-regain-full 3"
+/* The formats before, still read: version 2 (no unknown lines) resumes the
+ * mark without evidence, version 1 (no done lines either) with nothing
+ * streamed. */
+#define FULL_HEADER_V2 "flamedb-regain-full 2"
 #define FULL_HEADER_V1 "flamedb-regain-full 1"
 
 static int full_path(const cluster_t *c, char *out, size_t n)
@@ -51,11 +65,14 @@ static int full_path(const cluster_t *c, char *out, size_t n)
 }
 
 /* DATA_DIR/regain.full (cluster_statefile.c's layout):
- *   flamedb-regain-full 2
+ *   flamedb-regain-full 3
  *   since MS        wall ms the mark was set, in hex
+ *   unknown ID COUNT TOKEN...   while the mark is liftable, a node of the
+ *                   ring this node last saw that no member knew, with its
+ *                   tokens (as in regain.ring): the mark's evidence
  *   done LO HI      an interval of this mark streamed and verified (16 hex
  *                   digits each, LO <= HI): not handed again
- *   end COUNT CHECKSUM     COUNT: 1 + the done lines
+ *   end COUNT CHECKSUM     COUNT: 1 + the unknown and done lines
  * Present while the mark is. */
 static int full_save(cluster_t *c)
 {
@@ -65,9 +82,15 @@ static int full_save(cluster_t *c)
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
     int rc = buf_printf(&b, "%s\nsince %llx\n", FULL_HEADER, (unsigned long long)c->full.since_ms);
+    size_t unknown = c->full.liftable ? c->full.unknown.n : 0;
+    for (size_t i = 0; rc == 0 && i < unknown; i++) {
+        rc = buf_append_str(&b, "unknown ");
+        if (rc == 0) rc = cluster_known_print(&b, &c->full.unknown.v[i]);
+        if (rc == 0) rc = buf_append_byte(&b, '\n');
+    }
     for (size_t i = 0; rc == 0 && i < c->full.done; i++)
         rc = buf_printf(&b, "done %016" PRIx64 " %016" PRIx64 "\n", c->full.lo[i], c->full.hi[i]);
-    if (rc == 0) rc = cluster_statefile_finish(&b, 1 + c->full.done);
+    if (rc == 0) rc = cluster_statefile_finish(&b, 1 + unknown + c->full.done);
     errmsg_t em = {{0}};
     if (rc == 0) rc = cluster_statefile_write(c->data_dir, path, &b, &em);
     if (rc != 0) log_error("cluster", "%s", errmsg_text(&em, rc));
@@ -99,23 +122,38 @@ static int check_done(const cluster_t *c)
     return rc;
 }
 
-/* The file's since and done intervals into c (c->full.n and done stay 0
- * unless the whole file parses). */
+/* One record line of a file of version `version`. */
+static int take_line(cluster_t *c, int version, char *line)
+{
+    if (version >= 3 && strncmp(line, "unknown ", 8) == 0)
+        return cluster_known_parse(&c->full.unknown, line + 8);
+    return version >= 2 ? take_done(c, line) : ERR_CORRUPT;
+}
+
+/* The file's since, evidence and done intervals into c (c->full.n, done
+ * and the evidence stay empty unless the whole file parses). */
 static int full_parse(cluster_t *c, buf_t *b, unsigned long long *since)
 {
     char *p = (char *)b->data, *end = p + b->len, *line = cluster_statefile_line(&p, end);
-    int v1 = line != NULL && strcmp(line, FULL_HEADER_V1) == 0;
-    if (line == NULL || (!v1 && strcmp(line, FULL_HEADER) != 0)) return ERR_CORRUPT;
+    int version = line == NULL                        ? 0
+                  : strcmp(line, FULL_HEADER) == 0    ? 3
+                  : strcmp(line, FULL_HEADER_V2) == 0 ? 2
+                  : strcmp(line, FULL_HEADER_V1) == 0 ? 1
+                                                      : 0;
+    if (version == 0) return ERR_CORRUPT;
     char *rec = cluster_statefile_line(&p, end);
     if (rec == NULL || sscanf(rec, "since %llx", since) != 1) return ERR_CORRUPT;
     int rc = 0;
     while (rc == 0 && (line = cluster_statefile_line(&p, end)) != NULL &&
            strncmp(line, "end ", 4) != 0)
-        rc = v1 ? ERR_CORRUPT : take_done(c, line);
-    if (rc == 0) rc = cluster_statefile_end(line, (size_t)(end - p), 1 + c->full.n);
+        rc = take_line(c, version, line);
+    if (rc == 0)
+        rc = cluster_statefile_end(line, (size_t)(end - p), 1 + c->full.unknown.n + c->full.n);
     if (rc == 0) rc = check_done(c);
     c->full.done = rc == 0 ? c->full.n : 0;
     c->full.n = c->full.done;
+    if (rc != 0) cluster_known_clear(&c->full.unknown);
+    c->full.liftable = c->full.unknown.n > 0;
     return rc;
 }
 
@@ -147,9 +185,11 @@ int cluster_full_load(cluster_t *c, errmsg_t *em)
     c->full.since_ms = since != 0 ? since : cluster_unix_ms(c);
     log_warn("cluster",
              "resuming the full repair of every range this node replicates (%s): not read "
-             "from until an anti-entropy pass converges; %zu token interval(s) streamed "
+             "from until an anti-entropy pass converges%s; %zu token interval(s) streamed "
              "already are not streamed again",
-             path, c->full.done);
+             path,
+             c->full.liftable ? " or the nodes it could not account for are back as they were" : "",
+             c->full.done);
     return 0;
 }
 
@@ -184,13 +224,24 @@ void cluster_full_start(cluster_t *c)
     if (c->full.on) full_publish(c);
 }
 
-void cluster_full_begin(cluster_t *c, const char *why)
+/* A copy of x in the mark's evidence (once per id); 0 or ERR_NOMEM. */
+static int unknown_add(cluster_t *c, const cluster_known_node_t *x)
 {
-    if (c->full.on) return;
+    for (size_t i = 0; i < c->full.unknown.n; i++)
+        if (strcmp(c->full.unknown.v[i].id, x->id) == 0) return 0;
+    return cluster_known_add(&c->full.unknown, x->id, x->tokens, x->ntokens);
+}
+
+/* Sets the mark (why, logged) unless it is on; 1 when it was set now. */
+static int full_mark(cluster_t *c, const char *why)
+{
+    if (c->full.on) return 0;
     c->full.on = 1;
     c->full.gen++;
     c->full.since_ms = cluster_unix_ms(c);
     c->full.n = c->full.done = 0; /* a new mark hands every interval */
+    cluster_known_clear(&c->full.unknown);
+    c->full.liftable = 0;
     if (full_save(c) != 0)
         log_error("cluster",
                   "cannot write %s/%s: a restart before the full repair converged "
@@ -203,6 +254,92 @@ void cluster_full_begin(cluster_t *c, const char *why)
              why);
     full_publish(c);
     c->view_stale = 1;
+    return 1;
+}
+
+void cluster_full_no_lift(cluster_t *c)
+{
+    if (!c->full.liftable) return;
+    c->full.liftable = 0;
+    if (full_save(c) != 0) /* a restart may lift it by evidence that no longer holds */
+        log_error("cluster", "cannot rewrite %s/%s without the mark's evidence: %s", c->data_dir,
+                  CLUSTER_FULL_FILE, "the next start may lift it when the unknown nodes return");
+}
+
+void cluster_full_begin(cluster_t *c, const char *why)
+{
+    full_mark(c, why);
+    cluster_full_no_lift(c); /* no evidence can show this reason away */
+}
+
+void cluster_full_begin_unknown(cluster_t *c, const char *why, const cluster_known_node_t *x)
+{
+    /* a mark with a removal's regain pending lifts only by a converging pass */
+    if (full_mark(c, why)) c->full.liftable = c->regain.n == 0;
+    if (!c->full.liftable) return;
+    size_t n = c->full.unknown.n;
+    if (unknown_add(c, x) != 0) {
+        cluster_full_no_lift(c);
+    } else if (c->full.unknown.n > n && full_save(c) != 0) {
+        log_error("cluster", "cannot record the mark's evidence in %s/%s: %s", c->data_dir,
+                  CLUSTER_FULL_FILE, "a restart keeps the mark until its repair converged");
+    }
+}
+
+/* Whether x is an active member, up, in ring r with exactly the tokens this
+ * node last saw it with (up: its own heartbeats, not an entry a stale
+ * member relays for a node long gone). */
+static int back_as_it_was(const cluster_t *c, const ring_t *r, const cluster_known_node_t *x)
+{
+    ring_member_t m;
+    return ring_node_find(r, x->id) >= 0 && ring_members_find(c->members, x->id, &m) == ERR_OK &&
+           m.life == RING_ACTIVE && m.state == RING_ACTIVE && !m.down && m.ntokens == x->ntokens &&
+           memcmp(m.tokens, x->tokens, x->ntokens * sizeof *x->tokens) == 0;
+}
+
+void cluster_full_evidence(cluster_t *c, const cluster_view_t *v)
+{
+    if (!c->full.on || !c->full.liftable || c->full.unknown.n == 0 ||
+        c->full.lift_asked == c->full.gen || c->repair == NULL || v->ring == NULL)
+        return;
+    for (size_t i = 0; i < c->full.unknown.n; i++)
+        if (!back_as_it_was(c, v->ring, &c->full.unknown.v[i])) return;
+    c->full.lift_asked = c->full.gen;
+    log_info("cluster",
+             "full repair: %s%s is back in the ring with the tokens this node last saw it with: "
+             "this node gained nothing while it could not account for it; lifting the mark "
+             "unless its repair cleared an interval already",
+             c->full.unknown.v[0].id,
+             c->full.unknown.n > 1 ? " (and every other unknown node)" : "");
+    repair_full_lift_ask(c->repair, c->full.gen);
+}
+
+void cluster_full_lift(cluster_t *c, uint64_t gen, int granted)
+{
+    int now = granted && c->full.on && c->full.gen == gen && c->full.liftable;
+    if (!granted && c->full.on && c->full.gen == gen)
+        log_info("cluster", "full repair: an interval was cleared already (a whole copy serves "
+                            "it): the mark stays until its stream and a pass converged");
+    if (!now) {
+        if (granted) repair_full_lift_release(c->repair);
+        return;
+    }
+    uint64_t took = cluster_unix_ms(c) - c->full.since_ms;
+    c->full.on = c->full.liftable = 0;
+    c->full.n = c->full.done = 0;
+    cluster_known_clear(&c->full.unknown);
+    if (full_save(c) != 0)
+        log_error("cluster", "cannot remove %s/%s: the next start repairs everything again",
+                  c->data_dir, CLUSTER_FULL_FILE);
+    log_info("cluster",
+             "the full repair is lifted %llu ms after it began: the nodes it could not account "
+             "for are back as they were and nothing of this node's copy was cleared, so its "
+             "copy is whole (as after an ordinary restart): serving reads again",
+             (unsigned long long)took);
+    cluster_regain_drop(c); /* every interval of the regain was the mark's */
+    repair_full_lift_release(c->repair);
+    full_publish(c);
+    cluster_view_refresh(c);
 }
 
 static int full_handed(cluster_t *c, uint64_t lo, uint64_t hi)
@@ -296,6 +433,8 @@ void cluster_full_free(cluster_t *c)
 {
     free(c->full.lo);
     free(c->full.hi);
+    cluster_known_clear(&c->full.unknown);
+    free(c->full.unknown.v);
 }
 
 /* 1 when the regain of this mark is not done: an interval to stream, or
@@ -325,6 +464,8 @@ void cluster_full_finished(cluster_t *c, uint64_t gen)
     uint64_t took = cluster_unix_ms(c) - c->full.since_ms;
     c->full.on = 0;
     c->full.n = c->full.done = 0; /* a later mark hands every interval again */
+    c->full.liftable = 0;
+    cluster_known_clear(&c->full.unknown);
     if (full_save(c) != 0)
         log_error("cluster", "cannot remove %s/%s: the next start repairs everything again",
                   c->data_dir, CLUSTER_FULL_FILE);

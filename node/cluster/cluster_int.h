@@ -279,6 +279,16 @@ struct cluster {
          * DATA_DIR/regain.full, so a restart does not stream them again */
         uint64_t *lo, *hi;
         size_t n, cap, done;
+        /* The evidence that lifts the mark before its repair converged
+         * (cluster_full_evidence): the nodes of the ring this node last saw
+         * that no member knew, with the tokens it saw them with. liftable
+         * is 1 only while every reason of the mark is such a node and no
+         * removal's regain joined it; lift_asked: the mark generation the
+         * repair thread was asked about (once per mark). Kept in
+         * DATA_DIR/regain.full while liftable, so a restart keeps it. */
+        cluster_known_t unknown;
+        int liftable;
+        uint64_t lift_asked;
     } full;
     /* The write path's hint targets as last set (cluster_set_hint_targets),
      * published with this node's own id added while it regains. */
@@ -392,6 +402,10 @@ int cluster_intervals_append(uint64_t **los, uint64_t **his, size_t *n, size_t *
 /* The last `added` intervals of c->regain recorded in DATA_DIR/regain and
  * handed to the repair thread; 0 or an error (logged, kept in memory). */
 int cluster_regain_record(cluster_t *c, size_t added);
+/* Loop: the regain list emptied without streaming, DATA_DIR/regain
+ * removed and the empty list published (a full repair lifted by its
+ * evidence: every interval was the mark's and none was cleared). */
+void cluster_regain_drop(cluster_t *c);
 /* Loop, building a view: 1 when ring node `id` (its member entry m) must
  * not serve reads as a gainer of a removal that has not yet said so itself. */
 int cluster_regain_gainer(cluster_t *c, const char *id, const ring_member_t *m);
@@ -425,6 +439,15 @@ void cluster_regain_ring_accept(cluster_t *c, const ring_t *now);
  * known ring (the start's wait). */
 int cluster_regain_ring_waiting(const cluster_t *c);
 void cluster_regain_ring_free(cluster_t *c);
+/* A copy of node (id, n tokens) appended to k; 0 or ERR_NOMEM. */
+int cluster_known_add(cluster_known_t *k, const char *id, const uint64_t *tokens, uint32_t n);
+/* k emptied (its nodes freed; k->v stays for reuse: free it after). */
+void cluster_known_clear(cluster_known_t *k);
+/* The node of a regain.ring line "ID COUNT TOKEN..." (line is cut up)
+ * appended to k; ERR_CORRUPT when it is not one, or lists an id of k. */
+int cluster_known_parse(cluster_known_t *k, char *line);
+/* x as that line (no newline) appended to b; 0 or ERR_NOMEM. */
+int cluster_known_print(buf_t *b, const cluster_known_node_t *x);
 /* cluster_full.c. Reads DATA_DIR/regain.full: present, the mark stands
  * (also when damaged); an error only for a data dir path too long. */
 int cluster_full_load(cluster_t *c, errmsg_t *em);
@@ -434,6 +457,22 @@ void cluster_full_start(cluster_t *c);
  * it lists itself in its hints_for, writes DATA_DIR/regain.full and has
  * the repair thread run passes until one converges. Once at a time. */
 void cluster_full_begin(cluster_t *c, const char *why);
+/* As cluster_full_begin, for node x of the ring this node last saw, which
+ * no member knows (why, logged): x (borrowed, copied) is kept as the
+ * evidence that can lift the mark once x is back (cluster_full_evidence). */
+void cluster_full_begin_unknown(cluster_t *c, const char *why, const cluster_known_node_t *x);
+/* Loop: a removal's gains joined the regain under the mark: it is lifted
+ * only by a converging pass, never by evidence. */
+void cluster_full_no_lift(cluster_t *c);
+/* Loop, after every view: when the mark's only reasons were nodes no member
+ * knew and each is now in v's ring with the tokens this node last saw it
+ * with, this node gained nothing meanwhile; the repair thread is asked
+ * whether nothing of the mark's regain was cleared (repair_full_lift_ask). */
+void cluster_full_evidence(cluster_t *c, const cluster_view_t *v);
+/* Loop: the thread's answer for mark gen: granted (nothing was cleared,
+ * and nothing is cleared until this releases the thread's hold) lifts the
+ * mark and drops its regain intervals, if the mark is still that one. */
+void cluster_full_lift(cluster_t *c, uint64_t gen, int granted);
 /* Loop: a pass converged after mark gen: the mark and its file go. */
 void cluster_full_finished(cluster_t *c, uint64_t gen);
 /* Loop, under a full repair mark: every token interval of view v's ring

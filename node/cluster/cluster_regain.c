@@ -355,11 +355,13 @@ int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_v
     size_t added = 0, full = 0, waiting = 0;
     if (before != NULL) rc = add_gains(c, before, now, &added);
     ring_free(before);
-    if (rc == 0 && added > 0)
+    if (rc == 0 && added > 0) {
         log_info("cluster",
                  "gained %zu token interval(s) by the removal: not read from until they are "
                  "streamed in",
                  added);
+        cluster_full_no_lift(c); /* its evidence says nothing of what a removal gave */
+    }
     /* under a full repair mark, every interval this node replicates too */
     if (rc == 0 && c->full.on) rc = cluster_full_plan(c, now, &full, &waiting);
     added += full;
@@ -382,6 +384,16 @@ int cluster_regain_record(cluster_t *c, size_t added)
         regain_publish(c);
     }
     return rc;
+}
+
+void cluster_regain_drop(cluster_t *c)
+{
+    c->regain.n = 0;
+    if (cluster_regain_save(c) != 0)
+        log_error("cluster", "cannot remove %s/%s: the next start streams its intervals",
+                  c->data_dir, CLUSTER_REGAIN_FILE);
+    c->regain.gen++;
+    regain_publish(c);
 }
 
 void cluster_regain_finished(cluster_t *c, uint64_t gen)

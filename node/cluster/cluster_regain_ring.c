@@ -57,6 +57,11 @@ void cluster_regain_ring_free(cluster_t *c)
     free(c->known.v);
 }
 
+void cluster_known_clear(cluster_known_t *k)
+{
+    known_clear(k);
+}
+
 static int known_add(cluster_known_t *k, const char *id, const uint64_t *tokens, uint32_t n)
 {
     if (GROW(k->v, k->cap, k->n + 1, RING_MAX_NODES) != 0) return ERR_NOMEM;
@@ -112,6 +117,24 @@ static int parse_node(cluster_known_t *k, char *line)
     if (rc == 0 && strtok_r(NULL, " ", &save) != NULL) rc = ERR_CORRUPT;
     if (rc == 0) rc = known_add(k, id, t, n);
     free(t);
+    return rc;
+}
+
+int cluster_known_add(cluster_known_t *k, const char *id, const uint64_t *tokens, uint32_t n)
+{
+    return known_add(k, id, tokens, n);
+}
+
+int cluster_known_parse(cluster_known_t *k, char *line)
+{
+    return parse_node(k, line);
+}
+
+int cluster_known_print(buf_t *b, const cluster_known_node_t *x)
+{
+    int rc = buf_printf(b, "%s %u", x->id, x->ntokens);
+    for (uint32_t j = 0; rc == 0 && j < x->ntokens; j++)
+        rc = buf_printf(b, " %" PRIx64, x->tokens[j]);
     return rc;
 }
 
@@ -237,10 +260,7 @@ int cluster_regain_ring_save(const cluster_t *c)
     buf_init(&b, BUF_UNLIMITED);
     int rc = buf_printf(&b, "%s\n", KNOWN_HEADER);
     for (size_t i = 0; rc == 0 && i < c->known.n; i++) {
-        const cluster_known_node_t *x = &c->known.v[i];
-        rc = buf_printf(&b, "%s %u", x->id, x->ntokens);
-        for (uint32_t j = 0; rc == 0 && j < x->ntokens; j++)
-            rc = buf_printf(&b, " %" PRIx64, x->tokens[j]);
+        rc = cluster_known_print(&b, &c->known.v[i]);
         if (rc == 0) rc = buf_append_byte(&b, '\n');
     }
     if (rc == 0) rc = cluster_statefile_finish(&b, c->known.n);
@@ -314,8 +334,9 @@ int cluster_regain_ring_waiting(const cluster_t *c)
  * node whose seeds have not answered knows nothing). A node no member knows is never taken as
  * removed: after a whole cluster restarted, the first node up would take
  * every other as removed and clear what it holds. */
-static int gone_kind(cluster_t *c, const cluster_view_t *old, const char *id)
+static int gone_kind(cluster_t *c, const cluster_view_t *old, const cluster_known_node_t *x)
 {
+    const char *id = x->id;
     ring_member_t m;
     if (ring_members_find(c->members, id, &m) != ERR_OK) {
         /* alone (no seed answered yet), nothing can be told: keep waiting */
@@ -325,7 +346,7 @@ static int gone_kind(cluster_t *c, const cluster_view_t *old, const char *id)
                  "%s was in the ring when this node last saw it and no member knows it now "
                  "(removed longer than --forget-left-after ago, or never seen by the others)",
                  id);
-        cluster_full_begin(c, why);
+        cluster_full_begin_unknown(c, why, x); /* lifted by evidence once x is back */
         return 0;
     }
     if (m.life != RING_LEFT) return waited_enough(c) ? 0 : -1;
@@ -344,7 +365,7 @@ int cluster_regain_ring_before(cluster_t *c, const cluster_view_t *old, const cl
     int removed = 0, rc = 0;
     for (size_t i = 0; rc == 0 && i < c->known.n; i++) {
         const cluster_known_node_t *x = &c->known.v[i];
-        int kind = ring_node_find(now->ring, x->id) >= 0 ? 2 : gone_kind(c, old, x->id);
+        int kind = ring_node_find(now->ring, x->id) >= 0 ? 2 : gone_kind(c, old, x);
         if (kind < 0) rc = 1; /* wait: the member table is not complete yet */
         if (kind == 1) {
             log_info("cluster",

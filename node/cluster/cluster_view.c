@@ -291,6 +291,7 @@ int cluster_view_refresh(cluster_t *c)
     c->counters.view_rebuilds++;
     log_view(c, v);
     int again = old != NULL && cluster_regain_note(c, &old->pub, &v->pub);
+    cluster_full_evidence(c, &v->pub);
     if (old != NULL) cluster_view_release(&old->pub);
     if (again) cluster_view_refresh(c); /* this node's hints_for changed */
     return 1;

@@ -181,6 +181,21 @@ void repair_full_set(repair_t *r, uint64_t gen)
     uv_mutex_unlock(&r->mu);
 }
 
+void repair_full_lift_ask(repair_t *r, uint64_t gen)
+{
+    uv_mutex_lock(&r->mu);
+    r->lift.ask = gen; /* answered by the next pass's regain step (repair_regain.c) */
+    uv_cond_broadcast(&r->cond);
+    uv_mutex_unlock(&r->mu);
+}
+
+void repair_full_lift_release(repair_t *r)
+{
+    uv_mutex_lock(&r->mu);
+    r->lift.held = 0;
+    uv_mutex_unlock(&r->mu);
+}
+
 /* Thread, after a pass: under a full repair mark, a complete pass over the
  * ranges this node replicates that started once the settle margin after
  * the mark passed (every write in flight from a coordinator that still
@@ -332,7 +347,9 @@ static void on_async(uv_async_t *h)
     }
     uint64_t gen = r->done_gen;
     int rc = r->result_rc, verified = r->join_verified, left = r->leave_result;
-    uint64_t regained = r->regain_done, full = r->full_done;
+    uint64_t regained = r->regain_done, full = r->full_done, lift = r->lift.answer;
+    int granted = r->lift.granted;
+    r->lift.answer = 0;
     r->full_done = 0;
     r->join_verified = 0;
     r->leave_result = 0;
@@ -350,6 +367,7 @@ static void on_async(uv_async_t *h)
     if (left != 0) cluster_move_leave_verified(r->c, left > 0);
     if (regained != 0) cluster_regain_finished(r->c, regained);
     if (full != 0) cluster_full_finished(r->c, full);
+    if (lift != 0) cluster_full_lift(r->c, lift, granted);
     if (gen > r->delivered_gen) {
         r->delivered_gen = gen;
         deliver(r, gen, json ? rc : ERR_NOMEM, json ? json : "");

@@ -375,6 +375,14 @@ struct repair {
     /* under mu: a full repair (cluster_full.c): its mark's generation (0:
      * none), since when (wall ms), and the generation a pass converged */
     uint64_t full_gen, full_since_ms, full_done;
+    /* under mu: the loop's ask to lift mark `ask` by its evidence
+     * (cluster_full_evidence) and the thread's answer: granted when nothing
+     * of the regain was cleared; then held: nothing is cleared until the
+     * loop, having dropped the mark's intervals, releases it */
+    struct {
+        uint64_t ask, answer;
+        int granted, held;
+    } lift;
     /* thread only: where the regain stands (repair_regain.c), kept in
      * DATA_DIR/regain.progress (repair_regain_file.c) */
     struct {
@@ -443,6 +451,12 @@ void repair_regain_after(repair_t *r, int complete, uint64_t t0);
  * is set and tells the loop (cluster_full_finished) once a complete pass
  * that started a settle margin after this call found nothing missing. */
 void repair_full_set(repair_t *r, uint64_t gen);
+/* Loop: asks the thread whether mark gen may be lifted by its evidence
+ * (nothing of the regain cleared); the answer comes back through
+ * cluster_full_lift. */
+void repair_full_lift_ask(repair_t *r, uint64_t gen);
+/* Loop, once it handled a granted answer: the thread clears again. */
+void repair_full_lift_release(repair_t *r);
 /* 1 when the thread has a regain to work on. */
 int repair_regain_pending(repair_t *r);
 

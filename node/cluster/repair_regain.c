@@ -369,6 +369,31 @@ static int clear_settled(repair_t *r, const cluster_view_t *v, uint64_t t0)
     return rc;
 }
 
+/* The loop's ask to lift a full repair mark by its evidence
+ * (cluster_full.c), answered between the sync of the intervals and their
+ * clear, so no clear of this thread falls between the answer and the
+ * loop's lift: granted when no interval of the regain was cleared (the
+ * node's copy is as it was when marked); then nothing is cleared until
+ * the loop, having dropped the intervals, releases the hold
+ * (repair_full_lift_release). 1 while held. */
+static int lift_held(repair_t *r)
+{
+    uv_mutex_lock(&r->mu);
+    if (r->lift.ask != 0) {
+        int cleared = 0;
+        for (size_t i = 0; i < r->rg.niv; i++)
+            cleared |= r->rg.iv[i].settled_ms != 0;
+        r->lift.answer = r->lift.ask;
+        r->lift.granted = !cleared;
+        r->lift.held |= !cleared;
+        r->lift.ask = 0;
+        if (!r->closing) uv_async_send(&r->async);
+    }
+    int held = r->lift.held;
+    uv_mutex_unlock(&r->mu);
+    return held;
+}
+
 int repair_regain_stream(repair_t *r, const cluster_view_t *v, uint64_t t0, repair_stats_t *st)
 {
     rg_copy_t c = {0};
@@ -377,6 +402,7 @@ int repair_regain_stream(repair_t *r, const cluster_view_t *v, uint64_t t0, repa
     if (c.n == 0) { /* none, or finished: a later regain starts afresh */
         r->rg.niv = 0;
         r->rg.streams.n = 0;
+        lift_held(r);
         goto out;
     }
     if (v->ring == NULL || v->self < 0) {
@@ -387,7 +413,7 @@ int repair_regain_stream(repair_t *r, const cluster_view_t *v, uint64_t t0, repa
         r->rg.gen = c.gen;
         r->rg.streamed_ms = 0;
     }
-    if (sync_ivs(r, &c, t0) != 0 || clear_settled(r, v, t0) != 0) {
+    if (sync_ivs(r, &c, t0) != 0 || lift_held(r) || clear_settled(r, v, t0) != 0) {
         ok = 0;
         goto out;
     }

@@ -12,15 +12,12 @@ marked node refuses to serve, an interval is cleared only once a replica
 serves it, so both wait for n2 and stream from it, and each node alone then
 answers exactly. A binary that clears and streams from any reachable
 replica leaves n0 and n1 with each other's empty copy, "converged":
-answers short and unflagged. With n2 marked as well (its regain.ring
-damaged: test_all_replicas_marked_stay_flagged) no replica has a copy to be
-trusted: none clears or serves, every mark stays and each node alone answers
-exact or flagged partial; the binary before converged all three on empty
-copies.
+answers short and unflagged. Every replica marked at once (n2 marked as
+well) is test_cluster_full_lift.py: marks lifted by their evidence, or,
+with none, kept until the operator step.
 
 Every wait is bounded; the seed is printed (cluster.py).
 """
-import os
 import signal
 import time
 
@@ -51,25 +48,17 @@ def test_no_short_copy_as_source():
     n2, whole all along, is started last. Neither may take the other's
     copy, cleared or short, as a whole one: an interval is cleared only once
     a replica serves it, a marked node refuses to serve, so n0 and n1 wait
-    for n2 and stream from it; each of the three nodes alone then answers
-    exactly, the profiles older than the seen span included. A binary that
-    clears first and streams from any reachable replica leaves n0 and n1
-    with each other's empty copy of the old windows, checked against each
-    other and "converged": short answers, unflagged."""
-    short_copies(all_marked=False)
+    for n2 and stream from it (or, having cleared nothing, are lifted once
+    n2 is back with its tokens: test_cluster_full_lift.py); each of the
+    three nodes alone then answers exactly, the profiles older than the
+    seen span included. A binary that clears first and streams from any
+    reachable replica leaves n0 and n1 with each other's empty copy of the
+    old windows, checked against each other and "converged": short
+    answers, unflagged."""
+    short_copies()
 
 
-def test_all_replicas_marked_stay_flagged():
-    """As test_no_short_copy_as_source, but n2 comes back marked too (its
-    DATA_DIR/regain.ring damaged): no replica of any range has a copy to be
-    trusted, so none clears or serves one, every mark stays, and each node
-    alone answers every total exactly or flagged partial, never short and
-    unflagged. A binary that clears and streams from any reachable replica
-    has all three stream each other's empty copies and converge on them."""
-    short_copies(all_marked=True)
-
-
-def short_copies(all_marked):
+def short_copies():
     args = ARGS + SEEN_ARGS
     now = int(time.time())
     with Cluster(3, rf=3, args=args) as c:
@@ -100,24 +89,19 @@ def short_copies(all_marked):
         for i in (0, 1):
             print("    n%d at its clear: %s" % (i, "cleared" if logged(
                 c.nodes[i], "before receiving them whole") else "no source, waits"))
-        if all_marked:  # a damaged ring file marks n2 by itself
-            with open(os.path.join(c.nodes[2].data_dir, "regain.ring"), "w") as f:
-                f.write("flamedb-regain-ring 2\nn2 zz\nend 1\n")
         c.restart(2)
         c.wait_state(2, "active", observers=[0, 1], timeout=30)
-        nodes = (0, 1, 2) if all_marked else (0, 1)
-        if all_marked:
-            wait_for("n2 marked and at its clear", lambda: c.status(2).get(
-                "full_repair") == 1 and cleared_or_waiting(c.nodes[2]), timeout=60)
-            time.sleep(5)  # passes go on: on this binary nothing is cleared
+        nodes = (0, 1)
         try:
             wait_for("the marked nodes to converge", lambda: all(
-                c.status(i).get("full_repair") == 0 for i in nodes),
-                timeout=30 if all_marked else 90)
+                c.status(i).get("full_repair") == 0 for i in nodes), timeout=90)
             converged = True
         except AssertionError:
             converged = False
         print("    %s converged: %s" % (", ".join("n%d" % i for i in nodes), converged))
+        for i in nodes:
+            print("    n%d: %s" % (i, "lifted by its evidence (n2 back with its tokens)" if logged(
+                c.nodes[i], "the full repair is lifted") else "streamed from n2"))
         for i in range(3):
             others = [k for k in range(3) if k != i]
             stopped(c, others, i)
@@ -135,13 +119,8 @@ def short_copies(all_marked):
                     i, part, len(want)))
             finally:
                 resumed(c, others, [i])
-        if all_marked:
-            assert not converged, "a mark was lifted with no replica to be trusted"
-            print("    no replica to be trusted: every mark stays, every answer exact or "
-                  "flagged")
-        else:
-            assert converged, "n0 and n1 did not converge once n2 was back"
-            print("    each node alone answers exactly, the old profiles included")
+        assert converged, "n0 and n1 did not converge once n2 was back"
+        print("    each node alone answers exactly, the old profiles included")
 
 
 if __name__ == "__main__":

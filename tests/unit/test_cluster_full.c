@@ -12,11 +12,14 @@
  * waits; a second plan hands nothing more.
  *
  * DATA_DIR/regain.full keeps the intervals of a mark already streamed
- * (cluster_full_streamed): read back equal, a plan after the restart hands
- * none of them again; the file of the release before (no done lines) is
- * read with none; a damaged one (cut at every byte, every byte changed,
- * LO > HI, an interval twice, done lines in the old format, another
- * version) keeps the mark and hands every interval again.
+ * (cluster_full_streamed) and the mark's evidence (the nodes no member
+ * knew, with their tokens): read back equal, a plan after the restart hands
+ * none of them again; the files of the releases before (no done lines, no
+ * evidence) are read with none; a damaged one (cut at every byte, every
+ * byte changed, LO > HI, an interval twice, done or unknown lines in an
+ * older format, a node with a token short or one more, twice, another
+ * version) keeps the mark, with no evidence, and hands every interval
+ * again.
  *
  * A node serves no interval of its own copy that is not to be trusted
  * (cluster_copy_untrusted): the whole ring under a mark, while joining or
@@ -265,6 +268,10 @@ static char *get_file(size_t *n)
     return b;
 }
 
+/* The nodes of the mark's evidence in the last full_load, 0 when it
+ * was not liftable. */
+static size_t loaded_evidence;
+
 /* A fresh start on the file: marked (always, the file being there), with
  * *since and *done of it; returns the cluster (caller frees). */
 static cluster_t *full_load(uint64_t *since, size_t *done)
@@ -278,6 +285,8 @@ static cluster_t *full_load(uint64_t *since, size_t *done)
     CHECK_EQ_INT(c->full.n, c->full.done);
     *since = c->full.since_ms;
     *done = c->full.done;
+    CHECK_EQ_INT(c->full.liftable, c->full.unknown.n > 0);
+    loaded_evidence = c->full.liftable ? c->full.unknown.n : 0;
     return c;
 }
 
@@ -289,6 +298,10 @@ static void test_full_file_streamed(void)
     v.self = ring_node_find(ring, "n1");
     cluster_t *c = marked_cluster();
     c->full.since_ms = 0x18c0ffee123ull;
+    /* the evidence: a node no member knew, kept while the mark is liftable */
+    static const uint64_t n7_tokens[] = {0x10, 0xffffffffffffff00ull, 0x7};
+    c->full.liftable = 1;
+    CHECK_EQ_INT(cluster_known_add(&c->full.unknown, "n7", n7_tokens, 3), 0);
     CHECK_EQ_INT(cluster_regain_add(c, 1200, 1700), 0);
     size_t added = 0, waiting = 0, done = 0;
     CHECK_EQ_INT(cluster_full_plan(c, &v, &added, &waiting), 0);
@@ -298,13 +311,18 @@ static void test_full_file_streamed(void)
     CHECK_EQ_INT(c->full.done, handed);
     size_t len = 0;
     char *good = get_file(&len);
-    CHECK(good != NULL &&
-          strncmp(good, "flamedb-regain-full 2\nsince 18c0ffee123\ndone ", 45) == 0);
+    CHECK(good != NULL && strncmp(good,
+                                  "flamedb-regain-full 3\nsince 18c0ffee123\n"
+                                  "unknown n7 3 10 ffffffffffffff00 7\ndone ",
+                                  79) == 0);
     free_cluster(c);
 
     uint64_t since = 0;
-    c = full_load(&since, &done); /* a restart: nothing handed again */
+    c = full_load(&since, &done); /* a restart: nothing handed again, the evidence kept */
     CHECK(since == 0x18c0ffee123ull && done == handed);
+    CHECK(loaded_evidence == 1 && strcmp(c->full.unknown.v[0].id, "n7") == 0 &&
+          c->full.unknown.v[0].ntokens == 3 &&
+          memcmp(c->full.unknown.v[0].tokens, n7_tokens, sizeof n7_tokens) == 0);
     CHECK_EQ_INT(cluster_full_plan(c, &v, &added, &waiting), 0);
     CHECK(added == 0 && waiting == 0 && c->regain.n == 0 && c->full.n == handed);
     free_cluster(c);
@@ -312,8 +330,11 @@ static void test_full_file_streamed(void)
     for (size_t at = 0; good != NULL && at < len; at++) { /* cut: nothing streamed */
         put_bytes(good, at);
         c = full_load(&since, &done);
-        if (done != 0) fprintf(stderr, "regain.full cut at %zu: %zu done\n", at, done);
+        if (done != 0 || loaded_evidence != 0)
+            fprintf(stderr, "regain.full cut at %zu: %zu done, %zu unknown\n", at, done,
+                    loaded_evidence);
         CHECK_EQ_INT(done, 0);
+        CHECK_EQ_INT(loaded_evidence, 0);
         CHECK_EQ_INT(cluster_full_plan(c, &v, &added, &waiting), 0);
         CHECK_EQ_INT(added, 5); /* every range interval again */
         free_cluster(c);
@@ -326,15 +347,18 @@ static void test_full_file_streamed(void)
             put_bytes(b, len);
             free(b);
             c = full_load(&since, &done);
-            if (done != 0) fprintf(stderr, "regain.full byte %zu ^ %d: %zu done\n", at, x, done);
+            if (done != 0 || loaded_evidence != 0)
+                fprintf(stderr, "regain.full byte %zu ^ %d: %zu done, %zu unknown\n", at, x, done,
+                        loaded_evidence);
             CHECK_EQ_INT(done, 0);
+            CHECK_EQ_INT(loaded_evidence, 0);
             free_cluster(c);
         }
     free(good);
 
     static const struct {
         const char *body;
-        size_t count, done;
+        size_t count, done, evidence;
     } cases[] = {
         {"flamedb-regain-full 1\nsince 5\n", 1, 0}, /* the release before: read */
         {"flamedb-regain-full 2\nsince 5\n", 1, 0},
@@ -348,12 +372,30 @@ static void test_full_file_streamed(void)
         {"flamedb-regain-full 2\nsince 5\ndone 0000000000000001 0000000000000002\n", 1, 0},
         {"flamedb-regain-full 1\nsince 5\ndone 0000000000000001 0000000000000002\n", 2, 0},
         {"flamedb-regain-full 3\nsince 5\n", 1, 0},
+        {"flamedb-regain-full 3\nsince 5\nunknown n2 2 a b\n", 2, 0, 1},
+        {"flamedb-regain-full 3\nsince 5\nunknown n2 2 a b\nunknown n3 1 c\n"
+         "done 0000000000000001 0000000000000002\n",
+         4, 1, 2},
+        {"flamedb-regain-full 2\nsince 5\nunknown n2 2 a b\n", 2, 0}, /* not in version 2 */
+        {"flamedb-regain-full 3\nsince 5\nunknown n2 2 a b\n", 1, 0}, /* count */
+        {"flamedb-regain-full 3\nsince 5\nunknown n2 2 a\n", 2, 0},   /* a token short */
+        {"flamedb-regain-full 3\nsince 5\nunknown n2 1 a b\n", 2, 0}, /* one more */
+        {"flamedb-regain-full 3\nsince 5\nunknown n2 1 zz\n", 2, 0},
+        {"flamedb-regain-full 3\nsince 5\nunknown n2 0\n", 2, 0},
+        {"flamedb-regain-full 3\nsince 5\nunknown n2 1 a\nunknown n2 1 b\n", 3, 0},
+        {"flamedb-regain-full 3\nsince 5\nunknown n2 1 a\n"
+         "done 0000000000000003 0000000000000002\n",
+         3, 0},
+        {"flamedb-regain-full 4\nsince 5\n", 1, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         put_with_end(cases[i].body, cases[i].count);
         c = full_load(&since, &done);
-        if (done != cases[i].done) fprintf(stderr, "regain.full case %zu: %zu done\n", i, done);
+        if (done != cases[i].done || loaded_evidence != cases[i].evidence)
+            fprintf(stderr, "regain.full case %zu: %zu done, %zu unknown\n", i, done,
+                    loaded_evidence);
         CHECK_EQ_INT(done, cases[i].done);
+        CHECK_EQ_INT(loaded_evidence, cases[i].evidence);
         free_cluster(c);
     }
     char path[128];

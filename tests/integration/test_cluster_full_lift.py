@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Every replica of a range in a full repair at once recovers by itself
+where a copy can be shown whole (docs/cluster.md, "Only a whole copy is a
+source", "A mark lifted by its evidence"), with real processes, 3 nodes
+RF 3, profiles older than the seen span (--seen-retention 2h) too:
+
+n2 is killed, then n0 and n1 are stopped and started again together, so
+neither can account for n2 (no member knows it): both are marked for a full
+repair, and each refuses to serve the other (only a whole copy is a
+source): every answer is flagged partial. n2 then comes back with its data
+gone (only DATA_DIR/identity kept, so the same id and tokens) and a damaged
+DATA_DIR/regain.ring, so it is marked too: no replica serves a whole copy.
+
+n0 and n1 were marked only because n2 was unknown, and n2 is back with the
+tokens they last saw it with: they gained nothing, and nothing of their
+copies was cleared, so their marks are lifted by that evidence. n2's copy
+is really empty and nothing shows it whole: it stays marked until it has
+streamed everything from n0 and n1. Throughout, every answer through every
+node is exact or flagged partial, never short and unflagged; within a
+bounded time every node answers every total exactly on its own, without an
+operator step. n0 is restarted while it is marked and before n2 is back:
+its mark and the evidence that lifts it are kept in DATA_DIR/regain.full. A binary without the lift keeps all three marks for good
+(every answer flagged partial); one that lifted n2 as well would answer
+short through it.
+
+Every wait is bounded; the seed is printed (cluster.py).
+"""
+import datetime
+import os
+import time
+
+import harness
+from cluster import Cluster, wait_for
+from test_cluster_regain_full import (ARGS, LAST_BAD, OLD_S, SEEN_ARGS, answers, exact,
+                                      preload, resumed, stopped)
+from test_cluster_repair import ctl
+
+# From n2's start until every mark is lifted: n2's start's wait, the lift
+# of n0's and n1's marks (a repair pass each), n2's settle margin (300 ms),
+# its stream and a converging pass, with room for a loaded 2-core machine.
+RECOVER_S = 40
+
+
+def logged(node, text):
+    return any(text in x for x in node.log)
+
+
+def logged_at(node, text, after=""):
+    """The wall time (s) of the first line of node's log holding text (at
+    or after the first one holding `after`), from its timestamp."""
+    started = not after
+    for x in node.log:
+        started = started or after in x
+        if started and text in x:
+            return datetime.datetime.strptime(x.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S.%fZ") \
+                .timestamp()
+    return None
+
+
+def wipe_but_identity(data_dir):
+    """Everything of the node's data dir gone but its identity (id and
+    tokens), and a regain.ring that does not parse."""
+    for name in os.listdir(data_dir):
+        if name != "identity":
+            path = os.path.join(data_dir, name)
+            if os.path.isdir(path):
+                for root, dirs, files in os.walk(path, topdown=False):
+                    for f in files:
+                        os.unlink(os.path.join(root, f))
+                    for d in dirs:
+                        os.rmdir(os.path.join(root, d))
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+    with open(os.path.join(data_dir, "regain.ring"), "w") as f:
+        f.write(BAD_RING)
+
+
+def poll(c, nodes, want, frm, until):
+    """Every total through each of `nodes`: ([(node, service, got, want)]
+    answered wrong and not flagged partial, how many were flagged, how many
+    were asked)."""
+    bad, flagged, asked = [], 0, 0
+    for i in nodes:
+        for svc, got, w, part in answers(c, i, want, frm, until):
+            if not part and got != w:
+                bad.append((c.ids[i], svc, got, w))
+            flagged += part
+            asked += 1
+    return bad, flagged, asked
+
+
+def marks(c):
+    return [c.status(i).get("full_repair") for i in range(3)]
+
+
+def test_all_marked_lift_by_evidence():
+    args = ARGS + SEEN_ARGS
+    now = int(time.time())
+    with Cluster(3, rf=3, args=args) as c:
+        for i in range(3):
+            c.wait_state(i, "active", observers=[0, 1, 2], timeout=30)
+        want = preload(c, 0, "lift", now, 60, nservices=6)
+        want.update(preload(c, 0, "liftold", now - OLD_S, 36, nservices=6))
+        frm, until = now - OLD_S - 3600, now + 60
+        c.kill(2)
+        c.wait_state(2, "down", observers=[0, 1])
+        for i in (0, 1):  # both down at once: neither learns n2 from the other
+            c.stop(i)
+        for i in (0, 1):
+            c.restart(i)
+        wait_for("n0 and n1 marked, n2 unknown to both", lambda: all(
+            logged(c.nodes[i], "no member knows it now") and
+            c.status(i).get("full_repair") == 1 for i in (0, 1)), timeout=30)
+        flagged = [p for i in (0, 1) for _, _, _, p in answers(c, i, want, frm, until)]
+        assert all(flagged), "an answer not flagged while every live replica is marked"
+        print("    n0 and n1 marked (n2 unknown), n2 down: %d of %d answers flagged partial"
+              % (sum(flagged), len(flagged)))
+        c.stop(0)  # the mark and its evidence outlive a restart (DATA_DIR/regain.full)
+        c.restart(0)
+        wait_for("n0 marked again after its restart", lambda: logged(
+            c.nodes[0], "resuming the full repair") and c.status(0).get("full_repair") == 1,
+            timeout=30)
+
+        wipe_but_identity(c.nodes[2].data_dir)
+        c.restart(2)
+        t0 = time.monotonic()
+        bad, seen_marks, lifted = [], [], None
+        for _ in range(10000):  # bounded by RECOVER_S
+            wrong, flagged, asked = poll(c, (0, 1, 2), want, frm, until)
+            bad += wrong
+            m = marks(c)
+            if m not in seen_marks:
+                seen_marks.append(m)
+            if m == [0, 0, 0]:
+                lifted = time.monotonic() - t0
+                break
+            if time.monotonic() - t0 > RECOVER_S:
+                break
+            time.sleep(0.2)
+        print("    marks (n0, n1, n2) seen after n2's start: %r; last poll: %d of %d "
+              "answers flagged partial" % (seen_marks, flagged, asked))
+        assert not bad, "short and unflagged: %r" % bad[:5]
+        assert lifted is not None, \
+            "marks still %r %d s after n2's start: nobody recovers by itself" % (
+                seen_marks[-1], RECOVER_S)
+        print("    every mark lifted %.1f s after n2's start, every answer exact or "
+              "flagged meanwhile" % lifted)
+        n2_start = logged_at(c.nodes[2], "")
+        for i in (0, 1):
+            assert logged(c.nodes[i], "the full repair is lifted"), \
+                "n%d's mark was not lifted by its evidence" % i
+            print("    n%d lifted by its evidence %.2f s after n2's first log line" % (
+                i, logged_at(c.nodes[i], "the full repair is lifted") - n2_start))
+        assert not logged(c.nodes[2], "the full repair is lifted"), \
+            "n2's mark (nothing shows its copy whole) was lifted by evidence"
+        assert logged(c.nodes[2], "before receiving them whole") and \
+            logged(c.nodes[2], "the full repair converged"), \
+            "n2 did not stream its copy from the others"
+        print("    n0 and n1 lifted by the evidence (n2 back with its tokens); n2 streamed "
+              "its empty copy whole and converged")
+
+        for i in range(3):
+            others = [k for k in range(3) if k != i]
+            stopped(c, others, i)
+            try:
+                try:
+                    wait_for("n%d alone exact" % i,
+                             lambda: exact(c, i, want, frm, until), timeout=20)
+                except AssertionError:
+                    print("    (service, got, want, partial) %r" % LAST_BAD)
+                    raise
+            finally:
+                resumed(c, others, [i])
+        print("    each node alone answers every total exactly (%d services, the old "
+              "profiles included)" % len(want))
+
+
+BAD_RING = "flamedb-regain-ring 2\nn9 zz\nend 1\n"
+
+
+def test_no_evidence_stays_flagged_until_the_operator_step():
+    """As above, but n0 and n1 also come back with a damaged
+    DATA_DIR/regain.ring (they start marked, with no ring to compare
+    with) and n2 keeps its data: every replica is marked and no mark has
+    evidence, so none is lifted and every answer stays flagged partial,
+    never short; flamectl cluster repair reports every pass incomplete.
+    The operator step of docs/operations.md (stop the node whose copy is
+    known whole, n0, check it has no DATA_DIR/regain.progress, delete its
+    DATA_DIR/regain.full and DATA_DIR/regain, start it) makes n0 a source:
+    n1 and n2 stream from it and converge, and each node alone answers
+    exactly."""
+    args = ARGS + SEEN_ARGS
+    now = int(time.time())
+    with Cluster(3, rf=3, args=args) as c:
+        for i in range(3):
+            c.wait_state(i, "active", observers=[0, 1, 2], timeout=30)
+        want = preload(c, 0, "noev", now, 60, nservices=6)
+        want.update(preload(c, 0, "noevold", now - OLD_S, 36, nservices=6))
+        frm, until = now - OLD_S - 3600, now + 60
+        c.kill(2)
+        c.wait_state(2, "down", observers=[0, 1])
+        for i in (0, 1):
+            c.stop(i)
+        for i in range(3):
+            with open(os.path.join(c.nodes[i].data_dir, "regain.ring"), "w") as f:
+                f.write(BAD_RING)
+        for i in (0, 1):
+            c.restart(i)
+        c.restart(2)
+        wait_for("every node marked", lambda: marks(c) == [1, 1, 1], timeout=30)
+        t0 = time.monotonic()
+        bad = []
+        while time.monotonic() - t0 < 8:  # passes run every second meanwhile
+            wrong, flagged, asked = poll(c, (0, 1, 2), want, frm, until)
+            bad += wrong
+            time.sleep(0.2)
+        m = marks(c)
+        print("    no evidence: marks %r after 8 s, last poll %d of %d answers flagged partial"
+              % (m, flagged, asked))
+        assert not bad, "short and unflagged: %r" % bad[:5]
+        assert m == [1, 1, 1], "a mark without evidence was lifted"
+        assert flagged == asked
+        ctl(c, 0, "cluster", "status")
+        p, _ = ctl(c, 0, "cluster", "repair")
+        assert p.returncode != 0, "cluster repair converged with every replica marked"
+
+        c.stop(0)  # the operator step, on the node whose copy is known whole
+        d = c.nodes[0].data_dir
+        assert not os.path.exists(os.path.join(d, "regain.progress")), \
+            "n0 cleared an interval: its copy is not whole"
+        for name in ("regain.full", "regain"):
+            os.unlink(os.path.join(d, name))
+        c.restart(0)
+        t0 = time.monotonic()
+        for _ in range(10000):  # bounded by RECOVER_S
+            bad += poll(c, (0, 1, 2), want, frm, until)[0]
+            if marks(c) == [0, 0, 0] or time.monotonic() - t0 > RECOVER_S:
+                break
+            time.sleep(0.2)
+        assert not bad, "short and unflagged: %r" % bad[:5]
+        assert marks(c) == [0, 0, 0], "n1 and n2 did not converge from n0"
+        print("    after the operator step on n0, every mark lifted %.1f s after its start"
+              % (time.monotonic() - t0))
+        for i in range(3):
+            others = [k for k in range(3) if k != i]
+            stopped(c, others, i)
+            try:
+                try:
+                    wait_for("n%d alone exact" % i,
+                             lambda: exact(c, i, want, frm, until), timeout=20)
+                except AssertionError:
+                    print("    (service, got, want, partial) %r" % LAST_BAD)
+                    raise
+            finally:
+                resumed(c, others, [i])
+        print("    each node alone answers every total exactly")
+
+
+if __name__ == "__main__":
+    harness.run_tests(globals())
