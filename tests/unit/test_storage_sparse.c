@@ -1,9 +1,11 @@
 /* test_storage_sparse.c — sparse blocks (storage/sparse.c) added straight
  * into a dense vector (storage_sparse_add_dense, the query merger's path)
  * must give what decoding and adding gives, and a corrupt block must add
- * nothing, wherever it breaks; folding merge operands (storage_fold_sparse)
- * must sum them exactly, one operand or many; storage_sparse_factor must
- * find exact integer factors only. Prints its seed; pass a seed
+ * nothing, wherever it breaks; two blocks added in step
+ * (storage_sparse_add_dense2) must give what adding one after the other
+ * gives; folding merge operands (storage_fold_sparse) must sum them
+ * exactly, one operand or many; storage_sparse_factor must find exact
+ * integer factors only. Prints its seed; pass a seed
  * as argv[1] to replay. */
 #include <stdlib.h>
 #include <string.h>
@@ -268,6 +270,79 @@ static void test_dense_empty_block(void)
     storage_sparse_free(&v);
 }
 
+/* A random block, empty now and then, broken half the time: cut short, its
+ * last varint endless, a byte too many, or pairs past its count. */
+static void random_block(buf_t *b, sparse_vec_t *v)
+{
+    random_vec(v, (int)(check_rng() % 3));
+    if (check_rng() % 8 == 0) v->n = 0;
+    buf_reset(b);
+    CHECK_EQ_INT(storage_sparse_encode(v, b), 0);
+    switch (check_rng() % 8) {
+    case 0:
+        b->len = 1 + check_rng() % (b->len - 1 ? b->len - 1 : 1);
+        break;
+    case 1:
+        b->data[b->len - 1] = 0x80;
+        break;
+    case 2:
+        CHECK_EQ_INT(buf_append_byte(b, 0), 0);
+        break;
+    case 3:
+        CHECK_EQ_INT(buf_append(b, "\x01\x02\x01\x02\x01\x02\x01\x02", 8), 0);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Two blocks added in step (storage_sparse_add_dense2) leave the vector,
+ * its used mark and each block's outcome as adding one after the other
+ * does, whichever of them is broken, empty or past the id bound, into an
+ * empty vector or one already holding a block. */
+static void test_dense_two(void)
+{
+    sparse_vec_t v;
+    storage_sparse_init(&v);
+    buf_t a, b, pre;
+    buf_init(&a, (size_t)1 << 24);
+    buf_init(&b, (size_t)1 << 24);
+    buf_init(&pre, (size_t)1 << 24);
+    for (int r = 0; r < 2000; r++) {
+        random_block(&a, &v);
+        random_block(&b, &v);
+        size_t max_ids = check_rng() % 4 == 0 ? check_rng() % IDS : IDS;
+        int64_t *one = NULL, *two = NULL;
+        size_t cap1 = 0, cap2 = 0, used1 = 0, used2 = 0;
+        if (check_rng() % 2) { /* a vector already holding a block */
+            random_vec(&v, (int)(check_rng() % 3));
+            buf_reset(&pre);
+            CHECK_EQ_INT(storage_sparse_encode(&v, &pre), 0);
+            int r1 = storage_sparse_add_dense(pre.data, pre.len, &one, &cap1, &used1, max_ids);
+            int r2 = storage_sparse_add_dense(pre.data, pre.len, &two, &cap2, &used2, max_ids);
+            CHECK_EQ_INT(r1, r2);
+        }
+        int ra = storage_sparse_add_dense(a.data, a.len, &one, &cap1, &used1, max_ids);
+        int rb = storage_sparse_add_dense(b.data, b.len, &one, &cap1, &used1, max_ids);
+        int rcb = -12345;
+        int r2 = storage_sparse_add_dense2(a.data, a.len, b.data, b.len, &two, &cap2, &used2,
+                                           max_ids, &rcb);
+        CHECK_EQ_INT(r2, ra);
+        CHECK_EQ_INT(rcb, rb);
+        CHECK_EQ_INT(used2, used1);
+        int same = 1;
+        for (size_t id = 0; id < cap1 || id < cap2; id++)
+            same &= (id < cap1 ? one[id] : 0) == (id < cap2 ? two[id] : 0);
+        CHECK(same);
+        free(one);
+        free(two);
+    }
+    buf_free(&a);
+    buf_free(&b);
+    buf_free(&pre);
+    storage_sparse_free(&v);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -275,6 +350,7 @@ int main(int argc, char **argv)
     check_rng_state = seed ? seed : 1;
     test_dense();
     test_dense_empty_block();
+    test_dense_two();
     test_fold();
     test_factor();
     return check_exit();
