@@ -133,7 +133,8 @@ static void heap_replace_top(sel_t *s, uint32_t node)
     sift_down(s, 0, (hent_t){s->nd[node].total, node});
 }
 
-/* Room for an expansion over nkids member children. */
+/* Room for an expansion over nkids member children (already filed in
+ * s->mem from s->nm on). */
 static int expansion_room(sel_t *s, size_t nkids)
 {
     size_t want = 16;
@@ -146,8 +147,7 @@ static int expansion_room(sel_t *s, size_t nkids)
         s->nslot = want;
     }
     if (GROW_FROM(s->touched, s->capt, nkids, GROW_UNLIMITED, 256) != 0 ||
-        GROW_FROM(s->nd, s->capn, s->nn + nkids, GROW_UNLIMITED, 256) != 0 ||
-        GROW_FROM(s->mem, s->capm, s->nm + nkids, GROW_UNLIMITED, 256) != 0)
+        GROW_FROM(s->nd, s->capn, s->nn + nkids, GROW_UNLIMITED, 256) != 0)
         return ERR_NOMEM;
     return 0;
 }
@@ -183,32 +183,55 @@ static int frontier_add(sel_t *s, size_t first, int top)
     return rc;
 }
 
+/* Files the member children of node p in s->mem from s->nm on (not yet
+ * counted in s->nm); *nkids gets their number. The sibling links are a
+ * chain of dependent loads at scattered ids: while it is walked, each
+ * child's symbol, total and self are fetched, so that their misses overlap
+ * the chain's instead of following it one by one. */
+static int member_children(sel_t *s, uint32_t p, size_t *nkids)
+{
+    size_t n = 0;
+    for (uint32_t k = s->nd[p].mem; k != NO_MEMBER; k = s->mem[k].next) {
+        const storage_merged_tab_t *t = &s->tabs[s->mem[k].tab];
+        __builtin_prefetch(&t->first_kid[s->mem[k].local]);
+    }
+    for (uint32_t k = s->nd[p].mem; k != NO_MEMBER; k = s->mem[k].next) {
+        member_t m = s->mem[k];
+        const storage_merged_tab_t *t = &s->tabs[m.tab];
+        for (uint32_t l = t->first_kid[m.local]; l != STORAGE_NO_KID; l = t->next_sib[l]) {
+            if (s->nm + n == s->capm &&
+                GROW_FROM(s->mem, s->capm, s->nm + n + 1, GROW_UNLIMITED, 256) != 0)
+                return ERR_NOMEM;
+            __builtin_prefetch(&t->sym[l]);
+            __builtin_prefetch(&t->total[l]);
+            __builtin_prefetch(&t->self[l]);
+            s->mem[s->nm + n++] = (member_t){m.tab, l, NO_MEMBER};
+        }
+    }
+    *nkids = n;
+    return 0;
+}
+
 /* Makes the merged children of node p (every one non-empty) and puts them on
  * the frontier; p->hidden counts them. With top, p is the heap's top and
  * leaves it. */
 static int expand(sel_t *s, uint32_t p, int top)
 {
-    size_t nkids = 0, ntouched = 0;
-    for (uint32_t k = s->nd[p].mem; k != NO_MEMBER; k = s->mem[k].next) {
-        member_t m = s->mem[k];
-        const storage_merged_tab_t *t = &s->tabs[m.tab];
-        for (uint32_t l = t->first_kid[m.local]; l != STORAGE_NO_KID; l = t->next_sib[l])
-            nkids++;
-    }
-    int rc = expansion_room(s, nkids);
+    size_t nkids, ntouched = 0;
+    int rc = member_children(s, p, &nkids);
+    if (rc == 0) rc = expansion_room(s, nkids);
     if (rc != 0) return rc;
     size_t first = s->nn;
-    for (uint32_t k = s->nd[p].mem; k != NO_MEMBER; k = s->mem[k].next) {
-        member_t m = s->mem[k];
-        const storage_merged_tab_t *t = &s->tabs[m.tab];
-        for (uint32_t l = t->first_kid[m.local]; l != STORAGE_NO_KID; l = t->next_sib[l]) {
-            mnode_t *c = &s->nd[child_for(s, p, t->sym[l], &ntouched)];
-            c->total += t->total[l]; /* no overflow: bounded by the root total */
-            c->self += t->self[l];
-            s->mem[s->nm] = (member_t){m.tab, l, c->mem};
-            c->mem = (uint32_t)s->nm++;
-        }
+    for (size_t i = s->nm; i < s->nm + nkids; i++) {
+        member_t *m = &s->mem[i];
+        const storage_merged_tab_t *t = &s->tabs[m->tab];
+        mnode_t *c = &s->nd[child_for(s, p, t->sym[m->local], &ntouched)];
+        c->total += t->total[m->local]; /* no overflow: bounded by the root total */
+        c->self += t->self[m->local];
+        m->next = c->mem;
+        c->mem = (uint32_t)i;
     }
+    s->nm += nkids;
     for (size_t i = 0; i < ntouched; i++)
         s->slot[s->touched[i]] = 0;
     s->nd[p].hidden = (uint32_t)(s->nn - first);

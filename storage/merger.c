@@ -93,32 +93,53 @@ static acc_t *acc_of(storage_merger_t *m, uint64_t token)
     return &m->accs[m->n++];
 }
 
+/* What adding block i (and i + 1 with two) gave: working memory charged
+ * for the vector's growth, a corrupt block counted and skipped, like the
+ * merge operator does. */
+static int added(storage_merger_t *m, size_t before, int i, int rc, int rc2, int two)
+{
+    if (rc == ERR_NOMEM || (two && rc2 == ERR_NOMEM)) return ERR_NOMEM;
+    if (m->cur->cap > before) { /* grown: the vector's new room is working memory */
+        int crc = charge(m, (m->cur->cap - before) * sizeof *m->cur->val);
+        if (crc != 0) return crc;
+    }
+    if (rc != 0) storage_log_corrupt(&m->s->counters, "stored block", i, rc);
+    if (two && rc2 != 0) storage_log_corrupt(&m->s->counters, "stored block", i + 1, rc2);
+    return 0;
+}
+
 static int add_one(storage_merger_t *m, const uint8_t *v, size_t n, int i)
 {
     size_t before = m->cur->cap;
     int rc = storage_sparse_add_dense(v, n, &m->cur->val, &m->cur->cap, &m->cur->used,
                                       STORAGE_MAX_STACK_NODES);
-    if (rc == ERR_NOMEM) return rc;
-    if (m->cur->cap > before) { /* grown: the vector's new room is working memory */
-        int crc = charge(m, (m->cur->cap - before) * sizeof *m->cur->val);
-        if (crc != 0) return crc;
-    }
-    if (rc != 0) /* a corrupt stored value: skipped, like the merge operator does */
-        storage_log_corrupt(&m->s->counters, "stored block", i, rc);
-    return 0;
+    return added(m, before, i, rc, 0, 0);
+}
+
+static int add_two(storage_merger_t *m, const uint8_t *a, size_t na, const uint8_t *b, size_t nb,
+                   int i)
+{
+    size_t before = m->cur->cap;
+    int rcb, rc = storage_sparse_add_dense2(a, na, b, nb, &m->cur->val, &m->cur->cap, &m->cur->used,
+                                            STORAGE_MAX_STACK_NODES, &rcb);
+    return added(m, before, i, rc, rcb, 1);
 }
 
 /* A window's value, or its unfolded parts (storage_merge_defer), each added
- * as the merge operator would have summed them. */
+ * as the merge operator would have summed them; parts two at a time. */
 static int add_block(void *ctx, int64_t window, const uint8_t *v, size_t n)
 {
     storage_merger_t *m = ctx;
     if (n == 0 || v[0] != SPARSE_PARTS) return add_one(m, v, n, 0);
-    const uint8_t *p = v + 1, *end = v + n, *part;
-    size_t len;
+    const uint8_t *p = v + 1, *end = v + n, *part, *part2;
+    size_t len, len2;
     int rc = 0, more, i = 0;
-    while (rc == 0 && (more = storage_sparse_parts_next(&p, end, &part, &len)) == 1)
-        rc = add_one(m, part, len, i++);
+    while (rc == 0 && (more = storage_sparse_parts_next(&p, end, &part, &len)) == 1) {
+        more = storage_sparse_parts_next(&p, end, &part2, &len2);
+        rc = more == 1 ? add_two(m, part, len, part2, len2, i) : add_one(m, part, len, i);
+        i += more == 1 ? 2 : 1;
+        if (more != 1) break;
+    }
     if (rc == 0 && more < 0) storage_log_corrupt(&m->s->counters, "stored block", i, more);
     return rc;
 }

@@ -508,6 +508,12 @@ int storage_sparse_decode(const uint8_t *p, size_t n, sparse_vec_t *out);
  * ERR_NOMEM leaves what was added taken back too. */
 int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t *cap, size_t *used,
                              size_t max_ids);
+/* Two blocks added as storage_sparse_add_dense adds each (the vector ends
+ * the same as after the two calls, each block's outcome apart: a's
+ * returned, b's in *rcb), with the reads of both in step: a window's
+ * unfolded parts are added in pairs. */
+int storage_sparse_add_dense2(const uint8_t *pa, size_t la, const uint8_t *pb, size_t lb,
+                              int64_t **val, size_t *cap, size_t *used, size_t max_ids, int *rcb);
 /* 1 when b is c times a entry by entry, for one integer c != 0 that *c
  * receives: the same ids with non-zero values, and b's value = c × a's value
  * exactly, without overflow; else 0 (*c untouched). Two empty vectors are

@@ -1,9 +1,11 @@
 /* test_storage_sparse.c — sparse blocks (storage/sparse.c) added straight
  * into a dense vector (storage_sparse_add_dense, the query merger's path)
  * must give what decoding and adding gives, and a corrupt block must add
- * nothing, wherever it breaks; folding merge operands (storage_fold_sparse)
- * must sum them exactly, one operand or many; storage_sparse_factor must
- * find exact integer factors only. Prints its seed; pass a seed
+ * nothing, wherever it breaks; two blocks added in step
+ * (storage_sparse_add_dense2) must give what adding one after the other
+ * gives; folding merge operands (storage_fold_sparse) must sum them
+ * exactly, one operand or many; storage_sparse_factor must find exact
+ * integer factors only. Prints its seed; pass a seed
  * as argv[1] to replay. */
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,18 @@
 
 #define IDS 5000
 
+/* A value whose varint takes one to ten bytes, each length about as
+ * often (the dense addition reads one to four bytes without a branch per
+ * byte, longer ones another way), of either sign. */
+static int64_t any_length_value(void)
+{
+    int bits = 1 + (int)(check_rng() % 63);
+    int64_t q = (int64_t)(check_rng() >> (64 - bits));
+    return check_rng() % 2 ? q : -q;
+}
+
+/* wide: 0 small values with a common factor, 1 values up to 1e9, 2 values
+ * of every varint length. */
 static void random_vec(sparse_vec_t *v, int wide)
 {
     size_t n = check_rng() % 300;
@@ -24,6 +38,7 @@ static void random_vec(sparse_vec_t *v, int wide)
     for (size_t i = 0; i < n && id < IDS; i++) {
         v->id[v->n] = id;
         int64_t q = (int64_t)(check_rng() % (wide ? 1000000000 : 300)) - (wide ? 0 : 100);
+        if (wide == 2) q = any_length_value();
         v->val[v->n++] = q * scale;
         id += 1 + (uint32_t)(check_rng() % (check_rng() % 4 == 0 ? 200 : 3));
     }
@@ -44,8 +59,8 @@ static void test_dense(void)
     storage_sparse_init(&d);
     buf_t b;
     buf_init(&b, (size_t)1 << 24);
-    for (int r = 0; r < 400; r++) {
-        random_vec(&v, r % 2);
+    for (int r = 0; r < 600; r++) {
+        random_vec(&v, r % 3);
         buf_reset(&b);
         CHECK_EQ_INT(storage_sparse_encode(&v, &b), 0);
         CHECK_EQ_INT(storage_sparse_decode(b.data, b.len, &d), 0);
@@ -255,6 +270,79 @@ static void test_dense_empty_block(void)
     storage_sparse_free(&v);
 }
 
+/* A random block, empty now and then, broken half the time: cut short, its
+ * last varint endless, a byte too many, or pairs past its count. */
+static void random_block(buf_t *b, sparse_vec_t *v)
+{
+    random_vec(v, (int)(check_rng() % 3));
+    if (check_rng() % 8 == 0) v->n = 0;
+    buf_reset(b);
+    CHECK_EQ_INT(storage_sparse_encode(v, b), 0);
+    switch (check_rng() % 8) {
+    case 0:
+        b->len = 1 + check_rng() % (b->len - 1 ? b->len - 1 : 1);
+        break;
+    case 1:
+        b->data[b->len - 1] = 0x80;
+        break;
+    case 2:
+        CHECK_EQ_INT(buf_append_byte(b, 0), 0);
+        break;
+    case 3:
+        CHECK_EQ_INT(buf_append(b, "\x01\x02\x01\x02\x01\x02\x01\x02", 8), 0);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Two blocks added in step (storage_sparse_add_dense2) leave the vector,
+ * its used mark and each block's outcome as adding one after the other
+ * does, whichever of them is broken, empty or past the id bound, into an
+ * empty vector or one already holding a block. */
+static void test_dense_two(void)
+{
+    sparse_vec_t v;
+    storage_sparse_init(&v);
+    buf_t a, b, pre;
+    buf_init(&a, (size_t)1 << 24);
+    buf_init(&b, (size_t)1 << 24);
+    buf_init(&pre, (size_t)1 << 24);
+    for (int r = 0; r < 2000; r++) {
+        random_block(&a, &v);
+        random_block(&b, &v);
+        size_t max_ids = check_rng() % 4 == 0 ? check_rng() % IDS : IDS;
+        int64_t *one = NULL, *two = NULL;
+        size_t cap1 = 0, cap2 = 0, used1 = 0, used2 = 0;
+        if (check_rng() % 2) { /* a vector already holding a block */
+            random_vec(&v, (int)(check_rng() % 3));
+            buf_reset(&pre);
+            CHECK_EQ_INT(storage_sparse_encode(&v, &pre), 0);
+            int r1 = storage_sparse_add_dense(pre.data, pre.len, &one, &cap1, &used1, max_ids);
+            int r2 = storage_sparse_add_dense(pre.data, pre.len, &two, &cap2, &used2, max_ids);
+            CHECK_EQ_INT(r1, r2);
+        }
+        int ra = storage_sparse_add_dense(a.data, a.len, &one, &cap1, &used1, max_ids);
+        int rb = storage_sparse_add_dense(b.data, b.len, &one, &cap1, &used1, max_ids);
+        int rcb = -12345;
+        int r2 = storage_sparse_add_dense2(a.data, a.len, b.data, b.len, &two, &cap2, &used2,
+                                           max_ids, &rcb);
+        CHECK_EQ_INT(r2, ra);
+        CHECK_EQ_INT(rcb, rb);
+        CHECK_EQ_INT(used2, used1);
+        int same = 1;
+        for (size_t id = 0; id < cap1 || id < cap2; id++)
+            same &= (id < cap1 ? one[id] : 0) == (id < cap2 ? two[id] : 0);
+        CHECK(same);
+        free(one);
+        free(two);
+    }
+    buf_free(&a);
+    buf_free(&b);
+    buf_free(&pre);
+    storage_sparse_free(&v);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -262,6 +350,7 @@ int main(int argc, char **argv)
     check_rng_state = seed ? seed : 1;
     test_dense();
     test_dense_empty_block();
+    test_dense_two();
     test_fold();
     test_factor();
     return check_exit();
