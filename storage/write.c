@@ -415,7 +415,9 @@ static int put_spans(wctx_t *w, const storage_series_write_t *sw)
         buf_reset(&w->enc);
         if (rc == 0) rc = storage_spanval_encode_one(w->p->profile_id, enc, enc_len, &w->enc);
         if (rc != 0) return errmsg_set(w->em, rc, "span tree: %s", err_message(rc));
-        rc = sp->tree != NULL ? put_symbols(w, sp->tree) : put_encoded_symbols(w, enc, enc_len);
+        /* the symbols of the tree handed over (put_symbol reuses w->tmp) */
+        rc = sp->tree != NULL ? put_symbols(w, sp->tree)
+                              : put_encoded_symbols(w, sp->enc, sp->enc_len);
         if (rc != 0) return rc; /* put_symbols set em */
         rocksdb_writebatch_merge_cf(w->wb, w->s->cf[CF_SPANS], (const char *)k.b, k.n,
                                     (const char *)w->enc.data, w->enc.len);

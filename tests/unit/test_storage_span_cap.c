@@ -139,6 +139,20 @@ static int64_t sym_total(const calltree_t *t, uint64_t sym)
     return v;
 }
 
+/* Every symbol of st is stored for tenant "enc". */
+static void check_symbols_stored(fixture_t *f, const symtab_t *st)
+{
+    size_t ns = symtab_count(st);
+    uint64_t *ids = malloc(ns * sizeof *ids);
+    for (size_t i = 0; i < ns; i++)
+        ids[i] = symtab_id_at(st, i);
+    symtab_t *got = symtab_new();
+    CHECK_EQ_INT(storage_load_symbols(f->s, "enc", ids, ns, got), 0);
+    CHECK_EQ_INT(symtab_count(got), ns);
+    symtab_free(got);
+    free(ids);
+}
+
 /* A span tree handed over encoded (storage_span_tree_t.enc, as ingest
  * holds them) is stored as the same tree handed over as a tree: the same
  * bytes within max_span_nodes, the same kept nodes and totals past it
@@ -163,16 +177,24 @@ static void test_encoded_span_trees(void)
         buf_init(&enc, BUF_UNLIMITED);
         CHECK_EQ_INT(calltree_encode(t, &enc), 0);
         uint64_t as_tree = 0x100 + (uint64_t)big, as_enc = 0x200 + (uint64_t)big;
+        /* the encoded one first: its symbols are new to the store */
         storage_span_tree_t sp[2] = {
-            {.kind = STORAGE_SPAN_KIND_SPAN, .id = as_tree, .tree = t},
-            {.kind = STORAGE_SPAN_KIND_SPAN, .id = as_enc, .enc = enc.data, .enc_len = enc.len}};
+            {.kind = STORAGE_SPAN_KIND_SPAN, .id = as_enc, .enc = enc.data, .enc_len = enc.len},
+            {.kind = STORAGE_SPAN_KIND_SPAN, .id = as_tree, .tree = t}};
+        calltree_t *main_only = calltree_new(0); /* the spans alone name their symbols */
+        fx_add(main_only, st, "main", 1);
         storage_series_write_t sw = {
-            .labels = l, .series_id = labels_hash(l), .tree = t, .spans = sp, .nspans = 2};
+            .labels = l, .series_id = labels_hash(l), .tree = main_only, .spans = sp, .nspans = 2};
         sw.token = sw.series_id >> 1;
         storage_profile_write_t p = {
             .tenant = "enc", .time_ns = B * NS, .series = &sw, .nseries = 1, .symbols = st};
-        fx_id(p.profile_id, 100 + (uint64_t)big);
         errmsg_t em = {{0}};
+        sw.nspans = 1; /* the encoded one alone: only it names the symbols */
+        fx_id(p.profile_id, 100 + (uint64_t)big);
+        CHECK_EQ_INT(storage_write_profile(f.s, &p, NULL, &em), 0);
+        check_symbols_stored(&f, st);
+        sw.spans = &sp[1];
+        fx_id(p.profile_id, 200 + (uint64_t)big);
         CHECK_EQ_INT(storage_write_profile(f.s, &p, NULL, &em), 0);
         buf_t r1, r2;
         buf_init(&r1, BUF_UNLIMITED);
@@ -188,22 +210,13 @@ static void test_encoded_span_trees(void)
             for (uint32_t i = 1; i < calltree_node_count(a); i++)
                 CHECK_EQ_INT(sym_total(a, calltree_sym(a, i)), sym_total(b, calltree_sym(a, i)));
         }
-        /* every symbol of the tree is stored */
-        size_t ns = symtab_count(st);
-        uint64_t *ids = malloc(ns * sizeof *ids);
-        for (size_t i = 0; i < ns; i++)
-            ids[i] = symtab_id_at(st, i);
-        symtab_t *got = symtab_new();
-        CHECK_EQ_INT(storage_load_symbols(f.s, "enc", ids, ns, got), 0);
-        CHECK_EQ_INT(symtab_count(got), ns);
-        symtab_free(got);
-        free(ids);
         calltree_free(a);
         calltree_free(b);
         buf_free(&r1);
         buf_free(&r2);
         buf_free(&enc);
         calltree_free(t);
+        calltree_free(main_only);
     }
     symtab_free(st);
     labels_free(l);
