@@ -417,6 +417,11 @@ typedef struct span_work {
     size_t charged; /* bytes of the arrays and enc's room, charged */
 } span_work_t;
 
+/* An encoding at least this long is kept in the buffer it was made in
+ * (cut to its length) rather than copied, so a large span tree's encoding
+ * is not held twice. */
+#define SPAN_ENC_HANDOVER 65536
+
 /* Keeps span tree k of a as its encoding (exact size), what the push holds
  * of it from then on; the tree itself is the caller's to free. */
 static int span_keep(series_set_t *ss, span_work_t *wk, span_acc_t *a, size_t k,
@@ -429,12 +434,21 @@ static int span_keep(series_set_t *ss, span_work_t *wk, span_acc_t *a, size_t k,
     if (wk->enc.cap != room &&
         (rc = recharge(ss, &wk->charged, wk->charged + wk->enc.cap - room, "span trees", em)) < 0)
         return rc;
-    uint8_t *e = malloc(wk->enc.len);
+    size_t len = wk->enc.len;
+    uint8_t *e = NULL;
+    if (len >= SPAN_ENC_HANDOVER) { /* the buffer itself, its room given back */
+        e = realloc(wk->enc.data, len);
+        if (e == NULL) e = wk->enc.data;
+        ingest_uncharge(ss, wk->enc.cap); /* counted in tree_bytes from now on */
+        wk->charged -= wk->enc.cap;
+        buf_init(&wk->enc, BUF_UNLIMITED);
+    } else if ((e = malloc(len)) != NULL) {
+        memcpy(e, wk->enc.data, len);
+    }
     if (e == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
-    memcpy(e, wk->enc.data, wk->enc.len);
     a->v[k].enc = e;
-    a->v[k].enc_len = wk->enc.len;
-    a->tree_bytes += wk->enc.len;
+    a->v[k].enc_len = len;
+    a->tree_bytes += len;
     return recharge_spans(ss, a, em);
 }
 
@@ -510,6 +524,10 @@ static int span_one(series_set_t *ss, span_work_t *wk, uint32_t i, size_t k, err
     bool lead = s->shape_of == UINT32_MAX && wk->first[i] != UINT32_MAX;
     calltree_t *t = NULL;
     int rc = span_make(ss, s, a, k, wk, lead, &t, em);
+    if (rc == 0 && !lead) { /* its samples are in t now: given back first */
+        pending_drop(a, k);
+        rc = recharge_spans(ss, a, em);
+    }
     if (rc == 0) rc = span_keep(ss, wk, a, k, t, em);
     if (rc == 0 && lead) rc = span_follow(ss, wk, i, &a->v[k], &a->pend[k], t, em);
     calltree_free(t);
