@@ -577,8 +577,9 @@ static void span_work_free(series_set_t *ss, span_work_t *wk)
  * tree (and its followers' one at a time) besides the encodings. Each node
  * of a tree is looked up once, where adding every sample's stack looked up
  * each of its frames, and a follower series' tree (another sample type of
- * the same samples) shares its leader's shape instead of being made
- * again. The pending samples are freed at the end. */
+ * the same samples) is made from its leader's shape instead of node by
+ * node. A span's pending samples are freed once its tree is made (what an
+ * error leaves, at the end). */
 static int spans_finish(series_set_t *ss, errmsg_t *em)
 {
     size_t most = 0;
