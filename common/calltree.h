@@ -144,6 +144,16 @@ int calltree_encode(const calltree_t *t, buf_t *out);
  * ERR_LIMIT some zero-valued nodes may have been created). */
 int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n);
 
+/* The header of an encoding (calltree_encode) p[0..n), read without
+ * decoding it: *syms points at its dictionary inside p (*nsyms symbol ids,
+ * each read by calltree_encoded_sym), *nnodes is its record count (root
+ * excluded). Only the header is checked: ERR_CORRUPT when it does not fit
+ * in p[0..n). (common/calltree_header.c) */
+int calltree_encoded_header(const uint8_t *p, size_t n, const uint8_t **syms, size_t *nsyms,
+                            size_t *nnodes);
+/* Symbol i of a dictionary calltree_encoded_header found. */
+uint64_t calltree_encoded_sym(const uint8_t *syms, size_t i);
+
 /* An encoding's records as they are stored, for callers that lay the tree out
  * themselves instead of merging it (query's forests: no hashing per node).
  * Record i's parent is the last record before it one level up (the root for

@@ -119,7 +119,12 @@ void storage_close(storage_t *s);
 typedef struct storage_span_tree {
     uint8_t kind; /* STORAGE_SPAN_KIND_* */
     uint64_t id;  /* span id (16 hex digits parsed) or hash of the id string */
+    /* The tree, or when NULL its encoding (calltree_encode) enc[0..enc_len):
+     * what ingest hands over, its span trees being made and encoded once,
+     * then held so (a few bytes a node where a tree holds 28 to 45). */
     const calltree_t *tree;
+    const uint8_t *enc;
+    size_t enc_len;
 } storage_span_tree_t;
 
 #define STORAGE_SPAN_KIND_SPAN 1

@@ -349,6 +349,54 @@ static void put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t tot
     }
 }
 
+/* The encoding stored for span tree sp, folded to max_span_nodes: an
+ * encoded one as it is when within them (ingest's), else made in w->tmp. */
+static int span_encoding(wctx_t *w, const storage_span_tree_t *sp, const uint8_t **enc, size_t *len)
+{
+    const uint8_t *syms;
+    size_t nsyms, nnodes, max = w->s->opts.max_span_nodes;
+    calltree_t *tree = NULL, *capped = NULL;
+    int rc = 0;
+    if (sp->tree == NULL) {
+        rc = calltree_encoded_header(sp->enc, sp->enc_len, &syms, &nsyms, &nnodes);
+        if (rc != 0 || max == 0 || nnodes < max) {
+            *enc = sp->enc;
+            *len = sp->enc_len;
+            return rc;
+        }
+        if ((tree = calltree_new(0)) == NULL) return ERR_NOMEM;
+        rc = calltree_decode_merge(tree, sp->enc, sp->enc_len);
+    }
+    const calltree_t *t = sp->tree != NULL ? sp->tree : tree;
+    buf_reset(&w->tmp);
+    if (rc == 0) rc = storage_cap_tree(t, max, &capped);
+    if (rc == 0) rc = calltree_encode(capped != NULL ? capped : t, &w->tmp);
+    if (capped != NULL) atomic_fetch_add(&w->s->counters.capped_spans, 1);
+    calltree_free(capped);
+    calltree_free(tree);
+    *enc = w->tmp.data;
+    *len = w->tmp.len;
+    return rc;
+}
+
+/* put_symbols for a tree held encoded: the symbols of its dictionary. */
+static int put_encoded_symbols(wctx_t *w, const uint8_t *enc, size_t len)
+{
+    const uint8_t *syms;
+    size_t nsyms, nnodes;
+    uint32_t unused;
+    int rc = calltree_encoded_header(enc, len, &syms, &nsyms, &nnodes);
+    if (rc != 0) return errmsg_set(w->em, rc, "span tree: %s", err_message(rc));
+    for (size_t i = 0; i < nsyms; i++) {
+        uint64_t sym = calltree_encoded_sym(syms, i);
+        if (u64map_get(&w->walked, sym, &unused)) continue;
+        if ((rc = u64map_put(&w->walked, sym, 0)) < 0)
+            return errmsg_set(w->em, rc, "out of memory");
+        if ((rc = put_symbol(w, sym)) != 0) return rc;
+    }
+    return 0;
+}
+
 /* Span trees go to the 10 s window of the profile's time, so queries select
  * them by time and retention drops them like windows (filter.c). Each is a
  * member (this profile's id and tree) merged into the stored value, which
@@ -361,17 +409,15 @@ static int put_spans(wctx_t *w, const storage_series_write_t *sw)
         skey_t k;
         storage_key_span(&k, w->p->tenant, sp->kind, sp->id, sw->token, sw->series_id, window);
         if (storage_filter_expired(w->s, CF_SPANS, k.b, k.n, NULL, 0)) continue;
-        buf_reset(&w->tmp);
-        calltree_t *capped = NULL;
-        int rc = storage_cap_tree(sp->tree, w->s->opts.max_span_nodes, &capped);
-        if (rc == 0) rc = calltree_encode(capped != NULL ? capped : sp->tree, &w->tmp);
-        if (capped != NULL) atomic_fetch_add(&w->s->counters.capped_spans, 1);
-        calltree_free(capped);
+        const uint8_t *enc;
+        size_t enc_len;
+        int rc = span_encoding(w, sp, &enc, &enc_len);
         buf_reset(&w->enc);
-        if (rc == 0)
-            rc = storage_spanval_encode_one(w->p->profile_id, w->tmp.data, w->tmp.len, &w->enc);
+        if (rc == 0) rc = storage_spanval_encode_one(w->p->profile_id, enc, enc_len, &w->enc);
         if (rc != 0) return errmsg_set(w->em, rc, "span tree: %s", err_message(rc));
-        rc = put_symbols(w, sp->tree);
+        /* the symbols of the tree handed over (put_symbol reuses w->tmp) */
+        rc = sp->tree != NULL ? put_symbols(w, sp->tree)
+                              : put_encoded_symbols(w, sp->enc, sp->enc_len);
         if (rc != 0) return rc; /* put_symbols set em */
         rocksdb_writebatch_merge_cf(w->wb, w->s->cf[CF_SPANS], (const char *)k.b, k.n,
                                     (const char *)w->enc.data, w->enc.len);
@@ -486,7 +532,7 @@ static int validate(const storage_profile_write_t *p, errmsg_t *em)
             return errmsg_set(em, ERR_LIMIT, "series %zu: %zu span trees (limit %u)", i, sw->nspans,
                               STORAGE_MAX_SPANS_PER_SERIES);
         for (size_t j = 0; j < sw->nspans; j++)
-            if (sw->spans[j].tree == NULL)
+            if (sw->spans[j].tree == NULL && sw->spans[j].enc == NULL)
                 return errmsg_set(em, ERR_INVALID_ARGUMENT, "series %zu: span %zu has no tree", i,
                                   j);
     }

@@ -283,7 +283,11 @@ static int build_part(packer_t *pk, size_t i)
             flamedb__cluster__span__init(&sv[k]);
             sv[k].kind = s->spans[k].kind;
             sv[k].id = s->spans[k].id;
-            if ((rc = encode_tree(pk, s->spans[k].tree, &sv[k].calltree)) != 0) return rc;
+            if (s->spans[k].tree == NULL) /* held encoded (ingest's): as it is */
+                sv[k].calltree = bytes_of(a, s->spans[k].enc, s->spans[k].enc_len);
+            else if ((rc = encode_tree(pk, s->spans[k].tree, &sv[k].calltree)) != 0)
+                return rc;
+            if (sv[k].calltree.data == NULL) return ERR_NOMEM;
             p->spans[k] = &sv[k];
         }
         p->n_spans = s->nspans;
@@ -331,11 +335,23 @@ static int add_symbol(void *ctx, uint64_t id)
     return 0;
 }
 
+/* The symbols of a span tree: of its dictionary when it is held encoded. */
+static int span_symbols(packer_t *pk, const storage_span_tree_t *sp)
+{
+    if (sp->tree != NULL) return calltree_for_each_symbol(sp->tree, add_symbol, pk);
+    const uint8_t *syms;
+    size_t nsyms, nnodes;
+    int rc = calltree_encoded_header(sp->enc, sp->enc_len, &syms, &nsyms, &nnodes);
+    for (size_t i = 0; rc == 0 && i < nsyms; i++)
+        rc = add_symbol(pk, calltree_encoded_sym(syms, i));
+    return rc;
+}
+
 static int collect_symbols(packer_t *pk, const storage_series_write_t *s)
 {
     int rc = calltree_for_each_symbol(s->tree, add_symbol, pk);
     for (size_t k = 0; rc == 0 && k < s->nspans; k++)
-        rc = calltree_for_each_symbol(s->spans[k].tree, add_symbol, pk);
+        rc = span_symbols(pk, &s->spans[k]);
     return rc != 0 ? (pk->err ? pk->err : rc) : 0;
 }
 

@@ -113,20 +113,25 @@ int ingest_gunzip(const uint8_t *in, size_t n, size_t max, uint8_t **out, size_t
  * the tree: each sample's node in the series' tree (its leader's for a
  * shadow series, the same shape) and its value, in sample order. A shadow
  * series' span tree whose samples name the same nodes as its leader's tree
- * of that id shares that tree's shape. */
+ * of that id is made from that tree's shape. */
 typedef struct span_pending {
     uint32_t *node;
     int64_t *val;
-    uint32_t *at; /* once made: each sample's node in the span tree (n entries) */
+    uint32_t *at; /* while a leader's tree is made: each sample's node in it */
     size_t n, cap;
 } span_pending_t;
 
+/* The span and trace trees of a series. Each is held as its encoding
+ * (calltree_encode, v[i].enc: owned here, tree NULL) once made: made one
+ * at a time at ingest_series_finish, encoded and freed, a span tree costs
+ * the push a few bytes a node instead of 28 to 45 (storage and the
+ * replicated write take the encoding as it is). */
 typedef struct span_acc {
-    storage_span_tree_t *v; /* tree pointers owned here (NULL until finished) */
-    span_pending_t *pend;   /* per entry of v, until finished */
+    storage_span_tree_t *v; /* encodings owned here (NULL until finished) */
+    span_pending_t *pend;   /* per entry of v, until its tree is made */
     size_t n, cap;
     u64map_t index[2]; /* by id, per kind (SPAN, TRACE) */
-    size_t tree_bytes; /* bytes of the pending samples, then calltree_mem_bytes of the trees */
+    size_t tree_bytes; /* bytes of the pending samples and of the encodings */
     size_t charged;    /* bytes of the index and trees charged to the push */
 } span_acc_t;
 
@@ -222,11 +227,12 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
  * frames, the nodes leader's tree just grew by). */
 int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, size_t depth,
                              int64_t v, int64_t lv, errmsg_t *em);
-/* Once every stack is added: makes the span and trace trees (their nodes
- * counted against the push's cap and max_tree_nodes), gives back the
- * trees' growth room, edge tables and path caches, and makes the trees of
- * series that follow a leader (their values charged when shadowed; none
- * held when scaled). ERR_NOMEM, ERR_LIMIT, or a refused charge. */
+/* Once every stack is added: gives back the trees' growth room, edge
+ * tables and path caches, makes the span and trace trees one at a time
+ * (their nodes counted against the push's cap and max_tree_nodes) and
+ * keeps each encoded, then makes the trees of series that follow a leader
+ * (their values charged when shadowed; none held when scaled). ERR_NOMEM,
+ * ERR_LIMIT, or a refused charge. */
 int ingest_series_finish(series_set_t *ss, errmsg_t *em);
 /* Adds value v of a sample of depth frames to span or trace `id` of series
  * idx: node is the sample's node in that series' tree (its leader's for a

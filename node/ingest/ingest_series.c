@@ -139,6 +139,17 @@ static int count_grown(series_set_t *ss, size_t grown, errmsg_t *em)
                       ss->nodes_budget);
 }
 
+/* Frees the pending samples of span k of a once its tree is kept. */
+static void pending_drop(span_acc_t *a, size_t k)
+{
+    span_pending_t *p = &a->pend[k];
+    a->tree_bytes -= p->cap * (sizeof *p->node + sizeof *p->val);
+    free(p->node);
+    free(p->val);
+    free(p->at);
+    *p = (span_pending_t){0};
+}
+
 static void pending_free(span_acc_t *a)
 {
     for (size_t i = 0; a->pend != NULL && i < a->n; i++) {
@@ -152,8 +163,10 @@ static void pending_free(span_acc_t *a)
 
 static void span_acc_free(span_acc_t *a)
 {
-    for (size_t i = 0; i < a->n; i++)
+    for (size_t i = 0; i < a->n; i++) {
         calltree_free((calltree_t *)a->v[i].tree);
+        free((void *)a->v[i].enc);
+    }
     pending_free(a);
     free(a->v);
     u64map_free(&a->index[0]);
@@ -342,7 +355,7 @@ int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_
             u64map_put(m, id, (uint32_t)a->n) < 0)
             return errmsg_set(em, ERR_NOMEM, "out of memory");
         a->cap = c1;
-        a->v[a->n] = (storage_span_tree_t){.kind = kind, .id = id, .tree = NULL};
+        a->v[a->n] = (storage_span_tree_t){.kind = kind, .id = id};
         a->pend[a->n] = (span_pending_t){0};
         i = (uint32_t)a->n++;
     }
@@ -393,68 +406,180 @@ static const calltree_t *span_ref(const series_set_t *ss, const ingest_series_t 
     return s->shape_of == UINT32_MAX ? s->tree : ss->v[s->shape_of].tree;
 }
 
-/* The span tree of a shadow series that the leader's span tree `like` can
- * lend its shape to: the same samples' nodes in the same order (so the
- * same tree, other values). NULL if none. */
-static const span_pending_t *span_like(const series_set_t *ss, const ingest_series_t *s,
-                                       const storage_span_tree_t *sp, const span_pending_t *p,
-                                       const calltree_t **like)
+/* Scratch of spans_finish, charged while it is held: the map from series
+ * tree nodes to span tree nodes, the followers of each leader series, the
+ * encoding of one tree, and what its transient trees hold. */
+typedef struct span_work {
+    uint32_t *memo, *touched; /* per node of the largest series tree */
+    uint32_t *first, *next;   /* per series: its first follower, the next one */
+    buf_t enc;
+    size_t held;    /* bytes of the trees being made and encoded, charged */
+    size_t charged; /* bytes of the arrays and enc's room, charged */
+} span_work_t;
+
+/* An encoding at least this long is kept in the buffer it was made in
+ * (cut to its length) rather than copied, so a large span tree's encoding
+ * is not held twice. */
+#define SPAN_ENC_HANDOVER 65536
+
+/* Keeps span tree k of a as its encoding (exact size), what the push holds
+ * of it from then on; the tree itself is the caller's to free. */
+static int span_keep(series_set_t *ss, span_work_t *wk, span_acc_t *a, size_t k,
+                     const calltree_t *t, errmsg_t *em)
 {
-    if (s->shape_of == UINT32_MAX) return NULL;
-    const span_acc_t *l = &ss->v[s->shape_of].spans;
-    uint32_t li;
-    if (!u64map_get(&l->index[sp->kind == STORAGE_SPAN_KIND_TRACE ? 1 : 0], sp->id, &li) ||
-        li == SPAN_DROPPED || l->pend == NULL)
-        return NULL;
-    const span_pending_t *lp = &l->pend[li];
-    if (lp->at == NULL || lp->n != p->n || memcmp(lp->node, p->node, p->n * sizeof *p->node) != 0)
-        return NULL;
-    *like = l->v[li].tree;
-    return lp;
+    buf_reset(&wk->enc);
+    size_t room = wk->enc.cap;
+    int rc = calltree_encode(t, &wk->enc);
+    if (rc != 0) return errmsg_set(em, rc, "encoding a span tree failed");
+    if (wk->enc.cap != room &&
+        (rc = recharge(ss, &wk->charged, wk->charged + wk->enc.cap - room, "span trees", em)) < 0)
+        return rc;
+    size_t len = wk->enc.len;
+    uint8_t *e = NULL;
+    if (len >= SPAN_ENC_HANDOVER) { /* the buffer itself, its room given back */
+        e = realloc(wk->enc.data, len);
+        if (e == NULL) e = wk->enc.data;
+        ingest_uncharge(ss, wk->enc.cap); /* counted in tree_bytes from now on */
+        wk->charged -= wk->enc.cap;
+        buf_init(&wk->enc, BUF_UNLIMITED);
+    } else if ((e = malloc(len)) != NULL) {
+        memcpy(e, wk->enc.data, len);
+    }
+    if (e == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    a->v[k].enc = e;
+    a->v[k].enc_len = len;
+    a->tree_bytes += len;
+    return recharge_spans(ss, a, em);
 }
 
-/* Makes span tree k of a (series s) from its pending samples (nodes of
- * ref): with the shape of its leader's span tree when span_like finds one,
- * else node by node, keeping each sample's node in pend[k].at for the
- * series that follow this one. */
-static int span_build(series_set_t *ss, const ingest_series_t *s, span_acc_t *a, size_t k,
-                      uint32_t *memo, uint32_t *touched, errmsg_t *em)
+/* Makes span tree k of a (series s) node by node from its pending samples
+ * (nodes of ref), in *out (caller frees), charged in wk->held; with
+ * keep_at, each sample's node in it in pend[k].at, for the followers. */
+static int span_make(series_set_t *ss, const ingest_series_t *s, span_acc_t *a, size_t k,
+                     span_work_t *wk, bool keep_at, calltree_t **out, errmsg_t *em)
 {
     span_pending_t *p = &a->pend[k];
-    calltree_t *t = calltree_new_small(ss->lim->max_tree_nodes);
-    if (t == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
-    a->v[k].tree = t;
-    const calltree_t *like = NULL;
-    const span_pending_t *lp = span_like(ss, s, &a->v[k], p, &like);
+    calltree_t *t = *out = calltree_new_small(ss->lim->max_tree_nodes);
+    uint32_t scratch;
+    uint32_t *at = keep_at ? (p->at = malloc((p->n ? p->n : 1) * sizeof *p->at)) : &scratch;
+    if (t == NULL || at == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    const calltree_node_t *nd = calltree_nodes(span_ref(ss, s));
+    size_t ntouched = 0;
     int rc = 0;
-    if (lp != NULL) {
-        rc = calltree_copy_shape(t, like);
-        for (size_t j = 0; j < p->n && rc == 0; j++)
-            calltree_add_self(t, lp->at[j], p->val[j]);
-    } else if ((p->at = malloc((p->n ? p->n : 1) * sizeof *p->at)) == NULL) {
-        rc = ERR_NOMEM;
-    } else {
-        a->tree_bytes += p->n * sizeof *p->at;
-        const calltree_node_t *nd = calltree_nodes(span_ref(ss, s));
-        size_t ntouched = 0;
-        for (size_t j = 0; j < p->n && rc == 0; j++)
-            rc = span_place(t, nd, p->node[j], p->val[j], memo, touched, &ntouched, ss->stack,
-                            &p->at[j]);
-        for (size_t j = 0; j < ntouched; j++) /* memo back to unmapped for the next tree */
-            memo[touched[j]] = UINT32_MAX;
-    }
-    a->tree_bytes += calltree_mem_bytes(t);
+    for (size_t j = 0; j < p->n && rc == 0; j++)
+        rc = span_place(t, nd, p->node[j], p->val[j], wk->memo, wk->touched, &ntouched, ss->stack,
+                        keep_at ? &at[j] : at);
+    for (size_t j = 0; j < ntouched; j++) /* memo back to unmapped for the next tree */
+        wk->memo[wk->touched[j]] = UINT32_MAX;
     if (rc != 0) return tree_limit(rc, em, ss->lim);
-    if ((rc = recharge_spans(ss, a, em)) < 0) return rc;
-    return lp != NULL ? 0 : count_grown(ss, calltree_node_count(t) - 1, em);
+    size_t bytes = calltree_mem_bytes(t) + (keep_at ? p->n * sizeof *p->at : 0);
+    if ((rc = recharge(ss, &wk->held, bytes, "span trees", em)) < 0) return rc;
+    return count_grown(ss, calltree_node_count(t) - 1, em);
 }
 
-/* Makes every span and trace tree from its pending samples: each node of a
- * tree is looked up once, where adding every sample's stack looked up each
- * of its frames, and a shadow series' tree (another sample type of the same
- * samples) shares its leader's shape instead of being made again. Leaders
- * first; the pending samples are freed at the end. The scratch, 8 bytes a
- * node of the largest series tree, is charged while it is held. */
+/* The span trees of leader series li's followers for the span of its
+ * tree t (samples lp): a follower whose samples of that span name the
+ * same nodes in the same order has t's shape with its own values
+ * (calltree_copy_shape), encoded at once; the others are made alone. */
+static int span_follow(series_set_t *ss, span_work_t *wk, uint32_t li,
+                       const storage_span_tree_t *sp, const span_pending_t *lp, const calltree_t *t,
+                       errmsg_t *em)
+{
+    int rc = 0;
+    for (uint32_t f = wk->first[li]; f != UINT32_MAX && rc == 0; f = wk->next[f]) {
+        span_acc_t *fa = &ss->v[f].spans;
+        uint32_t k;
+        if (!u64map_get(&fa->index[sp->kind == STORAGE_SPAN_KIND_TRACE ? 1 : 0], sp->id, &k) ||
+            k == SPAN_DROPPED)
+            continue;
+        const span_pending_t *fp = &fa->pend[k];
+        if (fp->n != lp->n || memcmp(fp->node, lp->node, lp->n * sizeof *lp->node) != 0) continue;
+        calltree_t *ft = calltree_new_small(ss->lim->max_tree_nodes);
+        rc = ft == NULL ? ERR_NOMEM : calltree_copy_shape(ft, t);
+        for (size_t j = 0; j < fp->n && rc == 0; j++)
+            calltree_add_self(ft, lp->at[j], fp->val[j]);
+        /* t and ft (the shape counted once over both, its links made) */
+        size_t at = lp->n * sizeof *lp->at;
+        if (rc != 0)
+            rc = tree_limit(rc, em, ss->lim);
+        else if ((rc = recharge(ss, &wk->held, at + calltree_mem_bytes(t) + calltree_mem_bytes(ft),
+                                "span trees", em)) == 0)
+            rc = span_keep(ss, wk, fa, k, ft, em);
+        calltree_free(ft);
+        if (rc == 0) {
+            pending_drop(fa, k);
+            rc = recharge(ss, &wk->held, at + calltree_mem_bytes(t), "span trees", em);
+            if (rc == 0) rc = recharge_spans(ss, fa, em); /* only gives back */
+        }
+    }
+    return rc;
+}
+
+/* Makes, encodes and frees span tree k of series i, then (a leader's) its
+ * followers' trees of that span from its shape. */
+static int span_one(series_set_t *ss, span_work_t *wk, uint32_t i, size_t k, errmsg_t *em)
+{
+    ingest_series_t *s = &ss->v[i];
+    span_acc_t *a = &s->spans;
+    bool lead = s->shape_of == UINT32_MAX && wk->first[i] != UINT32_MAX;
+    calltree_t *t = NULL;
+    int rc = span_make(ss, s, a, k, wk, lead, &t, em);
+    if (rc == 0 && !lead) { /* its samples are in t now: given back first */
+        pending_drop(a, k);
+        rc = recharge_spans(ss, a, em);
+    }
+    if (rc == 0) rc = span_keep(ss, wk, a, k, t, em);
+    if (rc == 0 && lead) rc = span_follow(ss, wk, i, &a->v[k], &a->pend[k], t, em);
+    calltree_free(t);
+    if (rc != 0) return rc;
+    pending_drop(a, k);
+    recharge(ss, &wk->held, 0, "span trees", em); /* only gives back */
+    return recharge_spans(ss, a, em);             /* only gives back */
+}
+
+static int span_work_init(series_set_t *ss, span_work_t *wk, size_t most, errmsg_t *em)
+{
+    memset(wk, 0, sizeof *wk);
+    buf_init(&wk->enc, BUF_UNLIMITED);
+    size_t bytes = 2 * (most + ss->n) * sizeof(uint32_t);
+    int rc = recharge(ss, &wk->charged, bytes, "span trees", em);
+    if (rc < 0) return rc;
+    wk->memo = malloc(most * sizeof *wk->memo);
+    wk->touched = malloc(most * sizeof *wk->touched);
+    wk->first = malloc(ss->n * sizeof *wk->first);
+    wk->next = malloc(ss->n * sizeof *wk->next);
+    if (!wk->memo || !wk->touched || !wk->first || !wk->next)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    memset(wk->memo, 0xff, most * sizeof *wk->memo);
+    wk->memo[0] = 0; /* the roots */
+    memset(wk->first, 0xff, ss->n * sizeof *wk->first);
+    for (uint32_t i = (uint32_t)ss->n; i-- > 0;) {
+        uint32_t l = ss->v[i].shape_of;
+        wk->next[i] = l == UINT32_MAX ? UINT32_MAX : wk->first[l];
+        if (l != UINT32_MAX) wk->first[l] = i;
+    }
+    return 0;
+}
+
+static void span_work_free(series_set_t *ss, span_work_t *wk)
+{
+    free(wk->memo);
+    free(wk->touched);
+    free(wk->first);
+    free(wk->next);
+    buf_free(&wk->enc);
+    ingest_uncharge(ss, wk->held + wk->charged);
+}
+
+/* Makes every span and trace tree from its pending samples, one at a
+ * time, and keeps it encoded (calltree_encode: a few bytes a node, where
+ * the tree holds 28 to 45), so the push never holds more than one span
+ * tree (and its followers' one at a time) besides the encodings. Each node
+ * of a tree is looked up once, where adding every sample's stack looked up
+ * each of its frames, and a follower series' tree (another sample type of
+ * the same samples) is made from its leader's shape instead of node by
+ * node. A span's pending samples are freed once its tree is made (what an
+ * error leaves, at the end). */
 static int spans_finish(series_set_t *ss, errmsg_t *em)
 {
     size_t most = 0;
@@ -462,33 +587,24 @@ static int spans_finish(series_set_t *ss, errmsg_t *em)
         if (ss->v[i].spans.n > 0 && calltree_node_count(span_ref(ss, &ss->v[i])) > most)
             most = calltree_node_count(span_ref(ss, &ss->v[i]));
     if (most == 0) return 0;
-    size_t scratch = 2 * most * sizeof(uint32_t);
-    int rc = ingest_charge(ss, scratch, "span trees", em);
-    if (rc < 0) return rc;
-    uint32_t *memo = malloc(most * sizeof *memo), *touched = malloc(most * sizeof *touched);
-    if (memo == NULL || touched == NULL) rc = errmsg_set(em, ERR_NOMEM, "out of memory");
-    if (rc == 0) {
-        memset(memo, 0xff, most * sizeof *memo);
-        memo[0] = 0; /* the roots */
-    }
-    for (int shadows = 0; shadows < 2; shadows++)
-        for (size_t i = 0; i < ss->n && rc == 0; i++) {
-            ingest_series_t *s = &ss->v[i];
-            if ((s->shape_of != UINT32_MAX) != shadows) continue;
-            for (size_t k = 0; k < s->spans.n && rc == 0; k++)
-                rc = span_build(ss, s, &s->spans, k, memo, touched, em);
+    span_work_t wk;
+    int rc = span_work_init(ss, &wk, most, em);
+    for (int followers = 0; followers < 2; followers++)
+        for (uint32_t i = 0; i < ss->n && rc == 0; i++) {
+            span_acc_t *a = &ss->v[i].spans;
+            if ((ss->v[i].shape_of != UINT32_MAX) != followers) continue;
+            for (size_t k = 0; k < a->n && rc == 0; k++)
+                if (a->v[k].enc == NULL) rc = span_one(ss, &wk, i, k, em);
         }
     for (size_t i = 0; i < ss->n; i++) {
         span_acc_t *a = &ss->v[i].spans;
-        for (size_t k = 0; a->pend != NULL && k < a->n; k++)
-            a->tree_bytes -= a->pend[k].cap * (sizeof *a->pend[k].node + sizeof *a->pend[k].val) +
-                             (a->pend[k].at != NULL ? a->pend[k].n * sizeof *a->pend[k].at : 0);
         pending_free(a);
+        a->tree_bytes = 0;
+        for (size_t k = 0; k < a->n; k++)
+            a->tree_bytes += a->v[k].enc_len;
         if (rc == 0) rc = recharge_spans(ss, a, em); /* only gives back */
     }
-    free(memo);
-    free(touched);
-    ingest_uncharge(ss, scratch);
+    span_work_free(ss, &wk);
     return rc;
 }
 
@@ -602,11 +718,9 @@ static int unshadow(series_set_t *ss, ingest_series_t *s, errmsg_t *em)
 
 int ingest_series_finish(series_set_t *ss, errmsg_t *em)
 {
-    int rc = spans_finish(ss, em);
-    if (rc < 0) return rc;
     /* The trees are done growing and are held until the push is stored:
      * they give back their growth room and edge tables (and the path
-     * caches) first. */
+     * caches) first, before the span trees are made from them. */
     for (size_t i = 0; i < ss->n; i++) {
         ingest_series_t *s = &ss->v[i];
         free(s->path.syms);
@@ -616,6 +730,8 @@ int ingest_series_finish(series_set_t *ss, errmsg_t *em)
         if (series_bytes(s) < s->charged) /* only gives back: cannot fail */
             recharge(ss, &s->charged, series_bytes(s), "call trees", em);
     }
+    int rc = spans_finish(ss, em);
+    if (rc < 0) return rc;
     for (size_t i = 0; i < ss->n; i++) {
         ingest_series_t *s = &ss->v[i];
         rc = s->shape_of == UINT32_MAX ? 0 : unshadow(ss, s, em);

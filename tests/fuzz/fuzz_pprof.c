@@ -39,8 +39,15 @@ static void check_profile(const ingest_profile_t *p)
             s->series_id != labels_hash(s->labels))
             abort();
         calltree_for_each_symbol(s->tree, has_symbol, (void *)w->symbols);
-        for (size_t k = 0; k < s->nspans; k++)
-            calltree_for_each_symbol(s->spans[k].tree, has_symbol, (void *)w->symbols);
+        for (size_t k = 0; k < s->nspans; k++) { /* held encoded: its dictionary */
+            const uint8_t *syms;
+            size_t nsyms, nnodes;
+            if (calltree_encoded_header(s->spans[k].enc, s->spans[k].enc_len, &syms, &nsyms,
+                                        &nnodes) != 0)
+                abort();
+            for (size_t j = 0; j < nsyms; j++)
+                has_symbol((void *)w->symbols, calltree_encoded_sym(syms, j));
+        }
     }
 }
 

@@ -15,7 +15,9 @@
  * step); each shape has its own bound, a little over what it holds today:
  * fresh roots 6.48x (most of it the symbols of its fresh addresses, then
  * its call tree, the decoded index and the body), a deep inlined location
- * 2.64x (refused by the work budget), fresh span ids 5.89x, many sample
+ * 2.64x (refused by the work budget), fresh span ids 5.81x, one span_id
+ * on every sample of fresh roots (a span tree as large as the series
+ * tree) 6.27x, many sample
  * types 10.22x (1,000 series whose values are multiples of the first's: 8
  * bytes a node each once the trees are made); the largest real profile of
  * the corpus REAL_MULTIPLE (7.29x: a CPU profile of 0.17 distinct
@@ -196,6 +198,30 @@ static void shape_fresh_spans(w_t *w)
         w_u(&s, 2, 1);
         w_u(&l, 1, 3);
         w_u(&l, 2, next_str++);
+        w_msg(&s, 3, &l);
+        w_msg(w, 2, &s);
+    }
+    free(m.b);
+    free(s.b);
+    free(l.b);
+}
+
+/* A fresh root per sample, every sample labelled with one span_id: the
+ * span tree is as large as the series tree. */
+static void shape_one_span(w_t *w)
+{
+    w_t m = {0}, s = {0}, l = {0};
+    w_header(w, &m, 1);
+    w_str(w, "span_id");
+    w_str(w, "00000000deadbeef");
+    for (uint64_t i = 1; w->n < TARGET; i++) {
+        w_u(&m, 1, i);
+        w_u(&m, 3, 0x400000 + i * 16);
+        w_msg(w, 4, &m);
+        w_u(&s, 1, i);
+        w_u(&s, 2, 1);
+        w_u(&l, 1, 3);
+        w_u(&l, 2, 4);
         w_msg(&s, 3, &l);
         w_msg(w, 2, &s);
     }
@@ -562,6 +588,7 @@ int main(void)
     one_shape("deep-inlined", shape_deep_inlined, 2.7);
     one_shape("many-types", shape_many_types, 5.6);
     one_shape("fresh-spans", shape_fresh_spans, 6.0);
+    one_shape("one-span", shape_one_span, 9.0);
     real_profiles();
     return check_exit();
 }

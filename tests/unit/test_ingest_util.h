@@ -121,6 +121,27 @@ static inline int64_t test_path_total(const ingest_profile_t *p, size_t series, 
     return calltree_total(t, node);
 }
 
+/* Span tree sp as a tree (caller frees): ingest holds its span trees
+ * encoded (storage_span_tree_t.enc), decoded here; NULL on error. */
+static inline calltree_t *test_span_tree(const storage_span_tree_t *sp)
+{
+    calltree_t *t = calltree_new(0);
+    if (t != NULL && sp->tree != NULL && calltree_merge(t, sp->tree) == 0) return t;
+    if (t != NULL && sp->tree == NULL && calltree_decode_merge(t, sp->enc, sp->enc_len) == 0)
+        return t;
+    calltree_free(t);
+    return NULL;
+}
+
+/* The root total of span tree sp (INT64_MIN when it cannot be read). */
+static inline int64_t test_span_total(const storage_span_tree_t *sp)
+{
+    calltree_t *t = test_span_tree(sp);
+    int64_t v = t != NULL ? calltree_root_total(t) : INT64_MIN;
+    calltree_free(t);
+    return v;
+}
+
 static inline uint8_t *test_gzip(const void *in, size_t n, size_t *out_len)
 {
     struct libdeflate_compressor *c = libdeflate_alloc_compressor(6);
