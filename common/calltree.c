@@ -28,7 +28,6 @@
 #include "common/assert.h"
 #include "common/err.h"
 #include "common/hash.h"
-#include "common/u64map.h"
 #include "common/varint.h"
 
 typedef calltree_node_t ct_node_t;
@@ -52,6 +51,14 @@ typedef calltree_node_t ct_node_t;
 typedef struct ct_shape {
     ct_node_t *nodes;
     size_t count, cap;
+    /* The symbols the nodes name, by tree-local index (syms[0] the root's,
+     * SYM_ROOT), first use first, and an open-addressing table over them
+     * (nsslots slots of index + 1, 0 empty; dropped with the edge table by
+     * calltree_shrink): a node holds a 4-byte index, not the 8-byte id. */
+    uint64_t *syms;
+    size_t nsyms, scap;
+    uint32_t *sslots;
+    size_t nsslots;
     /* Each node's first child and next sibling (lcap entries), or NULL:
      * built from the parents when first read (links_of), kept up to date
      * by append_node while they have room, dropped past it. */
@@ -102,9 +109,24 @@ static inline int64_t self_at(const calltree_t *t, size_t i)
     return t->base != NULL ? wmul(t->base->self[i], t->scale) : t->self[i];
 }
 
-static inline uint64_t edge_hash(uint32_t parent, uint64_t sym)
+static inline uint64_t edge_hash(uint32_t parent, uint32_t si)
 {
-    return (sym ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
+    return (si ^ ((uint64_t)parent * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
+}
+
+/* The home slot of symbol sym in the symbol table. */
+static inline size_t sym_home(const ct_shape_t *sh, uint64_t sym)
+{
+    uint64_t h = (sym ^ (sym >> 29)) * 0x9e3779b97f4a7c15ULL;
+    return (size_t)(((h >> 32) * (uint64_t)sh->nsslots) >> 32);
+}
+
+/* The slot of the symbol table holding sym, or the empty slot where it
+ * would go. */
+static inline size_t sym_probe(const ct_shape_t *sh, uint64_t sym)
+{
+    for (size_t i = sym_home(sh, sym);; i = i + 1 == sh->nsslots ? 0 : i + 1)
+        if (sh->sslots[i] == 0 || sh->syms[sh->sslots[i] - 1] == sym) return i;
 }
 
 /* The home slot of hash h: its high 32 bits scaled to the table (any
@@ -135,15 +157,15 @@ static inline void slot_set(ct_shape_t *sh, size_t i, uint32_t child, uint64_t h
     }
 }
 
-/* The slot holding (parent, sym), or the empty slot where it would go. */
-static inline size_t probe(const ct_shape_t *sh, uint32_t parent, uint64_t sym, uint64_t h)
+/* The slot holding (parent, si), or the empty slot where it would go. */
+static inline size_t probe(const ct_shape_t *sh, uint32_t parent, uint32_t si, uint64_t h)
 {
     size_t i = slot_of(sh, h);
     if (sh->narrow) {
         for (;; i = i + 1 == sh->nslots ? 0 : i + 1) {
             uint32_t s = sh->slots[i], c = s >> 8;
             if (c == 0) return i;
-            if ((uint8_t)s == (uint8_t)h && sh->nodes[c].sym == sym &&
+            if ((uint8_t)s == (uint8_t)h && sh->nodes[c].sym_index == si &&
                 sh->nodes[c].parent == parent)
                 return i;
         }
@@ -151,7 +173,7 @@ static inline size_t probe(const ct_shape_t *sh, uint32_t parent, uint64_t sym, 
     for (;; i = i + 1 == sh->nslots ? 0 : i + 1) {
         uint32_t c = sh->slots[2 * i];
         if (c == 0) return i;
-        if (sh->slots[2 * i + 1] == (uint32_t)h && sh->nodes[c].sym == sym &&
+        if (sh->slots[2 * i + 1] == (uint32_t)h && sh->nodes[c].sym_index == si &&
             sh->nodes[c].parent == parent)
             return i;
     }
@@ -163,6 +185,8 @@ static void shape_free(ct_shape_t *sh)
     free(sh->nodes);
     free(sh->slots);
     free(sh->links);
+    free(sh->syms);
+    free(sh->sslots);
     free(sh);
 }
 
@@ -174,7 +198,8 @@ static void shape_release(ct_shape_t *sh)
 static size_t shape_bytes(const ct_shape_t *sh)
 {
     return sizeof *sh + sh->cap * sizeof *sh->nodes + sh->lcap * sizeof *sh->links +
-           sh->nslots * slot_words(sh) * sizeof *sh->slots;
+           sh->nslots * slot_words(sh) * sizeof *sh->slots + sh->scap * sizeof *sh->syms +
+           sh->nsslots * sizeof *sh->sslots;
 }
 
 /* Rebuilds the edge table with nslots slots (at most 2^32) from the
@@ -191,13 +216,46 @@ static int rehash(ct_shape_t *sh, size_t nslots)
     sh->nslots = nslots;
     sh->narrow = narrow;
     for (size_t i = 1; i < sh->count; i++) {
-        uint64_t h = edge_hash(sh->nodes[i].parent, sh->nodes[i].sym);
+        uint64_t h = edge_hash(sh->nodes[i].parent, sh->nodes[i].sym_index);
         size_t j = slot_of(sh, h);
         while (slot_child(sh, j) != 0)
             j = j + 1 == nslots ? 0 : j + 1;
         slot_set(sh, j, (uint32_t)i, h);
     }
     return ERR_OK;
+}
+
+/* Rebuilds the symbol table with nslots slots from the symbols. */
+static int sym_rehash(ct_shape_t *sh, size_t nslots)
+{
+    uint32_t *slots = calloc(nslots, sizeof *slots);
+    if (slots == NULL) return ERR_NOMEM;
+    free(sh->sslots);
+    sh->sslots = slots;
+    sh->nsslots = nslots;
+    for (size_t i = 0; i < sh->nsyms; i++)
+        slots[sym_probe(sh, sh->syms[i])] = (uint32_t)i + 1;
+    return ERR_OK;
+}
+
+/* Makes room for n symbols: the array and, kept at most
+ * CT_LOAD_NUM/CT_LOAD_DEN full, the table. */
+static int syms_reserve(ct_shape_t *sh, size_t n)
+{
+    if (n > sh->scap) {
+        /* from 4 (span trees are small), doubling up to 64 (fewer copies
+         * while a push's trees start), then by half again */
+        size_t cap = sh->scap < 4 ? 4 : sh->scap < 64 ? 2 * sh->scap : sh->scap + sh->scap / 2;
+        uint64_t *p = realloc(sh->syms, (cap < n ? n : cap) * sizeof *p);
+        if (p == NULL) return ERR_NOMEM;
+        sh->syms = p;
+        sh->scap = cap < n ? n : cap;
+    }
+    if (n * CT_LOAD_DEN <= sh->nsslots * CT_LOAD_NUM) return ERR_OK;
+    size_t ns = sh->nsslots ? sh->nsslots : 4;
+    while (ns * CT_LOAD_NUM < n * CT_LOAD_DEN)
+        ns += ns < 96 ? ns : ns / 2; /* as the symbols grow */
+    return sym_rehash(sh, ns);
 }
 
 /* Makes room for n nodes in the node array (not in the edge table). */
@@ -221,7 +279,9 @@ static int shape_reserve(ct_shape_t *sh, size_t n)
     size_t ns = sh->nslots ? sh->nslots : 8;
     while (ns * CT_LOAD_NUM < n * CT_LOAD_DEN)
         ns += ns / 2;
-    return rehash(sh, ns < UINT32_MAX ? ns : UINT32_MAX);
+    rc = rehash(sh, ns < UINT32_MAX ? ns : UINT32_MAX);
+    /* the symbol table is dropped and rebuilt with the edge table */
+    return rc == ERR_OK && sh->nsslots == 0 ? syms_reserve(sh, sh->nsyms) : rc;
 }
 
 static ct_shape_t *shape_new(size_t initial)
@@ -229,11 +289,18 @@ static ct_shape_t *shape_new(size_t initial)
     ct_shape_t *sh = calloc(1, sizeof *sh);
     if (sh == NULL) return NULL;
     sh->refs = 1;
+    sh->syms = malloc(sizeof *sh->syms);
+    if (sh->syms == NULL) {
+        shape_free(sh);
+        return NULL;
+    }
+    sh->syms[0] = SYM_ROOT;
+    sh->nsyms = sh->scap = 1;
     if (shape_reserve(sh, initial) != ERR_OK) {
         shape_free(sh);
         return NULL;
     }
-    sh->nodes[0] = (ct_node_t){SYM_ROOT, CALLTREE_NONE};
+    sh->nodes[0] = (ct_node_t){0, CALLTREE_NONE};
     sh->count = 1;
     return sh;
 }
@@ -246,12 +313,20 @@ static ct_shape_t *shape_copy(const ct_shape_t *src)
     sh->nodes = malloc(src->cap * sizeof *sh->nodes);
     size_t words = src->nslots * slot_words(src);
     sh->slots = words ? malloc(words * sizeof *sh->slots) : NULL;
-    if (sh->nodes == NULL || (words && sh->slots == NULL)) {
+    sh->syms = malloc(src->scap * sizeof *sh->syms);
+    sh->sslots = src->nsslots ? malloc(src->nsslots * sizeof *sh->sslots) : NULL;
+    if (sh->nodes == NULL || (words && sh->slots == NULL) || sh->syms == NULL ||
+        (src->nsslots && sh->sslots == NULL)) {
         shape_free(sh);
         return NULL;
     }
     memcpy(sh->nodes, src->nodes, src->count * sizeof *sh->nodes);
     if (words) memcpy(sh->slots, src->slots, words * sizeof *sh->slots);
+    memcpy(sh->syms, src->syms, src->nsyms * sizeof *sh->syms);
+    if (src->nsslots) memcpy(sh->sslots, src->sslots, src->nsslots * sizeof *sh->sslots);
+    sh->nsyms = src->nsyms;
+    sh->scap = src->scap;
+    sh->nsslots = src->nsslots;
     sh->count = src->count;
     sh->cap = src->cap;
     sh->nslots = src->nslots;
@@ -260,14 +335,18 @@ static ct_shape_t *shape_copy(const ct_shape_t *src)
 }
 
 /* Before t changes its shape: a shared one is copied first. */
-static int own_shape(calltree_t *t)
+static int copy_shape(calltree_t *t)
 {
-    if (__atomic_load_n(&t->sh->refs, __ATOMIC_ACQUIRE) == 1) return ERR_OK;
     ct_shape_t *c = shape_copy(t->sh);
     if (c == NULL) return ERR_NOMEM;
     shape_release(t->sh);
     t->sh = c;
     return ERR_OK;
+}
+
+static inline int own_shape(calltree_t *t)
+{
+    return __atomic_load_n(&t->sh->refs, __ATOMIC_ACQUIRE) == 1 ? ERR_OK : copy_shape(t);
 }
 
 /* Room for n values (new ones zero); a scaled tree first gets its own
@@ -414,10 +493,19 @@ void calltree_shrink(calltree_t *t)
             t->sh->links = l;
             t->sh->lcap = n;
         }
+        uint64_t *y =
+            t->sh->scap > t->sh->nsyms ? realloc(t->sh->syms, t->sh->nsyms * sizeof *y) : NULL;
+        if (y != NULL) {
+            t->sh->syms = y;
+            t->sh->scap = t->sh->nsyms;
+        }
         (void)links_of(t->sh); /* or built when first read */
         free(t->sh->slots);    /* rebuilt from the nodes if one is added again */
         t->sh->slots = NULL;
         t->sh->nslots = 0;
+        free(t->sh->sslots); /* and from the symbols */
+        t->sh->sslots = NULL;
+        t->sh->nsslots = 0;
     }
     if (t->vcap > n) {
         int64_t *a = realloc(t->self, n * sizeof *a);
@@ -483,6 +571,11 @@ int calltree_clear(calltree_t *t)
         if (t->sh->nslots)
             memset(t->sh->slots, 0, t->sh->nslots * slot_words(t->sh) * sizeof *t->sh->slots);
         t->sh->count = 1;
+        t->sh->nsyms = 1; /* the root's */
+        if (t->sh->nsslots) {
+            memset(t->sh->sslots, 0, t->sh->nsslots * sizeof *t->sh->sslots);
+            t->sh->sslots[sym_probe(t->sh, SYM_ROOT)] = 1;
+        }
         if (t->sh->links != NULL) t->sh->links[0].first_child = CALLTREE_NONE;
     } else {
         ct_shape_t *sh = shape_new(4); /* the shared one stays its other trees' */
@@ -499,13 +592,13 @@ int calltree_clear(calltree_t *t)
     return 0;
 }
 
-/* Appends the node (parent, sym) into empty slot s of an owned shape with
+/* Appends the node (parent, si) into empty slot s of an owned shape with
  * room for it. */
-static uint32_t append_node(calltree_t *t, uint32_t parent, uint64_t sym, size_t s, uint64_t h)
+static uint32_t append_node(calltree_t *t, uint32_t parent, uint32_t si, size_t s, uint64_t h)
 {
     ct_shape_t *sh = t->sh;
     uint32_t idx = (uint32_t)sh->count++;
-    sh->nodes[idx] = (ct_node_t){sym, parent};
+    sh->nodes[idx] = (ct_node_t){si, parent};
     if (sh->links != NULL && idx < sh->lcap) {
         sh->links[idx] = (calltree_links_t){CALLTREE_NONE, sh->links[parent].first_child};
         sh->links[parent].first_child = idx;
@@ -521,7 +614,7 @@ static uint32_t append_node(calltree_t *t, uint32_t parent, uint64_t sym, size_t
 }
 
 /* Grows (owning first) so one more node fits; *s is re-probed if needed. */
-static int make_room(calltree_t *t, uint32_t parent, uint64_t sym, uint64_t h, size_t *s)
+static int make_room(calltree_t *t, uint32_t parent, uint32_t si, uint64_t h, size_t *s)
 {
     size_t need = t->sh->count + 1;
     int rc = own_shape(t);
@@ -530,19 +623,17 @@ static int make_room(calltree_t *t, uint32_t parent, uint64_t sym, uint64_t h, s
     if (rc == ERR_OK && need * CT_LOAD_DEN > t->sh->nslots * CT_LOAD_NUM)
         rc = shape_reserve(t->sh, need);
     if (rc == ERR_OK && need > t->vcap) rc = values_reserve(t, next_cap(t->vcap, need));
-    if (rc == ERR_OK) *s = probe(t->sh, parent, sym, h);
+    if (rc == ERR_OK) *s = probe(t->sh, parent, si, h);
     return rc;
 }
 
-int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child)
+/* The child of parent with the symbol of tree-local index si, found or
+ * made. */
+static inline __attribute__((always_inline)) int child_at(calltree_t *t, uint32_t parent,
+                                                          uint32_t si, uint32_t *child)
 {
-    if (t->sh->nslots == 0) { /* dropped by calltree_shrink */
-        int rc = own_shape(t);
-        if (rc == ERR_OK) rc = shape_reserve(t->sh, t->sh->count + 1);
-        if (rc != ERR_OK) return rc;
-    }
-    uint64_t h = edge_hash(parent, sym);
-    size_t s = probe(t->sh, parent, sym, h);
+    uint64_t h = edge_hash(parent, si);
+    size_t s = probe(t->sh, parent, si, h);
     uint32_t found = slot_child(t->sh, s);
     if (found != 0) {
         *child = found;
@@ -553,18 +644,69 @@ int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child
     if (need > t->sh->cap || need > t->vcap ||
         __atomic_load_n(&t->sh->refs, __ATOMIC_RELAXED) != 1 ||
         need * CT_LOAD_DEN > t->sh->nslots * CT_LOAD_NUM) {
-        int rc = make_room(t, parent, sym, h, &s);
+        int rc = make_room(t, parent, si, h, &s);
         if (rc != ERR_OK) return rc;
     }
-    *child = append_node(t, parent, sym, s, h);
+    *child = append_node(t, parent, si, s, h);
     return ERR_OK;
+}
+
+/* The child of parent with a symbol the tree does not name yet (its
+ * empty slot in the symbol table: slot): the symbol gets its index
+ * (*hint), then the node. */
+static int new_symbol_child(calltree_t *t, uint32_t parent, uint64_t sym, size_t slot,
+                            uint32_t *hint, uint32_t *child)
+{
+    if (t->sh->count >= t->max_nodes) return ERR_LIMIT;
+    if (t->sh->nsyms >= UINT32_MAX - 1) return ERR_NOMEM;
+    ct_shape_t *was = t->sh;
+    int rc = own_shape(t);
+    ct_shape_t *sh = t->sh;
+    size_t n = sh->nsyms + 1;
+    bool moved = sh != was; /* the slot is to be found again */
+    if (rc == ERR_OK && (n > sh->scap || n * CT_LOAD_DEN > sh->nsslots * CT_LOAD_NUM)) {
+        rc = syms_reserve(sh, n);
+        moved = true;
+    }
+    if (rc != ERR_OK) return rc;
+    uint32_t si = (uint32_t)sh->nsyms++;
+    sh->syms[si] = sym;
+    sh->sslots[moved ? sym_probe(sh, sym) : slot] = si + 1;
+    *hint = si;
+    return child_at(t, parent, si, child);
+}
+
+int calltree_child_hint(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *hint,
+                        uint32_t *child)
+{
+    if (t->sh->nslots == 0) { /* dropped by calltree_shrink */
+        int rc = own_shape(t);
+        if (rc == ERR_OK) rc = shape_reserve(t->sh, t->sh->count + 1);
+        if (rc != ERR_OK) return rc;
+    }
+    const ct_shape_t *sh = t->sh;
+    uint32_t si = *hint;
+    if (si >= sh->nsyms || sh->syms[si] != sym) {
+        size_t slot = sym_probe(sh, sym);
+        if (sh->sslots[slot] == 0) return new_symbol_child(t, parent, sym, slot, hint, child);
+        si = *hint = sh->sslots[slot] - 1;
+    }
+    return child_at(t, parent, si, child);
+}
+
+int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child)
+{
+    uint32_t hint = CALLTREE_NONE;
+    return calltree_child_hint(t, parent, sym, &hint, child);
 }
 
 void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym)
 {
-    if (t->sh->nslots != 0)
-        __builtin_prefetch(
-            &t->sh->slots[slot_of(t->sh, edge_hash(parent, sym)) * slot_words(t->sh)]);
+    const ct_shape_t *sh = t->sh;
+    if (sh->nslots == 0) return;
+    uint32_t at = sh->sslots[sym_probe(sh, sym)];
+    if (at != 0)
+        __builtin_prefetch(&sh->slots[slot_of(sh, edge_hash(parent, at - 1)) * slot_words(sh)]);
 }
 
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value)
@@ -673,20 +815,26 @@ bool calltree_same_shape(const calltree_t *a, const calltree_t *b)
     if (a == b || a->sh == b->sh) return true;
     if (a->sh->count != b->sh->count) return false;
     const ct_node_t *x = a->sh->nodes, *y = b->sh->nodes;
+    const uint64_t *xs = a->sh->syms, *ys = b->sh->syms;
     for (size_t i = 0; i < a->sh->count; i++)
-        if (x[i].sym != y[i].sym || x[i].parent != y[i].parent) return false;
+        if (xs[x[i].sym_index] != ys[y[i].sym_index] || x[i].parent != y[i].parent) return false;
     return true;
 }
 
 int calltree_merge(calltree_t *dst, const calltree_t *src)
 {
-    size_t n = src->sh->count;
-    uint32_t *map = malloc(n * sizeof *map);
+    size_t n = src->sh->count, nsyms = src->sh->nsyms;
+    /* map: src's nodes to dst's; hint: src's symbols to dst's indices */
+    uint32_t *map = malloc((n + nsyms) * sizeof *map), *hint = map + n;
     if (map == NULL) return ERR_NOMEM;
     map[0] = 0;
+    memset(hint, 0xff, nsyms * sizeof *hint);
     int rc = own_values(dst);
-    for (size_t i = 1; i < n && rc == ERR_OK; i++)
-        rc = calltree_child(dst, map[src->sh->nodes[i].parent], src->sh->nodes[i].sym, &map[i]);
+    for (size_t i = 1; i < n && rc == ERR_OK; i++) {
+        ct_node_t nd = src->sh->nodes[i]; /* read again: src may be dst */
+        rc = calltree_child_hint(dst, map[nd.parent], src->sh->syms[nd.sym_index],
+                                 &hint[nd.sym_index], &map[i]);
+    }
     if (rc == ERR_OK) {
         for (size_t i = 0; i < n; i++)
             WADD(dst->self[map[i]], self_at(src, i));
@@ -695,16 +843,6 @@ int calltree_merge(calltree_t *dst, const calltree_t *src)
     }
     free(map);
     return rc;
-}
-
-/* The symbol dictionary while encoding: symbol -> index in first-use order.
- * Presized for every node, so it never grows. Returns the index and sets
- * *added (or returns an error, only if presizing failed). */
-static int dict_index(u64map_t *d, uint64_t sym, int *added, uint32_t *idx)
-{
-    int rc = u64map_get_or_put(d, sym, (uint32_t)d->len, idx);
-    *added = rc == 1;
-    return rc < 0 ? rc : ERR_OK;
 }
 
 /* Preorder traversal: calls visit(ctx, node, depth) for every non-root node. */
@@ -733,7 +871,10 @@ static int preorder(const calltree_t *t, int (*visit)(void *, uint32_t, uint32_t
 
 typedef struct encode_ctx {
     const calltree_t *t;
-    u64map_t dict;
+    /* The dictionary: each tree-local symbol's index in it (first use in
+     * preorder first; CALLTREE_NONE until used), and its length. */
+    uint32_t *code;
+    size_t ncode;
     buf_t *syms;    /* dictionary, LE u64 */
     buf_t *body;    /* node records */
     size_t records; /* in body */
@@ -749,14 +890,13 @@ typedef struct encode_ctx {
 static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
 {
     encode_ctx_t *c = vctx;
-    const ct_node_t *n = &c->t->sh->nodes[node];
-    uint32_t idx;
-    int added = u64map_get_or_put(&c->dict, n->sym, (uint32_t)c->dict.len, &idx);
-    if (added < 0) return added;
-    if (added) { /* the dictionary has room for every node (calltree_encode) */
+    uint32_t si = c->t->sh->nodes[node].sym_index, idx = c->code[si];
+    if (idx == CALLTREE_NONE) { /* the dictionary has room for every node (calltree_encode) */
+        uint64_t sym = c->t->sh->syms[si];
+        idx = c->code[si] = (uint32_t)c->ncode++;
         uint8_t *le = c->syms->data + c->syms->len;
         for (int i = 0; i < 8; i++)
-            le[i] = (uint8_t)(n->sym >> (8 * i));
+            le[i] = (uint8_t)(sym >> (8 * i));
         c->syms->len += 8;
         c->syms->data[c->syms->len] = 0;
     }
@@ -783,7 +923,9 @@ int calltree_encode(const calltree_t *t, buf_t *out)
     buf_init(&body, BUF_UNLIMITED);
     c.syms = &syms;
     c.body = &body;
-    int rc = u64map_init(&c.dict, t->sh->count);
+    c.code = malloc(t->sh->nsyms * sizeof *c.code);
+    int rc = c.code != NULL ? ERR_OK : ERR_NOMEM;
+    if (rc == ERR_OK) memset(c.code, 0xff, t->sh->nsyms * sizeof *c.code);
     /* about 4 bytes a record: one allocation for most trees */
     if (rc == ERR_OK) rc = buf_reserve(&body, 4 * t->sh->count + ENCODE_RECORD_MAX);
     if (rc == ERR_OK) rc = buf_reserve(&syms, 8 * t->sh->count);
@@ -792,14 +934,14 @@ int calltree_encode(const calltree_t *t, buf_t *out)
      * record's symbol index must be in the dictionary, or decoding the stored
      * tree fails (or, worse, reads other stacks). */
     ASSERT_ALWAYS(rc != ERR_OK || c.records == t->sh->count - 1);
-    ASSERT_ALWAYS(rc != ERR_OK || syms.len == 8 * c.dict.len);
+    ASSERT_ALWAYS(rc != ERR_OK || syms.len == 8 * c.ncode);
     if (rc == ERR_OK) rc = buf_append_byte(out, CALLTREE_VERSION);
-    if (rc == ERR_OK) rc = buf_append_uvarint(out, c.dict.len);
+    if (rc == ERR_OK) rc = buf_append_uvarint(out, c.ncode);
     if (rc == ERR_OK) rc = buf_append(out, syms.data, syms.len);
     if (rc == ERR_OK) rc = buf_append_svarint(out, self_at(t, 0));
     if (rc == ERR_OK) rc = buf_append_uvarint(out, t->sh->count - 1);
     if (rc == ERR_OK) rc = buf_append(out, body.data, body.len);
-    u64map_free(&c.dict);
+    free(c.code);
     buf_free(&syms);
     buf_free(&body);
     return rc;
@@ -814,7 +956,8 @@ static uint64_t le64_get(const uint8_t *p)
 }
 
 typedef struct decoded {
-    uint32_t *dst; /* dst node of each decoded node */
+    uint32_t *dst;  /* dst node of each decoded node */
+    uint32_t *hint; /* dst's index of each dictionary symbol (calltree_child_hint) */
     uint32_t *depth;
     int64_t *self;
     uint32_t *stack; /* dst node at each depth while walking */
@@ -823,6 +966,7 @@ typedef struct decoded {
 static void decoded_free(decoded_t *d)
 {
     free(d->dst);
+    free(d->hint);
     free(d->depth);
     free(d->self);
     free(d->stack);
@@ -862,7 +1006,8 @@ static int decode_place(calltree_t *dst, const uint8_t *dict, uint64_t nnodes, d
     for (uint64_t i = 0; i < nnodes; i++) {
         uint64_t sym = le64_get(dict + 8 * (size_t)d->dst[i]);
         uint32_t node;
-        int rc = calltree_child(dst, d->stack[d->depth[i] - 1], sym, &node);
+        int rc =
+            calltree_child_hint(dst, d->stack[d->depth[i] - 1], sym, &d->hint[d->dst[i]], &node);
         if (rc != ERR_OK) return rc;
         d->stack[d->depth[i]] = node;
         d->dst[i] = node;
@@ -919,12 +1064,14 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
     size_t stack_len = (nnodes < CALLTREE_MAX_DEPTH ? nnodes : CALLTREE_MAX_DEPTH) + 2;
     decoded_t d = {
         .dst = malloc(nnodes * sizeof(uint32_t)),
+        .hint = malloc((nsyms ? nsyms : 1) * sizeof(uint32_t)),
         .depth = malloc(nnodes * sizeof(uint32_t)),
         .self = malloc(nnodes * sizeof(int64_t)),
         .stack = malloc(stack_len * sizeof(uint32_t)),
     };
     uint32_t max_depth = 0;
-    int rc = (d.dst && d.depth && d.self && d.stack) ? ERR_OK : ERR_NOMEM;
+    int rc = (d.dst && d.hint && d.depth && d.self && d.stack) ? ERR_OK : ERR_NOMEM;
+    if (rc == ERR_OK) memset(d.hint, 0xff, (nsyms ? nsyms : 1) * sizeof(uint32_t));
     if (rc == ERR_OK) rc = decode_records(&p, end, nsyms, nnodes, &d, &max_depth);
     if (rc == ERR_OK) rc = decode_place(dst, dict, nnodes, &d);
     if (rc == ERR_OK) decode_add(dst, nnodes, root_self, &d);
@@ -1003,7 +1150,17 @@ size_t calltree_mem_bytes_read(const calltree_t *t)
 
 uint64_t calltree_sym(const calltree_t *t, uint32_t node)
 {
-    return t->sh->nodes[node].sym;
+    return t->sh->syms[t->sh->nodes[node].sym_index];
+}
+
+const uint64_t *calltree_syms(const calltree_t *t)
+{
+    return t->sh->syms;
+}
+
+size_t calltree_sym_count(const calltree_t *t)
+{
+    return t->sh->nsyms;
 }
 
 int64_t calltree_self(const calltree_t *t, uint32_t node)
@@ -1076,14 +1233,15 @@ int64_t calltree_root_total(const calltree_t *t)
 
 int calltree_for_each_symbol(const calltree_t *t, int (*fn)(void *ctx, uint64_t sym), void *ctx)
 {
-    u64map_t d;
-    int rc = u64map_init(&d, t->sh->count);
+    uint8_t *seen = calloc(t->sh->nsyms, 1); /* each symbol at its first node */
+    int rc = seen != NULL ? ERR_OK : ERR_NOMEM;
     for (size_t i = 1; i < t->sh->count && rc == ERR_OK; i++) {
-        int added;
-        uint32_t idx;
-        rc = dict_index(&d, t->sh->nodes[i].sym, &added, &idx);
-        if (rc == ERR_OK && added) rc = fn(ctx, t->sh->nodes[i].sym);
+        uint32_t si = t->sh->nodes[i].sym_index;
+        if (!seen[si]) {
+            seen[si] = 1;
+            rc = fn(ctx, t->sh->syms[si]);
+        }
     }
-    u64map_free(&d);
+    free(seen);
     return rc;
 }

@@ -22,8 +22,10 @@
  * encodings deeper than CALLTREE_MAX_DEPTH (ERR_CORRUPT), so hostile input is
  * bounded.
  *
- * Memory: a tree holds per node its shape (12 bytes, calltree_node_t: its
- * symbol and parent), its self value (8 bytes; none in a scaled tree,
+ * Memory: a tree holds per node its shape (8 bytes, calltree_node_t: its
+ * symbol's tree-local index and its parent), per distinct symbol its id (8
+ * bytes) and, while it may still grow, a 4-byte slot of the table that
+ * finds the index (at most two thirds full), its self value (8 bytes; none in a scaled tree,
  * whose values are another tree's times a factor: calltree_adopt_scaled)
  * and, while it may still
  * grow, its edge table (6 to 9 bytes: 4-byte slots, 8-byte ones in a table
@@ -83,6 +85,14 @@ int calltree_add_stack(calltree_t *t, const uint64_t *stack, size_t depth, int64
 
 /* Finds or creates the child of parent with symbol sym; returns its index in *child. */
 int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child);
+/* calltree_child, with *hint the tree-local index of sym (calltree_syms) as
+ * a caller remembers it for this tree: checked with one compare and used
+ * when right, so a caller that keeps it per frame (ingest, per pprof
+ * location) or per symbol of a source (merge, decode) looks each edge up
+ * once; when wrong (any value, CALLTREE_NONE for none) sym is looked up and
+ * *hint set to its index. */
+int calltree_child_hint(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *hint,
+                        uint32_t *child);
 /* Hints the CPU to fetch the hash slot calltree_child(t, parent, sym) will
  * probe: callers mapping many nodes issue it a few nodes ahead. */
 void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym);
@@ -196,11 +206,12 @@ uint32_t calltree_next_sibling(const calltree_t *t, uint32_t node);
 /* A node's place in the tree as the tree holds it (its values are apart:
  * calltree_selves, calltree_totals; its children: calltree_links), for
  * passes over every node (calltree_nodes) where a call per field would
- * cost more than the pass's own work. Packed to 12 bytes: nodes are most
- * of what a growing tree holds. */
-typedef struct __attribute__((packed, aligned(4))) calltree_node {
-    uint64_t sym;
-    uint32_t parent; /* CALLTREE_NONE for the root */
+ * cost more than the pass's own work. 8 bytes: nodes are most of what a
+ * growing tree holds, so a node names its symbol by the tree's own 32-bit
+ * index (calltree_syms), not by the 64-bit id. */
+typedef struct calltree_node {
+    uint32_t sym_index; /* the symbol is calltree_syms(t)[sym_index] */
+    uint32_t parent;    /* CALLTREE_NONE for the root */
 } calltree_node_t;
 
 /* A node's children as a list: its newest child first, then each child's
@@ -217,6 +228,13 @@ typedef struct calltree_links {
  * their array cannot be allocated, as calltree_selves does for a scaled
  * tree (calltree_adopt_scaled) whose values it makes. */
 const calltree_node_t *calltree_nodes(const calltree_t *t);
+/* The symbols t's nodes name, by tree-local index (calltree_node_t's
+ * sym_index; index 0 is the root's, SYM_ROOT), in the order the tree first
+ * named them. Borrowed, read-only, valid until t next changes. */
+const uint64_t *calltree_syms(const calltree_t *t);
+/* The length of calltree_syms(t): 1 + the distinct symbols of its other
+ * nodes (each named by one of them at least). */
+size_t calltree_sym_count(const calltree_t *t);
 /* The nodes' child links in the same order. Not kept while a tree only
  * grows: made from the parents by the first read after the tree last grew
  * past their room (O(nodes), 8 bytes a node, kept until then) or by

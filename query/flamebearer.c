@@ -18,6 +18,7 @@ typedef struct level {
 typedef struct fb {
     sorted_tree_t *st;
     const calltree_node_t *nodes;   /* st->t's node array, or NULL: then */
+    const uint64_t *tsyms;          /* st->t's symbols (calltree_syms) */
     const uint64_t *sym;            /* the kept nodes' symbols */
     const int64_t *selves, *totals; /* its values */
     strmap_t names;
@@ -146,7 +147,7 @@ static int name_index(fb_t *fb, uint32_t node, uint32_t *idx)
         if (rc == 0) *known = *idx;
         return rc;
     }
-    uint64_t sym = fb->nodes ? fb->nodes[node].sym : fb->sym[node];
+    uint64_t sym = fb->nodes ? fb->tsyms[fb->nodes[node].sym_index] : fb->sym[node];
     if (u64map_get(&fb->name_of, sym, idx)) return 0;
     const char *name = fb->st->name[node]; /* a function of the symbol alone */
     int rc = strmap_intern(&fb->names, name, strlen(name), idx);
@@ -344,6 +345,7 @@ int query_encode_flamebearer(const calltree_t *t, const symtab_t *syms, const ch
     if (rc != 0) return rc;
     fb_t fb = {.st = &st,
                .nodes = calltree_nodes(t),
+               .tsyms = calltree_syms(t),
                .selves = calltree_selves(t),
                .totals = calltree_totals(t)};
     if (fb.totals == NULL) {

@@ -139,13 +139,14 @@ int query_forest_of_tree(const calltree_t *t, storage_merged_tab_t *out)
 {
     size_t n = calltree_node_count(t);
     const calltree_node_t *nd = calltree_nodes(t);
+    const uint64_t *tsym = calltree_syms(t);
     uint32_t *parent = malloc(n * sizeof *parent);
     uint64_t *sym = malloc(n * sizeof *sym);
     int64_t *self = malloc(n * sizeof *self);
     int rc = parent && sym && self ? 0 : ERR_NOMEM;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         parent[i] = i == 0 ? 0 : nd[i].parent;
-        sym[i] = nd[i].sym;
+        sym[i] = tsym[nd[i].sym_index];
         self[i] = calltree_self(t, (uint32_t)i);
     }
     if (rc == 0)

@@ -54,12 +54,13 @@ static int encode_residual(sctx_t *x, buf_t *out)
     storage_sparse_init(&v);
     int rc = map && pairs ? storage_sparse_reserve(&v, n ? n : 1) : ERR_NOMEM;
     const calltree_node_t *nd = n ? calltree_nodes(t) : NULL;
+    const uint64_t *tsym = n ? calltree_syms(t) : NULL;
     const int64_t *self = n ? calltree_selves(t) : NULL;
     size_t k = 0;
     if (n > 0) map[0] = 0;
     for (uint32_t i = 1; rc == 0 && i < n; i++) { /* a parent precedes its children */
         uint32_t pm = map[nd[i].parent];
-        rc = storage_nodetab_child(x->s, x->tab, pm, nd[i].sym, x->wb, &map[i]);
+        rc = storage_nodetab_child(x->s, x->tab, pm, tsym[nd[i].sym_index], x->wb, &map[i]);
         if (rc == ERR_LIMIT) rc = storage_nodetab_other(x->s, x->tab, pm, &map[i]);
     }
     for (uint32_t i = 0; rc == 0 && i < n; i++)

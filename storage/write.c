@@ -101,20 +101,23 @@ static int put_symbol(void *ctx, uint64_t sym)
 
 /* put_symbol for every symbol t names that no tree walked earlier in this
  * batch named: a profile's span trees name the frames of its series trees,
- * so each of their nodes costs one lookup in this batch's small set, not a
+ * so each of their symbols (the tree lists them once) costs one lookup in
+ * this batch's small set, not a
  * dictionary of its own per tree and a symbol-cache probe per symbol. A
  * sweep of the symbols cannot run before the commit (symgc.lock is held),
  * so one touch per batch keeps a symbol. */
 static int put_symbols(wctx_t *w, const calltree_t *t)
 {
-    size_t n = calltree_node_count(t);
-    const calltree_node_t *nd = calltree_nodes(t);
+    /* the tree's own list: each of its symbols once */
+    size_t n = calltree_sym_count(t);
+    const uint64_t *tsym = calltree_syms(t);
     uint32_t unused;
     for (size_t i = 1; i < n; i++) {
-        if (u64map_get(&w->walked, nd[i].sym, &unused)) continue; /* inline: the common case */
-        int rc = u64map_put(&w->walked, nd[i].sym, 0);
+        uint64_t sym = tsym[i];
+        if (u64map_get(&w->walked, sym, &unused)) continue; /* inline: the common case */
+        int rc = u64map_put(&w->walked, sym, 0);
         if (rc < 0) return errmsg_set(w->em, rc, "out of memory");
-        if ((rc = put_symbol(w, nd[i].sym)) != 0) return rc;
+        if ((rc = put_symbol(w, sym)) != 0) return rc;
     }
     return 0;
 }
@@ -239,6 +242,7 @@ static int map_tree(wctx_t *w, const storage_series_write_t *sw, nodetab_t *t)
 {
     size_t n = calltree_node_count(sw->tree);
     const calltree_node_t *nd = calltree_nodes(sw->tree);
+    const uint64_t *tsym = calltree_syms(sw->tree);
     int rc;
     /* Breadth-first order: every node's parent is looked up a level earlier,
      * so the hash slot of a node PREFETCH_AHEAD places further on can be
@@ -262,10 +266,11 @@ static int map_tree(wctx_t *w, const storage_series_write_t *sw, nodetab_t *t)
         uint32_t i = bfs[k], p = nd[i].parent;
         if (k + PREFETCH_AHEAD < tail) {
             uint32_t a = bfs[k + PREFETCH_AHEAD], ap = nd[a].parent;
-            if (w->map[ap] != UINT32_MAX) storage_nodetab_prefetch(t, w->map[ap], nd[a].sym);
+            if (w->map[ap] != UINT32_MAX)
+                storage_nodetab_prefetch(t, w->map[ap], tsym[nd[a].sym_index]);
         }
         if (w->map[p] == UINT32_MAX) continue; /* a new parent: its children are new too */
-        rc = storage_nodetab_child(w->s, t, w->map[p], nd[i].sym, NULL, &w->map[i]);
+        rc = storage_nodetab_child(w->s, t, w->map[p], tsym[nd[i].sym_index], NULL, &w->map[i]);
         if (rc == ERR_NOT_FOUND)
             w->map[i] = UINT32_MAX;
         else if (rc != 0)
@@ -277,7 +282,7 @@ static int map_tree(wctx_t *w, const storage_series_write_t *sw, nodetab_t *t)
     for (uint32_t i = 1; i < n; i++) {
         if (w->map[i] != UINT32_MAX) continue;
         uint32_t pm = w->map[nd[i].parent];
-        rc = storage_nodetab_child(w->s, t, pm, nd[i].sym, w->wb, &w->map[i]);
+        rc = storage_nodetab_child(w->s, t, pm, tsym[nd[i].sym_index], w->wb, &w->map[i]);
         if (rc == ERR_LIMIT) { /* the table is full: degrade, never refuse the service */
             rc = storage_nodetab_other(w->s, t, pm, &w->map[i]);
             folded++;

@@ -149,7 +149,7 @@ static int one_line(folded_ctx_t *c, const uint8_t *s, const uint8_t *e, size_t 
     size_t depth = 0;
     int rc = frames(c, s, e, &depth, em);
     if (rc < 0 || v == 0) return rc;
-    return ingest_series_add(c->ss, c->series, c->ss->stack, depth, v, em);
+    return ingest_series_add(c->ss, c->series, c->ss->stack, NULL, depth, v, em);
 }
 
 static int parse_text(folded_ctx_t *c, const uint8_t *p, size_t n, errmsg_t *em)

@@ -187,7 +187,9 @@ typedef struct series_set {
     size_t set_bytes, set_charged; /* by_id at init and the stack scratch; charged with v */
     alloc_charge_t charge;         /* the same bytes on lim->inflight, until freed */
     uint64_t *stack;               /* scratch: one stack, root first */
+    uint32_t *hints;               /* and its frames' hints (calltree_child_hint) */
     size_t stack_cap;
+    bool hints_changed; /* an ingest_series_add corrected one of hints */
 } series_set_t;
 
 int ingest_series_set_init(series_set_t *ss, const char *tenant, const ingest_limits_t *lim);
@@ -210,9 +212,12 @@ void ingest_series_set_free(series_set_t *ss);
 /* Finds or creates the series of labels (takes ownership of labels, which
  * must already hold __name__, __profile_type__ and service_name). */
 int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em);
-/* Adds a stack to series idx's tree. */
-int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth,
-                      int64_t v, errmsg_t *em);
+/* Adds a stack to series idx's tree. hints (NULL: none) are its frames'
+ * symbols' indices in the tree as the caller last saw them
+ * (calltree_child_hint): the ones that were wrong are corrected, and
+ * ss->hints_changed set, for the caller to keep. */
+int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, uint32_t *hints,
+                      size_t depth, int64_t v, errmsg_t *em);
 /* Adds the stack that was just added to series leader (ingest_series_add,
  * with value lv) to series idx too, with value v, when the caller knows
  * idx's tree gets exactly leader's stacks in the same order (the pprof

@@ -15,7 +15,9 @@
  *    ids are 1..n in order (what Go, Java and most agents write) or a hash
  *    map otherwise; each location's frames (symbol ids, root first) are
  *    computed once, on first use, so every sample is a walk over small
- *    precomputed arrays;
+ *    precomputed arrays; beside each frame, the symbol's index in the
+ *    call tree it was last added to (calltree_child_hint), so adding a
+ *    frame looks up only its edge;
  *  - a Location with several Lines is inlining: line[0] is the innermost
  *    frame, the last line the outermost caller; a Location without usable
  *    lines is shown by address: `<mapping file basename>+0x<file offset>`
@@ -78,6 +80,7 @@ typedef struct conv {
     uint32_t *loc_off; /* per location: offset into frames, UINT32_MAX = not yet */
     uint32_t *loc_len;
     uint64_t *frames; /* root-first frames of all resolved locations */
+    uint32_t *hints;  /* per frame: its symbol's tree-local index, as last seen */
     size_t nframes, frames_cap;
     int64_t *values; /* scratch: one sample's values (ntypes) */
     uint64_t *ids;   /* scratch: one sample's location ids, then indices */
@@ -261,11 +264,13 @@ static int frames_reserve(conv_t *c, size_t n)
     if (need <= old) return 0;
     size_t cap = old < 64 ? 64 : old + old / 2;
     if (cap < need) cap = need;
-    int rc = hold(c, (cap - old) * sizeof *c->frames);
+    int rc = hold(c, (cap - old) * (sizeof *c->frames + sizeof *c->hints));
     if (rc < 0) return rc;
     uint64_t *p = realloc(c->frames, cap * sizeof *p);
-    if (p == NULL) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
-    c->frames = p;
+    if (p != NULL) c->frames = p;
+    uint32_t *h = p != NULL ? realloc(c->hints, cap * sizeof *h) : NULL;
+    if (h == NULL) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    c->hints = h;
     c->frames_cap = cap;
     return 0;
 }
@@ -333,6 +338,8 @@ static int location_frames(conv_t *c, size_t li)
         if (rc < 0) return rc;
     }
     if (c->nframes > UINT32_MAX) return errmsg_set(c->em, ERR_LIMIT, "too many frames");
+    for (size_t k = start; k < c->nframes; k++) /* none yet; most locations have one */
+        c->hints[k] = CALLTREE_NONE;
     c->loc_off[li] = (uint32_t)start;
     c->loc_len[li] = (uint32_t)(c->nframes - start);
     return 0;
@@ -628,7 +635,8 @@ static int resolve_location(conv_t *c, uint64_t id, int64_t *li)
     return c->loc_off[*li] == UINT32_MAX ? location_frames(c, (size_t)*li) : 0;
 }
 
-/* Fills ss->stack with the sample's frames, root first; *depth = count.
+/* Fills ss->stack with the sample's frames, root first, and ss->hints with
+ * their hints; *depth = count.
  * Every location is resolved first (in order), then the frames are copied,
  * each location's to its place counted from the end (location_id[0] is
  * the leaf). The ids were read by read_sample; a sample with more than
@@ -660,12 +668,35 @@ static int sample_stack(conv_t *c, const wire_sample_t *s, size_t *depth)
         return rc;
     size_t end = d;
     for (size_t k = 0; k < n; k++) {
-        size_t i = (size_t)c->ids[k];
-        end -= c->loc_len[i];
-        memcpy(ss->stack + end, c->frames + c->loc_off[i], c->loc_len[i] * sizeof *ss->stack);
+        size_t i = (size_t)c->ids[k], off = c->loc_off[i], len = c->loc_len[i];
+        end -= len;
+        if (len == 1) { /* most locations: no call */
+            ss->stack[end] = c->frames[off];
+            ss->hints[end] = c->hints[off];
+        } else {
+            memcpy(ss->stack + end, c->frames + off, len * sizeof *ss->stack);
+            memcpy(ss->hints + end, c->hints + off, len * sizeof *ss->hints);
+        }
     }
     *depth = d;
     return 0;
+}
+
+/* Keeps the hints the trees corrected (ss->hints_changed) with the frames
+ * of the sample's locations, for the next samples that name them. */
+static void keep_hints(conv_t *c, const wire_sample_t *s, size_t depth)
+{
+    series_set_t *ss = c->ctx->ss;
+    size_t end = depth;
+    for (size_t k = 0; k < s->nlocations; k++) {
+        size_t i = (size_t)c->ids[k], len = c->loc_len[i];
+        end -= len;
+        if (len == 1)
+            c->hints[c->loc_off[i]] = ss->hints[end];
+        else
+            memcpy(c->hints + c->loc_off[i], ss->hints + end, len * sizeof *ss->hints);
+    }
+    ss->hints_changed = false;
 }
 
 static int one_sample(conv_t *c, size_t si, int64_t *pairs)
@@ -687,13 +718,21 @@ static int one_sample(conv_t *c, size_t si, int64_t *pairs)
         return rc;
     const uint32_t *series = c->gseries + c->groups[g].series;
     const uint64_t *stack = c->ctx->ss->stack;
+    /* the hints are the first tree's the sample is added to: a second one
+     * (a heap profile's in-use types beside its allocated ones) would
+     * undo them every sample */
+    uint32_t *hints = c->ctx->ss->hints;
     for (size_t t = 0; t < c->ntypes; t++) {
         int64_t v = c->values[t];
         if (v == 0) continue;
         uint32_t lt = c->leader[t];
-        rc = lt == t ? ingest_series_add(c->ctx->ss, series[t], stack, depth, v, c->em)
-                     : ingest_series_add_shadow(c->ctx->ss, series[t], series[lt], depth, v,
-                                                c->values[lt], c->em);
+        if (lt == t) {
+            rc = ingest_series_add(c->ctx->ss, series[t], stack, hints, depth, v, c->em);
+            hints = NULL;
+        } else {
+            rc = ingest_series_add_shadow(c->ctx->ss, series[t], series[lt], depth, v,
+                                          c->values[lt], c->em);
+        }
         if (rc < 0) return rc;
         uint32_t node = c->ctx->ss->v[series[lt]].last_node; /* this stack's, in either case */
         for (size_t k = 0; k < ns; k++)
@@ -701,6 +740,7 @@ static int one_sample(conv_t *c, size_t si, int64_t *pairs)
                                              node, depth, v, c->em)) < 0)
                 return rc;
     }
+    if (c->ctx->ss->hints_changed) keep_hints(c, &s, depth);
     return 0;
 }
 
@@ -752,6 +792,7 @@ static void conv_free(conv_t *c)
     free(c->loc_off);
     free(c->loc_len);
     free(c->frames);
+    free(c->hints);
     free(c->type_name);
     free(c->type_id);
     free(c->leader);

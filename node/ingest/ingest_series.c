@@ -185,6 +185,7 @@ void ingest_series_set_free(series_set_t *ss)
     }
     free(ss->v);
     free(ss->stack);
+    free(ss->hints);
     u64map_free(&ss->by_id);
     alloc_charge_done(&ss->charge); /* gives back everything ingest_charge took */
     memset(ss, 0, sizeof *ss);
@@ -289,8 +290,8 @@ static int path_reserve(path_cache_t *pc, size_t depth)
 
 /* calltree_add_stack, reusing the node path of the previous stack's common
  * prefix (totals are not kept: the tree computes them if they are read). */
-int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, size_t depth,
-                      int64_t v, errmsg_t *em)
+int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, uint32_t *hints,
+                      size_t depth, int64_t v, errmsg_t *em)
 {
     ingest_series_t *s = &ss->v[idx];
     path_cache_t *pc = &s->path;
@@ -304,7 +305,13 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, siz
         i++;
     uint32_t node = i ? pc->nodes[i - 1] : 0;
     for (; i < depth; i++) {
-        rc = calltree_child(s->tree, node, stack[i], &node);
+        if (hints != NULL) {
+            uint32_t was = hints[i];
+            rc = calltree_child_hint(s->tree, node, stack[i], &hints[i], &node);
+            ss->hints_changed |= hints[i] != was;
+        } else {
+            rc = calltree_child(s->tree, node, stack[i], &node);
+        }
         if (rc < 0) {
             pc->depth = i; /* the path up to here is valid */
             int charged = recharge(ss, &s->charged, series_bytes(s), "call trees", em);
@@ -382,16 +389,16 @@ int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_
  * them), then node's value; *at = node's node in t. memo maps ref's nodes
  * to t's (UINT32_MAX: not yet); the nodes mapped are listed in touched.
  * path has room for the deepest stack. */
-static int span_place(calltree_t *t, const calltree_node_t *ref, uint32_t node, int64_t v,
-                      uint32_t *memo, uint32_t *touched, size_t *ntouched, uint64_t *path,
-                      uint32_t *at)
+static int span_place(calltree_t *t, const calltree_node_t *ref, const uint64_t *rsym,
+                      uint32_t node, int64_t v, uint32_t *memo, uint32_t *touched, size_t *ntouched,
+                      uint64_t *path, uint32_t *at)
 {
     size_t up = 0;
     for (uint32_t n = node; memo[n] == UINT32_MAX; n = ref[n].parent)
         path[up++] = n;
     while (up > 0) {
         uint32_t n = (uint32_t)path[--up];
-        int rc = calltree_child(t, memo[ref[n].parent], ref[n].sym, &memo[n]);
+        int rc = calltree_child(t, memo[ref[n].parent], rsym[ref[n].sym_index], &memo[n]);
         if (rc != 0) return rc;
         touched[(*ntouched)++] = n;
     }
@@ -466,9 +473,10 @@ static int span_make(series_set_t *ss, const ingest_series_t *s, span_acc_t *a, 
     const calltree_node_t *nd = calltree_nodes(span_ref(ss, s));
     size_t ntouched = 0;
     int rc = 0;
+    const uint64_t *rsym = calltree_syms(span_ref(ss, s));
     for (size_t j = 0; j < p->n && rc == 0; j++)
-        rc = span_place(t, nd, p->node[j], p->val[j], wk->memo, wk->touched, &ntouched, ss->stack,
-                        keep_at ? &at[j] : at);
+        rc = span_place(t, nd, rsym, p->node[j], p->val[j], wk->memo, wk->touched, &ntouched,
+                        ss->stack, keep_at ? &at[j] : at);
     for (size_t j = 0; j < ntouched; j++) /* memo back to unmapped for the next tree */
         wk->memo[wk->touched[j]] = UINT32_MAX;
     if (rc != 0) return tree_limit(rc, em, ss->lim);
@@ -614,10 +622,12 @@ int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
         return errmsg_set(em, ERR_LIMIT, "stack of %zu frames is deeper than %zu (max_stack_depth)",
                           depth, ss->lim->max_stack_depth);
     if (depth <= ss->stack_cap) return 0;
-    size_t old = ss->stack_cap;
-    if (GROW_FROM(ss->stack, ss->stack_cap, depth, GROW_UNLIMITED, 64) != 0)
+    size_t old = ss->stack_cap, c1 = old, c2 = old; /* parallel arrays: both grow alike */
+    if (GROW_FROM(ss->stack, c1, depth, GROW_UNLIMITED, 64) != 0 ||
+        GROW_FROM(ss->hints, c2, depth, GROW_UNLIMITED, 64) != 0)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
-    ss->set_bytes += (ss->stack_cap - old) * sizeof *ss->stack;
+    ss->stack_cap = c1;
+    ss->set_bytes += (ss->stack_cap - old) * (sizeof *ss->stack + sizeof *ss->hints);
     return recharge(ss, &ss->set_charged,
                     ss->cap * sizeof *ss->v + u64map_bytes(&ss->by_id) + ss->set_bytes,
                     "stack scratch", em);

@@ -364,9 +364,11 @@ static void grow_to(calltree_t *t, size_t n, uint64_t *r)
     }
 }
 
-/* A tree that only grows holds no child links: 12 bytes a node for its
- * shape, 8 for its value and its edge slots (20 + 8 + slots when each node
- * held its first child and next sibling). They are made when first read
+/* A tree that only grows holds no child links: 8 bytes a node for its
+ * shape (its symbol's tree-local index and parent; 12 with the 64-bit id,
+ * 20 when each node held its first child and next sibling too), 8 for its
+ * value and its edge slots, and 8 bytes a distinct symbol (50 here) and
+ * the symbol table's slots. They are made when first read
  * (8 bytes a node more), kept by appends while they have room, made again
  * after the tree outgrows it, and kept by calltree_shrink. */
 static void test_links_made_when_read(uint64_t seed)
@@ -382,7 +384,7 @@ static void test_links_made_when_read(uint64_t seed)
     grow_to(t, N, &r);
     size_t grown = calltree_mem_bytes(t);
     fprintf(stderr, "%d nodes growing: %zu bytes (%.1f a node)\n", N, grown, (double)grown / N);
-    CHECK(grown <= 1024 + (size_t)N * (12 + 8 + 4 * 9 / 4));
+    CHECK(grown <= 1024 + 50 * (8 + 4 * 9 / 4) + (size_t)N * (8 + 8 + 4 * 9 / 4));
     /* what a reader will hold counts them before they are made */
     CHECK_EQ_INT(calltree_mem_bytes_read(t), grown + N * sizeof(calltree_links_t));
     CHECK(links_exact(t));
@@ -394,7 +396,8 @@ static void test_links_made_when_read(uint64_t seed)
     calltree_shrink(t);
     CHECK(links_exact(t));
     size_t n = calltree_node_count(t);
-    CHECK_EQ_INT(calltree_mem_bytes(t), base + (n - 1) * (12 + 8 + sizeof(calltree_links_t)));
+    CHECK_EQ_INT(calltree_mem_bytes(t),
+                 base + (n - 1) * (8 + 8 + sizeof(calltree_links_t)) + 50 * sizeof(uint64_t));
     grow_to(t, n + 10, &r); /* a shrunk tree grows again */
     CHECK(links_exact(t));
     CHECK_EQ_INT(calltree_clear(t), ERR_OK);
@@ -637,6 +640,47 @@ static void test_scaled_tree(void)
     calltree_free(a);
 }
 
+/* calltree_child_hint gives the node calltree_child gives whatever the
+ * hint holds (right, another symbol's index, out of range, CALLTREE_NONE)
+ * and leaves the symbol's tree-local index in it; a node is its index and
+ * parent, 8 bytes. */
+static void test_child_hint(uint64_t seed)
+{
+    CHECK_EQ_INT(sizeof(calltree_node_t), 8);
+    uint64_t r = seed;
+    calltree_t *a = calltree_new(0), *b = calltree_new(0);
+    uint32_t hints[64];
+    memset(hints, 0xff, sizeof hints);
+    for (int i = 0; i < 5000; i++) {
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint32_t parent = (uint32_t)((r >> 33) % calltree_node_count(a)), ca, cb;
+        unsigned k = (unsigned)(r >> 20) % 64;
+        uint64_t sym = 0x5000 + k * 0x10001ULL;
+        if ((r >> 8) % 4 == 0) hints[k] = (uint32_t)(r >> 40) % 80; /* a wrong one, maybe */
+        if ((r >> 8) % 16 == 1) hints[k] = CALLTREE_NONE;
+        CHECK_EQ_INT(calltree_child(a, parent, sym, &ca), ERR_OK);
+        CHECK_EQ_INT(calltree_child_hint(b, parent, sym, &hints[k], &cb), ERR_OK);
+        CHECK_EQ_INT(ca, cb);
+        CHECK(hints[k] < 65 && calltree_syms(b)[hints[k]] == sym);
+        CHECK(calltree_syms(b)[calltree_nodes(b)[cb].sym_index] == sym);
+    }
+    CHECK(calltree_same_shape(a, b));
+    CHECK(calltree_syms(b)[0] == SYM_ROOT && calltree_nodes(b)[0].sym_index == 0);
+    /* a shrunk tree finds its symbols again, a cleared one forgets them */
+    calltree_shrink(b);
+    uint32_t c, h = CALLTREE_NONE;
+    uint64_t last = calltree_sym(b, (uint32_t)calltree_node_count(b) - 1);
+    uint32_t up = calltree_parent(b, (uint32_t)calltree_node_count(b) - 1);
+    CHECK_EQ_INT(calltree_child_hint(b, up, last, &h, &c), ERR_OK);
+    CHECK(c == calltree_node_count(a) - 1 && calltree_node_count(b) == calltree_node_count(a));
+    CHECK(calltree_syms(b)[h] == last);
+    CHECK_EQ_INT(calltree_clear(b), ERR_OK);
+    CHECK_EQ_INT(calltree_child_hint(b, 0, 0x7777, &h, &c), ERR_OK);
+    CHECK(c == 1 && h == 1 && calltree_syms(b)[1] == 0x7777);
+    calltree_free(a);
+    calltree_free(b);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL) | 1;
@@ -653,5 +697,6 @@ int main(int argc, char **argv)
     test_totals_without_memory();
     test_links_without_memory(seed);
     test_scaled_tree();
+    test_child_hint(seed);
     return check_exit();
 }

@@ -225,9 +225,10 @@ static inline int64_t fx_tree_diff(const calltree_t *a, const calltree_t *b)
     if (c == NULL || calltree_merge(c, a) != 0) return -1;
     size_t n = calltree_node_count(b);
     const calltree_node_t *nb = calltree_nodes(b);
+    const uint64_t *sb = calltree_syms(b);
     uint32_t *map = calloc(n ? n : 1, sizeof *map);
     for (uint32_t i = 1; map != NULL && i < n; i++) { /* a parent precedes its children */
-        if (calltree_child(c, map[nb[i].parent], nb[i].sym, &map[i]) != 0) off++;
+        if (calltree_child(c, map[nb[i].parent], sb[nb[i].sym_index], &map[i]) != 0) off++;
         calltree_add_self(c, map[i], -calltree_self(b, i));
     }
     calltree_add_self(c, 0, -calltree_self(b, 0));

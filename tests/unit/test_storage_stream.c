@@ -160,7 +160,8 @@ static void check_same_flame(fixture_t *a, fixture_t *b, const labels_t *l, int 
     uint32_t *map = calloc(n ? n : 1, sizeof *map);
     CHECK(map != NULL);
     for (uint32_t i = 1; map != NULL && i < n; i++) { /* a parent precedes its children */
-        CHECK_EQ_INT(calltree_child(sa.acc, map[nb[i].parent], nb[i].sym, &map[i]), 0);
+        CHECK_EQ_INT(calltree_child(sa.acc, map[nb[i].parent], calltree_sym(sb.acc, i), &map[i]),
+                     0);
         calltree_add_self(sa.acc, map[i], -nbs[i]);
     }
     const int64_t *na = calltree_selves(sa.acc);
