@@ -581,6 +581,9 @@ typedef struct query_partial_args {
     int kept;                    /* render with final_max_nodes: the partial may answer the
                                     kept nodes (query_partial_t.kept) instead of a tree: its
                                     gather writes the flamebearer JSON straight from them */
+    int names_later;             /* render with forests, a share in this process: the names of
+                                    the forests' symbols are not loaded; its gather loads those
+                                    of the nodes it keeps (query_gather_names_from) */
 } query_partial_args_t;
 
 /* Fills a from s (ranges left empty, timeline and kept set for JSON). Pointers into s. */
@@ -615,6 +618,8 @@ typedef struct query_partial {
     size_t nvalues;
     uint64_t partial_spans; /* render of span ids: span trees summed that may leave profiles
                                out (sealed or short after a stream; the answer says partial) */
+    int names_later;        /* render: syms lacks the names of the forests' symbols
+                               (query_partial_args_t.names_later) */
 } query_partial_t;
 
 /* Runs a partial query on this node's storage. Refuses malformed arguments
@@ -645,8 +650,14 @@ void query_gather_free(query_gather_t *g);
  * it makes, symbols, values, timelines), for memory budgets; NULL is 0. */
 size_t query_gather_bytes(const query_gather_t *g);
 
+/* The storage (borrowed, with tenant, for g's life) of the partials added
+ * with names_later: when g finishes, the names of the symbols its answer
+ * keeps that no partial brought are loaded from it, so a local share loads
+ * the names of the nodes kept rather than of every node of its forests. */
+void query_gather_names_from(query_gather_t *g, storage_t *st, const char *tenant);
 /* Adds a partial computed in this process; may take its tree, symbols and
- * timeline (p stays safe to free). */
+ * timeline (p stays safe to free). ERR_INTERNAL for a partial with
+ * names_later when g has no storage for them. */
 int query_gather_add(query_gather_t *g, query_partial_t *p, errmsg_t *em);
 
 /* The pieces of a partial received in encoded form. A failed add leaves the
