@@ -581,9 +581,12 @@ typedef struct query_partial_args {
     int kept;                    /* render with final_max_nodes: the partial may answer the
                                     kept nodes (query_partial_t.kept) instead of a tree: its
                                     gather writes the flamebearer JSON straight from them */
-    int names_later;             /* render with forests, a share in this process: the names of
-                                    the forests' symbols are not loaded; its gather loads those
-                                    of the nodes it keeps (query_gather_names_from) */
+    int names_later;             /* render with forests: the names of the forests' symbols are
+                                    not loaded here; a share in the coordinator's process leaves
+                                    them to its gather, which loads those of the nodes it keeps
+                                    (query_gather_names_from); a remote share loads them from
+                                    the dictionaries of the forests it encodes
+                                    (query_forest_encode_dict, query_load_symbol_ids) */
 } query_partial_args_t;
 
 /* Fills a from s (ranges left empty, timeline and kept set for JSON). Pointers into s. */
@@ -637,6 +640,15 @@ int query_partial_merge_forests(query_partial_t *p, errmsg_t *em);
  * (p->tabs[i], nonneg) to out: how a share ships them. query_gather_add_trees
  * reads it. ERR_INVALID_ARGUMENT for an empty or not nonneg forest. */
 int query_forest_encode(const storage_merged_tab_t *f, buf_t *out);
+/* query_forest_encode, handing over the forest's symbol dictionary too: its
+ * distinct symbols (SYM_ROOT among them), *ndict of them in *dict_ids (caller
+ * frees; NULL on error). */
+int query_forest_encode_dict(const storage_merged_tab_t *f, buf_t *out, uint64_t **dict_ids,
+                             size_t *ndict);
+/* Loads the names of ids (repeats allowed, each loaded once; SYM_ROOT and
+ * SYM_OTHER skipped) into dst: a share's forests' dictionaries put together. */
+int query_load_symbol_ids(storage_t *st, const char *tenant, const uint64_t *ids, size_t n,
+                          symtab_t *dst);
 /* About the heap bytes p holds (tree, with the child links reading it
  * makes, symbols, values): for memory budgets. */
 size_t query_partial_bytes(const query_partial_t *p);
