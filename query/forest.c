@@ -328,6 +328,18 @@ static int put_node(const storage_merged_tab_t *f, const uint32_t *map, size_t i
 
 int query_forest_encode(const storage_merged_tab_t *f, buf_t *out)
 {
+    uint64_t *dict;
+    size_t n;
+    int rc = query_forest_encode_dict(f, out, &dict, &n);
+    free(dict);
+    return rc;
+}
+
+int query_forest_encode_dict(const storage_merged_tab_t *f, buf_t *out, uint64_t **dict_ids,
+                             size_t *ndict)
+{
+    *dict_ids = NULL;
+    *ndict = 0;
     if (f->n == 0 || !f->nonneg) return ERR_INVALID_ARGUMENT;
     u64map_t dict; /* symbol -> index; a forest repeats its symbols: sized small */
     uint64_t *syms = NULL;
@@ -362,6 +374,11 @@ int query_forest_encode(const storage_merged_tab_t *f, buf_t *out)
     if (rc == 0) {
         out->len += 8 * dict.len;
         out->data[out->len] = 0;
+    }
+    if (rc == 0) {
+        *dict_ids = syms; /* the caller's */
+        *ndict = dict.len;
+        syms = NULL;
     }
     u64map_free(&dict);
     free(syms);

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "common/grow.h"
+#include "common/hash.h"
 #include "query/query_int.h"
 
 struct query_gather {
@@ -50,6 +51,9 @@ struct query_gather {
     query_kept_t *kept;     /* render: one partial's kept nodes, the whole answer (then tree and
                                forests hold nothing), or NULL */
     uint64_t partial_spans; /* span trees that may leave profiles out */
+    storage_t *names_st;    /* where partials added with names_later have their names */
+    const char *names_tenant;
+    int names_due; /* such a partial was added: its kept symbols' names load at the end */
 };
 
 int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_gather_t **out)
@@ -384,6 +388,42 @@ int query_gather_add_value(query_gather_t *g, const char *s, size_t n)
 
 /* ---- a local partial ---- */
 
+void query_gather_names_from(query_gather_t *g, storage_t *st, const char *tenant)
+{
+    g->names_st = st;
+    g->names_tenant = tenant;
+}
+
+typedef struct missing {
+    const symtab_t *have;
+    uint64_t *v;
+    size_t n, cap;
+} missing_t;
+
+static int missing_fn(void *ctx, uint64_t sym)
+{
+    missing_t *m = ctx;
+    const char *name, *file;
+    if (sym == SYM_OTHER || sym == SYM_ROOT || symtab_get(m->have, sym, &name, &file)) return 0;
+    if (GROW_FROM(m->v, m->cap, m->n + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
+    m->v[m->n++] = sym;
+    return 0;
+}
+
+/* The names of g->tree's symbols that no partial brought (those of local
+ * forests added with names_later), from the storage that holds them. */
+static int load_due_names(query_gather_t *g)
+{
+    if (!g->names_due) return 0;
+    missing_t m = {g->syms, NULL, 0, 0};
+    int rc = calltree_for_each_symbol(g->tree, missing_fn, &m);
+    if (rc == 0 && m.n > 0)
+        rc = storage_load_symbols(g->names_st, g->names_tenant, m.v, m.n, g->syms);
+    free(m.v);
+    if (rc == 0) g->names_due = 0;
+    return rc;
+}
+
 static int add_symbols(query_gather_t *g, query_partial_t *p)
 {
     if (symtab_count(g->syms) == 0) { /* the first partial's table is taken whole */
@@ -431,6 +471,9 @@ static int add_kept(query_gather_t *g, query_partial_t *p)
 static int add_render(query_gather_t *g, query_partial_t *p, errmsg_t *em)
 {
     g->partial_spans += p->partial_spans;
+    if (p->names_later && g->names_st == NULL)
+        return errmsg_set(em, ERR_INTERNAL, "a partial without names and no storage for them");
+    g->names_due |= p->names_later;
     int rc = query_gather_add_series(g, p->nseries, p->spy_name, em);
     if (rc != 0 || p->tree == NULL) return rc;
     if ((rc = add_kept(g, p)) != 0) return rc == ERR_LIMIT ? tree_limit(g, em) : rc;
@@ -514,7 +557,8 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     /* pprof: a range's start and length, or the one profile's time */
     int64_t t0 = one ? g->p_time_ns : s->plan.from_s * 1000000000LL;
     int64_t dur = one ? 0 : (s->plan.until_s - s->plan.from_s) * 1000000000LL;
-    int rc;
+    int rc = load_due_names(g); /* only the kept nodes' */
+    if (rc != 0) return rc;
     switch (s->format) {
     case QUERY_FORMAT_JSON:
         out->content_type = "application/json";

@@ -234,3 +234,21 @@ int query_load_symbols_tabs(storage_t *st, const char *tenant, const storage_mer
     free(ids.v);
     return rc;
 }
+
+int query_load_symbol_ids(storage_t *st, const char *tenant, const uint64_t *ids, size_t n,
+                          symtab_t *dst)
+{
+    u64map_t seen; /* the dictionaries of a service's shards share most symbols */
+    ids_t once = {0};
+    int rc = u64map_init(&seen, n / 2 + 16);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        uint32_t v;
+        int put = u64map_get_or_put(&seen, ids[i], 0, &v);
+        if (put < 0) rc = put;
+        if (put == 1) rc = id_fn(&once, ids[i]);
+    }
+    if (rc == 0 && once.n > 0) rc = storage_load_symbols(st, tenant, once.v, once.n, dst);
+    u64map_free(&seen);
+    free(once.v);
+    return rc;
+}

@@ -179,7 +179,9 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     if (rc == 0) rc = query_load_symbols(st, tenant, out->tree, out->syms);
     if (rc == 0 && out->kept != NULL)
         rc = query_load_symbols_kept(st, tenant, out->kept, out->syms);
-    if (rc == 0 && out->tabs != NULL)
+    if (rc == 0 && out->tabs != NULL && a->names_later)
+        out->names_later = 1; /* its gather loads the names it keeps */
+    else if (rc == 0 && out->tabs != NULL)
         rc = query_load_symbols_tabs(st, tenant, out->tabs, out->ntabs, out->syms);
     query_series_free(&ser);
     return rc;

@@ -581,6 +581,12 @@ typedef struct query_partial_args {
     int kept;                    /* render with final_max_nodes: the partial may answer the
                                     kept nodes (query_partial_t.kept) instead of a tree: its
                                     gather writes the flamebearer JSON straight from them */
+    int names_later;             /* render with forests: the names of the forests' symbols are
+                                    not loaded here; a share in the coordinator's process leaves
+                                    them to its gather, which loads those of the nodes it keeps
+                                    (query_gather_names_from); a remote share loads them from
+                                    the dictionaries of the forests it encodes
+                                    (query_forest_encode_dict, query_load_symbol_ids) */
 } query_partial_args_t;
 
 /* Fills a from s (ranges left empty, timeline and kept set for JSON). Pointers into s. */
@@ -615,6 +621,8 @@ typedef struct query_partial {
     size_t nvalues;
     uint64_t partial_spans; /* render of span ids: span trees summed that may leave profiles
                                out (sealed or short after a stream; the answer says partial) */
+    int names_later;        /* render: syms lacks the names of the forests' symbols
+                               (query_partial_args_t.names_later) */
 } query_partial_t;
 
 /* Runs a partial query on this node's storage. Refuses malformed arguments
@@ -632,6 +640,15 @@ int query_partial_merge_forests(query_partial_t *p, errmsg_t *em);
  * (p->tabs[i], nonneg) to out: how a share ships them. query_gather_add_trees
  * reads it. ERR_INVALID_ARGUMENT for an empty or not nonneg forest. */
 int query_forest_encode(const storage_merged_tab_t *f, buf_t *out);
+/* query_forest_encode, handing over the forest's symbol dictionary too: its
+ * distinct symbols (SYM_ROOT among them), *ndict of them in *dict_ids (caller
+ * frees; NULL on error). */
+int query_forest_encode_dict(const storage_merged_tab_t *f, buf_t *out, uint64_t **dict_ids,
+                             size_t *ndict);
+/* Loads the names of ids (repeats allowed, each loaded once; SYM_ROOT and
+ * SYM_OTHER skipped) into dst: a share's forests' dictionaries put together. */
+int query_load_symbol_ids(storage_t *st, const char *tenant, const uint64_t *ids, size_t n,
+                          symtab_t *dst);
 /* About the heap bytes p holds (tree, with the child links reading it
  * makes, symbols, values): for memory budgets. */
 size_t query_partial_bytes(const query_partial_t *p);
@@ -645,8 +662,14 @@ void query_gather_free(query_gather_t *g);
  * it makes, symbols, values, timelines), for memory budgets; NULL is 0. */
 size_t query_gather_bytes(const query_gather_t *g);
 
+/* The storage (borrowed, with tenant, for g's life) of the partials added
+ * with names_later: when g finishes, the names of the symbols its answer
+ * keeps that no partial brought are loaded from it, so a local share loads
+ * the names of the nodes kept rather than of every node of its forests. */
+void query_gather_names_from(query_gather_t *g, storage_t *st, const char *tenant);
 /* Adds a partial computed in this process; may take its tree, symbols and
- * timeline (p stays safe to free). */
+ * timeline (p stays safe to free). ERR_INTERNAL for a partial with
+ * names_later when g has no storage for them. */
 int query_gather_add(query_gather_t *g, query_partial_t *p, errmsg_t *em);
 
 /* The pieces of a partial received in encoded form. A failed add leaves the

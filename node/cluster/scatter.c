@@ -592,6 +592,7 @@ static int setup(scatter_q_t *q, const query_params_t *p, int64_t now_ms, errmsg
     q->excluded = calloc(nn ? nn : 1, 1);
     if (q->excluded == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     rc = query_gather_new(&q->spec, &s->o.limits, &q->gather);
+    if (rc == 0) query_gather_names_from(q->gather, s->storage, q->tenant); /* the local share's */
     return rc != 0 ? errmsg_set(em, rc, "out of memory") : 0;
 }
 

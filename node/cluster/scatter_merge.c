@@ -162,6 +162,7 @@ static void local_work(workq_job_t *w)
     a.stop = &stop;
     if (j->finish) a.final_max_nodes = query_spec_final_max_nodes(&q->spec); /* the only ask */
     a.forests = query_spec_forests(&q->spec); /* else its tokens' forests, not a tree */
+    a.names_later = 1;   /* the gather loads the names of the forests' nodes it keeps */
     alloc_charge_t work; /* the merge's working memory, on query-memory-bytes while it runs */
     alloc_charge_init(&work, &q->s->mem);
     a.charge = &work;

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/log.h"
 #include "node/cluster/scatter_int.h"
 
@@ -123,7 +124,18 @@ static int add_totals(serve_job_t *j)
     return 0;
 }
 
-/* Each token's forest, encoded one after the other into j->forests. */
+/* Appends a forest's dictionary to the symbols whose names the share loads. */
+static int add_dict(uint64_t **ids, size_t *n, size_t *cap, const uint64_t *dict, size_t nd)
+{
+    if (GROW_FROM(*ids, *cap, *n + nd, GROW_UNLIMITED, 1024) != 0) return ERR_NOMEM;
+    memcpy(*ids + *n, dict, nd * sizeof *dict);
+    *n += nd;
+    return 0;
+}
+
+/* Each token's forest, encoded one after the other into j->forests; the
+ * names its symbols need, from the forests' dictionaries (a pass over their
+ * distinct symbols, not over every node). */
 static int add_forests(serve_job_t *j)
 {
     size_t n = j->part.ntabs;
@@ -134,10 +146,19 @@ static int add_forests(serve_job_t *j)
     for (size_t i = 0; i < n; i++)
         want += 16 + 6 * j->part.tabs[i].nodes;
     if (rc == 0 && want < j->forests.max) rc = buf_reserve(&j->forests, want);
+    uint64_t *ids = NULL, *dict;
+    size_t nids = 0, cap = 0, nd;
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = query_forest_encode(&j->part.tabs[i], &j->forests);
+        rc = query_forest_encode_dict(&j->part.tabs[i], &j->forests, &dict, &nd);
+        if (rc == 0 && j->part.names_later) rc = add_dict(&ids, &nids, &cap, dict, nd);
+        free(dict);
         end[i] = j->forests.len;
     }
+    if (rc == 0 && j->part.names_later) {
+        rc = query_load_symbol_ids(j->s->storage, j->tenant, ids, nids, j->part.syms);
+        j->part.names_later = rc != 0;
+    }
+    free(ids);
     for (size_t i = 0; rc == 0 && i < n; i++) { /* the buffer has stopped moving */
         size_t start = i > 0 ? end[i - 1] : 0;
         j->fdata[i] = (ProtobufCBinaryData){end[i] - start, j->forests.data + start};
@@ -232,6 +253,11 @@ static int build_answer_fits(serve_job_t *j, size_t max_bytes)
     if (rc != ERR_TOO_LARGE || j->part.ntabs == 0) return rc;
     answer_clear(j);
     rc = query_partial_merge_forests(&j->part, &j->em);
+    if (rc == 0 && j->part.names_later) { /* the names of the merge's symbols */
+        rc = query_load_symbols(j->s->storage, j->tenant, j->part.tree, j->part.syms);
+        if (rc != 0) return errmsg_set(&j->em, rc, "loading symbols: %s", err_message(rc));
+        j->part.names_later = 0;
+    }
     return rc != 0 ? rc : build_answer(j, max_bytes);
 }
 
@@ -366,7 +392,8 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
     j->args.until_s = q->until_ms / 1000;
     j->args.timeline = j->args.kind == QUERY_KIND_RENDER && q->timeline;
     j->args.forests = j->args.kind == QUERY_KIND_RENDER && q->forests;
-    j->args.limit = q->limit; /* profiles: the partial refuses 0 or past its maximum */
+    j->args.names_later = j->args.forests; /* loaded from the forests' dictionaries */
+    j->args.limit = q->limit;              /* profiles: the partial refuses 0 or past its maximum */
     j->selector = strdup(q->selector);
     j->label = strdup(q->label_name);
     j->ranges = calloc(q->n_ranges ? q->n_ranges : 1, sizeof *j->ranges);

@@ -177,6 +177,9 @@ static void free_scatters(void)
 
 static symtab_t *syms;
 static uint64_t sym_ids[30];
+/* one function per series, so a node holds the names of only its replicas'
+ * series: a share that does not send its symbols' names shows */
+static uint64_t leaf_ids[NSERIES];
 
 static labels_t *series_labels(int i, uint64_t *token, uint64_t *id)
 {
@@ -225,6 +228,11 @@ static void write_data(void)
         snprintf(name, sizeof name, "fn_%d", i);
         symtab_intern(syms, name, strlen(name), "main.c", 6, &sym_ids[i]);
     }
+    for (int i = 0; i < NSERIES; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "leaf_%d", i);
+        symtab_intern(syms, name, strlen(name), "leaf.c", 6, &leaf_ids[i]);
+    }
     labels_t *ls[NSERIES];
     uint64_t tok[NSERIES], id[NSERIES];
     for (int i = 0; i < NSERIES; i++)
@@ -233,10 +241,11 @@ static void write_data(void)
         int s = (int)(check_rng() % NSERIES);
         calltree_t *t = calltree_new(0);
         for (int k = 0; k < 4; k++) {
-            uint64_t stack[6];
+            uint64_t stack[7];
             size_t d = 1 + check_rng() % 6;
             for (size_t j = 0; j < d; j++)
                 stack[j] = sym_ids[(j == 0 ? 0 : 1) + check_rng() % (j == 0 ? 2 : 29)];
+            if (check_rng() % 2) stack[d++] = leaf_ids[s];
             calltree_add_stack(t, stack, d, 1 + (int64_t)(check_rng() % 1000000));
         }
         int64_t when = T0 + (int64_t)(check_rng() % 7000);

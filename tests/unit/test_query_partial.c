@@ -265,6 +265,7 @@ static int split_answer(storage_t *st, const query_spec_t *spec, const query_lim
     size_t nnodes = 1 + check_rng() % 5;
     query_gather_t *g;
     CHECK_EQ_INT(query_gather_new(spec, lim, &g), 0);
+    query_gather_names_from(g, st, TENANT); /* for the in-process partials without names */
     int rc = 0;
     errmsg_t em = {{0}};
     for (size_t node = 0; rc == 0 && node < nnodes; node++) {
@@ -279,15 +280,20 @@ static int split_answer(storage_t *st, const query_spec_t *spec, const query_lim
         a.ranges = mine;
         a.nranges = nm;
         a.forests = check_rng() % 4 != 0 && query_spec_forests(spec); /* as a coordinator asks */
+        int encoded = check_rng() % 2;
+        /* a share in the coordinator's process: the gather loads the kept names */
+        a.names_later = !encoded && check_rng() % 2;
         query_partial_t p;
         rc = query_partial_run(st, TENANT, &a, lim, &p, &em);
+        if (rc == 0 && p.ntabs > 0 && a.names_later) /* none of the forests' names loaded */
+            CHECK(p.names_later && symtab_count(p.syms) == 0);
         if (rc == 0 && p.tree) *sum_total += calltree_root_total(p.tree);
         for (size_t i = 0; rc == 0 && i < p.ntabs; i++) {
             CHECK(a.forests && p.tabs[i].nonneg);
             *sum_total += p.tabs[i].total[0];
         }
         *sum_series += p.nseries;
-        if (rc == 0) rc = check_rng() % 2 ? add_encoded(g, &p, &em) : query_gather_add(g, &p, &em);
+        if (rc == 0) rc = encoded ? add_encoded(g, &p, &em) : query_gather_add(g, &p, &em);
         query_partial_free(&p);
     }
     if (rc == 0) rc = query_gather_finish(g, NULL, out, &em);
