@@ -169,8 +169,8 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "Streams of a gained range that went on from their cursor at another replica within a "      \
       "pass, their source having stopped answering.")                                              \
     X(stream_heals, "flamedb_repair_stream_heals_total",                                           \
-      "Token intervals of a regain cleared and streamed again because their totals check kept "    \
-      "disagreeing with the source (stream-check-heal-after passes in a row).")
+      "Token intervals of a join, leave or regain cleared and streamed again because their "       \
+      "totals check kept disagreeing with the source (stream-check-heal-after passes in a row).")
 
 typedef struct repair_counters {
 #define REPAIR_FIELD(name, metric, help) uint64_t name;
@@ -306,13 +306,20 @@ int repair_rc_unanswered(int rc);
  * and the stream cursor of every piece), written to a temporary name,
  * fsynced and renamed; removed when there is nothing to keep. */
 int repair_regain_progress_save(repair_t *r);
-/* Repair thread: a regain piece whose totals check disagreed with its
- * source in o.heal_after passes in a row (ss->mismatches) is cleared and
- * streamed again from its start: its cursor reset in ss and in the
- * progress file first, then cleared (repair_clear), logged and counted
- * (stream_heals), at most o.heals times per piece (ss->heals); after that,
- * logged once as an error and left as it is. 1 when it cleared, else 0
- * (not due, over the bound, or the progress file could not be written). */
+/* Repair thread: a streamed interval (a join's range, a regain's piece)
+ * whose totals check disagreed with its source in o.heal_after passes in a
+ * row (ss->mismatches) had a window stored short or long, and no later
+ * pass mends that (the window's marker keeps the stream from storing it
+ * again). So it is cleared and streamed again from its start: its cursor
+ * reset in ss, then save(r) (NULL: none; an error keeps the old cursor and
+ * clears nothing), then cleared (repair_clear), logged as `what` [lo, hi]
+ * and counted (stream_heals), at most o.heals times per interval
+ * (ss->heals); after that, logged once as an error and left as it is. 1
+ * when it cleared, else 0 (not due, over the bound, or save failed). */
+int repair_stream_heal(repair_t *r, repair_stream_state_t *ss, const char *what,
+                       int (*save)(repair_t *r));
+/* repair_stream_heal of a regain piece, its cursor saved in the progress
+ * file before the clear. */
 int repair_regain_heal(repair_t *r, repair_stream_state_t *ss);
 /* Reads it into r->rg (intervals not cleared, pieces not started are not
  * in it); a file that does not parse is ERR_CORRUPT (nothing taken: the
