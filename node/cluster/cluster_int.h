@@ -36,6 +36,10 @@ struct cluster_view {
     uint32_t rf;      /* min(configured RF, node count) */
     uint32_t quorum;  /* write quorum for rf */
     uint64_t version; /* changes whenever any of the above changes */
+    /* per ring node: listed in another member's hints_for, it missed writes
+     * (a hint waits for it, or a repair mark), so its copy is no stream
+     * source; NULL: none (views built by hand in tests) */
+    const uint8_t *marked;
 };
 
 /* Creates the membership table, the view and (with --cluster-listen) the
@@ -171,7 +175,7 @@ typedef struct view_impl {
     cluster_view_t pub;
     atomic_int refs;
     ring_t *ring, *pending;
-    uint8_t *hinted, *live, *reachable;
+    uint8_t *hinted, *live, *reachable, *marked;
     char **http, **caddr;
     uint32_t n;
     char *self_id;

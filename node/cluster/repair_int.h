@@ -283,7 +283,7 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
                            repair_stats_t *st, repair_stream_page_fn page, errmsg_t *em);
 /* Repair thread: streams ss (a piece of one range) from the replicas
  * reps[0..n) of that range in v, in order, from the first that is not this
- * node, is reachable in v and answered so far in this pass. One that does
+ * node, is reachable and not marked in v and answered so far in this pass. One that does
  * not answer (a timeout, it cannot be sent to, or repair_tick saw it
  * marked down while a request waited: killed since the pass took its
  * view) is left for the rest of the pass (r->unanswered) and the
@@ -295,7 +295,9 @@ int repair_stream_replicas(repair_t *r, const cluster_view_t *v, const uint32_t 
                            repair_stream_state_t *ss, repair_stats_t *st,
                            repair_stream_page_fn page, const char *what);
 /* The first replica of reps from index *k on that is not this node, is
- * reachable in v and answered so far in this pass (its name); NULL: none. */
+ * reachable in v, is not marked in v (another node lists it in hints_for:
+ * it missed writes) and answered so far in this pass (its name); NULL:
+ * none. */
 const char *repair_next_source(const repair_t *r, const cluster_view_t *v, const uint32_t *reps,
                                uint32_t n, uint32_t *k);
 /* Whether rc says a peer did not answer (it may be dead): the pass asks

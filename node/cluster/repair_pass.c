@@ -367,17 +367,28 @@ static void pass_json(repair_t *r, const repair_stats_t *st, int complete, uint6
 
 /* Tells every other reachable node that a complete pass started at t0:
  * those that marked this node short lift the mark (replicate_marks.c). */
+static void announce_to(repair_t *r, const char *peer, uint64_t t0)
+{
+    Flamedb__Cluster__RepairRequest q;
+    repair_request_init(&q, RK(DONE), 0, 0);
+    q.started_unix_ms = t0;
+    errmsg_t em = {{0}};
+    int rc = repair_call_once(r, peer, &q, NULL, NULL, &em);
+    if (rc != 0) log_debug("repair", "done to %s: %s", peer, em.text);
+}
+
+/* To every reachable node of the ring, and to the nodes joining it (only
+ * in the pending ring): a joining node coordinates writes too, so it may
+ * hold a repair mark on this node, which only this announcement lifts. */
 static void announce(repair_t *r, const cluster_view_t *v, uint64_t t0)
 {
     uint32_t nn = ring_node_count(v->ring);
-    for (uint32_t p = 0; p < nn && !r->closing; p++) {
-        if ((int)p == v->self || !v->reachable[p]) continue;
-        Flamedb__Cluster__RepairRequest q;
-        repair_request_init(&q, RK(DONE), 0, 0);
-        q.started_unix_ms = t0;
-        errmsg_t em = {{0}};
-        int rc = repair_call_once(r, ring_node_name(v->ring, p), &q, NULL, NULL, &em);
-        if (rc != 0) log_debug("repair", "done to %s: %s", ring_node_name(v->ring, p), em.text);
+    for (uint32_t p = 0; p < nn && !r->closing; p++)
+        if ((int)p != v->self && v->reachable[p]) announce_to(r, ring_node_name(v->ring, p), t0);
+    uint32_t np = v->pending != NULL ? ring_node_count(v->pending) : 0;
+    for (uint32_t p = 0; p < np && !r->closing; p++) {
+        const char *id = ring_node_name(v->pending, p);
+        if (ring_node_find(v->ring, id) < 0 && strcmp(id, v->self_id) != 0) announce_to(r, id, t0);
     }
 }
 

@@ -553,8 +553,13 @@ const char *repair_next_source(const repair_t *r, const cluster_view_t *v, const
 {
     for (; *k < n; (*k)++) {
         uint32_t i = reps[*k];
-        if ((int)i != v->self && v->reachable[i] && !r->unanswered[i])
-            return ring_node_name(v->ring, i);
+        if ((int)i == v->self || !v->reachable[i] || r->unanswered[i]) continue;
+        if (v->marked != NULL && v->marked[i]) { /* it missed writes: its copy may be short */
+            log_debug("repair", "%s is not a stream source: another node lists it in hints_for",
+                      ring_node_name(v->ring, i));
+            continue;
+        }
+        return ring_node_name(v->ring, i);
     }
     return NULL;
 }

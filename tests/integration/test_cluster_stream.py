@@ -20,7 +20,9 @@ hold (nothing counted twice, nothing missed). A third stops the source
 mid-stream while old profiles are pushed through the joining node, which
 keeps them although the pushes fail: the ranges it streams then hold more
 than the source's, their totals check disagrees, and they are cleared and
-streamed again (--stream-check-heal-after), so the join completes, exact. Another keeps adding profiles
+streamed again (--stream-check-heal-after), so the join completes, exact.
+Another has a replica that another node marked (it missed old writes):
+the joining node streams from the other replica, exact. Another keeps adding profiles
 to existing span trees through both nodes while the new one streams them:
 every span total through it alone is exact.
 """
@@ -222,6 +224,54 @@ def test_join_check_disagreeing_heals():
         c.wait_state(0, "down", observers=[n])
         check_exact(c, n, d, frm, until)
         print("    exact through n1 alone")
+
+
+def hints_for(c, i):
+    """The nodes node i lists in its own hints_for (as it reports itself)."""
+    return [h for m in c.status(i)["nodes"] if m["id"] == c.ids[i] for h in m["hints_for"]]
+
+
+def test_join_skips_marked_source():
+    """A current replica that another node holds a repair mark on (it
+    missed writes) is no stream source. n1 is killed while old profiles
+    are pushed through n0 (write quorum 1, hinted handoff off: n0 marks
+    n1), then restarted: it lacks them, and nothing brings them back (they
+    are older than the seen span) while n0 keeps the mark (until a pass of
+    n1 that starts --write-timeout + 1 s after the miss). A third node joins
+    (RF 3: it gains every range, and n0 and n1 are the sources, in ring
+    order): it streams every range from n0, and alone it answers exactly.
+    Before, it streamed the ranges whose first replica is n1 from n1 and
+    answered short for their services."""
+    now = int(time.time())
+    args = ["--write-timeout", "15s", "--query-timeout", "4s", "--seen-retention", "60s",
+            "--profile-retention", "1h", "--max-profile-tree-bytes", "2KiB",
+            "--hints-max-bytes", "0", "--join-settle", "300ms"]
+    with Cluster(2, rf=3, write_quorum=1, args=args) as c:
+        d = preload(c, "sm", now, 240, nservices=12)
+        frm, until = now - 8000, now + 60
+        c.kill(1)
+        c.wait_state(1, "down", observers=[0])
+        t1 = time.monotonic()
+        for k, svc in enumerate(sorted(d.services)):  # n1 misses them: marked by n0
+            body, v = big_body(4000 + k, lines=8)
+            push(c, 0, d, body, svc, now - 7199 + k)
+            d.services[svc] += v
+        c.restart(1)
+        assert c.ids[1] in hints_for(c, 0), c.status(0)
+        n = c.add_node()
+        took = c.wait_state(n, "active", observers=[0, 1, n], timeout=60)
+        marked = c.ids[1] in hints_for(c, 0)
+        print("    n2 active after %.2f s in the wait, %.2f s after n1 missed %d profiles; "
+              "n1 %s by n0" % (took, time.monotonic() - t1, len(d.services),
+                               "still marked" if marked else "no longer marked"))
+        assert marked, "n0 lifted its mark on n1 before n2 was active: the test proves nothing"
+        served = [metric(c, i, "flamedb_repair_requests_served_total") for i in (0, 1)]
+        c.kill(0)
+        c.kill(1)
+        c.wait_state(0, "down", observers=[n])
+        c.wait_state(1, "down", observers=[n])
+        check_exact(c, n, d, frm, until)
+        print("    repair requests served: n0 %d, n1 %d; exact through n2 alone" % tuple(served))
 
 
 def test_join_untreed_within_seen_span():
