@@ -128,6 +128,9 @@ int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
 /* Present while a node new to the cluster streams its ranges in: a restart
  * before it turned active joins (resumes) again. */
 #define CLUSTER_JOINING_FILE "joining"
+/* Present while a decommissioned node leaves: a restart before it turned
+ * left leaves (resumes) again. */
+#define CLUSTER_LEAVING_FILE "leaving"
 #define CLUSTER_INCARNATION_FILE "incarnation"
 /* Present while a node streams the token intervals it gained when a member
  * was removed (cluster_regain.c): a restart resumes them. */
@@ -332,6 +335,10 @@ void cluster_view_drop(cluster_t *c);
  * under way (DATA_DIR/joining), else ACTIVE. had_identity: the identity file
  * existed before this start. Writes DATA_DIR/joining when JOINING. */
 int cluster_move_initial_state(cluster_t *c, int had_identity, ring_state_t *out, errmsg_t *em);
+/* After the member table was made: a node that was leaving when it stopped
+ * (DATA_DIR/leaving, written by cluster_decommission) turns LEAVING again,
+ * its move starting now. */
+int cluster_move_resume_leave(cluster_t *c, errmsg_t *em);
 /* Loop: a gossip message from node_id that names this node at this start's
  * incarnation and names no member this table lacks (see heard above). */
 void cluster_move_heard(cluster_t *c, const char *node_id);
