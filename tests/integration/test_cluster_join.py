@@ -21,6 +21,8 @@ processes (issue #10):
   `flamectl cluster decommission`: it turns leaving, then left, exits 0;
   the totals are exact before and after, and with any one remaining node
   killed in turn;
+- a node joins while another is removed: the join completes, the removal's
+  ranges are streamed in, every node answers exactly;
 - a decommission under ingest whose takers lose a source mid-stream (kill
   -9 of another old replica, or of the leaving node, restarted at once):
   the leave completes and every remaining node answers exactly.
@@ -35,7 +37,7 @@ import threading
 import time
 
 import harness
-from cluster import RNG, Cluster, wait_for
+from cluster import FAST_FORMATION, RNG, Cluster, wait_for
 from test_cluster_write import Pusher
 
 CTL = os.environ.get("FLAMECTL_BIN", os.path.join(harness.ROOT, "build", "bin", "flamectl"))
@@ -463,6 +465,54 @@ def test_decommission_source_killed_midstream():
 
 def test_decommission_leaving_node_killed_midstream():
     decommission_loses_source(leaving=True)
+
+
+def test_join_while_another_is_removed():
+    """A join and a removal at once: n2 of a 3-node RF 2 cluster is killed,
+    a 4th node starts joining, and n2 is removed while the 4th streams
+    (pushes going on through n0 and n1). The ring changes under the join
+    (the 4th streams again from the new current replicas, which regain n2's
+    ranges first), the join completes, every node has n2 left and regains
+    nothing, and every node answers exactly the acknowledged totals, also
+    with any one of them killed."""
+    t0 = int(time.time()) - 7200
+    live = harness.unique("live")
+    with Cluster(3, rf=2, args=ARGS + FAST_FORMATION + ["--stream-max-mb-per-s", "2"]) as c:
+        want = preload(c, [0, 1, 2], "jr", t0, 600, lines=60)
+        frm, until = t0 - 10, t0 + 100000
+        p, th = start_pusher(c, live, t0 + 3000, [0, 1])
+        c.kill(2)
+        c.wait_state(2, "down", observers=[0, 1])
+        t1 = time.monotonic()
+        n = c.add_node(join=[0, 1])
+        wait_for("n3 streaming", lambda: metric(c, n, "flamedb_repair_windows_streamed_total") > 0,
+                 timeout=30, interval=0.02)
+        assert c.states(n)[c.ids[n]] == "joining", c.status(n)
+        r = c.nodes[0].request("POST", "/cluster/remove?node=n2")
+        assert r.status == 200, r
+        with p.lock:
+            p.targets = [0, 1, n]
+        c.wait_state(n, "active", observers=[0, 1, n], timeout=60)
+        for i in (0, 1, n):
+            wait_for("n2 left and nothing regained on %s" % c.ids[i],
+                     lambda: c.states(i).get("n2") == "left" and c.status(i)["regaining"] == 0,
+                     timeout=60)
+        print("    n3 active and n2's removal streamed in %.2f s after n3 started: n3 streamed "
+              "%d windows and cleared %d interval(s); regains finished: n0 %d, n1 %d" %
+              (time.monotonic() - t1, metric(c, n, "flamedb_repair_windows_streamed_total"),
+               metric(c, n, "flamedb_repair_ranges_cleared_total"),
+               metric(c, 0, "flamedb_repair_regains_total"),
+               metric(c, 1, "flamedb_repair_regains_total")))
+        want[live] = stop_pusher(p, th, c, [0, 1, n])
+        exact_everywhere(c, [0, 1, n], want, frm, until, timeout=60)
+        for k in (0, 1, n):
+            others = [i for i in (0, 1, n) if i != k]
+            c.kill(k)
+            c.wait_state(k, "down", observers=others)
+            exact_everywhere(c, others, want, frm, until, timeout=30)
+            c.restart(k)
+            c.wait_state(k, "active", observers=others)
+        print("    exact on n0, n1, n3, and with each of them killed in turn")
 
 
 if __name__ == "__main__":
