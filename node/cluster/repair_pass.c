@@ -365,8 +365,7 @@ static void pass_json(repair_t *r, const repair_stats_t *st, int complete, uint6
                (const char *)st->failed.data, complete ? "true" : "false", (unsigned long long)ms);
 }
 
-/* Tells every other reachable node that a complete pass started at t0:
- * those that marked this node short lift the mark (replicate_marks.c). */
+/* One DONE to peer: a complete pass of this node started at t0. */
 static void announce_to(repair_t *r, const char *peer, uint64_t t0)
 {
     Flamedb__Cluster__RepairRequest q;
@@ -377,9 +376,10 @@ static void announce_to(repair_t *r, const char *peer, uint64_t t0)
     if (rc != 0) log_debug("repair", "done to %s: %s", peer, em.text);
 }
 
-/* To every reachable node of the ring, and to the nodes joining it (only
- * in the pending ring): a joining node coordinates writes too, so it may
- * hold a repair mark on this node, which only this announcement lifts. */
+/* Tells every other reachable node that a complete pass started at t0:
+ * those that marked this node short lift the mark (replicate_marks.c). The
+ * nodes joining the ring (only in the pending ring) too: a joining node
+ * coordinates writes, so it may hold such a mark. */
 static void announce(repair_t *r, const cluster_view_t *v, uint64_t t0)
 {
     uint32_t nn = ring_node_count(v->ring);
