@@ -345,8 +345,9 @@ static const opt_t options[] = {
      "a node taking over a leaving or removed node's ranges streams them in (0 = no limit)."},
     {"stream-check-heal-after", OPT_U32, FIELD(cluster.stream_check_heal_after, uint32_t), "3", 0,
      1, 1000,
-     "Passes in a row in which the totals check of a token interval a regain or full repair "
-     "streamed in (its windows' totals per resolution, here and on the source) must disagree "
+     "Passes in a row in which the totals check of a token interval a join, leave, regain or "
+     "full repair streamed in (its windows' totals per resolution, here and on the source) "
+     "must disagree "
      "before the interval is cleared and streamed again from its start (docs/cluster.md, "
      "\"Streaming whole windows\"): a difference that a write in flight explains goes by "
      "itself, one that stays does not."},

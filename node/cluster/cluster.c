@@ -375,8 +375,9 @@ static int create_members(cluster_t *c, int had_identity, errmsg_t *em)
     ring_state_t initial = RING_ACTIVE;
     rc = cluster_move_initial_state(c, had_identity, &initial, em);
     if (rc != ERR_OK) return rc;
-    return ring_members_create(&o, &c->id, c->http_addr, c->cluster_addr, initial, incarnation,
-                               c->clock, &c->members, em);
+    rc = ring_members_create(&o, &c->id, c->http_addr, c->cluster_addr, initial, incarnation,
+                             c->clock, &c->members, em);
+    return rc == ERR_OK && had_identity ? cluster_move_resume_leave(c, em) : rc;
 }
 
 int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_dir,

@@ -36,6 +36,10 @@ struct cluster_view {
     uint32_t rf;      /* min(configured RF, node count) */
     uint32_t quorum;  /* write quorum for rf */
     uint64_t version; /* changes whenever any of the above changes */
+    /* per ring node: listed in another member's hints_for, it missed writes
+     * (a hint waits for it, or a repair mark), so its copy is no stream
+     * source; NULL: none (views built by hand in tests) */
+    const uint8_t *marked;
 };
 
 /* Creates the membership table, the view and (with --cluster-listen) the
@@ -124,6 +128,9 @@ int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
 /* Present while a node new to the cluster streams its ranges in: a restart
  * before it turned active joins (resumes) again. */
 #define CLUSTER_JOINING_FILE "joining"
+/* Present while a decommissioned node leaves: a restart before it turned
+ * left leaves (resumes) again. */
+#define CLUSTER_LEAVING_FILE "leaving"
 #define CLUSTER_INCARNATION_FILE "incarnation"
 /* Present while a node streams the token intervals it gained when a member
  * was removed (cluster_regain.c): a restart resumes them. */
@@ -171,7 +178,7 @@ typedef struct view_impl {
     cluster_view_t pub;
     atomic_int refs;
     ring_t *ring, *pending;
-    uint8_t *hinted, *live, *reachable;
+    uint8_t *hinted, *live, *reachable, *marked;
     char **http, **caddr;
     uint32_t n;
     char *self_id;
@@ -338,6 +345,10 @@ void cluster_view_drop(cluster_t *c);
  * under way (DATA_DIR/joining), else ACTIVE. had_identity: the identity file
  * existed before this start. Writes DATA_DIR/joining when JOINING. */
 int cluster_move_initial_state(cluster_t *c, int had_identity, ring_state_t *out, errmsg_t *em);
+/* After the member table was made: a node that was leaving when it stopped
+ * (DATA_DIR/leaving, written by cluster_decommission) turns LEAVING again,
+ * its move starting now. */
+int cluster_move_resume_leave(cluster_t *c, errmsg_t *em);
 /* Loop: a gossip message from node_id that names this node at this start's
  * incarnation and names no member this table lacks (see heard above). */
 void cluster_move_heard(cluster_t *c, const char *node_id);

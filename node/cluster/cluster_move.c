@@ -34,11 +34,14 @@
 /* A failed check of the takers' digests is repeated this often at most. */
 #define MOVE_VERIFY_GAP_MS 1000
 
+static int marker_path(const cluster_t *c, const char *name, char *out, size_t n)
+{
+    return snprintf(out, n, "%s/%s", c->data_dir, name) < (int)n ? 0 : ERR_INVALID_ARGUMENT;
+}
+
 static int joining_path(const cluster_t *c, char *out, size_t n)
 {
-    return snprintf(out, n, "%s/%s", c->data_dir, CLUSTER_JOINING_FILE) < (int)n
-               ? 0
-               : ERR_INVALID_ARGUMENT;
+    return marker_path(c, CLUSTER_JOINING_FILE, out, n);
 }
 
 int cluster_move_initial_state(cluster_t *c, int had_identity, ring_state_t *out, errmsg_t *em)
@@ -218,6 +221,9 @@ static void become_left(cluster_t *c)
         log_error("cluster", "cannot turn left: %s", em.text);
         return;
     }
+    char path[CLUSTER_SETTING_MAX + 16];
+    if (marker_path(c, CLUSTER_LEAVING_FILE, path, sizeof path) == 0 && unlink(path) != 0)
+        log_warn("cluster", "%s: cannot remove the leave marker", path);
     c->left_at_ms = uv_now(c->loop);
     log_info("cluster", "every range has its replicas elsewhere (verified by digests): left");
     cluster_view_refresh(c);
@@ -294,12 +300,39 @@ int cluster_decommission(cluster_t *c, const char *node_id, errmsg_t *em)
                           "the ring has %u nodes and rf is %u: without this node a range would "
                           "have fewer than rf replicas (add a node first)",
                           n, rf);
+    /* first the marker: a restart (after a crash or kill -9) leaves again */
+    char path[CLUSTER_SETTING_MAX + 16];
+    if (marker_path(c, CLUSTER_LEAVING_FILE, path, sizeof path) != 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
+    FILE *f = fopen(path, "w");
+    if (f == NULL || fclose(f) != 0)
+        return errmsg_set(em, ERR_IO, "%s: cannot create the leave marker", path);
     int rc = ring_members_set_state(c->members, RING_LEAVING, em);
-    if (rc != 0) return rc;
+    if (rc != 0) {
+        unlink(path);
+        return rc;
+    }
     c->leaving = 1;
     c->move_start_ms = cluster_unix_ms(c);
     log_info("cluster", "decommissioned: leaving; the nodes taking over its ranges pull them");
     cluster_view_refresh(c);
+    return 0;
+}
+
+int cluster_move_resume_leave(cluster_t *c, errmsg_t *em)
+{
+    char path[CLUSTER_SETTING_MAX + 16];
+    if (marker_path(c, CLUSTER_LEAVING_FILE, path, sizeof path) != 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
+    if (access(path, F_OK) != 0 || !c->transport) return 0;
+    int rc = ring_members_set_state(c->members, RING_LEAVING, em);
+    if (rc != 0) return rc;
+    c->leaving = 1;
+    c->move_start_ms = cluster_unix_ms(c);
+    log_info("cluster",
+             "resuming the decommission of this node (%s): leaving; the nodes taking "
+             "over its ranges pull them",
+             path);
     return 0;
 }
 

@@ -20,6 +20,7 @@ static void view_free(view_impl_t *v)
     free(v->http);
     free(v->caddr);
     free(v->hinted);
+    free(v->marked);
     free(v->live);
     free(v->reachable);
     free(v->self_id);
@@ -115,20 +116,42 @@ static int view_alloc(view_impl_t *v, uint32_t n)
     size_t k = n ? n : 1;
     v->n = n;
     v->hinted = calloc(k, 1);
+    v->marked = calloc(k, 1);
     v->live = calloc(k, 1);
     v->reachable = calloc(k, 1);
     v->http = calloc(k, sizeof *v->http);
     v->caddr = calloc(k, sizeof *v->caddr);
-    return v->hinted && v->live && v->reachable && v->http && v->caddr ? ERR_OK : ERR_NOMEM;
+    return v->hinted && v->marked && v->live && v->reachable && v->http && v->caddr ? ERR_OK
+                                                                                    : ERR_NOMEM;
+}
+
+/* marked: the ring nodes another member (not left) lists in its
+ * hints_for, as gossip brought the lists: they missed writes. A node's
+ * listing of itself (it regains ranges, repairs, restarted) is left out:
+ * it refuses to serve what it cannot (cluster_copy_untrusted), interval by
+ * interval, and two nodes regaining parts of one range stream from each
+ * other. */
+static void view_marked(cluster_t *c, view_impl_t *v)
+{
+    size_t nm = ring_members_count(c->members);
+    for (size_t i = 0; i < nm; i++) {
+        ring_member_t m;
+        if (ring_members_get(c->members, i, &m) != ERR_OK || m.life == RING_LEFT) continue;
+        for (uint32_t j = 0; j < m.nhints_for; j++) {
+            int k = ring_node_find(v->ring, m.hints_for[j]);
+            if (k >= 0 && strcmp(m.hints_for[j], m.node_id) != 0) v->marked[k] = 1;
+        }
+    }
 }
 
 /* Per ring node: addresses, reachable (not down), live (may serve reads:
- * active or leaving, not down, nobody holds hints for it). */
+ * active or leaving, not down, nobody holds hints for it), marked. */
 static int view_fill_nodes(cluster_t *c, view_impl_t *v)
 {
     if (v->ring != NULL) {
         ring_members_live(c->members, v->ring, v->live);
         ring_members_hinted(c->members, v->ring, v->hinted);
+        view_marked(c, v);
     }
     for (uint32_t i = 0; i < v->n; i++) {
         const char *name = ring_node_name(v->ring, i);
@@ -168,6 +191,7 @@ static int view_build(cluster_t *c, view_impl_t **out, errmsg_t *em)
     p->pending = v->pending;
     p->live = v->live;
     p->reachable = v->reachable;
+    p->marked = v->marked;
     p->http_addr = (const char *const *)v->http;
     p->cluster_addr = (const char *const *)v->caddr;
     p->self = v->ring ? ring_node_find(v->ring, c->id.node_id) : -1;

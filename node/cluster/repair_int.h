@@ -169,8 +169,8 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "Streams of a gained range that went on from their cursor at another replica within a "      \
       "pass, their source having stopped answering.")                                              \
     X(stream_heals, "flamedb_repair_stream_heals_total",                                           \
-      "Token intervals of a regain cleared and streamed again because their totals check kept "    \
-      "disagreeing with the source (stream-check-heal-after passes in a row).")
+      "Token intervals of a join, leave or regain cleared and streamed again because their "       \
+      "totals check kept disagreeing with the source (stream-check-heal-after passes in a row).")
 
 typedef struct repair_counters {
 #define REPAIR_FIELD(name, metric, help) uint64_t name;
@@ -283,7 +283,7 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
                            repair_stats_t *st, repair_stream_page_fn page, errmsg_t *em);
 /* Repair thread: streams ss (a piece of one range) from the replicas
  * reps[0..n) of that range in v, in order, from the first that is not this
- * node, is reachable in v and answered so far in this pass. One that does
+ * node, is reachable and not marked in v and answered so far in this pass. One that does
  * not answer (a timeout, it cannot be sent to, or repair_tick saw it
  * marked down while a request waited: killed since the pass took its
  * view) is left for the rest of the pass (r->unanswered) and the
@@ -295,7 +295,9 @@ int repair_stream_replicas(repair_t *r, const cluster_view_t *v, const uint32_t 
                            repair_stream_state_t *ss, repair_stats_t *st,
                            repair_stream_page_fn page, const char *what);
 /* The first replica of reps from index *k on that is not this node, is
- * reachable in v and answered so far in this pass (its name); NULL: none. */
+ * reachable in v, is not marked in v (another node lists it in hints_for:
+ * it missed writes) and answered so far in this pass (its name); NULL:
+ * none. */
 const char *repair_next_source(const repair_t *r, const cluster_view_t *v, const uint32_t *reps,
                                uint32_t n, uint32_t *k);
 /* Whether rc says a peer did not answer (it may be dead): the pass asks
@@ -306,13 +308,20 @@ int repair_rc_unanswered(int rc);
  * and the stream cursor of every piece), written to a temporary name,
  * fsynced and renamed; removed when there is nothing to keep. */
 int repair_regain_progress_save(repair_t *r);
-/* Repair thread: a regain piece whose totals check disagreed with its
- * source in o.heal_after passes in a row (ss->mismatches) is cleared and
- * streamed again from its start: its cursor reset in ss and in the
- * progress file first, then cleared (repair_clear), logged and counted
- * (stream_heals), at most o.heals times per piece (ss->heals); after that,
- * logged once as an error and left as it is. 1 when it cleared, else 0
- * (not due, over the bound, or the progress file could not be written). */
+/* Repair thread: a streamed interval (a join's range, a regain's piece)
+ * whose totals check disagreed with its source in o.heal_after passes in a
+ * row (ss->mismatches) had a window stored short or long, and no later
+ * pass mends that (the window's marker keeps the stream from storing it
+ * again). So it is cleared and streamed again from its start: its cursor
+ * reset in ss, then save(r) (NULL: none; an error keeps the old cursor and
+ * clears nothing), then cleared (repair_clear), logged as `what` [lo, hi]
+ * and counted (stream_heals), at most o.heals times per interval
+ * (ss->heals); after that, logged once as an error and left as it is. 1
+ * when it cleared, else 0 (not due, over the bound, or save failed). */
+int repair_stream_heal(repair_t *r, repair_stream_state_t *ss, const char *what,
+                       int (*save)(repair_t *r));
+/* repair_stream_heal of a regain piece, its cursor saved in the progress
+ * file before the clear. */
 int repair_regain_heal(repair_t *r, repair_stream_state_t *ss);
 /* Reads it into r->rg (intervals not cleared, pieces not started are not
  * in it); a file that does not parse is ERR_CORRUPT (nothing taken: the

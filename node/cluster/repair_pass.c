@@ -365,19 +365,30 @@ static void pass_json(repair_t *r, const repair_stats_t *st, int complete, uint6
                (const char *)st->failed.data, complete ? "true" : "false", (unsigned long long)ms);
 }
 
+/* One DONE to peer: a complete pass of this node started at t0. */
+static void announce_to(repair_t *r, const char *peer, uint64_t t0)
+{
+    Flamedb__Cluster__RepairRequest q;
+    repair_request_init(&q, RK(DONE), 0, 0);
+    q.started_unix_ms = t0;
+    errmsg_t em = {{0}};
+    int rc = repair_call_once(r, peer, &q, NULL, NULL, &em);
+    if (rc != 0) log_debug("repair", "done to %s: %s", peer, em.text);
+}
+
 /* Tells every other reachable node that a complete pass started at t0:
- * those that marked this node short lift the mark (replicate_marks.c). */
+ * those that marked this node short lift the mark (replicate_marks.c). The
+ * nodes joining the ring (only in the pending ring) too: a joining node
+ * coordinates writes, so it may hold such a mark. */
 static void announce(repair_t *r, const cluster_view_t *v, uint64_t t0)
 {
     uint32_t nn = ring_node_count(v->ring);
-    for (uint32_t p = 0; p < nn && !r->closing; p++) {
-        if ((int)p == v->self || !v->reachable[p]) continue;
-        Flamedb__Cluster__RepairRequest q;
-        repair_request_init(&q, RK(DONE), 0, 0);
-        q.started_unix_ms = t0;
-        errmsg_t em = {{0}};
-        int rc = repair_call_once(r, ring_node_name(v->ring, p), &q, NULL, NULL, &em);
-        if (rc != 0) log_debug("repair", "done to %s: %s", ring_node_name(v->ring, p), em.text);
+    for (uint32_t p = 0; p < nn && !r->closing; p++)
+        if ((int)p != v->self && v->reachable[p]) announce_to(r, ring_node_name(v->ring, p), t0);
+    uint32_t np = v->pending != NULL ? ring_node_count(v->pending) : 0;
+    for (uint32_t p = 0; p < np && !r->closing; p++) {
+        const char *id = ring_node_name(v->pending, p);
+        if (ring_node_find(v->ring, id) < 0 && strcmp(id, v->self_id) != 0) announce_to(r, id, t0);
     }
 }
 
@@ -426,7 +437,9 @@ static int in_pending(const cluster_view_t *v)
  * the current one) streamed in whole from its current replicas, the first
  * reachable one that answers (repair_stream_replicas: a source that stops
  * answering mid-range is left for the rest of the pass and the range goes
- * on from its cursor at the next); 0 when not everything was. */
+ * on from its cursor at the next); 0 when not everything was. One whose
+ * totals check keeps disagreeing is cleared and streamed again
+ * (repair_stream_heal: the streams live in memory, nothing to save). */
 static int stream_range(repair_t *r, const cluster_view_t *v, const fine_t *f, repair_stats_t *st)
 {
     uint64_t lo[2], hi[2];
@@ -435,7 +448,9 @@ static int stream_range(repair_t *r, const cluster_view_t *v, const fine_t *f, r
         repair_stream_state_t *ss = repair_stream_state(&r->streams, lo[k], hi[k]);
         if (ss == NULL) return 0;
         if (ss->done && ss->spans_done && ss->checked) continue;
-        ok &= repair_stream_replicas(r, v, f->cur, f->ncur, ss, st, NULL, "join");
+        int got = repair_stream_replicas(r, v, f->cur, f->ncur, ss, st, NULL, "join");
+        if (!got && !r->closing) repair_stream_heal(r, ss, "join range", NULL);
+        ok &= got;
     }
     return ok && !r->closing;
 }
@@ -503,8 +518,10 @@ static int stream_gained(repair_t *r, const cluster_view_t *v, uint64_t t0, repa
     uint64_t *e = NULL;
     uint32_t n = 0;
     if (fine_ends(v, &e, &n) != 0) return 0;
-    int ok = clear_gained(r, v, e, n) == 0;
-    for (uint32_t i = 0; ok && i < n && !r->closing; i++) {
+    int cleared = clear_gained(r, v, e, n) == 0, ok = cleared;
+    /* every range, also after one that is not done: one whose check
+     * disagrees waits passes for its heal, and the others go on meanwhile */
+    for (uint32_t i = 0; cleared && i < n && !r->closing; i++) {
         fine_t f;
         fine_at(v, e, n, i, &f);
         if (gained_fine(v, &f)) ok &= stream_range(r, v, &f, st);

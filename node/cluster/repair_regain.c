@@ -115,54 +115,13 @@ static void save_progress(repair_t *r)
         log_warn("repair", "cannot write the regain progress: a restart streams more again");
 }
 
-/* A piece whose check disagreed in heal_after passes in a row had a window
- * stored short or long, and no later pass mends that (its marker keeps the
- * stream from storing it again). The cursor goes back to the start in
- * DATA_DIR/regain.progress before the clear: a crash between the two walks
- * the piece again with its windows marked (skipped), and the check finds
- * the difference again. */
+/* The cursor goes back to the start in DATA_DIR/regain.progress before the
+ * clear (repair_stream_heal): a crash between the two walks the piece again
+ * with its windows marked (skipped), and the check finds the difference
+ * again. */
 int repair_regain_heal(repair_t *r, repair_stream_state_t *ss)
 {
-    if (ss->mismatches < r->o.heal_after) return 0;
-    if (ss->heals >= r->o.heals) {
-        if (ss->mismatches == r->o.heal_after)
-            log_error("repair",
-                      "regain piece [%016llx, %016llx]: its totals check disagreed with the "
-                      "source in %u passes in a row after %u clear(s) and stream(s) again "
-                      "(stream-check-heals): left as it is, checked by every pass; this node "
-                      "is not read from until it agrees",
-                      (unsigned long long)ss->lo, (unsigned long long)ss->hi, ss->mismatches,
-                      ss->heals);
-        return 0;
-    }
-    repair_stream_state_t was = *ss;
-    ss->done = ss->spans_done = ss->checked = ss->failed = 0;
-    ss->after_len = ss->spans_after_len = 0;
-    ss->mismatches = 0;
-    ss->heals++;
-    if (repair_regain_progress_save(r) != 0) { /* not cleared: the old cursor still holds */
-        *ss = was;
-        ss->mismatches = 0; /* tried again after as many passes */
-        log_warn("repair",
-                 "regain piece [%016llx, %016llx]: cannot write the regain progress: "
-                 "not cleared and streamed again yet",
-                 (unsigned long long)ss->lo, (unsigned long long)ss->hi);
-        return 0;
-    }
-    log_warn("repair",
-             "regain piece [%016llx, %016llx]: its totals check disagreed with the source in %u "
-             "passes in a row: clearing it and streaming it again from its start (%u of %u)",
-             (unsigned long long)ss->lo, (unsigned long long)ss->hi, was.mismatches, ss->heals,
-             r->o.heals);
-    uv_mutex_lock(&r->mu);
-    r->counters.stream_heals++;
-    uv_mutex_unlock(&r->mu);
-    if (repair_clear(r, &ss->lo, &ss->hi, 1) != 0) /* logged: the old copy stays */
-        log_warn("repair",
-                 "regain piece [%016llx, %016llx]: not cleared: walked again with its windows "
-                 "marked (skipped), so its check disagrees again",
-                 (unsigned long long)ss->lo, (unsigned long long)ss->hi);
-    return 1;
+    return repair_stream_heal(r, ss, "regain piece", repair_regain_progress_save);
 }
 
 /* The piece [a, b] of a regain interval inside one range of the current

@@ -498,6 +498,51 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
     return rc;
 }
 
+int repair_stream_heal(repair_t *r, repair_stream_state_t *ss, const char *what,
+                       int (*save)(repair_t *r))
+{
+    if (ss->mismatches < r->o.heal_after) return 0;
+    if (ss->heals >= r->o.heals) {
+        if (ss->mismatches == r->o.heal_after)
+            log_error("repair",
+                      "%s [%016llx, %016llx]: its totals check disagreed with the source in %u "
+                      "passes in a row after %u clear(s) and stream(s) again "
+                      "(stream-check-heals): left as it is, checked by every pass; this node "
+                      "is not read from until it agrees",
+                      what, (unsigned long long)ss->lo, (unsigned long long)ss->hi, ss->mismatches,
+                      ss->heals);
+        return 0;
+    }
+    repair_stream_state_t was = *ss;
+    ss->done = ss->spans_done = ss->checked = ss->failed = 0;
+    ss->after_len = ss->spans_after_len = 0;
+    ss->mismatches = 0;
+    ss->heals++;
+    if (save != NULL && save(r) != 0) { /* not cleared: the old cursor still holds */
+        *ss = was;
+        ss->mismatches = 0; /* tried again after as many passes */
+        log_warn("repair",
+                 "%s [%016llx, %016llx]: cannot write where it stands: not cleared and "
+                 "streamed again yet",
+                 what, (unsigned long long)ss->lo, (unsigned long long)ss->hi);
+        return 0;
+    }
+    log_warn("repair",
+             "%s [%016llx, %016llx]: its totals check disagreed with the source in %u "
+             "passes in a row: clearing it and streaming it again from its start (%u of %u)",
+             what, (unsigned long long)ss->lo, (unsigned long long)ss->hi, was.mismatches,
+             ss->heals, r->o.heals);
+    uv_mutex_lock(&r->mu);
+    r->counters.stream_heals++;
+    uv_mutex_unlock(&r->mu);
+    if (repair_clear(r, &ss->lo, &ss->hi, 1) != 0) /* logged: the old copy stays */
+        log_warn("repair",
+                 "%s [%016llx, %016llx]: not cleared: walked again with its windows marked "
+                 "(skipped), so its check disagrees again",
+                 what, (unsigned long long)ss->lo, (unsigned long long)ss->hi);
+    return 1;
+}
+
 int repair_rc_unanswered(int rc)
 {
     return rc == ERR_TIMEOUT || rc == ERR_UNAVAILABLE;
@@ -508,8 +553,13 @@ const char *repair_next_source(const repair_t *r, const cluster_view_t *v, const
 {
     for (; *k < n; (*k)++) {
         uint32_t i = reps[*k];
-        if ((int)i != v->self && v->reachable[i] && !r->unanswered[i])
-            return ring_node_name(v->ring, i);
+        if ((int)i == v->self || !v->reachable[i] || r->unanswered[i]) continue;
+        if (v->marked != NULL && v->marked[i]) { /* it missed writes: its copy may be short */
+            log_debug("repair", "%s is not a stream source: another node lists it in hints_for",
+                      ring_node_name(v->ring, i));
+            continue;
+        }
+        return ring_node_name(v->ring, i);
     }
     return NULL;
 }

@@ -20,7 +20,12 @@ processes (issue #10):
 - a node of a 4-node RF 2 cluster is decommissioned under ingest with
   `flamectl cluster decommission`: it turns leaving, then left, exits 0;
   the totals are exact before and after, and with any one remaining node
-  killed in turn.
+  killed in turn;
+- a node joins while another is removed: the join completes, the removal's
+  ranges are streamed in, every node answers exactly;
+- a decommission under ingest whose takers lose a source mid-stream (kill
+  -9 of another old replica, or of the leaving node, restarted at once):
+  the leave completes and every remaining node answers exactly.
 
 Every wait is bounded; the seed is printed (cluster.py) and replayed with
 FLAMEDB_TEST_SEED.
@@ -32,7 +37,7 @@ import threading
 import time
 
 import harness
-from cluster import RNG, Cluster, wait_for
+from cluster import FAST_FORMATION, RNG, Cluster, wait_for
 from test_cluster_write import Pusher
 
 CTL = os.environ.get("FLAMECTL_BIN", os.path.join(harness.ROOT, "build", "bin", "flamectl"))
@@ -398,6 +403,112 @@ def test_decommission_under_ingest():
             c.restart(k)
             c.wait_state(k, "active", observers=others)
             print("    exact with %s killed" % c.ids[k])
+
+
+def decommission_loses_source(leaving):
+    """n3 of a 4-node RF 2 cluster is decommissioned under ingest while the
+    takers stream at 1 MB/s; mid-stream a node they stream from is killed
+    with -9 and restarted: n3 itself (leaving True) or another old replica.
+    The decommission completes (n3 turns left and exits 0) and every
+    remaining node answers exactly the acknowledged totals."""
+    t0 = int(time.time()) - 7200
+    live = harness.unique("live")
+    with Cluster(4, rf=2, args=ARGS + ["--stream-max-mb-per-s", "1"]) as c:
+        want = preload(c, [0, 1, 2, 3], "base", t0, 800, lines=60)
+        p, th = start_pusher(c, live, t0 + 3000, [0, 1, 2])
+        t1 = time.monotonic()
+        r = c.nodes[3].request("POST", "/cluster/decommission?node=n3")
+        assert r.status == 200, r
+        wait_for("the takers streaming windows", lambda: sum(
+            metric(c, i, "flamedb_repair_windows_streamed_total") for i in (0, 1, 2)) > 0,
+            timeout=30, interval=0.02)
+        if leaving:
+            src = 3
+        else:
+            def serving():  # an old node other than n3 whose served requests grow
+                before = [metric(c, i, "flamedb_repair_requests_served_total") for i in (0, 1, 2)]
+                time.sleep(0.2)
+                grew = [i for i, b in zip((0, 1, 2), before)
+                        if metric(c, i, "flamedb_repair_requests_served_total") > b]
+                return grew[0] + 1 if grew else 0
+            src = wait_for("a taker's source other than n3", serving, timeout=30,
+                           interval=0.0) - 1
+        windows = sum(metric(c, i, "flamedb_repair_windows_streamed_total") for i in (0, 1, 2))
+        with p.lock:
+            p.targets = [i for i in (0, 1, 2) if i != src]
+        c.kill(src)
+        print("    killed %s (-9) while the takers streamed from it (%d windows so far)" %
+              (c.ids[src], windows))
+        c.restart(src)
+        with p.lock:
+            p.targets = [0, 1, 2]
+        if leaving:  # it goes on leaving (DATA_DIR/leaving), not back to active
+            assert c.states(3)["n3"] == "leaving", c.status(3)
+        rc = c.nodes[3].proc.wait(timeout=60)
+        took = time.monotonic() - t1
+        assert rc == 0, "n3 exited %s" % rc
+        log = c.nodes[3].log_text(400)
+        assert "every range has its replicas elsewhere (verified by digests): left" in log, log
+        print("    n3 left and exited %.2f s after its decommission" % took)
+        for i in (0, 1, 2):
+            wait_for("n3 left on %s" % c.ids[i], lambda: c.states(i)["n3"] == "left",
+                     timeout=30)
+        want[live] = stop_pusher(p, th, c, [0, 1, 2])
+        frm, until = t0 - 10, t0 + 100000
+        exact_everywhere(c, [0, 1, 2], want, frm, until, timeout=60)
+        print("    exact on n0, n1, n2 (%d acknowledged pushes)" % len(p.acked))
+
+
+def test_decommission_source_killed_midstream():
+    decommission_loses_source(leaving=False)
+
+
+def test_decommission_leaving_node_killed_midstream():
+    decommission_loses_source(leaving=True)
+
+
+def test_join_while_another_is_removed():
+    """A join and a removal at once: n2 of a 3-node RF 2 cluster is killed,
+    a 4th node starts joining, and n2 is removed while the 4th streams
+    (pushes going on through n0 and n1). The ring changes under the join
+    (the 4th streams again from the new current replicas, which regain n2's
+    ranges first), the join completes, every node has n2 left and regains
+    nothing, and every node answers exactly the acknowledged totals, also
+    with n0 killed."""
+    t0 = int(time.time()) - 7200
+    live = harness.unique("live")
+    with Cluster(3, rf=2, args=ARGS + FAST_FORMATION + ["--stream-max-mb-per-s", "2"]) as c:
+        want = preload(c, [0, 1, 2], "jr", t0, 600, lines=60)
+        frm, until = t0 - 10, t0 + 100000
+        p, th = start_pusher(c, live, t0 + 3000, [0, 1])
+        c.kill(2)
+        c.wait_state(2, "down", observers=[0, 1])
+        t1 = time.monotonic()
+        n = c.add_node(join=[0, 1])
+        wait_for("n3 streaming", lambda: metric(c, n, "flamedb_repair_windows_streamed_total") > 0,
+                 timeout=30, interval=0.02)
+        assert c.states(n)[c.ids[n]] == "joining", c.status(n)
+        r = c.nodes[0].request("POST", "/cluster/remove?node=n2")
+        assert r.status == 200, r
+        with p.lock:
+            p.targets = [0, 1, n]
+        c.wait_state(n, "active", observers=[0, 1, n], timeout=60)
+        for i in (0, 1, n):
+            wait_for("n2 left and nothing regained on %s" % c.ids[i],
+                     lambda: c.states(i).get("n2") == "left" and c.status(i)["regaining"] == 0,
+                     timeout=60)
+        print("    n3 active and n2's removal streamed in %.2f s after n3 started: n3 streamed "
+              "%d windows and cleared %d interval(s); regains finished: n0 %d, n1 %d" %
+              (time.monotonic() - t1, metric(c, n, "flamedb_repair_windows_streamed_total"),
+               metric(c, n, "flamedb_repair_ranges_cleared_total"),
+               metric(c, 0, "flamedb_repair_regains_total"),
+               metric(c, 1, "flamedb_repair_regains_total")))
+        want[live] = stop_pusher(p, th, c, [0, 1, n])
+        exact_everywhere(c, [0, 1, n], want, frm, until, timeout=60)
+        c.kill(0)  # n1 and n3 hold every range: n3 what it streamed, n1 what it regained
+        c.wait_state(0, "down", observers=[1, n])
+        exact_everywhere(c, [1, n], want, frm, until, timeout=30)
+        print("    exact on n0, n1, n3, and on n1 and n3 with n0 killed")
 
 
 if __name__ == "__main__":

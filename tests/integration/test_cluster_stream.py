@@ -16,10 +16,17 @@ flagged partial.
 
 A second test kills the joining node with -9 while it streams (throttled
 by --stream-max-mb-per-s) and restarts it: it resumes, and the same checks
-hold (nothing counted twice, nothing missed). Another keeps adding profiles
+hold (nothing counted twice, nothing missed). A third stops the source
+mid-stream while old profiles are pushed through the joining node, which
+keeps them although the pushes fail: the ranges it streams then hold more
+than the source's, their totals check disagrees, and they are cleared and
+streamed again (--stream-check-heal-after), so the join completes, exact.
+Another has a replica that another node marked (it missed old writes):
+the joining node streams from the other replica, exact. Another keeps adding profiles
 to existing span trees through both nodes while the new one streams them:
 every span total through it alone is exact.
 """
+import signal
 import threading
 import time
 
@@ -159,6 +166,112 @@ def test_join_killed_midstream_exact():
         c.wait_state(0, "down", observers=[n])
         check_exact(c, n, d, frm, until)
         print("    exact through n1 alone after the resumed stream")
+
+
+def test_join_check_disagreeing_heals():
+    """A join range whose copy disagrees with its source's: once the
+    joining node cleared its gained ranges, the source is stopped (SIGSTOP)
+    and old profiles (outside the seen span: the comparison does
+    not move them) are pushed through the joining node. It stores them as
+    the extra replica; the source never does (hinted handoff off), so the
+    pushes fail (503) and the joining node's copy of those ranges holds a
+    profile its source lacks: their totals check disagrees at every pass.
+    After --stream-check-heal-after passes each is cleared and streamed
+    again from the source, the join completes, and the new node alone
+    answers exactly the acknowledged totals. Before, such a range was
+    checked forever and the node stayed joining."""
+    now = int(time.time())
+    with Cluster(1, rf=2, args=ARGS) as c:
+        d = preload(c, "sh", now, 1200, nservices=12)
+        frm, until = now - 8000, now + 60
+        n = c.add_node(extra=["--stream-max-mb-per-s", "1", "--join-settle", "300ms",
+                              "--hints-max-bytes", "0"])
+        # n0 stopped right after n1 cleared its gained ranges, before it
+        # checked any that holds data (each waits out the throttle after its
+        # windows, 0.1 s or more here): every push below lands in a range n1
+        # checks later
+        wait_for("n1 clearing its gained ranges",
+                 lambda: metric(c, n, "flamedb_repair_ranges_cleared_total") > 0,
+                 timeout=30, interval=0.01)
+        statuses = []
+
+        def push_failing(k, svc):  # stored on n1 alone
+            body, _ = big_body(3000 + k, lines=8)
+            r = c.nodes[n].ingest(body, name=svc + ".cpu", **{"from": now - 7199 + k},
+                                  until=now - 7189 + k)
+            statuses.append(r.status)
+
+        c.nodes[0].proc.send_signal(signal.SIGSTOP)
+        try:
+            threads = [threading.Thread(target=push_failing, args=(k, svc))
+                       for k, svc in enumerate(sorted(d.services))]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(30)
+        finally:
+            c.nodes[0].proc.send_signal(signal.SIGCONT)
+        print("    n0 stopped while n1 streamed from it: %d old profiles pushed through n1, "
+              "answered %s" % (len(threads), sorted(set(statuses))))
+        assert 200 not in statuses, statuses  # else the expected totals would change
+        took = c.wait_state(n, "active", observers=[0, n], timeout=60)
+        heals = metric(c, n, "flamedb_repair_stream_heals_total")
+        differed = [line for line in c.nodes[n].log if "stream check of" in line]
+        print("    n1 active %.2f s after: %d range(s) cleared and streamed again, %d check(s) "
+              "that differed" % (took, heals, len(differed)))
+        assert heals > 0, "no range disagreed: the test did not make one differ"
+        c.kill(0)
+        c.wait_state(0, "down", observers=[n])
+        check_exact(c, n, d, frm, until)
+        print("    exact through n1 alone")
+
+
+def hints_for(c, i):
+    """The nodes node i lists in its own hints_for (as it reports itself)."""
+    return [h for m in c.status(i)["nodes"] if m["id"] == c.ids[i] for h in m["hints_for"]]
+
+
+def test_join_skips_marked_source():
+    """A current replica that another node holds a repair mark on (it
+    missed writes) is no stream source. n1 is killed while old profiles
+    are pushed through n0 (write quorum 1, hinted handoff off: n0 marks
+    n1), then restarted: it lacks them, and nothing brings them back (they
+    are older than the seen span) while n0 keeps the mark (until a pass of
+    n1 that starts --write-timeout + 1 s after the miss). A third node joins
+    (RF 3: it gains every range, and n0 and n1 are the sources, in ring
+    order): it streams every range from n0, and alone it answers exactly.
+    Before, it streamed the ranges whose first replica is n1 from n1 and
+    answered short for their services."""
+    now = int(time.time())
+    args = ["--write-timeout", "15s", "--query-timeout", "4s", "--seen-retention", "60s",
+            "--profile-retention", "1h", "--max-profile-tree-bytes", "2KiB",
+            "--hints-max-bytes", "0", "--join-settle", "300ms"]
+    with Cluster(2, rf=3, write_quorum=1, args=args) as c:
+        d = preload(c, "sm", now, 240, nservices=12)
+        frm, until = now - 8000, now + 60
+        c.kill(1)
+        c.wait_state(1, "down", observers=[0])
+        t1 = time.monotonic()
+        for k, svc in enumerate(sorted(d.services)):  # n1 misses them: marked by n0
+            body, v = big_body(4000 + k, lines=8)
+            push(c, 0, d, body, svc, now - 7199 + k)
+            d.services[svc] += v
+        c.restart(1)
+        assert c.ids[1] in hints_for(c, 0), c.status(0)
+        n = c.add_node()
+        took = c.wait_state(n, "active", observers=[0, 1, n], timeout=60)
+        marked = c.ids[1] in hints_for(c, 0)
+        print("    n2 active after %.2f s in the wait, %.2f s after n1 missed %d profiles; "
+              "n1 %s by n0" % (took, time.monotonic() - t1, len(d.services),
+                               "still marked" if marked else "no longer marked"))
+        assert marked, "n0 lifted its mark on n1 before n2 was active: the test proves nothing"
+        served = [metric(c, i, "flamedb_repair_requests_served_total") for i in (0, 1)]
+        c.kill(0)
+        c.kill(1)
+        c.wait_state(0, "down", observers=[n])
+        c.wait_state(1, "down", observers=[n])
+        check_exact(c, n, d, frm, until)
+        print("    repair requests served: n0 %d, n1 %d; exact through n2 alone" % tuple(served))
 
 
 def test_join_untreed_within_seen_span():

@@ -3,7 +3,8 @@
  * when it names another node or is damaged), a cluster of one, and three
  * cluster_t on one loop talking over tcp://127.0.0.1: gossip convergence,
  * typed messages to registered handlers, refusals (unknown node, too large,
- * expired, another cluster), hint targets leaving the live set on every node,
+ * expired, another cluster), hint targets leaving the live set on every node
+ * (and marking the node as no stream source unless it lists itself),
  * failure detection of a closed member, and a restarted member not read
  * until the others gave it word since its start. Every wait is bounded.
  */
@@ -385,17 +386,30 @@ static void test_messages(trio_t *t)
     CHECK_EQ_INT(t->acks, 1);
 }
 
-static int n1_hinted_everywhere(void *ctx)
+/* On every node n1 is not live (no reads) but reachable, and marked (no
+ * stream source) exactly when `by_other`; n0 and n2 are marked nowhere. */
+static int n1_listed_everywhere(trio_t *t, int by_other)
 {
-    trio_t *t = ctx;
     for (int i = 0; i < N; i++) {
         const cluster_view_t *v = cluster_view_acquire(t->c[i]);
         int k = ring_node_find(v->ring, "n1");
-        int ok = k >= 0 && !v->live[k] && v->reachable[k];
+        int ok = k >= 0 && !v->live[k] && v->reachable[k] && v->marked[k] == by_other;
+        for (uint32_t j = 0; ok && j < ring_node_count(v->ring); j++)
+            ok = (int)j == k || !v->marked[j];
         cluster_view_release(v);
         if (!ok) return 0;
     }
     return 1;
+}
+
+static int n1_hinted_everywhere(void *ctx)
+{
+    return n1_listed_everywhere(ctx, 1);
+}
+
+static int n1_self_listed_everywhere(void *ctx)
+{
+    return n1_listed_everywhere(ctx, 0);
 }
 
 static void test_hint_targets(trio_t *t)
@@ -409,6 +423,12 @@ static void test_hint_targets(trio_t *t)
     const char *bad[] = {"not valid!"};
     CHECK_EQ_INT(cluster_set_hint_targets(t->c[0], bad, 1), ERR_INVALID_ARGUMENT);
     CHECK_EQ_INT(cluster_set_hint_targets(t->c[0], NULL, 0), ERR_OK);
+    CHECK(run_until(t->loop, all_live, t, WAIT_MS));
+    /* a node listing itself is not read from, but it is no mark of another
+     * node: it decides what it serves as a stream source itself */
+    CHECK_EQ_INT(cluster_set_hint_targets(t->c[1], ids, 1), ERR_OK);
+    CHECK(run_until(t->loop, n1_self_listed_everywhere, t, WAIT_MS));
+    CHECK_EQ_INT(cluster_set_hint_targets(t->c[1], NULL, 0), ERR_OK);
     CHECK(run_until(t->loop, all_live, t, WAIT_MS));
 }
 
