@@ -243,8 +243,9 @@ def test_join_killed_midstream_resumes():
 def streaming_source(c, n, olds, timeout=30):
     """The old node n streams its windows from, once it does: while the
     joiner streams whole windows its requests go to one source at a time
-    and no other repair runs, so that source is the one old node whose
-    count of repair requests served grows."""
+    and no other repair runs, so that source is the old node whose count
+    of repair requests served grows, far ahead of any other's (another
+    node may serve a check or a pass of its own meanwhile)."""
     wait_for("%s streaming windows" % c.ids[n],
              lambda: metric(c, n, "flamedb_repair_windows_streamed_total") > 0,
              timeout=timeout, interval=0.02)
@@ -252,9 +253,13 @@ def streaming_source(c, n, olds, timeout=30):
     def grown():
         before = [metric(c, i, "flamedb_repair_requests_served_total") for i in olds]
         time.sleep(0.2)
-        grew = [i for i, b in zip(olds, before)
-                if metric(c, i, "flamedb_repair_requests_served_total") > b]
-        return grew[0] if len(grew) == 1 else None
+        grew = sorted(((metric(c, i, "flamedb_repair_requests_served_total") - b, i)
+                       for i, b in zip(olds, before)), reverse=True)
+        # the source serves a request per window; another node may serve a
+        # few meanwhile (a check, a pass of its own): the one far ahead
+        if grew[0][0] > 0 and grew[0][0] >= 3 * grew[1][0]:
+            return grew[0][1]
+        return None
     return wait_for("one old node serving %s's stream" % c.ids[n], grown, timeout=timeout,
                     interval=0.0)
 
