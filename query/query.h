@@ -519,8 +519,8 @@ void query_report_cache_free(query_report_cache_t *c);
  * An entry of the same key is replaced. */
 int query_report_cache_put(query_report_cache_t *c, const buf_t *key, query_report_t *r,
                            const char *profile_type, const int64_t seconds[2]);
-/* The entry of key, or NULL; a found entry stays valid (even if evicted)
- * until query_report_cache_release. */
+/* (c NULL: an empty cache, for put, get and stats.) The entry of key, or NULL; a found entry stays
+ * valid (even if evicted) until query_report_cache_release. */
 const query_report_cached_t *query_report_cache_get(query_report_cache_t *c, const buf_t *key);
 void query_report_cache_release(query_report_cache_t *c, const query_report_cached_t *e);
 /* The answer of a cached report into out (application/json, at most

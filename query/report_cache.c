@@ -164,7 +164,7 @@ int query_report_cache_put(query_report_cache_t *c, const buf_t *key, query_repo
                            const char *profile_type, const int64_t seconds[2])
 {
     size_t bytes = sizeof(query_report_cached_t) + key->len + query_report_bytes(r);
-    if (bytes > c->max_bytes) return 0;
+    if (c == NULL || bytes > c->max_bytes) return 0;
     query_report_cached_t *e = calloc(1, sizeof *e);
     uint8_t *k = malloc(key->len + 1);
     if (e == NULL || k == NULL) {
@@ -175,7 +175,10 @@ int query_report_cache_put(query_report_cache_t *c, const buf_t *key, query_repo
     memcpy(k, key->data, key->len);
     pthread_mutex_lock(&c->lock);
     query_report_cached_t *old = find(c, key);
-    if (old != NULL) evict(c, old);
+    if (old != NULL) { /* replaced: not an eviction */
+        unlink_entry(c, old);
+        entry_unref(c, old);
+    }
     int kept = make_room(c, bytes) == 0;
     if (kept) {
         e->report = *r;
@@ -199,6 +202,7 @@ int query_report_cache_put(query_report_cache_t *c, const buf_t *key, query_repo
 
 const query_report_cached_t *query_report_cache_get(query_report_cache_t *c, const buf_t *key)
 {
+    if (c == NULL) return NULL;
     pthread_mutex_lock(&c->lock);
     query_report_cached_t *e = find(c, key);
     if (e != NULL) {
@@ -237,6 +241,8 @@ int query_report_cached_encode(const query_report_cached_t *e, size_t limit, con
 
 void query_report_cache_stats(query_report_cache_t *c, query_report_cache_stats_t *out)
 {
+    *out = (query_report_cache_stats_t){0};
+    if (c == NULL) return;
     pthread_mutex_lock(&c->lock);
     *out = (query_report_cache_stats_t){c->entries, c->bytes, c->hits, c->misses, c->evictions};
     pthread_mutex_unlock(&c->lock);

@@ -205,6 +205,7 @@ static void test_bounded(void)
     CHECK_EQ_INT(query_report_cache_put(c, &k[1], &r, CPU, sec), 1);
     query_report_cache_stats(c, &st);
     CHECK_EQ_INT(st.entries, 2);
+    CHECK_EQ_INT(st.evictions, 3); /* a replacement is no eviction */
     /* larger than the whole cache: not kept, left to the caller */
     make_report(&r, 300, "j", 0);
     CHECK_EQ_INT(query_report_cache_put(c, &k[0], &r, CPU, sec), 0);
