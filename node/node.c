@@ -131,7 +131,9 @@ static int open_parts(node_t *n, errmsg_t *em)
     rc = open_cluster(n, em);
     if (rc != ERR_OK) return rc;
     query_report_charge_t charge = {report_cache_take, report_cache_give, n->cluster};
-    n->report_cache = query_report_cache_new(cfg->report_cache_bytes, &charge);
+    size_t most = cfg->query_memory_bytes / 4; /* queries keep at least three quarters */
+    n->report_cache = query_report_cache_new(
+        cfg->report_cache_bytes < most ? cfg->report_cache_bytes : most, &charge);
     return n->report_cache != NULL ? ERR_OK : errmsg_set(em, ERR_NOMEM, "out of memory");
 }
 
