@@ -99,8 +99,7 @@ static int open_cluster(node_t *n, errmsg_t *em)
 /* The report cache's bytes count in query-memory-bytes. */
 static int report_cache_take(void *cluster, size_t n)
 {
-    errmsg_t em;
-    return cluster_query_hold(cluster, n, &em);
+    return cluster_query_try_hold(cluster, n); /* from pool threads */
 }
 
 static void report_cache_give(void *cluster, size_t n)
