@@ -183,6 +183,14 @@ static const opt_t options[] = {
      "one that does not fit is refused, and its coordinator asks another replica or counts "
      "its ranges missing. So does every share's merge while it runs (its dense vectors, one "
      "value per stack node of each token, and its tree-build scratch)."},
+    {"report-cache-bytes", OPT_SIZE, FIELD(report_cache_bytes, size_t), NULL, 64, 0, 1024 * GiB,
+     "Regression reports (GET /api/diff) this node keeps after computing them, so that a "
+     "search within one (reportId with search) lists its rows without rendering every bucket "
+     "again: the last ones computed, least recently used evicted first. Counts in "
+     "query-memory-bytes and never takes more than a quarter of it, whatever this says, so the "
+     "queries in progress always have three quarters (a report that does not fit beside them "
+     "is not kept, after evicting older ones). A 23,000-function report takes about 3.1 MiB. "
+     "0: none kept, every search computes its report again."},
     {"ingest-inflight-bytes", OPT_SIZE, FIELD(ingest_inflight_bytes, size_t), NULL, 8, 1 * MiB,
      1024 * GiB,
      "Memory all pushes and replica writes (hint replays included) in progress on this node may "

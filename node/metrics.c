@@ -172,6 +172,23 @@ int node_metrics_register(metrics_registry_t *r, const node_metrics_view_t *v)
                     "Pushes and replica writes refused because ingest-inflight-bytes was full "
                     "(503) or they alone needed more (413).",
                     METRICS_COUNTER, &x->inflight_refused);
+    metrics_add_u64(r, "flamedb_report_cache_bytes",
+                    "Memory the regression reports kept for searches within them hold "
+                    "(report-cache-bytes; counted in query-memory-bytes).",
+                    METRICS_GAUGE, &x->report_cache_bytes);
+    metrics_add_u64(r, "flamedb_report_cache_entries", "Regression reports kept.", METRICS_GAUGE,
+                    &x->report_cache_entries);
+    metrics_add_u64(r, "flamedb_report_cache_hits_total",
+                    "Requests naming a report (reportId) answered from the reports kept.",
+                    METRICS_COUNTER, &x->report_cache_hits);
+    metrics_add_u64(r, "flamedb_report_cache_misses_total",
+                    "Requests naming their report (reportId) that computed it again: it was "
+                    "not kept, or evicted.",
+                    METRICS_COUNTER, &x->report_cache_misses);
+    metrics_add_u64(r, "flamedb_report_cache_evictions_total",
+                    "Regression reports evicted to make room (report-cache-bytes, or "
+                    "query-memory-bytes when queries needed it).",
+                    METRICS_COUNTER, &x->report_cache_evictions);
     if (x->rss_bytes)
         metrics_add_u64(r, "process_resident_memory_bytes", "Resident set size of the node.",
                         METRICS_GAUGE, &x->rss_bytes);

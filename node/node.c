@@ -96,6 +96,17 @@ static int open_cluster(node_t *n, errmsg_t *em)
     return rc == ERR_OK ? cluster_start(n->cluster, em) : rc;
 }
 
+/* The report cache's bytes count in query-memory-bytes. */
+static int report_cache_take(void *cluster, size_t n)
+{
+    return cluster_query_try_hold(cluster, n); /* from pool threads */
+}
+
+static void report_cache_give(void *cluster, size_t n)
+{
+    cluster_query_release(cluster, n);
+}
+
 static int open_parts(node_t *n, errmsg_t *em)
 {
     const node_config_t *cfg = &n->cfg;
@@ -116,7 +127,13 @@ static int open_parts(node_t *n, errmsg_t *em)
     rc = http_server_listen(n->http, n->cfg.http_host, n->cfg.http_port, em);
     if (rc != ERR_OK) return rc;
     n->port = http_server_port(n->http);
-    return open_cluster(n, em);
+    rc = open_cluster(n, em);
+    if (rc != ERR_OK) return rc;
+    query_report_charge_t charge = {report_cache_take, report_cache_give, n->cluster};
+    size_t most = cfg->query_memory_bytes / 4; /* queries keep at least three quarters */
+    n->report_cache = query_report_cache_new(
+        cfg->report_cache_bytes < most ? cfg->report_cache_bytes : most, &charge);
+    return n->report_cache != NULL ? ERR_OK : errmsg_set(em, ERR_NOMEM, "out of memory");
 }
 
 int node_new(const node_config_t *cfg, node_t **out, errmsg_t *em)
@@ -203,6 +220,7 @@ void node_free(node_t *n)
     uv_run(&n->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&n->loop) != 0) log_warn("node", "event loop closed with handles still open");
     http_server_free(n->http);
+    query_report_cache_free(n->report_cache); /* gives its bytes back to the cluster's budget */
     cluster_free(n->cluster);
     storage_close(n->storage);
     workq_free(n->workq);

@@ -26,7 +26,9 @@ struct node {
     storage_t *storage;
     http_server_t *http;
     cluster_t *cluster; /* membership, writes, queries (a cluster of one: no transport) */
-    workq_t *workq;     /* thread-pool lanes: writes and queries cannot starve each other */
+    /* the last regression reports (report-cache-bytes, charged to query-memory-bytes) */
+    query_report_cache_t *report_cache;
+    workq_t *workq; /* thread-pool lanes: writes and queries cannot starve each other */
     node_metrics_t metrics;
     /* ingest-inflight-bytes: cfg.ingest.inflight points here */
     alloc_budget_t ingest_inflight;

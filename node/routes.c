@@ -390,6 +390,13 @@ static void work_metrics(job_t *j)
     x.inflight_bytes = alloc_budget_used(&n->ingest_inflight);
     x.inflight_limit = n->ingest_inflight.limit;
     x.inflight_refused = alloc_budget_refused(&n->ingest_inflight);
+    query_report_cache_stats_t rc;
+    query_report_cache_stats(n->report_cache, &rc);
+    x.report_cache_bytes = rc.bytes;
+    x.report_cache_entries = rc.entries;
+    x.report_cache_hits = rc.hits;
+    x.report_cache_misses = rc.misses;
+    x.report_cache_evictions = rc.evictions;
     storage_tenant_count_t *tc = gather_tenants(n, &x);
     x.uptime_seconds = (double)(j->now_ns - n->start_ns) / 1e9;
     buf_init(&j->result.body, 16 * 1024 * 1024);

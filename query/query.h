@@ -441,6 +441,8 @@ typedef struct query_report {
     size_t tested;            /* the family of the correction */
     query_report_row_t *rows; /* sorted by |change| descending, then name, file */
     char *unk;                /* names of unknown symbols */
+    char *names;              /* NULL, or every row's name and file (query_report_own_names) */
+    size_t names_len;
 } query_report_t;
 
 /* The report of bucket trees: trees[s][0..n[s]) are side s's buckets, syms
@@ -449,6 +451,11 @@ typedef struct query_report {
 int query_report_compute(const calltree_t *const *trees[2], const size_t n[2], const symtab_t *syms,
                          query_report_t *out);
 void query_report_free(query_report_t *r);
+/* Copies every row's name and file into r itself, so r outlives the symbols
+ * it was computed with (the report cache keeps it). ERR_NOMEM. */
+int query_report_own_names(query_report_t *r);
+/* Bytes r holds (rows, names): what the report cache charges. */
+size_t query_report_bytes(const query_report_t *r);
 
 /* The JSON answer (docs/api.md) of r with at most limit functions; seconds
  * are each side's range (per-second rates are added when they differ).
@@ -458,14 +465,75 @@ void query_report_free(query_report_t *r);
  * and marks stay those of every function. partial_json as for
  * query_gather_finish. */
 int query_report_encode(const query_report_t *r, const char *profile_type, size_t limit,
-                        const char *search, const int64_t seconds[2], const char *partial_json,
-                        buf_t *out);
+                        const char *search, const int64_t seconds[2], const char *report_id,
+                        const char *partial_json, buf_t *out);
 
 /* Decodes the bucket bodies (renders with merged_tree set) of both sides,
- * body[s][i] of len[s][i] bytes for the plan's buckets, and answers. */
+ * body[s][i] of len[s][i] bytes for the plan's buckets, and answers (with
+ * "reportId" when report_id is not NULL). When keep is not NULL and all
+ * went well, the report (its names owned: query_report_own_names) is moved
+ * into *keep for the caller, who frees it. */
 int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
-                     const uint8_t *const *body[2], const size_t *len[2], const char *partial_json,
-                     query_result_t *out, errmsg_t *em);
+                     const uint8_t *const *body[2], const size_t *len[2], const char *report_id,
+                     const char *partial_json, query_report_t *keep, query_result_t *out,
+                     errmsg_t *em);
+
+/* ---------- the report cache (report_cache.c) ----------
+ *
+ * A search within a report (GET /api/diff?reportId=ID&search=) lists rows
+ * of a report already computed instead of rendering every bucket again. A
+ * report's id is a hash of its exact inputs: the tenant, the profile type,
+ * both queries, both resolved ranges and every bucket's range; the cache
+ * compares the whole key, never only the hash. */
+#define QUERY_REPORT_ID_LEN 16 /* hex digits */
+
+/* The key (into key, replacing what it held) and id (hex, NUL-terminated) of
+ * the report of plan for tenant. */
+int query_report_key(const query_report_plan_t *plan, const char *tenant, buf_t *key,
+                     char id[QUERY_REPORT_ID_LEN + 1]);
+
+/* What the cache's bytes are charged to (the node's query-memory-bytes):
+ * take returns 0 when n more bytes fit, else nonzero (nothing taken); give
+ * hands n bytes back. Called with the cache's lock held: must not call the
+ * cache. NULL functions: nothing charged. */
+typedef struct query_report_charge {
+    int (*take)(void *ctx, size_t n);
+    void (*give)(void *ctx, size_t n);
+    void *ctx;
+} query_report_charge_t;
+
+/* At most max_bytes of reports (keys, rows and names), least recently used
+ * evicted first; max_bytes 0: keeps nothing. Thread-safe (one mutex). Owned
+ * by its creator; every entry got from it must be released before
+ * query_report_cache_free. */
+typedef struct query_report_cache query_report_cache_t;
+typedef struct query_report_cached query_report_cached_t;
+
+query_report_cache_t *query_report_cache_new(size_t max_bytes, const query_report_charge_t *charge);
+void query_report_cache_free(query_report_cache_t *c);
+
+/* Keeps report r (names owned) under key, with its profile type and each
+ * side's seconds: r is moved into the cache (zeroed) when kept, else left
+ * to the caller. Returns 1 when kept, 0 when not (too large for max_bytes,
+ * or the charge refused even with every other entry evicted), ERR_NOMEM.
+ * An entry of the same key is replaced. */
+int query_report_cache_put(query_report_cache_t *c, const buf_t *key, query_report_t *r,
+                           const char *profile_type, const int64_t seconds[2]);
+/* (c NULL: an empty cache, for put, get and stats.) The entry of key, or NULL; a found entry stays
+ * valid (even if evicted) until query_report_cache_release. */
+const query_report_cached_t *query_report_cache_get(query_report_cache_t *c, const buf_t *key);
+void query_report_cache_release(query_report_cache_t *c, const query_report_cached_t *e);
+/* The answer of a cached report into out (application/json, at most
+ * lim->max_output_bytes), as query_report_encode of it; em says why not. */
+int query_report_cached_encode(const query_report_cached_t *e, size_t limit, const char *search,
+                               const char *report_id, const query_limits_t *lim,
+                               query_result_t *out, errmsg_t *em);
+
+typedef struct query_report_cache_stats {
+    size_t entries, bytes;
+    uint64_t hits, misses, evictions;
+} query_report_cache_stats_t;
+void query_report_cache_stats(query_report_cache_t *c, query_report_cache_stats_t *out);
 
 /* Welch's unequal-variance t test of samples a[0..na) and b[0..nb) (na, nb
  * >= 2): t = (mean b - mean a) / sqrt(va/na + vb/nb), Welch-Satterthwaite df,

@@ -252,7 +252,37 @@ void query_report_free(query_report_t *r)
 {
     free(r->rows);
     free(r->unk);
+    free(r->names);
     memset(r, 0, sizeof *r);
+}
+
+int query_report_own_names(query_report_t *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->nrows; i++)
+        n += strlen(r->rows[i].name) + strlen(r->rows[i].file) + 2;
+    char *names = malloc(n + 1), *o = names;
+    if (names == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < r->nrows; i++) {
+        query_report_row_t *w = &r->rows[i];
+        size_t ln = strlen(w->name) + 1, lf = strlen(w->file) + 1;
+        memcpy(o, w->name, ln);
+        memcpy(o + ln, w->file, lf);
+        w->name = o;
+        w->file = o + ln;
+        o += ln + lf;
+    }
+    free(r->names);
+    free(r->unk); /* no row points into it any more */
+    r->unk = NULL;
+    r->names = names;
+    r->names_len = n;
+    return 0;
+}
+
+size_t query_report_bytes(const query_report_t *r)
+{
+    return sizeof *r + r->nrows * sizeof *r->rows + r->names_len + (r->unk ? r->nrows * 32 : 0);
 }
 
 /* ---------- the answer ---------- */
@@ -303,8 +333,8 @@ static int match_rows(const query_report_t *r, const char *search, uint8_t *hit,
 }
 
 int query_report_encode(const query_report_t *r, const char *profile_type, size_t limit,
-                        const char *search, const int64_t seconds[2], const char *partial_json,
-                        buf_t *out)
+                        const char *search, const int64_t seconds[2], const char *report_id,
+                        const char *partial_json, buf_t *out)
 {
     ptype_t pt;
     const char *unit = query_ptype_parse(profile_type, &pt) == 0 ? pt.sample_unit : "";
@@ -318,6 +348,7 @@ int query_report_encode(const query_report_t *r, const char *profile_type, size_
                         "{\"leftTicks\":%lld,\"rightTicks\":%lld,\"unit\":", (long long)r->ticks[0],
                         (long long)r->ticks[1]);
     if (rc == 0) rc = buf_append_json_string(out, unit, strlen(unit));
+    if (rc == 0 && report_id != NULL) rc = buf_printf(out, ",\"reportId\":\"%s\"", report_id);
     if (rc == 0)
         rc = buf_printf(out,
                         ",\"leftSeconds\":%lld,\"rightSeconds\":%lld,\"leftBuckets\":%zu,"
@@ -430,8 +461,9 @@ static int decode_all(const query_report_plan_t *plan, const query_limits_t *lim
 }
 
 int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
-                     const uint8_t *const *body[2], const size_t *len[2], const char *partial_json,
-                     query_result_t *out, errmsg_t *em)
+                     const uint8_t *const *body[2], const size_t *len[2], const char *report_id,
+                     const char *partial_json, query_report_t *keep, query_result_t *out,
+                     errmsg_t *em)
 {
     calltree_t *lt[QUERY_REPORT_MAX_BUCKETS] = {0}, *rt[QUERY_REPORT_MAX_BUCKETS] = {0};
     calltree_t **t[2] = {lt, rt};
@@ -446,10 +478,14 @@ int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
     out->content_type = "application/json";
     int64_t sec[2] = {plan->until_s[0] - plan->from_s[0], plan->until_s[1] - plan->from_s[1]};
     if (rc == 0)
-        rc = query_report_encode(&r, plan->type, plan->limit, plan->search, sec, partial_json,
-                                 &out->body);
+        rc = query_report_encode(&r, plan->type, plan->limit, plan->search, sec, report_id,
+                                 partial_json, &out->body);
     if (rc != 0 && em->text[0] == 0) rc = query_out_err(rc, &out->body, em);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "diff report: %s", err_message(rc));
+    if (rc == 0 && keep != NULL && query_report_own_names(&r) == 0) { /* else simply not kept */
+        *keep = r;
+        memset(&r, 0, sizeof r);
+    }
     query_report_free(&r);
     for (size_t b = 0; b < QUERY_REPORT_MAX_BUCKETS; b++) {
         calltree_free(lt[b]);

@@ -201,6 +201,10 @@ void cluster_query_cancel(cluster_t *c, void *arg);
  * they would pass it (then nothing is counted). Give them back with
  * cluster_query_release. */
 int cluster_query_hold(cluster_t *c, size_t bytes, errmsg_t *em);
+/* As cluster_query_hold for memory kept between queries (the report cache):
+ * thread-safe, counts no refused query. 0 or ERR_UNAVAILABLE (nothing
+ * counted). */
+int cluster_query_try_hold(cluster_t *c, size_t bytes);
 void cluster_query_release(cluster_t *c, size_t bytes);
 
 /* ---------------------------------------------------------------- repair */

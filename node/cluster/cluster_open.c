@@ -101,6 +101,11 @@ int cluster_query_hold(cluster_t *c, size_t bytes, errmsg_t *em)
     return scatter_hold(c->scatter, bytes, em);
 }
 
+int cluster_query_try_hold(cluster_t *c, size_t bytes)
+{
+    return scatter_try_hold(c->scatter, bytes);
+}
+
 void cluster_query_release(cluster_t *c, size_t bytes)
 {
     scatter_release(c->scatter, bytes);

@@ -138,6 +138,11 @@ int scatter_hold(scatter_t *s, size_t bytes, errmsg_t *em)
     return 0;
 }
 
+int scatter_try_hold(scatter_t *s, size_t bytes)
+{
+    return alloc_budget_take(&s->mem, bytes) != 0 ? ERR_UNAVAILABLE : 0;
+}
+
 void scatter_release(scatter_t *s, size_t bytes)
 {
     alloc_budget_give(&s->mem, bytes);

@@ -96,6 +96,9 @@ void scatter_query(scatter_t *s, query_kind_t kind, const char *tenant, const qu
 void scatter_cancel(scatter_t *s, void *arg);
 /* cluster_query_hold / cluster_query_release. */
 int scatter_hold(scatter_t *s, size_t bytes, errmsg_t *em);
+/* As scatter_hold, from any thread and counting no refusal (no query is
+ * refused): 0, or ERR_UNAVAILABLE with nothing taken. */
+int scatter_try_hold(scatter_t *s, size_t bytes);
 void scatter_release(scatter_t *s, size_t bytes);
 
 /* Counters: field, Prometheus name, help. */

@@ -3,7 +3,8 @@
 // regression report (/api/diff) beside it: change in percentage points and
 // whether it stands out of the variation between windows. Its search finds
 // functions among all of the report's (/api/diff?search=), not only the
-// rows loaded.
+// rows loaded, naming the report loaded (reportId) so that the node lists
+// them from the report it keeps instead of computing it again.
 import * as api from './api.js';
 import * as fmt from './format.js';
 import { FlameGraph } from './flamegraph.js';
@@ -64,7 +65,10 @@ export class DiffView {
       onRow: (r) => app.setState({ fn: this.state.fn === r.name ? '' : r.name }, false),
     });
     this.finder = new NodeSearch(this.table, async (text, signal) => {
-      const ans = await api.diffReport({ ...this.params, limit: REPORT_LIMIT, search: text }, signal);
+      const ans = await api.diffReport({ ...this.params, limit: REPORT_LIMIT, search: text, reportId: this.reportId }, signal);
+      // a report computed again (a relative range moved on, the node's cache
+      // evicted it) is the one the next search names
+      if (ans.reportId) this.reportId = ans.reportId;
       return { rows: ans.functions, matched: ans.matchCount, of: ans.functionCount };
     });
     q('.search').addEventListener('input', (e) => app.setState({ search: e.target.value }, false));
@@ -141,6 +145,7 @@ export class DiffView {
     this.app.showPartial(api.partialText(d) || api.partialText(rep));
     this.diff = d;
     this.report = rep;
+    this.reportId = rep.reportId;
     this.params = p;
     this.tree = fromDiff(d.flamebearer);
     const diff = { leftTicks: d.leftTicks, rightTicks: d.rightTicks };

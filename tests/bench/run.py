@@ -30,8 +30,13 @@ push — does fail the run, because then the figure would mean nothing).
            push late in the run ÷ early in it (flat: about 1). With
            --nodecliff-callgrind it runs under valgrind's callgrind and the
            cost is the instructions of the writing thread.
+  diffsearch  (not in the default list) GET /api/diff of the real large.cpu
+           ($FLAMEDB_TESTDATA) pushed 6 times per version: the report, a search
+           within it computed again, and one naming its reportId (answered
+           from the report the node kept).
 
 Usage: run.py [--build-dir build] [--only ingest,ingest-real,http,query,fleet,rss,cluster,load]
+              [--only diffsearch]
               [--soak] [--rss-seconds N] [--memory-limit 1GiB] [--query-runs N] [--keep]
               [--only nodecliff [--nodecliff-pushes N] [--nodecliff-stacks N]
                [--nodecliff-callgrind]]
@@ -315,6 +320,65 @@ def http_render(node, query, frm, until, runs=30):
             raise RuntimeError("render %d: %r" % (st, body[:300]))
     c.close()
     return statistics.median(times), json.loads(body)
+
+
+def bench_diffsearch(a, node_bin, work):
+    """GET /api/diff on the real large.cpu (23,038 functions) pushed 6 times
+    per version, one push per 10 s window: the report, then searches within
+    it as the diff view types them, naming the report (reportId: answered
+    from the report the node kept) and not naming it (computed again)."""
+    corpus = os.environ.get("FLAMEDB_TESTDATA") or os.path.join(os.path.dirname(ROOT), "shared",
+                                                                "testdata")
+    path = os.path.join(corpus, "folded", "derived", "large.cpu.samples.folded.txt.gz")
+    if not os.path.isfile(path):
+        log("large.cpu not found under %s (set FLAMEDB_TESTDATA): skipped" % corpus)
+        return
+    with open(path, "rb") as f:
+        body = f.read()
+    node = Node(node_bin, work, a.memory_limit)
+    try:
+        now = int(time.time()) // 10 * 10
+        c = node.conn()
+        for v in ("v1", "v2"):
+            for i in range(6):
+                q = urllib.parse.urlencode({"name": "big.cpu{version=%s}" % v,
+                                            "from": now - 90 + 10 * i})
+                c.request("POST", "/ingest?" + q, body=body,
+                          headers={"Content-Type": "application/octet-stream"})
+                r = c.getresponse()
+                if r.status != 200:
+                    raise RuntimeError("push %d: %r" % (r.status, r.read()[:300]))
+                r.read()
+        cpu = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+        sel = lambda v: '%s{service_name="big",version="%s"}' % (cpu, v)  # noqa: E731
+        base = {"leftQuery": sel("v1"), "rightQuery": sel("v2"), "limit": 200,
+                "leftFrom": now - 120, "leftUntil": now, "rightFrom": now - 120, "rightUntil": now}
+
+        def diff(**extra):
+            t0 = time.time()
+            st, data = node.get("/api/diff?" + urllib.parse.urlencode({**base, **extra}), c)
+            if st != 200:
+                raise RuntimeError("diff %d: %r" % (st, data[:300]))
+            return time.time() - t0, json.loads(data)
+
+        full = [diff() for _ in range(3)]
+        rid = full[-1][1].get("reportId")
+        terms = ["f", "fu", "func", "func1", "func12", "func123", "func1234"]
+        fresh = [diff(search=t)[0] for t in terms[:3]]
+        kept = [diff(search=t, reportId=rid)[0] for t in terms] if rid else []
+        c.close()
+        RESULTS.append(("/api/diff of large.cpu (%d functions, 6+6 buckets)" %
+                        full[-1][1]["functionCount"],
+                        "%.2f s" % statistics.median([t for t, _ in full]), "",
+                        "median of 3"))
+        RESULTS.append(("/api/diff search within it, computed again", "%.2f s" %
+                        statistics.median(fresh), "", "median of 3 searches"))
+        if kept:
+            RESULTS.append(("/api/diff search within it, naming its reportId", "%.1f ms" %
+                            (1000 * statistics.median(kept)), "", "median of %d searches, max "
+                            "%.1f ms" % (len(kept), 1000 * max(kept))))
+    finally:
+        node.stop()
 
 
 def bench_query(a, tool, node_bin, work):
@@ -604,7 +668,8 @@ def main():
                                                                  node_bin, work)),
                  ("load", lambda: bench_load.bench_load(a, sys.modules[__name__], node_bin,
                                                         work)),
-                 ("nodecliff", lambda: bench_nodecliff(a, tool, work))]
+                 ("nodecliff", lambda: bench_nodecliff(a, tool, work)),
+                 ("diffsearch", lambda: bench_diffsearch(a, node_bin, work))]
         for name, fn in steps:
             if name not in only:
                 continue

@@ -12,6 +12,9 @@
 - search: the functions whose name contains the text (A-Z as a-z, nothing
   else folded, as /api/top's search) out of all of them, not only the first
   `limit`, with matchCount; bad searches are 400s;
+- a search naming its report (reportId) answers from the report the node
+  kept, the very answer computed afresh; a wrong, stale or evicted id
+  computes it again; report-cache-bytes bounds the reports kept, 0 keeps none;
 - flamectl diff prints the table, and --search the matching rows;
 - 3 nodes RF 2: the same bytes from every node; with two nodes down the
   answer is flagged partial (body and X-Flamedb-Partial).
@@ -196,6 +199,79 @@ def test_search_finds_functions_beyond_the_limit():
     assert doc["matchCount"] == 300 and len(doc["functions"]) == 3, doc
     assert doc["functions"] == [f for f in every["functions"] if "leaf" in f["name"]][:3]
     assert report(NODE, left, right, search="") == report(NODE, left, right)  # empty: none
+
+
+def test_search_within_a_kept_report():
+    """A search naming its report (reportId) is answered from the report the
+    node kept, with exactly the answer computed afresh; an id that is not
+    the request's own (another range, made up) or a report no longer kept
+    computes it again, and the answer names the request's own report."""
+    left, right = q(FIND, "v1"), q(FIND, "v2")
+    first = report(NODE, left, right, limit=200)
+    rid = first["reportId"]
+    assert len(rid) == 16 and int(rid, 16) >= 0, rid
+    assert report(NODE, left, right, limit=200)["reportId"] == rid  # the same inputs, the same id
+    other = report(NODE, left, right, lu=FROM + 50)["reportId"]  # another range: another report
+    assert other != rid
+    hits = NODE.metric("flamedb_report_cache_hits_total")
+    misses = NODE.metric("flamedb_report_cache_misses_total")
+    searches = ("handler", "HANDLER1", "leaf07", "leaf", "\u00e4rger", "nothing-like-it", "")
+    for search in searches:
+        for limit in ("3", "200", "1000"):
+            fresh = report(NODE, left, right, search=search, limit=limit)
+            kept = report(NODE, left, right, search=search, limit=limit, reportId=rid)
+            assert kept == fresh, (search, limit)
+            assert kept["reportId"] == rid
+    assert NODE.metric("flamedb_report_cache_hits_total") == hits + 3 * len(searches)
+    assert NODE.metric("flamedb_report_cache_misses_total") == misses
+    # an id of other inputs, or of nothing: computed afresh, named as its own
+    for wrong in (other, "0123456789abcdef", "x"):
+        doc = report(NODE, left, right, search="leaf", reportId=wrong)
+        assert doc == report(NODE, left, right, search="leaf") and doc["reportId"] == rid, wrong
+    assert NODE.metric("flamedb_report_cache_hits_total") == hits + 3 * len(searches)
+    assert NODE.metric("flamedb_report_cache_bytes") > 0
+    assert NODE.metric("flamedb_report_cache_entries") >= 2
+
+
+def push_small(node):
+    rng = random.Random(3)
+    for version, share in (("v1", 0.3), ("v2", 0.6)):
+        for w in range(6):
+            t = FROM + 10 * w
+            r = node.ingest(folded(window_stacks(rng, share)), name="svc.cpu{version=%s}" % version,
+                            **{"from": t + 1}, until=t + 2)
+            assert r.status == 200, r
+
+
+def test_report_cache_bounded_and_off():
+    """report-cache-bytes bounds what a node keeps: at 0 nothing (every
+    search computes the report again, with the same answer); with room for
+    one report, the next one evicts it and a search naming it is computed
+    again, transparently."""
+    left, right = q("svc", "v1"), q("svc", "v2")
+    with Node(name="cachesize") as node:  # how many bytes one report takes
+        push_small(node)
+        report(node, left, right)
+        one = int(node.metric("flamedb_report_cache_bytes"))
+        assert 0 < one < 64 * 1024, one
+    for size, kept in ((0, 0), (one * 3 // 2, 1)):
+        with Node(name="cache%d" % size, args=["--report-cache-bytes", str(size)]) as node:
+            push_small(node)
+            a = report(node, left, right)
+            b = report(node, left, right, lu=FROM + 50)  # a second report: evicts the first
+            assert node.metric("flamedb_report_cache_entries") == kept
+            assert node.metric("flamedb_report_cache_bytes") <= size
+            again = report(node, left, right, search="handle", reportId=a["reportId"])
+            assert again == report(node, left, right, search="handle"), again
+            assert node.metric("flamedb_report_cache_hits_total") == 0
+            assert node.metric("flamedb_report_cache_misses_total") == 1
+            if kept:  # a, computed again, evicted b; now a is found
+                assert node.metric("flamedb_report_cache_evictions_total") == 2
+                doc = report(node, left, right, search="handle", reportId=a["reportId"])
+                assert doc == again and node.metric("flamedb_report_cache_hits_total") == 1
+                doc = report(node, left, right, lu=FROM + 50, search="gc", reportId=b["reportId"])
+                assert doc["reportId"] == b["reportId"]
+                assert node.metric("flamedb_report_cache_misses_total") == 2
 
 
 def test_bad_search_is_400():

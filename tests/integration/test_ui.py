@@ -6,7 +6,7 @@ the URL, and checks what the page drew against values computed here from what
 was pushed: the flame graph's frames and percentages, the top table, zoom,
 search, the sandwich, the timeline drag, the diff view (colours, the
 regression report with its significance marks, and the report's search
-beyond the rows it loaded), the span view, the tag
+beyond the rows it loaded, answered from the report the node kept), the span view, the tag
 explorer, the profile list, errors and themes. The page exposes what its
 canvases drew through window.flamedbUI.snapshot() (node/ui/app.js).
 
@@ -498,6 +498,8 @@ def test_diff_report_search():
                               **rng), "the diff view of 405 functions")
         loaded = {f["name"] for f in s["report"]}
         assert len(loaded) == 200 and not any("Handler" in n for n in loaded), sorted(loaded)[:5]
+        hits = NODE.metric("flamedb_report_cache_hits_total")
+        misses = NODE.metric("flamedb_report_cache_misses_total")
         b.keys("/")
         b.keys("HANDLER")  # capitals: A-Z match a-z
         check_report_search(b, lt, rt, "HANDLER", loaded)
@@ -509,6 +511,9 @@ def test_diff_report_search():
         b.keys("\ue003" * 2)  # more match than the 200 listed
         s = check_report_search(b, lt, rt, "step", loaded)
         assert s["table_foot"].endswith("(the top 200 by change listed)"), s["table_foot"]
+        # every search named the report loaded, and the node listed its rows from it
+        assert NODE.metric("flamedb_report_cache_hits_total") >= hits + 4
+        assert NODE.metric("flamedb_report_cache_misses_total") == misses
         # a search the node refuses (1200 bytes of UTF-8 > 1024) is said in the footer
         b.js("window.flamedbUI.setState({search: '\u00e4'.repeat(600)})")
         foot = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && "

@@ -216,7 +216,7 @@ static void check_search(const query_report_t *a)
                 want[matched - 1] = a->rows[i].name;
         buf_t out;
         buf_init(&out, 1 << 20);
-        CHECK_EQ_INT(query_report_encode(a, CPU, 2, searches[k], sec, NULL, &out), 0);
+        CHECK_EQ_INT(query_report_encode(a, CPU, 2, searches[k], sec, NULL, NULL, &out), 0);
         CHECK_EQ_INT(buf_append_byte(&out, 0), 0);
         const char *s = (const char *)out.data;
         char count[64];
@@ -276,7 +276,7 @@ static void test_exact(const symtab_t *syms)
     buf_t out;
     buf_init(&out, 1 << 20);
     int64_t sec[2] = {80, 30};
-    CHECK_EQ_INT(query_report_encode(&a, CPU, 3, NULL, sec, "\"partial\":true", &out), 0);
+    CHECK_EQ_INT(query_report_encode(&a, CPU, 3, NULL, sec, NULL, "\"partial\":true", &out), 0);
     CHECK_EQ_INT(buf_append_byte(&out, 0), 0);
     const char *s = (const char *)out.data;
     CHECK(strstr(s, "\"unit\":\"nanoseconds\"") != NULL);
