@@ -4,10 +4,14 @@
  * indices (4-byte slots, the key read from the entry: a push may intern
  * one symbol per byte or so of its payload, so the index is kept small,
  * at most 2/3 full and growing by half again, not doubling) finds them by
- * symbol id. An entry is 16 bytes, its id and its name: the file name
- * follows the name's NUL in the same copy. Strings live in fixed-size
- * arena chunks that never move, so borrowed pointers stay valid until
- * free. */
+ * symbol id. An entry is 16 bytes, its id and its name: the name's NUL
+ * is followed by the index of its file name (a varint; 0 = no file, one
+ * byte as the empty name was). Each distinct file name is held once, in a
+ * second list with its own table (a profile names the same file for many
+ * functions; symtab_file interns one, so pprof ingest looks a file up
+ * once per string of the profile, not once per symbol). Strings live in
+ * fixed-size arena chunks that never move, so borrowed pointers stay
+ * valid until free. */
 #include "common/symtab.h"
 
 #include <stdlib.h>
@@ -21,14 +25,18 @@
 
 typedef struct sym_entry {
     uint64_t id;
-    const char *name; /* "name\0file\0" */
+    const char *name; /* "name\0" then the file's index, a varint */
 } sym_entry_t;
 
 struct symtab {
     sym_entry_t *entries;
     size_t count, cap;
-    uint32_t *slots; /* entry index + 1, 0 = empty; at most 2/3 full */
-    size_t nslots;   /* under 2^32, or 0 */
+    uint32_t *slots;     /* entry index + 1, 0 = empty; at most 2/3 full */
+    size_t nslots;       /* under 2^32, or 0 */
+    const char **files;  /* distinct file names (NUL-terminated); [0] = "" */
+    size_t nfiles, fcap; /* nfiles >= 1 once a symbol is put */
+    uint32_t *fslots;    /* file index + 1, 0 = empty; at most 2/3 full */
+    size_t nfslots;
     arena_t strings; /* names and files, packed */
 };
 
@@ -67,6 +75,67 @@ static int index_reserve(symtab_t *s)
     return ERR_OK;
 }
 
+/* The slot of file name f (len bytes, no NUL) in the file table, or the
+ * empty slot where it would go. */
+static size_t file_probe(const symtab_t *s, const char *f, size_t len)
+{
+    uint64_t h = hash_bytes64(f, len);
+    size_t i = (size_t)(((h >> 32) * (uint64_t)s->nfslots) >> 32);
+    for (;; i = i + 1 == s->nfslots ? 0 : i + 1) {
+        uint32_t v = s->fslots[i];
+        if (v == 0) return i;
+        const char *g = s->files[v - 1];
+        if (strncmp(g, f, len) == 0 && g[len] == '\0') return i;
+    }
+}
+
+/* Room for one more file name: the list and, at most 2/3 full, its table
+ * (rebuilt from the list). The first call also lays files[0] = "". */
+static int files_reserve(symtab_t *s)
+{
+    if (s->nfiles == s->fcap) {
+        size_t cap = s->fcap < 16 ? 16 : s->fcap + s->fcap / 2;
+        const char **f = realloc(s->files, cap * sizeof *f);
+        if (f == NULL) return ERR_NOMEM;
+        s->files = f;
+        s->fcap = cap;
+        if (s->nfiles == 0) s->files[s->nfiles++] = "";
+    }
+    if ((s->nfiles + 1) * 3 <= s->nfslots * 2) return ERR_OK;
+    size_t n = s->nfslots ? s->nfslots + s->nfslots / 2 : 32;
+    if (n >= UINT32_MAX) return ERR_NOMEM;
+    uint32_t *slots = calloc(n, sizeof *slots);
+    if (slots == NULL) return ERR_NOMEM;
+    free(s->fslots);
+    s->fslots = slots;
+    s->nfslots = n;
+    for (size_t k = 1; k < s->nfiles; k++)
+        s->fslots[file_probe(s, s->files[k], strlen(s->files[k]))] = (uint32_t)k + 1;
+    return ERR_OK;
+}
+
+int symtab_file(symtab_t *s, const char *file, size_t file_len, uint32_t *index)
+{
+    /* read up to the first NUL, as a C string is */
+    file_len = file != NULL && file_len > 0 ? strnlen(file, file_len) : 0;
+    *index = 0;
+    if (file_len == 0) return ERR_OK;
+    if (s->nfiles >= UINT32_MAX - 1 || files_reserve(s) != ERR_OK) return ERR_NOMEM;
+    size_t at = file_probe(s, file, file_len);
+    if (s->fslots[at] != 0) {
+        *index = s->fslots[at] - 1;
+        return ERR_OK;
+    }
+    char *p = arena_alloc_packed(&s->strings, file_len + 1);
+    if (p == NULL) return ERR_NOMEM;
+    memcpy(p, file, file_len);
+    p[file_len] = '\0';
+    s->files[s->nfiles] = p;
+    *index = (uint32_t)s->nfiles++;
+    s->fslots[at] = *index + 1;
+    return ERR_OK;
+}
+
 symtab_t *symtab_new(void)
 {
     symtab_t *s = calloc(1, sizeof(symtab_t));
@@ -80,13 +149,16 @@ void symtab_free(symtab_t *s)
     arena_free(&s->strings);
     free(s->entries);
     free(s->slots);
+    free(s->files);
+    free(s->fslots);
     free(s);
 }
 
-int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, const char *file,
-               size_t file_len)
+int symtab_put_file(symtab_t *s, uint64_t id, const char *name, size_t name_len,
+                    uint32_t file_index)
 {
     if (find(s, id) >= 0) return ERR_OK; /* content-addressed: same id, same content */
+    if (file_index >= (s->nfiles ? s->nfiles : 1)) return ERR_INVALID_ARGUMENT;
     if (s->count >= UINT32_MAX - 1 || index_reserve(s) != ERR_OK) return ERR_NOMEM;
     if (s->count == s->cap) { /* by half again: a large table carries less slack */
         size_t cap = s->cap < 256 ? 256 : s->cap + s->cap / 2;
@@ -95,21 +167,35 @@ int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, cons
         s->entries = e;
         s->cap = cap;
     }
-    /* read back up to their first NUL, as a C string is */
+    /* read back up to its first NUL, as a C string is */
     name_len = name_len > 0 ? strnlen(name, name_len) : 0;
-    file_len = file != NULL && file_len > 0 ? strnlen(file, file_len) : 0;
-    if (name_len > SIZE_MAX / 2 || file_len > SIZE_MAX / 2) return ERR_NOMEM;
-    char *p = arena_alloc_packed(&s->strings, name_len + file_len + 2);
+    size_t vl = 1;
+    for (uint32_t v = file_index; v >= 0x80; v >>= 7)
+        vl++;
+    if (name_len > SIZE_MAX / 2) return ERR_NOMEM;
+    char *p = arena_alloc_packed(&s->strings, name_len + 1 + vl);
     if (p == NULL) return ERR_NOMEM;
     if (name_len > 0) memcpy(p, name, name_len);
     p[name_len] = '\0';
-    if (file_len > 0) memcpy(p + name_len + 1, file, file_len);
-    p[name_len + 1 + file_len] = '\0';
+    uint8_t *q = (uint8_t *)p + name_len + 1;
+    uint32_t v = file_index;
+    for (; v >= 0x80; v >>= 7)
+        *q++ = (uint8_t)(v | 0x80);
+    *q = (uint8_t)v;
     sym_entry_t *e = &s->entries[s->count];
     e->id = id;
     e->name = p;
     s->slots[probe(s, id)] = (uint32_t)++s->count;
     return ERR_OK;
+}
+
+int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, const char *file,
+               size_t file_len)
+{
+    if (find(s, id) >= 0) return ERR_OK;
+    uint32_t fi;
+    int rc = symtab_file(s, file, file_len, &fi);
+    return rc != ERR_OK ? rc : symtab_put_file(s, id, name, name_len, fi);
 }
 
 int symtab_intern(symtab_t *s, const char *name, size_t name_len, const char *file, size_t file_len,
@@ -130,7 +216,13 @@ int symtab_get(const symtab_t *s, uint64_t id, const char **name, const char **f
     if (at < 0) return 0;
     const sym_entry_t *e = &s->entries[at];
     *name = e->name;
-    *file = e->name + strlen(e->name) + 1;
+    const uint8_t *q = (const uint8_t *)e->name + strlen(e->name) + 1;
+    uint32_t fi = 0;
+    for (unsigned shift = 0;; shift += 7) {
+        fi |= (uint32_t)(*q & 0x7f) << shift;
+        if (*q++ < 0x80) break;
+    }
+    *file = fi == 0 ? "" : s->files[fi];
     return 1;
 }
 
@@ -142,7 +234,7 @@ size_t symtab_count(const symtab_t *s)
 size_t symtab_mem_bytes(const symtab_t *s)
 {
     return sizeof *s + s->cap * sizeof(sym_entry_t) + s->nslots * sizeof *s->slots +
-           s->strings.total;
+           s->fcap * sizeof *s->files + s->nfslots * sizeof *s->fslots + s->strings.total;
 }
 
 uint64_t symtab_id_at(const symtab_t *s, size_t i)

@@ -21,6 +21,14 @@ void symtab_free(symtab_t *s);
 /* Adds name/file under id = hash_symbol(name, file) and returns the id in *id. */
 int symtab_intern(symtab_t *s, const char *name, size_t name_len, const char *file, size_t file_len,
                   uint64_t *id);
+/* Interns file name file (read up to its first NUL): *index is its index
+ * in the table's list of file names, 0 for an empty name. Each distinct
+ * name is held once. */
+int symtab_file(symtab_t *s, const char *file, size_t file_len, uint32_t *index);
+/* Adds a symbol under a known id whose file name symtab_file interned
+ * (index 0: none); ERR_INVALID for an index it did not give. */
+int symtab_put_file(symtab_t *s, uint64_t id, const char *name, size_t name_len,
+                    uint32_t file_index);
 /* Adds a symbol under a known id (used when loading from storage). */
 int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, const char *file,
                size_t file_len);

@@ -76,7 +76,11 @@ typedef struct conv {
     /* id -> index; dense when ids are 1..n */
     bool fn_dense, loc_dense, map_dense;
     u64map_t fn_map, loc_map, map_map;
-    uint64_t *fn_sym;  /* per function, 0 = not yet computed */
+    uint64_t *fn_sym; /* per function, 0 = not yet computed */
+    /* per string: its file index in the symbol table + 1, 0 = not yet;
+     * made when a function first names a file (labels' strings are many
+     * in some pushes, file names none) */
+    uint32_t *str_file;
     uint32_t *loc_off; /* per location: offset into frames, UINT32_MAX = not yet */
     uint32_t *loc_len;
     uint64_t *frames; /* root-first frames of all resolved locations */
@@ -218,22 +222,57 @@ static int build_indices(conv_t *c)
 
 /* ---- symbols and frames ---- */
 
-static int intern(conv_t *c, const char *name, size_t nn, const char *file, size_t fnl,
-                  uint64_t *sym)
+/* Checks the lengths of a symbol's name and file (max_symbol_len). */
+static int check_len(conv_t *c, const char *name, size_t nn, const char *file, size_t fnl)
 {
     size_t max = c->ctx->lim->max_symbol_len;
     if (nn > max || fnl > max)
         return errmsg_set(c->em, ERR_LIMIT,
                           "symbol '%.*s...' longer than %zu bytes (max_symbol_len)",
                           (int)(max < 60 ? max : 60), nn > max ? name : file, max);
-    /* The table lives as long as the push: its growth is charged to the
-     * push's in-flight charge (given back when the push is freed). */
-    size_t before = symtab_mem_bytes(c->ctx->symtab);
-    if (symtab_intern(c->ctx->symtab, name, nn, file, fnl, sym) < 0)
-        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    return 0;
+}
+
+/* Charges the growth of the symbol table since it held before bytes: the
+ * table lives as long as the push, so its growth is charged to the push's
+ * in-flight charge (given back when the push is freed). */
+static int charge_symtab(conv_t *c, size_t before)
+{
     size_t after = symtab_mem_bytes(c->ctx->symtab);
     if (after <= before) return 0;
     return ingest_charge(c->ctx->ss, after - before, "symbol table", c->em);
+}
+
+/* A symbol without a file (an address frame). */
+static int intern(conv_t *c, const char *name, size_t nn, uint64_t *sym)
+{
+    int rc = check_len(c, name, nn, "", 0);
+    if (rc < 0) return rc;
+    size_t before = symtab_mem_bytes(c->ctx->symtab);
+    if (symtab_intern(c->ctx->symtab, name, nn, "", 0, sym) < 0)
+        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    return charge_symtab(c, before);
+}
+
+/* The symbol table's index of the file name that is string si (in range,
+ * length checked by the caller), interned once per string; the table's
+ * growth is charged by the caller. */
+static int string_file(conv_t *c, int64_t si, const char *file, size_t fnl, uint32_t *index)
+{
+    *index = 0;
+    if (fnl == 0) return 0;
+    int rc;
+    if (c->str_file == NULL &&
+        (rc = hold_calloc(c, &c->str_file, c->w->nstrings, sizeof *c->str_file)) < 0)
+        return rc;
+    if (c->str_file[si] != 0) {
+        *index = c->str_file[si] - 1;
+        return 0;
+    }
+    if (symtab_file(c->ctx->symtab, file, fnl, index) < 0)
+        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    c->str_file[si] = *index + 1;
+    return 0;
 }
 
 static int function_sym(conv_t *c, size_t fi, uint64_t *sym)
@@ -245,12 +284,19 @@ static int function_sym(conv_t *c, size_t fi, uint64_t *sym)
     wire_function_t f;
     const char *name, *file;
     size_t nn, fnl;
+    uint32_t file_index;
     int rc;
     ingest_wire_function(c->w, fi, &f);
     if ((rc = str_at(c, f.name, &name, &nn)) < 0 || (rc = str_at(c, f.filename, &file, &fnl)) < 0)
         return rc;
     if (nn == 0 && (rc = str_at(c, f.system_name, &name, &nn)) < 0) return rc;
-    if ((rc = intern(c, name, nn, file, fnl, sym)) < 0) return rc;
+    if ((rc = check_len(c, name, nn, file, fnl)) < 0) return rc;
+    size_t before = symtab_mem_bytes(c->ctx->symtab);
+    if ((rc = string_file(c, f.filename, file, fnl, &file_index)) < 0) return rc;
+    *sym = hash_symbol(name, nn, file, fnl);
+    if (symtab_put_file(c->ctx->symtab, *sym, name, nn, file_index) < 0)
+        return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    if ((rc = charge_symtab(c, before)) < 0) return rc;
     c->fn_sym[fi] = *sym;
     return 0;
 }
@@ -308,7 +354,7 @@ static int address_frame(conv_t *c, const wire_location_t *l)
     }
     if (n == 0) n = snprintf(name, sizeof name, "0x%" PRIx64, addr);
     uint64_t sym;
-    int rc = intern(c, name, (size_t)n, "", 0, &sym);
+    int rc = intern(c, name, (size_t)n, &sym);
     return rc < 0 ? rc : push_frame(c, sym);
 }
 
@@ -793,6 +839,7 @@ static void conv_free(conv_t *c)
     free(c->loc_len);
     free(c->frames);
     free(c->hints);
+    free(c->str_file);
     free(c->type_name);
     free(c->type_id);
     free(c->leader);

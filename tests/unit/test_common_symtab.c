@@ -3,8 +3,9 @@
  * index's growth; a symbol interned twice is stored once; ids never
  * interned are not found; its memory figure covers its index (4-byte
  * slots at most 2/3 full), its entries (16 bytes: the id and one copy of
- * "name\0file\0") and its strings; a name or file is read back up to its
- * first NUL, and a missing file reads as "". */
+ * the name, its NUL and its file's index) and its strings; each distinct
+ * file name is held once (symtab_file), whichever call put it; a name or
+ * file is read back up to its first NUL, and a missing file reads as "". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +20,12 @@ static void test_intern_and_get(void)
     symtab_t *s = symtab_new();
     uint64_t *ids = malloc(N * sizeof *ids);
     char name[32], file[32];
-    size_t strings = 0; /* each name and file with its NUL */
+    size_t strings = 0; /* each name with its NUL and file index, each file once */
     for (int i = 0; i < N; i++) {
         snprintf(name, sizeof name, "fn%d", i);
         snprintf(file, sizeof file, "f%d.go", i % 7);
         CHECK_EQ_INT(symtab_intern(s, name, strlen(name), file, strlen(file), &ids[i]), 0);
-        strings += strlen(name) + strlen(file) + 2;
+        strings += strlen(name) + 2 + (i < 7 ? strlen(file) + 1 : 0);
     }
     CHECK_EQ_INT(symtab_count(s), N);
     for (int i = 0; i < N; i += 97) { /* again: found, not stored twice */
@@ -56,6 +57,52 @@ static void test_intern_and_get(void)
     symtab_free(s);
 }
 
+/* A file name named by many symbols is held once, and symtab_file's index
+ * names it for symtab_put_file: the same symbols as symtab_intern's. */
+static void test_files_held_once(void)
+{
+    enum { N = 2000, FILE_LEN = 300 };
+    symtab_t *s = symtab_new(), *t = symtab_new();
+    char file[FILE_LEN + 1], other[] = "other.go", name[32];
+    memset(file, 'd', FILE_LEN);
+    file[FILE_LEN] = 0;
+    uint32_t fi, fo, again, none;
+    CHECK_EQ_INT(symtab_file(t, file, FILE_LEN, &fi), 0);
+    CHECK_EQ_INT(symtab_file(t, other, strlen(other), &fo), 0);
+    CHECK_EQ_INT(symtab_file(t, file, FILE_LEN, &again), 0);
+    CHECK_EQ_INT(symtab_file(t, "", 0, &none), 0);
+    CHECK(fi != 0 && fo != 0 && fi != fo && again == fi && none == 0);
+    CHECK_EQ_INT(symtab_file(t, "x.c\0y", 5, &again), 0); /* read up to its NUL */
+    CHECK_EQ_INT(symtab_file(t, "x.c", 3, &none), 0);
+    CHECK(again == none && again != fi && again != fo);
+    CHECK(symtab_put_file(t, 5, "bad", 3, 1000) < 0); /* an index it did not give */
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "fn%d", i);
+        uint64_t id;
+        const char *f = i % 2 ? file : other;
+        CHECK_EQ_INT(symtab_intern(s, name, strlen(name), f, strlen(f), &id), 0);
+        CHECK(id == hash_symbol(name, strlen(name), f, strlen(f)));
+        CHECK_EQ_INT(symtab_put_file(t, id, name, strlen(name), i % 2 ? fi : fo), 0);
+    }
+    CHECK_EQ_INT(symtab_count(s), N);
+    CHECK_EQ_INT(symtab_count(t), N);
+    for (int i = 0; i < N; i++) {
+        const char *n1, *f1, *n2, *f2;
+        uint64_t id = symtab_id_at(s, (size_t)i);
+        snprintf(name, sizeof name, "fn%d", i);
+        CHECK(symtab_id_at(t, (size_t)i) == id);
+        CHECK(symtab_get(s, id, &n1, &f1) == 1 && symtab_get(t, id, &n2, &f2) == 1);
+        CHECK(strcmp(n1, name) == 0 && strcmp(n2, name) == 0);
+        CHECK(strcmp(f1, i % 2 ? file : other) == 0 && strcmp(f2, f1) == 0);
+    }
+    /* a copy of the file per symbol would be N / 2 x 301 bytes */
+    size_t mem = symtab_mem_bytes(s);
+    fprintf(stderr, "%d symbols over 2 files: %zu bytes\n", N, mem);
+    CHECK(mem < (size_t)N * 64 + (64u << 10));
+    symtab_free(s);
+    symtab_free(t);
+}
+
 /* Names and files are C strings when read: up to their first NUL. */
 static void test_nul_and_missing_file(void)
 {
@@ -75,6 +122,7 @@ static void test_nul_and_missing_file(void)
 int main(void)
 {
     test_intern_and_get();
+    test_files_held_once();
     test_nul_and_missing_file();
     return check_exit();
 }
