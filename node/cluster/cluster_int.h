@@ -289,6 +289,17 @@ struct cluster {
         cluster_known_t unknown;
         int liftable;
         uint64_t lift_asked;
+        /* The operator's word that this node's copy is whole
+         * (cluster_accept_copy): the mark generation it was given for and
+         * its caller, answered once the repair thread answered (done NULL:
+         * none pending); how many lifted the mark and how many were
+         * refused, for /metrics. */
+        struct {
+            uint64_t gen;
+            cluster_accept_fn done;
+            void *arg;
+            uint64_t accepted, refused;
+        } accept;
     } full;
     /* The write path's hint targets as last set (cluster_set_hint_targets),
      * published with this node's own id added while it regains. */
@@ -473,6 +484,9 @@ void cluster_full_evidence(cluster_t *c, const cluster_view_t *v);
  * and nothing is cleared until this releases the thread's hold) lifts the
  * mark and drops its regain intervals, if the mark is still that one. */
 void cluster_full_lift(cluster_t *c, uint64_t gen, int granted);
+/* Loop: the operator's word pending for the mark, if any, answered (rc,
+ * em borrowed for the call) and counted; a no-op when none is. */
+void cluster_full_accept_answer(cluster_t *c, int rc, const errmsg_t *em);
 /* Loop: a pass converged after mark gen: the mark and its file go. */
 void cluster_full_finished(cluster_t *c, uint64_t gen);
 /* Loop, under a full repair mark: every token interval of view v's ring
