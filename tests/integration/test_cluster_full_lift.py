@@ -27,6 +27,7 @@ Every wait is bounded; the seed is printed (cluster.py).
 """
 import datetime
 import os
+import signal
 import time
 
 import harness
@@ -272,6 +273,47 @@ def test_no_evidence_stays_flagged_until_the_operator_step():
             finally:
                 resumed(c, others, [i])
         print("    each node alone answers every total exactly")
+
+
+def test_accept_copy_refused_once_an_interval_was_cleared():
+    """n0 alone is marked (a damaged DATA_DIR/regain.ring) while n1 and n2
+    are whole, so its repair clears its intervals and streams them from
+    them. Once a clear is recorded (DATA_DIR/regain.progress), n1 and n2
+    are paused so the stream cannot finish: flamectl cluster accept-copy on
+    n0 is refused (409, the reason named, counted) and the mark stays, for
+    n0's copy is no longer whole. Resumed, n0 streams and converges by
+    itself."""
+    args = ARGS + SEEN_ARGS
+    now = int(time.time())
+    with Cluster(3, rf=3, args=args) as c:
+        for i in range(3):
+            c.wait_state(i, "active", observers=[0, 1, 2], timeout=30)
+        preload(c, 0, "refuse", now - 1000, 300, nservices=24)
+        c.stop(0)
+        with open(os.path.join(c.nodes[0].data_dir, "regain.ring"), "w") as f:
+            f.write(BAD_RING)
+        c.restart(0, extra=["--join-settle", "3s"])
+        progress = os.path.join(c.nodes[0].data_dir, "regain.progress")
+        wait_for("n0's full repair to clear and record an interval",
+                 lambda: os.path.exists(progress), timeout=60, interval=0.01)
+        for k in (1, 2):
+            c.nodes[k].proc.send_signal(signal.SIGSTOP)
+        try:
+            assert os.path.exists(progress), \
+                "n0 finished its stream before n1 and n2 were paused:\n" + c.nodes[0].log_text()
+            p, took = ctl(c, 0, "cluster", "accept-copy", "--node", c.ids[0])
+            assert p.returncode == 1 and "409" in p.stderr and \
+                "cleared an interval already" in p.stderr, p.stderr
+            assert c.status(0).get("full_repair") == 1, "the mark went though a clear was made"
+            assert c.nodes[0].metric("flamedb_cluster_copies_refused_total") == 1
+            assert c.nodes[0].metric("flamedb_cluster_copies_accepted_total") == 0
+            assert os.path.exists(os.path.join(c.nodes[0].data_dir, "regain.full"))
+            print("    accept-copy refused after %.2f s: %s" % (took, p.stderr.strip()))
+        finally:
+            for k in (1, 2):
+                c.nodes[k].proc.send_signal(signal.SIGCONT)
+        wait_for("n0's full repair to converge by itself",
+                 lambda: c.status(0).get("full_repair") == 0, timeout=90)
 
 
 if __name__ == "__main__":
