@@ -247,7 +247,8 @@ static int full_mark(cluster_t *c, const char *why)
     c->full.on = 1;
     c->full.gen++;
     c->full.since_ms = cluster_unix_ms(c);
-    c->full.n = c->full.done = 0; /* a new mark hands every interval */
+    c->full.n = c->full.done = 0;     /* a new mark hands every interval */
+    c->full.gained = c->regain.n > 0; /* all a removal's: no mark was on */
     cluster_known_clear(&c->full.unknown);
     c->full.liftable = 0;
     if (full_save(c) != 0)
@@ -272,6 +273,12 @@ void cluster_full_no_lift(cluster_t *c)
     if (full_save(c) != 0) /* a restart may lift it by evidence that no longer holds */
         log_error("cluster", "cannot rewrite %s/%s without the mark's evidence: %s", c->data_dir,
                   CLUSTER_FULL_FILE, "the next start may lift it when the unknown nodes return");
+}
+
+void cluster_full_gained(cluster_t *c)
+{
+    if (c->full.on) c->full.gained = 1;
+    cluster_full_no_lift(c);
 }
 
 void cluster_full_begin(cluster_t *c, const char *why)
@@ -357,6 +364,15 @@ int cluster_accept_copy(cluster_t *c, const char *node_id, cluster_accept_fn don
                           "this node is not in a full repair: there is no mark to lift");
     if (c->full.accept.done != NULL)
         return errmsg_set(em, ERR_CONFLICT, "the operator's word for this mark is pending already");
+    if (c->full.gained) {
+        c->full.accept.refused++;
+        log_warn("cluster", "full repair: the operator's word that this node's copy is whole "
+                            "is refused: a removal's gains are not streamed in yet");
+        return errmsg_set(em, ERR_CONFLICT,
+                          "a removal gave this node token intervals it has not streamed in yet "
+                          "(logged 'gained N token interval(s) by the removal'): its copy is not "
+                          "whole; the mark stays until its stream and a pass converged");
+    }
     if (c->repair == NULL || c->closing)
         return errmsg_set(em, ERR_UNAVAILABLE, "the node is stopping");
     c->full.accept.gen = c->full.gen;

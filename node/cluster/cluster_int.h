@@ -294,6 +294,10 @@ struct cluster {
          * its caller, answered once the repair thread answered (done NULL:
          * none pending); how many lifted the mark and how many were
          * refused, for /metrics. */
+        /* gained: a removal's gains were pending when the mark was set, or
+         * joined it since (cluster_full_gained): the copy lacks them, so
+         * the operator's word is refused. In memory only. */
+        int gained;
         struct {
             uint64_t gen;
             cluster_accept_fn done;
@@ -475,6 +479,9 @@ void cluster_full_begin_unknown(cluster_t *c, const char *why, const cluster_kno
 /* Loop: a removal's gains joined the regain under the mark: it is lifted
  * only by a converging pass, never by evidence. */
 void cluster_full_no_lift(cluster_t *c);
+/* Loop: a removal's gains joined the regain: as cluster_full_no_lift, and
+ * under a mark the operator's word is refused (cluster_accept_copy). */
+void cluster_full_gained(cluster_t *c);
 /* Loop, after every view: when the mark's only reasons were nodes no member
  * knew and each is now in v's ring with the tokens this node last saw it
  * with, this node gained nothing meanwhile; the repair thread is asked
