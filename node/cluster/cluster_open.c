@@ -179,8 +179,9 @@ void cluster_metrics_register(const cluster_metrics_t *m, storage_t *storage, me
                     "is whole (POST /cluster/accept-copy).",
                     METRICS_COUNTER, &m->copies_accepted);
     metrics_add_u64(r, "flamedb_cluster_copies_refused_total",
-                    "Operator's words that this node's copy is whole refused (its repair had "
-                    "cleared an interval, the mark went meanwhile, or the node stopped).",
+                    "Operator's words that this node's copy is whole refused under a mark (a "
+                    "removal's gains not streamed in, an interval its repair cleared, the mark "
+                    "gone meanwhile, the node stopping).",
                     METRICS_COUNTER, &m->copies_refused);
 }
 
