@@ -373,7 +373,7 @@ int cluster_accept_copy(cluster_t *c, const char *node_id, cluster_accept_fn don
                           "(logged 'gained N token interval(s) by the removal'): its copy is not "
                           "whole; the mark stays until its stream and a pass converged");
     }
-    if (c->repair == NULL || c->closing)
+    if (c->repair == NULL || c->closing || c->full.accept.off)
         return errmsg_set(em, ERR_UNAVAILABLE, "the node is stopping");
     c->full.accept.gen = c->full.gen;
     c->full.accept.done = done;

@@ -303,6 +303,7 @@ struct cluster {
             cluster_accept_fn done;
             void *arg;
             uint64_t accepted, refused;
+            int off; /* the repair thread stopped: none is taken any more */
         } accept;
     } full;
     /* The write path's hint targets as last set (cluster_set_hint_targets),

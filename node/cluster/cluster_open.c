@@ -37,6 +37,7 @@ static void accept_stopped(cluster_t *c)
     errmsg_t em;
     errmsg_set(&em, ERR_UNAVAILABLE, "the node is stopping");
     cluster_full_accept_answer(c, ERR_UNAVAILABLE, &em);
+    c->full.accept.off = 1;
 }
 
 void cluster_close(cluster_t *c, void (*done)(void *arg), void *arg)
