@@ -254,8 +254,9 @@ typedef void (*cluster_accept_fn)(void *arg, int rc, const errmsg_t *em);
  * ERR_UNAVAILABLE when the node stops first. Returns 0 when done will
  * run; else done never runs and em says why: ERR_INVALID_ARGUMENT for
  * another node (the message names its HTTP address), ERR_NOT_FOUND for an
- * unknown node, ERR_CONFLICT when this node is not in a full repair or
- * such a word is pending already. */
+ * unknown node, ERR_CONFLICT when this node is not in a full repair, such
+ * a word is pending already, or a removal gave it token intervals it has
+ * not streamed in (its copy lacks them). */
 int cluster_accept_copy(cluster_t *c, const char *node_id, cluster_accept_fn done, void *arg,
                         errmsg_t *em);
 /* {"node": id, "state": s, "takers_waiting": n} plus a newline appended to

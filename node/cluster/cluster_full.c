@@ -240,10 +240,7 @@ static int unknown_add(cluster_t *c, const cluster_known_node_t *x)
 /* Sets the mark (why, logged) unless it is on; 1 when it was set now. */
 static int full_mark(cluster_t *c, const char *why)
 {
-    if (c->full.on) return 0;
-    errmsg_t em;
-    errmsg_set(&em, ERR_CONFLICT, "a new full repair mark was set meanwhile; ask again");
-    cluster_full_accept_answer(c, ERR_CONFLICT, &em);
+    if (c->full.on) return 0; /* no word is pending: each way off a mark answers it */
     c->full.on = 1;
     c->full.gen++;
     c->full.since_ms = cluster_unix_ms(c);
