@@ -584,6 +584,9 @@ static int cmd_ready(flamedb_client_t *c, const args_t *a)
 #define CS_MAX_ROWS 1024
 #define CS_FIELD 128
 #define CS_DEPTH 16
+/* cluster status asks each live member for its full_repair with this
+ * timeout unless --timeout gives one */
+#define CS_MEMBER_TIMEOUT_MS 5000
 
 typedef struct cs_row {
     char id[CS_FIELD], http[CS_FIELD], cluster[CS_FIELD], state[CS_FIELD];
@@ -726,13 +729,15 @@ static int cs_full_item(json_t *r, void *ctx, const char *key)
  * not answer; "-" for a member down or gone). */
 static void cs_fill_full(const args_t *a, cs_doc_t *d)
 {
+    args_t quick = *a; /* a member that hangs must not hold the table for long */
+    if (quick.timeout_ms == 0) quick.timeout_ms = CS_MEMBER_TIMEOUT_MS;
     for (size_t i = 0; i < d->nrows; i++) {
         cs_row_t *w = &d->rows[i];
         char v[CS_FIELD] = "";
         if (strcmp(w->self, "true") == 0) {
             snprintf(v, sizeof v, "%s", d->full_repair);
         } else if (strcmp(w->state, "down") != 0 && strcmp(w->state, "left") != 0) {
-            flamedb_client_t *c = client_for(a, w->http);
+            flamedb_client_t *c = client_for(&quick, w->http);
             flamedb_response_t r;
             if (c != NULL && flamedb_get(c, "/cluster/status", &r) == 0) {
                 json_t rd;
@@ -1242,8 +1247,8 @@ static const command_t commands[] = {
      "status prints the cluster as the node sees it (GET /cluster/status): each\n"
      "member's id, state, tokens, how long ago its heartbeat was heard, HTTP and\n"
      "cluster addresses, whether it is in a full repair (FULL REPAIR: yes, no, '?'\n"
-     "when it does not answer, '-' when down; asked of each live member) and the\n"
-     "nodes it holds hints for; '*' marks the node asked.\n"
+     "when it does not answer, '-' when down; asked of each live member, waiting\n"
+     "--timeout or 5 s) and the nodes it holds hints for; '*' marks the node asked.\n"
      "repair runs an anti-entropy pass on every active node in turn (POST\n"
      "/cluster/repair), printing per node what it compared and streamed in, round\n"
      "after round until a round streams nothing (at most 5); exits 0 once converged\n"
