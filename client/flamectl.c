@@ -584,15 +584,19 @@ static int cmd_ready(flamedb_client_t *c, const args_t *a)
 #define CS_MAX_ROWS 1024
 #define CS_FIELD 128
 #define CS_DEPTH 16
+/* cluster status asks each live member for its full_repair with this
+ * timeout unless --timeout gives one */
+#define CS_MEMBER_TIMEOUT_MS 5000
 
 typedef struct cs_row {
     char id[CS_FIELD], http[CS_FIELD], cluster[CS_FIELD], state[CS_FIELD];
     char tokens[CS_FIELD], ago[CS_FIELD], self[CS_FIELD], hints[CS_FIELD];
+    char full[CS_FIELD]; /* its own full_repair, asked of it (cs_fill_full) */
 } cs_row_t;
 
 typedef struct cs_doc {
     char self[CS_FIELD], cluster[CS_FIELD], rf[CS_FIELD], quorum[CS_FIELD];
-    char regaining[CS_FIELD];
+    char regaining[CS_FIELD], full_repair[CS_FIELD];
     cs_row_t *rows;
     size_t nrows;
 } cs_doc_t;
@@ -669,12 +673,13 @@ static int cs_top_item(json_t *r, void *ctx, const char *key)
 {
     cs_doc_t *d = ctx;
     if (strcmp(key, "nodes") == 0) return cs_each(r, 0, cs_node_item, d);
-    char *dst = strcmp(key, "self") == 0        ? d->self
-                : strcmp(key, "cluster") == 0   ? d->cluster
-                : strcmp(key, "rf") == 0        ? d->rf
-                : strcmp(key, "quorum") == 0    ? d->quorum
-                : strcmp(key, "regaining") == 0 ? d->regaining
-                                                : NULL;
+    char *dst = strcmp(key, "self") == 0          ? d->self
+                : strcmp(key, "cluster") == 0     ? d->cluster
+                : strcmp(key, "rf") == 0          ? d->rf
+                : strcmp(key, "quorum") == 0      ? d->quorum
+                : strcmp(key, "regaining") == 0   ? d->regaining
+                : strcmp(key, "full_repair") == 0 ? d->full_repair
+                                                  : NULL;
     return dst ? cs_scalar(r, dst) : cs_skip(r);
 }
 
@@ -682,15 +687,17 @@ static void cs_print(const cs_doc_t *d)
 {
     printf("cluster '%s': %zu node(s), rf %s, write quorum %s (as seen by %s)\n", d->cluster,
            d->nrows, d->rf, d->quorum, d->self);
-    printf("  %-24s %-8s %6s %10s  %-28s %-28s %s\n", "ID", "STATE", "TOKENS", "LAST SEEN", "HTTP",
-           "CLUSTER", "HINTS FOR");
+    printf("  %-24s %-8s %6s %10s  %-28s %-28s %-11s %s\n", "ID", "STATE", "TOKENS", "LAST SEEN",
+           "HTTP", "CLUSTER", "FULL REPAIR", "HINTS FOR");
     for (size_t i = 0; i < d->nrows; i++) {
         const cs_row_t *w = &d->rows[i];
         char ago[CS_FIELD + 8];
         snprintf(ago, sizeof ago, "%s ms", w->ago);
-        printf("%c %-24s %-8s %6s %10s  %-28s %-28s %s\n", strcmp(w->self, "true") == 0 ? '*' : ' ',
-               w->id, w->state, w->tokens, strcmp(w->self, "true") == 0 ? "self" : ago, w->http,
-               w->cluster[0] ? w->cluster : "-", w->hints[0] ? w->hints : "-");
+        printf("%c %-24s %-8s %6s %10s  %-28s %-28s %-11s %s\n",
+               strcmp(w->self, "true") == 0 ? '*' : ' ', w->id, w->state, w->tokens,
+               strcmp(w->self, "true") == 0 ? "self" : ago, w->http,
+               w->cluster[0] ? w->cluster : "-", w->full[0] ? w->full : "-",
+               w->hints[0] ? w->hints : "-");
     }
 }
 
@@ -710,6 +717,46 @@ static int cs_load(flamedb_client_t *c, cs_doc_t *d, flamedb_response_t *r)
     return 0;
 }
 
+static flamedb_client_t *client_for(const args_t *a, const char *url);
+
+static int cs_full_item(json_t *r, void *ctx, const char *key)
+{
+    return strcmp(key, "full_repair") == 0 ? cs_scalar(r, ctx) : cs_skip(r);
+}
+
+/* Whether a node is in a full repair is in its own status only: the asked
+ * node's from d, every other live member's asked of it ("?" when it does
+ * not answer; "-" for a member down or gone). */
+static void cs_fill_full(const args_t *a, cs_doc_t *d)
+{
+    args_t quick = *a; /* a member that hangs must not hold the table for long */
+    if (quick.timeout_ms == 0) quick.timeout_ms = CS_MEMBER_TIMEOUT_MS;
+    for (size_t i = 0; i < d->nrows; i++) {
+        cs_row_t *w = &d->rows[i];
+        char v[CS_FIELD] = "";
+        if (strcmp(w->self, "true") == 0) {
+            snprintf(v, sizeof v, "%s", d->full_repair);
+        } else if (strcmp(w->state, "down") != 0 && strcmp(w->state, "left") != 0) {
+            flamedb_client_t *c = client_for(&quick, w->http);
+            flamedb_response_t r;
+            if (c != NULL && flamedb_get(c, "/cluster/status", &r) == 0) {
+                json_t rd;
+                json_init(&rd, r.body, r.len, cs_json);
+                if (cs_each(&rd, 1, cs_full_item, v) != 0) v[0] = 0;
+                flamedb_response_free(&r);
+            }
+            flamedb_client_free(c);
+            if (v[0] == 0) snprintf(v, sizeof v, "?");
+        } else {
+            continue;
+        }
+        snprintf(w->full, sizeof w->full, "%s",
+                 strcmp(v, "1") == 0   ? "yes"
+                 : strcmp(v, "0") == 0 ? "no"
+                                       : "?");
+    }
+}
+
 static int cmd_cluster_status(flamedb_client_t *c, const args_t *a)
 {
     flamedb_response_t r;
@@ -722,7 +769,10 @@ static int cmd_cluster_status(flamedb_client_t *c, const args_t *a)
         return 0;
     }
     int rc = cs_load(c, &d, &r);
-    if (rc == 0) cs_print(&d);
+    if (rc == 0) {
+        cs_fill_full(a, &d);
+        cs_print(&d);
+    }
     free(d.rows);
     flamedb_response_free(&r);
     return rc;
@@ -1094,12 +1144,53 @@ static int cmd_cluster_decommission(flamedb_client_t *c, const args_t *a)
     return rc;
 }
 
+/* --- cluster accept-copy ---------------------------------------------------------- */
+
+/* The node whose copy is whole is asked itself (found in the status of
+ * --url); it answers once its repair thread said nothing was cleared. */
+static int cmd_cluster_accept_copy(flamedb_client_t *c, const args_t *a)
+{
+    if (a->node == NULL || a->node[0] == 0)
+        return usage_error("%s", "cluster accept-copy needs --node ID");
+    flamedb_response_t r;
+    cs_doc_t d;
+    int rc = cs_load(c, &d, &r);
+    const cs_row_t *t = NULL;
+    for (size_t i = 0; rc == 0 && i < d.nrows; i++)
+        if (strcmp(d.rows[i].id, a->node) == 0) t = &d.rows[i];
+    if (rc == 0 && t == NULL) {
+        fprintf(stderr, "flamectl: cluster accept-copy: %s is not a member\n", a->node);
+        rc = EXIT_FAILURE;
+    }
+    flamedb_client_t *n = rc == 0 ? client_for(a, t->http) : NULL;
+    if (rc == 0 && n == NULL) rc = EXIT_FAILURE;
+    if (rc == 0) {
+        char path[256];
+        snprintf(path, sizeof path, "/cluster/accept-copy?node=%s", a->node); /* [A-Za-z0-9._-] */
+        flamedb_response_t ar;
+        int ask = flamedb_post(n, path, &ar);
+        if (ask != 0) {
+            rc = request_failed(n, "cluster accept-copy", ask);
+        } else {
+            flamedb_response_free(&ar);
+            printf("%s (%s): its copy is accepted as whole; its full repair mark is lifted and "
+                   "it serves reads and streams again\n",
+                   a->node, t->http);
+        }
+    }
+    flamedb_client_free(n);
+    free(d.rows);
+    flamedb_response_free(&r);
+    return rc;
+}
+
 static int cmd_cluster(flamedb_client_t *c, const args_t *a)
 {
     if (strcmp(a->pos[0], "status") == 0) return cmd_cluster_status(c, a);
     if (strcmp(a->pos[0], "repair") == 0) return cmd_cluster_repair(c, a);
     if (strcmp(a->pos[0], "remove") == 0) return cmd_cluster_remove(c, a);
     if (strcmp(a->pos[0], "decommission") == 0) return cmd_cluster_decommission(c, a);
+    if (strcmp(a->pos[0], "accept-copy") == 0) return cmd_cluster_accept_copy(c, a);
     return usage_error("unknown cluster command '%s'", a->pos[0]);
 }
 
@@ -1152,10 +1243,12 @@ static const command_t commands[] = {
     {"ready", 0, 0, cmd_ready, "ready", "Exits 0 when the node answers GET /ready with 200."},
     {"cluster", 1, 1, cmd_cluster,
      "cluster status [--output table|json] | cluster repair | cluster remove --node ID | "
-     "cluster decommission --node ID",
+     "cluster decommission --node ID | cluster accept-copy --node ID",
      "status prints the cluster as the node sees it (GET /cluster/status): each\n"
      "member's id, state, tokens, how long ago its heartbeat was heard, HTTP and\n"
-     "cluster addresses, and the nodes it holds hints for; '*' marks the node asked.\n"
+     "cluster addresses, whether it is in a full repair (FULL REPAIR: yes, no, '?'\n"
+     "when it does not answer, '-' when down; asked of each live member, waiting\n"
+     "--timeout or 5 s) and the nodes it holds hints for; '*' marks the node asked.\n"
      "repair runs an anti-entropy pass on every active node in turn (POST\n"
      "/cluster/repair), printing per node what it compared and streamed in, round\n"
      "after round until a round streams nothing (at most 5); exits 0 once converged\n"
@@ -1165,7 +1258,12 @@ static const command_t commands[] = {
      "asks a live node to leave (POST /cluster/decommission on that node): it turns\n"
      "leaving, the nodes taking over its ranges pull them, then it turns left and\n"
      "stops; flamectl prints its progress and exits 0 once every active node sees\n"
-     "it left."},
+     "it left. accept-copy --node ID tells a node in a full repair that its copy is\n"
+     "whole (POST /cluster/accept-copy on that node), for when every replica of a\n"
+     "range is marked and none has evidence (docs/operations.md, section 6): its\n"
+     "mark is lifted and it serves reads and streams again, unless its repair\n"
+     "cleared an interval already (409: its copy is not whole; pick another node).\n"
+     "Exits 0 once lifted."},
     {"profiles", 1, 1, cmd_profiles,
      "profiles 'TYPE{selector}' [--from T] [--until T] [--limit N] [--output table|json]",
      "Lists the stored profiles of a selection (GET /api/profiles), newest first:\n"

@@ -34,7 +34,8 @@
     X(METHOD, -13, "method_not_allowed", 405, "method not allowed")                                \
     X(UNAUTHORIZED, -14, "unauthorized", 401, "unauthorized")                                      \
     X(FORBIDDEN, -15, "forbidden", 403, "forbidden")                                               \
-    X(OVER_LIMIT, -16, "over_limit", 422, "input over a limit")
+    X(OVER_LIMIT, -16, "over_limit", 422, "input over a limit")                                    \
+    X(CONFLICT, -17, "conflict", 409, "the node's state does not allow it")
 
 enum err_code {
 #define ERR_ENUM(name, value, code, http, msg) ERR_##name = value,

@@ -23,7 +23,8 @@
 /* Statuses counted one by one; any other lands in "other". */
 #define METRICS_STATUS_TABLE(X)                                                                    \
     X(200)                                                                                         \
-    X(400) X(401) X(404) X(405) X(408) X(413) X(422) X(429) X(431) X(499) X(500) X(503) X(504)
+    X(400)                                                                                         \
+    X(401) X(404) X(405) X(408) X(409) X(413) X(422) X(429) X(431) X(499) X(500) X(503) X(504)
 #define METRICS_ERR_CODES 32 /* -err of ERR_* codes counted */
 
 /* name, metric, help */

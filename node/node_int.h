@@ -112,6 +112,9 @@ void routes_cluster_repair(node_t *n, http_exchange_t *ex, const http_request_t 
 void routes_cluster_remove(node_t *n, http_exchange_t *ex, const http_request_t *r);
 /* POST /cluster/decommission?node=ID (routes_cluster.c): this node leaves. */
 void routes_cluster_decommission(node_t *n, http_exchange_t *ex, const http_request_t *r);
+/* POST /cluster/accept-copy?node=ID (routes_cluster.c): this node's copy is
+ * whole; its full repair mark is lifted. */
+void routes_cluster_accept_copy(node_t *n, http_exchange_t *ex, const http_request_t *r);
 /* GET /pyroscope/render with groupBy=label (routes_groups.c); render holds
  * the request's parameters (borrowed for the call). */
 void routes_render_groups(node_t *n, http_exchange_t *ex, const http_request_t *r,

@@ -69,6 +69,7 @@ static const route_t routes[] = {
     {"/cluster/repair", HTTP_POST, "cluster_repair", routes_cluster_repair},
     {"/cluster/remove", HTTP_POST, "cluster_remove", routes_cluster_remove},
     {"/cluster/decommission", HTTP_POST, "decommission", routes_cluster_decommission},
+    {"/cluster/accept-copy", HTTP_POST, "accept_copy", routes_cluster_accept_copy},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -76,7 +77,7 @@ static const char *const route_names[NROUTES + 1] = {
     "none",   "index",          "ready",          "metrics",      "ingest",
     "render", "render_diff",    "label_names",    "label_values", "cluster_status",
     "top",    "label_shares",   "diff_report",    "profiles",     "profile",
-    "ui",     "cluster_repair", "cluster_remove", "decommission",
+    "ui",     "cluster_repair", "cluster_remove", "decommission", "accept_copy",
 };
 _Static_assert(NROUTES + 1 <= METRICS_MAX_ROUTES, "metrics has room for every route");
 

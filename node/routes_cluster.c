@@ -2,7 +2,9 @@
  * (an anti-entropy pass of this node, answered with its summary once it
  * finished) and POST /cluster/remove?node=ID (a dead node leaves the ring
  * for good), POST /cluster/decommission?node=ID (this node leaves: its
- * ranges move to the others, then it stops). docs/api.md, docs/operations.md.
+ * ranges move to the others, then it stops), POST /cluster/accept-copy?node=ID
+ * (the operator's word that this node's copy is whole lifts its full
+ * repair mark). docs/api.md, docs/operations.md.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +71,54 @@ void routes_cluster_remove(node_t *n, http_exchange_t *ex, const http_request_t 
     buf_append_json_string(&resp.body, id, strlen(id));
     buf_printf(&resp.body, "}\n");
     http_respond(ex, &resp);
+}
+
+typedef struct accept_req {
+    node_t *n;
+    http_exchange_t *ex;
+    char id[RING_NODE_ID_MAX + 1];
+} accept_req_t;
+
+static void accepted(void *arg, int rc, const errmsg_t *em)
+{
+    accept_req_t *q = arg;
+    if (rc != ERR_OK) {
+        routes_respond_error(q->n, q->ex, rc, em);
+        free(q);
+        return;
+    }
+    http_response_t resp = {.status = 200, .content_type = "application/json"};
+    buf_init(&resp.body, 4u << 10);
+    buf_printf(&resp.body, "{\"accepted\":");
+    buf_append_json_string(&resp.body, q->id, strlen(q->id));
+    buf_printf(&resp.body, "}\n");
+    http_respond(q->ex, &resp);
+    free(q);
+}
+
+/* Answered once the repair thread said whether the mark's repair cleared
+ * an interval (its next pass's regain step). */
+void routes_cluster_accept_copy(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    const char *id = http_request_param(r, "node");
+    errmsg_t em = {{0}};
+    accept_req_t *q = NULL;
+    int rc = id == NULL || id[0] == 0
+                 ? errmsg_set(&em, ERR_INVALID_ARGUMENT, "parameter 'node' is required")
+             : strlen(id) > RING_NODE_ID_MAX
+                 ? errmsg_set(&em, ERR_INVALID_ARGUMENT, "parameter 'node': too long")
+             : (q = calloc(1, sizeof *q)) == NULL ? errmsg_set(&em, ERR_NOMEM, "out of memory")
+                                                  : ERR_OK;
+    if (rc == ERR_OK) {
+        q->n = n;
+        q->ex = ex;
+        memcpy(q->id, id, strlen(id) + 1);
+        rc = cluster_accept_copy(n->cluster, id, accepted, q, &em);
+    }
+    if (rc != ERR_OK) {
+        free(q);
+        routes_respond_error(n, ex, rc, &em);
+    }
 }
 
 /* Answered at once with the node's state; the move goes on in the

@@ -243,6 +243,26 @@ int cluster_remove_node(cluster_t *c, const char *node_id, errmsg_t *em);
  * (the message names its HTTP address), a cluster of one, a joining node,
  * or a ring of at most RF nodes; ERR_NOT_FOUND for an unknown node. */
 int cluster_decommission(cluster_t *c, const char *node_id, errmsg_t *em);
+/* Called once on the loop: rc 0 when the full repair mark was lifted;
+ * else em (borrowed for the call) says why. */
+typedef void (*cluster_accept_fn)(void *arg, int rc, const errmsg_t *em);
+
+/* The operator's word that this node's copy is whole (docs/operations.md,
+ * section 6, "Every replica marked at once"; docs/cluster.md, "A mark
+ * lifted by the operator"): node_id is this node's id. Lifts this node's
+ * full repair mark as its evidence would (cluster_full_lift): the repair
+ * thread is asked whether nothing of the mark's regain was cleared, and
+ * done runs once it answered: 0 when the mark was lifted (regain.full and
+ * regain removed), ERR_CONFLICT when an interval was cleared already (the
+ * copy is not whole: the mark stays) or the mark went meanwhile,
+ * ERR_UNAVAILABLE when the node stops first. Returns 0 when done will
+ * run; else done never runs and em says why: ERR_INVALID_ARGUMENT for
+ * another node (the message names its HTTP address), ERR_NOT_FOUND for an
+ * unknown node, ERR_CONFLICT when this node is not in a full repair, such
+ * a word is pending already, or a removal gave it token intervals it has
+ * not streamed in (its copy lacks them). */
+int cluster_accept_copy(cluster_t *c, const char *node_id, cluster_accept_fn done, void *arg,
+                        errmsg_t *em);
 /* {"node": id, "state": s, "takers_waiting": n} plus a newline appended to
  * out: this node's lifecycle state and, while it leaves, how many takers
  * have not yet announced their pass. */

@@ -38,6 +38,11 @@
  * was before the restart and the mark goes with its handed intervals.
  * The evidence is kept in regain.full ("unknown" lines) while it holds, so
  * a restart of the marked node keeps it.
+ *
+ * A mark without such evidence is lifted the same way by the operator's
+ * word that the copy is whole (cluster_accept_copy, POST
+ * /cluster/accept-copy): the same ask to the repair thread, refused when
+ * an interval was cleared already.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -235,11 +240,12 @@ static int unknown_add(cluster_t *c, const cluster_known_node_t *x)
 /* Sets the mark (why, logged) unless it is on; 1 when it was set now. */
 static int full_mark(cluster_t *c, const char *why)
 {
-    if (c->full.on) return 0;
+    if (c->full.on) return 0; /* no word is pending: each way off a mark answers it */
     c->full.on = 1;
     c->full.gen++;
     c->full.since_ms = cluster_unix_ms(c);
-    c->full.n = c->full.done = 0; /* a new mark hands every interval */
+    c->full.n = c->full.done = 0;     /* a new mark hands every interval */
+    c->full.gained = c->regain.n > 0; /* all a removal's: no mark was on */
     cluster_known_clear(&c->full.unknown);
     c->full.liftable = 0;
     if (full_save(c) != 0)
@@ -264,6 +270,12 @@ void cluster_full_no_lift(cluster_t *c)
     if (full_save(c) != 0) /* a restart may lift it by evidence that no longer holds */
         log_error("cluster", "cannot rewrite %s/%s without the mark's evidence: %s", c->data_dir,
                   CLUSTER_FULL_FILE, "the next start may lift it when the unknown nodes return");
+}
+
+void cluster_full_gained(cluster_t *c)
+{
+    if (c->full.on) c->full.gained = 1;
+    cluster_full_no_lift(c);
 }
 
 void cluster_full_begin(cluster_t *c, const char *why)
@@ -314,32 +326,117 @@ void cluster_full_evidence(cluster_t *c, const cluster_view_t *v)
     repair_full_lift_ask(c->repair, c->full.gen);
 }
 
-void cluster_full_lift(cluster_t *c, uint64_t gen, int granted)
+void cluster_full_accept_answer(cluster_t *c, int rc, const errmsg_t *em)
 {
-    int now = granted && c->full.on && c->full.gen == gen && c->full.liftable;
-    if (!granted && c->full.on && c->full.gen == gen)
-        log_info("cluster", "full repair: an interval was cleared already (a whole copy serves "
-                            "it): the mark stays until its stream and a pass converged");
-    if (!now) {
-        if (granted) repair_full_lift_release(c->repair);
-        return;
+    cluster_accept_fn done = c->full.accept.done;
+    if (done == NULL) return;
+    c->full.accept.done = NULL;
+    if (rc == 0) {
+        c->full.accept.accepted++;
+    } else {
+        c->full.accept.refused++;
+        log_warn("cluster",
+                 "full repair: the operator's word that this node's copy is whole "
+                 "is refused: %s",
+                 errmsg_text(em, rc));
     }
+    done(c->full.accept.arg, rc, em);
+}
+
+int cluster_accept_copy(cluster_t *c, const char *node_id, cluster_accept_fn done, void *arg,
+                        errmsg_t *em)
+{
+    if (ring_node_id_check(node_id, em) != 0) return ERR_INVALID_ARGUMENT;
+    if (strcmp(node_id, cluster_self_id(c)) != 0) {
+        ring_member_t m;
+        if (ring_members_find(c->members, node_id, &m) != ERR_OK)
+            return errmsg_set(em, ERR_NOT_FOUND, "node '%s' is not a member", node_id);
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "accept-copy is asked of the node whose copy is whole: POST to %s "
+                          "(flamectl cluster accept-copy does)",
+                          m.http_addr);
+    }
+    if (!c->full.on)
+        return errmsg_set(em, ERR_CONFLICT,
+                          "this node is not in a full repair: there is no mark to lift");
+    if (c->full.accept.done != NULL)
+        return errmsg_set(em, ERR_CONFLICT, "the operator's word for this mark is pending already");
+    if (c->full.gained) {
+        c->full.accept.refused++;
+        log_warn("cluster", "full repair: the operator's word that this node's copy is whole "
+                            "is refused: a removal's gains are not streamed in yet");
+        return errmsg_set(em, ERR_CONFLICT,
+                          "a removal gave this node token intervals it has not streamed in yet "
+                          "(logged 'gained N token interval(s) by the removal'): its copy is not "
+                          "whole; the mark stays until its stream and a pass converged");
+    }
+    if (c->repair == NULL || c->closing || c->full.accept.off)
+        return errmsg_set(em, ERR_UNAVAILABLE, "the node is stopping");
+    c->full.accept.gen = c->full.gen;
+    c->full.accept.done = done;
+    c->full.accept.arg = arg;
+    log_warn("cluster",
+             "full repair: the operator says this node's copy is whole (POST "
+             "/cluster/accept-copy): lifting the mark unless its repair cleared an interval "
+             "already");
+    repair_full_lift_ask(c->repair, c->full.gen);
+    return 0;
+}
+
+/* The mark and its regain intervals go (the thread granted the lift, for
+ * the evidence or for the operator's word). */
+static int full_drop(cluster_t *c, int by_word)
+{
     uint64_t took = cluster_unix_ms(c) - c->full.since_ms;
     c->full.on = c->full.liftable = 0;
     c->full.n = c->full.done = 0;
     cluster_known_clear(&c->full.unknown);
-    if (full_save(c) != 0)
+    int rc = full_save(c);
+    if (rc != 0)
         log_error("cluster", "cannot remove %s/%s: the next start repairs everything again",
                   c->data_dir, CLUSTER_FULL_FILE);
     log_info("cluster",
-             "the full repair is lifted %llu ms after it began: the nodes it could not account "
-             "for are back as they were and nothing of this node's copy was cleared, so its "
-             "copy is whole (as after an ordinary restart): serving reads again",
-             (unsigned long long)took);
+             "the full repair is lifted %llu ms after it began: %s and nothing of "
+             "this node's copy was cleared, so its copy is whole (as after an "
+             "ordinary restart): serving reads again",
+             (unsigned long long)took,
+             by_word ? "the operator said its copy is whole"
+                     : "the nodes it could not account for are back as they were");
     cluster_regain_drop(c); /* every interval of the regain was the mark's */
     repair_full_lift_release(c->repair);
     full_publish(c);
     cluster_view_refresh(c);
+    return rc;
+}
+
+void cluster_full_lift(cluster_t *c, uint64_t gen, int granted)
+{
+    int mine = c->full.on && c->full.gen == gen;
+    int word = mine && c->full.accept.done != NULL && c->full.accept.gen == gen;
+    errmsg_t em = {{0}};
+    if (!granted && mine)
+        log_info("cluster", "full repair: an interval was cleared already (a whole copy serves "
+                            "it): the mark stays until its stream and a pass converged");
+    if (!granted || !mine || !(c->full.liftable || word)) {
+        if (granted) repair_full_lift_release(c->repair);
+        if (word) {
+            errmsg_set(&em, ERR_CONFLICT,
+                       "this node's repair cleared an interval already (DATA_DIR/"
+                       "regain.progress): its copy is not whole; the mark stays until its "
+                       "stream and a pass converged (pick another node)");
+            cluster_full_accept_answer(c, ERR_CONFLICT, &em);
+        }
+        return;
+    }
+    int rc = full_drop(c, word);
+    if (word) {
+        if (rc != 0)
+            errmsg_set(&em, rc,
+                       "the mark is lifted, but %s/%s could not be removed: the next "
+                       "start repairs everything again",
+                       c->data_dir, CLUSTER_FULL_FILE);
+        cluster_full_accept_answer(c, rc, &em);
+    }
 }
 
 static int full_handed(cluster_t *c, uint64_t lo, uint64_t hi)
@@ -473,6 +570,9 @@ void cluster_full_finished(cluster_t *c, uint64_t gen)
              "the full repair converged %llu ms after it began: every range this node "
              "replicates matches its other replicas, serving reads again",
              (unsigned long long)took);
+    errmsg_t em;
+    errmsg_set(&em, ERR_CONFLICT, "a repair pass converged meanwhile: the mark is lifted");
+    cluster_full_accept_answer(c, ERR_CONFLICT, &em);
     full_publish(c);
     cluster_view_refresh(c);
 }

@@ -296,6 +296,22 @@ struct cluster {
         cluster_known_t unknown;
         int liftable;
         uint64_t lift_asked;
+        /* The operator's word that this node's copy is whole
+         * (cluster_accept_copy): the mark generation it was given for and
+         * its caller, answered once the repair thread answered (done NULL:
+         * none pending); how many lifted the mark and how many were
+         * refused, for /metrics. */
+        /* gained: a removal's gains were pending when the mark was set, or
+         * joined it since (cluster_full_gained): the copy lacks them, so
+         * the operator's word is refused. In memory only. */
+        int gained;
+        struct {
+            uint64_t gen;
+            cluster_accept_fn done;
+            void *arg;
+            uint64_t accepted, refused;
+            int off; /* the repair thread stopped: none is taken any more */
+        } accept;
     } full;
     /* The write path's hint targets as last set (cluster_set_hint_targets),
      * published with this node's own id added while it regains. */
@@ -475,6 +491,9 @@ void cluster_full_begin_unknown(cluster_t *c, const char *why, const cluster_kno
 /* Loop: a removal's gains joined the regain under the mark: it is lifted
  * only by a converging pass, never by evidence. */
 void cluster_full_no_lift(cluster_t *c);
+/* Loop: a removal's gains joined the regain: as cluster_full_no_lift, and
+ * under a mark the operator's word is refused (cluster_accept_copy). */
+void cluster_full_gained(cluster_t *c);
 /* Loop, after every view: when the mark's only reasons were nodes no member
  * knew and each is now in v's ring with the tokens this node last saw it
  * with, this node gained nothing meanwhile; the repair thread is asked
@@ -484,6 +503,9 @@ void cluster_full_evidence(cluster_t *c, const cluster_view_t *v);
  * and nothing is cleared until this releases the thread's hold) lifts the
  * mark and drops its regain intervals, if the mark is still that one. */
 void cluster_full_lift(cluster_t *c, uint64_t gen, int granted);
+/* Loop: the operator's word pending for the mark, if any, answered (rc,
+ * em borrowed for the call) and counted; a no-op when none is. */
+void cluster_full_accept_answer(cluster_t *c, int rc, const errmsg_t *em);
 /* Loop: a pass converged after mark gen: the mark and its file go. */
 void cluster_full_finished(cluster_t *c, uint64_t gen);
 /* Loop, under a full repair mark: every token interval of view v's ring

@@ -30,12 +30,23 @@ int cluster_open(uv_loop_t *loop, storage_t *storage, const cluster_config_t *cf
     return rc;
 }
 
+/* The operator's word pending (cluster_accept_copy) is not answered by a
+ * stopped repair thread. */
+static void accept_stopped(cluster_t *c)
+{
+    errmsg_t em;
+    errmsg_set(&em, ERR_UNAVAILABLE, "the node is stopping");
+    cluster_full_accept_answer(c, ERR_UNAVAILABLE, &em);
+    c->full.accept.off = 1;
+}
+
 void cluster_close(cluster_t *c, void (*done)(void *arg), void *arg)
 {
     if (c->closing) return;
     c->closing = 1;
     c->done = done;
     c->done_arg = arg;
+    accept_stopped(c);
     if (c->scatter != NULL) scatter_close(c->scatter); /* answers queries still in flight */
     repair_close(c->repair);    /* fails waiting callers; joins the pass's thread */
     if (c->replicate != NULL) { /* stores the hints of writes still waiting for acks */
@@ -120,6 +131,7 @@ void cluster_repair(cluster_t *c, cluster_repair_fn done, void *arg)
 
 void cluster_stop_repair(cluster_t *c)
 {
+    accept_stopped(c);
     repair_close(c->repair); /* cluster_close's own call is then a no-op */
 }
 
@@ -147,6 +159,7 @@ struct cluster_metrics {
     replicate_stats_t replicate;
     scatter_stats_t scatter;
     repair_counters_t repair;
+    uint64_t copies_accepted, copies_refused; /* cluster_accept_copy */
 };
 
 int cluster_metrics_take(cluster_t *c, cluster_metrics_t **out)
@@ -156,6 +169,8 @@ int cluster_metrics_take(cluster_t *c, cluster_metrics_t **out)
     replicate_stats(c->replicate, &m->replicate);
     scatter_stats(c->scatter, &m->scatter);
     repair_counters_take(c->repair, &m->repair);
+    m->copies_accepted = c->full.accept.accepted;
+    m->copies_refused = c->full.accept.refused;
     *out = m;
     return ERR_OK;
 }
@@ -165,6 +180,15 @@ void cluster_metrics_register(const cluster_metrics_t *m, storage_t *storage, me
     replicate_stats_register(&m->replicate, storage, r);
     scatter_stats_register(&m->scatter, r);
     repair_counters_register(&m->repair, r);
+    metrics_add_u64(r, "flamedb_cluster_copies_accepted_total",
+                    "Full repair marks of this node lifted by the operator's word that its copy "
+                    "is whole (POST /cluster/accept-copy).",
+                    METRICS_COUNTER, &m->copies_accepted);
+    metrics_add_u64(r, "flamedb_cluster_copies_refused_total",
+                    "Operator's words that this node's copy is whole refused under a mark (a "
+                    "removal's gains not streamed in, an interval its repair cleared, the mark "
+                    "gone meanwhile, the node stopping).",
+                    METRICS_COUNTER, &m->copies_refused);
 }
 
 void cluster_metrics_free(cluster_metrics_t *m)

@@ -360,7 +360,7 @@ int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_v
                  "gained %zu token interval(s) by the removal: not read from until they are "
                  "streamed in",
                  added);
-        cluster_full_no_lift(c); /* its evidence says nothing of what a removal gave */
+        cluster_full_gained(c); /* its evidence says nothing of what a removal gave */
     }
     /* under a full repair mark, every interval this node replicates too */
     if (rc == 0 && c->full.on) rc = cluster_full_plan(c, now, &full, &waiting);

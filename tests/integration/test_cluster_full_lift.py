@@ -27,6 +27,7 @@ Every wait is bounded; the seed is printed (cluster.py).
 """
 import datetime
 import os
+import signal
 import time
 
 import harness
@@ -185,11 +186,12 @@ def test_no_evidence_stays_flagged_until_the_operator_step():
     with) and n2 keeps its data: every replica is marked and no mark has
     evidence, so none is lifted and every answer stays flagged partial,
     never short; flamectl cluster repair reports every pass incomplete.
-    The operator step of docs/operations.md (stop the node whose copy is
-    known whole, n0, check it has no DATA_DIR/regain.progress, delete its
-    DATA_DIR/regain.full and DATA_DIR/regain, start it) makes n0 a source:
-    n1 and n2 stream from it and converge, and each node alone answers
-    exactly."""
+    flamectl cluster status shows every node in a full repair. The
+    operator step of docs/operations.md, flamectl cluster accept-copy on
+    the node whose copy is known whole (n0, which cleared nothing), lifts
+    its mark at once, with no restart: asking another node or asking again
+    is refused, the lift holds across a restart of n0, n1 and n2 stream
+    from it and converge, and each node alone answers exactly."""
     args = ARGS + SEEN_ARGS
     now = int(time.time())
     with Cluster(3, rf=3, args=args) as c:
@@ -221,17 +223,33 @@ def test_no_evidence_stays_flagged_until_the_operator_step():
         assert not bad, "short and unflagged: %r" % bad[:5]
         assert m == [1, 1, 1], "a mark without evidence was lifted"
         assert flagged == asked
-        ctl(c, 0, "cluster", "status")
+        p, _ = ctl(c, 0, "cluster", "status")
+        rows = [ln.split() for ln in p.stdout.splitlines()[2:]]
+        assert p.returncode == 0 and [r[-2] for r in rows] == ["yes"] * 3, p.stdout
         p, _ = ctl(c, 0, "cluster", "repair")
         assert p.returncode != 0, "cluster repair converged with every replica marked"
 
-        c.stop(0)  # the operator step, on the node whose copy is known whole
+        # the operator step, on the node whose copy is known whole
+        p, _ = ctl(c, 1, "cluster", "accept-copy", "--node", "nope")
+        assert p.returncode != 0 and "not a member" in p.stderr, p.stderr
+        r = c.nodes[1].request("POST", "/cluster/accept-copy?node=%s" % c.ids[0])
+        assert r.status == 400 and ":%d" % c.nodes[0].port in r.body.decode(), r
+        t1 = time.monotonic()
+        p, took = ctl(c, 1, "cluster", "accept-copy", "--node", c.ids[0])
+        assert p.returncode == 0, p.stderr
+        assert marks(c)[0] == 0, "n0's mark stands after accept-copy answered"
+        print("    accept-copy on n0 answered and lifted its mark in %.2f s" % took)
         d = c.nodes[0].data_dir
-        assert not os.path.exists(os.path.join(d, "regain.progress")), \
-            "n0 cleared an interval: its copy is not whole"
         for name in ("regain.full", "regain"):
-            os.unlink(os.path.join(d, name))
+            assert not os.path.exists(os.path.join(d, name)), name
+        assert logged(c.nodes[0], "the operator said its copy is whole")
+        m = c.nodes[0].request("GET", "/metrics").body.decode()
+        assert "flamedb_cluster_copies_accepted_total 1" in m
+        p, _ = ctl(c, 0, "cluster", "accept-copy", "--node", c.ids[0])
+        assert p.returncode != 0 and "not in a full repair" in p.stderr, p.stderr
+        c.stop(0)  # durable: a restart keeps the mark lifted
         c.restart(0)
+        assert marks(c)[0] == 0, "n0 was marked again by its restart"
         t0 = time.monotonic()
         for _ in range(10000):  # bounded by RECOVER_S
             bad += poll(c, (0, 1, 2), want, frm, until)[0]
@@ -240,8 +258,8 @@ def test_no_evidence_stays_flagged_until_the_operator_step():
             time.sleep(0.2)
         assert not bad, "short and unflagged: %r" % bad[:5]
         assert marks(c) == [0, 0, 0], "n1 and n2 did not converge from n0"
-        print("    after the operator step on n0, every mark lifted %.1f s after its start"
-              % (time.monotonic() - t0))
+        print("    after accept-copy on n0, every mark lifted %.1f s after it (%.1f s after "
+              "n0's restart)" % (time.monotonic() - t1, time.monotonic() - t0))
         for i in range(3):
             others = [k for k in range(3) if k != i]
             stopped(c, others, i)
@@ -255,6 +273,47 @@ def test_no_evidence_stays_flagged_until_the_operator_step():
             finally:
                 resumed(c, others, [i])
         print("    each node alone answers every total exactly")
+
+
+def test_accept_copy_refused_once_an_interval_was_cleared():
+    """n0 alone is marked (a damaged DATA_DIR/regain.ring) while n1 and n2
+    are whole, so its repair clears its intervals and streams them from
+    them. Once a clear is recorded (DATA_DIR/regain.progress), n1 and n2
+    are paused so the stream cannot finish: flamectl cluster accept-copy on
+    n0 is refused (409, the reason named, counted) and the mark stays, for
+    n0's copy is no longer whole. Resumed, n0 streams and converges by
+    itself."""
+    args = ARGS + SEEN_ARGS
+    now = int(time.time())
+    with Cluster(3, rf=3, args=args) as c:
+        for i in range(3):
+            c.wait_state(i, "active", observers=[0, 1, 2], timeout=30)
+        preload(c, 0, "refuse", now - 1000, 300, nservices=24)
+        c.stop(0)
+        with open(os.path.join(c.nodes[0].data_dir, "regain.ring"), "w") as f:
+            f.write(BAD_RING)
+        c.restart(0, extra=["--join-settle", "3s"])
+        progress = os.path.join(c.nodes[0].data_dir, "regain.progress")
+        wait_for("n0's full repair to clear and record an interval",
+                 lambda: os.path.exists(progress), timeout=60, interval=0.01)
+        for k in (1, 2):
+            c.nodes[k].proc.send_signal(signal.SIGSTOP)
+        try:
+            assert os.path.exists(progress), \
+                "n0 finished its stream before n1 and n2 were paused:\n" + c.nodes[0].log_text()
+            p, took = ctl(c, 0, "cluster", "accept-copy", "--node", c.ids[0])
+            assert p.returncode == 1 and "409" in p.stderr and \
+                "cleared an interval already" in p.stderr, p.stderr
+            assert c.status(0).get("full_repair") == 1, "the mark went though a clear was made"
+            assert c.nodes[0].metric("flamedb_cluster_copies_refused_total") == 1
+            assert c.nodes[0].metric("flamedb_cluster_copies_accepted_total") == 0
+            assert os.path.exists(os.path.join(c.nodes[0].data_dir, "regain.full"))
+            print("    accept-copy refused after %.2f s: %s" % (took, p.stderr.strip()))
+        finally:
+            for k in (1, 2):
+                c.nodes[k].proc.send_signal(signal.SIGCONT)
+        wait_for("n0's full repair to converge by itself",
+                 lambda: c.status(0).get("full_repair") == 0, timeout=90)
 
 
 if __name__ == "__main__":

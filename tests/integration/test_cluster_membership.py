@@ -42,6 +42,21 @@ def test_three_nodes_converge():
             assert "cluster 'it': 3 node(s), rf 3, write quorum 2 (as seen by n1)" in out, out
             rows = [l for l in out.splitlines() if " active " in l]
             assert len(rows) == 3 and sum(l.startswith("* n1 ") for l in rows) == 1, out
+            assert all(l.split()[-2] == "no" for l in rows), out  # FULL REPAIR
+            # a member that does not answer holds the table 5 s at most
+            c.nodes[2].proc.send_signal(signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                p = subprocess.run([flamectl, "--url", "http://127.0.0.1:%d" % c.nodes[1].port,
+                                    "cluster", "status"], capture_output=True, timeout=30)
+                took = time.monotonic() - t0
+            finally:
+                c.nodes[2].proc.send_signal(signal.SIGCONT)
+            out = p.stdout.decode()
+            row = [l for l in out.splitlines() if l.startswith("  n2 ")]
+            assert p.returncode == 0 and row and row[0].split()[-2] in ("?", "-"), out
+            assert took < 10, took
+            print("    cluster status with n2 stopped: %.1f s" % took)
             p = subprocess.run([flamectl, "--url", "http://127.0.0.1:%d" % free_port(),
                                 "cluster", "status"], capture_output=True, timeout=30)
             assert p.returncode == 1, p

@@ -95,6 +95,10 @@ def test_roles_and_tenants():
             assert n.get("/cluster/status").status == 401
             assert n.get("/cluster/status", bearer("r")).status == 403
             assert n.get("/cluster/status", bearer("a")).status == 200
+            acc = "/cluster/accept-copy?node=" + n.get("/cluster/status", bearer("a")).json()["self"]
+            assert n.request("POST", acc, headers=bearer("w")).status == 403
+            r = n.request("POST", acc, headers=bearer("a"))  # not in a full repair
+            assert r.status == 409 and r.json()["code"] == "conflict", r
             assert n.get("/no/such/route").status == 401  # no route probing
             # the web UI's page and files are open (they hold no data); its
             # calls get only the Bearer challenge, so the page's own sign-in

@@ -23,7 +23,11 @@
  *
  * A node serves no interval of its own copy that is not to be trusted
  * (cluster_copy_untrusted): the whole ring under a mark, while joining or
- * unsure of its ring, and, as a stream source, what overlaps its regain. */
+ * unsure of its ring, and, as a stream source, what overlaps its regain.
+ *
+ * The operator's word that the copy is whole (cluster_accept_copy) is
+ * refused at once without a mark, and once a removal's gains are in the
+ * regain of the mark. */
 #include <time.h>
 #include <unistd.h>
 
@@ -436,6 +440,54 @@ static void test_copy_untrusted(void)
     free_cluster(c);
 }
 
+static int accept_calls;
+
+static void accept_done(void *arg, int rc, const errmsg_t *em)
+{
+    (void)arg, (void)rc, (void)em;
+    accept_calls++;
+}
+
+/* The operator's word (cluster_accept_copy) is refused at once, the mark
+ * kept and done never called: for another node, with no mark, and once a
+ * removal's gains joined the regain under the mark or were pending when it
+ * was set (the copy lacks them); otherwise it goes to the repair thread
+ * (none here: the node reads as stopping). */
+static void test_accept_refused(void)
+{
+    cluster_t *c = marked_cluster();
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(cluster_accept_copy(c, "n1", accept_done, NULL, &em), ERR_UNAVAILABLE);
+    CHECK_EQ_INT(cluster_accept_copy(c, "bad id", accept_done, NULL, &em), ERR_INVALID_ARGUMENT);
+    cluster_full_gained(c); /* a removal's gains joined the regain */
+    CHECK_EQ_INT(cluster_accept_copy(c, "n1", accept_done, NULL, &em), ERR_CONFLICT);
+    CHECK(strstr(errmsg_text(&em, ERR_CONFLICT), "removal") != NULL);
+    CHECK(c->full.on && c->full.accept.refused == 1 && c->full.accept.done == NULL);
+    c->full.on = 0;
+    CHECK_EQ_INT(cluster_accept_copy(c, "n1", accept_done, NULL, &em), ERR_CONFLICT);
+    CHECK(strstr(errmsg_text(&em, ERR_CONFLICT), "not in a full repair") != NULL);
+    free_cluster(c);
+
+    /* a removal's regain pending when the mark is set */
+    c = marked_cluster();
+    c->full.on = 0;
+    CHECK_EQ_INT(cluster_regain_add(c, 100, 200), 0);
+    cluster_full_begin(c, "test");
+    CHECK(c->full.on && c->full.gained);
+    CHECK_EQ_INT(cluster_accept_copy(c, "n1", accept_done, NULL, &em), ERR_CONFLICT);
+    free_cluster(c);
+    c = marked_cluster(); /* none pending: not refused for it */
+    c->full.on = 0;
+    cluster_full_begin(c, "test");
+    CHECK(c->full.on && !c->full.gained);
+    CHECK_EQ_INT(cluster_accept_copy(c, "n1", accept_done, NULL, &em), ERR_UNAVAILABLE);
+    free_cluster(c);
+    CHECK_EQ_INT(accept_calls, 0);
+    char path[128];
+    path_of("regain.full", path, sizeof path);
+    CHECK_EQ_INT(unlink(path), 0);
+}
+
 int main(void)
 {
     const char *env = getenv("CLUSTER_TEST_SEED");
@@ -453,6 +505,7 @@ int main(void)
     test_plan_partial_overlap();
     test_full_file_streamed();
     test_copy_untrusted();
+    test_accept_refused();
     CHECK_EQ_INT(rmdir(dir), 0);
     return check_exit();
 }
