@@ -162,16 +162,20 @@ def test_streamed_sealed_span_is_partial():
             assert got == (want[svc], ""), ("before the join", svc, got, want[svc])
         n = c.add_node()
         c.wait_state(n, "active", observers=[0, n], timeout=90)
-        flagged = 0
+        flagged, seen = 0, []
         for svc in svcs:
             got = [sealed_answer(c.nodes[i], svc, span, frm, until) for i in (0, n)]
+            seen.append((svc, got[0]))
             assert got[0] == got[1], (svc, got)  # the same through either coordinator
             assert got[0][0] == want[svc], (svc, got, want[svc])
             assert got[0][1] in ("", "span_members"), got
             flagged += got[0][1] == "span_members"
         print("    %d of %d span trees moved (sealed): flagged partial from both nodes" %
               (flagged, len(svcs)))
-        assert flagged > 0, "no span tree moved to the new node (8 services stayed put)"
+        streamed = {m: c.nodes[n].metric("flamedb_repair_%s_streamed_total" % m)
+                    for m in ("series", "windows")}
+        assert flagged > 0, ("no answer flagged: no span tree moved to the new node, or a "
+                             "moved one was not sealed", streamed, seen)
 
 
 if __name__ == "__main__":
