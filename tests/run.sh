@@ -14,6 +14,7 @@
 # Other flags: --stages a,b,c (run only these), --no-install, --jobs N,
 # --fuzz-seconds N, --build-prefix P (build dirs P, P-asan, P-fuzz; default build),
 # --no-werror (let compiler warnings pass the release build; by default they fail it).
+# FLAMEDB_TEST_JOBS (default 2): integration test files run at once (1: one after another).
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -271,7 +272,8 @@ stage_integration() {
     local log="$BUILD/integration-run.log" rc
     FLAMEDB_BIN="$BUILD/bin/flamedb" FLAMECTL_BIN="$BUILD/bin/flamectl" \
         FLAMEDB_BUILD_DIR="$BUILD" FLAMEDB_SOAK="$SOAK" \
-        timeout --kill-after=30 $((SOAK == 1 ? 3600 : 900)) python3 "$runner" 2>&1 | tee "$log"
+        timeout --kill-after=30 $((SOAK == 1 ? 3600 : 900)) python3 "$runner" \
+        --jobs "${FLAMEDB_TEST_JOBS:-2}" --timeout 420 2>&1 | tee "$log"
     rc=$?
     [ $rc = 124 ] && echo "integration suite timed out"
     STAGE_NOTE=$(grep -E '^integration:' "$log" | tail -1)

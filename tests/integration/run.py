@@ -2,22 +2,95 @@
 """run.py — runs every tests/integration/test_*.py, each in its own process
 with a time limit, and exits non-zero when any fails.
 
-    FLAMEDB_BIN=build/bin/flamedb python3 tests/integration/run.py [-k substring] [--timeout S]
+    FLAMEDB_BIN=build/bin/flamedb python3 tests/integration/run.py [-k substring]
+        [--timeout S] [--jobs N]
+
+With --jobs N (default: FLAMEDB_TEST_JOBS, else 1) up to N files run at
+once, the largest files first; each file's output is printed whole when it
+ends. Files that build network namespaces (netns in the name) never run
+beside each other. Every test picks free ports and its own data
+directories, so files do not share anything else.
 """
 import argparse
 import glob
 import os
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_file(path, timeout, lock):
+    """(rc, output, seconds) of one test file run in its own process."""
+    name = os.path.basename(path)
+    t0 = time.monotonic()
+    try:
+        if lock is not None and "netns" in name:
+            with lock:
+                p = subprocess.run([sys.executable, path], cwd=HERE, timeout=timeout,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        else:
+            p = subprocess.run([sys.executable, path], cwd=HERE, timeout=timeout,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        rc, out = p.returncode, p.stdout.decode(errors="replace")
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace")
+        out += "   %s: timed out after %.0fs\n" % (name, timeout)
+        rc = -1
+    return rc, out, time.monotonic() - t0
+
+
+def run_serial(files, timeout, failed):
+    for path in files:
+        name = os.path.basename(path)
+        print("== %s" % name, flush=True)
+        t0 = time.monotonic()
+        try:
+            rc = subprocess.run([sys.executable, path], cwd=HERE, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            print("   %s: timed out after %.0fs" % (name, timeout))
+            rc = -1
+        print("== %s %s (%.1fs)" % (name, "passed" if rc == 0 else "FAILED", time.monotonic() - t0),
+              flush=True)
+        if rc != 0:
+            failed.append(name)
+
+
+def run_parallel(files, timeout, jobs, failed):
+    todo = sorted(files, key=os.path.getsize, reverse=True)  # the longest first, roughly
+    netns_lock, out_lock, next_lock = threading.Lock(), threading.Lock(), threading.Lock()
+
+    def worker():
+        while True:
+            with next_lock:
+                if not todo:
+                    return
+                path = todo.pop(0)
+            rc, out, took = run_file(path, timeout, netns_lock)
+            name = os.path.basename(path)
+            with out_lock:
+                print("== %s" % name)
+                sys.stdout.write(out)
+                print("== %s %s (%.1fs)" % (name, "passed" if rc == 0 else "FAILED", took),
+                      flush=True)
+                if rc != 0:
+                    failed.append(name)
+
+    threads = [threading.Thread(target=worker) for _ in range(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-k", default="", help="only test files whose name contains this")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per test file")
+    ap.add_argument("--jobs", type=int, default=int(os.environ.get("FLAMEDB_TEST_JOBS", "1")),
+                    help="test files run at once (default FLAMEDB_TEST_JOBS, else 1)")
     a = ap.parse_args()
     sys.path.insert(0, HERE)
     import harness  # noqa: E402 - after the path is set
@@ -29,21 +102,12 @@ def main():
                    if a.k in os.path.basename(f))
     failed = []
     t_all = time.monotonic()
-    for path in files:
-        name = os.path.basename(path)
-        print("== %s" % name, flush=True)
-        t0 = time.monotonic()
-        try:
-            rc = subprocess.run([sys.executable, path], cwd=HERE, timeout=a.timeout).returncode
-        except subprocess.TimeoutExpired:
-            print("   %s: timed out after %.0fs" % (name, a.timeout))
-            rc = -1
-        print("== %s %s (%.1fs)" % (name, "passed" if rc == 0 else "FAILED", time.monotonic() - t0),
-              flush=True)
-        if rc != 0:
-            failed.append(name)
+    if a.jobs > 1:
+        run_parallel(files, a.timeout, a.jobs, failed)
+    else:
+        run_serial(files, a.timeout, failed)
     print("\nintegration: %d files, %d failed%s (%.1fs)"
-          % (len(files), len(failed), (": " + ", ".join(failed)) if failed else "",
+          % (len(files), len(failed), (": " + ", ".join(sorted(failed))) if failed else "",
              time.monotonic() - t_all))
     return 1 if failed or not files else 0
 
