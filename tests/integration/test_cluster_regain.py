@@ -63,7 +63,7 @@ def test_remove_streams_old_data():
         c.wait_state(3, "down", observers=[0, 1, 2])
         proc, took = ctl(c, 0, "cluster", "remove", "--node", "n3")
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        got = finish_pusher(p, th, [0, 1, 2])
+        got = finish_pusher(p, th, [0, 1, 2], until)
         assert "every node streamed in the ranges it gained" in proc.stdout, proc.stdout
         windows = sum(metric(c, i, "flamedb_repair_windows_streamed_total") for i in (0, 1, 2))
         print("    remove took %.2f s; the three streamed %d windows" % (took, windows))
@@ -161,7 +161,7 @@ def test_regain_after_join_and_decommission():
         assert rc == 0, "%s exited %s" % (c.ids[n], rc)
         print("    %s joined, then left %.2f s after its decommission" %
               (c.ids[n], time.monotonic() - t1))
-        got = finish_pusher(p, th, [0, 1, 2])
+        got = finish_pusher(p, th, [0, 1, 2], until)
         for i in (0, 1, 2):
             check_exact(c, i, d, frm, until, (live, got))
         cleared = sum(metric(c, i, "flamedb_repair_ranges_cleared_total") for i in (0, 1, 2))

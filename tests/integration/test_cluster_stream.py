@@ -25,6 +25,10 @@ Another has a replica that another node marked (it missed old writes):
 the joining node streams from the other replica, exact. Another keeps adding profiles
 to existing span trees through both nodes while the new one streams them:
 every span total through it alone is exact.
+
+The live pushes (start_pusher) are 10 ms of history apart, so they never run
+ahead of the clock and stay inside the range the tests read
+(test_live_pushes_inside_range).
 """
 import signal
 import threading
@@ -103,18 +107,53 @@ def check_exact(c, i, d, frm, until, live=None):
 
 
 def start_pusher(c, service, t0, targets):
+    """Pushes to targets in turn from t0 (s) on, one push per 10 ms of
+    history (millisecond `from`; it sleeps 10 ms between pushes): its times
+    never run ahead of the clock, so with t0 = now - 600 s every push of a
+    run shorter than 660 s lies before until = now + 60 s. (One second of
+    history per push ran ahead at up to 100 pushes a second: a run of more
+    than 660 pushes went past until, and the exact answer for the range
+    left those pushes out.)"""
     p = TimedPusher(c, service, t0)
+    p.unit, p.step = 1000, 10
     p.targets = list(targets)
     th = threading.Thread(target=p.run, daemon=True)
     th.start()
     return p, th
 
 
-def finish_pusher(p, th, nodes):
+def finish_pusher(p, th, nodes, until):
+    """Stops the pusher and retries what failed; returns the acknowledged
+    samples, every one of them in windows that start before until (s)."""
     p.stop.set()
     th.join(30)
     p.retry_failed(nodes)
+    last = p.t0 * p.unit + (p.seq - 1) * p.step
+    assert last < until * p.unit, "push %d (from %.2f s) lies past the range read (until %d s)" % (
+        p.seq - 1, last / p.unit, until)
     return sum(p.acked.values())
+
+
+# more pushes than the seconds from the live pushers' start (now - 600 s)
+# to the end of the range the tests read (now + 60 s)
+PAST_THE_RANGE = 800
+
+
+def test_live_pushes_inside_range():
+    """The live pusher of these tests (start_pusher) keeps its pushes inside
+    the range they are read with, however many it makes: 800 pushes from
+    now - 600 s, 10 ms of history apart (distinct ids: a profile's id
+    covers its time to the millisecond), counted exactly through the node
+    up to now + 60 s."""
+    now = int(time.time())
+    with Cluster(1, rf=2, args=ARGS + FAST_FORMATION) as c:
+        live = harness.unique("inrange")
+        p, th = start_pusher(c, live, now - 600, [0])
+        wait_for("%d pushes" % PAST_THE_RANGE, lambda: p.seq >= PAST_THE_RANGE, timeout=120)
+        frm, until = now - 8000, now + 60
+        got = finish_pusher(p, th, [0], until)
+        check_exact(c, 0, Data(), frm, until, (live, got))
+        print("    %d pushes, %d samples, exact up to now + 60 s" % (p.seq, got))
 
 
 def test_join_streams_everything():
@@ -129,12 +168,12 @@ def test_join_streams_everything():
             p.targets.append(n)
         took = c.wait_state(n, "active", observers=[0, n], timeout=60)
         joined = time.monotonic() - t1
-        got = finish_pusher(p, th, [0, n])
+        frm, until = now - 8000, now + 60
+        got = finish_pusher(p, th, [0, n], until)
         windows = metric(c, n, "flamedb_repair_windows_streamed_total")
         nbytes = metric(c, n, "flamedb_repair_bytes_streamed_total")
         print("    n1 active %.2f s after it started (%.2f s in the wait): %d windows, %d bytes" %
               (joined, took, windows, nbytes))
-        frm, until = now - 8000, now + 60
         c.kill(0)
         c.wait_state(0, "down", observers=[n])
         wait_for("exact through n1 alone",

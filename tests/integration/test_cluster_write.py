@@ -44,6 +44,14 @@ class Pusher:
         self.stop = threading.Event()
         self.targets = list(range(cluster.n))
         self.lock = threading.Lock()
+        # push seq's `from` is t0 + seq * step, in seconds (unit 1) or
+        # milliseconds (unit 1000); its `until` is 10 s later. One second of
+        # history per push (a distinct id each) runs ahead of the clock at up
+        # to 100 pushes a second: a pusher whose pushes must stay inside a
+        # query range that ends near now takes unit 1000, step 10 (it sleeps
+        # 10 ms between pushes, so its times never pass t0 + the time it ran)
+        self.unit = 1
+        self.step = 1
 
     def body(self, seq):
         v = 1 + RNG.randrange(9)
@@ -53,7 +61,7 @@ class Pusher:
     def push(self, seq, body, frm, node):
         try:
             r = self.c.nodes[node].ingest(body, name=self.service + ".cpu", **{"from": frm},
-                                          until=frm + 10)
+                                          until=frm + 10 * self.unit)
             status = r.status
         except OSError:
             status = "conn"
@@ -66,7 +74,7 @@ class Pusher:
             seq = self.seq
             self.seq += 1
             body, samples = self.body(seq)
-            frm = self.t0 + seq  # one profile per second of history: a distinct id each
+            frm = self.t0 * self.unit + seq * self.step  # a distinct id each
             with self.lock:
                 node = self.targets[seq % len(self.targets)]
             if self.push(seq, body, frm, node) == 200:
