@@ -126,9 +126,9 @@ void scatter_release(scatter_t *s, size_t bytes);
       "merge's working memory would pass query-memory-bytes (the coordinator asks another "        \
       "replica or counts the ranges missing).")                                                    \
     X(shares_stopped, "flamedb_scatter_shares_cancelled_total",                                    \
-      "Shares of queries (local, or served for another node) cancelled before they ran or "        \
-      "stopped while running: their query was cancelled, answered without them (an error or "      \
-      "refusal of another part) or its deadline passed.")
+      "Shares of queries (local, or served for another node) cancelled before they ran (also "     \
+      "one whose CANCEL came before it) or stopped while running: their query was cancelled, "     \
+      "answered without them (an error or refusal of another part) or its deadline passed.")
 
 typedef struct scatter_stats {
 #define SCATTER_FIELD(name, metric, help) uint64_t name;
@@ -155,6 +155,19 @@ void scatter_stats_register(const scatter_stats_t *st, metrics_registry_t *r);
 
 typedef struct scatter_q scatter_q_t;
 
+/* CANCELs that found no share of theirs to stop: its QUERY may still be on
+ * its way (sent before a redial, or overtaken), and is refused at once when
+ * it comes (scatter_serve.c). The last SCATTER_EARLY_CANCELS are kept in a
+ * ring, each until its query's deadline; one overwritten sooner only lets
+ * its share run, as any share without a CANCEL (bounded by max_serving and
+ * the deadline), so a constant bounds it. */
+#define SCATTER_EARLY_CANCELS 256
+typedef struct scatter_early_cancel {
+    uint64_t request_id;
+    uint64_t deadline_unix_ms; /* forgotten then; 0: a free slot */
+    char sender[RING_NODE_ID_MAX + 1];
+} scatter_early_cancel_t;
+
 /* A pool job of a coordinated query, linked in its query from its submit
  * to its done callback, so a cancelled query can drop the ones not started. */
 typedef struct scatter_job {
@@ -175,6 +188,8 @@ struct scatter {
     uint32_t ninflight;
     uint32_t nserving;
     list_t serving; /* serve jobs queued or running (scatter_serve.c), for cancel messages */
+    scatter_early_cancel_t early[SCATTER_EARLY_CANCELS]; /* a ring; early_next: its next slot */
+    size_t early_next;
     /* query-memory-bytes: partial results held by coordinated queries (sum
      * of mem_charged, loop thread) and by shares served for other nodes
      * (charged from the pool by their jobs) */

@@ -20,7 +20,8 @@
  * coordinates (a share that does not fit is refused as unavailable), and an
  * answer larger than a message is refused with the reason rather than sent.
  * A share stops early when its coordinator sends a CANCEL for it or its
- * deadline passes (query_stop_t, checked per series).
+ * deadline passes (query_stop_t, checked per series); a CANCEL that comes
+ * before its QUERY is kept (scatter_t.early) and the QUERY refused at once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -419,7 +420,36 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
     return 0;
 }
 
-/* A coordinator gave up on a share it asked for: stop it (not answered). */
+/* The ring slot of a CANCEL msg's sender sent for request_id before its
+ * QUERY came, or NULL (a slot whose deadline passed is free). */
+static scatter_early_cancel_t *early_find(scatter_t *s, const cluster_msg_t *msg,
+                                          uint64_t request_id)
+{
+    uint64_t now = scatter_unix_ms(s);
+    for (size_t i = 0; i < SCATTER_EARLY_CANCELS; i++) {
+        scatter_early_cancel_t *e = &s->early[i];
+        if (e->request_id == request_id && e->deadline_unix_ms > now &&
+            strcmp(e->sender, msg->env->sender_id) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* A CANCEL that found no share: kept until its deadline (the oldest one
+ * makes room), for the QUERY that may still come. */
+static void early_remember(scatter_t *s, const cluster_msg_t *msg)
+{
+    const Flamedb__Cluster__QueryRequest *q = (const void *)msg->body;
+    if (q->deadline_unix_ms <= scatter_unix_ms(s)) return; /* its QUERY would not run */
+    scatter_early_cancel_t *e = &s->early[s->early_next];
+    s->early_next = (s->early_next + 1) % SCATTER_EARLY_CANCELS;
+    e->request_id = q->request_id;
+    e->deadline_unix_ms = q->deadline_unix_ms;
+    snprintf(e->sender, sizeof e->sender, "%s", msg->env->sender_id);
+}
+
+/* A coordinator gave up on a share it asked for: stop it (not answered), or
+ * remember the cancel when the share has not come yet. */
 static void on_cancel(scatter_t *s, const cluster_msg_t *msg)
 {
     const Flamedb__Cluster__QueryRequest *q = (const void *)msg->body;
@@ -430,6 +460,21 @@ static void on_cancel(scatter_t *s, const cluster_msg_t *msg)
         workq_cancel(&j->w); /* not started yet: dropped */
         return;
     }
+    early_remember(s, msg);
+}
+
+/* A QUERY whose CANCEL came first: refused at once, without an answer (its
+ * coordinator gave up on it), counted as a share cancelled before it ran. */
+static int cancelled_before(scatter_t *s, const cluster_msg_t *msg)
+{
+    const Flamedb__Cluster__QueryRequest *q = (const void *)msg->body;
+    scatter_early_cancel_t *e = early_find(s, msg, q->request_id);
+    if (e == NULL) return 0;
+    e->deadline_unix_ms = 0; /* request ids are not reused: the slot is free */
+    s->stats.shares_stopped++;
+    log_debug("scatter", "request %llu from %s was cancelled before it came",
+              (unsigned long long)q->request_id, msg->env->sender_id);
+    return 1;
 }
 
 void scatter_on_query(void *ctx, cluster_msg_t *msg)
@@ -441,6 +486,7 @@ void scatter_on_query(void *ctx, cluster_msg_t *msg)
         on_cancel(s, msg);
         return;
     }
+    if (cancelled_before(s, msg)) return;
     if (kind_of(q->kind) == 0) {
         reply_error(s, msg, ERR_UNSUPPORTED, "query kind not served by this node");
         return;

@@ -12,7 +12,8 @@
  * slow node's late answer is dropped (nothing counted twice); ranges with no
  * live replica give a partial answer naming them (JSON members and header);
  * deadlines bound every query; oversized partials and bad parameters are
- * refused with reasons. Prints its seed; argv[1] replays.
+ * refused with reasons; a cancelled query stops its shares, also one whose
+ * QUERY its CANCEL overtakes. Prints its seed; argv[1] replays.
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -40,11 +41,12 @@ typedef struct tnode {
     storage_t *st;
     scatter_t *sc;
     cluster_view_t view;
-    int dead;          /* messages to it are dropped */
-    uint64_t delay_ms; /* messages to it arrive this late */
-    int prompt_left;   /* ... except this many first ones */
-    uint64_t received; /* QUERY messages delivered to it */
-    uint64_t cancels;  /* ... of which CANCELs */
+    int dead;                /* messages to it are dropped */
+    uint64_t delay_ms;       /* messages to it arrive this late */
+    int prompt_left;         /* ... except this many first ones */
+    uint64_t query_delay_ms; /* QUERY messages but CANCELs to it arrive this much later still */
+    uint64_t received;       /* QUERY messages delivered to it */
+    uint64_t cancels;        /* ... of which CANCELs */
 } tnode_t;
 
 static tnode_t nodes[MAXN];
@@ -123,6 +125,9 @@ static int t_send(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type
         nodes[to].prompt_left--;
         delay = 0;
     }
+    if (type == MSG(QUERY) &&
+        ((const Flamedb__Cluster__QueryRequest *)(const void *)body)->kind != Q_KIND(CANCEL))
+        delay += nodes[to].query_delay_ms;
     uv_timer_start(&d->t, deliver, delay, 0);
     return 0;
 }
@@ -732,6 +737,49 @@ static void test_cancel(void)
     mem_budget = 0;
 }
 
+/* A CANCEL that overtakes its QUERY (sent before a redial, or reordered):
+ * node 2 keeps it, refuses the QUERY when it comes (counted as a share
+ * cancelled), serves nothing and answers nothing; its next query is served
+ * as usual. */
+static void test_cancel_before_query(void)
+{
+    make_scatters(5000, 64u << 20);
+    nodes[2].query_delay_ms = 300;
+    int from = asks_node2();
+    query_params_t p = {.query = CPU "{}", .from = "now-2h", .format = "folded"};
+    outcome_t o;
+    memset(&o, 0, sizeof o);
+    uint64_t received = nodes[2].received, cancels = nodes[2].cancels;
+    scatter_query(nodes[from].sc, QUERY_KIND_RENDER, TENANT, &p, now_ms, on_done, &o);
+    CHECK_EQ_INT(o.done, 0);
+    scatter_cancel(nodes[from].sc, &o); /* node 2 gets this CANCEL 300 ms before the QUERY */
+    CHECK_EQ_INT(o.done, 1);
+    drain_loop();
+    scatter_stats_t st, coord;
+    scatter_stats(nodes[2].sc, &st);
+    scatter_stats(nodes[from].sc, &coord);
+    fprintf(stderr,
+            "cancel before query: node 2 got %llu message(s) (%llu cancel), served %llu, "
+            "stopped %llu; the coordinator dropped %llu late answer(s)\n",
+            (unsigned long long)(nodes[2].received - received),
+            (unsigned long long)(nodes[2].cancels - cancels), (unsigned long long)st.served,
+            (unsigned long long)st.shares_stopped, (unsigned long long)coord.late_dropped);
+    CHECK_EQ_INT(nodes[2].received - received, 2);
+    CHECK_EQ_INT(nodes[2].cancels - cancels, 1);
+    CHECK_EQ_INT(st.served, 0);
+    CHECK_EQ_INT(st.serve_refused, 0); /* refused without an answer */
+    CHECK_EQ_INT(st.shares_stopped, 1);
+    nodes[2].query_delay_ms = 0;
+    ask(from, QUERY_KIND_RENDER, &p, &o);
+    CHECK_EQ_INT(o.rc, 0);
+    buf_free(&o.body);
+    drain_loop();
+    scatter_stats(nodes[2].sc, &st);
+    CHECK_EQ_INT(st.served, 1);
+    CHECK_EQ_INT(st.shares_stopped, 1);
+    free_scatters();
+}
+
 /* A query decided before one of its shares answered (here its local share
  * refuses it over max_series, ERR_LIMIT, while node 2's share is still on
  * its way) tells node 2 to stop that share, and node 2 never answers it. */
@@ -820,6 +868,7 @@ int main(int argc, char **argv)
     test_refusal_stops_the_other_shares();
     test_forests_too_large();
     test_cancel();
+    test_cancel_before_query();
     test_memory_budget();
     drain_loop();
     uv_loop_close(&loop);
