@@ -37,6 +37,14 @@ typedef calltree_node_t ct_node_t;
 #define CT_LOAD_NUM 2
 #define CT_LOAD_DEN 3
 
+/* While a tree grows one node at a time and its edge table holds fewer
+ * nodes than this, the table grows by two of its steps at once (half
+ * again, twice): a tree of a push's usual size (a few thousand nodes)
+ * rehashes every node about half as often. Every size is one the single
+ * steps pass through, so a tree that ends past 2.25 times this ends in
+ * the same room as before and the memory of large pushes is unchanged. */
+#define CT_EDGE_SKIP_BELOW 16384
+
 /* A table that holds fewer nodes than this before it grows has narrow
  * slots: one u32, the child index (at most 2^24 - 1) above 8 bits of the
  * edge hash. Wider ones have two u32 per slot: the child index, then 32
@@ -271,17 +279,25 @@ static int nodes_reserve(ct_shape_t *sh, size_t n)
     return ERR_OK;
 }
 
-/* Makes room for n nodes in all: node array and edge table. */
-static int shape_reserve(ct_shape_t *sh, size_t n)
+/* Makes room for n nodes in all: node array and edge table; skip: the
+ * edge table one step larger (CT_EDGE_SKIP_BELOW). */
+static int shape_reserve_by(ct_shape_t *sh, size_t n, bool skip)
 {
     int rc = nodes_reserve(sh, n);
     if (rc != ERR_OK || n * CT_LOAD_DEN <= sh->nslots * CT_LOAD_NUM) return rc;
     size_t ns = sh->nslots ? sh->nslots : 8;
     while (ns * CT_LOAD_NUM < n * CT_LOAD_DEN)
         ns += ns / 2;
+    if (skip) ns += ns / 2;
     rc = rehash(sh, ns < UINT32_MAX ? ns : UINT32_MAX);
     /* the symbol table is dropped and rebuilt with the edge table */
     return rc == ERR_OK && sh->nsslots == 0 ? syms_reserve(sh, sh->nsyms) : rc;
+}
+
+/* Makes room for n nodes in all: node array and edge table. */
+static int shape_reserve(ct_shape_t *sh, size_t n)
+{
+    return shape_reserve_by(sh, n, false);
 }
 
 static ct_shape_t *shape_new(size_t initial)
@@ -621,7 +637,7 @@ static int make_room(calltree_t *t, uint32_t parent, uint32_t si, uint64_t h, si
     /* the edge table grows with the nodes, not with the array's room */
     if (rc == ERR_OK && need > t->sh->cap) rc = nodes_reserve(t->sh, next_cap(t->sh->cap, need));
     if (rc == ERR_OK && need * CT_LOAD_DEN > t->sh->nslots * CT_LOAD_NUM)
-        rc = shape_reserve(t->sh, need);
+        rc = shape_reserve_by(t->sh, need, need < CT_EDGE_SKIP_BELOW);
     if (rc == ERR_OK && need > t->vcap) rc = values_reserve(t, next_cap(t->vcap, need));
     if (rc == ERR_OK) *s = probe(t->sh, parent, si, h);
     return rc;
