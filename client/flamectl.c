@@ -1115,6 +1115,15 @@ static int dc_wait(const args_t *a, const char *url, const char *id)
     return EXIT_FAILURE;
 }
 
+/* The row of member id in d, or NULL (said on stderr, for command cmd). */
+static const cs_row_t *cs_member(const cs_doc_t *d, const char *id, const char *cmd)
+{
+    for (size_t i = 0; i < d->nrows; i++)
+        if (strcmp(d->rows[i].id, id) == 0) return &d->rows[i];
+    fprintf(stderr, "flamectl: cluster %s: %s is not a member\n", cmd, id);
+    return NULL;
+}
+
 /* The leaving node itself is asked (found in the status of --url); then
  * the wait, and every other active node must see it left. */
 static int cmd_cluster_decommission(flamedb_client_t *c, const args_t *a)
@@ -1124,13 +1133,8 @@ static int cmd_cluster_decommission(flamedb_client_t *c, const args_t *a)
     flamedb_response_t r;
     cs_doc_t d;
     int rc = cs_load(c, &d, &r);
-    const cs_row_t *t = NULL;
-    for (size_t i = 0; rc == 0 && i < d.nrows; i++)
-        if (strcmp(d.rows[i].id, a->node) == 0) t = &d.rows[i];
-    if (rc == 0 && t == NULL) {
-        fprintf(stderr, "flamectl: cluster decommission: %s is not a member\n", a->node);
-        rc = EXIT_FAILURE;
-    }
+    const cs_row_t *t = rc == 0 ? cs_member(&d, a->node, "decommission") : NULL;
+    if (rc == 0 && t == NULL) rc = EXIT_FAILURE;
     dc_state_t m;
     if (rc == 0 && dc_ask(a, t->http, a->node, &m) != 0) rc = EXIT_FAILURE;
     if (rc == 0) {
@@ -1155,13 +1159,8 @@ static int cmd_cluster_accept_copy(flamedb_client_t *c, const args_t *a)
     flamedb_response_t r;
     cs_doc_t d;
     int rc = cs_load(c, &d, &r);
-    const cs_row_t *t = NULL;
-    for (size_t i = 0; rc == 0 && i < d.nrows; i++)
-        if (strcmp(d.rows[i].id, a->node) == 0) t = &d.rows[i];
-    if (rc == 0 && t == NULL) {
-        fprintf(stderr, "flamectl: cluster accept-copy: %s is not a member\n", a->node);
-        rc = EXIT_FAILURE;
-    }
+    const cs_row_t *t = rc == 0 ? cs_member(&d, a->node, "accept-copy") : NULL;
+    if (rc == 0 && t == NULL) rc = EXIT_FAILURE;
     flamedb_client_t *n = rc == 0 ? client_for(a, t->http) : NULL;
     if (rc == 0 && n == NULL) rc = EXIT_FAILURE;
     if (rc == 0) {
