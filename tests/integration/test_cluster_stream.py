@@ -418,3 +418,47 @@ def test_join_live_spans_exact():
 
 if __name__ == "__main__":
     harness.run_tests(globals())
+
+
+def wide_profile(nstacks):
+    """A pprof profile of nstacks distinct stacks (long symbol names): its
+    tree encodes to several times 64 KiB. Returns it and its samples."""
+    p = Pprof([("cpu", "nanoseconds")])
+    for k in range(nstacks):
+        p.add(["main", "pkg/wide/module%03d.Handler" % (k % 97),
+               "pkg/wide/leaf.function_with_a_long_name_%05d" % k], [(1 + k % 5) * SCALE], {})
+    return p.encode_gz(), sum(1 + k % 5 for k in range(nstacks))
+
+
+def test_join_window_larger_than_a_message():
+    """A window whose residual tree is larger than a cluster message
+    (--max-message-bytes 64 KiB, one profile of 6,000 distinct stacks whose
+    tree is not kept) is streamed in parts: the joining node turns active
+    and answers exactly through itself alone. Before, the source answered
+    the stream request `out of memory` at every pass and the node stayed
+    joining."""
+    now = int(time.time())
+    args = ARGS + ["--max-message-bytes", "64KiB"]
+    with Cluster(1, rf=2, args=args) as c:
+        d = Data()
+        svc = harness.unique("wide")
+        body, v = wide_profile(6000)
+        push(c, 0, d, body, svc, now - 2400, fmt="pprof")
+        small, sv = big_body(7, lines=8)
+        push(c, 0, d, small, svc, now - 2300)
+        d.services[svc] = v + sv
+        frm, until = now - 8000, now + 60
+        check_exact(c, 0, d, frm, until)
+        t1 = time.monotonic()
+        n = c.add_node()
+        c.wait_state(n, "active", observers=[0, n], timeout=25)
+        joined = time.monotonic() - t1
+        windows = metric(c, n, "flamedb_repair_windows_streamed_total")
+        nbytes = metric(c, n, "flamedb_repair_bytes_streamed_total")
+        print("    n1 active %.2f s after it started: %d windows, %d bytes" %
+              (joined, windows, nbytes))
+        c.kill(0)
+        c.wait_state(0, "down", observers=[n])
+        wait_for("exact through n1 alone", lambda: check_exact(c, n, d, frm, until) or True,
+                 timeout=20)
+        print("    n0 killed: %d samples of %s exact through n1" % (v + sv, svc))
