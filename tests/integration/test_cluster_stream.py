@@ -418,10 +418,6 @@ def test_join_live_spans_exact():
         print("    every span total exact through n1 alone")
 
 
-if __name__ == "__main__":
-    harness.run_tests(globals())
-
-
 def wide_profile(nstacks, first=0):
     """A pprof profile of nstacks distinct stacks (long symbol names, leaves
     numbered from first): its tree encodes to several times 64 KiB. Returns
@@ -510,3 +506,7 @@ def test_window_in_parts_source_killed():
         # n2's 8,000 stacks in one cluster message, over the 256 KiB limit
         wait_for("exact through n2", lambda: check_exact(c, n, d, frm, until) or True, timeout=20)
         print("    %d samples exact through n2" % d.services[svc])
+
+
+if __name__ == "__main__":
+    harness.run_tests(globals())
