@@ -151,8 +151,8 @@ static uint64_t mix(uint64_t h, const void *p, size_t n)
     return (h ^ hash_bytes64(p, n)) * 0x100000001b3ull;
 }
 
-/* What identifies w whole: its residual's encoding, total, kept and untreed
- * profiles (a later request for another part must find the same). */
+/* What identifies w whole: its key, its residual's encoding, total, kept and
+ * untreed profiles (a later request for another part must find the same). */
 static int window_digest(const storage_stream_window_t *w, uint64_t *digest)
 {
     buf_t b;
@@ -160,7 +160,7 @@ static int window_digest(const storage_stream_window_t *w, uint64_t *digest)
     int rc = calltree_encode(w->residual, &b);
     uint64_t h = rc == 0 ? hash_bytes64(b.data, b.len) : 0;
     buf_free(&b);
-    h = mix(h, &w->total, sizeof w->total);
+    h = mix(mix(h, w->key, w->key_len), &w->total, sizeof w->total);
     for (size_t i = 0; i < w->nkept; i++)
         h = mix(mix(h, w->kept[i].profile_id, 16), &w->kept[i].time_ns, 8);
     for (size_t i = 0; i < w->nuntreed; i++)
@@ -496,6 +496,7 @@ static int take_part(repair_t *r, const char *peer, const Flamedb__Cluster__Stre
                  "parts: left for the next pass",
                  (unsigned long long)m->series_id, peer);
         ss->failed = 1;
+        p->restarts = 0;
         *advance = 1;
         return 0;
     }
