@@ -335,7 +335,10 @@ static const opt_t options[] = {
      "Deadline of a scatter-gather query; ranges not answered by then make it partial. Also how "
      "long a repair or stream request waits for a peer that is not marked down (at least 1 s)."},
     {"max-message-bytes", OPT_SIZE, FIELD(cluster.max_message_bytes, size_t), "64MiB", 0, 64 * KiB,
-     2 * GiB, "Largest intra-cluster message sent or accepted (nanomsg NN_RCVMAXSIZE)."},
+     2 * GiB,
+     "Largest intra-cluster message sent or accepted (nanomsg NN_RCVMAXSIZE). A stream "
+     "answer holds about a quarter of it; a window larger than that quarter is streamed in "
+     "parts of at most a quarter each."},
     {"hints-max-bytes", OPT_SIZE, FIELD(cluster.hints_max_bytes, size_t), "1GiB", 0, 0, 1024 * GiB,
      "Durable hinted-handoff bytes kept per unreachable node; beyond it the hint "
      "is dropped and anti-entropy must repair (0 = hinted handoff off)."},

@@ -333,6 +333,25 @@ int repair_regain_progress_remove(repair_t *r);
 int repair_serve_spans(storage_t *s, const repair_options_t *o,
                        const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
                        Flamedb__Cluster__RepairAnswer *a);
+/* One window's residual in parts (repair_parts.c): its nodes in preorder,
+ * part k the run order[cut[k], cut[k + 1]) with the path to its first node.
+ * Owned by the caller (repair_parts_free). */
+typedef struct repair_parts {
+    uint32_t *order;
+    size_t n;
+    uint32_t *cut;
+    uint32_t nparts;
+} repair_parts_t;
+/* What a part costs at most per node and per symbol (besides its name and
+ * file): the budget of a part is counted in these. */
+#define PART_NODE_BYTES 24
+#define PART_SYMBOL_BYTES 32
+/* Cuts t into parts of at most budget bytes (names: the symbols' names and
+ * files, for their cost; a part holds one node at least). */
+int repair_parts_plan(const calltree_t *t, const symtab_t *names, size_t budget, repair_parts_t *p);
+/* Part k of t into dst (an empty tree). */
+int repair_parts_build(const calltree_t *t, const repair_parts_t *p, uint32_t k, calltree_t *dst);
+void repair_parts_free(repair_parts_t *p);
 /* Pool: the answer to a STREAM request, windows after q->after_key. */
 int repair_serve_stream(storage_t *s, const repair_options_t *o,
                         const Flamedb__Cluster__RepairRequest *q, arena_t *arena,

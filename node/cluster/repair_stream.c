@@ -27,6 +27,7 @@
 
 #include "common/calltree.h"
 #include "common/grow.h"
+#include "common/hash.h"
 #include "common/labels.h"
 #include "common/log.h"
 #include "common/symtab.h"
@@ -53,6 +54,7 @@ typedef struct serve {
     uint64_t *syms;
     size_t nsyms, syms_cap;
     buf_t b;
+    uint32_t want_part; /* 1 + the part wanted of a window in parts; 0: whole windows only */
 } serve_t;
 
 static int add_sym(void *ctx, uint64_t id)
@@ -100,7 +102,7 @@ static Flamedb__Cluster__SeenEntry **entries(serve_t *x, const storage_stream_wi
 
 /* The labels and residual of w into m; ERR_NOT_FOUND when the series has
  * no labels (collected meanwhile). */
-static int window_body(serve_t *x, const storage_stream_window_t *w,
+static int window_body(serve_t *x, const storage_stream_window_t *w, const calltree_t *tree,
                        Flamedb__Cluster__StreamWindow *m)
 {
     labels_t *lb = NULL;
@@ -110,10 +112,76 @@ static int window_body(serve_t *x, const storage_stream_window_t *w,
     labels_free(lb);
     if (rc == 0) m->labels = bytes_of(x->arena, x->b.data, x->b.len);
     buf_reset(&x->b);
-    if (rc == 0) rc = calltree_encode(w->residual, &x->b);
+    if (rc == 0) rc = calltree_encode(tree, &x->b);
     if (rc == 0) m->calltree = bytes_of(x->arena, x->b.data, x->b.len);
-    if (rc == 0) rc = calltree_for_each_symbol(w->residual, add_sym, x);
+    if (rc == 0) rc = calltree_for_each_symbol(tree, add_sym, x);
     if (rc == 0 && (m->labels.data == NULL || m->calltree.data == NULL)) rc = ERR_NOMEM;
+    return rc;
+}
+
+/* Whether w's residual fits a part's budget by its node and symbol counts
+ * alone (names of at most 256 bytes each). */
+static int fits_surely(const serve_t *x, const calltree_t *t)
+{
+    return calltree_node_count(t) * PART_NODE_BYTES +
+               calltree_sym_count(t) * (PART_SYMBOL_BYTES + 256) <=
+           x->cap;
+}
+
+/* The plan of w's residual in parts of x->cap bytes (p->nparts 1: whole). */
+static int plan_parts(serve_t *x, const storage_stream_window_t *w, repair_parts_t *p)
+{
+    const calltree_t *t = w->residual;
+    if (fits_surely(x, t)) {
+        p->nparts = 1;
+        return 0;
+    }
+    symtab_t *names = symtab_new();
+    size_t n = calltree_sym_count(t);
+    int rc = names != NULL ? 0 : ERR_NOMEM;
+    if (rc == 0 && n > 1)
+        rc = storage_load_symbols(x->s, w->tenant, calltree_syms(t) + 1, n - 1, names);
+    if (rc == 0) rc = repair_parts_plan(t, names, x->cap, p);
+    symtab_free(names);
+    return rc;
+}
+
+static uint64_t mix(uint64_t h, const void *p, size_t n)
+{
+    return (h ^ hash_bytes64(p, n)) * 0x100000001b3ull;
+}
+
+/* What identifies w whole: its key, its residual's encoding, total, kept and
+ * untreed profiles (a later request for another part must find the same). */
+static int window_digest(const storage_stream_window_t *w, uint64_t *digest)
+{
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    int rc = calltree_encode(w->residual, &b);
+    uint64_t h = rc == 0 ? hash_bytes64(b.data, b.len) : 0;
+    buf_free(&b);
+    h = mix(mix(h, w->key, w->key_len), &w->total, sizeof w->total);
+    for (size_t i = 0; i < w->nkept; i++)
+        h = mix(mix(h, w->kept[i].profile_id, 16), &w->kept[i].time_ns, 8);
+    for (size_t i = 0; i < w->nuntreed; i++)
+        h = mix(mix(h, w->untreed[i].profile_id, 16), &w->untreed[i].total, 8);
+    *digest = h;
+    return rc;
+}
+
+/* The tree m carries: w's residual, or the part of it the request wants
+ * (*part, freed by the caller) with m's part fields. */
+static int window_tree(serve_t *x, const storage_stream_window_t *w, const repair_parts_t *p,
+                       Flamedb__Cluster__StreamWindow *m, calltree_t **part)
+{
+    if (p->nparts <= 1) return 0;
+    uint32_t k = x->want_part - 1 < p->nparts ? x->want_part - 1 : p->nparts - 1;
+    *part = calltree_new(0);
+    int rc = *part != NULL ? 0 : ERR_NOMEM;
+    if (rc == 0) rc = repair_parts_build(w->residual, p, k, *part);
+    if (rc == 0) rc = window_digest(w, &m->digest);
+    m->part = k;
+    m->parts = p->nparts;
     return rc;
 }
 
@@ -128,10 +196,23 @@ static int add_window(void *ctx, const storage_stream_window_t *w)
         return 1; /* the rest in the next page */
     }
     if (set_tenant(x, w->tenant) != 0) return ERR_NOMEM;
+    repair_parts_t p = {0};
+    int rc = x->want_part > 0 ? plan_parts(x, w, &p) : 0;
+    if (rc != 0) return rc;
+    if (p.nparts > 1 && a->n_windows > 0) { /* in parts: first in the next page */
+        repair_parts_free(&p);
+        a->more = 1;
+        return 1;
+    }
     Flamedb__Cluster__StreamWindow *m = arena_zalloc(x->arena, sizeof *m);
-    if (m == NULL) return ERR_NOMEM;
-    flamedb__cluster__stream_window__init(m);
-    int rc = window_body(x, w, m);
+    if (m == NULL) rc = ERR_NOMEM;
+    if (rc == 0) flamedb__cluster__stream_window__init(m);
+    calltree_t *part = NULL;
+    if (rc == 0) rc = window_tree(x, w, &p, m, &part);
+    uint32_t nparts = p.nparts;
+    repair_parts_free(&p);
+    if (rc == 0) rc = window_body(x, w, part != NULL ? part : w->residual, m);
+    calltree_free(part);
     if (rc == ERR_NOT_FOUND) {
         log_warn("repair", "stream: series %016llx has a window but no labels: not sent",
                  (unsigned long long)w->series_id);
@@ -156,7 +237,9 @@ static int add_window(void *ctx, const storage_stream_window_t *w)
         m->untreed_totals[i] = w->untreed[i].total;
     x->bytes += protobuf_c_message_get_packed_size(&m->base);
     a->windows[a->n_windows++] = m;
-    return 0;
+    if (nparts <= 1) return 0;
+    a->more = 1; /* a part answers alone; the next part (or window) in the next page */
+    return 1;
 }
 
 /* The symbols the answer's residuals reference, loaded into a->symbols. */
@@ -189,7 +272,7 @@ int repair_serve_stream(storage_t *s, const repair_options_t *o,
                         const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
                         Flamedb__Cluster__RepairAnswer *a)
 {
-    serve_t x = {.s = s, .o = o, .arena = arena, .a = a};
+    serve_t x = {.s = s, .o = o, .arena = arena, .a = a, .want_part = q->window_part};
     x.cap = o->max_message_bytes / STREAM_ANSWER_SHARE;
     x.symbols = symtab_new();
     buf_init(&x.b, o->max_message_bytes);
@@ -302,16 +385,17 @@ static int fetch_kept(repair_t *r, const char *peer, const Flamedb__Cluster__Str
     return rc;
 }
 
-/* The residual of m stored with its marker (unless marked already). */
-static int store_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m, const symtab_t *syms,
-                        int *stored, errmsg_t *em)
+/* The residual of m (or whole, its parts put together) stored with its
+ * marker (unless marked already). */
+static int store_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m, calltree_t *whole,
+                        const symtab_t *syms, int *stored, errmsg_t *em)
 {
     labels_t *lb = NULL;
-    calltree_t *t = calltree_new(r->o.write.max_tree_nodes);
+    calltree_t *t = whole != NULL ? whole : calltree_new(r->o.write.max_tree_nodes);
     storage_stream_profile_t *u = calloc(m->n_untreed ? m->n_untreed : 1, sizeof *u);
     int rc = t != NULL && u != NULL ? 0 : ERR_NOMEM;
     if (rc == 0) rc = labels_decode(m->labels.data, m->labels.len, &lb);
-    if (rc == 0) rc = calltree_decode_merge(t, m->calltree.data, m->calltree.len);
+    if (rc == 0 && whole == NULL) rc = calltree_decode_merge(t, m->calltree.data, m->calltree.len);
     if (rc != 0)
         errmsg_set(em, rc, "stream: window of series %016llx: %s", (unsigned long long)m->series_id,
                    err_message(rc));
@@ -331,7 +415,7 @@ static int store_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m, co
                                  .nuntreed = m->n_untreed};
     if (rc == 0) rc = storage_stream_store(r->storage, &w, lb, syms, stored, em);
     labels_free(lb);
-    calltree_free(t);
+    if (whole == NULL) calltree_free(t);
     free(u);
     return rc;
 }
@@ -347,24 +431,96 @@ static int symbols_of(const Flamedb__Cluster__RepairAnswer *a, symtab_t *tab)
     return 0;
 }
 
-/* One window of an answer: skipped when marked, else its profiles, then
- * its residual. */
-static int take_window(repair_t *r, const char *peer, const Flamedb__Cluster__StreamWindow *m,
-                       const symtab_t *syms, repair_stream_state_t *ss, repair_stats_t *st,
-                       errmsg_t *em)
+static int window_marked(repair_t *r, const Flamedb__Cluster__StreamWindow *m, errmsg_t *em)
 {
     int marked = storage_stream_marked(r->storage, m->tenant, m->token, m->series_id, (int)m->res,
                                        m->window_s);
-    if (marked < 0) return errmsg_set(em, marked, "stream marker lookup failed");
-    if (marked) return 0;
+    return marked < 0 ? errmsg_set(em, marked, "stream marker lookup failed") : marked;
+}
+
+/* One window of an answer (whole: its parts put together, or NULL): skipped
+ * when marked, else its profiles, then its residual. */
+static int take_window(repair_t *r, const char *peer, const Flamedb__Cluster__StreamWindow *m,
+                       calltree_t *whole, const symtab_t *syms, repair_stream_state_t *ss,
+                       repair_stats_t *st, errmsg_t *em)
+{
+    int marked = window_marked(r, m, em);
+    if (marked != 0) return marked < 0 ? marked : 0;
     int all = 1, stored = 0;
     int rc = fetch_kept(r, peer, m, st, &all, em);
     if (rc == 0 && !all) {
         ss->failed = 1; /* walked again by the next pass */
         return 0;
     }
-    if (rc == 0) rc = store_window(r, m, syms, &stored, em);
+    if (rc == 0) rc = store_window(r, m, whole, syms, &stored, em);
     st->windows += stored;
+    return rc;
+}
+
+/* A window that travels in parts, put together in memory (nothing is
+ * stored before its last part: a stream cut short asks for it from its
+ * first part again). */
+typedef struct parts_in {
+    calltree_t *tree;
+    symtab_t *syms;
+    uint32_t next; /* the part wanted next */
+    uint64_t digest;
+    unsigned restarts;
+} parts_in_t;
+
+/* Restarts of one window's parts (it changed on the source between two of
+ * them) before it is left for the next pass. */
+#define PARTS_RESTARTS 3
+
+static void parts_drop(parts_in_t *p)
+{
+    calltree_free(p->tree);
+    symtab_free(p->syms);
+    p->tree = NULL;
+    p->syms = NULL;
+    p->next = 0;
+}
+
+/* Part m->part of a window in parts; *advance once the cursor may go past
+ * the window (taken whole, marked, or left for the next pass). */
+static int take_part(repair_t *r, const char *peer, const Flamedb__Cluster__StreamWindow *m,
+                     const Flamedb__Cluster__RepairAnswer *a, parts_in_t *p,
+                     repair_stream_state_t *ss, repair_stats_t *st, int *advance, errmsg_t *em)
+{
+    *advance = 0;
+    if (m->part != p->next || (p->next > 0 && m->digest != p->digest)) {
+        parts_drop(p); /* it changed on the source: from its first part again */
+        if (++p->restarts <= PARTS_RESTARTS) return 0;
+        log_warn("repair",
+                 "stream: window of series %016llx changed on %s while it was sent in "
+                 "parts: left for the next pass",
+                 (unsigned long long)m->series_id, peer);
+        ss->failed = 1;
+        p->restarts = 0;
+        *advance = 1;
+        return 0;
+    }
+    if (p->next == 0) {
+        int marked = window_marked(r, m, em);
+        if (marked != 0) {
+            *advance = marked > 0;
+            return marked < 0 ? marked : 0;
+        }
+        p->tree = calltree_new(r->o.write.max_tree_nodes);
+        p->syms = symtab_new();
+        p->digest = m->digest;
+        if (p->tree == NULL || p->syms == NULL) return ERR_NOMEM;
+    }
+    int rc = calltree_decode_merge(p->tree, m->calltree.data, m->calltree.len);
+    if (rc == 0) rc = symbols_of(a, p->syms);
+    if (rc != 0)
+        return errmsg_set(em, rc, "stream: part %u of a window of series %016llx: %s", m->part,
+                          (unsigned long long)m->series_id, err_message(rc));
+    if (++p->next < m->parts) return 0;
+    rc = take_window(r, peer, m, p->tree, p->syms, ss, st, em);
+    parts_drop(p);
+    p->restarts = 0;
+    *advance = rc == 0;
     return rc;
 }
 
@@ -456,12 +612,14 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
         return rc == 0 && ss->spans_done ? stream_check(r, peer, ss, em) : rc;
     }
     int rc = 0, more = 1;
+    parts_in_t parts = {0};
     while (rc == 0 && more && !r->closing) {
         Flamedb__Cluster__RepairRequest q;
         repair_request_init(&q, RK(STREAM), 0, 0);
         q.lo = ss->lo;
         q.hi = ss->hi;
         q.after_key = (ProtobufCBinaryData){ss->after_len, ss->after};
+        q.window_part = parts.next + 1;
         cluster_msg_t ans = {0};
         if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) break;
         const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
@@ -470,8 +628,14 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
         uint64_t before = st->windows;
         for (size_t i = 0; rc == 0 && i < a->n_windows && !r->closing; i++) {
             const Flamedb__Cluster__StreamWindow *m = a->windows[i];
-            rc = take_window(r, peer, m, syms, ss, st, em);
-            if (rc == 0) { /* resume after it, also after a restart of the source */
+            int advance = 1;
+            if (m->parts > 1) {
+                rc = take_part(r, peer, m, a, &parts, ss, st, &advance, em);
+            } else {
+                parts_drop(&parts); /* the source sends it whole now */
+                rc = take_window(r, peer, m, NULL, syms, ss, st, em);
+            }
+            if (rc == 0 && advance) { /* resume after it, also after a restart of the source */
                 memcpy(ss->after, m->key.data, m->key.len);
                 ss->after_len = m->key.len;
             }
@@ -493,6 +657,7 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
         if (page != NULL) page(r);
         repair_throttle(r, st);
     }
+    parts_drop(&parts); /* a window cut short: from its first part next time */
     if (rc == 0 && ss->done && !r->closing) rc = stream_spans(r, peer, ss, st, page, em);
     if (rc == 0 && ss->spans_done && !r->closing) rc = stream_check(r, peer, ss, em);
     return rc;

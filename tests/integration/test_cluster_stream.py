@@ -24,7 +24,9 @@ streamed again (--stream-check-heal-after), so the join completes, exact.
 Another has a replica that another node marked (it missed old writes):
 the joining node streams from the other replica, exact. Another keeps adding profiles
 to existing span trees through both nodes while the new one streams them:
-every span total through it alone is exact.
+every span total through it alone is exact. Two more stream windows
+larger than a quarter of --max-message-bytes, in parts: a join completes
+exact, also with the source killed between two parts of a window.
 
 The live pushes (start_pusher) are 10 ms of history apart, so they never run
 ahead of the clock and stay inside the range the tests read
@@ -414,6 +416,96 @@ def test_join_live_spans_exact():
             got = c.nodes[n].total(sel(svc, span_id=span), frm, until)
             assert got == ns, "span %s of %s through n1: %d, want %d" % (span, svc, got, ns)
         print("    every span total exact through n1 alone")
+
+
+def wide_profile(nstacks, first=0):
+    """A pprof profile of nstacks distinct stacks (long symbol names, leaves
+    numbered from first): its tree encodes to several times 64 KiB. Returns
+    it and its samples."""
+    p = Pprof([("cpu", "nanoseconds")])
+    for k in range(first, first + nstacks):
+        p.add(["main", "pkg/wide/module%03d.Handler" % (k % 97),
+               "pkg/wide/leaf.function_with_a_long_name_%05d" % k], [(1 + k % 5) * SCALE], {})
+    return p.encode_gz(), sum(1 + k % 5 for k in range(first, first + nstacks))
+
+
+def test_join_window_larger_than_a_message():
+    """A window whose residual tree is larger than a cluster message
+    (--max-message-bytes 64 KiB, one profile of 6,000 distinct stacks whose
+    tree is not kept) is streamed in parts: the joining node turns active
+    and answers exactly through itself alone. Before, the source answered
+    the stream request `out of memory` at every pass and the node stayed
+    joining."""
+    now = int(time.time())
+    args = ARGS + ["--max-message-bytes", "64KiB"]
+    with Cluster(1, rf=2, args=args) as c:
+        d = Data()
+        svc = harness.unique("wide")
+        body, v = wide_profile(6000)
+        push(c, 0, d, body, svc, now - 2400, fmt="pprof")
+        small, sv = big_body(7, lines=8)
+        push(c, 0, d, small, svc, now - 2300)
+        d.services[svc] = v + sv
+        frm, until = now - 8000, now + 60
+        check_exact(c, 0, d, frm, until)
+        t1 = time.monotonic()
+        n = c.add_node()
+        c.wait_state(n, "active", observers=[0, n], timeout=25)
+        joined = time.monotonic() - t1
+        windows = metric(c, n, "flamedb_repair_windows_streamed_total")
+        nbytes = metric(c, n, "flamedb_repair_bytes_streamed_total")
+        print("    n1 active %.2f s after it started: %d windows, %d bytes" %
+              (joined, windows, nbytes))
+        c.kill(0)
+        c.wait_state(0, "down", observers=[n])
+        wait_for("exact through n1 alone", lambda: check_exact(c, n, d, frm, until) or True,
+                 timeout=20)
+        print("    n0 killed: %d samples of %s exact through n1" % (v + sv, svc))
+
+
+def test_window_in_parts_source_killed():
+    """A window streamed in parts whose source is killed (-9) between two
+    of its parts: the joining node goes on from its cursor at the other
+    replica, which sends that window from its first part again (the parts
+    of the dead source are dropped, never stored), and the total through
+    the new node is exact. 2 nodes RF 3 (the third gains every range, each
+    with both as sources), --max-message-bytes 256KiB, four profiles of
+    2,000 distinct stacks each (8,000 in all) in one window (trees not
+    kept), a third node streaming at 1 MB/s, the source killed after 300 KB,
+    inside the first window's parts."""
+    now = int(time.time())
+    args = ARGS + ["--max-message-bytes", "256KiB"]
+    with Cluster(2, rf=3, args=args) as c:
+        d = Data()
+        svc = harness.unique("wide")
+        d.services[svc] = 0
+        for k in range(4):
+            body, v = wide_profile(2000, 2000 * k)
+            push(c, k % 2, d, body, svc, now - 2400 + k, fmt="pprof")
+            d.services[svc] += v
+        frm, until = now - 8000, now + 60
+        check_exact(c, 0, d, frm, until)
+        served = [metric(c, i, "flamedb_repair_requests_served_total") for i in (0, 1)]
+        n = c.add_node(extra=["--stream-max-mb-per-s", "1", "--join-settle", "300ms"])
+        wait_for("n2 streaming", lambda: metric(c, n, "flamedb_repair_bytes_streamed_total") > 3e5,
+                 timeout=30, interval=0.05)
+        now_served = [metric(c, i, "flamedb_repair_requests_served_total") for i in (0, 1)]
+        src = 0 if now_served[0] - served[0] >= now_served[1] - served[1] else 1
+        windows = metric(c, n, "flamedb_repair_windows_streamed_total")
+        assert windows == 0, "%d windows stored before the kill: not inside the first" % windows
+        c.kill(src)
+        print("    killed the source n%d (-9) after %d windows, %d bytes" %
+              (src, windows, metric(c, n, "flamedb_repair_bytes_streamed_total")))
+        other = 1 - src
+        took = c.wait_state(n, "active", observers=[other, n], timeout=60)
+        changes = metric(c, n, "flamedb_repair_stream_source_changes_total")
+        print("    n2 active %.2f s later, %d source change(s), %d windows" %
+              (took, changes, metric(c, n, "flamedb_repair_windows_streamed_total")))
+        assert changes >= 1, "the stream did not go on at another source"
+        # through n2 (it holds every range): a render through n1 would carry
+        # n2's 8,000 stacks in one cluster message, over the 256 KiB limit
+        wait_for("exact through n2", lambda: check_exact(c, n, d, frm, until) or True, timeout=20)
+        print("    %d samples exact through n2" % d.services[svc])
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@
  * the digests equal and counts once however often it is fetched; a fetched
  * write the replica refuses over tenant-max-series is counted unavailable
  * and the others of the answer are still stored; a stream answer names no
- * string of the frame that built it. */
+ * string of the frame that built it; a window's residual cut into parts
+ * (repair_parts.c) adds up to it exactly, each part within its budget. */
 #include "test_storage_fixture.h"
 
 #include "node/cluster/repair_int.h"
@@ -378,9 +379,57 @@ static void test_digest_leaves_out_untrusted(fixture_t *a)
     }
 }
 
+/* A tree of 3,000 leaves under 50 inner nodes, cut into parts of 4 KiB:
+ * more than one part, each encoded within the budget, and the parts merged
+ * are the tree node by node (no node more, every self value the same). */
+static void test_parts(void)
+{
+    calltree_t *t = calltree_new(0), *merged = calltree_new(0);
+    symtab_t *names = symtab_new();
+    for (uint64_t k = 0; k < 3000; k++) {
+        uint64_t stack[4] = {1, 100 + k % 50, 1000 + k, 1000 + (k * 7) % 3000};
+        CHECK_EQ_INT(calltree_add_stack(t, stack, 2 + k % 3, (int64_t)(1 + k % 5)), 0);
+    }
+    for (uint64_t id = 1; id < 5000; id++)
+        CHECK_EQ_INT(symtab_put(names, id, "pkg/some.function_name", 22, "file.go", 7), 0);
+    repair_parts_t p;
+    const size_t budget = 4096;
+    CHECK_EQ_INT(repair_parts_plan(t, names, budget, &p), 0);
+    CHECK(p.nparts > 10);
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    for (uint32_t k = 0; k < p.nparts; k++) {
+        calltree_t *part = calltree_new(0);
+        CHECK_EQ_INT(repair_parts_build(t, &p, k, part), 0);
+        buf_reset(&b);
+        CHECK_EQ_INT(calltree_encode(part, &b), 0);
+        CHECK(b.len <= budget);
+        CHECK_EQ_INT(calltree_merge(merged, part), 0);
+        calltree_free(part);
+    }
+    CHECK_EQ_INT(repair_parts_build(t, &p, p.nparts, merged), ERR_INVALID_ARGUMENT);
+    size_t n = calltree_node_count(t);
+    CHECK_EQ_INT(calltree_node_count(merged), n);
+    CHECK_EQ_INT(calltree_root_total(merged), calltree_root_total(t));
+    uint32_t *map = calloc(n, sizeof *map);
+    for (uint32_t v = 1; map != NULL && v < n; v++) { /* parents before children */
+        CHECK_EQ_INT(
+            calltree_child(merged, map[calltree_parent(t, v)], calltree_sym(t, v), &map[v]), 0);
+        CHECK_EQ_INT(calltree_self(merged, map[v]), calltree_self(t, v));
+    }
+    CHECK_EQ_INT(calltree_node_count(merged), n);
+    free(map);
+    buf_free(&b);
+    repair_parts_free(&p);
+    symtab_free(names);
+    calltree_free(t);
+    calltree_free(merged);
+}
+
 int main(void)
 {
     test_schedule();
+    test_parts();
     fixture_t a, b;
     shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
     if (fx_init(&a) != 0 || fx_init(&b) != 0) return 1;
