@@ -32,8 +32,7 @@ import time
 
 import harness
 from cluster import Cluster, wait_for
-from test_cluster_regain_full import (ARGS, LAST_BAD, OLD_S, SEEN_ARGS, answers, exact,
-                                      preload, resumed, stopped)
+from test_cluster_regain_full import ARGS, OLD_S, SEEN_ARGS, alone_exact, answers, preload
 from test_cluster_repair import ctl
 
 # From n2's start until every mark is lifted: n2's start's wait, the lift
@@ -162,17 +161,7 @@ def test_all_marked_lift_by_evidence():
               "its empty copy whole and converged")
 
         for i in range(3):
-            others = [k for k in range(3) if k != i]
-            stopped(c, others, i)
-            try:
-                try:
-                    wait_for("n%d alone exact" % i,
-                             lambda: exact(c, i, want, frm, until), timeout=20)
-                except AssertionError:
-                    print("    (service, got, want, partial) %r" % LAST_BAD)
-                    raise
-            finally:
-                resumed(c, others, [i])
+            alone_exact(c, i, want, frm, until)
         print("    each node alone answers every total exactly (%d services, the old "
               "profiles included)" % len(want))
 
@@ -261,17 +250,7 @@ def test_no_evidence_stays_flagged_until_the_operator_step():
         print("    after accept-copy on n0, every mark lifted %.1f s after it (%.1f s after "
               "n0's restart)" % (time.monotonic() - t1, time.monotonic() - t0))
         for i in range(3):
-            others = [k for k in range(3) if k != i]
-            stopped(c, others, i)
-            try:
-                try:
-                    wait_for("n%d alone exact" % i,
-                             lambda: exact(c, i, want, frm, until), timeout=20)
-                except AssertionError:
-                    print("    (service, got, want, partial) %r" % LAST_BAD)
-                    raise
-            finally:
-                resumed(c, others, [i])
+            alone_exact(c, i, want, frm, until)
         print("    each node alone answers every total exactly")
 
 

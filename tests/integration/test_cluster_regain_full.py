@@ -153,20 +153,27 @@ def resumed(c, nodes, observers):
         c.wait_state(k, "active", observers=observers, timeout=30)
 
 
-def n2_alone_exact(c, want, frm, until, what):
-    """n0 and n1 stopped: every answer through n2 exact within 20 s (the
-    bad ones printed on failure); prints `what` after "n2 alone (n0, n1
-    stopped) answers exactly"; n0 and n1 run again in any case."""
-    stopped(c, [0, 1], 2)
+def alone_exact(c, i, want, frm, until):
+    """The other two nodes stopped: every answer through node i exact within
+    20 s (the bad ones printed on failure); the others run again in any
+    case."""
+    others = [k for k in range(3) if k != i]
+    stopped(c, others, i)
     try:
         try:
-            wait_for("n2 alone exact", lambda: exact(c, 2, want, frm, until), timeout=20)
+            wait_for("n%d alone exact" % i, lambda: exact(c, i, want, frm, until), timeout=20)
         except AssertionError:
             print("    (service, got, want, partial) %r" % LAST_BAD)
             raise
-        print("    n2 alone (n0, n1 stopped) answers exactly" + what)
     finally:
-        resumed(c, [0, 1], [2])
+        resumed(c, others, [i])
+
+
+def n2_alone_exact(c, want, frm, until, what):
+    """n0 and n1 stopped: every answer through n2 exact (alone_exact);
+    prints `what` after "n2 alone (n0, n1 stopped) answers exactly"."""
+    alone_exact(c, 2, want, frm, until)
+    print("    n2 alone (n0, n1 stopped) answers exactly" + what)
 
 
 def test_down_past_tombstones_repairs_fully():
