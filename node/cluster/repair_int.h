@@ -158,6 +158,9 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
     X(served, "flamedb_repair_requests_served_total", "Repair requests of peers answered.")        \
     X(windows, "flamedb_repair_windows_streamed_total",                                            \
       "Windows of gained ranges received whole (as residuals) and stored.")                        \
+    X(span_trees, "flamedb_repair_span_trees_streamed_total",                                      \
+      "Span/trace trees of gained ranges received whole and merged (united with this node's "      \
+      "own by profile id).")                                                                       \
     X(throttled_ms, "flamedb_repair_throttled_milliseconds_total",                                 \
       "Time passes waited to keep to repair-max-bytes-per-s or stream-max-mb-per-s.")              \
     X(cleared, "flamedb_repair_ranges_cleared_total",                                              \

@@ -543,6 +543,7 @@ static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss
         const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
         symtab_t *syms = symtab_new();
         rc = syms != NULL ? symbols_of(a, syms) : ERR_NOMEM;
+        uint64_t merged = 0;
         for (size_t i = 0; rc == 0 && i < a->n_spans && !r->closing; i++) {
             const Flamedb__Cluster__StreamSpan *m = a->spans[i];
             /* a format-7 source sends the bare tree, itself a format-7 value */
@@ -552,11 +553,13 @@ static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss
             if (rc == 0) {
                 memcpy(ss->spans_after, m->key.data, m->key.len);
                 ss->spans_after_len = m->key.len;
+                merged++;
             }
         }
         size_t got = protobuf_c_message_get_packed_size(ans.body);
         st->bytes += got;
         uv_mutex_lock(&r->mu);
+        r->counters.span_trees += merged;
         r->counters.bytes += got;
         uv_mutex_unlock(&r->mu);
         more = a->more && a->n_spans > 0;
