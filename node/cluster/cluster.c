@@ -433,6 +433,10 @@ int cluster_start(cluster_t *c, errmsg_t *em)
     if (rc != ERR_OK) return rc;
     c->open_parts++;
     c->started = 1;
+    /* the loop's cached time is that of its last turn, which may be long
+     * before a start that opened the store first: the waits counted from
+     * the start (a seed's answer, the others' word) must not be cut short */
+    uv_update_time(c->loop);
     c->started_ms = uv_now(c->loop);
     uv_timer_start(&c->timer, on_gossip_timer, 0, c->cfg.gossip_interval_ms);
     log_info("cluster", "node %s in cluster '%s': listening on %s, advertising %s, %zu seed(s)",

@@ -5,8 +5,10 @@
  * typed messages to registered handlers, refusals (unknown node, too large,
  * expired, another cluster), hint targets leaving the live set on every node
  * (and marking the node as no stream source unless it lists itself),
- * failure detection of a closed member, and a restarted member not read
- * until the others gave it word since its start. Every wait is bounded.
+ * failure detection of a closed member, a restarted member not read until
+ * the others gave it word since its start, and a joining node whose seed
+ * does not answer waiting --failure-timeout from its start however late
+ * its loop last ran. Every wait is bounded.
  */
 #include <unistd.h>
 
@@ -529,6 +531,49 @@ static void test_restart_waits_for_word(trio_t *t)
     t->c[2] = NULL;
 }
 
+static int joined(void *c)
+{
+    return cluster_joined(c);
+}
+
+/* A new node joining through a seed that never answers goes on alone (it
+ * turns active, a cluster of one) only --failure-timeout (400 ms) after its
+ * start. A loop caches its time at its last turn: a node whose start (its
+ * store opened, its identity made) took longer than that before the loop
+ * ever ran counted the wait from the loop's init, went on alone at its
+ * first gossip round, and turned active without streaming; once it heard
+ * the cluster it owned ranges it held nothing of, and answered them short
+ * and unflagged. */
+static void test_seed_wait_from_start(void)
+{
+    uv_loop_t loop;
+    CHECK_EQ_INT(uv_loop_init(&loop), 0);
+    usleep(600 * 1000); /* a slow start, longer than the failure timeout */
+    char dir[64], listen[64], seed[64];
+    temp_dir(dir, sizeof dir);
+    snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", test_free_port());
+    snprintf(seed, sizeof seed, "tcp://127.0.0.1:%d", test_free_port()); /* nobody listens */
+    node_config_t cfg;
+    config(&cfg, dir, "late", listen, seed);
+    errmsg_t em = {{0}};
+    cluster_t *c = NULL;
+    CHECK_EQ_INT(
+        cluster_new(&loop, &cfg.cluster, cfg.data_dir, "http://127.0.0.1:1", NULL, &c, &em),
+        ERR_OK);
+    CHECK(c->joining);
+    uint64_t t0 = uv_hrtime();
+    CHECK_EQ_INT(cluster_start(c, &em), ERR_OK);
+    CHECK(run_until(&loop, joined, c, WAIT_MS));
+    uint64_t waited_ms = (uv_hrtime() - t0) / 1000000;
+    CHECK(waited_ms >= cfg.cluster.failure_timeout_ms);
+    fprintf(stderr, "no seed answered: alone %llu ms after the start (failure timeout 400)\n",
+            (unsigned long long)waited_ms);
+    close_free(&loop, c);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    remove_dir(dir);
+}
+
 static void test_trio(uv_loop_t *loop)
 {
     trio_t t;
@@ -562,6 +607,7 @@ int main(void)
     uv_loop_init(&loop);
     test_identity(&loop);
     test_cluster_of_one(&loop);
+    test_seed_wait_from_start();
     test_trio(&loop);
     uv_run(&loop, UV_RUN_NOWAIT);
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
