@@ -460,8 +460,9 @@ int cluster_joined(cluster_t *c)
         return c->joined = 1;
     }
     if (c->started && waited >= c->cfg.failure_timeout_ms) {
-        log_warn("cluster", "no seed of --join answered within %llu ms: going on alone",
-                 (unsigned long long)c->cfg.failure_timeout_ms);
+        log_warn("cluster", "no seed of --join answered within %llu ms: going on alone%s",
+                 (unsigned long long)c->cfg.failure_timeout_ms,
+                 c->joining ? " (ready; still joining until it hears a member)" : "");
         return c->joined = 1;
     }
     return 0;

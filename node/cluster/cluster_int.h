@@ -236,10 +236,11 @@ struct cluster {
     void (*on_rejoin)(void *ctx, const char *node_id);
     void *on_rejoin_ctx;
     /* Joining and leaving (cluster_move.c). */
-    int joining;            /* started JOINING: streams its ranges in, then turns ACTIVE */
-    uint64_t move_start_ms; /* wall clock when JOINING or LEAVING began here */
-    int leaving;            /* LEAVING by decommission: turns LEFT once its ranges moved */
-    uint64_t left_at_ms;    /* uv_now() when it turned LEFT (then it stops soon) */
+    int joining;             /* started JOINING: streams its ranges in, then turns ACTIVE */
+    int join_unheard_logged; /* said once that no member is known to join yet */
+    uint64_t move_start_ms;  /* wall clock when JOINING or LEAVING began here */
+    int leaving;             /* LEAVING by decommission: turns LEFT once its ranges moved */
+    uint64_t left_at_ms;     /* uv_now() when it turned LEFT (then it stops soon) */
     /* Members whose gossip since this start arrived: a message naming this
      * node at start_incarnation or later (ring_gossip_seen_t), so they know
      * it (a joiner: a member drops messages of unknown senders) and their

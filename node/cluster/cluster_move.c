@@ -264,10 +264,24 @@ void cluster_move_tick(cluster_t *c)
     if (c->closing) return;
     if (c->leaving) leave_tick(c);
     if (!c->joining || !cluster_joined(c)) return;
-    if (c->view != NULL && c->view->pub.ring == NULL) /* no active member: nothing to stream */
+    if (c->view != NULL && c->view->pub.ring == NULL) { /* no active member: nothing to stream */
+        /* Nobody heard yet (the seeds down, stopped or slow): an active
+         * cluster may be behind them. Turning active now would make this
+         * node own ranges it holds nothing of once it hears that cluster,
+         * and read them short and unflagged; it waits for a member (a
+         * cluster started new from nodes that all list each other turns
+         * active once they heard one another, all joining). */
+        if (c->nseeds > 0 && ring_members_count(c->members) <= 1) {
+            if (!c->join_unheard_logged)
+                log_warn("cluster", "joining: no member heard yet; this node turns active only "
+                                    "once it heard one (it streams from an active one first)");
+            c->join_unheard_logged = 1;
+            return;
+        }
         become_active(c, "no active member to stream from");
-    else if (c->repair == NULL) /* membership alone (cluster_new without cluster_open) */
+    } else if (c->repair == NULL) { /* membership alone (cluster_new without cluster_open) */
         become_active(c, "no repair part to stream with");
+    }
 }
 
 int cluster_decommission(cluster_t *c, const char *node_id, errmsg_t *em)
