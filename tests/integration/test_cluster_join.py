@@ -17,6 +17,8 @@ processes (issue #10):
   the same pass, is active within a bound, and every node answers exactly
   (with the source gone, and once it is back);
 - a 1-node cluster at RF 2 grows to 2: the new node holds every range;
+- a new node whose only seed is stopped (SIGSTOP) for twice the failure
+  timeout stays joining, then streams from it: both answer exactly;
 - a node of a 4-node RF 2 cluster is decommissioned under ingest with
   `flamectl cluster decommission`: it turns leaving, then left, exits 0;
   the totals are exact before and after, and with any one remaining node
@@ -353,6 +355,29 @@ def test_grow_below_rf():
         c.wait_state(0, "down", observers=[n])
         exact_everywhere(c, [n], want, frm, until)
         print("    n1 alone answers exactly after joining a 1-node cluster at RF 2")
+
+
+def test_join_while_the_seed_is_silent():
+    """The only seed (RF 1, holding every profile) is stopped (SIGSTOP)
+    while a new node starts, for twice the failure timeout: the new node
+    stays joining (it went on alone before, turned active without
+    streaming, and once it heard n0 answered the ranges it gained short and
+    unflagged); once n0 answers again it streams from it and turns active,
+    and both nodes answer exactly."""
+    t0 = int(time.time()) - 7200
+    with Cluster(1, rf=1, args=ARGS + FAST_FORMATION) as c:
+        want = preload(c, [0], "silent", t0, 64)
+        os.kill(c.nodes[0].proc.pid, signal.SIGSTOP)
+        try:
+            n = c.add_node()
+            time.sleep(2 * c.failure_timeout_s + 0.5)
+            states = c.states(n)
+        finally:
+            os.kill(c.nodes[0].proc.pid, signal.SIGCONT)
+        assert states.get(c.ids[n]) == "joining", states
+        c.wait_state(n, "active", observers=[0, n], timeout=60)
+        exact_everywhere(c, [0, n], want, t0 - 10, t0 + 100000)
+        print("    n1 stayed joining while n0 was stopped, then streamed: exact on both")
 
 
 def test_decommission_under_ingest():
