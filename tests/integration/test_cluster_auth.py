@@ -78,7 +78,10 @@ def test_shared_secret_admits_only_its_holders():
                 for s in strangers:
                     ids = [m["id"] for m in s.get("/cluster/status").json()["nodes"]]
                     assert ids == [s.name], ids
-                    assert s.total(q) == 0  # it learned nothing of the cluster's data
+                    # it learned nothing of the cluster's data; new and never admitted,
+                    # it stays joining (no member heard), so it answers no query
+                    r = s.render(q)
+                    assert r.status == 503 and b"no active node" in r.body, r
             finally:
                 for s in strangers:
                     s.cleanup()
