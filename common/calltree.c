@@ -515,13 +515,15 @@ void calltree_shrink(calltree_t *t)
             t->sh->syms = y;
             t->sh->scap = t->sh->nsyms;
         }
-        (void)links_of(t->sh); /* or built when first read */
-        free(t->sh->slots);    /* rebuilt from the nodes if one is added again */
+        free(t->sh->slots); /* rebuilt from the nodes if one is added again */
         t->sh->slots = NULL;
         t->sh->nslots = 0;
         free(t->sh->sslots); /* and from the symbols */
         t->sh->sslots = NULL;
         t->sh->nsslots = 0;
+        /* the links its readers walk, now that the tree is done growing
+         * (made after the tables are freed: never held beside them) */
+        (void)links_of(t->sh);
     }
     if (t->vcap > n) {
         int64_t *a = realloc(t->self, n * sizeof *a);
@@ -891,32 +893,35 @@ typedef struct encode_ctx {
      * preorder first; CALLTREE_NONE until used), and its length. */
     uint32_t *code;
     size_t ncode;
-    buf_t *syms;    /* dictionary, LE u64 */
-    buf_t *body;    /* node records */
-    size_t records; /* in body */
+    buf_t *out;     /* records appended, the dictionary written at dict */
+    size_t dict;    /* offset in out of dictionary entry 0 */
+    size_t records; /* written */
 } encode_ctx_t;
 
 /* A node record: depth, symbol index, zigzag self, each a varint. */
 #define ENCODE_RECORD_MAX 30
+/* The header before the dictionary and after it: version and its length
+ * (at most 1 + 10 bytes), root self and record count (at most 20). */
+#define ENCODE_HEAD_MAX 11
+#define ENCODE_TAIL_MAX 20
 
-/* Called for every node: the record is written straight into the body's
- * room (reserved a record ahead) and a new symbol into the dictionary's
- * (reserved for every node): a call per field and per record was most of
- * the cost of encoding a small tree (a span's, where most symbols are new). */
+/* Called for every node: the record is written straight into out's room
+ * (reserved a record ahead) and a new symbol into the dictionary's room
+ * (reserved for every symbol of the tree): a call per field and per record
+ * was most of the cost of encoding a small tree (a span's, where most
+ * symbols are new). */
 static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
 {
     encode_ctx_t *c = vctx;
     uint32_t si = c->t->sh->nodes[node].sym_index, idx = c->code[si];
-    if (idx == CALLTREE_NONE) { /* the dictionary has room for every node (calltree_encode) */
+    buf_t *b = c->out;
+    if (idx == CALLTREE_NONE) { /* the dictionary has room for every symbol */
         uint64_t sym = c->t->sh->syms[si];
         idx = c->code[si] = (uint32_t)c->ncode++;
-        uint8_t *le = c->syms->data + c->syms->len;
+        uint8_t *le = b->data + c->dict + 8 * (size_t)idx;
         for (int i = 0; i < 8; i++)
             le[i] = (uint8_t)(sym >> (8 * i));
-        c->syms->len += 8;
-        c->syms->data[c->syms->len] = 0;
     }
-    buf_t *b = c->body;
     if (b->cap - b->len <= ENCODE_RECORD_MAX) {
         int rc = buf_reserve(b, ENCODE_RECORD_MAX);
         if (rc != ERR_OK) return rc;
@@ -926,41 +931,58 @@ static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
     p += varint_put_u(p, idx);
     p += varint_put_u(p, varint_zigzag(self_at(c->t, node)));
     b->len = (size_t)(p - b->data);
-    b->data[b->len] = 0;
     c->records++;
     return ERR_OK;
 }
 
+size_t calltree_encode_scratch_bytes(const calltree_t *t)
+{
+    size_t links = t->sh->links == NULL ? t->sh->cap * sizeof *t->sh->links : 0;
+    return t->sh->nsyms * sizeof(uint32_t) + links;
+}
+
+/* The records are written into out after room for the largest header
+ * (the dictionary can hold every symbol of the tree), then the header is
+ * written in front of them once the dictionary's size is known and the
+ * records moved back to it: no copy of the records or of the dictionary
+ * is held apart from out. */
 int calltree_encode(const calltree_t *t, buf_t *out)
 {
-    encode_ctx_t c = {.t = t};
-    buf_t syms, body;
-    buf_init(&syms, BUF_UNLIMITED);
-    buf_init(&body, BUF_UNLIMITED);
-    c.syms = &syms;
-    c.body = &body;
-    c.code = malloc(t->sh->nsyms * sizeof *c.code);
+    size_t start = out->len, nsyms = t->sh->nsyms;
+    size_t room = ENCODE_HEAD_MAX + 8 * nsyms + ENCODE_TAIL_MAX;
+    encode_ctx_t c = {.t = t, .out = out, .dict = start + ENCODE_HEAD_MAX};
+    c.code = malloc(nsyms * sizeof *c.code);
     int rc = c.code != NULL ? ERR_OK : ERR_NOMEM;
-    if (rc == ERR_OK) memset(c.code, 0xff, t->sh->nsyms * sizeof *c.code);
+    if (rc == ERR_OK) memset(c.code, 0xff, nsyms * sizeof *c.code);
     /* about 4 bytes a record: one allocation for most trees */
-    if (rc == ERR_OK) rc = buf_reserve(&body, 4 * t->sh->count + ENCODE_RECORD_MAX);
-    if (rc == ERR_OK) rc = buf_reserve(&syms, 8 * t->sh->count);
-    if (rc == ERR_OK) rc = preorder(t, encode_visit, &c);
+    if (rc == ERR_OK) rc = buf_reserve(out, room + 4 * t->sh->count + ENCODE_RECORD_MAX);
+    if (rc == ERR_OK) {
+        out->len = start + room;
+        rc = preorder(t, encode_visit, &c);
+    }
     /* The header's node count must be the records that follow it, and every
      * record's symbol index must be in the dictionary, or decoding the stored
      * tree fails (or, worse, reads other stacks). */
     ASSERT_ALWAYS(rc != ERR_OK || c.records == t->sh->count - 1);
-    ASSERT_ALWAYS(rc != ERR_OK || syms.len == 8 * c.ncode);
-    if (rc == ERR_OK) rc = buf_append_byte(out, CALLTREE_VERSION);
-    if (rc == ERR_OK) rc = buf_append_uvarint(out, c.ncode);
-    if (rc == ERR_OK) rc = buf_append(out, syms.data, syms.len);
-    if (rc == ERR_OK) rc = buf_append_svarint(out, self_at(t, 0));
-    if (rc == ERR_OK) rc = buf_append_uvarint(out, t->sh->count - 1);
-    if (rc == ERR_OK) rc = buf_append(out, body.data, body.len);
+    ASSERT_ALWAYS(rc != ERR_OK || c.ncode <= nsyms);
     free(c.code);
-    buf_free(&syms);
-    buf_free(&body);
-    return rc;
+    if (rc != ERR_OK) {
+        out->len = start;
+        if (out->cap > start) out->data[start] = 0;
+        return rc;
+    }
+    uint8_t *d = out->data, *p = d + start;
+    size_t body = out->len - (start + room);
+    *p++ = CALLTREE_VERSION;
+    p += varint_put_u(p, c.ncode);
+    memmove(p, d + c.dict, 8 * c.ncode);
+    p += 8 * c.ncode;
+    p += varint_put_u(p, varint_zigzag(self_at(t, 0)));
+    p += varint_put_u(p, t->sh->count - 1);
+    memmove(p, d + start + room, body);
+    out->len = (size_t)(p - d) + body;
+    d[out->len] = 0;
+    return ERR_OK;
 }
 
 static uint64_t le64_get(const uint8_t *p)

@@ -147,8 +147,13 @@ bool calltree_same_shape(const calltree_t *a, const calltree_t *b);
 /* dst += src. */
 int calltree_merge(calltree_t *dst, const calltree_t *src);
 
-/* Appends the version-1 encoding of t to out. */
+/* Appends the version-1 encoding of t to out. Besides out's growth (about
+ * the encoding's length, and room for 8 bytes per symbol of t while it
+ * runs) it allocates calltree_encode_scratch_bytes(t) until it returns:
+ * 4 bytes a symbol, the child links when t has none (8 bytes a node, then
+ * kept by t: calltree_mem_bytes counts them after). */
 int calltree_encode(const calltree_t *t, buf_t *out);
+size_t calltree_encode_scratch_bytes(const calltree_t *t);
 /* Decodes an encoding and adds it into dst (dst += decoded). ERR_CORRUPT on bad
  * bytes, ERR_LIMIT past dst's max_nodes. On error no value of dst changes (on
  * ERR_LIMIT some zero-valued nodes may have been created). */

@@ -435,8 +435,17 @@ static int span_keep(series_set_t *ss, span_work_t *wk, span_acc_t *a, size_t k,
                      const calltree_t *t, errmsg_t *em)
 {
     buf_reset(&wk->enc);
-    size_t room = wk->enc.cap;
-    int rc = calltree_encode(t, &wk->enc);
+    size_t room = wk->enc.cap, before = calltree_mem_bytes(t);
+    /* what the encoding allocates besides its buffer, charged while it
+     * runs; the links (and values) it makes are t's from then on */
+    size_t scratch = calltree_encode_scratch_bytes(t);
+    int rc = ingest_charge(ss, scratch, "span trees", em);
+    if (rc < 0) return rc;
+    rc = calltree_encode(t, &wk->enc);
+    size_t kept = calltree_mem_bytes(t) - before;
+    if (kept > scratch) kept = scratch;
+    wk->held += kept;
+    ingest_uncharge(ss, scratch - kept);
     if (rc != 0) return errmsg_set(em, rc, "encoding a span tree failed");
     if (wk->enc.cap != room &&
         (rc = recharge(ss, &wk->charged, wk->charged + wk->enc.cap - room, "span trees", em)) < 0)
