@@ -80,8 +80,12 @@ typedef struct ct_shape {
 
 struct calltree {
     ct_shape_t *sh;
-    int64_t *self; /* vcap entries, at least sh->count; NULL when scaled */
+    int64_t *self; /* vcap entries, at least sh->count; NULL when scaled or valueless */
     size_t vcap;
+    /* A valueless tree (calltree_new_valueless) holds no values while it
+     * grows: every value is zero until the first change gives it them
+     * (own_values). */
+    bool valueless;
     /* A scaled tree (calltree_adopt_scaled) holds no values: node i's is
      * base->self[i] * scale, until it first changes (own_values). */
     const calltree_t *base;
@@ -369,6 +373,15 @@ static inline int own_shape(calltree_t *t)
  * (its base's times its scale). */
 static int values_reserve(calltree_t *t, size_t n)
 {
+    if (t->valueless) {
+        size_t cap = n > t->sh->count ? n : t->sh->count;
+        int64_t *s = calloc(cap, sizeof *s);
+        if (s == NULL) return ERR_NOMEM;
+        t->self = s;
+        t->vcap = cap;
+        t->valueless = false;
+        return ERR_OK;
+    }
     if (t->base != NULL) {
         size_t count = t->sh->count, cap = n > count ? n : count;
         int64_t *s = malloc(cap * sizeof *s);
@@ -391,10 +404,18 @@ static int values_reserve(calltree_t *t, size_t n)
     return ERR_OK;
 }
 
-/* A tree about to change its values holds them (a scaled one gets its own). */
+/* A tree about to change its values holds them (a scaled one gets its own,
+ * a valueless one zeros). */
 static int own_values(calltree_t *t)
 {
-    return t->base != NULL ? values_reserve(t, t->sh->count) : ERR_OK;
+    return t->base != NULL || t->valueless ? values_reserve(t, t->sh->count) : ERR_OK;
+}
+
+/* The values of a tree about to be read: a valueless one is given its
+ * zeros first (the cache only, as totals_of's: the values are unchanged). */
+static int readable_values(const calltree_t *t)
+{
+    return t->valueless ? values_reserve((calltree_t *)t, t->sh->count) : ERR_OK;
 }
 
 /* Every node's total (self plus its children's totals), computed in one
@@ -407,6 +428,7 @@ static const int64_t *totals_of(const calltree_t *ct)
     calltree_t *t = (calltree_t *)ct; /* the cache only: the values are unchanged */
     size_t n = t->sh->count;
     if (t->totals_ok) return t->total;
+    if (readable_values(t) != ERR_OK) return NULL;
     if (n > t->tcap) {
         int64_t *p = realloc(t->total, n * sizeof *p);
         if (p == NULL) return NULL;
@@ -464,6 +486,7 @@ static bool in_subtree(const ct_node_t *nd, uint32_t a, uint32_t node)
  * be either, every later node's ancestors). */
 static int64_t subtree_total(const calltree_t *t, uint32_t node)
 {
+    if (t->valueless) return 0; /* every value is zero */
     const ct_node_t *nd = t->sh->nodes;
     const calltree_links_t *l = links_of(t->sh);
     int64_t sum = self_at(t, node);
@@ -542,12 +565,12 @@ int calltree_reserve(calltree_t *t, size_t nodes)
 {
     size_t want = t->sh->count + nodes;
     if (want > t->max_nodes) want = t->max_nodes;
-    if (want <= t->sh->cap && want <= t->vcap &&
+    if (want <= t->sh->cap && (want <= t->vcap || t->valueless) &&
         want * CT_LOAD_DEN <= t->sh->nslots * CT_LOAD_NUM && t->base == NULL)
         return ERR_OK;
     int rc = own_shape(t);
     if (rc == ERR_OK) rc = shape_reserve(t->sh, want);
-    return rc != ERR_OK ? rc : values_reserve(t, want);
+    return rc != ERR_OK || t->valueless ? rc : values_reserve(t, want);
 }
 
 /* A tree with room for `initial` nodes (and their edges) before it grows. */
@@ -572,6 +595,17 @@ calltree_t *calltree_new(size_t max_nodes)
 calltree_t *calltree_new_small(size_t max_nodes)
 {
     return new_tree(max_nodes, 4);
+}
+
+calltree_t *calltree_new_valueless(size_t max_nodes)
+{
+    calltree_t *t = new_tree(max_nodes, 64);
+    if (t == NULL) return NULL;
+    free(t->self);
+    t->self = NULL;
+    t->vcap = 0;
+    t->valueless = true;
+    return t;
 }
 
 void calltree_free(calltree_t *t)
@@ -605,7 +639,8 @@ int calltree_clear(calltree_t *t)
         shape_release(t->sh);
         t->sh = sh;
     }
-    t->self[0] = t->root_total = 0;
+    if (!t->valueless) t->self[0] = 0;
+    t->root_total = 0;
     t->totals_ok = false;
     return 0;
 }
@@ -626,7 +661,7 @@ static uint32_t append_node(calltree_t *t, uint32_t parent, uint32_t si, size_t 
         sh->lcap = 0;
     }
     slot_set(sh, s, idx, h);
-    t->self[idx] = 0;
+    if (!t->valueless) t->self[idx] = 0;
     t->totals_ok = false;
     return idx;
 }
@@ -640,7 +675,8 @@ static int make_room(calltree_t *t, uint32_t parent, uint32_t si, uint64_t h, si
     if (rc == ERR_OK && need > t->sh->cap) rc = nodes_reserve(t->sh, next_cap(t->sh->cap, need));
     if (rc == ERR_OK && need * CT_LOAD_DEN > t->sh->nslots * CT_LOAD_NUM)
         rc = shape_reserve_by(t->sh, need, need < CT_EDGE_SKIP_BELOW);
-    if (rc == ERR_OK && need > t->vcap) rc = values_reserve(t, next_cap(t->vcap, need));
+    if (rc == ERR_OK && need > t->vcap && !t->valueless)
+        rc = values_reserve(t, next_cap(t->vcap, need));
     if (rc == ERR_OK) *s = probe(t->sh, parent, si, h);
     return rc;
 }
@@ -659,7 +695,7 @@ static inline __attribute__((always_inline)) int child_at(calltree_t *t, uint32_
     }
     if (t->sh->count >= t->max_nodes) return ERR_LIMIT;
     size_t need = t->sh->count + 1;
-    if (need > t->sh->cap || need > t->vcap ||
+    if (need > t->sh->cap || (need > t->vcap && !t->valueless) ||
         __atomic_load_n(&t->sh->refs, __ATOMIC_RELAXED) != 1 ||
         need * CT_LOAD_DEN > t->sh->nslots * CT_LOAD_NUM) {
         int rc = make_room(t, parent, si, h, &s);
@@ -729,7 +765,7 @@ void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym)
 
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value)
 {
-    ASSERT_ALWAYS(t->base == NULL); /* see calltree_adopt_scaled */
+    ASSERT_ALWAYS(t->self != NULL); /* see calltree_adopt_scaled, calltree_new_valueless */
     WADD(t->self[node], value);
     WADD(t->root_total, value);
     t->totals_ok = false;
@@ -777,7 +813,8 @@ int calltree_copy_shape(calltree_t *dst, const calltree_t *src)
 int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves, size_t n)
 {
     size_t count = src->sh->count;
-    ASSERT_ALWAYS(dst->sh->count == 1 && dst->base == NULL && dst->self[0] == 0 && n <= count);
+    ASSERT_ALWAYS(dst->sh->count == 1 && dst->base == NULL && n <= count &&
+                  (dst->valueless || dst->self[0] == 0));
     if (count > dst->max_nodes) {
         free(selves);
         return ERR_LIMIT;
@@ -795,6 +832,7 @@ int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves
     free(dst->self);
     dst->self = self;
     dst->vcap = count;
+    dst->valueless = false;
     dst->root_total = 0;
     for (size_t i = 0; i < n; i++)
         WADD(dst->root_total, self[i]);
@@ -809,9 +847,11 @@ int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves
 
 int calltree_adopt_scaled(calltree_t *dst, const calltree_t *src, int64_t scale)
 {
-    ASSERT_ALWAYS(dst->sh->count == 1 && dst->base == NULL && dst->self[0] == 0);
+    ASSERT_ALWAYS(dst->sh->count == 1 && dst->base == NULL &&
+                  (dst->valueless || dst->self[0] == 0));
     ASSERT_ALWAYS(src->base == NULL);
     if (src->sh->count > dst->max_nodes) return ERR_LIMIT;
+    if (readable_values(src) != ERR_OK) return ERR_NOMEM;
     if (dst->sh != src->sh) {
         if (links_of(src->sh) == NULL) return ERR_NOMEM; /* as calltree_copy_shape */
         __atomic_add_fetch(&src->sh->refs, 1, __ATOMIC_ACQ_REL);
@@ -821,6 +861,7 @@ int calltree_adopt_scaled(calltree_t *dst, const calltree_t *src, int64_t scale)
     free(dst->self);
     dst->self = NULL;
     dst->vcap = 0;
+    dst->valueless = false;
     dst->base = src;
     dst->scale = scale;
     dst->root_total = wmul(src->root_total, scale);
@@ -843,6 +884,7 @@ int calltree_merge(calltree_t *dst, const calltree_t *src)
 {
     size_t n = src->sh->count, nsyms = src->sh->nsyms;
     /* map: src's nodes to dst's; hint: src's symbols to dst's indices */
+    if (readable_values(src) != ERR_OK) return ERR_NOMEM;
     uint32_t *map = malloc((n + nsyms) * sizeof *map), *hint = map + n;
     if (map == NULL) return ERR_NOMEM;
     map[0] = 0;
@@ -938,7 +980,8 @@ static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
 size_t calltree_encode_scratch_bytes(const calltree_t *t)
 {
     size_t links = t->sh->links == NULL ? t->sh->cap * sizeof *t->sh->links : 0;
-    return t->sh->nsyms * sizeof(uint32_t) + links;
+    size_t values = t->valueless ? t->sh->count * sizeof *t->self : 0;
+    return t->sh->nsyms * sizeof(uint32_t) + links + values;
 }
 
 /* The records are written into out after room for the largest header
@@ -948,6 +991,7 @@ size_t calltree_encode_scratch_bytes(const calltree_t *t)
  * is held apart from out. */
 int calltree_encode(const calltree_t *t, buf_t *out)
 {
+    if (readable_values(t) != ERR_OK) return ERR_NOMEM;
     size_t start = out->len, nsyms = t->sh->nsyms;
     size_t room = ENCODE_HEAD_MAX + 8 * nsyms + ENCODE_TAIL_MAX;
     encode_ctx_t c = {.t = t, .out = out, .dict = start + ENCODE_HEAD_MAX};
@@ -1203,7 +1247,7 @@ size_t calltree_sym_count(const calltree_t *t)
 
 int64_t calltree_self(const calltree_t *t, uint32_t node)
 {
-    return self_at(t, node);
+    return t->valueless ? 0 : self_at(t, node);
 }
 
 int64_t calltree_total(const calltree_t *t, uint32_t node)
@@ -1248,13 +1292,16 @@ const calltree_node_t *calltree_nodes(const calltree_t *t)
 
 const int64_t *calltree_selves(const calltree_t *t)
 {
-    /* a scaled tree's are made, as its totals are when read */
-    if (t->base != NULL && values_reserve((calltree_t *)t, t->sh->count) != ERR_OK) return NULL;
+    /* a scaled or valueless tree's are made, as its totals are when read */
+    if ((t->base != NULL || t->valueless) &&
+        values_reserve((calltree_t *)t, t->sh->count) != ERR_OK)
+        return NULL;
     return t->self;
 }
 
 const int64_t *calltree_selves_scaled(const calltree_t *t, int64_t *scale)
 {
+    if (readable_values(t) != ERR_OK) return NULL;
     *scale = t->base != NULL ? t->scale : 1;
     return t->base != NULL ? t->base->self : t->self;
 }
