@@ -10,7 +10,7 @@
  * ratio is printed beside the hostile ones. Not timed.
  *
  * The bounds are what the defaults hold a push to. A push may hold
- * INGEST_REQUEST_MEMORY_PER_BYTE (9) bytes per gunzipped payload byte, so
+ * INGEST_REQUEST_MEMORY_PER_BYTE (8) bytes per gunzipped payload byte, so
  * none ever held more (HOSTILE_MULTIPLE is one more, for the bisection's
  * step); each shape has its own bound, a little over what it holds today:
  * fresh roots 6.24x (most of it the symbols of its fresh addresses, then
