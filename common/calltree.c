@@ -80,8 +80,12 @@ typedef struct ct_shape {
 
 struct calltree {
     ct_shape_t *sh;
-    int64_t *self; /* vcap entries, at least sh->count; NULL when scaled */
+    int64_t *self; /* vcap entries, at least sh->count; NULL when scaled or valueless */
     size_t vcap;
+    /* A valueless tree (calltree_new_valueless) holds no values while it
+     * grows: every value is zero until the first change gives it them
+     * (own_values). */
+    bool valueless;
     /* A scaled tree (calltree_adopt_scaled) holds no values: node i's is
      * base->self[i] * scale, until it first changes (own_values). */
     const calltree_t *base;
@@ -369,6 +373,15 @@ static inline int own_shape(calltree_t *t)
  * (its base's times its scale). */
 static int values_reserve(calltree_t *t, size_t n)
 {
+    if (t->valueless) {
+        size_t cap = n > t->sh->count ? n : t->sh->count;
+        int64_t *s = calloc(cap, sizeof *s);
+        if (s == NULL) return ERR_NOMEM;
+        t->self = s;
+        t->vcap = cap;
+        t->valueless = false;
+        return ERR_OK;
+    }
     if (t->base != NULL) {
         size_t count = t->sh->count, cap = n > count ? n : count;
         int64_t *s = malloc(cap * sizeof *s);
@@ -391,10 +404,18 @@ static int values_reserve(calltree_t *t, size_t n)
     return ERR_OK;
 }
 
-/* A tree about to change its values holds them (a scaled one gets its own). */
+/* A tree about to change its values holds them (a scaled one gets its own,
+ * a valueless one zeros). */
 static int own_values(calltree_t *t)
 {
-    return t->base != NULL ? values_reserve(t, t->sh->count) : ERR_OK;
+    return t->base != NULL || t->valueless ? values_reserve(t, t->sh->count) : ERR_OK;
+}
+
+/* The values of a tree about to be read: a valueless one is given its
+ * zeros first (the cache only, as totals_of's: the values are unchanged). */
+static int readable_values(const calltree_t *t)
+{
+    return t->valueless ? values_reserve((calltree_t *)t, t->sh->count) : ERR_OK;
 }
 
 /* Every node's total (self plus its children's totals), computed in one
@@ -407,6 +428,7 @@ static const int64_t *totals_of(const calltree_t *ct)
     calltree_t *t = (calltree_t *)ct; /* the cache only: the values are unchanged */
     size_t n = t->sh->count;
     if (t->totals_ok) return t->total;
+    if (readable_values(t) != ERR_OK) return NULL;
     if (n > t->tcap) {
         int64_t *p = realloc(t->total, n * sizeof *p);
         if (p == NULL) return NULL;
@@ -464,6 +486,7 @@ static bool in_subtree(const ct_node_t *nd, uint32_t a, uint32_t node)
  * be either, every later node's ancestors). */
 static int64_t subtree_total(const calltree_t *t, uint32_t node)
 {
+    if (t->valueless) return 0; /* every value is zero */
     const ct_node_t *nd = t->sh->nodes;
     const calltree_links_t *l = links_of(t->sh);
     int64_t sum = self_at(t, node);
@@ -515,13 +538,15 @@ void calltree_shrink(calltree_t *t)
             t->sh->syms = y;
             t->sh->scap = t->sh->nsyms;
         }
-        (void)links_of(t->sh); /* or built when first read */
-        free(t->sh->slots);    /* rebuilt from the nodes if one is added again */
+        free(t->sh->slots); /* rebuilt from the nodes if one is added again */
         t->sh->slots = NULL;
         t->sh->nslots = 0;
         free(t->sh->sslots); /* and from the symbols */
         t->sh->sslots = NULL;
         t->sh->nsslots = 0;
+        /* the links its readers walk, now that the tree is done growing
+         * (made after the tables are freed: never held beside them) */
+        (void)links_of(t->sh);
     }
     if (t->vcap > n) {
         int64_t *a = realloc(t->self, n * sizeof *a);
@@ -540,12 +565,12 @@ int calltree_reserve(calltree_t *t, size_t nodes)
 {
     size_t want = t->sh->count + nodes;
     if (want > t->max_nodes) want = t->max_nodes;
-    if (want <= t->sh->cap && want <= t->vcap &&
+    if (want <= t->sh->cap && (want <= t->vcap || t->valueless) &&
         want * CT_LOAD_DEN <= t->sh->nslots * CT_LOAD_NUM && t->base == NULL)
         return ERR_OK;
     int rc = own_shape(t);
     if (rc == ERR_OK) rc = shape_reserve(t->sh, want);
-    return rc != ERR_OK ? rc : values_reserve(t, want);
+    return rc != ERR_OK || t->valueless ? rc : values_reserve(t, want);
 }
 
 /* A tree with room for `initial` nodes (and their edges) before it grows. */
@@ -570,6 +595,17 @@ calltree_t *calltree_new(size_t max_nodes)
 calltree_t *calltree_new_small(size_t max_nodes)
 {
     return new_tree(max_nodes, 4);
+}
+
+calltree_t *calltree_new_valueless(size_t max_nodes)
+{
+    calltree_t *t = new_tree(max_nodes, 64);
+    if (t == NULL) return NULL;
+    free(t->self);
+    t->self = NULL;
+    t->vcap = 0;
+    t->valueless = true;
+    return t;
 }
 
 void calltree_free(calltree_t *t)
@@ -603,7 +639,8 @@ int calltree_clear(calltree_t *t)
         shape_release(t->sh);
         t->sh = sh;
     }
-    t->self[0] = t->root_total = 0;
+    if (!t->valueless) t->self[0] = 0;
+    t->root_total = 0;
     t->totals_ok = false;
     return 0;
 }
@@ -624,7 +661,7 @@ static uint32_t append_node(calltree_t *t, uint32_t parent, uint32_t si, size_t 
         sh->lcap = 0;
     }
     slot_set(sh, s, idx, h);
-    t->self[idx] = 0;
+    if (!t->valueless) t->self[idx] = 0;
     t->totals_ok = false;
     return idx;
 }
@@ -638,7 +675,8 @@ static int make_room(calltree_t *t, uint32_t parent, uint32_t si, uint64_t h, si
     if (rc == ERR_OK && need > t->sh->cap) rc = nodes_reserve(t->sh, next_cap(t->sh->cap, need));
     if (rc == ERR_OK && need * CT_LOAD_DEN > t->sh->nslots * CT_LOAD_NUM)
         rc = shape_reserve_by(t->sh, need, need < CT_EDGE_SKIP_BELOW);
-    if (rc == ERR_OK && need > t->vcap) rc = values_reserve(t, next_cap(t->vcap, need));
+    if (rc == ERR_OK && need > t->vcap && !t->valueless)
+        rc = values_reserve(t, next_cap(t->vcap, need));
     if (rc == ERR_OK) *s = probe(t->sh, parent, si, h);
     return rc;
 }
@@ -657,7 +695,7 @@ static inline __attribute__((always_inline)) int child_at(calltree_t *t, uint32_
     }
     if (t->sh->count >= t->max_nodes) return ERR_LIMIT;
     size_t need = t->sh->count + 1;
-    if (need > t->sh->cap || need > t->vcap ||
+    if (need > t->sh->cap || (need > t->vcap && !t->valueless) ||
         __atomic_load_n(&t->sh->refs, __ATOMIC_RELAXED) != 1 ||
         need * CT_LOAD_DEN > t->sh->nslots * CT_LOAD_NUM) {
         int rc = make_room(t, parent, si, h, &s);
@@ -727,7 +765,7 @@ void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym)
 
 void calltree_add_self(calltree_t *t, uint32_t node, int64_t value)
 {
-    ASSERT_ALWAYS(t->base == NULL); /* see calltree_adopt_scaled */
+    ASSERT_ALWAYS(t->self != NULL); /* see calltree_adopt_scaled, calltree_new_valueless */
     WADD(t->self[node], value);
     WADD(t->root_total, value);
     t->totals_ok = false;
@@ -775,7 +813,8 @@ int calltree_copy_shape(calltree_t *dst, const calltree_t *src)
 int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves, size_t n)
 {
     size_t count = src->sh->count;
-    ASSERT_ALWAYS(dst->sh->count == 1 && dst->base == NULL && dst->self[0] == 0 && n <= count);
+    ASSERT_ALWAYS(dst->sh->count == 1 && dst->base == NULL && n <= count &&
+                  (dst->valueless || dst->self[0] == 0));
     if (count > dst->max_nodes) {
         free(selves);
         return ERR_LIMIT;
@@ -793,6 +832,7 @@ int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves
     free(dst->self);
     dst->self = self;
     dst->vcap = count;
+    dst->valueless = false;
     dst->root_total = 0;
     for (size_t i = 0; i < n; i++)
         WADD(dst->root_total, self[i]);
@@ -807,9 +847,11 @@ int calltree_adopt_shape(calltree_t *dst, const calltree_t *src, int64_t *selves
 
 int calltree_adopt_scaled(calltree_t *dst, const calltree_t *src, int64_t scale)
 {
-    ASSERT_ALWAYS(dst->sh->count == 1 && dst->base == NULL && dst->self[0] == 0);
+    ASSERT_ALWAYS(dst->sh->count == 1 && dst->base == NULL &&
+                  (dst->valueless || dst->self[0] == 0));
     ASSERT_ALWAYS(src->base == NULL);
     if (src->sh->count > dst->max_nodes) return ERR_LIMIT;
+    if (readable_values(src) != ERR_OK) return ERR_NOMEM;
     if (dst->sh != src->sh) {
         if (links_of(src->sh) == NULL) return ERR_NOMEM; /* as calltree_copy_shape */
         __atomic_add_fetch(&src->sh->refs, 1, __ATOMIC_ACQ_REL);
@@ -819,6 +861,7 @@ int calltree_adopt_scaled(calltree_t *dst, const calltree_t *src, int64_t scale)
     free(dst->self);
     dst->self = NULL;
     dst->vcap = 0;
+    dst->valueless = false;
     dst->base = src;
     dst->scale = scale;
     dst->root_total = wmul(src->root_total, scale);
@@ -841,6 +884,7 @@ int calltree_merge(calltree_t *dst, const calltree_t *src)
 {
     size_t n = src->sh->count, nsyms = src->sh->nsyms;
     /* map: src's nodes to dst's; hint: src's symbols to dst's indices */
+    if (readable_values(src) != ERR_OK) return ERR_NOMEM;
     uint32_t *map = malloc((n + nsyms) * sizeof *map), *hint = map + n;
     if (map == NULL) return ERR_NOMEM;
     map[0] = 0;
@@ -891,32 +935,35 @@ typedef struct encode_ctx {
      * preorder first; CALLTREE_NONE until used), and its length. */
     uint32_t *code;
     size_t ncode;
-    buf_t *syms;    /* dictionary, LE u64 */
-    buf_t *body;    /* node records */
-    size_t records; /* in body */
+    buf_t *out;     /* records appended, the dictionary written at dict */
+    size_t dict;    /* offset in out of dictionary entry 0 */
+    size_t records; /* written */
 } encode_ctx_t;
 
 /* A node record: depth, symbol index, zigzag self, each a varint. */
 #define ENCODE_RECORD_MAX 30
+/* The header before the dictionary and after it: version and its length
+ * (at most 1 + 10 bytes), root self and record count (at most 20). */
+#define ENCODE_HEAD_MAX 11
+#define ENCODE_TAIL_MAX 20
 
-/* Called for every node: the record is written straight into the body's
- * room (reserved a record ahead) and a new symbol into the dictionary's
- * (reserved for every node): a call per field and per record was most of
- * the cost of encoding a small tree (a span's, where most symbols are new). */
+/* Called for every node: the record is written straight into out's room
+ * (reserved a record ahead) and a new symbol into the dictionary's room
+ * (reserved for every symbol of the tree): a call per field and per record
+ * was most of the cost of encoding a small tree (a span's, where most
+ * symbols are new). */
 static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
 {
     encode_ctx_t *c = vctx;
     uint32_t si = c->t->sh->nodes[node].sym_index, idx = c->code[si];
-    if (idx == CALLTREE_NONE) { /* the dictionary has room for every node (calltree_encode) */
+    buf_t *b = c->out;
+    if (idx == CALLTREE_NONE) { /* the dictionary has room for every symbol */
         uint64_t sym = c->t->sh->syms[si];
         idx = c->code[si] = (uint32_t)c->ncode++;
-        uint8_t *le = c->syms->data + c->syms->len;
+        uint8_t *le = b->data + c->dict + 8 * (size_t)idx;
         for (int i = 0; i < 8; i++)
             le[i] = (uint8_t)(sym >> (8 * i));
-        c->syms->len += 8;
-        c->syms->data[c->syms->len] = 0;
     }
-    buf_t *b = c->body;
     if (b->cap - b->len <= ENCODE_RECORD_MAX) {
         int rc = buf_reserve(b, ENCODE_RECORD_MAX);
         if (rc != ERR_OK) return rc;
@@ -926,41 +973,60 @@ static int encode_visit(void *vctx, uint32_t node, uint32_t depth)
     p += varint_put_u(p, idx);
     p += varint_put_u(p, varint_zigzag(self_at(c->t, node)));
     b->len = (size_t)(p - b->data);
-    b->data[b->len] = 0;
     c->records++;
     return ERR_OK;
 }
 
+size_t calltree_encode_scratch_bytes(const calltree_t *t)
+{
+    size_t links = t->sh->links == NULL ? t->sh->cap * sizeof *t->sh->links : 0;
+    size_t values = t->valueless ? t->sh->count * sizeof *t->self : 0;
+    return t->sh->nsyms * sizeof(uint32_t) + links + values;
+}
+
+/* The records are written into out after room for the largest header
+ * (the dictionary can hold every symbol of the tree), then the header is
+ * written in front of them once the dictionary's size is known and the
+ * records moved back to it: no copy of the records or of the dictionary
+ * is held apart from out. */
 int calltree_encode(const calltree_t *t, buf_t *out)
 {
-    encode_ctx_t c = {.t = t};
-    buf_t syms, body;
-    buf_init(&syms, BUF_UNLIMITED);
-    buf_init(&body, BUF_UNLIMITED);
-    c.syms = &syms;
-    c.body = &body;
-    c.code = malloc(t->sh->nsyms * sizeof *c.code);
+    if (readable_values(t) != ERR_OK) return ERR_NOMEM;
+    size_t start = out->len, nsyms = t->sh->nsyms;
+    size_t room = ENCODE_HEAD_MAX + 8 * nsyms + ENCODE_TAIL_MAX;
+    encode_ctx_t c = {.t = t, .out = out, .dict = start + ENCODE_HEAD_MAX};
+    c.code = malloc(nsyms * sizeof *c.code);
     int rc = c.code != NULL ? ERR_OK : ERR_NOMEM;
-    if (rc == ERR_OK) memset(c.code, 0xff, t->sh->nsyms * sizeof *c.code);
+    if (rc == ERR_OK) memset(c.code, 0xff, nsyms * sizeof *c.code);
     /* about 4 bytes a record: one allocation for most trees */
-    if (rc == ERR_OK) rc = buf_reserve(&body, 4 * t->sh->count + ENCODE_RECORD_MAX);
-    if (rc == ERR_OK) rc = buf_reserve(&syms, 8 * t->sh->count);
-    if (rc == ERR_OK) rc = preorder(t, encode_visit, &c);
+    if (rc == ERR_OK) rc = buf_reserve(out, room + 4 * t->sh->count + ENCODE_RECORD_MAX);
+    if (rc == ERR_OK) {
+        out->len = start + room;
+        rc = preorder(t, encode_visit, &c);
+    }
     /* The header's node count must be the records that follow it, and every
      * record's symbol index must be in the dictionary, or decoding the stored
      * tree fails (or, worse, reads other stacks). */
     ASSERT_ALWAYS(rc != ERR_OK || c.records == t->sh->count - 1);
-    ASSERT_ALWAYS(rc != ERR_OK || syms.len == 8 * c.ncode);
-    if (rc == ERR_OK) rc = buf_append_byte(out, CALLTREE_VERSION);
-    if (rc == ERR_OK) rc = buf_append_uvarint(out, c.ncode);
-    if (rc == ERR_OK) rc = buf_append(out, syms.data, syms.len);
-    if (rc == ERR_OK) rc = buf_append_svarint(out, self_at(t, 0));
-    if (rc == ERR_OK) rc = buf_append_uvarint(out, t->sh->count - 1);
-    if (rc == ERR_OK) rc = buf_append(out, body.data, body.len);
+    ASSERT_ALWAYS(rc != ERR_OK || c.ncode <= nsyms);
     free(c.code);
-    buf_free(&syms);
-    buf_free(&body);
-    return rc;
+    if (rc != ERR_OK) {
+        out->len = start;
+        if (out->cap > start) out->data[start] = 0;
+        return rc;
+    }
+    uint8_t *d = out->data, *p = d + start;
+    size_t body = out->len - (start + room);
+    *p++ = CALLTREE_VERSION;
+    p += varint_put_u(p, c.ncode);
+    memmove(p, d + c.dict, 8 * c.ncode);
+    p += 8 * c.ncode;
+    p += varint_put_u(p, varint_zigzag(self_at(t, 0)));
+    p += varint_put_u(p, t->sh->count - 1);
+    memmove(p, d + start + room, body);
+    out->len = (size_t)(p - d) + body;
+    d[out->len] = 0;
+    return ERR_OK;
 }
 
 static uint64_t le64_get(const uint8_t *p)
@@ -1181,7 +1247,7 @@ size_t calltree_sym_count(const calltree_t *t)
 
 int64_t calltree_self(const calltree_t *t, uint32_t node)
 {
-    return self_at(t, node);
+    return t->valueless ? 0 : self_at(t, node);
 }
 
 int64_t calltree_total(const calltree_t *t, uint32_t node)
@@ -1226,13 +1292,16 @@ const calltree_node_t *calltree_nodes(const calltree_t *t)
 
 const int64_t *calltree_selves(const calltree_t *t)
 {
-    /* a scaled tree's are made, as its totals are when read */
-    if (t->base != NULL && values_reserve((calltree_t *)t, t->sh->count) != ERR_OK) return NULL;
+    /* a scaled or valueless tree's are made, as its totals are when read */
+    if ((t->base != NULL || t->valueless) &&
+        values_reserve((calltree_t *)t, t->sh->count) != ERR_OK)
+        return NULL;
     return t->self;
 }
 
 const int64_t *calltree_selves_scaled(const calltree_t *t, int64_t *scale)
 {
+    if (readable_values(t) != ERR_OK) return NULL;
     *scale = t->base != NULL ? t->scale : 1;
     return t->base != NULL ? t->base->self : t->self;
 }

@@ -26,7 +26,8 @@
  * symbol's tree-local index and its parent), per distinct symbol its id (8
  * bytes) and, while it may still grow, a 4-byte slot of the table that
  * finds the index (at most two thirds full), its self value (8 bytes; none in a scaled tree,
- * whose values are another tree's times a factor: calltree_adopt_scaled)
+ * whose values are another tree's times a factor: calltree_adopt_scaled,
+ * nor in a valueless one while it grows: calltree_new_valueless)
  * and, while it may still
  * grow, its edge table (6 to 9 bytes: 4-byte slots, 8-byte ones in a table
  * that may hold 2^24 nodes or more). Its child links (8 bytes a node,
@@ -63,6 +64,17 @@ calltree_t *calltree_new(size_t max_nodes);
 /* The same, starting with room for 4 nodes instead of 64 (about 300 bytes
  * instead of 4.5 KiB): for the many small trees of one profile (span trees). */
 calltree_t *calltree_new_small(size_t max_nodes);
+/* calltree_new, for a tree whose values come after its nodes (a push's:
+ * its samples' values are kept apart, a few bytes a sample, and added
+ * once its nodes are made): it holds no self values (8 bytes a node less
+ * while it grows) until a change of values gives it them
+ * (calltree_add_selves, calltree_merge or calltree_decode_merge into it,
+ * calltree_adopt_shape or _scaled); every value reads zero until then, and
+ * reads that return its values as an array (calltree_selves, _scaled,
+ * calltree_totals, calltree_encode) make them first (NULL or ERR_NOMEM
+ * when they cannot). calltree_add_self, which cannot fail, must not be
+ * called on it before one of those. */
+calltree_t *calltree_new_valueless(size_t max_nodes);
 void calltree_free(calltree_t *t);
 /* Makes room for nodes more nodes, so building a tree of known size does not
  * rehash and copy as it grows. */
@@ -147,8 +159,14 @@ bool calltree_same_shape(const calltree_t *a, const calltree_t *b);
 /* dst += src. */
 int calltree_merge(calltree_t *dst, const calltree_t *src);
 
-/* Appends the version-1 encoding of t to out. */
+/* Appends the version-1 encoding of t to out. Besides out's growth (about
+ * the encoding's length, and room for 8 bytes per symbol of t while it
+ * runs) it allocates calltree_encode_scratch_bytes(t) until it returns:
+ * 4 bytes a symbol, the child links when t has none (8 bytes a node, then
+ * kept by t: calltree_mem_bytes counts them after), and a valueless
+ * tree's values (kept too). */
 int calltree_encode(const calltree_t *t, buf_t *out);
+size_t calltree_encode_scratch_bytes(const calltree_t *t);
 /* Decodes an encoding and adds it into dst (dst += decoded). ERR_CORRUPT on bad
  * bytes, ERR_LIMIT past dst's max_nodes. On error no value of dst changes (on
  * ERR_LIMIT some zero-valued nodes may have been created). */

@@ -134,13 +134,14 @@ static const opt_t options[] = {
     {"ingest-request-memory-per-byte", OPT_COUNT, FIELD(ingest.request_memory_per_byte, size_t),
      NULL, 0, 1, 1000000,
      "Memory one push may hold while it is parsed, in bytes per byte of its gunzipped payload (at "
-     "least 4 MiB): its gunzipped body, decoded message, symbols, series, call trees (16 bytes a "
-     "node plus its 4-byte edge slots and growth room while it grows, 24 once made, and 8 per "
-     "further sample type whose values are not a multiple of the first's; 8 bytes per distinct "
-     "symbol of a tree), span trees and scratch, counted as allocated; over it the push gets "
-     "413. Real profiles need at most 6.6 (the largest of the test corpus, a CPU profile of "
-     "0.17 distinct call-tree nodes a byte in two sample types; typical ones 2 to 4), kept under "
-     "three quarters of the default."},
+     "least 4 MiB): its gunzipped body, decoded message, symbols, series, call trees (8 bytes a "
+     "node plus its 4-byte edge slots and growth room while it grows, and 12 bytes a sample "
+     "for the values kept apart until it is made; 24 once made, and 8 per further sample type "
+     "whose values are not a multiple of the first's; 8 bytes per distinct symbol of a tree), "
+     "span trees and scratch, counted as allocated; over it the push gets 413. Real profiles "
+     "need at most 5.2 (the largest of the test corpus, a CPU profile of 0.17 distinct "
+     "call-tree nodes a byte in two sample types; typical ones 2 to 4), kept under three "
+     "quarters of the default."},
     {"ingest-max-request-work", OPT_COUNT, FIELD(ingest.max_request_work, size_t), NULL, 0, 1024,
      100000000000ull,
      "Stack frames one push may walk building its trees (samples x sample types x depth, span "

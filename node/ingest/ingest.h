@@ -76,7 +76,7 @@ void ingest_limits_default(ingest_limits_t *l);
 /* The budget every push gets whatever its size (small pushes are never
  * refused by the per-byte rules). */
 #define INGEST_REQUEST_MEMORY_FLOOR (4u << 20)
-#define INGEST_REQUEST_MEMORY_PER_BYTE 9u
+#define INGEST_REQUEST_MEMORY_PER_BYTE 8u
 #define INGEST_REQUEST_WORK_FLOOR (4u << 20)
 #define INGEST_DECODED_FLOOR (2u << 20)
 

@@ -109,12 +109,13 @@ static int recharge(series_set_t *ss, size_t *charged, size_t now, const char *w
     return rc;
 }
 
-/* What series s holds besides its span trees: its tree, labels, path cache
- * and shadow values. */
+/* What series s holds besides its span trees: its tree, labels, path cache,
+ * the values kept apart from its tree and shadow values. */
 static size_t series_bytes(const ingest_series_t *s)
 {
     return calltree_mem_bytes(s->tree) + s->labels_bytes +
            s->path.cap * (sizeof *s->path.syms + sizeof *s->path.nodes) +
+           s->vals.cap * (sizeof *s->vals.node + sizeof *s->vals.val) +
            s->shadow_cap * sizeof *s->shadow;
 }
 
@@ -178,6 +179,8 @@ void ingest_series_set_free(series_set_t *ss)
     for (size_t i = 0; i < ss->n; i++) {
         free(ss->v[i].path.syms);
         free(ss->v[i].path.nodes);
+        free(ss->v[i].vals.node);
+        free(ss->v[i].vals.val);
         free(ss->v[i].shadow);
         labels_free(ss->v[i].labels);
         calltree_free(ss->v[i].tree);
@@ -244,7 +247,7 @@ int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_
                           ss->lim->max_series_per_profile);
     }
     const char *svc = labels_get(labels, LABEL_SERVICE_NAME);
-    calltree_t *t = calltree_new(ss->lim->max_tree_nodes);
+    calltree_t *t = calltree_new_valueless(ss->lim->max_tree_nodes);
     if (t == NULL || grow_series(ss) < 0 || u64map_put(&ss->by_id, id, (uint32_t)ss->n) < 0) {
         calltree_free(t);
         labels_free(labels);
@@ -259,6 +262,7 @@ int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_
                                     ring_series_shard(ring_shard_key(labels, id, &ss->lim->shards),
                                                       ring_shards_for(&ss->lim->shards, svc)));
     s->tree = t;
+    s->vals.on = true;
     s->shape_of = UINT32_MAX;
     *idx = (uint32_t)ss->n++;
     /* the series table and id map as allocated, then the new series */
@@ -288,6 +292,54 @@ static int path_reserve(path_cache_t *pc, size_t depth)
     return 0;
 }
 
+/* Gives series s's tree the values kept apart (calltree_add_selves: an
+ * array of its node count), and frees them. */
+static int values_to_tree(ingest_series_t *s)
+{
+    value_list_t *l = &s->vals;
+    int rc = calltree_add_selves(s->tree, l->node, l->val, l->n);
+    if (rc != 0) return rc;
+    free(l->node);
+    free(l->val);
+    *l = (value_list_t){0};
+    return 0;
+}
+
+/* Adds value v of a sample to node of series s: to its tree when it holds
+ * its values, else to the list kept apart (see value_list_t), which is
+ * given to the tree instead of growing once it would hold more than the
+ * tree's values would (12 bytes an entry, 8 a node). */
+static int value_add(ingest_series_t *s, uint32_t node, int64_t v)
+{
+    value_list_t *l = &s->vals;
+    if (!l->on) {
+        calltree_add_self(s->tree, node, v);
+        return 0;
+    }
+    if (l->n > 0 && l->node[l->n - 1] == node) { /* the same stack again */
+        l->val[l->n - 1] = (int64_t)((uint64_t)l->val[l->n - 1] + (uint64_t)v);
+        return 0;
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap < 64 ? 64 : l->cap + l->cap / 2;
+        if (l->cap > 0 && cap * (sizeof *l->node + sizeof *l->val) >
+                              calltree_node_count(s->tree) * sizeof(int64_t)) {
+            int rc = values_to_tree(s);
+            if (rc == 0) calltree_add_self(s->tree, node, v);
+            return rc;
+        }
+        uint32_t *n = realloc(l->node, cap * sizeof *n);
+        if (n != NULL) l->node = n;
+        int64_t *p = n != NULL ? realloc(l->val, cap * sizeof *p) : NULL;
+        if (p == NULL) return ERR_NOMEM;
+        l->val = p;
+        l->cap = cap;
+    }
+    l->node[l->n] = node;
+    l->val[l->n++] = v;
+    return 0;
+}
+
 /* calltree_add_stack, reusing the node path of the previous stack's common
  * prefix (totals are not kept: the tree computes them if they are read). */
 int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, uint32_t *hints,
@@ -297,7 +349,7 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, uin
     path_cache_t *pc = &s->path;
     int rc = ingest_series_charge_work(ss, depth, em);
     if (rc < 0) return rc;
-    size_t path_cap = pc->cap;
+    size_t path_cap = pc->cap, vals_cap = s->vals.cap;
     if (path_reserve(pc, depth) < 0) return errmsg_set(em, ERR_NOMEM, "out of memory");
     size_t before = calltree_node_count(s->tree);
     size_t i = 0, common = pc->depth < depth ? pc->depth : depth;
@@ -321,10 +373,11 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, uin
         pc->nodes[i] = node;
     }
     pc->depth = depth;
-    calltree_add_self(s->tree, node, v);
+    if (value_add(s, node, v) < 0) return errmsg_set(em, ERR_NOMEM, "out of memory");
     s->last_node = node;
     s->last_grown = calltree_node_count(s->tree) - before;
-    if (s->last_grown == 0 && pc->cap == path_cap) return 0; /* nothing was allocated */
+    if (s->last_grown == 0 && pc->cap == path_cap && s->vals.cap == vals_cap)
+        return 0; /* nothing was allocated */
     if ((rc = count_grown(ss, s->last_grown, em)) < 0) return rc;
     return recharge(ss, &s->charged, series_bytes(s), "call trees", em);
 }
@@ -435,8 +488,17 @@ static int span_keep(series_set_t *ss, span_work_t *wk, span_acc_t *a, size_t k,
                      const calltree_t *t, errmsg_t *em)
 {
     buf_reset(&wk->enc);
-    size_t room = wk->enc.cap;
-    int rc = calltree_encode(t, &wk->enc);
+    size_t room = wk->enc.cap, before = calltree_mem_bytes(t);
+    /* what the encoding allocates besides its buffer, charged while it
+     * runs; the links (and values) it makes are t's from then on */
+    size_t scratch = calltree_encode_scratch_bytes(t);
+    int rc = ingest_charge(ss, scratch, "span trees", em);
+    if (rc < 0) return rc;
+    rc = calltree_encode(t, &wk->enc);
+    size_t kept = calltree_mem_bytes(t) - before;
+    if (kept > scratch) kept = scratch;
+    wk->held += kept;
+    ingest_uncharge(ss, scratch - kept);
     if (rc != 0) return errmsg_set(em, rc, "encoding a span tree failed");
     if (wk->enc.cap != room &&
         (rc = recharge(ss, &wk->charged, wk->charged + wk->enc.cap - room, "span trees", em)) < 0)
@@ -663,9 +725,17 @@ static int unscale(series_set_t *ss, ingest_series_t *s, const ingest_series_t *
     s->shadow = malloc(n * sizeof *s->shadow);
     if (s->shadow == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     s->shadow_cap = n;
-    const int64_t *ls = calltree_selves(l->tree);
-    for (size_t i = 0; i < n; i++)
-        s->shadow[i] = wmul(ls[i], s->scale);
+    if (l->vals.on) { /* the leader's values are still kept apart */
+        memset(s->shadow, 0, n * sizeof *s->shadow);
+        for (size_t i = 0; i < l->vals.n; i++)
+            s->shadow[l->vals.node[i]] = (int64_t)((uint64_t)s->shadow[l->vals.node[i]] +
+                                                   (uint64_t)wmul(l->vals.val[i], s->scale));
+    } else {
+        const int64_t *ls = calltree_selves(l->tree);
+        if (ls == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++)
+            s->shadow[i] = wmul(ls[i], s->scale);
+    }
     s->shadow[l->last_node] =
         (int64_t)((uint64_t)s->shadow[l->last_node] - (uint64_t)wmul(lv, s->scale));
     return 0;
@@ -742,6 +812,17 @@ int ingest_series_finish(series_set_t *ss, errmsg_t *em)
     }
     int rc = spans_finish(ss, em);
     if (rc < 0) return rc;
+    /* the values kept apart go to their trees (charged first: an array of
+     * the nodes), before the followers' trees are made from them */
+    for (size_t i = 0; i < ss->n; i++) {
+        ingest_series_t *s = &ss->v[i];
+        if (s->shape_of != UINT32_MAX || !s->vals.on) continue;
+        size_t more = calltree_node_count(s->tree) * sizeof(int64_t);
+        if ((rc = ingest_charge(ss, more, "call-tree values", em)) < 0) return rc;
+        s->charged += more;
+        if (values_to_tree(s) < 0) return errmsg_set(em, ERR_NOMEM, "out of memory");
+        recharge(ss, &s->charged, series_bytes(s), "call trees", em); /* only gives back */
+    }
     for (size_t i = 0; i < ss->n; i++) {
         ingest_series_t *s = &ss->v[i];
         rc = s->shape_of == UINT32_MAX ? 0 : unshadow(ss, s, em);

@@ -681,6 +681,70 @@ static void test_child_hint(uint64_t seed)
     calltree_free(b);
 }
 
+/* A valueless tree (calltree_new_valueless) grows the nodes a tree with
+ * values grows, holding no values (8 bytes a node less); it reads as
+ * zeros, and once given values (calltree_add_selves) it is the tree the
+ * same stacks and values make. */
+static void test_valueless_tree(void)
+{
+    calltree_t *v = calltree_new_valueless(0), *a = calltree_new(0);
+    enum { N = 3000 };
+    uint32_t *nodes = malloc(N * sizeof *nodes);
+    int64_t *vals = malloc(N * sizeof *vals), sum = 0;
+    uint64_t st[12];
+    for (int i = 0; i < N; i++) {
+        size_t depth = 1 + check_rng() % 11;
+        for (size_t d = 0; d < depth; d++)
+            st[d] = 2 + check_rng() % 40;
+        vals[i] = (int64_t)(check_rng() % 1000) - 100;
+        uint32_t node = 0;
+        for (size_t d = 0; d < depth; d++)
+            CHECK_EQ_INT(calltree_child(v, node, st[d], &node), ERR_OK);
+        nodes[i] = node;
+        CHECK_EQ_INT(calltree_add_stack(a, st, depth, vals[i]), ERR_OK);
+        sum += vals[i];
+    }
+    size_t n = calltree_node_count(v);
+    CHECK_EQ_INT(n, calltree_node_count(a));
+    CHECK(calltree_same_shape(v, a));
+    /* no values while it grew: the value array's room less */
+    CHECK(calltree_mem_bytes(v) + n * sizeof(int64_t) <= calltree_mem_bytes(a));
+    CHECK_EQ_INT(calltree_root_total(v), 0);
+    for (uint32_t i = 0; i < n; i += 97) {
+        CHECK_EQ_INT(calltree_self(v, i), 0);
+        CHECK_EQ_INT(calltree_total(v, i), 0);
+    }
+    /* encoded as the zero tree of its nodes, without changing what it holds */
+    calltree_t *zero = calltree_new(0);
+    CHECK_EQ_INT(calltree_merge(zero, v), ERR_OK);
+    CHECK(same_encoding(v, zero));
+    calltree_free(zero);
+    CHECK_EQ_INT(calltree_add_selves(v, nodes, vals, N), ERR_OK);
+    CHECK(same_encoding(v, a));
+    CHECK_EQ_INT(calltree_root_total(v), sum);
+    CHECK(tree_consistent(v));
+    /* it grows and takes values as any tree once it holds them */
+    uint64_t more[3] = {99, 98, 97};
+    CHECK_EQ_INT(calltree_add_stack(v, more, 3, 5), ERR_OK);
+    CHECK_EQ_INT(calltree_add_stack(a, more, 3, 5), ERR_OK);
+    CHECK(same_encoding(v, a));
+    /* a valueless tree given a shape, or scaled, as the trees of a push */
+    calltree_t *w = calltree_new_valueless(0), *x = calltree_new_valueless(0);
+    CHECK_EQ_INT(calltree_adopt_scaled(w, a, 2), ERR_OK);
+    CHECK_EQ_INT(calltree_root_total(w), 2 * (sum + 5));
+    int64_t *selves = calloc(calltree_node_count(a), sizeof *selves);
+    selves[1] = 7;
+    CHECK_EQ_INT(calltree_adopt_shape(x, a, selves, calltree_node_count(a)), ERR_OK);
+    CHECK_EQ_INT(calltree_root_total(x), 7);
+    CHECK(tree_consistent(x));
+    calltree_free(w);
+    calltree_free(x);
+    calltree_free(v);
+    calltree_free(a);
+    free(nodes);
+    free(vals);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL) | 1;
@@ -698,5 +762,6 @@ int main(int argc, char **argv)
     test_links_without_memory(seed);
     test_scaled_tree();
     test_child_hint(seed);
+    test_valueless_tree();
     return check_exit();
 }
