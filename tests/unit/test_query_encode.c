@@ -364,11 +364,12 @@ static void test_flamebearer_numbers(void)
     for (int sign = 1; sign >= -1; sign -= 2) {
         calltree_t *t = calltree_new(0);
         symtab_t *s = symtab_new();
-        int64_t vals[19 * 3 + 1], p = 1;
+        int64_t vals[19 * 3 + 1];
+        uint64_t p = 1; /* 10^k; 10^19 after the last turn still fits */
         size_t n = 0;
         for (int k = 0; k < 19; k++, p *= 10)
             for (int d = -1; d <= 1; d++) /* never 0; all of them sum below 2^63 */
-                vals[n++] = sign * (k == 0 && d < 0 ? 2 : (p + d) / (k == 18 ? 4 : 1));
+                vals[n++] = sign * (k == 0 && d < 0 ? 2 : (int64_t)p + d);
         vals[n++] = sign * (int64_t)987654321098765432;
         for (size_t i = 0; i < n; i++) {
             char stack[64];
