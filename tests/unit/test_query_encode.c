@@ -355,6 +355,53 @@ static void test_flamebearer_roundtrip(void)
     }
 }
 
+/* Numbers of every length from 1 to 19 digits, at and around each power of
+ * ten, come back exactly: the encoder writes them eight digits at a time.
+ * Negative ones (a delta profile's selves) are found as written; the
+ * folded round trip needs the x layout of values >= 0. */
+static void test_flamebearer_numbers(void)
+{
+    for (int sign = 1; sign >= -1; sign -= 2) {
+        calltree_t *t = calltree_new(0);
+        symtab_t *s = symtab_new();
+        int64_t vals[19 * 3 + 1];
+        uint64_t p = 1; /* 10^k; 10^19 after the last turn still fits */
+        size_t n = 0;
+        for (int k = 0; k < 19; k++, p *= 10)
+            for (int d = -1; d <= 1; d++) /* never 0; all of them sum below 2^63 */
+                vals[n++] = sign * (k == 0 && d < 0 ? 2 : (int64_t)p + d);
+        vals[n++] = sign * (int64_t)987654321098765432;
+        for (size_t i = 0; i < n; i++) {
+            char stack[64];
+            snprintf(stack, sizeof stack, "main;fn_%zu", i);
+            add(t, s, stack, vals[i]);
+        }
+        buf_t out;
+        buf_init(&out, 64 << 20);
+        CHECK_EQ_INT(query_encode_flamebearer(t, s, "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+                                              NULL, NULL, &out),
+                     0);
+        CHECK_EQ_INT(buf_append_byte(&out, 0), 0);
+        if (sign > 0) {
+            long long ticks = 0, max_self = 0;
+            char *got = flamebearer_to_folded((const char *)out.data, &ticks, &max_self);
+            char *want = folded_of(t, s);
+            CHECK_EQ_STR(got, want);
+            CHECK_EQ_INT(ticks, calltree_root_total(t));
+            free(got);
+            free(want);
+        }
+        for (size_t i = 0; i < n; i++) { /* a leaf: [x, total, self, name]: total == self */
+            char quad[64];
+            snprintf(quad, sizeof quad, ",%lld,%lld,", (long long)vals[i], (long long)vals[i]);
+            CHECK(strstr((const char *)out.data, quad) != NULL);
+        }
+        buf_free(&out);
+        calltree_free(t);
+        symtab_free(s);
+    }
+}
+
 static void test_output_cap(void)
 {
     calltree_t *t = calltree_new(0);
@@ -553,6 +600,7 @@ int main(int argc, char **argv)
     fprintf(stderr, "test_query_encode seed %llu\n", (unsigned long long)seed);
     test_pyroscope_example();
     test_flamebearer_roundtrip();
+    test_flamebearer_numbers();
     test_output_cap();
     test_pprof();
     test_folded_edges();
