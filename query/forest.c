@@ -39,6 +39,10 @@
 
 #define QUERY_FOREST_VERSION 2
 
+/* The most bytes a varint of a u32 (5) or of a u64 (10) takes. */
+#define VARINT32_MAX 5
+#define VARINT64_MAX 10
+
 /* Arrays for a forest of m nodes, every one of them a forest node (ids
  * 0..m-1, as a share ships them), owning its self array. */
 static int forest_alloc(storage_merged_tab_t *f, size_t m)
@@ -186,19 +190,36 @@ void query_forest_free(storage_merged_tab_t *f)
     storage_merged_tab_release(f);
 }
 
-/* varint_read_u with the one-byte case (most fields of a forest) inline. */
+/* varint_read_u with the one-byte case (most fields of a forest) inline,
+ * and the others without a bound check per byte while 10 bytes remain
+ * (the most a uvarint takes: its tenth byte holds bit 63 alone). */
 static inline int get_u(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
-    if (*p < end && **p < 0x80) {
-        *v = *(*p)++;
+    const uint8_t *s = *p;
+    if (s < end && *s < 0x80) {
+        *v = *s;
+        *p = s + 1;
         return 1;
     }
-    return varint_read_u(p, end, v);
+    if (end - s < VARINT64_MAX) return varint_read_u(p, end, v);
+    uint64_t x = 0;
+    for (int k = 0; k < VARINT64_MAX - 1; k++) {
+        x |= (uint64_t)(s[k] & 0x7f) << (7 * k);
+        if (s[k] < 0x80) {
+            *v = x;
+            *p = s + k + 1;
+            return 1;
+        }
+    }
+    if (s[VARINT64_MAX - 1] > 1) return 0;
+    *v = x | (uint64_t)s[VARINT64_MAX - 1] << 63;
+    *p = s + VARINT64_MAX;
+    return 1;
 }
 
 /* Pass 1 of decode_v2: the records, kids checked (after their node and
  * ascending, in range, each node the kid of one node, depth bounded) and
- * linked; sym[] holds dictionary indices until pass 2. */
+ * linked; sym[] holds dictionary indices until pass 2, total[] the selves. */
 static int read_nodes(const uint8_t **pp, const uint8_t *end, storage_merged_tab_t *f,
                       uint32_t *depth, uint32_t *parent)
 {
@@ -208,36 +229,46 @@ static int read_nodes(const uint8_t **pp, const uint8_t *end, storage_merged_tab
     for (size_t i = 0; i < n; i++) {
         uint64_t idx, self, nkids;
         if (!get_u(&p, end, &idx) || !get_u(&p, end, &self) || !get_u(&p, end, &nkids) ||
-            self > (uint64_t)INT64_MAX || nkids > n - 1 - nk || (i > 0 && depth[i] == 0))
+            self > (uint64_t)INT64_MAX || nkids > n - 1 - nk || (i > 0 && depth[i] == 0) ||
+            (nkids > 0 && depth[i] >= CALLTREE_MAX_DEPTH))
             return ERR_CORRUPT;
         f->sym[i] = idx;
-        f->self[i] = (int64_t)self;
+        f->self[i] = f->total[i] = (int64_t)self;
         f->first_kid[i] = STORAGE_NO_KID;
-        uint32_t prev = STORAGE_NO_KID;
+        uint32_t prev = (uint32_t)i, *link = &f->first_kid[i], d = depth[i] + 1;
         for (uint64_t k = 0; k < nkids; k++) {
-            uint64_t d;
-            if (!get_u(&p, end, &d) || d == 0 || d >= n - i) return ERR_CORRUPT;
-            uint32_t kid = (uint32_t)(i + (size_t)d);
-            if (depth[kid] != 0 || depth[i] >= CALLTREE_MAX_DEPTH) return ERR_CORRUPT;
-            if (prev != STORAGE_NO_KID && kid <= prev) return ERR_CORRUPT; /* ascending */
-            depth[kid] = depth[i] + 1;
+            uint64_t dk;
+            if (!get_u(&p, end, &dk) || dk == 0 || dk >= n - i) return ERR_CORRUPT;
+            uint32_t kid = (uint32_t)(i + (size_t)dk);
+            /* ascending (so after the node, as the first's delta > 0 says) */
+            if (depth[kid] != 0 || kid <= prev) return ERR_CORRUPT;
+            depth[kid] = d;
             parent[kid] = (uint32_t)i;
-            if (prev == STORAGE_NO_KID)
-                f->first_kid[i] = kid;
-            else
-                f->next_sib[prev] = kid;
-            f->next_sib[kid] = STORAGE_NO_KID;
+            *link = kid;
+            link = &f->next_sib[kid];
             prev = kid;
-            nk++;
         }
+        *link = STORAGE_NO_KID;
+        nk += nkids;
     }
     *pp = p;
     return nk == n - 1 ? 0 : ERR_CORRUPT;
 }
 
-/* Pass 2: symbol ids from the dictionary; pass 3: totals, children first
- * (each node's total added to its parent's: one sequential pass, no walk of
- * the kid lists). */
+/* A little-endian u64 of the dictionary. */
+static inline uint64_t le64_get(const uint8_t *e)
+{
+    uint64_t v;
+    memcpy(&v, e, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* Pass 2: symbol ids from the dictionary (read once into dict, then one
+ * load per node); pass 3: totals, children first (each node's total added
+ * to its parent's: one sequential pass, no walk of the kid lists). */
 static int read_dict_totals(const uint8_t *p, const uint8_t *end, storage_merged_tab_t *f,
                             const uint32_t *parent)
 {
@@ -245,23 +276,28 @@ static int read_dict_totals(const uint8_t *p, const uint8_t *end, storage_merged
     if (!varint_read_u(&p, end, &nsyms) || (size_t)(end - p) % 8 != 0 ||
         nsyms != (uint64_t)(end - p) / 8)
         return ERR_CORRUPT;
+    uint64_t *dict = malloc((nsyms ? nsyms : 1) * sizeof *dict);
+    if (dict == NULL) return ERR_NOMEM;
+    for (size_t k = 0; k < nsyms; k++)
+        dict[k] = le64_get(p + 8 * k);
+    int rc = 0;
     for (size_t i = 0; i < f->n; i++) {
-        if (f->sym[i] >= nsyms) return ERR_CORRUPT;
-        const uint8_t *e = p + 8 * f->sym[i];
-        uint64_t v = 0;
-        for (int k = 7; k >= 0; k--)
-            v = (v << 8) | e[k];
-        f->sym[i] = v;
+        uint64_t idx = f->sym[i];
+        if (idx >= nsyms) {
+            rc = ERR_CORRUPT;
+            break;
+        }
+        f->sym[i] = dict[idx];
     }
-    for (size_t i = 0; i < f->n; i++)
-        f->total[i] = f->self[i];
-    for (size_t i = f->n; i-- > 1;) { /* a kid comes after its parent: final before added */
+    free(dict);
+    for (size_t i = f->n;
+         rc == 0 && i-- > 1;) { /* a kid comes after its parent: final before added */
         uint64_t t = (uint64_t)f->total[i], *pt = (uint64_t *)&f->total[parent[i]];
         if (t == 0) return ERR_CORRUPT;
         *pt += t; /* each term at most INT64_MAX: no wrap */
         if (*pt > (uint64_t)INT64_MAX) return ERR_CORRUPT;
     }
-    return 0;
+    return rc;
 }
 
 static int decode_v2(const uint8_t *p, const uint8_t *end, size_t max_nodes,
@@ -300,30 +336,52 @@ static void number_nodes(const storage_merged_tab_t *f, uint32_t *map)
         map[i] = i == 0 || f->total[i] != 0 ? k++ : UINT32_MAX;
 }
 
-/* The most bytes a varint of a u32 (5) or of a u64 (10) takes. */
-#define VARINT32_MAX 5
-#define VARINT64_MAX 10
+/* Kids whose deltas put_node keeps from its one walk of the kid list; a
+ * node with more (rare) walks it again to write them. */
+#define PUT_KIDS 32
 
 /* One node's record: dictionary index, self, its kids as deltas, written
- * straight into out (room made once per node, not per field: this runs for
- * every node a share ships). */
+ * straight into out. The kid list is walked once (its deltas kept, unless
+ * there are more than PUT_KIDS), and room is asked of buf_reserve only when
+ * the buffer's capacity runs short: this runs for every node a share ships. */
 static int put_node(const storage_merged_tab_t *f, const uint32_t *map, size_t i, uint32_t idx,
                     buf_t *out)
 {
-    uint32_t nkids = 0;
-    for (uint32_t k = f->first_kid[i]; k != STORAGE_NO_KID; k = f->next_sib[k])
+    uint32_t nkids = 0, kd[PUT_KIDS];
+    for (uint32_t k = f->first_kid[i]; k != STORAGE_NO_KID; k = f->next_sib[k]) {
+        if (nkids < PUT_KIDS) kd[nkids] = map[k] - map[i];
         nkids++;
-    int rc = buf_reserve(out, 2 * VARINT32_MAX + VARINT64_MAX + (size_t)nkids * VARINT32_MAX);
-    if (rc != 0) return rc;
+    }
+    size_t need = 2 * VARINT32_MAX + VARINT64_MAX + (size_t)nkids * VARINT32_MAX;
+    if (need >= out->cap - out->len || need > out->max - out->len) { /* + its NUL */
+        int rc = buf_reserve(out, need);
+        if (rc != 0) return rc;
+    }
     uint8_t *p = out->data + out->len, *start = p;
     p += varint_put_u(p, idx);
     p += varint_put_u(p, (uint64_t)f->self[i]);
     p += varint_put_u(p, nkids);
-    for (uint32_t k = f->first_kid[i]; k != STORAGE_NO_KID; k = f->next_sib[k])
-        p += varint_put_u(p, map[k] - map[i]);
+    if (nkids <= PUT_KIDS) {
+        for (uint32_t k = 0; k < nkids; k++)
+            p += varint_put_u(p, kd[k]);
+    } else {
+        for (uint32_t k = f->first_kid[i]; k != STORAGE_NO_KID; k = f->next_sib[k])
+            p += varint_put_u(p, map[k] - map[i]);
+    }
     out->len += (size_t)(p - start);
-    out->data[out->len] = 0; /* as buf_append leaves it */
     return 0;
+}
+
+/* The dictionary index of sym, added (and its id to *syms) when new: a
+ * lookup, inline, finds nearly every node's symbol. */
+static inline int dict_index(u64map_t *dict, uint64_t sym, uint64_t **syms, size_t *cap,
+                             uint32_t *idx)
+{
+    if (u64map_get(dict, sym, idx)) return 0;
+    *idx = (uint32_t)dict->len;
+    if (GROW_FROM(*syms, *cap, dict->len + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
+    (*syms)[*idx] = sym;
+    return u64map_put(dict, sym, *idx);
 }
 
 int query_forest_encode(const storage_merged_tab_t *f, buf_t *out)
@@ -357,13 +415,10 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, buf_t *out, uint64_t
     for (size_t i = 0; rc == 0 && i < f->n; i++) {
         if (map[i] == UINT32_MAX) continue; /* not a forest node */
         uint32_t idx;
-        int added = u64map_get_or_put(&dict, f->sym[i], (uint32_t)dict.len, &idx);
-        if (added < 0) rc = added;
-        if (added == 1 && GROW_FROM(syms, cap, dict.len, GROW_UNLIMITED, 256) != 0) rc = ERR_NOMEM;
-        if (rc != 0) break;
-        if (added == 1) syms[idx] = f->sym[i];
-        rc = put_node(f, map, i, idx, out);
+        rc = dict_index(&dict, f->sym[i], &syms, &cap, &idx);
+        if (rc == 0) rc = put_node(f, map, i, idx, out);
     }
+    if (rc == 0) out->data[out->len] = 0; /* as buf_append leaves it */
     if (rc == 0) rc = buf_append_uvarint(out, dict.len);
     if (rc == 0) rc = buf_reserve(out, 8 * dict.len);
     for (size_t i = 0; rc == 0 && i < dict.len; i++) {
