@@ -240,6 +240,7 @@ typedef struct storage_merged_tab {
     int64_t *self, *total; /* own value; own plus every descendant's (wrapping); per id */
     uint32_t *first_kid;   /* per forest node: its first child, or STORAGE_NO_KID */
     uint32_t *next_sib;    /* per forest node but the root: the next child of its parent */
+    uint32_t *parent;      /* per forest node but the root: its parent (a forest node) */
     int owns_self;         /* 1: self is the tab's own, freed with it; 0: a merger's (borrowed) */
     int nonneg;            /* 1: every value >= 0 and no total exceeds INT64_MAX; then the forest's
                               nodes are exactly those storage_merger_finish creates for this token; 0: no
