@@ -191,7 +191,8 @@ int query_forest_merge(calltree_t *dst, const storage_merged_tab_t *f)
 
 size_t query_forest_bytes(const storage_merged_tab_t *f)
 {
-    return f->n * (sizeof *f->sym + sizeof *f->self + sizeof *f->total + 3 * sizeof(uint32_t));
+    return f->n * (sizeof *f->sym + sizeof *f->self + sizeof *f->total +
+                   (2 + (f->parent != NULL)) * sizeof(uint32_t));
 }
 
 void query_forest_free(storage_merged_tab_t *f)

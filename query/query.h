@@ -655,6 +655,9 @@ typedef struct query_partial_args {
                                     (query_gather_names_from); a remote share loads them from
                                     the dictionaries of the forests it encodes
                                     (query_forest_encode_dict, query_load_symbol_ids) */
+    int parents;                 /* render with forests: the forests record each node's parent
+                                    (storage_merged_tab_t.parent): a remote share that encodes
+                                    them in QUERY_FOREST_V3 writes from them */
 } query_partial_args_t;
 
 /* Fills a from s (ranges left empty, timeline and kept set for JSON). Pointers into s. */
