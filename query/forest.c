@@ -16,17 +16,25 @@
  *
  * A share ships its forests in their own encoding, read and written in node
  * order (no preorder walk, no depth stack: one sequential pass each way):
- *   u8      version = QUERY_FOREST_VERSION (2; a calltree encoding starts
- *           with CALLTREE_VERSION, 1, and decodes here too)
+ *   u8      version: QUERY_FOREST_V3 (3) or QUERY_FOREST_V2 (2; a calltree
+ *           encoding starts with CALLTREE_VERSION, 1, and decodes here too)
  *   uvarint n, the nodes, root included (>= 1)
- *   n x { uvarint dictionary index, uvarint self (>= 0), uvarint nkids,
- *         nkids x uvarint (kid - node) }   node 0 the root; a kid comes after
- *                                           its parent, each node but the
- *                                           root is exactly one node's kid
+ *   version 3: n x { uvarint dictionary index, uvarint self (>= 0), and
+ *         below the root uvarint (node - parent), >= 1 }
+ *   version 2: n x { uvarint dictionary index, uvarint self (>= 0), uvarint
+ *         nkids, nkids x uvarint (kid - node) }   a kid comes after its
+ *                                           parent, each node but the root
+ *                                           is exactly one node's kid
  *   uvarint nsyms, then nsyms x u64 little-endian symbol ids
- * Totals are recomputed on decode; a node below the root whose total is 0,
- * a total past INT64_MAX, or a node deeper than CALLTREE_MAX_DEPTH is
- * ERR_CORRUPT (no share sends one).
+ * Node 0 is the root. Version 3 is the one a share sends when its
+ * coordinator reads it (QueryRequest.forest_version): the share writes it
+ * from each node's parent (storage_merged_tab_t.parent, recorded by the
+ * pass that makes the forest) without walking a kid list, one field fewer
+ * per node, and the reader needs no check that every node is one node's
+ * kid: a parent before each node makes a tree. Version 2 is what older
+ * coordinators read. Totals are recomputed on decode; a node below the root
+ * whose total is 0, a total past INT64_MAX, or a node deeper than
+ * CALLTREE_MAX_DEPTH is ERR_CORRUPT (no share sends one).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +45,9 @@
 #include "common/varint.h"
 #include "query/query_int.h"
 
-#define QUERY_FOREST_VERSION 2
+/* The most bytes a varint of a u32 (5) or of a u64 (10) takes. */
+#define VARINT32_MAX 5
+#define VARINT64_MAX 10
 
 /* Arrays for a forest of m nodes, every one of them a forest node (ids
  * 0..m-1, as a share ships them), owning its self array. */
@@ -50,7 +60,9 @@ static int forest_alloc(storage_merged_tab_t *f, size_t m)
     f->total = malloc(m * sizeof *f->total);
     f->first_kid = malloc(m * sizeof *f->first_kid);
     f->next_sib = malloc(m * sizeof *f->next_sib);
-    return f->sym && f->self && f->total && f->first_kid && f->next_sib ? 0 : ERR_NOMEM;
+    f->parent = malloc(m * sizeof *f->parent);
+    return f->sym && f->self && f->total && f->first_kid && f->next_sib && f->parent ? 0
+                                                                                     : ERR_NOMEM;
 }
 
 /* The forest of n nodes given by parent (parent[i] < i; node 0 the root),
@@ -86,6 +98,7 @@ static int forest_build(size_t n, const uint32_t *parent, const uint64_t *sym, c
     for (size_t i = n; rc == 0 && nonneg && i-- > 1;) { /* linked in ascending order */
         if (map[i] == UINT32_MAX) continue;
         uint32_t p = map[parent[i]];
+        out->parent[map[i]] = p;
         out->next_sib[map[i]] = out->first_kid[p];
         out->first_kid[p] = map[i];
     }
@@ -178,7 +191,8 @@ int query_forest_merge(calltree_t *dst, const storage_merged_tab_t *f)
 
 size_t query_forest_bytes(const storage_merged_tab_t *f)
 {
-    return f->n * (sizeof *f->sym + sizeof *f->self + sizeof *f->total + 2 * sizeof(uint32_t));
+    return f->n * (sizeof *f->sym + sizeof *f->self + sizeof *f->total +
+                   (2 + (f->parent != NULL)) * sizeof(uint32_t));
 }
 
 void query_forest_free(storage_merged_tab_t *f)
@@ -186,19 +200,36 @@ void query_forest_free(storage_merged_tab_t *f)
     storage_merged_tab_release(f);
 }
 
-/* varint_read_u with the one-byte case (most fields of a forest) inline. */
+/* varint_read_u with the one-byte case (most fields of a forest) inline,
+ * and the others without a bound check per byte while 10 bytes remain
+ * (the most a uvarint takes: its tenth byte holds bit 63 alone). */
 static inline int get_u(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
-    if (*p < end && **p < 0x80) {
-        *v = *(*p)++;
+    const uint8_t *s = *p;
+    if (s < end && *s < 0x80) {
+        *v = *s;
+        *p = s + 1;
         return 1;
     }
-    return varint_read_u(p, end, v);
+    if (end - s < VARINT64_MAX) return varint_read_u(p, end, v);
+    uint64_t x = 0;
+    for (int k = 0; k < VARINT64_MAX - 1; k++) {
+        x |= (uint64_t)(s[k] & 0x7f) << (7 * k);
+        if (s[k] < 0x80) {
+            *v = x;
+            *p = s + k + 1;
+            return 1;
+        }
+    }
+    if (s[VARINT64_MAX - 1] > 1) return 0;
+    *v = x | (uint64_t)s[VARINT64_MAX - 1] << 63;
+    *p = s + VARINT64_MAX;
+    return 1;
 }
 
 /* Pass 1 of decode_v2: the records, kids checked (after their node and
  * ascending, in range, each node the kid of one node, depth bounded) and
- * linked; sym[] holds dictionary indices until pass 2. */
+ * linked; sym[] holds dictionary indices until pass 2, total[] the selves. */
 static int read_nodes(const uint8_t **pp, const uint8_t *end, storage_merged_tab_t *f,
                       uint32_t *depth, uint32_t *parent)
 {
@@ -208,58 +239,85 @@ static int read_nodes(const uint8_t **pp, const uint8_t *end, storage_merged_tab
     for (size_t i = 0; i < n; i++) {
         uint64_t idx, self, nkids;
         if (!get_u(&p, end, &idx) || !get_u(&p, end, &self) || !get_u(&p, end, &nkids) ||
-            self > (uint64_t)INT64_MAX || nkids > n - 1 - nk || (i > 0 && depth[i] == 0))
+            self > (uint64_t)INT64_MAX || nkids > n - 1 - nk || (i > 0 && depth[i] == 0) ||
+            (nkids > 0 && depth[i] >= CALLTREE_MAX_DEPTH))
             return ERR_CORRUPT;
         f->sym[i] = idx;
-        f->self[i] = (int64_t)self;
+        f->self[i] = f->total[i] = (int64_t)self;
         f->first_kid[i] = STORAGE_NO_KID;
-        uint32_t prev = STORAGE_NO_KID;
+        uint32_t prev = (uint32_t)i, *link = &f->first_kid[i], d = depth[i] + 1;
         for (uint64_t k = 0; k < nkids; k++) {
-            uint64_t d;
-            if (!get_u(&p, end, &d) || d == 0 || d >= n - i) return ERR_CORRUPT;
-            uint32_t kid = (uint32_t)(i + (size_t)d);
-            if (depth[kid] != 0 || depth[i] >= CALLTREE_MAX_DEPTH) return ERR_CORRUPT;
-            if (prev != STORAGE_NO_KID && kid <= prev) return ERR_CORRUPT; /* ascending */
-            depth[kid] = depth[i] + 1;
+            uint64_t dk;
+            if (!get_u(&p, end, &dk) || dk == 0 || dk >= n - i) return ERR_CORRUPT;
+            uint32_t kid = (uint32_t)(i + (size_t)dk);
+            /* ascending (so after the node, as the first's delta > 0 says) */
+            if (depth[kid] != 0 || kid <= prev) return ERR_CORRUPT;
+            depth[kid] = d;
             parent[kid] = (uint32_t)i;
-            if (prev == STORAGE_NO_KID)
-                f->first_kid[i] = kid;
-            else
-                f->next_sib[prev] = kid;
-            f->next_sib[kid] = STORAGE_NO_KID;
+            *link = kid;
+            link = &f->next_sib[kid];
             prev = kid;
-            nk++;
         }
+        *link = STORAGE_NO_KID;
+        nk += nkids;
     }
     *pp = p;
     return nk == n - 1 ? 0 : ERR_CORRUPT;
 }
 
-/* Pass 2: symbol ids from the dictionary; pass 3: totals, children first
- * (each node's total added to its parent's: one sequential pass, no walk of
- * the kid lists). */
-static int read_dict_totals(const uint8_t *p, const uint8_t *end, storage_merged_tab_t *f,
-                            const uint32_t *parent)
+/* A little-endian u64 of the dictionary. */
+static inline uint64_t le64_get(const uint8_t *e)
+{
+    uint64_t v;
+    memcpy(&v, e, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* Pass 2: symbol ids from the dictionary (read once into an array, then
+ * one load per node). */
+static int read_dict(const uint8_t *p, const uint8_t *end, storage_merged_tab_t *f)
 {
     uint64_t nsyms;
     if (!varint_read_u(&p, end, &nsyms) || (size_t)(end - p) % 8 != 0 ||
         nsyms != (uint64_t)(end - p) / 8)
         return ERR_CORRUPT;
+    uint64_t *dict = malloc((nsyms ? nsyms : 1) * sizeof *dict);
+    if (dict == NULL) return ERR_NOMEM;
+    for (size_t k = 0; k < nsyms; k++)
+        dict[k] = le64_get(p + 8 * k);
+    int rc = 0;
     for (size_t i = 0; i < f->n; i++) {
-        if (f->sym[i] >= nsyms) return ERR_CORRUPT;
-        const uint8_t *e = p + 8 * f->sym[i];
-        uint64_t v = 0;
-        for (int k = 7; k >= 0; k--)
-            v = (v << 8) | e[k];
-        f->sym[i] = v;
+        uint64_t idx = f->sym[i];
+        if (idx >= nsyms) {
+            rc = ERR_CORRUPT;
+            break;
+        }
+        f->sym[i] = dict[idx];
     }
-    for (size_t i = 0; i < f->n; i++)
-        f->total[i] = f->self[i];
+    free(dict);
+    return rc;
+}
+
+/* Pass 3: totals, children first (each node's total added to its
+ * parent's: one sequential pass, no walk of the kid lists); with link, the
+ * same pass makes the kid lists (each node put in front of its parent's,
+ * so they end up ascending). */
+static int sum_totals(storage_merged_tab_t *f, int link)
+{
+    const uint32_t *parent = f->parent;
     for (size_t i = f->n; i-- > 1;) { /* a kid comes after its parent: final before added */
-        uint64_t t = (uint64_t)f->total[i], *pt = (uint64_t *)&f->total[parent[i]];
+        uint32_t par = parent[i];
+        uint64_t t = (uint64_t)f->total[i], *pt = (uint64_t *)&f->total[par];
         if (t == 0) return ERR_CORRUPT;
         *pt += t; /* each term at most INT64_MAX: no wrap */
         if (*pt > (uint64_t)INT64_MAX) return ERR_CORRUPT;
+        if (link) {
+            f->next_sib[i] = f->first_kid[par];
+            f->first_kid[par] = (uint32_t)i;
+        }
     }
     return 0;
 }
@@ -271,13 +329,61 @@ static int decode_v2(const uint8_t *p, const uint8_t *end, size_t max_nodes,
     if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / 3 || n > UINT32_MAX)
         return ERR_CORRUPT; /* a record takes 3 bytes or more */
     if (max_nodes != 0 && n > max_nodes) return ERR_LIMIT;
-    uint32_t *depth = malloc(n * sizeof *depth), *parent = malloc(n * sizeof *parent);
+    uint32_t *depth = malloc(n * sizeof *depth);
     int rc = forest_alloc(out, (size_t)n);
-    if (rc == 0 && (depth == NULL || parent == NULL)) rc = ERR_NOMEM;
-    if (rc == 0) rc = read_nodes(&p, end, out, depth, parent);
-    if (rc == 0) rc = read_dict_totals(p, end, out, parent);
+    if (rc == 0 && depth == NULL) rc = ERR_NOMEM;
+    if (rc == 0) rc = read_nodes(&p, end, out, depth, out->parent);
+    if (rc == 0) rc = read_dict(p, end, out);
+    if (rc == 0) rc = sum_totals(out, 0);
     free(depth);
-    free(parent);
+    if (rc != 0) query_forest_free(out);
+    out->nonneg = rc == 0;
+    return rc;
+}
+
+/* Pass 1 of decode_v3: the records, each node's parent (its distance back:
+ * before it) and depth (bounded); sym[] holds dictionary indices until
+ * pass 2, total[] the selves. Every node but the root has exactly one
+ * parent by construction, so there is no kid list to check. */
+static int read_nodes_v3(const uint8_t **pp, const uint8_t *end, storage_merged_tab_t *f,
+                         uint32_t *depth)
+{
+    const uint8_t *p = *pp;
+    for (size_t i = 0; i < f->n; i++) {
+        uint64_t idx, self, back = 0;
+        if (!get_u(&p, end, &idx) || !get_u(&p, end, &self) || self > (uint64_t)INT64_MAX ||
+            (i > 0 && (!get_u(&p, end, &back) || back == 0 || back > i)))
+            return ERR_CORRUPT;
+        f->sym[i] = idx;
+        f->self[i] = f->total[i] = (int64_t)self;
+        f->first_kid[i] = f->next_sib[i] = STORAGE_NO_KID;
+        if (i == 0) {
+            depth[0] = 0;
+            continue;
+        }
+        uint32_t par = (uint32_t)(i - back);
+        if (depth[par] >= CALLTREE_MAX_DEPTH) return ERR_CORRUPT;
+        depth[i] = depth[par] + 1;
+        f->parent[i] = par;
+    }
+    *pp = p;
+    return 0;
+}
+
+static int decode_v3(const uint8_t *p, const uint8_t *end, size_t max_nodes,
+                     storage_merged_tab_t *out)
+{
+    uint64_t n;
+    if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / 2 || n > UINT32_MAX)
+        return ERR_CORRUPT; /* a record takes 2 bytes or more */
+    if (max_nodes != 0 && n > max_nodes) return ERR_LIMIT;
+    uint32_t *depth = malloc(n * sizeof *depth);
+    int rc = forest_alloc(out, (size_t)n);
+    if (rc == 0 && depth == NULL) rc = ERR_NOMEM;
+    if (rc == 0) rc = read_nodes_v3(&p, end, out, depth);
+    if (rc == 0) rc = read_dict(p, end, out);
+    if (rc == 0) rc = sum_totals(out, 1);
+    free(depth);
     if (rc != 0) query_forest_free(out);
     out->nonneg = rc == 0;
     return rc;
@@ -286,8 +392,8 @@ static int decode_v2(const uint8_t *p, const uint8_t *end, size_t max_nodes,
 int query_forest_decode(const uint8_t *enc, size_t len, size_t max_nodes, storage_merged_tab_t *out)
 {
     memset(out, 0, sizeof *out);
-    if (len > 0 && enc[0] == QUERY_FOREST_VERSION)
-        return decode_v2(enc + 1, enc + len, max_nodes, out);
+    if (len > 0 && enc[0] == QUERY_FOREST_V2) return decode_v2(enc + 1, enc + len, max_nodes, out);
+    if (len > 0 && enc[0] == QUERY_FOREST_V3) return decode_v3(enc + 1, enc + len, max_nodes, out);
     return decode_tree(enc, len, max_nodes, out);
 }
 
@@ -300,81 +406,146 @@ static void number_nodes(const storage_merged_tab_t *f, uint32_t *map)
         map[i] = i == 0 || f->total[i] != 0 ? k++ : UINT32_MAX;
 }
 
-/* The most bytes a varint of a u32 (5) or of a u64 (10) takes. */
-#define VARINT32_MAX 5
-#define VARINT64_MAX 10
+/* Kids whose deltas put_node keeps from its one walk of the kid list; a
+ * node with more (rare) walks it again to write them. */
+#define PUT_KIDS 32
 
 /* One node's record: dictionary index, self, its kids as deltas, written
- * straight into out (room made once per node, not per field: this runs for
- * every node a share ships). */
+ * straight into out. The kid list is walked once (its deltas kept, unless
+ * there are more than PUT_KIDS), and room is asked of buf_reserve only when
+ * the buffer's capacity runs short: this runs for every node a share ships. */
 static int put_node(const storage_merged_tab_t *f, const uint32_t *map, size_t i, uint32_t idx,
                     buf_t *out)
 {
-    uint32_t nkids = 0;
-    for (uint32_t k = f->first_kid[i]; k != STORAGE_NO_KID; k = f->next_sib[k])
+    uint32_t nkids = 0, kd[PUT_KIDS];
+    for (uint32_t k = f->first_kid[i]; k != STORAGE_NO_KID; k = f->next_sib[k]) {
+        if (nkids < PUT_KIDS) kd[nkids] = map[k] - map[i];
         nkids++;
-    int rc = buf_reserve(out, 2 * VARINT32_MAX + VARINT64_MAX + (size_t)nkids * VARINT32_MAX);
-    if (rc != 0) return rc;
+    }
+    size_t need = 2 * VARINT32_MAX + VARINT64_MAX + (size_t)nkids * VARINT32_MAX;
+    if (need >= out->cap - out->len || need > out->max - out->len) { /* + its NUL */
+        int rc = buf_reserve(out, need);
+        if (rc != 0) return rc;
+    }
     uint8_t *p = out->data + out->len, *start = p;
     p += varint_put_u(p, idx);
     p += varint_put_u(p, (uint64_t)f->self[i]);
     p += varint_put_u(p, nkids);
-    for (uint32_t k = f->first_kid[i]; k != STORAGE_NO_KID; k = f->next_sib[k])
-        p += varint_put_u(p, map[k] - map[i]);
+    if (nkids <= PUT_KIDS) {
+        for (uint32_t k = 0; k < nkids; k++)
+            p += varint_put_u(p, kd[k]);
+    } else {
+        for (uint32_t k = f->first_kid[i]; k != STORAGE_NO_KID; k = f->next_sib[k])
+            p += varint_put_u(p, map[k] - map[i]);
+    }
     out->len += (size_t)(p - start);
-    out->data[out->len] = 0; /* as buf_append leaves it */
     return 0;
+}
+
+/* The dictionary index of sym, added (and its id to *syms) when new: a
+ * lookup, inline, finds nearly every node's symbol. */
+static inline int dict_index(u64map_t *dict, uint64_t sym, uint64_t **syms, size_t *cap,
+                             uint32_t *idx)
+{
+    if (u64map_get(dict, sym, idx)) return 0;
+    *idx = (uint32_t)dict->len;
+    if (GROW_FROM(*syms, *cap, dict->len + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
+    (*syms)[*idx] = sym;
+    return u64map_put(dict, sym, *idx);
+}
+
+/* One node's version 3 record: dictionary index, self, and (below the
+ * root) its distance back to its parent: a sequential pass, no kid list. */
+static int put_node_v3(const storage_merged_tab_t *f, const uint32_t *map, const uint32_t *parent,
+                       size_t i, uint32_t idx, buf_t *out)
+{
+    size_t need = 2 * VARINT32_MAX + VARINT64_MAX;
+    if (need >= out->cap - out->len || need > out->max - out->len) { /* + its NUL */
+        int rc = buf_reserve(out, need);
+        if (rc != 0) return rc;
+    }
+    uint8_t *p = out->data + out->len, *start = p;
+    p += varint_put_u(p, idx);
+    p += varint_put_u(p, (uint64_t)f->self[i]);
+    if (i > 0) p += varint_put_u(p, map[i] - map[parent[i]]);
+    out->len += (size_t)(p - start);
+    return 0;
+}
+
+/* The parent of each forest node of f, from its kid lists, for a forest
+ * that does not carry them (ids outside the forest keep garbage). */
+static uint32_t *parents_of(const storage_merged_tab_t *f)
+{
+    uint32_t *par = malloc(f->n * sizeof *par);
+    for (size_t i = 0; par != NULL && i < f->n; i++) {
+        if (i > 0 && f->total[i] == 0) continue; /* not a forest node */
+        for (uint32_t k = f->first_kid[i]; k != STORAGE_NO_KID; k = f->next_sib[k])
+            par[k] = (uint32_t)i;
+    }
+    return par;
 }
 
 int query_forest_encode(const storage_merged_tab_t *f, buf_t *out)
 {
     uint64_t *dict;
     size_t n;
-    int rc = query_forest_encode_dict(f, out, &dict, &n);
+    int rc = query_forest_encode_dict(f, QUERY_FOREST_V3, out, &dict, &n);
     free(dict);
     return rc;
 }
 
-int query_forest_encode_dict(const storage_merged_tab_t *f, buf_t *out, uint64_t **dict_ids,
-                             size_t *ndict)
+/* The dictionary's ids, little-endian, after its size. */
+static int put_dict(const uint64_t *syms, size_t n, buf_t *out)
 {
-    *dict_ids = NULL;
-    *ndict = 0;
-    if (f->n == 0 || !f->nonneg) return ERR_INVALID_ARGUMENT;
-    u64map_t dict; /* symbol -> index; a forest repeats its symbols: sized small */
-    uint64_t *syms = NULL;
-    size_t cap = 0;
-    uint32_t *map = malloc(f->n * sizeof *map);
-    int rc = map != NULL ? u64map_init(&dict, f->nodes / 8 + 16) : ERR_NOMEM;
-    if (rc != 0) {
-        free(map);
-        return rc;
-    }
-    number_nodes(f, map);
-    rc = buf_reserve(out, 16 + 6 * f->nodes);
-    if (rc == 0) rc = buf_append_byte(out, QUERY_FOREST_VERSION);
-    if (rc == 0) rc = buf_append_uvarint(out, f->nodes);
-    for (size_t i = 0; rc == 0 && i < f->n; i++) {
-        if (map[i] == UINT32_MAX) continue; /* not a forest node */
-        uint32_t idx;
-        int added = u64map_get_or_put(&dict, f->sym[i], (uint32_t)dict.len, &idx);
-        if (added < 0) rc = added;
-        if (added == 1 && GROW_FROM(syms, cap, dict.len, GROW_UNLIMITED, 256) != 0) rc = ERR_NOMEM;
-        if (rc != 0) break;
-        if (added == 1) syms[idx] = f->sym[i];
-        rc = put_node(f, map, i, idx, out);
-    }
-    if (rc == 0) rc = buf_append_uvarint(out, dict.len);
-    if (rc == 0) rc = buf_reserve(out, 8 * dict.len);
-    for (size_t i = 0; rc == 0 && i < dict.len; i++) {
+    int rc = buf_append_uvarint(out, n);
+    if (rc == 0) rc = buf_reserve(out, 8 * n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
         uint8_t *le = out->data + out->len + 8 * i;
         for (int k = 0; k < 8; k++)
             le[k] = (uint8_t)(syms[i] >> (8 * k));
     }
     if (rc == 0) {
-        out->len += 8 * dict.len;
+        out->len += 8 * n;
         out->data[out->len] = 0;
     }
+    return rc;
+}
+
+int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *out,
+                             uint64_t **dict_ids, size_t *ndict)
+{
+    *dict_ids = NULL;
+    *ndict = 0;
+    if (f->n == 0 || !f->nonneg || (version != QUERY_FOREST_V2 && version != QUERY_FOREST_V3))
+        return ERR_INVALID_ARGUMENT;
+    u64map_t dict; /* symbol -> index; a forest repeats its symbols: sized small */
+    uint64_t *syms = NULL;
+    size_t cap = 0;
+    uint32_t *map = malloc(f->n * sizeof *map), *own = NULL;
+    const uint32_t *parent = f->parent;
+    if (version == QUERY_FOREST_V3 && parent == NULL) parent = own = parents_of(f);
+    int rc = map != NULL && (version == QUERY_FOREST_V2 || parent != NULL)
+                 ? u64map_init(&dict, f->nodes / 8 + 16)
+                 : ERR_NOMEM;
+    if (rc != 0) {
+        free(map);
+        free(own);
+        return rc;
+    }
+    number_nodes(f, map);
+    rc = buf_reserve(out, 16 + 6 * f->nodes);
+    if (rc == 0) rc = buf_append_byte(out, (uint8_t)version);
+    if (rc == 0) rc = buf_append_uvarint(out, f->nodes);
+    for (size_t i = 0; rc == 0 && i < f->n; i++) {
+        if (map[i] == UINT32_MAX) continue; /* not a forest node */
+        uint32_t idx;
+        rc = dict_index(&dict, f->sym[i], &syms, &cap, &idx);
+        if (rc == 0)
+            rc = version == QUERY_FOREST_V3 ? put_node_v3(f, map, parent, i, idx, out)
+                                            : put_node(f, map, i, idx, out);
+    }
+    if (rc == 0) out->data[out->len] = 0; /* as buf_append leaves it */
+    if (rc == 0) rc = put_dict(syms, dict.len, out);
     if (rc == 0) {
         *dict_ids = syms; /* the caller's */
         *ndict = dict.len;
@@ -383,5 +554,6 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, buf_t *out, uint64_t
     u64map_free(&dict);
     free(syms);
     free(map);
+    free(own);
     return rc;
 }

@@ -41,7 +41,7 @@ static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *ds
         return 0;
     storage_merged_tab_t *tabs;
     size_t n, bound = 1;
-    int rc = storage_merger_tabs(m, &tabs, &n, em);
+    int rc = storage_merger_tabs(m, 0, &tabs, &n, em);
     if (rc != 0) return rc;
     int ok = 1;
     for (size_t i = 0; i < n; i++) {
@@ -132,7 +132,7 @@ int query_merge_series_kept(storage_t *st, const char *tenant, const query_serie
 }
 
 int query_merge_series_forests(storage_t *st, const char *tenant, const query_series_t *ser,
-                               const query_plan_t *plan, calltree_t *dst,
+                               const query_plan_t *plan, int parents, calltree_t *dst,
                                storage_merged_tab_t **tabs, size_t *ntabs, errmsg_t *em)
 {
     *tabs = NULL;
@@ -142,7 +142,7 @@ int query_merge_series_forests(storage_t *st, const char *tenant, const query_se
     if (rc != 0) return rc;
     storage_merged_tab_t *t;
     size_t n, bound = 1;
-    rc = storage_merger_tabs(m, &t, &n, em);
+    rc = storage_merger_tabs(m, parents, &t, &n, em);
     int ok = rc == 0;
     for (size_t i = 0; ok && i < n; i++) {
         ok &= t[i].nonneg;

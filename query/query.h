@@ -655,6 +655,9 @@ typedef struct query_partial_args {
                                     (query_gather_names_from); a remote share loads them from
                                     the dictionaries of the forests it encodes
                                     (query_forest_encode_dict, query_load_symbol_ids) */
+    int parents;                 /* render with forests: the forests record each node's parent
+                                    (storage_merged_tab_t.parent): a remote share that encodes
+                                    them in QUERY_FOREST_V3 writes from them */
 } query_partial_args_t;
 
 /* Fills a from s (ranges left empty, timeline and kept set for JSON). Pointers into s. */
@@ -704,15 +707,22 @@ void query_partial_free(query_partial_t *p);
  * large for a message answers their merge). ERR_LIMIT past max_tree_nodes,
  * the reason in em. */
 int query_partial_merge_forests(query_partial_t *p, errmsg_t *em);
-/* Appends the forest encoding (query/forest.c) of one forest of a partial
- * (p->tabs[i], nonneg) to out: how a share ships them. query_gather_add_trees
- * reads it. ERR_INVALID_ARGUMENT for an empty or not nonneg forest. */
+/* The forest encodings (query/forest.c): version 2 lists each node's kids,
+ * version 3 each node's parent (what a coordinator that sets
+ * QueryRequest.forest_version 3 reads; older ones read only 2).
+ * query_forest_decode reads both. */
+#define QUERY_FOREST_V2 2
+#define QUERY_FOREST_V3 3
+/* Appends the forest encoding (query/forest.c, QUERY_FOREST_V3) of one
+ * forest of a partial (p->tabs[i], nonneg) to out: how a share ships them.
+ * query_gather_add_trees reads it. ERR_INVALID_ARGUMENT for an empty or not
+ * nonneg forest. */
 int query_forest_encode(const storage_merged_tab_t *f, buf_t *out);
-/* query_forest_encode, handing over the forest's symbol dictionary too: its
- * distinct symbols (SYM_ROOT among them), *ndict of them in *dict_ids (caller
- * frees; NULL on error). */
-int query_forest_encode_dict(const storage_merged_tab_t *f, buf_t *out, uint64_t **dict_ids,
-                             size_t *ndict);
+/* query_forest_encode in the given version (QUERY_FOREST_V2 or V3), handing
+ * over the forest's symbol dictionary too: its distinct symbols (SYM_ROOT
+ * among them), *ndict of them in *dict_ids (caller frees; NULL on error). */
+int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *out,
+                             uint64_t **dict_ids, size_t *ndict);
 /* Loads the names of ids (repeats allowed, each loaded once; SYM_ROOT and
  * SYM_OTHER skipped) into dst: a share's forests' dictionaries put together. */
 int query_load_symbol_ids(storage_t *st, const char *tenant, const uint64_t *ids, size_t n,

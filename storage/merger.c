@@ -294,12 +294,12 @@ typedef struct tabsrc {
  * pass (children have larger ids than their parents, so an id's total is
  * final when the pass reaches it), which also links each id of non-zero
  * total in front of its parent's children, so they end up in ascending id
- * order, and copies its symbol (the others' are never read). Clears v->nonneg when a value is
- * negative or a total overflows. */
+ * order, records its parent, and copies its symbol (the others' are never read). Clears v->nonneg
+ * when a value is negative or a total overflows. */
 static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v)
 {
     int64_t *tot = v->total;
-    uint32_t *first = v->first_kid, *next = v->next_sib;
+    uint32_t *first = v->first_kid, *next = v->next_sib, *par = v->parent;
     uint64_t neg = 0;
     for (size_t id = 0; id < src->count; id++) {
         tot[id] = src->val[id];
@@ -317,6 +317,7 @@ static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v)
         v->sym[id] = src->sym[id]; /* only the forest's nodes' symbols are read */
         tot[p] = (int64_t)((uint64_t)tot[p] + (uint64_t)t);
         over |= (uint64_t)tot[p];
+        if (par != NULL) par[id] = p;
         next[id] = first[p];
         first[p] = (uint32_t)id;
     }
@@ -327,7 +328,7 @@ static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v)
     v->nodes = n;
 }
 
-static int tab_alloc(storage_merged_tab_t *v, const int64_t *self, size_t n)
+static int tab_alloc(storage_merged_tab_t *v, const int64_t *self, size_t n, int parents)
 {
     v->n = n;
     v->self = (int64_t *)self; /* the merger's vector: borrowed */
@@ -335,7 +336,9 @@ static int tab_alloc(storage_merged_tab_t *v, const int64_t *self, size_t n)
     v->total = malloc(n * sizeof *v->total);
     v->first_kid = malloc(n * sizeof *v->first_kid);
     v->next_sib = malloc(n * sizeof *v->next_sib);
-    return v->sym && v->total && v->first_kid && v->next_sib ? 0 : ERR_NOMEM;
+    v->parent = parents ? malloc(n * sizeof *v->parent) : NULL;
+    return v->sym && v->total && v->first_kid && v->next_sib && (v->parent || !parents) ? 0
+                                                                                        : ERR_NOMEM;
 }
 
 void storage_merged_tab_release(storage_merged_tab_t *v)
@@ -345,10 +348,12 @@ void storage_merged_tab_release(storage_merged_tab_t *v)
     free(v->total);
     free(v->first_kid);
     free(v->next_sib);
+    free(v->parent);
     memset(v, 0, sizeof *v);
 }
 
-static int tab_one(storage_merger_t *m, acc_t *a, storage_merged_tab_t *v, errmsg_t *em)
+static int tab_one(storage_merger_t *m, acc_t *a, int parents, storage_merged_tab_t *v,
+                   errmsg_t *em)
 {
     if (a->cap == 0) { /* no block added: the root alone, of value 0 */
         a->val = calloc(1, sizeof *a->val);
@@ -364,9 +369,10 @@ static int tab_one(storage_merger_t *m, acc_t *a, storage_merged_tab_t *v, errms
     tabsrc_t src = {storage_nodetab_parents(t), storage_nodetab_syms(t), a->val,
                     nval ? nval : 1 /* the root always is */};
     /* the forest (kept until the caller frees it) */
-    size_t bytes = src.count * (sizeof *v->sym + sizeof *v->total + 2 * sizeof(uint32_t));
+    size_t bytes =
+        src.count * (sizeof *v->sym + sizeof *v->total + (2 + (parents != 0)) * sizeof(uint32_t));
     rc = charge(m, bytes);
-    if (rc == 0) rc = tab_alloc(v, a->val, src.count);
+    if (rc == 0) rc = tab_alloc(v, a->val, src.count, parents);
     if (rc == 0) forest_pass(&src, v);
     /* with a negative value (a delta profile) or an overflow a parent's
      * total can be 0 while a child's is not: no forest then (its callers
@@ -379,13 +385,14 @@ static int tab_one(storage_merger_t *m, acc_t *a, storage_merged_tab_t *v, errms
     return rc;
 }
 
-int storage_merger_tabs(storage_merger_t *m, storage_merged_tab_t **tabs, size_t *n, errmsg_t *em)
+int storage_merger_tabs(storage_merger_t *m, int parents, storage_merged_tab_t **tabs, size_t *n,
+                        errmsg_t *em)
 {
     *tabs = calloc(m->n ? m->n : 1, sizeof **tabs);
     *n = 0;
     if (*tabs == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < m->n; i++) {
-        int rc = tab_one(m, &m->accs[i], &(*tabs)[i], em);
+        int rc = tab_one(m, &m->accs[i], parents, &(*tabs)[i], em);
         *n = i + 1;
         if (rc != 0) {
             storage_merged_tabs_free(*tabs, *n);

@@ -240,6 +240,8 @@ typedef struct storage_merged_tab {
     int64_t *self, *total; /* own value; own plus every descendant's (wrapping); per id */
     uint32_t *first_kid;   /* per forest node: its first child, or STORAGE_NO_KID */
     uint32_t *next_sib;    /* per forest node but the root: the next child of its parent */
+    uint32_t *parent;      /* per forest node but the root: its parent (a forest node); NULL
+                              unless asked for (storage_merger_tabs) */
     int owns_self;         /* 1: self is the tab's own, freed with it; 0: a merger's (borrowed) */
     int nonneg;            /* 1: every value >= 0 and no total exceeds INT64_MAX; then the forest's
                               nodes are exactly those storage_merger_finish creates for this token; 0: no
@@ -247,11 +249,13 @@ typedef struct storage_merged_tab {
 } storage_merged_tab_t;
 
 /* The tokens' forests of everything added so far; *tabs (caller owns, free
- * with storage_merged_tabs_free) has *n entries. Their self arrays are the
+ * with storage_merged_tabs_free) has *n entries, with parent arrays when
+ * parents is 1 (a share that ships them). Their self arrays are the
  * merger's own vectors, valid until the next storage_merger_add or
  * storage_merger_free. m stays usable: a caller may still
  * storage_merger_finish into a tree. */
-int storage_merger_tabs(storage_merger_t *m, storage_merged_tab_t **tabs, size_t *n, errmsg_t *em);
+int storage_merger_tabs(storage_merger_t *m, int parents, storage_merged_tab_t **tabs, size_t *n,
+                        errmsg_t *em);
 void storage_merged_tabs_free(storage_merged_tab_t *tabs, size_t n);
 /* Frees one tab's arrays (its self too when it owns it) and empties it. */
 void storage_merged_tab_release(storage_merged_tab_t *v);

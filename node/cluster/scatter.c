@@ -347,6 +347,7 @@ static int send_ask(scatter_q_t *q, const ask_t *a)
     m.timeline = sp->format == QUERY_FORMAT_JSON;
     m.max_nodes = (uint32_t)(sp->max_nodes > UINT32_MAX ? UINT32_MAX : sp->max_nodes);
     m.forests = sp->kind == QUERY_KIND_RENDER && query_spec_forests(sp);
+    m.forest_version = m.forests ? QUERY_FOREST_V3 : 0;
     if (sp->kind == QUERY_KIND_PROFILES) m.limit = (uint32_t)sp->top_limit;
     m.ring_version = q->view->version;
     const char *id = ring_node_name(q->view->ring, a->node);

@@ -52,6 +52,7 @@ typedef struct serve_job {
     Flamedb__Cluster__PartialResult msg;
     buf_t tree;
     buf_t forests;              /* the forests' encodings, one after another */
+    int forest_version;         /* theirs: the newest the coordinator reads */
     ProtobufCBinaryData *fdata; /* each, pointing into forests */
     Flamedb__Cluster__Symbol *syms, **symp;
     ProtobufCBinaryData *values;
@@ -150,7 +151,7 @@ static int add_forests(serve_job_t *j)
     uint64_t *ids = NULL, *dict;
     size_t nids = 0, cap = 0, nd;
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        rc = query_forest_encode_dict(&j->part.tabs[i], &j->forests, &dict, &nd);
+        rc = query_forest_encode_dict(&j->part.tabs[i], j->forest_version, &j->forests, &dict, &nd);
         if (rc == 0 && j->part.names_later) rc = add_dict(&ids, &nids, &cap, dict, nd);
         free(dict);
         end[i] = j->forests.len;
@@ -394,7 +395,9 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
     j->args.timeline = j->args.kind == QUERY_KIND_RENDER && q->timeline;
     j->args.forests = j->args.kind == QUERY_KIND_RENDER && q->forests;
     j->args.names_later = j->args.forests; /* loaded from the forests' dictionaries */
-    j->args.limit = q->limit;              /* profiles: the partial refuses 0 or past its maximum */
+    j->forest_version = q->forest_version >= QUERY_FOREST_V3 ? QUERY_FOREST_V3 : QUERY_FOREST_V2;
+    j->args.parents = j->args.forests && j->forest_version == QUERY_FOREST_V3;
+    j->args.limit = q->limit; /* profiles: the partial refuses 0 or past its maximum */
     j->selector = strdup(q->selector);
     j->label = strdup(q->label_name);
     j->ranges = calloc(q->n_ranges ? q->n_ranges : 1, sizeof *j->ranges);

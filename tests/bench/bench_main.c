@@ -8,6 +8,9 @@
  *                                                      and with span_id labels (N per
  *                                                      profile): CPU of each, ratio
  *   flamedb-bench query  --index F --service S          flame-graph query times
+ *                        [--forests-only N]             (--service '': the whole fleet;
+ *                                                      --forests-only: the forest figures
+ *                                                      alone, N times, for a profiler)
  *   flamedb-bench fleet  [--pods 100,300,1000] [--profiles N]  one service of many pods:
  *                                                      service vs one-pod flame graph
  *   flamedb-bench nodecliff [--pushes N] [--stacks N] [--others N] [--other-stacks N]

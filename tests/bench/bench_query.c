@@ -181,6 +181,7 @@ static int forest_figures(const qctx_t *q)
     query_partial_args_t a;
     query_spec_args(&spec, &a);
     a.forests = 1; /* as a coordinator asks a share */
+    a.parents = 1; /* that reads forest encoding 3 */
     rc = query_partial_run(q->st, "bench", &a, &lim, &part, &em);
     size_t n = part.ntabs, nodes = 0;
     const uint8_t **enc = calloc(n + 1, sizeof *enc);
@@ -245,6 +246,16 @@ static int forest_figures(const qctx_t *q)
     query_partial_free(&part);
     query_spec_free(&spec);
     return rc == 0 ? 0 : 1;
+}
+
+/* --forests-only N: forest_figures alone, N times (a steady run to count
+ * the forests' encoding and decoding under a profiler). */
+static int forest_rounds(const qctx_t *q, int n)
+{
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < (n > 0 ? n : 1); i++)
+        rc = forest_figures(q);
+    return rc;
 }
 
 /* Median wall time of repeated renders (at least 3, up to 1.5 s or 200). */
@@ -372,9 +383,10 @@ static int run_queries(qctx_t *q, const char *dir)
 int cmd_query(int argc, char **argv)
 {
     const char *index = NULL, *service = NULL, *type = "memory:inuse_space:bytes:space:bytes";
-    const char *type_unit = "inuse_space/bytes";
+    const char *type_unit = "inuse_space/bytes", *forests_only = NULL;
     for (int i = 0; i < argc; i++) {
         if (flag_str(argc, argv, &i, "--index", &index) ||
+            flag_str(argc, argv, &i, "--forests-only", &forests_only) ||
             flag_str(argc, argv, &i, "--service", &service) ||
             flag_str(argc, argv, &i, "--type", &type) ||
             flag_str(argc, argv, &i, "--type-unit", &type_unit))
@@ -390,7 +402,10 @@ int cmd_query(int argc, char **argv)
     qctx_t q = {.expect = expected_total(&set, type_unit)};
     char svc[128];
     snprintf(svc, sizeof svc, "%.*s", (int)strcspn(set.p[0].name, "{"), set.p[0].name);
-    snprintf(q.query, sizeof q.query, "%s{service_name=\"%s\"}", type, service ? service : svc);
+    if (service != NULL && service[0] == '\0') /* --service '': the whole fleet */
+        snprintf(q.query, sizeof q.query, "%s{}", type);
+    else
+        snprintf(q.query, sizeof q.query, "%s{service_name=\"%s\"}", type, service ? service : svc);
     set_range(&q, &set);
     char *dir = make_temp_dir("query");
     int rc = 1;
@@ -399,7 +414,7 @@ int cmd_query(int argc, char **argv)
     o.path = dir;
     errmsg_t em = {{0}};
     if (dir && storage_open(&o, &q.st, &em) == 0 && ingest_set(q.st, &set) == 0)
-        rc = run_queries(&q, dir);
+        rc = forests_only ? forest_rounds(&q, atoi(forests_only)) : run_queries(&q, dir);
     storage_close(q.st);
     if (dir) rm_rf(dir);
     free(dir);

@@ -77,6 +77,12 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* A coordinator from before QueryRequest.forest_version: the field is
+ * dropped on delivery. forests_seen counts the forest encodings answered,
+ * by their version byte. */
+static int old_coordinator;
+static size_t forests_seen[4];
+
 static void deliver(uv_timer_t *t)
 {
     delivery_t *d = t->data;
@@ -92,8 +98,9 @@ static void deliver(uv_timer_t *t)
         if (msg.env->type == FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_QUERY) {
             n->received++;
             if (cluster_wire_decode_body(&msg, &lim, wall_ms(), &em) == 0) {
-                const Flamedb__Cluster__QueryRequest *q = (const void *)msg.body;
+                Flamedb__Cluster__QueryRequest *q = (void *)msg.body;
                 n->cancels += q->kind == Q_KIND(CANCEL);
+                if (old_coordinator) q->forest_version = 0;
                 scatter_on_query(n->sc, &msg);
             }
         } else {
@@ -124,6 +131,12 @@ static int t_send(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type
     if (nodes[to].prompt_left > 0) {
         nodes[to].prompt_left--;
         delay = 0;
+    }
+    if (type == MSG(PARTIAL)) {
+        const Flamedb__Cluster__PartialResult *pr = (const void *)body;
+        for (size_t i = 0; i < pr->n_forests; i++)
+            if (pr->forests[i].len > 0 && pr->forests[i].data[0] < 4)
+                forests_seen[pr->forests[i].data[0]]++;
     }
     if (type == MSG(QUERY) &&
         ((const Flamedb__Cluster__QueryRequest *)(const void *)body)->kind != Q_KIND(CANCEL))
@@ -689,6 +702,32 @@ static void test_forests_too_large(void)
     query_result_free(&ref_cut);
 }
 
+/* A share answers its forests in the newest encoding its coordinator
+ * reads: version 3 when the QueryRequest says forest_version 3, version 2
+ * (what older coordinators read) when it has no forest_version; the answer
+ * is the same bytes either way. */
+static void test_forest_versions(void)
+{
+    query_params_t p = {.query = CPU "{}", .from = "now-2h", .format = "folded", .max_nodes = "40"};
+    query_result_t ref;
+    query_result_init(&ref);
+    CHECK_EQ_INT(reference(QUERY_KIND_RENDER, &p, &ref), 0);
+    for (int old = 0; old < 2; old++) {
+        old_coordinator = old;
+        memset(forests_seen, 0, sizeof forests_seen);
+        make_scatters(30000, 64u << 20);
+        outcome_t o;
+        ask(0, QUERY_KIND_RENDER, &p, &o);
+        CHECK(same(&o, &ref));
+        buf_free(&o.body);
+        free_scatters();
+        CHECK(forests_seen[old ? QUERY_FOREST_V2 : QUERY_FOREST_V3] > 0);
+        CHECK_EQ_INT(forests_seen[old ? QUERY_FOREST_V3 : QUERY_FOREST_V2], 0);
+    }
+    old_coordinator = 0;
+    query_result_free(&ref);
+}
+
 /* A coordinator whose plan asks node 2 (so a delay there keeps it waiting). */
 static int asks_node2(void)
 {
@@ -867,6 +906,7 @@ int main(int argc, char **argv)
     test_refusals();
     test_refusal_stops_the_other_shares();
     test_forests_too_large();
+    test_forest_versions();
     test_cancel();
     test_cancel_before_query();
     test_memory_budget();

@@ -232,19 +232,47 @@ static void one_round(int negative)
     query_spec_free(&spec);
 }
 
+/* b is a of the same nodes in the same order: same symbols, values, kid
+ * lists and parents. */
+static void same_forest(const storage_merged_tab_t *a, const storage_merged_tab_t *b)
+{
+    CHECK_EQ_INT(b->n, a->n);
+    CHECK_EQ_INT(b->nodes, a->nodes);
+    for (size_t i = 0; i < a->n && i < b->n; i++) {
+        CHECK_EQ_INT(b->sym[i], a->sym[i]);
+        CHECK_EQ_INT(b->self[i], a->self[i]);
+        CHECK_EQ_INT(b->total[i], a->total[i]);
+        CHECK_EQ_INT(b->first_kid[i], a->first_kid[i]);
+        if (i > 0) CHECK_EQ_INT(b->next_sib[i], a->next_sib[i]);
+        if (i > 0 && a->parent != NULL) CHECK_EQ_INT(b->parent[i], a->parent[i]);
+    }
+}
+
 /* A forest's encoding decodes to the same forest (and tree); damaged
  * encodings are refused or stay well formed. */
 static void test_roundtrip(void)
 {
-    for (int round = 0; round < 50; round++) {
+    for (int round = 0; round < 150; round++) {
         calltree_t *t = gen_tree(check_rng() % 80, 3, 0);
         storage_merged_tab_t f, back;
         CHECK_EQ_INT(query_forest_of_tree(t, &f), 0);
         CHECK(f.nonneg);
+        /* each version, and version 3 of a forest without parents (as a
+         * tab made by hand: they come from the kid lists) */
+        int version = round % 3 == 0 ? QUERY_FOREST_V2 : QUERY_FOREST_V3;
+        if (round % 3 == 2) {
+            free(f.parent);
+            f.parent = NULL;
+        }
         buf_t b;
         buf_init(&b, BUF_UNLIMITED);
-        CHECK_EQ_INT(query_forest_encode(&f, &b), 0);
+        uint64_t *dict;
+        size_t nd;
+        CHECK_EQ_INT(query_forest_encode_dict(&f, version, &b, &dict, &nd), 0);
+        free(dict);
+        CHECK_EQ_INT(b.data[0], version);
         CHECK_EQ_INT(query_forest_decode(b.data, b.len, 0, &back), 0);
+        same_forest(&f, &back);
         CHECK_EQ_INT(back.n, f.n);
         CHECK_EQ_INT(back.total[0], calltree_root_total(t));
         calltree_t *u = calltree_new(0);
@@ -440,6 +468,88 @@ static void test_decode_totals(void)
     buf_free(&b);
 }
 
+/* A version 3 forest encoding of n nodes: node i's parent is i - back[i]
+ * (back[0] unused), its self self[i], its symbol dictionary entry i. */
+static void forest_bytes_v3(const uint64_t *back, const uint64_t *self, size_t n, buf_t *b)
+{
+    buf_init(b, BUF_UNLIMITED);
+    CHECK_EQ_INT(buf_append_byte(b, QUERY_FOREST_V3), 0);
+    CHECK_EQ_INT(buf_append_uvarint(b, n), 0);
+    for (size_t i = 0; i < n; i++) {
+        CHECK_EQ_INT(buf_append_uvarint(b, i), 0);
+        CHECK_EQ_INT(buf_append_uvarint(b, self[i]), 0);
+        if (i > 0) CHECK_EQ_INT(buf_append_uvarint(b, back[i]), 0);
+    }
+    CHECK_EQ_INT(buf_append_uvarint(b, n), 0);
+    for (size_t k = 0; k < n; k++) {
+        uint8_t le[8] = {(uint8_t)(k + 1), (uint8_t)((k + 1) >> 8), (uint8_t)((k + 1) >> 16)};
+        CHECK_EQ_INT(buf_append(b, le, 8), 0);
+    }
+}
+
+/* Version 3: each node's parent given as its distance back. Kids come out
+ * linked in ascending order with their parents and totals; a distance of 0
+ * or past the root, a node of total 0, a total past INT64_MAX, bytes left
+ * over and a node deeper than CALLTREE_MAX_DEPTH are refused as corrupt. */
+static void test_decode_v3(void)
+{
+    /* root; 1 and 4 under it; 2 and 3 under 1 */
+    uint64_t back[5] = {0, 1, 1, 2, 4}, self[5] = {1, 2, 3, 4, 5};
+    buf_t b;
+    storage_merged_tab_t f;
+    forest_bytes_v3(back, self, 5, &b);
+    CHECK_EQ_INT(query_forest_decode(b.data, b.len, 0, &f), 0);
+    CHECK_EQ_INT(f.total[0], 15);
+    CHECK_EQ_INT(f.total[1], 9);
+    CHECK_EQ_INT(f.total[4], 5);
+    CHECK_EQ_INT(f.first_kid[0], 1);
+    CHECK_EQ_INT(f.next_sib[1], 4);
+    CHECK_EQ_INT(f.next_sib[4], STORAGE_NO_KID);
+    CHECK_EQ_INT(f.first_kid[1], 2);
+    CHECK_EQ_INT(f.next_sib[2], 3);
+    CHECK_EQ_INT(f.next_sib[3], STORAGE_NO_KID);
+    CHECK_EQ_INT(f.first_kid[2], STORAGE_NO_KID);
+    CHECK_EQ_INT(f.parent[3], 1);
+    CHECK_EQ_INT(f.sym[3], 4);
+    query_forest_free(&f);
+    CHECK_EQ_INT(query_forest_decode(b.data, b.len, 4, &f), ERR_LIMIT);
+    CHECK_EQ_INT(buf_append_byte(&b, 0), 0); /* a byte left over */
+    CHECK_EQ_INT(query_forest_decode(b.data, b.len, 0, &f), ERR_CORRUPT);
+    buf_free(&b);
+    uint64_t bad[][5] = {{0, 1, 0, 2, 4}, {0, 1, 3, 2, 4}, {0, 1, 1, 2, 5}};
+    for (size_t k = 0; k < 3; k++) {
+        forest_bytes_v3(bad[k], self, 5, &b);
+        CHECK_EQ_INT(query_forest_decode(b.data, b.len, 0, &f), ERR_CORRUPT);
+        buf_free(&b);
+    }
+    uint64_t zero[5] = {1, 2, 0, 4, 5}, over[5] = {0, INT64_MAX, 0, 0, 1};
+    forest_bytes_v3(back, zero, 5, &b);
+    CHECK_EQ_INT(query_forest_decode(b.data, b.len, 0, &f), ERR_CORRUPT);
+    buf_free(&b);
+    forest_bytes_v3(back, over, 5, &b);
+    CHECK_EQ_INT(query_forest_decode(b.data, b.len, 0, &f), ERR_CORRUPT);
+    buf_free(&b);
+    /* a chain CALLTREE_MAX_DEPTH deep below the root, then one deeper */
+    size_t n = CALLTREE_MAX_DEPTH + 2;
+    uint64_t *cb = malloc(n * sizeof *cb), *cs = calloc(n, sizeof *cs);
+    CHECK(cb != NULL && cs != NULL);
+    for (size_t i = 0; i < n; i++)
+        cb[i] = 1;
+    cs[n - 2] = 1;
+    forest_bytes_v3(cb, cs, n - 1, &b);
+    CHECK_EQ_INT(query_forest_decode(b.data, b.len, 0, &f), 0);
+    CHECK_EQ_INT(f.total[0], 1);
+    query_forest_free(&f);
+    buf_free(&b);
+    cs[n - 2] = 0;
+    cs[n - 1] = 1;
+    forest_bytes_v3(cb, cs, n, &b);
+    CHECK_EQ_INT(query_forest_decode(b.data, b.len, 0, &f), ERR_CORRUPT);
+    buf_free(&b);
+    free(cb);
+    free(cs);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -453,6 +563,7 @@ int main(int argc, char **argv)
     test_overflow();
     test_tree_limit();
     test_decode_totals();
+    test_decode_v3();
     symtab_free(syms);
     return check_exit();
 }

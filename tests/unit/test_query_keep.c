@@ -341,7 +341,7 @@ static int tab_nonneg(store_t *s, int pod, size_t *n)
     storage_merged_tab_t *tabs;
     size_t nt;
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(storage_merger_tabs(m, &tabs, &nt, &em), 0);
+    CHECK_EQ_INT(storage_merger_tabs(m, 0, &tabs, &nt, &em), 0);
     CHECK_EQ_INT(nt, 1);
     int r = nt == 1 ? tabs[0].nonneg : -1;
     *n = nt == 1 ? tabs[0].nodes : 0;

@@ -47,7 +47,7 @@ static int merge(fixture_t *f, labels_t *l, size_t limit, int tabs, size_t *held
     if (rc == 0 && tabs) {
         storage_merged_tab_t *t;
         size_t n;
-        rc = storage_merger_tabs(m, &t, &n, &em);
+        rc = storage_merger_tabs(m, 0, &t, &n, &em);
         if (rc == 0) {
             CHECK_EQ_INT(n, 1);
             CHECK_EQ_INT(t[0].total[0], STACKS);
@@ -93,7 +93,7 @@ static void test_cancelling_values(fixture_t *f, symtab_t *st)
                  0);
     storage_merged_tab_t *tabs;
     size_t n;
-    CHECK_EQ_INT(storage_merger_tabs(m, &tabs, &n, &em), 0);
+    CHECK_EQ_INT(storage_merger_tabs(m, 0, &tabs, &n, &em), 0);
     CHECK_EQ_INT(n, 1);
     CHECK_EQ_INT(tabs[0].nonneg, 0);
     storage_merged_tabs_free(tabs, n);
