@@ -349,8 +349,10 @@ typedef struct repair_parts {
     uint32_t *order;
     size_t n, np;
     uint32_t *cut, *pcut;
-    uint32_t *first; /* by symbol index: the preorder position first naming it */
-    uint32_t *map;   /* scratch of repair_parts_build (CALLTREE_NONE between builds) */
+    uint32_t *first;       /* by symbol index: the preorder position first naming it */
+    uint32_t *psym, *poff; /* part k of a symbol's pieces: its index (else UINT32_MAX), offset */
+    size_t cap;            /* of cut, pcut, psym, poff */
+    uint32_t *map;         /* scratch of repair_parts_build (CALLTREE_NONE between builds) */
     uint32_t nparts;
     uint32_t over;     /* ERR_LIMIT: the preorder position of the node that did not fit */
     size_t over_bytes; /* and what its part would have taken */
@@ -366,6 +368,7 @@ typedef struct repair_parts_sizes {
     size_t limit;  /* what one part may take at most (a part of one node may pass the budget) */
     size_t nkept, nuntreed;           /* profiles cut across the parts (0, 0: none) */
     size_t kept_bytes, untreed_bytes; /* what one costs */
+    int pieces; /* a symbol too large for one part goes in pieces of parts with no node */
 } repair_parts_sizes_t;
 /* PART_SYMBOL_BYTES plus the symbol's name and file in names. */
 size_t repair_parts_sym_cost(const symtab_t *names, uint64_t id);
@@ -373,8 +376,11 @@ size_t repair_parts_sym_cost(const symtab_t *names, uint64_t id);
 size_t repair_parts_whole_cost(const calltree_t *t, const symtab_t *names,
                                const repair_parts_sizes_t *z);
 /* Cuts t and z's profiles into parts of at most z->budget bytes (a part
- * holds one unit at least); ERR_LIMIT (p->over, p->over_bytes set) when a
- * part exceeds z->limit. */
+ * holds one unit at least; with z->pieces, a node whose symbol would take
+ * its part past z->limit has its symbol's name and file sent before it in
+ * parts of pieces, a budget each); ERR_LIMIT (p->over, p->over_bytes set)
+ * when a part still exceeds z->limit (the node's path alone, or its symbol
+ * without z->pieces). */
 int repair_parts_plan(const calltree_t *t, const symtab_t *names, const repair_parts_sizes_t *z,
                       repair_parts_t *p);
 /* Part k of t into dst (an empty tree): O(the part and its path), p->map
@@ -390,7 +396,7 @@ typedef struct repair_window {
     uint64_t lo, hi; /* the request it answers: interval, cursor, lists cut or not */
     uint8_t *after;
     size_t after_len;
-    int slices;
+    int slices; /* 1: lists cut across parts, 2: symbols in pieces (what it was planned for) */
     char tenant[RING_TENANT_MAX + 1];
     uint64_t token, series_id;
     int res;

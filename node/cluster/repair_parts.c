@@ -16,14 +16,18 @@
  * lies before the run is an ancestor of its first node, so the part is a
  * tree, and the parts merged are the residual exactly. A run holds one
  * unit at least, so one node whose path and name take more than the budget
- * is a part alone; over the limit (what a message can hold) the plan is
- * refused (ERR_LIMIT, with the node's position). The plan depends only on
+ * is a part alone. When even that part would pass the limit (what a
+ * message can hold) for its symbol, the symbol's name and file go before it
+ * in pieces, one per part of no node (psym, poff), when the asker takes
+ * them; a part over the limit otherwise (a path of ancestors alone, or no
+ * pieces) refuses the plan (ERR_LIMIT, with the node's position). The plan depends only on
  * the tree, the symbol names and the list lengths, so a source that builds
  * the same residual again cuts it the same way.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "node/cluster/repair_int.h"
 
 void repair_parts_free(repair_parts_t *p)
@@ -33,6 +37,8 @@ void repair_parts_free(repair_parts_t *p)
     free(p->pcut);
     free(p->first);
     free(p->map);
+    free(p->psym);
+    free(p->poff);
     memset(p, 0, sizeof *p);
 }
 
@@ -102,6 +108,34 @@ static int first_namings(const calltree_t *t, repair_parts_t *p)
     return 0;
 }
 
+/* Opens part p->nparts at tree position i, profile position j. */
+static int open_part(repair_parts_t *p, uint32_t i, uint32_t j)
+{
+    size_t need = p->nparts + 2, cap = p->cap;
+    int rc = GROW(p->cut, cap, need, GROW_UNLIMITED);
+    cap = p->cap;
+    if (rc == 0) rc = GROW(p->pcut, cap, need, GROW_UNLIMITED);
+    cap = p->cap;
+    if (rc == 0) rc = GROW(p->psym, cap, need, GROW_UNLIMITED);
+    cap = p->cap;
+    if (rc == 0) rc = GROW(p->poff, cap, need, GROW_UNLIMITED);
+    if (rc != 0) return rc;
+    p->cap = cap;
+    p->cut[p->nparts] = i;
+    p->pcut[p->nparts] = j;
+    p->psym[p->nparts] = UINT32_MAX;
+    p->poff[p->nparts] = 0;
+    p->nparts++;
+    return 0;
+}
+
+static int over(repair_parts_t *p, uint32_t i, size_t used)
+{
+    p->over = i < p->n ? i : UINT32_MAX;
+    p->over_bytes = used;
+    return ERR_LIMIT;
+}
+
 /* Adds one unit of cost c to the running part; a new part (at tree
  * position i, profile position j) when it does not fit, whose path costs
  * path. ERR_LIMIT when a part of that one unit exceeds the limit. */
@@ -109,18 +143,57 @@ static int add_unit(repair_parts_t *p, const repair_parts_sizes_t *z, size_t *us
                     size_t path, uint32_t i, uint32_t j)
 {
     if (*used > 0 && *used + c > z->budget) {
-        p->cut[p->nparts] = i;
-        p->pcut[p->nparts] = j;
-        p->nparts++;
+        int rc = open_part(p, i, j);
+        if (rc != 0) return rc;
         *used = path;
     }
     *used += c;
-    if (*used > z->limit) {
-        p->over = i < p->n ? i : UINT32_MAX;
-        p->over_bytes = *used;
-        return ERR_LIMIT;
+    return *used > z->limit ? over(p, i, *used) : 0;
+}
+
+/* Symbol index si (its name and file take bytes), named first by the node
+ * at position i, in pieces of a budget each: parts of no node from the
+ * running part's end, then a part for the node itself. */
+static int add_pieces(repair_parts_t *p, const repair_parts_sizes_t *z, size_t *used, uint32_t si,
+                      size_t bytes, uint32_t i)
+{
+    size_t piece = z->budget > PART_SYMBOL_BYTES ? z->budget - PART_SYMBOL_BYTES : 1;
+    int rc = 0;
+    for (size_t off = 0; rc == 0 && off < bytes; off += piece) {
+        rc = open_part(p, i, 0);
+        if (rc == 0) {
+            p->psym[p->nparts - 1] = si;
+            p->poff[p->nparts - 1] = (uint32_t)off;
+        }
     }
-    return 0;
+    if (rc == 0) rc = open_part(p, i, 0);
+    p->first[si] = UINT32_MAX; /* sent in pieces: no part carries it whole */
+    *used = 0;
+    return rc;
+}
+
+static int plan_nodes(const calltree_t *t, const symtab_t *names, const repair_parts_sizes_t *z,
+                      repair_parts_t *p, size_t *used)
+{
+    const calltree_node_t *nodes = calltree_nodes(t);
+    const uint64_t *syms = calltree_syms(t);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < p->n; i++) {
+        uint32_t v = p->order[i], si = nodes[v].sym_index;
+        size_t c = PART_NODE_BYTES, sc = 0;
+        if (si != 0 && p->first[si] == i) sc = repair_parts_sym_cost(names, syms[si]);
+        int cut = *used > 0 && *used + c + sc > z->budget, big = z->pieces && c + sc > z->budget;
+        size_t depth = cut || big ? depth_of(t, v) * PART_NODE_BYTES : 0; /* O(depth): rare */
+        if (big && c + sc + depth > z->limit) { /* too large even alone: the symbol in pieces */
+            rc = add_pieces(p, z, used, si, sc - PART_SYMBOL_BYTES, (uint32_t)i);
+            *used = depth + c;
+            if (rc == 0 && *used > z->limit) rc = over(p, (uint32_t)i, *used);
+            continue;
+        }
+        size_t path = cut ? depth : 0;
+        rc = add_unit(p, z, used, c + sc, path, (uint32_t)i, 0);
+    }
+    return rc;
 }
 
 int repair_parts_plan(const calltree_t *t, const symtab_t *names, const repair_parts_sizes_t *z,
@@ -128,30 +201,17 @@ int repair_parts_plan(const calltree_t *t, const symtab_t *names, const repair_p
 {
     memset(p, 0, sizeof *p);
     size_t n = calltree_node_count(t), np = z->nkept + z->nuntreed;
-    const calltree_node_t *nodes = calltree_nodes(t);
-    const uint64_t *syms = calltree_syms(t);
     p->n = n;
     p->order = malloc((n ? n : 1) * sizeof *p->order);
     p->map = malloc((n ? n : 1) * sizeof *p->map);
-    p->cut = malloc((n + np + 2) * sizeof *p->cut);
-    p->pcut = malloc((n + np + 2) * sizeof *p->pcut);
-    int rc = p->order && p->map && p->cut && p->pcut ? 0 : ERR_NOMEM;
+    int rc = p->order && p->map ? 0 : ERR_NOMEM;
     if (rc == 0) rc = preorder(t, p->order, n);
     if (rc == 0) rc = first_namings(t, p);
     for (size_t i = 0; rc == 0 && i < n; i++)
         p->map[i] = CALLTREE_NONE;
     size_t used = 0;
-    if (rc == 0) {
-        p->cut[0] = p->pcut[0] = 0;
-        p->nparts = 1;
-    }
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        uint32_t v = p->order[i], si = nodes[v].sym_index;
-        size_t c = PART_NODE_BYTES;
-        if (si != 0 && p->first[si] == i) c += repair_parts_sym_cost(names, syms[si]);
-        size_t path = used > 0 && used + c > z->budget ? depth_of(t, v) * PART_NODE_BYTES : 0;
-        rc = add_unit(p, z, &used, c, path, (uint32_t)i, 0);
-    }
+    if (rc == 0) rc = open_part(p, 0, 0);
+    if (rc == 0) rc = plan_nodes(t, names, z, p, &used);
     for (size_t j = 0; rc == 0 && j < np; j++)
         rc = add_unit(p, z, &used, j < z->nkept ? z->kept_bytes : z->untreed_bytes, 0, (uint32_t)n,
                       (uint32_t)j);
@@ -161,11 +221,11 @@ int repair_parts_plan(const calltree_t *t, const symtab_t *names, const repair_p
         p->np = np;
     }
     if (rc != 0) {
-        uint32_t over = p->over;
-        size_t over_bytes = p->over_bytes;
+        uint32_t o = p->over;
+        size_t ob = p->over_bytes;
         repair_parts_free(p);
-        p->over = over;
-        p->over_bytes = over_bytes;
+        p->over = o;
+        p->over_bytes = ob;
     }
     return rc;
 }

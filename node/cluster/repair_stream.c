@@ -59,6 +59,7 @@ typedef struct serve {
     buf_t b;
     uint32_t want_part; /* 1 + the part wanted of a window in parts; 0: whole windows only */
     int slices;         /* the request takes a window's lists cut across its parts */
+    int pieces;         /* and a symbol too large for a part in pieces */
     const Flamedb__Cluster__RepairRequest *q;
     repair_serve_env_t *env; /* NULL: nothing kept, nothing counted */
     errmsg_t *em;
@@ -174,6 +175,7 @@ static repair_parts_sizes_t sizes_of(const serve_t *x, const char *tenant, size_
                               .kept_bytes = PART_ENTRY_BYTES + tl,
                               .untreed_bytes = PART_ENTRY_BYTES + tl + PART_TOTAL_BYTES};
     fixed += STREAM_ANSWER_RESERVE + 2 * tl;
+    z.pieces = x->pieces;
     if (x->slices) {
         z.nkept = nkept;
         z.nuntreed = nuntreed;
@@ -265,6 +267,35 @@ static int part_symbols(serve_t *x, repair_window_t *w, uint32_t k)
     return rc;
 }
 
+/* Part k's piece of a symbol into m, when it is a part of pieces. */
+static int part_piece(serve_t *x, const repair_window_t *w, uint32_t k,
+                      Flamedb__Cluster__StreamWindow *m)
+{
+    uint32_t si = w->plan.psym[k];
+    if (si == UINT32_MAX) return 0;
+    uint64_t id = calltree_syms(w->tree)[si];
+    const char *name = NULL, *file = NULL;
+    if (symtab_get(w->names, id, &name, &file) != 1) return ERR_INTERNAL; /* it was costed */
+    size_t nl = strlen(name), fl = file ? strlen(file) : 0, off = w->plan.poff[k];
+    size_t piece = x->cap > PART_SYMBOL_BYTES ? x->cap - PART_SYMBOL_BYTES : 1;
+    size_t len = nl + fl - off < piece ? nl + fl - off : piece;
+    Flamedb__Cluster__SymbolPiece *sp = arena_zalloc(x->arena, sizeof *sp);
+    uint8_t *data = arena_zalloc(x->arena, len ? len : 1);
+    m->pieces = arena_zalloc(x->arena, sizeof *m->pieces);
+    if (sp == NULL || data == NULL || m->pieces == NULL || off > nl + fl) return ERR_NOMEM;
+    for (size_t i = 0; i < len; i++)
+        data[i] = (uint8_t)(off + i < nl ? name[off + i] : file[off + i - nl]);
+    flamedb__cluster__symbol_piece__init(sp);
+    sp->id = id;
+    sp->name_len = (uint32_t)nl;
+    sp->file_len = (uint32_t)fl;
+    sp->offset = (uint32_t)off;
+    sp->data = (ProtobufCBinaryData){len, data};
+    m->pieces[0] = sp;
+    m->n_pieces = 1;
+    return 0;
+}
+
 /* Part k (the last when past it) of the window in parts w: the answer's one
  * window, with the symbols its run names first. */
 static int emit_part(serve_t *x, repair_window_t *w, uint32_t k)
@@ -290,6 +321,7 @@ static int emit_part(serve_t *x, repair_window_t *w, uint32_t k)
     }
     if (rc == 0) rc = part_lists(x, w, k, m);
     if (rc == 0) rc = part_symbols(x, w, k);
+    if (rc == 0) rc = part_piece(x, w, k, m);
     if (rc != 0) return rc;
     m->tenant = x->tenant_out;
     m->token = w->token;
@@ -338,7 +370,7 @@ static int serve_in_parts(serve_t *x, const storage_stream_window_t *sw, symtab_
     w->names = names;
     w->lo = q->lo;
     w->hi = q->hi;
-    w->slices = x->slices;
+    w->slices = x->slices | x->pieces << 1; /* what the plan was made for */
     if (x->env != NULL) x->env->window_reads++;
     rc = snapshot_labels(x, w);
     repair_parts_sizes_t z =
@@ -347,8 +379,9 @@ static int serve_in_parts(serve_t *x, const storage_stream_window_t *sw, symtab_
     if (rc == ERR_LIMIT)
         errmsg_set(x->em, rc,
                    "window of series %016llx (tenant %s): the part of its node %u in preorder "
-                   "(its path and symbol name) takes %zu bytes, more than one message of "
-                   "--max-message-bytes %zu holds: raise --max-message-bytes on every node",
+                   "(its path of ancestors, 24 bytes each) takes %zu bytes, more than one "
+                   "message of --max-message-bytes %zu holds: raise --max-message-bytes on "
+                   "every node",
                    (unsigned long long)w->series_id, w->tenant, w->plan.over,
                    w->plan.over_bytes + (x->o->max_message_bytes - z.limit),
                    x->o->max_message_bytes);
@@ -477,6 +510,7 @@ int repair_serve_stream(storage_t *s, const repair_options_t *o,
                  .a = a,
                  .want_part = q->window_part,
                  .slices = q->profile_slices,
+                 .pieces = q->symbol_pieces,
                  .q = q,
                  .env = env,
                  .em = em};
@@ -488,7 +522,7 @@ int repair_serve_stream(storage_t *s, const repair_options_t *o,
     repair_window_t *w = NULL;
     if (rc == 0 && x.want_part > 1 && env != NULL) /* a later part of a window read before */
         w = repair_partcache_get(env->cache, q->lo, q->hi, q->after_key.data, q->after_key.len,
-                                 x.slices, env->now_ms);
+                                 x.slices | x.pieces << 1, env->now_ms);
     if (w != NULL) {
         rc = emit_part(&x, w, x.want_part - 1);
         repair_partcache_release(env->cache);
@@ -684,6 +718,8 @@ typedef struct parts_in {
     unsigned restarts;
     storage_stream_profile_t *kept, *untreed; /* profile_slices: the slices so far */
     size_t nkept, kept_cap, nuntreed, untreed_cap;
+    uint8_t *piece; /* the symbol coming in pieces: its name then file so far */
+    size_t piece_have, piece_total;
 } parts_in_t;
 
 /* Restarts of one window's parts (it changed on the source between two of
@@ -696,6 +732,7 @@ static void parts_drop(parts_in_t *p)
     symtab_free(p->syms);
     free(p->kept);
     free(p->untreed);
+    free(p->piece);
     unsigned restarts = p->restarts;
     memset(p, 0, sizeof *p);
     p->restarts = restarts;
@@ -722,6 +759,38 @@ static int add_slices(parts_in_t *p, const Flamedb__Cluster__StreamWindow *m)
         memcpy(e->profile_id, m->untreed[i]->profile_id.data, 16);
         e->time_ns = m->untreed[i]->time_ns;
         e->total = m->untreed_totals[i];
+    }
+    return 0;
+}
+
+/* Bytes of one symbol's name and file a window's pieces may add up to. */
+#define STREAM_PIECES_MAX (4u << 20)
+
+/* m's pieces of a symbol added to p's; the symbol into p->syms once whole. */
+static int add_pieces(parts_in_t *p, const Flamedb__Cluster__StreamWindow *m)
+{
+    for (size_t i = 0; i < m->n_pieces; i++) {
+        const Flamedb__Cluster__SymbolPiece *sp = m->pieces[i];
+        size_t total = (size_t)sp->name_len + sp->file_len;
+        if (sp->offset == 0) {
+            free(p->piece);
+            p->piece_have = 0;
+            p->piece_total = total;
+            p->piece = total <= STREAM_PIECES_MAX ? malloc(total ? total : 1) : NULL;
+            if (p->piece == NULL) return total <= STREAM_PIECES_MAX ? ERR_NOMEM : ERR_CORRUPT;
+        }
+        if (p->piece == NULL || sp->offset != p->piece_have || total != p->piece_total ||
+            sp->data.len > total - p->piece_have)
+            return ERR_CORRUPT; /* out of order: the parts are asked for again */
+        memcpy(p->piece + p->piece_have, sp->data.data, sp->data.len);
+        p->piece_have += sp->data.len;
+        if (p->piece_have < total) continue;
+        int rc = symtab_put(p->syms, sp->id, (const char *)p->piece, sp->name_len,
+                            (const char *)p->piece + sp->name_len, sp->file_len);
+        free(p->piece);
+        p->piece = NULL;
+        p->piece_have = p->piece_total = 0;
+        if (rc != 0) return rc;
     }
     return 0;
 }
@@ -793,6 +862,7 @@ static int take_part(repair_t *r, const char *peer, const Flamedb__Cluster__Stre
     int rc = calltree_decode_merge(p->tree, m->calltree.data, m->calltree.len);
     if (rc == 0) rc = symbols_of(a, p->syms);
     if (rc == 0 && m->profile_slices) rc = add_slices(p, m);
+    if (rc == 0 && m->n_pieces > 0) rc = add_pieces(p, m);
     if (rc != 0)
         return errmsg_set(em, rc, "stream: part %u of a window of series %016llx: %s", m->part,
                           (unsigned long long)m->series_id, err_message(rc));
@@ -904,6 +974,7 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
         q.after_key = (ProtobufCBinaryData){ss->after_len, ss->after};
         q.window_part = parts.next + 1;
         q.profile_slices = 1;
+        q.symbol_pieces = 1;
         cluster_msg_t ans = {0};
         if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) break;
         const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;

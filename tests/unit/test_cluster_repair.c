@@ -502,6 +502,32 @@ static void test_parts_long_names(void)
     CHECK(p.over >= 26 && p.over < 327); /* a leaf (root and chain first) */
     CHECK(p.over_bytes > z.limit);
     repair_parts_free(&p);
+    z.pieces = 1; /* in pieces of parts of no node before its node's part */
+    CHECK_EQ_INT(repair_parts_plan(t, names, &z, &p), 0);
+    size_t got = 0, npieces = 0;
+    uint32_t last = 0;
+    for (uint32_t k = 0; k < p.nparts; k++) {
+        if (p.psym[k] == UINT32_MAX) continue;
+        CHECK_EQ_INT(calltree_syms(t)[p.psym[k]], 5000);
+        CHECK_EQ_INT(p.poff[k], got);
+        CHECK_EQ_INT(p.cut[k], p.cut[k + 1]);
+        got += z.budget - PART_SYMBOL_BYTES;
+        npieces++;
+        last = k;
+    }
+    CHECK(last + 1 < p.nparts && p.cut[last + 2] > p.cut[last + 1]); /* the node next */
+    CHECK_EQ_INT(npieces,
+                 (70000 + z.budget - PART_SYMBOL_BYTES - 1) / (z.budget - PART_SYMBOL_BYTES));
+    memset(&n, 0, sizeof n);
+    n.seen = symtab_new();
+    n.names = names;
+    for (uint32_t k = 0; k < p.nparts; k++)
+        CHECK_EQ_INT(repair_parts_symbols(t, &p, k, count_named, &n), 0);
+    const char *nm, *fl;
+    CHECK_EQ_INT(symtab_get(n.seen, 5000, &nm, &fl), 0); /* not sent whole */
+    CHECK_EQ_INT(symtab_count(n.seen), calltree_sym_count(t) - 2);
+    symtab_free(n.seen);
+    repair_parts_free(&p);
     free(huge);
     free(name);
     buf_free(&b);
