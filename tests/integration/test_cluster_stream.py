@@ -513,6 +513,40 @@ def test_join_window_of_long_names():
                  timeout=20)
 
 
+def test_join_window_of_a_symbol_larger_than_a_message():
+    """A symbol whose name and file (40,000 bytes each) take more than one
+    message (--max-message-bytes 64 KiB, no profile tree kept), under 50
+    short leaves: its name and file travel in pieces over parts of no
+    node, the joining node turns active and answers exactly, with the
+    name, through itself alone. Before, the part of its node could not be
+    cut below the limit: the stream was refused at every pass and the node
+    stayed joining."""
+    now = int(time.time())
+    args = ARGS + ["--max-message-bytes", "64KiB", "--max-profile-tree-bytes", "0"]
+    with Cluster(1, rf=2, args=args) as c:
+        d = Data()
+        svc = harness.unique("huge")
+        huge = "h" * 40000  # no dot: its file is the name and ".go"
+        p = Pprof([("cpu", "nanoseconds")])
+        for k in range(50):
+            p.add(["main", huge, "leaf%02d" % k], [(1 + k % 3) * SCALE], {})
+        push(c, 0, d, p.encode_gz(), svc, now - 2400, fmt="pprof")
+        d.services[svc] = sum(1 + k % 3 for k in range(50))
+        frm, until = now - 8000, now + 60
+        check_exact(c, 0, d, frm, until)
+        t1 = time.monotonic()
+        n = c.add_node()
+        c.wait_state(n, "active", observers=[0, n], timeout=30)
+        print("    n1 active %.2f s after it started: %d windows" %
+              (time.monotonic() - t1, metric(c, n, "flamedb_repair_windows_streamed_total")))
+        c.kill(0)
+        c.wait_state(0, "down", observers=[n])
+        wait_for("exact through n1 alone", lambda: check_exact(c, n, d, frm, until) or True,
+                 timeout=20)
+        r = c.nodes[n].render(sel(svc), frm, until)
+        assert huge in r.json()["flamebearer"]["names"], "the long name did not arrive whole"
+
+
 def test_join_window_of_many_profiles():
     """A window listing more profiles than fit a message (--max-message-bytes
     64 KiB; 2,500 one-line profiles of one series in one hour, so its 1 h and
