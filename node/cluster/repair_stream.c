@@ -379,7 +379,8 @@ static int serve_in_parts(serve_t *x, const storage_stream_window_t *sw, symtab_
     if (rc == ERR_LIMIT)
         errmsg_set(x->em, rc,
                    "window of series %016llx (tenant %s): the part of its node %u in preorder "
-                   "(its path of ancestors, 24 bytes each) takes %zu bytes, more than one "
+                   "(its path of ancestors, 24 bytes each, and, for an asker that takes no "
+                   "pieces, its symbol's name and file) takes %zu bytes, more than one "
                    "message of --max-message-bytes %zu holds: raise --max-message-bytes on "
                    "every node",
                    (unsigned long long)w->series_id, w->tenant, w->plan.over,
