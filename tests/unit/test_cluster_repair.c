@@ -9,7 +9,9 @@
  * write the replica refuses over tenant-max-series is counted unavailable
  * and the others of the answer are still stored; a stream answer names no
  * string of the frame that built it; a window's residual cut into parts
- * (repair_parts.c) adds up to it exactly, each part within its budget. */
+ * (repair_parts.c) adds up to it exactly, each part within its budget;
+ * long names travel once per window, a symbol over the limit in pieces,
+ * profile lists in slices; the window cache finds, evicts and expires. */
 #include "test_storage_fixture.h"
 
 #include "node/cluster/repair_int.h"
@@ -568,12 +570,78 @@ static void test_parts_profiles(void)
     calltree_free(t);
 }
 
+/* One window snapshot of cursor key k into c at now_ms. */
+static void cache_put(repair_partcache_t *c, const calltree_t *t, uint8_t k, uint64_t now_ms)
+{
+    storage_stream_profile_t kept = {.time_ns = 7};
+    storage_stream_window_t w = {.tenant = "t1",
+                                 .token = 5,
+                                 .series_id = 9,
+                                 .key = &k,
+                                 .key_len = 1,
+                                 .residual = t,
+                                 .total = calltree_root_total(t),
+                                 .kept = &kept,
+                                 .nkept = 1};
+    repair_window_t *x = NULL;
+    CHECK_EQ_INT(repair_window_snapshot(&w, &k, 1, &x), 0);
+    if (x == NULL) return;
+    x->lo = 1;
+    x->hi = 2;
+    x->slices = 3;
+    repair_partcache_put(c, x, now_ms);
+}
+
+/* The window cache (repair_partcache.c): a snapshot is found by its
+ * cursor (interval, after_key, what it was planned for) with a copy of the
+ * residual and lists; the least recently used goes when full, one idle
+ * too long at the next access, the same cursor replaces its snapshot, and
+ * a cache of 0 keeps none. */
+static void test_partcache(void)
+{
+    calltree_t *t = calltree_new(0);
+    uint64_t stack[2] = {1, 2};
+    CHECK_EQ_INT(calltree_add_stack(t, stack, 2, 5), 0);
+    repair_partcache_t *c = NULL;
+    CHECK_EQ_INT(repair_partcache_new(2, 1000, &c), 0);
+    uint8_t a = 'a', b = 'b', d = 'd';
+    cache_put(c, t, a, 100);
+    cache_put(c, t, b, 200);
+    repair_window_t *w = repair_partcache_get(c, 1, 2, &a, 1, 3, 300);
+    CHECK(w != NULL);
+    if (w != NULL) {
+        CHECK_EQ_INT(calltree_root_total(w->tree), 5);
+        CHECK_EQ_INT(w->nkept, 1);
+        CHECK_EQ_INT(w->kept[0].time_ns, 7);
+        CHECK_EQ_INT(strcmp(w->tenant, "t1"), 0);
+        repair_partcache_release(c);
+    }
+    CHECK(repair_partcache_get(c, 1, 2, &a, 1, 1, 300) == NULL); /* planned otherwise */
+    CHECK(repair_partcache_get(c, 1, 3, &a, 1, 3, 300) == NULL); /* another interval */
+    cache_put(c, t, d, 400); /* full: b, the least recently used, goes */
+    CHECK(repair_partcache_get(c, 1, 2, &b, 1, 3, 400) == NULL);
+    w = repair_partcache_get(c, 1, 2, &a, 1, 3, 500);
+    CHECK(w != NULL);
+    if (w != NULL) repair_partcache_release(c);
+    w = repair_partcache_get(c, 1, 2, &d, 1, 3, 1300); /* a idle since 500: gone at 1501 */
+    CHECK(w != NULL);
+    if (w != NULL) repair_partcache_release(c);
+    CHECK(repair_partcache_get(c, 1, 2, &a, 1, 3, 1600) == NULL);
+    repair_partcache_free(c);
+    CHECK_EQ_INT(repair_partcache_new(0, 1000, &c), 0);
+    cache_put(c, t, a, 100);
+    CHECK(repair_partcache_get(c, 1, 2, &a, 1, 3, 100) == NULL);
+    repair_partcache_free(c);
+    calltree_free(t);
+}
+
 int main(void)
 {
     test_schedule();
     test_parts();
     test_parts_long_names();
     test_parts_profiles();
+    test_partcache();
     fixture_t a, b;
     shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
     if (fx_init(&a) != 0 || fx_init(&b) != 0) return 1;
