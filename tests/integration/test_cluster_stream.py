@@ -549,10 +549,12 @@ def test_join_window_of_a_symbol_larger_than_a_message():
 
 def test_join_window_of_many_profiles():
     """A window listing more profiles than fit a message (--max-message-bytes
-    64 KiB; 2,500 one-line profiles of one series in one hour, so its 1 h and
-    1 day windows each list 2,500 profiles, about 140 KB): its list is cut
-    across parts, the joining node turns active and answers exactly through
-    itself alone. Before, the lists went whole in the window (or in each of
+    64 KiB; 2,500 one-line profiles of one series in one hour past the
+    profile retention, so its 1 h window lists 2,500 untreed profiles, about
+    190 KB, and 1,600 in the last hour whose trees are kept, 800 at least in
+    one 1 h window): its lists are cut across parts, the joining node
+    fetches the kept ones, turns active and answers exactly through itself
+    alone. Before, the lists went whole in the window (or in each of
     its parts), over the limit at every pass, and the node stayed joining."""
     now = int(time.time())
     hour = (now - 7200) // 3600 * 3600
@@ -565,14 +567,20 @@ def test_join_window_of_many_profiles():
             body = ("main;handler;work%d %d\n" % (k % 7, 1 + k % 4)).encode()
             push(c, 0, d, body, svc, hour + k)
             d.services[svc] += 1 + k % 4
+        for k in range(1600):  # within the profile retention: trees kept, fetched
+            body = ("main;recent;work%d %d\n" % (k % 5, 1 + k % 3)).encode()
+            push(c, 0, d, body, svc, now - 3000 + k)
+            d.services[svc] += 1 + k % 3
         frm, until = hour - 600, now + 60
         check_exact(c, 0, d, frm, until)
         t1 = time.monotonic()
         n = c.add_node()
         c.wait_state(n, "active", observers=[0, n], timeout=60)
+        fetched = metric(c, n, "flamedb_repair_series_streamed_total")
         print("    n1 active %.2f s after it started: %d windows, %d series fetched" %
               (time.monotonic() - t1, metric(c, n, "flamedb_repair_windows_streamed_total"),
-               metric(c, n, "flamedb_repair_series_streamed_total")))
+               fetched))
+        assert fetched >= 1600, "%d kept profiles fetched, want 1,600" % fetched
         c.kill(0)
         c.wait_state(0, "down", observers=[n])
         wait_for("exact through n1 alone", lambda: check_exact(c, n, d, frm, until) or True,
