@@ -363,6 +363,12 @@ static const opt_t options[] = {
      "before the interval is cleared and streamed again from its start (docs/cluster.md, "
      "\"Streaming whole windows\"): a difference that a write in flight explains goes by "
      "itself, one that stays does not."},
+    {"stream-window-cache", OPT_U32, FIELD(cluster.stream_window_cache, uint32_t), "4", 0, 0, 1024,
+     "Windows streamed in parts (larger than a quarter of max-message-bytes) a source keeps read "
+     "between the requests for their parts, so each later part costs its own size rather than "
+     "the window's: one per peer streaming such a window at once is enough. The least recently "
+     "used goes first, and one idle for four query-timeouts; each holds its window's residual "
+     "tree, symbol names and profile lists (0 = none kept: every part reads its window again)."},
     {"stream-check-heals", OPT_U32, FIELD(cluster.stream_check_heals, uint32_t), "2", 0, 0, 100,
      "How many times each such interval is cleared and streamed again in the life of the "
      "process (counted by flamedb_repair_stream_heals_total); after that its check is only "

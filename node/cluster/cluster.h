@@ -69,6 +69,7 @@ typedef struct cluster_config {
     uint32_t stream_check_heal_after; /* a streamed range whose totals check disagreed in this many
                                        * passes in a row is cleared and streamed again */
     uint32_t stream_check_heals;      /* at most this many times per piece (0: never) */
+    uint32_t stream_window_cache;     /* windows in parts a source keeps between their parts */
 } cluster_config_t;
 
 /* What the module takes from the node's other settings. */

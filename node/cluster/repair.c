@@ -446,8 +446,16 @@ typedef struct serve_job {
 static void serve_work(workq_job_t *wk)
 {
     serve_job_t *j = wk->data;
-    j->rc = repair_serve_build(j->r->storage, &j->r->o, (const void *)j->msg.body, j->untrusted,
+    repair_t *r = j->r;
+    repair_serve_env_t env = {.cache = r->partcache, .now_ms = repair_now_ms(r)};
+    j->rc = repair_serve_build(r->storage, &r->o, (const void *)j->msg.body, j->untrusted, &env,
                                &j->arena, &j->a, &j->em);
+    if (env.window_reads + env.parts > 0) {
+        uv_mutex_lock(&r->mu);
+        r->counters.stream_window_reads += env.window_reads;
+        r->counters.stream_parts += env.parts;
+        uv_mutex_unlock(&r->mu);
+    }
 }
 
 static void answer(repair_t *r, const char *to, const Flamedb__Cluster__RepairRequest *q,
@@ -464,6 +472,16 @@ static void answer(repair_t *r, const char *to, const Flamedb__Cluster__RepairRe
     }
     int src = r->ops.send(r->ops.ctx, to, FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_REPAIR_ANSWER,
                           q->deadline_unix_ms, &a->base);
+    if (src == ERR_TOO_LARGE && rc == 0) { /* the asker learns why rather than waiting it out */
+        char reason[160];
+        snprintf(reason, sizeof reason,
+                 "repair %d: the answer takes %zu bytes, more than --max-message-bytes %zu",
+                 (int)q->kind, protobuf_c_message_get_packed_size(&a->base),
+                 r->o.max_message_bytes);
+        log_warn("repair", "answer to %s: %s", to, reason);
+        answer(r, to, q, a, ERR_TOO_LARGE, reason);
+        return;
+    }
     if (src != 0) log_debug("repair", "answer to %s not sent: %s", to, err_message(src));
 }
 
@@ -613,6 +631,9 @@ int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_c
     r->o.repair_bytes_per_s = cfg->repair_bytes_per_s;
     r->o.heal_after = cfg->stream_check_heal_after > 0 ? cfg->stream_check_heal_after : 1;
     r->o.heals = cfg->stream_check_heals;
+    /* a stream's next part comes within a request's timeout of the last */
+    if (repair_partcache_new(cfg->stream_window_cache, 4 * r->o.timeout_ms, &r->partcache) != 0)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
     r->joining = c->joining;
     r->join_settled_ms = cluster_move_settled_ms(c);
     r->settle_ms = cluster_move_settled_ms(c) - c->move_start_ms;
@@ -692,6 +713,7 @@ void repair_free(repair_t *r)
     free(r->regain.lo);
     free(r->regain.hi);
     workq_free(r->own_workq);
+    repair_partcache_free(r->partcache);
     if (r->has_lock) {
         uv_mutex_destroy(&r->mu);
         uv_cond_destroy(&r->cond);

@@ -127,9 +127,11 @@ void repair_on_answer(void *ctx, cluster_msg_t *msg);
 /* Serving (repair_serve.c): the answer to q built on the pool; a is
  * allocated in arena. untrusted (NULL: none): per range of a DIGEST, 1 for
  * those left out of it and named in a->untrusted. */
+struct repair_serve_env;
 int repair_serve_build(storage_t *s, const repair_options_t *o,
                        const Flamedb__Cluster__RepairRequest *q, const uint8_t *untrusted,
-                       arena_t *arena, Flamedb__Cluster__RepairAnswer *a, errmsg_t *em);
+                       struct repair_serve_env *env, arena_t *arena,
+                       Flamedb__Cluster__RepairAnswer *a, errmsg_t *em);
 
 /* replicate_replica.c: decodes, checks and stores one WriteRequest, as the
  * WRITE handler does; *written gets the series stored (not duplicates). */
@@ -173,7 +175,12 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "pass, their source having stopped answering.")                                              \
     X(stream_heals, "flamedb_repair_stream_heals_total",                                           \
       "Token intervals of a join, leave or regain cleared and streamed again because their "       \
-      "totals check kept disagreeing with the source (stream-check-heal-after passes in a row).")
+      "totals check kept disagreeing with the source (stream-check-heal-after passes in a row).")  \
+    X(stream_window_reads, "flamedb_repair_stream_window_reads_total",                             \
+      "Windows too large for one stream answer read from storage to answer peers in parts (once "  \
+      "per stream while kept in the stream-window-cache).")                                        \
+    X(stream_parts, "flamedb_repair_stream_parts_served_total",                                    \
+      "Parts of windows too large for one stream answer sent to peers.")
 
 typedef struct repair_counters {
 #define REPAIR_FIELD(name, metric, help) uint64_t name;
@@ -336,29 +343,107 @@ int repair_regain_progress_remove(repair_t *r);
 int repair_serve_spans(storage_t *s, const repair_options_t *o,
                        const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
                        Flamedb__Cluster__RepairAnswer *a);
-/* One window's residual in parts (repair_parts.c): its nodes in preorder,
- * part k the run order[cut[k], cut[k + 1]) with the path to its first node.
- * Owned by the caller (repair_parts_free). */
+/* One window's residual and profile lists in parts (repair_parts.c): its
+ * nodes in preorder then its kept and untreed profiles; part k the run
+ * order[cut[k], cut[k + 1]) with the path to its first node, and the
+ * profiles [pcut[k], pcut[k + 1]) (kept first, then untreed). Owned by the
+ * caller (repair_parts_free). */
 typedef struct repair_parts {
     uint32_t *order;
-    size_t n;
-    uint32_t *cut;
+    size_t n, np;
+    uint32_t *cut, *pcut;
+    uint32_t *first;       /* by symbol index: the preorder position first naming it */
+    uint32_t *psym, *poff; /* part k of a symbol's pieces: its index (else UINT32_MAX), offset */
+    size_t cap;            /* of cut, pcut, psym, poff */
+    uint32_t *map;         /* scratch of repair_parts_build (CALLTREE_NONE between builds) */
     uint32_t nparts;
+    uint32_t over;     /* ERR_LIMIT: the preorder position of the node that did not fit */
+    size_t over_bytes; /* and what its part would have taken */
 } repair_parts_t;
 /* What a part costs at most per node and per symbol (besides its name and
- * file): the budget of a part is counted in these. */
+ * file), and per profile entry (besides its tenant) and untreed total. */
 #define PART_NODE_BYTES 24
 #define PART_SYMBOL_BYTES 32
-/* Cuts t into parts of at most budget bytes (names: the symbols' names and
- * files, for their cost; a part holds one node at least). */
-int repair_parts_plan(const calltree_t *t, const symtab_t *names, size_t budget, repair_parts_t *p);
-/* Part k of t into dst (an empty tree). */
-int repair_parts_build(const calltree_t *t, const repair_parts_t *p, uint32_t k, calltree_t *dst);
+#define PART_ENTRY_BYTES 64
+#define PART_TOTAL_BYTES 12
+typedef struct repair_parts_sizes {
+    size_t budget; /* a part's share of the message limit */
+    size_t limit;  /* what one part may take at most (a part of one node may pass the budget) */
+    size_t nkept, nuntreed;           /* profiles cut across the parts (0, 0: none) */
+    size_t kept_bytes, untreed_bytes; /* what one costs */
+    int pieces; /* a symbol too large for one part goes in pieces of parts with no node */
+} repair_parts_sizes_t;
+/* PART_SYMBOL_BYTES plus the symbol's name and file in names. */
+size_t repair_parts_sym_cost(const symtab_t *names, uint64_t id);
+/* What t (names: its symbols' names) and z's profiles take in one part. */
+size_t repair_parts_whole_cost(const calltree_t *t, const symtab_t *names,
+                               const repair_parts_sizes_t *z);
+/* Cuts t and z's profiles into parts of at most z->budget bytes (a part
+ * holds one unit at least; with z->pieces, a node whose symbol would take
+ * its part past z->limit has its symbol's name and file sent before it in
+ * parts of pieces, a budget each); ERR_LIMIT (p->over, p->over_bytes set)
+ * when a part still exceeds z->limit (the node's path alone, or its symbol
+ * without z->pieces). */
+int repair_parts_plan(const calltree_t *t, const symtab_t *names, const repair_parts_sizes_t *z,
+                      repair_parts_t *p);
+/* Part k of t into dst (an empty tree): O(the part and its path), p->map
+ * as scratch (so one plan builds one part at a time). */
+int repair_parts_build(const calltree_t *t, repair_parts_t *p, uint32_t k, calltree_t *dst);
+/* fn(ctx, id) for each symbol part k carries: those first named in its run. */
+int repair_parts_symbols(const calltree_t *t, const repair_parts_t *p, uint32_t k,
+                         int (*fn)(void *ctx, uint64_t id), void *ctx);
 void repair_parts_free(repair_parts_t *p);
+/* A window in parts as its source read it (repair_partcache.c): what each
+ * of its parts is built from, kept between the requests for them. */
+typedef struct repair_window {
+    uint64_t lo, hi; /* the request it answers: interval, cursor, lists cut or not */
+    uint8_t *after;
+    size_t after_len;
+    int slices; /* 1: lists cut across parts, 2: symbols in pieces (what it was planned for) */
+    char tenant[RING_TENANT_MAX + 1];
+    uint64_t token, series_id;
+    int res;
+    int64_t window_s, total;
+    uint8_t *key, *labels; /* the `blocks` key; the series' labels encoded */
+    size_t key_len, labels_len;
+    calltree_t *tree; /* the residual */
+    symtab_t *names;  /* its symbols' names and files */
+    storage_stream_profile_t *kept, *untreed;
+    size_t nkept, nuntreed;
+    repair_parts_t plan;
+    uint64_t digest;
+    uint64_t used_ms;
+} repair_window_t;
+/* A copy of w (its residual, lists, key; after: the request's cursor) into
+ * *out, caller owns (repair_window_free, or given to repair_partcache_put);
+ * labels, names, plan and digest are the caller's to fill. */
+int repair_window_snapshot(const storage_stream_window_t *w, const uint8_t *after, size_t after_len,
+                           repair_window_t **out);
+void repair_window_free(repair_window_t *w);
+/* At most max snapshots, none idle longer than idle_ms (max 0: none kept). */
+typedef struct repair_partcache repair_partcache_t;
+int repair_partcache_new(size_t max, uint64_t idle_ms, repair_partcache_t **out);
+void repair_partcache_free(repair_partcache_t *c);
+/* The snapshot answering (lo, hi, after, slices), borrowed with the cache
+ * locked until repair_partcache_release; NULL (unlocked) when none. */
+repair_window_t *repair_partcache_get(repair_partcache_t *c, uint64_t lo, uint64_t hi,
+                                      const uint8_t *after, size_t after_len, int slices,
+                                      uint64_t now_ms);
+void repair_partcache_release(repair_partcache_t *c);
+/* Takes ownership of w (w->lo, hi, slices set), replacing one of the same
+ * cursor, else the least recently used when full. */
+void repair_partcache_put(repair_partcache_t *c, repair_window_t *w, uint64_t now_ms);
+/* What serving a STREAM request may use and counts (NULL: no cache). */
+typedef struct repair_serve_env {
+    repair_partcache_t *cache;
+    uint64_t now_ms;
+    uint64_t window_reads; /* out: windows in parts read from storage */
+    uint64_t parts;        /* out: parts of windows answered */
+} repair_serve_env_t;
 /* Pool: the answer to a STREAM request, windows after q->after_key. */
 int repair_serve_stream(storage_t *s, const repair_options_t *o,
-                        const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
-                        Flamedb__Cluster__RepairAnswer *a);
+                        const Flamedb__Cluster__RepairRequest *q, repair_serve_env_t *env,
+                        arena_t *arena, Flamedb__Cluster__RepairAnswer *a, errmsg_t *em);
 
 struct repair {
     uv_loop_t *loop;
@@ -391,6 +476,7 @@ struct repair {
     int leave_result;         /* the thread's answer: 1 verified, -1 not yet (the loop takes it) */
     uint64_t join_settled_ms; /* a pass verifying the join starts after this (wall ms) */
     uint64_t settle_ms;       /* a move's settle margin (cluster_move_settled_ms - its start) */
+    repair_partcache_t *partcache; /* windows in parts being served (thread-safe) */
     /* thread only: streams of gained intervals, and since when this node gains */
     repair_streams_t streams;
     uint64_t gains_since_ms;

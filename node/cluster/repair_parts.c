@@ -1,27 +1,44 @@
-/* repair_parts.c — one window's residual in parts (repair_int.h;
- * docs/cluster.md, "Streaming whole windows").
+/* repair_parts.c — one window's residual and profile lists in parts
+ * (repair_int.h; docs/cluster.md, "Streaming whole windows").
  *
- * A window whose residual tree with its symbols takes more than a share of
- * --max-message-bytes cannot travel in one STREAM answer. Its nodes are
- * laid out in preorder and cut into runs of at most a budget of bytes each
- * (PART_NODE_BYTES a node, a symbol's name, file and PART_SYMBOL_BYTES the
- * first time a run names it). A part is the path from the root to its run's
- * first node (those ancestors without their values) and the run with its
- * values: in preorder every ancestor of a run's node that lies before the
- * run is an ancestor of its first node, so the part is a tree, and the
- * parts merged are the residual exactly. The plan depends only on the tree
- * and the symbol names, so a source that builds the same residual again
- * (a later request) cuts it the same way.
+ * A window whose residual tree with its symbols and profile lists takes
+ * more than a share of --max-message-bytes cannot travel in one STREAM
+ * answer. Its nodes are laid out in preorder, followed by its kept and
+ * untreed profiles, and cut into runs of at most a budget of bytes each:
+ * PART_NODE_BYTES a node, plus its symbol's name, file and
+ * PART_SYMBOL_BYTES at the first node of the window that names it (the
+ * part holding that node carries the symbol; the receiver keeps the
+ * window's symbols across its parts, so a symbol travels once however many
+ * parts name it); a profile its entry's bytes. A part is the path from the
+ * root to its run's first node (those ancestors without their values and
+ * without their names, sent by earlier parts: PART_NODE_BYTES each) and
+ * the run with its values: in preorder every ancestor of a run's node that
+ * lies before the run is an ancestor of its first node, so the part is a
+ * tree, and the parts merged are the residual exactly. A run holds one
+ * unit at least, so one node whose path and name take more than the budget
+ * is a part alone. When even that part would pass the limit (what a
+ * message can hold) for its symbol, the symbol's name and file go before it
+ * in pieces, one per part of no node (psym, poff), when the asker takes
+ * them; a part over the limit otherwise (a path of ancestors alone, or no
+ * pieces) refuses the plan (ERR_LIMIT, with the node's position). The plan depends only on
+ * the tree, the symbol names and the list lengths, so a source that builds
+ * the same residual again cuts it the same way.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "node/cluster/repair_int.h"
 
 void repair_parts_free(repair_parts_t *p)
 {
     free(p->order);
     free(p->cut);
+    free(p->pcut);
+    free(p->first);
+    free(p->map);
+    free(p->psym);
+    free(p->poff);
     memset(p, 0, sizeof *p);
 }
 
@@ -50,81 +67,232 @@ static int preorder(const calltree_t *t, uint32_t *order, size_t n)
     return k == n ? 0 : ERR_INTERNAL;
 }
 
-static size_t sym_cost(const symtab_t *names, uint64_t id)
+size_t repair_parts_sym_cost(const symtab_t *names, uint64_t id)
 {
     const char *name = NULL, *file = NULL;
     size_t c = PART_SYMBOL_BYTES;
-    if (names != NULL && symtab_get(names, id, &name, &file) == 0)
+    if (names != NULL && symtab_get(names, id, &name, &file) == 1)
         c += (name ? strlen(name) : 0) + (file ? strlen(file) : 0);
     return c;
 }
 
-int repair_parts_plan(const calltree_t *t, const symtab_t *names, size_t budget, repair_parts_t *p)
+size_t repair_parts_whole_cost(const calltree_t *t, const symtab_t *names,
+                               const repair_parts_sizes_t *z)
 {
-    memset(p, 0, sizeof *p);
-    size_t n = calltree_node_count(t), nsyms = calltree_sym_count(t);
-    const calltree_node_t *nodes = calltree_nodes(t);
+    size_t nsyms = calltree_sym_count(t), c = calltree_node_count(t) * PART_NODE_BYTES;
     const uint64_t *syms = calltree_syms(t);
-    p->order = malloc((n ? n : 1) * sizeof *p->order);
-    p->cut = malloc((n + 2) * sizeof *p->cut);
-    uint32_t *seen = calloc(nsyms ? nsyms : 1, sizeof *seen); /* 1 + the last part naming it */
-    int rc = p->order != NULL && p->cut != NULL && seen != NULL ? 0 : ERR_NOMEM;
-    if (rc == 0) rc = preorder(t, p->order, n);
-    p->n = n;
-    size_t used = 0;
-    p->cut[0] = 0;
-    p->nparts = 1;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        uint32_t v = p->order[i], si = nodes[v].sym_index;
-        size_t c = PART_NODE_BYTES + (seen[si] != p->nparts ? sym_cost(names, syms[si]) : 0);
-        if (used > 0 && used + c > budget) { /* a new part from v */
-            p->cut[p->nparts++] = (uint32_t)i;
-            used = 0;
-            c = PART_NODE_BYTES + sym_cost(names, syms[si]);
-        }
-        seen[si] = p->nparts;
-        used += c;
+    for (size_t si = 1; si < nsyms; si++)
+        c += repair_parts_sym_cost(names, syms[si]);
+    return c + z->nkept * z->kept_bytes + z->nuntreed * z->untreed_bytes;
+}
+
+static size_t depth_of(const calltree_t *t, uint32_t v)
+{
+    size_t d = 0;
+    for (v = calltree_parent(t, v); v != CALLTREE_NONE; v = calltree_parent(t, v))
+        d++;
+    return d;
+}
+
+/* Where each symbol is first named in preorder (p->first, by symbol index). */
+static int first_namings(const calltree_t *t, repair_parts_t *p)
+{
+    size_t nsyms = calltree_sym_count(t);
+    const calltree_node_t *nodes = calltree_nodes(t);
+    p->first = malloc((nsyms ? nsyms : 1) * sizeof *p->first);
+    if (p->first == NULL) return ERR_NOMEM;
+    for (size_t si = 0; si < nsyms; si++)
+        p->first[si] = UINT32_MAX;
+    for (size_t i = p->n; i-- > 0;)
+        p->first[nodes[p->order[i]].sym_index] = (uint32_t)i;
+    return 0;
+}
+
+/* Opens part p->nparts at tree position i, profile position j. */
+static int open_part(repair_parts_t *p, uint32_t i, uint32_t j)
+{
+    size_t need = p->nparts + 2, cap = p->cap;
+    int rc = GROW(p->cut, cap, need, GROW_UNLIMITED);
+    cap = p->cap;
+    if (rc == 0) rc = GROW(p->pcut, cap, need, GROW_UNLIMITED);
+    cap = p->cap;
+    if (rc == 0) rc = GROW(p->psym, cap, need, GROW_UNLIMITED);
+    cap = p->cap;
+    if (rc == 0) rc = GROW(p->poff, cap, need, GROW_UNLIMITED);
+    if (rc != 0) return rc;
+    p->cap = cap;
+    p->cut[p->nparts] = i;
+    p->pcut[p->nparts] = j;
+    p->psym[p->nparts] = UINT32_MAX;
+    p->poff[p->nparts] = 0;
+    p->nparts++;
+    return 0;
+}
+
+static int over(repair_parts_t *p, uint32_t i, size_t used)
+{
+    p->over = i < p->n ? i : UINT32_MAX;
+    p->over_bytes = used;
+    return ERR_LIMIT;
+}
+
+/* Adds one unit of cost c to the running part; a new part (at tree
+ * position i, profile position j) when it does not fit, whose path costs
+ * path. ERR_LIMIT when a part of that one unit exceeds the limit. */
+static int add_unit(repair_parts_t *p, const repair_parts_sizes_t *z, size_t *used, size_t c,
+                    size_t path, uint32_t i, uint32_t j)
+{
+    if (*used > 0 && *used + c > z->budget) {
+        int rc = open_part(p, i, j);
+        if (rc != 0) return rc;
+        *used = path;
     }
-    if (rc == 0) p->cut[p->nparts] = (uint32_t)n;
-    free(seen);
-    if (rc != 0) repair_parts_free(p);
+    *used += c;
+    return *used > z->limit ? over(p, i, *used) : 0;
+}
+
+/* Symbol index si (its name and file take bytes), named first by the node
+ * at position i, in pieces of a budget each: parts of no node from the
+ * running part's end, then a part for the node itself. */
+static int add_pieces(repair_parts_t *p, const repair_parts_sizes_t *z, size_t *used, uint32_t si,
+                      size_t bytes, uint32_t i)
+{
+    size_t piece = z->budget > PART_SYMBOL_BYTES ? z->budget - PART_SYMBOL_BYTES : 1;
+    int rc = 0;
+    for (size_t off = 0; rc == 0 && off < bytes; off += piece) {
+        rc = open_part(p, i, 0);
+        if (rc == 0) {
+            p->psym[p->nparts - 1] = si;
+            p->poff[p->nparts - 1] = (uint32_t)off;
+        }
+    }
+    if (rc == 0) rc = open_part(p, i, 0);
+    p->first[si] = UINT32_MAX; /* sent in pieces: no part carries it whole */
+    *used = 0;
     return rc;
 }
 
-int repair_parts_build(const calltree_t *t, const repair_parts_t *p, uint32_t k, calltree_t *dst)
+static int plan_nodes(const calltree_t *t, const symtab_t *names, const repair_parts_sizes_t *z,
+                      repair_parts_t *p, size_t *used)
 {
-    if (k >= p->nparts) return ERR_INVALID_ARGUMENT;
-    size_t n = p->n;
-    uint32_t *map = malloc((n ? n : 1) * sizeof *map), *path = malloc((n ? n : 1) * sizeof *path);
-    int rc = map != NULL && path != NULL ? 0 : ERR_NOMEM;
+    const calltree_node_t *nodes = calltree_nodes(t);
+    const uint64_t *syms = calltree_syms(t);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < p->n; i++) {
+        uint32_t v = p->order[i], si = nodes[v].sym_index;
+        size_t c = PART_NODE_BYTES, sc = 0;
+        if (si != 0 && p->first[si] == i) sc = repair_parts_sym_cost(names, syms[si]);
+        int cut = *used > 0 && *used + c + sc > z->budget, big = z->pieces && c + sc > z->budget;
+        size_t depth = cut || big ? depth_of(t, v) * PART_NODE_BYTES : 0; /* O(depth): rare */
+        if (big && c + sc + depth > z->limit) { /* too large even alone: the symbol in pieces */
+            rc = add_pieces(p, z, used, si, sc - PART_SYMBOL_BYTES, (uint32_t)i);
+            *used = depth + c;
+            if (rc == 0 && *used > z->limit) rc = over(p, (uint32_t)i, *used);
+            continue;
+        }
+        size_t path = cut ? depth : 0;
+        rc = add_unit(p, z, used, c + sc, path, (uint32_t)i, 0);
+    }
+    return rc;
+}
+
+int repair_parts_plan(const calltree_t *t, const symtab_t *names, const repair_parts_sizes_t *z,
+                      repair_parts_t *p)
+{
+    memset(p, 0, sizeof *p);
+    size_t n = calltree_node_count(t), np = z->nkept + z->nuntreed;
+    p->n = n;
+    p->order = malloc((n ? n : 1) * sizeof *p->order);
+    p->map = malloc((n ? n : 1) * sizeof *p->map);
+    int rc = p->order && p->map ? 0 : ERR_NOMEM;
+    if (rc == 0) rc = preorder(t, p->order, n);
+    if (rc == 0) rc = first_namings(t, p);
     for (size_t i = 0; rc == 0 && i < n; i++)
-        map[i] = CALLTREE_NONE;
-    uint32_t a = p->cut[k], b = p->cut[k + 1];
-    if (rc == 0 && a < b) { /* the path to the run's first node, without values */
-        size_t len = 0;
+        p->map[i] = CALLTREE_NONE;
+    size_t used = 0;
+    if (rc == 0) rc = open_part(p, 0, 0);
+    if (rc == 0) rc = plan_nodes(t, names, z, p, &used);
+    for (size_t j = 0; rc == 0 && j < np; j++)
+        rc = add_unit(p, z, &used, j < z->nkept ? z->kept_bytes : z->untreed_bytes, 0, (uint32_t)n,
+                      (uint32_t)j);
+    if (rc == 0) {
+        p->cut[p->nparts] = (uint32_t)n;
+        p->pcut[p->nparts] = (uint32_t)np;
+        p->np = np;
+    }
+    if (rc != 0) {
+        uint32_t o = p->over;
+        size_t ob = p->over_bytes;
+        repair_parts_free(p);
+        p->over = o;
+        p->over_bytes = ob;
+    }
+    return rc;
+}
+
+/* Sets (or, back to CALLTREE_NONE, clears) map for the path to order[a]
+ * and the run order[a, b): what part building touched. */
+static void unmap(const calltree_t *t, const repair_parts_t *p, uint32_t a, uint32_t b)
+{
+    if (a < b)
         for (uint32_t v = calltree_parent(t, p->order[a]); v != CALLTREE_NONE;
              v = calltree_parent(t, v))
-            path[len++] = v;
-        while (rc == 0 && len > 0) {
-            uint32_t v = path[--len], up = calltree_parent(t, v);
-            if (up == CALLTREE_NONE)
-                map[v] = 0;
-            else
-                rc = calltree_child(dst, map[up], calltree_sym(t, v), &map[v]);
-        }
+            p->map[v] = CALLTREE_NONE;
+    for (uint32_t i = a; i < b; i++)
+        p->map[p->order[i]] = CALLTREE_NONE;
+}
+
+/* The path from the root to v (v excluded) into dst, without values. */
+static int build_path(const calltree_t *t, const repair_parts_t *p, uint32_t v, calltree_t *dst)
+{
+    size_t len = depth_of(t, v) + 1;
+    uint32_t *path = malloc(len * sizeof *path);
+    if (path == NULL) return ERR_NOMEM;
+    size_t k = 0;
+    for (uint32_t u = calltree_parent(t, v); u != CALLTREE_NONE; u = calltree_parent(t, u))
+        path[k++] = u;
+    int rc = 0;
+    while (rc == 0 && k > 0) {
+        uint32_t u = path[--k], up = calltree_parent(t, u);
+        if (up == CALLTREE_NONE)
+            p->map[u] = 0;
+        else
+            rc = calltree_child(dst, p->map[up], calltree_sym(t, u), &p->map[u]);
     }
+    free(path);
+    return rc;
+}
+
+int repair_parts_build(const calltree_t *t, repair_parts_t *p, uint32_t k, calltree_t *dst)
+{
+    if (k >= p->nparts) return ERR_INVALID_ARGUMENT;
+    uint32_t a = p->cut[k], b = p->cut[k + 1];
+    int rc = a < b ? build_path(t, p, p->order[a], dst) : 0;
     for (uint32_t i = a; rc == 0 && i < b; i++) {
         uint32_t v = p->order[i], up = calltree_parent(t, v);
         if (up == CALLTREE_NONE)
-            map[v] = 0;
-        else if (map[up] == CALLTREE_NONE)
+            p->map[v] = 0;
+        else if (p->map[up] == CALLTREE_NONE)
             rc = ERR_INTERNAL; /* not in preorder */
         else
-            rc = calltree_child(dst, map[up], calltree_sym(t, v), &map[v]);
+            rc = calltree_child(dst, p->map[up], calltree_sym(t, v), &p->map[v]);
         if (rc == 0 && calltree_self(t, v) != 0)
-            calltree_add_self(dst, map[v], calltree_self(t, v));
+            calltree_add_self(dst, p->map[v], calltree_self(t, v));
     }
-    free(map);
-    free(path);
+    unmap(t, p, a, b);
+    return rc;
+}
+
+int repair_parts_symbols(const calltree_t *t, const repair_parts_t *p, uint32_t k,
+                         int (*fn)(void *ctx, uint64_t id), void *ctx)
+{
+    if (k >= p->nparts) return ERR_INVALID_ARGUMENT;
+    const calltree_node_t *nodes = calltree_nodes(t);
+    const uint64_t *syms = calltree_syms(t);
+    int rc = 0;
+    for (uint32_t i = p->cut[k]; rc == 0 && i < p->cut[k + 1]; i++) {
+        uint32_t si = nodes[p->order[i]].sym_index;
+        if (si != 0 && p->first[si] == i) rc = fn(ctx, syms[si]);
+    }
     return rc;
 }

@@ -278,7 +278,8 @@ static int serve_fetch(storage_t *s, const repair_options_t *o,
 
 int repair_serve_build(storage_t *s, const repair_options_t *o,
                        const Flamedb__Cluster__RepairRequest *q, const uint8_t *untrusted,
-                       arena_t *arena, Flamedb__Cluster__RepairAnswer *a, errmsg_t *em)
+                       repair_serve_env_t *env, arena_t *arena, Flamedb__Cluster__RepairAnswer *a,
+                       errmsg_t *em)
 {
     int rc;
     switch (q->kind) {
@@ -289,7 +290,7 @@ int repair_serve_build(storage_t *s, const repair_options_t *o,
         rc = serve_ids(s, q, arena, a);
         break;
     case RK(STREAM):
-        rc = repair_serve_stream(s, o, q, arena, a);
+        rc = repair_serve_stream(s, o, q, env, arena, a, em);
         break;
     case RK(SPANS):
         rc = repair_serve_spans(s, o, q, arena, a);
@@ -303,6 +304,8 @@ int repair_serve_build(storage_t *s, const repair_options_t *o,
         rc = serve_fetch(s, o, q, arena, a);
         break;
     }
-    if (rc != 0) return errmsg_set(em, rc, "repair %d: %s", (int)q->kind, err_message(rc));
+    if (rc != 0 && em->text[0] == '\0') /* a reason set above stays */
+        return errmsg_set(em, rc, "repair %d: %s", (int)q->kind, err_message(rc));
+    if (rc != 0) return rc;
     return 0;
 }

@@ -39,6 +39,9 @@
  * (one window more at most), and at most this many symbols. */
 #define STREAM_ANSWER_SHARE 4
 #define STREAM_MAX_SYMBOLS (1u << 19)
+/* Bytes of an answer besides its one window in parts's tree, symbols,
+ * lists, labels, key and tenant (envelope, the window's scalar fields). */
+#define STREAM_ANSWER_RESERVE 512
 
 /* ---------------------------------------------------------------- serving */
 
@@ -55,6 +58,11 @@ typedef struct serve {
     size_t nsyms, syms_cap;
     buf_t b;
     uint32_t want_part; /* 1 + the part wanted of a window in parts; 0: whole windows only */
+    int slices;         /* the request takes a window's lists cut across its parts */
+    int pieces;         /* and a symbol too large for a part in pieces */
+    const Flamedb__Cluster__RepairRequest *q;
+    repair_serve_env_t *env; /* NULL: nothing kept, nothing counted */
+    errmsg_t *em;
 } serve_t;
 
 static int add_sym(void *ctx, uint64_t id)
@@ -119,33 +127,6 @@ static int window_body(serve_t *x, const storage_stream_window_t *w, const callt
     return rc;
 }
 
-/* Whether w's residual fits a part's budget by its node and symbol counts
- * alone (names of at most 256 bytes each). */
-static int fits_surely(const serve_t *x, const calltree_t *t)
-{
-    return calltree_node_count(t) * PART_NODE_BYTES +
-               calltree_sym_count(t) * (PART_SYMBOL_BYTES + 256) <=
-           x->cap;
-}
-
-/* The plan of w's residual in parts of x->cap bytes (p->nparts 1: whole). */
-static int plan_parts(serve_t *x, const storage_stream_window_t *w, repair_parts_t *p)
-{
-    const calltree_t *t = w->residual;
-    if (fits_surely(x, t)) {
-        p->nparts = 1;
-        return 0;
-    }
-    symtab_t *names = symtab_new();
-    size_t n = calltree_sym_count(t);
-    int rc = names != NULL ? 0 : ERR_NOMEM;
-    if (rc == 0 && n > 1)
-        rc = storage_load_symbols(x->s, w->tenant, calltree_syms(t) + 1, n - 1, names);
-    if (rc == 0) rc = repair_parts_plan(t, names, x->cap, p);
-    symtab_free(names);
-    return rc;
-}
-
 static uint64_t mix(uint64_t h, const void *p, size_t n)
 {
     return (h ^ hash_bytes64(p, n)) * 0x100000001b3ull;
@@ -153,11 +134,11 @@ static uint64_t mix(uint64_t h, const void *p, size_t n)
 
 /* What identifies w whole: its key, its residual's encoding, total, kept and
  * untreed profiles (a later request for another part must find the same). */
-static int window_digest(const storage_stream_window_t *w, uint64_t *digest)
+static int window_digest(const repair_window_t *w, uint64_t *digest)
 {
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
-    int rc = calltree_encode(w->residual, &b);
+    int rc = calltree_encode(w->tree, &b);
     uint64_t h = rc == 0 ? hash_bytes64(b.data, b.len) : 0;
     buf_free(&b);
     h = mix(mix(h, w->key, w->key_len), &w->total, sizeof w->total);
@@ -169,20 +150,273 @@ static int window_digest(const storage_stream_window_t *w, uint64_t *digest)
     return rc;
 }
 
-/* The tree m carries: w's residual, or the part of it the request wants
- * (*part, freed by the caller) with m's part fields. */
-static int window_tree(serve_t *x, const storage_stream_window_t *w, const repair_parts_t *p,
-                       Flamedb__Cluster__StreamWindow *m, calltree_t **part)
+/* The names and files of t's symbols, into *out (caller owns). */
+static int names_of(serve_t *x, const char *tenant, const calltree_t *t, symtab_t **out)
 {
-    if (p->nparts <= 1) return 0;
-    uint32_t k = x->want_part - 1 < p->nparts ? x->want_part - 1 : p->nparts - 1;
-    *part = calltree_new(0);
-    int rc = *part != NULL ? 0 : ERR_NOMEM;
-    if (rc == 0) rc = repair_parts_build(w->residual, p, k, *part);
-    if (rc == 0) rc = window_digest(w, &m->digest);
-    m->part = k;
-    m->parts = p->nparts;
+    symtab_t *names = symtab_new();
+    size_t n = calltree_sym_count(t);
+    int rc = names != NULL ? 0 : ERR_NOMEM;
+    if (rc == 0 && n > 1)
+        rc = storage_load_symbols(x->s, tenant, calltree_syms(t) + 1, n - 1, names);
+    if (rc != 0) symtab_free(names);
+    if (rc == 0) *out = names;
     return rc;
+}
+
+/* The sizes a window of tenant with nkept/nuntreed profiles is cut by: a
+ * part's budget, and what one may take at most (the message limit less the
+ * window's other fields, fixed bytes; its lists too when the request takes
+ * them whole). */
+static repair_parts_sizes_t sizes_of(const serve_t *x, const char *tenant, size_t nkept,
+                                     size_t nuntreed, size_t fixed)
+{
+    size_t tl = strlen(tenant);
+    repair_parts_sizes_t z = {.budget = x->cap,
+                              .kept_bytes = PART_ENTRY_BYTES + tl,
+                              .untreed_bytes = PART_ENTRY_BYTES + tl + PART_TOTAL_BYTES};
+    fixed += STREAM_ANSWER_RESERVE + 2 * tl;
+    z.pieces = x->pieces;
+    if (x->slices) {
+        z.nkept = nkept;
+        z.nuntreed = nuntreed;
+    } else {
+        fixed += nkept * z.kept_bytes + nuntreed * z.untreed_bytes;
+    }
+    z.limit = x->o->max_message_bytes > fixed ? x->o->max_message_bytes - fixed : 0;
+    return z;
+}
+
+static Flamedb__Cluster__SeenEntry **slice(serve_t *x, const repair_window_t *w,
+                                           const storage_stream_profile_t *p, size_t n)
+{
+    Flamedb__Cluster__SeenEntry **v = arena_zalloc(x->arena, (n ? n : 1) * sizeof *v);
+    Flamedb__Cluster__SeenEntry *e = arena_zalloc(x->arena, (n ? n : 1) * sizeof *e);
+    if (v == NULL || e == NULL) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        flamedb__cluster__seen_entry__init(&e[i]);
+        e[i].tenant = x->tenant_out;
+        e[i].token = w->token;
+        e[i].series_id = w->series_id;
+        e[i].profile_id = bytes_of(x->arena, p[i].profile_id, 16);
+        e[i].time_ns = p[i].time_ns;
+        if (e[i].profile_id.data == NULL) return NULL;
+        v[i] = &e[i];
+    }
+    return v;
+}
+
+/* Part k's kept and untreed profiles (all of them when the request takes
+ * the lists whole) into m. */
+static int part_lists(serve_t *x, const repair_window_t *w, uint32_t k,
+                      Flamedb__Cluster__StreamWindow *m)
+{
+    size_t a = 0, b = w->nkept + w->nuntreed;
+    if (x->slices) {
+        a = w->plan.pcut[k];
+        b = w->plan.pcut[k + 1];
+        m->profile_slices = 1;
+    }
+    size_t ka = a < w->nkept ? a : w->nkept, kb = b < w->nkept ? b : w->nkept;
+    size_t ua = a > w->nkept ? a - w->nkept : 0, ub = b > w->nkept ? b - w->nkept : 0;
+    m->kept = slice(x, w, w->kept + ka, kb - ka);
+    m->untreed = slice(x, w, w->untreed + ua, ub - ua);
+    m->untreed_totals = arena_zalloc(x->arena, (ub > ua ? ub - ua : 1) * sizeof(int64_t));
+    if (m->kept == NULL || m->untreed == NULL || m->untreed_totals == NULL) return ERR_NOMEM;
+    m->n_kept = kb - ka;
+    m->n_untreed = m->n_untreed_totals = ub - ua;
+    for (size_t i = ua; i < ub; i++)
+        m->untreed_totals[i - ua] = w->untreed[i].total;
+    return 0;
+}
+
+typedef struct part_syms {
+    serve_t *x;
+    const symtab_t *names;
+    Flamedb__Cluster__Symbol **v;
+    size_t n, cap;
+} part_syms_t;
+
+static int put_part_sym(void *ctx, uint64_t id)
+{
+    part_syms_t *ps = ctx;
+    const char *name = NULL, *file = NULL;
+    if (symtab_get(ps->names, id, &name, &file) != 1) return 0; /* unknown: as put_symbols */
+    Flamedb__Cluster__Symbol *sv = arena_zalloc(ps->x->arena, sizeof *sv);
+    int rc = sv != NULL ? GROW(ps->v, ps->cap, ps->n + 1, GROW_UNLIMITED) : ERR_NOMEM;
+    if (rc != 0) return rc;
+    flamedb__cluster__symbol__init(sv);
+    sv->id = id;
+    sv->name = bytes_of(ps->x->arena, name, strlen(name));
+    sv->file = bytes_of(ps->x->arena, file ? file : "", file ? strlen(file) : 0);
+    if (sv->name.data == NULL || sv->file.data == NULL) return ERR_NOMEM;
+    ps->v[ps->n++] = sv;
+    return 0;
+}
+
+/* The symbols part k carries (those its run names first) into the answer. */
+static int part_symbols(serve_t *x, repair_window_t *w, uint32_t k)
+{
+    part_syms_t ps = {.x = x, .names = w->names};
+    int rc = repair_parts_symbols(w->tree, &w->plan, k, put_part_sym, &ps);
+    if (rc == 0 && ps.n > 0) {
+        x->a->symbols = arena_memdup(x->arena, ps.v, ps.n * sizeof *ps.v);
+        if (x->a->symbols == NULL) rc = ERR_NOMEM;
+        x->a->n_symbols = ps.n;
+    }
+    free(ps.v);
+    return rc;
+}
+
+/* Part k's piece of a symbol into m, when it is a part of pieces. */
+static int part_piece(serve_t *x, const repair_window_t *w, uint32_t k,
+                      Flamedb__Cluster__StreamWindow *m)
+{
+    uint32_t si = w->plan.psym[k];
+    if (si == UINT32_MAX) return 0;
+    uint64_t id = calltree_syms(w->tree)[si];
+    const char *name = NULL, *file = NULL;
+    if (symtab_get(w->names, id, &name, &file) != 1) return ERR_INTERNAL; /* it was costed */
+    size_t nl = strlen(name), fl = file ? strlen(file) : 0, off = w->plan.poff[k];
+    size_t piece = x->cap > PART_SYMBOL_BYTES ? x->cap - PART_SYMBOL_BYTES : 1;
+    size_t len = nl + fl - off < piece ? nl + fl - off : piece;
+    Flamedb__Cluster__SymbolPiece *sp = arena_zalloc(x->arena, sizeof *sp);
+    uint8_t *data = arena_zalloc(x->arena, len ? len : 1);
+    m->pieces = arena_zalloc(x->arena, sizeof *m->pieces);
+    if (sp == NULL || data == NULL || m->pieces == NULL || off > nl + fl) return ERR_NOMEM;
+    for (size_t i = 0; i < len; i++)
+        data[i] = (uint8_t)(off + i < nl ? name[off + i] : file[off + i - nl]);
+    flamedb__cluster__symbol_piece__init(sp);
+    sp->id = id;
+    sp->name_len = (uint32_t)nl;
+    sp->file_len = (uint32_t)fl;
+    sp->offset = (uint32_t)off;
+    sp->data = (ProtobufCBinaryData){len, data};
+    m->pieces[0] = sp;
+    m->n_pieces = 1;
+    return 0;
+}
+
+/* Part k (the last when past it) of the window in parts w: the answer's one
+ * window, with the symbols its run names first. */
+static int emit_part(serve_t *x, repair_window_t *w, uint32_t k)
+{
+    Flamedb__Cluster__RepairAnswer *a = x->a;
+    if (k >= w->plan.nparts) k = w->plan.nparts - 1;
+    if (set_tenant(x, w->tenant) != 0) return ERR_NOMEM;
+    Flamedb__Cluster__StreamWindow *m = arena_zalloc(x->arena, sizeof *m);
+    calltree_t *part = calltree_new(0);
+    int rc = m != NULL && part != NULL ? 0 : ERR_NOMEM;
+    if (rc == 0) {
+        flamedb__cluster__stream_window__init(m);
+        rc = repair_parts_build(w->tree, &w->plan, k, part);
+    }
+    buf_reset(&x->b);
+    if (rc == 0) rc = calltree_encode(part, &x->b);
+    calltree_free(part);
+    if (rc == 0) {
+        m->calltree = bytes_of(x->arena, x->b.data, x->b.len);
+        m->labels = bytes_of(x->arena, w->labels, w->labels_len);
+        m->key = bytes_of(x->arena, w->key, w->key_len);
+        if (!m->calltree.data || !m->labels.data || !m->key.data) rc = ERR_NOMEM;
+    }
+    if (rc == 0) rc = part_lists(x, w, k, m);
+    if (rc == 0) rc = part_symbols(x, w, k);
+    if (rc == 0) rc = part_piece(x, w, k, m);
+    if (rc != 0) return rc;
+    m->tenant = x->tenant_out;
+    m->token = w->token;
+    m->series_id = w->series_id;
+    m->res = (uint32_t)w->res;
+    m->window_s = w->window_s;
+    m->total = w->total;
+    m->part = k;
+    m->parts = w->plan.nparts;
+    m->digest = w->digest;
+    a->windows[a->n_windows++] = m;
+    a->more = 1; /* a part answers alone; the next part (or window) in the next page */
+    if (x->env != NULL) x->env->parts++;
+    return 0;
+}
+
+/* The labels of w's series, encoded into w; ERR_NOT_FOUND when it has none. */
+static int snapshot_labels(serve_t *x, repair_window_t *w)
+{
+    labels_t *lb = NULL;
+    int rc = storage_series_labels(x->s, w->tenant, w->token, w->series_id, &lb);
+    buf_reset(&x->b);
+    if (rc == 0) rc = labels_encode(lb, &x->b);
+    labels_free(lb);
+    if (rc == 0) {
+        w->labels = malloc(x->b.len ? x->b.len : 1);
+        if (w->labels == NULL) return ERR_NOMEM;
+        memcpy(w->labels, x->b.data, x->b.len);
+        w->labels_len = x->b.len;
+    }
+    return rc;
+}
+
+/* The window in parts w (names: its symbols', taken) read, planned and
+ * answered with the part the request wants, then kept for its next parts. */
+static int serve_in_parts(serve_t *x, const storage_stream_window_t *sw, symtab_t *names)
+{
+    repair_window_t *w = NULL;
+    const Flamedb__Cluster__RepairRequest *q = x->q;
+    int rc = repair_window_snapshot(sw, q->after_key.data, q->after_key.len, &w);
+    if (rc != 0) {
+        symtab_free(names);
+        return rc;
+    }
+    symtab_free(w->names);
+    w->names = names;
+    w->lo = q->lo;
+    w->hi = q->hi;
+    w->slices = x->slices | x->pieces << 1; /* what the plan was made for */
+    if (x->env != NULL) x->env->window_reads++;
+    rc = snapshot_labels(x, w);
+    repair_parts_sizes_t z =
+        sizes_of(x, w->tenant, w->nkept, w->nuntreed, w->labels_len + w->key_len);
+    if (rc == 0) rc = repair_parts_plan(w->tree, w->names, &z, &w->plan);
+    if (rc == ERR_LIMIT)
+        errmsg_set(x->em, rc,
+                   "window of series %016llx (tenant %s): the part of its node %u in preorder "
+                   "(its path of ancestors, 24 bytes each, and, for an asker that takes no "
+                   "pieces, its symbol's name and file) takes %zu bytes, more than one "
+                   "message of --max-message-bytes %zu holds: raise --max-message-bytes on "
+                   "every node",
+                   (unsigned long long)w->series_id, w->tenant, w->plan.over,
+                   w->plan.over_bytes + (x->o->max_message_bytes - z.limit),
+                   x->o->max_message_bytes);
+    if (rc == 0) rc = window_digest(w, &w->digest);
+    if (rc == 0) rc = emit_part(x, w, x->want_part - 1);
+    if (rc == ERR_NOT_FOUND) {
+        log_warn("repair", "stream: series %016llx has a window but no labels: not sent",
+                 (unsigned long long)w->series_id);
+        rc = 0;
+    }
+    if (rc == 0 && x->env != NULL && x->env->cache != NULL && x->a->n_windows > 0)
+        repair_partcache_put(x->env->cache, w, x->env->now_ms);
+    else
+        repair_window_free(w);
+    return rc;
+}
+
+/* Whether w goes in parts (names: its symbols', then taken into *names
+ * or freed); *name_bytes what its symbols add to a whole window. */
+static int in_parts(serve_t *x, const storage_stream_window_t *w, symtab_t **names,
+                    size_t *name_bytes)
+{
+    *name_bytes = 0;
+    int rc = names_of(x, w->tenant, w->residual, names);
+    if (rc != 0) return rc;
+    repair_parts_sizes_t z = sizes_of(x, w->tenant, w->nkept, w->nuntreed, 0);
+    if (!x->slices) { /* the lists count as well */
+        z.nkept = w->nkept;
+        z.nuntreed = w->nuntreed;
+    }
+    size_t cost = repair_parts_whole_cost(w->residual, *names, &z);
+    size_t nodes = calltree_node_count(w->residual) * PART_NODE_BYTES;
+    *name_bytes = cost > nodes ? cost - nodes : 0;
+    return cost > x->cap;
 }
 
 static int add_window(void *ctx, const storage_stream_window_t *w)
@@ -196,23 +430,24 @@ static int add_window(void *ctx, const storage_stream_window_t *w)
         return 1; /* the rest in the next page */
     }
     if (set_tenant(x, w->tenant) != 0) return ERR_NOMEM;
-    repair_parts_t p = {0};
-    int rc = x->want_part > 0 ? plan_parts(x, w, &p) : 0;
-    if (rc != 0) return rc;
-    if (p.nparts > 1 && a->n_windows > 0) { /* in parts: first in the next page */
-        repair_parts_free(&p);
+    size_t name_bytes = 0;
+    symtab_t *names = NULL;
+    int rc = x->want_part > 0 ? in_parts(x, w, &names, &name_bytes) : 0;
+    if (rc == 1 && a->n_windows > 0) { /* in parts: first in the next page */
+        symtab_free(names);
         a->more = 1;
         return 1;
     }
+    if (rc == 1) {
+        rc = serve_in_parts(x, w, names);
+        return rc != 0 ? rc : a->n_windows > 0; /* one not sent (no labels): the next */
+    }
+    symtab_free(names);
+    if (rc != 0) return rc;
     Flamedb__Cluster__StreamWindow *m = arena_zalloc(x->arena, sizeof *m);
-    if (m == NULL) rc = ERR_NOMEM;
-    if (rc == 0) flamedb__cluster__stream_window__init(m);
-    calltree_t *part = NULL;
-    if (rc == 0) rc = window_tree(x, w, &p, m, &part);
-    uint32_t nparts = p.nparts;
-    repair_parts_free(&p);
-    if (rc == 0) rc = window_body(x, w, part != NULL ? part : w->residual, m);
-    calltree_free(part);
+    if (m == NULL) return ERR_NOMEM;
+    flamedb__cluster__stream_window__init(m);
+    rc = window_body(x, w, w->residual, m);
     if (rc == ERR_NOT_FOUND) {
         log_warn("repair", "stream: series %016llx has a window but no labels: not sent",
                  (unsigned long long)w->series_id);
@@ -235,11 +470,9 @@ static int add_window(void *ctx, const storage_stream_window_t *w)
     m->n_untreed = m->n_untreed_totals = w->nuntreed;
     for (size_t i = 0; i < w->nuntreed; i++)
         m->untreed_totals[i] = w->untreed[i].total;
-    x->bytes += protobuf_c_message_get_packed_size(&m->base);
+    x->bytes += protobuf_c_message_get_packed_size(&m->base) + name_bytes;
     a->windows[a->n_windows++] = m;
-    if (nparts <= 1) return 0;
-    a->more = 1; /* a part answers alone; the next part (or window) in the next page */
-    return 1;
+    return 0;
 }
 
 /* The symbols the answer's residuals reference, loaded into a->symbols. */
@@ -269,20 +502,37 @@ static int put_symbols(serve_t *x)
 }
 
 int repair_serve_stream(storage_t *s, const repair_options_t *o,
-                        const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
-                        Flamedb__Cluster__RepairAnswer *a)
+                        const Flamedb__Cluster__RepairRequest *q, repair_serve_env_t *env,
+                        arena_t *arena, Flamedb__Cluster__RepairAnswer *a, errmsg_t *em)
 {
-    serve_t x = {.s = s, .o = o, .arena = arena, .a = a, .want_part = q->window_part};
+    serve_t x = {.s = s,
+                 .o = o,
+                 .arena = arena,
+                 .a = a,
+                 .want_part = q->window_part,
+                 .slices = q->profile_slices,
+                 .pieces = q->symbol_pieces,
+                 .q = q,
+                 .env = env,
+                 .em = em};
     x.cap = o->max_message_bytes / STREAM_ANSWER_SHARE;
     x.symbols = symtab_new();
     buf_init(&x.b, o->max_message_bytes);
     a->windows = arena_zalloc(arena, CLUSTER_REPAIR_MAX_ENTRIES * sizeof *a->windows);
     int rc = x.symbols != NULL && a->windows != NULL ? 0 : ERR_NOMEM;
-    if (rc == 0)
+    repair_window_t *w = NULL;
+    if (rc == 0 && x.want_part > 1 && env != NULL) /* a later part of a window read before */
+        w = repair_partcache_get(env->cache, q->lo, q->hi, q->after_key.data, q->after_key.len,
+                                 x.slices | x.pieces << 1, env->now_ms);
+    if (w != NULL) {
+        rc = emit_part(&x, w, x.want_part - 1);
+        repair_partcache_release(env->cache);
+    } else if (rc == 0) {
         rc = storage_stream_scan(s, q->lo, q->hi, q->after_key.data, q->after_key.len, add_window,
                                  &x);
-    if (rc == 1) rc = 0; /* stopped at the page's end */
-    if (rc == 0) rc = put_symbols(&x);
+        if (rc == 1) rc = 0; /* stopped at the page's end */
+        if (rc == 0) rc = put_symbols(&x);
+    }
     symtab_free(x.symbols);
     free(x.syms);
     buf_free(&x.b);
@@ -459,13 +709,18 @@ static int take_window(repair_t *r, const char *peer, const Flamedb__Cluster__St
 
 /* A window that travels in parts, put together in memory (nothing is
  * stored before its last part: a stream cut short asks for it from its
- * first part again). */
+ * first part again), with its kept and untreed lists when its parts carry
+ * slices of them. */
 typedef struct parts_in {
     calltree_t *tree;
     symtab_t *syms;
     uint32_t next; /* the part wanted next */
     uint64_t digest;
     unsigned restarts;
+    storage_stream_profile_t *kept, *untreed; /* profile_slices: the slices so far */
+    size_t nkept, kept_cap, nuntreed, untreed_cap;
+    uint8_t *piece; /* the symbol coming in pieces: its name then file so far */
+    size_t piece_have, piece_total;
 } parts_in_t;
 
 /* Restarts of one window's parts (it changed on the source between two of
@@ -476,9 +731,103 @@ static void parts_drop(parts_in_t *p)
 {
     calltree_free(p->tree);
     symtab_free(p->syms);
-    p->tree = NULL;
-    p->syms = NULL;
-    p->next = 0;
+    free(p->kept);
+    free(p->untreed);
+    free(p->piece);
+    unsigned restarts = p->restarts;
+    memset(p, 0, sizeof *p);
+    p->restarts = restarts;
+}
+
+/* m's slices of the lists appended to p's. */
+static int add_slices(parts_in_t *p, const Flamedb__Cluster__StreamWindow *m)
+{
+    int rc = GROW(p->kept, p->kept_cap, p->nkept + m->n_kept + 1, GROW_UNLIMITED);
+    if (rc == 0)
+        rc = GROW(p->untreed, p->untreed_cap, p->nuntreed + m->n_untreed + 1, GROW_UNLIMITED);
+    if (rc != 0) return rc;
+    if (m->n_untreed_totals != m->n_untreed) return ERR_CORRUPT;
+    for (size_t i = 0; i < m->n_kept; i++) {
+        storage_stream_profile_t *e = &p->kept[p->nkept++];
+        if (m->kept[i]->profile_id.len != 16) return ERR_CORRUPT;
+        memcpy(e->profile_id, m->kept[i]->profile_id.data, 16);
+        e->time_ns = m->kept[i]->time_ns;
+        e->total = 0;
+    }
+    for (size_t i = 0; i < m->n_untreed; i++) {
+        storage_stream_profile_t *e = &p->untreed[p->nuntreed++];
+        if (m->untreed[i]->profile_id.len != 16) return ERR_CORRUPT;
+        memcpy(e->profile_id, m->untreed[i]->profile_id.data, 16);
+        e->time_ns = m->untreed[i]->time_ns;
+        e->total = m->untreed_totals[i];
+    }
+    return 0;
+}
+
+/* Bytes of one symbol's name and file a window's pieces may add up to. */
+#define STREAM_PIECES_MAX (4u << 20)
+
+/* m's pieces of a symbol added to p's; the symbol into p->syms once whole. */
+static int add_pieces(parts_in_t *p, const Flamedb__Cluster__StreamWindow *m)
+{
+    for (size_t i = 0; i < m->n_pieces; i++) {
+        const Flamedb__Cluster__SymbolPiece *sp = m->pieces[i];
+        size_t total = (size_t)sp->name_len + sp->file_len;
+        if (sp->offset == 0) {
+            free(p->piece);
+            p->piece_have = 0;
+            p->piece_total = total;
+            p->piece = total <= STREAM_PIECES_MAX ? malloc(total ? total : 1) : NULL;
+            if (p->piece == NULL) return total <= STREAM_PIECES_MAX ? ERR_NOMEM : ERR_CORRUPT;
+        }
+        if (p->piece == NULL || sp->offset != p->piece_have || total != p->piece_total ||
+            sp->data.len > total - p->piece_have)
+            return ERR_CORRUPT; /* out of order: the parts are asked for again */
+        memcpy(p->piece + p->piece_have, sp->data.data, sp->data.len);
+        p->piece_have += sp->data.len;
+        if (p->piece_have < total) continue;
+        int rc = symtab_put(p->syms, sp->id, (const char *)p->piece, sp->name_len,
+                            (const char *)p->piece + sp->name_len, sp->file_len);
+        free(p->piece);
+        p->piece = NULL;
+        p->piece_have = p->piece_total = 0;
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+/* The window of the last part m with the lists gathered from all its parts,
+ * taken (take_window) through entries that live until this returns. */
+static int take_sliced(repair_t *r, const char *peer, const Flamedb__Cluster__StreamWindow *m,
+                       parts_in_t *p, repair_stream_state_t *ss, repair_stats_t *st, errmsg_t *em)
+{
+    size_t n = p->nkept + p->nuntreed;
+    Flamedb__Cluster__SeenEntry *e = calloc(n ? n : 1, sizeof *e);
+    Flamedb__Cluster__SeenEntry **v = calloc(n ? n : 1, sizeof *v);
+    int64_t *totals = calloc(p->nuntreed ? p->nuntreed : 1, sizeof *totals);
+    int rc = e != NULL && v != NULL && totals != NULL ? 0 : ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const storage_stream_profile_t *x = i < p->nkept ? &p->kept[i] : &p->untreed[i - p->nkept];
+        flamedb__cluster__seen_entry__init(&e[i]);
+        e[i].tenant = m->tenant;
+        e[i].token = m->token;
+        e[i].series_id = m->series_id;
+        e[i].profile_id = (ProtobufCBinaryData){16, (uint8_t *)x->profile_id};
+        e[i].time_ns = x->time_ns;
+        v[i] = &e[i];
+        if (i >= p->nkept) totals[i - p->nkept] = x->total;
+    }
+    Flamedb__Cluster__StreamWindow w = *m;
+    w.kept = v;
+    w.n_kept = p->nkept;
+    w.untreed = v + p->nkept;
+    w.n_untreed = w.n_untreed_totals = p->nuntreed;
+    w.untreed_totals = totals;
+    if (rc == 0) rc = take_window(r, peer, &w, p->tree, p->syms, ss, st, em);
+    free(e);
+    free(v);
+    free(totals);
+    return rc;
 }
 
 /* Part m->part of a window in parts; *advance once the cursor may go past
@@ -513,11 +862,16 @@ static int take_part(repair_t *r, const char *peer, const Flamedb__Cluster__Stre
     }
     int rc = calltree_decode_merge(p->tree, m->calltree.data, m->calltree.len);
     if (rc == 0) rc = symbols_of(a, p->syms);
+    if (rc == 0 && m->profile_slices) rc = add_slices(p, m);
+    if (rc == 0 && m->n_pieces > 0) rc = add_pieces(p, m);
     if (rc != 0)
         return errmsg_set(em, rc, "stream: part %u of a window of series %016llx: %s", m->part,
                           (unsigned long long)m->series_id, err_message(rc));
     if (++p->next < m->parts) return 0;
-    rc = take_window(r, peer, m, p->tree, p->syms, ss, st, em);
+    if (m->profile_slices)
+        rc = take_sliced(r, peer, m, p, ss, st, em);
+    else
+        rc = take_window(r, peer, m, p->tree, p->syms, ss, st, em);
     parts_drop(p);
     p->restarts = 0;
     *advance = rc == 0;
@@ -623,6 +977,8 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
         q.hi = ss->hi;
         q.after_key = (ProtobufCBinaryData){ss->after_len, ss->after};
         q.window_part = parts.next + 1;
+        q.profile_slices = 1;
+        q.symbol_pieces = 1;
         cluster_msg_t ans = {0};
         if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) break;
         const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;

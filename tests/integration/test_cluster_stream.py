@@ -463,6 +463,167 @@ def test_join_window_larger_than_a_message():
         print("    n0 killed: %d samples of %s exact through n1" % (v + sv, svc))
 
 
+def long_name_profile(chain, chain_len, leaves, leaf_len, tag):
+    """A pprof profile whose stacks share a chain of `chain` frames with
+    names of chain_len bytes, under which `leaves` distinct leaves with
+    names of leaf_len bytes (0: the chain alone, one stack). Returns it and
+    its samples."""
+    p = Pprof([("cpu", "nanoseconds")])
+    path = ["%s.chain%02d_" % (tag, k) + "c" * chain_len for k in range(chain)]
+    if leaves == 0:
+        p.add(path, [3 * SCALE], {})
+        return p.encode_gz(), 3
+    for k in range(leaves):
+        p.add(path + ["%s.leaf%04d_" % (tag, k) + "l" * leaf_len], [(1 + k % 3) * SCALE], {})
+    return p.encode_gz(), sum(1 + k % 3 for k in range(leaves))
+
+
+def test_join_window_of_long_names():
+    """Windows of long symbol names (--max-message-bytes 64 KiB): one
+    service a single stack of 25 frames of 3,000-byte names (75 KB of names
+    in 26 nodes), another the same chain with 300 leaves of 300-byte names
+    under it, so a part that starts under the chain has a path of names
+    larger than a message. The joining node turns active and answers
+    exactly through itself alone. Before, parts were sized for names of at
+    most 256 bytes and carried their path's names: the first window was
+    sent whole and the second's parts each carried the 75 KB path, both over
+    the limit, refused at every pass, and the node stayed joining. No
+    profile tree is kept (--max-profile-tree-bytes 0), so the windows travel
+    as residuals: a kept tree is fetched as one write, which like the push
+    it replicates must fit one message."""
+    now = int(time.time())
+    args = ARGS + ["--max-message-bytes", "64KiB", "--max-profile-tree-bytes", "0"]
+    with Cluster(1, rf=2, args=args) as c:
+        d = Data()
+        for name, leaves in (("chain", 0), ("deep", 300)):
+            svc = harness.unique(name)
+            body, v = long_name_profile(25, 3000, leaves, 300, name)
+            push(c, 0, d, body, svc, now - 2400, fmt="pprof")
+            d.services[svc] = v
+        frm, until = now - 8000, now + 60
+        check_exact(c, 0, d, frm, until)
+        t1 = time.monotonic()
+        n = c.add_node()
+        c.wait_state(n, "active", observers=[0, n], timeout=30)
+        print("    n1 active %.2f s after it started: %d windows" %
+              (time.monotonic() - t1, metric(c, n, "flamedb_repair_windows_streamed_total")))
+        c.kill(0)
+        c.wait_state(0, "down", observers=[n])
+        wait_for("exact through n1 alone", lambda: check_exact(c, n, d, frm, until) or True,
+                 timeout=20)
+
+
+def test_join_window_of_a_symbol_larger_than_a_message():
+    """A symbol whose name and file (40,000 bytes each) take more than one
+    message (--max-message-bytes 64 KiB, no profile tree kept), under 50
+    short leaves: its name and file travel in pieces over parts of no
+    node, the joining node turns active and answers exactly, with the
+    name, through itself alone. Before, the part of its node could not be
+    cut below the limit: the stream was refused at every pass and the node
+    stayed joining."""
+    now = int(time.time())
+    args = ARGS + ["--max-message-bytes", "64KiB", "--max-profile-tree-bytes", "0"]
+    with Cluster(1, rf=2, args=args) as c:
+        d = Data()
+        svc = harness.unique("huge")
+        huge = "h" * 40000  # no dot: its file is the name and ".go"
+        p = Pprof([("cpu", "nanoseconds")])
+        for k in range(50):
+            p.add(["main", huge, "leaf%02d" % k], [(1 + k % 3) * SCALE], {})
+        push(c, 0, d, p.encode_gz(), svc, now - 2400, fmt="pprof")
+        d.services[svc] = sum(1 + k % 3 for k in range(50))
+        frm, until = now - 8000, now + 60
+        check_exact(c, 0, d, frm, until)
+        t1 = time.monotonic()
+        n = c.add_node()
+        c.wait_state(n, "active", observers=[0, n], timeout=30)
+        print("    n1 active %.2f s after it started: %d windows" %
+              (time.monotonic() - t1, metric(c, n, "flamedb_repair_windows_streamed_total")))
+        c.kill(0)
+        c.wait_state(0, "down", observers=[n])
+        wait_for("exact through n1 alone", lambda: check_exact(c, n, d, frm, until) or True,
+                 timeout=20)
+        r = c.nodes[n].render(sel(svc), frm, until)
+        assert huge in r.json()["flamebearer"]["names"], "the long name did not arrive whole"
+
+
+def test_join_window_of_many_profiles():
+    """A window listing more profiles than fit a message (--max-message-bytes
+    64 KiB; 2,500 one-line profiles of one series in one hour past the
+    profile retention, so its 1 h window lists 2,500 untreed profiles, about
+    190 KB, and 1,600 in the last hour whose trees are kept, 800 at least in
+    one 1 h window): its lists are cut across parts, the joining node
+    fetches the kept ones, turns active and answers exactly through itself
+    alone. Before, the lists went whole in the window (or in each of
+    its parts), over the limit at every pass, and the node stayed joining."""
+    now = int(time.time())
+    hour = (now - 7200) // 3600 * 3600
+    args = ARGS + ["--max-message-bytes", "64KiB"]
+    with Cluster(1, rf=2, args=args) as c:
+        d = Data()
+        svc = harness.unique("many")
+        d.services[svc] = 0
+        for k in range(2500):
+            body = ("main;handler;work%d %d\n" % (k % 7, 1 + k % 4)).encode()
+            push(c, 0, d, body, svc, hour + k)
+            d.services[svc] += 1 + k % 4
+        for k in range(1600):  # within the profile retention: trees kept, fetched
+            body = ("main;recent;work%d %d\n" % (k % 5, 1 + k % 3)).encode()
+            push(c, 0, d, body, svc, now - 3000 + k)
+            d.services[svc] += 1 + k % 3
+        frm, until = hour - 600, now + 60
+        check_exact(c, 0, d, frm, until)
+        t1 = time.monotonic()
+        n = c.add_node()
+        c.wait_state(n, "active", observers=[0, n], timeout=60)
+        fetched = metric(c, n, "flamedb_repair_series_streamed_total")
+        print("    n1 active %.2f s after it started: %d windows, %d series fetched" %
+              (time.monotonic() - t1, metric(c, n, "flamedb_repair_windows_streamed_total"),
+               fetched))
+        assert fetched >= 1600, "%d kept profiles fetched, want 1,600" % fetched
+        c.kill(0)
+        c.wait_state(0, "down", observers=[n])
+        wait_for("exact through n1 alone", lambda: check_exact(c, n, d, frm, until) or True,
+                 timeout=20)
+
+
+def test_window_in_parts_read_once():
+    """A window of 30,000 distinct stacks streamed in parts (--max-message-bytes
+    64 KiB, a few hundred parts): the source reads it from storage once per
+    stream and answers its later parts from what it kept
+    (flamedb_repair_stream_window_reads_total against
+    flamedb_repair_stream_parts_served_total), so the stream costs linear
+    time in the window's size. Prints the time the joining node took to turn
+    active. Before, the source read and rebuilt the whole window (its
+    residual, plan and digest) for each part."""
+    now = int(time.time())
+    args = ARGS + ["--max-message-bytes", "64KiB"]
+    with Cluster(1, rf=2, args=args) as c:
+        d = Data()
+        svc = harness.unique("huge")
+        body, v = wide_profile(30000)
+        push(c, 0, d, body, svc, now - 2400, fmt="pprof")
+        d.services[svc] = v
+        frm, until = now - 8000, now + 60
+        check_exact(c, 0, d, frm, until)
+        t1 = time.monotonic()
+        n = c.add_node()
+        c.wait_state(n, "active", observers=[0, n], timeout=120)
+        took = time.monotonic() - t1
+        reads = metric(c, 0, "flamedb_repair_stream_window_reads_total")
+        parts = metric(c, 0, "flamedb_repair_stream_parts_served_total")
+        print("    n1 active %.2f s after it started: %d windows, %d bytes; the source read "
+              "%d windows for %d parts" %
+              (took, metric(c, n, "flamedb_repair_windows_streamed_total"),
+               metric(c, n, "flamedb_repair_bytes_streamed_total"), reads, parts))
+        assert parts >= 100, "%d parts served: the window did not travel in parts" % parts
+        assert 1 <= reads <= parts / 10, "%d windows read for %d parts" % (reads, parts)
+        c.kill(0)
+        c.wait_state(0, "down", observers=[n])
+        wait_for("exact through n1 alone", lambda: check_exact(c, n, d, frm, until) or True,
+                 timeout=20)
+
+
 def test_window_in_parts_source_killed():
     """A window streamed in parts whose source is killed (-9) between two
     of its parts: the joining node goes on from its cursor at the other
@@ -481,7 +642,9 @@ def test_window_in_parts_source_killed():
         d.services[svc] = 0
         for k in range(4):
             body, v = wide_profile(2000, 2000 * k)
-            push(c, k % 2, d, body, svc, now - 2400 + k, fmt="pprof")
+            # one 10 s window for all four (a window of one profile could be
+            # stored whole before the kill)
+            push(c, k % 2, d, body, svc, (now - 2400) // 10 * 10 + k, fmt="pprof")
             d.services[svc] += v
         frm, until = now - 8000, now + 60
         check_exact(c, 0, d, frm, until)

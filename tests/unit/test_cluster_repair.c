@@ -9,7 +9,9 @@
  * write the replica refuses over tenant-max-series is counted unavailable
  * and the others of the answer are still stored; a stream answer names no
  * string of the frame that built it; a window's residual cut into parts
- * (repair_parts.c) adds up to it exactly, each part within its budget. */
+ * (repair_parts.c) adds up to it exactly, each part within its budget;
+ * long names travel once per window, a symbol over the limit in pieces,
+ * profile lists in slices; the window cache finds, evicts and expires. */
 #include "test_storage_fixture.h"
 
 #include "node/cluster/repair_int.h"
@@ -197,7 +199,7 @@ static void test_fetch(fixture_t *a, fixture_t *b)
     arena_init(&arena, 4096, 1 << 20);
     Flamedb__Cluster__RepairAnswer ans = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, NULL, &arena, &ans, &em), 0);
+    CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, NULL, NULL, &arena, &ans, &em), 0);
     CHECK_EQ_INT(ans.handled, 2);
     CHECK_EQ_INT(ans.unavailable, 1);
     CHECK_EQ_INT(ans.n_writes, 1);
@@ -265,7 +267,7 @@ static void test_fetch_over_limit(fixture_t *a, fixture_t *c)
     arena_init(&arena, 4096, 1 << 20);
     Flamedb__Cluster__RepairAnswer ans = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(repair_serve_build(a->s, &r.o, &q, NULL, &arena, &ans, &em), 0);
+    CHECK_EQ_INT(repair_serve_build(a->s, &r.o, &q, NULL, NULL, &arena, &ans, &em), 0);
     CHECK_EQ_INT(ans.n_writes, 2);
     repair_stats_t st;
     memset(&st, 0, sizeof st);
@@ -325,7 +327,7 @@ static void test_stream_answer_outlives_builder(fixture_t *a)
     arena_init(&arena, 4096, 1 << 20);
     Flamedb__Cluster__RepairAnswer ans = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, NULL, &arena, &ans, &em), 0);
+    CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, NULL, NULL, &arena, &ans, &em), 0);
     clobber_stack();
     CHECK(ans.n_windows > 0);
     for (size_t i = 0; i < ans.n_windows; i++) {
@@ -364,7 +366,8 @@ static void test_digest_leaves_out_untrusted(fixture_t *a)
         arena_init(&arena, 4096, 1 << 20);
         Flamedb__Cluster__RepairAnswer ans = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
         errmsg_t em = {{0}};
-        CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, masked ? mask : NULL, &arena, &ans, &em), 0);
+        CHECK_EQ_INT(
+            repair_serve_build(a->s, &o, &q, masked ? mask : NULL, NULL, &arena, &ans, &em), 0);
         CHECK(ans.n_buckets > 0);
         size_t in0 = 0, in1 = 0;
         for (size_t i = 0; i < ans.n_buckets; i++) {
@@ -394,7 +397,8 @@ static void test_parts(void)
         CHECK_EQ_INT(symtab_put(names, id, "pkg/some.function_name", 22, "file.go", 7), 0);
     repair_parts_t p;
     const size_t budget = 4096;
-    CHECK_EQ_INT(repair_parts_plan(t, names, budget, &p), 0);
+    repair_parts_sizes_t z = {.budget = budget, .limit = 4 * budget};
+    CHECK_EQ_INT(repair_parts_plan(t, names, &z, &p), 0);
     CHECK(p.nparts > 10);
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
@@ -426,10 +430,218 @@ static void test_parts(void)
     calltree_free(merged);
 }
 
+typedef struct named {
+    symtab_t *seen;
+    const symtab_t *names;
+    size_t bytes;
+    int twice;
+} named_t;
+
+static int count_named(void *ctx, uint64_t id)
+{
+    named_t *n = ctx;
+    const char *name, *file;
+    if (symtab_get(n->seen, id, &name, &file) == 1) n->twice++;
+    n->bytes += repair_parts_sym_cost(n->names, id);
+    return symtab_put(n->seen, id, "x", 1, NULL, 0);
+}
+
+/* Long names (issue #10): a chain of 25 frames of 3,000-byte names with 300
+ * leaves of 300 bytes under it, cut into parts of 16 KiB (at most 64 KiB
+ * each): a part's tree, with the names it carries, keeps to its budget
+ * (or is one node alone, within the limit), every symbol travels once in
+ * all, though each part's path names the chain, and the parts merged are
+ * the tree. Sized for names of 256 bytes and carrying its path's names, a
+ * part under the chain took 75 KB. A name longer than the limit is refused
+ * with its node's position. */
+static void test_parts_long_names(void)
+{
+    calltree_t *t = calltree_new(0), *merged = calltree_new(0);
+    symtab_t *names = symtab_new(), *seen = symtab_new();
+    char *name = malloc(4000);
+    uint64_t stack[26];
+    for (uint64_t k = 0; k < 25; k++) {
+        stack[k] = 10 + k;
+        memset(name, 'a' + (int)k % 26, 3000);
+        CHECK_EQ_INT(symtab_put(names, stack[k], name, 3000, NULL, 0), 0);
+    }
+    for (uint64_t k = 0; k < 300; k++) {
+        stack[25] = 1000 + k;
+        memset(name, 'l', 300);
+        CHECK_EQ_INT(symtab_put(names, stack[25], name, 300, "f.go", 4), 0);
+        CHECK_EQ_INT(calltree_add_stack(t, stack, 26, (int64_t)(1 + k % 3)), 0);
+    }
+    repair_parts_sizes_t z = {.budget = 16384, .limit = 65536 - 1024};
+    repair_parts_t p;
+    CHECK_EQ_INT(repair_parts_plan(t, names, &z, &p), 0);
+    CHECK(p.nparts > 6);
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    named_t n = {.seen = seen, .names = names};
+    for (uint32_t k = 0; k < p.nparts; k++) {
+        calltree_t *part = calltree_new(0);
+        CHECK_EQ_INT(repair_parts_build(t, &p, k, part), 0);
+        buf_reset(&b);
+        CHECK_EQ_INT(calltree_encode(part, &b), 0);
+        n.bytes = 0;
+        CHECK_EQ_INT(repair_parts_symbols(t, &p, k, count_named, &n), 0);
+        CHECK(b.len + n.bytes <= z.budget || p.cut[k + 1] - p.cut[k] == 1);
+        CHECK(b.len + n.bytes <= z.limit);
+        CHECK_EQ_INT(calltree_merge(merged, part), 0);
+        calltree_free(part);
+    }
+    CHECK_EQ_INT(n.twice, 0);
+    CHECK_EQ_INT(symtab_count(seen), calltree_sym_count(t) - 1);
+    CHECK_EQ_INT(calltree_node_count(merged), calltree_node_count(t));
+    CHECK_EQ_INT(calltree_root_total(merged), calltree_root_total(t));
+    repair_parts_free(&p);
+    char *huge = malloc(70000); /* one name over the limit: refused, naming its node */
+    memset(huge, 'h', 70000);
+    CHECK_EQ_INT(symtab_put(names, 5000, huge, 70000, NULL, 0), 0);
+    stack[25] = 5000;
+    CHECK_EQ_INT(calltree_add_stack(t, stack, 26, 1), 0);
+    CHECK_EQ_INT(repair_parts_plan(t, names, &z, &p), ERR_LIMIT);
+    CHECK(p.over >= 26 && p.over < 327); /* a leaf (root and chain first) */
+    CHECK(p.over_bytes > z.limit);
+    repair_parts_free(&p);
+    z.pieces = 1; /* in pieces of parts of no node before its node's part */
+    CHECK_EQ_INT(repair_parts_plan(t, names, &z, &p), 0);
+    size_t got = 0, npieces = 0;
+    uint32_t last = 0;
+    for (uint32_t k = 0; k < p.nparts; k++) {
+        if (p.psym[k] == UINT32_MAX) continue;
+        CHECK_EQ_INT(calltree_syms(t)[p.psym[k]], 5000);
+        CHECK_EQ_INT(p.poff[k], got);
+        CHECK_EQ_INT(p.cut[k], p.cut[k + 1]);
+        got += z.budget - PART_SYMBOL_BYTES;
+        npieces++;
+        last = k;
+    }
+    CHECK(last + 1 < p.nparts && p.cut[last + 2] > p.cut[last + 1]); /* the node next */
+    CHECK_EQ_INT(npieces,
+                 (70000 + z.budget - PART_SYMBOL_BYTES - 1) / (z.budget - PART_SYMBOL_BYTES));
+    memset(&n, 0, sizeof n);
+    n.seen = symtab_new();
+    n.names = names;
+    for (uint32_t k = 0; k < p.nparts; k++)
+        CHECK_EQ_INT(repair_parts_symbols(t, &p, k, count_named, &n), 0);
+    const char *nm, *fl;
+    CHECK_EQ_INT(symtab_get(n.seen, 5000, &nm, &fl), 0); /* not sent whole */
+    CHECK_EQ_INT(symtab_count(n.seen), calltree_sym_count(t) - 2);
+    symtab_free(n.seen);
+    repair_parts_free(&p);
+    free(huge);
+    free(name);
+    buf_free(&b);
+    symtab_free(names);
+    symtab_free(seen);
+    calltree_free(t);
+    calltree_free(merged);
+}
+
+/* Many profiles (issue #10): 3 nodes and 5,000 kept then 3,000 untreed
+ * profiles cut into parts of 16 KiB: the parts' slices follow each other
+ * and cover the lists, each within the budget. */
+static void test_parts_profiles(void)
+{
+    calltree_t *t = calltree_new(0);
+    uint64_t stack[2] = {1, 2};
+    CHECK_EQ_INT(calltree_add_stack(t, stack, 2, 5), 0);
+    repair_parts_sizes_t z = {.budget = 16384,
+                              .limit = 65536,
+                              .nkept = 5000,
+                              .nuntreed = 3000,
+                              .kept_bytes = PART_ENTRY_BYTES + 9,
+                              .untreed_bytes = PART_ENTRY_BYTES + 9 + PART_TOTAL_BYTES};
+    repair_parts_t p;
+    CHECK_EQ_INT(repair_parts_plan(t, NULL, &z, &p), 0);
+    CHECK(p.nparts >= (5000 * z.kept_bytes + 3000 * z.untreed_bytes) / z.budget);
+    CHECK_EQ_INT(p.pcut[0], 0);
+    CHECK_EQ_INT(p.pcut[p.nparts], 8000);
+    CHECK_EQ_INT(p.cut[1], 3); /* the tree in the first part */
+    for (uint32_t k = 0; k < p.nparts; k++) {
+        size_t nk = 0, nu = 0;
+        for (uint32_t j = p.pcut[k]; j < p.pcut[k + 1]; j++)
+            j < 5000 ? nk++ : nu++;
+        CHECK(p.pcut[k] < p.pcut[k + 1]);
+        CHECK(nk * z.kept_bytes + nu * z.untreed_bytes <= z.budget);
+    }
+    repair_parts_free(&p);
+    calltree_free(t);
+}
+
+/* One window snapshot of cursor key k into c at now_ms. */
+static void cache_put(repair_partcache_t *c, const calltree_t *t, uint8_t k, uint64_t now_ms)
+{
+    storage_stream_profile_t kept = {.time_ns = 7};
+    storage_stream_window_t w = {.tenant = "t1",
+                                 .token = 5,
+                                 .series_id = 9,
+                                 .key = &k,
+                                 .key_len = 1,
+                                 .residual = t,
+                                 .total = calltree_root_total(t),
+                                 .kept = &kept,
+                                 .nkept = 1};
+    repair_window_t *x = NULL;
+    CHECK_EQ_INT(repair_window_snapshot(&w, &k, 1, &x), 0);
+    if (x == NULL) return;
+    x->lo = 1;
+    x->hi = 2;
+    x->slices = 3;
+    repair_partcache_put(c, x, now_ms);
+}
+
+/* The window cache (repair_partcache.c): a snapshot is found by its
+ * cursor (interval, after_key, what it was planned for) with a copy of the
+ * residual and lists; the least recently used goes when full, one idle
+ * too long at the next access, the same cursor replaces its snapshot, and
+ * a cache of 0 keeps none. */
+static void test_partcache(void)
+{
+    calltree_t *t = calltree_new(0);
+    uint64_t stack[2] = {1, 2};
+    CHECK_EQ_INT(calltree_add_stack(t, stack, 2, 5), 0);
+    repair_partcache_t *c = NULL;
+    CHECK_EQ_INT(repair_partcache_new(2, 1000, &c), 0);
+    uint8_t a = 'a', b = 'b', d = 'd';
+    cache_put(c, t, a, 100);
+    cache_put(c, t, b, 200);
+    repair_window_t *w = repair_partcache_get(c, 1, 2, &a, 1, 3, 300);
+    CHECK(w != NULL);
+    if (w != NULL) {
+        CHECK_EQ_INT(calltree_root_total(w->tree), 5);
+        CHECK_EQ_INT(w->nkept, 1);
+        CHECK_EQ_INT(w->kept[0].time_ns, 7);
+        CHECK_EQ_INT(strcmp(w->tenant, "t1"), 0);
+        repair_partcache_release(c);
+    }
+    CHECK(repair_partcache_get(c, 1, 2, &a, 1, 1, 300) == NULL); /* planned otherwise */
+    CHECK(repair_partcache_get(c, 1, 3, &a, 1, 3, 300) == NULL); /* another interval */
+    cache_put(c, t, d, 400); /* full: b, the least recently used, goes */
+    CHECK(repair_partcache_get(c, 1, 2, &b, 1, 3, 400) == NULL);
+    w = repair_partcache_get(c, 1, 2, &a, 1, 3, 500);
+    CHECK(w != NULL);
+    if (w != NULL) repair_partcache_release(c);
+    w = repair_partcache_get(c, 1, 2, &d, 1, 3, 1300); /* a idle since 500: gone at 1501 */
+    CHECK(w != NULL);
+    if (w != NULL) repair_partcache_release(c);
+    CHECK(repair_partcache_get(c, 1, 2, &a, 1, 3, 1600) == NULL);
+    repair_partcache_free(c);
+    CHECK_EQ_INT(repair_partcache_new(0, 1000, &c), 0);
+    cache_put(c, t, a, 100);
+    CHECK(repair_partcache_get(c, 1, 2, &a, 1, 3, 100) == NULL);
+    repair_partcache_free(c);
+    calltree_free(t);
+}
+
 int main(void)
 {
     test_schedule();
     test_parts();
+    test_parts_long_names();
+    test_parts_profiles();
+    test_partcache();
     fixture_t a, b;
     shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
     if (fx_init(&a) != 0 || fx_init(&b) != 0) return 1;
