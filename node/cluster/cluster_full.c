@@ -181,7 +181,8 @@ static int full_parse(cluster_t *c, buf_t *b, unsigned long long *since)
     /* a file that does not list the removal's gains cannot tell them from
      * the mark's own intervals: every one of the regain counts */
     c->full.gained_all = rc != 0 || version < 4;
-    c->full.liftable = c->full.unknown.n > 0;
+    /* no writer lists both, but what a removal gave is never shown away */
+    c->full.liftable = c->full.unknown.n > 0 && c->full.gained.n == 0;
     return rc;
 }
 
@@ -269,7 +270,9 @@ void cluster_full_start(cluster_t *c)
         size_t n = c->full.gained.n;
         int rc = gained_from_regain(c);
         if (rc == 0) c->full.gained_all = 0;
-        if (rc == 0 && c->full.gained.n > n && full_save(c) == 0)
+        if (rc == 0 && c->full.gained.n > n) c->full.liftable = 0;
+        /* rewritten in this version either way, so a later start knows */
+        if (rc == 0 && full_save(c) == 0 && c->full.gained.n > n)
             log_info("cluster",
                      "full repair: %s/%s does not say which regain intervals a removal gave "
                      "this node: all %zu count as such until they are streamed in",
