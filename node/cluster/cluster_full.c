@@ -646,6 +646,8 @@ void cluster_full_finished(cluster_t *c, uint64_t gen)
              "the full repair converged %llu ms after it began: every range this node "
              "replicates matches its other replicas, serving reads again",
              (unsigned long long)took);
+    if (c->repair != NULL) /* every range streamed whole since the mark: said with each pass */
+        repair_whole_set(c->repair, c->full.since_ms);
     errmsg_t em;
     errmsg_set(&em, ERR_CONFLICT, "a repair pass converged meanwhile: the mark is lifted");
     cluster_full_accept_answer(c, ERR_CONFLICT, &em);
