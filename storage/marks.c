@@ -1,8 +1,11 @@
 /* marks.c — repair marks: the nodes that missed writes no hint will
  * deliver (hinted handoff off or full), kept in the `meta` column family
  * (docs/storage-format.md): "repair_mark/" + node id -> u64 little-endian
- * unix ms of the latest such write, and "repair_done/" + node id -> the
- * start (unix ms) of the node's latest complete anti-entropy pass. A node
+ * unix ms of the latest such write, "repair_done/" + node id -> the
+ * start (unix ms) of the node's latest complete anti-entropy pass, and
+ * "repair_past/" + node id -> the oldest profile time (unix s, i64) of the
+ * writes the node's current mark holds (its pass must have compared back
+ * to it, or the node restored every range whole, to lift it). A node
  * must not serve reads while its mark is not older than its pass
  * (docs/cluster.md, "Read correctness"). Both are plain overwrites, never
  * deleted or read-modified-written, so concurrent writers need no lock: the
@@ -14,18 +17,18 @@
 
 #include "storage/storage_int.h"
 
-/* Both prefixes have this length, so a key's kind is its prefix. */
+/* Every prefix has this length, so a key's kind is its prefix. */
 #define MARK_PREFIX_LEN 12
 #define MARK_KEY_MAX (MARK_PREFIX_LEN + STORAGE_HINT_TARGET_MAX)
 
-static const char *const prefixes[2] = {"repair_mark/", "repair_done/"};
+static const char *const prefixes[3] = {"repair_mark/", "repair_done/", "repair_past/"};
 
 static int mark_key(char *k, int kind, const char *node, size_t *n, errmsg_t *em)
 {
     size_t l = node ? strlen(node) : 0;
     if (l == 0 || l > STORAGE_HINT_TARGET_MAX)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair mark: node id of %zu bytes", l);
-    if (kind != STORAGE_MARK_LOST && kind != STORAGE_MARK_REPAIRED)
+    if (kind != STORAGE_MARK_LOST && kind != STORAGE_MARK_REPAIRED && kind != STORAGE_MARK_OLDEST)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair mark: kind %d", kind);
     memcpy(k, prefixes[kind], MARK_PREFIX_LEN);
     memcpy(k + MARK_PREFIX_LEN, node, l);
@@ -79,5 +82,6 @@ static int scan_kind(storage_t *s, int kind, storage_mark_fn fn, void *ctx)
 int storage_repair_marks(storage_t *s, storage_mark_fn fn, void *ctx)
 {
     int rc = scan_kind(s, STORAGE_MARK_LOST, fn, ctx);
-    return rc == 0 ? scan_kind(s, STORAGE_MARK_REPAIRED, fn, ctx) : rc;
+    if (rc == 0) rc = scan_kind(s, STORAGE_MARK_REPAIRED, fn, ctx);
+    return rc == 0 ? scan_kind(s, STORAGE_MARK_OLDEST, fn, ctx) : rc;
 }

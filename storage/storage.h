@@ -461,17 +461,21 @@ int storage_hint_targets(storage_t *s, storage_hint_target_fn fn, void *ctx);
  * Per node: the unix ms of the latest write it missed that no hint will
  * deliver (STORAGE_MARK_LOST: hinted handoff off, or the target over
  * hints-max-bytes), and the start of its latest complete anti-entropy pass
- * (STORAGE_MARK_REPAIRED); `meta` keys (docs/storage-format.md). The
- * cluster keeps a node from serving reads while the first is not older
- * than the second. Thread-safe like the rest of the module. */
+ * (STORAGE_MARK_REPAIRED), and the oldest profile time (unix s, as a u64)
+ * of the writes its current mark holds (STORAGE_MARK_OLDEST); `meta` keys
+ * (docs/storage-format.md). The cluster keeps a node from serving reads
+ * while the first is not older than the second. Thread-safe like the rest
+ * of the module. */
 
 #define STORAGE_MARK_LOST 0
 #define STORAGE_MARK_REPAIRED 1
+#define STORAGE_MARK_OLDEST 2
 
 /* Sets node's mark of kind to ms (overwrites). */
 int storage_repair_mark_put(storage_t *s, int kind, const char *node, uint64_t ms, errmsg_t *em);
-/* Calls fn for every mark (node borrowed for the call); fn returns
- * non-zero to stop (returned). */
+/* Calls fn for every mark (node borrowed for the call), every LOST one
+ * first, then REPAIRED, then OLDEST; fn returns non-zero to stop
+ * (returned). */
 typedef int (*storage_mark_fn)(void *ctx, int kind, const char *node, uint64_t ms);
 int storage_repair_marks(storage_t *s, storage_mark_fn fn, void *ctx);
 

@@ -55,10 +55,12 @@
 #include "common/log.h"
 #include "node/cluster/repair_int.h"
 
-#define FULL_HEADER "flamedb-regain-full 3"
-/* The formats before, still read: version 2 (no unknown lines) resumes the
- * mark without evidence, version 1 (no done lines either) with nothing
- * streamed. */
+#define FULL_HEADER "flamedb-regain-full 4"
+/* The formats before, still read: version 3 (no gained lines: every
+ * interval of the regain counts as a removal's), version 2 (no unknown
+ * lines either) resumes the mark without evidence, version 1 (no done
+ * lines either) with nothing streamed. */
+#define FULL_HEADER_V3 "flamedb-regain-full 3"
 #define FULL_HEADER_V2 "flamedb-regain-full 2"
 #define FULL_HEADER_V1 "flamedb-regain-full 1"
 
@@ -70,14 +72,17 @@ static int full_path(const cluster_t *c, char *out, size_t n)
 }
 
 /* DATA_DIR/regain.full (cluster_statefile.c's layout):
- *   flamedb-regain-full 3
+ *   flamedb-regain-full 4
  *   since MS        wall ms the mark was set, in hex
  *   unknown ID COUNT TOKEN...   while the mark is liftable, a node of the
  *                   ring this node last saw that no member knew, with its
  *                   tokens (as in regain.ring): the mark's evidence
+ *   gained LO HI    an interval a removal gave this node, not streamed in
+ *                   yet (16 hex digits each, LO <= HI): the operator's word
+ *                   is refused while there is one
  *   done LO HI      an interval of this mark streamed and verified (16 hex
  *                   digits each, LO <= HI): not handed again
- *   end COUNT CHECKSUM     COUNT: 1 + the unknown and done lines
+ *   end COUNT CHECKSUM     COUNT: 1 + the unknown, gained and done lines
  * Present while the mark is. */
 static int full_save(cluster_t *c)
 {
@@ -93,9 +98,12 @@ static int full_save(cluster_t *c)
         if (rc == 0) rc = cluster_known_print(&b, &c->full.unknown.v[i]);
         if (rc == 0) rc = buf_append_byte(&b, '\n');
     }
+    for (size_t i = 0; rc == 0 && i < c->full.gained.n; i++)
+        rc = buf_printf(&b, "gained %016" PRIx64 " %016" PRIx64 "\n", c->full.gained.lo[i],
+                        c->full.gained.hi[i]);
     for (size_t i = 0; rc == 0 && i < c->full.done; i++)
         rc = buf_printf(&b, "done %016" PRIx64 " %016" PRIx64 "\n", c->full.lo[i], c->full.hi[i]);
-    if (rc == 0) rc = cluster_statefile_finish(&b, 1 + unknown + c->full.done);
+    if (rc == 0) rc = cluster_statefile_finish(&b, 1 + unknown + c->full.gained.n + c->full.done);
     errmsg_t em = {{0}};
     if (rc == 0) rc = cluster_statefile_write(c->data_dir, path, &b, &em);
     if (rc != 0) log_error("cluster", "%s", errmsg_text(&em, rc));
@@ -103,26 +111,27 @@ static int full_save(cluster_t *c)
     return rc;
 }
 
-/* One "done LO HI" line appended to c->full; ERR_CORRUPT when it is not one. */
-static int take_done(cluster_t *c, const char *line)
+/* The interval of a "WORD LO HI" line (WORD given, with its space);
+ * ERR_CORRUPT when it is not one. */
+static int take_iv(const char *line, const char *word, uint64_t *lo, uint64_t *hi)
 {
-    uint64_t lo, hi;
-    if (strlen(line) != 38 || strncmp(line, "done ", 5) != 0 || line[21] != ' ' ||
-        cluster_statefile_hex64(line + 5, 16, &lo) != 0 ||
-        cluster_statefile_hex64(line + 22, 16, &hi) != 0 || lo > hi)
+    size_t w = strlen(word);
+    if (strlen(line) != w + 33 || strncmp(line, word, w) != 0 || line[w + 16] != ' ' ||
+        cluster_statefile_hex64(line + w, 16, lo) != 0 ||
+        cluster_statefile_hex64(line + w + 17, 16, hi) != 0 || *lo > *hi)
         return ERR_CORRUPT;
-    return cluster_intervals_append(&c->full.lo, &c->full.hi, &c->full.n, &c->full.cap, lo, hi);
+    return 0;
 }
 
-/* No done interval twice (no writer writes one twice), checked by sorting
- * a copy. */
-static int check_done(const cluster_t *c)
+/* No interval of the n in (lo, hi) twice (no writer writes one twice),
+ * checked by sorting a copy. */
+static int check_unique(const uint64_t *lo, const uint64_t *hi, size_t n)
 {
-    cluster_iv_t *v = malloc((c->full.n ? c->full.n : 1) * sizeof *v);
+    cluster_iv_t *v = malloc((n ? n : 1) * sizeof *v);
     if (v == NULL) return ERR_NOMEM;
-    for (size_t i = 0; i < c->full.n; i++)
-        v[i] = (cluster_iv_t){c->full.lo[i], c->full.hi[i]};
-    int rc = cluster_statefile_sort_unique(v, c->full.n);
+    for (size_t i = 0; i < n; i++)
+        v[i] = (cluster_iv_t){lo[i], hi[i]};
+    int rc = cluster_statefile_sort_unique(v, n);
     free(v);
     return rc;
 }
@@ -130,9 +139,16 @@ static int check_done(const cluster_t *c)
 /* One record line of a file of version `version`. */
 static int take_line(cluster_t *c, int version, char *line)
 {
+    uint64_t lo, hi;
     if (version >= 3 && strncmp(line, "unknown ", 8) == 0)
         return cluster_known_parse(&c->full.unknown, line + 8);
-    return version >= 2 ? take_done(c, line) : ERR_CORRUPT;
+    if (version >= 4 && strncmp(line, "gained ", 7) == 0)
+        return take_iv(line, "gained ", &lo, &hi) != 0
+                   ? ERR_CORRUPT
+                   : cluster_intervals_append(&c->full.gained.lo, &c->full.gained.hi,
+                                              &c->full.gained.n, &c->full.gained.cap, lo, hi);
+    if (version < 2 || take_iv(line, "done ", &lo, &hi) != 0) return ERR_CORRUPT;
+    return cluster_intervals_append(&c->full.lo, &c->full.hi, &c->full.n, &c->full.cap, lo, hi);
 }
 
 /* The file's since, evidence and done intervals into c (c->full.n, done
@@ -141,7 +157,8 @@ static int full_parse(cluster_t *c, buf_t *b, unsigned long long *since)
 {
     char *p = (char *)b->data, *end = p + b->len, *line = cluster_statefile_line(&p, end);
     int version = line == NULL                        ? 0
-                  : strcmp(line, FULL_HEADER) == 0    ? 3
+                  : strcmp(line, FULL_HEADER) == 0    ? 4
+                  : strcmp(line, FULL_HEADER_V3) == 0 ? 3
                   : strcmp(line, FULL_HEADER_V2) == 0 ? 2
                   : strcmp(line, FULL_HEADER_V1) == 0 ? 1
                                                       : 0;
@@ -153,12 +170,19 @@ static int full_parse(cluster_t *c, buf_t *b, unsigned long long *since)
            strncmp(line, "end ", 4) != 0)
         rc = take_line(c, version, line);
     if (rc == 0)
-        rc = cluster_statefile_end(line, (size_t)(end - p), 1 + c->full.unknown.n + c->full.n);
-    if (rc == 0) rc = check_done(c);
+        rc = cluster_statefile_end(line, (size_t)(end - p),
+                                   1 + c->full.unknown.n + c->full.gained.n + c->full.n);
+    if (rc == 0) rc = check_unique(c->full.lo, c->full.hi, c->full.n);
+    if (rc == 0) rc = check_unique(c->full.gained.lo, c->full.gained.hi, c->full.gained.n);
     c->full.done = rc == 0 ? c->full.n : 0;
     c->full.n = c->full.done;
     if (rc != 0) cluster_known_clear(&c->full.unknown);
-    c->full.liftable = c->full.unknown.n > 0;
+    if (rc != 0) c->full.gained.n = 0;
+    /* a file that does not list the removal's gains cannot tell them from
+     * the mark's own intervals: every one of the regain counts */
+    c->full.gained_all = rc != 0 || version < 4;
+    /* no writer lists both, but what a removal gave is never shown away */
+    c->full.liftable = c->full.unknown.n > 0 && c->full.gained.n == 0;
     return rc;
 }
 
@@ -180,29 +204,34 @@ int cluster_full_load(cluster_t *c, errmsg_t *em)
         buf_free(&b);
         if (rc != 0) errmsg_set(&why, rc, "not a full repair mark");
     }
-    if (rc != 0)
+    if (rc != 0) {
+        c->full.gained_all = 1; /* which intervals a removal gave is unknown */
         log_warn(
             "cluster",
             "%s: damaged (%s); the full repair it marks still runs, every interval streamed afresh",
             path, errmsg_text(&why, rc));
+    }
     c->full.on = 1;
     c->full.gen++;
     c->full.since_ms = since != 0 ? since : cluster_unix_ms(c);
     log_warn("cluster",
              "resuming the full repair of every range this node replicates (%s): not read "
              "from until an anti-entropy pass converges%s; %zu token interval(s) streamed "
-             "already are not streamed again",
+             "already are not streamed again; %zu a removal gave it are still to stream in",
              path,
              c->full.liftable ? " or the nodes it could not account for are back as they were" : "",
-             c->full.done);
+             c->full.done, c->full.gained.n);
     return 0;
 }
 
 void cluster_full_streamed(cluster_t *c)
 {
-    if (!c->full.on || c->full.done == c->full.n) return;
+    if (!c->full.on || (c->full.done == c->full.n && c->full.gained.n == 0 && !c->full.gained_all))
+        return;
     size_t was = c->full.done;
     c->full.done = c->full.n;
+    c->full.gained.n = 0; /* every interval the regain listed is streamed in */
+    c->full.gained_all = 0;
     if (full_save(c) != 0) {
         log_error("cluster",
                   "cannot record the streamed intervals in %s/%s: a restart before the mark is "
@@ -224,9 +253,32 @@ static void full_publish(cluster_t *c)
         log_error("cluster", "cannot publish the hint targets");
 }
 
+/* The regain's intervals as the removal's gains (those listed already
+ * are kept); 0 or ERR_NOMEM. */
+static int gained_from_regain(cluster_t *c)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < c->regain.n; i++)
+        rc = cluster_full_gain(c, c->regain.lo[i], c->regain.hi[i]);
+    return rc;
+}
+
 void cluster_full_start(cluster_t *c)
 {
-    if (c->full.on) full_publish(c);
+    if (!c->full.on) return;
+    if (c->full.gained_all) { /* the file did not say which were a removal's */
+        size_t n = c->full.gained.n;
+        int rc = gained_from_regain(c);
+        if (rc == 0) c->full.gained_all = 0;
+        if (rc == 0 && c->full.gained.n > n) c->full.liftable = 0;
+        /* rewritten in this version either way, so a later start knows */
+        if (rc == 0 && full_save(c) == 0 && c->full.gained.n > n)
+            log_info("cluster",
+                     "full repair: %s/%s does not say which regain intervals a removal gave "
+                     "this node: all %zu count as such until they are streamed in",
+                     c->data_dir, CLUSTER_FULL_FILE, c->full.gained.n);
+    }
+    full_publish(c);
 }
 
 /* A copy of x in the mark's evidence (once per id); 0 or ERR_NOMEM. */
@@ -244,10 +296,14 @@ static int full_mark(cluster_t *c, const char *why)
     c->full.on = 1;
     c->full.gen++;
     c->full.since_ms = cluster_unix_ms(c);
-    c->full.n = c->full.done = 0;     /* a new mark hands every interval */
-    c->full.gained = c->regain.n > 0; /* all a removal's: no mark was on */
+    c->full.n = c->full.done = 0; /* a new mark hands every interval */
+    c->full.gained.n = 0;
+    c->full.gained_all = 0;
     cluster_known_clear(&c->full.unknown);
     c->full.liftable = 0;
+    /* all the regain's are a removal's: no mark was on; on a failure every
+     * interval of the regain counts as one (as for a file that lists none) */
+    if (gained_from_regain(c) != 0) c->full.gained_all = 1;
     if (full_save(c) != 0)
         log_error("cluster",
                   "cannot write %s/%s: a restart before the full repair converged "
@@ -272,10 +328,24 @@ void cluster_full_no_lift(cluster_t *c)
                   CLUSTER_FULL_FILE, "the next start may lift it when the unknown nodes return");
 }
 
+int cluster_full_gain(cluster_t *c, uint64_t lo, uint64_t hi)
+{
+    if (!c->full.on) return 0;
+    for (size_t i = 0; i < c->full.gained.n; i++) /* a few per removal: a scan will do */
+        if (c->full.gained.lo[i] == lo && c->full.gained.hi[i] == hi) return 0;
+    return cluster_intervals_append(&c->full.gained.lo, &c->full.gained.hi, &c->full.gained.n,
+                                    &c->full.gained.cap, lo, hi);
+}
+
 void cluster_full_gained(cluster_t *c)
 {
-    if (c->full.on) c->full.gained = 1;
-    cluster_full_no_lift(c);
+    if (!c->full.on) return;
+    c->full.liftable = 0; /* its evidence says nothing of what a removal gave */
+    if (full_save(c) != 0)
+        log_error("cluster",
+                  "cannot record the intervals a removal gave this node in %s/%s: after a restart "
+                  "the operator's word is not refused for them",
+                  c->data_dir, CLUSTER_FULL_FILE);
 }
 
 void cluster_full_begin(cluster_t *c, const char *why)
@@ -361,7 +431,7 @@ int cluster_accept_copy(cluster_t *c, const char *node_id, cluster_accept_fn don
                           "this node is not in a full repair: there is no mark to lift");
     if (c->full.accept.done != NULL)
         return errmsg_set(em, ERR_CONFLICT, "the operator's word for this mark is pending already");
-    if (c->full.gained) {
+    if (c->full.gained.n > 0 || (c->full.gained_all && c->regain.n > 0)) {
         c->full.accept.refused++;
         log_warn("cluster", "full repair: the operator's word that this node's copy is whole "
                             "is refused: a removal's gains are not streamed in yet");
@@ -390,6 +460,8 @@ static int full_drop(cluster_t *c, int by_word)
     uint64_t took = cluster_unix_ms(c) - c->full.since_ms;
     c->full.on = c->full.liftable = 0;
     c->full.n = c->full.done = 0;
+    c->full.gained.n = 0; /* none: the word is refused with any */
+    c->full.gained_all = 0;
     cluster_known_clear(&c->full.unknown);
     int rc = full_save(c);
     if (rc != 0)
@@ -530,6 +602,8 @@ void cluster_full_free(cluster_t *c)
 {
     free(c->full.lo);
     free(c->full.hi);
+    free(c->full.gained.lo);
+    free(c->full.gained.hi);
     cluster_known_clear(&c->full.unknown);
     free(c->full.unknown.v);
 }
@@ -561,6 +635,8 @@ void cluster_full_finished(cluster_t *c, uint64_t gen)
     uint64_t took = cluster_unix_ms(c) - c->full.since_ms;
     c->full.on = 0;
     c->full.n = c->full.done = 0; /* a later mark hands every interval again */
+    c->full.gained.n = 0;
+    c->full.gained_all = 0;
     c->full.liftable = 0;
     cluster_known_clear(&c->full.unknown);
     if (full_save(c) != 0)
@@ -570,6 +646,8 @@ void cluster_full_finished(cluster_t *c, uint64_t gen)
              "the full repair converged %llu ms after it began: every range this node "
              "replicates matches its other replicas, serving reads again",
              (unsigned long long)took);
+    if (c->repair != NULL) /* every range streamed whole since the mark: said with each pass */
+        repair_whole_set(c->repair, c->full.since_ms);
     errmsg_t em;
     errmsg_set(&em, ERR_CONFLICT, "a repair pass converged meanwhile: the mark is lifted");
     cluster_full_accept_answer(c, ERR_CONFLICT, &em);

@@ -302,10 +302,20 @@ struct cluster {
          * its caller, answered once the repair thread answered (done NULL:
          * none pending); how many lifted the mark and how many were
          * refused, for /metrics. */
-        /* gained: a removal's gains were pending when the mark was set, or
-         * joined it since (cluster_full_gained): the copy lacks them, so
-         * the operator's word is refused. In memory only. */
-        int gained;
+        /* gained: the token intervals a removal gave this node that are
+         * not streamed in yet, pending when the mark was set or added under
+         * it (cluster_full_gained): the copy lacks them, so the operator's
+         * word is refused while there is one. Kept in DATA_DIR/regain.full
+         * ("gained" lines), since the regain file does not tell them from
+         * the mark's own intervals; emptied when a regain finished (every
+         * interval it listed streamed in). gained_all: the file was of a
+         * release before (or damaged) and did not say: every interval of
+         * the regain counts as a removal's (cluster_full_start). */
+        struct {
+            uint64_t *lo, *hi;
+            size_t n, cap;
+        } gained;
+        int gained_all;
         struct {
             uint64_t gen;
             cluster_accept_fn done;
@@ -479,7 +489,10 @@ int cluster_known_print(buf_t *b, const cluster_known_node_t *x);
 /* cluster_full.c. Reads DATA_DIR/regain.full: present, the mark stands
  * (also when damaged); an error only for a data dir path too long. */
 int cluster_full_load(cluster_t *c, errmsg_t *em);
-/* Loop, once the repair part is open: hands a loaded mark to it. */
+/* Loop, once the repair part is open (the regain file read): hands a
+ * loaded mark to it; when its file did not list the removal's gains (a
+ * release before, or damaged), every interval of the regain is taken as
+ * one and the file rewritten. */
 void cluster_full_start(cluster_t *c);
 /* Loop (or the start): this node cannot tell what it gained (why, logged):
  * it lists itself in its hints_for, writes DATA_DIR/regain.full and has
@@ -492,8 +505,15 @@ void cluster_full_begin_unknown(cluster_t *c, const char *why, const cluster_kno
 /* Loop: a removal's gains joined the regain under the mark: it is lifted
  * only by a converging pass, never by evidence. */
 void cluster_full_no_lift(cluster_t *c);
+/* Loop: [lo, hi], which a removal gave this node, joins the mark's gained
+ * intervals (not saved: cluster_full_gained does); 0 or ERR_NOMEM. A no-op
+ * without a mark (full_mark takes the regain's intervals then). */
+int cluster_full_gain(cluster_t *c, uint64_t lo, uint64_t hi);
 /* Loop: a removal's gains joined the regain: as cluster_full_no_lift, and
- * under a mark the operator's word is refused (cluster_accept_copy). */
+ * under a mark the gained intervals are written to DATA_DIR/regain.full
+ * (before the regain file, so a crash between the two errs towards a
+ * refusal): the operator's word is refused (cluster_accept_copy) until
+ * they are streamed in, also after a restart. */
 void cluster_full_gained(cluster_t *c);
 /* Loop, after every view: when the mark's only reasons were nodes no member
  * knew and each is now in v's ring with the tokens this node last saw it

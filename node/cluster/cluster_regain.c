@@ -328,8 +328,11 @@ static int add_gains(cluster_t *c, const ring_t *before, const cluster_view_t *n
     for (size_t i = 0; rc == 0 && i < gained.n; i++) {
         uint64_t lo[2], hi[2];
         int k = ring_range_intervals(gained.v[i], lo, hi);
-        for (int j = 0; rc == 0 && j < k; j++)
+        for (int j = 0; rc == 0 && j < k; j++) {
             rc = cluster_regain_add(c, lo[j], hi[j]);
+            /* also one the mark listed already: the removal's all the same */
+            if (rc == 0) rc = cluster_full_gain(c, lo[j], hi[j]);
+        }
     }
     ring_ranges_free(&gained);
     ring_ranges_free(&lost);
@@ -352,16 +355,16 @@ int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_v
         log_error("cluster", "what a removal gained this node: %s", errmsg_text(&em, rc));
         return c->view_stale;
     }
-    size_t added = 0, full = 0, waiting = 0;
+    size_t added = 0, full = 0, waiting = 0, g0 = c->full.gained.n;
     if (before != NULL) rc = add_gains(c, before, now, &added);
     ring_free(before);
-    if (rc == 0 && added > 0) {
+    if (rc == 0 && added > 0)
         log_info("cluster",
                  "gained %zu token interval(s) by the removal: not read from until they are "
                  "streamed in",
                  added);
-        cluster_full_gained(c); /* its evidence says nothing of what a removal gave */
-    }
+    if (rc == 0 && c->full.gained.n > g0)
+        cluster_full_gained(c); /* recorded before the regain file is */
     /* under a full repair mark, every interval this node replicates too */
     if (rc == 0 && c->full.on) rc = cluster_full_plan(c, now, &full, &waiting);
     added += full;

@@ -181,6 +181,13 @@ void repair_full_set(repair_t *r, uint64_t gen)
     uv_mutex_unlock(&r->mu);
 }
 
+void repair_whole_set(repair_t *r, uint64_t since_ms)
+{
+    uv_mutex_lock(&r->mu);
+    r->whole_since_ms = since_ms;
+    uv_mutex_unlock(&r->mu);
+}
+
 void repair_full_lift_ask(repair_t *r, uint64_t gen)
 {
     uv_mutex_lock(&r->mu);
@@ -543,6 +550,29 @@ static int digest_untrusted(repair_t *r, const Flamedb__Cluster__RepairRequest *
     return 0;
 }
 
+/* Loop: a peer marked this node short and asks for a pass; from_s, when
+ * not 0, is the oldest profile time of the writes it missed. Older than
+ * the span a pass compares, no pass can find them: this node restores
+ * every range whole (a full repair; docs/cluster.md, "Read correctness"). */
+static void run_asked(repair_t *r, const char *peer, int64_t from_s)
+{
+    int64_t span_from, until_s;
+    repair_span(&r->o, (int64_t)(repair_now_ms(r) / 1000), &span_from, &until_s);
+    /* a joining node streams its ranges whole anyway; asked again once active */
+    if (from_s != 0 && from_s < span_from && !r->c->full.on && !r->c->joining) {
+        char why[RING_NODE_ID_MAX + 200];
+        snprintf(why, sizeof why,
+                 "%.64s holds a repair mark on this node for a write of a profile at %lld s, "
+                 "older than the span anti-entropy compares (from %lld s)",
+                 peer, (long long)from_s, (long long)span_from);
+        cluster_full_begin(r->c, why);
+    }
+    uv_mutex_lock(&r->mu);
+    r->asked = 1;
+    uv_cond_broadcast(&r->cond);
+    uv_mutex_unlock(&r->mu);
+}
+
 void repair_on_request(void *ctx, cluster_msg_t *msg)
 {
     repair_t *r = ctx;
@@ -550,15 +580,16 @@ void repair_on_request(void *ctx, cluster_msg_t *msg)
     Flamedb__Cluster__RepairAnswer busy = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
     if (r->closing) return;
     if (q->kind == RK(RUN)) { /* a peer marked this node short: a pass soon */
-        uv_mutex_lock(&r->mu);
-        r->asked = 1;
-        uv_cond_broadcast(&r->cond);
-        uv_mutex_unlock(&r->mu);
+        run_asked(r, msg->env->sender_id, q->from_s);
         return;
     }
     if (q->kind == RK(DONE)) {
+        int64_t from_s = q->from_s, until_s;
+        if (from_s == 0) /* a sender that does not say: the span here at its start */
+            repair_span(&r->o, (int64_t)(q->started_unix_ms / 1000), &from_s, &until_s);
         if (r->c->replicate != NULL)
-            replicate_marks_repaired(r->c->replicate, msg->env->sender_id, q->started_unix_ms);
+            replicate_marks_repaired(r->c->replicate, msg->env->sender_id, q->started_unix_ms,
+                                     from_s, q->whole_since_unix_ms);
         cluster_move_pass_done(r->c, msg->env->sender_id, q->started_unix_ms);
         return;
     }

@@ -492,6 +492,11 @@ struct repair {
     /* under mu: a full repair (cluster_full.c): its mark's generation (0:
      * none), since when (wall ms), and the generation a pass converged */
     uint64_t full_gen, full_since_ms, full_done;
+    /* under mu: when the full repair that last converged here was set (wall
+     * ms, the loop's; 0: none since the start): every range this node
+     * replicates was streamed whole after it, so its DONE says so and
+     * lifts the marks that a pass alone cannot (replicate_past.c) */
+    uint64_t whole_since_ms;
     /* under mu: the loop's ask to lift mark `ask` by its evidence
      * (cluster_full_evidence) and the thread's answer: granted when nothing
      * of the regain was cleared; then held: nothing is cleared until the
@@ -568,6 +573,9 @@ void repair_regain_after(repair_t *r, int complete, uint64_t t0);
  * is set and tells the loop (cluster_full_finished) once a complete pass
  * that started a settle margin after this call found nothing missing. */
 void repair_full_set(repair_t *r, uint64_t gen);
+/* Loop: a full repair set at since_ms (wall) converged: announced with
+ * every complete pass from now on (DONE's whole_since_unix_ms). */
+void repair_whole_set(repair_t *r, uint64_t since_ms);
 /* Loop: asks the thread whether mark gen may be lifted by its evidence
  * (nothing of the regain cleared); the answer comes back through
  * cluster_full_lift. */

@@ -369,15 +369,22 @@ static void pass_json(repair_t *r, const repair_stats_t *st, int complete, uint6
 static void announce_to(repair_t *r, const char *peer, uint64_t t0)
 {
     Flamedb__Cluster__RepairRequest q;
-    repair_request_init(&q, RK(DONE), 0, 0);
+    int64_t from_s, until_s; /* each peer's span began at or before this one */
+    repair_span(&r->o, (int64_t)(repair_now_ms(r) / 1000), &from_s, &until_s);
+    repair_request_init(&q, RK(DONE), from_s, 0);
     q.started_unix_ms = t0;
+    uv_mutex_lock(&r->mu);
+    q.whole_since_unix_ms = r->whole_since_ms;
+    uv_mutex_unlock(&r->mu);
     errmsg_t em = {{0}};
     int rc = repair_call_once(r, peer, &q, NULL, NULL, &em);
     if (rc != 0) log_debug("repair", "done to %s: %s", peer, em.text);
 }
 
-/* Tells every other reachable node that a complete pass started at t0:
- * those that marked this node short lift the mark (replicate_marks.c). The
+/* Tells every other reachable node that a complete pass started at t0,
+ * with the oldest profile time it compared and when this node last
+ * restored every range whole: those that marked this node short lift the
+ * mark when that covers the writes it missed (replicate_marks.c). The
  * nodes joining the ring (only in the pending ring) too: a joining node
  * coordinates writes, so it may hold such a mark. */
 static void announce(repair_t *r, const cluster_view_t *v, uint64_t t0)

@@ -307,6 +307,10 @@ int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t
     *out = NULL;
     replicate_t *r = calloc(1, sizeof *r);
     if (r == NULL) return errmsg_set(em, ERR_NOMEM, "replicate: out of memory");
+    if (replicate_past_init(r) != 0) {
+        free(r);
+        return errmsg_set(em, ERR_NOMEM, "replicate: cannot make a lock");
+    }
     list_init(&r->deadlines);
     list_init(&r->writes);
     list_init(&r->graces);
@@ -315,6 +319,7 @@ int replicate_new(uv_loop_t *loop, storage_t *storage, const replicate_options_t
     r->o = *o;
     r->workq = o->workq;
     if (r->workq == NULL && workq_new(loop, 4, NULL, &o->clock, &r->own_workq) != 0) {
+        replicate_past_free(r);
         free(r);
         return errmsg_set(em, ERR_NOMEM, "replicate: out of memory");
     }
@@ -388,6 +393,7 @@ void replicate_free(replicate_t *r)
     }
     free(r->rt);
     free(r->marks);
+    replicate_past_free(r);
     free(r->slow);
     workq_free(r->own_workq);
     free(r);

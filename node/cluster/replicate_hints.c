@@ -113,6 +113,7 @@ static void hint_after(workq_job_t *w, int status)
 
 void replicate_finish_hints(replicate_t *r, replicate_write_t *rw)
 {
+    rw->failed = replicate_quorum_lost(rw); /* every target resolved: final */
     hint_job_t *j = r->closing ? NULL : calloc(1, sizeof *j);
     if (j != NULL) {
         j->r = r;

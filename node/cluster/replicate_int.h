@@ -252,6 +252,10 @@ struct replicate_write {
     size_t bytes;
     /* what the pool did, folded into the stats on the loop */
     uint32_t hints_stored, hints_dropped;
+    /* set on the loop before the hints are stored once the write ended: its
+     * quorum was lost, so the push is answered with an error and nothing
+     * of it was promised (a miss of it needs no whole copy: replicate_past.c) */
+    int failed;
     size_t local_written;
     /* loop side */
     cluster_write_done_fn done;
@@ -353,7 +357,18 @@ typedef struct replicate_mark {
     uint64_t repaired_ms; /* start of its latest complete repair pass it reported */
     uint64_t run_sent_ms; /* when it was last asked to run one */
     int lift_unstored;    /* lifted by late acks while drops were being stamped: store later */
+    int past_said;        /* logged that a pass could not lift it (older writes) */
 } replicate_mark_t;
+
+/* The oldest profile time of the writes a replica's current mark holds
+ * (replicate_past.c), under replicate_t.past_mu: misses are stamped on the
+ * pool, the marks live on the loop. */
+typedef struct replicate_past {
+    char id[RING_NODE_ID_MAX + 1];
+    int64_t oldest_s;     /* oldest profile time (unix s) of the misses folded in */
+    uint64_t latest_ms;   /* the latest miss folded in (unix ms) */
+    uint64_t repaired_ms; /* the mark's lift as the loop last set it */
+} replicate_past_t;
 
 struct replicate {
     uv_loop_t *loop;
@@ -385,6 +400,9 @@ struct replicate {
      * none, and every later stamp is above drop_floor_ms, the latest miss a
      * stored lift covers, so no miss it does not cover reads as covered. */
     _Atomic uint64_t drops_unnoted, drop_floor_ms;
+    uv_mutex_t past_mu; /* guards past (replicate_past.c) */
+    replicate_past_t *past;
+    size_t npast, past_cap;
     int closing, closed_handles;
     void (*close_done)(void *arg);
     void *close_arg;
@@ -460,12 +478,37 @@ void replicate_marks_note(replicate_t *r, replicate_write_t *rw);
 void replicate_marks_resolved(replicate_t *r, rtarget_t *t, int acked);
 /* Ids (borrowed until the marks change) of the marked replicas, at most cap. */
 size_t replicate_marks_active(const replicate_t *r, const char **ids, size_t cap);
-/* id reported a complete repair pass that started at started_ms. */
-void replicate_marks_repaired(replicate_t *r, const char *id, uint64_t started_ms);
+/* id reported a complete repair pass that started at started_ms and
+ * compared profile times from from_s on; whole_ms: when the full repair it
+ * last finished was set (0: none). The mark is lifted when the pass
+ * started after its latest miss (plus the slack) and either compared back
+ * to the oldest profile time the mark holds or the node restored every
+ * range whole after that miss. */
+void replicate_marks_repaired(replicate_t *r, const char *id, uint64_t started_ms, int64_t from_s,
+                              uint64_t whole_ms);
 /* cluster_t.on_rejoin: a member that had left is one again (ctx: the
  * replicate_t); it is marked short until repaired. */
 void replicate_marks_rejoined(void *ctx, const char *id);
-/* Asks the reachable marked replicas of view v to run a repair pass. */
+/* Asks the reachable marked replicas of view v to run a repair pass
+ * (naming the oldest profile time each one's mark holds). */
 void replicate_marks_tick(replicate_t *r, const cluster_view_t *v);
+
+/* replicate_past.c. 0, or an error (the lock could not be made). */
+int replicate_past_init(replicate_t *r);
+void replicate_past_free(replicate_t *r);
+/* Any thread: id missed (at miss_ms) a write of a profile at time_s:
+ * folded into its mark's oldest time, which is stored before the caller
+ * stores the miss (logged when it cannot be). */
+void replicate_past_drop(replicate_t *r, const char *id, int64_t time_s, uint64_t miss_ms);
+/* At open: id's stored oldest time. */
+void replicate_past_loaded(replicate_t *r, const char *id, int64_t oldest_s);
+/* Loop: id's mark holds misses up to lost_ms (at open) and was lifted up
+ * to repaired_ms (0s: unchanged); an entry whose misses the lift covers
+ * starts afresh with the next miss. A mark read back with no stored time
+ * takes the oldest (it needs a whole copy). */
+void replicate_past_marks(replicate_t *r, const char *id, uint64_t lost_ms, uint64_t repaired_ms);
+/* Loop: 1, with the oldest profile time and the latest miss of id's
+ * current mark, when it holds misses its last lift did not cover. */
+int replicate_past_oldest(replicate_t *r, const char *id, int64_t *oldest_s, uint64_t *latest_ms);
 
 #endif

@@ -9,7 +9,9 @@
  * so no coordinator reads from it; asks it to run a repair pass whenever it
  * is reachable (a REPAIR message of kind RUN, every REPLICATE_RUN_EVERY_MS);
  * and lifts the mark when the replica reports a complete pass that started
- * after the mark (kind DONE, replicate_marks_repaired). Marks are compared
+ * after the mark (kind DONE, replicate_marks_repaired) and compared back to
+ * the oldest profile time of the writes it missed, or that it restored
+ * every range whole since (replicate_past.c). Marks are compared
  * with a slack of the write timeout plus a second: the drop is recorded on
  * the pool and may be stamped a little before the write it belongs to
  * completes.
@@ -91,6 +93,10 @@ static uint64_t latest_ms(const replicate_mark_t *m)
 static int load_one(void *ctx, int kind, const char *node, uint64_t ms)
 {
     replicate_t *r = ctx;
+    if (kind == STORAGE_MARK_OLDEST) { /* after every LOST and REPAIRED one */
+        replicate_past_loaded(r, node, (int64_t)ms);
+        return 0;
+    }
     replicate_mark_t *m = mark_of(r, node, 1);
     if (m == NULL) return ERR_NOMEM;
     if (kind == STORAGE_MARK_LOST)
@@ -104,6 +110,8 @@ void replicate_marks_load(replicate_t *r)
 {
     int rc = storage_repair_marks(r->storage, load_one, r);
     if (rc != 0) log_warn("replicate", "cannot read the repair marks: %s", err_message(rc));
+    for (size_t i = 0; i < r->nmarks; i++)
+        replicate_past_marks(r, r->marks[i].id, r->marks[i].lost_ms, r->marks[i].repaired_ms);
 }
 
 /* A late ack can still cancel t's miss: its write waits for that ack, and
@@ -168,6 +176,7 @@ static void store_lift(replicate_t *r, replicate_mark_t *m)
     uint64_t ms = covered + slack_ms(r) + 1;
     if (m->lift_unstored || ms <= m->repaired_ms) return;
     m->repaired_ms = ms; /* a later miss is stamped above covered: still counted */
+    replicate_past_marks(r, m->id, 0, ms);
     store_repaired(r, m->id, ms);
 }
 
@@ -251,12 +260,36 @@ size_t replicate_marks_active(const replicate_t *r, const char **ids, size_t cap
     return n;
 }
 
-void replicate_marks_repaired(replicate_t *r, const char *id, uint64_t started_ms)
+/* Whether a pass that compared profile times from from_s on, by a node
+ * whose last full repair was set at whole_ms, covers every write m holds:
+ * a pass does not find a missed profile older than its span. */
+static int pass_covers(replicate_t *r, replicate_mark_t *m, int64_t from_s, uint64_t whole_ms)
+{
+    int64_t oldest = 0;
+    uint64_t latest = 0;
+    if (!replicate_past_oldest(r, m->id, &oldest, &latest) || from_s <= oldest ||
+        whole_ms > latest + slack_ms(r))
+        return 1;
+    if (!m->past_said)
+        log_warn("replicate",
+                 "%s's pass compared profiles from %lld s on, but it missed a write of a profile "
+                 "at %lld s: not read from until it restored every range whole (asked to, it "
+                 "runs a full repair)",
+                 m->id, (long long)from_s, (long long)oldest);
+    m->past_said = 1;
+    return 0;
+}
+
+void replicate_marks_repaired(replicate_t *r, const char *id, uint64_t started_ms, int64_t from_s,
+                              uint64_t whole_ms)
 {
     replicate_mark_t *m = mark_of(r, id, 0);
     if (m == NULL || started_ms <= m->repaired_ms) return; /* never marked, or old news */
+    if (!pass_covers(r, m, from_s, whole_ms)) return;
+    m->past_said = 0;
     int was = replicate_mark_active(m, slack_ms(r));
     m->repaired_ms = started_ms;
+    replicate_past_marks(r, id, 0, started_ms);
     store_repaired(r, id, started_ms); /* not stored: after a restart it is asked again */
     if (was && !replicate_mark_active(m, slack_ms(r))) {
         log_info("replicate", "%s repaired: read from again", id);
@@ -279,6 +312,9 @@ void replicate_marks_tick(replicate_t *r, const cluster_view_t *v)
         q.kind = FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_RUN;
         q.deadline_unix_ms = now + r->o.write_timeout_ms;
         q.request_id = replicate_request_id(r);
+        int64_t oldest = 0;
+        uint64_t latest = 0;
+        if (replicate_past_oldest(r, m->id, &oldest, &latest)) q.from_s = oldest;
         m->run_sent_ms = now;
         int rc = r->ops.send(r->ops.ctx, m->id, FLAMEDB__CLUSTER__MSG_TYPE__MSG_TYPE_REPAIR,
                              q.deadline_unix_ms, &q.base);
@@ -287,8 +323,9 @@ void replicate_marks_tick(replicate_t *r, const cluster_view_t *v)
 }
 
 /* A removed node came back with its old data: it lacks every write since it
- * left, which no hint covers. Marked like a dropped hint (durably, from the
- * pool), so it serves no reads until a complete pass of its own. */
+ * left, which no hint covers, backfills of any age among them. Marked like
+ * a dropped hint (durably, from the pool) with the oldest profile time
+ * there is, so it serves no reads until it restored every range whole. */
 typedef struct lost_job {
     workq_job_t work;
     replicate_t *r;
@@ -318,6 +355,10 @@ void replicate_marks_rejoined(void *ctx, const char *id)
     replicate_mark_t *m = mark_of(r, id, 1);
     if (m == NULL) return;
     m->lost_ms = replicate_now_ms(r);
+    /* it lacks every write since it left, backfills of any age among them:
+     * stored (one small put, rare) before the mark, which a pass alone
+     * does not lift */
+    replicate_past_drop(r, id, 1, m->lost_ms);
     lost_job_t *j = r->closing ? NULL : calloc(1, sizeof *j);
     if (j != NULL) {
         j->r = r;

@@ -439,6 +439,11 @@ static void mark_dropped(replicate_write_t *rw, rtarget_t *t)
     atomic_fetch_add(&r->drops_unnoted, 1); /* before the floor is read: replicate_marks.c */
     uint64_t now = replicate_now_ms(r), floor = atomic_load(&r->drop_floor_ms);
     t->dropped_ms = now > floor ? now : floor + 1; /* above every miss a stored lift covers */
+    /* how old the profile is, stored first: a pass lifts the mark only if
+     * it compared back to it (replicate_past.c); a failed push promised
+     * nothing, so a pass alone may lift its miss, as before */
+    if (!rw->failed)
+        replicate_past_drop(r, t->id, (int64_t)(rw->time_ns / 1000000000LL), t->dropped_ms);
     int rc = storage_repair_mark_put(rw->r->storage, STORAGE_MARK_LOST, t->id, t->dropped_ms, &em);
     if (rc != 0) log_warn("replicate", "repair mark for %s: %s", t->id, errmsg_text(&em, rc));
 }

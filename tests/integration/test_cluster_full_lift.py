@@ -295,5 +295,63 @@ def test_accept_copy_refused_once_an_interval_was_cleared():
                  lambda: c.status(0).get("full_repair") == 0, timeout=90)
 
 
+def test_accept_copy_refused_for_removal_gains_after_restart():
+    """4 nodes RF 3. n2 alone is marked (a damaged DATA_DIR/regain.ring),
+    with a settle margin of two minutes, so its repair clears nothing while
+    the test runs. n3 is then killed and removed: n2 gains ranges of n3's
+    that its copy never held. flamectl cluster accept-copy on n2 is refused
+    (409, the removal named), and still is after n2 is stopped and started
+    again (the gains kept in DATA_DIR/regain.full), though nothing was
+    cleared. With the margin back to 300 ms n2 streams and converges by
+    itself and then answers every total exactly on its own. A binary that
+    kept the gains in memory only lifts the mark on that word after the
+    restart (exit 0), and n2 then serves n3's ranges from its empty copy."""
+    args = ARGS + SEEN_ARGS
+    now = int(time.time())
+    with Cluster(4, rf=3, args=args) as c:
+        for i in range(4):
+            c.wait_state(i, "active", observers=[0, 1, 2, 3], timeout=30)
+        want = preload(c, 0, "gain", now, 120, nservices=12)
+        want.update(preload(c, 0, "gainold", now - OLD_S, 48, nservices=6))
+        frm, until = now - OLD_S - 3600, now + 60
+        c.stop(2)
+        with open(os.path.join(c.nodes[2].data_dir, "regain.ring"), "w") as f:
+            f.write(BAD_RING)
+        c.restart(2, extra=["--join-settle", "120s"])
+        wait_for("n2 marked", lambda: c.status(2).get("full_repair") == 1, timeout=30)
+        c.kill_then_remove([3], 3)
+        wait_for("n2 to gain n3's ranges", lambda: logged(
+            c.nodes[2], "by the removal: not read from until"), timeout=30)
+        p, _ = ctl(c, 2, "cluster", "accept-copy", "--node", c.ids[2])
+        assert p.returncode == 1 and "409" in p.stderr and "removal" in p.stderr, p.stderr
+        print("    n2 marked, gained n3's ranges: accept-copy refused: %s" % p.stderr.strip())
+        c.stop(2)
+        full = os.path.join(c.nodes[2].data_dir, "regain.full")
+        with open(full) as f:
+            kept = [ln for ln in f if ln.startswith("gained ")]
+        print("    n2 stopped; regain.full lists %d gained interval(s)" % len(kept))
+        c.restart(2, extra=["--join-settle", "120s"])
+        wait_for("n2 marked again after its restart", lambda: logged(
+            c.nodes[2], "resuming the full repair") and c.status(2).get("full_repair") == 1,
+            timeout=30)
+        p, took = ctl(c, 2, "cluster", "accept-copy", "--node", c.ids[2])
+        assert c.nodes[2].metric("flamedb_repair_ranges_cleared_total") == 0
+        assert p.returncode == 1 and "409" in p.stderr and "removal" in p.stderr, \
+            "accept-copy after n2's restart: exit %d, %s (mark %r)" % (
+                p.returncode, p.stderr.strip() or p.stdout.strip(),
+                c.status(2).get("full_repair"))
+        assert c.status(2).get("full_repair") == 1 and os.path.exists(full)
+        print("    after n2's restart (nothing cleared): accept-copy refused in %.2f s" % took)
+
+        c.restart(2, extra=[])  # the short margin: it streams and converges by itself
+        t0 = time.monotonic()
+        wait_for("n2's full repair to converge", lambda: c.status(2).get("full_repair") == 0,
+                 timeout=RECOVER_S + 50)
+        print("    n2 converged %.1f s after its last restart" % (time.monotonic() - t0))
+        alone_exact(c, 2, want, frm, until)
+        print("    n2 alone answers every total exactly (%d services, old ones included)"
+              % len(want))
+
+
 if __name__ == "__main__":
     harness.run_tests(globals())

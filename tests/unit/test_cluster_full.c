@@ -27,7 +27,8 @@
  *
  * The operator's word that the copy is whole (cluster_accept_copy) is
  * refused at once without a mark, and once a removal's gains are in the
- * regain of the mark. */
+ * regain of the mark, also after a restart (regain.full's gained lines;
+ * with a file that has none, every interval of the regain counts). */
 #include <time.h>
 #include <unistd.h>
 
@@ -273,8 +274,10 @@ static char *get_file(size_t *n)
 }
 
 /* The nodes of the mark's evidence in the last full_load, 0 when it
- * was not liftable. */
-static size_t loaded_evidence;
+ * was not liftable; its gained intervals, and whether the file did not
+ * list them (every regain interval counts). */
+static size_t loaded_evidence, loaded_gained;
+static int loaded_all;
 
 /* A fresh start on the file: marked (always, the file being there), with
  * *since and *done of it; returns the cluster (caller frees). */
@@ -289,8 +292,10 @@ static cluster_t *full_load(uint64_t *since, size_t *done)
     CHECK_EQ_INT(c->full.n, c->full.done);
     *since = c->full.since_ms;
     *done = c->full.done;
-    CHECK_EQ_INT(c->full.liftable, c->full.unknown.n > 0);
+    CHECK(!c->full.liftable || (c->full.unknown.n > 0 && c->full.gained.n == 0));
     loaded_evidence = c->full.liftable ? c->full.unknown.n : 0;
+    loaded_gained = c->full.gained.n;
+    loaded_all = c->full.gained_all;
     return c;
 }
 
@@ -316,7 +321,7 @@ static void test_full_file_streamed(void)
     size_t len = 0;
     char *good = get_file(&len);
     CHECK(good != NULL && strncmp(good,
-                                  "flamedb-regain-full 3\nsince 18c0ffee123\n"
+                                  "flamedb-regain-full 4\nsince 18c0ffee123\n"
                                   "unknown n7 3 10 ffffffffffffff00 7\ndone ",
                                   79) == 0);
     free_cluster(c);
@@ -334,11 +339,12 @@ static void test_full_file_streamed(void)
     for (size_t at = 0; good != NULL && at < len; at++) { /* cut: nothing streamed */
         put_bytes(good, at);
         c = full_load(&since, &done);
-        if (done != 0 || loaded_evidence != 0)
+        if (done != 0 || loaded_evidence != 0 || !loaded_all)
             fprintf(stderr, "regain.full cut at %zu: %zu done, %zu unknown\n", at, done,
                     loaded_evidence);
         CHECK_EQ_INT(done, 0);
         CHECK_EQ_INT(loaded_evidence, 0);
+        CHECK(loaded_all && loaded_gained == 0);
         CHECK_EQ_INT(cluster_full_plan(c, &v, &added, &waiting), 0);
         CHECK_EQ_INT(added, 5); /* every range interval again */
         free_cluster(c);
@@ -356,13 +362,15 @@ static void test_full_file_streamed(void)
                         loaded_evidence);
             CHECK_EQ_INT(done, 0);
             CHECK_EQ_INT(loaded_evidence, 0);
+            CHECK(loaded_all && loaded_gained == 0);
             free_cluster(c);
         }
     free(good);
 
     static const struct {
         const char *body;
-        size_t count, done, evidence;
+        size_t count, done, evidence, gained;
+        int all; /* not read (or read from a version before 4): gained unknown */
     } cases[] = {
         {"flamedb-regain-full 1\nsince 5\n", 1, 0}, /* the release before: read */
         {"flamedb-regain-full 2\nsince 5\n", 1, 0},
@@ -390,16 +398,39 @@ static void test_full_file_streamed(void)
         {"flamedb-regain-full 3\nsince 5\nunknown n2 1 a\n"
          "done 0000000000000003 0000000000000002\n",
          3, 0},
-        {"flamedb-regain-full 4\nsince 5\n", 1, 0},
+        {"flamedb-regain-full 4\nsince 5\n", 1, 0, 0, 0, 0}, /* nothing gained: said so */
+        {"flamedb-regain-full 4\nsince 5\nunknown n2 2 a b\n"
+         "gained 0000000000000001 0000000000000002\ngained 0000000000000005 0000000000000009\n"
+         "done 0000000000000001 0000000000000002\n",
+         5, 1, 0, 2, 0}, /* gains pending: its evidence does not lift it */
+        {"flamedb-regain-full 4\nsince 5\ngained 0000000000000001 0000000000000002\n", 2, 0, 0, 1,
+         0},
+        {"flamedb-regain-full 4\nsince 5\ngained 0000000000000001 0000000000000002\n", 1, 0, 0, 0,
+         1}, /* count */
+        {"flamedb-regain-full 4\nsince 5\ngained 0000000000000003 0000000000000002\n", 2, 0, 0, 0,
+         1},
+        {"flamedb-regain-full 4\nsince 5\ngained 0000000000000001 000000000000002\n", 2, 0, 0, 0,
+         1},
+        {"flamedb-regain-full 4\nsince 5\ngained 0000000000000001 0000000000000002\n"
+         "gained 0000000000000001 0000000000000002\n",
+         3, 0, 0, 0, 1}, /* twice */
+        {"flamedb-regain-full 3\nsince 5\ngained 0000000000000001 0000000000000002\n", 2, 0, 0, 0,
+         1}, /* not in version 3 */
+        {"flamedb-regain-full 5\nsince 5\n", 1, 0, 0, 0, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         put_with_end(cases[i].body, cases[i].count);
         c = full_load(&since, &done);
-        if (done != cases[i].done || loaded_evidence != cases[i].evidence)
-            fprintf(stderr, "regain.full case %zu: %zu done, %zu unknown\n", i, done,
-                    loaded_evidence);
+        /* every file before version 4, and every one refused, does not say */
+        int all = cases[i].all || strncmp(cases[i].body, "flamedb-regain-full 4", 21) != 0;
+        if (done != cases[i].done || loaded_evidence != cases[i].evidence ||
+            loaded_gained != cases[i].gained || loaded_all != all)
+            fprintf(stderr, "regain.full case %zu: %zu done, %zu unknown, %zu gained, all %d\n", i,
+                    done, loaded_evidence, loaded_gained, loaded_all);
         CHECK_EQ_INT(done, cases[i].done);
         CHECK_EQ_INT(loaded_evidence, cases[i].evidence);
+        CHECK_EQ_INT(loaded_gained, cases[i].gained);
+        CHECK_EQ_INT(loaded_all, all);
         free_cluster(c);
     }
     char path[128];
@@ -459,7 +490,8 @@ static void test_accept_refused(void)
     errmsg_t em = {{0}};
     CHECK_EQ_INT(cluster_accept_copy(c, "n1", accept_done, NULL, &em), ERR_UNAVAILABLE);
     CHECK_EQ_INT(cluster_accept_copy(c, "bad id", accept_done, NULL, &em), ERR_INVALID_ARGUMENT);
-    cluster_full_gained(c); /* a removal's gains joined the regain */
+    CHECK_EQ_INT(cluster_full_gain(c, 100, 200), 0); /* a removal's gains joined the regain */
+    cluster_full_gained(c);
     CHECK_EQ_INT(cluster_accept_copy(c, "n1", accept_done, NULL, &em), ERR_CONFLICT);
     CHECK(strstr(errmsg_text(&em, ERR_CONFLICT), "removal") != NULL);
     CHECK(c->full.on && c->full.accept.refused == 1 && c->full.accept.done == NULL);
@@ -473,13 +505,74 @@ static void test_accept_refused(void)
     c->full.on = 0;
     CHECK_EQ_INT(cluster_regain_add(c, 100, 200), 0);
     cluster_full_begin(c, "test");
-    CHECK(c->full.on && c->full.gained);
+    CHECK(c->full.on && c->full.gained.n == 1);
     CHECK_EQ_INT(cluster_accept_copy(c, "n1", accept_done, NULL, &em), ERR_CONFLICT);
     free_cluster(c);
     c = marked_cluster(); /* none pending: not refused for it */
     c->full.on = 0;
     cluster_full_begin(c, "test");
-    CHECK(c->full.on && !c->full.gained);
+    CHECK(c->full.on && c->full.gained.n == 0);
+    CHECK_EQ_INT(cluster_accept_copy(c, "n1", accept_done, NULL, &em), ERR_UNAVAILABLE);
+    free_cluster(c);
+    CHECK_EQ_INT(accept_calls, 0);
+    char path[128];
+    path_of("regain.full", path, sizeof path);
+    CHECK_EQ_INT(unlink(path), 0);
+}
+
+/* The removal's gains under a mark survive a restart (regain.full's gained
+ * lines): the word is refused after it too, until a regain finished
+ * (cluster_full_streamed); a file of the release before (no gained lines)
+ * makes every interval of the regain count as one, once it is read
+ * (cluster_full_start), and rewrites the file so a later start says so. */
+static void test_accept_refused_after_restart(void)
+{
+    cluster_t *c = marked_cluster();
+    CHECK_EQ_INT(cluster_regain_add(c, 100, 200), 0); /* the mark's own, handed */
+    CHECK_EQ_INT(cluster_regain_add(c, 300, 400), 0); /* the removal's */
+    CHECK_EQ_INT(cluster_full_gain(c, 300, 400), 0);
+    CHECK_EQ_INT(cluster_full_gain(c, 300, 400), 0); /* once */
+    cluster_full_gained(c);
+    free_cluster(c);
+    uint64_t since = 0;
+    size_t done = 0;
+    c = full_load(&since, &done);
+    snprintf(c->id.node_id, sizeof c->id.node_id, "n1"); /* the restart */
+    CHECK(loaded_gained == 1 && !loaded_all && c->full.gained.lo[0] == 300 &&
+          c->full.gained.hi[0] == 400);
+    CHECK_EQ_INT(cluster_regain_add(c, 100, 200), 0); /* DATA_DIR/regain read back */
+    CHECK_EQ_INT(cluster_regain_add(c, 300, 400), 0);
+    cluster_full_start(c);
+    CHECK_EQ_INT(c->full.gained.n, 1);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(cluster_accept_copy(c, "n1", accept_done, NULL, &em), ERR_CONFLICT);
+    CHECK(strstr(errmsg_text(&em, ERR_CONFLICT), "removal") != NULL);
+    cluster_full_streamed(c); /* the regain finished: they are in */
+    CHECK_EQ_INT(cluster_accept_copy(c, "n1", accept_done, NULL, &em), ERR_UNAVAILABLE);
+    free_cluster(c);
+    c = full_load(&since, &done);
+    snprintf(c->id.node_id, sizeof c->id.node_id, "n1");
+    CHECK(loaded_gained == 0 && !loaded_all);
+    CHECK_EQ_INT(cluster_accept_copy(c, "n1", accept_done, NULL, &em), ERR_UNAVAILABLE);
+    free_cluster(c);
+
+    put_with_end("flamedb-regain-full 3\nsince 5\n", 1); /* the release before */
+    c = full_load(&since, &done);
+    snprintf(c->id.node_id, sizeof c->id.node_id, "n1");
+    CHECK(loaded_all && loaded_gained == 0);
+    CHECK_EQ_INT(cluster_regain_add(c, 300, 400), 0);
+    cluster_full_start(c);
+    CHECK(!c->full.gained_all && c->full.gained.n == 1);
+    CHECK_EQ_INT(cluster_accept_copy(c, "n1", accept_done, NULL, &em), ERR_CONFLICT);
+    free_cluster(c);
+    c = full_load(&since, &done);
+    snprintf(c->id.node_id, sizeof c->id.node_id, "n1"); /* rewritten in version 4 */
+    CHECK(!loaded_all && loaded_gained == 1);
+    free_cluster(c);
+    put_with_end("flamedb-regain-full 3\nsince 5\n", 1); /* no regain: nothing counts */
+    c = full_load(&since, &done);
+    snprintf(c->id.node_id, sizeof c->id.node_id, "n1");
+    cluster_full_start(c);
     CHECK_EQ_INT(cluster_accept_copy(c, "n1", accept_done, NULL, &em), ERR_UNAVAILABLE);
     free_cluster(c);
     CHECK_EQ_INT(accept_calls, 0);
@@ -506,6 +599,7 @@ int main(void)
     test_full_file_streamed();
     test_copy_untrusted();
     test_accept_refused();
+    test_accept_refused_after_restart();
     CHECK_EQ_INT(rmdir(dir), 0);
     return check_exit();
 }

@@ -738,7 +738,7 @@ static int stored_one(void *ctx, int kind, const char *node, uint64_t ms)
     if (strcmp(node, m->id) != 0) return 0;
     if (kind == STORAGE_MARK_LOST)
         m->lost_ms = ms;
-    else
+    else if (kind == STORAGE_MARK_REPAIRED)
         m->repaired_ms = ms;
     return 0;
 }
@@ -797,9 +797,87 @@ static uint64_t miss_n2(fx_t *f, prof_t *p, uint64_t id, answer_seen_t *a)
 static void repaired_n2(fx_t *f)
 {
     uint64_t now = (uint64_t)(manual.wall_ns / 1000000);
-    replicate_marks_repaired(f->r, "n2", now + f->r->o.write_timeout_ms + 2000);
+    replicate_marks_repaired(f->r, "n2", now + f->r->o.write_timeout_ms + 2000, 1, 0);
     clock_manual_advance_ms(&manual, (int64_t)f->r->o.write_timeout_ms + 3000);
     CHECK(!marked(f, "n2"));
+}
+
+/* The oldest profile time stored for id's mark (0: none). */
+static int oldest_one(void *ctx, int kind, const char *node, uint64_t v)
+{
+    uint64_t *out = ctx;
+    if (kind == STORAGE_MARK_OLDEST && strcmp(node, "n2") == 0) *out = v;
+    return 0;
+}
+
+/* A push of a profile at time_s that n1 acknowledges and n2 refuses: a
+ * miss only a pass lifts. */
+static void refused_by_n2_at(fx_t *f, prof_t *p, uint64_t id, answer_seen_t *a, int64_t time_s)
+{
+    errmsg_t em = {{0}};
+    replicate_write_t *rw = NULL;
+    prof_init(p, 2, id);
+    p->w.time_ns = time_s * 1000000000LL;
+    sent.n = 0;
+    CHECK_EQ_INT(replicate_prepare(f->r, &f->view, &p->w, &rw, NULL, &em), 0);
+    *a = (answer_seen_t){.s = f->s};
+    replicate_start(f->r, rw, on_done_check, a);
+    deliver_ack(f, "n1");
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    uint64_t req = sent_to("n2");
+    clock_manual_advance_ms(&manual, 50);
+    replicate_arm_grace(f->r);
+    run_until(f, &a->out.called);
+    CHECK_EQ_INT(a->out.rc, 0);
+    ack_of(f, "n2", req, ERR_LIMIT);
+    CHECK(marked(f, "n2"));
+}
+
+/* A pass lifts a mark only when it compared back to the oldest profile
+ * time of the writes the mark holds (a pass does not find an older missed
+ * profile), or when the node restored every range whole after the miss
+ * (its full repair set after it). The oldest time is stored with the
+ * mark, and a lifted mark starts afresh: a later miss of a newer profile
+ * is lifted by a pass that compared back to that one only. */
+static void test_pass_lifts_only_what_it_compared(void)
+{
+    fx_t f;
+    fx_init(&f, 3, 3, 2, "n0");
+    f.r->ops.send = send_record;
+    f.r->o.hint_ack_grace_ms = 50;
+    f.r->o.hints_max_bytes = 0;
+    prof_t p[2];
+    answer_seen_t a[2];
+    uint64_t slack = f.r->o.write_timeout_ms + 1000;
+    refused_by_n2_at(&f, &p[0], 61, &a[0], 1600000000); /* a backfill */
+    uint64_t stored = 0;
+    CHECK_EQ_INT(storage_repair_marks(f.s, oldest_one, &stored), 0);
+    CHECK_EQ_INT(stored, 1600000000);
+    uint64_t miss = (uint64_t)(manual.wall_ns / 1000000);
+    uint64_t start = miss + slack + 1000; /* a pass that started after the miss */
+    replicate_marks_repaired(f.r, "n2", start, 1600000001, 0);
+    CHECK(marked(&f, "n2")); /* it compared from one second too late */
+    replicate_marks_repaired(f.r, "n2", start + 1, 1600000001, miss - 1);
+    CHECK(marked(&f, "n2")); /* restored whole, but before the miss */
+    replicate_marks_repaired(f.r, "n2", start + 2, 1600000000, 0);
+    CHECK(!marked(&f, "n2")); /* compared back to it */
+    clock_manual_advance_ms(&manual, (int64_t)slack + 3000);
+
+    refused_by_n2_at(&f, &p[1], 62, &a[1], 1700000000);
+    CHECK_EQ_INT(storage_repair_marks(f.s, oldest_one, &stored), 0);
+    CHECK_EQ_INT(stored, 1700000000); /* afresh: the lifted backfill no longer counts */
+    int64_t oldest = 0;
+    CHECK(replicate_past_oldest(f.r, "n2", &oldest, &miss)); /* the latest miss */
+    CHECK(oldest == 1700000000 && miss <= (uint64_t)(manual.wall_ns / 1000000));
+    start = miss + slack + 1000;
+    replicate_marks_repaired(f.r, "n2", start, 1700000001, miss + slack);
+    CHECK(marked(&f, "n2"));
+    replicate_marks_repaired(f.r, "n2", start + 1, 1700000001, miss + slack + 1);
+    CHECK(!marked(&f, "n2")); /* every range streamed whole after the miss */
+    f.r->ops.send = send_none;
+    for (int i = 0; i < 2; i++)
+        prof_free(&p[i]);
+    fx_done(&f);
 }
 
 /* Hinted handoff off, RF 3, W 2, n2 slow but reachable: every push it lets
@@ -1004,5 +1082,6 @@ int main(void)
     test_pending_replica_not_waited_for();
     test_slow_replica_not_waited_for();
     test_late_ack_lifts_its_mark();
+    test_pass_lifts_only_what_it_compared();
     return check_exit();
 }

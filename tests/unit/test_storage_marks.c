@@ -1,4 +1,4 @@
-/* Unit tests for repair marks (storage/marks.c): both kinds are kept per
+/* Unit tests for repair marks (storage/marks.c): the three kinds are kept per
  * node across a reopen, a put overwrites, bad node ids and kinds are
  * refused, and the marks stay apart from the other meta keys. */
 #include "test_storage_fixture.h"
@@ -12,7 +12,10 @@ static int collect(void *ctx, int kind, const char *node, uint64_t ms)
     seen_marks_t *m = ctx;
     size_t n = strlen(m->text);
     snprintf(m->text + n, sizeof m->text - n, "%s%s:%s=%llu", n ? "," : "",
-             kind == STORAGE_MARK_LOST ? "lost" : "done", node, (unsigned long long)ms);
+             kind == STORAGE_MARK_LOST       ? "lost"
+             : kind == STORAGE_MARK_REPAIRED ? "done"
+                                             : "past",
+             node, (unsigned long long)ms);
     return 0;
 }
 
@@ -26,12 +29,13 @@ static void test_marks(fixture_t *f)
     CHECK_EQ_INT(storage_repair_mark_put(f->s, STORAGE_MARK_REPAIRED, "n1", 50, &em), 0);
     CHECK_EQ_INT(storage_repair_mark_put(f->s, STORAGE_MARK_LOST, "n2", 7, &em), 0);
     CHECK_EQ_INT(storage_repair_mark_put(f->s, STORAGE_MARK_LOST, "n1", 120, &em), 0); /* over */
+    CHECK_EQ_INT(storage_repair_mark_put(f->s, STORAGE_MARK_OLDEST, "n2", 1700000000, &em), 0);
     CHECK_EQ_INT(storage_repair_mark_put(f->s, STORAGE_MARK_LOST, "", 1, &em),
                  ERR_INVALID_ARGUMENT);
     CHECK_EQ_INT(storage_repair_mark_put(f->s, 7, "n3", 1, &em), ERR_INVALID_ARGUMENT);
     CHECK_EQ_INT(fx_reopen(f), 0);
     CHECK_EQ_INT(storage_repair_marks(f->s, collect, &m), 0);
-    CHECK_EQ_STR(m.text, "lost:n1=120,lost:n2=7,done:n1=50");
+    CHECK_EQ_STR(m.text, "lost:n1=120,lost:n2=7,done:n1=50,past:n2=1700000000");
 }
 
 int main(void)
