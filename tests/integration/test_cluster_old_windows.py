@@ -26,7 +26,10 @@ old:
   are older than the seen span). After `flamectl cluster repair`, n1 alone
   must answer exactly; before, it answered short, not flagged partial;
 - test_scheduled_window_check_repairs: the same, repaired by the scheduled
-  window check (--repair-windows-interval) without flamectl.
+  window check (--repair-windows-interval) without flamectl;
+- test_mixed_copies_are_left_as_they_are: each replica misses a different
+  acknowledged old write of one series: neither copy is taken over (that
+  would drop a write from both); the difference stays, reported.
 """
 import signal
 import threading
@@ -210,6 +213,45 @@ def test_scheduled_window_check_repairs():
         checks = metric(c, 0, "flamedb_repair_window_checks_total")
         assert checks > 0, "n0 ran no window check"
         print("    n1 alone answers every total exactly; n0 ran %d window check(s)" % checks)
+
+
+def test_mixed_copies_are_left_as_they_are():
+    """Each replica misses a different acknowledged old write of the same
+    series (n1 down for one, then n0 down for the other; write quorum 1,
+    hinted handoff off): each copy holds a window the other lacks, so
+    neither holds the other and the window check takes neither over (it
+    would drop an acknowledged write from both). flamectl cluster repair
+    converges and reports the range; each node alone still answers what it
+    holds: nothing is lost, and the difference stays (docs/cluster.md, "The
+    window check": not covered)."""
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    with Cluster(2, rf=2, write_quorum=1, args=ARGS) as c:
+        want = preload(c, 0, "mx", now, 40, 2)
+        svc = sorted(want)[0]
+        # the last copies to n1 land before it is killed (a miss then would
+        # be one more difference, in the same range)
+        wait_for("n1 holding the preload", lambda: not hints_for(c, 0)
+                 and answers(c, 1, want, frm, until) == want, timeout=30)
+        extra = {}
+        for k, (down, up) in enumerate(((1, 0), (0, 1))):
+            c.kill(down)
+            c.wait_state(down, "down", observers=[up])
+            body, v = big_body(6000 + k, lines=8)
+            push_ok(c, up, body, svc, now - 7100 + 300 * k)  # n1, then n0, misses it
+            extra[up] = v
+            c.restart(down)
+            wait_for("the mark on n%d lifted" % down, lambda: not hints_for(c, up), timeout=60)
+        p, took = ctl(c, 0, "cluster", "repair", timeout=240)
+        assert p.returncode == 0 and "converged after 1 round(s)" in p.stdout, p.stdout
+        assert "where each replica holds windows the other lacks" in p.stdout, p.stdout
+        mixed = sum(metric(c, i, "flamedb_repair_window_ranges_mixed_total") for i in (0, 1))
+        print("    flamectl cluster repair took %.2f s; %d mixed range(s) reported" % (took, mixed))
+        for i, other in ((0, 1), (1, 0)):
+            got = alone(c, i, other, [svc], frm, until)[svc]
+            print("    n%d alone: %d (acknowledged %d)" % (i, got, want[svc] + sum(extra.values())))
+            assert got == want[svc] + extra[i], "n%d lost what it held: %d, want %d" % (
+                i, got, want[svc] + extra[i])
 
 
 if __name__ == "__main__":
