@@ -612,6 +612,7 @@ int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_c
     replicate_options_from_config(&r->o.write, cfg, in);
     r->o.interval_ms = cfg->repair_interval_ms;
     r->o.windows_interval_ms = cfg->repair_windows_interval_ms;
+    r->wc.due_ms = repair_now_ms(r) + r->o.windows_interval_ms; /* one interval after the start */
     r->full_logged = -1; /* the first full-repair pass is logged */
     r->o.seen_retention_s = in->seen_retention_seconds;
     r->o.max_future_s = in->max_future_seconds;

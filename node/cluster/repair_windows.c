@@ -208,8 +208,6 @@ static int due(repair_t *r, uint64_t now)
     int demanded = r->wc.demanded;
     r->wc.demanded = 0;
     uv_mutex_unlock(&r->mu);
-    if (r->wc.due_ms == 0 && r->o.windows_interval_ms > 0)
-        r->wc.due_ms = now + r->o.windows_interval_ms; /* the first: one interval after the start */
     return demanded || (r->o.windows_interval_ms > 0 && now >= r->wc.due_ms);
 }
 
