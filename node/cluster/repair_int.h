@@ -221,6 +221,7 @@ typedef struct repair_stats {
     uint64_t wc_differing;   /* of them, handed to the regain */
     uint64_t wc_mixed;       /* of them, where neither copy holds the other */
     int wc_ran;              /* the pass ran the window check */
+    uint64_t wc_ms;          /* how long it took */
     uint64_t t0_ms;          /* wall clock at the pass's start (the stream throttle's origin) */
     uint64_t fetched;        /* bytes of those of them fetched as missing profiles */
     int moving;              /* the pass streams ranges this node gains (a join or leave) */

@@ -231,6 +231,10 @@ void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *
         if (mine && n > 1) check_range(r, v, f, horizon, st);
     }
     r->wc.due_ms = now + r->o.windows_interval_ms;
+    st->wc_ms = repair_now_ms(r) - now;
+    log_debug("repair", "window check: %llu range(s) compared in %llu ms, %llu handed, %llu mixed",
+              (unsigned long long)st->wc_ranges, (unsigned long long)st->wc_ms,
+              (unsigned long long)st->wc_differing, (unsigned long long)st->wc_mixed);
     uv_mutex_lock(&r->mu);
     r->counters.windows_checks++;
     r->counters.windows_differing += st->wc_differing;
