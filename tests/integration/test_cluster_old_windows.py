@@ -27,6 +27,12 @@ old:
   must answer exactly; before, it answered short, not flagged partial;
 - test_scheduled_window_check_repairs: the same, repaired by the scheduled
   window check (--repair-windows-interval) without flamectl;
+- test_three_replicas_take_the_copy_that_holds_theirs: RF 3, old failed
+  pushes stored on one replica: the other two stream those ranges from it
+  (the source the check chose, not the first in ring order);
+- test_check_streams_from_the_replica_it_chose: the same, with only one of
+  the two lacking replicas checking: it streams from the replica whose copy
+  holds its own, not the first in ring order (the other lacking one);
 - test_mixed_copies_are_left_as_they_are: each replica misses a different
   acknowledged old write of one series: neither copy is taken over (that
   would drop a write from both); the difference stays, reported.
@@ -213,6 +219,122 @@ def test_scheduled_window_check_repairs():
         checks = metric(c, 0, "flamedb_repair_window_checks_total")
         assert checks > 0, "n0 ran no window check"
         print("    n1 alone answers every total exactly; n0 ran %d window check(s)" % checks)
+
+
+def answers_alone(c, i, services, frm, until):
+    """Node i's answers with every other node stopped (SIGSTOP, seen down)."""
+    others = [j for j in range(len(c.nodes)) if j != i]
+    for j in others:
+        c.nodes[j].proc.send_signal(signal.SIGSTOP)
+    try:
+        for j in others:
+            c.wait_state(j, "down", observers=[i])
+        return answers(c, i, services, frm, until)
+    finally:
+        for j in others:
+            c.nodes[j].proc.send_signal(signal.SIGCONT)
+        for j in others:
+            c.wait_state(j, "active", observers=[i], timeout=30)
+
+
+def test_three_replicas_take_the_copy_that_holds_theirs():
+    """3 nodes RF 3 write quorum 2: n0 and n1 stopped while old profiles are
+    pushed through n2 (each 503; n2 stored them). n0 and n1 each find n2's
+    copy holding theirs and stream those ranges from n2, the replica the
+    check chose (in ring order the other one, which lacks them too, comes
+    first for some ranges). After flamectl cluster repair every node alone
+    answers the same totals."""
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    with Cluster(3, rf=3, write_quorum=2, args=ARGS) as c:
+        want = preload(c, 0, "tr", now, 120, 8)
+        failed, statuses = {}, []
+
+        def push_failing(k, svc):  # sent before n0 and n1 are seen down: stored on n2
+            body, v = big_body(7000 + k, lines=8)
+            r = c.nodes[2].ingest(body, name=svc + ".cpu", **{"from": now - 7100 + k},
+                                  until=now - 7090 + k)
+            statuses.append(r.status)
+            failed[svc] = v
+
+        for i in (0, 1):
+            c.nodes[i].proc.send_signal(signal.SIGSTOP)
+        try:
+            threads = [threading.Thread(target=push_failing, args=(k, svc))
+                       for k, svc in enumerate(sorted(want))]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(30)
+        finally:
+            for i in (0, 1):
+                c.nodes[i].proc.send_signal(signal.SIGCONT)
+        print("    n0, n1 stopped: %d old profiles pushed through n2, answered %s"
+              % (len(statuses), sorted(set(statuses))))
+        assert 200 not in statuses, statuses
+        c.wait_converged(timeout=30)
+        wait_for("no marks", lambda: not any(hints_for(c, i) for i in range(3)), timeout=60)
+        took = repair(c)
+        print("    flamectl cluster repair took %.2f s" % took)
+        wait_for("no marks", lambda: not any(hints_for(c, i) for i in range(3)), timeout=60)
+        got = [answers_alone(c, i, want, frm, until) for i in range(3)]
+        for s in sorted(want):
+            print("      %s: n0 %d, n1 %d, n2 %d (acknowledged %d, failed push %d)"
+                  % (s, got[0][s], got[1][s], got[2][s], want[s], failed[s]))
+        assert got[0] == got[1] == got[2], "the replicas differ"
+        for s in want:
+            assert got[0][s] == want[s] + failed[s], (s, got[0][s], want[s], failed[s])
+
+
+def test_check_streams_from_the_replica_it_chose():
+    """As above, but only n0 runs window checks (by the schedule: n1 and n2
+    run none), so n1, which lacks the profiles too, serves as a source
+    while n0 regains: n0 must stream from n2, the replica whose copy holds
+    its own, not from the first replica in ring order. Then n0 alone
+    answers n2's totals."""
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    args = ARGS + ["--repair-windows-interval", "0"]
+    with Cluster(3, rf=3, write_quorum=2, args=args) as c:
+        want = preload(c, 0, "tc", now, 120, 8)
+        failed, statuses = {}, []
+
+        def push_failing(k, svc):
+            body, v = big_body(8000 + k, lines=8)
+            r = c.nodes[2].ingest(body, name=svc + ".cpu", **{"from": now - 7100 + k},
+                                  until=now - 7090 + k)
+            statuses.append(r.status)
+            failed[svc] = v
+
+        for i in (0, 1):
+            c.nodes[i].proc.send_signal(signal.SIGSTOP)
+        try:
+            threads = [threading.Thread(target=push_failing, args=(k, svc))
+                       for k, svc in enumerate(sorted(want))]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(30)
+        finally:
+            for i in (0, 1):
+                c.nodes[i].proc.send_signal(signal.SIGCONT)
+        assert 200 not in statuses, statuses
+        c.wait_converged(timeout=30)
+        c.restart(0, extra=["--repair-interval", "1s", "--repair-windows-interval", "2s"])
+        t1 = time.monotonic()
+        wait_for("n0's window check handing ranges",
+                 lambda: metric(c, 0, "flamedb_repair_window_ranges_differing_total") > 0,
+                 timeout=60)
+        wait_for("n0 streamed them in", lambda: c.status(0).get("regaining", 0) == 0
+                 and not any(hints_for(c, i) for i in range(3)), timeout=60)
+        handed = metric(c, 0, "flamedb_repair_window_ranges_differing_total")
+        print("    n0 handed %d range(s); read again %.2f s after its restart"
+              % (handed, time.monotonic() - t1))
+        got = answers_alone(c, 0, want, frm, until)
+        bad = sorted(s for s in want if got[s] != want[s] + failed[s])
+        for s in bad:
+            print("      %s through n0 alone: %d, want %d" % (s, got[s], want[s] + failed[s]))
+        assert not bad, "n0 streamed from a replica that lacks the profiles"
 
 
 def test_mixed_copies_are_left_as_they_are():
