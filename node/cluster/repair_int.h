@@ -220,6 +220,7 @@ typedef struct repair_stats {
     uint64_t wc_ranges;      /* ranges the window check compared (repair_windows.c) */
     uint64_t wc_differing;   /* of them, handed to the regain */
     uint64_t wc_mixed;       /* of them, where neither copy holds the other */
+    uint64_t wc_deferred;    /* of them, left for the next pass (the other lacks recent ones) */
     int wc_ran;              /* the pass ran the window check */
     uint64_t wc_ms;          /* how long it took */
     uint64_t t0_ms;          /* wall clock at the pass's start (the stream throttle's origin) */

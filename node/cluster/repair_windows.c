@@ -124,7 +124,11 @@ static const char *largest_copy(repair_t *r, const cluster_view_t *v, ring_range
                                 const uint32_t *reps, uint32_t n, int64_t until_s, int *mixed)
 {
     sums_t best, mine, s;
-    if (local_sums(r, f, until_s, mine) != 0) return NULL;
+    int rc = local_sums(r, f, until_s, mine);
+    if (rc != 0) {
+        log_warn("repair", "window check: the sums of this node's windows: %s", err_message(rc));
+        return NULL;
+    }
     memcpy(best, mine, sizeof best);
     const char *who = NULL;
     for (uint32_t k = 0; k < n && !r->closing; k++) {
@@ -133,7 +137,7 @@ static const char *largest_copy(repair_t *r, const cluster_view_t *v, ring_range
         if (v->marked != NULL && v->marked[i]) continue; /* it missed writes */
         const char *id = ring_node_name(v->ring, i);
         errmsg_t em = {{0}};
-        int rc = peer_sums(r, id, f, until_s, s, &em);
+        rc = peer_sums(r, id, f, until_s, s, &em);
         if (rc != 0) {
             log_debug("repair", "window check with %s: %s", id, errmsg_text(&em, rc));
             if (repair_rc_unanswered(rc)) r->unanswered[i] = 1;
@@ -184,10 +188,11 @@ static void check_range(repair_t *r, const cluster_view_t *v, ring_range_t f, in
                  (unsigned long long)f.start, (unsigned long long)f.end, mixed);
     }
     if (src == NULL) return;
-    if (!holds_recent(r, src, f)) {
+    if (!holds_recent(r, src, f)) { /* its own pass fetches them, or they are in flight */
+        st->wc_deferred++;
         log_info("repair",
                  "window check of (%016llx, %016llx]: %s holds more old windows, but not every "
-                 "recent profile this node holds: left for a later check",
+                 "recent profile this node holds: checked again by the next pass",
                  (unsigned long long)f.start, (unsigned long long)f.end, src);
         return;
     }
@@ -230,7 +235,8 @@ void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *
             mine |= (int)reps[k] == v->self;
         if (mine && n > 1) check_range(r, v, f, horizon, st);
     }
-    r->wc.due_ms = now + r->o.windows_interval_ms;
+    /* a range left for later is checked again by the next pass, not a whole interval on */
+    r->wc.due_ms = st->wc_deferred > 0 ? now : now + r->o.windows_interval_ms;
     st->wc_ms = repair_now_ms(r) - now;
     log_debug("repair", "window check: %llu range(s) compared in %llu ms, %llu handed, %llu mixed",
               (unsigned long long)st->wc_ranges, (unsigned long long)st->wc_ms,
