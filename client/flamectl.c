@@ -791,6 +791,7 @@ typedef struct rp_sum {
     char complete[CS_FIELD], streamed[CS_FIELD], missing[CS_FIELD], bytes[CS_FIELD];
     char unavailable[CS_FIELD], buckets[CS_FIELD], differing[CS_FIELD], ms[CS_FIELD];
     char unreached[CS_FIELD], failed[CS_FIELD];
+    char wcheck[CS_FIELD], wranges[CS_FIELD], wdiffer[CS_FIELD], wmixed[CS_FIELD];
 } rp_sum_t;
 
 static int rp_failed_field(json_t *r, void *ctx, const char *key)
@@ -817,15 +818,19 @@ static int rp_item(json_t *r, void *ctx, const char *key)
     rp_sum_t *m = ctx;
     if (strcmp(key, "unreached") == 0) return cs_each(r, 0, cs_hint_item, m->unreached);
     if (strcmp(key, "failed") == 0) return cs_each(r, 0, rp_failed_item, m->failed);
-    char *dst = strcmp(key, "complete") == 0            ? m->complete
-                : strcmp(key, "series_streamed") == 0   ? m->streamed
-                : strcmp(key, "missing") == 0           ? m->missing
-                : strcmp(key, "bytes_streamed") == 0    ? m->bytes
-                : strcmp(key, "unavailable") == 0       ? m->unavailable
-                : strcmp(key, "buckets_compared") == 0  ? m->buckets
-                : strcmp(key, "buckets_differing") == 0 ? m->differing
-                : strcmp(key, "duration_ms") == 0       ? m->ms
-                                                        : NULL;
+    char *dst = strcmp(key, "complete") == 0                  ? m->complete
+                : strcmp(key, "series_streamed") == 0         ? m->streamed
+                : strcmp(key, "missing") == 0                 ? m->missing
+                : strcmp(key, "bytes_streamed") == 0          ? m->bytes
+                : strcmp(key, "unavailable") == 0             ? m->unavailable
+                : strcmp(key, "buckets_compared") == 0        ? m->buckets
+                : strcmp(key, "buckets_differing") == 0       ? m->differing
+                : strcmp(key, "duration_ms") == 0             ? m->ms
+                : strcmp(key, "window_check") == 0            ? m->wcheck
+                : strcmp(key, "window_ranges") == 0           ? m->wranges
+                : strcmp(key, "window_ranges_differing") == 0 ? m->wdiffer
+                : strcmp(key, "window_ranges_mixed") == 0     ? m->wmixed
+                                                              : NULL;
     return dst ? cs_scalar(r, dst) : cs_skip(r);
 }
 
@@ -843,11 +848,13 @@ static flamedb_client_t *client_for(const args_t *a, const char *url)
     return c;
 }
 
-/* One node's pass: prints its line; *streamed gets its series streamed.
- * Returns 0, or 1 when the pass failed or was incomplete. */
-static int repair_node(const args_t *a, const cs_row_t *w, long long *streamed)
+/* One node's pass: prints its line; *streamed gets its series streamed,
+ * *handed the token ranges its window check hands to its regain (cleared
+ * and streamed whole from a replica holding more). Returns 0, or 1 when
+ * the pass failed or was incomplete. */
+static int repair_node(const args_t *a, const cs_row_t *w, long long *streamed, long long *handed)
 {
-    *streamed = 0;
+    *streamed = *handed = 0;
     flamedb_client_t *c = client_for(a, w->http);
     if (c == NULL) return 1;
     flamedb_response_t r;
@@ -868,11 +875,20 @@ static int repair_node(const args_t *a, const cs_row_t *w, long long *streamed)
         return 1;
     }
     *streamed = atoll(m.streamed);
+    *handed = atoll(m.wdiffer);
     int complete = strcmp(m.complete, "true") == 0;
     printf("  %-24s %s buckets %s (%s differ), missing %s, streamed %s series (%s bytes), "
            "unavailable %s, %s ms\n",
            w->id, complete ? "complete  " : "incomplete", m.buckets, m.differing, m.missing,
            m.streamed, m.bytes, m.unavailable, m.ms);
+    if (strcmp(m.wcheck, "true") == 0)
+        printf("  %-24s   window check: %s range(s) compared, %s to stream whole from a replica "
+               "holding more%s%s%s\n",
+               "", m.wranges, m.wdiffer, atoll(m.wmixed) > 0 ? ", " : "",
+               atoll(m.wmixed) > 0 ? m.wmixed : "",
+               atoll(m.wmixed) > 0 ? " where each replica holds windows the other lacks (left as "
+                                     "they are)"
+                                   : "");
     if (m.unreached[0]) printf("  %-24s   unreached: %s\n", "", m.unreached);
     if (m.failed[0]) printf("  %-24s   failed: %s\n", "", m.failed);
     return complete ? 0 : 1;
@@ -885,14 +901,17 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static int wait_regained(const args_t *a, const cs_doc_t *d, const char *id);
+
 /* Rounds of passes over every active node (skip: a node id left out) until
- * one round streams nothing. */
+ * one round streams nothing and its window checks hand nothing; after a
+ * round that handed ranges, it waits until every node streamed them in. */
 static int repair_rounds(const args_t *a, const cs_doc_t *d, const char *skip)
 {
     double t0 = now_s();
     long long total = 0;
     for (int round = 1; round <= REPAIR_ROUNDS; round++) {
-        long long streamed = 0;
+        long long streamed = 0, handed = 0;
         int incomplete = 0;
         printf("round %d:\n", round);
         for (size_t i = 0; i < d->nrows; i++) {
@@ -902,12 +921,14 @@ static int repair_rounds(const args_t *a, const cs_doc_t *d, const char *skip)
                 printf("  %-24s skipped (%s)\n", w->id, w->state);
                 continue;
             }
-            long long n = 0;
-            incomplete += repair_node(a, w, &n);
+            long long n = 0, h = 0;
+            incomplete += repair_node(a, w, &n, &h);
             streamed += n;
+            handed += h;
         }
         total += streamed;
-        if (streamed == 0) {
+        if (handed > 0 && wait_regained(a, d, skip ? skip : "") != 0) return EXIT_FAILURE;
+        if (streamed == 0 && handed == 0) {
             printf("converged after %d round(s) in %.2f s: %lld series streamed%s\n", round,
                    now_s() - t0, total,
                    incomplete ? " (some passes incomplete: a replica was unreachable or failed)"
@@ -988,8 +1009,9 @@ static long regaining_at(const args_t *a, const char *url)
     return n;
 }
 
-/* Every active node streamed in the ranges it gained by the removal (it
- * serves reads of them only then), or the wait ran out. */
+/* Every active node but id streamed in the ranges it regains (gained by
+ * the removal of id, or handed by a window check; id "": none left out):
+ * it serves reads of them only then. Or the wait ran out. */
 static int wait_regained(const args_t *a, const cs_doc_t *d, const char *id)
 {
     double t0 = now_s();
@@ -1017,8 +1039,15 @@ static int wait_regained(const args_t *a, const cs_doc_t *d, const char *id)
         struct timespec ts = {0, 250 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    fprintf(stderr, "flamectl: cluster remove: the ranges of %s were not streamed in within %d s\n",
-            id, REGAIN_WAIT_MS / 1000);
+    if (id[0] == 0)
+        fprintf(stderr,
+                "flamectl: cluster repair: the ranges the window checks handed over were not "
+                "streamed in within %d s\n",
+                REGAIN_WAIT_MS / 1000);
+    else
+        fprintf(stderr,
+                "flamectl: cluster remove: the ranges of %s were not streamed in within %d s\n", id,
+                REGAIN_WAIT_MS / 1000);
     return EXIT_FAILURE;
 }
 

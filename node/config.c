@@ -351,6 +351,13 @@ static const opt_t options[] = {
      "one interval after the start, each delayed by up to a tenth of the interval at random so "
      "nodes restarted together do not compare at once (0 = only on demand: flamectl cluster "
      "repair)."},
+    {"repair-windows-interval", OPT_MS, FIELD(cluster.repair_windows_interval_ms, uint64_t), "24h",
+     0, 0, 30 * 86400000ULL,
+     "How often a scheduled anti-entropy pass also runs the window check: per range this node "
+     "replicates, the totals of every window older than the seen span, summed per resolution, "
+     "compared with each other replica's; a range where another replica holds more is cleared "
+     "here and streamed whole from it (docs/cluster.md, \"The window check\"). Passes asked "
+     "for on demand (flamectl cluster repair) always run it; 0 = only then."},
     {"stream-max-mb-per-s", OPT_U32, FIELD(cluster.stream_max_mb_per_s, uint32_t), "0", 0, 0,
      100000,
      "Bytes per second (in MB, 10^6) a repair pass fetches at most, as when a joining node or "

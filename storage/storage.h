@@ -594,5 +594,14 @@ void storage_range_received(storage_t *s);
  * receiver's follow from the series it stores (storage_window_merge). */
 int storage_stream_sums(storage_t *s, uint64_t lo, uint64_t hi, int64_t until_s,
                         int64_t sums[STORAGE_RESOLUTION_COUNT]);
+/* The same sums split into nbuckets (1..STORAGE_SUM_BUCKETS_MAX) by a hash
+ * of each window's key, the same on every replica: sums[b *
+ * STORAGE_RESOLUTION_COUNT + res], caller's array of nbuckets *
+ * STORAGE_RESOLUTION_COUNT. Two copies compare bucket by bucket: one whose
+ * every bucket holds at least the other's holds, but for profiles that
+ * fall in the same bucket, at least what the other does. */
+#define STORAGE_SUM_BUCKETS_MAX 256
+int storage_stream_sums_split(storage_t *s, uint64_t lo, uint64_t hi, int64_t until_s,
+                              uint32_t nbuckets, int64_t *sums);
 
 #endif

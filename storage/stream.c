@@ -17,8 +17,8 @@
 #include <string.h>
 
 #include "common/hash.h"
-#include "common/varint.h"
 #include "common/log.h"
+#include "common/varint.h"
 #include "storage/storage_int.h"
 
 #define WINDOW_KEY_FIXED (8 + 1 + 8 + 1 + 8) /* token, tenant length, series, res, window */
@@ -395,10 +395,11 @@ int storage_ptree_has(storage_t *s, const storage_seen_entry_t *e)
     return rc;
 }
 
-int storage_stream_sums(storage_t *s, uint64_t lo, uint64_t hi, int64_t until_s,
-                        int64_t sums[STORAGE_RESOLUTION_COUNT])
+int storage_stream_sums_split(storage_t *s, uint64_t lo, uint64_t hi, int64_t until_s,
+                              uint32_t nbuckets, int64_t *sums)
 {
-    memset(sums, 0, STORAGE_RESOLUTION_COUNT * sizeof *sums);
+    if (nbuckets == 0 || nbuckets > STORAGE_SUM_BUCKETS_MAX) return ERR_INVALID_ARGUMENT;
+    memset(sums, 0, (size_t)nbuckets * STORAGE_RESOLUTION_COUNT * sizeof *sums);
     if (lo > hi) return ERR_INVALID_ARGUMENT;
     token_walk_t w;
     walk_open(s, CF_TOTALS, lo, hi, NULL, &w);
@@ -413,7 +414,16 @@ int storage_stream_sums(storage_t *s, uint64_t lo, uint64_t hi, int64_t until_s,
         if (storage_filter_expired(s, CF_TOTALS, k, kn, NULL, 0)) continue;
         if (!series_listed(&x, k, kn)) continue;
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
-        if (vn == 8) sums[res] = (int64_t)((uint64_t)sums[res] + (uint64_t)storage_i64_get(v));
+        /* the key is the same on every replica, so is its bucket */
+        uint32_t b = nbuckets > 1 ? (uint32_t)(hash_bytes64(k, kn) % nbuckets) : 0;
+        int64_t *at = &sums[(size_t)b * STORAGE_RESOLUTION_COUNT + (size_t)res];
+        if (vn == 8) *at = (int64_t)((uint64_t)*at + (uint64_t)storage_i64_get(v));
     }
     return walk_close(&w, 0, "stream: totals");
+}
+
+int storage_stream_sums(storage_t *s, uint64_t lo, uint64_t hi, int64_t until_s,
+                        int64_t sums[STORAGE_RESOLUTION_COUNT])
+{
+    return storage_stream_sums_split(s, lo, hi, until_s, 1, sums);
 }

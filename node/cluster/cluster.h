@@ -60,7 +60,9 @@ typedef struct cluster_config {
     size_t max_message_bytes;    /* NN_RCVMAXSIZE and send limit */
     size_t hints_max_bytes;      /* durable hints kept per target node */
     uint64_t hint_replay_interval_ms;
-    uint64_t repair_interval_ms;  /* anti-entropy pass this often; 0 = only on demand */
+    uint64_t repair_interval_ms;         /* anti-entropy pass this often; 0 = only on demand */
+    uint64_t repair_windows_interval_ms; /* a pass's window check at most this often (and on
+                                          * demand); 0 = only on demand */
     uint32_t stream_max_mb_per_s; /* joining / moving ranges: fetched MB/s at most; 0 = no limit */
     uint64_t join_settle_ms; /* a move's verifying pass starts this long after it began; 0 = auto */
     uint64_t hint_ack_grace_ms;    /* quorum met: wait this long for the other acks, then hint */

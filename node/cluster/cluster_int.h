@@ -444,6 +444,10 @@ int cluster_regain_record(cluster_t *c, size_t added);
  * removed and the empty list published (a full repair lifted by its
  * evidence: every interval was the mark's and none was cleared). */
 void cluster_regain_drop(cluster_t *c);
+/* Loop: the n intervals a window check found another replica holding more
+ * of (repair_windows.c) added to the regain: recorded in DATA_DIR/regain,
+ * this node unread until they are cleared and streamed whole. */
+void cluster_regain_windows(cluster_t *c, const uint64_t *lo, const uint64_t *hi, size_t n);
 /* Loop, building a view: 1 when ring node `id` (its member entry m) must
  * not serve reads as a gainer of a removal that has not yet said so itself. */
 int cluster_regain_gainer(cluster_t *c, const char *id, const ring_member_t *m);

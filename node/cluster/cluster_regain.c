@@ -389,6 +389,24 @@ int cluster_regain_record(cluster_t *c, size_t added)
     return rc;
 }
 
+void cluster_regain_windows(cluster_t *c, const uint64_t *lo, const uint64_t *hi, size_t n)
+{
+    size_t n0 = c->regain.n;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = cluster_regain_add(c, lo[i], hi[i]);
+    if (rc != 0) log_error("cluster", "window check: the intervals to stream: %s", err_message(rc));
+    size_t added = c->regain.n - n0;
+    if (added == 0) return;
+    log_info("cluster",
+             "window check: %zu token interval(s) where another replica holds more old windows: "
+             "not read from until they are cleared and streamed whole from it",
+             added);
+    if (cluster_regain_record(c, added) != 0)
+        log_error("cluster", "window check: the intervals to stream are not recorded");
+    cluster_view_refresh(c);
+}
+
 void cluster_regain_drop(cluster_t *c)
 {
     c->regain.n = 0;

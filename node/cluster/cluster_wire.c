@@ -318,6 +318,8 @@ static int check_repair(const Flamedb__Cluster__RepairRequest *q, const cluster_
     case RK(STREAM_CHECK):
         if (q->lo > q->hi || q->after_key.len > CLUSTER_STREAM_MAX_KEY)
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: bad stream interval or key");
+        if (q->sum_buckets > CLUSTER_SUM_BUCKETS_MAX)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: %u sum buckets", q->sum_buckets);
         return 0;
     default:
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: unknown kind %d", (int)q->kind);
@@ -351,7 +353,8 @@ static int check_windows(const Flamedb__Cluster__RepairAnswer *a, const cluster_
             (rc = check_profiles(w->untreed, w->n_untreed, em)) < 0)
             return rc;
     }
-    if (a->n_sums > 5) return errmsg_set(em, ERR_INVALID_ARGUMENT, "stream: %zu sums", a->n_sums);
+    if (a->n_sums > 5 * CLUSTER_SUM_BUCKETS_MAX)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "stream: %zu sums", a->n_sums);
     if (a->n_spans > CLUSTER_REPAIR_MAX_ENTRIES)
         return errmsg_set(em, ERR_TOO_LARGE, "stream: %zu span trees", a->n_spans);
     for (size_t i = 0; i < a->n_spans; i++) {

@@ -293,6 +293,7 @@ static void thread_main(void *arg)
             uv_mutex_lock(&r->mu);
             if (!run) continue;
         }
+        r->wc.demanded = r->demand; /* its window check runs whether due or not */
         r->demand = r->asked = 0;
         uint64_t gen = ++r->started_gen;
         uv_mutex_unlock(&r->mu);
@@ -374,6 +375,12 @@ static void on_async(uv_async_t *h)
     if (left != 0) cluster_move_leave_verified(r->c, left > 0);
     if (regained != 0) cluster_regain_finished(r->c, regained);
     if (full != 0) cluster_full_finished(r->c, full);
+    uint64_t *wlo = NULL, *whi = NULL;
+    size_t wn = 0;
+    repair_windows_take(r, &wlo, &whi, &wn);
+    if (wn > 0) cluster_regain_windows(r->c, wlo, whi, wn);
+    free(wlo);
+    free(whi);
     if (lift != 0) cluster_full_lift(r->c, lift, granted);
     if (gen > r->delivered_gen) {
         r->delivered_gen = gen;
@@ -653,6 +660,8 @@ int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_c
     r->c = c;
     replicate_options_from_config(&r->o.write, cfg, in);
     r->o.interval_ms = cfg->repair_interval_ms;
+    r->o.windows_interval_ms = cfg->repair_windows_interval_ms;
+    r->wc.due_ms = repair_now_ms(r) + r->o.windows_interval_ms; /* one interval after the start */
     r->full_logged = -1; /* the first full-repair pass is logged */
     r->o.seen_retention_s = in->seen_retention_seconds;
     r->o.max_future_s = in->max_future_seconds;
@@ -743,6 +752,7 @@ void repair_free(repair_t *r)
     free(r->rg.iv);
     free(r->regain.lo);
     free(r->regain.hi);
+    repair_windows_free(r);
     workq_free(r->own_workq);
     repair_partcache_free(r->partcache);
     if (r->has_lock) {

@@ -38,6 +38,7 @@
 #define REPAIR_SERVE_MAX 4            /* requests of peers served at once; more: unavailable */
 #define REPAIR_MARGIN_S 3600          /* kept off the seen retention's edge (clocks, pass time) */
 #define REPAIR_SUMMARY_MAX (1u << 20) /* bytes of a pass's lists of unreached and failed peers */
+#define REPAIR_WINDOW_BUCKETS 64      /* the window check's sums per resolution and range */
 #define REPAIR_FULL_LOG_EVERY 60      /* full-repair passes with the same outcome per log line */
 /* The status of a refusal by a node whose own copy of the interval asked
  * about is not to be trusted (cluster_copy_untrusted): not a source, ask
@@ -75,6 +76,9 @@ int repair_digest_build(storage_t *s, const ring_range_t *ranges, size_t n, int6
 int repair_digest_diff(const repair_digest_t *theirs, const repair_digest_t *mine,
                        repair_digest_t *out);
 void repair_digest_free(repair_digest_t *d);
+/* 1 when every bucket of mine is in theirs with at least its count (an
+ * equal count with an equal hash: the same entries). */
+int repair_holds_all(const repair_digest_t *mine, const repair_digest_t *theirs);
 
 /* ---------------------------------------------------------------- the module */
 
@@ -84,11 +88,12 @@ typedef struct repair_options {
     int64_t max_future_s;     /* ingest's: how far ahead a profile's time may be */
     uint64_t timeout_ms;      /* one request to a peer */
     size_t max_message_bytes;
-    uint64_t stream_bytes_per_s; /* fetched bytes per second at most (0: unlimited) */
-    uint64_t repair_bytes_per_s; /* the same for the fetches of a pass that is not a move */
-    uint32_t heal_after;         /* --stream-check-heal-after */
-    uint32_t heals;              /* --stream-check-heals */
-    replicate_options_t write;   /* how fetched profiles are checked (shards, tree limits) */
+    uint64_t stream_bytes_per_s;  /* fetched bytes per second at most (0: unlimited) */
+    uint64_t repair_bytes_per_s;  /* the same for the fetches of a pass that is not a move */
+    uint32_t heal_after;          /* --stream-check-heal-after */
+    uint32_t heals;               /* --stream-check-heals */
+    uint64_t windows_interval_ms; /* --repair-windows-interval (0: only on demand) */
+    replicate_options_t write;    /* how fetched profiles are checked (shards, tree limits) */
 } repair_options_t;
 
 /* The time span a pass compares at unix second now_s: profiles recent
@@ -173,6 +178,14 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
     X(source_changes, "flamedb_repair_stream_source_changes_total",                                \
       "Streams of a gained range that went on from their cursor at another replica within a "      \
       "pass, their source having stopped answering.")                                              \
+    X(windows_checks, "flamedb_repair_window_checks_total",                                        \
+      "Window checks run (old windows' totals per range compared with the other replicas).")       \
+    X(windows_differing, "flamedb_repair_window_ranges_differing_total",                           \
+      "Token intervals a window check found another replica holding more of, handed to the "       \
+      "regain (cleared here and streamed whole from that replica).")                               \
+    X(windows_mixed, "flamedb_repair_window_ranges_mixed_total",                                   \
+      "Ranges a window check found this node and another replica each holding old windows the "    \
+      "other lacks: left as they are (docs/cluster.md, \"The window check\").")                    \
     X(stream_heals, "flamedb_repair_stream_heals_total",                                           \
       "Token intervals of a join, leave or regain cleared and streamed again because their "       \
       "totals check kept disagreeing with the source (stream-check-heal-after passes in a row).")  \
@@ -214,6 +227,12 @@ typedef struct repair_waiter {
 typedef struct repair_stats {
     uint64_t peers, ranges, buckets, differing, listed, missing, written, bytes, unavailable;
     uint64_t windows;        /* windows streamed in whole (repair_stream.c) */
+    uint64_t wc_ranges;      /* ranges the window check compared (repair_windows.c) */
+    uint64_t wc_differing;   /* of them, handed to the regain */
+    uint64_t wc_mixed;       /* of them, where neither copy holds the other */
+    uint64_t wc_deferred;    /* of them, left for the next pass (the other lacks recent ones) */
+    int wc_ran;              /* the pass ran the window check */
+    uint64_t wc_ms;          /* how long it took */
     uint64_t t0_ms;          /* wall clock at the pass's start (the stream throttle's origin) */
     uint64_t fetched;        /* bytes of those of them fetched as missing profiles */
     int moving;              /* the pass streams ranges this node gains (a join or leave) */
@@ -240,6 +259,11 @@ typedef struct repair_wants {
 } repair_wants_t;
 
 int repair_want_add(repair_wants_t *w, const Flamedb__Cluster__SeenEntry *e);
+/* Repair thread: the peer's digest of ranges into out; left (NULL: not
+ * wanted), per range, set for those the peer left out (its copy of them is
+ * not to be trusted now: repair.c, digest_untrusted). */
+int repair_remote_digest(repair_t *r, const char *peer, const ring_ranges_t *ranges, int64_t from_s,
+                         int64_t until_s, repair_digest_t *out, uint8_t *left, errmsg_t *em);
 /* Fetches w's profiles from the peer and stores them (repair thread). */
 int repair_fetch(repair_t *r, const char *peer, const repair_wants_t *w, repair_stats_t *st,
                  errmsg_t *em);
@@ -276,6 +300,13 @@ typedef struct repair_rg_iv {
     uint64_t settled_ms; /* its removal settled at (wall ms): cleared then; 0 not yet */
     int waiting;         /* not cleared for want of a source: logged once */
 } repair_rg_iv_t;
+
+/* An interval the window check handed to the regain, and the replica it
+ * found holding the most of it: its stream source of choice. */
+typedef struct repair_prefer {
+    uint64_t lo, hi;
+    char node[RING_NODE_ID_MAX + 1];
+} repair_prefer_t;
 
 /* The stream state of [lo, hi] in l, added when new; NULL: no memory. */
 repair_stream_state_t *repair_stream_state(repair_streams_t *l, uint64_t lo, uint64_t hi);
@@ -519,6 +550,18 @@ struct repair {
      * regain's) are asked of another replica; cleared by each pass */
     uint8_t unanswered[RING_MAX_NODES];
     int64_t stream_check_s; /* the stream check compares windows ending before this (unix s) */
+    /* the window check (repair_windows.c): thread only, when the next
+     * scheduled one is due (wall ms) and each handed interval's preferred
+     * source; under mu, the intervals handed and not yet taken by the loop,
+     * and whether the pass running was asked for on demand */
+    struct {
+        uint64_t due_ms;
+        repair_prefer_t *prefer;
+        size_t nprefer, prefercap;
+        uint64_t *lo, *hi;
+        size_t n, cap;
+        int demanded;
+    } wc;
     /* thread only: the last full-repair outcome logged, passes not logged since */
     int full_logged, full_quiet;
     /* thread only: what the last pass saw */
@@ -584,6 +627,21 @@ void repair_full_lift_ask(repair_t *r, uint64_t gen);
 void repair_full_lift_release(repair_t *r);
 /* 1 when the thread has a regain to work on. */
 int repair_regain_pending(repair_t *r);
+
+/* repair_windows.c, repair thread, at the end of a complete pass (not
+ * during a move, a regain or a full repair): when asked for on demand or
+ * due, compares per range the totals of the windows older than the seen
+ * span with every other replica's and hands the ranges where another holds
+ * more to the loop (repair_windows_take), to be cleared and streamed whole
+ * from that replica. */
+void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *st);
+/* Loop: the intervals handed (caller frees both arrays; n 0: none). */
+void repair_windows_take(repair_t *r, uint64_t **lo, uint64_t **hi, size_t *n);
+/* Repair thread: moves the preferred source of the interval holding [a, b]
+ * (when one is recorded and among them) to the front of reps. */
+void repair_windows_prefer(const repair_t *r, const cluster_view_t *v, uint64_t a, uint64_t b,
+                           uint32_t *reps, uint32_t n);
+void repair_windows_free(repair_t *r);
 
 /* 1 when the view has a move in progress in which this node gains ranges. */
 int repair_view_gains(const cluster_view_t *v);

@@ -187,7 +187,7 @@ int repair_fetch(repair_t *r, const char *peer, const repair_wants_t *w, repair_
 /* The peer's digest of ranges into out; left (NULL: not wanted), per range,
  * set for those the peer left out (its copy of them is not to be trusted
  * now: repair.c, digest_untrusted). */
-static int remote_digest(repair_t *r, const char *peer, const ring_ranges_t *ranges, int64_t from_s,
+int repair_remote_digest(repair_t *r, const char *peer, const ring_ranges_t *ranges, int64_t from_s,
                          int64_t until_s, repair_digest_t *out, uint8_t *left, errmsg_t *em)
 {
     Flamedb__Cluster__TokenRange *tv = calloc(ranges->n, sizeof *tv);
@@ -248,7 +248,7 @@ static int repair_peer(repair_t *r, const char *peer, const ring_ranges_t *range
     int rc = repair_digest_build(r->storage, ranges->v, ranges->n, from_s, until_s, REPAIR_BUCKET_S,
                                  &mine);
     if (rc != 0) errmsg_set(em, rc, "local digest: %s", err_message(rc));
-    if (rc == 0) rc = remote_digest(r, peer, ranges, from_s, until_s, &theirs, left, em);
+    if (rc == 0) rc = repair_remote_digest(r, peer, ranges, from_s, until_s, &theirs, left, em);
     if (rc == 0) rc = repair_digest_diff(&theirs, &mine, &diff);
     st->buckets += theirs.n;
     st->differing += diff.n;
@@ -350,19 +350,24 @@ static int peer_ranges(const cluster_view_t *v, ring_ranges_t *per, uint64_t *nr
 static void pass_json(repair_t *r, const repair_stats_t *st, int complete, uint64_t ms, buf_t *out)
 {
     buf_reset(out);
-    buf_printf(out,
-               "{\"node\":\"%s\",\"peers\":%llu,\"ranges\":%llu,\"buckets_compared\":%llu,"
-               "\"buckets_differing\":%llu,\"entries_listed\":%llu,\"missing\":%llu,"
-               "\"series_streamed\":%llu,\"bytes_streamed\":%llu,\"unavailable\":%llu,"
-               "\"windows_streamed\":%llu,"
-               "\"unreached\":[%.*s],\"failed\":[%.*s],\"complete\":%s,\"duration_ms\":%llu}",
-               cluster_self_id(r->c), (unsigned long long)st->peers, (unsigned long long)st->ranges,
-               (unsigned long long)st->buckets, (unsigned long long)st->differing,
-               (unsigned long long)st->listed, (unsigned long long)st->missing,
-               (unsigned long long)st->written, (unsigned long long)st->bytes,
-               (unsigned long long)st->unavailable, (unsigned long long)st->windows,
-               (int)st->unreached.len, (const char *)st->unreached.data, (int)st->failed.len,
-               (const char *)st->failed.data, complete ? "true" : "false", (unsigned long long)ms);
+    buf_printf(
+        out,
+        "{\"node\":\"%s\",\"peers\":%llu,\"ranges\":%llu,\"buckets_compared\":%llu,"
+        "\"buckets_differing\":%llu,\"entries_listed\":%llu,\"missing\":%llu,"
+        "\"series_streamed\":%llu,\"bytes_streamed\":%llu,\"unavailable\":%llu,"
+        "\"windows_streamed\":%llu,\"window_check\":%s,\"window_ranges\":%llu,"
+        "\"window_ranges_differing\":%llu,\"window_ranges_mixed\":%llu,\"window_check_ms\":%llu,"
+        "\"unreached\":[%.*s],\"failed\":[%.*s],\"complete\":%s,\"duration_ms\":%llu}",
+        cluster_self_id(r->c), (unsigned long long)st->peers, (unsigned long long)st->ranges,
+        (unsigned long long)st->buckets, (unsigned long long)st->differing,
+        (unsigned long long)st->listed, (unsigned long long)st->missing,
+        (unsigned long long)st->written, (unsigned long long)st->bytes,
+        (unsigned long long)st->unavailable, (unsigned long long)st->windows,
+        st->wc_ran ? "true" : "false", (unsigned long long)st->wc_ranges,
+        (unsigned long long)st->wc_differing, (unsigned long long)st->wc_mixed,
+        (unsigned long long)st->wc_ms, (int)st->unreached.len, (const char *)st->unreached.data,
+        (int)st->failed.len, (const char *)st->failed.data, complete ? "true" : "false",
+        (unsigned long long)ms);
 }
 
 /* One DONE to peer: a complete pass of this node started at t0. */
@@ -580,6 +585,16 @@ int repair_view_gains(const cluster_view_t *v)
     return n;
 }
 
+/* Whether the window check may run: no regain (nor a full repair) going
+ * on and no interval it handed still on its way to the loop. */
+static int windows_free(repair_t *r)
+{
+    uv_mutex_lock(&r->mu);
+    int busy = r->regain.n > 0 || r->full_gen != 0 || r->joining || r->wc.n > 0;
+    uv_mutex_unlock(&r->mu);
+    return !busy;
+}
+
 static int gains(const cluster_view_t *v)
 {
     return repair_view_gains(v);
@@ -618,6 +633,8 @@ int repair_pass_run(repair_t *r, buf_t *out)
                    (!holds || covered(v, bad, per, left)) && streamed;
     if (complete && holds) announce(r, v, t0);
     repair_regain_after(r, complete, t0);
+    if (complete && holds && v->self >= 0 && !st.moving && windows_free(r))
+        repair_windows_check(r, v, &st);
     r->last.complete = complete;
     r->last.holds = holds;
     r->last.joining = v->ring != NULL && v->self < 0 && in_pending(v);
@@ -673,9 +690,7 @@ static int taker_ranges(const cluster_view_t *v, const char *taker, ring_ranges_
     return rc;
 }
 
-/* 1 when every bucket of mine is in theirs with at least its count (an
- * equal count with an equal hash: the same entries). */
-static int holds_all(const repair_digest_t *mine, const repair_digest_t *theirs)
+int repair_holds_all(const repair_digest_t *mine, const repair_digest_t *theirs)
 {
     size_t j = 0;
     for (size_t i = 0; i < mine->n; i++) {
@@ -709,8 +724,8 @@ static int verify_taker(repair_t *r, const cluster_view_t *v, const char *taker,
     }
     repair_digest_t mine = {0}, theirs = {0};
     rc = repair_digest_build(r->storage, rg.v, rg.n, from_s, until_s, REPAIR_BUCKET_S, &mine);
-    if (rc == 0) rc = remote_digest(r, taker, &rg, from_s, until_s, &theirs, NULL, em);
-    if (rc == 0 && !holds_all(&mine, &theirs))
+    if (rc == 0) rc = repair_remote_digest(r, taker, &rg, from_s, until_s, &theirs, NULL, em);
+    if (rc == 0 && !repair_holds_all(&mine, &theirs))
         rc = errmsg_set(em, ERR_UNAVAILABLE, "%s does not hold every profile of its ranges yet",
                         taker);
     repair_digest_free(&mine);

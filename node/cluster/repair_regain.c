@@ -136,7 +136,8 @@ static int stream_piece(repair_t *r, const cluster_view_t *v, uint64_t end, uint
     int mine = 0;
     for (uint32_t k = 0; k < n; k++)
         mine |= (int)reps[k] == v->self;
-    if (!mine) return 1; /* the ring moved on: no longer this node's */
+    if (!mine) return 1;                        /* the ring moved on: no longer this node's */
+    repair_windows_prefer(r, v, a, b, reps, n); /* the copy a window check chose */
     repair_stream_state_t *ss = repair_stream_state(&r->rg.streams, a, b);
     if (ss == NULL) return 0;
     if (ss->done && ss->spans_done && ss->checked) return 1;
@@ -241,6 +242,7 @@ static int piece_has_source(repair_t *r, const cluster_view_t *v, uint64_t end, 
     for (uint32_t k = 0; k < n; k++)
         mine |= (int)reps[k] == v->self;
     if (!mine) return 1;
+    repair_windows_prefer(r, v, a, b, reps, n);
     uint32_t k = 0;
     for (const char *src; !r->closing && (src = repair_next_source(r, v, reps, n, &k)) != NULL;
          k++) {

@@ -295,11 +295,14 @@ int repair_serve_build(storage_t *s, const repair_options_t *o,
     case RK(SPANS):
         rc = repair_serve_spans(s, o, q, arena, a);
         break;
-    case RK(STREAM_CHECK):
-        a->sums = arena_zalloc(arena, STORAGE_RESOLUTION_COUNT * sizeof *a->sums);
-        rc = a->sums ? storage_stream_sums(s, q->lo, q->hi, q->until_s, a->sums) : ERR_NOMEM;
-        if (rc == 0) a->n_sums = STORAGE_RESOLUTION_COUNT;
+    case RK(STREAM_CHECK): {
+        uint32_t nb = q->sum_buckets ? q->sum_buckets : 1; /* checked on decode */
+        a->sums = arena_zalloc(arena, (size_t)nb * STORAGE_RESOLUTION_COUNT * sizeof *a->sums);
+        rc = a->sums ? storage_stream_sums_split(s, q->lo, q->hi, q->until_s, nb, a->sums)
+                     : ERR_NOMEM;
+        if (rc == 0) a->n_sums = (size_t)nb * STORAGE_RESOLUTION_COUNT;
         break;
+    }
     default:
         rc = serve_fetch(s, o, q, arena, a);
         break;

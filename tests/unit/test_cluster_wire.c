@@ -627,6 +627,34 @@ static void test_stream(void)
     CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
 }
 
+/* STREAM_CHECK split into buckets (the window check): at most
+ * CLUSTER_SUM_BUCKETS_MAX asked, and at most 5 sums a bucket answered. */
+static void test_sum_buckets(void)
+{
+    Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;
+    q.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    q.deadline_unix_ms = NOW + 100;
+    q.kind = RK(STREAM_CHECK);
+    q.lo = 10;
+    q.hi = 20;
+    q.sum_buckets = CLUSTER_SUM_BUCKETS_MAX;
+    CHECK_EQ_INT(repair_rt(&q), 0);
+    q.sum_buckets = CLUSTER_SUM_BUCKETS_MAX + 1;
+    CHECK_EQ_INT(repair_rt(&q), ERR_INVALID_ARGUMENT);
+
+    static int64_t sums[5 * CLUSTER_SUM_BUCKETS_MAX + 1];
+    Flamedb__Cluster__RepairAnswer a = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
+    a.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    a.sums = sums;
+    a.n_sums = 5 * CLUSTER_SUM_BUCKETS_MAX;
+    cluster_msg_t m;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), 0);
+    if (m.body) cluster_msg_free(&m);
+    a.n_sums++;
+    CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
+}
+
 int main(void)
 {
     test_seed(0);
@@ -637,5 +665,6 @@ int main(void)
     test_decode_amplification();
     test_repair();
     test_stream();
+    test_sum_buckets();
     return check_exit();
 }

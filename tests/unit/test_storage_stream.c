@@ -217,6 +217,61 @@ static void test_exact_and_idempotent(fixture_t *a, const labels_t *l)
     fx_done(&b);
 }
 
+#define SPLIT_B 64
+#define SPLIT_N (SPLIT_B * STORAGE_RESOLUTION_COUNT)
+
+/* -1, 0, 1 or 2 (both ways) as the window check reads two copies' split
+ * sums: 1 when x holds at least y's in every bucket and more in one. */
+static int split_holds(const int64_t *x, const int64_t *y)
+{
+    int more = 0, less = 0;
+    for (int i = 0; i < SPLIT_N; i++) {
+        more |= x[i] > y[i];
+        less |= x[i] < y[i];
+    }
+    return more && less ? 2 : more ? 1 : less ? -1 : 0;
+}
+
+/* The window check's sums (storage_stream_sums_split): their buckets add
+ * up to the plain sums; a copy that lacks one profile is held by the
+ * whole one; a copy of that profile alone and the rest each hold more
+ * somewhere; bad bucket counts are refused. */
+static void test_split_sums(fixture_t *a, const labels_t *l)
+{
+    fixture_t b, c;
+    if (open_store(&b) != 0) return;
+    if (open_store(&c) != 0) {
+        fx_done(&b);
+        return;
+    }
+    for (int i = 1; i <= NPROF; i++)
+        write_id(i == 3 ? &c : &b, l, i, NULL);
+    static int64_t sa[SPLIT_N], sb[SPLIT_N], sc[SPLIT_N];
+    int64_t plain[STORAGE_RESOLUTION_COUNT];
+    CHECK_EQ_INT(storage_stream_sums_split(a->s, 0, UINT64_MAX, UNTIL, SPLIT_B, sa), 0);
+    CHECK_EQ_INT(storage_stream_sums_split(b.s, 0, UINT64_MAX, UNTIL, SPLIT_B, sb), 0);
+    CHECK_EQ_INT(storage_stream_sums_split(c.s, 0, UINT64_MAX, UNTIL, SPLIT_B, sc), 0);
+    CHECK_EQ_INT(storage_stream_sums(a->s, 0, UINT64_MAX, UNTIL, plain), 0);
+    for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++) {
+        int64_t sum = 0;
+        for (int k = 0; k < SPLIT_B; k++)
+            sum += sa[k * STORAGE_RESOLUTION_COUNT + r];
+        CHECK_EQ_INT(sum, plain[r]);
+    }
+    CHECK_EQ_INT(split_holds(sa, sa), 0);
+    CHECK_EQ_INT(split_holds(sa, sb), 1); /* the whole copy holds the one without profile 3 */
+    CHECK_EQ_INT(split_holds(sb, sa), -1);
+    CHECK_EQ_INT(split_holds(sc, sb),
+                 2); /* profile 3 alone and the rest: neither holds the other */
+    CHECK_EQ_INT(storage_stream_sums_split(a->s, 0, UINT64_MAX, UNTIL, 0, sa),
+                 ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(
+        storage_stream_sums_split(a->s, 0, UINT64_MAX, UNTIL, STORAGE_SUM_BUCKETS_MAX + 1, sa),
+        ERR_INVALID_ARGUMENT);
+    fx_done(&c);
+    fx_done(&b);
+}
+
 /* Cut short twice (after some stored windows; between a window's fetch and
  * its store), the store reopened each time as after a crash, then streamed
  * from the start: exact. */
@@ -789,6 +844,7 @@ int main(void)
         write_id(&a, l, i, NULL);
     CHECK_EQ_INT(fx_totals(a.s, "st", l, 4, FROM, UNTIL, NULL), pushed_total());
     test_exact_and_idempotent(&a, l);
+    test_split_sums(&a, l);
     test_resume(&a, l);
     test_untreed_known(&a, l);
     test_backfill_known(&a, l);
