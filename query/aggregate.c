@@ -7,8 +7,9 @@
  * __profile_type__ or __name__ agreeing with the profile type, and at most
  * one on pyroscope_spy. Those are the labels of an aggregate's identity, so
  * the union of the aggregates of (service, type[, spy]) over the service's
- * tokens in the partial's ranges holds exactly the selected series' sums, at
- * the same windows the plan reads. Anything else (another label, a regex, a
+ * tokens in the partial's ranges, with each aggregate's anchor series,
+ * holds exactly the selected series' sums, at the same windows the plan
+ * reads. Anything else (another label, a regex, a
  * negation, spans) takes the per-series path.
  */
 #include <stdlib.h>
@@ -96,9 +97,28 @@ static int push(query_series_t *out, size_t *cap, uint64_t token, uint64_t id)
     return 0;
 }
 
+/* The aggregate id of (token, spy) and its anchor series (which the
+ * aggregate does not hold), each when it holds a window: 1 when either
+ * does, 0 when neither, or an error. */
+static int push_aggregate(storage_t *st, const char *tenant, uint64_t token, uint64_t id,
+                          query_series_t *out, size_t *cap)
+{
+    uint64_t ids[2] = {id, 0};
+    int rc = storage_aggregate_anchor(st, tenant, token, id, &ids[1]);
+    int n = rc == 1 ? 2 : 1, any = 0;
+    for (int i = 0; i < n && rc >= 0; i++) {
+        rc = storage_series_has_windows(st, tenant, token, ids[i]);
+        if (rc > 0) {
+            any = 1;
+            rc = push(out, cap, token, ids[i]);
+        }
+    }
+    return rc < 0 ? rc : any;
+}
+
 /* The aggregates of the service's tokens that hold any window, one per
- * (token, spy); spy_name as the per-series path sets it (every member has
- * the same non-empty pyroscope_spy). */
+ * (token, spy), with their anchors; spy_name as the per-series path sets it
+ * (every member has the same non-empty pyroscope_spy). */
 static int collect(storage_t *st, const char *tenant, const agg_sel_t *a, const tokens_t *tk,
                    const strs_t *spies, query_series_t *out)
 {
@@ -108,9 +128,9 @@ static int collect(storage_t *st, const char *tenant, const agg_sel_t *a, const 
     for (size_t i = 0; i < tk->n && rc == 0; i++)
         for (size_t k = 0; k < spies->n && rc == 0; k++) {
             uint64_t id = storage_aggregate_id(a->service, a->type, spies->v[k]);
-            rc = storage_series_has_windows(st, tenant, tk->v[i], id);
+            rc = push_aggregate(st, tenant, tk->v[i], id, out, &cap);
             if (rc <= 0) continue;
-            rc = push(out, &cap, tk->v[i], id);
+            rc = 0;
             if (spies->v[k][0] == 0 || (spy != NULL && strcmp(spy, spies->v[k]) != 0)) mixed = 1;
             spy = spies->v[k];
         }

@@ -51,14 +51,96 @@ int storage_aggregate_of(const labels_t *l, uint64_t *id)
     return 1;
 }
 
+/* --- anchors ---------------------------------------------------------------- */
+
+/* An `anchors` value: empty, no anchor (every member adds to the aggregate);
+ * else the anchor's series id, u64 big-endian. */
+#define ANCHOR_VALUE_LEN 8
+
+void storage_claims_free(storage_claims_t *c)
+{
+    free(c->v);
+    memset(c, 0, sizeof *c);
+}
+
+/* 1 and *anchor when the aggregate (key k) has an anchor, 0 when it has
+ * none, 2 when nothing is recorded yet; or an error. */
+static int anchor_get(storage_t *s, const skey_t *k, uint64_t *anchor, errmsg_t *em)
+{
+    char *err = NULL;
+    size_t vn = 0;
+    char *v =
+        rocksdb_get_cf(s->db, s->ropts, s->cf[CF_ANCHORS], (const char *)k->b, k->n, &vn, &err);
+    int rc = storage_rocks_err(err, em, "read aggregate anchor");
+    if (rc == 0 && v == NULL)
+        rc = 2;
+    else if (rc == 0 && vn == ANCHOR_VALUE_LEN) {
+        *anchor = be64_get((const uint8_t *)v);
+        rc = 1;
+    } else if (rc == 0 && vn != 0)
+        rc = errmsg_set(em, ERR_CORRUPT, "aggregate anchor: %zu-byte value", vn);
+    rocksdb_free(v);
+    return rc;
+}
+
+static int claim(storage_t *s, rocksdb_writebatch_t *wb, storage_claims_t *c, const skey_t *k,
+                 uint64_t token, uint64_t agg, uint64_t series_id, errmsg_t *em)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 4;
+        struct storage_claim *v = realloc(c->v, cap * sizeof *v);
+        if (v == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+        c->v = v;
+        c->cap = cap;
+    }
+    c->v[c->n++] = (struct storage_claim){.token = token, .agg = agg, .anchor = series_id};
+    uint8_t v[ANCHOR_VALUE_LEN];
+    be64_put(v, series_id);
+    rocksdb_writebatch_put_cf(wb, s->cf[CF_ANCHORS], (const char *)k->b, k->n, (const char *)v,
+                              sizeof v);
+    return 0;
+}
+
+int storage_aggregate_target(storage_t *s, rocksdb_writebatch_t *wb, storage_claims_t *claims,
+                             const char *tenant, uint64_t token, uint64_t series_id,
+                             const labels_t *l, uint64_t *agg, errmsg_t *em)
+{
+    *agg = 0;
+    uint64_t id, anchor = 0;
+    if (l == NULL || !storage_aggregate_of(l, &id)) return 0;
+    for (size_t i = 0; i < claims->n; i++) /* claimed earlier in this batch */
+        if (claims->v[i].token == token && claims->v[i].agg == id) {
+            *agg = claims->v[i].anchor == series_id ? 0 : id;
+            return 0;
+        }
+    skey_t k;
+    storage_key_series(&k, token, tenant, id);
+    int rc = anchor_get(s, &k, &anchor, em);
+    if (rc == 2) return claim(s, wb, claims, &k, token, id, series_id, em); /* the first */
+    if (rc < 0) return rc;
+    *agg = rc == 1 && anchor == series_id ? 0 : id;
+    return 0;
+}
+
+int storage_aggregate_anchor(storage_t *s, const char *tenant, uint64_t token, uint64_t agg,
+                             uint64_t *anchor)
+{
+    int rc = storage_check_tenant(tenant, NULL);
+    if (rc != 0) return rc;
+    skey_t k;
+    storage_key_series(&k, token, tenant, agg);
+    rc = anchor_get(s, &k, anchor, NULL);
+    return rc == 2 ? 0 : rc;
+}
+
 void storage_window_merge(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant,
-                          uint64_t token, uint64_t series_id, const labels_t *labels, int res,
-                          int64_t window, const uint8_t *block, size_t block_len, int64_t total)
+                          uint64_t token, uint64_t series_id, uint64_t agg, int res, int64_t window,
+                          const uint8_t *block, size_t block_len, int64_t total)
 {
     uint8_t tv[8];
     storage_i64_put(tv, total);
-    uint64_t ids[2] = {series_id, 0};
-    int n = 1 + (labels != NULL && storage_aggregate_of(labels, &ids[1]));
+    uint64_t ids[2] = {series_id, agg};
+    int n = 1 + (agg != 0);
     for (int i = 0; i < n; i++) {
         skey_t k;
         storage_key_window(&k, token, tenant, ids[i], res, window);
@@ -279,5 +361,62 @@ int storage_aggregate_rebuild(storage_t *s, errmsg_t *em)
     if (rc == 0)
         log_info("storage", "service aggregates rebuilt from %zu series (%zu windows)", r.series,
                  r.values);
+    return rc;
+}
+
+/* --- format 9 -> 10 ----------------------------------------------------------- */
+
+/* The aggregate of series entry (k, v) into wb as "no anchor": an aggregate
+ * written before anchors existed holds every member. 1 when put. */
+static int upgrade_one(storage_t *s, rocksdb_writebatch_t *wb, const uint8_t *k, size_t kn,
+                       const uint8_t *v, size_t vn)
+{
+    if (kn < 18 || kn != 17 + (size_t)k[8] || k[8] > STORAGE_TENANT_MAX) return 0;
+    labels_t *l = NULL;
+    uint64_t agg;
+    if (labels_decode(v, vn, &l) != 0) return 0; /* undecodable: no aggregate */
+    int has = storage_aggregate_of(l, &agg);
+    labels_free(l);
+    if (!has) return 0;
+    char tenant[STORAGE_TENANT_MAX + 1];
+    memcpy(tenant, k + 9, k[8]);
+    tenant[k[8]] = 0;
+    skey_t ak;
+    storage_key_series(&ak, be64_get(k), tenant, agg);
+    rocksdb_writebatch_put_cf(wb, s->cf[CF_ANCHORS], (const char *)ak.b, ak.n, "", 0);
+    return 1;
+}
+
+int storage_anchor_upgrade(storage_t *s, errmsg_t *em)
+{
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_SERIES]);
+    size_t ops = 0, series = 0;
+    int rc = 0;
+    char *err = NULL;
+    for (rocksdb_iter_seek_to_first(it); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        int put = upgrade_one(s, wb, k, kn, v, vn);
+        series += (size_t)put;
+        if ((ops += (size_t)put) < REBUILD_BATCH_OPS) continue;
+        rocksdb_write(s->db, s->wopts, wb, &err);
+        rocksdb_writebatch_clear(wb);
+        ops = 0;
+        rc = storage_rocks_err(err, em, "aggregate anchors");
+    }
+    rocksdb_iter_get_error(it, &err);
+    int ioerr = storage_rocks_err(err, em, "aggregate anchors: series scan");
+    if (rc == 0) rc = ioerr;
+    if (rc == 0 && ops > 0) {
+        rocksdb_write(s->db, s->wopts, wb, &err);
+        rc = storage_rocks_err(err, em, "aggregate anchors");
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    rocksdb_writebatch_destroy(wb);
+    if (rc == 0) log_info("storage", "aggregates of %zu series recorded without anchor", series);
     return rc;
 }

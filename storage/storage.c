@@ -46,6 +46,7 @@ static const struct cf_spec {
     [CF_PTREES] = {"profile_trees", rocksdb_zstd_compression, 1, MERGE_NONE, 1},
     [CF_STREAMED] = {"streamed", rocksdb_lz4_compression, 1, MERGE_NONE, 0},
     [CF_SPAN_INDEX] = {"span_index", rocksdb_lz4_compression, 0, MERGE_NONE, 1},
+    [CF_ANCHORS] = {"anchors", rocksdb_lz4_compression, 1, MERGE_NONE, 0},
 };
 
 #define MIB ((size_t)1 << 20)
@@ -256,7 +257,9 @@ static int make_dirs(const char *path, errmsg_t *em)
  * lack the service aggregates, rebuilt here from the stored series before
  * the new marker is written (an interrupted rebuild runs again); version 6
  * lacks the stack-node edge index, which each table gets at its next write;
- * version 8 only lacks scaled profile trees, which older values never are. */
+ * version 8 only lacks scaled profile trees, which older values never are;
+ * version 9 lacks the aggregate anchors: its aggregates hold every member,
+ * which the upgrade records for each before the marker is written. */
 static int put_format(storage_t *s, const char *key, size_t klen, errmsg_t *em)
 {
     char *err = NULL;
@@ -280,7 +283,9 @@ static int check_format(storage_t *s, errmsg_t *em)
     int pre6 = is_version(v, len, STORAGE_FORMAT_V4) || is_version(v, len, STORAGE_FORMAT_V5);
     int pre8 =
         pre6 || is_version(v, len, STORAGE_FORMAT_V6) || is_version(v, len, STORAGE_FORMAT_V7);
-    int older = pre8 || is_version(v, len, STORAGE_FORMAT_V8);
+    int pre10 =
+        pre8 || is_version(v, len, STORAGE_FORMAT_V8) || is_version(v, len, STORAGE_FORMAT_V9);
+    int older = pre10;
     if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
@@ -299,6 +304,8 @@ static int check_format(storage_t *s, errmsg_t *em)
      * unknown id); their keys go into span_index */
     if (rc == 0 && pre8) rc = storage_span_index_rebuild(s, em);
     /* 8 -> 9 needs nothing: a format-8 profile tree is never scaled */
+    /* 9 -> 10: every aggregate written before holds all its members */
+    if (rc == 0 && pre10) rc = storage_anchor_upgrade(s, em);
     if (rc == 0 && (v == NULL || older)) rc = put_format(s, key, sizeof key - 1, em);
     free(v);
     return rc;

@@ -211,7 +211,8 @@ void storage_merger_set_charge(storage_merger_t *m, alloc_charge_t *charge);
  * with a service_name and a __profile_type__ also adds its blocks and totals
  * to the pseudo series storage_aggregate_id(service, type, spy) of its token
  * (spy: its pyroscope_spy label, NULL or "" when it has none), which
- * storage_merger_add and storage_scan_totals read like any series. It has no
+ * storage_merger_add and storage_scan_totals read like any series, except
+ * its anchor's (storage_aggregate_anchor). It has no
  * labels, postings or profiles: nothing lists it. */
 #define STORAGE_LABEL_SPY "pyroscope_spy"
 uint64_t storage_aggregate_id(const char *service, const char *type, const char *spy);
@@ -221,6 +222,14 @@ uint64_t storage_aggregate_id(const char *service, const char *type, const char 
 typedef int (*storage_token_fn)(void *ctx, uint64_t token);
 int storage_posting_tokens(storage_t *s, const char *tenant, const char *name, const char *value,
                            storage_token_fn fn, void *ctx);
+/* An aggregate does not hold its anchor: the first member series written to
+ * it on its token, whose windows a reader adds to the aggregate's (so a
+ * service shard with one series stores its windows once). 1 and *anchor =
+ * that series id when the aggregate has one, 0 when it has none (every
+ * member adds, as in aggregates written before format 10, or nothing was
+ * written to it yet), or an error. */
+int storage_aggregate_anchor(storage_t *s, const char *tenant, uint64_t token, uint64_t agg,
+                             uint64_t *anchor);
 /* 1 if the (pseudo) series holds a window in totals that retention still
  * keeps, 0 if none, or an error. */
 int storage_series_has_windows(storage_t *s, const char *tenant, uint64_t token,

@@ -43,12 +43,13 @@ enum storage_cf {
     CF_PTREES,     /* one profile's own samples per series (write.c, ptrees.c) */
     CF_STREAMED,   /* windows received whole from another node (stream.c) */
     CF_SPAN_INDEX, /* the `spans` keys in token order (stream_spans.c) */
+    CF_ANCHORS,    /* each service aggregate's anchor member (aggregate.c) */
     CF_COUNT
 };
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "9"
+#define STORAGE_FORMAT_VERSION "10"
 /* Earlier versions upgraded in place at open: version 5 only added the
  * profile_trees column family (which open creates), version 6 the service
  * aggregates (rebuilt from the stored series by storage_aggregate_rebuild),
@@ -64,6 +65,9 @@ enum storage_cf {
 /* Version 9 added scaled profile trees (PTREE_FLAG_SCALED); a format-8
  * directory has none and reads as it is. */
 #define STORAGE_FORMAT_V8 "8"
+/* Version 10 added aggregate anchors (`anchors`): a format-9 aggregate holds
+ * every member, which the upgrade records for each (storage_anchor_upgrade). */
+#define STORAGE_FORMAT_V9 "9"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector. */
 #define SPARSE_VERSION 2
@@ -330,19 +334,45 @@ void storage_set_clock(storage_t *s, const clock_source_t *c);
 /* 1 and *id = the aggregate series l adds to, or 0 when l has no service
  * name or no profile type (such a series has no aggregate). */
 int storage_aggregate_of(const labels_t *l, uint64_t *id);
+/* Aggregate anchors claimed by a batch not yet committed (aggregate.c): a
+ * later series of the same batch must see them. Zero-initialise; free with
+ * storage_claims_free. */
+typedef struct storage_claims {
+    struct storage_claim {
+        uint64_t token, agg, anchor;
+    } * v;
+    size_t n, cap;
+} storage_claims_t;
+void storage_claims_free(storage_claims_t *c);
+
+/* Which aggregate the windows of series_id (labels l, NULL: none) add to:
+ * *agg = its aggregate id, or 0 when it adds to none (no service name or
+ * profile type, or it is its aggregate's anchor). The first series written
+ * to an aggregate of a token becomes its anchor: the record is put into wb
+ * and into claims (for the rest of the batch). Call with the token's
+ * stack-node table held, the lock every writer of the token takes before
+ * its commit, so two writers never both claim an aggregate. */
+int storage_aggregate_target(storage_t *s, rocksdb_writebatch_t *wb, storage_claims_t *claims,
+                             const char *tenant, uint64_t token, uint64_t series_id,
+                             const labels_t *l, uint64_t *agg, errmsg_t *em);
 /* THE way to add to a window: puts into wb the merge operands adding block
- * (a sparse block encoding, borrowed; block_len 0: none) and total to the series' window (res
- * index, window start) and to its service aggregate's same window, unless
- * that window is already past retention. Every path that adds data to
- * blocks/totals must use it (write.c; an import of moved blocks too), so
- * aggregates stay the exact sum of their members. */
+ * (a sparse block encoding, borrowed; block_len 0: none) and total to the
+ * series' window (res index, window start) and to the same window of agg
+ * (storage_aggregate_target's answer; 0: none), unless that window is
+ * already past retention. Every path that adds data to blocks/totals must
+ * use both (write.c; an import of moved blocks too), so an aggregate stays
+ * the exact sum of its members other than its anchor. */
 void storage_window_merge(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant,
-                          uint64_t token, uint64_t series_id, const labels_t *labels, int res,
-                          int64_t window, const uint8_t *block, size_t block_len, int64_t total);
+                          uint64_t token, uint64_t series_id, uint64_t agg, int res, int64_t window,
+                          const uint8_t *block, size_t block_len, int64_t total);
 /* Recomputes every aggregate from the stored series' blocks and totals (the
  * upgrade of a directory written before aggregates). Idempotent: an
  * interrupted run is simply run again. Called by open, before any writer. */
 int storage_aggregate_rebuild(storage_t *s, errmsg_t *em);
+/* Records "no anchor: every member adds" for the aggregate of every stored
+ * series (the format 9 -> 10 upgrade: those aggregates hold all their
+ * members). Idempotent. Called by open, before any writer. */
+int storage_anchor_upgrade(storage_t *s, errmsg_t *em);
 
 /* Unix seconds by the handle's clock. */
 int64_t storage_now(const storage_t *s);

@@ -242,8 +242,14 @@ static int build_and_commit(sctx_t *x, const labels_t *labels)
     storage_i64_put(mv, storage_now(x->s));
     /* through the one function that adds to windows: the service aggregate
      * gets the residual too, so whole-service reads see the streamed data */
+    storage_claims_t claims = {0};
+    uint64_t agg = 0;
     if (rc == 0 && (enc.len > 0 || total != 0))
-        storage_window_merge(x->s, x->wb, w->tenant, w->token, w->series_id, labels, w->res,
+        rc = storage_aggregate_target(x->s, x->wb, &claims, w->tenant, w->token, w->series_id,
+                                      labels, &agg, x->em);
+    storage_claims_free(&claims); /* one series a batch: nothing else to tell */
+    if (rc == 0 && (enc.len > 0 || total != 0))
+        storage_window_merge(x->s, x->wb, w->tenant, w->token, w->series_id, agg, w->res,
                              w->window_s, enc.data, enc.len, total);
     if (rc == 0)
         rocksdb_writebatch_put_cf(x->wb, x->s->cf[CF_STREAMED], (const char *)k.b, k.n,

@@ -44,9 +44,10 @@ typedef struct wctx {
     uint64_t *order_tmp; /* radix sort scratch, as large as order */
     size_t map_cap;
     buf_t enc, tmp;
-    u64map_t syms;   /* symbol-cache keys this batch writes */
-    u64map_t walked; /* symbols of the trees walked so far (put_symbols) */
-    u64map_t series; /* series-cache keys this batch writes */
+    u64map_t syms;           /* symbol-cache keys this batch writes */
+    u64map_t walked;         /* symbols of the trees walked so far (put_symbols) */
+    u64map_t series;         /* series-cache keys this batch writes */
+    storage_claims_t claims; /* aggregate anchors this batch records */
     /* The tree mapped last (map holds its ids), its token and how many of
      * its nodes were folded into "other": a series of the same shape (a
      * profile's sample types that share their stacks) reuses them. */
@@ -343,15 +344,21 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
 
 /* The block (already encoded in w->enc) and its total into every resolution
  * whose window has not already expired, for the series and for its service
- * aggregate (aggregate.c): the same operands on the same window, so the
- * aggregate is the sum of its members at every resolution. */
-static void put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t total)
+ * aggregate unless it is the aggregate's anchor (aggregate.c): the same
+ * operands on the same window, so the aggregate and its anchor add up to
+ * the sum of the members at every resolution. */
+static int put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t total)
 {
+    uint64_t agg;
+    int rc = storage_aggregate_target(w->s, w->wb, &w->claims, w->p->tenant, sw->token,
+                                      sw->series_id, sw->labels, &agg, w->em);
+    if (rc != 0) return rc;
     for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++) {
         int64_t res = storage_resolutions[r];
-        storage_window_merge(w->s, w->wb, w->p->tenant, sw->token, sw->series_id, sw->labels, r,
+        storage_window_merge(w->s, w->wb, w->p->tenant, sw->token, sw->series_id, agg, r,
                              floor_div(w->t_s, res) * res, w->enc.data, w->enc.len, total);
     }
+    return 0;
 }
 
 /* The encoding stored for span tree sp, folded to max_span_nodes: an
@@ -514,9 +521,8 @@ static int put_one(wctx_t *w, const storage_series_write_t *sw)
     if (rc != 0) return rc; /* put_symbols set em */
     rc = encode_block(w, sw, same);
     if (rc == 0) rc = put_ptree(w, sw, total);
-    if (rc != 0) return rc;
-    put_windows(w, sw, total);
-    return put_spans(w, sw);
+    if (rc == 0) rc = put_windows(w, sw, total);
+    return rc != 0 ? rc : put_spans(w, sw);
 }
 
 static int validate(const storage_profile_write_t *p, errmsg_t *em)
@@ -703,6 +709,7 @@ int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t
     u64map_free(&w.syms);
     u64map_free(&w.walked);
     u64map_free(&w.series);
+    storage_claims_free(&w.claims);
     free(w.map);
     free(w.order);
     free(w.order_tmp);

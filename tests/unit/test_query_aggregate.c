@@ -2,7 +2,8 @@
  * aggregates (query/aggregate.c) and answer exactly what the per-series path
  * answers: the same call tree and timeline for time ranges cutting across
  * windows and resolutions, for a partial's token ranges, with the spy name
- * the series share; selectors that are not exactly a service (another
+ * the series share, with each aggregate's anchor (a service of one pod:
+ * the anchor alone); selectors that are not exactly a service (another
  * label, a regex, a negation, no service) take the per-series path. Prints
  * its seed; argv[1] replays. */
 #include <stdlib.h>
@@ -199,7 +200,7 @@ static void check_ranges(storage_t *st, const query_limits_t *lim)
             answer_t want = per_series(st, sels[s], &all, &plan, lim);
             answer_t got = partial(st, sels[s], NULL, 0, &plan, lim);
             CHECK(same_answer(&want, &got));
-            CHECK(got.nseries <= 2 * SHARDS); /* aggregates, not pods */
+            CHECK(got.nseries <= 4 * SHARDS); /* aggregates and anchors, not pods */
             answer_free(&want);
             answer_free(&got);
         }
@@ -219,10 +220,28 @@ static void check_token_ranges(storage_t *st, const query_limits_t *lim)
     answer_t got = partial(st, sel, r, 2, &plan, lim);
     CHECK(same_answer(&want, &got));
     CHECK(calltree_root_total(got.tree) > 0);
-    CHECK_EQ_INT(got.nseries, 2);
+    CHECK_EQ_INT(got.nseries, 4); /* two aggregates and their anchors */
     answer_free(&want);
     answer_free(&got);
     query_rangeset_free(&rs);
+}
+
+/* A service of one pod: its aggregate holds nothing (the pod's series is
+ * its anchor), and the whole-service answer is the anchor's, exactly. */
+static void check_solo(storage_t *st, const query_limits_t *lim)
+{
+    rangeset_t all = {.all = 1};
+    query_plan_t plan;
+    query_plan_make((T0 - 3600) * 1000, (T0 + 2 * DAY) * 1000, (T0 + 2 * DAY) * 1000, lim, &plan);
+    const char *sel = CPU "{service_name=\"solo\"}";
+    CHECK_EQ_INT(uses_aggregate(st, sel), 1);
+    answer_t want = per_series(st, sel, &all, &plan, lim);
+    answer_t got = partial(st, sel, NULL, 0, &plan, lim);
+    CHECK(same_answer(&want, &got));
+    CHECK(calltree_root_total(got.tree) > 0);
+    CHECK_EQ_INT(got.nseries, 1);
+    answer_free(&want);
+    answer_free(&got);
 }
 
 /* Selectors that are not exactly one service: per series, and exact. */
@@ -270,19 +289,21 @@ int main(int argc, char **argv)
         symtab_intern(syms, name, strlen(name), "f.go", 4, &sym_ids[i]);
     }
     /* 40 pods of svc (one spy), 6 of "mixed" (a spy or none), 3 of "other"
-     * on svc's tokens too; profiles over two days from T0 */
+     * on svc's tokens too, 1 of "solo"; profiles over two days from T0 */
     uint64_t pid = 1;
     for (int i = 0; i < 600; i++) {
         int64_t t = T0 + (int64_t)(check_rng() % (2 * DAY));
         write_one(st, "svc", (int)(check_rng() % PODS), "gospy", pid++, t);
         if (i % 10 == 0) write_one(st, "mixed", i % 6, i % 4 ? "pyspy" : NULL, pid++, t);
         if (i % 20 == 0) write_one(st, "other", i % 3, "gospy", pid++, t);
+        if (i % 15 == 0) write_one(st, "solo", 0, "gospy", pid++, t);
     }
     query_limits_t lim;
     query_limits_default(&lim);
     check_ranges(st, &lim);
     check_token_ranges(st, &lim);
     check_fallbacks(st, &lim);
+    check_solo(st, &lim);
 
     /* max_series bounds the series a query reads: a service's aggregates
      * are a handful whatever its pods, so its render is answered */

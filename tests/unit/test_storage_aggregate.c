@@ -4,8 +4,11 @@
  * profiles that write several members in one batch, duplicates, members of
  * another service or type or spy on the same token (not members), after
  * retention and compaction, after series GC, with a write refused by
- * tenant-max-series, and after the upgrade that
- * rebuilds aggregates (also over partial ones left by an interrupted run).
+ * tenant-max-series, and after the upgrades that
+ * rebuild aggregates (also over partial ones left by an interrupted run) and
+ * that record format-9 aggregates as holding every member. An aggregate
+ * does not hold its anchor (its first member on the token), which readers
+ * add: a member alone in its aggregate is stored once.
  * The pseudo series is never listed nor counted as a series. Prints its
  * seed; argv[1] replays. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
@@ -118,9 +121,9 @@ static void acc_free(acc_t *a)
     free(a);
 }
 
-/* Every aggregate of every token equals the sum of its members, at every
- * resolution (checked when strict; *equal counts the equal ones); returns
- * the number of aggregate windows seen. */
+/* Every aggregate of every token with its anchor equals the sum of its
+ * members, at every resolution (checked when strict; *equal counts the
+ * equal ones); returns the number of windows seen. */
 static size_t sums(storage_t *s, int strict, int *equal)
 {
     uint64_t tokens[2] = {TA, TB};
@@ -136,6 +139,10 @@ static size_t sums(storage_t *s, int strict, int *equal)
                         storage_aggregate_id(mem[m].service, mem[m].type, mem[m].spy) == agg)
                         add_series(s, want, tokens[ti], mem[m].id, r);
                 add_series(s, got, tokens[ti], agg, r);
+                uint64_t anchor;
+                int anchored = storage_aggregate_anchor(s, "t", tokens[ti], agg, &anchor);
+                CHECK(anchored >= 0);
+                if (anchored == 1) add_series(s, got, tokens[ti], anchor, r);
                 if (strict) CHECK(same(want, got));
                 *equal += same(want, got);
                 seen += got->n;
@@ -143,6 +150,32 @@ static size_t sums(storage_t *s, int strict, int *equal)
     acc_free(want);
     acc_free(got);
     return seen;
+}
+
+/* Whether the aggregate or its anchor holds a live window (what a query
+ * reads for it), or an error. */
+static int live_aggregate(storage_t *s, uint64_t token, uint64_t agg)
+{
+    uint64_t anchor;
+    int rc = storage_series_has_windows(s, "t", token, agg);
+    int anchored = storage_aggregate_anchor(s, "t", token, agg, &anchor);
+    if (rc != 0 || anchored != 1) return rc != 0 ? rc : anchored;
+    return storage_series_has_windows(s, "t", token, anchor);
+}
+
+/* After one profile wrote every member in one batch: each aggregate's first
+ * member in the batch is its anchor, and an aggregate whose only member is
+ * its anchor holds no window (its windows are stored once, the member's). */
+static void check_anchors(storage_t *s)
+{
+    /* p0 and p2 share an aggregate on TA, p1 and p3 one on TB; the rest are alone */
+    static const int first[NMEM] = {1, 1, 0, 0, 1, 1, 1};
+    for (size_t m = 0; m < NMEM; m++) {
+        uint64_t agg = storage_aggregate_id(mem[m].service, mem[m].type, mem[m].spy), anchor = 0;
+        CHECK_EQ_INT(storage_aggregate_anchor(s, "t", mem[m].token, agg, &anchor), 1);
+        CHECK_EQ_INT(anchor == mem[m].id, first[m]);
+        CHECK_EQ_INT(storage_series_has_windows(s, "t", mem[m].token, agg), m < 4);
+    }
 }
 
 static size_t check_sums(storage_t *s)
@@ -281,6 +314,38 @@ static void test_upgrade(fixture_t *f, size_t windows)
     free(v);
 }
 
+/* A version-9 directory: no anchors, every member in its aggregate (made
+ * here by deleting the anchors and rebuilding the aggregates). The upgrade
+ * records that, so the members written after it all add to their
+ * aggregates and a reader adds no anchor: the sums hold. */
+static void test_upgrade9(fixture_t *f, symtab_t *st, const int *all)
+{
+    static const uint8_t hi[9] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    char *err = NULL;
+    rocksdb_delete_range_cf(f->s->db, f->s->wopts, f->s->cf[CF_ANCHORS], "", 0, (const char *)hi,
+                            sizeof hi, &err);
+    CHECK(err == NULL);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_aggregate_rebuild(f->s, &em), 0);
+    size_t windows = check_sums(f->s);
+    CHECK(windows > 0);
+    put_version(f, "9");
+    CHECK_EQ_INT(fx_reopen(f), 0);
+    for (size_t m = 0; m < NMEM; m++) {
+        uint64_t agg = storage_aggregate_id(mem[m].service, mem[m].type, mem[m].spy), anchor;
+        CHECK_EQ_INT(storage_aggregate_anchor(f->s, "t", mem[m].token, agg, &anchor), 0);
+    }
+    for (uint64_t i = 4000; i < 4010; i++)
+        write_profile(f->s, st, i, f->now - (int64_t)(check_rng() % 3000), i == 4000 ? all : NULL);
+    CHECK(check_sums(f->s) >= windows);
+    size_t n = 0;
+    char *v =
+        rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_META], "format_version", 14, &n, &err);
+    CHECK(v != NULL && n == strlen(STORAGE_FORMAT_VERSION) &&
+          memcmp(v, STORAGE_FORMAT_VERSION, n) == 0);
+    free(v);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -297,7 +362,14 @@ int main(int argc, char **argv)
     CHECK_EQ_INT(fx_reopen(&f), 0);
     symtab_t *st = symtab_new();
 
-    /* 80 profiles over the last two days, plus 20 repeated (not counted again) */
+    /* one profile of every member, then 80 over the last two days, plus 20
+     * repeated (not counted again) */
+    int all[NMEM];
+    for (size_t m = 0; m < NMEM; m++)
+        all[m] = 1;
+    write_profile(f.s, st, 999, f.now - 5, all);
+    check_anchors(f.s);
+    CHECK(check_sums(f.s) > 0);
     for (uint64_t i = 0; i < 80; i++)
         write_profile(f.s, st, i, f.now - (int64_t)(check_rng() % (2 * DAY)), NULL);
     for (uint64_t i = 0; i < 20; i++)
@@ -325,12 +397,9 @@ int main(int argc, char **argv)
     CHECK_EQ_INT(removed, NMEM - 1);
     check_unlisted(&f, 1);
     /* before compaction drops them, expired windows do not count as data */
-    CHECK_EQ_INT(storage_series_has_windows(f.s, "t", TA, storage_aggregate_id("svc", CPU, NULL)),
-                 0);
-    CHECK_EQ_INT(
-        storage_series_has_windows(f.s, "t", TB, storage_aggregate_id("svc", CPU, "gospy")), 0);
-    CHECK_EQ_INT(
-        storage_series_has_windows(f.s, "t", TA, storage_aggregate_id("svc", CPU, "gospy")), 1);
+    CHECK_EQ_INT(live_aggregate(f.s, TA, storage_aggregate_id("svc", CPU, NULL)), 0);
+    CHECK_EQ_INT(live_aggregate(f.s, TB, storage_aggregate_id("svc", CPU, "gospy")), 0);
+    CHECK_EQ_INT(live_aggregate(f.s, TA, storage_aggregate_id("svc", CPU, "gospy")), 1);
     CHECK_EQ_INT(storage_compact(f.s), 0);
     CHECK_EQ_INT(storage_compact(f.s), 0);
     size_t live = check_sums(f.s);
@@ -365,6 +434,7 @@ int main(int argc, char **argv)
     labels_free(extra);
 
     test_upgrade(&f, windows);
+    test_upgrade9(&f, st, all);
     symtab_free(st);
     for (size_t m = 0; m < NMEM; m++)
         labels_free(mem[m].l);

@@ -395,7 +395,8 @@ static void format6(int small)
     size_t len = 0;
     char *ver =
         rocksdb_get_cf(f.s->db, f.s->ropts, f.s->cf[CF_META], "format_version", 14, &len, &err);
-    CHECK(ver != NULL && len == 1 && ver[0] == STORAGE_FORMAT_VERSION[0]);
+    CHECK(ver != NULL && len == strlen(STORAGE_FORMAT_VERSION) &&
+          memcmp(ver, STORAGE_FORMAT_VERSION, len) == 0);
     free(ver);
 
     nodetab_t *t;

@@ -443,13 +443,15 @@ static void test_upgrade(fixture_t *f)
     char *err = NULL;
     char *v =
         rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_META], "format_version", 14, &n, &err);
-    CHECK(v != NULL && n == 1 && v[0] == STORAGE_FORMAT_VERSION[0]);
+    CHECK(v != NULL && n == strlen(STORAGE_FORMAT_VERSION) &&
+          memcmp(v, STORAGE_FORMAT_VERSION, n) == 0);
     free(v);
     /* format 8 (no scaled trees) opens as it is, its profiles read back */
     put_version(f, "8");
     CHECK_EQ_INT(fx_reopen(f), 0);
     v = rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_META], "format_version", 14, &n, &err);
-    CHECK(v != NULL && n == 1 && v[0] == STORAGE_FORMAT_VERSION[0]);
+    CHECK(v != NULL && n == strlen(STORAGE_FORMAT_VERSION) &&
+          memcmp(v, STORAGE_FORMAT_VERSION, n) == 0);
     free(v);
     labels_t *l = fx_labels("ptree", NULL);
     calltree_t *g = read_back(f, l, 1, (T0 + 1) * NS);

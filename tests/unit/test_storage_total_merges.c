@@ -4,8 +4,9 @@
  * Many pushes of one series into one window at every resolution: with
  * total_successive_merges 0 (the default) every total stays an operand until
  * a flush, with 3 a write folds them every 3 merges. Either way the series'
- * totals at the five resolutions, its service aggregate's and the root total
- * of its blocks are the sum of what was pushed: read from the memtable, then
+ * totals at the five resolutions, its service aggregate's with its anchor
+ * (the series itself, so the aggregate holds none) and the root total of
+ * its blocks are the sum of what was pushed: read from the memtable, then
  * after a compaction, then after a reopen (recovered from the WAL when the
  * memtables were not flushed). */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
@@ -40,9 +41,15 @@ static void check_totals(fixture_t *f, const labels_t *l, int64_t want, const ch
             fprintf(stderr, "%s: res %d: total %lld in %d windows, want %lld\n", when, r,
                     (long long)got, windows, (long long)want);
         CHECK(got == want && windows == 1);
-        fx_scan_t sc = {0};
+        fx_scan_t sc = {0}; /* the aggregate with its anchor (this series) */
+        uint64_t anchor = 0;
+        CHECK_EQ_INT(storage_aggregate_anchor(f->s, "t", sid >> 1, agg, &anchor), 1);
+        CHECK(anchor == sid);
         CHECK_EQ_INT(
             storage_scan_totals(f->s, "t", sid >> 1, agg, r, from, until, fx_total_cb, &sc), 0);
+        CHECK_EQ_INT(sc.windows, 0);
+        CHECK_EQ_INT(
+            storage_scan_totals(f->s, "t", sid >> 1, anchor, r, from, until, fx_total_cb, &sc), 0);
         CHECK(sc.total == want && sc.windows == 1);
     }
     CHECK(fx_block_total(f->s, "t", l, 0, from, until, NULL) == want);
