@@ -22,20 +22,29 @@ old:
   the failed pushes; before the window check they differed for good;
 - test_missed_old_write_is_repaired: 2 nodes RF 2 write quorum 1; n1 is
   killed while old profiles are pushed through n0 (acknowledged; n0 marks
-  n1), then restarted: its pass lifts the mark without finding them (they
-  are older than the seen span). After `flamectl cluster repair`, n1 alone
-  must answer exactly; before, it answered short, not flagged partial;
-- test_scheduled_window_check_repairs: the same, repaired by the scheduled
-  window check (--repair-windows-interval) without flamectl;
+  n1 with the profiles' time), then restarted: a pass cannot find them
+  (they are older than the seen span), so the mark is lifted only once n1
+  restored every range whole. n1 alone must answer exactly; before, its
+  first pass lifted the mark and it answered short, not flagged partial;
+- test_scheduled_window_check_repairs: failed old pushes stored on n0 alone
+  (no mark keeps their time), taken into n1 by the scheduled window check
+  (--repair-windows-interval) without flamectl;
 - test_three_replicas_take_the_copy_that_holds_theirs: RF 3, old failed
   pushes stored on one replica: the other two stream those ranges from it
   (the source the check chose, not the first in ring order);
 - test_check_streams_from_the_replica_it_chose: the same, with only one of
   the two lacking replicas checking: it streams from the replica whose copy
   holds its own, not the first in ring order (the other lacking one);
-- test_mixed_copies_are_left_as_they_are: each replica misses a different
-  acknowledged old write of one series: neither copy is taken over (that
-  would drop a write from both); the difference stays, reported.
+- test_mixed_copies_are_left_as_they_are: each replica holds a different
+  failed old push of one series: neither copy is taken over (that would
+  drop a write from one); the difference stays, reported;
+- test_acknowledged_misses_on_both_replicas_are_all_kept: each replica
+  misses a different acknowledged old write of one series: the marks make
+  each in turn whole from the other, and both end with every write.
+
+A preload write a loaded replica missed (write timeout 1 s) is marked too
+and restored by a full repair: each test waits for every mark to go before
+it makes its own difference (no_marks).
 """
 import signal
 import threading
@@ -107,6 +116,48 @@ def repair(c):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "converged" in p.stdout, p.stdout
     return took
+
+
+def push_failing(c, via, stopped, services, seed, now):
+    """One old profile per service through node `via` right after the nodes
+    `stopped` are stopped (SIGSTOP), sent before they are seen down: no
+    quorum, each push answered 503, but `via` stored it. Returns
+    ({service: samples}, [statuses])."""
+    failed, statuses = {}, []
+
+    def one(k, svc):
+        body, v = big_body(seed + k, lines=8)
+        r = c.nodes[via].ingest(body, name=svc + ".cpu", **{"from": now - 7100 + k},
+                                until=now - 7090 + k)
+        statuses.append(r.status)
+        failed[svc] = v
+
+    for i in stopped:
+        c.nodes[i].proc.send_signal(signal.SIGSTOP)
+    try:
+        threads = [threading.Thread(target=one, args=(k, svc))
+                   for k, svc in enumerate(sorted(services))]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(30)
+    finally:
+        for i in stopped:
+            c.nodes[i].proc.send_signal(signal.SIGCONT)
+    print("    %s stopped: %d old profiles pushed through %s, answered %s"
+          % (", ".join(c.ids[i] for i in stopped), len(statuses), c.ids[via],
+             sorted(set(statuses))))
+    assert 200 not in statuses, statuses  # else the acknowledged totals would change
+    return failed, statuses
+
+
+def no_marks(c):
+    """Every repair mark lifted: a preload write a loaded replica missed
+    (write timeout 1 s, hinted handoff off) is restored by a full repair
+    first (its profile is older than the seen span), so the differences a
+    test makes afterwards are the only ones."""
+    wait_for("no marks", lambda: not any(hints_for(c, i) for i in range(len(c.nodes))
+                                         if c.nodes[i].alive()), timeout=90)
 
 
 def test_join_failed_push_stays_on_joiner():
@@ -185,23 +236,21 @@ def test_missed_old_write_is_repaired():
 
 
 def test_scheduled_window_check_repairs():
-    """The same miss as test_missed_old_write_is_repaired, repaired by the
-    schedule alone (--repair-interval 1s, --repair-windows-interval 3s):
-    no flamectl; once n1's window check handed its ranges and the regain
-    streamed them, n1 alone answers exactly."""
+    """A difference no mark names, repaired by the schedule alone
+    (--repair-interval 1s, --repair-windows-interval 3s): 2 nodes RF 2
+    write quorum 2, n1 stopped while old profiles are pushed through n0
+    (each 503, stored on n0; a failed push's miss keeps no profile time, so
+    a pass lifts it). No flamectl: once n1's window check handed its ranges
+    and the regain streamed them from n0, n1 alone answers n0's totals."""
     now = int(time.time())
     frm, until = now - 8000, now + 60
     args = ARGS + ["--repair-interval", "1s", "--repair-windows-interval", "3s"]
-    with Cluster(2, rf=2, write_quorum=1, args=args) as c:
+    with Cluster(2, rf=2, write_quorum=2, args=args) as c:
         want = preload(c, 0, "ms", now, 120, 8)
-        c.kill(1)
-        c.wait_state(1, "down", observers=[0])
-        for k, svc in enumerate(sorted(want)):
-            body, v = big_body(5000 + k, lines=8)
-            push_ok(c, 0, body, svc, now - 7100 + k)
-            want[svc] += v
-        c.restart(1)
+        no_marks(c)
         t1 = time.monotonic()
+        failed, _ = push_failing(c, 0, [1], want, 5000, now)
+        c.wait_state(1, "active", observers=[0], timeout=30)
         wait_for("n1's window check handing ranges",
                  lambda: metric(c, 1, "flamedb_repair_window_ranges_differing_total") > 0,
                  timeout=60)
@@ -211,14 +260,16 @@ def test_scheduled_window_check_repairs():
                  and not hints_for(c, 1), timeout=60)
         took = time.monotonic() - t1
         n = metric(c, 1, "flamedb_repair_window_ranges_differing_total")
-        print("    n1 handed %d range(s) %.2f s after its restart, read again after %.2f s"
+        print("    n1 handed %d range(s) %.2f s after the failed pushes, read again after %.2f s"
               % (n, handed, took))
         got = alone(c, 1, 0, want, frm, until)
-        short = sorted(s for s in want if got[s] != want[s])
-        assert not short, "n1 alone answers short for %s" % short
+        bad = sorted(s for s in want if got[s] != want[s] + failed[s])
+        for s in bad:
+            print("      %s through n1 alone: %d, want %d" % (s, got[s], want[s] + failed[s]))
+        assert not bad, "n1 alone does not answer n0's totals for %s" % bad
         checks = metric(c, 0, "flamedb_repair_window_checks_total")
         assert checks > 0, "n0 ran no window check"
-        print("    n1 alone answers every total exactly; n0 ran %d window check(s)" % checks)
+        print("    n1 alone answers n0's totals; n0 ran %d window check(s)" % checks)
 
 
 def answers_alone(c, i, services, frm, until):
@@ -248,35 +299,13 @@ def test_three_replicas_take_the_copy_that_holds_theirs():
     frm, until = now - 8000, now + 60
     with Cluster(3, rf=3, write_quorum=2, args=ARGS) as c:
         want = preload(c, 0, "tr", now, 120, 8)
-        failed, statuses = {}, []
-
-        def push_failing(k, svc):  # sent before n0 and n1 are seen down: stored on n2
-            body, v = big_body(7000 + k, lines=8)
-            r = c.nodes[2].ingest(body, name=svc + ".cpu", **{"from": now - 7100 + k},
-                                  until=now - 7090 + k)
-            statuses.append(r.status)
-            failed[svc] = v
-
-        for i in (0, 1):
-            c.nodes[i].proc.send_signal(signal.SIGSTOP)
-        try:
-            threads = [threading.Thread(target=push_failing, args=(k, svc))
-                       for k, svc in enumerate(sorted(want))]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join(30)
-        finally:
-            for i in (0, 1):
-                c.nodes[i].proc.send_signal(signal.SIGCONT)
-        print("    n0, n1 stopped: %d old profiles pushed through n2, answered %s"
-              % (len(statuses), sorted(set(statuses))))
-        assert 200 not in statuses, statuses
+        no_marks(c)
+        failed, _ = push_failing(c, 2, [0, 1], want, 7000, now)
         c.wait_converged(timeout=30)
-        wait_for("no marks", lambda: not any(hints_for(c, i) for i in range(3)), timeout=60)
+        no_marks(c)
         took = repair(c)
         print("    flamectl cluster repair took %.2f s" % took)
-        wait_for("no marks", lambda: not any(hints_for(c, i) for i in range(3)), timeout=60)
+        no_marks(c)
         got = [answers_alone(c, i, want, frm, until) for i in range(3)]
         for s in sorted(want):
             print("      %s: n0 %d, n1 %d, n2 %d (acknowledged %d, failed push %d)"
@@ -297,29 +326,10 @@ def test_check_streams_from_the_replica_it_chose():
     args = ARGS + ["--repair-windows-interval", "0"]
     with Cluster(3, rf=3, write_quorum=2, args=args) as c:
         want = preload(c, 0, "tc", now, 120, 8)
-        failed, statuses = {}, []
-
-        def push_failing(k, svc):
-            body, v = big_body(8000 + k, lines=8)
-            r = c.nodes[2].ingest(body, name=svc + ".cpu", **{"from": now - 7100 + k},
-                                  until=now - 7090 + k)
-            statuses.append(r.status)
-            failed[svc] = v
-
-        for i in (0, 1):
-            c.nodes[i].proc.send_signal(signal.SIGSTOP)
-        try:
-            threads = [threading.Thread(target=push_failing, args=(k, svc))
-                       for k, svc in enumerate(sorted(want))]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join(30)
-        finally:
-            for i in (0, 1):
-                c.nodes[i].proc.send_signal(signal.SIGCONT)
-        assert 200 not in statuses, statuses
+        no_marks(c)
+        failed, _ = push_failing(c, 2, [0, 1], want, 8000, now)
         c.wait_converged(timeout=30)
+        no_marks(c)
         c.restart(0, extra=["--repair-interval", "1s", "--repair-windows-interval", "2s"])
         t1 = time.monotonic()
         wait_for("n0's window check handing ranges",
@@ -338,32 +348,26 @@ def test_check_streams_from_the_replica_it_chose():
 
 
 def test_mixed_copies_are_left_as_they_are():
-    """Each replica misses a different acknowledged old write of the same
-    series (n1 down for one, then n0 down for the other; write quorum 1,
-    hinted handoff off): each copy holds a window the other lacks, so
-    neither holds the other and the window check takes neither over (it
-    would drop an acknowledged write from both). flamectl cluster repair
-    converges and reports the range; each node alone still answers what it
-    holds: nothing is lost, and the difference stays (docs/cluster.md, "The
-    window check": not covered)."""
+    """Each replica holds a different failed old push of the same series (n1
+    stopped for one pushed through n0, then n0 for one through n1; write
+    quorum 2, hinted handoff off: each 503, stored on its coordinator, and
+    no mark keeps its profile time): neither copy holds the other, so the
+    window check takes neither over (that would drop from one node the
+    write only it holds). flamectl cluster repair converges and reports the
+    range; each node alone still answers what it holds (docs/cluster.md,
+    "The window check": not covered)."""
     now = int(time.time())
     frm, until = now - 8000, now + 60
-    with Cluster(2, rf=2, write_quorum=1, args=ARGS) as c:
+    with Cluster(2, rf=2, write_quorum=2, args=ARGS) as c:
         want = preload(c, 0, "mx", now, 40, 2)
         svc = sorted(want)[0]
-        # the last copies to n1 land before it is killed (a miss then would
-        # be one more difference, in the same range)
-        wait_for("n1 holding the preload", lambda: not hints_for(c, 0)
-                 and answers(c, 1, want, frm, until) == want, timeout=30)
+        no_marks(c)
         extra = {}
-        for k, (down, up) in enumerate(((1, 0), (0, 1))):
-            c.kill(down)
-            c.wait_state(down, "down", observers=[up])
-            body, v = big_body(6000 + k, lines=8)
-            push_ok(c, up, body, svc, now - 7100 + 300 * k)  # n1, then n0, misses it
-            extra[up] = v
-            c.restart(down)
-            wait_for("the mark on n%d lifted" % down, lambda: not hints_for(c, up), timeout=60)
+        for k, (stopped, via) in enumerate(((1, 0), (0, 1))):
+            failed, _ = push_failing(c, via, [stopped], [svc], 6000 + 300 * k, now + 300 * k)
+            extra[via] = failed[svc]
+            c.wait_state(stopped, "active", observers=[via], timeout=30)
+            no_marks(c)
         p, took = ctl(c, 0, "cluster", "repair", timeout=240)
         assert p.returncode == 0 and "converged after 1 round(s)" in p.stdout, p.stdout
         assert "where each replica holds windows the other lacks" in p.stdout, p.stdout
@@ -371,9 +375,39 @@ def test_mixed_copies_are_left_as_they_are():
         print("    flamectl cluster repair took %.2f s; %d mixed range(s) reported" % (took, mixed))
         for i, other in ((0, 1), (1, 0)):
             got = alone(c, i, other, [svc], frm, until)[svc]
-            print("    n%d alone: %d (acknowledged %d)" % (i, got, want[svc] + sum(extra.values())))
+            print("    n%d alone: %d (acknowledged %d, its failed push %d)"
+                  % (i, got, want[svc], extra[i]))
             assert got == want[svc] + extra[i], "n%d lost what it held: %d, want %d" % (
                 i, got, want[svc] + extra[i])
+
+
+def test_acknowledged_misses_on_both_replicas_are_all_kept():
+    """Each replica misses a different acknowledged old write of the same
+    series (n1 down for one, then n0 down for the other; write quorum 1,
+    hinted handoff off). Each miss is marked with its profile time, older
+    than the seen span, so each replica in turn restores every range whole
+    from the other, which holds the write it missed: in the end both hold
+    every acknowledged write and each alone answers the whole total."""
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    with Cluster(2, rf=2, write_quorum=1, args=ARGS) as c:
+        want = preload(c, 0, "ma", now, 40, 2)
+        svc = sorted(want)[0]
+        no_marks(c)
+        for k, (down, up) in enumerate(((1, 0), (0, 1))):
+            c.kill(down)
+            c.wait_state(down, "down", observers=[up])
+            body, v = big_body(6500 + k, lines=8)
+            push_ok(c, up, body, svc, now - 7100 + 300 * k)  # n1, then n0, misses it
+            want[svc] += v
+            c.restart(down)
+            no_marks(c)
+        took = repair(c)
+        print("    flamectl cluster repair took %.2f s" % took)
+        for i, other in ((0, 1), (1, 0)):
+            got = alone(c, i, other, [svc], frm, until)[svc]
+            print("    n%d alone: %d (acknowledged %d)" % (i, got, want[svc]))
+            assert got == want[svc], "n%d alone answers %d, want %d" % (i, got, want[svc])
 
 
 if __name__ == "__main__":
