@@ -150,10 +150,28 @@ static int move_wanted(repair_t *r)
     return w;
 }
 
+/* Thread: whether the move under way now is the one the last pass ran
+ * with. A ring that changed during the pass (another node removed or
+ * joining) changes what this node gains and from whom: the pass verified
+ * the old move only. */
+static int move_unchanged(repair_t *r)
+{
+    const cluster_view_t *v = NULL;
+    errmsg_t em = {{0}};
+    if (repair_call_once(r, NULL, NULL, NULL, &v, &em) != 0) return 0;
+    uint64_t fp = repair_move_fp(v);
+    r->ops.view_release(v);
+    if (fp == r->last.move_fp) return 1;
+    log_info("repair",
+             "join: the ring changed during the pass: the next pass streams the new move");
+    return 0;
+}
+
 /* Thread, after a pass of a joining node: a complete pass that started
- * after the join settled and found nothing missing in any range it gains
- * (their digests matched a current replica's, or the replica's id lists
- * named nothing this node lacks) verifies the join. */
+ * after the join settled, ran with the move still under way when it ended
+ * and found nothing missing in any range it gains (their digests matched
+ * a current replica's, or the replica's id lists named nothing this node
+ * lacks) verifies the join. */
 static void join_check(repair_t *r, int rc)
 {
     uv_mutex_lock(&r->mu);
@@ -165,6 +183,7 @@ static void join_check(repair_t *r, int rc)
              r->last.started_ms >= r->join_settled_ms ? "after" : "before");
     if (!r->last.complete || r->last.missing != 0 || r->last.started_ms < r->join_settled_ms)
         return;
+    if (!move_unchanged(r)) return;
     uv_mutex_lock(&r->mu);
     r->joining = 0;
     r->join_verified = 1;

@@ -568,6 +568,7 @@ struct repair {
     struct {
         int complete, holds, joining, gains;
         uint64_t missing, started_ms, peers;
+        uint64_t move_fp; /* repair_move_fp of the view the pass ran with */
     } last;
     /* loop only */
     repair_waiter_t *waiters;
@@ -645,6 +646,9 @@ void repair_windows_free(repair_t *r);
 
 /* 1 when the view has a move in progress in which this node gains ranges. */
 int repair_view_gains(const cluster_view_t *v);
+/* The fingerprint of view v's move (its pending and current rings); 0 when
+ * no move is under way. A pass verifies only the move it ran with. */
+uint64_t repair_move_fp(const cluster_view_t *v);
 /* repair_pass.c: one pass over every range this node replicates; its JSON
  * summary into out. A complete pass is announced to the other nodes. */
 int repair_pass_run(repair_t *r, buf_t *out);

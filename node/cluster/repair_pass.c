@@ -467,6 +467,15 @@ static int stream_range(repair_t *r, const cluster_view_t *v, const fine_t *f, r
     return ok && !r->closing;
 }
 
+uint64_t repair_move_fp(const cluster_view_t *v)
+{
+    /* a move is its pair of rings (the same pending ring may follow
+     * another current one: nodes that joined at once, later one leaving) */
+    return v->pending == NULL || v->ring == NULL
+               ? 0
+               : ring_fingerprint(v->pending) * 31 + ring_fingerprint(v->ring);
+}
+
 /* Whether fine range f is one this node gains (not a current replica). */
 static int gained_fine(const cluster_view_t *v, const fine_t *f)
 {
@@ -506,11 +515,7 @@ static int clear_gained(repair_t *r, const cluster_view_t *v, const uint64_t *e,
  * gains nothing. */
 static int stream_gained(repair_t *r, const cluster_view_t *v, uint64_t t0, repair_stats_t *st)
 {
-    /* a move is its pair of rings (the same pending ring may follow
-     * another current one: nodes that joined at once, later one leaving) */
-    uint64_t fp = v->pending == NULL || v->ring == NULL
-                      ? 0
-                      : ring_fingerprint(v->pending) * 31 + ring_fingerprint(v->ring);
+    uint64_t fp = repair_move_fp(v);
     if (v->ring == NULL || !in_pending(v) || !repair_view_gains(v) || fp != r->gains_fp) {
         /* no move, or another one than the streams' (no pass ran between
          * two moves this node took part in): the next one streams afresh */
@@ -642,6 +647,7 @@ int repair_pass_run(repair_t *r, buf_t *out)
     r->last.missing = st.missing;
     r->last.peers = st.peers;
     r->last.started_ms = t0;
+    r->last.move_fp = repair_move_fp(v);
     for (uint32_t p = 0; per != NULL && p < nn; p++)
         ring_ranges_free(&per[p]);
     for (uint32_t p = 0; left != NULL && p < nn; p++)

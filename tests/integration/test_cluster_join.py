@@ -505,6 +505,23 @@ def test_join_while_another_is_removed():
     ranges first), the join completes, every node has n2 left and regains
     nothing, and every node answers exactly the acknowledged totals, also
     with n0 killed."""
+    join_while_removed([])
+
+
+def test_join_pass_outdated_by_a_removal():
+    """The same, with the removal landing in the pass that would verify the
+    join: the 4th node waits --join-settle 3 s, so the passes before have
+    fetched every profile the seen comparison finds, and the pass after
+    the settle compares (nothing missing), clears and streams; n2 is removed
+    while it streams. That pass ran with the ring before the removal: it
+    streamed and checked the ranges the 4th gained then, not those it gains
+    now (n2's share), so it verifies nothing. Before, it turned the node
+    active, and the ranges it gained by the removal were never streamed to
+    it: totals through every node stayed short (60 s)."""
+    join_while_removed(["--join-settle", "3s"])
+
+
+def join_while_removed(extra):
     t0 = int(time.time()) - 7200
     live = harness.unique("live")
     with Cluster(3, rf=2, args=ARGS + FAST_FORMATION + ["--stream-max-mb-per-s", "2"]) as c:
@@ -514,7 +531,7 @@ def test_join_while_another_is_removed():
         c.kill(2)
         c.wait_state(2, "down", observers=[0, 1])
         t1 = time.monotonic()
-        n = c.add_node(join=[0, 1])
+        n = c.add_node(join=[0, 1], extra=extra)
         wait_for("n3 streaming", lambda: metric(c, n, "flamedb_repair_windows_streamed_total") > 0,
                  timeout=30, interval=0.02)
         assert c.states(n)[c.ids[n]] == "joining", c.status(n)
@@ -533,6 +550,8 @@ def test_join_while_another_is_removed():
                metric(c, n, "flamedb_repair_ranges_cleared_total"),
                metric(c, 0, "flamedb_repair_regains_total"),
                metric(c, 1, "flamedb_repair_regains_total")))
+        changed = [line for line in c.nodes[n].log if "ring changed during the pass" in line]
+        print("    n3: %d pass(es) outdated by the removal" % len(changed))
         want[live] = stop_pusher(p, th, c, [0, 1, n])
         exact_everywhere(c, [0, 1, n], want, frm, until, timeout=60)
         c.kill(0)  # n1 and n3 hold every range: n3 what it streamed, n1 what it regained

@@ -94,14 +94,23 @@ def preload(c, prefix, now, count, nservices=6):
     return d
 
 
-def check_exact(c, i, d, frm, until, live=None):
-    """Every total through node i exact and not flagged partial."""
+def check_exact(c, i, d, frm, until, live=None, unknown=None, counted=None):
+    """Every total through node i exact and not flagged partial. unknown:
+    {service: samples} of a push that failed (503): its outcome is not
+    known, so the service's total is exact without it or with it; the
+    services that count it are appended to the list counted."""
+    unknown = unknown or {}
     for svc, want in list(d.services.items()) + ([live] if live else []):
         r = c.nodes[i].render(sel(svc), frm, until)
         assert r.status == 200, r
         assert "x-flamedb-partial" not in r.headers, "partial through %s: %r" % (c.ids[i], r)
         got = r.json()["flamebearer"]["numTicks"] // SCALE
-        assert got == want, "%s through %s: %d, want %d" % (svc, c.ids[i], got, want)
+        if svc in unknown and got == want + unknown[svc]:
+            counted.append(svc)
+            continue
+        assert got == want, "%s through %s: %d, want %d%s" % (
+            svc, c.ids[i], got, want,
+            " or %d" % (want + unknown[svc]) if svc in unknown else "")
     for (svc, span), want in d.spans.items():
         got = c.nodes[i].total(sel(svc, span_id=span), frm, until)
         assert got == want, "span %s of %s through %s: %d, want %d" % (span, svc, c.ids[i], got,
@@ -220,24 +229,32 @@ def test_join_check_disagreeing_heals():
     After --stream-check-heal-after passes each is cleared and streamed
     again from the source, the join completes, and the new node alone
     answers exactly the acknowledged totals. Before, such a range was
-    checked forever and the node stayed joining."""
+    checked forever and the node stayed joining.
+
+    A failed push's outcome is not known to its client: one that lands in
+    a range n1 already checked (on a loaded machine n0 may be stopped
+    after n1 checked a range that holds data) stays on n1 like any write
+    its other replica missed, and n1 counts it. So each service's total
+    through n1 is exact without its failed push or with it, and at least
+    one range must have been healed."""
     now = int(time.time())
     with Cluster(1, rf=2, args=ARGS) as c:
         d = preload(c, "sh", now, 1200, nservices=12)
         frm, until = now - 8000, now + 60
         n = c.add_node(extra=["--stream-max-mb-per-s", "1", "--join-settle", "300ms",
                               "--hints-max-bytes", "0"])
-        # n0 stopped right after n1 cleared its gained ranges, before it
-        # checked any that holds data (each waits out the throttle after its
-        # windows, 0.1 s or more here): every push below lands in a range n1
-        # checks later
+        # n0 stopped right after n1 cleared its gained ranges, most often
+        # before it checked any that holds data (each waits out the throttle
+        # after its windows, 0.1 s or more here): most pushes below land in
+        # a range n1 checks later
         wait_for("n1 clearing its gained ranges",
                  lambda: metric(c, n, "flamedb_repair_ranges_cleared_total") > 0,
                  timeout=30, interval=0.01)
         statuses = []
+        failed = {}  # service -> samples of its failed push
 
         def push_failing(k, svc):  # stored on n1 alone
-            body, _ = big_body(3000 + k, lines=8)
+            body, failed[svc] = big_body(3000 + k, lines=8)
             r = c.nodes[n].ingest(body, name=svc + ".cpu", **{"from": now - 7199 + k},
                                   until=now - 7189 + k)
             statuses.append(r.status)
@@ -263,8 +280,10 @@ def test_join_check_disagreeing_heals():
         assert heals > 0, "no range disagreed: the test did not make one differ"
         c.kill(0)
         c.wait_state(0, "down", observers=[n])
-        check_exact(c, n, d, frm, until)
-        print("    exact through n1 alone")
+        counted = []
+        check_exact(c, n, d, frm, until, unknown=failed, counted=counted)
+        print("    exact through n1 alone (%d of %d failed pushes counted: their ranges were "
+              "checked before they landed)" % (len(counted), len(failed)))
 
 
 def hints_for(c, i):
