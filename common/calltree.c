@@ -1130,6 +1130,7 @@ static int read_header(const uint8_t **p, const uint8_t *end, uint64_t *nsyms, c
 
 int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
 {
+    if (n == 0) return ERR_CORRUPT; /* also p NULL (an absent field): no p + n */
     const uint8_t *end = p + n, *dict;
     uint64_t nsyms, nnodes;
     int64_t root_self;
@@ -1164,6 +1165,7 @@ int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
 int calltree_decode_records(const uint8_t *p, size_t n, size_t max_records, calltree_records_t *out)
 {
     memset(out, 0, sizeof *out);
+    if (n == 0) return ERR_CORRUPT; /* also p NULL (an absent field): no p + n */
     const uint8_t *end = p + n, *dict;
     uint64_t nsyms, nnodes;
     int64_t root_self;

@@ -9,11 +9,11 @@
 int calltree_encoded_header(const uint8_t *p, size_t n, const uint8_t **syms, size_t *nsyms,
                             size_t *nnodes)
 {
+    if (n == 0) return ERR_CORRUPT; /* also p NULL (an absent field): no p + n */
     const uint8_t *end = p + n;
     uint64_t ns, nn;
     int64_t root;
-    if (n == 0 || *p++ != CALLTREE_VERSION || !varint_read_u(&p, end, &ns) ||
-        ns > (uint64_t)(end - p) / 8)
+    if (*p++ != CALLTREE_VERSION || !varint_read_u(&p, end, &ns) || ns > (uint64_t)(end - p) / 8)
         return ERR_CORRUPT;
     *syms = p;
     p += ns * 8;

@@ -177,7 +177,7 @@ int labels_decode(const uint8_t *p, size_t n, labels_t **out)
 {
     labels_t *l = labels_new();
     if (l == NULL) return ERR_NOMEM;
-    const uint8_t *end = p + n;
+    const uint8_t *end = n > 0 ? p + n : p; /* p may be NULL (an absent field) when n is 0 */
     while (p < end) {
         const uint8_t *nz = memchr(p, 0, (size_t)(end - p));
         if (nz == NULL) goto corrupt;

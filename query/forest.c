@@ -33,8 +33,9 @@
  * per node, and the reader needs no check that every node is one node's
  * kid: a parent before each node makes a tree. Version 2 is what older
  * coordinators read. Totals are recomputed on decode; a node below the root
- * whose total is 0, a total past INT64_MAX, or a node deeper than
- * CALLTREE_MAX_DEPTH is ERR_CORRUPT (no share sends one).
+ * whose total is 0, a total past INT64_MAX, a node deeper than
+ * CALLTREE_MAX_DEPTH, or a root whose symbol is not SYM_ROOT is
+ * ERR_CORRUPT (no share sends one).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -277,7 +278,7 @@ static inline uint64_t le64_get(const uint8_t *e)
 }
 
 /* Pass 2: symbol ids from the dictionary (read once into an array, then
- * one load per node). */
+ * one load per node); the root's must be SYM_ROOT. */
 static int read_dict(const uint8_t *p, const uint8_t *end, storage_merged_tab_t *f)
 {
     uint64_t nsyms;
@@ -298,7 +299,9 @@ static int read_dict(const uint8_t *p, const uint8_t *end, storage_merged_tab_t 
         f->sym[i] = dict[idx];
     }
     free(dict);
-    return rc;
+    /* every share's root is SYM_ROOT (storage_merged_tab_t): a root naming
+     * another symbol is not a forest a share sends */
+    return rc == 0 && f->sym[0] != SYM_ROOT ? ERR_CORRUPT : rc;
 }
 
 /* Pass 3: totals, children first (each node's total added to its

@@ -12,7 +12,9 @@
 #   tests/run.sh --fuzz-long  only deps and the fuzzers, 30 min per target
 #                           (--fuzz-seconds still wins)
 # Other flags: --stages a,b,c (run only these), --no-install, --jobs N,
-# --fuzz-seconds N, --build-prefix P (build dirs P, P-asan, P-fuzz; default build),
+# --fuzz-seconds N (per target), --fuzz-budget N (the default pass: N target-seconds
+# split evenly among the targets, default 160), --build-prefix P (build dirs P,
+# P-asan, P-fuzz; default build),
 # --no-werror (let compiler warnings pass the release build; by default they fail it).
 # FLAMEDB_TEST_JOBS (default 2): integration test files run at once (1: one after another).
 set -u -o pipefail
@@ -22,13 +24,17 @@ cd "$ROOT" || exit 2
 
 QUICK=0 BENCH=0 SOAK=0 FUZZ_LONG=0 INSTALL=1 STAGES="" PREFIX=build
 JOBS=$(nproc 2>/dev/null || echo 2)
-FUZZ_SECONDS=20
+# The default fuzz pass: FUZZ_BUDGET target-seconds split evenly among the
+# targets (tests/fuzz/run.sh --budget), so a new target does not lengthen the
+# stage; --fuzz-seconds N (and --soak, --fuzz-long) give each target N s instead.
+FUZZ_SECONDS=""
+FUZZ_BUDGET=160
 # The release stage builds with FLAMEDB_WERROR (-Werror) so warnings cannot come
 # back. Release (-O3) is where gcc's -Wmaybe-uninitialized and
 # -Wformat-truncation find most, so that is the build that must be clean.
 WERROR=ON
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -40,6 +46,7 @@ while [ $# -gt 0 ]; do
     --stages) STAGES="$2"; shift ;;
     --jobs) JOBS="$2"; shift ;;
     --fuzz-seconds) FUZZ_SECONDS="$2"; shift ;;
+    --fuzz-budget) FUZZ_BUDGET="$2"; shift ;;
     --build-prefix) PREFIX="$2"; shift ;;
     --werror) WERROR=ON ;;
     --no-werror) WERROR=OFF ;;
@@ -48,9 +55,9 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-[ "$SOAK" = 1 ] && [ "$FUZZ_SECONDS" = 20 ] && FUZZ_SECONDS=300
+[ "$SOAK" = 1 ] && [ -z "$FUZZ_SECONDS" ] && FUZZ_SECONDS=300
 if [ "$FUZZ_LONG" = 1 ]; then
-    [ "$FUZZ_SECONDS" = 20 ] && FUZZ_SECONDS=1800
+    [ -z "$FUZZ_SECONDS" ] && FUZZ_SECONDS=1800
     [ -z "$STAGES" ] && STAGES=deps,fuzz
 fi
 
@@ -282,7 +289,12 @@ stage_integration() {
 
 # ---- fuzz ---------------------------------------------------------------------------
 stage_fuzz() {
-    local args=(--build-dir "$BUILD_FUZZ" --seconds "$FUZZ_SECONDS" --jobs "$JOBS")
+    local args=(--build-dir "$BUILD_FUZZ" --jobs "$JOBS")
+    if [ -n "$FUZZ_SECONDS" ]; then
+        args+=(--seconds "$FUZZ_SECONDS")
+    else
+        args+=(--budget "$FUZZ_BUDGET")
+    fi
     local log rc
     log=$(mktemp "${TMPDIR:-/tmp}/flamedb-fuzz-stage.XXXXXX")
     "$ROOT/tests/fuzz/run.sh" "${args[@]}" 2>&1 | tee "$log"

@@ -464,6 +464,50 @@ void repair_partcache_release(repair_partcache_t *c);
 /* Takes ownership of w (w->lo, hi, slices set), replacing one of the same
  * cursor, else the least recently used when full. */
 void repair_partcache_put(repair_partcache_t *c, repair_window_t *w, uint64_t now_ms);
+/* A window that travels in parts, put together in memory on the receiver
+ * (repair_partsin.c): nothing is stored before its last part (a stream cut
+ * short asks for it from its first part again). The tree is bounded by the
+ * max_tree_nodes it starts with, a symbol in pieces by STREAM_PIECES_MAX;
+ * the rest grows with the parts received. Owns what it points to
+ * (repair_partsin_drop). */
+typedef struct repair_partsin {
+    calltree_t *tree;
+    symtab_t *syms;
+    uint32_t next; /* the part wanted next */
+    uint64_t digest;
+    unsigned restarts;
+    storage_stream_profile_t *kept, *untreed; /* profile_slices: the slices so far */
+    size_t nkept, kept_cap, nuntreed, untreed_cap;
+    uint8_t *piece; /* the symbol coming in pieces: its name then file so far */
+    size_t piece_have, piece_total;
+} repair_partsin_t;
+/* Bytes of one symbol's name and file a window's pieces may add up to. */
+#define STREAM_PIECES_MAX (4u << 20)
+/* The symbols of answer a put into tab. */
+int repair_symbols_put(const Flamedb__Cluster__RepairAnswer *a, symtab_t *tab);
+/* Frees and empties p, keeping its restarts. */
+void repair_partsin_drop(repair_partsin_t *p);
+/* 1 when m is the part p wants next (of the same digest after part 0). */
+int repair_partsin_follows(const repair_partsin_t *p, const Flamedb__Cluster__StreamWindow *m);
+/* An empty window of this digest (before its part 0). */
+int repair_partsin_start(repair_partsin_t *p, uint64_t digest, size_t max_tree_nodes);
+/* Part m (of answer a: its symbols) added: its piece of the tree, its
+ * slices of the lists (m->profile_slices), its pieces of a symbol.
+ * ERR_CORRUPT on a malformed or out-of-order part, ERR_LIMIT past the
+ * tree's max_tree_nodes. The caller counts p->next. */
+int repair_partsin_add(repair_partsin_t *p, const Flamedb__Cluster__RepairAnswer *a,
+                       const Flamedb__Cluster__StreamWindow *m);
+/* The last part m with the lists gathered from all p's parts: out->w,
+ * whose entries point into out and p (valid until repair_sliced_free and
+ * until p is dropped). */
+typedef struct repair_sliced {
+    Flamedb__Cluster__StreamWindow w;
+    Flamedb__Cluster__SeenEntry *e, **v;
+    int64_t *totals;
+} repair_sliced_t;
+int repair_partsin_sliced(const repair_partsin_t *p, const Flamedb__Cluster__StreamWindow *m,
+                          repair_sliced_t *out);
+void repair_sliced_free(repair_sliced_t *s);
 /* What serving a STREAM request may use and counts (NULL: no cache). */
 typedef struct repair_serve_env {
     repair_partcache_t *cache;

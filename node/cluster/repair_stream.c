@@ -670,17 +670,6 @@ static int store_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m, ca
     return rc;
 }
 
-static int symbols_of(const Flamedb__Cluster__RepairAnswer *a, symtab_t *tab)
-{
-    for (size_t i = 0; i < a->n_symbols; i++) {
-        const Flamedb__Cluster__Symbol *y = a->symbols[i];
-        int rc = symtab_put(tab, y->id, (const char *)y->name.data, y->name.len,
-                            (const char *)y->file.data, y->file.len);
-        if (rc != 0) return rc;
-    }
-    return 0;
-}
-
 static int window_marked(repair_t *r, const Flamedb__Cluster__StreamWindow *m, errmsg_t *em)
 {
     int marked = storage_stream_marked(r->storage, m->tenant, m->token, m->series_id, (int)m->res,
@@ -707,138 +696,32 @@ static int take_window(repair_t *r, const char *peer, const Flamedb__Cluster__St
     return rc;
 }
 
-/* A window that travels in parts, put together in memory (nothing is
- * stored before its last part: a stream cut short asks for it from its
- * first part again), with its kept and untreed lists when its parts carry
- * slices of them. */
-typedef struct parts_in {
-    calltree_t *tree;
-    symtab_t *syms;
-    uint32_t next; /* the part wanted next */
-    uint64_t digest;
-    unsigned restarts;
-    storage_stream_profile_t *kept, *untreed; /* profile_slices: the slices so far */
-    size_t nkept, kept_cap, nuntreed, untreed_cap;
-    uint8_t *piece; /* the symbol coming in pieces: its name then file so far */
-    size_t piece_have, piece_total;
-} parts_in_t;
-
 /* Restarts of one window's parts (it changed on the source between two of
  * them) before it is left for the next pass. */
 #define PARTS_RESTARTS 3
 
-static void parts_drop(parts_in_t *p)
-{
-    calltree_free(p->tree);
-    symtab_free(p->syms);
-    free(p->kept);
-    free(p->untreed);
-    free(p->piece);
-    unsigned restarts = p->restarts;
-    memset(p, 0, sizeof *p);
-    p->restarts = restarts;
-}
-
-/* m's slices of the lists appended to p's. */
-static int add_slices(parts_in_t *p, const Flamedb__Cluster__StreamWindow *m)
-{
-    int rc = GROW(p->kept, p->kept_cap, p->nkept + m->n_kept + 1, GROW_UNLIMITED);
-    if (rc == 0)
-        rc = GROW(p->untreed, p->untreed_cap, p->nuntreed + m->n_untreed + 1, GROW_UNLIMITED);
-    if (rc != 0) return rc;
-    if (m->n_untreed_totals != m->n_untreed) return ERR_CORRUPT;
-    for (size_t i = 0; i < m->n_kept; i++) {
-        storage_stream_profile_t *e = &p->kept[p->nkept++];
-        if (m->kept[i]->profile_id.len != 16) return ERR_CORRUPT;
-        memcpy(e->profile_id, m->kept[i]->profile_id.data, 16);
-        e->time_ns = m->kept[i]->time_ns;
-        e->total = 0;
-    }
-    for (size_t i = 0; i < m->n_untreed; i++) {
-        storage_stream_profile_t *e = &p->untreed[p->nuntreed++];
-        if (m->untreed[i]->profile_id.len != 16) return ERR_CORRUPT;
-        memcpy(e->profile_id, m->untreed[i]->profile_id.data, 16);
-        e->time_ns = m->untreed[i]->time_ns;
-        e->total = m->untreed_totals[i];
-    }
-    return 0;
-}
-
-/* Bytes of one symbol's name and file a window's pieces may add up to. */
-#define STREAM_PIECES_MAX (4u << 20)
-
-/* m's pieces of a symbol added to p's; the symbol into p->syms once whole. */
-static int add_pieces(parts_in_t *p, const Flamedb__Cluster__StreamWindow *m)
-{
-    for (size_t i = 0; i < m->n_pieces; i++) {
-        const Flamedb__Cluster__SymbolPiece *sp = m->pieces[i];
-        size_t total = (size_t)sp->name_len + sp->file_len;
-        if (sp->offset == 0) {
-            free(p->piece);
-            p->piece_have = 0;
-            p->piece_total = total;
-            p->piece = total <= STREAM_PIECES_MAX ? malloc(total ? total : 1) : NULL;
-            if (p->piece == NULL) return total <= STREAM_PIECES_MAX ? ERR_NOMEM : ERR_CORRUPT;
-        }
-        if (p->piece == NULL || sp->offset != p->piece_have || total != p->piece_total ||
-            sp->data.len > total - p->piece_have)
-            return ERR_CORRUPT; /* out of order: the parts are asked for again */
-        memcpy(p->piece + p->piece_have, sp->data.data, sp->data.len);
-        p->piece_have += sp->data.len;
-        if (p->piece_have < total) continue;
-        int rc = symtab_put(p->syms, sp->id, (const char *)p->piece, sp->name_len,
-                            (const char *)p->piece + sp->name_len, sp->file_len);
-        free(p->piece);
-        p->piece = NULL;
-        p->piece_have = p->piece_total = 0;
-        if (rc != 0) return rc;
-    }
-    return 0;
-}
-
 /* The window of the last part m with the lists gathered from all its parts,
  * taken (take_window) through entries that live until this returns. */
 static int take_sliced(repair_t *r, const char *peer, const Flamedb__Cluster__StreamWindow *m,
-                       parts_in_t *p, repair_stream_state_t *ss, repair_stats_t *st, errmsg_t *em)
+                       repair_partsin_t *p, repair_stream_state_t *ss, repair_stats_t *st,
+                       errmsg_t *em)
 {
-    size_t n = p->nkept + p->nuntreed;
-    Flamedb__Cluster__SeenEntry *e = calloc(n ? n : 1, sizeof *e);
-    Flamedb__Cluster__SeenEntry **v = calloc(n ? n : 1, sizeof *v);
-    int64_t *totals = calloc(p->nuntreed ? p->nuntreed : 1, sizeof *totals);
-    int rc = e != NULL && v != NULL && totals != NULL ? 0 : ERR_NOMEM;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        const storage_stream_profile_t *x = i < p->nkept ? &p->kept[i] : &p->untreed[i - p->nkept];
-        flamedb__cluster__seen_entry__init(&e[i]);
-        e[i].tenant = m->tenant;
-        e[i].token = m->token;
-        e[i].series_id = m->series_id;
-        e[i].profile_id = (ProtobufCBinaryData){16, (uint8_t *)x->profile_id};
-        e[i].time_ns = x->time_ns;
-        v[i] = &e[i];
-        if (i >= p->nkept) totals[i - p->nkept] = x->total;
-    }
-    Flamedb__Cluster__StreamWindow w = *m;
-    w.kept = v;
-    w.n_kept = p->nkept;
-    w.untreed = v + p->nkept;
-    w.n_untreed = w.n_untreed_totals = p->nuntreed;
-    w.untreed_totals = totals;
-    if (rc == 0) rc = take_window(r, peer, &w, p->tree, p->syms, ss, st, em);
-    free(e);
-    free(v);
-    free(totals);
+    repair_sliced_t sl;
+    int rc = repair_partsin_sliced(p, m, &sl);
+    if (rc == 0) rc = take_window(r, peer, &sl.w, p->tree, p->syms, ss, st, em);
+    repair_sliced_free(&sl);
     return rc;
 }
 
 /* Part m->part of a window in parts; *advance once the cursor may go past
  * the window (taken whole, marked, or left for the next pass). */
 static int take_part(repair_t *r, const char *peer, const Flamedb__Cluster__StreamWindow *m,
-                     const Flamedb__Cluster__RepairAnswer *a, parts_in_t *p,
+                     const Flamedb__Cluster__RepairAnswer *a, repair_partsin_t *p,
                      repair_stream_state_t *ss, repair_stats_t *st, int *advance, errmsg_t *em)
 {
     *advance = 0;
-    if (m->part != p->next || (p->next > 0 && m->digest != p->digest)) {
-        parts_drop(p); /* it changed on the source: from its first part again */
+    if (!repair_partsin_follows(p, m)) {
+        repair_partsin_drop(p); /* it changed on the source: from its first part again */
         if (++p->restarts <= PARTS_RESTARTS) return 0;
         log_warn("repair",
                  "stream: window of series %016llx changed on %s while it was sent in "
@@ -855,15 +738,10 @@ static int take_part(repair_t *r, const char *peer, const Flamedb__Cluster__Stre
             *advance = marked > 0;
             return marked < 0 ? marked : 0;
         }
-        p->tree = calltree_new(r->o.write.max_tree_nodes);
-        p->syms = symtab_new();
-        p->digest = m->digest;
-        if (p->tree == NULL || p->syms == NULL) return ERR_NOMEM;
+        int rc = repair_partsin_start(p, m->digest, r->o.write.max_tree_nodes);
+        if (rc != 0) return rc;
     }
-    int rc = calltree_decode_merge(p->tree, m->calltree.data, m->calltree.len);
-    if (rc == 0) rc = symbols_of(a, p->syms);
-    if (rc == 0 && m->profile_slices) rc = add_slices(p, m);
-    if (rc == 0 && m->n_pieces > 0) rc = add_pieces(p, m);
+    int rc = repair_partsin_add(p, a, m);
     if (rc != 0)
         return errmsg_set(em, rc, "stream: part %u of a window of series %016llx: %s", m->part,
                           (unsigned long long)m->series_id, err_message(rc));
@@ -872,7 +750,7 @@ static int take_part(repair_t *r, const char *peer, const Flamedb__Cluster__Stre
         rc = take_sliced(r, peer, m, p, ss, st, em);
     else
         rc = take_window(r, peer, m, p->tree, p->syms, ss, st, em);
-    parts_drop(p);
+    repair_partsin_drop(p);
     p->restarts = 0;
     *advance = rc == 0;
     return rc;
@@ -896,7 +774,7 @@ static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss
         if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) break;
         const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
         symtab_t *syms = symtab_new();
-        rc = syms != NULL ? symbols_of(a, syms) : ERR_NOMEM;
+        rc = syms != NULL ? repair_symbols_put(a, syms) : ERR_NOMEM;
         uint64_t merged = 0;
         for (size_t i = 0; rc == 0 && i < a->n_spans && !r->closing; i++) {
             const Flamedb__Cluster__StreamSpan *m = a->spans[i];
@@ -969,7 +847,7 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
         return rc == 0 && ss->spans_done ? stream_check(r, peer, ss, em) : rc;
     }
     int rc = 0, more = 1;
-    parts_in_t parts = {0};
+    repair_partsin_t parts = {0};
     while (rc == 0 && more && !r->closing) {
         Flamedb__Cluster__RepairRequest q;
         repair_request_init(&q, RK(STREAM), 0, 0);
@@ -983,7 +861,7 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
         if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) break;
         const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
         symtab_t *syms = symtab_new();
-        rc = syms != NULL ? symbols_of(a, syms) : ERR_NOMEM;
+        rc = syms != NULL ? repair_symbols_put(a, syms) : ERR_NOMEM;
         uint64_t before = st->windows;
         for (size_t i = 0; rc == 0 && i < a->n_windows && !r->closing; i++) {
             const Flamedb__Cluster__StreamWindow *m = a->windows[i];
@@ -991,7 +869,7 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
             if (m->parts > 1) {
                 rc = take_part(r, peer, m, a, &parts, ss, st, &advance, em);
             } else {
-                parts_drop(&parts); /* the source sends it whole now */
+                repair_partsin_drop(&parts); /* the source sends it whole now */
                 rc = take_window(r, peer, m, NULL, syms, ss, st, em);
             }
             if (rc == 0 && advance) { /* resume after it, also after a restart of the source */
@@ -1016,7 +894,7 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
         if (page != NULL) page(r);
         repair_throttle(r, st);
     }
-    parts_drop(&parts); /* a window cut short: from its first part next time */
+    repair_partsin_drop(&parts); /* a window cut short: from its first part next time */
     if (rc == 0 && ss->done && !r->closing) rc = stream_spans(r, peer, ss, st, page, em);
     if (rc == 0 && ss->spans_done && !r->closing) rc = stream_check(r, peer, ss, em);
     return rc;

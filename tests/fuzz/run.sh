@@ -2,10 +2,13 @@
 # tests/fuzz/run.sh — builds the libFuzzer targets (tests/fuzz/fuzz_*.c) with
 # clang, ASan and UBSan, and runs each for a bounded time.
 #
-#   tests/fuzz/run.sh [--seconds N] [--seed N] [--build-dir DIR] [--jobs N]
-#                     [--no-build] [TARGET...]
+#   tests/fuzz/run.sh [--seconds N | --budget N] [--seed N] [--build-dir DIR]
+#                     [--jobs N] [--no-build] [TARGET...]
 #   tests/fuzz/run.sh --repro TARGET FILE...   run saved inputs once (reproduce a crash)
 #
+# --seconds N runs each target N s (default 20); --budget N splits N
+# target-seconds evenly among the targets run (at least 10 s each), so
+# the pass takes about N / JOBS s however many targets there are.
 # Each run starts from the seed corpus tests/fuzz/corpus/<target>/ (or
 # corpus/<target without fuzz_>/), COPIED to a temporary directory so new inputs
 # never land in the repository; a dictionary tests/fuzz/<target>.dict is used
@@ -17,6 +20,8 @@ set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SECONDS_EACH=20
+BUDGET=""
+MIN_SECONDS=10
 SEED="${FUZZ_SEED:-}"
 BUILD_DIR="$ROOT/build-fuzz"
 JOBS=$(nproc 2>/dev/null || echo 2)
@@ -27,12 +32,13 @@ TARGETS=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --seconds) SECONDS_EACH="$2"; shift ;;
+    --budget) BUDGET="$2"; shift ;;
     --seed) SEED="$2"; shift ;;
     --build-dir) BUILD_DIR="$2"; shift ;;
     --jobs) JOBS="$2"; shift ;;
     --no-build) BUILD=0 ;;
     --repro) REPRO=1 ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "fuzz/run.sh: unknown flag '$1'" >&2; exit 2 ;;
     *) TARGETS+=("$1") ;;
     esac
@@ -123,6 +129,10 @@ fi
 if [ ${#TARGETS[@]} -eq 0 ]; then
     echo "fuzz: no targets: tests/fuzz/fuzz_*.c do not exist yet"
     exit 77
+fi
+if [ -n "$BUDGET" ]; then
+    SECONDS_EACH=$((BUDGET / ${#TARGETS[@]}))
+    [ "$SECONDS_EACH" -ge "$MIN_SECONDS" ] || SECONDS_EACH=$MIN_SECONDS
 fi
 [ -n "$SEED" ] || SEED=$(( ($(date +%s) * 7919 + $$) % 2147483647 + 1 ))
 

@@ -635,9 +635,61 @@ static void test_partcache(void)
     calltree_free(t);
 }
 
+/* The receiver's assembly of a window in parts (repair_partsin.c): a
+ * symbol in pieces is put together from them in order, a piece of no bytes
+ * (its data field absent: NULL, 0) included without a copy from the NULL
+ * pointer (UBSan, found by fuzz_stream_parts), and a piece out of order is
+ * corrupt. */
+static void test_partsin_pieces(void)
+{
+    calltree_t *t = calltree_new(0);
+    buf_t enc;
+    buf_init(&enc, BUF_UNLIMITED);
+    CHECK_EQ_INT(calltree_add_stack(t, NULL, 0, 5), 0);
+    CHECK_EQ_INT(calltree_encode(t, &enc), 0);
+    calltree_free(t);
+    Flamedb__Cluster__RepairAnswer a;
+    flamedb__cluster__repair_answer__init(&a);
+    Flamedb__Cluster__StreamWindow m;
+    flamedb__cluster__stream_window__init(&m);
+    m.calltree = (ProtobufCBinaryData){enc.len, enc.data};
+    m.parts = 3;
+    m.digest = 7;
+    Flamedb__Cluster__SymbolPiece sp, *psp = &sp;
+    flamedb__cluster__symbol_piece__init(&sp);
+    sp.id = 42;
+    sp.name_len = 3;
+    sp.file_len = 2;
+    m.pieces = &psp;
+    m.n_pieces = 1;
+    repair_partsin_t p = {0};
+    CHECK_EQ_INT(repair_partsin_start(&p, m.digest, 0), 0);
+    CHECK(repair_partsin_follows(&p, &m));
+    CHECK_EQ_INT(repair_partsin_add(&p, &a, &m), 0); /* no bytes: data absent */
+    p.next++;
+    m.part = 1;
+    sp.data = (ProtobufCBinaryData){3, (uint8_t *)"abc"};
+    CHECK_EQ_INT(repair_partsin_add(&p, &a, &m), 0);
+    p.next++;
+    m.part = 2;
+    sp.offset = 3;
+    sp.data = (ProtobufCBinaryData){2, (uint8_t *)"fg"};
+    CHECK_EQ_INT(repair_partsin_add(&p, &a, &m), 0);
+    const char *name = NULL, *file = NULL;
+    CHECK_EQ_INT(symtab_get(p.syms, 42, &name, &file), 1);
+    CHECK_EQ_STR(name, "abc");
+    CHECK_EQ_STR(file, "fg");
+    CHECK_EQ_INT(calltree_root_total(p.tree), 15);
+    sp.offset = 1; /* no symbol under way */
+    CHECK_EQ_INT(repair_partsin_add(&p, &a, &m), ERR_CORRUPT);
+    repair_partsin_drop(&p);
+    buf_free(&enc);
+}
+
 int main(void)
 {
     test_schedule();
+    test_partsin_pieces();
     test_parts();
     test_parts_long_names();
     test_parts_profiles();

@@ -745,6 +745,23 @@ static void test_valueless_tree(void)
     free(vals);
 }
 
+/* An absent encoding (a protobuf bytes field that was not set: NULL, 0) is
+ * refused as corrupt by every reader, without arithmetic on the NULL
+ * pointer (UBSan; a stream part without a tree reached it, found by
+ * fuzz_stream_parts). */
+static void test_absent_encoding(void)
+{
+    calltree_t *t = calltree_new(0);
+    CHECK_EQ_INT(calltree_decode_merge(t, NULL, 0), ERR_CORRUPT);
+    CHECK_EQ_INT(calltree_root_total(t), 0);
+    calltree_records_t r;
+    CHECK_EQ_INT(calltree_decode_records(NULL, 0, 0, &r), ERR_CORRUPT);
+    const uint8_t *syms;
+    size_t nsyms, nnodes;
+    CHECK_EQ_INT(calltree_encoded_header(NULL, 0, &syms, &nsyms, &nnodes), ERR_CORRUPT);
+    calltree_free(t);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL) | 1;
@@ -763,5 +780,6 @@ int main(int argc, char **argv)
     test_scaled_tree();
     test_child_hint(seed);
     test_valueless_tree();
+    test_absent_encoding();
     return check_exit();
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/hash.h"
 #include "query/query.h"
 #include "query/query_int.h"
 #include "tests/unit/check.h"
@@ -422,7 +423,7 @@ static void test_tree_limit(void)
 }
 
 /* A forest encoding (version 2) of a root with kids of the given selves
- * (each its own dictionary entry), into b. */
+ * (each its own dictionary entry, k + 1 for kid k), into b. */
 static void forest_bytes(const uint64_t *self, size_t nkids, buf_t *b)
 {
     buf_init(b, BUF_UNLIMITED);
@@ -440,7 +441,7 @@ static void forest_bytes(const uint64_t *self, size_t nkids, buf_t *b)
     }
     CHECK_EQ_INT(buf_append_uvarint(b, nkids + 1), 0);
     for (size_t k = 0; k <= nkids; k++) {
-        uint8_t le[8] = {(uint8_t)(k + 1)};
+        uint8_t le[8] = {(uint8_t)(k == 0 ? SYM_ROOT : k + 1)};
         CHECK_EQ_INT(buf_append(b, le, 8), 0);
     }
 }
@@ -469,7 +470,8 @@ static void test_decode_totals(void)
 }
 
 /* A version 3 forest encoding of n nodes: node i's parent is i - back[i]
- * (back[0] unused), its self self[i], its symbol dictionary entry i. */
+ * (back[0] unused), its self self[i], its symbol dictionary entry i (the
+ * root's SYM_ROOT, node i's i + 1). */
 static void forest_bytes_v3(const uint64_t *back, const uint64_t *self, size_t n, buf_t *b)
 {
     buf_init(b, BUF_UNLIMITED);
@@ -482,7 +484,8 @@ static void forest_bytes_v3(const uint64_t *back, const uint64_t *self, size_t n
     }
     CHECK_EQ_INT(buf_append_uvarint(b, n), 0);
     for (size_t k = 0; k < n; k++) {
-        uint8_t le[8] = {(uint8_t)(k + 1), (uint8_t)((k + 1) >> 8), (uint8_t)((k + 1) >> 16)};
+        uint64_t id = k == 0 ? SYM_ROOT : k + 1;
+        uint8_t le[8] = {(uint8_t)id, (uint8_t)(id >> 8), (uint8_t)(id >> 16)};
         CHECK_EQ_INT(buf_append(b, le, 8), 0);
     }
 }
@@ -550,6 +553,35 @@ static void test_decode_v3(void)
     free(cs);
 }
 
+/* The root's symbol is SYM_ROOT in every forest a share sends (and every
+ * storage_merged_tab_t): an encoding whose root names another is refused
+ * as corrupt, in either version. */
+static void test_decode_root_symbol(void)
+{
+    calltree_t *t = gen_tree(20, 3, 0);
+    CHECK_EQ_INT(calltree_add_stack(t, NULL, 0, 1), 0); /* a non-empty tree */
+    storage_merged_tab_t f, back;
+    CHECK_EQ_INT(query_forest_of_tree(t, &f), 0);
+    for (int version = QUERY_FOREST_V2; version <= QUERY_FOREST_V3; version++) {
+        buf_t b;
+        buf_init(&b, BUF_UNLIMITED);
+        uint64_t *dict;
+        size_t nd;
+        CHECK_EQ_INT(query_forest_encode_dict(&f, version, &b, &dict, &nd), 0);
+        CHECK(nd >= 1 && dict[0] == SYM_ROOT); /* the root's entry comes first */
+        free(dict);
+        CHECK_EQ_INT(query_forest_decode(b.data, b.len, 0, &back), 0);
+        CHECK(back.sym[0] == SYM_ROOT);
+        query_forest_free(&back);
+        b.data[b.len - 8 * nd] = 0x35; /* the root's entry: another symbol */
+        CHECK_EQ_INT(query_forest_decode(b.data, b.len, 0, &back), ERR_CORRUPT);
+        CHECK_EQ_INT(back.n, 0);
+        buf_free(&b);
+    }
+    query_forest_free(&f);
+    calltree_free(t);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -564,6 +596,7 @@ int main(int argc, char **argv)
     test_tree_limit();
     test_decode_totals();
     test_decode_v3();
+    test_decode_root_symbol();
     symtab_free(syms);
     return check_exit();
 }
