@@ -75,3 +75,7 @@ def test_expired_hints_mark_their_target():
         assert streamed >= 24, "n2 fetched %s series by repair, missed 24" % streamed
         print("    n2 repaired %.2fs after it came back (%d series fetched); alone, n0 and n1 "
               "killed: exact %s" % (healed, streamed, got))
+
+
+if __name__ == "__main__":
+    harness.run_tests(globals())
