@@ -345,6 +345,11 @@ static const opt_t options[] = {
      "is dropped and anti-entropy must repair (0 = hinted handoff off)."},
     {"hint-replay-interval", OPT_MS, FIELD(cluster.hint_replay_interval_ms, uint64_t), "1s", 0, 50,
      600000, "How often hints are replayed to nodes that are back."},
+    {"hint-expiry", OPT_MS, FIELD(cluster.hint_expiry_ms, uint64_t), "0s", 0, 0,
+     100 * YEAR_S * 1000,
+     "How long a stored hint is kept for a target that does not take it; then it is dropped "
+     "undelivered (flamedb_hints_dropped_expired_total). At most 0.9 x seen-retention, so no "
+     "hint is replayed after its profile id was forgotten (0: that bound)."},
     {"repair-interval", OPT_MS, FIELD(cluster.repair_interval_ms, uint64_t), "1h", 0, 0,
      7 * 86400000ULL,
      "How often this node runs an anti-entropy pass over the ranges it replicates, the first "
@@ -860,6 +865,15 @@ static int validate(node_config_t *c, errmsg_t *em)
                           "node-cache-bytes + query-memory-bytes + ingest-inflight-bytes = %" PRIu64
                           " bytes exceeds memory-limit (%zu bytes)",
                           budget, c->memory_limit);
+    /* a hint replayed after the seen index forgot its id could count twice */
+    uint64_t hint_max_ms = (uint64_t)c->storage.seen_retention_seconds * 900;
+    if (c->cluster.hint_expiry_ms > 0 && c->storage.seen_retention_seconds > 0 &&
+        c->cluster.hint_expiry_ms > hint_max_ms)
+        return errmsg_set(
+            em, ERR_INVALID_ARGUMENT,
+            "hint-expiry (%" PRIu64 " ms) is longer than 0.9 x seen-retention (%" PRIu64
+            " ms): a hint replayed after its profile id was forgotten could count twice",
+            c->cluster.hint_expiry_ms, hint_max_ms);
     if (c->http.max_body_bytes > c->http.max_buffered_bytes)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "max-body-bytes (%zu) is larger than max-buffered-bytes (%zu): no body "

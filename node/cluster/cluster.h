@@ -60,6 +60,7 @@ typedef struct cluster_config {
     size_t max_message_bytes;    /* NN_RCVMAXSIZE and send limit */
     size_t hints_max_bytes;      /* durable hints kept per target node */
     uint64_t hint_replay_interval_ms;
+    uint64_t hint_expiry_ms; /* stored hints dropped (and marked) after; 0: from seen retention */
     uint64_t repair_interval_ms;         /* anti-entropy pass this often; 0 = only on demand */
     uint64_t repair_windows_interval_ms; /* a pass's window check at most this often (and on
                                           * demand); 0 = only on demand */

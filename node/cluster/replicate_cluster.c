@@ -15,6 +15,8 @@ void replicate_options_from_config(replicate_options_t *o, const cluster_config_
     /* a hint replayed after its profile id left the seen index could count
      * twice: hints expire a tenth before the ids do */
     if (in->seen_retention_seconds > 0) o->hint_ttl_ms = (uint64_t)in->seen_retention_seconds * 900;
+    if (cfg->hint_expiry_ms > 0 && cfg->hint_expiry_ms < o->hint_ttl_ms)
+        o->hint_ttl_ms = cfg->hint_expiry_ms; /* config checked it against the seen retention */
     o->max_message_bytes = cfg->max_message_bytes;
     if (in->max_inflight_bytes > 0) o->max_inflight_bytes = in->max_inflight_bytes;
     o->shards = in->shards;

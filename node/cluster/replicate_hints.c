@@ -17,6 +17,7 @@
 
 #include <zstd.h>
 
+#include "common/grow.h"
 #include "common/log.h"
 #include "node/cluster/replicate_int.h"
 
@@ -149,7 +150,12 @@ typedef struct replay_job {
     char target[RING_NODE_ID_MAX + 1];
     replay_item_t *items;
     size_t n, cap, bytes;
+    uint64_t *gone; /* hints dropped undelivered: deleted once their mark is noted */
+    size_t ngone, gone_cap;
+    int64_t gone_oldest_s; /* the oldest profile time among them (0: one unknown) */
     uint32_t expired, corrupt;
+    uint32_t stamped; /* a repair mark was stamped for the target at mark_ms */
+    uint64_t mark_ms;
     uint64_t now;
 } replay_job_t;
 
@@ -188,6 +194,19 @@ Flamedb__Cluster__WriteRequest *replicate_hint_request(const Flamedb__Cluster__H
     return q;
 }
 
+/* Hint seq is dropped undelivered (expired, or unreadable: time_s 0, the
+ * profile time unknown). Collected for replay_read, which marks the target. */
+static int drop_later(replay_job_t *j, uint64_t seq, int expired, int64_t time_s)
+{
+    if (GROW(j->gone, j->gone_cap, j->ngone + 1, GROW_UNLIMITED) != ERR_OK)
+        return 0;              /* kept for a later batch */
+    j->gone[j->ngone++] = seq; /* bounded by the batch: replay_batch hints */
+    if (j->ngone == 1 || time_s < j->gone_oldest_s) j->gone_oldest_s = time_s;
+    j->expired += expired;
+    j->corrupt += !expired;
+    return 0;
+}
+
 static int replay_take(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
 {
     replay_job_t *j = ctx;
@@ -204,12 +223,10 @@ static int replay_take(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
     int expired = h != NULL && h->expires_unix_ms != 0 && j->now > h->expires_unix_ms;
     if (h != NULL) flamedb__cluster__hint_record__free_unpacked(h, NULL);
     if (q == NULL || expired) {
-        /* replaying past the seen retention could count twice: drop it */
-        j->expired += expired;
-        j->corrupt += !expired;
+        /* replaying past the seen retention could count twice: dropped */
+        int64_t time_s = q != NULL && q->time_ns > 0 ? q->time_ns / 1000000000LL : 0;
         if (q != NULL) flamedb__cluster__write_request__free_unpacked(q, NULL);
-        storage_hint_delete(r->storage, j->target, seq, NULL);
-        return 0;
+        return drop_later(j, seq, expired, time_s);
     }
     if (j->n == j->cap) {
         size_t cap = j->cap ? j->cap * 2 : 8;
@@ -230,26 +247,92 @@ static int replay_take(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
     return j->bytes >= r->o.max_inflight_bytes / 8 ? 1 : 0;
 }
 
+/* The batch's dropped hints leave their target short: it is marked first,
+ * durably, with the oldest of their profile times, as for a write miss; the
+ * hints are deleted only after the loop noted the mark (replay_send), so
+ * the target stays listed throughout. A mark that could not be stored keeps
+ * the hints for a later batch. */
 static void replay_read(workq_job_t *w)
 {
     replay_job_t *j = w->data;
     j->now = replicate_now_ms(j->r);
     storage_hint_scan(j->r->storage, j->target, 0, j->r->o.replay_batch, replay_take, j);
+    if (j->ngone == 0) return;
+    j->stamped = 1;
+    if (replicate_mark_stamp(j->r, j->target, j->gone_oldest_s, &j->mark_ms) != 0)
+        j->ngone = j->expired = j->corrupt = 0;
 }
 
 static void batch_done(replicate_t *r, size_t rti);
+
+typedef struct gone_job {
+    workq_job_t work;
+    replicate_t *r;
+    size_t rti;
+    char target[RING_NODE_ID_MAX + 1];
+    uint64_t *seqs; /* owned */
+    size_t n;
+    uint64_t deleted;
+} gone_job_t;
+
+static void gone_work(workq_job_t *w)
+{
+    gone_job_t *j = w->data;
+    for (size_t i = 0; i < j->n; i++)
+        j->deleted += storage_hint_delete(j->r->storage, j->target, j->seqs[i], NULL) == 0;
+}
+
+static void gone_after(workq_job_t *w, int status)
+{
+    (void)status;
+    gone_job_t *j = w->data;
+    replicate_t *r = j->r;
+    replay_target_t *rt = &r->rt[j->rti];
+    r->jobs--;
+    r->st.hints_dropped_expired += j->deleted;
+    if (j->deleted == j->n)
+        rt->acked++; /* went through: the next batch may start at once */
+    else
+        rt->failed++;
+    replicate_publish_hint_targets(r);
+    if (--rt->inflight == 0) batch_done(r, j->rti);
+    free(j->seqs);
+    free(j);
+}
+
+/* The marks of j's dropped hints are noted: their hints are deleted on the
+ * pool, as one more item of the batch. */
+static void delete_gone(replicate_t *r, replay_job_t *j, replay_target_t *rt)
+{
+    if (j->corrupt)
+        log_warn("replicate", "dropping %u unreadable hint(s) for %s", j->corrupt, j->target);
+    if (j->ngone == 0) return;
+    log_info("replicate", "dropping %zu hint(s) for %s undelivered (%u expired): marked for repair",
+             j->ngone, j->target, j->expired);
+    gone_job_t *g = r->closing ? NULL : calloc(1, sizeof *g);
+    if (g == NULL) return; /* kept: dropped (and marked again) by a later batch */
+    *g = (gone_job_t){.r = r, .rti = j->rti, .seqs = j->gone, .n = j->ngone};
+    snprintf(g->target, sizeof g->target, "%s", j->target);
+    g->work.data = g;
+    if (workq_submit(r->workq, WORKQ_WRITE, &g->work, gone_work, gone_after) != 0) {
+        free(g);
+        return;
+    }
+    j->gone = NULL; /* the job owns them now */
+    r->jobs++;
+    rt->inflight++;
+}
 
 static void replay_send(workq_job_t *w, int status)
 {
     replay_job_t *j = w->data;
     replicate_t *r = j->r;
-    replay_target_t *rt = &r->rt[j->rti];
     r->jobs--;
-    r->st.hints_dropped_expired += j->expired + j->corrupt;
-    if (j->corrupt)
-        log_warn("replicate", "dropped %u unreadable hint(s) for %s", j->corrupt, j->target);
+    replicate_marks_dropped(r, j->target, j->mark_ms, j->stamped); /* before any delete */
+    replay_target_t *rt = &r->rt[j->rti];
     rt->inflight = 0;
     rt->acked = rt->failed = 0;
+    delete_gone(r, j, rt);
     for (size_t i = 0; i < j->n; i++) {
         Flamedb__Cluster__WriteRequest *q = j->items[i].msg;
         pending_t *p = status == 0 && !r->closing ? calloc(1, sizeof *p) : NULL;
@@ -273,8 +356,8 @@ static void replay_send(workq_job_t *w, int status)
         rt->inflight++;
         replicate_pending_add(r, p);
     }
-    if (j->expired + j->corrupt > 0) replicate_publish_hint_targets(r);
     free(j->items);
+    free(j->gone);
     free(j);
     if (rt->inflight == 0) batch_done(r, (size_t)(rt - r->rt));
 }

@@ -155,9 +155,11 @@ void replicate_on_ack(void *ctx, cluster_msg_t *msg);
     X(hints_replayed, "flamedb_hints_replayed_total",                                              \
       "Hints delivered to their target and deleted.")                                              \
     X(hints_dropped_full, "flamedb_hints_dropped_full_total",                                      \
-      "Hints not stored because their target was over hints-max-bytes.")                           \
+      "Hints not stored because their target was over hints-max-bytes (or the store failed); "     \
+      "their target is marked for repair.")                                                        \
     X(hints_dropped_expired, "flamedb_hints_dropped_expired_total",                                \
-      "Hints dropped because they outlived the seen retention.")                                   \
+      "Hints dropped undelivered because they outlived hint-expiry, or could not be read; "        \
+      "their target is marked for repair first.")                                                  \
     X(hints_dropped_left, "flamedb_hints_dropped_removed_total",                                   \
       "Hints dropped because their target was removed or decommissioned (its ranges moved).")      \
     X(misses_acked_late, "flamedb_repair_misses_acked_late_total",                                 \
@@ -476,6 +478,16 @@ void replicate_marks_note(replicate_t *r, replicate_write_t *rw);
  * cancelled and the mark lifted when nothing else holds it; otherwise the
  * miss stays until a pass. No-op when t is not an open miss. */
 void replicate_marks_resolved(replicate_t *r, rtarget_t *t, int acked);
+/* Any thread (a pool job): id missed a write of a profile at time_s (< 0:
+ * a failed push, whose miss a pass alone may lift) that no hint will
+ * deliver. Stamps the miss (*ms), stores the profile time and the mark
+ * durably, and returns 0 or the storage error (logged). Every stamp is
+ * noted once on the loop: by replicate_marks_note for a write's target,
+ * else by replicate_marks_dropped. */
+int replicate_mark_stamp(replicate_t *r, const char *id, int64_t time_s, uint64_t *ms);
+/* Loop thread: count stamps for id, the latest at ms, are marked (a miss
+ * only a pass lifts) and republished. */
+void replicate_marks_dropped(replicate_t *r, const char *id, uint64_t ms, uint32_t count);
 /* Ids (borrowed until the marks change) of the marked replicas, at most cap. */
 size_t replicate_marks_active(const replicate_t *r, const char **ids, size_t cap);
 /* id reported a complete repair pass that started at started_ms and

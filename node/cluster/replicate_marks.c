@@ -2,8 +2,9 @@
  * docs/cluster.md, "Read correctness").
  *
  * A write this node coordinated that a replica missed, and that no hint
- * will deliver (hinted handoff off, or the target over hints-max-bytes),
- * leaves that replica short until anti-entropy fetches it. The node then
+ * will deliver (hinted handoff off, the target over hints-max-bytes, a hint
+ * that could not be stored, or one dropped undelivered on replay: expired
+ * or unreadable), leaves that replica short until anti-entropy fetches it. The node then
  * marks the replica (durably, storage_repair_mark_put, when the hint is
  * dropped) and lists it with its hint targets (cluster_set_hint_targets),
  * so no coordinator reads from it; asks it to run a repair pass whenever it
@@ -230,6 +231,30 @@ void replicate_marks_note(replicate_t *r, replicate_write_t *rw)
     }
     store_waiting_lifts(r);
     if (changed) replicate_publish_hint_targets(r);
+}
+
+int replicate_mark_stamp(replicate_t *r, const char *id, int64_t time_s, uint64_t *ms)
+{
+    errmsg_t em = {{0}};
+    atomic_fetch_add(&r->drops_unnoted, 1); /* before the floor is read: store_lift */
+    uint64_t now = replicate_now_ms(r), floor = atomic_load(&r->drop_floor_ms);
+    *ms = now > floor ? now : floor + 1; /* above every miss a stored lift covers */
+    /* how old the profile is, stored first: a pass lifts the mark only if
+     * it compared back to it (replicate_past.c) */
+    if (time_s >= 0) replicate_past_drop(r, id, time_s, *ms);
+    int rc = storage_repair_mark_put(r->storage, STORAGE_MARK_LOST, id, *ms, &em);
+    if (rc != 0) log_warn("replicate", "repair mark for %s: %s", id, errmsg_text(&em, rc));
+    return rc;
+}
+
+void replicate_marks_dropped(replicate_t *r, const char *id, uint64_t ms, uint32_t count)
+{
+    if (count == 0) return;
+    atomic_fetch_sub(&r->drops_unnoted, count);
+    replicate_mark_t *m = mark_of(r, id, 1);
+    if (m != NULL) pin(r, m, ms); /* else out of memory: the stored mark counts after a restart */
+    store_waiting_lifts(r);
+    replicate_publish_hint_targets(r);
 }
 
 void replicate_marks_resolved(replicate_t *r, rtarget_t *t, int acked)

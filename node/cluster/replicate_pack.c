@@ -432,20 +432,12 @@ static int pack_remotes(replicate_write_t *rw, const cluster_view_t *v,
  * so it is marked (durably here; the loop then stops reading from it). */
 static void mark_dropped(replicate_write_t *rw, rtarget_t *t)
 {
-    errmsg_t em = {{0}};
-    replicate_t *r = rw->r;
     rw->hints_dropped++;
     t->dropped = 1;
-    atomic_fetch_add(&r->drops_unnoted, 1); /* before the floor is read: replicate_marks.c */
-    uint64_t now = replicate_now_ms(r), floor = atomic_load(&r->drop_floor_ms);
-    t->dropped_ms = now > floor ? now : floor + 1; /* above every miss a stored lift covers */
-    /* how old the profile is, stored first: a pass lifts the mark only if
-     * it compared back to it (replicate_past.c); a failed push promised
-     * nothing, so a pass alone may lift its miss, as before */
-    if (!rw->failed)
-        replicate_past_drop(r, t->id, (int64_t)(rw->time_ns / 1000000000LL), t->dropped_ms);
-    int rc = storage_repair_mark_put(rw->r->storage, STORAGE_MARK_LOST, t->id, t->dropped_ms, &em);
-    if (rc != 0) log_warn("replicate", "repair mark for %s: %s", t->id, errmsg_text(&em, rc));
+    /* a failed push promised nothing, so a pass alone may lift its miss */
+    int64_t time_s = rw->time_ns > 0 ? (int64_t)(rw->time_ns / 1000000000LL) : 0;
+    if (rw->failed) time_s = -1;
+    replicate_mark_stamp(rw->r, t->id, time_s, &t->dropped_ms); /* a failure is logged */
 }
 
 int replicate_store_hint(replicate_write_t *rw, uint32_t ti, errmsg_t *em)
@@ -503,7 +495,7 @@ int replicate_store_hint(replicate_write_t *rw, uint32_t ti, errmsg_t *em)
     if (rc == 0)
         rw->hints_stored++;
     else {
-        if (rc == ERR_LIMIT) mark_dropped(rw, t);
+        mark_dropped(rw, t); /* over the bound or not storable: no hint will deliver it */
         log_warn("replicate", "hint for %s dropped: %s", t->id, errmsg_text(em, rc));
     }
     return rc;

@@ -1072,6 +1072,52 @@ static void test_pending_replica_not_waited_for(void)
     ring_free(pending);
 }
 
+/* A hint that expires before its target is back is dropped undelivered,
+ * and the target is marked first (durably, with the profile's time), so it
+ * is not read as complete while it lacks the write: a pass that did not
+ * compare back to that time does not lift the mark, one that did does. */
+static void test_expired_hint_marks_its_target(void)
+{
+    fx_t f;
+    fx_init(&f, 3, 3, 2, "n0");
+    f.r->o.hint_ttl_ms = 1000;
+    prof_t p;
+    prof_init(&p, 3, 71);
+    p.w.time_ns = 1650000000LL * 1000000000LL;
+    errmsg_t em = {{0}};
+    replicate_write_t *rw = NULL;
+    f.reachable[2] = 0;
+    CHECK_EQ_INT(replicate_prepare(f.r, &f.view, &p.w, &rw, NULL, &em), 0);
+    CHECK_EQ_INT(rw->hints_stored, 1); /* n2 is down: hinted */
+    replicate_write_free(rw);
+    CHECK_EQ_INT(hints_of(f.s, "n2"), 1);
+    CHECK(!marked(&f, "n2"));
+
+    clock_manual_advance_ms(&manual, 1001); /* past its expiry; n2 is back */
+    f.reachable[2] = 1;
+    uv_timer_t tick = {.data = f.r};
+    replicate_replay_tick(&tick);
+    settle(&f);
+    replicate_stats_t st;
+    replicate_stats(f.r, &st);
+    CHECK_EQ_INT(st.hints_dropped_expired, 1);
+    CHECK_EQ_INT(st.hints_replayed, 0);
+    CHECK_EQ_INT(hints_of(f.s, "n2"), 0);
+    CHECK(marked(&f, "n2"));
+    CHECK(stored_marked(&f, "n2")); /* a restart reads it back */
+    uint64_t stored = 0;
+    CHECK_EQ_INT(storage_repair_marks(f.s, oldest_one, &stored), 0);
+    CHECK_EQ_INT(stored, 1650000000);
+
+    uint64_t now = (uint64_t)(manual.wall_ns / 1000000), slack = f.r->o.write_timeout_ms + 1000;
+    replicate_marks_repaired(f.r, "n2", now + slack + 1000, 1650000001, 0);
+    CHECK(marked(&f, "n2")); /* it compared from a second too late */
+    replicate_marks_repaired(f.r, "n2", now + slack + 1001, 1650000000, 0);
+    CHECK(!marked(&f, "n2"));
+    prof_free(&p);
+    fx_done(&f);
+}
+
 int main(void)
 {
     test_quorum_accounting();
@@ -1083,5 +1129,6 @@ int main(void)
     test_slow_replica_not_waited_for();
     test_late_ack_lifts_its_mark();
     test_pass_lifts_only_what_it_compared();
+    test_expired_hint_marks_its_target();
     return check_exit();
 }

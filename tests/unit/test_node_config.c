@@ -135,6 +135,14 @@ static void test_errors(void)
     expect_error(a10, 3, NULL, "whole number of seconds");
     const char *a11[] = {"flamedb", "--log-level", "loud"};
     expect_error(a11, 3, NULL, "expected debug, info, warn or error");
+    const char *a12[] = {"flamedb", "--seen-retention", "100s", "--hint-expiry", "91s"};
+    expect_error(a12, 5, NULL, "hint-expiry (91000 ms) is longer than 0.9 x seen-retention");
+    node_config_t c;
+    enum node_config_action act;
+    errmsg_t em;
+    const char *ok[] = {"flamedb", "--seen-retention", "100s", "--hint-expiry", "90s"};
+    CHECK_EQ_INT(parse(&c, ok, 5, NULL, &act, &em), 0);
+    CHECK_EQ_INT(c.cluster.hint_expiry_ms, 90000);
 }
 
 static void test_generated_text(void)
