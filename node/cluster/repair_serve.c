@@ -155,13 +155,15 @@ static int add_sym(void *ctx, uint64_t id)
     return 0;
 }
 
-/* The symbols tree t references, loaded from storage into w->symbols. */
-static int put_symbols(storage_t *s, const char *tenant, const calltree_t *t, arena_t *arena,
-                       Flamedb__Cluster__WriteRequest *w)
+/* The symbols trees t and st (the profile's span trees summed, or NULL)
+ * reference, loaded from storage into w->symbols. */
+static int put_symbols(storage_t *s, const char *tenant, const calltree_t *t, const calltree_t *st,
+                       arena_t *arena, Flamedb__Cluster__WriteRequest *w)
 {
     syms_t y = {0};
     symtab_t *tab = symtab_new();
     int rc = tab ? calltree_for_each_symbol(t, add_sym, &y) : ERR_NOMEM;
+    if (rc == 0 && st != NULL) rc = calltree_for_each_symbol(st, add_sym, &y);
     if (rc == 0) rc = storage_load_symbols(s, tenant, y.v, y.n, tab);
     size_t n = rc == 0 ? symtab_count(tab) : 0;
     if (rc == 0 && n > 0) {
@@ -206,6 +208,68 @@ static int build_part(storage_t *s, const repair_options_t *o, const Flamedb__Cl
     return rc;
 }
 
+/* ---------- the fetched profile's span trees ---------- */
+
+typedef struct pspans {
+    arena_t *arena;
+    Flamedb__Cluster__Span **v;
+    size_t n, cap;
+    size_t bytes, budget; /* encoded trees so far, and at most */
+    calltree_t *syms;     /* every tree summed: their symbols go along */
+    int over;             /* past budget: the rest left out */
+} pspans_t;
+
+static int add_span(void *ctx, uint8_t kind, uint64_t id, const uint8_t *tree, size_t len)
+{
+    pspans_t *x = ctx;
+    if (x->bytes + 32 > x->budget) {
+        x->over = 1; /* not even named: the profile is counted unavailable */
+        return 0;
+    }
+    if (tree != NULL && x->bytes + len + 32 > x->budget) tree = NULL; /* named, unknown */
+    int rc = GROW(x->v, x->cap, x->n + 1, GROW_UNLIMITED);
+    Flamedb__Cluster__Span *sp = rc == 0 ? arena_zalloc(x->arena, sizeof *sp) : NULL;
+    if (rc == 0 && sp == NULL) rc = ERR_NOMEM;
+    if (rc == 0 && tree != NULL) rc = calltree_decode_merge(x->syms, tree, len);
+    if (rc == ERR_CORRUPT) { /* a member that does not decode: named, unknown */
+        tree = NULL;
+        rc = 0;
+    }
+    if (rc != 0) return rc;
+    flamedb__cluster__span__init(sp);
+    sp->kind = kind;
+    sp->id = id;
+    sp->unknown = tree == NULL;
+    if (tree != NULL) {
+        sp->calltree = bytes_of(x->arena, tree, len);
+        if (sp->calltree.data == NULL) return ERR_NOMEM;
+    }
+    x->v[x->n++] = sp;
+    x->bytes += (tree != NULL ? len : 0) + 32;
+    return 0;
+}
+
+/* The span/trace trees the profile of entry m contributed to its series, as
+ * p->spans (their symbols summed into x->syms): a fetched profile brings
+ * them as a replicated write does. A tree whose member of this profile this
+ * node cannot tell (storage_profile_spans), or that does not fit the
+ * answer's budget, goes by kind and id alone, `unknown`: the peer marks its
+ * tree possibly short, so span queries of it flag partial. When even the
+ * names do not fit, x->over is set. */
+static int put_spans(storage_t *s, const Flamedb__Cluster__SeenEntry *m, pspans_t *x,
+                     Flamedb__Cluster__SeriesPart *p)
+{
+    int rc = storage_profile_spans(s, m->tenant, m->token, m->series_id, m->time_ns,
+                                   m->profile_id.data, add_span, x);
+    if (rc != 0) return rc;
+    Flamedb__Cluster__Span **v = x->n ? arena_zalloc(x->arena, x->n * sizeof *v) : NULL;
+    if (x->n > 0 && v == NULL) return ERR_NOMEM;
+    if (x->n > 0) memcpy(v, x->v, x->n * sizeof *v);
+    p->spans = v;
+    p->n_spans = x->n;
+    return 0;
+}
+
 /* One entry as a WriteRequest in *out, or *out NULL when its tree is not
  * stored. */
 static int fetch_one(storage_t *s, const repair_options_t *o,
@@ -239,7 +303,13 @@ static int fetch_one(storage_t *s, const repair_options_t *o,
         w->hint_replay = 1;
         rc = build_part(s, o, m, t, arena, p);
     }
-    if (rc == 0) rc = put_symbols(s, m->tenant, t, arena, w);
+    pspans_t x = {.arena = arena, .budget = o->max_message_bytes / 4};
+    if (rc == 0 && (x.syms = calltree_new(0)) == NULL) rc = ERR_NOMEM;
+    if (rc == 0) rc = put_spans(s, m, &x, p);
+    if (rc == 0 && x.over) rc = ERR_NOT_FOUND; /* unavailable: not sent short */
+    if (rc == 0) rc = put_symbols(s, m->tenant, t, x.syms, arena, w);
+    free(x.v);
+    calltree_free(x.syms);
     if (rc == ERR_NOT_FOUND)
         rc = 0; /* the series' labels were collected: unavailable too */
     else if (rc == 0) {
