@@ -210,73 +210,11 @@ static int build_part(storage_t *s, const repair_options_t *o, const Flamedb__Cl
     return rc;
 }
 
-/* ---------- the fetched profile's span trees ---------- */
-
-typedef struct pspans {
-    arena_t *arena;
-    Flamedb__Cluster__Span **v;
-    size_t n, cap;
-    size_t bytes, budget; /* encoded trees so far, and at most */
-    calltree_t *syms;     /* every tree summed: their symbols go along */
-    int over;             /* past budget: the rest left out */
-} pspans_t;
-
-static int add_span(void *ctx, uint8_t kind, uint64_t id, const uint8_t *tree, size_t len)
-{
-    pspans_t *x = ctx;
-    if (x->bytes + 32 > x->budget) {
-        x->over = 1; /* not even named: the profile is counted unavailable */
-        return 0;
-    }
-    if (tree != NULL && x->bytes + len + 32 > x->budget) tree = NULL; /* named, unknown */
-    int rc = GROW(x->v, x->cap, x->n + 1, GROW_UNLIMITED);
-    Flamedb__Cluster__Span *sp = rc == 0 ? arena_zalloc(x->arena, sizeof *sp) : NULL;
-    if (rc == 0 && sp == NULL) rc = ERR_NOMEM;
-    if (rc == 0 && tree != NULL) rc = calltree_decode_merge(x->syms, tree, len);
-    if (rc == ERR_CORRUPT) { /* a member that does not decode: named, unknown */
-        tree = NULL;
-        rc = 0;
-    }
-    if (rc != 0) return rc;
-    flamedb__cluster__span__init(sp);
-    sp->kind = kind;
-    sp->id = id;
-    sp->unknown = tree == NULL;
-    if (tree != NULL) {
-        sp->calltree = bytes_of(x->arena, tree, len);
-        if (sp->calltree.data == NULL) return ERR_NOMEM;
-    }
-    x->v[x->n++] = sp;
-    x->bytes += (tree != NULL ? len : 0) + 32;
-    return 0;
-}
-
-/* The span/trace trees the profile of entry m contributed to its series, as
- * p->spans (their symbols summed into x->syms): a fetched profile brings
- * them as a replicated write does. A tree whose member of this profile this
- * node cannot tell (storage_profile_spans), or that does not fit the
- * answer's budget, goes by kind and id alone, `unknown`: the peer marks its
- * tree possibly short, so span queries of it flag partial. When even the
- * names do not fit, x->over is set. */
-static int put_spans(storage_t *s, const Flamedb__Cluster__SeenEntry *m, pspans_t *x,
-                     Flamedb__Cluster__SeriesPart *p)
-{
-    int rc = storage_profile_spans(s, m->tenant, m->token, m->series_id, m->time_ns,
-                                   m->profile_id.data, add_span, x);
-    if (rc != 0) return rc;
-    Flamedb__Cluster__Span **v = x->n ? arena_zalloc(x->arena, x->n * sizeof *v) : NULL;
-    if (x->n > 0 && v == NULL) return ERR_NOMEM;
-    if (x->n > 0) memcpy(v, x->v, x->n * sizeof *v);
-    p->spans = v;
-    p->n_spans = x->n;
-    return 0;
-}
-
-/* One entry as a WriteRequest in *out, or *out NULL when its tree is not
- * stored. */
+/* One entry as a WriteRequest in *out with its span trees x, or *out NULL
+ * when its tree is not stored (or x is over). */
 static int fetch_one(storage_t *s, const repair_options_t *o,
                      const Flamedb__Cluster__RepairRequest *q, const Flamedb__Cluster__SeenEntry *m,
-                     arena_t *arena, Flamedb__Cluster__WriteRequest **out)
+                     const repair_pspans_t *x, arena_t *arena, Flamedb__Cluster__WriteRequest **out)
 {
     *out = NULL;
     calltree_t *t = calltree_new(o->write.max_tree_nodes);
@@ -305,13 +243,9 @@ static int fetch_one(storage_t *s, const repair_options_t *o,
         w->hint_replay = 1;
         rc = build_part(s, o, m, t, arena, p);
     }
-    pspans_t x = {.arena = arena, .budget = o->max_message_bytes / 4};
-    if (rc == 0 && (x.syms = calltree_new(0)) == NULL) rc = ERR_NOMEM;
-    if (rc == 0) rc = put_spans(s, m, &x, p);
-    if (rc == 0 && x.over) rc = ERR_NOT_FOUND; /* unavailable: not sent short */
-    if (rc == 0) rc = put_symbols(s, m->tenant, t, x.syms, arena, w);
-    free(x.v);
-    calltree_free(x.syms);
+    if (rc == 0 && x->over) rc = ERR_NOT_FOUND; /* unavailable: not sent short */
+    if (rc == 0) rc = repair_pspans_put(arena, x, p);
+    if (rc == 0) rc = put_symbols(s, m->tenant, t, x->syms, arena, w);
     if (rc == ERR_NOT_FOUND)
         rc = 0; /* the series' labels were collected: unavailable too */
     else if (rc == 0) {
@@ -324,6 +258,28 @@ static int fetch_one(storage_t *s, const repair_options_t *o,
     return rc;
 }
 
+static int same_token(const Flamedb__Cluster__SeenEntry *a, const Flamedb__Cluster__SeenEntry *b)
+{
+    return a->token == b->token && strcmp(a->tenant, b->tenant) == 0;
+}
+
+/* The span trees of the run of entries from i on that share its tenant and
+ * token (single: entry i alone) into *ps, [*run, *end), by one scan; the
+ * previous run's freed. */
+static int next_run(storage_t *s, const repair_options_t *o,
+                    const Flamedb__Cluster__RepairRequest *q, size_t i, int single, arena_t *arena,
+                    repair_pspans_t **ps, size_t *run, size_t *end)
+{
+    repair_pspans_free(*ps, *end - *run);
+    *ps = NULL;
+    *run = i;
+    *end = i + 1;
+    while (!single && *end < q->n_entries && same_token(q->entries[*end], q->entries[i]))
+        (*end)++;
+    if ((*ps = calloc(*end - i, sizeof **ps)) == NULL) return ERR_NOMEM;
+    return repair_fetch_spans(s, o, q->entries + i, *end - i, arena, *ps);
+}
+
 static int serve_fetch(storage_t *s, const repair_options_t *o,
                        const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
                        Flamedb__Cluster__RepairAnswer *a)
@@ -331,10 +287,18 @@ static int serve_fetch(storage_t *s, const repair_options_t *o,
     a->writes = arena_zalloc(arena, q->n_entries * sizeof *a->writes);
     if (a->writes == NULL) return ERR_NOMEM;
     size_t bytes = 0, budget = o->max_message_bytes / 2;
+    size_t run = 0, end = 0; /* entries [run, end): one tenant and token, ps their trees */
+    repair_pspans_t *ps = NULL;
+    int rc = 0;
     for (size_t i = 0; i < q->n_entries; i++) {
+        if (i == end && (rc = next_run(s, o, q, i, 0, arena, &ps, &run, &end)) != 0) break;
+        /* cut by the run's budget: the first of an answer on its own, any
+         * later one in the next fetch */
+        if (ps[i - run].cut && i == 0 && (rc = next_run(s, o, q, i, 1, arena, &ps, &run, &end)))
+            break;
+        if (ps[i - run].cut) break;
         Flamedb__Cluster__WriteRequest *w = NULL;
-        int rc = fetch_one(s, o, q, q->entries[i], arena, &w);
-        if (rc != 0) return rc;
+        if ((rc = fetch_one(s, o, q, q->entries[i], &ps[i - run], arena, &w)) != 0) break;
         if (w == NULL) {
             a->unavailable++;
         } else {
@@ -345,7 +309,8 @@ static int serve_fetch(storage_t *s, const repair_options_t *o,
         }
         a->handled = (uint32_t)(i + 1);
     }
-    return 0;
+    repair_pspans_free(ps, end - run);
+    return rc;
 }
 
 int repair_serve_build(storage_t *s, const repair_options_t *o,

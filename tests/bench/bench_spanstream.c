@@ -14,8 +14,9 @@
  * Both must find the same trees (checked). Then the span trees of one
  * stored profile (storage_profile_spans, what an anti-entropy FETCH reads
  * per profile: a scan of its token's span_index) are found --rounds times,
- * the median CPU time printed; it must find --spans members. Nothing else
- * is asserted.
+ * the median CPU time printed; it must find --spans members; and those of
+ * a profile of the same series in another window, which matches none of
+ * the token's trees (the scan alone). Nothing else is asserted.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,7 +130,8 @@ static double measure(storage_t *st, int whole, uint64_t lo, uint64_t hi, uint64
     return m;
 }
 
-static int member_cb(void *ctx, uint8_t kind, uint64_t id, const uint8_t *tree, size_t len)
+static int member_cb(void *ctx, size_t ref, uint8_t kind, uint64_t id, const uint8_t *tree,
+                     size_t len)
 {
     if (tree != NULL) (*(uint64_t *)ctx)++;
     return 0;
@@ -157,8 +159,8 @@ static double measure_profile(storage_t *st, uint64_t tokens, uint64_t k, uint64
     for (uint64_t r = 0; r < rounds; r++) {
         *found = 0;
         double c0 = clock_thread();
-        rc = storage_profile_spans(st, "bench", token, series, t0 * 1000000000, id, member_cb,
-                                   found);
+        storage_profile_ref_t ref = {series, t0 * 1000000000, id};
+        rc = storage_profile_spans(st, "bench", token, &ref, 1, member_cb, found);
         t[r] = rc == 0 ? clock_thread() - c0 : -1;
     }
     qsort(t, rounds, sizeof *t, cmp_double);
@@ -199,11 +201,15 @@ int cmd_spanstream(int argc, char **argv)
         printf("spanstream_interval_trees: %llu\n", (unsigned long long)fi);
         printf("spanstream_index_ms: %.3f\nspanstream_whole_ms: %.3f\n", ti * 1e3, tw * 1e3);
         printf("spanstream_whole_over_index: %.1f\n", ti > 0 ? tw / ti : 0);
-        uint64_t fp = 0;
+        uint64_t fp = 0, fm = 0;
         double tp = measure_profile(st, tokens, tokens / 2, rounds, 1700000000, &fp);
+        /* another window of the same series: every key of the token is
+         * read and none matches (the scan alone) */
+        double tm = measure_profile(st, tokens, tokens / 2, rounds, 1700000000 + 60, &fm);
         printf("spanstream_profile_members: %llu\nspanstream_profile_ms: %.3f\n",
                (unsigned long long)fp, tp * 1e3);
-        if (fp != spans) {
+        printf("spanstream_profile_miss_ms: %.3f\n", tm * 1e3);
+        if (fp != spans || fm != 0) {
             fprintf(stderr, "spanstream: profile spans found %llu members, want %llu\n",
                     (unsigned long long)fp, (unsigned long long)spans);
             rc = ERR_INTERNAL;

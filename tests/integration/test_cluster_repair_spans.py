@@ -65,10 +65,11 @@ def silent_short(got, want):
             for k in sorted(want) if got[k][0] != want[k] and not got[k][1]]
 
 
-def repaired(extra, check):
+def repaired(extra, check, many=0):
     """Pushes while n1 is down, repairs, and calls check(got, want) with the
     answers of n1 alone; then repairs again (nothing to fetch) and checks
-    that n1 alone answers the same (nothing counted twice)."""
+    that n1 alone answers the same (nothing counted twice). many: span ids
+    more per fetched profile."""
     services = [harness.unique("rsp%d" % k) for k in range(3)]
     t0 = int(time.time()) - 300
     args = ["--write-timeout", "1s", "--hints-max-bytes", "0"] + FAST_FORMATION + extra
@@ -81,6 +82,7 @@ def repaired(extra, check):
         c.wait_state(1, "down")
         for seq in range(1, 13):
             spans = ["%016x" % (0xbeef0000 + seq), "req-%d" % seq]
+            spans += ["m%d-%d" % (seq, k) for k in range(many)]
             if seq == 1:
                 spans.append(shared)  # the same 10 s window and series as push 0
             t = t0 if seq == 1 else t0 + 11 * seq
@@ -146,6 +148,19 @@ def test_unknown_span_members_are_flagged_partial():
                 assert got[k][1], "%s: %s, want flagged partial" % (k, got[k])
 
     repaired(["--max-span-members", "0"], check)
+
+
+def test_span_trees_past_the_answer_budget_are_fetched_later():
+    """--max-message-bytes 64KiB and 200 more span ids per profile (about
+    12 KiB of span trees each, four profiles per service and token): one
+    FETCH answer cannot hold a whole token's profiles with their trees, so
+    the answer ends early and the rest is asked again; every span still
+    comes out exact and unflagged."""
+    def check(got, want):
+        wrong = [k for k in want if got[k] != (want[k], False)]
+        assert not wrong, "not exact: %s" % ["%s %s" % (k, got[k]) for k in wrong[:10]]
+
+    repaired(["--max-message-bytes", "64KiB"], check, many=200)
 
 
 if __name__ == "__main__":
