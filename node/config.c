@@ -339,7 +339,9 @@ static const opt_t options[] = {
      2 * GiB,
      "Largest intra-cluster message sent or accepted (nanomsg NN_RCVMAXSIZE). A stream "
      "answer holds about a quarter of it; a window larger than that quarter is streamed in "
-     "parts of at most a quarter each."},
+     "parts of at most a quarter each. An anti-entropy fetch answer holds at most half of it, "
+     "the span trees of one fetched profile at most a quarter (past it they go by name and "
+     "the repaired node flags span queries of them partial)."},
     {"hints-max-bytes", OPT_SIZE, FIELD(cluster.hints_max_bytes, size_t), "1GiB", 0, 0, 1024 * GiB,
      "Durable hinted-handoff bytes kept per unreachable node; beyond it the hint "
      "is dropped and anti-entropy must repair (0 = hinted handoff off)."},

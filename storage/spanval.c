@@ -128,6 +128,12 @@ int storage_spanval_encode_one(const uint8_t id[16], const uint8_t *tree, size_t
     return encode(&v, NULL, out);
 }
 
+int storage_spanval_encode_short(buf_t *out)
+{
+    spanval_t v = {.flags = SPANVAL_SHORT};
+    return encode(&v, NULL, out);
+}
+
 int storage_span_value_tree(const uint8_t *p, size_t n, calltree_t *dst)
 {
     spanval_t v = {0};
@@ -258,6 +264,7 @@ static int take(acc_t *a, const spanval_t *x)
 /* A write's operand: profiles new to this node, unless the value is sealed. */
 static int add_fresh(acc_t *a, const spanval_t *x)
 {
+    a->v.flags |= x->flags & SPANVAL_SHORT; /* a fetched profile's unknown member */
     if (a->v.flags & SPANVAL_SEALED) {
         dropped(a, x->n + x->rest_count);
         return 0;

@@ -125,6 +125,10 @@ typedef struct storage_span_tree {
     const calltree_t *tree;
     const uint8_t *enc;
     size_t enc_len;
+    /* Set (tree and enc NULL) when this profile's member of the tree is not
+     * known (a repair fetch, storage_profile_spans): the stored tree is
+     * marked possibly short instead, and span queries of it flag partial. */
+    int unknown;
 } storage_span_tree_t;
 
 #define STORAGE_SPAN_KIND_SPAN 1
@@ -555,6 +559,26 @@ typedef int (*storage_span_stream_fn)(void *ctx, const uint8_t *key, size_t klen
                                       const char *tenant, const uint8_t *v, size_t vn);
 int storage_stream_spans(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
                          size_t after_len, storage_span_stream_fn fn, void *ctx);
+/* One stored profile's series, as its seen entry names it. Borrowed. */
+typedef struct storage_profile_ref {
+    uint64_t series_id;
+    int64_t time_ns;
+    const uint8_t *profile_id; /* 16 bytes */
+} storage_profile_ref_t;
+/* The span/trace trees each profile refs[ref] (all of tenant and token)
+ * contributed to its series: fn gets ref, each tree's kind and id and that
+ * profile's own member tree (a calltree encoding, borrowed for the call),
+ * or tree NULL for a tree of that series and window that may hold the
+ * profile without listing it (an anonymous rest past max_span_members, a
+ * format-7 value, a SEALED or SHORT value, or one that does not parse): its
+ * member there cannot be told. A nonzero return of fn stops the walk and is
+ * returned. One scan of span_index over (token, tenant) at one snapshot
+ * serves every ref (docs/cluster.md, "Anti-entropy"). */
+typedef int (*storage_profile_span_fn)(void *ctx, size_t ref, uint8_t kind, uint64_t id,
+                                       const uint8_t *tree, size_t len);
+int storage_profile_spans(storage_t *s, const char *tenant, uint64_t token,
+                          const storage_profile_ref_t *refs, size_t n, storage_profile_span_fn fn,
+                          void *ctx);
 /* The summed tree of a stored span value (every member and the rest)
  * merged into dst: ERR_CORRUPT when it does not parse or decode. */
 int storage_span_value_tree(const uint8_t *v, size_t vn, calltree_t *dst);

@@ -295,6 +295,9 @@ int storage_spanval_parse(const uint8_t *p, size_t n, spanval_t *out);
 void storage_spanval_free(spanval_t *v);
 /* Appends the value of one member (a write's operand). */
 int storage_spanval_encode_one(const uint8_t id[16], const uint8_t *tree, size_t len, buf_t *out);
+/* A write's operand of no member that marks the value SHORT: a fetched
+ * profile whose member of it is not known (storage_span_tree_t.unknown). */
+int storage_spanval_encode_short(buf_t *out);
 /* Appends value p as a streamed operand (STREAM set; a format-7 value
  * becomes a rest of one profile). ERR_CORRUPT when p does not parse. */
 int storage_spanval_stream_operand(const uint8_t *p, size_t n, buf_t *out);

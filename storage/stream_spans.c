@@ -2,10 +2,10 @@
  * it (storage.h; docs/cluster.md, "Streaming whole windows"), and the
  * token-first index (`span_index`) that finds them.
  *
- * Span trees are not kept per profile in `profile_trees`, so a fetched
- * profile brings none: the gaining node receives each stored tree of its
- * ranges whole and merges it as a streamed operand (spanval.c), united with
- * its own by profile id: a live write that reached it meanwhile stays, one
+ * Span trees are not kept per profile in `profile_trees` (a fetched
+ * profile brings only its members of them, profile_spans.c): the gaining
+ * node receives each stored tree of its ranges whole and merges it as a streamed operand
+ * (spanval.c), united with its own by profile id: a live write that reached it meanwhile stays, one
  * the source's tree also holds counts once, and a stream resumed after a
  * crash merges the same members again and changes nothing.
  *

@@ -421,15 +421,21 @@ static int put_spans(wctx_t *w, const storage_series_write_t *sw)
         skey_t k;
         storage_key_span(&k, w->p->tenant, sp->kind, sp->id, sw->token, sw->series_id, window);
         if (storage_filter_expired(w->s, CF_SPANS, k.b, k.n, NULL, 0)) continue;
-        const uint8_t *enc;
-        size_t enc_len;
-        int rc = span_encoding(w, sp, &enc, &enc_len);
+        const uint8_t *enc = NULL;
+        size_t enc_len = 0;
+        int rc = sp->unknown ? 0 : span_encoding(w, sp, &enc, &enc_len);
         buf_reset(&w->enc);
-        if (rc == 0) rc = storage_spanval_encode_one(w->p->profile_id, enc, enc_len, &w->enc);
+        if (rc == 0 && sp->unknown) /* no member: the stored tree is marked possibly short */
+            rc = storage_spanval_encode_short(&w->enc);
+        else if (rc == 0)
+            rc = storage_spanval_encode_one(w->p->profile_id, enc, enc_len, &w->enc);
         if (rc != 0) return errmsg_set(w->em, rc, "span tree: %s", err_message(rc));
         /* the symbols of the tree handed over (put_symbol reuses w->tmp) */
-        rc = sp->tree != NULL ? put_symbols(w, sp->tree)
-                              : put_encoded_symbols(w, sp->enc, sp->enc_len);
+        if (sp->unknown)
+            rc = 0;
+        else
+            rc = sp->tree != NULL ? put_symbols(w, sp->tree)
+                                  : put_encoded_symbols(w, sp->enc, sp->enc_len);
         if (rc != 0) return rc; /* put_symbols set em */
         rocksdb_writebatch_merge_cf(w->wb, w->s->cf[CF_SPANS], (const char *)k.b, k.n,
                                     (const char *)w->enc.data, w->enc.len);
@@ -543,7 +549,7 @@ static int validate(const storage_profile_write_t *p, errmsg_t *em)
             return errmsg_set(em, ERR_LIMIT, "series %zu: %zu span trees (limit %u)", i, sw->nspans,
                               STORAGE_MAX_SPANS_PER_SERIES);
         for (size_t j = 0; j < sw->nspans; j++)
-            if (sw->spans[j].tree == NULL && sw->spans[j].enc == NULL)
+            if (sw->spans[j].tree == NULL && sw->spans[j].enc == NULL && !sw->spans[j].unknown)
                 return errmsg_set(em, ERR_INVALID_ARGUMENT, "series %zu: span %zu has no tree", i,
                                   j);
     }

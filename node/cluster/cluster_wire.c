@@ -178,7 +178,8 @@ static int check_series(const Flamedb__Cluster__SeriesPart *s, size_t i, errmsg_
     if (s->calltree.len == 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "write: series %zu: empty call tree", i);
     for (size_t k = 0; k < s->n_spans; k++)
-        if (s->spans[k]->kind < 1 || s->spans[k]->kind > 2 || s->spans[k]->calltree.len == 0)
+        if (s->spans[k]->kind < 1 || s->spans[k]->kind > 2 ||
+            (s->spans[k]->calltree.len == 0) != s->spans[k]->unknown)
             return errmsg_set(em, ERR_INVALID_ARGUMENT, "write: series %zu: bad span %zu", i, k);
     return 0;
 }

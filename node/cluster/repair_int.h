@@ -370,6 +370,28 @@ int repair_regain_heal(repair_t *r, repair_stream_state_t *ss);
 int repair_regain_progress_load(repair_t *r, errmsg_t *em);
 /* Removes it (also when the regain is done). */
 int repair_regain_progress_remove(repair_t *r);
+/* One fetched profile's span/trace trees (repair_fetch_spans.c): the Span
+ * messages (in the arena; v itself owned), their trees summed for their
+ * symbols (owned, NULL when none), and whether the profile is `over` (even
+ * the names of its trees past a quarter of max_message_bytes: counted
+ * unavailable) or `cut` (left out for the run's budget: asked again). */
+typedef struct repair_pspans {
+    Flamedb__Cluster__Span **v;
+    size_t n, cap, bytes;
+    calltree_t *syms;
+    int over, cut;
+} repair_pspans_t;
+/* Pool: the span trees of the profiles of entries e[0..n), all of one
+ * tenant and token, into p[0..n) (zeroed by the caller; free with
+ * repair_pspans_free), by one scan (storage_profile_spans). With n > 1 the
+ * run's trees are bounded by half of max_message_bytes (cut past it). */
+int repair_fetch_spans(storage_t *s, const repair_options_t *o,
+                       Flamedb__Cluster__SeenEntry *const *e, size_t n, arena_t *arena,
+                       repair_pspans_t *p);
+/* part->spans := x's Span messages (the array in arena). */
+int repair_pspans_put(arena_t *arena, const repair_pspans_t *x, Flamedb__Cluster__SeriesPart *part);
+/* Frees p[0..n) and p (NULL: no-op). */
+void repair_pspans_free(repair_pspans_t *p, size_t n);
 /* Pool: the answer to a SPANS request, span trees after q->after_key. */
 int repair_serve_spans(storage_t *s, const repair_options_t *o,
                        const Flamedb__Cluster__RepairRequest *q, arena_t *arena,

@@ -6,8 +6,10 @@
  * At most REPAIR_SERVE_MAX run at once: a busy node answers `unavailable`
  * and the repairing peer retries. A fetched profile is the stored tree of
  * one series (storage_read_profile) with the series' labels and the symbols
- * the tree references, as a WriteRequest the peer stores like a replicated
- * write; a profile whose tree is not kept (larger than
+ * the tree references, and the profile's members of the span/trace trees
+ * of that series and window (storage_profile_spans; a tree whose member
+ * cannot be told goes by name, `unknown`), as a WriteRequest the peer stores
+ * like a replicated write; a profile whose tree is not kept (larger than
  * max-profile-tree-bytes, past profile retention, or stored before format 5)
  * is counted `unavailable` and not sent.
  */
@@ -155,13 +157,15 @@ static int add_sym(void *ctx, uint64_t id)
     return 0;
 }
 
-/* The symbols tree t references, loaded from storage into w->symbols. */
-static int put_symbols(storage_t *s, const char *tenant, const calltree_t *t, arena_t *arena,
-                       Flamedb__Cluster__WriteRequest *w)
+/* The symbols trees t and st (the profile's span trees summed, or NULL)
+ * reference, loaded from storage into w->symbols. */
+static int put_symbols(storage_t *s, const char *tenant, const calltree_t *t, const calltree_t *st,
+                       arena_t *arena, Flamedb__Cluster__WriteRequest *w)
 {
     syms_t y = {0};
     symtab_t *tab = symtab_new();
     int rc = tab ? calltree_for_each_symbol(t, add_sym, &y) : ERR_NOMEM;
+    if (rc == 0 && st != NULL) rc = calltree_for_each_symbol(st, add_sym, &y);
     if (rc == 0) rc = storage_load_symbols(s, tenant, y.v, y.n, tab);
     size_t n = rc == 0 ? symtab_count(tab) : 0;
     if (rc == 0 && n > 0) {
@@ -206,11 +210,11 @@ static int build_part(storage_t *s, const repair_options_t *o, const Flamedb__Cl
     return rc;
 }
 
-/* One entry as a WriteRequest in *out, or *out NULL when its tree is not
- * stored. */
+/* One entry as a WriteRequest in *out with its span trees x, or *out NULL
+ * when its tree is not stored (or x is over). */
 static int fetch_one(storage_t *s, const repair_options_t *o,
                      const Flamedb__Cluster__RepairRequest *q, const Flamedb__Cluster__SeenEntry *m,
-                     arena_t *arena, Flamedb__Cluster__WriteRequest **out)
+                     const repair_pspans_t *x, arena_t *arena, Flamedb__Cluster__WriteRequest **out)
 {
     *out = NULL;
     calltree_t *t = calltree_new(o->write.max_tree_nodes);
@@ -239,7 +243,9 @@ static int fetch_one(storage_t *s, const repair_options_t *o,
         w->hint_replay = 1;
         rc = build_part(s, o, m, t, arena, p);
     }
-    if (rc == 0) rc = put_symbols(s, m->tenant, t, arena, w);
+    if (rc == 0 && x->over) rc = ERR_NOT_FOUND; /* unavailable: not sent short */
+    if (rc == 0) rc = repair_pspans_put(arena, x, p);
+    if (rc == 0) rc = put_symbols(s, m->tenant, t, x->syms, arena, w);
     if (rc == ERR_NOT_FOUND)
         rc = 0; /* the series' labels were collected: unavailable too */
     else if (rc == 0) {
@@ -252,6 +258,28 @@ static int fetch_one(storage_t *s, const repair_options_t *o,
     return rc;
 }
 
+static int same_token(const Flamedb__Cluster__SeenEntry *a, const Flamedb__Cluster__SeenEntry *b)
+{
+    return a->token == b->token && strcmp(a->tenant, b->tenant) == 0;
+}
+
+/* The span trees of the run of entries from i on that share its tenant and
+ * token (single: entry i alone) into *ps, [*run, *end), by one scan; the
+ * previous run's freed. */
+static int next_run(storage_t *s, const repair_options_t *o,
+                    const Flamedb__Cluster__RepairRequest *q, size_t i, int single, arena_t *arena,
+                    repair_pspans_t **ps, size_t *run, size_t *end)
+{
+    repair_pspans_free(*ps, *end - *run);
+    *ps = NULL;
+    *run = i;
+    *end = i + 1;
+    while (!single && *end < q->n_entries && same_token(q->entries[*end], q->entries[i]))
+        (*end)++;
+    if ((*ps = calloc(*end - i, sizeof **ps)) == NULL) return ERR_NOMEM;
+    return repair_fetch_spans(s, o, q->entries + i, *end - i, arena, *ps);
+}
+
 static int serve_fetch(storage_t *s, const repair_options_t *o,
                        const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
                        Flamedb__Cluster__RepairAnswer *a)
@@ -259,10 +287,18 @@ static int serve_fetch(storage_t *s, const repair_options_t *o,
     a->writes = arena_zalloc(arena, q->n_entries * sizeof *a->writes);
     if (a->writes == NULL) return ERR_NOMEM;
     size_t bytes = 0, budget = o->max_message_bytes / 2;
+    size_t run = 0, end = 0; /* entries [run, end): one tenant and token, ps their trees */
+    repair_pspans_t *ps = NULL;
+    int rc = 0;
     for (size_t i = 0; i < q->n_entries; i++) {
+        if (i == end && (rc = next_run(s, o, q, i, 0, arena, &ps, &run, &end)) != 0) break;
+        /* cut by the run's budget: the first of an answer on its own, any
+         * later one in the next fetch */
+        if (ps[i - run].cut && i == 0 && (rc = next_run(s, o, q, i, 1, arena, &ps, &run, &end)))
+            break;
+        if (ps[i - run].cut) break;
         Flamedb__Cluster__WriteRequest *w = NULL;
-        int rc = fetch_one(s, o, q, q->entries[i], arena, &w);
-        if (rc != 0) return rc;
+        if ((rc = fetch_one(s, o, q, q->entries[i], &ps[i - run], arena, &w)) != 0) break;
         if (w == NULL) {
             a->unavailable++;
         } else {
@@ -273,7 +309,8 @@ static int serve_fetch(storage_t *s, const repair_options_t *o,
         }
         a->handled = (uint32_t)(i + 1);
     }
-    return 0;
+    repair_pspans_free(ps, end - run);
+    return rc;
 }
 
 int repair_serve_build(storage_t *s, const repair_options_t *o,

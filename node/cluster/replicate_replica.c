@@ -115,7 +115,9 @@ static int decode_series(const replicate_options_t *o, const char *tenant, decod
     for (size_t k = 0; rc == 0 && k < p->n_spans; k++) {
         spans[k].kind = (uint8_t)p->spans[k]->kind;
         spans[k].id = p->spans[k]->id;
-        rc = decode_tree(d, &p->spans[k]->calltree, o->max_tree_nodes, &spans[k].tree);
+        spans[k].unknown = p->spans[k]->unknown; /* a repair fetch's: no tree */
+        if (!spans[k].unknown)
+            rc = decode_tree(d, &p->spans[k]->calltree, o->max_tree_nodes, &spans[k].tree);
     }
     s->spans = spans;
     s->nspans = p->n_spans;

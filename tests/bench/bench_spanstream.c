@@ -11,7 +11,12 @@
  *   whole: the loop storage_stream_spans ran up to format 7, kept here as
  *          the baseline: every key of the tenant-first `spans` family is
  *          read and the interval's kept.
- * Both must find the same trees (checked). Nothing else is asserted.
+ * Both must find the same trees (checked). Then the span trees of one
+ * stored profile (storage_profile_spans, what an anti-entropy FETCH reads
+ * per profile: a scan of its token's span_index) are found --rounds times,
+ * the median CPU time printed; it must find --spans members; and those of
+ * a profile of the same series in another window, which matches none of
+ * the token's trees (the scan alone). Nothing else is asserted.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +130,45 @@ static double measure(storage_t *st, int whole, uint64_t lo, uint64_t hi, uint64
     return m;
 }
 
+static int member_cb(void *ctx, size_t ref, uint8_t kind, uint64_t id, const uint8_t *tree,
+                     size_t len)
+{
+    if (tree != NULL) (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+/* Median CPU seconds of storage_profile_spans for the profile load() wrote
+ * to token k; *found: members found. */
+static double measure_profile(storage_t *st, uint64_t tokens, uint64_t k, uint64_t rounds,
+                              int64_t t0, uint64_t *found)
+{
+    labels_t *l = labels_new();
+    char svc[32];
+    snprintf(svc, sizeof svc, "svc%llu", (unsigned long long)k);
+    int rc = l != NULL ? labels_set_str(l, "service_name", svc) : ERR_NOMEM;
+    if (rc == 0) rc = labels_set_str(l, "__name__", "cpu");
+    uint64_t series = rc == 0 ? labels_hash(l) : 0, token = (k + 1) * (UINT64_MAX / (tokens + 1));
+    labels_free(l);
+    uint8_t id[16] = {0};
+    memcpy(id, &k, sizeof k);
+    double *t = calloc(rounds, sizeof *t);
+    if (t == NULL || rc != 0) {
+        free(t);
+        return -1;
+    }
+    for (uint64_t r = 0; r < rounds; r++) {
+        *found = 0;
+        double c0 = clock_thread();
+        storage_profile_ref_t ref = {series, t0 * 1000000000, id};
+        rc = storage_profile_spans(st, "bench", token, &ref, 1, member_cb, found);
+        t[r] = rc == 0 ? clock_thread() - c0 : -1;
+    }
+    qsort(t, rounds, sizeof *t, cmp_double);
+    double m = t[rounds / 2];
+    free(t);
+    return m;
+}
+
 int cmd_spanstream(int argc, char **argv)
 {
     uint64_t tokens = 256, spans = 400, share = 64, rounds = 5;
@@ -157,6 +201,19 @@ int cmd_spanstream(int argc, char **argv)
         printf("spanstream_interval_trees: %llu\n", (unsigned long long)fi);
         printf("spanstream_index_ms: %.3f\nspanstream_whole_ms: %.3f\n", ti * 1e3, tw * 1e3);
         printf("spanstream_whole_over_index: %.1f\n", ti > 0 ? tw / ti : 0);
+        uint64_t fp = 0, fm = 0;
+        double tp = measure_profile(st, tokens, tokens / 2, rounds, 1700000000, &fp);
+        /* another window of the same series: every key of the token is
+         * read and none matches (the scan alone) */
+        double tm = measure_profile(st, tokens, tokens / 2, rounds, 1700000000 + 60, &fm);
+        printf("spanstream_profile_members: %llu\nspanstream_profile_ms: %.3f\n",
+               (unsigned long long)fp, tp * 1e3);
+        printf("spanstream_profile_miss_ms: %.3f\n", tm * 1e3);
+        if (fp != spans || fm != 0) {
+            fprintf(stderr, "spanstream: profile spans found %llu members, want %llu\n",
+                    (unsigned long long)fp, (unsigned long long)spans);
+            rc = ERR_INTERNAL;
+        }
         if (fi != fw) {
             fprintf(stderr, "spanstream: index found %llu trees, whole scan %llu\n",
                     (unsigned long long)fi, (unsigned long long)fw);

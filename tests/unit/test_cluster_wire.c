@@ -95,6 +95,18 @@ static void test_write_roundtrip(void)
         CHECK(w->time_ns == 123456789 && w->request_id == 77);
         cluster_msg_free(&m);
     }
+    /* a repair fetch's span whose member is unknown: by kind and id alone */
+    f.span.unknown = 1;
+    f.span.calltree.len = 0;
+    CHECK_EQ_INT(roundtrip(T(WRITE), &f.w.base, "c1", f.w.deadline_unix_ms, &m, &em), 0);
+    if (m.body) {
+        Flamedb__Cluster__WriteRequest *w = (void *)m.body;
+        CHECK(w->series[0]->n_spans == 1 && w->series[0]->spans[0]->unknown);
+        CHECK(w->series[0]->spans[0]->calltree.len == 0);
+        cluster_msg_free(&m);
+    }
+    f.span.unknown = 0;
+    f.span.calltree = f.part.calltree;
     /* hint record carries the serialized request as is */
     uint8_t packed[4096];
     size_t n = flamedb__cluster__write_request__pack(&f.w, packed);
@@ -115,11 +127,12 @@ static void test_write_roundtrip(void)
         const char *what;
         int want;
     } cases[] = {
-        {"no tenant", ERR_INVALID_ARGUMENT},   {"long tenant", ERR_INVALID_ARGUMENT},
-        {"short id", ERR_INVALID_ARGUMENT},    {"no series", ERR_TOO_LARGE},
-        {"id not hash", ERR_INVALID_ARGUMENT}, {"bad span", ERR_INVALID_ARGUMENT},
-        {"no deadline", ERR_INVALID_ARGUMENT}, {"late", ERR_TIMEOUT},
-        {"bad labels", ERR_INVALID_ARGUMENT},  {"empty tree", ERR_INVALID_ARGUMENT},
+        {"no tenant", ERR_INVALID_ARGUMENT},    {"long tenant", ERR_INVALID_ARGUMENT},
+        {"short id", ERR_INVALID_ARGUMENT},     {"no series", ERR_TOO_LARGE},
+        {"id not hash", ERR_INVALID_ARGUMENT},  {"bad span", ERR_INVALID_ARGUMENT},
+        {"no deadline", ERR_INVALID_ARGUMENT},  {"late", ERR_TIMEOUT},
+        {"bad labels", ERR_INVALID_ARGUMENT},   {"empty tree", ERR_INVALID_ARGUMENT},
+        {"span no tree", ERR_INVALID_ARGUMENT}, {"unknown span with a tree", ERR_INVALID_ARGUMENT},
     };
     buf_free(&f.labels);
     char longt[RING_TENANT_MAX + 2];
@@ -162,6 +175,12 @@ static void test_write_roundtrip(void)
             break;
         case 9:
             f.part.calltree.len = 0;
+            break;
+        case 10:
+            f.span.calltree.len = 0;
+            break;
+        case 11:
+            f.span.unknown = 1; /* a repair fetch's unknown tree goes without one */
             break;
         }
         int rc = roundtrip(T(WRITE), &f.w.base, "c1", env_deadline, &m, &em);
