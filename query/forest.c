@@ -228,7 +228,7 @@ static inline int get_u(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return 1;
 }
 
-/* Pass 1 of decode_v2: the records, kids checked (after their node and
+/* Pass 1 of an encoding-2 forest: the records, kids checked (after their node and
  * ascending, in range, each node the kid of one node, depth bounded) and
  * linked; sym[] holds dictionary indices until pass 2, total[] the selves. */
 static int read_nodes(const uint8_t **pp, const uint8_t *end, storage_merged_tab_t *f,
@@ -325,26 +325,7 @@ static int sum_totals(storage_merged_tab_t *f, int link)
     return 0;
 }
 
-static int decode_v2(const uint8_t *p, const uint8_t *end, size_t max_nodes,
-                     storage_merged_tab_t *out)
-{
-    uint64_t n;
-    if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / 3 || n > UINT32_MAX)
-        return ERR_CORRUPT; /* a record takes 3 bytes or more */
-    if (max_nodes != 0 && n > max_nodes) return ERR_LIMIT;
-    uint32_t *depth = malloc(n * sizeof *depth);
-    int rc = forest_alloc(out, (size_t)n);
-    if (rc == 0 && depth == NULL) rc = ERR_NOMEM;
-    if (rc == 0) rc = read_nodes(&p, end, out, depth, out->parent);
-    if (rc == 0) rc = read_dict(p, end, out);
-    if (rc == 0) rc = sum_totals(out, 0);
-    free(depth);
-    if (rc != 0) query_forest_free(out);
-    out->nonneg = rc == 0;
-    return rc;
-}
-
-/* Pass 1 of decode_v3: the records, each node's parent (its distance back:
+/* Pass 1 of an encoding-3 forest: the records, each node's parent (its distance back:
  * before it) and depth (bounded); sym[] holds dictionary indices until
  * pass 2, total[] the selves. Every node but the root has exactly one
  * parent by construction, so there is no kid list to check. */
@@ -373,19 +354,24 @@ static int read_nodes_v3(const uint8_t **pp, const uint8_t *end, storage_merged_
     return 0;
 }
 
-static int decode_v3(const uint8_t *p, const uint8_t *end, size_t max_nodes,
-                     storage_merged_tab_t *out)
+/* A forest of encoding 2 (kid lists) or 3 (each node's parent): the node
+ * count, pass 1 (records), pass 2 (dictionary), then the totals. */
+static int decode_forest(int v3, const uint8_t *p, const uint8_t *end, size_t max_nodes,
+                         storage_merged_tab_t *out)
 {
     uint64_t n;
-    if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / 2 || n > UINT32_MAX)
-        return ERR_CORRUPT; /* a record takes 2 bytes or more */
+    uint64_t min_record = v3 ? 2 : 3; /* bytes a record takes at least */
+    if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / min_record ||
+        n > UINT32_MAX)
+        return ERR_CORRUPT;
     if (max_nodes != 0 && n > max_nodes) return ERR_LIMIT;
     uint32_t *depth = malloc(n * sizeof *depth);
     int rc = forest_alloc(out, (size_t)n);
     if (rc == 0 && depth == NULL) rc = ERR_NOMEM;
-    if (rc == 0) rc = read_nodes_v3(&p, end, out, depth);
+    if (rc == 0)
+        rc = v3 ? read_nodes_v3(&p, end, out, depth) : read_nodes(&p, end, out, depth, out->parent);
     if (rc == 0) rc = read_dict(p, end, out);
-    if (rc == 0) rc = sum_totals(out, 1);
+    if (rc == 0) rc = sum_totals(out, v3);
     free(depth);
     if (rc != 0) query_forest_free(out);
     out->nonneg = rc == 0;
@@ -395,8 +381,10 @@ static int decode_v3(const uint8_t *p, const uint8_t *end, size_t max_nodes,
 int query_forest_decode(const uint8_t *enc, size_t len, size_t max_nodes, storage_merged_tab_t *out)
 {
     memset(out, 0, sizeof *out);
-    if (len > 0 && enc[0] == QUERY_FOREST_V2) return decode_v2(enc + 1, enc + len, max_nodes, out);
-    if (len > 0 && enc[0] == QUERY_FOREST_V3) return decode_v3(enc + 1, enc + len, max_nodes, out);
+    if (len > 0 && enc[0] == QUERY_FOREST_V2)
+        return decode_forest(0, enc + 1, enc + len, max_nodes, out);
+    if (len > 0 && enc[0] == QUERY_FOREST_V3)
+        return decode_forest(1, enc + 1, enc + len, max_nodes, out);
     return decode_tree(enc, len, max_nodes, out);
 }
 

@@ -89,7 +89,9 @@ static ProtobufCBinaryData bytes_of(arena_t *a, const void *p, size_t n)
     return b;
 }
 
-static Flamedb__Cluster__SeenEntry **entries(serve_t *x, const storage_stream_window_t *w,
+/* Seen entries of one window's profiles (its token and series), in the
+ * answer's arena. */
+static Flamedb__Cluster__SeenEntry **entries(serve_t *x, uint64_t token, uint64_t series_id,
                                              const storage_stream_profile_t *p, size_t n)
 {
     Flamedb__Cluster__SeenEntry **v = arena_zalloc(x->arena, (n ? n : 1) * sizeof *v);
@@ -98,8 +100,8 @@ static Flamedb__Cluster__SeenEntry **entries(serve_t *x, const storage_stream_wi
     for (size_t i = 0; i < n; i++) {
         flamedb__cluster__seen_entry__init(&e[i]);
         e[i].tenant = x->tenant_out;
-        e[i].token = w->token;
-        e[i].series_id = w->series_id;
+        e[i].token = token;
+        e[i].series_id = series_id;
         e[i].profile_id = bytes_of(x->arena, p[i].profile_id, 16);
         e[i].time_ns = p[i].time_ns;
         if (e[i].profile_id.data == NULL) return NULL;
@@ -186,25 +188,6 @@ static repair_parts_sizes_t sizes_of(const serve_t *x, const char *tenant, size_
     return z;
 }
 
-static Flamedb__Cluster__SeenEntry **slice(serve_t *x, const repair_window_t *w,
-                                           const storage_stream_profile_t *p, size_t n)
-{
-    Flamedb__Cluster__SeenEntry **v = arena_zalloc(x->arena, (n ? n : 1) * sizeof *v);
-    Flamedb__Cluster__SeenEntry *e = arena_zalloc(x->arena, (n ? n : 1) * sizeof *e);
-    if (v == NULL || e == NULL) return NULL;
-    for (size_t i = 0; i < n; i++) {
-        flamedb__cluster__seen_entry__init(&e[i]);
-        e[i].tenant = x->tenant_out;
-        e[i].token = w->token;
-        e[i].series_id = w->series_id;
-        e[i].profile_id = bytes_of(x->arena, p[i].profile_id, 16);
-        e[i].time_ns = p[i].time_ns;
-        if (e[i].profile_id.data == NULL) return NULL;
-        v[i] = &e[i];
-    }
-    return v;
-}
-
 /* Part k's kept and untreed profiles (all of them when the request takes
  * the lists whole) into m. */
 static int part_lists(serve_t *x, const repair_window_t *w, uint32_t k,
@@ -218,8 +201,8 @@ static int part_lists(serve_t *x, const repair_window_t *w, uint32_t k,
     }
     size_t ka = a < w->nkept ? a : w->nkept, kb = b < w->nkept ? b : w->nkept;
     size_t ua = a > w->nkept ? a - w->nkept : 0, ub = b > w->nkept ? b - w->nkept : 0;
-    m->kept = slice(x, w, w->kept + ka, kb - ka);
-    m->untreed = slice(x, w, w->untreed + ua, ub - ua);
+    m->kept = entries(x, w->token, w->series_id, w->kept + ka, kb - ka);
+    m->untreed = entries(x, w->token, w->series_id, w->untreed + ua, ub - ua);
     m->untreed_totals = arena_zalloc(x->arena, (ub > ua ? ub - ua : 1) * sizeof(int64_t));
     if (m->kept == NULL || m->untreed == NULL || m->untreed_totals == NULL) return ERR_NOMEM;
     m->n_kept = kb - ka;
@@ -461,8 +444,8 @@ static int add_window(void *ctx, const storage_stream_window_t *w)
     m->window_s = w->window_s;
     m->total = w->total;
     m->key = bytes_of(x->arena, w->key, w->key_len);
-    m->kept = entries(x, w, w->kept, w->nkept);
-    m->untreed = entries(x, w, w->untreed, w->nuntreed);
+    m->kept = entries(x, w->token, w->series_id, w->kept, w->nkept);
+    m->untreed = entries(x, w->token, w->series_id, w->untreed, w->nuntreed);
     m->untreed_totals = arena_zalloc(x->arena, (w->nuntreed ? w->nuntreed : 1) * sizeof(int64_t));
     if (m->key.data == NULL || m->kept == NULL || m->untreed == NULL || m->untreed_totals == NULL)
         return ERR_NOMEM;
