@@ -258,6 +258,8 @@ struct cluster {
     int unheard;
     int leave_asked;           /* the repair thread checks the takers' digests */
     uint64_t leave_asked_ms;   /* uv_now() of the last such check */
+    uint64_t leave_move_fp;    /* repair_move_fp of the leave's move as last seen */
+    uint64_t leave_moved_ms;   /* wall clock when that move last changed (0: never) */
     struct cluster_pass_done { /* last complete repair pass heard of, per node */
         char *id;
         uint64_t start_ms;
@@ -411,6 +413,14 @@ void cluster_move_pass_done(cluster_t *c, const char *node_id, uint64_t started_
  * coordinator (so every write after it reaches the new owners too) plus a
  * write timeout (so every write started before has landed). */
 uint64_t cluster_move_settled_ms(const cluster_t *c);
+/* Loop, while leaving: the wall-clock time before which a taker's pass
+ * does not count for the leave's move as view v has it (its current and
+ * pending rings). It is cluster_move_settled_ms until the move changes
+ * during the leave (another node removed or joining); then the same margin
+ * counts again from when this node first saw the new move: a pass takes its
+ * view once, at its start, and one that ran with the old move streamed
+ * what the taker gained by that one. */
+uint64_t cluster_move_leave_settled(cluster_t *c, const cluster_view_t *v);
 
 /* ---------- ranges gained by a removal (cluster_regain.c; docs/cluster.md) */
 

@@ -185,13 +185,37 @@ void cluster_move_pass_done(cluster_t *c, const char *node_id, uint64_t started_
     if (started_ms > c->passes[k].start_ms) c->passes[k].start_ms = started_ms;
 }
 
+/* Notes a change of the leave's move in view v (its current and pending
+ * rings): the takers' passes count again from when it settles. */
+static void leave_note_move(cluster_t *c, const cluster_view_t *v)
+{
+    uint64_t fp = repair_move_fp(v);
+    if (fp == 0 || fp == c->leave_move_fp) return; /* no move in this view, or the same */
+    if (c->leave_move_fp != 0) {
+        c->leave_moved_ms = cluster_unix_ms(c);
+        log_info("cluster",
+                 "leave: the ring changed during the move: the takers' passes count from "
+                 "when the new move settled");
+    }
+    c->leave_move_fp = fp;
+}
+
+uint64_t cluster_move_leave_settled(cluster_t *c, const cluster_view_t *v)
+{
+    leave_note_move(c, v);
+    uint64_t settled = cluster_move_settled_ms(c);
+    if (c->leave_moved_ms == 0) return settled;
+    uint64_t again = c->leave_moved_ms + (settled - c->move_start_ms);
+    return again > settled ? again : settled;
+}
+
 /* 1 when every node that gains ranges from this node's leave announced a
- * complete pass that started after the leave settled. */
-static int takers_done(cluster_t *c, const cluster_view_t *v, uint32_t *waiting)
+ * complete pass that started after the leave (its move as it is now)
+ * settled. */
+static int takers_done(cluster_t *c, const cluster_view_t *v, uint64_t settled, uint32_t *waiting)
 {
     *waiting = 0;
     if (v->pending == NULL) return 0; /* not yet a change in this view */
-    uint64_t settled = cluster_move_settled_ms(c);
     uint32_t np = ring_node_count(v->pending);
     for (uint32_t i = 0; i < np; i++) {
         const char *id = ring_node_name(v->pending, i);
@@ -245,8 +269,9 @@ static void leave_tick(cluster_t *c)
         return;
     }
     const cluster_view_t *v = cluster_view_acquire(c);
+    uint64_t settled = cluster_move_leave_settled(c, v);
     uint32_t waiting = 0;
-    int done = cluster_unix_ms(c) >= cluster_move_settled_ms(c) && takers_done(c, v, &waiting);
+    int done = cluster_unix_ms(c) >= settled && takers_done(c, v, settled, &waiting);
     cluster_view_release(v);
     if (!done || c->leave_asked) return;
     if (c->repair == NULL) { /* membership alone: nothing to verify with */
@@ -328,6 +353,7 @@ int cluster_decommission(cluster_t *c, const char *node_id, errmsg_t *em)
     }
     c->leaving = 1;
     c->move_start_ms = cluster_unix_ms(c);
+    c->leave_move_fp = c->leave_moved_ms = 0;
     log_info("cluster", "decommissioned: leaving; the nodes taking over its ranges pull them");
     cluster_view_refresh(c);
     return 0;
@@ -343,6 +369,7 @@ int cluster_move_resume_leave(cluster_t *c, errmsg_t *em)
     if (rc != 0) return rc;
     c->leaving = 1;
     c->move_start_ms = cluster_unix_ms(c);
+    c->leave_move_fp = c->leave_moved_ms = 0;
     log_info("cluster",
              "resuming the decommission of this node (%s): leaving; the nodes taking "
              "over its ranges pull them",
@@ -356,7 +383,8 @@ int cluster_move_json(cluster_t *c, buf_t *out)
     if (ring_members_find(c->members, cluster_self_id(c), &self) != ERR_OK) return ERR_INTERNAL;
     const cluster_view_t *v = cluster_view_acquire(c);
     uint32_t waiting = 0;
-    if (c->leaving && c->left_at_ms == 0) takers_done(c, v, &waiting);
+    if (c->leaving && c->left_at_ms == 0)
+        takers_done(c, v, cluster_move_leave_settled(c, v), &waiting);
     cluster_view_release(v);
     return buf_printf(out, "{\"node\":\"%s\",\"state\":\"%s\",\"takers_waiting\":%u}\n",
                       cluster_self_id(c), ring_state_name((int)self.life), waiting);

@@ -740,6 +740,23 @@ static int verify_taker(repair_t *r, const cluster_view_t *v, const char *taker,
     return rc;
 }
 
+/* 0 when the move under way now is still the one of fingerprint fp: the
+ * check took its view once, at its start, and checked the takers of that
+ * move only (another node removed or joining meanwhile changes who takes
+ * what). */
+static int move_still(repair_t *r, uint64_t fp, errmsg_t *em)
+{
+    const cluster_view_t *v = NULL;
+    int rc = repair_call_once(r, NULL, NULL, NULL, &v, em);
+    if (rc != 0) return rc;
+    uint64_t now = repair_move_fp(v);
+    r->ops.view_release(v);
+    return now == fp ? 0
+                     : errmsg_set(em, ERR_UNAVAILABLE,
+                                  "the ring changed during the check: the takers of the new "
+                                  "move are checked once it settled");
+}
+
 int repair_verify_leave(repair_t *r, errmsg_t *em)
 {
     const cluster_view_t *v = NULL;
@@ -752,6 +769,8 @@ int repair_verify_leave(repair_t *r, errmsg_t *em)
         const char *id = ring_node_name(v->pending, i);
         if (strcmp(id, v->self_id) != 0) rc = verify_taker(r, v, id, em);
     }
+    uint64_t fp = repair_move_fp(v);
     r->ops.view_release(v);
+    if (rc == 0) rc = move_still(r, fp, em);
     return rc;
 }

@@ -27,7 +27,10 @@ processes (issue #10):
   ranges are streamed in, every node answers exactly;
 - a decommission under ingest whose takers lose a source mid-stream (kill
   -9 of another old replica, or of the leaving node, restarted at once):
-  the leave completes and every remaining node answers exactly.
+  the leave completes and every remaining node answers exactly;
+- a decommission during which another node (down) is removed, with
+  two-hour-old profiles outside the seen span: the leave waits for the
+  takers of the changed move, and every remaining node answers exactly.
 
 Every wait is bounded; the seed is printed (cluster.py) and replayed with
 FLAMEDB_TEST_SEED.
@@ -558,6 +561,49 @@ def join_while_removed(extra):
         c.wait_state(0, "down", observers=[1, n])
         exact_everywhere(c, [1, n], want, frm, until, timeout=30)
         print("    exact on n0, n1, n3, and on n1 and n3 with n0 killed")
+
+
+def test_decommission_while_another_is_removed():
+    """n3 of a 5-node RF 2 cluster is decommissioned while n4 is down; once
+    the leave settled n4 is removed: the leave's move changes (both rings
+    lose n4), and a node may take a share of n3's ranges only under the new
+    pending ring. --seen-retention 1h: the profiles are two hours old, so the
+    takers' digests compare none of them and only their streams move them.
+    n3 leaves once the takers of the new move streamed, and every remaining
+    node answers exactly, also with any one of them killed."""
+    t0 = int(time.time()) - 7200
+    with Cluster(5, rf=2, args=ARGS + ["--seen-retention", "1h"]) as c:
+        want = preload(c, [0, 1, 2, 3, 4], "dr", t0, 600, lines=60)
+        frm, until = t0 - 10, t0 + 100000
+        c.kill(4)
+        c.wait_state(4, "down", observers=[0, 1, 2, 3])
+        t1 = time.monotonic()
+        r = c.nodes[3].request("POST", "/cluster/decommission?node=n3")
+        assert r.status == 200, r
+        for i in (0, 1, 2):
+            wait_for("n3 leaving on %s" % c.ids[i], lambda: c.states(i)["n3"] == "leaving",
+                     timeout=30)
+        time.sleep(4)  # past the leave's settle margin (10 gossip rounds and 1 s)
+        r = c.nodes[0].request("POST", "/cluster/remove?node=n4")
+        assert r.status == 200, r
+        rc = c.nodes[3].proc.wait(timeout=90)
+        assert rc == 0, "n3 exited %s" % rc
+        changed = [line for line in c.nodes[3].log if "ring changed during the move" in line]
+        print("    n3 left and exited %.2f s after its decommission; %d move change(s) seen" %
+              (time.monotonic() - t1, len(changed)))
+        for i in (0, 1, 2):
+            wait_for("n3 and n4 left, nothing regained on %s" % c.ids[i],
+                     lambda: c.states(i)["n3"] == "left" and c.states(i)["n4"] == "left" and
+                     c.status(i)["regaining"] == 0, timeout=60)
+        exact_everywhere(c, [0, 1, 2], want, frm, until, timeout=60)
+        for k in (0, 1, 2):
+            c.kill(k)
+            rest = [i for i in (0, 1, 2) if i != k]
+            c.wait_state(k, "down", observers=rest)
+            exact_everywhere(c, rest, want, frm, until, timeout=30)
+            c.restart(k)
+            c.wait_state(k, "active", observers=rest)
+        print("    exact on n0, n1, n2, and with each of them killed")
 
 
 if __name__ == "__main__":
