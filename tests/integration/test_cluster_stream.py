@@ -117,6 +117,25 @@ def check_exact(c, i, d, frm, until, live=None, unknown=None, counted=None):
                                                                       want)
 
 
+def join_and_print(c, timeout=30):
+    """Adds a node to a 1-node cluster, waits until it is active; prints
+    how long that took and how many windows it streamed. Returns its index."""
+    t1 = time.monotonic()
+    n = c.add_node()
+    c.wait_state(n, "active", observers=[0, n], timeout=timeout)
+    print("    n1 active %.2f s after it started: %d windows" %
+          (time.monotonic() - t1, metric(c, n, "flamedb_repair_windows_streamed_total")))
+    return n
+
+
+def exact_alone(c, n, d, frm, until):
+    """n0 killed: node n alone answers every total exactly (bounded wait)."""
+    c.kill(0)
+    c.wait_state(0, "down", observers=[n])
+    wait_for("exact through n1 alone", lambda: check_exact(c, n, d, frm, until) or True,
+             timeout=20)
+
+
 def start_pusher(c, service, t0, targets):
     """Pushes to targets in turn from t0 (s) on, one push per 10 ms of
     history (millisecond `from`; it sleeps 10 ms between pushes): its times
@@ -475,10 +494,7 @@ def test_join_window_larger_than_a_message():
         nbytes = metric(c, n, "flamedb_repair_bytes_streamed_total")
         print("    n1 active %.2f s after it started: %d windows, %d bytes" %
               (joined, windows, nbytes))
-        c.kill(0)
-        c.wait_state(0, "down", observers=[n])
-        wait_for("exact through n1 alone", lambda: check_exact(c, n, d, frm, until) or True,
-                 timeout=20)
+        exact_alone(c, n, d, frm, until)
         print("    n0 killed: %d samples of %s exact through n1" % (v + sv, svc))
 
 
@@ -521,15 +537,8 @@ def test_join_window_of_long_names():
             d.services[svc] = v
         frm, until = now - 8000, now + 60
         check_exact(c, 0, d, frm, until)
-        t1 = time.monotonic()
-        n = c.add_node()
-        c.wait_state(n, "active", observers=[0, n], timeout=30)
-        print("    n1 active %.2f s after it started: %d windows" %
-              (time.monotonic() - t1, metric(c, n, "flamedb_repair_windows_streamed_total")))
-        c.kill(0)
-        c.wait_state(0, "down", observers=[n])
-        wait_for("exact through n1 alone", lambda: check_exact(c, n, d, frm, until) or True,
-                 timeout=20)
+        n = join_and_print(c)
+        exact_alone(c, n, d, frm, until)
 
 
 def test_join_window_of_a_symbol_larger_than_a_message():
@@ -553,15 +562,8 @@ def test_join_window_of_a_symbol_larger_than_a_message():
         d.services[svc] = sum(1 + k % 3 for k in range(50))
         frm, until = now - 8000, now + 60
         check_exact(c, 0, d, frm, until)
-        t1 = time.monotonic()
-        n = c.add_node()
-        c.wait_state(n, "active", observers=[0, n], timeout=30)
-        print("    n1 active %.2f s after it started: %d windows" %
-              (time.monotonic() - t1, metric(c, n, "flamedb_repair_windows_streamed_total")))
-        c.kill(0)
-        c.wait_state(0, "down", observers=[n])
-        wait_for("exact through n1 alone", lambda: check_exact(c, n, d, frm, until) or True,
-                 timeout=20)
+        n = join_and_print(c)
+        exact_alone(c, n, d, frm, until)
         r = c.nodes[n].render(sel(svc), frm, until)
         assert huge in r.json()["flamebearer"]["names"], "the long name did not arrive whole"
 
@@ -600,10 +602,7 @@ def test_join_window_of_many_profiles():
               (time.monotonic() - t1, metric(c, n, "flamedb_repair_windows_streamed_total"),
                fetched))
         assert fetched >= 1600, "%d kept profiles fetched, want 1,600" % fetched
-        c.kill(0)
-        c.wait_state(0, "down", observers=[n])
-        wait_for("exact through n1 alone", lambda: check_exact(c, n, d, frm, until) or True,
-                 timeout=20)
+        exact_alone(c, n, d, frm, until)
 
 
 def test_window_in_parts_read_once():
@@ -637,10 +636,7 @@ def test_window_in_parts_read_once():
                metric(c, n, "flamedb_repair_bytes_streamed_total"), reads, parts))
         assert parts >= 100, "%d parts served: the window did not travel in parts" % parts
         assert 1 <= reads <= parts / 10, "%d windows read for %d parts" % (reads, parts)
-        c.kill(0)
-        c.wait_state(0, "down", observers=[n])
-        wait_for("exact through n1 alone", lambda: check_exact(c, n, d, frm, until) or True,
-                 timeout=20)
+        exact_alone(c, n, d, frm, until)
 
 
 def test_window_in_parts_source_killed():
