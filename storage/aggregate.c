@@ -298,22 +298,31 @@ static int copy_windows(rebuild_t *r, enum storage_cf cf, const skey_t *prefix, 
     return ioerr != 0 ? ioerr : rc;
 }
 
+/* The tenant and aggregate of series entry (k, v); 0 when the key is
+ * malformed, the labels do not decode or the series has no aggregate. */
+static int series_entry_aggregate(const uint8_t *k, size_t kn, const uint8_t *v, size_t vn,
+                                  char tenant[STORAGE_TENANT_MAX + 1], uint64_t *agg)
+{
+    if (kn < 18 || kn != 17 + (size_t)k[8] || k[8] > STORAGE_TENANT_MAX) return 0;
+    labels_t *l = NULL;
+    if (labels_decode(v, vn, &l) != 0) return 0;
+    int has = storage_aggregate_of(l, agg);
+    labels_free(l);
+    if (!has) return 0;
+    memcpy(tenant, k + 9, k[8]);
+    tenant[k[8]] = 0;
+    return 1;
+}
+
 /* One series entry: clears its aggregate (once per token: a rebuild that was
  * interrupted leaves partial sums, which a second run must not add to), then
  * adds the series' windows into it. */
 static int rebuild_one(rebuild_t *r, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn,
                        errmsg_t *em)
 {
-    if (kn < 18 || kn != 17 + (size_t)k[8] || k[8] > STORAGE_TENANT_MAX) return 0;
-    labels_t *l = NULL;
-    uint64_t agg;
-    if (labels_decode(v, vn, &l) != 0) return 0; /* undecodable: no aggregate to add to */
-    int has = storage_aggregate_of(l, &agg);
-    labels_free(l);
-    if (!has) return 0;
     char tenant[STORAGE_TENANT_MAX + 1];
-    memcpy(tenant, k + 9, k[8]);
-    tenant[k[8]] = 0;
+    uint64_t agg;
+    if (!series_entry_aggregate(k, kn, v, vn, tenant, &agg)) return 0;
     uint64_t token = be64_get(k);
     skey_t prefix, ak;
     storage_key_series(&prefix, token, tenant, be64_get(k + 9 + k[8]));
@@ -371,16 +380,9 @@ int storage_aggregate_rebuild(storage_t *s, errmsg_t *em)
 static int upgrade_one(storage_t *s, rocksdb_writebatch_t *wb, const uint8_t *k, size_t kn,
                        const uint8_t *v, size_t vn)
 {
-    if (kn < 18 || kn != 17 + (size_t)k[8] || k[8] > STORAGE_TENANT_MAX) return 0;
-    labels_t *l = NULL;
-    uint64_t agg;
-    if (labels_decode(v, vn, &l) != 0) return 0; /* undecodable: no aggregate */
-    int has = storage_aggregate_of(l, &agg);
-    labels_free(l);
-    if (!has) return 0;
     char tenant[STORAGE_TENANT_MAX + 1];
-    memcpy(tenant, k + 9, k[8]);
-    tenant[k[8]] = 0;
+    uint64_t agg;
+    if (!series_entry_aggregate(k, kn, v, vn, tenant, &agg)) return 0;
     skey_t ak;
     storage_key_series(&ak, be64_get(k), tenant, agg);
     rocksdb_writebatch_put_cf(wb, s->cf[CF_ANCHORS], (const char *)ak.b, ak.n, "", 0);
