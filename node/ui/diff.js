@@ -14,6 +14,11 @@ import { fromDiff, matchedTotal } from './tree.js';
 import { parseQuery } from './state/url.js';
 import { toSeconds } from './querybar.js';
 
+// The comparison's query input is as wide as its text (the row's other
+// controls wrap below it when it needs the room), so no part of the query
+// that tells the sides apart is hidden.
+const fitQuery = (input) => { input.size = Math.max(40, input.value.length + 2); };
+
 const rangeText = (v) => (/^\d+$/.test(v) ? fmt.time(toSeconds(v)) : v);
 
 // Functions of the regression report loaded into its table (the answer says
@@ -27,8 +32,8 @@ export class DiffView {
     root.innerHTML = `
       <div class="diff-controls">
         <div><b class="base-chip">baseline</b> <code class="left-q"></code> <span class="left-r"></span></div>
-        <div><b class="comp-chip">comparison</b>
-          <input class="right-q" size="60" placeholder="same query as the baseline" aria-label="comparison query">
+        <div class="comp-row"><b class="comp-chip">comparison</b>
+          <input class="right-q" placeholder="same query as the baseline" aria-label="comparison query">
           from <input class="right-from" size="12" placeholder="same" aria-label="comparison from">
           until <input class="right-until" size="12" placeholder="same" aria-label="comparison until">
           <button class="right-apply">compare</button>
@@ -78,6 +83,7 @@ export class DiffView {
       rightUntil: q('.right-until').value.trim(),
     });
     q('.right-q').addEventListener('keydown', (e) => { if (e.key === 'Enter') q('.right-apply').click(); });
+    q('.right-q').addEventListener('input', (e) => fitQuery(e.target));
     q('.right-prev').onclick = () => this.shift(null);
     q('.right-day').onclick = () => this.shift(86400);
   }
@@ -116,6 +122,7 @@ export class DiffView {
     q('.left-q').textContent = p.leftQuery;
     q('.left-r').textContent = `${rangeText(p.leftFrom)} .. ${rangeText(p.leftUntil)}`;
     q('.right-q').value = state.rightQuery;
+    fitQuery(q('.right-q'));
     q('.right-from').value = state.rightFrom;
     q('.right-until').value = state.rightUntil;
     const key = JSON.stringify([p, state.maxNodes]);

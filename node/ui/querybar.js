@@ -59,7 +59,7 @@ export class QueryBar {
     this.el.maxNodes.value = state.maxNodes;
     const range = { from: state.from, until: state.until };
     const types = await api.labelValues({ label: '__profile_type__', ...range });
-    fillSelect(this.el.type, types, type);
+    fillSelect(this.el.type, types, type, '', typeLabel);
     let chosen = type;
     if (!chosen && types.length) chosen = types.find(isCPU) || types[0];
     this.el.type.value = chosen;
@@ -228,8 +228,23 @@ function selectorOf(q) {
   return selectorText(parseQuery(q).matchers);
 }
 
-function fillSelect(sel, values, current, emptyLabel) {
+function fillSelect(sel, values, current, emptyLabel, label = (v) => v) {
   if (current && !values.includes(current)) values = [...values, current];
-  sel.replaceChildren(...values.map((v) => new Option(v === '' ? emptyLabel : v, v)));
+  sel.replaceChildren(...values.map((v) => {
+    const o = new Option(v === '' ? emptyLabel : label(v, values), v);
+    o.title = v;
+    return o;
+  }));
   sel.value = current || '';
+}
+
+// A profile type as the picker shows it: "process_cpu · cpu" for
+// process_cpu:cpu:nanoseconds:cpu:nanoseconds (the whole id is 43 characters
+// and would be cut), with the unit added when another type of the list has
+// the same name and sample type.
+export function typeLabel(type, all = []) {
+  const f = type.split(':');
+  if (f.length < 3) return type;
+  const same = all.filter((t) => t !== type && t.split(':').slice(0, 2).join(':') === f[0] + ':' + f[1]);
+  return `${f[0]} · ${f[1]}` + (same.length ? ` (${f.slice(2).join(':')})` : '');
 }

@@ -43,7 +43,7 @@ export class Timeline {
       t1 = Math.max(t1, tl.startTime + tl.samples.length * tl.durationDelta);
       for (const v of tl.samples) max = Math.max(max, this.perSecond(v, tl.durationDelta));
     }
-    return { t0, t1, max: niceMax(max) };
+    return { t0, t1, max: niceMax(max, this.cpu ? '' : this.unit) };
   }
 
   draw() {
@@ -132,9 +132,16 @@ export class Timeline {
   }
 }
 
-// 1-2-5 rounding up, so the axis reads well.
-function niceMax(v) {
+// 1-2-5 rounding up, so the axis reads well. Bytes are shown in 1024-based
+// units (format.js), so their steps are 1-2-5 of KiB, MiB, GiB: a decimal
+// step would read "953.67 MiB" where "1 GiB" is meant.
+export function niceMax(v, unit) {
   if (v <= 0) return 0;
+  if (unit === 'bytes') {
+    const p = Math.pow(1024, Math.max(0, Math.floor(Math.log(v) / Math.log(1024))));
+    for (const m of [1, 2, 5, 10, 20, 50, 100, 200, 500]) if (m * p >= v) return m * p;
+    return 1024 * p;
+  }
   const p = Math.pow(10, Math.floor(Math.log10(v)));
   for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
   return 10 * p;

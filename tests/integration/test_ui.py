@@ -152,6 +152,13 @@ def test_flame_graph_and_table():
         s = open_page(b, page(query=sel()), "the single view")
         assert s["numTicks"] == total * NS * WINDOWS, (s["numTicks"], total)
         assert b.js("return document.documentElement.scrollWidth") <= 1280, "fits 1280 px"
+        # the profile type picker shows the whole type id, not a cut one
+        text_w, box_w = b.js(
+            "const s = document.getElementById('q-type'), c = document.createElement('canvas').getContext('2d');"
+            "c.font = getComputedStyle(s).font; return [c.measureText(s.selectedOptions[0].text).width, s.clientWidth]")
+        assert text_w + 28 <= box_w, ("the type is cut", text_w, box_w)
+        opt = b.js("const o = document.getElementById('q-type').selectedOptions[0]; return [o.text, o.value, o.title]")
+        assert opt == ["process_cpu · cpu", CPU, CPU], opt
         fr = frames_by_name(s)
         for name in ("main", "serve", "db", "json", "gc", CART, "runtime.mallocgc"):
             assert name in fr, (name, sorted(fr))
@@ -328,8 +335,9 @@ def test_js_modules():
         open_page(b, page(query=sel()), "the single view")
         out = b.js_async("""
           const done = arguments[arguments.length - 1];
-          Promise.all([import('/ui/tree.js'), import('/ui/format.js'), import('/ui/state/url.js')])
-            .then(([tree, fmt, url]) => {
+          Promise.all([import('/ui/tree.js'), import('/ui/format.js'), import('/ui/state/url.js'),
+                       import('/ui/timeline.js'), import('/ui/querybar.js')])
+            .then(([tree, fmt, url, tl, bar]) => {
               // a -> b -> a (recursion) and a -> c; offsets delta-encoded per level
               const fb = {names: ['total', 'a', 'b', 'c'], levels: [
                 [0, 10, 0, 0], [0, 10, 1, 1], [0, 6, 2, 2, 1, 3, 3, 3], [0, 4, 4, 1]]};
@@ -351,6 +359,12 @@ def test_js_modules():
                 foundUmlaut: ['\u00e4b', '\u00c4b'].filter(fmt.nameMatcher('\u00c4')),
                 foundDot: ['a.b', 'axb'].filter(fmt.nameMatcher('A.')),
                 noSearch: fmt.nameMatcher(''),
+                // the timeline's top: 1-2-5 steps in the units its caption shows
+                axis: [[0.95e9, 'bytes'], [3000, 'bytes'], [700 * 2 ** 20, 'bytes'], [0.95e9, 'count'],
+                       [0.3, '']].map(([v, u]) => fmt.value(tl.niceMax(v, u), u === 'bytes' ? u : 'count')),
+                // the type picker's names: short, with the unit only where two would read the same
+                types: ['a:cpu:nanoseconds:cpu:nanoseconds', 'a:cpu:count:cpu:nanoseconds',
+                        'memory:alloc_space:bytes:space:bytes', 'odd'].map((t, _, all) => bar.typeLabel(t, all)),
               });
             }).catch((e) => done({error: String(e)}));
         """)
@@ -369,6 +383,9 @@ def test_js_modules():
         assert out["found"] == ["xABy", "Ab"], out["found"]
         assert out["foundUmlaut"] == ["\u00c4b"] and out["foundDot"] == ["a.b"], out
         assert out["noSearch"] is None, out
+        assert out["axis"] == ["1 GiB", "5 KiB", "1 GiB", "1 G", "0.5"], out["axis"]
+        assert out["types"] == ["a · cpu (nanoseconds:cpu:nanoseconds)", "a · cpu (count:cpu:nanoseconds)",
+                                "memory · alloc_space", "odd"], out["types"]
 
 
 def test_query_bar():
@@ -446,6 +463,10 @@ def test_diff_view():
         assert s["leftTicks"] == sum(V1.values()) * NS * WINDOWS, s["leftTicks"]
         assert b.js("return document.documentElement.scrollWidth") <= 1280, "fits 1280 px"
         assert s["rightTicks"] == sum(V2.values()) * NS * WINDOWS, s["rightTicks"]
+        # the comparison's query is readable to its end (version="v2" tells the sides apart)
+        q = b.js("const i = document.querySelector('#view-diff .right-q');"
+                 "return {value: i.value, scroll: i.scrollWidth, client: i.clientWidth}")
+        assert q["value"] == sel(version="v2") and q["scroll"] <= q["client"], ("the comparison is cut", q)
         fr = frames_by_name(s)
         red = lambda c: [int(x) for x in re.findall(r"\d+", c)]  # noqa: E731
         json_c, db_c, gc_c = red(fr["json"][0]["color"]), red(fr["db"][0]["color"]), red(fr["gc"][0]["color"])
