@@ -7,10 +7,15 @@ import { Panel } from './panel.js';
 import { DiffView } from './diff.js';
 import { TagsView } from './tags.js';
 import { ProfilesView } from './profiles.js';
+import { ClusterView } from './cluster.js';
 
 const $ = (id) => document.getElementById(id);
-const TAB_OF = { single: 'single', sandwich: 'single', diff: 'diff', tags: 'tags', spans: 'spans', profiles: 'profiles' };
+const TAB_OF = {
+  single: 'single', sandwich: 'single', diff: 'diff', tags: 'tags', spans: 'spans', profiles: 'profiles',
+  cluster: 'cluster',
+};
 const KEY_VIEWS = ['single', 'diff', 'tags', 'spans', 'profiles'];
+const VIEWS = [...KEY_VIEWS, 'cluster'];
 
 class App {
   constructor() {
@@ -25,6 +30,7 @@ class App {
       tags: new TagsView($('view-tags'), this),
       spans: new Panel($('span-panel'), this, 'spans'),
       profiles: new ProfilesView($('view-profiles'), this),
+      cluster: new ClusterView($('view-cluster'), this),
     };
     for (const a of document.querySelectorAll('#tabs a')) {
       a.onclick = (e) => { e.preventDefault(); this.setState({ view: a.dataset.view, sandwich: '' }); };
@@ -91,7 +97,7 @@ class App {
     const s = this.state;
     const tab = TAB_OF[s.view] || 'single';
     for (const a of document.querySelectorAll('#tabs a')) a.classList.toggle('active', a.dataset.view === tab);
-    for (const v of KEY_VIEWS) $('view-' + v).hidden = v !== tab;
+    for (const v of VIEWS) $('view-' + v).hidden = v !== tab;
     this.bar.sync(s);
     const seq = ++this.seq;
     document.body.dataset.ready = 'false';
@@ -99,8 +105,10 @@ class App {
     this.showError(null);
     this.showPartial(this.partials[tab] || '', tab);
     try {
-      if (!s.query) throw new Error('no profiles yet: push one (docs/api.md, POST /ingest) and reload');
-      if (tab === 'spans') await this.showSpans(s);
+      // the cluster view needs no selection: it works before any push
+      if (tab === 'cluster') await this.views.cluster.show();
+      else if (!s.query) throw new Error('no profiles yet: push one (docs/api.md, POST /ingest) and reload');
+      else if (tab === 'spans') await this.showSpans(s);
       else await this.views[tab].show(s, s.query);
     } catch (e) {
       if (e.name === 'AbortError') return;

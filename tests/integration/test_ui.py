@@ -626,6 +626,27 @@ def test_tags_and_profiles():
         shot(b, "profile-sandwich")
 
 
+def test_cluster_view():
+    """The cluster tab: GET /cluster/status as a table, through the page's own
+    calls (so a token goes along), not a raw JSON link."""
+    with need_browser() as b:
+        s = open_page(b, page(query=sel(), view="cluster"), "the cluster view")
+        assert s["view"] == "cluster", s
+        st = NODE.get("/cluster/status").json()
+        assert s["members"] == [{"id": st["self"], "state": "active", "self": True}], s["members"]
+        assert s["summary"] == "cluster '%s': 1 node(s), rf 1, write quorum 1 (as seen by %s)" % (
+            st["cluster"], st["self"]), s["summary"]
+        assert s["table"][0]["cells"][:2] == [st["self"] + " (this node)", "active"], s["table"]
+        # the tab is there in every view, and works before anything was pushed
+        b.get("http://127.0.0.1:%d/" % NODE.port)
+        b.wait_js("return document.body.dataset.ready === 'true'", what="the page")
+        b.click('#tabs a[data-view="cluster"]')
+        s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && s.view === 'cluster' && s",
+                      what="the cluster tab")
+        assert s["error"] is None and len(s["members"]) == 1, s
+        shot(b, "cluster")
+
+
 def test_errors_theme_and_defaults():
     with need_browser() as b:
         b.get(page(query=CPU + '{service_name=~"("}'))
@@ -711,6 +732,15 @@ def test_partial_warning():
         s = open_page(b, url, "a partial answer")
         assert s["partial"] and "partial answer" in s["partial"] and "n1" in s["partial"], s["partial"]
         shot(b, "partial")
+        # the cluster view says which member is down
+        b.get(url + "&view=cluster")
+        s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && s.members && "
+                      "s.members.length === 2 && s", what="the cluster view")
+        states = {m["id"]: (m["state"], m["self"]) for m in s["members"]}
+        assert states == {"n0": ("active", True), "n1": ("down", False)}, states
+        rows = {r["name"]: r["cells"] for r in s["table"]}
+        assert rows["n1"][1] == "down" and rows["n0"][3] == "self", rows
+        shot(b, "cluster-down")
 
 
 if __name__ == "__main__":
