@@ -1224,16 +1224,17 @@ static int cmd_cluster(flamedb_client_t *c, const args_t *a)
 
 static const command_t commands[] = {
     {"push", 1, 1, cmd_push,
-     "push FILE --name 'APP{k=v,...}' [--format pprof|folded] [--from S] [--until S]\n"
-     "          [--sample-rate HZ] [--spy-name NAME]",
+     "push FILE --name 'APP{k=v,...}' [--format pprof|folded]\n"
+     "          [--from S] [--until S] [--sample-rate HZ] [--spy-name NAME]",
      "Sends one profile to POST /ingest. FILE is a pprof (gzipped or raw) or folded\n"
      "stacks ('a;b;c 12' lines), '-' reads stdin. Without --format, gzip or binary\n"
      "content is pprof and text is folded. Folded names carry the type as a suffix:\n"
      "'app.cpu{env=prod}'. --from/--until are unix seconds (default: now)."},
     {"query", 1, 1, cmd_query,
      "query 'TYPE{selector}' [--from T] [--until T]\n"
-     "          [--output top|folded|json|pprof|svg|speedscope] [--limit N] [--by self|total]\n"
-     "          [--search TEXT] [--max-nodes N] [--group-by LABEL] [-o FILE]",
+     "          [--output top|folded|json|pprof|svg|speedscope] [--limit N]\n"
+     "          [--by self|total] [--search TEXT] [--max-nodes N] [--group-by LABEL]\n"
+     "          [-o FILE]",
      "Reads the merged profile of a selection. TYPE is a profile type id such as\n"
      "process_cpu:cpu:nanoseconds:cpu:nanoseconds; the selector uses =, !=, =~ and\n"
      "!~. Times: unix seconds or ms, now, now-1h (default now-1h .. now).\n"
@@ -1242,16 +1243,16 @@ static const command_t commands[] = {
      "stack; recursion counted once) with their percentages and, for CPU types,\n"
      "cores (CPU-seconds per second of the range); --limit rows (default 20),\n"
      "--by self (default) or total; --search TEXT lists only the functions whose\n"
-     "name contains TEXT (A-Z matching a-z), out of all of them. folded and json print the flame "
-     "graph of GET\n"
-     "/pyroscope/render (--max-nodes); pprof writes the gzipped profile to -o FILE\n"
-     "or to stdout when it is not a terminal; svg (a flame graph image) and\n"
-     "speedscope (a file for speedscope.app) go to -o FILE or stdout. --group-by\n"
-     "LABEL (with --output json only) adds groups: one timeline per value of LABEL."},
+     "name contains TEXT (A-Z matching a-z), out of all of them. folded and json\n"
+     "print the flame graph of GET /pyroscope/render (--max-nodes); pprof writes\n"
+     "the gzipped profile to -o FILE or to stdout when it is not a terminal; svg\n"
+     "(a flame graph image) and speedscope (a file for speedscope.app) go to -o\n"
+     "FILE or stdout. --group-by LABEL (with --output json only) adds groups: one\n"
+     "timeline per value of LABEL."},
     {"diff", 2, 2, cmd_diff,
-     "diff 'TYPE{...}' 'TYPE{...}' [--from T] [--until T] [--left-from T]\n"
-     "          [--left-until T] [--right-from T] [--right-until T] [--limit N]\n"
-     "          [--search TEXT]",
+     "diff 'TYPE{...}' 'TYPE{...}' [--from T] [--until T]\n"
+     "          [--left-from T] [--left-until T] [--right-from T] [--right-until T]\n"
+     "          [--limit N] [--search TEXT]",
      "Regression report (GET /api/diff) of the left selection against the right\n"
      "one: per function its inclusive share of each side (LEFT%, RIGHT%), the\n"
      "change in percentage points (largest first; --limit rows, default 20), and\n"
@@ -1261,7 +1262,8 @@ static const command_t commands[] = {
      "lists only the functions whose name contains TEXT (A-Z matching a-z), out\n"
      "of all of them."},
     {"shares", 2, 2, cmd_shares,
-     "shares 'TYPE{selector}' LABEL [--from T] [--until T] [--output table|json]",
+     "shares 'TYPE{selector}' LABEL [--from T] [--until T]\n"
+     "          [--output table|json]",
      "Each value of LABEL with its total and share of the selection (GET\n"
      "/api/label-shares), largest first; series without the label show as (none).\n"
      "--output json prints the answer itself, with each value's timeline."},
@@ -1270,8 +1272,11 @@ static const command_t commands[] = {
      "(NAME __profile_type__ lists the profile types present)."},
     {"ready", 0, 0, cmd_ready, "ready", "Exits 0 when the node answers GET /ready with 200."},
     {"cluster", 1, 1, cmd_cluster,
-     "cluster status [--output table|json] | cluster repair | cluster remove --node ID | "
-     "cluster decommission --node ID | cluster accept-copy --node ID",
+     "cluster status [--output table|json]\n"
+     "  flamectl cluster repair\n"
+     "  flamectl cluster remove --node ID\n"
+     "  flamectl cluster decommission --node ID\n"
+     "  flamectl cluster accept-copy --node ID",
      "status prints the cluster as the node sees it (GET /cluster/status): each\n"
      "member's id, state, tokens, how long ago its heartbeat was heard, HTTP and\n"
      "cluster addresses, whether it is in a full repair (FULL REPAIR: yes, no, '?'\n"
@@ -1293,12 +1298,14 @@ static const command_t commands[] = {
      "cleared an interval already (409: its copy is not whole; pick another node).\n"
      "Exits 0 once lifted."},
     {"profiles", 1, 1, cmd_profiles,
-     "profiles 'TYPE{selector}' [--from T] [--until T] [--limit N] [--output table|json]",
+     "profiles 'TYPE{selector}' [--from T] [--until T] [--limit N]\n"
+     "          [--output table|json]",
      "Lists the stored profiles of a selection (GET /api/profiles), newest first:\n"
      "time, id, total and the series' labels; --limit rows (default 100, at most\n"
      "10000). 'flamectl profile ID' opens one."},
     {"profile", 1, 1, cmd_profile,
-     "profile ID [--output folded|json|pprof|svg|speedscope] [--max-nodes N] [-o FILE]",
+     "profile ID [--output folded|json|pprof|svg|speedscope]\n"
+     "          [--max-nodes N] [-o FILE]",
      "Fetches one stored profile by the id 'flamectl profiles' lists (GET\n"
      "/api/profiles/ID): exactly that push's samples of that series. folded\n"
      "(default) and json print it; pprof writes the gzipped profile to -o FILE or\n"
@@ -1368,18 +1375,31 @@ static void print_help(FILE *f)
         fprintf(f, "  flamectl %s\n", commands[i].usage);
     fprintf(f,
             "\ncommon options:\n"
-            "  --url URL       node to talk to (default $FLAMEDB_URL or %s)\n"
+            "  --url URL       the node (default $FLAMEDB_URL or %s)\n"
             "  --tenant ID     tenant, sent as X-Scope-OrgID (default $FLAMEDB_TENANT)\n"
             "  --token TOKEN   bearer token (default $FLAMEDB_TOKEN)\n"
-            "  --timeout MS    connect and I/O timeout in milliseconds (default 30000)\n"
+            "  --timeout MS    connect and I/O timeout in milliseconds (default: connect\n"
+            "                  5000, I/O 30000; cluster repair, remove and decommission\n"
+            "                  wait up to 600000 for each node's pass, cluster status\n"
+            "                  5000 for each member)\n"
             "  -h, --help      this help; 'flamectl COMMAND --help' explains a command\n"
             "\nexit status: 0 ok, 1 the request failed, 2 bad usage\n",
             FLAMEDB_DEFAULT_URL);
 }
 
+/* The usage lines of a command with more than one ("  flamectl cluster
+ * repair") are aligned under the first one. */
 static void print_command_help(const command_t *cmd)
 {
-    printf("usage: flamectl %s\n\n%s\n", cmd->usage, cmd->help);
+    printf("usage: flamectl ");
+    for (const char *p = cmd->usage; *p != '\0'; p++) {
+        putchar(*p);
+        if (*p == '\n' && strncmp(p + 1, "  flamectl ", 11) == 0) {
+            printf("       flamectl ");
+            p += 11;
+        }
+    }
+    printf("\n\n%s\n", cmd->help);
 }
 
 static int parse_int(const char *s, const char *opt, int min, int *out)

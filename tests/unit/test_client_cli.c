@@ -60,6 +60,34 @@ static void test_usage(void)
     CHECK_EQ_INT(srv.requests, 0); /* none of these reached the server */
 }
 
+/* Every line of the help fits 80 columns, the cluster subcommands each have
+ * their usage line, and --timeout gives the defaults the client applies. */
+static void test_help_text(void)
+{
+    static char out[65536];
+    static const char *const pages[] = {
+        "--help",        "push --help",  "query --help",   "diff --help",     "shares --help",
+        "labels --help", "ready --help", "cluster --help", "profiles --help", "profile --help"};
+    for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++) {
+        CHECK_EQ_INT(ctl_run(pages[i], out, sizeof out), 0);
+        for (char *line = out, *end; *line != '\0'; line = end + (*end != '\0')) {
+            end = strchr(line, '\n');
+            if (end == NULL) end = line + strlen(line);
+            if (end - line > 80)
+                fprintf(stderr, "'flamectl %s': a line of %d columns: %.*s\n", pages[i],
+                        (int)(end - line), (int)(end - line), line);
+            CHECK(end - line <= 80);
+        }
+    }
+    CHECK_EQ_INT(ctl_run("--help", out, sizeof out), 0);
+    CHECK(has(out, "default: connect\n                  5000, I/O 30000"));
+    CHECK(has(out, "\n  flamectl cluster decommission --node ID\n"));
+    CHECK_EQ_INT(ctl_run("cluster --help", out, sizeof out), 0);
+    CHECK(has(out, "usage: flamectl cluster status [--output table|json]\n"
+                   "       flamectl cluster repair\n"));
+    CHECK_EQ_INT(srv.requests, 0);
+}
+
 static void test_labels_and_errors(void)
 {
     static char out[65536];
@@ -312,6 +340,7 @@ int main(void)
     snprintf(tmp, sizeof tmp, "/tmp/flamectl-test-XXXXXX");
     if (mkdtemp(tmp) == NULL || ts_start(&srv) != 0) return 1;
     test_usage();
+    test_help_text();
     test_labels_and_errors();
     test_push_detect();
     test_query_outputs();
