@@ -148,12 +148,12 @@ static int check_time(int64_t t, int64_t now, const ingest_limits_t *lim, errmsg
 {
     if (t < now - lim->max_past_seconds * 1000000000LL)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
-                          "profile time %lld s is more than %lld s in the past (max_past_seconds)",
+                          "profile time %lld s is more than %lld s in the past (setting max-past)",
                           (long long)(t / 1000000000LL), (long long)lim->max_past_seconds);
     if (t > now + lim->max_future_seconds * 1000000000LL)
         return errmsg_set(
             em, ERR_INVALID_ARGUMENT,
-            "profile time %lld s is more than %lld s in the future (max_future_seconds)",
+            "profile time %lld s is more than %lld s in the future (setting max-future)",
             (long long)(t / 1000000000LL), (long long)lim->max_future_seconds);
     return 0;
 }

@@ -218,12 +218,13 @@ static void test_params(void)
     CHECK_EQ_STR(test_label(p, 0, "pyroscope_spy"), "gospy");
     ingest_profile_free(p);
 
-    r.from = "1700000000"; /* ~2 years back: outside max_past_seconds */
+    r.from = "1700000000"; /* ~2 years back: outside max-past */
     CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), ERR_INVALID_ARGUMENT);
-    CHECK(strstr(em.text, "past") != NULL);
+    /* the reason names the setting as flamedb --help spells it */
+    CHECK(strstr(em.text, "in the past (setting max-past)") != NULL);
     r.from = "1795574800"; /* 10,000 s ahead */
     CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), ERR_INVALID_ARGUMENT);
-    CHECK(strstr(em.text, "future") != NULL);
+    CHECK(strstr(em.text, "in the future (setting max-future)") != NULL);
     r.from = "yesterday";
     CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), ERR_INVALID_ARGUMENT);
     CHECK(strstr(em.text, "from") != NULL);
