@@ -1,0 +1,114 @@
+"""test_docs_examples.py — the shell examples a new user copies first, run as
+they are written against a real node: README.md's "Trying the API" (curl,
+then flamectl) and docs/api.md's POST /ingest examples.
+
+Each block is taken from the document, its address 127.0.0.1:4040 replaced
+by the node's and `flamectl` by the built one, and run by bash in a
+temporary folder holding the files the examples name (stacks.txt,
+cpu.pb.gz) with -e and pipefail; every curl gets -f, so an example the node
+refuses (a 4xx, say a `from` older than max-past) fails the test. The
+answers are then checked: the pushed stacks come back from the queries.
+Skips, saying why, without curl.
+"""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+from harness import CPU, ROOT, Node, Skip, run_tests
+from profiles import Pprof
+
+CTL = os.environ.get("FLAMECTL_BIN", os.path.join(ROOT, "build", "bin", "flamectl"))
+
+
+def sh_blocks(doc, after, contains=""):
+    """The ```sh blocks of doc after the heading `after` (up to the next
+    heading of its level or above) that contain `contains`."""
+    level = len(after.split(" ")[0])
+    blocks, block, inside, fence = [], None, False, False
+    for line in open(os.path.join(ROOT, doc), encoding="utf-8").read().splitlines():
+        if line.startswith("```"):
+            fence = not fence
+            if inside and fence and line == "```sh":
+                block = []
+            elif inside and block is not None:
+                blocks.append("\n".join(block) + "\n")
+                block = None
+            continue
+        if block is not None:
+            block.append(line)
+        elif not fence and line.startswith("#"):
+            heading = len(line) - len(line.lstrip("#"))
+            if line == after:
+                inside = True
+            elif inside and heading <= level:
+                break
+    return [b for b in blocks if contains in b]
+
+
+def run_block(block, node, cwd):
+    script = block.replace("http://127.0.0.1:4040", "http://127.0.0.1:%d" % node.port)
+    script = re.sub(r"(?m)(^|\|\s*|\s)curl ", r"\1curl -sSf ", script)
+    script = re.sub(r"(?m)^flamectl ", "'%s' " % CTL, script)
+    p = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, timeout=60,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       env=dict(os.environ, FLAMEDB_URL="http://127.0.0.1:%d" % node.port))
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, "a documented example failed (exit %d):\n%s\n--- output:\n%s" % (
+        p.returncode, script, out)
+    return out
+
+
+def workdir():
+    d = tempfile.mkdtemp(prefix="flamedb-docs-")
+    with open(os.path.join(d, "stacks.txt"), "w") as f:
+        f.write("main;work;hash 60\nmain;idle 40\n")
+    p = Pprof([("cpu", "nanoseconds")], time_ns=int(time.time()) * 1000000000)
+    p.add(["main", "work"], [30000000])
+    with open(os.path.join(d, "cpu.pb.gz"), "wb") as f:
+        f.write(p.encode_gz())
+    return d
+
+
+def need_curl():
+    if shutil.which("curl") is None:
+        raise Skip("curl not installed")
+
+
+def test_readme_trying_the_api():
+    need_curl()
+    blocks = sh_blocks("README.md", "## Trying the API")
+    assert len(blocks) == 2 and "curl" in blocks[0] and "flamectl" in blocks[1], blocks
+    d = workdir()
+    try:
+        with Node(name="docs") as n:
+            out = run_block(blocks[0], n, d)
+            # the folded push comes back from the folded render in the same block
+            assert "main;work;hash 600000000" in out and "main;idle 400000000" in out, out
+            assert CPU in out, out  # label-values of __profile_type__
+            out = run_block(blocks[1], n, d)
+            assert "hash" in out and "cluster '" in out, out
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_api_ingest_examples():
+    need_curl()
+    blocks = sh_blocks("docs/api.md", "## `POST /ingest`", contains="/ingest?")
+    assert blocks, "no ingest example in docs/api.md"
+    d = workdir()
+    try:
+        with Node(name="docs") as n:
+            for b in blocks:
+                run_block(b, n, d)
+            r = n.get("/pyroscope/render?" + "format=folded&from=now-2h&query=" +
+                      CPU.replace(":", "%3A") + "%7Bservice_name%3D%22myapp%22%7D")
+            assert r.status == 200 and b"main;work;hash" in r.body, (r, r.body[:300])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    run_tests(globals())
