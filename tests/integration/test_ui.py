@@ -594,6 +594,10 @@ def test_tags_and_profiles():
         vals = {v["value"]: v for v in s["values"]}
         assert set(vals) == {"v1", "v2"}, vals
         assert abs(vals["v2"]["share"] - t2 / (t1 + t2)) < 1e-5, vals
+        # the footer ("2 of 2 rows") is as wide as the table above it
+        widths = b.js("return ['table', '.table-foot'].map(s => "
+                      "document.querySelector('#view-tags .table-box > ' + s).getBoundingClientRect().width)")
+        assert abs(widths[0] - widths[1]) <= 2, ("the footer is wider than the table", widths)
         shot(b, "tags")
         b.click('#view-tags tr[data-name="v1"] button')  # "open"
         s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.view === 'single' && s.ready && s", what="open")
