@@ -958,6 +958,23 @@ static int append_wrapped(buf_t *out, const char *text, int indent, int width)
     return rc == ERR_OK ? buf_append_byte(out, '\n') : rc;
 }
 
+/* --help fits a terminal of this many columns. */
+#define HELP_WIDTH 80
+
+/* An option's line [start, len) of out whose "  default: ..." (from mid)
+ * would pass HELP_WIDTH gets the default on a line of its own. */
+static int help_fit_default(buf_t *out, size_t start, size_t mid)
+{
+    static const char nl[] = "\n      ";
+    if (out->len - start <= HELP_WIDTH) return ERR_OK;
+    int rc = buf_reserve(out, sizeof nl - 3);
+    if (rc != ERR_OK) return rc;
+    memmove(out->data + mid + sizeof nl - 1, out->data + mid + 2, out->len - mid - 2);
+    memcpy(out->data + mid, nl, sizeof nl - 1);
+    out->len += sizeof nl - 3;
+    return ERR_OK;
+}
+
 int node_config_help(buf_t *out)
 {
     node_config_t d;
@@ -977,10 +994,14 @@ int node_config_help(buf_t *out)
         }
         char env[128];
         env_name(o, env, sizeof env);
-        buf_printf(out, "  --%s %s  [%s]  default: ", o->name, type_name(o->type), env);
+        size_t start = out->len;
+        buf_printf(out, "  --%s %s  [%s]", o->name, type_name(o->type), env);
+        size_t mid = out->len;
+        buf_append_str(out, "  default: ");
         format_default(&d, o, out);
-        buf_append_byte(out, '\n');
-        int rc = append_wrapped(out, o->doc, 6, 84);
+        int rc = help_fit_default(out, start, mid);
+        rc = rc == ERR_OK ? buf_append_byte(out, '\n') : rc;
+        rc = rc == ERR_OK ? append_wrapped(out, o->doc, 6, HELP_WIDTH) : rc;
         if (rc != ERR_OK) return rc;
     }
     return ERR_OK;
