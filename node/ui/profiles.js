@@ -44,6 +44,8 @@ export class ProfilesView {
         `${ans.profiles.length}${ans.truncated ? '+' : ''} profiles in the range; click an id to open that profile`;
     }
     this.q('.profile-open').hidden = !state.profile;
+    // the list keeps room for an opened profile below it, else takes the page
+    this.q('.table-box').classList.toggle('short', !!state.profile);
     if (!state.profile) return;
     const row = (this.rows || []).find((r) => r.id === state.profile);
     this.q('.profile-title').textContent = row

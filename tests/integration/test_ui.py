@@ -605,6 +605,10 @@ def test_tags_and_profiles():
         assert s["numTicks"] == t1 * NS * WINDOWS, s["numTicks"]
         s = open_page(b, page(view="profiles", query=sel()), "the profile list")
         assert len(s["profiles"]) == 2 * WINDOWS, len(s["profiles"])
+        # with no profile opened the list takes the page, not a third of it
+        rows, box = b.js("const t = document.querySelector('#view-profiles > .table-box');"
+                         "return [t.querySelectorAll('tbody tr').length, t.getBoundingClientRect().height]")
+        assert rows == 2 * WINDOWS and box >= 0.6 * 800, ("the list is cut short", rows, box)
         href = b.js("return document.querySelector('#view-profiles td a').getAttribute('href')")
         assert href.startswith("/api/profiles/") and href.endswith("?format=json"), href
         # clicking an id opens exactly that stored profile below the list
