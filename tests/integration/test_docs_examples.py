@@ -1,6 +1,7 @@
 """test_docs_examples.py — the shell examples a new user copies first, run as
 they are written against a real node: README.md's "Trying the API" (curl,
-then flamectl) and docs/api.md's POST /ingest examples.
+then flamectl) and docs/api.md's POST /ingest examples; and that every flag
+of deploy/demo.sh is named where operations.md describes the demo.
 
 Each block is taken from the document, its address 127.0.0.1:4040 replaced
 by the node's and `flamectl` by the built one, and run by bash in a
@@ -108,6 +109,21 @@ def test_api_ingest_examples():
             assert r.status == 200 and b"main;work;hash" in r.body, (r, r.body[:300])
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_demo_flags_documented():
+    """Every flag deploy/demo.sh takes is named in operations.md's section on
+    the demo (and in the script's own --help)."""
+    script = open(os.path.join(ROOT, "deploy", "demo.sh"), encoding="utf-8").read()
+    flags = set(re.findall(r"(?m)^\s+(--[a-z][a-z-]*)(?: \| -h)?\)", script)) - {"--help"}
+    assert {"--nodes", "--rf", "--no-build"} <= flags, flags
+    ops = open(os.path.join(ROOT, "docs", "operations.md"), encoding="utf-8").read()
+    section = ops[ops.index("## 9. The local demo"):ops.index("## 10. ")]
+    usage = script[:script.index("set -u")]
+    missing = sorted(f for f in flags if "`%s" % f not in section)
+    assert not missing, ("flags of deploy/demo.sh missing in operations.md section 9", missing)
+    missing = sorted(f for f in flags if f not in usage)
+    assert not missing, ("flags of deploy/demo.sh missing in its --help", missing)
 
 
 if __name__ == "__main__":
