@@ -683,19 +683,34 @@ static int cs_top_item(json_t *r, void *ctx, const char *key)
     return dst ? cs_scalar(r, dst) : cs_skip(r);
 }
 
+/* The width of a column: its title's or its longest value's, so the table
+ * is as wide as what it holds (ids of 3 characters or of 40). */
+static int cs_width(const cs_doc_t *d, size_t off, const char *title)
+{
+    size_t w = strlen(title);
+    for (size_t i = 0; i < d->nrows; i++) {
+        size_t n = strlen((const char *)&d->rows[i] + off);
+        if (n > w) w = n;
+    }
+    return (int)w;
+}
+
 static void cs_print(const cs_doc_t *d)
 {
+    int wid = cs_width(d, offsetof(cs_row_t, id), "ID");
+    int whttp = cs_width(d, offsetof(cs_row_t, http), "HTTP");
+    int wcl = cs_width(d, offsetof(cs_row_t, cluster), "CLUSTER");
     printf("cluster '%s': %zu node(s), rf %s, write quorum %s (as seen by %s)\n", d->cluster,
            d->nrows, d->rf, d->quorum, d->self);
-    printf("  %-24s %-8s %6s %10s  %-28s %-28s %-11s %s\n", "ID", "STATE", "TOKENS", "LAST SEEN",
-           "HTTP", "CLUSTER", "FULL REPAIR", "HINTS FOR");
+    printf("  %-*s  %-8s %6s %10s  %-*s  %-*s  %-11s %s\n", wid, "ID", "STATE", "TOKENS",
+           "LAST SEEN", whttp, "HTTP", wcl, "CLUSTER", "FULL REPAIR", "HINTS FOR");
     for (size_t i = 0; i < d->nrows; i++) {
         const cs_row_t *w = &d->rows[i];
         char ago[CS_FIELD + 8];
         snprintf(ago, sizeof ago, "%s ms", w->ago);
-        printf("%c %-24s %-8s %6s %10s  %-28s %-28s %-11s %s\n",
-               strcmp(w->self, "true") == 0 ? '*' : ' ', w->id, w->state, w->tokens,
-               strcmp(w->self, "true") == 0 ? "self" : ago, w->http,
+        printf("%c %-*s  %-8s %6s %10s  %-*s  %-*s  %-11s %s\n",
+               strcmp(w->self, "true") == 0 ? '*' : ' ', wid, w->id, w->state, w->tokens,
+               strcmp(w->self, "true") == 0 ? "self" : ago, whttp, w->http, wcl,
                w->cluster[0] ? w->cluster : "-", w->full[0] ? w->full : "-",
                w->hints[0] ? w->hints : "-");
     }
@@ -852,7 +867,8 @@ static flamedb_client_t *client_for(const args_t *a, const char *url)
  * *handed the token ranges its window check hands to its regain (cleared
  * and streamed whole from a replica holding more). Returns 0, or 1 when
  * the pass failed or was incomplete. */
-static int repair_node(const args_t *a, const cs_row_t *w, long long *streamed, long long *handed)
+static int repair_node(const args_t *a, const cs_row_t *w, int wid, long long *streamed,
+                       long long *handed)
 {
     *streamed = *handed = 0;
     flamedb_client_t *c = client_for(a, w->http);
@@ -861,7 +877,7 @@ static int repair_node(const args_t *a, const cs_row_t *w, long long *streamed, 
     rp_sum_t m = {0};
     int rc = flamedb_post(c, "/cluster/repair", &r);
     if (rc != 0) {
-        printf("  %-24s failed: %s\n", w->id, flamedb_errmsg(c));
+        printf("  %-*s  failed: %s\n", wid, w->id, flamedb_errmsg(c));
         flamedb_client_free(c);
         return 1;
     }
@@ -871,26 +887,26 @@ static int repair_node(const args_t *a, const cs_row_t *w, long long *streamed, 
     flamedb_response_free(&r);
     flamedb_client_free(c);
     if (bad) {
-        printf("  %-24s the answer is not the expected JSON\n", w->id);
+        printf("  %-*s  the answer is not the expected JSON\n", wid, w->id);
         return 1;
     }
     *streamed = atoll(m.streamed);
     *handed = atoll(m.wdiffer);
     int complete = strcmp(m.complete, "true") == 0;
-    printf("  %-24s %s buckets %s (%s differ), missing %s, streamed %s series (%s bytes), "
+    printf("  %-*s  %s buckets %s (%s differ), missing %s, streamed %s series (%s bytes), "
            "unavailable %s, %s ms\n",
-           w->id, complete ? "complete  " : "incomplete", m.buckets, m.differing, m.missing,
+           wid, w->id, complete ? "complete  " : "incomplete", m.buckets, m.differing, m.missing,
            m.streamed, m.bytes, m.unavailable, m.ms);
     if (strcmp(m.wcheck, "true") == 0)
-        printf("  %-24s   window check: %s range(s) compared, %s to stream whole from a replica "
+        printf("  %-*s    window check: %s range(s) compared, %s to stream whole from a replica "
                "holding more%s%s%s\n",
-               "", m.wranges, m.wdiffer, atoll(m.wmixed) > 0 ? ", " : "",
+               wid, "", m.wranges, m.wdiffer, atoll(m.wmixed) > 0 ? ", " : "",
                atoll(m.wmixed) > 0 ? m.wmixed : "",
                atoll(m.wmixed) > 0 ? " where each replica holds windows the other lacks (left as "
                                      "they are)"
                                    : "");
-    if (m.unreached[0]) printf("  %-24s   unreached: %s\n", "", m.unreached);
-    if (m.failed[0]) printf("  %-24s   failed: %s\n", "", m.failed);
+    if (m.unreached[0]) printf("  %-*s    unreached: %s\n", wid, "", m.unreached);
+    if (m.failed[0]) printf("  %-*s    failed: %s\n", wid, "", m.failed);
     return complete ? 0 : 1;
 }
 
@@ -910,6 +926,7 @@ static int repair_rounds(const args_t *a, const cs_doc_t *d, const char *skip)
 {
     double t0 = now_s();
     long long total = 0;
+    int wid = cs_width(d, offsetof(cs_row_t, id), "ID");
     for (int round = 1; round <= REPAIR_ROUNDS; round++) {
         long long streamed = 0, handed = 0;
         int incomplete = 0;
@@ -918,11 +935,11 @@ static int repair_rounds(const args_t *a, const cs_doc_t *d, const char *skip)
             const cs_row_t *w = &d->rows[i];
             if ((skip && strcmp(w->id, skip) == 0) ||
                 (strcmp(w->state, "active") != 0 && strcmp(w->state, "leaving") != 0)) {
-                printf("  %-24s skipped (%s)\n", w->id, w->state);
+                printf("  %-*s  skipped (%s)\n", wid, w->id, w->state);
                 continue;
             }
             long long n = 0, h = 0;
-            incomplete += repair_node(a, w, &n, &h);
+            incomplete += repair_node(a, w, wid, &n, &h);
             streamed += n;
             handed += h;
         }

@@ -88,6 +88,34 @@ static void test_help_text(void)
     CHECK_EQ_INT(srv.requests, 0);
 }
 
+/* cluster status: columns as wide as their longest value (or title), so
+ * short ids make a narrow table and long ones do not overflow theirs. */
+static void test_cluster_status_table(void)
+{
+    static char out[65536];
+    static const char body[] =
+        "{\"self\":\"db1\",\"cluster\":\"prod\",\"rf\":3,\"quorum\":2,\"full_repair\":0,"
+        "\"nodes\":[{\"id\":\"db1\",\"http\":\"http://10.0.0.1:4040\",\"cluster\":"
+        "\"tcp://10.0.0.1:7946\",\"state\":\"active\",\"tokens\":128,"
+        "\"last_heartbeat_ms_ago\":0,\"self\":true,\"hints_for\":[\"db2\"]},"
+        "{\"id\":\"db2\",\"http\":\"http://10.0.0.2:4040\",\"cluster\":\"tcp://10.0.0.2:7946\","
+        "\"state\":\"down\",\"tokens\":128,\"last_heartbeat_ms_ago\":10133,\"self\":false,"
+        "\"hints_for\":[]}]}";
+    char resp[2048];
+    snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", sizeof body - 1,
+             body);
+    ts_push(&srv, resp, 0, 0);
+    CHECK_EQ_INT(ctl_run("cluster status", out, sizeof out), 0);
+    CHECK_EQ_STR(out,
+                 "cluster 'prod': 2 node(s), rf 3, write quorum 2 (as seen by db1)\n"
+                 "  ID   STATE    TOKENS  LAST SEEN  HTTP                  CLUSTER              "
+                 "FULL REPAIR HINTS FOR\n"
+                 "* db1  active      128       self  http://10.0.0.1:4040  tcp://10.0.0.1:7946  "
+                 "no          db2\n"
+                 "  db2  down        128   10133 ms  http://10.0.0.2:4040  tcp://10.0.0.2:7946  "
+                 "-           -\n");
+}
+
 static void test_labels_and_errors(void)
 {
     static char out[65536];
@@ -341,6 +369,7 @@ int main(void)
     if (mkdtemp(tmp) == NULL || ts_start(&srv) != 0) return 1;
     test_usage();
     test_help_text();
+    test_cluster_status_table();
     test_labels_and_errors();
     test_push_detect();
     test_query_outputs();
