@@ -1,6 +1,8 @@
 """test_docs_examples.py — the shell examples a new user copies first, run as
 they are written against a real node: README.md's "Trying the API" (curl,
-then flamectl) and docs/api.md's POST /ingest examples; and that every flag
+then flamectl) and docs/api.md's POST /ingest examples; that api.md names
+every suffix a folded push's name may carry, and what a name without one
+means; and that every flag
 of deploy/demo.sh is named where operations.md describes the demo.
 
 Each block is taken from the document, its address 127.0.0.1:4040 replaced
@@ -17,6 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
 
 from harness import CPU, ROOT, Node, Skip, run_tests
 from profiles import Pprof
@@ -109,6 +112,33 @@ def test_api_ingest_examples():
             assert r.status == 200 and b"main;work;hash" in r.body, (r, r.body[:300])
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_folded_suffixes_documented():
+    """api.md names every suffix of a folded push's name that selects a type
+    (node/ingest/ingest_request.c, folded_types), and what a name without one
+    is: all service name, of type CPU."""
+    src = open(os.path.join(ROOT, "node", "ingest", "ingest_request.c"), encoding="utf-8").read()
+    table = src[src.index("folded_types[] = {"):]
+    table = table[:table.index("};")]
+    suffixes = re.findall(r'\{"([a-z_]+)", "[a-z_]+",', table)
+    assert "cpu" in suffixes and "alloc_space" in suffixes and len(suffixes) > 20, suffixes
+    api = open(os.path.join(ROOT, "docs", "api.md"), encoding="utf-8").read()
+    section = api[api.index("## `POST /ingest`"):api.index("## `GET /pyroscope/render`")]
+    missing = [x for x in suffixes if "`.%s`" % x not in section]
+    assert not missing, ("suffixes missing in api.md's POST /ingest", missing)
+    with Node(name="docs") as n:
+        now = int(time.time())
+        for name in ("plainsvc", "my.svc", "my.svc.alloc_space"):
+            r = n.ingest(b"main;work 7\n", name=name, **{"from": now - 30})
+            assert r.status == 200, (name, r)
+        names = n.get("/pyroscope/label-values?label=service_name").json()
+        assert {"plainsvc", "my.svc"} <= set(names), names
+        for svc, typ, want in (("plainsvc", CPU, 70000000), ("my.svc", CPU, 70000000),
+                               ("my.svc", "memory:alloc_space:bytes:space:bytes", 7)):
+            r = n.get("/pyroscope/render?format=folded&from=now-1h&query=" +
+                      urllib.parse.quote('%s{service_name="%s"}' % (typ, svc)))
+            assert r.status == 200 and r.body.decode().strip() == "main;work %d" % want, (svc, typ, r.body)
 
 
 def test_demo_flags_documented():
