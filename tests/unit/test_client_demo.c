@@ -359,12 +359,31 @@ static int same_file(const char *a, const char *b)
     return same;
 }
 
+/* flamedb-demo --help: every line fits an 80-column terminal. */
+static void check_help(void)
+{
+    char cmd[PATH_MAX + 32], line[1024];
+    snprintf(cmd, sizeof cmd, "'%s' --help", demo_bin);
+    FILE *f = popen(cmd, "r");
+    CHECK(f != NULL);
+    int lines = 0;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        size_t n = strcspn(line, "\n");
+        if (n > 80) fprintf(stderr, "flamedb-demo --help: %zu columns: %s", n, line);
+        CHECK(n <= 80);
+        lines++;
+    }
+    CHECK(f != NULL && pclose(f) == 0);
+    CHECK(lines > 10);
+}
+
 int main(void)
 {
     if (find_demo() != 0) {
         fprintf(stderr, "flamedb-demo not built next to the tests (%s)\n", demo_bin);
         return 1;
     }
+    check_help();
     char d1[] = "/tmp/flamedb-demo-test-XXXXXX", d2[] = "/tmp/flamedb-demo-test-XXXXXX";
     char d3[] = "/tmp/flamedb-demo-test-XXXXXX", d4[] = "/tmp/flamedb-demo-test-XXXXXX";
     CHECK(mkdtemp(d1) && mkdtemp(d2) && mkdtemp(d3) && mkdtemp(d4));
