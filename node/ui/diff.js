@@ -34,8 +34,8 @@ export class DiffView {
         <div><b class="base-chip">baseline</b> <code class="left-q"></code> <span class="left-r"></span></div>
         <div class="comp-row"><b class="comp-chip">comparison</b>
           <input class="right-q" placeholder="same query as the baseline" aria-label="comparison query">
-          from <input class="right-from" size="12" placeholder="same" aria-label="comparison from">
-          until <input class="right-until" size="12" placeholder="same" aria-label="comparison until">
+          <label class="nowrap">from <input class="right-from" size="12" placeholder="same" aria-label="comparison from"></label>
+          <label class="nowrap">until <input class="right-until" size="12" placeholder="same" aria-label="comparison until"></label>
           <button class="right-apply">compare</button>
           <button class="right-prev" title="the same length of time just before the baseline">previous period</button>
           <button class="right-day" title="the baseline's range one day earlier, as the baseline">vs 24 h before</button>

@@ -467,6 +467,23 @@ def test_diff_view():
         q = b.js("const i = document.querySelector('#view-diff .right-q');"
                  "return {value: i.value, scroll: i.scrollWidth, client: i.clientWidth}")
         assert q["value"] == sel(version="v2") and q["scroll"] <= q["client"], ("the comparison is cut", q)
+        # in narrower windows the row wraps, each label staying beside its input
+        apart = []
+        for width in range(900, 1281, 20):
+            b.set_window(width, 800)
+            tops = b.js(
+                "const row = document.querySelector('#view-diff .right-q').parentElement, out = [];"
+                "const w = document.createTreeWalker(row, NodeFilter.SHOW_TEXT);"
+                "for (let t = w.nextNode(); t; t = w.nextNode()) {"
+                "  const word = t.textContent.trim(); if (word !== 'from' && word !== 'until') continue;"
+                "  const r = document.createRange(); r.selectNodeContents(t);"
+                "  const i = row.querySelector('.right-' + word).getBoundingClientRect(), l = r.getBoundingClientRect();"
+                "  out.push([word, (l.top + l.bottom) / 2, (i.top + i.bottom) / 2]); }"
+                "return out;")
+            assert len(tops) == 2, tops
+            apart += [(width, word) for word, lt, it in tops if abs(lt - it) >= 8]
+        assert not apart, ("a label on another line than its input", apart)
+        b.set_window(1280, 800)
         fr = frames_by_name(s)
         red = lambda c: [int(x) for x in re.findall(r"\d+", c)]  # noqa: E731
         json_c, db_c, gc_c = red(fr["json"][0]["color"]), red(fr["db"][0]["color"]), red(fr["gc"][0]["color"])
