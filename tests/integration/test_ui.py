@@ -184,6 +184,12 @@ def test_flame_graph_and_table():
         want = ("%.2f" % tot["db"]).rstrip("0").rstrip(".")
         assert tip.startswith("db\nTotal: ") and "(%s%%, " % want in tip and "cores)" in tip, tip
         shot(b, "single")
+        # at 1024 px the top table shows its total column without scrolling sideways
+        b.set_window(1024, 800)
+        box = b.wait_js("const t = document.querySelector('#view-single .table-box');"
+                        "return t.clientWidth < 500 && [t.scrollWidth, t.clientWidth]", what="1024 px")
+        assert box[0] <= box[1], ("the top table scrolls sideways at 1024 px", box)
+        b.set_window(1280, 800)
         # every export link answers with its format
         links = b.js("return [...document.querySelectorAll('#view-single .exports a')].map(a => a.getAttribute('href'))")
         assert len(links) == 4, links
