@@ -514,6 +514,26 @@ def test_diff_view():
         shot(b, "diff")
 
 
+def test_diff_report_narrow_window():
+    """At 1024 px the regression report keeps its last column (p) in view:
+    long Go names give way instead of pushing it out of the table's box."""
+    svc = unique("uinarrow")
+    long_fn = "github.com/acme/checkout/internal/pricing.(*DiscountEngine).applyCustomerDiscounts"
+    for version, stacks in (("v1", {"main;%s" % long_fn: 30, "main;gc": 70}),
+                            ("v2", {"main;%s" % long_fn: 60, "main;gc": 40})):
+        r = NODE.ingest(folded(stacks), name="%s.cpu{version=%s}" % (svc, version), **{"from": NOW - 60})
+        assert r.status == 200, r
+    with need_browser() as b:
+        b.set_window(1024, 800)
+        s = open_page(b, page(view="diff", query=sel(svc, version="v1"), rightQuery=sel(svc, version="v2")),
+                      "the diff view at 1024 px")
+        assert long_fn in {f["name"] for f in s["report"]}, s["report"]
+        box = b.js("const t = document.querySelector('#view-diff .table-box');"
+                   "return [t.scrollWidth, t.clientWidth]")
+        assert box[0] <= box[1], ("the report scrolls sideways at 1024 px", box)
+        shot(b, "diff-1024")
+
+
 def test_diff_report_search():
     """A report of more functions than the 200 the diff view loads: its
     table's search asks the node (/api/diff?search=) and finds functions
