@@ -234,7 +234,9 @@ static const opt_t options[] = {
      0, 100 * YEAR_S,
      "Retention of single-profile trees (GET /api/profiles/ID), counted from the profile's time "
      "(0 = forever); a node receiving a range in a move keeps older ones there until the move "
-     "ends (docs/cluster.md, \"Streaming whole windows\")."},
+     "ends (docs/cluster.md, \"Streaming whole windows\"). A kept tree is also its 10 s "
+     "window's data (docs/storage-format.md, profile_trees): the disk keeps it until that "
+     "window expires too, unlisted past this retention."},
     {"max-profile-tree-bytes", OPT_SIZE, FIELD(storage.max_profile_tree_bytes, size_t), NULL, 0, 0,
      1 * GiB,
      "Largest encoded tree of one profile's series kept for GET /api/profiles/ID; larger ones are "

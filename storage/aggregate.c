@@ -135,7 +135,7 @@ int storage_aggregate_anchor(storage_t *s, const char *tenant, uint64_t token, u
 
 void storage_window_merge(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant,
                           uint64_t token, uint64_t series_id, uint64_t agg, int res, int64_t window,
-                          const uint8_t *block, size_t block_len, int64_t total)
+                          const uint8_t *block, size_t block_len, int64_t total, int unblocked)
 {
     uint8_t tv[8];
     storage_i64_put(tv, total);
@@ -145,7 +145,9 @@ void storage_window_merge(storage_t *s, rocksdb_writebatch_t *wb, const char *te
         skey_t k;
         storage_key_window(&k, token, tenant, ids[i], res, window);
         if (storage_filter_expired(s, CF_BLOCKS, k.b, k.n, NULL, 0)) return;
-        if (block_len > 0) /* 0: a streamed window whose residual is only a total */
+        /* block_len 0: a streamed window whose residual is only a total;
+         * unblocked: the series' tree is read from profile_trees */
+        if (block_len > 0 && !(i == 0 && unblocked))
             rocksdb_writebatch_merge_cf(wb, s->cf[CF_BLOCKS], (const char *)k.b, k.n,
                                         (const char *)block, block_len);
         rocksdb_writebatch_merge_cf(wb, s->cf[CF_TOTALS], (const char *)k.b, k.n, (const char *)tv,
@@ -314,6 +316,49 @@ static int series_entry_aggregate(const uint8_t *k, size_t kn, const uint8_t *v,
     return 1;
 }
 
+/* The aggregate's 10 s window key of rebuild_unblocked (token and tenant
+ * of the series) and the batch being filled. */
+typedef struct rebuild_tree {
+    rebuild_t *r;
+    const skey_t *agg;
+    buf_t enc;
+    errmsg_t *em;
+} rebuild_tree_t;
+
+/* One tree of a series kept in no block: a block operand of the
+ * aggregate's 10 s window, as its write would have merged. */
+static int rebuild_tree(void *ctx, int64_t window, const uint8_t *enc, size_t len,
+                        const sparse_vec_t *vec)
+{
+    rebuild_tree_t *x = ctx;
+    if (enc == NULL) {
+        buf_reset(&x->enc);
+        int rc = storage_sparse_encode(vec, &x->enc);
+        if (rc != 0) return errmsg_set(x->em, rc, "rebuild aggregates: %s", err_message(rc));
+        enc = x->enc.data;
+        len = x->enc.len;
+    }
+    skey_t ak = *x->agg;
+    storage_key_u8(&ak, 0);
+    storage_key_time(&ak, window);
+    rocksdb_writebatch_merge_cf(x->r->wb, x->r->s->cf[CF_BLOCKS], (const char *)ak.b, ak.n,
+                                (const char *)enc, len);
+    x->r->values++;
+    return ++x->r->ops >= REBUILD_BATCH_OPS ? flush_batch(x->r, x->em) : 0;
+}
+
+/* The series' trees kept in no block (format 11) into its aggregate. */
+static int rebuild_unblocked(rebuild_t *r, const char *tenant, uint64_t token, uint64_t series_id,
+                             const skey_t *agg, errmsg_t *em)
+{
+    rebuild_tree_t x = {.r = r, .agg = agg, .em = em};
+    buf_init(&x.enc, STORAGE_VALUE_MAX);
+    int rc = storage_scan_unblocked(r->s, NULL, tenant, token, series_id, INT64_MIN, INT64_MAX, 1,
+                                    rebuild_tree, &x);
+    buf_free(&x.enc);
+    return rc;
+}
+
 /* One series entry: clears its aggregate (once per token: a rebuild that was
  * interrupted leaves partial sums, which a second run must not add to), then
  * adds the series' windows into it. */
@@ -343,6 +388,7 @@ static int rebuild_one(rebuild_t *r, const uint8_t *k, size_t kn, const uint8_t 
     }
     r->series++;
     int rc = copy_windows(r, CF_BLOCKS, &prefix, &ak, em);
+    if (rc == 0) rc = rebuild_unblocked(r, tenant, token, be64_get(k + 9 + k[8]), &ak, em);
     return rc != 0 ? rc : copy_windows(r, CF_TOTALS, &prefix, &ak, em);
 }
 

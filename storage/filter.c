@@ -16,7 +16,10 @@
  * profile_trees: a profile's tree is dropped once
  *   floor(time_ns / 1e9) + profile_retention_seconds <= now (the profile's
  *   own time, like a window: the data ages, not the write), unless its token
- *   lies in a range being received (storage_range_receiving).
+ *   lies in a range being received (storage_range_receiving); a tree in no
+ *   block (PTREE_FLAG_UNBLOCKED) also not before its 10 s window expires
+ *   (listings and reads of one profile still hide it past profile
+ *   retention: storage_ptree_expired).
  *
  * "now" comes from the handle's clock (storage_set_clock), so tests can age
  * data without waiting. Filters only ever see fully merged values and Puts;
@@ -71,14 +74,30 @@ static int seen_expired(storage_t *s, const uint8_t *val, size_t vlen)
     return written + keep <= storage_now(s);
 }
 
+/* Whether the 10 s window of a profile of time time_ns is past
+ * resolution 0's retention. */
+static int ten_s_expired(storage_t *s, int64_t time_ns)
+{
+    int64_t keep = s->opts.retention_seconds[0], res = storage_resolutions[0];
+    int64_t t = time_ns / 1000000000 - (time_ns % 1000000000 < 0); /* floor */
+    int64_t window = t / res * res - (t % res < 0 ? res : 0);
+    return keep > 0 && window + res + keep <= storage_now(s);
+}
+
 /* A profile_trees key starts with the token (8) and ends with time_ns (8)
  * and the profile id (16). A tree in a range being received stays: the
- * stream may still take it off a window's residual (write.c). */
-static int ptree_expired(storage_t *s, const uint8_t *key, size_t klen)
+ * stream may still take it off a window's residual (write.c). A tree in no
+ * block (PTREE_FLAG_UNBLOCKED, read from the value's flags byte; val NULL:
+ * none) is its 10 s window's data and stays until that window expires too. */
+static int ptree_expired(storage_t *s, const uint8_t *key, size_t klen, const uint8_t *val,
+                         size_t vlen)
 {
     if (klen < 8 + 1 + 8 + 8 + 16) return 0;
-    return storage_ptree_expired(s, storage_time_decode(key + klen - 24)) &&
-           !storage_range_receiving(s, be64_get(key));
+    int64_t t = storage_time_decode(key + klen - 24);
+    if (!storage_ptree_expired(s, t) || storage_range_receiving(s, be64_get(key))) return 0;
+    int unblocked = val != NULL && vlen >= PTREE_HEADER_LEN && val[0] == PTREE_VERSION &&
+                    (val[1] & PTREE_FLAG_UNBLOCKED);
+    return !unblocked || ten_s_expired(s, t);
 }
 
 int storage_ptree_expired(storage_t *s, int64_t time_ns)
@@ -103,7 +122,7 @@ int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key,
     case CF_SPAN_INDEX: /* an entry goes with its tree */
         return span_index_expired(s, key, klen);
     case CF_PTREES:
-        return ptree_expired(s, key, klen);
+        return ptree_expired(s, key, klen, val, vlen);
     default:
         return 0;
     }

@@ -46,9 +46,10 @@ static int prefix_live(storage_t *s, enum storage_cf cf, const uint8_t *prefix, 
     int live = 0;
     for (rocksdb_iter_seek(it, (const char *)prefix, n); !live && rocksdb_iter_valid(it);
          rocksdb_iter_next(it)) {
-        size_t kn;
+        size_t kn, vn;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
-        live = !storage_filter_expired(s, cf, k, kn, NULL, 0);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn); /* a tree's flags */
+        live = !storage_filter_expired(s, cf, k, kn, v, vn);
     }
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
@@ -61,9 +62,11 @@ static int prefix_live(storage_t *s, enum storage_cf cf, const uint8_t *prefix, 
     return live;
 }
 
+/* A window alive: a block, or a total (a 10 s window of trees kept in no
+ * block has no block key, PTREE_FLAG_UNBLOCKED). */
 static int has_live_block(storage_t *s, const uint8_t *prefix, size_t n)
 {
-    return prefix_live(s, CF_BLOCKS, prefix, n);
+    return prefix_live(s, CF_BLOCKS, prefix, n) || prefix_live(s, CF_TOTALS, prefix, n);
 }
 
 /* Deletes the series key and the postings of its labels. */

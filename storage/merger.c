@@ -167,6 +167,19 @@ static int presize(storage_merger_t *m, acc_t *a)
     return 0;
 }
 
+/* A 10 s window's tree read from profile_trees (storage_scan_unblocked),
+ * added as its block operand would have been. */
+static int add_unblocked(void *ctx, int64_t window, const uint8_t *enc, size_t len,
+                         const sparse_vec_t *vec)
+{
+    storage_merger_t *m = ctx;
+    if (enc != NULL) return add_one(m, enc, len, 0);
+    size_t before = m->cur->cap;
+    int rc = storage_sparse_add_dense_vec(vec, &m->cur->val, &m->cur->cap, &m->cur->used,
+                                          STORAGE_MAX_STACK_NODES);
+    return added(m, before, 0, rc, 0, 0);
+}
+
 int storage_merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, int res,
                        int64_t from_s, int64_t until_s)
 {
@@ -180,6 +193,10 @@ int storage_merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, 
     int rc = storage_scan_window_values(m->s, CF_BLOCKS, m->tenant, token, series_id, res, from_s,
                                         until_s, add_block, m);
     storage_merge_defer(0);
+    /* a 10 s window is its block and the trees kept in no block */
+    if (rc == 0 && res == 0)
+        rc = storage_scan_unblocked(m->s, NULL, m->tenant, token, series_id, from_s, until_s, 0,
+                                    add_unblocked, m);
     return rc;
 }
 

@@ -126,6 +126,95 @@ static int64_t ns_of(int64_t t)
     return t * 1000000000;
 }
 
+/* The first second at or after t that starts a 10 s window. */
+static int64_t window_ceil(int64_t t)
+{
+    int64_t res = storage_resolutions[0];
+    if (t > INT64_MAX - res) return INT64_MAX;
+    int64_t q = t / res * res; /* toward zero: the ceiling when t < 0 */
+    return t > 0 && q != t ? q + res : q;
+}
+
+/* Whether the 10 s window of the series starting at window is past
+ * resolution 0's retention (as its block would be, read.c). */
+static int window_gone(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                       int64_t window)
+{
+    skey_t k;
+    storage_key_window(&k, token, tenant, series_id, 0, window);
+    return storage_filter_expired(s, CF_BLOCKS, k.b, k.n, NULL, 0);
+}
+
+/* One flagged value of storage_scan_unblocked handed to fn. */
+static int unblocked_one(storage_t *s, const rocksdb_readoptions_t *ro, const uint8_t *k, size_t kn,
+                         const uint8_t *v, size_t vn, int64_t window, sparse_vec_t *vec,
+                         storage_unblocked_fn fn, void *ctx)
+{
+    if (!(v[1] & PTREE_FLAG_SCALED))
+        return fn(ctx, window, v + PTREE_HEADER_LEN, vn - PTREE_HEADER_LEN, NULL);
+    int rc = storage_ptree_vec(s, ro, k, kn, v, vn, vec);
+    if (rc == ERR_NOMEM) return rc;
+    if (rc != 0) { /* skipped, as a corrupt block is */
+        storage_log_corrupt(&s->counters, "profile tree", 0, rc);
+        return 0;
+    }
+    return fn(ctx, window, NULL, 0, vec);
+}
+
+int storage_scan_unblocked(storage_t *s, const rocksdb_snapshot_t *snap, const char *tenant,
+                           uint64_t token, uint64_t series_id, int64_t from_s, int64_t until_s,
+                           int expired_too, storage_unblocked_fn fn, void *ctx)
+{
+    int rc = storage_check_tenant(tenant, NULL);
+    from_s = window_ceil(from_s); /* the trees of the windows that start in the range */
+    until_s = window_ceil(until_s);
+    if (rc != 0 || from_s >= until_s) return rc;
+    static const uint8_t zero[16] = {0};
+    skey_t lo, hi;
+    storage_key_ptree(&lo, token, tenant, series_id, ns_of(from_s), zero);
+    storage_key_ptree(&hi, token, tenant, series_id, ns_of(until_s), zero);
+    rocksdb_readoptions_t *it_ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_lower_bound(it_ro, (const char *)lo.b, lo.n);
+    rocksdb_readoptions_set_iterate_upper_bound(it_ro, (const char *)hi.b, hi.n);
+    rocksdb_readoptions_t *pt_ro = NULL; /* point reads of scaled trees' bases */
+    if (snap != NULL) {
+        rocksdb_readoptions_set_snapshot(it_ro, snap);
+        pt_ro = rocksdb_readoptions_create();
+        rocksdb_readoptions_set_snapshot(pt_ro, snap);
+    }
+    const rocksdb_readoptions_t *ro = pt_ro != NULL ? pt_ro : s->ropts;
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, it_ro, s->cf[CF_PTREES]);
+    sparse_vec_t vec;
+    storage_sparse_init(&vec);
+    int64_t last = INT64_MIN;
+    int gone = 0;
+    for (rocksdb_iter_seek_to_first(it); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        if (kn != lo.n || vn < PTREE_HEADER_LEN || v[0] != PTREE_VERSION ||
+            (v[1] & (PTREE_FLAG_UNBLOCKED | PTREE_FLAG_NO_TREE)) != PTREE_FLAG_UNBLOCKED)
+            continue;
+        int64_t t = storage_time_decode(k + kn - 24);
+        int64_t sec = t / 1000000000 - (t % 1000000000 < 0); /* floor */
+        int64_t window = window_ceil(sec);
+        if (window != sec) window -= storage_resolutions[0];
+        if (window != last && !expired_too) {
+            last = window;
+            gone = window_gone(s, tenant, token, series_id, window);
+        }
+        if (!gone) rc = unblocked_one(s, ro, k, kn, v, vn, window, &vec, fn, ctx);
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int ioerr = storage_rocks_err(err, NULL, "profile trees of a window");
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(it_ro);
+    if (pt_ro != NULL) rocksdb_readoptions_destroy(pt_ro);
+    storage_sparse_free(&vec);
+    return ioerr != 0 ? ioerr : rc;
+}
+
 int storage_scan_profile_trees(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                                int64_t from_s, int64_t until_s, size_t max, storage_ptree_fn fn,
                                void *ctx)

@@ -220,6 +220,16 @@ int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *ten
     return range_close(&r, rc);
 }
 
+/* The trees of 10 s windows kept in no block (storage_scan_unblocked),
+ * summed per window, in window order. */
+typedef struct unblocked {
+    storage_t *s;
+    int64_t *window;
+    sparse_vec_t *sum;
+    size_t n, cap, next; /* next: the first window not handed on yet */
+    sparse_vec_t one, tmp;
+} unblocked_t;
+
 typedef struct block_ctx {
     storage_block_fn fn;
     storage_total_fn tfn;
@@ -229,23 +239,58 @@ typedef struct block_ctx {
     sparse_vec_t vec;
     buf_t enc;
     uint32_t *path; /* scratch: one stack, leaf first */
+    unblocked_t ub;
 } block_ctx_t;
 
-/* Rebuilds the call tree of one stored block (stack-node ids -> symbols) and
- * hands its version-1 calltree encoding to the caller. */
-static int block_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
+static int unblocked_add(void *ctx, int64_t window, const uint8_t *enc, size_t len,
+                         const sparse_vec_t *vec)
 {
-    block_ctx_t *b = ctx;
-    int rc = storage_sparse_decode(v, n, &b->vec);
-    if (rc == ERR_NOMEM) return rc;
-    if (rc != 0) {
-        storage_log_corrupt(&b->s->counters, "stored block", 0, rc);
-        return 0;
+    unblocked_t *u = ctx;
+    if (enc != NULL) {
+        int rc = storage_sparse_decode(enc, len, &u->one);
+        if (rc == ERR_NOMEM) return rc;
+        if (rc != 0) { /* skipped, as a corrupt block is */
+            storage_log_corrupt(&u->s->counters, "profile tree", 0, rc);
+            return 0;
+        }
+        vec = &u->one;
     }
+    if (u->n == 0 || u->window[u->n - 1] != window) {
+        if (u->n == u->cap) {
+            size_t cap = u->cap ? 2 * u->cap : 16;
+            int64_t *w = realloc(u->window, cap * sizeof *w);
+            if (w == NULL) return ERR_NOMEM;
+            u->window = w;
+            sparse_vec_t *v = realloc(u->sum, cap * sizeof *v);
+            if (v == NULL) return ERR_NOMEM;
+            u->sum = v;
+            u->cap = cap;
+        }
+        u->window[u->n] = window;
+        storage_sparse_init(&u->sum[u->n++]);
+    }
+    return storage_sparse_add(&u->sum[u->n - 1], vec, &u->tmp);
+}
+
+static void unblocked_free(unblocked_t *u)
+{
+    for (size_t i = 0; i < u->n; i++)
+        storage_sparse_free(&u->sum[i]);
+    free(u->window);
+    free(u->sum);
+    storage_sparse_free(&u->one);
+    storage_sparse_free(&u->tmp);
+}
+
+/* Rebuilds the call tree of one window's vector (stack-node ids ->
+ * symbols) and hands its version-1 calltree encoding to the caller. */
+static int window_out(block_ctx_t *b, int64_t window, const sparse_vec_t *vec)
+{
+    int rc = 0;
     calltree_t *t = calltree_new(0);
     if (t == NULL) return ERR_NOMEM;
-    for (size_t i = 0; rc == 0 && i < b->vec.n; i++) {
-        uint32_t id = b->vec.id[i], path_len = 0, *path = b->path;
+    for (size_t i = 0; rc == 0 && i < vec->n; i++) {
+        uint32_t id = vec->id[i], path_len = 0, *path = b->path;
         if (id >= storage_nodetab_count(b->tab)) continue;
         /* parents have smaller ids, so a path is at most id + 1 long */
         for (uint32_t k = id; k != 0; k = storage_nodetab_parent(b->tab, k))
@@ -253,12 +298,43 @@ static int block_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
         uint32_t node = 0;
         while (rc == 0 && path_len > 0)
             rc = calltree_child(t, node, storage_nodetab_sym(b->tab, path[--path_len]), &node);
-        if (rc == 0) calltree_add_self(t, node, b->vec.val[i]);
+        if (rc == 0) calltree_add_self(t, node, vec->val[i]);
     }
     buf_reset(&b->enc);
     if (rc == 0) rc = calltree_encode(t, &b->enc);
     calltree_free(t);
     return rc == 0 ? b->fn(b->ctx, window, b->enc.data, b->enc.len) : rc;
+}
+
+/* Hands on the windows of unblocked trees before window (with no block). */
+static int unblocked_before(block_ctx_t *b, int64_t window)
+{
+    unblocked_t *u = &b->ub;
+    int rc = 0;
+    for (; rc == 0 && u->next < u->n && u->window[u->next] < window; u->next++)
+        rc = window_out(b, u->window[u->next], &u->sum[u->next]);
+    return rc;
+}
+
+/* One stored block, with the unblocked trees of its window added. */
+static int block_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
+{
+    block_ctx_t *b = ctx;
+    int rc = unblocked_before(b, window);
+    if (rc != 0) return rc;
+    rc = storage_sparse_decode(v, n, &b->vec);
+    if (rc == ERR_NOMEM) return rc;
+    if (rc != 0) {
+        storage_log_corrupt(&b->s->counters, "stored block", 0, rc);
+        b->vec.n = 0;
+        if (b->ub.next >= b->ub.n || b->ub.window[b->ub.next] != window) return 0;
+    }
+    unblocked_t *u = &b->ub;
+    if (u->next < u->n && u->window[u->next] == window) {
+        rc = storage_sparse_add(&b->vec, &u->sum[u->next++], &u->tmp);
+        if (rc != 0) return rc;
+    }
+    return window_out(b, window, &b->vec);
 }
 
 static int total_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
@@ -279,7 +355,7 @@ int storage_scan_blocks(storage_t *s, const char *tenant, uint64_t token, uint64
     int rc = storage_check_tenant(tenant, NULL);
     if (rc == 0) rc = storage_nodetab_acquire(s, token, tenant, &t, NULL);
     if (rc != 0) return rc;
-    block_ctx_t b = {.fn = fn, .ctx = ctx, .s = s, .tab = t};
+    block_ctx_t b = {.fn = fn, .ctx = ctx, .s = s, .tab = t, .ub = {.s = s}};
     b.path = malloc(((size_t)storage_nodetab_count(t) + 1) * sizeof *b.path);
     if (b.path == NULL) {
         storage_nodetab_release(s, t, 0);
@@ -287,10 +363,20 @@ int storage_scan_blocks(storage_t *s, const char *tenant, uint64_t token, uint64
     }
     storage_sparse_init(&b.vec);
     buf_init(&b.enc, STORAGE_VALUE_MAX);
-    rc = storage_scan_window_values(s, CF_BLOCKS, tenant, token, series_id, res, from_s, until_s,
-                                    block_cb, &b);
+    /* a 10 s window is its block and the trees kept in no block: those are
+     * read first, summed per window, and handed on in window order */
+    if (res == 0)
+        rc = storage_scan_unblocked(s, NULL, tenant, token, series_id, from_s, until_s, 0,
+                                    unblocked_add, &b.ub);
+    if (rc == 0)
+        rc = storage_scan_window_values(s, CF_BLOCKS, tenant, token, series_id, res, from_s,
+                                        until_s, block_cb, &b);
+    if (rc == 0) rc = unblocked_before(&b, INT64_MAX);
+    if (rc == 0 && b.ub.next < b.ub.n) /* a window starting at INT64_MAX */
+        rc = window_out(&b, b.ub.window[b.ub.next], &b.ub.sum[b.ub.next]);
     storage_nodetab_release(s, t, 0);
     free(b.path);
+    unblocked_free(&b.ub);
     storage_sparse_free(&b.vec);
     buf_free(&b.enc);
     return rc;

@@ -362,6 +362,22 @@ int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t
     return run_finish(&r, val, cap, used, max_ids);
 }
 
+int storage_sparse_add_dense_vec(const sparse_vec_t *v, int64_t **val, size_t *cap, size_t *used,
+                                 size_t max_ids)
+{
+    if (v->n == 0) return 0;
+    uint64_t top = v->id[v->n - 1]; /* ids ascend */
+    if (top >= *cap) {
+        int rc = dense_room(val, cap, top + 1, max_ids);
+        if (rc != 0) return rc;
+    }
+    int64_t *d = *val;
+    for (size_t i = 0; i < v->n; i++)
+        d[v->id[i]] = (int64_t)((uint64_t)d[v->id[i]] + (uint64_t)v->val[i]);
+    if (top + 1 > *used) *used = (size_t)top + 1;
+    return 0;
+}
+
 /* Adds the pairs of a and b in step while both are plain (eleven bytes
  * left, short varints, ascending ids inside the vector): the two chains of
  * reads (where a pair ends gives where the next starts) run side by side.

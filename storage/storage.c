@@ -259,7 +259,8 @@ static int make_dirs(const char *path, errmsg_t *em)
  * lacks the stack-node edge index, which each table gets at its next write;
  * version 8 only lacks scaled profile trees, which older values never are;
  * version 9 lacks the aggregate anchors: its aggregates hold every member,
- * which the upgrade records for each before the marker is written. */
+ * which the upgrade records for each before the marker is written; version
+ * 10 only lacks trees kept in no block, which older trees never are. */
 static int put_format(storage_t *s, const char *key, size_t klen, errmsg_t *em)
 {
     char *err = NULL;
@@ -285,7 +286,9 @@ static int check_format(storage_t *s, errmsg_t *em)
         pre6 || is_version(v, len, STORAGE_FORMAT_V6) || is_version(v, len, STORAGE_FORMAT_V7);
     int pre10 =
         pre8 || is_version(v, len, STORAGE_FORMAT_V8) || is_version(v, len, STORAGE_FORMAT_V9);
-    int older = pre10;
+    /* 10 -> 11 needs nothing: a format-10 tree is never flagged, its
+     * window's block holds it */
+    int older = pre10 || is_version(v, len, STORAGE_FORMAT_V10);
     if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);

@@ -49,7 +49,7 @@ enum storage_cf {
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "10"
+#define STORAGE_FORMAT_VERSION "11"
 /* Earlier versions upgraded in place at open: version 5 only added the
  * profile_trees column family (which open creates), version 6 the service
  * aggregates (rebuilt from the stored series by storage_aggregate_rebuild),
@@ -68,6 +68,10 @@ enum storage_cf {
 /* Version 10 added aggregate anchors (`anchors`): a format-9 aggregate holds
  * every member, which the upgrade records for each (storage_anchor_upgrade). */
 #define STORAGE_FORMAT_V9 "9"
+/* Version 11 added trees read as part of their 10 s window
+ * (PTREE_FLAG_UNBLOCKED); a format-10 tree carries no flag and its window's
+ * block holds it, so the upgrade only rewrites the marker. */
+#define STORAGE_FORMAT_V10 "10"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector. */
 #define SPARSE_VERSION 2
@@ -365,10 +369,14 @@ int storage_aggregate_target(storage_t *s, rocksdb_writebatch_t *wb, storage_cla
  * already past retention. Every path that adds data to blocks/totals must
  * use both (write.c; an import of moved blocks too), so an aggregate stays
  * the exact sum of its members other than its anchor. */
+/* unblocked: the series' own block operand is left out (its tree is read
+ * from profile_trees, PTREE_FLAG_UNBLOCKED); the aggregate's and both
+ * totals are merged as always. */
 void storage_window_merge(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant,
                           uint64_t token, uint64_t series_id, uint64_t agg, int res, int64_t window,
-                          const uint8_t *block, size_t block_len, int64_t total);
-/* Recomputes every aggregate from the stored series' blocks and totals (the
+                          const uint8_t *block, size_t block_len, int64_t total, int unblocked);
+/* Recomputes every aggregate from the stored series' blocks, totals and
+ * trees kept in no block (the
  * upgrade of a directory written before aggregates). Idempotent: an
  * interrupted run is simply run again. Called by open, before any writer. */
 int storage_aggregate_rebuild(storage_t *s, errmsg_t *em);
@@ -454,6 +462,13 @@ int64_t storage_i64_get(const uint8_t *p);
  * is always a plain kept tree, never a scaled one. */
 #define PTREE_FLAG_SCALED 4
 #define PTREE_SCALED_MAX_LEN (PTREE_HEADER_LEN + 8 + 10)
+/* Format 11: the tree (plain or scaled) is in no block: the series' 10 s
+ * (resolution-0) window is its block plus the flagged trees of the window
+ * (storage_scan_unblocked); its total is in the window's total as any
+ * other. write.c sets it on every tree it keeps; coarser windows and the
+ * service aggregate's still hold the tree. Compaction keeps a flagged tree
+ * until its 10 s window expires, also past profile retention (filter.c). */
+#define PTREE_FLAG_UNBLOCKED 8
 
 /* The tree of profile_trees value v (n bytes) stored under key (klen bytes)
  * into vec, resolving a scaled value through a point read with ro (borrowed;
@@ -461,6 +476,22 @@ int64_t storage_i64_get(const uint8_t *p);
  * ERR_CORRUPT when it or the value it names does not decode (or is missing). */
 int storage_ptree_vec(storage_t *s, const rocksdb_readoptions_t *ro, const uint8_t *key,
                       size_t klen, const uint8_t *v, size_t n, sparse_vec_t *vec);
+
+/* One tree of storage_scan_unblocked: the sparse block encoding of a plain
+ * tree (enc, len; vec NULL), or a scaled tree resolved through its base
+ * (vec; enc NULL), of the 10 s window starting at window. */
+typedef int (*storage_unblocked_fn)(void *ctx, int64_t window, const uint8_t *enc, size_t len,
+                                    const sparse_vec_t *vec);
+/* Calls fn, in time order, for every PTREE_FLAG_UNBLOCKED tree of the
+ * series whose 10 s window starts in [from_s, until_s) and is not past
+ * resolution 0's retention (expired_too: whatever their age, as a raw
+ * scan of blocks sees them; profile retention never hides it: it is
+ * window data): one range scan of profile_trees, at snap (NULL: none;
+ * a scaled tree's base is read at it too). A tree that does not decode is
+ * counted as corrupt and skipped, as a corrupt block is. */
+int storage_scan_unblocked(storage_t *s, const rocksdb_snapshot_t *snap, const char *tenant,
+                           uint64_t token, uint64_t series_id, int64_t from_s, int64_t until_s,
+                           int expired_too, storage_unblocked_fn fn, void *ctx);
 
 /* Whether token lies in an interval being received (storage_range_clear
  * until storage_range_received): a profile written there keeps its tree
@@ -553,6 +584,10 @@ int storage_sparse_add_dense2(const uint8_t *pa, size_t la, const uint8_t *pb, s
  * not proportional (there is nothing to store either way). Zero values are
  * skipped on both sides, as the encoding omits them. */
 int storage_sparse_factor(const sparse_vec_t *a, const sparse_vec_t *b, int64_t *c);
+/* Adds v into the dense vector *val as storage_sparse_add_dense adds a
+ * block: ERR_CORRUPT (nothing added) for an id past max_ids, ERR_NOMEM. */
+int storage_sparse_add_dense_vec(const sparse_vec_t *v, int64_t **val, size_t *cap, size_t *used,
+                                 size_t max_ids);
 /* acc += b, using tmp as scratch (contents swapped). */
 int storage_sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *tmp);
 /* Sums block encodings parts[0..n) into out, skipping (and counting) corrupt ones. */

@@ -140,10 +140,30 @@ static int seen_untreed(wscan_t *x, int64_t from_ns, int64_t until_ns)
     return rc;
 }
 
+/* Adds the tree of profile_trees value v (key k) times sign (1 or -1) into
+ * acc; 1 when it did, 0 when the tree does not decode (counted corrupt). */
+static int add_tree(wscan_t *x, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn, int sign)
+{
+    int rc = storage_ptree_vec(x->s, x->ro, k, kn, v, vn, &x->one);
+    if (rc != 0) {
+        storage_log_corrupt(&x->s->counters, "profile tree", 0, rc);
+        return rc == ERR_NOMEM ? rc : 0;
+    }
+    if (sign < 0)
+        for (size_t i = 0; i < x->one.n; i++)
+            x->one.val[i] = (int64_t)(0 - (uint64_t)x->one.val[i]);
+    rc = storage_sparse_add(&x->acc, &x->one, &x->tmp);
+    return rc != 0 ? rc : 1;
+}
+
 /* Takes the kept trees of the series' profiles in [w, w + res) off acc and
- * total, and lists the profiles. */
+ * total, and lists the profiles. At resolution 0 (ten_s) the window is its
+ * block plus the trees flagged PTREE_FLAG_UNBLOCKED: a flagged tree that is
+ * listed is in the window and not in acc, so only its total comes off; one
+ * past profile retention, not listed, is added to acc (the residual then
+ * holds it, as a block would). */
 static int subtract_profiles(wscan_t *x, const char *tenant, uint64_t token, uint64_t series_id,
-                             int64_t w, int64_t res)
+                             int64_t w, int64_t res, int ten_s)
 {
     static const uint8_t zero[16] = {0};
     skey_t lo, hi;
@@ -161,22 +181,30 @@ static int subtract_profiles(wscan_t *x, const char *tenant, uint64_t token, uin
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
         if (kn != lo.n || vn < PTREE_HEADER_LEN || v[0] != PTREE_VERSION) continue;
         int64_t t = storage_time_decode(k + kn - 24), tot = storage_i64_get(v + 2);
-        if (storage_ptree_expired(x->s, t)) continue; /* as compaction would drop it */
+        int flagged =
+            ten_s && (v[1] & (PTREE_FLAG_UNBLOCKED | PTREE_FLAG_NO_TREE)) == PTREE_FLAG_UNBLOCKED;
+        if (storage_ptree_expired(x->s, t)) { /* as compaction would drop it, unless flagged */
+            if (flagged) rc = add_tree(x, k, kn, v, vn, 1);
+            rc = rc < 0 ? rc : 0;
+            continue;
+        }
         if ((rc = profs_add(&x->in_window, k + kn - 16, t, tot)) != 0) break;
         if (v[1] & PTREE_FLAG_NO_TREE) {
             rc = profs_add(&x->untreed, k + kn - 16, t, tot);
             continue;
         }
-        rc = storage_ptree_vec(x->s, x->ro, k, kn, v, vn, &x->one);
-        if (rc != 0) { /* cannot subtract it: it stays in the residual, not named */
-            storage_log_corrupt(&x->s->counters, "profile tree", 0, rc);
-            rc = rc == ERR_NOMEM ? rc : 0;
-            continue;
+        /* a kept tree in the block comes off it; a flagged one is in no
+         * block: it is named only when it decodes, as the window's readers
+         * skip one that does not (storage_scan_unblocked) */
+        if (flagged) {
+            rc = storage_ptree_vec(x->s, x->ro, k, kn, v, vn, &x->one);
+            if (rc != 0) storage_log_corrupt(&x->s->counters, "profile tree", 0, rc);
+            rc = rc == 0 ? 1 : rc == ERR_NOMEM ? rc : 0;
+        } else {
+            rc = add_tree(x, k, kn, v, vn, -1);
         }
-        for (size_t i = 0; i < x->one.n; i++)
-            x->one.val[i] = (int64_t)(0 - (uint64_t)x->one.val[i]);
-        rc = storage_sparse_add(&x->acc, &x->one, &x->tmp);
-        if (rc == 0) rc = profs_add(&x->kept, k + kn - 16, t, tot);
+        if (rc <= 0) continue; /* cannot take it off: it stays in the residual, not named */
+        rc = profs_add(&x->kept, k + kn - 16, t, tot);
         x->total = (int64_t)((uint64_t)x->total - (uint64_t)tot);
     }
     char *err = NULL;
@@ -220,8 +248,11 @@ static int residual_tree(storage_t *s, const char *tenant, uint64_t token, const
     return rc;
 }
 
-/* One `blocks` entry: its residual handed to fn. */
-static int one_window(wscan_t *x, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn,
+/* One window (its `totals` key k and value tv): its residual handed to fn.
+ * A window with no block is one of the trees kept in no block alone (at
+ * resolution 0, format 11) or only a total, which a coarser window never
+ * was streamed for: skipped there, as before. */
+static int one_window(wscan_t *x, const uint8_t *k, size_t kn, const uint8_t *tv, size_t tn,
                       storage_stream_fn fn, void *ctx)
 {
     char tenant[STORAGE_TENANT_MAX + 1];
@@ -233,22 +264,32 @@ static int one_window(wscan_t *x, const uint8_t *k, size_t kn, const uint8_t *v,
     w.series_id = be64_get(k + 9 + tl);
     w.res = k[17 + tl];
     w.window_s = storage_time_decode(k + 18 + tl);
-    int rc = storage_sparse_decode(v, vn, &x->acc);
-    if (rc != 0) {
-        storage_log_corrupt(&x->s->counters, "stream: block", 0, rc);
-        if (rc == ERR_NOMEM) return rc;
-        x->acc.n = 0;
-    }
     char *err = NULL;
-    size_t tn = 0;
-    char *tv = rocksdb_get_cf(x->s->db, x->ro, x->s->cf[CF_TOTALS], (const char *)k, kn, &tn, &err);
-    rc = storage_rocks_err(err, NULL, "stream: total");
-    x->total = rc == 0 && tv != NULL && tn == 8 ? storage_i64_get((const uint8_t *)tv) : 0;
-    free(tv);
+    rocksdb_pinnableslice_t *bv =
+        rocksdb_get_pinned_cf(x->s->db, x->ro, x->s->cf[CF_BLOCKS], (const char *)k, kn, &err);
+    int rc = storage_rocks_err(err, NULL, "stream: block");
+    if (rc != 0 || (bv == NULL && w.res != 0)) {
+        rocksdb_pinnableslice_destroy(bv);
+        return rc;
+    }
+    x->acc.n = 0;
+    if (bv != NULL) {
+        size_t vn;
+        const uint8_t *v = (const uint8_t *)rocksdb_pinnableslice_value(bv, &vn);
+        rc = storage_sparse_decode(v, vn, &x->acc);
+        rocksdb_pinnableslice_destroy(bv);
+        if (rc != 0) {
+            storage_log_corrupt(&x->s->counters, "stream: block", 0, rc);
+            if (rc == ERR_NOMEM) return rc;
+            x->acc.n = 0;
+            rc = 0;
+        }
+    }
+    x->total = tn == 8 ? storage_i64_get(tv) : 0;
     x->kept.n = x->untreed.n = x->in_window.n = 0;
     if (rc == 0)
         rc = subtract_profiles(x, tenant, w.token, w.series_id, w.window_s,
-                               storage_resolutions[w.res]);
+                               storage_resolutions[w.res], w.res == 0);
     calltree_t *t = rc == 0 ? calltree_new(0) : NULL;
     if (rc == 0 && t == NULL) rc = ERR_NOMEM;
     if (rc == 0) rc = residual_tree(x->s, tenant, w.token, &x->acc, t);
@@ -330,8 +371,9 @@ int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *a
     const rocksdb_snapshot_t *snap = rocksdb_create_snapshot(s->db);
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_snapshot(ro, snap);
+    /* every window has a total; at resolution 0 one may have no block */
     token_walk_t w;
-    walk_open(s, CF_BLOCKS, lo, hi, snap, &w);
+    walk_open(s, CF_TOTALS, lo, hi, snap, &w);
     rocksdb_iterator_t *it = w.it;
     int use_after = after_len >= 8 && be64_get(after) >= lo;
     if (use_after) rocksdb_iter_seek(it, (const char *)after, after_len);
@@ -349,7 +391,7 @@ int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *a
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
         rc = one_window(&x, k, kn, v, vn, fn, ctx);
     }
-    rc = walk_close(&w, rc, "stream: blocks");
+    rc = walk_close(&w, rc, "stream: windows");
     rocksdb_readoptions_destroy(ro);
     rocksdb_release_snapshot(s->db, snap);
     storage_sparse_free(&x.acc);

@@ -250,7 +250,7 @@ static int build_and_commit(sctx_t *x, const labels_t *labels)
     storage_claims_free(&claims); /* one series a batch: nothing else to tell */
     if (rc == 0 && (enc.len > 0 || total != 0))
         storage_window_merge(x->s, x->wb, w->tenant, w->token, w->series_id, agg, w->res,
-                             w->window_s, enc.data, enc.len, total);
+                             w->window_s, enc.data, enc.len, total, 0);
     if (rc == 0)
         rocksdb_writebatch_put_cf(x->wb, x->s->cf[CF_STREAMED], (const char *)k.b, k.n,
                                   (const char *)mv, sizeof mv);

@@ -60,6 +60,9 @@ typedef struct wctx {
     sparse_vec_t base;
     uint64_t base_series;
     bool base_ok;
+    /* put_ptree kept the series' tree (PTREE_FLAG_UNBLOCKED): its 10 s
+     * window reads it there, so put_windows leaves it out of that block */
+    bool unblocked;
     uint64_t tenant_hash;
     int64_t now, t_s;
     size_t new_series; /* series the store did not hold (counted when tenant-max-series is on) */
@@ -346,7 +349,9 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
  * whose window has not already expired, for the series and for its service
  * aggregate unless it is the aggregate's anchor (aggregate.c): the same
  * operands on the same window, so the aggregate and its anchor add up to
- * the sum of the members at every resolution. */
+ * the sum of the members at every resolution. A series whose tree put_ptree
+ * kept gets no block operand at resolution 0 (its total, and the
+ * aggregate's block, still): that window reads the kept tree. */
 static int put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t total)
 {
     uint64_t agg;
@@ -356,7 +361,8 @@ static int put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t tota
     for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++) {
         int64_t res = storage_resolutions[r];
         storage_window_merge(w->s, w->wb, w->p->tenant, sw->token, sw->series_id, agg, r,
-                             floor_div(w->t_s, res) * res, w->enc.data, w->enc.len, total);
+                             floor_div(w->t_s, res) * res, w->enc.data, w->enc.len, total,
+                             r == 0 && w->unblocked);
     }
     return 0;
 }
@@ -474,12 +480,14 @@ static int put_scaled(wctx_t *w, const storage_series_write_t *sw, uint8_t hdr[P
  * whatever its size or age (reads still treat an old one as expired). A
  * share proportional to the base tree stores only the factor and becomes
  * kept whatever its size (its base is kept); a plain kept one becomes the
- * base. */
+ * base. Every kept tree is flagged PTREE_FLAG_UNBLOCKED: the series' 10 s
+ * window reads it from here instead of from a block operand. */
 static int put_ptree(wctx_t *w, const storage_series_write_t *sw, int64_t total)
 {
     skey_t k;
     storage_key_ptree(&k, sw->token, w->p->tenant, sw->series_id, w->p->time_ns, w->p->profile_id);
     int receiving = storage_range_receiving(w->s, sw->token);
+    w->unblocked = false;
     if (!receiving && storage_filter_expired(w->s, CF_PTREES, k.b, k.n, NULL, 0)) {
         w->base_ok = false;
         return 0;
@@ -505,6 +513,9 @@ static int put_ptree(wctx_t *w, const storage_series_write_t *sw, int64_t total)
         w->base_ok = rc == 0 && keep;
     }
     if (rc < 0) return errmsg_set(w->em, rc, "profile tree: %s", err_message(rc));
+    /* a kept tree (plain or scaled) is its 10 s window's share of it */
+    w->unblocked = !(w->tmp.data[1] & PTREE_FLAG_NO_TREE);
+    if (w->unblocked) w->tmp.data[1] |= PTREE_FLAG_UNBLOCKED;
     rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_PTREES], (const char *)k.b, k.n,
                               (const char *)w->tmp.data, w->tmp.len);
     return 0;

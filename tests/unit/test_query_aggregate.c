@@ -4,8 +4,9 @@
  * windows and resolutions, for a partial's token ranges, with the spy name
  * the series share, with each aggregate's anchor (a service of one pod:
  * the anchor alone); selectors that are not exactly a service (another
- * label, a regex, a negation, no service) take the per-series path. Prints
- * its seed; argv[1] replays. */
+ * label, a regex, a negation, no service) take the per-series path. The
+ * 10 s windows mix trees kept in no block (storage format 11), scaled ones
+ * and ones over max_profile_tree_bytes. Prints its seed; argv[1] replays. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,15 +14,25 @@
 
 #include "common/hash.h"
 #include "query/query_int.h"
+#include "storage/storage_int.h"
 #include "tests/unit/check.h"
 
 #define CPU "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+#define SAMPLES "process_cpu:samples:count:cpu:nanoseconds"
 #define DAY 86400LL
 #define T0 (19000 * DAY)
 #define PODS 40
 #define SHARDS 4
 
 static symtab_t *syms;
+
+/* The store's clock: the end of the data, so its 10 s windows (1 day of
+ * retention) and its profile trees are alive. */
+static int64_t fake_now(void *ctx)
+{
+    (void)ctx;
+    return (T0 + 2 * DAY) * 1000000000LL;
+}
 static uint64_t sym_ids[16];
 
 static uint64_t token_of(const char *svc, uint64_t id)
@@ -31,12 +42,12 @@ static uint64_t token_of(const char *svc, uint64_t id)
     return hash_bytes64(b, strlen(b));
 }
 
-static labels_t *pod_labels(const char *svc, int pod, const char *spy)
+static labels_t *pod_labels(const char *svc, int pod, const char *spy, const char *type)
 {
     char name[32];
     labels_t *l = labels_new();
     labels_set_str(l, LABEL_NAME, "process_cpu");
-    labels_set_str(l, LABEL_PROFILE_TYPE, CPU);
+    labels_set_str(l, LABEL_PROFILE_TYPE, type);
     labels_set_str(l, LABEL_SERVICE_NAME, svc);
     snprintf(name, sizeof name, "pod-%d", pod);
     labels_set_str(l, "pod", name);
@@ -44,11 +55,15 @@ static labels_t *pod_labels(const char *svc, int pod, const char *spy)
     return l;
 }
 
+/* One profile of a pod: its CPU series, and with samples a samples series
+ * on the same token whose tree is the CPU tree / 3 (stored scaled: the
+ * CPU tree is written second, 3 times the first). Trees of 1 to 4 stacks,
+ * some over max_profile_tree_bytes (main). */
 static void write_one(storage_t *st, const char *svc, int pod, const char *spy, uint64_t pid,
-                      int64_t t_s)
+                      int64_t t_s, int samples)
 {
-    labels_t *l = pod_labels(svc, pod, spy);
-    calltree_t *t = calltree_new(0);
+    labels_t *l = pod_labels(svc, pod, spy, CPU), *ls = pod_labels(svc, pod, spy, SAMPLES);
+    calltree_t *t = calltree_new(0), *ts = calltree_new(0);
     int n = 1 + (int)(check_rng() % 4);
     for (int i = 0; i < n; i++) {
         uint64_t stack[6];
@@ -56,18 +71,27 @@ static void write_one(storage_t *st, const char *svc, int pod, const char *spy, 
         stack[0] = sym_ids[check_rng() % 2];
         for (size_t k = 1; k < d; k++)
             stack[k] = sym_ids[2 + check_rng() % 14];
-        calltree_add_stack(t, stack, d, 1 + (int64_t)(check_rng() % 1000));
+        int64_t v = 1 + (int64_t)(check_rng() % 1000);
+        calltree_add_stack(ts, stack, d, v);
+        calltree_add_stack(t, stack, d, 3 * v);
     }
-    storage_series_write_t sw = {.labels = l, .series_id = labels_hash(l), .tree = t};
-    sw.token = token_of(svc, sw.series_id);
-    storage_profile_write_t p = {
-        .tenant = "t", .time_ns = t_s * 1000000000LL, .series = &sw, .nseries = 1, .symbols = syms};
+    storage_series_write_t sw[2] = {{.labels = ls, .series_id = labels_hash(ls), .tree = ts},
+                                    {.labels = l, .series_id = labels_hash(l), .tree = t}};
+    sw[1].token = token_of(svc, sw[1].series_id);
+    sw[0].token = sw[1].token;
+    storage_profile_write_t p = {.tenant = "t",
+                                 .time_ns = t_s * 1000000000LL,
+                                 .series = samples ? sw : sw + 1,
+                                 .nseries = samples ? 2 : 1,
+                                 .symbols = syms};
     for (int i = 0; i < 8; i++)
         p.profile_id[15 - i] = (uint8_t)(pid >> (8 * i));
     errmsg_t em = {{0}};
     CHECK_EQ_INT(storage_write_profile(st, &p, NULL, &em), 0);
     calltree_free(t);
+    calltree_free(ts);
     labels_free(l);
+    labels_free(ls);
 }
 
 /* Tree equality whatever the node order: sorted (path hash, self) pairs. */
@@ -185,12 +209,15 @@ static int uses_aggregate(storage_t *st, const char *text)
 static void check_ranges(storage_t *st, const query_limits_t *lim)
 {
     static const int64_t cases[][2] = {
-        {T0 - 3600, T0 + 2 * DAY}, {T0 + 5, T0 + 35},           {T0 + 3599, T0 + DAY + 7201},
-        {T0 + 600, T0 + 1200},     {T0 - DAY, T0 + DAY + 4000}, {T0 + 3 * DAY, T0 + 4 * DAY},
+        {T0 - 3600, T0 + 2 * DAY},          {T0 + 5, T0 + 35},
+        {T0 + 3599, T0 + DAY + 7201},       {T0 + 600, T0 + 1200},
+        {T0 - DAY, T0 + DAY + 4000},        {T0 + 3 * DAY, T0 + 4 * DAY},
+        {T0 + DAY + 3605, T0 + DAY + 3655}, /* 10 s windows (alive: the last day) */
     };
-    static const char *sels[] = {
-        CPU "{service_name=\"svc\"}", CPU "{service_name=\"svc\", pyroscope_spy=\"gospy\"}",
-        CPU "{__name__=\"process_cpu\", service_name=\"svc\"}", CPU "{service_name=\"mixed\"}"};
+    static const char *sels[] = {CPU "{service_name=\"svc\"}",
+                                 CPU "{service_name=\"svc\", pyroscope_spy=\"gospy\"}",
+                                 CPU "{__name__=\"process_cpu\", service_name=\"svc\"}",
+                                 CPU "{service_name=\"mixed\"}", SAMPLES "{service_name=\"svc\"}"};
     rangeset_t all = {.all = 1};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
         for (size_t s = 0; s < sizeof sels / sizeof *sels; s++) {
@@ -279,9 +306,14 @@ int main(int argc, char **argv)
     so.path = dir;
     so.block_cache_bytes = 8 << 20;
     so.write_buffer_bytes = 16 << 20;
+    /* some trees over it (in their 10 s block), the others kept in no
+     * block (format 11), the samples ones mostly scaled */
+    so.max_profile_tree_bytes = 10;
     storage_t *st;
     errmsg_t em = {{0}};
     CHECK_EQ_INT(storage_open(&so, &st, &em), 0);
+    clock_source_t clock = {fake_now, fake_now, NULL};
+    storage_set_clock(st, &clock);
     syms = symtab_new();
     for (int i = 0; i < 16; i++) {
         char name[32];
@@ -293,17 +325,23 @@ int main(int argc, char **argv)
     uint64_t pid = 1;
     for (int i = 0; i < 600; i++) {
         int64_t t = T0 + (int64_t)(check_rng() % (2 * DAY));
-        write_one(st, "svc", (int)(check_rng() % PODS), "gospy", pid++, t);
-        if (i % 10 == 0) write_one(st, "mixed", i % 6, i % 4 ? "pyspy" : NULL, pid++, t);
-        if (i % 20 == 0) write_one(st, "other", i % 3, "gospy", pid++, t);
-        if (i % 15 == 0) write_one(st, "solo", 0, "gospy", pid++, t);
+        write_one(st, "svc", (int)(check_rng() % PODS), "gospy", pid++, t, i % 2);
+        if (i % 10 == 0) write_one(st, "mixed", i % 6, i % 4 ? "pyspy" : NULL, pid++, t, 0);
+        if (i % 20 == 0) write_one(st, "other", i % 3, "gospy", pid++, t, 0);
+        if (i % 15 == 0) write_one(st, "solo", 0, "gospy", pid++, t, 0);
     }
+    for (int i = 0; i < 60; i++) /* dense in a few 10 s windows */
+        write_one(st, "svc", (int)(check_rng() % PODS), "gospy", pid++,
+                  T0 + DAY + 3600 + (int64_t)(check_rng() % 60), i % 2);
     query_limits_t lim;
     query_limits_default(&lim);
     check_ranges(st, &lim);
     check_token_ranges(st, &lim);
     check_fallbacks(st, &lim);
     check_solo(st, &lim);
+    storage_stats_t stats; /* the window mix this test is about */
+    CHECK_EQ_INT(storage_stats(st, &stats), 0);
+    CHECK(stats.oversize_ptrees > 0 && stats.oversize_ptrees < 600);
 
     /* max_series bounds the series a query reads: a service's aggregates
      * are a handful whatever its pods, so its render is answered */

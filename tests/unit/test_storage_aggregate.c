@@ -85,11 +85,31 @@ static int total_fn(void *ctx, int64_t w, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* A 10 s window's tree kept in no block (format 11): part of the window. */
+static int unblocked_fn(void *ctx, int64_t w, const uint8_t *enc, size_t len,
+                        const sparse_vec_t *vec)
+{
+    acc_t *a = ctx;
+    if (enc != NULL) return block_fn(ctx, w, enc, len);
+    size_t i = slot(a, w);
+    for (size_t k = 0; k < vec->n; k++) {
+        if (vec->id[k] >= NIDS) {
+            a->bad++;
+            continue;
+        }
+        a->v[i][vec->id[k]] += vec->val[k];
+    }
+    return 0;
+}
+
 static void add_series(storage_t *s, acc_t *a, uint64_t token, uint64_t id, int res)
 {
     int64_t lo = -(1LL << 40), hi = 1LL << 40;
     CHECK_EQ_INT(storage_scan_window_values(s, CF_BLOCKS, "t", token, id, res, lo, hi, block_fn, a),
                  0);
+    if (res == 0) /* the series' trees kept in no block */
+        CHECK_EQ_INT(storage_scan_unblocked(s, NULL, "t", token, id, lo, hi, 0, unblocked_fn, a),
+                     0);
     CHECK_EQ_INT(storage_scan_window_values(s, CF_TOTALS, "t", token, id, res, lo, hi, total_fn, a),
                  0);
 }

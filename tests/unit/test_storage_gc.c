@@ -2,7 +2,9 @@
  * block of a series (all resolutions finite), storage_gc_series deletes the
  * series and its postings, so label queries stop listing it; a series with a
  * live block stays; a write after the collection brings the series back
- * (the series cache was cleared). Before, series and postings stayed forever. */
+ * (the series cache was cleared). Before, series and postings stayed forever.
+ * A 10 s window of trees kept in no block (no block key, a total) keeps its
+ * series alive when it outlives the coarser windows. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include "check.h"
@@ -73,6 +75,23 @@ int main(void)
     for (int i = 0; i < 50 && postings(&f, "oldsvc") != 0; i++)
         usleep(100000);
     CHECK_EQ_INT(postings(&f, "oldsvc"), 0);
+
+    /* 10 s windows kept longer than every coarser one: a window of a tree
+     * kept in no block (format 11) has a total and no block key, and its
+     * series stays while it lives */
+    f.opts.series_gc_interval_seconds = 0;
+    f.opts.retention_seconds[0] = 3 * 86400;
+    CHECK_EQ_INT(fx_reopen(&f), 0);
+    labels_t *fine = fx_labels("finesvc", NULL);
+    write_one(&f, fine, st, 4);
+    f.now += 2 * 86400; /* the coarser windows are past retention, the 10 s one is not */
+    CHECK_EQ_INT(storage_gc_series(f.s, &removed), 0);
+    CHECK_EQ_INT(postings(&f, "finesvc"), 1);
+    CHECK_EQ_INT(fx_block_total(f.s, "t", fine, 0, f.now - 3 * 86400, f.now, NULL), 7);
+    f.now += 2 * 86400;
+    CHECK_EQ_INT(storage_gc_series(f.s, &removed), 0);
+    CHECK_EQ_INT(postings(&f, "finesvc"), 0);
+    labels_free(fine);
     symtab_free(st);
     labels_free(old);
     labels_free(live);

@@ -11,7 +11,9 @@
  * and the parts framing is checked on its own: a round trip, and a
  * truncated value. With window_successive_merges set, a write folds the
  * window's operands once there are that many, so a read meets fewer parts
- * (the sum unchanged). */
+ * (the sum unchanged). A 10 s window of trees kept in no block (format 11),
+ * scaled and over max_profile_tree_bytes and as format 10 stored them,
+ * mixed, reads as the sum of the trees written. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #include "check.h"
@@ -58,12 +60,13 @@ static int raw_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
     return 0;
 }
 
-/* The finest window's raw value, with the merge operator deferring or not. */
+/* The 1 min window's raw value, with the merge operator deferring or not
+ * (the 10 s window's block holds no kept tree: format 11). */
 static raw_t scan_raw(fixture_t *f, uint64_t sid, int defer)
 {
     raw_t r = {0};
     storage_merge_defer(defer);
-    CHECK_EQ_INT(storage_scan_window_values(f->s, CF_BLOCKS, "t", TOKEN, sid, 0, f->now - 3600,
+    CHECK_EQ_INT(storage_scan_window_values(f->s, CF_BLOCKS, "t", TOKEN, sid, 1, f->now - 3600,
                                             f->now + 60, raw_cb, &r),
                  0);
     storage_merge_defer(0);
@@ -146,7 +149,7 @@ static void corrupt_parts(fixture_t *f, labels_t *l, symtab_t *st)
     static const uint8_t frame[] = {SPARSE_PARTS, 0x09, 0x02}; /* a part cut short */
     uint64_t sid = labels_hash(l);
     skey_t k;
-    storage_key_window(&k, TOKEN, "t", sid, 0, (f->now - 5) / 10 * 10);
+    storage_key_window(&k, TOKEN, "t", sid, 1, (f->now - 5) / 60 * 60);
     raw_merge(f, &k, garbage, sizeof garbage);
     raw_merge(f, &k, frame, sizeof frame);
     push(f, l, st, PUSHES); /* a good operand after them */
@@ -154,7 +157,7 @@ static void corrupt_parts(fixture_t *f, labels_t *l, symtab_t *st)
     storage_stats(f->s, &before);
     storage_merger_t *m = NULL;
     CHECK_EQ_INT(storage_merger_new(f->s, "t", &m), 0);
-    CHECK_EQ_INT(storage_merger_add(m, TOKEN, sid, 0, 0, f->now + 86400), 0);
+    CHECK_EQ_INT(storage_merger_add(m, TOKEN, sid, 1, 0, f->now + 86400), 0);
     storage_merger_free(m);
     storage_stats(f->s, &after);
     CHECK(after.corrupt_operands >= before.corrupt_operands + 2);
@@ -203,6 +206,145 @@ static void folded_at_write(fixture_t *f, symtab_t *st)
     labels_free(l);
 }
 
+/* The tree a merger sums for series sid at res over the day. */
+static calltree_t *merged(fixture_t *f, uint64_t sid, int res)
+{
+    storage_merger_t *m = NULL;
+    CHECK_EQ_INT(storage_merger_new(f->s, "t", &m), 0);
+    CHECK_EQ_INT(storage_merger_add(m, TOKEN, sid, res, 0, f->now + 86400), 0);
+    calltree_t *t = calltree_new(0);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_merger_finish(m, t, &em), 0);
+    storage_merger_free(m);
+    return t;
+}
+
+/* got and want are the same tree, whatever order their nodes were made in. */
+static void check_tree(const calltree_t *got, const calltree_t *want)
+{
+    size_t na, nb;
+    triple_t *a = canonical(got, &na), *b = canonical(want, &nb);
+    CHECK_EQ_INT(na, nb);
+    CHECK(na == nb && memcmp(a, b, na * sizeof *a) == 0);
+    free(a);
+    free(b);
+}
+
+/* Profile i of the mixed window: a tree of 2 + 30 * (i >= 3) stacks. */
+static calltree_t *mix_tree(symtab_t *st, int i, int64_t scale)
+{
+    calltree_t *t = calltree_new(0);
+    char stack[64];
+    for (int k = 0; k < 2 + 30 * (i >= 3); k++) {
+        snprintf(stack, sizeof stack, "main;m%d;n%d", k % 5, (k + i) % 13);
+        fx_add(t, st, stack, (1 + k + i) * scale);
+    }
+    return t;
+}
+
+/* Clears PTREE_FLAG_UNBLOCKED of series sid's tree of profile pid and
+ * merges the tree into the 10 s block: what format 10 stored. */
+static void make_format10(fixture_t *f, uint64_t sid, uint64_t pid)
+{
+    skey_t k;
+    uint8_t id[16];
+    fx_id(id, pid);
+    storage_key_ptree(&k, TOKEN, "t", sid, (f->now - 5) * NS, id);
+    char *err = NULL;
+    size_t n = 0;
+    char *v = rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_PTREES], (const char *)k.b, k.n, &n,
+                             &err);
+    CHECK(v != NULL && n > PTREE_HEADER_LEN && (v[1] & PTREE_FLAG_UNBLOCKED) &&
+          !(v[1] & PTREE_FLAG_SCALED));
+    if (v == NULL) return;
+    v[1] &= (char)~PTREE_FLAG_UNBLOCKED;
+    rocksdb_put_cf(f->s->db, f->s->wopts, f->s->cf[CF_PTREES], (const char *)k.b, k.n, v, n, &err);
+    CHECK(err == NULL);
+    skey_t wk;
+    storage_key_window(&wk, TOKEN, "t", sid, 0, (f->now - 5) / 10 * 10);
+    raw_merge(f, &wk, v + PTREE_HEADER_LEN, n - PTREE_HEADER_LEN);
+    free(v);
+}
+
+static int64_t raw_total;
+static int raw_total_cb(void *ctx, int64_t window, const uint8_t *v, size_t n)
+{
+    sparse_vec_t vec;
+    storage_sparse_init(&vec);
+    CHECK_EQ_INT(storage_sparse_decode(v, n, &vec), 0);
+    for (size_t i = 0; i < vec.n; i++)
+        raw_total += vec.val[i];
+    storage_sparse_free(&vec);
+    return 0;
+}
+
+/* Format 11: one 10 s window of two series (b = 3 a, so b's kept trees are
+ * scaled) mixing trees kept in no block (flagged), trees over
+ * max_profile_tree_bytes (in the block) and a tree as format 10 stored it
+ * (kept, unflagged, in the block): the merger and storage_scan_blocks read
+ * the window as the sum of every tree written, at 10 s and coarser, and
+ * the block holds only the trees not flagged. */
+static void unblocked_mix(fixture_t *f, symtab_t *st)
+{
+    f->opts.max_profile_tree_bytes = 64;
+    CHECK_EQ_INT(fx_reopen(f), 0);
+    labels_t *la = fx_labels("svc", "mixa"), *lb = fx_labels("svc", "mixb");
+    uint64_t ida = labels_hash(la), idb = labels_hash(lb);
+    calltree_t *want_a = calltree_new(0), *want_b = calltree_new(0);
+    int64_t big_a = 0;
+    for (int i = 0; i < 6; i++) {
+        calltree_t *ta = mix_tree(st, i, 1), *tb = mix_tree(st, i, 3);
+        storage_series_write_t sw[2] = {
+            {.labels = la, .series_id = ida, .token = TOKEN, .tree = ta},
+            {.labels = lb, .series_id = idb, .token = TOKEN, .tree = tb}};
+        storage_profile_write_t p = {
+            .tenant = "t", .time_ns = (f->now - 5) * NS, .series = sw, .nseries = 2, .symbols = st};
+        fx_id(p.profile_id, 500 + (uint64_t)i);
+        errmsg_t em = {{0}};
+        CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
+        CHECK_EQ_INT(calltree_merge(want_a, ta), 0);
+        CHECK_EQ_INT(calltree_merge(want_b, tb), 0);
+        if (i >= 3) big_a += calltree_root_total(ta);
+        calltree_free(ta);
+        calltree_free(tb);
+    }
+    storage_stats_t stats;
+    storage_stats(f->s, &stats);
+    CHECK(stats.oversize_ptrees >= 3);
+    raw_total = 0; /* only the trees over the limit are in a's block */
+    CHECK_EQ_INT(storage_scan_window_values(f->s, CF_BLOCKS, "t", TOKEN, ida, 0, 0, f->now + 86400,
+                                            raw_total_cb, NULL),
+                 0);
+    CHECK_EQ_INT(raw_total, big_a);
+    calltree_t *one = mix_tree(st, 1, 1);
+    make_format10(f, ida, 501);
+    raw_total = 0;
+    CHECK_EQ_INT(storage_scan_window_values(f->s, CF_BLOCKS, "t", TOKEN, ida, 0, 0, f->now + 86400,
+                                            raw_total_cb, NULL),
+                 0);
+    CHECK_EQ_INT(raw_total, big_a + calltree_root_total(one));
+    calltree_free(one);
+    for (int pass = 0; pass < 2; pass++) { /* as ingested, then compacted */
+        for (int res = 0; res < 2; res++) {
+            calltree_t *ga = merged(f, ida, res), *gb = merged(f, idb, res);
+            check_tree(ga, want_a);
+            check_tree(gb, want_b);
+            calltree_t *sa = calltree_new(0);
+            CHECK_EQ_INT(
+                storage_scan_blocks(f->s, "t", TOKEN, ida, res, 0, f->now + 86400, sum_cb, sa), 0);
+            check_tree(sa, want_a);
+            calltree_free(ga);
+            calltree_free(gb);
+            calltree_free(sa);
+        }
+        CHECK_EQ_INT(storage_compact(f->s), 0);
+    }
+    calltree_free(want_a);
+    calltree_free(want_b);
+    labels_free(la);
+    labels_free(lb);
+}
+
 int main(void)
 {
     fixture_t f;
@@ -228,6 +370,7 @@ int main(void)
     CHECK_EQ_INT(on.first, SPARSE_VERSION); /* folded by the compaction: one value */
     check_same(&f, sid);
     folded_at_write(&f, st);
+    unblocked_mix(&f, st);
     labels_free(l);
     symtab_free(st);
     fx_done(&f);

@@ -190,12 +190,24 @@ static void test_retention(fixture_t *f)
     CHECK(g != NULL);
     calltree_free(g);
     CHECK_EQ_INT(scan(f, l, T0 - 2000, T0 + 10, 10).n, 1);
-    f->now = T0 + 200; /* forgotten at once, dropped by compaction */
+    f->now = T0 + 200; /* forgotten at once */
     CHECK(read_back(f, l, 11, (T0 - 100) * NS) == NULL);
     CHECK_EQ_INT(scan(f, l, T0 - 2000, T0 + 10, 10).n, 0);
     storage_stats_t stats;
     storage_stats(f->s, &stats);
     uint64_t before = stats.expired_ptrees;
+    /* kept by compaction while its 10 s window lives: the window reads it
+     * (format 11, the tree is in no block) */
+    CHECK_EQ_INT(storage_compact(f->s), 0);
+    storage_stats(f->s, &stats);
+    CHECK_EQ_INT(stats.expired_ptrees, before);
+    CHECK_EQ_INT(fx_block_total(f->s, "pt", l, 0, T0 - 100, T0 - 90, NULL), 4);
+    f->now = T0;
+    g = read_back(f, l, 11, (T0 - 100) * NS); /* still on disk */
+    CHECK(g != NULL);
+    calltree_free(g);
+    /* the window expires (1 day at 10 s): now compaction drops the tree */
+    f->now = T0 - 90 + f->opts.retention_seconds[0];
     CHECK_EQ_INT(storage_compact(f->s), 0);
     storage_stats(f->s, &stats);
     CHECK(stats.expired_ptrees > before);
@@ -457,6 +469,17 @@ static void test_upgrade(fixture_t *f)
     calltree_t *g = read_back(f, l, 1, (T0 + 1) * NS);
     CHECK(g != NULL && calltree_root_total(g) == 35);
     calltree_free(g);
+    /* format 10 (no tree flagged PTREE_FLAG_UNBLOCKED) opens as it is, only
+     * the marker rewritten: its windows read the same */
+    int64_t w0 = fx_block_total(f->s, "pt", l, 0, T0 - 86400, T0 + 86400, NULL);
+    CHECK(w0 > 0);
+    put_version(f, "10");
+    CHECK_EQ_INT(fx_reopen(f), 0);
+    v = rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_META], "format_version", 14, &n, &err);
+    CHECK(v != NULL && n == strlen(STORAGE_FORMAT_VERSION) &&
+          memcmp(v, STORAGE_FORMAT_VERSION, n) == 0);
+    free(v);
+    CHECK_EQ_INT(fx_block_total(f->s, "pt", l, 0, T0 - 86400, T0 + 86400, NULL), w0);
     labels_free(l);
     put_version(f, "3");
     storage_close(f->s);

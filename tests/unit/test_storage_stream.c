@@ -22,7 +22,10 @@
  * (a profile written from its own callback is in none of its windows);
  * scaled profile trees (a series stored as a factor of another) come off
  * residuals on both sides like plain ones, and one whose base compaction
- * dropped first (past profile retention) does not stop a stream. */
+ * dropped first (past profile retention) does not stop a stream; trees
+ * kept in no block (format 11), mixed with one in the block, past profile
+ * retention but not their 10 s window's (kept, read and streamed in the
+ * residual) or the other way round, leave source and receiver exact. */
 #include "test_storage_fixture.h"
 
 #define T0 1700000000LL
@@ -832,6 +835,96 @@ static void test_scaled_base_gone(void)
     fx_done(&e);
 }
 
+/* Format 11: trees of one 10 s window, two kept in no block (flagged) and
+ * one over max_profile_tree_bytes (in the block), and a window of one
+ * flagged tree alone (no block key), aged past one retention and not the
+ * other. The receiver fetches a named kept profile as the cluster does. */
+#define AGED_N 4
+static calltree_t *AGED[AGED_N];
+static const int64_t AGED_T[AGED_N] = {T0 - 300, T0 - 297, T0 - 295, T0 - 200};
+
+static int aged_window(void *ctx, const storage_stream_window_t *w)
+{
+    prx_t *x = ctx;
+    for (size_t i = 0; i < w->nkept; i++) {
+        int id = w->kept[i].profile_id[15] - 20;
+        CHECK(id >= 0 && id < AGED_N);
+        if (id >= 0 && id < AGED_N && holds(x->to->s, w->token, w->series_id, &w->kept[i]) != 1)
+            CHECK_EQ_INT(fx_write(x->to->s, "st", x->pr->l[0], AGED[id], ST, 20 + (uint64_t)id,
+                                  AGED_T[id] * NS, NULL),
+                         0);
+    }
+    int stored = 0;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_stream_store(x->to->s, w, x->pr->l[0], ST, &stored, &em), 0);
+    x->windows += stored;
+    return 0;
+}
+
+/* window_first 0: profile retention (3600 s) passes first, the 10 s
+ * windows (1 day) live on: compaction keeps the flagged trees, reads of the
+ * window count them, and the stream hands them on in the residual (they
+ * are no longer named). window_first 1: the 10 s windows (600 s) expire
+ * first: they read as nothing while the trees stay listed; the coarser
+ * windows hold every tree. Both: the receiver ends with the source's
+ * windows, the source's with what was written. */
+static void test_unblocked_retention(int window_first)
+{
+    fixture_t a, b;
+    pair_t pr = {{fx_labels("aged", window_first ? "win" : "prof"), NULL}, {NULL, NULL}, 0};
+    const labels_t *l = pr.l[0];
+    if (fx_init(&a) != 0 || fx_init(&b) != 0) return;
+    for (fixture_t *f = &a; f != NULL; f = f == &a ? &b : NULL) {
+        f->opts.profile_retention_seconds = 3600;
+        f->opts.max_profile_tree_bytes = 64;
+        if (window_first) f->opts.retention_seconds[0] = 600;
+        f->now = T0;
+        CHECK_EQ_INT(fx_reopen(f), 0);
+    }
+    int64_t first = 0, all = 0;
+    for (int i = 0; i < AGED_N; i++) {
+        AGED[i] = i == 2 ? big_tree() : small_tree(7 + i);
+        CHECK_EQ_INT(fx_write(a.s, "st", l, AGED[i], ST, 20 + (uint64_t)i, AGED_T[i] * NS, NULL),
+                     0);
+        if (i < 3) first += calltree_root_total(AGED[i]);
+        all += calltree_root_total(AGED[i]);
+    }
+    storage_stats_t st;
+    storage_stats(a.s, &st);
+    CHECK_EQ_INT(st.oversize_ptrees, 1);
+    CHECK_EQ_INT(fx_block_total(a.s, "st", l, 0, T0 - 300, T0 - 290, NULL), first);
+    a.now = b.now = window_first ? T0 + 500 : T0 + 3500;
+    CHECK_EQ_INT(storage_compact(a.s), 0);
+    CHECK_EQ_INT(storage_compact(a.s), 0);
+    int64_t want0 = window_first ? 0 : all;
+    CHECK_EQ_INT(fx_block_total(a.s, "st", l, 0, FROM, UNTIL, NULL), want0);
+    CHECK_EQ_INT(fx_totals(a.s, "st", l, 0, FROM, UNTIL, NULL), want0);
+    CHECK_EQ_INT(fx_block_total(a.s, "st", l, 1, FROM, UNTIL, NULL), all);
+    calltree_t *one = calltree_new(0); /* listed and opened by profile retention only */
+    uint8_t pid[16];
+    fx_id(pid, 20);
+    uint64_t sid = labels_hash(l);
+    CHECK_EQ_INT(storage_read_profile(a.s, "st", sid >> 1, sid, AGED_T[0] * NS, pid, one),
+                 window_first ? 0 : ERR_NOT_FOUND);
+    calltree_free(one);
+    prx_t x = {.to = &b, .pr = &pr};
+    CHECK_EQ_INT(storage_stream_scan(a.s, 0, UINT64_MAX, NULL, 0, aged_window, &x), 0);
+    CHECK(x.windows > 0);
+    for (int res = 0; res < STORAGE_RESOLUTION_COUNT; res++) {
+        CHECK_EQ_INT(fx_block_total(b.s, "st", l, res, FROM, UNTIL, NULL),
+                     fx_block_total(a.s, "st", l, res, FROM, UNTIL, NULL));
+        CHECK_EQ_INT(fx_totals(b.s, "st", l, res, FROM, UNTIL, NULL),
+                     fx_totals(a.s, "st", l, res, FROM, UNTIL, NULL));
+    }
+    for (int res = window_first; res < STORAGE_RESOLUTION_COUNT; res++)
+        check_same_flame(&a, &b, l, res);
+    for (int i = 0; i < AGED_N; i++)
+        calltree_free(AGED[i]);
+    labels_free(pr.l[0]);
+    fx_done(&a);
+    fx_done(&b);
+}
+
 int main(void)
 {
     ST = symtab_new();
@@ -856,6 +949,8 @@ int main(void)
     test_scaled_trees(0);
     test_scaled_trees(1);
     test_scaled_base_gone();
+    test_unblocked_retention(0);
+    test_unblocked_retention(1);
     fx_done(&a);
     labels_free(l);
     for (int i = 1; i <= NPROF; i++)
