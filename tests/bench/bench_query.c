@@ -182,6 +182,7 @@ static int forest_figures(const qctx_t *q)
     query_spec_args(&spec, &a);
     a.forests = 1; /* as a coordinator asks a share */
     a.parents = 1; /* that reads forest encoding 3 */
+    a.symnos = 1;  /* and encodes every forest */
     rc = query_partial_run(q->st, "bench", &a, &lim, &part, &em);
     size_t n = part.ntabs, nodes = 0;
     const uint8_t **enc = calloc(n + 1, sizeof *enc);
