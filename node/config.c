@@ -209,7 +209,9 @@ static const opt_t options[] = {
      1024 * GiB,
      "Stack-node tables (the call-tree shapes blocks index; three quarters) and "
      "symbol names (one quarter) kept in memory; defaults to an eighth of memory-limit. A "
-     "service shard's table takes about 50 bytes per distinct stack prefix. The most recently "
+     "service shard's table takes about 50 bytes per distinct stack prefix, and once a "
+     "cluster share has rendered from it 4 more per prefix and 32 to 64 per distinct symbol "
+     "(its symbol index, built in memory). The most recently "
      "used table stays even when it alone is larger (a warning says so; "
      "flamedb_storage_node_table_loads_total counts the loads); a push to a table that is not "
      "cached reads only its last chunk and the index entries of the stacks it sends, once the "

@@ -193,7 +193,7 @@ int query_forest_merge(calltree_t *dst, const storage_merged_tab_t *f)
 size_t query_forest_bytes(const storage_merged_tab_t *f)
 {
     return f->n * (sizeof *f->sym + sizeof *f->self + sizeof *f->total +
-                   (2 + (f->parent != NULL)) * sizeof(uint32_t));
+                   (2 + (f->parent != NULL) + (f->symno != NULL)) * sizeof(uint32_t));
 }
 
 void query_forest_free(storage_merged_tab_t *f)
@@ -433,16 +433,57 @@ static int put_node(const storage_merged_tab_t *f, const uint32_t *map, size_t i
     return 0;
 }
 
-/* The dictionary index of sym, added (and its id to *syms) when new: a
- * lookup, inline, finds nearly every node's symbol. */
-static inline int dict_index(u64map_t *dict, uint64_t sym, uint64_t **syms, size_t *cap,
-                             uint32_t *idx)
+/* A forest's dictionary while it is encoded: its symbols in order of first
+ * use (syms), found again through the node table's symbol numbers when the
+ * forest carries them (slot[symno]: 1 + the symbol's index, 0 until met)
+ * or else through a hash map from the symbol. */
+typedef struct dict {
+    u64map_t map;   /* symbol -> index; without slot */
+    uint32_t *slot; /* per symbol number of the forest's table; NULL: map */
+    uint64_t *syms;
+    size_t len, cap;
+} dict_t;
+
+/* d zeroed; dict_free after it, whatever it returns. */
+static int dict_init(dict_t *d, const storage_merged_tab_t *f)
 {
-    if (u64map_get(dict, sym, idx)) return 0;
-    *idx = (uint32_t)dict->len;
-    if (GROW_FROM(*syms, *cap, dict->len + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
-    (*syms)[*idx] = sym;
-    return u64map_put(dict, sym, *idx);
+    if (f->symno == NULL) /* a forest repeats its symbols: sized small */
+        return u64map_init(&d->map, f->nodes / 8 + 16);
+    d->slot = calloc(f->nsyms ? f->nsyms : 1, sizeof *d->slot);
+    return d->slot != NULL ? 0 : ERR_NOMEM;
+}
+
+static void dict_free(dict_t *d)
+{
+    u64map_free(&d->map);
+    free(d->slot);
+    free(d->syms);
+}
+
+/* Adds sym as the dictionary's next index, *idx. */
+static int dict_add(dict_t *d, uint64_t sym, uint32_t *idx)
+{
+    *idx = (uint32_t)d->len;
+    if (GROW_FROM(d->syms, d->cap, d->len + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
+    d->syms[d->len++] = sym;
+    return d->slot != NULL ? 0 : u64map_put(&d->map, sym, *idx);
+}
+
+/* The dictionary index of node i's symbol, added when new: an array read
+ * or a lookup, inline, finds nearly every node's symbol. */
+static inline int dict_index(dict_t *d, const storage_merged_tab_t *f, size_t i, uint32_t *idx)
+{
+    if (d->slot != NULL) {
+        uint32_t *slot = &d->slot[f->symno[i]];
+        if (*slot != 0) {
+            *idx = *slot - 1;
+            return 0;
+        }
+        *slot = (uint32_t)d->len + 1;
+    } else if (u64map_get(&d->map, f->sym[i], idx)) {
+        return 0;
+    }
+    return dict_add(d, f->sym[i], idx);
 }
 
 /* One node's version 3 record: dictionary index, self, and (below the
@@ -509,16 +550,14 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *
     *ndict = 0;
     if (f->n == 0 || !f->nonneg || (version != QUERY_FOREST_V2 && version != QUERY_FOREST_V3))
         return ERR_INVALID_ARGUMENT;
-    u64map_t dict; /* symbol -> index; a forest repeats its symbols: sized small */
-    uint64_t *syms = NULL;
-    size_t cap = 0;
+    dict_t dict = {0};
     uint32_t *map = malloc(f->n * sizeof *map), *own = NULL;
     const uint32_t *parent = f->parent;
     if (version == QUERY_FOREST_V3 && parent == NULL) parent = own = parents_of(f);
-    int rc = map != NULL && (version == QUERY_FOREST_V2 || parent != NULL)
-                 ? u64map_init(&dict, f->nodes / 8 + 16)
-                 : ERR_NOMEM;
+    int rc = map != NULL && (version == QUERY_FOREST_V2 || parent != NULL) ? dict_init(&dict, f)
+                                                                           : ERR_NOMEM;
     if (rc != 0) {
+        dict_free(&dict);
         free(map);
         free(own);
         return rc;
@@ -530,20 +569,19 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *
     for (size_t i = 0; rc == 0 && i < f->n; i++) {
         if (map[i] == UINT32_MAX) continue; /* not a forest node */
         uint32_t idx;
-        rc = dict_index(&dict, f->sym[i], &syms, &cap, &idx);
+        rc = dict_index(&dict, f, i, &idx);
         if (rc == 0)
             rc = version == QUERY_FOREST_V3 ? put_node_v3(f, map, parent, i, idx, out)
                                             : put_node(f, map, i, idx, out);
     }
     if (rc == 0) out->data[out->len] = 0; /* as buf_append leaves it */
-    if (rc == 0) rc = put_dict(syms, dict.len, out);
+    if (rc == 0) rc = put_dict(dict.syms, dict.len, out);
     if (rc == 0) {
-        *dict_ids = syms; /* the caller's */
+        *dict_ids = dict.syms; /* the caller's */
         *ndict = dict.len;
-        syms = NULL;
+        dict.syms = NULL;
     }
-    u64map_free(&dict);
-    free(syms);
+    dict_free(&dict);
     free(map);
     free(own);
     return rc;

@@ -658,6 +658,10 @@ typedef struct query_partial_args {
     int parents;                 /* render with forests: the forests record each node's parent
                                     (storage_merged_tab_t.parent): a remote share that encodes
                                     them in QUERY_FOREST_V3 writes from them */
+    int symnos;                  /* render with forests: each forest node carries its node
+                                    table's symbol number (storage_merged_tab_t.symno): a share
+                                    that encodes them numbers each forest's dictionary through
+                                    an array instead of a hash lookup per node */
 } query_partial_args_t;
 
 /* Fills a from s (ranges left empty, timeline and kept set for JSON). Pointers into s. */

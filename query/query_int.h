@@ -83,10 +83,11 @@ size_t query_forest_bytes(const storage_merged_tab_t *f);
 void query_forest_free(storage_merged_tab_t *f);
 /* query_merge_series, but when every token's forest is nonneg and their
  * merge surely fits in dst, hands the forests out instead of building
- * anything (*tabs: caller owns, storage_merged_tabs_free; dst untouched);
- * otherwise *tabs is NULL and dst holds the merge. */
+ * anything (*tabs: caller owns, storage_merged_tabs_free; dst untouched;
+ * with what flags asks of storage_merger_tabs); otherwise *tabs is NULL and
+ * dst holds the merge. */
 int query_merge_series_forests(storage_t *st, const char *tenant, const query_series_t *ser,
-                               const query_plan_t *plan, int parents, calltree_t *dst,
+                               const query_plan_t *plan, unsigned flags, calltree_t *dst,
                                storage_merged_tab_t **tabs, size_t *ntabs, errmsg_t *em);
 /* query_merge_series into *kept instead of dst when the truncation can be
  * chosen before building (max_nodes >= 2, keep.c's conditions); otherwise

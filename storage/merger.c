@@ -303,7 +303,8 @@ int storage_merger_finish(storage_merger_t *m, calltree_t *dst, errmsg_t *em)
 typedef struct tabsrc {
     const uint32_t *parent;
     const uint64_t *sym;
-    const int64_t *val; /* count entries */
+    const uint32_t *symno; /* the table's symbol index, or NULL: not asked */
+    const int64_t *val;    /* count entries */
     size_t count;
 } tabsrc_t;
 
@@ -311,20 +312,22 @@ typedef struct tabsrc {
  * pass (children have larger ids than their parents, so an id's total is
  * final when the pass reaches it), which also links each id of non-zero
  * total in front of its parent's children, so they end up in ascending id
- * order, records its parent, and copies its symbol (the others' are never read). Clears v->nonneg
- * when a value is negative or a total overflows. */
+ * order, records its parent, and copies its symbol (the others' are never read) and, when
+ * asked, its symbol's number. Clears v->nonneg when a value is negative or a total
+ * overflows. */
 static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v)
 {
     int64_t *tot = v->total;
-    uint32_t *first = v->first_kid, *next = v->next_sib, *par = v->parent;
+    uint32_t *first = v->first_kid, *next = v->next_sib, *par = v->parent, *sno = v->symno;
     uint64_t neg = 0;
     for (size_t id = 0; id < src->count; id++) {
         tot[id] = src->val[id];
         neg |= (uint64_t)src->val[id];
         first[id] = STORAGE_NO_KID;
     }
-    v->sym[0] = SYM_ROOT; /* a table may not hold even its root yet */
-    uint64_t over = 0;    /* a total past INT64_MAX has its top bit set */
+    v->sym[0] = SYM_ROOT;                    /* a table may not hold even its root yet */
+    if (sno != NULL) sno[0] = src->symno[0]; /* asked of a table that holds it */
+    uint64_t over = 0;                       /* a total past INT64_MAX has its top bit set */
     size_t n = 1;
     for (size_t id = src->count; id-- > 1;) {
         int64_t t = tot[id];
@@ -335,6 +338,7 @@ static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v)
         tot[p] = (int64_t)((uint64_t)tot[p] + (uint64_t)t);
         over |= (uint64_t)tot[p];
         if (par != NULL) par[id] = p;
+        if (sno != NULL) sno[id] = src->symno[id];
         next[id] = first[p];
         first[p] = (uint32_t)id;
     }
@@ -345,7 +349,8 @@ static void forest_pass(const tabsrc_t *src, storage_merged_tab_t *v)
     v->nodes = n;
 }
 
-static int tab_alloc(storage_merged_tab_t *v, const int64_t *self, size_t n, int parents)
+static int tab_alloc(storage_merged_tab_t *v, const int64_t *self, size_t n, int parents,
+                     int symnos)
 {
     v->n = n;
     v->self = (int64_t *)self; /* the merger's vector: borrowed */
@@ -354,8 +359,11 @@ static int tab_alloc(storage_merged_tab_t *v, const int64_t *self, size_t n, int
     v->first_kid = malloc(n * sizeof *v->first_kid);
     v->next_sib = malloc(n * sizeof *v->next_sib);
     v->parent = parents ? malloc(n * sizeof *v->parent) : NULL;
-    return v->sym && v->total && v->first_kid && v->next_sib && (v->parent || !parents) ? 0
-                                                                                        : ERR_NOMEM;
+    v->symno = symnos ? malloc(n * sizeof *v->symno) : NULL;
+    return v->sym && v->total && v->first_kid && v->next_sib && (v->parent || !parents) &&
+                   (v->symno || !symnos)
+               ? 0
+               : ERR_NOMEM;
 }
 
 void storage_merged_tab_release(storage_merged_tab_t *v)
@@ -366,10 +374,11 @@ void storage_merged_tab_release(storage_merged_tab_t *v)
     free(v->first_kid);
     free(v->next_sib);
     free(v->parent);
+    free(v->symno);
     memset(v, 0, sizeof *v);
 }
 
-static int tab_one(storage_merger_t *m, acc_t *a, int parents, storage_merged_tab_t *v,
+static int tab_one(storage_merger_t *m, acc_t *a, unsigned flags, storage_merged_tab_t *v,
                    errmsg_t *em)
 {
     if (a->cap == 0) { /* no block added: the root alone, of value 0 */
@@ -383,14 +392,19 @@ static int tab_one(storage_merger_t *m, acc_t *a, int parents, storage_merged_ta
     size_t real = storage_nodetab_count(t), nval = a->used < real ? a->used : real;
     /* ids past the values have no value and no valued descendant (children
      * have larger ids): a short range over a big table passes few ids */
-    tabsrc_t src = {storage_nodetab_parents(t), storage_nodetab_syms(t), a->val,
+    tabsrc_t src = {storage_nodetab_parents(t), storage_nodetab_syms(t), NULL, a->val,
                     nval ? nval : 1 /* the root always is */};
+    int parents = (flags & STORAGE_TABS_PARENTS) != 0;
+    int symnos = (flags & STORAGE_TABS_SYMNOS) != 0 && real > 0;
+    uint32_t nsyms = 0;
+    if (symnos) rc = storage_nodetab_symnos(t, &src.symno, &nsyms);
     /* the forest (kept until the caller frees it) */
-    size_t bytes =
-        src.count * (sizeof *v->sym + sizeof *v->total + (2 + (parents != 0)) * sizeof(uint32_t));
-    rc = charge(m, bytes);
-    if (rc == 0) rc = tab_alloc(v, a->val, src.count, parents);
+    size_t bytes = src.count * (sizeof *v->sym + sizeof *v->total +
+                                (size_t)(2 + parents + symnos) * sizeof(uint32_t));
+    if (rc == 0) rc = charge(m, bytes);
+    if (rc == 0) rc = tab_alloc(v, a->val, src.count, parents, symnos);
     if (rc == 0) forest_pass(&src, v);
+    if (rc == 0) v->nsyms = nsyms;
     /* with a negative value (a delta profile) or an overflow a parent's
      * total can be 0 while a child's is not: no forest then (its callers
      * build the whole tree when a token is not nonneg) */
@@ -402,14 +416,14 @@ static int tab_one(storage_merger_t *m, acc_t *a, int parents, storage_merged_ta
     return rc;
 }
 
-int storage_merger_tabs(storage_merger_t *m, int parents, storage_merged_tab_t **tabs, size_t *n,
+int storage_merger_tabs(storage_merger_t *m, unsigned flags, storage_merged_tab_t **tabs, size_t *n,
                         errmsg_t *em)
 {
     *tabs = calloc(m->n ? m->n : 1, sizeof **tabs);
     *n = 0;
     if (*tabs == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < m->n; i++) {
-        int rc = tab_one(m, &m->accs[i], parents, &(*tabs)[i], em);
+        int rc = tab_one(m, &m->accs[i], flags, &(*tabs)[i], em);
         *n = i + 1;
         if (rc != 0) {
             storage_merged_tabs_free(*tabs, *n);

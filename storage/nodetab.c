@@ -33,6 +33,14 @@
  * self-contained (and indexes every node when it is large), in that write's
  * batch.
  *
+ * A whole table read for a query also numbers its symbols densely (its
+ * symbol index, storage_nodetab_symnos): each id's symbol as 0..nsyms-1 in
+ * order of first use, built in memory on the first ask after a load and
+ * extended to the ids added since at every later ask, so a forest's encoder
+ * numbers its dictionary through an array instead of a hash lookup per
+ * node. Nothing of it is stored: the chunks stay as they are. It counts in
+ * the cache's bytes with its table.
+ *
  * Tables are cached in memory (bounded by node_cache_bytes, least recently
  * used first out). A writer holds a table's lock from the first new id until
  * its WriteBatch (which carries the new chunks and index entries) committed,
@@ -94,6 +102,12 @@ struct nodetab {
     size_t cached_bytes;   /* what the cache accounts for it */
     list_node_t lru;       /* in the cache's LRU list, most recent first */
     struct nodetab *hnext; /* hash chain */
+    /* The symbol index of a whole table (storage_nodetab_symnos): ids below
+     * numbered have their symbol's number in symno; symnums maps each
+     * symbol numbered to its number (symnums.len symbols). */
+    uint32_t *symno;
+    uint32_t numbered, symno_cap;
+    u64map_t symnums;
 };
 
 /* One chunk value decoded (storage_nodetab_stage's inverse). */
@@ -113,7 +127,8 @@ typedef struct olddict {
 
 static size_t tab_bytes(const nodetab_t *t)
 {
-    return sizeof *t + t->cap * (sizeof *t->parent + sizeof *t->sym) + edgemap_bytes(&t->edges);
+    return sizeof *t + t->cap * (sizeof *t->parent + sizeof *t->sym) + edgemap_bytes(&t->edges) +
+           t->symno_cap * sizeof *t->symno + u64map_bytes(&t->symnums);
 }
 
 static int edge_reserve(nodetab_t *t)
@@ -158,6 +173,17 @@ static void tab_clear(nodetab_t *t)
     t->count = t->committed = t->base = 0;
     t->old = t->unindexed = t->staged = t->staged_indexed = 0;
     edgemap_clear(&t->edges);
+    t->numbered = 0;
+    u64map_clear(&t->symnums);
+}
+
+/* Gives the symbol index's memory back (it is built again when asked). */
+static void symnos_free(nodetab_t *t)
+{
+    free(t->symno);
+    t->symno = NULL;
+    t->numbered = t->symno_cap = 0;
+    u64map_free(&t->symnums);
 }
 
 /* tab_clear, and gives the memory back. */
@@ -170,6 +196,7 @@ static void tab_shed(nodetab_t *t)
     t->sym = NULL;
     t->cap = 0;
     edgemap_free(&t->edges);
+    symnos_free(t);
 }
 
 static void tab_free(nodetab_t *t)
@@ -179,6 +206,7 @@ static void tab_free(nodetab_t *t)
     free(t->parent);
     free(t->sym);
     edgemap_free(&t->edges);
+    symnos_free(t);
     free(t);
 }
 
@@ -793,6 +821,26 @@ const uint64_t *storage_nodetab_syms(const nodetab_t *t)
 {
     ASSERT_ALWAYS(t->base == 0);
     return t->sym;
+}
+
+int storage_nodetab_symnos(nodetab_t *t, const uint32_t **symno, uint32_t *nsyms)
+{
+    ASSERT_ALWAYS(t->base == 0); /* whole: every id's symbol is in memory */
+    if (t->numbered < t->count) {
+        size_t cap = t->symno_cap;
+        if (GROW_FROM(t->symno, cap, t->count, UINT32_MAX, 256) != 0) return ERR_NOMEM;
+        t->symno_cap = (uint32_t)cap;
+        /* the map grows with the distinct symbols (far fewer than ids);
+         * ids numbered stay so when it fails midway */
+        for (; t->numbered < t->count; t->numbered++) {
+            uint32_t id = t->numbered, next = (uint32_t)t->symnums.len;
+            if (u64map_get_or_put(&t->symnums, t->sym[id], next, &t->symno[id]) < 0)
+                return ERR_NOMEM;
+        }
+    }
+    *symno = t->symno;
+    *nsyms = (uint32_t)t->symnums.len;
+    return 0;
 }
 
 uint64_t storage_nodetab_token(const nodetab_t *t)

@@ -255,19 +255,30 @@ typedef struct storage_merged_tab {
     uint32_t *next_sib;    /* per forest node but the root: the next child of its parent */
     uint32_t *parent;      /* per forest node but the root: its parent (a forest node); NULL
                               unless asked for (storage_merger_tabs) */
+    uint32_t *symno;       /* per forest node: its symbol's number in the token's node table
+                              (below nsyms; nodes of one symbol share it), so a pass over the
+                              nodes can number their symbols through an array; NULL unless
+                              asked for (storage_merger_tabs) */
+    size_t nsyms;          /* with symno: the table's distinct symbols */
     int owns_self;         /* 1: self is the tab's own, freed with it; 0: a merger's (borrowed) */
     int nonneg;            /* 1: every value >= 0 and no total exceeds INT64_MAX; then the forest's
                               nodes are exactly those storage_merger_finish creates for this token; 0: no
                               forest (n 0, arrays NULL): build the whole tree instead */
 } storage_merged_tab_t;
 
+/* What storage_merger_tabs adds to each forest: each node's parent, and
+ * each node's symbol number (the node table's symbol index, built in memory
+ * when first asked of a loaded table; nothing stored). */
+#define STORAGE_TABS_PARENTS 1u
+#define STORAGE_TABS_SYMNOS 2u
 /* The tokens' forests of everything added so far; *tabs (caller owns, free
- * with storage_merged_tabs_free) has *n entries, with parent arrays when
- * parents is 1 (a share that ships them). Their self arrays are the
- * merger's own vectors, valid until the next storage_merger_add or
+ * with storage_merged_tabs_free) has *n entries, with parent arrays with
+ * STORAGE_TABS_PARENTS in flags and symbol numbers with STORAGE_TABS_SYMNOS
+ * (what a share that ships them asks). Their self arrays are the merger's
+ * own vectors, valid until the next storage_merger_add or
  * storage_merger_free. m stays usable: a caller may still
  * storage_merger_finish into a tree. */
-int storage_merger_tabs(storage_merger_t *m, int parents, storage_merged_tab_t **tabs, size_t *n,
+int storage_merger_tabs(storage_merger_t *m, unsigned flags, storage_merged_tab_t **tabs, size_t *n,
                         errmsg_t *em);
 void storage_merged_tabs_free(storage_merged_tab_t *tabs, size_t n);
 /* Frees one tab's arrays (its self too when it owns it) and empties it. */

@@ -680,6 +680,14 @@ uint64_t storage_nodetab_sym(const nodetab_t *t, uint32_t id);
  * over every id; valid while t is held. */
 const uint32_t *storage_nodetab_parents(const nodetab_t *t);
 const uint64_t *storage_nodetab_syms(const nodetab_t *t);
+/* The symbol index of a whole table: *symno (count entries) gives each id's
+ * symbol as a dense number below *nsyms (0.. in order of first use; ids of
+ * one symbol share its number), so a pass over ids can number symbols
+ * through an array. Built in memory on the first call (nothing stored) and
+ * extended to the ids added since at each later one; a table reloaded
+ * (after a failed batch or once shed) numbers afresh. Valid while t is held.
+ * Table lock held; ERR_NOMEM. */
+int storage_nodetab_symnos(nodetab_t *t, const uint32_t **symno, uint32_t *nsyms);
 uint64_t storage_nodetab_token(const nodetab_t *t);
 
 /* --- symbol name cache (symcache.c) ---------------------------------------- */

@@ -397,7 +397,8 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
     j->args.names_later = j->args.forests; /* loaded from the forests' dictionaries */
     j->forest_version = q->forest_version >= QUERY_FOREST_V3 ? QUERY_FOREST_V3 : QUERY_FOREST_V2;
     j->args.parents = j->args.forests && j->forest_version == QUERY_FOREST_V3;
-    j->args.limit = q->limit; /* profiles: the partial refuses 0 or past its maximum */
+    j->args.symnos = j->args.forests; /* every forest is encoded */
+    j->args.limit = q->limit;         /* profiles: the partial refuses 0 or past its maximum */
     j->selector = strdup(q->selector);
     j->label = strdup(q->label_name);
     j->ranges = calloc(q->n_ranges ? q->n_ranges : 1, sizeof *j->ranges);

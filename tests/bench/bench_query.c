@@ -163,6 +163,56 @@ static size_t count_over(const storage_merged_tab_t *tabs, size_t n, int64_t cut
     return over;
 }
 
+/* A share's part of a render as a coordinator that truncates asks it:
+ * its forests made (query_partial_run) and every one encoded; CPU of the
+ * calling thread, or < 0 on error. symnos 0: the forests carry no symbol
+ * numbers, so the encoder looks each node's symbol up in a hash map. */
+static double share_once(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim,
+                         int symnos, buf_t *b)
+{
+    query_partial_args_t a;
+    query_spec_args(spec, &a);
+    a.forests = a.parents = 1;
+    a.symnos = symnos;
+    query_partial_t part = {0};
+    errmsg_t em = {{0}};
+    buf_reset(b);
+    double t0 = clock_thread();
+    int rc = query_partial_run(q->st, "bench", &a, lim, &part, &em);
+    for (size_t i = 0; rc == 0 && i < part.ntabs; i++)
+        rc = query_forest_encode(&part.tabs[i], b);
+    double t = clock_thread() - t0;
+    query_partial_free(&part);
+    return rc == 0 ? t : -1;
+}
+
+/* share_once with and without symbol numbers, alternated, FOREST_ROUNDS
+ * each: their medians printed. */
+static int share_figures(const qctx_t *q, const query_spec_t *spec, const query_limits_t *lim)
+{
+    double t[2][FOREST_ROUNDS];
+    size_t len[2] = {0, 0};
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    int rc = share_once(q, spec, lim, 1, &b) < 0; /* tables loaded, indexes built */
+    for (int r = 0; rc == 0 && r < FOREST_ROUNDS; r++)
+        for (int k = 0; rc == 0 && k < 2; k++) {
+            int symnos = (r + k) % 2; /* which goes first alternates */
+            t[symnos][r] = share_once(q, spec, lim, symnos, &b);
+            len[symnos] = b.len;
+            rc = t[symnos][r] < 0;
+        }
+    buf_free(&b);
+    if (rc != 0) return 1;
+    qsort(t[0], FOREST_ROUNDS, sizeof t[0][0], cmp_double);
+    qsort(t[1], FOREST_ROUNDS, sizeof t[1][0], cmp_double);
+    printf("query_forests_share_ms: %.3f with symbol numbers, %.3f with hash lookups (forests "
+           "made and encoded, CPU of the thread, medians of %d alternated; %zu / %zu bytes)\n",
+           t[1][FOREST_ROUNDS / 2] * 1e3, t[0][FOREST_ROUNDS / 2] * 1e3, FOREST_ROUNDS, len[1],
+           len[0]);
+    return len[0] == len[1] ? 0 : 1;
+}
+
 /* The selector's token forests as a share ships them to a coordinator that
  * truncates (query_partial_run with forests, query_forest_encode per token)
  * and as the coordinator reads them (query_gather_add_trees): the CPU of the
@@ -182,6 +232,7 @@ static int forest_figures(const qctx_t *q)
     query_spec_args(&spec, &a);
     a.forests = 1; /* as a coordinator asks a share */
     a.parents = 1; /* that reads forest encoding 3 */
+    a.symnos = 1;  /* and encodes every forest */
     rc = query_partial_run(q->st, "bench", &a, &lim, &part, &em);
     size_t n = part.ntabs, nodes = 0;
     const uint8_t **enc = calloc(n + 1, sizeof *enc);
@@ -236,6 +287,7 @@ static int forest_figures(const qctx_t *q)
                te[FOREST_ROUNDS / 2] * 1e3, te[0] * 1e3, FOREST_ROUNDS);
         printf("query_forests_decode_ms: %.3f (min %.3f, query_gather_add_trees)\n",
                td[FOREST_ROUNDS / 2] * 1e3, td[0] * 1e3);
+        if (share_figures(q, &spec, &lim) != 0) rc = ERR_INTERNAL;
     } else {
         fprintf(stderr, "forests: %s\n", errmsg_text(&em, rc));
     }

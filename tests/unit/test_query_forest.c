@@ -582,6 +582,62 @@ static void test_decode_root_symbol(void)
     calltree_free(t);
 }
 
+/* A forest that carries its table's symbol numbers (storage_merged_tab_t
+ * symno, as a share's forests do) encodes to the same bytes and dictionary
+ * as without them, in both versions: the numbers (here a random
+ * numbering of the symbols, with numbers no node uses) only find a
+ * symbol's dictionary index, whose order stays that of first use. */
+static void test_symnos_same_bytes(void)
+{
+    for (int round = 0; round < 100; round++) {
+        calltree_t *t = gen_tree(check_rng() % 80, 3, 0);
+        storage_merged_tab_t f;
+        CHECK_EQ_INT(query_forest_of_tree(t, &f), 0);
+        uint32_t no_of[NSYMS + 1]; /* sym_ids[k]'s number; [NSYMS]: the root's */
+        size_t nsyms = NSYMS + 1 + check_rng() % 5;
+        for (size_t k = 0; k <= NSYMS; k++) { /* distinct numbers below nsyms */
+            int dup;
+            do {
+                no_of[k] = (uint32_t)(check_rng() % nsyms);
+                dup = 0;
+                for (size_t j = 0; j < k; j++)
+                    dup |= no_of[j] == no_of[k];
+            } while (dup);
+        }
+        uint32_t *symno = malloc(f.n * sizeof *symno);
+        for (size_t i = 0; i < f.n; i++) {
+            size_t k = NSYMS;
+            for (size_t j = 0; j < NSYMS; j++)
+                if (f.sym[i] == sym_ids[j]) k = j;
+            CHECK(k < NSYMS || f.sym[i] == SYM_ROOT);
+            symno[i] = no_of[k];
+        }
+        for (int version = QUERY_FOREST_V2; version <= QUERY_FOREST_V3; version++) {
+            buf_t a, b;
+            buf_init(&a, BUF_UNLIMITED);
+            buf_init(&b, BUF_UNLIMITED);
+            uint64_t *da, *db;
+            size_t na, nb;
+            f.symno = NULL;
+            CHECK_EQ_INT(query_forest_encode_dict(&f, version, &a, &da, &na), 0);
+            f.symno = symno;
+            f.nsyms = nsyms;
+            CHECK_EQ_INT(query_forest_encode_dict(&f, version, &b, &db, &nb), 0);
+            CHECK(same_bytes(&a, &b));
+            CHECK_EQ_INT(nb, na);
+            CHECK(nb == na && memcmp(da, db, na * sizeof *da) == 0);
+            free(da);
+            free(db);
+            buf_free(&a);
+            buf_free(&b);
+        }
+        f.symno = NULL;
+        free(symno);
+        query_forest_free(&f);
+        calltree_free(t);
+    }
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -597,6 +653,7 @@ int main(int argc, char **argv)
     test_decode_totals();
     test_decode_v3();
     test_decode_root_symbol();
+    test_symnos_same_bytes();
     symtab_free(syms);
     return check_exit();
 }
