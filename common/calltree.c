@@ -1301,11 +1301,14 @@ const int64_t *calltree_selves(const calltree_t *t)
     return t->self;
 }
 
-const int64_t *calltree_selves_scaled(const calltree_t *t, int64_t *scale)
+int calltree_selves_scaled(const calltree_t *t, const int64_t **self, int64_t *scale)
 {
-    if (readable_values(t) != ERR_OK) return NULL;
+    *self = NULL;
+    *scale = 1;
+    if (readable_values(t) != ERR_OK) return ERR_NOMEM;
     *scale = t->base != NULL ? t->scale : 1;
-    return t->base != NULL ? t->base->self : t->self;
+    *self = t->base != NULL ? t->base->self : t->self;
+    return ERR_OK;
 }
 
 const int64_t *calltree_totals(const calltree_t *t)

@@ -261,12 +261,14 @@ size_t calltree_sym_count(const calltree_t *t);
  * calltree_next_sibling then scan the nodes). */
 const calltree_links_t *calltree_links(const calltree_t *t);
 const int64_t *calltree_selves(const calltree_t *t);
-/* The array node i's self value is read from and its factor: the tree's
- * own values and 1, or a scaled tree's (calltree_adopt_scaled) base's
- * values and its scale. Node i's value is array[i] * *scale (wrapping):
- * for passes over a tree's values that make no array of them. Borrowed,
- * valid until either tree next changes. */
-const int64_t *calltree_selves_scaled(const calltree_t *t, int64_t *scale);
+/* The array node i's self value is read from (*self) and its factor: the
+ * tree's own values and 1, or a scaled tree's (calltree_adopt_scaled)
+ * base's values and its scale. Node i's value is (*self)[i] * *scale
+ * (wrapping): for passes over a tree's values that make no array of them.
+ * Borrowed, valid until either tree next changes. A valueless tree
+ * (calltree_new_valueless) is given its zeros first: ERR_NOMEM (*self
+ * NULL, the tree unchanged) when they cannot be allocated. */
+int calltree_selves_scaled(const calltree_t *t, const int64_t **self, int64_t *scale);
 const int64_t *calltree_totals(const calltree_t *t);
 
 /* Total of the root: the exact sum of every value added. O(1). */

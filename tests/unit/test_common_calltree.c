@@ -569,7 +569,8 @@ static void test_scaled_tree(void)
     }
     CHECK(tree_consistent(s));
     int64_t k;
-    const int64_t *base = calltree_selves_scaled(s, &k);
+    const int64_t *base;
+    CHECK_EQ_INT(calltree_selves_scaled(s, &base, &k), ERR_OK);
     CHECK_EQ_INT(k, 3);
     CHECK(base == calltree_selves(a));
     CHECK(same_encoding(s, want));
@@ -579,7 +580,7 @@ static void test_scaled_tree(void)
     CHECK(same_encoding(m, want));
     /* merged into: values of its own, then the sum */
     CHECK_EQ_INT(calltree_merge(s, a), ERR_OK);
-    base = calltree_selves_scaled(s, &k);
+    CHECK_EQ_INT(calltree_selves_scaled(s, &base, &k), ERR_OK);
     CHECK_EQ_INT(k, 1);
     CHECK(base != calltree_selves(a));
     calltree_t *want4 = scaled_copy(a, 4);
