@@ -237,6 +237,14 @@ size_t symtab_mem_bytes(const symtab_t *s)
            s->fcap * sizeof *s->files + s->nfslots * sizeof *s->fslots + s->strings.total;
 }
 
+int symtab_index(const symtab_t *s, uint64_t id, uint32_t *index)
+{
+    int64_t at = find(s, id);
+    if (at < 0) return 0;
+    *index = (uint32_t)at;
+    return 1;
+}
+
 uint64_t symtab_id_at(const symtab_t *s, size_t i)
 {
     return i < s->count ? s->entries[i].id : 0;

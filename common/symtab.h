@@ -40,5 +40,9 @@ size_t symtab_count(const symtab_t *s);
 size_t symtab_mem_bytes(const symtab_t *s);
 /* Iteration in insertion order: i < symtab_count(). */
 uint64_t symtab_id_at(const symtab_t *s, size_t i);
+/* Returns 1 and id's place in that order in *index (symtab_id_at(s,
+ * *index) is id) when id is in the table, else 0: a dense number per
+ * symbol, which ingest's trees name their symbols by while they grow. */
+int symtab_index(const symtab_t *s, uint64_t id, uint32_t *index);
 
 #endif
