@@ -297,10 +297,11 @@ static int function_sym(conv_t *c, size_t fi, uint32_t *si)
     size_t before = symtab_mem_bytes(c->ctx->symtab);
     if ((rc = string_file(c, f.filename, file, fnl, &file_index)) < 0) return rc;
     uint64_t sym = hash_symbol(name, nn, file, fnl);
-    if (symtab_put_file(c->ctx->symtab, sym, name, nn, file_index) < 0)
+    uint32_t at;
+    if (symtab_put_file(c->ctx->symtab, sym, name, nn, file_index, &at) < 0)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     if ((rc = charge_symtab(c, before)) < 0) return rc;
-    *si = c->fn_sym[fi] = ingest_series_sym(c->ctx->symtab, sym);
+    *si = c->fn_sym[fi] = at + 1; /* its push index (ingest_series_sym) */
     return 0;
 }
 
