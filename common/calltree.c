@@ -67,6 +67,9 @@ typedef struct ct_shape {
     size_t nsyms, scap;
     uint32_t *sslots;
     size_t nsslots;
+    /* The nodes name their symbols by the caller's index
+     * (calltree_new_unnamed) and syms is empty, until calltree_name_syms. */
+    bool unnamed;
     /* Each node's first child and next sibling (lcap entries), or NULL:
      * built from the parents when first read (links_of), kept up to date
      * by append_node while they have room, dropped past it. */
@@ -333,16 +336,16 @@ static ct_shape_t *shape_copy(const ct_shape_t *src)
     sh->nodes = malloc(src->cap * sizeof *sh->nodes);
     size_t words = src->nslots * slot_words(src);
     sh->slots = words ? malloc(words * sizeof *sh->slots) : NULL;
-    sh->syms = malloc(src->scap * sizeof *sh->syms);
+    sh->syms = src->scap ? malloc(src->scap * sizeof *sh->syms) : NULL;
     sh->sslots = src->nsslots ? malloc(src->nsslots * sizeof *sh->sslots) : NULL;
-    if (sh->nodes == NULL || (words && sh->slots == NULL) || sh->syms == NULL ||
+    if (sh->nodes == NULL || (words && sh->slots == NULL) || (src->scap && sh->syms == NULL) ||
         (src->nsslots && sh->sslots == NULL)) {
         shape_free(sh);
         return NULL;
     }
     memcpy(sh->nodes, src->nodes, src->count * sizeof *sh->nodes);
     if (words) memcpy(sh->slots, src->slots, words * sizeof *sh->slots);
-    memcpy(sh->syms, src->syms, src->nsyms * sizeof *sh->syms);
+    if (src->nsyms) memcpy(sh->syms, src->syms, src->nsyms * sizeof *sh->syms);
     if (src->nsslots) memcpy(sh->sslots, src->sslots, src->nsslots * sizeof *sh->sslots);
     sh->nsyms = src->nsyms;
     sh->scap = src->scap;
@@ -351,6 +354,7 @@ static ct_shape_t *shape_copy(const ct_shape_t *src)
     sh->cap = src->cap;
     sh->nslots = src->nslots;
     sh->narrow = src->narrow;
+    sh->unnamed = src->unnamed;
     return sh;
 }
 
@@ -608,6 +612,20 @@ calltree_t *calltree_new_valueless(size_t max_nodes)
     return t;
 }
 
+calltree_t *calltree_new_unnamed(size_t max_nodes)
+{
+    calltree_t *t = calltree_new_valueless(max_nodes);
+    if (t == NULL) return NULL;
+    ct_shape_t *sh = t->sh;
+    free(sh->syms); /* the caller's list names them */
+    free(sh->sslots);
+    sh->syms = NULL;
+    sh->sslots = NULL;
+    sh->nsyms = sh->scap = sh->nsslots = 0;
+    sh->unnamed = true;
+    return t;
+}
+
 void calltree_free(calltree_t *t)
 {
     if (t == NULL) return;
@@ -623,7 +641,7 @@ int calltree_clear(calltree_t *t)
         if (t->sh->nslots)
             memset(t->sh->slots, 0, t->sh->nslots * slot_words(t->sh) * sizeof *t->sh->slots);
         t->sh->count = 1;
-        t->sh->nsyms = 1; /* the root's */
+        t->sh->nsyms = t->sh->unnamed ? 0 : 1; /* the root's */
         if (t->sh->nsslots) {
             memset(t->sh->sslots, 0, t->sh->nsslots * sizeof *t->sh->sslots);
             t->sh->sslots[sym_probe(t->sh, SYM_ROOT)] = 1;
@@ -730,9 +748,52 @@ static int new_symbol_child(calltree_t *t, uint32_t parent, uint64_t sym, size_t
     return child_at(t, parent, si, child);
 }
 
+int calltree_child_index(calltree_t *t, uint32_t parent, uint32_t si, uint32_t *child)
+{
+    ASSERT_ALWAYS(t->sh->unnamed && si != 0 && si != CALLTREE_NONE && t->sh->nslots != 0);
+    return child_at(t, parent, si, child);
+}
+
+/* The symbols of an unnamed shape's nodes, numbered by first use (what
+ * calltree_child_hint would have given them). mark: zeros at every index
+ * the nodes name, given back so. */
+int calltree_name_syms(calltree_t *t, uint64_t (*sym_of)(const void *ctx, uint32_t si),
+                       const void *ctx, uint32_t *mark)
+{
+    ct_shape_t *sh = t->sh;
+    ASSERT_ALWAYS(sh->unnamed && __atomic_load_n(&sh->refs, __ATOMIC_ACQUIRE) == 1);
+    size_t n = 1; /* the root's */
+    for (size_t i = 1; i < sh->count; i++)
+        if (mark[sh->nodes[i].sym_index] == 0) mark[sh->nodes[i].sym_index] = (uint32_t)n++;
+    uint64_t *syms = malloc(n * sizeof *syms);
+    if (syms == NULL) {
+        for (size_t i = 1; i < sh->count; i++)
+            mark[sh->nodes[i].sym_index] = 0;
+        return ERR_NOMEM;
+    }
+    syms[0] = SYM_ROOT;
+    for (size_t i = 1; i < sh->count; i++) { /* the caller's index, for now */
+        uint32_t si = sh->nodes[i].sym_index, local = mark[si];
+        syms[local] = si;
+        sh->nodes[i].sym_index = local;
+    }
+    for (size_t k = 1; k < n; k++) {
+        mark[syms[k]] = 0;
+        syms[k] = sym_of(ctx, (uint32_t)syms[k]);
+    }
+    sh->syms = syms;
+    sh->nsyms = sh->scap = n;
+    sh->unnamed = false;
+    free(sh->slots); /* hashed by the caller's indices: rebuilt if a node is added */
+    sh->slots = NULL;
+    sh->nslots = 0;
+    return ERR_OK;
+}
+
 int calltree_child_hint(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *hint,
                         uint32_t *child)
 {
+    ASSERT_ALWAYS(!t->sh->unnamed);
     if (t->sh->nslots == 0) { /* dropped by calltree_shrink */
         int rc = own_shape(t);
         if (rc == ERR_OK) rc = shape_reserve(t->sh, t->sh->count + 1);
@@ -1301,11 +1362,14 @@ const int64_t *calltree_selves(const calltree_t *t)
     return t->self;
 }
 
-const int64_t *calltree_selves_scaled(const calltree_t *t, int64_t *scale)
+int calltree_selves_scaled(const calltree_t *t, const int64_t **self, int64_t *scale)
 {
-    if (readable_values(t) != ERR_OK) return NULL;
+    *self = NULL;
+    *scale = 1;
+    if (readable_values(t) != ERR_OK) return ERR_NOMEM;
     *scale = t->base != NULL ? t->scale : 1;
-    return t->base != NULL ? t->base->self : t->self;
+    *self = t->base != NULL ? t->base->self : t->self;
+    return ERR_OK;
 }
 
 const int64_t *calltree_totals(const calltree_t *t)

@@ -25,7 +25,8 @@
  * Memory: a tree holds per node its shape (8 bytes, calltree_node_t: its
  * symbol's tree-local index and its parent), per distinct symbol its id (8
  * bytes) and, while it may still grow, a 4-byte slot of the table that
- * finds the index (at most two thirds full), its self value (8 bytes; none in a scaled tree,
+ * finds the index (at most two thirds full; neither while it is unnamed:
+ * calltree_new_unnamed), its self value (8 bytes; none in a scaled tree,
  * whose values are another tree's times a factor: calltree_adopt_scaled,
  * nor in a valueless one while it grows: calltree_new_valueless)
  * and, while it may still
@@ -75,6 +76,16 @@ calltree_t *calltree_new_small(size_t max_nodes);
  * when they cannot). calltree_add_self, which cannot fail, must not be
  * called on it before one of those. */
 calltree_t *calltree_new_valueless(size_t max_nodes);
+/* calltree_new_valueless, for a tree whose nodes name their symbols by
+ * the caller's index while it grows (calltree_child_index): a push's
+ * trees share one list of the push's symbols, so none holds its own list
+ * and table of them (8 bytes and a 4-byte slot a symbol a tree) and the
+ * caller keeps a 4-byte index per frame, not a 64-bit symbol. Until
+ * calltree_name_syms only calltree_child_index, calltree_node_count,
+ * calltree_nodes (sym_index is then the caller's index),
+ * calltree_mem_bytes, calltree_shrink, calltree_add_selves and the value
+ * reads may be called. */
+calltree_t *calltree_new_unnamed(size_t max_nodes);
 void calltree_free(calltree_t *t);
 /* Makes room for nodes more nodes, so building a tree of known size does not
  * rehash and copy as it grows. */
@@ -105,6 +116,20 @@ int calltree_child(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *child
  * *hint set to its index. */
 int calltree_child_hint(calltree_t *t, uint32_t parent, uint64_t sym, uint32_t *hint,
                         uint32_t *child);
+/* calltree_child for an unnamed tree (calltree_new_unnamed): si is the
+ * caller's index of the symbol, from 1 (0 is the root's) to below
+ * CALLTREE_NONE. */
+int calltree_child_index(calltree_t *t, uint32_t parent, uint32_t si, uint32_t *child);
+/* Names an unnamed tree's symbols: sym_of(ctx, si) is the symbol of the
+ * caller's index si. The tree then holds its own list of them in the
+ * order it first named them (calltree_syms, as calltree_child would have
+ * made it: the encoding is the same) and is an ordinary tree; its edge
+ * table is dropped (rebuilt if a node is added). mark has an entry per
+ * index the nodes name, every one zero, and is given back so. Its shape
+ * must not be shared. ERR_NOMEM (the tree unchanged) when the list (8
+ * bytes a symbol it names) cannot be allocated. */
+int calltree_name_syms(calltree_t *t, uint64_t (*sym_of)(const void *ctx, uint32_t si),
+                       const void *ctx, uint32_t *mark);
 /* Hints the CPU to fetch the hash slot calltree_child(t, parent, sym) will
  * probe: callers mapping many nodes issue it a few nodes ahead. */
 void calltree_prefetch(const calltree_t *t, uint32_t parent, uint64_t sym);
@@ -261,12 +286,14 @@ size_t calltree_sym_count(const calltree_t *t);
  * calltree_next_sibling then scan the nodes). */
 const calltree_links_t *calltree_links(const calltree_t *t);
 const int64_t *calltree_selves(const calltree_t *t);
-/* The array node i's self value is read from and its factor: the tree's
- * own values and 1, or a scaled tree's (calltree_adopt_scaled) base's
- * values and its scale. Node i's value is array[i] * *scale (wrapping):
- * for passes over a tree's values that make no array of them. Borrowed,
- * valid until either tree next changes. */
-const int64_t *calltree_selves_scaled(const calltree_t *t, int64_t *scale);
+/* The array node i's self value is read from (*self) and its factor: the
+ * tree's own values and 1, or a scaled tree's (calltree_adopt_scaled)
+ * base's values and its scale. Node i's value is (*self)[i] * *scale
+ * (wrapping): for passes over a tree's values that make no array of them.
+ * Borrowed, valid until either tree next changes. A valueless tree
+ * (calltree_new_valueless) is given its zeros first: ERR_NOMEM (*self
+ * NULL, the tree unchanged) when they cannot be allocated. */
+int calltree_selves_scaled(const calltree_t *t, const int64_t **self, int64_t *scale);
 const int64_t *calltree_totals(const calltree_t *t);
 
 /* Total of the root: the exact sum of every value added. O(1). */

@@ -155,9 +155,13 @@ void symtab_free(symtab_t *s)
 }
 
 int symtab_put_file(symtab_t *s, uint64_t id, const char *name, size_t name_len,
-                    uint32_t file_index)
+                    uint32_t file_index, uint32_t *index)
 {
-    if (find(s, id) >= 0) return ERR_OK; /* content-addressed: same id, same content */
+    int64_t at = find(s, id);
+    if (at >= 0) { /* content-addressed: same id, same content */
+        if (index != NULL) *index = (uint32_t)at;
+        return ERR_OK;
+    }
     if (file_index >= (s->nfiles ? s->nfiles : 1)) return ERR_INVALID_ARGUMENT;
     if (s->count >= UINT32_MAX - 1 || index_reserve(s) != ERR_OK) return ERR_NOMEM;
     if (s->count == s->cap) { /* by half again: a large table carries less slack */
@@ -185,6 +189,7 @@ int symtab_put_file(symtab_t *s, uint64_t id, const char *name, size_t name_len,
     sym_entry_t *e = &s->entries[s->count];
     e->id = id;
     e->name = p;
+    if (index != NULL) *index = (uint32_t)s->count;
     s->slots[probe(s, id)] = (uint32_t)++s->count;
     return ERR_OK;
 }
@@ -195,7 +200,7 @@ int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, cons
     if (find(s, id) >= 0) return ERR_OK;
     uint32_t fi;
     int rc = symtab_file(s, file, file_len, &fi);
-    return rc != ERR_OK ? rc : symtab_put_file(s, id, name, name_len, fi);
+    return rc != ERR_OK ? rc : symtab_put_file(s, id, name, name_len, fi, NULL);
 }
 
 int symtab_intern(symtab_t *s, const char *name, size_t name_len, const char *file, size_t file_len,
@@ -235,6 +240,14 @@ size_t symtab_mem_bytes(const symtab_t *s)
 {
     return sizeof *s + s->cap * sizeof(sym_entry_t) + s->nslots * sizeof *s->slots +
            s->fcap * sizeof *s->files + s->nfslots * sizeof *s->fslots + s->strings.total;
+}
+
+int symtab_index(const symtab_t *s, uint64_t id, uint32_t *index)
+{
+    int64_t at = find(s, id);
+    if (at < 0) return 0;
+    *index = (uint32_t)at;
+    return 1;
 }
 
 uint64_t symtab_id_at(const symtab_t *s, size_t i)

@@ -26,9 +26,11 @@ int symtab_intern(symtab_t *s, const char *name, size_t name_len, const char *fi
  * name is held once. */
 int symtab_file(symtab_t *s, const char *file, size_t file_len, uint32_t *index);
 /* Adds a symbol under a known id whose file name symtab_file interned
- * (index 0: none); ERR_INVALID for an index it did not give. */
+ * (file_index 0: none); ERR_INVALID for an index it did not give. *index
+ * (when not NULL) gets the symbol's place in insertion order, as
+ * symtab_index would. */
 int symtab_put_file(symtab_t *s, uint64_t id, const char *name, size_t name_len,
-                    uint32_t file_index);
+                    uint32_t file_index, uint32_t *index);
 /* Adds a symbol under a known id (used when loading from storage). */
 int symtab_put(symtab_t *s, uint64_t id, const char *name, size_t name_len, const char *file,
                size_t file_len);
@@ -40,5 +42,9 @@ size_t symtab_count(const symtab_t *s);
 size_t symtab_mem_bytes(const symtab_t *s);
 /* Iteration in insertion order: i < symtab_count(). */
 uint64_t symtab_id_at(const symtab_t *s, size_t i);
+/* Returns 1 and id's place in that order in *index (symtab_id_at(s,
+ * *index) is id) when id is in the table, else 0: a dense number per
+ * symbol, which ingest's trees name their symbols by while they grow. */
+int symtab_index(const symtab_t *s, uint64_t id, uint32_t *index);
 
 #endif

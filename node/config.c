@@ -137,9 +137,10 @@ static const opt_t options[] = {
      "least 4 MiB): its gunzipped body, decoded message, symbols, series, call trees (8 bytes a "
      "node plus its 4-byte edge slots and growth room while it grows, and 12 bytes a sample "
      "for the values kept apart until it is made; 24 once made, and 8 per further sample type "
-     "whose values are not a multiple of the first's; 8 bytes per distinct symbol of a tree), "
-     "span trees and scratch, counted as allocated; over it the push gets 413. Real profiles "
-     "need at most 5.2 (the largest of the test corpus, a CPU profile of 0.17 distinct "
+     "whose values are not a multiple of the first's; 8 bytes per distinct symbol of a tree "
+     "once made, none while it grows), span trees and scratch, counted as allocated; over it the "
+     "push gets 413. Real profiles "
+     "need at most 5.0 (the largest of the test corpus, a CPU profile of 0.17 distinct "
      "call-tree nodes a byte in two sample types; typical ones 2 to 4), kept under three "
      "quarters of the default."},
     {"ingest-max-request-work", OPT_COUNT, FIELD(ingest.max_request_work, size_t), NULL, 0, 1024,

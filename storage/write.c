@@ -320,7 +320,9 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
     size_t k = 0;
     uint32_t table_nodes = storage_nodetab_count(t);
     int64_t scale; /* a scaled tree's values are made here, not held */
-    const int64_t *self = calltree_selves_scaled(sw->tree, &scale);
+    const int64_t *self;
+    if (calltree_selves_scaled(sw->tree, &self, &scale) != 0)
+        return errmsg_set(w->em, ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; i < n; i++) {
         /* Every node is mapped, to a node the table (and this batch) holds:
          * a block naming another id would read back as someone else's stack. */

@@ -242,7 +242,7 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
     free(pl.owned);
     pl.owned = NULL;
     ingest_uncharge(&p->ss, charged);
-    if (rc == 0) rc = ingest_series_finish(&p->ss, em);
+    if (rc == 0) rc = ingest_series_finish(&p->ss, p->symtab, em);
     if (time_ns == 0) time_ns = pa.from_ns ? pa.from_ns : now;
     if (rc == 0) rc = check_time(time_ns, now, lim, em);
     if (rc == 0) {

@@ -95,8 +95,9 @@ static bool blank(uint8_t c)
     return c == ' ' || c == '\t';
 }
 
-/* Turns "a;b;c" into symbols on ss->stack. The symbol table lives as long
- * as the push: its growth is charged to the push (ingest_charge). */
+/* Turns "a;b;c" into symbols on ss->stack (their push indices,
+ * ingest_series_sym). The symbol table lives as long as the push: its
+ * growth is charged to the push (ingest_charge). */
 static int frames(folded_ctx_t *c, const uint8_t *s, const uint8_t *e, size_t *depth, errmsg_t *em)
 {
     size_t d = 1, before = symtab_mem_bytes(c->symtab);
@@ -112,9 +113,10 @@ static int frames(folded_ctx_t *c, const uint8_t *s, const uint8_t *e, size_t *d
             return errmsg_set(
                 em, ERR_LIMIT, "frame '%.*s...' longer than %zu bytes (max_symbol_len)",
                 (int)(fe - s > 60 ? 60 : fe - s), (const char *)s, c->lim->max_symbol_len);
-        if (symtab_intern(c->symtab, (const char *)s, (size_t)(fe - s), "", 0, &c->ss->stack[i++]) <
-            0)
+        uint64_t sym;
+        if (symtab_intern(c->symtab, (const char *)s, (size_t)(fe - s), "", 0, &sym) < 0)
             return errmsg_set(em, ERR_NOMEM, "out of memory");
+        c->ss->stack[i++] = ingest_series_sym(c->symtab, sym);
         if (semi == NULL) break;
         s = semi + 1;
     }
@@ -149,7 +151,7 @@ static int one_line(folded_ctx_t *c, const uint8_t *s, const uint8_t *e, size_t 
     size_t depth = 0;
     int rc = frames(c, s, e, &depth, em);
     if (rc < 0 || v == 0) return rc;
-    return ingest_series_add(c->ss, c->series, c->ss->stack, NULL, depth, v, em);
+    return ingest_series_add(c->ss, c->series, c->ss->stack, depth, v, em);
 }
 
 static int parse_text(folded_ctx_t *c, const uint8_t *p, size_t n, errmsg_t *em)

@@ -135,10 +135,11 @@ typedef struct span_acc {
     size_t charged;    /* bytes of the index and trees charged to the push */
 } span_acc_t;
 
-/* The last stack added to a tree and its node path: consecutive samples
- * often share a prefix, whose nodes then need no lookup. */
+/* The last stack added to a tree (its frames' push symbol indices) and
+ * its node path: consecutive samples often share a prefix, whose nodes
+ * then need no lookup. */
 typedef struct path_cache {
-    uint64_t *syms;
+    uint32_t *syms;
     uint32_t *nodes;
     size_t depth, cap;
 } path_cache_t;
@@ -201,10 +202,8 @@ typedef struct series_set {
     size_t mem, mem_peak, mem_budget, payload;
     size_t set_bytes, set_charged; /* by_id at init and the stack scratch; charged with v */
     alloc_charge_t charge;         /* the same bytes on lim->inflight, until freed */
-    uint64_t *stack;               /* scratch: one stack, root first */
-    uint32_t *hints;               /* and its frames' hints (calltree_child_hint) */
+    uint32_t *stack;               /* scratch: one stack, root first (push symbol indices) */
     size_t stack_cap;
-    bool hints_changed; /* an ingest_series_add corrected one of hints */
 } series_set_t;
 
 int ingest_series_set_init(series_set_t *ss, const char *tenant, const ingest_limits_t *lim);
@@ -227,12 +226,15 @@ void ingest_series_set_free(series_set_t *ss);
 /* Finds or creates the series of labels (takes ownership of labels, which
  * must already hold __name__, __profile_type__ and service_name). */
 int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em);
-/* Adds a stack to series idx's tree. hints (NULL: none) are its frames'
- * symbols' indices in the tree as the caller last saw them
- * (calltree_child_hint): the ones that were wrong are corrected, and
- * ss->hints_changed set, for the caller to keep. */
-int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, uint32_t *hints,
-                      size_t depth, int64_t v, errmsg_t *em);
+/* A push's symbols are named in its trees by one index per push, not a
+ * list and table per tree (calltree_new_unnamed): the push symbol index
+ * of symbol table entry i (symtab_index) is i + 1, 0 being the root's.
+ * ingest_series_sym returns it for a symbol the push's table holds. */
+uint32_t ingest_series_sym(const symtab_t *symtab, uint64_t sym);
+/* Adds a stack to series idx's tree: stack[0..depth) are its frames' push
+ * symbol indices, root first. */
+int ingest_series_add(series_set_t *ss, uint32_t idx, const uint32_t *stack, size_t depth,
+                      int64_t v, errmsg_t *em);
 /* Adds the stack that was just added to series leader (ingest_series_add,
  * with value lv) to series idx too, with value v, when the caller knows
  * idx's tree gets exactly leader's stacks in the same order (the pprof
@@ -248,12 +250,12 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, uin
 int ingest_series_add_shadow(series_set_t *ss, uint32_t idx, uint32_t leader, size_t depth,
                              int64_t v, int64_t lv, errmsg_t *em);
 /* Once every stack is added: gives back the trees' growth room, edge
- * tables and path caches, makes the span and trace trees one at a time
- * (their nodes counted against the push's cap and max_tree_nodes) and
- * keeps each encoded, then makes the trees of series that follow a leader
- * (their values charged when shadowed; none held when scaled). ERR_NOMEM,
- * ERR_LIMIT, or a refused charge. */
-int ingest_series_finish(series_set_t *ss, errmsg_t *em);
+ * tables and path caches, names their symbols (by symtab, the push's
+ * table, that the indices of ingest_series_add came from), makes the span and trace trees one at a
+ * time (their nodes counted against the push's cap and max_tree_nodes) and keeps each encoded, then
+ * makes the trees of series that follow a leader (their values charged when shadowed; none held
+ * when scaled). ERR_NOMEM, ERR_LIMIT, or a refused charge. */
+int ingest_series_finish(series_set_t *ss, const symtab_t *symtab, errmsg_t *em);
 /* Adds value v of a sample of depth frames to span or trace `id` of series
  * idx: node is the sample's node in that series' tree (its leader's for a
  * shadow series: the node ingest_series_add just gave the leader). The

@@ -13,11 +13,12 @@
  * Conversion, in one pass over the samples:
  *  - functions and locations are resolved by id through a dense index when
  *    ids are 1..n in order (what Go, Java and most agents write) or a hash
- *    map otherwise; each location's frames (symbol ids, root first) are
- *    computed once, on first use, so every sample is a walk over small
- *    precomputed arrays; beside each frame, the symbol's index in the
- *    call tree it was last added to (calltree_child_hint), so adding a
- *    frame looks up only its edge;
+ *    map otherwise; each location's frames (root first) are computed
+ *    once, on first use, so every sample is a walk over small
+ *    precomputed arrays; a frame is its symbol's index in the push's
+ *    symbol table (ingest_series_sym, 4 bytes), which every call tree of
+ *    the push names it by while it grows (calltree_new_unnamed), so adding
+ *    a frame looks up only its edge;
  *  - a Location with several Lines is inlining: line[0] is the innermost
  *    frame, the last line the outermost caller; a Location without usable
  *    lines is shown by address: `<mapping file basename>+0x<file offset>`
@@ -76,15 +77,14 @@ typedef struct conv {
     /* id -> index; dense when ids are 1..n */
     bool fn_dense, loc_dense, map_dense;
     u64map_t fn_map, loc_map, map_map;
-    uint64_t *fn_sym; /* per function, 0 = not yet computed */
+    uint32_t *fn_sym; /* per function: its push symbol index, 0 = not yet computed */
     /* per string: its file index in the symbol table + 1, 0 = not yet;
      * made when a function first names a file (labels' strings are many
      * in some pushes, file names none) */
     uint32_t *str_file;
     uint32_t *loc_off; /* per location: offset into frames, UINT32_MAX = not yet */
     uint32_t *loc_len;
-    uint64_t *frames; /* root-first frames of all resolved locations */
-    uint32_t *hints;  /* per frame: its symbol's tree-local index, as last seen */
+    uint32_t *frames; /* root-first frames of all resolved locations */
     size_t nframes, frames_cap;
     int64_t *values; /* scratch: one sample's values (ntypes) */
     uint64_t *ids;   /* scratch: one sample's location ids, then indices */
@@ -243,14 +243,16 @@ static int charge_symtab(conv_t *c, size_t before)
     return ingest_charge(c->ctx->ss, after - before, "symbol table", c->em);
 }
 
-/* A symbol without a file (an address frame). */
-static int intern(conv_t *c, const char *name, size_t nn, uint64_t *sym)
+/* A symbol without a file (an address frame); *si its push index. */
+static int intern(conv_t *c, const char *name, size_t nn, uint32_t *si)
 {
     int rc = check_len(c, name, nn, "", 0);
     if (rc < 0) return rc;
     size_t before = symtab_mem_bytes(c->ctx->symtab);
-    if (symtab_intern(c->ctx->symtab, name, nn, "", 0, sym) < 0)
+    uint64_t sym;
+    if (symtab_intern(c->ctx->symtab, name, nn, "", 0, &sym) < 0)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    *si = ingest_series_sym(c->ctx->symtab, sym);
     return charge_symtab(c, before);
 }
 
@@ -275,10 +277,11 @@ static int string_file(conv_t *c, int64_t si, const char *file, size_t fnl, uint
     return 0;
 }
 
-static int function_sym(conv_t *c, size_t fi, uint64_t *sym)
+/* The push symbol index of function fi, interned on first use. */
+static int function_sym(conv_t *c, size_t fi, uint32_t *si)
 {
     if (c->fn_sym[fi] != 0) {
-        *sym = c->fn_sym[fi];
+        *si = c->fn_sym[fi];
         return 0;
     }
     wire_function_t f;
@@ -293,11 +296,12 @@ static int function_sym(conv_t *c, size_t fi, uint64_t *sym)
     if ((rc = check_len(c, name, nn, file, fnl)) < 0) return rc;
     size_t before = symtab_mem_bytes(c->ctx->symtab);
     if ((rc = string_file(c, f.filename, file, fnl, &file_index)) < 0) return rc;
-    *sym = hash_symbol(name, nn, file, fnl);
-    if (symtab_put_file(c->ctx->symtab, *sym, name, nn, file_index) < 0)
+    uint64_t sym = hash_symbol(name, nn, file, fnl);
+    uint32_t at;
+    if (symtab_put_file(c->ctx->symtab, sym, name, nn, file_index, &at) < 0)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     if ((rc = charge_symtab(c, before)) < 0) return rc;
-    c->fn_sym[fi] = *sym;
+    *si = c->fn_sym[fi] = at + 1; /* its push index (ingest_series_sym) */
     return 0;
 }
 
@@ -310,21 +314,19 @@ static int frames_reserve(conv_t *c, size_t n)
     if (need <= old) return 0;
     size_t cap = old < 64 ? 64 : old + old / 2;
     if (cap < need) cap = need;
-    int rc = hold(c, (cap - old) * (sizeof *c->frames + sizeof *c->hints));
+    int rc = hold(c, (cap - old) * sizeof *c->frames);
     if (rc < 0) return rc;
-    uint64_t *p = realloc(c->frames, cap * sizeof *p);
-    if (p != NULL) c->frames = p;
-    uint32_t *h = p != NULL ? realloc(c->hints, cap * sizeof *h) : NULL;
-    if (h == NULL) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
-    c->hints = h;
+    uint32_t *p = realloc(c->frames, cap * sizeof *p);
+    if (p == NULL) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    c->frames = p;
     c->frames_cap = cap;
     return 0;
 }
 
-static int push_frame(conv_t *c, uint64_t sym)
+static int push_frame(conv_t *c, uint32_t si)
 {
     int rc = frames_reserve(c, 1);
-    if (rc == 0) c->frames[c->nframes++] = sym;
+    if (rc == 0) c->frames[c->nframes++] = si;
     return rc;
 }
 
@@ -353,14 +355,15 @@ static int address_frame(conv_t *c, const wire_location_t *l)
         }
     }
     if (n == 0) n = snprintf(name, sizeof name, "0x%" PRIx64, addr);
-    uint64_t sym;
-    int rc = intern(c, name, (size_t)n, &sym);
-    return rc < 0 ? rc : push_frame(c, sym);
+    uint32_t si = 0;
+    int rc = intern(c, name, (size_t)n, &si);
+    return rc < 0 ? rc : push_frame(c, si);
 }
 
-/* Computes the root-first frames of location li once. The lines' function
- * ids are first laid out last line first (the outermost caller) where the
- * frames go, then replaced by symbols in that order. */
+/* Computes the root-first frames of location li once. The lines'
+ * functions (index + 1, 0 for none) are first laid out last line first
+ * (the outermost caller) where the frames go, then replaced by their
+ * symbols in that order. */
 static int location_frames(conv_t *c, size_t li)
 {
     wire_location_t l;
@@ -368,15 +371,17 @@ static int location_frames(conv_t *c, size_t li)
     size_t start = c->nframes, n = l.nlines, o = start;
     int rc = frames_reserve(c, n);
     if (rc < 0) return rc;
-    for (size_t k = 0; k < n && ingest_wire_next_line(&l, &c->frames[start + n - 1 - k]); k++)
-        ;
+    uint64_t fid;
+    for (size_t k = 0; k < n && ingest_wire_next_line(&l, &fid); k++) {
+        int64_t fi = fid == 0 ? -1 : lookup(c->fn_dense, &c->fn_map, c->w->nfunctions, fid);
+        if (fid != 0 && fi < 0) return bad(c, "line references unknown function", fid);
+        c->frames[start + n - 1 - k] = (uint32_t)(fi + 1);
+    }
     for (size_t k = start; k < start + n; k++) {
-        uint64_t fid = c->frames[k], sym;
-        if (fid == 0) continue;
-        int64_t fi = lookup(c->fn_dense, &c->fn_map, c->w->nfunctions, fid);
-        if (fi < 0) return bad(c, "line references unknown function", fid);
-        if ((rc = function_sym(c, (size_t)fi, &sym)) < 0) return rc;
-        c->frames[o++] = sym;
+        uint32_t f = c->frames[k], si = 0;
+        if (f == 0) continue;
+        if ((rc = function_sym(c, f - 1, &si)) < 0) return rc;
+        c->frames[o++] = si;
     }
     c->nframes = o;
     if (c->nframes == start) {
@@ -384,8 +389,6 @@ static int location_frames(conv_t *c, size_t li)
         if (rc < 0) return rc;
     }
     if (c->nframes > UINT32_MAX) return errmsg_set(c->em, ERR_LIMIT, "too many frames");
-    for (size_t k = start; k < c->nframes; k++) /* none yet; most locations have one */
-        c->hints[k] = CALLTREE_NONE;
     c->loc_off[li] = (uint32_t)start;
     c->loc_len[li] = (uint32_t)(c->nframes - start);
     return 0;
@@ -681,8 +684,7 @@ static int resolve_location(conv_t *c, uint64_t id, int64_t *li)
     return c->loc_off[*li] == UINT32_MAX ? location_frames(c, (size_t)*li) : 0;
 }
 
-/* Fills ss->stack with the sample's frames, root first, and ss->hints with
- * their hints; *depth = count.
+/* Fills ss->stack with the sample's frames, root first; *depth = count.
  * Every location is resolved first (in order), then the frames are copied,
  * each location's to its place counted from the end (location_id[0] is
  * the leaf). The ids were read by read_sample; a sample with more than
@@ -716,33 +718,13 @@ static int sample_stack(conv_t *c, const wire_sample_t *s, size_t *depth)
     for (size_t k = 0; k < n; k++) {
         size_t i = (size_t)c->ids[k], off = c->loc_off[i], len = c->loc_len[i];
         end -= len;
-        if (len == 1) { /* most locations: no call */
+        if (len == 1) /* most locations: no call */
             ss->stack[end] = c->frames[off];
-            ss->hints[end] = c->hints[off];
-        } else {
+        else
             memcpy(ss->stack + end, c->frames + off, len * sizeof *ss->stack);
-            memcpy(ss->hints + end, c->hints + off, len * sizeof *ss->hints);
-        }
     }
     *depth = d;
     return 0;
-}
-
-/* Keeps the hints the trees corrected (ss->hints_changed) with the frames
- * of the sample's locations, for the next samples that name them. */
-static void keep_hints(conv_t *c, const wire_sample_t *s, size_t depth)
-{
-    series_set_t *ss = c->ctx->ss;
-    size_t end = depth;
-    for (size_t k = 0; k < s->nlocations; k++) {
-        size_t i = (size_t)c->ids[k], len = c->loc_len[i];
-        end -= len;
-        if (len == 1)
-            c->hints[c->loc_off[i]] = ss->hints[end];
-        else
-            memcpy(c->hints + c->loc_off[i], ss->hints + end, len * sizeof *ss->hints);
-    }
-    ss->hints_changed = false;
 }
 
 static int one_sample(conv_t *c, size_t si, int64_t *pairs)
@@ -763,18 +745,13 @@ static int one_sample(conv_t *c, size_t si, int64_t *pairs)
         (rc = find_group(c, pairs, np, &g)) < 0 || (rc = sample_stack(c, &s, &depth)) < 0)
         return rc;
     const uint32_t *series = c->gseries + c->groups[g].series;
-    const uint64_t *stack = c->ctx->ss->stack;
-    /* the hints are the first tree's the sample is added to: a second one
-     * (a heap profile's in-use types beside its allocated ones) would
-     * undo them every sample */
-    uint32_t *hints = c->ctx->ss->hints;
+    const uint32_t *stack = c->ctx->ss->stack;
     for (size_t t = 0; t < c->ntypes; t++) {
         int64_t v = c->values[t];
         if (v == 0) continue;
         uint32_t lt = c->leader[t];
         if (lt == t) {
-            rc = ingest_series_add(c->ctx->ss, series[t], stack, hints, depth, v, c->em);
-            hints = NULL;
+            rc = ingest_series_add(c->ctx->ss, series[t], stack, depth, v, c->em);
         } else {
             rc = ingest_series_add_shadow(c->ctx->ss, series[t], series[lt], depth, v,
                                           c->values[lt], c->em);
@@ -786,7 +763,6 @@ static int one_sample(conv_t *c, size_t si, int64_t *pairs)
                                              node, depth, v, c->em)) < 0)
                 return rc;
     }
-    if (c->ctx->ss->hints_changed) keep_hints(c, &s, depth);
     return 0;
 }
 
@@ -838,7 +814,6 @@ static void conv_free(conv_t *c)
     free(c->loc_off);
     free(c->loc_len);
     free(c->frames);
-    free(c->hints);
     free(c->str_file);
     free(c->type_name);
     free(c->type_id);

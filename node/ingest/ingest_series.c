@@ -188,7 +188,6 @@ void ingest_series_set_free(series_set_t *ss)
     }
     free(ss->v);
     free(ss->stack);
-    free(ss->hints);
     u64map_free(&ss->by_id);
     alloc_charge_done(&ss->charge); /* gives back everything ingest_charge took */
     memset(ss, 0, sizeof *ss);
@@ -247,7 +246,7 @@ int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_
                           ss->lim->max_series_per_profile);
     }
     const char *svc = labels_get(labels, LABEL_SERVICE_NAME);
-    calltree_t *t = calltree_new_valueless(ss->lim->max_tree_nodes);
+    calltree_t *t = calltree_new_unnamed(ss->lim->max_tree_nodes);
     if (t == NULL || grow_series(ss) < 0 || u64map_put(&ss->by_id, id, (uint32_t)ss->n) < 0) {
         calltree_free(t);
         labels_free(labels);
@@ -342,8 +341,15 @@ static int value_add(ingest_series_t *s, uint32_t node, int64_t v)
 
 /* calltree_add_stack, reusing the node path of the previous stack's common
  * prefix (totals are not kept: the tree computes them if they are read). */
-int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, uint32_t *hints,
-                      size_t depth, int64_t v, errmsg_t *em)
+uint32_t ingest_series_sym(const symtab_t *symtab, uint64_t sym)
+{
+    uint32_t i = 0;
+    ASSERT_ALWAYS(symtab_index(symtab, sym, &i) && i < CALLTREE_NONE - 1);
+    return i + 1;
+}
+
+int ingest_series_add(series_set_t *ss, uint32_t idx, const uint32_t *stack, size_t depth,
+                      int64_t v, errmsg_t *em)
 {
     ingest_series_t *s = &ss->v[idx];
     path_cache_t *pc = &s->path;
@@ -357,13 +363,7 @@ int ingest_series_add(series_set_t *ss, uint32_t idx, const uint64_t *stack, uin
         i++;
     uint32_t node = i ? pc->nodes[i - 1] : 0;
     for (; i < depth; i++) {
-        if (hints != NULL) {
-            uint32_t was = hints[i];
-            rc = calltree_child_hint(s->tree, node, stack[i], &hints[i], &node);
-            ss->hints_changed |= hints[i] != was;
-        } else {
-            rc = calltree_child(s->tree, node, stack[i], &node);
-        }
+        rc = calltree_child_index(s->tree, node, stack[i], &node);
         if (rc < 0) {
             pc->depth = i; /* the path up to here is valid */
             int charged = recharge(ss, &s->charged, series_bytes(s), "call trees", em);
@@ -444,13 +444,13 @@ int ingest_series_add_span(series_set_t *ss, uint32_t idx, uint8_t kind, uint64_
  * path has room for the deepest stack. */
 static int span_place(calltree_t *t, const calltree_node_t *ref, const uint64_t *rsym,
                       uint32_t node, int64_t v, uint32_t *memo, uint32_t *touched, size_t *ntouched,
-                      uint64_t *path, uint32_t *at)
+                      uint32_t *path, uint32_t *at)
 {
     size_t up = 0;
     for (uint32_t n = node; memo[n] == UINT32_MAX; n = ref[n].parent)
         path[up++] = n;
     while (up > 0) {
-        uint32_t n = (uint32_t)path[--up];
+        uint32_t n = path[--up];
         int rc = calltree_child(t, memo[ref[n].parent], rsym[ref[n].sym_index], &memo[n]);
         if (rc != 0) return rc;
         touched[(*ntouched)++] = n;
@@ -684,12 +684,11 @@ int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
         return errmsg_set(em, ERR_LIMIT, "stack of %zu frames is deeper than %zu (max_stack_depth)",
                           depth, ss->lim->max_stack_depth);
     if (depth <= ss->stack_cap) return 0;
-    size_t old = ss->stack_cap, c1 = old, c2 = old; /* parallel arrays: both grow alike */
-    if (GROW_FROM(ss->stack, c1, depth, GROW_UNLIMITED, 64) != 0 ||
-        GROW_FROM(ss->hints, c2, depth, GROW_UNLIMITED, 64) != 0)
+    size_t old = ss->stack_cap, c1 = old;
+    if (GROW_FROM(ss->stack, c1, depth, GROW_UNLIMITED, 64) != 0)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
     ss->stack_cap = c1;
-    ss->set_bytes += (ss->stack_cap - old) * (sizeof *ss->stack + sizeof *ss->hints);
+    ss->set_bytes += (ss->stack_cap - old) * sizeof *ss->stack;
     return recharge(ss, &ss->set_charged,
                     ss->cap * sizeof *ss->v + u64map_bytes(&ss->by_id) + ss->set_bytes,
                     "stack scratch", em);
@@ -796,11 +795,40 @@ static int unshadow(series_set_t *ss, ingest_series_t *s, errmsg_t *em)
     return 0;
 }
 
-int ingest_series_finish(series_set_t *ss, errmsg_t *em)
+static uint64_t push_sym(const void *symtab, uint32_t si)
+{
+    return symtab_id_at(symtab, si - 1);
+}
+
+/* Each leader series' tree gets its own list of the symbols it names
+ * (8 bytes a symbol; the push's indices were its names while it grew),
+ * with a scratch of 4 bytes a push symbol charged while it is held. */
+static int name_trees(series_set_t *ss, const symtab_t *symtab, errmsg_t *em)
+{
+    size_t n = symtab_count(symtab) + 1, bytes = n * sizeof(uint32_t);
+    int rc = ingest_charge(ss, bytes, "symbol names", em);
+    if (rc < 0) return rc;
+    uint32_t *mark = calloc(n, sizeof *mark);
+    if (mark == NULL) rc = errmsg_set(em, ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < ss->n && rc == 0; i++) {
+        ingest_series_t *s = &ss->v[i];
+        if (s->shape_of != UINT32_MAX) continue; /* made from its leader's */
+        if (calltree_name_syms(s->tree, push_sym, symtab, mark) < 0)
+            rc = errmsg_set(em, ERR_NOMEM, "out of memory");
+        else
+            rc = recharge(ss, &s->charged, series_bytes(s), "call trees", em);
+    }
+    free(mark);
+    ingest_uncharge(ss, bytes);
+    return rc;
+}
+
+int ingest_series_finish(series_set_t *ss, const symtab_t *symtab, errmsg_t *em)
 {
     /* The trees are done growing and are held until the push is stored:
      * they give back their growth room and edge tables (and the path
-     * caches) first, before the span trees are made from them. */
+     * caches) first, then name their symbols, before the span trees are
+     * made from them. */
     for (size_t i = 0; i < ss->n; i++) {
         ingest_series_t *s = &ss->v[i];
         free(s->path.syms);
@@ -810,7 +838,8 @@ int ingest_series_finish(series_set_t *ss, errmsg_t *em)
         if (series_bytes(s) < s->charged) /* only gives back: cannot fail */
             recharge(ss, &s->charged, series_bytes(s), "call trees", em);
     }
-    int rc = spans_finish(ss, em);
+    int rc = name_trees(ss, symtab, em);
+    if (rc == 0) rc = spans_finish(ss, em);
     if (rc < 0) return rc;
     /* the values kept apart go to their trees (charged first: an array of
      * the nodes), before the followers' trees are made from them */

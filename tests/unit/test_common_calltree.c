@@ -569,7 +569,8 @@ static void test_scaled_tree(void)
     }
     CHECK(tree_consistent(s));
     int64_t k;
-    const int64_t *base = calltree_selves_scaled(s, &k);
+    const int64_t *base;
+    CHECK_EQ_INT(calltree_selves_scaled(s, &base, &k), ERR_OK);
     CHECK_EQ_INT(k, 3);
     CHECK(base == calltree_selves(a));
     CHECK(same_encoding(s, want));
@@ -579,7 +580,7 @@ static void test_scaled_tree(void)
     CHECK(same_encoding(m, want));
     /* merged into: values of its own, then the sum */
     CHECK_EQ_INT(calltree_merge(s, a), ERR_OK);
-    base = calltree_selves_scaled(s, &k);
+    CHECK_EQ_INT(calltree_selves_scaled(s, &base, &k), ERR_OK);
     CHECK_EQ_INT(k, 1);
     CHECK(base != calltree_selves(a));
     calltree_t *want4 = scaled_copy(a, 4);
@@ -677,6 +678,71 @@ static void test_child_hint(uint64_t seed)
     CHECK_EQ_INT(calltree_clear(b), ERR_OK);
     CHECK_EQ_INT(calltree_child_hint(b, 0, 0x7777, &h, &c), ERR_OK);
     CHECK(c == 1 && h == 1 && calltree_syms(b)[1] == 0x7777);
+    calltree_free(a);
+    calltree_free(b);
+}
+
+static uint64_t unnamed_sym(const void *ctx, uint32_t si)
+{
+    return ((const uint64_t *)ctx)[si];
+}
+
+/* An unnamed tree (calltree_new_unnamed) grown by the caller's symbol
+ * indices, some of which it never names, then named: the nodes, symbol
+ * list (first use first) and encoding of the tree calltree_child makes
+ * from the same symbols; the scratch comes back zero; it then grows and
+ * merges as any tree. */
+static void test_unnamed_tree(uint64_t seed)
+{
+    uint64_t r = seed, names[201];
+    for (uint32_t k = 0; k < 201; k++)
+        names[k] = 0x9000 + k * 0x10003ULL;
+    calltree_t *a = calltree_new(0), *b = calltree_new_unnamed(0);
+    uint32_t nodes[600];
+    int64_t vals[600];
+    size_t nv = 0;
+    for (int i = 0; i < 3000; i++) {
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        uint32_t parent = (uint32_t)((r >> 33) % calltree_node_count(a)), ca, cb;
+        uint32_t k = 1 + (uint32_t)((r >> 20) % 100) * 2; /* odd indices only */
+        CHECK_EQ_INT(calltree_child(a, parent, names[k], &ca), ERR_OK);
+        CHECK_EQ_INT(calltree_child_index(b, parent, k, &cb), ERR_OK);
+        CHECK_EQ_INT(ca, cb);
+        CHECK_EQ_INT(calltree_nodes(b)[cb].sym_index, k);
+        if (i % 5 == 0 && nv < 600) {
+            nodes[nv] = ca;
+            vals[nv++] = (int64_t)(r >> 50) - 100;
+        }
+    }
+    CHECK_EQ_INT(calltree_add_selves(a, nodes, vals, nv), ERR_OK);
+    CHECK_EQ_INT(calltree_add_selves(b, nodes, vals, nv), ERR_OK);
+    calltree_shrink(b);
+    uint32_t mark[201] = {0};
+    CHECK_EQ_INT(calltree_name_syms(b, unnamed_sym, names, mark), ERR_OK);
+    int zero = 1;
+    for (size_t k = 0; k < 201; k++)
+        zero &= mark[k] == 0;
+    CHECK(zero);
+    CHECK(calltree_same_shape(a, b));
+    CHECK_EQ_INT(calltree_sym_count(b), calltree_sym_count(a));
+    CHECK(memcmp(calltree_syms(a), calltree_syms(b), calltree_sym_count(a) * 8) == 0);
+    CHECK(same_encoding(a, b));
+    CHECK(tree_consistent(b));
+    /* an ordinary tree now: it finds and adds nodes by symbol, and merges */
+    uint32_t c;
+    uint64_t last = calltree_sym(b, (uint32_t)calltree_node_count(b) - 1);
+    CHECK_EQ_INT(
+        calltree_child(b, calltree_parent(b, (uint32_t)calltree_node_count(b) - 1), last, &c),
+        ERR_OK);
+    CHECK_EQ_INT(c, calltree_node_count(b) - 1);
+    uint64_t st[3] = {names[2], names[4], names[1]};
+    CHECK_EQ_INT(calltree_add_stack(a, st, 3, 7), ERR_OK);
+    CHECK_EQ_INT(calltree_add_stack(b, st, 3, 7), ERR_OK);
+    CHECK(same_encoding(a, b));
+    calltree_t *m = calltree_new(0);
+    CHECK_EQ_INT(calltree_merge(m, b), ERR_OK);
+    CHECK(same_encoding(m, a));
+    calltree_free(m);
     calltree_free(a);
     calltree_free(b);
 }
@@ -780,6 +846,7 @@ int main(int argc, char **argv)
     test_scaled_tree();
     test_child_hint(seed);
     test_valueless_tree();
+    test_unnamed_tree(seed);
     test_absent_encoding();
     return check_exit();
 }

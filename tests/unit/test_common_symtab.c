@@ -75,22 +75,31 @@ static void test_files_held_once(void)
     CHECK_EQ_INT(symtab_file(t, "x.c\0y", 5, &again), 0); /* read up to its NUL */
     CHECK_EQ_INT(symtab_file(t, "x.c", 3, &none), 0);
     CHECK(again == none && again != fi && again != fo);
-    CHECK(symtab_put_file(t, 5, "bad", 3, 1000) < 0); /* an index it did not give */
+    CHECK(symtab_put_file(t, 5, "bad", 3, 1000, NULL) < 0); /* an index it did not give */
     for (int i = 0; i < N; i++) {
         snprintf(name, sizeof name, "fn%d", i);
         uint64_t id;
         const char *f = i % 2 ? file : other;
         CHECK_EQ_INT(symtab_intern(s, name, strlen(name), f, strlen(f), &id), 0);
         CHECK(id == hash_symbol(name, strlen(name), f, strlen(f)));
-        CHECK_EQ_INT(symtab_put_file(t, id, name, strlen(name), i % 2 ? fi : fo), 0);
+        uint32_t at = UINT32_MAX;
+        CHECK_EQ_INT(symtab_put_file(t, id, name, strlen(name), i % 2 ? fi : fo, &at), 0);
+        CHECK_EQ_INT(at, i);
+        CHECK_EQ_INT(symtab_put_file(t, id, name, strlen(name), i % 2 ? fi : fo, &at), 0);
+        CHECK_EQ_INT(at, i); /* held already: its place */
     }
     CHECK_EQ_INT(symtab_count(s), N);
     CHECK_EQ_INT(symtab_count(t), N);
+    uint32_t absent = 7;
+    CHECK(symtab_index(s, 12345, &absent) == 0 && absent == 7);
     for (int i = 0; i < N; i++) {
         const char *n1, *f1, *n2, *f2;
         uint64_t id = symtab_id_at(s, (size_t)i);
         snprintf(name, sizeof name, "fn%d", i);
         CHECK(symtab_id_at(t, (size_t)i) == id);
+        uint32_t at = UINT32_MAX; /* its place in insertion order */
+        CHECK(symtab_index(s, id, &at) == 1 && at == (uint32_t)i);
+        CHECK(symtab_index(t, id, &at) == 1 && at == (uint32_t)i);
         CHECK(symtab_get(s, id, &n1, &f1) == 1 && symtab_get(t, id, &n2, &f2) == 1);
         CHECK(strcmp(n1, name) == 0 && strcmp(n2, name) == 0);
         CHECK(strcmp(f1, i % 2 ? file : other) == 0 && strcmp(f2, f1) == 0);
