@@ -19,12 +19,10 @@ The profiles are older than the seen span (--seen-retention 1 h): only the
 streams move them. Every wait is bounded; the seed is printed (cluster.py).
 """
 import os
-import signal
 import time
 
 import harness
 from cluster import FAST_FORMATION, Cluster, wait_for
-from test_cluster_join import metric
 from test_cluster_regain import alone_exact, regain_events
 from test_cluster_regain_end import ARGS, FAILURE_TIMEOUT, hold_converging_pass
 from test_cluster_stream import check_exact, preload
