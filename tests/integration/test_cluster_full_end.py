@@ -24,7 +24,7 @@ import time
 import harness
 from cluster import FAST_FORMATION, Cluster, wait_for
 from test_cluster_regain import alone_exact, regain_events
-from test_cluster_regain_end import ARGS, FAILURE_TIMEOUT, hold_converging_pass
+from test_cluster_regain_end import ARGS, FAILURE_TIMEOUT, hold_converging_pass, removal
 from test_cluster_stream import check_exact, preload
 
 
@@ -53,7 +53,7 @@ def test_full_repair_end_outdated_by_a_removal():
         wait_for("n0's full repair to stream every interval", lambda: any(
             "gained by a removal are streamed in" in x for x in c.nodes[0].log), timeout=60,
             interval=0.02)
-        held = hold_converging_pass(c, 0, 2, 3, via=1,
+        held = hold_converging_pass(c, 0, 2, removal(c, 0, 3, via=1),
                                     still=lambda: c.status(0)["full_repair"] == 1)
         print("    " + held)
         wait_for("n0's full repair to converge", lambda: c.status(0)["full_repair"] == 0,

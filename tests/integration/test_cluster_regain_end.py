@@ -47,13 +47,56 @@ def complete_passes(c, i):
             metric(c, i, "flamedb_repair_incomplete_passes_total"))
 
 
-def hold_converging_pass(c, k, stopped, removed, via, still):
+def last_streaming_pass(c, mark, others):
+    """Waits until n0 ended the pass that streamed the last of what a
+    removal gave it (its first complete pass since its clear after log line
+    mark); the nodes `others` must have finished their own regains by then
+    (else their digests leave those out, and no pass of n0 is complete)."""
+    wait_for("n0 clearing what the removal gave it", lambda: any(
+        "before receiving them whole" in x for x in c.nodes[0].log[mark:]), timeout=30,
+        interval=0.02)
+    base = complete_passes(c, 0)  # the pass under way clears and streams
+
+    def ended():
+        if complete_passes(c, 0) == base:
+            return False
+        for i in others:
+            if not any("gained by a removal are streamed in" in x for x in c.nodes[i].log):
+                raise RuntimeError("%s still regained when n0's regain streamed" % c.ids[i])
+        return True
+    wait_for("n0's pass that streamed the last of its regain", ended, timeout=60, interval=0.02)
+
+
+def start_with_n0_late(c):
+    """Starts cluster c (5 nodes) with n0's regains settling later than the
+    others' (--join-settle 3 s for it alone: its clear and stream wait that
+    long), so the others have finished theirs when n0's converging pass asks
+    them."""
+    for i in range(5):
+        c.add_node(extra=["--join-settle", "3s"] if i == 0 else [])
+    c.wait_converged()
+    for i in range(5):
+        c.wait_state(i, "active", observers=[0, 1, 2, 3, 4], timeout=30)
+
+
+def removal(c, k, removed, via):
+    """(change, seen, what) for hold_converging_pass: node `removed` (down)
+    removed through node `via`; seen once node k has it left."""
+    def change():
+        r = c.nodes[via].request("POST", "/cluster/remove?node=%s" % c.ids[removed])
+        assert r.status == 200, r
+    return (change, lambda: c.states(k).get(c.ids[removed]) == "left",
+            "%s's removal" % c.ids[removed])
+
+
+def hold_converging_pass(c, k, stopped, ring_change, still):
     """Right after node k ended the pass before its converging one, stops
     node `stopped` (SIGSTOP) so that k's next pass waits on its digest;
-    once that pass started, removes node `removed` (down) through node
-    `via`, waits until k saw it, and continues `stopped` (before it could be
-    marked down). still(): k's move did not end before (else the race was
-    missed). Returns what happened, once k's held pass ended."""
+    once that pass started, changes the ring (ring_change: change, seen,
+    what), waits until k saw it, and continues `stopped` (before it could
+    be marked down). still(): k's move did not end before (else the race
+    was missed). Returns what happened, once k's held pass ended."""
+    change, seen, what = ring_change
     c.nodes[stopped].proc.send_signal(signal.SIGSTOP)
     t_stop = time.monotonic()
     try:
@@ -63,10 +106,8 @@ def hold_converging_pass(c, k, stopped, removed, via, still):
             raise RuntimeError("%s's move ended before %s was stopped" % (c.ids[k],
                                                                            c.ids[stopped]))
         time.sleep(NEXT_PASS_S)  # k's converging pass started, waits on `stopped`
-        r = c.nodes[via].request("POST", "/cluster/remove?node=%s" % c.ids[removed])
-        assert r.status == 200, r
-        wait_for("%s left on %s" % (c.ids[removed], c.ids[k]),
-                 lambda: c.states(k).get(c.ids[removed]) == "left", timeout=5, interval=0.02)
+        change()
+        wait_for("%s on %s" % (what, c.ids[k]), seen, timeout=5, interval=0.02)
         during = metric(c, k, "flamedb_repair_passes_total")
         took = time.monotonic() - t_stop
     finally:
@@ -79,23 +120,16 @@ def hold_converging_pass(c, k, stopped, removed, via, still):
              interval=0.02)
     ended = "incomplete" if metric(
         c, k, "flamedb_repair_incomplete_passes_total") > incomplete else "complete"
-    return ("%s stopped %.2f s; %s's pass that waited on it spanned %s's removal and ended "
-            "%s" % (c.ids[stopped], took, c.ids[k], c.ids[removed], ended))
+    return ("%s stopped %.2f s; %s's pass that waited on it spanned %s and ended %s" %
+            (c.ids[stopped], took, c.ids[k], what, ended))
 
 
 def test_regain_end_outdated_by_a_removal():
     now = int(time.time())
-    # n0's regain settles later (--join-settle 3 s for it alone: its clear
-    # and stream wait that long), so n1 and n2 finished their own regains
-    # (their digests leave nothing out) when n0's converging pass asks them
     c = Cluster(5, rf=3, failure_timeout=FAILURE_TIMEOUT, args=ARGS + FAST_FORMATION,
                 start=False)
     with c:
-        for i in range(5):
-            c.add_node(extra=["--join-settle", "3s"] if i == 0 else [])
-        c.wait_converged()
-        for i in range(5):
-            c.wait_state(i, "active", observers=[0, 1, 2, 3, 4], timeout=30)
+        start_with_n0_late(c)
         d = preload(c, "re", now, 600, nservices=24)
         frm, until = now - 8000, now + 60
         cleared0 = [metric(c, i, "flamedb_repair_ranges_cleared_total") for i in range(3)]
@@ -106,21 +140,8 @@ def test_regain_end_outdated_by_a_removal():
         mark = len(c.nodes[0].log)
         r = c.nodes[1].request("POST", "/cluster/remove?node=n4")
         assert r.status == 200, r
-        wait_for("n0 clearing what n4's removal gave it", lambda: any(
-            "before receiving them whole" in x for x in c.nodes[0].log[mark:]), timeout=30,
-            interval=0.02)
-        base = complete_passes(c, 0)  # the pass under way clears and streams
-
-        def p1_ended():  # n0's first complete pass since: it streamed the last of its regain
-            if complete_passes(c, 0) == base:
-                return False
-            for i in (1, 2):  # else their digests leave their regains out: no complete pass
-                if not any("gained by a removal are streamed in" in x for x in c.nodes[i].log):
-                    raise RuntimeError("%s still regained when n0's regain streamed" % c.ids[i])
-            return True
-        wait_for("n0's pass that streamed the last of its regain", p1_ended, timeout=60,
-                 interval=0.02)
-        held = hold_converging_pass(c, 0, 2, 3, via=1,
+        last_streaming_pass(c, mark, others=(1, 2))
+        held = hold_converging_pass(c, 0, 2, removal(c, 0, 3, via=1),
                                     still=lambda: c.status(0)["regaining"] > 0)
         print("    " + held)
         wait_for("every node caught up",
