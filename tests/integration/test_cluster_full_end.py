@@ -13,7 +13,7 @@ ranges, with real processes (issue #10), 5 nodes RF 3:
   started: a move's passes are a second apart) n3 is removed, and once n0
   saw it n2 is continued. The mark must stay until the intervals n3's
   removal gave n0 are cleared and streamed too; then every remaining node
-  answers exactly, also on its own (the RF - 1 = 2 others stopped).
+  answers exactly, and n0 also on its own (the RF - 1 = 2 others killed).
 
 The profiles are older than the seen span (--seen-retention 1 h): only the
 streams move them. Every wait is bounded; the seed is printed (cluster.py).
@@ -23,8 +23,9 @@ import time
 
 import harness
 from cluster import FAST_FORMATION, Cluster, wait_for
-from test_cluster_regain import alone_exact, regain_events
-from test_cluster_regain_end import ARGS, FAILURE_TIMEOUT, hold_converging_pass, removal
+from test_cluster_regain import regain_events
+from test_cluster_regain_end import (ARGS, FAILURE_TIMEOUT, alone_exact_killed,
+                                     hold_converging_pass, removal)
 from test_cluster_stream import check_exact, preload
 
 
@@ -72,7 +73,7 @@ def test_full_repair_end_outdated_by_a_removal():
                  lambda: all(c.status(i)["regaining"] == 0 for i in (0, 1, 2)), timeout=60)
         for i in (0, 1, 2):
             check_exact(c, i, d, frm, until)
-        alone_exact(c, [0, 1, 2], d, frm, until, None)
+        alone_exact_killed(c, 0, [1, 2], d, frm, until)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ streams move them):
   must not end the regain; once n1 and n2 are continued it learns n3's
   removal (DATA_DIR/regain.ring) before any pass ends the regain, and the
   regain ends only with the intervals n3's removal gave it streamed too.
-  Every remaining node then answers exactly, also on its own (the RF - 1 =
-  2 others stopped).
+  Every remaining node then answers exactly, and n0 also on its own (the
+  RF - 1 = 2 others killed).
 
 Every wait is bounded; the seed is printed (cluster.py).
 """
@@ -26,8 +26,9 @@ import time
 import harness
 from cluster import FAST_FORMATION, Cluster, wait_for
 from test_cluster_join import metric
-from test_cluster_regain import alone_exact, regain_events
-from test_cluster_regain_end import ARGS, FAILURE_TIMEOUT, complete_passes
+from test_cluster_regain import regain_events
+from test_cluster_regain_end import (ARGS, FAILURE_TIMEOUT, alone_exact_killed,
+                                     complete_passes)
 from test_cluster_stream import check_exact, preload
 
 ALONE_S = 2.0  # n0 restarted with no member answering (under --failure-timeout)
@@ -97,7 +98,7 @@ def test_restarted_regain_end_waits_for_the_member_table():
                  lambda: all(c.status(i)["regaining"] == 0 for i in (0, 1, 2)), timeout=60)
         for i in (0, 1, 2):
             check_exact(c, i, d, frm, until)
-        alone_exact(c, [0, 1, 2], d, frm, until, None)
+        alone_exact_killed(c, 0, [1, 2], d, frm, until)
 
 
 if __name__ == "__main__":
