@@ -26,7 +26,7 @@ import harness
 from cluster import Cluster, wait_for
 from test_cluster_join import ARGS, exact_everywhere, preload
 
-FAILURE_TIMEOUT = "3s"
+FAILURE_TIMEOUT = "4s"
 # n3 asks again a second after a check failed (MOVE_VERIFY_GAP_MS): past
 # it, the check after the failure seen has started
 NEXT_CHECK_S = 1.3
@@ -82,7 +82,7 @@ def test_leave_check_outdated_by_a_join():
         print("    n1 stopped %.2f s while n3's check waited on it and n4 started joining" %
               held)
         assert during == fails, "n3's check ended while n1 was stopped"
-        assert held < 2.5, "n1 was stopped for %.2f s: maybe marked down" % held
+        assert held < 3.0, "n1 was stopped for %.2f s: maybe marked down" % held
         wait_for("n3's check to end", lambda: sum(
             NOT_VERIFIED in x for x in c.nodes[3].log[mark:]) > fails or
             not c.nodes[3].alive(), timeout=10, interval=0.02)

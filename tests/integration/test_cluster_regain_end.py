@@ -69,11 +69,11 @@ def last_streaming_pass(c, mark, others):
 
 def start_with_n0_late(c):
     """Starts cluster c (5 nodes) with n0's regains settling later than the
-    others' (--join-settle 3 s for it alone: its clear and stream wait that
+    others' (--join-settle 5 s for it alone: its clear and stream wait that
     long), so the others have finished theirs when n0's converging pass asks
     them."""
     for i in range(5):
-        c.add_node(extra=["--join-settle", "3s"] if i == 0 else [])
+        c.add_node(extra=["--join-settle", "5s"] if i == 0 else [])
     c.wait_converged()
     for i in range(5):
         c.wait_state(i, "active", observers=[0, 1, 2, 3, 4], timeout=30)
