@@ -124,6 +124,7 @@ static int open_parts(node_t *n, errmsg_t *em)
     if (rc != ERR_OK) return rc;
     rc = http_server_new(&n->loop, &n->cfg.http, routes_handle, routes_observe, n, &n->http);
     if (rc != ERR_OK) return errmsg_set(em, rc, "cannot create the HTTP server");
+    http_server_set_head_check(n->http, routes_head_check);
     rc = http_server_listen(n->http, n->cfg.http_host, n->cfg.http_port, em);
     if (rc != ERR_OK) return rc;
     n->port = http_server_port(n->http);

@@ -5,6 +5,7 @@ import base64
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -239,6 +240,65 @@ def test_chunked_trailers():
         assert n.total(q) == 5 * TICK
         r = n.render(q, tenant="trailer")
         assert r.status == 200 and r.json()["flamebearer"]["numTicks"] == 0, r
+
+
+def _send_head_and_part(port, head, part):
+    """Opens a connection, sends a request head and part of its body; returns the socket."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(head)
+    s.sendall(part)
+    return s
+
+
+def _answer_now(s, wait=3.0):
+    """What the node answered so far (up to `wait` seconds), without sending more."""
+    s.settimeout(wait)
+    got = b""
+    try:
+        for _ in range(100):
+            c = s.recv(65536)
+            if not c:
+                break
+            got += c
+            if b"\r\n\r\n" in got:
+                break
+    except socket.timeout:
+        pass
+    return got
+
+
+def test_no_token_holds_no_body_bytes():
+    """Without a valid token a request is refused from its head: its body is
+    never read into memory, so clients without a token cannot fill
+    max-buffered-bytes and turn every authenticated push into 503 (nor get a
+    100 Continue to upload one)."""
+    path = auth_file([TOKENS["r"], TOKENS["w"]])
+    args = ["--auth-file", path, "--max-buffered-bytes", "1MiB", "--max-body-bytes", "1MiB"]
+    with Node(args=args) as n:
+        socks = []
+        try:
+            head = (b"POST /ingest?name=x.cpu HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Length: 1000000\r\n")
+            for auth in [b"", b"Authorization: Bearer wrong-token\r\n",
+                         b"Authorization: Bearer " + TOKENS["r"][2].encode() + b"\r\n"]:
+                s = _send_head_and_part(n.port, head + auth + b"\r\n", b"a;b 1\n" * 60000)
+                socks.append(s)
+                raw = _answer_now(s)
+                want = 403 if b"reader" in auth else 401
+                assert status_of(raw) == want, (auth, raw)
+            assert n.metric("flamedb_http_buffered_body_bytes") == 0
+            # Expect: 100-continue without a token: the refusal, never a 100
+            s = _send_head_and_part(n.port, head + b"Expect: 100-continue\r\n\r\n", b"")
+            socks.append(s)
+            raw = _answer_now(s)
+            assert status_of(raw) == 401 and b"100 Continue" not in raw, raw
+            # a writer's push still fits in the budget
+            r = push(n, bearer("w"), unique("budget"))
+            assert r.status == 200, r
+        finally:
+            for s in socks:
+                s.close()
+        os.unlink(path)
 
 
 if __name__ == "__main__":
