@@ -447,7 +447,9 @@ static const opt_t options[] = {
      "this node (the others are summed in flamedb_tenant_series_others), so the metric's "
      "cardinality stays bounded whatever the number of tenants. Series are counted per tenant "
      "for it (one read per series first written since the start, one pass over the series at "
-     "start). 0: no such metric, nothing counted unless tenant-max-series is on."},
+     "start). With auth-file, tenants are named only to a scrape with an admin token (any other "
+     "sees them all in flamedb_tenant_series_others). 0: no such metric, nothing counted unless "
+     "tenant-max-series is on."},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

@@ -301,5 +301,27 @@ def test_no_token_holds_no_body_bytes():
         os.unlink(path)
 
 
+def test_metrics_name_tenants_only_to_admins():
+    """/metrics is open with --auth-file (for Prometheus), but the names of the
+    node's tenants and their series counts are another tenant's business:
+    flamedb_tenant_series{tenant} is listed only to an admin token; without
+    one the family is summed into flamedb_tenant_series_others."""
+    path = auth_file([TOKENS["r"], TOKENS["w"], TOKENS["a"], TOKENS["o"]])
+    with Node(args=["--auth-file", path]) as n:
+        assert push(n, {"Authorization": "Bearer " + TOKENS["o"][2]}, unique("m")).status == 200
+        assert push(n, bearer("w"), unique("m")).status == 200
+        for headers in [{}, bearer("r"), bearer("w"),
+                        {"Authorization": "Bearer no-such-token"}]:
+            r = n.get("/metrics", headers)
+            assert r.status == 200, r
+            text = r.body.decode()
+            assert 'tenant="other"' not in text and 'tenant="acme"' not in text, headers
+            assert "flamedb_tenant_series_others 2" in text, text[-400:]
+        text = n.get("/metrics", bearer("a")).body.decode()
+        assert 'flamedb_tenant_series{tenant="other"} 1' in text, text[-400:]
+        assert 'flamedb_tenant_series{tenant="acme"} 1' in text, text[-400:]
+    os.unlink(path)
+
+
 if __name__ == "__main__":
     run_tests(globals())
