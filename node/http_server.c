@@ -818,10 +818,12 @@ static void conn_reply(conn_t *c, http_response_t *resp)
         uv_buf_init((char *)c->out_head.data, (unsigned)c->out_head.len),
         uv_buf_init((char *)c->out_body.data, (unsigned)c->out_body.len),
     };
+    /* A response to HEAD ends with its headers (RFC 9112 6.3): a body would
+     * be read as the start of the next response on this connection. */
+    int with_body = c->out_body.len > 0 && c->parser.method != HTTP_HEAD;
     c->state = CONN_WRITING;
     c->wreq.data = c;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, c->out_body.len ? 2 : 1, on_written) !=
-        0) {
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, with_body ? 2 : 1, on_written) != 0) {
         conn_drop(c);
         return;
     }
