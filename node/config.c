@@ -183,7 +183,8 @@ static const opt_t options[] = {
      "(their merged trees, charged once merged, and their encoded answers) count in it too: "
      "one that does not fit is refused, and its coordinator asks another replica or counts "
      "its ranges missing. So does every share's merge while it runs (its dense vectors, one "
-     "value per stack node of each token, and its tree-build scratch)."},
+     "value per stack node of each token, and its tree-build scratch), and every label-shares "
+     "or groupBy share's timelines while they are summed (one per label value)."},
     {"report-cache-bytes", OPT_SIZE, FIELD(report_cache_bytes, size_t), NULL, 64, 0, 1024 * GiB,
      "Regression reports (GET /api/diff) this node keeps after computing them, so that a "
      "search within one (reportId with search) lists its rows without rendering every bucket "
