@@ -286,6 +286,18 @@ def test_no_token_holds_no_body_bytes():
                 raw = _answer_now(s)
                 want = 403 if b"reader" in auth else 401
                 assert status_of(raw) == want, (auth, raw)
+            # the routes open without a token (/ready, /metrics, the UI) take no body
+            for route in [b"GET /ready", b"GET /metrics", b"GET /ui/app.js", b"POST /ready"]:
+                s = _send_head_and_part(n.port, route + b" HTTP/1.1\r\nHost: x\r\n"
+                                        b"Content-Length: 1000000\r\n\r\n", b"x" * 300000)
+                socks.append(s)
+                raw = _answer_now(s)
+                assert status_of(raw) == 413 and b"takes no body" in raw, (route, raw)
+            s = _send_head_and_part(n.port, b"GET /ready HTTP/1.1\r\nHost: x\r\n"
+                                    b"Transfer-Encoding: chunked\r\n\r\n", b"10000\r\n" + b"x" * 60000)
+            socks.append(s)
+            raw = _answer_now(s)
+            assert status_of(raw) == 413 and b"takes no body" in raw, raw
             assert n.metric("flamedb_http_buffered_body_bytes") == 0
             # Expect: 100-continue without a token: the refusal, never a 100
             s = _send_head_and_part(n.port, head + b"Expect: 100-continue\r\n\r\n", b"")
