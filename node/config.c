@@ -75,6 +75,12 @@ static const opt_t options[] = {
      "it together."},
     {"shutdown-timeout", OPT_MS, FIELD(shutdown_timeout_ms, uint64_t), "10s", 0, 0, 3600000,
      "On SIGTERM/SIGINT: how long in-flight requests may take before connections are cut."},
+    {"fd-reserve", OPT_COUNT, FIELD(fd_reserve, size_t), "1024", 0, 64, 1000000,
+     "File descriptors kept for storage (RocksDB's files and write-ahead logs), the cluster "
+     "transport and the rest besides max-connections. At start the node raises its open-file "
+     "limit (RLIMIT_NOFILE) to the hard limit, and refuses to start when max-connections plus "
+     "this does not fit in it: otherwise idle HTTP connections could take the descriptors "
+     "RocksDB needs for its next file, and every write would fail until a restart."},
     SECTION("HTTP"),
     {"max-connections", OPT_COUNT, FIELD(http.max_connections, size_t), "1024", 0, 1, 1000000,
      "Open HTTP connections; more are answered 503 and closed."},
