@@ -249,6 +249,12 @@ static const opt_t options[] = {
      "move (docs/cluster.md, \"Streaming whole windows\")."},
     {"max-background-jobs", OPT_INT, FIELD(storage.max_background_jobs, int), NULL, 0, 1, 64,
      "RocksDB flush and compaction threads."},
+    {"rocksdb-log-level", OPT_INT, FIELD(storage.rocksdb_log_level, int), NULL, 0, 0, 5,
+     "What RocksDB writes to its own LOG file in the data directory: 0 debug, 1 info, 2 warn, "
+     "3 error, 4 fatal, 5 only the header at open. Debian's librocksdb is built with assertions "
+     "on, and a LOG write after one failed for lack of disk space aborts the process: with 5 a "
+     "full disk only refuses writes (503) until room is made, then RocksDB resumes by itself; "
+     "lower levels help debugging on a disk that cannot fill."},
     {"sync-writes", OPT_INT, FIELD(storage.sync_writes, int), "0", 0, 0, 1,
      "1: every acknowledged write is fsynced to the write-ahead log first (concurrent writes "
      "share one fsync), so it survives a power loss of the machine; 0: written to the log, not "
