@@ -159,5 +159,37 @@ def test_diff_report_decoded_buckets_count():
             assert n.metric("flamedb_scatter_memory_bytes") == 0
 
 
+def test_render_diff_decoded_trees_count():
+    """A render-diff joins the two sides' merged trees: decoded, with their
+    union and the answer's shape, several times the encoded answers the budget
+    holds for it. They count in query-memory-bytes too: here (30,000 stacks a
+    side) the answers fit in 6 MiB, the join does not (503 naming the
+    setting); with 16 MiB the same diff is 200, and nothing is held after."""
+    from harness import Node
+    t0 = int(time.time()) - 300
+    params = {"leftQuery": CPU + '{service_name="rdx",version="v1"}',
+              "rightQuery": CPU + '{service_name="rdx",version="v2"}',
+              "leftFrom": str(t0 - 60), "leftUntil": str(t0 + 60),
+              "rightFrom": str(t0 - 60), "rightUntil": str(t0 + 60)}
+    body = "".join("main;m%d;f%d;leaf%d 1\n" % (i % 7, i % 101, i) for i in range(30000)).encode()
+    d = None
+    for budget, want in (("6MiB", 503), ("16MiB", 200)):
+        n = Node(data_dir=d, args=["--query-memory-bytes", budget])
+        n.owns_dir = budget == "16MiB"
+        with n:
+            d = n.data_dir
+            if want == 503:
+                for v in ("v1", "v2"):
+                    r = n.ingest(body, name="rdx.cpu{version=%s}" % v, **{"from": t0})
+                    assert r.status == 200, r
+            r = n.query("/pyroscope/render-diff", None, **params)
+            assert r.status == want, r
+            if want == 503:
+                assert b"joining the two sides" in r.body and b"query-memory-bytes" in r.body, r
+            else:
+                assert r.json()["leftTicks"] == 30000 * 10**7, r.body[:200]
+            assert n.metric("flamedb_scatter_memory_bytes") == 0
+
+
 if __name__ == "__main__":
     run_tests(globals())
