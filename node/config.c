@@ -75,6 +75,12 @@ static const opt_t options[] = {
      "it together."},
     {"shutdown-timeout", OPT_MS, FIELD(shutdown_timeout_ms, uint64_t), "10s", 0, 0, 3600000,
      "On SIGTERM/SIGINT: how long in-flight requests may take before connections are cut."},
+    {"fd-reserve", OPT_COUNT, FIELD(fd_reserve, size_t), "1024", 0, 64, 1000000,
+     "File descriptors kept for storage (RocksDB's files and write-ahead logs), the cluster "
+     "transport and the rest besides max-connections. At start the node raises its open-file "
+     "limit (RLIMIT_NOFILE) to the hard limit, and refuses to start when max-connections plus "
+     "this does not fit in it: otherwise idle HTTP connections could take the descriptors "
+     "RocksDB needs for its next file, and every write would fail until a restart."},
     SECTION("HTTP"),
     {"max-connections", OPT_COUNT, FIELD(http.max_connections, size_t), "1024", 0, 1, 1000000,
      "Open HTTP connections; more are answered 503 and closed."},
@@ -184,7 +190,8 @@ static const opt_t options[] = {
      "(their merged trees, charged once merged, and their encoded answers) count in it too: "
      "one that does not fit is refused, and its coordinator asks another replica or counts "
      "its ranges missing. So does every share's merge while it runs (its dense vectors, one "
-     "value per stack node of each token, and its tree-build scratch)."},
+     "value per stack node of each token, and its tree-build scratch), and every label-shares "
+     "or groupBy share's timelines while they are summed (one per label value)."},
     {"report-cache-bytes", OPT_SIZE, FIELD(report_cache_bytes, size_t), NULL, 64, 0, 1024 * GiB,
      "Regression reports (GET /api/diff) this node keeps after computing them, so that a "
      "search within one (reportId with search) lists its rows without rendering every bucket "
@@ -247,6 +254,12 @@ static const opt_t options[] = {
      "move (docs/cluster.md, \"Streaming whole windows\")."},
     {"max-background-jobs", OPT_INT, FIELD(storage.max_background_jobs, int), NULL, 0, 1, 64,
      "RocksDB flush and compaction threads."},
+    {"rocksdb-log-level", OPT_INT, FIELD(storage.rocksdb_log_level, int), NULL, 0, 0, 5,
+     "What RocksDB writes to its own LOG file in the data directory: 0 debug, 1 info, 2 warn, "
+     "3 error, 4 fatal, 5 only the header at open. Debian's librocksdb is built with assertions "
+     "on, and a LOG write after one failed for lack of disk space aborts the process: with 5 a "
+     "full disk only refuses writes (503) until room is made, then RocksDB resumes by itself; "
+     "lower levels help debugging on a disk that cannot fill."},
     {"sync-writes", OPT_INT, FIELD(storage.sync_writes, int), "0", 0, 0, 1,
      "1: every acknowledged write is fsynced to the write-ahead log first (concurrent writes "
      "share one fsync), so it survives a power loss of the machine; 0: written to the log, not "
@@ -452,7 +465,9 @@ static const opt_t options[] = {
      "this node (the others are summed in flamedb_tenant_series_others), so the metric's "
      "cardinality stays bounded whatever the number of tenants. Series are counted per tenant "
      "for it (one read per series first written since the start, one pass over the series at "
-     "start). 0: no such metric, nothing counted unless tenant-max-series is on."},
+     "start). With auth-file, tenants are named only to a scrape with an admin token (any other "
+     "sees them all in flamedb_tenant_series_others). 0: no such metric, nothing counted unless "
+     "tenant-max-series is on."},
 };
 
 #define NOPTIONS (sizeof options / sizeof options[0])

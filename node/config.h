@@ -48,6 +48,7 @@ typedef struct node_config {
     size_t ingest_inflight_bytes;
     size_t metrics_max_tenants; /* tenants listed in flamedb_tenant_series */
     uint64_t shutdown_timeout_ms;
+    size_t fd_reserve; /* descriptors kept besides max-connections (RLIMIT_NOFILE) */
     http_server_limits_t http;
     ingest_limits_t ingest;
     query_limits_t query;

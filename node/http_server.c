@@ -77,6 +77,7 @@ struct http_exchange {
     enum piece piece;
     int fail_status, fail_err;
     errmsg_t fail_em;
+    const char *fail_extra; /* extra headers of a head check's refusal, or NULL */
     uint64_t start_ms;
     buf_t head; /* url, then name/value pieces, each NUL-terminated */
     uint32_t url_len;
@@ -105,6 +106,7 @@ struct http_server {
     http_server_limits_t lim;
     http_handler_fn handler;
     http_observer_fn observer;
+    http_head_fn head_check; /* may be NULL */
     void *ctx;
     uv_tcp_t listener;
     uv_prepare_t prepare; /* counts loop iterations (wakeups) */
@@ -125,6 +127,7 @@ static void conn_drop(conn_t *c);
 static void conn_feed(conn_t *c, const uint8_t *data, size_t n);
 static void conn_reply(conn_t *c, http_response_t *resp);
 static void server_check_drained(http_server_t *s);
+static int build_request(conn_t *c);
 
 /* ---------- URL decoding ---------- */
 
@@ -297,6 +300,25 @@ static int check_singletons(conn_t *c)
     return 0;
 }
 
+/* Builds the request from its head and asks the head check, before any
+ * body byte is held: a client the handler would refuse anyway (no valid
+ * token) must not hold max-buffered-bytes while it sends a body. */
+static int check_head(conn_t *c)
+{
+    http_server_t *s = c->srv;
+    if (build_request(c) != ERR_OK) {
+        s->stats.protocol_errors++;
+        errmsg_t em = c->fail_em;
+        return fail(c, 400, ERR_INVALID_ARGUMENT, "%s", em.text);
+    }
+    if (s->head_check == NULL) return 0;
+    http_refusal_t ref = {0};
+    if (s->head_check(s->ctx, &c->req, &ref) == 0) return 0;
+    c->fail_extra = ref.extra_headers;
+    return fail(c, ref.status ? ref.status : err_http_status(ref.err), ref.err, "%s",
+                errmsg_text(&ref.em, ref.err));
+}
+
 static void continue_written(uv_write_t *req, int status)
 {
     (void)req, (void)status; /* a failed write shows up on the response write */
@@ -311,6 +333,7 @@ static int on_headers_complete(http_parser *p)
     if (p->http_major != 1)
         return fail(c, 505, ERR_UNSUPPORTED, "HTTP/%u.%u is not supported; use HTTP/1.1",
                     p->http_major, p->http_minor);
+    if (check_head(c) != 0) return -1;
     uint64_t cl = p->content_length;
     if ((p->flags & F_CONTENTLENGTH) && cl != ULLONG_MAX && cl > 0) {
         /* Refuse before reading a byte of the body. */
@@ -404,7 +427,8 @@ static int parse_params(conn_t *c, const char *q, size_t n)
     return ERR_OK;
 }
 
-/* Fills c->req from the parsed pieces. On error c->fail_em has the reason. */
+/* Fills c->req from the parsed head (at headers complete; the body is set
+ * by conn_dispatch). On error c->fail_em has the reason. */
 static int build_request(conn_t *c)
 {
     http_request_t *r = &c->req;
@@ -413,8 +437,8 @@ static int build_request(conn_t *c)
     size_t path_len = qmark ? (size_t)(qmark - url) : c->url_len;
     r->method = c->parser.method;
     r->method_name = http_method_str(c->parser.method);
-    r->body = c->body.data ? c->body.data : (const uint8_t *)"";
-    r->body_len = c->body.len;
+    r->body = (const uint8_t *)""; /* conn_dispatch sets the body once it is complete */
+    r->body_len = 0;
     r->start_ms = c->start_ms;
     for (size_t i = 0; i < c->nhdr; i++) {
         c->kv_headers[i].name = (const char *)c->head.data + c->hdr[i].name_off;
@@ -473,6 +497,7 @@ static void conn_reset_request(conn_t *c)
     c->piece = PIECE_NONE;
     c->started = c->msg_done = c->fail_status = c->fail_err = 0;
     c->fail_em.text[0] = 0;
+    c->fail_extra = NULL;
     c->tag = 0;
     c->headers_done = 0;
     c->principal[0] = '\0';
@@ -499,7 +524,9 @@ static void conn_refuse(conn_t *c, int status, int err, const errmsg_t *em)
     conn_stop_reading(c);
     c->keep_alive = 0;
     c->state = CONN_HANDLING;
-    http_respond_error(c, status, err, em, status == 503 ? "Retry-After: 1\r\n" : NULL);
+    const char *extra = c->fail_extra;
+    if (extra == NULL && status == 503) extra = "Retry-After: 1\r\n";
+    http_respond_error(c, status, err, em, extra);
 }
 
 static void conn_dispatch(conn_t *c)
@@ -514,11 +541,8 @@ static void conn_dispatch(conn_t *c)
     else
         conn_stop_reading(c);
     c->keep_alive = http_should_keep_alive(&c->parser) && !s->draining;
-    if (build_request(c) != ERR_OK) {
-        s->stats.protocol_errors++;
-        conn_refuse(c, 400, ERR_INVALID_ARGUMENT, &c->fail_em);
-        return;
-    }
+    c->req.body = c->body.data ? c->body.data : (const uint8_t *)"";
+    c->req.body_len = c->body.len;
     s->stats.requests_in_flight++;
     c->in_handler = 1;
     s->handler(s->ctx, c);
@@ -794,10 +818,12 @@ static void conn_reply(conn_t *c, http_response_t *resp)
         uv_buf_init((char *)c->out_head.data, (unsigned)c->out_head.len),
         uv_buf_init((char *)c->out_body.data, (unsigned)c->out_body.len),
     };
+    /* A response to HEAD ends with its headers (RFC 9112 6.3): a body would
+     * be read as the start of the next response on this connection. */
+    int with_body = c->out_body.len > 0 && c->parser.method != HTTP_HEAD;
     c->state = CONN_WRITING;
     c->wreq.data = c;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, c->out_body.len ? 2 : 1, on_written) !=
-        0) {
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, with_body ? 2 : 1, on_written) != 0) {
         conn_drop(c);
         return;
     }
@@ -1093,6 +1119,11 @@ int http_server_new(uv_loop_t *loop, const http_server_limits_t *lim, http_handl
     uv_unref((uv_handle_t *)&s->prepare); /* counting wakeups must not keep the loop alive */
     *out = s;
     return ERR_OK;
+}
+
+void http_server_set_head_check(http_server_t *s, http_head_fn fn)
+{
+    s->head_check = fn;
 }
 
 int http_server_listen(http_server_t *s, const char *host, int port, errmsg_t *em)

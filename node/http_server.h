@@ -125,6 +125,23 @@ typedef void (*http_observer_fn)(void *ctx, const http_exchange_t *ex, int statu
 int http_server_new(uv_loop_t *loop, const http_server_limits_t *lim, http_handler_fn handler,
                     http_observer_fn observer, void *ctx, http_server_t **out);
 
+/* A refusal decided from a request's head alone. */
+typedef struct http_refusal {
+    int status;                /* 0: err_http_status(err) */
+    int err;                   /* an ERR_* code */
+    errmsg_t em;               /* the reason */
+    const char *extra_headers; /* NULL or "Name: value\r\n" lines; must outlive the answer
+                                  (a static string) */
+} http_refusal_t;
+/* Called with the server's ctx once a request's line and headers are
+ * complete, before a byte of its body is read into memory and before a
+ * 100 Continue: returns 0 to go on, or non-zero with *out filled to refuse
+ * the request, which is then answered at once and its connection closed
+ * (its body never held). r is complete but for its body (body_len 0). */
+typedef int (*http_head_fn)(void *ctx, const http_request_t *r, http_refusal_t *out);
+/* Sets (NULL: clears) the head check of s. */
+void http_server_set_head_check(http_server_t *s, http_head_fn fn);
+
 /* Binds and listens on host:port (IPv4 or IPv6 literal; port 0 picks a free one). */
 int http_server_listen(http_server_t *s, const char *host, int port, errmsg_t *em);
 /* The bound port (after http_server_listen), or -1. */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "common/log.h"
 #include "node/node_int.h"
@@ -107,11 +108,37 @@ static void report_cache_give(void *cluster, size_t n)
     cluster_query_release(cluster, n);
 }
 
+/* Raises the soft open-file limit to the hard one and checks that HTTP
+ * connections (max-connections) leave fd-reserve descriptors to the rest:
+ * connections that took RocksDB's next write-ahead log would fail every
+ * write until a restart. */
+static int fit_fd_limit(const node_config_t *cfg, errmsg_t *em)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return ERR_OK; /* nothing to check against */
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit up = {rl.rlim_max, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0) rl = up;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY) return ERR_OK;
+    size_t need = cfg->http.max_connections + cfg->fd_reserve;
+    if ((rlim_t)need > rl.rlim_cur)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "max-connections (%zu) plus fd-reserve (%zu) is more than the open-file "
+                          "limit (%llu; ulimit -n, LimitNOFILE): raise the limit or lower "
+                          "max-connections",
+                          cfg->http.max_connections, cfg->fd_reserve,
+                          (unsigned long long)rl.rlim_cur);
+    return ERR_OK;
+}
+
 static int open_parts(node_t *n, errmsg_t *em)
 {
     const node_config_t *cfg = &n->cfg;
     size_t caps[WORKQ_NLANES] = {
         [WORKQ_WRITE] = cfg->max_write_jobs, [WORKQ_QUERY] = cfg->max_query_jobs};
+    int frc = fit_fd_limit(cfg, em);
+    if (frc != ERR_OK) return frc;
     if (workq_new(&n->loop, cfg->worker_threads, caps, &n->clock, &n->workq) != 0)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
     if (n->cfg.auth_file[0] != '\0') { /* before anything listens: never open by accident */
@@ -124,6 +151,7 @@ static int open_parts(node_t *n, errmsg_t *em)
     if (rc != ERR_OK) return rc;
     rc = http_server_new(&n->loop, &n->cfg.http, routes_handle, routes_observe, n, &n->http);
     if (rc != ERR_OK) return errmsg_set(em, rc, "cannot create the HTTP server");
+    http_server_set_head_check(n->http, routes_head_check);
     rc = http_server_listen(n->http, n->cfg.http_host, n->cfg.http_port, em);
     if (rc != ERR_OK) return rc;
     n->port = http_server_port(n->http);

@@ -47,6 +47,10 @@ void routes_observe(void *node, const http_exchange_t *ex, int status, uint64_t 
  * its tenant as the exchange's principal. Returns 0 after answering
  * 401/403/400, 1 when the request may go on (routes_auth.c). */
 int routes_authorize(node_t *n, http_exchange_t *ex, const http_request_t *r);
+/* The same check from a request's head, before its body is read (the
+ * server's head check, http_server_set_head_check): non-zero with *out
+ * filled when routes_authorize would refuse it (routes_auth.c). */
+int routes_head_check(void *node, const http_request_t *r, http_refusal_t *out);
 
 /* ---- per-tenant limits (routes_limits.c), on the loop thread ---- */
 

@@ -104,6 +104,7 @@ struct job {
     http_server_stats_t http_stats;
     workq_stats_t pool; /* /metrics: the lanes, copied on the loop thread */
     int ready;
+    int show_tenants; /* /metrics: flamedb_tenant_series{tenant} may name tenants */
 };
 
 /* ---------- tenants ---------- */
@@ -369,8 +370,10 @@ static uint64_t rss_bytes(void)
 }
 
 /* The tenants with the most series for flamedb_tenant_series (bounded by
- * metrics-max-tenants); the caller frees what is returned (NULL: none). */
-static storage_tenant_count_t *gather_tenants(node_t *n, node_metrics_extra_t *x)
+ * metrics-max-tenants); the caller frees what is returned (NULL: none).
+ * Unless show (no auth-file, or an admin token), no tenant is named: their
+ * series all count in flamedb_tenant_series_others. */
+static storage_tenant_count_t *gather_tenants(node_t *n, node_metrics_extra_t *x, int show)
 {
     if (n->cfg.metrics_max_tenants == 0) return NULL;
     storage_tenant_count_t *tc = malloc(n->cfg.metrics_max_tenants * sizeof *tc);
@@ -379,7 +382,23 @@ static storage_tenant_count_t *gather_tenants(node_t *n, node_metrics_extra_t *x
     x->tenants = tc;
     x->ntenants_listed = storage_tenant_series_top(n->storage, tc, n->cfg.metrics_max_tenants,
                                                    &x->tenant_others, &x->ntenants);
+    if (!show) {
+        for (size_t i = 0; i < x->ntenants_listed; i++)
+            x->tenant_others += tc[i].series;
+        x->ntenants_listed = 0;
+    }
     return tc;
+}
+
+/* /metrics is open with auth-file (open-metrics), and even a read token is
+ * one tenant's: the names of the node's tenants are shown to admins only. */
+static int tenants_visible(node_t *n, const http_request_t *r)
+{
+    if (n->auth == NULL) return 1;
+    if (http_request_header(r, "Authorization") == NULL) return 0;
+    char tenant[STORAGE_TENANT_MAX + 1];
+    errmsg_t em = {{0}};
+    return node_auth_check(n->auth, r, NODE_AUTH_ADMIN, tenant, sizeof tenant, &em) == ERR_OK;
 }
 
 static void work_metrics(job_t *j)
@@ -398,7 +417,7 @@ static void work_metrics(job_t *j)
     x.report_cache_hits = rc.hits;
     x.report_cache_misses = rc.misses;
     x.report_cache_evictions = rc.evictions;
-    storage_tenant_count_t *tc = gather_tenants(n, &x);
+    storage_tenant_count_t *tc = gather_tenants(n, &x, j->show_tenants);
     x.uptime_seconds = (double)(j->now_ns - n->start_ns) / 1e9;
     buf_init(&j->result.body, 16 * 1024 * 1024);
     j->result.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -419,6 +438,7 @@ static void prepare_metrics(job_t *j)
     j->http_stats = *http_server_stats(j->node->http);
     workq_stats(j->node->workq, &j->pool);
     j->ready = j->node->ready && !j->node->stopping;
+    j->show_tenants = tenants_visible(j->node, j->req);
     if (j->node->cluster != NULL && cluster_metrics_take(j->node->cluster, &j->cmetrics) != ERR_OK)
         j->cmetrics = NULL; /* the cluster's counters are left out rather than fail /metrics */
 }

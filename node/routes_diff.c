@@ -14,7 +14,19 @@
 typedef struct diff_ctx {
     query_diff_params_t params; /* strings borrowed from the request until it is answered */
     const query_limits_t *lim;
+    query_report_charge_t charge; /* the join's decoded trees: query-memory-bytes */
 } diff_ctx_t;
+
+/* The join's decoded trees count in query-memory-bytes (pool thread). */
+static int diff_take(void *cluster, size_t n)
+{
+    return cluster_query_try_hold(cluster, n);
+}
+
+static void diff_give(void *cluster, size_t n)
+{
+    cluster_query_release(cluster, n);
+}
 
 static const char *param_of(const void *req, const char *name)
 {
@@ -25,9 +37,9 @@ static int join_diff(void *ctx, const buf_t *body, const int *partial, query_res
                      errmsg_t *em)
 {
     diff_ctx_t *d = ctx;
-    return query_diff_render(&d->params, d->lim, body[0].data, body[0].len, body[1].data,
-                             body[1].len, partial[0] || partial[1] ? "\"partial\":true" : NULL, out,
-                             em);
+    return query_diff_render_charged(
+        &d->params, d->lim, body[0].data, body[0].len, body[1].data, body[1].len,
+        partial[0] || partial[1] ? "\"partial\":true" : NULL, &d->charge, out, em);
 }
 
 void routes_render_diff(node_t *n, http_exchange_t *ex, const http_request_t *r)
@@ -42,6 +54,7 @@ void routes_render_diff(node_t *n, http_exchange_t *ex, const http_request_t *r)
         return;
     }
     d->lim = &n->cfg.query;
+    d->charge = (query_report_charge_t){diff_take, diff_give, n->cluster};
     query_diff_params_read(&d->params, param_of, r);
     errmsg_t em = {{0}};
     int rc = query_diff_check(&d->params, &n->cfg.query, &em);

@@ -32,7 +32,8 @@ typedef struct report_ctx {
     query_report_plan_t plan;   /* each bucket's parameters point into it */
     const query_limits_t *lim;
     query_report_cache_t *cache;
-    buf_t key; /* the report's exact inputs (query_report_key) */
+    query_report_charge_t charge; /* the report's working memory: query-memory-bytes */
+    buf_t key;                    /* the report's exact inputs (query_report_key) */
     char id[QUERY_REPORT_ID_LEN + 1];
 } report_ctx_t;
 
@@ -41,6 +42,17 @@ static void report_ctx_free(void *ctx)
     report_ctx_t *d = ctx;
     buf_free(&d->key);
     free(d);
+}
+
+/* The join's decoded buckets count in query-memory-bytes (pool thread). */
+static int report_take(void *cluster, size_t n)
+{
+    return cluster_query_try_hold(cluster, n);
+}
+
+static void report_give(void *cluster, size_t n)
+{
+    cluster_query_release(cluster, n);
 }
 
 static const char *param_of(const void *req, const char *name)
@@ -66,8 +78,8 @@ static int join_report(void *ctx, const buf_t *body, const int *partial, query_r
     int partial_any = partial[0] || partial[1];
     query_report_t keep = {0};
     int rc = query_report_run(&d->plan, d->lim, bodies, lens, d->id,
-                              partial_any ? "\"partial\":true" : NULL, partial_any ? NULL : &keep,
-                              out, em);
+                              partial_any ? "\"partial\":true" : NULL, &d->charge,
+                              partial_any ? NULL : &keep, out, em);
     int64_t sec[SIDES] = {d->plan.until_s[0] - d->plan.from_s[0],
                           d->plan.until_s[1] - d->plan.from_s[1]};
     if (rc == 0 && keep.rows != NULL) /* a partial report is never kept; not kept: no harm */
@@ -164,6 +176,7 @@ void routes_report_diff(node_t *n, http_exchange_t *ex, const http_request_t *r)
     }
     d->lim = &n->cfg.query;
     d->cache = n->report_cache;
+    d->charge = (query_report_charge_t){report_take, report_give, n->cluster};
     buf_init(&d->key, BUF_UNLIMITED); /* bounded: the queries, their ranges, 60 buckets */
     query_diff_params_read(&d->params, param_of, r);
     errmsg_t em = {{0}};

@@ -610,7 +610,20 @@ typedef struct join {
     symtab_t *syms;
     sides_t s, ds; /* per node of u, of shape */
     uint8_t *keep;
+    const query_report_charge_t *charge; /* may be NULL */
+    size_t charged;
 } join_t;
+
+/* Charges the bytes tree t holds (as it will be read) to the join's charge. */
+static int join_charge(join_t *j, const calltree_t *t)
+{
+    const query_report_charge_t *c = j->charge;
+    size_t n = calltree_mem_bytes_read(t);
+    if (c == NULL || c->take == NULL || n == 0) return 0;
+    if (c->take(c->ctx, n) != 0) return ERR_UNAVAILABLE;
+    j->charged += n;
+    return 0;
+}
 
 static void join_free(join_t *j)
 {
@@ -622,6 +635,9 @@ static void join_free(join_t *j)
     calltree_free(j->u);
     calltree_free(j->shape);
     symtab_free(j->syms);
+    if (j->charge != NULL && j->charge->give != NULL && j->charged > 0)
+        j->charge->give(j->charge->ctx, j->charged);
+    j->charged = 0;
 }
 
 /* Decodes both sides, joins them and truncates: j->shape and j->ds. */
@@ -635,20 +651,38 @@ static int join(join_t *j, const query_limits_t *lim, size_t max_nodes, const ui
     j->syms = symtab_new();
     int rc = j->lt && j->rt && j->u && j->shape && j->syms ? 0 : ERR_NOMEM;
     if (rc == 0) rc = query_tree_decode(left, left_len, j->lt, j->syms);
+    if (rc == 0) rc = join_charge(j, j->lt);
     if (rc == 0) rc = query_tree_decode(right, right_len, j->rt, j->syms);
+    if (rc == 0) rc = join_charge(j, j->rt);
     if (rc == ERR_CORRUPT) errmsg_set(em, rc, "render-diff: a side's merged tree is damaged");
     if (rc == 0) rc = add_side(j->u, j->lt, &j->s, 0);
     if (rc == 0) rc = add_side(j->u, j->rt, &j->s, 1);
+    if (rc == 0) rc = join_charge(j, j->u);
     if (rc == 0) totals(j->u, &j->s);
     if (rc == 0 && (j->keep = malloc(calltree_node_count(j->u))) == NULL) rc = ERR_NOMEM;
     if (rc == 0) rc = choose_kept(j->u, &j->s, max_nodes, j->keep);
     if (rc == 0) rc = build_shape(j->u, &j->s, j->keep, j->shape, &j->ds);
+    if (rc == 0) rc = join_charge(j, j->shape);
+    if (rc == ERR_UNAVAILABLE) /* the decoded trees passed the budget */
+        errmsg_set(em, rc,
+                   "server busy: joining the two sides needs more memory than "
+                   "query-memory-bytes leaves now; retry later or narrow the query");
     return rc;
 }
 
 int query_diff_render(const query_diff_params_t *d, const query_limits_t *lim, const uint8_t *left,
                       size_t left_len, const uint8_t *right, size_t right_len,
                       const char *partial_json, query_result_t *out, errmsg_t *em)
+{
+    return query_diff_render_charged(d, lim, left, left_len, right, right_len, partial_json, NULL,
+                                     out, em);
+}
+
+int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t *lim,
+                              const uint8_t *left, size_t left_len, const uint8_t *right,
+                              size_t right_len, const char *partial_json,
+                              const query_report_charge_t *charge, query_result_t *out,
+                              errmsg_t *em)
 {
     char type[QUERY_TYPE_MAX + 1];
     size_t max_nodes = 0;
@@ -658,6 +692,7 @@ int query_diff_render(const query_diff_params_t *d, const query_limits_t *lim, c
     if (rc == 0) rc = query_parse_max_nodes(d->max_nodes, f, lim, &max_nodes, em);
     if (rc != 0) return rc;
     join_t j = {0};
+    j.charge = charge;
     rc = join(&j, lim, max_nodes, left, left_len, right, right_len, em);
     buf_free(&out->body);
     buf_init(&out->body, lim->max_output_bytes);

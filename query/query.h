@@ -361,6 +361,18 @@ void query_diff_params_read(query_diff_params_t *d,
  * parameter. */
 int query_diff_check(const query_diff_params_t *d, const query_limits_t *lim, errmsg_t *em);
 
+/* What a query's working memory is charged to (the node's
+ * query-memory-bytes): take returns 0 when n more bytes fit, else nonzero
+ * (nothing taken); give hands n bytes back. The report cache calls them with
+ * its lock held (they must not call the cache); query_report_run and
+ * query_diff_render_charged from their pool thread. NULL functions: nothing
+ * charged. */
+typedef struct query_report_charge {
+    int (*take)(void *ctx, size_t n);
+    void (*give)(void *ctx, size_t n);
+    void *ctx;
+} query_report_charge_t;
+
 /* Joins the two merged trees (the bodies of renders with merged_tree set)
  * into the diff flamebearer: the union of both trees, each node with its
  * left and right total and self, truncated to maxNodes jointly (a node is
@@ -375,6 +387,15 @@ int query_diff_check(const query_diff_params_t *d, const query_limits_t *lim, er
 int query_diff_render(const query_diff_params_t *d, const query_limits_t *lim, const uint8_t *left,
                       size_t left_len, const uint8_t *right, size_t right_len,
                       const char *partial_json, query_result_t *out, errmsg_t *em);
+/* query_diff_render with the join's decoded trees (both sides, their union
+ * and the answer's shape, far larger than the encoded bodies) charged to
+ * charge (may be NULL) as they are made and given back before it returns:
+ * past the budget ERR_UNAVAILABLE. */
+int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t *lim,
+                              const uint8_t *left, size_t left_len, const uint8_t *right,
+                              size_t right_len, const char *partial_json,
+                              const query_report_charge_t *charge, query_result_t *out,
+                              errmsg_t *em);
 
 /* ================================================================ regression report
  *
@@ -472,11 +493,14 @@ int query_report_encode(const query_report_t *r, const char *profile_type, size_
  * body[s][i] of len[s][i] bytes for the plan's buckets, and answers (with
  * "reportId" when report_id is not NULL). When keep is not NULL and all
  * went well, the report (its names owned: query_report_own_names) is moved
- * into *keep for the caller, who frees it. */
+ * into *keep for the caller, who frees it. The decoded trees (up to 60, far
+ * larger than their encoded bodies) and the report are charged to charge
+ * (may be NULL) while it runs and given back before it returns: past the
+ * budget it answers ERR_UNAVAILABLE. */
 int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
                      const uint8_t *const *body[2], const size_t *len[2], const char *report_id,
-                     const char *partial_json, query_report_t *keep, query_result_t *out,
-                     errmsg_t *em);
+                     const char *partial_json, const query_report_charge_t *charge,
+                     query_report_t *keep, query_result_t *out, errmsg_t *em);
 
 /* ---------- the report cache (report_cache.c) ----------
  *
@@ -491,16 +515,6 @@ int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
  * the report of plan for tenant. */
 int query_report_key(const query_report_plan_t *plan, const char *tenant, buf_t *key,
                      char id[QUERY_REPORT_ID_LEN + 1]);
-
-/* What the cache's bytes are charged to (the node's query-memory-bytes):
- * take returns 0 when n more bytes fit, else nonzero (nothing taken); give
- * hands n bytes back. Called with the cache's lock held: must not call the
- * cache. NULL functions: nothing charged. */
-typedef struct query_report_charge {
-    int (*take)(void *ctx, size_t n);
-    void (*give)(void *ctx, size_t n);
-    void *ctx;
-} query_report_charge_t;
 
 /* At most max_bytes of reports (keys, rows and names), least recently used
  * evicted first; max_bytes 0: keeps nothing. Thread-safe (one mutex). Owned

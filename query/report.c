@@ -224,28 +224,55 @@ static int finish_rows(query_report_t *r, const symtab_t *syms)
     return 0;
 }
 
+/* A report built one bucket at a time (acc_add), so a caller may free each
+ * bucket's tree once it is added. */
+static int acc_begin(acc_t *a, query_report_t *out, const size_t n[2])
+{
+    memset(out, 0, sizeof *out);
+    memset(a, 0, sizeof *a);
+    a->r = out;
+    int rc = u64map_init(&a->map, 1024);
+    if (rc == 0 && (a->used = calloc(n[0] + n[1] + 1, 1)) == NULL) rc = ERR_NOMEM;
+    return rc;
+}
+
+/* Adds bucket b of side s (buckets in order: every left one, then the right ones). */
+static int acc_add(acc_t *a, const size_t n[2], const calltree_t *t, int s, size_t b)
+{
+    uint32_t col = (uint32_t)(s == 0 ? b : n[0] + b);
+    int rc = add_bucket(a, t, s, col);
+    a->r->buckets[s] += a->used[col];
+    return rc;
+}
+
+/* Tests and names the rows (when rc is 0) and frees a; the report is freed on failure. */
+static int acc_end(acc_t *a, int rc, const size_t n[2], const symtab_t *syms)
+{
+    if (rc == 0) rc = test_rows(a, n[0] + n[1], n[0]);
+    if (rc == 0) rc = holm(a->r);
+    if (rc == 0) rc = finish_rows(a->r, syms);
+    u64map_free(&a->map);
+    free(a->s);
+    free(a->used);
+    if (rc != 0) query_report_free(a->r);
+    return rc;
+}
+
+/* Bytes a's samples hold while a report is built. */
+static size_t acc_bytes(const acc_t *a)
+{
+    return a->caps * sizeof *a->s + a->caprows * sizeof *a->r->rows;
+}
+
 int query_report_compute(const calltree_t *const *trees[2], const size_t n[2], const symtab_t *syms,
                          query_report_t *out)
 {
-    memset(out, 0, sizeof *out);
-    acc_t a = {.r = out};
-    size_t ncol = n[0] + n[1];
-    int rc = u64map_init(&a.map, 1024);
-    if (rc == 0 && (a.used = calloc(ncol + 1, 1)) == NULL) rc = ERR_NOMEM;
+    acc_t a;
+    int rc = acc_begin(&a, out, n);
     for (int s = 0; s < 2; s++)
-        for (size_t b = 0; rc == 0 && b < n[s]; b++) {
-            uint32_t col = (uint32_t)(s == 0 ? b : n[0] + b);
-            rc = add_bucket(&a, trees[s][b], s, col);
-            out->buckets[s] += a.used[col];
-        }
-    if (rc == 0) rc = test_rows(&a, ncol, n[0]);
-    if (rc == 0) rc = holm(out);
-    if (rc == 0) rc = finish_rows(out, syms);
-    u64map_free(&a.map);
-    free(a.s);
-    free(a.used);
-    if (rc != 0) query_report_free(out);
-    return rc;
+        for (size_t b = 0; rc == 0 && b < n[s]; b++)
+            rc = acc_add(&a, n, trees[s][b], s, b);
+    return acc_end(&a, rc, n, syms);
 }
 
 void query_report_free(query_report_t *r)
@@ -446,33 +473,75 @@ int query_report_plan(const query_diff_params_t *d, const char *limit, const cha
 
 /* ---------- bodies in, answer out ---------- */
 
-static int decode_all(const query_report_plan_t *plan, const query_limits_t *lim,
-                      const uint8_t *const *body[2], const size_t *len[2], calltree_t **t[2],
-                      symtab_t *syms)
+/* Bytes taken from a report's charge; given back by held_give. */
+typedef struct held {
+    const query_report_charge_t *charge;
+    size_t bytes;
+} held_t;
+
+static int held_take(held_t *h, size_t n)
 {
-    int rc = 0;
+    if (h->charge == NULL || h->charge->take == NULL || n == 0) return 0;
+    if (h->charge->take(h->charge->ctx, n) != 0) return ERR_UNAVAILABLE;
+    h->bytes += n;
+    return 0;
+}
+
+/* Gives n of the bytes taken back (memory freed early). */
+static void held_sub(held_t *h, size_t n)
+{
+    if (h->charge == NULL || h->charge->take == NULL || n == 0) return; /* none taken */
+    if (h->charge->give != NULL) h->charge->give(h->charge->ctx, n);
+    h->bytes -= n;
+}
+
+static void held_give(held_t *h)
+{
+    if (h->charge != NULL && h->charge->give != NULL && h->bytes > 0)
+        h->charge->give(h->charge->ctx, h->bytes);
+    h->bytes = 0;
+}
+
+/* Builds the report one bucket at a time: each bucket's tree is decoded,
+ * charged (as it will be read), added and freed before the next, so the
+ * report holds one decoded tree at a time rather than up to 60. */
+static int build_report(const query_report_plan_t *plan, const query_limits_t *lim,
+                        const uint8_t *const *body[2], const size_t *len[2], symtab_t *syms,
+                        held_t *held, query_report_t *r)
+{
+    acc_t a;
+    int rc = acc_begin(&a, r, plan->nbuckets);
     for (int s = 0; s < 2; s++)
         for (size_t b = 0; rc == 0 && b < plan->nbuckets[s]; b++) {
-            t[s][b] = calltree_new(lim->max_tree_nodes);
-            rc = t[s][b] == NULL ? ERR_NOMEM
-                                 : query_tree_decode(body[s][b], len[s][b], t[s][b], syms);
+            calltree_t *t = calltree_new(lim->max_tree_nodes);
+            rc = t == NULL ? ERR_NOMEM : query_tree_decode(body[s][b], len[s][b], t, syms);
+            size_t tree_bytes = rc == 0 ? calltree_mem_bytes_read(t) : 0;
+            if (rc == 0) rc = held_take(held, tree_bytes);
+            if (rc == 0) rc = acc_add(&a, plan->nbuckets, t, s, b);
+            calltree_free(t);
+            if (rc == 0) held_sub(held, tree_bytes);
+            /* what the samples and rows grew to: charged as they stand */
+            if (rc == 0 && acc_bytes(&a) > held->bytes)
+                rc = held_take(held, acc_bytes(&a) - held->bytes);
         }
-    return rc;
+    return acc_end(&a, rc, plan->nbuckets, syms);
 }
 
 int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
                      const uint8_t *const *body[2], const size_t *len[2], const char *report_id,
-                     const char *partial_json, query_report_t *keep, query_result_t *out,
-                     errmsg_t *em)
+                     const char *partial_json, const query_report_charge_t *charge,
+                     query_report_t *keep, query_result_t *out, errmsg_t *em)
 {
-    calltree_t *lt[QUERY_REPORT_MAX_BUCKETS] = {0}, *rt[QUERY_REPORT_MAX_BUCKETS] = {0};
-    calltree_t **t[2] = {lt, rt};
     symtab_t *syms = symtab_new();
     query_report_t r = {0};
-    int rc = syms != NULL ? decode_all(plan, lim, body, len, t, syms) : ERR_NOMEM;
+    held_t held = {charge, 0};
+    int rc = syms != NULL ? build_report(plan, lim, body, len, syms, &held, &r) : ERR_NOMEM;
     if (rc == ERR_CORRUPT) errmsg_set(em, rc, "diff report: a bucket's merged tree is damaged");
-    const calltree_t *const *ct[2] = {(const calltree_t *const *)lt, (const calltree_t *const *)rt};
-    if (rc == 0) rc = query_report_compute(ct, plan->nbuckets, syms, &r);
+    if (rc == 0) rc = held_take(&held, query_report_bytes(&r));
+    if (rc == ERR_UNAVAILABLE) /* a decoded bucket and the report passed the budget */
+        errmsg_set(em, rc,
+                   "server busy: the report's decoded buckets need more memory than "
+                   "query-memory-bytes leaves now; retry later or narrow the query");
     buf_free(&out->body);
     buf_init(&out->body, lim->max_output_bytes);
     out->content_type = "application/json";
@@ -487,10 +556,7 @@ int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
         memset(&r, 0, sizeof r);
     }
     query_report_free(&r);
-    for (size_t b = 0; b < QUERY_REPORT_MAX_BUCKETS; b++) {
-        calltree_free(lt[b]);
-        calltree_free(rt[b]);
-    }
     symtab_free(syms);
+    held_give(&held);
     return rc;
 }

@@ -25,8 +25,27 @@ typedef struct group {
     size_t nb;    /* timeline buckets per value */
     int64_t *tls; /* value i's buckets at tls[i * nb] */
     size_t tls_cap;
+    alloc_charge_t *charge; /* the share's working memory is charged here; NULL: not charged */
+    size_t charged;
 } group_t;
 
+/* What one more value costs here besides its name: its total, its timeline
+ * and its place in the map. */
+#define GROUP_VALUE_BYTES(nb) ((nb) * sizeof(int64_t) + sizeof(int64_t) + 32)
+
+/* Charges n more bytes of the share's working memory (values x buckets can
+ * reach query-max-series x ~1,500: far more than the partial a render
+ * holds); ERR_UNAVAILABLE when it does not fit. */
+static int group_charge(group_t *g, size_t n)
+{
+    if (g->charge == NULL || n == 0) return 0;
+    int rc = alloc_charge_add(g->charge, n);
+    if (rc == 0) g->charged += n;
+    return rc == ERR_TOO_LARGE ? ERR_UNAVAILABLE : rc;
+}
+
+/* Frees g and gives back what it charged (the entries it answered are
+ * charged again by the caller, as the partial's result). */
 static void group_free(group_t *g)
 {
     for (size_t i = 0; i < g->names.n; i++)
@@ -34,11 +53,18 @@ static void group_free(group_t *g)
     strmap_free(&g->names);
     free(g->totals);
     free(g->tls);
+    if (g->charge != NULL) alloc_charge_sub(g->charge, g->charged);
+    g->charged = 0;
 }
 
 static int group_add(group_t *g, const char *value, size_t len, int64_t total,
                      const int64_t *samples)
 {
+    uint32_t known;
+    if (!strmap_find(&g->names, value, len, &known)) {
+        int rc = group_charge(g, GROUP_VALUE_BYTES(g->nb) + len + 1);
+        if (rc != 0) return rc;
+    }
     char *copy = malloc(len + 1);
     if (copy == NULL) return ERR_NOMEM;
     memcpy(copy, value, len);
@@ -131,12 +157,15 @@ static int entry_of(const group_t *g, size_t i, char **out)
     return rc;
 }
 
-static int to_entries(const group_t *g, query_partial_t *out)
+static int to_entries(group_t *g, query_partial_t *out)
 {
+    int rc = group_charge(g, (g->names.n ? g->names.n : 1) * sizeof *out->values);
+    if (rc != 0) return rc;
     out->values = calloc(g->names.n ? g->names.n : 1, sizeof *out->values);
     if (out->values == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < g->names.n; i++) {
-        int rc = entry_of(g, i, &out->values[i]);
+        rc = entry_of(g, i, &out->values[i]);
+        if (rc == 0) rc = group_charge(g, strlen(out->values[i]) + 1);
         if (rc != 0) return rc;
         out->nvalues = i + 1;
     }
@@ -157,6 +186,7 @@ int query_shares_partial(storage_t *st, const char *tenant, const query_partial_
     group_t g;
     memset(&g, 0, sizeof g);
     strmap_init(&g.names);
+    g.charge = a->charge;
     query_timeline_t shape;
     int res;
     rc = query_timeline_init(&plan, &shape, &res);
@@ -164,6 +194,11 @@ int query_shares_partial(storage_t *st, const char *tenant, const query_partial_
     query_timeline_free(&shape);
     if (rc == 0) rc = collect(st, tenant, a, &ser, &plan, &g, em);
     if (rc == 0) rc = to_entries(&g, out);
+    if (rc == ERR_UNAVAILABLE) /* the working memory passed its budget */
+        errmsg_set(em, rc,
+                   "server busy: label shares of %zu values over %zu buckets need more working "
+                   "memory than query-memory-bytes leaves now; retry later or narrow the query",
+                   g.names.n, g.nb);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "label shares: %s", err_message(rc));
     group_free(&g);
     query_series_free(&ser);

@@ -72,6 +72,7 @@ void storage_options_default(storage_options_t *o)
     o->profile_retention_seconds = 7 * day;
     o->max_profile_tree_bytes = MIB;
     o->max_background_jobs = 2;
+    o->rocksdb_log_level = STORAGE_ROCKSDB_LOG_HEADER;
     o->max_stack_nodes = STORAGE_MAX_STACK_NODES;
     o->node_index_min_nodes = STORAGE_NODE_INDEX_MIN_NODES;
     o->window_successive_merges = STORAGE_WINDOW_SUCCESSIVE_MERGES;
@@ -226,6 +227,8 @@ static void db_options(storage_t *s)
     rocksdb_options_set_db_write_buffer_size(d, o->write_buffer_bytes);
     /* A WAL older than this forces the flush of the CFs that keep it alive. */
     rocksdb_options_set_max_total_wal_size(d, 2 * (uint64_t)o->write_buffer_bytes);
+    /* A full disk must refuse writes, not abort: see rocksdb_log_level. */
+    rocksdb_options_set_info_log_level(d, o->rocksdb_log_level);
     rocksdb_options_set_keep_log_file_num(d, 4);
     rocksdb_options_set_max_log_file_size(d, 16 * MIB);
     rocksdb_options_set_bytes_per_sync(d, MIB);

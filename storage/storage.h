@@ -55,6 +55,8 @@
 extern const uint32_t storage_resolutions[STORAGE_RESOLUTION_COUNT]; /* 10,60,600,3600,86400 */
 
 #define STORAGE_TENANT_MAX 150
+/* rocksdb_log_level: only the LOG header is written (RocksDB HEADER_LEVEL). */
+#define STORAGE_ROCKSDB_LOG_HEADER 5
 /* Default of storage_options_t.max_span_members. */
 #define STORAGE_MAX_SPAN_MEMBERS 16
 
@@ -98,6 +100,11 @@ typedef struct storage_options {
      * adds cheaply, while counting them costs each write a search). */
     uint32_t total_successive_merges;
     int max_background_jobs;
+    /* RocksDB's own LOG file (info_log_level, 0 debug .. 4 fatal, 5 header
+     * only). Debian's librocksdb asserts: a LOG write after one failed for
+     * lack of space aborts the process, so the default writes nothing after
+     * the header. */
+    int rocksdb_log_level;
     /* Series one tenant may have in this store; a write that would store
      * more fails with ERR_LIMIT naming tenant-max-series. 0 = no limit (and
      * nothing is counted). */

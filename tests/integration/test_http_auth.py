@@ -5,6 +5,7 @@ import base64
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -239,6 +240,99 @@ def test_chunked_trailers():
         assert n.total(q) == 5 * TICK
         r = n.render(q, tenant="trailer")
         assert r.status == 200 and r.json()["flamebearer"]["numTicks"] == 0, r
+
+
+def _send_head_and_part(port, head, part):
+    """Opens a connection, sends a request head and part of its body; returns the socket."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(head)
+    s.sendall(part)
+    return s
+
+
+def _answer_now(s, wait=3.0):
+    """What the node answered so far (up to `wait` seconds), without sending more."""
+    s.settimeout(wait)
+    got = b""
+    try:
+        for _ in range(100):
+            c = s.recv(65536)
+            if not c:
+                break
+            got += c
+            if b"\r\n\r\n" in got:
+                break
+    except socket.timeout:
+        pass
+    return got
+
+
+def test_no_token_holds_no_body_bytes():
+    """Without a valid token a request is refused from its head: its body is
+    never read into memory, so clients without a token cannot fill
+    max-buffered-bytes and turn every authenticated push into 503 (nor get a
+    100 Continue to upload one)."""
+    path = auth_file([TOKENS["r"], TOKENS["w"]])
+    args = ["--auth-file", path, "--max-buffered-bytes", "1MiB", "--max-body-bytes", "1MiB"]
+    with Node(args=args) as n:
+        socks = []
+        try:
+            head = (b"POST /ingest?name=x.cpu HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Length: 1000000\r\n")
+            for auth in [b"", b"Authorization: Bearer wrong-token\r\n",
+                         b"Authorization: Bearer " + TOKENS["r"][2].encode() + b"\r\n"]:
+                s = _send_head_and_part(n.port, head + auth + b"\r\n", b"a;b 1\n" * 60000)
+                socks.append(s)
+                raw = _answer_now(s)
+                want = 403 if b"reader" in auth else 401
+                assert status_of(raw) == want, (auth, raw)
+            # the routes open without a token (/ready, /metrics, the UI) take no body
+            for route in [b"GET /ready", b"GET /metrics", b"GET /ui/app.js", b"POST /ready"]:
+                s = _send_head_and_part(n.port, route + b" HTTP/1.1\r\nHost: x\r\n"
+                                        b"Content-Length: 1000000\r\n\r\n", b"x" * 300000)
+                socks.append(s)
+                raw = _answer_now(s)
+                assert status_of(raw) == 413 and b"takes no body" in raw, (route, raw)
+            s = _send_head_and_part(n.port, b"GET /ready HTTP/1.1\r\nHost: x\r\n"
+                                    b"Transfer-Encoding: chunked\r\n\r\n", b"10000\r\n" + b"x" * 60000)
+            socks.append(s)
+            raw = _answer_now(s)
+            assert status_of(raw) == 413 and b"takes no body" in raw, raw
+            assert n.metric("flamedb_http_buffered_body_bytes") == 0
+            # Expect: 100-continue without a token: the refusal, never a 100
+            s = _send_head_and_part(n.port, head + b"Expect: 100-continue\r\n\r\n", b"")
+            socks.append(s)
+            raw = _answer_now(s)
+            assert status_of(raw) == 401 and b"100 Continue" not in raw, raw
+            # a writer's push still fits in the budget
+            r = push(n, bearer("w"), unique("budget"))
+            assert r.status == 200, r
+        finally:
+            for s in socks:
+                s.close()
+        os.unlink(path)
+
+
+def test_metrics_name_tenants_only_to_admins():
+    """/metrics is open with --auth-file (for Prometheus), but the names of the
+    node's tenants and their series counts are another tenant's business:
+    flamedb_tenant_series{tenant} is listed only to an admin token; without
+    one the family is summed into flamedb_tenant_series_others."""
+    path = auth_file([TOKENS["r"], TOKENS["w"], TOKENS["a"], TOKENS["o"]])
+    with Node(args=["--auth-file", path]) as n:
+        assert push(n, {"Authorization": "Bearer " + TOKENS["o"][2]}, unique("m")).status == 200
+        assert push(n, bearer("w"), unique("m")).status == 200
+        for headers in [{}, bearer("r"), bearer("w"),
+                        {"Authorization": "Bearer no-such-token"}]:
+            r = n.get("/metrics", headers)
+            assert r.status == 200, r
+            text = r.body.decode()
+            assert 'tenant="other"' not in text and 'tenant="acme"' not in text, headers
+            assert "flamedb_tenant_series_others 2" in text, text[-400:]
+        text = n.get("/metrics", bearer("a")).body.decode()
+        assert 'flamedb_tenant_series{tenant="other"} 1' in text, text[-400:]
+        assert 'flamedb_tenant_series{tenant="acme"} 1' in text, text[-400:]
+    os.unlink(path)
 
 
 if __name__ == "__main__":

@@ -57,5 +57,58 @@ def test_connections_per_client():
                 s.close()
 
 
+def _limit_fds(soft, hard):
+    import resource
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_idle_connections_cannot_take_storage_descriptors():
+    """Started with the common soft limit of 1,024 open files, the node used
+    to keep it: a client opening a thousand idle connections (within
+    max-connections) took every descriptor, RocksDB could not open its next
+    write-ahead log, and every push failed from then on, also after the
+    connections closed. The node raises its soft limit to the hard one at
+    start, and refuses to start when max-connections plus fd-reserve do not
+    fit in it."""
+    import subprocess
+    from harness import FLAMEDB_BIN
+    n = Node(args=["--write-buffer-bytes", "1MiB"])
+    real_popen = subprocess.Popen
+
+    def popen(*a, **kw):
+        kw["preexec_fn"] = _limit_fds(1024, 8192)
+        return real_popen(*a, **kw)
+    subprocess.Popen = popen
+    try:
+        n.start()
+    finally:
+        subprocess.Popen = real_popen
+    try:
+        w = n.connection()
+        w.connect()
+        idle = []
+        for _ in range(1015):
+            idle.append(socket.create_connection(("127.0.0.1", n.port), timeout=5))
+        now = int(time.time())
+        for k in range(200):  # enough to switch write-ahead logs a few times
+            body = "".join("main;s%d;f%d;g%d 1\n" % (k, i, 7 * k + i)
+                           for i in range(300)).encode()
+            w.request("POST", "/ingest?name=fd%d.cpu&from=%d" % (k % 20, now - 300 + k), body=body)
+            r = w.getresponse()
+            data = r.read()
+            assert r.status == 200, (k, data)
+        for s in idle:
+            s.close()
+        w.close()
+    finally:
+        n.cleanup()
+    # a hard limit below max-connections plus fd-reserve: refused at start, naming both
+    p = subprocess.run([FLAMEDB_BIN, "--data-dir", n.data_dir + "-x", "--http-listen",
+                        "127.0.0.1:0"], capture_output=True, timeout=30,
+                       preexec_fn=_limit_fds(1024, 1024))
+    assert p.returncode != 0, p.stderr
+    assert b"max-connections" in p.stderr and b"fd-reserve" in p.stderr, p.stderr
+
+
 if __name__ == "__main__":
     run_tests(globals())

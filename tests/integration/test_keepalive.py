@@ -92,6 +92,37 @@ def test_chunked_and_expect_continue():
         assert NODE.total(CPU + '{service_name="%s"}' % svc_name) == 7 * 10**7
 
 
+def test_head_answers_carry_no_body():
+    """A response to HEAD ends with its header block (RFC 9112 6.3): a body
+    after it would be read by the client, or by a proxy reusing the
+    connection, as the start of the next response (the request after it
+    fails, possibly another client's)."""
+    s = socket.create_connection(("127.0.0.1", NODE.port), timeout=10)
+    s.sendall(b"HEAD /ready HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"HEAD /no-such-route HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = b""
+    deadline = time.monotonic() + 5
+    while got.count(b"HTTP/1.1 ") < 3 or not got.endswith(b"ready\n"):
+        if time.monotonic() > deadline:
+            break
+        s.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            c = s.recv(65536)
+        except socket.timeout:
+            break
+        if not c:
+            break
+        got += c
+    s.close()
+    # each answer's header block is followed at once by the next status line
+    parts = got.split(b"\r\n\r\n")
+    assert len(parts) == 4, got
+    assert parts[0].startswith(b"HTTP/1.1 405 "), got
+    assert parts[1].startswith(b"HTTP/1.1 404 "), got
+    assert parts[2].startswith(b"HTTP/1.1 200 ") and parts[3] == b"ready\n", got
+
+
 def test_connection_close_is_honoured():
     s = socket.create_connection(("127.0.0.1", NODE.port), timeout=10)
     s.sendall(b"GET /ready HTTP/1.1\r\nConnection: close\r\n\r\n")

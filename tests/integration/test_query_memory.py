@@ -128,5 +128,68 @@ def test_concurrent_queries_over_the_budget():
         assert n0.alive()
 
 
+def test_diff_report_decoded_buckets_count():
+    """GET /api/diff decodes up to 60 bucket trees at once, several times
+    the size of the encoded answers query-memory-bytes holds for it: the
+    decoded trees count in the budget too. Here the bodies (30 buckets a side
+    of 1,500 stacks) fit in 4 MiB, their decoded trees do not: 503 naming
+    the setting, and nothing held after; with room the same report is 200."""
+    from harness import Node
+    t0 = (int(time.time()) // 600) * 600 - 1200
+    body = "".join("main;m%d;f%d;leaf%d 1\n" % (i % 7, i % 101, i) for i in range(1500)).encode()
+    q = CPU + '{service_name="rep"}'
+    params = {"leftQuery": q, "rightQuery": q, "leftFrom": str(t0), "leftUntil": str(t0 + 300),
+              "rightFrom": str(t0), "rightUntil": str(t0 + 300)}
+    d = None
+    for budget, want in (("4MiB", 503), ("64MiB", 200)):
+        n = Node(data_dir=d, args=["--query-memory-bytes", budget, "--report-cache-bytes", "0"])
+        n.owns_dir = budget == "64MiB"
+        with n:
+            d = n.data_dir
+            if want == 503:
+                for k in range(30):
+                    r = n.ingest(body, name="rep.cpu", **{"from": t0 + 10 * k})
+                    assert r.status == 200, r
+            r = n.query("/api/diff", None, **params)
+            assert r.status == want, r
+            if want == 503:
+                assert b"query-memory-bytes" in r.body and b"decoded buckets" in r.body, r
+            else:
+                assert r.json()["leftTicks"] == 30 * 1500 * 10**7, r.body[:200]
+            assert n.metric("flamedb_scatter_memory_bytes") == 0
+
+
+def test_render_diff_decoded_trees_count():
+    """A render-diff joins the two sides' merged trees: decoded, with their
+    union and the answer's shape, several times the encoded answers the budget
+    holds for it. They count in query-memory-bytes too: here (30,000 stacks a
+    side) the answers fit in 6 MiB, the join does not (503 naming the
+    setting); with 16 MiB the same diff is 200, and nothing is held after."""
+    from harness import Node
+    t0 = int(time.time()) - 300
+    params = {"leftQuery": CPU + '{service_name="rdx",version="v1"}',
+              "rightQuery": CPU + '{service_name="rdx",version="v2"}',
+              "leftFrom": str(t0 - 60), "leftUntil": str(t0 + 60),
+              "rightFrom": str(t0 - 60), "rightUntil": str(t0 + 60)}
+    body = "".join("main;m%d;f%d;leaf%d 1\n" % (i % 7, i % 101, i) for i in range(30000)).encode()
+    d = None
+    for budget, want in (("6MiB", 503), ("16MiB", 200)):
+        n = Node(data_dir=d, args=["--query-memory-bytes", budget])
+        n.owns_dir = budget == "16MiB"
+        with n:
+            d = n.data_dir
+            if want == 503:
+                for v in ("v1", "v2"):
+                    r = n.ingest(body, name="rdx.cpu{version=%s}" % v, **{"from": t0})
+                    assert r.status == 200, r
+            r = n.query("/pyroscope/render-diff", None, **params)
+            assert r.status == want, r
+            if want == 503:
+                assert b"joining the two sides" in r.body and b"query-memory-bytes" in r.body, r
+            else:
+                assert r.json()["leftTicks"] == 30000 * 10**7, r.body[:200]
+            assert n.metric("flamedb_scatter_memory_bytes") == 0
+
+
 if __name__ == "__main__":
     run_tests(globals())

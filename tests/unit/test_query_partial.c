@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/alloc.h"
 #include "query/query.h"
 #include "ring/ring.h"
 #include "tests/unit/check.h"
@@ -972,6 +973,43 @@ static void test_ranges(storage_t *st)
     }
 }
 
+/* A label-shares share charges its working memory (a timeline per value,
+ * and the entries it answers) while it runs, as a render's merge does: past
+ * the budget it stops with ERR_UNAVAILABLE instead of holding memory the
+ * budget never saw (values x buckets can reach query-max-series x 1,500). */
+static void test_shares_charged(storage_t *st)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_partial_args_t a = {.kind = QUERY_KIND_LABEL_SHARES,
+                              .selector = CPU "{}",
+                              .label = "pod",
+                              .from_s = T0,
+                              .until_s = T0 + 3 * 3600,
+                              .min_res = 0};
+    alloc_budget_t b;
+    alloc_budget_init(&b, 64 * 1024); /* 42 values x 1,080 buckets need far more */
+    alloc_charge_t c;
+    alloc_charge_init(&c, &b);
+    a.charge = &c;
+    errmsg_t em = {{0}};
+    query_partial_t p;
+    CHECK_EQ_INT(query_partial_run(st, TENANT, &a, &lim, &p, &em), ERR_UNAVAILABLE);
+    CHECK(strstr(em.text, "label shares") != NULL);
+    CHECK(c.peak <= 64 * 1024);
+    alloc_charge_done(&c);
+    CHECK_EQ_INT((int)alloc_budget_used(&b), 0);
+    /* with room: the same answer as uncharged, charged while it ran */
+    alloc_budget_init(&b, 0); /* no limit, only counted */
+    alloc_charge_init(&c, &b);
+    CHECK_EQ_INT(query_partial_run(st, TENANT, &a, &lim, &p, &em), 0);
+    CHECK(p.nvalues > 40);
+    CHECK(c.peak >= p.nvalues * 1080 * sizeof(int64_t));
+    query_partial_free(&p);
+    alloc_charge_done(&c);
+    CHECK_EQ_INT((int)alloc_budget_used(&b), 0);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -1002,6 +1040,7 @@ int main(int argc, char **argv)
     test_profile_open(st);
     test_spec_and_members(st);
     test_hostile(st);
+    test_shares_charged(st);
     storage_close(st);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
