@@ -383,6 +383,16 @@ static const opt_t options[] = {
      "the window's: one per peer streaming such a window at once is enough. The least recently "
      "used goes first, and one idle for four query-timeouts; each holds its window's residual "
      "tree, symbol names and profile lists (0 = none kept: every part reads its window again)."},
+    {"stream-receive-max-bytes", OPT_SIZE, FIELD(cluster.stream_receive_max_bytes, size_t), NULL, 8,
+     64 * KiB, 1024 * GiB,
+     "Memory a node receiving a window in parts (larger than a quarter of max-message-bytes) "
+     "may hold for it besides its tree (bounded by the tree node limit of writes): the kept and "
+     "untreed profile lists gathered from its parts (32 bytes a profile), its symbols' names "
+     "and files (48 bytes more each) and a symbol coming in pieces. A window whose parts pass "
+     "it is refused (logged with its series, source and bytes; "
+     "flamedb_repair_stream_windows_refused_total) and its range not taken, the node staying "
+     "joining (or unread) until it fits, never short (docs/cluster.md, \"Streaming whole "
+     "windows\")."},
     {"stream-check-heals", OPT_U32, FIELD(cluster.stream_check_heals, uint32_t), "2", 0, 0, 100,
      "How many times each such interval is cleared and streamed again in the life of the "
      "process (counted by flamedb_repair_stream_heals_total); after that its check is only "

@@ -21,21 +21,41 @@ void repair_partsin_drop(repair_partsin_t *p)
     free(p->untreed);
     free(p->piece);
     unsigned restarts = p->restarts;
+    int over = p->over;
     memset(p, 0, sizeof *p);
     p->restarts = restarts;
+    p->over = over;
 }
 
 int repair_partsin_follows(const repair_partsin_t *p, const Flamedb__Cluster__StreamWindow *m)
 {
-    return m->part == p->next && (p->next == 0 || m->digest == p->digest);
+    return m->part == p->next && (p->next == 0 || (m->digest == p->digest && m->parts == p->parts));
 }
 
-int repair_partsin_start(repair_partsin_t *p, uint64_t digest, size_t max_tree_nodes)
+int repair_partsin_start(repair_partsin_t *p, uint64_t digest, size_t max_tree_nodes,
+                         size_t max_bytes)
 {
     p->tree = calltree_new(max_tree_nodes);
     p->syms = symtab_new();
     p->digest = digest;
+    p->max_bytes = max_bytes;
+    p->over = 0;
     return p->tree != NULL && p->syms != NULL ? 0 : ERR_NOMEM;
+}
+
+/* What part m (of answer a) adds to what p holds besides its tree. */
+static size_t part_bytes(const repair_partsin_t *p, const Flamedb__Cluster__RepairAnswer *a,
+                         const Flamedb__Cluster__StreamWindow *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < a->n_symbols; i++)
+        n += REPAIR_PARTSIN_SYMBOL_BYTES + a->symbols[i]->name.len + a->symbols[i]->file.len;
+    if (m->profile_slices) n += (m->n_kept + m->n_untreed) * sizeof *p->kept;
+    for (size_t i = 0; i < m->n_pieces; i++) /* a symbol's first piece: all of it */
+        if (m->pieces[i]->offset == 0)
+            n += REPAIR_PARTSIN_SYMBOL_BYTES + (size_t)m->pieces[i]->name_len +
+                 m->pieces[i]->file_len;
+    return n;
 }
 
 int repair_symbols_put(const Flamedb__Cluster__RepairAnswer *a, symtab_t *tab)
@@ -107,6 +127,14 @@ static int add_pieces(repair_partsin_t *p, const Flamedb__Cluster__StreamWindow 
 int repair_partsin_add(repair_partsin_t *p, const Flamedb__Cluster__RepairAnswer *a,
                        const Flamedb__Cluster__StreamWindow *m)
 {
+    if (p->next == 0) p->parts = m->parts;
+    size_t add = part_bytes(p, a, m);
+    if (p->max_bytes != 0 && (add > p->max_bytes || p->bytes > p->max_bytes - add)) {
+        p->over = 1;
+        p->bytes += add; /* what it would have held, for the error */
+        return ERR_LIMIT;
+    }
+    p->bytes += add;
     int rc = calltree_decode_merge(p->tree, m->calltree.data, m->calltree.len);
     if (rc == 0) rc = repair_symbols_put(a, p->syms);
     if (rc == 0 && m->profile_slices) rc = add_slices(p, m);

@@ -721,10 +721,24 @@ static int take_part(repair_t *r, const char *peer, const Flamedb__Cluster__Stre
             *advance = marked > 0;
             return marked < 0 ? marked : 0;
         }
-        int rc = repair_partsin_start(p, m->digest, r->o.write.max_tree_nodes);
+        int rc = repair_partsin_start(p, m->digest, r->o.write.max_tree_nodes,
+                                      r->o.stream_receive_max_bytes);
         if (rc != 0) return rc;
     }
     int rc = repair_partsin_add(p, a, m);
+    if (rc == ERR_LIMIT && p->over) {
+        uv_mutex_lock(&r->mu);
+        r->counters.stream_windows_refused++;
+        uv_mutex_unlock(&r->mu);
+        return errmsg_set(em, rc,
+                          "stream: window of series %016llx (tenant %s) in %u parts from %s: "
+                          "its profile lists and symbols gathered up to part %u take %zu bytes, "
+                          "more than --stream-receive-max-bytes %zu: refused (the range is "
+                          "not taken until it fits: raise --stream-receive-max-bytes on this "
+                          "node)",
+                          (unsigned long long)m->series_id, m->tenant, m->parts, peer, m->part,
+                          p->bytes, r->o.stream_receive_max_bytes);
+    }
     if (rc != 0)
         return errmsg_set(em, rc, "stream: part %u of a window of series %016llx: %s", m->part,
                           (unsigned long long)m->series_id, err_message(rc));

@@ -605,6 +605,49 @@ def test_join_window_of_many_profiles():
         exact_alone(c, n, d, frm, until)
 
 
+def test_join_window_over_the_receive_bound():
+    """A window in parts whose profile lists take more than the joining
+    node's --stream-receive-max-bytes (64 KiB; 2,500 untreed profiles of one
+    series in one 1 h window past the profile retention, 80 KB of lists at
+    32 bytes a profile, --max-message-bytes 64 KiB) is refused by it: the
+    refusal is counted (flamedb_repair_stream_windows_refused_total) and
+    logged naming the setting, and the node stays joining, never active
+    short. Restarted with the default bound (an eighth of memory-limit) it
+    takes the window, turns active and answers exactly through itself
+    alone. Before, nothing bounded what a receiver gathered of a window in
+    parts (tests/unit/test_cluster_repair.c, test_partsin_bounded: a peer
+    sending parts without end grew it without end)."""
+    now = int(time.time())
+    hour = (now - 7200) // 3600 * 3600
+    args = ARGS + ["--max-message-bytes", "64KiB"]
+    with Cluster(1, rf=2, args=args) as c:
+        d = Data()
+        svc = harness.unique("bound")
+        d.services[svc] = 0
+        for k in range(2500):
+            body = ("main;handler;work%d %d\n" % (k % 7, 1 + k % 4)).encode()
+            push(c, 0, d, body, svc, hour + k)
+            d.services[svc] += 1 + k % 4
+        frm, until = hour - 600, now + 60
+        check_exact(c, 0, d, frm, until)
+        n = c.add_node(extra=["--stream-receive-max-bytes", "64KiB"])
+        wait_for("n1 refusing the window",
+                 lambda: metric(c, n, "flamedb_repair_stream_windows_refused_total") >= 2,
+                 timeout=60)
+        assert "stream-receive-max-bytes" in c.nodes[n].log_text(last=2000), "refusal not logged"
+        for i in (0, n):
+            assert c.states(i)["n1"] == "joining", "n1 %s on n%d" % (c.states(i)["n1"], i)
+        print("    n1 refused the window %d times, still joining" %
+              metric(c, n, "flamedb_repair_stream_windows_refused_total"))
+        t1 = time.monotonic()
+        c.restart(n, extra=[])
+        c.wait_state(n, "active", observers=[0, n], timeout=60)
+        print("    restarted with the default bound: active %.2f s later, %d windows" %
+              (time.monotonic() - t1, metric(c, n, "flamedb_repair_windows_streamed_total")))
+        assert metric(c, n, "flamedb_repair_stream_windows_refused_total") == 0
+        exact_alone(c, n, d, frm, until)
+
+
 def test_window_in_parts_read_once():
     """A window of 30,000 distinct stacks streamed in parts (--max-message-bytes
     64 KiB, a few hundred parts): the source reads it from storage once per

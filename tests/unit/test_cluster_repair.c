@@ -663,7 +663,7 @@ static void test_partsin_pieces(void)
     m.pieces = &psp;
     m.n_pieces = 1;
     repair_partsin_t p = {0};
-    CHECK_EQ_INT(repair_partsin_start(&p, m.digest, 0), 0);
+    CHECK_EQ_INT(repair_partsin_start(&p, m.digest, 0, 0), 0);
     CHECK(repair_partsin_follows(&p, &m));
     CHECK_EQ_INT(repair_partsin_add(&p, &a, &m), 0); /* no bytes: data absent */
     p.next++;
@@ -686,10 +686,86 @@ static void test_partsin_pieces(void)
     buf_free(&enc);
 }
 
+/* A window in parts whose lists and symbols keep coming (a peer with a bug,
+ * or one that lies about its parts) is held to the receiver's max_bytes:
+ * the part that would pass it is refused (ERR_LIMIT, p->over) and nothing
+ * of it is kept; a part that says the window has more parts than part 0
+ * did does not follow. Before, the lists grew with every part. */
+static void test_partsin_bounded(void)
+{
+    calltree_t *t = calltree_new(0);
+    buf_t enc;
+    buf_init(&enc, BUF_UNLIMITED);
+    CHECK_EQ_INT(calltree_add_stack(t, NULL, 0, 1), 0);
+    CHECK_EQ_INT(calltree_encode(t, &enc), 0);
+    calltree_free(t);
+    enum { PER_PART = 100, MAX = 64 * 1024 };
+    Flamedb__Cluster__SeenEntry e[PER_PART], *pe[PER_PART];
+    uint8_t id[16] = {1};
+    for (int i = 0; i < PER_PART; i++) {
+        flamedb__cluster__seen_entry__init(&e[i]);
+        e[i].profile_id = (ProtobufCBinaryData){16, id};
+        pe[i] = &e[i];
+    }
+    Flamedb__Cluster__RepairAnswer a;
+    flamedb__cluster__repair_answer__init(&a);
+    Flamedb__Cluster__Symbol y, *py = &y;
+    flamedb__cluster__symbol__init(&y);
+    char name[200];
+    memset(name, 'n', sizeof name);
+    y.name = (ProtobufCBinaryData){sizeof name, (uint8_t *)name};
+    a.symbols = &py;
+    a.n_symbols = 1;
+    Flamedb__Cluster__StreamWindow m;
+    flamedb__cluster__stream_window__init(&m);
+    m.calltree = (ProtobufCBinaryData){enc.len, enc.data};
+    m.parts = UINT32_MAX;
+    m.digest = 9;
+    m.profile_slices = 1;
+    m.kept = pe;
+    m.n_kept = PER_PART;
+    size_t per =
+        PER_PART * sizeof(storage_stream_profile_t) + REPAIR_PARTSIN_SYMBOL_BYTES + sizeof name;
+    repair_partsin_t p = {0};
+    CHECK_EQ_INT(repair_partsin_start(&p, m.digest, 0, MAX), 0);
+    int rc = 0;
+    uint32_t k;
+    for (k = 0; k < 10000 && rc == 0; k++) {
+        m.part = k;
+        y.id = k + 1;
+        CHECK(repair_partsin_follows(&p, &m));
+        rc = repair_partsin_add(&p, &a, &m);
+        if (rc == 0) p.next++;
+    }
+    CHECK_EQ_INT(rc, ERR_LIMIT);
+    CHECK(p.over);
+    CHECK_EQ_INT(k, MAX / per + 1); /* the first part past the bound */
+    CHECK_EQ_INT(p.nkept, (MAX / per) * PER_PART);
+    CHECK_EQ_INT(calltree_root_total(p.tree), MAX / per);
+    repair_partsin_drop(&p);
+    CHECK(p.over); /* kept for the caller's message and metric */
+    /* the number of parts is part 0's */
+    CHECK_EQ_INT(repair_partsin_start(&p, m.digest, 0, MAX), 0);
+    m.part = 0;
+    m.parts = 3;
+    m.n_kept = 1;
+    CHECK_EQ_INT(repair_partsin_add(&p, &a, &m), 0);
+    CHECK(!p.over);
+    p.next++;
+    m.part = 1;
+    m.parts = 4;
+    CHECK(!repair_partsin_follows(&p, &m));
+    m.parts = 3;
+    CHECK(repair_partsin_follows(&p, &m));
+    repair_partsin_drop(&p);
+    buf_free(&enc);
+}
+
 int main(void)
 {
     test_schedule();
     test_partsin_pieces();
+    test_partsin_bounded();
     test_parts();
     test_parts_long_names();
     test_parts_profiles();
