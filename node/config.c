@@ -350,7 +350,8 @@ static const opt_t options[] = {
     {"hint-expiry", OPT_MS, FIELD(cluster.hint_expiry_ms, uint64_t), "0s", 0, 0,
      100 * YEAR_S * 1000,
      "How long a stored hint is kept for a target that does not take it; then it is dropped "
-     "undelivered (flamedb_hints_dropped_expired_total). At most 0.9 x seen-retention, so no "
+     "undelivered, whether the target is reachable or not, and the target marked for repair "
+     "(flamedb_hints_dropped_expired_total). At most 0.9 x seen-retention, so no "
      "hint is replayed after its profile id was forgotten (0: that bound)."},
     {"repair-interval", OPT_MS, FIELD(cluster.repair_interval_ms, uint64_t), "1h", 0, 0,
      7 * 86400000ULL,
