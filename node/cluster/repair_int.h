@@ -411,7 +411,9 @@ typedef struct repair_parts {
     uint32_t *cut, *pcut;
     uint32_t *first;       /* by symbol index: the preorder position first naming it */
     uint32_t *psym, *poff; /* part k of a symbol's pieces: its index (else UINT32_MAX), offset */
-    size_t cap;            /* of cut, pcut, psym, poff */
+    uint32_t *anchor;      /* part k's tree is rooted at its first node's ancestor this deep */
+    int anchored;          /* planned with anchors (repair_parts_sizes_t) */
+    size_t cap;            /* of cut, pcut, psym, poff, anchor */
     uint32_t *map;         /* scratch of repair_parts_build (CALLTREE_NONE between builds) */
     uint32_t nparts;
     uint32_t over;     /* ERR_LIMIT: the preorder position of the node that did not fit */
@@ -428,7 +430,8 @@ typedef struct repair_parts_sizes {
     size_t limit;  /* what one part may take at most (a part of one node may pass the budget) */
     size_t nkept, nuntreed;           /* profiles cut across the parts (0, 0: none) */
     size_t kept_bytes, untreed_bytes; /* what one costs */
-    int pieces; /* a symbol too large for one part goes in pieces of parts with no node */
+    int pieces;  /* a symbol too large for one part goes in pieces of parts with no node */
+    int anchors; /* a part is rooted at the shallowest ancestor its run needs, not the root */
 } repair_parts_sizes_t;
 /* PART_SYMBOL_BYTES plus the symbol's name and file in names. */
 size_t repair_parts_sym_cost(const symtab_t *names, uint64_t id);
@@ -439,8 +442,9 @@ size_t repair_parts_whole_cost(const calltree_t *t, const symtab_t *names,
  * holds one unit at least; with z->pieces, a node whose symbol would take
  * its part past z->limit has its symbol's name and file sent before it in
  * parts of pieces, a budget each); ERR_LIMIT (p->over, p->over_bytes set)
- * when a part still exceeds z->limit (the node's path alone, or its symbol
- * without z->pieces). */
+ * when a part still exceeds z->limit (the node's path alone, without
+ * z->anchors, or its symbol without z->pieces). With z->anchors part k is
+ * rooted at its first node's ancestor anchor[k] deep (repair_parts.c). */
 int repair_parts_plan(const calltree_t *t, const symtab_t *names, const repair_parts_sizes_t *z,
                       repair_parts_t *p);
 /* Part k of t into dst (an empty tree): O(the part and its path), p->map
@@ -509,7 +513,9 @@ typedef struct repair_partsin {
     size_t nkept, kept_cap, nuntreed, untreed_cap;
     uint8_t *piece; /* the symbol coming in pieces: its name then file so far */
     size_t piece_have, piece_total;
-    uint32_t parts;   /* how many part 0 said the window has */
+    uint32_t parts; /* how many part 0 said the window has */
+    uint32_t *path; /* the tree's nodes from the root to the last part's last node */
+    size_t path_len, path_cap;
     size_t bytes;     /* what it holds, counted against max_bytes */
     size_t max_bytes; /* 0: no bound */
     int over;         /* the last ERR_LIMIT was max_bytes (not the tree's node limit) */
@@ -531,7 +537,10 @@ int repair_partsin_start(repair_partsin_t *p, uint64_t digest, size_t max_tree_n
                          size_t max_bytes);
 /* Part m (of answer a: its symbols) added: its piece of the tree, its
  * slices of the lists (m->profile_slices), its pieces of a symbol.
- * ERR_CORRUPT on a malformed or out-of-order part, ERR_LIMIT past the
+ * A part's tree is rooted at the node m->anchor_depth deep on the path to
+ * the previous part's last node (0: the root).
+ * ERR_CORRUPT on a malformed or out-of-order part (or an anchor off that
+ * path), ERR_LIMIT past the
  * tree's max_tree_nodes or (p->over set, nothing of m kept but its tree)
  * past max_bytes. The caller counts p->next. */
 int repair_partsin_add(repair_partsin_t *p, const Flamedb__Cluster__RepairAnswer *a,

@@ -20,6 +20,7 @@ void repair_partsin_drop(repair_partsin_t *p)
     free(p->kept);
     free(p->untreed);
     free(p->piece);
+    free(p->path);
     unsigned restarts = p->restarts;
     int over = p->over;
     memset(p, 0, sizeof *p);
@@ -124,6 +125,39 @@ static int add_pieces(repair_partsin_t *p, const Flamedb__Cluster__StreamWindow 
     return 0;
 }
 
+/* m's piece of the tree merged into p's, rooted at the node anchor_depth
+ * deep on the path of the previous part's last node (the root at 0); that
+ * path then ends at m's last node. Values are added only once every node
+ * is placed, so ERR_LIMIT leaves the tree's values exact. */
+static int merge_tree(repair_partsin_t *p, const Flamedb__Cluster__StreamWindow *m)
+{
+    calltree_records_t r;
+    int rc = calltree_decode_records(m->calltree.data, m->calltree.len, 0, &r);
+    if (rc != 0) return rc;
+    size_t a = m->anchor_depth;
+    if (p->path_len == 0) p->path_len = 1;  /* the root */
+    if (a >= p->path_len) rc = ERR_CORRUPT; /* not on the previous part's path */
+    uint32_t *nodes = malloc((r.n ? r.n : 1) * sizeof *nodes);
+    if (rc == 0 && nodes == NULL) rc = ERR_NOMEM;
+    if (rc == 0) rc = GROW(p->path, p->path_cap, a + r.n + 1, GROW_UNLIMITED);
+    if (rc == 0) p->path[0] = 0;
+    uint32_t base = rc == 0 ? p->path[a] : 0;
+    size_t last = 0;
+    for (size_t i = 0; rc == 0 && i < r.n; i++) {
+        size_t d = a + r.depth[i]; /* records start at depth 1 and climb one at a time */
+        rc = calltree_child(p->tree, p->path[d - 1], r.sym[i], &nodes[i]);
+        p->path[d] = nodes[i];
+        last = d;
+    }
+    for (size_t i = 0; rc == 0 && i < r.n; i++)
+        if (r.self[i] != 0) calltree_add_self(p->tree, nodes[i], r.self[i]);
+    if (rc == 0 && r.root_self != 0) calltree_add_self(p->tree, base, r.root_self);
+    if (rc == 0 && r.n > 0) p->path_len = last + 1;
+    free(nodes);
+    calltree_records_free(&r);
+    return rc;
+}
+
 int repair_partsin_add(repair_partsin_t *p, const Flamedb__Cluster__RepairAnswer *a,
                        const Flamedb__Cluster__StreamWindow *m)
 {
@@ -135,7 +169,7 @@ int repair_partsin_add(repair_partsin_t *p, const Flamedb__Cluster__RepairAnswer
         return ERR_LIMIT;
     }
     p->bytes += add;
-    int rc = calltree_decode_merge(p->tree, m->calltree.data, m->calltree.len);
+    int rc = merge_tree(p, m);
     if (rc == 0) rc = repair_symbols_put(a, p->syms);
     if (rc == 0 && m->profile_slices) rc = add_slices(p, m);
     if (rc == 0 && m->n_pieces > 0) rc = add_pieces(p, m);

@@ -700,11 +700,34 @@ def join_refused_deep_path(extra, refusal):
 
 
 def test_join_window_of_a_path_larger_than_a_message():
-    """The window (no profile tree kept) holds the 3,000-frame stack in its
-    residual: it cannot be cut into parts, the source refuses the stream
-    naming the node and the bytes its part needs (join_refused_deep_path)."""
-    join_refused_deep_path(["--max-profile-tree-bytes", "0"],
-                           "in preorder (its path of ancestors, 24 bytes each")
+    """A window (no profile tree kept) holding a stack whose path of
+    ancestors alone takes more than one message (3,000 frames, 24 bytes
+    each, 72 KB, with --max-message-bytes 64 KiB, --max-stack-depth 4000)
+    streams in parts rooted below the root (anchor_depth): the joining node
+    turns active and answers exactly through itself alone. Before, a part
+    held the whole path from the root to its first node: the source refused
+    the stream at every pass (naming the node and the bytes its part
+    needed) and the node stayed joining."""
+    now = int(time.time())
+    args = ARGS + ["--max-message-bytes", "64KiB", "--max-stack-depth", "4000",
+                   "--max-profile-tree-bytes", "0"]
+    with Cluster(1, rf=2, args=args) as c:
+        d = Data()
+        deep, flat = harness.unique("deep"), harness.unique("flat")
+        path = ";".join("frame%04d" % k for k in range(3000))
+        push(c, 0, d, ("%s 5\n%s;leaf 2\n" % (path, path[:6000])).encode(), deep, now - 2400)
+        d.services[deep] = 7
+        d.services[flat] = 0
+        for k in range(20):
+            body, v = big_body(k, lines=8)
+            push(c, 0, d, body, flat, now - 2400 + 20 * k)
+            d.services[flat] += v
+        frm, until = now - 8000, now + 60
+        check_exact(c, 0, d, frm, until)
+        n = join_and_print(c, timeout=60)
+        assert "raise --max-message-bytes" not in c.nodes[n].log_text(last=4000)
+        exact_alone(c, n, d, frm, until)
+        print("    n0 killed: %s (3,000 frames) and %s exact through n1" % (deep, flat))
 
 
 def test_join_profile_of_a_path_larger_than_a_message():

@@ -430,6 +430,83 @@ static void test_parts(void)
     calltree_free(merged);
 }
 
+/* A window whose path alone passes the limit (a chain of 3,000 frames, a
+ * branch off it at depth 600 and leaves under both): refused without
+ * anchors; with them (z.anchors) cut into parts rooted below the root, each
+ * within the budget but for its first node, and put together by the
+ * receiver's assembly (repair_partsin_add, anchor_depth) into the tree. */
+static void test_parts_anchored(void)
+{
+    enum { DEPTH = 3000, BRANCH = 600 };
+    calltree_t *t = calltree_new(0);
+    uint64_t *stack = malloc((DEPTH + 1) * sizeof *stack);
+    for (uint64_t k = 0; stack != NULL && k <= DEPTH; k++)
+        stack[k] = 10 + k;
+    if (stack == NULL) return;
+    CHECK_EQ_INT(calltree_add_stack(t, stack, DEPTH, 5), 0);
+    for (uint64_t k = 0; k < 40; k++) { /* leaves under the chain's end and under the branch */
+        stack[DEPTH] = 100000 + k;
+        CHECK_EQ_INT(calltree_add_stack(t, stack, DEPTH + 1, (int64_t)(1 + k % 3)), 0);
+        stack[BRANCH] = 200000 + k;
+        CHECK_EQ_INT(calltree_add_stack(t, stack, BRANCH + 1, 2), 0);
+        stack[BRANCH] = 10 + BRANCH;
+    }
+    free(stack);
+    repair_parts_t p;
+    const size_t budget = 4096;
+    repair_parts_sizes_t z = {.budget = budget, .limit = 4 * budget};
+    CHECK_EQ_INT(repair_parts_plan(t, NULL, &z, &p), ERR_LIMIT);
+    z.anchors = 1;
+    CHECK_EQ_INT(repair_parts_plan(t, NULL, &z, &p), 0);
+    CHECK(p.nparts > 10);
+    Flamedb__Cluster__RepairAnswer a;
+    flamedb__cluster__repair_answer__init(&a);
+    Flamedb__Cluster__StreamWindow m;
+    flamedb__cluster__stream_window__init(&m);
+    m.parts = p.nparts;
+    repair_partsin_t in = {0};
+    CHECK_EQ_INT(repair_partsin_start(&in, 0, 0, 0), 0);
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    int anchored = 0;
+    for (uint32_t k = 0; k < p.nparts; k++) {
+        calltree_t *part = calltree_new(0);
+        CHECK_EQ_INT(repair_parts_build(t, &p, k, part), 0);
+        buf_reset(&b);
+        CHECK_EQ_INT(calltree_encode(part, &b), 0);
+        CHECK(b.len <= z.limit);
+        calltree_free(part);
+        m.part = k;
+        m.anchor_depth = p.anchor[k];
+        anchored += p.anchor[k] > 0;
+        m.calltree = (ProtobufCBinaryData){b.len, b.data};
+        CHECK(repair_partsin_follows(&in, &m));
+        int rc = repair_partsin_add(&in, &a, &m);
+        CHECK_EQ_INT(rc, 0);
+        if (rc != 0) break;
+        in.next++;
+    }
+    CHECK(anchored > 0);
+    size_t n = calltree_node_count(t);
+    CHECK_EQ_INT(calltree_node_count(in.tree), n);
+    CHECK_EQ_INT(calltree_root_total(in.tree), calltree_root_total(t));
+    uint32_t *map = calloc(n, sizeof *map);
+    for (uint32_t v = 1; map != NULL && v < n; v++) { /* parents before children */
+        CHECK_EQ_INT(
+            calltree_child(in.tree, map[calltree_parent(t, v)], calltree_sym(t, v), &map[v]), 0);
+        CHECK_EQ_INT(calltree_self(in.tree, map[v]), calltree_self(t, v));
+    }
+    CHECK_EQ_INT(calltree_node_count(in.tree), n);
+    m.part = in.next;
+    m.anchor_depth = DEPTH + 5; /* off the path: corrupt */
+    CHECK_EQ_INT(repair_partsin_add(&in, &a, &m), ERR_CORRUPT);
+    free(map);
+    buf_free(&b);
+    repair_partsin_drop(&in);
+    repair_parts_free(&p);
+    calltree_free(t);
+}
+
 typedef struct named {
     symtab_t *seen;
     const symtab_t *names;
@@ -767,6 +844,7 @@ int main(void)
     test_partsin_pieces();
     test_partsin_bounded();
     test_parts();
+    test_parts_anchored();
     test_parts_long_names();
     test_parts_profiles();
     test_partcache();
