@@ -1,7 +1,8 @@
 /* fuzz_stream_parts.c — libFuzzer target for the receiver's assembly of a
  * streamed window that travels in parts (repair_partsin.c): its pieces of
- * the residual tree, the symbols of each answer, the slices of its kept and
- * untreed lists and a symbol sent in pieces.
+ * the residual tree (each rooted at its anchor_depth on the path the
+ * previous part ended on), the symbols of each answer, the slices of its
+ * kept and untreed lists and a symbol sent in pieces.
  *
  * The input is a run of STREAM answers, each a 2-byte little-endian length
  * then a RepairAnswer (what the cluster envelope hands the stream). Their
