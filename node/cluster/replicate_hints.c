@@ -396,15 +396,16 @@ static void start_batch(replicate_t *r, size_t rti, int expire_only)
     r->jobs++;
 }
 
-/* A batch ended: go on at once if it all got through, else wait a tick (a
- * batch of expired hints only: the tick looks again). */
+/* A batch ended: go on at once if it all got through (a batch of expired
+ * hints only: with another such batch, until one drops none and waits for
+ * the first hint kept to expire), else wait a tick. */
 static void batch_done(replicate_t *r, size_t rti)
 {
     replay_target_t *rt = &r->rt[rti];
-    int again = rt->failed == 0 && rt->acked > 0 && !r->closing && !rt->expiring;
+    int again = rt->failed == 0 && rt->acked > 0 && !r->closing, expiring = rt->expiring;
     rt->busy = 0;
     rt->expiring = 0;
-    if (again) start_batch(r, rti, 0);
+    if (again) start_batch(r, rti, expiring); /* expired ones: until a batch drops none */
 }
 
 void replicate_hint_delete_work(workq_job_t *w)
