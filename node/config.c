@@ -368,7 +368,8 @@ static const opt_t options[] = {
     {"hint-expiry", OPT_MS, FIELD(cluster.hint_expiry_ms, uint64_t), "0s", 0, 0,
      100 * YEAR_S * 1000,
      "How long a stored hint is kept for a target that does not take it; then it is dropped "
-     "undelivered (flamedb_hints_dropped_expired_total). At most 0.9 x seen-retention, so no "
+     "undelivered, whether the target is reachable or not, and the target marked for repair "
+     "(flamedb_hints_dropped_expired_total). At most 0.9 x seen-retention, so no "
      "hint is replayed after its profile id was forgotten (0: that bound)."},
     {"repair-interval", OPT_MS, FIELD(cluster.repair_interval_ms, uint64_t), "1h", 0, 0,
      7 * 86400000ULL,
@@ -401,6 +402,16 @@ static const opt_t options[] = {
      "the window's: one per peer streaming such a window at once is enough. The least recently "
      "used goes first, and one idle for four query-timeouts; each holds its window's residual "
      "tree, symbol names and profile lists (0 = none kept: every part reads its window again)."},
+    {"stream-receive-max-bytes", OPT_SIZE, FIELD(cluster.stream_receive_max_bytes, size_t), NULL, 8,
+     64 * KiB, 1024 * GiB,
+     "Memory a node receiving a window in parts (larger than a quarter of max-message-bytes) "
+     "may hold for it besides its tree (bounded by the tree node limit of writes): the kept and "
+     "untreed profile lists gathered from its parts (32 bytes a profile), its symbols' names "
+     "and files (48 bytes more each) and a symbol coming in pieces. A window whose parts pass "
+     "it is refused (logged with its series, source and bytes; "
+     "flamedb_repair_stream_windows_refused_total) and its range not taken, the node staying "
+     "joining (or unread) until it fits, never short (docs/cluster.md, \"Streaming whole "
+     "windows\")."},
     {"stream-check-heals", OPT_U32, FIELD(cluster.stream_check_heals, uint32_t), "2", 0, 0, 100,
      "How many times each such interval is cleared and streamed again in the life of the "
      "process (counted by flamedb_repair_stream_heals_total); after that its check is only "

@@ -73,6 +73,7 @@ typedef struct cluster_config {
                                        * passes in a row is cleared and streamed again */
     uint32_t stream_check_heals;      /* at most this many times per piece (0: never) */
     uint32_t stream_window_cache;     /* windows in parts a source keeps between their parts */
+    size_t stream_receive_max_bytes;  /* what a window in parts may gather on its receiver */
 } cluster_config_t;
 
 /* What the module takes from the node's other settings. */

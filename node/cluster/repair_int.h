@@ -88,12 +88,13 @@ typedef struct repair_options {
     int64_t max_future_s;     /* ingest's: how far ahead a profile's time may be */
     uint64_t timeout_ms;      /* one request to a peer */
     size_t max_message_bytes;
-    uint64_t stream_bytes_per_s;  /* fetched bytes per second at most (0: unlimited) */
-    uint64_t repair_bytes_per_s;  /* the same for the fetches of a pass that is not a move */
-    uint32_t heal_after;          /* --stream-check-heal-after */
-    uint32_t heals;               /* --stream-check-heals */
-    uint64_t windows_interval_ms; /* --repair-windows-interval (0: only on demand) */
-    replicate_options_t write;    /* how fetched profiles are checked (shards, tree limits) */
+    uint64_t stream_bytes_per_s;     /* fetched bytes per second at most (0: unlimited) */
+    uint64_t repair_bytes_per_s;     /* the same for the fetches of a pass that is not a move */
+    uint32_t heal_after;             /* --stream-check-heal-after */
+    uint32_t heals;                  /* --stream-check-heals */
+    size_t stream_receive_max_bytes; /* --stream-receive-max-bytes (0: no bound) */
+    uint64_t windows_interval_ms;    /* --repair-windows-interval (0: only on demand) */
+    replicate_options_t write;       /* how fetched profiles are checked (shards, tree limits) */
 } repair_options_t;
 
 /* The time span a pass compares at unix second now_s: profiles recent
@@ -193,7 +194,10 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "Windows too large for one stream answer read from storage to answer peers in parts (once "  \
       "per stream while kept in the stream-window-cache).")                                        \
     X(stream_parts, "flamedb_repair_stream_parts_served_total",                                    \
-      "Parts of windows too large for one stream answer sent to peers.")
+      "Parts of windows too large for one stream answer sent to peers.")                           \
+    X(stream_windows_refused, "flamedb_repair_stream_windows_refused_total",                       \
+      "Windows in parts this node refused to take because what it gathered of them (profile "      \
+      "lists, symbols) passed stream-receive-max-bytes; the range stays untaken.")
 
 typedef struct repair_counters {
 #define REPAIR_FIELD(name, metric, help) uint64_t name;
@@ -407,7 +411,9 @@ typedef struct repair_parts {
     uint32_t *cut, *pcut;
     uint32_t *first;       /* by symbol index: the preorder position first naming it */
     uint32_t *psym, *poff; /* part k of a symbol's pieces: its index (else UINT32_MAX), offset */
-    size_t cap;            /* of cut, pcut, psym, poff */
+    uint32_t *anchor;      /* part k's tree is rooted at its first node's ancestor this deep */
+    int anchored;          /* planned with anchors (repair_parts_sizes_t) */
+    size_t cap;            /* of cut, pcut, psym, poff, anchor */
     uint32_t *map;         /* scratch of repair_parts_build (CALLTREE_NONE between builds) */
     uint32_t nparts;
     uint32_t over;     /* ERR_LIMIT: the preorder position of the node that did not fit */
@@ -424,7 +430,8 @@ typedef struct repair_parts_sizes {
     size_t limit;  /* what one part may take at most (a part of one node may pass the budget) */
     size_t nkept, nuntreed;           /* profiles cut across the parts (0, 0: none) */
     size_t kept_bytes, untreed_bytes; /* what one costs */
-    int pieces; /* a symbol too large for one part goes in pieces of parts with no node */
+    int pieces;  /* a symbol too large for one part goes in pieces of parts with no node */
+    int anchors; /* a part is rooted at the shallowest ancestor its run needs, not the root */
 } repair_parts_sizes_t;
 /* PART_SYMBOL_BYTES plus the symbol's name and file in names. */
 size_t repair_parts_sym_cost(const symtab_t *names, uint64_t id);
@@ -435,8 +442,9 @@ size_t repair_parts_whole_cost(const calltree_t *t, const symtab_t *names,
  * holds one unit at least; with z->pieces, a node whose symbol would take
  * its part past z->limit has its symbol's name and file sent before it in
  * parts of pieces, a budget each); ERR_LIMIT (p->over, p->over_bytes set)
- * when a part still exceeds z->limit (the node's path alone, or its symbol
- * without z->pieces). */
+ * when a part still exceeds z->limit (the node's path alone, without
+ * z->anchors, or its symbol without z->pieces). With z->anchors part k is
+ * rooted at its first node's ancestor anchor[k] deep (repair_parts.c). */
 int repair_parts_plan(const calltree_t *t, const symtab_t *names, const repair_parts_sizes_t *z,
                       repair_parts_t *p);
 /* Part k of t into dst (an empty tree): O(the part and its path), p->map
@@ -489,8 +497,11 @@ void repair_partcache_put(repair_partcache_t *c, repair_window_t *w, uint64_t no
 /* A window that travels in parts, put together in memory on the receiver
  * (repair_partsin.c): nothing is stored before its last part (a stream cut
  * short asks for it from its first part again). The tree is bounded by the
- * max_tree_nodes it starts with, a symbol in pieces by STREAM_PIECES_MAX;
- * the rest grows with the parts received. Owns what it points to
+ * max_tree_nodes it starts with, a symbol in pieces by STREAM_PIECES_MAX,
+ * and everything else it gathers (the lists' slices, 32 bytes a profile,
+ * the symbols' names and files with REPAIR_PARTSIN_SYMBOL_BYTES each, the
+ * symbol in pieces) by the max_bytes it starts with
+ * (--stream-receive-max-bytes). Owns what it points to
  * (repair_partsin_drop). */
 typedef struct repair_partsin {
     calltree_t *tree;
@@ -502,21 +513,36 @@ typedef struct repair_partsin {
     size_t nkept, kept_cap, nuntreed, untreed_cap;
     uint8_t *piece; /* the symbol coming in pieces: its name then file so far */
     size_t piece_have, piece_total;
+    uint32_t parts; /* how many part 0 said the window has */
+    uint32_t *path; /* the tree's nodes from the root to the last part's last node */
+    size_t path_len, path_cap;
+    size_t bytes;     /* what it holds, counted against max_bytes */
+    size_t max_bytes; /* 0: no bound */
+    int over;         /* the last ERR_LIMIT was max_bytes (not the tree's node limit) */
 } repair_partsin_t;
+/* What one symbol costs a window in parts besides its name and file. */
+#define REPAIR_PARTSIN_SYMBOL_BYTES 48
 /* Bytes of one symbol's name and file a window's pieces may add up to. */
 #define STREAM_PIECES_MAX (4u << 20)
 /* The symbols of answer a put into tab. */
 int repair_symbols_put(const Flamedb__Cluster__RepairAnswer *a, symtab_t *tab);
 /* Frees and empties p, keeping its restarts. */
 void repair_partsin_drop(repair_partsin_t *p);
-/* 1 when m is the part p wants next (of the same digest after part 0). */
+/* 1 when m is the part p wants next (of the same digest and number of
+ * parts after part 0). */
 int repair_partsin_follows(const repair_partsin_t *p, const Flamedb__Cluster__StreamWindow *m);
-/* An empty window of this digest (before its part 0). */
-int repair_partsin_start(repair_partsin_t *p, uint64_t digest, size_t max_tree_nodes);
+/* An empty window of this digest (before its part 0), bounded by
+ * max_tree_nodes and max_bytes (0: none). */
+int repair_partsin_start(repair_partsin_t *p, uint64_t digest, size_t max_tree_nodes,
+                         size_t max_bytes);
 /* Part m (of answer a: its symbols) added: its piece of the tree, its
  * slices of the lists (m->profile_slices), its pieces of a symbol.
- * ERR_CORRUPT on a malformed or out-of-order part, ERR_LIMIT past the
- * tree's max_tree_nodes. The caller counts p->next. */
+ * A part's tree is rooted at the node m->anchor_depth deep on the path to
+ * the previous part's last node (0: the root).
+ * ERR_CORRUPT on a malformed or out-of-order part (or an anchor off that
+ * path), ERR_LIMIT past the
+ * tree's max_tree_nodes or (p->over set, nothing of m kept but its tree)
+ * past max_bytes. The caller counts p->next. */
 int repair_partsin_add(repair_partsin_t *p, const Flamedb__Cluster__RepairAnswer *a,
                        const Flamedb__Cluster__StreamWindow *m);
 /* The last part m with the lists gathered from all p's parts: out->w,

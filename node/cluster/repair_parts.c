@@ -20,7 +20,13 @@
  * message can hold) for its symbol, the symbol's name and file go before it
  * in pieces, one per part of no node (psym, poff), when the asker takes
  * them; a part over the limit otherwise (a path of ancestors alone, or no
- * pieces) refuses the plan (ERR_LIMIT, with the node's position). The plan depends only on
+ * pieces) refuses the plan (ERR_LIMIT, with the node's position). With
+ * z->anchors (an asker that takes them) a part is rooted instead at the
+ * shallowest ancestor its run needs (anchor, by depth), which lies on the
+ * path of the previous part's last node: a part opens with no path at all
+ * (rooted at its first node's parent, one node earlier in preorder or one
+ * of its ancestors) and pays PART_NODE_BYTES for each level its run climbs
+ * above that, so no path refuses a plan. The plan depends only on
  * the tree, the symbol names and the list lengths, so a source that builds
  * the same residual again cuts it the same way.
  */
@@ -39,6 +45,7 @@ void repair_parts_free(repair_parts_t *p)
     free(p->map);
     free(p->psym);
     free(p->poff);
+    free(p->anchor);
     memset(p, 0, sizeof *p);
 }
 
@@ -119,12 +126,15 @@ static int open_part(repair_parts_t *p, uint32_t i, uint32_t j)
     if (rc == 0) rc = GROW(p->psym, cap, need, GROW_UNLIMITED);
     cap = p->cap;
     if (rc == 0) rc = GROW(p->poff, cap, need, GROW_UNLIMITED);
+    cap = p->cap;
+    if (rc == 0) rc = GROW(p->anchor, cap, need, GROW_UNLIMITED);
     if (rc != 0) return rc;
     p->cap = cap;
     p->cut[p->nparts] = i;
     p->pcut[p->nparts] = j;
     p->psym[p->nparts] = UINT32_MAX;
     p->poff[p->nparts] = 0;
+    p->anchor[p->nparts] = 0;
     p->nparts++;
     return 0;
 }
@@ -172,9 +182,104 @@ static int add_pieces(repair_parts_t *p, const repair_parts_sizes_t *z, size_t *
     return rc;
 }
 
+/* What the receiver's path holds after the running part (repair_partsin.c
+ * keeps the path to the last node it decoded: the encoding walks a part's
+ * children last added first, so that is the end of the run's first chain
+ * of children, order[a], order[a + 1], ... while each is the parent of the
+ * next; every later node of the run hangs below the minimum depth of their
+ * parents, minpd, on that path). */
+typedef struct anchoring {
+    const uint32_t *depth; /* by node */
+    uint32_t tail;         /* the chain's last node (CALLTREE_NONE: the part has no node) */
+    int chain;             /* every node of the run so far is the chain */
+    uint32_t minpd;
+} anchoring_t;
+
+/* The deepest anchor a part opened at node v (parent at depth pd) may have. */
+static uint32_t anchor_for(const anchoring_t *s, uint32_t pd)
+{
+    return s->tail == CALLTREE_NONE || s->chain || pd <= s->minpd ? pd : s->minpd;
+}
+
+static void anchoring_add(anchoring_t *s, const calltree_t *t, uint32_t v, uint32_t pd, int fresh)
+{
+    if (fresh || s->tail == CALLTREE_NONE) {
+        s->tail = v;
+        s->chain = 1;
+        s->minpd = UINT32_MAX;
+    } else if (s->chain && calltree_parent(t, v) == s->tail) {
+        s->tail = v;
+    } else {
+        s->chain = 0;
+        if (pd < s->minpd) s->minpd = pd;
+    }
+}
+
+/* plan_nodes with z->anchors: node i (v, its parent at depth pd; cost c,
+ * its symbol's sc) added to the running part, whose anchor climbs to pd
+ * when v's parent lies above it (the path gains those levels), or opening
+ * a part rooted at the deepest ancestor of v on the receiver's path
+ * (anchor_for), its path from there to v paid for. */
+static int add_anchored(repair_parts_t *p, const repair_parts_sizes_t *z, anchoring_t *s,
+                        const calltree_t *t, size_t *used, size_t c, size_t sc, uint32_t si,
+                        uint32_t v, uint32_t i)
+{
+    uint32_t pd = s->depth[v] > 0 ? s->depth[v] - 1 : 0, an = anchor_for(s, pd);
+    size_t path = (size_t)(pd - an) * PART_NODE_BYTES;
+    uint32_t *anchor = &p->anchor[p->nparts - 1];
+    size_t climb = i > 0 && pd < *anchor ? (size_t)(*anchor - pd) * PART_NODE_BYTES : 0;
+    int rc = 0;
+    if (z->pieces && c + sc + path > z->limit) { /* too large even alone: the symbol in pieces */
+        rc = add_pieces(p, z, used, si, sc - PART_SYMBOL_BYTES, i);
+        p->anchor[p->nparts - 1] = an;
+        anchoring_add(s, t, v, pd, 1);
+        *used = path + c;
+        return rc == 0 && *used > z->limit ? over(p, i, *used) : rc;
+    }
+    int fresh = *used > 0 && *used + c + sc + climb > z->budget;
+    if (fresh) {
+        if ((rc = open_part(p, i, 0)) != 0) return rc;
+        p->anchor[p->nparts - 1] = an;
+        *used = path;
+        climb = 0;
+    } else if (climb > 0) {
+        *anchor = pd;
+    }
+    anchoring_add(s, t, v, pd, fresh);
+    *used += c + sc + climb;
+    return *used > z->limit ? over(p, i, *used) : 0;
+}
+
+/* The depth of every node (by node index), from the preorder. */
+static uint32_t *depths(const calltree_t *t, const repair_parts_t *p)
+{
+    uint32_t *d = malloc((p->n ? p->n : 1) * sizeof *d);
+    for (size_t i = 0; d != NULL && i < p->n; i++) {
+        uint32_t v = p->order[i], up = calltree_parent(t, v);
+        d[v] = up == CALLTREE_NONE ? 0 : d[up] + 1; /* the parent comes first */
+    }
+    return d;
+}
+
 static int plan_nodes(const calltree_t *t, const symtab_t *names, const repair_parts_sizes_t *z,
                       repair_parts_t *p, size_t *used)
 {
+    if (z->anchors) {
+        const calltree_node_t *nodes = calltree_nodes(t);
+        const uint64_t *syms = calltree_syms(t);
+        uint32_t *d = depths(t, p);
+        anchoring_t st = {.depth = d, .tail = CALLTREE_NONE};
+        p->anchored = 1;
+        int rc = d != NULL ? 0 : ERR_NOMEM;
+        for (size_t i = 0; rc == 0 && i < p->n; i++) {
+            uint32_t v = p->order[i], si = nodes[v].sym_index;
+            size_t sc = 0;
+            if (si != 0 && p->first[si] == i) sc = repair_parts_sym_cost(names, syms[si]);
+            rc = add_anchored(p, z, &st, t, used, PART_NODE_BYTES, sc, si, v, (uint32_t)i);
+        }
+        free(d);
+        return rc;
+    }
     const calltree_node_t *nodes = calltree_nodes(t);
     const uint64_t *syms = calltree_syms(t);
     int rc = 0;
@@ -242,32 +347,60 @@ static void unmap(const calltree_t *t, const repair_parts_t *p, uint32_t a, uint
         p->map[p->order[i]] = CALLTREE_NONE;
 }
 
-/* The path from the root to v (v excluded) into dst, without values. */
-static int build_path(const calltree_t *t, const repair_parts_t *p, uint32_t v, calltree_t *dst)
+/* The path from v's ancestor at depth anchor (dst's root) to v (v
+ * excluded) into dst, without values. */
+static int build_path(const calltree_t *t, const repair_parts_t *p, uint32_t v, uint32_t anchor,
+                      calltree_t *dst)
 {
     size_t len = depth_of(t, v) + 1;
     uint32_t *path = malloc(len * sizeof *path);
     if (path == NULL) return ERR_NOMEM;
     size_t k = 0;
     for (uint32_t u = calltree_parent(t, v); u != CALLTREE_NONE; u = calltree_parent(t, u))
-        path[k++] = u;
-    int rc = 0;
+        path[k++] = u; /* path[k] is at depth len - 2 - k */
+    int rc = k > 0 && anchor > k - 1 ? ERR_INTERNAL : 0;
+    if (rc == 0 && k > 0) {
+        k -= anchor; /* the ancestors above the anchor are not sent */
+        p->map[path[--k]] = 0;
+    }
     while (rc == 0 && k > 0) {
-        uint32_t u = path[--k], up = calltree_parent(t, u);
-        if (up == CALLTREE_NONE)
-            p->map[u] = 0;
-        else
-            rc = calltree_child(dst, p->map[up], calltree_sym(t, u), &p->map[u]);
+        uint32_t u = path[--k];
+        rc = calltree_child(dst, p->map[calltree_parent(t, u)], calltree_sym(t, u), &p->map[u]);
     }
     free(path);
     return rc;
+}
+
+/* The node dst's encoding ends with: the last child, down from the root. */
+static uint32_t encoded_last(const calltree_t *dst)
+{
+    uint32_t v = 0;
+    for (uint32_t c = calltree_first_child(dst, v); c != CALLTREE_NONE;
+         c = calltree_first_child(dst, v)) {
+        while (calltree_next_sibling(dst, c) != CALLTREE_NONE)
+            c = calltree_next_sibling(dst, c);
+        v = c;
+    }
+    return v;
+}
+
+/* Whether the receiver's path after the part of run order[a, b) built in
+ * dst ends where the plan assumed (anchoring_t): at the end of the run's
+ * first chain. */
+static int ends_as_planned(const calltree_t *t, const repair_parts_t *p, uint32_t a, uint32_t b,
+                           const calltree_t *dst)
+{
+    uint32_t c = a;
+    while (c + 1 < b && calltree_parent(t, p->order[c + 1]) == p->order[c])
+        c++;
+    return encoded_last(dst) == p->map[p->order[c]];
 }
 
 int repair_parts_build(const calltree_t *t, repair_parts_t *p, uint32_t k, calltree_t *dst)
 {
     if (k >= p->nparts) return ERR_INVALID_ARGUMENT;
     uint32_t a = p->cut[k], b = p->cut[k + 1];
-    int rc = a < b ? build_path(t, p, p->order[a], dst) : 0;
+    int rc = a < b ? build_path(t, p, p->order[a], p->anchor[k], dst) : 0;
     for (uint32_t i = a; rc == 0 && i < b; i++) {
         uint32_t v = p->order[i], up = calltree_parent(t, v);
         if (up == CALLTREE_NONE)
@@ -279,6 +412,9 @@ int repair_parts_build(const calltree_t *t, repair_parts_t *p, uint32_t k, callt
         if (rc == 0 && calltree_self(t, v) != 0)
             calltree_add_self(dst, p->map[v], calltree_self(t, v));
     }
+    /* a later part rooted below the root relies on where this one ends */
+    if (rc == 0 && a < b && p->anchored && k + 1 < p->nparts && !ends_as_planned(t, p, a, b, dst))
+        rc = ERR_INTERNAL;
     unmap(t, p, a, b);
     return rc;
 }

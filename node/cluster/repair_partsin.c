@@ -20,22 +20,43 @@ void repair_partsin_drop(repair_partsin_t *p)
     free(p->kept);
     free(p->untreed);
     free(p->piece);
+    free(p->path);
     unsigned restarts = p->restarts;
+    int over = p->over;
     memset(p, 0, sizeof *p);
     p->restarts = restarts;
+    p->over = over;
 }
 
 int repair_partsin_follows(const repair_partsin_t *p, const Flamedb__Cluster__StreamWindow *m)
 {
-    return m->part == p->next && (p->next == 0 || m->digest == p->digest);
+    return m->part == p->next && (p->next == 0 || (m->digest == p->digest && m->parts == p->parts));
 }
 
-int repair_partsin_start(repair_partsin_t *p, uint64_t digest, size_t max_tree_nodes)
+int repair_partsin_start(repair_partsin_t *p, uint64_t digest, size_t max_tree_nodes,
+                         size_t max_bytes)
 {
     p->tree = calltree_new(max_tree_nodes);
     p->syms = symtab_new();
     p->digest = digest;
+    p->max_bytes = max_bytes;
+    p->over = 0;
     return p->tree != NULL && p->syms != NULL ? 0 : ERR_NOMEM;
+}
+
+/* What part m (of answer a) adds to what p holds besides its tree. */
+static size_t part_bytes(const repair_partsin_t *p, const Flamedb__Cluster__RepairAnswer *a,
+                         const Flamedb__Cluster__StreamWindow *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < a->n_symbols; i++)
+        n += REPAIR_PARTSIN_SYMBOL_BYTES + a->symbols[i]->name.len + a->symbols[i]->file.len;
+    if (m->profile_slices) n += (m->n_kept + m->n_untreed) * sizeof *p->kept;
+    for (size_t i = 0; i < m->n_pieces; i++) /* a symbol's first piece: all of it */
+        if (m->pieces[i]->offset == 0)
+            n += REPAIR_PARTSIN_SYMBOL_BYTES + (size_t)m->pieces[i]->name_len +
+                 m->pieces[i]->file_len;
+    return n;
 }
 
 int repair_symbols_put(const Flamedb__Cluster__RepairAnswer *a, symtab_t *tab)
@@ -104,10 +125,51 @@ static int add_pieces(repair_partsin_t *p, const Flamedb__Cluster__StreamWindow 
     return 0;
 }
 
+/* m's piece of the tree merged into p's, rooted at the node anchor_depth
+ * deep on the path of the previous part's last node (the root at 0); that
+ * path then ends at m's last node. Values are added only once every node
+ * is placed, so ERR_LIMIT leaves the tree's values exact. */
+static int merge_tree(repair_partsin_t *p, const Flamedb__Cluster__StreamWindow *m)
+{
+    calltree_records_t r;
+    int rc = calltree_decode_records(m->calltree.data, m->calltree.len, 0, &r);
+    if (rc != 0) return rc;
+    size_t a = m->anchor_depth;
+    if (p->path_len == 0) p->path_len = 1;  /* the root */
+    if (a >= p->path_len) rc = ERR_CORRUPT; /* not on the previous part's path */
+    uint32_t *nodes = malloc((r.n ? r.n : 1) * sizeof *nodes);
+    if (rc == 0 && nodes == NULL) rc = ERR_NOMEM;
+    if (rc == 0) rc = GROW(p->path, p->path_cap, a + r.n + 1, GROW_UNLIMITED);
+    if (rc == 0) p->path[0] = 0;
+    uint32_t base = rc == 0 ? p->path[a] : 0;
+    size_t last = 0;
+    for (size_t i = 0; rc == 0 && i < r.n; i++) {
+        size_t d = a + r.depth[i]; /* records start at depth 1 and climb one at a time */
+        rc = calltree_child(p->tree, p->path[d - 1], r.sym[i], &nodes[i]);
+        p->path[d] = nodes[i];
+        last = d;
+    }
+    for (size_t i = 0; rc == 0 && i < r.n; i++)
+        if (r.self[i] != 0) calltree_add_self(p->tree, nodes[i], r.self[i]);
+    if (rc == 0 && r.root_self != 0) calltree_add_self(p->tree, base, r.root_self);
+    if (rc == 0 && r.n > 0) p->path_len = last + 1;
+    free(nodes);
+    calltree_records_free(&r);
+    return rc;
+}
+
 int repair_partsin_add(repair_partsin_t *p, const Flamedb__Cluster__RepairAnswer *a,
                        const Flamedb__Cluster__StreamWindow *m)
 {
-    int rc = calltree_decode_merge(p->tree, m->calltree.data, m->calltree.len);
+    if (p->next == 0) p->parts = m->parts;
+    size_t add = part_bytes(p, a, m);
+    if (p->max_bytes != 0 && (add > p->max_bytes || p->bytes > p->max_bytes - add)) {
+        p->over = 1;
+        p->bytes += add; /* what it would have held, for the error */
+        return ERR_LIMIT;
+    }
+    p->bytes += add;
+    int rc = merge_tree(p, m);
     if (rc == 0) rc = repair_symbols_put(a, p->syms);
     if (rc == 0 && m->profile_slices) rc = add_slices(p, m);
     if (rc == 0 && m->n_pieces > 0) rc = add_pieces(p, m);

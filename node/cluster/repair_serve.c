@@ -280,9 +280,12 @@ static int next_run(storage_t *s, const repair_options_t *o,
     return repair_fetch_spans(s, o, q->entries + i, *end - i, arena, *ps);
 }
 
+/* The stored profiles of q's entries as writes, about half a message of
+ * them: one that does not fit the answer's arena (2 x max-message-bytes)
+ * goes in the next fetch, or, alone, is refused naming the limit. */
 static int serve_fetch(storage_t *s, const repair_options_t *o,
                        const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
-                       Flamedb__Cluster__RepairAnswer *a)
+                       Flamedb__Cluster__RepairAnswer *a, errmsg_t *em)
 {
     a->writes = arena_zalloc(arena, q->n_entries * sizeof *a->writes);
     if (a->writes == NULL) return ERR_NOMEM;
@@ -298,7 +301,20 @@ static int serve_fetch(storage_t *s, const repair_options_t *o,
             break;
         if (ps[i - run].cut) break;
         Flamedb__Cluster__WriteRequest *w = NULL;
-        if ((rc = fetch_one(s, o, q, q->entries[i], &ps[i - run], arena, &w)) != 0) break;
+        if ((rc = fetch_one(s, o, q, q->entries[i], &ps[i - run], arena, &w)) != 0) {
+            if (rc == ERR_NOMEM && arena->over && a->handled > 0)
+                rc = 0; /* the rest in the next fetch */
+            else if (rc == ERR_NOMEM && arena->over)
+                rc =
+                    errmsg_set(em, ERR_LIMIT,
+                               "fetch of a profile of series %016llx (tenant %s) at %lld ns: its "
+                               "write with its tree and symbols takes more than the %zu bytes an "
+                               "answer may hold (2 x --max-message-bytes %zu): raise "
+                               "--max-message-bytes on every node",
+                               (unsigned long long)q->entries[i]->series_id, q->entries[i]->tenant,
+                               (long long)q->entries[i]->time_ns, arena->max, o->max_message_bytes);
+            break;
+        }
         if (w == NULL) {
             a->unavailable++;
         } else {
@@ -341,7 +357,7 @@ int repair_serve_build(storage_t *s, const repair_options_t *o,
         break;
     }
     default:
-        rc = serve_fetch(s, o, q, arena, a);
+        rc = serve_fetch(s, o, q, arena, a, em);
         break;
     }
     if (rc != 0 && em->text[0] == '\0') /* a reason set above stays */

@@ -60,6 +60,7 @@ typedef struct serve {
     uint32_t want_part; /* 1 + the part wanted of a window in parts; 0: whole windows only */
     int slices;         /* the request takes a window's lists cut across its parts */
     int pieces;         /* and a symbol too large for a part in pieces */
+    int anchors;        /* and parts rooted below the root (anchor_depth) */
     const Flamedb__Cluster__RepairRequest *q;
     repair_serve_env_t *env; /* NULL: nothing kept, nothing counted */
     errmsg_t *em;
@@ -178,6 +179,7 @@ static repair_parts_sizes_t sizes_of(const serve_t *x, const char *tenant, size_
                               .untreed_bytes = PART_ENTRY_BYTES + tl + PART_TOTAL_BYTES};
     fixed += STREAM_ANSWER_RESERVE + 2 * tl;
     z.pieces = x->pieces;
+    z.anchors = x->anchors;
     if (x->slices) {
         z.nkept = nkept;
         z.nuntreed = nuntreed;
@@ -314,6 +316,7 @@ static int emit_part(serve_t *x, repair_window_t *w, uint32_t k)
     m->total = w->total;
     m->part = k;
     m->parts = w->plan.nparts;
+    m->anchor_depth = w->plan.anchor[k];
     m->digest = w->digest;
     a->windows[a->n_windows++] = m;
     a->more = 1; /* a part answers alone; the next part (or window) in the next page */
@@ -353,7 +356,7 @@ static int serve_in_parts(serve_t *x, const storage_stream_window_t *sw, symtab_
     w->names = names;
     w->lo = q->lo;
     w->hi = q->hi;
-    w->slices = x->slices | x->pieces << 1; /* what the plan was made for */
+    w->slices = x->slices | x->pieces << 1 | x->anchors << 2; /* what the plan was made for */
     if (x->env != NULL) x->env->window_reads++;
     rc = snapshot_labels(x, w);
     repair_parts_sizes_t z =
@@ -495,6 +498,7 @@ int repair_serve_stream(storage_t *s, const repair_options_t *o,
                  .want_part = q->window_part,
                  .slices = q->profile_slices,
                  .pieces = q->symbol_pieces,
+                 .anchors = q->path_anchors,
                  .q = q,
                  .env = env,
                  .em = em};
@@ -506,7 +510,7 @@ int repair_serve_stream(storage_t *s, const repair_options_t *o,
     repair_window_t *w = NULL;
     if (rc == 0 && x.want_part > 1 && env != NULL) /* a later part of a window read before */
         w = repair_partcache_get(env->cache, q->lo, q->hi, q->after_key.data, q->after_key.len,
-                                 x.slices | x.pieces << 1, env->now_ms);
+                                 x.slices | x.pieces << 1 | x.anchors << 2, env->now_ms);
     if (w != NULL) {
         rc = emit_part(&x, w, x.want_part - 1);
         repair_partcache_release(env->cache);
@@ -721,10 +725,24 @@ static int take_part(repair_t *r, const char *peer, const Flamedb__Cluster__Stre
             *advance = marked > 0;
             return marked < 0 ? marked : 0;
         }
-        int rc = repair_partsin_start(p, m->digest, r->o.write.max_tree_nodes);
+        int rc = repair_partsin_start(p, m->digest, r->o.write.max_tree_nodes,
+                                      r->o.stream_receive_max_bytes);
         if (rc != 0) return rc;
     }
     int rc = repair_partsin_add(p, a, m);
+    if (rc == ERR_LIMIT && p->over) {
+        uv_mutex_lock(&r->mu);
+        r->counters.stream_windows_refused++;
+        uv_mutex_unlock(&r->mu);
+        return errmsg_set(em, rc,
+                          "stream: window of series %016llx (tenant %s) in %u parts from %s: "
+                          "its profile lists and symbols gathered up to part %u take %zu bytes, "
+                          "more than --stream-receive-max-bytes %zu: refused (the range is "
+                          "not taken until it fits: raise --stream-receive-max-bytes on this "
+                          "node)",
+                          (unsigned long long)m->series_id, m->tenant, m->parts, peer, m->part,
+                          p->bytes, r->o.stream_receive_max_bytes);
+    }
     if (rc != 0)
         return errmsg_set(em, rc, "stream: part %u of a window of series %016llx: %s", m->part,
                           (unsigned long long)m->series_id, err_message(rc));
@@ -840,6 +858,7 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
         q.window_part = parts.next + 1;
         q.profile_slices = 1;
         q.symbol_pieces = 1;
+        q.path_anchors = 1;
         cluster_msg_t ans = {0};
         if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) break;
         const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;

@@ -10,6 +10,9 @@
  * the previous one is acknowledged and deleted, or failed, so a hint is never
  * in flight twice; a batch that fully succeeded starts the next one at once,
  * so a node that comes back catches up at network speed, not at the timer's.
+ * A target that stays unreachable gets its hints dropped (and is marked) as
+ * they expire, so expired hints do not hold disk and its share of
+ * hints-max-bytes for as long as it stays away.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,6 +160,8 @@ typedef struct replay_job {
     uint32_t stamped; /* a repair mark was stamped for the target at mark_ms */
     uint64_t mark_ms;
     uint64_t now;
+    int expire_only;      /* the target is unreachable: expired hints dropped, none sent */
+    uint64_t next_expiry; /* expire_only: when the first hint kept expires (0: none seen) */
 } replay_job_t;
 
 /* Replay state of a target (the array may move: jobs keep its index). */
@@ -212,6 +217,13 @@ static int replay_take(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
     replay_job_t *j = ctx;
     replicate_t *r = j->r;
     Flamedb__Cluster__HintRecord *h = flamedb__cluster__hint_record__unpack(NULL, len, rec);
+    if (j->expire_only && h != NULL && (h->expires_unix_ms == 0 || j->now <= h->expires_unix_ms)) {
+        /* the first hint not expired: hints expire in the order they were
+         * stored, so nothing after it is expired yet */
+        j->next_expiry = h->expires_unix_ms != 0 ? h->expires_unix_ms + 1 : UINT64_MAX;
+        flamedb__cluster__hint_record__free_unpacked(h, NULL);
+        return 1;
+    }
     if (h != NULL && h->replay_after_unix_ms > j->now) {
         /* stored before its write was answered, which may still deliver it
          * (a late ack deletes it): not yet */
@@ -332,6 +344,8 @@ static void replay_send(workq_job_t *w, int status)
     replay_target_t *rt = &r->rt[j->rti];
     rt->inflight = 0;
     rt->acked = rt->failed = 0;
+    if (j->expire_only) /* dropped some: the next may have expired as well */
+        rt->expire_due_ms = j->ngone > 0 || j->next_expiry == 0 ? 0 : j->next_expiry;
     delete_gone(r, j, rt);
     for (size_t i = 0; i < j->n; i++) {
         Flamedb__Cluster__WriteRequest *q = j->items[i].msg;
@@ -362,12 +376,15 @@ static void replay_send(workq_job_t *w, int status)
     if (rt->inflight == 0) batch_done(r, (size_t)(rt - r->rt));
 }
 
-static void start_batch(replicate_t *r, size_t rti)
+/* A batch of target rti's hints: replayed, or with expire_only (the target
+ * unreachable) only those expired dropped. */
+static void start_batch(replicate_t *r, size_t rti, int expire_only)
 {
     replay_job_t *j = calloc(1, sizeof *j);
     if (j == NULL) return;
     j->r = r;
     j->rti = rti;
+    j->expire_only = expire_only;
     snprintf(j->target, sizeof j->target, "%s", r->rt[rti].id);
     j->work.data = j;
     if (workq_submit(r->workq, WORKQ_WRITE, &j->work, replay_read, replay_send) != 0) {
@@ -375,16 +392,20 @@ static void start_batch(replicate_t *r, size_t rti)
         return;
     }
     r->rt[rti].busy = 1;
+    r->rt[rti].expiring = expire_only;
     r->jobs++;
 }
 
-/* A batch ended: go on at once if it all got through, else wait a tick. */
+/* A batch ended: go on at once if it all got through (a batch of expired
+ * hints only: with another such batch, until one drops none and waits for
+ * the first hint kept to expire), else wait a tick. */
 static void batch_done(replicate_t *r, size_t rti)
 {
     replay_target_t *rt = &r->rt[rti];
-    int again = rt->failed == 0 && rt->acked > 0 && !r->closing;
+    int again = rt->failed == 0 && rt->acked > 0 && !r->closing, expiring = rt->expiring;
     rt->busy = 0;
-    if (again) start_batch(r, rti);
+    rt->expiring = 0;
+    if (again) start_batch(r, rti, expiring); /* expired ones: until a batch drops none */
 }
 
 void replicate_hint_delete_work(workq_job_t *w)
@@ -515,13 +536,15 @@ static int offer(void *ctx, const char *target, uint64_t count, uint64_t bytes)
     const cluster_view_t *v = a[1];
     if (count == 0) return 0;
     int left = r->ops.member_left != NULL && r->ops.member_left(r->ops.ctx, target);
-    if (!left && !target_ready(v, target)) return 0;
+    int ready = left || target_ready(v, target);
     size_t rti = rt_get(r, target);
     if (rti == SIZE_MAX || r->rt[rti].busy) return 0;
     if (left)
         drop_left(r, rti);
-    else
-        start_batch(r, rti);
+    else if (ready)
+        start_batch(r, rti, 0);
+    else if (replicate_now_ms(r) >= r->rt[rti].expire_due_ms)
+        start_batch(r, rti, 1); /* away: its expired hints dropped (and it marked) */
     return 0;
 }
 

@@ -337,6 +337,8 @@ typedef struct replay_target {
     int busy;          /* a batch is being read, sent or acknowledged */
     uint32_t inflight; /* requests of the batch not yet resolved */
     uint32_t acked, failed;
+    int expiring;           /* the batch only drops expired hints (the target unreachable) */
+    uint64_t expire_due_ms; /* unreachable: when its oldest hint kept expires (0: look) */
 } replay_target_t;
 
 /* A replica that let a write's grace run out and has not acknowledged a

@@ -1,7 +1,8 @@
 /* fuzz_stream_parts.c — libFuzzer target for the receiver's assembly of a
  * streamed window that travels in parts (repair_partsin.c): its pieces of
- * the residual tree, the symbols of each answer, the slices of its kept and
- * untreed lists and a symbol sent in pieces.
+ * the residual tree (each rooted at its anchor_depth on the path the
+ * previous part ended on), the symbols of each answer, the slices of its
+ * kept and untreed lists and a symbol sent in pieces.
  *
  * The input is a run of STREAM answers, each a 2-byte little-endian length
  * then a RepairAnswer (what the cluster envelope hands the stream). Their
@@ -10,10 +11,10 @@
  * stream (the window dropped), the last part yields the window. Beyond "no
  * crash, no leak, no UB": an error is ERR_CORRUPT, ERR_LIMIT or ERR_NOMEM;
  * memory stays bounded (the tree within its node limit, a symbol in pieces
- * within STREAM_PIECES_MAX); a window put together holds every slice of its
- * lists in order, every symbol its parts brought, and (below the node limit)
- * a tree whose total is the sum of its parts'. Seeds:
- * tests/fuzz/corpus/stream_parts, written by tests/fuzz/seed_stream_parts.c.
+ * within STREAM_PIECES_MAX, the lists and symbols within MAX_BYTES); a window put together holds
+ * every slice of its lists in order, every symbol its parts brought, and (below the node limit) a
+ * tree whose total is the sum of its parts'. Seeds: tests/fuzz/corpus/stream_parts, written by
+ * tests/fuzz/seed_stream_parts.c.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 
 #define MAX_TREE_NODES 4096
 #define MAX_ANSWERS 64
+#define MAX_BYTES (8u << 20)
 
 /* What the harness expects of the window being put together. */
 typedef struct expect {
@@ -39,6 +41,8 @@ static void check_bounded(const repair_partsin_t *p)
     if (p->piece != NULL && p->piece_total > STREAM_PIECES_MAX) abort(); /* what it holds */
     if (p->piece_have > p->piece_total) abort();
     if (p->nkept > p->kept_cap || p->nuntreed > p->untreed_cap) abort();
+    if (!p->over && p->bytes > MAX_BYTES) abort(); /* what it holds: within its bound */
+    if (p->nkept + p->nuntreed > MAX_BYTES / sizeof *p->kept) abort();
 }
 
 /* The part's own tree total, decoded alone (what it adds to the window). */
@@ -102,7 +106,7 @@ static int take(repair_partsin_t *p, expect_t *x, const Flamedb__Cluster__Repair
     }
     if (p->next == 0) {
         memset(x, 0, sizeof *x);
-        int rc = repair_partsin_start(p, m->digest, MAX_TREE_NODES);
+        int rc = repair_partsin_start(p, m->digest, MAX_TREE_NODES, MAX_BYTES);
         if (rc != 0) return rc;
     }
     expect_part(x, m);

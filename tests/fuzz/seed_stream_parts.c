@@ -71,6 +71,7 @@ static int put_part(src_t *w, uint32_t k, int slices, buf_t *out)
     m.calltree = (ProtobufCBinaryData){enc.len, enc.data};
     m.part = k;
     m.parts = w->plan.nparts;
+    m.anchor_depth = w->plan.anchor[k];
     m.digest = 0xfeedf00d;
     /* this part's slice of the lists (kept first, then untreed) */
     Flamedb__Cluster__SeenEntry e[5], *ke[5], *ue[5];
@@ -168,7 +169,8 @@ static int make_src(src_t *w, int long_name)
     return rc;
 }
 
-static int write_seed(const char *dir, const char *name, int slices, int long_name, int restart)
+static int write_seed(const char *dir, const char *name, int slices, int long_name, int restart,
+                      int anchors)
 {
     src_t w;
     int rc = make_src(&w, long_name);
@@ -176,7 +178,8 @@ static int write_seed(const char *dir, const char *name, int slices, int long_na
                               .limit = 400,
                               .kept_bytes = PART_ENTRY_BYTES,
                               .untreed_bytes = PART_ENTRY_BYTES + PART_TOTAL_BYTES,
-                              .pieces = long_name};
+                              .pieces = long_name,
+                              .anchors = anchors};
     if (slices) {
         z.nkept = w.nkept;
         z.nuntreed = w.nuntreed;
@@ -213,12 +216,15 @@ int main(int argc, char **argv)
     }
     static const struct {
         const char *name;
-        int slices, long_name, restart;
-    } seeds[] = {
-        {"parts", 0, 0, 0}, {"slices", 1, 0, 0}, {"pieces", 1, 1, 0}, {"restart", 1, 0, 1}};
+        int slices, long_name, restart, anchors;
+    } seeds[] = {{"parts", 0, 0, 0, 0},
+                 {"slices", 1, 0, 0, 0},
+                 {"pieces", 1, 1, 0, 0},
+                 {"restart", 1, 0, 1, 0},
+                 {"anchors", 1, 1, 0, 1}};
     for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
         int rc = write_seed(argv[1], seeds[i].name, seeds[i].slices, seeds[i].long_name,
-                            seeds[i].restart);
+                            seeds[i].restart, seeds[i].anchors);
         if (rc != 0) {
             fprintf(stderr, "seed_stream_parts: %s: error %d\n", seeds[i].name, rc);
             return 1;

@@ -605,6 +605,140 @@ def test_join_window_of_many_profiles():
         exact_alone(c, n, d, frm, until)
 
 
+def test_join_window_over_the_receive_bound():
+    """A window in parts whose profile lists take more than the joining
+    node's --stream-receive-max-bytes (64 KiB; 2,500 untreed profiles of one
+    series in one 1 h window past the profile retention, 80 KB of lists at
+    32 bytes a profile, --max-message-bytes 64 KiB) is refused by it: the
+    refusal is counted (flamedb_repair_stream_windows_refused_total) and
+    logged naming the setting, and the node stays joining, never active
+    short. Restarted with the default bound (an eighth of memory-limit) it
+    takes the window, turns active and answers exactly through itself
+    alone. Before, nothing bounded what a receiver gathered of a window in
+    parts (tests/unit/test_cluster_repair.c, test_partsin_bounded: a peer
+    sending parts without end grew it without end)."""
+    now = int(time.time())
+    hour = (now - 7200) // 3600 * 3600
+    args = ARGS + ["--max-message-bytes", "64KiB"]
+    with Cluster(1, rf=2, args=args) as c:
+        d = Data()
+        svc = harness.unique("bound")
+        d.services[svc] = 0
+        for k in range(2500):
+            body = ("main;handler;work%d %d\n" % (k % 7, 1 + k % 4)).encode()
+            push(c, 0, d, body, svc, hour + k)
+            d.services[svc] += 1 + k % 4
+        frm, until = hour - 600, now + 60
+        check_exact(c, 0, d, frm, until)
+        n = c.add_node(extra=["--stream-receive-max-bytes", "64KiB"])
+        wait_for("n1 refusing the window",
+                 lambda: metric(c, n, "flamedb_repair_stream_windows_refused_total") >= 2,
+                 timeout=60)
+        assert "stream-receive-max-bytes" in c.nodes[n].log_text(last=2000), "refusal not logged"
+        for i in (0, n):
+            assert c.states(i)["n1"] == "joining", "n1 %s on n%d" % (c.states(i)["n1"], i)
+        print("    n1 refused the window %d times, still joining" %
+              metric(c, n, "flamedb_repair_stream_windows_refused_total"))
+        t1 = time.monotonic()
+        c.restart(n, extra=[])
+        c.wait_state(n, "active", observers=[0, n], timeout=60)
+        print("    restarted with the default bound: active %.2f s later, %d windows" %
+              (time.monotonic() - t1, metric(c, n, "flamedb_repair_windows_streamed_total")))
+        assert metric(c, n, "flamedb_repair_stream_windows_refused_total") == 0
+        exact_alone(c, n, d, frm, until)
+
+
+def join_refused_deep_path(extra, refusal):
+    """A 1-node cluster (--max-message-bytes 64 KiB, --max-stack-depth 4000,
+    and extra) holding a stack of 3,000 frames, whose path of ancestors
+    alone (24 bytes a frame, 72 KB) or whose write takes more than a
+    message, and a service of ordinary stacks; a node joins. It logs the
+    source's refusal (a line with `refusal`, naming --max-message-bytes) at
+    every pass and stays joining, and is never read for its ranges: an
+    answer through it is exact (the old owner serves it; one over the
+    message limit is refused with 413, naming it), and with the old owner
+    killed every answer through it is flagged partial or refused, never
+    short."""
+    now = int(time.time())
+    args = ARGS + ["--max-message-bytes", "64KiB", "--max-stack-depth", "4000"] + extra
+    with Cluster(1, rf=2, args=args) as c:
+        d = Data()
+        deep, flat = harness.unique("deep"), harness.unique("flat")
+        path = ";".join("frame%04d" % k for k in range(3000))
+        push(c, 0, d, ("%s 5\n" % path).encode(), deep, now - 2400)
+        d.services[flat] = 0
+        for k in range(20):
+            body, v = big_body(k, lines=8)
+            push(c, 0, d, body, flat, now - 2400 + 20 * k)
+            d.services[flat] += v
+        frm, until = now - 8000, now + 60
+        assert c.nodes[0].total(sel(deep), frm, until) == 5 * SCALE
+        check_exact(c, 0, d, frm, until)
+        n = c.add_node()
+        logged = lambda: c.nodes[n].log_text(last=4000).count(refusal)
+        wait_for("the refusal logged by n1 at two passes", lambda: logged() >= 2, timeout=60)
+        time.sleep(2)
+        for i in (0, n):
+            assert c.states(i)["n1"] == "joining", "n1 %s on n%d" % (c.states(i)["n1"], i)
+        check_exact(c, n, d, frm, until)
+        r = c.nodes[n].render(sel(deep), frm, until)
+        assert r.status == 413 or (r.status == 200 and
+                                   r.json()["flamebearer"]["numTicks"] == 5 * SCALE), r
+        print("    n1 refused at %d passes, still joining; through it: %s exact, %s %s" %
+              (logged(), flat, deep, "413 (over the message limit)" if r.status == 413 else
+               "exact"))
+        c.kill(0)
+        c.wait_state(0, "down", observers=[n])
+        for svc in (deep, flat):
+            r = c.nodes[n].render(sel(svc), frm, until)
+            got = r.json()["flamebearer"]["numTicks"] // SCALE if r.status == 200 else None
+            flagged = "x-flamedb-partial" in r.headers
+            assert r.status != 200 or flagged, "%s through n1 alone: %s, not flagged partial" % (
+                svc, got)
+            print("    n0 killed: %s through n1: status %d, %s samples, partial %s" %
+                  (svc, r.status, got, flagged))
+
+
+def test_join_window_of_a_path_larger_than_a_message():
+    """A window (no profile tree kept) holding a stack whose path of
+    ancestors alone takes more than one message (3,000 frames, 24 bytes
+    each, 72 KB, with --max-message-bytes 64 KiB, --max-stack-depth 4000)
+    streams in parts rooted below the root (anchor_depth): the joining node
+    turns active and answers exactly through itself alone. Before, a part
+    held the whole path from the root to its first node: the source refused
+    the stream at every pass (naming the node and the bytes its part
+    needed) and the node stayed joining."""
+    now = int(time.time())
+    args = ARGS + ["--max-message-bytes", "64KiB", "--max-stack-depth", "4000",
+                   "--max-profile-tree-bytes", "0"]
+    with Cluster(1, rf=2, args=args) as c:
+        d = Data()
+        deep, flat = harness.unique("deep"), harness.unique("flat")
+        path = ";".join("frame%04d" % k for k in range(3000))
+        push(c, 0, d, ("%s 5\n%s;leaf 2\n" % (path, path[:6000])).encode(), deep, now - 2400)
+        d.services[deep] = 7
+        d.services[flat] = 0
+        for k in range(20):
+            body, v = big_body(k, lines=8)
+            push(c, 0, d, body, flat, now - 2400 + 20 * k)
+            d.services[flat] += v
+        frm, until = now - 8000, now + 60
+        check_exact(c, 0, d, frm, until)
+        n = join_and_print(c, timeout=60)
+        assert "raise --max-message-bytes" not in c.nodes[n].log_text(last=4000)
+        exact_alone(c, n, d, frm, until)
+        print("    n0 killed: %s (3,000 frames) and %s exact through n1" % (deep, flat))
+
+
+def test_join_profile_of_a_path_larger_than_a_message():
+    """The profile of the 3,000-frame stack keeps its tree, so the joining
+    node fetches it as one write, larger than a fetch answer may hold: the
+    source refuses the fetch naming the series and --max-message-bytes
+    (join_refused_deep_path). Before, it answered `repair 3: out of memory`
+    at every pass, naming nothing."""
+    join_refused_deep_path([], "fetch of a profile of series")
+
+
 def test_window_in_parts_read_once():
     """A window of 30,000 distinct stacks streamed in parts (--max-message-bytes
     64 KiB, a few hundred parts): the source reads it from storage once per

@@ -430,6 +430,83 @@ static void test_parts(void)
     calltree_free(merged);
 }
 
+/* A window whose path alone passes the limit (a chain of 3,000 frames, a
+ * branch off it at depth 600 and leaves under both): refused without
+ * anchors; with them (z.anchors) cut into parts rooted below the root, each
+ * within the budget but for its first node, and put together by the
+ * receiver's assembly (repair_partsin_add, anchor_depth) into the tree. */
+static void test_parts_anchored(void)
+{
+    enum { DEPTH = 3000, BRANCH = 600 };
+    calltree_t *t = calltree_new(0);
+    uint64_t *stack = malloc((DEPTH + 1) * sizeof *stack);
+    for (uint64_t k = 0; stack != NULL && k <= DEPTH; k++)
+        stack[k] = 10 + k;
+    if (stack == NULL) return;
+    CHECK_EQ_INT(calltree_add_stack(t, stack, DEPTH, 5), 0);
+    for (uint64_t k = 0; k < 40; k++) { /* leaves under the chain's end and under the branch */
+        stack[DEPTH] = 100000 + k;
+        CHECK_EQ_INT(calltree_add_stack(t, stack, DEPTH + 1, (int64_t)(1 + k % 3)), 0);
+        stack[BRANCH] = 200000 + k;
+        CHECK_EQ_INT(calltree_add_stack(t, stack, BRANCH + 1, 2), 0);
+        stack[BRANCH] = 10 + BRANCH;
+    }
+    free(stack);
+    repair_parts_t p;
+    const size_t budget = 4096;
+    repair_parts_sizes_t z = {.budget = budget, .limit = 4 * budget};
+    CHECK_EQ_INT(repair_parts_plan(t, NULL, &z, &p), ERR_LIMIT);
+    z.anchors = 1;
+    CHECK_EQ_INT(repair_parts_plan(t, NULL, &z, &p), 0);
+    CHECK(p.nparts > 10);
+    Flamedb__Cluster__RepairAnswer a;
+    flamedb__cluster__repair_answer__init(&a);
+    Flamedb__Cluster__StreamWindow m;
+    flamedb__cluster__stream_window__init(&m);
+    m.parts = p.nparts;
+    repair_partsin_t in = {0};
+    CHECK_EQ_INT(repair_partsin_start(&in, 0, 0, 0), 0);
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    int anchored = 0;
+    for (uint32_t k = 0; k < p.nparts; k++) {
+        calltree_t *part = calltree_new(0);
+        CHECK_EQ_INT(repair_parts_build(t, &p, k, part), 0);
+        buf_reset(&b);
+        CHECK_EQ_INT(calltree_encode(part, &b), 0);
+        CHECK(b.len <= z.limit);
+        calltree_free(part);
+        m.part = k;
+        m.anchor_depth = p.anchor[k];
+        anchored += p.anchor[k] > 0;
+        m.calltree = (ProtobufCBinaryData){b.len, b.data};
+        CHECK(repair_partsin_follows(&in, &m));
+        int rc = repair_partsin_add(&in, &a, &m);
+        CHECK_EQ_INT(rc, 0);
+        if (rc != 0) break;
+        in.next++;
+    }
+    CHECK(anchored > 0);
+    size_t n = calltree_node_count(t);
+    CHECK_EQ_INT(calltree_node_count(in.tree), n);
+    CHECK_EQ_INT(calltree_root_total(in.tree), calltree_root_total(t));
+    uint32_t *map = calloc(n, sizeof *map);
+    for (uint32_t v = 1; map != NULL && v < n; v++) { /* parents before children */
+        CHECK_EQ_INT(
+            calltree_child(in.tree, map[calltree_parent(t, v)], calltree_sym(t, v), &map[v]), 0);
+        CHECK_EQ_INT(calltree_self(in.tree, map[v]), calltree_self(t, v));
+    }
+    CHECK_EQ_INT(calltree_node_count(in.tree), n);
+    m.part = in.next;
+    m.anchor_depth = DEPTH + 5; /* off the path: corrupt */
+    CHECK_EQ_INT(repair_partsin_add(&in, &a, &m), ERR_CORRUPT);
+    free(map);
+    buf_free(&b);
+    repair_partsin_drop(&in);
+    repair_parts_free(&p);
+    calltree_free(t);
+}
+
 typedef struct named {
     symtab_t *seen;
     const symtab_t *names;
@@ -663,7 +740,7 @@ static void test_partsin_pieces(void)
     m.pieces = &psp;
     m.n_pieces = 1;
     repair_partsin_t p = {0};
-    CHECK_EQ_INT(repair_partsin_start(&p, m.digest, 0), 0);
+    CHECK_EQ_INT(repair_partsin_start(&p, m.digest, 0, 0), 0);
     CHECK(repair_partsin_follows(&p, &m));
     CHECK_EQ_INT(repair_partsin_add(&p, &a, &m), 0); /* no bytes: data absent */
     p.next++;
@@ -686,11 +763,88 @@ static void test_partsin_pieces(void)
     buf_free(&enc);
 }
 
+/* A window in parts whose lists and symbols keep coming (a peer with a bug,
+ * or one that lies about its parts) is held to the receiver's max_bytes:
+ * the part that would pass it is refused (ERR_LIMIT, p->over) and nothing
+ * of it is kept; a part that says the window has more parts than part 0
+ * did does not follow. Before, the lists grew with every part. */
+static void test_partsin_bounded(void)
+{
+    calltree_t *t = calltree_new(0);
+    buf_t enc;
+    buf_init(&enc, BUF_UNLIMITED);
+    CHECK_EQ_INT(calltree_add_stack(t, NULL, 0, 1), 0);
+    CHECK_EQ_INT(calltree_encode(t, &enc), 0);
+    calltree_free(t);
+    enum { PER_PART = 100, MAX = 64 * 1024 };
+    Flamedb__Cluster__SeenEntry e[PER_PART], *pe[PER_PART];
+    uint8_t id[16] = {1};
+    for (int i = 0; i < PER_PART; i++) {
+        flamedb__cluster__seen_entry__init(&e[i]);
+        e[i].profile_id = (ProtobufCBinaryData){16, id};
+        pe[i] = &e[i];
+    }
+    Flamedb__Cluster__RepairAnswer a;
+    flamedb__cluster__repair_answer__init(&a);
+    Flamedb__Cluster__Symbol y, *py = &y;
+    flamedb__cluster__symbol__init(&y);
+    char name[200];
+    memset(name, 'n', sizeof name);
+    y.name = (ProtobufCBinaryData){sizeof name, (uint8_t *)name};
+    a.symbols = &py;
+    a.n_symbols = 1;
+    Flamedb__Cluster__StreamWindow m;
+    flamedb__cluster__stream_window__init(&m);
+    m.calltree = (ProtobufCBinaryData){enc.len, enc.data};
+    m.parts = UINT32_MAX;
+    m.digest = 9;
+    m.profile_slices = 1;
+    m.kept = pe;
+    m.n_kept = PER_PART;
+    size_t per =
+        PER_PART * sizeof(storage_stream_profile_t) + REPAIR_PARTSIN_SYMBOL_BYTES + sizeof name;
+    repair_partsin_t p = {0};
+    CHECK_EQ_INT(repair_partsin_start(&p, m.digest, 0, MAX), 0);
+    int rc = 0;
+    uint32_t k;
+    for (k = 0; k < 10000 && rc == 0; k++) {
+        m.part = k;
+        y.id = k + 1;
+        CHECK(repair_partsin_follows(&p, &m));
+        rc = repair_partsin_add(&p, &a, &m);
+        if (rc == 0) p.next++;
+    }
+    CHECK_EQ_INT(rc, ERR_LIMIT);
+    CHECK(p.over);
+    CHECK_EQ_INT(k, MAX / per + 1); /* the first part past the bound */
+    CHECK_EQ_INT(p.nkept, (MAX / per) * PER_PART);
+    CHECK_EQ_INT(calltree_root_total(p.tree), MAX / per);
+    repair_partsin_drop(&p);
+    CHECK(p.over); /* kept for the caller's message and metric */
+    /* the number of parts is part 0's */
+    CHECK_EQ_INT(repair_partsin_start(&p, m.digest, 0, MAX), 0);
+    m.part = 0;
+    m.parts = 3;
+    m.n_kept = 1;
+    CHECK_EQ_INT(repair_partsin_add(&p, &a, &m), 0);
+    CHECK(!p.over);
+    p.next++;
+    m.part = 1;
+    m.parts = 4;
+    CHECK(!repair_partsin_follows(&p, &m));
+    m.parts = 3;
+    CHECK(repair_partsin_follows(&p, &m));
+    repair_partsin_drop(&p);
+    buf_free(&enc);
+}
+
 int main(void)
 {
     test_schedule();
     test_partsin_pieces();
+    test_partsin_bounded();
     test_parts();
+    test_parts_anchored();
     test_parts_long_names();
     test_parts_profiles();
     test_partcache();
