@@ -30,6 +30,8 @@
 /* name, metric, help */
 #define METRICS_COUNTERS(X)                                                                        \
     X(ingest_profiles, "flamedb_ingest_profiles_total", "Profiles accepted by POST /ingest.")      \
+    X(ingest_empty, "flamedb_ingest_empty_profiles_total",                                         \
+      "Pushes without a sample (an empty pprof or folded body): answered 200, nothing stored.")    \
     X(ingest_bytes, "flamedb_ingest_bytes_total",                                                  \
       "Request body bytes of accepted profiles (as sent, before gunzip).")                         \
     X(ingest_series_written, "flamedb_ingest_series_written_total",                                \

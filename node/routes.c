@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/calltree.h"
 #include "common/log.h"
 #include "node/ingest/ingest.h"
 #include "node/node_int.h"
@@ -95,6 +96,7 @@ struct job {
     query_result_t result;       /* the response body and its types */
     size_t series, written;      /* ingest */
     size_t spans_dropped;        /* ingest: span trees past max-spans-per-series */
+    int empty;                   /* ingest: no samples (ingest_empty): accepted, not stored */
     const cluster_view_t *view;  /* ingest: the view its write is planned with */
     cluster_write_t *rw;         /* ingest: packed, until cluster_write_start takes it */
     int deferred;                /* finish took over answering (replicated ingest) */
@@ -452,6 +454,25 @@ static void route_metrics(node_t *n, http_exchange_t *ex, const http_request_t *
 
 /* ---------- POST /ingest ---------- */
 
+/* 1 when no series of the profile holds a value: a pprof without samples
+ * (no series), a folded body without a stack line (one series of a bare
+ * root), or samples that are all 0. Such a push (an SDK that sampled
+ * nothing in its interval) is answered 200 and stores nothing, as
+ * Pyroscope's distributor does (it drops samples of value 0, then a
+ * profile left without any): an error would be retried for good, and a
+ * stored 0-total profile lists a profile that holds nothing. One series
+ * with a value keeps the push whole, all-zero sample types included. */
+static int ingest_empty(const storage_profile_write_t *w)
+{
+    for (size_t i = 0; i < w->nseries; i++) {
+        const calltree_t *t = w->series[i].tree;
+        size_t n = t != NULL ? calltree_node_count(t) : 0;
+        for (size_t k = 0; k < n; k++)
+            if (calltree_self(t, (uint32_t)k) != 0) return 0;
+    }
+    return 1;
+}
+
 static void work_ingest(job_t *j)
 {
     const http_request_t *r = j->req;
@@ -474,9 +495,12 @@ static void work_ingest(job_t *j)
     j->rc = ingest_parse(&ir, &j->node->cfg.ingest, &prof, &j->em);
     if (j->rc != ERR_OK) return;
     const storage_profile_write_t *w = ingest_profile_write(prof);
-    j->series = w->nseries;
+    j->empty = ingest_empty(w);
+    j->series = j->empty ? 0 : w->nseries;
     j->spans_dropped = ingest_profile_spans_dropped(prof);
-    if (j->view != NULL) { /* plan, write the local replica, pack the remote ones */
+    if (j->empty) {
+        /* nothing to store or replicate */
+    } else if (j->view != NULL) { /* plan, write the local replica, pack the remote ones */
         j->rc = cluster_write_prepare(j->node->cluster, j->view, w, &j->rw, &j->written, &j->em);
         j->series = j->rw != NULL ? cluster_write_local_series(j->rw) : 0;
     } else
@@ -514,8 +538,9 @@ static void ingest_replicated(void *ctx, int rc, const errmsg_t *em)
 static void finish_ingest(job_t *j)
 {
     node_metrics_t *m = &j->node->metrics;
-    m->ingest_profiles++;
-    m->ingest_bytes += j->req->body_len;
+    m->ingest_profiles += !j->empty;
+    m->ingest_empty += j->empty;
+    m->ingest_bytes += j->empty ? 0 : j->req->body_len;
     m->ingest_series_written += j->written;
     m->ingest_series_duplicate += j->series - j->written;
     m->ingest_spans_dropped += j->spans_dropped;

@@ -133,7 +133,7 @@ size_t query_partial_bytes(const query_partial_t *p)
 static int tree_limit(const query_gather_t *g, errmsg_t *em)
 {
     return errmsg_set(em, ERR_LIMIT,
-                      "merged call tree exceeds max_tree_nodes (%zu nodes); narrow "
+                      "merged call tree exceeds %zu nodes (query-max-tree-nodes); narrow "
                       "the selector or the time range",
                       calltree_node_count(g->tree));
 }
@@ -250,9 +250,10 @@ int query_gather_add_series(query_gather_t *g, size_t nseries, const char *spy_n
     }
     g->nseries += nseries;
     if (g->nseries > g->lim.max_series)
-        return errmsg_set(em, ERR_LIMIT,
-                          "query selects more than max_series=%zu series; narrow the selector",
-                          g->lim.max_series);
+        return errmsg_set(
+            em, ERR_LIMIT,
+            "query selects more than %zu series (query-max-series); narrow the selector",
+            g->lim.max_series);
     return 0;
 }
 
@@ -506,7 +507,7 @@ int query_gather_add(query_gather_t *g, query_partial_t *p, errmsg_t *em)
     for (size_t i = 0; rc == 0 && i < p->nvalues; i++)
         rc = query_gather_add_value(g, p->values[i], strlen(p->values[i]));
     if (rc == ERR_LIMIT)
-        errmsg_set(em, rc, "label answer exceeds max_output_bytes (%zu bytes)",
+        errmsg_set(em, rc, "label answer exceeds %zu bytes (query-max-output-bytes)",
                    g->lim.max_output_bytes);
     return rc;
 }

@@ -194,7 +194,7 @@ int query_labels_partial(storage_t *st, const char *tenant, const query_partial_
         rc = collect_index(st, tenant, a, rs, &l);
     }
     if (rc == ERR_TOO_LARGE && em->text[0] == 0)
-        errmsg_set(em, ERR_LIMIT, "label answer exceeds max_output_bytes (%zu bytes)",
+        errmsg_set(em, ERR_LIMIT, "label answer exceeds %zu bytes (query-max-output-bytes)",
                    lim->max_output_bytes);
     else if (rc != 0 && em->text[0] == 0)
         errmsg_set(em, rc, "reading the label index: %s", err_message(rc));

@@ -102,7 +102,7 @@ static int merge_outcome(int rc, const calltree_t *dst, errmsg_t *em)
     ASSERT_DEBUG(rc != 0 || totals_add_up(dst));
     if (rc == ERR_LIMIT)
         return errmsg_set(em, ERR_LIMIT,
-                          "merged call tree exceeds max_tree_nodes (%zu nodes); narrow "
+                          "merged call tree exceeds %zu nodes (query-max-tree-nodes); narrow "
                           "the selector or the time range",
                           calltree_node_count(dst));
     return rc;

@@ -230,7 +230,7 @@ int query_partial_merge_forests(query_partial_t *p, errmsg_t *em)
     p->ntabs = 0;
     if (rc == ERR_LIMIT)
         return errmsg_set(em, ERR_LIMIT,
-                          "merged call tree exceeds max_tree_nodes (%zu nodes); narrow "
+                          "merged call tree exceeds %zu nodes (query-max-tree-nodes); narrow "
                           "the selector or the time range",
                           calltree_node_count(p->tree));
     return rc != 0 ? errmsg_set(em, rc, "building the flame graph: %s", err_message(rc)) : 0;

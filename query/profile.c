@@ -82,7 +82,7 @@ static int read_one(storage_t *st, const char *tenant, const query_profile_ref_t
         return 0; /* not here: the gather answers 404 when no partial has it */
     }
     if (rc == ERR_LIMIT)
-        errmsg_set(em, rc, "the profile's call tree exceeds max_tree_nodes (%zu nodes)",
+        errmsg_set(em, rc, "the profile's call tree exceeds %zu nodes (query-max-tree-nodes)",
                    calltree_node_count(out->tree));
     if (rc == 0) rc = describe(lb, ref->time_ns, out);
     labels_free(lb);

@@ -167,7 +167,7 @@ static int filter_labels(storage_t *st, const char *tenant, const query_selector
         if (ok && out->n == lim->max_series) {
             labels_free(l);
             return errmsg_set(em, ERR_LIMIT,
-                              "query selects more than max_series=%zu series; "
+                              "query selects more than %zu series (query-max-series); "
                               "narrow the selector",
                               lim->max_series);
         }

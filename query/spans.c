@@ -67,7 +67,7 @@ int query_merge_spans(storage_t *st, const char *tenant, const query_span_sel_t 
     if (partial_trees != NULL) *partial_trees += c.partial;
     if (rc == ERR_LIMIT)
         return errmsg_set(em, ERR_LIMIT,
-                          "merged call tree exceeds max_tree_nodes (%zu nodes); select fewer "
+                          "merged call tree exceeds %zu nodes (query-max-tree-nodes); select fewer "
                           "spans or narrow the selector",
                           calltree_node_count(dst));
     if (rc != 0) return errmsg_set(em, rc, "reading span trees: %s", err_message(rc));

@@ -78,6 +78,8 @@ static void become_active(cluster_t *c, const char *why)
         return;
     }
     c->joining = 0;
+    /* the repair thread keeps its own copy: told here whichever way the join ended */
+    if (c->repair != NULL) repair_join_ended(c->repair);
     char path[CLUSTER_SETTING_MAX + 16];
     if (joining_path(c, path, sizeof path) == 0 && unlink(path) != 0)
         log_warn("cluster", "%s: cannot remove the join marker", path);

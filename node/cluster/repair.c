@@ -207,6 +207,13 @@ void repair_whole_set(repair_t *r, uint64_t since_ms)
     uv_mutex_unlock(&r->mu);
 }
 
+void repair_join_ended(repair_t *r)
+{
+    uv_mutex_lock(&r->mu);
+    r->joining = 0;
+    uv_mutex_unlock(&r->mu);
+}
+
 void repair_full_lift_ask(repair_t *r, uint64_t gen)
 {
     uv_mutex_lock(&r->mu);

@@ -712,6 +712,10 @@ void repair_full_set(repair_t *r, uint64_t gen);
 /* Loop: a full repair set at since_ms (wall) converged: announced with
  * every complete pass from now on (DONE's whole_since_unix_ms). */
 void repair_whole_set(repair_t *r, uint64_t since_ms);
+/* Loop: this node's join ended without a verifying pass (it turned active
+ * with no active member to stream from): its passes are no longer part of
+ * a move (every pass polled for one, and none ran the window check). */
+void repair_join_ended(repair_t *r);
 /* Loop: asks the thread whether mark gen may be lifted by its evidence
  * (nothing of the regain cleared); the answer comes back through
  * cluster_full_lift. */

@@ -374,7 +374,8 @@ static void merge_remote(scatter_q_t *q, item_t *it, const ring_ranges_t *asked)
             it->rc = query_gather_add_value(q->gather, (const char *)pr->values[i].data,
                                             pr->values[i].len);
         if (it->rc == ERR_LIMIT)
-            errmsg_set(&it->em, ERR_LIMIT, "label answer exceeds max_output_bytes (%zu bytes)",
+            errmsg_set(&it->em, ERR_LIMIT,
+                       "label answer exceeds %zu bytes (query-max-output-bytes)",
                        q->s->o.limits.max_output_bytes);
     }
     if (it->rc != 0 && it->em.text[0] == 0)

@@ -96,7 +96,7 @@ static int load_payload(const ingest_request_t *req, const ingest_params_t *pa,
         pl->len = n;
     } else if (pl->len > lim->max_decompressed_bytes) {
         return errmsg_set(em, ERR_TOO_LARGE,
-                          "body of %zu bytes exceeds %zu (max_decompressed_bytes)", pl->len,
+                          "body of %zu bytes exceeds %zu (max-decompressed-bytes)", pl->len,
                           lim->max_decompressed_bytes);
     }
     return 0;

@@ -111,7 +111,7 @@ static int frames(folded_ctx_t *c, const uint8_t *s, const uint8_t *e, size_t *d
         const uint8_t *fe = semi ? semi : e;
         if ((size_t)(fe - s) > c->lim->max_symbol_len)
             return errmsg_set(
-                em, ERR_LIMIT, "frame '%.*s...' longer than %zu bytes (max_symbol_len)",
+                em, ERR_LIMIT, "frame '%.*s...' longer than %zu bytes (max-symbol-len)",
                 (int)(fe - s > 60 ? 60 : fe - s), (const char *)s, c->lim->max_symbol_len);
         uint64_t sym;
         if (symtab_intern(c->symtab, (const char *)s, (size_t)(fe - s), "", 0, &sym) < 0)
@@ -170,7 +170,7 @@ static int parse_text(folded_ctx_t *c, const uint8_t *p, size_t n, errmsg_t *em)
         p = nl ? nl + 1 : end;
         if (s == e) continue;
         if (++stacks > c->lim->max_samples)
-            return errmsg_set(em, ERR_LIMIT, "body has more than %zu stacks (max_samples)",
+            return errmsg_set(em, ERR_LIMIT, "body has more than %zu stacks (max-samples)",
                               c->lim->max_samples);
         int rc = one_line(c, s, e, lineno, em);
         if (rc < 0) return rc;

@@ -49,7 +49,7 @@ static int one_member(struct libdeflate_decompressor *d, const uint8_t *in, size
         room *= 2;
     }
     return errmsg_set(em, ERR_TOO_LARGE,
-                      "gzip body decompresses to more than %zu bytes (max_decompressed_bytes)",
+                      "gzip body decompresses to more than %zu bytes (max-decompressed-bytes)",
                       max);
 }
 

@@ -222,13 +222,13 @@ static int build_indices(conv_t *c)
 
 /* ---- symbols and frames ---- */
 
-/* Checks the lengths of a symbol's name and file (max_symbol_len). */
+/* Checks the lengths of a symbol's name and file (max-symbol-len). */
 static int check_len(conv_t *c, const char *name, size_t nn, const char *file, size_t fnl)
 {
     size_t max = c->ctx->lim->max_symbol_len;
     if (nn > max || fnl > max)
         return errmsg_set(c->em, ERR_LIMIT,
-                          "symbol '%.*s...' longer than %zu bytes (max_symbol_len)",
+                          "symbol '%.*s...' longer than %zu bytes (max-symbol-len)",
                           (int)(max < 60 ? max : 60), nn > max ? name : file, max);
     return 0;
 }
@@ -665,7 +665,7 @@ static int sample_labels(conv_t *c, const wire_sample_t *s, int64_t *pairs, size
         }
         if (*np >= c->ctx->lim->max_labels_per_series)
             return errmsg_set(c->em, ERR_LIMIT,
-                              "sample has more than %zu labels (max_labels_per_series)",
+                              "sample has more than %zu labels (max-labels-per-series)",
                               c->ctx->lim->max_labels_per_series);
         pairs[2 * *np] = key;
         pairs[2 * *np + 1] = str;
@@ -773,7 +773,7 @@ static int check_header(conv_t *c)
         return errmsg_set(c->em, ERR_UNPARSEABLE,
                           "not a pprof profile: string_table[0] must be the empty string");
     if (w->nsamples > c->ctx->lim->max_samples)
-        return errmsg_set(c->em, ERR_LIMIT, "profile has %zu samples, more than %zu (max_samples)",
+        return errmsg_set(c->em, ERR_LIMIT, "profile has %zu samples, more than %zu (max-samples)",
                           w->nsamples, c->ctx->lim->max_samples);
     if (w->nsamples > 0 && w->nsample_types == 0)
         return errmsg_set(c->em, ERR_UNPARSEABLE, "invalid pprof: samples but no sample types");

@@ -320,7 +320,7 @@ static int base_labels(const ingest_request_t *req, const ingest_limits_t *lim,
     if (rc == 0 && labels_count(out->base) + 2 > lim->max_labels_per_series)
         rc = errmsg_set(em, ERR_LIMIT,
                         "parameter 'name': series would have more than %zu labels "
-                        "(max_labels_per_series, counting __name__ and __profile_type__)",
+                        "(max-labels-per-series, counting __name__ and __profile_type__)",
                         lim->max_labels_per_series);
     if (rc == ERR_LIMIT) rc = ERR_INVALID_ARGUMENT;
     return rc;

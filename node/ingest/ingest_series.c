@@ -209,14 +209,16 @@ int ingest_series_label_set(labels_t *l, const ingest_limits_t *lim, const char 
                             const char *v, size_t vn, errmsg_t *em)
 {
     if (kn > lim->max_label_name_len)
-        return errmsg_set(em, ERR_LIMIT, "label name '%.*s...' longer than %zu bytes",
+        return errmsg_set(em, ERR_LIMIT,
+                          "label name '%.*s...' longer than %zu bytes (max-label-name-len)",
                           (int)(kn > 40 ? 40 : kn), k, lim->max_label_name_len);
     if (vn > lim->max_label_value_len)
-        return errmsg_set(em, ERR_LIMIT, "value of label '%.*s' longer than %zu bytes",
+        return errmsg_set(em, ERR_LIMIT,
+                          "value of label '%.*s' longer than %zu bytes (max-label-value-len)",
                           (int)(kn > 64 ? 64 : kn), k, lim->max_label_value_len);
     if (labels_set(l, k, kn, v, vn) < 0) return errmsg_set(em, ERR_NOMEM, "out of memory");
     if (labels_count(l) > lim->max_labels_per_series)
-        return errmsg_set(em, ERR_LIMIT, "series has more than %zu labels (max_labels_per_series)",
+        return errmsg_set(em, ERR_LIMIT, "series has more than %zu labels (max-labels-per-series)",
                           lim->max_labels_per_series);
     return 0;
 }
@@ -230,7 +232,7 @@ int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_
 {
     if (labels_count(labels) > ss->lim->max_labels_per_series) {
         labels_free(labels);
-        return errmsg_set(em, ERR_LIMIT, "series has more than %zu labels (max_labels_per_series)",
+        return errmsg_set(em, ERR_LIMIT, "series has more than %zu labels (max-labels-per-series)",
                           ss->lim->max_labels_per_series);
     }
     uint64_t id = labels_hash(labels);
@@ -241,7 +243,7 @@ int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_
     if (ss->n >= ss->lim->max_series_per_profile) {
         labels_free(labels);
         return errmsg_set(em, ERR_LIMIT,
-                          "profile splits into more than %zu series (max_series_per_profile); "
+                          "profile splits into more than %zu series (max-series-per-profile); "
                           "a sample label probably has too many distinct values",
                           ss->lim->max_series_per_profile);
     }
@@ -274,7 +276,8 @@ int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_
 static int tree_limit(int rc, errmsg_t *em, const ingest_limits_t *lim)
 {
     if (rc == ERR_LIMIT)
-        return errmsg_set(em, ERR_LIMIT, "call tree of a series exceeds %zu nodes (max_tree_nodes)",
+        return errmsg_set(em, ERR_LIMIT,
+                          "call tree of a series exceeds %zu nodes (ingest-max-tree-nodes)",
                           lim->max_tree_nodes);
     if (rc < 0) return errmsg_set(em, rc, "adding a stack failed");
     return 0;
@@ -681,7 +684,7 @@ static int spans_finish(series_set_t *ss, errmsg_t *em)
 int ingest_series_stack_reserve(series_set_t *ss, size_t depth, errmsg_t *em)
 {
     if (depth > ss->lim->max_stack_depth)
-        return errmsg_set(em, ERR_LIMIT, "stack of %zu frames is deeper than %zu (max_stack_depth)",
+        return errmsg_set(em, ERR_LIMIT, "stack of %zu frames is deeper than %zu (max-stack-depth)",
                           depth, ss->lim->max_stack_depth);
     if (depth <= ss->stack_cap) return 0;
     size_t old = ss->stack_cap, c1 = old;

@@ -23,14 +23,14 @@ def refused_422(body, setting, **params):
 
 
 def test_per_profile_limits_are_422():
-    refused_422("".join("main;f%d 1\n" % i for i in range(200)).encode(), "max_samples")
-    refused_422((";".join("f%d" % i for i in range(100)) + " 1\n").encode(), "max_stack_depth")
+    refused_422("".join("main;f%d 1\n" % i for i in range(200)).encode(), "max-samples")
+    refused_422((";".join("f%d" % i for i in range(100)) + " 1\n").encode(), "max-stack-depth")
     deep = "".join(";".join("f%d_%d" % (i, k) for k in range(20)) + " 1\n" for i in range(99))
-    refused_422(deep.encode(), "max_tree_nodes")  # 1,980 nodes in one series
+    refused_422(deep.encode(), "ingest-max-tree-nodes")  # 1,980 nodes in one series
     p = Pprof([("cpu", "nanoseconds")])
     for i in range(8):  # one series per distinct value of the label
         p.add(["main"], [1], labels={"k": "v%d" % i})
-    refused_422(p.encode(), "max_series_per_profile", format="pprof")
+    refused_422(p.encode(), "max-series-per-profile", format="pprof")
 
 
 def test_query_limits_are_422():
@@ -40,7 +40,7 @@ def test_query_limits_are_422():
         assert r.status == 200, r
     r = NODE.render('%s{service_name="%s"}' % (CPU, svc), str(NOW - 120), str(NOW))
     assert r.status == 422, r
-    assert r.json()["code"] == "over_limit" and "max_series" in r.json()["message"], r.json()
+    assert r.json()["code"] == "over_limit" and "(query-max-series)" in r.json()["message"], r.json()
     r = NODE.render('%s{service_name="%s",k="v0"}' % (CPU, svc), str(NOW - 120), str(NOW))
     assert r.status == 200, r
 

@@ -167,7 +167,7 @@ static void test_limits(void)
     strcpy(o - 1, " 1");
     ingest_request_t r = test_req("app", NULL, deep, strlen(deep));
     CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_OVER_LIMIT);
-    CHECK(strstr(em.text, "max_stack_depth") != NULL);
+    CHECK(strstr(em.text, "max-stack-depth") != NULL);
     free(deep);
     /* too many stacks, too long a frame */
     lim.max_samples = 2;
@@ -179,7 +179,7 @@ static void test_limits(void)
     const char longname[] = "abcdefgh 1\n";
     r = test_req("app", NULL, longname, sizeof longname - 1);
     CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_OVER_LIMIT);
-    CHECK(strstr(em.text, "max_symbol_len") != NULL);
+    CHECK(strstr(em.text, "max-symbol-len") != NULL);
     /* empty body: no samples, nothing to store, not an error */
     r = test_req("app", NULL, "", 0);
     CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), 0);

@@ -87,11 +87,13 @@ static void test_name_limits(void)
     ingest_profile_free(p);
     r.name = "app{a=1,b=2,c=3}";
     CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_INVALID_ARGUMENT);
-    CHECK(strstr(em.text, "labels") != NULL);
+    CHECK(strstr(em.text, "(max-labels-per-series") != NULL);
     r.name = "app{a=123456789}";
     CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_INVALID_ARGUMENT);
+    CHECK(strstr(em.text, "(max-label-value-len)") != NULL); /* the setting, as configured */
     r.name = "app{abcdefghijklm=1}";
     CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_INVALID_ARGUMENT);
+    CHECK(strstr(em.text, "(max-label-name-len)") != NULL);
     /* 10k labels: refused, not slow */
     size_t n = 10000 * 12 + 16;
     char *big = malloc(n), *o = big;

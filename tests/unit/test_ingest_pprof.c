@@ -189,7 +189,7 @@ static void test_labels_and_spans(void)
     uint8_t *raw = pb_pack(&b, &n);
     ingest_request_t r = test_req("svc", "pprof", raw, n);
     CHECK_EQ_INT(test_parse(&r, &lim, &p, &em), ERR_OVER_LIMIT);
-    CHECK(strstr(em.text, "max_series_per_profile") != NULL);
+    CHECK(strstr(em.text, "max-series-per-profile") != NULL);
     free(raw);
     pb_free(&b);
 }
@@ -501,7 +501,7 @@ static void test_limits(void)
         deep[i] = l;
     pb_sample(&b, 200000, deep, 1, (int64_t[]){1}, NULL);
     free(deep);
-    expect_refused(&b, NULL, ERR_OVER_LIMIT, "max_stack_depth");
+    expect_refused(&b, NULL, ERR_OVER_LIMIT, "max-stack-depth");
     pb_free(&b);
 
     ingest_limits_t lim;
@@ -512,16 +512,16 @@ static void test_limits(void)
     for (int i = 0; i < 11; i++)
         pb_sample(&b, 1, &l, 1, (int64_t[]){1}, NULL);
     lim.max_samples = 10;
-    expect_refused(&b, &lim, ERR_OVER_LIMIT, "max_samples");
+    expect_refused(&b, &lim, ERR_OVER_LIMIT, "max-samples");
     lim.max_samples = 100;
     lim.max_symbol_len = 8;
-    expect_refused(&b, &lim, ERR_OVER_LIMIT, "max_symbol_len");
+    expect_refused(&b, &lim, ERR_OVER_LIMIT, "max-symbol-len");
     lim.max_symbol_len = 100;
     lim.max_decoded_bytes = 1000;
     expect_refused(&b, &lim, ERR_TOO_LARGE, "max-decoded-bytes");
     lim.max_decoded_bytes = 1 << 20;
     lim.max_tree_nodes = 1;
-    expect_refused(&b, &lim, ERR_OVER_LIMIT, "max_tree_nodes");
+    expect_refused(&b, &lim, ERR_OVER_LIMIT, "ingest-max-tree-nodes");
     pb_free(&b);
 
     /* gzip bomb: 64 MiB of zeros compress to ~64 KiB */
@@ -533,7 +533,7 @@ static void test_limits(void)
     ingest_profile_t *p;
     errmsg_t em;
     CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), ERR_TOO_LARGE);
-    CHECK(strstr(em.text, "max_decompressed_bytes") != NULL);
+    CHECK(strstr(em.text, "max-decompressed-bytes") != NULL);
     r.body_len = 10; /* the bomb's header only */
     CHECK_EQ_INT(test_parse(&r, NULL, &p, &em), ERR_UNPARSEABLE);
     free(gz);

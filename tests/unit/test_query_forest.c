@@ -416,7 +416,7 @@ static void test_tree_limit(void)
     if (rc == 0) rc = query_gather_finish(g, NULL, &got, &em);
     query_result_free(&got);
     CHECK_EQ_INT(rc, ERR_LIMIT);
-    CHECK(strstr(em.text, "max_tree_nodes") != NULL);
+    CHECK(strstr(em.text, "query-max-tree-nodes") != NULL);
     query_gather_free(g);
     query_spec_free(&spec);
     local_max_nodes = 0;

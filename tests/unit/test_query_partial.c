@@ -939,7 +939,7 @@ static void test_hostile(storage_t *st)
     CHECK_EQ_INT(query_gather_new(&spec, &small, &g), 0);
     CHECK_EQ_INT(query_gather_add_series(g, 6, "gospy", &em), 0);
     CHECK_EQ_INT(query_gather_add_series(g, 5, "gospy", &em), ERR_LIMIT);
-    CHECK(strstr(em.text, "max_series") != NULL);
+    CHECK(strstr(em.text, "query-max-series") != NULL);
     query_gather_free(g);
     query_spec_free(&spec);
 }

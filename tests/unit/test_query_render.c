@@ -381,10 +381,10 @@ static void test_errors(storage_t *st, const query_limits_t *lim0)
     expect_err(st, lim0, p, ERR_INVALID_ARGUMENT, "parameter 'from'");
     query_limits_t lim = *lim0;
     lim.max_series = 2;
-    expect_err(st, &lim, ok, ERR_LIMIT, "max_series");
+    expect_err(st, &lim, ok, ERR_LIMIT, "query-max-series");
     lim = *lim0;
     lim.max_tree_nodes = 5;
-    expect_err(st, &lim, ok, ERR_LIMIT, "max_tree_nodes");
+    expect_err(st, &lim, ok, ERR_LIMIT, "query-max-tree-nodes");
     lim = *lim0;
     lim.max_output_bytes = 100;
     expect_err(st, &lim, ok, ERR_LIMIT, "byte limit");
