@@ -346,8 +346,9 @@ static const opt_t options[] = {
      "by the coordinator so that its later renders tell the shares not to send them again "
      "(each render's requests carry 8 bytes per symbol kept for its tenant, within a quarter "
      "of max-message-bytes). Past it every tenant's names are dropped at once and sent again by "
-     "the next renders (0 = none kept: "
-     "every share sends the names of all its forests' symbols)."},
+     "the next renders; while renders still hold dropped names no more are kept, so at most "
+     "about twice this is held (0 = none kept: every share sends the names of all its forests' "
+     "symbols)."},
     {"max-message-bytes", OPT_SIZE, FIELD(cluster.max_message_bytes, size_t), "64MiB", 0, 64 * KiB,
      2 * GiB,
      "Largest intra-cluster message sent or accepted (nanomsg NN_RCVMAXSIZE). A stream "

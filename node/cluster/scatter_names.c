@@ -24,7 +24,8 @@ struct scatter_names_gen {
 struct scatter_names {
     pthread_mutex_t mu;
     size_t max_bytes;
-    size_t bytes; /* of the current generations */
+    size_t bytes;         /* of the current generations */
+    size_t retired_bytes; /* of the retired generations still held */
     scatter_names_gen_t *gens;
 };
 
@@ -98,6 +99,7 @@ void scatter_names_release(scatter_names_t *c, scatter_names_gen_t *gen)
     if (c == NULL || gen == NULL) return;
     pthread_mutex_lock(&c->mu);
     int last = --gen->refs == 0 && gen->retired;
+    if (last) c->retired_bytes -= gen->bytes;
     pthread_mutex_unlock(&c->mu);
     if (last) gen_free(gen);
 }
@@ -123,7 +125,10 @@ static void retire_all(scatter_names_t *c)
     for (scatter_names_gen_t *g = c->gens, *next; g != NULL; g = next) {
         next = g->next;
         g->retired = 1;
-        if (g->refs == 0) gen_free(g);
+        if (g->refs == 0)
+            gen_free(g);
+        else
+            c->retired_bytes += g->bytes;
     }
     c->gens = NULL;
     c->bytes = 0;
@@ -159,6 +164,7 @@ int scatter_names_put(scatter_names_t *c, const char *tenant, const scatter_name
         size_t b = v[i].name_len + v[i].file_len + SCATTER_NAMES_ENTRY_BYTES;
         if (b > c->max_bytes) continue; /* never held: always sent */
         if (c->bytes + b > c->max_bytes) {
+            if (c->retired_bytes > 0) continue; /* at most twice max_bytes: not held, sent */
             retire_all(c);
             g = NULL;
         }

@@ -12,7 +12,9 @@
  * renders add meanwhile. When the names of all tenants would pass
  * max_bytes (`scatter-name-cache-bytes`), every generation is retired at
  * once and the tenant starts a new one; a retired generation is freed when
- * the last render holding it releases it. Thread-safe (one mutex): renders
+ * the last render holding it releases it. While retired generations are
+ * held, names past max_bytes are not kept (so at most about twice max_bytes
+ * is held). Thread-safe (one mutex): renders
  * acquire on the loop, add and resolve on the pool.
  */
 #ifndef FLAMEDB_NODE_CLUSTER_SCATTER_NAMES_H

@@ -1,7 +1,8 @@
 /* test_scatter_names.c — the coordinator's cache of shares' symbol names: a
  * render's generation resolves every id it advertised while other renders
- * add names, past the bound every generation is retired, and a retired one
- * held by a render still resolves until released. */
+ * add names, past the bound every generation is retired, a retired one
+ * held by a render still resolves until released, and while one is held no
+ * name past the bound is kept. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,12 +67,18 @@ static void test_generations(void)
     CHECK_EQ_INT(ids2[0], 104);
     CHECK_EQ_INT(scatter_names_get(c, g2, want, 2, after), 0);
     CHECK(!has(after, 101, "aaaa") && has(after, 104, "dddd"));
+    /* while g (retired) is held, names past the bound are not kept */
+    scatter_names_sym_t x[] = {sym(105, "eeee"), sym(106, "ffff"), sym(107, "gggg")};
+    CHECK_EQ_INT(scatter_names_put(c, "t", x, 3), 0);
+    CHECK_EQ_INT(scatter_names_bytes(c), 3 * 56);
     scatter_names_release(c, g); /* retired: freed here */
     scatter_names_release(c, g2);
     symtab_free(dst);
     symtab_free(after);
     free(ids);
     free(ids2);
+    CHECK_EQ_INT(scatter_names_put(c, "t", &x[2], 1), 0); /* none held: retires, kept */
+    CHECK_EQ_INT(scatter_names_bytes(c), 56);
     char longer[200];
     memset(longer, 'x', sizeof longer - 1);
     longer[sizeof longer - 1] = 0;
