@@ -353,6 +353,15 @@ static const opt_t options[] = {
     {"query-timeout", OPT_MS, FIELD(cluster.query_timeout_ms, uint64_t), "30s", 0, 50, 3600000,
      "Deadline of a scatter-gather query; ranges not answered by then make it partial. Also how "
      "long a repair or stream request waits for a peer that is not marked down (at least 1 s)."},
+    {"scatter-name-cache-bytes", OPT_SIZE, FIELD(cluster.scatter_name_cache_bytes, size_t), "4MiB",
+     0, 0, 1024 * MiB,
+     "Names (function and file) of the symbols that other nodes' shares of a render sent, kept "
+     "by the coordinator so that its later renders tell the shares not to send them again "
+     "(each render's requests carry 8 bytes per symbol kept for its tenant, within a quarter "
+     "of max-message-bytes). Past it every tenant's names are dropped at once and sent again by "
+     "the next renders; while renders still hold dropped names no more are kept, so at most "
+     "about twice this is held (0 = none kept: every share sends the names of all its forests' "
+     "symbols)."},
     {"max-message-bytes", OPT_SIZE, FIELD(cluster.max_message_bytes, size_t), "64MiB", 0, 64 * KiB,
      2 * GiB,
      "Largest intra-cluster message sent or accepted (nanomsg NN_RCVMAXSIZE). A stream "

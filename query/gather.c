@@ -53,7 +53,9 @@ struct query_gather {
     uint64_t partial_spans; /* span trees that may leave profiles out */
     storage_t *names_st;    /* where partials added with names_later have their names */
     const char *names_tenant;
-    int names_due; /* such a partial was added: its kept symbols' names load at the end */
+    int names_due;           /* such a partial was added: its kept symbols' names load at the end */
+    query_names_fn names_fn; /* or NULL: asked first for the names no partial brought */
+    void *names_ctx;
 };
 
 int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_gather_t **out)
@@ -395,6 +397,13 @@ void query_gather_names_from(query_gather_t *g, storage_t *st, const char *tenan
     g->names_tenant = tenant;
 }
 
+void query_gather_names_via(query_gather_t *g, query_names_fn fn, void *ctx)
+{
+    g->names_fn = fn;
+    g->names_ctx = ctx;
+    g->names_due = fn != NULL;
+}
+
 typedef struct missing {
     const symtab_t *have;
     uint64_t *v;
@@ -412,13 +421,23 @@ static int missing_fn(void *ctx, uint64_t sym)
 }
 
 /* The names of g->tree's symbols that no partial brought (those of local
- * forests added with names_later), from the storage that holds them. */
+ * forests added with names_later, and those a share left to the names_fn),
+ * from names_fn first, then from the storage that holds them. */
 static int load_due_names(query_gather_t *g)
 {
     if (!g->names_due) return 0;
     missing_t m = {g->syms, NULL, 0, 0};
     int rc = calltree_for_each_symbol(g->tree, missing_fn, &m);
-    if (rc == 0 && m.n > 0)
+    if (rc == 0 && m.n > 0 && g->names_fn != NULL) {
+        rc = g->names_fn(g->names_ctx, m.v, m.n, g->syms);
+        size_t k = 0; /* those still missing */
+        for (size_t i = 0; rc == 0 && i < m.n; i++) {
+            const char *name, *file;
+            if (!symtab_get(g->syms, m.v[i], &name, &file)) m.v[k++] = m.v[i];
+        }
+        m.n = k;
+    }
+    if (rc == 0 && m.n > 0 && g->names_st != NULL)
         rc = storage_load_symbols(g->names_st, g->names_tenant, m.v, m.n, g->syms);
     free(m.v);
     if (rc == 0) g->names_due = 0;

@@ -236,11 +236,16 @@ int query_load_symbols_tabs(storage_t *st, const char *tenant, const storage_mer
 }
 
 int query_load_symbol_ids(storage_t *st, const char *tenant, const uint64_t *ids, size_t n,
-                          symtab_t *dst)
+                          const uint64_t *known, size_t nknown, symtab_t *dst)
 {
     u64map_t seen; /* the dictionaries of a service's shards share most symbols */
     ids_t once = {0};
-    int rc = u64map_init(&seen, n / 2 + 16);
+    int rc = u64map_init(&seen, n / 2 + nknown + 16);
+    for (size_t i = 0; rc == 0 && i < nknown; i++) { /* seen already: not loaded */
+        uint32_t v;
+        int put = u64map_get_or_put(&seen, known[i], 0, &v);
+        rc = put < 0 ? put : 0;
+    }
     for (size_t i = 0; rc == 0 && i < n; i++) {
         uint32_t v;
         int put = u64map_get_or_put(&seen, ids[i], 0, &v);

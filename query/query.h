@@ -742,9 +742,11 @@ int query_forest_encode(const storage_merged_tab_t *f, buf_t *out);
 int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *out,
                              uint64_t **dict_ids, size_t *ndict);
 /* Loads the names of ids (repeats allowed, each loaded once; SYM_ROOT and
- * SYM_OTHER skipped) into dst: a share's forests' dictionaries put together. */
+ * SYM_OTHER skipped) into dst: a share's forests' dictionaries put together.
+ * The nknown ids of known (those whose names the coordinator holds) are not
+ * loaded. */
 int query_load_symbol_ids(storage_t *st, const char *tenant, const uint64_t *ids, size_t n,
-                          symtab_t *dst);
+                          const uint64_t *known, size_t nknown, symtab_t *dst);
 /* About the heap bytes p holds (tree, with the child links reading it
  * makes, symbols, values): for memory budgets. */
 size_t query_partial_bytes(const query_partial_t *p);
@@ -763,6 +765,14 @@ size_t query_gather_bytes(const query_gather_t *g);
  * keeps that no partial brought are loaded from it, so a local share loads
  * the names of the nodes kept rather than of every node of its forests. */
 void query_gather_names_from(query_gather_t *g, storage_t *st, const char *tenant);
+/* Puts into dst the names it holds of the n ids (others left out); an error
+ * fails the answer. */
+typedef int (*query_names_fn)(void *ctx, const uint64_t *ids, size_t n, symtab_t *dst);
+/* When g finishes, the names of the symbols its answer keeps that no
+ * partial brought are asked of fn (ctx borrowed for g's life) before the
+ * storage of query_gather_names_from: the names a coordinator holds from
+ * earlier answers, which its shares were told they need not send. */
+void query_gather_names_via(query_gather_t *g, query_names_fn fn, void *ctx);
 /* Adds a partial computed in this process; may take its tree, symbols and
  * timeline (p stays safe to free). ERR_INTERNAL for a partial with
  * names_later when g has no storage for them. */

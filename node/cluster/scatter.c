@@ -24,6 +24,7 @@ void scatter_options_default(scatter_options_t *o)
     o->max_inflight = 256;
     o->max_serving = 64;
     o->max_memory_bytes = 0;
+    o->name_cache_bytes = 4u << 20;
     query_limits_default(&o->limits);
     o->clock = clock_real();
     o->workq = NULL;
@@ -44,6 +45,7 @@ int scatter_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_
     o.clock = c->clock;
     o.workq = in->workq;
     o.max_memory_bytes = in->query_memory_bytes;
+    o.name_cache_bytes = cfg->scatter_name_cache_bytes;
     cluster_ops_t ops;
     cluster_ops_of(c, &ops);
     int rc = scatter_new(loop, storage, &o, &ops, out, em);
@@ -73,6 +75,11 @@ int scatter_new(uv_loop_t *loop, storage_t *storage, const scatter_options_t *o,
     }
     if (s->workq == NULL) s->workq = s->own_workq;
     s->ops = *ops;
+    if (scatter_names_new(o->name_cache_bytes, &s->names) != 0) {
+        workq_free(s->own_workq);
+        free(s);
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    }
     cluster_wire_limits_default(&s->limits);
     s->limits.max_bytes = o->max_message_bytes + SCATTER_ENVELOPE_ROOM;
     s->next_id = (uv_hrtime() & 0xffffffffu) << 20 | 1; /* restarts do not reuse recent ids */
@@ -98,6 +105,7 @@ void scatter_close(scatter_t *s)
 void scatter_free(scatter_t *s)
 {
     if (s != NULL) workq_free(s->own_workq);
+    if (s != NULL) scatter_names_free(s->names);
     free(s);
 }
 
@@ -192,6 +200,8 @@ static void scatter_q_free(scatter_q_t *q)
         scatter_q_item_free(it);
     }
     query_gather_free(q->gather);
+    scatter_names_release(q->s->names, q->names);
+    free(q->known);
     query_spec_free(&q->spec);
     query_result_free(&q->ans.result);
     free(q->partial_json);
@@ -348,6 +358,10 @@ static int send_ask(scatter_q_t *q, const ask_t *a)
     m.max_nodes = (uint32_t)(sp->max_nodes > UINT32_MAX ? UINT32_MAX : sp->max_nodes);
     m.forests = sp->kind == QUERY_KIND_RENDER && query_spec_forests(sp);
     m.forest_version = m.forests ? QUERY_FOREST_V3 : 0;
+    if (m.forests) { /* names the share need not send: this query holds them */
+        m.n_known_symbols = q->nknown;
+        m.known_symbols = q->known;
+    }
     if (sp->kind == QUERY_KIND_PROFILES) m.limit = (uint32_t)sp->top_limit;
     m.ring_version = q->view->version;
     const char *id = ring_node_name(q->view->ring, a->node);
@@ -588,6 +602,14 @@ static int first_plan(scatter_q_t *q, ring_read_plan_t *plan, errmsg_t *em)
     return rc;
 }
 
+/* The gather's names that no share sent: those this query told them it
+ * holds (query_names_fn). */
+static int held_names(void *ctx, const uint64_t *ids, size_t n, symtab_t *dst)
+{
+    scatter_q_t *q = ctx;
+    return scatter_names_get(q->s->names, q->names, ids, n, dst);
+}
+
 static int setup(scatter_q_t *q, const query_params_t *p, int64_t now_ms, errmsg_t *em)
 {
     scatter_t *s = q->s;
@@ -599,6 +621,12 @@ static int setup(scatter_q_t *q, const query_params_t *p, int64_t now_ms, errmsg
     if (q->excluded == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     rc = query_gather_new(&q->spec, &s->o.limits, &q->gather);
     if (rc == 0) query_gather_names_from(q->gather, s->storage, q->tenant); /* the local share's */
+    if (rc == 0 && q->spec.kind == QUERY_KIND_RENDER && query_spec_forests(&q->spec))
+        rc = scatter_names_acquire(s->names, q->tenant, &q->names, &q->known, &q->nknown);
+    if (rc == 0 && q->names != NULL) query_gather_names_via(q->gather, held_names, q);
+    /* the ids take at most a quarter of a request: the others' names are sent */
+    size_t most = s->o.max_message_bytes / 4 / sizeof *q->known;
+    if (q->nknown > most) q->nknown = most;
     return rc != 0 ? errmsg_set(em, rc, "out of memory") : 0;
 }
 

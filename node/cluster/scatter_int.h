@@ -40,6 +40,7 @@
 #include "common/metrics.h"
 #include "common/workq.h"
 #include "node/cluster/cluster_int.h"
+#include "node/cluster/scatter_names.h"
 #include "query/query.h"
 #include "ring/ring.h"
 #include "storage/storage.h"
@@ -54,13 +55,18 @@ typedef struct scatter_options {
      * to be merged, gathers, answers encoded); over it a query fails with
      * 503 and new ones are refused. 0: no budget. */
     size_t max_memory_bytes;
+    /* Names of symbols remote shares sent that the coordinator keeps, so
+     * that later renders ask their shares not to send them again
+     * (scatter_names.h). 0: none kept, every name sent every time. */
+    size_t name_cache_bytes;
     query_limits_t limits;
     clock_source_t clock; /* deadlines (wall clock, as carried in messages) */
     workq_t *workq;       /* the node's pool lanes (borrowed); NULL: a private one */
 } scatter_options_t;
 
 /* Defaults: 30 s, 64 MiB, RING_DEFAULT_SHARDS_PER_SERVICE, 256 queries in
- * flight, 64 partials served at once, query_limits_default(). */
+ * flight, 64 partials served at once, 4 MiB of names kept,
+ * query_limits_default(). */
 void scatter_options_default(scatter_options_t *o);
 
 /* Creates the node's scatter over cluster_int.h, with its settings from
@@ -194,6 +200,7 @@ struct scatter {
      * of mem_charged, loop thread) and by shares served for other nodes
      * (charged from the pool by their jobs) */
     alloc_budget_t mem;
+    scatter_names_t *names; /* o.name_cache_bytes; NULL when 0 */
     uint64_t next_id;
     int closing;
     scatter_stats_t stats;
@@ -233,6 +240,11 @@ struct scatter_q {
     query_spec_t spec;
     char tenant[STORAGE_TENANT_MAX + 1];
     query_gather_t *gather;
+    /* render with forests: the names cache's generation held until the
+     * query is freed, and its ids, sent as QueryRequest.known_symbols */
+    scatter_names_gen_t *names;
+    uint64_t *known;
+    size_t nknown;
     cluster_answer_fn done;
     void *arg;
     int answered;

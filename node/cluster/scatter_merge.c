@@ -297,6 +297,22 @@ static int add_trees(query_gather_t *g, const Flamedb__Cluster__PartialResult *p
     return rc;
 }
 
+/* The names a share sent, kept for the next renders (scatter_names.h). */
+static int keep_names(scatter_q_t *q, const Flamedb__Cluster__PartialResult *pr)
+{
+    if (q->s->names == NULL || pr->n_symbols == 0) return 0;
+    scatter_names_sym_t *v = malloc(pr->n_symbols * sizeof *v);
+    if (v == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < pr->n_symbols; i++) {
+        const Flamedb__Cluster__Symbol *s = pr->symbols[i];
+        v[i] = (scatter_names_sym_t){s->id, (const char *)s->name.data, (const char *)s->file.data,
+                                     s->name.len, s->file.len};
+    }
+    int rc = scatter_names_put(q->s->names, q->tenant, v, pr->n_symbols);
+    free(v);
+    return rc;
+}
+
 static int merge_render(query_gather_t *g, const Flamedb__Cluster__PartialResult *pr, item_t *it)
 {
     size_t nseries;
@@ -363,6 +379,7 @@ static void merge_remote(scatter_q_t *q, item_t *it, const ring_ranges_t *asked)
     if (pr == NULL) return;
     if (q->spec.kind == QUERY_KIND_RENDER) {
         it->rc = merge_render(q->gather, pr, it);
+        if (it->rc == 0 && query_spec_forests(&q->spec)) it->rc = keep_names(q, pr);
     } else if (q->spec.kind == QUERY_KIND_PROFILE) {
         it->rc = merge_render(q->gather, pr, it);
         for (size_t i = 0; it->rc == 0 && i < pr->n_values; i++)

@@ -51,8 +51,10 @@ typedef struct serve_job {
     /* the answer, pointing into part and the arrays below */
     Flamedb__Cluster__PartialResult msg;
     buf_t tree;
-    buf_t forests;              /* the forests' encodings, one after another */
-    int forest_version;         /* theirs: the newest the coordinator reads */
+    buf_t forests;      /* the forests' encodings, one after another */
+    int forest_version; /* theirs: the newest the coordinator reads */
+    uint64_t *known;    /* symbols whose names the coordinator holds: not sent */
+    size_t nknown;
     ProtobufCBinaryData *fdata; /* each, pointing into forests */
     Flamedb__Cluster__Symbol *syms, **symp;
     ProtobufCBinaryData *values;
@@ -64,6 +66,7 @@ static void job_free(serve_job_t *j)
 {
     alloc_charge_done(&j->mem);
     free(j->selector);
+    free(j->known);
     free(j->label);
     free(j->ranges);
     query_partial_free(&j->part);
@@ -157,7 +160,8 @@ static int add_forests(serve_job_t *j)
         end[i] = j->forests.len;
     }
     if (rc == 0 && j->part.names_later) {
-        rc = query_load_symbol_ids(j->s->storage, j->tenant, ids, nids, j->part.syms);
+        rc = query_load_symbol_ids(j->s->storage, j->tenant, ids, nids, j->known, j->nknown,
+                                   j->part.syms);
         j->part.names_later = rc != 0;
     }
     free(ids);
@@ -399,6 +403,12 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
     j->args.parents = j->args.forests && j->forest_version == QUERY_FOREST_V3;
     j->args.symnos = j->args.forests; /* every forest is encoded */
     j->args.limit = q->limit;         /* profiles: the partial refuses 0 or past its maximum */
+    if (j->args.forests && q->n_known_symbols > 0) {
+        j->known = malloc(q->n_known_symbols * sizeof *j->known);
+        if (j->known == NULL) return ERR_NOMEM;
+        memcpy(j->known, q->known_symbols, q->n_known_symbols * sizeof *j->known);
+        j->nknown = q->n_known_symbols;
+    }
     j->selector = strdup(q->selector);
     j->label = strdup(q->label_name);
     j->ranges = calloc(q->n_ranges ? q->n_ranges : 1, sizeof *j->ranges);

@@ -82,6 +82,10 @@ static uint64_t wall_ms(void)
  * by their version byte. */
 static int old_coordinator;
 static size_t forests_seen[4];
+/* A share or coordinator from before QueryRequest.known_symbols: the field
+ * is dropped on delivery. names_sent counts the symbols answered. */
+static int old_names;
+static size_t names_sent;
 
 static void deliver(uv_timer_t *t)
 {
@@ -101,6 +105,7 @@ static void deliver(uv_timer_t *t)
                 Flamedb__Cluster__QueryRequest *q = (void *)msg.body;
                 n->cancels += q->kind == Q_KIND(CANCEL);
                 if (old_coordinator) q->forest_version = 0;
+                if (old_names) q->n_known_symbols = 0;
                 scatter_on_query(n->sc, &msg);
             }
         } else {
@@ -137,6 +142,7 @@ static int t_send(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type
         for (size_t i = 0; i < pr->n_forests; i++)
             if (pr->forests[i].len > 0 && pr->forests[i].data[0] < 4)
                 forests_seen[pr->forests[i].data[0]]++;
+        names_sent += pr->n_symbols;
     }
     if (type == MSG(QUERY) &&
         ((const Flamedb__Cluster__QueryRequest *)(const void *)body)->kind != Q_KIND(CANCEL))
@@ -158,7 +164,8 @@ static void t_release(const cluster_view_t *v)
     (void)v;
 }
 
-static size_t mem_budget; /* scatter_options_t.max_memory_bytes of the next scatters */
+static size_t mem_budget;         /* scatter_options_t.max_memory_bytes of the next scatters */
+static long long name_cache = -1; /* name_cache_bytes of the next scatters; -1: the default */
 
 static void make_scatters(uint64_t timeout_ms, size_t max_message_bytes)
 {
@@ -168,6 +175,7 @@ static void make_scatters(uint64_t timeout_ms, size_t max_message_bytes)
         o.query_timeout_ms = timeout_ms;
         o.max_message_bytes = max_message_bytes;
         o.max_memory_bytes = mem_budget;
+        if (name_cache >= 0) o.name_cache_bytes = (size_t)name_cache;
         for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++)
             o.limits.retention_seconds[r] = 0;
         cluster_ops_t ops = {t_acquire, t_retain, t_release, t_send, NULL, &nodes[i]};
@@ -728,6 +736,62 @@ static void test_forest_versions(void)
     query_result_free(&ref);
 }
 
+/* Renders p from node 0 `times` times; each answer must be the reference.
+ * Returns the symbols the shares sent in the last one. */
+static size_t names_of_renders(const query_params_t *p, const query_result_t *ref, int times)
+{
+    for (int k = 0; k < times; k++) {
+        names_sent = 0;
+        outcome_t o;
+        ask(0, QUERY_KIND_RENDER, p, &o);
+        CHECK(same(&o, ref));
+        buf_free(&o.body);
+    }
+    return names_sent;
+}
+
+/* A coordinator keeps the names its shares sent with their forests and
+ * tells them which it holds: the second truncated render of the same series
+ * gets no names, the same answer (an untruncated one, as pprof, has no
+ * forests and gets them all). A share or coordinator of the previous version
+ * (no known_symbols) sends them every time; a cache too small for them
+ * drops them all and answers alike. */
+static void test_name_cache(void)
+{
+    static const int forests[] = {1, 1, 0};
+    static const query_params_t ps[] = {
+        {.query = CPU "{}", .from = "now-2h"},
+        {.query = CPU "{}", .from = "now-2h", .format = "folded", .max_nodes = "7"},
+        {.query = MEM "{service_name=\"api\"}", .from = "now-2h", .format = "pprof"},
+    };
+    for (size_t c = 0; c < sizeof ps / sizeof *ps; c++) {
+        query_result_t ref;
+        query_result_init(&ref);
+        CHECK_EQ_INT(reference(QUERY_KIND_RENDER, &ps[c], &ref), 0);
+        make_scatters(30000, 64u << 20);
+        size_t first = names_of_renders(&ps[c], &ref, 1);
+        CHECK(first > 0);
+        CHECK_EQ_INT(names_of_renders(&ps[c], &ref, 2), (forests[c] ? 0 : first));
+        free_scatters();
+        old_names = 1;
+        make_scatters(30000, 64u << 20);
+        CHECK_EQ_INT(names_of_renders(&ps[c], &ref, 1), first);
+        CHECK_EQ_INT(names_of_renders(&ps[c], &ref, 2), first);
+        free_scatters();
+        old_names = 0;
+        for (long long bytes = 0; bytes <= 400; bytes += 200) { /* none, then a few names */
+            name_cache = bytes;
+            make_scatters(30000, 64u << 20);
+            size_t again = names_of_renders(&ps[c], &ref, 3);
+            CHECK(again > 0);
+            CHECK(again <= first);
+            free_scatters();
+        }
+        name_cache = -1;
+        query_result_free(&ref);
+    }
+}
+
 /* A coordinator whose plan asks node 2 (so a delay there keeps it waiting). */
 static int asks_node2(void)
 {
@@ -907,6 +971,7 @@ int main(int argc, char **argv)
     test_refusal_stops_the_other_shares();
     test_forests_too_large();
     test_forest_versions();
+    test_name_cache();
     test_cancel();
     test_cancel_before_query();
     test_memory_budget();
