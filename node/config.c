@@ -200,6 +200,12 @@ static const opt_t options[] = {
      "queries in progress always have three quarters (a report that does not fit beside them "
      "is not kept, after evicting older ones). A 23,000-function report takes about 3.1 MiB. "
      "0: none kept, every search computes its report again."},
+    {"report-timeout", OPT_MS, FIELD(report_timeout_ms, uint64_t), "60s", 0, 50, 3600000,
+     "Deadline of a regression report (GET /api/diff) as a whole. Its up to 60 bucket queries "
+     "run 8 at a time, each with its own query-timeout, so without it one report could hold "
+     "query slots for 60 query-timeouts. When it passes, the bucket queries still running are "
+     "cancelled, the others never start, and the request is answered 504 naming this setting "
+     "and how many bucket queries had answered (nothing is cached)."},
     {"ingest-inflight-bytes", OPT_SIZE, FIELD(ingest_inflight_bytes, size_t), NULL, 8, 1 * MiB,
      1024 * GiB,
      "Memory all pushes and replica writes (hint replays included) in progress on this node may "

@@ -102,6 +102,11 @@ typedef struct routes_fanout_spec {
                 errmsg_t *em);
     void *ctx;
     void (*ctx_free)(void *ctx); /* may be NULL; called once the request is answered */
+    /* The answer as a whole: past it, the queries running are cancelled,
+     * the others never start, and the request is answered 504 naming
+     * timeout_setting (0: no deadline but each query's own). */
+    uint64_t timeout_ms;
+    const char *timeout_setting;
 } routes_fanout_spec_t;
 
 /* Runs the nq queries (copied) through the cluster, then spec->join on the
