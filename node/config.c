@@ -477,6 +477,12 @@ static const opt_t options[] = {
      "Series one tenant may have on a node (counted per node: a tenant's series spread over "
      "the nodes holding their replicas); a push that would store more gets 429 naming it. "
      "Series collected after retention count no more. 0: no limit (nothing counted)."},
+    {"metrics-max-renders", OPT_COUNT, FIELD(metrics_max_renders, size_t), "1", 0, 1, 64,
+     "GET /metrics answers rendered on the thread pool at once. They run in the write lane, "
+     "beside pushes and replica writes, so that a scrape is answered while queries hold their "
+     "lane; more wait in order on the event loop (holding no thread) and start as one ends, so "
+     "a flood of scrapes takes at most this many of the lane's threads and pushes never queue "
+     "behind more than this many renders."},
     {"metrics-max-tenants", OPT_COUNT, FIELD(metrics_max_tenants, size_t), "100", 0, 0, 10000,
      "Tenants listed in flamedb_tenant_series{tenant} on /metrics: those with the most series on "
      "this node (the others are summed in flamedb_tenant_series_others), so the metric's "

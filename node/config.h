@@ -48,6 +48,7 @@ typedef struct node_config {
     /* decoded pushes and replica writes in progress, node-wide */
     size_t ingest_inflight_bytes;
     size_t metrics_max_tenants; /* tenants listed in flamedb_tenant_series */
+    size_t metrics_max_renders; /* GET /metrics renders on the pool at once */
     uint64_t shutdown_timeout_ms;
     size_t fd_reserve; /* descriptors kept besides max-connections (RLIMIT_NOFILE) */
     http_server_limits_t http;
