@@ -457,8 +457,15 @@ static const opt_t options[] = {
      "With auth-file: 1 leaves GET /metrics open (like /ready), 0 makes it need a read token."},
     {"max-connections-per-client", OPT_COUNT, FIELD(http.max_connections_per_client, size_t), "0",
      0, 0, 1000000,
-     "Open HTTP connections from one client IP address; more are answered 503 and closed. 0: no "
-     "limit but max-connections."},
+     "Open HTTP connections from one client (an IPv4 address, or an IPv6 prefix: "
+     "client-ipv6-prefix); more are answered 503 and closed. 0: no limit but max-connections."},
+    {"client-ipv6-prefix", OPT_U32, FIELD(http.client_ipv6_prefix, uint32_t), "64", 0, 1, 128,
+     "Leading bits of an IPv6 address that name one client for max-connections-per-client: "
+     "addresses in the same /N count together. A host or customer usually holds a whole /64 "
+     "(SLAAC, privacy addresses), so keyed by its full address one client could open "
+     "max-connections-per-client connections from each of its 2^64 addresses. IPv4 clients "
+     "(also IPv4-mapped ::ffff:a.b.c.d on an IPv6 listener) count by their address. 128: "
+     "every IPv6 address apart."},
     {"tenant-ingest-rate", OPT_SIZE, FIELD(tenant_ingest_rate, size_t), "0", 0, 0, 1024 * GiB,
      "Request body bytes per second one tenant may push (a token bucket per tenant, per node); "
      "over it pushes get 429 with Retry-After. 0: no limit."},
