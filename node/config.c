@@ -200,6 +200,12 @@ static const opt_t options[] = {
      "queries in progress always have three quarters (a report that does not fit beside them "
      "is not kept, after evicting older ones). A 23,000-function report takes about 3.1 MiB. "
      "0: none kept, every search computes its report again."},
+    {"report-timeout", OPT_MS, FIELD(report_timeout_ms, uint64_t), "60s", 0, 50, 3600000,
+     "Deadline of a regression report (GET /api/diff) as a whole. Its up to 60 bucket queries "
+     "run 8 at a time, each with its own query-timeout, so without it one report could hold "
+     "query slots for 60 query-timeouts. When it passes, the bucket queries still running are "
+     "cancelled, the others never start, and the request is answered 504 naming this setting "
+     "and how many bucket queries had answered (nothing is cached)."},
     {"ingest-inflight-bytes", OPT_SIZE, FIELD(ingest_inflight_bytes, size_t), NULL, 8, 1 * MiB,
      1024 * GiB,
      "Memory all pushes and replica writes (hint replays included) in progress on this node may "
@@ -460,8 +466,15 @@ static const opt_t options[] = {
      "With auth-file: 1 leaves GET /metrics open (like /ready), 0 makes it need a read token."},
     {"max-connections-per-client", OPT_COUNT, FIELD(http.max_connections_per_client, size_t), "0",
      0, 0, 1000000,
-     "Open HTTP connections from one client IP address; more are answered 503 and closed. 0: no "
-     "limit but max-connections."},
+     "Open HTTP connections from one client (an IPv4 address, or an IPv6 prefix: "
+     "client-ipv6-prefix); more are answered 503 and closed. 0: no limit but max-connections."},
+    {"client-ipv6-prefix", OPT_U32, FIELD(http.client_ipv6_prefix, uint32_t), "64", 0, 1, 128,
+     "Leading bits of an IPv6 address that name one client for max-connections-per-client: "
+     "addresses in the same /N count together. A host or customer usually holds a whole /64 "
+     "(SLAAC, privacy addresses), so keyed by its full address one client could open "
+     "max-connections-per-client connections from each of its 2^64 addresses. IPv4 clients "
+     "(also IPv4-mapped ::ffff:a.b.c.d on an IPv6 listener) count by their address. 128: "
+     "every IPv6 address apart."},
     {"tenant-ingest-rate", OPT_SIZE, FIELD(tenant_ingest_rate, size_t), "0", 0, 0, 1024 * GiB,
      "Request body bytes per second one tenant may push (a token bucket per tenant, per node); "
      "over it pushes get 429 with Retry-After. 0: no limit."},
@@ -480,6 +493,12 @@ static const opt_t options[] = {
      "Series one tenant may have on a node (counted per node: a tenant's series spread over "
      "the nodes holding their replicas); a push that would store more gets 429 naming it. "
      "Series collected after retention count no more. 0: no limit (nothing counted)."},
+    {"metrics-max-renders", OPT_COUNT, FIELD(metrics_max_renders, size_t), "1", 0, 1, 64,
+     "GET /metrics answers rendered on the thread pool at once. They run in the write lane, "
+     "beside pushes and replica writes, so that a scrape is answered while queries hold their "
+     "lane; more wait in order on the event loop (holding no thread) and start as one ends, so "
+     "a flood of scrapes takes at most this many of the lane's threads and pushes never queue "
+     "behind more than this many renders."},
     {"metrics-max-tenants", OPT_COUNT, FIELD(metrics_max_tenants, size_t), "100", 0, 0, 10000,
      "Tenants listed in flamedb_tenant_series{tenant} on /metrics: those with the most series on "
      "this node (the others are summed in flamedb_tenant_series_others), so the metric's "

@@ -71,7 +71,7 @@ struct http_exchange {
     /* The handler's: called once when the client goes while it is handled. */
     http_gone_fn gone;
     void *gone_arg;
-    uint8_t peer[16]; /* the client's IP address (IPv4 in the first 4 bytes) */
+    uint8_t peer[16]; /* the client: IPv4 in the first 4 bytes, IPv6 masked to its prefix */
     int peer_family;  /* AF_INET, AF_INET6, or 0 when unknown */
     char principal[HTTP_PRINCIPAL_MAX];
     enum piece piece;
@@ -1008,7 +1008,19 @@ static conn_t *conn_new(http_server_t *s)
     return c;
 }
 
-/* Records c's peer address; returns how many open connections (c included)
+/* Keeps the first bits of a 16-byte IPv6 address (client-ipv6-prefix):
+ * the addresses of one /bits count as one client. */
+static void peer_mask(uint8_t addr[16], uint32_t bits)
+{
+    if (bits == 0 || bits > 128) bits = 128;
+    for (uint32_t i = 0; i < 16; i++) {
+        uint32_t keep = bits > 8 * i ? bits - 8 * i : 0;
+        if (keep < 8) addr[i] &= (uint8_t)(0xff00u >> keep);
+    }
+}
+
+/* Records c's client (its IPv4 address, or its IPv6 address's
+ * client-ipv6-prefix); returns how many open connections (c included)
  * come from it. A scan: the list is bounded by max-connections and only
  * walked per accepted connection when max-connections-per-client is set. */
 static size_t peer_connections(http_server_t *s, conn_t *c)
@@ -1016,14 +1028,22 @@ static size_t peer_connections(http_server_t *s, conn_t *c)
     struct sockaddr_storage a;
     int len = sizeof a;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&a, &len) != 0) return 1;
-    if (a.ss_family == AF_INET) {
+    int family = a.ss_family;
+    if (family == AF_INET) {
         memcpy(c->peer, &((struct sockaddr_in *)&a)->sin_addr, 4);
-    } else if (a.ss_family == AF_INET6) {
-        memcpy(c->peer, &((struct sockaddr_in6 *)&a)->sin6_addr, 16);
+    } else if (family == AF_INET6) {
+        const struct in6_addr *a6 = &((struct sockaddr_in6 *)&a)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) { /* an IPv4 client on an IPv6 listener */
+            memcpy(c->peer, a6->s6_addr + 12, 4);
+            family = AF_INET;
+        } else {
+            memcpy(c->peer, a6->s6_addr, 16);
+            peer_mask(c->peer, s->lim.client_ipv6_prefix);
+        }
     } else {
         return 1;
     }
-    c->peer_family = a.ss_family;
+    c->peer_family = family;
     size_t n = 0;
     for (conn_t *o = first_conn(s); o != NULL; o = next_conn(s, o))
         if (o->state != CONN_CLOSING && o->peer_family == c->peer_family &&

@@ -62,6 +62,7 @@ typedef struct http_exchange http_exchange_t;
 typedef struct http_server_limits {
     size_t max_connections;            /* further connections get 503 and are closed */
     size_t max_connections_per_client; /* per peer IP address; 0 = no limit */
+    uint32_t client_ipv6_prefix;       /* an IPv6 client is its /N (1 .. 128) */
     size_t max_header_bytes;           /* request line + headers; over -> 431 */
     size_t max_body_bytes;             /* one body; over -> 413 (from Content-Length, early) */
     size_t max_buffered_bytes;         /* all bodies held at once; over -> 503 + Retry-After */

@@ -173,6 +173,7 @@ int node_new(const node_config_t *cfg, node_t **out, errmsg_t *em)
     node_t *n = calloc(1, sizeof *n);
     if (n == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     n->cfg = *cfg;
+    list_init(&n->metrics_waiting);
     node_config_fix_pointers(&n->cfg);
     alloc_budget_init(&n->ingest_inflight, cfg->ingest_inflight_bytes);
     n->cfg.storage.count_tenant_series = cfg->metrics_max_tenants > 0;

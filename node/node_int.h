@@ -6,6 +6,7 @@
 
 #include "common/alloc.h"
 #include "common/clock.h"
+#include "common/list.h"
 #include "common/workq.h"
 #include "node/auth.h"
 #include "node/cluster/cluster.h"
@@ -30,6 +31,8 @@ struct node {
     query_report_cache_t *report_cache;
     workq_t *workq; /* thread-pool lanes: writes and queries cannot starve each other */
     node_metrics_t metrics;
+    size_t metrics_renders; /* GET /metrics renders on the pool (metrics-max-renders) */
+    list_t metrics_waiting; /* GET /metrics requests waiting for one to end (routes.c) */
     /* ingest-inflight-bytes: cfg.ingest.inflight points here */
     alloc_budget_t ingest_inflight;
     int ready; /* storage open and listener up, not stopping */
@@ -102,6 +105,11 @@ typedef struct routes_fanout_spec {
                 errmsg_t *em);
     void *ctx;
     void (*ctx_free)(void *ctx); /* may be NULL; called once the request is answered */
+    /* The answer as a whole: past it, the queries running are cancelled,
+     * the others never start, and the request is answered 504 naming
+     * timeout_setting (0: no deadline but each query's own). */
+    uint64_t timeout_ms;
+    const char *timeout_setting;
 } routes_fanout_spec_t;
 
 /* Runs the nq queries (copied) through the cluster, then spec->join on the

@@ -107,7 +107,10 @@ struct job {
     workq_stats_t pool; /* /metrics: the lanes, copied on the loop thread */
     int ready;
     int show_tenants; /* /metrics: flamedb_tenant_series{tenant} may name tenants */
+    int metrics_slot; /* /metrics: counted in node.metrics_renders */
 };
+
+static void metrics_next(node_t *n);
 
 /* ---------- tenants ---------- */
 
@@ -185,8 +188,10 @@ static void job_done(workq_job_t *w, int status)
         buf_init(&j->result.body, 0);
         http_respond(j->ex, &resp);
     }
+    int metrics_slot = j->metrics_slot;
     query_result_free(&j->result);
     free(j);
+    if (metrics_slot) metrics_next(n); /* its counters include this answer */
 }
 
 /* Starts fn(job) on the thread pool for this request; the job answers. */
@@ -447,9 +452,62 @@ static void prepare_metrics(job_t *j)
 
 static const job_kind_t metrics_job = {prepare_metrics, work_metrics, NULL};
 
+/* Renders on the pool at once are capped (metrics-max-renders): the others
+ * wait here in order, holding no thread, and start as one ends, so a flood
+ * of scrapes never queues more than that many renders ahead of pushes in
+ * the write lane. */
+typedef struct metrics_wait {
+    list_node_t link; /* in node.metrics_waiting */
+    http_exchange_t *ex;
+    const http_request_t *req;
+} metrics_wait_t;
+
+static void metrics_start(node_t *n, http_exchange_t *ex, const http_request_t *r)
+{
+    job_t *j = job_start(n, ex, r, &metrics_job, NULL);
+    if (j == NULL) return; /* answered */
+    j->metrics_slot = 1;
+    n->metrics_renders++;
+}
+
+static void metrics_wait_gone(void *arg)
+{
+    metrics_wait_t *w = arg;
+    list_remove(&w->link);
+    errmsg_t em;
+    errmsg_set(&em, ERR_UNAVAILABLE, "cancelled: the client closed the connection");
+    routes_respond_cancelled(w->ex, &em);
+    free(w);
+}
+
+/* A render ended (loop thread): the first ones waiting start. */
+static void metrics_next(node_t *n)
+{
+    n->metrics_renders--;
+    while (n->metrics_renders < n->cfg.metrics_max_renders && !list_empty(&n->metrics_waiting)) {
+        metrics_wait_t *w = LIST_ENTRY(list_first(&n->metrics_waiting), metrics_wait_t, link);
+        list_remove(&w->link);
+        http_exchange_on_gone(w->ex, NULL, NULL);
+        metrics_start(n, w->ex, w->req);
+        free(w);
+    }
+}
+
 static void route_metrics(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    job_start(n, ex, r, &metrics_job, NULL);
+    if (n->metrics_renders < n->cfg.metrics_max_renders) {
+        metrics_start(n, ex, r);
+        return;
+    }
+    metrics_wait_t *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        routes_respond_error(n, ex, ERR_NOMEM, NULL);
+        return;
+    }
+    w->ex = ex;
+    w->req = r;
+    list_push_back(&n->metrics_waiting, &w->link);
+    http_exchange_on_gone(ex, metrics_wait_gone, w);
 }
 
 /* ---------- POST /ingest ---------- */

@@ -7,7 +7,9 @@
  * answers with its group's prefix, else one pool job joins the bodies and
  * the loop answers, with X-Flamedb-Partial naming each group one of whose
  * queries was partial. A client that goes away cancels the queries running,
- * starts no more, and drops the join job unless it runs.
+ * starts no more, and drops the join job unless it runs. A deadline for the
+ * whole answer (spec.timeout_ms: the regression report's report-timeout)
+ * does the same when it passes before the join starts, and answers 504.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,10 +43,19 @@ struct fanout {
     size_t held;   /* answer bodies counted in query-memory-bytes */
     int joining;   /* the join job was submitted */
     int cancelled; /* the client went away */
+    int timed_out; /* spec.timeout_ms passed before the join */
+    int timeout_armed;
+    size_t answered_ok; /* queries answered (not failed) before any cancel */
+    uv_timer_t timer;   /* spec.timeout_ms; closed (then f freed) by fanout_free */
     int rc;
     errmsg_t em;
     query_result_t result;
 };
+
+static void timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 static void fanout_free(fanout_t *f)
 {
@@ -55,6 +66,11 @@ static void fanout_free(fanout_t *f)
     query_result_free(&f->result);
     free(f->bodies);
     free(f->q);
+    if (f->spec.timeout_ms > 0) { /* the timer is freed with f once closed */
+        f->timer.data = f;
+        uv_close((uv_handle_t *)&f->timer, timer_closed);
+        return;
+    }
     free(f);
 }
 
@@ -122,6 +138,17 @@ static void all_done(fanout_t *f)
         fanout_free(f);
         return;
     }
+    if (f->timed_out) {
+        errmsg_t em;
+        errmsg_set(&em, ERR_TIMEOUT,
+                   "deadline passed (%s %llu ms): %zu of %zu queries had answered; the others "
+                   "were cancelled",
+                   f->spec.timeout_setting ? f->spec.timeout_setting : "query-timeout",
+                   (unsigned long long)f->spec.timeout_ms, f->answered_ok, f->nq);
+        routes_respond_error(f->node, f->ex, ERR_TIMEOUT, &em);
+        fanout_free(f);
+        return;
+    }
     for (size_t i = 0; i < f->nq; i++) {
         fq_t *q = &f->q[i];
         if (q->rc == 0) continue;
@@ -163,6 +190,7 @@ static void answered(void *arg, cluster_answer_t *a)
     fanout_t *f = q->f;
     q->rc = a->rc;
     q->em = a->em;
+    if (a->rc == 0 && !f->cancelled && !f->timed_out) f->answered_ok++;
     if (a->rc == 0) {
         q->body = a->result.body; /* taken */
         buf_init(&a->result.body, 0);
@@ -183,18 +211,13 @@ static void answered(void *arg, cluster_answer_t *a)
         start_more(f);
 }
 
-/* The client went away: queries not started never will be (they leave
- * `pending`), the running ones are cancelled (each answers from inside
- * cluster_query_cancel), and a reference is held across, so all_done runs
- * once, at the end, and answers into the void. */
-static void fanout_gone(void *arg)
+/* The client went away or the deadline passed: queries not started never
+ * will be (they leave `pending`), the running ones are cancelled (each
+ * answers from inside cluster_query_cancel), and a reference is held across,
+ * so all_done runs once, at the end, and answers (into the void for a
+ * client gone, 504 at the deadline). */
+static void stop_queries(fanout_t *f)
 {
-    fanout_t *f = arg;
-    f->cancelled = 1;
-    if (f->joining) {
-        workq_cancel(&f->work); /* not started: join_done answers now */
-        return;
-    }
     size_t started = f->next;
     f->pending -= (int)(f->nq - f->next);
     f->next = f->nq;
@@ -202,6 +225,29 @@ static void fanout_gone(void *arg)
     for (size_t i = 0; i < started; i++)
         cluster_query_cancel(f->node->cluster, &f->q[i]); /* no-op once answered */
     if (--f->pending == 0) all_done(f);
+}
+
+static void fanout_gone(void *arg)
+{
+    fanout_t *f = arg;
+    f->cancelled = 1;
+    if (f->timeout_armed) uv_timer_stop(&f->timer);
+    if (f->joining) {
+        workq_cancel(&f->work); /* not started: join_done answers now */
+        return;
+    }
+    if (!f->timed_out) stop_queries(f); /* else they were stopped already */
+}
+
+/* The deadline of the whole answer: as a client gone, but answered 504 (a
+ * join already queued or running is left to finish: its work is local). */
+static void on_deadline(uv_timer_t *t)
+{
+    fanout_t *f = t->data;
+    f->timeout_armed = 0;
+    if (f->joining || f->cancelled) return;
+    f->timed_out = 1;
+    stop_queries(f);
 }
 
 void routes_fanout(node_t *n, http_exchange_t *ex, const char *tenant,
@@ -236,6 +282,12 @@ void routes_fanout(node_t *n, http_exchange_t *ex, const char *tenant,
         buf_init(&f->q[i].body, 0);
     }
     f->pending = (int)nq;
+    if (f->spec.timeout_ms > 0) {
+        uv_timer_init(&n->loop, &f->timer);
+        f->timer.data = f;
+        uv_timer_start(&f->timer, on_deadline, f->spec.timeout_ms, 0);
+        f->timeout_armed = 1;
+    }
     http_exchange_on_gone(ex, fanout_gone, f);
     start_more(f);
 }

@@ -199,8 +199,10 @@ void routes_report_diff(node_t *n, http_exchange_t *ex, const http_request_t *r)
     for (int s = 0; s < SIDES; s++)
         for (size_t i = 0; i < d->plan.nbuckets[s]; i++)
             q[nq++] = (routes_fanout_query_t){QUERY_KIND_RENDER, d->plan.bucket[s][i].p, (size_t)s};
-    routes_fanout_spec_t spec = {names,       prefix, SIDES,          REPORT_INFLIGHT,
-                                 join_report, d,      report_ctx_free};
+    routes_fanout_spec_t spec = {names, prefix, SIDES, REPORT_INFLIGHT, join_report, d,
+                                 report_ctx_free,
+                                 /* the report as a whole */
+                                 n->cfg.report_timeout_ms, "report-timeout"};
     routes_fanout(n, ex, tenant, q, nq, &spec);
     free(q);
 }

@@ -503,13 +503,65 @@ static int encode_speedscope(const sorted_tree_t *st, const sides_t *s,
     return rc;
 }
 
+/* ---------- the join's memory: query-memory-bytes ---------- */
+
+typedef struct join {
+    calltree_t *lt, *rt, *u, *shape; /* the sides, their union, the answer's shape */
+    symtab_t *syms;
+    sides_t s, ds; /* per node of u, of shape */
+    uint8_t *keep;
+    const query_report_charge_t *charge; /* may be NULL */
+    size_t charged;
+    size_t early; /* of charged: lt, rt, u, s and keep, given back before encoding */
+} join_t;
+
+/* Charges n bytes the join holds to its charge (ERR_UNAVAILABLE past it). */
+static int join_take(join_t *j, size_t n)
+{
+    const query_report_charge_t *c = j->charge;
+    if (c == NULL || c->take == NULL || n == 0) return 0;
+    if (c->take(c->ctx, n) != 0) return ERR_UNAVAILABLE;
+    j->charged += n;
+    return 0;
+}
+
+static void join_give(join_t *j, size_t n)
+{
+    const query_report_charge_t *c = j->charge;
+    if (n > j->charged) n = j->charged;
+    if (c == NULL || c->give == NULL || n == 0) return;
+    c->give(c->ctx, n);
+    j->charged -= n;
+}
+
+/* Charges the bytes tree t holds (as it will be read) to the join's charge. */
+static int join_charge(join_t *j, const calltree_t *t)
+{
+    return join_take(j, calltree_mem_bytes_read(t));
+}
+
+static size_t sides_bytes(const sides_t *s)
+{
+    return s->cap * 4 * sizeof(int64_t);
+}
+
+/* The sorted tree's arrays (sorted_tree_t): offsets, children, names,
+ * files, and the names made up for unknown symbols. */
+static size_t sorted_bytes(const sorted_tree_t *st)
+{
+    size_t per = 2 * sizeof(uint32_t) + 2 * sizeof(char *) + (st->unk != NULL ? 32 : 0);
+    return (st->n + 1) * per;
+}
+
 /* svg, speedscope or folded: the shape with the right side's selves as its own (svg.c
  * and folded.c read widths and values from the tree), the left side's
  * values passed beside it. */
-static int encode_beside(calltree_t *d, const sides_t *s, const symtab_t *syms,
-                         const query_diff_params_t *dp, query_format_t f, const char *profile_type,
-                         const char *partial_json, query_result_t *out)
+static int encode_beside(join_t *j, const query_diff_params_t *dp, query_format_t f,
+                         const char *profile_type, const char *partial_json, query_result_t *out)
 {
+    calltree_t *d = j->shape;
+    const sides_t *s = &j->ds;
+    const symtab_t *syms = j->syms;
     size_t n = calltree_node_count(d);
     uint32_t *ids = malloc(n * sizeof *ids);
     if (ids == NULL) return ERR_NOMEM;
@@ -520,6 +572,12 @@ static int encode_beside(calltree_t *d, const sides_t *s, const symtab_t *syms,
     sorted_tree_t st;
     if (rc == 0) rc = query_sorted_tree_build(&st, d, syms);
     if (rc != 0) return rc;
+    size_t sorted = sorted_bytes(&st);
+    rc = join_take(j, sorted);
+    if (rc != 0) {
+        query_sorted_tree_free(&st);
+        return rc;
+    }
     if (f == QUERY_FORMAT_SVG) {
         out->content_type = "image/svg+xml";
         rc = encode_svg(&st, s, dp, profile_type, partial_json, &out->body);
@@ -529,7 +587,10 @@ static int encode_beside(calltree_t *d, const sides_t *s, const symtab_t *syms,
         out->content_type = "text/plain; charset=utf-8";
         rc = query_folded_write(&st, s->ls, &out->body);
     }
+    /* the answer is counted once written, beside the sorted tree it came from */
+    if (rc == 0) rc = join_take(j, out->body.cap);
     query_sorted_tree_free(&st);
+    join_give(j, sorted);
     return rc;
 }
 
@@ -605,39 +666,38 @@ int query_diff_check(const query_diff_params_t *d, const query_limits_t *lim, er
 
 /* ---------- the answer ---------- */
 
-typedef struct join {
-    calltree_t *lt, *rt, *u, *shape; /* the sides, their union, the answer's shape */
-    symtab_t *syms;
-    sides_t s, ds; /* per node of u, of shape */
-    uint8_t *keep;
-    const query_report_charge_t *charge; /* may be NULL */
-    size_t charged;
-} join_t;
-
-/* Charges the bytes tree t holds (as it will be read) to the join's charge. */
-static int join_charge(join_t *j, const calltree_t *t)
+/* Frees what only the join needed (the sides, their union, the union's
+ * values and the kept flags), giving back their charge: the encoders read
+ * only the shape, its values and the symbols. */
+static void join_drop_early(join_t *j)
 {
-    const query_report_charge_t *c = j->charge;
-    size_t n = calltree_mem_bytes_read(t);
-    if (c == NULL || c->take == NULL || n == 0) return 0;
-    if (c->take(c->ctx, n) != 0) return ERR_UNAVAILABLE;
-    j->charged += n;
-    return 0;
+    free(j->keep);
+    j->keep = NULL;
+    sides_free(&j->s);
+    memset(&j->s, 0, sizeof j->s);
+    calltree_free(j->lt);
+    calltree_free(j->rt);
+    calltree_free(j->u);
+    j->lt = j->rt = j->u = NULL;
+    join_give(j, j->early);
+    j->early = 0;
 }
 
 static void join_free(join_t *j)
 {
-    free(j->keep);
-    sides_free(&j->s);
+    join_drop_early(j);
     sides_free(&j->ds);
-    calltree_free(j->lt);
-    calltree_free(j->rt);
-    calltree_free(j->u);
     calltree_free(j->shape);
     symtab_free(j->syms);
-    if (j->charge != NULL && j->charge->give != NULL && j->charged > 0)
-        j->charge->give(j->charge->ctx, j->charged);
-    j->charged = 0;
+    join_give(j, j->charged);
+}
+
+/* Charges the union and what goes with it, counted in j->early. */
+static int join_charge_early(join_t *j, size_t n)
+{
+    int rc = join_take(j, n);
+    if (rc == 0) j->early += n;
+    return rc;
 }
 
 /* Decodes both sides, joins them and truncates: j->shape and j->ds. */
@@ -651,18 +711,23 @@ static int join(join_t *j, const query_limits_t *lim, size_t max_nodes, const ui
     j->syms = symtab_new();
     int rc = j->lt && j->rt && j->u && j->shape && j->syms ? 0 : ERR_NOMEM;
     if (rc == 0) rc = query_tree_decode(left, left_len, j->lt, j->syms);
-    if (rc == 0) rc = join_charge(j, j->lt);
+    if (rc == 0) rc = join_charge_early(j, calltree_mem_bytes_read(j->lt));
     if (rc == 0) rc = query_tree_decode(right, right_len, j->rt, j->syms);
-    if (rc == 0) rc = join_charge(j, j->rt);
+    if (rc == 0) rc = join_charge_early(j, calltree_mem_bytes_read(j->rt));
     if (rc == ERR_CORRUPT) errmsg_set(em, rc, "render-diff: a side's merged tree is damaged");
+    if (rc == 0) rc = join_take(j, symtab_mem_bytes(j->syms));
     if (rc == 0) rc = add_side(j->u, j->lt, &j->s, 0);
     if (rc == 0) rc = add_side(j->u, j->rt, &j->s, 1);
-    if (rc == 0) rc = join_charge(j, j->u);
+    if (rc == 0) rc = join_charge_early(j, calltree_mem_bytes_read(j->u) + sides_bytes(&j->s));
     if (rc == 0) totals(j->u, &j->s);
-    if (rc == 0 && (j->keep = malloc(calltree_node_count(j->u))) == NULL) rc = ERR_NOMEM;
+    size_t un = rc == 0 ? calltree_node_count(j->u) : 0;
+    if (rc == 0) rc = join_charge_early(j, un);
+    if (rc == 0 && (j->keep = malloc(un)) == NULL) rc = ERR_NOMEM;
     if (rc == 0) rc = choose_kept(j->u, &j->s, max_nodes, j->keep);
     if (rc == 0) rc = build_shape(j->u, &j->s, j->keep, j->shape, &j->ds);
     if (rc == 0) rc = join_charge(j, j->shape);
+    if (rc == 0) rc = join_take(j, sides_bytes(&j->ds));
+    if (rc == 0) join_drop_early(j);
     if (rc == ERR_UNAVAILABLE) /* the decoded trees passed the budget */
         errmsg_set(em, rc,
                    "server busy: joining the two sides needs more memory than "
@@ -694,13 +759,21 @@ int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t
     join_t j = {0};
     j.charge = charge;
     rc = join(&j, lim, max_nodes, left, left_len, right, right_len, em);
+    int joined = rc == 0;
     buf_free(&out->body);
     buf_init(&out->body, lim->max_output_bytes);
     out->content_type = "application/json";
-    if (rc == 0 && f == QUERY_FORMAT_JSON)
+    if (rc == 0 && f == QUERY_FORMAT_JSON) {
         rc = encode_double(j.shape, &j.ds, j.syms, type, partial_json, &out->body);
-    else if (rc == 0)
-        rc = encode_beside(j.shape, &j.ds, j.syms, d, f, type, partial_json, out);
+        /* the answer is counted once written, beside the shape it came from */
+        if (rc == 0) rc = join_take(&j, out->body.cap);
+    } else if (rc == 0) {
+        rc = encode_beside(&j, d, f, type, partial_json, out);
+    }
+    if (joined && rc == ERR_UNAVAILABLE)
+        errmsg_set(em, rc,
+                   "server busy: the diff's answer needs more memory than query-memory-bytes "
+                   "leaves now; retry later or narrow the query");
     if (rc != 0 && em->text[0] == 0) rc = query_out_err(rc, &out->body, em);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "render-diff: %s", err_message(rc));
     join_free(&j);

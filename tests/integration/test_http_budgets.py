@@ -2,9 +2,12 @@
 per-client connection cap: bodies are charged as their bytes arrive (sockets
 that announce large bodies and stall do not turn other pushes into 503), and
 one client IP cannot hold more than max-connections-per-client connections."""
+import os
 import socket
+import sys
 import time
 
+import harness
 from harness import Node, raw_exchange, run_tests, status_of, unique
 
 
@@ -55,6 +58,162 @@ def test_connections_per_client():
         finally:
             for s in conns:
                 s.close()
+
+
+def _ipv6_loopback():
+    """None when ::1 can be listened on and dialled, else why not."""
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            s.bind(("::1", 0))
+        finally:
+            s.close()
+        return None
+    except OSError as e:
+        return "no IPv6 loopback (::1): %s" % e
+
+
+def test_connections_per_client_ipv6_loopback():
+    """The cap holds for IPv6 clients too (here ::1, one /64)."""
+    why = _ipv6_loopback()
+    if why:
+        raise harness.Skip(why)
+    n = Node(args=["--max-connections-per-client", "2"], host="[::1]").start(ready=False)
+    conns = []
+    try:
+        for _ in range(200):  # the harness's own checks speak IPv4
+            try:
+                if status_of(_exchange6("::1", n.port)) == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        for _ in range(2):
+            conns.append(socket.create_connection(("::1", n.port), timeout=10))
+        time.sleep(0.2)
+        raw = _exchange6("::1", n.port)
+        assert status_of(raw) == 503 and b"max-connections-per-client" in raw, raw
+        conns.pop().close()
+        time.sleep(0.2)
+        assert status_of(_exchange6("::1", n.port)) == 200
+    finally:
+        for s in conns:
+            s.close()
+        n.cleanup()
+
+
+def _exchange6(host, port):
+    s = socket.create_connection((host, port), timeout=10)
+    try:
+        s.sendall(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        out = b""
+        for _ in range(1000):
+            try:
+                c = s.recv(65536)
+            except ConnectionResetError:  # a refused connection may end so
+                break
+            if not c:
+                break
+            out += c
+        return out
+    finally:
+        s.close()
+
+
+# Run in the namespace: connects from each source address (IP_FREEBIND: the
+# addresses are local through an "anyip" route, not configured one by one),
+# holding every connection, then asks /ready on each; prints the statuses.
+_CLIENTS = r"""
+import json, socket, sys, time
+dst, port, srcs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+deadline = time.monotonic() + 20
+while True:  # the node listens before it is ready
+    try:
+        s = socket.create_connection((dst, port), timeout=2)
+        s.sendall(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        if s.recv(100).startswith(b"HTTP/1.1 200"):
+            s.close(); break
+        s.close()
+    except OSError:
+        pass
+    if time.monotonic() > deadline:
+        sys.exit("node not ready")
+    time.sleep(0.1)
+time.sleep(0.2)
+conns = []
+for a in srcs:
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND
+    s.bind((a, 0))
+    s.settimeout(10)
+    s.connect((dst, port))
+    conns.append(s)
+    time.sleep(0.1)  # accepted (and counted) in this order
+out = []
+for s in conns:
+    try:
+        s.sendall(b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        out.append(int(s.recv(100).split()[1]))
+    except (OSError, IndexError):
+        out.append(0)
+print(json.dumps(out))
+"""
+
+
+def _netns_v6(prefixes):
+    """A network namespace whose loopback owns each /64 of prefixes (anyip);
+    raises harness.Skip when that cannot be made (not root, no iproute2, no
+    IPv6)."""
+    import subprocess
+    ns = "flamedb-it-%d-v6" % os.getpid()
+
+    def ip(*args):
+        p = subprocess.run(["ip"] + list(args), capture_output=True, text=True, timeout=10)
+        if p.returncode != 0:
+            raise RuntimeError("ip %s: %s" % (" ".join(args), p.stderr.strip()))
+    try:
+        ip("netns", "add", ns)
+    except (OSError, RuntimeError, subprocess.TimeoutExpired) as e:
+        raise harness.Skip("no network namespace for IPv6 prefixes: %s" % e)
+    try:
+        ip("-n", ns, "link", "set", "lo", "up")
+        for p in prefixes:
+            ip("-n", ns, "-6", "addr", "add", p + "1/64", "dev", "lo", "nodad")
+            ip("-n", ns, "-6", "route", "add", "local", p + "/64", "dev", "lo")
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        subprocess.run(["ip", "netns", "del", ns], timeout=10)
+        raise harness.Skip("no IPv6 prefixes on the namespace's loopback: %s" % e)
+    return ns
+
+
+def test_connections_per_client_by_ipv6_prefix():
+    """A client with many IPv6 addresses in its /64 (privacy addresses, or
+    any address it picks: the /64 routes to it) counts as one client: with
+    max-connections-per-client 2, connections from ::10 .. ::13 of one /64
+    get 200, 200, 503, 503 (each address apart, all four got in), one from
+    another /64 is another client; with client-ipv6-prefix 128 each address
+    counts apart again."""
+    import json
+    import subprocess
+    a, b = "fd00:f1a:db0::", "fd00:f1a:db1::"
+    ns = _netns_v6([a, b])
+    try:
+        srcs = [a + "10", a + "11", a + "12", a + "13", b + "10"]
+        for extra, want in (([], [200, 200, 503, 503, 200]),
+                            (["--client-ipv6-prefix", "128"], [200] * 5)):
+            args = ["--max-connections-per-client", "2"] + extra
+            # ready=False: only the namespace reaches it (the clients wait)
+            n = Node(args=args, netns=ns, host="[%s1]" % a).start(ready=False)
+            try:
+                p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", _CLIENTS,
+                                    a + "1", str(n.port)] + srcs,
+                                   capture_output=True, text=True, timeout=60)
+                assert p.returncode == 0, p.stderr
+                assert json.loads(p.stdout) == want, (extra, p.stdout)
+            finally:
+                n.cleanup()
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], timeout=10)
 
 
 def _limit_fds(soft, hard):

@@ -191,5 +191,42 @@ def test_render_diff_decoded_trees_count():
             assert n.metric("flamedb_scatter_memory_bytes") == 0
 
 
+
+def test_render_diff_symbols_values_and_answer_count():
+    """Beside the decoded trees, a render-diff's join holds the symbol names
+    of both sides, the union's per-node values, the sorted tree a folded
+    answer is written from and the answer itself. They count in
+    query-memory-bytes too (the sides and their union are given back before
+    the answer is written): 30,000 stacks a side, none shared, answered as
+    folded lines, do not fit in 14 MiB (503 naming the setting; counting the
+    trees alone, they did), and fit in 24 MiB with nothing held after."""
+    from harness import Node
+    t0 = int(time.time()) - 300
+    params = {"leftQuery": CPU + '{service_name="rdy",version="v1"}',
+              "rightQuery": CPU + '{service_name="rdy",version="v2"}',
+              "leftFrom": str(t0 - 60), "leftUntil": str(t0 + 60),
+              "rightFrom": str(t0 - 60), "rightUntil": str(t0 + 60), "format": "folded"}
+    d = None
+    for budget, want in (("14MiB", 503), ("24MiB", 200)):
+        n = Node(data_dir=d, args=["--query-memory-bytes", budget])
+        n.owns_dir = budget == "24MiB"
+        with n:
+            d = n.data_dir
+            if want == 503:
+                for v in ("v1", "v2"):
+                    body = "".join("main;m%d;f%d;leaf%d_%s 1\n" % (i % 7, i % 101, i, v)
+                                   for i in range(30000)).encode()
+                    r = n.ingest(body, name="rdy.cpu{version=%s}" % v, **{"from": t0})
+                    assert r.status == 200, r
+            r = n.query("/pyroscope/render-diff", None, **params)
+            assert r.status == want, r
+            if want == 503:
+                assert b"query-memory-bytes" in r.body, r
+            else:
+                lines = r.body.decode().splitlines()
+                assert len(lines) == 60000, len(lines)
+            assert n.metric("flamedb_scatter_memory_bytes") == 0
+
+
 if __name__ == "__main__":
     run_tests(globals())
