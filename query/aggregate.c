@@ -85,14 +85,16 @@ static int token_fn(void *ctx, uint64_t token)
     return 0;
 }
 
-static int push(query_series_t *out, size_t *cap, uint64_t token, uint64_t id)
+static int push(query_series_t *out, size_t *cap, uint64_t token, uint64_t id, int aggregate)
 {
-    size_t c1 = *cap, c2 = *cap;
+    size_t c1 = *cap, c2 = *cap, c3 = *cap;
     if (GROW_FROM(out->token, c1, out->n + 1, GROW_UNLIMITED, 16) != 0 ||
-        GROW_FROM(out->series_id, c2, out->n + 1, GROW_UNLIMITED, 16) != 0)
+        GROW_FROM(out->series_id, c2, out->n + 1, GROW_UNLIMITED, 16) != 0 ||
+        GROW_FROM(out->aggregate, c3, out->n + 1, GROW_UNLIMITED, 16) != 0)
         return ERR_NOMEM;
     *cap = c1;
     out->token[out->n] = token;
+    out->aggregate[out->n] = (uint8_t)aggregate;
     out->series_id[out->n++] = id;
     return 0;
 }
@@ -110,7 +112,7 @@ static int push_aggregate(storage_t *st, const char *tenant, uint64_t token, uin
         rc = storage_series_has_windows(st, tenant, token, ids[i]);
         if (rc > 0) {
             any = 1;
-            rc = push(out, cap, token, ids[i]);
+            rc = push(out, cap, token, ids[i], i == 0);
         }
     }
     return rc < 0 ? rc : any;

@@ -83,8 +83,11 @@ static int read_blocks(storage_t *st, const char *tenant, const query_series_t *
         stopped = (rc = query_stop_check(plan->stop, em)) != 0;
         for (size_t k = 0; k < plan->n && rc == 0; k++) {
             const query_plan_piece_t *pc = &plan->piece[k];
-            rc = storage_merger_add(m, ser->token[i], ser->series_id[i], pc->res, pc->from_s,
-                                    pc->until_s);
+            rc = ser->aggregate != NULL && ser->aggregate[i]
+                     ? storage_merger_add_aggregate(m, ser->token[i], ser->series_id[i], pc->res,
+                                                    pc->from_s, pc->until_s)
+                     : storage_merger_add(m, ser->token[i], ser->series_id[i], pc->res, pc->from_s,
+                                          pc->until_s);
         }
     }
     if (rc != 0) {

@@ -225,7 +225,9 @@ typedef struct query_series {
     size_t n;
     uint64_t *token;
     uint64_t *series_id;
-    char *spy_name; /* pyroscope_spy shared by all series, or NULL */
+    char *spy_name;     /* pyroscope_spy shared by all series, or NULL */
+    uint8_t *aggregate; /* per series: 1 for a service aggregate, which holds no profile
+                           trees (query_aggregate_select); NULL: none is */
 } query_series_t;
 int query_series_select(storage_t *st, const char *tenant, const query_selector_t *sel,
                         const query_limits_t *lim, query_series_t *out, errmsg_t *em);

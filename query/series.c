@@ -205,6 +205,7 @@ void query_series_free(query_series_t *s)
     free(s->token);
     free(s->series_id);
     free(s->spy_name);
+    free(s->aggregate);
     memset(s, 0, sizeof *s);
 }
 

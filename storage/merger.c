@@ -180,8 +180,10 @@ static int add_unblocked(void *ctx, int64_t window, const uint8_t *enc, size_t l
     return added(m, before, 0, rc, 0, 0);
 }
 
-int storage_merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, int res,
-                       int64_t from_s, int64_t until_s)
+/* The blocks of series_id over the range; with trees, a 10 s window also
+ * gets the trees kept in no block. */
+static int merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, int res,
+                      int64_t from_s, int64_t until_s, int trees)
 {
     m->cur = acc_of(m, token);
     if (m->cur == NULL) return ERR_NOMEM;
@@ -194,10 +196,22 @@ int storage_merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, 
                                         until_s, add_block, m);
     storage_merge_defer(0);
     /* a 10 s window is its block and the trees kept in no block */
-    if (rc == 0 && res == 0)
+    if (rc == 0 && res == 0 && trees)
         rc = storage_scan_unblocked(m->s, NULL, m->tenant, token, series_id, from_s, until_s, 0,
                                     add_unblocked, m);
     return rc;
+}
+
+int storage_merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, int res,
+                       int64_t from_s, int64_t until_s)
+{
+    return merger_add(m, token, series_id, res, from_s, until_s, 1);
+}
+
+int storage_merger_add_aggregate(storage_merger_t *m, uint64_t token, uint64_t series_id, int res,
+                                 int64_t from_s, int64_t until_s)
+{
+    return merger_add(m, token, series_id, res, from_s, until_s, 0);
 }
 
 #define PREFETCH_AHEAD 8

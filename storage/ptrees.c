@@ -169,6 +169,7 @@ int storage_scan_unblocked(storage_t *s, const rocksdb_snapshot_t *snap, const c
     from_s = window_ceil(from_s); /* the trees of the windows that start in the range */
     until_s = window_ceil(until_s);
     if (rc != 0 || from_s >= until_s) return rc;
+    atomic_fetch_add(&s->counters.unblocked_scans, 1);
     static const uint8_t zero[16] = {0};
     skey_t lo, hi;
     storage_key_ptree(&lo, token, tenant, series_id, ns_of(from_s), zero);

@@ -208,6 +208,11 @@ int storage_merger_new(storage_t *s, const char *tenant, storage_merger_t **out)
 /* Adds the blocks selected as in storage_scan_blocks. */
 int storage_merger_add(storage_merger_t *m, uint64_t token, uint64_t series_id, int res,
                        int64_t from_s, int64_t until_s);
+/* storage_merger_add for a service aggregate (storage_aggregate_id): its
+ * 10 s windows are their blocks alone (an aggregate holds no profile trees),
+ * so profile_trees is not scanned. */
+int storage_merger_add_aggregate(storage_merger_t *m, uint64_t token, uint64_t series_id, int res,
+                                 int64_t from_s, int64_t until_s);
 /* Adds everything added so far into dst. ERR_LIMIT when dst would exceed its
  * max_nodes (em says so). */
 int storage_merger_finish(storage_merger_t *m, calltree_t *dst, errmsg_t *em);

@@ -155,6 +155,8 @@ typedef struct storage_counters {
     atomic_uint_fast64_t nodetab_loads; /* stack-node tables loaded from disk (nodetab.c) */
     atomic_uint_fast64_t gc_nodetabs;   /* unused stack-node tables deleted by gc.c */
     atomic_uint_fast64_t gc_symbols;    /* unreferenced symbols deleted by gc_symbols.c */
+    atomic_uint_fast64_t unblocked_scans; /* range scans of profile_trees for 10 s windows
+                                             (storage_scan_unblocked) */
 } storage_counters_t;
 
 /* State of one compaction filter; points back at the handle. */

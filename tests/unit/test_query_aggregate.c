@@ -271,6 +271,38 @@ static void check_solo(storage_t *st, const query_limits_t *lim)
     answer_free(&got);
 }
 
+/* A render over 10 s windows scans profile_trees for each member series
+ * (the anchors) and never for an aggregate, which holds no trees. */
+static void check_unblocked_scans(storage_t *st, const query_limits_t *lim)
+{
+    const char *text = CPU "{service_name=\"svc\"}";
+    query_selector_t *sel;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_selector_parse("query", text, strlen(text), &sel, &em), 0);
+    rangeset_t all = {.all = 1};
+    query_series_t ser;
+    CHECK_EQ_INT(query_aggregate_select(st, "t", sel, &all, &ser, &em), 1);
+    uint64_t agg = storage_aggregate_id("svc", CPU, "gospy");
+    size_t members = 0;
+    for (size_t i = 0; i < ser.n; i++)
+        members += ser.series_id[i] != agg;
+    CHECK(members > 0 && members < ser.n); /* both kinds are read */
+    query_series_free(&ser);
+    query_selector_free(sel);
+    query_plan_t plan;
+    query_plan_make((T0 + DAY + 3605) * 1000, (T0 + DAY + 3655) * 1000, (T0 + 2 * DAY) * 1000, lim,
+                    &plan);
+    size_t pieces = 0;
+    for (size_t k = 0; k < plan.n; k++)
+        pieces += plan.piece[k].res == 0;
+    CHECK(pieces > 0);
+    uint64_t before = atomic_load(&st->counters.unblocked_scans);
+    answer_t got = partial(st, text, NULL, 0, &plan, lim);
+    CHECK(calltree_root_total(got.tree) > 0);
+    CHECK_EQ_INT(atomic_load(&st->counters.unblocked_scans) - before, members * pieces);
+    answer_free(&got);
+}
+
 /* Selectors that are not exactly one service: per series, and exact. */
 static void check_fallbacks(storage_t *st, const query_limits_t *lim)
 {
@@ -339,6 +371,7 @@ int main(int argc, char **argv)
     check_token_ranges(st, &lim);
     check_fallbacks(st, &lim);
     check_solo(st, &lim);
+    check_unblocked_scans(st, &lim);
     storage_stats_t stats; /* the window mix this test is about */
     CHECK_EQ_INT(storage_stats(st, &stats), 0);
     CHECK(stats.oversize_ptrees > 0 && stats.oversize_ptrees < 600);
