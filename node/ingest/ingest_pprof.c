@@ -12,8 +12,9 @@
  *
  * Conversion, in one pass over the samples:
  *  - functions and locations are resolved by id through a dense index when
- *    ids are 1..n in order (what Go, Java and most agents write) or a hash
- *    map otherwise; each location's frames (root first) are computed
+ *    ids are 1..n in order (what Go, Java and most agents write), an array
+ *    by id when the ids are sparse but small (a subset of a process's
+ *    table), or a hash map otherwise (index_ids); each location's frames (root first) are computed
  *    once, on first use, so every sample is a walk over small
  *    precomputed arrays; a frame is its symbol's index in the push's
  *    symbol table (ingest_series_sym, 4 bytes), which every call tree of
@@ -66,6 +67,20 @@ typedef struct group {
     uint32_t series; /* offset into conv.gseries (ntypes entries) */
 } group_t;
 
+/* id -> index of a pprof table (functions, locations, mappings): none
+ * when the ids are 1..n (the index is id - 1, as Go writes them); an
+ * array by id when the largest id is at most ID_DIRECT_PER_ITEM times
+ * the number of items (one load a lookup; 4 bytes an id, so at most
+ * 4 * ID_DIRECT_PER_ITEM bytes an item, no more than the map's 32-64);
+ * else a hash map. */
+#define ID_DIRECT_PER_ITEM 8u
+typedef struct id_index {
+    bool dense;
+    uint32_t *direct; /* by id: index + 1, 0 = no such id; max + 1 entries */
+    uint64_t max;
+    u64map_t map;
+} id_index_t;
+
 typedef struct conv {
     pprof_ctx_t *ctx;
     const wire_profile_t *w;
@@ -74,9 +89,7 @@ typedef struct conv {
      * its cap. */
     size_t held, cap;
     bool fn_id_from_loc; /* .NET repair: function i has location i's id */
-    /* id -> index; dense when ids are 1..n */
-    bool fn_dense, loc_dense, map_dense;
-    u64map_t fn_map, loc_map, map_map;
+    id_index_t fn_ix, loc_ix, map_ix;
     uint32_t *fn_sym; /* per function: its push symbol index, 0 = not yet computed */
     /* per string: its file index in the symbol table + 1, 0 = not yet;
      * made when a function first names a file (labels' strings are many
@@ -150,27 +163,44 @@ static int hold_calloc(conv_t *c, void *out, size_t n, size_t sz)
 
 /* Builds id -> index for n items whose ids get(i) returns. Ids 0 are not
  * indexed (0 means "none" in pprof references). Duplicate ids are refused. */
-static int index_ids(conv_t *c, size_t n, uint64_t (*get)(const conv_t *, size_t), bool *dense,
-                     u64map_t *m, const char *what)
+static int index_ids(conv_t *c, size_t n, uint64_t (*get)(const conv_t *, size_t), id_index_t *x,
+                     const char *what)
 {
-    *dense = true;
-    for (size_t i = 0; i < n && *dense; i++)
-        *dense = get(c, i) == (uint64_t)i + 1;
-    if (*dense || n == 0) return 0;
-    if (u64map_init(m, n) < 0) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
-    int rc = hold(c, u64map_bytes(m));
-    if (rc < 0) return rc;
+    x->dense = true;
+    x->max = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id = get(c, i);
+        x->dense = x->dense && id == (uint64_t)i + 1;
+        if (id > x->max) x->max = id;
+    }
+    if (x->dense || n == 0) return 0;
+    int rc;
+    if (x->max / ID_DIRECT_PER_ITEM <= n) {
+        if ((rc = hold_calloc(c, &x->direct, (size_t)x->max + 1, sizeof *x->direct)) < 0) return rc;
+    } else {
+        if (u64map_init(&x->map, n) < 0) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+        if ((rc = hold(c, u64map_bytes(&x->map))) < 0) return rc;
+    }
     for (size_t i = 0; i < n; i++) {
         uint64_t id = get(c, i);
         uint32_t old;
         if (id == 0) continue;
-        if (u64map_get(m, id, &old))
+        if (x->direct != NULL ? x->direct[id] != 0 : u64map_get(&x->map, id, &old))
             return errmsg_set(c->em, ERR_UNPARSEABLE, "invalid pprof: duplicate %s id %" PRIu64,
                               what, id);
-        if (u64map_put(m, id, (uint32_t)i) < 0)
+        if (x->direct != NULL)
+            x->direct[id] = (uint32_t)i + 1;
+        else if (u64map_put(&x->map, id, (uint32_t)i) < 0)
             return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     }
     return 0;
+}
+
+static void index_free(id_index_t *x)
+{
+    free(x->direct);
+    u64map_free(&x->map);
+    memset(x, 0, sizeof *x);
 }
 
 static uint64_t loc_id(const conv_t *c, size_t i)
@@ -186,12 +216,13 @@ static uint64_t map_id(const conv_t *c, size_t i)
     return ingest_wire_id(c->w, c->w->mappings[i]);
 }
 
-/* Index of id (non-zero) or -1. */
-static int64_t lookup(bool dense, const u64map_t *m, size_t n, uint64_t id)
+/* Index of id (non-zero) among the n items of x, or -1. */
+static int64_t lookup(const id_index_t *x, size_t n, uint64_t id)
 {
     uint32_t v;
-    if (dense) return id >= 1 && id <= n ? (int64_t)id - 1 : -1;
-    return id != 0 && u64map_get(m, id, &v) ? (int64_t)v : -1;
+    if (x->dense) return id >= 1 && id <= n ? (int64_t)id - 1 : -1;
+    if (x->direct != NULL) return id <= x->max ? (int64_t)x->direct[id] - 1 : -1;
+    return id != 0 && u64map_get(&x->map, id, &v) ? (int64_t)v : -1;
 }
 
 /* Pyroscope's repair of .NET profiles whose functions all have id 0. */
@@ -209,9 +240,9 @@ static int build_indices(conv_t *c)
     const wire_profile_t *w = c->w;
     int rc;
     repair_dotnet(c);
-    if ((rc = index_ids(c, w->nfunctions, fn_id, &c->fn_dense, &c->fn_map, "function")) < 0 ||
-        (rc = index_ids(c, w->nlocations, loc_id, &c->loc_dense, &c->loc_map, "location")) < 0 ||
-        (rc = index_ids(c, w->nmappings, map_id, &c->map_dense, &c->map_map, "mapping")) < 0 ||
+    if ((rc = index_ids(c, w->nfunctions, fn_id, &c->fn_ix, "function")) < 0 ||
+        (rc = index_ids(c, w->nlocations, loc_id, &c->loc_ix, "location")) < 0 ||
+        (rc = index_ids(c, w->nmappings, map_id, &c->map_ix, "mapping")) < 0 ||
         (rc = hold_calloc(c, &c->fn_sym, w->nfunctions + 1, sizeof *c->fn_sym)) < 0 ||
         (rc = hold_calloc(c, &c->loc_off, w->nlocations + 1, sizeof *c->loc_off)) < 0 ||
         (rc = hold_calloc(c, &c->loc_len, w->nlocations + 1, sizeof *c->loc_len)) < 0)
@@ -337,7 +368,7 @@ static int address_frame(conv_t *c, const wire_location_t *l)
     uint64_t addr = l->address;
     int n = 0;
     if (l->mapping_id != 0) {
-        int64_t mi = lookup(c->map_dense, &c->map_map, c->w->nmappings, l->mapping_id);
+        int64_t mi = lookup(&c->map_ix, c->w->nmappings, l->mapping_id);
         if (mi < 0) return bad(c, "location references unknown mapping", l->mapping_id);
         wire_mapping_t mm, *m = &mm;
         ingest_wire_mapping(c->w, (size_t)mi, m);
@@ -373,7 +404,7 @@ static int location_frames(conv_t *c, size_t li)
     if (rc < 0) return rc;
     uint64_t fid;
     for (size_t k = 0; k < n && ingest_wire_next_line(&l, &fid); k++) {
-        int64_t fi = fid == 0 ? -1 : lookup(c->fn_dense, &c->fn_map, c->w->nfunctions, fid);
+        int64_t fi = fid == 0 ? -1 : lookup(&c->fn_ix, c->w->nfunctions, fid);
         if (fid != 0 && fi < 0) return bad(c, "line references unknown function", fid);
         c->frames[start + n - 1 - k] = (uint32_t)(fi + 1);
     }
@@ -679,7 +710,7 @@ static int sample_labels(conv_t *c, const wire_sample_t *s, int64_t *pairs, size
  * again past what c->ids holds) to its index, its frames computed once. */
 static int resolve_location(conv_t *c, uint64_t id, int64_t *li)
 {
-    *li = lookup(c->loc_dense, &c->loc_map, c->w->nlocations, id);
+    *li = lookup(&c->loc_ix, c->w->nlocations, id);
     if (*li < 0) return bad(c, "sample references unknown location", id);
     return c->loc_off[*li] == UINT32_MAX ? location_frames(c, (size_t)*li) : 0;
 }
@@ -806,9 +837,9 @@ static int convert(conv_t *c)
 
 static void conv_free(conv_t *c)
 {
-    u64map_free(&c->fn_map);
-    u64map_free(&c->loc_map);
-    u64map_free(&c->map_map);
+    index_free(&c->fn_ix);
+    index_free(&c->loc_ix);
+    index_free(&c->map_ix);
     u64map_free(&c->group_map);
     free(c->fn_sym);
     free(c->loc_off);
