@@ -17,7 +17,7 @@
  *    table), or a hash map otherwise (index_ids); each location's frames (root first) are computed
  *    once, on first use, so every sample is a walk over small
  *    precomputed arrays; a frame is its symbol's index in the push's
- *    symbol table (ingest_series_sym, 4 bytes), which every call tree of
+ *    symbol table (ingest_series_sym_at, 4 bytes), which every call tree of
  *    the push names it by while it grows (calltree_new_unnamed), so adding
  *    a frame looks up only its edge;
  *  - a Location with several Lines is inlining: line[0] is the innermost
@@ -281,9 +281,10 @@ static int intern(conv_t *c, const char *name, size_t nn, uint32_t *si)
     if (rc < 0) return rc;
     size_t before = symtab_mem_bytes(c->ctx->symtab);
     uint64_t sym;
-    if (symtab_intern(c->ctx->symtab, name, nn, "", 0, &sym) < 0)
+    uint32_t at;
+    if (symtab_intern_index(c->ctx->symtab, name, nn, "", 0, &sym, &at) < 0)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
-    *si = ingest_series_sym(c->ctx->symtab, sym);
+    *si = ingest_series_sym_at(at);
     return charge_symtab(c, before);
 }
 
@@ -332,7 +333,7 @@ static int function_sym(conv_t *c, size_t fi, uint32_t *si)
     if (symtab_put_file(c->ctx->symtab, sym, name, nn, file_index, &at) < 0)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     if ((rc = charge_symtab(c, before)) < 0) return rc;
-    *si = c->fn_sym[fi] = at + 1; /* its push index (ingest_series_sym) */
+    *si = c->fn_sym[fi] = ingest_series_sym_at(at);
     return 0;
 }
 
