@@ -69,8 +69,8 @@ typedef struct group {
 
 /* id -> index of a pprof table (functions, locations, mappings): none
  * when the ids are 1..n (the index is id - 1, as Go writes them); an
- * array by id when the largest id is at most ID_DIRECT_PER_ITEM times
- * the number of items (one load a lookup; 4 bytes an id, so at most
+ * array by id when no id is over about ID_DIRECT_PER_ITEM times the
+ * number of items (one load a lookup; 4 bytes an id, so
  * 4 * ID_DIRECT_PER_ITEM bytes an item, no more than the map's 32-64);
  * else a hash map. */
 #define ID_DIRECT_PER_ITEM 8u
@@ -161,36 +161,63 @@ static int hold_calloc(conv_t *c, void *out, size_t n, size_t sz)
 
 /* ---- id indices ---- */
 
+/* Gives back the n bytes of decoded memory hold charged for what was freed. */
+static void unhold(conv_t *c, size_t n)
+{
+    c->held -= n;
+    ingest_uncharge(c->ctx->ss, n);
+}
+
+static int duplicate(conv_t *c, const char *what, uint64_t id)
+{
+    return errmsg_set(c->em, ERR_UNPARSEABLE, "invalid pprof: duplicate %s id %" PRIu64, what, id);
+}
+
+/* x's array by id for ids up to ID_DIRECT_PER_ITEM * n + 7, filled in one
+ * pass over the ids: 1 when it holds them all, 0 when an id is larger
+ * (the array freed), or an error. */
+static int index_direct(conv_t *c, size_t n, uint64_t (*get)(const conv_t *, size_t), id_index_t *x,
+                        const char *what)
+{
+    size_t cap = ID_DIRECT_PER_ITEM * n + 8, bytes = cap * sizeof *x->direct;
+    int rc = hold_calloc(c, &x->direct, cap, sizeof *x->direct);
+    if (rc < 0) return rc;
+    x->max = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id = get(c, i);
+        if (id >= cap) {
+            free(x->direct);
+            x->direct = NULL;
+            unhold(c, bytes);
+            return 0;
+        }
+        if (id == 0) continue;
+        if (x->direct[id] != 0) return duplicate(c, what, id);
+        x->direct[id] = (uint32_t)i + 1;
+        if (id > x->max) x->max = id;
+    }
+    return 1;
+}
+
 /* Builds id -> index for n items whose ids get(i) returns. Ids 0 are not
  * indexed (0 means "none" in pprof references). Duplicate ids are refused. */
 static int index_ids(conv_t *c, size_t n, uint64_t (*get)(const conv_t *, size_t), id_index_t *x,
                      const char *what)
 {
     x->dense = true;
-    x->max = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t id = get(c, i);
-        x->dense = x->dense && id == (uint64_t)i + 1;
-        if (id > x->max) x->max = id;
-    }
+    for (size_t i = 0; i < n && x->dense; i++)
+        x->dense = get(c, i) == (uint64_t)i + 1;
     if (x->dense || n == 0) return 0;
-    int rc;
-    if (x->max / ID_DIRECT_PER_ITEM <= n) {
-        if ((rc = hold_calloc(c, &x->direct, (size_t)x->max + 1, sizeof *x->direct)) < 0) return rc;
-    } else {
-        if (u64map_init(&x->map, n) < 0) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
-        if ((rc = hold(c, u64map_bytes(&x->map))) < 0) return rc;
-    }
+    int rc = index_direct(c, n, get, x, what);
+    if (rc != 0) return rc < 0 ? rc : 0;
+    if (u64map_init(&x->map, n) < 0) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    if ((rc = hold(c, u64map_bytes(&x->map))) < 0) return rc;
     for (size_t i = 0; i < n; i++) {
         uint64_t id = get(c, i);
         uint32_t old;
         if (id == 0) continue;
-        if (x->direct != NULL ? x->direct[id] != 0 : u64map_get(&x->map, id, &old))
-            return errmsg_set(c->em, ERR_UNPARSEABLE, "invalid pprof: duplicate %s id %" PRIu64,
-                              what, id);
-        if (x->direct != NULL)
-            x->direct[id] = (uint32_t)i + 1;
-        else if (u64map_put(&x->map, id, (uint32_t)i) < 0)
+        if (u64map_get(&x->map, id, &old)) return duplicate(c, what, id);
+        if (u64map_put(&x->map, id, (uint32_t)i) < 0)
             return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     }
     return 0;
