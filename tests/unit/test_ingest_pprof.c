@@ -509,9 +509,21 @@ static void scale_ids(pb_t *b, uint64_t k)
             q->sample[i]->location_id[j] *= k;
 }
 
+/* Gives the last location of b id new_id (and the samples naming it). */
+static void renumber_last_location(pb_t *b, uint64_t new_id)
+{
+    Perftools__Profiles__Profile *q = &b->p;
+    uint64_t old = q->location[q->n_location - 1]->id;
+    q->location[q->n_location - 1]->id = new_id;
+    for (size_t i = 0; i < q->n_sample; i++)
+        for (size_t j = 0; j < q->sample[i]->n_location_id; j++)
+            if (q->sample[i]->location_id[j] == old) q->sample[i]->location_id[j] = new_id;
+}
+
 /* Ids 1..n are their own index; a few times n, an array by id; larger, a
- * hash map (ingest_pprof.c index_ids). The three must read a profile the
- * same, and refuse the same unknown and duplicate ids. */
+ * hash map (ingest_pprof.c index_ids), also when only the last id is
+ * large (the array, already filled, is dropped). The three must read a
+ * profile the same, and refuse the same unknown and duplicate ids. */
 static void test_id_indices(void)
 {
     pb_t b;
@@ -521,11 +533,12 @@ static void test_id_indices(void)
     ingest_profile_t *ref = parse_pb(&b, &rc, &em);
     CHECK_EQ_INT(rc, 0);
     pb_free(&b);
-    static const uint64_t scale[] = {3, 1ull << 40};
-    for (size_t s = 0; ref != NULL && s < 2; s++) {
+    static const uint64_t scale[] = {3, 1ull << 40, 3};
+    for (size_t s = 0; ref != NULL && s < 3; s++) {
         uint64_t k = scale[s];
         build_cpu(&b);
         scale_ids(&b, k);
+        if (s == 2) renumber_last_location(&b, 1ull << 41);
         ingest_profile_t *p = parse_pb(&b, &rc, &em);
         CHECK_EQ_INT(rc, 0);
         const storage_profile_write_t *w = ingest_profile_write(ref);
