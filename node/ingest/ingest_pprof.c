@@ -14,12 +14,12 @@
  *  - functions and locations are resolved by id through a dense index when
  *    ids are 1..n in order (what Go, Java and most agents write), an array
  *    by id when the ids are sparse but small (a subset of a process's
- *    table), or a hash map otherwise (index_ids); each location's frames (root first) are computed
- *    once, on first use, so every sample is a walk over small
- *    precomputed arrays; a frame is its symbol's index in the push's
- *    symbol table (ingest_series_sym_at, 4 bytes), which every call tree of
- *    the push names it by while it grows (calltree_new_unnamed), so adding
- *    a frame looks up only its edge;
+ *    table), or a hash map otherwise (index_ids); each location's frames
+ *    (root first) are computed once, on first use, so every sample is a
+ *    walk over small precomputed arrays; a frame is its symbol's index in
+ *    the push's symbol table (ingest_series_sym_at, 4 bytes), which every
+ *    call tree of the push names it by while it grows
+ *    (calltree_new_unnamed), so adding a frame looks up only its edge;
  *  - a Location with several Lines is inlining: line[0] is the innermost
  *    frame, the last line the outermost caller; a Location without usable
  *    lines is shown by address: `<mapping file basename>+0x<file offset>`
@@ -76,8 +76,8 @@ typedef struct group {
 #define ID_DIRECT_PER_ITEM 8u
 typedef struct id_index {
     bool dense;
-    uint32_t *direct; /* by id: index + 1, 0 = no such id; max + 1 entries */
-    uint64_t max;
+    uint32_t *direct; /* by id: index + 1, 0 = no such id (ID_DIRECT_PER_ITEM * n + 8 ids) */
+    uint64_t max;     /* the largest id in direct */
     u64map_t map;
 } id_index_t;
 
