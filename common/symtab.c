@@ -210,6 +210,20 @@ int symtab_intern(symtab_t *s, const char *name, size_t name_len, const char *fi
     return symtab_put(s, *id, name, name_len, file, file_len);
 }
 
+int symtab_intern_index(symtab_t *s, const char *name, size_t name_len, const char *file,
+                        size_t file_len, uint64_t *id, uint32_t *index)
+{
+    *id = hash_symbol(name, name_len, file != NULL ? file : "", file != NULL ? file_len : 0);
+    int64_t at = find(s, *id);
+    if (at >= 0) {
+        *index = (uint32_t)at;
+        return ERR_OK;
+    }
+    uint32_t fi;
+    int rc = symtab_file(s, file, file_len, &fi);
+    return rc != ERR_OK ? rc : symtab_put_file(s, *id, name, name_len, fi, index);
+}
+
 int symtab_get(const symtab_t *s, uint64_t id, const char **name, const char **file)
 {
     if (id == SYM_ROOT || id == SYM_OTHER) {

@@ -21,6 +21,10 @@ void symtab_free(symtab_t *s);
 /* Adds name/file under id = hash_symbol(name, file) and returns the id in *id. */
 int symtab_intern(symtab_t *s, const char *name, size_t name_len, const char *file, size_t file_len,
                   uint64_t *id);
+/* symtab_intern that also gives the symbol's place in insertion order in
+ * *index (as symtab_index would) from the same lookup. */
+int symtab_intern_index(symtab_t *s, const char *name, size_t name_len, const char *file,
+                        size_t file_len, uint64_t *id, uint32_t *index);
 /* Interns file name file (read up to its first NUL): *index is its index
  * in the table's list of file names, 0 for an empty name. Each distinct
  * name is held once. */

@@ -96,7 +96,7 @@ static bool blank(uint8_t c)
 }
 
 /* Turns "a;b;c" into symbols on ss->stack (their push indices,
- * ingest_series_sym). The symbol table lives as long as the push: its
+ * ingest_series_sym_at). The symbol table lives as long as the push: its
  * growth is charged to the push (ingest_charge). */
 static int frames(folded_ctx_t *c, const uint8_t *s, const uint8_t *e, size_t *depth, errmsg_t *em)
 {
@@ -114,9 +114,10 @@ static int frames(folded_ctx_t *c, const uint8_t *s, const uint8_t *e, size_t *d
                 em, ERR_LIMIT, "frame '%.*s...' longer than %zu bytes (max-symbol-len)",
                 (int)(fe - s > 60 ? 60 : fe - s), (const char *)s, c->lim->max_symbol_len);
         uint64_t sym;
-        if (symtab_intern(c->symtab, (const char *)s, (size_t)(fe - s), "", 0, &sym) < 0)
+        uint32_t at;
+        if (symtab_intern_index(c->symtab, (const char *)s, (size_t)(fe - s), "", 0, &sym, &at) < 0)
             return errmsg_set(em, ERR_NOMEM, "out of memory");
-        c->ss->stack[i++] = ingest_series_sym(c->symtab, sym);
+        c->ss->stack[i++] = ingest_series_sym_at(at);
         if (semi == NULL) break;
         s = semi + 1;
     }

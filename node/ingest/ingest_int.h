@@ -228,9 +228,9 @@ void ingest_series_set_free(series_set_t *ss);
 int ingest_series_get(series_set_t *ss, labels_t *labels, uint32_t *idx, errmsg_t *em);
 /* A push's symbols are named in its trees by one index per push, not a
  * list and table per tree (calltree_new_unnamed): the push symbol index
- * of symbol table entry i (symtab_index) is i + 1, 0 being the root's.
- * ingest_series_sym returns it for a symbol the push's table holds. */
-uint32_t ingest_series_sym(const symtab_t *symtab, uint64_t sym);
+ * of symbol table entry i (symtab_index, or the index symtab_put_file and
+ * symtab_intern_index give) is i + 1, 0 being the root's. */
+uint32_t ingest_series_sym_at(uint32_t i);
 /* Adds a stack to series idx's tree: stack[0..depth) are its frames' push
  * symbol indices, root first. */
 int ingest_series_add(series_set_t *ss, uint32_t idx, const uint32_t *stack, size_t depth,

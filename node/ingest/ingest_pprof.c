@@ -12,13 +12,14 @@
  *
  * Conversion, in one pass over the samples:
  *  - functions and locations are resolved by id through a dense index when
- *    ids are 1..n in order (what Go, Java and most agents write) or a hash
- *    map otherwise; each location's frames (root first) are computed
- *    once, on first use, so every sample is a walk over small
- *    precomputed arrays; a frame is its symbol's index in the push's
- *    symbol table (ingest_series_sym, 4 bytes), which every call tree of
- *    the push names it by while it grows (calltree_new_unnamed), so adding
- *    a frame looks up only its edge;
+ *    ids are 1..n in order (what Go, Java and most agents write), an array
+ *    by id when the ids are sparse but small (a subset of a process's
+ *    table), or a hash map otherwise (index_ids); each location's frames
+ *    (root first) are computed once, on first use, so every sample is a
+ *    walk over small precomputed arrays; a frame is its symbol's index in
+ *    the push's symbol table (ingest_series_sym_at, 4 bytes), which every
+ *    call tree of the push names it by while it grows
+ *    (calltree_new_unnamed), so adding a frame looks up only its edge;
  *  - a Location with several Lines is inlining: line[0] is the innermost
  *    frame, the last line the outermost caller; a Location without usable
  *    lines is shown by address: `<mapping file basename>+0x<file offset>`
@@ -66,6 +67,20 @@ typedef struct group {
     uint32_t series; /* offset into conv.gseries (ntypes entries) */
 } group_t;
 
+/* id -> index of a pprof table (functions, locations, mappings): none
+ * when the ids are 1..n (the index is id - 1, as Go writes them); an
+ * array by id when no id is over about ID_DIRECT_PER_ITEM times the
+ * number of items (one load a lookup; 4 bytes an id, so
+ * 4 * ID_DIRECT_PER_ITEM bytes an item, no more than the map's 32-64);
+ * else a hash map. */
+#define ID_DIRECT_PER_ITEM 8u
+typedef struct id_index {
+    bool dense;
+    uint32_t *direct; /* by id: index + 1, 0 = no such id (ID_DIRECT_PER_ITEM * n + 8 ids) */
+    uint64_t max;     /* the largest id in direct */
+    u64map_t map;
+} id_index_t;
+
 typedef struct conv {
     pprof_ctx_t *ctx;
     const wire_profile_t *w;
@@ -74,9 +89,7 @@ typedef struct conv {
      * its cap. */
     size_t held, cap;
     bool fn_id_from_loc; /* .NET repair: function i has location i's id */
-    /* id -> index; dense when ids are 1..n */
-    bool fn_dense, loc_dense, map_dense;
-    u64map_t fn_map, loc_map, map_map;
+    id_index_t fn_ix, loc_ix, map_ix;
     uint32_t *fn_sym; /* per function: its push symbol index, 0 = not yet computed */
     /* per string: its file index in the symbol table + 1, 0 = not yet;
      * made when a function first names a file (labels' strings are many
@@ -148,29 +161,73 @@ static int hold_calloc(conv_t *c, void *out, size_t n, size_t sz)
 
 /* ---- id indices ---- */
 
+/* Gives back the n bytes of decoded memory hold charged for what was freed. */
+static void unhold(conv_t *c, size_t n)
+{
+    c->held -= n;
+    ingest_uncharge(c->ctx->ss, n);
+}
+
+static int duplicate(conv_t *c, const char *what, uint64_t id)
+{
+    return errmsg_set(c->em, ERR_UNPARSEABLE, "invalid pprof: duplicate %s id %" PRIu64, what, id);
+}
+
+/* x's array by id for ids up to ID_DIRECT_PER_ITEM * n + 7, filled in one
+ * pass over the ids: 1 when it holds them all, 0 when an id is larger
+ * (the array freed), or an error. */
+static int index_direct(conv_t *c, size_t n, uint64_t (*get)(const conv_t *, size_t), id_index_t *x,
+                        const char *what)
+{
+    size_t cap = ID_DIRECT_PER_ITEM * n + 8, bytes = cap * sizeof *x->direct;
+    int rc = hold_calloc(c, &x->direct, cap, sizeof *x->direct);
+    if (rc < 0) return rc;
+    x->max = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t id = get(c, i);
+        if (id >= cap) {
+            free(x->direct);
+            x->direct = NULL;
+            unhold(c, bytes);
+            return 0;
+        }
+        if (id == 0) continue;
+        if (x->direct[id] != 0) return duplicate(c, what, id);
+        x->direct[id] = (uint32_t)i + 1;
+        if (id > x->max) x->max = id;
+    }
+    return 1;
+}
+
 /* Builds id -> index for n items whose ids get(i) returns. Ids 0 are not
  * indexed (0 means "none" in pprof references). Duplicate ids are refused. */
-static int index_ids(conv_t *c, size_t n, uint64_t (*get)(const conv_t *, size_t), bool *dense,
-                     u64map_t *m, const char *what)
+static int index_ids(conv_t *c, size_t n, uint64_t (*get)(const conv_t *, size_t), id_index_t *x,
+                     const char *what)
 {
-    *dense = true;
-    for (size_t i = 0; i < n && *dense; i++)
-        *dense = get(c, i) == (uint64_t)i + 1;
-    if (*dense || n == 0) return 0;
-    if (u64map_init(m, n) < 0) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
-    int rc = hold(c, u64map_bytes(m));
-    if (rc < 0) return rc;
+    x->dense = true;
+    for (size_t i = 0; i < n && x->dense; i++)
+        x->dense = get(c, i) == (uint64_t)i + 1;
+    if (x->dense || n == 0) return 0;
+    int rc = index_direct(c, n, get, x, what);
+    if (rc != 0) return rc < 0 ? rc : 0;
+    if (u64map_init(&x->map, n) < 0) return errmsg_set(c->em, ERR_NOMEM, "out of memory");
+    if ((rc = hold(c, u64map_bytes(&x->map))) < 0) return rc;
     for (size_t i = 0; i < n; i++) {
         uint64_t id = get(c, i);
         uint32_t old;
         if (id == 0) continue;
-        if (u64map_get(m, id, &old))
-            return errmsg_set(c->em, ERR_UNPARSEABLE, "invalid pprof: duplicate %s id %" PRIu64,
-                              what, id);
-        if (u64map_put(m, id, (uint32_t)i) < 0)
+        if (u64map_get(&x->map, id, &old)) return duplicate(c, what, id);
+        if (u64map_put(&x->map, id, (uint32_t)i) < 0)
             return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     }
     return 0;
+}
+
+static void index_free(id_index_t *x)
+{
+    free(x->direct);
+    u64map_free(&x->map);
+    memset(x, 0, sizeof *x);
 }
 
 static uint64_t loc_id(const conv_t *c, size_t i)
@@ -186,12 +243,13 @@ static uint64_t map_id(const conv_t *c, size_t i)
     return ingest_wire_id(c->w, c->w->mappings[i]);
 }
 
-/* Index of id (non-zero) or -1. */
-static int64_t lookup(bool dense, const u64map_t *m, size_t n, uint64_t id)
+/* Index of id (non-zero) among the n items of x, or -1. */
+static int64_t lookup(const id_index_t *x, size_t n, uint64_t id)
 {
     uint32_t v;
-    if (dense) return id >= 1 && id <= n ? (int64_t)id - 1 : -1;
-    return id != 0 && u64map_get(m, id, &v) ? (int64_t)v : -1;
+    if (x->dense) return id >= 1 && id <= n ? (int64_t)id - 1 : -1;
+    if (x->direct != NULL) return id <= x->max ? (int64_t)x->direct[id] - 1 : -1;
+    return id != 0 && u64map_get(&x->map, id, &v) ? (int64_t)v : -1;
 }
 
 /* Pyroscope's repair of .NET profiles whose functions all have id 0. */
@@ -209,9 +267,9 @@ static int build_indices(conv_t *c)
     const wire_profile_t *w = c->w;
     int rc;
     repair_dotnet(c);
-    if ((rc = index_ids(c, w->nfunctions, fn_id, &c->fn_dense, &c->fn_map, "function")) < 0 ||
-        (rc = index_ids(c, w->nlocations, loc_id, &c->loc_dense, &c->loc_map, "location")) < 0 ||
-        (rc = index_ids(c, w->nmappings, map_id, &c->map_dense, &c->map_map, "mapping")) < 0 ||
+    if ((rc = index_ids(c, w->nfunctions, fn_id, &c->fn_ix, "function")) < 0 ||
+        (rc = index_ids(c, w->nlocations, loc_id, &c->loc_ix, "location")) < 0 ||
+        (rc = index_ids(c, w->nmappings, map_id, &c->map_ix, "mapping")) < 0 ||
         (rc = hold_calloc(c, &c->fn_sym, w->nfunctions + 1, sizeof *c->fn_sym)) < 0 ||
         (rc = hold_calloc(c, &c->loc_off, w->nlocations + 1, sizeof *c->loc_off)) < 0 ||
         (rc = hold_calloc(c, &c->loc_len, w->nlocations + 1, sizeof *c->loc_len)) < 0)
@@ -250,9 +308,10 @@ static int intern(conv_t *c, const char *name, size_t nn, uint32_t *si)
     if (rc < 0) return rc;
     size_t before = symtab_mem_bytes(c->ctx->symtab);
     uint64_t sym;
-    if (symtab_intern(c->ctx->symtab, name, nn, "", 0, &sym) < 0)
+    uint32_t at;
+    if (symtab_intern_index(c->ctx->symtab, name, nn, "", 0, &sym, &at) < 0)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
-    *si = ingest_series_sym(c->ctx->symtab, sym);
+    *si = ingest_series_sym_at(at);
     return charge_symtab(c, before);
 }
 
@@ -301,7 +360,7 @@ static int function_sym(conv_t *c, size_t fi, uint32_t *si)
     if (symtab_put_file(c->ctx->symtab, sym, name, nn, file_index, &at) < 0)
         return errmsg_set(c->em, ERR_NOMEM, "out of memory");
     if ((rc = charge_symtab(c, before)) < 0) return rc;
-    *si = c->fn_sym[fi] = at + 1; /* its push index (ingest_series_sym) */
+    *si = c->fn_sym[fi] = ingest_series_sym_at(at);
     return 0;
 }
 
@@ -337,7 +396,7 @@ static int address_frame(conv_t *c, const wire_location_t *l)
     uint64_t addr = l->address;
     int n = 0;
     if (l->mapping_id != 0) {
-        int64_t mi = lookup(c->map_dense, &c->map_map, c->w->nmappings, l->mapping_id);
+        int64_t mi = lookup(&c->map_ix, c->w->nmappings, l->mapping_id);
         if (mi < 0) return bad(c, "location references unknown mapping", l->mapping_id);
         wire_mapping_t mm, *m = &mm;
         ingest_wire_mapping(c->w, (size_t)mi, m);
@@ -373,7 +432,7 @@ static int location_frames(conv_t *c, size_t li)
     if (rc < 0) return rc;
     uint64_t fid;
     for (size_t k = 0; k < n && ingest_wire_next_line(&l, &fid); k++) {
-        int64_t fi = fid == 0 ? -1 : lookup(c->fn_dense, &c->fn_map, c->w->nfunctions, fid);
+        int64_t fi = fid == 0 ? -1 : lookup(&c->fn_ix, c->w->nfunctions, fid);
         if (fid != 0 && fi < 0) return bad(c, "line references unknown function", fid);
         c->frames[start + n - 1 - k] = (uint32_t)(fi + 1);
     }
@@ -679,7 +738,7 @@ static int sample_labels(conv_t *c, const wire_sample_t *s, int64_t *pairs, size
  * again past what c->ids holds) to its index, its frames computed once. */
 static int resolve_location(conv_t *c, uint64_t id, int64_t *li)
 {
-    *li = lookup(c->loc_dense, &c->loc_map, c->w->nlocations, id);
+    *li = lookup(&c->loc_ix, c->w->nlocations, id);
     if (*li < 0) return bad(c, "sample references unknown location", id);
     return c->loc_off[*li] == UINT32_MAX ? location_frames(c, (size_t)*li) : 0;
 }
@@ -806,9 +865,9 @@ static int convert(conv_t *c)
 
 static void conv_free(conv_t *c)
 {
-    u64map_free(&c->fn_map);
-    u64map_free(&c->loc_map);
-    u64map_free(&c->map_map);
+    index_free(&c->fn_ix);
+    index_free(&c->loc_ix);
+    index_free(&c->map_ix);
     u64map_free(&c->group_map);
     free(c->fn_sym);
     free(c->loc_off);

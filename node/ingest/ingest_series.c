@@ -342,15 +342,14 @@ static int value_add(ingest_series_t *s, uint32_t node, int64_t v)
     return 0;
 }
 
-/* calltree_add_stack, reusing the node path of the previous stack's common
- * prefix (totals are not kept: the tree computes them if they are read). */
-uint32_t ingest_series_sym(const symtab_t *symtab, uint64_t sym)
+uint32_t ingest_series_sym_at(uint32_t i)
 {
-    uint32_t i = 0;
-    ASSERT_ALWAYS(symtab_index(symtab, sym, &i) && i < CALLTREE_NONE - 1);
+    ASSERT_ALWAYS(i < CALLTREE_NONE - 1);
     return i + 1;
 }
 
+/* calltree_add_stack, reusing the node path of the previous stack's common
+ * prefix (totals are not kept: the tree computes them if they are read). */
 int ingest_series_add(series_set_t *ss, uint32_t idx, const uint32_t *stack, size_t depth,
                       int64_t v, errmsg_t *em)
 {

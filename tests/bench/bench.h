@@ -94,6 +94,13 @@ int gen_fleet(const gen_options_t *o, profile_set_t *out);
  * negative ERR_*. d and scratch are reused across calls. */
 struct libdeflate_decompressor;
 int decode_only(struct libdeflate_decompressor *d, const bench_profile_t *p, buf_t *scratch);
+/* The floor of the ingest figures: decode_only's CPU time (the calling
+ * thread's) for each profile of set, the mean of rounds passes over the
+ * whole set, in each[i] (negative when it did not decode); returns the
+ * mean over all. Callers run it where nothing else runs in the process
+ * (`decode`, and `ingest` before it opens its store), so the library and
+ * the HTTP ratios divide by the same kind of figure. */
+double decode_cpu_each(const profile_set_t *set, int rounds, double *each);
 
 /* ---- helpers ---- */
 int read_file(const char *path, size_t max, uint8_t **data, size_t *len);

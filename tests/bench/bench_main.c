@@ -79,21 +79,28 @@ int cmd_gen(int argc, char **argv)
     return rc == 0 ? 0 : 1;
 }
 
-/* Decode-only CPU per profile, averaged over rounds; returns seconds. */
-double decode_cpu_per_profile(const profile_set_t *set, int rounds, int *errors)
+double decode_cpu_each(const profile_set_t *set, int rounds, double *each)
 {
     struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
     buf_t scratch;
     buf_init(&scratch, BUF_UNLIMITED);
-    *errors = 0;
-    double t0 = clock_thread();
+    for (size_t i = 0; i < set->n; i++)
+        each[i] = 0;
+    double all = 0;
     for (int r = 0; r < rounds; r++)
-        for (size_t i = 0; i < set->n; i++)
-            if (decode_only(d, &set->p[i], &scratch) < 0) (*errors)++;
-    double cpu = clock_thread() - t0;
+        for (size_t i = 0; i < set->n; i++) {
+            double t0 = clock_thread();
+            int rc = d != NULL ? decode_only(d, &set->p[i], &scratch) : -1;
+            double t = clock_thread() - t0;
+            all += t;
+            if (rc < 0 || each[i] < 0)
+                each[i] = -1;
+            else
+                each[i] += t / rounds;
+        }
     buf_free(&scratch);
     libdeflate_free_decompressor(d);
-    return set->n ? cpu / ((double)rounds * (double)set->n) : 0;
+    return set->n ? all / ((double)rounds * (double)set->n) : 0;
 }
 
 int cmd_decode(int argc, char **argv)
@@ -110,8 +117,16 @@ int cmd_decode(int argc, char **argv)
         fprintf(stderr, "decode: cannot load index %s\n", index ? index : "(none)");
         return 1;
     }
-    int errors;
-    double per = decode_cpu_per_profile(&set, rounds ? (int)rounds : 1, &errors);
+    double *each = calloc(set.n ? set.n : 1, sizeof *each);
+    if (each == NULL) {
+        profile_set_free(&set);
+        return 1;
+    }
+    double per = decode_cpu_each(&set, rounds ? (int)rounds : 1, each);
+    int errors = 0;
+    for (size_t i = 0; i < set.n; i++)
+        errors += each[i] < 0;
+    free(each);
     printf("decode_profiles: %zu\ndecode_errors: %d\n", set.n, errors);
     printf("decode_cpu_per_profile_us: %.1f\n", per * 1e6);
     profile_set_free(&set);

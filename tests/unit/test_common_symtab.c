@@ -112,6 +112,31 @@ static void test_files_held_once(void)
     symtab_free(t);
 }
 
+/* symtab_intern_index: symtab_intern's id and symtab_index's place, for a
+ * symbol new to the table and one it holds, with and without a file. */
+static void test_intern_index(void)
+{
+    symtab_t *s = symtab_new(), *t = symtab_new();
+    char name[32];
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 300; i++) {
+            snprintf(name, sizeof name, "f%d", i);
+            const char *file = i % 3 ? "a.go" : "";
+            uint64_t id = 0, want = 0;
+            uint32_t at = UINT32_MAX, place = UINT32_MAX - 1;
+            CHECK_EQ_INT(symtab_intern_index(s, name, strlen(name), file, strlen(file), &id, &at),
+                         0);
+            CHECK_EQ_INT(symtab_intern(t, name, strlen(name), file, strlen(file), &want), 0);
+            CHECK(id == want);
+            CHECK(symtab_index(t, want, &place) == 1 && at == place && at == (uint32_t)i);
+            const char *n, *f;
+            CHECK(symtab_get(s, id, &n, &f) == 1 && strcmp(n, name) == 0 && strcmp(f, file) == 0);
+        }
+    CHECK_EQ_INT(symtab_count(s), 300);
+    symtab_free(s);
+    symtab_free(t);
+}
+
 /* Names and files are C strings when read: up to their first NUL. */
 static void test_nul_and_missing_file(void)
 {
@@ -132,6 +157,7 @@ int main(void)
 {
     test_intern_and_get();
     test_files_held_once();
+    test_intern_index();
     test_nul_and_missing_file();
     return check_exit();
 }

@@ -489,6 +489,82 @@ static void test_invalid_references(void)
     pb_free(&b);
 }
 
+/* Multiplies every function, location and mapping id of b by k (and the
+ * references to them). */
+static void scale_ids(pb_t *b, uint64_t k)
+{
+    Perftools__Profiles__Profile *q = &b->p;
+    for (size_t i = 0; i < q->n_function; i++)
+        q->function[i]->id *= k;
+    for (size_t i = 0; i < q->n_mapping; i++)
+        q->mapping[i]->id *= k;
+    for (size_t i = 0; i < q->n_location; i++) {
+        q->location[i]->id *= k;
+        q->location[i]->mapping_id *= k;
+        for (size_t j = 0; j < q->location[i]->n_line; j++)
+            q->location[i]->line[j]->function_id *= k;
+    }
+    for (size_t i = 0; i < q->n_sample; i++)
+        for (size_t j = 0; j < q->sample[i]->n_location_id; j++)
+            q->sample[i]->location_id[j] *= k;
+}
+
+/* Gives the last location of b id new_id (and the samples naming it). */
+static void renumber_last_location(pb_t *b, uint64_t new_id)
+{
+    Perftools__Profiles__Profile *q = &b->p;
+    uint64_t old = q->location[q->n_location - 1]->id;
+    q->location[q->n_location - 1]->id = new_id;
+    for (size_t i = 0; i < q->n_sample; i++)
+        for (size_t j = 0; j < q->sample[i]->n_location_id; j++)
+            if (q->sample[i]->location_id[j] == old) q->sample[i]->location_id[j] = new_id;
+}
+
+/* Ids 1..n are their own index; a few times n, an array by id; larger, a
+ * hash map (ingest_pprof.c index_ids), also when only the last id is
+ * large (the array, already filled, is dropped). The three must read a
+ * profile the same, and refuse the same unknown and duplicate ids. */
+static void test_id_indices(void)
+{
+    pb_t b;
+    build_cpu(&b);
+    int rc;
+    errmsg_t em;
+    ingest_profile_t *ref = parse_pb(&b, &rc, &em);
+    CHECK_EQ_INT(rc, 0);
+    pb_free(&b);
+    static const uint64_t scale[] = {3, 1ull << 40, 3};
+    for (size_t s = 0; ref != NULL && s < 3; s++) {
+        uint64_t k = scale[s];
+        build_cpu(&b);
+        scale_ids(&b, k);
+        if (s == 2) renumber_last_location(&b, 1ull << 41);
+        ingest_profile_t *p = parse_pb(&b, &rc, &em);
+        CHECK_EQ_INT(rc, 0);
+        const storage_profile_write_t *w = ingest_profile_write(ref);
+        const storage_profile_write_t *v = p != NULL ? ingest_profile_write(p) : NULL;
+        CHECK(v != NULL && v->nseries == w->nseries);
+        for (size_t i = 0; v != NULL && i < w->nseries && i < v->nseries; i++)
+            check_same_tree(v->series[i].tree, w->series[i].tree);
+        ingest_profile_free(p);
+        Perftools__Profiles__Profile *q = &b.p;
+        uint64_t *loc = &q->sample[0]->location_id[0], was = *loc;
+        *loc = k + 1; /* between two ids */
+        expect_refused(&b, NULL, ERR_UNPARSEABLE, "unknown location");
+        *loc = 100 * k; /* past the largest */
+        expect_refused(&b, NULL, ERR_UNPARSEABLE, "unknown location");
+        *loc = was;
+        uint64_t *fid = &q->location[0]->line[0]->function_id, fwas = *fid;
+        *fid = 2 * k - 1;
+        expect_refused(&b, NULL, ERR_UNPARSEABLE, "unknown function");
+        *fid = fwas;
+        q->location[1]->id = q->location[0]->id;
+        expect_refused(&b, NULL, ERR_UNPARSEABLE, "duplicate location");
+        pb_free(&b);
+    }
+    ingest_profile_free(ref);
+}
+
 static void test_limits(void)
 {
     pb_t b;
@@ -617,6 +693,7 @@ int main(void)
     test_values_and_types();
     test_shared_shapes();
     test_invalid_references();
+    test_id_indices();
     test_limits();
     test_hostile_bytes();
     return check_exit();
