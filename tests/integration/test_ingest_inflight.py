@@ -15,7 +15,7 @@ BUDGET = 24 * MiB
 LINES = 50000  # about 100,000 call-tree nodes: 10 MB charged
 NODE = Node(name="inflight", args=[
     "--ingest-inflight-bytes", "24MiB", "--worker-threads", "8", "--max-write-jobs", "8",
-    "--max-body-bytes", "8MiB"]).start()
+    "--max-body-bytes", "8MiB", "--max-samples", "200000"]).start()
 NOW = int(time.time())
 
 
@@ -82,7 +82,8 @@ def wait_zero():
 def test_push_alone_over_the_budget_is_413():
     svc = unique("alone")
     # 600,000 nodes and as many symbols: more than the 24 MiB budget, less
-    # than the push's own cap (ingest-request-memory-per-byte x its 5.4 MB)
+    # than the push's own cap (ingest-request-memory-per-byte x its 5.4 MB);
+    # 150,000 lines, so the node allows more than the default max-samples
     body = "".join("main;f%d;g%d;h%d;k%d 1\n" % (i, i, i, i) for i in range(150000)).encode()
     r = NODE.ingest(body, name=svc + ".cpu", **{"from": NOW - 60})
     assert r.status == 413, r
