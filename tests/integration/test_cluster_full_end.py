@@ -25,21 +25,15 @@ import harness
 from cluster import FAST_FORMATION, Cluster, wait_for
 from test_cluster_regain import regain_events
 from test_cluster_regain_end import (ARGS, FAILURE_TIMEOUT, alone_exact_killed,
+                                     five_active_preloaded_two_killed,
                                      hold_converging_pass, removal)
-from test_cluster_stream import check_exact, preload
+from test_cluster_stream import check_exact
 
 
 def test_full_repair_end_outdated_by_a_removal():
     now = int(time.time())
     with Cluster(5, rf=3, failure_timeout=FAILURE_TIMEOUT, args=ARGS + FAST_FORMATION) as c:
-        for i in range(5):
-            c.wait_state(i, "active", observers=[0, 1, 2, 3, 4], timeout=30)
-        d = preload(c, "fe", now, 600, nservices=24)
-        frm, until = now - 8000, now + 60
-        c.kill(4)
-        c.kill(3)
-        c.wait_state(4, "down", observers=[0, 1, 2])
-        c.wait_state(3, "down", observers=[0, 1, 2])
+        d, frm, until = five_active_preloaded_two_killed(c, "fe", now)
         r = c.nodes[1].request("POST", "/cluster/remove?node=n4")
         assert r.status == 200, r
         wait_for("n0, n1 and n2 regained n4's ranges",

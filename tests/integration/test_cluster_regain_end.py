@@ -67,6 +67,21 @@ def last_streaming_pass(c, mark, others):
     wait_for("n0's pass that streamed the last of its regain", ended, timeout=60, interval=0.02)
 
 
+def five_active_preloaded_two_killed(c, tag, now):
+    """Waits until every node of the started 5-node cluster c is active,
+    preloads 600 profiles two hours old over 24 services (tag names them),
+    then kills n4 and n3 and waits until n0-n2 see both down. Returns the
+    preload's totals and the query range (from, until) that covers them."""
+    for i in range(5):
+        c.wait_state(i, "active", observers=[0, 1, 2, 3, 4], timeout=30)
+    d = preload(c, tag, now, 600, nservices=24)
+    c.kill(4)
+    c.kill(3)
+    c.wait_state(4, "down", observers=[0, 1, 2])
+    c.wait_state(3, "down", observers=[0, 1, 2])
+    return d, now - 8000, now + 60
+
+
 def start_with_n0_late(c):
     """Starts cluster c (5 nodes) with n0's regains settling later than the
     others' (--join-settle 5 s for it alone: its clear and stream wait that
