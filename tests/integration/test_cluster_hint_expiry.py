@@ -65,25 +65,34 @@ def test_expired_hints_mark_their_target():
                "marked for repair" if listed else "NOT marked: read as complete"))
         # n2 is asked for a pass once the slack after the drop passed; the
         # pass fetches what it lacks and the marks are lifted
-        wait_for("the marks of n2 lifted",
-                 lambda: not any(hints_for(c, i) for i in (0, 1, 2)), timeout=90)
-        healed = time.monotonic() - t_back
-        streamed = c.nodes[2].metric("flamedb_repair_series_streamed_total")
-        c.kill(0)
-        c.kill(1)
-        c.wait_state(0, "down", observers=[2])
-        c.wait_state(1, "down", observers=[2])
-        r = c.nodes[2].render(query(services[0]), t0 - 10, t0 + 4000)
-        assert r.status == 200, r
-        flagged = "x-flamedb-partial" in r.headers
-        got = totals(c, 2, want, t0)
-        assert got == want and not flagged, (
-            "n2 alone after its hints expired: %s, want %s (%s)" %
-            (got, want, "partial" if flagged else "short and unflagged"))
+        healed, streamed, got = alone_after_repair(c, services, want, t0, t_back,
+                                                   "n2 alone after its hints expired")
         assert listed, "n2 answered exactly, but was never marked"
         assert streamed >= 24, "n2 fetched %s series by repair, missed 24" % streamed
         print("    n2 repaired %.2fs after it came back (%d series fetched); alone, n0 and n1 "
               "killed: exact %s" % (healed, streamed, got))
+
+
+def alone_after_repair(c, services, want, t0, t_back, what):
+    """Waits until no node lists n2 (its marks lifted by the pass it was
+    asked for), then kills n0 and n1 and checks n2 alone answers want,
+    unflagged. Returns the seconds since t_back until the marks went, the
+    series n2 fetched by repair, and its totals."""
+    wait_for("the marks of n2 lifted",
+             lambda: not any(hints_for(c, i) for i in (0, 1, 2)), timeout=90)
+    healed = time.monotonic() - t_back
+    streamed = c.nodes[2].metric("flamedb_repair_series_streamed_total")
+    c.kill(0)
+    c.kill(1)
+    c.wait_state(0, "down", observers=[2])
+    c.wait_state(1, "down", observers=[2])
+    r = c.nodes[2].render(query(services[0]), t0 - 10, t0 + 4000)
+    assert r.status == 200, r
+    flagged = "x-flamedb-partial" in r.headers
+    got = totals(c, 2, want, t0)
+    assert got == want and not flagged, (
+        "%s: %s, want %s (%s)" % (what, got, want, "partial" if flagged else "short and unflagged"))
+    return healed, streamed, got
 
 
 def own_hints_for(c, i):
@@ -122,21 +131,8 @@ def test_hints_expire_while_target_down():
         print("    n0 restarted (-9): still marks n2")
         c.restart(2)
         t_back = time.monotonic()
-        wait_for("the marks of n2 lifted",
-                 lambda: not any(hints_for(c, i) for i in (0, 1, 2)), timeout=90)
-        healed = time.monotonic() - t_back
-        streamed = c.nodes[2].metric("flamedb_repair_series_streamed_total")
-        c.kill(0)
-        c.kill(1)
-        c.wait_state(0, "down", observers=[2])
-        c.wait_state(1, "down", observers=[2])
-        r = c.nodes[2].render(query(services[0]), t0 - 10, t0 + 4000)
-        assert r.status == 200, r
-        flagged = "x-flamedb-partial" in r.headers
-        got = totals(c, 2, want, t0)
-        assert got == want and not flagged, (
-            "n2 alone after its hints expired while it was down: %s, want %s (%s)" %
-            (got, want, "partial" if flagged else "short and unflagged"))
+        healed, streamed, got = alone_after_repair(
+            c, services, want, t0, t_back, "n2 alone after its hints expired while it was down")
         assert streamed >= 24, "n2 fetched %s series by repair, missed 24" % streamed
         print("    n2 back: repaired %.2fs later (%d series fetched); alone: exact %s" %
               (healed, streamed, got))
