@@ -403,8 +403,11 @@ void cluster_move_tick(cluster_t *c);
 /* Loop: the repair thread verified the gained ranges: turn ACTIVE. */
 void cluster_move_join_verified(cluster_t *c);
 /* Loop: the repair thread's check of the takers' digests (ok: each holds
- * every profile of the ranges it takes over): turn LEFT, or ask again. */
-void cluster_move_leave_verified(cluster_t *c, int ok);
+ * every profile of the ranges it takes over) of the move of fingerprint
+ * move_fp (repair_move_fp): turn LEFT, or ask again. A ring change installed
+ * after the check's last look at the move (the current view's move is no
+ * longer move_fp) makes the answer stale: not left, asked again. */
+void cluster_move_leave_verified(cluster_t *c, int ok, uint64_t move_fp);
 /* Loop: node_id announced a complete repair pass that started at
  * started_ms (wall clock). */
 void cluster_move_pass_done(cluster_t *c, const char *node_id, uint64_t started_ms);

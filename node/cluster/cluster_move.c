@@ -255,10 +255,18 @@ static void become_left(cluster_t *c)
     cluster_view_refresh(c);
 }
 
-void cluster_move_leave_verified(cluster_t *c, int ok)
+void cluster_move_leave_verified(cluster_t *c, int ok, uint64_t move_fp)
 {
     c->leave_asked = 0;
-    if (ok && c->leaving && c->left_at_ms == 0 && !c->closing) become_left(c);
+    if (!ok || !c->leaving || c->left_at_ms != 0 || c->closing) return;
+    const cluster_view_t *v = cluster_view_acquire(c);
+    uint64_t now = repair_move_fp(v);
+    cluster_view_release(v);
+    if (now != move_fp) { /* the ring changed after the check's last look */
+        log_info("cluster", "leave: the ring changed after the takers' check: checked again");
+        return;
+    }
+    become_left(c);
 }
 
 static void leave_tick(cluster_t *c)

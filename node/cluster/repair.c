@@ -270,10 +270,12 @@ static void verify_leave(repair_t *r)
     r->leave_verify = 0;
     uv_mutex_unlock(&r->mu);
     errmsg_t em = {{0}};
-    int rc = repair_verify_leave(r, &em);
+    uint64_t fp = 0;
+    int rc = repair_verify_leave(r, &fp, &em);
     if (rc != 0) log_info("repair", "leave not verified yet: %s", errmsg_text(&em, rc));
     uv_mutex_lock(&r->mu);
     r->leave_result = rc == 0 ? 1 : -1;
+    r->leave_fp = fp;
     if (!r->closing) uv_async_send(&r->async);
 }
 
@@ -381,6 +383,7 @@ static void on_async(uv_async_t *h)
     }
     uint64_t gen = r->done_gen;
     int rc = r->result_rc, verified = r->join_verified, left = r->leave_result;
+    uint64_t left_fp = r->leave_fp;
     uint64_t regained = r->regain_done, full = r->full_done, lift = r->lift.answer;
     int granted = r->lift.granted;
     r->lift.answer = 0;
@@ -398,7 +401,7 @@ static void on_async(uv_async_t *h)
     }
     uv_mutex_unlock(&r->mu);
     if (verified) cluster_move_join_verified(r->c);
-    if (left != 0) cluster_move_leave_verified(r->c, left > 0);
+    if (left != 0) cluster_move_leave_verified(r->c, left > 0, left_fp);
     if (regained != 0) cluster_regain_finished(r->c, regained);
     if (full != 0) cluster_full_finished(r->c, full);
     uint64_t *wlo = NULL, *whi = NULL;

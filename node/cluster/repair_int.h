@@ -597,6 +597,7 @@ struct repair {
     int join_verified;        /* set by the thread: the loop turns the node active */
     int leave_verify;         /* the loop asks the thread to verify the takers (leaving) */
     int leave_result;         /* the thread's answer: 1 verified, -1 not yet (the loop takes it) */
+    uint64_t leave_fp;        /* with it: repair_move_fp of the move the check verified */
     uint64_t join_settled_ms; /* a pass verifying the join starts after this (wall ms) */
     uint64_t settle_ms;       /* a move's settle margin (cluster_move_settled_ms - its start) */
     repair_partcache_t *partcache; /* windows in parts being served (thread-safe) */
@@ -689,8 +690,10 @@ void repair_request_init(Flamedb__Cluster__RepairRequest *q, Flamedb__Cluster__R
 /* Repair thread, leaving: 0 when every node that takes over ranges of this
  * node holds, by digest, every profile this node holds of them (per range
  * and hour, at least this node's count; an equal count with an equal
- * hash); else ERR_UNAVAILABLE naming the first that does not. */
-int repair_verify_leave(repair_t *r, errmsg_t *em);
+ * hash); else ERR_UNAVAILABLE naming the first that does not. *move_fp
+ * gets the repair_move_fp of the move checked (the loop leaves only while
+ * its view still shows that move). */
+int repair_verify_leave(repair_t *r, uint64_t *move_fp, errmsg_t *em);
 /* Loop: asks the thread for repair_verify_leave; its answer comes back
  * through cluster_move_leave_verified. */
 void repair_ask_verify_leave(repair_t *r);

@@ -757,7 +757,7 @@ static int move_still(repair_t *r, uint64_t fp, errmsg_t *em)
                                   "move are checked once it settled");
 }
 
-int repair_verify_leave(repair_t *r, errmsg_t *em)
+int repair_verify_leave(repair_t *r, uint64_t *move_fp, errmsg_t *em)
 {
     const cluster_view_t *v = NULL;
     int rc = repair_call_once(r, NULL, NULL, NULL, &v, em);
@@ -772,5 +772,6 @@ int repair_verify_leave(repair_t *r, errmsg_t *em)
     uint64_t fp = repair_move_fp(v);
     r->ops.view_release(v);
     if (rc == 0) rc = move_still(r, fp, em);
+    *move_fp = fp;
     return rc;
 }

@@ -8,7 +8,11 @@
  * without it: another move), the margin counts again from when n3 saw that,
  * and stays so while the new move is seen again or a view shows no move.
  * With --join-settle 0 the margin is 10 gossip intervals plus the write
- * timeout. A new leave (or a resumed one) starts from its own start. */
+ * timeout. A new leave (or a resumed one) starts from its own start.
+ *
+ * The takers' check answers with the fingerprint of the move it checked:
+ * an answer of a move the current view no longer shows (the ring changed
+ * after the check's last look at it) does not turn the node left. */
 #include "check.h"
 #include "common/clock.h"
 #include "node/cluster/repair_int.h"
@@ -67,8 +71,36 @@ static void test_leave_settle_restarts_on_a_new_move(void)
     ring_free(p2);
 }
 
+static void test_leave_check_of_an_old_move_does_not_leave(void)
+{
+    static const char *const all[] = {"n0", "n1", "n2", "n3"}, *leave1[] = {"n0", "n1", "n2"};
+    static const char *const removed[] = {"n0", "n1", "n3"}, *leave2[] = {"n0", "n1"};
+    ring_t *r1 = ring_of(all, 4), *p1 = ring_of(leave1, 3);
+    view_impl_t *now = calloc(1, sizeof *now); /* n2 removed after the check's look */
+    now->ring = ring_of(removed, 3);
+    now->pending = ring_of(leave2, 2);
+    now->pub = (cluster_view_t){.ring = now->ring, .pending = now->pending, .rf = 2};
+    now->refs = 1; /* the release below frees it with its rings */
+    cluster_view_t checked = {.ring = r1, .pending = p1, .rf = 2};
+    uint64_t old_fp = repair_move_fp(&checked);
+    CHECK(old_fp != 0 && old_fp != repair_move_fp(&now->pub));
+    cluster_t *c = calloc(1, sizeof *c);
+    c->view = now;
+    c->leaving = 1;
+    c->leave_asked = 1;
+    cluster_move_leave_verified(c, 1, old_fp); /* verified, but of the old move */
+    CHECK_EQ_INT(c->left_at_ms, 0);
+    CHECK_EQ_INT(c->leave_asked, 0); /* asked again at a later turn */
+    CHECK_EQ_INT(c->leaving, 1);
+    cluster_view_release(&now->pub);
+    free(c);
+    ring_free(r1);
+    ring_free(p1);
+}
+
 int main(void)
 {
     test_leave_settle_restarts_on_a_new_move();
+    test_leave_check_of_an_old_move_does_not_leave();
     return check_exit();
 }
