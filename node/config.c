@@ -71,8 +71,9 @@ static const opt_t options[] = {
     {"memory-limit", OPT_SIZE, FIELD(memory_limit, size_t), "1GiB", 0, 64 * MiB, 1024 * GiB,
      "Memory budget of the node. block-cache-bytes and write-buffer-bytes "
      "default to a quarter of it each, max-buffered-bytes, node-cache-bytes and "
-     "ingest-inflight-bytes to an eighth, query-memory-bytes to a sixteenth; they must fit in "
-     "it together."},
+     "ingest-inflight-bytes to an eighth, query-memory-bytes to a sixteenth, "
+     "stream-receive-max-bytes to a thirty-second; they must fit in it together (the start is "
+     "refused otherwise, naming them)."},
     {"shutdown-timeout", OPT_MS, FIELD(shutdown_timeout_ms, uint64_t), "10s", 0, 0, 3600000,
      "On SIGTERM/SIGINT: how long in-flight requests may take before connections are cut."},
     {"fd-reserve", OPT_COUNT, FIELD(fd_reserve, size_t), "1024", 0, 64, 1000000,
@@ -417,8 +418,8 @@ static const opt_t options[] = {
      "the window's: one per peer streaming such a window at once is enough. The least recently "
      "used goes first, and one idle for four query-timeouts; each holds its window's residual "
      "tree, symbol names and profile lists (0 = none kept: every part reads its window again)."},
-    {"stream-receive-max-bytes", OPT_SIZE, FIELD(cluster.stream_receive_max_bytes, size_t), NULL, 8,
-     64 * KiB, 1024 * GiB,
+    {"stream-receive-max-bytes", OPT_SIZE, FIELD(cluster.stream_receive_max_bytes, size_t), NULL,
+     32, 64 * KiB, 1024 * GiB,
      "Memory a node receiving a window in parts (larger than a quarter of max-message-bytes) "
      "may hold for it besides its tree (bounded by the tree node limit of writes): the kept and "
      "untreed profile lists gathered from its parts (32 bytes a profile), its symbols' names "
@@ -426,7 +427,7 @@ static const opt_t options[] = {
      "it is refused (logged with its series, source and bytes; "
      "flamedb_repair_stream_windows_refused_total) and its range not taken, the node staying "
      "joining (or unread) until it fits, never short (docs/cluster.md, \"Streaming whole "
-     "windows\")."},
+     "windows\"). Part of memory-limit."},
     {"stream-check-heals", OPT_U32, FIELD(cluster.stream_check_heals, uint32_t), "2", 0, 0, 100,
      "How many times each such interval is cleared and streamed again in the life of the "
      "process (counted by flamedb_repair_stream_heals_total); after that its check is only "
@@ -919,11 +920,13 @@ static int validate(node_config_t *c, errmsg_t *em)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "--service-shards: %s", sem.text);
     uint64_t budget = (uint64_t)c->storage.block_cache_bytes + c->storage.write_buffer_bytes +
                       c->http.max_buffered_bytes + c->storage.node_cache_bytes +
-                      c->query_memory_bytes + c->ingest_inflight_bytes;
+                      c->query_memory_bytes + c->ingest_inflight_bytes +
+                      c->cluster.stream_receive_max_bytes;
     if (budget > c->memory_limit)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "block-cache-bytes + write-buffer-bytes + max-buffered-bytes + "
-                          "node-cache-bytes + query-memory-bytes + ingest-inflight-bytes = %" PRIu64
+                          "node-cache-bytes + query-memory-bytes + ingest-inflight-bytes + "
+                          "stream-receive-max-bytes = %" PRIu64
                           " bytes exceeds memory-limit (%zu bytes)",
                           budget, c->memory_limit);
     /* a hint replayed after the seen index forgot its id could count twice */
@@ -1102,9 +1105,12 @@ int node_config_doc(buf_t *out)
              "in memory, the stack-node and symbol cache and the pushes and replica writes in\n"
              "progress (decoded messages and call trees, `ingest-inflight-bytes`) to an eighth\n"
              "each; the partial results of the queries the node coordinates\n"
-             "(`query-memory-bytes`) to a sixteenth; together the six must fit in it. The last\n"
-             "sixteenth is headroom for query merging (bounded per request by the query limits,\n"
-             "and by `worker-threads` requests at a time). Replicated writes in flight are held\n"
+             "(`query-memory-bytes`) to a sixteenth; what a node receiving a window in parts\n"
+             "holds of it besides its tree (`stream-receive-max-bytes`) to a thirty-second;\n"
+             "together the seven must fit in it (a start where they do not is refused, naming\n"
+             "them). The last thirty-second is headroom for query merging (bounded per request\n"
+             "by the query limits, and by `worker-threads` requests at a time). Replicated writes "
+             "in flight are held\n"
              "to half of `max-buffered-bytes`.\n\n"
              "Defaults of the ingest, query and storage limits come from their modules\n"
              "(`ingest_limits_default()`, `query_limits_default()`, `storage_options_default()`)\n"

@@ -612,7 +612,7 @@ def test_join_window_over_the_receive_bound():
     32 bytes a profile, --max-message-bytes 64 KiB) is refused by it: the
     refusal is counted (flamedb_repair_stream_windows_refused_total) and
     logged naming the setting, and the node stays joining, never active
-    short. Restarted with the default bound (an eighth of memory-limit) it
+    short. Restarted with the default bound (a thirty-second of memory-limit) it
     takes the window, turns active and answers exactly through itself
     alone. Before, nothing bounded what a receiver gathered of a window in
     parts (tests/unit/test_cluster_repair.c, test_partsin_bounded: a peer

@@ -44,6 +44,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c.storage.write_buffer_bytes, 256 << 20);
     CHECK_EQ_INT(c.http.max_buffered_bytes, 128 << 20);
     CHECK_EQ_INT(c.ingest_inflight_bytes, 128 << 20);
+    CHECK_EQ_INT(c.cluster.stream_receive_max_bytes, 32 << 20); /* a thirty-second */
     CHECK(c.storage.path == c.data_dir);
     CHECK(memcmp(c.query.retention_seconds, c.storage.retention_seconds,
                  sizeof c.query.retention_seconds) == 0);
@@ -131,6 +132,11 @@ static void test_errors(void)
     expect_error(a8, 1, e8, "FLAMEDB_WORKER_THREADS: invalid value '0'");
     const char *a9[] = {"flamedb", "--memory-limit", "256MiB", "--block-cache-bytes", "200MiB"};
     expect_error(a9, 5, NULL, "exceeds memory-limit");
+    /* what a receiver holds of a window in parts is part of the budget */
+    const char *a13[] = {"flamedb", "--stream-receive-max-bytes", "100MiB"};
+    expect_error(a13, 3, NULL,
+                 "ingest-inflight-bytes + stream-receive-max-bytes = 1111490560 bytes exceeds "
+                 "memory-limit (1073741824 bytes)");
     const char *a10[] = {"flamedb", "--retention-1h", "1500ms"};
     expect_error(a10, 3, NULL, "whole number of seconds");
     const char *a11[] = {"flamedb", "--log-level", "loud"};
