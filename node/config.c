@@ -378,7 +378,15 @@ static const opt_t options[] = {
      "the repaired node flags span queries of them partial)."},
     {"hints-max-bytes", OPT_SIZE, FIELD(cluster.hints_max_bytes, size_t), "1GiB", 0, 0, 1024 * GiB,
      "Durable hinted-handoff bytes kept per unreachable node; beyond it the hint "
-     "is dropped and anti-entropy must repair (0 = hinted handoff off)."},
+     "is dropped and anti-entropy must repair (0 = hinted handoff off). hints-max-total-bytes "
+     "bounds them over all targets."},
+    {"hints-max-total-bytes", OPT_SIZE, FIELD(cluster.hints_max_total_bytes, size_t), "0", 0, 0,
+     4096 * GiB,
+     "Durable hinted-handoff bytes kept over all unreachable nodes together: with several "
+     "targets down at once their hints could otherwise take hints-max-bytes each. Past it a "
+     "hint for any target is dropped as one over hints-max-bytes is (its target marked for "
+     "repair, flamedb_hints_dropped_full_total; docs/operations.md, \"Hinted handoff\"). "
+     "0: 4 x hints-max-bytes."},
     {"hint-replay-interval", OPT_MS, FIELD(cluster.hint_replay_interval_ms, uint64_t), "1s", 0, 50,
      600000, "How often hints are replayed to nodes that are back."},
     {"hint-expiry", OPT_MS, FIELD(cluster.hint_expiry_ms, uint64_t), "0s", 0, 0,

@@ -4,7 +4,8 @@
  *
  * The in-memory table is rebuilt by one scan at open and then changed only
  * under the hints mutex together with the RocksDB write it accounts for, so
- * the bound (bytes per target) is exact even with concurrent writers. Hints
+ * the bounds (bytes per target, bytes over all targets) are exact even
+ * with concurrent writers. Hints
  * are few and small compared with blocks, so a mutex costs nothing here.
  */
 #include <stdlib.h>
@@ -25,6 +26,7 @@ struct storage_hints {
     struct hint_target *v; /* sorted by id; entries with count 0 are removed */
     size_t n, cap;
     uint64_t last_seq;
+    uint64_t total; /* bytes over all targets */
 };
 
 static int check_target(const char *target, errmsg_t *em)
@@ -83,6 +85,7 @@ static int account(struct storage_hints *h, const char *id, size_t idlen, int64_
     struct hint_target *t = &h->v[i];
     t->count = (uint64_t)((int64_t)t->count + count);
     t->bytes = (uint64_t)((int64_t)t->bytes + bytes);
+    h->total = (uint64_t)((int64_t)h->total + bytes);
     if (t->count == 0) {
         memmove(&h->v[i], &h->v[i + 1], (h->n - i - 1) * sizeof *h->v);
         h->n--;
@@ -139,7 +142,8 @@ void storage_hints_free(storage_t *s)
 }
 
 int storage_hint_put(storage_t *s, const char *target, const uint8_t *rec, size_t len,
-                     uint64_t max_target_bytes, uint64_t *seq, errmsg_t *em)
+                     uint64_t max_target_bytes, uint64_t max_total_bytes, uint64_t *seq,
+                     errmsg_t *em)
 {
     int rc = check_target(target, em);
     if (rc != 0) return rc;
@@ -156,6 +160,15 @@ int storage_hint_put(storage_t *s, const char *target, const uint8_t *rec, size_
                           "bound of %llu (hints-max-bytes)",
                           target, (unsigned long long)have, len,
                           (unsigned long long)max_target_bytes);
+    }
+    if (max_total_bytes != 0 && (len > max_total_bytes || h->total > max_total_bytes - len)) {
+        uint64_t total = h->total;
+        pthread_mutex_unlock(&h->mu);
+        return errmsg_set(em, ERR_LIMIT,
+                          "hints for %s: %llu bytes stored for all targets, a %zu-byte hint would "
+                          "exceed the bound of %llu (hints-max-total-bytes)",
+                          target, (unsigned long long)total, len,
+                          (unsigned long long)max_total_bytes);
     }
     uint64_t t = (uint64_t)(clock_wall_ns(&s->clock) / 1000);
     uint64_t q = t > h->last_seq ? t : h->last_seq + 1;

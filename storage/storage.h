@@ -472,10 +472,12 @@ int storage_checkpoint(storage_t *s, const char *dir, errmsg_t *em);
 #define STORAGE_HINT_TARGETS_MAX 1024 /* distinct targets tracked (RING_MAX_NODES) */
 
 /* Stores rec for target unless the target's stored bytes would exceed
- * max_target_bytes (0: no bound): then ERR_LIMIT and nothing is written.
- * *seq (may be NULL) gets the hint's sequence number. */
+ * max_target_bytes, or the bytes stored for all targets would exceed
+ * max_total_bytes (0: no bound, each): then ERR_LIMIT and nothing is
+ * written. *seq (may be NULL) gets the hint's sequence number. */
 int storage_hint_put(storage_t *s, const char *target, const uint8_t *rec, size_t len,
-                     uint64_t max_target_bytes, uint64_t *seq, errmsg_t *em);
+                     uint64_t max_target_bytes, uint64_t max_total_bytes, uint64_t *seq,
+                     errmsg_t *em);
 
 /* Calls fn for up to limit hints of target with seq > after_seq, oldest
  * first (rec borrowed for the call). fn returns 0 to continue, non-zero to

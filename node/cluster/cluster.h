@@ -60,6 +60,7 @@ typedef struct cluster_config {
     size_t scatter_name_cache_bytes; /* names of shares' symbols a coordinator keeps; 0 = none */
     size_t max_message_bytes;        /* NN_RCVMAXSIZE and send limit */
     size_t hints_max_bytes;          /* durable hints kept per target node */
+    size_t hints_max_total_bytes;    /* over all target nodes (0: 4 x hints_max_bytes) */
     uint64_t hint_replay_interval_ms;
     uint64_t hint_expiry_ms; /* stored hints dropped (and marked) after; 0: from seen retention */
     uint64_t repair_interval_ms;         /* anti-entropy pass this often; 0 = only on demand */

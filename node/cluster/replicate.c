@@ -23,6 +23,7 @@ void replicate_options_default(replicate_options_t *o)
     memset(o, 0, sizeof *o);
     o->write_timeout_ms = 5000;
     o->hints_max_bytes = 1024 * MIB;
+    o->hints_max_total_bytes = 4 * o->hints_max_bytes;
     o->hint_replay_interval_ms = 1000;
     o->hint_ack_grace_ms = 20;
     o->hint_ttl_ms = 6ULL * 24 * 3600 * 1000;

@@ -10,6 +10,9 @@ void replicate_options_from_config(replicate_options_t *o, const cluster_config_
     replicate_options_default(o);
     o->write_timeout_ms = cfg->write_timeout_ms;
     o->hints_max_bytes = cfg->hints_max_bytes;
+    o->hints_max_total_bytes = cfg->hints_max_total_bytes != 0
+                                   ? (uint64_t)cfg->hints_max_total_bytes
+                                   : 4 * (uint64_t)cfg->hints_max_bytes;
     o->hint_replay_interval_ms = cfg->hint_replay_interval_ms;
     o->hint_ack_grace_ms = cfg->hint_ack_grace_ms;
     /* a hint replayed after its profile id left the seen index could count

@@ -42,6 +42,7 @@ typedef struct replicate_write replicate_write_t;
 typedef struct replicate_options {
     uint64_t write_timeout_ms;        /* deadline of a replicated write (then 503 + hints) */
     uint64_t hints_max_bytes;         /* stored hints per target; 0 = none kept (off) */
+    uint64_t hints_max_total_bytes;   /* stored hints over all targets; 0 = no such bound */
     uint64_t hint_replay_interval_ms; /* how often stored hints are offered to their targets */
     uint64_t hint_ack_grace_ms;   /* quorum met: wait this long for the other acks before hinting */
     uint64_t hint_ttl_ms;         /* hints older than this are dropped (below the seen retention) */
@@ -155,7 +156,8 @@ void replicate_on_ack(void *ctx, cluster_msg_t *msg);
     X(hints_replayed, "flamedb_hints_replayed_total",                                              \
       "Hints delivered to their target and deleted.")                                              \
     X(hints_dropped_full, "flamedb_hints_dropped_full_total",                                      \
-      "Hints not stored because their target was over hints-max-bytes (or the store failed); "     \
+      "Hints not stored because their target was over hints-max-bytes, all targets over "          \
+      "hints-max-total-bytes (or the store failed); "                                              \
       "their target is marked for repair.")                                                        \
     X(hints_dropped_expired, "flamedb_hints_dropped_expired_total",                                \
       "Hints dropped undelivered because they outlived hint-expiry, or could not be read; "        \

@@ -484,8 +484,8 @@ int replicate_store_hint(replicate_write_t *rw, uint32_t ti, errmsg_t *em)
         rc = rec != NULL ? 0 : ERR_NOMEM;
         if (rc == 0) {
             flamedb__cluster__hint_record__pack(&h, rec);
-            rc = storage_hint_put(r->storage, t->id, rec, hn, r->o.hints_max_bytes, &t->hint_seq,
-                                  em);
+            rc = storage_hint_put(r->storage, t->id, rec, hn, r->o.hints_max_bytes,
+                                  r->o.hints_max_total_bytes, &t->hint_seq, em);
         }
     }
     t->req.hint_replay = 0;

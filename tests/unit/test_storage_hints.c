@@ -55,12 +55,19 @@ static seen_t scan(storage_t *s, const char *target, uint64_t after, size_t limi
     return v;
 }
 
-static void put(storage_t *s, const char *target, const char *rec, uint64_t max, int want_rc)
+static void put_total(storage_t *s, const char *target, const char *rec, uint64_t max,
+                      uint64_t max_total, int want_rc)
 {
     errmsg_t em = {{0}};
-    int rc = storage_hint_put(s, target, (const uint8_t *)rec, strlen(rec), max, NULL, &em);
+    int rc =
+        storage_hint_put(s, target, (const uint8_t *)rec, strlen(rec), max, max_total, NULL, &em);
     CHECK_EQ_INT(rc, want_rc);
     if (rc != want_rc) fprintf(stderr, "  put %s: %s\n", target, errmsg_text(&em, rc));
+}
+
+static void put(storage_t *s, const char *target, const char *rec, uint64_t max, int want_rc)
+{
+    put_total(s, target, rec, max, 0, want_rc);
 }
 
 static void test_order_and_paging(fixture_t *f)
@@ -155,6 +162,35 @@ static void test_bound(fixture_t *f)
     put(f->s, longid, "x", 0, ERR_INVALID_ARGUMENT);
 }
 
+static uint64_t total_bytes(storage_t *s)
+{
+    tstat_t t = targets(s);
+    uint64_t n = 0;
+    for (size_t i = 0; i < t.n; i++)
+        n += t.bytes[i];
+    return n;
+}
+
+/* The bound over all targets: with two targets each under its own bound,
+ * the one whose hint would take the total over it is refused. */
+static void test_total_bound(fixture_t *f)
+{
+    uint64_t have = total_bytes(f->s), max = have + 25;
+    put_total(f->s, "down-a", "0123456789", 100, max, 0);
+    put_total(f->s, "down-b", "0123456789", 100, max, 0);
+    put_total(f->s, "down-a", "0123456789", 100, max, ERR_LIMIT); /* 30 more than have */
+    put_total(f->s, "down-b", "012345", 100, max, ERR_LIMIT);
+    put_total(f->s, "down-c", "01234", 100, max, 0); /* exactly the bound */
+    put_total(f->s, "down-c", "x", 100, max, ERR_LIMIT);
+    CHECK_EQ_INT(total_bytes(f->s), max);
+    seen_t v = scan(f->s, "down-a", 0, 100);
+    CHECK_EQ_INT(v.n, 1);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_hint_delete(f->s, "down-a", v.seq[0], &em), 0);
+    put_total(f->s, "down-b", "0123456789", 100, max, 0); /* room again */
+    put_total(f->s, "huge", "x", 100, 0, 0);              /* 0: no total bound */
+}
+
 static int stop_after_two(void *ctx, uint64_t seq, const uint8_t *rec, size_t len)
 {
     int *n = ctx;
@@ -167,6 +203,7 @@ int main(void)
     if (fx_init(&f) != 0) return 1;
     test_order_and_paging(&f);
     test_bound(&f);
+    test_total_bound(&f);
     int n = 0;
     CHECK_EQ_INT(storage_hint_scan(f.s, "node-10", 0, 100, stop_after_two, &n), 7);
     CHECK_EQ_INT(n, 2);
