@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/calltree.h"
+
 enum opt_type {
     OPT_SECTION, /* a heading in --help and the docs, not a setting */
     OPT_PATH,    /* char[NODE_PATH_MAX] */
@@ -111,7 +113,9 @@ static const opt_t options[] = {
     {"max-samples", OPT_COUNT, FIELD(ingest.max_samples, size_t), NULL, 0, 1, 100000000,
      "Samples (or folded lines) per profile."},
     {"max-stack-depth", OPT_COUNT, FIELD(ingest.max_stack_depth, size_t), NULL, 0, 1, 65536,
-     "Frames per stack; deeper stacks are refused."},
+     "Frames per stack; deeper stacks are refused. A stack this deep must fit in a replicated "
+     "write: the start is refused when its call tree alone (one function calling itself, 4 "
+     "to 5 bytes a frame) takes more than max-message-bytes."},
     {"max-labels-per-series", OPT_COUNT, FIELD(ingest.max_labels_per_series, size_t), NULL, 0, 1,
      1000, "Label pairs per series."},
     {"max-label-name-len", OPT_COUNT, FIELD(ingest.max_label_name_len, size_t), NULL, 0, 1, 65536,
@@ -375,7 +379,8 @@ static const opt_t options[] = {
      "answer holds about a quarter of it; a window larger than that quarter is streamed in "
      "parts of at most a quarter each. An anti-entropy fetch answer holds at most half of it, "
      "the span trees of one fetched profile at most a quarter (past it they go by name and "
-     "the repaired node flags span queries of them partial)."},
+     "the repaired node flags span queries of them partial). It must hold a stack of "
+     "max-stack-depth frames (checked at start)."},
     {"hints-max-bytes", OPT_SIZE, FIELD(cluster.hints_max_bytes, size_t), "1GiB", 0, 0, 1024 * GiB,
      "Durable hinted-handoff bytes kept per unreachable node; beyond it the hint "
      "is dropped and anti-entropy must repair (0 = hinted handoff off). hints-max-total-bytes "
@@ -921,6 +926,29 @@ static int apply_args(node_config_t *c, int argc, char **argv, unsigned char *se
     return ERR_OK;
 }
 
+/* The fewest bytes a stack of depth frames takes in the call tree of a
+ * replicated write (calltree_encode): one function calling itself, so its
+ * frames share one symbol and the tree is a chain of depth nodes. Every
+ * other stack that deep takes more; 0 when it cannot be built. */
+static size_t deepest_stack_bytes(size_t depth)
+{
+    calltree_t *t = calltree_new(depth + 1);
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    uint32_t node = 0;
+    int rc = t != NULL ? 0 : ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < depth; i++)
+        rc = calltree_child(t, node, 1, &node);
+    if (rc == 0) {
+        calltree_add_self(t, node, 1);
+        rc = calltree_encode(t, &b);
+    }
+    size_t n = rc == 0 ? b.len : 0;
+    buf_free(&b);
+    calltree_free(t);
+    return n;
+}
+
 static int validate(node_config_t *c, errmsg_t *em)
 {
     errmsg_t sem = {{0}};
@@ -946,6 +974,16 @@ static int validate(node_config_t *c, errmsg_t *em)
             "hint-expiry (%" PRIu64 " ms) is longer than 0.9 x seen-retention (%" PRIu64
             " ms): a hint replayed after its profile id was forgotten could count twice",
             c->cluster.hint_expiry_ms, hint_max_ms);
+    /* a profile with a stack of the deepest allowed depth must fit in one
+     * replicated write, whatever its names */
+    size_t deepest = deepest_stack_bytes(c->ingest.max_stack_depth);
+    if (deepest > c->cluster.max_message_bytes)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "max-stack-depth (%zu): a stack that deep takes at least %zu bytes in a "
+                          "replicated write (its call tree alone, one function calling itself), "
+                          "more than max-message-bytes (%zu): a profile with such a stack could "
+                          "never be replicated; lower max-stack-depth or raise max-message-bytes",
+                          c->ingest.max_stack_depth, deepest, c->cluster.max_message_bytes);
     if (c->http.max_body_bytes > c->http.max_buffered_bytes)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "max-body-bytes (%zu) is larger than max-buffered-bytes (%zu): no body "

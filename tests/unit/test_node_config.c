@@ -143,9 +143,14 @@ static void test_errors(void)
     expect_error(a11, 3, NULL, "expected debug, info, warn or error");
     const char *a12[] = {"flamedb", "--seen-retention", "100s", "--hint-expiry", "91s"};
     expect_error(a12, 5, NULL, "hint-expiry (91000 ms) is longer than 0.9 x seen-retention");
+    /* the deepest stack allowed must fit in a replicated write */
+    const char *a14[] = {"flamedb", "--max-stack-depth", "65536", "--max-message-bytes", "64KiB"};
+    expect_error(a14, 5, NULL, "max-stack-depth (65536): a stack that deep takes at least ");
     node_config_t c;
     enum node_config_action act;
     errmsg_t em;
+    const char *deep[] = {"flamedb", "--max-stack-depth", "4000", "--max-message-bytes", "64KiB"};
+    CHECK_EQ_INT(parse(&c, deep, 5, NULL, &act, &em), 0);
     const char *ok[] = {"flamedb", "--seen-retention", "100s", "--hint-expiry", "90s"};
     CHECK_EQ_INT(parse(&c, ok, 5, NULL, &act, &em), 0);
     CHECK_EQ_INT(c.cluster.hint_expiry_ms, 90000);
