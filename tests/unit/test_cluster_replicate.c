@@ -1118,8 +1118,26 @@ static void test_expired_hint_marks_its_target(void)
     fx_done(&f);
 }
 
+/* The bound over all hint targets: 4 x the per-target bound unless set. */
+static void test_hints_total_option(void)
+{
+    cluster_config_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cluster_inputs_t in;
+    memset(&in, 0, sizeof in);
+    cfg.hints_max_bytes = 1u << 20;
+    replicate_options_t o;
+    replicate_options_from_config(&o, &cfg, &in);
+    CHECK_EQ_INT(o.hints_max_bytes, 1u << 20);
+    CHECK_EQ_INT(o.hints_max_total_bytes, 4u << 20);
+    cfg.hints_max_total_bytes = 3u << 20;
+    replicate_options_from_config(&o, &cfg, &in);
+    CHECK_EQ_INT(o.hints_max_total_bytes, 3u << 20);
+}
+
 int main(void)
 {
+    test_hints_total_option();
     test_quorum_accounting();
     test_grouping();
     test_unreachable();
