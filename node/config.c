@@ -72,7 +72,7 @@ static const opt_t options[] = {
      "Memory budget of the node. block-cache-bytes and write-buffer-bytes "
      "default to a quarter of it each, max-buffered-bytes, node-cache-bytes and "
      "ingest-inflight-bytes to an eighth, query-memory-bytes to a sixteenth; they must fit in "
-     "it together."},
+     "it together with scatter-name-cache-bytes."},
     {"shutdown-timeout", OPT_MS, FIELD(shutdown_timeout_ms, uint64_t), "10s", 0, 0, 3600000,
      "On SIGTERM/SIGINT: how long in-flight requests may take before connections are cut."},
     {"fd-reserve", OPT_COUNT, FIELD(fd_reserve, size_t), "1024", 0, 64, 1000000,
@@ -367,7 +367,8 @@ static const opt_t options[] = {
      "of max-message-bytes). Past it every tenant's names are dropped at once and sent again by "
      "the next renders; while renders still hold dropped names no more are kept, so at most "
      "about twice this is held (0 = none kept: every share sends the names of all its forests' "
-     "symbols)."},
+     "symbols). Counted once in memory-limit with the other budgets (the second copy, "
+     "while renders hold dropped names, comes out of its headroom)."},
     {"max-message-bytes", OPT_SIZE, FIELD(cluster.max_message_bytes, size_t), "64MiB", 0, 64 * KiB,
      2 * GiB,
      "Largest intra-cluster message sent or accepted (nanomsg NN_RCVMAXSIZE). A stream "
@@ -919,11 +920,13 @@ static int validate(node_config_t *c, errmsg_t *em)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "--service-shards: %s", sem.text);
     uint64_t budget = (uint64_t)c->storage.block_cache_bytes + c->storage.write_buffer_bytes +
                       c->http.max_buffered_bytes + c->storage.node_cache_bytes +
-                      c->query_memory_bytes + c->ingest_inflight_bytes;
+                      c->query_memory_bytes + c->ingest_inflight_bytes +
+                      c->cluster.scatter_name_cache_bytes;
     if (budget > c->memory_limit)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "block-cache-bytes + write-buffer-bytes + max-buffered-bytes + "
-                          "node-cache-bytes + query-memory-bytes + ingest-inflight-bytes = %" PRIu64
+                          "node-cache-bytes + query-memory-bytes + ingest-inflight-bytes + "
+                          "scatter-name-cache-bytes = %" PRIu64
                           " bytes exceeds memory-limit (%zu bytes)",
                           budget, c->memory_limit);
     /* a hint replayed after the seen index forgot its id could count twice */
@@ -1102,10 +1105,11 @@ int node_config_doc(buf_t *out)
              "in memory, the stack-node and symbol cache and the pushes and replica writes in\n"
              "progress (decoded messages and call trees, `ingest-inflight-bytes`) to an eighth\n"
              "each; the partial results of the queries the node coordinates\n"
-             "(`query-memory-bytes`) to a sixteenth; together the six must fit in it. The last\n"
-             "sixteenth is headroom for query merging (bounded per request by the query limits,\n"
-             "and by `worker-threads` requests at a time). Replicated writes in flight are held\n"
-             "to half of `max-buffered-bytes`.\n\n"
+             "(`query-memory-bytes`) to a sixteenth; together the six, with the names cache\n"
+             "of a coordinator (`scatter-name-cache-bytes`), must fit in it. The last\n"
+             "sixteenth, less that cache, is headroom for query merging (bounded per request\n"
+             "by the query limits, and by `worker-threads` requests at a time). Replicated\n"
+             "writes in flight are held to half of `max-buffered-bytes`.\n\n"
              "Defaults of the ingest, query and storage limits come from their modules\n"
              "(`ingest_limits_default()`, `query_limits_default()`, `storage_options_default()`)\n"
              "and are shown here as this build has them.\n");

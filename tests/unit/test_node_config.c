@@ -131,6 +131,10 @@ static void test_errors(void)
     expect_error(a8, 1, e8, "FLAMEDB_WORKER_THREADS: invalid value '0'");
     const char *a9[] = {"flamedb", "--memory-limit", "256MiB", "--block-cache-bytes", "200MiB"};
     expect_error(a9, 5, NULL, "exceeds memory-limit");
+    /* the coordinator's name cache counts too: the defaults leave a sixteenth */
+    const char *a9b[] = {"flamedb", "--memory-limit", "256MiB", "--scatter-name-cache-bytes",
+                         "17MiB"};
+    expect_error(a9b, 5, NULL, "scatter-name-cache-bytes = ");
     const char *a10[] = {"flamedb", "--retention-1h", "1500ms"};
     expect_error(a10, 3, NULL, "whole number of seconds");
     const char *a11[] = {"flamedb", "--log-level", "loud"};
