@@ -123,11 +123,24 @@ int query_merge_series_kept(storage_t *st, const char *tenant, const query_serie
     int rc = read_blocks(st, tenant, ser, plan, &m, em);
     if (rc != 0) return rc;
     rc = merge_truncated(m, max_nodes, dst, kept, em);
+    /* the kept nodes are built while the merger still holds its working
+     * memory: both count at once; the caller charges the kept nodes again
+     * with its result once the merger is gone */
+    size_t kept_charged = 0;
+    if (rc == 1 && kept && *kept && plan->charge) {
+        rc = alloc_charge_add(plan->charge, query_kept_bytes(*kept)) == 0 ? 1 : ERR_UNAVAILABLE;
+        kept_charged = rc == 1 ? query_kept_bytes(*kept) : 0;
+    }
     if (rc == 0)
         rc = storage_merger_finish(m, dst, em);
     else if (rc == 1)
         rc = 0;
     storage_merger_free(m);
+    if (kept_charged) alloc_charge_sub(plan->charge, kept_charged);
+    if (rc == ERR_UNAVAILABLE && kept && *kept) {
+        query_kept_free(*kept);
+        *kept = NULL;
+    }
     return merge_outcome(rc, dst, em);
 }
 
