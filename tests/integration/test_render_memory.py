@@ -2,11 +2,11 @@
 query-memory-bytes together with the merge's working memory it is built
 beside. 200,000 distinct stacks rendered with maxNodes=200000 on one node:
 the merge's own working memory (dense vectors and forests, about 12.8 MB)
-fits in a 13.5 MiB budget, but with the kept nodes (about 1.8 MB) it does
-not, so the node's only share is refused for its memory and the answer is
-flagged partial with nothing in it (before the selection was counted it came
-back whole); with 24 MiB the same render is whole and exact, and afterwards
-the node holds nothing."""
+fits in 48 MiB, but the selection's arrays (sized for the forests' 400,000
+nodes, about 57 MB, and its answer) do not, so the node's only share is
+refused for its memory and the answer is flagged partial with nothing in it
+(before the selection was counted it came back whole); with 96 MiB the same
+render is whole and exact, and afterwards the node holds nothing."""
 import time
 
 from cluster import wait_for
@@ -35,7 +35,7 @@ def refused(node):
 
 def test_selection_counts_beside_the_merge():
     t0 = int(time.time()) - 300
-    with Node(args=["--query-memory-bytes", "13824KiB"]) as n:
+    with Node(args=["--query-memory-bytes", "48MiB"]) as n:
         load(n, t0)
         r = render(n, t0)
         assert r.status == 200, r
@@ -49,7 +49,7 @@ def test_selection_counts_beside_the_merge():
 
 def test_same_render_fits_a_larger_budget():
     t0 = int(time.time()) - 300
-    with Node(args=["--query-memory-bytes", "24MiB"]) as n:
+    with Node(args=["--query-memory-bytes", "96MiB"]) as n:
         load(n, t0)
         r = render(n, t0)
         assert r.status == 200, r
