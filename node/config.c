@@ -74,8 +74,8 @@ static const opt_t options[] = {
      "Memory budget of the node. block-cache-bytes and write-buffer-bytes "
      "default to a quarter of it each, max-buffered-bytes, node-cache-bytes and "
      "ingest-inflight-bytes to an eighth, query-memory-bytes to a sixteenth, "
-     "stream-receive-max-bytes to a thirty-second; they must fit in it together (the start is "
-     "refused otherwise, naming them)."},
+     "stream-receive-max-bytes to a thirty-second, scatter-name-cache-bytes to a 256th; they "
+     "must fit in it together (the start is refused otherwise, naming them)."},
     {"shutdown-timeout", OPT_MS, FIELD(shutdown_timeout_ms, uint64_t), "10s", 0, 0, 3600000,
      "On SIGTERM/SIGINT: how long in-flight requests may take before connections are cut."},
     {"fd-reserve", OPT_COUNT, FIELD(fd_reserve, size_t), "1024", 0, 64, 1000000,
@@ -364,15 +364,17 @@ static const opt_t options[] = {
     {"query-timeout", OPT_MS, FIELD(cluster.query_timeout_ms, uint64_t), "30s", 0, 50, 3600000,
      "Deadline of a scatter-gather query; ranges not answered by then make it partial. Also how "
      "long a repair or stream request waits for a peer that is not marked down (at least 1 s)."},
-    {"scatter-name-cache-bytes", OPT_SIZE, FIELD(cluster.scatter_name_cache_bytes, size_t), "4MiB",
-     0, 0, 1024 * MiB,
+    {"scatter-name-cache-bytes", OPT_SIZE, FIELD(cluster.scatter_name_cache_bytes, size_t), NULL,
+     256, 0, 1024 * MiB,
      "Names (function and file) of the symbols that other nodes' shares of a render sent, kept "
      "by the coordinator so that its later renders tell the shares not to send them again "
      "(each render's requests carry 8 bytes per symbol kept for its tenant, within a quarter "
      "of max-message-bytes). Past it every tenant's names are dropped at once and sent again by "
      "the next renders; while renders still hold dropped names no more are kept, so at most "
      "about twice this is held (0 = none kept: every share sends the names of all its forests' "
-     "symbols)."},
+     "symbols). Defaults to a 256th of memory-limit (4 MiB at 1 GiB). Counted once in "
+     "memory-limit with the other budgets (the second copy, while renders hold dropped names, "
+     "comes out of its headroom)."},
     {"max-message-bytes", OPT_SIZE, FIELD(cluster.max_message_bytes, size_t), "64MiB", 0, 64 * KiB,
      2 * GiB,
      "Largest intra-cluster message sent or accepted (nanomsg NN_RCVMAXSIZE). A stream "
@@ -957,12 +959,12 @@ static int validate(node_config_t *c, errmsg_t *em)
     uint64_t budget = (uint64_t)c->storage.block_cache_bytes + c->storage.write_buffer_bytes +
                       c->http.max_buffered_bytes + c->storage.node_cache_bytes +
                       c->query_memory_bytes + c->ingest_inflight_bytes +
-                      c->cluster.stream_receive_max_bytes;
+                      c->cluster.stream_receive_max_bytes + c->cluster.scatter_name_cache_bytes;
     if (budget > c->memory_limit)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "block-cache-bytes + write-buffer-bytes + max-buffered-bytes + "
                           "node-cache-bytes + query-memory-bytes + ingest-inflight-bytes + "
-                          "stream-receive-max-bytes = %" PRIu64
+                          "stream-receive-max-bytes + scatter-name-cache-bytes = %" PRIu64
                           " bytes exceeds memory-limit (%zu bytes)",
                           budget, c->memory_limit);
     /* a hint replayed after the seen index forgot its id could count twice */
@@ -1152,12 +1154,13 @@ int node_config_doc(buf_t *out)
              "progress (decoded messages and call trees, `ingest-inflight-bytes`) to an eighth\n"
              "each; the partial results of the queries the node coordinates\n"
              "(`query-memory-bytes`) to a sixteenth; what a node receiving a window in parts\n"
-             "holds of it besides its tree (`stream-receive-max-bytes`) to a thirty-second;\n"
-             "together the seven must fit in it (a start where they do not is refused, naming\n"
-             "them). The last thirty-second is headroom for query merging (bounded per request\n"
-             "by the query limits, and by `worker-threads` requests at a time). Replicated writes "
-             "in flight are held\n"
-             "to half of `max-buffered-bytes`.\n\n"
+             "holds of it besides its tree (`stream-receive-max-bytes`) to a thirty-second; the\n"
+             "names cache of a coordinator (`scatter-name-cache-bytes`) to a 256th; together\n"
+             "the eight must fit in it (a start where they do not is refused, naming them).\n"
+             "The rest (at the defaults a thirty-second less that cache) is headroom for query\n"
+             "merging (bounded per request by the query limits, and by `worker-threads`\n"
+             "requests at a time). Replicated writes in flight are held to half of\n"
+             "`max-buffered-bytes`.\n\n"
              "Defaults of the ingest, query and storage limits come from their modules\n"
              "(`ingest_limits_default()`, `query_limits_default()`, `storage_options_default()`)\n"
              "and are shown here as this build has them.\n");

@@ -361,6 +361,25 @@ static int root_of(sel_t *s, size_t ntabs, size_t max_nodes)
     return 0;
 }
 
+size_t query_keep_scratch_bytes(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes)
+{
+    /* as root_of sizes the arrays: nodes, members and heap entries, and per
+     * node its place in the order kept and an expansion's slot and touch;
+     * then the answer's arrays, made while they are still held */
+    size_t local = 0, want = max_nodes < SIZE_MAX / 8 ? 8 * max_nodes : max_nodes;
+    for (size_t i = 0; i < ntabs; i++)
+        local += tabs[i].nodes;
+    want = want < local ? want : local;
+    if (want < ntabs) want = ntabs;
+    size_t cap = 256; /* grown as GROW_FROM grows them: doubling from 256 */
+    while (cap < want && cap <= SIZE_MAX / 2)
+        cap *= 2;
+    size_t answer = sizeof(uint64_t) + sizeof(uint32_t) + 2 * sizeof(int64_t); /* kept_arrays */
+    size_t kept = want < max_nodes ? want : max_nodes;
+    return cap * (sizeof(mnode_t) + sizeof(member_t) + sizeof(hent_t) + 4 * sizeof(uint32_t)) +
+           kept * answer;
+}
+
 int query_keep_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
                     query_kept_t **out)
 {

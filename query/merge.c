@@ -34,7 +34,7 @@ static int totals_add_up(const calltree_t *t)
  * refused as before. Returns 1 when done, 0 to build the whole tree, or an
  * error. */
 static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *dst,
-                           query_kept_t **kept, errmsg_t *em)
+                           query_kept_t **kept, alloc_charge_t *charge, errmsg_t *em)
 {
     if (max_nodes < 2 || calltree_node_count(dst) != 1 || calltree_root_total(dst) != 0 ||
         calltree_self(dst, 0) != 0)
@@ -48,9 +48,18 @@ static int merge_truncated(storage_merger_t *m, size_t max_nodes, calltree_t *ds
         ok &= tabs[i].nonneg;
         bound += tabs[i].nodes - 1;
     }
+    /* the selection's working memory counts beside the merger's */
+    size_t scratch = ok && bound <= calltree_max_nodes(dst) && charge
+                         ? query_keep_scratch_bytes(tabs, n, max_nodes)
+                         : 0;
+    if (scratch && alloc_charge_add(charge, scratch) != 0) {
+        storage_merged_tabs_free(tabs, n);
+        return ERR_UNAVAILABLE;
+    }
     if (ok && bound <= calltree_max_nodes(dst)) {
         rc = kept ? query_keep_tabs(tabs, n, max_nodes, kept)
                   : query_truncate_tabs(tabs, n, max_nodes, dst);
+        if (scratch) alloc_charge_sub(charge, scratch);
         if (rc == ERR_INVALID_ARGUMENT) { /* a total past INT64_MAX: not exact here */
             rc = kept ? 0 : calltree_clear(dst);
         } else if (rc == 0) {
@@ -125,12 +134,25 @@ int query_merge_series_kept(storage_t *st, const char *tenant, const query_serie
     storage_merger_t *m;
     int rc = read_blocks(st, tenant, ser, plan, &m, em);
     if (rc != 0) return rc;
-    rc = merge_truncated(m, max_nodes, dst, kept, em);
+    rc = merge_truncated(m, max_nodes, dst, kept, plan->charge, em);
+    /* the kept nodes are built while the merger still holds its working
+     * memory: both count at once; the caller charges the kept nodes again
+     * with its result once the merger is gone */
+    size_t kept_charged = 0;
+    if (rc == 1 && kept && *kept && plan->charge) {
+        rc = alloc_charge_add(plan->charge, query_kept_bytes(*kept)) == 0 ? 1 : ERR_UNAVAILABLE;
+        kept_charged = rc == 1 ? query_kept_bytes(*kept) : 0;
+    }
     if (rc == 0)
         rc = storage_merger_finish(m, dst, em);
     else if (rc == 1)
         rc = 0;
     storage_merger_free(m);
+    if (kept_charged) alloc_charge_sub(plan->charge, kept_charged);
+    if (rc == ERR_UNAVAILABLE && kept && *kept) {
+        query_kept_free(*kept);
+        *kept = NULL;
+    }
     return merge_outcome(rc, dst, em);
 }
 

@@ -120,7 +120,12 @@ int query_keep_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_n
 /* Adds k into dst (built into it when dst is empty). */
 int query_kept_tree(const query_kept_t *k, calltree_t *dst);
 size_t query_kept_bytes(const query_kept_t *k); /* about the heap bytes k holds; 0 for NULL */
-void query_kept_free(query_kept_t *k);          /* NULL is fine */
+/* About the most memory query_keep_tabs (and query_truncate_tabs) hold for
+ * tabs and max_nodes: the arrays it sizes at start and the answer's, made
+ * before they are freed (for query-memory-bytes; a selection that grows
+ * past them takes more). */
+size_t query_keep_scratch_bytes(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes);
+void query_kept_free(query_kept_t *k); /* NULL is fine */
 /* The flamebearer JSON of k, as query_encode_flamebearer writes that of
  * query_kept_tree(k): the same bytes, without the tree. */
 int query_encode_flamebearer_kept(const query_kept_t *k, const symtab_t *syms,

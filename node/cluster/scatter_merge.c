@@ -149,6 +149,22 @@ typedef struct local_job {
     int mem_refused;     /* its merge's working memory passed query-memory-bytes */
 } local_job_t;
 
+/* Pool: sets what the local share's job holds on query-memory-bytes to
+ * bytes; ERR_UNAVAILABLE naming the setting when that does not fit. */
+static int local_hold(scatter_q_t *q, alloc_charge_t *work, size_t bytes, const char *what,
+                      errmsg_t *em)
+{
+    if (bytes <= work->used) {
+        alloc_charge_sub(work, work->used - bytes);
+        return 0;
+    }
+    if (alloc_charge_add(work, bytes - work->used) == 0) return 0;
+    return errmsg_set(em, ERR_UNAVAILABLE,
+                      "server busy: the local share's %s (%zu bytes) would pass "
+                      "query-memory-bytes (%zu bytes); retry later or narrow the query",
+                      what, bytes, q->s->o.max_memory_bytes);
+}
+
 static void local_work(workq_job_t *w)
 {
     local_job_t *j = w->data;
@@ -167,16 +183,29 @@ static void local_work(workq_job_t *w)
     alloc_charge_init(&work, &q->s->mem);
     a.charge = &work;
     it->rc = query_partial_run(q->s->storage, q->tenant, &a, &q->s->o.limits, &it->local, &it->em);
-    alloc_charge_done(&work);
-    j->mem_refused = it->rc == ERR_UNAVAILABLE;
     j->stopped = it->rc != 0 && query_stop_check(&stop, NULL) != 0;
     it->bytes = query_partial_bytes(&it->local);
-    if (it->rc != 0 || !j->merge) return;
-    it->rc = query_gather_add(q->gather, &it->local, &it->em);
-    it->fatal = 1; /* the gather may hold part of it */
-    j->merged = 1;
-    j->gather_bytes = query_gather_bytes(q->gather);
-    if (it->rc == 0 && j->finish) finish_answer(q);
+    /* until the loop counts them (scatter_q_charge), the result, the
+     * gather and the answer stay on the budget while this job holds them */
+    if (it->rc == 0) it->rc = local_hold(q, &work, it->bytes, "result", &it->em);
+    if (it->rc == 0 && j->merge) {
+        it->rc = query_gather_add(q->gather, &it->local, &it->em);
+        it->fatal = 1; /* the gather may hold part of it */
+        j->merged = 1;
+        j->gather_bytes = query_gather_bytes(q->gather);
+        size_t held = j->gather_bytes + query_partial_bytes(&it->local);
+        if (it->rc == 0) it->rc = local_hold(q, &work, held, "merged tree", &it->em);
+        if (it->rc == 0 && j->finish) {
+            finish_answer(q);
+            held += q->ans.result.body.len;
+            if (q->ans.rc == 0 && local_hold(q, &work, held, "answer", &q->ans.em) != 0) {
+                q->ans.rc = ERR_UNAVAILABLE;
+                query_result_free(&q->ans.result);
+            }
+        }
+    }
+    j->mem_refused = it->rc == ERR_UNAVAILABLE;
+    alloc_charge_done(&work);
 }
 
 static void local_done(workq_job_t *w, int status)

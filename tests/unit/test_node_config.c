@@ -135,8 +135,12 @@ static void test_errors(void)
     /* what a receiver holds of a window in parts is part of the budget */
     const char *a13[] = {"flamedb", "--stream-receive-max-bytes", "100MiB"};
     expect_error(a13, 3, NULL,
-                 "ingest-inflight-bytes + stream-receive-max-bytes = 1111490560 bytes exceeds "
+                 "stream-receive-max-bytes + scatter-name-cache-bytes = 1115684864 bytes exceeds "
                  "memory-limit (1073741824 bytes)");
+    /* the coordinator's name cache counts too: the defaults leave a thirty-second */
+    const char *a9b[] = {"flamedb", "--memory-limit", "256MiB", "--scatter-name-cache-bytes",
+                         "17MiB"};
+    expect_error(a9b, 5, NULL, "scatter-name-cache-bytes = ");
     const char *a10[] = {"flamedb", "--retention-1h", "1500ms"};
     expect_error(a10, 3, NULL, "whole number of seconds");
     const char *a11[] = {"flamedb", "--log-level", "loud"};

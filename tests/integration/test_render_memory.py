@@ -1,0 +1,65 @@
+"""test_render_memory.py — a render's maxNodes selection counts in
+query-memory-bytes together with the merge's working memory it is built
+beside. 200,000 distinct stacks rendered with maxNodes=200000 on one node:
+the merge's own working memory (dense vectors and forests, about 12.8 MB)
+fits in 48 MiB, but the selection's arrays (sized for the forests' 400,000
+nodes, about 57 MB, and its answer) do not, so the node's only share is
+refused for its memory and the answer is flagged partial with nothing in it
+(before the selection was counted it came back whole); with 96 MiB the same
+render is whole and exact, and afterwards the node holds nothing."""
+import time
+
+from cluster import wait_for
+from harness import CPU, Node, run_tests
+
+BATCHES, PER = 10, 20000
+STACKS = BATCHES * PER
+MAX_NODES = "200000"
+
+
+def load(node, t0):
+    for b in range(BATCHES):
+        body = "".join("main;mod%d;fn_%d_%d;leaf_%d 1\n" % (i % 50, b, i, i)
+                       for i in range(PER)).encode()
+        r = node.ingest(body, tenant="t", name="app.cpu", **{"from": t0})
+        assert r.status == 200, r
+
+
+def render(node, t0):
+    return node.render(CPU + "{}", str(t0 - 60), str(t0 + 60), tenant="t", maxNodes=MAX_NODES)
+
+
+def refused(node):
+    return node.metric("flamedb_scatter_partials_memory_refused_total")
+
+
+def test_selection_counts_beside_the_merge():
+    t0 = int(time.time()) - 300
+    with Node(args=["--query-memory-bytes", "48MiB"]) as n:
+        load(n, t0)
+        r = render(n, t0)
+        assert r.status == 200, r
+        assert "x-flamedb-partial" in r.headers, (r.headers, len(r.body))
+        j = r.json()
+        assert j["partial"] is True and j["flamebearer"]["numTicks"] == 0, r
+        assert refused(n) >= 1
+        wait_for("nothing held", lambda: n.metric("flamedb_scatter_memory_bytes") == 0,
+                 timeout=10)
+
+
+def test_same_render_fits_a_larger_budget():
+    t0 = int(time.time()) - 300
+    with Node(args=["--query-memory-bytes", "96MiB"]) as n:
+        load(n, t0)
+        r = render(n, t0)
+        assert r.status == 200, r
+        assert "x-flamedb-partial" not in r.headers, r.headers
+        fb = r.json()["flamebearer"]
+        assert fb["numTicks"] == STACKS * 10**7, fb["numTicks"]
+        assert refused(n) == 0
+        wait_for("nothing held", lambda: n.metric("flamedb_scatter_memory_bytes") == 0,
+                 timeout=10)
+
+
+if __name__ == "__main__":
+    run_tests(globals())
