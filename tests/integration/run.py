@@ -8,7 +8,8 @@ with a time limit, and exits non-zero when any fails.
 With --jobs N (default: FLAMEDB_TEST_JOBS, else 1) up to N files run at
 once, the largest files first; each file's output is printed whole when it
 ends. Files that build network namespaces (netns in the name) never run
-beside each other. Every test picks free ports and its own data
+beside each other: while one runs, a free slot takes the next other file
+instead of waiting for it. Every test picks free ports and its own data
 directories, so files do not share anything else.
 """
 import argparse
@@ -22,18 +23,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run_file(path, timeout, lock):
+def run_file(path, timeout):
     """(rc, output, seconds) of one test file run in its own process."""
     name = os.path.basename(path)
     t0 = time.monotonic()
     try:
-        if lock is not None and "netns" in name:
-            with lock:
-                p = subprocess.run([sys.executable, path], cwd=HERE, timeout=timeout,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        else:
-            p = subprocess.run([sys.executable, path], cwd=HERE, timeout=timeout,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        p = subprocess.run([sys.executable, path], cwd=HERE, timeout=timeout,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         rc, out = p.returncode, p.stdout.decode(errors="replace")
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode(errors="replace")
@@ -58,17 +54,40 @@ def run_serial(files, timeout, failed):
             failed.append(name)
 
 
+def is_netns(path):
+    return "netns" in os.path.basename(path)
+
+
 def run_parallel(files, timeout, jobs, failed):
     todo = sorted(files, key=os.path.getsize, reverse=True)  # the longest first, roughly
-    netns_lock, out_lock, next_lock = threading.Lock(), threading.Lock(), threading.Lock()
+    cond, out_lock = threading.Condition(), threading.Lock()
+    netns_running = [False]
+
+    def take():
+        """The next file to run, or None when none is left. A file that builds
+        network namespaces is passed over while another one runs (the next
+        other file runs instead), so no slot sits idle waiting for it."""
+        with cond:
+            while todo:
+                for k, path in enumerate(todo):
+                    if not (is_netns(path) and netns_running[0]):
+                        del todo[k]
+                        if is_netns(path):
+                            netns_running[0] = True
+                        return path
+                cond.wait()  # only netns files are left and one of them runs
+            return None
 
     def worker():
         while True:
-            with next_lock:
-                if not todo:
-                    return
-                path = todo.pop(0)
-            rc, out, took = run_file(path, timeout, netns_lock)
+            path = take()
+            if path is None:
+                return
+            rc, out, took = run_file(path, timeout)
+            if is_netns(path):
+                with cond:
+                    netns_running[0] = False
+                    cond.notify_all()
             name = os.path.basename(path)
             with out_lock:
                 print("== %s" % name)

@@ -345,7 +345,7 @@ def test_grow_below_rf():
     """A cluster smaller than RF grows: the joining node is planned with the
     RF it will have (every range), not the current ring's size."""
     t0 = int(time.time()) - 7200
-    with Cluster(1, rf=2, args=ARGS) as c:
+    with Cluster(1, rf=2, args=ARGS + FAST_FORMATION) as c:
         want = preload(c, [0], "solo", t0, 200)
         n = c.add_node()
         c.wait_state(n, "active", observers=[0, n], timeout=60)

@@ -358,7 +358,7 @@ def test_join_untreed_within_seen_span():
     recent profiles too, and one whose tree was not kept is unavailable to
     it: the stream records it, so the join completes, exact."""
     now = int(time.time())
-    args = [a for a in ARGS if a not in ("--seen-retention", "60s")]
+    args = [a for a in ARGS if a not in ("--seen-retention", "60s")] + FAST_FORMATION
     with Cluster(1, rf=2, args=args) as c:
         d = preload(c, "su", now, 60, nservices=3)
         n = c.add_node()
@@ -475,7 +475,7 @@ def test_join_window_larger_than_a_message():
     the stream request `out of memory` at every pass and the node stayed
     joining."""
     now = int(time.time())
-    args = ARGS + ["--max-message-bytes", "64KiB"]
+    args = ARGS + FAST_FORMATION + ["--max-message-bytes", "64KiB"]
     with Cluster(1, rf=2, args=args) as c:
         d = Data()
         svc = harness.unique("wide")
@@ -527,7 +527,8 @@ def test_join_window_of_long_names():
     as residuals: a kept tree is fetched as one write, which like the push
     it replicates must fit one message."""
     now = int(time.time())
-    args = ARGS + ["--max-message-bytes", "64KiB", "--max-profile-tree-bytes", "0"]
+    args = ARGS + FAST_FORMATION + ["--max-message-bytes", "64KiB",
+                                    "--max-profile-tree-bytes", "0"]
     with Cluster(1, rf=2, args=args) as c:
         d = Data()
         for name, leaves in (("chain", 0), ("deep", 300)):
@@ -550,7 +551,8 @@ def test_join_window_of_a_symbol_larger_than_a_message():
     cut below the limit: the stream was refused at every pass and the node
     stayed joining."""
     now = int(time.time())
-    args = ARGS + ["--max-message-bytes", "64KiB", "--max-profile-tree-bytes", "0"]
+    args = ARGS + FAST_FORMATION + ["--max-message-bytes", "64KiB",
+                                    "--max-profile-tree-bytes", "0"]
     with Cluster(1, rf=2, args=args) as c:
         d = Data()
         svc = harness.unique("huge")
@@ -579,7 +581,7 @@ def test_join_window_of_many_profiles():
     its parts), over the limit at every pass, and the node stayed joining."""
     now = int(time.time())
     hour = (now - 7200) // 3600 * 3600
-    args = ARGS + ["--max-message-bytes", "64KiB"]
+    args = ARGS + FAST_FORMATION + ["--max-message-bytes", "64KiB"]
     with Cluster(1, rf=2, args=args) as c:
         d = Data()
         svc = harness.unique("many")
@@ -619,7 +621,7 @@ def test_join_window_over_the_receive_bound():
     sending parts without end grew it without end)."""
     now = int(time.time())
     hour = (now - 7200) // 3600 * 3600
-    args = ARGS + ["--max-message-bytes", "64KiB"]
+    args = ARGS + FAST_FORMATION + ["--max-message-bytes", "64KiB"]
     with Cluster(1, rf=2, args=args) as c:
         d = Data()
         svc = harness.unique("bound")
@@ -660,7 +662,8 @@ def join_refused_deep_path(extra, refusal):
     killed every answer through it is flagged partial or refused, never
     short."""
     now = int(time.time())
-    args = ARGS + ["--max-message-bytes", "64KiB", "--max-stack-depth", "4000"] + extra
+    args = ARGS + FAST_FORMATION + ["--max-message-bytes", "64KiB", "--max-stack-depth", "4000"]
+    args += extra
     with Cluster(1, rf=2, args=args) as c:
         d = Data()
         deep, flat = harness.unique("deep"), harness.unique("flat")
@@ -709,8 +712,8 @@ def test_join_window_of_a_path_larger_than_a_message():
     the stream at every pass (naming the node and the bytes its part
     needed) and the node stayed joining."""
     now = int(time.time())
-    args = ARGS + ["--max-message-bytes", "64KiB", "--max-stack-depth", "4000",
-                   "--max-profile-tree-bytes", "0"]
+    args = ARGS + FAST_FORMATION + ["--max-message-bytes", "64KiB", "--max-stack-depth", "4000",
+                                    "--max-profile-tree-bytes", "0"]
     with Cluster(1, rf=2, args=args) as c:
         d = Data()
         deep, flat = harness.unique("deep"), harness.unique("flat")
@@ -749,7 +752,7 @@ def test_window_in_parts_read_once():
     active. Before, the source read and rebuilt the whole window (its
     residual, plan and digest) for each part."""
     now = int(time.time())
-    args = ARGS + ["--max-message-bytes", "64KiB"]
+    args = ARGS + FAST_FORMATION + ["--max-message-bytes", "64KiB"]
     with Cluster(1, rf=2, args=args) as c:
         d = Data()
         svc = harness.unique("huge")
