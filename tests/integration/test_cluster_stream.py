@@ -570,6 +570,19 @@ def test_join_window_of_a_symbol_larger_than_a_message():
         assert huge in r.json()["flamebearer"]["names"], "the long name did not arrive whole"
 
 
+def untreed_hour(c, d, tag, hour):
+    """Pushes through node 0 of c 2,500 one-line profiles of one new service
+    (named from tag) a second apart from hour (past the profile retention:
+    untreed), counted in d. Returns the service."""
+    svc = harness.unique(tag)
+    d.services[svc] = 0
+    for k in range(2500):
+        body = ("main;handler;work%d %d\n" % (k % 7, 1 + k % 4)).encode()
+        push(c, 0, d, body, svc, hour + k)
+        d.services[svc] += 1 + k % 4
+    return svc
+
+
 def test_join_window_of_many_profiles():
     """A window listing more profiles than fit a message (--max-message-bytes
     64 KiB; 2,500 one-line profiles of one series in one hour past the
@@ -584,12 +597,7 @@ def test_join_window_of_many_profiles():
     args = ARGS + FAST_FORMATION + ["--max-message-bytes", "64KiB"]
     with Cluster(1, rf=2, args=args) as c:
         d = Data()
-        svc = harness.unique("many")
-        d.services[svc] = 0
-        for k in range(2500):
-            body = ("main;handler;work%d %d\n" % (k % 7, 1 + k % 4)).encode()
-            push(c, 0, d, body, svc, hour + k)
-            d.services[svc] += 1 + k % 4
+        svc = untreed_hour(c, d, "many", hour)
         for k in range(1600):  # within the profile retention: trees kept, fetched
             body = ("main;recent;work%d %d\n" % (k % 5, 1 + k % 3)).encode()
             push(c, 0, d, body, svc, now - 3000 + k)
@@ -624,12 +632,7 @@ def test_join_window_over_the_receive_bound():
     args = ARGS + FAST_FORMATION + ["--max-message-bytes", "64KiB"]
     with Cluster(1, rf=2, args=args) as c:
         d = Data()
-        svc = harness.unique("bound")
-        d.services[svc] = 0
-        for k in range(2500):
-            body = ("main;handler;work%d %d\n" % (k % 7, 1 + k % 4)).encode()
-            push(c, 0, d, body, svc, hour + k)
-            d.services[svc] += 1 + k % 4
+        svc = untreed_hour(c, d, "bound", hour)
         frm, until = hour - 600, now + 60
         check_exact(c, 0, d, frm, until)
         n = c.add_node(extra=["--stream-receive-max-bytes", "64KiB"])

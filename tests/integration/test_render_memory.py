@@ -49,7 +49,9 @@ def test_selection_counts_beside_the_merge():
 
 def test_same_render_fits_a_larger_budget():
     t0 = int(time.time()) - 300
-    with Node(args=["--query-memory-bytes", "96MiB"]) as n:
+    # 96 MiB is more than the headroom the other budgets' defaults leave in
+    # 1 GiB: the node gets 2 GiB so the start is not refused
+    with Node(args=["--query-memory-bytes", "96MiB", "--memory-limit", "2GiB"]) as n:
         load(n, t0)
         r = render(n, t0)
         assert r.status == 200, r
