@@ -13,78 +13,9 @@
  * copy is part of either figure. Skipped under AddressSanitizer, which
  * replaces the allocator itself.
  */
-#include <malloc.h>
-
 #include "test_ingest_util.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define HEAP_COUNTED 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HEAP_COUNTED 0
-#endif
-#endif
-#ifndef HEAP_COUNTED
-#define HEAP_COUNTED 1
-#endif
-
-/* The heap in use while counting (from zero at heap_start), and its most. */
-static long heap_now, heap_most;
-static int heap_on;
-
-static void heap_start(void)
-{
-    heap_now = heap_most = 0;
-    heap_on = 1;
-}
-
-static long heap_stop(void)
-{
-    heap_on = 0;
-    return heap_most;
-}
-
-#if HEAP_COUNTED
-void *__libc_malloc(size_t n);
-void *__libc_calloc(size_t n, size_t sz);
-void *__libc_realloc(void *p, size_t n);
-void __libc_free(void *p);
-
-static void heap_add(long n)
-{
-    if (!heap_on) return;
-    heap_now += n;
-    if (heap_now > heap_most) heap_most = heap_now;
-}
-
-void *malloc(size_t n)
-{
-    void *p = __libc_malloc(n);
-    if (p != NULL) heap_add((long)malloc_usable_size(p));
-    return p;
-}
-
-void *calloc(size_t n, size_t sz)
-{
-    void *p = __libc_calloc(n, sz);
-    if (p != NULL) heap_add((long)malloc_usable_size(p));
-    return p;
-}
-
-void *realloc(void *p, size_t n)
-{
-    long was = p != NULL ? (long)malloc_usable_size(p) : 0;
-    void *q = __libc_realloc(p, n);
-    if (q != NULL || n == 0) heap_add((q != NULL ? (long)malloc_usable_size(q) : 0) - was);
-    return q;
-}
-
-void free(void *p)
-{
-    if (p != NULL) heap_add(-(long)malloc_usable_size(p));
-    __libc_free(p);
-}
-#endif
+#include "test_heap_count.h"
 
 /* Samples of depth frames drawn from nfn functions (a fixed seed), each
  * labelled span_id=one: nearly every frame is a new node of the series
