@@ -24,10 +24,9 @@ import time
 import harness
 from cluster import FAST_FORMATION, Cluster, wait_for
 from test_cluster_regain import regain_events
-from test_cluster_regain_end import (ARGS, FAILURE_TIMEOUT, alone_exact_killed,
+from test_cluster_regain_end import (ARGS, FAILURE_TIMEOUT, caught_up_exact_then_n0_alone,
                                      five_active_preloaded_two_killed,
                                      hold_converging_pass, removal)
-from test_cluster_stream import check_exact
 
 
 def test_full_repair_end_outdated_by_a_removal():
@@ -63,11 +62,7 @@ def test_full_repair_end_outdated_by_a_removal():
             "n0's mark was lifted before n3's removal was streamed in"
         ev = [k for k, _ in regain_events(c.nodes[0])]
         assert ev[-2:] == ["cleared", "done"], ev
-        wait_for("every node caught up",
-                 lambda: all(c.status(i)["regaining"] == 0 for i in (0, 1, 2)), timeout=60)
-        for i in (0, 1, 2):
-            check_exact(c, i, d, frm, until)
-        alone_exact_killed(c, 0, [1, 2], d, frm, until)
+        caught_up_exact_then_n0_alone(c, d, frm, until)
 
 
 if __name__ == "__main__":

@@ -39,16 +39,25 @@ def metric_sum(c, nodes, name):
     return sum(c.nodes[i].metric(name) for i in nodes)
 
 
+# hints expire after EXPIRY_S; no scheduled repair pass
+ARGS = ["--write-timeout", "1s", "--hint-expiry", "%ds" % EXPIRY_S, "--repair-interval", "0",
+        "--hint-replay-interval", "200ms"] + FAST_FORMATION
+
+
+def push_with_n2_killed(c, services, t0):
+    """12 pushes of each service through every node, then n2 killed and 12
+    more through n0 and n1 (hinted for n2). Returns the totals pushed."""
+    want = push(c, [0, 1, 2], services, t0, 0, 12)
+    c.kill(2)
+    c.wait_state(2, "down")
+    return add(want, push(c, [0, 1], services, t0, 12, 24))
+
+
 def test_expired_hints_mark_their_target():
     services = [harness.unique("hx%d" % k) for k in range(3)]
     t0 = int(time.time()) - 3600
-    args = ["--write-timeout", "1s", "--hint-expiry", "%ds" % EXPIRY_S, "--repair-interval", "0",
-            "--hint-replay-interval", "200ms"] + FAST_FORMATION
-    with Cluster(3, rf=3, write_quorum=2, args=args) as c:
-        want = push(c, [0, 1, 2], services, t0, 0, 12)
-        c.kill(2)
-        c.wait_state(2, "down")
-        want = add(want, push(c, [0, 1], services, t0, 12, 24))
+    with Cluster(3, rf=3, write_quorum=2, args=ARGS) as c:
+        want = push_with_n2_killed(c, services, t0)
         stored = metric_sum(c, (0, 1), "flamedb_hints_stored_total")
         assert stored >= 24, "hints stored for n2: %s" % stored
         assert pending(c, (0, 1)) >= 24, pending(c, (0, 1))
@@ -103,13 +112,8 @@ def own_hints_for(c, i):
 def test_hints_expire_while_target_down():
     services = [harness.unique("hd%d" % k) for k in range(3)]
     t0 = int(time.time()) - 3600
-    args = ["--write-timeout", "1s", "--hint-expiry", "%ds" % EXPIRY_S, "--repair-interval", "0",
-            "--hint-replay-interval", "200ms"] + FAST_FORMATION
-    with Cluster(3, rf=3, write_quorum=2, args=args) as c:
-        want = push(c, [0, 1, 2], services, t0, 0, 12)
-        c.kill(2)
-        c.wait_state(2, "down")
-        want = add(want, push(c, [0, 1], services, t0, 12, 24))
+    with Cluster(3, rf=3, write_quorum=2, args=ARGS) as c:
+        want = push_with_n2_killed(c, services, t0)
         assert pending(c, (0, 1)) >= 24, pending(c, (0, 1))
         held = metric_sum(c, (0, 1), "flamedb_hints_pending_bytes")
         t_stored = time.monotonic()

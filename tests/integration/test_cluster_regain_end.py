@@ -107,6 +107,16 @@ def alone_exact_killed(c, k, others, d, frm, until):
         c.ids[k], " and ".join(c.ids[i] for i in others)))
 
 
+def caught_up_exact_then_n0_alone(c, d, frm, until):
+    """Waits until n0, n1 and n2 regain nothing, checks each answers every
+    total of d exactly, then n0 alone with n1 and n2 killed."""
+    wait_for("every node caught up",
+             lambda: all(c.status(i)["regaining"] == 0 for i in (0, 1, 2)), timeout=60)
+    for i in (0, 1, 2):
+        check_exact(c, i, d, frm, until)
+    alone_exact_killed(c, 0, [1, 2], d, frm, until)
+
+
 def removal(c, k, removed, via):
     """(change, seen, what) for hold_converging_pass: node `removed` (down)
     removed through node `via`; seen once node k has it left."""

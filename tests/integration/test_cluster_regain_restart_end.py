@@ -27,10 +27,9 @@ import harness
 from cluster import FAST_FORMATION, Cluster, wait_for
 from test_cluster_join import metric
 from test_cluster_regain import regain_events
-from test_cluster_regain_end import (ARGS, FAILURE_TIMEOUT, alone_exact_killed,
+from test_cluster_regain_end import (ARGS, FAILURE_TIMEOUT, caught_up_exact_then_n0_alone,
                                      five_active_preloaded_two_killed,
                                      complete_passes)
-from test_cluster_stream import check_exact
 
 ALONE_S = 2.0  # n0 restarted with no member answering (under --failure-timeout)
 
@@ -88,11 +87,7 @@ def test_restarted_regain_end_waits_for_the_member_table():
         cleared = metric(c, 0, "flamedb_repair_ranges_cleared_total")
         assert cleared == gained, "n0 cleared %d interval(s) after its restart for %d gained" % (
             cleared, gained)
-        wait_for("every node caught up",
-                 lambda: all(c.status(i)["regaining"] == 0 for i in (0, 1, 2)), timeout=60)
-        for i in (0, 1, 2):
-            check_exact(c, i, d, frm, until)
-        alone_exact_killed(c, 0, [1, 2], d, frm, until)
+        caught_up_exact_then_n0_alone(c, d, frm, until)
 
 
 if __name__ == "__main__":
