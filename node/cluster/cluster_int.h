@@ -223,6 +223,7 @@ struct cluster {
     cluster_counters_t counters;
     int started, closing, open_parts;
     int joined;
+    int start_wait_logged;      /* the end of the start's wait was logged */
     uint64_t started_ms;        /* uv_now() at cluster_start */
     uint64_t refusal_logged_ms; /* uv_now() of the last refusal warning */
     replicate_t *replicate;     /* the write path (replicate_int.h), or NULL */
@@ -493,6 +494,8 @@ void cluster_regain_ring_accept(cluster_t *c, const ring_t *now);
 /* 1 while a restarted node waits for its member table to account for the
  * known ring (the start's wait). */
 int cluster_regain_ring_waiting(const cluster_t *c);
+/* 1 once the start's wait (failure-timeout + 10 gossip intervals) passed. */
+int cluster_regain_ring_waited(const cluster_t *c);
 void cluster_regain_ring_free(cluster_t *c);
 /* A copy of node (id, n tokens) appended to k; 0 or ERR_NOMEM. */
 int cluster_known_add(cluster_known_t *k, const char *id, const uint64_t *tokens, uint32_t n);

@@ -292,6 +292,15 @@ void cluster_regain_tick(cluster_t *c)
         cluster_view_refresh(c);
         return;
     }
+    if (!c->start_wait_logged && cluster_regain_ring_waited(c)) {
+        /* after the view the wait's end rebuilt: what it decided is visible */
+        c->start_wait_logged = 1;
+        log_info("cluster", "the start's wait for the member table is over after %llu ms%s",
+                 (unsigned long long)(uv_now(c->loop) - c->started_ms),
+                 c->known.unsure ? ": the ring kept from before the restart is not accounted "
+                                   "for yet (not read from)"
+                                 : "");
+    }
     for (size_t i = 0; i < c->ngainers; i++)
         if (uv_now(c->loop) >= c->gainers[i].until_ms) { /* the view drops it */
             c->view_stale = 1;

@@ -322,6 +322,11 @@ static int waited_enough(const cluster_t *c)
     return c->started && uv_now(c->loop) - c->started_ms >= wait;
 }
 
+int cluster_regain_ring_waited(const cluster_t *c)
+{
+    return waited_enough(c);
+}
+
 int cluster_regain_ring_waiting(const cluster_t *c)
 {
     return c->known.unsure && !waited_enough(c);

@@ -77,6 +77,19 @@ SEEN_ARGS = ["--seen-retention", "2h"]
 OLD_S = 9000
 
 
+START_WAIT_OVER = "the start's wait for the member table is over"
+
+
+def start_wait_over(c, i, timeout=30):
+    """Waits until node i logged the end of the start's wait (--failure-timeout
+    + 10 gossip intervals after it started): the view that wait's end rebuilt,
+    and what it decided about the ring kept from before the restart (a full
+    repair, or staying marked), is in place once the line is out."""
+    wait_for("%s's start's wait to be over (its log line)" % c.ids[i],
+             lambda: any(START_WAIT_OVER in line for line in c.nodes[i].log), timeout,
+             interval=0.05)
+
+
 def has_setting(name):
     p = subprocess.run([harness.FLAMEDB_BIN, "--help"], capture_output=True, text=True,
                        timeout=30)
@@ -220,7 +233,7 @@ def full_repair_after_lost_tombstone(short_setting):
         c.wait_state(2, "active", observers=[0, 1], timeout=30)
         wait_for("n2 to see n0 and n1", lambda: all(
             c.states(2).get(k) == "active" for k in ("n0", "n1")), timeout=30)
-        time.sleep(2.5)  # the start's wait: --failure-timeout + 10 gossip intervals
+        start_wait_over(c, 2)
         marked = c.status(2).get("full_repair")
         print("    n2 back: full_repair %s" % marked)
         never_silently_short(c, 2, want, frm, until, "all up, n2 just back")
@@ -345,7 +358,7 @@ def test_joined_and_removed_while_down():
         c.wait_state(2, "active", observers=[0, 1, 3], timeout=30)
         wait_for("n2 to see the others", lambda: all(
             c.states(2).get(k) == "active" for k in ("n0", "n1", "n3")), timeout=30)
-        time.sleep(2.5)  # the start's wait
+        start_wait_over(c, 2)
         never_silently_short(c, 2, want, frm=now - 3600, until=now + 60,
                              what="all up, n2 just back")
         print("    through n2 with every node up: exact or flagged")
@@ -389,7 +402,7 @@ def test_restart_alone_stays_marked():
             c.nodes[k].proc.send_signal(signal.SIGSTOP)
         try:
             c.restart(2, extra=MARK_SETTLE)  # ready once --failure-timeout passed, no seed
-            time.sleep(4.0)  # past the start's wait (--failure-timeout + 10 gossip intervals)
+            start_wait_over(c, 2)  # it stays marked past it
             part = never_silently_short(c, 2, want, now - 3600, now + 60, "n2 alone")
             print("    n2 alone, no seed answering: %d of %d answers flagged partial, the "
                   "rest exact" % (part, len(want)))
