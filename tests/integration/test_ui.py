@@ -23,7 +23,7 @@ import urllib.parse
 from cluster import FAST_FORMATION, Cluster
 from harness import CPU, ROOT, Node, Skip, run_tests, unique
 from profiles import Pprof, folded
-from webdriver import Browser
+from webdriver import shared_tab
 
 ART = os.path.normpath(os.path.join(os.environ.get("FLAMEDB_BUILD_DIR", os.path.join(ROOT, "build")),
                    "test-artifacts", "ui"))
@@ -106,7 +106,9 @@ def shot(b, name):
 
 
 def need_browser():
-    return Browser(1280, 800)  # raises Skip, saying why, without chromium
+    """A new tab of the browser the file's tests share (starting chromium is
+    most of a short test's time); raises Skip, saying why, without chromium."""
+    return shared_tab(1280, 800)
 
 
 def frames_by_name(s):

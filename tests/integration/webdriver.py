@@ -10,9 +10,20 @@ only; nothing is downloaded.
 Browser() raises harness.Skip when chromium or chromedriver is absent.
 chromedriver listens on a free 127.0.0.1 port; it and the browser are
 stopped when the block ends (and at exit). Every wait is bounded.
+
+Starting chromium costs seconds on a loaded machine, so a test file can
+share one browser among its tests: each `with shared_tab() as b:` opens a
+new tab (closed when the block ends, with every origin it loaded cleared
+of its storage and the cache emptied), so no test sees another's page,
+local storage or cached answers. A tab that cannot be closed takes the
+browser down with it; the next block starts a new one.
+
+    with shared_tab(1280, 800) as b:
+        b.get(...)
 """
 import atexit
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -21,6 +32,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from harness import Skip
@@ -77,6 +89,8 @@ class Browser:
         }}}
         self.session = self._call("POST", "/session", caps, timeout=60)["sessionId"]
         self.set_window(width, height)
+        self.home = None  # the first tab, kept blank while shared tabs come and go
+        self.origins = set()  # origins loaded in the current shared tab
 
     def _call(self, method, path, body=None, timeout=60):
         data = json.dumps(body).encode() if body is not None else None
@@ -100,7 +114,37 @@ class Browser:
         self.cmd("POST", "/window/rect", {"width": width, "height": height})
 
     def get(self, url):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme in ("http", "https"):
+            self.origins.add("%s://%s" % (parts.scheme, parts.netloc))
         self.cmd("POST", "/url", {"url": url})
+
+    def cdp(self, command, params):
+        """A Chrome DevTools Protocol command through chromedriver."""
+        return self.cmd("POST", "/goog/cdp/execute", {"cmd": command, "params": params})
+
+    def open_tab(self, width, height):
+        """Opens a new tab of the given size and switches to it."""
+        if self.home is None:
+            self.home = self.cmd("GET", "/window")
+        handle = self.cmd("POST", "/window/new", {"type": "tab"})["handle"]
+        self.cmd("POST", "/window", {"handle": handle})
+        self.set_window(width, height)
+        self.origins = set()
+        self.console_errors()  # what earlier tabs logged is theirs
+
+    def close_tab(self):
+        """Clears the storage of every origin the current tab loaded and the
+        cache, closes the tab and goes back to the blank first one."""
+        for origin in sorted(self.origins):
+            self.cdp("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"})
+        self.cdp("Network.clearBrowserCache", {})
+        self.origins = set()
+        self.cmd("DELETE", "/window")
+        self.cmd("POST", "/window", {"handle": self.home})
+
+    def alive(self):
+        return self in _live and self.proc.poll() is None
 
     def js(self, script, *args):
         return self.cmd("POST", "/execute/sync", {"script": script, "args": list(args)})
@@ -190,3 +234,29 @@ class Browser:
 
     def __exit__(self, *exc):
         self.close()
+
+
+_shared = [None]
+
+
+@contextlib.contextmanager
+def shared_tab(width=1280, height=800):
+    """A new tab of the browser this process shares among its tests (started
+    on first use, stopped at exit); see the module comment."""
+    if _shared[0] is None or not _shared[0].alive():
+        _shared[0] = Browser(width, height)
+    b = _shared[0]
+    try:
+        b.open_tab(width, height)
+    except (OSError, WebDriverError):
+        b.close()
+        _shared[0] = None
+        raise
+    try:
+        yield b
+    finally:
+        try:
+            b.close_tab()
+        except (OSError, WebDriverError):
+            b.close()  # the next tab gets a new browser
+            _shared[0] = None
