@@ -47,6 +47,14 @@ _used_ports = set()
 # settles. A later --join-settle wins, so restart(i, extra=[...]) can give one
 # node a longer margin than the others (docs/testing.md).
 FAST_FORMATION = ["--join-settle", "300ms"]
+# A node added later to a cluster formed with FAST_FORMATION gets the
+# automatic margin back with these (the later flag wins): a test of a join
+# under ingest forms its cluster fast and keeps the margin for the join it is
+# about. Only the joining node reads its margin for its own join; the nodes
+# that form the cluster read theirs when they gain ranges (a removal, a
+# decommission's takers), so a test that removes or decommissions a node
+# keeps the automatic margin on every node.
+JOIN_SETTLE_AUTO = ["--join-settle", "0s"]
 
 
 def free_port():

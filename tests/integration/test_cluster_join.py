@@ -42,7 +42,7 @@ import threading
 import time
 
 import harness
-from cluster import FAST_FORMATION, RNG, Cluster, wait_for
+from cluster import FAST_FORMATION, JOIN_SETTLE_AUTO, RNG, Cluster, wait_for
 from test_cluster_write import Pusher
 
 CTL = os.environ.get("FLAMECTL_BIN", os.path.join(harness.ROOT, "build", "bin", "flamectl"))
@@ -51,6 +51,11 @@ SCALE = 10**7  # folded .cpu at the default 100 Hz
 # A node's first query to a peer it has just connected to can go unanswered
 # until half the query timeout re-plans it: 4 s keeps that stall short.
 ARGS = ["--write-timeout", "1s", "--query-timeout", "4s"]
+# The tests of one join under ingest form their 3 nodes with the short
+# margin (nothing is written while they form, none of them gains ranges
+# later) and give the node that joins under ingest the automatic margin
+# back: 10 gossip intervals + the write timeout (cluster.JOIN_SETTLE_AUTO).
+JOIN_FAST_FORMATION = ARGS + FAST_FORMATION
 
 
 def query(service):
@@ -151,13 +156,13 @@ def metric(c, i, name):
 def test_add_node_under_ingest():
     t0 = int(time.time()) - 7200
     live = harness.unique("live")
-    with Cluster(3, rf=2, args=ARGS) as c:
+    with Cluster(3, rf=2, args=JOIN_FAST_FORMATION) as c:
         want = preload(c, [0, 1, 2], "base", t0, 600)
         p, th = start_pusher(c, live, t0 + 1000, [0, 1, 2])
         time.sleep(1.0)
         k0 = p.mark()
         tj = time.monotonic()
-        n = c.add_node()
+        n = c.add_node(extra=JOIN_SETTLE_AUTO)
         assert c.states(n)[c.ids[n]] == "joining", c.status(n)
         # ready means every member knows it: its first pushes are acknowledged
         # (a member drops messages of a sender it has not heard of)
@@ -215,7 +220,7 @@ def join_slowly(c, t0):
     """Preloads c, adds a node streaming at 1 MB/s and returns (want, its index)
     once it has streamed its first series."""
     want = preload(c, [0, 1, 2], "base", t0, 1600, lines=60)
-    n = c.add_node(extra=["--stream-max-mb-per-s", "1"])
+    n = c.add_node(extra=["--stream-max-mb-per-s", "1"] + JOIN_SETTLE_AUTO)
     wait_for("n3 streaming", lambda: metric(c, n, "flamedb_repair_series_streamed_total") > 0,
              timeout=30, interval=0.05)
     return want, n
@@ -223,7 +228,7 @@ def join_slowly(c, t0):
 
 def test_join_killed_midstream_resumes():
     t0 = int(time.time()) - 7200
-    with Cluster(3, rf=2, args=ARGS) as c:
+    with Cluster(3, rf=2, args=JOIN_FAST_FORMATION) as c:
         want, n = join_slowly(c, t0)
         assert c.states(n)[c.ids[n]] == "joining", c.status(n)
         before = metric(c, n, "flamedb_repair_series_streamed_total")
@@ -289,11 +294,11 @@ def join_loses_source(stop):
     acknowledged totals (with the source gone, and once it is back)."""
     t0 = int(time.time()) - 7200
     live = harness.unique("live")
-    with Cluster(3, rf=2, args=ARGS) as c:
+    with Cluster(3, rf=2, args=JOIN_FAST_FORMATION) as c:
         want = preload(c, [0, 1, 2], "base", t0, 1600, lines=60)
         p, th = start_pusher(c, live, t0 + 3000, [0, 1, 2])
         n = c.add_node(extra=["--stream-max-mb-per-s", "1", "--query-timeout",
-                              JOINER_QUERY_TIMEOUT])
+                              JOINER_QUERY_TIMEOUT] + JOIN_SETTLE_AUTO)
         src = streaming_source(c, n, [0, 1, 2])
         others = [i for i in (0, 1, 2) if i != src]
         with p.lock:
