@@ -92,7 +92,10 @@ static const opt_t options[] = {
      "Request line and headers of one request; more is refused with 431."},
     {"max-body-bytes", OPT_SIZE, FIELD(http.max_body_bytes, size_t), "16MiB", 0, 1 * KiB, 4 * GiB,
      "Body of one request as sent (compressed); more is refused with 413 (from Content-Length, "
-     "before the body is read)."},
+     "before the body is read). Unless set, never more than max-buffered-bytes (an eighth of "
+     "memory-limit: below 128 MiB of it, the default is max-buffered-bytes), so every "
+     "memory-limit starts with the defaults; set above max-buffered-bytes, the start is "
+     "refused."},
     {"max-buffered-bytes", OPT_SIZE, FIELD(http.max_buffered_bytes, size_t), NULL, 8, 1 * MiB,
      1024 * GiB,
      "Request bodies held in memory at once, over all connections, counted as their bytes arrive, "
@@ -820,6 +823,8 @@ static void env_name(const opt_t *o, char *out, size_t cap)
 
 /* ---------- defaults ---------- */
 
+static const opt_t *find_option(const char *name, size_t len);
+
 /* Defaults that follow other settings: the memory budgets, and the query
  * planner's copy of the storage retention (it must match what storage keeps). */
 static void apply_derived(node_config_t *c, const unsigned char *set)
@@ -827,6 +832,11 @@ static void apply_derived(node_config_t *c, const unsigned char *set)
     for (size_t i = 0; i < NOPTIONS; i++)
         if (options[i].derive && !(set && set[i]))
             set_number(c, &options[i], c->memory_limit / (uint64_t)options[i].derive);
+    /* a body larger than max-buffered-bytes could never be read: unless set,
+     * max-body-bytes fits in it (small memory limits) */
+    const opt_t *body = find_option("max-body-bytes", strlen("max-body-bytes"));
+    if (!(set && set[body - options]) && c->http.max_body_bytes > c->http.max_buffered_bytes)
+        c->http.max_body_bytes = c->http.max_buffered_bytes;
     memcpy(c->query.retention_seconds, c->storage.retention_seconds,
            sizeof c->query.retention_seconds);
 }

@@ -269,5 +269,21 @@ def test_idle_connections_cannot_take_storage_descriptors():
     assert b"max-connections" in p.stderr and b"fd-reserve" in p.stderr, p.stderr
 
 
+def test_minimum_memory_limit_starts_with_defaults():
+    """--memory-limit at its minimum (64 MiB) with no other flag used to be
+    refused at start: max-body-bytes (16 MiB) was larger than the
+    max-buffered-bytes it derives (8 MiB). The body limit follows the
+    buffer budget down; such a node takes pushes and answers queries."""
+    with Node(args=["--memory-limit", "64MiB"]) as n:
+        svc = unique("small")
+        now = int(time.time())
+        for i in range(3):
+            r = n.ingest(b"main;a;b 5\nmain;c 2\n", name=svc + ".cpu", **{"from": now - 60 + i})
+            assert r.status == 200, r
+        assert n.total(harness.CPU + '{service_name="%s"}' % svc) == 21 * 10**7  # folded .cpu at 100 Hz
+        m = n.get("/metrics")
+        assert m.status == 200, m
+
+
 if __name__ == "__main__":
     run_tests(globals())
