@@ -214,6 +214,16 @@ static const opt_t options[] = {
      "query slots for 60 query-timeouts. When it passes, the bucket queries still running are "
      "cancelled, the others never start, and the request is answered 504 naming this setting "
      "and how many bucket queries had answered (nothing is cached)."},
+    {"combined-query-timeout", OPT_MS, FIELD(combined_timeout_ms, uint64_t), "60s", 0, 50, 3600000,
+     "Deadline, as a whole, of an answer built from two queries through the cluster: "
+     "render-diff (its two sides) and a render with groupBy (the flame graph and the label's "
+     "timelines). Each query has its own query-timeout and both run at once, but the jobs that "
+     "merge and encode their answers have none (they wait in order for the query lane): this "
+     "bounds the answer as a whole. When it passes before the join starts, the queries still "
+     "running "
+     "are cancelled and the request is answered 504 naming this setting and how many of the two "
+     "had answered. Keep it above query-timeout: a query whose nodes do not answer by then "
+     "answers partial, which this would turn into a 504."},
     {"ingest-inflight-bytes", OPT_SIZE, FIELD(ingest_inflight_bytes, size_t), NULL, 8, 1 * MiB,
      1024 * GiB,
      "Memory all pushes and replica writes (hint replays included) in progress on this node may "

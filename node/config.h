@@ -42,9 +42,10 @@ typedef struct node_config {
     size_t max_write_jobs; /* thread-pool jobs of pushes and replica writes at once; 0: derived */
     size_t max_query_jobs; /* thread-pool jobs of queries at once; 0: derived */
     size_t memory_limit;
-    size_t query_memory_bytes;  /* partial results of coordinated queries, node-wide */
-    size_t report_cache_bytes;  /* the last regression reports (GET /api/diff); 0: none kept */
-    uint64_t report_timeout_ms; /* a regression report as a whole (then 504) */
+    size_t query_memory_bytes;    /* partial results of coordinated queries, node-wide */
+    size_t report_cache_bytes;    /* the last regression reports (GET /api/diff); 0: none kept */
+    uint64_t report_timeout_ms;   /* a regression report as a whole (then 504) */
+    uint64_t combined_timeout_ms; /* render-diff and groupBy as a whole (then 504) */
     /* decoded pushes and replica writes in progress, node-wide */
     size_t ingest_inflight_bytes;
     size_t metrics_max_tenants; /* tenants listed in flamedb_tenant_series */
