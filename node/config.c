@@ -199,7 +199,12 @@ static const opt_t options[] = {
      "one that does not fit is refused, and its coordinator asks another replica or counts "
      "its ranges missing. So does every share's merge while it runs (its dense vectors, one "
      "value per stack node of each token, and its tree-build scratch), and every label-shares "
-     "or groupBy share's timelines while they are summed (one per label value)."},
+     "or groupBy share's timelines while they are summed (one per label value). So do the "
+     "coordinator's own steps while they run, not only once done: the merged tree as each "
+     "share's answer is merged into it (a truncated render's forests, decoded before they are "
+     "added), and while the answer is finished the truncated tree, the maxNodes selection's "
+     "arrays (charged as they grow) and the answer once encoded; one that does not fit fails "
+     "the query with 503 naming this setting (413 when it could never fit)."},
     {"report-cache-bytes", OPT_SIZE, FIELD(report_cache_bytes, size_t), NULL, 64, 0, 1024 * GiB,
      "Regression reports (GET /api/diff) this node keeps after computing them, so that a "
      "search within one (reportId with search) lists its rows without rendering every bucket "
