@@ -83,7 +83,9 @@ static const opt_t options[] = {
      "transport and the rest besides max-connections. At start the node raises its open-file "
      "limit (RLIMIT_NOFILE) to the hard limit, and refuses to start when max-connections plus "
      "this does not fit in it: otherwise idle HTTP connections could take the descriptors "
-     "RocksDB needs for its next file, and every write would fail until a restart."},
+     "RocksDB needs for its next file, and every write would fail until a restart. A quarter "
+     "of it is kept for what is not an SST file; SST files open at once are bounded by "
+     "max-open-files."},
     SECTION("HTTP"),
     {"max-connections", OPT_COUNT, FIELD(http.max_connections, size_t), "1024", 0, 1, 1000000,
      "Open HTTP connections; more are answered 503 and closed."},
@@ -281,6 +283,16 @@ static const opt_t options[] = {
      "Largest encoded tree of one profile's series kept for GET /api/profiles/ID; larger ones are "
      "listed but cannot be opened (0 = keep none), except on a node receiving their range in a "
      "move (docs/cluster.md, \"Streaming whole windows\")."},
+    {"max-open-files", OPT_INT, FIELD(storage.max_open_files, int), "0", 0, 0, 10000000,
+     "SST files RocksDB keeps open at once (its table cache; each open file also holds its "
+     "index and filter blocks in memory); others are opened as they are read and closed "
+     "again. Without a bound RocksDB keeps every file open, so the descriptors it needs grow "
+     "with the database until they pass the open-file limit and writes fail. 0: derived at "
+     "start from the open-file limit (RLIMIT_NOFILE, once raised to the hard limit): what it "
+     "leaves besides max-connections, less a quarter of fd-reserve kept for the write-ahead "
+     "logs, RocksDB's other files, the cluster transport and the rest (at least 20, "
+     "RocksDB's least); with no open-file limit, no bound. A value set so is refused at start "
+     "when it does not fit so. The value in force is logged at start."},
     {"max-background-jobs", OPT_INT, FIELD(storage.max_background_jobs, int), NULL, 0, 1, 64,
      "RocksDB flush and compaction threads."},
     {"rocksdb-log-level", OPT_INT, FIELD(storage.rocksdb_log_level, int), NULL, 0, 0, 5,

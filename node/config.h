@@ -52,6 +52,9 @@ typedef struct node_config {
     size_t metrics_max_renders; /* GET /metrics renders on the pool at once */
     uint64_t shutdown_timeout_ms;
     size_t fd_reserve; /* descriptors kept besides max-connections (RLIMIT_NOFILE) */
+    /* storage.max_open_files 0: derived from the open-file limit at start
+     * (node.c); the descriptors other than SST files come out of a quarter
+     * of fd_reserve */
     http_server_limits_t http;
     ingest_limits_t ingest;
     query_limits_t query;
