@@ -805,8 +805,8 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
     } else {
         rc = finish_labels(g, out);
     }
-    if (rc != 0 && g->refused) return rc; /* em names the budget */
-    rc = query_out_err(rc, &out->body, em);
+    if (rc == 0 || !g->refused)
+        rc = query_out_err(rc, &out->body, em); /* else em names the budget */
     /* the answer, counted once written, beside what it was encoded from */
     if (rc == 0) rc = gather_hold(g, out->body.cap, em);
     if (rc != 0) buf_reset(&out->body);
