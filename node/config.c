@@ -83,7 +83,9 @@ static const opt_t options[] = {
      "transport and the rest besides max-connections. At start the node raises its open-file "
      "limit (RLIMIT_NOFILE) to the hard limit, and refuses to start when max-connections plus "
      "this does not fit in it: otherwise idle HTTP connections could take the descriptors "
-     "RocksDB needs for its next file, and every write would fail until a restart."},
+     "RocksDB needs for its next file, and every write would fail until a restart. A quarter "
+     "of it is kept for what is not an SST file; SST files open at once are bounded by "
+     "max-open-files."},
     SECTION("HTTP"),
     {"max-connections", OPT_COUNT, FIELD(http.max_connections, size_t), "1024", 0, 1, 1000000,
      "Open HTTP connections; more are answered 503 and closed."},
@@ -92,7 +94,10 @@ static const opt_t options[] = {
      "Request line and headers of one request; more is refused with 431."},
     {"max-body-bytes", OPT_SIZE, FIELD(http.max_body_bytes, size_t), "16MiB", 0, 1 * KiB, 4 * GiB,
      "Body of one request as sent (compressed); more is refused with 413 (from Content-Length, "
-     "before the body is read)."},
+     "before the body is read). Unless set, never more than max-buffered-bytes (an eighth of "
+     "memory-limit: below 128 MiB of it, the default is max-buffered-bytes), so every "
+     "memory-limit starts with the defaults; set above max-buffered-bytes, the start is "
+     "refused."},
     {"max-buffered-bytes", OPT_SIZE, FIELD(http.max_buffered_bytes, size_t), NULL, 8, 1 * MiB,
      1024 * GiB,
      "Request bodies held in memory at once, over all connections, counted as their bytes arrive, "
@@ -196,7 +201,12 @@ static const opt_t options[] = {
      "one that does not fit is refused, and its coordinator asks another replica or counts "
      "its ranges missing. So does every share's merge while it runs (its dense vectors, one "
      "value per stack node of each token, and its tree-build scratch), and every label-shares "
-     "or groupBy share's timelines while they are summed (one per label value)."},
+     "or groupBy share's timelines while they are summed (one per label value). So do the "
+     "coordinator's own steps while they run, not only once done: the merged tree as each "
+     "share's answer is merged into it (a truncated render's forests, decoded before they are "
+     "added), and while the answer is finished the truncated tree, the maxNodes selection's "
+     "arrays (charged as they grow) and the answer once encoded; one that does not fit fails "
+     "the query with 503 naming this setting (413 when it could never fit)."},
     {"report-cache-bytes", OPT_SIZE, FIELD(report_cache_bytes, size_t), NULL, 64, 0, 1024 * GiB,
      "Regression reports (GET /api/diff) this node keeps after computing them, so that a "
      "search within one (reportId with search) lists its rows without rendering every bucket "
@@ -211,6 +221,16 @@ static const opt_t options[] = {
      "query slots for 60 query-timeouts. When it passes, the bucket queries still running are "
      "cancelled, the others never start, and the request is answered 504 naming this setting "
      "and how many bucket queries had answered (nothing is cached)."},
+    {"combined-query-timeout", OPT_MS, FIELD(combined_timeout_ms, uint64_t), "60s", 0, 50, 3600000,
+     "Deadline, as a whole, of an answer built from two queries through the cluster: "
+     "render-diff (its two sides) and a render with groupBy (the flame graph and the label's "
+     "timelines). Each query has its own query-timeout and both run at once, but the jobs that "
+     "merge and encode their answers have none (they wait in order for the query lane): this "
+     "bounds the answer as a whole. When it passes before the join starts, the queries still "
+     "running "
+     "are cancelled and the request is answered 504 naming this setting and how many of the two "
+     "had answered. Keep it above query-timeout: a query whose nodes do not answer by then "
+     "answers partial, which this would turn into a 504."},
     {"ingest-inflight-bytes", OPT_SIZE, FIELD(ingest_inflight_bytes, size_t), NULL, 8, 1 * MiB,
      1024 * GiB,
      "Memory all pushes and replica writes (hint replays included) in progress on this node may "
@@ -263,6 +283,16 @@ static const opt_t options[] = {
      "Largest encoded tree of one profile's series kept for GET /api/profiles/ID; larger ones are "
      "listed but cannot be opened (0 = keep none), except on a node receiving their range in a "
      "move (docs/cluster.md, \"Streaming whole windows\")."},
+    {"max-open-files", OPT_INT, FIELD(storage.max_open_files, int), "0", 0, 0, 10000000,
+     "SST files RocksDB keeps open at once (its table cache; each open file also holds its "
+     "index and filter blocks in memory); others are opened as they are read and closed "
+     "again. Without a bound RocksDB keeps every file open, so the descriptors it needs grow "
+     "with the database until they pass the open-file limit and writes fail. 0: derived at "
+     "start from the open-file limit (RLIMIT_NOFILE, once raised to the hard limit): what it "
+     "leaves besides max-connections, less a quarter of fd-reserve kept for the write-ahead "
+     "logs, RocksDB's other files, the cluster transport and the rest (at least 20, "
+     "RocksDB's least); with no open-file limit, no bound. A value set so is refused at start "
+     "when it does not fit so. The value in force is logged at start."},
     {"max-background-jobs", OPT_INT, FIELD(storage.max_background_jobs, int), NULL, 0, 1, 64,
      "RocksDB flush and compaction threads."},
     {"rocksdb-log-level", OPT_INT, FIELD(storage.rocksdb_log_level, int), NULL, 0, 0, 5,
@@ -820,6 +850,8 @@ static void env_name(const opt_t *o, char *out, size_t cap)
 
 /* ---------- defaults ---------- */
 
+static const opt_t *find_option(const char *name, size_t len);
+
 /* Defaults that follow other settings: the memory budgets, and the query
  * planner's copy of the storage retention (it must match what storage keeps). */
 static void apply_derived(node_config_t *c, const unsigned char *set)
@@ -827,6 +859,11 @@ static void apply_derived(node_config_t *c, const unsigned char *set)
     for (size_t i = 0; i < NOPTIONS; i++)
         if (options[i].derive && !(set && set[i]))
             set_number(c, &options[i], c->memory_limit / (uint64_t)options[i].derive);
+    /* a body larger than max-buffered-bytes could never be read: unless set,
+     * max-body-bytes fits in it (small memory limits) */
+    const opt_t *body = find_option("max-body-bytes", strlen("max-body-bytes"));
+    if (!(set && set[body - options]) && c->http.max_body_bytes > c->http.max_buffered_bytes)
+        c->http.max_body_bytes = c->http.max_buffered_bytes;
     memcpy(c->query.retention_seconds, c->storage.retention_seconds,
            sizeof c->query.retention_seconds);
 }

@@ -42,15 +42,19 @@ typedef struct node_config {
     size_t max_write_jobs; /* thread-pool jobs of pushes and replica writes at once; 0: derived */
     size_t max_query_jobs; /* thread-pool jobs of queries at once; 0: derived */
     size_t memory_limit;
-    size_t query_memory_bytes;  /* partial results of coordinated queries, node-wide */
-    size_t report_cache_bytes;  /* the last regression reports (GET /api/diff); 0: none kept */
-    uint64_t report_timeout_ms; /* a regression report as a whole (then 504) */
+    size_t query_memory_bytes;    /* partial results of coordinated queries, node-wide */
+    size_t report_cache_bytes;    /* the last regression reports (GET /api/diff); 0: none kept */
+    uint64_t report_timeout_ms;   /* a regression report as a whole (then 504) */
+    uint64_t combined_timeout_ms; /* render-diff and groupBy as a whole (then 504) */
     /* decoded pushes and replica writes in progress, node-wide */
     size_t ingest_inflight_bytes;
     size_t metrics_max_tenants; /* tenants listed in flamedb_tenant_series */
     size_t metrics_max_renders; /* GET /metrics renders on the pool at once */
     uint64_t shutdown_timeout_ms;
     size_t fd_reserve; /* descriptors kept besides max-connections (RLIMIT_NOFILE) */
+    /* storage.max_open_files 0: derived from the open-file limit at start
+     * (node.c); the descriptors other than SST files come out of a quarter
+     * of fd_reserve */
     http_server_limits_t http;
     ingest_limits_t ingest;
     query_limits_t query;

@@ -1,5 +1,6 @@
 /* node.c — a node's lifetime: open, serve, drain, close (see node.h). */
 #define _GNU_SOURCE /* setenv */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,15 +113,49 @@ static void report_cache_give(void *cluster, size_t n)
  * connections (max-connections) leave fd-reserve descriptors to the rest:
  * connections that took RocksDB's next write-ahead log would fail every
  * write until a restart. */
-static int fit_fd_limit(const node_config_t *cfg, errmsg_t *em)
+/* Descriptors of fd-reserve kept for what is not an SST file (write-ahead
+ * logs, MANIFEST, LOG, the cluster transport, the rest): a quarter. */
+static size_t fd_others(const node_config_t *cfg)
+{
+    return cfg->fd_reserve / 4;
+}
+
+/* RocksDB's SST files open at once (max-open-files): 0 derives it from
+ * what the open-file limit leaves besides max-connections and the other
+ * descriptors; one set so must fit there. */
+static int fit_open_files(node_config_t *cfg, rlim_t limit, errmsg_t *em)
+{
+    size_t room = (size_t)limit - cfg->http.max_connections - fd_others(cfg);
+    if (cfg->storage.max_open_files == 0) {
+        size_t n = room < 20 ? 20 : room > INT_MAX ? INT_MAX : room;
+        cfg->storage.max_open_files = (int)n;
+        return ERR_OK;
+    }
+    if ((size_t)cfg->storage.max_open_files > room)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "max-open-files (%d) plus max-connections (%zu) plus a quarter of "
+                          "fd-reserve (%zu) is more than the open-file limit (%llu; ulimit -n, "
+                          "LimitNOFILE): raise the limit or lower max-open-files",
+                          cfg->storage.max_open_files, cfg->http.max_connections, fd_others(cfg),
+                          (unsigned long long)limit);
+    return ERR_OK;
+}
+
+static int fit_fd_limit(node_config_t *cfg, errmsg_t *em)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return ERR_OK; /* nothing to check against */
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) { /* nothing to check against */
+        if (cfg->storage.max_open_files == 0) cfg->storage.max_open_files = -1;
+        return ERR_OK;
+    }
     if (rl.rlim_cur < rl.rlim_max) {
         struct rlimit up = {rl.rlim_max, rl.rlim_max};
         if (setrlimit(RLIMIT_NOFILE, &up) == 0) rl = up;
     }
-    if (rl.rlim_cur == RLIM_INFINITY) return ERR_OK;
+    if (rl.rlim_cur == RLIM_INFINITY) {
+        if (cfg->storage.max_open_files == 0) cfg->storage.max_open_files = -1; /* no bound */
+        return ERR_OK;
+    }
     size_t need = cfg->http.max_connections + cfg->fd_reserve;
     if ((rlim_t)need > rl.rlim_cur)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
@@ -129,7 +164,7 @@ static int fit_fd_limit(const node_config_t *cfg, errmsg_t *em)
                           "max-connections",
                           cfg->http.max_connections, cfg->fd_reserve,
                           (unsigned long long)rl.rlim_cur);
-    return ERR_OK;
+    return fit_open_files(cfg, rl.rlim_cur, em);
 }
 
 static int open_parts(node_t *n, errmsg_t *em)
@@ -137,7 +172,7 @@ static int open_parts(node_t *n, errmsg_t *em)
     const node_config_t *cfg = &n->cfg;
     size_t caps[WORKQ_NLANES] = {
         [WORKQ_WRITE] = cfg->max_write_jobs, [WORKQ_QUERY] = cfg->max_query_jobs};
-    int frc = fit_fd_limit(cfg, em);
+    int frc = fit_fd_limit(&n->cfg, em);
     if (frc != ERR_OK) return frc;
     if (workq_new(&n->loop, cfg->worker_threads, caps, &n->clock, &n->workq) != 0)
         return errmsg_set(em, ERR_NOMEM, "out of memory");

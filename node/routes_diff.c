@@ -65,6 +65,14 @@ void routes_render_diff(node_t *n, http_exchange_t *ex, const http_request_t *r)
     }
     routes_fanout_query_t q[2] = {{QUERY_KIND_RENDER, d->params.left, 0},
                                   {QUERY_KIND_RENDER, d->params.right, 1}};
-    routes_fanout_spec_t spec = {names, prefix, 2, 0, join_diff, d, free};
+    routes_fanout_spec_t spec = {names,
+                                 prefix,
+                                 2,
+                                 0,
+                                 join_diff,
+                                 d,
+                                 free,
+                                 n->cfg.combined_timeout_ms,
+                                 "combined-query-timeout"};
     routes_fanout(n, ex, tenant, q, 2, &spec);
 }

@@ -8,7 +8,8 @@
  * the loop answers, with X-Flamedb-Partial naming each group one of whose
  * queries was partial. A client that goes away cancels the queries running,
  * starts no more, and drops the join job unless it runs. A deadline for the
- * whole answer (spec.timeout_ms: the regression report's report-timeout)
+ * whole answer (spec.timeout_ms: the regression report's report-timeout,
+ * render-diff's and groupBy's combined-query-timeout)
  * does the same when it passes before the join starts, and answers 504.
  */
 #include <stdio.h>

@@ -40,6 +40,14 @@ void routes_render_groups(node_t *n, http_exchange_t *ex, const http_request_t *
     shares.groups = 1;
     routes_fanout_query_t q[2] = {{QUERY_KIND_RENDER, *render, 0},
                                   {QUERY_KIND_LABEL_SHARES, shares, 1}};
-    routes_fanout_spec_t spec = {names, prefix, 2, 0, join_groups, (void *)&n->cfg.query, NULL};
+    routes_fanout_spec_t spec = {names,
+                                 prefix,
+                                 2,
+                                 0,
+                                 join_groups,
+                                 (void *)&n->cfg.query,
+                                 NULL,
+                                 n->cfg.combined_timeout_ms,
+                                 "combined-query-timeout"};
     routes_fanout(n, ex, tenant, q, 2, &spec);
 }

@@ -56,6 +56,10 @@ struct query_gather {
     int names_due;           /* such a partial was added: its kept symbols' names load at the end */
     query_names_fn names_fn; /* or NULL: asked first for the names no partial brought */
     void *names_ctx;
+    alloc_charge_t *charge; /* query_gather_charge: growth beyond charge_base, or NULL */
+    size_t charge_base;
+    size_t charged; /* on charge now */
+    int refused;    /* the charge refused: the error names query-memory-bytes */
 };
 
 int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_gather_t **out)
@@ -130,6 +134,51 @@ size_t query_partial_bytes(const query_partial_t *p)
     return n;
 }
 
+/* ---- the charge ---- */
+
+void query_gather_charge(query_gather_t *g, alloc_charge_t *charge, size_t base)
+{
+    g->charge = charge;
+    g->charge_base = base;
+    g->charged = 0;
+}
+
+static int gather_refused(query_gather_t *g, int rc, size_t now, errmsg_t *em);
+
+/* Sets what g holds on its charge to what it holds now, plus extra bytes
+ * held beside it (a tree or selection being built, the answer), less the
+ * base its owner counts already. ERR_UNAVAILABLE (ERR_TOO_LARGE: it could
+ * never fit) naming query-memory-bytes when that does not fit. */
+static int gather_hold(query_gather_t *g, size_t extra, errmsg_t *em)
+{
+    if (g->charge == NULL) return 0;
+    size_t now = query_gather_bytes(g) + extra;
+    size_t want = now > g->charge_base ? now - g->charge_base : 0;
+    if (want <= g->charged) {
+        alloc_charge_sub(g->charge, g->charged - want);
+        g->charged = want;
+        return 0;
+    }
+    int rc = alloc_charge_add(g->charge, want - g->charged);
+    if (rc == 0) {
+        g->charged = want;
+        return 0;
+    }
+    return gather_refused(g, rc, now, em);
+}
+
+/* A charge of g refused: rc, em naming query-memory-bytes. */
+static int gather_refused(query_gather_t *g, int rc, size_t now, errmsg_t *em)
+{
+    size_t limit = g->charge->b != NULL ? g->charge->b->limit : 0;
+    g->refused = 1;
+    return errmsg_set(em, rc,
+                      "%s: merging the answer holds %zu bytes, which do not fit in "
+                      "query-memory-bytes (%zu bytes)%s; retry later or narrow the query",
+                      rc == ERR_UNAVAILABLE ? "server busy" : "query too large", now, limit,
+                      rc == ERR_UNAVAILABLE ? " beside the other queries" : "");
+}
+
 /* ---- pieces ---- */
 
 static int tree_limit(const query_gather_t *g, errmsg_t *em)
@@ -198,7 +247,8 @@ int query_gather_add_trees(query_gather_t *g, const uint8_t *const *enc, const s
     if (!g->forests_on && n == 1) { /* merging: one encoding is merged whole or not at all */
         int rc = calltree_decode_merge(g->tree, enc[0], len[0]);
         if (rc == ERR_LIMIT) return tree_limit(g, em);
-        return rc != 0 ? errmsg_set(em, rc, "partial call tree: %s", err_message(rc)) : 0;
+        if (rc != 0) return errmsg_set(em, rc, "partial call tree: %s", err_message(rc));
+        return gather_hold(g, 0, em);
     }
     storage_merged_tab_t *f = calloc(n ? n : 1, sizeof *f);
     if (f == NULL) return ERR_NOMEM;
@@ -209,10 +259,14 @@ int query_gather_add_trees(query_gather_t *g, const uint8_t *const *enc, const s
         rc = query_forest_decode(enc[i], len[i], max, &f[i]);
         all_nonneg &= f[i].nonneg;
     }
+    size_t decoded = 0; /* held beside the gather until added */
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        decoded += query_forest_bytes(&f[i]);
     if (rc == ERR_LIMIT) {
         rc = tree_limit(g, em);
     } else if (rc != 0) {
         rc = errmsg_set(em, rc, "partial call tree: %s", err_message(rc));
+    } else if ((rc = gather_hold(g, decoded, em)) != 0) {
     } else if (g->forests_on && all_nonneg) {
         for (size_t i = 0; rc == 0 && i < n; i++)
             rc = add_forest(g, &f[i], em);
@@ -223,7 +277,7 @@ int query_gather_add_trees(query_gather_t *g, const uint8_t *const *enc, const s
     for (size_t i = 0; i < n; i++)
         query_forest_free(&f[i]);
     free(f);
-    return rc;
+    return rc == 0 ? gather_hold(g, 0, em) : rc;
 }
 
 int query_gather_add_tree(query_gather_t *g, const uint8_t *enc, size_t n, errmsg_t *em)
@@ -256,7 +310,7 @@ int query_gather_add_series(query_gather_t *g, size_t nseries, const char *spy_n
             em, ERR_LIMIT,
             "query selects more than %zu series (query-max-series); narrow the selector",
             g->lim.max_series);
-    return 0;
+    return gather_hold(g, 0, em); /* a share's symbols came just before */
 }
 
 int query_gather_add_total(query_gather_t *g, int64_t bucket_start_s, int64_t value, errmsg_t *em)
@@ -520,7 +574,10 @@ static int add_render(query_gather_t *g, query_partial_t *p, errmsg_t *em)
 int query_gather_add(query_gather_t *g, query_partial_t *p, errmsg_t *em)
 {
     if (p->kind != g->spec->kind) return errmsg_set(em, ERR_INTERNAL, "partial of another kind");
-    if (p->kind == QUERY_KIND_RENDER) return add_render(g, p, em);
+    if (p->kind == QUERY_KIND_RENDER) {
+        int rc = add_render(g, p, em);
+        return rc == 0 ? gather_hold(g, 0, em) : rc;
+    }
     int rc = 0;
     if (p->kind == QUERY_KIND_PROFILE && (rc = add_render(g, p, em)) != 0) return rc;
     for (size_t i = 0; rc == 0 && i < p->nvalues; i++)
@@ -566,7 +623,7 @@ static const char *svg_note(const char *partial_json)
     return "(partial: span trees left some profiles out)";
 }
 
-static int encode(query_gather_t *g, const char *partial_json, query_result_t *out)
+static int encode(query_gather_t *g, const char *partial_json, query_result_t *out, errmsg_t *em)
 {
     const query_spec_t *s = g->spec;
     int one = s->kind == QUERY_KIND_PROFILE;
@@ -579,6 +636,7 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     int64_t dur = one ? 0 : (s->plan.until_s - s->plan.from_s) * 1000000000LL;
     int rc = load_due_names(g); /* only the kept nodes' */
     if (rc != 0) return rc;
+    if ((rc = gather_hold(g, 0, em)) != 0) return rc;
     switch (s->format) {
     case QUERY_FORMAT_JSON:
         out->content_type = "application/json";
@@ -627,9 +685,13 @@ static int finish_forests(query_gather_t *g, errmsg_t *em)
         if ((rc = calltree_clear(g->tree)) == 0) rc = add_forest(g, &f, em);
         if (rc != 0 || !g->forests_on) return rc;
     }
+    /* the selection's arrays, charged as they grow, and the tree it builds
+     * count beside the forests */
     calltree_t *small = calltree_new(0);
     if (small == NULL) return ERR_NOMEM;
-    rc = query_truncate_tabs(g->forests, g->nforests, g->spec->max_nodes, small);
+    rc = query_truncate_tabs_charged(g->forests, g->nforests, g->spec->max_nodes, g->charge, small);
+    if (rc == ERR_UNAVAILABLE) rc = gather_refused(g, rc, query_gather_bytes(g), em);
+    if (rc == 0) rc = gather_hold(g, calltree_mem_bytes_read(small), em);
     if (rc == ERR_INVALID_ARGUMENT) { /* a total past INT64_MAX: only the merge is exact */
         calltree_free(small);
         return spill_forests(g, em);
@@ -643,6 +705,7 @@ static int finish_forests(query_gather_t *g, errmsg_t *em)
     storage_merged_tabs_free(g->forests, g->nforests);
     g->forests = NULL;
     g->nforests = g->cap_forests = g->forest_bytes = 0;
+    gather_hold(g, 0, NULL); /* less: cannot fail */
     return 1;
 }
 
@@ -666,11 +729,14 @@ static int finish_render(query_gather_t *g, const char *partial_json, query_resu
         return encode_kept(g, partial_json, out);
     int krc = kept_to_tree(g->tree, &g->kept);
     if (krc != 0) return errmsg_set(em, krc, "building the flame graph: %s", err_message(krc));
+    if ((krc = gather_hold(g, 0, em)) != 0) return krc;
     if (g->forests_on && g->nforests > 0) {
         int rc = finish_forests(g, em);
         if (rc == ERR_LIMIT) return rc; /* em says which */
-        if (rc < 0) return errmsg_set(em, rc, "building the flame graph: %s", err_message(rc));
-        if (rc == 1) return encode(g, partial_json, out);
+        if (rc < 0 && !g->refused)
+            return errmsg_set(em, rc, "building the flame graph: %s", err_message(rc));
+        if (rc < 0) return rc; /* em names the budget */
+        if (rc == 1) return encode(g, partial_json, out, em);
     }
     size_t max = g->spec->max_nodes;
     /* top sums per function over the whole tree: truncating would move
@@ -679,13 +745,19 @@ static int finish_render(query_gather_t *g, const char *partial_json, query_resu
     size_t n = calltree_node_count(g->tree);
     if (max == 0 || max > n) max = n; /* then only empty nodes are dropped */
     if (n > max || (n >= 2 && query_tree_has_empty(g->tree))) {
+        /* the truncation's working memory and the tree it builds (at most
+         * max nodes of about the size of the merged tree's) count beside it */
+        size_t per = calltree_mem_bytes_read(g->tree) / n;
+        int rc = gather_hold(g, query_truncate_scratch_bytes(g->tree) + max * per, em);
+        if (rc != 0) return rc;
         calltree_t *small;
-        int rc = query_truncate(g->tree, max, &small);
+        rc = query_truncate(g->tree, max, &small);
         if (rc != 0) return errmsg_set(em, rc, "building the flame graph: %s", err_message(rc));
         calltree_free(g->tree);
         g->tree = small;
+        if ((rc = gather_hold(g, 0, em)) != 0) return rc;
     }
-    return encode(g, partial_json, out);
+    return encode(g, partial_json, out, em);
 }
 
 /* Not held by any partial: unknown (404), or, when the ranges of its
@@ -733,7 +805,10 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
     } else {
         rc = finish_labels(g, out);
     }
-    rc = query_out_err(rc, &out->body, em);
+    if (rc == 0 || !g->refused)
+        rc = query_out_err(rc, &out->body, em); /* else em names the budget */
+    /* the answer, counted once written, beside what it was encoded from */
+    if (rc == 0) rc = gather_hold(g, out->body.cap, em);
     if (rc != 0) buf_reset(&out->body);
     return rc;
 }

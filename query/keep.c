@@ -71,7 +71,23 @@ typedef struct sel {
     size_t nslot;
     uint32_t *touched; /* slots used */
     size_t capt;
+    alloc_charge_t *charge; /* the arrays' bytes as they grow; NULL: not charged */
+    size_t charged;
 } sel_t;
+
+/* Charges the arrays' growth (after it: one doubling late at most).
+ * ERR_UNAVAILABLE when it does not fit; called when a capacity changed. */
+static int sel_charge(sel_t *s)
+{
+    if (s->charge == NULL) return 0;
+    size_t now = s->capn * sizeof *s->nd + s->capm * sizeof *s->mem + s->caph * sizeof *s->heap +
+                 s->capk * sizeof *s->kept + s->nslot * sizeof *s->slot +
+                 s->capt * sizeof *s->touched;
+    if (now <= s->charged) return 0;
+    if (alloc_charge_add(s->charge, now - s->charged) != 0) return ERR_UNAVAILABLE;
+    s->charged = now;
+    return 0;
+}
 
 /* Hashing every frontier node's path costs more than the rest of choosing:
  * most never meet a node of the same total. */
@@ -93,7 +109,9 @@ static int heavier(sel_t *s, hent_t a, hent_t b)
 
 static int heap_push(sel_t *s, uint32_t node)
 {
+    size_t was = s->caph;
     if (GROW_FROM(s->heap, s->caph, s->hn + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
+    if (s->caph != was && sel_charge(s) != 0) return ERR_UNAVAILABLE;
     hent_t v = {s->nd[node].total, node};
     size_t i = s->hn++;
     while (i > 0 && heavier(s, v, s->heap[(i - 1) / 2])) {
@@ -149,7 +167,7 @@ static int expansion_room(sel_t *s, size_t nkids)
     if (GROW_FROM(s->touched, s->capt, nkids, GROW_UNLIMITED, 256) != 0 ||
         GROW_FROM(s->nd, s->capn, s->nn + nkids, GROW_UNLIMITED, 256) != 0)
         return ERR_NOMEM;
-    return 0;
+    return sel_charge(s);
 }
 
 /* The merged child of node p for symbol sym: found, or made. */
@@ -199,9 +217,11 @@ static int member_children(sel_t *s, uint32_t p, size_t *nkids)
         member_t m = s->mem[k];
         const storage_merged_tab_t *t = &s->tabs[m.tab];
         for (uint32_t l = t->first_kid[m.local]; l != STORAGE_NO_KID; l = t->next_sib[l]) {
-            if (s->nm + n == s->capm &&
-                GROW_FROM(s->mem, s->capm, s->nm + n + 1, GROW_UNLIMITED, 256) != 0)
-                return ERR_NOMEM;
+            if (s->nm + n == s->capm) {
+                if (GROW_FROM(s->mem, s->capm, s->nm + n + 1, GROW_UNLIMITED, 256) != 0)
+                    return ERR_NOMEM;
+                if (sel_charge(s) != 0) return ERR_UNAVAILABLE;
+            }
             __builtin_prefetch(&t->sym[l]);
             __builtin_prefetch(&t->total[l]);
             __builtin_prefetch(&t->self[l]);
@@ -240,7 +260,9 @@ static int expand(sel_t *s, uint32_t p, int top)
 
 static int keep(sel_t *s, uint32_t i, int top)
 {
+    size_t was = s->capk;
     if (GROW_FROM(s->kept, s->capk, s->nk + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
+    if (s->capk != was && sel_charge(s) != 0) return ERR_UNAVAILABLE;
     s->kept[s->nk++] = i;
     return expand(s, i, top);
 }
@@ -383,10 +405,17 @@ size_t query_keep_scratch_bytes(const storage_merged_tab_t *tabs, size_t ntabs, 
 int query_keep_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
                     query_kept_t **out)
 {
+    return query_keep_tabs_charged(tabs, ntabs, max_nodes, NULL, out);
+}
+
+int query_keep_tabs_charged(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
+                            alloc_charge_t *charge, query_kept_t **out)
+{
     *out = NULL;
     if (max_nodes < 2) return ERR_INVALID_ARGUMENT;
-    sel_t s = {.tabs = tabs};
+    sel_t s = {.tabs = tabs, .charge = charge};
     int rc = root_of(&s, ntabs, max_nodes);
+    if (rc == 0) rc = sel_charge(&s);
     if (rc == 0) rc = select_kept(&s, max_nodes);
     if (rc == 0) rc = kept_arrays(&s, out);
     free(s.nd);
@@ -395,15 +424,28 @@ int query_keep_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_n
     free(s.kept);
     free(s.slot);
     free(s.touched);
+    if (charge != NULL) alloc_charge_sub(charge, s.charged);
     return rc;
 }
 
 int query_truncate_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
                         calltree_t *dst)
 {
+    return query_truncate_tabs_charged(tabs, ntabs, max_nodes, NULL, dst);
+}
+
+int query_truncate_tabs_charged(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
+                                alloc_charge_t *charge, calltree_t *dst)
+{
     query_kept_t *k;
-    int rc = query_keep_tabs(tabs, ntabs, max_nodes, &k);
+    int rc = query_keep_tabs_charged(tabs, ntabs, max_nodes, charge, &k);
+    size_t kb = rc == 0 && charge != NULL ? query_kept_bytes(k) : 0; /* held while built */
+    if (kb > 0 && alloc_charge_add(charge, kb) != 0) {
+        rc = ERR_UNAVAILABLE;
+        kb = 0;
+    }
     if (rc == 0) rc = query_kept_tree(k, dst);
+    if (kb > 0) alloc_charge_sub(charge, kb);
     query_kept_free(k);
     return rc;
 }

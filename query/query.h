@@ -762,6 +762,19 @@ void query_gather_free(query_gather_t *g);
  * it makes, symbols, values, timelines), for memory budgets; NULL is 0. */
 size_t query_gather_bytes(const query_gather_t *g);
 
+/* From now on g charges to charge (borrowed; NULL: none) the memory it
+ * holds beyond base bytes (what its owner counts already, such as
+ * query_gather_bytes as last measured), as it grows: each partial's tree,
+ * forests and symbols once merged (the forests decoded before they are
+ * added), and while it finishes the truncated tree and the maxNodes
+ * selection built beside the merged one, the names loaded, and the answer
+ * once encoded. An add or finish that does not fit fails with
+ * ERR_UNAVAILABLE (ERR_TOO_LARGE when it never could), em naming
+ * query-memory-bytes; after a failed add the gather may hold part of that
+ * partial. What is charged stays on charge (its owner gives it back, with
+ * alloc_charge_done); switching charges forgets it. */
+void query_gather_charge(query_gather_t *g, alloc_charge_t *charge, size_t base);
+
 /* The storage (borrowed, with tenant, for g's life) of the partials added
  * with names_later: when g finishes, the names of the symbols its answer
  * keeps that no partial brought are loaded from it, so a local share loads

@@ -117,6 +117,15 @@ struct query_kept {
  * query_truncate_tabs. */
 int query_keep_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
                     query_kept_t **out);
+/* query_keep_tabs with the selection's arrays charged to charge (NULL:
+ * none) as they grow and given back before it returns: ERR_UNAVAILABLE when
+ * they do not fit. */
+int query_keep_tabs_charged(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
+                            alloc_charge_t *charge, query_kept_t **out);
+/* query_truncate_tabs so, with the kept nodes charged while the tree is
+ * built (the tree itself is not: the caller counts dst). */
+int query_truncate_tabs_charged(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
+                                alloc_charge_t *charge, calltree_t *dst);
 /* Adds k into dst (built into it when dst is empty). */
 int query_kept_tree(const query_kept_t *k, calltree_t *dst);
 size_t query_kept_bytes(const query_kept_t *k); /* about the heap bytes k holds; 0 for NULL */
@@ -125,6 +134,9 @@ size_t query_kept_bytes(const query_kept_t *k); /* about the heap bytes k holds;
  * before they are freed (for query-memory-bytes; a selection that grows
  * past them takes more). */
 size_t query_keep_scratch_bytes(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes);
+/* The arrays query_truncate holds per node of t while it selects (beside the
+ * tree it builds), for query-memory-bytes. */
+size_t query_truncate_scratch_bytes(const calltree_t *t);
 void query_kept_free(query_kept_t *k); /* NULL is fine */
 /* The flamebearer JSON of k, as query_encode_flamebearer writes that of
  * query_kept_tree(k): the same bytes, without the tree. */

@@ -172,6 +172,13 @@ static int build(const trunc_t *tr, size_t max_nodes, calltree_t *out)
     return rc;
 }
 
+size_t query_truncate_scratch_bytes(const calltree_t *t)
+{
+    trunc_t *x = NULL;
+    size_t per = sizeof *x->pkey + sizeof *x->hidden + sizeof *x->kept + sizeof *x->heap;
+    return calltree_node_count(t) * per;
+}
+
 int query_truncate(const calltree_t *t, size_t max_nodes, calltree_t **out)
 {
     *out = NULL;

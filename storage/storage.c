@@ -72,6 +72,7 @@ void storage_options_default(storage_options_t *o)
     o->profile_retention_seconds = 7 * day;
     o->max_profile_tree_bytes = MIB;
     o->max_background_jobs = 2;
+    o->max_open_files = -1;
     o->rocksdb_log_level = STORAGE_ROCKSDB_LOG_HEADER;
     o->max_stack_nodes = STORAGE_MAX_STACK_NODES;
     o->node_index_min_nodes = STORAGE_NODE_INDEX_MIN_NODES;
@@ -224,6 +225,7 @@ static void db_options(storage_t *s)
     rocksdb_options_set_create_missing_column_families(d, 1);
     rocksdb_options_set_max_background_jobs(d, o->max_background_jobs > 0 ? o->max_background_jobs
                                                                           : 2);
+    rocksdb_options_set_max_open_files(d, o->max_open_files != 0 ? o->max_open_files : -1);
     rocksdb_options_set_db_write_buffer_size(d, o->write_buffer_bytes);
     /* A WAL older than this forces the flush of the CFs that keep it alive. */
     rocksdb_options_set_max_total_wal_size(d, 2 * (uint64_t)o->write_buffer_bytes);
@@ -384,8 +386,8 @@ int storage_open(const storage_options_t *o, storage_t **out, errmsg_t *em)
         storage_close(s);
         return rc;
     }
-    log_info("storage", "opened %s (cache %zu MiB, memtables %zu MiB)", s->path,
-             o->block_cache_bytes / MIB, o->write_buffer_bytes / MIB);
+    log_info("storage", "opened %s (cache %zu MiB, memtables %zu MiB, max-open-files %d)", s->path,
+             o->block_cache_bytes / MIB, o->write_buffer_bytes / MIB, o->max_open_files);
     *out = s;
     return 0;
 }

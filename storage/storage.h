@@ -100,6 +100,12 @@ typedef struct storage_options {
      * adds cheaply, while counting them costs each write a search). */
     uint32_t total_successive_merges;
     int max_background_jobs;
+    /* SST files RocksDB keeps open at once (its table cache, each open file
+     * with its index and filter blocks); others are opened as they are read
+     * and closed again. -1: every file (RocksDB's default), which needs a
+     * descriptor per file however large the database grows; RocksDB takes
+     * values under 20 as 20. */
+    int max_open_files;
     /* RocksDB's own LOG file (info_log_level, 0 debug .. 4 fatal, 5 header
      * only). Debian's librocksdb asserts: a LOG write after one failed for
      * lack of space aborts the process, so the default writes nothing after

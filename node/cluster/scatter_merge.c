@@ -196,7 +196,13 @@ static void local_work(workq_job_t *w)
         size_t held = j->gather_bytes + query_partial_bytes(&it->local);
         if (it->rc == 0) it->rc = local_hold(q, &work, held, "merged tree", &it->em);
         if (it->rc == 0 && j->finish) {
+            /* the truncation, selection and encoding count while they run */
+            alloc_charge_t fin;
+            alloc_charge_init(&fin, &q->s->mem);
+            query_gather_charge(q->gather, &fin, j->gather_bytes);
             finish_answer(q);
+            query_gather_charge(q->gather, NULL, 0);
+            alloc_charge_done(&fin);
             held += q->ans.result.body.len;
             if (q->ans.rc == 0 && local_hold(q, &work, held, "answer", &q->ans.em) != 0) {
                 q->ans.rc = ERR_UNAVAILABLE;
@@ -349,8 +355,8 @@ static int merge_render(query_gather_t *g, const Flamedb__Cluster__PartialResult
     int rc = series_of(pr, &nseries, spy, sizeof spy);
     if (rc != 0) return errmsg_set(&it->em, rc, "partial: bad series count or spy name");
     rc = add_trees(g, pr, &it->em);
-    if (rc != 0) {
-        it->fatal = rc == ERR_LIMIT;
+    if (rc != 0) { /* a refusal over query-memory-bytes decides the query too */
+        it->fatal = rc == ERR_LIMIT || rc == ERR_UNAVAILABLE || rc == ERR_TOO_LARGE;
         return rc;
     }
     it->fatal = 1; /* from here on the gather holds part of this answer */
@@ -435,6 +441,8 @@ typedef struct merge_job {
     ring_ranges_t *asked; /* per item, in order: the ranges its ask covers (borrowed) */
     int finish;           /* the last answers: the job also encodes the answer */
     size_t gather_bytes;  /* measured after merging */
+    size_t base;          /* the gather's (and local items') bytes the query counts already */
+    alloc_charge_t work;  /* the gather's growth while the job runs: query-memory-bytes */
 } merge_job_t;
 
 static void merge_work(workq_job_t *w)
@@ -442,6 +450,9 @@ static void merge_work(workq_job_t *w)
     merge_job_t *j = w->data;
     int ok = 1;
     size_t k = 0;
+    /* what the gather grows to beyond what the query counts is charged as
+     * it grows, until the loop counts it (merge_done) */
+    query_gather_charge(j->q->gather, &j->work, j->base);
     for (item_t *it = j->items; it != NULL; it = it->next, k++) {
         if (it->remote) {
             merge_remote(j->q, it, &j->asked[k]);
@@ -453,6 +464,7 @@ static void merge_work(workq_job_t *w)
     }
     j->gather_bytes = query_gather_bytes(j->q->gather);
     if (ok && j->finish) finish_answer(j->q);
+    query_gather_charge(j->q->gather, NULL, 0);
 }
 
 static void merge_done(workq_job_t *w, int status)
@@ -483,6 +495,7 @@ static void merge_done(workq_job_t *w, int status)
         q->finishing = 0;
         if (ok) finished(q, status);
     }
+    alloc_charge_done(&j->work); /* counted by the query now */
     free(j->asked);
     free(j);
     scatter_q_progress(q);
@@ -507,6 +520,13 @@ int scatter_q_start_merge(scatter_q_t *q)
     j->q = q;
     j->items = q->queue;
     q->queue = NULL;
+    /* a local share's trees move into the gather: the query counts them
+     * already (items_bytes, until merge_done), so only the growth past
+     * them is charged again */
+    j->base = q->gather_bytes;
+    for (item_t *it = j->items; it != NULL; it = it->next)
+        j->base += it->remote ? 0 : it->bytes;
+    alloc_charge_init(&j->work, &q->s->mem);
     j->finish = last_step(q) && prepare_finish(q) == 0;
     j->sj.w.data = j; /* no deadline: merged data must be finished, not dropped */
     if (submit(q, &j->sj, merge_work, merge_done) != 0) {
@@ -527,12 +547,16 @@ int scatter_q_start_merge(scatter_q_t *q)
 typedef struct finish_job {
     scatter_job_t sj;
     scatter_q_t *q;
+    size_t base;         /* the gather's bytes the query counts */
+    alloc_charge_t work; /* the truncation, selection and answer while they run */
 } finish_job_t;
 
 static void finish_work(workq_job_t *w)
 {
     finish_job_t *j = w->data;
+    query_gather_charge(j->q->gather, &j->work, j->base);
     finish_answer(j->q);
+    query_gather_charge(j->q->gather, NULL, 0);
 }
 
 static void finish_done(workq_job_t *w, int status)
@@ -542,7 +566,8 @@ static void finish_done(workq_job_t *w, int status)
     list_remove(&j->sj.link);
     q->finishing = 0;
     finished(q, status);
-    scatter_q_progress(q); /* answers q->rc when a failure came in meanwhile */
+    alloc_charge_done(&j->work); /* the answer is counted by the query now */
+    scatter_q_progress(q);       /* answers q->rc when a failure came in meanwhile */
     free(j);
     scatter_q_unref(q);
 }
@@ -554,6 +579,8 @@ int scatter_q_start_finish(scatter_q_t *q)
     finish_job_t *j = calloc(1, sizeof *j);
     if (j == NULL) return ERR_NOMEM;
     j->q = q;
+    j->base = q->gather_bytes;
+    alloc_charge_init(&j->work, &q->s->mem);
     j->sj.w.data = j;
     if (submit(q, &j->sj, finish_work, finish_done) != 0) {
         free(j);

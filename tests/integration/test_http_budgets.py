@@ -269,5 +269,100 @@ def test_idle_connections_cannot_take_storage_descriptors():
     assert b"max-connections" in p.stderr and b"fd-reserve" in p.stderr, p.stderr
 
 
+def _rocksdb_option(data_dir, name):
+    """The value of a DBOptions entry in the newest OPTIONS file RocksDB wrote."""
+    files = sorted((f for f in os.listdir(data_dir) if f.startswith("OPTIONS-")),
+                   key=lambda f: int(f.split("-")[1]))
+    assert files, os.listdir(data_dir)
+    with open(os.path.join(data_dir, files[-1])) as fh:
+        for line in fh:
+            key, _, value = line.strip().partition("=")
+            if key == name:
+                return value
+    raise AssertionError("%s not in %s" % (name, files[-1]))
+
+
+def _sst_fds(pid):
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            n += os.readlink("/proc/%d/fd/%s" % (pid, fd)).endswith(".sst")
+        except OSError:
+            pass
+    return n
+
+
+def test_open_sst_files_are_bounded():
+    """RocksDB kept every SST file open (max_open_files -1), so the
+    descriptors a node needed grew with its database past any fd-reserve:
+    once they passed the open-file limit, writes failed. max-open-files
+    bounds them: by default what the open-file limit leaves besides
+    max-connections and a quarter of fd-reserve; set, it must fit there."""
+    import subprocess
+    from harness import FLAMEDB_BIN
+    real_popen = subprocess.Popen
+
+    def start(node, soft, hard):
+        def popen(*a, **kw):
+            kw["preexec_fn"] = _limit_fds(soft, hard)
+            return real_popen(*a, **kw)
+        subprocess.Popen = popen
+        try:
+            node.start()
+        finally:
+            subprocess.Popen = real_popen
+    # derived: 4096 - 1024 connections - 1024 / 4 for the other files
+    n = Node(args=["--write-buffer-bytes", "1MiB"])
+    start(n, 4096, 4096)
+    try:
+        assert _rocksdb_option(n.data_dir, "max_open_files") == "2816"
+        assert "max-open-files 2816" in n.log_text(200), n.log_text(200)
+    finally:
+        n.cleanup()
+    # set (here RocksDB's least): pushes and reads work with that table
+    # cache (tiny memtables: a flush every few pushes, files compacted)
+    n = Node(args=["--write-buffer-bytes", "1MiB", "--max-open-files", "20"])
+    start(n, 4096, 4096)
+    try:
+        assert _rocksdb_option(n.data_dir, "max_open_files") == "20"
+        now = int(time.time())
+        most = 0
+        for k in range(150):
+            body = "".join("main;s%d;f%d;g%d 1\n" % (k, i, 7 * k + i) for i in range(400)).encode()
+            r = n.ingest(body, name="sst%d.cpu" % (k % 30), **{"from": now - 3100 + 20 * k})
+            assert r.status == 200, (k, r)
+            most = max(most, _sst_fds(n.proc.pid))
+        files = sum(f.endswith(".sst") for f in os.listdir(n.data_dir))
+        for k in range(30):
+            assert n.total(harness.CPU + '{service_name="sst%d"}' % k, frm=str(now - 3600),
+                           until=str(now)) > 0
+        most = max(most, _sst_fds(n.proc.pid))
+        print("SST files %d, at most %d open" % (files, most))
+    finally:
+        n.cleanup()
+    # set to more than fits: refused at start, naming the settings
+    p = subprocess.run([FLAMEDB_BIN, "--data-dir", n.data_dir + "-x", "--http-listen",
+                        "127.0.0.1:0", "--max-open-files", "3000"], capture_output=True,
+                       timeout=30, preexec_fn=_limit_fds(4096, 4096))
+    assert p.returncode != 0, p.stderr
+    assert b"max-open-files" in p.stderr and b"fd-reserve" in p.stderr, p.stderr
+
+
+def test_minimum_memory_limit_starts_with_defaults():
+    """--memory-limit at its minimum (64 MiB) with no other flag used to be
+    refused at start: max-body-bytes (16 MiB) was larger than the
+    max-buffered-bytes it derives (8 MiB). The body limit follows the
+    buffer budget down; such a node takes pushes and answers queries."""
+    with Node(args=["--memory-limit", "64MiB"]) as n:
+        svc = unique("small")
+        now = int(time.time())
+        for i in range(3):
+            r = n.ingest(b"main;a;b 5\nmain;c 2\n", name=svc + ".cpu", **{"from": now - 60 + i})
+            assert r.status == 200, r
+        assert n.total(harness.CPU + '{service_name="%s"}' % svc) == 21 * 10**7  # folded .cpu at 100 Hz
+        m = n.get("/metrics")
+        assert m.status == 200, m
+
+
 if __name__ == "__main__":
     run_tests(globals())

@@ -65,5 +65,56 @@ def test_report_deadline_cancels_the_buckets():
         assert r.status == 200 and "X-Flamedb-Partial" not in r.headers, r
 
 
+def test_render_diff_and_groupby_deadline():
+    """render-diff and a render with groupBy are each two queries through
+    the cluster, joined into one answer: combined-query-timeout bounds the
+    answer as a whole. With a peer stopped by SIGSTOP and the deadline below
+    query-timeout, both are answered 504 naming the setting and how many of
+    the two queries had answered, the queries still running are cancelled
+    (the node idle at once), and once the peer is back both are whole again.
+    Without the deadline they waited for query-timeout's half time (200,
+    partial)."""
+    qt, deadline = 6, 1
+    args = ["--query-timeout", "%ds" % qt, "--combined-query-timeout", "%ds" % deadline]
+    now = int(time.time()) // 10 * 10
+    with Cluster(2, rf=1, failure_timeout="60s", args=args + FAST_FORMATION) as c:
+        n0 = c.nodes[0]
+        for svc in range(8):  # 32 shard tokens: some on each node
+            for v in ("v1", "v2"):
+                r = n0.ingest(b"main;serve;handle 10\nmain;gc 2\n", tenant="t",
+                              name="app%d.cpu{version=%s,env=e%d}" % (svc, v, svc % 2),
+                              **{"from": now - 60, "until": now - 50})
+                assert r.status == 200, r
+        diff = {"leftQuery": CPU + '{version="v1"}', "rightQuery": CPU + '{version="v2"}',
+                "leftFrom": now - 600, "rightFrom": now - 600}
+
+        def ask(route):
+            if route == "render_diff":
+                return n0.query("/pyroscope/render-diff", tenant="t", **diff)
+            return n0.render(CPU + "{}", frm=now - 600, tenant="t", groupBy="env")
+        for route in ("render_diff", "render"):
+            r = ask(route)
+            assert r.status == 200 and "x-flamedb-partial" not in r.headers, r
+        c.nodes[1].proc.send_signal(signal.SIGSTOP)
+        try:
+            for route in ("render_diff", "render"):
+                start = time.monotonic()
+                r = ask(route)
+                took = time.monotonic() - start
+                assert r.status == 504, (route, r, took)
+                body = r.body.decode()
+                assert "combined-query-timeout" in body and "of 2 queries had answered" in body, body
+                assert took < qt / 2, took
+                wait_for("the cancelled queries gone", lambda: idle(n0), timeout=5)
+            m = n0.get("/metrics").body.decode()
+            for route in ("render_diff", "render"):
+                assert 'flamedb_http_requests_total{route="%s",status="504"} 1' % route in m, m
+        finally:
+            c.nodes[1].proc.send_signal(signal.SIGCONT)
+        for route in ("render_diff", "render"):
+            r = ask(route)
+            assert r.status == 200 and "x-flamedb-partial" not in r.headers, r
+
+
 if __name__ == "__main__":
     run_tests(globals())

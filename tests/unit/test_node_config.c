@@ -193,8 +193,38 @@ static void test_generated_text(void)
     buf_free(&b);
 }
 
+/* Every memory-limit from its minimum up starts with the other settings at
+ * their defaults: max-body-bytes follows max-buffered-bytes down when that
+ * is smaller, and is refused above it only when set so. */
+static void test_small_memory(void)
+{
+    static const char *const limits[] = {"64MiB", "65MiB", "100MiB", "127MiB", "128MiB", "1GiB"};
+    for (size_t i = 0; i < sizeof limits / sizeof *limits; i++) {
+        node_config_t c;
+        enum node_config_action act;
+        errmsg_t em;
+        const char *argv[] = {"flamedb", "--memory-limit", limits[i]};
+        int rc = parse(&c, argv, 3, NULL, &act, &em);
+        if (rc != 0) fprintf(stderr, "--memory-limit %s: %s\n", limits[i], em.text);
+        CHECK_EQ_INT(rc, 0);
+        CHECK(c.http.max_body_bytes <= c.http.max_buffered_bytes);
+        CHECK(c.http.max_body_bytes == (16u << 20) ||
+              c.http.max_body_bytes == c.http.max_buffered_bytes);
+    }
+    node_config_t c;
+    enum node_config_action act;
+    errmsg_t em;
+    const char *a1[] = {"flamedb", "--memory-limit", "64MiB", "--max-body-bytes", "16MiB"};
+    CHECK(parse(&c, a1, 5, NULL, &act, &em) != 0);
+    CHECK(strstr(em.text, "max-body-bytes") != NULL);
+    const char *a2[] = {"flamedb", "--memory-limit", "128MiB", "--max-buffered-bytes", "8MiB"};
+    CHECK_EQ_INT(parse(&c, a2, 5, NULL, &act, &em), 0);
+    CHECK_EQ_INT(c.http.max_body_bytes, 8 << 20);
+}
+
 int main(void)
 {
+    test_small_memory();
     test_values();
     test_defaults();
     test_flags_and_env();

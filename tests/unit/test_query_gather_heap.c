@@ -1,0 +1,159 @@
+/* test_query_gather_heap.c — what a coordinator's gather allocates while
+ * it merges the shares' answers and finishes (selection, encoding) is what
+ * it charges to query-memory-bytes while it runs.
+ *
+ * A render-diff's sides are renders answered as merged trees, and a render
+ * truncated to maxNodes selects over its shares' forests: in both the
+ * coordinator's gather grows far beyond the encoded answers it was sent.
+ * Memory allocated and not counted is memory concurrent queries can hold
+ * beyond the budget. As test_query_render_heap does for a share, malloc,
+ * calloc, realloc and free are replaced (test_heap_count.h) to follow the
+ * bytes in use, and the highest heap use of a gather taking two shares'
+ * trees of STACKS distinct stacks each (half of them shared) and finishing
+ * is compared with the peak it charged. A budget below that peak refuses
+ * the query with ERR_UNAVAILABLE naming query-memory-bytes. Skipped under
+ * AddressSanitizer, which replaces the allocator itself.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "check.h"
+#include "common/alloc.h"
+#include "common/calltree.h"
+#include "common/symtab.h"
+#include "query/query.h"
+
+#include "test_heap_count.h"
+
+#define STACKS 40000
+#define CPU "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+
+/* One share's answer: its encoded tree and its symbols. */
+typedef struct share {
+    buf_t tree;
+    symtab_t *syms;
+} share_t;
+
+static void add_stack(calltree_t *t, symtab_t *st, const char *folded)
+{
+    uint64_t stack[8];
+    size_t depth = 0;
+    for (const char *p = folded; *p != '\0' && depth < 8;) {
+        const char *e = strchr(p, ';');
+        size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
+        CHECK_EQ_INT(symtab_intern(st, p, n, "file.c", 6, &stack[depth++]), 0);
+        p += n + (e != NULL);
+    }
+    CHECK_EQ_INT(calltree_add_stack(t, stack, depth, 1), 0);
+}
+
+/* Share k: stacks [k * STACKS / 2, k * STACKS / 2 + STACKS). */
+static void share_make(share_t *s, int k)
+{
+    calltree_t *t = calltree_new(0);
+    s->syms = symtab_new();
+    char stack[96];
+    for (int i = k * STACKS / 2; i < k * STACKS / 2 + STACKS; i++) {
+        snprintf(stack, sizeof stack, "main;mod%d;fn%d;leaf%d", i % 50, i, i);
+        add_stack(t, s->syms, stack);
+    }
+    buf_init(&s->tree, BUF_UNLIMITED);
+    CHECK_EQ_INT(calltree_encode(t, &s->tree), 0);
+    calltree_free(t);
+}
+
+static void share_free(share_t *s)
+{
+    buf_free(&s->tree);
+    symtab_free(s->syms);
+}
+
+/* As a coordinator's merge job adds a remote answer (scatter_merge.c). */
+static int add_share(query_gather_t *g, const share_t *s, errmsg_t *em)
+{
+    const uint8_t *enc = s->tree.data;
+    size_t len = s->tree.len;
+    int rc = query_gather_add_trees(g, &enc, &len, 1, em);
+    for (size_t i = 0; rc == 0 && i < symtab_count(s->syms); i++) {
+        uint64_t id = symtab_id_at(s->syms, i);
+        const char *name, *file;
+        CHECK(symtab_get(s->syms, id, &name, &file));
+        rc = query_gather_add_symbol(g, id, name, strlen(name), file, strlen(file));
+    }
+    return rc != 0 ? rc : query_gather_add_series(g, 1, NULL, em);
+}
+
+/* Gathers both shares and finishes a render (merged_tree: a render-diff's
+ * side; else JSON truncated to max_nodes) with a charge on a budget of
+ * limit bytes (0: none); its charged peak. */
+static int gather(const share_t *sh, int merged_tree, const char *max_nodes, size_t limit,
+                  size_t *charged_peak, errmsg_t *em)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_params_t p = {.query = CPU "{}", .from = "now-1h", .until = "now"};
+    p.merged_tree = merged_tree;
+    p.max_nodes = max_nodes;
+    query_spec_t spec;
+    memset(&spec, 0, sizeof spec);
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, 1700000000000, &spec, em), 0);
+    query_gather_t *g;
+    CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+    alloc_budget_t b;
+    alloc_budget_init(&b, limit);
+    alloc_charge_t c;
+    alloc_charge_init(&c, &b);
+    query_gather_charge(g, &c, 0);
+    query_result_t out;
+    query_result_init(&out);
+    int rc = add_share(g, &sh[0], em);
+    if (rc == 0) rc = add_share(g, &sh[1], em);
+    if (rc == 0) rc = query_gather_finish(g, NULL, &out, em);
+    if (rc == 0) CHECK(out.body.len > 0);
+    query_result_free(&out);
+    query_gather_free(g);
+    *charged_peak = c.peak;
+    alloc_charge_done(&c);
+    CHECK_EQ_INT(alloc_budget_used(&b), 0);
+    query_spec_free(&spec);
+    return rc;
+}
+
+static void check_heap(const share_t *sh, int merged_tree, const char *max_nodes)
+{
+    size_t peak;
+    errmsg_t em = {{0}};
+    heap_start();
+    int rc = gather(sh, merged_tree, max_nodes, 0, &peak, &em);
+    long most = heap_stop();
+    if (rc != 0) fprintf(stderr, "gather: %s\n", em.text);
+    CHECK_EQ_INT(rc, 0);
+    fprintf(stderr, "gather of 2 x %d stacks (%s): charged peak %zu B, heap peak %ld B\n", STACKS,
+            merged_tree ? "merged tree" : "maxNodes", peak, most);
+    CHECK(peak > 0);
+    /* what it allocated and did not count: the spec, the charge's steps,
+     * allocator rounding, and the answer's buffer while it doubles (the
+     * answer is counted once written, as a render-diff's join counts its) */
+    if (HEAP_COUNTED) CHECK((size_t)most <= peak + peak / 8 + (256u << 10));
+    /* and what it counts is about what it takes, not a multiple */
+    if (HEAP_COUNTED) CHECK(peak <= (size_t)most + (size_t)most / 2);
+
+    /* a budget below that peak: refused, naming the setting, nothing kept */
+    rc = gather(sh, merged_tree, max_nodes, peak / 2, &peak, &em);
+    CHECK(rc == ERR_UNAVAILABLE || rc == ERR_TOO_LARGE);
+    CHECK(strstr(em.text, "query-memory-bytes") != NULL);
+}
+
+int main(void)
+{
+    if (!HEAP_COUNTED) fprintf(stderr, "SKIP heap counts: the allocator is AddressSanitizer's\n");
+    share_t sh[2];
+    share_make(&sh[0], 0);
+    share_make(&sh[1], 1);
+    check_heap(sh, 1, NULL);    /* a render-diff's side */
+    check_heap(sh, 0, "1024");  /* a flame graph truncated to maxNodes */
+    check_heap(sh, 0, "65536"); /* ... keeping most of it */
+    share_free(&sh[0]);
+    share_free(&sh[1]);
+    return check_exit();
+}
