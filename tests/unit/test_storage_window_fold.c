@@ -10,10 +10,14 @@
  * resolution's merged tree and the timeline are those before the fold. A
  * push that comes after the fold adds one operand over the folded sum
  * (counted, then folded again); a window past retention is not folded.
- * The background thread (window_fold_interval_seconds) folds by itself,
- * a flushed window's sum with the operands written after it too. */
+ * Pushes racing with folds count once each; more ended windows of one
+ * token than a batch holds are all folded. The background thread
+ * (window_fold_interval_seconds) folds by itself, a flushed window's sum
+ * with the operands written after it too. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -129,6 +133,105 @@ static int64_t timeline(fixture_t *f, uint64_t sid, int res)
     return sc.total;
 }
 
+/* Profile i of the racer (no CHECK: it runs beside the main thread's):
+ * rc of its write, its root total in *total. */
+static int push_rc(fixture_t *f, labels_t *l, symtab_t *st, int i, int64_t t_s, int64_t *total)
+{
+    calltree_t *t = calltree_new(0);
+    char name[16];
+    int rc = t == NULL ? ERR_NOMEM : 0;
+    for (int k = 0; k < 4 && rc == 0; k++) {
+        uint64_t stack[3];
+        snprintf(name, sizeof name, "r%d", k);
+        rc = symtab_intern(st, "race", 4, "file.c", 6, &stack[0]);
+        if (rc == 0) rc = symtab_intern(st, name, strlen(name), "file.c", 6, &stack[1]);
+        snprintf(name, sizeof name, "s%d", (k + i) % 9);
+        if (rc == 0) rc = symtab_intern(st, name, strlen(name), "file.c", 6, &stack[2]);
+        if (rc == 0) rc = calltree_add_stack(t, stack, 3, 1 + k + i);
+    }
+    *total = rc == 0 ? calltree_root_total(t) : 0;
+    storage_series_write_t sw = {
+        .labels = l, .series_id = labels_hash(l), .token = TOKEN, .tree = t};
+    storage_profile_write_t p = {
+        .tenant = "t", .time_ns = t_s * NS, .series = &sw, .nseries = 1, .symbols = st};
+    fx_id(p.profile_id, 900000 + (uint64_t)i);
+    errmsg_t em = {{0}};
+    if (rc == 0) rc = storage_write_profile(f->s, &p, NULL, &em);
+    calltree_free(t);
+    return rc;
+}
+
+typedef struct racer {
+    fixture_t *f;
+    labels_t *l;
+    symtab_t *st;
+    int64_t t0, total;
+    int failed;
+    atomic_int done;
+} racer_t;
+
+#define RACE_PUSHES 200
+
+static void *racer_main(void *arg)
+{
+    racer_t *r = arg;
+    for (int i = 0; i < RACE_PUSHES; i++) {
+        int64_t t;
+        r->failed |= push_rc(r->f, r->l, r->st, i, r->t0 + (i % 4) * 60, &t) != 0;
+        r->total += t;
+    }
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+/* Pushes into ended windows while folds run: every operand counts once
+ * (the fold holds the token's lock across its read and its put). */
+static void race(fixture_t *f, symtab_t *st, int64_t t0)
+{
+    racer_t r = {.f = f, .l = fx_labels("svc", "race"), .st = st, .t0 = t0};
+    pthread_t th;
+    CHECK_EQ_INT(pthread_create(&th, NULL, racer_main, &r), 0);
+    size_t folded, sum = 0;
+    int passes = 0;
+    while (!atomic_load(&r.done) && passes < 100000) {
+        CHECK_EQ_INT(storage_fold_windows(f->s, f->now, &folded), 0);
+        sum += folded;
+        passes++;
+    }
+    CHECK_EQ_INT(pthread_join(th, NULL), 0);
+    CHECK_EQ_INT(r.failed, 0);
+    CHECK_EQ_INT(storage_fold_windows(f->s, f->now, &folded), 0);
+    printf("race: %d passes folded %zu windows meanwhile\n", passes, sum);
+    uint64_t id = labels_hash(r.l);
+    for (int res = 1; res < STORAGE_RESOLUTION_COUNT; res++) {
+        calltree_t *t = merged(f, id, res, 0);
+        CHECK_EQ_INT(calltree_root_total(t), r.total);
+        CHECK_EQ_INT(timeline(f, id, res), r.total);
+        calltree_free(t);
+        if (res < STORAGE_RESOLUTION_COUNT - 1) CHECK_EQ_INT(scan_raw(f, id, res).parted, 0);
+    }
+    labels_free(r.l);
+}
+
+/* More ended windows of one token than one batch holds: all folded. */
+static void many(fixture_t *f, symtab_t *st, int64_t t0)
+{
+    labels_t *l = fx_labels("svc", "many");
+    uint64_t id = labels_hash(l);
+    for (int k = 0; k < 300; k++) {
+        int64_t t;
+        CHECK_EQ_INT(push_rc(f, l, st, 1000 + 2 * k, t0 - k * 60, &t), 0);
+        CHECK_EQ_INT(push_rc(f, l, st, 1001 + 2 * k, t0 - k * 60, &t), 0);
+    }
+    CHECK_EQ_INT(scan_raw(f, id, 1).parted, 300);
+    size_t folded;
+    CHECK_EQ_INT(storage_fold_windows(f->s, f->now, &folded), 0);
+    CHECK(folded >= 300);
+    CHECK_EQ_INT(scan_raw(f, id, 1).parted, 0);
+    CHECK_EQ_INT(scan_raw(f, id, 2).parted, 0);
+    labels_free(l);
+}
+
 int main(void)
 {
     fixture_t f;
@@ -181,14 +284,19 @@ int main(void)
         CHECK(calltree_root_total(after[0][res]) > calltree_root_total(before[0][res]));
     CHECK_EQ_INT(calltree_root_total(after[1][1]), calltree_root_total(before[1][1]));
     for (int w = 0; w < WHO; w++)
-        for (int res = 0; res < STORAGE_RESOLUTION_COUNT; res++)
+        for (int res = 0; res < STORAGE_RESOLUTION_COUNT; res++) {
             calltree_free(before[w][res]);
+            calltree_free(after[w][res]);
+        }
     snapshot(&f, ids, before);
     CHECK_EQ_INT(storage_fold_windows(f.s, f.now, &folded), 0);
     CHECK(folded >= 1);
     CHECK_EQ_INT(scan_raw(&f, ids[0], 1).parted, 0);
     snapshot(&f, ids, after);
     check_same(before, after);
+
+    race(&f, st, t0);
+    many(&f, st, t0);
 
     /* past retention: not folded (the compaction filter drops it) */
     labels_t *lc = fx_labels("svc", "c");
