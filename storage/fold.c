@@ -35,9 +35,12 @@
 /* RocksDB's ReadTier kMemtableTier: an iterator over the memtables alone. */
 #define FOLD_MEMTABLE_TIER 3
 
-/* Windows folded in one batch (one hold of the token's lock); the keys
- * waiting for it are the pass's only memory. */
+/* Windows folded in one hold of the token's lock; the keys waiting for it
+ * and one write batch are the pass's only memory. */
 #define FOLD_BATCH 256
+/* A write batch is committed once it holds this many bytes of sums (the
+ * lock still held), so a batch of large windows never holds them all. */
+#define FOLD_BATCH_BYTES ((size_t)4 << 20)
 
 /* token | tenant | series_id | res | window: 26 bytes besides the tenant */
 #define FOLD_KEY_FIXED 26
@@ -73,9 +76,17 @@ static int keys_add(fold_keys_t *ks, const uint8_t *k, size_t kn)
     return 0;
 }
 
+static int commit(storage_t *s, rocksdb_writebatch_t *wb)
+{
+    char *err = NULL;
+    rocksdb_write(s->db, s->wopts, wb, &err);
+    rocksdb_writebatch_clear(wb);
+    return storage_rocks_err(err, NULL, "window fold: write");
+}
+
 /* Keys ks[0, n) of one token and tenant, read whole and put back as their
- * sums in one batch, under the token's table lock. The merge operator must
- * fold on this thread meanwhile (no probe): what is put is the sum. */
+ * sums, under the token's table lock. The merge operator must fold on this
+ * thread meanwhile (no probe): what is put is the sum. */
 static int fold_token(storage_t *s, const fold_keys_t *ks, size_t *folded)
 {
     const uint8_t *k0 = ks->b;
@@ -92,7 +103,7 @@ static int fold_token(storage_t *s, const fold_keys_t *ks, size_t *folded)
     }
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
-    size_t n = 0;
+    size_t n = 0, bytes = 0, pending = 0; /* committed, and in the batch */
     for (size_t x = 0; x < ks->n && rc == 0; x++) {
         const char *k = (const char *)ks->b + ks->off[x];
         size_t kn = ks->off[x + 1] - ks->off[x], vn;
@@ -102,20 +113,21 @@ static int fold_token(storage_t *s, const fold_keys_t *ks, size_t *folded)
             rc = storage_rocks_err(err, NULL, "window fold: read");
         } else if (v != NULL) { /* gone meanwhile: nothing to fold */
             rocksdb_writebatch_put_cf(wb, s->cf[CF_BLOCKS], k, kn, v, vn);
-            n++;
+            pending++;
+            bytes += vn;
         }
         free(v);
+        if (rc == 0 && bytes >= FOLD_BATCH_BYTES && (rc = commit(s, wb)) == 0) {
+            n += pending;
+            bytes = pending = 0;
+        }
     }
-    if (rc == 0 && n > 0) {
-        char *err = NULL;
-        rocksdb_write(s->db, s->wopts, wb, &err);
-        rc = storage_rocks_err(err, NULL, "window fold: write");
-    }
+    if (rc == 0 && pending > 0 && (rc = commit(s, wb)) == 0) n += pending;
     rocksdb_writebatch_destroy(wb);
     rocksdb_readoptions_destroy(ro);
     storage_nodetab_release(s, t, 0);
     pthread_rwlock_unlock(&s->symgc.lock);
-    if (rc == 0) *folded += n;
+    *folded += n;
     return rc;
 }
 
@@ -128,6 +140,11 @@ static int fold_flush(storage_t *s, fold_keys_t *ks, size_t *folded)
     storage_merge_defer(STORAGE_MERGE_PROBE);
     ks->n = ks->used = 0;
     return rc;
+}
+
+static void keep_first(int *rc, int rc2)
+{
+    if (*rc == 0) *rc = rc2;
 }
 
 /* Whether key k is of another token or tenant than the keys collected. */
@@ -151,16 +168,18 @@ int storage_fold_windows(storage_t *s, int64_t ended_by_s, size_t *folded)
     rocksdb_readoptions_set_fill_cache(ro, 0);
     storage_merge_defer(STORAGE_MERGE_PROBE);
     rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_BLOCKS]);
-    int rc = 0;
-    for (rocksdb_iter_seek_to_first(it); rc == 0 && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    int rc = 0; /* the first error; a token that fails leaves the others to fold */
+    for (rocksdb_iter_seek_to_first(it); rc != ERR_NOMEM && rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
         size_t kn, vn;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
         if (vn == 0 || v[0] != SPARSE_PARTS || !fold_due(s, k, kn, ended_by_s)) continue;
-        if (other_prefix(&ks, k, kn) || ks.n == FOLD_BATCH) rc = fold_flush(s, &ks, folded);
-        if (rc == 0) rc = keys_add(&ks, k, kn);
+        if (other_prefix(&ks, k, kn) || ks.n == FOLD_BATCH)
+            keep_first(&rc, fold_flush(s, &ks, folded));
+        if (rc != ERR_NOMEM) keep_first(&rc, keys_add(&ks, k, kn));
     }
-    if (rc == 0) rc = fold_flush(s, &ks, folded);
+    keep_first(&rc, fold_flush(s, &ks, folded));
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
     rocksdb_iter_destroy(it);
