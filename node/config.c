@@ -347,6 +347,14 @@ static const opt_t options[] = {
      "only flushes and compactions fold). A flame graph of recent windows adds every operand it "
      "meets as a part: lower values make such reads cheaper and each push dearer (it reads and "
      "re-encodes the window it folds; docs/benchmarks.md)."},
+    {"window-fold-interval", OPT_SECONDS, FIELD(storage.window_fold_interval_seconds, int64_t),
+     NULL, 0, 0, DAY_S,
+     "How often a background pass folds the in-memory merge operands of every block window that "
+     "has ended into one value (the same sum): a window is folded once, within this long after "
+     "its end, instead of at every window-successive-merges operands, and a flame graph of "
+     "recent windows then adds one part per window instead of one per profile. The pass reads "
+     "only the memtables of the blocks column family; 0 = never (flushes and compactions still "
+     "fold; docs/benchmarks.md)."},
     {"total-successive-merges", OPT_U32, FIELD(storage.total_successive_merges, uint32_t), NULL, 0,
      0, 1u << 20,
      "The same for a window's total (the totals column family). 0 (the default): never at "

@@ -107,6 +107,14 @@ static char *sparse_full_merge(void *state, const char *key, size_t key_len, con
                                size_t existing_len, const char *const *ops, const size_t *op_lens,
                                int nops, unsigned char *success, size_t *new_len)
 {
+    if (defer_fold == STORAGE_MERGE_PROBE) { /* how many parts, not what they hold */
+        char *r = malloc(1);
+        *success = r != NULL;
+        *new_len = r != NULL;
+        if (r != NULL)
+            r[0] = (char)(nops + (existing != NULL) >= 2 ? SPARSE_PARTS : SPARSE_VERSION);
+        return r;
+    }
     return fold_full(defer_fold ? defer_sparse : storage_fold_sparse, state, existing, existing_len,
                      ops, op_lens, nops, success, new_len);
 }

@@ -78,6 +78,7 @@ void storage_options_default(storage_options_t *o)
     o->node_index_min_nodes = STORAGE_NODE_INDEX_MIN_NODES;
     o->window_successive_merges = STORAGE_WINDOW_SUCCESSIVE_MERGES;
     o->total_successive_merges = STORAGE_TOTAL_SUCCESSIVE_MERGES;
+    o->window_fold_interval_seconds = STORAGE_WINDOW_FOLD_INTERVAL;
     o->max_span_nodes = 65536;
     o->max_span_members = STORAGE_MAX_SPAN_MEMBERS;
     o->series_gc_interval_seconds = 3600;
@@ -382,6 +383,8 @@ int storage_open(const storage_options_t *o, storage_t **out, errmsg_t *em)
         rc = errmsg_set(em, ERR_IO, "storage: cannot count the series per tenant");
     if (rc == 0 && storage_gc_start(s) != 0)
         rc = errmsg_set(em, ERR_INTERNAL, "storage: cannot start the series collector");
+    if (rc == 0 && storage_fold_start(s) != 0)
+        rc = errmsg_set(em, ERR_INTERNAL, "storage: cannot start the window fold");
     if (rc != 0) {
         storage_close(s);
         return rc;
@@ -410,6 +413,7 @@ static void flush_all(storage_t *s)
 void storage_close(storage_t *s)
 {
     if (s == NULL) return;
+    storage_fold_stop(s);
     storage_gc_stop(s);
     if (s->db != NULL) {
         flush_all(s);
@@ -533,6 +537,7 @@ int storage_stats(storage_t *s, storage_stats_t *out)
     out->node_table_loads = atomic_load(&s->counters.nodetab_loads);
     out->gc_nodetabs = atomic_load(&s->counters.gc_nodetabs);
     out->gc_symbols = atomic_load(&s->counters.gc_symbols);
+    out->folded_windows = atomic_load(&s->counters.folded_windows);
     return 0;
 }
 
@@ -601,6 +606,9 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
                         "them."),
         METRICS_U64_DEF(storage_stats_t, gc_symbols, "flamedb_storage_gc_symbols_total",
                         "Symbols deleted because no stack-node table or span tree named them."),
+        METRICS_U64_DEF(storage_stats_t, folded_windows, "flamedb_storage_folded_windows_total",
+                        "Block windows whose memtable operands the window fold put back as one "
+                        "value after the window ended (window-fold-interval)."),
         METRICS_U64_DEF(storage_stats_t, wal_syncs, "flamedb_storage_wal_syncs_total",
                         "fsyncs of the write-ahead log since the node started (sync-writes)."),
         METRICS_U64_DEF(storage_stats_t, wal_writes, "flamedb_storage_wal_writes_total",

@@ -99,6 +99,10 @@ typedef struct storage_options {
     /* The same for the totals column family (8-byte operands that a read
      * adds cheaply, while counting them costs each write a search). */
     uint32_t total_successive_merges;
+    /* How often a background pass folds the memtable operands of every
+     * block window that has ended into one value (fold.c,
+     * storage_fold_windows); 0: never (flushes and compactions still fold). */
+    int64_t window_fold_interval_seconds;
     int max_background_jobs;
     /* SST files RocksDB keeps open at once (its table cache, each open file
      * with its index and filter blocks); others are opened as they are read
@@ -421,6 +425,7 @@ typedef struct storage_stats {
     uint64_t node_table_loads;  /* stack-node tables read whole from disk (cache misses) */
     uint64_t gc_nodetabs;       /* unused stack-node tables deleted since open */
     uint64_t gc_symbols;        /* unreferenced symbols deleted since open */
+    uint64_t folded_windows;    /* block windows whose operands a fold put back as one value */
 } storage_stats_t;
 int storage_stats(storage_t *s, storage_stats_t *out);
 /* Fills out[0..*n) with the SST bytes of each column family (at most cap). */
@@ -451,6 +456,12 @@ int storage_gc_series(storage_t *s, size_t *removed);
  * profile trees have all aged out; *removed gets how many. Safe next to
  * writers and readers: a later write starts a fresh table. */
 int storage_gc_nodetabs(storage_t *s, size_t *removed);
+/* Folds the memtable operands of every block window that ended by
+ * ended_by_s (unix s) and holds two or more into one value, the same sum
+ * (fold.c); *folded gets how many windows. Safe next to writers, readers,
+ * streams and range clears. Runs by itself every
+ * window_fold_interval_seconds with the storage clock's now. */
+int storage_fold_windows(storage_t *s, int64_t ended_by_s, size_t *folded);
 /* Deletes every symbol that no stack-node table and no span tree names any
  * more; *removed gets how many. Safe next to writers and readers (a write
  * meanwhile keeps what it references). Runs after storage_gc_nodetabs. */

@@ -98,6 +98,9 @@ enum storage_cf {
  * before every merge, as costly as the insert itself; a total's operands
  * are 8 bytes that a read adds, and flushes fold them (docs/benchmarks.md). */
 #define STORAGE_TOTAL_SUCCESSIVE_MERGES 0
+/* Default of storage_options_t.window_fold_interval_seconds: a window is
+ * folded within this long after it ended (fold.c). */
+#define STORAGE_WINDOW_FOLD_INTERVAL 10
 /* Ids a table may hold at all (what a load accepts, whatever the setting). */
 #define STORAGE_HARD_STACK_NODES (1u << 30)
 
@@ -155,6 +158,7 @@ typedef struct storage_counters {
     atomic_uint_fast64_t nodetab_loads; /* stack-node tables loaded from disk (nodetab.c) */
     atomic_uint_fast64_t gc_nodetabs;   /* unused stack-node tables deleted by gc.c */
     atomic_uint_fast64_t gc_symbols;    /* unreferenced symbols deleted by gc_symbols.c */
+    atomic_uint_fast64_t folded_windows;  /* block windows folded by fold.c */
     atomic_uint_fast64_t unblocked_scans; /* range scans of profile_trees for 10 s windows
                                              (storage_scan_unblocked) */
 } storage_counters_t;
@@ -227,6 +231,12 @@ struct storage {
         pthread_cond_t cv;
         int stop, running;
     } gc;
+    struct { /* fold.c: the window fold's thread */
+        pthread_t thread;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        int stop, running;
+    } fold;
     storage_tseries_t tseries;
     struct {                   /* gc_symbols.c: a symbol sweep and the writes beside it */
         pthread_rwlock_t lock; /* writes: read side to their commit; a sweep or a range
@@ -550,6 +560,9 @@ int storage_symgc_touch(storage_t *s, uint64_t key);
  * DB is open); storage_gc_stop (before it closes) stops and joins it. */
 int storage_gc_start(storage_t *s);
 void storage_gc_stop(storage_t *s);
+/* The same for the window fold's thread (window_fold_interval_seconds). */
+int storage_fold_start(storage_t *s);
+void storage_fold_stop(storage_t *s);
 
 /* --- hints (hints.c) ------------------------------------------------------ */
 
@@ -608,8 +621,12 @@ rocksdb_mergeoperator_t *storage_merge_sparse_new(storage_counters_t *c);
  * returns its parts unfolded as one SPARSE_PARTS value instead of their sum;
  * the caller must then read every value it gets through
  * storage_sparse_parts_next. Flushes, compactions and writes run on threads
- * (or at times) where it is off, so nothing unfolded is ever stored. */
+ * (or at times) where it is off, so nothing unfolded is ever stored.
+ * With STORAGE_MERGE_PROBE instead of 1, such a merge returns one byte and
+ * nothing of the parts: SPARSE_PARTS when it met two or more, else
+ * SPARSE_VERSION (the window fold's scan, fold.c, copies no block). */
 void storage_merge_defer(int on);
+#define STORAGE_MERGE_PROBE 2
 /* Counts and (thinned) logs a corrupt merge operand. */
 void storage_log_corrupt(storage_counters_t *c, const char *what, int i, int rc);
 

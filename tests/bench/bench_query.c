@@ -412,6 +412,38 @@ static void set_range(qctx_t *q, const profile_set_t *set)
     printf("query_range_s: %lld\n", (long long)((hi / 10 + 1) * 10 - lo / 10 * 10));
 }
 
+/* One pass of the window fold: its CPU in ms (-1 on error), *folded the
+ * windows it folded. */
+static double fold_pass(qctx_t *q, size_t *folded)
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+    int rc = storage_fold_windows(q->st, now_ms() / 1000, folded);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+    if (rc != 0) {
+        fprintf(stderr, "storage_fold_windows: %s\n", err_message(rc));
+        return -1;
+    }
+    return (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+}
+
+/* The window fold a node runs every window-fold-interval (every window of
+ * the set has ended), its CPU, a second pass's (the memtable scan that
+ * finds nothing more: what every later pass costs), and the render after
+ * it: the store as a node holds it shortly after the pushes, before any
+ * flush. */
+static int fold_figures(qctx_t *q)
+{
+    size_t folded, again;
+    double ms = fold_pass(q, &folded), ms2 = ms < 0 ? -1 : fold_pass(q, &again);
+    if (ms < 0 || ms2 < 0) return 1;
+    printf("query_window_fold_ms: %.3f (%zu windows folded, CPU of the thread; a pass after it "
+           "%.3f ms, %zu folded)\n",
+           ms, folded, ms2, again);
+    if (same_as_whole_tree(q, "folded") != 0) return 1;
+    return render_median(q, "folded", q->from) < 0;
+}
+
 static int run_queries(qctx_t *q, const char *dir)
 {
     int64_t ticks;
@@ -419,7 +451,8 @@ static int run_queries(qctx_t *q, const char *dir)
     if (same_as_whole_tree(q, "as_ingested") != 0) return 1;
     if (forest_figures(q) != 0) return 1;
     double m1 = render_median(q, "as_ingested", q->from);
-    if (m1 < 0 || storage_compact(q->st) != 0 || reopen(&q->st, dir) != 0) return 1;
+    if (m1 < 0 || fold_figures(q) != 0 || storage_compact(q->st) != 0 || reopen(&q->st, dir) != 0)
+        return 1;
     if (same_as_whole_tree(q, "compacted") != 0) return 1;
     double cold = render_once(q, q->from, &ticks, &bytes);
     printf("query_cold_after_reopen_ms: %.3f\n", cold * 1e3);
@@ -436,8 +469,10 @@ int cmd_query(int argc, char **argv)
 {
     const char *index = NULL, *service = NULL, *type = "memory:inuse_space:bytes:space:bytes";
     const char *type_unit = "inuse_space/bytes", *forests_only = NULL;
+    uint64_t merges = UINT64_MAX; /* window-successive-merges, or the default */
     for (int i = 0; i < argc; i++) {
         if (flag_str(argc, argv, &i, "--index", &index) ||
+            flag_u64(argc, argv, &i, "--window-successive-merges", &merges) ||
             flag_str(argc, argv, &i, "--forests-only", &forests_only) ||
             flag_str(argc, argv, &i, "--service", &service) ||
             flag_str(argc, argv, &i, "--type", &type) ||
@@ -464,6 +499,8 @@ int cmd_query(int argc, char **argv)
     storage_options_t o;
     storage_options_default(&o);
     o.path = dir;
+    if (merges != UINT64_MAX) o.window_successive_merges = (uint32_t)merges;
+    o.window_fold_interval_seconds = 0; /* as ingested until fold_figures folds */
     errmsg_t em = {{0}};
     if (dir && storage_open(&o, &q.st, &em) == 0 && ingest_set(q.st, &set) == 0)
         rc = forests_only ? forest_rounds(&q, atoi(forests_only)) : run_queries(&q, dir);
