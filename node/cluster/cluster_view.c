@@ -371,6 +371,7 @@ static int transport_json(const cluster_t *c, buf_t *out)
         {"connections_accepted", s.connections_accepted},
         {"connections_dropped", s.connections_dropped},
         {"connections_broken", s.connections_broken},
+        {"connections_current", s.connections_current},
         {"chunk_pieces", c->chunks.stats.pieces},
         {"chunked_messages", c->chunks.stats.messages},
         {"chunked_dropped", c->chunks.stats.dropped},

@@ -527,6 +527,7 @@ void rpc_stats(const rpc_t *r, rpc_stats_t *out)
     out->connections_accepted = nn_get_statistic(r->sock, NN_STAT_ACCEPTED_CONNECTIONS);
     out->connections_dropped = nn_get_statistic(r->sock, NN_STAT_DROPPED_CONNECTIONS);
     out->connections_broken = nn_get_statistic(r->sock, NN_STAT_BROKEN_CONNECTIONS);
+    out->connections_current = nn_get_statistic(r->sock, NN_STAT_CURRENT_CONNECTIONS);
 }
 
 static void pull_closed(uv_handle_t *h)

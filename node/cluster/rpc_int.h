@@ -61,6 +61,9 @@ typedef struct rpc_stats {
      * accepted; dropped during the handshake (not the SP protocol); broken
      * once established (e.g. a message over max_message_bytes). */
     uint64_t connections_accepted, connections_dropped, connections_broken;
+    /* Incoming connections open now (nanomsg caps them with no option: a
+     * count well above the members' says someone else connects). */
+    uint64_t connections_current;
 } rpc_stats_t;
 
 /* Called on the loop thread for every message received; msg borrowed. */

@@ -3,10 +3,12 @@
 processes on 127.0.0.1:
 
 - several raw TCP connections to the cluster port, each announcing a message
-  of almost max-message-bytes and sending half of it, then holding the
-  connection open: the node's resident memory must stay within a few frames
-  per connection (cluster-max-frame-bytes) and the node must keep serving
+  of almost max-message-bytes and sending a third of it, then holding the
+  connection open: the node's resident memory must stay within two frames
+  per connection (max-frame-bytes) and the node must keep serving
   pushes, replication and queries meanwhile;
+- the same with frames just under the limit, sent but for their last byte
+  (what the limit still lets such a peer hold: about a frame each);
 - the same connections sending, again and again, unsigned messages just
   under the frame limit (which the transport accepts and the MAC check
   refuses): the same bound, and each of them counted as unauthorized;
@@ -109,6 +111,25 @@ def test_unsigned_large_messages_bounded():
                                             grew / MiB, BOUND / MiB))
                 assert grew < BOUND, (grew, BOUND)
                 serving(c, "portmem1", 5)  # with the connections still open
+            finally:
+                for s in socks:
+                    s.close()
+
+            # frames within the limit, all but their last byte sent, held open:
+            # what is left to a peer without the secret, about a frame each
+            socks = [connect(port) for _ in range(CONNECTIONS)]
+            try:
+                held = FRAME - 4096
+                for s in socks:
+                    send_some(s, struct.pack(">Q", held) + b"\x3c" * (held - 1))
+                time.sleep(1.0)
+                grew = rss(node) - before
+                open_now = c.status(0)["transport"]["connections_current"]
+                assert open_now >= CONNECTIONS + 1, open_now  # + n1's
+                print("    %d connections holding a frame of %d KiB but its last byte: RSS "
+                      "%+.1f MiB" % (CONNECTIONS, held // 1024, grew / MiB))
+                assert grew < BOUND, (grew, BOUND)
+                serving(c, "portmem3", 4)
             finally:
                 for s in socks:
                     s.close()
