@@ -14,7 +14,12 @@ processes on 127.0.0.1:
   refuses): the same bound, and each of them counted as unauthorized;
 - with frames of 64 KiB, replicated writes (both ways) and the stream
   answers of a join larger than a frame travel in signed pieces and every
-  total stays exact, through each node and through the joined node alone.
+  total stays exact, through each node and through the joined node alone;
+- with FLAMEDB_OLD_BIN naming a flamedb built before frames existed (skipped
+  otherwise): beside such a node, a new node with a frame limit below
+  max-message-bytes loses the writes larger than a frame both ways (503),
+  and with --max-frame-bytes equal to max-message-bytes (the documented
+  upgrade setting) they replicate both ways.
 
 Every wait is bounded; the seed is printed (cluster.py).
 """
@@ -195,6 +200,45 @@ def test_messages_in_pieces_exact():
             check_exact(c, n, d, frm, until)
     finally:
         os.unlink(key)
+
+
+def mixed_pushes(extra):
+    """A cluster of an old node (n0) and a new one (n1, with extra): the
+    status of a push larger than 64 KiB through each, and whether both nodes
+    then answer it."""
+    c = Cluster(0, rf=2, args=FAST_FORMATION + ["--write-timeout", "2s"], start=False)
+    got = []
+    new_bin = harness.FLAMEDB_BIN
+    with c:
+        try:
+            harness.FLAMEDB_BIN = os.environ["FLAMEDB_OLD_BIN"]
+            c.add_node()
+        finally:
+            harness.FLAMEDB_BIN = new_bin
+        c.add_node(extra=extra)
+        c.wait_converged(timeout=30)
+        now = int(time.time())
+        for k, via in enumerate((0, 1)):
+            svc = harness.unique("mixed%d" % k)
+            body, v = big_body(3 + k, lines=6000)
+            r = c.nodes[via].ingest(body, name=svc + ".cpu", **{"from": now - 50, "until": now - 40})
+            q = '%s{service_name="%s"}' % (CPU, svc)
+            both = r.status == 200 and bool(wait_for(
+                "both nodes to answer", lambda: all(c.nodes[i].total(q) == v * 10**7
+                                                    for i in (0, 1)), 10))
+            got.append((r.status, both))
+    return got
+
+
+def test_mixed_versions_upgrade_setting():
+    if not os.environ.get("FLAMEDB_OLD_BIN"):
+        raise harness.Skip("FLAMEDB_OLD_BIN (a flamedb without --max-frame-bytes) not set")
+    lowered = mixed_pushes(["--max-frame-bytes", "64KiB"])
+    print("    old + new with 64 KiB frames: pushes via old, via new: %s" % lowered)
+    assert [s for s, _ in lowered] == [503, 503], lowered
+    upgrade = mixed_pushes(["--max-frame-bytes", "64MiB"])
+    print("    old + new with frames of max-message-bytes: %s" % upgrade)
+    assert upgrade == [(200, True), (200, True)], upgrade
 
 
 if __name__ == "__main__":
