@@ -192,7 +192,8 @@ def test_messages_in_pieces_exact():
             print("    %d and %d messages put back together from %d and %d pieces" %
                   (t[0]["chunked_messages"], t[1]["chunked_messages"], t[0]["chunk_pieces"],
                    t[1]["chunk_pieces"]))
-            assert t[1]["chunked_messages"] >= 3 and t[0]["chunked_messages"] > 0, t
+            # n1: the stream answer(s) of the big windows and n0's write; n0: n1's write
+            assert t[1]["chunked_messages"] >= 2 and t[0]["chunked_messages"] >= 1, t
             assert t[0]["chunk_bytes_held"] == 0 and t[1]["chunk_bytes_held"] == 0, t
             assert t[0]["chunked_dropped"] == 0 and t[1]["chunked_dropped"] == 0, t
             c.kill(0)
