@@ -421,6 +421,18 @@ static const opt_t options[] = {
      "the span trees of one fetched profile at most a quarter (past it they go by name and "
      "the repaired node flags span queries of them partial). It must hold a stack of "
      "max-stack-depth frames (checked at start)."},
+    {"max-frame-bytes", OPT_SIZE, FIELD(cluster.max_frame_bytes, size_t), "1MiB", 0, 64 * KiB,
+     2 * GiB,
+     "Largest frame the cluster port accepts (nanomsg NN_RCVMAXSIZE): a message larger than "
+     "this is sent as pieces of at most this size, each signed, put back together by the "
+     "receiver from the pieces whose MAC checked (at most two messages of max-message-bytes "
+     "per member at a time). nanomsg allocates a frame at the size its header announces and "
+     "reads it whole before the MAC can be checked, so this is what any connection to the "
+     "cluster port, secret or not, can make a node hold: about two frames per open "
+     "connection. The same on every node; above max-message-bytes it is max-message-bytes. "
+     "Nodes of a version without this setting neither split nor put back together: in a "
+     "cluster that still has one, set it to max-message-bytes (nothing is split) until every "
+     "node is upgraded (docs/cluster-protocol.md, \"Frames and chunks\")."},
     {"hints-max-bytes", OPT_SIZE, FIELD(cluster.hints_max_bytes, size_t), "1GiB", 0, 0, 1024 * GiB,
      "Durable hinted-handoff bytes kept per unreachable node; beyond it the hint "
      "is dropped and anti-entropy must repair (0 = hinted handoff off). hints-max-total-bytes "

@@ -55,10 +55,27 @@ static uint64_t loop_deadline(cluster_t *c, uint64_t deadline_unix_ms)
     return uv_now(c->loop) + left;
 }
 
+/* A message larger than a frame (and within max_message_bytes) goes as the
+ * CHUNK envelopes of its pieces, in a row (chunk_int.h). */
 static int send_raw(cluster_t *c, const char *addr, const buf_t *b, uint64_t deadline_unix_ms)
 {
     if (c->rpc == NULL) return ERR_UNAVAILABLE;
-    return rpc_send(c->rpc, addr, b->data, b->len, loop_deadline(c, deadline_unix_ms));
+    uint64_t deadline = loop_deadline(c, deadline_unix_ms);
+    if (b->len <= c->frame_bytes || b->len > c->cfg.max_message_bytes)
+        return rpc_send(c->rpc, addr, b->data, b->len, deadline);
+    cluster_wire_sender_t from = {c->cfg.cluster_name, c->id.node_id, c->key};
+    cluster_chunk_frames_t f;
+    int rc = cluster_chunk_split(&from, deadline_unix_ms, c->next_chunked++, b->data, b->len,
+                                 c->frame_bytes, &f);
+    if (rc != ERR_OK) return rc;
+    rpc_frame_t *v = malloc(f.n * sizeof *v);
+    for (size_t i = 0; v != NULL && i < f.n; i++)
+        v[i] = (rpc_frame_t){f.bytes.data + (i ? f.ends[i - 1] : 0),
+                             f.ends[i] - (i ? f.ends[i - 1] : 0)};
+    rc = v != NULL ? rpc_sendv(c->rpc, addr, v, f.n, deadline) : ERR_NOMEM;
+    free(v);
+    cluster_chunk_frames_free(&f);
+    return rc;
 }
 
 int cluster_send(cluster_t *c, const char *node_id, Flamedb__Cluster__MsgType type,
@@ -175,6 +192,7 @@ static void on_gossip_timer(uv_timer_t *t)
 {
     cluster_t *c = t->data;
     ring_members_tick(c->members);
+    cluster_chunks_expire(&c->chunks, uv_now(c->loop), c->cfg.failure_timeout_ms);
     redial(c);
     c->counters.gossip_rounds++;
     int i = ring_gossip_pick(c->members, &c->rng);
@@ -266,17 +284,42 @@ static void refused(cluster_t *c, size_t len, int rc, const errmsg_t *em)
              (unsigned long long)c->counters.refused);
 }
 
-static void on_message(void *ctx, const uint8_t *raw, size_t len)
+static void on_envelope(cluster_t *c, const uint8_t *raw, size_t len, int whole);
+
+/* A piece of a message larger than a frame, its MAC checked: kept until the
+ * message is whole, then handled as if it had come in one frame. Only from
+ * members (chunk_int.h bounds what each can make this node hold). */
+static int on_chunk(cluster_t *c, cluster_msg_t *msg, uint64_t now, errmsg_t *em)
 {
-    cluster_t *c = ctx;
-    if (c->closing) return;
+    ring_member_t m;
+    if (ring_members_find(c->members, msg->env->sender_id, &m) != ERR_OK) {
+        c->counters.unknown_sender++;
+        return ERR_OK;
+    }
+    int rc = cluster_wire_decode_body(msg, &c->limits, now, em);
+    buf_t whole = {0};
+    if (rc == ERR_OK)
+        rc = cluster_chunks_add(&c->chunks, msg->env->sender_id, (const void *)msg->body,
+                                uv_now(c->loop), &whole, em);
+    if (rc == 1) on_envelope(c, whole.data, whole.len, 1);
+    buf_free(&whole);
+    return rc < 0 ? rc : ERR_OK;
+}
+
+/* One envelope: from a frame, or put back together from pieces (whole: a
+ * piece inside is refused). */
+static void on_envelope(cluster_t *c, const uint8_t *raw, size_t len, int whole)
+{
     cluster_msg_t msg;
     errmsg_t em = {{0}};
     uint64_t now = cluster_unix_ms(c);
     cluster_wire_receiver_t me = {c->cfg.cluster_name, c->key};
     int rc = cluster_wire_decode_envelope(raw, len, &c->limits, &me, now, &msg, &em);
     const handler_t *h = NULL;
-    if (rc == ERR_OK && msg.env->type == GOSSIP) {
+    if (rc == ERR_OK && msg.env->type == MSG(CHUNK)) {
+        rc = whole ? errmsg_set(&em, ERR_INVALID_ARGUMENT, "chunk: inside a chunked message")
+                   : on_chunk(c, &msg, now, &em);
+    } else if (rc == ERR_OK && msg.env->type == GOSSIP) {
         c->counters.dispatched++;
         on_gossip(c, msg.env);
     } else if (rc == ERR_OK && (h = handler_of(c, msg.env)) != NULL) {
@@ -289,6 +332,13 @@ static void on_message(void *ctx, const uint8_t *raw, size_t len)
     }
     if (rc != ERR_OK) refused(c, len, rc, &em);
     cluster_msg_free(&msg);
+}
+
+static void on_message(void *ctx, const uint8_t *raw, size_t len)
+{
+    cluster_t *c = ctx;
+    if (c->closing) return;
+    on_envelope(c, raw, len, 0);
     cluster_view_refresh(c);
 }
 
@@ -392,6 +442,10 @@ int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_d
     ring_rng_seed(&c->rng, os_seed());
     cluster_wire_limits_default(&c->limits);
     c->limits.max_bytes = c->cfg.max_message_bytes;
+    c->frame_bytes = c->cfg.max_frame_bytes == 0 || c->cfg.max_frame_bytes > cfg->max_message_bytes
+                         ? cfg->max_message_bytes
+                         : c->cfg.max_frame_bytes;
+    c->next_chunked = os_seed();
     int rc = setup_addresses(c, http_addr, em);
     if (rc == ERR_OK && c->cfg.secret_file[0] != '\0')
         rc = cluster_secret_load(c->cfg.secret_file, &c->key, em);
@@ -426,6 +480,7 @@ int cluster_start(cluster_t *c, errmsg_t *em)
     rpc_options_t o = {
         .listen_addr = c->cfg.cluster_listen,
         .max_message_bytes = c->cfg.max_message_bytes,
+        .max_frame_bytes = c->frame_bytes,
         .max_queued_bytes = 2 * c->cfg.max_message_bytes,
         .max_peers = RING_MAX_NODES,
     };
@@ -488,6 +543,7 @@ void cluster_close_base(cluster_t *c)
 void cluster_free_base(cluster_t *c)
 {
     rpc_free(c->rpc);
+    cluster_chunks_free(&c->chunks);
     cluster_view_drop(c);
     cluster_regain_free(c);
     cluster_full_free(c);

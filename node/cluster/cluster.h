@@ -58,7 +58,8 @@ typedef struct cluster_config {
     uint64_t write_timeout_ms;       /* replicated write deadline (then 503) */
     uint64_t query_timeout_ms;       /* scatter-gather deadline (then partial) */
     size_t scatter_name_cache_bytes; /* names of shares' symbols a coordinator keeps; 0 = none */
-    size_t max_message_bytes;        /* NN_RCVMAXSIZE and send limit */
+    size_t max_message_bytes;        /* largest message sent or accepted */
+    size_t max_frame_bytes;          /* NN_RCVMAXSIZE; larger messages go in pieces (chunk_int.h) */
     size_t hints_max_bytes;          /* durable hints kept per target node */
     size_t hints_max_total_bytes;    /* over all target nodes (0: 4 x hints_max_bytes) */
     uint64_t hint_replay_interval_ms;

@@ -13,6 +13,7 @@
 
 #include <stdatomic.h>
 
+#include "node/cluster/chunk_int.h"
 #include "node/cluster/cluster.h"
 #include "node/cluster/rpc_int.h"
 #include "node/cluster/wire_int.h"
@@ -119,7 +120,7 @@ void cluster_ops_of(cluster_t *c, cluster_ops_t *ops);
 int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
 
 #define CLUSTER_MAX_SEEDS 64
-#define CLUSTER_NTYPES 8 /* Flamedb__Cluster__MsgType values 0..7 */
+#define CLUSTER_NTYPES 9 /* Flamedb__Cluster__MsgType values 0..8 */
 /* Every this many gossip rounds a node also gossips with a seed, so two
  * groups that formed apart (e.g. started at once) find each other. */
 #define CLUSTER_SEED_EVERY 10
@@ -214,6 +215,9 @@ struct cluster {
     cluster_wire_limits_t limits;
     digest_key_t *key; /* --cluster-secret-file, or NULL: messages unsigned */
     rpc_t *rpc;
+    size_t frame_bytes;      /* max_frame_bytes, at most max_message_bytes */
+    cluster_chunks_t chunks; /* messages coming in pieces (chunk_int.h) */
+    uint64_t next_chunked;   /* message id of the next message sent in pieces */
     uv_timer_t timer;
     handler_t handlers[CLUSTER_NTYPES];
     char *seeds[CLUSTER_MAX_SEEDS];

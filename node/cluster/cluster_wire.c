@@ -400,9 +400,23 @@ static const ProtobufCMessageDescriptor *descriptor_of(int type)
         return &flamedb__cluster__repair_request__descriptor;
     case T(REPAIR_ANSWER):
         return &flamedb__cluster__repair_answer__descriptor;
+    case T(CHUNK):
+        return &flamedb__cluster__chunk__descriptor;
     default:
         return NULL;
     }
+}
+
+/* A piece of a message cut to frames: its place and the whole's size. */
+static int check_chunk(const Flamedb__Cluster__Chunk *c, const cluster_wire_limits_t *l,
+                       errmsg_t *em)
+{
+    if (c->count < 2 || c->index >= c->count || c->total_bytes > l->max_bytes || c->data.len == 0 ||
+        c->data.len > c->total_bytes || c->count > c->total_bytes)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "chunk: piece %u of %u, %zu of %llu bytes (at most %zu)", c->index,
+                          c->count, c->data.len, (unsigned long long)c->total_bytes, l->max_bytes);
+    return 0;
 }
 
 static int check_body(int type, const ProtobufCMessage *b, const cluster_wire_limits_t *l,
@@ -417,6 +431,8 @@ static int check_body(int type, const ProtobufCMessage *b, const cluster_wire_li
         return check_partial((const void *)b, l, em);
     case T(REPAIR_ANSWER): /* its writes are checked like WRITE bodies, deadline aside */
         return check_repair_answer((const void *)b, l, em);
+    case T(CHUNK):
+        return check_chunk((const void *)b, l, em);
     case T(REPAIR):
         rc = check_repair((const void *)b, l, em);
         deadline = ((const Flamedb__Cluster__RepairRequest *)b)->deadline_unix_ms;

@@ -295,13 +295,8 @@ static int enqueue(rpc_t *r, peer_t *p, const uint8_t *msg, size_t len, uint64_t
     return ERR_OK;
 }
 
-int rpc_send(rpc_t *r, const char *addr, const uint8_t *msg, size_t len, uint64_t deadline_ms)
+static int peer_for(rpc_t *r, const char *addr, peer_t **out)
 {
-    if (r->closing) return ERR_UNAVAILABLE;
-    if (len > r->o.max_message_bytes) {
-        r->stats.refused_too_large++;
-        return ERR_TOO_LARGE;
-    }
     if (addr == NULL || addr[0] == '\0') return ERR_INVALID_ARGUMENT;
     peer_t *p = peer_find(r, addr);
     if (p == NULL) {
@@ -309,11 +304,49 @@ int rpc_send(rpc_t *r, const char *addr, const uint8_t *msg, size_t len, uint64_
         if (rc != ERR_OK) return rc;
     }
     p->last_used_ms = uv_now(r->loop);
-    if (p->head == NULL) {
-        int rc = try_send(r, p, msg, len);
-        if (rc != 0) return rc > 0 ? ERR_OK : rc;
+    *out = p;
+    return ERR_OK;
+}
+
+int rpc_sendv(rpc_t *r, const char *addr, const rpc_frame_t *frames, size_t n, uint64_t deadline_ms)
+{
+    if (r->closing) return ERR_UNAVAILABLE;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (frames[i].len > r->o.max_frame_bytes) {
+            r->stats.refused_too_large++;
+            return ERR_TOO_LARGE;
+        }
+        total += frames[i].len;
     }
-    return enqueue(r, p, msg, len, deadline_ms);
+    peer_t *p;
+    int rc = peer_for(r, addr, &p);
+    if (rc != ERR_OK) return rc;
+    /* room for every frame before the first goes, so a message is never cut */
+    if (p->queued_bytes + total > r->o.max_queued_bytes) {
+        r->stats.dropped_queue_full++;
+        return ERR_UNAVAILABLE;
+    }
+    size_t i = 0;
+    while (i < n && p->head == NULL) {
+        rc = try_send(r, p, frames[i].data, frames[i].len);
+        if (rc == 0) break;
+        if (rc < 0 && i == 0) return rc;
+        i++; /* sent, or (past the first) refused for good: the receiver drops the rest */
+    }
+    for (; i < n; i++)
+        if ((rc = enqueue(r, p, frames[i].data, frames[i].len, deadline_ms)) != ERR_OK) return rc;
+    return ERR_OK;
+}
+
+int rpc_send(rpc_t *r, const char *addr, const uint8_t *msg, size_t len, uint64_t deadline_ms)
+{
+    if (len > r->o.max_message_bytes) {
+        if (!r->closing) r->stats.refused_too_large++;
+        return r->closing ? ERR_UNAVAILABLE : ERR_TOO_LARGE;
+    }
+    rpc_frame_t f = {msg, len};
+    return rpc_sendv(r, addr, &f, 1, deadline_ms);
 }
 
 /* Drops expired messages of every queue; stops when all queues are empty. */
@@ -432,8 +465,9 @@ static int bind_pull(rpc_t *r, errmsg_t *em)
 {
     r->sock = nn_socket(AF_SP, NN_PULL);
     if (r->sock < 0) return nn_fail(em, "cannot create a socket for", r->listen_addr);
-    /* nanomsg's default (1 MiB) silently drops a connection that sends more */
-    int max = r->o.max_message_bytes > INT_MAX ? -1 : (int)r->o.max_message_bytes;
+    /* nanomsg allocates what a frame's header announces before its bytes
+     * arrive, from anyone who connects: this bounds it per connection */
+    int max = r->o.max_frame_bytes > INT_MAX ? -1 : (int)r->o.max_frame_bytes;
     int linger = 0;
     nn_setsockopt(r->sock, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof linger);
     if (nn_setsockopt(r->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &max, sizeof max) < 0)
@@ -467,6 +501,8 @@ int rpc_new(uv_loop_t *loop, const rpc_options_t *o, rpc_receive_fn fn, void *ct
     r->o = *o;
     r->o.listen_addr = r->listen_addr;
     if (r->o.max_peers == 0) r->o.max_peers = 1;
+    if (r->o.max_frame_bytes == 0 || r->o.max_frame_bytes > r->o.max_message_bytes)
+        r->o.max_frame_bytes = r->o.max_message_bytes;
     r->fn = fn;
     r->ctx = ctx;
     int rc = bind_pull(r, em);
@@ -491,6 +527,7 @@ void rpc_stats(const rpc_t *r, rpc_stats_t *out)
     out->connections_accepted = nn_get_statistic(r->sock, NN_STAT_ACCEPTED_CONNECTIONS);
     out->connections_dropped = nn_get_statistic(r->sock, NN_STAT_DROPPED_CONNECTIONS);
     out->connections_broken = nn_get_statistic(r->sock, NN_STAT_BROKEN_CONNECTIONS);
+    out->connections_current = nn_get_statistic(r->sock, NN_STAT_CURRENT_CONNECTIONS);
 }
 
 static void pull_closed(uv_handle_t *h)

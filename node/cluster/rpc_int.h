@@ -11,9 +11,13 @@
  * travel the same way, to the sender's own PULL socket, so any number of requests may be
  * outstanding to one peer (unlike NN_REQ, which carries one).
  *
- * nanomsg pitfalls handled here: NN_RCVMAXSIZE is raised to
- * max_message_bytes (the default 1 MiB silently drops the connection on a
- * larger message); larger outgoing messages are refused before sending;
+ * nanomsg pitfalls handled here: NN_RCVMAXSIZE is set to max_frame_bytes
+ * (nanomsg allocates a message at the size its 8-byte header announces, before
+ * any byte of it arrives, and a peer needs no secret to send one: the frame
+ * limit bounds what an unauthenticated connection can make this node hold;
+ * a larger message drops the connection); larger outgoing frames are refused
+ * before sending, and a message larger than a frame is sent as several
+ * (rpc_sendv, cut by the caller);
  * sends never block (NN_DONTWAIT) — a message that cannot be sent now waits
  * in a bounded per-peer queue until NN_SNDFD says the socket can take it, or
  * its deadline passes (then it is dropped and counted).
@@ -36,15 +40,18 @@ typedef struct rpc rpc_t;
 
 typedef struct rpc_options {
     const char *listen_addr;  /* tcp://HOST:PORT to bind (port 0 is not supported by nanomsg) */
-    size_t max_message_bytes; /* largest message sent or received */
+    size_t max_message_bytes; /* largest message sent */
     size_t max_queued_bytes;  /* bytes waiting to be sent, per peer */
     uint32_t max_peers;       /* peer sockets kept open */
+    size_t max_frame_bytes;   /* largest frame sent or received (NN_RCVMAXSIZE); 0 or more than
+                               * max_message_bytes: max_message_bytes */
 } rpc_options_t;
 
 typedef struct rpc_stats {
     uint64_t received, sent;
     uint64_t bytes_received, bytes_sent;
-    uint64_t refused_too_large; /* outgoing messages over max_message_bytes */
+    uint64_t refused_too_large; /* outgoing messages over max_message_bytes or frames over
+                                 * max_frame_bytes */
     uint64_t dropped_queue_full;
     uint64_t dropped_deadline; /* waited in a queue past their deadline */
     uint64_t socket_errors;
@@ -54,6 +61,9 @@ typedef struct rpc_stats {
      * accepted; dropped during the handshake (not the SP protocol); broken
      * once established (e.g. a message over max_message_bytes). */
     uint64_t connections_accepted, connections_dropped, connections_broken;
+    /* Incoming connections open now (nanomsg caps them with no option: a
+     * count well above the members' says someone else connects). */
+    uint64_t connections_current;
 } rpc_stats_t;
 
 /* Called on the loop thread for every message received; msg borrowed. */
@@ -66,9 +76,23 @@ int rpc_new(uv_loop_t *loop, const rpc_options_t *o, rpc_receive_fn fn, void *ct
 
 /* Queues msg for the peer at addr (tcp://HOST:PORT). deadline_ms is a
  * uv_now() time after which the message is not worth sending (0: none).
- * ERR_TOO_LARGE over max_message_bytes; ERR_UNAVAILABLE when the peer's queue
- * is full. Success means queued, not delivered: replies (acks) confirm. */
+ * ERR_TOO_LARGE over max_message_bytes or max_frame_bytes; ERR_UNAVAILABLE when
+ * the peer's queue is full. Success means queued, not delivered: replies
+ * (acks) confirm. */
 int rpc_send(rpc_t *r, const char *addr, const uint8_t *msg, size_t len, uint64_t deadline_ms);
+
+/* One frame of rpc_sendv; bytes borrowed for the call. */
+typedef struct rpc_frame {
+    const uint8_t *data;
+    size_t len;
+} rpc_frame_t;
+
+/* rpc_send of n frames that go together (the pieces of one message): all of
+ * them are queued, in order and with nothing between them on the peer's
+ * connection, or none (ERR_UNAVAILABLE when the queue has no room for all;
+ * ERR_TOO_LARGE when one is over max_frame_bytes). */
+int rpc_sendv(rpc_t *r, const char *addr, const rpc_frame_t *frames, size_t n,
+              uint64_t deadline_ms);
 
 /* Drops the connection to the peer at addr and dials it again at once, when
  * the current connection was dialled at least min_age_ms ago (for a peer

@@ -2,7 +2,8 @@
  * tcp://127.0.0.1 between rpc_t handles in one process and one loop: ordered
  * delivery both ways, messages over nanomsg's default 1 MiB limit, refusals
  * (too large, queue full), deadlines of queued messages, a peer that starts
- * late, oversized input refused by the receiver, forgetting peers, redialling
+ * late, oversized input refused by the receiver, frames and the pieces of
+ * a message queued all or none, forgetting peers, redialling
  * one (its queue kept) and a clean close with messages still queued. Every
  * wait is bounded.
  */
@@ -171,6 +172,50 @@ static void test_queue_and_deadlines(uv_loop_t *loop)
     close_end(loop, &late);
 }
 
+static int sendv_seq(end_t *from, const end_t *to, int first, int n, size_t len)
+{
+    uint8_t *p = malloc((size_t)n * len);
+    rpc_frame_t f[8];
+    for (int i = 0; i < n; i++) {
+        fill(p + (size_t)i * len, len, first + i);
+        f[i] = (rpc_frame_t){p + (size_t)i * len, len};
+    }
+    int rc = rpc_sendv(from->rpc, to->addr, f, (size_t)n, 0);
+    free(p);
+    return rc;
+}
+
+/* Frames of at most max_frame_bytes (16 KiB here): a larger one is refused;
+ * rpc_sendv queues every frame of a message or, when the queue (64 KiB) has
+ * no room for all, none; a receiver that starts later gets them in order. */
+static void test_frames(uv_loop_t *loop)
+{
+    end_t a, late;
+    memset(&a, 0, sizeof a);
+    memset(&late, 0, sizeof late);
+    snprintf(a.addr, sizeof a.addr, "tcp://127.0.0.1:%d", test_free_port());
+    snprintf(late.addr, sizeof late.addr, "tcp://127.0.0.1:%d", test_free_port());
+    rpc_options_t o = {a.addr, 1 << 20, 64 * 1024, 16, 16 * 1024};
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(rpc_new(loop, &o, on_receive, &a.in, &a.rpc, &em), ERR_OK);
+    CHECK_EQ_INT(sendv_seq(&a, &late, 0, 3, 10000), ERR_OK);
+    CHECK_EQ_INT(sendv_seq(&a, &late, 3, 4, 10000), ERR_UNAVAILABLE); /* 70 KB: none */
+    CHECK_EQ_INT(sendv_seq(&a, &late, 3, 3, 10000), ERR_OK);
+    CHECK_EQ_INT(send_seq(&a, &late, 6, 20000, 0), ERR_TOO_LARGE); /* over a frame */
+    rpc_stats_t s;
+    rpc_stats(a.rpc, &s);
+    CHECK_EQ_INT(s.dropped_queue_full, 1);
+    CHECK_EQ_INT(s.refused_too_large, 1);
+    o.listen_addr = late.addr;
+    CHECK_EQ_INT(rpc_new(loop, &o, on_receive, &late.in, &late.rpc, &em), ERR_OK);
+    CHECK(run_until(loop, &late.in.count, 6, WAIT_MS));
+    run_for(loop, 100);
+    CHECK_EQ_INT(late.in.count, 6);
+    CHECK_EQ_INT(late.in.bad, 0);
+    close_end(loop, &a);
+    close_end(loop, &late);
+}
+
 /* The receiver's limit is below what the sender may send: the big message is
  * not delivered (nanomsg drops the connection), nothing crashes, and the
  * sender's later messages arrive after the reconnect. */
@@ -331,6 +376,7 @@ int main(void)
     test_exchange(&loop);
     test_queue_and_deadlines(&loop);
     test_oversized_input(&loop);
+    test_frames(&loop);
     test_forget_and_close(&loop);
     test_redial(&loop);
     test_redial_unanswered(&loop);

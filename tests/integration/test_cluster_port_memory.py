@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""What a peer without the cluster secret can make a node hold, across real
+processes on 127.0.0.1:
+
+- several raw TCP connections to the cluster port, each announcing a message
+  of almost max-message-bytes and sending a third of it, then holding the
+  connection open: the node's resident memory must stay within two frames
+  per connection (max-frame-bytes) and the node must keep serving
+  pushes, replication and queries meanwhile;
+- the same with frames just under the limit, sent but for their last byte
+  (what the limit still lets such a peer hold: about a frame each);
+- the same connections sending, again and again, unsigned messages just
+  under the frame limit (which the transport accepts and the MAC check
+  refuses): the same bound, and each of them counted as unauthorized;
+- with frames of 64 KiB, replicated writes (both ways) and the stream
+  answers of a join larger than a frame travel in signed pieces and every
+  total stays exact, through each node and through the joined node alone;
+- with FLAMEDB_OLD_BIN naming a flamedb built before frames existed (skipped
+  otherwise): beside such a node, a new node with a frame limit below
+  max-message-bytes loses the writes larger than a frame both ways (503),
+  and with --max-frame-bytes equal to max-message-bytes (the documented
+  upgrade setting) they replicate both ways.
+
+Every wait is bounded; the seed is printed (cluster.py).
+"""
+import os
+import socket
+import struct
+import time
+
+import harness
+from cluster import FAST_FORMATION, Cluster, wait_for
+from profiles import f_bytes, f_varint
+from test_cluster_auth import secret_file
+from test_cluster_join import big_body
+from test_cluster_membership import sp_header
+from test_cluster_stream import ARGS, check_exact, preload, push
+
+MiB = 1 << 20
+CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+CONNECTIONS = 6
+FRAME = 1 * MiB  # cluster-max-frame-bytes (the default)
+ANNOUNCED = 64 * MiB - 4096  # under max-message-bytes (64 MiB, the default)
+SENT = 24 * MiB  # of each announced message
+# Resident growth allowed: the transport holds at most about two frames per
+# connection (one being received, one waiting to be read); the rest is room
+# for the allocator and the pushes of the check.
+BOUND = CONNECTIONS * 2 * FRAME + 24 * MiB
+
+
+def rss(node):
+    with open("/proc/%d/status" % node.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS for %s" % node.name)
+
+
+def unsigned_envelope(cluster_name, size):
+    """A well-formed gossip Envelope of about size bytes without a MAC."""
+    head = (f_varint(1, 1) + f_varint(2, 1) + f_bytes(3, cluster_name.encode())
+            + f_bytes(4, b"forger") + f_varint(5, int(time.time() * 1000) + 600000))
+    return head + f_bytes(6, b"\x5a" * (size - len(head) - 8))
+
+
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(sp_header(0x50))  # a PUSH socket, as a peer's
+    return s
+
+
+def send_some(s, data):
+    """Sends data; 0 when the node dropped the connection first."""
+    try:
+        s.sendall(data)
+        return len(data)
+    except OSError:
+        return 0
+
+
+def serving(c, svc, count):
+    """A push to node 0 replicates to node 1 and both answer the query."""
+    now = int(time.time())
+    r = c.nodes[0].ingest(b"main;work %d\n" % count, name=svc + ".cpu",
+                          **{"from": now - 5, "until": now})
+    assert r.status == 200, r
+    q = '%s{service_name="%s"}' % (CPU, svc)
+    wait_for("both nodes to answer the push",
+             lambda: all(c.nodes[i].total(q) == count * 10**7 for i in range(2)), 20)
+
+
+def test_unsigned_large_messages_bounded():
+    key = secret_file("a long enough cluster secret\n")
+    try:
+        with Cluster(2, rf=2, args=["--cluster-secret-file", key] + FAST_FORMATION) as c:
+            node, port = c.nodes[0], c.cluster_ports[0]
+            serving(c, "portmem0", 3)
+            time.sleep(0.5)
+            before = rss(node)
+            socks = [connect(port) for _ in range(CONNECTIONS)]
+            try:
+                sent = 0
+                piece = b"\xa5" * MiB
+                for s in socks:
+                    if send_some(s, struct.pack(">Q", ANNOUNCED)) == 0:
+                        continue
+                    for _ in range(SENT // MiB):
+                        n = send_some(s, piece)
+                        sent += n
+                        if n == 0:
+                            break
+                time.sleep(1.0)
+                grew = rss(node) - before
+                print("    %d connections announcing %d MiB: %d MiB sent, RSS %+.1f MiB "
+                      "(bound %.0f MiB)" % (CONNECTIONS, ANNOUNCED // MiB, sent // MiB,
+                                            grew / MiB, BOUND / MiB))
+                assert grew < BOUND, (grew, BOUND)
+                serving(c, "portmem1", 5)  # with the connections still open
+            finally:
+                for s in socks:
+                    s.close()
+
+            # frames within the limit, all but their last byte sent, held open:
+            # what is left to a peer without the secret, about a frame each
+            socks = [connect(port) for _ in range(CONNECTIONS)]
+            try:
+                held = FRAME - 4096
+                for s in socks:
+                    send_some(s, struct.pack(">Q", held) + b"\x3c" * (held - 1))
+                time.sleep(1.0)
+                grew = rss(node) - before
+                open_now = c.status(0)["transport"]["connections_current"]
+                assert open_now >= CONNECTIONS + 1, open_now  # + n1's
+                print("    %d connections holding a frame of %d KiB but its last byte: RSS "
+                      "%+.1f MiB" % (CONNECTIONS, held // 1024, grew / MiB))
+                assert grew < BOUND, (grew, BOUND)
+                serving(c, "portmem3", 4)
+            finally:
+                for s in socks:
+                    s.close()
+
+            # messages the transport takes whole, refused by the MAC check
+            r0 = c.status(0)["transport"]["refused_unauthorized"]
+            socks = [connect(port) for _ in range(CONNECTIONS)]
+            env = unsigned_envelope(c.cluster_name, FRAME - 64 * 1024)
+            msg = struct.pack(">Q", len(env)) + env
+            rounds = 8
+            try:
+                worst = 0
+                for _ in range(rounds):
+                    for s in socks:
+                        send_some(s, msg)
+                    worst = max(worst, rss(node) - before)
+                wait_for("the unsigned messages to be refused",
+                         lambda: c.status(0)["transport"]["refused_unauthorized"]
+                         >= r0 + CONNECTIONS * rounds, 20)
+                worst = max(worst, rss(node) - before)
+                print("    %d connections x %d unsigned messages of %d KiB: RSS at most "
+                      "%+.1f MiB" % (CONNECTIONS, rounds, len(env) // 1024, worst / MiB))
+                assert worst < BOUND, (worst, BOUND)
+                serving(c, "portmem2", 9)
+            finally:
+                for s in socks:
+                    s.close()
+    finally:
+        os.unlink(key)
+
+
+def test_messages_in_pieces_exact():
+    key = secret_file("a long enough cluster secret\n")
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    args = ARGS + ["--cluster-secret-file", key, "--max-frame-bytes", "64KiB"]
+    try:
+        with Cluster(1, rf=2, args=args) as c:
+            d = preload(c, "pc", now, 120)
+            for k in range(2):  # windows that stream to the joining node in pieces
+                svc = harness.unique("pcwin%d" % k)
+                body, v = big_body(20 + k, lines=6000)
+                push(c, 0, d, body, svc, now - 2400 - 100 * k)
+                d.services[svc] = v
+            n = c.add_node()
+            c.wait_state(n, "active", observers=[0, n], timeout=60)
+            for k, via in enumerate((0, n)):  # WriteRequests larger than a frame, both ways
+                svc = harness.unique("pcbig%d" % k)
+                body, v = big_body(7 + k, lines=6000)
+                push(c, via, d, body, svc, now - 100)
+                d.services[svc] = v
+            wait_for("exact through both nodes",
+                     lambda: [check_exact(c, i, d, frm, until) for i in (0, n)] and True, 30)
+            t = [c.status(i)["transport"] for i in (0, n)]
+            print("    %d and %d messages put back together from %d and %d pieces" %
+                  (t[0]["chunked_messages"], t[1]["chunked_messages"], t[0]["chunk_pieces"],
+                   t[1]["chunk_pieces"]))
+            # n1: the stream answer(s) of the big windows and n0's write; n0: n1's write
+            assert t[1]["chunked_messages"] >= 2 and t[0]["chunked_messages"] >= 1, t
+            assert t[0]["chunk_bytes_held"] == 0 and t[1]["chunk_bytes_held"] == 0, t
+            assert t[0]["chunked_dropped"] == 0 and t[1]["chunked_dropped"] == 0, t
+            c.kill(0)
+            c.wait_state(0, "down", observers=[n])
+            check_exact(c, n, d, frm, until)
+    finally:
+        os.unlink(key)
+
+
+def mixed_pushes(extra):
+    """A cluster of an old node (n0) and a new one (n1, with extra): the
+    status of a push larger than 64 KiB through each, and whether both nodes
+    then answer it."""
+    c = Cluster(0, rf=2, args=FAST_FORMATION + ["--write-timeout", "2s"], start=False)
+    got = []
+    new_bin = harness.FLAMEDB_BIN
+    with c:
+        try:
+            harness.FLAMEDB_BIN = os.environ["FLAMEDB_OLD_BIN"]
+            c.add_node()
+        finally:
+            harness.FLAMEDB_BIN = new_bin
+        c.add_node(extra=extra)
+        c.wait_converged(timeout=30)
+        now = int(time.time())
+        for k, via in enumerate((0, 1)):
+            svc = harness.unique("mixed%d" % k)
+            body, v = big_body(3 + k, lines=6000)
+            r = c.nodes[via].ingest(body, name=svc + ".cpu", **{"from": now - 50, "until": now - 40})
+            q = '%s{service_name="%s"}' % (CPU, svc)
+            both = r.status == 200 and bool(wait_for(
+                "both nodes to answer", lambda: all(c.nodes[i].total(q) == v * 10**7
+                                                    for i in (0, 1)), 10))
+            got.append((r.status, both))
+    return got
+
+
+def test_mixed_versions_upgrade_setting():
+    if not os.environ.get("FLAMEDB_OLD_BIN"):
+        raise harness.Skip("FLAMEDB_OLD_BIN (a flamedb without --max-frame-bytes) not set")
+    lowered = mixed_pushes(["--max-frame-bytes", "64KiB"])
+    print("    old + new with 64 KiB frames: pushes via old, via new: %s" % lowered)
+    assert [s for s, _ in lowered] == [503, 503], lowered
+    upgrade = mixed_pushes(["--max-frame-bytes", "64MiB"])
+    print("    old + new with frames of max-message-bytes: %s" % upgrade)
+    assert upgrade == [(200, True), (200, True)], upgrade
+
+
+if __name__ == "__main__":
+    harness.run_tests(globals())
