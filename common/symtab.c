@@ -34,6 +34,7 @@ struct symtab {
     uint32_t *slots;     /* entry index + 1, 0 = empty; at most 2/3 full */
     size_t nslots;       /* under 2^32, or 0 */
     const char **files;  /* distinct file names (NUL-terminated); [0] = "" */
+    uint32_t *fhash;     /* per file name, the low bits of its hash_bytes64 */
     size_t nfiles, fcap; /* nfiles >= 1 once a symbol is put */
     uint32_t *fslots;    /* file index + 1, 0 = empty; at most 2/3 full */
     size_t nfslots;
@@ -77,13 +78,18 @@ static int index_reserve(symtab_t *s)
 
 /* The slot of file name f (len bytes, no NUL) in the file table, or the
  * empty slot where it would go. */
-static size_t file_probe(const symtab_t *s, const char *f, size_t len)
+/* The slot of file name f (hash h: hash_bytes64 of it), or the empty slot
+ * where it would go. Names are compared only when their hashes' low bits
+ * agree: the names of one service share long prefixes (a module path),
+ * and comparing each one a probe passes cost a string compare as long as
+ * that prefix. */
+static size_t file_probe(const symtab_t *s, const char *f, size_t len, uint64_t h)
 {
-    uint64_t h = hash_bytes64(f, len);
     size_t i = (size_t)(((h >> 32) * (uint64_t)s->nfslots) >> 32);
     for (;; i = i + 1 == s->nfslots ? 0 : i + 1) {
         uint32_t v = s->fslots[i];
         if (v == 0) return i;
+        if (s->fhash[v - 1] != (uint32_t)h) continue;
         const char *g = s->files[v - 1];
         if (strncmp(g, f, len) == 0 && g[len] == '\0') return i;
     }
@@ -98,8 +104,14 @@ static int files_reserve(symtab_t *s)
         const char **f = realloc(s->files, cap * sizeof *f);
         if (f == NULL) return ERR_NOMEM;
         s->files = f;
+        uint32_t *fh = realloc(s->fhash, cap * sizeof *fh);
+        if (fh == NULL) return ERR_NOMEM; /* fcap stays: files grows again next time */
+        s->fhash = fh;
         s->fcap = cap;
-        if (s->nfiles == 0) s->files[s->nfiles++] = "";
+        if (s->nfiles == 0) {
+            s->fhash[0] = 0;
+            s->files[s->nfiles++] = "";
+        }
     }
     if ((s->nfiles + 1) * 3 <= s->nfslots * 2) return ERR_OK;
     size_t n = s->nfslots ? s->nfslots + s->nfslots / 2 : 32;
@@ -109,8 +121,13 @@ static int files_reserve(symtab_t *s)
     free(s->fslots);
     s->fslots = slots;
     s->nfslots = n;
-    for (size_t k = 1; k < s->nfiles; k++)
-        s->fslots[file_probe(s, s->files[k], strlen(s->files[k]))] = (uint32_t)k + 1;
+    for (size_t k = 1; k < s->nfiles; k++) { /* distinct names: the first empty slot */
+        uint64_t h = hash_bytes64(s->files[k], strlen(s->files[k]));
+        size_t i = (size_t)(((h >> 32) * (uint64_t)n) >> 32);
+        while (slots[i] != 0)
+            i = i + 1 == n ? 0 : i + 1;
+        slots[i] = (uint32_t)k + 1;
+    }
     return ERR_OK;
 }
 
@@ -121,7 +138,8 @@ int symtab_file(symtab_t *s, const char *file, size_t file_len, uint32_t *index)
     *index = 0;
     if (file_len == 0) return ERR_OK;
     if (s->nfiles >= UINT32_MAX - 1 || files_reserve(s) != ERR_OK) return ERR_NOMEM;
-    size_t at = file_probe(s, file, file_len);
+    uint64_t h = hash_bytes64(file, file_len);
+    size_t at = file_probe(s, file, file_len, h);
     if (s->fslots[at] != 0) {
         *index = s->fslots[at] - 1;
         return ERR_OK;
@@ -131,6 +149,7 @@ int symtab_file(symtab_t *s, const char *file, size_t file_len, uint32_t *index)
     memcpy(p, file, file_len);
     p[file_len] = '\0';
     s->files[s->nfiles] = p;
+    s->fhash[s->nfiles] = (uint32_t)h;
     *index = (uint32_t)s->nfiles++;
     s->fslots[at] = *index + 1;
     return ERR_OK;
@@ -150,6 +169,7 @@ void symtab_free(symtab_t *s)
     free(s->entries);
     free(s->slots);
     free(s->files);
+    free(s->fhash);
     free(s->fslots);
     free(s);
 }
@@ -253,7 +273,8 @@ size_t symtab_count(const symtab_t *s)
 size_t symtab_mem_bytes(const symtab_t *s)
 {
     return sizeof *s + s->cap * sizeof(sym_entry_t) + s->nslots * sizeof *s->slots +
-           s->fcap * sizeof *s->files + s->nfslots * sizeof *s->fslots + s->strings.total;
+           s->fcap * (sizeof *s->files + sizeof *s->fhash) + s->nfslots * sizeof *s->fslots +
+           s->strings.total;
 }
 
 int symtab_index(const symtab_t *s, uint64_t id, uint32_t *index)

@@ -147,6 +147,11 @@ int storage_idcache_has(idcache_t *c, uint64_t key)
     return atomic_load_explicit(&c->slots[key & c->mask], memory_order_relaxed) == key;
 }
 
+void storage_idcache_prefetch(const idcache_t *c, uint64_t key)
+{
+    __builtin_prefetch(&c->slots[idcache_key(key) & c->mask]);
+}
+
 void storage_idcache_add(idcache_t *c, uint64_t key)
 {
     key = idcache_key(key);

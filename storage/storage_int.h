@@ -723,6 +723,8 @@ void storage_symcache_put(symcache_t *c, uint64_t tenant_hash, uint64_t id, cons
 int storage_idcache_init(idcache_t *c, size_t slots);
 void storage_idcache_free(idcache_t *c);
 int storage_idcache_has(idcache_t *c, uint64_t key);
+/* Starts loading key's slot into the cache, for a storage_idcache_has soon after. */
+void storage_idcache_prefetch(const idcache_t *c, uint64_t key);
 void storage_idcache_add(idcache_t *c, uint64_t key);
 void storage_idcache_clear(idcache_t *c);
 uint64_t storage_mix64(uint64_t x);

@@ -69,6 +69,9 @@ typedef struct wctx {
     errmsg_t *em;
 } wctx_t;
 
+/* Symbols whose symbol-cache slots put_symbols fetches ahead. */
+#define SYMBOL_PREFETCH_AHEAD 8
+
 static uint64_t symbol_cache_key(uint64_t tenant_hash, uint64_t sym)
 {
     return storage_symgc_key(tenant_hash, sym);
@@ -79,10 +82,9 @@ static uint64_t series_cache_key(uint64_t tenant_hash, uint64_t token, uint64_t 
     return storage_mix64(tenant_hash ^ storage_mix64(token ^ storage_mix64(series_id)));
 }
 
-static int put_symbol(void *ctx, uint64_t sym)
+/* put_symbol, with the symbol's cache key ck already made. */
+static int put_symbol_key(wctx_t *w, uint64_t sym, uint64_t ck)
 {
-    wctx_t *w = ctx;
-    uint64_t ck = symbol_cache_key(w->tenant_hash, sym);
     int touched = storage_symgc_touch(w->s, ck); /* a sweep now keeps it */
     if (touched != 0) return errmsg_set(w->em, touched, "out of memory");
     if (storage_idcache_has(&w->s->symbol_cache, ck)) return 0;
@@ -103,6 +105,12 @@ static int put_symbol(void *ctx, uint64_t sym)
     return 0;
 }
 
+static int put_symbol(void *ctx, uint64_t sym)
+{
+    wctx_t *w = ctx;
+    return put_symbol_key(w, sym, symbol_cache_key(w->tenant_hash, sym));
+}
+
 /* put_symbol for every symbol t names that no tree walked earlier in this
  * batch named: a profile's span trees name the frames of its series trees,
  * so each of their symbols (the tree lists them once) costs one lookup in
@@ -116,12 +124,25 @@ static int put_symbols(wctx_t *w, const calltree_t *t)
     size_t n = calltree_sym_count(t);
     const uint64_t *tsym = calltree_syms(t);
     uint32_t unused;
+    /* The cache keys of the next SYMBOL_PREFETCH_AHEAD symbols, their
+     * slots being fetched meanwhile: the cache is a large table probed at
+     * random, one miss a symbol when probed in turn. */
+    uint64_t ahead[SYMBOL_PREFETCH_AHEAD];
+    for (size_t i = 1; i < n && i <= SYMBOL_PREFETCH_AHEAD; i++) {
+        ahead[i % SYMBOL_PREFETCH_AHEAD] = symbol_cache_key(w->tenant_hash, tsym[i]);
+        storage_idcache_prefetch(&w->s->symbol_cache, ahead[i % SYMBOL_PREFETCH_AHEAD]);
+    }
     for (size_t i = 1; i < n; i++) {
-        uint64_t sym = tsym[i];
+        uint64_t sym = tsym[i], ck = ahead[i % SYMBOL_PREFETCH_AHEAD];
+        if (i + SYMBOL_PREFETCH_AHEAD < n) {
+            uint64_t next = symbol_cache_key(w->tenant_hash, tsym[i + SYMBOL_PREFETCH_AHEAD]);
+            ahead[i % SYMBOL_PREFETCH_AHEAD] = next; /* ck was read */
+            storage_idcache_prefetch(&w->s->symbol_cache, next);
+        }
         if (u64map_get(&w->walked, sym, &unused)) continue; /* inline: the common case */
         int rc = u64map_put(&w->walked, sym, 0);
         if (rc < 0) return errmsg_set(w->em, rc, "out of memory");
-        if ((rc = put_symbol(w, sym)) != 0) return rc;
+        if ((rc = put_symbol_key(w, sym, ck)) != 0) return rc;
     }
     return 0;
 }

@@ -137,13 +137,35 @@ static int next_field(const uint8_t **p, const uint8_t *end, wire_field_t *f)
     return 1;
 }
 
+/* The continuation bits of the 8 bytes at p. */
+static inline uint64_t high_bits8(const uint8_t *p)
+{
+    uint64_t w;
+    memcpy(&w, p, sizeof w);
+    return w & 0x8080808080808080ULL;
+}
+
 /* A packed run is whole varints of at most 10 bytes: it ends on a byte
- * below 0x80 and has no 10 bytes in a row with the continuation bit. */
+ * below 0x80 and has no 10 bytes in a row with the continuation bit.
+ * Ten bytes in a row always cover one of the 4-byte groups at offsets 0,
+ * 4, 8, ... whole, so when no such group is all continuation bytes (as
+ * with the small ids and values of nearly every sample) no byte needs
+ * counting; else the bytes are counted one by one. */
 static bool packed_ok(const uint8_t *p, size_t n)
 {
     if (n > 0 && p[n - 1] >= 0x80) return false;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t h = high_bits8(p + i);
+        if ((h & 0x80808080u) == 0x80808080u || h >> 32 == 0x80808080u) break;
+    }
+    if (i + 8 > n) {
+        for (; i + 4 <= n; i += 4)
+            if (p[i] & p[i + 1] & p[i + 2] & p[i + 3] & 0x80) break;
+        if (i + 4 > n) return true; /* no group all continuation bytes */
+    }
     unsigned run = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (i = 0; i < n; i++) {
         run = p[i] >= 0x80 ? run + 1 : 0;
         if (run >= 10) return false;
     }

@@ -112,6 +112,46 @@ static void test_files_held_once(void)
     symtab_free(t);
 }
 
+/* Many file names with a long common prefix (a module path), differing
+ * only near their ends, each interned twice across the table's growth:
+ * every distinct name gets its own index once, the same index again, and
+ * reads back as itself; a name that is another's prefix, or extends it, is
+ * another name. */
+static void test_many_files_one_prefix(void)
+{
+    enum { N = 5000 };
+    symtab_t *t = symtab_new();
+    static uint32_t idx[N];
+    char f[128];
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < N; i++) {
+            int n = snprintf(f, sizeof f, "github.com/acme/checkout/internal/pkg%d/file.go", i);
+            uint32_t at = UINT32_MAX;
+            CHECK_EQ_INT(symtab_file(t, f, (size_t)n, &at), 0);
+            if (round == 0) {
+                CHECK_EQ_INT(at, i + 1); /* new: the next index */
+                idx[i] = at;
+            } else {
+                CHECK_EQ_INT(at, idx[i]);
+            }
+        }
+    uint32_t shorter, longer;
+    CHECK_EQ_INT(symtab_file(t, "github.com/acme/checkout/internal/pkg1/file.g", 45, &shorter), 0);
+    CHECK_EQ_INT(symtab_file(t, "github.com/acme/checkout/internal/pkg1/file.goo", 47, &longer), 0);
+    CHECK(shorter == N + 1 && longer == N + 2);
+    for (int i = 0; i < N; i++) { /* read back through a symbol of each */
+        char name[32];
+        snprintf(name, sizeof name, "fn%d", i);
+        CHECK_EQ_INT(symtab_put_file(t, (uint64_t)i + 100, name, strlen(name), idx[i], NULL), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        const char *n, *file;
+        snprintf(f, sizeof f, "github.com/acme/checkout/internal/pkg%d/file.go", i);
+        CHECK(symtab_get(t, (uint64_t)i + 100, &n, &file) == 1 && strcmp(file, f) == 0);
+    }
+    symtab_free(t);
+}
+
 /* symtab_intern_index: symtab_intern's id and symtab_index's place, for a
  * symbol new to the table and one it holds, with and without a file. */
 static void test_intern_index(void)
@@ -157,6 +197,7 @@ int main(void)
 {
     test_intern_and_get();
     test_files_held_once();
+    test_many_files_one_prefix();
     test_intern_index();
     test_nul_and_missing_file();
     return check_exit();

@@ -370,6 +370,42 @@ static void test_zero_length(void)
 }
 
 /* The reader and protobuf-c agree on which messages are well-formed. */
+/* A packed run's varints of up to 10 bytes are read and an 11-byte one
+ * refused wherever it starts: after 0 to 19 one-byte ids, followed by 0 to
+ * 8 more, in runs long enough that the reader checks them a word at a
+ * time. Decided as protobuf-c decides. */
+static void test_long_varint_anywhere(void)
+{
+    size_t checked = 0;
+    for (size_t lead = 0; lead < 20; lead++)
+        for (size_t cont = 7; cont <= 11; cont++)
+            for (size_t tail = 0; tail <= 8; tail++) {
+                uint8_t run[64];
+                size_t n = 0;
+                for (size_t k = 0; k < lead; k++)
+                    run[n++] = 0x01;
+                for (size_t k = 0; k < cont; k++)
+                    run[n++] = 0x81;
+                run[n++] = 0x01;
+                for (size_t k = 0; k < tail; k++)
+                    run[n++] = 0x02;
+                w_t w = {.n = 0}, smp = {.n = 0};
+                w_header(&w);
+                w_bytes(&smp, 1, run, n); /* location ids */
+                w_packed(&smp, 2, (uint64_t[]){1, 100}, 2);
+                w_msg(&w, 2, &smp);
+                Perftools__Profiles__Profile *pc =
+                    perftools__profiles__profile__unpack(NULL, w.n, w.b);
+                wire_profile_t wp;
+                int rc = ingest_wire_open(&wp, w.b, w.n);
+                CHECK_EQ_INT(rc == 0, cont < 10); /* a varint is at most 10 bytes */
+                CHECK_EQ_INT(rc == 0, pc != NULL);
+                if (pc != NULL) perftools__profiles__profile__free_unpacked(pc, NULL);
+                checked++;
+            }
+    CHECK_EQ_INT(checked, 20 * 5 * 9);
+}
+
 static void test_same_as_protobuf_c(void)
 {
     w_t base = {.n = 0}, s = {.n = 0};
@@ -430,6 +466,7 @@ int main(void)
     test_malformed();
     test_out_of_range();
     test_zero_length();
+    test_long_varint_anywhere();
     test_same_as_protobuf_c();
     return check_exit();
 }
