@@ -201,6 +201,17 @@ void query_forest_free(storage_merged_tab_t *f)
     storage_merged_tab_release(f);
 }
 
+/* A little-endian u64 of the dictionary. */
+static inline uint64_t le64_load(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
 /* varint_read_u with the one-byte case (most fields of a forest) inline,
  * and the others without a bound check per byte while 10 bytes remain
  * (the most a uvarint takes: its tenth byte holds bit 63 alone). */
@@ -266,31 +277,31 @@ static int read_nodes(const uint8_t **pp, const uint8_t *end, storage_merged_tab
     return nk == n - 1 ? 0 : ERR_CORRUPT;
 }
 
-/* A little-endian u64 of the dictionary. */
-static inline uint64_t le64_get(const uint8_t *e)
+/* The dictionary at p: nsyms, then nsyms ids (read once into *dict, caller
+ * frees; one load per node afterwards). */
+static int read_dict_ids(const uint8_t *p, const uint8_t *end, uint64_t **dict, size_t *nsyms)
 {
-    uint64_t v;
-    memcpy(&v, e, sizeof v);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
+    uint64_t n;
+    *dict = NULL;
+    if (!varint_read_u(&p, end, &n) || (size_t)(end - p) % 8 != 0 || n != (uint64_t)(end - p) / 8)
+        return ERR_CORRUPT;
+    uint64_t *d = malloc((n ? n : 1) * sizeof *d);
+    if (d == NULL) return ERR_NOMEM;
+    for (size_t k = 0; k < n; k++)
+        d[k] = le64_load(p + 8 * k);
+    *dict = d;
+    *nsyms = (size_t)n;
+    return 0;
 }
 
-/* Pass 2: symbol ids from the dictionary (read once into an array, then
- * one load per node); the root's must be SYM_ROOT. */
+/* Pass 2 of an encoding-2 forest: symbol ids from the dictionary; the
+ * root's must be SYM_ROOT. */
 static int read_dict(const uint8_t *p, const uint8_t *end, storage_merged_tab_t *f)
 {
-    uint64_t nsyms;
-    if (!varint_read_u(&p, end, &nsyms) || (size_t)(end - p) % 8 != 0 ||
-        nsyms != (uint64_t)(end - p) / 8)
-        return ERR_CORRUPT;
-    uint64_t *dict = malloc((nsyms ? nsyms : 1) * sizeof *dict);
-    if (dict == NULL) return ERR_NOMEM;
-    for (size_t k = 0; k < nsyms; k++)
-        dict[k] = le64_get(p + 8 * k);
-    int rc = 0;
-    for (size_t i = 0; i < f->n; i++) {
+    uint64_t *dict;
+    size_t nsyms;
+    int rc = read_dict_ids(p, end, &dict, &nsyms);
+    for (size_t i = 0; rc == 0 && i < f->n; i++) {
         uint64_t idx = f->sym[i];
         if (idx >= nsyms) {
             rc = ERR_CORRUPT;
@@ -304,11 +315,10 @@ static int read_dict(const uint8_t *p, const uint8_t *end, storage_merged_tab_t 
     return rc == 0 && f->sym[0] != SYM_ROOT ? ERR_CORRUPT : rc;
 }
 
-/* Pass 3: totals, children first (each node's total added to its
- * parent's: one sequential pass, no walk of the kid lists); with link, the
- * same pass makes the kid lists (each node put in front of its parent's,
- * so they end up ascending). */
-static int sum_totals(storage_merged_tab_t *f, int link)
+/* Pass 3 of an encoding-2 forest: totals, children first (each node's
+ * total added to its parent's: one sequential pass, no walk of the kid
+ * lists, which pass 1 made). */
+static int sum_totals(storage_merged_tab_t *f)
 {
     const uint32_t *parent = f->parent;
     for (size_t i = f->n; i-- > 1;) { /* a kid comes after its parent: final before added */
@@ -317,10 +327,6 @@ static int sum_totals(storage_merged_tab_t *f, int link)
         if (t == 0) return ERR_CORRUPT;
         *pt += t; /* each term at most INT64_MAX: no wrap */
         if (*pt > (uint64_t)INT64_MAX) return ERR_CORRUPT;
-        if (link) {
-            f->next_sib[i] = f->first_kid[par];
-            f->first_kid[par] = (uint32_t)i;
-        }
     }
     return 0;
 }
@@ -328,34 +334,74 @@ static int sum_totals(storage_merged_tab_t *f, int link)
 /* Pass 1 of an encoding-3 forest: the records, each node's parent (its distance back:
  * before it) and depth (bounded); sym[] holds dictionary indices until
  * pass 2, total[] the selves. Every node but the root has exactly one
- * parent by construction, so there is no kid list to check. */
+ * parent by construction, so there is no kid list to check. The arrays
+ * are local restrict pointers: stores through them cannot change the
+ * struct's fields, so nothing is reloaded per node (this runs for every
+ * node every share ships). */
 static int read_nodes_v3(const uint8_t **pp, const uint8_t *end, storage_merged_tab_t *f,
-                         uint32_t *depth)
+                         uint32_t *restrict depth)
 {
     const uint8_t *p = *pp;
-    for (size_t i = 0; i < f->n; i++) {
-        uint64_t idx, self, back = 0;
-        if (!get_u(&p, end, &idx) || !get_u(&p, end, &self) || self > (uint64_t)INT64_MAX ||
-            (i > 0 && (!get_u(&p, end, &back) || back == 0 || back > i)))
+    const size_t n = f->n;
+    uint64_t *restrict sym = f->sym;
+    int64_t *restrict self = f->self, *restrict total = f->total;
+    uint32_t *restrict parent = f->parent;
+    uint64_t idx, v, back;
+    if (!get_u(&p, end, &idx) || !get_u(&p, end, &v) || v > (uint64_t)INT64_MAX) return ERR_CORRUPT;
+    sym[0] = idx;
+    self[0] = total[0] = (int64_t)v;
+    depth[0] = 0;
+    for (size_t i = 1; i < n; i++) {
+        if (!get_u(&p, end, &idx) || !get_u(&p, end, &v) || v > (uint64_t)INT64_MAX ||
+            !get_u(&p, end, &back) || back == 0 || back > i)
             return ERR_CORRUPT;
-        f->sym[i] = idx;
-        f->self[i] = f->total[i] = (int64_t)self;
-        f->first_kid[i] = f->next_sib[i] = STORAGE_NO_KID;
-        if (i == 0) {
-            depth[0] = 0;
-            continue;
-        }
         uint32_t par = (uint32_t)(i - back);
-        if (depth[par] >= CALLTREE_MAX_DEPTH) return ERR_CORRUPT;
-        depth[i] = depth[par] + 1;
-        f->parent[i] = par;
+        uint32_t d = depth[par];
+        if (d >= CALLTREE_MAX_DEPTH) return ERR_CORRUPT;
+        sym[i] = idx;
+        self[i] = total[i] = (int64_t)v;
+        depth[i] = d + 1;
+        parent[i] = par;
     }
     *pp = p;
     return 0;
 }
 
+/* Passes 2 and 3 of an encoding-3 forest in one backward pass: each
+ * node's symbol id from the dictionary, its total (final: its kids come
+ * after it) added to its parent's, and the node put in front of its
+ * parent's kid list (so the lists end up ascending). The root's symbol
+ * must be SYM_ROOT. */
+static int link_v3(storage_merged_tab_t *f, const uint64_t *restrict dict, size_t nsyms)
+{
+    const size_t n = f->n;
+    uint64_t *restrict sym = f->sym;
+    int64_t *restrict total = f->total;
+    uint32_t *restrict first = f->first_kid, *restrict next = f->next_sib;
+    const uint32_t *restrict parent = f->parent;
+    memset(first, 0xff, n * sizeof *first); /* STORAGE_NO_KID */
+    next[0] = STORAGE_NO_KID;
+    for (size_t i = n; i-- > 1;) {
+        uint64_t idx = sym[i];
+        uint32_t par = parent[i];
+        uint64_t t = (uint64_t)total[i], pt = (uint64_t)total[par] + t; /* no wrap: each term
+                                                                         * at most INT64_MAX */
+        if (idx >= nsyms || t == 0 || pt > (uint64_t)INT64_MAX) return ERR_CORRUPT;
+        sym[i] = dict[idx];
+        total[par] = (int64_t)pt;
+        next[i] = first[par];
+        first[par] = (uint32_t)i;
+    }
+    if (sym[0] >= nsyms) return ERR_CORRUPT;
+    sym[0] = dict[sym[0]];
+    /* every share's root is SYM_ROOT (storage_merged_tab_t): a root naming
+     * another symbol is not a forest a share sends */
+    return sym[0] != SYM_ROOT ? ERR_CORRUPT : 0;
+}
+
 /* A forest of encoding 2 (kid lists) or 3 (each node's parent): the node
- * count, pass 1 (records), pass 2 (dictionary), then the totals. */
+ * count, pass 1 (records), pass 2 (dictionary), then the totals (for
+ * encoding 3, passes 2 and 3 are one). */
 static int decode_forest(int v3, const uint8_t *p, const uint8_t *end, size_t max_nodes,
                          storage_merged_tab_t *out)
 {
@@ -368,10 +414,18 @@ static int decode_forest(int v3, const uint8_t *p, const uint8_t *end, size_t ma
     uint32_t *depth = malloc(n * sizeof *depth);
     int rc = forest_alloc(out, (size_t)n);
     if (rc == 0 && depth == NULL) rc = ERR_NOMEM;
-    if (rc == 0)
-        rc = v3 ? read_nodes_v3(&p, end, out, depth) : read_nodes(&p, end, out, depth, out->parent);
-    if (rc == 0) rc = read_dict(p, end, out);
-    if (rc == 0) rc = sum_totals(out, v3);
+    if (rc == 0 && v3) {
+        uint64_t *dict = NULL;
+        size_t nsyms = 0;
+        rc = read_nodes_v3(&p, end, out, depth);
+        if (rc == 0) rc = read_dict_ids(p, end, &dict, &nsyms);
+        if (rc == 0) rc = link_v3(out, dict, nsyms);
+        free(dict);
+    } else if (rc == 0) {
+        rc = read_nodes(&p, end, out, depth, out->parent);
+        if (rc == 0) rc = read_dict(p, end, out);
+        if (rc == 0) rc = sum_totals(out);
+    }
     free(depth);
     if (rc != 0) query_forest_free(out);
     out->nonneg = rc == 0;
@@ -504,6 +558,50 @@ static int put_node_v3(const storage_merged_tab_t *f, const uint32_t *map, const
     return 0;
 }
 
+/* The records of an encoding-3 forest that carries symbol numbers (what
+ * a share ships), as put_node_v3 writes them, in one loop over locals:
+ * the bytes are written through a uint8_t pointer, which may alias
+ * anything, so a loop that read f's arrays, the dictionary's slots or
+ * out's fields through their structs would load each again after every
+ * byte; the restrict locals are loaded once. */
+static int put_nodes_v3_numbered(const storage_merged_tab_t *f, const uint32_t *restrict map,
+                                 const uint32_t *restrict parent, dict_t *d, buf_t *out)
+{
+    const size_t n = f->n, room = 2 * VARINT32_MAX + VARINT64_MAX;
+    const int64_t *restrict self = f->self;
+    const uint32_t *restrict symno = f->symno;
+    uint32_t *restrict slot = d->slot;
+    uint8_t *data = out->data;
+    size_t len = out->len, safe = 0; /* up to safe, a record and its NUL fit */
+    for (size_t i = 0; i < n; i++) {
+        if (map[i] == UINT32_MAX) continue; /* not a forest node */
+        uint32_t idx, *sl = &slot[symno[i]];
+        if (*sl != 0) {
+            idx = *sl - 1;
+        } else {
+            *sl = (uint32_t)d->len + 1;
+            int rc = dict_add(d, f->sym[i], &idx);
+            if (rc != 0) return rc;
+        }
+        if (len > safe || safe == 0) { /* as put_node_v3: room asked only when short */
+            out->len = len;
+            if (room >= out->cap - len || room > out->max - len) {
+                int rc = buf_reserve(out, room);
+                if (rc != 0) return rc;
+            }
+            data = out->data;
+            safe = out->cap - room - 1 < out->max - room ? out->cap - room - 1 : out->max - room;
+        }
+        uint8_t *p = data + len, *start = p;
+        p += varint_put_u(p, idx);
+        p += varint_put_u(p, (uint64_t)self[i]);
+        if (i > 0) p += varint_put_u(p, map[i] - map[parent[i]]);
+        len += (size_t)(p - start);
+    }
+    out->len = len;
+    return 0;
+}
+
 /* The parent of each forest node of f, from its kid lists, for a forest
  * that does not carry them (ids outside the forest keep garbage). */
 static uint32_t *parents_of(const storage_merged_tab_t *f)
@@ -566,7 +664,9 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *
     rc = buf_reserve(out, 16 + 6 * f->nodes);
     if (rc == 0) rc = buf_append_byte(out, (uint8_t)version);
     if (rc == 0) rc = buf_append_uvarint(out, f->nodes);
-    for (size_t i = 0; rc == 0 && i < f->n; i++) {
+    int numbered = version == QUERY_FOREST_V3 && dict.slot != NULL;
+    if (rc == 0 && numbered) rc = put_nodes_v3_numbered(f, map, parent, &dict, out);
+    for (size_t i = 0; rc == 0 && !numbered && i < f->n; i++) {
         if (map[i] == UINT32_MAX) continue; /* not a forest node */
         uint32_t idx;
         rc = dict_index(&dict, f, i, &idx);

@@ -71,6 +71,8 @@ def queries(frm, until):
     q.append(("render env", "/pyroscope/render",
               {"query": CPU + '{env="dev"}', "from": frm, "until": until, "format": "folded",
                "maxNodes": "6"}))
+    q.append(("render all json maxNodes", "/pyroscope/render",  # kept nodes and `other`
+              {"query": CPU + "{}", "from": frm, "until": until, "maxNodes": "5"}))
     q.append(("render-diff dev vs prod", "/pyroscope/render-diff",
               {"leftQuery": CPU + '{env="dev"}', "leftFrom": frm, "leftUntil": until,
                "rightQuery": CPU + '{env="prod"}', "rightFrom": frm, "rightUntil": until,
@@ -102,6 +104,8 @@ def answers(node, frm, until):
         assert r.status == 200, "%s from %s: %r" % (label, node.name, r)
         assert header(r, "X-Flamedb-Partial") is None, (label, node.name, r.headers)
         out[label] = r.body
+    fb = json.loads(out["render all json maxNodes"])["flamebearer"]  # truncated: `other`
+    assert "other" in fb["names"] and len(fb["levels"]) > 1, fb["names"]
     cut = json.loads(out["profiles dev cut"])  # the cut really cuts
     assert len(cut["profiles"]) == 7 and cut["truncated"] is True, cut
     return out

@@ -586,13 +586,18 @@ static void test_decode_root_symbol(void)
  * symno, as a share's forests do) encodes to the same bytes and dictionary
  * as without them, in both versions: the numbers (here a random
  * numbering of the symbols, with numbers no node uses) only find a
- * symbol's dictionary index, whose order stays that of first use. */
+ * symbol's dictionary index, whose order stays that of first use; into a
+ * buffer with a max, both ways fit or refuse alike. */
 static void test_symnos_same_bytes(void)
 {
     for (int round = 0; round < 100; round++) {
         calltree_t *t = gen_tree(check_rng() % 80, 3, 0);
         storage_merged_tab_t f;
         CHECK_EQ_INT(query_forest_of_tree(t, &f), 0);
+        for (size_t i = 0; round % 2 == 1 && i < f.n; i++) { /* records longer than the */
+            f.self[i] <<= 36;                                /* room asked up front */
+            f.total[i] <<= 36;
+        }
         uint32_t no_of[NSYMS + 1]; /* sym_ids[k]'s number; [NSYMS]: the root's */
         size_t nsyms = NSYMS + 1 + check_rng() % 5;
         for (size_t k = 0; k <= NSYMS; k++) { /* distinct numbers below nsyms */
@@ -628,6 +633,26 @@ static void test_symnos_same_bytes(void)
             CHECK(nb == na && memcmp(da, db, na * sizeof *da) == 0);
             free(da);
             free(db);
+            /* into a buffer whose max is below or near the encoding's size: both
+             * ways refuse or fit alike (the room asked per record is the
+             * same), and what fits is the same bytes */
+            size_t full = a.len;
+            for (size_t max = full / 2; max <= full + 24; max++) {
+                buf_t c, d;
+                buf_init(&c, max);
+                buf_init(&d, max);
+                f.symno = NULL;
+                int rc1 = query_forest_encode_dict(&f, version, &c, &da, &na);
+                free(da);
+                f.symno = symno;
+                int rc2 = query_forest_encode_dict(&f, version, &d, &db, &nb);
+                free(db);
+                CHECK_EQ_INT(rc2, rc1);
+                CHECK(rc1 != 0 || (same_bytes(&c, &a) && same_bytes(&d, &a)));
+                CHECK(rc1 == 0 || rc1 == ERR_TOO_LARGE);
+                buf_free(&c);
+                buf_free(&d);
+            }
             buf_free(&a);
             buf_free(&b);
         }
