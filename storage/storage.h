@@ -572,6 +572,18 @@ int storage_stream_marked(storage_t *s, const char *tenant, uint64_t token, uint
  * past profile retention): it stored that profile, even if its seen entry
  * expired since. 0 when not, or a negative error. */
 int storage_ptree_has(storage_t *s, const storage_seen_entry_t *e);
+/* Calls fn, in key order (token, tenant, series, time, profile id), for
+ * every profile_trees entry (one stored series of a profile, its tree kept
+ * or not: tree_kept 0 when it was too large) whose token is in [lo, hi]
+ * and whose profile time t (unix seconds) satisfies from_s <= t < until_s,
+ * starting after the entry `after` (its time included; NULL: at lo).
+ * Entries past profile retention are skipped. Unlike the seen index, these
+ * name the stored profiles for as long as profile retention, so replicas
+ * compare them for windows older than the seen span (the window check,
+ * docs/cluster.md). fn returns 0 to go on, non-zero to stop (returned). */
+typedef int (*storage_ptree_entry_fn)(void *ctx, const storage_seen_entry_t *e, int tree_kept);
+int storage_ptree_scan(storage_t *s, uint64_t lo, uint64_t hi, const storage_seen_entry_t *after,
+                       int64_t from_s, int64_t until_s, storage_ptree_entry_fn fn, void *ctx);
 
 /* Span/trace trees (`spans`) whose token is in [lo, hi], in token order
  * (the order of `span_index`: token, tenant, kind, id, series, window)

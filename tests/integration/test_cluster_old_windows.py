@@ -35,9 +35,10 @@ old:
 - test_check_streams_from_the_replica_it_chose: the same, with only one of
   the two lacking replicas checking: it streams from the replica whose copy
   holds its own, not the first in ring order (the other lacking one);
-- test_mixed_copies_are_left_as_they_are: each replica holds a different
+- test_mixed_failed_pushes_end_alike: each replica holds a different
   failed old push of one series: neither copy is taken over (that would
-  drop a write from one); the difference stays, reported;
+  drop a write from one); each fetches the other's by profile id, and both
+  end with both;
 - test_acknowledged_misses_on_both_replicas_are_all_kept: each replica
   misses a different acknowledged old write of one series: the marks make
   each in turn whole from the other, and both end with every write.
@@ -326,15 +327,16 @@ def test_check_streams_from_the_replica_it_chose():
         assert not bad, "n0 streamed from a replica that lacks the profiles"
 
 
-def test_mixed_copies_are_left_as_they_are():
+def test_mixed_failed_pushes_end_alike():
     """Each replica holds a different failed old push of the same series (n1
     stopped for one pushed through n0, then n0 for one through n1; write
     quorum 2, hinted handoff off: each 503, stored on its coordinator, and
-    no mark keeps its profile time): neither copy holds the other, so the
-    window check takes neither over (that would drop from one node the
-    write only it holds). flamectl cluster repair converges and reports the
-    range; each node alone still answers what it holds (docs/cluster.md,
-    "The window check": not covered)."""
+    no mark keeps its profile time): neither copy holds the other. Their
+    profile trees name both (--profile-retention, a week, covers them), so
+    the window check of each fetches the one it lacks by profile id:
+    flamectl cluster repair converges and each node alone answers the
+    acknowledged totals plus both failed pushes. Before, the check left the
+    copies as they were and each node alone answered its own push only."""
     now = int(time.time())
     frm, until = now - 8000, now + 60
     with Cluster(2, rf=2, write_quorum=2, args=ARGS) as c:
@@ -347,17 +349,18 @@ def test_mixed_copies_are_left_as_they_are():
             extra[via] = failed[svc]
             c.wait_state(stopped, "active", observers=[via], timeout=30)
             no_marks(c)
-        p, took = ctl(c, 0, "cluster", "repair", timeout=240)
-        assert p.returncode == 0 and "converged after 1 round(s)" in p.stdout, p.stdout
-        assert "where each replica holds windows the other lacks" in p.stdout, p.stdout
-        mixed = sum(metric(c, i, "flamedb_repair_window_ranges_mixed_total") for i in (0, 1))
-        print("    flamectl cluster repair took %.2f s; %d mixed range(s) reported" % (took, mixed))
+        took = repair(c)
+        fetched = sum(metric(c, i, "flamedb_repair_window_profiles_fetched_total")
+                      for i in (0, 1))
+        print("    flamectl cluster repair took %.2f s; %d profile(s) fetched by id"
+              % (took, fetched))
         for i, other in ((0, 1), (1, 0)):
             got = alone(c, i, other, [svc], frm, until)[svc]
-            print("    n%d alone: %d (acknowledged %d, its failed push %d)"
-                  % (i, got, want[svc], extra[i]))
-            assert got == want[svc] + extra[i], "n%d lost what it held: %d, want %d" % (
-                i, got, want[svc] + extra[i])
+            print("    n%d alone: %d (acknowledged %d, failed pushes %d and %d)"
+                  % (i, got, want[svc], extra[0], extra[1]))
+            assert got == want[svc] + extra[0] + extra[1], \
+                "n%d alone answers %d, want the union %d" % (
+                    i, got, want[svc] + extra[0] + extra[1])
 
 
 def test_acknowledged_misses_on_both_replicas_are_all_kept():
