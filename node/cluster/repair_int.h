@@ -741,6 +741,20 @@ int repair_regain_pending(repair_t *r);
  * more to the loop (repair_windows_take), to be cleared and streamed whole
  * from that replica. */
 void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *st);
+/* One compared copy of a range for repair_windows_pick: its sums
+ * (REPAIR_WINDOW_BUCKETS x STORAGE_RESOLUTION_COUNT, borrowed) and whether
+ * its profile_trees lack a profile this node's name (then it is never
+ * taken as the whole copy, whatever its sums: two profiles in one bucket
+ * can make a copy that lacks one look as if it held this node's). */
+typedef struct repair_wc_copy {
+    const int64_t *sums;
+    int lacks_mine;
+} repair_wc_copy_t;
+/* Which of the n copies holds every other one and more than this node's
+ * (mine), and lacks none of this node's profiles: its index, or -1. *mixed
+ * (added to) counts those that hold more than this node's somewhere and
+ * either less elsewhere or lack one of its profiles: left different here. */
+int repair_windows_pick(const int64_t *mine, const repair_wc_copy_t *cs, uint32_t n, int *mixed);
 /* Loop: the intervals handed (caller frees both arrays; n 0: none). */
 void repair_windows_take(repair_t *r, uint64_t **lo, uint64_t **hi, size_t *n);
 /* Repair thread: moves the preferred source of the interval holding [a, b]

@@ -18,6 +18,15 @@
  * range whole from that replica (repair_regain.c), exactly once, then
  * serves again. The same check on the others makes every replica adopt the
  * largest copy, so they converge.
+ *
+ * Sums cannot tell which profiles a window holds: two copies that each
+ * hold one the other lacks hold neither the other, and two profiles in one
+ * bucket can make a copy that lacks one look as if it held the other's.
+ * So the check also compares what profile_trees names of the range (every
+ * stored profile, for --profile-retention): where the names differ, it
+ * fetches by id each profile another replica holds and this node lacks
+ * (stored once), so every replica ends with the union of what is named,
+ * and a copy that lacks one of this node's is never taken as the whole.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -265,13 +274,13 @@ static void merge_ids(repair_t *r, ring_range_t f, int64_t from_s, int64_t until
         log_warn("repair", "window check of (%016llx, %016llx]: profiles of %s: %s",
                  (unsigned long long)f.start, (unsigned long long)f.end, c->id,
                  errmsg_text(&em, rc));
-    log_info("repair",
-             "window check of (%016llx, %016llx]: %s names other profiles older than the seen "
-             "span than this node: %llu it holds and this node lacked, %llu of them fetched "
-             "(the others' trees are not kept); it lacks %llu of this node's",
-             (unsigned long long)f.start, (unsigned long long)f.end, c->id,
-             (unsigned long long)p.wanted, (unsigned long long)p.fetched,
-             (unsigned long long)theirs_lack);
+    log_write(p.wanted > 0 ? LOG_INFO : LOG_DEBUG, "repair",
+              "window check of (%016llx, %016llx]: %s names other profiles older than the seen "
+              "span than this node: %llu it holds and this node lacked, %llu of them fetched "
+              "(the others' trees are not kept); it lacks %llu of this node's",
+              (unsigned long long)f.start, (unsigned long long)f.end, c->id,
+              (unsigned long long)p.wanted, (unsigned long long)p.fetched,
+              (unsigned long long)theirs_lack);
     if (p.fetched == 0) return;
     if (local_ids(r, f, from_s, until_s, mine) != 0 || local_sums(r, f, until_s, msums) != 0)
         mine->known = 0; /* the next check compares them again */
@@ -339,7 +348,7 @@ static const char *largest_copy(repair_t *r, const cluster_view_t *v, ring_range
                                 const uint32_t *reps, uint32_t n, int64_t until_s, int *mixed,
                                 repair_stats_t *st)
 {
-    sums_t best, mine;
+    sums_t mine;
     int rc = local_sums(r, f, until_s, mine);
     copy_t *cs = rc == 0 ? calloc(n, sizeof *cs) : NULL;
     if (rc != 0 || cs == NULL) {
@@ -348,17 +357,27 @@ static const char *largest_copy(repair_t *r, const cluster_view_t *v, ring_range
         return NULL;
     }
     uint32_t m = compare(r, v, f, reps, n, until_s, cs, mine, st);
-    memcpy(best, mine, sizeof best);
-    const char *who = NULL;
-    for (uint32_t k = 0; k < m; k++) {
+    repair_wc_copy_t w[RING_MAX_RF];
+    for (uint32_t k = 0; k < m && k < RING_MAX_RF; k++)
+        w[k] = (repair_wc_copy_t){cs[k].sums, cs[k].lacks_mine};
+    int k = repair_windows_pick(mine, w, m < RING_MAX_RF ? m : RING_MAX_RF, mixed);
+    const char *who = k >= 0 ? cs[k].id : NULL;
+    free(cs);
+    return who;
+}
+
+int repair_windows_pick(const int64_t *mine, const repair_wc_copy_t *cs, uint32_t n, int *mixed)
+{
+    const int64_t *best = mine;
+    int who = -1;
+    for (uint32_t k = 0; k < n; k++) {
         int d = dominance(cs[k].sums, mine);
         *mixed += d == 2 || (d == 1 && cs[k].lacks_mine);
         if (d == 1 && !cs[k].lacks_mine && dominance(cs[k].sums, best) == 1) {
-            memcpy(best, cs[k].sums, sizeof best);
-            who = cs[k].id;
+            best = cs[k].sums;
+            who = (int)k;
         }
     }
-    free(cs);
     return who;
 }
 

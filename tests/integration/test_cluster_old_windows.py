@@ -34,7 +34,10 @@ old:
   (the source the check chose, not the first in ring order);
 - test_check_streams_from_the_replica_it_chose: the same, with only one of
   the two lacking replicas checking: it streams from the replica whose copy
-  holds its own, not the first in ring order (the other lacking one);
+  holds its own, not the first in ring order (the other lacking one); this
+  test and test_scheduled_window_check_repairs run with
+  --profile-retention 90m, so no profile id names the old profiles and
+  whole copies are streamed;
 - test_mixed_failed_pushes_end_alike: each replica holds a different
   failed old push of one series: neither copy is taken over (that would
   drop a write from one); each fetches the other's by profile id, and both
@@ -221,10 +224,14 @@ def test_scheduled_window_check_repairs():
     write quorum 2, n1 stopped while old profiles are pushed through n0
     (each 503, stored on n0; a failed push's miss keeps no profile time, so
     a pass lifts it). No flamectl: once n1's window check handed its ranges
-    and the regain streamed them from n0, n1 alone answers n0's totals."""
+    and the regain streamed them from n0, n1 alone answers n0's totals.
+    --profile-retention 90m: the two-hour-old profiles are past it, so no
+    profile id names them and the whole copy is streamed (within it, n1
+    fetches them by id: test_mixed_failed_pushes_end_alike)."""
     now = int(time.time())
     frm, until = now - 8000, now + 60
-    args = ARGS + ["--repair-interval", "1s", "--repair-windows-interval", "3s"]
+    args = ARGS + ["--repair-interval", "1s", "--repair-windows-interval", "3s",
+                   "--profile-retention", "90m"]
     with Cluster(2, rf=2, write_quorum=2, args=args) as c:
         want = preload(c, 0, "ms", now, 120, 8)
         no_marks(c)
@@ -300,10 +307,11 @@ def test_check_streams_from_the_replica_it_chose():
     run none), so n1, which lacks the profiles too, serves as a source
     while n0 regains: n0 must stream from n2, the replica whose copy holds
     its own, not from the first replica in ring order. Then n0 alone
-    answers n2's totals."""
+    answers n2's totals. --profile-retention 90m, as in
+    test_scheduled_window_check_repairs."""
     now = int(time.time())
     frm, until = now - 8000, now + 60
-    args = ARGS + ["--repair-windows-interval", "0"]
+    args = ARGS + ["--repair-windows-interval", "0", "--profile-retention", "90m"]
     with Cluster(3, rf=3, write_quorum=2, args=args) as c:
         want = preload(c, 0, "tc", now, 120, 8)
         no_marks(c)
