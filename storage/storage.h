@@ -57,6 +57,8 @@ extern const uint32_t storage_resolutions[STORAGE_RESOLUTION_COUNT]; /* 10,60,60
 #define STORAGE_TENANT_MAX 150
 /* rocksdb_log_level: only the LOG header is written (RocksDB HEADER_LEVEL). */
 #define STORAGE_ROCKSDB_LOG_HEADER 5
+/* Default of storage_options_t.stream_window_max_profiles: 8 MB of lists. */
+#define STORAGE_STREAM_WINDOW_MAX_PROFILES 250000
 /* Default of storage_options_t.max_span_members. */
 #define STORAGE_MAX_SPAN_MEMBERS 16
 
@@ -112,6 +114,11 @@ typedef struct storage_options {
     /* Count series per tenant even when tenant_max_series is 0 (for the
      * per-tenant metric: storage_tenant_series_top). */
     int count_tenant_series;
+    /* Profiles a stream's source may list for one window it reads
+     * (storage_stream_scan): its kept, untreed and named profiles and its
+     * series' seen entries together, 32 bytes each. A window past it is
+     * refused (ERR_LIMIT), never sent with a list cut short. */
+    size_t stream_window_max_profiles;
 } storage_options_t;
 
 /* Defaults: 256 MiB cache, 256 MiB memtables, retention 1d/7d/30d/90d/forever, seen 7d,
@@ -550,7 +557,9 @@ typedef struct storage_stream_window {
  * aggregates are not: the receiver's follow from the series it stores),
  * starting after the key `after`
  * (after_len 0: at lo). fn returns 0 to go on, non-zero to stop
- * (returned). */
+ * (returned). ERR_LIMIT (logged, naming the window) when a window's
+ * profile lists pass stream_window_max_profiles: fn was called for the
+ * windows before it, never for it. */
 typedef int (*storage_stream_fn)(void *ctx, const storage_stream_window_t *w);
 int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
                         size_t after_len, storage_stream_fn fn, void *ctx);
