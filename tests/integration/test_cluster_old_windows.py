@@ -362,6 +362,7 @@ def test_mixed_failed_pushes_end_alike():
                       for i in (0, 1))
         print("    flamectl cluster repair took %.2f s; %d profile(s) fetched by id"
               % (took, fetched))
+        assert fetched == 2, "each node fetches the one it lacks, once: %d" % fetched
         for i, other in ((0, 1), (1, 0)):
             got = alone(c, i, other, [svc], frm, until)[svc]
             print("    n%d alone: %d (acknowledged %d, failed pushes %d and %d)"
