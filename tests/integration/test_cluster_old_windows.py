@@ -42,6 +42,8 @@ old:
   failed old push of one series: neither copy is taken over (that would
   drop a write from one); each fetches the other's by profile id, and both
   end with both;
+- test_three_mixed_copies_end_in_the_union: the same with 3 replicas,
+  each holding a different failed push: all three end with all three;
 - test_acknowledged_misses_on_both_replicas_are_all_kept: each replica
   misses a different acknowledged old write of one series: the marks make
   each in turn whole from the other, and both end with every write.
@@ -370,6 +372,36 @@ def test_mixed_failed_pushes_end_alike():
             assert got == want[svc] + extra[0] + extra[1], \
                 "n%d alone answers %d, want the union %d" % (
                     i, got, want[svc] + extra[0] + extra[1])
+
+
+def test_three_mixed_copies_end_in_the_union():
+    """3 nodes RF 3 write quorum 2: each node holds a different failed old
+    push of the same series (the other two stopped while it was pushed
+    through it: 503, stored on it alone). No copy holds another; each
+    node's window check fetches the two it lacks by profile id, one from
+    each peer: after flamectl cluster repair every node alone answers the
+    acknowledged totals plus all three pushes, each counted once."""
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    with Cluster(3, rf=3, write_quorum=2, args=ARGS) as c:
+        want = preload(c, 0, "m3", now, 30, 2)
+        svc = sorted(want)[0]
+        no_marks(c)
+        extra = 0
+        for via in range(3):
+            stopped = [i for i in range(3) if i != via]
+            failed, _ = push_failing(c, via, stopped, [svc], 6100 + 300 * via, now + 300 * via)
+            extra += failed[svc]
+            c.wait_converged(timeout=30)
+            no_marks(c)
+        took = repair(c)
+        fetched = [metric(c, i, "flamedb_repair_window_profiles_fetched_total") for i in range(3)]
+        print("    flamectl cluster repair took %.2f s; fetched by id: %r" % (took, fetched))
+        got = [answers_alone(c, i, [svc], frm, until)[svc] for i in range(3)]
+        print("    alone: n0 %d, n1 %d, n2 %d (acknowledged %d, failed pushes %d)"
+              % (got[0], got[1], got[2], want[svc], extra))
+        assert got == [want[svc] + extra] * 3, got
+        assert fetched == [2, 2, 2], fetched
 
 
 def test_acknowledged_misses_on_both_replicas_are_all_kept():
