@@ -162,7 +162,7 @@ static int peer_sums(repair_t *r, const char *peer, ring_range_t f, int64_t ids_
 
 /* What pulling one copy's profiles found. */
 typedef struct pull {
-    uint64_t common;  /* entries it lists that this node holds */
+    uint64_t common;  /* entries it lists that this node's profile_trees hold */
     uint64_t wanted;  /* entries it lists that this node lacks, asked for */
     uint64_t fetched; /* of those, stored here (the others' trees are not kept) */
 } pull_t;
@@ -180,14 +180,17 @@ static void after_of(const Flamedb__Cluster__SeenEntry *l, char *tenant, uint8_t
     after->time_ns = l->time_ns;
 }
 
-/* 1 when this node stored the profile of e (its profile_trees entry, or
- * its seen entry: a write of it would be skipped), 0 when not. */
+/* 2 when this node holds the profile_trees entry of e (it is among those
+ * this node's ids counted), 1 when only its seen entry (stored, say
+ * untreed by a stream: a write of it would be skipped, but it is not
+ * counted among this node's ids), 0 when neither. */
 static int holds(repair_t *r, const Flamedb__Cluster__SeenEntry *e)
 {
     storage_seen_entry_t se = {e->tenant, e->token, e->series_id, {0}, e->time_ns};
     memcpy(se.profile_id, e->profile_id.data, 16);
     int has = storage_ptree_has(r->storage, &se);
-    return has != 0 ? has : storage_seen_has(r->storage, &se);
+    if (has != 0) return has < 0 ? has : 2;
+    return storage_seen_has(r->storage, &se);
 }
 
 static int fetch_wanted(repair_t *r, const char *peer, repair_wants_t *w, pull_t *p,
@@ -231,9 +234,9 @@ static int pull_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi
             int has = holds(r, a->entries[i]);
             if (has < 0)
                 rc = errmsg_set(em, has, "profile lookup failed");
-            else if (has)
-                p->common++;
-            else if ((rc = repair_want_add(&w, a->entries[i])) == 0)
+            else if (has == 2)
+                p->common++; /* only these count against this node's ids */
+            else if (has == 0 && (rc = repair_want_add(&w, a->entries[i])) == 0)
                 p->wanted++;
         }
         if (rc == 0 && w.n >= REPAIR_WANT_MAX) rc = fetch_wanted(r, peer, &w, p, st, em);
