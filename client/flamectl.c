@@ -807,6 +807,7 @@ typedef struct rp_sum {
     char unavailable[CS_FIELD], buckets[CS_FIELD], differing[CS_FIELD], ms[CS_FIELD];
     char unreached[CS_FIELD], failed[CS_FIELD];
     char wcheck[CS_FIELD], wranges[CS_FIELD], wdiffer[CS_FIELD], wmixed[CS_FIELD];
+    char wfetched[CS_FIELD];
 } rp_sum_t;
 
 static int rp_failed_field(json_t *r, void *ctx, const char *key)
@@ -845,6 +846,7 @@ static int rp_item(json_t *r, void *ctx, const char *key)
                 : strcmp(key, "window_ranges") == 0           ? m->wranges
                 : strcmp(key, "window_ranges_differing") == 0 ? m->wdiffer
                 : strcmp(key, "window_ranges_mixed") == 0     ? m->wmixed
+                : strcmp(key, "window_profiles_fetched") == 0 ? m->wfetched
                                                               : NULL;
     return dst ? cs_scalar(r, dst) : cs_skip(r);
 }
@@ -905,6 +907,9 @@ static int repair_node(const args_t *a, const cs_row_t *w, int wid, long long *s
                atoll(m.wmixed) > 0 ? " where each replica holds windows the other lacks (left as "
                                      "they are)"
                                    : "");
+    if (strcmp(m.wcheck, "true") == 0 && atoll(m.wfetched) > 0)
+        printf("  %-*s    window check: %s old profile(s) another replica held fetched by id\n",
+               wid, "", m.wfetched);
     if (m.unreached[0]) printf("  %-*s    unreached: %s\n", wid, "", m.unreached);
     if (m.failed[0]) printf("  %-*s    failed: %s\n", wid, "", m.failed);
     return complete ? 0 : 1;

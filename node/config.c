@@ -293,6 +293,15 @@ static const opt_t options[] = {
      "logs, RocksDB's other files, the cluster transport and the rest (at least 20, "
      "RocksDB's least); with no open-file limit, no bound. A value set so is refused at start "
      "when it does not fit so. The value in force is logged at start."},
+    {"stream-window-max-profiles", OPT_COUNT, FIELD(storage.stream_window_max_profiles, size_t),
+     NULL, 0, 16, 100000000,
+     "Profiles a node streaming a range to another (a join, a decommission, a regain) may list "
+     "for one window it reads: the window's kept and untreed profiles, the profile_trees "
+     "entries it looks at and its series' seen entries together, 32 bytes each (each of the "
+     "4 requests served at once, and each window snapshot of stream-window-cache, holds at "
+     "most this). A window past it is refused with its series and window named in the log "
+     "and the answer: the receiver takes nothing of it and its range stays untaken (joining, "
+     "or unread) until it fits, never short (docs/cluster.md, \"Streaming whole windows\")."},
     {"max-background-jobs", OPT_INT, FIELD(storage.max_background_jobs, int), NULL, 0, 1, 64,
      "RocksDB flush and compaction threads."},
     {"rocksdb-log-level", OPT_INT, FIELD(storage.rocksdb_log_level, int), NULL, 0, 0, 5,

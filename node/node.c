@@ -91,6 +91,7 @@ static int open_cluster(node_t *n, errmsg_t *em)
         .inflight = cfg->ingest.inflight,
         .seen_retention_seconds = cfg->storage.seen_retention_seconds,
         .max_future_seconds = cfg->ingest.max_future_seconds,
+        .profile_retention_seconds = cfg->storage.profile_retention_seconds,
         .clock = &n->clock,
         .workq = n->workq,
     };

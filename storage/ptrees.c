@@ -251,3 +251,66 @@ int storage_scan_profile_trees(storage_t *s, const char *tenant, uint64_t token,
     rocksdb_readoptions_destroy(ro);
     return ioerr != 0 ? ioerr : rc;
 }
+
+/* Splits a profile_trees key; 0 if it has that layout, -1 if not. tenant
+ * gets a NUL-terminated copy. */
+static int ptree_key(const uint8_t *k, size_t n, storage_seen_entry_t *e,
+                     char tenant[STORAGE_TENANT_MAX + 1])
+{
+    if (n < 9) return -1;
+    size_t l = k[8];
+    if (l == 0 || l > STORAGE_TENANT_MAX || n != 8 + 1 + l + 8 + 8 + 16) return -1;
+    e->token = be64_get(k);
+    memcpy(tenant, k + 9, l);
+    tenant[l] = 0;
+    e->tenant = tenant;
+    e->series_id = be64_get(k + 9 + l);
+    e->time_ns = storage_time_decode(k + 17 + l);
+    memcpy(e->profile_id, k + 25 + l, 16);
+    return 0;
+}
+
+int storage_ptree_scan(storage_t *s, uint64_t lo_tok, uint64_t hi_tok,
+                       const storage_seen_entry_t *after, int64_t from_s, int64_t until_s,
+                       storage_ptree_entry_fn fn, void *ctx)
+{
+    if (lo_tok > hi_tok || from_s >= until_s) return 0;
+    if (after != NULL && storage_check_tenant(after->tenant, NULL) != 0)
+        return ERR_INVALID_ARGUMENT;
+    skey_t lo, hi;
+    if (after != NULL) {
+        storage_key_ptree(&lo, after->token, after->tenant, after->series_id, after->time_ns,
+                          after->profile_id);
+        storage_key_u8(&lo, 0); /* the smallest key greater than `after` */
+    } else {
+        skey_reset(&lo);
+        storage_key_u64(&lo, lo_tok);
+    }
+    skey_reset(&hi);
+    if (hi_tok != UINT64_MAX) storage_key_u64(&hi, hi_tok + 1);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_lower_bound(ro, (const char *)lo.b, lo.n);
+    if (hi.n > 0) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[CF_PTREES]);
+    char tenant[STORAGE_TENANT_MAX + 1];
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)lo.b, lo.n); rc == 0 && rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kn, vn;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
+        storage_seen_entry_t e;
+        if (vn < PTREE_HEADER_LEN || v[0] != PTREE_VERSION || ptree_key(k, kn, &e, tenant) != 0)
+            continue;
+        if (e.token > hi_tok) break;
+        if (storage_ptree_expired(s, e.time_ns)) continue;
+        int64_t t = e.time_ns / 1000000000 - (e.time_ns % 1000000000 < 0); /* floor */
+        if (t >= from_s && t < until_s) rc = fn(ctx, &e, !(v[1] & PTREE_FLAG_NO_TREE));
+    }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    int ioerr = storage_rocks_err(err, NULL, "profile trees by token interval");
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return ioerr != 0 ? ioerr : rc;
+}

@@ -71,6 +71,7 @@ void storage_options_default(storage_options_t *o)
     o->span_retention_seconds = day;
     o->profile_retention_seconds = 7 * day;
     o->max_profile_tree_bytes = MIB;
+    o->stream_window_max_profiles = STORAGE_STREAM_WINDOW_MAX_PROFILES;
     o->max_background_jobs = 2;
     o->max_open_files = -1;
     o->rocksdb_log_level = STORAGE_ROCKSDB_LOG_HEADER;

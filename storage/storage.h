@@ -57,6 +57,8 @@ extern const uint32_t storage_resolutions[STORAGE_RESOLUTION_COUNT]; /* 10,60,60
 #define STORAGE_TENANT_MAX 150
 /* rocksdb_log_level: only the LOG header is written (RocksDB HEADER_LEVEL). */
 #define STORAGE_ROCKSDB_LOG_HEADER 5
+/* Default of storage_options_t.stream_window_max_profiles: 8 MB of lists. */
+#define STORAGE_STREAM_WINDOW_MAX_PROFILES 250000
 /* Default of storage_options_t.max_span_members. */
 #define STORAGE_MAX_SPAN_MEMBERS 16
 
@@ -122,6 +124,11 @@ typedef struct storage_options {
     /* Count series per tenant even when tenant_max_series is 0 (for the
      * per-tenant metric: storage_tenant_series_top). */
     int count_tenant_series;
+    /* Profiles a stream's source may list for one window it reads
+     * (storage_stream_scan): its kept, untreed and named profiles and its
+     * series' seen entries together, 32 bytes each. A window past it is
+     * refused (ERR_LIMIT), never sent with a list cut short. */
+    size_t stream_window_max_profiles;
 } storage_options_t;
 
 /* Defaults: 256 MiB cache, 256 MiB memtables, retention 1d/7d/30d/90d/forever, seen 7d,
@@ -567,7 +574,9 @@ typedef struct storage_stream_window {
  * aggregates are not: the receiver's follow from the series it stores),
  * starting after the key `after`
  * (after_len 0: at lo). fn returns 0 to go on, non-zero to stop
- * (returned). */
+ * (returned). ERR_LIMIT (logged, naming the window) when a window's
+ * profile lists pass stream_window_max_profiles: fn was called for the
+ * windows before it, never for it. */
 typedef int (*storage_stream_fn)(void *ctx, const storage_stream_window_t *w);
 int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *after,
                         size_t after_len, storage_stream_fn fn, void *ctx);
@@ -589,6 +598,18 @@ int storage_stream_marked(storage_t *s, const char *tenant, uint64_t token, uint
  * past profile retention): it stored that profile, even if its seen entry
  * expired since. 0 when not, or a negative error. */
 int storage_ptree_has(storage_t *s, const storage_seen_entry_t *e);
+/* Calls fn, in key order (token, tenant, series, time, profile id), for
+ * every profile_trees entry (one stored series of a profile, its tree kept
+ * or not: tree_kept 0 when it was too large) whose token is in [lo, hi]
+ * and whose profile time t (unix seconds) satisfies from_s <= t < until_s,
+ * starting after the entry `after` (its time included; NULL: at lo).
+ * Entries past profile retention are skipped. Unlike the seen index, these
+ * name the stored profiles for as long as profile retention, so replicas
+ * compare them for windows older than the seen span (the window check,
+ * docs/cluster.md). fn returns 0 to go on, non-zero to stop (returned). */
+typedef int (*storage_ptree_entry_fn)(void *ctx, const storage_seen_entry_t *e, int tree_kept);
+int storage_ptree_scan(storage_t *s, uint64_t lo, uint64_t hi, const storage_seen_entry_t *after,
+                       int64_t from_s, int64_t until_s, storage_ptree_entry_fn fn, void *ctx);
 
 /* Span/trace trees (`spans`) whose token is in [lo, hi], in token order
  * (the order of `span_index`: token, tenant, kind, id, series, window)

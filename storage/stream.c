@@ -74,7 +74,19 @@ typedef struct wscan {
      * receiver adds the streamed series' residuals to its own */
     skey_t looked;
     int listed;
+    /* entries the four lists above may hold together
+     * (storage_options_t.stream_window_max_profiles) */
+    size_t max_profiles;
 } wscan_t;
+
+/* profs_add into one of x's lists, ERR_LIMIT once the lists of the window
+ * being read (and its series' seen entries) hold x->max_profiles entries:
+ * the window is refused, never sent with a list cut short. */
+static int wadd(wscan_t *x, profs_t *p, const uint8_t *id, int64_t time_ns, int64_t total)
+{
+    if (x->kept.n + x->untreed.n + x->in_window.n + x->seen.n >= x->max_profiles) return ERR_LIMIT;
+    return profs_add(p, id, time_ns, total);
+}
 
 static int cmp_time(const void *a, const void *b)
 {
@@ -105,7 +117,7 @@ static int seen_load(wscan_t *x, const skey_t *p)
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
         if (kn != p->n + 16 || vn != STORAGE_PROFILE_VALUE_LEN) continue;
         if (storage_filter_expired(x->s, CF_PROFILES, k, kn, v, vn)) continue;
-        rc = profs_add(&x->seen, k + p->n, storage_i64_get(v), storage_i64_get(v + 8));
+        rc = wadd(x, &x->seen, k + p->n, storage_i64_get(v), storage_i64_get(v + 8));
     }
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);
@@ -135,7 +147,7 @@ static int seen_untreed(wscan_t *x, int64_t from_ns, int64_t until_ns)
         int found = 0;
         for (size_t j = 0; !found && j < x->in_window.n; j++)
             found = memcmp(x->in_window.v[j].profile_id, e->profile_id, 16) == 0;
-        if (!found) rc = profs_add(&x->untreed, e->profile_id, e->time_ns, e->total);
+        if (!found) rc = wadd(x, &x->untreed, e->profile_id, e->time_ns, e->total);
     }
     return rc;
 }
@@ -188,9 +200,9 @@ static int subtract_profiles(wscan_t *x, const char *tenant, uint64_t token, uin
             rc = rc < 0 ? rc : 0;
             continue;
         }
-        if ((rc = profs_add(&x->in_window, k + kn - 16, t, tot)) != 0) break;
+        if ((rc = wadd(x, &x->in_window, k + kn - 16, t, tot)) != 0) break;
         if (v[1] & PTREE_FLAG_NO_TREE) {
-            rc = profs_add(&x->untreed, k + kn - 16, t, tot);
+            rc = wadd(x, &x->untreed, k + kn - 16, t, tot);
             continue;
         }
         /* a kept tree in the block comes off it; a flagged one is in no
@@ -204,7 +216,7 @@ static int subtract_profiles(wscan_t *x, const char *tenant, uint64_t token, uin
             rc = add_tree(x, k, kn, v, vn, -1);
         }
         if (rc <= 0) continue; /* cannot take it off: it stays in the residual, not named */
-        rc = profs_add(&x->kept, k + kn - 16, t, tot);
+        rc = wadd(x, &x->kept, k + kn - 16, t, tot);
         x->total = (int64_t)((uint64_t)x->total - (uint64_t)tot);
     }
     char *err = NULL;
@@ -290,6 +302,15 @@ static int one_window(wscan_t *x, const uint8_t *k, size_t kn, const uint8_t *tv
     if (rc == 0)
         rc = subtract_profiles(x, tenant, w.token, w.series_id, w.window_s,
                                storage_resolutions[w.res], w.res == 0);
+    if (rc == ERR_LIMIT) {
+        x->series.n = 0; /* the seen entries are loaded again for the next window */
+        log_warn("stream",
+                 "window %lld (resolution %u s) of series %016llx (tenant %s): its profile lists "
+                 "and its series' seen entries take more than --stream-window-max-profiles "
+                 "(%zu): refused, not sent short",
+                 (long long)w.window_s, storage_resolutions[w.res], (unsigned long long)w.series_id,
+                 tenant, x->max_profiles);
+    }
     calltree_t *t = rc == 0 ? calltree_new(0) : NULL;
     if (rc == 0 && t == NULL) rc = ERR_NOMEM;
     if (rc == 0) rc = residual_tree(x->s, tenant, w.token, &x->acc, t);
@@ -377,7 +398,8 @@ int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *a
     rocksdb_iterator_t *it = w.it;
     int use_after = after_len >= 8 && be64_get(after) >= lo;
     if (use_after) rocksdb_iter_seek(it, (const char *)after, after_len);
-    wscan_t x = {.s = s, .snap = snap, .ro = ro};
+    wscan_t x = {
+        .s = s, .snap = snap, .ro = ro, .max_profiles = s->opts.stream_window_max_profiles};
     storage_sparse_init(&x.acc);
     storage_sparse_init(&x.one);
     storage_sparse_init(&x.tmp);

@@ -81,17 +81,18 @@ typedef struct cluster_config {
 
 /* What the module takes from the node's other settings. */
 typedef struct cluster_inputs {
-    const char *data_dir;           /* identity files live here */
-    const char *http_addr;          /* advertised to the other members */
-    ring_shard_policy_t shards;     /* placement shards per service (the ingest setting) */
-    query_limits_t query;           /* limits of every query this node runs or gathers */
-    size_t max_tree_nodes;          /* bounds call trees decoded from other nodes */
-    size_t max_inflight_bytes;      /* packed writes held at once (coordinator and replica) */
-    size_t query_memory_bytes;      /* partial results of coordinated queries; 0: no budget */
-    alloc_budget_t *inflight;       /* ingest-inflight-bytes, for replica writes; NULL: none */
-    int64_t seen_retention_seconds; /* hints expire before the profile ids they carry */
-    int64_t max_future_seconds;     /* ingest's bound on profile times (repair's span) */
-    const clock_source_t *clock;    /* time of deadlines, gossip and hints; NULL: the real one */
+    const char *data_dir;              /* identity files live here */
+    const char *http_addr;             /* advertised to the other members */
+    ring_shard_policy_t shards;        /* placement shards per service (the ingest setting) */
+    query_limits_t query;              /* limits of every query this node runs or gathers */
+    size_t max_tree_nodes;             /* bounds call trees decoded from other nodes */
+    size_t max_inflight_bytes;         /* packed writes held at once (coordinator and replica) */
+    size_t query_memory_bytes;         /* partial results of coordinated queries; 0: no budget */
+    alloc_budget_t *inflight;          /* ingest-inflight-bytes, for replica writes; NULL: none */
+    int64_t seen_retention_seconds;    /* hints expire before the profile ids they carry */
+    int64_t max_future_seconds;        /* ingest's bound on profile times (repair's span) */
+    int64_t profile_retention_seconds; /* profile trees name profiles this long (window check) */
+    const clock_source_t *clock;       /* time of deadlines, gossip and hints; NULL: the real one */
     workq_t *workq; /* the node's thread-pool lanes (borrowed); NULL: the module's own */
 } cluster_inputs_t;
 

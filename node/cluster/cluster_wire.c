@@ -294,6 +294,8 @@ static int check_repair(const Flamedb__Cluster__RepairRequest *q, const cluster_
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: protocol version or deadline missing");
     if (q->from_s >= q->until_s && (q->kind == RK(DIGEST) || q->kind == RK(IDS)))
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: empty time span");
+    if (q->profiles_from_s != 0 && q->profiles_from_s >= q->until_s)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "repair: empty profile time span");
     switch (q->kind) {
     case RK(DIGEST):
         if (q->bucket_s <= 0 || (q->until_s - q->from_s) / q->bucket_s > CLUSTER_REPAIR_MAX_BUCKETS)

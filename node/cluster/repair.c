@@ -694,6 +694,7 @@ int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_c
     r->full_logged = -1; /* the first full-repair pass is logged */
     r->o.seen_retention_s = in->seen_retention_seconds;
     r->o.max_future_s = in->max_future_seconds;
+    r->o.profile_retention_s = in->profile_retention_seconds;
     r->o.timeout_ms = cfg->query_timeout_ms > 1000 ? cfg->query_timeout_ms : 1000;
     r->o.max_message_bytes = cfg->max_message_bytes;
     r->o.stream_bytes_per_s = cfg->stream_max_mb_per_s * 1000000ull;

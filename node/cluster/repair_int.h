@@ -83,10 +83,11 @@ int repair_holds_all(const repair_digest_t *mine, const repair_digest_t *theirs)
 /* ---------------------------------------------------------------- the module */
 
 typedef struct repair_options {
-    uint64_t interval_ms;     /* a pass this often (0: only on demand) */
-    int64_t seen_retention_s; /* the storage's: entries older are not compared */
-    int64_t max_future_s;     /* ingest's: how far ahead a profile's time may be */
-    uint64_t timeout_ms;      /* one request to a peer */
+    uint64_t interval_ms;        /* a pass this often (0: only on demand) */
+    int64_t seen_retention_s;    /* the storage's: entries older are not compared */
+    int64_t max_future_s;        /* ingest's: how far ahead a profile's time may be */
+    int64_t profile_retention_s; /* the storage's: profile trees older are gone (0: never) */
+    uint64_t timeout_ms;         /* one request to a peer */
     size_t max_message_bytes;
     uint64_t stream_bytes_per_s;     /* fetched bytes per second at most (0: unlimited) */
     uint64_t repair_bytes_per_s;     /* the same for the fetches of a pass that is not a move */
@@ -186,7 +187,11 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "regain (cleared here and streamed whole from that replica).")                               \
     X(windows_mixed, "flamedb_repair_window_ranges_mixed_total",                                   \
       "Ranges a window check found this node and another replica each holding old windows the "    \
-      "other lacks: left as they are (docs/cluster.md, \"The window check\").")                    \
+      "other lacks that no profile id names: left as they are (docs/cluster.md, \"The window "     \
+      "check\").")                                                                                 \
+    X(windows_profiles, "flamedb_repair_window_profiles_fetched_total",                            \
+      "Profiles older than the seen span that a window check found another replica holding and "   \
+      "this node lacking (by profile id, within --profile-retention), fetched and stored once.")   \
     X(stream_heals, "flamedb_repair_stream_heals_total",                                           \
       "Token intervals of a join, leave or regain cleared and streamed again because their "       \
       "totals check kept disagreeing with the source (stream-check-heal-after passes in a row).")  \
@@ -234,6 +239,7 @@ typedef struct repair_stats {
     uint64_t wc_ranges;      /* ranges the window check compared (repair_windows.c) */
     uint64_t wc_differing;   /* of them, handed to the regain */
     uint64_t wc_mixed;       /* of them, where neither copy holds the other */
+    uint64_t wc_fetched;     /* profiles the window check fetched by id from another copy */
     uint64_t wc_deferred;    /* of them, left for the next pass (the other lacks recent ones) */
     int wc_ran;              /* the pass ran the window check */
     uint64_t wc_ms;          /* how long it took */
@@ -735,6 +741,20 @@ int repair_regain_pending(repair_t *r);
  * more to the loop (repair_windows_take), to be cleared and streamed whole
  * from that replica. */
 void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *st);
+/* One compared copy of a range for repair_windows_pick: its sums
+ * (REPAIR_WINDOW_BUCKETS x STORAGE_RESOLUTION_COUNT, borrowed) and whether
+ * its profile_trees lack a profile this node's name (then it is never
+ * taken as the whole copy, whatever its sums: two profiles in one bucket
+ * can make a copy that lacks one look as if it held this node's). */
+typedef struct repair_wc_copy {
+    const int64_t *sums;
+    int lacks_mine;
+} repair_wc_copy_t;
+/* Which of the n copies holds every other one and more than this node's
+ * (mine), and lacks none of this node's profiles: its index, or -1. *mixed
+ * (added to) counts those that hold more than this node's somewhere and
+ * either less elsewhere or lack one of its profiles: left different here. */
+int repair_windows_pick(const int64_t *mine, const repair_wc_copy_t *cs, uint32_t n, int *mixed);
 /* Loop: the intervals handed (caller frees both arrays; n 0: none). */
 void repair_windows_take(repair_t *r, uint64_t **lo, uint64_t **hi, size_t *n);
 /* Repair thread: moves the preferred source of the interval holding [a, b]

@@ -350,24 +350,24 @@ static int peer_ranges(const cluster_view_t *v, ring_ranges_t *per, uint64_t *nr
 static void pass_json(repair_t *r, const repair_stats_t *st, int complete, uint64_t ms, buf_t *out)
 {
     buf_reset(out);
-    buf_printf(
-        out,
-        "{\"node\":\"%s\",\"peers\":%llu,\"ranges\":%llu,\"buckets_compared\":%llu,"
-        "\"buckets_differing\":%llu,\"entries_listed\":%llu,\"missing\":%llu,"
-        "\"series_streamed\":%llu,\"bytes_streamed\":%llu,\"unavailable\":%llu,"
-        "\"windows_streamed\":%llu,\"window_check\":%s,\"window_ranges\":%llu,"
-        "\"window_ranges_differing\":%llu,\"window_ranges_mixed\":%llu,\"window_check_ms\":%llu,"
-        "\"unreached\":[%.*s],\"failed\":[%.*s],\"complete\":%s,\"duration_ms\":%llu}",
-        cluster_self_id(r->c), (unsigned long long)st->peers, (unsigned long long)st->ranges,
-        (unsigned long long)st->buckets, (unsigned long long)st->differing,
-        (unsigned long long)st->listed, (unsigned long long)st->missing,
-        (unsigned long long)st->written, (unsigned long long)st->bytes,
-        (unsigned long long)st->unavailable, (unsigned long long)st->windows,
-        st->wc_ran ? "true" : "false", (unsigned long long)st->wc_ranges,
-        (unsigned long long)st->wc_differing, (unsigned long long)st->wc_mixed,
-        (unsigned long long)st->wc_ms, (int)st->unreached.len, (const char *)st->unreached.data,
-        (int)st->failed.len, (const char *)st->failed.data, complete ? "true" : "false",
-        (unsigned long long)ms);
+    buf_printf(out,
+               "{\"node\":\"%s\",\"peers\":%llu,\"ranges\":%llu,\"buckets_compared\":%llu,"
+               "\"buckets_differing\":%llu,\"entries_listed\":%llu,\"missing\":%llu,"
+               "\"series_streamed\":%llu,\"bytes_streamed\":%llu,\"unavailable\":%llu,"
+               "\"windows_streamed\":%llu,\"window_check\":%s,\"window_ranges\":%llu,"
+               "\"window_ranges_differing\":%llu,\"window_ranges_mixed\":%llu,"
+               "\"window_profiles_fetched\":%llu,\"window_check_ms\":%llu,"
+               "\"unreached\":[%.*s],\"failed\":[%.*s],\"complete\":%s,\"duration_ms\":%llu}",
+               cluster_self_id(r->c), (unsigned long long)st->peers, (unsigned long long)st->ranges,
+               (unsigned long long)st->buckets, (unsigned long long)st->differing,
+               (unsigned long long)st->listed, (unsigned long long)st->missing,
+               (unsigned long long)st->written, (unsigned long long)st->bytes,
+               (unsigned long long)st->unavailable, (unsigned long long)st->windows,
+               st->wc_ran ? "true" : "false", (unsigned long long)st->wc_ranges,
+               (unsigned long long)st->wc_differing, (unsigned long long)st->wc_mixed,
+               (unsigned long long)st->wc_fetched, (unsigned long long)st->wc_ms,
+               (int)st->unreached.len, (const char *)st->unreached.data, (int)st->failed.len,
+               (const char *)st->failed.data, complete ? "true" : "false", (unsigned long long)ms);
 }
 
 /* One DONE to peer: a complete pass of this node started at t0. */

@@ -119,6 +119,12 @@ static int add_id(void *ctx, const storage_seen_entry_t *e)
     return 0;
 }
 
+static int add_ptree(void *ctx, const storage_seen_entry_t *e, int tree_kept)
+{
+    (void)tree_kept; /* listed either way: a FETCH of one not kept answers it unavailable */
+    return add_id(ctx, e);
+}
+
 static void entry_of(const Flamedb__Cluster__SeenEntry *m, storage_seen_entry_t *e)
 {
     e->tenant = m->tenant;
@@ -136,9 +142,43 @@ static int serve_ids(storage_t *s, const Flamedb__Cluster__RepairRequest *q, are
     if (a->entries == NULL) return ERR_NOMEM;
     storage_seen_entry_t after;
     if (q->after != NULL) entry_of(q->after, &after);
-    int rc = storage_seen_scan(s, q->lo, q->hi, q->after ? &after : NULL, q->from_s, q->until_s,
+    int rc;
+    if (q->profiles_from_s != 0) { /* the window check: profile_trees, not the seen index */
+        a->profile_trees = 1;
+        rc = storage_ptree_scan(s, q->lo, q->hi, q->after ? &after : NULL, q->profiles_from_s,
+                                q->until_s, add_ptree, &x);
+    } else {
+        rc = storage_seen_scan(s, q->lo, q->hi, q->after ? &after : NULL, q->from_s, q->until_s,
                                add_id, &x);
+    }
     return rc == 1 ? 0 : rc;
+}
+
+static int sum_ptree(void *ctx, const storage_seen_entry_t *e, int tree_kept)
+{
+    (void)tree_kept;
+    Flamedb__Cluster__RepairAnswer *a = ctx;
+    a->profile_count++;
+    a->profile_hash += repair_entry_hash(e);
+    return 0;
+}
+
+/* STREAM_CHECK: the sums of the interval's windows, and with
+ * profiles_from_s the count and hash of its profile_trees entries. */
+static int serve_check(storage_t *s, const Flamedb__Cluster__RepairRequest *q, arena_t *arena,
+                       Flamedb__Cluster__RepairAnswer *a)
+{
+    uint32_t nb = q->sum_buckets ? q->sum_buckets : 1; /* checked on decode */
+    a->sums = arena_zalloc(arena, (size_t)nb * STORAGE_RESOLUTION_COUNT * sizeof *a->sums);
+    int rc =
+        a->sums ? storage_stream_sums_split(s, q->lo, q->hi, q->until_s, nb, a->sums) : ERR_NOMEM;
+    if (rc == 0) a->n_sums = (size_t)nb * STORAGE_RESOLUTION_COUNT;
+    if (rc == 0 && q->profiles_from_s != 0) {
+        a->profile_trees = 1;
+        rc =
+            storage_ptree_scan(s, q->lo, q->hi, NULL, q->profiles_from_s, q->until_s, sum_ptree, a);
+    }
+    return rc;
 }
 
 /* ---------- fetch ---------- */
@@ -348,14 +388,9 @@ int repair_serve_build(storage_t *s, const repair_options_t *o,
     case RK(SPANS):
         rc = repair_serve_spans(s, o, q, arena, a);
         break;
-    case RK(STREAM_CHECK): {
-        uint32_t nb = q->sum_buckets ? q->sum_buckets : 1; /* checked on decode */
-        a->sums = arena_zalloc(arena, (size_t)nb * STORAGE_RESOLUTION_COUNT * sizeof *a->sums);
-        rc = a->sums ? storage_stream_sums_split(s, q->lo, q->hi, q->until_s, nb, a->sums)
-                     : ERR_NOMEM;
-        if (rc == 0) a->n_sums = (size_t)nb * STORAGE_RESOLUTION_COUNT;
+    case RK(STREAM_CHECK):
+        rc = serve_check(s, q, arena, a);
         break;
-    }
     default:
         rc = serve_fetch(s, o, q, arena, a, em);
         break;

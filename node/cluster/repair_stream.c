@@ -518,6 +518,12 @@ int repair_serve_stream(storage_t *s, const repair_options_t *o,
         rc = storage_stream_scan(s, q->lo, q->hi, q->after_key.data, q->after_key.len, add_window,
                                  &x);
         if (rc == 1) rc = 0; /* stopped at the page's end */
+        if (rc == ERR_LIMIT && em->text[0] == '\0')
+            rc = errmsg_set(em, ERR_LIMIT,
+                            "stream of [%016llx, %016llx]: a window's profile lists take more "
+                            "than --stream-window-max-profiles on this source: refused, not sent "
+                            "short (the window is named in its log); raise it on this node",
+                            (unsigned long long)q->lo, (unsigned long long)q->hi);
         if (rc == 0) rc = put_symbols(&x);
     }
     symtab_free(x.symbols);

@@ -18,6 +18,15 @@
  * range whole from that replica (repair_regain.c), exactly once, then
  * serves again. The same check on the others makes every replica adopt the
  * largest copy, so they converge.
+ *
+ * Sums cannot tell which profiles a window holds: two copies that each
+ * hold one the other lacks hold neither the other, and two profiles in one
+ * bucket can make a copy that lacks one look as if it held the other's.
+ * So the check also compares what profile_trees names of the range (every
+ * stored profile, for --profile-retention): where the names differ, it
+ * fetches by id each profile another replica holds and this node lacks
+ * (stored once), so every replica ends with the union of what is named,
+ * and a copy that lacks one of this node's is never taken as the whole.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -66,20 +75,74 @@ static int local_sums(repair_t *r, ring_range_t f, int64_t until_s, int64_t *out
     return 0;
 }
 
-/* The peer's sums of range f (STREAM_CHECK of each interval, in buckets);
- * 0, or the error (REPAIR_NOT_SOURCE: its copy is not to be trusted now). */
-static int peer_sums(repair_t *r, const char *peer, ring_range_t f, int64_t until_s, int64_t *out,
-                     errmsg_t *em)
+/* What a copy's profile_trees name of a range: the entries (a stored
+ * series of a profile) of profile time in [from, horizon), counted and
+ * hashed (repair_entry_hash, order-free); known 0 when they were not read
+ * (a peer that does not answer them, or no profile time left to compare). */
+typedef struct ids_sum {
+    uint64_t count, hash;
+    int known;
+} ids_sum_t;
+
+/* A compared replica's copy of the range being checked. */
+typedef struct copy {
+    const char *id;
+    sums_t sums;
+    ids_sum_t ids;
+    int lacks_mine; /* its profile_trees lack a profile this node's name */
+} copy_t;
+
+static int sum_id(void *ctx, const storage_seen_entry_t *e, int tree_kept)
+{
+    (void)tree_kept;
+    ids_sum_t *x = ctx;
+    x->count++;
+    x->hash += repair_entry_hash(e);
+    return 0;
+}
+
+/* The oldest profile time whose profile_trees entry every replica still
+ * holds if it stored the profile: an hour (REPAIR_MARGIN_S) inside
+ * --profile-retention, so one replica's tree is never compared with
+ * another's that expired a moment earlier (which would fetch the profile
+ * again onto a copy that counts it). Never 0: 0 asks for no profile ids. */
+static int64_t ids_from(const repair_t *r, int64_t now_s)
+{
+    if (r->o.profile_retention_s <= 0) return INT64_MIN / 2; /* kept forever */
+    int64_t from = now_s - r->o.profile_retention_s + REPAIR_MARGIN_S;
+    return from != 0 ? from : 1;
+}
+
+static int local_ids(repair_t *r, ring_range_t f, int64_t from_s, int64_t until_s, ids_sum_t *out)
 {
     uint64_t lo[2], hi[2];
     int k = ring_range_intervals(f, lo, hi);
-    memset(out, 0, sizeof(sums_t));
+    *out = (ids_sum_t){0, 0, from_s < until_s};
+    for (int q = 0; q < k && out->known; q++) {
+        int rc = storage_ptree_scan(r->storage, lo[q], hi[q], NULL, from_s, until_s, sum_id, out);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+/* The peer's sums of range f (STREAM_CHECK of each interval, in buckets)
+ * and, when ids_from_s < until_s, what its profile_trees name of it; 0, or
+ * the error (REPAIR_NOT_SOURCE: its copy is not to be trusted now). */
+static int peer_sums(repair_t *r, const char *peer, ring_range_t f, int64_t ids_from_s,
+                     int64_t until_s, copy_t *c, errmsg_t *em)
+{
+    uint64_t lo[2], hi[2];
+    int k = ring_range_intervals(f, lo, hi);
+    memset(c->sums, 0, sizeof(sums_t));
+    c->ids = (ids_sum_t){0, 0, ids_from_s < until_s};
+    c->lacks_mine = 0;
     for (int q = 0; q < k; q++) {
         Flamedb__Cluster__RepairRequest req;
         repair_request_init(&req, RK(STREAM_CHECK), 0, until_s);
         req.lo = lo[q];
         req.hi = hi[q];
         req.sum_buckets = REPAIR_WINDOW_BUCKETS;
+        if (c->ids.known) req.profiles_from_s = ids_from_s;
         cluster_msg_t ans = {0};
         int rc = repair_call(r, peer, &req, &ans, em);
         if (rc != 0) return rc;
@@ -88,10 +151,142 @@ static int peer_sums(repair_t *r, const char *peer, ring_range_t f, int64_t unti
             cluster_msg_free(&ans);
             return errmsg_set(em, ERR_UNSUPPORTED, "%s: %zu sums, not %d", peer, a->n_sums, NSUMS);
         }
-        add_sums(out, a->sums);
+        add_sums(c->sums, a->sums);
+        c->ids.known &= a->profile_trees; /* a node that does not read them: sums alone */
+        c->ids.count += a->profile_count;
+        c->ids.hash += a->profile_hash;
         cluster_msg_free(&ans);
     }
     return 0;
+}
+
+/* What pulling one copy's profiles found. */
+typedef struct pull {
+    uint64_t common;  /* entries it lists that this node's profile_trees hold */
+    uint64_t wanted;  /* entries it lists that this node lacks, asked for */
+    uint64_t fetched; /* of those, stored here (the others' trees are not kept) */
+} pull_t;
+
+static void after_of(const Flamedb__Cluster__SeenEntry *l, char *tenant, uint8_t *pid,
+                     Flamedb__Cluster__SeenEntry *after)
+{
+    snprintf(tenant, RING_TENANT_MAX + 1, "%s", l->tenant);
+    memcpy(pid, l->profile_id.data, 16);
+    flamedb__cluster__seen_entry__init(after);
+    after->tenant = tenant;
+    after->token = l->token;
+    after->series_id = l->series_id;
+    after->profile_id = (ProtobufCBinaryData){16, pid};
+    after->time_ns = l->time_ns;
+}
+
+/* 2 when this node holds the profile_trees entry of e (it is among those
+ * this node's ids counted), 1 when only its seen entry (stored, say
+ * untreed by a stream: a write of it would be skipped, but it is not
+ * counted among this node's ids), 0 when neither. */
+static int holds(repair_t *r, const Flamedb__Cluster__SeenEntry *e)
+{
+    storage_seen_entry_t se = {e->tenant, e->token, e->series_id, {0}, e->time_ns};
+    memcpy(se.profile_id, e->profile_id.data, 16);
+    int has = storage_ptree_has(r->storage, &se);
+    if (has != 0) return has < 0 ? has : 2;
+    return storage_seen_has(r->storage, &se);
+}
+
+static int fetch_wanted(repair_t *r, const char *peer, repair_wants_t *w, pull_t *p,
+                        repair_stats_t *st, errmsg_t *em)
+{
+    if (w->n == 0) return 0;
+    uint64_t unavailable = st->unavailable;
+    int rc = repair_fetch(r, peer, w, st, em);
+    if (rc == 0) p->fetched += w->n - (st->unavailable - unavailable);
+    w->n = 0;
+    return rc;
+}
+
+/* The profile_trees entries the peer lists for [lo, hi] of profile time in
+ * [from_s, until_s) (IDS with profiles_from_s, paged) that this node holds
+ * neither as a tree nor as seen: fetched (FETCH) and stored, each once
+ * (storage_write_profile skips a profile already seen), REPAIR_WANT_MAX at
+ * a time so the list held is bounded. */
+static int pull_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t from_s,
+                         int64_t until_s, pull_t *p, repair_stats_t *st, errmsg_t *em)
+{
+    Flamedb__Cluster__SeenEntry after;
+    char tenant[RING_TENANT_MAX + 1] = "";
+    uint8_t pid[16];
+    repair_wants_t w = {0};
+    int more = 1, first = 1, rc = 0;
+    while (rc == 0 && more && !r->closing) {
+        Flamedb__Cluster__RepairRequest q;
+        repair_request_init(&q, RK(IDS), from_s, until_s); /* an older node: seen entries */
+        q.profiles_from_s = from_s;
+        q.lo = lo;
+        q.hi = hi;
+        q.limit = REPAIR_IDS_PAGE;
+        q.after = first ? NULL : &after;
+        cluster_msg_t ans = {0};
+        if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) break;
+        const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
+        if (!a->profile_trees)
+            rc = errmsg_set(em, ERR_UNSUPPORTED, "%s lists no profile trees", peer);
+        for (size_t i = 0; rc == 0 && i < a->n_entries; i++) {
+            int has = holds(r, a->entries[i]);
+            if (has < 0)
+                rc = errmsg_set(em, has, "profile lookup failed");
+            else if (has == 2)
+                p->common++; /* only these count against this node's ids */
+            else if (has == 0 && (rc = repair_want_add(&w, a->entries[i])) == 0)
+                p->wanted++;
+        }
+        if (rc == 0 && w.n >= REPAIR_WANT_MAX) rc = fetch_wanted(r, peer, &w, p, st, em);
+        more = a->more && a->n_entries > 0;
+        if (a->n_entries > 0) after_of(a->entries[a->n_entries - 1], tenant, pid, &after);
+        first = 0;
+        cluster_msg_free(&ans);
+    }
+    if (rc == 0 && !r->closing) rc = fetch_wanted(r, peer, &w, p, st, em);
+    free(w.v);
+    return rc;
+}
+
+static int pull(repair_t *r, const char *peer, ring_range_t f, int64_t from_s, int64_t until_s,
+                pull_t *p, repair_stats_t *st, errmsg_t *em)
+{
+    uint64_t lo[2], hi[2];
+    int k = ring_range_intervals(f, lo, hi), rc = 0;
+    for (int q = 0; q < k && rc == 0; q++)
+        rc = pull_interval(r, peer, lo[q], hi[q], from_s, until_s, p, st, em);
+    return rc;
+}
+
+/* Copy c names other profiles than this node's (mine): the profiles it
+ * holds and this node lacks are fetched here, and c->lacks_mine set when
+ * it lacks one of this node's (its own check fetches those from here).
+ * Then *mine and msums are this node's again. */
+static void merge_ids(repair_t *r, ring_range_t f, int64_t from_s, int64_t until_s, copy_t *c,
+                      ids_sum_t *mine, int64_t *msums, repair_stats_t *st)
+{
+    pull_t p = {0};
+    errmsg_t em = {{0}};
+    int rc = pull(r, c->id, f, from_s, until_s, &p, st, &em);
+    uint64_t theirs_lack = mine->count > p.common ? mine->count - p.common : 0;
+    c->lacks_mine = rc != 0 || theirs_lack > 0; /* unknown: not taken as a source */
+    st->wc_fetched += p.fetched;
+    if (rc != 0)
+        log_warn("repair", "window check of (%016llx, %016llx]: profiles of %s: %s",
+                 (unsigned long long)f.start, (unsigned long long)f.end, c->id,
+                 errmsg_text(&em, rc));
+    log_write(p.wanted > 0 ? LOG_INFO : LOG_DEBUG, "repair",
+              "window check of (%016llx, %016llx]: %s names other profiles older than the seen "
+              "span than this node: %llu it holds and this node lacked, %llu of them fetched "
+              "(the others' trees are not kept); it lacks %llu of this node's",
+              (unsigned long long)f.start, (unsigned long long)f.end, c->id,
+              (unsigned long long)p.wanted, (unsigned long long)p.fetched,
+              (unsigned long long)theirs_lack);
+    if (p.fetched == 0) return;
+    if (local_ids(r, f, from_s, until_s, mine) != 0 || local_sums(r, f, until_s, msums) != 0)
+        mine->known = 0; /* the next check compares them again */
 }
 
 /* 1 when peer holds every profile this node holds of range f within the
@@ -116,37 +311,74 @@ static int holds_recent(repair_t *r, const char *peer, ring_range_t f)
     return ok;
 }
 
-/* The replica of range f (replicas reps) whose copy holds every other
- * compared copy and more than this node's (dominance), when it is not this
- * node; NULL otherwise. *mixed counts the replicas whose copy and this
- * node's each hold more somewhere. */
-static const char *largest_copy(repair_t *r, const cluster_view_t *v, ring_range_t f,
-                                const uint32_t *reps, uint32_t n, int64_t until_s, int *mixed)
+/* The compared copies of range f (replicas reps, this node left out) into
+ * cs; their number. Where a copy's profile ids differ from this node's,
+ * the profiles it holds and this node lacks are fetched first (merge_ids),
+ * so msums is this node's copy after them. */
+static uint32_t compare(repair_t *r, const cluster_view_t *v, ring_range_t f, const uint32_t *reps,
+                        uint32_t n, int64_t until_s, copy_t *cs, int64_t *msums, repair_stats_t *st)
 {
-    sums_t best, mine, s;
-    int rc = local_sums(r, f, until_s, mine);
-    if (rc != 0) {
-        log_warn("repair", "window check: the sums of this node's windows: %s", err_message(rc));
-        return NULL;
-    }
-    memcpy(best, mine, sizeof best);
-    const char *who = NULL;
+    int64_t from = ids_from(r, (int64_t)(repair_now_ms(r) / 1000));
+    ids_sum_t mine;
+    if (local_ids(r, f, from, until_s, &mine) != 0) mine.known = 0;
+    uint32_t m = 0;
     for (uint32_t k = 0; k < n && !r->closing; k++) {
         uint32_t i = reps[k];
         if ((int)i == v->self || !v->reachable[i] || r->unanswered[i]) continue;
         if (v->marked != NULL && v->marked[i]) continue; /* it missed writes */
-        const char *id = ring_node_name(v->ring, i);
+        copy_t *c = &cs[m];
+        c->id = ring_node_name(v->ring, i);
         errmsg_t em = {{0}};
-        rc = peer_sums(r, id, f, until_s, s, &em);
+        int rc = peer_sums(r, c->id, f, mine.known ? from : until_s, until_s, c, &em);
         if (rc != 0) {
-            log_debug("repair", "window check with %s: %s", id, errmsg_text(&em, rc));
+            log_debug("repair", "window check with %s: %s", c->id, errmsg_text(&em, rc));
             if (repair_rc_unanswered(rc)) r->unanswered[i] = 1;
             continue;
         }
-        *mixed += dominance(s, mine) == 2;
-        if (dominance(s, best) == 1) {
-            memcpy(best, s, sizeof best);
-            who = id;
+        m++;
+        if (mine.known && c->ids.known && (c->ids.count != mine.count || c->ids.hash != mine.hash))
+            merge_ids(r, f, from, until_s, c, &mine, msums, st);
+    }
+    return m;
+}
+
+/* The replica of range f whose copy holds every other compared copy and
+ * more than this node's (dominance), and names every profile this node's
+ * names, when it is not this node; NULL otherwise. *mixed counts the
+ * replicas whose copy and this node's each hold more somewhere, or that
+ * hold more but lack a profile of this node's. */
+static const char *largest_copy(repair_t *r, const cluster_view_t *v, ring_range_t f,
+                                const uint32_t *reps, uint32_t n, int64_t until_s, int *mixed,
+                                repair_stats_t *st)
+{
+    sums_t mine;
+    int rc = local_sums(r, f, until_s, mine);
+    copy_t *cs = rc == 0 ? calloc(n, sizeof *cs) : NULL;
+    if (rc != 0 || cs == NULL) {
+        log_warn("repair", "window check: the sums of this node's windows: %s",
+                 err_message(rc != 0 ? rc : ERR_NOMEM));
+        return NULL;
+    }
+    uint32_t m = compare(r, v, f, reps, n, until_s, cs, mine, st);
+    repair_wc_copy_t w[RING_MAX_RF];
+    for (uint32_t k = 0; k < m && k < RING_MAX_RF; k++)
+        w[k] = (repair_wc_copy_t){cs[k].sums, cs[k].lacks_mine};
+    int k = repair_windows_pick(mine, w, m < RING_MAX_RF ? m : RING_MAX_RF, mixed);
+    const char *who = k >= 0 ? cs[k].id : NULL;
+    free(cs);
+    return who;
+}
+
+int repair_windows_pick(const int64_t *mine, const repair_wc_copy_t *cs, uint32_t n, int *mixed)
+{
+    const int64_t *best = mine;
+    int who = -1;
+    for (uint32_t k = 0; k < n; k++) {
+        int d = dominance(cs[k].sums, mine);
+        *mixed += d == 2 || (d == 1 && cs[k].lacks_mine);
+        if (d == 1 && !cs[k].lacks_mine && dominance(cs[k].sums, best) == 1) {
+            best = cs[k].sums;
+            who = (int)k;
         }
     }
     return who;
@@ -178,13 +410,13 @@ static void check_range(repair_t *r, const cluster_view_t *v, ring_range_t f, in
     uint32_t reps[RING_MAX_RF], n = ring_replicas(v->ring, f.end, v->rf, reps);
     st->wc_ranges++;
     int mixed = 0;
-    const char *src = largest_copy(r, v, f, reps, n, until_s, &mixed);
+    const char *src = largest_copy(r, v, f, reps, n, until_s, &mixed, st);
     if (mixed > 0) {
         st->wc_mixed++;
         log_warn("repair",
                  "window check of (%016llx, %016llx]: this node and %d other replica(s) each "
-                 "hold old windows the other lacks: neither copy is taken for the other, the "
-                 "difference stays",
+                 "hold old windows the other lacks beyond the profiles fetched by id: neither "
+                 "copy is taken for the other, the difference stays",
                  (unsigned long long)f.start, (unsigned long long)f.end, mixed);
     }
     if (src == NULL) return;
@@ -245,6 +477,7 @@ void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *
     r->counters.windows_checks++;
     r->counters.windows_differing += st->wc_differing;
     r->counters.windows_mixed += st->wc_mixed;
+    r->counters.windows_profiles += st->wc_fetched;
     int handed = r->wc.n > 0;
     if (handed && !r->closing) uv_async_send(&r->async);
     uv_mutex_unlock(&r->mu);

@@ -34,10 +34,16 @@ old:
   (the source the check chose, not the first in ring order);
 - test_check_streams_from_the_replica_it_chose: the same, with only one of
   the two lacking replicas checking: it streams from the replica whose copy
-  holds its own, not the first in ring order (the other lacking one);
-- test_mixed_copies_are_left_as_they_are: each replica holds a different
+  holds its own, not the first in ring order (the other lacking one); this
+  test and test_scheduled_window_check_repairs run with
+  --profile-retention 90m, so no profile id names the old profiles and
+  whole copies are streamed;
+- test_mixed_failed_pushes_end_alike: each replica holds a different
   failed old push of one series: neither copy is taken over (that would
-  drop a write from one); the difference stays, reported;
+  drop a write from one); each fetches the other's by profile id, and both
+  end with both;
+- test_three_mixed_copies_end_in_the_union: the same with 3 replicas,
+  each holding a different failed push: all three end with all three;
 - test_acknowledged_misses_on_both_replicas_are_all_kept: each replica
   misses a different acknowledged old write of one series: the marks make
   each in turn whole from the other, and both end with every write.
@@ -220,10 +226,14 @@ def test_scheduled_window_check_repairs():
     write quorum 2, n1 stopped while old profiles are pushed through n0
     (each 503, stored on n0; a failed push's miss keeps no profile time, so
     a pass lifts it). No flamectl: once n1's window check handed its ranges
-    and the regain streamed them from n0, n1 alone answers n0's totals."""
+    and the regain streamed them from n0, n1 alone answers n0's totals.
+    --profile-retention 90m: the two-hour-old profiles are past it, so no
+    profile id names them and the whole copy is streamed (within it, n1
+    fetches them by id: test_mixed_failed_pushes_end_alike)."""
     now = int(time.time())
     frm, until = now - 8000, now + 60
-    args = ARGS + ["--repair-interval", "1s", "--repair-windows-interval", "3s"]
+    args = ARGS + ["--repair-interval", "1s", "--repair-windows-interval", "3s",
+                   "--profile-retention", "90m"]
     with Cluster(2, rf=2, write_quorum=2, args=args) as c:
         want = preload(c, 0, "ms", now, 120, 8)
         no_marks(c)
@@ -299,10 +309,11 @@ def test_check_streams_from_the_replica_it_chose():
     run none), so n1, which lacks the profiles too, serves as a source
     while n0 regains: n0 must stream from n2, the replica whose copy holds
     its own, not from the first replica in ring order. Then n0 alone
-    answers n2's totals."""
+    answers n2's totals. --profile-retention 90m, as in
+    test_scheduled_window_check_repairs."""
     now = int(time.time())
     frm, until = now - 8000, now + 60
-    args = ARGS + ["--repair-windows-interval", "0"]
+    args = ARGS + ["--repair-windows-interval", "0", "--profile-retention", "90m"]
     with Cluster(3, rf=3, write_quorum=2, args=args) as c:
         want = preload(c, 0, "tc", now, 120, 8)
         no_marks(c)
@@ -326,15 +337,16 @@ def test_check_streams_from_the_replica_it_chose():
         assert not bad, "n0 streamed from a replica that lacks the profiles"
 
 
-def test_mixed_copies_are_left_as_they_are():
+def test_mixed_failed_pushes_end_alike():
     """Each replica holds a different failed old push of the same series (n1
     stopped for one pushed through n0, then n0 for one through n1; write
     quorum 2, hinted handoff off: each 503, stored on its coordinator, and
-    no mark keeps its profile time): neither copy holds the other, so the
-    window check takes neither over (that would drop from one node the
-    write only it holds). flamectl cluster repair converges and reports the
-    range; each node alone still answers what it holds (docs/cluster.md,
-    "The window check": not covered)."""
+    no mark keeps its profile time): neither copy holds the other. Their
+    profile trees name both (--profile-retention, a week, covers them), so
+    the window check of each fetches the one it lacks by profile id:
+    flamectl cluster repair converges and each node alone answers the
+    acknowledged totals plus both failed pushes. Before, the check left the
+    copies as they were and each node alone answered its own push only."""
     now = int(time.time())
     frm, until = now - 8000, now + 60
     with Cluster(2, rf=2, write_quorum=2, args=ARGS) as c:
@@ -347,17 +359,49 @@ def test_mixed_copies_are_left_as_they_are():
             extra[via] = failed[svc]
             c.wait_state(stopped, "active", observers=[via], timeout=30)
             no_marks(c)
-        p, took = ctl(c, 0, "cluster", "repair", timeout=240)
-        assert p.returncode == 0 and "converged after 1 round(s)" in p.stdout, p.stdout
-        assert "where each replica holds windows the other lacks" in p.stdout, p.stdout
-        mixed = sum(metric(c, i, "flamedb_repair_window_ranges_mixed_total") for i in (0, 1))
-        print("    flamectl cluster repair took %.2f s; %d mixed range(s) reported" % (took, mixed))
+        took = repair(c)
+        fetched = sum(metric(c, i, "flamedb_repair_window_profiles_fetched_total")
+                      for i in (0, 1))
+        print("    flamectl cluster repair took %.2f s; %d profile(s) fetched by id"
+              % (took, fetched))
+        assert fetched == 2, "each node fetches the one it lacks, once: %d" % fetched
         for i, other in ((0, 1), (1, 0)):
             got = alone(c, i, other, [svc], frm, until)[svc]
-            print("    n%d alone: %d (acknowledged %d, its failed push %d)"
-                  % (i, got, want[svc], extra[i]))
-            assert got == want[svc] + extra[i], "n%d lost what it held: %d, want %d" % (
-                i, got, want[svc] + extra[i])
+            print("    n%d alone: %d (acknowledged %d, failed pushes %d and %d)"
+                  % (i, got, want[svc], extra[0], extra[1]))
+            assert got == want[svc] + extra[0] + extra[1], \
+                "n%d alone answers %d, want the union %d" % (
+                    i, got, want[svc] + extra[0] + extra[1])
+
+
+def test_three_mixed_copies_end_in_the_union():
+    """3 nodes RF 3 write quorum 2: each node holds a different failed old
+    push of the same series (the other two stopped while it was pushed
+    through it: 503, stored on it alone). No copy holds another; each
+    node's window check fetches the two it lacks by profile id, one from
+    each peer: after flamectl cluster repair every node alone answers the
+    acknowledged totals plus all three pushes, each counted once."""
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    with Cluster(3, rf=3, write_quorum=2, args=ARGS) as c:
+        want = preload(c, 0, "m3", now, 30, 2)
+        svc = sorted(want)[0]
+        no_marks(c)
+        extra = 0
+        for via in range(3):
+            stopped = [i for i in range(3) if i != via]
+            failed, _ = push_failing(c, via, stopped, [svc], 6100 + 300 * via, now + 300 * via)
+            extra += failed[svc]
+            c.wait_converged(timeout=30)
+            no_marks(c)
+        took = repair(c)
+        fetched = [metric(c, i, "flamedb_repair_window_profiles_fetched_total") for i in range(3)]
+        print("    flamectl cluster repair took %.2f s; fetched by id: %r" % (took, fetched))
+        got = [answers_alone(c, i, [svc], frm, until)[svc] for i in range(3)]
+        print("    alone: n0 %d, n1 %d, n2 %d (acknowledged %d, failed pushes %d)"
+              % (got[0], got[1], got[2], want[svc], extra))
+        assert got == [want[svc] + extra] * 3, got
+        assert fetched == [2, 2, 2], fetched
 
 
 def test_acknowledged_misses_on_both_replicas_are_all_kept():

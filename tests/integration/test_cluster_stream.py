@@ -653,6 +653,40 @@ def test_join_window_over_the_receive_bound():
         exact_alone(c, n, d, frm, until)
 
 
+def test_join_window_over_the_source_bound():
+    """A window whose profile lists take more than the source's
+    --stream-window-max-profiles (1,000; 2,500 untreed profiles of one
+    series in one 1 h window) is refused by the source before any of it is
+    sent: logged there naming the setting and the series, answered as an
+    error, and the joining node stays joining, never active short.
+    Restarted with the default bound (250,000) the source streams it: the
+    new node turns active and answers exactly through itself alone.
+    Before, nothing bounded these lists on the source."""
+    now = int(time.time())
+    hour = (now - 7200) // 3600 * 3600
+    args = ARGS + FAST_FORMATION + ["--max-message-bytes", "64KiB"]
+    with Cluster(1, rf=2, args=args + ["--stream-window-max-profiles", "1000"]) as c:
+        d = Data()
+        svc = untreed_hour(c, d, "srcbound", hour)
+        frm, until = hour - 600, now + 60
+        check_exact(c, 0, d, frm, until)
+        n = c.add_node()
+        wait_for("n0 refusing the window",
+                 lambda: "--stream-window-max-profiles" in c.nodes[0].log_text(last=2000),
+                 timeout=60)
+        time.sleep(3)  # passes go on meanwhile: each is refused again
+        for i in (0, n):
+            assert c.states(i)["n1"] == "joining", "n1 %s on n%d" % (c.states(i)["n1"], i)
+        line = [x for x in c.nodes[0].log if "stream-window-max-profiles" in x][0]
+        print("    n0: %s" % line.split(" ", 2)[-1][:200])
+        t1 = time.monotonic()
+        c.restart(0, extra=["--stream-window-max-profiles", "250000"])
+        c.wait_state(n, "active", observers=[0, n], timeout=60)
+        print("    n0 restarted with the default bound: n1 active %.2f s later" %
+              (time.monotonic() - t1))
+        exact_alone(c, n, d, frm, until)
+
+
 def join_refused_deep_path(extra, refusal):
     """A 1-node cluster (--max-message-bytes 64 KiB, --max-stack-depth 4000,
     and extra) holding a stack of 3,000 frames, whose path of ancestors

@@ -11,7 +11,9 @@
  * string of the frame that built it; a window's residual cut into parts
  * (repair_parts.c) adds up to it exactly, each part within its budget;
  * long names travel once per window, a symbol over the limit in pieces,
- * profile lists in slices; the window cache finds, evicts and expires. */
+ * profile lists in slices; the window cache finds, evicts and expires;
+ * two profiles in one bucket of the window check are told apart by their
+ * ids (test_window_bucket_collision). */
 #include "test_storage_fixture.h"
 
 #include "node/cluster/repair_int.h"
@@ -838,6 +840,121 @@ static void test_partsin_bounded(void)
     buf_free(&enc);
 }
 
+/* The window check's sums of copy f (every window ending before `until`). */
+static void wc_sums(fixture_t *f, int64_t until, int64_t *sums)
+{
+    CHECK_EQ_INT(storage_stream_sums_split(f->s, 0, UINT64_MAX, until, REPAIR_WINDOW_BUCKETS, sums),
+                 0);
+}
+
+/* A STREAM_CHECK or IDS request of the whole token space naming profiles
+ * of time in [from, until). */
+static Flamedb__Cluster__RepairRequest wc_request(int kind, int64_t from, int64_t until)
+{
+    Flamedb__Cluster__RepairRequest q = FLAMEDB__CLUSTER__REPAIR_REQUEST__INIT;
+    q.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    q.kind = kind;
+    q.deadline_unix_ms = (uint64_t)(T0 + 3600) * 1000;
+    q.lo = 0;
+    q.hi = UINT64_MAX;
+    q.from_s = from;
+    q.until_s = until;
+    q.profiles_from_s = from;
+    q.sum_buckets = REPAIR_WINDOW_BUCKETS;
+    q.limit = 16;
+    return q;
+}
+
+/* Two profiles of one series and 10 s window, each on one copy only: their
+ * windows' keys are the same, so are their buckets at every resolution,
+ * and the copy whose profile is larger holds the other's sums everywhere.
+ * By sums alone the window check took it as the whole copy (and the other
+ * copy's profile was gone once the range was streamed from it). The
+ * profile ids the check compares tell them apart: a count and hash that
+ * differ, a listing that names the one this copy lacks (fetched, stored
+ * once) and not this copy's, so the larger copy is not taken. */
+static void test_window_bucket_collision(void)
+{
+    fixture_t a, b;
+    if (fx_init(&a) != 0 || fx_init(&b) != 0) CHECK(0);
+    a.now = b.now = T0 + 6 * 3600;
+    int64_t until = T0 + 5 * 3600, from = T0 - 3600;
+    put(&a, "svc-c", 501, T0 + 100, 3); /* a: profile 501, 3 samples */
+    put(&b, "svc-c", 502, T0 + 103, 5); /* b: profile 502, 5, same window */
+    static int64_t sa[REPAIR_WINDOW_BUCKETS * STORAGE_RESOLUTION_COUNT],
+        sb[REPAIR_WINDOW_BUCKETS * STORAGE_RESOLUTION_COUNT];
+    wc_sums(&a, until, sa);
+    wc_sums(&b, until, sb);
+    /* by sums b holds a: taken as the whole copy unless its ids are known */
+    repair_wc_copy_t cb = {sb, 0};
+    int mixed = 0;
+    CHECK_EQ_INT(repair_windows_pick(sa, &cb, 1, &mixed), 0);
+    CHECK_EQ_INT(mixed, 0);
+    /* the ids say otherwise */
+    repair_options_t o = {0};
+    replicate_options_default(&o.write);
+    o.write.shards = shards;
+    o.max_message_bytes = 1 << 20;
+    arena_t arena;
+    arena_init(&arena, 4096, 1 << 20);
+    errmsg_t em = {{0}};
+    Flamedb__Cluster__RepairRequest q =
+        wc_request(FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_STREAM_CHECK, from, until);
+    Flamedb__Cluster__RepairAnswer ka = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT,
+                                   kb = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
+    CHECK_EQ_INT(repair_serve_build(a.s, &o, &q, NULL, NULL, &arena, &ka, &em), 0);
+    CHECK_EQ_INT(repair_serve_build(b.s, &o, &q, NULL, NULL, &arena, &kb, &em), 0);
+    CHECK(ka.profile_trees && kb.profile_trees);
+    CHECK_EQ_INT(ka.profile_count, 1);
+    CHECK_EQ_INT(kb.profile_count, 1);
+    CHECK(ka.profile_hash != kb.profile_hash);
+    /* b lists 502, which a lacks, and not 501 */
+    q = wc_request(FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_IDS, from, until);
+    Flamedb__Cluster__RepairAnswer ib = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
+    CHECK_EQ_INT(repair_serve_build(b.s, &o, &q, NULL, NULL, &arena, &ib, &em), 0);
+    CHECK(ib.profile_trees);
+    CHECK_EQ_INT(ib.n_entries, 1);
+    uint8_t want[16];
+    fx_id(want, 502);
+    CHECK(memcmp(ib.entries[0]->profile_id.data, want, 16) == 0);
+    storage_seen_entry_t se = {ib.entries[0]->tenant,
+                               ib.entries[0]->token,
+                               ib.entries[0]->series_id,
+                               {0},
+                               ib.entries[0]->time_ns};
+    memcpy(se.profile_id, want, 16);
+    CHECK_EQ_INT(storage_ptree_has(a.s, &se), 0);
+    /* fetched from b and stored on a, twice: counted once */
+    q = wc_request(FLAMEDB__CLUSTER__REPAIR_KIND__REPAIR_KIND_FETCH, from, until);
+    q.entries = ib.entries;
+    q.n_entries = ib.n_entries;
+    Flamedb__Cluster__RepairAnswer fb = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
+    CHECK_EQ_INT(repair_serve_build(b.s, &o, &q, NULL, NULL, &arena, &fb, &em), 0);
+    CHECK_EQ_INT(fb.n_writes, 1);
+    for (int round = 0; round < 2; round++) {
+        size_t written = 99;
+        CHECK_EQ_INT(replicate_store_request(&o.write, a.s, fb.writes[0], &written, &em), 0);
+        CHECK_EQ_INT(written, round == 0 ? 1 : 0);
+    }
+    CHECK_EQ_INT(storage_ptree_has(a.s, &se), 1);
+    wc_sums(&a, until, sa);
+    int64_t total = 0;
+    for (int k = 0; k < REPAIR_WINDOW_BUCKETS; k++)
+        total += sa[k * STORAGE_RESOLUTION_COUNT]; /* the 10 s windows */
+    CHECK_EQ_INT(total, 3 + 5);
+    /* b lacks a's 501: never the whole copy, and a's copy now holds b's */
+    cb.lacks_mine = 1;
+    mixed = 0;
+    wc_sums(&b, until, sb);
+    CHECK_EQ_INT(repair_windows_pick(sa, &cb, 1, &mixed), -1);
+    CHECK_EQ_INT(mixed, 0);
+    repair_wc_copy_t ca = {sa, 0};
+    CHECK_EQ_INT(repair_windows_pick(sb, &ca, 1, &mixed), 0); /* b's check: a holds it */
+    arena_free(&arena);
+    fx_done(&a);
+    fx_done(&b);
+}
+
 int main(void)
 {
     test_schedule();
@@ -848,6 +965,8 @@ int main(void)
     test_parts_long_names();
     test_parts_profiles();
     test_partcache();
+    shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
+    test_window_bucket_collision();
     fixture_t a, b;
     shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
     if (fx_init(&a) != 0 || fx_init(&b) != 0) return 1;

@@ -25,7 +25,9 @@
  * dropped first (past profile retention) does not stop a stream; trees
  * kept in no block (format 11), mixed with one in the block, past profile
  * retention but not their 10 s window's (kept, read and streamed in the
- * residual) or the other way round, leave source and receiver exact. */
+ * residual) or the other way round, leave source and receiver exact; a
+ * window whose profile lists pass stream_window_max_profiles is refused
+ * on the source, never handed with a list cut short. */
 #include "test_storage_fixture.h"
 
 #define T0 1700000000LL
@@ -925,6 +927,66 @@ static void test_unblocked_retention(int window_first)
     fx_done(&b);
 }
 
+static int count_window(void *ctx, const storage_stream_window_t *w)
+{
+    (void)w;
+    ++*(int *)ctx;
+    return 0;
+}
+
+/* A receiver of test_window_profiles_bounded's windows: each kept profile
+ * it lacks fetched (written: ids 200 on, all of TREES[1]), then the
+ * residual stored. */
+static int rx_many(void *ctx, const storage_stream_window_t *w)
+{
+    rx_t *x = ctx;
+    for (size_t i = 0; i < w->nkept; i++) {
+        if (holds(x->to->s, w->token, w->series_id, &w->kept[i]) == 1) continue;
+        int id = w->kept[i].profile_id[15];
+        CHECK(id >= 200 && id < 210);
+        CHECK_EQ_INT(
+            fx_write(x->to->s, "st", x->l, TREES[1], ST, (uint64_t)id, w->kept[i].time_ns, NULL),
+            0);
+    }
+    int stored = 0;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_stream_store(x->to->s, w, x->l, ST, &stored, &em), 0);
+    x->stored += stored;
+    return 0;
+}
+
+/* A window whose profile lists pass stream_window_max_profiles on the
+ * source: the scan refuses it (ERR_LIMIT) and hands no window of it, none
+ * with a list cut short; raised, the same store streams it and the
+ * receiver ends exact. Before, nothing bounded these lists. */
+static void test_window_profiles_bounded(const labels_t *l)
+{
+    fixture_t a, b;
+    if (open_store(&a) != 0 || open_store(&b) != 0) CHECK(0);
+    a.opts.stream_window_max_profiles = 16;
+    CHECK_EQ_INT(fx_reopen(&a), 0);
+    for (int i = 0; i < 10; i++) /* ten kept profiles in one 10 s window */
+        CHECK_EQ_INT(
+            fx_write(a.s, "st", l, TREES[1], ST, 200 + (uint64_t)i, (T0 - 100 + i) * NS, NULL), 0);
+    int seen = 0;
+    CHECK_EQ_INT(storage_stream_scan(a.s, 0, UINT64_MAX, NULL, 0, count_window, &seen), ERR_LIMIT);
+    /* its seen entries, the profile_trees entries looked at and the kept
+     * list (30) pass 16 at its first window */
+    CHECK_EQ_INT(seen, 0);
+    a.opts.stream_window_max_profiles = 30;
+    CHECK_EQ_INT(fx_reopen(&a), 0);
+    seen = 0;
+    CHECK_EQ_INT(storage_stream_scan(a.s, 0, UINT64_MAX, NULL, 0, count_window, &seen), 0);
+    CHECK_EQ_INT(seen, STORAGE_RESOLUTION_COUNT);
+    rx_t x = {.to = &b, .l = l};
+    CHECK_EQ_INT(storage_stream_scan(a.s, 0, UINT64_MAX, NULL, 0, rx_many, &x), 0);
+    CHECK_EQ_INT(x.stored, STORAGE_RESOLUTION_COUNT);
+    check_equal(&a, &b, l, 1);
+    CHECK_EQ_INT(fx_totals(b.s, "st", l, 4, FROM, UNTIL, NULL), 10 * calltree_root_total(TREES[1]));
+    fx_done(&a);
+    fx_done(&b);
+}
+
 int main(void)
 {
     ST = symtab_new();
@@ -951,6 +1013,7 @@ int main(void)
     test_scaled_base_gone();
     test_unblocked_retention(0);
     test_unblocked_retention(1);
+    test_window_profiles_bounded(l);
     fx_done(&a);
     labels_free(l);
     for (int i = 1; i <= NPROF; i++)
