@@ -420,7 +420,8 @@ static int put_encoded_symbols(wctx_t *w, const uint8_t *enc, size_t len)
 /* Span trees go to the 10 s window of the profile's time, so queries select
  * them by time and retention drops them like windows (filter.c). Each is a
  * member (this profile's id and tree) merged into the stored value, which
- * unites members by profile id (spanval.c), with its span_index entry. */
+ * unites members by profile id (spanval.c), with its span_index entry and
+ * this profile's profile_span_index entry (pspan_index.c). */
 static int put_spans(wctx_t *w, const storage_series_write_t *sw)
 {
     int64_t res = storage_resolutions[0], window = floor_div(w->t_s, res) * res;
@@ -450,6 +451,10 @@ static int put_spans(wctx_t *w, const storage_series_write_t *sw)
         uint8_t ik[SKEY_MAX];
         storage_span_index_key(k.b, k.n, ik);
         rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_SPAN_INDEX], (const char *)ik, k.n, "", 0);
+        uint8_t pk[STORAGE_PSPAN_KEY_MAX]; /* this profile's, member or unknown */
+        storage_pspan_key(k.b, k.n, w->p->profile_id, pk);
+        rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_PSPAN_INDEX], (const char *)pk, k.n + 16, "",
+                                  0);
     }
     return 0;
 }
