@@ -66,7 +66,8 @@ static int span_index_expired(storage_t *s, const uint8_t *key, size_t klen)
     return end + keep <= storage_now(s);
 }
 
-/* A profile_span_index entry: its window after the tenant and series. */
+/* A profile_span_index entry or list key: its window after the tenant and
+ * series. */
 static int pspan_expired(storage_t *s, const uint8_t *key, size_t klen)
 {
     if (!storage_pspan_key_ok(key, klen)) return 0;

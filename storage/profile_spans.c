@@ -7,9 +7,11 @@
  * Span trees are not kept per profile: a `spans` value lists its members by
  * profile id, each with its own tree (spanval.c). `profile_span_index`
  * (pspan_index.c) names the trees of each profile under (token, tenant,
- * series, window, profile id), and those of the series and window that
- * may hold profiles they do not name under one unnamed owner. A profile's
- * trees are found by two prefix reads there and a point read of each tree:
+ * series, window, profile id) — a list key its write put, and entries of
+ * one tree each that streams and the upgrade put — and those of the series
+ * and window that may hold profiles they do not name under one unnamed
+ * owner. A profile's trees are found by two prefix reads there and a point
+ * read of each tree, each tree once:
  * the cost grows with that profile's own spans (and the unnamed trees of
  * its series and window), not with the span trees of its token, which on
  * a service recording millions of span ids a day made each FETCH run a
@@ -36,7 +38,22 @@ typedef struct look {
     const uint8_t *id; /* the profile's id */
     storage_profile_span_fn fn;
     void *ctx;
+    /* the profile's list key's records (a copy: the iterator moves on) */
+    uint8_t *list;
+    size_t nlist, list_cap;
 } look_t;
+
+static int cmp_rec(const void *a, const void *b)
+{
+    return memcmp(a, b, STORAGE_PSPAN_REC);
+}
+
+/* 1 when the tree of entry pk (kind and id at its end) is in l->list. */
+static int listed(const look_t *l, const uint8_t *pk, size_t pn)
+{
+    return l->nlist > 0 && bsearch(pk + pn - STORAGE_PSPAN_REC, l->list, l->nlist,
+                                   STORAGE_PSPAN_REC, cmp_rec) != NULL;
+}
 
 /* The tree of entry pk (pn bytes) for l->ref: own, an entry of the profile
  * itself (its member if listed, else unknown: it went into a rest or was
@@ -48,7 +65,8 @@ static int one_tree(look_t *l, const uint8_t *pk, size_t pn, int own)
     size_t kn = pn - 16, L = pk[8], vn;
     storage_span_key_of_pspan(pk, pn, k);
     if (storage_filter_expired(l->s, CF_SPANS, k, kn, NULL, 0)) return 0;
-    if (!own) { /* already named by the profile's own entry */
+    if (!own && listed(l, pk, pn)) return 0; /* named by the profile's list */
+    if (!own) {                              /* or by an entry of its own */
         uint8_t ok[STORAGE_PSPAN_KEY_MAX];
         storage_pspan_key(k, kn, l->id, ok);
         char *err = NULL;
@@ -86,16 +104,46 @@ static int one_tree(look_t *l, const uint8_t *pk, size_t pn, int own)
     return rc;
 }
 
-/* Every entry under prefix p (pn bytes). */
+/* The trees of list key p (pn bytes) with value v: kept in l->list, each
+ * read as an entry of its own. ERR_CORRUPT when v is not whole records. */
+static int list_trees(look_t *l, const uint8_t *p, size_t pn, const uint8_t *v, size_t vn)
+{
+    if (vn % STORAGE_PSPAN_REC != 0) return ERR_CORRUPT;
+    if (vn > l->list_cap) {
+        uint8_t *x = realloc(l->list, vn);
+        if (x == NULL) return ERR_NOMEM;
+        l->list = x;
+        l->list_cap = vn;
+    }
+    memcpy(l->list, v, vn);
+    l->nlist = vn / STORAGE_PSPAN_REC;
+    uint8_t pk[STORAGE_PSPAN_KEY_MAX];
+    memcpy(pk, p, pn);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < l->nlist; i++) {
+        memcpy(pk + pn, l->list + i * STORAGE_PSPAN_REC, STORAGE_PSPAN_REC);
+        rc = one_tree(l, pk, pn + STORAGE_PSPAN_REC, 1);
+    }
+    return rc;
+}
+
+/* Every entry under prefix p (pn bytes): the profile's list key first (the
+ * prefix itself), then single entries, those the list holds skipped. */
 static int walk(look_t *l, const uint8_t *p, size_t pn, int own)
 {
     int rc = 0;
     for (rocksdb_iter_seek(l->it, (const char *)p, pn); rc == 0 && rocksdb_iter_valid(l->it);
          rocksdb_iter_next(l->it)) {
-        size_t kn;
+        size_t kn, vn;
         const uint8_t *pk = (const uint8_t *)rocksdb_iter_key(l->it, &kn);
         if (kn < pn || memcmp(pk, p, pn) != 0) break; /* past the prefix */
-        if (storage_pspan_key_ok(pk, kn)) rc = one_tree(l, pk, kn, own);
+        int kind = storage_pspan_key_ok(pk, kn);
+        if (kind == 2 && own) {
+            const uint8_t *v = (const uint8_t *)rocksdb_iter_value(l->it, &vn);
+            rc = list_trees(l, pk, kn, v, vn);
+        } else if (kind == 1 && !(own && listed(l, pk, kn))) {
+            rc = one_tree(l, pk, kn, own);
+        }
     }
     char *err = NULL;
     rocksdb_iter_get_error(l->it, &err);
@@ -121,6 +169,7 @@ int storage_profile_spans(storage_t *s, const char *tenant, uint64_t token,
         uint8_t p[STORAGE_PSPAN_KEY_MAX];
         l.ref = i;
         l.id = refs[i].profile_id;
+        l.nlist = 0;
         size_t pn = storage_pspan_prefix(tenant, token, refs[i].series_id, window, l.id, p);
         rc = walk(&l, p, pn, 1);
         storage_pspan_prefix(tenant, token, refs[i].series_id, window, storage_pspan_unnamed, p);
@@ -128,6 +177,7 @@ int storage_profile_spans(storage_t *s, const char *tenant, uint64_t token,
     }
     rocksdb_iter_destroy(l.it);
     rocksdb_readoptions_destroy(l.ro);
+    free(l.list);
     rocksdb_release_snapshot(s->db, snap);
     return rc;
 }

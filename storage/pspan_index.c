@@ -9,11 +9,13 @@
  * PSPAN_UNNAMED for a tree that may hold profiles it cannot name (an
  * anonymous rest, a SEALED or SHORT value, a format-7 value, one that does
  * not parse): every profile of that series and window reads those too.
- * An entry is put in the batch of the write that adds the member (write.c),
- * of a streamed tree (one per member it lists), and by the format 11 -> 12
- * upgrade from every stored tree. Token first: a range clear reads its own
- * entries (stream_clear.c); the window is at a fixed offset for retention
- * (filter.c).
+ * A write files all the trees of its profile in one series under one list
+ * key (the entries' prefix, value: the sorted (kind, id) records), in the
+ * batch of their merge operands (write.c): one key per profile and series,
+ * not per tree. A streamed tree puts one entry per member it lists, and
+ * the format 11 -> 12 upgrade the same from every stored tree; a profile
+ * may then have both forms, which a read unites (profile_spans.c). Token first: a range clear reads
+ * its own entries (stream_clear.c); the window is at a fixed offset for retention (filter.c).
  */
 #include <string.h>
 
@@ -50,8 +52,10 @@ void storage_span_key_of_pspan(const uint8_t *pk, size_t pn, uint8_t *out)
 
 int storage_pspan_key_ok(const uint8_t *pk, size_t pn)
 {
-    return pn >= 9 && pk[8] >= 1 && pk[8] <= STORAGE_TENANT_MAX &&
-           pn == STORAGE_PSPAN_FIXED + (size_t)pk[8];
+    if (pn < 9 || pk[8] < 1 || pk[8] > STORAGE_TENANT_MAX) return 0;
+    return pn == STORAGE_PSPAN_FIXED + (size_t)pk[8]        ? 1
+           : pn == STORAGE_PSPAN_LIST_FIXED + (size_t)pk[8] ? 2
+                                                            : 0;
 }
 
 size_t storage_pspan_prefix(const char *tenant, uint64_t token, uint64_t series_id, int64_t window,

@@ -267,18 +267,25 @@ int storage_span_index_rebuild(storage_t *s, errmsg_t *em);
  * token | tenant length | tenant | series | window | owner | kind | id -> "".
  * owner: the id of a profile the `spans` tree (tenant, kind, id, token,
  * series, window) holds a member of, or storage_pspan_unnamed (16 x 0xff)
- * when the tree may hold profiles it does not name. */
-#define STORAGE_PSPAN_FIXED (8 + 1 + 8 + 8 + 16 + 1 + 8)
+ * when the tree may hold profiles it does not name. A write files all the
+ * trees of one profile and series under one key instead, the list key
+ * token | tenant length | tenant | series | window | owner -> n records of
+ * STORAGE_PSPAN_REC bytes (kind, id BE), sorted, distinct. */
+#define STORAGE_PSPAN_LIST_FIXED (8 + 1 + 8 + 8 + 16)
+#define STORAGE_PSPAN_REC (1 + 8)
+#define STORAGE_PSPAN_FIXED (STORAGE_PSPAN_LIST_FIXED + STORAGE_PSPAN_REC)
 #define STORAGE_PSPAN_KEY_MAX (STORAGE_PSPAN_FIXED + STORAGE_TENANT_MAX)
 extern const uint8_t storage_pspan_unnamed[16];
 /* The entry of owner in the well-formed `spans` key k (kn bytes) into out
  * (kn + 16 bytes), and the spans key of a well-formed entry (pn - 16). */
 void storage_pspan_key(const uint8_t *k, size_t kn, const uint8_t owner[16], uint8_t *out);
 void storage_span_key_of_pspan(const uint8_t *pk, size_t pn, uint8_t *out);
-/* 1 when pk is an entry of a valid length. */
+/* 1 when pk is an entry (one tree) of a valid length, 2 when it is a list
+ * key, else 0. */
 int storage_pspan_key_ok(const uint8_t *pk, size_t pn);
-/* The prefix of owner's entries in (tenant, token, series, window) into out
- * (STORAGE_PSPAN_KEY_MAX bytes); returns its length. */
+/* The prefix of owner's entries in (tenant, token, series, window), which
+ * is also owner's list key, into out (STORAGE_PSPAN_KEY_MAX bytes);
+ * returns its length. */
 size_t storage_pspan_prefix(const char *tenant, uint64_t token, uint64_t series_id, int64_t window,
                             const uint8_t owner[16], uint8_t *out);
 /* Puts into wb the entries of the stored or streamed span value v of the
