@@ -17,7 +17,9 @@
  * per profile; the middle profile of the middle token) are found --rounds
  * times, the median CPU time printed; it must find --spans members; and
  * those of a profile of the same series in a window after them all, which
- * has no tree. Nothing else is asserted.
+ * has no tree; with --fetch N, the trees of N profiles of that token in
+ * one call, as one FETCH run of an anti-entropy answer asks for them (it
+ * must find N x --spans members). Nothing else is asserted.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,10 +153,10 @@ static int member_cb(void *ctx, size_t ref, uint8_t kind, uint64_t id, const uin
     return 0;
 }
 
-/* Median CPU seconds of storage_profile_spans for profile p that load()
- * wrote to token k (p past the last: a window with no tree); *found:
- * members found. */
-static double measure_profile(storage_t *st, uint64_t tokens, uint64_t k, uint64_t p,
+/* Median CPU seconds of storage_profile_spans for the nref profiles from
+ * p on that load() wrote to token k, in one call as a FETCH run asks (p
+ * past the last: windows with no tree); *found: members found. */
+static double measure_profile(storage_t *st, uint64_t tokens, uint64_t k, uint64_t p, uint64_t nref,
                               uint64_t rounds, int64_t t0, uint64_t *found)
 {
     labels_t *l = labels_new();
@@ -164,40 +166,48 @@ static double measure_profile(storage_t *st, uint64_t tokens, uint64_t k, uint64
     if (rc == 0) rc = labels_set_str(l, "__name__", "cpu");
     uint64_t series = rc == 0 ? labels_hash(l) : 0, token = (k + 1) * (UINT64_MAX / (tokens + 1));
     labels_free(l);
-    uint8_t id[16] = {0};
-    memcpy(id, &k, sizeof k);
-    memcpy(id + 8, &p, sizeof p);
+    uint8_t(*id)[16] = calloc(nref, sizeof *id);
+    storage_profile_ref_t *ref = calloc(nref, sizeof *ref);
     double *t = calloc(rounds, sizeof *t);
-    if (t == NULL || rc != 0) {
-        free(t);
-        return -1;
+    if (id == NULL || ref == NULL || t == NULL || rc != 0) rounds = 0;
+    for (uint64_t i = 0; i < nref && rounds > 0; i++) {
+        uint64_t pi = p + i;
+        memcpy(id[i], &k, sizeof k);
+        memcpy(id[i] + 8, &pi, sizeof pi);
+        ref[i] = (storage_profile_ref_t){series, (t0 + 10 * (int64_t)pi) * 1000000000, id[i]};
     }
     for (uint64_t r = 0; r < rounds; r++) {
         *found = 0;
         double c0 = clock_thread();
-        storage_profile_ref_t ref = {series, (t0 + 10 * (int64_t)p) * 1000000000, id};
-        rc = storage_profile_spans(st, "bench", token, &ref, 1, member_cb, found);
+        rc = storage_profile_spans(st, "bench", token, ref, nref, member_cb, found);
         t[r] = rc == 0 ? clock_thread() - c0 : -1;
     }
-    qsort(t, rounds, sizeof *t, cmp_double);
-    double m = t[rounds / 2];
+    double m = -1;
+    if (rounds > 0) {
+        qsort(t, rounds, sizeof *t, cmp_double);
+        m = t[rounds / 2];
+    }
     free(t);
+    free(ref);
+    free(id);
     return m;
 }
 
 int cmd_spanstream(int argc, char **argv)
 {
-    uint64_t tokens = 256, profiles = 1, spans = 400, share = 64, rounds = 5;
+    uint64_t tokens = 256, profiles = 1, spans = 400, share = 64, rounds = 5, fetch = 0;
     for (int i = 0; i < argc; i++)
         if (!flag_u64(argc, argv, &i, "--tokens", &tokens) &&
             !flag_u64(argc, argv, &i, "--profiles", &profiles) &&
+            !flag_u64(argc, argv, &i, "--fetch", &fetch) &&
             !flag_u64(argc, argv, &i, "--spans", &spans) &&
             !flag_u64(argc, argv, &i, "--share", &share) &&
             !flag_u64(argc, argv, &i, "--rounds", &rounds)) {
             fprintf(stderr, "spanstream: unknown flag %s\n", argv[i]);
             return 2;
         }
-    if (tokens == 0 || profiles == 0 || spans == 0 || share == 0 || rounds == 0) return 2;
+    if (tokens == 0 || profiles == 0 || spans == 0 || share == 0 || rounds == 0 || fetch > profiles)
+        return 2;
     char *dir = make_temp_dir("spanstream");
     storage_options_t o;
     storage_options_default(&o);
@@ -220,12 +230,27 @@ int cmd_spanstream(int argc, char **argv)
         printf("spanstream_index_ms: %.3f\nspanstream_whole_ms: %.3f\n", ti * 1e3, tw * 1e3);
         printf("spanstream_whole_over_index: %.1f\n", ti > 0 ? tw / ti : 0);
         uint64_t fp = 0, fm = 0;
-        double tp = measure_profile(st, tokens, tokens / 2, profiles / 2, rounds, 1700000000, &fp);
+        double tp =
+            measure_profile(st, tokens, tokens / 2, profiles / 2, 1, rounds, 1700000000, &fp);
         /* a later window of the same series: no tree holds it */
-        double tm = measure_profile(st, tokens, tokens / 2, profiles + 6, rounds, 1700000000, &fm);
+        double tm =
+            measure_profile(st, tokens, tokens / 2, profiles + 6, 1, rounds, 1700000000, &fm);
         printf("spanstream_profile_members: %llu\nspanstream_profile_ms: %.3f\n",
                (unsigned long long)fp, tp * 1e3);
         printf("spanstream_profile_miss_ms: %.3f\n", tm * 1e3);
+        uint64_t ff = 0;
+        double tf = fetch == 0 ? 0
+                               : measure_profile(st, tokens, tokens / 2, (profiles - fetch) / 2,
+                                                 fetch, rounds, 1700000000, &ff);
+        if (fetch > 0)
+            printf("spanstream_fetch_profiles: %llu\nspanstream_fetch_members: "
+                   "%llu\nspanstream_fetch_ms: %.3f\n",
+                   (unsigned long long)fetch, (unsigned long long)ff, tf * 1e3);
+        if (ff != fetch * spans) {
+            fprintf(stderr, "spanstream: a fetch run found %llu members, want %llu\n",
+                    (unsigned long long)ff, (unsigned long long)(fetch * spans));
+            rc = ERR_INTERNAL;
+        }
         if (fp != spans || fm != 0) {
             fprintf(stderr, "spanstream: profile spans found %llu members, want %llu\n",
                     (unsigned long long)fp, (unsigned long long)spans);
