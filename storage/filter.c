@@ -66,6 +66,17 @@ static int span_index_expired(storage_t *s, const uint8_t *key, size_t klen)
     return end + keep <= storage_now(s);
 }
 
+/* A profile_span_index entry or list key: its window after the tenant and
+ * series. */
+static int pspan_expired(storage_t *s, const uint8_t *key, size_t klen)
+{
+    if (!storage_pspan_key_ok(key, klen)) return 0;
+    int64_t keep = s->opts.span_retention_seconds;
+    if (keep <= 0) return 0;
+    int64_t end = storage_time_decode(key + 9 + key[8] + 8) + (int64_t)storage_resolutions[0];
+    return end + keep <= storage_now(s);
+}
+
 static int seen_expired(storage_t *s, const uint8_t *val, size_t vlen)
 {
     int64_t keep = s->opts.seen_retention_seconds;
@@ -121,6 +132,8 @@ int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key,
         return span_expired(s, key, klen);
     case CF_SPAN_INDEX: /* an entry goes with its tree */
         return span_index_expired(s, key, klen);
+    case CF_PSPAN_INDEX:
+        return pspan_expired(s, key, klen);
     case CF_PTREES:
         return ptree_expired(s, key, klen, val, vlen);
     default:
@@ -136,11 +149,12 @@ static unsigned char filter(void *state, int level, const char *key, size_t klen
     if (!storage_filter_expired(fs->s, fs->cf, (const uint8_t *)key, klen, (const uint8_t *)val,
                                 vlen))
         return 0;
-    atomic_uint_fast64_t *n = fs->cf == CF_PROFILES     ? &fs->s->counters.filtered_seen
-                              : fs->cf == CF_SPANS      ? &fs->s->counters.filtered_spans
-                              : fs->cf == CF_PTREES     ? &fs->s->counters.filtered_ptrees
-                              : fs->cf == CF_SPAN_INDEX ? NULL /* counted with its tree */
-                                                        : &fs->s->counters.filtered_windows;
+    atomic_uint_fast64_t *n = fs->cf == CF_PROFILES      ? &fs->s->counters.filtered_seen
+                              : fs->cf == CF_SPANS       ? &fs->s->counters.filtered_spans
+                              : fs->cf == CF_PTREES      ? &fs->s->counters.filtered_ptrees
+                              : fs->cf == CF_SPAN_INDEX  ? NULL /* counted with its tree */
+                              : fs->cf == CF_PSPAN_INDEX ? NULL
+                                                         : &fs->s->counters.filtered_windows;
     if (n != NULL) atomic_fetch_add(n, 1);
     return 1;
 }
@@ -148,11 +162,12 @@ static unsigned char filter(void *state, int level, const char *key, size_t klen
 static const char *filter_name(void *state)
 {
     storage_filter_state_t *fs = state;
-    return fs->cf == CF_PROFILES     ? "flamedb.seen_retention.v1"
-           : fs->cf == CF_SPANS      ? "flamedb.span_retention.v1"
-           : fs->cf == CF_SPAN_INDEX ? "flamedb.span_index_retention.v1"
-           : fs->cf == CF_PTREES     ? "flamedb.profile_retention.v1"
-                                     : "flamedb.window_retention.v1";
+    return fs->cf == CF_PROFILES      ? "flamedb.seen_retention.v1"
+           : fs->cf == CF_SPANS       ? "flamedb.span_retention.v1"
+           : fs->cf == CF_SPAN_INDEX  ? "flamedb.span_index_retention.v1"
+           : fs->cf == CF_PSPAN_INDEX ? "flamedb.profile_span_index_retention.v1"
+           : fs->cf == CF_PTREES      ? "flamedb.profile_retention.v1"
+                                      : "flamedb.window_retention.v1";
 }
 
 static void no_destructor(void *state) {}
@@ -160,7 +175,7 @@ static void no_destructor(void *state) {}
 rocksdb_compactionfilter_t *storage_filter_new(storage_t *s, enum storage_cf cf)
 {
     if (cf != CF_BLOCKS && cf != CF_TOTALS && cf != CF_PROFILES && cf != CF_SPANS &&
-        cf != CF_PTREES && cf != CF_STREAMED && cf != CF_SPAN_INDEX)
+        cf != CF_PTREES && cf != CF_STREAMED && cf != CF_SPAN_INDEX && cf != CF_PSPAN_INDEX)
         return NULL;
     s->filter_state[cf].s = s;
     s->filter_state[cf].cf = cf;

@@ -47,6 +47,7 @@ static const struct cf_spec {
     [CF_STREAMED] = {"streamed", rocksdb_lz4_compression, 1, MERGE_NONE, 0},
     [CF_SPAN_INDEX] = {"span_index", rocksdb_lz4_compression, 0, MERGE_NONE, 1},
     [CF_ANCHORS] = {"anchors", rocksdb_lz4_compression, 1, MERGE_NONE, 0},
+    [CF_PSPAN_INDEX] = {"profile_span_index", rocksdb_lz4_compression, 0, MERGE_NONE, 1},
 };
 
 #define MIB ((size_t)1 << 20)
@@ -272,7 +273,9 @@ static int make_dirs(const char *path, errmsg_t *em)
  * version 8 only lacks scaled profile trees, which older values never are;
  * version 9 lacks the aggregate anchors: its aggregates hold every member,
  * which the upgrade records for each before the marker is written; version
- * 10 only lacks trees kept in no block, which older trees never are. */
+ * 10 only lacks trees kept in no block, which older trees never are;
+ * version 11 lacks the profile span index, built from the stored span trees
+ * before the marker is written. */
 static int put_format(storage_t *s, const char *key, size_t klen, errmsg_t *em)
 {
     char *err = NULL;
@@ -300,7 +303,9 @@ static int check_format(storage_t *s, errmsg_t *em)
         pre8 || is_version(v, len, STORAGE_FORMAT_V8) || is_version(v, len, STORAGE_FORMAT_V9);
     /* 10 -> 11 needs nothing: a format-10 tree is never flagged, its
      * window's block holds it */
-    int older = pre10 || is_version(v, len, STORAGE_FORMAT_V10);
+    int pre12 =
+        pre10 || is_version(v, len, STORAGE_FORMAT_V10) || is_version(v, len, STORAGE_FORMAT_V11);
+    int older = pre12;
     if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
@@ -308,8 +313,8 @@ static int check_format(storage_t *s, errmsg_t *em)
      * whole and indexed by its next write (nodetab.c) */
     if (rc == 0 && older)
         log_info("storage",
-                 "upgrading storage format %.*s to %s (span trees indexed by token; "
-                 "stack-node tables are indexed at their next write)",
+                 "upgrading storage format %.*s to %s (span trees indexed by token and "
+                 "by profile; stack-node tables are indexed at their next write)",
                  (int)len, v, STORAGE_FORMAT_VERSION);
     if (rc == 0 && pre6) {
         log_info("storage", "rebuilding the service aggregates");
@@ -321,6 +326,9 @@ static int check_format(storage_t *s, errmsg_t *em)
     /* 8 -> 9 needs nothing: a format-8 profile tree is never scaled */
     /* 9 -> 10: every aggregate written before holds all its members */
     if (rc == 0 && pre10) rc = storage_anchor_upgrade(s, em);
+    /* 11 -> 12: each stored span tree's members (and its unnamed
+     * profiles) go into profile_span_index */
+    if (rc == 0 && pre12) rc = storage_pspan_rebuild(s, em);
     if (rc == 0 && (v == NULL || older)) rc = put_format(s, key, sizeof key - 1, em);
     free(v);
     return rc;

@@ -15,6 +15,8 @@
  *   spans     tenant|kind|id|token|series_id|window -> members (profile id, calltree) and a
  *             rest (merge: union by profile id)
  *   span_index token|tenant|kind|id|series_id|window -> "" (the spans keys by token)
+ *   profile_span_index token|tenant|series_id|window|profile_id|kind|id -> "" (each
+ *             profile's span trees; profile_id 16 x 0xff: trees with unnamed profiles)
  *   profiles  token|tenant|series_id|profile_id -> time, total (the `seen` index)
  *   meta      name                              -> value     (format version)
  *   hints     target_node_id|seq                -> HintRecord (below)
@@ -631,12 +633,16 @@ typedef struct storage_profile_ref {
 /* The span/trace trees each profile refs[ref] (all of tenant and token)
  * contributed to its series: fn gets ref, each tree's kind and id and that
  * profile's own member tree (a calltree encoding, borrowed for the call),
- * or tree NULL for a tree of that series and window that may hold the
+ * or tree NULL for a tree the profile went into unlisted (a rest, an
+ * unknown write), or one of that series and window that may hold the
  * profile without listing it (an anonymous rest past max_span_members, a
  * format-7 value, a SEALED or SHORT value, or one that does not parse): its
  * member there cannot be told. A nonzero return of fn stops the walk and is
- * returned. One scan of span_index over (token, tenant) at one snapshot
- * serves every ref (docs/cluster.md, "Anti-entropy"). */
+ * returned. Refs are read in order, each by two prefix reads of
+ * profile_span_index (its own trees, and the trees of its series and window
+ * that may hold profiles they do not name), at one snapshot: the cost grows
+ * with each profile's own trees, not with its token's (docs/cluster.md,
+ * "Anti-entropy"). */
 typedef int (*storage_profile_span_fn)(void *ctx, size_t ref, uint8_t kind, uint64_t id,
                                        const uint8_t *tree, size_t len);
 int storage_profile_spans(storage_t *s, const char *tenant, uint64_t token,

@@ -38,18 +38,19 @@ enum storage_cf {
     CF_SPANS,
     CF_PROFILES,
     CF_META,
-    CF_HINTS,      /* hinted handoff (hints.c) */
-    CF_NODES,      /* stack-node tables (nodetab.c) */
-    CF_PTREES,     /* one profile's own samples per series (write.c, ptrees.c) */
-    CF_STREAMED,   /* windows received whole from another node (stream.c) */
-    CF_SPAN_INDEX, /* the `spans` keys in token order (stream_spans.c) */
-    CF_ANCHORS,    /* each service aggregate's anchor member (aggregate.c) */
+    CF_HINTS,       /* hinted handoff (hints.c) */
+    CF_NODES,       /* stack-node tables (nodetab.c) */
+    CF_PTREES,      /* one profile's own samples per series (write.c, ptrees.c) */
+    CF_STREAMED,    /* windows received whole from another node (stream.c) */
+    CF_SPAN_INDEX,  /* the `spans` keys in token order (stream_spans.c) */
+    CF_ANCHORS,     /* each service aggregate's anchor member (aggregate.c) */
+    CF_PSPAN_INDEX, /* the span trees of each profile (pspan_index.c) */
     CF_COUNT
 };
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "11"
+#define STORAGE_FORMAT_VERSION "12"
 /* Earlier versions upgraded in place at open: version 5 only added the
  * profile_trees column family (which open creates), version 6 the service
  * aggregates (rebuilt from the stored series by storage_aggregate_rebuild),
@@ -72,6 +73,11 @@ enum storage_cf {
  * (PTREE_FLAG_UNBLOCKED); a format-10 tree carries no flag and its window's
  * block holds it, so the upgrade only rewrites the marker. */
 #define STORAGE_FORMAT_V10 "10"
+/* Version 12 added `profile_span_index` (the span trees of each profile,
+ * pspan_index.c), built at open from the stored span trees
+ * (storage_pspan_rebuild): their members by profile id, and those that may
+ * hold profiles they do not name under PSPAN_UNNAMED. */
+#define STORAGE_FORMAT_V11 "11"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector. */
 #define SPARSE_VERSION 2
@@ -266,6 +272,44 @@ void storage_span_key_of_index(const uint8_t *ik, size_t kn, uint8_t *out);
 /* Builds span_index from every `spans` key (the format 7 -> 8 upgrade;
  * idempotent). */
 int storage_span_index_rebuild(storage_t *s, errmsg_t *em);
+
+/* --- profile span index (pspan_index.c) ----------------------------------
+ * token | tenant length | tenant | series | window | owner | kind | id -> "".
+ * owner: the id of a profile the `spans` tree (tenant, kind, id, token,
+ * series, window) holds a member of, or storage_pspan_unnamed (16 x 0xff)
+ * when the tree may hold profiles it does not name. A write files all the
+ * trees of one profile and series under one key instead, the list key
+ * token | tenant length | tenant | series | window | owner -> n records of
+ * STORAGE_PSPAN_REC bytes (kind, id BE), sorted, distinct. */
+#define STORAGE_PSPAN_LIST_FIXED (8 + 1 + 8 + 8 + 16)
+#define STORAGE_PSPAN_REC (1 + 8)
+#define STORAGE_PSPAN_FIXED (STORAGE_PSPAN_LIST_FIXED + STORAGE_PSPAN_REC)
+#define STORAGE_PSPAN_KEY_MAX (STORAGE_PSPAN_FIXED + STORAGE_TENANT_MAX)
+extern const uint8_t storage_pspan_unnamed[16];
+/* The entry of owner in the well-formed `spans` key k (kn bytes) into out
+ * (kn + 16 bytes), and the spans key of a well-formed entry (pn - 16). */
+void storage_pspan_key(const uint8_t *k, size_t kn, const uint8_t owner[16], uint8_t *out);
+void storage_span_key_of_pspan(const uint8_t *pk, size_t pn, uint8_t *out);
+/* 1 when pk is an entry (one tree) of a valid length, 2 when it is a list
+ * key, else 0. */
+int storage_pspan_key_ok(const uint8_t *pk, size_t pn);
+/* The prefix of owner's entries in (tenant, token, series, window), which
+ * is also owner's list key, into out (STORAGE_PSPAN_KEY_MAX bytes);
+ * returns its length. */
+size_t storage_pspan_prefix(const char *tenant, uint64_t token, uint64_t series_id, int64_t window,
+                            const uint8_t owner[16], uint8_t *out);
+/* Puts into wb the entries of the stored or streamed span value v of the
+ * well-formed `spans` key k: one per member, and an unnamed one when v has
+ * a rest, is SEALED or SHORT, or does not parse. 0 or ERR_NOMEM. */
+int storage_pspan_put_value(storage_t *s, rocksdb_writebatch_t *wb, const uint8_t *k, size_t kn,
+                            const uint8_t *v, size_t vn);
+/* Builds profile_span_index from every stored span value (the format 11
+ * -> 12 upgrade; idempotent). */
+int storage_pspan_rebuild(storage_t *s, errmsg_t *em);
+/* Deletes into wb, key by key, the entries from start (8 bytes) up to end
+ * (en bytes, exclusive): a range clear (stream_clear.c). */
+int storage_pspan_clear(storage_t *s, const uint8_t start[8], const uint8_t *end, size_t en,
+                        rocksdb_writebatch_t *wb);
 
 /* --- span values (spanval.c; docs/storage-format.md, `spans`) ------------- */
 

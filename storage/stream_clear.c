@@ -122,8 +122,9 @@ static int clear_series(storage_t *s, uint64_t lo, uint64_t hi, rocksdb_writebat
 }
 
 /* The span trees of tokens in [lo, hi] into wb, found through span_index
- * (token-first: one range read). Deleted key by key, index entries too, so
- * a write committed between this read and the clear keeps both. */
+ * (token-first: one range read). Deleted key by key, index entries too
+ * (profile_span_index's as well), so a write committed between this read
+ * and the clear keeps them all. */
 static int clear_spans(storage_t *s, uint64_t lo, uint64_t hi, rocksdb_writebatch_t *wb,
                        storage_clear_stats_t *st)
 {
@@ -148,7 +149,7 @@ static int clear_spans(storage_t *s, uint64_t lo, uint64_t hi, rocksdb_writebatc
     int ioerr = storage_rocks_err(err, NULL, "clear: spans");
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
-    return ioerr;
+    return ioerr != 0 ? ioerr : storage_pspan_clear(s, start, end, en, wb);
 }
 
 /* The intervals being received are also recorded in `meta` under

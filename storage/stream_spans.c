@@ -208,6 +208,11 @@ int storage_stream_span_put(storage_t *s, const char *tenant, const uint8_t *key
         rocksdb_writebatch_merge_cf(x.wb, s->cf[CF_SPANS], (const char *)key, klen,
                                     (const char *)op.data, op.len);
         rocksdb_writebatch_put_cf(x.wb, s->cf[CF_SPAN_INDEX], (const char *)ik, klen, "", 0);
+        /* the streamed members' entries (those this store held have theirs) */
+        rc = storage_pspan_put_value(s, x.wb, key, klen, value, vlen);
+        if (rc != 0) errmsg_set(em, rc, "out of memory");
+    }
+    if (rc == 0) {
         char *err = NULL;
         rocksdb_write(s->db, s->wopts, x.wb, &err);
         rc = storage_rocks_err(err, em, "stream: span merge");

@@ -44,6 +44,7 @@ typedef struct wctx {
     uint64_t *order_tmp; /* radix sort scratch, as large as order */
     size_t map_cap;
     buf_t enc, tmp;
+    buf_t plist;             /* the span trees of the series written (put_spans) */
     u64map_t syms;           /* symbol-cache keys this batch writes */
     u64map_t walked;         /* symbols of the trees walked so far (put_symbols) */
     u64map_t series;         /* series-cache keys this batch writes */
@@ -438,13 +439,40 @@ static int put_encoded_symbols(wctx_t *w, const uint8_t *enc, size_t len)
     return 0;
 }
 
+static int cmp_rec(const void *a, const void *b)
+{
+    return memcmp(a, b, STORAGE_PSPAN_REC);
+}
+
+/* The profile's list key of its span trees in this series (w->plist,
+ * sorted here, each tree once): one put for all of them. */
+static int put_plist(wctx_t *w, const storage_series_write_t *sw, int64_t window)
+{
+    size_t n = w->plist.len / STORAGE_PSPAN_REC, m = 0;
+    if (n == 0) return 0;
+    uint8_t *r = w->plist.data;
+    qsort(r, n, STORAGE_PSPAN_REC, cmp_rec);
+    for (size_t i = 0; i < n; i++)
+        if (m == 0 || memcmp(r + (m - 1) * STORAGE_PSPAN_REC, r + i * STORAGE_PSPAN_REC,
+                             STORAGE_PSPAN_REC) != 0)
+            memmove(r + m++ * STORAGE_PSPAN_REC, r + i * STORAGE_PSPAN_REC, STORAGE_PSPAN_REC);
+    uint8_t pk[STORAGE_PSPAN_KEY_MAX];
+    size_t pn =
+        storage_pspan_prefix(w->p->tenant, sw->token, sw->series_id, window, w->p->profile_id, pk);
+    rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_PSPAN_INDEX], (const char *)pk, pn,
+                              (const char *)r, m * STORAGE_PSPAN_REC);
+    return 0;
+}
+
 /* Span trees go to the 10 s window of the profile's time, so queries select
  * them by time and retention drops them like windows (filter.c). Each is a
  * member (this profile's id and tree) merged into the stored value, which
- * unites members by profile id (spanval.c), with its span_index entry. */
+ * unites members by profile id (spanval.c), with its span_index entry; the
+ * profile's list key in profile_span_index names them all (pspan_index.c). */
 static int put_spans(wctx_t *w, const storage_series_write_t *sw)
 {
     int64_t res = storage_resolutions[0], window = floor_div(w->t_s, res) * res;
+    buf_reset(&w->plist);
     for (size_t i = 0; i < sw->nspans; i++) {
         const storage_span_tree_t *sp = &sw->spans[i];
         skey_t k;
@@ -471,8 +499,12 @@ static int put_spans(wctx_t *w, const storage_series_write_t *sw)
         uint8_t ik[SKEY_MAX];
         storage_span_index_key(k.b, k.n, ik);
         rocksdb_writebatch_put_cf(w->wb, w->s->cf[CF_SPAN_INDEX], (const char *)ik, k.n, "", 0);
+        uint8_t rec[STORAGE_PSPAN_REC] = {sp->kind}; /* member or unknown */
+        be64_put(rec + 1, sp->id);
+        if ((rc = buf_append(&w->plist, rec, sizeof rec)) != 0)
+            return errmsg_set(w->em, rc, "out of memory");
     }
-    return 0;
+    return put_plist(w, sw, window);
 }
 
 /* A scaled value when the block just encoded (w->vec) is c times the base
@@ -724,6 +756,7 @@ int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t
     w.t_s = floor_div(p->time_ns, 1000000000);
     buf_init(&w.enc, STORAGE_VALUE_MAX);
     buf_init(&w.tmp, STORAGE_VALUE_MAX);
+    buf_init(&w.plist, STORAGE_VALUE_MAX);
     pthread_mutex_t *mu = &s->stripes[stripe_of(p->profile_id)];
     size_t ntodo = 0;
 
@@ -758,5 +791,6 @@ int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t
     storage_sparse_free(&w.base);
     buf_free(&w.enc);
     buf_free(&w.tmp);
+    buf_free(&w.plist);
     return rc;
 }

@@ -1,12 +1,13 @@
 /* repair_fetch_spans.c — the span/trace trees of profiles a peer fetches in
  * anti-entropy (repair_int.h; docs/cluster.md, "Anti-entropy").
  *
- * A fetched profile brings its members of the span trees of its series and
- * 10 s window (storage_profile_spans), as a replicated write carries them,
+ * A fetched profile brings its members of the span trees it went into
+ * (storage_profile_spans), as a replicated write carries them,
  * so span queries on the repaired peer are as exact as its flame graphs.
  * A tree whose member of the profile cannot be told goes by kind and id
  * alone (`unknown`): the peer marks its tree possibly short. Profiles of one
- * tenant and token are collected by one scan.
+ * tenant and token are collected in one call, each through its own entries
+ * of profile_span_index (a cost in proportion to its own trees).
  *
  * Budgets keep an answer bounded: one profile's trees at most a quarter of
  * max_message_bytes (past it a tree goes by name; when even the names do not

@@ -393,7 +393,8 @@ typedef struct repair_pspans {
 } repair_pspans_t;
 /* Pool: the span trees of the profiles of entries e[0..n), all of one
  * tenant and token, into p[0..n) (zeroed by the caller; free with
- * repair_pspans_free), by one scan (storage_profile_spans). With n > 1 the
+ * repair_pspans_free), each read through its own profile_span_index
+ * entries (storage_profile_spans). With n > 1 the
  * run's trees are bounded by half of max_message_bytes (cut past it). */
 int repair_fetch_spans(storage_t *s, const repair_options_t *o,
                        Flamedb__Cluster__SeenEntry *const *e, size_t n, arena_t *arena,

@@ -7,7 +7,7 @@
  * and the repairing peer retries. A fetched profile is the stored tree of
  * one series (storage_read_profile) with the series' labels and the symbols
  * the tree references, and the profile's members of the span/trace trees
- * of that series and window (storage_profile_spans; a tree whose member
+ * it went into (storage_profile_spans; a tree whose member
  * cannot be told goes by name, `unknown`), as a WriteRequest the peer stores
  * like a replicated write; a profile whose tree is not kept (larger than
  * max-profile-tree-bytes, past profile retention, or stored before format 5)

@@ -5,7 +5,12 @@
  * anonymous rest (max_span_members 0) names the profile's trees with no
  * member (unknown); and a write of an unknown span (what a fetched profile
  * stores for it) marks the stored tree possibly short without changing its
- * total, and makes a tree of no member that reads partial. */
+ * total, and makes a tree of no member that reads partial. The trees are
+ * found through profile_span_index (format 12): a write files a profile's
+ * trees under one key, a streamed tree brings the entries of its members
+ * (and of its rest, unnamed), a profile filed both ways reads each tree
+ * once, a range clear and retention take them off, and a format-11 store
+ * gets them at open. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
 
 #define B0 1700000000LL
@@ -150,12 +155,13 @@ static void test_rest_is_unknown(const labels_t *l)
     write_spans(&f, l, 1, t[0], 100, (uint64_t[]){S1, S2}, 2, 0);
     write_spans(&f, l, 2, t[1], 200, (uint64_t[]){S1}, 1, 0);
     got_t g = profile_spans(&f, l, t, 2);
-    /* the trees of the series and window are named, none with a member:
-     * profile 2 may be in S2's rest as far as anyone can tell */
+    /* each profile's own trees are named, none with a member: they went
+     * into the rest */
     CHECK_EQ_INT(g.n[0] + g.n[1], 0);
     CHECK_EQ_INT(g.unknown[0], 2);
-    CHECK_EQ_INT(g.unknown[1], 2);
-    CHECK_EQ_INT(g.sum_ids[1], S1 + S2);
+    CHECK_EQ_INT(g.sum_ids[0], S1 + S2);
+    CHECK_EQ_INT(g.unknown[1], 1);
+    CHECK_EQ_INT(g.sum_ids[1], S1);
     fx_done(&f);
 }
 
@@ -188,6 +194,162 @@ static void test_unknown_write_marks_short(const labels_t *l)
     fx_done(&f);
 }
 
+static int count_entries(fixture_t *f)
+{
+    int n = 0;
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(f->s->db, f->s->ropts, f->s->cf[CF_PSPAN_INDEX]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it))
+        n++;
+    rocksdb_iter_destroy(it);
+    return n;
+}
+
+static int put_cb(void *ctx, const uint8_t *key, size_t klen, const char *tenant, const uint8_t *v,
+                  size_t vn)
+{
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_stream_span_put(((fixture_t *)ctx)->s, tenant, key, klen, v, vn, ST, &em),
+                 0);
+    return 0;
+}
+
+/* Every span tree of from streamed whole into to. */
+static void stream_all(fixture_t *from, fixture_t *to)
+{
+    CHECK_EQ_INT(storage_stream_spans(from->s, 0, UINT64_MAX, NULL, 0, put_cb, to), 0);
+}
+
+static int open_at(fixture_t *f, size_t max_members)
+{
+    int rc = fx_init(f);
+    CHECK_EQ_INT(rc, 0);
+    f->opts.max_span_members = max_members;
+    f->now = B0;
+    return rc != 0 ? rc : fx_reopen(f);
+}
+
+/* A tree a stream brings names its members' trees on the receiver; one
+ * with a rest names its tree for every profile of its series and window. */
+static void test_streamed(const labels_t *l)
+{
+    fixture_t a, b, c, d;
+    if (open_at(&a, 64) != 0 || open_at(&b, 64) != 0 || open_at(&c, 0) != 0 || open_at(&d, 64) != 0)
+        return;
+    int64_t t[NREFS] = {B0 - 60, B0 - 58, B0 - 30};
+    write_spans(&a, l, 1, t[0], 100, (uint64_t[]){S1, S2}, 2, 0);
+    write_spans(&a, l, 2, t[1], 200, (uint64_t[]){S1}, 1, 0);
+    write_spans(&b, l, 1, t[0], 100, (uint64_t[]){S1, S2}, 2, 0); /* live to both */
+    stream_all(&a, &b);
+    /* 1 is filed twice (its write's list, the stream's entries): read once */
+    got_t g = profile_spans(&b, l, t, 2);
+    CHECK_EQ_INT(g.n[0], 2);
+    CHECK_EQ_INT(g.total[0], 100 + 101);
+    CHECK_EQ_INT(g.n[1], 1);
+    CHECK_EQ_INT(g.total[1], 200);
+    CHECK_EQ_INT(g.unknown[0] + g.unknown[1], 0);
+    /* members in the source's rest: no id to file them under */
+    write_spans(&c, l, 1, t[0], 100, (uint64_t[]){S1, S2}, 2, 0);
+    write_spans(&c, l, 2, t[1], 200, (uint64_t[]){S1}, 1, 0);
+    write_spans(&d, l, 1, t[0], 100, (uint64_t[]){S1, S2}, 2, 0); /* its own and unnamed */
+    stream_all(&c, &d);
+    g = profile_spans(&d, l, t, 3);
+    CHECK_EQ_INT(g.n[1] + g.n[2], 0);
+    CHECK_EQ_INT(g.n[0] + g.unknown[0], 2); /* each tree once, member or unknown */
+    CHECK_EQ_INT(g.sum_ids[0], S1 + S2);
+    CHECK_EQ_INT(g.unknown[1], 2); /* it may be in S2's rest as far as d can tell */
+    CHECK_EQ_INT(g.sum_ids[1], S1 + S2);
+    CHECK_EQ_INT(g.unknown[2], 0); /* another window */
+    fx_done(&a);
+    fx_done(&b);
+    fx_done(&c);
+    fx_done(&d);
+}
+
+/* A range clear takes the entries off with their trees; retention too. */
+static void test_clear(const labels_t *l)
+{
+    fixture_t f;
+    if (open_at(&f, 64) != 0) return;
+    int64_t t[NREFS] = {B0 - 60, B0 - 58, B0 - 30};
+    write_spans(&f, l, 1, t[0], 100, (uint64_t[]){S1, S2}, 2, 0);
+    CHECK_EQ_INT(count_entries(&f), 1); /* one list key for both trees */
+    uint64_t lo = TOKEN - 1, hi = TOKEN;
+    storage_clear_stats_t st = {0};
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_range_clear(f.s, &lo, &hi, 1, &st, &em), 0);
+    CHECK_EQ_INT(count_entries(&f), 0);
+    CHECK_EQ_INT(st.spans, 2);
+    storage_range_received(f.s);
+    write_spans(&f, l, 2, t[1], 200, (uint64_t[]){S3}, 1, 0);
+    got_t g = profile_spans(&f, l, t, 2);
+    CHECK_EQ_INT(g.n[0] + g.unknown[0], 0);
+    CHECK_EQ_INT(g.n[1], 1);
+    /* retention drops an entry with its tree's window */
+    CHECK_EQ_INT(storage_compact(f.s), 0);
+    CHECK_EQ_INT(count_entries(&f), 1);
+    f.now = t[1] + f.opts.span_retention_seconds + 20;
+    CHECK_EQ_INT(storage_compact(f.s), 0);
+    CHECK_EQ_INT(count_entries(&f), 0);
+    fx_done(&f);
+}
+
+/* A format-11 store (no profile_span_index): the upgrade at open files
+ * each stored tree under its members, and a format-7 value (a bare tree of
+ * unknown members) as unnamed. */
+static void test_upgrade(const labels_t *l)
+{
+    fixture_t f;
+    if (open_at(&f, 64) != 0) return;
+    int64_t t[NREFS] = {B0 - 60, B0 - 58, B0 - 30};
+    write_spans(&f, l, 1, t[0], 100, (uint64_t[]){S1, S2}, 2, 0);
+    write_spans(&f, l, 2, t[1], 200, (uint64_t[]){S1, S3}, 2, 0);
+    calltree_t *bare = tree_of(7);
+    buf_t enc;
+    buf_init(&enc, BUF_UNLIMITED);
+    CHECK_EQ_INT(calltree_encode(bare, &enc), 0);
+    skey_t k;
+    storage_key_span(&k, "m", STORAGE_SPAN_KIND_SPAN, S2, TOKEN, labels_hash(l), B0 - 30);
+    char *err = NULL;
+    rocksdb_put_cf(f.s->db, f.s->wopts, f.s->cf[CF_SPANS], (const char *)k.b, k.n,
+                   (const char *)enc.data, enc.len, &err);
+    CHECK(err == NULL);
+    rocksdb_iterator_t *it =
+        rocksdb_create_iterator_cf(f.s->db, f.s->ropts, f.s->cf[CF_PSPAN_INDEX]);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kn;
+        const char *pk = rocksdb_iter_key(it, &kn);
+        rocksdb_delete_cf(f.s->db, f.s->wopts, f.s->cf[CF_PSPAN_INDEX], pk, kn, &err);
+        CHECK(err == NULL);
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_put_cf(f.s->db, f.s->wopts, f.s->cf[CF_META], "format_version", 14, "11", 2, &err);
+    CHECK(err == NULL);
+    got_t g = profile_spans(&f, l, t, NREFS);
+    CHECK_EQ_INT(g.n[0] + g.n[1] + g.unknown[2], 0); /* nothing filed yet */
+    CHECK(fx_reopen(&f) == 0);                       /* the upgrade */
+    size_t len = 0;
+    char *ver =
+        rocksdb_get_cf(f.s->db, f.s->ropts, f.s->cf[CF_META], "format_version", 14, &len, &err);
+    CHECK(ver != NULL && len == 2 && memcmp(ver, "12", 2) == 0);
+    free(ver);
+    g = profile_spans(&f, l, t, NREFS);
+    CHECK_EQ_INT(g.n[0], 2); /* 1 and 2 share a window: S1 holds both */
+    CHECK_EQ_INT(g.total[0], 100 + 101);
+    CHECK_EQ_INT(g.n[1], 2);
+    CHECK_EQ_INT(g.sum_ids[1], S1 + S3);
+    CHECK_EQ_INT(g.unknown[0] + g.unknown[1], 0);
+    CHECK_EQ_INT(g.n[2], 0);
+    CHECK_EQ_INT(g.unknown[2], 1); /* the bare tree of its window */
+    CHECK_EQ_INT(g.sum_ids[2], S2);
+    CHECK_EQ_INT(count_entries(&f), 5);
+    CHECK(fx_reopen(&f) == 0); /* nothing more at the next open */
+    CHECK_EQ_INT(count_entries(&f), 5);
+    buf_free(&enc);
+    calltree_free(bare);
+    fx_done(&f);
+}
+
 int main(void)
 {
     ST = symtab_new();
@@ -196,6 +358,9 @@ int main(void)
     test_members(l, other);
     test_rest_is_unknown(l);
     test_unknown_write_marks_short(l);
+    test_streamed(l);
+    test_clear(l);
+    test_upgrade(l);
     labels_free(other);
     labels_free(l);
     symtab_free(ST);
