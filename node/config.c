@@ -94,10 +94,10 @@ static const opt_t options[] = {
      "Request line and headers of one request; more is refused with 431."},
     {"max-body-bytes", OPT_SIZE, FIELD(http.max_body_bytes, size_t), "16MiB", 0, 1 * KiB, 4 * GiB,
      "Body of one request as sent (compressed); more is refused with 413 (from Content-Length, "
-     "before the body is read). Unless set, never more than max-buffered-bytes (an eighth of "
-     "memory-limit: below 128 MiB of it, the default is max-buffered-bytes), so every "
-     "memory-limit starts with the defaults; set above max-buffered-bytes, the start is "
-     "refused."},
+     "before the body is read). Unless set, the smaller of 16 MiB and max-buffered-bytes (which "
+     "is an eighth of memory-limit, so below a memory-limit of 128 MiB it is max-buffered-bytes "
+     "and every memory-limit starts with the defaults); set above max-buffered-bytes, the start "
+     "is refused."},
     {"max-buffered-bytes", OPT_SIZE, FIELD(http.max_buffered_bytes, size_t), NULL, 8, 1 * MiB,
      1024 * GiB,
      "Request bodies held in memory at once, over all connections, counted as their bytes arrive, "
@@ -116,23 +116,23 @@ static const opt_t options[] = {
      "entry index, caches, frames and id maps); over it the push gets 413. Each of "
      "worker-threads pushes may take this much at once."},
     {"max-samples", OPT_COUNT, FIELD(ingest.max_samples, size_t), NULL, 0, 1, 100000000,
-     "Samples (or folded lines) per profile."},
+     "Samples (or folded lines) per profile; more: 422."},
     {"max-stack-depth", OPT_COUNT, FIELD(ingest.max_stack_depth, size_t), NULL, 0, 1, 65536,
-     "Frames per stack; deeper stacks are refused. A stack this deep must fit in a replicated "
+     "Frames per stack; a deeper stack: 422. A stack this deep must fit in a replicated "
      "write: the start is refused when its call tree alone (one function calling itself, 4 "
      "to 5 bytes a frame) takes more than max-message-bytes."},
     {"max-labels-per-series", OPT_COUNT, FIELD(ingest.max_labels_per_series, size_t), NULL, 0, 1,
-     1000, "Label pairs per series."},
+     1000, "Label pairs per series; more: 422 (400 when the name parameter alone has more)."},
     {"max-label-name-len", OPT_COUNT, FIELD(ingest.max_label_name_len, size_t), NULL, 0, 1, 65536,
-     "Bytes of a label name."},
+     "Bytes of a label name; longer: 422 (400 in the name parameter)."},
     {"max-label-value-len", OPT_COUNT, FIELD(ingest.max_label_value_len, size_t), NULL, 0, 1,
-     1048576, "Bytes of a label value."},
+     1048576, "Bytes of a label value; longer: 422 (400 in the name parameter)."},
     {"max-series-per-profile", OPT_COUNT, FIELD(ingest.max_series_per_profile, size_t), NULL, 0, 1,
-     100000, "Series one profile may split into (by sample labels and sample types)."},
+     100000, "Series one profile may split into (by sample labels and sample types); more: 422."},
     {"max-symbol-len", OPT_COUNT, FIELD(ingest.max_symbol_len, size_t), NULL, 0, 16, 1048576,
-     "Bytes of a function or file name."},
+     "Bytes of a function or file name; longer: 422."},
     {"ingest-max-tree-nodes", OPT_COUNT, FIELD(ingest.max_tree_nodes, size_t), NULL, 0, 16,
-     100000000, "Call-tree nodes of one series of one profile."},
+     100000000, "Call-tree nodes of one series of one profile; more: 422."},
     {"max-spans-per-series", OPT_COUNT, FIELD(ingest.max_spans_per_series, size_t), NULL, 0, 0,
      1000000,
      "Span and trace trees (distinct span_id/trace_id values) one series of one profile keeps in "
@@ -179,18 +179,18 @@ static const opt_t options[] = {
      "every node must use the same list, and a service's count must be set before its data "
      "arrives: changing it moves data)."},
     {"max-past", OPT_SECONDS, FIELD(ingest.max_past_seconds, int64_t), NULL, 0, 0, 100 * YEAR_S,
-     "How far in the past a profile's time may be (backfill window)."},
+     "How far in the past a profile's time may be (backfill window); older: 400."},
     {"max-future", OPT_SECONDS, FIELD(ingest.max_future_seconds, int64_t), NULL, 0, 0, 7 * DAY_S,
-     "How far in the future a profile's time may be (clock skew)."},
+     "How far in the future a profile's time may be (clock skew); later: 400."},
     SECTION("Query limits"),
     {"query-max-nodes", OPT_COUNT, FIELD(query.max_nodes_limit, size_t), NULL, 0, 1, 10000000,
-     "Largest maxNodes a render request may ask for."},
+     "Largest maxNodes a render request may ask for; a larger one is lowered to it."},
     {"query-max-tree-nodes", OPT_COUNT, FIELD(query.max_tree_nodes, size_t), NULL, 0, 16,
-     1000000000, "Nodes a merged call tree may hold before the query is refused."},
+     1000000000, "Nodes a merged call tree may hold; more: the query gets 422."},
     {"query-max-series", OPT_COUNT, FIELD(query.max_series, size_t), NULL, 0, 1, 100000000,
-     "Series one query may touch."},
+     "Series one query may touch; more: 422."},
     {"query-max-output-bytes", OPT_SIZE, FIELD(query.max_output_bytes, size_t), NULL, 0, 1 * KiB,
-     16 * GiB, "Size of one query response body."},
+     16 * GiB, "Size of one query response body; larger: 422."},
     {"query-memory-bytes", OPT_SIZE, FIELD(query_memory_bytes, size_t), NULL, 16, 64 * KiB,
      1024 * GiB,
      "Partial results all queries this node coordinates hold at once: answers from nodes "
@@ -386,7 +386,9 @@ static const opt_t options[] = {
      4000,
      "File holding the cluster secret (16 to 4096 bytes, readable by its owner only), the same "
      "on every node. Every intra-cluster message is signed with it (HMAC-SHA-256) and messages "
-     "not signed with it are refused. Empty: messages are not signed (loopback only)."},
+     "not signed with it are refused. Empty: messages are not signed, and any process that can "
+     "reach cluster-listen can join, write, acknowledge and query: leave it empty only when "
+     "the cluster port is on a loopback address."},
     {"replication-factor", OPT_U32, FIELD(cluster.replication_factor, uint32_t), "3", 0, 1, 15,
      "Replicas of every series (RF). Capped by the number of nodes."},
     {"write-quorum", OPT_U32, FIELD(cluster.write_quorum, uint32_t), "0", 0, 0, 15,
