@@ -475,11 +475,13 @@ int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_d
 }
 
 /* 1 when a tcp://HOST:PORT address is a loopback one (127.0.0.0/8, ::1,
- * localhost): only this host's processes can reach it. */
+ * localhost, or nanomsg's interface name lo): only this host's processes
+ * can reach it. */
 static int cluster_addr_loopback(const char *addr)
 {
     const char *h = strncmp(addr, "tcp://", 6) == 0 ? addr + 6 : addr;
     if (strncmp(h, "127.", 4) == 0 || strncmp(h, "localhost:", 10) == 0) return 1;
+    if (strncmp(h, "lo:", 3) == 0) return 1;
     return strncmp(h, "[::1]:", 6) == 0;
 }
 
