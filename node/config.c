@@ -291,8 +291,9 @@ static const opt_t options[] = {
      "start from the open-file limit (RLIMIT_NOFILE, once raised to the hard limit): what it "
      "leaves besides max-connections, less a quarter of fd-reserve kept for the write-ahead "
      "logs, RocksDB's other files, the cluster transport and the rest (at least 20, "
-     "RocksDB's least); with no open-file limit, no bound. A value set so is refused at start "
-     "when it does not fit so. The value in force is logged at start."},
+     "RocksDB's least); with no open-file limit, no bound. A value given that does not fit in what "
+     "the open-file limit leaves is refused at start. The value in force is logged at "
+     "start."},
     {"stream-window-max-profiles", OPT_COUNT, FIELD(storage.stream_window_max_profiles, size_t),
      NULL, 0, 16, 100000000,
      "Profiles a node streaming a range to another (a join, a decommission, a regain) may list "
@@ -377,7 +378,9 @@ static const opt_t options[] = {
     {"cluster-listen", OPT_TEXT, FIELD(cluster.cluster_listen, char[NODE_PATH_MAX]), "", 0, 0, 255,
      "Intra-cluster address, tcp://HOST:PORT. Empty: a single node (a cluster of one)."},
     {"advertise", OPT_TEXT, FIELD(cluster.advertise, char[NODE_PATH_MAX]), "", 0, 0, 255,
-     "Cluster address other nodes dial, tcp://HOST:PORT. Empty: cluster-listen."},
+     "Cluster address other nodes dial, tcp://HOST:PORT. Empty: cluster-listen, which then must "
+     "be an address others can dial (a cluster-listen of tcp://0.0.0.0:PORT or tcp://*:PORT "
+     "needs this setting)."},
     {"join", OPT_TEXT, FIELD(cluster.join, char[NODE_PATH_MAX]), "", 0, 0, 4000,
      "Seed nodes to join through, comma-separated tcp://HOST:PORT."},
     {"cluster-name", OPT_TEXT, FIELD(cluster.cluster_name, char[NODE_PATH_MAX]), "flamedb", 0, 1,
@@ -453,7 +456,7 @@ static const opt_t options[] = {
      "Durable hinted-handoff bytes kept over all unreachable nodes together: with several "
      "targets down at once their hints could otherwise take hints-max-bytes each. Past it a "
      "hint for any target is dropped as one over hints-max-bytes is (its target marked for "
-     "repair, flamedb_hints_dropped_full_total; docs/operations.md, \"Hinted handoff\"). "
+     "repair, flamedb_hints_dropped_full_total; docs/operations.md, section 5). "
      "0: 4 x hints-max-bytes."},
     {"hint-replay-interval", OPT_MS, FIELD(cluster.hint_replay_interval_ms, uint64_t), "1s", 0, 50,
      600000, "How often hints are replayed to nodes that are back."},
@@ -478,8 +481,10 @@ static const opt_t options[] = {
      "for on demand (flamectl cluster repair) always run it; 0 = only then."},
     {"stream-max-mb-per-s", OPT_U32, FIELD(cluster.stream_max_mb_per_s, uint32_t), "0", 0, 0,
      100000,
-     "Bytes per second (in MB, 10^6) a repair pass fetches at most, as when a joining node or "
-     "a node taking over a leaving or removed node's ranges streams them in (0 = no limit)."},
+     "Megabytes (10^6 bytes) per second a repair pass of this node fetches and streams in at "
+     "most: the passes that stream in the ranges it gains in a move (a join, or taking over "
+     "a leaving or removed node's ranges) and anti-entropy passes alike, which "
+     "repair-max-bytes-per-s also bounds (0 = no limit)."},
     {"stream-check-heal-after", OPT_U32, FIELD(cluster.stream_check_heal_after, uint32_t), "3", 0,
      1, 1000,
      "Passes in a row in which the totals check of a token interval a join, leave, regain or "
@@ -509,8 +514,8 @@ static const opt_t options[] = {
      "process (counted by flamedb_repair_stream_heals_total); after that its check is only "
      "logged at every pass and the node stays unread for it (0 = never clear again)."},
     {"join-settle", OPT_MS, FIELD(cluster.join_settle_ms, uint64_t), "0s", 0, 0, 3600000,
-     "How long after a join, leave or removal began its verifying repair pass (or the "
-     "stream of the ranges a removal gives a node) may start, so every write still in "
+     "How long a join, leave or removal waits before its verifying repair pass (or the "
+     "stream of the ranges a removal gives a node) starts, so that every write still in "
      "flight from a coordinator that did not know of the move has landed (0 = 10 gossip "
      "intervals + write-timeout)."},
     {"hint-ack-grace", OPT_MS, FIELD(cluster.hint_ack_grace_ms, uint64_t), "20ms", 0, 0, 600000,
