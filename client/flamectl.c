@@ -1334,7 +1334,10 @@ static const command_t commands[] = {
      "Fetches one stored profile by the id 'flamectl profiles' lists (GET\n"
      "/api/profiles/ID): exactly that push's samples of that series. folded\n"
      "(default) and json print it; pprof writes the gzipped profile to -o FILE or\n"
-     "to stdout when it is not a terminal (go tool pprof opens it)."},
+     "to stdout when it is not a terminal (go tool pprof opens it); svg (a flame\n"
+     "graph image) and speedscope (a file for speedscope.app) go to -o FILE or\n"
+     "stdout. --max-nodes N truncates the tree to N nodes (json and svg are\n"
+     "truncated to 8192 unless it is given)."},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
