@@ -1251,7 +1251,9 @@ static const command_t commands[] = {
      "Sends one profile to POST /ingest. FILE is a pprof (gzipped or raw) or folded\n"
      "stacks ('a;b;c 12' lines), '-' reads stdin. Without --format, gzip or binary\n"
      "content is pprof and text is folded. Folded names carry the type as a suffix:\n"
-     "'app.cpu{env=prod}'. --from/--until are unix seconds (default: now)."},
+     "'app.cpu{env=prod}'. --from/--until are unix seconds (default: now). A retry\n"
+     "with the same --from and --until counts once; without them every push is a\n"
+     "new profile."},
     {"query", 1, 1, cmd_query,
      "query 'TYPE{selector}' [--from T] [--until T]\n"
      "          [--output top|folded|json|pprof|svg|speedscope] [--limit N]\n"
@@ -1307,9 +1309,10 @@ static const command_t commands[] = {
      "repair runs an anti-entropy pass on every active node in turn (POST\n"
      "/cluster/repair), printing per node what it compared and streamed in, round\n"
      "after round until a round streams nothing (at most 5); exits 0 once converged\n"
-     "with every pass complete. remove --node ID takes a dead node out of the ring\n"
-     "for good (POST /cluster/remove), waits until every active node sees it left,\n"
-     "then repairs so its ranges have their replicas again. decommission --node ID\n"
+     "with every pass complete, 1 otherwise (run it again). remove --node ID takes a\n"
+     "node status shows as down (stop it first) out of the ring for good (POST\n"
+     "/cluster/remove), waits until every active node sees it left, then repairs\n"
+     "so its ranges have their replicas again. decommission --node ID\n"
      "asks a live node to leave (POST /cluster/decommission on that node): it turns\n"
      "leaving, the nodes taking over its ranges pull them, then it turns left and\n"
      "stops; flamectl prints its progress and exits 0 once every active node sees\n"
@@ -1318,7 +1321,7 @@ static const command_t commands[] = {
      "range is marked and none has evidence (docs/operations.md, section 6): its\n"
      "mark is lifted and it serves reads and streams again, unless its repair\n"
      "cleared an interval already (409: its copy is not whole; pick another node).\n"
-     "Exits 0 once lifted."},
+     "Exits 0 once lifted. With auth on, every cluster command needs an admin token."},
     {"profiles", 1, 1, cmd_profiles,
      "profiles 'TYPE{selector}' [--from T] [--until T] [--limit N]\n"
      "          [--output table|json]",
@@ -1331,7 +1334,10 @@ static const command_t commands[] = {
      "Fetches one stored profile by the id 'flamectl profiles' lists (GET\n"
      "/api/profiles/ID): exactly that push's samples of that series. folded\n"
      "(default) and json print it; pprof writes the gzipped profile to -o FILE or\n"
-     "to stdout when it is not a terminal (go tool pprof opens it)."},
+     "to stdout when it is not a terminal (go tool pprof opens it); svg (a flame\n"
+     "graph image) and speedscope (a file for speedscope.app) go to -o FILE or\n"
+     "stdout. --max-nodes N truncates the tree to N nodes (json and svg are\n"
+     "truncated to 8192 unless it is given)."},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -1391,7 +1397,8 @@ static const struct option options[] = {
 
 static void print_help(FILE *f)
 {
-    fprintf(f, "usage: flamectl [--url URL] [--tenant ID] COMMAND [ARGS] [OPTIONS]\n\n"
+    fprintf(f, "usage: flamectl [--url URL] [--tenant ID] [--token T] COMMAND [ARGS] [OPTIONS]"
+               "\n\n"
                "commands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(f, "  flamectl %s\n", commands[i].usage);

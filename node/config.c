@@ -94,10 +94,10 @@ static const opt_t options[] = {
      "Request line and headers of one request; more is refused with 431."},
     {"max-body-bytes", OPT_SIZE, FIELD(http.max_body_bytes, size_t), "16MiB", 0, 1 * KiB, 4 * GiB,
      "Body of one request as sent (compressed); more is refused with 413 (from Content-Length, "
-     "before the body is read). Unless set, never more than max-buffered-bytes (an eighth of "
-     "memory-limit: below 128 MiB of it, the default is max-buffered-bytes), so every "
-     "memory-limit starts with the defaults; set above max-buffered-bytes, the start is "
-     "refused."},
+     "before the body is read). Unless set, the smaller of 16 MiB and max-buffered-bytes (which "
+     "is an eighth of memory-limit, so below a memory-limit of 128 MiB it is max-buffered-bytes "
+     "and every memory-limit starts with the defaults); set above max-buffered-bytes, the start "
+     "is refused."},
     {"max-buffered-bytes", OPT_SIZE, FIELD(http.max_buffered_bytes, size_t), NULL, 8, 1 * MiB,
      1024 * GiB,
      "Request bodies held in memory at once, over all connections, counted as their bytes arrive, "
@@ -116,23 +116,23 @@ static const opt_t options[] = {
      "entry index, caches, frames and id maps); over it the push gets 413. Each of "
      "worker-threads pushes may take this much at once."},
     {"max-samples", OPT_COUNT, FIELD(ingest.max_samples, size_t), NULL, 0, 1, 100000000,
-     "Samples (or folded lines) per profile."},
+     "Samples (or folded lines) per profile; more: 422."},
     {"max-stack-depth", OPT_COUNT, FIELD(ingest.max_stack_depth, size_t), NULL, 0, 1, 65536,
-     "Frames per stack; deeper stacks are refused. A stack this deep must fit in a replicated "
+     "Frames per stack; a deeper stack: 422. A stack this deep must fit in a replicated "
      "write: the start is refused when its call tree alone (one function calling itself, 4 "
      "to 5 bytes a frame) takes more than max-message-bytes."},
     {"max-labels-per-series", OPT_COUNT, FIELD(ingest.max_labels_per_series, size_t), NULL, 0, 1,
-     1000, "Label pairs per series."},
+     1000, "Label pairs per series; more: 422 (400 when the name parameter alone has more)."},
     {"max-label-name-len", OPT_COUNT, FIELD(ingest.max_label_name_len, size_t), NULL, 0, 1, 65536,
-     "Bytes of a label name."},
+     "Bytes of a label name; longer: 422 (400 in the name parameter)."},
     {"max-label-value-len", OPT_COUNT, FIELD(ingest.max_label_value_len, size_t), NULL, 0, 1,
-     1048576, "Bytes of a label value."},
+     1048576, "Bytes of a label value; longer: 422 (400 in the name parameter)."},
     {"max-series-per-profile", OPT_COUNT, FIELD(ingest.max_series_per_profile, size_t), NULL, 0, 1,
-     100000, "Series one profile may split into (by sample labels and sample types)."},
+     100000, "Series one profile may split into (by sample labels and sample types); more: 422."},
     {"max-symbol-len", OPT_COUNT, FIELD(ingest.max_symbol_len, size_t), NULL, 0, 16, 1048576,
-     "Bytes of a function or file name."},
+     "Bytes of a function or file name; longer: 422."},
     {"ingest-max-tree-nodes", OPT_COUNT, FIELD(ingest.max_tree_nodes, size_t), NULL, 0, 16,
-     100000000, "Call-tree nodes of one series of one profile."},
+     100000000, "Call-tree nodes of one series of one profile; more: 422."},
     {"max-spans-per-series", OPT_COUNT, FIELD(ingest.max_spans_per_series, size_t), NULL, 0, 0,
      1000000,
      "Span and trace trees (distinct span_id/trace_id values) one series of one profile keeps in "
@@ -179,18 +179,18 @@ static const opt_t options[] = {
      "every node must use the same list, and a service's count must be set before its data "
      "arrives: changing it moves data)."},
     {"max-past", OPT_SECONDS, FIELD(ingest.max_past_seconds, int64_t), NULL, 0, 0, 100 * YEAR_S,
-     "How far in the past a profile's time may be (backfill window)."},
+     "How far in the past a profile's time may be (backfill window); older: 400."},
     {"max-future", OPT_SECONDS, FIELD(ingest.max_future_seconds, int64_t), NULL, 0, 0, 7 * DAY_S,
-     "How far in the future a profile's time may be (clock skew)."},
+     "How far in the future a profile's time may be (clock skew); later: 400."},
     SECTION("Query limits"),
     {"query-max-nodes", OPT_COUNT, FIELD(query.max_nodes_limit, size_t), NULL, 0, 1, 10000000,
-     "Largest maxNodes a render request may ask for."},
+     "Largest maxNodes a render request may ask for; a larger one is lowered to it."},
     {"query-max-tree-nodes", OPT_COUNT, FIELD(query.max_tree_nodes, size_t), NULL, 0, 16,
-     1000000000, "Nodes a merged call tree may hold before the query is refused."},
+     1000000000, "Nodes a merged call tree may hold; more: the query gets 422."},
     {"query-max-series", OPT_COUNT, FIELD(query.max_series, size_t), NULL, 0, 1, 100000000,
-     "Series one query may touch."},
+     "Series one query may touch; more: 422."},
     {"query-max-output-bytes", OPT_SIZE, FIELD(query.max_output_bytes, size_t), NULL, 0, 1 * KiB,
-     16 * GiB, "Size of one query response body."},
+     16 * GiB, "Size of one query response body; larger: 422."},
     {"query-memory-bytes", OPT_SIZE, FIELD(query_memory_bytes, size_t), NULL, 16, 64 * KiB,
      1024 * GiB,
      "Partial results all queries this node coordinates hold at once: answers from nodes "
@@ -291,8 +291,9 @@ static const opt_t options[] = {
      "start from the open-file limit (RLIMIT_NOFILE, once raised to the hard limit): what it "
      "leaves besides max-connections, less a quarter of fd-reserve kept for the write-ahead "
      "logs, RocksDB's other files, the cluster transport and the rest (at least 20, "
-     "RocksDB's least); with no open-file limit, no bound. A value set so is refused at start "
-     "when it does not fit so. The value in force is logged at start."},
+     "RocksDB's least); with no open-file limit, no bound. A value given that does not fit in what "
+     "the open-file limit leaves is refused at start. The value in force is logged at "
+     "start."},
     {"stream-window-max-profiles", OPT_COUNT, FIELD(storage.stream_window_max_profiles, size_t),
      NULL, 0, 16, 100000000,
      "Profiles a node streaming a range to another (a join, a decommission, a regain) may list "
@@ -377,7 +378,9 @@ static const opt_t options[] = {
     {"cluster-listen", OPT_TEXT, FIELD(cluster.cluster_listen, char[NODE_PATH_MAX]), "", 0, 0, 255,
      "Intra-cluster address, tcp://HOST:PORT. Empty: a single node (a cluster of one)."},
     {"advertise", OPT_TEXT, FIELD(cluster.advertise, char[NODE_PATH_MAX]), "", 0, 0, 255,
-     "Cluster address other nodes dial, tcp://HOST:PORT. Empty: cluster-listen."},
+     "Cluster address other nodes dial, tcp://HOST:PORT. Empty: cluster-listen, which then must "
+     "be an address others can dial (a cluster-listen of tcp://0.0.0.0:PORT or tcp://*:PORT "
+     "needs this setting)."},
     {"join", OPT_TEXT, FIELD(cluster.join, char[NODE_PATH_MAX]), "", 0, 0, 4000,
      "Seed nodes to join through, comma-separated tcp://HOST:PORT."},
     {"cluster-name", OPT_TEXT, FIELD(cluster.cluster_name, char[NODE_PATH_MAX]), "flamedb", 0, 1,
@@ -386,7 +389,9 @@ static const opt_t options[] = {
      4000,
      "File holding the cluster secret (16 to 4096 bytes, readable by its owner only), the same "
      "on every node. Every intra-cluster message is signed with it (HMAC-SHA-256) and messages "
-     "not signed with it are refused. Empty: messages are not signed (loopback only)."},
+     "not signed with it are refused. Empty: messages are not signed, and any process that can "
+     "reach cluster-listen can join, write, acknowledge and query: leave it empty only when "
+     "the cluster port is on a loopback address."},
     {"replication-factor", OPT_U32, FIELD(cluster.replication_factor, uint32_t), "3", 0, 1, 15,
      "Replicas of every series (RF). Capped by the number of nodes."},
     {"write-quorum", OPT_U32, FIELD(cluster.write_quorum, uint32_t), "0", 0, 0, 15,
@@ -451,7 +456,7 @@ static const opt_t options[] = {
      "Durable hinted-handoff bytes kept over all unreachable nodes together: with several "
      "targets down at once their hints could otherwise take hints-max-bytes each. Past it a "
      "hint for any target is dropped as one over hints-max-bytes is (its target marked for "
-     "repair, flamedb_hints_dropped_full_total; docs/operations.md, \"Hinted handoff\"). "
+     "repair, flamedb_hints_dropped_full_total; docs/operations.md, section 5). "
      "0: 4 x hints-max-bytes."},
     {"hint-replay-interval", OPT_MS, FIELD(cluster.hint_replay_interval_ms, uint64_t), "1s", 0, 50,
      600000, "How often hints are replayed to nodes that are back."},
@@ -476,8 +481,10 @@ static const opt_t options[] = {
      "for on demand (flamectl cluster repair) always run it; 0 = only then."},
     {"stream-max-mb-per-s", OPT_U32, FIELD(cluster.stream_max_mb_per_s, uint32_t), "0", 0, 0,
      100000,
-     "Bytes per second (in MB, 10^6) a repair pass fetches at most, as when a joining node or "
-     "a node taking over a leaving or removed node's ranges streams them in (0 = no limit)."},
+     "Megabytes (10^6 bytes) per second a repair pass of this node fetches and streams in at "
+     "most: the passes that stream in the ranges it gains in a move (a join, or taking over "
+     "a leaving or removed node's ranges) and anti-entropy passes alike, which "
+     "repair-max-bytes-per-s also bounds (0 = no limit)."},
     {"stream-check-heal-after", OPT_U32, FIELD(cluster.stream_check_heal_after, uint32_t), "3", 0,
      1, 1000,
      "Passes in a row in which the totals check of a token interval a join, leave, regain or "
@@ -507,8 +514,8 @@ static const opt_t options[] = {
      "process (counted by flamedb_repair_stream_heals_total); after that its check is only "
      "logged at every pass and the node stays unread for it (0 = never clear again)."},
     {"join-settle", OPT_MS, FIELD(cluster.join_settle_ms, uint64_t), "0s", 0, 0, 3600000,
-     "How long after a join, leave or removal began its verifying repair pass (or the "
-     "stream of the ranges a removal gives a node) may start, so every write still in "
+     "How long a join, leave or removal waits before its verifying repair pass (or the "
+     "stream of the ranges a removal gives a node) starts, so that every write still in "
      "flight from a coordinator that did not know of the move has landed (0 = 10 gossip "
      "intervals + write-timeout)."},
     {"hint-ack-grace", OPT_MS, FIELD(cluster.hint_ack_grace_ms, uint64_t), "20ms", 0, 0, 600000,

@@ -474,6 +474,29 @@ int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_d
     return ERR_OK;
 }
 
+/* 1 when a tcp://HOST:PORT address is a loopback one (127.0.0.0/8, ::1,
+ * localhost, or nanomsg's interface name lo): only this host's processes
+ * can reach it. */
+static int cluster_addr_loopback(const char *addr)
+{
+    const char *h = strncmp(addr, "tcp://", 6) == 0 ? addr + 6 : addr;
+    if (strncmp(h, "127.", 4) == 0 || strncmp(h, "localhost:", 10) == 0) return 1;
+    if (strncmp(h, "lo:", 3) == 0) return 1;
+    return strncmp(h, "[::1]:", 6) == 0;
+}
+
+/* An unsigned port that other hosts can reach lets any process join, write
+ * and query: said at every start, since nothing else would tell. */
+static void cluster_warn_unsigned(const cluster_t *c)
+{
+    if (c->cfg.secret_file[0] != '\0' || cluster_addr_loopback(c->cfg.cluster_listen)) return;
+    log_warn("cluster",
+             "cluster port %s is not a loopback address and --cluster-secret-file is not set: "
+             "any process that can reach it can join, write, acknowledge and query "
+             "(docs/operations.md, section 10)",
+             c->cfg.cluster_listen);
+}
+
 int cluster_start(cluster_t *c, errmsg_t *em)
 {
     if (!c->transport || c->started) return ERR_OK;
@@ -496,6 +519,7 @@ int cluster_start(cluster_t *c, errmsg_t *em)
     uv_timer_start(&c->timer, on_gossip_timer, 0, c->cfg.gossip_interval_ms);
     log_info("cluster", "node %s in cluster '%s': listening on %s, advertising %s, %zu seed(s)",
              c->id.node_id, c->cfg.cluster_name, c->cfg.cluster_listen, c->cluster_addr, c->nseeds);
+    cluster_warn_unsigned(c);
     return ERR_OK;
 }
 

@@ -8,7 +8,9 @@
 - a hand-made, well-framed but unsigned envelope on the cluster port is
   refused the same way;
 - a node refuses to start with a secret file others can read or a secret
-  too short to be one.
+  too short to be one;
+- a node whose cluster port other hosts can reach and that has no secret
+  says so in a warning at start (a loopback port, or a secret, does not).
 
 Every wait is bounded; the seed is printed (cluster.py).
 """
@@ -114,6 +116,39 @@ def test_bad_secret_files_refused_at_start():
         os.unlink(readable)
         os.unlink(short)
         subprocess.run(["rm", "-rf", data])
+
+
+UNSIGNED_WARNING = "is not a loopback address and --cluster-secret-file is not set"
+
+
+def started_log(args):
+    """Starts a single node with args, returns its log once it listens on
+    its cluster port (the warning comes right after that line)."""
+    node = harness.Node(name="unsigned", args=args)
+    node.start()
+    try:
+        wait_for("the cluster port's log line",
+                 lambda: any("listening on tcp://" in line for line in node.log), 10)
+        time.sleep(0.2)  # the reader thread has the lines that follow it
+        return "\n".join(node.log)
+    finally:
+        node.stop()
+
+
+def test_unsigned_reachable_port_warned_at_start():
+    port = free_port()
+    wide = ["--cluster-listen", "tcp://0.0.0.0:%d" % port,
+            "--advertise", "tcp://127.0.0.1:%d" % port]
+    log = started_log(wide)
+    assert UNSIGNED_WARNING in log, log
+    log = started_log(["--cluster-listen", "tcp://127.0.0.1:%d" % free_port()])
+    assert "listening on tcp://" in log and UNSIGNED_WARNING not in log, log
+    good = secret_file("a long enough cluster secret\n")
+    try:
+        log = started_log(wide + ["--cluster-secret-file", good])
+        assert "listening on tcp://" in log and UNSIGNED_WARNING not in log, log
+    finally:
+        os.unlink(good)
 
 
 if __name__ == "__main__":
