@@ -566,9 +566,14 @@ double query_incbeta(double x, double a, double b);
 /* groupBy=LABEL on a JSON render: render (its JSON object) with the member
  * groups (a label-shares answer of query_params_t.groups) added, and
  * "partial":true when partial says only the groups missed ranges (a partial
- * render carries its own members). Caller owns out. */
+ * render carries its own members). Caller owns out. The answer's bytes
+ * (the two bodies' concatenation, allocated once) are taken from charge
+ * (may be NULL) before it is made and left taken, *charged saying how
+ * many (the caller gives them back once the answer is gone): past it
+ * ERR_UNAVAILABLE naming query-memory-bytes. */
 int query_render_add_groups(const uint8_t *render, size_t render_len, const uint8_t *groups,
                             size_t groups_len, int partial, const query_limits_t *lim,
+                            const query_report_charge_t *charge, size_t *charged,
                             query_result_t *out, errmsg_t *em);
 
 /* ================================================================ scatter-gather
