@@ -540,10 +540,14 @@ int query_report_cache_put(query_report_cache_t *c, const buf_t *key, query_repo
 const query_report_cached_t *query_report_cache_get(query_report_cache_t *c, const buf_t *key);
 void query_report_cache_release(query_report_cache_t *c, const query_report_cached_t *e);
 /* The answer of a cached report into out (application/json, at most
- * lim->max_output_bytes), as query_report_encode of it; em says why not. */
+ * lim->max_output_bytes), as query_report_encode of it; em says why not.
+ * The answer's buffer is charged to charge (may be NULL) before it grows
+ * and given back before it returns: past it ERR_UNAVAILABLE naming
+ * query-memory-bytes. */
 int query_report_cached_encode(const query_report_cached_t *e, size_t limit, const char *search,
                                const char *report_id, const query_limits_t *lim,
-                               query_result_t *out, errmsg_t *em);
+                               const query_report_charge_t *charge, query_result_t *out,
+                               errmsg_t *em);
 
 typedef struct query_report_cache_stats {
     size_t entries, bytes;
