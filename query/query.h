@@ -278,13 +278,16 @@ int query_timeline_build(storage_t *st, const char *tenant, const query_series_t
 void query_timeline_free(query_timeline_t *tl);
 
 /* Span selection: sums into dst the span trees of sp recorded for the series
- * of ser in the 10 s windows w with from_s <= w < until_s. tl (may be NULL;
- * shaped by query_timeline_init) gets each tree's total in its window's
- * bucket. *partial_trees (may be NULL) grows by the trees summed that may
- * leave profiles out (STORAGE_SPAN_PARTIAL). ERR_LIMIT past dst's
- * max_nodes. */
+ * of ser in the 10 s windows w with plan->from_s <= w < plan->until_s. tl
+ * (may be NULL; shaped by query_timeline_init) gets each tree's total in its
+ * window's bucket. *partial_trees (may be NULL) grows by the trees summed
+ * that may leave profiles out (STORAGE_SPAN_PARTIAL). ERR_LIMIT past dst's
+ * max_nodes; ERR_TIMEOUT when plan->stop says so (checked before each
+ * tree); what dst grows to is charged to plan->charge (may be NULL) after
+ * each tree, ERR_UNAVAILABLE naming query-memory-bytes past it, and given
+ * back before it returns (the caller counts the partial). */
 int query_merge_spans(storage_t *st, const char *tenant, const query_span_sel_t *sp,
-                      const query_series_t *ser, int64_t from_s, int64_t until_s, calltree_t *dst,
+                      const query_series_t *ser, const query_plan_t *plan, calltree_t *dst,
                       query_timeline_t *tl, uint64_t *partial_trees, errmsg_t *em);
 
 /* Encoders. Children are ordered by name (then file, then symbol id) so the
