@@ -740,8 +740,20 @@ static int join(join_t *j, const query_limits_t *lim, size_t max_nodes, const ui
     size_t un = rc == 0 ? calltree_node_count(j->u) : 0;
     if (rc == 0) rc = join_charge_early(j, un);
     if (rc == 0 && (j->keep = malloc(un)) == NULL) rc = ERR_NOMEM;
+    /* the selection's working memory, charged before it is made: a copy of
+     * the union weighted for truncation, the truncation's arrays and the
+     * tree it keeps (at most max_nodes nodes of about the union's size) */
+    size_t per = un > 0 ? calltree_mem_bytes_read(j->u) / un : 0, work = 0;
+    if (rc == 0 && max_nodes != 0 && un > max_nodes)
+        work = calltree_mem_bytes_read(j->u) + query_truncate_scratch_bytes(j->u) +
+               max_nodes * (per + sizeof(uint32_t));
+    int took = rc == 0 && (rc = join_take(j, work)) == 0;
     if (rc == 0) rc = choose_kept(j->u, &j->s, max_nodes, j->keep);
+    if (took) join_give(j, work);
+    /* build_shape's map from the union's nodes, while it runs */
+    took = rc == 0 && (rc = join_take(j, un * sizeof(uint32_t))) == 0;
     if (rc == 0) rc = build_shape(j->u, &j->s, j->keep, j->shape, &j->ds);
+    if (took) join_give(j, un * sizeof(uint32_t));
     if (rc == 0) rc = join_charge(j, j->shape);
     if (rc == 0) rc = join_take(j, sides_bytes(&j->ds));
     if (rc == 0) join_drop_early(j);

@@ -171,6 +171,81 @@ static void check_heap(const share_t *sh, int merged_tree, const char *max_nodes
     CHECK(strstr(em.text, "query-memory-bytes") != NULL);
 }
 
+/* A render-diff side: share s's render as a merged tree (what the join
+ * reads), made before the heap is counted. */
+static void side_body(const share_t *s, query_result_t *out)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_params_t p = {.query = CPU "{}", .from = "now-1h", .until = "now"};
+    p.merged_tree = 1;
+    query_spec_t spec;
+    memset(&spec, 0, sizeof spec);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, 1700000000000, &spec, &em), 0);
+    query_gather_t *g;
+    CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+    query_result_init(out);
+    CHECK_EQ_INT(add_share(g, s, &em), 0);
+    CHECK_EQ_INT(query_gather_finish(g, NULL, out, &em), 0);
+    query_gather_free(g);
+    query_spec_free(&spec);
+}
+
+/* A budget for the join's charge (no limit): the most taken at once. */
+typedef struct budget {
+    size_t used, most;
+} budget_t;
+
+static int budget_take(void *ctx, size_t n)
+{
+    budget_t *b = ctx;
+    b->used += n;
+    if (b->used > b->most) b->most = b->used;
+    return 0;
+}
+
+static void budget_give(void *ctx, size_t n)
+{
+    budget_t *b = ctx;
+    b->used -= n;
+}
+
+/* The render-diff's join of the two sides (format, maxNodes 65536): what it
+ * allocates is what it charges, within the same tolerance. */
+static void check_diff(const share_t *sh, const char *format)
+{
+    query_result_t side[2], out;
+    side_body(&sh[0], &side[0]);
+    side_body(&sh[1], &side[1]);
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_diff_params_t d;
+    memset(&d, 0, sizeof d);
+    d.left.query = d.right.query = CPU "{}";
+    d.max_nodes = "65536";
+    d.format = format;
+    budget_t b = {0, 0};
+    query_report_charge_t charge = {budget_take, budget_give, &b};
+    errmsg_t em = {{0}};
+    query_result_init(&out);
+    heap_start();
+    int rc =
+        query_diff_render_charged(&d, &lim, side[0].body.data, side[0].body.len, side[1].body.data,
+                                  side[1].body.len, NULL, &charge, &out, &em);
+    long most = heap_stop();
+    if (rc != 0) fprintf(stderr, "diff: %s\n", em.text);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(b.used, 0); /* all given back */
+    fprintf(stderr, "diff of 2 x %d stacks (%s): charged peak %zu B, heap peak %ld B\n", STACKS,
+            format, b.most, most);
+    if (HEAP_COUNTED) CHECK((size_t)most <= b.most + b.most / 16 + (256u << 10));
+    if (HEAP_COUNTED) CHECK(b.most <= (size_t)most + (size_t)most / 2);
+    query_result_free(&out);
+    query_result_free(&side[0]);
+    query_result_free(&side[1]);
+}
+
 int main(void)
 {
     if (!HEAP_COUNTED) fprintf(stderr, "SKIP heap counts: the allocator is AddressSanitizer's\n");
@@ -183,6 +258,8 @@ int main(void)
     /* a local share's merged tree beside a remote share's forest: the
      * tree is copied into a forest before the selection */
     check_heap(sh, 0, "1024", 1);
+    check_diff(sh, "json"); /* a render-diff's join */
+    check_diff(sh, "folded");
     share_free(&sh[0]);
     share_free(&sh[1]);
     return check_exit();
