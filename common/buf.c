@@ -9,12 +9,53 @@
 #include "common/grow.h"
 #include "common/varint.h"
 
+#define BUF_MIN_CAP 64 /* the first allocation */
+
 void buf_init(buf_t *b, size_t max)
 {
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
     b->max = max;
+    b->charge = NULL;
+    b->charge_ctx = NULL;
+}
+
+void buf_charge(buf_t *b, int (*fn)(void *ctx, size_t held), void *ctx)
+{
+    b->charge = fn;
+    b->charge_ctx = fn != NULL ? ctx : NULL;
+}
+
+/* The capacity grow_array gives for need bytes. */
+static size_t grown_cap(const buf_t *b, size_t need)
+{
+    if (need <= b->cap) return b->cap;
+    size_t n = b->cap > 0 ? b->cap : BUF_MIN_CAP;
+    while (n < need)
+        n = n > SIZE_MAX / 2 ? SIZE_MAX : n * 2;
+    return n;
+}
+
+size_t buf_reserved_cap(const buf_t *b, size_t extra)
+{
+    size_t need = b->len + extra;
+    return grown_cap(b, need < SIZE_MAX ? need + 1 : need); /* + NUL terminator */
+}
+
+/* Grows b to hold need bytes as grow_array does, its hook asked first. */
+static int reserve_charged(buf_t *b, size_t need)
+{
+    size_t n = grown_cap(b, need);
+    size_t old = b->cap;
+    int rc = b->charge(b->charge_ctx, old > SIZE_MAX - n ? SIZE_MAX : old + n);
+    if (rc != ERR_OK) {
+        b->charge(b->charge_ctx, old);
+        return rc;
+    }
+    rc = grow_array(&b->data, &b->cap, need, 1, GROW_UNLIMITED, BUF_MIN_CAP);
+    b->charge(b->charge_ctx, b->cap);
+    return rc;
 }
 
 void buf_free(buf_t *b)
@@ -35,7 +76,8 @@ int buf_reserve(buf_t *b, size_t extra)
     if (extra > b->max || b->len > b->max - extra) return ERR_TOO_LARGE;
     size_t need = b->len + extra + 1; /* + NUL terminator */
     if (need <= b->cap) return ERR_OK;
-    return grow_array(&b->data, &b->cap, need, 1, GROW_UNLIMITED, 64);
+    if (b->charge != NULL) return reserve_charged(b, need);
+    return grow_array(&b->data, &b->cap, need, 1, GROW_UNLIMITED, BUF_MIN_CAP);
 }
 
 int buf_append(buf_t *b, const void *p, size_t n)

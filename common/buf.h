@@ -17,7 +17,9 @@ typedef struct buf {
     uint8_t *data; /* NULL until the first append */
     size_t len;
     size_t cap;
-    size_t max; /* appends beyond max bytes fail with ERR_TOO_LARGE */
+    size_t max;                            /* appends beyond max bytes fail with ERR_TOO_LARGE */
+    int (*charge)(void *ctx, size_t held); /* or NULL: asked before the storage grows */
+    void *charge_ctx;
 } buf_t;
 
 #define BUF_UNLIMITED ((size_t)-1)
@@ -26,6 +28,17 @@ void buf_init(buf_t *b, size_t max);
 void buf_free(buf_t *b);
 void buf_reset(buf_t *b); /* len = 0, keeps capacity */
 int buf_reserve(buf_t *b, size_t extra);
+/* The capacity b would have after buf_reserve(b, extra) (its cap when no
+ * growth is needed): what a budget charges before reserving. */
+size_t buf_reserved_cap(const buf_t *b, size_t extra);
+/* From now on b asks fn(ctx, held) before its storage grows, held being the
+ * bytes it holds while growing (the old storage and the new one, which
+ * realloc may copy into), and tells it once grown (or not) what it holds:
+ * a memory budget charges the growth before it happens. A nonzero return
+ * refuses the growth: the append fails with it, b unchanged (a call with
+ * less than was asked before must not refuse). fn NULL: none. A copy of b
+ * (a struct assignment) carries the hook: clear it before handing b on. */
+void buf_charge(buf_t *b, int (*fn)(void *ctx, size_t held), void *ctx);
 int buf_append(buf_t *b, const void *p, size_t n);
 int buf_append_str(buf_t *b, const char *s);
 int buf_append_byte(buf_t *b, uint8_t c);

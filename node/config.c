@@ -220,7 +220,10 @@ static const opt_t options[] = {
      "run 8 at a time, each with its own query-timeout, so without it one report could hold "
      "query slots for 60 query-timeouts. When it passes, the bucket queries still running are "
      "cancelled, the others never start, and the request is answered 504 naming this setting "
-     "and how many bucket queries had answered (nothing is cached)."},
+     "and how many bucket queries had answered (nothing is cached). It must be above "
+     "query-timeout (else bucket queries that would answer partial become a 504): set at or "
+     "under it, the start is refused naming both; unless set, it is twice query-timeout when "
+     "60s is not above it."},
     {"combined-query-timeout", OPT_MS, FIELD(combined_timeout_ms, uint64_t), "60s", 0, 50, 3600000,
      "Deadline, as a whole, of an answer built from two queries through the cluster: "
      "render-diff (its two sides) and a render with groupBy (the flame graph and the label's "
@@ -229,8 +232,9 @@ static const opt_t options[] = {
      "bounds the answer as a whole. When it passes before the join starts, the queries still "
      "running "
      "are cancelled and the request is answered 504 naming this setting and how many of the two "
-     "had answered. Keep it above query-timeout: a query whose nodes do not answer by then "
-     "answers partial, which this would turn into a 504."},
+     "had answered. It must be above query-timeout (a query whose nodes do not answer by then "
+     "answers partial, which this would turn into a 504): set at or under it, the start is "
+     "refused naming both; unless set, it is twice query-timeout when 60s is not above it."},
     {"ingest-inflight-bytes", OPT_SIZE, FIELD(ingest_inflight_bytes, size_t), NULL, 8, 1 * MiB,
      1024 * GiB,
      "Memory all pushes and replica writes (hint replays included) in progress on this node may "
@@ -902,6 +906,15 @@ static void apply_derived(node_config_t *c, const unsigned char *set)
         c->http.max_body_bytes = c->http.max_buffered_bytes;
     memcpy(c->query.retention_seconds, c->storage.retention_seconds,
            sizeof c->query.retention_seconds);
+    /* a whole-answer deadline at or under query-timeout turns answers a
+     * query would give partial into 504s: unless set, twice query-timeout */
+    static const char *const whole[] = {"combined-query-timeout", "report-timeout"};
+    for (size_t i = 0; i < sizeof whole / sizeof *whole; i++) {
+        const opt_t *o = find_option(whole[i], strlen(whole[i]));
+        uint64_t *ms = (uint64_t *)((char *)c + o->offset);
+        if (!(set && set[o - options]) && *ms <= c->cluster.query_timeout_ms)
+            *ms = 2 * c->cluster.query_timeout_ms;
+    }
 }
 
 void node_config_fix_pointers(node_config_t *c)
@@ -1024,6 +1037,28 @@ static size_t deepest_stack_bytes(size_t depth)
     return n;
 }
 
+/* The deadlines of answers made of several cluster queries must leave
+ * those queries their own query-timeout: a query whose nodes do not answer
+ * by then answers partial, which a shorter whole deadline turns into 504. */
+static int check_whole_deadlines(const node_config_t *c, errmsg_t *em)
+{
+    uint64_t q = c->cluster.query_timeout_ms;
+    if (c->combined_timeout_ms <= q)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "combined-query-timeout (%" PRIu64 " ms) is not above query-timeout "
+                          "(%" PRIu64 " ms): a render-diff or groupBy whose queries would "
+                          "answer partial would be answered 504; raise combined-query-timeout "
+                          "or lower query-timeout",
+                          c->combined_timeout_ms, q);
+    if (c->report_timeout_ms <= q)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "report-timeout (%" PRIu64 " ms) is not above query-timeout (%" PRIu64
+                          " ms): a regression report whose bucket queries would answer partial "
+                          "would be answered 504; raise report-timeout or lower query-timeout",
+                          c->report_timeout_ms, q);
+    return ERR_OK;
+}
+
 static int validate(node_config_t *c, errmsg_t *em)
 {
     errmsg_t sem = {{0}};
@@ -1064,7 +1099,7 @@ static int validate(node_config_t *c, errmsg_t *em)
                           "max-body-bytes (%zu) is larger than max-buffered-bytes (%zu): no body "
                           "that large could ever be accepted",
                           c->http.max_body_bytes, c->http.max_buffered_bytes);
-    return ERR_OK;
+    return check_whole_deadlines(c, em);
 }
 
 int node_config_parse(node_config_t *c, int argc, char **argv, char **envp,

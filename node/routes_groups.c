@@ -7,17 +7,44 @@
  * from every node and says when it is partial; one pool job adds the member
  * to the render's JSON (query_render_add_groups).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "node/node_int.h"
 #include "query/query.h"
 
+typedef struct groups_ctx {
+    const query_limits_t *lim;
+    cluster_t *cluster;
+    query_report_charge_t charge; /* the joined answer: query-memory-bytes */
+    size_t held;                  /* taken for it until the request is freed */
+} groups_ctx_t;
+
+static int groups_take(void *cluster, size_t n)
+{
+    return cluster_query_try_hold(cluster, n);
+}
+
+static void groups_give(void *cluster, size_t n)
+{
+    cluster_query_release(cluster, n);
+}
+
+/* The answer (as long as both bodies) counts until it is sent. */
+static void groups_free(void *ctx)
+{
+    groups_ctx_t *c = ctx;
+    cluster_query_release(c->cluster, c->held);
+    free(c);
+}
+
 static int join_groups(void *ctx, const buf_t *body, const int *partial, query_result_t *out,
                        errmsg_t *em)
 {
-    const query_limits_t *lim = ctx;
+    groups_ctx_t *c = ctx;
     return query_render_add_groups(body[0].data, body[0].len, body[1].data, body[1].len,
-                                   !partial[0] && partial[1], lim, out, em);
+                                   !partial[0] && partial[1], c->lim, &c->charge, &c->held, out,
+                                   em);
 }
 
 void routes_render_groups(node_t *n, http_exchange_t *ex, const http_request_t *r,
@@ -35,6 +62,12 @@ void routes_render_groups(node_t *n, http_exchange_t *ex, const http_request_t *
         routes_respond_error(n, ex, ERR_INVALID_ARGUMENT, &em);
         return;
     }
+    groups_ctx_t *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        routes_respond_error(n, ex, ERR_NOMEM, NULL);
+        return;
+    }
+    *c = (groups_ctx_t){&n->cfg.query, n->cluster, {groups_take, groups_give, n->cluster}, 0};
     query_params_t shares = {
         .query = render->query, .from = render->from, .until = render->until, .label = label};
     shares.groups = 1;
@@ -45,8 +78,8 @@ void routes_render_groups(node_t *n, http_exchange_t *ex, const http_request_t *
                                  2,
                                  0,
                                  join_groups,
-                                 (void *)&n->cfg.query,
-                                 NULL,
+                                 c,
+                                 groups_free,
                                  n->cfg.combined_timeout_ms,
                                  "combined-query-timeout"};
     routes_fanout(n, ex, tenant, q, 2, &spec);

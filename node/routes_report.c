@@ -106,7 +106,7 @@ static void cached_work(workq_job_t *w)
     cached_job_t *j = w->data;
     report_ctx_t *d = j->d;
     j->rc = query_report_cached_encode(j->entry, d->plan.limit, d->plan.search, d->id, d->lim,
-                                       &j->result, &j->em);
+                                       &d->charge, &j->result, &j->em);
 }
 
 static void cached_free(cached_job_t *j)

@@ -68,17 +68,24 @@ static int write_symbol(void *ctx, uint64_t id)
 
 int query_encode_tree(const calltree_t *t, const symtab_t *syms, buf_t *out)
 {
-    buf_t tree;
-    buf_init(&tree, out->max);
-    int rc = calltree_encode(t, &tree);
+    /* the tree is encoded in place and its length put before it: no copy
+     * of it is held beside the answer */
     emit_ctx_t c = {syms, out, 0};
-    if (rc == 0) rc = buf_append(out, TREE_MAGIC, 4);
-    if (rc == 0) rc = buf_append_uvarint(out, tree.len);
-    if (rc == 0) rc = buf_append(out, tree.data, tree.len);
+    int rc = buf_append(out, TREE_MAGIC, 4);
+    size_t at = out->len;
+    if (rc == 0) rc = calltree_encode(t, out);
+    uint8_t len[10];
+    size_t tlen = out->len - at, k = varint_put_u(len, tlen);
+    if (rc == 0) rc = buf_reserve(out, k);
+    if (rc == 0) {
+        memmove(out->data + at + k, out->data + at, tlen);
+        memcpy(out->data + at, len, k);
+        out->len += k;
+        out->data[out->len] = 0;
+    }
     if (rc == 0) rc = calltree_for_each_symbol(t, count_symbol, &c);
     if (rc == 0) rc = buf_append_uvarint(out, c.n);
     if (rc == 0) rc = calltree_for_each_symbol(t, write_symbol, &c);
-    buf_free(&tree);
     return rc;
 }
 
@@ -512,7 +519,8 @@ typedef struct join {
     uint8_t *keep;
     const query_report_charge_t *charge; /* may be NULL */
     size_t charged;
-    size_t early; /* of charged: lt, rt, u, s and keep, given back before encoding */
+    size_t early;  /* of charged: lt, rt, u, s and keep, given back before encoding */
+    size_t answer; /* of charged: the answer's buffer, charged before it grows */
 } join_t;
 
 /* Charges n bytes the join holds to its charge (ERR_UNAVAILABLE past it). */
@@ -532,6 +540,17 @@ static void join_give(join_t *j, size_t n)
     if (c == NULL || c->give == NULL || n == 0) return;
     c->give(c->ctx, n);
     j->charged -= n;
+}
+
+/* The answer's buffer grows (buf_charge): what it holds while it does is
+ * charged first. */
+static int join_answer_grows(void *ctx, size_t held)
+{
+    join_t *j = ctx;
+    if (held > j->answer && join_take(j, held - j->answer) != 0) return ERR_UNAVAILABLE;
+    if (held < j->answer) join_give(j, j->answer - held);
+    j->answer = held;
+    return 0;
 }
 
 /* Charges the bytes tree t holds (as it will be read) to the join's charge. */
@@ -587,8 +606,6 @@ static int encode_beside(join_t *j, const query_diff_params_t *dp, query_format_
         out->content_type = "text/plain; charset=utf-8";
         rc = query_folded_write(&st, s->ls, &out->body);
     }
-    /* the answer is counted once written, beside the sorted tree it came from */
-    if (rc == 0) rc = join_take(j, out->body.cap);
     query_sorted_tree_free(&st);
     join_give(j, sorted);
     return rc;
@@ -723,8 +740,20 @@ static int join(join_t *j, const query_limits_t *lim, size_t max_nodes, const ui
     size_t un = rc == 0 ? calltree_node_count(j->u) : 0;
     if (rc == 0) rc = join_charge_early(j, un);
     if (rc == 0 && (j->keep = malloc(un)) == NULL) rc = ERR_NOMEM;
+    /* the selection's working memory, charged before it is made: a copy of
+     * the union weighted for truncation, the truncation's arrays and the
+     * tree it keeps (at most max_nodes nodes of about the union's size) */
+    size_t per = un > 0 ? calltree_mem_bytes_read(j->u) / un : 0, work = 0;
+    if (rc == 0 && max_nodes != 0 && un > max_nodes)
+        work = calltree_mem_bytes_read(j->u) + query_truncate_scratch_bytes(j->u) +
+               max_nodes * (per + sizeof(uint32_t));
+    int took = rc == 0 && (rc = join_take(j, work)) == 0;
     if (rc == 0) rc = choose_kept(j->u, &j->s, max_nodes, j->keep);
+    if (took) join_give(j, work);
+    /* build_shape's map from the union's nodes, while it runs */
+    took = rc == 0 && (rc = join_take(j, un * sizeof(uint32_t))) == 0;
     if (rc == 0) rc = build_shape(j->u, &j->s, j->keep, j->shape, &j->ds);
+    if (took) join_give(j, un * sizeof(uint32_t));
     if (rc == 0) rc = join_charge(j, j->shape);
     if (rc == 0) rc = join_take(j, sides_bytes(&j->ds));
     if (rc == 0) join_drop_early(j);
@@ -763,13 +792,14 @@ int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t
     buf_free(&out->body);
     buf_init(&out->body, lim->max_output_bytes);
     out->content_type = "application/json";
+    /* the answer counts as it grows, before it does, beside the shape */
+    buf_charge(&out->body, join_answer_grows, &j);
     if (rc == 0 && f == QUERY_FORMAT_JSON) {
         rc = encode_double(j.shape, &j.ds, j.syms, type, partial_json, &out->body);
-        /* the answer is counted once written, beside the shape it came from */
-        if (rc == 0) rc = join_take(&j, out->body.cap);
     } else if (rc == 0) {
         rc = encode_beside(&j, d, f, type, partial_json, out);
     }
+    buf_charge(&out->body, NULL, NULL);
     if (joined && rc == ERR_UNAVAILABLE)
         errmsg_set(em, rc,
                    "server busy: the diff's answer needs more memory than query-memory-bytes "

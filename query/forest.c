@@ -149,6 +149,14 @@ static int decode_tree(const uint8_t *enc, size_t len, size_t max_nodes, storage
     return rc;
 }
 
+size_t query_forest_of_tree_bytes(size_t n)
+{
+    /* parent, sym and self; forest_build's totals and map; the forest */
+    size_t per = sizeof(uint32_t) + 2 * sizeof(uint64_t) + sizeof(uint64_t) + sizeof(uint32_t);
+    storage_merged_tab_t f = {.n = n};
+    return n * per + query_forest_bytes(&f);
+}
+
 int query_forest_of_tree(const calltree_t *t, storage_merged_tab_t *out)
 {
     size_t n = calltree_node_count(t);

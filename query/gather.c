@@ -58,8 +58,9 @@ struct query_gather {
     void *names_ctx;
     alloc_charge_t *charge; /* query_gather_charge: growth beyond charge_base, or NULL */
     size_t charge_base;
-    size_t charged; /* on charge now */
-    int refused;    /* the charge refused: the error names query-memory-bytes */
+    size_t charged;      /* on charge now */
+    int refused;         /* the charge refused: the error names query-memory-bytes */
+    errmsg_t *answer_em; /* while finishing: where a refused growth of the answer says so */
 };
 
 int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_gather_t **out)
@@ -165,6 +166,14 @@ static int gather_hold(query_gather_t *g, size_t extra, errmsg_t *em)
         return 0;
     }
     return gather_refused(g, rc, now, em);
+}
+
+/* The answer's buffer grows (buf_charge): what it holds while it does is
+ * charged first, beside what it is encoded from. */
+static int answer_grows(void *ctx, size_t held)
+{
+    query_gather_t *g = ctx;
+    return gather_hold(g, held, g->answer_em);
 }
 
 /* A charge of g refused: rc, em naming query-memory-bytes. */
@@ -680,6 +689,8 @@ static int finish_forests(query_gather_t *g, errmsg_t *em)
     int rc = 0;
     if (calltree_node_count(g->tree) > 1 || calltree_self(g->tree, 0) != 0) {
         storage_merged_tab_t f; /* what local partials merged into the tree */
+        size_t copy = query_forest_of_tree_bytes(calltree_node_count(g->tree));
+        if ((rc = gather_hold(g, copy, em)) != 0) return rc; /* the copy counts first */
         if ((rc = query_forest_of_tree(g->tree, &f)) != 0) return rc;
         if (!f.nonneg) return spill_forests(g, em); /* merge with the tree */
         if ((rc = calltree_clear(g->tree)) == 0) rc = add_forest(g, &f, em);
@@ -781,6 +792,10 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
 {
     buf_free(&out->body);
     buf_init(&out->body, g->lim.max_output_bytes);
+    if (g->charge != NULL) { /* the answer counts as it grows */
+        g->answer_em = em;
+        buf_charge(&out->body, answer_grows, g);
+    }
     int rc;
     if (g->broken) {
         rc = errmsg_set(em, ERR_NOMEM, "building the flame graph: out of memory");
@@ -807,7 +822,9 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
     }
     if (rc == 0 || !g->refused)
         rc = query_out_err(rc, &out->body, em); /* else em names the budget */
-    /* the answer, counted once written, beside what it was encoded from */
+    buf_charge(&out->body, NULL, NULL);         /* the owner counts it from here */
+    g->answer_em = NULL;
+    /* the answer beside what it was encoded from (charged as it grew) */
     if (rc == 0) rc = gather_hold(g, out->body.cap, em);
     if (rc != 0) buf_reset(&out->body);
     return rc;

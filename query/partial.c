@@ -141,8 +141,8 @@ static int render_tree(storage_t *st, const char *tenant, const query_partial_ar
     }
     int res, rc = a->timeline ? query_timeline_init(plan, &out->tl, &res) : 0;
     if (rc == 0)
-        rc = query_merge_spans(st, tenant, sp, ser, plan->from_s, plan->until_s, out->tree,
-                               a->timeline ? &out->tl : NULL, &out->partial_spans, em);
+        rc = query_merge_spans(st, tenant, sp, ser, plan, out->tree, a->timeline ? &out->tl : NULL,
+                               &out->partial_spans, em);
     return rc;
 }
 

@@ -278,13 +278,16 @@ int query_timeline_build(storage_t *st, const char *tenant, const query_series_t
 void query_timeline_free(query_timeline_t *tl);
 
 /* Span selection: sums into dst the span trees of sp recorded for the series
- * of ser in the 10 s windows w with from_s <= w < until_s. tl (may be NULL;
- * shaped by query_timeline_init) gets each tree's total in its window's
- * bucket. *partial_trees (may be NULL) grows by the trees summed that may
- * leave profiles out (STORAGE_SPAN_PARTIAL). ERR_LIMIT past dst's
- * max_nodes. */
+ * of ser in the 10 s windows w with plan->from_s <= w < plan->until_s. tl
+ * (may be NULL; shaped by query_timeline_init) gets each tree's total in its
+ * window's bucket. *partial_trees (may be NULL) grows by the trees summed
+ * that may leave profiles out (STORAGE_SPAN_PARTIAL). ERR_LIMIT past dst's
+ * max_nodes; ERR_TIMEOUT when plan->stop says so (checked before each
+ * tree); what dst grows to is charged to plan->charge (may be NULL) after
+ * each tree, ERR_UNAVAILABLE naming query-memory-bytes past it, and given
+ * back before it returns (the caller counts the partial). */
 int query_merge_spans(storage_t *st, const char *tenant, const query_span_sel_t *sp,
-                      const query_series_t *ser, int64_t from_s, int64_t until_s, calltree_t *dst,
+                      const query_series_t *ser, const query_plan_t *plan, calltree_t *dst,
                       query_timeline_t *tl, uint64_t *partial_trees, errmsg_t *em);
 
 /* Encoders. Children are ordered by name (then file, then symbol id) so the
@@ -540,10 +543,14 @@ int query_report_cache_put(query_report_cache_t *c, const buf_t *key, query_repo
 const query_report_cached_t *query_report_cache_get(query_report_cache_t *c, const buf_t *key);
 void query_report_cache_release(query_report_cache_t *c, const query_report_cached_t *e);
 /* The answer of a cached report into out (application/json, at most
- * lim->max_output_bytes), as query_report_encode of it; em says why not. */
+ * lim->max_output_bytes), as query_report_encode of it; em says why not.
+ * The answer's buffer is charged to charge (may be NULL) before it grows
+ * and given back before it returns: past it ERR_UNAVAILABLE naming
+ * query-memory-bytes. */
 int query_report_cached_encode(const query_report_cached_t *e, size_t limit, const char *search,
                                const char *report_id, const query_limits_t *lim,
-                               query_result_t *out, errmsg_t *em);
+                               const query_report_charge_t *charge, query_result_t *out,
+                               errmsg_t *em);
 
 typedef struct query_report_cache_stats {
     size_t entries, bytes;
@@ -566,9 +573,14 @@ double query_incbeta(double x, double a, double b);
 /* groupBy=LABEL on a JSON render: render (its JSON object) with the member
  * groups (a label-shares answer of query_params_t.groups) added, and
  * "partial":true when partial says only the groups missed ranges (a partial
- * render carries its own members). Caller owns out. */
+ * render carries its own members). Caller owns out. The answer's bytes
+ * (the two bodies' concatenation, allocated once) are taken from charge
+ * (may be NULL) before it is made and left taken, *charged saying how
+ * many (the caller gives them back once the answer is gone): past it
+ * ERR_UNAVAILABLE naming query-memory-bytes. */
 int query_render_add_groups(const uint8_t *render, size_t render_len, const uint8_t *groups,
                             size_t groups_len, int partial, const query_limits_t *lim,
+                            const query_report_charge_t *charge, size_t *charged,
                             query_result_t *out, errmsg_t *em);
 
 /* ================================================================ scatter-gather

@@ -76,6 +76,9 @@ int query_forest_decode(const uint8_t *enc, size_t len, size_t max_nodes,
                         storage_merged_tab_t *out);
 /* The same of a tree. */
 int query_forest_of_tree(const calltree_t *t, storage_merged_tab_t *out);
+/* The most query_forest_of_tree holds at once for a tree of n nodes (its
+ * arrays and the forest made), for memory budgets. */
+size_t query_forest_of_tree_bytes(size_t n);
 /* dst += f. ERR_LIMIT past dst's max_nodes. */
 int query_forest_merge(calltree_t *dst, const storage_merged_tab_t *f);
 /* About the heap bytes f holds. */

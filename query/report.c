@@ -477,6 +477,7 @@ int query_report_plan(const query_diff_params_t *d, const char *limit, const cha
 typedef struct held {
     const query_report_charge_t *charge;
     size_t bytes;
+    size_t answer; /* of bytes: the answer's buffer, charged before it grows */
 } held_t;
 
 static int held_take(held_t *h, size_t n)
@@ -500,6 +501,17 @@ static void held_give(held_t *h)
     if (h->charge != NULL && h->charge->give != NULL && h->bytes > 0)
         h->charge->give(h->charge->ctx, h->bytes);
     h->bytes = 0;
+}
+
+/* The answer's buffer grows (buf_charge): what it holds while it does is
+ * charged first. */
+static int answer_grows(void *ctx, size_t now)
+{
+    held_t *h = ctx;
+    if (now > h->answer && held_take(h, now - h->answer) != 0) return ERR_UNAVAILABLE;
+    if (now < h->answer) held_sub(h, h->answer - now);
+    h->answer = now;
+    return 0;
 }
 
 /* Builds the report one bucket at a time: each bucket's tree is decoded,
@@ -534,7 +546,7 @@ int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
 {
     symtab_t *syms = symtab_new();
     query_report_t r = {0};
-    held_t held = {charge, 0};
+    held_t held = {charge, 0, 0};
     int rc = syms != NULL ? build_report(plan, lim, body, len, syms, &held, &r) : ERR_NOMEM;
     if (rc == ERR_CORRUPT) errmsg_set(em, rc, "diff report: a bucket's merged tree is damaged");
     if (rc == 0) rc = held_take(&held, query_report_bytes(&r));
@@ -546,9 +558,15 @@ int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
     buf_init(&out->body, lim->max_output_bytes);
     out->content_type = "application/json";
     int64_t sec[2] = {plan->until_s[0] - plan->from_s[0], plan->until_s[1] - plan->from_s[1]};
+    buf_charge(&out->body, answer_grows, &held); /* the answer counts as it grows */
     if (rc == 0)
         rc = query_report_encode(&r, plan->type, plan->limit, plan->search, sec, report_id,
                                  partial_json, &out->body);
+    buf_charge(&out->body, NULL, NULL);
+    if (rc == ERR_UNAVAILABLE && em->text[0] == 0)
+        errmsg_set(em, rc,
+                   "server busy: the report's answer needs more memory than "
+                   "query-memory-bytes leaves now; retry later or narrow the query");
     if (rc != 0 && em->text[0] == 0) rc = query_out_err(rc, &out->body, em);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "diff report: %s", err_message(rc));
     if (rc == 0 && keep != NULL && query_report_own_names(&r) == 0) { /* else simply not kept */

@@ -225,15 +225,41 @@ void query_report_cache_release(query_report_cache_t *c, const query_report_cach
     pthread_mutex_unlock(&c->lock);
 }
 
+/* What the answer's buffer holds on the charge (buf_charge). */
+typedef struct answer_charge {
+    const query_report_charge_t *charge;
+    size_t held;
+} answer_charge_t;
+
+static int answer_grows(void *ctx, size_t now)
+{
+    answer_charge_t *a = ctx;
+    const query_report_charge_t *c = a->charge;
+    if (c == NULL || c->take == NULL) return 0;
+    if (now > a->held && c->take(c->ctx, now - a->held) != 0) return ERR_UNAVAILABLE;
+    if (now < a->held && c->give != NULL) c->give(c->ctx, a->held - now);
+    a->held = now;
+    return 0;
+}
+
 int query_report_cached_encode(const query_report_cached_t *e, size_t limit, const char *search,
                                const char *report_id, const query_limits_t *lim,
-                               query_result_t *out, errmsg_t *em)
+                               const query_report_charge_t *charge, query_result_t *out,
+                               errmsg_t *em)
 {
     buf_free(&out->body);
     buf_init(&out->body, lim->max_output_bytes);
     out->content_type = "application/json";
+    answer_charge_t a = {charge, 0};
+    buf_charge(&out->body, answer_grows, &a); /* the answer counts as it grows */
     int rc = query_report_encode(&e->report, e->type, limit, search, e->seconds, report_id, NULL,
                                  &out->body);
+    buf_charge(&out->body, NULL, NULL);
+    answer_grows(&a, 0); /* given back: the caller sends it at once */
+    if (rc == ERR_UNAVAILABLE)
+        errmsg_set(em, rc,
+                   "server busy: the report's answer needs more memory than "
+                   "query-memory-bytes leaves now; retry later or narrow the query");
     if (rc != 0 && em->text[0] == 0) rc = query_out_err(rc, &out->body, em);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "diff report: %s", err_message(rc));
     return rc;

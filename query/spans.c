@@ -30,7 +30,26 @@ typedef struct span_ctx {
     calltree_t *dst;
     query_timeline_t *tl;
     uint64_t partial; /* trees summed that may leave profiles out */
+    const query_stop_t *stop;
+    alloc_charge_t *charge; /* or NULL */
+    size_t charged;         /* dst's bytes on charge */
+    errmsg_t *em;
 } span_ctx_t;
+
+/* dst's growth onto the charge (after each tree: one tree's growth at most
+ * is not counted yet). */
+static int span_charge(span_ctx_t *c)
+{
+    if (c->charge == NULL) return 0;
+    size_t now = calltree_mem_bytes_read(c->dst);
+    if (now <= c->charged) return 0;
+    if (alloc_charge_add(c->charge, now - c->charged) != 0)
+        return errmsg_set(c->em, ERR_UNAVAILABLE,
+                          "server busy: summing the selected span trees needs more memory than "
+                          "query-memory-bytes leaves now; retry later or narrow the query");
+    c->charged = now;
+    return 0;
+}
 
 static int span_fn(void *ctx, uint64_t token, uint64_t series_id, int64_t window, unsigned flags,
                    const uint8_t *v, size_t n)
@@ -38,6 +57,8 @@ static int span_fn(void *ctx, uint64_t token, uint64_t series_id, int64_t window
     span_ctx_t *c = ctx;
     pair_t key = {token, series_id};
     if (bsearch(&key, c->series, c->n, sizeof key, pair_cmp) == NULL) return 0;
+    int src = query_stop_check(c->stop, c->em); /* cancelled or past its deadline */
+    if (src != 0) return src;
     if (flags & STORAGE_SPAN_PARTIAL) c->partial++;
     int64_t before = calltree_root_total(c->dst);
     int rc = calltree_decode_merge(c->dst, v, n);
@@ -46,15 +67,18 @@ static int span_fn(void *ctx, uint64_t token, uint64_t series_id, int64_t window
         int64_t i = (window - tl->start_s) / tl->step_s;
         if (i < (int64_t)tl->n) tl->samples[i] += calltree_root_total(c->dst) - before;
     }
-    return rc;
+    return rc != 0 ? rc : span_charge(c);
 }
 
 int query_merge_spans(storage_t *st, const char *tenant, const query_span_sel_t *sp,
-                      const query_series_t *ser, int64_t from_s, int64_t until_s, calltree_t *dst,
+                      const query_series_t *ser, const query_plan_t *plan, calltree_t *dst,
                       query_timeline_t *tl, uint64_t *partial_trees, errmsg_t *em)
 {
     if (ser->n == 0 || sp->n == 0) return 0;
-    span_ctx_t c = {.n = ser->n, .dst = dst, .tl = tl};
+    span_ctx_t c = {.n = ser->n, .dst = dst, .tl = tl, .stop = plan->stop, .em = em};
+    c.charge = plan->charge;
+    size_t base = calltree_mem_bytes_read(dst); /* what it held: its owner's */
+    c.charged = base;
     c.series = malloc(ser->n * sizeof *c.series);
     if (c.series == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < ser->n; i++)
@@ -62,9 +86,12 @@ int query_merge_spans(storage_t *st, const char *tenant, const query_span_sel_t 
     qsort(c.series, c.n, sizeof *c.series, pair_cmp);
     int rc = 0;
     for (size_t i = 0; i < sp->n && rc == 0; i++)
-        rc = storage_scan_spans(st, tenant, sp->kind, sp->id[i], from_s, until_s, span_fn, &c);
+        rc = storage_scan_spans(st, tenant, sp->kind, sp->id[i], plan->from_s, plan->until_s,
+                                span_fn, &c);
     free(c.series);
+    if (c.charge != NULL) alloc_charge_sub(c.charge, c.charged - base); /* given back */
     if (partial_trees != NULL) *partial_trees += c.partial;
+    if (rc == ERR_TIMEOUT || rc == ERR_UNAVAILABLE) return rc; /* em says why */
     if (rc == ERR_LIMIT)
         return errmsg_set(em, ERR_LIMIT,
                           "merged call tree exceeds %zu nodes (query-max-tree-nodes); select fewer "

@@ -30,6 +30,55 @@ static void test_buf(void)
     buf_free(&b);
 }
 
+/* A budget for test_buf_charge: the bytes a buffer said it holds, the
+ * most asked for, and a limit past which it refuses. */
+typedef struct held {
+    size_t now, most, limit;
+} held_t;
+
+static int held_fn(void *ctx, size_t held)
+{
+    held_t *h = ctx;
+    if (held > h->most) h->most = held;
+    if (held > h->now && held > h->limit) return ERR_UNAVAILABLE;
+    h->now = held;
+    return 0;
+}
+
+/* A hooked buffer asks before each growth for its old and new storage
+ * together (realloc may copy), then holds its capacity; a refusal fails
+ * the append and leaves the buffer as it was. */
+static void test_buf_charge(void)
+{
+    held_t h = {0, 0, 1 << 20};
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    buf_charge(&b, held_fn, &h);
+    char chunk[1000];
+    memset(chunk, 'x', sizeof chunk);
+    int rc = 0;
+    size_t appended = 0;
+    while (rc == 0) {
+        size_t cap = b.cap, want = buf_reserved_cap(&b, sizeof chunk);
+        rc = buf_append(&b, chunk, sizeof chunk);
+        if (rc == 0) {
+            appended++;
+            CHECK(b.cap == want);
+            CHECK_EQ_INT(h.now, b.cap);
+            if (b.cap != cap) CHECK_EQ_INT(h.most, cap + b.cap); /* asked for both first */
+        } else {
+            CHECK_EQ_INT(rc, ERR_UNAVAILABLE);
+            CHECK(b.cap == cap && b.len == appended * sizeof chunk);
+            CHECK_EQ_INT(h.now, cap);
+        }
+    }
+    CHECK(b.cap <= h.limit && b.cap + 2 * b.cap > h.limit); /* refused at the next doubling */
+    buf_charge(&b, NULL, NULL);
+    CHECK_EQ_INT(buf_append(&b, chunk, sizeof chunk), 0); /* unhooked: not asked */
+    CHECK_EQ_INT(h.now, b.cap / 2);
+    buf_free(&b);
+}
+
 static void test_varint(void)
 {
     uint8_t tmp[10];
@@ -183,6 +232,7 @@ static void test_err(void)
 int main(void)
 {
     test_buf();
+    test_buf_charge();
     test_varint();
     test_labels();
     test_symtab();

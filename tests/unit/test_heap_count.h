@@ -71,7 +71,12 @@ void *realloc(void *p, size_t n)
 {
     long was = p != NULL ? (long)malloc_usable_size(p) : 0;
     void *q = __libc_realloc(p, n);
-    if (q != NULL || n == 0) heap_add((q != NULL ? (long)malloc_usable_size(q) : 0) - was);
+    if (q != NULL && q != p) { /* moved: both blocks were held while it copied */
+        heap_add((long)malloc_usable_size(q));
+        heap_add(-was);
+    } else if (q != NULL || n == 0) {
+        heap_add((q != NULL ? (long)malloc_usable_size(q) : 0) - was);
+    }
     return q;
 }
 

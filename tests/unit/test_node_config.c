@@ -111,6 +111,29 @@ static void expect_error(const char **argv, int argc, const char **env, const ch
     }
 }
 
+/* render-diff, groupBy and the regression report answer as a whole within
+ * their deadline: at or under query-timeout, a query that would answer
+ * partial becomes a 504. Set so, the start is refused naming both; unless
+ * set, they follow query-timeout. */
+static void test_whole_deadlines(void)
+{
+    const char *a1[] = {"flamedb", "--combined-query-timeout", "20s"};
+    expect_error(a1, 3, NULL, "combined-query-timeout (20000 ms) is not above query-timeout");
+    const char *a2[] = {"flamedb", "--query-timeout", "90s", "--combined-query-timeout", "90s"};
+    expect_error(a2, 5, NULL, "combined-query-timeout (90000 ms) is not above query-timeout");
+    const char *a3[] = {"flamedb", "--report-timeout", "30s"};
+    expect_error(a3, 3, NULL, "report-timeout (30000 ms) is not above query-timeout");
+    node_config_t c;
+    enum node_config_action act;
+    errmsg_t em = {{0}};
+    const char *a4[] = {"flamedb", "--query-timeout", "120s"};
+    CHECK_EQ_INT(parse(&c, a4, 3, NULL, &act, &em), 0);
+    CHECK(c.combined_timeout_ms == 240000 && c.report_timeout_ms == 240000);
+    const char *a5[] = {"flamedb", "--query-timeout", "10s", "--combined-query-timeout", "11s"};
+    CHECK_EQ_INT(parse(&c, a5, 5, NULL, &act, &em), 0);
+    CHECK(c.combined_timeout_ms == 11000 && c.report_timeout_ms == 60000);
+}
+
 static void test_errors(void)
 {
     const char *a1[] = {"flamedb", "--no-such-thing", "1"};
@@ -229,6 +252,7 @@ int main(void)
     test_defaults();
     test_flags_and_env();
     test_errors();
+    test_whole_deadlines();
     test_generated_text();
     return check_exit();
 }

@@ -68,6 +68,26 @@ static void share_free(share_t *s)
     symtab_free(s->syms);
 }
 
+/* Share s as the coordinator's own share hands it over when its gather
+ * merges a tree (not forests): its merged tree and symbols, made before the
+ * heap is counted (the share's owner counts them; the gather takes them). */
+static void local_make(const share_t *s, query_partial_t *p)
+{
+    memset(p, 0, sizeof *p);
+    p->kind = QUERY_KIND_RENDER;
+    p->nseries = 1;
+    p->tree = calltree_new(0);
+    p->syms = symtab_new();
+    CHECK(p->tree != NULL && p->syms != NULL);
+    CHECK_EQ_INT(calltree_decode_merge(p->tree, s->tree.data, s->tree.len), 0);
+    for (size_t i = 0; i < symtab_count(s->syms); i++) {
+        uint64_t id = symtab_id_at(s->syms, i);
+        const char *name, *file;
+        CHECK(symtab_get(s->syms, id, &name, &file));
+        CHECK_EQ_INT(symtab_put(p->syms, id, name, strlen(name), file, strlen(file)), 0);
+    }
+}
+
 /* As a coordinator's merge job adds a remote answer (scatter_merge.c). */
 static int add_share(query_gather_t *g, const share_t *s, errmsg_t *em)
 {
@@ -84,16 +104,18 @@ static int add_share(query_gather_t *g, const share_t *s, errmsg_t *em)
 }
 
 /* Gathers both shares and finishes a render (merged_tree: a render-diff's
- * side; else JSON truncated to max_nodes) with a charge on a budget of
- * limit bytes (0: none); its charged peak. */
-static int gather(const share_t *sh, int merged_tree, const char *max_nodes, size_t limit,
-                  size_t *charged_peak, errmsg_t *em)
+ * side; else JSON truncated to max_nodes; with local not NULL, folded
+ * truncated to max_nodes, the second share being that local tree) with a
+ * charge on a budget of limit bytes (0: none); its charged peak. */
+static int gather(const share_t *sh, int merged_tree, const char *max_nodes, query_partial_t *local,
+                  size_t limit, size_t *charged_peak, errmsg_t *em)
 {
     query_limits_t lim;
     query_limits_default(&lim);
     query_params_t p = {.query = CPU "{}", .from = "now-1h", .until = "now"};
     p.merged_tree = merged_tree;
     p.max_nodes = max_nodes;
+    if (local != NULL) p.format = "folded";
     query_spec_t spec;
     memset(&spec, 0, sizeof spec);
     CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, 1700000000000, &spec, em), 0);
@@ -107,7 +129,7 @@ static int gather(const share_t *sh, int merged_tree, const char *max_nodes, siz
     query_result_t out;
     query_result_init(&out);
     int rc = add_share(g, &sh[0], em);
-    if (rc == 0) rc = add_share(g, &sh[1], em);
+    if (rc == 0) rc = local != NULL ? query_gather_add(g, local, em) : add_share(g, &sh[1], em);
     if (rc == 0) rc = query_gather_finish(g, NULL, &out, em);
     if (rc == 0) CHECK(out.body.len > 0);
     query_result_free(&out);
@@ -119,29 +141,109 @@ static int gather(const share_t *sh, int merged_tree, const char *max_nodes, siz
     return rc;
 }
 
-static void check_heap(const share_t *sh, int merged_tree, const char *max_nodes)
+static void check_heap(const share_t *sh, int merged_tree, const char *max_nodes, int local)
 {
     size_t peak;
     errmsg_t em = {{0}};
+    query_partial_t lp;
+    if (local) local_make(&sh[1], &lp);
     heap_start();
-    int rc = gather(sh, merged_tree, max_nodes, 0, &peak, &em);
+    int rc = gather(sh, merged_tree, max_nodes, local ? &lp : NULL, 0, &peak, &em);
     long most = heap_stop();
+    if (local) query_partial_free(&lp);
     if (rc != 0) fprintf(stderr, "gather: %s\n", em.text);
     CHECK_EQ_INT(rc, 0);
-    fprintf(stderr, "gather of 2 x %d stacks (%s): charged peak %zu B, heap peak %ld B\n", STACKS,
-            merged_tree ? "merged tree" : "maxNodes", peak, most);
+    fprintf(stderr, "gather of 2 x %d stacks (%s%s): charged peak %zu B, heap peak %ld B\n", STACKS,
+            merged_tree ? "merged tree" : "maxNodes ", merged_tree ? "" : max_nodes, peak, most);
     CHECK(peak > 0);
     /* what it allocated and did not count: the spec, the charge's steps,
-     * allocator rounding, and the answer's buffer while it doubles (the
-     * answer is counted once written, as a render-diff's join counts its) */
-    if (HEAP_COUNTED) CHECK((size_t)most <= peak + peak / 8 + (256u << 10));
+     * allocator rounding and the encoders' own arrays (the answer counts
+     * as it grows, before it does) */
+    if (HEAP_COUNTED) CHECK((size_t)most <= peak + peak / 16 + (256u << 10));
     /* and what it counts is about what it takes, not a multiple */
     if (HEAP_COUNTED) CHECK(peak <= (size_t)most + (size_t)most / 2);
 
     /* a budget below that peak: refused, naming the setting, nothing kept */
-    rc = gather(sh, merged_tree, max_nodes, peak / 2, &peak, &em);
+    if (local) local_make(&sh[1], &lp);
+    rc = gather(sh, merged_tree, max_nodes, local ? &lp : NULL, peak / 2, &peak, &em);
+    if (local) query_partial_free(&lp);
     CHECK(rc == ERR_UNAVAILABLE || rc == ERR_TOO_LARGE);
     CHECK(strstr(em.text, "query-memory-bytes") != NULL);
+}
+
+/* A render-diff side: share s's render as a merged tree (what the join
+ * reads), made before the heap is counted. */
+static void side_body(const share_t *s, query_result_t *out)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_params_t p = {.query = CPU "{}", .from = "now-1h", .until = "now"};
+    p.merged_tree = 1;
+    query_spec_t spec;
+    memset(&spec, 0, sizeof spec);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, 1700000000000, &spec, &em), 0);
+    query_gather_t *g;
+    CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+    query_result_init(out);
+    CHECK_EQ_INT(add_share(g, s, &em), 0);
+    CHECK_EQ_INT(query_gather_finish(g, NULL, out, &em), 0);
+    query_gather_free(g);
+    query_spec_free(&spec);
+}
+
+/* A budget for the join's charge (no limit): the most taken at once. */
+typedef struct budget {
+    size_t used, most;
+} budget_t;
+
+static int budget_take(void *ctx, size_t n)
+{
+    budget_t *b = ctx;
+    b->used += n;
+    if (b->used > b->most) b->most = b->used;
+    return 0;
+}
+
+static void budget_give(void *ctx, size_t n)
+{
+    budget_t *b = ctx;
+    b->used -= n;
+}
+
+/* The render-diff's join of the two sides (format, maxNodes 65536): what it
+ * allocates is what it charges, within the same tolerance. */
+static void check_diff(const share_t *sh, const char *format)
+{
+    query_result_t side[2], out;
+    side_body(&sh[0], &side[0]);
+    side_body(&sh[1], &side[1]);
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_diff_params_t d;
+    memset(&d, 0, sizeof d);
+    d.left.query = d.right.query = CPU "{}";
+    d.max_nodes = "65536";
+    d.format = format;
+    budget_t b = {0, 0};
+    query_report_charge_t charge = {budget_take, budget_give, &b};
+    errmsg_t em = {{0}};
+    query_result_init(&out);
+    heap_start();
+    int rc =
+        query_diff_render_charged(&d, &lim, side[0].body.data, side[0].body.len, side[1].body.data,
+                                  side[1].body.len, NULL, &charge, &out, &em);
+    long most = heap_stop();
+    if (rc != 0) fprintf(stderr, "diff: %s\n", em.text);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(b.used, 0); /* all given back */
+    fprintf(stderr, "diff of 2 x %d stacks (%s): charged peak %zu B, heap peak %ld B\n", STACKS,
+            format, b.most, most);
+    if (HEAP_COUNTED) CHECK((size_t)most <= b.most + b.most / 16 + (256u << 10));
+    if (HEAP_COUNTED) CHECK(b.most <= (size_t)most + (size_t)most / 2);
+    query_result_free(&out);
+    query_result_free(&side[0]);
+    query_result_free(&side[1]);
 }
 
 int main(void)
@@ -150,9 +252,14 @@ int main(void)
     share_t sh[2];
     share_make(&sh[0], 0);
     share_make(&sh[1], 1);
-    check_heap(sh, 1, NULL);    /* a render-diff's side */
-    check_heap(sh, 0, "1024");  /* a flame graph truncated to maxNodes */
-    check_heap(sh, 0, "65536"); /* ... keeping most of it */
+    check_heap(sh, 1, NULL, 0);    /* a render-diff's side */
+    check_heap(sh, 0, "1024", 0);  /* a flame graph truncated to maxNodes */
+    check_heap(sh, 0, "65536", 0); /* ... keeping most of it */
+    /* a local share's merged tree beside a remote share's forest: the
+     * tree is copied into a forest before the selection */
+    check_heap(sh, 0, "1024", 1);
+    check_diff(sh, "json"); /* a render-diff's join */
+    check_diff(sh, "folded");
     share_free(&sh[0]);
     share_free(&sh[1]);
     return check_exit();

@@ -411,6 +411,26 @@ static const struct {
 };
 
 /* The groups member from one partial over every token, and from a split. */
+/* A query-memory-bytes budget: limit 0 none; most: the peak taken. */
+typedef struct budget {
+    size_t limit, used, most;
+} budget_t;
+
+static int budget_take(void *ctx, size_t n)
+{
+    budget_t *b = ctx;
+    if (b->limit != 0 && b->used + n > b->limit) return ERR_UNAVAILABLE;
+    b->used += n;
+    if (b->used > b->most) b->most = b->used;
+    return 0;
+}
+
+static void budget_give(void *ctx, size_t n)
+{
+    budget_t *b = ctx;
+    b->used -= n;
+}
+
 static void check_groups_member(storage_t *st, const query_params_t *p, const tls_t *render,
                                 int64_t now_ms)
 {
@@ -453,11 +473,26 @@ static void check_groups_member(storage_t *st, const query_params_t *p, const tl
     query_result_t out;
     query_result_init(&out);
     const char *r = "{\"version\":1}";
+    budget_t b = {0, 0, 0};
+    query_report_charge_t charge = {budget_take, budget_give, &b};
+    size_t charged;
     CHECK_EQ_INT(query_render_add_groups((const uint8_t *)r, strlen(r), whole.body.data,
-                                         whole.body.len, 1, &lim, &out, &em),
+                                         whole.body.len, 1, &lim, &charge, &charged, &out, &em),
                  0);
     CHECK(strncmp((const char *)out.body.data, "{\"version\":1,\"groups\":{", 23) == 0);
     CHECK(strstr((const char *)out.body.data, "},\"partial\":true}") != NULL);
+    /* the concatenation is taken before it is made, and left taken */
+    CHECK(charged == out.body.cap && b.used == charged && b.most == charged);
+    budget_give(&b, charged);
+    query_result_free(&out);
+    /* a budget it does not fit: refused naming the setting, nothing taken */
+    b.limit = charged - 1;
+    query_result_init(&out);
+    CHECK_EQ_INT(query_render_add_groups((const uint8_t *)r, strlen(r), whole.body.data,
+                                         whole.body.len, 1, &lim, &charge, &charged, &out, &em),
+                 ERR_UNAVAILABLE);
+    CHECK(strstr(em.text, "query-memory-bytes") != NULL);
+    CHECK(charged == 0 && b.used == 0 && out.body.cap == 0);
     query_result_free(&out);
     query_result_free(&whole);
     query_result_free(&split);

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/calltree.h"
 #include "common/hash.h"
+#include "common/symtab.h"
 #include "query/query.h"
 #include "tests/unit/check.h"
 
@@ -355,6 +357,119 @@ static void test_plan(void)
     CHECK_EQ_INT(query_report_plan(&d, NULL, NULL, &lim, now_ms, &p, &em), ERR_INVALID_ARGUMENT);
 }
 
+/* A charge on a counting budget (no limit): the most taken at once. */
+typedef struct budget {
+    size_t used, most;
+} budget_t;
+
+static int budget_take(void *ctx, size_t n)
+{
+    budget_t *b = ctx;
+    b->used += n;
+    if (b->used > b->most) b->most = b->used;
+    return 0;
+}
+
+static void budget_give(void *ctx, size_t n)
+{
+    budget_t *b = ctx;
+    b->used -= n;
+}
+
+/* A bucket's body as a share answers it (a render with merged_tree):
+ * FNS functions of long names under main. */
+#define FNS 1000
+static void bucket_body(query_result_t *out)
+{
+    calltree_t *t = calltree_new(0);
+    symtab_t *st = symtab_new();
+    CHECK(t != NULL && st != NULL);
+    uint64_t stack[2];
+    char name[300];
+    CHECK_EQ_INT(symtab_intern(st, "main", 4, "m.c", 3, &stack[0]), 0);
+    for (int i = 0; i < FNS; i++) {
+        int n = snprintf(name, sizeof name, "fn%d_%0250d", i, i);
+        CHECK_EQ_INT(symtab_intern(st, name, (size_t)n, "f.c", 3, &stack[1]), 0);
+        CHECK_EQ_INT(calltree_add_stack(t, stack, 2, 1 + i % 7), 0);
+    }
+    buf_t enc;
+    buf_init(&enc, BUF_UNLIMITED);
+    CHECK_EQ_INT(calltree_encode(t, &enc), 0);
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_params_t p = {.query = CPU "{}", .from = "now-1h", .until = "now", .merged_tree = 1};
+    query_spec_t spec;
+    memset(&spec, 0, sizeof spec);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, 1700000000000, &spec, &em), 0);
+    query_gather_t *g;
+    CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+    const uint8_t *e = enc.data;
+    size_t len = enc.len;
+    CHECK_EQ_INT(query_gather_add_trees(g, &e, &len, 1, &em), 0);
+    for (size_t i = 0; i < symtab_count(st); i++) {
+        uint64_t id = symtab_id_at(st, i);
+        const char *nm, *file;
+        CHECK(symtab_get(st, id, &nm, &file));
+        CHECK_EQ_INT(query_gather_add_symbol(g, id, nm, strlen(nm), file, strlen(file)), 0);
+    }
+    CHECK_EQ_INT(query_gather_add_series(g, 1, NULL, &em), 0);
+    query_result_init(out);
+    CHECK_EQ_INT(query_gather_finish(g, NULL, out, &em), 0);
+    query_gather_free(g);
+    query_spec_free(&spec);
+    buf_free(&enc);
+    calltree_free(t);
+    symtab_free(st);
+}
+
+/* The report's answer (up to 1,000 functions of names up to
+ * max-symbol-len) counts in query-memory-bytes beside the report while it
+ * is written: the peak taken with limit 1000 passes the peak with limit 1
+ * by about the answer's buffer. */
+static size_t report_peak(const char *limit, size_t *answer_cap)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_diff_params_t d = {0};
+    d.left = (query_params_t){.query = CPU "{}", .from = "1700000000", .until = "1700000060"};
+    d.right = (query_params_t){.query = CPU "{}", .from = "1700000060", .until = "1700000120"};
+    query_report_plan_t p;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_report_plan(&d, limit, NULL, &lim, 1700004000000LL, &p, &em), 0);
+    query_result_t bucket;
+    bucket_body(&bucket);
+    const uint8_t *bodies[2][QUERY_REPORT_MAX_BUCKETS];
+    size_t lens[2][QUERY_REPORT_MAX_BUCKETS];
+    for (int s = 0; s < 2; s++)
+        for (size_t b = 0; b < p.nbuckets[s]; b++) {
+            bodies[s][b] = bucket.body.data;
+            lens[s][b] = bucket.body.len;
+        }
+    const uint8_t *const *body[2] = {bodies[0], bodies[1]};
+    const size_t *len[2] = {lens[0], lens[1]};
+    budget_t b = {0, 0};
+    query_report_charge_t charge = {budget_take, budget_give, &b};
+    query_result_t out;
+    query_result_init(&out);
+    CHECK_EQ_INT(query_report_run(&p, &lim, body, len, NULL, NULL, &charge, NULL, &out, &em), 0);
+    CHECK_EQ_INT(b.used, 0);
+    *answer_cap = out.body.cap;
+    query_result_free(&out);
+    query_result_free(&bucket);
+    return b.most;
+}
+
+static void test_answer_charged(void)
+{
+    size_t small_cap, cap;
+    size_t small = report_peak("1", &small_cap);
+    size_t most = report_peak("1000", &cap);
+    fprintf(stderr, "report: peak %zu B (answer %zu B), with limit 1 %zu B\n", most, cap, small);
+    CHECK(cap > 256u << 10);
+    CHECK(most >= small + cap / 2);
+}
+
 /* argv[1]: runs of the same-behaviour test (default 200), to measure the
  * false-positive rate more finely. */
 int main(int argc, char **argv)
@@ -367,6 +482,7 @@ int main(int argc, char **argv)
     test_regression(syms);
     test_exact(syms);
     test_plan();
+    test_answer_charged();
     symtab_free(syms);
     return check_exit();
 }

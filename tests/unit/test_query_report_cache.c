@@ -106,7 +106,7 @@ static void test_key(void)
 
 /* The charge of a cache: a budget of limit bytes. */
 typedef struct budget {
-    size_t limit, used;
+    size_t limit, used, most;
     int refused;
 } budget_t;
 
@@ -118,6 +118,7 @@ static int take(void *ctx, size_t n)
         return 1;
     }
     b->used += n;
+    if (b->used > b->most) b->most = b->used;
     return 0;
 }
 
@@ -190,8 +191,13 @@ static void test_bounded(void)
     query_result_t out;
     query_result_init(&out);
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(query_report_cached_encode(ea, 5, "f9", "id", &lim, &out, &em), 0);
+    size_t before = bud.used;
+    bud.most = 0;
+    CHECK_EQ_INT(query_report_cached_encode(ea, 5, "f9", "id", &lim, &charge, &out, &em), 0);
     CHECK(strstr((const char *)out.body.data, "\"matchCount\":11") != NULL); /* f9, f90..f99 */
+    /* the answer was charged as it grew, and given back */
+    CHECK_EQ_INT(bud.used, before);
+    CHECK(bud.most >= before + out.body.cap);
     CHECK(bud.used > 2 * one); /* the evicted ones still held by their readers */
     query_report_cache_release(c, ea);
     query_report_cache_release(c, ec);
@@ -291,7 +297,8 @@ static void test_same_answer(void)
             query_result_init(&got);
             errmsg_t em = {{0}};
             CHECK_EQ_INT(
-                query_report_cached_encode(e, limits[l], searches[s], "abc", &lim, &got, &em), 0);
+                query_report_cached_encode(e, limits[l], searches[s], "abc", &lim, NULL, &got, &em),
+                0);
             CHECK(got.body.len == want.len && memcmp(got.body.data, want.data, want.len) == 0);
             CHECK(strstr((const char *)want.data, "\"reportId\":\"abc\"") != NULL);
             buf_free(&want);
@@ -302,7 +309,8 @@ static void test_same_answer(void)
     query_result_t got;
     query_result_init(&got);
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(query_report_cached_encode(e, 1000, NULL, "abc", &lim, &got, &em), ERR_LIMIT);
+    CHECK_EQ_INT(query_report_cached_encode(e, 1000, NULL, "abc", &lim, NULL, &got, &em),
+                 ERR_LIMIT);
     CHECK(em.text[0] != 0);
     query_result_free(&got);
     query_report_cache_release(c, e);

@@ -11,10 +11,12 @@
  * gathered equal the whole, and the matchers that cannot be served are 400s.
  * Prints its seed; argv[1] replays.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common/alloc.h"
 #include "query/query.h"
 #include "ring/ring.h"
 #include "tests/unit/check.h"
@@ -307,6 +309,59 @@ static void test_partials(storage_t *st)
     query_result_free(&whole);
 }
 
+/* A span selection's partial stops when its query is cancelled or past its
+ * deadline (up to 256 ids, each a scan of every series and window that
+ * sampled it), and the tree it sums counts in query-memory-bytes while it
+ * grows. */
+static int span_partial(storage_t *st, const query_stop_t *stop, alloc_charge_t *charge,
+                        errmsg_t *em)
+{
+    query_limits_t lim = limits();
+    query_params_t p = {.query = CPU "{span_id=~\"00000000deadbeef|req-7|0123456789abcdef\"}",
+                        .from = num(T0),
+                        .until = num(T0 + 4 * 3600),
+                        .format = "folded"};
+    int64_t now_ms = (T0 + 4 * 3600) * 1000;
+    query_spec_t spec;
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, now_ms, &spec, em), 0);
+    query_partial_args_t a;
+    query_spec_args(&spec, &a);
+    a.stop = stop;
+    a.charge = charge;
+    query_partial_t part;
+    int rc = query_partial_run(st, TENANT, &a, &lim, &part, em);
+    if (rc == 0) CHECK(calltree_root_total(part.tree) > 0);
+    if (rc == 0) query_partial_free(&part);
+    query_spec_free(&spec);
+    return rc;
+}
+
+static void test_span_stop_and_charge(storage_t *st)
+{
+    errmsg_t em = {{0}};
+    atomic_int cancelled = 1;
+    query_stop_t stop = {&cancelled, 0};
+    CHECK_EQ_INT(span_partial(st, &stop, NULL, &em), ERR_TIMEOUT);
+    CHECK(strstr(em.text, "cancelled") != NULL);
+    query_stop_t past = {NULL, 1}; /* a deadline long gone */
+    CHECK_EQ_INT(span_partial(st, &past, NULL, &em), ERR_TIMEOUT);
+    alloc_budget_t b;
+    alloc_budget_init(&b, 0); /* counted only */
+    alloc_charge_t c;
+    alloc_charge_init(&c, &b);
+    CHECK_EQ_INT(span_partial(st, NULL, &c, &em), 0);
+    CHECK(c.peak > 0);       /* the summed tree was charged as it grew */
+    CHECK_EQ_INT(c.used, 0); /* and given back: the caller counts the partial */
+    size_t peak = c.peak;
+    alloc_charge_done(&c);
+    alloc_budget_init(&b, peak / 2);
+    alloc_charge_init(&c, &b);
+    int rc = span_partial(st, NULL, &c, &em);
+    CHECK(rc == ERR_UNAVAILABLE || rc == ERR_TOO_LARGE);
+    CHECK(strstr(em.text, "query-memory-bytes") != NULL);
+    alloc_charge_done(&c);
+}
+
 static void expect_400(storage_t *st, const char *query, const char *needle)
 {
     query_limits_t lim = limits();
@@ -361,6 +416,7 @@ int main(int argc, char **argv)
     write_fixture(st);
     test_selections(st);
     test_partials(st);
+    test_span_stop_and_charge(st);
     test_refused(st);
     storage_close(st);
     char cmd[128];
