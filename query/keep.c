@@ -237,6 +237,10 @@ static int member_children(sel_t *s, uint32_t p, size_t *nkids)
  * leaves it. */
 static int expand(sel_t *s, uint32_t p, int top)
 {
+    if (s->nd[p].total == s->nd[p].self) { /* no non-empty child: no member to walk */
+        if (top) heap_pop(s);
+        return 0;
+    }
     size_t nkids, ntouched = 0;
     int rc = member_children(s, p, &nkids);
     if (rc == 0) rc = expansion_room(s, nkids);

@@ -192,6 +192,68 @@ static inline int word_u(const uint8_t **p, uint64_t *v)
     return 1;
 }
 
+/* A value of one to four bytes at the bottom of r whose last byte's stop
+ * bit is bit last (7, 15, 23 or 31): its bytes without their stop bits,
+ * groups a, b, c, e (low first) at bits 0, 8, 16, 24; each subtraction
+ * closes up one gap, a + 2^8 b to a + 2^7 b in each half, then c' 2^16 to
+ * c' 2^14. */
+static inline uint64_t groups_u(uint64_t r, unsigned last)
+{
+    uint64_t x = r & ((2ull << last) - 1) & 0x7f7f7f7fu;
+    x -= (x & 0x7f007f00u) >> 1;
+    return x - ((x & 0x3fff0000u) >> 2) * 3;
+}
+
+/* The usual pair, a one-byte delta and a value of one to four bytes, from
+ * one eight-byte read at *p (which has at least eight bytes left); 0 (and
+ * *p unmoved) for any other, which short_u and word_u then take. It reads
+ * exactly what those two read, with one load and one branch instead of
+ * two of each: the value's bytes are cut by its last byte's stop bit
+ * before their seven-bit groups are joined. */
+static inline int pair_word(const uint8_t **p, uint64_t *d, uint64_t *v)
+{
+    uint64_t w;
+    memcpy(&w, *p, sizeof w);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    uint64_t r = w >> 8, stops = ~r & 0x80808080u;
+    if ((w & 0x80) != 0 || stops == 0) return 0;
+    unsigned last = (unsigned)__builtin_ctzll(stops); /* 7, 15, 23 or 31 */
+    *d = w & 0x7f;
+    *v = groups_u(r, last);
+    *p += (last >> 3) + 2;
+    return 1;
+}
+
+/* Two usual pairs from one eight-byte read at *p (at least eight bytes
+ * left): both deltas one byte, both values one to four bytes, eight bytes
+ * in all; 0 (and *p unmoved) otherwise. Where the next read starts comes
+ * from the word's fourth stop bit, one dependent step for two pairs: the
+ * dense addition's reads are a chain through that position. */
+static inline int two_pairs(const uint8_t **p, uint64_t *d1, uint64_t *v1, uint64_t *d2,
+                            uint64_t *v2)
+{
+    uint64_t w;
+    memcpy(&w, *p, sizeof w);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    uint64_t stops = ~w & 0x8080808080808080ull;
+    uint64_t s1 = stops & (stops - 1), s2 = s1 & (s1 - 1), s3 = s2 & (s2 - 1);
+    if ((w & 0x80) != 0 || s3 == 0) return 0;
+    /* the stop bits ending value 1, delta 2 and value 2 */
+    unsigned e1 = (unsigned)__builtin_ctzll(s1), e2 = (unsigned)__builtin_ctzll(s2),
+             e3 = (unsigned)__builtin_ctzll(s3);
+    if (e2 - e1 != 8 || e1 > 39 || e3 - e2 - 1 > 31) return 0;
+    *d1 = w & 0x7f;
+    *v1 = groups_u(w >> 8, e1 - 8);
+    *d2 = w >> (e1 + 1) & 0x7f;
+    *v2 = groups_u(w >> (e2 + 1), e3 - e2 - 1);
+    *p += (e3 >> 3) + 1;
+    return 1;
+}
+
 /* varint_read_u with the short cases inline. Longer ones (and the last
  * bytes of a block) take the general path, which accepts exactly the same
  * encodings. */
@@ -311,12 +373,25 @@ static int run_finish(dense_run_t *r, int64_t **val, size_t *cap, size_t *used, 
     /* While eleven bytes are left, a pair is read without counting it
      * against n (a valid block has another pair there); a block holding
      * more pairs than n is corrupt, found after the loop and taken back
-     * like any. The delta, nearly always one byte, takes short_u's
-     * branches, which guess it right; the value word_u's eight-byte read. */
+     * like any. The usual pair (a one-byte delta) is one eight-byte read
+     * (pair_word); a longer delta takes short_u, its value word_u. */
     for (i = r->i;; i++) {
-        uint64_t d, zz;
+        uint64_t d, zz, d2, zz2;
         const uint8_t *at = p;
-        if (end - at >= 11 && short_u(&at, &d) && word_u(&at, &zz)) {
+        /* two pairs at once when both are usual and inside the vector (the
+         * compare as below, for each); else one */
+        if (end - at >= 11 && two_pairs(&at, &d, &zz, &d2, &zz2) && d - 1 < vcap - id - 1 &&
+            d2 - 1 < vcap - (id + d) - 1) {
+            p = at;
+            id += d;
+            v[id] = (int64_t)((uint64_t)v[id] + ((zz >> 1) ^ (~(zz & 1) + 1)) * scale);
+            id += d2;
+            v[id] = (int64_t)((uint64_t)v[id] + ((zz2 >> 1) ^ (~(zz2 & 1) + 1)) * scale);
+            i++;
+            continue;
+        }
+        at = p;
+        if (end - at >= 11 && (pair_word(&at, &d, &zz) || (short_u(&at, &d) && word_u(&at, &zz)))) {
             p = at;
         } else if (i >= r->n) {
             break;
@@ -393,9 +468,10 @@ static void runs_in_step(dense_run_t *a, dense_run_t *b, int64_t *v, size_t vcap
     for (;; k++, fa = fb = 1) {
         uint64_t da, za, db, zb;
         const uint8_t *qa = pa, *qb = pb;
-        if (a->end - qa < 11 || b->end - qb < 11 || !short_u(&qa, &da) || !word_u(&qa, &za) ||
-            !short_u(&qb, &db) || !word_u(&qb, &zb) || da - fa >= vcap - ida - fa ||
-            db - fb >= vcap - idb - fb)
+        if (a->end - qa < 11 || b->end - qb < 11 ||
+            !(pair_word(&qa, &da, &za) || (short_u(&qa, &da) && word_u(&qa, &za))) ||
+            !(pair_word(&qb, &db, &zb) || (short_u(&qb, &db) && word_u(&qb, &zb))) ||
+            da - fa >= vcap - ida - fa || db - fb >= vcap - idb - fb)
             break;
         pa = qa;
         pb = qb;
