@@ -45,6 +45,7 @@ static void test_defaults(void)
     CHECK_EQ_INT(c.http.max_buffered_bytes, 128 << 20);
     CHECK_EQ_INT(c.ingest_inflight_bytes, 128 << 20);
     CHECK_EQ_INT(c.cluster.stream_receive_max_bytes, 32 << 20); /* a thirty-second */
+    CHECK_EQ_INT(c.cluster.chunk_receive_max_bytes, 16 << 20);  /* a 64th */
     CHECK(c.storage.path == c.data_dir);
     CHECK(memcmp(c.query.retention_seconds, c.storage.retention_seconds,
                  sizeof c.query.retention_seconds) == 0);
@@ -135,12 +136,17 @@ static void test_errors(void)
     /* what a receiver holds of a window in parts is part of the budget */
     const char *a13[] = {"flamedb", "--stream-receive-max-bytes", "100MiB"};
     expect_error(a13, 3, NULL,
-                 "stream-receive-max-bytes + scatter-name-cache-bytes = 1115684864 bytes exceeds "
-                 "memory-limit (1073741824 bytes)");
-    /* the coordinator's name cache counts too: the defaults leave a thirty-second */
+                 "stream-receive-max-bytes + scatter-name-cache-bytes + chunk-receive-max-bytes = "
+                 "1132462080 bytes exceeds memory-limit (1073741824 bytes)");
+    /* so does what it holds of messages coming in pieces */
+    const char *a13b[] = {"flamedb", "--chunk-receive-max-bytes", "64MiB"};
+    expect_error(a13b, 3, NULL,
+                 "chunk-receive-max-bytes = 1111490560 bytes exceeds memory-limit (1073741824 "
+                 "bytes)");
+    /* the coordinator's name cache counts too: the defaults leave a 64th */
     const char *a9b[] = {"flamedb", "--memory-limit", "256MiB", "--scatter-name-cache-bytes",
                          "17MiB"};
-    expect_error(a9b, 5, NULL, "scatter-name-cache-bytes = ");
+    expect_error(a9b, 5, NULL, "chunk-receive-max-bytes = ");
     const char *a10[] = {"flamedb", "--retention-1h", "1500ms"};
     expect_error(a10, 3, NULL, "whole number of seconds");
     const char *a11[] = {"flamedb", "--log-level", "loud"};
