@@ -565,6 +565,11 @@ int cluster_start(cluster_t *c, errmsg_t *em)
     uv_timer_start(&c->timer, on_gossip_timer, 0, c->cfg.gossip_interval_ms);
     log_info("cluster", "node %s in cluster '%s': listening on %s, advertising %s, %zu seed(s)",
              c->id.node_id, c->cfg.cluster_name, c->cfg.cluster_listen, c->cluster_addr, c->nseeds);
+    if (c->chunks.max_bytes != 0 && c->chunks.max_bytes < c->cfg.max_message_bytes)
+        log_info("cluster",
+                 "messages in pieces larger than chunk-receive-max-bytes (%zu) are dropped; "
+                 "max-message-bytes is %zu",
+                 c->chunks.max_bytes, c->cfg.max_message_bytes);
     return ERR_OK;
 }
 
