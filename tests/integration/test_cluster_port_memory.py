@@ -15,6 +15,8 @@ processes on 127.0.0.1:
 - with frames of 64 KiB, replicated writes (both ways) and the stream
   answers of a join larger than a frame travel in signed pieces and every
   total stays exact, through each node and through the joined node alone;
+- a node whose chunk-receive-max-bytes is below a write in pieces drops it
+  (logged, counted) and the write fails (503), never answered short;
 - with FLAMEDB_OLD_BIN naming a flamedb built before frames existed (skipped
   otherwise): beside such a node, a new node at its defaults (and one with
   64 KiB frames) replicates writes larger than a frame both ways, its frame
@@ -288,6 +290,25 @@ def test_mixed_versions_small_frames():
         got = big_pushes(c, "mixsmall", (0, 1))
         print("    old + new with 64 KiB frames: pushes via old, via new: %s" % got)
         assert got == [(200, True), (200, True)], got
+
+
+def test_pieces_over_budget_refused():
+    """A node whose chunk-receive-max-bytes is below a replicated write in
+    pieces drops it (logged, counted) and the write fails as when its
+    message is lost: never a 200 for fewer replicas than the quorum."""
+    with Cluster(2, rf=2, args=FAST_FORMATION + ["--write-timeout", "2s"]) as c:
+        c.restart(1, extra=["--chunk-receive-max-bytes", "64KiB"])
+        c.wait_converged(timeout=30)
+        wait_for("the frame limits to come down",
+                 lambda: frame_limits(c, (0, 1)) == [FRAME, FRAME], 30)
+        before = c.status(1)["transport"]["chunked_over_budget"]
+        got = big_pushes(c, "overbudget", (0,))
+        t = c.status(1)["transport"]
+        print("    a write of about 1.5 MB to a node holding 64 KiB of pieces: %s, "
+              "over budget %d" % (got, t["chunked_over_budget"] - before))
+        assert got[0][0] != 200, got
+        assert t["chunked_over_budget"] > before and t["chunk_bytes_reserved"] == 0, t
+        assert "(chunk-receive-max-bytes)" in c.nodes[1].log_text()
 
 
 if __name__ == "__main__":
