@@ -74,8 +74,9 @@ static const opt_t options[] = {
      "Memory budget of the node. block-cache-bytes and write-buffer-bytes "
      "default to a quarter of it each, max-buffered-bytes, node-cache-bytes and "
      "ingest-inflight-bytes to an eighth, query-memory-bytes to a sixteenth, "
-     "stream-receive-max-bytes to a thirty-second, scatter-name-cache-bytes to a 256th; they "
-     "must fit in it together (the start is refused otherwise, naming them)."},
+     "stream-receive-max-bytes to a thirty-second, chunk-receive-max-bytes to a 64th, "
+     "scatter-name-cache-bytes to a 256th; they must fit in it together (the start is refused "
+     "otherwise, naming them)."},
     {"shutdown-timeout", OPT_MS, FIELD(shutdown_timeout_ms, uint64_t), "10s", 0, 0, 3600000,
      "On SIGTERM/SIGINT: how long in-flight requests may take before connections are cut."},
     {"fd-reserve", OPT_COUNT, FIELD(fd_reserve, size_t), "1024", 0, 64, 1000000,
@@ -438,19 +439,34 @@ static const opt_t options[] = {
      "parts of at most a quarter each. An anti-entropy fetch answer holds at most half of it, "
      "the span trees of one fetched profile at most a quarter (past it they go by name and "
      "the repaired node flags span queries of them partial). It must hold a stack of "
-     "max-stack-depth frames (checked at start)."},
+     "max-stack-depth frames (checked at start). Unless set, it is at most "
+     "chunk-receive-max-bytes (16 MiB at the default memory-limit of 1 GiB, 64 MiB from 4 "
+     "GiB), so that every message sent in pieces can be put back together."},
     {"max-frame-bytes", OPT_SIZE, FIELD(cluster.max_frame_bytes, size_t), "1MiB", 0, 64 * KiB,
      2 * GiB,
      "Largest frame the cluster port accepts (nanomsg NN_RCVMAXSIZE): a message larger than "
      "this is sent as pieces of at most this size, each signed, put back together by the "
-     "receiver from the pieces whose MAC checked (at most two messages of max-message-bytes "
-     "per member at a time). nanomsg allocates a frame at the size its header announces and "
-     "reads it whole before the MAC can be checked, so this is what any connection to the "
-     "cluster port, secret or not, can make a node hold: about two frames per open "
-     "connection. The same on every node; above max-message-bytes it is max-message-bytes. "
-     "Nodes of a version without this setting neither split nor put back together: in a "
-     "cluster that still has one, set it to max-message-bytes (nothing is split) until every "
-     "node is upgraded (docs/cluster-protocol.md, \"Frames and chunks\")."},
+     "receiver from the pieces whose MAC checked (at most two messages per member at a time, "
+     "within chunk-receive-max-bytes). nanomsg allocates a frame at the size its header "
+     "announces and reads it whole before the MAC can be checked, so this is what any "
+     "connection to the cluster port, secret or not, can make a node hold: about two frames "
+     "per open connection. Above max-message-bytes it is max-message-bytes. Each node "
+     "advertises it in its member entry and cuts what it sends a member to the smaller of the "
+     "two. A member of a version without this setting (it advertises none) neither cuts nor "
+     "puts back together: it is sent whole messages (up to max-message-bytes), and while such "
+     "a member is listed (and for the first failure-timeout after a start, before gossip "
+     "brought the members) the port takes frames of up to max-message-bytes instead, logged "
+     "when it changes (frame_limit_bytes in /cluster/status): a rolling upgrade needs no "
+     "setting (docs/cluster-protocol.md, \"Frames and chunks\"; docs/operations.md)."},
+    {"chunk-receive-max-bytes", OPT_SIZE, FIELD(cluster.chunk_receive_max_bytes, size_t), NULL, 64,
+     64 * KiB, 1024 * GiB,
+     "Memory a node may hold for messages coming in pieces (larger than a frame), over all "
+     "members: each reserves its whole size at its first piece. A message whose first piece "
+     "would pass it is dropped (logged with its sender and size; chunked_over_budget in "
+     "/cluster/status) and its sender's request fails as if the message were lost (a timeout "
+     "or refusal, never a short answer): it should be at least the largest message the "
+     "cluster sends (at most max-message-bytes; stream answers about a quarter of it, repair "
+     "answers half). Part of memory-limit."},
     {"hints-max-bytes", OPT_SIZE, FIELD(cluster.hints_max_bytes, size_t), "1GiB", 0, 0, 1024 * GiB,
      "Durable hinted-handoff bytes kept per unreachable node; beyond it the hint "
      "is dropped and anti-entropy must repair (0 = hinted handoff off). hints-max-total-bytes "
@@ -904,6 +920,16 @@ static void apply_derived(node_config_t *c, const unsigned char *set)
     const opt_t *body = find_option("max-body-bytes", strlen("max-body-bytes"));
     if (!(set && set[body - options]) && c->http.max_body_bytes > c->http.max_buffered_bytes)
         c->http.max_body_bytes = c->http.max_buffered_bytes;
+    /* a message in pieces larger than chunk-receive-max-bytes is always
+     * dropped: unless set, max-message-bytes fits in it */
+    const opt_t *msg = find_option("max-message-bytes", strlen("max-message-bytes"));
+    if (!(set && set[msg - options])) {
+        errmsg_t em;
+        if (set_value(c, msg, msg->def, "default", &em) == 0 &&
+            c->cluster.chunk_receive_max_bytes != 0 &&
+            c->cluster.max_message_bytes > c->cluster.chunk_receive_max_bytes)
+            c->cluster.max_message_bytes = c->cluster.chunk_receive_max_bytes;
+    }
     memcpy(c->query.retention_seconds, c->storage.retention_seconds,
            sizeof c->query.retention_seconds);
     /* a whole-answer deadline at or under query-timeout turns answers a
@@ -1067,12 +1093,14 @@ static int validate(node_config_t *c, errmsg_t *em)
     uint64_t budget = (uint64_t)c->storage.block_cache_bytes + c->storage.write_buffer_bytes +
                       c->http.max_buffered_bytes + c->storage.node_cache_bytes +
                       c->query_memory_bytes + c->ingest_inflight_bytes +
-                      c->cluster.stream_receive_max_bytes + c->cluster.scatter_name_cache_bytes;
+                      c->cluster.stream_receive_max_bytes + c->cluster.scatter_name_cache_bytes +
+                      c->cluster.chunk_receive_max_bytes;
     if (budget > c->memory_limit)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "block-cache-bytes + write-buffer-bytes + max-buffered-bytes + "
                           "node-cache-bytes + query-memory-bytes + ingest-inflight-bytes + "
-                          "stream-receive-max-bytes + scatter-name-cache-bytes = %" PRIu64
+                          "stream-receive-max-bytes + scatter-name-cache-bytes + "
+                          "chunk-receive-max-bytes = %" PRIu64
                           " bytes exceeds memory-limit (%zu bytes)",
                           budget, c->memory_limit);
     /* a hint replayed after the seen index forgot its id could count twice */
@@ -1263,9 +1291,11 @@ int node_config_doc(buf_t *out)
              "each; the partial results of the queries the node coordinates\n"
              "(`query-memory-bytes`) to a sixteenth; what a node receiving a window in parts\n"
              "holds of it besides its tree (`stream-receive-max-bytes`) to a thirty-second; the\n"
-             "names cache of a coordinator (`scatter-name-cache-bytes`) to a 256th; together\n"
-             "the eight must fit in it (a start where they do not is refused, naming them).\n"
-             "The rest (at the defaults a thirty-second less that cache) is headroom for query\n"
+             "cluster messages coming in pieces being put back together\n"
+             "(`chunk-receive-max-bytes`) to a 64th; the names cache of a coordinator\n"
+             "(`scatter-name-cache-bytes`) to a 256th; together the nine must fit in it (a\n"
+             "start where they do not is refused, naming them). The rest (at the defaults a\n"
+             "64th less that cache) is headroom for query\n"
              "merging (bounded per request by the query limits, and by `worker-threads`\n"
              "requests at a time). Replicated writes in flight are held to half of\n"
              "`max-buffered-bytes`.\n\n"

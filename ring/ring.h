@@ -296,6 +296,10 @@ typedef struct ring_member {
     const char *const *hints_for;
     uint32_t nhints_for;
     int down; /* declared down, kept when LEFT: a removed node (not a decommission) */
+    /* The largest frame it takes, advertised by it (ring_members_set_frame_bytes);
+     * 0: a version that neither cuts messages into pieces nor puts them back
+     * together (or whose entry came only through such nodes so far). */
+    uint64_t max_frame_bytes;
 } ring_member_t;
 
 typedef struct ring_members_stats {
@@ -365,6 +369,11 @@ int ring_members_merge(ring_members_t *m, const ring_member_t *e);
  * changed. ERR_LIMIT over RING_MAX_NODES ids, ERR_INVALID_ARGUMENT for an
  * invalid id (the list is then unchanged). */
 int ring_members_set_hints(ring_members_t *m, const char *const *ids, size_t n);
+
+/* Sets the largest frame this node takes (its max_frame_bytes, advertised in
+ * its entry and digests); call once, before the first gossip of this
+ * incarnation (other nodes only ever raise the value they hold for it). */
+void ring_members_set_frame_bytes(ring_members_t *m, uint64_t frame_bytes);
 
 /* hinted[i] = 1 for ring nodes that some member (not LEFT; this node
  * included) lists in its hints_for: they miss writes that are still held as

@@ -79,6 +79,7 @@ static void add_digest(struct out *o, const struct member *x)
     d->heartbeat = x->heartbeat;
     d->hints_for = x->hints_for;
     d->n_hints_for = x->nhints;
+    d->max_frame_bytes = x->frame_bytes;
     state_to_proto(x, &d->state, &d->down_from);
     o->dp[o->g.n_digests++] = d;
 }
@@ -96,6 +97,7 @@ static void add_full(struct out *o, const struct member *x)
     e->heartbeat = x->heartbeat;
     e->hints_for = x->hints_for;
     e->n_hints_for = x->nhints;
+    e->max_frame_bytes = x->frame_bytes;
     state_to_proto(x, &e->state, &e->down_from);
     o->mp[o->g.n_members++] = e;
 }
@@ -138,6 +140,7 @@ static void digest_view(const Flamedb__Cluster__MemberDigest *d, struct member_v
     v->heartbeat = d->heartbeat;
     v->hints_for = (const char *const *)d->hints_for;
     v->nhints = (uint32_t)d->n_hints_for;
+    v->frame_bytes = d->max_frame_bytes;
     state_from_proto(d->state, d->down_from, &v->life, &v->down);
 }
 
@@ -148,6 +151,7 @@ static void member_view(const Flamedb__Cluster__Member *e, struct member_view *v
         0,          e->incarnation, e->heartbeat};
     v->hints_for = (const char *const *)e->hints_for;
     v->nhints = (uint32_t)e->n_hints_for;
+    v->frame_bytes = e->max_frame_bytes;
     state_from_proto(e->state, e->down_from, &v->life, &v->down);
 }
 

@@ -58,6 +58,10 @@ struct member {
     uint64_t state_since_ms; /* local time life/down last changed */
     char **hints_for;        /* owned; ids of nodes it holds hints for */
     uint32_t nhints;
+    /* its --max-frame-bytes (0: a version before chunks); fixed for one
+     * incarnation, so within one it only rises: gossip relayed by an older
+     * node, which drops the field, does not take it back */
+    uint64_t frame_bytes;
 };
 
 /* The down claim "found down at heartbeat hb", as stored in down_hb. */
@@ -78,6 +82,7 @@ struct member_view {
     uint64_t incarnation, heartbeat;
     const char *const *hints_for; /* both kinds of view carry the owner's list */
     uint32_t nhints;
+    uint64_t frame_bytes; /* both kinds carry it too */
 };
 
 /* A LEFT tombstone this table forgot: for another forget_left_after_ms a

@@ -112,6 +112,7 @@ static void fill_public(const struct member *x, ring_member_t *out)
     out->last_seen_ms = x->last_seen_ms;
     out->hints_for = (const char *const *)x->hints_for;
     out->nhints_for = x->nhints;
+    out->max_frame_bytes = x->frame_bytes;
 }
 
 int ring_members_get(const ring_members_t *m, size_t i, ring_member_t *out)
@@ -178,6 +179,13 @@ int ring_members_set_hints(ring_members_t *m, const char *const *ids, size_t n)
     x->heartbeat++;
     if (rc == 1) m->version++;
     return 0;
+}
+
+void ring_members_set_frame_bytes(ring_members_t *m, uint64_t frame_bytes)
+{
+    struct member *x = ring__members_lookup(m, m->self);
+    if (x->frame_bytes != frame_bytes) m->version++;
+    x->frame_bytes = frame_bytes;
 }
 
 void ring_members_hinted(const ring_members_t *m, const ring_t *r, uint8_t *hinted)

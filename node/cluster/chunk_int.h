@@ -64,19 +64,29 @@ typedef struct cluster_chunk_partial {
     uint64_t message_id;
     uint32_t next, count; /* the piece expected next, of count */
     uint64_t last_ms;     /* when the last piece came (caller's clock) */
-    buf_t bytes;          /* max: the whole message's size */
+    buf_t bytes;          /* max: the whole message's size (reserved at its first piece) */
+    int skip;             /* refused over max_bytes: its pieces pass, nothing is kept */
 } cluster_chunk_partial_t;
 
 typedef struct cluster_chunk_stats {
-    uint64_t pieces;     /* pieces taken */
-    uint64_t messages;   /* messages put back together */
-    uint64_t dropped;    /* partial messages dropped: out of order, replaced, expired */
-    uint64_t bytes_held; /* bytes of the partial messages held now */
+    uint64_t pieces;         /* pieces taken */
+    uint64_t messages;       /* messages put back together */
+    uint64_t dropped;        /* partial messages dropped: out of order, replaced, expired,
+                              * over max_bytes */
+    uint64_t over_budget;    /* of them, over max_bytes */
+    uint64_t bytes_held;     /* bytes of the partial messages held now */
+    uint64_t bytes_reserved; /* bytes reserved for them (their whole sizes) */
 } cluster_chunk_stats_t;
 
+/* max_bytes (0: no limit) bounds the bytes reserved for partial messages
+ * (each reserves its whole size at its first piece): a first piece that
+ * would pass it drops its message (ERR_LIMIT, once; its later pieces are
+ * taken and dropped, nothing kept) — the sender's request gets no answer, as
+ * when a message is lost. */
 typedef struct cluster_chunks {
     cluster_chunk_partial_t *v;
     size_t n, cap;
+    size_t max_bytes;
     cluster_chunk_stats_t stats;
 } cluster_chunks_t;
 
@@ -84,7 +94,8 @@ typedef struct cluster_chunks {
  * body decoded). 0: taken, the message is not whole yet; 1: it is, and its
  * bytes were moved into *whole (the caller frees them; the previous content
  * of *whole is freed); negative: refused (em says why; a partial message it
- * broke is dropped). */
+ * broke is dropped); ERR_LIMIT: the message's first piece, its whole size
+ * over what max_bytes leaves (the message is dropped). */
 int cluster_chunks_add(cluster_chunks_t *cs, const char *sender,
                        const Flamedb__Cluster__Chunk *piece, uint64_t now_ms, buf_t *whole,
                        errmsg_t *em);

@@ -55,18 +55,39 @@ static uint64_t loop_deadline(cluster_t *c, uint64_t deadline_unix_ms)
     return uv_now(c->loop) + left;
 }
 
-/* A message larger than a frame (and within max_message_bytes) goes as the
- * CHUNK envelopes of its pieces, in a row (chunk_int.h). */
-static int send_raw(cluster_t *c, const char *addr, const buf_t *b, uint64_t deadline_unix_ms)
+/* The frame size to cut messages to toward a member that advertises
+ * peer_frame_bytes (its max-frame-bytes): the smaller of it and this node's;
+ * 0 (a version before chunks): none, it is sent whole messages. */
+static size_t frame_toward(const cluster_t *c, uint64_t peer_frame_bytes)
+{
+    if (peer_frame_bytes == 0) return 0;
+    if (peer_frame_bytes < CLUSTER_MIN_FRAME_BYTES) peer_frame_bytes = CLUSTER_MIN_FRAME_BYTES;
+    return peer_frame_bytes < c->frame_bytes ? (size_t)peer_frame_bytes : c->frame_bytes;
+}
+
+/* The frame size toward the member at addr; one this node does not know
+ * (a seed not heard yet) gets this node's own. */
+static size_t frame_toward_addr(const cluster_t *c, const char *addr)
+{
+    ring_member_t m;
+    for (size_t i = 0; ring_members_get(c->members, i, &m) == ERR_OK; i++)
+        if (strcmp(m.cluster_addr, addr) == 0) return frame_toward(c, m.max_frame_bytes);
+    return c->frame_bytes;
+}
+
+/* A message larger than frame (0: none) and within max_message_bytes goes as
+ * the CHUNK envelopes of its pieces, in a row (chunk_int.h). */
+static int send_raw(cluster_t *c, const char *addr, const buf_t *b, uint64_t deadline_unix_ms,
+                    size_t frame)
 {
     if (c->rpc == NULL) return ERR_UNAVAILABLE;
     uint64_t deadline = loop_deadline(c, deadline_unix_ms);
-    if (b->len <= c->frame_bytes || b->len > c->cfg.max_message_bytes)
+    if (frame == 0 || b->len <= frame || b->len > c->cfg.max_message_bytes)
         return rpc_send(c->rpc, addr, b->data, b->len, deadline);
     cluster_wire_sender_t from = {c->cfg.cluster_name, c->id.node_id, c->key};
     cluster_chunk_frames_t f;
-    int rc = cluster_chunk_split(&from, deadline_unix_ms, c->next_chunked++, b->data, b->len,
-                                 c->frame_bytes, &f);
+    int rc =
+        cluster_chunk_split(&from, deadline_unix_ms, c->next_chunked++, b->data, b->len, frame, &f);
     if (rc != ERR_OK) return rc;
     rpc_frame_t *v = malloc(f.n * sizeof *v);
     for (size_t i = 0; v != NULL && i < f.n; i++)
@@ -89,7 +110,8 @@ int cluster_send(cluster_t *c, const char *node_id, Flamedb__Cluster__MsgType ty
     buf_init(&b, c->cfg.max_message_bytes);
     cluster_wire_sender_t from = {c->cfg.cluster_name, c->id.node_id, c->key};
     int rc = cluster_wire_encode(type, &from, deadline_unix_ms, body, &b);
-    if (rc == ERR_OK) rc = send_raw(c, m.cluster_addr, &b, deadline_unix_ms);
+    if (rc == ERR_OK)
+        rc = send_raw(c, m.cluster_addr, &b, deadline_unix_ms, frame_toward(c, m.max_frame_bytes));
     if (rc == ERR_OK && is_request((int)type)) rpc_awaiting(c->rpc, m.cluster_addr);
     buf_free(&b);
     return rc;
@@ -112,7 +134,7 @@ static int send_gossip(cluster_t *c, const char *addr, const buf_t *gossip)
     ProtobufCBinaryData body = {gossip->len, gossip->data};
     cluster_wire_sender_t from = {c->cfg.cluster_name, c->id.node_id, c->key};
     int rc = cluster_wire_encode_bytes(GOSSIP, &from, deadline, &body, &b);
-    if (rc == ERR_OK) rc = send_raw(c, addr, &b, deadline);
+    if (rc == ERR_OK) rc = send_raw(c, addr, &b, deadline, frame_toward_addr(c, addr));
     buf_free(&b);
     return rc;
 }
@@ -186,6 +208,42 @@ static void gossip_unheard(cluster_t *c, const char *picked)
     }
 }
 
+/* The cluster port's frame limit: max-message-bytes while a member that
+ * advertises no frame limit (a version before chunks, which sends whole
+ * messages) is listed, or for the first failure-timeout after the start
+ * (before gossip has brought the members); max-frame-bytes otherwise.
+ * nanomsg's limit is the socket's, not a connection's. Logged when it
+ * changes. */
+static void receive_limit_update(cluster_t *c)
+{
+    if (c->rpc == NULL) return;
+    ring_member_t m;
+    const char *whole = NULL;
+    for (size_t i = 0; whole == NULL && ring_members_get(c->members, i, &m) == ERR_OK; i++)
+        if (m.life != RING_LEFT && m.max_frame_bytes == 0 && strcmp(m.node_id, c->id.node_id))
+            whole = m.node_id;
+    int settled = uv_now(c->loop) - c->started_ms >= c->cfg.failure_timeout_ms;
+    int why = whole != NULL ? 1 : settled ? 2 : 0; /* cluster_int.h frame_limit_why */
+    size_t want = why == 2 ? c->frame_bytes : c->cfg.max_message_bytes;
+    if (want != rpc_receive_max(c->rpc) && rpc_set_receive_max(c->rpc, want) != ERR_OK) {
+        log_warn("cluster", "cannot set the cluster port's frame limit to %zu bytes", want);
+        return;
+    }
+    if (why == c->frame_limit_why || why == 0) return;
+    c->frame_limit_why = why;
+    if (whole != NULL)
+        log_warn("cluster",
+                 "member %s takes and sends only whole messages (a version before "
+                 "max-frame-bytes): the cluster port takes frames of up to max-message-bytes "
+                 "(%zu) while such a member is listed",
+                 whole, want);
+    else
+        log_info("cluster",
+                 "every member takes messages in pieces: the cluster port takes frames of up "
+                 "to max-frame-bytes (%zu)",
+                 want);
+}
+
 /* One round: heartbeat and failure detection, then a SYN to a member drawn
  * at random (down ones included, to notice recovery) or to a seed. */
 static void on_gossip_timer(uv_timer_t *t)
@@ -193,6 +251,7 @@ static void on_gossip_timer(uv_timer_t *t)
     cluster_t *c = t->data;
     ring_members_tick(c->members);
     cluster_chunks_expire(&c->chunks, uv_now(c->loop), c->cfg.failure_timeout_ms);
+    receive_limit_update(c);
     redial(c);
     c->counters.gossip_rounds++;
     int i = ring_gossip_pick(c->members, &c->rng);
@@ -240,6 +299,7 @@ static void on_gossip(cluster_t *c, const Flamedb__Cluster__Envelope *env)
         cluster_move_heard_check(c);
     }
     if (rc == ERR_OK && seen.ack) answered(c, env->sender_id); /* gossip_to's SYN */
+    if (rc == ERR_OK) receive_limit_update(c); /* before an older member's first message */
     if (rc == ERR_OK && reply.len > 0 && addr[0] != 0) send_gossip(c, addr, &reply);
     buf_free(&reply);
 }
@@ -303,6 +363,11 @@ static int on_chunk(cluster_t *c, cluster_msg_t *msg, uint64_t now, errmsg_t *em
                                 uv_now(c->loop), &whole, em);
     if (rc == 1) on_envelope(c, whole.data, whole.len, 1);
     buf_free(&whole);
+    if (rc == ERR_LIMIT) { /* from a member, once per message of at least a frame: not a flood */
+        log_warn("cluster", "%s (%llu dropped so far)", em->text,
+                 (unsigned long long)c->chunks.stats.over_budget);
+        return ERR_OK;
+    }
     return rc < 0 ? rc : ERR_OK;
 }
 
@@ -427,6 +492,7 @@ static int create_members(cluster_t *c, int had_identity, errmsg_t *em)
     if (rc != ERR_OK) return rc;
     rc = ring_members_create(&o, &c->id, c->http_addr, c->cluster_addr, initial, incarnation,
                              c->clock, &c->members, em);
+    if (rc == ERR_OK) ring_members_set_frame_bytes(c->members, c->frame_bytes);
     return rc == ERR_OK && had_identity ? cluster_move_resume_leave(c, em) : rc;
 }
 
@@ -446,6 +512,7 @@ int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_d
                          ? cfg->max_message_bytes
                          : c->cfg.max_frame_bytes;
     c->next_chunked = os_seed();
+    c->chunks.max_bytes = c->cfg.chunk_receive_max_bytes;
     int rc = setup_addresses(c, http_addr, em);
     if (rc == ERR_OK && c->cfg.secret_file[0] != '\0')
         rc = cluster_secret_load(c->cfg.secret_file, &c->key, em);
@@ -503,7 +570,9 @@ int cluster_start(cluster_t *c, errmsg_t *em)
     rpc_options_t o = {
         .listen_addr = c->cfg.cluster_listen,
         .max_message_bytes = c->cfg.max_message_bytes,
-        .max_frame_bytes = c->frame_bytes,
+        /* whole messages to members of a version before chunks */
+        .max_frame_bytes = c->cfg.max_message_bytes,
+        .receive_max_bytes = c->cfg.max_message_bytes, /* receive_limit_update */
         .max_queued_bytes = 2 * c->cfg.max_message_bytes,
         .max_peers = RING_MAX_NODES,
     };
@@ -520,6 +589,11 @@ int cluster_start(cluster_t *c, errmsg_t *em)
     log_info("cluster", "node %s in cluster '%s': listening on %s, advertising %s, %zu seed(s)",
              c->id.node_id, c->cfg.cluster_name, c->cfg.cluster_listen, c->cluster_addr, c->nseeds);
     cluster_warn_unsigned(c);
+    if (c->chunks.max_bytes != 0 && c->chunks.max_bytes < c->cfg.max_message_bytes)
+        log_info("cluster",
+                 "messages in pieces larger than chunk-receive-max-bytes (%zu) are dropped; "
+                 "max-message-bytes is %zu",
+                 c->chunks.max_bytes, c->cfg.max_message_bytes);
     return ERR_OK;
 }
 

@@ -60,6 +60,7 @@ typedef struct cluster_config {
     size_t scatter_name_cache_bytes; /* names of shares' symbols a coordinator keeps; 0 = none */
     size_t max_message_bytes;        /* largest message sent or accepted */
     size_t max_frame_bytes;          /* NN_RCVMAXSIZE; larger messages go in pieces (chunk_int.h) */
+    size_t chunk_receive_max_bytes;  /* messages in pieces held at once (0: no limit) */
     size_t hints_max_bytes;          /* durable hints kept per target node */
     size_t hints_max_total_bytes;    /* over all target nodes (0: 4 x hints_max_bytes) */
     uint64_t hint_replay_interval_ms;

@@ -60,6 +60,7 @@ int cluster_chunk_split(const cluster_wire_sender_t *from, uint64_t deadline_uni
 static void partial_drop(cluster_chunks_t *cs, size_t i, int counted)
 {
     cs->stats.bytes_held -= cs->v[i].bytes.len;
+    if (!cs->v[i].skip) cs->stats.bytes_reserved -= cs->v[i].bytes.max;
     if (counted) cs->stats.dropped++;
     buf_free(&cs->v[i].bytes);
     cs->v[i] = cs->v[--cs->n];
@@ -111,8 +112,27 @@ static int partial_start(cluster_chunks_t *cs, const char *sender,
     p->last_ms = now_ms;
     buf_init(&p->bytes, (size_t)piece->total_bytes);
     *out = p;
+    if (cs->max_bytes != 0 && (piece->total_bytes > cs->max_bytes ||
+                               cs->stats.bytes_reserved > cs->max_bytes - piece->total_bytes)) {
+        p->skip = 1;
+        cs->stats.over_budget++;
+        cs->stats.dropped++;
+        return ERR_LIMIT;
+    }
+    cs->stats.bytes_reserved += p->bytes.max;
     /* the whole at once: it comes from a member, and is not copied as it grows */
     return buf_reserve(&p->bytes, (size_t)piece->total_bytes);
+}
+
+/* A piece of a message dropped over max_bytes: passes (the entry goes with
+ * the last one). */
+static void partial_skip(cluster_chunks_t *cs, cluster_chunk_partial_t *p,
+                         const Flamedb__Cluster__Chunk *piece, uint64_t now_ms)
+{
+    cs->stats.pieces++;
+    p->next++;
+    p->last_ms = now_ms;
+    if (piece->index + 1 == piece->count) partial_drop(cs, (size_t)(p - cs->v), 0);
 }
 
 int cluster_chunks_add(cluster_chunks_t *cs, const char *sender,
@@ -135,6 +155,18 @@ int cluster_chunks_add(cluster_chunks_t *cs, const char *sender,
                           (unsigned long long)piece->message_id, sender);
     int rc = p == NULL ? partial_start(cs, sender, piece, now_ms, &p) : ERR_OK;
     size_t at = p != NULL ? (size_t)(p - cs->v) : 0;
+    if (rc == ERR_LIMIT || (rc == ERR_OK && p->skip)) {
+        uint64_t reserved = cs->stats.bytes_reserved;
+        partial_skip(cs, p, piece, now_ms);
+        if (rc == ERR_OK) return 0;
+        return errmsg_set(em, ERR_LIMIT,
+                          "chunk: message %llu from %s of %llu bytes dropped: %llu bytes "
+                          "of other messages in pieces held, at most %zu "
+                          "(chunk-receive-max-bytes)",
+                          (unsigned long long)piece->message_id, sender,
+                          (unsigned long long)piece->total_bytes, (unsigned long long)reserved,
+                          cs->max_bytes);
+    }
     if (rc != ERR_OK) {
         if (p != NULL) partial_drop(cs, at, 1);
         return errmsg_set(em, rc, "chunk: out of memory");
@@ -159,6 +191,7 @@ int cluster_chunks_add(cluster_chunks_t *cs, const char *sender,
     *whole = p->bytes;
     p->bytes = (buf_t){0};
     cs->stats.bytes_held -= whole->len;
+    cs->stats.bytes_reserved -= whole->max; /* p's is empty now */
     partial_drop(cs, at, 0);
     return 1;
 }

@@ -124,6 +124,9 @@ int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
 /* Every this many gossip rounds a node also gossips with a seed, so two
  * groups that formed apart (e.g. started at once) find each other. */
 #define CLUSTER_SEED_EVERY 10
+/* The least frame limit a member may advertise (max-frame-bytes' lower
+ * bound): a smaller advertised value is taken as this. */
+#define CLUSTER_MIN_FRAME_BYTES (64 * 1024)
 #define CLUSTER_REFUSAL_LOG_MS 60000
 #define CLUSTER_IDENTITY_FILE "identity"
 /* Present while a node new to the cluster streams its ranges in: a restart
@@ -218,6 +221,9 @@ struct cluster {
     size_t frame_bytes;      /* max_frame_bytes, at most max_message_bytes */
     cluster_chunks_t chunks; /* messages coming in pieces (chunk_int.h) */
     uint64_t next_chunked;   /* message id of the next message sent in pieces */
+    /* why the cluster port's frame limit is what it is, as last logged: 0 the
+     * start, 1 a member without chunks is listed, 2 every member takes pieces */
+    int frame_limit_why;
     uv_timer_t timer;
     handler_t handlers[CLUSTER_NTYPES];
     char *seeds[CLUSTER_MAX_SEEDS];

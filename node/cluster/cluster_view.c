@@ -336,10 +336,12 @@ static int member_json(const cluster_t *c, const ring_member_t *m, uint64_t now,
     rc = rc ? rc
             : buf_printf(out,
                          ",\"state\":\"%s\",\"tokens\":%u,\"incarnation\":%llu,\"heartbeat\":%llu,"
-                         "\"last_heartbeat_ms_ago\":%llu,\"self\":%s,\"hints_for\":[",
+                         "\"last_heartbeat_ms_ago\":%llu,\"self\":%s,\"max_frame_bytes\":%llu,"
+                         "\"hints_for\":[",
                          ring_state_name((int)m->state), m->ntokens,
                          (unsigned long long)m->incarnation, (unsigned long long)m->heartbeat,
-                         (unsigned long long)ago, self ? "true" : "false");
+                         (unsigned long long)ago, self ? "true" : "false",
+                         (unsigned long long)m->max_frame_bytes);
     for (uint32_t i = 0; rc == ERR_OK && i < m->nhints_for; i++) {
         rc = i ? buf_append_byte(out, ',') : ERR_OK;
         rc = rc ? rc : buf_append_json_string(out, m->hints_for[i], strlen(m->hints_for[i]));
@@ -376,6 +378,9 @@ static int transport_json(const cluster_t *c, buf_t *out)
         {"chunked_messages", c->chunks.stats.messages},
         {"chunked_dropped", c->chunks.stats.dropped},
         {"chunk_bytes_held", c->chunks.stats.bytes_held},
+        {"chunk_bytes_reserved", c->chunks.stats.bytes_reserved},
+        {"chunked_over_budget", c->chunks.stats.over_budget},
+        {"frame_limit_bytes", c->rpc != NULL ? rpc_receive_max(c->rpc) : 0},
         {"refused_messages", c->counters.refused},
         {"refused_unauthorized", c->counters.unauthorized},
         {"unknown_sender", c->counters.unknown_sender},

@@ -461,16 +461,30 @@ static void on_readable(uv_poll_t *h, int status, int events)
 
 /* ---------- lifetime ---------- */
 
+int rpc_set_receive_max(rpc_t *r, size_t bytes)
+{
+    if (bytes == 0 || bytes > r->o.max_message_bytes) bytes = r->o.max_message_bytes;
+    /* nanomsg reads the option at each frame's header: it holds from the next frame on */
+    int max = bytes > INT_MAX ? -1 : (int)bytes;
+    if (nn_setsockopt(r->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &max, sizeof max) < 0) return ERR_IO;
+    r->o.receive_max_bytes = bytes;
+    return ERR_OK;
+}
+
+size_t rpc_receive_max(const rpc_t *r)
+{
+    return r->o.receive_max_bytes;
+}
+
 static int bind_pull(rpc_t *r, errmsg_t *em)
 {
     r->sock = nn_socket(AF_SP, NN_PULL);
     if (r->sock < 0) return nn_fail(em, "cannot create a socket for", r->listen_addr);
     /* nanomsg allocates what a frame's header announces before its bytes
      * arrive, from anyone who connects: this bounds it per connection */
-    int max = r->o.max_frame_bytes > INT_MAX ? -1 : (int)r->o.max_frame_bytes;
     int linger = 0;
     nn_setsockopt(r->sock, NN_SOL_SOCKET, NN_LINGER, &linger, sizeof linger);
-    if (nn_setsockopt(r->sock, NN_SOL_SOCKET, NN_RCVMAXSIZE, &max, sizeof max) < 0)
+    if (rpc_set_receive_max(r, r->o.receive_max_bytes) != ERR_OK)
         return nn_fail(em, "cannot set the message limit on", r->listen_addr);
     if (nn_bind(r->sock, r->listen_addr) < 0)
         return nn_fail(em, "cannot listen on", r->listen_addr);
@@ -503,6 +517,7 @@ int rpc_new(uv_loop_t *loop, const rpc_options_t *o, rpc_receive_fn fn, void *ct
     if (r->o.max_peers == 0) r->o.max_peers = 1;
     if (r->o.max_frame_bytes == 0 || r->o.max_frame_bytes > r->o.max_message_bytes)
         r->o.max_frame_bytes = r->o.max_message_bytes;
+    if (r->o.receive_max_bytes == 0) r->o.receive_max_bytes = r->o.max_frame_bytes;
     r->fn = fn;
     r->ctx = ctx;
     int rc = bind_pull(r, em);

@@ -11,16 +11,14 @@
  * travel the same way, to the sender's own PULL socket, so any number of requests may be
  * outstanding to one peer (unlike NN_REQ, which carries one).
  *
- * nanomsg pitfalls handled here: NN_RCVMAXSIZE is set to max_frame_bytes
- * (nanomsg allocates a message at the size its 8-byte header announces, before
- * any byte of it arrives, and a peer needs no secret to send one: the frame
- * limit bounds what an unauthenticated connection can make this node hold;
- * a larger message drops the connection); larger outgoing frames are refused
- * before sending, and a message larger than a frame is sent as several
- * (rpc_sendv, cut by the caller);
- * sends never block (NN_DONTWAIT) — a message that cannot be sent now waits
- * in a bounded per-peer queue until NN_SNDFD says the socket can take it, or
- * its deadline passes (then it is dropped and counted).
+ * nanomsg pitfalls handled here: NN_RCVMAXSIZE is set to receive_max_bytes
+ * (the caller's choice, changed with rpc_set_receive_max; nanomsg allocates a message at the size
+ * its 8-byte header announces, before any byte of it arrives, and a peer needs no secret to send
+ * one: the frame limit bounds what an unauthenticated connection can make this node hold; a larger
+ * message drops the connection); larger outgoing frames are refused before sending, and a message
+ * larger than a frame is sent as several (rpc_sendv, cut by the caller); sends never block
+ * (NN_DONTWAIT) — a message that cannot be sent now waits in a bounded per-peer queue until
+ * NN_SNDFD says the socket can take it, or its deadline passes (then it is dropped and counted).
  *
  * Threads: every function on the loop thread. Ownership: rpc_new() returns a
  * handle the caller owns; close it with rpc_close() and free it with
@@ -43,8 +41,10 @@ typedef struct rpc_options {
     size_t max_message_bytes; /* largest message sent */
     size_t max_queued_bytes;  /* bytes waiting to be sent, per peer */
     uint32_t max_peers;       /* peer sockets kept open */
-    size_t max_frame_bytes;   /* largest frame sent or received (NN_RCVMAXSIZE); 0 or more than
-                               * max_message_bytes: max_message_bytes */
+    size_t max_frame_bytes;   /* largest frame sent; 0 or more than max_message_bytes:
+                               * max_message_bytes */
+    size_t receive_max_bytes; /* largest frame received (NN_RCVMAXSIZE) at first; 0:
+                               * max_frame_bytes (rpc_set_receive_max changes it) */
 } rpc_options_t;
 
 typedef struct rpc_stats {
@@ -129,6 +129,12 @@ int rpc_redial_unanswered(rpc_t *r, const char *addr, uint64_t silence_ms, uint6
 void rpc_forget_peer(rpc_t *r, const char *addr);
 
 void rpc_stats(const rpc_t *r, rpc_stats_t *out);
+
+/* Sets the largest frame received (NN_RCVMAXSIZE) from the next frame on, on
+ * every connection; 0 or more than max_message_bytes: max_message_bytes.
+ * ERR_IO when nanomsg refuses (the limit is then unchanged). */
+int rpc_set_receive_max(rpc_t *r, size_t bytes);
+size_t rpc_receive_max(const rpc_t *r);
 
 /* Stops receiving and closes every socket; done(arg) runs on the loop once the
  * poll handles are closed. */

@@ -15,11 +15,14 @@ processes on 127.0.0.1:
 - with frames of 64 KiB, replicated writes (both ways) and the stream
   answers of a join larger than a frame travel in signed pieces and every
   total stays exact, through each node and through the joined node alone;
+- a node whose chunk-receive-max-bytes is below a write in pieces drops it
+  (logged, counted) and the write fails (503), never answered short;
 - with FLAMEDB_OLD_BIN naming a flamedb built before frames existed (skipped
-  otherwise): beside such a node, a new node with a frame limit below
-  max-message-bytes loses the writes larger than a frame both ways (503),
-  and with --max-frame-bytes equal to max-message-bytes (the documented
-  upgrade setting) they replicate both ways.
+  otherwise): beside such a node, a new node at its defaults (and one with
+  64 KiB frames) replicates writes larger than a frame both ways, its frame
+  limit at max-message-bytes while the old node is listed; once the old
+  node is upgraded, both lower it to max-frame-bytes and cut such writes
+  into pieces.
 
 Every wait is bounded; the seed is printed (cluster.py).
 """
@@ -40,6 +43,8 @@ MiB = 1 << 20
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 CONNECTIONS = 6
 FRAME = 1 * MiB  # cluster-max-frame-bytes (the default)
+MESSAGE = 64 * MiB  # max-message-bytes (the default)
+BIG_LINES = 48000  # a profile whose replicated write is larger than a frame
 ANNOUNCED = 64 * MiB - 4096  # under max-message-bytes (64 MiB, the default)
 SENT = 24 * MiB  # of each announced message
 # Resident growth allowed: the transport holds at most about two frames per
@@ -95,6 +100,10 @@ def test_unsigned_large_messages_bounded():
         with Cluster(2, rf=2, args=["--cluster-secret-file", key] + FAST_FORMATION) as c:
             node, port = c.nodes[0], c.cluster_ports[0]
             serving(c, "portmem0", 3)
+            # max-message-bytes for the first failure-timeout, until every
+            # member is known to take pieces
+            wait_for("the frame limit to come down",
+                     lambda: frame_limits(c, (0, 1)) == [FRAME, FRAME], 30)
             time.sleep(0.5)
             before = rss(node)
             socks = [connect(port) for _ in range(CONNECTIONS)]
@@ -203,12 +212,37 @@ def test_messages_in_pieces_exact():
         os.unlink(key)
 
 
-def mixed_pushes(extra):
-    """A cluster of an old node (n0) and a new one (n1, with extra): the
-    status of a push larger than 64 KiB through each, and whether both nodes
-    then answer it."""
-    c = Cluster(0, rf=2, args=FAST_FORMATION + ["--write-timeout", "2s"], start=False)
+def big_pushes(c, tag, nodes):
+    """A push of a profile larger than a frame through each of nodes: the
+    status of each, and whether every node of nodes then answers it exactly."""
     got = []
+    now = int(time.time())
+    for k, via in enumerate(nodes):
+        svc = harness.unique("%s%d" % (tag, k))
+        body, v = big_body(3 + k, lines=BIG_LINES)
+        r = c.nodes[via].ingest(body, name=svc + ".cpu", **{"from": now - 50, "until": now - 40})
+        q = '%s{service_name="%s"}' % (CPU, svc)
+        both = r.status == 200 and bool(wait_for(
+            "every node to answer", lambda: all(c.nodes[i].total(q) == v * 10**7
+                                                for i in nodes), 20))
+        got.append((r.status, both))
+    return got
+
+
+def frame_limits(c, nodes):
+    return [c.status(i)["transport"]["frame_limit_bytes"] for i in nodes]
+
+
+def test_mixed_versions_defaults():
+    """An old node (n0, before frames) beside a new one (n1), both at their
+    defaults: writes larger than a frame replicate both ways (the new node
+    sends the old one whole messages and takes whole ones, its frame limit
+    at max-message-bytes while the old node is listed); once n0 runs the new
+    binary, both lower their frame limit to max-frame-bytes and the same
+    writes go in pieces."""
+    if not os.environ.get("FLAMEDB_OLD_BIN"):
+        raise harness.Skip("FLAMEDB_OLD_BIN (a flamedb without --max-frame-bytes) not set")
+    c = Cluster(0, rf=2, args=FAST_FORMATION + ["--write-timeout", "5s"], start=False)
     new_bin = harness.FLAMEDB_BIN
     with c:
         try:
@@ -216,30 +250,65 @@ def mixed_pushes(extra):
             c.add_node()
         finally:
             harness.FLAMEDB_BIN = new_bin
-        c.add_node(extra=extra)
+        c.add_node()
         c.wait_converged(timeout=30)
-        now = int(time.time())
-        for k, via in enumerate((0, 1)):
-            svc = harness.unique("mixed%d" % k)
-            body, v = big_body(3 + k, lines=6000)
-            r = c.nodes[via].ingest(body, name=svc + ".cpu", **{"from": now - 50, "until": now - 40})
-            q = '%s{service_name="%s"}' % (CPU, svc)
-            both = r.status == 200 and bool(wait_for(
-                "both nodes to answer", lambda: all(c.nodes[i].total(q) == v * 10**7
-                                                    for i in (0, 1)), 10))
-            got.append((r.status, both))
-    return got
+        mixed = big_pushes(c, "mixed", (0, 1))
+        print("    old + new at the defaults: pushes via old, via new: %s" % mixed)
+        assert mixed == [(200, True), (200, True)], mixed
+        limit = frame_limits(c, [1])[0]
+        assert limit == MESSAGE, limit  # the old node is listed
+        members = {m["id"]: m for m in c.status(1)["nodes"]}
+        assert members[c.ids[0]]["max_frame_bytes"] == 0, members
+        assert members[c.ids[1]]["max_frame_bytes"] == FRAME, members
+        assert "takes and sends only whole messages" in c.nodes[1].log_text()
+
+        c.restart(0)  # the upgrade: n0 runs the new binary
+        wait_for("both nodes to lower their frame limit",
+                 lambda: frame_limits(c, (0, 1)) == [FRAME, FRAME], 60)
+        pieces0 = [c.status(i)["transport"]["chunked_messages"] for i in (0, 1)]
+        upgraded = big_pushes(c, "upgraded", (0, 1))
+        pieces = [c.status(i)["transport"]["chunked_messages"] - pieces0[i] for i in (0, 1)]
+        print("    both new: %s, messages put back together %s" % (upgraded, pieces))
+        assert upgraded == [(200, True), (200, True)], upgraded
+        assert pieces[0] >= 1 and pieces[1] >= 1, pieces
 
 
-def test_mixed_versions_upgrade_setting():
+def test_mixed_versions_small_frames():
+    """The same mix with the new node's frames at 64 KiB: still both ways."""
     if not os.environ.get("FLAMEDB_OLD_BIN"):
         raise harness.Skip("FLAMEDB_OLD_BIN (a flamedb without --max-frame-bytes) not set")
-    lowered = mixed_pushes(["--max-frame-bytes", "64KiB"])
-    print("    old + new with 64 KiB frames: pushes via old, via new: %s" % lowered)
-    assert [s for s, _ in lowered] == [503, 503], lowered
-    upgrade = mixed_pushes(["--max-frame-bytes", "64MiB"])
-    print("    old + new with frames of max-message-bytes: %s" % upgrade)
-    assert upgrade == [(200, True), (200, True)], upgrade
+    c = Cluster(0, rf=2, args=FAST_FORMATION + ["--write-timeout", "5s"], start=False)
+    new_bin = harness.FLAMEDB_BIN
+    with c:
+        try:
+            harness.FLAMEDB_BIN = os.environ["FLAMEDB_OLD_BIN"]
+            c.add_node()
+        finally:
+            harness.FLAMEDB_BIN = new_bin
+        c.add_node(extra=["--max-frame-bytes", "64KiB"])
+        c.wait_converged(timeout=30)
+        got = big_pushes(c, "mixsmall", (0, 1))
+        print("    old + new with 64 KiB frames: pushes via old, via new: %s" % got)
+        assert got == [(200, True), (200, True)], got
+
+
+def test_pieces_over_budget_refused():
+    """A node whose chunk-receive-max-bytes is below a replicated write in
+    pieces drops it (logged, counted) and the write fails as when its
+    message is lost: never a 200 for fewer replicas than the quorum."""
+    with Cluster(2, rf=2, args=FAST_FORMATION + ["--write-timeout", "2s"]) as c:
+        c.restart(1, extra=["--chunk-receive-max-bytes", "64KiB"])
+        c.wait_converged(timeout=30)
+        wait_for("the frame limits to come down",
+                 lambda: frame_limits(c, (0, 1)) == [FRAME, FRAME], 30)
+        before = c.status(1)["transport"]["chunked_over_budget"]
+        got = big_pushes(c, "overbudget", (0,))
+        t = c.status(1)["transport"]
+        print("    a write of about 1.5 MB to a node holding 64 KiB of pieces: %s, "
+              "over budget %d" % (got, t["chunked_over_budget"] - before))
+        assert got[0][0] != 200, got
+        assert t["chunked_over_budget"] > before and t["chunk_bytes_reserved"] == 0, t
+        assert "(chunk-receive-max-bytes)" in c.nodes[1].log_text()
 
 
 if __name__ == "__main__":

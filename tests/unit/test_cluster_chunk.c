@@ -1,7 +1,8 @@
 /* Messages larger than a frame (node/cluster/chunk_int.h): cut into signed
  * CHUNK envelopes of at most a frame, put back together byte for byte; pieces
  * out of order, without their first, of a changed size or idle too long end
- * their message; a sender keeps at most two partial messages. */
+ * their message; a sender keeps at most two partial messages, all senders
+ * together at most max_bytes. */
 #include <string.h>
 
 #include "node/cluster/chunk_int.h"
@@ -150,6 +151,54 @@ static void test_partials_bounded(void)
     free(msg);
 }
 
+/* max_bytes bounds the bytes reserved for partial messages, over all
+ * senders: a first piece whose whole would pass it drops its message once
+ * (ERR_LIMIT, counted), its later pieces pass without being kept and without
+ * an answer; once a held message is whole, its room is free again. */
+static void test_budget(void)
+{
+    size_t len = 3 * FRAME + 7;
+    uint8_t *msg = random_bytes(len);
+    pieces_t a, b, c;
+    split_decode(NULL, 1, msg, len, &a);
+    split_decode(NULL, 2, msg, len, &b);
+    split_decode(NULL, 3, msg, len, &c);
+    cluster_chunks_t cs = {0};
+    cs.max_bytes = len + len / 2; /* one message, not two */
+    buf_t whole = {0};
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(cluster_chunks_add(&cs, "n01", piece(&a, 0), 1, &whole, &em), 0);
+    CHECK(cs.stats.bytes_reserved == len);
+    /* n02's message would pass the budget: dropped at its first piece */
+    CHECK_EQ_INT(cluster_chunks_add(&cs, "n02", piece(&b, 0), 2, &whole, &em), ERR_LIMIT);
+    CHECK(strstr(em.text, "chunk-receive-max-bytes") != NULL);
+    CHECK(cs.stats.over_budget == 1 && cs.stats.dropped == 1 && cs.stats.bytes_reserved == len);
+    for (size_t i = 1; i < b.n; i++) /* its other pieces: taken, nothing kept, no message */
+        CHECK_EQ_INT(cluster_chunks_add(&cs, "n02", piece(&b, i), 3, &whole, &em), 0);
+    CHECK(cs.n == 1 && cs.stats.over_budget == 1 && cs.stats.bytes_held < len);
+    CHECK(whole.len == 0);
+    for (size_t i = 1; i < a.n; i++)
+        CHECK_EQ_INT(cluster_chunks_add(&cs, "n01", piece(&a, i), 4, &whole, &em),
+                     i + 1 == a.n ? 1 : 0);
+    CHECK(whole.len == len && memcmp(whole.data, msg, len) == 0);
+    CHECK(cs.n == 0 && cs.stats.bytes_reserved == 0 && cs.stats.bytes_held == 0);
+    /* the room is back: n02's next message fits */
+    for (size_t i = 0; i < c.n; i++)
+        CHECK_EQ_INT(cluster_chunks_add(&cs, "n02", piece(&c, i), 5, &whole, &em),
+                     i + 1 == c.n ? 1 : 0);
+    CHECK(whole.len == len && cs.stats.messages == 2 && cs.stats.over_budget == 1);
+    /* a message larger than the whole budget never fits */
+    cs.max_bytes = len - 1;
+    CHECK_EQ_INT(cluster_chunks_add(&cs, "n01", piece(&a, 0), 6, &whole, &em), ERR_LIMIT);
+    CHECK(cs.stats.over_budget == 2 && cs.stats.bytes_reserved == 0);
+    buf_free(&whole);
+    cluster_chunks_free(&cs);
+    pieces_free(&a);
+    pieces_free(&b);
+    pieces_free(&c);
+    free(msg);
+}
+
 /* What the wire checks of a piece before it is kept. */
 static void test_piece_refusals(void)
 {
@@ -201,5 +250,6 @@ int main(void)
     test_split_and_join();
     test_partials_bounded();
     test_piece_refusals();
+    test_budget();
     return check_exit();
 }

@@ -45,6 +45,8 @@ static void test_defaults(void)
     CHECK_EQ_INT(c.http.max_buffered_bytes, 128 << 20);
     CHECK_EQ_INT(c.ingest_inflight_bytes, 128 << 20);
     CHECK_EQ_INT(c.cluster.stream_receive_max_bytes, 32 << 20); /* a thirty-second */
+    CHECK_EQ_INT(c.cluster.chunk_receive_max_bytes, 16 << 20);  /* a 64th */
+    CHECK_EQ_INT(c.cluster.max_message_bytes, 16 << 20);        /* within it */
     CHECK(c.storage.path == c.data_dir);
     CHECK(memcmp(c.query.retention_seconds, c.storage.retention_seconds,
                  sizeof c.query.retention_seconds) == 0);
@@ -158,12 +160,17 @@ static void test_errors(void)
     /* what a receiver holds of a window in parts is part of the budget */
     const char *a13[] = {"flamedb", "--stream-receive-max-bytes", "100MiB"};
     expect_error(a13, 3, NULL,
-                 "stream-receive-max-bytes + scatter-name-cache-bytes = 1115684864 bytes exceeds "
-                 "memory-limit (1073741824 bytes)");
-    /* the coordinator's name cache counts too: the defaults leave a thirty-second */
+                 "stream-receive-max-bytes + scatter-name-cache-bytes + chunk-receive-max-bytes = "
+                 "1132462080 bytes exceeds memory-limit (1073741824 bytes)");
+    /* so does what it holds of messages coming in pieces */
+    const char *a13b[] = {"flamedb", "--chunk-receive-max-bytes", "64MiB"};
+    expect_error(a13b, 3, NULL,
+                 "chunk-receive-max-bytes = 1111490560 bytes exceeds memory-limit (1073741824 "
+                 "bytes)");
+    /* the coordinator's name cache counts too: the defaults leave a 64th */
     const char *a9b[] = {"flamedb", "--memory-limit", "256MiB", "--scatter-name-cache-bytes",
                          "17MiB"};
-    expect_error(a9b, 5, NULL, "scatter-name-cache-bytes = ");
+    expect_error(a9b, 5, NULL, "chunk-receive-max-bytes = ");
     const char *a10[] = {"flamedb", "--retention-1h", "1500ms"};
     expect_error(a10, 3, NULL, "whole number of seconds");
     const char *a11[] = {"flamedb", "--log-level", "loud"};
@@ -221,11 +228,11 @@ static void test_generated_text(void)
  * is smaller, and is refused above it only when set so. */
 static void test_small_memory(void)
 {
+    node_config_t c;
+    enum node_config_action act;
+    errmsg_t em;
     static const char *const limits[] = {"64MiB", "65MiB", "100MiB", "127MiB", "128MiB", "1GiB"};
     for (size_t i = 0; i < sizeof limits / sizeof *limits; i++) {
-        node_config_t c;
-        enum node_config_action act;
-        errmsg_t em;
         const char *argv[] = {"flamedb", "--memory-limit", limits[i]};
         int rc = parse(&c, argv, 3, NULL, &act, &em);
         if (rc != 0) fprintf(stderr, "--memory-limit %s: %s\n", limits[i], em.text);
@@ -233,10 +240,16 @@ static void test_small_memory(void)
         CHECK(c.http.max_body_bytes <= c.http.max_buffered_bytes);
         CHECK(c.http.max_body_bytes == (16u << 20) ||
               c.http.max_body_bytes == c.http.max_buffered_bytes);
+        /* every message sent in pieces can be put back together */
+        CHECK(c.cluster.max_message_bytes <= c.cluster.chunk_receive_max_bytes);
     }
-    node_config_t c;
-    enum node_config_action act;
-    errmsg_t em;
+    /* from 4 GiB up the 64 MiB default holds; set, it is kept as set */
+    const char *big[] = {"flamedb", "--memory-limit", "8GiB"};
+    CHECK_EQ_INT(parse(&c, big, 3, NULL, &act, &em), 0);
+    CHECK_EQ_INT(c.cluster.max_message_bytes, 64 << 20);
+    const char *msg[] = {"flamedb", "--max-message-bytes", "32MiB"};
+    CHECK_EQ_INT(parse(&c, msg, 3, NULL, &act, &em), 0);
+    CHECK_EQ_INT(c.cluster.max_message_bytes, 32 << 20);
     const char *a1[] = {"flamedb", "--memory-limit", "64MiB", "--max-body-bytes", "16MiB"};
     CHECK(parse(&c, a1, 5, NULL, &act, &em) != 0);
     CHECK(strstr(em.text, "max-body-bytes") != NULL);

@@ -351,6 +351,53 @@ static void test_merge_order(ring_identity_t *ids, uint64_t seed)
     }
 }
 
+/* The frame limit a member advertises is fixed for one incarnation: within
+ * it the value only rises (an entry relayed by a node of a version without
+ * the field, which drops it, does not take it back), a new incarnation
+ * brings its own (a node started again with an older version: 0); this
+ * node's own value travels in its gossip. */
+static void test_frame_bytes(ring_identity_t *ids)
+{
+    ring_members_t *m = make_table(&ids[0], RING_ACTIVE, 100);
+    ring_member_t e = entry(&ids[1], RING_ACTIVE, RING_ACTIVE, 5, 10), x;
+    CHECK_EQ_INT(ring_members_merge(m, &e), 1);
+    ring_members_find(m, "n01", &x);
+    CHECK(x.max_frame_bytes == 0);
+    uint64_t v = ring_members_version(m);
+    e.max_frame_bytes = 1 << 20;
+    CHECK_EQ_INT(ring_members_merge(m, &e), 1); /* the same heartbeat: still news */
+    ring_members_find(m, "n01", &x);
+    CHECK(x.max_frame_bytes == 1 << 20 && ring_members_version(m) != v);
+    e.max_frame_bytes = 0;
+    e.heartbeat = 12;
+    CHECK_EQ_INT(ring_members_merge(m, &e), 1);
+    ring_members_find(m, "n01", &x);
+    CHECK(x.heartbeat == 12 && x.max_frame_bytes == 1 << 20);
+    e.incarnation = 6;
+    e.heartbeat = 0;
+    CHECK_EQ_INT(ring_members_merge(m, &e), 1);
+    ring_members_find(m, "n01", &x);
+    CHECK(x.incarnation == 6 && x.max_frame_bytes == 0);
+
+    /* this node's own value, in its SYN: another table learns it */
+    ring_members_set_frame_bytes(m, 64 << 10);
+    ring_members_find(m, "n00", &x);
+    CHECK(x.max_frame_bytes == 64 << 10);
+    ring_members_t *other = make_table(&ids[2], RING_ACTIVE, 100);
+    buf_t syn, reply;
+    buf_init(&syn, 1 << 20);
+    buf_init(&reply, 1 << 20);
+    char to[RING_ADDR_MAX + 1];
+    CHECK_EQ_INT(ring_gossip_syn(m, &syn), 0);
+    CHECK_EQ_INT(ring_gossip_receive(other, "n00", syn.data, syn.len, &reply, to, NULL), 0);
+    CHECK_EQ_INT(ring_members_find(other, "n00", &x), 0);
+    CHECK(x.max_frame_bytes == 64 << 10);
+    buf_free(&syn);
+    buf_free(&reply);
+    ring_members_free(other);
+    ring_members_free(m);
+}
+
 int main(void)
 {
     uint64_t seed = test_seed(4242);
@@ -364,6 +411,7 @@ int main(void)
     test_lifecycle_and_rings(ids);
     test_merge_order(ids, seed);
     test_forgotten_tombstones(ids);
+    test_frame_bytes(ids);
     free_identities(ids, 10);
     return check_exit();
 }
