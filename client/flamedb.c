@@ -44,26 +44,46 @@ struct flamedb_client {
     int http_status;
 };
 
-/* Header values must not smuggle a line break into the request. */
+/* Header values must not smuggle a line break into the request. what names
+ * the value in errors; the value itself is never copied into a message, as
+ * it may be a token. */
 static int add_header(buf_t *h, const char *name, const char *prefix, const char *value,
-                      errmsg_t *em)
+                      const char *what, errmsg_t *em)
 {
     if (value == NULL) return ERR_OK;
     size_t n = strlen(value);
     if (n == 0 || n > MAX_HEADER_VALUE)
-        return errmsg_set(em, ERR_INVALID_ARGUMENT, "option %s: empty or too long", name);
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "%s: empty or longer than %d bytes", what,
+                          MAX_HEADER_VALUE);
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)value[i] < 0x20 || value[i] == 0x7f)
-            return errmsg_set(em, ERR_INVALID_ARGUMENT, "option %s: control character", name);
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "%s: control character", what);
     return buf_printf(h, "%s: %s%s\r\n", name, prefix, value);
+}
+
+/* The bearer token: the caller's, else $FLAMEDB_TOKEN as it is now (read
+ * once, here, so a client never changes identity while in use). An empty
+ * string from either means no token; the caller's "" also keeps the
+ * environment out. */
+static int add_token(buf_t *h, const char *token, errmsg_t *em)
+{
+    const char *what = "option bearer_token";
+    if (token == NULL) {
+        token = getenv(FLAMEDB_TOKEN_ENV);
+        what = "environment variable " FLAMEDB_TOKEN_ENV;
+    }
+    if (token == NULL || token[0] == '\0') return ERR_OK;
+    return add_header(h, "Authorization", "Bearer ", token, what, em);
 }
 
 static int build_headers(flamedb_client_t *c, const flamedb_opts_t *o, errmsg_t *em)
 {
     const char *ua = o->user_agent ? o->user_agent : "libflamedb/" FLAMEDB_VERSION_STRING;
-    int rc = add_header(&c->headers, "User-Agent", "", ua, em);
-    if (rc == ERR_OK) rc = add_header(&c->headers, "X-Scope-OrgID", "", o->tenant, em);
-    if (rc == ERR_OK) rc = add_header(&c->headers, "Authorization", "Bearer ", o->bearer_token, em);
+    int rc = add_header(&c->headers, "User-Agent", "", ua, "option user_agent", em);
+    if (rc == ERR_OK)
+        rc = add_header(&c->headers, "X-Scope-OrgID", "", o->tenant,
+                        "option tenant (X-Scope-OrgID)", em);
+    if (rc == ERR_OK) rc = add_token(&c->headers, o->bearer_token, em);
     if (rc == ERR_OK) rc = buf_append_str(&c->headers, "Accept: */*\r\n");
     return rc;
 }
@@ -76,7 +96,10 @@ int flamedb_client_new(const char *url, const flamedb_opts_t *opts, flamedb_clie
     errmsg_t em = {{0}};
     *out = NULL;
     flamedb_client_t *c = calloc(1, sizeof *c);
-    if (c == NULL) return ERR_NOMEM;
+    if (c == NULL) {
+        if (errbuf != NULL && errbuf_len > 0) snprintf(errbuf, errbuf_len, "out of memory");
+        return ERR_NOMEM;
+    }
     buf_init(&c->headers, 4 * MAX_HEADER_VALUE);
     int rc = flamedb__url_parse(url, &c->url, &em);
     if (rc == ERR_OK) rc = build_headers(c, o, &em);
@@ -167,6 +190,15 @@ static int surface_error(flamedb_client_t *c, const flamedb__response_t *r)
                       code[0] ? " " : "", code, msg);
 }
 
+/* Every call starts from a clean slate: a call refused before anything is
+ * sent must not leave the previous call's reason or status to be read as its
+ * own. */
+static void begin(flamedb_client_t *c)
+{
+    c->err.text[0] = '\0';
+    c->http_status = 0;
+}
+
 static void response_take(flamedb__response_t *r, flamedb_response_t *out)
 {
     out->status = r->status;
@@ -180,8 +212,7 @@ static void response_take(flamedb__response_t *r, flamedb_response_t *out)
 static int call(flamedb_client_t *c, const char *method, const buf_t *target, const char *ctype,
                 const void *body, size_t len, flamedb_response_t *out)
 {
-    c->err.text[0] = '\0';
-    c->http_status = 0;
+    begin(c);
     if (out != NULL) memset(out, 0, sizeof *out);
     if (target->len == 0)
         return errmsg_set(&c->err, ERR_NOMEM, "out of memory building the request");
@@ -207,7 +238,7 @@ static int bad_target(flamedb_client_t *c, buf_t *t, int rc)
 
 int flamedb_push(flamedb_client_t *c, const flamedb_push_t *p, const void *body, size_t len)
 {
-    c->err.text[0] = '\0';
+    begin(c);
     if (p == NULL || p->name == NULL || p->name[0] == '\0')
         return errmsg_set(&c->err, ERR_INVALID_ARGUMENT, "push: a profile name is required");
     int pprof = p->format == FLAMEDB_PUSH_PPROF;
@@ -261,7 +292,7 @@ int flamedb_query(flamedb_client_t *c, const char *query, const char *from, cons
                   flamedb_format_t format, int max_nodes, flamedb_response_t *resp)
 {
     memset(resp, 0, sizeof *resp);
-    c->err.text[0] = '\0';
+    begin(c);
     if (query == NULL || query[0] == '\0')
         return errmsg_set(&c->err, ERR_INVALID_ARGUMENT, "query: a query is required");
     buf_t t;
@@ -283,7 +314,7 @@ int flamedb_query_diff(flamedb_client_t *c, const char *left_query, const char *
                        const char *right_until, int max_nodes, flamedb_response_t *resp)
 {
     memset(resp, 0, sizeof *resp);
-    c->err.text[0] = '\0';
+    begin(c);
     if (left_query == NULL || right_query == NULL)
         return errmsg_set(&c->err, ERR_INVALID_ARGUMENT, "diff: both queries are required");
     buf_t t;
@@ -315,6 +346,7 @@ static int get_strings(flamedb_client_t *c, const char *path, const char *label,
 {
     out->items = NULL;
     out->count = 0;
+    begin(c);
     buf_t t;
     buf_init(&t, MAX_TARGET_BYTES);
     int rc = buf_append_str(&t, path);
@@ -341,6 +373,7 @@ int flamedb_label_values(flamedb_client_t *c, const char *label, const char *mat
                          const char *from, const char *until, flamedb_strings_t *out)
 {
     if (label == NULL || label[0] == '\0') {
+        begin(c);
         out->items = NULL;
         out->count = 0;
         return errmsg_set(&c->err, ERR_INVALID_ARGUMENT, "label values: a label name is required");
@@ -361,7 +394,7 @@ void flamedb_strings_free(flamedb_strings_t *s)
 static int raw(flamedb_client_t *c, const char *method, const char *path, flamedb_response_t *resp)
 {
     memset(resp, 0, sizeof *resp);
-    c->err.text[0] = '\0';
+    begin(c);
     if (path == NULL || path[0] != '/')
         return errmsg_set(&c->err, ERR_INVALID_ARGUMENT, "%s: path must start with '/'", method);
     for (const char *p = path; *p; p++)

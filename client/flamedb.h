@@ -7,19 +7,33 @@
  *
  * Threads: a client is not thread-safe; use one per thread (they share
  * nothing). Calls block for at most the configured connect and I/O timeouts.
+ * flamedb_client_new() reads the environment (FLAMEDB_TOKEN_ENV): do not
+ * change the environment in another thread while it runs.
+ *
+ * Tenants and tokens: see flamedb_opts_t. In short, a node without
+ * authentication takes the tenant from the tenant option (none: "anonymous");
+ * a node started with --auth-file needs a token on every request, and the
+ * token decides the tenant. The token is the bearer_token option, else the
+ * FLAMEDB_TOKEN environment variable, read once when the client is created.
  *
  * Errors: every fallible call returns 0 on success or a negative FLAMEDB_ERR_*
  * code. The codes have the same values and meanings as flamedb's ERR_* codes
  * (common/err.h), so a server error body {"code": "invalid_parameter", ...}
  * comes back as FLAMEDB_ERR_INVALID_ARGUMENT. flamedb_errmsg() gives the
- * reason of the last failed call: the server's own "message" when the server
- * answered with an error, otherwise what failed locally ("connect
- * 127.0.0.1:4040: Connection refused").
+ * reason of the last call on a client ("" when it succeeded): the server's
+ * own "message" when the server answered with an error, otherwise what failed
+ * locally ("connect 127.0.0.1:4040: Connection refused"); flamedb_http_status()
+ * its HTTP status. flamedb_client_new(), which has no client to ask yet,
+ * writes its reason into the caller's errbuf instead. No message ever holds
+ * the token.
  *
- * Ownership: strings passed in are borrowed for the duration of the call.
- * Everything returned is either borrowed from the client (valid until the next
- * call on that client or flamedb_client_free(), said so at each function) or
- * owned by the caller and freed with the matching *_free function.
+ * Ownership: strings passed in are borrowed for the duration of the call
+ * (flamedb_client_new() copies what it keeps). Everything returned is either
+ * borrowed from the client (valid until the next call on that client or
+ * flamedb_client_free(), said so at each function), static, or owned by the
+ * caller and freed with the matching *_free function. Result structs
+ * (flamedb_response_t, flamedb_strings_t) are filled by every call, on failure
+ * too (then empty), so they need no initialisation and may always be freed.
  */
 #ifndef FLAMEDB_CLIENT_FLAMEDB_H
 #define FLAMEDB_CLIENT_FLAMEDB_H
@@ -55,35 +69,73 @@ extern "C" {
 #define FLAMEDB_ERR_UNAUTHORIZED (-14) /* 401 / 403 */
 
 #define FLAMEDB_DEFAULT_URL "http://127.0.0.1:4040"
+/* The environment variable flamedb_client_new() takes the bearer token from
+ * when the caller sets none (the same one flamectl reads). */
+#define FLAMEDB_TOKEN_ENV "FLAMEDB_TOKEN"
 
 typedef struct flamedb_client flamedb_client_t;
 
 /* Client options. Zero-initialise, then set what you need; 0/NULL fields take
- * the defaults given. Strings are copied by flamedb_client_new(). */
+ * the defaults given. flamedb_client_new() copies the strings: they may be
+ * freed once it returns. A string option that is too long (over 4096 bytes),
+ * holds a control character or is "" where noted makes flamedb_client_new()
+ * fail with FLAMEDB_ERR_INVALID_ARGUMENT.
+ *
+ * Tenant and token. A node without authentication checks no token and files
+ * everything under the tenant sent. A node started with --auth-file answers
+ * every request (but GET /ready and, by default, /metrics) with HTTP 401
+ * unless it carries a known token, and with 403 when the token's role does not
+ * allow the call (a read token pushing, a write token querying, a non-admin
+ * token on /cluster/) or when tenant names another tenant than the token's;
+ * both come back as FLAMEDB_ERR_UNAUTHORIZED, and flamedb_http_status() tells
+ * them apart. The token decides the tenant, so with a token leave tenant NULL.
+ */
 typedef struct flamedb_opts {
-    const char *tenant;        /* X-Scope-OrgID header; NULL: none (server uses "anonymous") */
-    const char *bearer_token;  /* Authorization: Bearer ...; NULL: none */
-    const char *user_agent;    /* NULL: "libflamedb/<version>" */
+    /* X-Scope-OrgID header. NULL: not sent (the node uses "anonymous", or the
+     * token's tenant). "" is refused; the node accepts at most 150 characters
+     * of 0-9 a-z A-Z ! - _ . * ' ( ) (else HTTP 400). */
+    const char *tenant;
+    /* Sent as "Authorization: Bearer TOKEN" on every request. Precedence:
+     * - non-NULL and not "": this token;
+     * - "": no token, whatever the environment holds;
+     * - NULL: the value of the FLAMEDB_TOKEN variable (FLAMEDB_TOKEN_ENV) when
+     *   flamedb_client_new() runs, no token when it is unset or empty. It is
+     *   read once: changing the environment later does not affect the client.
+     * A bad value is refused naming the option or the variable, never the
+     * value itself. */
+    const char *bearer_token;
+    const char *user_agent;    /* NULL: "libflamedb/<version>"; "" is refused */
     int connect_timeout_ms;    /* 0: 5000 */
     int io_timeout_ms;         /* each send/receive wait; 0: 30000 */
     size_t max_response_bytes; /* response body cap; 0: 256 MiB */
 } flamedb_opts_t;
 
 /* Creates a client for url ("http://host[:port][/prefix]", IPv6 as [::1]; the
- * port defaults to 80). Does not connect yet. On success *out is owned by the
- * caller (free with flamedb_client_free()). On failure *out is NULL and, when
- * errbuf is not NULL, the reason is written into errbuf (errbuf_len bytes). */
+ * port defaults to 80). opts may be NULL: every default, the token from the
+ * environment. Does not connect yet, so an unreachable node is only reported
+ * by the first call. On success *out is owned by the caller (free with
+ * flamedb_client_free()) and errbuf is left alone. On failure *out is NULL
+ * and, when errbuf is not NULL, the reason is written into errbuf (at most
+ * errbuf_len bytes, NUL-terminated, cut to fit). Errors:
+ * FLAMEDB_ERR_INVALID_ARGUMENT (malformed url, a bad option or a bad
+ * FLAMEDB_TOKEN), FLAMEDB_ERR_UNSUPPORTED (an https:// url: put TLS in a local
+ * proxy), FLAMEDB_ERR_NOMEM. */
 FLAMEDB_API int flamedb_client_new(const char *url, const flamedb_opts_t *opts,
                                    flamedb_client_t **out, char *errbuf, size_t errbuf_len);
 /* Closes the connection and frees the client. NULL is allowed. */
 FLAMEDB_API void flamedb_client_free(flamedb_client_t *c);
 
-/* Reason of the last failed call on c; "" after a success. Borrowed: valid
- * until the next call on c. */
+/* Reason of the last call on c; "" after a success. Borrowed: valid until the
+ * next call on c. c must be a client (after a failed flamedb_client_new(),
+ * read errbuf). */
 FLAMEDB_API const char *flamedb_errmsg(const flamedb_client_t *c);
-/* HTTP status of the last response (0 when no response was received). */
+/* HTTP status of the last call's response; 0 when that call received no
+ * status line (it was refused before sending, could not connect, or the node
+ * did not answer in time). With
+ * FLAMEDB_ERR_UNAUTHORIZED: 401 for a missing or unknown token, 403 for a
+ * token of the wrong role or tenant. */
 FLAMEDB_API int flamedb_http_status(const flamedb_client_t *c);
-/* Default message of a FLAMEDB_ERR_* code; static string. */
+/* Default message of a FLAMEDB_ERR_* code; static string (never freed). */
 FLAMEDB_API const char *flamedb_strerror(int err);
 
 /* --- pushing profiles (POST /ingest) ------------------------------------ */
@@ -109,7 +161,8 @@ typedef struct flamedb_push {
 /* Sends body (len bytes, borrowed) as described by p. Returns 0 once the
  * server acknowledged the profile (HTTP 200). A push that failed may or may
  * not be stored; retrying it is safe when p->from is set (the server derives
- * the profile id from the content and the time window and counts it once). */
+ * the profile id from the tenant, the content and the time window and counts
+ * it once). With --auth-file on the node it needs a write or admin token. */
 FLAMEDB_API int flamedb_push(flamedb_client_t *c, const flamedb_push_t *p, const void *body,
                              size_t len);
 /* Shorthands of flamedb_push(). */
@@ -131,12 +184,14 @@ typedef enum flamedb_format {
 
 /* A response body. body is NUL-terminated one byte past len (not counted) so
  * text formats can be used as C strings. Caller owns; free with
- * flamedb_response_free(). */
+ * flamedb_response_free(). Every call that takes one fills it: on failure it is
+ * empty (body NULL, len 0) and the error body, if any, is not kept (its
+ * reason is in flamedb_errmsg()). */
 typedef struct flamedb_response {
     uint8_t *body;
     size_t len;
-    int status;             /* HTTP status */
-    char content_type[128]; /* Content-Type header, "" when absent */
+    int status;             /* HTTP status, a 2xx */
+    char content_type[128]; /* Content-Type header (cut at 127 bytes), "" when absent */
 } flamedb_response_t;
 
 /* GET /pyroscope/render. query is "TYPE{selector}"; from/until are server
@@ -155,7 +210,9 @@ FLAMEDB_API int flamedb_query_diff(flamedb_client_t *c, const char *left_query,
 /* Frees the body and zeroes r. NULL is allowed. */
 FLAMEDB_API void flamedb_response_free(flamedb_response_t *r);
 
-/* A list of strings. Caller owns; free with flamedb_strings_free(). */
+/* A list of NUL-terminated strings. Caller owns items and each string; free
+ * them all with flamedb_strings_free(). Filled by every call that takes one:
+ * empty (items NULL, count 0) on failure. */
 typedef struct flamedb_strings {
     char **items;
     size_t count;

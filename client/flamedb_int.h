@@ -6,6 +6,8 @@
  *         response parsing (Content-Length, chunked, until-close);
  * top.c   reads the top functions answer of GET /api/top (flamectl; not exported);
  * report.c reads the regression report of GET /api/diff (flamectl; not exported);
+ * shares.c, plist.c read GET /api/label-shares and /api/profiles, on the
+ *         member walk of answer.c (flamectl; not exported);
  * json.c  reads the two JSON shapes the client needs (string arrays and
  *         {"code","message"} error objects) with bounded depth.
  * Nothing here is thread-safe; one connection belongs to one client.
@@ -64,9 +66,11 @@ typedef struct flamedb__conn {
 
 typedef struct flamedb__request {
     const char *method;
-    const char *target;        /* path and query, already encoded */
-    const char *extra_headers; /* "Name: value\r\n" lines or NULL */
-    const char *content_type;  /* NULL: no body headers unless body_len > 0 */
+    const char *target; /* path and query, already encoded */
+    /* "Name: value\r\n" lines or NULL; borrowed from the client. They hold
+     * the bearer token: never put them in a message or a log. */
+    const char *extra_headers;
+    const char *content_type; /* NULL: no body headers unless body_len > 0 */
     const void *body;
     size_t body_len;
 } flamedb__request_t;

@@ -12,7 +12,8 @@
 
 enum opt_type {
     OPT_SECTION, /* a heading in --help and the docs, not a setting */
-    OPT_PATH,    /* char[NODE_PATH_MAX] */
+    OPT_PATH,    /* char[NODE_PATH_MAX], never empty */
+    OPT_OFFPATH, /* char[NODE_PATH_MAX]; empty turns the feature off */
     OPT_LISTEN,  /* char[]: HOST:PORT */
     OPT_TEXT,    /* char[NODE_PATH_MAX], may be empty */
     OPT_LOGLEVEL,
@@ -390,7 +391,7 @@ static const opt_t options[] = {
      "Seed nodes to join through, comma-separated tcp://HOST:PORT."},
     {"cluster-name", OPT_TEXT, FIELD(cluster.cluster_name, char[NODE_PATH_MAX]), "flamedb", 0, 1,
      64, "Name of the cluster; messages from a cluster with another name are refused."},
-    {"cluster-secret-file", OPT_TEXT, FIELD(cluster.secret_file, char[NODE_PATH_MAX]), "", 0, 0,
+    {"cluster-secret-file", OPT_OFFPATH, FIELD(cluster.secret_file, char[NODE_PATH_MAX]), "", 0, 0,
      4000,
      "File holding the cluster secret (16 to 4096 bytes, readable by its owner only), the same "
      "on every node. Every intra-cluster message is signed with it (HMAC-SHA-256) and messages "
@@ -560,7 +561,7 @@ static const opt_t options[] = {
      "repairs every range it replicates until an anti-entropy pass converges (docs/cluster.md, "
      "\"When a node cannot tell what it gained\")."},
     SECTION("Security and per-tenant limits"),
-    {"auth-file", OPT_TEXT, FIELD(auth_file, char[NODE_PATH_MAX]), "", 0, 0, NODE_PATH_MAX - 1,
+    {"auth-file", OPT_OFFPATH, FIELD(auth_file, char[NODE_PATH_MAX]), "", 0, 0, NODE_PATH_MAX - 1,
      "HTTP tokens, one 'TENANT ROLE SHA256HEX' per line (role read, write or admin; '#' "
      "comments); re-read on SIGHUP. Empty: no authentication (the tenant is X-Scope-OrgID as "
      "sent)."},
@@ -751,6 +752,7 @@ static int format_value(const node_config_t *c, const opt_t *o, buf_t *out)
     const void *p = field_cptr(c, o);
     switch (o->type) {
     case OPT_PATH:
+    case OPT_OFFPATH:
     case OPT_TEXT:
     case OPT_LISTEN:
         return buf_append_str(out, (const char *)p);
@@ -863,7 +865,7 @@ static int set_text(node_config_t *c, const opt_t *o, const char *text, const ch
         snprintf(p, NODE_PATH_MAX, "%s", text);
         return ERR_OK;
     }
-    if (o->type == OPT_TEXT) {
+    if (o->type == OPT_TEXT || o->type == OPT_OFFPATH) {
         if (strlen(text) > o->max || strlen(text) < o->min)
             return bad_value(em, source, text, o, o->min ? "empty or too long" : "too long");
         snprintf(p, NODE_PATH_MAX, "%s", text);
@@ -886,8 +888,8 @@ static int set_text(node_config_t *c, const opt_t *o, const char *text, const ch
 static int set_value(node_config_t *c, const opt_t *o, const char *text, const char *source,
                      errmsg_t *em)
 {
-    if (o->type == OPT_PATH || o->type == OPT_TEXT || o->type == OPT_LISTEN ||
-        o->type == OPT_LOGLEVEL)
+    if (o->type == OPT_PATH || o->type == OPT_OFFPATH || o->type == OPT_TEXT ||
+        o->type == OPT_LISTEN || o->type == OPT_LOGLEVEL)
         return set_text(c, o, text, source, em);
     uint64_t v;
     const char *why;
@@ -1151,6 +1153,7 @@ static const char *type_name(enum opt_type t)
 {
     switch (t) {
     case OPT_PATH:
+    case OPT_OFFPATH:
         return "PATH";
     case OPT_LISTEN:
         return "IP:PORT";
@@ -1283,7 +1286,10 @@ int node_config_doc(buf_t *out)
              "status 2. `flamedb --print-config` shows the effective settings.\n\n"
              "Sizes: a whole number with an optional binary suffix (`B`, `K`/`KB`/`KiB`,\n"
              "`M`/`MB`/`MiB`, `G`/`GB`/`GiB`, `T`...; all powers of 1024). Durations: a whole\n"
-             "number with `ms`, `s`, `m`, `h`, `d` or `w`; a bare number is seconds.\n\n"
+             "number with `ms`, `s`, `m`, `h`, `d` or `w`; a bare number is seconds. Paths\n"
+             "(`PATH`): the bounds are their length; one whose default is empty (`auth-file`,\n"
+             "`cluster-secret-file`) is off until set, and an empty value (`--auth-file=`)\n"
+             "turns it off again.\n\n"
              "Memory: `memory-limit` (default 1 GiB) is the node's budget. The RocksDB block\n"
              "cache and the memtables default to a quarter of it each; the request bodies held\n"
              "in memory, the stack-node and symbol cache and the pushes and replica writes in\n"

@@ -1,9 +1,10 @@
 """test_http_auth.py — --auth-file: tokens, roles, tenants, SIGHUP reload,
-flamectl's token; and the header rules that keep a gateway's checks honest
+flamectl's token, libflamedb's token from $FLAMEDB_TOKEN; and the header rules that keep a gateway's checks honest
 (duplicate singleton headers, chunked trailers)."""
 import base64
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,11 +12,12 @@ import tempfile
 import time
 
 import harness
-from harness import CPU, Node, raw_exchange, run_tests, status_of, unique
+from harness import CPU, Node, Skip, raw_exchange, run_tests, status_of, unique
 
 # a folded sample at the default sample rate (100 Hz) is 10 ms of CPU
 TICK = 10_000_000
 CTL = os.environ.get("FLAMECTL_BIN", os.path.join(harness.ROOT, "build", "bin", "flamectl"))
+BUILD = os.environ.get("FLAMEDB_BUILD_DIR", os.path.join(harness.ROOT, "build"))
 
 TOKENS = {
     "r": ("acme", "read", "reader-token-1"),
@@ -144,6 +146,73 @@ def test_flamectl_token():
             os.unlink(folded)
     finally:
         os.unlink(path)
+
+
+# A program that embeds the built libflamedb and sets no bearer_token: what
+# it sends is up to the library. Exits with the negated FLAMEDB_ERR_* code.
+LIB_PUSH = r"""
+#include <stdio.h>
+#include "flamedb.h"
+int main(int argc, char **argv)
+{
+    flamedb_client_t *c;
+    char err[256];
+    int rc = flamedb_client_new(argv[1], NULL, &c, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "new: %s\n", err);
+        return -rc;
+    }
+    rc = flamedb_push_folded(c, argv[2], "main;lib 5\n", 11, 0, 0, 100);
+    if (rc != 0) fprintf(stderr, "push: %d %s\n", flamedb_http_status(c), flamedb_errmsg(c));
+    flamedb_client_free(c);
+    return -rc;
+}
+"""
+
+
+def build_lib_push(tmp):
+    lib = os.path.join(BUILD, "client")
+    if not os.path.exists(os.path.join(lib, "libflamedb.so")):
+        raise Skip("no libflamedb.so in " + lib)
+    cc = os.environ.get("CC", "cc")
+    src, exe = os.path.join(tmp, "push.c"), os.path.join(tmp, "push")
+    with open(src, "w") as f:
+        f.write(LIB_PUSH)
+    try:
+        subprocess.run([cc, "-o", exe, src, "-I", os.path.join(harness.ROOT, "client"), "-L", lib,
+                        "-Wl,-rpath," + lib, "-lflamedb"], check=True, capture_output=True,
+                       timeout=120)
+    except FileNotFoundError:
+        raise Skip("no C compiler (%s)" % cc)
+    return exe
+
+
+def test_library_token_from_environment():
+    """A program on libflamedb that sets no token pushes with $FLAMEDB_TOKEN;
+    without it the node answers 401 (FLAMEDB_ERR_UNAUTHORIZED)."""
+    path = auth_file(TOKENS.values())
+    tmp = tempfile.mkdtemp(prefix="flamedb-libtoken-")
+    try:
+        exe = build_lib_push(tmp)
+        with Node(args=["--auth-file", path]) as n:
+            url = "http://127.0.0.1:%d" % n.port
+            app = unique("libapp")
+            env = dict(os.environ)
+            env.pop("FLAMEDB_TOKEN", None)
+            p = subprocess.run([exe, url, app + ".cpu"], env=env, capture_output=True, timeout=60)
+            assert p.returncode == 14 and b"push: 401 " in p.stderr, p  # FLAMEDB_ERR_UNAUTHORIZED
+            env["FLAMEDB_TOKEN"] = TOKENS["r"][2]  # a read token may not push
+            p = subprocess.run([exe, url, app + ".cpu"], env=env, capture_output=True, timeout=60)
+            assert p.returncode == 14 and b"push: 403 " in p.stderr, p
+            assert TOKENS["r"][2].encode() not in p.stderr, p
+            env["FLAMEDB_TOKEN"] = TOKENS["w"][2]
+            p = subprocess.run([exe, url, app + ".cpu"], env=env, capture_output=True, timeout=60)
+            assert p.returncode == 0, p
+            r = render(n, bearer("r"), app)
+            assert r.status == 200 and r.json()["flamebearer"]["numTicks"] == 5 * TICK, r
+    finally:
+        os.unlink(path)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_bad_file_at_start():

@@ -231,6 +231,17 @@ static void test_server_errors(void)
     CHECK_EQ_STR(flamedb_errmsg(c), "");
     flamedb_response_free(&r);
     CHECK_EQ_INT(flamedb_get(c, "ready", &r), FLAMEDB_ERR_INVALID_ARGUMENT);
+    /* a call refused before it is sent has no status: not the last call's */
+    ts_push(&srv, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", 0, 0);
+    CHECK_EQ_INT(flamedb_get(c, "/nope", &r), FLAMEDB_ERR_NOT_FOUND);
+    CHECK_EQ_INT(flamedb_push_pprof(c, "", "x", 1, 0, 0), FLAMEDB_ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(flamedb_http_status(c), 0);
+    CHECK(strstr(flamedb_errmsg(c), "name") != NULL);
+    ts_push(&srv, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", 0, 0);
+    CHECK_EQ_INT(flamedb_get(c, "/nope", &r), FLAMEDB_ERR_NOT_FOUND);
+    flamedb_strings_t sv;
+    CHECK_EQ_INT(flamedb_label_values(c, "", NULL, NULL, NULL, &sv), FLAMEDB_ERR_INVALID_ARGUMENT);
+    CHECK_EQ_INT(flamedb_http_status(c), 0);
     flamedb_client_free(c);
 }
 
@@ -305,12 +316,84 @@ static void test_connect_and_url(void)
     flamedb_client_free(c);
 }
 
+/* The request that the scripted server answers with 200 carries this
+ * Authorization line, or none when want is NULL. */
+static void check_token_sent(flamedb_client_t *c, const char *want)
+{
+    flamedb_response_t r;
+    ts_push(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0, 0);
+    CHECK_EQ_INT(flamedb_get(c, "/ready", &r), 0);
+    flamedb_response_free(&r);
+    char line[128];
+    snprintf(line, sizeof line, "\r\nAuthorization: Bearer %s\r\n", want ? want : "");
+    char *req = ts_last_request(&srv, NULL);
+    if (want != NULL) {
+        CHECK(strstr(req, line) != NULL);
+    } else {
+        CHECK(strcasestr(req, "\r\nAuthorization:") == NULL);
+    }
+    if ((want != NULL) != (strstr(req, line) != NULL)) fprintf(stderr, "request:\n%s\n", req);
+    free(req);
+}
+
+/* $FLAMEDB_TOKEN: read once by flamedb_client_new when the caller set no
+ * bearer_token; the caller's token wins; "" asks for none; a bad value is
+ * refused without being echoed. */
+static void test_token_from_environment(void)
+{
+    unsetenv("FLAMEDB_TOKEN");
+    flamedb_client_t *c = client(NULL);
+    check_token_sent(c, NULL);
+    flamedb_client_free(c);
+
+    setenv("FLAMEDB_TOKEN", "env-token-1", 1);
+    c = client(NULL);
+    check_token_sent(c, "env-token-1");
+    /* read at creation only: later changes do not reach an existing client */
+    setenv("FLAMEDB_TOKEN", "env-token-2", 1);
+    check_token_sent(c, "env-token-1");
+    unsetenv("FLAMEDB_TOKEN");
+    check_token_sent(c, "env-token-1");
+    flamedb_client_free(c);
+
+    setenv("FLAMEDB_TOKEN", "env-token-1", 1);
+    flamedb_opts_t o = {.tenant = "acme"}; /* other options do not turn the variable off */
+    c = client(&o);
+    check_token_sent(c, "env-token-1");
+    flamedb_client_free(c);
+    o.bearer_token = "caller-token";
+    c = client(&o);
+    check_token_sent(c, "caller-token");
+    flamedb_client_free(c);
+    o.bearer_token = ""; /* explicitly none, whatever the environment holds */
+    c = client(&o);
+    check_token_sent(c, NULL);
+    flamedb_client_free(c);
+    setenv("FLAMEDB_TOKEN", "", 1); /* set but empty: none */
+    c = client(NULL);
+    check_token_sent(c, NULL);
+    flamedb_client_free(c);
+
+    /* a value that would break the request is refused, naming the variable
+     * and not the value */
+    char url[64], err[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", srv.port);
+    setenv("FLAMEDB_TOKEN", "hidden-part\r\nX-Evil: 1", 1);
+    CHECK_EQ_INT(flamedb_client_new(url, NULL, &c, err, sizeof err), FLAMEDB_ERR_INVALID_ARGUMENT);
+    CHECK(c == NULL && strstr(err, "FLAMEDB_TOKEN") != NULL && strstr(err, "hidden") == NULL);
+    o.bearer_token = "hidden-part\x01";
+    CHECK_EQ_INT(flamedb_client_new(url, &o, &c, err, sizeof err), FLAMEDB_ERR_INVALID_ARGUMENT);
+    CHECK(c == NULL && strstr(err, "bearer_token") != NULL && strstr(err, "hidden") == NULL);
+    unsetenv("FLAMEDB_TOKEN");
+}
+
 int main(void)
 {
     if (ts_start(&srv) != 0) {
         fprintf(stderr, "cannot start the test server\n");
         return 1;
     }
+    unsetenv("FLAMEDB_TOKEN"); /* the requests checked below are the same in any environment */
     test_labels_content_length();
     test_query_chunked_and_reuse();
     test_reconnects();
@@ -319,6 +402,7 @@ int main(void)
     test_server_errors();
     test_limits_and_malformed();
     test_connect_and_url();
+    test_token_from_environment();
     ts_stop(&srv);
     return check_exit();
 }

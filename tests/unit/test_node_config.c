@@ -258,6 +258,54 @@ static void test_small_memory(void)
     CHECK_EQ_INT(c.http.max_body_bytes, 8 << 20);
 }
 
+/* Files that are off when empty (auth-file, cluster-secret-file) show their
+ * type as PATH in --help and the reference, and take an empty value from a
+ * flag or the environment; data-dir, a PATH that must be set, still refuses
+ * one. */
+static void test_optional_paths(void)
+{
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    CHECK_EQ_INT(node_config_help(&b), 0);
+    CHECK(strstr((char *)b.data, "--auth-file PATH  [FLAMEDB_AUTH_FILE]") != NULL);
+    CHECK(strstr((char *)b.data, "--cluster-secret-file PATH  [FLAMEDB_CLUSTER_SECRET_FILE]") !=
+          NULL);
+    buf_reset(&b);
+    CHECK_EQ_INT(node_config_doc(&b), 0);
+    CHECK(strstr((char *)b.data, "| `--auth-file` | `FLAMEDB_AUTH_FILE` | PATH | ") != NULL);
+    CHECK(strstr((char *)b.data,
+                 "| `--cluster-secret-file` | `FLAMEDB_CLUSTER_SECRET_FILE` | PATH | ") != NULL);
+    buf_free(&b);
+
+    node_config_t c;
+    enum node_config_action act;
+    errmsg_t em;
+    const char *set[] = {"flamedb", "--auth-file", "/etc/flamedb/tokens", "--cluster-secret-file",
+                         "/etc/flamedb/secret"};
+    CHECK_EQ_INT(parse(&c, set, 5, NULL, &act, &em), 0);
+    CHECK_EQ_STR(c.auth_file, "/etc/flamedb/tokens");
+    CHECK_EQ_STR(c.cluster.secret_file, "/etc/flamedb/secret");
+    /* an empty flag turns off what the environment set */
+    const char *env[] = {"FLAMEDB_AUTH_FILE=/etc/flamedb/tokens",
+                         "FLAMEDB_CLUSTER_SECRET_FILE=", NULL};
+    const char *off[] = {"flamedb", "--auth-file="};
+    CHECK_EQ_INT(parse(&c, off, 2, env, &act, &em), 0);
+    CHECK_EQ_STR(c.auth_file, "");
+    CHECK_EQ_STR(c.cluster.secret_file, "");
+    const char *none[] = {"flamedb"};
+    CHECK_EQ_INT(parse(&c, none, 1, env, &act, &em), 0);
+    CHECK_EQ_STR(c.auth_file, "/etc/flamedb/tokens");
+    /* too long is still refused */
+    char longp[NODE_PATH_MAX + 16];
+    memset(longp, 'a', sizeof longp - 1);
+    longp[sizeof longp - 1] = '\0';
+    const char *big[] = {"flamedb", "--auth-file", longp};
+    CHECK(parse(&c, big, 3, NULL, &act, &em) != 0);
+    CHECK(strstr(em.text, "--auth-file") != NULL);
+    const char *data[] = {"flamedb", "--data-dir="};
+    CHECK(parse(&c, data, 2, NULL, &act, &em) != 0);
+}
+
 int main(void)
 {
     test_small_memory();
@@ -267,5 +315,6 @@ int main(void)
     test_errors();
     test_whole_deadlines();
     test_generated_text();
+    test_optional_paths();
     return check_exit();
 }
