@@ -49,7 +49,7 @@ enum storage_cf {
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "11"
+#define STORAGE_FORMAT_VERSION "12"
 /* Earlier versions upgraded in place at open: version 5 only added the
  * profile_trees column family (which open creates), version 6 the service
  * aggregates (rebuilt from the stored series by storage_aggregate_rebuild),
@@ -72,6 +72,10 @@ enum storage_cf {
  * (PTREE_FLAG_UNBLOCKED); a format-10 tree carries no flag and its window's
  * block holds it, so the upgrade only rewrites the marker. */
 #define STORAGE_FORMAT_V10 "10"
+/* Version 12 lets an aggregate have several anchors (an `anchors` value is
+ * a list of series ids); a format-11 value holds none or one, which reads
+ * as such a list, so the upgrade only rewrites the marker. */
+#define STORAGE_FORMAT_V11 "11"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector. */
 #define SPARSE_VERSION 2
@@ -98,6 +102,9 @@ enum storage_cf {
  * before every merge, as costly as the insert itself; a total's operands
  * are 8 bytes that a read adds, and flushes fold them (docs/benchmarks.md). */
 #define STORAGE_TOTAL_SUCCESSIVE_MERGES 0
+/* Default of storage_options_t.aggregate_anchors (docs/benchmarks.md: the
+ * bytes on disk and the whole-service render measured at 1, 2 and 4). */
+#define STORAGE_AGGREGATE_ANCHORS 4
 /* Ids a table may hold at all (what a load accepts, whatever the setting). */
 #define STORAGE_HARD_STACK_NODES (1u << 30)
 
@@ -348,7 +355,9 @@ int storage_aggregate_of(const labels_t *l, uint64_t *id);
  * storage_claims_free. */
 typedef struct storage_claims {
     struct storage_claim {
-        uint64_t token, agg, anchor;
+        uint64_t token, agg;
+        size_t n; /* its anchors: as read, with this batch's claims */
+        uint64_t anchor[STORAGE_AGGREGATE_ANCHORS_MAX];
     } * v;
     size_t n, cap;
 } storage_claims_t;
@@ -356,9 +365,12 @@ void storage_claims_free(storage_claims_t *c);
 
 /* Which aggregate the windows of series_id (labels l, NULL: none) add to:
  * *agg = its aggregate id, or 0 when it adds to none (no service name or
- * profile type, or it is its aggregate's anchor). The first series written
- * to an aggregate of a token becomes its anchor: the record is put into wb
- * and into claims (for the rest of the batch). Call with the token's
+ * profile type, or it is one of its aggregate's anchors). The first
+ * series written to an aggregate of a token becomes its anchor, and so does
+ * each series new to the token while the aggregate has fewer than
+ * aggregate_anchors (a series already stored has windows in the aggregate,
+ * so it stays a member): the record is put into wb and into claims (for the
+ * rest of the batch). Call with the token's
  * stack-node table held, the lock every writer of the token takes before
  * its commit, so two writers never both claim an aggregate. */
 int storage_aggregate_target(storage_t *s, rocksdb_writebatch_t *wb, storage_claims_t *claims,
