@@ -119,16 +119,23 @@ static struct storage_claim *claim_slot(storage_claims_t *c, const struct storag
     return &c->v[c->n++];
 }
 
-/* series_id as one more anchor of a (key k): into wb, the whole list. */
-static void claim(storage_t *s, rocksdb_writebatch_t *wb, struct storage_claim *a, const skey_t *k,
-                  uint64_t series_id)
+/* The list of a (key k) into wb. */
+static void put_anchors(storage_t *s, rocksdb_writebatch_t *wb, const struct storage_claim *a,
+                        const skey_t *k)
 {
-    a->anchor[a->n++] = series_id;
     uint8_t v[STORAGE_AGGREGATE_ANCHORS_MAX * ANCHOR_ID_LEN];
     for (size_t i = 0; i < a->n; i++)
         be64_put(v + i * ANCHOR_ID_LEN, a->anchor[i]);
     rocksdb_writebatch_put_cf(wb, s->cf[CF_ANCHORS], (const char *)k->b, k->n, (const char *)v,
                               a->n * ANCHOR_ID_LEN);
+}
+
+/* series_id as one more anchor of a (key k): into wb, the whole list. */
+static void claim(storage_t *s, rocksdb_writebatch_t *wb, struct storage_claim *a, const skey_t *k,
+                  uint64_t series_id)
+{
+    a->anchor[a->n++] = series_id;
+    put_anchors(s, wb, a, k);
 }
 
 static int is_anchor(const struct storage_claim *a, uint64_t series_id)
@@ -184,6 +191,26 @@ int storage_aggregate_target(storage_t *s, rocksdb_writebatch_t *wb, storage_cla
         *agg = id; /* its windows are in the aggregate already */
     else
         claim(s, wb, a, &k, series_id);
+    return 0;
+}
+
+int storage_aggregate_forget(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant,
+                             uint64_t token, uint64_t series_id, const labels_t *l, errmsg_t *em)
+{
+    uint64_t id;
+    if (l == NULL || !storage_aggregate_of(l, &id)) return 0;
+    skey_t k;
+    storage_key_series(&k, token, tenant, id);
+    struct storage_claim a;
+    int rc = anchors_get(s, &k, &a, em);
+    if (rc != 1 || a.n < 2) return rc < 0 ? rc : 0; /* none, or the last: kept */
+    size_t m = 0;
+    for (size_t i = 0; i < a.n; i++)
+        if (a.anchor[i] != series_id) a.anchor[m++] = a.anchor[i];
+    if (m < a.n) {
+        a.n = m;
+        put_anchors(s, wb, &a, &k);
+    }
     return 0;
 }
 

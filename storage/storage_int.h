@@ -376,6 +376,14 @@ void storage_claims_free(storage_claims_t *c);
 int storage_aggregate_target(storage_t *s, rocksdb_writebatch_t *wb, storage_claims_t *claims,
                              const char *tenant, uint64_t token, uint64_t series_id,
                              const labels_t *l, uint64_t *agg, errmsg_t *em);
+/* The series GC deleting series_id (labels l) from token, in wb: it leaves
+ * its aggregate's anchors, unless it is the last one (an empty list is an
+ * aggregate that holds every member and takes no anchor). Its windows, and
+ * its part of the aggregate's, have all expired, so a series of the same
+ * labels written later is new to the token: an anchor again if there is
+ * room, else a member. Call with the token's stack-node table held. */
+int storage_aggregate_forget(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant,
+                             uint64_t token, uint64_t series_id, const labels_t *l, errmsg_t *em);
 /* THE way to add to a window: puts into wb the merge operands adding block
  * (a sparse block encoding, borrowed; block_len 0: none) and total to the
  * series' window (res index, window start) and to the same window of agg

@@ -444,6 +444,9 @@ static void test_many_anchors(symtab_t *st)
     }
     fixture_t f;
     CHECK_EQ_INT(fx_init(&f), 0);
+    int64_t keep[STORAGE_RESOLUTION_COUNT] = {3600, 6 * 3600, DAY, 3 * DAY, 6 * DAY};
+    memcpy(f.opts.retention_seconds, keep, sizeof keep);
+    f.opts.series_gc_interval_seconds = 0; /* run by hand */
     f.opts.aggregate_anchors = 3;
     CHECK_EQ_INT(fx_reopen(&f), 0);
     static const int p01[] = {0, 1}, p2[] = {2}, p34[] = {3, 4}, p35[] = {3, 5}, p6[] = {6};
@@ -480,6 +483,27 @@ static void test_many_anchors(symtab_t *st)
     CHECK(v != NULL && n == strlen(STORAGE_FORMAT_VERSION) &&
           memcmp(v, STORAGE_FORMAT_VERSION, n) == 0);
     free(v);
+
+    /* the series GC takes the pods it deletes off the list (their windows,
+     * and their part of the aggregate's, expired): the places go to new
+     * series; the last anchor stays (an empty list takes none) */
+    f.now += 7 * DAY;
+    static const int p1[] = {1}, p0[] = {0}, p3[] = {3};
+    write_wide(f.s, st, 8, f.now - 5, p1, 1);
+    size_t removed = 0;
+    CHECK_EQ_INT(storage_gc_series(f.s, &removed), 0);
+    CHECK_EQ_INT(removed, NWIDE - 1);
+    check_wide(f.s, (const int[]){1}, 1, 0);
+    write_wide(f.s, st, 9, f.now - 4, p0, 1);
+    write_wide(f.s, st, 10, f.now - 3, p3, 1);
+    check_wide(f.s, (const int[]){1, 0}, 2, 1);
+    f.now += 7 * DAY;
+    write_wide(f.s, st, 11, f.now - 5, p3, 1);
+    CHECK_EQ_INT(storage_gc_series(f.s, &removed), 0);
+    CHECK_EQ_INT(removed, 2); /* pods 1 and 0: the one deleted second stays */
+    uint64_t agg = storage_aggregate_id("wide", CPU, NULL), last = 0;
+    CHECK_EQ_INT(storage_aggregate_anchors(f.s, "t", TA, agg, &last, 1), 1);
+    CHECK(last == labels_hash(wide[0]) || last == labels_hash(wide[1]));
     fx_done(&f);
     for (size_t p = 0; p < NWIDE; p++)
         labels_free(wide[p]);
