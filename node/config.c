@@ -377,6 +377,14 @@ static const opt_t options[] = {
      "write, only flushes and compactions fold; a timeline read adds a recent window's 8-byte "
      "operands, while counting them at write costs every push a memtable search per total "
      "(docs/benchmarks.md)."},
+    {"aggregate-anchors", OPT_U32, FIELD(storage.aggregate_anchors, uint32_t), NULL, 0, 1,
+     STORAGE_AGGREGATE_ANCHORS_MAX,
+     "Member series of a service aggregate, per placement token, that the aggregate does not "
+     "hold: the first ones written to it on the token (its anchors), which a whole-service "
+     "query reads alongside it. A shard with at most this many series of a service (per "
+     "profile type) stores their windows once instead of twice; each anchor is one more series "
+     "such a query reads. Raising it takes effect for series new to their token; lowering it "
+     "keeps the anchors recorded (docs/storage-format.md, docs/benchmarks.md)."},
     SECTION("Cluster"),
     {"node-id", OPT_TEXT, FIELD(cluster.node_id, char[NODE_PATH_MAX]), "", 0, 0, 64,
      "This node's id. Empty: generated on first start and kept in the data dir; a restarted "

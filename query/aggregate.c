@@ -100,14 +100,15 @@ static int push(query_series_t *out, size_t *cap, uint64_t token, uint64_t id, i
 }
 
 /* The aggregate id of (token, spy) and its anchor series (which the
- * aggregate does not hold), each when it holds a window: 1 when either
- * does, 0 when neither, or an error. */
+ * aggregate does not hold), each when it holds a window: 1 when any does,
+ * 0 when none, or an error. */
 static int push_aggregate(storage_t *st, const char *tenant, uint64_t token, uint64_t id,
                           query_series_t *out, size_t *cap)
 {
-    uint64_t ids[2] = {id, 0};
-    int rc = storage_aggregate_anchor(st, tenant, token, id, &ids[1]);
-    int n = rc == 1 ? 2 : 1, any = 0;
+    uint64_t ids[1 + STORAGE_AGGREGATE_ANCHORS_MAX] = {id};
+    int rc =
+        storage_aggregate_anchors(st, tenant, token, id, ids + 1, STORAGE_AGGREGATE_ANCHORS_MAX);
+    int n = rc >= 0 ? 1 + rc : 0, any = 0;
     for (int i = 0; i < n && rc >= 0; i++) {
         rc = storage_series_has_windows(st, tenant, token, ids[i]);
         if (rc > 0) {

@@ -53,9 +53,10 @@ int storage_aggregate_of(const labels_t *l, uint64_t *id)
 
 /* --- anchors ---------------------------------------------------------------- */
 
-/* An `anchors` value: empty, no anchor (every member adds to the aggregate);
- * else the anchor's series id, u64 big-endian. */
-#define ANCHOR_VALUE_LEN 8
+/* An `anchors` value: the aggregate's anchor series ids, u64 big-endian
+ * each, in the order they were claimed; empty: none (an aggregate written
+ * before format 10 holds every member, and takes no anchor). */
+#define ANCHOR_ID_LEN 8
 
 void storage_claims_free(storage_claims_t *c)
 {
@@ -63,41 +64,102 @@ void storage_claims_free(storage_claims_t *c)
     memset(c, 0, sizeof *c);
 }
 
-/* 1 and *anchor when the aggregate (key k) has an anchor, 0 when it has
- * none, 2 when nothing is recorded yet; or an error. */
-static int anchor_get(storage_t *s, const skey_t *k, uint64_t *anchor, errmsg_t *em)
+/* The anchors of the aggregate (key k) into c->anchor and c->n: 1 when
+ * recorded, 2 when nothing is recorded yet; or an error. */
+static int anchors_get(storage_t *s, const skey_t *k, struct storage_claim *c, errmsg_t *em)
 {
     char *err = NULL;
     size_t vn = 0;
     char *v =
         rocksdb_get_cf(s->db, s->ropts, s->cf[CF_ANCHORS], (const char *)k->b, k->n, &vn, &err);
-    int rc = storage_rocks_err(err, em, "read aggregate anchor");
+    int rc = storage_rocks_err(err, em, "read aggregate anchors");
+    c->n = 0;
     if (rc == 0 && v == NULL)
         rc = 2;
-    else if (rc == 0 && vn == ANCHOR_VALUE_LEN) {
-        *anchor = be64_get((const uint8_t *)v);
+    else if (rc == 0 &&
+             (vn % ANCHOR_ID_LEN != 0 || vn / ANCHOR_ID_LEN > STORAGE_AGGREGATE_ANCHORS_MAX))
+        rc = errmsg_set(em, ERR_CORRUPT, "aggregate anchors: %zu-byte value", vn);
+    else if (rc == 0) {
+        c->n = vn / ANCHOR_ID_LEN;
+        for (size_t i = 0; i < c->n; i++)
+            c->anchor[i] = be64_get((const uint8_t *)v + i * ANCHOR_ID_LEN);
         rc = 1;
-    } else if (rc == 0 && vn != 0)
-        rc = errmsg_set(em, ERR_CORRUPT, "aggregate anchor: %zu-byte value", vn);
+    }
     rocksdb_free(v);
     return rc;
 }
 
-static int claim(storage_t *s, rocksdb_writebatch_t *wb, storage_claims_t *c, const skey_t *k,
-                 uint64_t token, uint64_t agg, uint64_t series_id, errmsg_t *em)
+/* 1 when the store holds series_id's entry (its windows are already in the
+ * aggregate), 0 when not, or an error. */
+static int series_stored(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                         errmsg_t *em)
+{
+    skey_t k;
+    storage_key_series(&k, token, tenant, series_id);
+    char *err = NULL;
+    rocksdb_pinnableslice_t *v =
+        rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[CF_SERIES], (const char *)k.b, k.n, &err);
+    int rc = storage_rocks_err(err, em, "series lookup");
+    int stored = v != NULL;
+    rocksdb_pinnableslice_destroy(v);
+    return rc != 0 ? rc : stored;
+}
+
+/* The batch's record of the aggregate c (its anchors read, or empty). */
+static struct storage_claim *claim_slot(storage_claims_t *c, const struct storage_claim *a)
 {
     if (c->n == c->cap) {
         size_t cap = c->cap ? 2 * c->cap : 4;
         struct storage_claim *v = realloc(c->v, cap * sizeof *v);
-        if (v == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+        if (v == NULL) return NULL;
         c->v = v;
         c->cap = cap;
     }
-    c->v[c->n++] = (struct storage_claim){.token = token, .agg = agg, .anchor = series_id};
-    uint8_t v[ANCHOR_VALUE_LEN];
-    be64_put(v, series_id);
+    c->v[c->n] = *a;
+    return &c->v[c->n++];
+}
+
+/* The list of a (key k) into wb. */
+static void put_anchors(storage_t *s, rocksdb_writebatch_t *wb, const struct storage_claim *a,
+                        const skey_t *k)
+{
+    uint8_t v[STORAGE_AGGREGATE_ANCHORS_MAX * ANCHOR_ID_LEN];
+    for (size_t i = 0; i < a->n; i++)
+        be64_put(v + i * ANCHOR_ID_LEN, a->anchor[i]);
     rocksdb_writebatch_put_cf(wb, s->cf[CF_ANCHORS], (const char *)k->b, k->n, (const char *)v,
-                              sizeof v);
+                              a->n * ANCHOR_ID_LEN);
+}
+
+/* series_id as one more anchor of a (key k): into wb, the whole list. */
+static void claim(storage_t *s, rocksdb_writebatch_t *wb, struct storage_claim *a, const skey_t *k,
+                  uint64_t series_id)
+{
+    a->anchor[a->n++] = series_id;
+    put_anchors(s, wb, a, k);
+}
+
+static int is_anchor(const struct storage_claim *a, uint64_t series_id)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (a->anchor[i] == series_id) return 1;
+    return 0;
+}
+
+/* The aggregate's record, from the batch's claims or read into them. */
+static int claim_find(storage_t *s, storage_claims_t *claims, const skey_t *k, uint64_t token,
+                      uint64_t id, struct storage_claim **out, int *recorded, errmsg_t *em)
+{
+    for (size_t i = 0; i < claims->n; i++) /* read or claimed earlier in this batch */
+        if (claims->v[i].token == token && claims->v[i].agg == id) {
+            *out = &claims->v[i];
+            *recorded = 1;
+            return 0;
+        }
+    struct storage_claim a = {.token = token, .agg = id};
+    int rc = anchors_get(s, k, &a, em);
+    if (rc < 0) return rc;
+    *recorded = rc == 1;
+    if ((*out = claim_slot(claims, &a)) == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     return 0;
 }
 
@@ -106,31 +168,65 @@ int storage_aggregate_target(storage_t *s, rocksdb_writebatch_t *wb, storage_cla
                              const labels_t *l, uint64_t *agg, errmsg_t *em)
 {
     *agg = 0;
-    uint64_t id, anchor = 0;
+    uint64_t id;
     if (l == NULL || !storage_aggregate_of(l, &id)) return 0;
-    for (size_t i = 0; i < claims->n; i++) /* claimed earlier in this batch */
-        if (claims->v[i].token == token && claims->v[i].agg == id) {
-            *agg = claims->v[i].anchor == series_id ? 0 : id;
-            return 0;
-        }
     skey_t k;
     storage_key_series(&k, token, tenant, id);
-    int rc = anchor_get(s, &k, &anchor, em);
-    if (rc == 2) return claim(s, wb, claims, &k, token, id, series_id, em); /* the first */
+    struct storage_claim *a;
+    int recorded, rc = claim_find(s, claims, &k, token, id, &a, &recorded, em);
+    if (rc != 0) return rc;
+    if (is_anchor(a, series_id)) return 0;
+    if (!recorded) { /* the first: nothing can be in the aggregate yet */
+        claim(s, wb, a, &k, series_id);
+        return 0;
+    }
+    /* empty: a format-9 aggregate, holding every member */
+    if (a->n == 0 || a->n >= s->opts.aggregate_anchors) {
+        *agg = id;
+        return 0;
+    }
+    rc = series_stored(s, tenant, token, series_id, em);
     if (rc < 0) return rc;
-    *agg = rc == 1 && anchor == series_id ? 0 : id;
+    if (rc == 1)
+        *agg = id; /* its windows are in the aggregate already */
+    else
+        claim(s, wb, a, &k, series_id);
     return 0;
 }
 
-int storage_aggregate_anchor(storage_t *s, const char *tenant, uint64_t token, uint64_t agg,
-                             uint64_t *anchor)
+int storage_aggregate_forget(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant,
+                             uint64_t token, uint64_t series_id, const labels_t *l, errmsg_t *em)
+{
+    uint64_t id;
+    if (l == NULL || !storage_aggregate_of(l, &id)) return 0;
+    skey_t k;
+    storage_key_series(&k, token, tenant, id);
+    struct storage_claim a;
+    int rc = anchors_get(s, &k, &a, em);
+    if (rc != 1 || a.n < 2) return rc < 0 ? rc : 0; /* none, or the last: kept */
+    size_t m = 0;
+    for (size_t i = 0; i < a.n; i++)
+        if (a.anchor[i] != series_id) a.anchor[m++] = a.anchor[i];
+    if (m < a.n) {
+        a.n = m;
+        put_anchors(s, wb, &a, &k);
+    }
+    return 0;
+}
+
+int storage_aggregate_anchors(storage_t *s, const char *tenant, uint64_t token, uint64_t agg,
+                              uint64_t *ids, size_t max)
 {
     int rc = storage_check_tenant(tenant, NULL);
     if (rc != 0) return rc;
     skey_t k;
     storage_key_series(&k, token, tenant, agg);
-    rc = anchor_get(s, &k, anchor, NULL);
-    return rc == 2 ? 0 : rc;
+    struct storage_claim a;
+    rc = anchors_get(s, &k, &a, NULL);
+    if (rc < 0) return rc;
+    size_t n = rc == 2 ? 0 : a.n < max ? a.n : max;
+    memcpy(ids, a.anchor, n * sizeof *ids);
+    return (int)n;
 }
 
 void storage_window_merge(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant,

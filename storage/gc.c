@@ -4,7 +4,8 @@
  * key and its postings stay, so label queries would list series with no data
  * forever. storage_gc_series() deletes every series none of whose blocks is
  * still alive (present and not past its resolution's retention), with the
- * postings its labels name. It holds the series' stack-node table lock while
+ * postings its labels name, and takes it off its aggregate's anchors
+ * (aggregate.c). It holds the series' stack-node table lock while
  * it checks and deletes: writers hold it from their series-cache check to
  * their commit, so a write of the series either lands before (its blocks are
  * alive, nothing is deleted) or after (the cache was cleared, the writer puts
@@ -69,7 +70,8 @@ static int has_live_block(storage_t *s, const uint8_t *prefix, size_t n)
     return prefix_live(s, CF_BLOCKS, prefix, n) || prefix_live(s, CF_TOTALS, prefix, n);
 }
 
-/* Deletes the series key and the postings of its labels. */
+/* Deletes the series key and the postings of its labels, and the series
+ * from its aggregate's anchors (aggregate.c). */
 static int delete_series(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                          const uint8_t *key, size_t kn, const uint8_t *val, size_t vn)
 {
@@ -79,7 +81,7 @@ static int delete_series(storage_t *s, const char *tenant, uint64_t token, uint6
     rocksdb_writebatch_delete_cf(wb, s->cf[CF_SERIES], (const char *)key, kn);
     buf_t pk;
     buf_init(&pk, BUF_UNLIMITED);
-    int rc = 0;
+    int rc = storage_aggregate_forget(s, wb, tenant, token, series_id, l, NULL);
     for (size_t i = 0; rc == 0 && i < labels_count(l); i++) {
         rc = storage_key_posting(&pk, tenant, labels_name(l, i), labels_value(l, i), token,
                                  series_id);

@@ -81,6 +81,7 @@ void storage_options_default(storage_options_t *o)
     o->window_successive_merges = STORAGE_WINDOW_SUCCESSIVE_MERGES;
     o->total_successive_merges = STORAGE_TOTAL_SUCCESSIVE_MERGES;
     o->window_fold_interval_seconds = STORAGE_WINDOW_FOLD_INTERVAL;
+    o->aggregate_anchors = STORAGE_AGGREGATE_ANCHORS;
     o->max_span_nodes = 65536;
     o->max_span_members = STORAGE_MAX_SPAN_MEMBERS;
     o->series_gc_interval_seconds = 3600;
@@ -275,7 +276,9 @@ static int make_dirs(const char *path, errmsg_t *em)
  * which the upgrade records for each before the marker is written; version
  * 10 only lacks trees kept in no block, which older trees never are;
  * version 11 lacks the profile span index, built from the stored span trees
- * before the marker is written. */
+ * before the marker is written; version 12 only lacks aggregates with more
+ * than one anchor, and its anchor values (empty or one id) read as lists of
+ * anchors. */
 static int put_format(storage_t *s, const char *key, size_t klen, errmsg_t *em)
 {
     char *err = NULL;
@@ -305,7 +308,8 @@ static int check_format(storage_t *s, errmsg_t *em)
      * window's block holds it */
     int pre12 =
         pre10 || is_version(v, len, STORAGE_FORMAT_V10) || is_version(v, len, STORAGE_FORMAT_V11);
-    int older = pre12;
+    /* 12 -> 13 needs nothing: a format-12 anchors value is a list of 0 or 1 */
+    int older = pre12 || is_version(v, len, STORAGE_FORMAT_V12);
     if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
@@ -385,6 +389,9 @@ int storage_open(const storage_options_t *o, storage_t **out, errmsg_t *em)
     *out = NULL;
     if (o == NULL || o->path == NULL || o->path[0] == '\0')
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "storage: no data directory given");
+    if (o->aggregate_anchors < 1 || o->aggregate_anchors > STORAGE_AGGREGATE_ANCHORS_MAX)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "storage: aggregate anchors %u not in 1..%d",
+                          o->aggregate_anchors, STORAGE_AGGREGATE_ANCHORS_MAX);
     int rc = make_dirs(o->path, em);
     if (rc != 0) return rc;
     storage_t *s = storage_alloc(o);

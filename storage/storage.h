@@ -107,6 +107,13 @@ typedef struct storage_options {
      * block window that has ended into one value (fold.c,
      * storage_fold_windows); 0: never (flushes and compactions still fold). */
     int64_t window_fold_interval_seconds;
+    /* Member series of a service aggregate, per token, that it does not
+     * hold (its anchors, 1..STORAGE_AGGREGATE_ANCHORS_MAX): the first ones
+     * written to it on the token, which a whole-service query reads
+     * alongside it. A shard with at most this many members of a service
+     * stores their windows once; each anchor is one more series such a
+     * query reads. */
+    uint32_t aggregate_anchors;
     int max_background_jobs;
     /* SST files RocksDB keeps open at once (its table cache, each open file
      * with its index and filter blocks); others are opened as they are read
@@ -247,7 +254,7 @@ void storage_merger_set_charge(storage_merger_t *m, alloc_charge_t *charge);
  * to the pseudo series storage_aggregate_id(service, type, spy) of its token
  * (spy: its pyroscope_spy label, NULL or "" when it has none), which
  * storage_merger_add and storage_scan_totals read like any series, except
- * its anchor's (storage_aggregate_anchor). It has no
+ * its anchors' (storage_aggregate_anchors). It has no
  * labels, postings or profiles: nothing lists it. */
 #define STORAGE_LABEL_SPY "pyroscope_spy"
 uint64_t storage_aggregate_id(const char *service, const char *type, const char *spy);
@@ -257,14 +264,16 @@ uint64_t storage_aggregate_id(const char *service, const char *type, const char 
 typedef int (*storage_token_fn)(void *ctx, uint64_t token);
 int storage_posting_tokens(storage_t *s, const char *tenant, const char *name, const char *value,
                            storage_token_fn fn, void *ctx);
-/* An aggregate does not hold its anchor: the first member series written to
- * it on its token, whose windows a reader adds to the aggregate's (so a
- * service shard with one series stores its windows once). 1 and *anchor =
- * that series id when the aggregate has one, 0 when it has none (every
- * member adds, as in aggregates written before format 10, or nothing was
- * written to it yet), or an error. */
-int storage_aggregate_anchor(storage_t *s, const char *tenant, uint64_t token, uint64_t agg,
-                             uint64_t *anchor);
+/* An aggregate does not hold its anchors: the first member series written
+ * to it on its token (up to storage_options_t.aggregate_anchors of them),
+ * whose windows a reader adds to the aggregate's (so a service shard with
+ * few series stores their windows once). Fills ids (room for max) with
+ * them and returns their number: 0 when it has none (every member adds,
+ * as in aggregates written before format 10, or nothing was written to it
+ * yet), or an error. */
+#define STORAGE_AGGREGATE_ANCHORS_MAX 16
+int storage_aggregate_anchors(storage_t *s, const char *tenant, uint64_t token, uint64_t agg,
+                              uint64_t *ids, size_t max);
 /* 1 if the (pseudo) series holds a window in totals that retention still
  * keeps, 0 if none, or an error. */
 int storage_series_has_windows(storage_t *s, const char *tenant, uint64_t token,

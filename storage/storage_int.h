@@ -50,7 +50,7 @@ enum storage_cf {
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "12"
+#define STORAGE_FORMAT_VERSION "13"
 /* Earlier versions upgraded in place at open: version 5 only added the
  * profile_trees column family (which open creates), version 6 the service
  * aggregates (rebuilt from the stored series by storage_aggregate_rebuild),
@@ -78,6 +78,10 @@ enum storage_cf {
  * (storage_pspan_rebuild): their members by profile id, and those that may
  * hold profiles they do not name under PSPAN_UNNAMED. */
 #define STORAGE_FORMAT_V11 "11"
+/* Version 13 lets an aggregate have several anchors (an `anchors` value is
+ * a list of series ids); a format-12 value holds none or one, which reads
+ * as such a list, so the upgrade only rewrites the marker. */
+#define STORAGE_FORMAT_V12 "12"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector. */
 #define SPARSE_VERSION 2
@@ -107,6 +111,9 @@ enum storage_cf {
 /* Default of storage_options_t.window_fold_interval_seconds: a window is
  * folded within this long after it ended (fold.c). */
 #define STORAGE_WINDOW_FOLD_INTERVAL 10
+/* Default of storage_options_t.aggregate_anchors (docs/benchmarks.md: the
+ * bytes on disk and the whole-service render measured at 1, 2 and 4). */
+#define STORAGE_AGGREGATE_ANCHORS 4
 /* Ids a table may hold at all (what a load accepts, whatever the setting). */
 #define STORAGE_HARD_STACK_NODES (1u << 30)
 
@@ -402,7 +409,9 @@ int storage_aggregate_of(const labels_t *l, uint64_t *id);
  * storage_claims_free. */
 typedef struct storage_claims {
     struct storage_claim {
-        uint64_t token, agg, anchor;
+        uint64_t token, agg;
+        size_t n; /* its anchors: as read, with this batch's claims */
+        uint64_t anchor[STORAGE_AGGREGATE_ANCHORS_MAX];
     } * v;
     size_t n, cap;
 } storage_claims_t;
@@ -410,14 +419,25 @@ void storage_claims_free(storage_claims_t *c);
 
 /* Which aggregate the windows of series_id (labels l, NULL: none) add to:
  * *agg = its aggregate id, or 0 when it adds to none (no service name or
- * profile type, or it is its aggregate's anchor). The first series written
- * to an aggregate of a token becomes its anchor: the record is put into wb
- * and into claims (for the rest of the batch). Call with the token's
+ * profile type, or it is one of its aggregate's anchors). The first
+ * series written to an aggregate of a token becomes its anchor, and so does
+ * each series new to the token while the aggregate has fewer than
+ * aggregate_anchors (a series already stored has windows in the aggregate,
+ * so it stays a member): the record is put into wb and into claims (for the
+ * rest of the batch). Call with the token's
  * stack-node table held, the lock every writer of the token takes before
  * its commit, so two writers never both claim an aggregate. */
 int storage_aggregate_target(storage_t *s, rocksdb_writebatch_t *wb, storage_claims_t *claims,
                              const char *tenant, uint64_t token, uint64_t series_id,
                              const labels_t *l, uint64_t *agg, errmsg_t *em);
+/* The series GC deleting series_id (labels l) from token, in wb: it leaves
+ * its aggregate's anchors, unless it is the last one (an empty list is an
+ * aggregate that holds every member and takes no anchor). Its windows, and
+ * its part of the aggregate's, have all expired, so a series of the same
+ * labels written later is new to the token: an anchor again if there is
+ * room, else a member. Call with the token's stack-node table held. */
+int storage_aggregate_forget(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant,
+                             uint64_t token, uint64_t series_id, const labels_t *l, errmsg_t *em);
 /* THE way to add to a window: puts into wb the merge operands adding block
  * (a sparse block encoding, borrowed; block_len 0: none) and total to the
  * series' window (res index, window start) and to the same window of agg

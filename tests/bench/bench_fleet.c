@@ -210,9 +210,10 @@ static int run_steps(fleet_t *f, const size_t *steps, size_t nsteps)
 int cmd_fleet(int argc, char **argv)
 {
     const char *pods = "100,300,1000";
-    uint64_t profiles = 18, seed = 5;
+    uint64_t profiles = 18, seed = 5, anchors = 0;
     for (int i = 0; i < argc; i++) {
         if (flag_str(argc, argv, &i, "--pods", &pods) ||
+            flag_u64(argc, argv, &i, "--aggregate-anchors", &anchors) ||
             flag_u64(argc, argv, &i, "--profiles", &profiles) ||
             flag_u64(argc, argv, &i, "--seed", &seed))
             continue;
@@ -229,6 +230,7 @@ int cmd_fleet(int argc, char **argv)
     storage_options_t o;
     storage_options_default(&o);
     o.path = dir;
+    if (anchors > 0) o.aggregate_anchors = anchors > UINT32_MAX ? UINT32_MAX : (uint32_t)anchors;
     errmsg_t em = {{0}};
     int rc = 1;
     if (dir != NULL && fleet_generate(&f, steps[nsteps - 1], profiles, seed) == 0 &&

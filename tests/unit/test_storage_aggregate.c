@@ -7,8 +7,9 @@
  * tenant-max-series, and after the upgrades that
  * rebuild aggregates (also over partial ones left by an interrupted run) and
  * that record format-9 aggregates as holding every member. An aggregate
- * does not hold its anchor (its first member on the token), which readers
- * add: a member alone in its aggregate is stored once.
+ * does not hold its anchors (its first members on the token, up to
+ * aggregate-anchors of them), which readers add: a member alone in its
+ * aggregate is stored once.
  * The pseudo series is never listed nor counted as a series. Prints its
  * seed; argv[1] replays. */
 #include "test_storage_fixture.h" /* first: it sets _GNU_SOURCE */
@@ -159,10 +160,12 @@ static size_t sums(storage_t *s, int strict, int *equal)
                         storage_aggregate_id(mem[m].service, mem[m].type, mem[m].spy) == agg)
                         add_series(s, want, tokens[ti], mem[m].id, r);
                 add_series(s, got, tokens[ti], agg, r);
-                uint64_t anchor;
-                int anchored = storage_aggregate_anchor(s, "t", tokens[ti], agg, &anchor);
+                uint64_t anchor[STORAGE_AGGREGATE_ANCHORS_MAX];
+                int anchored = storage_aggregate_anchors(s, "t", tokens[ti], agg, anchor,
+                                                         STORAGE_AGGREGATE_ANCHORS_MAX);
                 CHECK(anchored >= 0);
-                if (anchored == 1) add_series(s, got, tokens[ti], anchor, r);
+                for (int a = 0; a < anchored; a++)
+                    add_series(s, got, tokens[ti], anchor[a], r);
                 if (strict) CHECK(same(want, got));
                 *equal += same(want, got);
                 seen += got->n;
@@ -172,15 +175,17 @@ static size_t sums(storage_t *s, int strict, int *equal)
     return seen;
 }
 
-/* Whether the aggregate or its anchor holds a live window (what a query
- * reads for it), or an error. */
+/* Whether the aggregate or one of its anchors holds a live window (what a
+ * query reads for it), or an error. */
 static int live_aggregate(storage_t *s, uint64_t token, uint64_t agg)
 {
-    uint64_t anchor;
+    uint64_t anchor[STORAGE_AGGREGATE_ANCHORS_MAX];
     int rc = storage_series_has_windows(s, "t", token, agg);
-    int anchored = storage_aggregate_anchor(s, "t", token, agg, &anchor);
-    if (rc != 0 || anchored != 1) return rc != 0 ? rc : anchored;
-    return storage_series_has_windows(s, "t", token, anchor);
+    int anchored =
+        storage_aggregate_anchors(s, "t", token, agg, anchor, STORAGE_AGGREGATE_ANCHORS_MAX);
+    for (int a = 0; rc == 0 && a < anchored; a++)
+        rc = storage_series_has_windows(s, "t", token, anchor[a]);
+    return rc != 0 || anchored >= 0 ? rc : anchored;
 }
 
 /* After one profile wrote every member in one batch: each aggregate's first
@@ -192,7 +197,7 @@ static void check_anchors(storage_t *s)
     static const int first[NMEM] = {1, 1, 0, 0, 1, 1, 1};
     for (size_t m = 0; m < NMEM; m++) {
         uint64_t agg = storage_aggregate_id(mem[m].service, mem[m].type, mem[m].spy), anchor = 0;
-        CHECK_EQ_INT(storage_aggregate_anchor(s, "t", mem[m].token, agg, &anchor), 1);
+        CHECK_EQ_INT(storage_aggregate_anchors(s, "t", mem[m].token, agg, &anchor, 1), 1);
         CHECK_EQ_INT(anchor == mem[m].id, first[m]);
         CHECK_EQ_INT(storage_series_has_windows(s, "t", mem[m].token, agg), m < 4);
     }
@@ -353,7 +358,7 @@ static void test_upgrade9(fixture_t *f, symtab_t *st, const int *all)
     CHECK_EQ_INT(fx_reopen(f), 0);
     for (size_t m = 0; m < NMEM; m++) {
         uint64_t agg = storage_aggregate_id(mem[m].service, mem[m].type, mem[m].spy), anchor;
-        CHECK_EQ_INT(storage_aggregate_anchor(f->s, "t", mem[m].token, agg, &anchor), 0);
+        CHECK_EQ_INT(storage_aggregate_anchors(f->s, "t", mem[m].token, agg, &anchor, 1), 0);
     }
     for (uint64_t i = 4000; i < 4010; i++)
         write_profile(f->s, st, i, f->now - (int64_t)(check_rng() % 3000), i == 4000 ? all : NULL);
@@ -364,6 +369,144 @@ static void test_upgrade9(fixture_t *f, symtab_t *st, const int *all)
     CHECK(v != NULL && n == strlen(STORAGE_FORMAT_VERSION) &&
           memcmp(v, STORAGE_FORMAT_VERSION, n) == 0);
     free(v);
+}
+
+/* --- several anchors (format 13) ------------------------------------------- */
+
+#define NWIDE 7
+
+/* The pods of service "wide" on token TA, one aggregate. */
+static labels_t *wide[NWIDE];
+
+static void write_wide(storage_t *s, symtab_t *st, uint64_t pid, int64_t t, const int *pods,
+                       size_t n)
+{
+    storage_series_write_t sw[NWIDE];
+    calltree_t *trees[NWIDE];
+    for (size_t i = 0; i < n; i++) {
+        trees[i] = random_tree(st);
+        sw[i] = (storage_series_write_t){.labels = wide[pods[i]],
+                                         .series_id = labels_hash(wide[pods[i]]),
+                                         .token = TA,
+                                         .tree = trees[i]};
+    }
+    storage_profile_write_t p = {
+        .tenant = "t", .time_ns = t * NS, .series = sw, .nseries = n, .symbols = st};
+    fx_id(p.profile_id, pid);
+    errmsg_t em = {{0}};
+    int rc = storage_write_profile(s, &p, NULL, &em);
+    if (rc != 0) fprintf(stderr, "write: %s\n", errmsg_text(&em, rc));
+    CHECK_EQ_INT(rc, 0);
+    for (size_t i = 0; i < n; i++)
+        calltree_free(trees[i]);
+}
+
+/* The aggregate's anchors are exactly pods want[0..n) (in that order), it
+ * holds windows exactly when held says so, and with its anchors it sums
+ * every pod written at every resolution. */
+static void check_wide(storage_t *s, const int *want, size_t n, int held)
+{
+    uint64_t agg = storage_aggregate_id("wide", CPU, NULL), anchor[STORAGE_AGGREGATE_ANCHORS_MAX];
+    int got = storage_aggregate_anchors(s, "t", TA, agg, anchor, STORAGE_AGGREGATE_ANCHORS_MAX);
+    CHECK_EQ_INT(got, (int)n);
+    for (size_t i = 0; i < n && (size_t)got == n; i++)
+        CHECK(anchor[i] == labels_hash(wide[want[i]]));
+    CHECK_EQ_INT(storage_series_has_windows(s, "t", TA, agg), held);
+    acc_t *a = acc_new(), *b = acc_new();
+    for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++) {
+        a->n = b->n = 0;
+        for (size_t p = 0; p < NWIDE; p++)
+            add_series(s, a, TA, labels_hash(wide[p]), r);
+        add_series(s, b, TA, agg, r);
+        for (int i = 0; i < got; i++)
+            add_series(s, b, TA, anchor[i], r);
+        CHECK(a->n > 0 && same(a, b));
+    }
+    acc_free(a);
+    acc_free(b);
+}
+
+/* With aggregate-anchors 3 the first three pods written on the token (two
+ * in one batch) are anchors and the aggregate holds only the others; raised
+ * to 5, a pod already stored stays a member (its windows are in the
+ * aggregate) and a new one becomes an anchor; lowered to 1, the recorded
+ * anchors stay. A format-12 directory (one anchor or none) opens as it is. */
+static void test_many_anchors(symtab_t *st)
+{
+    for (size_t p = 0; p < NWIDE; p++) {
+        char pod[8];
+        snprintf(pod, sizeof pod, "w%zu", p);
+        wide[p] = labels_new();
+        labels_set_str(wide[p], LABEL_NAME, "process_cpu");
+        labels_set_str(wide[p], LABEL_PROFILE_TYPE, CPU);
+        labels_set_str(wide[p], LABEL_SERVICE_NAME, "wide");
+        labels_set_str(wide[p], "pod", pod);
+    }
+    fixture_t f;
+    CHECK_EQ_INT(fx_init(&f), 0);
+    int64_t keep[STORAGE_RESOLUTION_COUNT] = {3600, 6 * 3600, DAY, 3 * DAY, 6 * DAY};
+    memcpy(f.opts.retention_seconds, keep, sizeof keep);
+    f.opts.series_gc_interval_seconds = 0; /* run by hand */
+    f.opts.aggregate_anchors = 3;
+    CHECK_EQ_INT(fx_reopen(&f), 0);
+    static const int p01[] = {0, 1}, p2[] = {2}, p34[] = {3, 4}, p35[] = {3, 5}, p6[] = {6};
+    write_wide(f.s, st, 1, f.now - 100, p01, 2);
+    write_wide(f.s, st, 2, f.now - 90, p2, 1);
+    check_wide(f.s, (const int[]){0, 1, 2}, 3, 0); /* three pods: stored once */
+    write_wide(f.s, st, 3, f.now - 80, p34, 2);
+    write_wide(f.s, st, 4, f.now - 75, p01, 2);
+    check_wide(f.s, (const int[]){0, 1, 2}, 3, 1);
+
+    f.opts.aggregate_anchors = 5;
+    CHECK_EQ_INT(fx_reopen(&f), 0);
+    write_wide(f.s, st, 5, f.now - 70, p35, 2);
+    check_wide(f.s, (const int[]){0, 1, 2, 5}, 4, 1);
+
+    f.opts.aggregate_anchors = 1;
+    CHECK_EQ_INT(fx_reopen(&f), 0);
+    write_wide(f.s, st, 6, f.now - 60, p6, 1);
+    write_wide(f.s, st, 7, f.now - 50, p35, 2);
+    check_wide(f.s, (const int[]){0, 1, 2, 5}, 4, 1);
+
+    f.opts.aggregate_anchors = 0;
+    CHECK_EQ_INT(fx_reopen(&f), ERR_INVALID_ARGUMENT);
+    f.opts.aggregate_anchors = STORAGE_AGGREGATE_ANCHORS_MAX + 1;
+    CHECK_EQ_INT(fx_reopen(&f), ERR_INVALID_ARGUMENT);
+    f.opts.aggregate_anchors = 2;
+    CHECK_EQ_INT(fx_open(&f), 0);
+    put_version(&f, "12");
+    CHECK_EQ_INT(fx_reopen(&f), 0);
+    check_wide(f.s, (const int[]){0, 1, 2, 5}, 4, 1);
+    char *err = NULL;
+    size_t n = 0;
+    char *v = rocksdb_get_cf(f.s->db, f.s->ropts, f.s->cf[CF_META], "format_version", 14, &n, &err);
+    CHECK(v != NULL && n == strlen(STORAGE_FORMAT_VERSION) &&
+          memcmp(v, STORAGE_FORMAT_VERSION, n) == 0);
+    free(v);
+
+    /* the series GC takes the pods it deletes off the list (their windows,
+     * and their part of the aggregate's, expired): the places go to new
+     * series; the last anchor stays (an empty list takes none) */
+    f.now += 7 * DAY;
+    static const int p1[] = {1}, p0[] = {0}, p3[] = {3};
+    write_wide(f.s, st, 8, f.now - 5, p1, 1);
+    size_t removed = 0;
+    CHECK_EQ_INT(storage_gc_series(f.s, &removed), 0);
+    CHECK_EQ_INT(removed, NWIDE - 1);
+    check_wide(f.s, (const int[]){1}, 1, 0);
+    write_wide(f.s, st, 9, f.now - 4, p0, 1);
+    write_wide(f.s, st, 10, f.now - 3, p3, 1);
+    check_wide(f.s, (const int[]){1, 0}, 2, 1);
+    f.now += 7 * DAY;
+    write_wide(f.s, st, 11, f.now - 5, p3, 1);
+    CHECK_EQ_INT(storage_gc_series(f.s, &removed), 0);
+    CHECK_EQ_INT(removed, 2); /* pods 1 and 0: the one deleted second stays */
+    uint64_t agg = storage_aggregate_id("wide", CPU, NULL), last = 0;
+    CHECK_EQ_INT(storage_aggregate_anchors(f.s, "t", TA, agg, &last, 1), 1);
+    CHECK(last == labels_hash(wide[0]) || last == labels_hash(wide[1]));
+    fx_done(&f);
+    for (size_t p = 0; p < NWIDE; p++)
+        labels_free(wide[p]);
 }
 
 int main(int argc, char **argv)
@@ -378,6 +521,7 @@ int main(int argc, char **argv)
     memcpy(f.opts.retention_seconds, keep, sizeof keep);
     f.opts.series_gc_interval_seconds = 0; /* run by hand */
     f.opts.tenant_max_series = 100;
+    f.opts.aggregate_anchors = 1; /* aggregates holding members; several: below */
     f.now = 1700000000 / DAY * DAY + 3 * 3600;
     CHECK_EQ_INT(fx_reopen(&f), 0);
     symtab_t *st = symtab_new();
@@ -455,6 +599,7 @@ int main(int argc, char **argv)
 
     test_upgrade(&f, windows);
     test_upgrade9(&f, st, all);
+    test_many_anchors(st);
     symtab_free(st);
     for (size_t m = 0; m < NMEM; m++)
         labels_free(mem[m].l);

@@ -331,7 +331,8 @@ static void test_upgrade(const labels_t *l)
     size_t len = 0;
     char *ver =
         rocksdb_get_cf(f.s->db, f.s->ropts, f.s->cf[CF_META], "format_version", 14, &len, &err);
-    CHECK(ver != NULL && len == 2 && memcmp(ver, "12", 2) == 0);
+    CHECK(ver != NULL && len == strlen(STORAGE_FORMAT_VERSION) &&
+          memcmp(ver, STORAGE_FORMAT_VERSION, len) == 0);
     free(ver);
     g = profile_spans(&f, l, t, NREFS);
     CHECK_EQ_INT(g.n[0], 2); /* 1 and 2 share a window: S1 holds both */

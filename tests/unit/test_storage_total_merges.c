@@ -43,7 +43,7 @@ static void check_totals(fixture_t *f, const labels_t *l, int64_t want, const ch
         CHECK(got == want && windows == 1);
         fx_scan_t sc = {0}; /* the aggregate with its anchor (this series) */
         uint64_t anchor = 0;
-        CHECK_EQ_INT(storage_aggregate_anchor(f->s, "t", sid >> 1, agg, &anchor), 1);
+        CHECK_EQ_INT(storage_aggregate_anchors(f->s, "t", sid >> 1, agg, &anchor, 1), 1);
         CHECK(anchor == sid);
         CHECK_EQ_INT(
             storage_scan_totals(f->s, "t", sid >> 1, agg, r, from, until, fx_total_cb, &sc), 0);

@@ -238,6 +238,7 @@ int main(void)
     if (fx_init(&f) != 0) return 1;
     f.now = f.now / 86400 * 86400 + 43200; /* noon: the pushes' day has not ended */
     f.opts.window_successive_merges = 0;   /* every push stays an operand */
+    f.opts.aggregate_anchors = 1;          /* a is the anchor, b goes into the aggregate */
     if (fx_reopen(&f) != 0) return 1;
     symtab_t *st = symtab_new();
     labels_t *la = fx_labels("svc", "a"), *lb = fx_labels("svc", "b");
