@@ -8,7 +8,9 @@ second generated pool, paced to PUSH_HZ a second over one keep-alive
 connection per old node in turn (every push a distinct 10 s window of its
 pod: a distinct profile id), for BASE_S seconds with no move, and goes on
 while a 4th node starts with the same --join list and joins: it streams the
-ranges it gains from their replicas and turns active.
+ranges it gains from their replicas and turns active. Then, under a second
+pusher like the first, that node is decommissioned (POST
+/cluster/decommission) until every other node sees it left and it exited 0.
 
 Figures, all of this run:
   1. the join's streaming rate: the bytes the new node fetched
@@ -18,9 +20,12 @@ Figures, all of this run:
      SAMPLE_S);
   2. push latency (request to answer, acknowledged pushes) p50 and p99 while
      the node joined ÷ the same pusher's in the BASE_S seconds before it;
-  3. after the move every node, the new one included, answers every
-     service's flame graph with exactly the preloaded plus the acknowledged
-     totals (numTicks, not partial); anything else fails the step.
+  3. the same for the decommission: the bytes the three that stay streamed
+     over the request to left, and the push latency ratios;
+  4. after each move every node (the new one included after the join, the
+     three that stay after the decommission) answers every service's flame
+     graph with exactly the preloaded plus the acknowledged totals
+     (numTicks, not partial); anything else fails the step.
 
 A push answered other than 200 during the move (503: a replica did not
 answer within the write timeout) is counted and pushed again after the move
@@ -31,7 +36,6 @@ import json
 import os
 import threading
 import time
-import urllib.parse
 
 import bench_cluster
 
