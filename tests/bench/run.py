@@ -24,6 +24,12 @@ push — does fail the run, because then the figure would mean nothing).
   load     (bench_load.py) a 3-node cluster under 12 pushing and 3 querying
            connections for 60 s (600 s with --soak): RSS of every node, no
            answer but 200, flame graphs exact afterwards.
+  move     (issue #10, bench_move.py) a 4th node joins a 3-node RF 2 cluster
+           preloaded with the ingest fleet while one pusher goes on over HTTP,
+           then is decommissioned: MB/s streamed (the new node's
+           flamedb_repair_bytes_streamed_total over its start to active), push
+           p50/p99 during each move ÷ the same pusher's with no move, totals
+           exact on every node after each.
   nodecliff  (not in the default list: long) flamedb-bench nodecliff: one service
            grown to --nodecliff-pushes x --nodecliff-stacks distinct stacks with
            two other services interleaved and a small node cache; the cost of a
@@ -35,7 +41,8 @@ push — does fail the run, because then the figure would mean nothing).
            within it computed again, and one naming its reportId (answered
            from the report the node kept).
 
-Usage: run.py [--build-dir build] [--only ingest,ingest-real,http,query,fleet,rss,cluster,load]
+Usage: run.py [--build-dir build]
+              [--only ingest,ingest-real,http,query,fleet,rss,cluster,load,move]
               [--only diffsearch]
               [--soak] [--rss-seconds N] [--memory-limit 1GiB] [--query-runs N] [--keep]
               [--only nodecliff [--nodecliff-pushes N] [--nodecliff-stacks N]
@@ -60,6 +67,7 @@ import urllib.parse
 
 import bench_cluster
 import bench_load
+import bench_move
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -687,7 +695,8 @@ def machine():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--only", default="ingest,ingest-real,http,query,fleet,rss,cluster,load")
+    ap.add_argument("--only",
+                    default="ingest,ingest-real,http,query,fleet,rss,cluster,load,move")
     ap.add_argument("--soak", action="store_true")
     ap.add_argument("--rss-seconds", type=int, default=0)
     ap.add_argument("--memory-limit", default="1GiB")
@@ -725,6 +734,8 @@ def main():
                  ("cluster", lambda: bench_cluster.bench_cluster(a, sys.modules[__name__],
                                                                  node_bin, work)),
                  ("load", lambda: bench_load.bench_load(a, sys.modules[__name__], node_bin,
+                                                        work)),
+                 ("move", lambda: bench_move.bench_move(a, sys.modules[__name__], node_bin,
                                                         work)),
                  ("nodecliff", lambda: bench_nodecliff(a, tool, work)),
                  ("diffsearch", lambda: bench_diffsearch(a, node_bin, work))]

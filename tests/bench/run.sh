@@ -4,7 +4,7 @@
 # measured in this run, never asserted; see docs/benchmarks.md.
 #
 #   tests/bench/run.sh [--build-dir DIR] [--jobs N] [--soak] [run.py flags...]
-#   e.g. tests/bench/run.sh --only query      (ingest, ingest-real, http, query, fleet, rss, cluster, load)
+#   e.g. tests/bench/run.sh --only query      (ingest, ingest-real, http, query, fleet, rss, cluster, load, move)
 set -u -o pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD="$ROOT/build"
