@@ -372,14 +372,18 @@ static int on_chunk(cluster_t *c, cluster_msg_t *msg, uint64_t now, errmsg_t *em
 }
 
 /* One envelope: from a frame, or put back together from pieces (whole: a
- * piece inside is refused). */
+ * piece inside is refused). A frame's body is read where it lies: the
+ * message keeps the frame (rpc_keep_message) instead of a copy. */
 static void on_envelope(cluster_t *c, const uint8_t *raw, size_t len, int whole)
 {
     cluster_msg_t msg;
     errmsg_t em = {{0}};
     uint64_t now = cluster_unix_ms(c);
     cluster_wire_receiver_t me = {c->cfg.cluster_name, c->key};
-    int rc = cluster_wire_decode_envelope(raw, len, &c->limits, &me, now, &msg, &em);
+    int rc = whole
+                 ? cluster_wire_decode_envelope(raw, len, &c->limits, &me, now, &msg, &em)
+                 : cluster_wire_decode_envelope_in_place(raw, len, &c->limits, &me, now, &msg, &em);
+    if (rc == ERR_OK && !whole) cluster_msg_hold(&msg, rpc_keep_message(c->rpc), rpc_message_free);
     const handler_t *h = NULL;
     if (rc == ERR_OK && msg.env->type == MSG(CHUNK)) {
         rc = whole ? errmsg_set(&em, ERR_INVALID_ARGUMENT, "chunk: inside a chunked message")

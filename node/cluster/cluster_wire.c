@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/labels.h"
+#include "common/varint.h"
 #include "node/cluster/wire_int.h"
 #include "ring/ring.h"
 
@@ -112,17 +113,62 @@ static uint64_t request_id_of(const ProtobufCMessage *body)
     return id;
 }
 
+/* The envelope's fields before its body (1-5) and after it (7, 8), apart:
+ * protobuf-c writes a message's fields in field order and leaves out those
+ * at their defaults, so head, then the body field, then tail are the bytes
+ * of the whole envelope. */
+static void envelope_halves(Flamedb__Cluster__MsgType type, const cluster_wire_sender_t *from,
+                            uint64_t deadline_unix_ms, uint64_t request_id,
+                            Flamedb__Cluster__Envelope *head, Flamedb__Cluster__Envelope *tail)
+{
+    *head = (Flamedb__Cluster__Envelope)FLAMEDB__CLUSTER__ENVELOPE__INIT;
+    *tail = (Flamedb__Cluster__Envelope)FLAMEDB__CLUSTER__ENVELOPE__INIT;
+    head->protocol_version = CLUSTER_PROTOCOL_VERSION;
+    head->type = type;
+    head->cluster = (char *)from->cluster;
+    head->sender_id = (char *)from->node_id;
+    head->deadline_unix_ms = deadline_unix_ms;
+    tail->request_id = request_id;
+}
+
+#define BODY_TAG ((6u << 3) | 2u) /* Envelope.body: field 6, length-delimited */
+
+/* The body is packed once, in its place in out: packing it apart and
+ * copying it into the envelope cost a forest answer (megabytes) a malloc
+ * and a copy more. The bytes are those of packing the whole envelope. */
 int cluster_wire_encode(Flamedb__Cluster__MsgType type, const cluster_wire_sender_t *from,
                         uint64_t deadline_unix_ms, const ProtobufCMessage *body, buf_t *out)
 {
+    Flamedb__Cluster__Envelope head, tail;
+    envelope_halves(type, from, deadline_unix_ms, request_id_of(body), &head, &tail);
+    uint8_t mac[DIGEST_SHA256_BYTES] = {0};
+    if (from->key != NULL) tail.auth = (ProtobufCBinaryData){sizeof mac, mac};
     size_t bn = protobuf_c_message_get_packed_size(body);
-    uint8_t *bp = malloc(bn ? bn : 1);
-    if (bp == NULL) return ERR_NOMEM;
-    protobuf_c_message_pack(body, bp);
-    int rc = encode_envelope(type, from, deadline_unix_ms, request_id_of(body),
-                             (ProtobufCBinaryData){bn, bp}, out);
-    free(bp);
-    return rc;
+    uint8_t lenv[10];
+    size_t ln = varint_put_u(lenv, bn);
+    size_t hn = flamedb__cluster__envelope__get_packed_size(&head);
+    size_t fn = bn > 0 ? 1 + ln + bn : 0; /* proto3 leaves an empty body out */
+    size_t tn = flamedb__cluster__envelope__get_packed_size(&tail);
+    if (hn + fn + tn < fn) return ERR_TOO_LARGE;
+    int rc = buf_reserve(out, hn + fn + tn);
+    if (rc < 0) return rc;
+    uint8_t *p = out->data + out->len;
+    flamedb__cluster__envelope__pack(&head, p);
+    if (bn > 0) {
+        p[hn] = BODY_TAG;
+        memcpy(p + hn + 1, lenv, ln);
+        protobuf_c_message_pack(body, p + hn + 1 + ln);
+    }
+    if (from->key != NULL) {
+        Flamedb__Cluster__Envelope whole = head;
+        whole.body = (ProtobufCBinaryData){bn, p + hn + 1 + ln};
+        whole.request_id = tail.request_id;
+        if ((rc = envelope_mac(from->key, &whole, mac)) < 0) return rc;
+    }
+    flamedb__cluster__envelope__pack(&tail, p + hn + fn);
+    out->len += hn + fn + tn;
+    out->data[out->len] = 0;
+    return ERR_OK;
 }
 
 static int check_tenant(const char *t, errmsg_t *em)
@@ -501,20 +547,153 @@ static int unpack_failed(const arena_t *a, const char *what, errmsg_t *em)
     return errmsg_set(em, ERR_UNPARSEABLE, "message: %s is not a valid %s", what, what);
 }
 
-int cluster_wire_decode_envelope(const uint8_t *p, size_t n, const cluster_wire_limits_t *lim,
-                                 const cluster_wire_receiver_t *to, uint64_t now_unix_ms,
-                                 cluster_msg_t *out, errmsg_t *em)
+/* Steps over one field of a protobuf message at *p (< end): its number
+ * and wire type out, *p past it. 0 on bytes that are no field. */
+static int next_field(const uint8_t **p, const uint8_t *end, uint64_t *number, unsigned *wt)
+{
+    uint64_t tag, v;
+    if (!varint_read_u(p, end, &tag)) return 0;
+    *number = tag >> 3;
+    *wt = (unsigned)(tag & 7);
+    switch (*wt) {
+    case 0:
+        return varint_read_u(p, end, &v);
+    case 1:
+    case 5: {
+        size_t w = *wt == 1 ? 8 : 4;
+        if ((size_t)(end - *p) < w) return 0;
+        *p += w;
+        return 1;
+    }
+    case 2:
+        if (!varint_read_u(p, end, &v) || v > (uint64_t)(end - *p)) return 0;
+        *p += v;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* The fields of the message bytes [p, p + n) other than the length-delimited
+ * field `number`, copied one after the other into the arena (*rest, *rn),
+ * and that field's values where they lie in p (*v, *nv, in their order;
+ * *nv 0 and nothing copied when the field is absent). 1 done, 0 when the
+ * bytes are no message or the arena is full. */
+static int lift_field(arena_t *a, const uint8_t *p, size_t n, uint64_t number, uint8_t **rest,
+                      size_t *rn, ProtobufCBinaryData **v, size_t *nv)
+{
+    const uint8_t *q = p, *end = p + n, *at;
+    size_t nlift = 0, nrest = 0;
+    uint64_t no, tag, len;
+    unsigned wt;
+    while (q < end) {
+        at = q;
+        if (!next_field(&q, end, &no, &wt)) return 0;
+        if (no == number && wt == 2)
+            nlift++;
+        else
+            nrest += (size_t)(q - at);
+    }
+    *rn = *nv = 0;
+    if (nlift == 0) return 1; /* nothing to lift: no copy */
+    *rest = arena_alloc(a, nrest ? nrest : 1);
+    *v = arena_alloc(a, (nlift ? nlift : 1) * sizeof **v);
+    if (*rest == NULL || *v == NULL) return 0;
+    for (q = p; q < end;) {
+        at = q;
+        next_field(&q, end, &no, &wt);
+        if (no == number && wt == 2) {
+            const uint8_t *d = at;
+            len = 0;
+            varint_read_u(&d, q, &tag);
+            varint_read_u(&d, q, &len);
+            (*v)[(*nv)++] = (ProtobufCBinaryData){(size_t)len, (uint8_t *)d};
+        } else {
+            memcpy(*rest + *rn, at, (size_t)(q - at));
+            *rn += (size_t)(q - at);
+        }
+    }
+    return 1;
+}
+
+#define FORESTS_FIELD 14u /* PartialResult.forests */
+
+/* A PartialResult whose forests (most of a render's answer) point into the
+ * envelope's body, which lives as long as the message, instead of being
+ * copied by protobuf-c: the other fields are copied out (a few bytes once
+ * the coordinator holds the names) and unpacked, the forests attached after
+ * in their order. Bytes that are no message go to protobuf-c whole, which
+ * refuses them as before. */
+static ProtobufCMessage *unpack_partial(arena_t *a, const uint8_t *body, size_t n)
+{
+    const ProtobufCMessageDescriptor *d = &flamedb__cluster__partial_result__descriptor;
+    ProtobufCAllocator al = arena_allow(a, n);
+    uint8_t *rest;
+    size_t rn, nv;
+    ProtobufCBinaryData *v;
+    if (!lift_field(a, body, n, FORESTS_FIELD, &rest, &rn, &v, &nv) || nv == 0)
+        return protobuf_c_message_unpack(d, &al, n, body);
+    al = arena_allow(a, rn);
+    Flamedb__Cluster__PartialResult *m = (void *)protobuf_c_message_unpack(d, &al, rn, rest);
+    if (m == NULL) return NULL;
+    m->forests = v;
+    m->n_forests = nv;
+    return &m->base;
+}
+
+#define BODY_FIELD 6u /* Envelope.body */
+
+/* The envelope with its body where it lies in p when it has exactly one
+ * (what every sender writes), else protobuf-c's copy. */
+static Flamedb__Cluster__Envelope *unpack_envelope(arena_t *a, const uint8_t *p, size_t n,
+                                                   int in_place)
+{
+    ProtobufCAllocator al = arena_allow(a, n);
+    uint8_t *rest;
+    size_t rn, nv;
+    ProtobufCBinaryData *v;
+    if (!in_place || !lift_field(a, p, n, BODY_FIELD, &rest, &rn, &v, &nv) || nv != 1)
+        return flamedb__cluster__envelope__unpack(&al, n, p);
+    al = arena_allow(a, rn);
+    Flamedb__Cluster__Envelope *e = flamedb__cluster__envelope__unpack(&al, rn, rest);
+    if (e != NULL) e->body = v[0];
+    return e;
+}
+
+static int decode_envelope(const uint8_t *p, size_t n, int in_place,
+                           const cluster_wire_limits_t *lim, const cluster_wire_receiver_t *to,
+                           uint64_t now_unix_ms, cluster_msg_t *out, errmsg_t *em)
 {
     memset(out, 0, sizeof *out);
     if (n > lim->max_bytes)
         return errmsg_set(em, ERR_TOO_LARGE, "message: %zu bytes, at most %zu", n, lim->max_bytes);
     arena_init(&out->arena, n < 8192 ? 4096 : n / 2 < (1u << 20) ? n / 2 : 1u << 20, 0);
-    ProtobufCAllocator al = arena_allow(&out->arena, n);
-    out->env = flamedb__cluster__envelope__unpack(&al, n, p);
+    out->env = unpack_envelope(&out->arena, p, n, in_place);
     int rc = out->env == NULL ? unpack_failed(&out->arena, "envelope", em)
                               : check_envelope(out->env, to, now_unix_ms, em);
     if (rc < 0) cluster_msg_free(out);
     return rc;
+}
+
+int cluster_wire_decode_envelope(const uint8_t *p, size_t n, const cluster_wire_limits_t *lim,
+                                 const cluster_wire_receiver_t *to, uint64_t now_unix_ms,
+                                 cluster_msg_t *out, errmsg_t *em)
+{
+    return decode_envelope(p, n, 0, lim, to, now_unix_ms, out, em);
+}
+
+int cluster_wire_decode_envelope_in_place(const uint8_t *p, size_t n,
+                                          const cluster_wire_limits_t *lim,
+                                          const cluster_wire_receiver_t *to, uint64_t now_unix_ms,
+                                          cluster_msg_t *out, errmsg_t *em)
+{
+    return decode_envelope(p, n, 1, lim, to, now_unix_ms, out, em);
+}
+
+void cluster_msg_hold(cluster_msg_t *m, void *bytes, void (*release)(void *))
+{
+    m->held = bytes;
+    m->release = release;
 }
 
 int cluster_wire_decode_body(cluster_msg_t *m, const cluster_wire_limits_t *lim,
@@ -524,7 +703,9 @@ int cluster_wire_decode_body(cluster_msg_t *m, const cluster_wire_limits_t *lim,
         return errmsg_set(em, ERR_UNSUPPORTED, "message: gossip bodies are read by the ring");
     const ProtobufCMessageDescriptor *d = descriptor_of(m->env->type);
     ProtobufCAllocator al = arena_allow(&m->arena, m->env->body.len);
-    m->body = protobuf_c_message_unpack(d, &al, m->env->body.len, m->env->body.data);
+    m->body = m->env->type == T(PARTIAL)
+                  ? unpack_partial(&m->arena, m->env->body.data, m->env->body.len)
+                  : protobuf_c_message_unpack(d, &al, m->env->body.len, m->env->body.data);
     if (m->body == NULL) return unpack_failed(&m->arena, "body", em);
     int rc = check_body(m->env->type, m->body, lim, now_unix_ms, em);
     /* receivers route by the envelope's copy before they decode the body */
@@ -553,6 +734,9 @@ int cluster_wire_decode(const uint8_t *p, size_t n, const cluster_wire_limits_t 
 void cluster_msg_free(cluster_msg_t *m)
 {
     arena_free(&m->arena);
+    if (m->release != NULL) m->release(m->held);
+    m->held = NULL;
+    m->release = NULL;
     m->body = NULL;
     m->env = NULL;
 }

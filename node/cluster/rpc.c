@@ -55,7 +55,8 @@ struct rpc {
     char *listen_addr;
     rpc_receive_fn fn;
     void *ctx;
-    int sock; /* NN_PULL */
+    void *receiving; /* the message fn is called with, until rpc_keep_message */
+    int sock;        /* NN_PULL */
     uv_poll_t rpoll;
     uv_timer_t sweep;
     peer_t *peers;
@@ -454,9 +455,23 @@ static void on_readable(uv_poll_t *h, int status, int events)
         }
         r->stats.received++;
         r->stats.bytes_received += (uint64_t)n;
+        r->receiving = msg;
         r->fn(r->ctx, msg, (size_t)n);
-        nn_freemsg(msg);
+        if (r->receiving != NULL) nn_freemsg(msg);
+        r->receiving = NULL;
     }
+}
+
+void *rpc_keep_message(rpc_t *r)
+{
+    void *m = r->receiving;
+    r->receiving = NULL;
+    return m;
+}
+
+void rpc_message_free(void *msg)
+{
+    if (msg != NULL) nn_freemsg(msg);
 }
 
 /* ---------- lifetime ---------- */

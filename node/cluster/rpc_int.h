@@ -68,6 +68,11 @@ typedef struct rpc_stats {
 
 /* Called on the loop thread for every message received; msg borrowed. */
 typedef void (*rpc_receive_fn)(void *ctx, const uint8_t *msg, size_t len);
+/* Called from an rpc_receive_fn only: the message it was called with stays
+ * valid after the call; caller owns it, free it with rpc_message_free (from
+ * any thread). Saves copying a message that is kept anyway. */
+void *rpc_keep_message(rpc_t *r);
+void rpc_message_free(void *msg);
 
 /* Binds listen_addr and starts receiving. ERR_IO with the nanomsg reason in
  * em when the address cannot be bound. */

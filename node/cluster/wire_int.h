@@ -14,8 +14,8 @@
  * input, so a hostile message cannot cost more memory than that.
  *
  * Threads: any. Ownership: a decoded cluster_msg_t owns its envelope and body
- * (one arena; cluster_msg_free). Moving a message is a struct copy followed
- * by zeroing the source.
+ * (one arena, and the received bytes when decoded in place; cluster_msg_free). Moving a message is
+ * a struct copy followed by zeroing the source.
  */
 #ifndef FLAMEDB_NODE_CLUSTER_WIRE_INT_H
 #define FLAMEDB_NODE_CLUSTER_WIRE_INT_H
@@ -44,6 +44,8 @@ typedef struct cluster_msg {
     Flamedb__Cluster__Envelope *env;
     ProtobufCMessage *body;
     arena_t arena;
+    void *held;              /* the received bytes env->body may point into */
+    void (*release)(void *); /* frees held (cluster_msg_free); NULL: nothing held */
 } cluster_msg_t;
 
 /* Anti-entropy messages (RepairRequest, RepairAnswer): seen entries and
@@ -100,6 +102,17 @@ typedef struct cluster_wire_receiver {
 int cluster_wire_decode_envelope(const uint8_t *p, size_t n, const cluster_wire_limits_t *lim,
                                  const cluster_wire_receiver_t *to, uint64_t now_unix_ms,
                                  cluster_msg_t *out, errmsg_t *em);
+/* The same, but env->body (and a PartialResult's forests once the body is
+ * decoded) point into p instead of copies: p must stay valid until the
+ * message is freed. The caller hands p to the message with cluster_msg_hold
+ * at once on success (on failure it keeps p). Saves copying a render's
+ * answer (megabytes) once on the receiving node. */
+int cluster_wire_decode_envelope_in_place(const uint8_t *p, size_t n,
+                                          const cluster_wire_limits_t *lim,
+                                          const cluster_wire_receiver_t *to, uint64_t now_unix_ms,
+                                          cluster_msg_t *out, errmsg_t *em);
+/* m takes ownership of bytes: cluster_msg_free calls release(bytes). */
+void cluster_msg_hold(cluster_msg_t *m, void *bytes, void (*release)(void *));
 /* Decodes and checks the body of a decoded envelope (any thread): tenant
  * present and bounded, profile id 16 bytes, counts and string lengths within
  * limits, token ranges sane, the body's deadline. Gossip bodies are refused

@@ -20,7 +20,11 @@ typedef struct inbox {
     int bad; /* messages whose content did not match */
     size_t bytes;
     size_t last_len;
-    int next_seq; /* expected sequence number (ordered delivery) */
+    int next_seq;     /* expected sequence number (ordered delivery) */
+    rpc_t *keep_from; /* non-NULL: keep every message (rpc_keep_message) */
+    void *kept[4];
+    size_t kept_len[4];
+    int nkept;
 } inbox_t;
 
 /* Message i: 4-byte sequence number then len-4 bytes derived from it. */
@@ -44,6 +48,12 @@ static void on_receive(void *ctx, const uint8_t *msg, size_t len)
     in->count++;
     in->bytes += len;
     in->last_len = len;
+    if (in->keep_from != NULL && in->nkept < 4) {
+        void *k = rpc_keep_message(in->keep_from);
+        in->bad += k != (void *)msg;
+        in->kept_len[in->nkept] = len;
+        in->kept[in->nkept++] = k;
+    }
 }
 
 static void tick(uv_timer_t *t)
@@ -369,11 +379,40 @@ static void test_redial_unanswered(uv_loop_t *loop)
     close_end(loop, &b);
 }
 
+/* A receiver that keeps the messages it is given: each stays whole after
+ * its callback and after the next ones arrive, until rpc_message_free. */
+static void test_keep_message(uv_loop_t *loop)
+{
+    end_t a, b;
+    CHECK_EQ_INT(open_end(loop, &a, 8 << 20, 64 << 20), ERR_OK);
+    CHECK_EQ_INT(open_end(loop, &b, 8 << 20, 64 << 20), ERR_OK);
+    b.in.keep_from = b.rpc;
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ_INT(send_seq(&a, &b, i, i == 2 ? 2 << 20 : 100 + (size_t)i, 0), ERR_OK);
+    CHECK(run_until(loop, &b.in.count, 4, WAIT_MS));
+    CHECK_EQ_INT(b.in.bad, 0);
+    CHECK_EQ_INT(b.in.nkept, 4);
+    for (int i = 0; i < b.in.nkept; i++) {
+        const uint8_t *m = b.in.kept[i];
+        int seq = -1;
+        memcpy(&seq, m, 4);
+        int ok = seq == i && b.in.kept_len[i] == (i == 2 ? 2u << 20 : 100u + (size_t)i);
+        for (size_t k = 4; ok && k < b.in.kept_len[i]; k++)
+            ok = m[k] == (uint8_t)(seq * 31 + k * 7);
+        CHECK(ok);
+        rpc_message_free(b.in.kept[i]);
+    }
+    CHECK(rpc_keep_message(b.rpc) == NULL); /* outside a callback: nothing */
+    close_end(loop, &a);
+    close_end(loop, &b);
+}
+
 int main(void)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
     test_exchange(&loop);
+    test_keep_message(&loop);
     test_queue_and_deadlines(&loop);
     test_oversized_input(&loop);
     test_frames(&loop);

@@ -674,6 +674,217 @@ static void test_sum_buckets(void)
     CHECK_EQ_INT(roundtrip(T(REPAIR_ANSWER), &a.base, "c1", 0, &m, &em), ERR_INVALID_ARGUMENT);
 }
 
+/* cluster_wire_encode packs the body in its place in the envelope: the bytes
+ * are those protobuf-c writes for the whole envelope, signed or not, with a
+ * body or an empty one. */
+static void test_envelope_bytes(void)
+{
+    struct write_fixture f;
+    write_fixture(&f);
+    Flamedb__Cluster__WriteAck a = FLAMEDB__CLUSTER__WRITE_ACK__INIT; /* packs to 0 bytes */
+    digest_key_t *k = NULL;
+    CHECK_EQ_INT(digest_key_new("0123456789abcdef", 16, &k), 0);
+    const ProtobufCMessage *bodies[2] = {&f.w.base, &a.base};
+    for (int i = 0; i < 4; i++) {
+        cluster_wire_sender_t s = {"c1", "n01", i & 2 ? k : NULL};
+        buf_t b;
+        buf_init(&b, BUF_UNLIMITED);
+        CHECK_EQ_INT(buf_append(&b, "x", 1), 0); /* appends after what out holds */
+        CHECK_EQ_INT(
+            cluster_wire_encode(i & 1 ? T(WRITE_ACK) : T(WRITE), &s, NOW + 7, bodies[i & 1], &b),
+            0);
+        Flamedb__Cluster__Envelope *e =
+            flamedb__cluster__envelope__unpack(NULL, b.len - 1, b.data + 1);
+        CHECK(e != NULL);
+        if (e == NULL) continue;
+        CHECK(e->body.len == protobuf_c_message_get_packed_size(bodies[i & 1]));
+        CHECK(e->request_id == (i & 1 ? 0 : 77) && e->deadline_unix_ms == NOW + 7);
+        CHECK(e->auth.len == (i & 2 ? DIGEST_SHA256_BYTES : 0));
+        uint8_t whole[8192];
+        size_t n = flamedb__cluster__envelope__pack(e, whole);
+        CHECK(n == b.len - 1 && memcmp(whole, b.data + 1, n) == 0);
+        cluster_msg_t m;
+        errmsg_t em = {{0}};
+        cluster_wire_limits_t l;
+        cluster_wire_limits_default(&l);
+        /* the envelope's checks (its MAC with a key); an empty ack is no valid body */
+        CHECK_EQ_INT(cluster_wire_decode_envelope(b.data + 1, b.len - 1, &l,
+                                                  &(cluster_wire_receiver_t){"c1", s.key}, NOW, &m,
+                                                  &em),
+                     0);
+        cluster_msg_free(&m);
+        flamedb__cluster__envelope__free_unpacked(e, NULL);
+        buf_free(&b);
+    }
+    digest_key_free(k);
+    buf_free(&f.labels);
+}
+
+/* Wraps raw body bytes as a PARTIAL envelope and decodes it. */
+static int partial_bytes(const uint8_t *body, size_t n, cluster_msg_t *m, errmsg_t *em)
+{
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    ProtobufCBinaryData d = {n, (uint8_t *)body};
+    CHECK_EQ_INT(cluster_wire_encode_bytes(T(PARTIAL), &N01, 0, &d, &b), 0);
+    int rc = cluster_wire_decode(b.data, b.len, NULL, &C1, NOW, m, em);
+    buf_free(&b);
+    return rc;
+}
+
+/* A PartialResult's forests are read where they lie in the envelope's body,
+ * in their order wherever they stand among the other fields, and the other
+ * fields as protobuf-c reads them; a body cut short or with a forest of the
+ * wrong wire type is refused as before. */
+static void test_partial_forests(void)
+{
+    Flamedb__Cluster__Symbol sy = FLAMEDB__CLUSTER__SYMBOL__INIT, *syms[1] = {&sy};
+    sy.id = 5;
+    sy.name = (ProtobufCBinaryData){4, (uint8_t *)"main"};
+    ProtobufCBinaryData f1[2] = {{3, (uint8_t *)"abc"}, {0, NULL}}, f2[1] = {{2, (uint8_t *)"de"}};
+    Flamedb__Cluster__PartialResult p = FLAMEDB__CLUSTER__PARTIAL_RESULT__INIT;
+    p.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    p.tenant = "acme";
+    p.request_id = 0; /* cluster_wire_encode_bytes's envelope carries none */
+    p.forests = f1;
+    p.n_forests = 2;
+    p.series_count = 3;
+    Flamedb__Cluster__PartialResult q = FLAMEDB__CLUSTER__PARTIAL_RESULT__INIT;
+    q.symbols = syms;
+    q.n_symbols = 1;
+    q.forests = f2;
+    q.n_forests = 1;
+    q.spy_name = "gospy";
+    /* p then q: a message of both, the symbols between forests */
+    uint8_t body[512];
+    size_t pn = flamedb__cluster__partial_result__pack(&p, body);
+    size_t n = pn + flamedb__cluster__partial_result__pack(&q, body + pn);
+    cluster_msg_t m;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(partial_bytes(body, n, &m, &em), 0);
+    if (m.body != NULL) {
+        Flamedb__Cluster__PartialResult *g = (void *)m.body;
+        CHECK(g->n_forests == 3 && g->n_symbols == 1 && g->symbols[0]->id == 5);
+        CHECK(g->series_count == 3 && strcmp(g->spy_name, "gospy") == 0 &&
+              strcmp(g->tenant, "acme") == 0);
+        const char *want[3] = {"abc", "", "de"};
+        for (size_t i = 0; i < g->n_forests && i < 3; i++) {
+            CHECK(g->forests[i].len == strlen(want[i]) &&
+                  memcmp(g->forests[i].data, want[i], g->forests[i].len) == 0);
+            /* not copied: inside the envelope's body */
+            CHECK(g->forests[i].data >= m.env->body.data &&
+                  g->forests[i].data + g->forests[i].len <= m.env->body.data + m.env->body.len);
+        }
+        cluster_msg_free(&m);
+    }
+    q.n_forests = 0; /* no forests: protobuf-c's unpack alone */
+    n = flamedb__cluster__partial_result__pack(&q, body);
+    CHECK_EQ_INT(partial_bytes(body, n, &m, &em), ERR_INVALID_ARGUMENT); /* no tenant */
+    n = pn;
+    CHECK_EQ_INT(partial_bytes(body, n - 1, &m, &em), ERR_UNPARSEABLE); /* a forest cut short */
+    uint8_t bad[600];
+    memcpy(bad, body, pn);
+    bad[pn] = (14 << 3) | 0; /* field 14 as a varint */
+    bad[pn + 1] = 1;
+    CHECK_EQ_INT(partial_bytes(bad, pn + 2, &m, &em), ERR_UNPARSEABLE);
+    bad[pn] = (14 << 3) | 7; /* no such wire type */
+    CHECK_EQ_INT(partial_bytes(bad, pn + 2, &m, &em), ERR_UNPARSEABLE);
+}
+
+static int released;
+static void count_release(void *p)
+{
+    released++;
+    free(p);
+}
+
+/* Decoded in place, the body and a PartialResult's forests point into the
+ * received bytes, which the message holds until it is freed; an envelope
+ * with two bodies (the last one counts) or bytes that are no envelope are
+ * read as protobuf-c reads them. */
+static void test_in_place(void)
+{
+    ProtobufCBinaryData fv[2] = {{5, (uint8_t *)"hello"}, {3, (uint8_t *)"abc"}};
+    Flamedb__Cluster__PartialResult p = FLAMEDB__CLUSTER__PARTIAL_RESULT__INIT;
+    p.protocol_version = CLUSTER_PROTOCOL_VERSION;
+    p.tenant = "acme";
+    p.request_id = 4;
+    p.forests = fv;
+    p.n_forests = 2;
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    CHECK_EQ_INT(cluster_wire_encode(T(PARTIAL), &N01, 0, &p.base, &b), 0);
+    uint8_t *raw = malloc(b.len);
+    memcpy(raw, b.data, b.len);
+    cluster_wire_limits_t l;
+    cluster_wire_limits_default(&l);
+    cluster_msg_t m;
+    errmsg_t em = {{0}};
+    released = 0;
+    CHECK_EQ_INT(cluster_wire_decode_envelope_in_place(raw, b.len, &l, &C1, NOW, &m, &em), 0);
+    cluster_msg_hold(&m, raw, count_release);
+    CHECK(m.env->body.data > raw && m.env->body.data + m.env->body.len <= raw + b.len);
+    CHECK_EQ_INT(cluster_wire_decode_body(&m, &l, NOW, &em), 0);
+    if (m.body != NULL) {
+        Flamedb__Cluster__PartialResult *g = (void *)m.body;
+        CHECK(g->n_forests == 2 && g->request_id == 4 && strcmp(g->tenant, "acme") == 0);
+        for (size_t i = 0; i < g->n_forests && i < 2; i++)
+            CHECK(g->forests[i].len == fv[i].len &&
+                  memcmp(g->forests[i].data, fv[i].data, fv[i].len) == 0 &&
+                  g->forests[i].data > raw && g->forests[i].data < raw + b.len);
+    }
+    CHECK_EQ_INT(released, 0);
+    cluster_msg_free(&m);
+    CHECK_EQ_INT(released, 1);
+    cluster_msg_free(&m); /* twice: nothing more */
+    CHECK_EQ_INT(released, 1);
+
+    /* two body fields: protobuf-c's reading (the last), copied */
+    Flamedb__Cluster__Envelope e2 = FLAMEDB__CLUSTER__ENVELOPE__INIT;
+    uint8_t two[8192];
+    size_t n1 = b.len;
+    memcpy(two, b.data, n1);
+    e2.body = (ProtobufCBinaryData){3, (uint8_t *)"xyz"};
+    size_t n = n1 + flamedb__cluster__envelope__pack(&e2, two + n1);
+    CHECK_EQ_INT(cluster_wire_decode_envelope_in_place(two, n, &l, &C1, NOW, &m, &em), 0);
+    CHECK(m.env->body.len == 3 && memcmp(m.env->body.data, "xyz", 3) == 0 &&
+          (m.env->body.data < two || m.env->body.data >= two + n));
+    cluster_msg_free(&m);
+    /* cut short: refused, nothing held */
+    CHECK_EQ_INT(cluster_wire_decode_envelope_in_place(b.data, b.len - 1, &l, &C1, NOW, &m, &em),
+                 ERR_UNPARSEABLE);
+    /* every prefix and corruption: in place as by copy */
+    ring_rng_t rng;
+    ring_rng_seed(&rng, 23);
+    int same = 0;
+    for (int k = 0; k < 3000 + (int)b.len; k++) {
+        size_t len = k < (int)b.len ? (size_t)k : b.len;
+        memcpy(two, b.data, b.len);
+        for (int j = 0; k >= (int)b.len && j < 1 + (int)(ring_rng_next(&rng) % 4); j++)
+            two[ring_rng_next(&rng) % b.len] ^= (uint8_t)(1u << (ring_rng_next(&rng) % 8));
+        cluster_msg_t c, i;
+        int rc = cluster_wire_decode_envelope(two, len, &l, &C1, NOW, &c, NULL);
+        int ri = cluster_wire_decode_envelope_in_place(two, len, &l, &C1, NOW, &i, NULL);
+        if (rc == 0) rc = cluster_wire_decode_body(&c, &l, NOW, NULL);
+        if (ri == 0) ri = cluster_wire_decode_body(&i, &l, NOW, NULL);
+        int eq = rc == ri;
+        if (eq && rc == 0) {
+            eq = c.env->body.len == i.env->body.len &&
+                 memcmp(c.env->body.data, i.env->body.data, c.env->body.len) == 0;
+            const Flamedb__Cluster__PartialResult *x = (void *)c.body, *y = (void *)i.body;
+            eq = eq && x->n_forests == y->n_forests && strcmp(x->tenant, y->tenant) == 0;
+            for (size_t f = 0; eq && f < x->n_forests; f++)
+                eq = x->forests[f].len == y->forests[f].len &&
+                     memcmp(x->forests[f].data, y->forests[f].data, x->forests[f].len) == 0;
+        }
+        same += eq;
+        cluster_msg_free(&c);
+        cluster_msg_free(&i);
+    }
+    CHECK_EQ_INT(same, 3000 + (int)b.len);
+    buf_free(&b);
+}
+
 int main(void)
 {
     test_seed(0);
@@ -681,6 +892,9 @@ int main(void)
     test_envelope_refusals();
     test_query_and_results();
     test_signed_envelopes();
+    test_envelope_bytes();
+    test_partial_forests();
+    test_in_place();
     test_decode_amplification();
     test_repair();
     test_stream();
