@@ -43,9 +43,9 @@ MiB = 1 << 20
 CPU = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 CONNECTIONS = 6
 FRAME = 1 * MiB  # cluster-max-frame-bytes (the default)
-MESSAGE = 64 * MiB  # max-message-bytes (the default)
+MESSAGE = 16 * MiB  # max-message-bytes (the default at memory-limit 1 GiB)
 BIG_LINES = 48000  # a profile whose replicated write is larger than a frame
-ANNOUNCED = 64 * MiB - 4096  # under max-message-bytes (64 MiB, the default)
+ANNOUNCED = 64 * MiB - 4096  # under the largest max-message-bytes a default allows (64 MiB)
 SENT = 24 * MiB  # of each announced message
 # Resident growth allowed: the transport holds at most about two frames per
 # connection (one being received, one waiting to be read); the rest is room
@@ -297,7 +297,7 @@ def test_pieces_over_budget_refused():
     pieces drops it (logged, counted) and the write fails as when its
     message is lost: never a 200 for fewer replicas than the quorum."""
     with Cluster(2, rf=2, args=FAST_FORMATION + ["--write-timeout", "2s"]) as c:
-        c.restart(1, extra=["--chunk-receive-max-bytes", "64KiB"])
+        c.restart(1, extra=["--chunk-receive-max-bytes", "64KiB", "--max-message-bytes", "16MiB"])
         c.wait_converged(timeout=30)
         wait_for("the frame limits to come down",
                  lambda: frame_limits(c, (0, 1)) == [FRAME, FRAME], 30)
