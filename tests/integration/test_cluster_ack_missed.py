@@ -11,16 +11,18 @@ older than the seen span (--seen-retention 60s), so only the window check
 (per range, a count and order-free hash of the profile tree entries) finds
 them. Hinted handoff is off (--hints-max-bytes 0).
 
-- test_acknowledged_misses_coordinator_removed: 3 nodes RF 3 write quorum
-  2; through n0, one old profile per service is acknowledged while n1 is
-  stopped (SIGSTOP), another while n2 is: n1 lacks the first, n2 the
-  second (mixed copies). n0 is killed with -9 at once and removed for
-  good. After `flamectl cluster repair` n1 and n2 each alone answer
-  exactly the acknowledged totals;
-- test_acknowledged_misses_coordinator_wiped: the same, but n0 comes back
-  with an empty data dir (same id, new tokens): it must never answer short
-  unflagged while it refills, and after repair every node alone answers
-  exactly;
+- test_acknowledged_misses_coordinators_removed: 4 nodes RF 4 write
+  quorum 2; n3 misses old profiles acknowledged through n0, n0 is killed
+  and removed for good, n3 restarted; n2 misses others acknowledged
+  through n1, n1 is killed and removed, n2 restarted: the survivors'
+  copies are mixed. After `flamectl cluster repair` n2 and n3 each alone
+  answer exactly the acknowledged totals;
+- test_missed_write_found_without_repair: 3 nodes RF 3, default schedules,
+  no flamectl: n2 misses acknowledged old profiles, their coordinator n0
+  is killed and removed through the HTTP route (no repair round). The
+  removal must not make n1 (which acknowledged them) take n2's copy, and
+  the window check that follows a member's loss must make n2 whole: each
+  alone answers exactly;
 - test_replica_restarts_empty: n2 loses its data dir (kill -9, wiped) and
   restarts with the same id: every answer through every node, polled all
   along, is exact, flagged partial or refused, never short and unflagged,
@@ -32,7 +34,7 @@ import signal
 import time
 
 import harness
-from cluster import Cluster
+from cluster import Cluster, wait_for
 from test_cluster_join import big_body, metric
 from test_cluster_old_windows import ARGS, SCALE, answers, preload, push_ok, sel
 from test_cluster_repair import ctl, hints_for
@@ -166,6 +168,51 @@ def test_acknowledged_misses_coordinators_removed():
         fetched = [metric(c, i, "flamedb_repair_window_profiles_fetched_total") for i in (2, 3)]
         print("    fetched by id: n2 %d, n3 %d" % tuple(fetched))
         alone_exact(c, [2, 3], want, frm, until)
+
+
+def test_missed_write_found_without_repair():
+    """No flamectl, default schedules (a pass an hour, a window check a
+    day): n2 misses acknowledged old writes, their coordinator n0 is killed
+    and n2 restarts; n0's mark on n2 keeps n2 unread while n0 is down, and
+    goes when n0 is removed through the HTTP route (POST /cluster/remove,
+    which runs no repair round). Every node, on seeing a member go down,
+    come back or leave the ring, runs a pass with its window check a settle
+    margin later: n2 fetches what it lacks by profile id, and answers
+    exactly on its own (n1 stopped). Before, n2 was read again as soon as
+    the removal's regain ended and answered short and unflagged until the
+    next scheduled window check, a day later."""
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    with Cluster(3, rf=3, write_quorum=2, args=ARGS) as c:
+        want = preload(c, 0, "akf", now, 24, 4)
+        wait_no_marks(c, [0, 1, 2])
+        add(want, ack_missed(c, 0, 2, want, 9300, now - 7100))
+        c.kill(0)
+        c.restart(2)
+        c.wait_state(0, "down", observers=[1, 2], timeout=60)
+        checks = lambda: metric(c, 2, "flamedb_repair_window_checks_total")
+        before = checks()
+        r = c.nodes[1].request("POST", "/cluster/remove?node=n0")
+        assert r.status == 200, r
+        t0 = time.monotonic()
+        wait_for("n1 and n2 read again", lambda: not marks(c, 1) and not marks(c, 2)
+                 and all(c.status(i).get("regaining", 0) == 0 for i in (1, 2)), timeout=60)
+        print("    n2 read again %.1f s after the removal" % (time.monotonic() - t0))
+        for attempt in range(4):  # a check left for later retries a settle margin on
+            time.sleep(3)
+            got = _alone(c, 2, [1], want, frm, until)
+            short = sorted((s, got[s], want[s]) for s in want if got[s] != want[s])
+            if not short:
+                break
+        print("    n2 alone, %.1f s after the removal: %s; %d window check(s) since, %d "
+              "profile(s) fetched by id" % (time.monotonic() - t0, "exact" if not short else short,
+                                             checks() - before,
+                                             metric(c, 2, "flamedb_repair_window_profiles_fetched_total")))
+        assert not short, "n2 alone answers short, unflagged: %r" % short
+        g1 = _alone(c, 1, [2], want, frm, until)
+        lost = sorted((s, g1[s], want[s]) for s in want if g1[s] != want[s])
+        print("    n1 alone: %s" % ("exact" if not lost else lost))
+        assert not lost, "n1, which acknowledged them, lost writes: %r" % lost
 
 
 def wipe(data_dir):
