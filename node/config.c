@@ -507,7 +507,10 @@ static const opt_t options[] = {
      "replicates, the totals of every window older than the seen span, summed per resolution, "
      "compared with each other replica's; a range where another replica holds more is cleared "
      "here and streamed whole from it (docs/cluster.md, \"The window check\"). Passes asked "
-     "for on demand (flamectl cluster repair) always run it; 0 = only then."},
+     "for on demand (flamectl cluster repair) always run it, and so does a pass run a settle "
+     "margin (--join-settle) after another member goes down, leaves the ring or comes back "
+     "(a coordinator gone may take the marks of writes a replica missed); 0 = only on "
+     "demand."},
     {"stream-max-mb-per-s", OPT_U32, FIELD(cluster.stream_max_mb_per_s, uint32_t), "0", 0, 0,
      100000,
      "Megabytes (10^6 bytes) per second a repair pass of this node fetches and streams in at "

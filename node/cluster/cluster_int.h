@@ -427,6 +427,9 @@ void cluster_move_pass_done(cluster_t *c, const char *node_id, uint64_t started_
  * coordinator (so every write after it reaches the new owners too) plus a
  * write timeout (so every write started before has landed). */
 uint64_t cluster_move_settled_ms(const cluster_t *c);
+/* The settle margin alone: --join-settle, or 10 gossip intervals plus a
+ * write timeout. */
+uint64_t cluster_move_settle_ms(const cluster_t *c);
 /* Loop, while leaving: the wall-clock time before which a taker's pass
  * does not count for the leave's move as view v has it (its current and
  * pending rings). It is cluster_move_settled_ms until the move changes

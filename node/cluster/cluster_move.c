@@ -63,11 +63,15 @@ int cluster_move_initial_state(cluster_t *c, int had_identity, ring_state_t *out
     return ERR_OK;
 }
 
+uint64_t cluster_move_settle_ms(const cluster_t *c)
+{
+    if (c->cfg.join_settle_ms != 0) return c->cfg.join_settle_ms;
+    return MOVE_SETTLE_ROUNDS * c->cfg.gossip_interval_ms + c->cfg.write_timeout_ms;
+}
+
 uint64_t cluster_move_settled_ms(const cluster_t *c)
 {
-    if (c->cfg.join_settle_ms != 0) return c->move_start_ms + c->cfg.join_settle_ms;
-    return c->move_start_ms + MOVE_SETTLE_ROUNDS * c->cfg.gossip_interval_ms +
-           c->cfg.write_timeout_ms;
+    return c->move_start_ms + cluster_move_settle_ms(c);
 }
 
 static void become_active(cluster_t *c, const char *why)

@@ -250,7 +250,10 @@ static void note_gainers(cluster_t *c, const cluster_view_t *old, const cluster_
         const char *id = ring_node_name(now->ring, i);
         if (strcmp(id, cluster_self_id(c)) == 0) continue;
         ring_ranges_t gained = {0}, lost = {0};
-        int rc = ring_node_changes(old->ring, now->ring, now->rf, id, &gained, &lost);
+        /* the configured RF, not the view's (capped by the node count): a
+         * removal from a cluster of RF nodes or fewer gives nobody ranges */
+        int rc =
+            ring_node_changes(old->ring, now->ring, c->cfg.replication_factor, id, &gained, &lost);
         int gains = rc == 0 && gained.n > 0;
         ring_ranges_free(&gained);
         ring_ranges_free(&lost);
@@ -332,7 +335,11 @@ static int record_gains(cluster_t *c, size_t added)
 static int add_gains(cluster_t *c, const ring_t *before, const cluster_view_t *now, size_t *added)
 {
     ring_ranges_t gained = {0}, lost = {0};
-    int rc = ring_node_changes(before, now->ring, now->rf, cluster_self_id(c), &gained, &lost);
+    /* the configured RF: with the view's, capped by the smaller ring after a
+     * removal, this node "gained" ranges it already replicated, cleared its
+     * copy and took a replica's, which may lack acknowledged writes */
+    int rc = ring_node_changes(before, now->ring, c->cfg.replication_factor, cluster_self_id(c),
+                               &gained, &lost);
     size_t n0 = c->regain.n;
     for (size_t i = 0; rc == 0 && i < gained.n; i++) {
         uint64_t lo[2], hi[2];

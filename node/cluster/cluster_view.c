@@ -8,6 +8,7 @@
 #include "common/grow.h"
 #include "common/log.h"
 #include "node/cluster/cluster_int.h"
+#include "node/cluster/repair_int.h"
 
 /* ---------- views ---------- */
 
@@ -293,6 +294,24 @@ static void track_left(cluster_t *c)
     }
 }
 
+/* Whether a node other than this one went down, left the ring or came
+ * back (reachable now, not reachable or not in the ring before) from old
+ * to v: a window check follows (repair_windows_soon). */
+static int members_changed(const view_impl_t *old, const view_impl_t *v)
+{
+    for (uint32_t i = 0; i < old->n; i++) {
+        if ((int)i == old->pub.self || !old->reachable[i]) continue;
+        int k = v->ring != NULL ? ring_node_find(v->ring, ring_node_name(old->ring, i)) : -1;
+        if (k < 0 || !v->reachable[k]) return 1; /* down or removed */
+    }
+    for (uint32_t i = 0; i < v->n; i++) {
+        if ((int)i == v->pub.self || !v->reachable[i]) continue;
+        int k = old->ring != NULL ? ring_node_find(old->ring, ring_node_name(v->ring, i)) : -1;
+        if (k < 0 || !old->reachable[k]) return 1; /* back, or new */
+    }
+    return 0;
+}
+
 int cluster_view_refresh(cluster_t *c)
 {
     uint64_t mv = ring_members_version(c->members);
@@ -314,6 +333,8 @@ int cluster_view_refresh(cluster_t *c)
     c->view_members_version = mv;
     c->counters.view_rebuilds++;
     log_view(c, v);
+    if (old != NULL && members_changed(old, v))
+        repair_windows_soon(c->repair, cluster_move_settle_ms(c));
     int again = old != NULL && cluster_regain_note(c, &old->pub, &v->pub);
     cluster_full_evidence(c, &v->pub);
     if (old != NULL) cluster_view_release(&old->pub);

@@ -128,6 +128,7 @@ uint64_t repair_schedule_after(uint64_t every, uint64_t from, uint64_t *rng)
 static uint64_t next_wake(const repair_t *r, uint64_t due, uint64_t last_end)
 {
     uint64_t w = due ? due : UINT64_MAX;
+    if (r->soon_ms != 0 && r->soon_ms < w) w = r->soon_ms;
     if (r->asked && last_end + REPAIR_ASKED_GAP_MS < w) w = last_end + REPAIR_ASKED_GAP_MS;
     return w;
 }
@@ -321,7 +322,9 @@ static void thread_main(void *arg)
             uv_mutex_lock(&r->mu);
             if (!run) continue;
         }
-        r->wc.demanded = r->demand; /* its window check runs whether due or not */
+        int soon = r->soon_ms != 0 && r->soon_ms <= repair_now_ms(r);
+        if (soon) r->soon_ms = 0;
+        r->wc.demanded = r->demand || soon; /* its window check runs whether due or not */
         r->demand = r->asked = 0;
         uint64_t gen = ++r->started_gen;
         uv_mutex_unlock(&r->mu);
@@ -470,6 +473,17 @@ void repair_run(repair_t *r, cluster_repair_fn done, void *arg)
     uv_mutex_unlock(&r->mu);
     w->next = r->waiters;
     r->waiters = w;
+}
+
+void repair_windows_soon(repair_t *r, uint64_t after_ms)
+{
+    if (r == NULL || r->o.windows_interval_ms == 0) return;
+    uv_mutex_lock(&r->mu);
+    uint64_t at = repair_now_ms(r) + after_ms;
+    if (r->soon_ms == 0 || at < r->soon_ms) r->soon_ms = at;
+    if (after_ms > 0) r->soon_gap_ms = after_ms;
+    uv_cond_broadcast(&r->cond);
+    uv_mutex_unlock(&r->mu);
 }
 
 /* ---------- serving a peer ---------- */
@@ -691,7 +705,8 @@ int repair_open_for_cluster(uv_loop_t *loop, storage_t *storage, const cluster_c
     r->o.interval_ms = cfg->repair_interval_ms;
     r->o.windows_interval_ms = cfg->repair_windows_interval_ms;
     r->wc.due_ms = repair_now_ms(r) + r->o.windows_interval_ms; /* one interval after the start */
-    r->full_logged = -1; /* the first full-repair pass is logged */
+    r->soon_gap_ms = REPAIR_MOVE_GAP_MS; /* until the cluster gives its settle margin */
+    r->full_logged = -1;                 /* the first full-repair pass is logged */
     r->o.seen_retention_s = in->seen_retention_seconds;
     r->o.max_future_s = in->max_future_seconds;
     r->o.profile_retention_s = in->profile_retention_seconds;

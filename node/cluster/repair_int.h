@@ -125,6 +125,14 @@ void repair_free(repair_t *r);
 /* Loop: done runs (on the loop) with the JSON summary of the first pass
  * that starts after this call. */
 void repair_run(repair_t *r, cluster_repair_fn done, void *arg);
+/* Loop: a pass with its window check runs after_ms from now (or sooner if
+ * one was asked for already), whatever --repair-interval says; nothing when
+ * --repair-windows-interval is 0 (window checks only on demand). Asked when
+ * a member goes down, is removed or comes back: a coordinator gone may
+ * take with it the marks of acknowledged writes a replica missed, and a
+ * replica back may have missed writes no mark names (docs/cluster.md,
+ * "The window check"). */
+void repair_windows_soon(repair_t *r, uint64_t after_ms);
 
 /* Handlers: REPAIR (body decoded on the loop; served on the pool) and
  * REPAIR_ANSWER (envelope only; the pass's thread decodes the body). */
@@ -593,8 +601,10 @@ struct repair {
     int has_lock, has_async; /* what repair_open_for_cluster got to */
     atomic_int closing;      /* set under mu; read anywhere */
     /* under mu */
-    int demand; /* a caller waits for a pass (repair_run) */
-    int asked;  /* a peer asked for one (RUN): at most every REPAIR_ASKED_GAP_MS */
+    int demand;           /* a caller waits for a pass (repair_run) */
+    int asked;            /* a peer asked for one (RUN): at most every REPAIR_ASKED_GAP_MS */
+    uint64_t soon_ms;     /* a pass with its window check at or after this (wall ms; 0: none) */
+    uint64_t soon_gap_ms; /* the last margin asked: a check that left ranges retries after it */
     repair_call_t *call;
     uint64_t next_id, started_gen, done_gen;
     int result_rc;

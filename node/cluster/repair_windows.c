@@ -325,14 +325,20 @@ static uint32_t compare(repair_t *r, const cluster_view_t *v, ring_range_t f, co
     for (uint32_t k = 0; k < n && !r->closing; k++) {
         uint32_t i = reps[k];
         if ((int)i == v->self || !v->reachable[i] || r->unanswered[i]) continue;
-        if (v->marked != NULL && v->marked[i]) continue; /* it missed writes */
+        if (v->marked != NULL && v->marked[i]) { /* it missed writes: compared once it caught up */
+            st->wc_deferred++;
+            continue;
+        }
         copy_t *c = &cs[m];
         c->id = ring_node_name(v->ring, i);
         errmsg_t em = {{0}};
         int rc = peer_sums(r, c->id, f, mine.known ? from : until_s, until_s, c, &em);
         if (rc != 0) {
             log_debug("repair", "window check with %s: %s", c->id, errmsg_text(&em, rc));
-            if (repair_rc_unanswered(rc)) r->unanswered[i] = 1;
+            if (repair_rc_unanswered(rc))
+                r->unanswered[i] = 1; /* down: compared once it is back (repair_windows_soon) */
+            else
+                st->wc_deferred++; /* refused (it regains the range): compared later */
             continue;
         }
         m++;
@@ -469,6 +475,7 @@ void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *
     }
     /* a range left for later is checked again by the next pass, not a whole interval on */
     r->wc.due_ms = st->wc_deferred > 0 ? now : now + r->o.windows_interval_ms;
+    if (st->wc_deferred > 0) repair_windows_soon(r, r->soon_gap_ms); /* not an hour later */
     st->wc_ms = repair_now_ms(r) - now;
     log_debug("repair", "window check: %llu range(s) compared in %llu ms, %llu handed, %llu mixed",
               (unsigned long long)st->wc_ranges, (unsigned long long)st->wc_ms,

@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Acknowledged writes that a replica missed, with no repair mark left
+anywhere, with real processes (issue #10, docs/cluster.md "The window
+check", "what is covered").
+
+A coordinator marks a replica that missed a write it acknowledged; if the
+coordinator then loses its data (kill -9, then removed for good, or
+restarted with an empty data dir) the mark goes with it, and nothing but
+anti-entropy can tell the replica is short. Profiles two hours old are
+older than the seen span (--seen-retention 60s), so only the window check
+(per range, a count and order-free hash of the profile tree entries) finds
+them. Hinted handoff is off (--hints-max-bytes 0).
+
+- test_acknowledged_misses_coordinators_removed: 4 nodes RF 4 write
+  quorum 2; n3 misses old profiles acknowledged through n0, n0 is killed
+  and removed for good, n3 restarted; n2 misses others acknowledged
+  through n1, n1 is killed and removed, n2 restarted: the survivors'
+  copies are mixed. After `flamectl cluster repair` n2 and n3 each alone
+  answer exactly the acknowledged totals;
+- test_missed_write_found_without_repair: 3 nodes RF 3, default schedules,
+  no flamectl: n2 misses acknowledged old profiles, their coordinator n0
+  is killed and removed through the HTTP route (no repair round). The
+  removal must not make n1 (which acknowledged them) take n2's copy, and
+  the window check that follows a member's loss must make n2 whole: each
+  alone answers exactly;
+- test_replica_restarts_empty: n2 loses its data dir (kill -9, wiped) and
+  restarts with the same id: every answer through every node, polled all
+  along, is exact, flagged partial or refused, never short and unflagged,
+  and n2 ends exact on its own.
+"""
+import os
+import shutil
+import signal
+import time
+
+import harness
+from cluster import Cluster, wait_for
+from test_cluster_join import big_body, metric
+from test_cluster_old_windows import ARGS, SCALE, answers, preload, push_ok, sel
+from test_cluster_repair import ctl, hints_for
+
+RECOVER_S = 90
+
+
+def repair_via(c, i):
+    p, took = ctl(c, i, "cluster", "repair", timeout=240)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "converged" in p.stdout, p.stdout
+    return took
+
+
+def ack_missed(c, via, missing, svcs, seed, t):
+    """One old profile per service acknowledged through `via` while node
+    `missing` is stopped (SIGSTOP), which is then killed (-9) still stopped:
+    the writes queued for it die with it. {service: samples}."""
+    out = {}
+    c.nodes[missing].proc.send_signal(signal.SIGSTOP)
+    try:
+        for k, svc in enumerate(sorted(svcs)):
+            body, v = big_body(seed + k, lines=8)
+            push_ok(c, via, body, svc, t + k)
+            out[svc] = v
+    finally:
+        c.kill(missing)
+    return out
+
+
+def add(want, more):
+    for s, v in more.items():
+        want[s] += v
+
+
+def poll(c, nodes, want, frm, until):
+    """[(node, service, got, want)] answered short (or long) and not flagged
+    partial; (flagged, refused, asked)."""
+    bad, flagged, refused, asked = [], 0, 0, 0
+    for i in nodes:
+        for svc in want:
+            try:
+                r = c.nodes[i].render(sel(svc), frm, until)
+            except Exception:  # the node not listening yet
+                refused += 1
+                continue
+            asked += 1
+            if r.status != 200:
+                refused += 1
+                continue
+            if "x-flamedb-partial" in r.headers:
+                flagged += 1
+                continue
+            got = r.json()["flamebearer"]["numTicks"] // SCALE
+            if got != want[svc]:
+                bad.append((c.ids[i], svc, got, want[svc]))
+    return bad, (flagged, refused, asked)
+
+
+def alone_exact(c, nodes, want, frm, until):
+    for i in nodes:
+        others = [j for j in nodes if j != i]
+        got = _alone(c, i, others, want, frm, until)
+        short = sorted((s, got[s], want[s]) for s in want if got[s] != want[s])
+        print("    %s alone: %s" % (c.ids[i], "exact" if not short else short))
+        assert not short, "%s alone answers %r" % (c.ids[i], short)
+
+
+def _alone(c, i, others, want, frm, until):
+    """Node i's answers with `others` stopped (SIGSTOP, seen down)."""
+    for j in others:
+        c.nodes[j].proc.send_signal(signal.SIGSTOP)
+    try:
+        for j in others:
+            c.wait_state(j, "down", observers=[i])
+        return answers(c, i, want, frm, until)
+    finally:
+        for j in others:
+            c.nodes[j].proc.send_signal(signal.SIGCONT)
+        for j in others:
+            c.wait_state(j, "active", observers=[i], timeout=30)
+
+
+def marks(c, i):
+    """The nodes that members other than `left` ones list in hints_for, as
+    node i sees them (a removed node's entry keeps its last lists, which no
+    read plan counts)."""
+    return sorted({h for m in c.status(i)["nodes"] if m["state"] != "left"
+                   for h in m.get("hints_for", [])})
+
+
+def wait_no_marks(c, nodes, timeout=90):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if not any(marks(c, i) for i in nodes):
+            return
+        time.sleep(0.2)
+    raise AssertionError("marks stay: %r" % [
+        {m["id"]: (m["state"], m.get("hints_for")) for m in c.status(i)["nodes"]} for i in nodes])
+
+
+def remove(c, gone, via, back=None):
+    """kill -9 node `gone` (the coordinator, with its marks), restart node
+    `back` (the replica that missed its writes), then flamectl cluster
+    remove through node `via`."""
+    c.kill(gone)
+    c.wait_state(gone, "down", observers=c.live(), timeout=60)
+    if back is not None:
+        c.restart(back)
+        c.wait_state(gone, "down", observers=[back], timeout=60)
+    p, _ = ctl(c, via, "cluster", "remove", "--node", c.ids[gone], timeout=240)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_acknowledged_misses_coordinators_removed():
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    with Cluster(4, rf=4, write_quorum=2, args=ARGS) as c:
+        want = preload(c, 0, "akr", now, 40, 4)
+        wait_no_marks(c, [0, 1, 2, 3])
+        add(want, ack_missed(c, 0, 3, want, 9100, now - 7100))  # n3 misses them
+        remove(c, 0, 2, back=3)
+        add(want, ack_missed(c, 1, 2, want, 9200, now - 7000))  # n2 misses these
+        remove(c, 1, 3, back=2)
+        c.wait_converged(among=[2, 3], timeout=60)
+        print("    marks after the removals: n2 %r, n3 %r (with the tombstones: %r)"
+              % (marks(c, 2), marks(c, 3), hints_for(c, 2)))
+        took = repair_via(c, 2)
+        print("    flamectl cluster repair took %.2f s" % took)
+        wait_no_marks(c, [2, 3])
+        fetched = [metric(c, i, "flamedb_repair_window_profiles_fetched_total") for i in (2, 3)]
+        print("    fetched by id: n2 %d, n3 %d" % tuple(fetched))
+        alone_exact(c, [2, 3], want, frm, until)
+
+
+def test_missed_write_found_without_repair():
+    """No flamectl, default schedules (a pass an hour, a window check a
+    day): n2 misses acknowledged old writes, their coordinator n0 is killed
+    and n2 restarts; n0's mark on n2 keeps n2 unread while n0 is down, and
+    goes when n0 is removed through the HTTP route (POST /cluster/remove,
+    which runs no repair round). Every node, on seeing a member go down,
+    come back or leave the ring, runs a pass with its window check a settle
+    margin later: n2 fetches what it lacks by profile id, and answers
+    exactly on its own (n1 stopped). Before, n2 was read again as soon as
+    the removal's regain ended and answered short and unflagged until the
+    next scheduled window check, a day later."""
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    with Cluster(3, rf=3, write_quorum=2, args=ARGS) as c:
+        want = preload(c, 0, "akf", now, 24, 4)
+        wait_no_marks(c, [0, 1, 2])
+        add(want, ack_missed(c, 0, 2, want, 9300, now - 7100))
+        c.kill(0)
+        c.restart(2)
+        c.wait_state(0, "down", observers=[1, 2], timeout=60)
+        checks = lambda: metric(c, 2, "flamedb_repair_window_checks_total")
+        before = checks()
+        r = c.nodes[1].request("POST", "/cluster/remove?node=n0")
+        assert r.status == 200, r
+        t0 = time.monotonic()
+        wait_for("n1 and n2 read again", lambda: not marks(c, 1) and not marks(c, 2)
+                 and all(c.status(i).get("regaining", 0) == 0 for i in (1, 2)), timeout=60)
+        print("    n2 read again %.1f s after the removal" % (time.monotonic() - t0))
+        for attempt in range(4):  # a check left for later retries a settle margin on
+            time.sleep(3)
+            got = _alone(c, 2, [1], want, frm, until)
+            short = sorted((s, got[s], want[s]) for s in want if got[s] != want[s])
+            if not short:
+                break
+        print("    n2 alone, %.1f s after the removal: %s; %d window check(s) since, %d "
+              "profile(s) fetched by id" % (time.monotonic() - t0, "exact" if not short else short,
+                                             checks() - before,
+                                             metric(c, 2, "flamedb_repair_window_profiles_fetched_total")))
+        assert not short, "n2 alone answers short, unflagged: %r" % short
+        g1 = _alone(c, 1, [2], want, frm, until)
+        lost = sorted((s, g1[s], want[s]) for s in want if g1[s] != want[s])
+        print("    n1 alone: %s" % ("exact" if not lost else lost))
+        assert not lost, "n1, which acknowledged them, lost writes: %r" % lost
+
+
+def wipe(data_dir):
+    for name in os.listdir(data_dir):
+        path = os.path.join(data_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+
+def watch_until_exact(c, nodes, want, frm, until, back, timeout=RECOVER_S):
+    """Polls every node until node `back` is active in every view and each
+    node answers every total exactly unflagged; asserts no answer was short
+    and unflagged meanwhile."""
+    t0 = time.monotonic()
+    bad, polls, seen = [], 0, [0, 0, 0]
+    while time.monotonic() - t0 < timeout:
+        wrong, counts = poll(c, nodes, want, frm, until)
+        polls += 1
+        bad += wrong
+        seen = [a + b for a, b in zip(seen, counts)]
+        if counts == (0, 0, counts[2]) and not wrong and counts[2] == len(nodes) * len(want) \
+                and all(c.states(i).get(c.ids[back]) == "active" for i in nodes):
+            break
+        time.sleep(0.3)
+    took = time.monotonic() - t0
+    print("    %d polls over %.1f s: %d answers flagged partial, %d refused, of %d; "
+          "%d short and unflagged%s" % (polls, took, seen[0], seen[1], seen[2], len(bad),
+                                        (": %r" % bad[:6]) if bad else ""))
+    assert not bad, "short unflagged answers: %r" % bad[:10]
+    return took
+
+
+def show_log(c, i):
+    for x in c.nodes[i].log:
+        if any(w in x for w in ("identity", "join", "view", "regain", "full repair")):
+            print("      " + x.split(" ", 1)[1])
+
+
+def test_replica_restarts_empty():
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    with Cluster(3, rf=3, write_quorum=2, args=ARGS) as c:
+        want = preload(c, 0, "rse", now, 40, 4)
+        wait_no_marks(c, [0, 1, 2])
+        c.kill(2)
+        wipe(c.nodes[2].data_dir)
+        c.restart(2, ready=False)
+        took = watch_until_exact(c, [0, 1, 2], want, frm, until, 2)
+        print("    every node exact and n2 active %.1f s after n2 restarted empty" % took)
+        show_log(c, 2)
+        alone_exact(c, [0, 1, 2], want, frm, until)
+
+
+if __name__ == "__main__":
+    harness.run_tests(globals())
