@@ -201,10 +201,11 @@ static int64_t name_intern(flamedb_sampler_profile_t *p, const char *s)
 /* The name of a code address: its dynamic symbol, else module+0xOFFSET. */
 static void addr_name(uintptr_t addr, char *out, size_t n)
 {
-    Dl_info info;
-    if (dladdr((void *)addr, &info) && info.dli_sname) {
+    Dl_info info = {0};
+    int found = dladdr((void *)addr, &info) != 0; /* info is left unset when not found */
+    if (found && info.dli_sname) {
         snprintf(out, n, "%s", info.dli_sname);
-    } else if (info.dli_fname && info.dli_fname[0]) {
+    } else if (found && info.dli_fname && info.dli_fname[0]) {
         const char *base = strrchr(info.dli_fname, '/');
         snprintf(out, n, "%s+0x%" PRIxPTR, base ? base + 1 : info.dli_fname,
                  addr - (uintptr_t)info.dli_fbase);
