@@ -44,7 +44,7 @@ static void local_code(void) {}
 static void test_two_stacks(void)
 {
     flamedb_sampler_profile_t *p = flamedb_sampler_profile_new();
-    uintptr_t a = (uintptr_t)&qsort + 1, b = (uintptr_t)&abs + 1, c = (uintptr_t)&local_code;
+    uintptr_t a = (uintptr_t)&div + 1, b = (uintptr_t)&abs + 1, c = (uintptr_t)&local_code;
     uintptr_t ab[] = {a, b}, only_c[] = {c};
     CHECK_EQ_INT(flamedb_sampler_profile_add(p, ab, 2, 3), 0);
     CHECK_EQ_INT(flamedb_sampler_profile_add(p, only_c, 1, 1), 0);
@@ -65,7 +65,7 @@ static void test_two_stacks(void)
     CHECK_EQ_INT(pr->n_location, 3);
     CHECK_EQ_INT(pr->n_function, 3);
     CHECK_EQ_INT(pr->sample[0]->n_location_id, 2);
-    CHECK_EQ_STR(loc_name(pr, pr->sample[0]->location_id[0]), "qsort");
+    CHECK_EQ_STR(loc_name(pr, pr->sample[0]->location_id[0]), "div");
     CHECK_EQ_STR(loc_name(pr, pr->sample[0]->location_id[1]), "abs");
     CHECK_EQ_INT(pr->sample[0]->value[0], 5);
     CHECK_EQ_INT(pr->sample[0]->value[1], 50000000);
