@@ -1,9 +1,12 @@
 /* flamedb_sampler.h — the in-process CPU sampler of libflamedb: a C or C++
  * service profiles itself continuously and pushes its CPU profile to flamedb.
  *
- * How it works. flamedb_sampler_start() arms a POSIX timer on the process's
- * CPU clock (timer_create(CLOCK_PROCESS_CPUTIME_ID)) that raises SIGPROF every
- * 1/rate_hz seconds of CPU used by any thread. The SIGPROF handler captures
+ * How it works. flamedb_sampler_start() gives every thread of the process a
+ * POSIX timer on its own CPU clock (timer_create, SIGEV_THREAD_ID; the threads
+ * are read from /proc/self/task at start and every 50 ms, so a new thread is
+ * sampled within 50 ms; without /proc, one timer on CLOCK_PROCESS_CPUTIME_ID)
+ * that raises SIGPROF in that thread every 1/rate_hz seconds of its CPU time.
+ * The SIGPROF handler captures
  * the interrupted thread's stack with libunwind (async-signal-safe local
  * unwinding, per-thread cache) and copies it into a preallocated lock-free
  * ring of ring_capacity stacks; when the ring is full the stack is dropped and
@@ -21,7 +24,8 @@
  *
  * Limits. One sampler per process (SIGPROF and the handler are process-wide;
  * a second start fails with FLAMEDB_ERR_INVALID_ARGUMENT). The previous
- * SIGPROF disposition is restored by flamedb_sampler_stop(). Do not use
+ * SIGPROF disposition is restored by flamedb_sampler_stop() (SIG_DFL as
+ * SIG_IGN, so a tick still queued cannot end the process). Do not use
  * setitimer(ITIMER_PROF) or another SIGPROF profiler at the same time.
  * A signal that lands while the thread is inside the dynamic loader (dlopen)
  * can make libunwind wait for the loader's lock: avoid dlopen in hot loops.

@@ -1,4 +1,4 @@
-/* sampler.c — flamedb_sampler_*: SIGPROF on the process CPU clock, stacks
+/* sampler.c — flamedb_sampler_*: SIGPROF on per-thread CPU clocks, stacks
  * by libunwind into the ring, a thread that aggregates and pushes pprof.
  *
  * The signal handler has no argument, so the running sampler is reached
@@ -22,6 +22,7 @@
 
 #include "client/sampler_profile.h"
 #include "client/sampler_ring.h"
+#include "client/sampler_timers.h"
 #include "common/buf.h"
 
 #define SAMPLER_DEFAULT_RATE_HZ 100
@@ -47,7 +48,8 @@ struct flamedb_sampler {
     flamedb_sampler_profile_t *prof;
     uintptr_t *scratch; /* max_depth frames: what the thread pops into */
     int64_t interval_start_ns;
-    timer_t timer;
+    flamedb_sampler_timers_t *timers; /* per-thread timers, or NULL: `timer` */
+    timer_t timer;                    /* on the process CPU clock, when no /proc */
     int timer_made, handler_set, thread_made;
     struct sigaction old_action;
     pthread_t thread;
@@ -183,6 +185,7 @@ static void *sampler_main(void *arg)
         if (s->stopping) break;
         pthread_mutex_unlock(&s->mu);
         sampler_drain(s);
+        if (s->timers) flamedb_sampler_timers_scan(s->timers, gettid()); /* new threads */
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (!ts_before(&now, &next_push)) {
             sampler_push(s);
@@ -274,6 +277,17 @@ static int sampler_configure(flamedb_sampler_t *s, const flamedb_sampler_opts_t 
  * the thread is gone. */
 static void sampler_quiesce(flamedb_sampler_t *s)
 {
+    if (s->thread_made) { /* first: it arms the timers of new threads */
+        pthread_mutex_lock(&s->mu);
+        s->stopping = 1;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+    }
+    flamedb_sampler_timers_free(s->timers);
+    s->timers = NULL;
     if (s->timer_made) timer_delete(s->timer);
     flamedb_sampler_t *expected = s;
     atomic_compare_exchange_strong(&active, &expected, NULL);
@@ -286,15 +300,6 @@ static void sampler_quiesce(flamedb_sampler_t *s)
         if (s->old_action.sa_handler == SIG_DFL && !(s->old_action.sa_flags & SA_SIGINFO))
             s->old_action.sa_handler = SIG_IGN;
         sigaction(SIGPROF, &s->old_action, NULL);
-    }
-    if (s->thread_made) {
-        pthread_mutex_lock(&s->mu);
-        s->stopping = 1;
-        pthread_cond_signal(&s->cv);
-        pthread_mutex_unlock(&s->mu);
-        pthread_join(s->thread, NULL);
-        pthread_mutex_destroy(&s->mu);
-        pthread_cond_destroy(&s->cv);
     }
     s->timer_made = s->handler_set = s->thread_made = 0;
 }
@@ -348,6 +353,14 @@ static int sampler_arm(flamedb_sampler_t *s, char *eb, size_t el)
     if (sigaction(SIGPROF, &sa, &s->old_action))
         return fail(eb, el, FLAMEDB_ERR_IO, "sigaction(SIGPROF): %s", strerror(errno));
     s->handler_set = 1;
+    long period = 1000000000L / s->rate_hz;
+    s->timers = flamedb_sampler_timers_new(period, SIGPROF);
+    if (!s->timers) return fail(eb, el, FLAMEDB_ERR_NOMEM, "out of memory");
+    if (flamedb_sampler_timers_scan(s->timers, 0) == 0) return 0;
+    /* no /proc/self/task: one timer on the process CPU clock, whose ticks the
+     * kernel delivers to a thread of its choice */
+    flamedb_sampler_timers_free(s->timers);
+    s->timers = NULL;
     struct sigevent ev;
     memset(&ev, 0, sizeof ev);
     ev.sigev_notify = SIGEV_SIGNAL;
@@ -355,7 +368,6 @@ static int sampler_arm(flamedb_sampler_t *s, char *eb, size_t el)
     if (timer_create(CLOCK_PROCESS_CPUTIME_ID, &ev, &s->timer))
         return fail(eb, el, FLAMEDB_ERR_IO, "timer_create: %s", strerror(errno));
     s->timer_made = 1;
-    long period = 1000000000L / s->rate_hz;
     struct itimerspec its = {{period / 1000000000L, period % 1000000000L},
                              {period / 1000000000L, period % 1000000000L}};
     if (timer_settime(s->timer, 0, &its, NULL))
@@ -384,9 +396,9 @@ FLAMEDB_API int flamedb_sampler_start(flamedb_client_t *client, const flamedb_sa
     }
     unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
     s->interval_start_ns = clock_ns(CLOCK_REALTIME);
-    if (sampler_start_thread(s))
+    rc = sampler_arm(s, errbuf, errbuf_len); /* the thread is not there yet to be armed */
+    if (rc == 0 && sampler_start_thread(s))
         rc = fail(errbuf, errbuf_len, FLAMEDB_ERR_IO, "cannot start the sampler thread");
-    if (rc == 0) rc = sampler_arm(s, errbuf, errbuf_len);
     if (rc) {
         sampler_quiesce(s);
         sampler_free(s);
