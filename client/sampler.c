@@ -342,7 +342,8 @@ static int sampler_start_thread(flamedb_sampler_t *s)
     return 0;
 }
 
-/* Installs the handler and arms the CPU-time timer. */
+/* Installs the handler and arms the CPU-time timers (one per thread, else one
+ * for the process). */
 static int sampler_arm(flamedb_sampler_t *s, char *eb, size_t el)
 {
     struct sigaction sa;
