@@ -1,0 +1,429 @@
+/* sampler.c — flamedb_sampler_*: SIGPROF on per-thread CPU clocks, stacks
+ * by libunwind into the ring, a thread that aggregates and pushes pprof.
+ *
+ * The signal handler has no argument, so the running sampler is reached
+ * through one process-wide pointer (`active`); `in_handler` counts handlers
+ * still running so stop frees nothing they may touch.
+ */
+#define _GNU_SOURCE
+#include "client/flamedb_sampler.h"
+
+#define UNW_LOCAL_ONLY
+#include <errno.h>
+#include <libunwind.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client/sampler_profile.h"
+#include "client/sampler_ring.h"
+#include "client/sampler_timers.h"
+#include "common/buf.h"
+
+#define SAMPLER_DEFAULT_RATE_HZ 100
+#define SAMPLER_MAX_RATE_HZ 1000
+#define SAMPLER_DEFAULT_PUSH_MS 10000
+#define SAMPLER_MIN_PUSH_MS 1000
+#define SAMPLER_DEFAULT_RING 4096
+#define SAMPLER_MAX_RING ((size_t)1 << 20)
+#define SAMPLER_DEFAULT_DEPTH 64
+#define SAMPLER_MAX_DEPTH 256
+#define SAMPLER_DRAIN_MS 50
+#define SAMPLER_MAX_APP 200
+#define SAMPLER_MAX_LABELS 1024
+
+struct flamedb_sampler {
+    flamedb_client_t *client;
+    char *name; /* "app{k=v,...}" */
+    int rate_hz, push_interval_ms;
+    size_t max_depth;
+    void (*on_push_error)(void *arg, int err, const char *msg);
+    void *on_push_error_arg;
+    flamedb_sampler_ring_t *ring;
+    flamedb_sampler_profile_t *prof;
+    uintptr_t *scratch; /* max_depth frames: what the thread pops into */
+    int64_t interval_start_ns;
+    flamedb_sampler_timers_t *timers; /* per-thread timers, or NULL: `timer` */
+    timer_t timer;                    /* on the process CPU clock, when no /proc */
+    int timer_made, handler_set, thread_made;
+    struct sigaction old_action;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stopping;
+    _Atomic uint64_t samples, pushes, push_failures;
+};
+
+static _Atomic(flamedb_sampler_t *) active;
+static atomic_int in_handler;
+
+static int64_t clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int fail(char *errbuf, size_t len, int err, const char *fmt, ...)
+{
+    if (errbuf && len) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errbuf, len, fmt, ap);
+        va_end(ap);
+    }
+    return err;
+}
+
+/* The interrupted thread's stack, leaf first; callers' return addresses are
+ * moved back one byte into their call instruction. Async-signal-safe. */
+static size_t sampler_unwind(void *ucontext, uintptr_t *frames, size_t max)
+{
+    unw_cursor_t cur;
+    if (unw_init_local2(&cur, (unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME) < 0) return 0;
+    size_t n = 0;
+    do {
+        unw_word_t ip;
+        if (unw_get_reg(&cur, UNW_REG_IP, &ip) < 0 || ip == 0) break;
+        frames[n] = n == 0 ? (uintptr_t)ip : (uintptr_t)ip - 1;
+        n++;
+    } while (n < max && unw_step(&cur) > 0);
+    return n;
+}
+
+static void sampler_on_sigprof(int sig, siginfo_t *si, void *ucontext)
+{
+    int saved_errno = errno;
+    atomic_fetch_add(&in_handler, 1);
+    flamedb_sampler_t *s = atomic_load(&active);
+    if (s && si && si->si_code == SI_TIMER) {
+        uintptr_t frames[SAMPLER_MAX_DEPTH];
+        uint32_t weight = 1 + (si->si_overrun > 0 ? (uint32_t)si->si_overrun : 0);
+        size_t n = sampler_unwind(ucontext, frames, s->max_depth);
+        if (n > 0 && flamedb_sampler_ring_push(s->ring, frames, n, weight) == 0)
+            atomic_fetch_add_explicit(&s->samples, weight, memory_order_relaxed);
+    }
+    atomic_fetch_sub(&in_handler, 1);
+    errno = saved_errno;
+}
+
+/* Moves every complete stack of the ring into the interval's profile. */
+static int sampler_drain(flamedb_sampler_t *s)
+{
+    size_t depth;
+    uint32_t weight;
+    int rc = 0;
+    while (flamedb_sampler_ring_pop(s->ring, s->scratch, &depth, &weight)) {
+        int r = flamedb_sampler_profile_add(s->prof, s->scratch, depth, weight);
+        if (r && !rc) rc = r; /* out of memory: that stack is lost, keep draining */
+    }
+    return rc;
+}
+
+/* Pushes the interval that ends now (nothing when it holds no sample) and
+ * starts the next one. Returns 0 or the push's error, counted and reported. */
+static int sampler_push(flamedb_sampler_t *s)
+{
+    int64_t now = clock_ns(CLOCK_REALTIME), start = s->interval_start_ns;
+    s->interval_start_ns = now;
+    if (flamedb_sampler_profile_samples(s->prof) == 0) return 0;
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    int64_t period = 1000000000 / s->rate_hz;
+    int rc = flamedb_sampler_profile_encode(s->prof, period, start, now - start, &b);
+    flamedb_sampler_profile_reset(s->prof);
+    const char *msg = "out of memory encoding the profile";
+    if (rc == 0) {
+        int64_t from = start / 1000000000, until = now / 1000000000;
+        if (until <= from) until = from + 1;
+        rc = flamedb_push_pprof(s->client, s->name, b.data, b.len, from, until);
+        msg = flamedb_errmsg(s->client);
+    }
+    buf_free(&b);
+    if (rc == 0) {
+        atomic_fetch_add(&s->pushes, 1);
+        return 0;
+    }
+    atomic_fetch_add(&s->push_failures, 1);
+    if (s->on_push_error) s->on_push_error(s->on_push_error_arg, rc, msg);
+    return rc;
+}
+
+static void ts_add_ms(struct timespec *t, int ms)
+{
+    t->tv_sec += ms / 1000;
+    t->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
+}
+
+static int ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* The thread: drains every SAMPLER_DRAIN_MS, pushes every push_interval_ms
+ * (a push that took longer than the interval moves the next one later). */
+static void *sampler_main(void *arg)
+{
+    flamedb_sampler_t *s = arg;
+    struct timespec next_push, now;
+    clock_gettime(CLOCK_MONOTONIC, &next_push);
+    ts_add_ms(&next_push, s->push_interval_ms);
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        ts_add_ms(&now, SAMPLER_DRAIN_MS);
+        pthread_cond_timedwait(&s->cv, &s->mu, &now);
+        if (s->stopping) break;
+        pthread_mutex_unlock(&s->mu);
+        sampler_drain(s);
+        if (s->timers) flamedb_sampler_timers_scan(s->timers, gettid()); /* new threads */
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (!ts_before(&now, &next_push)) {
+            sampler_push(s);
+            ts_add_ms(&next_push, s->push_interval_ms);
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (ts_before(&next_push, &now)) {
+                next_push = now;
+                ts_add_ms(&next_push, s->push_interval_ms);
+            }
+        }
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static int valid_app_char(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+           c == '_' || c == '.' || c == '/' || c == ':';
+}
+
+/* Checks "k=v,k2=v2" (NULL or "": none); 0 or FLAMEDB_ERR_INVALID_ARGUMENT. */
+static int check_labels(const char *l, char *errbuf, size_t errlen)
+{
+    if (!l || !*l) return 0;
+    if (strlen(l) > SAMPLER_MAX_LABELS)
+        return fail(errbuf, errlen, FLAMEDB_ERR_INVALID_ARGUMENT, "labels: over %d bytes",
+                    SAMPLER_MAX_LABELS);
+    const char *p = l;
+    while (*p) {
+        const char *k = p;
+        while ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+               *p == '_')
+            p++;
+        if (p == k || *p != '=')
+            return fail(errbuf, errlen, FLAMEDB_ERR_INVALID_ARGUMENT,
+                        "labels: expected name=value at offset %d", (int)(k - l));
+        for (p++; *p && *p != ','; p++)
+            if (*p == '{' || *p == '}' || *p == '"' || (unsigned char)*p < 0x20 || *p == 0x7f)
+                return fail(errbuf, errlen, FLAMEDB_ERR_INVALID_ARGUMENT,
+                            "labels: bad character at offset %d", (int)(p - l));
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
+/* Checks opts and fills the sampler's settings and push name. */
+static int sampler_configure(flamedb_sampler_t *s, const flamedb_sampler_opts_t *o, char *eb,
+                             size_t el)
+{
+    const char *app = o->app_name;
+    size_t n = app ? strlen(app) : 0;
+    if (n == 0 || n > SAMPLER_MAX_APP)
+        return fail(eb, el, FLAMEDB_ERR_INVALID_ARGUMENT, "app_name: 1 to %d bytes required",
+                    SAMPLER_MAX_APP);
+    for (size_t i = 0; i < n; i++)
+        if (!valid_app_char(app[i]))
+            return fail(eb, el, FLAMEDB_ERR_INVALID_ARGUMENT, "app_name: bad character at %zu", i);
+    int rc = check_labels(o->labels, eb, el);
+    if (rc) return rc;
+    s->rate_hz = o->rate_hz ? o->rate_hz : SAMPLER_DEFAULT_RATE_HZ;
+    s->push_interval_ms = o->push_interval_ms ? o->push_interval_ms : SAMPLER_DEFAULT_PUSH_MS;
+    size_t ring = o->ring_capacity ? o->ring_capacity : SAMPLER_DEFAULT_RING;
+    s->max_depth = o->max_depth ? o->max_depth : SAMPLER_DEFAULT_DEPTH;
+    if (s->rate_hz < 1 || s->rate_hz > SAMPLER_MAX_RATE_HZ)
+        return fail(eb, el, FLAMEDB_ERR_INVALID_ARGUMENT, "rate_hz: 1 to %d", SAMPLER_MAX_RATE_HZ);
+    if (s->push_interval_ms < SAMPLER_MIN_PUSH_MS)
+        return fail(eb, el, FLAMEDB_ERR_INVALID_ARGUMENT, "push_interval_ms: at least %d",
+                    SAMPLER_MIN_PUSH_MS);
+    if (ring > SAMPLER_MAX_RING || s->max_depth > SAMPLER_MAX_DEPTH)
+        return fail(eb, el, FLAMEDB_ERR_INVALID_ARGUMENT,
+                    "ring_capacity at most %zu, max_depth at most %d", SAMPLER_MAX_RING,
+                    SAMPLER_MAX_DEPTH);
+    s->on_push_error = o->on_push_error;
+    s->on_push_error_arg = o->on_push_error_arg;
+    const char *labels = o->labels ? o->labels : "";
+    s->name = malloc(n + strlen(labels) + 3);
+    s->ring = flamedb_sampler_ring_new(ring, s->max_depth);
+    s->prof = flamedb_sampler_profile_new();
+    s->scratch = calloc(s->max_depth, sizeof *s->scratch);
+    if (!s->name || !s->ring || !s->prof || !s->scratch)
+        return fail(eb, el, FLAMEDB_ERR_NOMEM, "out of memory");
+    sprintf(s->name, "%s{%s}", app, labels);
+    return 0;
+}
+
+/* Stops what start set going, in reverse: after it no handler touches s and
+ * the thread is gone. */
+static void sampler_quiesce(flamedb_sampler_t *s)
+{
+    if (s->thread_made) { /* first: it arms the timers of new threads */
+        pthread_mutex_lock(&s->mu);
+        s->stopping = 1;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+    }
+    flamedb_sampler_timers_free(s->timers);
+    s->timers = NULL;
+    if (s->timer_made) timer_delete(s->timer);
+    flamedb_sampler_t *expected = s;
+    atomic_compare_exchange_strong(&active, &expected, NULL);
+    for (int i = 0; atomic_load(&in_handler) > 0 && i < 100000; i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    if (s->handler_set) {
+        /* a tick already queued must not meet SIGPROF's default action (exit) */
+        if (s->old_action.sa_handler == SIG_DFL && !(s->old_action.sa_flags & SA_SIGINFO))
+            s->old_action.sa_handler = SIG_IGN;
+        sigaction(SIGPROF, &s->old_action, NULL);
+    }
+    s->timer_made = s->handler_set = s->thread_made = 0;
+}
+
+static void sampler_free(flamedb_sampler_t *s)
+{
+    flamedb_sampler_ring_free(s->ring);
+    flamedb_sampler_profile_free(s->prof);
+    free(s->scratch);
+    free(s->name);
+    free(s);
+}
+
+/* The thread, created with SIGPROF blocked: it never runs the handler, so
+ * libunwind never interrupts its own dladdr or its pushes. */
+static int sampler_start_thread(flamedb_sampler_t *s)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca)) return -1;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc) return -1;
+    if (pthread_mutex_init(&s->mu, NULL)) {
+        pthread_cond_destroy(&s->cv);
+        return -1;
+    }
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGPROF);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    rc = pthread_create(&s->thread, NULL, sampler_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+        return -1;
+    }
+    s->thread_made = 1;
+    return 0;
+}
+
+/* Installs the handler and arms the CPU-time timers (one per thread, else one
+ * for the process). */
+static int sampler_arm(flamedb_sampler_t *s, char *eb, size_t el)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = sampler_on_sigprof;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGPROF, &sa, &s->old_action))
+        return fail(eb, el, FLAMEDB_ERR_IO, "sigaction(SIGPROF): %s", strerror(errno));
+    s->handler_set = 1;
+    long period = 1000000000L / s->rate_hz;
+    s->timers = flamedb_sampler_timers_new(period, SIGPROF);
+    if (!s->timers) return fail(eb, el, FLAMEDB_ERR_NOMEM, "out of memory");
+    if (flamedb_sampler_timers_scan(s->timers, 0) == 0) return 0;
+    /* no /proc/self/task: one timer on the process CPU clock, whose ticks the
+     * kernel delivers to a thread of its choice */
+    flamedb_sampler_timers_free(s->timers);
+    s->timers = NULL;
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_SIGNAL;
+    ev.sigev_signo = SIGPROF;
+    if (timer_create(CLOCK_PROCESS_CPUTIME_ID, &ev, &s->timer))
+        return fail(eb, el, FLAMEDB_ERR_IO, "timer_create: %s", strerror(errno));
+    s->timer_made = 1;
+    struct itimerspec its = {{period / 1000000000L, period % 1000000000L},
+                             {period / 1000000000L, period % 1000000000L}};
+    if (timer_settime(s->timer, 0, &its, NULL))
+        return fail(eb, el, FLAMEDB_ERR_IO, "timer_settime: %s", strerror(errno));
+    return 0;
+}
+
+FLAMEDB_API int flamedb_sampler_start(flamedb_client_t *client, const flamedb_sampler_opts_t *opts,
+                                      flamedb_sampler_t **out, char *errbuf, size_t errbuf_len)
+{
+    if (out) *out = NULL;
+    if (!client || !opts || !out)
+        return fail(errbuf, errbuf_len, FLAMEDB_ERR_INVALID_ARGUMENT,
+                    "client, opts and out are required");
+    flamedb_sampler_t *s = calloc(1, sizeof *s);
+    if (!s) return fail(errbuf, errbuf_len, FLAMEDB_ERR_NOMEM, "out of memory");
+    s->client = client;
+    int rc = sampler_configure(s, opts, errbuf, errbuf_len);
+    flamedb_sampler_t *expected = NULL;
+    if (rc == 0 && !atomic_compare_exchange_strong(&active, &expected, s))
+        rc = fail(errbuf, errbuf_len, FLAMEDB_ERR_INVALID_ARGUMENT,
+                  "a sampler is already running in this process");
+    if (rc) {
+        sampler_free(s);
+        return rc;
+    }
+    unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+    s->interval_start_ns = clock_ns(CLOCK_REALTIME);
+    rc = sampler_arm(s, errbuf, errbuf_len); /* the thread is not there yet to be armed */
+    if (rc == 0 && sampler_start_thread(s))
+        rc = fail(errbuf, errbuf_len, FLAMEDB_ERR_IO, "cannot start the sampler thread");
+    if (rc) {
+        sampler_quiesce(s);
+        sampler_free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+FLAMEDB_API int flamedb_sampler_stop(flamedb_sampler_t *s)
+{
+    if (!s) return 0;
+    sampler_quiesce(s);
+    sampler_drain(s);
+    int rc = sampler_push(s);
+    sampler_free(s);
+    return rc;
+}
+
+FLAMEDB_API void flamedb_sampler_stats(const flamedb_sampler_t *s, flamedb_sampler_stats_t *out)
+{
+    flamedb_sampler_t *m = (flamedb_sampler_t *)s; /* atomics are read, not changed */
+    out->samples = atomic_load(&m->samples);
+    out->dropped = flamedb_sampler_ring_dropped(m->ring);
+    out->pushes = atomic_load(&m->pushes);
+    out->push_failures = atomic_load(&m->push_failures);
+}
