@@ -170,6 +170,28 @@ static inline int fx_write(storage_t *s, const char *tenant, const labels_t *l, 
     return rc;
 }
 
+/* Writes profile id (tenant "t", time_ns) of one series at token whose
+ * tree has 5 + i stacks "main;f..;g.." of varied values: trees that differ
+ * with i and share most of their nodes. */
+static inline void fx_push(storage_t *s, const labels_t *l, symtab_t *st, uint64_t token, int i,
+                           int64_t time_ns, uint64_t id)
+{
+    calltree_t *t = calltree_new(0);
+    char stack[64];
+    for (int k = 0; k < 5 + i; k++) {
+        snprintf(stack, sizeof stack, "main;f%d;g%d", k % 7, (k * 3 + i) % 11);
+        fx_add(t, st, stack, 10 + k * i);
+    }
+    storage_series_write_t sw = {.labels = l, .series_id = labels_hash(l), .tree = t};
+    sw.token = token;
+    storage_profile_write_t p = {
+        .tenant = "t", .time_ns = time_ns, .series = &sw, .nseries = 1, .symbols = st};
+    fx_id(p.profile_id, id);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(s, &p, NULL, &em), 0);
+    calltree_free(t);
+}
+
 /* Merges every block of a series at res in [from, until) into acc. */
 typedef struct fx_scan {
     calltree_t *acc;
