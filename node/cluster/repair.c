@@ -114,6 +114,16 @@ void repair_request_init(Flamedb__Cluster__RepairRequest *q, Flamedb__Cluster__R
     q->until_s = until_s;
 }
 
+void repair_ids_request_init(Flamedb__Cluster__RepairRequest *q, uint64_t lo, uint64_t hi,
+                             int64_t from_s, int64_t until_s, Flamedb__Cluster__SeenEntry *after)
+{
+    repair_request_init(q, RK(IDS), from_s, until_s);
+    q->lo = lo;
+    q->hi = hi;
+    q->limit = REPAIR_IDS_PAGE;
+    q->after = after;
+}
+
 /* When the thread must wake next (unix ms; UINT64_MAX: when signalled). */
 uint64_t repair_schedule_after(uint64_t every, uint64_t from, uint64_t *rng)
 {

@@ -704,6 +704,10 @@ int repair_call(repair_t *r, const char *peer, Flamedb__Cluster__RepairRequest *
                 cluster_msg_t *ans, errmsg_t *em);
 void repair_request_init(Flamedb__Cluster__RepairRequest *q, Flamedb__Cluster__RepairKind kind,
                          int64_t from_s, int64_t until_s);
+/* An IDS request: one page (REPAIR_IDS_PAGE entries) of the ids of [lo, hi]
+ * in [from_s, until_s), after the entry after (NULL: from the first). */
+void repair_ids_request_init(Flamedb__Cluster__RepairRequest *q, uint64_t lo, uint64_t hi,
+                             int64_t from_s, int64_t until_s, Flamedb__Cluster__SeenEntry *after);
 /* Repair thread, leaving: 0 when every node that takes over ranges of this
  * node holds, by digest, every profile this node holds of them (per range
  * and hour, at least this node's count; an equal count with an equal

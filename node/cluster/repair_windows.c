@@ -219,12 +219,8 @@ static int pull_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi
     int more = 1, first = 1, rc = 0;
     while (rc == 0 && more && !r->closing) {
         Flamedb__Cluster__RepairRequest q;
-        repair_request_init(&q, RK(IDS), from_s, until_s); /* an older node: seen entries */
-        q.profiles_from_s = from_s;
-        q.lo = lo;
-        q.hi = hi;
-        q.limit = REPAIR_IDS_PAGE;
-        q.after = first ? NULL : &after;
+        repair_ids_request_init(&q, lo, hi, from_s, until_s, first ? NULL : &after);
+        q.profiles_from_s = from_s; /* an older node: seen entries */
         cluster_msg_t ans = {0};
         if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) break;
         const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;

@@ -24,6 +24,7 @@ net.ns(i) and listens on net.addr(i) for HTTP and cluster traffic (cluster
 port net.cluster_port: nothing else listens there), so a test can cut it off
 with net.partition(i). Without it, everything stays on loopback.
 """
+import contextlib
 import os
 import random
 import signal
@@ -217,6 +218,23 @@ class Cluster:
             self.wait_state(i, "down", observers=self.live())
         r = self.nodes[via].request("POST", "/cluster/remove?node=%s" % self.ids[removed])
         assert r.status == 200, r
+
+    @contextlib.contextmanager
+    def paused(self, nodes, observer):
+        """Within the block the nodes `nodes` are stopped (SIGSTOP) and node
+        `observer` has seen them down; after it they run again (SIGCONT) and
+        `observer` sees them active."""
+        for j in nodes:
+            self.nodes[j].proc.send_signal(signal.SIGSTOP)
+        try:
+            for j in nodes:
+                self.wait_state(j, "down", observers=[observer])
+            yield
+        finally:
+            for j in nodes:
+                self.nodes[j].proc.send_signal(signal.SIGCONT)
+            for j in nodes:
+                self.wait_state(j, "active", observers=[observer], timeout=30)
 
     # ---- membership ----
     def live(self):

@@ -105,17 +105,8 @@ def alone_exact(c, nodes, want, frm, until):
 
 def _alone(c, i, others, want, frm, until):
     """Node i's answers with `others` stopped (SIGSTOP, seen down)."""
-    for j in others:
-        c.nodes[j].proc.send_signal(signal.SIGSTOP)
-    try:
-        for j in others:
-            c.wait_state(j, "down", observers=[i])
+    with c.paused(others, i):
         return answers(c, i, want, frm, until)
-    finally:
-        for j in others:
-            c.nodes[j].proc.send_signal(signal.SIGCONT)
-        for j in others:
-            c.wait_state(j, "active", observers=[i], timeout=30)
 
 
 def marks(c, i):

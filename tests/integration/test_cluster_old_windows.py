@@ -107,13 +107,8 @@ def answers(c, i, services, frm, until):
 
 def alone(c, i, other, services, frm, until):
     """Node i's answers with node `other` stopped (SIGSTOP, seen down)."""
-    c.nodes[other].proc.send_signal(signal.SIGSTOP)
-    try:
-        c.wait_state(other, "down", observers=[i])
+    with c.paused([other], i):
         return answers(c, i, services, frm, until)
-    finally:
-        c.nodes[other].proc.send_signal(signal.SIGCONT)
-        c.wait_state(other, "active", observers=[i], timeout=30)
 
 
 def repair(c):
@@ -263,18 +258,8 @@ def test_scheduled_window_check_repairs():
 
 def answers_alone(c, i, services, frm, until):
     """Node i's answers with every other node stopped (SIGSTOP, seen down)."""
-    others = [j for j in range(len(c.nodes)) if j != i]
-    for j in others:
-        c.nodes[j].proc.send_signal(signal.SIGSTOP)
-    try:
-        for j in others:
-            c.wait_state(j, "down", observers=[i])
+    with c.paused([j for j in range(len(c.nodes)) if j != i], i):
         return answers(c, i, services, frm, until)
-    finally:
-        for j in others:
-            c.nodes[j].proc.send_signal(signal.SIGCONT)
-        for j in others:
-            c.wait_state(j, "active", observers=[i], timeout=30)
 
 
 def test_three_replicas_take_the_copy_that_holds_theirs():

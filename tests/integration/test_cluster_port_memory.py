@@ -233,6 +233,28 @@ def frame_limits(c, nodes):
     return [c.status(i)["transport"]["frame_limit_bytes"] for i in nodes]
 
 
+def mixed_cluster():
+    """An empty two-replica cluster for an old node beside a new one
+    (add_old_and_new); skips unless FLAMEDB_OLD_BIN names a flamedb from
+    before frames."""
+    if not os.environ.get("FLAMEDB_OLD_BIN"):
+        raise harness.Skip("FLAMEDB_OLD_BIN (a flamedb without --max-frame-bytes) not set")
+    return Cluster(0, rf=2, args=FAST_FORMATION + ["--write-timeout", "5s"], start=False)
+
+
+def add_old_and_new(c, new_extra=()):
+    """Adds n0 running FLAMEDB_OLD_BIN and n1 running this build (with
+    new_extra), and waits for the two to converge."""
+    new_bin = harness.FLAMEDB_BIN
+    try:
+        harness.FLAMEDB_BIN = os.environ["FLAMEDB_OLD_BIN"]
+        c.add_node()
+    finally:
+        harness.FLAMEDB_BIN = new_bin
+    c.add_node(extra=new_extra)
+    c.wait_converged(timeout=30)
+
+
 def test_mixed_versions_defaults():
     """An old node (n0, before frames) beside a new one (n1), both at their
     defaults: writes larger than a frame replicate both ways (the new node
@@ -240,18 +262,8 @@ def test_mixed_versions_defaults():
     at max-message-bytes while the old node is listed); once n0 runs the new
     binary, both lower their frame limit to max-frame-bytes and the same
     writes go in pieces."""
-    if not os.environ.get("FLAMEDB_OLD_BIN"):
-        raise harness.Skip("FLAMEDB_OLD_BIN (a flamedb without --max-frame-bytes) not set")
-    c = Cluster(0, rf=2, args=FAST_FORMATION + ["--write-timeout", "5s"], start=False)
-    new_bin = harness.FLAMEDB_BIN
-    with c:
-        try:
-            harness.FLAMEDB_BIN = os.environ["FLAMEDB_OLD_BIN"]
-            c.add_node()
-        finally:
-            harness.FLAMEDB_BIN = new_bin
-        c.add_node()
-        c.wait_converged(timeout=30)
+    with mixed_cluster() as c:
+        add_old_and_new(c)
         mixed = big_pushes(c, "mixed", (0, 1))
         print("    old + new at the defaults: pushes via old, via new: %s" % mixed)
         assert mixed == [(200, True), (200, True)], mixed
@@ -275,18 +287,8 @@ def test_mixed_versions_defaults():
 
 def test_mixed_versions_small_frames():
     """The same mix with the new node's frames at 64 KiB: still both ways."""
-    if not os.environ.get("FLAMEDB_OLD_BIN"):
-        raise harness.Skip("FLAMEDB_OLD_BIN (a flamedb without --max-frame-bytes) not set")
-    c = Cluster(0, rf=2, args=FAST_FORMATION + ["--write-timeout", "5s"], start=False)
-    new_bin = harness.FLAMEDB_BIN
-    with c:
-        try:
-            harness.FLAMEDB_BIN = os.environ["FLAMEDB_OLD_BIN"]
-            c.add_node()
-        finally:
-            harness.FLAMEDB_BIN = new_bin
-        c.add_node(extra=["--max-frame-bytes", "64KiB"])
-        c.wait_converged(timeout=30)
+    with mixed_cluster() as c:
+        add_old_and_new(c, ["--max-frame-bytes", "64KiB"])
         got = big_pushes(c, "mixsmall", (0, 1))
         print("    old + new with 64 KiB frames: pushes via old, via new: %s" % got)
         assert got == [(200, True), (200, True)], got

@@ -110,17 +110,33 @@ static void test_split_and_join(void)
     digest_key_free(key);
 }
 
+/* A message of len random bytes (returned), split unsigned as message ids
+ * 1, 2 and 3 into a, b and c: the same message from three sends. */
+static uint8_t *split3(size_t len, pieces_t *a, pieces_t *b, pieces_t *c)
+{
+    uint8_t *msg = random_bytes(len);
+    split_decode(NULL, 1, msg, len, a);
+    split_decode(NULL, 2, msg, len, b);
+    split_decode(NULL, 3, msg, len, c);
+    return msg;
+}
+
+static void split3_free(uint8_t *msg, pieces_t *a, pieces_t *b, pieces_t *c)
+{
+    pieces_free(a);
+    pieces_free(b);
+    pieces_free(c);
+    free(msg);
+}
+
 /* A sender keeps two partial messages; a third first piece drops its oldest.
  * Another sender's are its own. A piece whose size differs from its first's
  * ends the message. */
 static void test_partials_bounded(void)
 {
     size_t len = 2 * FRAME + 5;
-    uint8_t *msg = random_bytes(len);
     pieces_t a, b, c;
-    split_decode(NULL, 1, msg, len, &a);
-    split_decode(NULL, 2, msg, len, &b);
-    split_decode(NULL, 3, msg, len, &c);
+    uint8_t *msg = split3(len, &a, &b, &c);
     cluster_chunks_t cs = {0};
     buf_t whole = {0};
     errmsg_t em = {{0}};
@@ -145,10 +161,7 @@ static void test_partials_bounded(void)
     buf_free(&whole);
     cluster_chunks_free(&cs);
     CHECK(cs.n == 0 && cs.v == NULL);
-    pieces_free(&a);
-    pieces_free(&b);
-    pieces_free(&c);
-    free(msg);
+    split3_free(msg, &a, &b, &c);
 }
 
 /* max_bytes bounds the bytes reserved for partial messages, over all
@@ -158,11 +171,8 @@ static void test_partials_bounded(void)
 static void test_budget(void)
 {
     size_t len = 3 * FRAME + 7;
-    uint8_t *msg = random_bytes(len);
     pieces_t a, b, c;
-    split_decode(NULL, 1, msg, len, &a);
-    split_decode(NULL, 2, msg, len, &b);
-    split_decode(NULL, 3, msg, len, &c);
+    uint8_t *msg = split3(len, &a, &b, &c);
     cluster_chunks_t cs = {0};
     cs.max_bytes = len + len / 2; /* one message, not two */
     buf_t whole = {0};
@@ -193,10 +203,7 @@ static void test_budget(void)
     CHECK(cs.stats.over_budget == 2 && cs.stats.bytes_reserved == 0);
     buf_free(&whole);
     cluster_chunks_free(&cs);
-    pieces_free(&a);
-    pieces_free(&b);
-    pieces_free(&c);
-    free(msg);
+    split3_free(msg, &a, &b, &c);
 }
 
 /* What the wire checks of a piece before it is kept. */

@@ -23,6 +23,7 @@
 #include "common/symtab.h"
 #include "query/query.h"
 
+#include "test_budget.h"
 #include "test_heap_count.h"
 
 #define STACKS 40000
@@ -192,25 +193,6 @@ static void side_body(const share_t *s, query_result_t *out)
     query_spec_free(&spec);
 }
 
-/* A budget for the join's charge (no limit): the most taken at once. */
-typedef struct budget {
-    size_t used, most;
-} budget_t;
-
-static int budget_take(void *ctx, size_t n)
-{
-    budget_t *b = ctx;
-    b->used += n;
-    if (b->used > b->most) b->most = b->used;
-    return 0;
-}
-
-static void budget_give(void *ctx, size_t n)
-{
-    budget_t *b = ctx;
-    b->used -= n;
-}
-
 /* The render-diff's join of the two sides (format, maxNodes 65536): what it
  * allocates is what it charges, within the same tolerance. */
 static void check_diff(const share_t *sh, const char *format)
@@ -225,7 +207,7 @@ static void check_diff(const share_t *sh, const char *format)
     d.left.query = d.right.query = CPU "{}";
     d.max_nodes = "65536";
     d.format = format;
-    budget_t b = {0, 0};
+    budget_t b = {0};
     query_report_charge_t charge = {budget_take, budget_give, &b};
     errmsg_t em = {{0}};
     query_result_init(&out);

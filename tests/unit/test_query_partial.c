@@ -23,6 +23,7 @@
 #include "query/query.h"
 #include "ring/ring.h"
 #include "tests/unit/check.h"
+#include "tests/unit/test_budget.h"
 
 #define CPU "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 #define MEM "memory:alloc_space:bytes:space:bytes"
@@ -411,26 +412,6 @@ static const struct {
 };
 
 /* The groups member from one partial over every token, and from a split. */
-/* A query-memory-bytes budget: limit 0 none; most: the peak taken. */
-typedef struct budget {
-    size_t limit, used, most;
-} budget_t;
-
-static int budget_take(void *ctx, size_t n)
-{
-    budget_t *b = ctx;
-    if (b->limit != 0 && b->used + n > b->limit) return ERR_UNAVAILABLE;
-    b->used += n;
-    if (b->used > b->most) b->most = b->used;
-    return 0;
-}
-
-static void budget_give(void *ctx, size_t n)
-{
-    budget_t *b = ctx;
-    b->used -= n;
-}
-
 static void check_groups_member(storage_t *st, const query_params_t *p, const tls_t *render,
                                 int64_t now_ms)
 {
@@ -473,7 +454,7 @@ static void check_groups_member(storage_t *st, const query_params_t *p, const tl
     query_result_t out;
     query_result_init(&out);
     const char *r = "{\"version\":1}";
-    budget_t b = {0, 0, 0};
+    budget_t b = {0};
     query_report_charge_t charge = {budget_take, budget_give, &b};
     size_t charged;
     CHECK_EQ_INT(query_render_add_groups((const uint8_t *)r, strlen(r), whole.body.data,

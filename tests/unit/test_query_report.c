@@ -15,6 +15,7 @@
 #include "common/symtab.h"
 #include "query/query.h"
 #include "tests/unit/check.h"
+#include "tests/unit/test_budget.h"
 
 #define CPU "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 #define NFN 50
@@ -357,25 +358,6 @@ static void test_plan(void)
     CHECK_EQ_INT(query_report_plan(&d, NULL, NULL, &lim, now_ms, &p, &em), ERR_INVALID_ARGUMENT);
 }
 
-/* A charge on a counting budget (no limit): the most taken at once. */
-typedef struct budget {
-    size_t used, most;
-} budget_t;
-
-static int budget_take(void *ctx, size_t n)
-{
-    budget_t *b = ctx;
-    b->used += n;
-    if (b->used > b->most) b->most = b->used;
-    return 0;
-}
-
-static void budget_give(void *ctx, size_t n)
-{
-    budget_t *b = ctx;
-    b->used -= n;
-}
-
 /* A bucket's body as a share answers it (a render with merged_tree):
  * FNS functions of long names under main. */
 #define FNS 1000
@@ -448,7 +430,7 @@ static size_t report_peak(const char *limit, size_t *answer_cap)
         }
     const uint8_t *const *body[2] = {bodies[0], bodies[1]};
     const size_t *len[2] = {lens[0], lens[1]};
-    budget_t b = {0, 0};
+    budget_t b = {0};
     query_report_charge_t charge = {budget_take, budget_give, &b};
     query_result_t out;
     query_result_init(&out);

@@ -298,21 +298,12 @@ static void build_members(void)
     }
 }
 
-static void put_version(fixture_t *f, const char *v)
-{
-    char *err = NULL;
-    rocksdb_put_cf(f->s->db, f->s->wopts, f->s->cf[CF_META], "format_version", 14, v, strlen(v),
-                   &err);
-    CHECK(err == NULL);
-    free(err);
-}
-
 /* A version-5 directory is upgraded: aggregates rebuilt from the series,
  * whether it had none (deleted here) or partial ones (kept here: a rebuild
  * that stopped half-way must not add twice). */
 static void test_upgrade(fixture_t *f, size_t windows)
 {
-    put_version(f, "5");
+    fx_put_version(f, "5");
     CHECK_EQ_INT(fx_reopen(f), 0);
     CHECK_EQ_INT(check_sums(f->s), windows);
     skey_t lo, hi;
@@ -328,15 +319,10 @@ static void test_upgrade(fixture_t *f, size_t windows)
     int equal = 0;
     CHECK(sums(f->s, 0, &equal) < windows); /* the check sees the loss */
     CHECK_EQ_INT(equal, 2 * NMEM * STORAGE_RESOLUTION_COUNT - 4 * STORAGE_RESOLUTION_COUNT);
-    put_version(f, "5");
+    fx_put_version(f, "5");
     CHECK_EQ_INT(fx_reopen(f), 0);
     CHECK_EQ_INT(check_sums(f->s), windows);
-    size_t n = 0;
-    char *v =
-        rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_META], "format_version", 14, &n, &err);
-    CHECK(v != NULL && n == strlen(STORAGE_FORMAT_VERSION) &&
-          memcmp(v, STORAGE_FORMAT_VERSION, n) == 0);
-    free(v);
+    fx_check_version(f);
 }
 
 /* A version-9 directory: no anchors, every member in its aggregate (made
@@ -354,7 +340,7 @@ static void test_upgrade9(fixture_t *f, symtab_t *st, const int *all)
     CHECK_EQ_INT(storage_aggregate_rebuild(f->s, &em), 0);
     size_t windows = check_sums(f->s);
     CHECK(windows > 0);
-    put_version(f, "9");
+    fx_put_version(f, "9");
     CHECK_EQ_INT(fx_reopen(f), 0);
     for (size_t m = 0; m < NMEM; m++) {
         uint64_t agg = storage_aggregate_id(mem[m].service, mem[m].type, mem[m].spy), anchor;
@@ -363,12 +349,7 @@ static void test_upgrade9(fixture_t *f, symtab_t *st, const int *all)
     for (uint64_t i = 4000; i < 4010; i++)
         write_profile(f->s, st, i, f->now - (int64_t)(check_rng() % 3000), i == 4000 ? all : NULL);
     CHECK(check_sums(f->s) >= windows);
-    size_t n = 0;
-    char *v =
-        rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_META], "format_version", 14, &n, &err);
-    CHECK(v != NULL && n == strlen(STORAGE_FORMAT_VERSION) &&
-          memcmp(v, STORAGE_FORMAT_VERSION, n) == 0);
-    free(v);
+    fx_check_version(f);
 }
 
 /* --- several anchors (format 13) ------------------------------------------- */
@@ -474,15 +455,10 @@ static void test_many_anchors(symtab_t *st)
     CHECK_EQ_INT(fx_reopen(&f), ERR_INVALID_ARGUMENT);
     f.opts.aggregate_anchors = 2;
     CHECK_EQ_INT(fx_open(&f), 0);
-    put_version(&f, "12");
+    fx_put_version(&f, "12");
     CHECK_EQ_INT(fx_reopen(&f), 0);
     check_wide(f.s, (const int[]){0, 1, 2, 5}, 4, 1);
-    char *err = NULL;
-    size_t n = 0;
-    char *v = rocksdb_get_cf(f.s->db, f.s->ropts, f.s->cf[CF_META], "format_version", 14, &n, &err);
-    CHECK(v != NULL && n == strlen(STORAGE_FORMAT_VERSION) &&
-          memcmp(v, STORAGE_FORMAT_VERSION, n) == 0);
-    free(v);
+    fx_check_version(&f);
 
     /* the series GC takes the pods it deletes off the list (their windows,
      * and their part of the aggregate's, expired): the places go to new

@@ -96,6 +96,31 @@ static inline void fx_done(fixture_t *f)
     fx_rmrf(f->dir);
 }
 
+/* Records v as the directory's format version, as a release that wrote
+ * format v left it (the next open upgrades from there). */
+static inline void fx_put_version(fixture_t *f, const char *v)
+{
+    char *err = NULL;
+    rocksdb_put_cf(f->s->db, f->s->wopts, f->s->cf[CF_META], "format_version", 14, v, strlen(v),
+                   &err);
+    CHECK(err == NULL);
+    free(err);
+}
+
+/* Checks the directory records the current format version. */
+static inline void fx_check_version(fixture_t *f)
+{
+    char *err = NULL;
+    size_t n = 0;
+    char *v =
+        rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_META], "format_version", 14, &n, &err);
+    CHECK(err == NULL);
+    CHECK(v != NULL && n == strlen(STORAGE_FORMAT_VERSION) &&
+          memcmp(v, STORAGE_FORMAT_VERSION, n) == 0);
+    free(v);
+    free(err);
+}
+
 /* Interns frames "a;b;c" into st and adds the stack with value v to t. */
 static inline void fx_add(calltree_t *t, symtab_t *st, const char *folded, int64_t v)
 {
@@ -143,6 +168,28 @@ static inline int fx_write(storage_t *s, const char *tenant, const labels_t *l, 
     int rc = storage_write_profile(s, &p, written, &em);
     if (rc != 0) fprintf(stderr, "storage_write_profile: %s\n", errmsg_text(&em, rc));
     return rc;
+}
+
+/* Writes profile id (tenant "t", time_ns) of one series at token whose
+ * tree has 5 + i stacks "main;f..;g.." of varied values: trees that differ
+ * with i and share most of their nodes. */
+static inline void fx_push(storage_t *s, const labels_t *l, symtab_t *st, uint64_t token, int i,
+                           int64_t time_ns, uint64_t id)
+{
+    calltree_t *t = calltree_new(0);
+    char stack[64];
+    for (int k = 0; k < 5 + i; k++) {
+        snprintf(stack, sizeof stack, "main;f%d;g%d", k % 7, (k * 3 + i) % 11);
+        fx_add(t, st, stack, 10 + k * i);
+    }
+    storage_series_write_t sw = {.labels = l, .series_id = labels_hash(l), .tree = t};
+    sw.token = token;
+    storage_profile_write_t p = {
+        .tenant = "t", .time_ns = time_ns, .series = &sw, .nseries = 1, .symbols = st};
+    fx_id(p.profile_id, id);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(s, &p, NULL, &em), 0);
+    calltree_free(t);
 }
 
 /* Merges every block of a series at res in [from, until) into acc. */

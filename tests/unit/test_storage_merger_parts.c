@@ -24,20 +24,7 @@
 
 static void push(fixture_t *f, labels_t *l, symtab_t *st, int i)
 {
-    calltree_t *t = calltree_new(0);
-    char stack[64];
-    for (int k = 0; k < 5 + i; k++) {
-        snprintf(stack, sizeof stack, "main;f%d;g%d", k % 7, (k * 3 + i) % 11);
-        fx_add(t, st, stack, 10 + k * i);
-    }
-    storage_series_write_t sw = {.labels = l, .series_id = labels_hash(l), .tree = t};
-    sw.token = TOKEN;
-    storage_profile_write_t p = {
-        .tenant = "t", .time_ns = (f->now - 5) * NS, .series = &sw, .nseries = 1, .symbols = st};
-    fx_id(p.profile_id, 100 + (uint64_t)i);
-    errmsg_t em = {{0}};
-    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
-    calltree_free(t);
+    fx_push(f->s, l, st, TOKEN, i, (f->now - 5) * NS, 100 + (uint64_t)i);
 }
 
 typedef struct raw {

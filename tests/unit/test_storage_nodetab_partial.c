@@ -370,8 +370,7 @@ static void format6(int small)
         return;
     }
     char *err = NULL;
-    rocksdb_put_cf(f.s->db, f.s->wopts, f.s->cf[CF_META], "format_version", 14, "6", 1, &err);
-    CHECK(err == NULL);
+    fx_put_version(&f, "6");
     /* small: below the threshold, its next write rewrites it unindexed;
      * else it is indexed at its next write, however small */
     f.opts.node_index_min_nodes = small ? 1000 : 1;
@@ -392,12 +391,7 @@ static void format6(int small)
     storage_key_node(&k, token, "t", 0);
     put_raw(f.s, &k, v, n);
     CHECK_EQ_INT(fx_reopen(&f), 0); /* opens a format-6 directory */
-    size_t len = 0;
-    char *ver =
-        rocksdb_get_cf(f.s->db, f.s->ropts, f.s->cf[CF_META], "format_version", 14, &len, &err);
-    CHECK(ver != NULL && len == strlen(STORAGE_FORMAT_VERSION) &&
-          memcmp(ver, STORAGE_FORMAT_VERSION, len) == 0);
-    free(ver);
+    fx_check_version(&f);
 
     nodetab_t *t;
     errmsg_t em = {{0}};
@@ -422,6 +416,7 @@ static void format6(int small)
 
     /* the whole table is now in the format-7 form, every node indexed (or,
      * small, marked unindexed in its last chunk and no entry) */
+    size_t len = 0;
     char *chunk =
         rocksdb_get_cf(f.s->db, f.s->ropts, f.s->cf[CF_NODES], (const char *)k.b, k.n, &len, &err);
     CHECK(chunk != NULL && len > 1 && chunk[0] == 0 && (chunk[1] == 0) == small);

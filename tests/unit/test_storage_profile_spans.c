@@ -323,17 +323,11 @@ static void test_upgrade(const labels_t *l)
         CHECK(err == NULL);
     }
     rocksdb_iter_destroy(it);
-    rocksdb_put_cf(f.s->db, f.s->wopts, f.s->cf[CF_META], "format_version", 14, "11", 2, &err);
-    CHECK(err == NULL);
+    fx_put_version(&f, "11");
     got_t g = profile_spans(&f, l, t, NREFS);
     CHECK_EQ_INT(g.n[0] + g.n[1] + g.unknown[2], 0); /* nothing filed yet */
     CHECK(fx_reopen(&f) == 0);                       /* the upgrade */
-    size_t len = 0;
-    char *ver =
-        rocksdb_get_cf(f.s->db, f.s->ropts, f.s->cf[CF_META], "format_version", 14, &len, &err);
-    CHECK(ver != NULL && len == strlen(STORAGE_FORMAT_VERSION) &&
-          memcmp(ver, STORAGE_FORMAT_VERSION, len) == 0);
-    free(ver);
+    fx_check_version(&f);
     g = profile_spans(&f, l, t, NREFS);
     CHECK_EQ_INT(g.n[0], 2); /* 1 and 2 share a window: S1 holds both */
     CHECK_EQ_INT(g.total[0], 100 + 101);

@@ -436,35 +436,17 @@ static void test_scaled_corrupt(fixture_t *f)
     symtab_free(st);
 }
 
-static void put_version(fixture_t *f, const char *v)
-{
-    char *err = NULL;
-    rocksdb_put_cf(f->s->db, f->s->wopts, f->s->cf[CF_META], "format_version", 14, v, strlen(v),
-                   &err);
-    CHECK(err == NULL);
-    free(err);
-}
-
 /* A version-4 directory opens as the current version; other versions are
  * refused. */
 static void test_upgrade(fixture_t *f)
 {
-    put_version(f, "4");
+    fx_put_version(f, "4");
     CHECK_EQ_INT(fx_reopen(f), 0);
-    size_t n = 0;
-    char *err = NULL;
-    char *v =
-        rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_META], "format_version", 14, &n, &err);
-    CHECK(v != NULL && n == strlen(STORAGE_FORMAT_VERSION) &&
-          memcmp(v, STORAGE_FORMAT_VERSION, n) == 0);
-    free(v);
+    fx_check_version(f);
     /* format 8 (no scaled trees) opens as it is, its profiles read back */
-    put_version(f, "8");
+    fx_put_version(f, "8");
     CHECK_EQ_INT(fx_reopen(f), 0);
-    v = rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_META], "format_version", 14, &n, &err);
-    CHECK(v != NULL && n == strlen(STORAGE_FORMAT_VERSION) &&
-          memcmp(v, STORAGE_FORMAT_VERSION, n) == 0);
-    free(v);
+    fx_check_version(f);
     labels_t *l = fx_labels("ptree", NULL);
     calltree_t *g = read_back(f, l, 1, (T0 + 1) * NS);
     CHECK(g != NULL && calltree_root_total(g) == 35);
@@ -473,15 +455,12 @@ static void test_upgrade(fixture_t *f)
      * the marker rewritten: its windows read the same */
     int64_t w0 = fx_block_total(f->s, "pt", l, 0, T0 - 86400, T0 + 86400, NULL);
     CHECK(w0 > 0);
-    put_version(f, "10");
+    fx_put_version(f, "10");
     CHECK_EQ_INT(fx_reopen(f), 0);
-    v = rocksdb_get_cf(f->s->db, f->s->ropts, f->s->cf[CF_META], "format_version", 14, &n, &err);
-    CHECK(v != NULL && n == strlen(STORAGE_FORMAT_VERSION) &&
-          memcmp(v, STORAGE_FORMAT_VERSION, n) == 0);
-    free(v);
+    fx_check_version(f);
     CHECK_EQ_INT(fx_block_total(f->s, "pt", l, 0, T0 - 86400, T0 + 86400, NULL), w0);
     labels_free(l);
-    put_version(f, "3");
+    fx_put_version(f, "3");
     storage_close(f->s);
     errmsg_t em = {{0}};
     CHECK_EQ_INT(storage_open(&f->opts, &f->s, &em), ERR_UNSUPPORTED);

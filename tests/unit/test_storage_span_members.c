@@ -405,8 +405,7 @@ static void test_upgrade(const labels_t *l)
     rocksdb_put_cf(f.s->db, f.s->wopts, f.s->cf[CF_SPANS], (const char *)k.b, k.n,
                    (const char *)enc.data, enc.len, &err);
     CHECK(err == NULL);
-    rocksdb_put_cf(f.s->db, f.s->wopts, f.s->cf[CF_META], "format_version", 14, "7", 1, &err);
-    CHECK(err == NULL);
+    fx_put_version(&f, "7");
     /* symbols of the old tree, as a format-7 write stored them */
     write_span(&f, l, 7);
     CHECK_EQ_INT(span_total(&f), 2 * weight(7)); /* (the member and the bare tree) */
@@ -427,12 +426,7 @@ static void test_upgrade(const labels_t *l)
     CHECK_EQ_INT(storage_stream_spans(f.s, 0, UINT64_MAX, NULL, 0, read_cb, &r), 0);
     CHECK_EQ_INT(r.n, 0);      /* not indexed */
     CHECK(fx_reopen(&f) == 0); /* the upgrade */
-    size_t len = 0;
-    char *ver =
-        rocksdb_get_cf(f.s->db, f.s->ropts, f.s->cf[CF_META], "format_version", 14, &len, &err);
-    CHECK(ver != NULL && len == strlen(STORAGE_FORMAT_VERSION) &&
-          memcmp(ver, STORAGE_FORMAT_VERSION, len) == 0);
-    free(ver);
+    fx_check_version(&f);
     CHECK_EQ_INT(span_total(&f), weight(7));
     CHECK_EQ_INT(span_partial(&f), 0); /* an old value carries no seal */
     r = read_all(&f);                  /* found through the rebuilt index */
