@@ -508,7 +508,7 @@ static const opt_t options[] = {
      "compared with each other replica's; a range where another replica holds more is cleared "
      "here and streamed whole from it (docs/cluster.md, \"The window check\"). Passes asked "
      "for on demand (flamectl cluster repair) always run it, and so does a pass run a settle "
-     "margin (--join-settle) after another member goes down, leaves the ring or comes back "
+     "margin (--join-settle) after another member goes down or leaves the ring "
      "(a coordinator gone may take the marks of writes a replica missed); 0 = only on "
      "demand."},
     {"stream-max-mb-per-s", OPT_U32, FIELD(cluster.stream_max_mb_per_s, uint32_t), "0", 0, 0,

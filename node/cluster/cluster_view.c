@@ -294,20 +294,17 @@ static void track_left(cluster_t *c)
     }
 }
 
-/* Whether a node other than this one went down, left the ring or came
- * back (reachable now, not reachable or not in the ring before) from old
- * to v: a window check follows (repair_windows_soon). */
+/* Whether a node other than this one went down or left the ring from old
+ * to v (its coordinator's marks may be gone with it): a window check
+ * follows (repair_windows_soon). A member that comes back or is new brings
+ * nothing a check would find: its misses are marked, and a join verifies
+ * its ranges. */
 static int members_changed(const view_impl_t *old, const view_impl_t *v)
 {
     for (uint32_t i = 0; i < old->n; i++) {
         if ((int)i == old->pub.self || !old->reachable[i]) continue;
         int k = v->ring != NULL ? ring_node_find(v->ring, ring_node_name(old->ring, i)) : -1;
         if (k < 0 || !v->reachable[k]) return 1; /* down or removed */
-    }
-    for (uint32_t i = 0; i < v->n; i++) {
-        if ((int)i == v->pub.self || !v->reachable[i]) continue;
-        int k = old->ring != NULL ? ring_node_find(old->ring, ring_node_name(v->ring, i)) : -1;
-        if (k < 0 || !old->reachable[k]) return 1; /* back, or new */
     }
     return 0;
 }
