@@ -144,7 +144,7 @@ void query_gather_charge(query_gather_t *g, alloc_charge_t *charge, size_t base)
     g->charged = 0;
 }
 
-static int gather_refused(query_gather_t *g, int rc, size_t now, errmsg_t *em);
+static int gather_refused(query_gather_t *g, int rc, errmsg_t *em);
 
 /* Sets what g holds on its charge to what it holds now, plus extra bytes
  * held beside it (a tree or selection being built, the answer), less the
@@ -165,7 +165,7 @@ static int gather_hold(query_gather_t *g, size_t extra, errmsg_t *em)
         g->charged = want;
         return 0;
     }
-    return gather_refused(g, rc, now, em);
+    return gather_refused(g, rc, em);
 }
 
 /* The answer's buffer grows (buf_charge): what it holds while it does is
@@ -176,15 +176,18 @@ static int answer_grows(void *ctx, size_t held)
     return gather_hold(g, held, g->answer_em);
 }
 
-/* A charge of g refused: rc, em naming query-memory-bytes. */
-static int gather_refused(query_gather_t *g, int rc, size_t now, errmsg_t *em)
+/* A charge of g refused: rc, em naming query-memory-bytes. The text names
+ * the limit, not the bytes held when it was passed: those depend on the
+ * order the shares' answers came in, and the same query over the same data
+ * answers the same bytes from every node, refusals included. */
+static int gather_refused(query_gather_t *g, int rc, errmsg_t *em)
 {
     size_t limit = g->charge->b != NULL ? g->charge->b->limit : 0;
     g->refused = 1;
     return errmsg_set(em, rc,
-                      "%s: merging the answer holds %zu bytes, which do not fit in "
-                      "query-memory-bytes (%zu bytes)%s; retry later or narrow the query",
-                      rc == ERR_UNAVAILABLE ? "server busy" : "query too large", now, limit,
+                      "%s: merging the answer does not fit in query-memory-bytes (%zu bytes)%s; "
+                      "retry later or narrow the query",
+                      rc == ERR_UNAVAILABLE ? "server busy" : "query too large", limit,
                       rc == ERR_UNAVAILABLE ? " beside the other queries" : "");
 }
 
@@ -701,7 +704,7 @@ static int finish_forests(query_gather_t *g, errmsg_t *em)
     calltree_t *small = calltree_new(0);
     if (small == NULL) return ERR_NOMEM;
     rc = query_truncate_tabs_charged(g->forests, g->nforests, g->spec->max_nodes, g->charge, small);
-    if (rc == ERR_UNAVAILABLE) rc = gather_refused(g, rc, query_gather_bytes(g), em);
+    if (rc == ERR_UNAVAILABLE) rc = gather_refused(g, rc, em);
     if (rc == 0) rc = gather_hold(g, calltree_mem_bytes_read(small), em);
     if (rc == ERR_INVALID_ARGUMENT) { /* a total past INT64_MAX: only the merge is exact */
         calltree_free(small);

@@ -18,7 +18,9 @@ Figures, all ratios of this run:
   2. median wall time of GET /pyroscope/render (JSON) on rf1 and rf3, asked of
      every node in turn, ÷ the single node's, for the whole fleet and for one
      service (target <= 1.3x). Every answer's numTicks is checked against the
-     generator's sum and must not be partial: a wrong answer fails the step;
+     generator's sum and must not be partial, and every answer to a query must
+     be the same bytes from every node of every deployment: a wrong or
+     different answer fails the step;
   3. node CPU per render (utime + stime of every node of the deployment from
      the request until the answer, mean over the timed rounds) of rf1 ÷
      single: what a scatter-gather costs the cluster beyond one node's work.
@@ -26,6 +28,7 @@ Figures, all ratios of this run:
 Pushes use 3 keep-alive connections in both cases: all to the single node, one
 per node of a cluster (a load balancer's spread).
 """
+import hashlib
 import json
 import os
 import statistics
@@ -155,7 +158,8 @@ def settle(rt, dep, seconds=30):
     rt.log("%s: idle after %.1f s" % (dep.name, time.time() - t0))
 
 
-def render(node, c, query, frm, until):
+def render(node, c, query, frm, until, raw=False):
+    """(wall s, the answer parsed, or its bytes with raw)."""
     path = "/pyroscope/render?" + urllib.parse.urlencode(
         {"query": query, "from": frm, "until": until, "format": "json"})
     t0 = time.time()
@@ -163,7 +167,18 @@ def render(node, c, query, frm, until):
     dt = time.time() - t0
     if st != 200:
         raise RuntimeError("render %d from port %d: %r" % (st, node.port, body[:300]))
-    return dt, json.loads(body)
+    return dt, body if raw else json.loads(body)
+
+
+def same_bytes(first, dep, node, query, body):
+    """The answer must be the same bytes as the first one to the query
+    (first: query -> (digest, which node gave it))."""
+    here = "%s, node port %d" % (dep.name, node.port)
+    digest = hashlib.sha256(body).hexdigest()
+    want, where = first.setdefault(query, (digest, here))
+    if digest != want:
+        raise RuntimeError("%s: %s answered other bytes (%d) than %s" % (here, query, len(body),
+                                                                        where))
 
 
 def check(dep, node, query, expect, fb):
@@ -180,19 +195,21 @@ def time_queries(rt, deps, queries, frm, until, runs):
     hits all of them alike. The CPU of a render is that of every node of its
     deployment from the request until the answer (utime + stime, clock ticks:
     only its mean over the rounds is meaningful). Every answer must be exact
-    and complete."""
+    and complete, and the same bytes from every node of every deployment."""
     conns = {(d.name, i): node.conn() for d in deps for i, node in enumerate(d.nodes)}
     times = {(d.name, q[0]): [] for d in deps for q in queries}
     cpu = {(d.name, q[0]): 0.0 for d in deps for q in queries}
+    first = {}
     try:
         for k in range(runs + 2):
             for d in deps:
                 for i, node in enumerate(d.nodes):
                     for qname, q, expect in queries:
                         c0 = d.cpu_seconds()
-                        dt, fb = render(node, conns[(d.name, i)], q, frm, until)
+                        dt, body = render(node, conns[(d.name, i)], q, frm, until, raw=True)
                         c1 = d.cpu_seconds()
-                        check(d, node, q, expect, fb)
+                        check(d, node, q, expect, json.loads(body))
+                        same_bytes(first, d, node, q, body)
                         if k >= 2:
                             times[(d.name, qname)].append(dt)
                             cpu[(d.name, qname)] += c1 - c0
@@ -268,7 +285,8 @@ def bench_cluster(a, rt, node_bin, work):
             d.stop()
     for (name, qname), (m, lo_t, c) in sorted(med.items()):
         rt.log("%s_query: %s: median %.2f ms, min %.2f ms, node CPU %.2f ms per render, numTicks "
-               "exact from every node" % (name, qname, m * 1e3, lo_t * 1e3, c * 1e3))
+               "exact, the same bytes from every node" % (name, qname, m * 1e3, lo_t * 1e3,
+                                                          c * 1e3))
     report(rt, ing, med, queries, len(rows))
     rt.RESULTS.append((
         "hinted handoff: hint bytes held for a down node / gzipped bytes pushed (3 nodes RF 3)",

@@ -48,19 +48,25 @@ static void add_stack(calltree_t *t, symtab_t *st, const char *folded)
     CHECK_EQ_INT(calltree_add_stack(t, stack, depth, 1), 0);
 }
 
-/* Share k: stacks [k * STACKS / 2, k * STACKS / 2 + STACKS). */
-static void share_make(share_t *s, int k)
+/* A share of stacks [from, to). */
+static void share_range(share_t *s, int from, int to)
 {
     calltree_t *t = calltree_new(0);
     s->syms = symtab_new();
     char stack[96];
-    for (int i = k * STACKS / 2; i < k * STACKS / 2 + STACKS; i++) {
+    for (int i = from; i < to; i++) {
         snprintf(stack, sizeof stack, "main;mod%d;fn%d;leaf%d", i % 50, i, i);
         add_stack(t, s->syms, stack);
     }
     buf_init(&s->tree, BUF_UNLIMITED);
     CHECK_EQ_INT(calltree_encode(t, &s->tree), 0);
     calltree_free(t);
+}
+
+/* Share k: stacks [k * STACKS / 2, k * STACKS / 2 + STACKS). */
+static void share_make(share_t *s, int k)
+{
+    share_range(s, k * STACKS / 2, k * STACKS / 2 + STACKS);
 }
 
 static void share_free(share_t *s)
@@ -228,6 +234,33 @@ static void check_diff(const share_t *sh, const char *format)
     query_result_free(&side[1]);
 }
 
+/* A refusal is the same answer whatever order the shares came in (a
+ * coordinator merges them as they arrive): a small share and a large one,
+ * on a budget below the query's peak, give the same status and text. */
+static void check_same_refusal(void)
+{
+    share_t ab[2], ba[2];
+    share_range(&ab[0], 0, STACKS / 8);
+    share_range(&ab[1], STACKS / 16, STACKS / 16 + STACKS);
+    ba[0] = ab[1];
+    ba[1] = ab[0];
+    for (int merged_tree = 0; merged_tree <= 1; merged_tree++) {
+        size_t peak, ignored;
+        errmsg_t em1 = {{0}}, em2 = {{0}};
+        CHECK_EQ_INT(gather(ab, merged_tree, NULL, NULL, 0, &peak, &em1), 0);
+        int rc1 = gather(ab, merged_tree, NULL, NULL, peak / 2, &ignored, &em1);
+        int rc2 = gather(ba, merged_tree, NULL, NULL, peak / 2, &ignored, &em2);
+        CHECK(rc1 == ERR_UNAVAILABLE || rc1 == ERR_TOO_LARGE);
+        CHECK_EQ_INT(rc1, rc2);
+        if (strcmp(em1.text, em2.text) != 0)
+            fprintf(stderr, "refusals differ:\n  %s\n  %s\n", em1.text, em2.text);
+        CHECK(strcmp(em1.text, em2.text) == 0);
+        CHECK(strstr(em1.text, "query-memory-bytes") != NULL);
+    }
+    share_free(&ab[0]);
+    share_free(&ab[1]);
+}
+
 int main(void)
 {
     if (!HEAP_COUNTED) fprintf(stderr, "SKIP heap counts: the allocator is AddressSanitizer's\n");
@@ -242,6 +275,7 @@ int main(void)
     check_heap(sh, 0, "1024", 1);
     check_diff(sh, "json"); /* a render-diff's join */
     check_diff(sh, "folded");
+    check_same_refusal();
     share_free(&sh[0]);
     share_free(&sh[1]);
     return check_exit();
