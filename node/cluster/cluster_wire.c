@@ -582,6 +582,8 @@ static int next_field(const uint8_t **p, const uint8_t *end, uint64_t *number, u
 static int lift_field(arena_t *a, const uint8_t *p, size_t n, uint64_t number, uint8_t **rest,
                       size_t *rn, ProtobufCBinaryData **v, size_t *nv)
 {
+    *rn = *nv = 0;
+    if (n == 0) return 1; /* an empty body (p may be NULL): nothing to lift */
     const uint8_t *q = p, *end = p + n, *at;
     size_t nlift = 0, nrest = 0;
     uint64_t no, tag, len;
