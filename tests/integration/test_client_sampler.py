@@ -4,15 +4,13 @@ functions with the sampler running, against a real node; the node must then
 hold a CPU profile with both functions in about the time the program spent in
 each, as many samples as CPU seconds × rate, and its labels. A node that is
 down makes pushes fail without stopping the program."""
-import os
 import shutil
 import subprocess
 import tempfile
 
 import harness
-from harness import Node, Skip, run_tests, unique
+from harness import Node, run_tests, unique
 
-BUILD = os.environ.get("FLAMEDB_BUILD_DIR", os.path.join(harness.ROOT, "build"))
 CPU_NS = "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
 SAMPLES = "process_cpu:samples:count:cpu:nanoseconds"
 RATE = 100
@@ -108,32 +106,9 @@ int main(int argc, char **argv)
 """
 
 
-def sanitized():
-    try:
-        with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
-            return "FLAMEDB_SANITIZE:BOOL=ON" in f.read()
-    except OSError:
-        return False
-
-
 def build_burn(tmp):
-    lib = os.path.join(BUILD, "client")
-    if not os.path.exists(os.path.join(lib, "libflamedb.so")):
-        raise Skip("no libflamedb.so in " + lib)
-    cc = os.environ.get("CC", "cc")
-    src, exe = os.path.join(tmp, "burn.c"), os.path.join(tmp, "burn")
-    with open(src, "w") as f:
-        f.write(BURN)
     # -rdynamic: dladdr names the program's own functions only when exported
-    cmd = [cc, "-O2", "-rdynamic", "-o", exe, src, "-I", os.path.join(harness.ROOT, "client"),
-           "-L", lib, "-Wl,-rpath," + lib, "-lflamedb", "-pthread"]
-    if sanitized():
-        cmd[1:1] = ["-fsanitize=address,undefined"]
-    try:
-        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-    except FileNotFoundError:
-        raise Skip("no C compiler (%s)" % cc)
-    return exe
+    return harness.build_c_program(tmp, "burn", BURN, ["-O2", "-rdynamic", "-pthread"])
 
 
 def run_burn(exe, url, app, *extra):

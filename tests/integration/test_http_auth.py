@@ -12,12 +12,11 @@ import tempfile
 import time
 
 import harness
-from harness import CPU, Node, Skip, raw_exchange, run_tests, status_of, unique
+from harness import CPU, Node, raw_exchange, run_tests, status_of, unique
 
 # a folded sample at the default sample rate (100 Hz) is 10 ms of CPU
 TICK = 10_000_000
 CTL = os.environ.get("FLAMECTL_BIN", os.path.join(harness.ROOT, "build", "bin", "flamectl"))
-BUILD = os.environ.get("FLAMEDB_BUILD_DIR", os.path.join(harness.ROOT, "build"))
 
 TOKENS = {
     "r": ("acme", "read", "reader-token-1"),
@@ -171,20 +170,7 @@ int main(int argc, char **argv)
 
 
 def build_lib_push(tmp):
-    lib = os.path.join(BUILD, "client")
-    if not os.path.exists(os.path.join(lib, "libflamedb.so")):
-        raise Skip("no libflamedb.so in " + lib)
-    cc = os.environ.get("CC", "cc")
-    src, exe = os.path.join(tmp, "push.c"), os.path.join(tmp, "push")
-    with open(src, "w") as f:
-        f.write(LIB_PUSH)
-    try:
-        subprocess.run([cc, "-o", exe, src, "-I", os.path.join(harness.ROOT, "client"), "-L", lib,
-                        "-Wl,-rpath," + lib, "-lflamedb"], check=True, capture_output=True,
-                       timeout=120)
-    except FileNotFoundError:
-        raise Skip("no C compiler (%s)" % cc)
-    return exe
+    return harness.build_c_program(tmp, "push", LIB_PUSH)
 
 
 def test_library_token_from_environment():
