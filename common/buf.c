@@ -80,6 +80,28 @@ int buf_reserve(buf_t *b, size_t extra)
     return grow_array(&b->data, &b->cap, need, 1, GROW_UNLIMITED, BUF_MIN_CAP);
 }
 
+int buf_reserve_exact(buf_t *b, size_t extra)
+{
+    if (extra > b->max || b->len > b->max - extra) return ERR_TOO_LARGE;
+    size_t need = b->len + extra + 1; /* + NUL terminator */
+    if (need <= b->cap) return ERR_OK;
+    size_t old = b->cap;
+    int rc = b->charge != NULL ? b->charge(b->charge_ctx, old + need) : ERR_OK;
+    if (rc != ERR_OK) {
+        b->charge(b->charge_ctx, old);
+        return rc;
+    }
+    uint8_t *p = realloc(b->data, need);
+    if (p == NULL) {
+        rc = ERR_NOMEM;
+    } else {
+        b->data = p;
+        b->cap = need;
+    }
+    if (b->charge != NULL) b->charge(b->charge_ctx, b->cap);
+    return rc;
+}
+
 int buf_append(buf_t *b, const void *p, size_t n)
 {
     int rc = buf_reserve(b, n);

@@ -28,6 +28,12 @@ void buf_init(buf_t *b, size_t max);
 void buf_free(buf_t *b);
 void buf_reset(buf_t *b); /* len = 0, keeps capacity */
 int buf_reserve(buf_t *b, size_t extra);
+/* As buf_reserve, but a buffer that must grow grows to exactly len + extra
+ * bytes (and the NUL), not to the next power of two: for a writer that
+ * measured what it will append (a 44 MB answer in a 64 MiB buffer, grown
+ * from 32 MiB, held 96 MiB while realloc copied). The hook is asked first,
+ * as for any growth. */
+int buf_reserve_exact(buf_t *b, size_t extra);
 /* The capacity b would have after buf_reserve(b, extra) (its cap when no
  * growth is needed): what a budget charges before reserving. */
 size_t buf_reserved_cap(const buf_t *b, size_t extra);

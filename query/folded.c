@@ -6,6 +6,12 @@
  * The differential form render-diff answers (query_folded_write with a left
  * side) writes `stack left right`, the two-column input flamegraph.pl --diff
  * reads, for every node with a non-zero self on either side.
+ *
+ * Every path is written out whole, so the text is many times the tree (44
+ * MB for a tree of 98,000 nodes): a first pass measures it and the answer's
+ * buffer is reserved once at that size, never grown by doubling (which held
+ * the old buffer and one twice its size while realloc copied, over
+ * query-memory-bytes for such an answer).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -59,13 +65,61 @@ static int walk_folded(const sorted_tree_t *st, const int64_t *left, buf_t *path
     return rc;
 }
 
+/* Decimal digits of v, its sign included: what "%lld" writes. */
+static size_t i64_len(int64_t v)
+{
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    size_t n = v < 0 ? 2 : 1;
+    while (u >= 10) {
+        u /= 10;
+        n++;
+    }
+    return n;
+}
+
+/* Bytes write_line appends for node with a path of plen bytes. */
+static size_t line_len(const sorted_tree_t *st, const int64_t *left, uint32_t node, size_t plen)
+{
+    int64_t self = calltree_self(st->t, node);
+    if (left == NULL) return self != 0 ? plen + 1 + i64_len(self) + 1 : 0;
+    if (self == 0 && left[node] == 0) return 0;
+    return plen + 1 + i64_len(left[node]) + 1 + i64_len(self) + 1;
+}
+
+/* *size: the bytes walk_folded writes, in the same preorder (plen[d]: the
+ * path's length at depth d). Stops once past max: *size is then above it. */
+static int measure_folded(const sorted_tree_t *st, const int64_t *left, size_t *plen, size_t max,
+                          size_t *size)
+{
+    fframe_t *stack = malloc(st->n * sizeof *stack);
+    if (stack == NULL) return ERR_NOMEM;
+    size_t sp = 0, n = 0;
+    stack[sp++] = (fframe_t){0, 0};
+    while (sp > 0 && n <= max) {
+        fframe_t f = stack[--sp];
+        if (f.depth > 0)
+            plen[f.depth] = plen[f.depth - 1] + (f.depth > 1) + strlen(st->name[f.node]);
+        n += line_len(st, left, f.node, f.depth ? plen[f.depth] : strlen("total"));
+        for (uint32_t k = st->off[f.node + 1]; k > st->off[f.node]; k--)
+            stack[sp++] = (fframe_t){st->kids[k - 1], f.depth + 1};
+    }
+    free(stack);
+    *size = n;
+    return 0;
+}
+
 int query_folded_write(const sorted_tree_t *st, const int64_t *left_self, buf_t *out)
 {
     /* plen[d]: length of the path text up to depth d; depth < node count. */
     size_t *plen = calloc(st->n + 1, sizeof *plen);
+    if (plen == NULL) return ERR_NOMEM;
+    size_t size, room = out->max > out->len ? out->max - out->len : 0;
+    int rc = measure_folded(st, left_self, plen, room, &size);
+    /* an answer past the buffer's max fails as it is written, as it always did */
+    if (rc == 0 && size <= room) rc = buf_reserve_exact(out, size);
     buf_t path;
     buf_init(&path, out->max);
-    int rc = plen ? walk_folded(st, left_self, &path, plen, out) : ERR_NOMEM;
+    if (rc == 0) rc = walk_folded(st, left_self, &path, plen, out);
     buf_free(&path);
     free(plen);
     return rc;
