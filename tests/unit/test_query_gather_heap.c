@@ -114,15 +114,33 @@ static int add_share(query_gather_t *g, const share_t *s, errmsg_t *em)
  * side; else JSON truncated to max_nodes; with local not NULL, folded
  * truncated to max_nodes, the second share being that local tree) with a
  * charge on a budget of limit bytes (0: none); its charged peak. */
+/* What a gather held just before it finished and the answer it wrote. */
+typedef struct sizes {
+    size_t held, answer, answer_cap;
+} sizes_t;
+
+static int gather_fmt(const share_t *sh, int merged_tree, const char *max_nodes,
+                      query_partial_t *local, const char *format, size_t limit,
+                      size_t *charged_peak, sizes_t *sz, errmsg_t *em);
+
 static int gather(const share_t *sh, int merged_tree, const char *max_nodes, query_partial_t *local,
                   size_t limit, size_t *charged_peak, errmsg_t *em)
+{
+    sizes_t sz;
+    return gather_fmt(sh, merged_tree, max_nodes, local, local != NULL ? "folded" : NULL, limit,
+                      charged_peak, &sz, em);
+}
+
+static int gather_fmt(const share_t *sh, int merged_tree, const char *max_nodes,
+                      query_partial_t *local, const char *format, size_t limit,
+                      size_t *charged_peak, sizes_t *sz, errmsg_t *em)
 {
     query_limits_t lim;
     query_limits_default(&lim);
     query_params_t p = {.query = CPU "{}", .from = "now-1h", .until = "now"};
     p.merged_tree = merged_tree;
     p.max_nodes = max_nodes;
-    if (local != NULL) p.format = "folded";
+    p.format = format;
     query_spec_t spec;
     memset(&spec, 0, sizeof spec);
     CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, 1700000000000, &spec, em), 0);
@@ -137,8 +155,11 @@ static int gather(const share_t *sh, int merged_tree, const char *max_nodes, que
     query_result_init(&out);
     int rc = add_share(g, &sh[0], em);
     if (rc == 0) rc = local != NULL ? query_gather_add(g, local, em) : add_share(g, &sh[1], em);
+    sz->held = query_gather_bytes(g);
     if (rc == 0) rc = query_gather_finish(g, NULL, &out, em);
     if (rc == 0) CHECK(out.body.len > 0);
+    sz->answer = out.body.len;
+    sz->answer_cap = out.body.cap;
     query_result_free(&out);
     query_gather_free(g);
     *charged_peak = c.peak;
@@ -261,6 +282,35 @@ static void check_same_refusal(void)
     share_free(&ab[1]);
 }
 
+/* A whole flame graph as folded text (no maxNodes: every path written out
+ * whole, the text larger than the tree): measured first, its buffer is
+ * reserved once at that size. Grown by doubling it held the old buffer and
+ * one twice its size at once (for the bench fleet's 44 MB answer, 96 MiB:
+ * refused at the default query-memory-bytes). */
+static void check_folded_whole(const share_t *sh)
+{
+    size_t peak;
+    sizes_t sz;
+    errmsg_t em = {{0}};
+    heap_start();
+    int rc = gather_fmt(sh, 0, NULL, NULL, "folded", 0, &peak, &sz, &em);
+    long most = heap_stop();
+    if (rc != 0) fprintf(stderr, "gather: %s\n", em.text);
+    CHECK_EQ_INT(rc, 0);
+    fprintf(stderr,
+            "whole folded answer of 2 x %d stacks: %zu B from a gather of %zu B: charged peak "
+            "%zu B, heap peak %ld B\n",
+            STACKS, sz.answer, sz.held, peak, most);
+    /* one buffer of the answer's size (and its NUL), not a power of two */
+    CHECK_EQ_INT(sz.answer_cap, sz.answer + 1);
+    /* the merged tree, the truncation dropping its empty nodes, and the
+     * answer: never the old buffer and one twice its size at once */
+    CHECK(peak < sz.held + 2 * sz.answer);
+    /* the heap beside the charge: the encoder's sorted tree is not charged
+     * here (its encoding is the same for every format) */
+    (void)most;
+}
+
 int main(void)
 {
     if (!HEAP_COUNTED) fprintf(stderr, "SKIP heap counts: the allocator is AddressSanitizer's\n");
@@ -273,6 +323,7 @@ int main(void)
     /* a local share's merged tree beside a remote share's forest: the
      * tree is copied into a forest before the selection */
     check_heap(sh, 0, "1024", 1);
+    check_folded_whole(sh);
     check_diff(sh, "json"); /* a render-diff's join */
     check_diff(sh, "folded");
     check_same_refusal();
