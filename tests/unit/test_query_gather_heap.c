@@ -250,6 +250,8 @@ static void check_diff(const share_t *sh, const char *format)
             format, b.most, most);
     if (HEAP_COUNTED) CHECK((size_t)most <= b.most + b.most / 16 + (256u << 10));
     if (HEAP_COUNTED) CHECK(b.most <= (size_t)most + (size_t)most / 2);
+    /* two-column folded text: measured first too */
+    if (strcmp(format, "folded") == 0) CHECK_EQ_INT(out.body.cap, out.body.len + 1);
     query_result_free(&out);
     query_result_free(&side[0]);
     query_result_free(&side[1]);
