@@ -31,13 +31,18 @@ typedef struct fframe {
     uint32_t node, depth;
 } fframe_t;
 
+/* `path self` (`path left right` with a left side), as "%s %lld\n" writes it. */
 static int write_line(const sorted_tree_t *st, const int64_t *left, uint32_t node, const char *path,
-                      buf_t *out)
+                      size_t plen, buf_t *out)
 {
     int64_t self = calltree_self(st->t, node);
-    if (left == NULL) return self != 0 ? buf_printf(out, "%s %lld\n", path, (long long)self) : 0;
-    if (self == 0 && left[node] == 0) return 0;
-    return buf_printf(out, "%s %lld %lld\n", path, (long long)left[node], (long long)self);
+    if (left == NULL ? self == 0 : self == 0 && left[node] == 0) return 0;
+    int rc = buf_append(out, path, plen);
+    if (rc == 0 && left != NULL) rc = buf_append_byte(out, ' ');
+    if (rc == 0 && left != NULL) rc = buf_append_i64(out, left[node]);
+    if (rc == 0) rc = buf_append_byte(out, ' ');
+    if (rc == 0) rc = buf_append_i64(out, self);
+    return rc == 0 ? buf_append_byte(out, '\n') : rc;
 }
 
 static int walk_folded(const sorted_tree_t *st, const int64_t *left, buf_t *path, size_t *plen,
@@ -56,8 +61,10 @@ static int walk_folded(const sorted_tree_t *st, const int64_t *left, buf_t *path
             if (rc == 0) rc = append_name(path, st->name[f.node]);
             plen[f.depth] = path->len;
         }
-        if (rc == 0)
-            rc = write_line(st, left, f.node, f.depth ? (const char *)path->data : "total", out);
+        if (rc == 0 && f.depth > 0)
+            rc = write_line(st, left, f.node, (const char *)path->data, path->len, out);
+        else if (rc == 0)
+            rc = write_line(st, left, f.node, "total", strlen("total"), out);
         for (uint32_t k = st->off[f.node + 1]; k > st->off[f.node] && rc == 0; k--)
             stack[sp++] = (fframe_t){st->kids[k - 1], f.depth + 1};
     }
