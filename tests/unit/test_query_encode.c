@@ -585,13 +585,13 @@ static void test_folded_edges(void)
     add(t, s, "a", 1);
     add(t, s, "b", -2); /* negative self (delta profiles) */
     add(t, s, "a;line\nbreak", 4);
-    add(t, s, "c;d", -1234567890123); /* every digit and the sign measured */
+    add(t, s, "c;d", -1234567890123);  /* every digit and the sign measured */
     calltree_add_stack(t, NULL, 0, 5); /* empty stack: root self */
     uint64_t unknown = 0x1234;
     calltree_add_stack(t, &unknown, 1, 6);
     char *f = folded_of(t, s);
     CHECK_EQ_STR(f, "total 5\na 1\na;line break 4\nb -2\nb;x 3\nc;d -1234567890123\n"
-                     "unknown 0x0000000000001234 6\n");
+                    "unknown 0x0000000000001234 6\n");
     free(f);
     calltree_free(t);
     symtab_free(s);
