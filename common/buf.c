@@ -97,6 +97,7 @@ int buf_reserve_exact(buf_t *b, size_t extra)
     } else {
         b->data = p;
         b->cap = need;
+        b->data[b->len] = 0;
     }
     if (b->charge != NULL) b->charge(b->charge_ctx, b->cap);
     return rc;

@@ -122,8 +122,9 @@ int query_folded_write(const sorted_tree_t *st, const int64_t *left_self, buf_t 
     if (plen == NULL) return ERR_NOMEM;
     size_t size, room = out->max > out->len ? out->max - out->len : 0;
     int rc = measure_folded(st, left_self, plen, room, &size);
-    /* an answer past the buffer's max fails as it is written, as it always did */
-    if (rc == 0 && size <= room) rc = buf_reserve_exact(out, size);
+    /* an answer past the buffer's max fails as it is written, as it always
+     * did; an empty one allocates nothing, as before */
+    if (rc == 0 && size > 0 && size <= room) rc = buf_reserve_exact(out, size);
     buf_t path;
     buf_init(&path, out->max);
     if (rc == 0) rc = walk_folded(st, left_self, &path, plen, out);

@@ -581,6 +581,10 @@ static void test_folded_edges(void)
 {
     calltree_t *t = calltree_new(0);
     symtab_t *s = symtab_new();
+    buf_t empty; /* nothing selected: an empty body, nothing allocated */
+    buf_init(&empty, BUF_UNLIMITED);
+    CHECK_EQ_INT(query_encode_folded(t, s, &empty), 0);
+    CHECK(empty.len == 0 && empty.data == NULL);
     add(t, s, "b;x", 3);
     add(t, s, "a", 1);
     add(t, s, "b", -2); /* negative self (delta profiles) */
