@@ -490,12 +490,14 @@ static void merge_done(workq_job_t *w, int status)
         scatter_q_item_free(it);
     }
     if (status == 0) q->gather_bytes = j->gather_bytes;
+    /* the query counts the gather and the answer from here: given back
+     * first, they are not counted twice when the query checks its sum */
+    alloc_charge_done(&j->work);
     scatter_q_charge(q);
     if (j->finish) {
         q->finishing = 0;
         if (ok) finished(q, status);
     }
-    alloc_charge_done(&j->work); /* counted by the query now */
     free(j->asked);
     free(j);
     scatter_q_progress(q);
@@ -565,9 +567,9 @@ static void finish_done(workq_job_t *w, int status)
     scatter_q_t *q = j->q;
     list_remove(&j->sj.link);
     q->finishing = 0;
+    alloc_charge_done(&j->work); /* the query counts the answer from here, not twice */
     finished(q, status);
-    alloc_charge_done(&j->work); /* the answer is counted by the query now */
-    scatter_q_progress(q);       /* answers q->rc when a failure came in meanwhile */
+    scatter_q_progress(q); /* answers q->rc when a failure came in meanwhile */
     free(j);
     scatter_q_unref(q);
 }
