@@ -300,6 +300,35 @@ def bench_ingest_real(a, tool):
                         out["decode_cpu_per_profile_us"], out["ingest_failed"])))
 
 
+def folded_whole(node, rows, memory_limit, runs=5):
+    """The whole fleet's CPU flame graph as folded text without maxNodes
+    (every path written out whole: tens of MB) from a node at --memory-limit:
+    answered 200 with the generator's exact sum, or the step fails. Its
+    result row: node CPU per render (median of runs) and the answer's size."""
+    lo = min(r["time"] for r in rows) - 60
+    hi = max(r["time"] for r in rows) + 60
+    want = sum(r["totals"][r["types"].index("cpu/nanoseconds")] for r in rows)
+    path = "/pyroscope/render?" + urllib.parse.urlencode(
+        {"query": "process_cpu:cpu:nanoseconds:cpu:nanoseconds{}", "from": lo, "until": hi,
+         "format": "folded"})
+    c, cpus = node.conn(), []
+    for _ in range(runs):
+        cpu0 = node.cpu_seconds()
+        st, body = node.get(path, c)
+        cpus.append(node.cpu_seconds() - cpu0)
+        if st != 200:
+            raise RuntimeError("whole-fleet folded render %d: %r" % (st, body[:300]))
+    c.close()
+    got = sum(int(line.rsplit(b" ", 1)[1]) for line in body.splitlines())
+    if got != want:
+        raise RuntimeError("whole-fleet folded render: sum %d, generated %d" % (got, want))
+    ms = statistics.median(cpus) * 1e3
+    log("http_folded_whole_bytes: %d\nhttp_folded_whole_cpu_ms: %.0f" % (len(body), ms))
+    return ("whole-fleet folded render, no maxNodes (node CPU per render)", "%.0f ms" % ms,
+            "answered", "%.1f MB of folded text, exact, at --memory-limit %s"
+            % (len(body) / 1e6, memory_limit))
+
+
 def bench_http(a, tool, node_bin, work):
     index = os.path.join(work, "cpu", "index.tsv")
     dec = run_tool([tool, "decode", "--index", index])
@@ -313,12 +342,14 @@ def bench_http(a, tool, node_bin, work):
         cpu1, th1 = node.cpu_seconds(), node.thread_cpu_seconds()
         time.sleep(2)
         cpu2 = node.cpu_seconds()
+        folded = None if failures else folded_whole(node, rows, a.memory_limit)
     finally:
         node.stop()
     if failures:
         for f in failures[:5]:
             log("push failed: %s -> %s %r" % f)
         raise RuntimeError("%d of %d pushes failed" % (len(failures), len(rows)))
+    RESULTS.append(folded)
     per = (cpu1 - cpu0) / len(rows)
     log("http_profiles: %d\nhttp_wall_s: %.2f (%.0f profiles/s)" % (len(rows), wall,
                                                                    len(rows) / wall))
