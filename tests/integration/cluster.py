@@ -3,9 +3,10 @@
 A Cluster starts N `flamedb` processes (harness.Node) on 127.0.0.1, each with
 its own data dir, a free HTTP port (port 0, read from the log) and a free
 cluster port (nanomsg cannot bind port 0: a random port below the kernel's
-ephemeral range that a TCP socket could bind a moment ago). Node i gets --node-id n<i>, --cluster-listen
-tcp://127.0.0.1:PORT and --join with the addresses of the nodes started
-before it (node 0 joins nobody), plus the cluster-wide flags given.
+ephemeral range that a TCP socket could bind a moment ago). Node i gets
+--node-id n<i>, --cluster-listen tcp://127.0.0.1:PORT and --join with the
+addresses of the nodes started before it (node 0 joins nobody), plus the
+cluster-wide flags given.
 
     with Cluster(3, rf=3) as c:          # starts and waits for convergence
         c.nodes[0].ingest(...)
