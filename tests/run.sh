@@ -279,7 +279,7 @@ stage_integration() {
     local log="$BUILD/integration-run.log" rc
     # Four files at once on any number of cores: a file mostly waits on its
     # nodes' timers (settle margins, failure timeouts, throttled streams), about
-    # an eighth of a core each (docs/testing.md).
+    # a tenth of a core each (docs/testing.md).
     FLAMEDB_BIN="$BUILD/bin/flamedb" FLAMECTL_BIN="$BUILD/bin/flamectl" \
         FLAMEDB_BUILD_DIR="$BUILD" FLAMEDB_SOAK="$SOAK" \
         timeout --kill-after=30 $((SOAK == 1 ? 3600 : 900)) python3 "$runner" \

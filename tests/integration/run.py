@@ -9,10 +9,10 @@ With --jobs N (default: FLAMEDB_TEST_JOBS, else 1) up to N files run at
 once, the longest first: by the seconds each file took in the last run of
 this build (FLAMEDB_BUILD_DIR/integration-times.tsv, written at the end of
 every run), a file not in it by its size; each file's output is printed
-whole when it ends. Files that build network namespaces (netns in the name) never run
-beside each other: while one runs, a free slot takes the next other file
-instead of waiting for it. Every test picks free ports and its own data
-directories, so files do not share anything else.
+whole when it ends. Files that build network namespaces (netns in the
+name) never run beside each other: while one runs, a free slot takes the
+next other file instead of waiting for it. Every test picks free ports and
+its own data directories, so files do not share anything else.
 """
 import argparse
 import glob
