@@ -16,7 +16,7 @@
 # split evenly among the targets, default 160), --build-prefix P (build dirs P,
 # P-asan, P-fuzz; default build),
 # --no-werror (let compiler warnings pass the release build; by default they fail it).
-# FLAMEDB_TEST_JOBS (default 2): integration test files run at once (1: one after another).
+# FLAMEDB_TEST_JOBS (default 4): integration test files run at once (1: one after another).
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -277,10 +277,13 @@ stage_integration() {
         return 1
     fi
     local log="$BUILD/integration-run.log" rc
+    # Four files at once on any number of cores: a file mostly waits on its
+    # nodes' timers (settle margins, failure timeouts, throttled streams), about
+    # a tenth of a core each (docs/testing.md).
     FLAMEDB_BIN="$BUILD/bin/flamedb" FLAMECTL_BIN="$BUILD/bin/flamectl" \
         FLAMEDB_BUILD_DIR="$BUILD" FLAMEDB_SOAK="$SOAK" \
         timeout --kill-after=30 $((SOAK == 1 ? 3600 : 900)) python3 "$runner" \
-        --jobs "${FLAMEDB_TEST_JOBS:-2}" --timeout 420 2>&1 | tee "$log"
+        --jobs "${FLAMEDB_TEST_JOBS:-4}" --timeout 420 2>&1 | tee "$log"
     rc=$?
     [ $rc = 124 ] && echo "integration suite timed out"
     STAGE_NOTE=$(grep -E '^integration:' "$log" | tail -1)

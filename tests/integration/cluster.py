@@ -2,10 +2,11 @@
 
 A Cluster starts N `flamedb` processes (harness.Node) on 127.0.0.1, each with
 its own data dir, a free HTTP port (port 0, read from the log) and a free
-cluster port (nanomsg cannot bind port 0: a TCP socket is bound to port 0 and
-closed to find one). Node i gets --node-id n<i>, --cluster-listen
-tcp://127.0.0.1:PORT and --join with the addresses of the nodes started
-before it (node 0 joins nobody), plus the cluster-wide flags given.
+cluster port (nanomsg cannot bind port 0: a random port below the kernel's
+ephemeral range that a TCP socket could bind a moment ago). Node i gets
+--node-id n<i>, --cluster-listen tcp://127.0.0.1:PORT and --join with the
+addresses of the nodes started before it (node 0 joins nobody), plus the
+cluster-wide flags given.
 
     with Cluster(3, rf=3) as c:          # starts and waits for convergence
         c.nodes[0].ingest(...)
@@ -16,8 +17,9 @@ before it (node 0 joins nobody), plus the cluster-wide flags given.
 
 Every wait is bounded and names what it waited for when it fails. Fast
 defaults (gossip 100 ms, failure timeout 1 s) keep tests short; pass
-gossip_interval / failure_timeout to change them. The random seed (port
-choice order, test data) is printed and read back from FLAMEDB_TEST_SEED.
+gossip_interval / failure_timeout to change them. The random seed (test
+data) is printed and read back from FLAMEDB_TEST_SEED; cluster ports are
+drawn apart from it, below the kernel's ephemeral range (free_port).
 
 With net (a netns.NetNS), node i instead runs in network namespace
 net.ns(i) and listens on net.addr(i) for HTTP and cluster traffic (cluster
@@ -58,18 +60,39 @@ FAST_FORMATION = ["--join-settle", "300ms"]
 JOIN_SETTLE_AUTO = ["--join-settle", "0s"]
 
 
+def _port_range():
+    """Ports to draw cluster ports from: below the kernel's ephemeral range
+    (the ports connect() and port-0 binds take), so a port drawn here is not
+    taken by another test file's outgoing connection or listener before the
+    node binds it when several files run at once."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return (10000, low - 1) if low > 12000 else (low, 65535)
+
+
+_PORT_RNG = random.SystemRandom()  # not RNG: a replayed seed draws the same test data
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago (not handed out twice)."""
+    """A TCP port on 127.0.0.1 that was free a moment ago (not handed out twice),
+    drawn at random below the ephemeral range (_port_range)."""
+    low, high = _port_range()
     for _ in range(100):
+        port = _PORT_RNG.randint(low, high)
+        if port in _used_ports:
+            continue
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
         finally:
             s.close()
-        if port not in _used_ports:
-            _used_ports.add(port)
-            return port
+        _used_ports.add(port)
+        return port
     raise AssertionError("no free port found")
 
 

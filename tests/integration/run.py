@@ -6,11 +6,13 @@ with a time limit, and exits non-zero when any fails.
         [--timeout S] [--jobs N]
 
 With --jobs N (default: FLAMEDB_TEST_JOBS, else 1) up to N files run at
-once, the largest files first; each file's output is printed whole when it
-ends. Files that build network namespaces (netns in the name) never run
-beside each other: while one runs, a free slot takes the next other file
-instead of waiting for it. Every test picks free ports and its own data
-directories, so files do not share anything else.
+once, the longest first: by the seconds each file took in the last run of
+this build (FLAMEDB_BUILD_DIR/integration-times.tsv, written at the end of
+every run), a file not in it by its size; each file's output is printed
+whole when it ends. Files that build network namespaces (netns in the
+name) never run beside each other: while one runs, a free slot takes the
+next other file instead of waiting for it. Every test picks free ports and
+its own data directories, so files do not share anything else.
 """
 import argparse
 import glob
@@ -38,7 +40,7 @@ def run_file(path, timeout):
     return rc, out, time.monotonic() - t0
 
 
-def run_serial(files, timeout, failed):
+def run_serial(files, timeout, failed, took_all):
     for path in files:
         name = os.path.basename(path)
         print("== %s" % name, flush=True)
@@ -48,7 +50,8 @@ def run_serial(files, timeout, failed):
         except subprocess.TimeoutExpired:
             print("   %s: timed out after %.0fs" % (name, timeout))
             rc = -1
-        print("== %s %s (%.1fs)" % (name, "passed" if rc == 0 else "FAILED", time.monotonic() - t0),
+        took_all[name] = time.monotonic() - t0
+        print("== %s %s (%.1fs)" % (name, "passed" if rc == 0 else "FAILED", took_all[name]),
               flush=True)
         if rc != 0:
             failed.append(name)
@@ -58,8 +61,50 @@ def is_netns(path):
     return "netns" in os.path.basename(path)
 
 
-def run_parallel(files, timeout, jobs, failed):
-    todo = sorted(files, key=os.path.getsize, reverse=True)  # the longest first, roughly
+TIMES = os.path.join(os.environ.get("FLAMEDB_BUILD_DIR", os.path.join(HERE, "..", "..", "build")),
+                     "integration-times.tsv")
+
+
+def read_times():
+    """{file name: seconds} of the last run of this build (none on a clean clone)."""
+    times = {}
+    try:
+        with open(TIMES) as f:
+            for line in f:
+                parts = line.split("\t")
+                if len(parts) == 2:
+                    times[parts[0]] = float(parts[1])
+    except (OSError, ValueError):
+        return {}
+    return times
+
+
+def write_times(took):
+    """Adds this run's {file name: seconds} to the recorded ones."""
+    times = read_times()
+    times.update(took)
+    try:
+        with open(TIMES, "w") as f:
+            for name in sorted(times):
+                f.write("%s\t%.1f\n" % (name, times[name]))
+    except OSError as e:
+        print("run.py: cannot record the files' times in %s: %s" % (TIMES, e))
+
+
+# A file the recorded times do not name yet is ordered as if it took this long.
+UNTIMED_S = 60.0
+
+
+def longest_first(files):
+    """Files by their last recorded time, longest first, ties and files
+    without one (UNTIMED_S) by size; on a clean clone by size alone."""
+    times = read_times()
+    return sorted(files, key=lambda p: (times.get(os.path.basename(p), UNTIMED_S),
+                                        os.path.getsize(p)), reverse=True)
+
+
+def run_parallel(files, timeout, jobs, failed, took_all):
+    todo = longest_first(files)
     cond, out_lock = threading.Condition(), threading.Lock()
     netns_running = [False]
 
@@ -96,6 +141,7 @@ def run_parallel(files, timeout, jobs, failed):
                       flush=True)
                 if rc != 0:
                     failed.append(name)
+                took_all[name] = took
 
     threads = [threading.Thread(target=worker) for _ in range(jobs)]
     for t in threads:
@@ -119,12 +165,13 @@ def main():
         return 1
     files = sorted(f for f in glob.glob(os.path.join(HERE, "test_*.py"))
                    if a.k in os.path.basename(f))
-    failed = []
+    failed, took = [], {}
     t_all = time.monotonic()
     if a.jobs > 1:
-        run_parallel(files, a.timeout, a.jobs, failed)
+        run_parallel(files, a.timeout, a.jobs, failed, took)
     else:
-        run_serial(files, a.timeout, failed)
+        run_serial(files, a.timeout, failed, took)
+    write_times(took)
     print("\nintegration: %d files, %d failed%s (%.1fs)"
           % (len(files), len(failed), (": " + ", ".join(sorted(failed))) if failed else "",
              time.monotonic() - t_all))

@@ -105,15 +105,18 @@ def big_body(seq, lines=150):
 def preload(c, nodes, prefix, t0, count, nservices=16, lines=150):
     """count big profiles through nodes in turn, over nservices services (a
     service's series sit on a few tokens: many services spread over the
-    ring); returns {service: samples}."""
+    ring), a few at once (harness.at_once); returns {service: samples}."""
     services = [harness.unique("%s%d" % (prefix, k)) for k in range(nservices)]
-    want = {}
-    for seq in range(count):
+
+    def push(seq):
         body, v = big_body(seq, lines)
         svc = services[seq % nservices]
         r = c.nodes[nodes[seq % len(nodes)]].ingest(body, name=svc + ".cpu",
                                                     **{"from": t0 + seq}, until=t0 + seq + 10)
         assert r.status == 200, "preload push %d: %r" % (seq, r)
+        return svc, v
+    want = {}
+    for svc, v in harness.at_once(push, range(count)):
         want[svc] = want.get(svc, 0) + v
     return want
 

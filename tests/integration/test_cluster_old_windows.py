@@ -81,15 +81,18 @@ def push_ok(c, node, body, svc, t):
 
 
 def preload(c, node, prefix, now, count, nservices):
-    """count profiles through node, half two hours old, half recent;
-    returns {service: samples}."""
+    """count profiles through node, half two hours old, half recent, a few
+    at once (harness.at_once); returns {service: samples}."""
     svcs = [harness.unique("%s%d" % (prefix, k)) for k in range(nservices)]
-    want = {}
-    for seq in range(count):
+
+    def push(seq):
         svc = svcs[seq % nservices]
         t = (now - 7200 if seq % 2 == 0 else now - 600) + seq
         body, v = big_body(seq, lines=8)
         push_ok(c, node, body, svc, t)
+        return svc, v
+    want = {}
+    for svc, v in harness.at_once(push, range(count)):
         want[svc] = want.get(svc, 0) + v
     return want
 

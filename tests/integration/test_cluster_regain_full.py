@@ -103,10 +103,11 @@ def sel(svc):
 def preload(c, node, prefix, now, count, nservices=24):
     """count small profiles (their trees are kept, so anti-entropy can move
     them) over nservices services from now - 1800 on (recent enough for the
-    seen comparison unless now lies in the past); returns {service: samples}."""
+    seen comparison unless now lies in the past), a few at once
+    (harness.at_once); returns {service: samples}."""
     svcs = [harness.unique("%s%d" % (prefix, k)) for k in range(nservices)]
-    want = {}
-    for seq in range(count):
+
+    def push(seq):
         svc = svcs[seq % nservices]
         lines = ["main;%s;h%d;leaf%d %d" % (svc, seq % 7, k, 1 + (seq + k) % 4)
                  for k in range(6)]
@@ -114,7 +115,10 @@ def preload(c, node, prefix, now, count, nservices=24):
         r = c.nodes[node].ingest(("\n".join(lines) + "\n").encode(), name=svc + ".cpu",
                                  **{"from": t, "until": t + 10})
         assert r.status == 200, "push %s at %d: %r" % (svc, t, r)
-        want[svc] = want.get(svc, 0) + sum(1 + (seq + k) % 4 for k in range(6))
+        return svc, sum(1 + (seq + k) % 4 for k in range(6))
+    want = {}
+    for svc, v in harness.at_once(push, range(count)):
+        want[svc] = want.get(svc, 0) + v
     return want
 
 

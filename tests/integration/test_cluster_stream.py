@@ -73,11 +73,14 @@ def preload(c, prefix, now, count, nservices=6):
     d = Data()
     svcs = [harness.unique("%s%d" % (prefix, k)) for k in range(nservices)]
     t_old, t_new = now - 7200, now - 2400  # trees: gone / kept (1 h)
-    for seq in range(count):
+
+    def push_small(seq):
         svc = svcs[seq % nservices]
         t = (t_old if seq % 2 == 0 else t_new) + seq
         body, v = big_body(seq, lines=8)  # small: its tree is kept when recent
         push(c, 0, d, body, svc, t)
+        return svc, v
+    for svc, v in harness.at_once(push_small, range(count)):  # a few at once
         d.services[svc] = d.services.get(svc, 0) + v
     for k, svc in enumerate(svcs):
         body, v = big_body(1000 + k, lines=400)  # larger than 2 KiB: tree not kept
@@ -575,11 +578,12 @@ def untreed_hour(c, d, tag, hour):
     (named from tag) a second apart from hour (past the profile retention:
     untreed), counted in d. Returns the service."""
     svc = harness.unique(tag)
-    d.services[svc] = 0
-    for k in range(2500):
+
+    def push_one(k):
         body = ("main;handler;work%d %d\n" % (k % 7, 1 + k % 4)).encode()
         push(c, 0, d, body, svc, hour + k)
-        d.services[svc] += 1 + k % 4
+        return 1 + k % 4
+    d.services[svc] = sum(harness.at_once(push_one, range(2500)))  # a few at once
     return svc
 
 
@@ -598,10 +602,11 @@ def test_join_window_of_many_profiles():
     with Cluster(1, rf=2, args=args) as c:
         d = Data()
         svc = untreed_hour(c, d, "many", hour)
-        for k in range(1600):  # within the profile retention: trees kept, fetched
+        def push_recent(k):  # within the profile retention: trees kept, fetched
             body = ("main;recent;work%d %d\n" % (k % 5, 1 + k % 3)).encode()
             push(c, 0, d, body, svc, now - 3000 + k)
-            d.services[svc] += 1 + k % 3
+            return 1 + k % 3
+        d.services[svc] += sum(harness.at_once(push_recent, range(1600)))
         frm, until = hour - 600, now + 60
         check_exact(c, 0, d, frm, until)
         t1 = time.monotonic()
