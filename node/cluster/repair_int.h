@@ -149,9 +149,11 @@ int repair_serve_build(storage_t *s, const repair_options_t *o,
                        Flamedb__Cluster__RepairAnswer *a, errmsg_t *em);
 
 /* replicate_replica.c: decodes, checks and stores one WriteRequest, as the
- * WRITE handler does; *written gets the series stored (not duplicates). */
+ * WRITE handler does; *written gets the series stored (not duplicates),
+ * *bytes (may be NULL) the size of the write batch stored. */
 int replicate_store_request(const replicate_options_t *o, storage_t *s,
-                            const Flamedb__Cluster__WriteRequest *q, size_t *written, errmsg_t *em);
+                            const Flamedb__Cluster__WriteRequest *q, size_t *written,
+                            size_t *bytes, errmsg_t *em);
 
 /* ---------------------------------------------------------------- internals
  * Shared by repair.c (thread, loop side, serving, lifetime) and
@@ -169,7 +171,12 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "Passes that left out too many replicas of a range or could not fetch every profile.")       \
     X(series, "flamedb_repair_series_streamed_total",                                              \
       "Series of profiles this node lacked, fetched by repair and stored.")                        \
-    X(bytes, "flamedb_repair_bytes_streamed_total", "Bytes of the profiles fetched by repair.")    \
+    X(bytes, "flamedb_repair_bytes_streamed_total",                                                \
+      "Bytes of repair answers received (packed messages: fetched profiles, streamed windows and "  \
+      "span trees with their labels and symbols), as they came over the wire.")                     \
+    X(stored_bytes, "flamedb_repair_bytes_stored_total",                                           \
+      "Bytes this node wrote to its store from what repair received (the write batches of "        \
+      "fetched profiles, streamed windows and span trees: keys and values before compression).")   \
     X(unavailable, "flamedb_repair_unavailable_total",                                             \
       "Missing profiles no peer could send (their tree is not kept).")                             \
     X(served, "flamedb_repair_requests_served_total", "Repair requests of peers answered.")        \
@@ -197,6 +204,12 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "Ranges a window check found this node and another replica each holding old windows the "    \
       "other lacks that no profile id names: left as they are (docs/cluster.md, \"The window "     \
       "check\").")                                                                                 \
+    X(windows_filled, "flamedb_repair_window_windows_filled_total",                                \
+      "Old windows (past the profile ids a window check compares) another replica held and this "  \
+      "node lacked, copied here by the window check's fill of a mixed range.")                     \
+    X(windows_inexact, "flamedb_repair_window_windows_inexact_total",                              \
+      "Old windows a window check's fill found held by both this node and another replica with "   \
+      "different totals: their union cannot be told from the rolled-up blocks; left as they are.") \
     X(windows_profiles, "flamedb_repair_window_profiles_fetched_total",                            \
       "Profiles older than the seen span that a window check found another replica holding and "   \
       "this node lacking (by profile id, within --profile-retention), fetched and stored once.")   \
@@ -244,6 +257,9 @@ typedef struct repair_waiter {
 typedef struct repair_stats {
     uint64_t peers, ranges, buckets, differing, listed, missing, written, bytes, unavailable;
     uint64_t windows;        /* windows streamed in whole (repair_stream.c) */
+    uint64_t stored;         /* bytes of the write batches that stored what was received */
+    uint64_t wc_filled;      /* old windows another copy held alone, copied here (fill) */
+    uint64_t wc_inexact;     /* old windows both held with different totals (not unioned) */
     uint64_t wc_ranges;      /* ranges the window check compared (repair_windows.c) */
     uint64_t wc_differing;   /* of them, handed to the regain */
     uint64_t wc_mixed;       /* of them, where neither copy holds the other */
@@ -303,6 +319,11 @@ typedef struct repair_stream_state {
     uint32_t heals;      /* times cleared and streamed again for that (this process) */
     size_t spans_after_len;
     uint8_t spans_after[REPAIR_STREAM_KEY_MAX];
+    /* A fill (repair_fill_interval), not a move: only windows that end by
+     * fill_until, name no kept profile and that this node does not hold at
+     * all are stored; 0 for a move's stream. Not saved. */
+    int64_t fill_until;
+    uint64_t fill_left; /* windows of the fill left out: kept profiles, or a parts restart */
 } repair_stream_state_t;
 
 /* The streams of a move, by interval (repair thread). */
@@ -340,6 +361,16 @@ typedef void (*repair_stream_page_fn)(repair_t *r);
  * NULL) is told after every page. */
 int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t *ss,
                            repair_stats_t *st, repair_stream_page_fn page, errmsg_t *em);
+/* Repair thread: the window check's fill of [lo, hi] from peer (docs/cluster.md,
+ * "Old windows no profile id names"): walks the peer's windows (STREAM) and
+ * stores each one that ends by until_s, names no kept profile and that this
+ * node does not hold at all (no `totals` key): this node holds no profile
+ * of that series, resolution and window, so the peer's is the union,
+ * exactly. One both hold with different totals is counted in
+ * st->wc_inexact and left; st->wc_filled counts those stored. No span
+ * trees, no totals check (the window check compares again). */
+int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t until_s,
+                         repair_stats_t *st, errmsg_t *em);
 /* Repair thread: streams ss (a piece of one range) from the replicas
  * reps[0..n) of that range in v, in order, from the first that is not this
  * node, is reachable and not marked in v and answered so far in this pass. One that does

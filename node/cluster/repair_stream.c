@@ -631,7 +631,7 @@ static int fetch_kept(repair_t *r, const char *peer, const Flamedb__Cluster__Str
 /* The residual of m (or whole, its parts put together) stored with its
  * marker (unless marked already). */
 static int store_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m, calltree_t *whole,
-                        const symtab_t *syms, int *stored, errmsg_t *em)
+                        const symtab_t *syms, int *stored, repair_stats_t *st, errmsg_t *em)
 {
     labels_t *lb = NULL;
     calltree_t *t = whole != NULL ? whole : calltree_new(r->o.write.max_tree_nodes);
@@ -656,7 +656,12 @@ static int store_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m, ca
                                  .total = m->total,
                                  .untreed = u,
                                  .nuntreed = m->n_untreed};
-    if (rc == 0) rc = storage_stream_store(r->storage, &w, lb, syms, stored, em);
+    size_t bytes = 0;
+    if (rc == 0) rc = storage_stream_store_sized(r->storage, &w, lb, syms, stored, &bytes, em);
+    st->stored += bytes;
+    uv_mutex_lock(&r->mu);
+    r->counters.stored_bytes += bytes;
+    uv_mutex_unlock(&r->mu);
     labels_free(lb);
     if (whole == NULL) calltree_free(t);
     free(u);
@@ -670,12 +675,45 @@ static int window_marked(repair_t *r, const Flamedb__Cluster__StreamWindow *m, e
     return marked < 0 ? errmsg_set(em, marked, "stream marker lookup failed") : marked;
 }
 
+/* A fill's verdict on window m: 1 to store it (it ends by the fill's
+ * horizon and this node does not hold it at all), 0 to leave it (newer, or
+ * held here: counted inexact when its total differs), or a negative
+ * error. kept: whether its kept profiles are known (the whole window, not
+ * only a first part); a window naming one is left (counted in
+ * ss->fill_left): fetching it would add it to this node's every
+ * resolution, windows it holds included. */
+static int fill_wanted(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
+                       repair_stream_state_t *ss, repair_stats_t *st, int kept, errmsg_t *em)
+{
+    if (m->res >= STORAGE_RESOLUTION_COUNT ||
+        m->window_s + (int64_t)storage_resolutions[m->res] > ss->fill_until)
+        return 0;
+    int64_t total = 0;
+    int has = storage_window_total(r->storage, m->tenant, m->token, m->series_id, (int)m->res,
+                                   m->window_s, &total);
+    if (has < 0) return errmsg_set(em, has, "window total lookup failed");
+    if (has) {
+        st->wc_inexact += total != m->total;
+        return 0;
+    }
+    if (kept && m->n_kept > 0) {
+        ss->fill_left++;
+        return 0;
+    }
+    return 1;
+}
+
 /* One window of an answer (whole: its parts put together, or NULL): skipped
- * when marked, else its profiles, then its residual. */
+ * when marked (or, in a fill, not wanted), else its profiles, then its
+ * residual. */
 static int take_window(repair_t *r, const char *peer, const Flamedb__Cluster__StreamWindow *m,
                        calltree_t *whole, const symtab_t *syms, repair_stream_state_t *ss,
                        repair_stats_t *st, errmsg_t *em)
 {
+    if (ss->fill_until != 0) {
+        int want = fill_wanted(r, m, ss, st, 1, em);
+        if (want <= 0) return want;
+    }
     int marked = window_marked(r, m, em);
     if (marked != 0) return marked < 0 ? marked : 0;
     int all = 1, stored = 0;
@@ -684,8 +722,11 @@ static int take_window(repair_t *r, const char *peer, const Flamedb__Cluster__St
         ss->failed = 1; /* walked again by the next pass */
         return 0;
     }
-    if (rc == 0) rc = store_window(r, m, whole, syms, &stored, em);
-    st->windows += stored;
+    if (rc == 0) rc = store_window(r, m, whole, syms, &stored, st, em);
+    if (ss->fill_until != 0)
+        st->wc_filled += stored;
+    else
+        st->windows += stored;
     return rc;
 }
 
@@ -724,6 +765,13 @@ static int take_part(repair_t *r, const char *peer, const Flamedb__Cluster__Stre
         p->restarts = 0;
         *advance = 1;
         return 0;
+    }
+    if (p->next == 0 && ss->fill_until != 0) { /* its lists are known only at its end */
+        int want = fill_wanted(r, m, ss, st, 0, em);
+        if (want <= 0) {
+            *advance = want == 0;
+            return want;
+        }
     }
     if (p->next == 0) {
         int marked = window_marked(r, m, em);
@@ -782,13 +830,15 @@ static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss
         const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
         symtab_t *syms = symtab_new();
         rc = syms != NULL ? repair_symbols_put(a, syms) : ERR_NOMEM;
-        uint64_t merged = 0;
+        uint64_t merged = 0, stored_before = st->stored;
         for (size_t i = 0; rc == 0 && i < a->n_spans && !r->closing; i++) {
             const Flamedb__Cluster__StreamSpan *m = a->spans[i];
             /* a format-7 source sends the bare tree, itself a format-7 value */
             const ProtobufCBinaryData *v = m->value.len > 0 ? &m->value : &m->calltree;
-            rc = storage_stream_span_put(r->storage, m->tenant, m->key.data, m->key.len, v->data,
-                                         v->len, syms, em);
+            size_t bytes = 0;
+            rc = storage_stream_span_put_sized(r->storage, m->tenant, m->key.data, m->key.len,
+                                               v->data, v->len, syms, &bytes, em);
+            st->stored += bytes;
             if (rc == 0) {
                 memcpy(ss->spans_after, m->key.data, m->key.len);
                 ss->spans_after_len = m->key.len;
@@ -800,6 +850,7 @@ static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss
         uv_mutex_lock(&r->mu);
         r->counters.span_trees += merged;
         r->counters.bytes += got;
+        r->counters.stored_bytes += st->stored - stored_before;
         uv_mutex_unlock(&r->mu);
         more = a->more && a->n_spans > 0;
         symtab_free(syms);
@@ -845,14 +896,11 @@ static int stream_check(repair_t *r, const char *peer, repair_stream_state_t *ss
     return 0;
 }
 
-int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t *ss,
-                           repair_stats_t *st, repair_stream_page_fn page, errmsg_t *em)
+/* Walks ss's windows on peer (STREAM, paged on from ss->after) and takes
+ * each; ss->done once walked to the end with none left out. */
+static int walk_windows(repair_t *r, const char *peer, repair_stream_state_t *ss,
+                        repair_stats_t *st, repair_stream_page_fn page, errmsg_t *em)
 {
-    if (ss->done && ss->spans_done) return stream_check(r, peer, ss, em);
-    if (ss->done) {
-        int rc = stream_spans(r, peer, ss, st, page, em);
-        return rc == 0 && ss->spans_done ? stream_check(r, peer, ss, em) : rc;
-    }
     int rc = 0, more = 1;
     repair_partsin_t parts = {0};
     while (rc == 0 && more && !r->closing) {
@@ -903,8 +951,40 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
         repair_throttle(r, st);
     }
     repair_partsin_drop(&parts); /* a window cut short: from its first part next time */
+    return rc;
+}
+
+int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t *ss,
+                           repair_stats_t *st, repair_stream_page_fn page, errmsg_t *em)
+{
+    if (ss->done && ss->spans_done) return stream_check(r, peer, ss, em);
+    if (ss->done) {
+        int rc = stream_spans(r, peer, ss, st, page, em);
+        return rc == 0 && ss->spans_done ? stream_check(r, peer, ss, em) : rc;
+    }
+    int rc = walk_windows(r, peer, ss, st, page, em);
     if (rc == 0 && ss->done && !r->closing) rc = stream_spans(r, peer, ss, st, page, em);
     if (rc == 0 && ss->spans_done && !r->closing) rc = stream_check(r, peer, ss, em);
+    return rc;
+}
+
+int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t until_s,
+                         repair_stats_t *st, errmsg_t *em)
+{
+    repair_stream_state_t *ss = calloc(1, sizeof *ss);
+    if (ss == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    ss->lo = lo;
+    ss->hi = hi;
+    ss->fill_until = until_s != 0 ? until_s : -1;
+    int rc = walk_windows(r, peer, ss, st, NULL, em);
+    uint64_t left = ss->fill_left + (rc == 0 && !ss->done && !r->closing);
+    if (left > 0)
+        log_info("repair",
+                 "window check: fill of [%016llx, %016llx] from %s left %llu old window(s) "
+                 "it lacks: they name profiles whose trees are kept, or changed while sent in "
+                 "parts (compared again by the next check)",
+                 (unsigned long long)lo, (unsigned long long)hi, peer, (unsigned long long)left);
+    free(ss);
     return rc;
 }
 

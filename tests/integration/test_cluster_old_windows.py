@@ -41,7 +41,9 @@ old:
 - test_mixed_failed_pushes_end_alike: each replica holds a different
   failed old push of one series: neither copy is taken over (that would
   drop a write from one); each fetches the other's by profile id, and both
-  end with both;
+  end with both. Then the same past --profile-retention (no id names the
+  profiles): each copies the windows only the other holds, and both end
+  with both;
 - test_three_mixed_copies_end_in_the_union: the same with 3 replicas,
   each holding a different failed push: all three end with all three;
 - test_acknowledged_misses_on_both_replicas_are_all_kept: each replica
@@ -357,6 +359,50 @@ def test_mixed_failed_pushes_end_alike():
             assert got == want[svc] + extra[0] + extra[1], \
                 "n%d alone answers %d, want the union %d" % (
                     i, got, want[svc] + extra[0] + extra[1])
+        stored = [metric(c, i, "flamedb_repair_bytes_stored_total") for i in (0, 1)]
+        wire = [metric(c, i, "flamedb_repair_bytes_streamed_total") for i in (0, 1)]
+        print("    bytes received: %r on the wire, %r stored" % (wire, stored))
+        assert all(b > 0 for b in stored), "a fetched profile was stored: %r" % stored
+        mixed_past_profile_retention(c, now)
+
+
+def mixed_past_profile_retention(c, now):
+    """The same mix, of profiles older than --profile-retention: no profile
+    id names them, only the windows they went into. Both nodes restarted
+    with --profile-retention 90m (and no window check but flamectl's); a
+    fresh service gets one failed push through each node, 3 and 5 days old
+    (n1 stopped for the one through n0, then n0 for the one through n1), so
+    each holds windows, at every resolution, that the other lacks. Each
+    node's window check copies those windows from the other (the other's
+    is the union there, exactly): after flamectl cluster repair each node
+    alone answers both pushes. Before, the copies stayed mixed for good and
+    each node answered its own push only."""
+    for i in (0, 1):
+        c.restart(i, extra=["--profile-retention", "90m", "--repair-windows-interval", "0"])
+    c.wait_converged(timeout=30)
+    no_marks(c)
+    svc = harness.unique("mxold")
+    pushed = []
+    for k, (stopped, via) in enumerate(((1, 0), (0, 1))):
+        t = now - (3 + 2 * k) * 86400  # push_failing pushes at its `now` - 7100
+        failed, _ = push_failing(c, via, [stopped], [svc], 6800 + 300 * k, t + 7100)
+        pushed.append(failed[svc])
+        c.wait_state(stopped, "active", observers=[via], timeout=30)
+        no_marks(c)
+    took = repair(c)
+    filled = [metric(c, i, "flamedb_repair_window_windows_filled_total") for i in (0, 1)]
+    inexact = [metric(c, i, "flamedb_repair_window_windows_inexact_total") for i in (0, 1)]
+    print("    past the profile retention: flamectl cluster repair took %.2f s; windows "
+          "copied %r, inexact %r" % (took, filled, inexact))
+    frm, until = now - 6 * 86400, now + 60
+    for i, other in ((0, 1), (1, 0)):
+        got = alone(c, i, other, [svc], frm, until)[svc]
+        print("    n%d alone: %d (failed pushes %d and %d)" % (i, got, pushed[0], pushed[1]))
+        assert got == pushed[0] + pushed[1], \
+            "n%d alone answers %d, want the union %d" % (i, got, pushed[0] + pushed[1])
+    # the copies were mixed: one node copied the other's windows (the other
+    # may then find its copy held and take it whole, which is the same union)
+    assert sum(filled) > 0 and inexact == [0, 0], (filled, inexact)
 
 
 def test_three_mixed_copies_end_in_the_union():
