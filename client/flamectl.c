@@ -916,7 +916,7 @@ static int repair_node(const args_t *a, const cs_row_t *w, int wid, long long *s
                wid, "", m.wfetched);
     if (strcmp(m.wcheck, "true") == 0 && atoll(m.wfilled) + atoll(m.winexact) > 0)
         printf("  %-*s    window check: %s old window(s) another replica held alone copied, "
-               "%s held by both with different totals (left as they are)\n",
+               "%s held by both with different contents (left as they are)\n",
                wid, "", m.wfilled[0] ? m.wfilled : "0", m.winexact[0] ? m.winexact : "0");
     if (m.unreached[0]) printf("  %-*s    unreached: %s\n", wid, "", m.unreached);
     if (m.failed[0]) printf("  %-*s    failed: %s\n", wid, "", m.failed);

@@ -687,9 +687,9 @@ int storage_stream_span_put(storage_t *s, const char *tenant, const uint8_t *key
                             errmsg_t *em);
 /* The same; *bytes (may be NULL) gets the size of the committed write batch
  * (as storage_write_profile_sized), 0 when nothing was written. */
-int storage_stream_span_put_sized(storage_t *s, const char *tenant, const uint8_t *key,
-                                  size_t klen, const uint8_t *value, size_t vlen,
-                                  const symtab_t *symbols, size_t *bytes, errmsg_t *em);
+int storage_stream_span_put_sized(storage_t *s, const char *tenant, const uint8_t *key, size_t klen,
+                                  const uint8_t *value, size_t vlen, const symtab_t *symbols,
+                                  size_t *bytes, errmsg_t *em);
 
 /* What storage_range_clear removed. */
 typedef struct storage_clear_stats {

@@ -182,9 +182,9 @@ int storage_stream_span_put(storage_t *s, const char *tenant, const uint8_t *key
     return storage_stream_span_put_sized(s, tenant, key, klen, value, vlen, symbols, NULL, em);
 }
 
-int storage_stream_span_put_sized(storage_t *s, const char *tenant, const uint8_t *key,
-                                  size_t klen, const uint8_t *value, size_t vlen,
-                                  const symtab_t *symbols, size_t *bytes, errmsg_t *em)
+int storage_stream_span_put_sized(storage_t *s, const char *tenant, const uint8_t *key, size_t klen,
+                                  const uint8_t *value, size_t vlen, const symtab_t *symbols,
+                                  size_t *bytes, errmsg_t *em)
 {
     if (bytes != NULL) *bytes = 0;
     int rc = storage_check_tenant(tenant, em), ok;

@@ -363,13 +363,14 @@ static void pass_json(repair_t *r, const repair_stats_t *st, int complete, uint6
                (unsigned long long)st->buckets, (unsigned long long)st->differing,
                (unsigned long long)st->listed, (unsigned long long)st->missing,
                (unsigned long long)st->written, (unsigned long long)st->bytes,
-               (unsigned long long)st->stored, (unsigned long long)st->unavailable, (unsigned long long)st->windows,
-               st->wc_ran ? "true" : "false", (unsigned long long)st->wc_ranges,
-               (unsigned long long)st->wc_differing, (unsigned long long)st->wc_mixed,
-               (unsigned long long)st->wc_fetched, (unsigned long long)st->wc_filled,
-               (unsigned long long)st->wc_inexact, (unsigned long long)st->wc_ms,
-               (int)st->unreached.len, (const char *)st->unreached.data, (int)st->failed.len,
-               (const char *)st->failed.data, complete ? "true" : "false", (unsigned long long)ms);
+               (unsigned long long)st->stored, (unsigned long long)st->unavailable,
+               (unsigned long long)st->windows, st->wc_ran ? "true" : "false",
+               (unsigned long long)st->wc_ranges, (unsigned long long)st->wc_differing,
+               (unsigned long long)st->wc_mixed, (unsigned long long)st->wc_fetched,
+               (unsigned long long)st->wc_filled, (unsigned long long)st->wc_inexact,
+               (unsigned long long)st->wc_ms, (int)st->unreached.len,
+               (const char *)st->unreached.data, (int)st->failed.len, (const char *)st->failed.data,
+               complete ? "true" : "false", (unsigned long long)ms);
 }
 
 /* One DONE to peer: a complete pass of this node started at t0. */

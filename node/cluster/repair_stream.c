@@ -675,34 +675,6 @@ static int window_marked(repair_t *r, const Flamedb__Cluster__StreamWindow *m, e
     return marked < 0 ? errmsg_set(em, marked, "stream marker lookup failed") : marked;
 }
 
-/* A fill's verdict on window m: 1 to store it (it ends by the fill's
- * horizon and this node does not hold it at all), 0 to leave it (newer, or
- * held here: counted inexact when its total differs), or a negative
- * error. kept: whether its kept profiles are known (the whole window, not
- * only a first part); a window naming one is left (counted in
- * ss->fill_left): fetching it would add it to this node's every
- * resolution, windows it holds included. */
-static int fill_wanted(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
-                       repair_stream_state_t *ss, repair_stats_t *st, int kept, errmsg_t *em)
-{
-    if (m->res >= STORAGE_RESOLUTION_COUNT ||
-        m->window_s + (int64_t)storage_resolutions[m->res] > ss->fill_until)
-        return 0;
-    int64_t total = 0;
-    int has = storage_window_total(r->storage, m->tenant, m->token, m->series_id, (int)m->res,
-                                   m->window_s, &total);
-    if (has < 0) return errmsg_set(em, has, "window total lookup failed");
-    if (has) {
-        st->wc_inexact += total != m->total;
-        return 0;
-    }
-    if (kept && m->n_kept > 0) {
-        ss->fill_left++;
-        return 0;
-    }
-    return 1;
-}
-
 /* One window of an answer (whole: its parts put together, or NULL): skipped
  * when marked (or, in a fill, not wanted), else its profiles, then its
  * residual. */
@@ -711,7 +683,7 @@ static int take_window(repair_t *r, const char *peer, const Flamedb__Cluster__St
                        repair_stats_t *st, errmsg_t *em)
 {
     if (ss->fill_until != 0) {
-        int want = fill_wanted(r, m, ss, st, 1, em);
+        int want = repair_fill_wanted(r, m, ss, st, 1, em);
         if (want <= 0) return want;
     }
     int marked = window_marked(r, m, em);
@@ -767,7 +739,7 @@ static int take_part(repair_t *r, const char *peer, const Flamedb__Cluster__Stre
         return 0;
     }
     if (p->next == 0 && ss->fill_until != 0) { /* its lists are known only at its end */
-        int want = fill_wanted(r, m, ss, st, 0, em);
+        int want = repair_fill_wanted(r, m, ss, st, 0, em);
         if (want <= 0) {
             *advance = want == 0;
             return want;
@@ -896,10 +868,8 @@ static int stream_check(repair_t *r, const char *peer, repair_stream_state_t *ss
     return 0;
 }
 
-/* Walks ss's windows on peer (STREAM, paged on from ss->after) and takes
- * each; ss->done once walked to the end with none left out. */
-static int walk_windows(repair_t *r, const char *peer, repair_stream_state_t *ss,
-                        repair_stats_t *st, repair_stream_page_fn page, errmsg_t *em)
+int repair_stream_walk(repair_t *r, const char *peer, repair_stream_state_t *ss, repair_stats_t *st,
+                       repair_stream_page_fn page, errmsg_t *em)
 {
     int rc = 0, more = 1;
     repair_partsin_t parts = {0};
@@ -962,29 +932,9 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
         int rc = stream_spans(r, peer, ss, st, page, em);
         return rc == 0 && ss->spans_done ? stream_check(r, peer, ss, em) : rc;
     }
-    int rc = walk_windows(r, peer, ss, st, page, em);
+    int rc = repair_stream_walk(r, peer, ss, st, page, em);
     if (rc == 0 && ss->done && !r->closing) rc = stream_spans(r, peer, ss, st, page, em);
     if (rc == 0 && ss->spans_done && !r->closing) rc = stream_check(r, peer, ss, em);
-    return rc;
-}
-
-int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t until_s,
-                         repair_stats_t *st, errmsg_t *em)
-{
-    repair_stream_state_t *ss = calloc(1, sizeof *ss);
-    if (ss == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
-    ss->lo = lo;
-    ss->hi = hi;
-    ss->fill_until = until_s != 0 ? until_s : -1;
-    int rc = walk_windows(r, peer, ss, st, NULL, em);
-    uint64_t left = ss->fill_left + (rc == 0 && !ss->done && !r->closing);
-    if (left > 0)
-        log_info("repair",
-                 "window check: fill of [%016llx, %016llx] from %s left %llu old window(s) "
-                 "it lacks: they name profiles whose trees are kept, or changed while sent in "
-                 "parts (compared again by the next check)",
-                 (unsigned long long)lo, (unsigned long long)hi, peer, (unsigned long long)left);
-    free(ss);
     return rc;
 }
 

@@ -290,8 +290,9 @@ static void merge_ids(repair_t *r, ring_range_t f, int64_t from_s, int64_t until
  * by the profile ids' span (from_s; until_s when there is none) and that
  * this node does not hold at all are copied here (repair_fill_interval:
  * the union of such a window is the one copy that has it, exactly). A
- * window both hold with different totals has no union the blocks can
- * tell (docs/cluster.md): left, counted, and c never taken whole over it.
+ * window both hold differently has no union the blocks can tell
+ * (docs/cluster.md): its series is left, counted, and c never taken whole
+ * over it.
  * Then msums is this node's again. */
 static void fill(repair_t *r, ring_range_t f, int64_t from_s, int64_t until_s, copy_t *c,
                  int64_t *msums, repair_stats_t *st)
@@ -312,8 +313,8 @@ static void fill(repair_t *r, ring_range_t f, int64_t from_s, int64_t until_s, c
                  errmsg_text(&em, rc));
     log_write(filled + inexact > 0 ? LOG_INFO : LOG_DEBUG, "repair",
               "window check of (%016llx, %016llx]: %s holds old windows no profile id names "
-              "that this node lacked: %llu copied here; %llu both hold with different totals "
-              "(their union cannot be told: left as they are)",
+              "that this node lacked: %llu copied here; %llu both hold differently (their "
+              "union cannot be told: their series left as they are)",
               (unsigned long long)f.start, (unsigned long long)f.end, c->id,
               (unsigned long long)filled, (unsigned long long)inexact);
     if (filled > 0 && local_sums(r, f, until_s, msums) != 0)

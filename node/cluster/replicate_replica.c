@@ -164,8 +164,8 @@ static int decode_request(const replicate_options_t *o, const Flamedb__Cluster__
 }
 
 int replicate_store_request(const replicate_options_t *o, storage_t *s,
-                            const Flamedb__Cluster__WriteRequest *q, size_t *written,
-                            size_t *bytes, errmsg_t *em)
+                            const Flamedb__Cluster__WriteRequest *q, size_t *written, size_t *bytes,
+                            errmsg_t *em)
 {
     decoded_t d = {0};
     alloc_charge_init(&d.charge, o->inflight);

@@ -121,17 +121,18 @@ def repair(c):
     return took
 
 
-def push_failing(c, via, stopped, services, seed, now):
+def push_failing(c, via, stopped, services, seed, now, at=None):
     """One old profile per service through node `via` right after the nodes
     `stopped` are stopped (SIGSTOP), sent before they are seen down: no
-    quorum, each push answered 503, but `via` stored it. Returns
+    quorum, each push answered 503, but `via` stored it. The k-th service's
+    at now - 7100 + k, or at at[service] when given. Returns
     ({service: samples}, [statuses])."""
     failed, statuses = {}, []
 
     def one(k, svc):
         body, v = big_body(seed + k, lines=8)
-        r = c.nodes[via].ingest(body, name=svc + ".cpu", **{"from": now - 7100 + k},
-                                until=now - 7090 + k)
+        t = at[svc] if at and svc in at else now - 7100 + k
+        r = c.nodes[via].ingest(body, name=svc + ".cpu", **{"from": t}, until=t + 10)
         statuses.append(r.status)
         failed[svc] = v
 
@@ -345,6 +346,7 @@ def test_mixed_failed_pushes_end_alike():
             failed, _ = push_failing(c, via, [stopped], [svc], 6000 + 300 * k, now + 300 * k)
             extra[via] = failed[svc]
             c.wait_state(stopped, "active", observers=[via], timeout=30)
+            time.sleep(1.2)  # past the write timeout: the miss is marked by then
             no_marks(c)
         took = repair(c)
         fetched = sum(metric(c, i, "flamedb_repair_window_profiles_fetched_total")
@@ -376,18 +378,28 @@ def mixed_past_profile_retention(c, now):
     node's window check copies those windows from the other (the other's
     is the union there, exactly): after flamectl cluster repair each node
     alone answers both pushes. Before, the copies stayed mixed for good and
-    each node answered its own push only."""
+    each node answered its own push only.
+
+    A second fresh service gets its two failed pushes 3 hours apart on one
+    UTC day: their 1-day windows are one window both nodes hold with
+    different totals, whose union the rolled-up blocks cannot tell. That
+    series is left as it is on both (counted inexact), and neither node
+    takes the other's copy over it: each still answers its own push."""
     for i in (0, 1):
         c.restart(i, extra=["--profile-retention", "90m", "--repair-windows-interval", "0"])
     c.wait_converged(timeout=30)
     no_marks(c)
-    svc = harness.unique("mxold")
-    pushed = []
+    svc, same_day = harness.unique("mxold"), harness.unique("mxday")
+    day = (now - 4 * 86400) // 86400 * 86400
+    pushed, own = [], []
     for k, (stopped, via) in enumerate(((1, 0), (0, 1))):
-        t = now - (3 + 2 * k) * 86400  # push_failing pushes at its `now` - 7100
-        failed, _ = push_failing(c, via, [stopped], [svc], 6800 + 300 * k, t + 7100)
+        t = now - (3 + 2 * k) * 86400
+        failed, _ = push_failing(c, via, [stopped], [svc, same_day], 6800 + 300 * k, now,
+                                 at={svc: t, same_day: day + 7200 + 10800 * k})
         pushed.append(failed[svc])
+        own.append(failed[same_day])
         c.wait_state(stopped, "active", observers=[via], timeout=30)
+        time.sleep(1.2)  # past the write timeout: the miss is marked by then
         no_marks(c)
     took = repair(c)
     filled = [metric(c, i, "flamedb_repair_window_windows_filled_total") for i in (0, 1)]
@@ -400,9 +412,13 @@ def mixed_past_profile_retention(c, now):
         print("    n%d alone: %d (failed pushes %d and %d)" % (i, got, pushed[0], pushed[1]))
         assert got == pushed[0] + pushed[1], \
             "n%d alone answers %d, want the union %d" % (i, got, pushed[0] + pushed[1])
+        kept = alone(c, i, other, [same_day], frm, until)[same_day]
+        print("    n%d alone, pushes on one day: %d (its own push %d)" % (i, kept, own[i]))
+        assert kept == own[i], "n%d alone answers %d of the one-day pushes, its own was %d" % (
+            i, kept, own[i])
     # the copies were mixed: one node copied the other's windows (the other
     # may then find its copy held and take it whole, which is the same union)
-    assert sum(filled) > 0 and inexact == [0, 0], (filled, inexact)
+    assert sum(filled) > 0 and sum(inexact) > 0, (filled, inexact)
 
 
 def test_three_mixed_copies_end_in_the_union():

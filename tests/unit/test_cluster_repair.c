@@ -208,7 +208,8 @@ static void test_fetch(fixture_t *a, fixture_t *b)
     ring_range_t whole = {0, 0};
     for (int round = 0; round < 2; round++) { /* the second delivery counts nothing */
         size_t written = 99;
-        CHECK_EQ_INT(replicate_store_request(&o.write, b->s, ans.writes[0], &written, NULL, &em), 0);
+        CHECK_EQ_INT(replicate_store_request(&o.write, b->s, ans.writes[0], &written, NULL, &em),
+                     0);
         CHECK_EQ_INT(written, round == 0 ? 1 : 0);
     }
     /* hour 0 of svc-a now agrees; the total of the window is a's */
