@@ -933,7 +933,7 @@ static double now_s(void)
 static int wait_regained(const args_t *a, const cs_doc_t *d, const char *id);
 
 /* Rounds of passes over every active node (skip: a node id left out) until
- * one round streams nothing and its window checks hand nothing; after a
+ * one round streams nothing and its window checks hand and copy nothing; after a
  * round that handed ranges, it waits until every node streamed them in. */
 static int repair_rounds(const args_t *a, const cs_doc_t *d, const char *skip)
 {

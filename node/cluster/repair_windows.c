@@ -27,6 +27,10 @@
  * fetches by id each profile another replica holds and this node lacks
  * (stored once), so every replica ends with the union of what is named,
  * and a copy that lacks one of this node's is never taken as the whole.
+ * Past them, where the copies are still mixed, the windows another copy
+ * holds and this node does not hold at all are copied here (fill,
+ * repair_fill.c): each is the union there, exactly; a series with a
+ * window both hold differently is left as it is (no union can be told).
  */
 #include <stdlib.h>
 #include <string.h>
