@@ -121,11 +121,13 @@ def repair(c):
     return took
 
 
-def push_failing(c, via, stopped, services, seed, now, at=None):
+def push_failing(c, via, stopped, services, seed, now, at=None, hold=0.0):
     """One old profile per service through node `via` right after the nodes
     `stopped` are stopped (SIGSTOP), sent before they are seen down: no
     quorum, each push answered 503, but `via` stored it. The k-th service's
-    at now - 7100 + k, or at at[service] when given. Returns
+    at now - 7100 + k, or at at[service] when given. hold: seconds the
+    nodes stay stopped after the answers, so that the writes queued for
+    them are past their deadline (refused) when they read them. Returns
     ({service: samples}, [statuses])."""
     failed, statuses = {}, []
 
@@ -145,6 +147,7 @@ def push_failing(c, via, stopped, services, seed, now, at=None):
             th.start()
         for th in threads:
             th.join(30)
+        time.sleep(hold)
     finally:
         for i in stopped:
             c.nodes[i].proc.send_signal(signal.SIGCONT)
@@ -395,7 +398,7 @@ def mixed_past_profile_retention(c, now):
     for k, (stopped, via) in enumerate(((1, 0), (0, 1))):
         t = now - (3 + 2 * k) * 86400
         failed, _ = push_failing(c, via, [stopped], [svc, same_day], 6800 + 300 * k, now,
-                                 at={svc: t, same_day: day + 7200 + 10800 * k})
+                                 at={svc: t, same_day: day + 7200 + 10800 * k}, hold=0.5)
         pushed.append(failed[svc])
         own.append(failed[same_day])
         c.wait_state(stopped, "active", observers=[via], timeout=30)
