@@ -36,11 +36,7 @@ static uint64_t mix(uint64_t h, uint64_t v)
     return h ^ (h >> 33);
 }
 
-/* What t holds, whatever its node order: the sum (mod 2^64) over its nodes
- * with a self value of a hash of (path of symbols from the root, self).
- * Children are unique by symbol, so a path names one node: two trees with
- * the same stacks and values have the same digest. ERR_NOMEM. */
-static int tree_digest(const calltree_t *t, uint64_t *out)
+int repair_tree_digest(const calltree_t *t, uint64_t *out)
 {
     size_t n = calltree_node_count(t);
     uint64_t *h = malloc((n ? n : 1) * sizeof *h);
@@ -80,8 +76,8 @@ static int same_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m)
     if (rc == 0) rc = storage_merger_add(g, m->token, m->series_id, (int)m->res, w, end);
     if (rc == 0) rc = storage_merger_finish(g, mine, &em);
     uint64_t a = 0, b = 0;
-    if (rc == 0) rc = tree_digest(mine, &a);
-    if (rc == 0) rc = tree_digest(theirs, &b);
+    if (rc == 0) rc = repair_tree_digest(mine, &a);
+    if (rc == 0) rc = repair_tree_digest(theirs, &b);
     storage_merger_free(g);
     calltree_free(mine);
     calltree_free(theirs);

@@ -384,6 +384,12 @@ int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi
  * leave it, or a negative error (the walk stops). */
 int repair_fill_wanted(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
                        repair_stream_state_t *ss, repair_stats_t *st, int whole, errmsg_t *em);
+/* repair_fill.c: what t holds, whatever its node order: the sum (mod 2^64)
+ * over its nodes with a self value of a hash of (the path of symbols from
+ * the root, the self value). Children are unique by symbol, so a path
+ * names one node: two trees with the same stacks and values have the same
+ * digest, on any node. ERR_NOMEM, ERR_CORRUPT (a child before its parent). */
+int repair_tree_digest(const calltree_t *t, uint64_t *out);
 /* repair_stream.c: walks ss's windows on peer (STREAM, paged on from
  * ss->after) and takes each (a fill's: as repair_fill_wanted says);
  * ss->done once walked to the end with none left out. */
