@@ -807,7 +807,7 @@ typedef struct rp_sum {
     char unavailable[CS_FIELD], buckets[CS_FIELD], differing[CS_FIELD], ms[CS_FIELD];
     char unreached[CS_FIELD], failed[CS_FIELD];
     char wcheck[CS_FIELD], wranges[CS_FIELD], wdiffer[CS_FIELD], wmixed[CS_FIELD];
-    char wfetched[CS_FIELD];
+    char wfetched[CS_FIELD], wfilled[CS_FIELD], winexact[CS_FIELD];
 } rp_sum_t;
 
 static int rp_failed_field(json_t *r, void *ctx, const char *key)
@@ -847,6 +847,8 @@ static int rp_item(json_t *r, void *ctx, const char *key)
                 : strcmp(key, "window_ranges_differing") == 0 ? m->wdiffer
                 : strcmp(key, "window_ranges_mixed") == 0     ? m->wmixed
                 : strcmp(key, "window_profiles_fetched") == 0 ? m->wfetched
+                : strcmp(key, "window_windows_filled") == 0   ? m->wfilled
+                : strcmp(key, "window_windows_inexact") == 0  ? m->winexact
                                                               : NULL;
     return dst ? cs_scalar(r, dst) : cs_skip(r);
 }
@@ -867,12 +869,13 @@ static flamedb_client_t *client_for(const args_t *a, const char *url)
 
 /* One node's pass: prints its line; *streamed gets its series streamed,
  * *handed the token ranges its window check hands to its regain (cleared
- * and streamed whole from a replica holding more). Returns 0, or 1 when
- * the pass failed or was incomplete. */
+ * and streamed whole from a replica holding more), *filled the old windows
+ * it copied from a replica that held them alone. Returns 0, or 1 when the
+ * pass failed or was incomplete. */
 static int repair_node(const args_t *a, const cs_row_t *w, int wid, long long *streamed,
-                       long long *handed)
+                       long long *handed, long long *filled)
 {
-    *streamed = *handed = 0;
+    *streamed = *handed = *filled = 0;
     flamedb_client_t *c = client_for(a, w->http);
     if (c == NULL) return 1;
     flamedb_response_t r;
@@ -894,6 +897,7 @@ static int repair_node(const args_t *a, const cs_row_t *w, int wid, long long *s
     }
     *streamed = atoll(m.streamed);
     *handed = atoll(m.wdiffer);
+    *filled = atoll(m.wfilled);
     int complete = strcmp(m.complete, "true") == 0;
     printf("  %-*s  %s buckets %s (%s differ), missing %s, streamed %s series (%s bytes), "
            "unavailable %s, %s ms\n",
@@ -910,6 +914,10 @@ static int repair_node(const args_t *a, const cs_row_t *w, int wid, long long *s
     if (strcmp(m.wcheck, "true") == 0 && atoll(m.wfetched) > 0)
         printf("  %-*s    window check: %s old profile(s) another replica held fetched by id\n",
                wid, "", m.wfetched);
+    if (strcmp(m.wcheck, "true") == 0 && atoll(m.wfilled) + atoll(m.winexact) > 0)
+        printf("  %-*s    window check: %s old window(s) another replica held alone copied, "
+               "%s held by both with different contents (left as they are)\n",
+               wid, "", m.wfilled[0] ? m.wfilled : "0", m.winexact[0] ? m.winexact : "0");
     if (m.unreached[0]) printf("  %-*s    unreached: %s\n", wid, "", m.unreached);
     if (m.failed[0]) printf("  %-*s    failed: %s\n", wid, "", m.failed);
     return complete ? 0 : 1;
@@ -925,7 +933,7 @@ static double now_s(void)
 static int wait_regained(const args_t *a, const cs_doc_t *d, const char *id);
 
 /* Rounds of passes over every active node (skip: a node id left out) until
- * one round streams nothing and its window checks hand nothing; after a
+ * one round streams nothing and its window checks hand and copy nothing; after a
  * round that handed ranges, it waits until every node streamed them in. */
 static int repair_rounds(const args_t *a, const cs_doc_t *d, const char *skip)
 {
@@ -933,7 +941,7 @@ static int repair_rounds(const args_t *a, const cs_doc_t *d, const char *skip)
     long long total = 0;
     int wid = cs_width(d, offsetof(cs_row_t, id), "ID");
     for (int round = 1; round <= REPAIR_ROUNDS; round++) {
-        long long streamed = 0, handed = 0;
+        long long streamed = 0, handed = 0, filled = 0;
         int incomplete = 0;
         printf("round %d:\n", round);
         for (size_t i = 0; i < d->nrows; i++) {
@@ -943,14 +951,15 @@ static int repair_rounds(const args_t *a, const cs_doc_t *d, const char *skip)
                 printf("  %-*s  skipped (%s)\n", wid, w->id, w->state);
                 continue;
             }
-            long long n = 0, h = 0;
-            incomplete += repair_node(a, w, wid, &n, &h);
+            long long n = 0, h = 0, f = 0;
+            incomplete += repair_node(a, w, wid, &n, &h, &f);
             streamed += n;
             handed += h;
+            filled += f;
         }
         total += streamed;
         if (handed > 0 && wait_regained(a, d, skip ? skip : "") != 0) return EXIT_FAILURE;
-        if (streamed == 0 && handed == 0) {
+        if (streamed == 0 && handed == 0 && filled == 0) {
             printf("converged after %d round(s) in %.2f s: %lld series streamed%s\n", round,
                    now_s() - t0, total,
                    incomplete ? " (some passes incomplete: a replica was unreachable or failed)"

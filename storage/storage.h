@@ -199,6 +199,12 @@ typedef struct storage_profile_write {
  * seen are skipped, so retries count once. */
 int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t *written,
                           errmsg_t *em);
+/* The same; *bytes (may be NULL) gets the size of the write batch it
+ * committed (keys and values, before RocksDB compresses them: what a
+ * profile received from another node adds to this store), 0 when nothing
+ * was written. */
+int storage_write_profile_sized(storage_t *s, const storage_profile_write_t *p, size_t *written,
+                                size_t *bytes, errmsg_t *em);
 
 /* Label index. Callbacks return 0 to continue or non-zero to stop (which is
  * returned). Strings passed to callbacks are borrowed, NUL-terminated. */
@@ -602,6 +608,16 @@ int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *a
  * window stored before that would lack them). Borrowed arguments. */
 int storage_stream_store(storage_t *s, const storage_stream_window_t *w, const labels_t *labels,
                          const symtab_t *symbols, int *stored, errmsg_t *em);
+/* The same; *bytes (may be NULL) gets the size of the committed write batch
+ * (as storage_write_profile_sized), 0 when nothing was written. */
+int storage_stream_store_sized(storage_t *s, const storage_stream_window_t *w,
+                               const labels_t *labels, const symtab_t *symbols, int *stored,
+                               size_t *bytes, errmsg_t *em);
+/* 1 when this store holds the window (tenant, token, series_id, res,
+ * window_s): its `totals` key exists (past retention or not), *total its
+ * value; 0 when not, or a negative error. */
+int storage_window_total(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                         int res, int64_t window_s, int64_t *total);
 /* 1 when the window's marker exists, 0 when not, or a negative error. */
 int storage_stream_marked(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                           int res, int64_t window_s);
@@ -669,6 +685,11 @@ int storage_span_value_tree(const uint8_t *v, size_t vn, calltree_t *dst);
 int storage_stream_span_put(storage_t *s, const char *tenant, const uint8_t *key, size_t klen,
                             const uint8_t *value, size_t vlen, const symtab_t *symbols,
                             errmsg_t *em);
+/* The same; *bytes (may be NULL) gets the size of the committed write batch
+ * (as storage_write_profile_sized), 0 when nothing was written. */
+int storage_stream_span_put_sized(storage_t *s, const char *tenant, const uint8_t *key, size_t klen,
+                                  const uint8_t *value, size_t vlen, const symtab_t *symbols,
+                                  size_t *bytes, errmsg_t *em);
 
 /* What storage_range_clear removed. */
 typedef struct storage_clear_stats {

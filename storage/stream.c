@@ -491,3 +491,25 @@ int storage_stream_sums(storage_t *s, uint64_t lo, uint64_t hi, int64_t until_s,
 {
     return storage_stream_sums_split(s, lo, hi, until_s, 1, sums);
 }
+
+int storage_window_total(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
+                         int res, int64_t window_s, int64_t *total)
+{
+    *total = 0;
+    if (storage_check_tenant(tenant, NULL) != 0 || res < 0 || res >= STORAGE_RESOLUTION_COUNT)
+        return ERR_INVALID_ARGUMENT;
+    skey_t k;
+    storage_key_window(&k, token, tenant, series_id, res, window_s);
+    char *err = NULL;
+    rocksdb_pinnableslice_t *v =
+        rocksdb_get_pinned_cf(s->db, s->ropts, s->cf[CF_TOTALS], (const char *)k.b, k.n, &err);
+    int rc = storage_rocks_err(err, NULL, "window total lookup");
+    if (rc == 0 && v != NULL) {
+        size_t vn = 0;
+        const char *vp = rocksdb_pinnableslice_value(v, &vn);
+        if (vn == 8) *total = storage_i64_get((const uint8_t *)vp);
+        rc = 1;
+    }
+    rocksdb_pinnableslice_destroy(v);
+    return rc;
+}

@@ -179,6 +179,14 @@ int storage_stream_span_put(storage_t *s, const char *tenant, const uint8_t *key
                             const uint8_t *value, size_t vlen, const symtab_t *symbols,
                             errmsg_t *em)
 {
+    return storage_stream_span_put_sized(s, tenant, key, klen, value, vlen, symbols, NULL, em);
+}
+
+int storage_stream_span_put_sized(storage_t *s, const char *tenant, const uint8_t *key, size_t klen,
+                                  const uint8_t *value, size_t vlen, const symtab_t *symbols,
+                                  size_t *bytes, errmsg_t *em)
+{
+    if (bytes != NULL) *bytes = 0;
     int rc = storage_check_tenant(tenant, em), ok;
     if (rc != 0) return rc;
     storage_span_key_token(key, klen, &ok);
@@ -216,6 +224,7 @@ int storage_stream_span_put(storage_t *s, const char *tenant, const uint8_t *key
         char *err = NULL;
         rocksdb_write(s->db, s->wopts, x.wb, &err);
         rc = storage_rocks_err(err, em, "stream: span merge");
+        if (rc == 0 && bytes != NULL) rocksdb_writebatch_data(x.wb, bytes);
     }
     pthread_rwlock_unlock(&s->symgc.lock);
     rocksdb_writebatch_destroy(x.wb);

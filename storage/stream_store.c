@@ -283,7 +283,15 @@ static uint64_t stripe_of(const uint8_t id[16])
 int storage_stream_store(storage_t *s, const storage_stream_window_t *w, const labels_t *labels,
                          const symtab_t *symbols, int *stored, errmsg_t *em)
 {
+    return storage_stream_store_sized(s, w, labels, symbols, stored, NULL, em);
+}
+
+int storage_stream_store_sized(storage_t *s, const storage_stream_window_t *w,
+                               const labels_t *labels, const symtab_t *symbols, int *stored,
+                               size_t *bytes, errmsg_t *em)
+{
     *stored = 0;
+    if (bytes != NULL) *bytes = 0;
     int rc = storage_check_tenant(w->tenant, em);
     if (rc != 0) return rc;
     if (w->res < 0 || w->res >= STORAGE_RESOLUTION_COUNT || labels == NULL)
@@ -308,6 +316,7 @@ int storage_stream_store(storage_t *s, const storage_stream_window_t *w, const l
         rc = storage_nodetab_acquire_append(s, w->token, w->tenant, &x.tab, em);
         if (rc == 0) {
             rc = build_and_commit(&x, labels);
+            if (rc == 0 && bytes != NULL) rocksdb_writebatch_data(x.wb, bytes);
             storage_nodetab_release(s, x.tab, rc != 0);
         }
         pthread_rwlock_unlock(&s->symgc.lock);

@@ -746,7 +746,14 @@ static uint64_t stripe_of(const uint8_t id[16])
 int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t *written,
                           errmsg_t *em)
 {
+    return storage_write_profile_sized(s, p, written, NULL, em);
+}
+
+int storage_write_profile_sized(storage_t *s, const storage_profile_write_t *p, size_t *written,
+                                size_t *bytes, errmsg_t *em)
+{
     if (written != NULL) *written = 0;
+    if (bytes != NULL) *bytes = 0;
     int rc = validate(p, em);
     if (rc != 0 || p->nseries == 0) return rc;
     unsigned char *todo = calloc(p->nseries, 1);
@@ -767,6 +774,7 @@ int storage_write_profile(storage_t *s, const storage_profile_write_t *p, size_t
         pthread_rwlock_rdlock(&s->symgc.lock); /* no symbol sweep step meanwhile */
         rc = lock_tables(&w, todo);
         if (rc == 0) rc = build_and_commit(&w, todo);
+        if (rc == 0 && bytes != NULL) rocksdb_writebatch_data(w.wb, bytes);
         unlock_tables(&w, rc != 0);
         pthread_rwlock_unlock(&s->symgc.lock);
         rocksdb_writebatch_destroy(w.wb);

@@ -149,9 +149,11 @@ int repair_serve_build(storage_t *s, const repair_options_t *o,
                        Flamedb__Cluster__RepairAnswer *a, errmsg_t *em);
 
 /* replicate_replica.c: decodes, checks and stores one WriteRequest, as the
- * WRITE handler does; *written gets the series stored (not duplicates). */
+ * WRITE handler does; *written gets the series stored (not duplicates),
+ * *bytes (may be NULL) the size of the write batch stored. */
 int replicate_store_request(const replicate_options_t *o, storage_t *s,
-                            const Flamedb__Cluster__WriteRequest *q, size_t *written, errmsg_t *em);
+                            const Flamedb__Cluster__WriteRequest *q, size_t *written, size_t *bytes,
+                            errmsg_t *em);
 
 /* ---------------------------------------------------------------- internals
  * Shared by repair.c (thread, loop side, serving, lifetime) and
@@ -160,6 +162,7 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
 #include <stdatomic.h>
 
 #include "common/metrics.h"
+#include "common/u64map.h"
 #include "common/workq.h"
 
 /* Counters for /metrics (docs/api.md), kept under the module's mutex. */
@@ -169,7 +172,12 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "Passes that left out too many replicas of a range or could not fetch every profile.")       \
     X(series, "flamedb_repair_series_streamed_total",                                              \
       "Series of profiles this node lacked, fetched by repair and stored.")                        \
-    X(bytes, "flamedb_repair_bytes_streamed_total", "Bytes of the profiles fetched by repair.")    \
+    X(bytes, "flamedb_repair_bytes_streamed_total",                                                \
+      "Bytes of repair answers received (packed messages: fetched profiles, streamed windows and " \
+      "span trees with their labels and symbols), as they came over the wire.")                    \
+    X(stored_bytes, "flamedb_repair_bytes_stored_total",                                           \
+      "Bytes this node wrote to its store from what repair received (the write batches of "        \
+      "fetched profiles, streamed windows and span trees: keys and values before compression).")   \
     X(unavailable, "flamedb_repair_unavailable_total",                                             \
       "Missing profiles no peer could send (their tree is not kept).")                             \
     X(served, "flamedb_repair_requests_served_total", "Repair requests of peers answered.")        \
@@ -197,6 +205,13 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
       "Ranges a window check found this node and another replica each holding old windows the "    \
       "other lacks that no profile id names: left as they are (docs/cluster.md, \"The window "     \
       "check\").")                                                                                 \
+    X(windows_filled, "flamedb_repair_window_windows_filled_total",                                \
+      "Old windows (past the profile ids a window check compares) another replica held and this "  \
+      "node lacked, copied here by the window check's fill of a mixed range.")                     \
+    X(windows_inexact, "flamedb_repair_window_windows_inexact_total",                              \
+      "Old windows a window check's fill found held by both this node and another replica, "       \
+      "differently: their union cannot be told from the rolled-up blocks; their series are left "  \
+      "as they are (counted at each check that finds them).")                                      \
     X(windows_profiles, "flamedb_repair_window_profiles_fetched_total",                            \
       "Profiles older than the seen span that a window check found another replica holding and "   \
       "this node lacking (by profile id, within --profile-retention), fetched and stored once.")   \
@@ -244,6 +259,9 @@ typedef struct repair_waiter {
 typedef struct repair_stats {
     uint64_t peers, ranges, buckets, differing, listed, missing, written, bytes, unavailable;
     uint64_t windows;        /* windows streamed in whole (repair_stream.c) */
+    uint64_t stored;         /* bytes of the write batches that stored what was received */
+    uint64_t wc_filled;      /* old windows another copy held alone, copied here (fill) */
+    uint64_t wc_inexact;     /* old windows both held differently (their series left) */
     uint64_t wc_ranges;      /* ranges the window check compared (repair_windows.c) */
     uint64_t wc_differing;   /* of them, handed to the regain */
     uint64_t wc_mixed;       /* of them, where neither copy holds the other */
@@ -303,6 +321,15 @@ typedef struct repair_stream_state {
     uint32_t heals;      /* times cleared and streamed again for that (this process) */
     size_t spans_after_len;
     uint8_t spans_after[REPAIR_STREAM_KEY_MAX];
+    /* A fill (repair_fill_interval), not a move: only windows that end by
+     * fill_until, name no kept profile, are not of a series in fill_skip and
+     * that this node does not hold at all are stored; 0 for a move's
+     * stream. Not saved. fill_probe: a walk that stores nothing and puts
+     * in fill_skip every series with a window both hold differently. */
+    int64_t fill_until;
+    int fill_probe;
+    u64map_t *fill_skip; /* borrowed: series_id ^ the tenant's hash */
+    uint64_t fill_left;  /* windows of the fill left out: kept profiles, or a parts restart */
 } repair_stream_state_t;
 
 /* The streams of a move, by interval (repair thread). */
@@ -340,6 +367,34 @@ typedef void (*repair_stream_page_fn)(repair_t *r);
  * NULL) is told after every page. */
 int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t *ss,
                            repair_stats_t *st, repair_stream_page_fn page, errmsg_t *em);
+/* Repair thread: the window check's fill of [lo, hi] from peer (docs/cluster.md,
+ * "Old windows no profile id names"). A first walk of the peer's windows
+ * that end by until_s (STREAM) stores nothing: it finds the series with a
+ * window both copies hold differently (totals, then stacks; counted in
+ * st->wc_inexact: their union cannot be told) or naming kept profiles;
+ * those series are left whole as they are. A second walk stores each
+ * window of the other series that this node does not hold at all (no
+ * `totals` key): this node holds no profile of that series, resolution
+ * and window, so the peer's is the union, exactly; st->wc_filled counts
+ * them. No span trees, no totals check (the window check compares again). */
+int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t until_s,
+                         repair_stats_t *st, errmsg_t *em);
+/* repair_fill.c: what a fill's walk does with window m (whole: its kept
+ * profiles are all known, not only a first part's): 1 to store it, 0 to
+ * leave it, or a negative error (the walk stops). */
+int repair_fill_wanted(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
+                       repair_stream_state_t *ss, repair_stats_t *st, int whole, errmsg_t *em);
+/* repair_fill.c: what t holds, whatever its node order: the sum (mod 2^64)
+ * over its nodes with a self value of a hash of (the path of symbols from
+ * the root, the self value). Children are unique by symbol, so a path
+ * names one node: two trees with the same stacks and values have the same
+ * digest, on any node. ERR_NOMEM, ERR_CORRUPT (a child before its parent). */
+int repair_tree_digest(const calltree_t *t, uint64_t *out);
+/* repair_stream.c: walks ss's windows on peer (STREAM, paged on from
+ * ss->after) and takes each (a fill's: as repair_fill_wanted says);
+ * ss->done once walked to the end with none left out. */
+int repair_stream_walk(repair_t *r, const char *peer, repair_stream_state_t *ss, repair_stats_t *st,
+                       repair_stream_page_fn page, errmsg_t *em);
 /* Repair thread: streams ss (a piece of one range) from the replicas
  * reps[0..n) of that range in v, in order, from the first that is not this
  * node, is reachable and not marked in v and answered so far in this pass. One that does

@@ -80,11 +80,11 @@ static int list_missing(repair_t *r, const char *peer, uint64_t lo, uint64_t hi,
 int repair_store_fetched(repair_t *r, const Flamedb__Cluster__RepairAnswer *a, repair_stats_t *st,
                          errmsg_t *em)
 {
-    uint64_t written_all = 0, bytes = 0, refused = 0;
+    uint64_t written_all = 0, bytes = 0, refused = 0, stored = 0;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < a->n_writes; i++) {
-        size_t written = 0;
-        rc = replicate_store_request(&r->o.write, r->storage, a->writes[i], &written, em);
+        size_t written = 0, batch = 0;
+        rc = replicate_store_request(&r->o.write, r->storage, a->writes[i], &written, &batch, em);
         if (rc == ERR_LIMIT) { /* tenant-max-series: this replica cannot take it; the rest can */
             log_debug("repair", "a fetched write refused: %s", em->text);
             refused++; /* so the pass is not complete: this replica stays short */
@@ -94,9 +94,11 @@ int repair_store_fetched(repair_t *r, const Flamedb__Cluster__RepairAnswer *a, r
         }
         if (rc != 0) break;
         written_all += written;
+        stored += batch;
         bytes += protobuf_c_message_get_packed_size(&a->writes[i]->base);
     }
     st->written += written_all;
+    st->stored += stored;
     st->bytes += bytes;
     st->fetched += bytes;
     st->unavailable += a->unavailable + refused;
@@ -113,6 +115,7 @@ static int store_counted(repair_t *r, const Flamedb__Cluster__RepairAnswer *a, r
     uv_mutex_lock(&r->mu);
     r->counters.series += st->written - before.written;
     r->counters.bytes += st->bytes - before.bytes;
+    r->counters.stored_bytes += st->stored - before.stored;
     r->counters.unavailable += st->unavailable - before.unavailable;
     uv_mutex_unlock(&r->mu);
     return rc;
@@ -349,21 +352,25 @@ static void pass_json(repair_t *r, const repair_stats_t *st, int complete, uint6
     buf_printf(out,
                "{\"node\":\"%s\",\"peers\":%llu,\"ranges\":%llu,\"buckets_compared\":%llu,"
                "\"buckets_differing\":%llu,\"entries_listed\":%llu,\"missing\":%llu,"
-               "\"series_streamed\":%llu,\"bytes_streamed\":%llu,\"unavailable\":%llu,"
+               "\"series_streamed\":%llu,\"bytes_streamed\":%llu,\"bytes_stored\":%llu,"
+               "\"unavailable\":%llu,"
                "\"windows_streamed\":%llu,\"window_check\":%s,\"window_ranges\":%llu,"
                "\"window_ranges_differing\":%llu,\"window_ranges_mixed\":%llu,"
-               "\"window_profiles_fetched\":%llu,\"window_check_ms\":%llu,"
+               "\"window_profiles_fetched\":%llu,\"window_windows_filled\":%llu,"
+               "\"window_windows_inexact\":%llu,\"window_check_ms\":%llu,"
                "\"unreached\":[%.*s],\"failed\":[%.*s],\"complete\":%s,\"duration_ms\":%llu}",
                cluster_self_id(r->c), (unsigned long long)st->peers, (unsigned long long)st->ranges,
                (unsigned long long)st->buckets, (unsigned long long)st->differing,
                (unsigned long long)st->listed, (unsigned long long)st->missing,
                (unsigned long long)st->written, (unsigned long long)st->bytes,
-               (unsigned long long)st->unavailable, (unsigned long long)st->windows,
-               st->wc_ran ? "true" : "false", (unsigned long long)st->wc_ranges,
-               (unsigned long long)st->wc_differing, (unsigned long long)st->wc_mixed,
-               (unsigned long long)st->wc_fetched, (unsigned long long)st->wc_ms,
-               (int)st->unreached.len, (const char *)st->unreached.data, (int)st->failed.len,
-               (const char *)st->failed.data, complete ? "true" : "false", (unsigned long long)ms);
+               (unsigned long long)st->stored, (unsigned long long)st->unavailable,
+               (unsigned long long)st->windows, st->wc_ran ? "true" : "false",
+               (unsigned long long)st->wc_ranges, (unsigned long long)st->wc_differing,
+               (unsigned long long)st->wc_mixed, (unsigned long long)st->wc_fetched,
+               (unsigned long long)st->wc_filled, (unsigned long long)st->wc_inexact,
+               (unsigned long long)st->wc_ms, (int)st->unreached.len,
+               (const char *)st->unreached.data, (int)st->failed.len, (const char *)st->failed.data,
+               complete ? "true" : "false", (unsigned long long)ms);
 }
 
 /* One DONE to peer: a complete pass of this node started at t0. */

@@ -631,7 +631,7 @@ static int fetch_kept(repair_t *r, const char *peer, const Flamedb__Cluster__Str
 /* The residual of m (or whole, its parts put together) stored with its
  * marker (unless marked already). */
 static int store_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m, calltree_t *whole,
-                        const symtab_t *syms, int *stored, errmsg_t *em)
+                        const symtab_t *syms, int *stored, repair_stats_t *st, errmsg_t *em)
 {
     labels_t *lb = NULL;
     calltree_t *t = whole != NULL ? whole : calltree_new(r->o.write.max_tree_nodes);
@@ -656,7 +656,12 @@ static int store_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m, ca
                                  .total = m->total,
                                  .untreed = u,
                                  .nuntreed = m->n_untreed};
-    if (rc == 0) rc = storage_stream_store(r->storage, &w, lb, syms, stored, em);
+    size_t bytes = 0;
+    if (rc == 0) rc = storage_stream_store_sized(r->storage, &w, lb, syms, stored, &bytes, em);
+    st->stored += bytes;
+    uv_mutex_lock(&r->mu);
+    r->counters.stored_bytes += bytes;
+    uv_mutex_unlock(&r->mu);
     labels_free(lb);
     if (whole == NULL) calltree_free(t);
     free(u);
@@ -671,11 +676,16 @@ static int window_marked(repair_t *r, const Flamedb__Cluster__StreamWindow *m, e
 }
 
 /* One window of an answer (whole: its parts put together, or NULL): skipped
- * when marked, else its profiles, then its residual. */
+ * when marked (or, in a fill, not wanted), else its profiles, then its
+ * residual. */
 static int take_window(repair_t *r, const char *peer, const Flamedb__Cluster__StreamWindow *m,
                        calltree_t *whole, const symtab_t *syms, repair_stream_state_t *ss,
                        repair_stats_t *st, errmsg_t *em)
 {
+    if (ss->fill_until != 0) {
+        int want = repair_fill_wanted(r, m, ss, st, 1, em);
+        if (want <= 0) return want;
+    }
     int marked = window_marked(r, m, em);
     if (marked != 0) return marked < 0 ? marked : 0;
     int all = 1, stored = 0;
@@ -684,8 +694,11 @@ static int take_window(repair_t *r, const char *peer, const Flamedb__Cluster__St
         ss->failed = 1; /* walked again by the next pass */
         return 0;
     }
-    if (rc == 0) rc = store_window(r, m, whole, syms, &stored, em);
-    st->windows += stored;
+    if (rc == 0) rc = store_window(r, m, whole, syms, &stored, st, em);
+    if (ss->fill_until != 0)
+        st->wc_filled += stored;
+    else
+        st->windows += stored;
     return rc;
 }
 
@@ -724,6 +737,13 @@ static int take_part(repair_t *r, const char *peer, const Flamedb__Cluster__Stre
         p->restarts = 0;
         *advance = 1;
         return 0;
+    }
+    if (p->next == 0 && ss->fill_until != 0) { /* its lists are known only at its end */
+        int want = repair_fill_wanted(r, m, ss, st, 0, em);
+        if (want <= 0) {
+            *advance = want == 0;
+            return want;
+        }
     }
     if (p->next == 0) {
         int marked = window_marked(r, m, em);
@@ -782,13 +802,15 @@ static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss
         const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
         symtab_t *syms = symtab_new();
         rc = syms != NULL ? repair_symbols_put(a, syms) : ERR_NOMEM;
-        uint64_t merged = 0;
+        uint64_t merged = 0, stored_before = st->stored;
         for (size_t i = 0; rc == 0 && i < a->n_spans && !r->closing; i++) {
             const Flamedb__Cluster__StreamSpan *m = a->spans[i];
             /* a format-7 source sends the bare tree, itself a format-7 value */
             const ProtobufCBinaryData *v = m->value.len > 0 ? &m->value : &m->calltree;
-            rc = storage_stream_span_put(r->storage, m->tenant, m->key.data, m->key.len, v->data,
-                                         v->len, syms, em);
+            size_t bytes = 0;
+            rc = storage_stream_span_put_sized(r->storage, m->tenant, m->key.data, m->key.len,
+                                               v->data, v->len, syms, &bytes, em);
+            st->stored += bytes;
             if (rc == 0) {
                 memcpy(ss->spans_after, m->key.data, m->key.len);
                 ss->spans_after_len = m->key.len;
@@ -800,6 +822,7 @@ static int stream_spans(repair_t *r, const char *peer, repair_stream_state_t *ss
         uv_mutex_lock(&r->mu);
         r->counters.span_trees += merged;
         r->counters.bytes += got;
+        r->counters.stored_bytes += st->stored - stored_before;
         uv_mutex_unlock(&r->mu);
         more = a->more && a->n_spans > 0;
         symtab_free(syms);
@@ -845,14 +868,9 @@ static int stream_check(repair_t *r, const char *peer, repair_stream_state_t *ss
     return 0;
 }
 
-int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t *ss,
-                           repair_stats_t *st, repair_stream_page_fn page, errmsg_t *em)
+int repair_stream_walk(repair_t *r, const char *peer, repair_stream_state_t *ss, repair_stats_t *st,
+                       repair_stream_page_fn page, errmsg_t *em)
 {
-    if (ss->done && ss->spans_done) return stream_check(r, peer, ss, em);
-    if (ss->done) {
-        int rc = stream_spans(r, peer, ss, st, page, em);
-        return rc == 0 && ss->spans_done ? stream_check(r, peer, ss, em) : rc;
-    }
     int rc = 0, more = 1;
     repair_partsin_t parts = {0};
     while (rc == 0 && more && !r->closing) {
@@ -903,6 +921,18 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
         repair_throttle(r, st);
     }
     repair_partsin_drop(&parts); /* a window cut short: from its first part next time */
+    return rc;
+}
+
+int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t *ss,
+                           repair_stats_t *st, repair_stream_page_fn page, errmsg_t *em)
+{
+    if (ss->done && ss->spans_done) return stream_check(r, peer, ss, em);
+    if (ss->done) {
+        int rc = stream_spans(r, peer, ss, st, page, em);
+        return rc == 0 && ss->spans_done ? stream_check(r, peer, ss, em) : rc;
+    }
+    int rc = repair_stream_walk(r, peer, ss, st, page, em);
     if (rc == 0 && ss->done && !r->closing) rc = stream_spans(r, peer, ss, st, page, em);
     if (rc == 0 && ss->spans_done && !r->closing) rc = stream_check(r, peer, ss, em);
     return rc;

@@ -27,6 +27,10 @@
  * fetches by id each profile another replica holds and this node lacks
  * (stored once), so every replica ends with the union of what is named,
  * and a copy that lacks one of this node's is never taken as the whole.
+ * Past them, where the copies are still mixed, the windows another copy
+ * holds and this node does not hold at all are copied here (fill,
+ * repair_fill.c): each is the union there, exactly; a series with a
+ * window both hold differently is left as it is (no union can be told).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -285,6 +289,42 @@ static void merge_ids(repair_t *r, ring_range_t f, int64_t from_s, int64_t until
         mine->known = 0; /* the next check compares them again */
 }
 
+/* Copy c holds old windows this node's does not (neither copy holds the
+ * other, or c's lacks a profile of this node's): the windows of c that end
+ * by the profile ids' span (from_s; until_s when there is none) and that
+ * this node does not hold at all are copied here (repair_fill_interval:
+ * the union of such a window is the one copy that has it, exactly). A
+ * window both hold differently has no union the blocks can tell
+ * (docs/cluster.md): its series is left, counted, and c never taken whole
+ * over it.
+ * Then msums is this node's again. */
+static void fill(repair_t *r, ring_range_t f, int64_t from_s, int64_t until_s, copy_t *c,
+                 int64_t *msums, repair_stats_t *st)
+{
+    int64_t by = from_s < until_s ? from_s : until_s;
+    if (by <= 0) return; /* profile ids name every window's profiles (kept forever) */
+    uint64_t lo[2], hi[2], filled = st->wc_filled, inexact = st->wc_inexact;
+    int k = ring_range_intervals(f, lo, hi), rc = 0;
+    errmsg_t em = {{0}};
+    for (int q = 0; q < k && rc == 0 && !r->closing; q++)
+        rc = repair_fill_interval(r, c->id, lo[q], hi[q], by, st, &em);
+    filled = st->wc_filled - filled;
+    inexact = st->wc_inexact - inexact;
+    c->lacks_mine |= rc != 0 || inexact > 0;
+    if (rc != 0)
+        log_warn("repair", "window check of (%016llx, %016llx]: fill from %s: %s",
+                 (unsigned long long)f.start, (unsigned long long)f.end, c->id,
+                 errmsg_text(&em, rc));
+    log_write(filled + inexact > 0 ? LOG_INFO : LOG_DEBUG, "repair",
+              "window check of (%016llx, %016llx]: %s holds old windows no profile id names "
+              "that this node lacked: %llu copied here; %llu both hold differently (their "
+              "union cannot be told: their series left as they are)",
+              (unsigned long long)f.start, (unsigned long long)f.end, c->id,
+              (unsigned long long)filled, (unsigned long long)inexact);
+    if (filled > 0 && local_sums(r, f, until_s, msums) != 0)
+        c->lacks_mine = 1; /* not taken whole: the next check compares again */
+}
+
 /* 1 when peer holds every profile this node holds of range f within the
  * seen span (by digest), so clearing this copy loses nothing recent. */
 static int holds_recent(repair_t *r, const char *peer, ring_range_t f)
@@ -340,6 +380,9 @@ static uint32_t compare(repair_t *r, const cluster_view_t *v, ring_range_t f, co
         m++;
         if (mine.known && c->ids.known && (c->ids.count != mine.count || c->ids.hash != mine.hash))
             merge_ids(r, f, from, until_s, c, &mine, msums, st);
+        int d = dominance(c->sums, msums);
+        if (d == 2 || (d == 1 && c->lacks_mine))
+            fill(r, f, mine.known ? from : until_s, until_s, c, msums, st);
     }
     return m;
 }
@@ -417,8 +460,9 @@ static void check_range(repair_t *r, const cluster_view_t *v, ring_range_t f, in
         st->wc_mixed++;
         log_warn("repair",
                  "window check of (%016llx, %016llx]: this node and %d other replica(s) each "
-                 "hold old windows the other lacks beyond the profiles fetched by id: neither "
-                 "copy is taken for the other, the difference stays",
+                 "hold old windows the other lacks beyond the profiles fetched by id and the "
+                 "windows copied whole: neither copy is taken for the other, the difference "
+                 "stays",
                  (unsigned long long)f.start, (unsigned long long)f.end, mixed);
     }
     if (src == NULL) return;
@@ -481,6 +525,8 @@ void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *
     r->counters.windows_differing += st->wc_differing;
     r->counters.windows_mixed += st->wc_mixed;
     r->counters.windows_profiles += st->wc_fetched;
+    r->counters.windows_filled += st->wc_filled;
+    r->counters.windows_inexact += st->wc_inexact;
     int handed = r->wc.n > 0;
     if (handed && !r->closing) uv_async_send(&r->async);
     uv_mutex_unlock(&r->mu);

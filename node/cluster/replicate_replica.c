@@ -164,13 +164,14 @@ static int decode_request(const replicate_options_t *o, const Flamedb__Cluster__
 }
 
 int replicate_store_request(const replicate_options_t *o, storage_t *s,
-                            const Flamedb__Cluster__WriteRequest *q, size_t *written, errmsg_t *em)
+                            const Flamedb__Cluster__WriteRequest *q, size_t *written, size_t *bytes,
+                            errmsg_t *em)
 {
     decoded_t d = {0};
     alloc_charge_init(&d.charge, o->inflight);
     storage_profile_write_t w;
     int rc = decode_request(o, q, &d, &w, em);
-    if (rc == 0) rc = storage_write_profile(s, &w, written, em);
+    if (rc == 0) rc = storage_write_profile_sized(s, &w, written, bytes, em);
     decoded_free(&d);
     return rc;
 }
@@ -180,7 +181,7 @@ static void replica_work(workq_job_t *wk)
     replica_job_t *j = wk->data;
     const Flamedb__Cluster__WriteRequest *q = (const void *)j->msg.body;
     j->nseries = q->n_series;
-    j->status = replicate_store_request(&j->r->o, j->r->storage, q, &j->written, &j->em);
+    j->status = replicate_store_request(&j->r->o, j->r->storage, q, &j->written, NULL, &j->em);
 }
 
 static void send_ack(replicate_t *r, const char *to, const char *tenant, uint64_t request_id,

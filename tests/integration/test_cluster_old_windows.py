@@ -41,7 +41,9 @@ old:
 - test_mixed_failed_pushes_end_alike: each replica holds a different
   failed old push of one series: neither copy is taken over (that would
   drop a write from one); each fetches the other's by profile id, and both
-  end with both;
+  end with both. Then the same past --profile-retention (no id names the
+  profiles): each copies the windows only the other holds, and both end
+  with both;
 - test_three_mixed_copies_end_in_the_union: the same with 3 replicas,
   each holding a different failed push: all three end with all three;
 - test_acknowledged_misses_on_both_replicas_are_all_kept: each replica
@@ -122,17 +124,20 @@ def repair(c):
     return took
 
 
-def push_failing(c, via, stopped, services, seed, now):
+def push_failing(c, via, stopped, services, seed, now, at=None, hold=0.0):
     """One old profile per service through node `via` right after the nodes
     `stopped` are stopped (SIGSTOP), sent before they are seen down: no
-    quorum, each push answered 503, but `via` stored it. Returns
+    quorum, each push answered 503, but `via` stored it. The k-th service's
+    at now - 7100 + k, or at at[service] when given. hold: seconds the
+    nodes stay stopped after the answers, so that the writes queued for
+    them are past their deadline (refused) when they read them. Returns
     ({service: samples}, [statuses])."""
     failed, statuses = {}, []
 
     def one(k, svc):
         body, v = big_body(seed + k, lines=8)
-        r = c.nodes[via].ingest(body, name=svc + ".cpu", **{"from": now - 7100 + k},
-                                until=now - 7090 + k)
+        t = at[svc] if at and svc in at else now - 7100 + k
+        r = c.nodes[via].ingest(body, name=svc + ".cpu", **{"from": t}, until=t + 10)
         statuses.append(r.status)
         failed[svc] = v
 
@@ -145,6 +150,7 @@ def push_failing(c, via, stopped, services, seed, now):
             th.start()
         for th in threads:
             th.join(30)
+        time.sleep(hold)
     finally:
         for i in stopped:
             c.nodes[i].proc.send_signal(signal.SIGCONT)
@@ -330,14 +336,15 @@ def test_mixed_failed_pushes_end_alike():
     stopped for one pushed through n0, then n0 for one through n1; write
     quorum 2, hinted handoff off: each 503, stored on its coordinator, and
     no mark keeps its profile time): neither copy holds the other. Their
-    profile trees name both (--profile-retention, a week, covers them), so
+    profile trees name both (--profile-retention 4h covers them), so
     the window check of each fetches the one it lacks by profile id:
     flamectl cluster repair converges and each node alone answers the
     acknowledged totals plus both failed pushes. Before, the check left the
     copies as they were and each node alone answered its own push only."""
     now = int(time.time())
     frm, until = now - 8000, now + 60
-    with Cluster(2, rf=2, write_quorum=2, args=ARGS) as c:
+    args = ARGS + ["--profile-retention", "4h", "--repair-windows-interval", "0"]
+    with Cluster(2, rf=2, write_quorum=2, args=args) as c:
         want = preload(c, 0, "mx", now, 40, 2)
         svc = sorted(want)[0]
         no_marks(c)
@@ -346,6 +353,7 @@ def test_mixed_failed_pushes_end_alike():
             failed, _ = push_failing(c, via, [stopped], [svc], 6000 + 300 * k, now + 300 * k)
             extra[via] = failed[svc]
             c.wait_state(stopped, "active", observers=[via], timeout=30)
+            time.sleep(1.2)  # past the write timeout: the miss is marked by then
             no_marks(c)
         took = repair(c)
         fetched = sum(metric(c, i, "flamedb_repair_window_profiles_fetched_total")
@@ -360,6 +368,60 @@ def test_mixed_failed_pushes_end_alike():
             assert got == want[svc] + extra[0] + extra[1], \
                 "n%d alone answers %d, want the union %d" % (
                     i, got, want[svc] + extra[0] + extra[1])
+        stored = [metric(c, i, "flamedb_repair_bytes_stored_total") for i in (0, 1)]
+        wire = [metric(c, i, "flamedb_repair_bytes_streamed_total") for i in (0, 1)]
+        print("    bytes received: %r on the wire, %r stored" % (wire, stored))
+        assert all(b > 0 for b in stored), "a fetched profile was stored: %r" % stored
+        mixed_past_profile_retention(c, now)
+
+
+def mixed_past_profile_retention(c, now):
+    """The same mix, of profiles older than --profile-retention (4h): no
+    profile id names them, only the windows they went into (no window check
+    runs but flamectl's: --repair-windows-interval 0). A
+    fresh service gets one failed push through each node, 3 and 5 days old
+    (n1 stopped for the one through n0, then n0 for the one through n1), so
+    each holds windows, at every resolution, that the other lacks. Each
+    node's window check copies those windows from the other (the other's
+    is the union there, exactly): after flamectl cluster repair each node
+    alone answers both pushes. Before, the copies stayed mixed for good and
+    each node answered its own push only.
+
+    A second fresh service gets its two failed pushes 3 hours apart on one
+    UTC day: their 1-day windows are one window both nodes hold with
+    different totals, whose union the rolled-up blocks cannot tell. That
+    series is left as it is on both (counted inexact), and neither node
+    takes the other's copy over it: each still answers its own push."""
+    svc, same_day = harness.unique("mxold"), harness.unique("mxday")
+    day = (now - 4 * 86400) // 86400 * 86400
+    pushed, own = [], []
+    for k, (stopped, via) in enumerate(((1, 0), (0, 1))):
+        t = now - (3 + 2 * k) * 86400
+        failed, _ = push_failing(c, via, [stopped], [svc, same_day], 6800 + 300 * k, now,
+                                 at={svc: t, same_day: day + 7200 + 10800 * k}, hold=0.5)
+        pushed.append(failed[svc])
+        own.append(failed[same_day])
+        c.wait_state(stopped, "active", observers=[via], timeout=30)
+        time.sleep(1.2)  # past the write timeout: the miss is marked by then
+        no_marks(c)
+    took = repair(c)
+    filled = [metric(c, i, "flamedb_repair_window_windows_filled_total") for i in (0, 1)]
+    inexact = [metric(c, i, "flamedb_repair_window_windows_inexact_total") for i in (0, 1)]
+    print("    past the profile retention: flamectl cluster repair took %.2f s; windows "
+          "copied %r, inexact %r" % (took, filled, inexact))
+    frm, until = now - 6 * 86400, now + 60
+    for i, other in ((0, 1), (1, 0)):
+        got = alone(c, i, other, [svc], frm, until)[svc]
+        print("    n%d alone: %d (failed pushes %d and %d)" % (i, got, pushed[0], pushed[1]))
+        assert got == pushed[0] + pushed[1], \
+            "n%d alone answers %d, want the union %d" % (i, got, pushed[0] + pushed[1])
+        kept = alone(c, i, other, [same_day], frm, until)[same_day]
+        print("    n%d alone, pushes on one day: %d (its own push %d)" % (i, kept, own[i]))
+        assert kept == own[i], "n%d alone answers %d of the one-day pushes, its own was %d" % (
+            i, kept, own[i])
+    # the copies were mixed: one node copied the other's windows (the other
+    # may then find its copy held and take it whole, which is the same union)
+    assert sum(filled) > 0 and sum(inexact) > 0, (filled, inexact)
 
 
 def test_three_mixed_copies_end_in_the_union():

@@ -205,8 +205,10 @@ def test_join_streams_everything():
         got = finish_pusher(p, th, [0, n], until)
         windows = metric(c, n, "flamedb_repair_windows_streamed_total")
         nbytes = metric(c, n, "flamedb_repair_bytes_streamed_total")
-        print("    n1 active %.2f s after it started (%.2f s in the wait): %d windows, %d bytes" %
-              (joined, took, windows, nbytes))
+        stored = metric(c, n, "flamedb_repair_bytes_stored_total")
+        print("    n1 active %.2f s after it started (%.2f s in the wait): %d windows, %d bytes "
+              "received, %d stored" % (joined, took, windows, nbytes, stored))
+        assert 0 < stored, "the stored bytes of the streamed windows are not counted"
         c.kill(0)
         c.wait_state(0, "down", observers=[n])
         wait_for("exact through n1 alone",

@@ -208,7 +208,8 @@ static void test_fetch(fixture_t *a, fixture_t *b)
     ring_range_t whole = {0, 0};
     for (int round = 0; round < 2; round++) { /* the second delivery counts nothing */
         size_t written = 99;
-        CHECK_EQ_INT(replicate_store_request(&o.write, b->s, ans.writes[0], &written, &em), 0);
+        CHECK_EQ_INT(replicate_store_request(&o.write, b->s, ans.writes[0], &written, NULL, &em),
+                     0);
         CHECK_EQ_INT(written, round == 0 ? 1 : 0);
     }
     /* hour 0 of svc-a now agrees; the total of the window is a's */
@@ -933,7 +934,7 @@ static void test_window_bucket_collision(void)
     CHECK_EQ_INT(fb.n_writes, 1);
     for (int round = 0; round < 2; round++) {
         size_t written = 99;
-        CHECK_EQ_INT(replicate_store_request(&o.write, a.s, fb.writes[0], &written, &em), 0);
+        CHECK_EQ_INT(replicate_store_request(&o.write, a.s, fb.writes[0], &written, NULL, &em), 0);
         CHECK_EQ_INT(written, round == 0 ? 1 : 0);
     }
     CHECK_EQ_INT(storage_ptree_has(a.s, &se), 1);
@@ -955,6 +956,49 @@ static void test_window_bucket_collision(void)
     fx_done(&b);
 }
 
+static calltree_t *stacks_tree(const uint64_t (*stacks)[3], const int64_t *vals, size_t n)
+{
+    calltree_t *t = calltree_new(0);
+    CHECK(t != NULL);
+    for (size_t i = 0; t != NULL && i < n; i++)
+        CHECK_EQ_INT(calltree_add_stack(t, stacks[i], 3, vals[i]), 0);
+    return t;
+}
+
+/* The fill's test of a window both copies hold (repair_tree_digest): the
+ * same stacks and values added in another order digest alike; a value
+ * moved to another stack of the same total, or onto a node's parent, does
+ * not; nor does a symbol at another depth. */
+static void test_window_digest(void)
+{
+    const uint64_t s[4][3] = {{1, 2, 3}, {1, 2, 4}, {1, 5, 3}, {2, 1, 3}};
+    const uint64_t r[4][3] = {{2, 1, 3}, {1, 5, 3}, {1, 2, 4}, {1, 2, 3}};
+    const int64_t v[4] = {5, 3, 7, 2}, rv[4] = {2, 7, 3, 5}, moved[4] = {3, 5, 7, 2};
+    calltree_t *a = stacks_tree(s, v, 4), *b = stacks_tree(r, rv, 4);
+    calltree_t *c = stacks_tree(s, moved, 4), *d = stacks_tree(s, v, 3);
+    uint64_t da = 0, db = 1, dc = 0, dd = 0;
+    CHECK_EQ_INT(repair_tree_digest(a, &da), 0);
+    CHECK_EQ_INT(repair_tree_digest(b, &db), 0);
+    CHECK_EQ_INT(repair_tree_digest(c, &dc), 0);
+    CHECK_EQ_INT(repair_tree_digest(d, &dd), 0);
+    CHECK(da == db);
+    CHECK(calltree_root_total(c) == calltree_root_total(a) && dc != da);
+    CHECK(dd != da);
+    const uint64_t p[1][3] = {{1, 2, 3}}, q[1][3] = {{1, 3, 2}};
+    const int64_t one[1] = {4};
+    calltree_t *e = stacks_tree(p, one, 1), *f = stacks_tree(q, one, 1);
+    uint64_t de = 0, df = 0;
+    CHECK_EQ_INT(repair_tree_digest(e, &de), 0);
+    CHECK_EQ_INT(repair_tree_digest(f, &df), 0);
+    CHECK(de != df);
+    calltree_free(a);
+    calltree_free(b);
+    calltree_free(c);
+    calltree_free(d);
+    calltree_free(e);
+    calltree_free(f);
+}
+
 int main(void)
 {
     test_schedule();
@@ -967,6 +1011,7 @@ int main(void)
     test_partcache();
     shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
     test_window_bucket_collision();
+    test_window_digest();
     fixture_t a, b;
     shards.default_shards = RING_DEFAULT_SHARDS_PER_SERVICE;
     if (fx_init(&a) != 0 || fx_init(&b) != 0) return 1;

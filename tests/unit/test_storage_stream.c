@@ -222,6 +222,45 @@ static void test_exact_and_idempotent(fixture_t *a, const labels_t *l)
     fx_done(&b);
 }
 
+static int sized_window(void *ctx, const storage_stream_window_t *w)
+{
+    rx_t *x = ctx;
+    int64_t t = -1;
+    storage_t *to = x->to->s;
+    CHECK_EQ_INT(
+        storage_window_total(to, w->tenant, w->token, w->series_id, w->res, w->window_s, &t), 0);
+    CHECK_EQ_INT(t, 0);
+    if (w->nkept > 0) return 0; /* stored after a fetch: test_exact_and_idempotent */
+    int stored = 0;
+    size_t bytes = 0;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_stream_store_sized(to, w, x->l, ST, &stored, &bytes, &em), 0);
+    CHECK(stored == 1 && bytes > 0);
+    CHECK_EQ_INT(
+        storage_window_total(to, w->tenant, w->token, w->series_id, w->res, w->window_s, &t), 1);
+    CHECK_EQ_INT(t, w->total); /* held now, as the source holds it */
+    CHECK_EQ_INT(storage_stream_store_sized(to, w, x->l, ST, &stored, &bytes, &em), 0);
+    CHECK(stored == 0 && bytes == 0); /* marked: nothing written, nothing counted */
+    x->stored++;
+    return 0;
+}
+
+/* What the window check's fill reads and counts: a window's total, known
+ * to be absent before it is stored (storage_window_total), and the bytes a
+ * stored window's batch took (storage_stream_store_sized). */
+static void test_window_total_and_bytes(fixture_t *a, const labels_t *l)
+{
+    fixture_t b;
+    if (open_store(&b) != 0) return;
+    rx_t x = {.to = &b, .l = l};
+    CHECK_EQ_INT(storage_stream_scan(a->s, 0, UINT64_MAX, NULL, 0, sized_window, &x), 0);
+    CHECK(x.stored > 0);
+    int64_t t = 0;
+    CHECK_EQ_INT(storage_window_total(b.s, "st", 0, 0, STORAGE_RESOLUTION_COUNT, 0, &t),
+                 ERR_INVALID_ARGUMENT);
+    fx_done(&b);
+}
+
 #define SPLIT_B 64
 #define SPLIT_N (SPLIT_B * STORAGE_RESOLUTION_COUNT)
 
@@ -1000,6 +1039,7 @@ int main(void)
     CHECK_EQ_INT(fx_totals(a.s, "st", l, 4, FROM, UNTIL, NULL), pushed_total());
     test_exact_and_idempotent(&a, l);
     test_split_sums(&a, l);
+    test_window_total_and_bytes(&a, l);
     test_resume(&a, l);
     test_untreed_known(&a, l);
     test_backfill_known(&a, l);

@@ -1,0 +1,160 @@
+/* repair_fill.c — the window check's fill of old windows no profile id
+ * names (repair_int.h; docs/cluster.md, "Old windows no profile id names").
+ *
+ * Past --profile-retention a window is all that is left of its profiles:
+ * one rolled-up block per series, resolution and window. Two copies that
+ * each hold windows the other lacks cannot be united by adding blocks (a
+ * profile both hold would count twice) nor by taking either (a profile
+ * only the other holds would be dropped). What is exact: a window one copy
+ * holds and the other does not hold at all is the union there (the other
+ * holds no profile of that series in it), and a window both hold alike
+ * needs nothing. A window both hold differently has no union the blocks
+ * can tell; its series is left as it is on both copies, every window of
+ * it, so that no resolution of the series says more than another.
+ *
+ * Streaming is repair_stream.c's walk (STREAM answers, windows in parts put
+ * together); this module decides, per window, what the walk stores.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/calltree.h"
+#include "common/hash.h"
+#include "common/log.h"
+#include "node/cluster/repair_int.h"
+
+static uint64_t series_key(const Flamedb__Cluster__StreamWindow *m)
+{
+    return m->series_id ^ hash_bytes64(m->tenant, strlen(m->tenant));
+}
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    return h ^ (h >> 33);
+}
+
+int repair_tree_digest(const calltree_t *t, uint64_t *out)
+{
+    size_t n = calltree_node_count(t);
+    uint64_t *h = malloc((n ? n : 1) * sizeof *h);
+    if (h == NULL) return ERR_NOMEM;
+    const calltree_node_t *nodes = calltree_nodes(t);
+    const uint64_t *syms = calltree_syms(t);
+    uint64_t d = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t p = nodes[i].parent;
+        uint64_t up = p == CALLTREE_NONE ? 0x5eed : p < i ? h[p] : UINT64_MAX;
+        if (up == UINT64_MAX) { /* never so (a child is added after its parent) */
+            free(h);
+            return ERR_CORRUPT;
+        }
+        h[i] = p == CALLTREE_NONE ? up : mix(up, syms[nodes[i].sym_index]);
+        int64_t v = calltree_self(t, (uint32_t)i);
+        if (v != 0) d += mix(h[i], (uint64_t)v);
+    }
+    free(h);
+    *out = d;
+    return 0;
+}
+
+/* 1 when this node's window of m holds the same stacks and values as m's
+ * residual (whole, no kept profiles: the peer's whole window), 0 when
+ * not, or a negative error. */
+static int same_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m)
+{
+    calltree_t *mine = calltree_new(r->o.write.max_tree_nodes);
+    calltree_t *theirs = calltree_new(r->o.write.max_tree_nodes);
+    storage_merger_t *g = NULL;
+    errmsg_t em = {{0}};
+    int64_t w = m->window_s, end = w + (int64_t)storage_resolutions[m->res];
+    int rc = mine != NULL && theirs != NULL ? 0 : ERR_NOMEM;
+    if (rc == 0) rc = calltree_decode_merge(theirs, m->calltree.data, m->calltree.len);
+    if (rc == 0) rc = storage_merger_new(r->storage, m->tenant, &g);
+    if (rc == 0) rc = storage_merger_add(g, m->token, m->series_id, (int)m->res, w, end);
+    if (rc == 0) rc = storage_merger_finish(g, mine, &em);
+    uint64_t a = 0, b = 0;
+    if (rc == 0) rc = repair_tree_digest(mine, &a);
+    if (rc == 0) rc = repair_tree_digest(theirs, &b);
+    storage_merger_free(g);
+    calltree_free(mine);
+    calltree_free(theirs);
+    return rc != 0 ? rc : a == b;
+}
+
+/* A probe's look at window m, which this node holds with `total`: its
+ * series goes into ss->fill_skip unless the two are alike (counted inexact
+ * when they differ; left when m's kept profiles, which its residual leaves
+ * out, are not all known or not none: the two cannot be compared). */
+static int fill_probe(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
+                      repair_stream_state_t *ss, repair_stats_t *st, int whole, int64_t total,
+                      errmsg_t *em)
+{
+    int comparable = whole && m->n_kept == 0, same = 0;
+    if (comparable && total == m->total) {
+        same = same_window(r, m);
+        if (same < 0) return errmsg_set(em, same, "window compare: %s", err_message(same));
+        if (same) return 0;
+    }
+    if (comparable)
+        st->wc_inexact++;
+    else
+        ss->fill_left++;
+    uint32_t v;
+    if (u64map_get_or_put(ss->fill_skip, series_key(m), 0, &v) < 0)
+        return errmsg_set(em, ERR_NOMEM, "out of memory");
+    return 0;
+}
+
+int repair_fill_wanted(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
+                       repair_stream_state_t *ss, repair_stats_t *st, int whole, errmsg_t *em)
+{
+    if (m->res >= STORAGE_RESOLUTION_COUNT ||
+        m->window_s + (int64_t)storage_resolutions[m->res] > ss->fill_until)
+        return 0;
+    uint32_t v;
+    if (!ss->fill_probe && u64map_get(ss->fill_skip, series_key(m), &v)) return 0;
+    int64_t total = 0;
+    int has = storage_window_total(r->storage, m->tenant, m->token, m->series_id, (int)m->res,
+                                   m->window_s, &total);
+    if (has < 0) return errmsg_set(em, has, "window total lookup failed");
+    if (ss->fill_probe) return has ? fill_probe(r, m, ss, st, whole, total, em) : 0;
+    if (has) return 0;
+    if (whole && m->n_kept > 0) {
+        ss->fill_left++;
+        return 0;
+    }
+    return 1;
+}
+
+int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t until_s,
+                         repair_stats_t *st, errmsg_t *em)
+{
+    repair_stream_state_t *ss = calloc(1, sizeof *ss);
+    u64map_t skip = {0};
+    if (ss == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    ss->lo = lo;
+    ss->hi = hi;
+    ss->fill_until = until_s != 0 ? until_s : -1;
+    ss->fill_skip = &skip;
+    ss->fill_probe = 1;
+    int rc = repair_stream_walk(r, peer, ss, st, NULL, em);
+    int probed = rc == 0 && ss->done && !r->closing;
+    ss->fill_probe = 0;
+    ss->done = 0;
+    ss->after_len = 0;
+    if (probed) rc = repair_stream_walk(r, peer, ss, st, NULL, em);
+    uint64_t left = ss->fill_left + (rc == 0 && !ss->done && !r->closing);
+    if (left > 0)
+        log_info("repair",
+                 "window check: fill of [%016llx, %016llx] from %s left %llu old window(s) "
+                 "(with every other of their series): they name profiles whose trees are "
+                 "kept, or came in parts that cannot be compared, or changed while sent "
+                 "(compared again by the next check)",
+                 (unsigned long long)lo, (unsigned long long)hi, peer, (unsigned long long)left);
+    u64map_free(&skip);
+    free(ss);
+    return rc;
+}
