@@ -398,7 +398,9 @@ static void on_async(uv_async_t *h)
     int rc = r->result_rc, verified = r->join_verified, left = r->leave_result;
     uint64_t left_fp = r->leave_fp;
     uint64_t regained = r->regain_done, full = r->full_done, lift = r->lift.answer;
+    uint64_t checked = r->wc.void_done;
     int granted = r->lift.granted;
+    r->wc.void_done = 0;
     r->lift.answer = 0;
     r->full_done = 0;
     r->join_verified = 0;
@@ -423,6 +425,8 @@ static void on_async(uv_async_t *h)
     if (wn > 0) cluster_regain_windows(r->c, wlo, whi, wn);
     free(wlo);
     free(whi);
+    /* after the regain took what the check handed: no read in between */
+    if (checked != 0) cluster_void_checked(r->c, checked);
     if (lift != 0) cluster_full_lift(r->c, lift, granted);
     if (gen > r->delivered_gen) {
         r->delivered_gen = gen;
@@ -485,14 +489,29 @@ void repair_run(repair_t *r, cluster_repair_fn done, void *arg)
     r->waiters = w;
 }
 
-void repair_windows_soon(repair_t *r, uint64_t after_ms)
+/* mu held: a pass with its window check after_ms from now, or sooner. */
+static void soon_locked(repair_t *r, uint64_t after_ms)
 {
-    if (r == NULL || r->o.windows_interval_ms == 0) return;
-    uv_mutex_lock(&r->mu);
     uint64_t at = repair_now_ms(r) + after_ms;
     if (r->soon_ms == 0 || at < r->soon_ms) r->soon_ms = at;
     if (after_ms > 0) r->soon_gap_ms = after_ms;
     uv_cond_broadcast(&r->cond);
+}
+
+void repair_windows_soon(repair_t *r, uint64_t after_ms)
+{
+    if (r == NULL || r->o.windows_interval_ms == 0) return;
+    uv_mutex_lock(&r->mu);
+    soon_locked(r, after_ms);
+    uv_mutex_unlock(&r->mu);
+}
+
+void repair_windows_void(repair_t *r, uint64_t gen, uint64_t after_ms)
+{
+    if (r == NULL) return;
+    uv_mutex_lock(&r->mu);
+    if (gen > r->wc.void_gen) r->wc.void_gen = gen;
+    soon_locked(r, after_ms);
     uv_mutex_unlock(&r->mu);
 }
 

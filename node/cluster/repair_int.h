@@ -133,6 +133,14 @@ void repair_run(repair_t *r, cluster_repair_fn done, void *arg);
  * replica back may have missed writes no mark names (docs/cluster.md,
  * "The window check"). */
 void repair_windows_soon(repair_t *r, uint64_t after_ms);
+/* Any thread: this node's repair mark went with a member that left the
+ * ring (cluster_void.c): a pass with its window check runs after_ms from now,
+ * whatever --repair-interval and --repair-windows-interval say, and again
+ * a settle margin after each check that could not compare every range it
+ * replicates with every other replica (one down, one refusing, one
+ * marked). The first check that started after this call and did compare
+ * them all tells the loop (cluster_void_checked with gen). */
+void repair_windows_void(repair_t *r, uint64_t gen, uint64_t after_ms);
 
 /* Handlers: REPAIR (body decoded on the loop; served on the pool) and
  * REPAIR_ANSWER (envelope only; the pass's thread decodes the body). */
@@ -249,6 +257,7 @@ typedef struct repair_stats {
     uint64_t wc_mixed;       /* of them, where neither copy holds the other */
     uint64_t wc_fetched;     /* profiles the window check fetched by id from another copy */
     uint64_t wc_deferred;    /* of them, left for the next pass (the other lacks recent ones) */
+    uint64_t wc_unseen;      /* replicas of them not compared: down or not answering */
     int wc_ran;              /* the pass ran the window check */
     uint64_t wc_ms;          /* how long it took */
     uint64_t t0_ms;          /* wall clock at the pass's start (the stream throttle's origin) */
@@ -671,6 +680,11 @@ struct repair {
         uint64_t *lo, *hi;
         size_t n, cap;
         int demanded;
+        /* under mu: the generation of the last voided mark the loop asked
+         * a check for (repair_windows_void), the last one a complete check
+         * answered, and that answer until the loop takes it (0: taken) */
+        uint64_t void_gen, void_checked, void_done;
+        uint64_t void_logged; /* thread only: the mark an incomplete check was logged for */
     } wc;
     /* thread only: the last full-repair outcome logged, passes not logged since */
     int full_logged, full_quiet;

@@ -320,7 +320,11 @@ static uint32_t compare(repair_t *r, const cluster_view_t *v, ring_range_t f, co
     uint32_t m = 0;
     for (uint32_t k = 0; k < n && !r->closing; k++) {
         uint32_t i = reps[k];
-        if ((int)i == v->self || !v->reachable[i] || r->unanswered[i]) continue;
+        if ((int)i == v->self) continue;
+        if (!v->reachable[i] || r->unanswered[i]) { /* down: compared once it is back */
+            st->wc_unseen++;
+            continue;
+        }
         if (v->marked != NULL && v->marked[i]) { /* it missed writes: compared once it caught up */
             st->wc_deferred++;
             continue;
@@ -331,10 +335,12 @@ static uint32_t compare(repair_t *r, const cluster_view_t *v, ring_range_t f, co
         int rc = peer_sums(r, c->id, f, mine.known ? from : until_s, until_s, c, &em);
         if (rc != 0) {
             log_debug("repair", "window check with %s: %s", c->id, errmsg_text(&em, rc));
-            if (repair_rc_unanswered(rc))
-                r->unanswered[i] = 1; /* down: compared once it is back (repair_windows_soon) */
-            else
+            if (repair_rc_unanswered(rc)) {
+                r->unanswered[i] = 1; /* down: compared once it is back */
+                st->wc_unseen++;
+            } else {
                 st->wc_deferred++; /* refused (it regains the range): compared later */
+            }
             continue;
         }
         m++;
@@ -450,11 +456,43 @@ static int due(repair_t *r, uint64_t now)
     return demanded || (r->o.windows_interval_ms > 0 && now >= r->wc.due_ms);
 }
 
+/* The voided mark gen (0: none) a check that started with it pending
+ * answers: one that compared every range with every other replica tells
+ * the loop (on_async: cluster_void_checked); one that could not is
+ * followed by another a settle margin later, until one can. */
+static void answer_void(repair_t *r, uint64_t gen, const repair_stats_t *st)
+{
+    if (gen == 0 || r->closing) return;
+    if (st->wc_deferred > 0 || st->wc_unseen > 0) { /* said once per mark */
+        log_write(gen != r->wc.void_logged ? LOG_INFO : LOG_DEBUG, "repair",
+                  "window check after a voided mark: %llu range(s) left for later, %llu "
+                  "comparison(s) with a replica down: not read from until a check compares "
+                  "every range",
+                  (unsigned long long)st->wc_deferred, (unsigned long long)st->wc_unseen);
+        r->wc.void_logged = gen;
+        repair_windows_void(r, gen, r->soon_gap_ms);
+        return;
+    }
+    uv_mutex_lock(&r->mu);
+    if (gen > r->wc.void_checked) r->wc.void_checked = r->wc.void_done = gen;
+    uv_mutex_unlock(&r->mu);
+}
+
+/* The voided mark a check starting now answers (0: none pending). */
+static uint64_t void_pending(repair_t *r)
+{
+    uv_mutex_lock(&r->mu);
+    uint64_t gen = r->wc.void_gen > r->wc.void_checked ? r->wc.void_gen : 0;
+    uv_mutex_unlock(&r->mu);
+    return gen;
+}
+
 void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *st)
 {
     uint64_t now = repair_now_ms(r);
     if (!due(r, now)) return;
     if (v->ring == NULL || v->self < 0) return;
+    uint64_t voided = void_pending(r);
     int64_t from_s, until_s, horizon = (int64_t)(now / 1000) - REPAIR_MARGIN_S;
     repair_span(&r->o, (int64_t)(now / 1000), &from_s, &until_s);
     if (from_s < horizon) horizon = from_s; /* newer ones: the seen comparison's */
@@ -472,6 +510,7 @@ void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *
     /* a range left for later is checked again by the next pass, not a whole interval on */
     r->wc.due_ms = st->wc_deferred > 0 ? now : now + r->o.windows_interval_ms;
     if (st->wc_deferred > 0) repair_windows_soon(r, r->soon_gap_ms); /* not an hour later */
+    answer_void(r, voided, st);
     st->wc_ms = repair_now_ms(r) - now;
     log_debug("repair", "window check: %llu range(s) compared in %llu ms, %llu handed, %llu mixed",
               (unsigned long long)st->wc_ranges, (unsigned long long)st->wc_ms,
@@ -481,8 +520,8 @@ void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *
     r->counters.windows_differing += st->wc_differing;
     r->counters.windows_mixed += st->wc_mixed;
     r->counters.windows_profiles += st->wc_fetched;
-    int handed = r->wc.n > 0;
-    if (handed && !r->closing) uv_async_send(&r->async);
+    int tell = r->wc.n > 0 || r->wc.void_done != 0;
+    if (tell && !r->closing) uv_async_send(&r->async);
     uv_mutex_unlock(&r->mu);
 }
 

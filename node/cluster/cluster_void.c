@@ -1,0 +1,86 @@
+/* cluster_void.c — a replica whose repair mark went with a member that
+ * left the ring (cluster_int.h; docs/cluster.md, "A mark that leaves with
+ * its holder").
+ *
+ * A coordinator lists a replica that missed writes it acknowledged in its
+ * own hints_for (a hint waits for it, or a repair mark), and no node reads
+ * from a listed replica. When the coordinator leaves the ring (removed for
+ * good, decommissioned, or back as a new node with an empty data dir) its
+ * list goes with its entry, and nothing says any more that the replica is
+ * short: read at once, it answers short and unflagged until a window check
+ * compares its copy. So when a view drops a ring node, every ring node that
+ * another member listed in the view before and none lists now is unread
+ * until its own window check after the change compared every range it
+ * replicates with every other replica (repair_windows_void):
+ * - the node itself lists itself in its own hints_for until then; what the
+ *   check found missing was fetched by id, or handed to the regain, which
+ *   keeps it listed until the range is streamed;
+ * - every other node holds it unread (cluster_regain_hold) until its own
+ *   entry lists it, so the gossip rounds before its word arrives are
+ *   covered as well.
+ * A mark lifted in the same view (its writes delivered) is taken as voided
+ * too: it costs one window check, never a short answer.
+ */
+#include <string.h>
+
+#include "common/log.h"
+#include "node/cluster/repair_int.h"
+
+/* The first ring node of old (not this node) that now's ring lacks, or NULL. */
+static const char *departed(const cluster_view_t *old, const cluster_view_t *now)
+{
+    for (uint32_t i = 0; i < ring_node_count(old->ring); i++) {
+        const char *id = ring_node_name(old->ring, i);
+        if ((int)i != old->self && ring_node_find(now->ring, id) < 0) return id;
+    }
+    return NULL;
+}
+
+/* This node's mark went with `gone`: listed by itself until its check. */
+static void void_self(cluster_t *c, const char *gone)
+{
+    c->voided.on = 1;
+    c->voided.gen++;
+    log_info("cluster",
+             "a mark of writes this node missed went with %s: not read from until a window "
+             "check compared its copy with the other replicas",
+             gone);
+    repair_windows_void(c->repair, c->voided.gen, cluster_move_settle_ms(c));
+    if (cluster_hints_publish(c) < 0) log_error("cluster", "cannot publish the hint targets");
+}
+
+int cluster_void_note(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now)
+{
+    if (c->repair == NULL || old->ring == NULL || now->ring == NULL) return 0;
+    if (old->marked == NULL || now->marked == NULL) return 0;
+    const char *gone = departed(old, now);
+    if (gone == NULL) return 0;
+    int again = 0;
+    for (uint32_t k = 0; k < ring_node_count(now->ring); k++) {
+        const char *id = ring_node_name(now->ring, k);
+        int ko = ring_node_find(old->ring, id);
+        if (ko < 0 || !old->marked[ko] || now->marked[k]) continue;
+        if ((int)k == now->self) {
+            void_self(c, gone);
+        } else {
+            log_info("cluster",
+                     "a mark on %s went with %s: not read from until it lists itself (its "
+                     "window check follows)",
+                     id, gone);
+            cluster_regain_hold(c, id);
+        }
+        again = 1;
+    }
+    return again;
+}
+
+void cluster_void_checked(cluster_t *c, uint64_t gen)
+{
+    if (!c->voided.on || gen != c->voided.gen) return;
+    c->voided.on = 0;
+    log_info("cluster", "the window check after the voided mark compared every range: read "
+                        "from again");
+    if (cluster_hints_publish(c) < 0) log_error("cluster", "cannot publish the hint targets");
+    c->view_stale = 1;
+    cluster_view_refresh(c);
+}
