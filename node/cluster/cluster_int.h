@@ -474,6 +474,11 @@ void cluster_regain_finished(cluster_t *c, uint64_t gen);
  * (cluster_regain_hold) until its own entry lists it. 1 when the view
  * must be built again. */
 int cluster_void_note(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now);
+/* Loop: ring node `gone`, which this node last saw in the ring, left it
+ * while this node was down (cluster_regain_ring_before): any mark it held
+ * on this node went with it, so this node is not read from until a window
+ * check of its own compared its copy, as above. */
+void cluster_void_unseen(cluster_t *c, const char *gone);
 /* Loop: the repair thread's window check for voided mark gen compared
  * every range; if gen is still the latest, this node is read from again. */
 void cluster_void_checked(cluster_t *c, uint64_t gen);

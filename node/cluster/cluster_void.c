@@ -19,7 +19,9 @@
  *   entry lists it, so the gossip rounds before its word arrives are
  *   covered as well.
  * A mark lifted in the same view (its writes delivered) is taken as voided
- * too: it costs one window check, never a short answer.
+ * too: it costs one window check, never a short answer. So does a removal
+ * that happened while this node was down (cluster_void_unseen): whether the
+ * removed node held a mark on it is not known any more.
  */
 #include <string.h>
 
@@ -36,17 +38,26 @@ static const char *departed(const cluster_view_t *old, const cluster_view_t *now
     return NULL;
 }
 
-/* This node's mark went with `gone`: listed by itself until its check. */
-static void void_self(cluster_t *c, const char *gone)
+/* This node's mark went with `gone` (how: why): listed by itself until a
+ * check that starts from now compared its copy. */
+static void void_self(cluster_t *c, const char *gone, const char *why)
 {
+    if (!c->voided.on)
+        log_info("cluster",
+                 "%s %s: not read from until a window check compared its copy with the other "
+                 "replicas",
+                 gone, why);
     c->voided.on = 1;
     c->voided.gen++;
-    log_info("cluster",
-             "a mark of writes this node missed went with %s: not read from until a window "
-             "check compared its copy with the other replicas",
-             gone);
     repair_windows_void(c->repair, c->voided.gen, cluster_move_settle_ms(c));
     if (cluster_hints_publish(c) < 0) log_error("cluster", "cannot publish the hint targets");
+}
+
+void cluster_void_unseen(cluster_t *c, const char *gone)
+{
+    if (c->repair != NULL)
+        void_self(c, gone, "left the ring while this node was down (a mark it held on this node, "
+                           "if any, went with it)");
 }
 
 int cluster_void_note(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now)
@@ -61,7 +72,7 @@ int cluster_void_note(cluster_t *c, const cluster_view_t *old, const cluster_vie
         int ko = ring_node_find(old->ring, id);
         if (ko < 0 || !old->marked[ko] || now->marked[k]) continue;
         if ((int)k == now->self) {
-            void_self(c, gone);
+            void_self(c, gone, "left the ring with a mark of writes this node missed");
         } else {
             log_info("cluster",
                      "a mark on %s went with %s: not read from until it lists itself (its "

@@ -115,13 +115,29 @@ void repair_request_init(Flamedb__Cluster__RepairRequest *q, Flamedb__Cluster__R
 }
 
 void repair_ids_request_init(Flamedb__Cluster__RepairRequest *q, uint64_t lo, uint64_t hi,
-                             int64_t from_s, int64_t until_s, Flamedb__Cluster__SeenEntry *after)
+                             int64_t from_s, int64_t until_s, repair_ids_cursor_t *cur)
 {
     repair_request_init(q, RK(IDS), from_s, until_s);
     q->lo = lo;
     q->hi = hi;
     q->limit = REPAIR_IDS_PAGE;
-    q->after = after;
+    q->after = cur->set ? &cur->after : NULL;
+}
+
+void repair_ids_cursor_next(repair_ids_cursor_t *cur, Flamedb__Cluster__SeenEntry *const *entries,
+                            size_t n)
+{
+    if (n == 0) return;
+    const Flamedb__Cluster__SeenEntry *l = entries[n - 1];
+    snprintf(cur->tenant, sizeof cur->tenant, "%s", l->tenant);
+    memcpy(cur->pid, l->profile_id.data, 16);
+    flamedb__cluster__seen_entry__init(&cur->after);
+    cur->after.tenant = cur->tenant;
+    cur->after.token = l->token;
+    cur->after.series_id = l->series_id;
+    cur->after.profile_id = (ProtobufCBinaryData){16, cur->pid};
+    cur->after.time_ns = l->time_ns;
+    cur->set = 1;
 }
 
 /* When the thread must wake next (unix ms; UINT64_MAX: when signalled). */

@@ -718,10 +718,24 @@ int repair_call(repair_t *r, const char *peer, Flamedb__Cluster__RepairRequest *
                 cluster_msg_t *ans, errmsg_t *em);
 void repair_request_init(Flamedb__Cluster__RepairRequest *q, Flamedb__Cluster__RepairKind kind,
                          int64_t from_s, int64_t until_s);
+/* Where a paged IDS request goes on: a copy of the last entry of the page
+ * before (its tenant and profile id held here), or none before the first
+ * page. A seen index scan ignores its time; a profile_trees scan orders by
+ * it (storage_ptree_scan). */
+typedef struct repair_ids_cursor {
+    Flamedb__Cluster__SeenEntry after;
+    char tenant[RING_TENANT_MAX + 1];
+    uint8_t pid[16];
+    int set; /* 0 (as zeroed): from the first entry */
+} repair_ids_cursor_t;
+/* cur pages on after the last of a page's n entries (none: unchanged). */
+void repair_ids_cursor_next(repair_ids_cursor_t *cur, Flamedb__Cluster__SeenEntry *const *entries,
+                            size_t n);
 /* An IDS request: one page (REPAIR_IDS_PAGE entries) of the ids of [lo, hi]
- * in [from_s, until_s), after the entry after (NULL: from the first). */
+ * in [from_s, until_s), where cur says (q points into cur: keep it while q
+ * is used). */
 void repair_ids_request_init(Flamedb__Cluster__RepairRequest *q, uint64_t lo, uint64_t hi,
-                             int64_t from_s, int64_t until_s, Flamedb__Cluster__SeenEntry *after);
+                             int64_t from_s, int64_t until_s, repair_ids_cursor_t *cur);
 /* Repair thread, leaving: 0 when every node that takes over ranges of this
  * node holds, by digest, every profile this node holds of them (per range
  * and hour, at least this node's count; an equal count with an equal

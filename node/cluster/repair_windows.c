@@ -167,19 +167,6 @@ typedef struct pull {
     uint64_t fetched; /* of those, stored here (the others' trees are not kept) */
 } pull_t;
 
-static void after_of(const Flamedb__Cluster__SeenEntry *l, char *tenant, uint8_t *pid,
-                     Flamedb__Cluster__SeenEntry *after)
-{
-    snprintf(tenant, RING_TENANT_MAX + 1, "%s", l->tenant);
-    memcpy(pid, l->profile_id.data, 16);
-    flamedb__cluster__seen_entry__init(after);
-    after->tenant = tenant;
-    after->token = l->token;
-    after->series_id = l->series_id;
-    after->profile_id = (ProtobufCBinaryData){16, pid};
-    after->time_ns = l->time_ns;
-}
-
 /* 2 when this node holds the profile_trees entry of e (it is among those
  * this node's ids counted), 1 when only its seen entry (stored, say
  * untreed by a stream: a write of it would be skipped, but it is not
@@ -212,14 +199,12 @@ static int fetch_wanted(repair_t *r, const char *peer, repair_wants_t *w, pull_t
 static int pull_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t from_s,
                          int64_t until_s, pull_t *p, repair_stats_t *st, errmsg_t *em)
 {
-    Flamedb__Cluster__SeenEntry after;
-    char tenant[RING_TENANT_MAX + 1] = "";
-    uint8_t pid[16];
+    repair_ids_cursor_t cur = {0};
     repair_wants_t w = {0};
-    int more = 1, first = 1, rc = 0;
+    int more = 1, rc = 0;
     while (rc == 0 && more && !r->closing) {
         Flamedb__Cluster__RepairRequest q;
-        repair_ids_request_init(&q, lo, hi, from_s, until_s, first ? NULL : &after);
+        repair_ids_request_init(&q, lo, hi, from_s, until_s, &cur);
         q.profiles_from_s = from_s; /* an older node: seen entries */
         cluster_msg_t ans = {0};
         if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) break;
@@ -237,8 +222,7 @@ static int pull_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi
         }
         if (rc == 0 && w.n >= REPAIR_WANT_MAX) rc = fetch_wanted(r, peer, &w, p, st, em);
         more = a->more && a->n_entries > 0;
-        if (a->n_entries > 0) after_of(a->entries[a->n_entries - 1], tenant, pid, &after);
-        first = 0;
+        repair_ids_cursor_next(&cur, a->entries, a->n_entries);
         cluster_msg_free(&ans);
     }
     if (rc == 0 && !r->closing) rc = fetch_wanted(r, peer, &w, p, st, em);

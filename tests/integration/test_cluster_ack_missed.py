@@ -23,12 +23,17 @@ them. Hinted handoff is off (--hints-max-bytes 0).
   removal must not make n1 (which acknowledged them) take n2's copy, and
   the window check that follows a member's loss must make n2 whole: each
   alone answers exactly;
-- test_voided_mark_not_read_before_check: as the one before, but n1 (the
-  only other replica) is stopped when n0 is removed through n2: the
-  removal voids n0's mark on n2, and n2 must not answer from its copy
-  until a window check after the removal compared it with n1. Polled from
-  the removal on, every answer through n2 is exact, flagged partial or
-  refused, never short and unflagged; once n1 runs again n2 ends exact;
+- test_voided_mark_not_read_before_check: as the one before, but n2 runs
+  window checks only on demand and n1 (the only other replica) is stopped
+  when n0 is removed through n2: the removal voids n0's mark on n2, and n2
+  must not answer from its copy until a window check after the removal
+  compared it with n1. Polled from the removal on, every answer through n2
+  is flagged partial or refused, never short and unflagged; once n1 runs
+  again n2 is read again and ends exact;
+- test_removed_while_down_not_read_before_check: n0, holding the mark
+  on n2, is removed while n2 is down; n2 starts again (window checks on
+  demand): it is not read until its own window check compared its copy,
+  and then answers exactly alone;
 - test_replica_restarts_empty: n2 loses its data dir (kill -9, wiped) and
   restarts with the same id: every answer through every node, polled all
   along, is exact, flagged partial or refused, never short and unflagged,
@@ -271,6 +276,37 @@ def test_voided_mark_not_read_before_check():
         print("    n2 read again %.1f s after n1 ran again" % (time.monotonic() - t0))
         took = watch_until_exact(c, [1, 2], want, frm, until, 2)
         print("    every node exact %.1f s later" % took)
+        alone_exact(c, [1, 2], want, frm, until)
+
+
+def test_removed_while_down_not_read_before_check():
+    """n2 misses acknowledged old writes through n0, whose mark on n2 is
+    gossiped; n2 stays down (killed) while n0 is killed and removed through
+    n1. n2 then starts with window checks only on demand: no member lists
+    it, and it cannot tell whether n0 held a mark on it, so it is not read
+    until a window check of its own after the start compared its copy with
+    n1's. Polled from its start, every answer through n2 is exact, flagged
+    partial or refused; once read again, n2 answers exactly alone. Before,
+    n2 was read as whole once it had heard from n1, and alone answered short
+    until the next flamectl cluster repair."""
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    with Cluster(3, rf=3, write_quorum=2, args=ARGS) as c:
+        want = preload(c, 0, "akd", now, 24, 4)
+        wait_no_marks(c, [0, 1, 2])
+        add(want, ack_missed(c, 0, 2, want, 9500, now - 7100))
+        wait_for("n1 hears n0's mark on n2", lambda: mark_on(c, 1, 0, 2), timeout=60)
+        c.kill(0)
+        c.wait_state(0, "down", observers=[1], timeout=60)
+        r = c.nodes[1].request("POST", "/cluster/remove?node=n0")
+        assert r.status == 200, r
+        c.wait_state(0, "left", observers=[1], timeout=60)
+        c.restart(2, extra=["--repair-windows-interval", "0"], ready=False)
+        t0 = time.monotonic()
+        took = watch_until_exact(c, [2], want, frm, until, 2)
+        wait_for("n2 read again", lambda: not marks(c, 2) and not marks(c, 1), timeout=60)
+        print("    n2 exact through itself %.1f s after its start, read again after %.1f s"
+              % (took, time.monotonic() - t0))
         alone_exact(c, [1, 2], want, frm, until)
 
 
