@@ -56,8 +56,9 @@ static void void_self(cluster_t *c, const char *gone, const char *why)
 void cluster_void_unseen(cluster_t *c, const char *gone)
 {
     if (c->repair != NULL)
-        void_self(c, gone, "left the ring while this node was down (a mark it held on this node, "
-                           "if any, went with it)");
+        void_self(c, gone,
+                  "left the ring while this node was down (a mark it held on this node, "
+                  "if any, went with it)");
 }
 
 int cluster_void_note(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now)
