@@ -151,6 +151,10 @@ int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
 /* Present while a node that could not tell what it gained repairs every
  * range it replicates (cluster_full.c): a restart keeps it unread. */
 #define CLUSTER_FULL_FILE "regain.full"
+/* Present while a node whose repair mark went with a member that left the
+ * ring waits for its window check (cluster_void.c): a restart keeps it
+ * unread. Its presence is what counts; it holds a header and an end line. */
+#define CLUSTER_VOID_FILE "regain.void"
 /* regain.ring's modification time is kept at most this old while the node
  * runs (a quarter of --forget-left-after when that is shorter). */
 #define CLUSTER_RING_TOUCH_MAX_MS 60000
@@ -474,6 +478,13 @@ void cluster_regain_finished(cluster_t *c, uint64_t gen);
  * (cluster_regain_hold) until its own entry lists it. 1 when the view
  * must be built again. */
 int cluster_void_note(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now);
+/* Whether DATA_DIR/regain.void is there (one that cannot be told counts
+ * as there: logged), into c->voided; 0 or an error for a data dir path too
+ * long. */
+int cluster_void_load(cluster_t *c, errmsg_t *em);
+/* Loop, once the repair part is open: a voided mark a restart cut short
+ * asks for its window check again and lists this node. */
+void cluster_void_start(cluster_t *c);
 /* Loop: ring node `gone`, which this node last saw in the ring, left it
  * while this node was down (cluster_regain_ring_before): any mark it held
  * on this node went with it, so this node is not read from until a window

@@ -18,15 +18,73 @@
  * - every other node holds it unread (cluster_regain_hold) until its own
  *   entry lists it, so the gossip rounds before its word arrives are
  *   covered as well.
+ * DATA_DIR/regain.void is there while the node waits, so a restart keeps
+ * it unread and asks for the check again.
  * A mark lifted in the same view (its writes delivered) is taken as voided
  * too: it costs one window check, never a short answer. So does a removal
  * that happened while this node was down (cluster_void_unseen): whether the
  * removed node held a mark on it is not known any more.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "node/cluster/repair_int.h"
+
+#define VOID_HEADER "flamedb-void 1"
+
+static int void_path(const cluster_t *c, char *out, size_t n)
+{
+    return snprintf(out, n, "%s/%s", c->data_dir, CLUSTER_VOID_FILE) < (int)n
+               ? 0
+               : ERR_INVALID_ARGUMENT;
+}
+
+/* DATA_DIR/regain.void written (on) or removed; an error is logged (the
+ * flag holds in memory all the same; a file left behind costs a check
+ * after a restart, one not written leaves a restart unaware). */
+static void void_save(cluster_t *c, int on)
+{
+    char path[CLUSTER_SETTING_MAX + 16];
+    int rc = void_path(c, path, sizeof path);
+    errmsg_t em = {{0}};
+    if (rc == 0 && !on && unlink(path) != 0 && errno != ENOENT)
+        rc = errmsg_set(&em, ERR_IO, "%s: cannot remove: %s", path, strerror(errno));
+    if (rc == 0 && on) {
+        buf_t b;
+        buf_init(&b, BUF_UNLIMITED);
+        rc = buf_printf(&b, "%s\n", VOID_HEADER);
+        if (rc == 0) rc = cluster_statefile_finish(&b, 0);
+        if (rc == 0) rc = cluster_statefile_write(c->data_dir, path, &b, &em);
+        buf_free(&b);
+    }
+    if (rc != 0) log_error("cluster", "the voided mark's file: %s", errmsg_text(&em, rc));
+}
+
+int cluster_void_load(cluster_t *c, errmsg_t *em)
+{
+    char path[CLUSTER_SETTING_MAX + 16];
+    if (void_path(c, path, sizeof path) != 0)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT, "data dir path too long");
+    if (access(path, F_OK) != 0) {
+        if (errno == ENOENT) return 0;
+        log_warn("cluster", "%s: %s: taken as present", path, strerror(errno)); /* cannot tell */
+    }
+    c->voided.on = 1;
+    c->voided.gen = 1;
+    log_info("cluster", "resuming: a mark of writes this node missed went with a member that "
+                        "left: not read from until a window check compared its copy");
+    return 0;
+}
+
+void cluster_void_start(cluster_t *c)
+{
+    if (!c->voided.on) return;
+    repair_windows_void(c->repair, c->voided.gen, cluster_move_settle_ms(c));
+    if (cluster_hints_publish(c) < 0) log_error("cluster", "cannot publish the hint targets");
+}
 
 /* The first ring node of old (not this node) that now's ring lacks, or NULL. */
 static const char *departed(const cluster_view_t *old, const cluster_view_t *now)
@@ -47,6 +105,7 @@ static void void_self(cluster_t *c, const char *gone, const char *why)
                  "%s %s: not read from until a window check compared its copy with the other "
                  "replicas",
                  gone, why);
+    if (!c->voided.on) void_save(c, 1); /* before it is published: a restart keeps it */
     c->voided.on = 1;
     c->voided.gen++;
     repair_windows_void(c->repair, c->voided.gen, cluster_move_settle_ms(c));
@@ -89,6 +148,7 @@ int cluster_void_note(cluster_t *c, const cluster_view_t *old, const cluster_vie
 void cluster_void_checked(cluster_t *c, uint64_t gen)
 {
     if (!c->voided.on || gen != c->voided.gen) return;
+    void_save(c, 0);
     c->voided.on = 0;
     log_info("cluster", "the window check after the voided mark compared every range: read "
                         "from again");

@@ -141,6 +141,11 @@ void repair_windows_soon(repair_t *r, uint64_t after_ms);
  * marked). The first check that started after this call and did compare
  * them all tells the loop (cluster_void_checked with gen). */
 void repair_windows_void(repair_t *r, uint64_t gen, uint64_t after_ms);
+/* Repair thread, after a pass that could not run the window check (it was
+ * incomplete, or the node streams or regains ranges): while a voided mark
+ * waits for one, another pass a settle margin later. Every pass that can
+ * run the check runs it while one waits. */
+void repair_windows_void_later(repair_t *r);
 
 /* Handlers: REPAIR (body decoded on the loop; served on the pool) and
  * REPAIR_ANSWER (envelope only; the pass's thread decodes the body). */
@@ -778,11 +783,11 @@ void repair_full_lift_release(repair_t *r);
 int repair_regain_pending(repair_t *r);
 
 /* repair_windows.c, repair thread, at the end of a complete pass (not
- * during a move, a regain or a full repair): when asked for on demand or
- * due, compares per range the totals of the windows older than the seen
- * span with every other replica's and hands the ranges where another holds
- * more to the loop (repair_windows_take), to be cleared and streamed whole
- * from that replica. */
+ * during a move, a regain or a full repair): when asked for on demand, due,
+ * or while a voided mark waits for one (repair_windows_void), compares per range the totals of the
+ * windows older than the seen span with every other replica's and hands the ranges where another
+ * holds more to the loop (repair_windows_take), to be cleared and streamed whole from that replica.
+ */
 void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *st);
 /* One compared copy of a range for repair_windows_pick: its sums
  * (REPAIR_WINDOW_BUCKETS x STORAGE_RESOLUTION_COUNT, borrowed) and whether

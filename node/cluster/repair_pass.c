@@ -624,6 +624,8 @@ int repair_pass_run(repair_t *r, buf_t *out)
     repair_regain_after(r, complete, t0);
     if (complete && holds && v->self >= 0 && !st.moving && windows_free(r))
         repair_windows_check(r, v, &st);
+    else
+        repair_windows_void_later(r); /* a voided mark's check: a later pass */
     r->last.complete = complete;
     r->last.holds = holds;
     r->last.joining = v->ring != NULL && v->self < 0 && in_pending(v);

@@ -431,13 +431,29 @@ static void check_range(repair_t *r, const cluster_view_t *v, ring_range_t f, in
              (unsigned long long)f.start, (unsigned long long)f.end, src);
 }
 
+/* The voided mark a check starting now answers (0: none pending). */
+static uint64_t void_pending(repair_t *r)
+{
+    uv_mutex_lock(&r->mu);
+    uint64_t gen = r->wc.void_gen > r->wc.void_checked ? r->wc.void_gen : 0;
+    uv_mutex_unlock(&r->mu);
+    return gen;
+}
+
 static int due(repair_t *r, uint64_t now)
 {
     uv_mutex_lock(&r->mu);
     int demanded = r->wc.demanded;
     r->wc.demanded = 0;
     uv_mutex_unlock(&r->mu);
-    return demanded || (r->o.windows_interval_ms > 0 && now >= r->wc.due_ms);
+    return demanded || void_pending(r) != 0 ||
+           (r->o.windows_interval_ms > 0 && now >= r->wc.due_ms);
+}
+
+void repair_windows_void_later(repair_t *r)
+{
+    uint64_t gen = void_pending(r);
+    if (gen != 0) repair_windows_void(r, gen, r->soon_gap_ms);
 }
 
 /* The voided mark gen (0: none) a check that started with it pending
@@ -460,15 +476,6 @@ static void answer_void(repair_t *r, uint64_t gen, const repair_stats_t *st)
     uv_mutex_lock(&r->mu);
     if (gen > r->wc.void_checked) r->wc.void_checked = r->wc.void_done = gen;
     uv_mutex_unlock(&r->mu);
-}
-
-/* The voided mark a check starting now answers (0: none pending). */
-static uint64_t void_pending(repair_t *r)
-{
-    uv_mutex_lock(&r->mu);
-    uint64_t gen = r->wc.void_gen > r->wc.void_checked ? r->wc.void_gen : 0;
-    uv_mutex_unlock(&r->mu);
-    return gen;
 }
 
 void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *st)

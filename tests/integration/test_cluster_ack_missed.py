@@ -30,6 +30,10 @@ them. Hinted handoff is off (--hints-max-bytes 0).
   compared it with n1. Polled from the removal on, every answer through n2
   is flagged partial or refused, never short and unflagged; once n1 runs
   again n2 is read again and ends exact;
+- test_voided_mark_kept_across_restart: n2 waits for its check after
+  n0's removal voided its mark (a long settle margin) and is killed and
+  started again: the wait is kept (DATA_DIR/regain.void), so n2 is still
+  not read until its check;
 - test_removed_while_down_not_read_before_check: n0, holding the mark
   on n2, is removed while n2 is down; n2 starts again (window checks on
   demand): it is not read until its own window check compared its copy,
@@ -276,6 +280,48 @@ def test_voided_mark_not_read_before_check():
         print("    n2 read again %.1f s after n1 ran again" % (time.monotonic() - t0))
         took = watch_until_exact(c, [1, 2], want, frm, until, 2)
         print("    every node exact %.1f s later" % took)
+        alone_exact(c, [1, 2], want, frm, until)
+
+
+def test_voided_mark_kept_across_restart():
+    """n2 misses acknowledged old writes through n0, whose mark on n2 is
+    gossiped; n0 is killed, n2 restarted with window checks on demand and a
+    long settle margin (--join-settle 20s: the check after a voided mark
+    comes 20 s later), and n0 removed through n1: n2 waits for its check.
+    n2 is killed meanwhile and started again: the wait is kept in
+    DATA_DIR/regain.void, so with n1 stopped (seen down) every answer
+    through n2 in the seconds after its start is flagged partial or
+    refused; it is read again once its check compared its copy, and then
+    answers exactly alone. Before, the restart forgot the wait and n2
+    answered short and unflagged as soon as it had heard from n1."""
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    slow = ["--repair-windows-interval", "0", "--join-settle", "20s"]
+    with Cluster(3, rf=3, write_quorum=2, args=ARGS) as c:
+        want = preload(c, 0, "akk", now, 24, 4)
+        wait_no_marks(c, [0, 1, 2])
+        add(want, ack_missed(c, 0, 2, want, 9600, now - 7100))
+        wait_for("n1 hears n0's mark on n2", lambda: mark_on(c, 1, 0, 2), timeout=60)
+        c.kill(0)
+        c.restart(2, extra=slow)
+        c.wait_state(0, "down", observers=[1, 2], timeout=60)
+        wait_for("n2 hears n0's mark on it", lambda: mark_on(c, 2, 0, 2), timeout=60)
+        r = c.nodes[1].request("POST", "/cluster/remove?node=n0")
+        assert r.status == 200, r
+        wait_for("n2 waits for its check", lambda: any(
+            "left the ring with a mark" in x for x in c.nodes[2].log), timeout=30)
+        c.kill(2)
+        c.restart(2, extra=slow)
+        t0 = time.monotonic()
+        with c.paused([1], 2):
+            bad, seen = watch(c, 2, want, frm, until, 4)
+        print("    n2 started again, n1 away: %d answers through n2 flagged partial, %d "
+              "refused, of %d; %d short and unflagged%s (%.1f s after the start)"
+              % (seen[0], seen[1], seen[2], len(bad), (": %r" % bad[:4]) if bad else "",
+                 time.monotonic() - t0))
+        assert not bad, "n2 answered short, unflagged: %r" % bad[:10]
+        wait_for("n2 read again", lambda: not marks(c, 2) and not marks(c, 1), timeout=90)
+        print("    n2 read again %.1f s after its start" % (time.monotonic() - t0))
         alone_exact(c, [1, 2], want, frm, until)
 
 
