@@ -100,12 +100,13 @@ static const char *departed(const cluster_view_t *old, const cluster_view_t *now
  * check that starts from now compared its copy. */
 static void void_self(cluster_t *c, const char *gone, const char *why)
 {
-    if (!c->voided.on)
+    if (!c->voided.on) {
         log_info("cluster",
                  "%s %s: not read from until a window check compared its copy with the other "
                  "replicas",
                  gone, why);
-    if (!c->voided.on) void_save(c, 1); /* before it is published: a restart keeps it */
+        void_save(c, 1); /* before it is published: a restart keeps it */
+    }
     c->voided.on = 1;
     c->voided.gen++;
     repair_windows_void(c->repair, c->voided.gen, cluster_move_settle_ms(c));
