@@ -470,9 +470,9 @@ void cluster_regain_finished(cluster_t *c, uint64_t gen);
 
 /* ---------- marks voided by a member leaving (cluster_void.c) ---------- */
 
-/* Loop, after a new view replaced old: when now dropped a ring node of old
- * and a ring node some other member listed in old lists none in now (its
- * mark may have gone with the node), that node is not read from until a
+/* Loop, after a new view replaced old: when a node left old's ring (or a
+ * joining node of old is in neither of now's rings) and a ring node some other member listed in old
+ * lists none in now (its mark may have gone with the node), that node is not read from until a
  * window check of its own after the change compared its copy: this node
  * lists itself and asks the repair thread for the check, another is held
  * (cluster_regain_hold) until its own entry lists it. 1 when the view

@@ -8,7 +8,8 @@
  * good, decommissioned, or back as a new node with an empty data dir) its
  * list goes with its entry, and nothing says any more that the replica is
  * short: read at once, it answers short and unflagged until a window check
- * compares its copy. So when a view drops a ring node, every ring node that
+ * compares its copy. So when a view drops a node of its rings (current or
+ * pending: a joining node coordinates writes too), every ring node that
  * another member listed in the view before and none lists now is unread
  * until its own window check after the change compared every range it
  * replicates with every other replica (repair_windows_void):
@@ -86,13 +87,26 @@ void cluster_void_start(cluster_t *c)
     if (cluster_hints_publish(c) < 0) log_error("cluster", "cannot publish the hint targets");
 }
 
-/* The first ring node of old (not this node) that now's ring lacks, or NULL. */
+/* Whether id is in ring r (NULL: none). */
+static int in_ring(const ring_t *r, const char *id)
+{
+    return r != NULL && ring_node_find(r, id) >= 0;
+}
+
+/* The first node, not this one, that left old's current ring (removed,
+ * decommissioned, or back empty as a joining node: its marks are gone
+ * either way) or old's pending ring for neither of now's (a joining node
+ * coordinates writes too); NULL when none did. */
 static const char *departed(const cluster_view_t *old, const cluster_view_t *now)
 {
-    for (uint32_t i = 0; i < ring_node_count(old->ring); i++) {
-        const char *id = ring_node_name(old->ring, i);
-        if ((int)i != old->self && ring_node_find(now->ring, id) < 0) return id;
-    }
+    const ring_t *rings[2] = {old->ring, old->pending};
+    for (int k = 0; k < 2; k++)
+        for (uint32_t i = 0; rings[k] != NULL && i < ring_node_count(rings[k]); i++) {
+            const char *id = ring_node_name(rings[k], i);
+            int self = old->self_id != NULL && strcmp(id, old->self_id) == 0;
+            int stays = in_ring(now->ring, id) || (k == 1 && in_ring(now->pending, id));
+            if (!self && !stays) return id;
+        }
     return NULL;
 }
 
