@@ -510,7 +510,9 @@ static const opt_t options[] = {
      "for on demand (flamectl cluster repair) always run it, and so does a pass run a settle "
      "margin (--join-settle) after another member goes down or leaves the ring "
      "(a coordinator gone may take the marks of writes a replica missed); 0 = only on "
-     "demand."},
+     "demand, except on a replica whose repair mark went with a member that left the ring: "
+     "it is not read from until such a check compared its copy (docs/cluster.md, \"A mark "
+     "that leaves with its holder\")."},
     {"stream-max-mb-per-s", OPT_U32, FIELD(cluster.stream_max_mb_per_s, uint32_t), "0", 0, 0,
      100000,
      "Megabytes (10^6 bytes) per second a repair pass of this node fetches and streams in at "

@@ -529,6 +529,7 @@ int cluster_new(uv_loop_t *loop, const cluster_config_t *cfg, const char *data_d
     if (rc == ERR_OK && c->transport) rc = cluster_full_load(c, em);
     if (rc == ERR_OK && c->transport) rc = cluster_regain_load(c, em);
     if (rc == ERR_OK && c->transport) rc = cluster_regain_ring_load(c, em);
+    if (rc == ERR_OK && c->transport) rc = cluster_void_load(c, em);
     if (rc == ERR_OK && (c->unheard = cluster_move_must_hear(c, had_identity)) != 0 &&
         cluster_hints_publish(c) < 0)
         rc = errmsg_set(em, ERR_NOMEM, "cannot list this node in its own hints_for");

@@ -151,6 +151,10 @@ int cluster_set_hint_targets(cluster_t *c, const char *const *ids, size_t n);
 /* Present while a node that could not tell what it gained repairs every
  * range it replicates (cluster_full.c): a restart keeps it unread. */
 #define CLUSTER_FULL_FILE "regain.full"
+/* Present while a node whose repair mark went with a member that left the
+ * ring waits for its window check (cluster_void.c): a restart keeps it
+ * unread. Its presence is what counts; it holds a header and an end line. */
+#define CLUSTER_VOID_FILE "regain.void"
 /* regain.ring's modification time is kept at most this old while the node
  * runs (a quarter of --forget-left-after when that is shorter). */
 #define CLUSTER_RING_TOUCH_MAX_MS 60000
@@ -349,6 +353,13 @@ struct cluster {
         uint64_t until_ms;
     } * gainers;
     size_t ngainers, gainers_cap;
+    /* A repair mark on this node that went with a member leaving the ring
+     * (cluster_void.c): on while it lists itself in its own hints_for, until
+     * a window check after it compared its copy; gen changes with each. */
+    struct {
+        int on;
+        uint64_t gen;
+    } voided;
     int view_stale; /* rebuild the view even if membership did not change */
 };
 
@@ -456,6 +467,32 @@ int cluster_regain_note(cluster_t *c, const cluster_view_t *old, const cluster_v
 /* Loop: the repair thread streamed regain generation gen and a complete
  * pass followed: the file goes, the node is read from again. */
 void cluster_regain_finished(cluster_t *c, uint64_t gen);
+
+/* ---------- marks voided by a member leaving (cluster_void.c) ---------- */
+
+/* Loop, after a new view replaced old: when a node left old's ring (or a
+ * joining node of old is in neither of now's rings) and a ring node some other member listed in old
+ * lists none in now (its mark may have gone with the node), that node is not read from until a
+ * window check of its own after the change compared its copy: this node
+ * lists itself and asks the repair thread for the check, another is held
+ * (cluster_regain_hold) until its own entry lists it. 1 when the view
+ * must be built again. */
+int cluster_void_note(cluster_t *c, const cluster_view_t *old, const cluster_view_t *now);
+/* Whether DATA_DIR/regain.void is there (one that cannot be told counts
+ * as there: logged), into c->voided; 0 or an error for a data dir path too
+ * long. */
+int cluster_void_load(cluster_t *c, errmsg_t *em);
+/* Loop, once the repair part is open: a voided mark a restart cut short
+ * asks for its window check again and lists this node. */
+void cluster_void_start(cluster_t *c);
+/* Loop: ring node `gone`, which this node last saw in the ring, left it
+ * while this node was down (cluster_regain_ring_before): any mark it held
+ * on this node went with it, so this node is not read from until a window
+ * check of its own compared its copy, as above. */
+void cluster_void_unseen(cluster_t *c, const char *gone);
+/* Loop: the repair thread's window check for voided mark gen compared
+ * every range; if gen is still the latest, this node is read from again. */
+void cluster_void_checked(cluster_t *c, uint64_t gen);
 void cluster_regain_free(cluster_t *c);
 /* Adds [lo, hi] to c->regain unless listed; 0 or ERR_NOMEM. */
 int cluster_regain_add(cluster_t *c, uint64_t lo, uint64_t hi);
@@ -478,6 +515,11 @@ void cluster_regain_windows(cluster_t *c, const uint64_t *lo, const uint64_t *hi
 /* Loop, building a view: 1 when ring node `id` (its member entry m) must
  * not serve reads as a gainer of a removal that has not yet said so itself. */
 int cluster_regain_gainer(cluster_t *c, const char *id, const ring_member_t *m);
+/* Loop: ring node id is not read from (the views that follow) until its
+ * own entry lists it in its hints_for, or for twice the settle margin while
+ * it is up without doing so: its own word on a change it takes part in
+ * (a removal's gains, a voided mark) has not arrived yet. */
+void cluster_regain_hold(cluster_t *c, const char *id);
 /* Loop, every gossip round: a view without the gainers whose margin ran out. */
 void cluster_regain_tick(cluster_t *c);
 /* cluster_regain_ring.c. Reads DATA_DIR/regain.ring (no file: none; a

@@ -257,16 +257,21 @@ static void note_gainers(cluster_t *c, const cluster_view_t *old, const cluster_
         int gains = rc == 0 && gained.n > 0;
         ring_ranges_free(&gained);
         ring_ranges_free(&lost);
-        if (!gains) continue;
-        char *dup = strdup(id);
-        if (dup == NULL || GROW(c->gainers, c->gainers_cap, c->ngainers + 1, RING_MAX_NODES) != 0) {
-            free(dup);
-            continue;
-        }
-        c->gainers[c->ngainers].id = dup;
-        c->gainers[c->ngainers++].until_ms = uv_now(c->loop) + gainer_margin(c);
-        c->view_stale = 1;
+        if (gains) cluster_regain_hold(c, id);
     }
+}
+
+void cluster_regain_hold(cluster_t *c, const char *id)
+{
+    char *dup = strdup(id);
+    if (dup == NULL || GROW(c->gainers, c->gainers_cap, c->ngainers + 1, RING_MAX_NODES) != 0) {
+        free(dup);
+        log_error("cluster", "cannot hold %s unread until it lists itself: out of memory", id);
+        return;
+    }
+    c->gainers[c->ngainers].id = dup;
+    c->gainers[c->ngainers++].until_ms = uv_now(c->loop) + gainer_margin(c);
+    c->view_stale = 1;
 }
 
 int cluster_regain_gainer(cluster_t *c, const char *id, const ring_member_t *m)

@@ -378,6 +378,9 @@ int cluster_regain_ring_before(cluster_t *c, const cluster_view_t *old, const cl
                      "the ranges this node gains",
                      x->id);
             removed = 1;
+            /* not seen leaving (a view of this process had it: cluster_void_note) */
+            if (old == NULL || old->ring == NULL || ring_node_find(old->ring, x->id) < 0)
+                cluster_void_unseen(c, x->id);
         }
         if (kind >= 1) specs[n++] = (ring_node_spec_t){x->id, x->tokens, x->ntokens};
     }

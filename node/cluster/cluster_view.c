@@ -73,8 +73,10 @@ int cluster_hints_publish(cluster_t *c)
      * reads until it caught up (cluster_regain.c); so does a restarted one
      * until it knows whether it gained any (cluster_regain_ring.c) and
      * until it heard the others' marks on it (cluster_move.c), and one
-     * that cannot tell until its full repair converged (cluster_full.c) */
-    int listed = c->regain.n > 0 || c->known.unsure || c->unheard || c->full.on;
+     * that cannot tell until its full repair converged (cluster_full.c), and
+     * one whose mark went with a member that left, until its window check
+     * compared its copy (cluster_void.c) */
+    int listed = c->regain.n > 0 || c->known.unsure || c->unheard || c->full.on || c->voided.on;
     if (listed && !self) v[n++] = c->id.node_id;
     int rc = ring_members_set_hints(c->members, v, n);
     free(v);
@@ -333,6 +335,7 @@ int cluster_view_refresh(cluster_t *c)
     if (old != NULL && members_changed(old, v))
         repair_windows_soon(c->repair, cluster_move_settle_ms(c));
     int again = old != NULL && cluster_regain_note(c, &old->pub, &v->pub);
+    if (old != NULL && cluster_void_note(c, &old->pub, &v->pub)) again = 1;
     cluster_full_evidence(c, &v->pub);
     if (old != NULL) cluster_view_release(&old->pub);
     if (again) cluster_view_refresh(c); /* this node's hints_for changed */

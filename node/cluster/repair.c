@@ -115,13 +115,29 @@ void repair_request_init(Flamedb__Cluster__RepairRequest *q, Flamedb__Cluster__R
 }
 
 void repair_ids_request_init(Flamedb__Cluster__RepairRequest *q, uint64_t lo, uint64_t hi,
-                             int64_t from_s, int64_t until_s, Flamedb__Cluster__SeenEntry *after)
+                             int64_t from_s, int64_t until_s, repair_ids_cursor_t *cur)
 {
     repair_request_init(q, RK(IDS), from_s, until_s);
     q->lo = lo;
     q->hi = hi;
     q->limit = REPAIR_IDS_PAGE;
-    q->after = after;
+    q->after = cur->set ? &cur->after : NULL;
+}
+
+void repair_ids_cursor_next(repair_ids_cursor_t *cur, Flamedb__Cluster__SeenEntry *const *entries,
+                            size_t n)
+{
+    if (n == 0) return;
+    const Flamedb__Cluster__SeenEntry *l = entries[n - 1];
+    snprintf(cur->tenant, sizeof cur->tenant, "%s", l->tenant);
+    memcpy(cur->pid, l->profile_id.data, 16);
+    flamedb__cluster__seen_entry__init(&cur->after);
+    cur->after.tenant = cur->tenant;
+    cur->after.token = l->token;
+    cur->after.series_id = l->series_id;
+    cur->after.profile_id = (ProtobufCBinaryData){16, cur->pid};
+    cur->after.time_ns = l->time_ns;
+    cur->set = 1;
 }
 
 /* When the thread must wake next (unix ms; UINT64_MAX: when signalled). */
@@ -398,7 +414,9 @@ static void on_async(uv_async_t *h)
     int rc = r->result_rc, verified = r->join_verified, left = r->leave_result;
     uint64_t left_fp = r->leave_fp;
     uint64_t regained = r->regain_done, full = r->full_done, lift = r->lift.answer;
+    uint64_t checked = r->wc.void_done;
     int granted = r->lift.granted;
+    r->wc.void_done = 0;
     r->lift.answer = 0;
     r->full_done = 0;
     r->join_verified = 0;
@@ -423,6 +441,8 @@ static void on_async(uv_async_t *h)
     if (wn > 0) cluster_regain_windows(r->c, wlo, whi, wn);
     free(wlo);
     free(whi);
+    /* after the regain took what the check handed: no read in between */
+    if (checked != 0) cluster_void_checked(r->c, checked);
     if (lift != 0) cluster_full_lift(r->c, lift, granted);
     if (gen > r->delivered_gen) {
         r->delivered_gen = gen;
@@ -485,14 +505,29 @@ void repair_run(repair_t *r, cluster_repair_fn done, void *arg)
     r->waiters = w;
 }
 
-void repair_windows_soon(repair_t *r, uint64_t after_ms)
+/* mu held: a pass with its window check after_ms from now, or sooner. */
+static void soon_locked(repair_t *r, uint64_t after_ms)
 {
-    if (r == NULL || r->o.windows_interval_ms == 0) return;
-    uv_mutex_lock(&r->mu);
     uint64_t at = repair_now_ms(r) + after_ms;
     if (r->soon_ms == 0 || at < r->soon_ms) r->soon_ms = at;
     if (after_ms > 0) r->soon_gap_ms = after_ms;
     uv_cond_broadcast(&r->cond);
+}
+
+void repair_windows_soon(repair_t *r, uint64_t after_ms)
+{
+    if (r == NULL || r->o.windows_interval_ms == 0) return;
+    uv_mutex_lock(&r->mu);
+    soon_locked(r, after_ms);
+    uv_mutex_unlock(&r->mu);
+}
+
+void repair_windows_void(repair_t *r, uint64_t gen, uint64_t after_ms)
+{
+    if (r == NULL) return;
+    uv_mutex_lock(&r->mu);
+    if (gen > r->wc.void_gen) r->wc.void_gen = gen;
+    soon_locked(r, after_ms);
     uv_mutex_unlock(&r->mu);
 }
 

@@ -133,6 +133,19 @@ void repair_run(repair_t *r, cluster_repair_fn done, void *arg);
  * replica back may have missed writes no mark names (docs/cluster.md,
  * "The window check"). */
 void repair_windows_soon(repair_t *r, uint64_t after_ms);
+/* Any thread: this node's repair mark went with a member that left the
+ * ring (cluster_void.c): a pass with its window check runs after_ms from now,
+ * whatever --repair-interval and --repair-windows-interval say, and again
+ * a settle margin after each check that could not compare every range it
+ * replicates with every other replica (one down, one refusing, one
+ * marked). The first check that started after this call and did compare
+ * them all tells the loop (cluster_void_checked with gen). */
+void repair_windows_void(repair_t *r, uint64_t gen, uint64_t after_ms);
+/* Repair thread, after a pass that could not run the window check (it was
+ * incomplete, or the node streams or regains ranges): while a voided mark
+ * waits for one, another pass a settle margin later. Every pass that can
+ * run the check runs it while one waits. */
+void repair_windows_void_later(repair_t *r);
 
 /* Handlers: REPAIR (body decoded on the loop; served on the pool) and
  * REPAIR_ANSWER (envelope only; the pass's thread decodes the body). */
@@ -267,6 +280,7 @@ typedef struct repair_stats {
     uint64_t wc_mixed;       /* of them, where neither copy holds the other */
     uint64_t wc_fetched;     /* profiles the window check fetched by id from another copy */
     uint64_t wc_deferred;    /* of them, left for the next pass (the other lacks recent ones) */
+    uint64_t wc_unseen;      /* replicas of them not compared: down or not answering */
     int wc_ran;              /* the pass ran the window check */
     uint64_t wc_ms;          /* how long it took */
     uint64_t t0_ms;          /* wall clock at the pass's start (the stream throttle's origin) */
@@ -726,6 +740,11 @@ struct repair {
         uint64_t *lo, *hi;
         size_t n, cap;
         int demanded;
+        /* under mu: the generation of the last voided mark the loop asked
+         * a check for (repair_windows_void), the last one a complete check
+         * answered, and that answer until the loop takes it (0: taken) */
+        uint64_t void_gen, void_checked, void_done;
+        uint64_t void_logged; /* thread only: the mark an incomplete check was logged for */
     } wc;
     /* thread only: the last full-repair outcome logged, passes not logged since */
     int full_logged, full_quiet;
@@ -759,10 +778,24 @@ int repair_call(repair_t *r, const char *peer, Flamedb__Cluster__RepairRequest *
                 cluster_msg_t *ans, errmsg_t *em);
 void repair_request_init(Flamedb__Cluster__RepairRequest *q, Flamedb__Cluster__RepairKind kind,
                          int64_t from_s, int64_t until_s);
+/* Where a paged IDS request goes on: a copy of the last entry of the page
+ * before (its tenant and profile id held here), or none before the first
+ * page. A seen index scan ignores its time; a profile_trees scan orders by
+ * it (storage_ptree_scan). */
+typedef struct repair_ids_cursor {
+    Flamedb__Cluster__SeenEntry after;
+    char tenant[RING_TENANT_MAX + 1];
+    uint8_t pid[16];
+    int set; /* 0 (as zeroed): from the first entry */
+} repair_ids_cursor_t;
+/* cur pages on after the last of a page's n entries (none: unchanged). */
+void repair_ids_cursor_next(repair_ids_cursor_t *cur, Flamedb__Cluster__SeenEntry *const *entries,
+                            size_t n);
 /* An IDS request: one page (REPAIR_IDS_PAGE entries) of the ids of [lo, hi]
- * in [from_s, until_s), after the entry after (NULL: from the first). */
+ * in [from_s, until_s), where cur says (q points into cur: keep it while q
+ * is used). */
 void repair_ids_request_init(Flamedb__Cluster__RepairRequest *q, uint64_t lo, uint64_t hi,
-                             int64_t from_s, int64_t until_s, Flamedb__Cluster__SeenEntry *after);
+                             int64_t from_s, int64_t until_s, repair_ids_cursor_t *cur);
 /* Repair thread, leaving: 0 when every node that takes over ranges of this
  * node holds, by digest, every profile this node holds of them (per range
  * and hour, at least this node's count; an equal count with an equal
@@ -805,11 +838,11 @@ void repair_full_lift_release(repair_t *r);
 int repair_regain_pending(repair_t *r);
 
 /* repair_windows.c, repair thread, at the end of a complete pass (not
- * during a move, a regain or a full repair): when asked for on demand or
- * due, compares per range the totals of the windows older than the seen
- * span with every other replica's and hands the ranges where another holds
- * more to the loop (repair_windows_take), to be cleared and streamed whole
- * from that replica. */
+ * during a move, a regain or a full repair): when asked for on demand, due,
+ * or while a voided mark waits for one (repair_windows_void), compares per range the totals of the
+ * windows older than the seen span with every other replica's and hands the ranges where another
+ * holds more to the loop (repair_windows_take), to be cleared and streamed whole from that replica.
+ */
 void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *st);
 /* One compared copy of a range for repair_windows_pick: its sums
  * (REPAIR_WINDOW_BUCKETS x STORAGE_RESOLUTION_COUNT, borrowed) and whether

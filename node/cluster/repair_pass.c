@@ -34,13 +34,11 @@ int repair_want_add(repair_wants_t *w, const Flamedb__Cluster__SeenEntry *e)
 static int list_missing(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t from_s,
                         int64_t until_s, repair_wants_t *w, repair_stats_t *st, errmsg_t *em)
 {
-    Flamedb__Cluster__SeenEntry after;
-    char tenant[RING_TENANT_MAX + 1] = "";
-    uint8_t pid[16];
-    int more = 1, first = 1, rc = 0;
+    repair_ids_cursor_t cur = {0};
+    int more = 1, rc = 0;
     while (rc == 0 && more && !r->closing) {
         Flamedb__Cluster__RepairRequest q;
-        repair_ids_request_init(&q, lo, hi, from_s, until_s, first ? NULL : &after);
+        repair_ids_request_init(&q, lo, hi, from_s, until_s, &cur);
         cluster_msg_t ans = {0};
         if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) break;
         const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
@@ -60,17 +58,7 @@ static int list_missing(repair_t *r, const char *peer, uint64_t lo, uint64_t hi,
             w->n = 0;
         }
         more = a->more && a->n_entries > 0;
-        if (a->n_entries > 0) { /* page on after the last entry */
-            const Flamedb__Cluster__SeenEntry *l = a->entries[a->n_entries - 1];
-            snprintf(tenant, sizeof tenant, "%s", l->tenant);
-            memcpy(pid, l->profile_id.data, 16);
-            flamedb__cluster__seen_entry__init(&after);
-            after.tenant = tenant;
-            after.token = l->token;
-            after.series_id = l->series_id;
-            after.profile_id = (ProtobufCBinaryData){16, pid};
-            first = 0;
-        }
+        repair_ids_cursor_next(&cur, a->entries, a->n_entries); /* page on after the last */
         cluster_msg_free(&ans);
     }
     return rc;
@@ -643,6 +631,8 @@ int repair_pass_run(repair_t *r, buf_t *out)
     repair_regain_after(r, complete, t0);
     if (complete && holds && v->self >= 0 && !st.moving && windows_free(r))
         repair_windows_check(r, v, &st);
+    else
+        repair_windows_void_later(r); /* a voided mark's check: a later pass */
     r->last.complete = complete;
     r->last.holds = holds;
     r->last.joining = v->ring != NULL && v->self < 0 && in_pending(v);

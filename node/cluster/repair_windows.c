@@ -171,19 +171,6 @@ typedef struct pull {
     uint64_t fetched; /* of those, stored here (the others' trees are not kept) */
 } pull_t;
 
-static void after_of(const Flamedb__Cluster__SeenEntry *l, char *tenant, uint8_t *pid,
-                     Flamedb__Cluster__SeenEntry *after)
-{
-    snprintf(tenant, RING_TENANT_MAX + 1, "%s", l->tenant);
-    memcpy(pid, l->profile_id.data, 16);
-    flamedb__cluster__seen_entry__init(after);
-    after->tenant = tenant;
-    after->token = l->token;
-    after->series_id = l->series_id;
-    after->profile_id = (ProtobufCBinaryData){16, pid};
-    after->time_ns = l->time_ns;
-}
-
 /* 2 when this node holds the profile_trees entry of e (it is among those
  * this node's ids counted), 1 when only its seen entry (stored, say
  * untreed by a stream: a write of it would be skipped, but it is not
@@ -216,14 +203,12 @@ static int fetch_wanted(repair_t *r, const char *peer, repair_wants_t *w, pull_t
 static int pull_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t from_s,
                          int64_t until_s, pull_t *p, repair_stats_t *st, errmsg_t *em)
 {
-    Flamedb__Cluster__SeenEntry after;
-    char tenant[RING_TENANT_MAX + 1] = "";
-    uint8_t pid[16];
+    repair_ids_cursor_t cur = {0};
     repair_wants_t w = {0};
-    int more = 1, first = 1, rc = 0;
+    int more = 1, rc = 0;
     while (rc == 0 && more && !r->closing) {
         Flamedb__Cluster__RepairRequest q;
-        repair_ids_request_init(&q, lo, hi, from_s, until_s, first ? NULL : &after);
+        repair_ids_request_init(&q, lo, hi, from_s, until_s, &cur);
         q.profiles_from_s = from_s; /* an older node: seen entries */
         cluster_msg_t ans = {0};
         if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) break;
@@ -241,8 +226,7 @@ static int pull_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi
         }
         if (rc == 0 && w.n >= REPAIR_WANT_MAX) rc = fetch_wanted(r, peer, &w, p, st, em);
         more = a->more && a->n_entries > 0;
-        if (a->n_entries > 0) after_of(a->entries[a->n_entries - 1], tenant, pid, &after);
-        first = 0;
+        repair_ids_cursor_next(&cur, a->entries, a->n_entries);
         cluster_msg_free(&ans);
     }
     if (rc == 0 && !r->closing) rc = fetch_wanted(r, peer, &w, p, st, em);
@@ -360,7 +344,11 @@ static uint32_t compare(repair_t *r, const cluster_view_t *v, ring_range_t f, co
     uint32_t m = 0;
     for (uint32_t k = 0; k < n && !r->closing; k++) {
         uint32_t i = reps[k];
-        if ((int)i == v->self || !v->reachable[i] || r->unanswered[i]) continue;
+        if ((int)i == v->self) continue;
+        if (!v->reachable[i] || r->unanswered[i]) { /* down: compared once it is back */
+            st->wc_unseen++;
+            continue;
+        }
         if (v->marked != NULL && v->marked[i]) { /* it missed writes: compared once it caught up */
             st->wc_deferred++;
             continue;
@@ -371,10 +359,12 @@ static uint32_t compare(repair_t *r, const cluster_view_t *v, ring_range_t f, co
         int rc = peer_sums(r, c->id, f, mine.known ? from : until_s, until_s, c, &em);
         if (rc != 0) {
             log_debug("repair", "window check with %s: %s", c->id, errmsg_text(&em, rc));
-            if (repair_rc_unanswered(rc))
-                r->unanswered[i] = 1; /* down: compared once it is back (repair_windows_soon) */
-            else
+            if (repair_rc_unanswered(rc)) {
+                r->unanswered[i] = 1; /* down: compared once it is back */
+                st->wc_unseen++;
+            } else {
                 st->wc_deferred++; /* refused (it regains the range): compared later */
+            }
             continue;
         }
         m++;
@@ -485,13 +475,51 @@ static void check_range(repair_t *r, const cluster_view_t *v, ring_range_t f, in
              (unsigned long long)f.start, (unsigned long long)f.end, src);
 }
 
+/* The voided mark a check starting now answers (0: none pending). */
+static uint64_t void_pending(repair_t *r)
+{
+    uv_mutex_lock(&r->mu);
+    uint64_t gen = r->wc.void_gen > r->wc.void_checked ? r->wc.void_gen : 0;
+    uv_mutex_unlock(&r->mu);
+    return gen;
+}
+
 static int due(repair_t *r, uint64_t now)
 {
     uv_mutex_lock(&r->mu);
     int demanded = r->wc.demanded;
     r->wc.demanded = 0;
     uv_mutex_unlock(&r->mu);
-    return demanded || (r->o.windows_interval_ms > 0 && now >= r->wc.due_ms);
+    return demanded || void_pending(r) != 0 ||
+           (r->o.windows_interval_ms > 0 && now >= r->wc.due_ms);
+}
+
+void repair_windows_void_later(repair_t *r)
+{
+    uint64_t gen = void_pending(r);
+    if (gen != 0) repair_windows_void(r, gen, r->soon_gap_ms);
+}
+
+/* The voided mark gen (0: none) a check that started with it pending
+ * answers: one that compared every range with every other replica tells
+ * the loop (on_async: cluster_void_checked); one that could not is
+ * followed by another a settle margin later, until one can. */
+static void answer_void(repair_t *r, uint64_t gen, const repair_stats_t *st)
+{
+    if (gen == 0 || r->closing) return;
+    if (st->wc_deferred > 0 || st->wc_unseen > 0) { /* said once per mark */
+        log_write(gen != r->wc.void_logged ? LOG_INFO : LOG_DEBUG, "repair",
+                  "window check after a voided mark: %llu range(s) left for later, %llu "
+                  "comparison(s) with a replica down: not read from until a check compares "
+                  "every range",
+                  (unsigned long long)st->wc_deferred, (unsigned long long)st->wc_unseen);
+        r->wc.void_logged = gen;
+        repair_windows_void(r, gen, r->soon_gap_ms);
+        return;
+    }
+    uv_mutex_lock(&r->mu);
+    if (gen > r->wc.void_checked) r->wc.void_checked = r->wc.void_done = gen;
+    uv_mutex_unlock(&r->mu);
 }
 
 void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *st)
@@ -499,6 +527,7 @@ void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *
     uint64_t now = repair_now_ms(r);
     if (!due(r, now)) return;
     if (v->ring == NULL || v->self < 0) return;
+    uint64_t voided = void_pending(r);
     int64_t from_s, until_s, horizon = (int64_t)(now / 1000) - REPAIR_MARGIN_S;
     repair_span(&r->o, (int64_t)(now / 1000), &from_s, &until_s);
     if (from_s < horizon) horizon = from_s; /* newer ones: the seen comparison's */
@@ -516,6 +545,7 @@ void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *
     /* a range left for later is checked again by the next pass, not a whole interval on */
     r->wc.due_ms = st->wc_deferred > 0 ? now : now + r->o.windows_interval_ms;
     if (st->wc_deferred > 0) repair_windows_soon(r, r->soon_gap_ms); /* not an hour later */
+    answer_void(r, voided, st);
     st->wc_ms = repair_now_ms(r) - now;
     log_debug("repair", "window check: %llu range(s) compared in %llu ms, %llu handed, %llu mixed",
               (unsigned long long)st->wc_ranges, (unsigned long long)st->wc_ms,
@@ -527,8 +557,8 @@ void repair_windows_check(repair_t *r, const cluster_view_t *v, repair_stats_t *
     r->counters.windows_profiles += st->wc_fetched;
     r->counters.windows_filled += st->wc_filled;
     r->counters.windows_inexact += st->wc_inexact;
-    int handed = r->wc.n > 0;
-    if (handed && !r->closing) uv_async_send(&r->async);
+    int tell = r->wc.n > 0 || r->wc.void_done != 0;
+    if (tell && !r->closing) uv_async_send(&r->async);
     uv_mutex_unlock(&r->mu);
 }
 

@@ -23,6 +23,21 @@ them. Hinted handoff is off (--hints-max-bytes 0).
   removal must not make n1 (which acknowledged them) take n2's copy, and
   the window check that follows a member's loss must make n2 whole: each
   alone answers exactly;
+- test_voided_mark_not_read_before_check: as the one before, but n2 runs
+  window checks only on demand and n1 (the only other replica) is stopped
+  when n0 is removed through n2: the removal voids n0's mark on n2, and n2
+  must not answer from its copy until a window check after the removal
+  compared it with n1. Polled from the removal on, every answer through n2
+  is flagged partial or refused, never short and unflagged; once n1 runs
+  again n2 is read again and ends exact;
+- test_voided_mark_kept_across_restart: n2 waits for its check after
+  n0's removal voided its mark (a long settle margin) and is killed and
+  started again: the wait is kept (DATA_DIR/regain.void), so n2 is still
+  not read until its check;
+- test_removed_while_down_not_read_before_check: n0, holding the mark
+  on n2, is removed while n2 is down; n2 starts again (window checks on
+  demand): it is not read until its own window check compared its copy,
+  and then answers exactly alone;
 - test_replica_restarts_empty: n2 loses its data dir (kill -9, wiped) and
   restarts with the same id: every answer through every node, polled all
   along, is exact, flagged partial or refused, never short and unflagged,
@@ -204,6 +219,141 @@ def test_missed_write_found_without_repair():
         lost = sorted((s, g1[s], want[s]) for s in want if g1[s] != want[s])
         print("    n1 alone: %s" % ("exact" if not lost else lost))
         assert not lost, "n1, which acknowledged them, lost writes: %r" % lost
+
+
+def mark_on(c, i, holder, target):
+    """Whether node i sees `holder`'s entry list `target` in its hints_for."""
+    return any(m["id"] == c.ids[holder] and c.ids[target] in m.get("hints_for", [])
+               for m in c.status(i)["nodes"])
+
+
+def watch(c, i, want, frm, until, seconds):
+    """Polls node i for `seconds`: [short unflagged answers], (flagged,
+    refused, asked)."""
+    t0, bad, seen = time.monotonic(), [], [0, 0, 0]
+    while time.monotonic() - t0 < seconds:
+        wrong, counts = poll(c, [i], want, frm, until)
+        bad += wrong
+        seen = [a + b for a, b in zip(seen, counts)]
+        time.sleep(0.1)
+    return bad, seen
+
+
+def test_voided_mark_not_read_before_check():
+    """n2 misses acknowledged old writes through n0, whose mark on n2 is
+    gossiped; n0 is killed and n2 restarted with window checks only on
+    demand (--repair-windows-interval 0), so no check runs when it sees n0
+    down. n1 is stopped (seen down by n2), then n0 removed through n2: the
+    removal voids the only word that n2 is short. n2 must not serve its copy
+    as whole until a window check after the removal compared it with n1:
+    while n1 is stopped every answer through n2 is flagged partial or
+    refused; once n1 runs again n2 fetches what it lacks and answers
+    exactly. Before, n2 was read as whole from the removal on (with
+    default schedules for a settle margin, until the check that follows a
+    member's loss; here until the next flamectl cluster repair)."""
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    with Cluster(3, rf=3, write_quorum=2, args=ARGS) as c:
+        want = preload(c, 0, "akv", now, 24, 4)
+        wait_no_marks(c, [0, 1, 2])
+        add(want, ack_missed(c, 0, 2, want, 9400, now - 7100))
+        wait_for("n1 hears n0's mark on n2", lambda: mark_on(c, 1, 0, 2), timeout=60)
+        c.kill(0)
+        c.restart(2, extra=["--repair-windows-interval", "0"])
+        c.wait_state(0, "down", observers=[1, 2], timeout=60)
+        wait_for("n2 hears n0's mark on it", lambda: mark_on(c, 2, 0, 2), timeout=60)
+        c.nodes[1].proc.send_signal(signal.SIGSTOP)
+        try:
+            c.wait_state(1, "down", observers=[2], timeout=60)
+            r = c.nodes[2].request("POST", "/cluster/remove?node=n0")
+            assert r.status == 200, r
+            bad, seen = watch(c, 2, want, frm, until, 8)
+        finally:
+            c.nodes[1].proc.send_signal(signal.SIGCONT)
+        print("    n1 away, 8 s after the removal: %d answers through n2 flagged partial, "
+              "%d refused, of %d; %d short and unflagged%s"
+              % (seen[0], seen[1], seen[2], len(bad), (": %r" % bad[:4]) if bad else ""))
+        assert not bad, "n2 answered short, unflagged: %r" % bad[:10]
+        c.wait_state(1, "active", observers=[2], timeout=30)
+        t0 = time.monotonic()
+        wait_for("n2 read again", lambda: not marks(c, 2) and not marks(c, 1), timeout=60)
+        print("    n2 read again %.1f s after n1 ran again" % (time.monotonic() - t0))
+        took = watch_until_exact(c, [1, 2], want, frm, until, 2)
+        print("    every node exact %.1f s later" % took)
+        alone_exact(c, [1, 2], want, frm, until)
+
+
+def test_voided_mark_kept_across_restart():
+    """n2 misses acknowledged old writes through n0, whose mark on n2 is
+    gossiped; n0 is killed, n2 restarted with window checks on demand and a
+    long settle margin (--join-settle 20s: the check after a voided mark
+    comes 20 s later), and n0 removed through n1: n2 waits for its check.
+    n2 is killed meanwhile and started again: the wait is kept in
+    DATA_DIR/regain.void, so with n1 stopped (seen down) every answer
+    through n2 in the seconds after its start is flagged partial or
+    refused; it is read again once its check compared its copy, and then
+    answers exactly alone. Before, the restart forgot the wait and n2
+    answered short and unflagged as soon as it had heard from n1."""
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    slow = ["--repair-windows-interval", "0", "--join-settle", "20s"]
+    with Cluster(3, rf=3, write_quorum=2, args=ARGS) as c:
+        want = preload(c, 0, "akk", now, 24, 4)
+        wait_no_marks(c, [0, 1, 2])
+        add(want, ack_missed(c, 0, 2, want, 9600, now - 7100))
+        wait_for("n1 hears n0's mark on n2", lambda: mark_on(c, 1, 0, 2), timeout=60)
+        c.kill(0)
+        c.restart(2, extra=slow)
+        c.wait_state(0, "down", observers=[1, 2], timeout=60)
+        wait_for("n2 hears n0's mark on it", lambda: mark_on(c, 2, 0, 2), timeout=60)
+        r = c.nodes[1].request("POST", "/cluster/remove?node=n0")
+        assert r.status == 200, r
+        wait_for("n2 waits for its check", lambda: any(
+            "left the ring with a mark" in x for x in c.nodes[2].log), timeout=30)
+        c.kill(2)
+        c.restart(2, extra=slow)
+        t0 = time.monotonic()
+        with c.paused([1], 2):
+            bad, seen = watch(c, 2, want, frm, until, 4)
+        print("    n2 started again, n1 away: %d answers through n2 flagged partial, %d "
+              "refused, of %d; %d short and unflagged%s (%.1f s after the start)"
+              % (seen[0], seen[1], seen[2], len(bad), (": %r" % bad[:4]) if bad else "",
+                 time.monotonic() - t0))
+        assert not bad, "n2 answered short, unflagged: %r" % bad[:10]
+        wait_for("n2 read again", lambda: not marks(c, 2) and not marks(c, 1), timeout=90)
+        print("    n2 read again %.1f s after its start" % (time.monotonic() - t0))
+        alone_exact(c, [1, 2], want, frm, until)
+
+
+def test_removed_while_down_not_read_before_check():
+    """n2 misses acknowledged old writes through n0, whose mark on n2 is
+    gossiped; n2 stays down (killed) while n0 is killed and removed through
+    n1. n2 then starts with window checks only on demand: no member lists
+    it, and it cannot tell whether n0 held a mark on it, so it is not read
+    until a window check of its own after the start compared its copy with
+    n1's. Polled from its start, every answer through n2 is exact, flagged
+    partial or refused; once read again, n2 answers exactly alone. Before,
+    n2 was read as whole once it had heard from n1, and alone answered short
+    until the next flamectl cluster repair."""
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    with Cluster(3, rf=3, write_quorum=2, args=ARGS) as c:
+        want = preload(c, 0, "akd", now, 24, 4)
+        wait_no_marks(c, [0, 1, 2])
+        add(want, ack_missed(c, 0, 2, want, 9500, now - 7100))
+        wait_for("n1 hears n0's mark on n2", lambda: mark_on(c, 1, 0, 2), timeout=60)
+        c.kill(0)
+        c.wait_state(0, "down", observers=[1], timeout=60)
+        r = c.nodes[1].request("POST", "/cluster/remove?node=n0")
+        assert r.status == 200, r
+        c.wait_state(0, "left", observers=[1], timeout=60)
+        c.restart(2, extra=["--repair-windows-interval", "0"], ready=False)
+        t0 = time.monotonic()
+        took = watch_until_exact(c, [2], want, frm, until, 2)
+        wait_for("n2 read again", lambda: not marks(c, 2) and not marks(c, 1), timeout=60)
+        print("    n2 exact through itself %.1f s after its start, read again after %.1f s"
+              % (took, time.monotonic() - t0))
+        alone_exact(c, [1, 2], want, frm, until)
 
 
 def wipe(data_dir):

@@ -999,6 +999,60 @@ static void test_window_digest(void)
     calltree_free(f);
 }
 
+/* The IDS paging cursor (repair_ids_cursor_t) of the seen comparison and
+ * the window check: pages of 5 entries, each asked after the last one of
+ * the page before, list every entry once and in the order one page of them
+ * all does, from the seen index and from profile_trees alike. */
+static void test_ids_cursor(fixture_t *a)
+{
+    repair_options_t o = {0};
+    replicate_options_default(&o.write);
+    o.write.shards = shards;
+    o.max_message_bytes = 1 << 20;
+    arena_t arena;
+    arena_init(&arena, 4096, 1 << 20);
+    errmsg_t em = {{0}};
+    for (int trees = 0; trees < 2; trees++) {
+        Flamedb__Cluster__RepairRequest q;
+        repair_ids_cursor_t cur = {0};
+        repair_ids_request_init(&q, 0, UINT64_MAX, T0, T0 + 5 * 3600, &cur);
+        CHECK(q.after == NULL);
+        q.deadline_unix_ms = (uint64_t)(T0 + 3600) * 1000;
+        q.limit = 1000;
+        if (trees) q.profiles_from_s = T0;
+        Flamedb__Cluster__RepairAnswer all = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
+        CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, NULL, NULL, &arena, &all, &em), 0);
+        CHECK_EQ_INT(all.n_entries, 24); /* svc-a 1..20, 21, 22; svc-b 50, 24 */
+        CHECK_EQ_INT(all.more, 0);
+        size_t seen = 0, pages = 0;
+        for (int more = 1; more && pages < 100; pages++) {
+            repair_ids_request_init(&q, 0, UINT64_MAX, T0, T0 + 5 * 3600, &cur);
+            CHECK((q.after != NULL) == (pages > 0));
+            q.deadline_unix_ms = (uint64_t)(T0 + 3600) * 1000;
+            q.limit = 5;
+            if (trees) q.profiles_from_s = T0;
+            Flamedb__Cluster__RepairAnswer p = FLAMEDB__CLUSTER__REPAIR_ANSWER__INIT;
+            CHECK_EQ_INT(repair_serve_build(a->s, &o, &q, NULL, NULL, &arena, &p, &em), 0);
+            for (size_t i = 0; i < p.n_entries && seen + i < all.n_entries; i++)
+                CHECK(memcmp(p.entries[i]->profile_id.data, all.entries[seen + i]->profile_id.data,
+                             16) == 0 &&
+                      p.entries[i]->series_id == all.entries[seen + i]->series_id);
+            seen += p.n_entries;
+            more = p.more && p.n_entries > 0;
+            repair_ids_cursor_next(&cur, p.entries, p.n_entries);
+            if (p.n_entries > 0)
+                CHECK_EQ_INT(cur.after.time_ns, p.entries[p.n_entries - 1]->time_ns);
+        }
+        CHECK_EQ_INT(seen, all.n_entries);
+        CHECK_EQ_INT(pages, 5); /* 5 + 5 + 5 + 5 + 4 */
+        Flamedb__Cluster__SeenEntry *none = NULL;
+        repair_ids_cursor_t kept = cur;
+        repair_ids_cursor_next(&cur, &none, 0); /* an empty page leaves it */
+        CHECK(memcmp(&kept, &cur, sizeof cur) == 0);
+    }
+    arena_free(&arena);
+}
+
 int main(void)
 {
     test_schedule();
@@ -1018,6 +1072,7 @@ int main(void)
     a.now = b.now = T0 + 6 * 3600;
     test_digests(&a, &b);
     test_seen_scan(&a);
+    test_ids_cursor(&a);
     test_span();
     test_fetch(&a, &b);
     test_stream_answer_outlives_builder(&a);
