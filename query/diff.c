@@ -389,7 +389,7 @@ static int encode_double(const calltree_t *d, const sides_t *s, const symtab_t *
                          const char *profile_type, const char *partial_json, buf_t *out)
 {
     sorted_tree_t st;
-    int rc = query_sorted_tree_build(&st, d, syms);
+    int rc = query_sorted_tree_build(&st, d, syms, out); /* held beside the answer */
     if (rc != 0) return rc;
     dfb_t fb = {.st = &st, .s = s, .max_bytes = out->max};
     strmap_init(&fb.names);
@@ -564,14 +564,6 @@ static size_t sides_bytes(const sides_t *s)
     return s->cap * 4 * sizeof(int64_t);
 }
 
-/* The sorted tree's arrays (sorted_tree_t): offsets, children, names,
- * files, and the names made up for unknown symbols. */
-static size_t sorted_bytes(const sorted_tree_t *st)
-{
-    size_t per = 2 * sizeof(uint32_t) + 2 * sizeof(char *) + (st->unk != NULL ? 32 : 0);
-    return (st->n + 1) * per;
-}
-
 /* svg, speedscope or folded: the shape with the right side's selves as its own (svg.c
  * and folded.c read widths and values from the tree), the left side's
  * values passed beside it. */
@@ -588,15 +580,9 @@ static int encode_beside(join_t *j, const query_diff_params_t *dp, query_format_
         ids[i] = i;
     int rc = calltree_add_selves(d, ids, s->rs, n);
     free(ids);
-    sorted_tree_t st;
-    if (rc == 0) rc = query_sorted_tree_build(&st, d, syms);
+    sorted_tree_t st; /* held beside the answer, charged with it */
+    if (rc == 0) rc = query_sorted_tree_build(&st, d, syms, &out->body);
     if (rc != 0) return rc;
-    size_t sorted = sorted_bytes(&st);
-    rc = join_take(j, sorted);
-    if (rc != 0) {
-        query_sorted_tree_free(&st);
-        return rc;
-    }
     if (f == QUERY_FORMAT_SVG) {
         out->content_type = "image/svg+xml";
         rc = encode_svg(&st, s, dp, profile_type, partial_json, &out->body);
@@ -607,7 +593,6 @@ static int encode_beside(join_t *j, const query_diff_params_t *dp, query_format_
         rc = query_folded_write(&st, s->ls, &out->body);
     }
     query_sorted_tree_free(&st);
-    join_give(j, sorted);
     return rc;
 }
 

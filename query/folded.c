@@ -61,20 +61,28 @@ static int walk_folded(const sorted_tree_t *st, const int64_t *left, buf_t *path
 
 int query_folded_write(const sorted_tree_t *st, const int64_t *left_self, buf_t *out)
 {
+    /* plen, the walk's stack and the path (as it grows) held beside the answer */
+    size_t work = (st->n + 1) * sizeof(size_t) + st->n * sizeof(fframe_t);
+    int rc = buf_beside_take(out, work);
+    if (rc != 0) return rc;
     /* plen[d]: length of the path text up to depth d; depth < node count. */
     size_t *plen = calloc(st->n + 1, sizeof *plen);
     buf_t path;
+    buf_beside_t link = {out, 0};
     buf_init(&path, out->max);
-    int rc = plen ? walk_folded(st, left_self, &path, plen, out) : ERR_NOMEM;
+    buf_charge(&path, buf_beside_grows, &link);
+    rc = plen ? walk_folded(st, left_self, &path, plen, out) : ERR_NOMEM;
     buf_free(&path);
+    buf_beside_give(out, link.held);
     free(plen);
+    buf_beside_give(out, work);
     return rc;
 }
 
 int query_encode_folded(const calltree_t *t, const symtab_t *syms, buf_t *out)
 {
     sorted_tree_t st;
-    int rc = query_sorted_tree_build(&st, t, syms);
+    int rc = query_sorted_tree_build(&st, t, syms, out);
     if (rc != 0) return rc;
     rc = query_folded_write(&st, NULL, out);
     query_sorted_tree_free(&st);

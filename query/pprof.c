@@ -250,7 +250,7 @@ int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *pr
                        int64_t time_ns, int64_t duration_ns, buf_t *out)
 {
     sorted_tree_t st;
-    int rc = query_sorted_tree_build(&st, t, syms);
+    int rc = query_sorted_tree_build(&st, t, syms, out);
     if (rc != 0) return rc;
     pp_t p = {.st = &st};
     strmap_init(&p.strs);
