@@ -754,16 +754,17 @@ int query_diff_render(const query_diff_params_t *d, const query_limits_t *lim, c
                       const char *partial_json, query_result_t *out, errmsg_t *em)
 {
     return query_diff_render_charged(d, lim, left, left_len, right, right_len, partial_json, NULL,
-                                     out, em);
+                                     NULL, out, em);
 }
 
 int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t *lim,
                               const uint8_t *left, size_t left_len, const uint8_t *right,
                               size_t right_len, const char *partial_json,
-                              const query_report_charge_t *charge, query_result_t *out,
-                              errmsg_t *em)
+                              const query_report_charge_t *charge, size_t *charged,
+                              query_result_t *out, errmsg_t *em)
 {
     char type[QUERY_TYPE_MAX + 1];
+    if (charged != NULL) *charged = 0;
     size_t max_nodes = 0;
     query_format_t f;
     int rc = side_type("leftQuery", d->left.query, type, sizeof type, em);
@@ -791,6 +792,10 @@ int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t
                    "leaves now; retry later or narrow the query");
     if (rc != 0 && em->text[0] == 0) rc = query_out_err(rc, &out->body, em);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "render-diff: %s", err_message(rc));
+    if (rc == 0 && charged != NULL && j.answer <= j.charged) { /* taken until it is sent */
+        *charged = j.answer;
+        j.charged -= j.answer;
+    }
     join_free(&j);
     return rc;
 }

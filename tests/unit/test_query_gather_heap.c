@@ -221,14 +221,18 @@ static void check_diff(const share_t *sh, const char *format)
     query_report_charge_t charge = {budget_take, budget_give, &b};
     errmsg_t em = {{0}};
     query_result_init(&out);
+    size_t charged;
     heap_start();
     int rc =
         query_diff_render_charged(&d, &lim, side[0].body.data, side[0].body.len, side[1].body.data,
-                                  side[1].body.len, NULL, &charge, &out, &em);
+                                  side[1].body.len, NULL, &charge, &charged, &out, &em);
     long most = heap_stop();
     if (rc != 0) fprintf(stderr, "diff: %s\n", em.text);
     CHECK_EQ_INT(rc, 0);
-    CHECK_EQ_INT(b.used, 0); /* all given back */
+    /* the answer stays taken until it is sent, all else is given back */
+    CHECK_EQ_INT(charged, out.body.cap);
+    CHECK_EQ_INT(b.used, charged);
+    budget_give(&b, charged);
     fprintf(stderr, "diff of 2 x %d stacks (%s): charged peak %zu B, heap peak %ld B\n", STACKS,
             format, b.most, most);
     if (HEAP_COUNTED) CHECK((size_t)most <= b.most + b.most / 16 + (256u << 10));
