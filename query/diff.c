@@ -290,12 +290,42 @@ typedef struct dfb {
     dlevel_t *lv;
     size_t nlv, caplv, bytes, max_bytes;
     int64_t max_self;
+    buf_t *out;    /* the answer: this working memory is held beside it (buf_beside_take) */
+    size_t held;   /* taken beside out */
+    size_t tables; /* of held: the name table and the level array, as last measured */
 } dfb_t;
 
 typedef struct dframe {
     uint32_t node, depth;
     int64_t lx, rx;
 } dframe_t;
+
+/* Takes n bytes beside the answer before they are allocated. */
+static int dfb_take(dfb_t *fb, size_t n)
+{
+    int rc = buf_beside_take(fb->out, n);
+    if (rc == 0) fb->held += n;
+    return rc;
+}
+
+static void dfb_give(dfb_t *fb, size_t n)
+{
+    buf_beside_give(fb->out, n);
+    fb->held -= n;
+}
+
+/* The name table and the level array, measured after they grew (by
+ * doubling, a few dozen times a diff), held beside the answer. */
+static int dfb_tables(dfb_t *fb)
+{
+    size_t now = fb->names.cap * sizeof *fb->names.slots +
+                 fb->names.strs_cap * (sizeof *fb->names.strs + sizeof *fb->names.lens) +
+                 fb->caplv * sizeof *fb->lv;
+    if (now < fb->tables) dfb_give(fb, fb->tables - now);
+    if (now > fb->tables && dfb_take(fb, now - fb->tables) != 0) return ERR_UNAVAILABLE;
+    fb->tables = now;
+    return 0;
+}
 
 static int dlevel_at(dfb_t *fb, size_t d, dlevel_t **out)
 {
@@ -304,9 +334,27 @@ static int dlevel_at(dfb_t *fb, size_t d, dlevel_t **out)
         buf_init(&fb->lv[fb->nlv].text, fb->max_bytes);
         fb->lv[fb->nlv].lprev = fb->lv[fb->nlv].rprev = 0;
         fb->nlv++;
+        if (dfb_tables(fb) != 0) return ERR_UNAVAILABLE;
     }
     *out = &fb->lv[d];
     return 0;
+}
+
+/* Room for a node's seven numbers in its level's text, its old and new
+ * storage taken beside the answer first (realloc may copy), then its new
+ * capacity held. Near the body cap the appends decide. */
+static int dlevel_reserve(dfb_t *fb, dlevel_t *lv)
+{
+    buf_t *b = &lv->text;
+    size_t n = 7 * 24; /* a comma and up to 20 digits and a sign each */
+    if (n > b->max || b->len > b->max - n) return 0;
+    size_t old = b->cap, cap = buf_reserved_cap(b, n);
+    if (cap == old) return 0;
+    int rc = dfb_take(fb, cap);
+    if (rc != 0) return rc;
+    rc = buf_reserve(b, n);
+    dfb_give(fb, rc == 0 ? old : cap);
+    return rc;
 }
 
 static int demit(dfb_t *fb, const dframe_t *f)
@@ -315,8 +363,11 @@ static int demit(dfb_t *fb, const dframe_t *f)
     uint32_t i = f->node, idx;
     const char *name = i == 0 ? "total" : fb->st->name[i];
     dlevel_t *lv;
+    size_t was = fb->names.n;
     int rc = strmap_intern(&fb->names, name, strlen(name), &idx);
+    if (rc == 0 && fb->names.n != was) rc = dfb_tables(fb);
     if (rc == 0) rc = dlevel_at(fb, f->depth, &lv);
+    if (rc == 0) rc = dlevel_reserve(fb, lv);
     if (rc != 0) return rc;
     size_t before = lv->text.len;
     int64_t v[7] = {f->lx - lv->lprev, s->lt[i], s->ls[i],    f->rx - lv->rprev,
@@ -341,10 +392,11 @@ static int dwalk(dfb_t *fb)
 {
     const sorted_tree_t *st = fb->st;
     const sides_t *s = fb->s;
+    int rc = dfb_take(fb, st->n * sizeof(dframe_t));
+    if (rc != 0) return rc;
     dframe_t *stack = malloc(st->n * sizeof *stack);
     if (stack == NULL) return ERR_NOMEM;
     size_t sp = 0;
-    int rc = 0;
     stack[sp++] = (dframe_t){0, 0, 0, 0};
     while (sp > 0 && rc == 0) {
         dframe_t f = stack[--sp];
@@ -363,6 +415,7 @@ static int dwalk(dfb_t *fb)
         }
     }
     free(stack);
+    dfb_give(fb, st->n * sizeof(dframe_t));
     return rc;
 }
 
@@ -391,7 +444,7 @@ static int encode_double(const calltree_t *d, const sides_t *s, const symtab_t *
     sorted_tree_t st;
     int rc = query_sorted_tree_build(&st, d, syms, out); /* held beside the answer */
     if (rc != 0) return rc;
-    dfb_t fb = {.st = &st, .s = s, .max_bytes = out->max};
+    dfb_t fb = {.st = &st, .s = s, .max_bytes = out->max, .out = out};
     strmap_init(&fb.names);
     rc = dwalk(&fb);
     if (rc == 0) rc = write_double(&fb, profile_type, partial_json, out);
@@ -399,6 +452,7 @@ static int encode_double(const calltree_t *d, const sides_t *s, const symtab_t *
         buf_free(&fb.lv[i].text);
     free(fb.lv);
     strmap_free(&fb.names);
+    dfb_give(&fb, fb.held); /* all of it freed */
     query_sorted_tree_free(&st);
     return rc;
 }
