@@ -5,7 +5,8 @@
  * (buf_charge); the encoders' own working memory (the name-sorted tree,
  * flamebearer levels and name tables, the /api/top function table, the
  * SVG frames and speedscope weights written before they are copied in, the
- * folded path) is held beside it (buf_beside_take) and counted with it.
+ * folded path, pprof's tables and the packed profile it compresses) is held
+ * beside it (buf_beside_take) and counted with it.
  * Memory allocated and not counted is memory concurrent queries can hold
  * beyond the budget. As test_query_gather_heap does for a gather, malloc,
  * calloc, realloc and free are replaced (test_heap_count.h), and the
@@ -56,8 +57,8 @@ static void add_stack(calltree_t *t, symtab_t *st, const char *folded)
     CHECK_EQ_INT(calltree_add_stack(t, stack, depth, (int64_t)(strlen(folded) % 7) + 1), 0);
 }
 
-enum { F_JSON, F_FOLDED, F_SVG, F_SPEEDSCOPE, F_TOP, F_COUNT };
-static const char *const names[F_COUNT] = {"json", "folded", "svg", "speedscope", "top"};
+enum { F_JSON, F_FOLDED, F_SVG, F_SPEEDSCOPE, F_TOP, F_PPROF, F_COUNT };
+static const char *const names[F_COUNT] = {"json", "folded", "svg", "speedscope", "top", "pprof"};
 
 static int encode(int f, const calltree_t *t, const symtab_t *syms, buf_t *out)
 {
@@ -71,8 +72,10 @@ static int encode(int f, const calltree_t *t, const symtab_t *syms, buf_t *out)
         return query_encode_svg(t, syms, CPU, "title", NULL, out);
     case F_SPEEDSCOPE:
         return query_encode_speedscope(t, syms, CPU, "name", out);
-    default:
+    case F_TOP:
         return query_encode_top(t, syms, CPU, &o, out);
+    default:
+        return query_encode_pprof(t, syms, CPU, 0, 3600000000000LL, out);
     }
 }
 
