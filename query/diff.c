@@ -780,12 +780,13 @@ static int join(join_t *j, const query_limits_t *lim, size_t max_nodes, const ui
     if (rc == 0) rc = join_charge_early(j, un);
     if (rc == 0 && (j->keep = malloc(un)) == NULL) rc = ERR_NOMEM;
     /* the selection's working memory, charged before it is made: a copy of
-     * the union weighted for truncation, the truncation's arrays and the
-     * tree it keeps (at most max_nodes nodes of about the union's size) */
+     * the union weighted for truncation with the totals the truncation
+     * reads of it, the truncation's arrays and the tree it keeps (at most
+     * max_nodes nodes of about the union's size) */
     size_t per = un > 0 ? calltree_mem_bytes_read(j->u) / un : 0, work = 0;
     if (rc == 0 && max_nodes != 0 && un > max_nodes)
-        work = calltree_mem_bytes_read(j->u) + query_truncate_scratch_bytes(j->u) +
-               max_nodes * (per + sizeof(uint32_t));
+        work = calltree_mem_bytes_read(j->u) + un * sizeof(int64_t) +
+               query_truncate_scratch_bytes(j->u) + max_nodes * (per + sizeof(uint32_t));
     int took = rc == 0 && (rc = join_take(j, work)) == 0;
     if (rc == 0) rc = choose_kept(j->u, &j->s, max_nodes, j->keep);
     if (took) join_give(j, work);

@@ -237,7 +237,7 @@ static void check_diff(const share_t *sh, const char *format, const char *max_no
     fprintf(stderr,
             "diff of 2 x %d stacks (%s, maxNodes %s): charged peak %zu B, heap peak %ld B\n",
             STACKS, format, max_nodes, b.most, most);
-    if (HEAP_COUNTED) CHECK((size_t)most <= b.most + b.most / 16 + (256u << 10));
+    if (HEAP_COUNTED) CHECK((size_t)most <= b.most + b.most / 64 + (256u << 10));
     if (HEAP_COUNTED) CHECK(b.most <= (size_t)most + (size_t)most / 8);
     query_result_free(&out);
     query_result_free(&side[0]);
