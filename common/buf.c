@@ -19,12 +19,48 @@ void buf_init(buf_t *b, size_t max)
     b->max = max;
     b->charge = NULL;
     b->charge_ctx = NULL;
+    b->beside = 0;
 }
 
 void buf_charge(buf_t *b, int (*fn)(void *ctx, size_t held), void *ctx)
 {
     b->charge = fn;
     b->charge_ctx = fn != NULL ? ctx : NULL;
+}
+
+int buf_beside_take(buf_t *b, size_t n)
+{
+    if (n == 0) return ERR_OK;
+    if (b->charge != NULL) {
+        size_t held = b->cap + b->beside;
+        int rc = b->charge(b->charge_ctx, held > SIZE_MAX - n ? SIZE_MAX : held + n);
+        if (rc != ERR_OK) {
+            b->charge(b->charge_ctx, held);
+            return rc;
+        }
+    }
+    b->beside += n;
+    return ERR_OK;
+}
+
+void buf_beside_give(buf_t *b, size_t n)
+{
+    if (n == 0) return;
+    b->beside -= n < b->beside ? n : b->beside;
+    if (b->charge != NULL) b->charge(b->charge_ctx, b->cap + b->beside);
+}
+
+int buf_beside_grows(void *ctx, size_t held)
+{
+    buf_beside_t *l = ctx;
+    if (held > l->held) {
+        int rc = buf_beside_take(l->out, held - l->held);
+        if (rc != ERR_OK) return rc;
+    } else {
+        buf_beside_give(l->out, l->held - held);
+    }
+    l->held = held;
+    return ERR_OK;
 }
 
 /* The capacity grow_array gives for need bytes. */
@@ -47,14 +83,14 @@ size_t buf_reserved_cap(const buf_t *b, size_t extra)
 static int reserve_charged(buf_t *b, size_t need)
 {
     size_t n = grown_cap(b, need);
-    size_t old = b->cap;
+    size_t old = b->cap + b->beside; /* what the writer holds beside counts with it */
     int rc = b->charge(b->charge_ctx, old > SIZE_MAX - n ? SIZE_MAX : old + n);
     if (rc != ERR_OK) {
         b->charge(b->charge_ctx, old);
         return rc;
     }
     rc = grow_array(&b->data, &b->cap, need, 1, GROW_UNLIMITED, BUF_MIN_CAP);
-    b->charge(b->charge_ctx, b->cap);
+    b->charge(b->charge_ctx, b->cap + b->beside);
     return rc;
 }
 

@@ -20,6 +20,7 @@ typedef struct buf {
     size_t max;                            /* appends beyond max bytes fail with ERR_TOO_LARGE */
     int (*charge)(void *ctx, size_t held); /* or NULL: asked before the storage grows */
     void *charge_ctx;
+    size_t beside; /* working memory its writer holds beside it (buf_beside_take), told with it */
 } buf_t;
 
 #define BUF_UNLIMITED ((size_t)-1)
@@ -45,6 +46,23 @@ size_t buf_reserved_cap(const buf_t *b, size_t extra);
  * less than was asked before must not refuse). fn NULL: none. A copy of b
  * (a struct assignment) carries the hook: clear it before handing b on. */
 void buf_charge(buf_t *b, int (*fn)(void *ctx, size_t held), void *ctx);
+/* The writer of b (an encoder) holds n more bytes of working memory beside
+ * it (a sorted tree, tables, text it copies in later): b's hook is asked
+ * for its capacity and everything held beside first, and every later
+ * held it is told includes them, so one budget charges the answer and
+ * what makes it. Take before allocating; a nonzero return refuses (nothing
+ * taken). Give back once freed. Without a hook only counted. */
+int buf_beside_take(buf_t *b, size_t n);
+void buf_beside_give(buf_t *b, size_t n);
+/* A buffer its writer fills before copying it into out (a scratch), held
+ * beside out as it grows: buf_charge(&scratch, buf_beside_grows, &link)
+ * with link = {out, 0}; once scratch is freed, buf_beside_give(out,
+ * link.held). */
+typedef struct buf_beside {
+    buf_t *out;
+    size_t held; /* taken beside out */
+} buf_beside_t;
+int buf_beside_grows(void *ctx, size_t held);
 int buf_append(buf_t *b, const void *p, size_t n);
 int buf_append_str(buf_t *b, const char *s);
 int buf_append_byte(buf_t *b, uint8_t c);

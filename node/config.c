@@ -76,8 +76,9 @@ static const opt_t options[] = {
      "default to a quarter of it each, max-buffered-bytes, node-cache-bytes and "
      "ingest-inflight-bytes to an eighth, query-memory-bytes to a sixteenth, "
      "stream-receive-max-bytes to a thirty-second, chunk-receive-max-bytes to a 64th, "
-     "scatter-name-cache-bytes to a 256th; they must fit in it together (the start is refused "
-     "otherwise, naming them)."},
+     "scatter-name-cache-bytes to a 256th; they must fit in it together with the window fold's "
+     "working memory (four times window-fold-batch-bytes, a 1024th, while window-fold-interval "
+     "is on; the start is refused otherwise, naming them)."},
     {"shutdown-timeout", OPT_MS, FIELD(shutdown_timeout_ms, uint64_t), "10s", 0, 0, 3600000,
      "On SIGTERM/SIGINT: how long in-flight requests may take before connections are cut."},
     {"fd-reserve", OPT_COUNT, FIELD(fd_reserve, size_t), "1024", 0, 64, 1000000,
@@ -371,6 +372,13 @@ static const opt_t options[] = {
      "recent windows then adds one part per window instead of one per profile. The pass reads "
      "only the memtables of the blocks column family; 0 = never (flushes and compactions still "
      "fold; docs/benchmarks.md)."},
+    {"window-fold-batch-bytes", OPT_SIZE, FIELD(storage.window_fold_batch_bytes, size_t), NULL,
+     1024, 64 * KiB, 1 * GiB,
+     "The window fold's pass commits its write batch once it holds this many bytes of sums. "
+     "While window-fold-interval is on, the pass's working memory (four times this, for the "
+     "batch and the window it reads, plus about 100 KiB of keys) is part of memory-limit; a "
+     "window larger than this adds about twice its size while it is folded, as reading it "
+     "does."},
     {"total-successive-merges", OPT_U32, FIELD(storage.total_successive_merges, uint32_t), NULL, 0,
      0, 1u << 20,
      "The same for a window's total (the totals column family). 0 (the default): never at "
@@ -1109,14 +1117,15 @@ static int validate(node_config_t *c, errmsg_t *em)
                       c->http.max_buffered_bytes + c->storage.node_cache_bytes +
                       c->query_memory_bytes + c->ingest_inflight_bytes +
                       c->cluster.stream_receive_max_bytes + c->cluster.scatter_name_cache_bytes +
-                      c->cluster.chunk_receive_max_bytes;
+                      c->cluster.chunk_receive_max_bytes + storage_fold_memory_bytes(&c->storage);
     if (budget > c->memory_limit)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "block-cache-bytes + write-buffer-bytes + max-buffered-bytes + "
                           "node-cache-bytes + query-memory-bytes + ingest-inflight-bytes + "
                           "stream-receive-max-bytes + scatter-name-cache-bytes + "
-                          "chunk-receive-max-bytes = %" PRIu64
-                          " bytes exceeds memory-limit (%zu bytes)",
+                          "chunk-receive-max-bytes + the window fold (4 x "
+                          "window-fold-batch-bytes + keys, while window-fold-interval is on) = "
+                          "%" PRIu64 " bytes exceeds memory-limit (%zu bytes)",
                           budget, c->memory_limit);
     /* a hint replayed after the seen index forgot its id could count twice */
     uint64_t hint_max_ms = (uint64_t)c->storage.seen_retention_seconds * 900;
@@ -1312,9 +1321,11 @@ int node_config_doc(buf_t *out)
              "holds of it besides its tree (`stream-receive-max-bytes`) to a thirty-second; the\n"
              "cluster messages coming in pieces being put back together\n"
              "(`chunk-receive-max-bytes`) to a 64th; the names cache of a coordinator\n"
-             "(`scatter-name-cache-bytes`) to a 256th; together the nine must fit in it (a\n"
+             "(`scatter-name-cache-bytes`) to a 256th; the window fold's working memory\n"
+             "(four times `window-fold-batch-bytes`, a 1024th, plus about 100 KiB of keys) is\n"
+             "counted while `window-fold-interval` is on. Together they must fit in it (a\n"
              "start where they do not is refused, naming them). The rest (at the defaults a\n"
-             "64th less that cache) is headroom for query\n"
+             "64th less that cache and the fold's, about 8 MiB at 1 GiB) is headroom for query\n"
              "merging (bounded per request by the query limits, and by `worker-threads`\n"
              "requests at a time). Replicated writes in flight are held to half of\n"
              "`max-buffered-bytes`.\n\n"

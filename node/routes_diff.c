@@ -15,6 +15,7 @@ typedef struct diff_ctx {
     query_diff_params_t params; /* strings borrowed from the request until it is answered */
     const query_limits_t *lim;
     query_report_charge_t charge; /* the join's decoded trees: query-memory-bytes */
+    size_t held;                  /* the answer, taken until the request is freed (sent) */
 } diff_ctx_t;
 
 /* The join's decoded trees count in query-memory-bytes (pool thread). */
@@ -28,6 +29,14 @@ static void diff_give(void *cluster, size_t n)
     cluster_query_release(cluster, n);
 }
 
+/* The answer counts until it is sent. */
+static void diff_free(void *ctx)
+{
+    diff_ctx_t *d = ctx;
+    cluster_query_release(d->charge.ctx, d->held);
+    free(d);
+}
+
 static const char *param_of(const void *req, const char *name)
 {
     return http_request_param(req, name);
@@ -39,7 +48,7 @@ static int join_diff(void *ctx, const buf_t *body, const int *partial, query_res
     diff_ctx_t *d = ctx;
     return query_diff_render_charged(
         &d->params, d->lim, body[0].data, body[0].len, body[1].data, body[1].len,
-        partial[0] || partial[1] ? "\"partial\":true" : NULL, &d->charge, out, em);
+        partial[0] || partial[1] ? "\"partial\":true" : NULL, &d->charge, &d->held, out, em);
 }
 
 void routes_render_diff(node_t *n, http_exchange_t *ex, const http_request_t *r)
@@ -71,7 +80,7 @@ void routes_render_diff(node_t *n, http_exchange_t *ex, const http_request_t *r)
                                  0,
                                  join_diff,
                                  d,
-                                 free,
+                                 diff_free,
                                  n->cfg.combined_timeout_ms,
                                  "combined-query-timeout"};
     routes_fanout(n, ex, tenant, q, 2, &spec);

@@ -33,6 +33,7 @@ typedef struct report_ctx {
     const query_limits_t *lim;
     query_report_cache_t *cache;
     query_report_charge_t charge; /* the report's working memory: query-memory-bytes */
+    size_t held;                  /* its answer, taken until the request is freed (sent) */
     buf_t key;                    /* the report's exact inputs (query_report_key) */
     char id[QUERY_REPORT_ID_LEN + 1];
 } report_ctx_t;
@@ -40,6 +41,7 @@ typedef struct report_ctx {
 static void report_ctx_free(void *ctx)
 {
     report_ctx_t *d = ctx;
+    if (d->held > 0) cluster_query_release(d->charge.ctx, d->held); /* the answer is sent */
     buf_free(&d->key);
     free(d);
 }
@@ -78,7 +80,7 @@ static int join_report(void *ctx, const buf_t *body, const int *partial, query_r
     int partial_any = partial[0] || partial[1];
     query_report_t keep = {0};
     int rc = query_report_run(&d->plan, d->lim, bodies, lens, d->id,
-                              partial_any ? "\"partial\":true" : NULL, &d->charge,
+                              partial_any ? "\"partial\":true" : NULL, &d->charge, &d->held,
                               partial_any ? NULL : &keep, out, em);
     int64_t sec[SIDES] = {d->plan.until_s[0] - d->plan.from_s[0],
                           d->plan.until_s[1] - d->plan.from_s[1]};
@@ -106,7 +108,7 @@ static void cached_work(workq_job_t *w)
     cached_job_t *j = w->data;
     report_ctx_t *d = j->d;
     j->rc = query_report_cached_encode(j->entry, d->plan.limit, d->plan.search, d->id, d->lim,
-                                       &d->charge, &j->result, &j->em);
+                                       &d->charge, &d->held, &j->result, &j->em);
 }
 
 static void cached_free(cached_job_t *j)

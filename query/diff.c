@@ -290,12 +290,42 @@ typedef struct dfb {
     dlevel_t *lv;
     size_t nlv, caplv, bytes, max_bytes;
     int64_t max_self;
+    buf_t *out;    /* the answer: this working memory is held beside it (buf_beside_take) */
+    size_t held;   /* taken beside out */
+    size_t tables; /* of held: the name table and the level array, as last measured */
 } dfb_t;
 
 typedef struct dframe {
     uint32_t node, depth;
     int64_t lx, rx;
 } dframe_t;
+
+/* Takes n bytes beside the answer before they are allocated. */
+static int dfb_take(dfb_t *fb, size_t n)
+{
+    int rc = buf_beside_take(fb->out, n);
+    if (rc == 0) fb->held += n;
+    return rc;
+}
+
+static void dfb_give(dfb_t *fb, size_t n)
+{
+    buf_beside_give(fb->out, n);
+    fb->held -= n;
+}
+
+/* The name table and the level array, measured after they grew (by
+ * doubling, a few dozen times a diff), held beside the answer. */
+static int dfb_tables(dfb_t *fb)
+{
+    size_t now = fb->names.cap * sizeof *fb->names.slots +
+                 fb->names.strs_cap * (sizeof *fb->names.strs + sizeof *fb->names.lens) +
+                 fb->caplv * sizeof *fb->lv;
+    if (now < fb->tables) dfb_give(fb, fb->tables - now);
+    if (now > fb->tables && dfb_take(fb, now - fb->tables) != 0) return ERR_UNAVAILABLE;
+    fb->tables = now;
+    return 0;
+}
 
 static int dlevel_at(dfb_t *fb, size_t d, dlevel_t **out)
 {
@@ -304,9 +334,27 @@ static int dlevel_at(dfb_t *fb, size_t d, dlevel_t **out)
         buf_init(&fb->lv[fb->nlv].text, fb->max_bytes);
         fb->lv[fb->nlv].lprev = fb->lv[fb->nlv].rprev = 0;
         fb->nlv++;
+        if (dfb_tables(fb) != 0) return ERR_UNAVAILABLE;
     }
     *out = &fb->lv[d];
     return 0;
+}
+
+/* Room for a node's seven numbers in its level's text, its old and new
+ * storage taken beside the answer first (realloc may copy), then its new
+ * capacity held. Near the body cap the appends decide. */
+static int dlevel_reserve(dfb_t *fb, dlevel_t *lv)
+{
+    buf_t *b = &lv->text;
+    size_t n = 7 * 24; /* a comma and up to 20 digits and a sign each */
+    if (n > b->max || b->len > b->max - n) return 0;
+    size_t old = b->cap, cap = buf_reserved_cap(b, n);
+    if (cap == old) return 0;
+    int rc = dfb_take(fb, cap);
+    if (rc != 0) return rc;
+    rc = buf_reserve(b, n);
+    dfb_give(fb, rc == 0 ? old : cap);
+    return rc;
 }
 
 static int demit(dfb_t *fb, const dframe_t *f)
@@ -315,8 +363,11 @@ static int demit(dfb_t *fb, const dframe_t *f)
     uint32_t i = f->node, idx;
     const char *name = i == 0 ? "total" : fb->st->name[i];
     dlevel_t *lv;
+    size_t was = fb->names.n;
     int rc = strmap_intern(&fb->names, name, strlen(name), &idx);
+    if (rc == 0 && fb->names.n != was) rc = dfb_tables(fb);
     if (rc == 0) rc = dlevel_at(fb, f->depth, &lv);
+    if (rc == 0) rc = dlevel_reserve(fb, lv);
     if (rc != 0) return rc;
     size_t before = lv->text.len;
     int64_t v[7] = {f->lx - lv->lprev, s->lt[i], s->ls[i],    f->rx - lv->rprev,
@@ -341,10 +392,11 @@ static int dwalk(dfb_t *fb)
 {
     const sorted_tree_t *st = fb->st;
     const sides_t *s = fb->s;
+    int rc = dfb_take(fb, st->n * sizeof(dframe_t));
+    if (rc != 0) return rc;
     dframe_t *stack = malloc(st->n * sizeof *stack);
     if (stack == NULL) return ERR_NOMEM;
     size_t sp = 0;
-    int rc = 0;
     stack[sp++] = (dframe_t){0, 0, 0, 0};
     while (sp > 0 && rc == 0) {
         dframe_t f = stack[--sp];
@@ -363,6 +415,7 @@ static int dwalk(dfb_t *fb)
         }
     }
     free(stack);
+    dfb_give(fb, st->n * sizeof(dframe_t));
     return rc;
 }
 
@@ -389,9 +442,9 @@ static int encode_double(const calltree_t *d, const sides_t *s, const symtab_t *
                          const char *profile_type, const char *partial_json, buf_t *out)
 {
     sorted_tree_t st;
-    int rc = query_sorted_tree_build(&st, d, syms);
+    int rc = query_sorted_tree_build(&st, d, syms, out); /* held beside the answer */
     if (rc != 0) return rc;
-    dfb_t fb = {.st = &st, .s = s, .max_bytes = out->max};
+    dfb_t fb = {.st = &st, .s = s, .max_bytes = out->max, .out = out};
     strmap_init(&fb.names);
     rc = dwalk(&fb);
     if (rc == 0) rc = write_double(&fb, profile_type, partial_json, out);
@@ -399,6 +452,7 @@ static int encode_double(const calltree_t *d, const sides_t *s, const symtab_t *
         buf_free(&fb.lv[i].text);
     free(fb.lv);
     strmap_free(&fb.names);
+    dfb_give(&fb, fb.held); /* all of it freed */
     query_sorted_tree_free(&st);
     return rc;
 }
@@ -564,14 +618,6 @@ static size_t sides_bytes(const sides_t *s)
     return s->cap * 4 * sizeof(int64_t);
 }
 
-/* The sorted tree's arrays (sorted_tree_t): offsets, children, names,
- * files, and the names made up for unknown symbols. */
-static size_t sorted_bytes(const sorted_tree_t *st)
-{
-    size_t per = 2 * sizeof(uint32_t) + 2 * sizeof(char *) + (st->unk != NULL ? 32 : 0);
-    return (st->n + 1) * per;
-}
-
 /* svg, speedscope or folded: the shape with the right side's selves as its own (svg.c
  * and folded.c read widths and values from the tree), the left side's
  * values passed beside it. */
@@ -588,15 +634,9 @@ static int encode_beside(join_t *j, const query_diff_params_t *dp, query_format_
         ids[i] = i;
     int rc = calltree_add_selves(d, ids, s->rs, n);
     free(ids);
-    sorted_tree_t st;
-    if (rc == 0) rc = query_sorted_tree_build(&st, d, syms);
+    sorted_tree_t st; /* held beside the answer, charged with it */
+    if (rc == 0) rc = query_sorted_tree_build(&st, d, syms, &out->body);
     if (rc != 0) return rc;
-    size_t sorted = sorted_bytes(&st);
-    rc = join_take(j, sorted);
-    if (rc != 0) {
-        query_sorted_tree_free(&st);
-        return rc;
-    }
     if (f == QUERY_FORMAT_SVG) {
         out->content_type = "image/svg+xml";
         rc = encode_svg(&st, s, dp, profile_type, partial_json, &out->body);
@@ -607,7 +647,6 @@ static int encode_beside(join_t *j, const query_diff_params_t *dp, query_format_
         rc = query_folded_write(&st, s->ls, &out->body);
     }
     query_sorted_tree_free(&st);
-    join_give(j, sorted);
     return rc;
 }
 
@@ -741,12 +780,13 @@ static int join(join_t *j, const query_limits_t *lim, size_t max_nodes, const ui
     if (rc == 0) rc = join_charge_early(j, un);
     if (rc == 0 && (j->keep = malloc(un)) == NULL) rc = ERR_NOMEM;
     /* the selection's working memory, charged before it is made: a copy of
-     * the union weighted for truncation, the truncation's arrays and the
-     * tree it keeps (at most max_nodes nodes of about the union's size) */
+     * the union weighted for truncation with the totals the truncation
+     * reads of it, the truncation's arrays and the tree it keeps (at most
+     * max_nodes nodes of about the union's size) */
     size_t per = un > 0 ? calltree_mem_bytes_read(j->u) / un : 0, work = 0;
     if (rc == 0 && max_nodes != 0 && un > max_nodes)
-        work = calltree_mem_bytes_read(j->u) + query_truncate_scratch_bytes(j->u) +
-               max_nodes * (per + sizeof(uint32_t));
+        work = calltree_mem_bytes_read(j->u) + un * sizeof(int64_t) +
+               query_truncate_scratch_bytes(j->u) + max_nodes * (per + sizeof(uint32_t));
     int took = rc == 0 && (rc = join_take(j, work)) == 0;
     if (rc == 0) rc = choose_kept(j->u, &j->s, max_nodes, j->keep);
     if (took) join_give(j, work);
@@ -769,16 +809,17 @@ int query_diff_render(const query_diff_params_t *d, const query_limits_t *lim, c
                       const char *partial_json, query_result_t *out, errmsg_t *em)
 {
     return query_diff_render_charged(d, lim, left, left_len, right, right_len, partial_json, NULL,
-                                     out, em);
+                                     NULL, out, em);
 }
 
 int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t *lim,
                               const uint8_t *left, size_t left_len, const uint8_t *right,
                               size_t right_len, const char *partial_json,
-                              const query_report_charge_t *charge, query_result_t *out,
-                              errmsg_t *em)
+                              const query_report_charge_t *charge, size_t *charged,
+                              query_result_t *out, errmsg_t *em)
 {
     char type[QUERY_TYPE_MAX + 1];
+    if (charged != NULL) *charged = 0;
     size_t max_nodes = 0;
     query_format_t f;
     int rc = side_type("leftQuery", d->left.query, type, sizeof type, em);
@@ -806,6 +847,10 @@ int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t
                    "leaves now; retry later or narrow the query");
     if (rc != 0 && em->text[0] == 0) rc = query_out_err(rc, &out->body, em);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "render-diff: %s", err_message(rc));
+    if (rc == 0 && charged != NULL && j.answer <= j.charged) { /* taken until it is sent */
+        *charged = j.answer;
+        j.charged -= j.answer;
+    }
     join_free(&j);
     return rc;
 }

@@ -28,6 +28,9 @@ typedef struct fb {
     size_t nlv, caplv;
     size_t bytes, max_bytes; /* all level text together stays under the body cap */
     int64_t max_self;
+    buf_t *out;    /* the answer: this working memory is held beside it (buf_beside_take) */
+    size_t held;   /* taken beside out */
+    size_t tables; /* of held: the name maps and the level array, as last measured */
 } fb_t;
 
 typedef struct frame {
@@ -36,15 +39,65 @@ typedef struct frame {
     int64_t x;
 } frame_t;
 
+/* Takes n bytes beside the answer before they are allocated. */
+static int fb_take(fb_t *fb, size_t n)
+{
+    int rc = buf_beside_take(fb->out, n);
+    if (rc == 0) fb->held += n;
+    return rc;
+}
+
+static void fb_give(fb_t *fb, size_t n)
+{
+    buf_beside_give(fb->out, n);
+    fb->held -= n;
+}
+
+/* The name maps and the level array grow by doubling, a few dozen times
+ * in a render: what they hold is measured after each growth and held
+ * beside the answer (the node cap bounds the maps). */
+static int fb_tables(fb_t *fb)
+{
+    size_t now = u64map_bytes(&fb->name_of) + fb->names.cap * sizeof *fb->names.slots +
+                 fb->names.strs_cap * (sizeof *fb->names.strs + sizeof *fb->names.lens) +
+                 fb->caplv * sizeof *fb->lv;
+    if (now == fb->tables) return 0;
+    if (now < fb->tables) {
+        fb_give(fb, fb->tables - now);
+    } else {
+        int rc = fb_take(fb, now - fb->tables);
+        if (rc != 0) return rc;
+    }
+    fb->tables = now;
+    return 0;
+}
+
 static int level_at(fb_t *fb, size_t d, level_t **out)
 {
     while (d >= fb->nlv) {
         if (GROW_FROM(fb->lv, fb->caplv, fb->nlv + 1, GROW_UNLIMITED, 64) != 0) return ERR_NOMEM;
         buf_init(&fb->lv[fb->nlv].text, fb->max_bytes);
         fb->lv[fb->nlv++].prev_end = 0;
+        int rc = fb_tables(fb);
+        if (rc != 0) return rc;
     }
     *out = &fb->lv[d];
     return 0;
+}
+
+/* buf_reserve of a level's text, its old and new storage taken beside the
+ * answer first (realloc may copy), then its new capacity held. */
+static int level_reserve(fb_t *fb, level_t *lv, size_t n)
+{
+    buf_t *b = &lv->text;
+    if (n > b->max || b->len > b->max - n) return ERR_TOO_LARGE;
+    size_t old = b->cap, cap = buf_reserved_cap(b, n);
+    if (cap == old) return 0;
+    int rc = fb_take(fb, cap);
+    if (rc != 0) return rc;
+    rc = buf_reserve(b, n);
+    fb_give(fb, rc == 0 ? old : cap);
+    return rc;
 }
 
 static const char digit_pairs[201] = "00010203040506070809"
@@ -145,14 +198,15 @@ static int name_index(fb_t *fb, uint32_t node, uint32_t *idx)
         const char *name = fb->st->name[node];
         int rc = strmap_intern(&fb->names, name, strlen(name), idx);
         if (rc == 0) *known = *idx;
-        return rc;
+        return rc != 0 ? rc : fb_tables(fb);
     }
     uint64_t sym = fb->nodes ? fb->tsyms[fb->nodes[node].sym_index] : fb->sym[node];
     if (u64map_get(&fb->name_of, sym, idx)) return 0;
     const char *name = fb->st->name[node]; /* a function of the symbol alone */
     int rc = strmap_intern(&fb->names, name, strlen(name), idx);
     if (rc == 0) rc = u64map_reserve(&fb->name_of, fb->name_of.len + 1);
-    return rc != 0 ? rc : u64map_put(&fb->name_of, sym, *idx);
+    if (rc == 0) rc = u64map_put(&fb->name_of, sym, *idx);
+    return rc != 0 ? rc : fb_tables(fb);
 }
 
 /* buf_reserve's answer when it needs no call: room (and the terminator's)
@@ -174,7 +228,9 @@ static int emit(fb_t *fb, const frame_t *f)
      * (through a copy only near the body cap, where the room is not there) */
     size_t before = lv->text.len;
     char quad[3 * 22 + PUT_ROOM + 1], *start = quad, *q; /* three numbers and commas, a fourth */
-    int direct = has_room(&lv->text, sizeof quad) || buf_reserve(&lv->text, sizeof quad) == 0;
+    int direct = has_room(&lv->text, sizeof quad);
+    if (!direct && (rc = level_reserve(fb, lv, sizeof quad)) != 0 && rc != ERR_TOO_LARGE) return rc;
+    direct |= rc == 0;
     if (direct) start = (char *)lv->text.data + before;
     q = start;
     if (before) *q++ = ',';
@@ -188,7 +244,8 @@ static int emit(fb_t *fb, const frame_t *f)
     if (direct) {
         lv->text.len += (size_t)(q - start);
         lv->text.data[lv->text.len] = 0;
-    } else if ((rc = buf_append(&lv->text, quad, (size_t)(q - quad))) != 0) {
+    } else if ((rc = level_reserve(fb, lv, (size_t)(q - quad))) != 0 ||
+               (rc = buf_append(&lv->text, quad, (size_t)(q - quad))) != 0) {
         return rc;
     }
     fb->bytes += lv->text.len - before;
@@ -202,10 +259,11 @@ static int emit(fb_t *fb, const frame_t *f)
 static int walk(fb_t *fb)
 {
     const sorted_tree_t *st = fb->st;
+    int rc = fb_take(fb, st->n * sizeof(frame_t));
+    if (rc != 0) return rc;
     frame_t *stack = malloc(st->n * sizeof *stack);
     if (stack == NULL) return ERR_NOMEM;
     size_t sp = 0;
-    int rc = 0;
     stack[sp++] = (frame_t){0, 0, 0};
     while (sp > 0 && rc == 0) {
         frame_t f = stack[--sp];
@@ -222,6 +280,7 @@ static int walk(fb_t *fb)
         }
     }
     free(stack);
+    fb_give(fb, st->n * sizeof(frame_t));
     return rc;
 }
 
@@ -309,8 +368,12 @@ static int encode(fb_t *fb, int64_t num_ticks, const char *profile_type, const c
                   const query_timeline_t *tl, buf_t *out)
 {
     fb->max_bytes = out->max;
+    fb->out = out;
     strmap_init(&fb->names);
     int rc = u64map_init(&fb->name_of, 1024);
+    if (rc == 0) rc = fb_tables(fb);
+    if (rc == 0 && fb->st->sid != NULL)
+        rc = fb_take(fb, (fb->st->nsid ? fb->st->nsid : 1) * sizeof *fb->name_of_sid);
     if (rc == 0 && fb->st->sid != NULL) {
         fb->name_of_sid = malloc((fb->st->nsid ? fb->st->nsid : 1) * sizeof *fb->name_of_sid);
         if (fb->name_of_sid == NULL) rc = ERR_NOMEM;
@@ -333,6 +396,7 @@ static int encode(fb_t *fb, int64_t num_ticks, const char *profile_type, const c
     strmap_free(&fb->names);
     u64map_free(&fb->name_of);
     free(fb->name_of_sid);
+    fb_give(fb, fb->held); /* all of it freed */
     query_sorted_tree_free(fb->st);
     return rc;
 }
@@ -341,7 +405,7 @@ int query_encode_flamebearer(const calltree_t *t, const symtab_t *syms, const ch
                              const char *spy_name, const query_timeline_t *tl, buf_t *out)
 {
     sorted_tree_t st;
-    int rc = query_sorted_tree_build(&st, t, syms);
+    int rc = query_sorted_tree_build(&st, t, syms, out);
     if (rc != 0) return rc;
     fb_t fb = {.st = &st,
                .nodes = calltree_nodes(t),
@@ -360,7 +424,7 @@ int query_encode_flamebearer_kept(const query_kept_t *k, const symtab_t *syms,
                                   const query_timeline_t *tl, buf_t *out)
 {
     sorted_tree_t st;
-    int rc = query_sorted_tree_build_kept(&st, k, syms);
+    int rc = query_sorted_tree_build_kept(&st, k, syms, out);
     if (rc != 0) return rc;
     fb_t fb = {.st = &st, .sym = k->sym, .selves = k->self, .totals = k->total};
     return encode(&fb, k->total[0], profile_type, spy_name, tl, out);

@@ -117,26 +117,37 @@ static int measure_folded(const sorted_tree_t *st, const int64_t *left, size_t *
 
 int query_folded_write(const sorted_tree_t *st, const int64_t *left_self, buf_t *out)
 {
+    /* plen, the walk's stack and the path (as it grows) held beside the answer */
+    size_t work = (st->n + 1) * sizeof(size_t) + st->n * sizeof(fframe_t);
+    int rc = buf_beside_take(out, work);
+    if (rc != 0) return rc;
     /* plen[d]: length of the path text up to depth d; depth < node count. */
     size_t *plen = calloc(st->n + 1, sizeof *plen);
-    if (plen == NULL) return ERR_NOMEM;
+    if (plen == NULL) {
+        buf_beside_give(out, work);
+        return ERR_NOMEM;
+    }
     size_t size, room = out->max > out->len ? out->max - out->len : 0;
-    int rc = measure_folded(st, left_self, plen, room, &size);
+    rc = measure_folded(st, left_self, plen, room, &size);
     /* an answer past the buffer's max fails as it is written, as it always
      * did; an empty one allocates nothing, as before */
     if (rc == 0 && size > 0 && size <= room) rc = buf_reserve_exact(out, size);
     buf_t path;
+    buf_beside_t link = {out, 0};
     buf_init(&path, out->max);
+    buf_charge(&path, buf_beside_grows, &link);
     if (rc == 0) rc = walk_folded(st, left_self, &path, plen, out);
     buf_free(&path);
+    buf_beside_give(out, link.held);
     free(plen);
+    buf_beside_give(out, work);
     return rc;
 }
 
 int query_encode_folded(const calltree_t *t, const symtab_t *syms, buf_t *out)
 {
     sorted_tree_t st;
-    int rc = query_sorted_tree_build(&st, t, syms);
+    int rc = query_sorted_tree_build(&st, t, syms, out);
     if (rc != 0) return rc;
     rc = query_folded_write(&st, NULL, out);
     query_sorted_tree_free(&st);

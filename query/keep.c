@@ -43,6 +43,12 @@ typedef struct mnode {
  * files each member child under its merged child as it meets it, with no
  * second pass to lay them out side by side. */
 #define NO_MEMBER UINT32_MAX
+/* The answer's arrays per kept node (kept_arrays): sym, parent, self, total. */
+#define KEPT_NODE_BYTES (sizeof(uint64_t) + sizeof(uint32_t) + 2 * sizeof(int64_t))
+/* A tree built of kept nodes (query_kept_tree), per node at most: its
+ * shape (8), edge slot (9), self (8), symbol id and slot (14), and the map
+ * from kept node to tree node (4). */
+#define KEPT_TREE_NODE_BYTES 43
 typedef struct member {
     uint32_t tab, local; /* local: the member's stack-node id in its token's forest */
     uint32_t next;       /* the node's next member, or NO_MEMBER */
@@ -75,18 +81,44 @@ typedef struct sel {
     size_t charged;
 } sel_t;
 
-/* Charges the arrays' growth (after it: one doubling late at most).
- * ERR_UNAVAILABLE when it does not fit; called when a capacity changed. */
-static int sel_charge(sel_t *s)
+/* Sets the charge to the arrays' bytes plus extra held beside them (an
+ * array's new storage while realloc copies the old, the answer's arrays):
+ * charged before they are allocated, given back once freed.
+ * ERR_UNAVAILABLE when it does not fit. */
+static int sel_hold(sel_t *s, size_t extra)
 {
     if (s->charge == NULL) return 0;
     size_t now = s->capn * sizeof *s->nd + s->capm * sizeof *s->mem + s->caph * sizeof *s->heap +
                  s->capk * sizeof *s->kept + s->nslot * sizeof *s->slot +
-                 s->capt * sizeof *s->touched;
-    if (now <= s->charged) return 0;
-    if (alloc_charge_add(s->charge, now - s->charged) != 0) return ERR_UNAVAILABLE;
+                 s->capt * sizeof *s->touched + extra;
+    if (now <= s->charged) {
+        alloc_charge_sub(s->charge, s->charged - now);
+    } else if (alloc_charge_add(s->charge, now - s->charged) != 0) {
+        return ERR_UNAVAILABLE;
+    }
     s->charged = now;
     return 0;
+}
+
+static int sel_charge(sel_t *s)
+{
+    return sel_hold(s, 0);
+}
+
+/* Charges an array of cap elements of size bytes growing to hold need
+ * (as GROW_FROM grows it, from 256) before it does: the new storage beside
+ * the old. */
+static size_t grown_cap(size_t cap, size_t need)
+{
+    size_t n = cap > 0 ? cap : 256;
+    while (n < need)
+        n *= 2;
+    return n;
+}
+
+static int sel_pre(sel_t *s, size_t cap, size_t need, size_t size)
+{
+    return need <= cap ? 0 : sel_hold(s, grown_cap(cap, need) * size);
 }
 
 /* Hashing every frontier node's path costs more than the rest of choosing:
@@ -110,6 +142,7 @@ static int heavier(sel_t *s, hent_t a, hent_t b)
 static int heap_push(sel_t *s, uint32_t node)
 {
     size_t was = s->caph;
+    if (sel_pre(s, s->caph, s->hn + 1, sizeof *s->heap) != 0) return ERR_UNAVAILABLE;
     if (GROW_FROM(s->heap, s->caph, s->hn + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
     if (s->caph != was && sel_charge(s) != 0) return ERR_UNAVAILABLE;
     hent_t v = {s->nd[node].total, node};
@@ -160,13 +193,17 @@ static int expansion_room(sel_t *s, size_t nkids)
         want *= 2;
     if (want > s->nslot) {
         free(s->slot);
+        s->slot = NULL;
+        s->nslot = 0;
+        if (sel_hold(s, want * sizeof *s->slot) != 0) return ERR_UNAVAILABLE;
         s->slot = calloc(want, sizeof *s->slot);
         if (s->slot == NULL) return ERR_NOMEM;
         s->nslot = want;
     }
-    if (GROW_FROM(s->touched, s->capt, nkids, GROW_UNLIMITED, 256) != 0 ||
-        GROW_FROM(s->nd, s->capn, s->nn + nkids, GROW_UNLIMITED, 256) != 0)
-        return ERR_NOMEM;
+    if (sel_pre(s, s->capt, nkids, sizeof *s->touched) != 0) return ERR_UNAVAILABLE;
+    if (GROW_FROM(s->touched, s->capt, nkids, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
+    if (sel_pre(s, s->capn, s->nn + nkids, sizeof *s->nd) != 0) return ERR_UNAVAILABLE;
+    if (GROW_FROM(s->nd, s->capn, s->nn + nkids, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
     return sel_charge(s);
 }
 
@@ -218,6 +255,7 @@ static int member_children(sel_t *s, uint32_t p, size_t *nkids)
         const storage_merged_tab_t *t = &s->tabs[m.tab];
         for (uint32_t l = t->first_kid[m.local]; l != STORAGE_NO_KID; l = t->next_sib[l]) {
             if (s->nm + n == s->capm) {
+                if (sel_pre(s, s->capm, s->nm + n + 1, sizeof *s->mem) != 0) return ERR_UNAVAILABLE;
                 if (GROW_FROM(s->mem, s->capm, s->nm + n + 1, GROW_UNLIMITED, 256) != 0)
                     return ERR_NOMEM;
                 if (sel_charge(s) != 0) return ERR_UNAVAILABLE;
@@ -265,6 +303,7 @@ static int expand(sel_t *s, uint32_t p, int top)
 static int keep(sel_t *s, uint32_t i, int top)
 {
     size_t was = s->capk;
+    if (sel_pre(s, s->capk, s->nk + 1, sizeof *s->kept) != 0) return ERR_UNAVAILABLE;
     if (GROW_FROM(s->kept, s->capk, s->nk + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
     if (s->capk != was && sel_charge(s) != 0) return ERR_UNAVAILABLE;
     s->kept[s->nk++] = i;
@@ -297,6 +336,8 @@ static int kept_arrays(sel_t *s, query_kept_t **out)
     size_t n = s->nk;
     for (size_t k = 0; k < s->nk; k++)
         n += s->nd[s->kept[k]].hidden > 0;
+    /* made while the selection's arrays are still held: charged beside them */
+    if (sel_hold(s, sizeof(query_kept_t) + n * KEPT_NODE_BYTES) != 0) return ERR_UNAVAILABLE;
     query_kept_t *kp = calloc(1, sizeof *kp);
     if (kp == NULL) return ERR_NOMEM;
     kp->n = n;
@@ -368,9 +409,13 @@ static int root_of(sel_t *s, size_t ntabs, size_t max_nodes)
     for (size_t i = 0; i < ntabs; i++)
         local += s->tabs[i].nodes;
     want = want < local ? want : local;
-    if (GROW_FROM(s->nd, s->capn, want > 1 ? want : 1, GROW_UNLIMITED, 256) != 0 ||
-        GROW_FROM(s->mem, s->capm, want > ntabs ? want : ntabs, GROW_UNLIMITED, 256) != 0 ||
-        GROW_FROM(s->heap, s->caph, want > 1 ? want : 1, GROW_UNLIMITED, 256) != 0)
+    size_t n1 = want > 1 ? want : 1, nmem = want > ntabs ? want : ntabs;
+    size_t first =
+        grown_cap(0, n1) * (sizeof *s->nd + sizeof *s->heap) + grown_cap(0, nmem) * sizeof *s->mem;
+    if (sel_hold(s, first) != 0) return ERR_UNAVAILABLE; /* charged before they are made */
+    if (GROW_FROM(s->nd, s->capn, n1, GROW_UNLIMITED, 256) != 0 ||
+        GROW_FROM(s->mem, s->capm, nmem, GROW_UNLIMITED, 256) != 0 ||
+        GROW_FROM(s->heap, s->caph, n1, GROW_UNLIMITED, 256) != 0)
         return ERR_NOMEM;
     s->nd[0] = (mnode_t){.sym = SYM_ROOT, .mem = ntabs ? 0 : NO_MEMBER, .has_pkey = 1};
     uint64_t total = 0;
@@ -443,7 +488,9 @@ int query_truncate_tabs_charged(const storage_merged_tab_t *tabs, size_t ntabs, 
 {
     query_kept_t *k;
     int rc = query_keep_tabs_charged(tabs, ntabs, max_nodes, charge, &k);
-    size_t kb = rc == 0 && charge != NULL ? query_kept_bytes(k) : 0; /* held while built */
+    /* the kept nodes, and the tree built of them with its map of their
+     * nodes, while it is built (the caller counts the tree after) */
+    size_t kb = rc == 0 && charge != NULL ? query_kept_bytes(k) + k->n * KEPT_TREE_NODE_BYTES : 0;
     if (kb > 0 && alloc_charge_add(charge, kb) != 0) {
         rc = ERR_UNAVAILABLE;
         kb = 0;

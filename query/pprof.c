@@ -32,8 +32,36 @@ typedef struct pp {
     uint64_t *loc_pool;
     int64_t *val_pool;
     ProtobufCBinaryData *table;
-    ptype_t pt; /* the string table borrows its parts */
+    ptype_t pt;    /* the string table borrows its parts */
+    buf_t *out;    /* the answer: this working memory is held beside it (buf_beside_take) */
+    size_t held;   /* taken beside out */
+    size_t tables; /* of held: the string table's map, as last measured */
 } pp_t;
+
+/* Takes n bytes beside the answer before they are allocated. */
+static int pp_take(pp_t *p, size_t n)
+{
+    int rc = buf_beside_take(p->out, n);
+    if (rc == 0) p->held += n;
+    return rc;
+}
+
+static void pp_give(pp_t *p, size_t n)
+{
+    buf_beside_give(p->out, n);
+    p->held -= n;
+}
+
+/* The string table's map, measured after it grew (by doubling). */
+static int pp_tables(pp_t *p)
+{
+    size_t now = p->strs.cap * sizeof *p->strs.slots +
+                 p->strs.strs_cap * (sizeof *p->strs.strs + sizeof *p->strs.lens);
+    if (now < p->tables) pp_give(p, p->tables - now);
+    if (now > p->tables && pp_take(p, now - p->tables) != 0) return ERR_UNAVAILABLE;
+    p->tables = now;
+    return 0;
+}
 
 static int str_idx(pp_t *p, const char *s, int64_t *out)
 {
@@ -55,6 +83,12 @@ static int make_functions(pp_t *p)
 {
     const sorted_tree_t *st = p->st;
     size_t n = st->n;
+    /* per node: the order (until sorted), the function of each node, and a
+     * function, location and line with their pointers, per distinct symbol */
+    size_t per = sizeof(uint32_t) + sizeof *p->funcs + sizeof *p->locs + sizeof *p->lines +
+                 3 * sizeof(void *);
+    int rc = pp_take(p, n * (per + sizeof(uint32_t)));
+    if (rc != 0) return rc;
     uint32_t *order = malloc(n * sizeof *order);
     p->func_of = calloc(n, sizeof *p->func_of);
     p->funcs = calloc(n, sizeof *p->funcs);
@@ -63,10 +97,9 @@ static int make_functions(pp_t *p)
     p->locp = calloc(n, sizeof *p->locp);
     p->lines = calloc(n, sizeof *p->lines);
     p->linep = calloc(n, sizeof *p->linep);
-    int rc =
-        (order && p->func_of && p->funcs && p->funcp && p->locs && p->locp && p->lines && p->linep)
-            ? 0
-            : ERR_NOMEM;
+    rc = (order && p->func_of && p->funcs && p->funcp && p->locs && p->locp && p->lines && p->linep)
+             ? 0
+             : ERR_NOMEM;
     for (size_t i = 1; rc == 0 && i < n; i++)
         order[i - 1] = (uint32_t)i;
     if (rc == 0 && n > 1) qsort_r(order, n - 1, sizeof *order, sym_cmp, (void *)st->t);
@@ -95,7 +128,8 @@ static int make_functions(pp_t *p)
         p->locp[f] = &p->locs[f];
     }
     free(order);
-    return rc;
+    pp_give(p, n * sizeof(uint32_t));
+    return rc != 0 ? rc : pp_tables(p);
 }
 
 /* Counts samples and their stack entries; refuses early when the stacks alone
@@ -148,9 +182,16 @@ static void fill_sample(pp_t *p, uint32_t node, uint32_t d, uint64_t *locs, int6
 static int make_samples(pp_t *p, size_t max_bytes)
 {
     size_t ns, nl;
+    /* depth, and count_samples' queue or the walk's stack */
+    size_t work = 2 * p->st->n * sizeof(uint32_t);
+    int rc = pp_take(p, work);
+    if (rc != 0) return rc;
     uint32_t *depth = malloc(p->st->n * sizeof *depth);
     if (depth == NULL) return ERR_NOMEM;
-    int rc = count_samples(p, max_bytes, &ns, &nl, depth);
+    rc = count_samples(p, max_bytes, &ns, &nl, depth);
+    if (rc == 0)
+        rc = pp_take(p, (ns + 1) * (sizeof *p->samples + sizeof *p->samplep + sizeof *p->val_pool) +
+                            (nl + 1) * sizeof *p->loc_pool);
     if (rc == 0) {
         p->samples = calloc(ns + 1, sizeof *p->samples);
         p->samplep = calloc(ns + 1, sizeof *p->samplep);
@@ -174,19 +215,30 @@ static int make_samples(pp_t *p, size_t max_bytes)
     }
     free(stack);
     free(depth);
+    pp_give(p, work);
     return rc;
 }
+
+/* libdeflate's compressor at level 6, about (its hash chains and
+ * buffers; allocated once per answer). */
+#define PP_COMPRESSOR_BYTES (600u << 10)
 
 static int pack_gzip(const Perftools__Profiles__Profile *prof, buf_t *out)
 {
     size_t n = perftools__profiles__profile__get_packed_size(prof);
     if (n > out->max) return ERR_TOO_LARGE;
+    /* the packed profile and the compressor, beside the answer */
+    int rc = buf_beside_take(out, (n ? n : 1) + PP_COMPRESSOR_BYTES);
+    if (rc != 0) return rc;
     uint8_t *raw = malloc(n ? n : 1);
-    if (raw == NULL) return ERR_NOMEM;
+    if (raw == NULL) {
+        buf_beside_give(out, (n ? n : 1) + PP_COMPRESSOR_BYTES);
+        return ERR_NOMEM;
+    }
     perftools__profiles__profile__pack(prof, raw);
     struct libdeflate_compressor *c = libdeflate_alloc_compressor(6);
     size_t bound = c ? libdeflate_gzip_compress_bound(c, n) : 0;
-    int rc = c ? buf_reserve(out, bound) : ERR_NOMEM;
+    rc = c ? buf_reserve(out, bound) : ERR_NOMEM;
     if (rc == 0) {
         size_t z = libdeflate_gzip_compress(c, raw, n, out->data + out->len, bound);
         rc = z == 0 ? ERR_INTERNAL : 0;
@@ -195,6 +247,7 @@ static int pack_gzip(const Perftools__Profiles__Profile *prof, buf_t *out)
     }
     libdeflate_free_compressor(c);
     free(raw);
+    buf_beside_give(out, (n ? n : 1) + PP_COMPRESSOR_BYTES);
     return rc;
 }
 
@@ -226,6 +279,8 @@ static int build_and_pack(pp_t *p, const char *profile_type, int64_t time_ns, in
     if (rc == 0) rc = make_header(p, profile_type, &vt, &per, &prof.period);
     if (rc == 0) rc = make_functions(p);
     if (rc == 0) rc = make_samples(p, out->max);
+    if (rc == 0) rc = pp_tables(p);
+    if (rc == 0) rc = pp_take(p, p->strs.n * sizeof *p->table);
     if (rc == 0 && (p->table = calloc(p->strs.n, sizeof *p->table)) == NULL) rc = ERR_NOMEM;
     if (rc != 0) return rc;
     for (size_t i = 0; i < p->strs.n; i++)
@@ -250,9 +305,9 @@ int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *pr
                        int64_t time_ns, int64_t duration_ns, buf_t *out)
 {
     sorted_tree_t st;
-    int rc = query_sorted_tree_build(&st, t, syms);
+    int rc = query_sorted_tree_build(&st, t, syms, out);
     if (rc != 0) return rc;
-    pp_t p = {.st = &st};
+    pp_t p = {.st = &st, .out = out};
     strmap_init(&p.strs);
     rc = build_and_pack(&p, profile_type, time_ns, duration_ns, out);
     free(p.func_of);
@@ -268,6 +323,7 @@ int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *pr
     free(p.val_pool);
     free(p.table);
     strmap_free(&p.strs);
+    pp_give(&p, p.held); /* all of it freed */
     query_sorted_tree_free(&st);
     return rc;
 }

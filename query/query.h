@@ -393,14 +393,18 @@ int query_diff_render(const query_diff_params_t *d, const query_limits_t *lim, c
                       size_t left_len, const uint8_t *right, size_t right_len,
                       const char *partial_json, query_result_t *out, errmsg_t *em);
 /* query_diff_render with the join's decoded trees (both sides, their union
- * and the answer's shape, far larger than the encoded bodies) charged to
- * charge (may be NULL) as they are made and given back before it returns:
- * past the budget ERR_UNAVAILABLE. */
+ * and the answer's shape, far larger than the encoded bodies) and the
+ * answer (with what its encoder holds beside it) charged to charge (may be
+ * NULL) before they are made: past the budget ERR_UNAVAILABLE. Everything
+ * is given back before it returns but, when charged is not NULL, the
+ * answer's bytes after a success: they stay taken, *charged saying how
+ * many (0 otherwise), and the caller gives them back once the answer is
+ * sent. */
 int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t *lim,
                               const uint8_t *left, size_t left_len, const uint8_t *right,
                               size_t right_len, const char *partial_json,
-                              const query_report_charge_t *charge, query_result_t *out,
-                              errmsg_t *em);
+                              const query_report_charge_t *charge, size_t *charged,
+                              query_result_t *out, errmsg_t *em);
 
 /* ================================================================ regression report
  *
@@ -499,12 +503,14 @@ int query_report_encode(const query_report_t *r, const char *profile_type, size_
  * "reportId" when report_id is not NULL). When keep is not NULL and all
  * went well, the report (its names owned: query_report_own_names) is moved
  * into *keep for the caller, who frees it. The decoded trees (up to 60, far
- * larger than their encoded bodies) and the report are charged to charge
- * (may be NULL) while it runs and given back before it returns: past the
- * budget it answers ERR_UNAVAILABLE. */
+ * larger than their encoded bodies), the report and the answer are charged
+ * to charge (may be NULL) while it runs and given back before it returns
+ * (past the budget it answers ERR_UNAVAILABLE), but for the answer's bytes
+ * after a success when charged is not NULL: they stay taken, *charged
+ * saying how many (0 otherwise), until the caller has sent it. */
 int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
                      const uint8_t *const *body[2], const size_t *len[2], const char *report_id,
-                     const char *partial_json, const query_report_charge_t *charge,
+                     const char *partial_json, const query_report_charge_t *charge, size_t *charged,
                      query_report_t *keep, query_result_t *out, errmsg_t *em);
 
 /* ---------- the report cache (report_cache.c) ----------
@@ -545,12 +551,14 @@ void query_report_cache_release(query_report_cache_t *c, const query_report_cach
 /* The answer of a cached report into out (application/json, at most
  * lim->max_output_bytes), as query_report_encode of it; em says why not.
  * The answer's buffer is charged to charge (may be NULL) before it grows
- * and given back before it returns: past it ERR_UNAVAILABLE naming
- * query-memory-bytes. */
+ * (past it ERR_UNAVAILABLE naming query-memory-bytes) and given back before
+ * it returns, but after a success when charged is not NULL: then it stays
+ * taken, *charged saying how many bytes (0 otherwise), until the caller
+ * has sent it. */
 int query_report_cached_encode(const query_report_cached_t *e, size_t limit, const char *search,
                                const char *report_id, const query_limits_t *lim,
-                               const query_report_charge_t *charge, query_result_t *out,
-                               errmsg_t *em);
+                               const query_report_charge_t *charge, size_t *charged,
+                               query_result_t *out, errmsg_t *em);
 
 typedef struct query_report_cache_stats {
     size_t entries, bytes;

@@ -29,12 +29,19 @@ typedef struct sorted_tree {
     uint32_t *kids;    /* n - 1 */
     const char **name; /* per node, never NULL; borrowed from syms or unk */
     const char **file;
-    char *unk; /* 32 bytes per node (per sid with sid) for unknown-symbol names, or NULL */
+    char *unk;   /* 32 bytes per node (per sid with sid) for unknown-symbol names, or NULL */
+    buf_t *out;  /* the answer its arrays are held beside (buf_beside_take), or NULL */
+    size_t held; /* taken beside out */
 } sorted_tree_t;
 
-int query_sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *syms);
+/* The arrays are taken beside out (may be NULL; buf_beside_take: the
+ * answer's charge counts them) before they are made, and given back by
+ * query_sorted_tree_free: a refusal is returned, nothing built. */
+int query_sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *syms,
+                            buf_t *out);
 /* The same over kept nodes (k outlives st). */
-int query_sorted_tree_build_kept(sorted_tree_t *st, const query_kept_t *k, const symtab_t *syms);
+int query_sorted_tree_build_kept(sorted_tree_t *st, const query_kept_t *k, const symtab_t *syms,
+                                 buf_t *out);
 void query_sorted_tree_free(sorted_tree_t *st);
 
 /* Name and file of sym (never NULL). Unknown symbols become "unknown 0x<id>"

@@ -541,9 +541,10 @@ static int build_report(const query_report_plan_t *plan, const query_limits_t *l
 
 int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
                      const uint8_t *const *body[2], const size_t *len[2], const char *report_id,
-                     const char *partial_json, const query_report_charge_t *charge,
+                     const char *partial_json, const query_report_charge_t *charge, size_t *charged,
                      query_report_t *keep, query_result_t *out, errmsg_t *em)
 {
+    if (charged != NULL) *charged = 0;
     symtab_t *syms = symtab_new();
     query_report_t r = {0};
     held_t held = {charge, 0, 0};
@@ -575,6 +576,10 @@ int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
     }
     query_report_free(&r);
     symtab_free(syms);
+    if (rc == 0 && charged != NULL && held.answer <= held.bytes) { /* taken until it is sent */
+        *charged = held.answer;
+        held.bytes -= held.answer;
+    }
     held_give(&held);
     return rc;
 }

@@ -244,9 +244,10 @@ static int answer_grows(void *ctx, size_t now)
 
 int query_report_cached_encode(const query_report_cached_t *e, size_t limit, const char *search,
                                const char *report_id, const query_limits_t *lim,
-                               const query_report_charge_t *charge, query_result_t *out,
-                               errmsg_t *em)
+                               const query_report_charge_t *charge, size_t *charged,
+                               query_result_t *out, errmsg_t *em)
 {
+    if (charged != NULL) *charged = 0;
     buf_free(&out->body);
     buf_init(&out->body, lim->max_output_bytes);
     out->content_type = "application/json";
@@ -255,7 +256,10 @@ int query_report_cached_encode(const query_report_cached_t *e, size_t limit, con
     int rc = query_report_encode(&e->report, e->type, limit, search, e->seconds, report_id, NULL,
                                  &out->body);
     buf_charge(&out->body, NULL, NULL);
-    answer_grows(&a, 0); /* given back: the caller sends it at once */
+    if (rc == 0 && charged != NULL) /* taken until the caller has sent it */
+        *charged = a.held;
+    else
+        answer_grows(&a, 0);
     if (rc == ERR_UNAVAILABLE)
         errmsg_set(em, rc,
                    "server busy: the report's answer needs more memory than "

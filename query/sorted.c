@@ -38,6 +38,20 @@ static int kid_cmp(const void *a, const void *b, void *arg)
     return r;
 }
 
+/* Takes n bytes beside st's answer before they are allocated. */
+static int take(sorted_tree_t *st, size_t n)
+{
+    int rc = st->out != NULL ? buf_beside_take(st->out, n) : 0;
+    if (rc == 0) st->held += n;
+    return rc;
+}
+
+static void give(sorted_tree_t *st, size_t n)
+{
+    if (st->out != NULL) buf_beside_give(st->out, n);
+    st->held -= n;
+}
+
 /* Resolves names once per node; unknown symbols get text in st->unk. */
 static int resolve_names(sorted_tree_t *st, const char **name, const char **file, char **unk)
 {
@@ -48,6 +62,8 @@ static int resolve_names(sorted_tree_t *st, const char **name, const char **file
             if (file[i] == NULL) file[i] = "";
             continue;
         }
+        int rc = *unk == NULL ? take(st, st->n * 32) : 0;
+        if (rc != 0) return rc;
         if (*unk == NULL && (*unk = malloc(st->n * 32)) == NULL) return ERR_NOMEM;
         query_sym_name(NULL, sym, *unk + i * 32, &name[i], &file[i]);
     }
@@ -59,15 +75,20 @@ static int resolve_names(sorted_tree_t *st, const char **name, const char **file
 static int resolve_names_sid(sorted_tree_t *st, const char **name, const char **file, char **unk)
 {
     *unk = NULL;
+    size_t tables = (st->nsid ? st->nsid : 1) * 2 * sizeof(char *);
+    int rc = take(st, tables);
+    if (rc != 0) return rc;
     const char **sname = calloc(st->nsid ? st->nsid : 1, sizeof *sname);
     const char **sfile = malloc((st->nsid ? st->nsid : 1) * sizeof *sfile);
-    int rc = sname && sfile ? 0 : ERR_NOMEM;
+    if (!sname || !sfile) rc = ERR_NOMEM;
     for (size_t i = 0; rc == 0 && i < st->n; i++) {
         uint32_t s = st->sid[i];
         if (sname[s] == NULL) {
             uint64_t sym = sym_of(st, (uint32_t)i);
             if (st->syms != NULL && symtab_get(st->syms, sym, &sname[s], &sfile[s])) {
                 if (sfile[s] == NULL) sfile[s] = "";
+            } else if (*unk == NULL && (rc = take(st, st->nsid * 32)) != 0) {
+                break;
             } else if (*unk == NULL && (*unk = malloc(st->nsid * 32)) == NULL) {
                 rc = ERR_NOMEM;
                 break;
@@ -80,12 +101,20 @@ static int resolve_names_sid(sorted_tree_t *st, const char **name, const char **
     }
     free(sname);
     free(sfile);
+    give(st, tables);
     return rc;
 }
 
 /* st->t or st->sym and st->parent, st->syms and st->n set. */
 static int build(sorted_tree_t *st)
 {
+    /* off, kids, name and file, and fill while the children are placed */
+    size_t arrays = 2 * (st->n + 1) * sizeof(uint32_t) + 2 * st->n * sizeof(char *);
+    int rc = take(st, arrays + st->n * sizeof(uint32_t));
+    if (rc != 0) {
+        query_sorted_tree_free(st);
+        return rc;
+    }
     st->off = calloc(st->n + 1, sizeof *st->off);
     st->kids = malloc((st->n + 1) * sizeof *st->kids);
     st->name = malloc(st->n * sizeof *st->name);
@@ -94,8 +123,8 @@ static int build(sorted_tree_t *st)
         query_sorted_tree_free(st);
         return ERR_NOMEM;
     }
-    int rc = st->sid ? resolve_names_sid(st, st->name, st->file, &st->unk)
-                     : resolve_names(st, st->name, st->file, &st->unk);
+    rc = st->sid ? resolve_names_sid(st, st->name, st->file, &st->unk)
+                 : resolve_names(st, st->name, st->file, &st->unk);
     if (rc != 0) {
         query_sorted_tree_free(st);
         return rc;
@@ -114,6 +143,7 @@ static int build(sorted_tree_t *st)
         st->kids[st->off[p] + fill[p]++] = i;
     }
     free(fill);
+    give(st, st->n * sizeof(uint32_t));
     sort_ctx_t c = {.st = st, .name = st->name, .file = st->file};
     for (size_t i = 0; i < st->n; i++)
         if (st->off[i + 1] - st->off[i] > 1)
@@ -122,18 +152,22 @@ static int build(sorted_tree_t *st)
     return 0;
 }
 
-int query_sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *syms)
+int query_sorted_tree_build(sorted_tree_t *st, const calltree_t *t, const symtab_t *syms,
+                            buf_t *out)
 {
     memset(st, 0, sizeof *st);
+    st->out = out;
     st->t = t;
     st->syms = syms;
     st->n = calltree_node_count(t);
     return build(st);
 }
 
-int query_sorted_tree_build_kept(sorted_tree_t *st, const query_kept_t *k, const symtab_t *syms)
+int query_sorted_tree_build_kept(sorted_tree_t *st, const query_kept_t *k, const symtab_t *syms,
+                                 buf_t *out)
 {
     memset(st, 0, sizeof *st);
+    st->out = out;
     st->sym = k->sym;
     st->parent = k->parent;
     st->sid = k->sid;
@@ -150,5 +184,6 @@ void query_sorted_tree_free(sorted_tree_t *st)
     free(st->name);
     free(st->file);
     free(st->unk);
+    if (st->out != NULL) buf_beside_give(st->out, st->held);
     memset(st, 0, sizeof *st);
 }

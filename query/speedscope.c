@@ -18,6 +18,8 @@
 
 typedef struct ss {
     const sorted_tree_t *st;
+    buf_t *out;  /* the answer: this working memory is held beside it */
+    size_t held; /* taken beside out */
     const query_ss_profile_t *profiles;
     size_t nprofiles;
     u64map_t index;     /* symbol -> frame number */
@@ -52,9 +54,39 @@ static int root_is_sample(const ss_t *s)
     return 0;
 }
 
+/* Takes n bytes beside the answer before they are allocated. */
+static int ss_take(ss_t *s, size_t n)
+{
+    int rc = buf_beside_take(s->out, n);
+    if (rc == 0) s->held += n;
+    return rc;
+}
+
+static void ss_give(ss_t *s, size_t n)
+{
+    buf_beside_give(s->out, n);
+    s->held -= n;
+}
+
+/* The most the symbol index holds for n keys while it grows: its largest
+ * table and the one before it (a rehash holds both). */
+static size_t index_bound(size_t n)
+{
+    size_t cap = 16;
+    while (cap < n * 2 + 2)
+        cap <<= 1;
+    return (cap + cap / 2) * sizeof(u64map_slot_t);
+}
+
 static int number_frames(ss_t *s)
 {
     const sorted_tree_t *st = s->st;
+    /* frame_of and first stay; the stack and the index (freed once
+     * numbered) are taken at their largest */
+    size_t work = st->n * sizeof(uint32_t) + index_bound(st->n);
+    int rc = ss_take(s, 2 * st->n * sizeof(uint32_t));
+    if (rc == 0) rc = ss_take(s, work);
+    if (rc != 0) return rc;
     s->frame_of = malloc(st->n * sizeof *s->frame_of);
     s->first = malloc(st->n * sizeof *s->first);
     if (s->frame_of == NULL || s->first == NULL) return ERR_NOMEM;
@@ -62,7 +94,7 @@ static int number_frames(ss_t *s)
     uint32_t *stack = malloc(st->n * sizeof *stack);
     if (stack == NULL) return ERR_NOMEM;
     size_t sp = 0;
-    int rc = 0, root_frame = root_is_sample(s);
+    int root_frame = root_is_sample(s);
     stack[sp++] = 0;
     while (sp > 0 && rc >= 0) {
         uint32_t i = stack[--sp];
@@ -75,6 +107,8 @@ static int number_frames(ss_t *s)
             stack[sp++] = st->kids[k - 1];
     }
     free(stack);
+    u64map_free(&s->index); /* numbered: only frame_of and first are read from here */
+    ss_give(s, work);
     return rc < 0 ? rc : 0;
 }
 
@@ -121,11 +155,17 @@ static int write_sample(const ss_t *s, const query_ss_profile_t *p, const uint32
 static int write_samples(const ss_t *s, const query_ss_profile_t *p, buf_t *out)
 {
     const sorted_tree_t *st = s->st;
+    /* the stack, the path and the weights (as they grow) beside the answer */
+    size_t work = st->n * sizeof(sframe_t) + (st->n + 1) * sizeof(uint32_t);
+    int rc = buf_beside_take(out, work);
+    if (rc != 0) return rc;
     sframe_t *stack = malloc(st->n * sizeof *stack);
     uint32_t *path = malloc((st->n + 1) * sizeof *path); /* path[d]: frame at depth d */
     buf_t weights;
+    buf_beside_t link = {out, 0};
     buf_init(&weights, out->max);
-    int rc = stack && path ? buf_append_str(out, "\"samples\":[") : ERR_NOMEM;
+    buf_charge(&weights, buf_beside_grows, &link);
+    rc = stack && path ? buf_append_str(out, "\"samples\":[") : ERR_NOMEM;
     size_t sp = 0;
     int first = 1;
     if (rc == 0) stack[sp++] = (sframe_t){0, 0};
@@ -140,8 +180,10 @@ static int write_samples(const ss_t *s, const query_ss_profile_t *p, buf_t *out)
     if (rc == 0) rc = buf_append(out, weights.data, weights.len);
     if (rc == 0) rc = buf_append_byte(out, ']');
     buf_free(&weights);
+    buf_beside_give(out, link.held);
     free(path);
     free(stack);
+    buf_beside_give(out, work);
     return rc;
 }
 
@@ -186,12 +228,13 @@ static int write_file(const ss_t *s, const char *profile_type, const char *name,
 int query_speedscope_write(const sorted_tree_t *st, const char *profile_type, const char *name,
                            const query_ss_profile_t *profiles, size_t nprofiles, buf_t *out)
 {
-    ss_t s = {.st = st, .profiles = profiles, .nprofiles = nprofiles};
+    ss_t s = {.st = st, .profiles = profiles, .nprofiles = nprofiles, .out = out};
     int rc = number_frames(&s);
     if (rc == 0) rc = write_file(&s, profile_type, name, out);
     u64map_free(&s.index);
     free(s.frame_of);
     free(s.first);
+    ss_give(&s, s.held);
     return rc;
 }
 
@@ -200,7 +243,7 @@ int query_encode_speedscope(const calltree_t *t, const symtab_t *syms, const cha
 {
     if (name == NULL) name = profile_type ? profile_type : "flamedb";
     sorted_tree_t st;
-    int rc = query_sorted_tree_build(&st, t, syms);
+    int rc = query_sorted_tree_build(&st, t, syms, out);
     if (rc != 0) return rc;
     query_ss_profile_t p = {.name = name, .self = NULL};
     rc = query_speedscope_write(&st, profile_type, name, &p, 1, out);

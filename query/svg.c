@@ -336,13 +336,18 @@ static int write_frame(buf_t *b, const svg_t *s, vframe_t f)
 }
 
 /* Preorder, children left to right from their parent's left edge. */
-static int write_frames(svg_t *s, buf_t *b)
+static int write_frames(svg_t *s, buf_t *b, buf_t *out)
 {
     const sorted_tree_t *st = s->st;
+    size_t stack_bytes = st->n * sizeof(vframe_t);
+    int rc = buf_beside_take(out, stack_bytes); /* held beside the answer */
+    if (rc != 0) return rc;
     vframe_t *stack = malloc(st->n * sizeof *stack);
-    if (stack == NULL) return ERR_NOMEM;
+    if (stack == NULL) {
+        buf_beside_give(out, stack_bytes);
+        return ERR_NOMEM;
+    }
     size_t sp = 0;
-    int rc = 0;
     stack[sp++] = (vframe_t){0, 0, 0};
     while (sp > 0 && rc == 0) {
         vframe_t f = stack[--sp];
@@ -362,6 +367,7 @@ static int write_frames(svg_t *s, buf_t *b)
         }
     }
     free(stack);
+    buf_beside_give(out, stack_bytes);
     return rc;
 }
 
@@ -404,13 +410,16 @@ int query_svg_write(const sorted_tree_t *st, const query_svg_style_t *style, buf
     svg_t s = {.st = st, .style = &st2, .total = calltree_root_total(st->t)};
     s.has_pt = style->profile_type && query_ptype_parse(style->profile_type, &s.pt) == 0;
     /* The height depends on the depth: frames first, then header and frames. */
-    buf_t frames;
+    buf_t frames; /* held beside the answer as it grows, until copied into it */
+    buf_beside_t link = {out, 0};
     buf_init(&frames, out->max);
-    int rc = write_frames(&s, &frames);
+    buf_charge(&frames, buf_beside_grows, &link);
+    int rc = write_frames(&s, &frames, out);
     if (rc == 0) rc = write_header(out, &s);
     if (rc == 0) rc = buf_append(out, frames.data, frames.len);
     if (rc == 0) rc = buf_append_str(out, "</svg>\n");
     buf_free(&frames);
+    buf_beside_give(out, link.held);
     return rc;
 }
 
@@ -418,7 +427,7 @@ int query_encode_svg(const calltree_t *t, const symtab_t *syms, const char *prof
                      const char *title, const char *note, buf_t *out)
 {
     sorted_tree_t st;
-    int rc = query_sorted_tree_build(&st, t, syms);
+    int rc = query_sorted_tree_build(&st, t, syms, out);
     if (rc != 0) return rc;
     query_svg_style_t style = {.title = title, .profile_type = profile_type, .note = note};
     rc = query_svg_write(&st, &style, out);

@@ -220,11 +220,31 @@ int query_fns_collect(const calltree_t *t, query_fn_t **out, size_t *n)
     return 0;
 }
 
+/* The most query_fns_collect holds for a tree of n nodes: the symbol map
+ * (sized for n), fn_of, active, and the functions (at most n) with the
+ * copy a growth makes. */
+static size_t collect_bound(size_t n)
+{
+    size_t cap = 16;
+    while (cap < n * 2)
+        cap <<= 1;
+    return cap * sizeof(u64map_slot_t) + (2 * n + 1) * sizeof(uint32_t) + 2 * n * sizeof(fn_t);
+}
+
 int query_encode_top(const calltree_t *t, const symtab_t *syms, const char *profile_type,
                      const query_top_opts_t *o, buf_t *out)
 {
     top_t tp = {.t = t};
-    int rc = query_fns_collect(t, &tp.fns, &tp.nfns);
+    /* the tables are held beside the answer (buf_beside_take): their bound
+     * while they are made, then the functions (room for them as grown,
+     * the sort's copy, the names of unknown symbols) */
+    size_t work = collect_bound(calltree_node_count(t));
+    int rc = buf_beside_take(out, work);
+    if (rc != 0) return rc;
+    rc = query_fns_collect(t, &tp.fns, &tp.nfns);
+    size_t kept = tp.nfns * (2 * sizeof(fn_t) + 32);
+    if (kept < work) buf_beside_give(out, work - kept);
+    work = kept < work ? kept : work;
     if (rc == 0) rc = resolve_names(&tp, syms);
     tp.count = tp.nfns;
     if (rc == 0 && o->search != NULL && o->search[0] != 0) rc = keep_matching(&tp, o->search);
@@ -233,5 +253,6 @@ int query_encode_top(const calltree_t *t, const symtab_t *syms, const char *prof
     if (rc == 0) rc = write_top(out, &tp, profile_type, o);
     free(tp.fns);
     free(tp.unk);
+    buf_beside_give(out, work);
     return rc;
 }

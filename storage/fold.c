@@ -38,9 +38,8 @@
 /* Windows folded in one hold of the token's lock; the keys waiting for it
  * and one write batch are the pass's only memory. */
 #define FOLD_BATCH 256
-/* A write batch is committed once it holds this many bytes of sums (the
- * lock still held), so a batch of large windows never holds them all. */
-#define FOLD_BATCH_BYTES ((size_t)4 << 20)
+/* A write batch is committed once it holds window_fold_batch_bytes of sums
+ * (the lock still held), so a batch of large windows never holds them all. */
 
 /* token | tenant | series_id | res | window: 26 bytes besides the tenant */
 #define FOLD_KEY_FIXED 26
@@ -62,6 +61,20 @@ static int fold_due(storage_t *s, const uint8_t *k, size_t kn, int64_t ended_by_
     int64_t start = storage_time_decode(k + 18 + k[8]);
     if (start > ended_by_s - (int64_t)storage_resolutions[res]) return 0;
     return !storage_filter_expired(s, CF_BLOCKS, k, kn, NULL, 0);
+}
+
+size_t storage_fold_memory_bytes(const storage_options_t *o)
+{
+    if (o->window_fold_interval_seconds <= 0) return 0;
+    /* fold_keys_t at its largest, grown by doubling (from 4096 bytes of
+     * keys, 64 offsets), with the copy a growth makes */
+    size_t b = 4096, off = 64;
+    while (b < FOLD_BATCH * (FOLD_KEY_FIXED + STORAGE_TENANT_MAX))
+        b *= 2;
+    while (off < FOLD_BATCH + 2)
+        off *= 2;
+    size_t keys = (b + b / 2) + (off + off / 2) * sizeof(size_t);
+    return keys + 4 * o->window_fold_batch_bytes;
 }
 
 static int keys_add(fold_keys_t *ks, const uint8_t *k, size_t kn)
@@ -117,7 +130,7 @@ static int fold_token(storage_t *s, const fold_keys_t *ks, size_t *folded)
             bytes += vn;
         }
         free(v);
-        if (rc == 0 && bytes >= FOLD_BATCH_BYTES && (rc = commit(s, wb)) == 0) {
+        if (rc == 0 && bytes >= s->opts.window_fold_batch_bytes && (rc = commit(s, wb)) == 0) {
             n += pending;
             bytes = pending = 0;
         }

@@ -81,6 +81,7 @@ void storage_options_default(storage_options_t *o)
     o->window_successive_merges = STORAGE_WINDOW_SUCCESSIVE_MERGES;
     o->total_successive_merges = STORAGE_TOTAL_SUCCESSIVE_MERGES;
     o->window_fold_interval_seconds = STORAGE_WINDOW_FOLD_INTERVAL;
+    o->window_fold_batch_bytes = STORAGE_FOLD_BATCH_BYTES;
     o->aggregate_anchors = STORAGE_AGGREGATE_ANCHORS;
     o->max_span_nodes = 65536;
     o->max_span_members = STORAGE_MAX_SPAN_MEMBERS;

@@ -59,6 +59,8 @@ extern const uint32_t storage_resolutions[STORAGE_RESOLUTION_COUNT]; /* 10,60,60
 #define STORAGE_TENANT_MAX 150
 /* rocksdb_log_level: only the LOG header is written (RocksDB HEADER_LEVEL). */
 #define STORAGE_ROCKSDB_LOG_HEADER 5
+/* Default of storage_options_t.window_fold_batch_bytes. */
+#define STORAGE_FOLD_BATCH_BYTES ((size_t)1 << 20)
 /* Default of storage_options_t.stream_window_max_profiles: 8 MB of lists. */
 #define STORAGE_STREAM_WINDOW_MAX_PROFILES 250000
 /* Default of storage_options_t.max_span_members. */
@@ -107,6 +109,10 @@ typedef struct storage_options {
      * block window that has ended into one value (fold.c,
      * storage_fold_windows); 0: never (flushes and compactions still fold). */
     int64_t window_fold_interval_seconds;
+    /* The pass commits its write batch once it holds this many bytes of
+     * sums (STORAGE_FOLD_BATCH_BYTES by default): what it holds is bounded
+     * by storage_fold_memory_bytes. */
+    size_t window_fold_batch_bytes;
     /* Member series of a service aggregate, per token, that it does not
      * hold (its anchors, 1..STORAGE_AGGREGATE_ANCHORS_MAX): the first ones
      * written to it on the token, which a whole-service query reads
@@ -480,6 +486,14 @@ int storage_gc_series(storage_t *s, size_t *removed);
  * profile trees have all aged out; *removed gets how many. Safe next to
  * writers and readers: a later write starts a fresh table. */
 int storage_gc_nodetabs(storage_t *s, size_t *removed);
+/* The most the window fold's pass holds at once (its working memory, to be
+ * counted in a node's memory budget; 0 when o turns the fold off): the
+ * keys of up to 256 windows waiting for it, and four times
+ * window_fold_batch_bytes for its write batch (committed once past it, its
+ * buffer grown by doubling) and the window it reads, as long as no window
+ * is larger than window_fold_batch_bytes (a larger one adds about twice its
+ * own size while it is folded, as reading it does). */
+size_t storage_fold_memory_bytes(const storage_options_t *o);
 /* Folds the memtable operands of every block window that ended by
  * ended_by_s (unix s) and holds two or more into one value, the same sum
  * (fold.c); *folded gets how many windows. Safe next to writers, readers,

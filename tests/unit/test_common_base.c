@@ -79,6 +79,34 @@ static void test_buf_charge(void)
     buf_free(&b);
 }
 
+/* What a buffer's writer holds beside it is asked for first and counts in
+ * every later charge of the buffer's growth, until given back. */
+static void test_buf_beside(void)
+{
+    held_t h = {0, 0, 1 << 20};
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    buf_charge(&b, held_fn, &h);
+    CHECK_EQ_INT(buf_beside_take(&b, 1000), 0);
+    CHECK_EQ_INT(h.now, 1000);
+    CHECK_EQ_INT(buf_append(&b, "abc", 3), 0);
+    CHECK_EQ_INT(h.now, b.cap + 1000);
+    CHECK_EQ_INT(h.most, b.cap + 1000); /* asked with what is beside */
+    size_t cap = b.cap;
+    CHECK_EQ_INT(buf_beside_take(&b, (size_t)1 << 20), ERR_UNAVAILABLE); /* past the limit */
+    CHECK_EQ_INT(h.now, cap + 1000);
+    CHECK_EQ_INT(b.beside, 1000);
+    char chunk[4000];
+    memset(chunk, 'x', sizeof chunk);
+    h.most = 0;
+    CHECK_EQ_INT(buf_append(&b, chunk, sizeof chunk), 0);
+    CHECK_EQ_INT(h.most, cap + b.cap + 1000); /* old, new and beside while it grew */
+    buf_beside_give(&b, 1000);
+    CHECK_EQ_INT(h.now, b.cap);
+    CHECK_EQ_INT(b.beside, 0);
+    buf_free(&b);
+}
+
 static void test_varint(void)
 {
     uint8_t tmp[10];
@@ -233,6 +261,7 @@ int main(void)
 {
     test_buf();
     test_buf_charge();
+    test_buf_beside();
     test_varint();
     test_labels();
     test_symtab();

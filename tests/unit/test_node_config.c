@@ -160,17 +160,23 @@ static void test_errors(void)
     /* what a receiver holds of a window in parts is part of the budget */
     const char *a13[] = {"flamedb", "--stream-receive-max-bytes", "100MiB"};
     expect_error(a13, 3, NULL,
-                 "stream-receive-max-bytes + scatter-name-cache-bytes + chunk-receive-max-bytes = "
-                 "1132462080 bytes exceeds memory-limit (1073741824 bytes)");
+                 "stream-receive-max-bytes + scatter-name-cache-bytes + chunk-receive-max-bytes + "
+                 "the window fold (4 x window-fold-batch-bytes + keys, while window-fold-interval "
+                 "is on) = 1136760832 bytes exceeds memory-limit (1073741824 bytes)");
     /* so does what it holds of messages coming in pieces */
     const char *a13b[] = {"flamedb", "--chunk-receive-max-bytes", "64MiB"};
     expect_error(a13b, 3, NULL,
-                 "chunk-receive-max-bytes = 1111490560 bytes exceeds memory-limit (1073741824 "
-                 "bytes)");
+                 "is on) = 1115789312 bytes exceeds memory-limit (1073741824 bytes)");
     /* the coordinator's name cache counts too: the defaults leave a 64th */
     const char *a9b[] = {"flamedb", "--memory-limit", "256MiB", "--scatter-name-cache-bytes",
                          "17MiB"};
-    expect_error(a9b, 5, NULL, "chunk-receive-max-bytes = ");
+    expect_error(a9b, 5, NULL, "chunk-receive-max-bytes + the window fold");
+    /* the window fold's working memory too, while it runs: the nine leave
+     * 2 MiB here, below four times its 1 MiB batch */
+    const char *a9c[] = {"flamedb", "--scatter-name-cache-bytes", "14MiB"};
+    expect_error(a9c, 3, NULL,
+                 "chunk-receive-max-bytes + the window fold (4 x window-fold-batch-bytes + keys, "
+                 "while window-fold-interval is on) = 1075943424 bytes exceeds memory-limit");
     const char *a10[] = {"flamedb", "--retention-1h", "1500ms"};
     expect_error(a10, 3, NULL, "whole number of seconds");
     const char *a11[] = {"flamedb", "--log-level", "loud"};
@@ -221,6 +227,27 @@ static void test_generated_text(void)
     CHECK_EQ_INT(node_config_dump(&c, &b), 0);
     CHECK(strstr((char *)b.data, "idle-timeout = 1m\n") != NULL);
     buf_free(&b);
+}
+
+/* The window fold counts in memory-limit only while it runs, as four
+ * times its batch plus its keys. */
+static void test_fold_memory(void)
+{
+    node_config_t c;
+    enum node_config_action act;
+    errmsg_t em;
+    const char *off[] = {"flamedb", "--scatter-name-cache-bytes", "14MiB", "--window-fold-interval",
+                         "0"};
+    CHECK_EQ_INT(parse(&c, off, 5, NULL, &act, &em), 0);
+    CHECK_EQ_INT(storage_fold_memory_bytes(&c.storage), 0);
+    const char *small[] = {"flamedb", "--scatter-name-cache-bytes", "14MiB",
+                           "--window-fold-batch-bytes", "256KiB"};
+    CHECK_EQ_INT(parse(&c, small, 5, NULL, &act, &em), 0);
+    size_t fold = storage_fold_memory_bytes(&c.storage);
+    CHECK(fold >= (1u << 20) && fold <= (1u << 20) + (128u << 10));
+    const char *def[] = {"flamedb"};
+    CHECK_EQ_INT(parse(&c, def, 1, NULL, &act, &em), 0);
+    CHECK_EQ_INT(c.storage.window_fold_batch_bytes, 1u << 20); /* a 1024th of 1 GiB */
 }
 
 /* Every memory-limit from its minimum up starts with the other settings at
@@ -309,6 +336,7 @@ static void test_optional_paths(void)
 int main(void)
 {
     test_small_memory();
+    test_fold_memory();
     test_values();
     test_defaults();
     test_flags_and_env();

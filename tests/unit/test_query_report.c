@@ -434,8 +434,13 @@ static size_t report_peak(const char *limit, size_t *answer_cap)
     query_report_charge_t charge = {budget_take, budget_give, &b};
     query_result_t out;
     query_result_init(&out);
-    CHECK_EQ_INT(query_report_run(&p, &lim, body, len, NULL, NULL, &charge, NULL, &out, &em), 0);
-    CHECK_EQ_INT(b.used, 0);
+    size_t charged;
+    CHECK_EQ_INT(
+        query_report_run(&p, &lim, body, len, NULL, NULL, &charge, &charged, NULL, &out, &em), 0);
+    /* the answer stays taken until it is sent, the rest is given back */
+    CHECK_EQ_INT(charged, out.body.cap);
+    CHECK_EQ_INT(b.used, charged);
+    budget_give(&b, charged);
     *answer_cap = out.body.cap;
     query_result_free(&out);
     query_result_free(&bucket);

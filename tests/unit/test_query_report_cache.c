@@ -193,10 +193,14 @@ static void test_bounded(void)
     errmsg_t em = {{0}};
     size_t before = bud.used;
     bud.most = 0;
-    CHECK_EQ_INT(query_report_cached_encode(ea, 5, "f9", "id", &lim, &charge, &out, &em), 0);
+    size_t charged;
+    CHECK_EQ_INT(query_report_cached_encode(ea, 5, "f9", "id", &lim, &charge, &charged, &out, &em),
+                 0);
     CHECK(strstr((const char *)out.body.data, "\"matchCount\":11") != NULL); /* f9, f90..f99 */
-    /* the answer was charged as it grew, and given back */
-    CHECK_EQ_INT(bud.used, before);
+    /* the answer was charged as it grew, and stays taken until it is sent */
+    CHECK_EQ_INT(charged, out.body.cap);
+    CHECK_EQ_INT(bud.used, before + charged);
+    give(&bud, charged);
     CHECK(bud.most >= before + out.body.cap);
     CHECK(bud.used > 2 * one); /* the evicted ones still held by their readers */
     query_report_cache_release(c, ea);
@@ -296,9 +300,9 @@ static void test_same_answer(void)
             query_result_t got;
             query_result_init(&got);
             errmsg_t em = {{0}};
-            CHECK_EQ_INT(
-                query_report_cached_encode(e, limits[l], searches[s], "abc", &lim, NULL, &got, &em),
-                0);
+            CHECK_EQ_INT(query_report_cached_encode(e, limits[l], searches[s], "abc", &lim, NULL,
+                                                    NULL, &got, &em),
+                         0);
             CHECK(got.body.len == want.len && memcmp(got.body.data, want.data, want.len) == 0);
             CHECK(strstr((const char *)want.data, "\"reportId\":\"abc\"") != NULL);
             buf_free(&want);
@@ -309,7 +313,7 @@ static void test_same_answer(void)
     query_result_t got;
     query_result_init(&got);
     errmsg_t em = {{0}};
-    CHECK_EQ_INT(query_report_cached_encode(e, 1000, NULL, "abc", &lim, NULL, &got, &em),
+    CHECK_EQ_INT(query_report_cached_encode(e, 1000, NULL, "abc", &lim, NULL, NULL, &got, &em),
                  ERR_LIMIT);
     CHECK(em.text[0] != 0);
     query_result_free(&got);
