@@ -220,7 +220,7 @@ static int frontier_add(sel_t *s, size_t first)
 /* Files the member children of node p in s->mem from s->nm on (not yet
  * counted in s->nm); *nkids gets their number. The sibling links are a
  * chain of dependent loads at scattered ids: while it is walked, each
- * child's symbol, total and self are fetched, so that their misses overlap
+ * child's symbol and total are fetched, so that their misses overlap
  * the chain's instead of following it one by one. */
 static int member_children(sel_t *s, uint32_t p, size_t *nkids)
 {
@@ -240,7 +240,6 @@ static int member_children(sel_t *s, uint32_t p, size_t *nkids)
             }
             __builtin_prefetch(&t->sym[l]);
             __builtin_prefetch(&t->total[l]);
-            __builtin_prefetch(&t->self[l]);
             s->mem[s->nm + n++] = (member_t){m.tab, l, NO_MEMBER};
         }
     }
@@ -264,7 +263,6 @@ static int expand(sel_t *s, uint32_t p)
         const storage_merged_tab_t *t = &s->tabs[m->tab];
         mnode_t *c = &s->nd[child_for(s, p, t->sym[m->local], &ntouched)];
         c->total += t->total[m->local]; /* no overflow: bounded by the root total */
-        c->self += t->self[m->local];
         m->next = c->mem;
         c->mem = (uint32_t)i;
     }
@@ -296,6 +294,18 @@ static int keep(sel_t *s, uint32_t i, int top)
     return 0;
 }
 
+/* Sums merged node i's self over its members: done when it comes off the
+ * frontier (once; the root's by root_of), so an expansion reads only its
+ * member children's symbols and totals, and the selves of children that
+ * are never popped are not read. */
+static void self_of(sel_t *s, uint32_t i)
+{
+    int64_t self = 0; /* no overflow: bounded by the node's total */
+    for (uint32_t k = s->nd[i].mem; k != NO_MEMBER; k = s->mem[k].next)
+        self += s->tabs[s->mem[k].tab].self[s->mem[k].local];
+    s->nd[i].self = self;
+}
+
 /* truncate.c's select_nodes, over merged nodes. */
 static int select_kept(sel_t *s, size_t max_nodes)
 {
@@ -307,6 +317,7 @@ static int select_kept(sel_t *s, size_t max_nodes)
             continue;
         }
         uint32_t c = s->heap[0].node, p = s->nd[c].parent;
+        self_of(s, c);
         size_t cost = 1 + (s->nd[c].total != s->nd[c].self); /* a non-empty child */
         size_t frees = s->nd[p].hidden == 1;                 /* the parent's `other` goes away */
         if (used + cost - frees > max_nodes) break;
