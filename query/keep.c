@@ -5,9 +5,10 @@
  * it, to keep a few thousand nodes. Here the same best-first selection runs
  * over the tokens' forests (storage_merger_tabs: subtree totals per stack-node
  * id, from one descending pass over each node table) and expands a merged
- * node only when it is kept: its children are the union by symbol of its
- * members' children in every token. Only kept nodes and their children are
- * ever looked at, and only kept nodes are built.
+ * node only when it is kept and one of its children could be kept next: its
+ * children are the union by symbol of its members' children in every token.
+ * Only kept nodes and some of their children are ever looked at, and only
+ * kept nodes are built.
  *
  * The result is the tree query_truncate would make of the merged tree, node
  * for node (the order of node indices aside, which no encoder depends on: they
@@ -56,10 +57,18 @@ typedef struct member {
 
 /* A frontier entry carries its node's total, so the heap orders by it
  * without reading the node (a cache miss per comparison); only ties look at
- * the nodes' path hashes. */
+ * the nodes' path hashes. A kept node's children are not made when it is
+ * kept: an entry for them (kids) stands on the frontier instead, ordered by
+ * the node's total less its self, which no child's total passes. They are
+ * made when that entry comes to the top, before any node it could hold
+ * (it goes first on a tie), so the nodes come off the frontier in the same
+ * order as if they had been made at once; the kept nodes whose entry never
+ * comes up (most of the last ones kept: all their children are lighter
+ * than the node the selection stops at) are never expanded. */
 typedef struct hent {
     int64_t total;
     uint32_t node;
+    uint32_t kids; /* 1: the node's children, not yet made */
 } hent_t;
 
 typedef struct sel {
@@ -72,6 +81,7 @@ typedef struct sel {
     size_t hn, caph;
     uint32_t *kept; /* in the order kept: parents first */
     size_t nk, capk;
+    size_t expanded; /* kept nodes whose children were made */
     /* per expansion: symbol -> child (index + 1; 0 empty) */
     uint32_t *slot;
     size_t nslot;
@@ -136,16 +146,17 @@ static uint64_t pkey_of(sel_t *s, uint32_t i)
 static int heavier(sel_t *s, hent_t a, hent_t b)
 {
     if (a.total != b.total) return a.total > b.total; /* all >= 0: |total| is total */
+    if (a.kids != b.kids) return a.kids > b.kids;     /* children made before a tie is broken */
+    if (a.kids) return a.node < b.node;               /* either order: the same children come */
     return pkey_of(s, a.node) < pkey_of(s, b.node);
 }
 
-static int heap_push(sel_t *s, uint32_t node)
+static int heap_push_ent(sel_t *s, hent_t v)
 {
     size_t was = s->caph;
     if (sel_pre(s, s->caph, s->hn + 1, sizeof *s->heap) != 0) return ERR_UNAVAILABLE;
     if (GROW_FROM(s->heap, s->caph, s->hn + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
     if (s->caph != was && sel_charge(s) != 0) return ERR_UNAVAILABLE;
-    hent_t v = {s->nd[node].total, node};
     size_t i = s->hn++;
     while (i > 0 && heavier(s, v, s->heap[(i - 1) / 2])) {
         s->heap[i] = s->heap[(i - 1) / 2];
@@ -153,6 +164,11 @@ static int heap_push(sel_t *s, uint32_t node)
     }
     s->heap[i] = v;
     return 0;
+}
+
+static int heap_push(sel_t *s, uint32_t node)
+{
+    return heap_push_ent(s, (hent_t){s->nd[node].total, node, 0});
 }
 
 /* Puts v in the heap's slot i, moving heavier children up past it. */
@@ -181,7 +197,7 @@ static void heap_pop(sel_t *s)
  * push climb the child back up. */
 static void heap_replace_top(sel_t *s, uint32_t node)
 {
-    sift_down(s, 0, (hent_t){s->nd[node].total, node});
+    sift_down(s, 0, (hent_t){s->nd[node].total, node, 0});
 }
 
 /* Room for an expansion over nkids member children (already filed in
@@ -223,25 +239,25 @@ static uint32_t child_for(sel_t *s, uint32_t p, uint64_t sym, size_t *ntouched)
     return c;
 }
 
-/* Puts the merged children from first on on the frontier; with top, p (the
- * heap's top) comes off it: its heaviest child takes its place. */
-static int frontier_add(sel_t *s, size_t first, int top)
+/* Puts the merged children from first on on the frontier in place of the
+ * heap's top (their parent's entry for them): the heaviest takes its place. */
+static int frontier_add(sel_t *s, size_t first)
 {
     size_t heaviest = first;
-    for (size_t c = first + 1; top && c < s->nn; c++)
+    for (size_t c = first + 1; c < s->nn; c++)
         if (s->nd[c].total > s->nd[heaviest].total) heaviest = c;
-    if (top && first == s->nn) heap_pop(s);
-    if (top && first < s->nn) heap_replace_top(s, (uint32_t)heaviest);
+    if (first == s->nn) heap_pop(s);
+    if (first < s->nn) heap_replace_top(s, (uint32_t)heaviest);
     int rc = 0;
     for (size_t c = first; c < s->nn && rc == 0; c++)
-        if (!top || c != heaviest) rc = heap_push(s, (uint32_t)c);
+        if (c != heaviest) rc = heap_push(s, (uint32_t)c);
     return rc;
 }
 
 /* Files the member children of node p in s->mem from s->nm on (not yet
  * counted in s->nm); *nkids gets their number. The sibling links are a
  * chain of dependent loads at scattered ids: while it is walked, each
- * child's symbol, total and self are fetched, so that their misses overlap
+ * child's symbol and total are fetched, so that their misses overlap
  * the chain's instead of following it one by one. */
 static int member_children(sel_t *s, uint32_t p, size_t *nkids)
 {
@@ -262,7 +278,6 @@ static int member_children(sel_t *s, uint32_t p, size_t *nkids)
             }
             __builtin_prefetch(&t->sym[l]);
             __builtin_prefetch(&t->total[l]);
-            __builtin_prefetch(&t->self[l]);
             s->mem[s->nm + n++] = (member_t){m.tab, l, NO_MEMBER};
         }
     }
@@ -270,16 +285,13 @@ static int member_children(sel_t *s, uint32_t p, size_t *nkids)
     return 0;
 }
 
-/* Makes the merged children of node p (every one non-empty) and puts them on
- * the frontier; p->hidden counts them. With top, p is the heap's top and
- * leaves it. */
-static int expand(sel_t *s, uint32_t p, int top)
+/* Makes the merged children of kept node p (every one non-empty; it has
+ * one) and puts them on the frontier in place of its entry for them, the
+ * heap's top; p->hidden counts them. */
+static int expand(sel_t *s, uint32_t p)
 {
-    if (s->nd[p].total == s->nd[p].self) { /* no non-empty child: no member to walk */
-        if (top) heap_pop(s);
-        return 0;
-    }
     size_t nkids, ntouched = 0;
+    s->expanded++;
     int rc = member_children(s, p, &nkids);
     if (rc == 0) rc = expansion_room(s, nkids);
     if (rc != 0) return rc;
@@ -289,7 +301,6 @@ static int expand(sel_t *s, uint32_t p, int top)
         const storage_merged_tab_t *t = &s->tabs[m->tab];
         mnode_t *c = &s->nd[child_for(s, p, t->sym[m->local], &ntouched)];
         c->total += t->total[m->local]; /* no overflow: bounded by the root total */
-        c->self += t->self[m->local];
         m->next = c->mem;
         c->mem = (uint32_t)i;
     }
@@ -297,9 +308,12 @@ static int expand(sel_t *s, uint32_t p, int top)
     for (size_t i = 0; i < ntouched; i++)
         s->slot[s->touched[i]] = 0;
     s->nd[p].hidden = (uint32_t)(s->nn - first);
-    return frontier_add(s, first, top);
+    return frontier_add(s, first);
 }
 
+/* Keeps node i; its children, when it has a non-empty one (its total is
+ * not its self), go on the frontier as one entry (p->hidden is 1 until
+ * they are made). With top, i is the heap's top and leaves it. */
 static int keep(sel_t *s, uint32_t i, int top)
 {
     size_t was = s->capk;
@@ -307,7 +321,28 @@ static int keep(sel_t *s, uint32_t i, int top)
     if (GROW_FROM(s->kept, s->capk, s->nk + 1, GROW_UNLIMITED, 256) != 0) return ERR_NOMEM;
     if (s->capk != was && sel_charge(s) != 0) return ERR_UNAVAILABLE;
     s->kept[s->nk++] = i;
-    return expand(s, i, top);
+    mnode_t *m = &s->nd[i];
+    if (m->total == m->self) { /* no non-empty child */
+        if (top) heap_pop(s);
+        return 0;
+    }
+    m->hidden = 1;
+    hent_t v = {(int64_t)((uint64_t)m->total - (uint64_t)m->self), i, 1};
+    if (!top) return heap_push_ent(s, v);
+    sift_down(s, 0, v);
+    return 0;
+}
+
+/* Sums merged node i's self over its members: done when it comes off the
+ * frontier (once; the root's by root_of), so an expansion reads only its
+ * member children's symbols and totals, and the selves of children that
+ * are never popped are not read. */
+static void self_of(sel_t *s, uint32_t i)
+{
+    int64_t self = 0; /* no overflow: bounded by the node's total */
+    for (uint32_t k = s->nd[i].mem; k != NO_MEMBER; k = s->mem[k].next)
+        self += s->tabs[s->mem[k].tab].self[s->mem[k].local];
+    s->nd[i].self = self;
 }
 
 /* truncate.c's select_nodes, over merged nodes. */
@@ -316,7 +351,12 @@ static int select_kept(sel_t *s, size_t max_nodes)
     int rc = keep(s, 0, 0);
     size_t used = s->nd[0].hidden > 0 ? 2 : 1;
     while (rc == 0 && s->hn > 0) {
+        if (s->heap[0].kids) {
+            rc = expand(s, s->heap[0].node);
+            continue;
+        }
         uint32_t c = s->heap[0].node, p = s->nd[c].parent;
+        self_of(s, c);
         size_t cost = 1 + (s->nd[c].total != s->nd[c].self); /* a non-empty child */
         size_t frees = s->nd[p].hidden == 1;                 /* the parent's `other` goes away */
         if (used + cost - frees > max_nodes) break;
@@ -341,6 +381,7 @@ static int kept_arrays(sel_t *s, query_kept_t **out)
     query_kept_t *kp = calloc(1, sizeof *kp);
     if (kp == NULL) return ERR_NOMEM;
     kp->n = n;
+    kp->expanded = s->expanded;
     kp->sym = malloc(n * sizeof *kp->sym);
     kp->parent = malloc(n * sizeof *kp->parent);
     kp->self = malloc(n * sizeof *kp->self);

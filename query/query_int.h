@@ -122,6 +122,8 @@ struct query_kept {
                       order of first use: query_load_symbols_kept), so names are looked up
                       once per symbol */
     size_t nsid;
+    size_t expanded; /* kept nodes whose children the selection made (the rest: none of
+                        their children could be kept) */
 };
 /* *out: caller owns, query_kept_free; NULL on error. Errors as
  * query_truncate_tabs. */

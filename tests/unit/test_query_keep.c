@@ -178,6 +178,55 @@ static void test_forests(void)
     calltree_free(t);
 }
 
+/* A kept node's children are made only when one of them could be kept
+ * next: with maxNodes 4, the root and A (100: self 97 and three children of
+ * 1) are kept and B (50) does not fit, so A's children, all lighter than
+ * B, are never made (expanded counts the root alone), and the answer is
+ * query_truncate's. Then ties between a kept node's children not yet made
+ * and a node of the frontier: A (self 10) has one child a of 5, B is 5, so
+ * the entry for A's children (A's total 15 less its self) ties with B, and
+ * a must be made before B and a are compared on their path hashes. */
+static void lazy_case(const uint64_t (*st)[2], const size_t *depth, const int64_t *val, size_t n,
+                      size_t max, size_t want_expanded)
+{
+    calltree_t *t = calltree_new(0), *want;
+    for (size_t i = 0; i < n; i++)
+        calltree_add_stack(t, st[i], depth[i], val[i]);
+    storage_merged_tab_t v;
+    tab_of(t, &v);
+    size_t nodes = calltree_node_count(t);
+    CHECK_EQ_INT(query_truncate(t, max < nodes ? max : nodes, &want), 0);
+    char *a = fb_of(want), *b = fb_kept(&v, 1, max);
+    CHECK_EQ_INT(strcmp(a, b), 0);
+    query_kept_t *k;
+    CHECK_EQ_INT(query_keep_tabs(&v, 1, max, &k), 0);
+    if (want_expanded > 0) CHECK_EQ_INT(k->expanded, want_expanded);
+    query_kept_free(k);
+    free(a);
+    free(b);
+    calltree_free(want);
+    tab_free(&v);
+    calltree_free(t);
+}
+
+static void test_lazy_expansion(void)
+{
+    enum { A = 200, B, C, X1, X2, X3 };
+    const uint64_t st[][2] = {{A, 0}, {A, X1}, {A, X2}, {A, X3}, {B, 0}, {C, 0}};
+    const size_t depth[] = {1, 2, 2, 2, 1, 1};
+    const int64_t val[] = {97, 1, 1, 1, 50, 40};
+    lazy_case(st, depth, val, 6, 4, 1);
+    lazy_case(st, depth, val, 6, 6, 0); /* A's children come out: the same answer */
+    /* ties: both ways round, the path hashes decide which of a and B is kept */
+    for (uint64_t sa = 300; sa < 340; sa++) {
+        const uint64_t st2[][2] = {{A, 0}, {A, sa}, {B, 0}, {C, 0}};
+        const size_t depth2[] = {1, 2, 1, 1};
+        const int64_t val2[] = {10, 5, 5, 1};
+        for (size_t max = 3; max <= 7; max++)
+            lazy_case(st2, depth2, val2, 4, max, 0);
+    }
+}
+
 /* ---- a real storage: query_render against the scatter-gather path ---- */
 
 typedef struct store {
@@ -461,6 +510,7 @@ int main(int argc, char **argv)
     check_rng_state = seed ? seed : 1;
     T0 = (int64_t)time(NULL) / 600 * 600 - 1200;
     test_forests();
+    test_lazy_expansion();
     test_store_random();
     test_store_overflow();
     test_store_corpus();
