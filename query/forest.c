@@ -113,6 +113,12 @@ static int forest_build(size_t n, const uint32_t *parent, const uint64_t *sym, c
     return rc;
 }
 
+static int decode_v4(const uint8_t *p, const uint8_t *end, size_t max_nodes,
+                     storage_merged_tab_t *out);
+struct dict;
+static int encode_v4(const storage_merged_tab_t *f, const uint32_t *parent, struct dict *d,
+                     buf_t *out);
+
 /* The forest of a calltree_encode encoding. */
 static int decode_tree(const uint8_t *enc, size_t len, size_t max_nodes, storage_merged_tab_t *out)
 {
@@ -447,6 +453,7 @@ int query_forest_decode(const uint8_t *enc, size_t len, size_t max_nodes, storag
         return decode_forest(0, enc + 1, enc + len, max_nodes, out);
     if (len > 0 && enc[0] == QUERY_FOREST_V3)
         return decode_forest(1, enc + 1, enc + len, max_nodes, out);
+    if (len > 0 && enc[0] == QUERY_FOREST_V4) return decode_v4(enc + 1, enc + len, max_nodes, out);
     return decode_tree(enc, len, max_nodes, out);
 }
 
@@ -654,12 +661,13 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *
 {
     *dict_ids = NULL;
     *ndict = 0;
-    if (f->n == 0 || !f->nonneg || (version != QUERY_FOREST_V2 && version != QUERY_FOREST_V3))
+    if (f->n == 0 || !f->nonneg ||
+        (version != QUERY_FOREST_V2 && version != QUERY_FOREST_V3 && version != QUERY_FOREST_V4))
         return ERR_INVALID_ARGUMENT;
     dict_t dict = {0};
     uint32_t *map = malloc(f->n * sizeof *map), *own = NULL;
     const uint32_t *parent = f->parent;
-    if (version == QUERY_FOREST_V3 && parent == NULL) parent = own = parents_of(f);
+    if (version != QUERY_FOREST_V2 && parent == NULL) parent = own = parents_of(f);
     int rc = map != NULL && (version == QUERY_FOREST_V2 || parent != NULL) ? dict_init(&dict, f)
                                                                            : ERR_NOMEM;
     if (rc != 0) {
@@ -674,7 +682,8 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *
     if (rc == 0) rc = buf_append_uvarint(out, f->nodes);
     int numbered = version == QUERY_FOREST_V3 && dict.slot != NULL;
     if (rc == 0 && numbered) rc = put_nodes_v3_numbered(f, map, parent, &dict, out);
-    for (size_t i = 0; rc == 0 && !numbered && i < f->n; i++) {
+    if (rc == 0 && version == QUERY_FOREST_V4) rc = encode_v4(f, parent, &dict, out);
+    for (size_t i = 0; rc == 0 && !numbered && version != QUERY_FOREST_V4 && i < f->n; i++) {
         if (map[i] == UINT32_MAX) continue; /* not a forest node */
         uint32_t idx;
         rc = dict_index(&dict, f, i, &idx);
@@ -692,5 +701,294 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *
     dict_free(&dict);
     free(map);
     free(own);
+    return rc;
+}
+
+/* ---- encoding 4: pre-order, with each subtree's total and length ---- */
+
+/* Bytes of a uvarint of v. */
+static inline size_t ulen(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* The tag of a record's third field: how its self is given. */
+#define V4_SELF_ZERO 0u  /* self 0 */
+#define V4_SELF_TOTAL 1u /* self = total (a leaf, or a node whose kids sum to 0: none) */
+#define V4_SELF_GIVEN 2u /* self follows */
+
+static inline unsigned v4_tag(int64_t self, int64_t total)
+{
+    return self == 0 ? V4_SELF_ZERO : self == total ? V4_SELF_TOTAL : V4_SELF_GIVEN;
+}
+
+/* Bytes of node i's record, its descendants' bytes being desc. */
+static inline size_t v4_record_len(uint32_t idx, int64_t self, int64_t total, uint64_t desc)
+{
+    unsigned tag = v4_tag(self, total);
+    return ulen(idx) + ulen((uint64_t)total) + ulen(desc << 2 | tag) +
+           (tag == V4_SELF_GIVEN ? ulen((uint64_t)self) : 0);
+}
+
+/* Each forest node's dictionary index (idx, in id order of first use),
+ * and the bytes of its descendants' records (desc; children after their
+ * parents, so one backward pass). */
+static int v4_sizes(const storage_merged_tab_t *f, const uint32_t *parent, dict_t *d, uint32_t *idx,
+                    uint64_t *desc)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        desc[i] = 0;
+        if (i > 0 && f->total[i] == 0) continue; /* not a forest node */
+        int rc = dict_index(d, f, i, &idx[i]);
+        if (rc != 0) return rc;
+    }
+    for (size_t i = f->n; i-- > 1;) {
+        if (f->total[i] == 0) continue;
+        desc[parent[i]] += v4_record_len(idx[i], f->self[i], f->total[i], desc[i]) + desc[i];
+    }
+    return 0;
+}
+
+/* The records in pre-order (a node, then each kid's subtree in kid-list
+ * order): a walk down the first kids, along the siblings and back up the
+ * parents, with no stack. */
+static int v4_put_nodes(const storage_merged_tab_t *f, const uint32_t *parent, const uint32_t *idx,
+                        const uint64_t *desc, buf_t *out)
+{
+    int rc = buf_reserve(out, (size_t)desc[0] + 3 * VARINT64_MAX);
+    if (rc != 0) return rc;
+    uint8_t *p = out->data + out->len, *start = p;
+    uint32_t i = 0;
+    for (;;) {
+        int64_t self = f->self[i], total = f->total[i];
+        unsigned tag = v4_tag(self, total);
+        p += varint_put_u(p, idx[i]);
+        p += varint_put_u(p, (uint64_t)total);
+        p += varint_put_u(p, desc[i] << 2 | tag);
+        if (tag == V4_SELF_GIVEN) p += varint_put_u(p, (uint64_t)self);
+        if (f->first_kid[i] != STORAGE_NO_KID) {
+            i = f->first_kid[i];
+            continue;
+        }
+        while (i != 0 && f->next_sib[i] == STORAGE_NO_KID)
+            i = parent[i];
+        if (i == 0) break;
+        i = f->next_sib[i];
+    }
+    out->len += (size_t)(p - start);
+    out->data[out->len] = 0;
+    return 0;
+}
+
+/* Encoding 4 of f after its version byte and node count: the records,
+ * then the dictionary. */
+static int encode_v4(const storage_merged_tab_t *f, const uint32_t *parent, struct dict *d,
+                     buf_t *out)
+{
+    uint32_t *idx = malloc(f->n * sizeof *idx);
+    uint64_t *desc = malloc(f->n * sizeof *desc);
+    int rc = idx && desc ? v4_sizes(f, parent, d, idx, desc) : ERR_NOMEM;
+    if (rc == 0 && desc[0] > (UINT64_MAX >> 2)) rc = ERR_INVALID_ARGUMENT;
+    if (rc == 0) rc = v4_put_nodes(f, parent, idx, desc, out);
+    free(idx);
+    free(desc);
+    return rc;
+}
+
+/* One record of encoding 4 read at *p (before end): dictionary index,
+ * total, self, and the bytes of its descendants, which follow it. The
+ * self and total are checked against each other (self <= total, and a
+ * node has descendants exactly when its self is short of its total). */
+static inline int get_v4(const uint8_t **p, const uint8_t *end, uint64_t *idx, uint64_t *total,
+                         uint64_t *self, uint64_t *desc)
+{
+    uint64_t td;
+    if (!get_u(p, end, idx) || !get_u(p, end, total) || !get_u(p, end, &td) ||
+        *total > (uint64_t)INT64_MAX)
+        return 0;
+    unsigned tag = (unsigned)(td & 3);
+    *desc = td >> 2;
+    if (tag == V4_SELF_ZERO)
+        *self = 0;
+    else if (tag == V4_SELF_TOTAL)
+        *self = *total;
+    else if (tag != V4_SELF_GIVEN || !get_u(p, end, self) || *self > *total)
+        return 0;
+    if ((*desc == 0) != (*self == *total) || *desc > (uint64_t)(end - *p)) return 0;
+    return 1;
+}
+
+int query_packed_open(const uint8_t *enc, size_t len, size_t max_nodes, query_packed_t *out)
+{
+    memset(out, 0, sizeof *out);
+    const uint8_t *p = enc + 1, *end = enc + len;
+    uint64_t n, idx, total, self, desc;
+    if (len == 0 || enc[0] != QUERY_FOREST_V4) return ERR_INVALID_ARGUMENT;
+    if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / 3 || n > UINT32_MAX)
+        return ERR_CORRUPT;
+    if (max_nodes != 0 && n > max_nodes) return ERR_LIMIT;
+    const uint8_t *nodes = p;
+    if (!get_v4(&p, end, &idx, &total, &self, &desc) || (size_t)(p - nodes) + desc > UINT32_MAX)
+        return ERR_CORRUPT;
+    p += desc; /* the records end: the dictionary follows */
+    out->len = (size_t)(p - nodes);
+    int rc = read_dict_ids(p, end, &out->dict, &out->nsyms);
+    if (rc == 0 && (idx >= out->nsyms || out->dict[idx] != SYM_ROOT)) rc = ERR_CORRUPT;
+    if (rc == 0) out->own = malloc(out->len ? out->len : 1);
+    if (rc == 0 && out->own == NULL) rc = ERR_NOMEM;
+    if (rc != 0) {
+        query_packed_free(out);
+        return rc;
+    }
+    memcpy(out->own, nodes, out->len);
+    out->nodes = (size_t)n;
+    out->root_total = (int64_t)total;
+    out->root_self = (int64_t)self;
+    return 0;
+}
+
+int query_packed_kids(const query_packed_t *pk, uint32_t off, query_pkid_t **kids, size_t *cap,
+                      size_t *n)
+{
+    const uint8_t *p = pk->own + off, *end = pk->own + pk->len;
+    uint64_t idx, total, self, desc;
+    if (!get_v4(&p, end, &idx, &total, &self, &desc)) return ERR_CORRUPT;
+    const uint8_t *kend = p + desc;
+    uint64_t sum = 0;
+    while (p < kend) {
+        uint32_t koff = (uint32_t)(p - pk->own);
+        uint64_t ki, kt, ks, kd;
+        if (!get_v4(&p, kend, &ki, &kt, &ks, &kd) || kt == 0 || ki >= pk->nsyms) return ERR_CORRUPT;
+        if (*n == *cap && GROW_FROM(*kids, *cap, *n + 1, GROW_UNLIMITED, 64) != 0)
+            return ERR_NOMEM;
+        (*kids)[(*n)++] = (query_pkid_t){pk->dict[ki], (int64_t)kt, (int64_t)ks, koff};
+        sum += kt; /* each at most INT64_MAX, and checked below the node's: no wrap */
+        if (sum > total - self) return ERR_CORRUPT;
+        p += kd;
+    }
+    return sum == total - self ? 0 : ERR_CORRUPT;
+}
+
+void query_packed_free(query_packed_t *pk)
+{
+    free(pk->own);
+    free(pk->dict);
+    memset(pk, 0, sizeof *pk);
+}
+
+size_t query_packed_bytes(const query_packed_t *pk)
+{
+    return pk->len + pk->nsyms * sizeof *pk->dict;
+}
+
+/* The records of an encoding-4 forest into f (f->n of them, from p to the
+ * end of the root's bytes, *pp after): a node's id is its place in
+ * pre-order, its parent the innermost open node whose bytes hold it (a
+ * stack of at most CALLTREE_MAX_DEPTH), and each node's shipped total is
+ * checked to be its self plus its kids' (kidsum). sym[] holds dictionary
+ * indices until v4_link. */
+static int read_nodes_v4(const uint8_t **pp, const uint8_t *end, storage_merged_tab_t *f,
+                         uint32_t *stk, const uint8_t **stk_end, uint64_t *kidsum)
+{
+    const uint8_t *p = *pp;
+    uint64_t idx, total, self, desc;
+    size_t top = 0; /* stack entries */
+    for (size_t i = 0; i < f->n; i++) {
+        while (top > 0 && p == stk_end[top - 1])
+            top--;
+        if (i > 0 && top == 0) return ERR_CORRUPT; /* nodes past the root's bytes */
+        const uint8_t *lim = top > 0 ? stk_end[top - 1] : end;
+        if (!get_v4(&p, lim, &idx, &total, &self, &desc) || (i > 0 && total == 0)) return ERR_CORRUPT;
+        f->sym[i] = idx;
+        f->self[i] = (int64_t)self;
+        f->total[i] = (int64_t)total;
+        kidsum[i] = 0;
+        if (i > 0) {
+            uint32_t par = stk[top - 1];
+            f->parent[i] = par;
+            kidsum[par] += total; /* checked below: no wrap */
+            if (kidsum[par] > (uint64_t)(f->total[par] - f->self[par])) return ERR_CORRUPT;
+        }
+        if (desc > 0) {
+            if (top >= CALLTREE_MAX_DEPTH) return ERR_CORRUPT;
+            stk[top] = (uint32_t)i;
+            stk_end[top++] = p + desc;
+        }
+    }
+    for (size_t k = 0; k < top; k++) /* every open node's bytes end here */
+        if (stk_end[k] != p) return ERR_CORRUPT;
+    for (size_t i = 0; i < f->n; i++)
+        if (kidsum[i] != (uint64_t)(f->total[i] - f->self[i])) return ERR_CORRUPT;
+    *pp = p;
+    return 0;
+}
+
+/* Symbol ids from the dictionary and the kid lists (ascending) of a
+ * forest read_nodes_v4 filled; the root's symbol must be SYM_ROOT. */
+static int v4_link(storage_merged_tab_t *f, const uint64_t *dict, size_t nsyms)
+{
+    memset(f->first_kid, 0xff, f->n * sizeof *f->first_kid); /* STORAGE_NO_KID */
+    f->next_sib[0] = STORAGE_NO_KID;
+    for (size_t i = f->n; i-- > 0;) {
+        if (f->sym[i] >= nsyms) return ERR_CORRUPT;
+        f->sym[i] = dict[f->sym[i]];
+        if (i == 0) break;
+        uint32_t par = f->parent[i];
+        f->next_sib[i] = f->first_kid[par];
+        f->first_kid[par] = (uint32_t)i;
+    }
+    return f->sym[0] != SYM_ROOT ? ERR_CORRUPT : 0;
+}
+
+/* The n records of an encoding-4 forest at *pp into out (allocated; the
+ * caller frees it on error), *pp after them. */
+static int v4_records(const uint8_t **pp, const uint8_t *end, size_t n, storage_merged_tab_t *out)
+{
+    size_t deep = n < CALLTREE_MAX_DEPTH ? n : CALLTREE_MAX_DEPTH;
+    uint32_t *stk = malloc(deep * sizeof *stk);
+    const uint8_t **stk_end = malloc(deep * sizeof *stk_end);
+    uint64_t *kidsum = malloc(n * sizeof *kidsum);
+    int rc = forest_alloc(out, n);
+    if (rc == 0 && (stk == NULL || stk_end == NULL || kidsum == NULL)) rc = ERR_NOMEM;
+    if (rc == 0) rc = read_nodes_v4(pp, end, out, stk, stk_end, kidsum);
+    free(stk);
+    free(stk_end);
+    free(kidsum);
+    return rc;
+}
+
+/* A whole forest of encoding 4 (p after its version byte). */
+static int decode_v4(const uint8_t *p, const uint8_t *end, size_t max_nodes,
+                     storage_merged_tab_t *out)
+{
+    uint64_t n;
+    if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / 3 || n > UINT32_MAX)
+        return ERR_CORRUPT;
+    if (max_nodes != 0 && n > max_nodes) return ERR_LIMIT;
+    uint64_t *dict = NULL;
+    size_t nsyms = 0;
+    int rc = v4_records(&p, end, (size_t)n, out);
+    if (rc == 0) rc = read_dict_ids(p, end, &dict, &nsyms);
+    if (rc == 0) rc = v4_link(out, dict, nsyms);
+    free(dict);
+    if (rc != 0) query_forest_free(out);
+    out->nonneg = rc == 0;
+    return rc;
+}
+
+int query_packed_decode(const query_packed_t *pk, storage_merged_tab_t *out)
+{
+    memset(out, 0, sizeof *out);
+    const uint8_t *p = pk->own, *end = pk->own + pk->len;
+    int rc = v4_records(&p, end, pk->nodes, out);
+    if (rc == 0 && p != end) rc = ERR_CORRUPT; /* fewer nodes than the header said */
+    if (rc == 0) rc = v4_link(out, pk->dict, pk->nsyms);
+    if (rc != 0) query_forest_free(out);
+    out->nonneg = rc == 0;
     return rc;
 }
