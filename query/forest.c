@@ -676,7 +676,7 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *
         free(own);
         return rc;
     }
-    number_nodes(f, map);
+    if (version != QUERY_FOREST_V4) number_nodes(f, map); /* 4 numbers none */
     rc = buf_reserve(out, 16 + 6 * f->nodes);
     if (rc == 0) rc = buf_append_byte(out, (uint8_t)version);
     if (rc == 0) rc = buf_append_uvarint(out, f->nodes);
@@ -709,12 +709,7 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *
 /* Bytes of a uvarint of v. */
 static inline size_t ulen(uint64_t v)
 {
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
+    return (size_t)(70 - __builtin_clzll(v | 1)) / 7; /* 7 bits a byte: ceil(bits / 7) */
 }
 
 /* The tag of a record's third field: how its self is given. */
@@ -735,52 +730,60 @@ static inline size_t v4_record_len(uint32_t idx, int64_t self, int64_t total, ui
            (tag == V4_SELF_GIVEN ? ulen((uint64_t)self) : 0);
 }
 
-/* Each forest node's dictionary index (idx, in id order of first use),
- * and the bytes of its descendants' records (desc; children after their
- * parents, so one backward pass). */
+/* Each forest node's dictionary index (idx, numbered in descending id
+ * order of first use: the reader does not care), the bytes of its
+ * descendants' records (desc) and of its own record (rec): children come
+ * after their parents, so one backward pass. ERR_INVALID_ARGUMENT past
+ * 4 GiB of records. */
 static int v4_sizes(const storage_merged_tab_t *f, const uint32_t *parent, dict_t *d, uint32_t *idx,
-                    uint64_t *desc)
+                    uint32_t *desc, uint8_t *rec)
 {
-    for (size_t i = 0; i < f->n; i++) {
-        desc[i] = 0;
+    memset(desc, 0, f->n * sizeof *desc);
+    for (size_t i = f->n; i-- > 0;) {
         if (i > 0 && f->total[i] == 0) continue; /* not a forest node */
         int rc = dict_index(d, f, i, &idx[i]);
         if (rc != 0) return rc;
-    }
-    for (size_t i = f->n; i-- > 1;) {
-        if (f->total[i] == 0) continue;
-        desc[parent[i]] += v4_record_len(idx[i], f->self[i], f->total[i], desc[i]) + desc[i];
+        rec[i] = (uint8_t)v4_record_len(idx[i], f->self[i], f->total[i], desc[i]);
+        uint64_t sub = (uint64_t)rec[i] + desc[i];
+        if (i > 0) sub += desc[parent[i]];
+        if (sub > UINT32_MAX) return ERR_INVALID_ARGUMENT;
+        if (i > 0) desc[parent[i]] = (uint32_t)sub;
     }
     return 0;
 }
 
-/* The records in pre-order (a node, then each kid's subtree in kid-list
- * order): a walk down the first kids, along the siblings and back up the
- * parents, with no stack. */
-static int v4_put_nodes(const storage_merged_tab_t *f, const uint32_t *parent, const uint32_t *idx,
-                        const uint64_t *desc, buf_t *out)
+/* The records in pre-order (a node, then each kid's subtree, kids in
+ * ascending id order as the kid lists are), written in one ascending pass
+ * over the ids: a node's record goes where its parent's cursor stands (the
+ * parent's record, then the subtrees of its kids before it), so no walk of
+ * the tree and no stack. cur is per id. */
+static int v4_put_nodes(const storage_merged_tab_t *f, const uint32_t *restrict parent,
+                        const uint32_t *restrict idx, const uint32_t *restrict desc,
+                        const uint8_t *restrict rec, uint32_t *restrict cur, buf_t *out)
 {
-    int rc = buf_reserve(out, (size_t)desc[0] + 3 * VARINT64_MAX);
+    size_t bytes = (size_t)desc[0] + rec[0];
+    int rc = buf_reserve(out, bytes);
     if (rc != 0) return rc;
-    uint8_t *p = out->data + out->len, *start = p;
-    uint32_t i = 0;
-    for (;;) {
-        int64_t self = f->self[i], total = f->total[i];
-        unsigned tag = v4_tag(self, total);
-        p += varint_put_u(p, idx[i]);
-        p += varint_put_u(p, (uint64_t)total);
-        p += varint_put_u(p, desc[i] << 2 | tag);
-        if (tag == V4_SELF_GIVEN) p += varint_put_u(p, (uint64_t)self);
-        if (f->first_kid[i] != STORAGE_NO_KID) {
-            i = f->first_kid[i];
-            continue;
+    uint8_t *base = out->data + out->len;
+    const int64_t *restrict self = f->self, *restrict total = f->total;
+    const size_t n = f->n;
+    cur[0] = rec[0];
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && total[i] == 0) continue; /* not a forest node */
+        uint32_t at = 0;
+        if (i > 0) {
+            at = cur[parent[i]];
+            cur[parent[i]] = at + rec[i] + desc[i];
+            cur[i] = at + rec[i];
         }
-        while (i != 0 && f->next_sib[i] == STORAGE_NO_KID)
-            i = parent[i];
-        if (i == 0) break;
-        i = f->next_sib[i];
+        unsigned tag = v4_tag(self[i], total[i]);
+        uint8_t *p = base + at;
+        p += varint_put_u(p, idx[i]);
+        p += varint_put_u(p, (uint64_t)total[i]);
+        p += varint_put_u(p, (uint64_t)desc[i] << 2 | tag);
+        if (tag == V4_SELF_GIVEN) varint_put_u(p, (uint64_t)self[i]);
     }
-    out->len += (size_t)(p - start);
+    out->len += bytes;
     out->data[out->len] = 0;
     return 0;
 }
@@ -791,12 +794,14 @@ static int encode_v4(const storage_merged_tab_t *f, const uint32_t *parent, stru
                      buf_t *out)
 {
     uint32_t *idx = malloc(f->n * sizeof *idx);
-    uint64_t *desc = malloc(f->n * sizeof *desc);
-    int rc = idx && desc ? v4_sizes(f, parent, d, idx, desc) : ERR_NOMEM;
-    if (rc == 0 && desc[0] > (UINT64_MAX >> 2)) rc = ERR_INVALID_ARGUMENT;
-    if (rc == 0) rc = v4_put_nodes(f, parent, idx, desc, out);
+    uint32_t *desc = malloc(f->n * sizeof *desc), *cur = malloc(f->n * sizeof *cur);
+    uint8_t *rec = malloc(f->n);
+    int rc = idx && desc && cur && rec ? v4_sizes(f, parent, d, idx, desc, rec) : ERR_NOMEM;
+    if (rc == 0) rc = v4_put_nodes(f, parent, idx, desc, rec, cur, out);
     free(idx);
     free(desc);
+    free(cur);
+    free(rec);
     return rc;
 }
 
