@@ -709,7 +709,12 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *
 /* Bytes of a uvarint of v. */
 static inline size_t ulen(uint64_t v)
 {
-    return (size_t)(70 - __builtin_clzll(v | 1)) / 7; /* 7 bits a byte: ceil(bits / 7) */
+    /* 7 bits a byte: ceil(bits / 7), by the leading zeros (no division) */
+    static const uint8_t by_clz[64] = {10, 9, 9, 9, 9, 9, 9, 9, 8, 8, 8, 8, 8, 8, 8, 7,
+                                       7,  7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6, 6, 5, 5, 5,
+                                       5,  5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 3, 3, 3, 3, 3,
+                                       3,  3, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1};
+    return by_clz[__builtin_clzll(v | 1)];
 }
 
 /* The tag of a record's third field: how its self is given. */
@@ -735,21 +740,31 @@ static inline size_t v4_record_len(uint32_t idx, int64_t self, int64_t total, ui
  * descendants' records (desc) and of its own record (rec): children come
  * after their parents, so one backward pass. ERR_INVALID_ARGUMENT past
  * 4 GiB of records. */
-static int v4_sizes(const storage_merged_tab_t *f, const uint32_t *parent, dict_t *d, uint32_t *idx,
-                    uint32_t *desc, uint8_t *rec)
+static int v4_sizes(const storage_merged_tab_t *f, const uint32_t *restrict parent, dict_t *d,
+                    uint32_t *restrict idx, uint32_t *restrict desc, uint8_t *restrict rec)
 {
+    /* locals: rec is stored through a uint8_t pointer, which may alias
+     * anything, so f's and d's fields would be loaded again per node */
+    const int64_t *restrict self = f->self, *restrict total = f->total;
+    const uint32_t *restrict symno = f->symno;
+    uint32_t *restrict slot = d->slot;
     memset(desc, 0, f->n * sizeof *desc);
     for (size_t i = f->n; i-- > 0;) {
-        if (i > 0 && f->total[i] == 0) continue; /* not a forest node */
-        int rc = dict_index(d, f, i, &idx[i]);
-        if (rc != 0) return rc;
-        rec[i] = (uint8_t)v4_record_len(idx[i], f->self[i], f->total[i], desc[i]);
-        uint64_t sub = (uint64_t)rec[i] + desc[i];
-        if (i > 0) sub += desc[parent[i]];
+        if (i > 0 && total[i] == 0) continue; /* not a forest node */
+        if (slot != NULL && slot[symno[i]] != 0) {
+            idx[i] = slot[symno[i]] - 1;
+        } else {
+            int rc = dict_index(d, f, i, &idx[i]);
+            if (rc != 0) return rc;
+        }
+        uint32_t r = (uint32_t)v4_record_len(idx[i], self[i], total[i], desc[i]);
+        rec[i] = (uint8_t)r;
+        if (i == 0) break;
+        uint64_t sub = (uint64_t)desc[parent[i]] + r + desc[i];
         if (sub > UINT32_MAX) return ERR_INVALID_ARGUMENT;
-        if (i > 0) desc[parent[i]] = (uint32_t)sub;
+        desc[parent[i]] = (uint32_t)sub;
     }
-    return 0;
+    return desc[0] + (uint64_t)rec[0] > UINT32_MAX ? ERR_INVALID_ARGUMENT : 0;
 }
 
 /* The records in pre-order (a node, then each kid's subtree, kids in
