@@ -884,8 +884,7 @@ int query_packed_kids(const query_packed_t *pk, uint32_t off, query_pkid_t **kid
         uint32_t koff = (uint32_t)(p - pk->own);
         uint64_t ki, kt, ks, kd;
         if (!get_v4(&p, kend, &ki, &kt, &ks, &kd) || kt == 0 || ki >= pk->nsyms) return ERR_CORRUPT;
-        if (*n == *cap && GROW_FROM(*kids, *cap, *n + 1, GROW_UNLIMITED, 64) != 0)
-            return ERR_NOMEM;
+        if (*n == *cap && GROW_FROM(*kids, *cap, *n + 1, GROW_UNLIMITED, 64) != 0) return ERR_NOMEM;
         (*kids)[(*n)++] = (query_pkid_t){pk->dict[ki], (int64_t)kt, (int64_t)ks, koff};
         sum += kt; /* each at most INT64_MAX, and checked below the node's: no wrap */
         if (sum > total - self) return ERR_CORRUPT;
@@ -923,7 +922,8 @@ static int read_nodes_v4(const uint8_t **pp, const uint8_t *end, storage_merged_
             top--;
         if (i > 0 && top == 0) return ERR_CORRUPT; /* nodes past the root's bytes */
         const uint8_t *lim = top > 0 ? stk_end[top - 1] : end;
-        if (!get_v4(&p, lim, &idx, &total, &self, &desc) || (i > 0 && total == 0)) return ERR_CORRUPT;
+        if (!get_v4(&p, lim, &idx, &total, &self, &desc) || (i > 0 && total == 0))
+            return ERR_CORRUPT;
         f->sym[i] = idx;
         f->self[i] = (int64_t)self;
         f->total[i] = (int64_t)total;

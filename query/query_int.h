@@ -108,11 +108,11 @@ int query_load_symbols_kept(storage_t *st, const char *tenant, query_kept_t *k, 
  * (the subtrees below what it keeps and their frontier) are never read. A
  * node is the offset of its record in own. */
 typedef struct query_packed {
-    uint8_t *own;     /* the records, copied out of the message (owned) */
-    size_t len;       /* their bytes */
-    uint64_t *dict;   /* the dictionary's symbol ids (owned) */
+    uint8_t *own;   /* the records, copied out of the message (owned) */
+    size_t len;     /* their bytes */
+    uint64_t *dict; /* the dictionary's symbol ids (owned) */
     size_t nsyms;
-    size_t nodes;     /* the forest's nodes, as its header says */
+    size_t nodes;                  /* the forest's nodes, as its header says */
     int64_t root_total, root_self; /* the root's record (offset 0) */
 } query_packed_t;
 /* One kid of a packed node: its symbol, total, self and record's offset. */

@@ -269,8 +269,8 @@ static int gather_figures(const query_partial_t *part, const query_spec_t *spec,
     for (int r = 0; r < FOREST_ROUNDS; r++)
         for (int k = 0; k < 2; k++) {
             int v = (r + k) % 2 ? QUERY_FOREST_V4 : QUERY_FOREST_V3;
-            t[v - QUERY_FOREST_V3][r] =
-                gather_once(part, spec, lim, v, &bytes[v - QUERY_FOREST_V3], &e[v - QUERY_FOREST_V3][r]);
+            t[v - QUERY_FOREST_V3][r] = gather_once(part, spec, lim, v, &bytes[v - QUERY_FOREST_V3],
+                                                    &e[v - QUERY_FOREST_V3][r]);
             if (t[v - QUERY_FOREST_V3][r] < 0) return 1;
         }
     qsort(t[0], FOREST_ROUNDS, sizeof t[0][0], cmp_double);
