@@ -25,8 +25,16 @@
  *         nkids, nkids x uvarint (kid - node) }   a kid comes after its
  *                                           parent, each node but the root
  *                                           is exactly one node's kid
+ *   version 4: the n records in pre-order (a node, then each kid's subtree),
+ *         each { uvarint dictionary index, uvarint total, uvarint (bytes
+ *         of its descendants' records << 2 | self tag), with tag 2 uvarint
+ *         self }; tag 0: self 0, tag 1: self = total
  *   uvarint nsyms, then nsyms x u64 little-endian symbol ids
- * Node 0 is the root. Version 3 is the one a share sends when its
+ * Node 0 is the root. Version 4 is what a coordinator that reads it asks
+ * for: it does not decode it but reads it where it lies (query_packed_t,
+ * below): a node's kids are found from its record without reading what
+ * lies below them, so keep.c's selection reads only the nodes it expands
+ * and their kids. Version 3 is the one a share sends when its
  * coordinator reads it (QueryRequest.forest_version): the share writes it
  * from each node's parent (storage_merged_tab_t.parent, recorded by the
  * pass that makes the forest) without walking a kid list, one field fewer

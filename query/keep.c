@@ -17,6 +17,11 @@
  * nodes (total 0) are exactly the stack nodes no token has a value under.
  * Otherwise the caller builds the whole tree and uses query_truncate.
  *
+ * A coordinator's shares' forests of encoding 4 join the selection as they
+ * lie (query_packed_t, forest.c): a member there is its record's offset,
+ * and its kids are read (and checked) when its merged node is expanded,
+ * so what lies below the kept nodes' children is never read.
+ *
  * The choice comes out as flat arrays (query_kept_t), which the flamebearer
  * encoder writes straight from when one partial is the whole JSON answer;
  * query_truncate_tabs builds them into a call tree for every other use.
