@@ -25,8 +25,16 @@
  *         nkids, nkids x uvarint (kid - node) }   a kid comes after its
  *                                           parent, each node but the root
  *                                           is exactly one node's kid
+ *   version 4: the n records in pre-order (a node, then each kid's subtree),
+ *         each { uvarint dictionary index, uvarint total, uvarint (bytes
+ *         of its descendants' records << 2 | self tag), with tag 2 uvarint
+ *         self }; tag 0: self 0, tag 1: self = total
  *   uvarint nsyms, then nsyms x u64 little-endian symbol ids
- * Node 0 is the root. Version 3 is the one a share sends when its
+ * Node 0 is the root. Version 4 is what a coordinator that reads it asks
+ * for: it does not decode it but reads it where it lies (query_packed_t,
+ * below): a node's kids are found from its record without reading what
+ * lies below them, so keep.c's selection reads only the nodes it expands
+ * and their kids. Version 3 is the one a share sends when its
  * coordinator reads it (QueryRequest.forest_version): the share writes it
  * from each node's parent (storage_merged_tab_t.parent, recorded by the
  * pass that makes the forest) without walking a kid list, one field fewer
@@ -112,6 +120,12 @@ static int forest_build(size_t n, const uint32_t *parent, const uint64_t *sym, c
     query_forest_free(out);
     return rc;
 }
+
+static int decode_v4(const uint8_t *p, const uint8_t *end, size_t max_nodes,
+                     storage_merged_tab_t *out);
+struct dict;
+static int encode_v4(const storage_merged_tab_t *f, const uint32_t *parent, struct dict *d,
+                     buf_t *out);
 
 /* The forest of a calltree_encode encoding. */
 static int decode_tree(const uint8_t *enc, size_t len, size_t max_nodes, storage_merged_tab_t *out)
@@ -447,6 +461,7 @@ int query_forest_decode(const uint8_t *enc, size_t len, size_t max_nodes, storag
         return decode_forest(0, enc + 1, enc + len, max_nodes, out);
     if (len > 0 && enc[0] == QUERY_FOREST_V3)
         return decode_forest(1, enc + 1, enc + len, max_nodes, out);
+    if (len > 0 && enc[0] == QUERY_FOREST_V4) return decode_v4(enc + 1, enc + len, max_nodes, out);
     return decode_tree(enc, len, max_nodes, out);
 }
 
@@ -654,12 +669,13 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *
 {
     *dict_ids = NULL;
     *ndict = 0;
-    if (f->n == 0 || !f->nonneg || (version != QUERY_FOREST_V2 && version != QUERY_FOREST_V3))
+    if (f->n == 0 || !f->nonneg ||
+        (version != QUERY_FOREST_V2 && version != QUERY_FOREST_V3 && version != QUERY_FOREST_V4))
         return ERR_INVALID_ARGUMENT;
     dict_t dict = {0};
     uint32_t *map = malloc(f->n * sizeof *map), *own = NULL;
     const uint32_t *parent = f->parent;
-    if (version == QUERY_FOREST_V3 && parent == NULL) parent = own = parents_of(f);
+    if (version != QUERY_FOREST_V2 && parent == NULL) parent = own = parents_of(f);
     int rc = map != NULL && (version == QUERY_FOREST_V2 || parent != NULL) ? dict_init(&dict, f)
                                                                            : ERR_NOMEM;
     if (rc != 0) {
@@ -668,13 +684,14 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *
         free(own);
         return rc;
     }
-    number_nodes(f, map);
+    if (version != QUERY_FOREST_V4) number_nodes(f, map); /* 4 numbers none */
     rc = buf_reserve(out, 16 + 6 * f->nodes);
     if (rc == 0) rc = buf_append_byte(out, (uint8_t)version);
     if (rc == 0) rc = buf_append_uvarint(out, f->nodes);
     int numbered = version == QUERY_FOREST_V3 && dict.slot != NULL;
     if (rc == 0 && numbered) rc = put_nodes_v3_numbered(f, map, parent, &dict, out);
-    for (size_t i = 0; rc == 0 && !numbered && i < f->n; i++) {
+    if (rc == 0 && version == QUERY_FOREST_V4) rc = encode_v4(f, parent, &dict, out);
+    for (size_t i = 0; rc == 0 && !numbered && version != QUERY_FOREST_V4 && i < f->n; i++) {
         if (map[i] == UINT32_MAX) continue; /* not a forest node */
         uint32_t idx;
         rc = dict_index(&dict, f, i, &idx);
@@ -692,5 +709,314 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *
     dict_free(&dict);
     free(map);
     free(own);
+    return rc;
+}
+
+/* ---- encoding 4: pre-order, with each subtree's total and length ---- */
+
+/* Bytes of a uvarint of v. */
+static inline size_t ulen(uint64_t v)
+{
+    /* 7 bits a byte: ceil(bits / 7), by the leading zeros (no division) */
+    static const uint8_t by_clz[64] = {10, 9, 9, 9, 9, 9, 9, 9, 8, 8, 8, 8, 8, 8, 8, 7,
+                                       7,  7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6, 6, 5, 5, 5,
+                                       5,  5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 3, 3, 3, 3, 3,
+                                       3,  3, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1};
+    return by_clz[__builtin_clzll(v | 1)];
+}
+
+/* The tag of a record's third field: how its self is given. */
+#define V4_SELF_ZERO 0u  /* self 0 */
+#define V4_SELF_TOTAL 1u /* self = total (a leaf, or a node whose kids sum to 0: none) */
+#define V4_SELF_GIVEN 2u /* self follows */
+
+static inline unsigned v4_tag(int64_t self, int64_t total)
+{
+    return self == 0 ? V4_SELF_ZERO : self == total ? V4_SELF_TOTAL : V4_SELF_GIVEN;
+}
+
+/* Bytes of node i's record, its descendants' bytes being desc. */
+static inline size_t v4_record_len(uint32_t idx, int64_t self, int64_t total, uint64_t desc)
+{
+    unsigned tag = v4_tag(self, total);
+    return ulen(idx) + ulen((uint64_t)total) + ulen(desc << 2 | tag) +
+           (tag == V4_SELF_GIVEN ? ulen((uint64_t)self) : 0);
+}
+
+/* Each forest node's dictionary index (idx, numbered in descending id
+ * order of first use: the reader does not care), the bytes of its
+ * descendants' records (desc) and of its own record (rec): children come
+ * after their parents, so one backward pass. ERR_INVALID_ARGUMENT past
+ * 4 GiB of records. */
+static int v4_sizes(const storage_merged_tab_t *f, const uint32_t *restrict parent, dict_t *d,
+                    uint32_t *restrict idx, uint32_t *restrict desc, uint8_t *restrict rec)
+{
+    /* locals: rec is stored through a uint8_t pointer, which may alias
+     * anything, so f's and d's fields would be loaded again per node */
+    const int64_t *restrict self = f->self, *restrict total = f->total;
+    const uint32_t *restrict symno = f->symno;
+    uint32_t *restrict slot = d->slot;
+    memset(desc, 0, f->n * sizeof *desc);
+    for (size_t i = f->n; i-- > 0;) {
+        if (i > 0 && total[i] == 0) continue; /* not a forest node */
+        if (slot != NULL && slot[symno[i]] != 0) {
+            idx[i] = slot[symno[i]] - 1;
+        } else {
+            int rc = dict_index(d, f, i, &idx[i]);
+            if (rc != 0) return rc;
+        }
+        uint32_t r = (uint32_t)v4_record_len(idx[i], self[i], total[i], desc[i]);
+        rec[i] = (uint8_t)r;
+        if (i == 0) break;
+        uint64_t sub = (uint64_t)desc[parent[i]] + r + desc[i];
+        if (sub > UINT32_MAX) return ERR_INVALID_ARGUMENT;
+        desc[parent[i]] = (uint32_t)sub;
+    }
+    return desc[0] + (uint64_t)rec[0] > UINT32_MAX ? ERR_INVALID_ARGUMENT : 0;
+}
+
+/* The records in pre-order (a node, then each kid's subtree, kids in
+ * ascending id order as the kid lists are), written in one ascending pass
+ * over the ids: a node's record goes where its parent's cursor stands (the
+ * parent's record, then the subtrees of its kids before it), so no walk of
+ * the tree and no stack. cur is per id. */
+static int v4_put_nodes(const storage_merged_tab_t *f, const uint32_t *restrict parent,
+                        const uint32_t *restrict idx, const uint32_t *restrict desc,
+                        const uint8_t *restrict rec, uint32_t *restrict cur, buf_t *out)
+{
+    size_t bytes = (size_t)desc[0] + rec[0];
+    int rc = buf_reserve(out, bytes);
+    if (rc != 0) return rc;
+    uint8_t *base = out->data + out->len;
+    const int64_t *restrict self = f->self, *restrict total = f->total;
+    const size_t n = f->n;
+    cur[0] = rec[0];
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && total[i] == 0) continue; /* not a forest node */
+        uint32_t at = 0;
+        if (i > 0) {
+            at = cur[parent[i]];
+            cur[parent[i]] = at + rec[i] + desc[i];
+            cur[i] = at + rec[i];
+        }
+        unsigned tag = v4_tag(self[i], total[i]);
+        uint8_t *p = base + at;
+        p += varint_put_u(p, idx[i]);
+        p += varint_put_u(p, (uint64_t)total[i]);
+        p += varint_put_u(p, (uint64_t)desc[i] << 2 | tag);
+        if (tag == V4_SELF_GIVEN) varint_put_u(p, (uint64_t)self[i]);
+    }
+    out->len += bytes;
+    out->data[out->len] = 0;
+    return 0;
+}
+
+/* Encoding 4 of f after its version byte and node count: the records,
+ * then the dictionary. */
+static int encode_v4(const storage_merged_tab_t *f, const uint32_t *parent, struct dict *d,
+                     buf_t *out)
+{
+    uint32_t *idx = malloc(f->n * sizeof *idx);
+    uint32_t *desc = malloc(f->n * sizeof *desc), *cur = malloc(f->n * sizeof *cur);
+    uint8_t *rec = malloc(f->n);
+    int rc = idx && desc && cur && rec ? v4_sizes(f, parent, d, idx, desc, rec) : ERR_NOMEM;
+    if (rc == 0) rc = v4_put_nodes(f, parent, idx, desc, rec, cur, out);
+    free(idx);
+    free(desc);
+    free(cur);
+    free(rec);
+    return rc;
+}
+
+/* One record of encoding 4 read at *p (before end): dictionary index,
+ * total, self, and the bytes of its descendants, which follow it. The
+ * self and total are checked against each other (self <= total, and a
+ * node has descendants exactly when its self is short of its total). */
+static inline int get_v4(const uint8_t **p, const uint8_t *end, uint64_t *idx, uint64_t *total,
+                         uint64_t *self, uint64_t *desc)
+{
+    uint64_t td;
+    if (!get_u(p, end, idx) || !get_u(p, end, total) || !get_u(p, end, &td) ||
+        *total > (uint64_t)INT64_MAX)
+        return 0;
+    unsigned tag = (unsigned)(td & 3);
+    *desc = td >> 2;
+    if (tag == V4_SELF_ZERO)
+        *self = 0;
+    else if (tag == V4_SELF_TOTAL)
+        *self = *total;
+    else if (tag != V4_SELF_GIVEN || !get_u(p, end, self) || *self > *total)
+        return 0;
+    if ((*desc == 0) != (*self == *total) || *desc > (uint64_t)(end - *p)) return 0;
+    return 1;
+}
+
+int query_packed_open(const uint8_t *enc, size_t len, size_t max_nodes, query_packed_t *out)
+{
+    memset(out, 0, sizeof *out);
+    const uint8_t *p = enc + 1, *end = enc + len;
+    uint64_t n, idx, total, self, desc;
+    if (len == 0 || enc[0] != QUERY_FOREST_V4) return ERR_INVALID_ARGUMENT;
+    if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / 3 || n > UINT32_MAX)
+        return ERR_CORRUPT;
+    if (max_nodes != 0 && n > max_nodes) return ERR_LIMIT;
+    const uint8_t *nodes = p;
+    if (!get_v4(&p, end, &idx, &total, &self, &desc) || (size_t)(p - nodes) + desc > UINT32_MAX)
+        return ERR_CORRUPT;
+    p += desc; /* the records end: the dictionary follows */
+    out->len = (size_t)(p - nodes);
+    int rc = read_dict_ids(p, end, &out->dict, &out->nsyms);
+    if (rc == 0 && (idx >= out->nsyms || out->dict[idx] != SYM_ROOT)) rc = ERR_CORRUPT;
+    if (rc == 0) out->own = malloc(out->len ? out->len : 1);
+    if (rc == 0 && out->own == NULL) rc = ERR_NOMEM;
+    if (rc != 0) {
+        query_packed_free(out);
+        return rc;
+    }
+    memcpy(out->own, nodes, out->len);
+    out->nodes = (size_t)n;
+    out->root_total = (int64_t)total;
+    out->root_self = (int64_t)self;
+    return 0;
+}
+
+int query_packed_kids(const query_packed_t *pk, uint32_t off, query_pkid_t **kids, size_t *cap,
+                      size_t *n)
+{
+    const uint8_t *p = pk->own + off, *end = pk->own + pk->len;
+    uint64_t idx, total, self, desc;
+    if (!get_v4(&p, end, &idx, &total, &self, &desc)) return ERR_CORRUPT;
+    const uint8_t *kend = p + desc;
+    uint64_t sum = 0;
+    while (p < kend) {
+        uint32_t koff = (uint32_t)(p - pk->own);
+        uint64_t ki, kt, ks, kd;
+        if (!get_v4(&p, kend, &ki, &kt, &ks, &kd) || kt == 0 || ki >= pk->nsyms) return ERR_CORRUPT;
+        if (*n == *cap && GROW_FROM(*kids, *cap, *n + 1, GROW_UNLIMITED, 64) != 0) return ERR_NOMEM;
+        (*kids)[(*n)++] = (query_pkid_t){pk->dict[ki], (int64_t)kt, (int64_t)ks, koff};
+        sum += kt; /* each at most INT64_MAX, and checked below the node's: no wrap */
+        if (sum > total - self) return ERR_CORRUPT;
+        p += kd;
+    }
+    return sum == total - self ? 0 : ERR_CORRUPT;
+}
+
+void query_packed_free(query_packed_t *pk)
+{
+    free(pk->own);
+    free(pk->dict);
+    memset(pk, 0, sizeof *pk);
+}
+
+size_t query_packed_bytes(const query_packed_t *pk)
+{
+    return pk->len + pk->nsyms * sizeof *pk->dict;
+}
+
+/* The records of an encoding-4 forest into f (f->n of them, from p to the
+ * end of the root's bytes, *pp after): a node's id is its place in
+ * pre-order, its parent the innermost open node whose bytes hold it (a
+ * stack of at most CALLTREE_MAX_DEPTH), and each node's shipped total is
+ * checked to be its self plus its kids' (kidsum). sym[] holds dictionary
+ * indices until v4_link. */
+static int read_nodes_v4(const uint8_t **pp, const uint8_t *end, storage_merged_tab_t *f,
+                         uint32_t *stk, const uint8_t **stk_end, uint64_t *kidsum)
+{
+    const uint8_t *p = *pp;
+    uint64_t idx, total, self, desc;
+    size_t top = 0; /* stack entries */
+    for (size_t i = 0; i < f->n; i++) {
+        while (top > 0 && p == stk_end[top - 1])
+            top--;
+        if (i > 0 && top == 0) return ERR_CORRUPT; /* nodes past the root's bytes */
+        const uint8_t *lim = top > 0 ? stk_end[top - 1] : end;
+        if (!get_v4(&p, lim, &idx, &total, &self, &desc) || (i > 0 && total == 0))
+            return ERR_CORRUPT;
+        f->sym[i] = idx;
+        f->self[i] = (int64_t)self;
+        f->total[i] = (int64_t)total;
+        kidsum[i] = 0;
+        if (i > 0) {
+            uint32_t par = stk[top - 1];
+            f->parent[i] = par;
+            kidsum[par] += total; /* checked below: no wrap */
+            if (kidsum[par] > (uint64_t)(f->total[par] - f->self[par])) return ERR_CORRUPT;
+        }
+        if (desc > 0) {
+            if (top >= CALLTREE_MAX_DEPTH) return ERR_CORRUPT;
+            stk[top] = (uint32_t)i;
+            stk_end[top++] = p + desc;
+        }
+    }
+    for (size_t k = 0; k < top; k++) /* every open node's bytes end here */
+        if (stk_end[k] != p) return ERR_CORRUPT;
+    for (size_t i = 0; i < f->n; i++)
+        if (kidsum[i] != (uint64_t)(f->total[i] - f->self[i])) return ERR_CORRUPT;
+    *pp = p;
+    return 0;
+}
+
+/* Symbol ids from the dictionary and the kid lists (ascending) of a
+ * forest read_nodes_v4 filled; the root's symbol must be SYM_ROOT. */
+static int v4_link(storage_merged_tab_t *f, const uint64_t *dict, size_t nsyms)
+{
+    memset(f->first_kid, 0xff, f->n * sizeof *f->first_kid); /* STORAGE_NO_KID */
+    f->next_sib[0] = STORAGE_NO_KID;
+    for (size_t i = f->n; i-- > 0;) {
+        if (f->sym[i] >= nsyms) return ERR_CORRUPT;
+        f->sym[i] = dict[f->sym[i]];
+        if (i == 0) break;
+        uint32_t par = f->parent[i];
+        f->next_sib[i] = f->first_kid[par];
+        f->first_kid[par] = (uint32_t)i;
+    }
+    return f->sym[0] != SYM_ROOT ? ERR_CORRUPT : 0;
+}
+
+/* The n records of an encoding-4 forest at *pp into out (allocated; the
+ * caller frees it on error), *pp after them. */
+static int v4_records(const uint8_t **pp, const uint8_t *end, size_t n, storage_merged_tab_t *out)
+{
+    size_t deep = n < CALLTREE_MAX_DEPTH ? n : CALLTREE_MAX_DEPTH;
+    uint32_t *stk = malloc(deep * sizeof *stk);
+    const uint8_t **stk_end = malloc(deep * sizeof *stk_end);
+    uint64_t *kidsum = malloc(n * sizeof *kidsum);
+    int rc = forest_alloc(out, n);
+    if (rc == 0 && (stk == NULL || stk_end == NULL || kidsum == NULL)) rc = ERR_NOMEM;
+    if (rc == 0) rc = read_nodes_v4(pp, end, out, stk, stk_end, kidsum);
+    free(stk);
+    free(stk_end);
+    free(kidsum);
+    return rc;
+}
+
+/* A whole forest of encoding 4 (p after its version byte). */
+static int decode_v4(const uint8_t *p, const uint8_t *end, size_t max_nodes,
+                     storage_merged_tab_t *out)
+{
+    uint64_t n;
+    if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / 3 || n > UINT32_MAX)
+        return ERR_CORRUPT;
+    if (max_nodes != 0 && n > max_nodes) return ERR_LIMIT;
+    uint64_t *dict = NULL;
+    size_t nsyms = 0;
+    int rc = v4_records(&p, end, (size_t)n, out);
+    if (rc == 0) rc = read_dict_ids(p, end, &dict, &nsyms);
+    if (rc == 0) rc = v4_link(out, dict, nsyms);
+    free(dict);
+    if (rc != 0) query_forest_free(out);
+    out->nonneg = rc == 0;
+    return rc;
+}
+
+int query_packed_decode(const query_packed_t *pk, storage_merged_tab_t *out)
+{
+    memset(out, 0, sizeof *out);
+    const uint8_t *p = pk->own, *end = pk->own + pk->len;
+    int rc = v4_records(&p, end, pk->nodes, out);
+    if (rc == 0 && p != end) rc = ERR_CORRUPT; /* fewer nodes than the header said */
+    if (rc == 0) rc = v4_link(out, pk->dict, pk->nsyms);
+    if (rc != 0) query_forest_free(out);
+    out->nonneg = rc == 0;
     return rc;
 }

@@ -46,7 +46,9 @@ struct query_gather {
     int broken;          /* going back to merging failed half way: no exact answer */
     storage_merged_tab_t *forests;
     size_t nforests, cap_forests;
-    size_t forest_nodes; /* 1 + their nodes below the root: a bound of their merge */
+    query_packed_t *packed; /* forests of encoding 4, read by the selection where they lie */
+    size_t npacked, cap_packed;
+    size_t forest_nodes; /* 1 + their nodes below the root (both kinds): a bound of their merge */
     size_t forest_bytes;
     query_kept_t *kept;     /* render: one partial's kept nodes, the whole answer (then tree and
                                forests hold nothing), or NULL */
@@ -92,11 +94,22 @@ int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_
     return 0;
 }
 
+/* Drops the packed forests. */
+static void free_packed(query_gather_t *g)
+{
+    for (size_t i = 0; i < g->npacked; i++)
+        query_packed_free(&g->packed[i]);
+    free(g->packed);
+    g->packed = NULL;
+    g->npacked = g->cap_packed = 0;
+}
+
 void query_gather_free(query_gather_t *g)
 {
     if (g == NULL) return;
     calltree_free(g->tree);
     storage_merged_tabs_free(g->forests, g->nforests);
+    free_packed(g);
     query_kept_free(g->kept);
     symtab_free(g->syms);
     free(g->spy_name);
@@ -201,12 +214,20 @@ static int tree_limit(const query_gather_t *g, errmsg_t *em)
                       calltree_node_count(g->tree));
 }
 
-/* Back to merging: every forest held goes into the tree. */
+/* Back to merging: every forest held goes into the tree (a packed one
+ * decoded whole first). */
 static int spill_forests(query_gather_t *g, errmsg_t *em)
 {
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < g->nforests; i++)
         rc = query_forest_merge(g->tree, &g->forests[i]);
+    for (size_t i = 0; rc == 0 && i < g->npacked; i++) {
+        storage_merged_tab_t f;
+        rc = query_packed_decode(&g->packed[i], &f);
+        if (rc == 0) rc = query_forest_merge(g->tree, &f);
+        query_forest_free(&f);
+    }
+    free_packed(g);
     storage_merged_tabs_free(g->forests, g->nforests);
     g->forests = NULL;
     g->nforests = g->cap_forests = g->forest_bytes = g->forest_nodes = 0;
@@ -219,7 +240,7 @@ static int spill_forests(query_gather_t *g, errmsg_t *em)
 /* Takes f (its arrays move into the gather; f is left empty). */
 static int add_forest(query_gather_t *g, storage_merged_tab_t *f, errmsg_t *em)
 {
-    size_t nodes = g->forest_nodes + (g->nforests > 0 ? 0 : 1) + f->nodes - 1;
+    size_t nodes = g->forest_nodes + (g->nforests + g->npacked > 0 ? 0 : 1) + f->nodes - 1;
     size_t cap = calltree_max_nodes(g->tree); /* 0: unlimited */
     int rc = 0;
     if (cap != 0 && nodes > cap && (rc = spill_forests(g, em)) == 0) {
@@ -235,6 +256,30 @@ static int add_forest(query_gather_t *g, storage_merged_tab_t *f, errmsg_t *em)
         memset(f, 0, sizeof *f);
     }
     query_forest_free(f);
+    return rc;
+}
+
+/* Takes pk as add_forest takes a forest (pk is left empty): held as it
+ * is while the union may be truncated without merging, else decoded and
+ * merged. */
+static int add_packed(query_gather_t *g, query_packed_t *pk, errmsg_t *em)
+{
+    size_t nodes = g->forest_nodes + (g->nforests + g->npacked > 0 ? 0 : 1) + pk->nodes - 1;
+    size_t cap = calltree_max_nodes(g->tree); /* 0: unlimited */
+    int rc = 0;
+    if (cap != 0 && nodes > cap) {
+        storage_merged_tab_t f;
+        if ((rc = query_packed_decode(pk, &f)) == 0) rc = add_forest(g, &f, em); /* it spills */
+        query_forest_free(&f);
+    } else if (GROW_FROM(g->packed, g->cap_packed, g->npacked + 1, GROW_UNLIMITED, 8) != 0) {
+        rc = ERR_NOMEM;
+    } else {
+        g->forest_nodes = nodes;
+        g->forest_bytes += query_packed_bytes(pk);
+        g->packed[g->npacked++] = *pk;
+        memset(pk, 0, sizeof *pk);
+    }
+    query_packed_free(pk);
     return rc;
 }
 
@@ -263,17 +308,27 @@ int query_gather_add_trees(query_gather_t *g, const uint8_t *const *enc, const s
         return gather_hold(g, 0, em);
     }
     storage_merged_tab_t *f = calloc(n ? n : 1, sizeof *f);
-    if (f == NULL) return ERR_NOMEM;
+    query_packed_t *pk = calloc(n ? n : 1, sizeof *pk);
+    if (f == NULL || pk == NULL) {
+        free(f);
+        free(pk);
+        return ERR_NOMEM;
+    }
     int rc = 0, all_nonneg = 1;
     size_t max = calltree_max_nodes(g->tree);
-    /* every encoding is checked before any is added */
+    /* every encoding is checked before any is added; one of encoding 4
+     * only as far as it is opened: the selection reads the rest */
     for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (g->forests_on && len[i] > 0 && enc[i][0] == QUERY_FOREST_V4) {
+            rc = query_packed_open(enc[i], len[i], max, &pk[i]);
+            continue;
+        }
         rc = query_forest_decode(enc[i], len[i], max, &f[i]);
         all_nonneg &= f[i].nonneg;
     }
     size_t decoded = 0; /* held beside the gather until added */
     for (size_t i = 0; rc == 0 && i < n; i++)
-        decoded += query_forest_bytes(&f[i]);
+        decoded += query_forest_bytes(&f[i]) + query_packed_bytes(&pk[i]);
     if (rc == ERR_LIMIT) {
         rc = tree_limit(g, em);
     } else if (rc != 0) {
@@ -281,14 +336,20 @@ int query_gather_add_trees(query_gather_t *g, const uint8_t *const *enc, const s
     } else if ((rc = gather_hold(g, decoded, em)) != 0) {
     } else if (g->forests_on && all_nonneg) {
         for (size_t i = 0; rc == 0 && i < n; i++)
-            rc = add_forest(g, &f[i], em);
+            rc = pk[i].own != NULL ? add_packed(g, &pk[i], em) : add_forest(g, &f[i], em);
         g->broken |= rc != 0 && rc != ERR_LIMIT && n > 1;
     } else {
-        rc = merge_encoded(g, enc, len, f, n, em);
+        for (size_t i = 0; rc == 0 && i < n; i++) /* merged: the packed ones decoded whole */
+            if (pk[i].own != NULL) rc = query_packed_decode(&pk[i], &f[i]);
+        if (rc != 0) rc = errmsg_set(em, rc, "partial call tree: %s", err_message(rc));
+        if (rc == 0) rc = merge_encoded(g, enc, len, f, n, em);
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         query_forest_free(&f[i]);
+        query_packed_free(&pk[i]);
+    }
     free(f);
+    free(pk);
     return rc == 0 ? gather_hold(g, 0, em) : rc;
 }
 
@@ -544,7 +605,7 @@ static int kept_to_tree(calltree_t *tree, query_kept_t **kept)
  * are built into trees and added as trees. */
 static int add_kept(query_gather_t *g, query_partial_t *p)
 {
-    if (p->kept != NULL && g->kept == NULL && g->nforests == 0 &&
+    if (p->kept != NULL && g->kept == NULL && g->nforests == 0 && g->npacked == 0 &&
         calltree_node_count(g->tree) == 1 && calltree_self(g->tree, 0) == 0) {
         g->kept = p->kept;
         p->kept = NULL;
@@ -703,7 +764,8 @@ static int finish_forests(query_gather_t *g, errmsg_t *em)
      * count beside the forests */
     calltree_t *small = calltree_new(0);
     if (small == NULL) return ERR_NOMEM;
-    rc = query_truncate_tabs_charged(g->forests, g->nforests, g->spec->max_nodes, g->charge, small);
+    rc = query_truncate_mixed_charged(g->forests, g->nforests, g->packed, g->npacked,
+                                      g->spec->max_nodes, g->charge, small);
     if (rc == ERR_UNAVAILABLE) rc = gather_refused(g, rc, em);
     if (rc == 0) rc = gather_hold(g, calltree_mem_bytes_read(small), em);
     if (rc == ERR_INVALID_ARGUMENT) { /* a total past INT64_MAX: only the merge is exact */
@@ -717,6 +779,7 @@ static int finish_forests(query_gather_t *g, errmsg_t *em)
     calltree_free(g->tree);
     g->tree = small;
     storage_merged_tabs_free(g->forests, g->nforests);
+    free_packed(g);
     g->forests = NULL;
     g->nforests = g->cap_forests = g->forest_bytes = 0;
     gather_hold(g, 0, NULL); /* less: cannot fail */
@@ -738,13 +801,13 @@ static int finish_render(query_gather_t *g, const char *partial_json, query_resu
 {
     /* kept nodes alone: no more than maxNodes, none empty */
     if (g->kept != NULL && g->spec->kind == QUERY_KIND_RENDER &&
-        g->spec->format == QUERY_FORMAT_JSON && g->nforests == 0 &&
+        g->spec->format == QUERY_FORMAT_JSON && g->nforests == 0 && g->npacked == 0 &&
         calltree_node_count(g->tree) == 1 && calltree_self(g->tree, 0) == 0)
         return encode_kept(g, partial_json, out);
     int krc = kept_to_tree(g->tree, &g->kept);
     if (krc != 0) return errmsg_set(em, krc, "building the flame graph: %s", err_message(krc));
     if ((krc = gather_hold(g, 0, em)) != 0) return krc;
-    if (g->forests_on && g->nforests > 0) {
+    if (g->forests_on && g->nforests + g->npacked > 0) {
         int rc = finish_forests(g, em);
         if (rc == ERR_LIMIT) return rc; /* em says which */
         if (rc < 0 && !g->refused)

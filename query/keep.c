@@ -18,6 +18,11 @@
  * nodes (total 0) are exactly the stack nodes no token has a value under.
  * Otherwise the caller builds the whole tree and uses query_truncate.
  *
+ * A coordinator's shares' forests of encoding 4 join the selection as they
+ * lie (query_packed_t, forest.c): a member there is its record's offset,
+ * and its kids are read (and checked) when its merged node is expanded,
+ * so what lies below the kept nodes' children is never read.
+ *
  * The choice comes out as flat arrays (query_kept_t), which the flamebearer
  * encoder writes straight from when one partial is the whole JSON answer;
  * query_truncate_tabs builds them into a call tree for every other use.
@@ -37,6 +42,7 @@ typedef struct mnode {
     uint32_t hidden; /* kept: children not kept */
     uint32_t has_pkey;
     uint32_t out;     /* kept: its node in the answer */
+    uint32_t depth;   /* the root's 0 */
     int64_t kept_sum; /* kept: summed totals of its kept children */
 } mnode_t;
 
@@ -51,8 +57,10 @@ typedef struct mnode {
  * from kept node to tree node (4). */
 #define KEPT_TREE_NODE_BYTES 43
 typedef struct member {
-    uint32_t tab, local; /* local: the member's stack-node id in its token's forest */
-    uint32_t next;       /* the node's next member, or NO_MEMBER */
+    uint32_t tab, local; /* local: the member's stack-node id in its token's forest; in a packed
+                            forest (tab >= ntabs), its record's offset */
+    uint32_t next;       /* the node's next member, or NO_MEMBER; while an expansion files a
+                            packed member, its values' index in sel_t.kv */
 } member_t;
 
 /* A frontier entry carries its node's total, so the heap orders by it
@@ -73,6 +81,10 @@ typedef struct hent {
 
 typedef struct sel {
     const storage_merged_tab_t *tabs;
+    size_t ntabs;
+    const query_packed_t *packed; /* members of tab ntabs + k are in packed[k] */
+    query_pkid_t *kv;             /* per expansion: the packed member children's values */
+    size_t nkv, capkv;
     mnode_t *nd;
     size_t nn, capn;
     member_t *mem;
@@ -100,7 +112,7 @@ static int sel_hold(sel_t *s, size_t extra)
     if (s->charge == NULL) return 0;
     size_t now = s->capn * sizeof *s->nd + s->capm * sizeof *s->mem + s->caph * sizeof *s->heap +
                  s->capk * sizeof *s->kept + s->nslot * sizeof *s->slot +
-                 s->capt * sizeof *s->touched + extra;
+                 s->capt * sizeof *s->touched + s->capkv * sizeof *s->kv + extra;
     if (now <= s->charged) {
         alloc_charge_sub(s->charge, s->charged - now);
     } else if (alloc_charge_add(s->charge, now - s->charged) != 0) {
@@ -233,7 +245,7 @@ static uint32_t child_for(sel_t *s, uint32_t p, uint64_t sym, size_t *ntouched)
         h = (h + 1) & mask;
     }
     uint32_t c = (uint32_t)s->nn++;
-    s->nd[c] = (mnode_t){.sym = sym, .parent = p, .mem = NO_MEMBER};
+    s->nd[c] = (mnode_t){.sym = sym, .parent = p, .mem = NO_MEMBER, .depth = s->nd[p].depth + 1};
     s->slot[h] = c + 1;
     s->touched[(*ntouched)++] = (uint32_t)h;
     return c;
@@ -254,6 +266,29 @@ static int frontier_add(sel_t *s, size_t first)
     return rc;
 }
 
+/* Files the kids of node p's packed member m in s->mem from s->nm + *n on
+ * (*n counts them), their values in s->kv. A packed forest is read only
+ * here, a node's kids when the node is expanded; its depth is bounded as
+ * a decoded forest's. */
+static int packed_children(sel_t *s, uint32_t p, member_t m, size_t *n)
+{
+    size_t from = s->nkv, capkv = s->capkv;
+    int rc = query_packed_kids(&s->packed[m.tab - s->ntabs], m.local, &s->kv, &s->capkv, &s->nkv);
+    if (rc != 0) return rc;
+    if (s->capkv != capkv && sel_charge(s) != 0) return ERR_UNAVAILABLE;
+    if (s->nkv > from && s->nd[p].depth >= CALLTREE_MAX_DEPTH) return ERR_CORRUPT;
+    for (size_t j = from; j < s->nkv; j++) {
+        if (s->nm + *n == s->capm) {
+            if (sel_pre(s, s->capm, s->nm + *n + 1, sizeof *s->mem) != 0) return ERR_UNAVAILABLE;
+            if (GROW_FROM(s->mem, s->capm, s->nm + *n + 1, GROW_UNLIMITED, 256) != 0)
+                return ERR_NOMEM;
+            if (sel_charge(s) != 0) return ERR_UNAVAILABLE;
+        }
+        s->mem[s->nm + (*n)++] = (member_t){m.tab, s->kv[j].off, (uint32_t)j};
+    }
+    return 0;
+}
+
 /* Files the member children of node p in s->mem from s->nm on (not yet
  * counted in s->nm); *nkids gets their number. The sibling links are a
  * chain of dependent loads at scattered ids: while it is walked, each
@@ -263,11 +298,18 @@ static int member_children(sel_t *s, uint32_t p, size_t *nkids)
 {
     size_t n = 0;
     for (uint32_t k = s->nd[p].mem; k != NO_MEMBER; k = s->mem[k].next) {
+        if (s->mem[k].tab >= s->ntabs) continue;
         const storage_merged_tab_t *t = &s->tabs[s->mem[k].tab];
         __builtin_prefetch(&t->first_kid[s->mem[k].local]);
     }
+    s->nkv = 0;
     for (uint32_t k = s->nd[p].mem; k != NO_MEMBER; k = s->mem[k].next) {
         member_t m = s->mem[k];
+        if (m.tab >= s->ntabs) {
+            int rc = packed_children(s, p, m, &n);
+            if (rc != 0) return rc;
+            continue;
+        }
         const storage_merged_tab_t *t = &s->tabs[m.tab];
         for (uint32_t l = t->first_kid[m.local]; l != STORAGE_NO_KID; l = t->next_sib[l]) {
             if (s->nm + n == s->capm) {
@@ -298,9 +340,17 @@ static int expand(sel_t *s, uint32_t p)
     size_t first = s->nn;
     for (size_t i = s->nm; i < s->nm + nkids; i++) {
         member_t *m = &s->mem[i];
-        const storage_merged_tab_t *t = &s->tabs[m->tab];
-        mnode_t *c = &s->nd[child_for(s, p, t->sym[m->local], &ntouched)];
-        c->total += t->total[m->local]; /* no overflow: bounded by the root total */
+        mnode_t *c;
+        if (m->tab < s->ntabs) { /* its self is read if the child is popped (self_of) */
+            const storage_merged_tab_t *t = &s->tabs[m->tab];
+            c = &s->nd[child_for(s, p, t->sym[m->local], &ntouched)];
+            c->total += t->total[m->local]; /* no overflow: bounded by the root total */
+        } else { /* a packed record's self is read with it */
+            const query_pkid_t *v = &s->kv[m->next];
+            c = &s->nd[child_for(s, p, v->sym, &ntouched)];
+            c->total += v->total;
+            c->self += v->self;
+        }
         m->next = c->mem;
         c->mem = (uint32_t)i;
     }
@@ -339,9 +389,11 @@ static int keep(sel_t *s, uint32_t i, int top)
  * are never popped are not read. */
 static void self_of(sel_t *s, uint32_t i)
 {
-    int64_t self = 0; /* no overflow: bounded by the node's total */
+    /* packed members' selves were added as their records were read; no
+     * overflow: bounded by the node's total */
+    int64_t self = s->nd[i].self;
     for (uint32_t k = s->nd[i].mem; k != NO_MEMBER; k = s->mem[k].next)
-        self += s->tabs[s->mem[k].tab].self[s->mem[k].local];
+        if (s->mem[k].tab < s->ntabs) self += s->tabs[s->mem[k].tab].self[s->mem[k].local];
     s->nd[i].self = self;
 }
 
@@ -444,11 +496,12 @@ void query_kept_free(query_kept_t *k)
 /* The merged root: every token's root. The arrays start at a size that
  * covers a typical selection (a merged node has members of its own, so the
  * tokens' node counts bound both), which saves their doublings' copies. */
-static int root_of(sel_t *s, size_t ntabs, size_t max_nodes)
+static int root_of(sel_t *s, size_t npacked, size_t max_nodes)
 {
+    size_t ntabs = s->ntabs + npacked;
     size_t local = 0, want = max_nodes < SIZE_MAX / 8 ? 8 * max_nodes : max_nodes;
     for (size_t i = 0; i < ntabs; i++)
-        local += s->tabs[i].nodes;
+        local += i < s->ntabs ? s->tabs[i].nodes : s->packed[i - s->ntabs].nodes;
     want = want < local ? want : local;
     size_t n1 = want > 1 ? want : 1, nmem = want > ntabs ? want : ntabs;
     size_t first =
@@ -461,10 +514,11 @@ static int root_of(sel_t *s, size_t ntabs, size_t max_nodes)
     s->nd[0] = (mnode_t){.sym = SYM_ROOT, .mem = ntabs ? 0 : NO_MEMBER, .has_pkey = 1};
     uint64_t total = 0;
     for (size_t i = 0; i < ntabs; i++) {
-        if (!s->tabs[i].nonneg) return ERR_INVALID_ARGUMENT;
-        total += (uint64_t)s->tabs[i].total[0];
+        const query_packed_t *pk = i < s->ntabs ? NULL : &s->packed[i - s->ntabs];
+        if (pk == NULL && !s->tabs[i].nonneg) return ERR_INVALID_ARGUMENT;
+        total += (uint64_t)(pk ? pk->root_total : s->tabs[i].total[0]);
         if (total > (uint64_t)INT64_MAX) return ERR_INVALID_ARGUMENT;
-        s->nd[0].self += s->tabs[i].self[0];
+        s->nd[0].self += pk ? pk->root_self : s->tabs[i].self[0];
         s->mem[i] = (member_t){(uint32_t)i, 0, i + 1 < ntabs ? (uint32_t)i + 1 : NO_MEMBER};
     }
     s->nd[0].total = (int64_t)total;
@@ -498,13 +552,14 @@ int query_keep_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_n
     return query_keep_tabs_charged(tabs, ntabs, max_nodes, NULL, out);
 }
 
-int query_keep_tabs_charged(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
-                            alloc_charge_t *charge, query_kept_t **out)
+/* The selection over tabs and npacked packed forests. */
+static int keep_mixed(const storage_merged_tab_t *tabs, size_t ntabs, const query_packed_t *packed,
+                      size_t npacked, size_t max_nodes, alloc_charge_t *charge, query_kept_t **out)
 {
     *out = NULL;
     if (max_nodes < 2) return ERR_INVALID_ARGUMENT;
-    sel_t s = {.tabs = tabs, .charge = charge};
-    int rc = root_of(&s, ntabs, max_nodes);
+    sel_t s = {.tabs = tabs, .ntabs = ntabs, .packed = packed, .charge = charge};
+    int rc = root_of(&s, npacked, max_nodes);
     if (rc == 0) rc = sel_charge(&s);
     if (rc == 0) rc = select_kept(&s, max_nodes);
     if (rc == 0) rc = kept_arrays(&s, out);
@@ -514,6 +569,7 @@ int query_keep_tabs_charged(const storage_merged_tab_t *tabs, size_t ntabs, size
     free(s.kept);
     free(s.slot);
     free(s.touched);
+    free(s.kv);
     if (charge != NULL) alloc_charge_sub(charge, s.charged);
     return rc;
 }
@@ -524,11 +580,24 @@ int query_truncate_tabs(const storage_merged_tab_t *tabs, size_t ntabs, size_t m
     return query_truncate_tabs_charged(tabs, ntabs, max_nodes, NULL, dst);
 }
 
+int query_keep_tabs_charged(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
+                            alloc_charge_t *charge, query_kept_t **out)
+{
+    return keep_mixed(tabs, ntabs, NULL, 0, max_nodes, charge, out);
+}
+
 int query_truncate_tabs_charged(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
                                 alloc_charge_t *charge, calltree_t *dst)
 {
+    return query_truncate_mixed_charged(tabs, ntabs, NULL, 0, max_nodes, charge, dst);
+}
+
+int query_truncate_mixed_charged(const storage_merged_tab_t *tabs, size_t ntabs,
+                                 const query_packed_t *packed, size_t npacked, size_t max_nodes,
+                                 alloc_charge_t *charge, calltree_t *dst)
+{
     query_kept_t *k;
-    int rc = query_keep_tabs_charged(tabs, ntabs, max_nodes, charge, &k);
+    int rc = keep_mixed(tabs, ntabs, packed, npacked, max_nodes, charge, &k);
     /* the kept nodes, and the tree built of them with its map of their
      * nodes, while it is built (the caller counts the tree after) */
     size_t kb = rc == 0 && charge != NULL ? query_kept_bytes(k) + k->n * KEPT_TREE_NODE_BYTES : 0;

@@ -109,6 +109,42 @@ int query_merge_series_kept(storage_t *st, const char *tenant, const query_serie
  * distinct symbols (k->sid). */
 int query_load_symbols_kept(storage_t *st, const char *tenant, query_kept_t *k, symtab_t *dst);
 
+/* ---- forests read where they lie (forest.c, encoding 4) ---- */
+/* A forest of encoding 4 held as its bytes: keep.c reads a node's kids
+ * only when its selection expands the node, so the nodes it never looks at
+ * (the subtrees below what it keeps and their frontier) are never read. A
+ * node is the offset of its record in own. */
+typedef struct query_packed {
+    uint8_t *own;   /* the records, copied out of the message (owned) */
+    size_t len;     /* their bytes */
+    uint64_t *dict; /* the dictionary's symbol ids (owned) */
+    size_t nsyms;
+    size_t nodes;                  /* the forest's nodes, as its header says */
+    int64_t root_total, root_self; /* the root's record (offset 0) */
+} query_packed_t;
+/* One kid of a packed node: its symbol, total, self and record's offset. */
+typedef struct query_pkid {
+    uint64_t sym;
+    int64_t total, self;
+    uint32_t off;
+} query_pkid_t;
+/* Opens an encoding of QUERY_FOREST_V4 (len bytes at enc, copied; out is
+ * the caller's, query_packed_free): its header, its root's record and its
+ * dictionary are checked. ERR_CORRUPT for a malformed one, ERR_LIMIT past
+ * max_nodes (0: none). */
+int query_packed_open(const uint8_t *enc, size_t len, size_t max_nodes, query_packed_t *out);
+/* Appends the kids of the node at off (an offset query_packed_kids gave,
+ * or 0, the root) to *kids (*n of *cap used; grown), in their order. Each
+ * one's bytes lie within the node's, its total is > 0 and the node's self
+ * plus its kids' totals is the node's total, else ERR_CORRUPT. */
+int query_packed_kids(const query_packed_t *pk, uint32_t off, query_pkid_t **kids, size_t *cap,
+                      size_t *n);
+/* The whole forest of pk, as query_forest_decode makes of its encoding
+ * (every node checked). */
+int query_packed_decode(const query_packed_t *pk, storage_merged_tab_t *out);
+void query_packed_free(query_packed_t *pk);
+size_t query_packed_bytes(const query_packed_t *pk); /* the heap bytes it holds */
+
 /* ---- kept nodes (keep.c) ---- */
 /* query_truncate_tabs's choice without building it: node 0 the root, every
  * parent before its children, `other` nodes (SYM_OTHER) last. total[i] is
@@ -138,6 +174,12 @@ int query_keep_tabs_charged(const storage_merged_tab_t *tabs, size_t ntabs, size
  * built (the tree itself is not: the caller counts dst). */
 int query_truncate_tabs_charged(const storage_merged_tab_t *tabs, size_t ntabs, size_t max_nodes,
                                 alloc_charge_t *charge, calltree_t *dst);
+/* query_truncate_tabs_charged over the union of tabs and npacked packed
+ * forests: the same tree as over their decodings. ERR_CORRUPT when a
+ * packed node the selection reads is malformed. */
+int query_truncate_mixed_charged(const storage_merged_tab_t *tabs, size_t ntabs,
+                                 const query_packed_t *packed, size_t npacked, size_t max_nodes,
+                                 alloc_charge_t *charge, calltree_t *dst);
 /* Adds k into dst (built into it when dst is empty). */
 int query_kept_tree(const query_kept_t *k, calltree_t *dst);
 size_t query_kept_bytes(const query_kept_t *k); /* about the heap bytes k holds; 0 for NULL */

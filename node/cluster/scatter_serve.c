@@ -399,8 +399,11 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
     j->args.timeline = j->args.kind == QUERY_KIND_RENDER && q->timeline;
     j->args.forests = j->args.kind == QUERY_KIND_RENDER && q->forests;
     j->args.names_later = j->args.forests; /* loaded from the forests' dictionaries */
-    j->forest_version = q->forest_version >= QUERY_FOREST_V3 ? QUERY_FOREST_V3 : QUERY_FOREST_V2;
-    j->args.parents = j->args.forests && j->forest_version == QUERY_FOREST_V3;
+    /* the newest both read: a newer coordinator's version is read as this node's newest */
+    j->forest_version = q->forest_version >= QUERY_FOREST_V4   ? QUERY_FOREST_V4
+                        : q->forest_version >= QUERY_FOREST_V3 ? QUERY_FOREST_V3
+                                                               : QUERY_FOREST_V2;
+    j->args.parents = j->args.forests && j->forest_version != QUERY_FOREST_V2;
     j->args.symnos = j->args.forests; /* every forest is encoded */
     j->args.limit = q->limit;         /* profiles: the partial refuses 0 or past its maximum */
     if (j->args.forests && q->n_known_symbols > 0) {

@@ -213,6 +213,80 @@ static int share_figures(const qctx_t *q, const query_spec_t *spec, const query_
     return len[0] == len[1] ? 0 : 1;
 }
 
+/* One gather of the forests of part shipped in version v: the CPU of
+ * query_gather_add_trees and query_gather_finish (the selection over
+ * them, and the answer), and the bytes shipped. */
+static double gather_once(const query_partial_t *part, const query_spec_t *spec,
+                          const query_limits_t *lim, int v, size_t *bytes, double *enc_s)
+{
+    size_t n = part->ntabs;
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    const uint8_t **enc = calloc(n ? n : 1, sizeof *enc);
+    size_t *len = calloc(n ? n : 1, sizeof *len), *end = calloc(n ? n : 1, sizeof *end);
+    int rc = enc && len && end ? 0 : ERR_NOMEM;
+    double te = clock_thread();
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        uint64_t *dict;
+        size_t nd;
+        rc = query_forest_encode_dict(&part->tabs[i], v, &b, &dict, &nd);
+        free(dict);
+        end[i] = b.len;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        enc[i] = b.data + (i ? end[i - 1] : 0);
+        len[i] = end[i] - (i ? end[i - 1] : 0);
+    }
+    *enc_s = clock_thread() - te;
+    *bytes = b.len;
+    query_gather_t *g = NULL;
+    errmsg_t em = {{0}};
+    query_result_t res;
+    query_result_init(&res);
+    if (rc == 0) rc = query_gather_new(spec, lim, &g);
+    double t0 = clock_thread();
+    if (rc == 0) rc = query_gather_add_trees(g, enc, len, n, &em);
+    if (rc == 0) rc = query_gather_finish(g, NULL, &res, &em);
+    double t = clock_thread() - t0;
+    if (rc != 0) fprintf(stderr, "gather: %s\n", errmsg_text(&em, rc));
+    query_result_free(&res);
+    query_gather_free(g);
+    buf_free(&b);
+    free(enc);
+    free(len);
+    free(end);
+    return rc == 0 ? t : -1;
+}
+
+/* The coordinator's part of a truncated render over the forests shipped
+ * in encoding 3 (decoded whole) and 4 (read where the selection looks),
+ * alternated: medians of FOREST_ROUNDS. */
+static int gather_figures(const query_partial_t *part, const query_spec_t *spec,
+                          const query_limits_t *lim)
+{
+    double t[2][FOREST_ROUNDS], e[2][FOREST_ROUNDS];
+    size_t bytes[2] = {0, 0};
+    for (int r = 0; r < FOREST_ROUNDS; r++)
+        for (int k = 0; k < 2; k++) {
+            int v = (r + k) % 2 ? QUERY_FOREST_V4 : QUERY_FOREST_V3;
+            t[v - QUERY_FOREST_V3][r] = gather_once(part, spec, lim, v, &bytes[v - QUERY_FOREST_V3],
+                                                    &e[v - QUERY_FOREST_V3][r]);
+            if (t[v - QUERY_FOREST_V3][r] < 0) return 1;
+        }
+    qsort(t[0], FOREST_ROUNDS, sizeof t[0][0], cmp_double);
+    qsort(t[1], FOREST_ROUNDS, sizeof t[1][0], cmp_double);
+    qsort(e[0], FOREST_ROUNDS, sizeof e[0][0], cmp_double);
+    qsort(e[1], FOREST_ROUNDS, sizeof e[1][0], cmp_double);
+    printf("query_forests_encode_v_ms: %.3f in encoding 3, %.3f in encoding 4 (every forest, "
+           "medians of %d alternated)\n",
+           e[0][FOREST_ROUNDS / 2] * 1e3, e[1][FOREST_ROUNDS / 2] * 1e3, FOREST_ROUNDS);
+    printf("query_forests_gather_ms: %.3f in encoding 3, %.3f in encoding 4 (add_trees and "
+           "finish, CPU of the thread, medians of %d alternated; %zu / %zu bytes)\n",
+           t[0][FOREST_ROUNDS / 2] * 1e3, t[1][FOREST_ROUNDS / 2] * 1e3, FOREST_ROUNDS, bytes[0],
+           bytes[1]);
+    return 0;
+}
+
 /* The selector's token forests as a share ships them to a coordinator that
  * truncates (query_partial_run with forests, query_forest_encode per token)
  * and as the coordinator reads them (query_gather_add_trees): the CPU of the
@@ -287,6 +361,7 @@ static int forest_figures(const qctx_t *q)
                te[FOREST_ROUNDS / 2] * 1e3, te[0] * 1e3, FOREST_ROUNDS);
         printf("query_forests_decode_ms: %.3f (min %.3f, query_gather_add_trees)\n",
                td[FOREST_ROUNDS / 2] * 1e3, td[0] * 1e3);
+        if (gather_figures(&part, &spec, &lim) != 0) rc = ERR_INTERNAL;
         if (share_figures(q, &spec, &lim) != 0) rc = ERR_INTERNAL;
     } else {
         fprintf(stderr, "forests: %s\n", errmsg_text(&em, rc));

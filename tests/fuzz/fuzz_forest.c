@@ -1,8 +1,11 @@
 /* fuzz_forest.c — libFuzzer target for the forest decoder
  * (query_forest_decode, query/forest.c): what a coordinator reads from each
- * share of a truncating scatter-gather, in either forest encoding (version 2,
- * each node's kids; version 3, each node's parent) or as a call-tree
- * encoding (any other first byte).
+ * share of a truncating scatter-gather, in any forest encoding (version 2,
+ * each node's kids; version 3, each node's parent; version 4, pre-order
+ * with subtree totals and lengths) or as a call-tree encoding (any other
+ * first byte). An input of version 4 is also opened where it lies
+ * (query_packed_open) and selected over (query_truncate_mixed_charged):
+ * refused, or a tree of its root's total.
  *
  * The input is decoded with a node limit large enough to show amplification.
  * Beyond "no crash, no leak, no UB": a refusal is ERR_CORRUPT, ERR_LIMIT or
@@ -11,8 +14,10 @@
  * its recorded parent that node, depth bounded, every total its self plus its
  * kids' totals, non-zero below the root); a forest encoding asks for exactly
  * the nodes it holds (one fewer as the limit is ERR_LIMIT); the forest
- * re-encodes in both versions to bytes that decode to the same forest and
- * re-encode to the same bytes; and merged into a tree it keeps its total.
+ * re-encodes in versions 2 and 3 to bytes that decode to the same forest and
+ * re-encode to the same bytes, and in version 4 to a forest of its total
+ * that does the same, and whose selection read where it lies is the
+ * decoded one's; and merged into a tree it keeps its total.
  * Seeds: tests/fuzz/corpus/forest, written by tests/fuzz/seed_forest.c.
  */
 #include <stdint.h>
@@ -98,8 +103,70 @@ static void check_reencode(const storage_merged_tab_t *f, int version)
     buf_free(&b);
 }
 
+/* The maxNodes selection of an encoding read where it lies: refused, or
+ * (with want, the decoded forest) the same tree as over want. */
+static void check_packed(const uint8_t *enc, size_t len, const storage_merged_tab_t *want)
+{
+    query_packed_t pk;
+    if (query_packed_open(enc, len, MAX_NODES, &pk) != 0) {
+        if (want != NULL) abort();
+        return;
+    }
+    calltree_t *a = calltree_new(0), *b = calltree_new(0);
+    if (a == NULL || b == NULL) abort();
+    int rc = query_truncate_mixed_charged(NULL, 0, &pk, 1, 64, NULL, a);
+    if (rc == 0 && calltree_root_total(a) != pk.root_total) abort();
+    if (want != NULL) {
+        if (rc != 0 || query_truncate_tabs(want, 1, 64, b) != 0) abort();
+        buf_t x, y;
+        buf_init(&x, BUF_UNLIMITED);
+        buf_init(&y, BUF_UNLIMITED);
+        if (calltree_encode(a, &x) != 0 || calltree_encode(b, &y) != 0 || !same_bytes(&x, &y))
+            abort();
+        buf_free(&x);
+        buf_free(&y);
+    }
+    calltree_free(a);
+    calltree_free(b);
+    query_packed_free(&pk);
+}
+
+/* f encoded in version 4 (pre-order: ids renumbered) decodes to a forest
+ * g of the same total and node count, which reads where it lies as
+ * decoded; g itself (already in pre-order) re-encodes in version 4 to
+ * bytes that decode to g and re-encode to the same bytes. */
+static void check_v4(const storage_merged_tab_t *f)
+{
+    buf_t a, b, c;
+    buf_init(&a, BUF_UNLIMITED);
+    buf_init(&b, BUF_UNLIMITED);
+    buf_init(&c, BUF_UNLIMITED);
+    uint64_t *dict;
+    size_t nd;
+    if (query_forest_encode_dict(f, QUERY_FOREST_V4, &a, &dict, &nd) != 0) abort();
+    free(dict);
+    storage_merged_tab_t g, h;
+    if (query_forest_decode(a.data, a.len, f->n, &g) != 0) abort();
+    check_forest(&g);
+    if (g.n != f->n || g.total[0] != f->total[0]) abort();
+    check_packed(a.data, a.len, &g);
+    if (query_forest_encode_dict(&g, QUERY_FOREST_V4, &b, &dict, &nd) != 0) abort();
+    free(dict);
+    if (query_forest_decode(b.data, b.len, 0, &h) != 0) abort();
+    check_same(&g, &h);
+    if (query_forest_encode_dict(&h, QUERY_FOREST_V4, &c, &dict, &nd) != 0) abort();
+    free(dict);
+    if (!same_bytes(&b, &c)) abort();
+    query_forest_free(&g);
+    query_forest_free(&h);
+    buf_free(&a);
+    buf_free(&b);
+    buf_free(&c);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (size > 0 && data[0] == QUERY_FOREST_V4) check_packed(data, size, NULL);
     storage_merged_tab_t f;
     int rc = query_forest_decode(data, size, MAX_NODES, &f);
     if (rc != 0) {
@@ -112,7 +179,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     check_forest(&f);
-    int forest = size > 0 && (data[0] == QUERY_FOREST_V2 || data[0] == QUERY_FOREST_V3);
+    int forest = size > 0 && (data[0] == QUERY_FOREST_V2 || data[0] == QUERY_FOREST_V3 ||
+                              data[0] == QUERY_FOREST_V4);
     if (forest && f.n > 1) {
         storage_merged_tab_t g;
         if (query_forest_decode(data, size, f.n - 1, &g) != ERR_LIMIT) abort();
@@ -120,6 +188,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     check_reencode(&f, QUERY_FOREST_V2);
     check_reencode(&f, QUERY_FOREST_V3);
+    check_v4(&f);
     calltree_t *t = calltree_new(0);
     if (t == NULL || query_forest_merge(t, &f) != 0) abort();
     if (calltree_root_total(t) != f.total[0]) abort();

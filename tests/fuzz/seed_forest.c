@@ -1,7 +1,7 @@
 /* seed_forest.c — writes the seed corpus of fuzz_forest
  * (tests/fuzz/corpus/forest) with the project's own encoders: small trees
  * made with calltree_add_stack, laid out as forests (query_forest_of_tree)
- * and encoded in both forest versions (query_forest_encode_dict), and one
+ * and encoded in every forest version (query_forest_encode_dict), and one
  * as a call-tree encoding (calltree_encode), the third form
  * query_forest_decode reads.
  *
@@ -29,12 +29,12 @@ static int write_file(const char *dir, const char *name, const buf_t *b)
     return w == b->len && rc == 0 ? 0 : -1;
 }
 
-/* Writes t as NAME.v2 and NAME.v3 (forest encodings), and NAME.tree when tree. */
+/* Writes t as NAME.v2, NAME.v3 and NAME.v4 (forest encodings), and NAME.tree when tree. */
 static int write_tree(const char *dir, const char *name, const calltree_t *t, int tree)
 {
     storage_merged_tab_t f;
     int rc = query_forest_of_tree(t, &f);
-    for (int version = QUERY_FOREST_V2; rc == 0 && version <= QUERY_FOREST_V3; version++) {
+    for (int version = QUERY_FOREST_V2; rc == 0 && version <= QUERY_FOREST_V4; version++) {
         buf_t b;
         buf_init(&b, BUF_UNLIMITED);
         uint64_t *dict;

@@ -11,7 +11,11 @@
  * of the merged tree encoded by the same encoders. Then: a share with a
  * negative value turns the gather back to merging (same bytes), forests
  * round-trip through their encoding, a corrupt forest adds nothing, and
- * totals past INT64_MAX fall back. Prints its seed; argv[1] replays.
+ * totals past INT64_MAX fall back. Forests ship in encoding 3 or 4; the
+ * gather reads one of encoding 4 only where its selection looks
+ * (query_packed_t), which must give the same answer, also where a subtree
+ * is light on every share and heavy merged. Prints its seed; argv[1]
+ * replays.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -156,11 +160,15 @@ static int add_share(query_gather_t *g, const query_spec_t *spec, calltree_t *t,
         size_t len[5], end[5];
         CHECK_EQ_INT(calltree_encode(empty, &b), 0);
         end[0] = b.len;
+        int version = check_rng() % 2 ? QUERY_FOREST_V4 : QUERY_FOREST_V3;
         for (size_t k = 0; k < np; k++) {
             storage_merged_tab_t f;
             CHECK_EQ_INT(query_forest_of_tree(piece[k], &f), 0);
             if (f.nonneg) {
-                CHECK_EQ_INT(query_forest_encode(&f, &b), 0);
+                uint64_t *dict;
+                size_t nd;
+                CHECK_EQ_INT(query_forest_encode_dict(&f, version, &b, &dict, &nd), 0);
+                free(dict);
             } else { /* a negative value: shipped as a tree */
                 CHECK_EQ_INT(calltree_encode(piece[k], &b), 0);
             }
@@ -249,6 +257,58 @@ static void same_forest(const storage_merged_tab_t *a, const storage_merged_tab_
     }
 }
 
+/* An encoding-4 forest opened where it lies reads as its decoding: the
+ * root's values, and each node's kids (symbol, total, self) in order. */
+static void packed_same(const buf_t *b, const storage_merged_tab_t *dec)
+{
+    query_packed_t pk;
+    CHECK_EQ_INT(query_packed_open(b->data, b->len, 0, &pk), 0);
+    CHECK_EQ_INT(pk.nodes, dec->nodes);
+    CHECK_EQ_INT(pk.root_total, dec->total[0]);
+    CHECK_EQ_INT(pk.root_self, dec->self[0]);
+    /* pre-order: walk both, node i of the decoding at offset off[i] */
+    uint32_t *off = calloc(dec->n, sizeof *off);
+    query_pkid_t *kids = NULL;
+    size_t cap = 0;
+    for (size_t i = 0; i < dec->n; i++) {
+        size_t nk = 0;
+        CHECK_EQ_INT(query_packed_kids(&pk, off[i], &kids, &cap, &nk), 0);
+        size_t k = 0;
+        for (uint32_t c = dec->first_kid[i]; c != STORAGE_NO_KID && k < nk; c = dec->next_sib[c]) {
+            CHECK_EQ_INT(kids[k].sym, dec->sym[c]);
+            CHECK_EQ_INT(kids[k].total, dec->total[c]);
+            CHECK_EQ_INT(kids[k].self, dec->self[c]);
+            off[c] = kids[k++].off;
+        }
+        size_t want = 0;
+        for (uint32_t c = dec->first_kid[i]; c != STORAGE_NO_KID; c = dec->next_sib[c])
+            want++;
+        CHECK_EQ_INT(nk, want);
+    }
+    storage_merged_tab_t whole;
+    CHECK_EQ_INT(query_packed_decode(&pk, &whole), 0);
+    same_forest(dec, &whole);
+    query_forest_free(&whole);
+    free(kids);
+    free(off);
+    query_packed_free(&pk);
+}
+
+/* A damaged encoding-4 forest is refused when opened, or its selection
+ * (every node read, maxNodes past its size) fails or keeps a tree whose
+ * totals add up: never a read outside it. */
+static void packed_damaged(const buf_t *b)
+{
+    query_packed_t pk;
+    if (query_packed_open(b->data, b->len, 0, &pk) != 0) return;
+    calltree_t *t = calltree_new(0);
+    if (query_truncate_mixed_charged(NULL, 0, &pk, 1, 100000, NULL, t) == 0) {
+        CHECK(calltree_root_total(t) == pk.root_total);
+    }
+    calltree_free(t);
+    query_packed_free(&pk);
+}
+
 /* A forest's encoding decodes to the same forest (and tree); damaged
  * encodings are refused or stay well formed. */
 static void test_roundtrip(void)
@@ -260,8 +320,10 @@ static void test_roundtrip(void)
         CHECK(f.nonneg);
         /* each version, and version 3 of a forest without parents (as a
          * tab made by hand: they come from the kid lists) */
-        int version = round % 3 == 0 ? QUERY_FOREST_V2 : QUERY_FOREST_V3;
-        if (round % 3 == 2) {
+        int version = round % 4 == 0   ? QUERY_FOREST_V2
+                      : round % 4 == 3 ? QUERY_FOREST_V4
+                                       : QUERY_FOREST_V3;
+        if (round % 4 == 2) {
             free(f.parent);
             f.parent = NULL;
         }
@@ -273,7 +335,8 @@ static void test_roundtrip(void)
         free(dict);
         CHECK_EQ_INT(b.data[0], version);
         CHECK_EQ_INT(query_forest_decode(b.data, b.len, 0, &back), 0);
-        same_forest(&f, &back);
+        if (version != QUERY_FOREST_V4) same_forest(&f, &back); /* 4: pre-order ids */
+        if (version == QUERY_FOREST_V4) packed_same(&b, &back);
         CHECK_EQ_INT(back.n, f.n);
         CHECK_EQ_INT(back.total[0], calltree_root_total(t));
         calltree_t *u = calltree_new(0);
@@ -295,6 +358,7 @@ static void test_roundtrip(void)
             uint8_t save = b.data[at];
             b.data[at] ^= (uint8_t)(1 + check_rng() % 255);
             storage_merged_tab_t c;
+            if (version == QUERY_FOREST_V4) packed_damaged(&b);
             if (query_forest_decode(b.data, b.len, 0, &c) == 0) {
                 for (size_t i = 0; i < c.n; i++) {
                     int64_t sum = c.self[i];
@@ -663,6 +727,63 @@ static void test_symnos_same_bytes(void)
     }
 }
 
+/* Nine shares, each with a heavy path of its own (total 10) and the same
+ * light path pkg.fn9;pkg.fn10 (2 on each): on every share the light path
+ * is below every heavy one, so a share (or a reader that skipped subtrees
+ * by a share's own cut) would drop it; merged it weighs 18, the heaviest
+ * path, and must be kept. Shipped in encoding 4, read where they lie. */
+static void test_light_everywhere(void)
+{
+    for (int max = 4; max <= 12; max += 4) {
+        char m[8];
+        snprintf(m, sizeof m, "%d", max);
+        query_spec_t spec;
+        spec_of("folded", m, &spec);
+        calltree_t *shares[9];
+        for (size_t i = 0; i < 9; i++) {
+            shares[i] = calltree_new(0);
+            uint64_t heavy[2] = {sym_ids[i], sym_ids[11]}, light[2] = {sym_ids[9], sym_ids[10]};
+            CHECK_EQ_INT(calltree_add_stack(shares[i], heavy, 2, 10), 0);
+            CHECK_EQ_INT(calltree_add_stack(shares[i], light, 2, 2), 0);
+        }
+        buf_t want;
+        buf_init(&want, BUF_UNLIMITED);
+        reference(shares, 9, &spec, &want);
+        CHECK(strstr((const char *)want.data, "pkg.fn9;pkg.fn10 18") != NULL);
+        query_limits_t lim;
+        query_limits_default(&lim);
+        query_gather_t *g;
+        CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+        add_syms(g);
+        errmsg_t em = {{0}};
+        for (size_t i = 0; i < 9; i++) {
+            buf_t b;
+            buf_init(&b, BUF_UNLIMITED);
+            calltree_t *empty = calltree_new(0);
+            CHECK_EQ_INT(calltree_encode(empty, &b), 0);
+            size_t e0 = b.len;
+            storage_merged_tab_t f;
+            CHECK_EQ_INT(query_forest_of_tree(shares[i], &f), 0);
+            uint64_t *dict;
+            size_t nd;
+            CHECK_EQ_INT(query_forest_encode_dict(&f, QUERY_FOREST_V4, &b, &dict, &nd), 0);
+            free(dict);
+            const uint8_t *enc[2] = {b.data, b.data + e0};
+            size_t len[2] = {e0, b.len - e0};
+            CHECK_EQ_INT(query_gather_add_trees(g, enc, len, 2, &em), 0);
+            query_forest_free(&f);
+            calltree_free(empty);
+            buf_free(&b);
+        }
+        check_gathered(g, &want, __func__);
+        query_gather_free(g);
+        buf_free(&want);
+        for (size_t i = 0; i < 9; i++)
+            calltree_free(shares[i]);
+        query_spec_free(&spec);
+    }
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -679,6 +800,7 @@ int main(int argc, char **argv)
     test_decode_v3();
     test_decode_root_symbol();
     test_symnos_same_bytes();
+    test_light_everywhere();
     symtab_free(syms);
     return check_exit();
 }
