@@ -1516,8 +1516,20 @@ static int set_option(args_t *a, int opt, const char *v)
         a->help = 1;
         return 0;
     default:
-        return -1; /* getopt already printed why */
+        return -1; /* parse_args printed why */
     }
+}
+
+/* What getopt_long refused (opterr is off): the option as typed. */
+static int option_error(int opt, char **argv)
+{
+    const char *typed = optind > 0 ? argv[optind - 1] : "?";
+    if (opt == ':') return usage_error("%s needs a value", typed);
+    if (strncmp(typed, "--", 2) != 0 && optopt > 0 && optopt < 128) {
+        char shortopt[3] = {'-', (char)optopt, '\0'};
+        return usage_error("unknown option '%s'", shortopt);
+    }
+    return usage_error("unknown option '%s'", typed);
 }
 
 /* Options may come anywhere; positionals are the command and its arguments. */
@@ -1529,9 +1541,14 @@ static int parse_args(int argc, char **argv, args_t *a, const char **cmd)
     a->token = getenv("FLAMEDB_TOKEN");
     *cmd = NULL;
     int opt;
-    opterr = 1;
-    while ((opt = getopt_long(argc, argv, "ho:", options, NULL)) != -1)
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":ho:", options, NULL)) != -1) {
+        if (opt == '?' || opt == ':') {
+            option_error(opt, argv);
+            return -1;
+        }
         if (set_option(a, opt, optarg) != 0) return -1;
+    }
     for (int i = optind; i < argc; i++) {
         if (*cmd == NULL)
             *cmd = argv[i];

@@ -51,6 +51,14 @@ static void test_usage(void)
     CHECK_EQ_INT(ctl_run("query 'a{}' --output png", out, sizeof out), 2);
     CHECK_EQ_INT(ctl_run("query 'a{}' --max-nodes -3", out, sizeof out), 2);
     CHECK_EQ_INT(ctl_run("--bogus labels", out, sizeof out), 2);
+    /* getopt's own words name the program by its path and point nowhere */
+    CHECK(has(out, "flamectl: unknown option '--bogus'\n(see flamectl --help)"));
+    CHECK_EQ_INT(ctl_run("labels -x", out, sizeof out), 2);
+    CHECK(has(out, "flamectl: unknown option '-x'"));
+    CHECK_EQ_INT(ctl_run("query 'a{}' --limit", out, sizeof out), 2);
+    CHECK(has(out, "flamectl: --limit needs a value\n(see flamectl --help)"));
+    CHECK_EQ_INT(ctl_run("query 'a{}' -o", out, sizeof out), 2);
+    CHECK(has(out, "flamectl: -o needs a value"));
     CHECK_EQ_INT(ctl_run("--url https://x labels", out, sizeof out), 2);
     CHECK(has(out, "https"));
     CHECK_EQ_INT(ctl_run("push /dev/null", out, sizeof out), 2);
