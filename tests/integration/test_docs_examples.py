@@ -156,5 +156,29 @@ def test_demo_flags_documented():
     assert not missing, ("flags of deploy/demo.sh missing in its --help", missing)
 
 
+# The options of Brendan Gregg's flamegraph.pl (its --help). A folded file
+# with two counts per line is a differential by itself: there is no --diff.
+FLAMEGRAPH_PL_OPTIONS = {"--title", "--subtitle", "--width", "--height", "--encoding", "--fonttype",
+                         "--fontsize", "--fontwidth", "--minwidth", "--countname", "--nametype",
+                         "--colors", "--bgcolors", "--hash", "--random", "--cp", "--reverse",
+                         "--inverted", "--flamechart", "--negate", "--notes", "--factor", "--help"}
+
+
+def test_flamegraph_pl_options():
+    """Every flamegraph.pl command the documents show uses options it has
+    (the diff's folded export was shown as `flamegraph.pl --diff`, which
+    flamegraph.pl refuses)."""
+    docs = ["README.md"] + [os.path.join("docs", f) for f in sorted(os.listdir(os.path.join(ROOT, "docs")))
+                            if f.endswith(".md")]
+    bad, seen = [], 0
+    for doc in docs:
+        text = open(os.path.join(ROOT, doc), encoding="utf-8").read()
+        for m in re.finditer(r"flamegraph\.pl((?:\s+--[a-z]+)*)", text):
+            seen += 1
+            bad += [(doc, o) for o in m.group(1).split() if o not in FLAMEGRAPH_PL_OPTIONS]
+    assert seen > 0, "no flamegraph.pl command found: the pattern no longer matches the documents"
+    assert not bad, ("flamegraph.pl has no such option", bad)
+
+
 if __name__ == "__main__":
     run_tests(globals())
