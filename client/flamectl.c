@@ -212,6 +212,10 @@ static int query_top(flamedb_client_t *c, const args_t *a)
         status = EXIT_FAILURE;
     } else {
         print_top(&t);
+        if (t.sum == 0)
+            fprintf(stderr, "flamectl: no samples match this selection in the range "
+                            "(check the selector and --from/--until; 'flamectl labels' lists what is "
+                            "stored)\n");
         if (t.partial) fprintf(stderr, "flamectl: partial answer: some data was unreachable\n");
         flamedb__top_free(&t);
     }
@@ -263,6 +267,21 @@ static int diff_path(const args_t *a, buf_t *path)
     return rc == ERR_OK ? buf_append_byte(path, 0) : rc;
 }
 
+/* A side without samples makes every function read as new or gone: most
+ * often a selector or range that matches nothing, which the table alone does
+ * not show. */
+static void note_empty_sides(const flamedb__report_t *t)
+{
+    if (t->left_ticks == 0 && t->right_ticks == 0)
+        fprintf(stderr, "flamectl: neither selection has samples in its range "
+                        "(check the queries and times; 'flamectl labels' lists what is stored)\n");
+    else if (t->left_ticks == 0 || t->right_ticks == 0)
+        fprintf(stderr, "flamectl: the %s selection has no samples in its range, so every function "
+                        "reads as %s (check its query and --%s-from/--%s-until)\n",
+                t->left_ticks == 0 ? "left" : "right", t->left_ticks == 0 ? "new" : "gone",
+                t->left_ticks == 0 ? "left" : "right", t->left_ticks == 0 ? "left" : "right");
+}
+
 /* GET /api/diff: the server ranks the functions and tests them. */
 static int cmd_diff(flamedb_client_t *c, const args_t *a)
 {
@@ -284,6 +303,7 @@ static int cmd_diff(flamedb_client_t *c, const args_t *a)
         status = EXIT_FAILURE;
     } else {
         print_report(&t);
+        note_empty_sides(&t);
         if (t.partial) fprintf(stderr, "flamectl: partial answer: some data was unreachable\n");
         flamedb__report_free(&t);
     }

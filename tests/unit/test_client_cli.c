@@ -245,6 +245,48 @@ static void test_query_outputs(void)
     free(req);
 }
 
+/* Pushes one 200 answer with a JSON body. */
+static void push_json(const char *body)
+{
+    static char resp[4096];
+    snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(body),
+             body);
+    ts_push(&srv, resp, 0, 0);
+}
+
+/* A selection without samples prints an empty table (exit 0) and says so on
+ * stderr; a diff with one empty side says which, since every function then
+ * reads as new or gone. */
+static void test_empty_selections(void)
+{
+    static char out[65536];
+    push_json("{\"unit\":\"nanoseconds\",\"total\":0,\"rangeSeconds\":3600,\"cores\":0,"
+              "\"functionCount\":0,\"functions\":[]}");
+    CHECK_EQ_INT(ctl_run("query 'a:b:nanoseconds:c:d{service_name=\"nosuch\"}'", out, sizeof out), 0);
+    CHECK(has(out, "flamectl: no samples match this selection in the range"));
+    static const char diff[] =
+        "{\"leftTicks\":%d,\"rightTicks\":%d,\"unit\":\"nanoseconds\",\"leftSeconds\":60,"
+        "\"rightSeconds\":60,\"leftBuckets\":0,\"rightBuckets\":6,\"functionCount\":1,"
+        "\"tested\":0,\"functions\":[{\"name\":\"main\",\"leftTotal\":%d,\"rightTotal\":%d,"
+        "\"leftShare\":0,\"rightShare\":100,\"change\":100,\"significant\":false,"
+        "\"pValue\":null}]}";
+    static const int sides[][2] = {{0, 500}, {500, 0}, {0, 0}, {500, 500}};
+    static const char *const said[] = {"the left selection has no samples in its range",
+                                       "the right selection has no samples in its range",
+                                       "neither selection has samples", NULL};
+    for (size_t i = 0; i < sizeof sides / sizeof sides[0]; i++) {
+        char body[1024];
+        snprintf(body, sizeof body, diff, sides[i][0], sides[i][1], sides[i][0], sides[i][1]);
+        push_json(body);
+        CHECK_EQ_INT(ctl_run("diff 'a{x=\"1\"}' 'a{x=\"2\"}'", out, sizeof out), 0);
+        CHECK(has(out, "  main\n"));
+        if (said[i] != NULL)
+            CHECK(has(out, said[i]));
+        else
+            CHECK(strstr(out, "samples") == NULL);
+    }
+}
+
 static void test_shares_and_group_by(void)
 {
     static char out[65536];
@@ -379,6 +421,7 @@ int main(void)
     test_help_text();
     test_cluster_status_table();
     test_labels_and_errors();
+    test_empty_selections();
     test_push_detect();
     test_query_outputs();
     test_shares_and_group_by();
