@@ -568,6 +568,27 @@ def test_diff_report_narrow_window():
         shot(b, "diff-1024")
 
 
+def test_narrow_window():
+    """At 760 px a table beside the graph cut its last column (Total, p):
+    below 900 px the table goes above the graph, no column cut, the graph
+    as wide as the page and nothing scrolling sideways."""
+    with need_browser() as b:
+        b.set_window(760, 800)
+        for view, url in (("single", page(query=sel())),
+                          ("diff", page(view="diff", query=sel(version="v1"), rightQuery=sel(version="v2")))):
+            open_page(b, url, view + " at 760 px")
+            m = b.js("""
+              const v = document.querySelector('#view-%s'), box = v.querySelector('.table-box');
+              const r = box.getBoundingClientRect(), g = v.querySelector('canvas.flamegraph');
+              return {scroll: box.scrollWidth, client: box.clientWidth, page: document.documentElement.scrollWidth,
+                      inner: window.innerWidth, graph: g.getBoundingClientRect().width,
+                      cut: [...box.querySelectorAll('th')].filter((h) =>
+                        h.getBoundingClientRect().right > r.right + 1).map((h) => h.textContent)};""" % view)
+            assert m["cut"] == [] and m["scroll"] <= m["client"], ("columns cut at 760 px", view, m)
+            assert m["page"] <= m["inner"] and m["graph"] >= 0.9 * (m["inner"] - 40), (view, m)
+            shot(b, "narrow-" + view)
+
+
 def test_diff_report_search():
     """A report of more functions than the 200 the diff view loads: its
     table's search asks the node (/api/diff?search=) and finds functions
