@@ -754,6 +754,20 @@ def test_cluster_view():
         shot(b, "cluster")
 
 
+def test_empty_selection():
+    """A selection with no samples in the range says so where a graph would
+    be, and its timeline does not draw an empty plot captioned "max 0 cores"."""
+    with need_browser() as b:
+        s = open_page(b, page(query=sel(unique("uinothing"))), "an empty selection")
+        assert s["numTicks"] == 0, s["numTicks"]
+        got = b.js("const v = document.getElementById('view-single');"
+                   "return [v.querySelector('.timeline-caption').textContent,"
+                   "        v.querySelector('.footnote').textContent]")
+        assert got[0] == "no data in this range", got
+        assert got[1].startswith("no samples match this selection in this range"), got
+        shot(b, "empty")
+
+
 def test_errors_theme_and_defaults():
     with need_browser() as b:
         b.get(page(query=CPU + '{service_name=~"("}'))
