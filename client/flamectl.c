@@ -582,6 +582,11 @@ static int cmd_labels(flamedb_client_t *c, const args_t *a)
     if (rc != 0) return request_failed(c, "labels", rc);
     for (size_t i = 0; i < s.count; i++)
         printf("%s\n", s.items[i]);
+    if (s.count == 0 && a->npos > 0)
+        fprintf(stderr, "flamectl: label '%s' has no values in the range (names: flamectl labels)\n",
+                a->pos[0]);
+    else if (s.count == 0)
+        fprintf(stderr, "flamectl: no labels in the range: nothing was pushed then\n");
     flamedb_strings_free(&s);
     return 0;
 }

@@ -260,6 +260,14 @@ static void push_json(const char *body)
 static void test_empty_selections(void)
 {
     static char out[65536];
+    /* a label without values printed nothing at all */
+    push_json("[]");
+    CHECK_EQ_INT(ctl_run("labels nosuchlabel", out, sizeof out), 0);
+    CHECK_EQ_STR(out, "flamectl: label 'nosuchlabel' has no values in the range (names: flamectl "
+                      "labels)\n");
+    push_json("[]");
+    CHECK_EQ_INT(ctl_run("labels", out, sizeof out), 0);
+    CHECK(has(out, "flamectl: no labels in the range"));
     push_json("{\"unit\":\"nanoseconds\",\"total\":0,\"rangeSeconds\":3600,\"cores\":0,"
               "\"functionCount\":0,\"functions\":[]}");
     CHECK_EQ_INT(ctl_run("query 'a:b:nanoseconds:c:d{service_name=\"nosuch\"}'", out, sizeof out), 0);
