@@ -65,6 +65,7 @@ class App {
       }
     } catch (e) {
       this.showError(e);
+      $('view-' + (TAB_OF[this.state.view] || 'single')).classList.add('failed');
       if (e.status === 401) return this.askToken(e);
     }
     await this.route();

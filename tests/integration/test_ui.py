@@ -834,6 +834,10 @@ def test_sign_in():
                 {"query": sel(svc), "from": "now-1h"}))
             b.get(url)
             b.wait_js("return !document.getElementById('signin').hidden", what="the sign-in form")
+            # behind the form: the 401, not an empty view saying "no data in this range"
+            shown = b.js("return [...document.querySelectorAll('#view-single > *')]"
+                         ".filter((e) => e.getClientRects().length).map((e) => e.className)")
+            assert shown == [], ("an empty view behind the sign-in form", shown)
             shot(b, "sign-in")
             b.type("#signin-token", "wrong-token")
             b.click("#signin button[type=submit]")
