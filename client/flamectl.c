@@ -138,6 +138,11 @@ static int cmd_push(flamedb_client_t *c, const args_t *a)
     free(data);
     if (rc != 0) return request_failed(c, "push", rc);
     fprintf(stderr, "pushed %zu bytes (%s) as %s\n", len, fmt, a->name);
+    /* the node answers an empty push 200 and stores nothing (an SDK that
+     * sampled nothing); a user who pushed the wrong file should know */
+    if (len == 0)
+        fprintf(stderr, "flamectl: %s is empty: the node stored nothing\n",
+                strcmp(a->pos[0], "-") == 0 ? "stdin" : a->pos[0]);
     return 0;
 }
 

@@ -172,6 +172,11 @@ static void test_push_detect(void)
     CHECK(strstr(req, "&format=folded&from=") && strstr(req, "&sampleRate=99&") &&
           strstr(req, "\r\n\r\nmain;a 3\n"));
     free(req);
+    CHECK(strstr(out, "is empty") == NULL);
+    /* an empty file is answered 200 and stores nothing: said, exit 0 */
+    ts_push(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0, 0);
+    CHECK_EQ_INT(ctl_run("push /dev/null --name app.cpu", out, sizeof out), 0);
+    CHECK(has(out, "flamectl: /dev/null is empty: the node stored nothing\n"));
     ts_push(&srv,
             "HTTP/1.1 422 Unprocessable\r\nContent-Length: 51\r\n\r\n"
             "{\"code\":\"unparseable\",\"message\":\"line 1: no count\"}",
