@@ -218,9 +218,10 @@ static int query_top(flamedb_client_t *c, const args_t *a)
     } else {
         print_top(&t);
         if (t.sum == 0)
-            fprintf(stderr, "flamectl: no samples match this selection in the range "
-                            "(check the selector and --from/--until; 'flamectl labels' lists what is "
-                            "stored)\n");
+            fprintf(stderr,
+                    "flamectl: no samples match this selection in the range "
+                    "(check the selector and --from/--until; 'flamectl labels' lists what is "
+                    "stored)\n");
         if (t.partial) fprintf(stderr, "flamectl: partial answer: some data was unreachable\n");
         flamedb__top_free(&t);
     }
@@ -281,8 +282,9 @@ static void note_empty_sides(const flamedb__report_t *t)
         fprintf(stderr, "flamectl: neither selection has samples in its range "
                         "(check the queries and times; 'flamectl labels' lists what is stored)\n");
     else if (t->left_ticks == 0 || t->right_ticks == 0)
-        fprintf(stderr, "flamectl: the %s selection has no samples in its range, so every function "
-                        "reads as %s (check its query and --%s-from/--%s-until)\n",
+        fprintf(stderr,
+                "flamectl: the %s selection has no samples in its range, so every function "
+                "reads as %s (check its query and --%s-from/--%s-until)\n",
                 t->left_ticks == 0 ? "left" : "right", t->left_ticks == 0 ? "new" : "gone",
                 t->left_ticks == 0 ? "left" : "right", t->left_ticks == 0 ? "left" : "right");
 }
@@ -588,10 +590,12 @@ static int cmd_labels(flamedb_client_t *c, const args_t *a)
     for (size_t i = 0; i < s.count; i++)
         printf("%s\n", s.items[i]);
     if (s.count == 0 && a->npos > 0)
-        fprintf(stderr, "flamectl: label '%s' has no values in the range (names: flamectl labels)\n",
+        fprintf(stderr,
+                "flamectl: label '%s' has no values in the range (names: flamectl labels)\n",
                 a->pos[0]);
     else if (s.count == 0)
-        fprintf(stderr, "flamectl: no labels in the range: nothing was pushed then\n");
+        fprintf(stderr, "flamectl: no labels in the range%s\n",
+                a->match ? " for that --match" : ": nothing was pushed then");
     flamedb_strings_free(&s);
     return 0;
 }

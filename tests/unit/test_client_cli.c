@@ -275,7 +275,8 @@ static void test_empty_selections(void)
     CHECK(has(out, "flamectl: no labels in the range"));
     push_json("{\"unit\":\"nanoseconds\",\"total\":0,\"rangeSeconds\":3600,\"cores\":0,"
               "\"functionCount\":0,\"functions\":[]}");
-    CHECK_EQ_INT(ctl_run("query 'a:b:nanoseconds:c:d{service_name=\"nosuch\"}'", out, sizeof out), 0);
+    CHECK_EQ_INT(ctl_run("query 'a:b:nanoseconds:c:d{service_name=\"nosuch\"}'", out, sizeof out),
+                 0);
     CHECK(has(out, "flamectl: no samples match this selection in the range"));
     static const char diff[] =
         "{\"leftTicks\":%d,\"rightTicks\":%d,\"unit\":\"nanoseconds\",\"leftSeconds\":60,"
