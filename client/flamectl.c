@@ -166,24 +166,50 @@ static void format_value(char *out, size_t cap, int64_t v, const char *unit)
     }
 }
 
-static void print_top(const flamedb__top_t *t)
+/* Does the selector pick traced requests (a span_id or trace_id matcher =
+ * or =~)? One request's CPU averaged over the range is a vanishing share
+ * of a core (0.0005), so its table shows times only, as the web UI's span
+ * view does. */
+static int selects_requests(const char *query)
+{
+    static const char *const names[] = {"span_id", "trace_id"};
+    const char *sel = strchr(query, '{');
+    for (const char *p = sel; p != NULL && *p != '\0'; p++) {
+        if (*p != '{' && *p != ',') continue;
+        const char *q = p + 1;
+        while (*q == ' ')
+            q++;
+        for (size_t i = 0; i < 2; i++) {
+            size_t n = strlen(names[i]);
+            if (strncmp(q, names[i], n) != 0) continue;
+            const char *op = q + n;
+            while (*op == ' ')
+                op++;
+            if (*op == '=') return 1;
+        }
+    }
+    return 0;
+}
+
+static void print_top(const flamedb__top_t *t, int requests)
 {
     char self[32], total[32];
-    const char *cores_head = t->has_cores ? "  SELF-CORES TOTAL-CORES" : "";
+    int cores = t->has_cores && !requests;
+    const char *cores_head = cores ? "  SELF-CORES TOTAL-CORES" : "";
     printf("%12s %7s %12s %7s%s  %s\n", "SELF", "SELF%", "TOTAL", "TOTAL%", cores_head, "FUNCTION");
     for (size_t i = 0; i < t->count; i++) {
         const flamedb__top_row_t *r = &t->rows[i];
         format_value(self, sizeof self, r->self, t->unit);
         format_value(total, sizeof total, r->total, t->unit);
         printf("%12s %6.2f%% %12s %6.2f%%", self, r->self_pct, total, r->total_pct);
-        if (t->has_cores) printf("  %10.4f  %10.4f", r->self_cores, r->total_cores);
+        if (cores) printf("  %10.4f  %10.4f", r->self_cores, r->total_cores);
         printf("  %s\n", r->name);
     }
     format_value(total, sizeof total, t->sum, t->unit);
     printf("total %s in %" PRId64 " functions", total, t->functions);
     if (t->matches >= 0) printf(", %" PRId64 " matching the search", t->matches);
     printf(" (%zu shown)", t->count);
-    if (t->has_cores) printf("; %.4f cores over %" PRId64 "s", t->cores, t->range_s);
+    if (cores) printf("; %.4f cores over %" PRId64 "s", t->cores, t->range_s);
     printf("\n");
 }
 
@@ -216,7 +242,7 @@ static int query_top(flamedb_client_t *c, const args_t *a)
         fprintf(stderr, "flamectl: cannot read the server's answer: %s\n", em.text);
         status = EXIT_FAILURE;
     } else {
-        print_top(&t);
+        print_top(&t, selects_requests(a->pos[0]));
         if (t.sum == 0)
             fprintf(stderr,
                     "flamectl: no samples match this selection in the range "
@@ -1299,7 +1325,8 @@ static const command_t commands[] = {
      "--output top (default) prints the top functions from GET /api/top, exact from\n"
      "the whole profile: self (the function is the leaf) and total (it is on the\n"
      "stack; recursion counted once) with their percentages and, for CPU types,\n"
-     "cores (CPU-seconds per second of the range); --limit rows (default 20),\n"
+     "cores (CPU-seconds per second of the range; not for a span_id or trace_id\n"
+     "selection, one request's times); --limit rows (default 20),\n"
      "--by self (default) or total; --search TEXT lists only the functions whose\n"
      "name contains TEXT (A-Z matching a-z), out of all of them. folded and json\n"
      "print the flame graph of GET /pyroscope/render (--max-nodes); pprof writes\n"

@@ -212,6 +212,18 @@ static void test_query_outputs(void)
     CHECK(strncmp(req, "GET /api/top?query=process_cpu", 30) == 0);
     CHECK(strstr(req, "&from=now-100s&limit=2&by=total ") != NULL);
     free(req);
+    /* one traced request: its times, not cores averaged over the range */
+    static const char *const spans[] = {"{span_id=\\\"00ab\\\"}",
+                                        "{a=\\\"b\\\", trace_id =~ \\\"0.*\\\"}"};
+    for (size_t i = 0; i < 2; i++) {
+        ts_push(&srv, resp, 0, 0);
+        char args[256];
+        snprintf(args, sizeof args, "query \"process_cpu:cpu:nanoseconds:cpu:nanoseconds%s\"",
+                 spans[i]);
+        CHECK_EQ_INT(ctl_run(args, out, sizeof out), 0);
+        CHECK(has(out, "TOTAL%  FUNCTION\n") && has(out, "0.60s  60.00%  hash\n"));
+        CHECK(strstr(out, "CORES") == NULL && strstr(out, "cores over") == NULL);
+    }
     CHECK_EQ_INT(ctl_run("query 'a{}' --by name", out, sizeof out), 2);
     CHECK(has(out, "--by must be self or total"));
 
