@@ -498,6 +498,10 @@ def test_diff_view():
         q = b.js("const i = document.querySelector('#view-diff .right-q');"
                  "return {value: i.value, scroll: i.scrollWidth, client: i.clientWidth}")
         assert q["value"] == sel(version="v2") and q["scroll"] <= q["client"], ("the comparison is cut", q)
+        # the baseline's selector too, with the absolute range's date boxes in the row
+        q = b.js("const i = document.getElementById('q-selector');"
+                 "return {value: i.value, scroll: i.scrollWidth, client: i.clientWidth}")
+        assert q["value"].endswith('version="v1"}') and q["scroll"] <= q["client"], ("the selector is cut", q)
         # in narrower windows the row wraps, each label staying beside its input
         apart = []
         for width in range(900, 1281, 20):
