@@ -138,6 +138,11 @@ static int cmd_push(flamedb_client_t *c, const args_t *a)
     free(data);
     if (rc != 0) return request_failed(c, "push", rc);
     fprintf(stderr, "pushed %zu bytes (%s) as %s\n", len, fmt, a->name);
+    /* the node answers an empty push 200 and stores nothing (an SDK that
+     * sampled nothing); a user who pushed the wrong file should know */
+    if (len == 0)
+        fprintf(stderr, "flamectl: %s is empty: the node stored nothing\n",
+                strcmp(a->pos[0], "-") == 0 ? "stdin" : a->pos[0]);
     return 0;
 }
 
@@ -161,24 +166,50 @@ static void format_value(char *out, size_t cap, int64_t v, const char *unit)
     }
 }
 
-static void print_top(const flamedb__top_t *t)
+/* Does the selector pick traced requests (a span_id or trace_id matcher =
+ * or =~)? One request's CPU averaged over the range is a vanishing share
+ * of a core (0.0005), so its table shows times only, as the web UI's span
+ * view does. */
+static int selects_requests(const char *query)
+{
+    static const char *const names[] = {"span_id", "trace_id"};
+    const char *sel = strchr(query, '{');
+    for (const char *p = sel; p != NULL && *p != '\0'; p++) {
+        if (*p != '{' && *p != ',') continue;
+        const char *q = p + 1;
+        while (*q == ' ')
+            q++;
+        for (size_t i = 0; i < 2; i++) {
+            size_t n = strlen(names[i]);
+            if (strncmp(q, names[i], n) != 0) continue;
+            const char *op = q + n;
+            while (*op == ' ')
+                op++;
+            if (*op == '=') return 1;
+        }
+    }
+    return 0;
+}
+
+static void print_top(const flamedb__top_t *t, int requests)
 {
     char self[32], total[32];
-    const char *cores_head = t->has_cores ? "  SELF-CORES TOTAL-CORES" : "";
+    int cores = t->has_cores && !requests;
+    const char *cores_head = cores ? "  SELF-CORES TOTAL-CORES" : "";
     printf("%12s %7s %12s %7s%s  %s\n", "SELF", "SELF%", "TOTAL", "TOTAL%", cores_head, "FUNCTION");
     for (size_t i = 0; i < t->count; i++) {
         const flamedb__top_row_t *r = &t->rows[i];
         format_value(self, sizeof self, r->self, t->unit);
         format_value(total, sizeof total, r->total, t->unit);
         printf("%12s %6.2f%% %12s %6.2f%%", self, r->self_pct, total, r->total_pct);
-        if (t->has_cores) printf("  %10.4f  %10.4f", r->self_cores, r->total_cores);
+        if (cores) printf("  %10.4f  %10.4f", r->self_cores, r->total_cores);
         printf("  %s\n", r->name);
     }
     format_value(total, sizeof total, t->sum, t->unit);
     printf("total %s in %" PRId64 " functions", total, t->functions);
     if (t->matches >= 0) printf(", %" PRId64 " matching the search", t->matches);
     printf(" (%zu shown)", t->count);
-    if (t->has_cores) printf("; %.4f cores over %" PRId64 "s", t->cores, t->range_s);
+    if (cores) printf("; %.4f cores over %" PRId64 "s", t->cores, t->range_s);
     printf("\n");
 }
 
@@ -211,7 +242,12 @@ static int query_top(flamedb_client_t *c, const args_t *a)
         fprintf(stderr, "flamectl: cannot read the server's answer: %s\n", em.text);
         status = EXIT_FAILURE;
     } else {
-        print_top(&t);
+        print_top(&t, selects_requests(a->pos[0]));
+        if (t.sum == 0)
+            fprintf(stderr,
+                    "flamectl: no samples match this selection in the range "
+                    "(check the selector and --from/--until; 'flamectl labels' lists what is "
+                    "stored)\n");
         if (t.partial) fprintf(stderr, "flamectl: partial answer: some data was unreachable\n");
         flamedb__top_free(&t);
     }
@@ -263,6 +299,22 @@ static int diff_path(const args_t *a, buf_t *path)
     return rc == ERR_OK ? buf_append_byte(path, 0) : rc;
 }
 
+/* A side without samples makes every function read as new or gone: most
+ * often a selector or range that matches nothing, which the table alone does
+ * not show. */
+static void note_empty_sides(const flamedb__report_t *t)
+{
+    if (t->left_ticks == 0 && t->right_ticks == 0)
+        fprintf(stderr, "flamectl: neither selection has samples in its range "
+                        "(check the queries and times; 'flamectl labels' lists what is stored)\n");
+    else if (t->left_ticks == 0 || t->right_ticks == 0)
+        fprintf(stderr,
+                "flamectl: the %s selection has no samples in its range, so every function "
+                "reads as %s (check its query and --%s-from/--%s-until)\n",
+                t->left_ticks == 0 ? "left" : "right", t->left_ticks == 0 ? "new" : "gone",
+                t->left_ticks == 0 ? "left" : "right", t->left_ticks == 0 ? "left" : "right");
+}
+
 /* GET /api/diff: the server ranks the functions and tests them. */
 static int cmd_diff(flamedb_client_t *c, const args_t *a)
 {
@@ -284,6 +336,7 @@ static int cmd_diff(flamedb_client_t *c, const args_t *a)
         status = EXIT_FAILURE;
     } else {
         print_report(&t);
+        note_empty_sides(&t);
         if (t.partial) fprintf(stderr, "flamectl: partial answer: some data was unreachable\n");
         flamedb__report_free(&t);
     }
@@ -562,6 +615,13 @@ static int cmd_labels(flamedb_client_t *c, const args_t *a)
     if (rc != 0) return request_failed(c, "labels", rc);
     for (size_t i = 0; i < s.count; i++)
         printf("%s\n", s.items[i]);
+    if (s.count == 0 && a->npos > 0)
+        fprintf(stderr,
+                "flamectl: label '%s' has no values in the range (names: flamectl labels)\n",
+                a->pos[0]);
+    else if (s.count == 0)
+        fprintf(stderr, "flamectl: no labels in the range%s\n",
+                a->match ? " for that --match" : ": nothing was pushed then");
     flamedb_strings_free(&s);
     return 0;
 }
@@ -1274,7 +1334,8 @@ static const command_t commands[] = {
      "--output top (default) prints the top functions from GET /api/top, exact from\n"
      "the whole profile: self (the function is the leaf) and total (it is on the\n"
      "stack; recursion counted once) with their percentages and, for CPU types,\n"
-     "cores (CPU-seconds per second of the range); --limit rows (default 20),\n"
+     "cores (CPU-seconds per second of the range; not for a span_id or trace_id\n"
+     "selection, one request's times); --limit rows (default 20),\n"
      "--by self (default) or total; --search TEXT lists only the functions whose\n"
      "name contains TEXT (A-Z matching a-z), out of all of them. folded and json\n"
      "print the flame graph of GET /pyroscope/render (--max-nodes); pprof writes\n"
@@ -1525,8 +1586,20 @@ static int set_option(args_t *a, int opt, const char *v)
         a->help = 1;
         return 0;
     default:
-        return -1; /* getopt already printed why */
+        return -1; /* parse_args printed why */
     }
+}
+
+/* What getopt_long refused (opterr is off): the option as typed. */
+static int option_error(int opt, char **argv)
+{
+    const char *typed = optind > 0 ? argv[optind - 1] : "?";
+    if (opt == ':') return usage_error("%s needs a value", typed);
+    if (strncmp(typed, "--", 2) != 0 && optopt > 0 && optopt < 128) {
+        char shortopt[3] = {'-', (char)optopt, '\0'};
+        return usage_error("unknown option '%s'", shortopt);
+    }
+    return usage_error("unknown option '%s'", typed);
 }
 
 /* Options may come anywhere; positionals are the command and its arguments. */
@@ -1538,9 +1611,14 @@ static int parse_args(int argc, char **argv, args_t *a, const char **cmd)
     a->token = getenv("FLAMEDB_TOKEN");
     *cmd = NULL;
     int opt;
-    opterr = 1;
-    while ((opt = getopt_long(argc, argv, "ho:", options, NULL)) != -1)
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":ho:", options, NULL)) != -1) {
+        if (opt == '?' || opt == ':') {
+            option_error(opt, argv);
+            return -1;
+        }
         if (set_option(a, opt, optarg) != 0) return -1;
+    }
     for (int i = optind; i < argc; i++) {
         if (*cmd == NULL)
             *cmd = argv[i];

@@ -9,8 +9,10 @@
   ticks SECONDS QUERY FROM UNTIL URL...
                                  polls until every node answers the same numTicks
                                  for the query (replicas settle within moments),
-                                 then prints "URL numTicks partial" per node; exit 1
-                                 when they still differ after SECONDS
+                                 then prints per node its URL, the total in the
+                                 query's unit (CPU as seconds), the exact numTicks
+                                 and complete or partial; exit 1 when they still
+                                 differ after SECONDS
 """
 import json
 import socket
@@ -102,6 +104,24 @@ def render_ticks(url, query, frm, until):
     return fb["flamebearer"]["numTicks"], bool(fb.get("partial", False))
 
 
+def readable(ticks, query):
+    """numTicks as a reader takes it in: CPU nanoseconds as seconds of CPU,
+    bytes in GiB/MiB/KiB, anything else as the count it is."""
+    if not isinstance(ticks, int):
+        return str(ticks)
+    fields = query.split("{", 1)[0].split(":")
+    unit = fields[2] if len(fields) >= 3 else ""
+    if unit == "nanoseconds":
+        what = "of CPU" if fields[1] == "cpu" else ""
+        return ("%.2f s %s" % (ticks / 1e9, what)).strip()
+    if unit == "bytes":
+        for div, name in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+            if ticks >= div:
+                return "%.2f %s" % (ticks / div, name)
+        return "%d B" % ticks
+    return "%d %s" % (ticks, unit or "")
+
+
 def cmd_ticks(seconds, query, frm, until, *urls):
     deadline = time.monotonic() + float(seconds)
     while True:
@@ -111,8 +131,10 @@ def cmd_ticks(seconds, query, frm, until, *urls):
         if time.monotonic() > deadline:
             break
         time.sleep(0.5)
+    width = max(len(u) for u in urls)
     for u, (t, p) in zip(urls, got):
-        print("%s %s %s" % (u, t, "partial" if p else "complete"))
+        print("  %-*s  %s (numTicks %s), %s" % (width, u, readable(t, query), t,
+                                              "partial" if p else "complete"))
     return 0 if len({t for t, _ in got}) == 1 else 1
 
 

@@ -417,7 +417,9 @@ static const opt_t options[] = {
     {"replication-factor", OPT_U32, FIELD(cluster.replication_factor, uint32_t), "3", 0, 1, 15,
      "Replicas of every series (RF). Capped by the number of nodes."},
     {"write-quorum", OPT_U32, FIELD(cluster.write_quorum, uint32_t), "0", 0, 0, 15,
-     "Replica acknowledgements a push waits for (W); 0 = a majority of RF."},
+     "Replica acknowledgements a push waits for (W); 0 = a majority of RF. At most "
+     "replication-factor (a larger W is refused at start); capped by the nodes there are, as RF "
+     "is."},
     {"tokens", OPT_U32, FIELD(cluster.tokens, uint32_t), "128", 0, 1, 4096,
      "Virtual nodes (ring tokens) of this node, chosen on first start."},
     {"gossip-interval", OPT_MS, FIELD(cluster.gossip_interval_ms, uint64_t), "1s", 0, 50, 60000,
@@ -1146,6 +1148,14 @@ static int validate(node_config_t *c, errmsg_t *em)
                           "more than max-message-bytes (%zu): a profile with such a stack could "
                           "never be replicated; lower max-stack-depth or raise max-message-bytes",
                           c->ingest.max_stack_depth, deepest, c->cluster.max_message_bytes);
+    /* W above RF can never be met by the replicas there are; it used to be
+     * capped at RF without a word */
+    if (c->cluster.write_quorum > c->cluster.replication_factor)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "write-quorum (%u) is larger than replication-factor (%u): a push "
+                          "waits for at most RF replica acknowledgements",
+                          (unsigned)c->cluster.write_quorum,
+                          (unsigned)c->cluster.replication_factor);
     if (c->http.max_body_bytes > c->http.max_buffered_bytes)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "max-body-bytes (%zu) is larger than max-buffered-bytes (%zu): no body "

@@ -16,7 +16,7 @@
  * Every kept node's totals and both root totals are unchanged.
  *
  * format=svg draws the same joined shape with svg.c's layout: widths are the
- * right side's (the "after", as flamegraph.pl --diff draws difffolded
+ * right side's (the "after", as flamegraph.pl draws difffolded
  * output), each frame colored by the change of its share of its side's
  * total (diff_color). format=folded writes `stack left right` lines.
  * format=speedscope writes two sampled profiles (left, right) over the

@@ -4,8 +4,8 @@
  * inside names become spaces so every line stays one stack.
  *
  * The differential form render-diff answers (query_folded_write with a left
- * side) writes `stack left right`, the two-column input flamegraph.pl --diff
- * reads, for every node with a non-zero self on either side.
+ * side) writes `stack left right`, the two-column input flamegraph.pl
+ * draws as a differential, for every node with a non-zero self on either side.
  *
  * Every path is written out whole, so the text is many times the tree (44
  * MB for a tree of 98,000 nodes): a first pass measures it and the answer's

@@ -65,6 +65,7 @@ class App {
       }
     } catch (e) {
       this.showError(e);
+      $('view-' + (TAB_OF[this.state.view] || 'single')).classList.add('failed');
       if (e.status === 401) return this.askToken(e);
     }
     await this.route();
@@ -103,6 +104,7 @@ class App {
     document.body.dataset.ready = 'false';
     this.tab = tab;
     this.showError(null);
+    $('view-' + tab).classList.remove('failed');
     this.showPartial(this.partials[tab] || '', tab);
     try {
       // the cluster view needs no selection: it works before any push
@@ -112,7 +114,12 @@ class App {
       else await this.views[tab].show(s, s.query);
     } catch (e) {
       if (e.name === 'AbortError') return;
-      if (seq === this.seq) this.showError(e);
+      if (seq === this.seq) {
+        this.showError(e);
+        // what the view held is not this query's answer (an empty timeline
+        // would read "no data in this range"): only its forms stay
+        $('view-' + tab).classList.add('failed');
+      }
       if (e.status === 401) this.askToken(e);
     }
     if (seq === this.seq) document.body.dataset.ready = 'true';

@@ -26,6 +26,12 @@ const rangeText = (v) => (/^\d+$/.test(v) ? fmt.time(toSeconds(v)) : v);
 // for the matching ones (/api/diff?search=, table.js NodeSearch).
 const REPORT_LIMIT = 200;
 
+// The colour key: one chip per step, each with its own label, in the
+// colours the graph draws (fmt.diffColor).
+const LEGEND = [[-100, '−100% (shrank)'], [-50, '−50%'], [0, 'unchanged'], [50, '+50%'], [100, '+100% (grew, new)']];
+const legendHTML = () => 'share: ' + LEGEND.map(([d, text]) =>
+  `<span class="key"><i style="background:${fmt.diffColor(d)}"></i>${text}</span>`).join(' ');
+
 export class DiffView {
   constructor(root, app) {
     this.app = app;
@@ -46,9 +52,7 @@ export class DiffView {
         <input type="search" class="search" placeholder="search functions (/)" aria-label="search functions" maxlength="1024">
         <span class="matched"></span>
         <button class="reset" title="reset zoom (Esc)">reset zoom</button>
-        <span class="legend"><i style="background:rgb(0,170,0)"></i>−100% shrank
-          <i style="background:rgb(74,156,71)"></i><i style="background:rgb(148,142,142)"></i>unchanged
-          <i style="background:rgb(174,71,71)"></i><i style="background:rgb(200,0,0)"></i>+100% grew (share of each side)</span>
+        <span class="legend" title="colour: the relative change of each frame's share of its side's total"></span>
         <span class="spacer"></span>
         <span class="exports">export:
           <a data-format="svg" download>SVG</a>
@@ -61,6 +65,7 @@ export class DiffView {
       </div>`;
     const q = (s) => root.querySelector(s);
     this.q = q;
+    q('.legend').innerHTML = legendHTML();
     this.timeline = new Timeline(q('.timeline-box'), {
       onSelect: (f, u) => app.setState({ from: String(f), until: String(u) }),
     });

@@ -28,9 +28,15 @@ export function percent(part, whole) {
   return trim(p) + '%';
 }
 
-// Cores with the digits that matter: 2.5, 0.0123, 3.2e-7 (not a rounded 0).
+// Cores with the digits that matter: 2.5, 0.0123, 0.00000032 (not a rounded
+// 0, and not 3.2e-7, which a reader has to decode; a traced request or a
+// quiet service over an hour is a few millionths of a core).
 export function coresNumber(c) {
-  if (c > 0 && c < 1e-4) return c.toExponential(1);
+  if (c > 0 && c < 1e-12) return c.toExponential(1);
+  if (c > 0 && c < 1e-4) {
+    const decimals = 1 - Math.floor(Math.log10(c)); // two significant digits
+    return c.toFixed(decimals).replace(/0+$/, '');
+  }
   return trim(c, c < 0.1 ? 4 : 2);
 }
 

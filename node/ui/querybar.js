@@ -40,11 +40,12 @@ export class QueryBar {
     this.el.type.onchange = () => this.apply();
     this.el.service.onchange = () => {
       this.el.sel.value = selectorOf(withMatcher('x' + this.el.sel.value, 'service_name', this.el.service.value));
+      this.fitSelector();
       this.apply();
     };
     this.el.apply.onclick = () => this.apply();
     this.el.sel.addEventListener('keydown', (e) => this.selKey(e));
-    this.el.sel.addEventListener('input', () => this.suggest());
+    this.el.sel.addEventListener('input', () => { this.fitSelector(); this.suggest(); });
     this.el.sel.addEventListener('focus', () => this.suggest());
     this.el.sel.addEventListener('blur', () => setTimeout(() => this.hideSuggest(), 150));
     this.el.maxNodes.addEventListener('keydown', (e) => { if (e.key === 'Enter') this.apply(); });
@@ -55,6 +56,7 @@ export class QueryBar {
     this.state = state;
     const { type } = parseQuery(state.query);
     this.el.sel.value = selectorOf(state.query);
+    this.fitSelector();
     this.showRange(state);
     this.el.maxNodes.value = state.maxNodes;
     const range = { from: state.from, until: state.until };
@@ -79,10 +81,19 @@ export class QueryBar {
     const { type } = parseQuery(state.query);
     if (type && [...this.el.type.options].some((o) => o.value === type)) this.el.type.value = type;
     if (document.activeElement !== this.el.sel) this.el.sel.value = selectorOf(state.query);
+    this.fitSelector();
     const svc = matcherValue(state.query, 'service_name');
     if ([...this.el.service.options].some((o) => o.value === svc)) this.el.service.value = svc;
     this.el.maxNodes.value = state.maxNodes;
     this.showRange(state);
+  }
+
+  // The selector box is at least as wide as its text (up to the row): with
+  // the absolute range's two date boxes the row's last controls wrap below
+  // instead of cutting the selector (version="v1" would not show).
+  fitSelector() {
+    const chars = Math.max(20, this.el.sel.value.length + 3);
+    this.el.sel.parentElement.style.minWidth = `min(100%, ${chars}ch)`;
   }
 
   showRange(s) {

@@ -59,7 +59,9 @@ export class Timeline {
     ctx.clearRect(0, 0, W, H);
     const cs = getComputedStyle(document.documentElement);
     const fg = cs.getPropertyValue('--muted-text').trim();
-    if (!this.series.length) {
+    // all-zero buckets are no data too: not an empty plot captioned "max 0 cores"
+    if (!this.series.some((s) => s.timeline.samples.some((v) => v))) {
+      this.b = null;
       this.caption.textContent = 'no data in this range';
       return;
     }

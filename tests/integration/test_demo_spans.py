@@ -132,5 +132,24 @@ def test_demo_spans_through_a_node():
         shutil.rmtree(out, ignore_errors=True)
 
 
+def test_demo_util_ticks_readable():
+    """What deploy/demo.sh prints to show every node answers the same total:
+    the CPU as seconds (a bare numTicks of 13849300000000 said nothing to a
+    reader), with the exact numTicks beside it, and complete or partial."""
+    svc = harness.unique("demoticks")
+    r = NODE.ingest(b"main;work 1234\nmain;idle 66\n", name=svc + ".cpu", format="folded",
+                    **{"from": str(T)})
+    assert r.status == 200, r
+    ticks = 1300 * 10_000_000  # 100 Hz: 10 ms a sample
+    url = "http://127.0.0.1:%d" % NODE.port
+    q = '%s{service_name="%s"}' % (CPU, svc)
+    util = os.path.join(harness.ROOT, "deploy", "demo_util.py")
+    out = subprocess.run(["python3", util, "ticks", "10", q, str(T - 60), str(T + 60), url, url],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out
+    want = "  %s  13.00 s of CPU (numTicks %d), complete" % (url, ticks)
+    assert out.stdout.splitlines() == [want, want], (out.stdout, want)
+
+
 if __name__ == "__main__":
     run_tests(globals())

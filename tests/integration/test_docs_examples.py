@@ -2,8 +2,11 @@
 they are written against a real node: README.md's "Trying the API" (curl,
 then flamectl) and docs/api.md's POST /ingest examples; that api.md names
 every suffix a folded push's name may carry, and what a name without one
-means; and that every flag
-of deploy/demo.sh is named where operations.md describes the demo.
+means; that every flag
+of deploy/demo.sh is named where operations.md describes the demo; that every
+flamegraph.pl command the documents show uses options it has; and that
+operations.md's `flamectl cluster repair` example shows every kind of line a
+real repair of a 3-node cluster prints.
 
 Each block is taken from the document, its address 127.0.0.1:4040 replaced
 by the node's and `flamectl` by the built one, and run by bash in a
@@ -154,6 +157,56 @@ def test_demo_flags_documented():
     assert not missing, ("flags of deploy/demo.sh missing in operations.md section 9", missing)
     missing = sorted(f for f in flags if f not in usage)
     assert not missing, ("flags of deploy/demo.sh missing in its --help", missing)
+
+
+# The options of Brendan Gregg's flamegraph.pl (its --help). A folded file
+# with two counts per line is a differential by itself: there is no --diff.
+FLAMEGRAPH_PL_OPTIONS = {"--title", "--subtitle", "--width", "--height", "--encoding", "--fonttype",
+                         "--fontsize", "--fontwidth", "--minwidth", "--countname", "--nametype",
+                         "--colors", "--bgcolors", "--hash", "--random", "--cp", "--reverse",
+                         "--inverted", "--flamechart", "--negate", "--notes", "--factor", "--help"}
+
+
+def test_flamegraph_pl_options():
+    """Every flamegraph.pl command the documents show uses options it has
+    (the diff's folded export was shown as `flamegraph.pl --diff`, which
+    flamegraph.pl refuses)."""
+    docs = ["README.md"] + [os.path.join("docs", f) for f in sorted(os.listdir(os.path.join(ROOT, "docs")))
+                            if f.endswith(".md")]
+    bad, seen = [], 0
+    for doc in docs:
+        text = open(os.path.join(ROOT, doc), encoding="utf-8").read()
+        for m in re.finditer(r"flamegraph\.pl((?:\s+--[a-z]+)*)", text):
+            seen += 1
+            bad += [(doc, o) for o in m.group(1).split() if o not in FLAMEGRAPH_PL_OPTIONS]
+    assert seen > 0, "no flamegraph.pl command found: the pattern no longer matches the documents"
+    assert not bad, ("flamegraph.pl has no such option", bad)
+
+
+def shape(line):
+    """A line of flamectl's output with its numbers and node ids made generic."""
+    line = re.sub(r"\b(db|n)\d+\b", "ID", line.strip())
+    return re.sub(r"\d+(\.\d+)?", "N", line)
+
+
+def test_repair_example_matches_flamectl():
+    """operations.md's `flamectl cluster repair` example (section 11) shows
+    every kind of line a real repair of a 3-node cluster prints: it lacked
+    the window check line a pass asked for on demand always adds."""
+    from cluster import FAST_FORMATION, Cluster
+    ops = open(os.path.join(ROOT, "docs", "operations.md"), encoding="utf-8").read()
+    section = ops[ops.index("## 11. Repair"):]
+    example = section[section.index("$ flamectl --url http://10.0.0.1:4040 cluster repair"):]
+    example = example[:example.index("```")]
+    documented = {shape(line) for line in example.splitlines()[1:] if line.strip() != "..."}
+    with Cluster(3, rf=3, args=FAST_FORMATION) as c:
+        r = subprocess.run([CTL, "--url", "http://127.0.0.1:%d" % c.nodes[0].port, "cluster", "repair"],
+                           capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r
+    printed = {shape(line) for line in r.stdout.splitlines()}
+    # a real repair's line kinds, each shown in the example (the example may show more)
+    missing = sorted(printed - documented)
+    assert not missing, ("lines flamectl prints that the example lacks", missing, r.stdout)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,25 @@ def need_browser():
     return shared_tab(1280, 800)
 
 
+def no_exponents(b, where):
+    """Numbers a reader has to decode (2.8e-5 cores) are not shown."""
+    text = b.js("return document.querySelector(%s).innerText" % json.dumps(where))
+    odd = re.findall(r"\d(?:\.\d+)?e[-+]\d+", text)
+    assert not odd, ("numbers in exponent form in %s" % where, odd, text[:400])
+
+
+def contrast(b, selector):
+    """WCAG contrast ratio of an element's text colour on its background."""
+    return b.js("""
+      const e = document.querySelector(%s), cs = getComputedStyle(e);
+      const rgb = (c) => c.match(/[\\d.]+/g).slice(0, 3).map(Number);
+      const lum = (c) => { const [r, g, b] = rgb(c).map((x) => { x /= 255;
+        return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; });
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+      const [hi, lo] = [lum(cs.color), lum(cs.backgroundColor)].sort((a, b) => b - a);
+      return (hi + 0.05) / (lo + 0.05);""" % json.dumps(selector))
+
+
 def frames_by_name(s):
     out = {}
     for f in s["frames"]:
@@ -360,6 +379,7 @@ def test_js_modules():
                 diffKids: d.children[0].children.map((c) => [c.name, c.lt, c.rt]),
                 short: fmt.shortNames('github.com/acme/shop/cart.(*Cart).Add'),
                 fit: fmt.fit('runtime.mallocgc', 8), v: [fmt.value(1.5e9, 'nanoseconds'), fmt.value(2048, 'bytes')],
+                cores: [2.5, 0.0123, 2.8e-5, 1e-6, 3.2e-7, 9.99e-5].map(fmt.cores),
                 q: url.withMatcher('T{service_name="api",env="x"}', 'service_name', 'web'),
                 parsed: url.parseQuery('T{a=~"x|y",b!="q\\\\"z"}'),
                 // the search's comparison, the node's too: only A-Z fold, no regex
@@ -385,6 +405,9 @@ def test_js_modules():
                                 "cart.(*Cart).Add", "(*Cart).Add", "Add"], out["short"]
         assert out["fit"] == "mallocgc", out["fit"]
         assert out["v"] == ["1.5 s", "2 KiB"], out["v"]
+        # a traced request or a quiet service: millionths of a core, written out
+        assert out["cores"] == ["2.5 cores", "0.0123 cores", "0.000028 cores", "0.000001 cores",
+                                "0.00000032 cores", "0.0001 cores"], out["cores"]
         assert out["q"] == 'T{service_name="web",env="x"}', out["q"]
         assert out["parsed"] == {"type": "T", "matchers": [{"name": "a", "op": "=~", "value": "x|y"},
                                                             {"name": "b", "op": "!=", "value": 'q"z'}]}, out
@@ -475,6 +498,10 @@ def test_diff_view():
         q = b.js("const i = document.querySelector('#view-diff .right-q');"
                  "return {value: i.value, scroll: i.scrollWidth, client: i.clientWidth}")
         assert q["value"] == sel(version="v2") and q["scroll"] <= q["client"], ("the comparison is cut", q)
+        # the baseline's selector too, with the absolute range's date boxes in the row
+        q = b.js("const i = document.getElementById('q-selector');"
+                 "return {value: i.value, scroll: i.scrollWidth, client: i.clientWidth}")
+        assert q["value"].endswith('version="v1"}') and q["scroll"] <= q["client"], ("the selector is cut", q)
         # in narrower windows the row wraps, each label staying beside its input
         apart = []
         for width in range(900, 1281, 20):
@@ -513,6 +540,15 @@ def test_diff_view():
                         "return !t.hidden && [...t.children].map(c => c.textContent).join('\\n')", what="diff tooltip")
         want = "Change: +%.2f pp" % (rt["json"] - lt["json"])
         assert tip.startswith("json\nBaseline: ") and want in tip, tip
+        # the colour key: each chip with its own label, in the colours the graph draws
+        keys = b.js("return [...document.querySelectorAll('#view-diff .legend .key')].map((k) =>"
+                    " [getComputedStyle(k.querySelector('i')).backgroundColor, k.textContent.trim()])")
+        assert [k[1] for k in keys] == ["\u2212100% (shrank)", "\u221250%", "unchanged", "+50%",
+                                        "+100% (grew, new)"], keys
+        assert keys[0][0] == "rgb(0, 170, 0)" and keys[2][0] == "rgb(148, 142, 142)", keys
+        assert keys[4][0] == fr[CART][0]["color"].replace(",", ", "), (keys, fr[CART])
+        for chip in (".base-chip", ".comp-chip"):  # white on the chips' pink and blue was about 3:1
+            assert contrast(b, "#view-diff " + chip) >= 4.5, (chip, contrast(b, "#view-diff " + chip))
         shot(b, "diff")
 
 
@@ -534,6 +570,27 @@ def test_diff_report_narrow_window():
                    "return [t.scrollWidth, t.clientWidth]")
         assert box[0] <= box[1], ("the report scrolls sideways at 1024 px", box)
         shot(b, "diff-1024")
+
+
+def test_narrow_window():
+    """At 760 px a table beside the graph cut its last column (Total, p):
+    below 900 px the table goes above the graph, no column cut, the graph
+    as wide as the page and nothing scrolling sideways."""
+    with need_browser() as b:
+        b.set_window(760, 800)
+        for view, url in (("single", page(query=sel())),
+                          ("diff", page(view="diff", query=sel(version="v1"), rightQuery=sel(version="v2")))):
+            open_page(b, url, view + " at 760 px")
+            m = b.js("""
+              const v = document.querySelector('#view-%s'), box = v.querySelector('.table-box');
+              const r = box.getBoundingClientRect(), g = v.querySelector('canvas.flamegraph');
+              return {scroll: box.scrollWidth, client: box.clientWidth, page: document.documentElement.scrollWidth,
+                      inner: window.innerWidth, graph: g.getBoundingClientRect().width,
+                      cut: [...box.querySelectorAll('th')].filter((h) =>
+                        h.getBoundingClientRect().right > r.right + 1).map((h) => h.textContent)};""" % view)
+            assert m["cut"] == [] and m["scroll"] <= m["client"], ("columns cut at 760 px", view, m)
+            assert m["page"] <= m["inner"] and m["graph"] >= 0.9 * (m["inner"] - 40), (view, m)
+            shot(b, "narrow-" + view)
 
 
 def test_diff_report_search():
@@ -629,6 +686,7 @@ def test_span_view():
         s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.ready && s.state.span === '00000000000000aa' && s",
                       what="second span")
         assert s["numTicks"] == 5000 and "gc" in frames_by_name(s), s["numTicks"]
+        no_exponents(b, "#view-spans")  # the timeline's top was "max 1.0e-6 cores"
         shot(b, "span")
 
 
@@ -700,13 +758,39 @@ def test_cluster_view():
         shot(b, "cluster")
 
 
+def test_empty_selection():
+    """A selection with no samples in the range says so where a graph would
+    be, and its timeline does not draw an empty plot captioned "max 0 cores"."""
+    with need_browser() as b:
+        s = open_page(b, page(query=sel(unique("uinothing"))), "an empty selection")
+        assert s["numTicks"] == 0, s["numTicks"]
+        got = b.js("const v = document.getElementById('view-single');"
+                   "return [v.querySelector('.timeline-caption').textContent,"
+                   "        v.querySelector('.footnote').textContent]")
+        assert got[0] == "no data in this range", got
+        assert got[1].startswith("no samples match this selection in this range"), got
+        shot(b, "empty")
+
+
 def test_errors_theme_and_defaults():
     with need_browser() as b:
         b.get(page(query=CPU + '{service_name=~"("}'))
         b.wait_js("return document.body.dataset.ready === 'true'", what="error")
         s = snap(b)
         assert s["error"] and "invalid_parameter" in s["error"], s["error"]
-        shot(b, "error")
+        # a failed query leaves no empty table, and no "no data in this range" beside the error
+        shown = b.js("return [...document.querySelectorAll('#view-single > *')]"
+                     ".filter((e) => e.getClientRects().length).map((e) => e.className)")
+        assert shown == [], ("parts of the view shown under the error", shown)
+        assert "no data" not in b.js("return document.querySelector('main').innerText"), "no data"
+        # in the diff view the forms that change the comparison stay
+        b.get(page(view="diff", query=sel(version="v1"), rightQuery=CPU + '{service_name=~"("}'))
+        b.wait_js("return document.body.dataset.ready === 'true'", what="diff error")
+        assert snap(b)["error"], "the bad comparison is an error"
+        shown = b.js("return [...document.querySelectorAll('#view-diff > *')]"
+                     ".filter((e) => e.getClientRects().length).map((e) => e.className)")
+        assert shown == ["diff-controls"], shown
+        shot(b, "error-diff")
         # no query: the page picks a CPU type and a service and writes them in the URL
         s = open_page(b, "http://127.0.0.1:%d/" % NODE.port, "defaults")
         assert s["state"]["query"].startswith(CPU + "{service_name="), s["state"]
@@ -718,6 +802,14 @@ def test_errors_theme_and_defaults():
         s = b.wait_js("const s = window.flamedbUI.snapshot(); return s.theme !== %s && s" % json.dumps(theme),
                       what="theme toggle")
         shot(b, "single-" + s["theme"])
+        # text on the accent colour stays readable in both themes (white on the
+        # dark theme's light blue was 2.4:1)
+        for t in (s["theme"], theme):
+            b.js("window.flamedbUI && document.documentElement.setAttribute('data-theme', %s)" % json.dumps(t))
+            for el in ("#q-apply", "#tabs a.active"):
+                c = contrast(b, el)
+                assert c >= 4.5, ("low contrast", t, el, round(c, 2))
+        b.js("document.documentElement.setAttribute('data-theme', %s)" % json.dumps(s["theme"]))
         bg = b.js("return getComputedStyle(document.body).backgroundColor")
         assert bg == ("rgb(22, 24, 29)" if s["theme"] == "dark" else "rgb(255, 255, 255)"), bg
         # the 400s of the bad query above are expected; script errors are not
@@ -746,6 +838,10 @@ def test_sign_in():
                 {"query": sel(svc), "from": "now-1h"}))
             b.get(url)
             b.wait_js("return !document.getElementById('signin').hidden", what="the sign-in form")
+            # behind the form: the 401, not an empty view saying "no data in this range"
+            shown = b.js("return [...document.querySelectorAll('#view-single > *')]"
+                         ".filter((e) => e.getClientRects().length).map((e) => e.className)")
+            assert shown == [], ("an empty view behind the sign-in form", shown)
             shot(b, "sign-in")
             b.type("#signin-token", "wrong-token")
             b.click("#signin button[type=submit]")
@@ -784,6 +880,7 @@ def test_partial_warning():
             {"query": CPU + "{}", "from": "now-1h"}))
         s = open_page(b, url, "a partial answer")
         assert s["partial"] and "partial answer" in s["partial"] and "n1" in s["partial"], s["partial"]
+        no_exponents(b, "#view-single")  # 0.1 s over an hour was "2.8e-5 cores"
         shot(b, "partial")
         # the cluster view says which member is down
         b.get(url + "&view=cluster")

@@ -51,6 +51,14 @@ static void test_usage(void)
     CHECK_EQ_INT(ctl_run("query 'a{}' --output png", out, sizeof out), 2);
     CHECK_EQ_INT(ctl_run("query 'a{}' --max-nodes -3", out, sizeof out), 2);
     CHECK_EQ_INT(ctl_run("--bogus labels", out, sizeof out), 2);
+    /* getopt's own words name the program by its path and point nowhere */
+    CHECK(has(out, "flamectl: unknown option '--bogus'\n(see flamectl --help)"));
+    CHECK_EQ_INT(ctl_run("labels -x", out, sizeof out), 2);
+    CHECK(has(out, "flamectl: unknown option '-x'"));
+    CHECK_EQ_INT(ctl_run("query 'a{}' --limit", out, sizeof out), 2);
+    CHECK(has(out, "flamectl: --limit needs a value\n(see flamectl --help)"));
+    CHECK_EQ_INT(ctl_run("query 'a{}' -o", out, sizeof out), 2);
+    CHECK(has(out, "flamectl: -o needs a value"));
     CHECK_EQ_INT(ctl_run("--url https://x labels", out, sizeof out), 2);
     CHECK(has(out, "https"));
     CHECK_EQ_INT(ctl_run("push /dev/null", out, sizeof out), 2);
@@ -164,6 +172,11 @@ static void test_push_detect(void)
     CHECK(strstr(req, "&format=folded&from=") && strstr(req, "&sampleRate=99&") &&
           strstr(req, "\r\n\r\nmain;a 3\n"));
     free(req);
+    CHECK(strstr(out, "is empty") == NULL);
+    /* an empty file is answered 200 and stores nothing: said, exit 0 */
+    ts_push(&srv, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0, 0);
+    CHECK_EQ_INT(ctl_run("push /dev/null --name app.cpu", out, sizeof out), 0);
+    CHECK(has(out, "flamectl: /dev/null is empty: the node stored nothing\n"));
     ts_push(&srv,
             "HTTP/1.1 422 Unprocessable\r\nContent-Length: 51\r\n\r\n"
             "{\"code\":\"unparseable\",\"message\":\"line 1: no count\"}",
@@ -199,6 +212,18 @@ static void test_query_outputs(void)
     CHECK(strncmp(req, "GET /api/top?query=process_cpu", 30) == 0);
     CHECK(strstr(req, "&from=now-100s&limit=2&by=total ") != NULL);
     free(req);
+    /* one traced request: its times, not cores averaged over the range */
+    static const char *const spans[] = {"{span_id=\\\"00ab\\\"}",
+                                        "{a=\\\"b\\\", trace_id =~ \\\"0.*\\\"}"};
+    for (size_t i = 0; i < 2; i++) {
+        ts_push(&srv, resp, 0, 0);
+        char args[256];
+        snprintf(args, sizeof args, "query \"process_cpu:cpu:nanoseconds:cpu:nanoseconds%s\"",
+                 spans[i]);
+        CHECK_EQ_INT(ctl_run(args, out, sizeof out), 0);
+        CHECK(has(out, "TOTAL%  FUNCTION\n") && has(out, "0.60s  60.00%  hash\n"));
+        CHECK(strstr(out, "CORES") == NULL && strstr(out, "cores over") == NULL);
+    }
     CHECK_EQ_INT(ctl_run("query 'a{}' --by name", out, sizeof out), 2);
     CHECK(has(out, "--by must be self or total"));
 
@@ -235,6 +260,57 @@ static void test_query_outputs(void)
     req = ts_last_request(&srv, NULL);
     CHECK(strstr(req, "&format=speedscope ") != NULL);
     free(req);
+}
+
+/* Pushes one 200 answer with a JSON body. */
+static void push_json(const char *body)
+{
+    static char resp[4096];
+    snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(body),
+             body);
+    ts_push(&srv, resp, 0, 0);
+}
+
+/* A selection without samples prints an empty table (exit 0) and says so on
+ * stderr; a diff with one empty side says which, since every function then
+ * reads as new or gone. */
+static void test_empty_selections(void)
+{
+    static char out[65536];
+    /* a label without values printed nothing at all */
+    push_json("[]");
+    CHECK_EQ_INT(ctl_run("labels nosuchlabel", out, sizeof out), 0);
+    CHECK_EQ_STR(out, "flamectl: label 'nosuchlabel' has no values in the range (names: flamectl "
+                      "labels)\n");
+    push_json("[]");
+    CHECK_EQ_INT(ctl_run("labels", out, sizeof out), 0);
+    CHECK(has(out, "flamectl: no labels in the range"));
+    push_json("{\"unit\":\"nanoseconds\",\"total\":0,\"rangeSeconds\":3600,\"cores\":0,"
+              "\"functionCount\":0,\"functions\":[]}");
+    CHECK_EQ_INT(ctl_run("query 'a:b:nanoseconds:c:d{service_name=\"nosuch\"}'", out, sizeof out),
+                 0);
+    CHECK(has(out, "flamectl: no samples match this selection in the range"));
+    static const char diff[] =
+        "{\"leftTicks\":%d,\"rightTicks\":%d,\"unit\":\"nanoseconds\",\"leftSeconds\":60,"
+        "\"rightSeconds\":60,\"leftBuckets\":0,\"rightBuckets\":6,\"functionCount\":1,"
+        "\"tested\":0,\"functions\":[{\"name\":\"main\",\"leftTotal\":%d,\"rightTotal\":%d,"
+        "\"leftShare\":0,\"rightShare\":100,\"change\":100,\"significant\":false,"
+        "\"pValue\":null}]}";
+    static const int sides[][2] = {{0, 500}, {500, 0}, {0, 0}, {500, 500}};
+    static const char *const said[] = {"the left selection has no samples in its range",
+                                       "the right selection has no samples in its range",
+                                       "neither selection has samples", NULL};
+    for (size_t i = 0; i < sizeof sides / sizeof sides[0]; i++) {
+        char body[1024];
+        snprintf(body, sizeof body, diff, sides[i][0], sides[i][1], sides[i][0], sides[i][1]);
+        push_json(body);
+        CHECK_EQ_INT(ctl_run("diff 'a{x=\"1\"}' 'a{x=\"2\"}'", out, sizeof out), 0);
+        CHECK(has(out, "  main\n"));
+        if (said[i] != NULL)
+            CHECK(has(out, said[i]));
+        else
+            CHECK(strstr(out, "samples") == NULL);
+    }
 }
 
 static void test_shares_and_group_by(void)
@@ -371,6 +447,7 @@ int main(void)
     test_help_text();
     test_cluster_status_table();
     test_labels_and_errors();
+    test_empty_selections();
     test_push_detect();
     test_query_outputs();
     test_shares_and_group_by();

@@ -194,6 +194,13 @@ static void test_errors(void)
     const char *ok[] = {"flamedb", "--seen-retention", "100s", "--hint-expiry", "90s"};
     CHECK_EQ_INT(parse(&c, ok, 5, NULL, &act, &em), 0);
     CHECK_EQ_INT(c.cluster.hint_expiry_ms, 90000);
+    /* W above RF was capped at RF without a word */
+    const char *a15[] = {"flamedb", "--replication-factor", "3", "--write-quorum", "5"};
+    expect_error(a15, 5, NULL, "write-quorum (5) is larger than replication-factor (3)");
+    const char *a16[] = {"flamedb", "--write-quorum", "4"}; /* RF 3 by default */
+    expect_error(a16, 3, NULL, "write-quorum (4) is larger than replication-factor (3)");
+    const char *w_ok[] = {"flamedb", "--replication-factor", "2", "--write-quorum", "2"};
+    CHECK_EQ_INT(parse(&c, w_ok, 5, NULL, &act, &em), 0);
 }
 
 static void test_generated_text(void)
