@@ -345,7 +345,7 @@ static int expand(sel_t *s, uint32_t p)
             const storage_merged_tab_t *t = &s->tabs[m->tab];
             c = &s->nd[child_for(s, p, t->sym[m->local], &ntouched)];
             c->total += t->total[m->local]; /* no overflow: bounded by the root total */
-        } else { /* a packed record's self is read with it */
+        } else {                            /* a packed record's self is read with it */
             const query_pkid_t *v = &s->kv[m->next];
             c = &s->nd[child_for(s, p, v->sym, &ntouched)];
             c->total += v->total;
