@@ -64,7 +64,9 @@ static void test_bad_options(flamedb_client_t *c)
                                        {.app_name = "a", .rate_hz = -1},
                                        {.app_name = "a", .push_interval_ms = 999},
                                        {.app_name = "a", .max_depth = 257},
-                                       {.app_name = "a", .ring_capacity = ((size_t)1 << 20) + 1}};
+                                       {.app_name = "a", .ring_capacity = ((size_t)1 << 20) + 1},
+                                       {.app_name = "a", .max_pending_bytes = ((size_t)1 << 30) + 1},
+                                       {.app_name = "a", .retry_max_ms = 999}};
     for (size_t i = 0; i < sizeof limits / sizeof *limits; i++)
         CHECK_EQ_INT(flamedb_sampler_start(c, &limits[i], &s, err, sizeof err),
                      FLAMEDB_ERR_INVALID_ARGUMENT);
@@ -99,6 +101,11 @@ static void test_run_without_node(flamedb_client_t *c)
     CHECK(st.samples >= 100 && st.samples <= 200); /* 1.5 s x 100 Hz */
     CHECK_EQ_INT(st.dropped, 0);
     CHECK_EQ_INT(st.pushes, 0);
+    /* every interval so far waits for a retry (a busy machine: more than one) */
+    CHECK(st.push_failures >= 1);
+    CHECK(st.pending >= 1);
+    CHECK(st.pending_bytes > 0);
+    CHECK_EQ_INT(st.lost_profiles, 0);
     CHECK_EQ_INT(flamedb_sampler_stop(s), FLAMEDB_ERR_UNAVAILABLE); /* the last push */
     CHECK(push_errors >= 2);
     CHECK_EQ_INT(last_error, FLAMEDB_ERR_UNAVAILABLE);
