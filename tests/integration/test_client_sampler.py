@@ -3,10 +3,13 @@ a C program linked against the built libflamedb.so burns CPU in two named
 functions with the sampler running, against a real node; the node must then
 hold a CPU profile with both functions in about the time the program spent in
 each, as many samples as CPU seconds × rate, and its labels. A node that is
-down makes pushes fail without stopping the program."""
+down makes pushes fail without stopping the program; one that is down for a
+few push intervals and comes back gets the samples taken meanwhile."""
+import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import harness
 from harness import Node, run_tests, unique
@@ -23,6 +26,7 @@ BURN = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "flamedb_sampler.h"
 
 static double cpu_now(clockid_t id)
@@ -73,7 +77,8 @@ int main(int argc, char **argv)
         return 2;
     }
     flamedb_sampler_opts_t o = {.app_name = argv[2], .labels = "env=test,team=perf",
-                                .push_interval_ms = 1000, .on_push_error = on_error};
+                                .push_interval_ms = 1000, .on_push_error = on_error,
+                                .retry_max_ms = 2000};
     if (flamedb_sampler_start(c, &o, &s, err, sizeof err)) {
         fprintf(stderr, "start: %s\n", err);
         return 3;
@@ -87,6 +92,11 @@ int main(int argc, char **argv)
         if (pthread_create(&th, NULL, beta_thread, NULL)) return 6;
         burn_alpha(1.6);
         pthread_join(th, NULL);
+    } else if (argc > 4 && strcmp(argv[3], "until") == 0) { /* rounds until argv[4] exists */
+        while (access(argv[4], F_OK) != 0) {
+            burn_alpha(0.2);
+            burn_beta(0.1);
+        }
     } else {
         for (int round = 0; round < 4; round++) {
             burn_alpha(0.4);
@@ -97,9 +107,9 @@ int main(int argc, char **argv)
     flamedb_sampler_stats_t st;
     flamedb_sampler_stats(s, &st);
     int rc = flamedb_sampler_stop(s);
-    printf("cpu_ns %.0f samples %llu dropped %llu pushes %llu failures %d\n", (t1 - t0) * 1e9,
-           (unsigned long long)st.samples, (unsigned long long)st.dropped,
-           (unsigned long long)st.pushes, failures);
+    printf("cpu_ns %.0f samples %llu dropped %llu pushes %llu failures %d lost %llu\n",
+           (t1 - t0) * 1e9, (unsigned long long)st.samples, (unsigned long long)st.dropped,
+           (unsigned long long)st.pushes, failures, (unsigned long long)st.lost_profiles);
     flamedb_client_free(c);
     return rc ? 4 : 0;
 }
@@ -183,6 +193,54 @@ def test_sampler_profiles_every_thread():
             assert any(s.endswith(";beta_thread;burn_beta") for s in stacks), stacks
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def wait_for(cond, what, secs=60):
+    deadline = time.monotonic() + secs
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_sampler_retries_while_node_is_down():
+    """The node stops for a few push intervals and comes back on the same
+    port and data dir: the profiles that failed meanwhile are kept, retried
+    with backoff and arrive, so the node ends up with every sample."""
+    tmp = tempfile.mkdtemp(prefix="flamedb-sampler-")
+    data = tempfile.mkdtemp(prefix="flamedb-sampler-data-")
+    proc = None
+    try:
+        exe = build_burn(tmp)
+        stop_file = os.path.join(tmp, "stop")
+        app = unique("retried")
+        sel = '{service_name="%s",env="test",team="perf"}' % app
+        n = Node(data_dir=data).start()
+        port = n.port
+        proc = subprocess.Popen([exe, n.url(), app, "until", stop_file],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_for(lambda: n.total(SAMPLES + sel) > 0, "no first push")
+        n.stop()
+        time.sleep(3.5)  # three push intervals fail, retried after 1 s, then 2 s
+        n = Node(data_dir=data, args=["--http-listen", "127.0.0.1:%d" % port]).start()
+        time.sleep(2.5)  # the retry lands; sampling goes on meanwhile
+        open(stop_file, "w").close()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, (out, err)
+        words = out.split()
+        st = {words[i].decode(): float(words[i + 1]) for i in range(0, len(words) - 1, 2)}
+        assert st["failures"] >= 1 and st["lost"] == 0 and st["dropped"] == 0, (st, err)
+        samples = n.total(SAMPLES + sel)
+        expect = st["cpu_ns"] / 1e9 * RATE
+        assert 0.85 * expect <= samples <= 1.15 * expect + 3, (samples, expect, st)
+        stacks = folded(n, CPU_NS + sel)
+        alpha, beta = in_function(stacks, "burn_alpha"), in_function(stacks, "burn_beta")
+        assert beta > 0 and 1.5 <= alpha / beta <= 2.6, (alpha, beta)
+        n.cleanup()
+    finally:
+        if proc and proc.poll() is None:
+            proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def test_sampler_push_failure_is_not_fatal():
