@@ -4,7 +4,8 @@ functions with the sampler running, against a real node; the node must then
 hold a CPU profile with both functions in about the time the program spent in
 each, as many samples as CPU seconds × rate, and its labels. A node that is
 down makes pushes fail without stopping the program; one that is down for a
-few push intervals and comes back gets the samples taken meanwhile."""
+few push intervals and comes back gets the samples taken meanwhile. A C++
+program's frames are named as in C++."""
 import os
 import shutil
 import subprocess
@@ -241,6 +242,87 @@ def test_sampler_retries_while_node_is_down():
             proc.kill()
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(data, ignore_errors=True)
+
+
+# A C++ program: its functions' symbols are mangled (_ZN4shop4Cart5totalEd);
+# it uses iostream, so libstdc++ (and its __cxa_demangle) is in the process.
+CXX_BURN = r"""
+#include <ctime>
+#include <iostream>
+#include <string>
+#include "flamedb_sampler.h"
+
+static volatile double sink;
+
+static double thread_cpu()
+{
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+namespace shop {
+class Cart {
+  public:
+    __attribute__((noinline)) void total(double secs);
+};
+
+void Cart::total(double secs)
+{
+    double end = thread_cpu() + secs;
+    do {
+        for (int i = 0; i < 20000; i++) sink = sink * 1.0000001 + i;
+    } while (thread_cpu() < end);
+}
+
+__attribute__((noinline)) void checkout(Cart &c, double secs)
+{
+    c.total(secs);
+    sink += 1; /* not a tail call: checkout stays on the stack */
+}
+}
+
+int main(int argc, char **argv)
+{
+    flamedb_client_t *c;
+    flamedb_sampler_t *s;
+    char err[256];
+    if (flamedb_client_new(argv[1], nullptr, &c, err, sizeof err)) return 2;
+    flamedb_sampler_opts_t o = {};
+    o.app_name = argv[2];
+    o.push_interval_ms = 1000;
+    if (flamedb_sampler_start(c, &o, &s, err, sizeof err)) {
+        std::cerr << "start: " << std::string(err) << "\n"; /* uses libstdc++ */
+        return 3;
+    }
+    shop::Cart cart;
+    shop::checkout(cart, 1.0);
+    int rc = flamedb_sampler_stop(s);
+    flamedb_client_free(c);
+    return rc ? 4 : 0;
+}
+"""
+
+
+def test_sampler_demangles_cpp_names():
+    """A C++ program's frames show as C++ names (the process has the C++
+    runtime, so its __cxa_demangle), not as mangled symbols."""
+    tmp = tempfile.mkdtemp(prefix="flamedb-sampler-")
+    try:
+        exe = harness.build_c_program(tmp, "cxxburn", CXX_BURN, ["-O2", "-rdynamic"], cxx=True)
+        with Node() as n:
+            app = unique("cxx")
+            p = subprocess.run([exe, n.url(), app], capture_output=True, timeout=300)
+            assert p.returncode == 0, p
+            stacks = folded(n, CPU_NS + '{service_name="%s"}' % app)
+            total = sum(stacks.values())
+            leaf = in_function(stacks, "shop::Cart::total(double)")
+            assert leaf >= 0.8 * total, sorted(stacks.items(), key=lambda kv: -kv[1])[:5]
+            assert any(s.endswith(";main;shop::checkout(shop::Cart&, double);shop::Cart::total(double)")
+                       for s in stacks), stacks
+            assert not any(f.startswith("_Z") for s in stacks for f in s.split(";")), stacks
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_sampler_push_failure_is_not_fatal():
