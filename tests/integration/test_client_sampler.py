@@ -61,6 +61,12 @@ __attribute__((noinline)) void *beta_thread(void *arg)
     return NULL;
 }
 
+__attribute__((noinline)) void *short_thread(void *arg)
+{
+    burn_beta(0.095);
+    return NULL;
+}
+
 static int failures;
 static void on_error(void *arg, int err, const char *msg)
 {
@@ -93,6 +99,12 @@ int main(int argc, char **argv)
         if (pthread_create(&th, NULL, beta_thread, NULL)) return 6;
         burn_alpha(1.6);
         pthread_join(th, NULL);
+    } else if (argc > 3 && strcmp(argv[3], "short") == 0) { /* threads of 95 ms, in turn */
+        for (int i = 0; i < 20; i++) {
+            pthread_t th;
+            if (pthread_create(&th, NULL, short_thread, NULL)) return 6;
+            pthread_join(th, NULL);
+        }
     } else if (argc > 4 && strcmp(argv[3], "until") == 0) { /* rounds until argv[4] exists */
         while (access(argv[4], F_OK) != 0) {
             burn_alpha(0.2);
@@ -242,6 +254,33 @@ def test_sampler_retries_while_node_is_down():
             proc.kill()
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(data, ignore_errors=True)
+
+
+def test_sampler_counts_a_new_threads_first_cpu():
+    """Threads that live 95 ms of CPU each: the CPU each used before the
+    sampler's next scan armed its timer (up to 50 ms) is counted in its first
+    sample, so the total is still CPU seconds x rate: 0.94 of it, each thread
+    losing the half period after its last tick (without the catch-up the node
+    got 0.66-0.77 of it)."""
+    tmp = tempfile.mkdtemp(prefix="flamedb-sampler-")
+    try:
+        exe = build_burn(tmp)
+        with Node() as n:
+            app = unique("short")
+            p, st = run_burn(exe, n.url(), app, "short")
+            assert p.returncode == 0, p
+            assert st["dropped"] == 0 and st["failures"] == 0, st
+            sel = '{service_name="%s",env="test",team="perf"}' % app
+            samples = n.total(SAMPLES + sel)
+            # a thread that ends loses the CPU after its last whole period
+            # (each thread here: 9 samples of 9.5 periods)
+            expect = st["cpu_ns"] / 1e9 * RATE
+            assert 0.85 * expect <= samples <= 1.15 * expect + 3, (samples, expect, st)
+            stacks = folded(n, CPU_NS + sel)
+            beta = in_function(stacks, "short_thread")
+            assert beta >= 0.9 * sum(stacks.values()), stacks
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # A C++ program: its functions' symbols are mangled (_ZN4shop4Cart5totalEd);
