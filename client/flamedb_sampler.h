@@ -3,8 +3,10 @@
  *
  * How it works. flamedb_sampler_start() gives every thread of the process a
  * POSIX timer on its own CPU clock (timer_create, SIGEV_THREAD_ID; the threads
- * are read from /proc/self/task at start and every 50 ms, so a new thread is
- * sampled within 50 ms; without /proc, one timer on CLOCK_PROCESS_CPUTIME_ID)
+ * are read from /proc/self/task at start and every 50 ms; a thread started
+ * since gets its timer at the next read, and the CPU time it used before that
+ * is counted in its first sample, taken at once, under the stack it is in
+ * then; without /proc, one timer on CLOCK_PROCESS_CPUTIME_ID)
  * that raises SIGPROF in that thread every 1/rate_hz seconds of its CPU time.
  * The SIGPROF handler captures
  * the interrupted thread's stack with libunwind (async-signal-safe local
@@ -20,7 +22,10 @@
  *
  * Names. dladdr() sees only dynamic symbols: link the program with -rdynamic
  * (-Wl,--export-dynamic) so its own functions get names; static functions
- * and stripped code show as "module+0xOFFSET". Names are not demangled.
+ * and stripped code show as "module+0xOFFSET". C++ names (_Z...) are
+ * demangled with the C++ runtime's __cxa_demangle when the process has it
+ * (looked up at run time: libflamedb does not link libstdc++); without it
+ * they stay mangled.
  *
  * Limits. One sampler per process (SIGPROF and the handler are process-wide;
  * a second start fails with FLAMEDB_ERR_INVALID_ARGUMENT). The previous
@@ -47,7 +52,8 @@
  * uses it from its own thread only, until flamedb_sampler_stop() returns, so
  * the caller must not use nor free it meanwhile (give the sampler its own
  * client). Option strings are copied. The sampler is owned by the caller and
- * freed by flamedb_sampler_stop(), which pushes the last interval first.
+ * freed by flamedb_sampler_stop(), which pushes the last interval and the
+ * pending profiles first. Queued profiles are owned by the sampler.
  * flamedb_sampler_stats() may be called from any thread.
  */
 #ifndef FLAMEDB_CLIENT_FLAMEDB_SAMPLER_H

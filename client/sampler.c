@@ -56,8 +56,8 @@ struct flamedb_sampler {
     flamedb_sampler_pending_t *pending; /* profiles to push, oldest first */
     int retry_max_ms, backoff_ms;       /* backoff_ms: the wait after the next failure */
     struct timespec retry_at;           /* no push attempt before (CLOCK_MONOTONIC) */
-    flamedb_sampler_timers_t *timers; /* per-thread timers, or NULL: `timer` */
-    timer_t timer;                    /* on the process CPU clock, when no /proc */
+    flamedb_sampler_timers_t *timers;   /* per-thread timers, or NULL: `timer` */
+    timer_t timer;                      /* on the process CPU clock, when no /proc */
     int timer_made, handler_set, thread_made;
     struct sigaction old_action;
     pthread_t thread;
@@ -226,7 +226,8 @@ static int sampler_flush(flamedb_sampler_t *s)
         if (rc && sampler_retryable(rc)) {
             clock_gettime(CLOCK_MONOTONIC, &s->retry_at);
             ts_add_ms(&s->retry_at, s->backoff_ms);
-            s->backoff_ms = s->backoff_ms > s->retry_max_ms / 2 ? s->retry_max_ms : s->backoff_ms * 2;
+            s->backoff_ms =
+                s->backoff_ms > s->retry_max_ms / 2 ? s->retry_max_ms : s->backoff_ms * 2;
             break;
         }
         sampler_drain(s);
@@ -332,8 +333,8 @@ static int sampler_configure(flamedb_sampler_t *s, const flamedb_sampler_opts_t 
     s->retry_max_ms = o->retry_max_ms ? o->retry_max_ms : SAMPLER_DEFAULT_RETRY_MAX_MS;
     if (pending > SAMPLER_MAX_PENDING || s->retry_max_ms < SAMPLER_RETRY_FIRST_MS)
         return fail(eb, el, FLAMEDB_ERR_INVALID_ARGUMENT,
-                    "max_pending_bytes at most %zu, retry_max_ms at least %d",
-                    SAMPLER_MAX_PENDING, SAMPLER_RETRY_FIRST_MS);
+                    "max_pending_bytes at most %zu, retry_max_ms at least %d", SAMPLER_MAX_PENDING,
+                    SAMPLER_RETRY_FIRST_MS);
     s->backoff_ms = SAMPLER_RETRY_FIRST_MS;
     s->on_push_error = o->on_push_error;
     s->on_push_error_arg = o->on_push_error_arg;

@@ -25,8 +25,8 @@ void flamedb_sampler_pending_free(flamedb_sampler_pending_t *q)
     free(q);
 }
 
-int flamedb_sampler_pending_add(flamedb_sampler_pending_t *q, void *data, size_t len,
-                                int64_t from, int64_t until, uint64_t samples)
+int flamedb_sampler_pending_add(flamedb_sampler_pending_t *q, void *data, size_t len, int64_t from,
+                                int64_t until, uint64_t samples)
 {
     flamedb_sampler_pending_entry_t *e = malloc(sizeof *e);
     if (!e) {
@@ -48,8 +48,8 @@ int flamedb_sampler_pending_add(flamedb_sampler_pending_t *q, void *data, size_t
     return 0;
 }
 
-const flamedb_sampler_pending_entry_t *flamedb_sampler_pending_oldest(
-    const flamedb_sampler_pending_t *q)
+const flamedb_sampler_pending_entry_t *
+flamedb_sampler_pending_oldest(const flamedb_sampler_pending_t *q)
 {
     return q->head;
 }

@@ -32,11 +32,11 @@ void flamedb_sampler_pending_free(flamedb_sampler_pending_t *q);
 /* Appends a profile (takes data, len bytes); the oldest go while the queue
  * holds more than max_bytes. Returns 0, or -1 when out of memory (data is
  * freed and the profile counted as dropped). */
-int flamedb_sampler_pending_add(flamedb_sampler_pending_t *q, void *data, size_t len,
-                                int64_t from, int64_t until, uint64_t samples);
+int flamedb_sampler_pending_add(flamedb_sampler_pending_t *q, void *data, size_t len, int64_t from,
+                                int64_t until, uint64_t samples);
 /* The oldest profile (owned by the queue), or NULL when empty. */
-const flamedb_sampler_pending_entry_t *flamedb_sampler_pending_oldest(
-    const flamedb_sampler_pending_t *q);
+const flamedb_sampler_pending_entry_t *
+flamedb_sampler_pending_oldest(const flamedb_sampler_pending_t *q);
 /* Frees the oldest profile: pushed (dropped 0) or given up (dropped 1: counted). */
 void flamedb_sampler_pending_pop(flamedb_sampler_pending_t *q, int dropped);
 /* Counts a profile that never made it into the queue as dropped. */

@@ -60,13 +60,14 @@ static void test_bad_options(flamedb_client_t *c)
         CHECK(strstr(err, "labels") != NULL);
     }
     o.labels = NULL;
-    flamedb_sampler_opts_t limits[] = {{.app_name = "a", .rate_hz = 1001},
-                                       {.app_name = "a", .rate_hz = -1},
-                                       {.app_name = "a", .push_interval_ms = 999},
-                                       {.app_name = "a", .max_depth = 257},
-                                       {.app_name = "a", .ring_capacity = ((size_t)1 << 20) + 1},
-                                       {.app_name = "a", .max_pending_bytes = ((size_t)1 << 30) + 1},
-                                       {.app_name = "a", .retry_max_ms = 999}};
+    flamedb_sampler_opts_t limits[] = {
+        {.app_name = "a", .rate_hz = 1001},
+        {.app_name = "a", .rate_hz = -1},
+        {.app_name = "a", .push_interval_ms = 999},
+        {.app_name = "a", .max_depth = 257},
+        {.app_name = "a", .ring_capacity = ((size_t)1 << 20) + 1},
+        {.app_name = "a", .max_pending_bytes = ((size_t)1 << 30) + 1},
+        {.app_name = "a", .retry_max_ms = 999}};
     for (size_t i = 0; i < sizeof limits / sizeof *limits; i++)
         CHECK_EQ_INT(flamedb_sampler_start(c, &limits[i], &s, err, sizeof err),
                      FLAMEDB_ERR_INVALID_ARGUMENT);

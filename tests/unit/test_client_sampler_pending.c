@@ -24,7 +24,8 @@ static void test_order_and_bound(void)
     if (!q) return;
     CHECK(flamedb_sampler_pending_oldest(q) == NULL);
     for (int i = 0; i < 3; i++) /* 30 bytes each: 90 fit */
-        CHECK_EQ_INT(flamedb_sampler_pending_add(q, bytes(30, i), 30, 10 * i, 10 * i + 10, i + 1), 0);
+        CHECK_EQ_INT(flamedb_sampler_pending_add(q, bytes(30, i), 30, 10 * i, 10 * i + 10, i + 1),
+                     0);
     CHECK_EQ_INT(flamedb_sampler_pending_count(q), 3);
     CHECK_EQ_INT(flamedb_sampler_pending_bytes(q), 90);
     CHECK_EQ_INT(flamedb_sampler_pending_dropped(q), 0);
