@@ -235,7 +235,9 @@ def test_sampler_retries_while_node_is_down():
         n.stop()
         time.sleep(3.5)  # three push intervals fail, retried after 1 s, then 2 s
         n = Node(data_dir=data, args=["--http-listen", "127.0.0.1:%d" % port]).start()
-        time.sleep(2.5)  # the retry lands; sampling goes on meanwhile
+        before = n.total(SAMPLES + sel)
+        # the program's thread retries (oldest first) while it still runs
+        wait_for(lambda: n.total(SAMPLES + sel) > before, "no retry while running")
         open(stop_file, "w").close()
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, (out, err)

@@ -2,7 +2,8 @@
  * no node listening: options refused with their reason, one sampler at a
  * time, samples taken while the process burns CPU, every failed push reported
  * and counted without stopping anything, SIGPROF's previous action back after
- * stop (a default action becomes SIG_IGN), and a new start after a stop. */
+ * stop (a default action becomes SIG_IGN), a new start after a stop, and
+ * profiles over max_pending_bytes lost and counted. */
 #define _GNU_SOURCE
 #include "check.h"
 
@@ -123,6 +124,18 @@ static void test_run_without_node(flamedb_client_t *c)
     CHECK_EQ_INT(flamedb_sampler_stop(s), FLAMEDB_ERR_UNAVAILABLE);
     sigaction(SIGPROF, NULL, &now);
     CHECK(now.sa_handler == SIG_IGN);
+
+    /* a queue of one byte holds no profile: each interval is lost, and counted */
+    o.max_pending_bytes = 1;
+    CHECK_EQ_INT(flamedb_sampler_start(c, &o, &s, err, sizeof err), 0);
+    burn(1.2);
+    flamedb_sampler_stats(s, &st);
+    CHECK(st.lost_profiles >= 1);
+    CHECK(st.lost_samples >= 50 && st.lost_samples <= st.samples);
+    CHECK_EQ_INT(st.pending, 0);
+    CHECK_EQ_INT(st.pending_bytes, 0);
+    CHECK_EQ_INT(st.push_failures, 0); /* nothing was left to try */
+    flamedb_sampler_stop(s);
 }
 
 int main(void)
