@@ -15,9 +15,10 @@
  * counted, the handler never blocks nor allocates. A background thread drains
  * the ring every 50 ms, counts stacks by address, names each address once
  * (dladdr: the exported symbol, else "module+0xOFFSET") and every
- * push_interval_ms pushes one pprof CPU profile (sample types samples/count
- * and cpu/nanoseconds, with its from/until) as "app_name{labels}" through
- * flamedb_push(). The profile reads like any Pyroscope CPU profile
+ * push_interval_ms queues one pprof CPU profile (sample types samples/count
+ * and cpu/nanoseconds, with its from/until) that it pushes as
+ * "app_name{labels}" through flamedb_push() (retries: see Errors below).
+ * The profile reads like any Pyroscope CPU profile
  * (process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="app_name"}).
  *
  * Names. dladdr() sees only dynamic symbols: link the program with -rdynamic
