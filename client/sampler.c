@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "client/sampler_pending.h"
 #include "client/sampler_profile.h"
 #include "client/sampler_ring.h"
 #include "client/sampler_timers.h"
@@ -36,6 +37,10 @@
 #define SAMPLER_DRAIN_MS 50
 #define SAMPLER_MAX_APP 200
 #define SAMPLER_MAX_LABELS 1024
+#define SAMPLER_DEFAULT_PENDING ((size_t)4 << 20)
+#define SAMPLER_MAX_PENDING ((size_t)1 << 30)
+#define SAMPLER_RETRY_FIRST_MS 1000
+#define SAMPLER_DEFAULT_RETRY_MAX_MS 60000
 
 struct flamedb_sampler {
     flamedb_client_t *client;
@@ -48,8 +53,11 @@ struct flamedb_sampler {
     flamedb_sampler_profile_t *prof;
     uintptr_t *scratch; /* max_depth frames: what the thread pops into */
     int64_t interval_start_ns;
-    flamedb_sampler_timers_t *timers; /* per-thread timers, or NULL: `timer` */
-    timer_t timer;                    /* on the process CPU clock, when no /proc */
+    flamedb_sampler_pending_t *pending; /* profiles to push, oldest first */
+    int retry_max_ms, backoff_ms;       /* backoff_ms: the wait after the next failure */
+    struct timespec retry_at;           /* no push attempt before (CLOCK_MONOTONIC) */
+    flamedb_sampler_timers_t *timers;   /* per-thread timers, or NULL: `timer` */
+    timer_t timer;                      /* on the process CPU clock, when no /proc */
     int timer_made, handler_set, thread_made;
     struct sigaction old_action;
     pthread_t thread;
@@ -57,6 +65,8 @@ struct flamedb_sampler {
     pthread_cond_t cv;
     int stopping;
     _Atomic uint64_t samples, pushes, push_failures;
+    /* the queue's figures, copied by the thread for flamedb_sampler_stats() */
+    _Atomic uint64_t pending_count, pending_bytes, lost_profiles, lost_samples;
 };
 
 static _Atomic(flamedb_sampler_t *) active;
@@ -125,35 +135,6 @@ static int sampler_drain(flamedb_sampler_t *s)
     return rc;
 }
 
-/* Pushes the interval that ends now (nothing when it holds no sample) and
- * starts the next one. Returns 0 or the push's error, counted and reported. */
-static int sampler_push(flamedb_sampler_t *s)
-{
-    int64_t now = clock_ns(CLOCK_REALTIME), start = s->interval_start_ns;
-    s->interval_start_ns = now;
-    if (flamedb_sampler_profile_samples(s->prof) == 0) return 0;
-    buf_t b;
-    buf_init(&b, BUF_UNLIMITED);
-    int64_t period = 1000000000 / s->rate_hz;
-    int rc = flamedb_sampler_profile_encode(s->prof, period, start, now - start, &b);
-    flamedb_sampler_profile_reset(s->prof);
-    const char *msg = "out of memory encoding the profile";
-    if (rc == 0) {
-        int64_t from = start / 1000000000, until = now / 1000000000;
-        if (until <= from) until = from + 1;
-        rc = flamedb_push_pprof(s->client, s->name, b.data, b.len, from, until);
-        msg = flamedb_errmsg(s->client);
-    }
-    buf_free(&b);
-    if (rc == 0) {
-        atomic_fetch_add(&s->pushes, 1);
-        return 0;
-    }
-    atomic_fetch_add(&s->push_failures, 1);
-    if (s->on_push_error) s->on_push_error(s->on_push_error_arg, rc, msg);
-    return rc;
-}
-
 static void ts_add_ms(struct timespec *t, int ms)
 {
     t->tv_sec += ms / 1000;
@@ -169,8 +150,94 @@ static int ts_before(const struct timespec *a, const struct timespec *b)
     return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
-/* The thread: drains every SAMPLER_DRAIN_MS, pushes every push_interval_ms
- * (a push that took longer than the interval moves the next one later). */
+/* Copies the queue's figures where flamedb_sampler_stats() reads them. */
+static void sampler_publish(flamedb_sampler_t *s)
+{
+    atomic_store(&s->pending_count, flamedb_sampler_pending_count(s->pending));
+    atomic_store(&s->pending_bytes, flamedb_sampler_pending_bytes(s->pending));
+    atomic_store(&s->lost_profiles, flamedb_sampler_pending_dropped(s->pending));
+    atomic_store(&s->lost_samples, flamedb_sampler_pending_dropped_samples(s->pending));
+}
+
+/* Ends the interval now: its profile (when it holds a sample) joins the
+ * queue, the oldest profiles going when the queue is over max_pending_bytes.
+ * 0 or FLAMEDB_ERR_NOMEM (that interval is lost and counted). */
+static int sampler_close_interval(flamedb_sampler_t *s)
+{
+    int64_t now = clock_ns(CLOCK_REALTIME), start = s->interval_start_ns;
+    s->interval_start_ns = now;
+    uint64_t samples = flamedb_sampler_profile_samples(s->prof);
+    if (samples == 0) return 0;
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    int64_t period = 1000000000 / s->rate_hz;
+    int rc = flamedb_sampler_profile_encode(s->prof, period, start, now - start, &b);
+    flamedb_sampler_profile_reset(s->prof);
+    size_t len = 0;
+    uint8_t *data = rc == 0 ? buf_steal(&b, &len) : NULL;
+    buf_free(&b);
+    int64_t from = start / 1000000000, until = now / 1000000000;
+    if (until <= from) until = from + 1;
+    if (!data) {
+        flamedb_sampler_pending_lost(s->pending, samples);
+        rc = FLAMEDB_ERR_NOMEM;
+    } else if (flamedb_sampler_pending_add(s->pending, data, len, from, until, samples)) {
+        rc = FLAMEDB_ERR_NOMEM;
+    }
+    sampler_publish(s);
+    return rc;
+}
+
+/* Errors worth another try: the node was unreachable, busy or failing. */
+static int sampler_retryable(int err)
+{
+    return err == FLAMEDB_ERR_UNAVAILABLE || err == FLAMEDB_ERR_TIMEOUT || err == FLAMEDB_ERR_IO ||
+           err == FLAMEDB_ERR_INTERNAL || err == FLAMEDB_ERR_LIMIT || err == FLAMEDB_ERR_NOMEM;
+}
+
+/* Pushes the oldest pending profile. 0 (popped), or the error, counted and
+ * reported; a profile the node refused for good (4xx) is popped as lost. */
+static int sampler_push_oldest(flamedb_sampler_t *s)
+{
+    const flamedb_sampler_pending_entry_t *e = flamedb_sampler_pending_oldest(s->pending);
+    int rc = flamedb_push_pprof(s->client, s->name, e->data, e->len, e->from, e->until);
+    if (rc == 0) {
+        flamedb_sampler_pending_pop(s->pending, 0);
+        atomic_fetch_add(&s->pushes, 1);
+    } else {
+        atomic_fetch_add(&s->push_failures, 1);
+        if (s->on_push_error) s->on_push_error(s->on_push_error_arg, rc, flamedb_errmsg(s->client));
+        if (!sampler_retryable(rc)) flamedb_sampler_pending_pop(s->pending, 1);
+    }
+    sampler_publish(s);
+    return rc;
+}
+
+/* Pushes pending profiles, oldest first, until the queue is empty or a push
+ * fails with an error worth a retry: then no push is tried for backoff_ms,
+ * which doubles up to retry_max_ms (a success sets it back). The ring is
+ * drained between pushes. Returns 0 or the last push's error. */
+static int sampler_flush(flamedb_sampler_t *s)
+{
+    int rc = 0;
+    while (flamedb_sampler_pending_count(s->pending) > 0) {
+        rc = sampler_push_oldest(s);
+        if (rc == 0) s->backoff_ms = SAMPLER_RETRY_FIRST_MS;
+        if (rc && sampler_retryable(rc)) {
+            clock_gettime(CLOCK_MONOTONIC, &s->retry_at);
+            ts_add_ms(&s->retry_at, s->backoff_ms);
+            s->backoff_ms =
+                s->backoff_ms > s->retry_max_ms / 2 ? s->retry_max_ms : s->backoff_ms * 2;
+            break;
+        }
+        sampler_drain(s);
+    }
+    return rc;
+}
+
+/* The thread: drains every SAMPLER_DRAIN_MS, ends an interval every
+ * push_interval_ms (pushes that took longer than the interval move the next
+ * one later) and pushes the queue when no backoff holds it. */
 static void *sampler_main(void *arg)
 {
     flamedb_sampler_t *s = arg;
@@ -188,13 +255,15 @@ static void *sampler_main(void *arg)
         if (s->timers) flamedb_sampler_timers_scan(s->timers, gettid()); /* new threads */
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (!ts_before(&now, &next_push)) {
-            sampler_push(s);
+            sampler_close_interval(s);
             ts_add_ms(&next_push, s->push_interval_ms);
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            if (ts_before(&next_push, &now)) {
-                next_push = now;
-                ts_add_ms(&next_push, s->push_interval_ms);
-            }
+        }
+        if (flamedb_sampler_pending_count(s->pending) > 0 && !ts_before(&now, &s->retry_at))
+            sampler_flush(s);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (ts_before(&next_push, &now)) { /* pushes took longer than an interval */
+            next_push = now;
+            ts_add_ms(&next_push, s->push_interval_ms);
         }
         pthread_mutex_lock(&s->mu);
     }
@@ -260,6 +329,13 @@ static int sampler_configure(flamedb_sampler_t *s, const flamedb_sampler_opts_t 
         return fail(eb, el, FLAMEDB_ERR_INVALID_ARGUMENT,
                     "ring_capacity at most %zu, max_depth at most %d", SAMPLER_MAX_RING,
                     SAMPLER_MAX_DEPTH);
+    size_t pending = o->max_pending_bytes ? o->max_pending_bytes : SAMPLER_DEFAULT_PENDING;
+    s->retry_max_ms = o->retry_max_ms ? o->retry_max_ms : SAMPLER_DEFAULT_RETRY_MAX_MS;
+    if (pending > SAMPLER_MAX_PENDING || s->retry_max_ms < SAMPLER_RETRY_FIRST_MS)
+        return fail(eb, el, FLAMEDB_ERR_INVALID_ARGUMENT,
+                    "max_pending_bytes at most %zu, retry_max_ms at least %d", SAMPLER_MAX_PENDING,
+                    SAMPLER_RETRY_FIRST_MS);
+    s->backoff_ms = SAMPLER_RETRY_FIRST_MS;
     s->on_push_error = o->on_push_error;
     s->on_push_error_arg = o->on_push_error_arg;
     const char *labels = o->labels ? o->labels : "";
@@ -267,7 +343,8 @@ static int sampler_configure(flamedb_sampler_t *s, const flamedb_sampler_opts_t 
     s->ring = flamedb_sampler_ring_new(ring, s->max_depth);
     s->prof = flamedb_sampler_profile_new();
     s->scratch = calloc(s->max_depth, sizeof *s->scratch);
-    if (!s->name || !s->ring || !s->prof || !s->scratch)
+    s->pending = flamedb_sampler_pending_new(pending);
+    if (!s->name || !s->ring || !s->prof || !s->scratch || !s->pending)
         return fail(eb, el, FLAMEDB_ERR_NOMEM, "out of memory");
     sprintf(s->name, "%s{%s}", app, labels);
     return 0;
@@ -308,6 +385,7 @@ static void sampler_free(flamedb_sampler_t *s)
 {
     flamedb_sampler_ring_free(s->ring);
     flamedb_sampler_profile_free(s->prof);
+    flamedb_sampler_pending_free(s->pending);
     free(s->scratch);
     free(s->name);
     free(s);
@@ -414,7 +492,11 @@ FLAMEDB_API int flamedb_sampler_stop(flamedb_sampler_t *s)
     if (!s) return 0;
     sampler_quiesce(s);
     sampler_drain(s);
-    int rc = sampler_push(s);
+    int rc = sampler_close_interval(s);
+    int last = sampler_flush(s); /* one try, whatever the backoff */
+    if (last) rc = last;
+    while (flamedb_sampler_pending_count(s->pending) > 0) /* the node is still away */
+        flamedb_sampler_pending_pop(s->pending, 1);
     sampler_free(s);
     return rc;
 }
@@ -426,4 +508,8 @@ FLAMEDB_API void flamedb_sampler_stats(const flamedb_sampler_t *s, flamedb_sampl
     out->dropped = flamedb_sampler_ring_dropped(m->ring);
     out->pushes = atomic_load(&m->pushes);
     out->push_failures = atomic_load(&m->push_failures);
+    out->pending = atomic_load(&m->pending_count);
+    out->pending_bytes = atomic_load(&m->pending_bytes);
+    out->lost_profiles = atomic_load(&m->lost_profiles);
+    out->lost_samples = atomic_load(&m->lost_samples);
 }

@@ -198,13 +198,32 @@ static int64_t name_intern(flamedb_sampler_profile_t *p, const char *s)
     return (int64_t)p->nname - 1;
 }
 
-/* The name of a code address: its dynamic symbol, else module+0xOFFSET. */
+typedef char *(*demangle_fn)(const char *mangled, char *out, size_t *len, int *status);
+
+/* Writes the C++ name of mangled symbol sym into out and returns 1, when the
+ * process has the C++ runtime's demangler (__cxa_demangle, found at run time:
+ * libflamedb does not link libstdc++) and sym is a valid mangled name. */
+static int demangle(const char *sym, char *out, size_t n)
+{
+    if (sym[0] != '_' || sym[1] != 'Z') return 0;
+    /* looked up every time until found: the runtime may be loaded later */
+    demangle_fn fn = (demangle_fn)dlsym(RTLD_DEFAULT, "__cxa_demangle");
+    if (!fn) return 0;
+    int status = -1;
+    char *d = fn(sym, NULL, NULL, &status); /* malloc'd */
+    if (status == 0 && d) snprintf(out, n, "%s", d);
+    free(d);
+    return status == 0 && d;
+}
+
+/* The name of a code address: its dynamic symbol (C++ names demangled when
+ * the process can), else module+0xOFFSET. */
 static void addr_name(uintptr_t addr, char *out, size_t n)
 {
     Dl_info info = {0};
     int found = dladdr((void *)addr, &info) != 0; /* info is left unset when not found */
     if (found && info.dli_sname) {
-        snprintf(out, n, "%s", info.dli_sname);
+        if (!demangle(info.dli_sname, out, n)) snprintf(out, n, "%s", info.dli_sname);
     } else if (found && info.dli_fname && info.dli_fname[0]) {
         const char *base = strrchr(info.dli_fname, '/');
         snprintf(out, n, "%s+0x%" PRIxPTR, base ? base + 1 : info.dli_fname,
@@ -239,7 +258,7 @@ static addr_entry_t *addr_lookup(flamedb_sampler_profile_t *p, uintptr_t addr)
     size_t mask = p->addr_cap - 1, j = mix(0, addr) & mask;
     for (; p->addrs[j].epoch; j = (j + 1) & mask)
         if (p->addrs[j].addr == addr) return &p->addrs[j];
-    char name[512];
+    char name[1024];
     addr_name(addr, name, sizeof name);
     int64_t id = name_intern(p, name);
     if (id < 0) return NULL;

@@ -1,6 +1,7 @@
 /* sampler_profile.h — what the in-process sampler (flamedb_sampler.h) does
  * with captured stacks: counts them by their addresses, names every address
- * once (dladdr, cached for the sampler's life) and encodes a pprof CPU
+ * once (dladdr, C++ names demangled when the process has __cxa_demangle;
+ * cached for the sampler's life) and encodes a pprof CPU
  * profile of one interval.
  *
  * Ownership: a profile is owned by its creator and used from one thread;

@@ -20,6 +20,7 @@ struct flamedb_sampler_timers {
     size_t n, cap;
     long period_ns;
     int signo;
+    int scanned; /* a scan ran: threads found from now on started after it */
 };
 
 flamedb_sampler_timers_t *flamedb_sampler_timers_new(long period_ns, int signo)
@@ -53,7 +54,14 @@ static int arm(flamedb_sampler_timers_t *t, pid_t tid)
     if (timer_create(thread_clock(tid), &ev, &e->timer)) return 0; /* ended meanwhile */
     struct itimerspec its = {{t->period_ns / 1000000000L, t->period_ns % 1000000000L},
                              {t->period_ns / 1000000000L, t->period_ns % 1000000000L}};
-    if (timer_settime(e->timer, 0, &its, NULL)) {
+    /* A thread that started after the first scan has used CPU since its
+     * start, before this timer: the first expiry is absolute, at one period
+     * of its CPU time, so when that is past the timer fires at once and
+     * si_overrun counts the periods before it (that CPU time is counted in
+     * the first sample, under the stack the thread is in then). The threads
+     * of the first scan count from now on. */
+    int flags = t->scanned ? TIMER_ABSTIME : 0;
+    if (timer_settime(e->timer, flags, &its, NULL)) {
         timer_delete(e->timer);
         return 0;
     }
@@ -106,6 +114,7 @@ int flamedb_sampler_timers_scan(flamedb_sampler_timers_t *t, pid_t skip_tid)
         t->v[i] = t->v[--t->n];
     }
     if (t->n > 1) qsort(t->v, t->n, sizeof *t->v, by_tid);
+    t->scanned = 1;
     errno = saved;
     return rc;
 }

@@ -4,7 +4,10 @@
  * CPU clock, SIGEV_THREAD_ID), so a sample always lands on the thread that
  * used the CPU. The thread list is read from /proc/self/task by
  * flamedb_sampler_timers_scan(), which arms threads that appeared since the
- * last scan and deletes the timers of threads that ended.
+ * last scan and deletes the timers of threads that ended. A thread found
+ * after the first scan started after it: its timer's first expiry is at one
+ * period of the thread's CPU time (absolute), so the CPU time it used before
+ * the scan armed it is counted (as overruns) in its first sample, taken at once.
  *
  * Ownership: the set is owned by its creator and used from one thread at a
  * time; flamedb_sampler_timers_free() deletes every timer.

@@ -337,17 +337,17 @@ class Skip(Exception):
     """Raised by a test that cannot run here (e.g. the corpus is absent)."""
 
 
-def build_c_program(tmp, name, source, flags=()):
-    """Compiles source (C text) into tmp/name linked against the built
-    libflamedb.so (FLAMEDB_BUILD_DIR/client), with the sanitizers when that
-    build has them; raises Skip when the library or a C compiler is absent.
-    Returns the executable's path."""
+def build_c_program(tmp, name, source, flags=(), cxx=False):
+    """Compiles source (C text, or C++ with cxx) into tmp/name linked against
+    the built libflamedb.so (FLAMEDB_BUILD_DIR/client), with the sanitizers
+    when that build has them; raises Skip when the library or the compiler
+    ($CC or cc, $CXX or g++) is absent. Returns the executable's path."""
     build = os.environ.get("FLAMEDB_BUILD_DIR", os.path.join(ROOT, "build"))
     lib = os.path.join(build, "client")
     if not os.path.exists(os.path.join(lib, "libflamedb.so")):
         raise Skip("no libflamedb.so in " + lib)
-    cc = os.environ.get("CC", "cc")
-    src, exe = os.path.join(tmp, name + ".c"), os.path.join(tmp, name)
+    cc = os.environ.get("CXX", "g++") if cxx else os.environ.get("CC", "cc")
+    src, exe = os.path.join(tmp, name + (".cc" if cxx else ".c")), os.path.join(tmp, name)
     with open(src, "w") as f:
         f.write(source)
     cmd = [cc] + list(flags) + ["-o", exe, src, "-I", os.path.join(ROOT, "client"), "-L", lib,
@@ -361,5 +361,5 @@ def build_c_program(tmp, name, source, flags=()):
     try:
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     except FileNotFoundError:
-        raise Skip("no C compiler (%s)" % cc)
+        raise Skip("no compiler (%s)" % cc)
     return exe

@@ -2,7 +2,8 @@
  * no node listening: options refused with their reason, one sampler at a
  * time, samples taken while the process burns CPU, every failed push reported
  * and counted without stopping anything, SIGPROF's previous action back after
- * stop (a default action becomes SIG_IGN), and a new start after a stop. */
+ * stop (a default action becomes SIG_IGN), a new start after a stop, and
+ * profiles over max_pending_bytes lost and counted. */
 #define _GNU_SOURCE
 #include "check.h"
 
@@ -60,11 +61,14 @@ static void test_bad_options(flamedb_client_t *c)
         CHECK(strstr(err, "labels") != NULL);
     }
     o.labels = NULL;
-    flamedb_sampler_opts_t limits[] = {{.app_name = "a", .rate_hz = 1001},
-                                       {.app_name = "a", .rate_hz = -1},
-                                       {.app_name = "a", .push_interval_ms = 999},
-                                       {.app_name = "a", .max_depth = 257},
-                                       {.app_name = "a", .ring_capacity = ((size_t)1 << 20) + 1}};
+    flamedb_sampler_opts_t limits[] = {
+        {.app_name = "a", .rate_hz = 1001},
+        {.app_name = "a", .rate_hz = -1},
+        {.app_name = "a", .push_interval_ms = 999},
+        {.app_name = "a", .max_depth = 257},
+        {.app_name = "a", .ring_capacity = ((size_t)1 << 20) + 1},
+        {.app_name = "a", .max_pending_bytes = ((size_t)1 << 30) + 1},
+        {.app_name = "a", .retry_max_ms = 999}};
     for (size_t i = 0; i < sizeof limits / sizeof *limits; i++)
         CHECK_EQ_INT(flamedb_sampler_start(c, &limits[i], &s, err, sizeof err),
                      FLAMEDB_ERR_INVALID_ARGUMENT);
@@ -99,6 +103,11 @@ static void test_run_without_node(flamedb_client_t *c)
     CHECK(st.samples >= 100 && st.samples <= 200); /* 1.5 s x 100 Hz */
     CHECK_EQ_INT(st.dropped, 0);
     CHECK_EQ_INT(st.pushes, 0);
+    /* every interval so far waits for a retry (a busy machine: more than one) */
+    CHECK(st.push_failures >= 1);
+    CHECK(st.pending >= 1);
+    CHECK(st.pending_bytes > 0);
+    CHECK_EQ_INT(st.lost_profiles, 0);
     CHECK_EQ_INT(flamedb_sampler_stop(s), FLAMEDB_ERR_UNAVAILABLE); /* the last push */
     CHECK(push_errors >= 2);
     CHECK_EQ_INT(last_error, FLAMEDB_ERR_UNAVAILABLE);
@@ -115,6 +124,21 @@ static void test_run_without_node(flamedb_client_t *c)
     CHECK_EQ_INT(flamedb_sampler_stop(s), FLAMEDB_ERR_UNAVAILABLE);
     sigaction(SIGPROF, NULL, &now);
     CHECK(now.sa_handler == SIG_IGN);
+
+    /* a queue of one byte holds no profile: each interval is lost, and counted */
+    o.max_pending_bytes = 1;
+    CHECK_EQ_INT(flamedb_sampler_start(c, &o, &s, err, sizeof err), 0);
+    memset(&st, 0, sizeof st);
+    for (int i = 0; i < 50 && st.lost_profiles == 0; i++) { /* an interval ends: 1 s */
+        burn(0.2);
+        flamedb_sampler_stats(s, &st);
+    }
+    CHECK(st.lost_profiles >= 1);
+    CHECK(st.lost_samples > 0 && st.lost_samples <= st.samples);
+    CHECK_EQ_INT(st.pending, 0);
+    CHECK_EQ_INT(st.pending_bytes, 0);
+    CHECK_EQ_INT(st.push_failures, 0); /* nothing was left to try */
+    flamedb_sampler_stop(s);
 }
 
 int main(void)

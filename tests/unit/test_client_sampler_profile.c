@@ -1,9 +1,11 @@
 /* test_client_sampler_profile.c — the sampler's aggregation and pprof
  * encoding: stacks counted by address, names from dladdr, every field a
- * pprof reader needs, and a second interval after a reset. */
+ * pprof reader needs, a second interval after a reset, and C++ names kept
+ * mangled until the process has the C++ runtime's demangler. */
 #define _GNU_SOURCE
 #include "check.h"
 
+#include <dlfcn.h>
 #include <stdlib.h>
 
 #include "client/sampler_profile.h"
@@ -121,9 +123,48 @@ static void test_many(void)
     flamedb_sampler_profile_free(p);
 }
 
+/* The name the profile gives addr (one stack of one frame). */
+static void name_of(uintptr_t addr, char *out, size_t n)
+{
+    flamedb_sampler_profile_t *p = flamedb_sampler_profile_new();
+    CHECK_EQ_INT(flamedb_sampler_profile_add(p, &addr, 1, 1), 0);
+    Perftools__Profiles__Profile *pr = encode(p, 1);
+    snprintf(out, n, "%s", pr ? loc_name(pr, pr->sample[0]->location_id[0]) : "(none)");
+    if (pr) perftools__profiles__profile__free_unpacked(pr, NULL);
+    flamedb_sampler_profile_free(p);
+}
+
+/* std::exception::~exception() in libstdc++, loaded locally first (its
+ * __cxa_demangle not visible to the process: the mangled name stays), then
+ * made global (demangled). This test program does not link libstdc++. */
+static void test_demangle(void)
+{
+    void *h = dlopen("libstdc++.so.6", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        printf("skipped test_demangle: no libstdc++.so.6\n");
+        return;
+    }
+    CHECK(dlsym(RTLD_DEFAULT, "__cxa_demangle") == NULL);
+    void *dtor = dlsym(h, "_ZNSt9exceptionD1Ev");
+    CHECK(dtor != NULL);
+    char name[1024];
+    name_of((uintptr_t)dtor, name, sizeof name);
+    /* D1 and D2 (complete and base destructor) share the address */
+    CHECK(strcmp(name, "_ZNSt9exceptionD1Ev") == 0 || strcmp(name, "_ZNSt9exceptionD2Ev") == 0);
+    void *g = dlopen("libstdc++.so.6", RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL);
+    CHECK(g != NULL && dlsym(RTLD_DEFAULT, "__cxa_demangle") != NULL);
+    name_of((uintptr_t)dtor, name, sizeof name);
+    CHECK_EQ_STR(name, "std::exception::~exception()");
+    name_of((uintptr_t)&div + 1, name, sizeof name); /* C names as they were */
+    CHECK_EQ_STR(name, "div");
+    if (g) dlclose(g);
+    dlclose(h);
+}
+
 int main(void)
 {
     test_two_stacks();
     test_many();
+    test_demangle();
     return check_exit();
 }
