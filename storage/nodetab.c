@@ -80,6 +80,9 @@
  * second index read would only repeat the first. Replaced when the node is
  * created; true until then, as only the holder of the lock adds nodes. */
 #define EDGE_ABSENT UINT32_MAX
+/* Index entries a partial table reads in one MultiGet
+ * (storage_nodetab_children). */
+#define NODETAB_MULTIGET 256
 
 struct nodetab {
     uint64_t token;
@@ -420,6 +423,26 @@ static int tab_load_tail(storage_t *s, nodetab_t *t, errmsg_t *em)
     return rc == 0 && whole ? tab_load(s, t, em) : rc;
 }
 
+/* What the index says of (parent, sym), cached in t's edges: 1 and *id
+ * when found (v, vn: its value), 0 when not (remembered until the node is
+ * created), or ERR_NOMEM, ERR_CORRUPT. */
+static int index_entry(nodetab_t *t, uint32_t parent, uint64_t sym, int found, const char *v,
+                       size_t vn, uint32_t *id)
+{
+    if (edge_reserve(t) != 0) return ERR_NOMEM;
+    if (!found) {
+        edge_set(t, parent, sym, EDGE_ABSENT);
+        return 0;
+    }
+    const uint8_t *p = (const uint8_t *)v, *end = p + vn;
+    uint64_t x = 0;
+    if (!(varint_read_u(&p, end, &x) && p == end && x > parent && x < t->committed))
+        return ERR_CORRUPT;
+    edge_set(t, parent, sym, (uint32_t)x);
+    *id = (uint32_t)x;
+    return 1;
+}
+
 /* Index entry of (parent, sym) on disk: 1 and *id (cached in t's edges)
  * when there, 0 when not. */
 static int disk_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym, uint32_t *id)
@@ -428,25 +451,76 @@ static int disk_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
     storage_key_node_edge(&k, t->token, t->tenant, parent, sym);
     char *err = NULL;
     size_t vn = 0;
+    atomic_fetch_add(&s->counters.nodetab_index_reads, 1);
     char *v = rocksdb_get_cf(s->db, s->ropts, s->cf[CF_NODES], (const char *)k.b, k.n, &vn, &err);
     int rc = storage_rocks_err(err, NULL, "read stack-node index");
-    if (rc == 0 && v == NULL) { /* remembered until the node is created */
-        if (edge_reserve(t) != 0) return ERR_NOMEM;
-        edge_set(t, parent, sym, EDGE_ABSENT);
-    }
-    if (rc != 0 || v == NULL) {
-        free(v);
-        return rc;
-    }
-    const uint8_t *p = (const uint8_t *)v, *end = p + vn;
-    uint64_t x = 0;
-    int ok = varint_read_u(&p, end, &x) && p == end && x > parent && x < t->committed;
+    if (rc == 0) rc = index_entry(t, parent, sym, v != NULL, v, vn, id);
     free(v);
-    if (!ok) return ERR_CORRUPT;
-    if (edge_reserve(t) != 0) return ERR_NOMEM;
-    edge_set(t, parent, sym, (uint32_t)x);
-    *id = (uint32_t)x;
-    return 1;
+    return rc;
+}
+
+/* disk_child for the n (<= NODETAB_MULTIGET) pairs at[0..n) of
+ * parent/sym in one MultiGet: out[at[j]] the ids found. */
+static int disk_children(storage_t *s, nodetab_t *t, size_t n, const uint32_t *at,
+                         const uint32_t *parent, const uint64_t *sym, uint32_t *out)
+{
+    skey_t *k = malloc(n * sizeof *k);
+    const char **keys = malloc(n * sizeof *keys);
+    size_t *lens = malloc(n * sizeof *lens);
+    rocksdb_pinnableslice_t **vals = calloc(n, sizeof *vals);
+    char **errs = calloc(n, sizeof *errs);
+    int rc = k && keys && lens && vals && errs ? 0 : ERR_NOMEM;
+    for (size_t j = 0; rc == 0 && j < n; j++) {
+        storage_key_node_edge(&k[j], t->token, t->tenant, parent[at[j]], sym[at[j]]);
+        keys[j] = (const char *)k[j].b;
+        lens[j] = k[j].n;
+    }
+    if (rc == 0) atomic_fetch_add(&s->counters.nodetab_index_reads, 1);
+    if (rc == 0)
+        rocksdb_batched_multi_get_cf(s->db, s->ropts, s->cf[CF_NODES], n, keys, lens, vals, errs,
+                                     0);
+    for (size_t j = 0; errs != NULL && vals != NULL && j < n; j++) {
+        int r = storage_rocks_err(errs[j], NULL, "read stack-node index");
+        size_t vn = 0;
+        const char *v = vals[j] != NULL ? rocksdb_pinnableslice_value(vals[j], &vn) : NULL;
+        uint32_t i = at[j];
+        if (r == 0 && rc == 0)
+            r = index_entry(t, parent[i], sym[i], vals[j] != NULL, v, vn, &out[i]);
+        if (r < 0 && rc == 0) rc = r;
+        if (vals[j] != NULL) rocksdb_pinnableslice_destroy(vals[j]);
+    }
+    free(k);
+    free(keys);
+    free(lens);
+    free(vals);
+    free(errs);
+    return rc;
+}
+
+int storage_nodetab_children(storage_t *s, nodetab_t *t, size_t n, const uint32_t *parent,
+                             const uint64_t *sym, uint32_t *out)
+{
+    uint32_t at[NODETAB_MULTIGET];
+    size_t m = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        out[i] = UINT32_MAX;
+        uint32_t c = edgemap_get(&t->edges, parent[i], sym[i]);
+        if (c == EDGE_ABSENT) continue;
+        if (c != 0) {
+            out[i] = c;
+            continue;
+        }
+        /* as find_child: only ids committed before this holder are on disk */
+        if (t->base == 0 || parent[i] >= t->committed) continue;
+        at[m++] = (uint32_t)i;
+        if (m == NODETAB_MULTIGET) {
+            rc = disk_children(s, t, m, at, parent, sym, out);
+            m = 0;
+        }
+    }
+    if (rc == 0 && m > 0) rc = disk_children(s, t, m, at, parent, sym, out);
+    return rc;
 }
 
 /* 1 and *id when the table has node (parent, sym), 0 when not, or an error. */

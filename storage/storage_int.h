@@ -169,11 +169,12 @@ typedef struct storage_counters {
     atomic_uint_fast64_t span_dropped;  /* profiles left out of a span tree, never to count twice */
     atomic_uint_fast64_t gc_series;     /* empty series deleted by gc.c */
     atomic_uint_fast64_t nodetab_loads; /* stack-node tables loaded from disk (nodetab.c) */
-    atomic_uint_fast64_t gc_nodetabs;   /* unused stack-node tables deleted by gc.c */
-    atomic_uint_fast64_t gc_symbols;    /* unreferenced symbols deleted by gc_symbols.c */
-    atomic_uint_fast64_t folded_windows;  /* block windows folded by fold.c */
-    atomic_uint_fast64_t unblocked_scans; /* range scans of profile_trees for 10 s windows
-                                             (storage_scan_unblocked) */
+    atomic_uint_fast64_t nodetab_index_reads; /* reads of the edge index (a Get or a MultiGet) */
+    atomic_uint_fast64_t gc_nodetabs;         /* unused stack-node tables deleted by gc.c */
+    atomic_uint_fast64_t gc_symbols;          /* unreferenced symbols deleted by gc_symbols.c */
+    atomic_uint_fast64_t folded_windows;      /* block windows folded by fold.c */
+    atomic_uint_fast64_t unblocked_scans;     /* range scans of profile_trees for 10 s windows
+                                                 (storage_scan_unblocked) */
 } storage_counters_t;
 
 /* State of one compaction filter; points back at the handle. */
@@ -739,6 +740,13 @@ void storage_nodetab_release(storage_t *s, nodetab_t *t, int failed);
  * table reads the edge index (ERR_IO, ERR_CORRUPT). Table lock held. */
 int storage_nodetab_child(storage_t *s, nodetab_t *t, uint32_t parent, uint64_t sym,
                           rocksdb_writebatch_t *wb, uint32_t *out);
+/* storage_nodetab_child with wb NULL for n pairs at once: out[i] is the
+ * id of (parent[i], sym[i]), or UINT32_MAX when the table has no such
+ * node. A partial table reads the index entries it does not hold in
+ * batches (one MultiGet each, where storage_nodetab_child makes a point
+ * lookup each). Table lock held; ERR_IO, ERR_CORRUPT, ERR_NOMEM. */
+int storage_nodetab_children(storage_t *s, nodetab_t *t, size_t n, const uint32_t *parent,
+                             const uint64_t *sym, uint32_t *out);
 /* Hints the CPU to fetch the hash slot of (parent, sym): mapping a tree is a
  * stream of independent cache misses, so issuing them ahead overlaps them. */
 void storage_nodetab_prefetch(const nodetab_t *t, uint32_t parent, uint64_t sym);

@@ -42,6 +42,7 @@ typedef struct wctx {
     uint32_t *bfs;       /* calltree nodes in breadth-first order */
     uint64_t *order;     /* (id << 32 | position) for sorting */
     uint64_t *order_tmp; /* radix sort scratch, as large as order */
+    uint32_t *got;       /* map_partial's scratch, as large as map */
     size_t map_cap;
     buf_t enc, tmp;
     buf_t plist;             /* the span trees of the series written (put_spans) */
@@ -259,8 +260,52 @@ static int grow_map(wctx_t *w, size_t n)
     uint32_t *b = realloc(w->bfs, n * sizeof *b);
     if (b == NULL) return ERR_NOMEM;
     w->bfs = b;
+    b = realloc(w->got, n * sizeof *b);
+    if (b == NULL) return ERR_NOMEM;
+    w->got = b;
     w->map_cap = n;
     return 0;
+}
+
+/* Marks a node of map_partial's current batch in w->map. */
+#define MAP_PENDING (UINT32_MAX - 1)
+
+/* Looks up the n nodes batched by map_partial (their parents' ids in
+ * order_tmp's first half, symbols in order) and marks each found or not. */
+static int map_batch(wctx_t *w, nodetab_t *t, size_t n)
+{
+    uint32_t *par = (uint32_t *)w->order_tmp, *who = par + w->map_cap;
+    int rc = storage_nodetab_children(w->s, t, n, par, w->order, w->got);
+    if (rc != 0) return errmsg_set(w->em, rc, "stack-node table: %s", err_message(rc));
+    for (size_t j = 0; j < n; j++)
+        w->map[who[j]] = w->got[j]; /* UINT32_MAX: not in the table */
+    return 0;
+}
+
+/* Pass 1 of map_tree for a table not wholly in memory: the nodes whose
+ * parent is in the table are looked up in batches (what the table does
+ * not hold is read from its edge index in one MultiGet a batch, not one
+ * point lookup a node). A batch ends before the first node whose parent
+ * is in it (breadth-first order: parents come first). */
+static int map_partial(wctx_t *w, nodetab_t *t, const uint32_t *bfs, size_t tail,
+                       const calltree_node_t *nd, const uint64_t *tsym)
+{
+    uint32_t *par = (uint32_t *)w->order_tmp, *who = par + w->map_cap;
+    size_t m = 0;
+    int rc = 0;
+    for (size_t k = 0; k < tail && rc == 0; k++) {
+        uint32_t i = bfs[k], p = nd[i].parent;
+        if (w->map[p] == MAP_PENDING) {
+            rc = map_batch(w, t, m);
+            m = 0;
+        }
+        if (rc != 0 || w->map[p] == UINT32_MAX) continue; /* a new parent: new children */
+        par[m] = w->map[p];
+        w->order[m] = tsym[nd[i].sym_index];
+        who[m++] = i;
+        w->map[i] = MAP_PENDING;
+    }
+    return rc == 0 && m > 0 ? map_batch(w, t, m) : rc;
 }
 
 /* Maps the tree onto table t (new nodes go into the batch): w->map. */
@@ -288,7 +333,8 @@ static int map_tree(wctx_t *w, const storage_series_write_t *sw, nodetab_t *t)
     memset(w->map, 0xff, n * sizeof *w->map); /* UINT32_MAX: not mapped yet */
     w->map[0] = 0;
     /* Pass 1, breadth first: find the nodes the table already has. */
-    for (size_t k = 0; k < tail; k++) {
+    if (!storage_nodetab_whole(t) && (rc = map_partial(w, t, bfs, tail, nd, tsym)) != 0) return rc;
+    for (size_t k = 0; k < tail && storage_nodetab_whole(t); k++) {
         uint32_t i = bfs[k], p = nd[i].parent;
         if (k + PREFETCH_AHEAD < tail) {
             uint32_t a = bfs[k + PREFETCH_AHEAD], ap = nd[a].parent;
@@ -795,6 +841,7 @@ int storage_write_profile_sized(storage_t *s, const storage_profile_write_t *p, 
     free(w.order);
     free(w.order_tmp);
     free(w.bfs);
+    free(w.got);
     storage_sparse_free(&w.vec);
     storage_sparse_free(&w.base);
     buf_free(&w.enc);

@@ -11,6 +11,9 @@ push — does fail the run, because then the figure would mean nothing).
   ingest-real  the library-path ratio over ../shared/testdata's pprof files;
   http     the same profiles pushed over HTTP to a real node: node process CPU
            (/proc/PID/stat) per profile vs the decode-only CPU per profile;
+  real-fleet  the ingest and http ratios over a fleet built from
+           ../shared/testdata's large pprof profiles (each a service of 4 pods
+           pushing it 6 times), when present;
   query    120 heap profiles of one service: flame graph in process and over HTTP
            vs `go tool pprof -proto f1 ... f120 > /dev/null`;
   rss      node RSS (/proc/PID/status VmRSS) under sustained ingest with
@@ -42,7 +45,7 @@ push — does fail the run, because then the figure would mean nothing).
            from the report the node kept).
 
 Usage: run.py [--build-dir build]
-              [--only ingest,ingest-real,http,query,fleet,rss,cluster,load,move]
+              [--only ingest,ingest-real,http,real-fleet,query,fleet,rss,cluster,load,move]
               [--only diffsearch]
               [--soak] [--rss-seconds N] [--memory-limit 1GiB] [--query-runs N] [--keep]
               [--only nodecliff [--nodecliff-pushes N] [--nodecliff-stacks N]
@@ -329,8 +332,118 @@ def folded_whole(node, rows, memory_limit, runs=5):
             % (len(body) / 1e6, memory_limit))
 
 
-def bench_http(a, tool, node_bin, work):
-    index = os.path.join(work, "cpu", "index.tsv")
+def corpus_dir():
+    """The shared real-profile corpus, or None when absent."""
+    corpus = os.environ.get("FLAMEDB_TESTDATA") or os.path.join(os.path.dirname(ROOT), "shared",
+                                                                "testdata")
+    if not os.path.isfile(os.path.join(corpus, "MANIFEST.tsv")):
+        log("real corpus not found at %s (set FLAMEDB_TESTDATA): skipped" % corpus)
+        return None
+    return corpus
+
+
+REAL_FLEET_MIN_GZ = 64 << 10  # the corpus's large profiles: gzipped pprof of 64 KiB and more
+REAL_FLEET_PODS = 4
+REAL_FLEET_PUSHES = 6
+
+
+def without_time(raw):
+    """A pprof message without its time_nanos (field 9), so that a push's
+    time is the one it names (the corpus's profiles are years old)."""
+    out, i = bytearray(), 0
+
+    def varint(i):
+        v, shift = 0, 0
+        while True:
+            b = raw[i]
+            v |= (b & 0x7f) << shift
+            i += 1
+            shift += 7
+            if b < 0x80:
+                return v, i
+    while i < len(raw):
+        start = i
+        tag, i = varint(i)
+        kind = tag & 7
+        if kind == 0:
+            _, i = varint(i)
+        elif kind == 1:
+            i += 8
+        elif kind == 5:
+            i += 4
+        elif kind == 2:
+            n, i = varint(i)
+            i += n
+        else:
+            raise ValueError("pprof field of wire type %d" % kind)
+        if tag >> 3 != 9:
+            out += raw[start:i]
+    return bytes(out)
+
+
+def real_fleet_index(corpus, work):
+    """index.tsv of a fleet built from the corpus's large pprof profiles
+    (MANIFEST: gzip, go tool pprof accepts it, at least REAL_FLEET_MIN_GZ
+    bytes): one service per profile, REAL_FLEET_PODS pods each pushing it
+    every 10 s, REAL_FLEET_PUSHES times; the totals per MANIFEST. Returns
+    (index path, number of profiles used)."""
+    import gzip
+    out = os.path.join(work, "realfleet")
+    os.makedirs(out, exist_ok=True)
+    files = []
+    with open(os.path.join(corpus, "MANIFEST.tsv")) as f:
+        head = f.readline().rstrip("\n").split("\t")
+        for line in f:
+            r = dict(zip(head, line.rstrip("\n").split("\t")))
+            if (r["file"].startswith("pprof/") and r["encoding"] == "gzip" and
+                    r["go_tool_pprof"] == "ok" and int(r["bytes"]) >= REAL_FLEET_MIN_GZ):
+                files.append(r)
+    t0 = (int(time.time()) - 3600) // 10 * 10
+    lines = []
+    for i, r in enumerate(files):
+        rel = "f%02d.pb.gz" % i
+        with open(os.path.join(corpus, r["file"]), "rb") as f:
+            raw = without_time(gzip.decompress(f.read()))
+        raw_len = len(raw)
+        with open(os.path.join(out, rel), "wb") as f:
+            f.write(gzip.compress(raw, 6))
+        types = r["sample_types"].split(",")
+        tot = dict(kv.split("=", 1) for kv in r["totals"].split(","))
+        totals = ",".join(tot[t] for t in types)
+        for k in range(REAL_FLEET_PUSHES):
+            for pod in range(REAL_FLEET_PODS):
+                lines.append((k, i, "%s\treal%02d{pod=real%02d-%d}\t%d\t%d\t%s\t%s" % (
+                    rel, i, i, pod, t0 + 10 * k, raw_len, ",".join(types), totals)))
+    index = os.path.join(out, "index.tsv")
+    with open(index, "w") as f:
+        f.write("# path\tname\ttime_s\traw_len\ttypes\ttotals\n")
+        for _, _, line in sorted(lines, key=lambda x: (x[0], x[1])):
+            f.write(line + "\n")
+    log("real fleet: %d profiles of the corpus x %d pods x %d pushes" % (
+        len(files), REAL_FLEET_PODS, REAL_FLEET_PUSHES))
+    return index, len(files)
+
+
+def bench_real_fleet(a, tool, node_bin, work):
+    """The library and HTTP ingest ratios over a fleet of the corpus's large
+    real profiles, pushed again and again as pods do."""
+    corpus = corpus_dir()
+    if corpus is None:
+        return
+    index, nfiles = real_fleet_index(corpus, work)
+    what = "fleet of the corpus's %d large real profiles x %d pods x %d pushes" % (
+        nfiles, REAL_FLEET_PODS, REAL_FLEET_PUSHES)
+    out = run_tool([tool, "ingest", "--index", index])
+    RESULTS.append(("ingest CPU / decode-only CPU, library path, %s" % what,
+                    out["RATIO ingest_over_decode_cpu"].split()[0], "<= 2",
+                    "%s us vs %s us per profile" % (out["ingest_cpu_per_profile_us"].split()[0],
+                                                    out["decode_cpu_per_profile_us"])))
+    bench_http(a, tool, node_bin, work, index, ", " + what)
+
+
+def bench_http(a, tool, node_bin, work, index=None, what=""):
+    bench_fleet = index is None  # the whole-fleet folded render is the bench fleet's step
+    index = index or os.path.join(work, "cpu", "index.tsv")
     dec = run_tool([tool, "decode", "--index", index])
     per_decode = num(dec["decode_cpu_per_profile_us"]) * 1e-6
     rows = read_index(index)
@@ -342,14 +455,17 @@ def bench_http(a, tool, node_bin, work):
         cpu1, th1 = node.cpu_seconds(), node.thread_cpu_seconds()
         time.sleep(2)
         cpu2 = node.cpu_seconds()
-        folded = None if failures else folded_whole(node, rows, a.memory_limit)
+        folded = None
+        if bench_fleet and not failures:
+            folded = folded_whole(node, rows, a.memory_limit)
     finally:
         node.stop()
     if failures:
         for f in failures[:5]:
             log("push failed: %s -> %s %r" % f)
         raise RuntimeError("%d of %d pushes failed" % (len(failures), len(rows)))
-    RESULTS.append(folded)
+    if folded is not None:
+        RESULTS.append(folded)
     per = (cpu1 - cpu0) / len(rows)
     log("http_profiles: %d\nhttp_wall_s: %.2f (%.0f profiles/s)" % (len(rows), wall,
                                                                    len(rows) / wall))
@@ -358,7 +474,8 @@ def bench_http(a, tool, node_bin, work):
     th = {k: (th1[k] - th0[k]) / len(rows) * 1e6 for k in th0}
     log("http_loop_cpu_per_profile_us: %.1f\nhttp_pool_cpu_per_profile_us: %.1f\n"
         "http_rocksdb_cpu_per_profile_us: %.1f" % (th["loop"], th["pool"], th["rocksdb"]))
-    RESULTS.append(("ingest over HTTP: node CPU / decode-only CPU", "%.2f" % (per / per_decode),
+    RESULTS.append(("ingest over HTTP: node CPU / decode-only CPU" + what,
+                    "%.2f" % (per / per_decode),
                     "<= 2", "%.0f us vs %.0f us per profile (event loop %.0f us), %.0f profiles/s, "
                     "2 connections" % (per * 1e6, per_decode * 1e6, th["loop"], len(rows) / wall)))
 
@@ -727,7 +844,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     ap.add_argument("--only",
-                    default="ingest,ingest-real,http,query,fleet,rss,cluster,load,move")
+                    default="ingest,ingest-real,http,real-fleet,query,fleet,rss,cluster,load,move")
     ap.add_argument("--soak", action="store_true")
     ap.add_argument("--rss-seconds", type=int, default=0)
     ap.add_argument("--memory-limit", default="1GiB")
@@ -759,6 +876,7 @@ def main():
         steps = [("ingest", lambda: bench_ingest(a, tool, work)),
                  ("ingest-real", lambda: bench_ingest_real(a, tool)),
                  ("http", lambda: bench_http(a, tool, node_bin, work)),
+                 ("real-fleet", lambda: bench_real_fleet(a, tool, node_bin, work)),
                  ("query", lambda: bench_query(a, tool, node_bin, work)),
                  ("fleet", lambda: bench_fleet(tool)),
                  ("rss", lambda: bench_rss(a, tool, node_bin, work)),
