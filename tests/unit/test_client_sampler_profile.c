@@ -144,13 +144,20 @@ static void test_demangle(void)
         printf("skipped test_demangle: no libstdc++.so.6\n");
         return;
     }
-    CHECK(dlsym(RTLD_DEFAULT, "__cxa_demangle") == NULL);
     void *dtor = dlsym(h, "_ZNSt9exceptionD1Ev");
     CHECK(dtor != NULL);
     char name[1024];
-    name_of((uintptr_t)dtor, name, sizeof name);
-    /* D1 and D2 (complete and base destructor) share the address */
-    CHECK(strcmp(name, "_ZNSt9exceptionD1Ev") == 0 || strcmp(name, "_ZNSt9exceptionD2Ev") == 0);
+    /* AddressSanitizer's runtime brings a demangler of its own: the process
+     * has one before libstdc++ is global, and the mangled case cannot be seen */
+    int had_demangler = dlsym(RTLD_DEFAULT, "__cxa_demangle") != NULL;
+    if (had_demangler)
+        printf("test_demangle: the process has a demangler already (sanitizer "
+               "runtime): the mangled case is not checked\n");
+    if (!had_demangler) {
+        name_of((uintptr_t)dtor, name, sizeof name);
+        /* D1 and D2 (complete and base destructor) share the address */
+        CHECK(strcmp(name, "_ZNSt9exceptionD1Ev") == 0 || strcmp(name, "_ZNSt9exceptionD2Ev") == 0);
+    }
     void *g = dlopen("libstdc++.so.6", RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL);
     CHECK(g != NULL && dlsym(RTLD_DEFAULT, "__cxa_demangle") != NULL);
     name_of((uintptr_t)dtor, name, sizeof name);
