@@ -31,7 +31,23 @@ typedef struct top {
     uint32_t *fn_of;  /* per node: index into fns (root unused) */
     uint32_t *active; /* per function: ancestors of the walk's node in it */
     char *unk;        /* names of unknown symbols: 32 bytes per function, or NULL */
+    buf_t *out;       /* when set, fns is held beside this answer as it grows */
+    size_t fns_held;  /* the bytes of fns taken beside out */
 } top_t;
+
+/* Makes room for one more function; with tp->out, the table's growth is
+ * taken beside the answer first (a table this large is grown in place by
+ * the allocator's remapping, not beside a copy). */
+static int fns_room(top_t *tp)
+{
+    if (tp->nfns < tp->capfns) return 0;
+    size_t was = tp->capfns, cap = was > 0 ? was * 2 : 256;
+    size_t take = tp->out != NULL ? (cap - was) * sizeof *tp->fns : 0;
+    int rc = take > 0 ? buf_beside_take(tp->out, take) : 0;
+    if (rc != 0) return rc;
+    tp->fns_held += take;
+    return GROW_FROM(tp->fns, tp->capfns, tp->nfns + 1, GROW_UNLIMITED, 256);
+}
 
 /* fn_of for every node, and one fn_t per distinct symbol. */
 static int index_functions(top_t *tp)
@@ -47,7 +63,7 @@ static int index_functions(top_t *tp)
         int put = u64map_get_or_put(&map, sym, (uint32_t)tp->nfns, &idx);
         if (put < 0) rc = put;
         if (put == 1) {
-            rc = GROW_FROM(tp->fns, tp->capfns, tp->nfns + 1, GROW_UNLIMITED, 256);
+            rc = fns_room(tp);
             if (rc == 0) tp->fns[tp->nfns++] = (fn_t){.sym = sym};
         }
         tp->fn_of[i] = idx;
@@ -204,13 +220,21 @@ static int write_top(buf_t *out, const top_t *tp, const char *profile_type,
     return rc != 0 ? rc : buf_append_str(out, "]}");
 }
 
+/* Fills tp->fns (and tp->nfns) with t's functions. */
+static int collect(top_t *tp)
+{
+    int rc = index_functions(tp);
+    if (rc == 0) walk(tp);
+    free(tp->fn_of);
+    free(tp->active);
+    tp->fn_of = tp->active = NULL;
+    return rc;
+}
+
 int query_fns_collect(const calltree_t *t, query_fn_t **out, size_t *n)
 {
     top_t tp = {.t = t};
-    int rc = index_functions(&tp);
-    if (rc == 0) walk(&tp);
-    free(tp.fn_of);
-    free(tp.active);
+    int rc = collect(&tp);
     if (rc != 0) {
         free(tp.fns);
         return rc;
@@ -220,31 +244,32 @@ int query_fns_collect(const calltree_t *t, query_fn_t **out, size_t *n)
     return 0;
 }
 
-/* The most query_fns_collect holds for a tree of n nodes: the symbol map
- * (sized for n), fn_of, active, and the functions (at most n) with the
- * copy a growth makes. */
+/* What collect holds for a tree of n nodes besides its function table
+ * (charged as it grows): the symbol map (sized for n), fn_of and active
+ * (one per function, at most n). */
 static size_t collect_bound(size_t n)
 {
     size_t cap = 16;
     while (cap < n * 2)
         cap <<= 1;
-    return cap * sizeof(u64map_slot_t) + (2 * n + 1) * sizeof(uint32_t) + 2 * n * sizeof(fn_t);
+    return cap * sizeof(u64map_slot_t) + (2 * n + 1) * sizeof(uint32_t);
 }
 
 int query_encode_top(const calltree_t *t, const symtab_t *syms, const char *profile_type,
                      const query_top_opts_t *o, buf_t *out)
 {
-    top_t tp = {.t = t};
+    top_t tp = {.t = t, .out = out};
     /* the tables are held beside the answer (buf_beside_take): their bound
-     * while they are made, then the functions (room for them as grown,
-     * the sort's copy, the names of unknown symbols) */
+     * while they are made, the function table as it grows, then beside it
+     * the sort's copy and the names of unknown symbols */
     size_t work = collect_bound(calltree_node_count(t));
     int rc = buf_beside_take(out, work);
     if (rc != 0) return rc;
-    rc = query_fns_collect(t, &tp.fns, &tp.nfns);
-    size_t kept = tp.nfns * (2 * sizeof(fn_t) + 32);
-    if (kept < work) buf_beside_give(out, work - kept);
-    work = kept < work ? kept : work;
+    rc = collect(&tp);
+    buf_beside_give(out, work);
+    work = tp.nfns * (sizeof(fn_t) + 32);
+    if (rc == 0) rc = buf_beside_take(out, work);
+    if (rc != 0) work = 0;
     if (rc == 0) rc = resolve_names(&tp, syms);
     tp.count = tp.nfns;
     if (rc == 0 && o->search != NULL && o->search[0] != 0) rc = keep_matching(&tp, o->search);
@@ -253,6 +278,6 @@ int query_encode_top(const calltree_t *t, const symtab_t *syms, const char *prof
     if (rc == 0) rc = write_top(out, &tp, profile_type, o);
     free(tp.fns);
     free(tp.unk);
-    buf_beside_give(out, work);
+    buf_beside_give(out, work + tp.fns_held);
     return rc;
 }
