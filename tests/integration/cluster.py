@@ -184,6 +184,7 @@ class Cluster:
             try:
                 self.start()
             except BaseException:
+                self.print_logs()  # a start that fails (say, never converges) shows why
                 self.cleanup()
                 raise
         return self
