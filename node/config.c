@@ -212,8 +212,7 @@ static const opt_t options[] = {
      "the query with 503 naming this setting (413 when it could never fit). A streamed "
      "answer (query-stream-bytes) counts its merged tree and names, not its text, until its "
      "last byte is sent or its client goes."},
-    {"query-stream-bytes", OPT_SIZE, FIELD(query.stream_min_bytes, size_t), "1MiB", 0, 0,
-     16 * GiB,
+    {"query-stream-bytes", OPT_SIZE, FIELD(query.stream_min_bytes, size_t), "1MiB", 0, 0, 16 * GiB,
      "A folded render (GET /pyroscope/render?format=folded without maxNodes) whose answer is "
      "at least this large is sent as it is written, a slice at a time as the client reads "
      "it, instead of whole from memory: only its merged tree and names count in "

@@ -744,8 +744,7 @@ static int stream_continue(conn_t *c, int status)
         return 0;
     }
     log_warn("http", "a streamed body failed after %llu of %llu bytes: %s",
-             (unsigned long long)c->prod_sent, (unsigned long long)c->prod.length,
-             err_message(rc));
+             (unsigned long long)c->prod_sent, (unsigned long long)c->prod.length, err_message(rc));
     stream_end(c, 0);
     c->keep_alive = 0;
     release_response(c);
@@ -858,9 +857,9 @@ static void conn_free_mem(conn_t *c)
 static int build_head(conn_t *c, const http_response_t *resp, uint64_t length)
 {
     buf_init(&c->out_head, 4096 + (resp->extra_headers ? strlen(resp->extra_headers) : 0));
-    int rc = buf_printf(&c->out_head,
-                        "HTTP/1.1 %d %s\r\nServer: flamedb\r\nContent-Length: %llu\r\n",
-                        resp->status, reason(resp->status), (unsigned long long)length);
+    int rc =
+        buf_printf(&c->out_head, "HTTP/1.1 %d %s\r\nServer: flamedb\r\nContent-Length: %llu\r\n",
+                   resp->status, reason(resp->status), (unsigned long long)length);
     if (rc == ERR_OK && resp->content_type)
         rc = buf_printf(&c->out_head, "Content-Type: %s\r\n", resp->content_type);
     if (rc == ERR_OK && resp->content_encoding)

@@ -209,8 +209,7 @@ typedef struct http_body_producer {
  * empty): status, headers and Content-Length are sent first, then the body
  * slice by slice. The whole answer must be read within request-timeout, as
  * any response. A response to HEAD sends no body (released completed). */
-void http_respond_stream(http_exchange_t *ex, http_response_t *resp,
-                         const http_body_producer_t *p);
+void http_respond_stream(http_exchange_t *ex, http_response_t *resp, const http_body_producer_t *p);
 /* Sends {"code": err_code_name(err), "message": errmsg_text(em, err)} with
  * status err_http_status(err) (status overrides when non-zero). */
 void http_respond_error(http_exchange_t *ex, int status, int err, const errmsg_t *em,

@@ -709,8 +709,8 @@ static void query_answered(void *arg, cluster_answer_t *a)
     char extra[CLUSTER_PARTIAL_HEADER_MAX + 32];
     int streamed = a->result.stream != NULL;
     http_response_t resp = {.status = 200,
-                            .content_type = a->result.body.len || streamed ? a->result.content_type
-                                                                           : NULL,
+                            .content_type =
+                                a->result.body.len || streamed ? a->result.content_type : NULL,
                             .content_encoding = a->result.content_encoding,
                             .body = a->result.body};
     if (a->partial_header[0] != '\0') { /* never silently short */

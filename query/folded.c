@@ -230,8 +230,8 @@ void query_stream_free(query_stream_t *s)
 
 /* Moves the sorted tree, plen and the tree and names into a stream of size
  * bytes whose paths are at most longest bytes. */
-static int stream_new(sorted_tree_t *st, size_t *plen, size_t size, size_t longest,
-                      calltree_t **t, symtab_t **syms, query_stream_t **out)
+static int stream_new(sorted_tree_t *st, size_t *plen, size_t size, size_t longest, calltree_t **t,
+                      symtab_t **syms, query_stream_t **out)
 {
     query_stream_t *s = calloc(1, sizeof *s);
     if (s == NULL) return ERR_NOMEM;

@@ -700,8 +700,8 @@ static const char *svg_note(const char *partial_json)
  * holds them (charged beside the gather) until its last byte is read. */
 static int encode_folded_stream(query_gather_t *g, query_result_t *out, errmsg_t *em)
 {
-    int rc = query_folded_open(&g->tree, &g->syms, g->lim.stream_min_bytes, &out->body,
-                               &out->stream);
+    int rc =
+        query_folded_open(&g->tree, &g->syms, g->lim.stream_min_bytes, &out->body, &out->stream);
     if (rc != 0 || out->stream == NULL) return rc;
     return gather_hold(g, query_stream_bytes(out->stream), em);
 }

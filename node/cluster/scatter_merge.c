@@ -128,7 +128,7 @@ static void finished(scatter_q_t *q, int status)
     if (status != 0 && q->ans.rc == 0)
         q->ans.rc = errmsg_set(&q->ans.em, ERR_UNAVAILABLE, "cancelled: the node is stopping");
     q->answer_bytes = q->ans.result.body.len; /* over the budget: 503 instead */
-    if (q->ans.result.stream != NULL) { /* it took the tree and names from the gather */
+    if (q->ans.result.stream != NULL) {       /* it took the tree and names from the gather */
         q->answer_bytes += query_stream_bytes(q->ans.result.stream);
         q->gather_bytes = query_gather_bytes(q->gather);
     }
