@@ -13,7 +13,8 @@
  * READ_CHUNK, then reading stops), and an EOF or reset means the client has
  * gone, which the handler hears through its gone callback (a query is
  * cancelled instead of running to its end); WRITING waits for the write
- * callback; LINGERING has sent
+ * callback (a streamed body stays in WRITING, writing its next slice from
+ * each callback until the last); LINGERING has sent
  * FIN after a `Connection: close` response and discards input until the peer
  * closes (so unread request bytes do not turn the close into a reset that
  * destroys the response); CLOSING waits for libuv's close callbacks.

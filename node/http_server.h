@@ -33,6 +33,12 @@
  * http_server_free() (after the loop has run out of work: a handler cut at
  * the drain deadline may still answer until then). Request fields are
  * borrowed until http_respond().
+ *
+ * Streamed bodies: http_respond_stream() sends a body of known length that a
+ * producer writes a slice at a time, each once the previous one has been
+ * written; the server calls its release exactly once, when the last byte is
+ * written or the connection ends first (the producer owns what it writes
+ * from until then).
  */
 #ifndef FLAMEDB_NODE_HTTP_SERVER_H
 #define FLAMEDB_NODE_HTTP_SERVER_H

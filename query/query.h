@@ -9,7 +9,9 @@
  *
  * Threads: every function is reentrant; call from worker threads.
  * Ownership: the caller owns the query_result_t and frees it with
- * query_result_free(); parameters are borrowed for the call.
+ * query_result_free() (its stream too, unless taken: a query_stream_t owns
+ * the tree and names it writes from, freed with query_stream_free());
+ * parameters are borrowed for the call.
  */
 #ifndef FLAMEDB_QUERY_QUERY_H
 #define FLAMEDB_QUERY_QUERY_H
