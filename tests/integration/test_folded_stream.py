@@ -10,8 +10,9 @@ with exactly the bytes a node with room for the whole answer sends.
 While a streamed answer is sent its merged tree stays on the query budget
 (flamedb_scatter_memory_bytes above 0) and is given back with the last
 byte: for a client that reads slowly (the answer arrives whole, the node
-answers others meanwhile), one that stops reading (cut at request-timeout)
-and one that closes the connection in the middle of the body. Each time the
+answers others meanwhile), one that stops reading (cut at request-timeout,
+or at shutdown-timeout when the node stops) and one that closes the
+connection in the middle of the body. Each time the
 budget's gauge and the HTTP server's buffered bytes return to 0 and the
 node renders the same bytes again."""
 import socket
@@ -182,6 +183,22 @@ def test_slow_stalled_and_leaving_readers():
         assert again.status == 200 and again.body == ref.body
         all_given_back(n)
         assert n.alive()
+
+
+def test_stop_while_a_reader_stalls():
+    """SIGTERM while a streamed answer waits on a client that does not read:
+    the connection is cut at shutdown-timeout and the node exits cleanly."""
+    with Node(args=["--query-memory-bytes", "4MiB", "--request-timeout", "60s",
+                    "--shutdown-timeout", "1s"]) as n:
+        push(n)
+        s = open_render(n, rcvbuf=4096)
+        status, _, _ = read_head(s)
+        assert status == 200
+        assert held(n) > 0
+        rc, took = n.stop(timeout=20)
+        s.close()
+        assert rc == 0, (rc, n.log_text())
+        assert took < 10, took
 
 
 if __name__ == "__main__":
