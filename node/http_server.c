@@ -13,7 +13,8 @@
  * READ_CHUNK, then reading stops), and an EOF or reset means the client has
  * gone, which the handler hears through its gone callback (a query is
  * cancelled instead of running to its end); WRITING waits for the write
- * callback; LINGERING has sent
+ * callback (a streamed body stays in WRITING, writing its next slice from
+ * each callback until the last); LINGERING has sent
  * FIN after a `Connection: close` response and discards input until the peer
  * closes (so unread request bytes do not turn the close into a reset that
  * destroys the response); CLOSING waits for libuv's close callbacks.
@@ -97,6 +98,10 @@ struct http_exchange {
     /* response */
     buf_t out_head, out_body;
     size_t out_charged; /* response bytes counted in srv->stats.buffered_bytes */
+    /* a streamed body (http_respond_stream): producing until released */
+    http_body_producer_t prod;
+    int producing, prod_done;
+    uint64_t prod_sent;
 };
 
 typedef http_exchange_t conn_t;
@@ -692,11 +697,69 @@ static void release_response(conn_t *c)
     c->out_charged = 0;
 }
 
+/* The streamed body ends (completed or not): its producer is released. */
+static void stream_end(conn_t *c, int completed)
+{
+    if (!c->producing) return;
+    c->producing = 0;
+    c->prod.release(c->prod.arg, completed);
+}
+
+static void on_written(uv_write_t *req, int status);
+
+/* Produces the next slice of a streamed body into out_body and writes it:
+ * 0 when written, 1 when the body had ended (nothing written), else an
+ * error (more or fewer bytes than announced, or the producer's). */
+static int stream_write_next(conn_t *c)
+{
+    c->out_body.len = 0;
+    int done = 0;
+    int rc = c->prod.produce(c->prod.arg, &c->out_body, HTTP_STREAM_SLICE_BYTES, &done);
+    if (rc != 0) return rc;
+    c->prod_sent += c->out_body.len;
+    if (c->prod_sent > c->prod.length || (done && c->prod_sent != c->prod.length))
+        return ERR_INTERNAL;
+    if (c->out_body.len == 0 && !done) return ERR_INTERNAL; /* it would never end */
+    c->prod_done = done;
+    if (c->out_body.len == 0) return 1;
+    c->out_charged = c->out_body.len; /* produced and unsent */
+    c->srv->stats.buffered_bytes += c->out_charged;
+    uv_buf_t b = uv_buf_init((char *)c->out_body.data, (unsigned)c->out_body.len);
+    c->wreq.data = c;
+    return uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0 ? ERR_IO : 0;
+}
+
+/* A slice of a streamed body was written: 1 when the next one is being
+ * written, 0 when the body is over (completed or cut). */
+static int stream_continue(conn_t *c, int status)
+{
+    if (!c->producing) return 0;
+    if (status < 0 || c->state == CONN_CLOSING) {
+        stream_end(c, 0);
+        return 0;
+    }
+    int rc = c->prod_done ? 1 : stream_write_next(c);
+    if (rc == 0) return 1;
+    if (rc == 1) {
+        stream_end(c, 1);
+        return 0;
+    }
+    log_warn("http", "a streamed body failed after %llu of %llu bytes: %s",
+             (unsigned long long)c->prod_sent, (unsigned long long)c->prod.length, err_message(rc));
+    stream_end(c, 0);
+    c->keep_alive = 0;
+    release_response(c);
+    buf_free(&c->out_body);
+    conn_close(c);
+    return 1;
+}
+
 static void on_written(uv_write_t *req, int status)
 {
     conn_t *c = req->data;
     release_response(c);
     buf_free(&c->out_head);
+    if (stream_continue(c, status)) return;
     buf_free(&c->out_body);
     if (c->state == CONN_CLOSING) return;
     if (status < 0) {
@@ -791,15 +854,13 @@ static void conn_free_mem(conn_t *c)
     free(c);
 }
 
-/* Writes resp on c (state HANDLING) and moves to WRITING. */
-static void conn_reply(conn_t *c, http_response_t *resp)
+/* The status line and headers of resp, for a body of length bytes. */
+static int build_head(conn_t *c, const http_response_t *resp, uint64_t length)
 {
-    http_server_t *s = c->srv;
-    if (s->draining) c->keep_alive = 0;
     buf_init(&c->out_head, 4096 + (resp->extra_headers ? strlen(resp->extra_headers) : 0));
     int rc =
-        buf_printf(&c->out_head, "HTTP/1.1 %d %s\r\nServer: flamedb\r\nContent-Length: %zu\r\n",
-                   resp->status, reason(resp->status), resp->body.len);
+        buf_printf(&c->out_head, "HTTP/1.1 %d %s\r\nServer: flamedb\r\nContent-Length: %llu\r\n",
+                   resp->status, reason(resp->status), (unsigned long long)length);
     if (rc == ERR_OK && resp->content_type)
         rc = buf_printf(&c->out_head, "Content-Type: %s\r\n", resp->content_type);
     if (rc == ERR_OK && resp->content_encoding)
@@ -808,19 +869,16 @@ static void conn_reply(conn_t *c, http_response_t *resp)
     if (rc == ERR_OK)
         rc = buf_printf(&c->out_head, "Connection: %s\r\n\r\n",
                         c->keep_alive ? "keep-alive" : "close");
-    c->out_body = resp->body;
-    buf_init(&resp->body, 0);
-    if (rc != ERR_OK) {
-        conn_drop(c);
-        return;
-    }
+    return rc;
+}
+
+/* Writes the head and out_body (when with_body) of c and moves to WRITING. */
+static void conn_write_out(conn_t *c, int with_body)
+{
     uv_buf_t bufs[2] = {
         uv_buf_init((char *)c->out_head.data, (unsigned)c->out_head.len),
         uv_buf_init((char *)c->out_body.data, (unsigned)c->out_body.len),
     };
-    /* A response to HEAD ends with its headers (RFC 9112 6.3): a body would
-     * be read as the start of the next response on this connection. */
-    int with_body = c->out_body.len > 0 && c->parser.method != HTTP_HEAD;
     c->state = CONN_WRITING;
     c->wreq.data = c;
     if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, with_body ? 2 : 1, on_written) != 0) {
@@ -828,7 +886,24 @@ static void conn_reply(conn_t *c, http_response_t *resp)
         return;
     }
     /* A peer that stops reading its response is cut off after this. */
-    conn_timer(c, s->lim.request_timeout_ms);
+    conn_timer(c, c->srv->lim.request_timeout_ms);
+}
+
+/* Writes resp on c (state HANDLING) and moves to WRITING. */
+static void conn_reply(conn_t *c, http_response_t *resp)
+{
+    http_server_t *s = c->srv;
+    if (s->draining) c->keep_alive = 0;
+    int rc = build_head(c, resp, resp->body.len);
+    c->out_body = resp->body;
+    buf_init(&resp->body, 0);
+    if (rc != ERR_OK) {
+        conn_drop(c);
+        return;
+    }
+    /* A response to HEAD ends with its headers (RFC 9112 6.3): a body would
+     * be read as the start of the next response on this connection. */
+    conn_write_out(c, c->out_body.len > 0 && c->parser.method != HTTP_HEAD);
 }
 
 /* Once per answer, written or not (the connection may have been cut): the
@@ -891,6 +966,56 @@ void http_respond(http_exchange_t *c, http_response_t *resp)
     conn_reply(c, resp);
 }
 
+/* Writes resp's head and the first slice of p's body on c (HANDLING). */
+static void conn_reply_stream(conn_t *c, http_response_t *resp, const http_body_producer_t *p)
+{
+    if (c->srv->draining) c->keep_alive = 0;
+    c->prod = *p;
+    c->producing = 1;
+    c->prod_done = 0;
+    c->prod_sent = 0;
+    buf_init(&c->out_body, BUF_UNLIMITED);
+    if (build_head(c, resp, p->length) != ERR_OK) {
+        stream_end(c, 0);
+        conn_drop(c);
+        return;
+    }
+    int rc = 1;
+    if (c->parser.method != HTTP_HEAD) {
+        int done = 0;
+        rc = p->produce(p->arg, &c->out_body, HTTP_STREAM_SLICE_BYTES, &done);
+        c->prod_sent = c->out_body.len;
+        c->prod_done = done;
+        if (rc == 0 && (c->prod_sent > p->length || (done && c->prod_sent != p->length) ||
+                        (!done && c->out_body.len == 0)))
+            rc = ERR_INTERNAL;
+        if (rc == 0) rc = 1; /* written with the head */
+    } else {
+        c->prod_done = 1; /* HEAD: headers only */
+    }
+    if (rc != 1) {
+        stream_end(c, 0);
+        conn_drop(c);
+        return;
+    }
+    c->out_charged = c->out_body.len;
+    c->srv->stats.buffered_bytes += c->out_charged;
+    conn_write_out(c, c->out_body.len > 0);
+}
+
+void http_respond_stream(http_exchange_t *c, http_response_t *resp, const http_body_producer_t *p)
+{
+    buf_free(&resp->body);
+    if (c->abandoned || c->state != CONN_HANDLING || c->close_requested) {
+        p->release(p->arg, 0);
+        http_respond(c, resp); /* observed, the connection closed as for any answer */
+        return;
+    }
+    conn_handler_done(c);
+    observe(c, resp->status);
+    conn_reply_stream(c, resp, p);
+}
+
 void http_respond_error(http_exchange_t *ex, int status, int err, const errmsg_t *em,
                         const char *extra_headers)
 {
@@ -925,6 +1050,7 @@ static void conn_free(conn_t *c)
     http_server_t *s = c->srv;
     s->stats.buffered_bytes -= c->charged;
     release_response(c);
+    stream_end(c, 0);
     list_remove(&c->link);
     conn_free_mem(c);
     server_check_drained(s);

@@ -33,6 +33,12 @@
  * http_server_free() (after the loop has run out of work: a handler cut at
  * the drain deadline may still answer until then). Request fields are
  * borrowed until http_respond().
+ *
+ * Streamed bodies: http_respond_stream() sends a body of known length that a
+ * producer writes a slice at a time, each once the previous one has been
+ * written; the server calls its release exactly once, when the last byte is
+ * written or the connection ends first (the producer owns what it writes
+ * from until then).
  */
 #ifndef FLAMEDB_NODE_HTTP_SERVER_H
 #define FLAMEDB_NODE_HTTP_SERVER_H
@@ -47,6 +53,9 @@
 
 /* Bytes one connection may parse per loop wakeup before it yields. */
 #define HTTP_BYTES_PER_WAKEUP (256 * 1024)
+/* Bytes of a streamed body produced per write (http_respond_stream): what
+ * one response holds produced but not yet written. */
+#define HTTP_STREAM_SLICE_BYTES (256 * 1024)
 /* Headers and query parameters kept per request; more is refused (431/400). */
 #define HTTP_MAX_HEADERS 64
 #define HTTP_MAX_PARAMS 64
@@ -183,6 +192,30 @@ const char *http_exchange_principal(const http_exchange_t *ex);
 /* Sends the response (takes ownership of resp->body's storage). Exactly once
  * per exchange, on the loop thread. */
 void http_respond(http_exchange_t *ex, http_response_t *resp);
+/* A response body produced in slices as the client reads it, so a large
+ * answer is never held whole: the next slice is produced when the last one
+ * has been written to the socket (one write in flight, at most about
+ * HTTP_STREAM_SLICE_BYTES produced and unsent). */
+typedef struct http_body_producer {
+    uint64_t length; /* Content-Length: exactly the bytes produce appends in all */
+    /* Appends at least want bytes of the body to out (fewer only at its end,
+     * *done then 1). An error, or more or fewer bytes than length in all,
+     * cuts the connection (the client sees a short body). */
+    int (*produce)(void *arg, buf_t *out, size_t want, int *done);
+    /* Called exactly once on the loop thread, to release arg: completed 1
+     * once the last byte was written; 0 when the body cannot be finished
+     * (the client closed or reset the connection, did not read it all within
+     * request-timeout, the drain deadline passed, produce failed, or the
+     * exchange could not be answered at all), then possibly before
+     * http_respond_stream returns. */
+    void (*release)(void *arg, int completed);
+    void *arg;
+} http_body_producer_t;
+/* As http_respond, with the body of p instead of resp->body (which must be
+ * empty): status, headers and Content-Length are sent first, then the body
+ * slice by slice. The whole answer must be read within request-timeout, as
+ * any response. A response to HEAD sends no body (released completed). */
+void http_respond_stream(http_exchange_t *ex, http_response_t *resp, const http_body_producer_t *p);
 /* Sends {"code": err_code_name(err), "message": errmsg_text(em, err)} with
  * status err_http_status(err) (status overrides when non-zero). */
 void http_respond_error(http_exchange_t *ex, int status, int err, const errmsg_t *em,

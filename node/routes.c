@@ -653,6 +653,45 @@ typedef struct query_req {
     int cancelled; /* the client went away */
 } query_req_t;
 
+/* A streamed answer: the query's stream and the bytes it keeps on
+ * query-memory-bytes until its last byte is written or its client goes. */
+typedef struct query_body {
+    node_t *node;
+    query_stream_t *stream;
+    size_t held;
+} query_body_t;
+
+static int query_body_produce(void *arg, buf_t *out, size_t want, int *done)
+{
+    query_body_t *b = arg;
+    return query_stream_next(b->stream, out, want, done);
+}
+
+static void query_body_release(void *arg, int completed)
+{
+    query_body_t *b = arg;
+    (void)completed;
+    query_stream_free(b->stream);
+    cluster_query_release(b->node->cluster, b->held);
+    free(b);
+}
+
+/* Sends resp with the body of a's stream (taken). */
+static void respond_stream(node_t *n, http_exchange_t *ex, http_response_t *resp,
+                           cluster_answer_t *a)
+{
+    query_body_t *b = malloc(sizeof *b);
+    if (b == NULL) {
+        routes_respond_error(n, ex, ERR_NOMEM, NULL);
+        return; /* the stream is freed, its bytes given back, by the query */
+    }
+    *b = (query_body_t){n, a->result.stream, a->stream_held};
+    a->result.stream = NULL;
+    http_body_producer_t p = {query_stream_length(b->stream), query_body_produce,
+                              query_body_release, b};
+    http_respond_stream(ex, resp, &p);
+}
+
 static void query_answered(void *arg, cluster_answer_t *a)
 {
     query_req_t *q = arg;
@@ -668,8 +707,10 @@ static void query_answered(void *arg, cluster_answer_t *a)
     }
     q->node->metrics.queries++;
     char extra[CLUSTER_PARTIAL_HEADER_MAX + 32];
+    int streamed = a->result.stream != NULL;
     http_response_t resp = {.status = 200,
-                            .content_type = a->result.body.len ? a->result.content_type : NULL,
+                            .content_type =
+                                a->result.body.len || streamed ? a->result.content_type : NULL,
                             .content_encoding = a->result.content_encoding,
                             .body = a->result.body};
     if (a->partial_header[0] != '\0') { /* never silently short */
@@ -677,7 +718,10 @@ static void query_answered(void *arg, cluster_answer_t *a)
         resp.extra_headers = extra;
     }
     buf_init(&a->result.body, 0);
-    http_respond(q->ex, &resp);
+    if (streamed)
+        respond_stream(q->node, q->ex, &resp, a);
+    else
+        http_respond(q->ex, &resp);
     free(q);
 }
 
@@ -701,9 +745,10 @@ static void run_query(query_req_t *q, query_kind_t kind, const char *tenant,
 
 /* Starts a query of the request's parameters, with format (when not NULL:
  * an endpoint that is a render in one fixed format) and id (GET
- * /api/profiles/ID) replacing the request's own. */
+ * /api/profiles/ID) replacing the request's own; stream: a large folded
+ * answer may be sent as it is written (query-stream-bytes). */
 static void start_query_with(node_t *n, http_exchange_t *ex, const http_request_t *r,
-                             query_kind_t kind, const char *format, const char *id)
+                             query_kind_t kind, const char *format, const char *id, int stream)
 {
     const char *tenant = routes_tenant_of(n, ex, r);
     if (tenant == NULL) return;
@@ -717,13 +762,14 @@ static void start_query_with(node_t *n, http_exchange_t *ex, const http_request_
     query_params_of(r, &p);
     if (format != NULL) p.format = format;
     if (id != NULL) p.id = id;
+    p.stream = stream;
     run_query(q, kind, tenant, &p);
 }
 
 static void start_query_as(node_t *n, http_exchange_t *ex, const http_request_t *r,
                            query_kind_t kind, const char *format)
 {
-    start_query_with(n, ex, r, kind, format, NULL);
+    start_query_with(n, ex, r, kind, format, NULL, 0);
 }
 
 static void start_query(node_t *n, http_exchange_t *ex, const http_request_t *r, query_kind_t kind)
@@ -735,7 +781,7 @@ static void route_render(node_t *n, http_exchange_t *ex, const http_request_t *r
 {
     const char *group_by = http_request_param(r, "groupBy");
     if (group_by == NULL || group_by[0] == 0) {
-        start_query(n, ex, r, QUERY_KIND_RENDER);
+        start_query_with(n, ex, r, QUERY_KIND_RENDER, NULL, NULL, 1);
         return;
     }
     query_params_t p = {0};
@@ -767,7 +813,7 @@ static void route_profiles(node_t *n, http_exchange_t *ex, const http_request_t 
  * the token its id carries (query/profile.c). */
 static void route_profile(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    start_query_with(n, ex, r, QUERY_KIND_PROFILE, NULL, r->path + strlen("/api/profiles/"));
+    start_query_with(n, ex, r, QUERY_KIND_PROFILE, NULL, r->path + strlen("/api/profiles/"), 0);
 }
 
 /* GET /api/top: the render of the selection, answered as its top functions

@@ -12,7 +12,12 @@
  * buffer is reserved once at that size, never grown by doubling (which held
  * the old buffer and one twice its size while realloc copied, over
  * query-memory-bytes for such an answer).
+ *
+ * A large answer may instead be a stream (query_folded_open): the measured
+ * size is its Content-Length and the same walk, resumed, writes it a slice
+ * at a time, holding the tree and its names until the last line.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,30 +50,38 @@ static int write_line(const sorted_tree_t *st, const int64_t *left, uint32_t nod
     return rc == 0 ? buf_append_byte(out, '\n') : rc;
 }
 
-static int walk_folded(const sorted_tree_t *st, const int64_t *left, buf_t *path, size_t *plen,
-                       buf_t *out)
+/* The preorder walk, resumable: frames still to visit and the path text. */
+typedef struct fwalk {
+    const sorted_tree_t *st;
+    const int64_t *left;
+    size_t *plen; /* plen[d]: length of the path text up to depth d */
+    fframe_t *stack;
+    size_t sp;
+    buf_t *path;
+} fwalk_t;
+
+/* Writes lines until out holds at least until bytes or the walk ends
+ * (w->sp == 0). */
+static int walk_folded(fwalk_t *w, buf_t *out, size_t until)
 {
-    fframe_t *stack = malloc(st->n * sizeof *stack);
-    if (stack == NULL) return ERR_NOMEM;
-    size_t sp = 0;
+    const sorted_tree_t *st = w->st;
+    buf_t *path = w->path;
     int rc = 0;
-    stack[sp++] = (fframe_t){0, 0};
-    while (sp > 0 && rc == 0) {
-        fframe_t f = stack[--sp];
+    while (w->sp > 0 && rc == 0 && out->len < until) {
+        fframe_t f = w->stack[--w->sp];
         if (f.depth > 0) {
-            path->len = plen[f.depth - 1];
+            path->len = w->plen[f.depth - 1];
             if (f.depth > 1) rc = buf_append_byte(path, ';');
             if (rc == 0) rc = append_name(path, st->name[f.node]);
-            plen[f.depth] = path->len;
+            w->plen[f.depth] = path->len;
         }
         if (rc == 0 && f.depth > 0)
-            rc = write_line(st, left, f.node, (const char *)path->data, path->len, out);
+            rc = write_line(st, w->left, f.node, (const char *)path->data, path->len, out);
         else if (rc == 0)
-            rc = write_line(st, left, f.node, "total", strlen("total"), out);
+            rc = write_line(st, w->left, f.node, "total", strlen("total"), out);
         for (uint32_t k = st->off[f.node + 1]; k > st->off[f.node] && rc == 0; k--)
-            stack[sp++] = (fframe_t){st->kids[k - 1], f.depth + 1};
+            w->stack[w->sp++] = (fframe_t){st->kids[k - 1], f.depth + 1};
     }
-    free(stack);
     return rc;
 }
 
@@ -94,31 +107,65 @@ static size_t line_len(const sorted_tree_t *st, const int64_t *left, uint32_t no
 }
 
 /* *size: the bytes walk_folded writes, in the same preorder (plen[d]: the
- * path's length at depth d). Stops once past max: *size is then above it. */
+ * path's length at depth d), *longest: its longest path. Stops once past
+ * max: *size is then above it. */
 static int measure_folded(const sorted_tree_t *st, const int64_t *left, size_t *plen, size_t max,
-                          size_t *size)
+                          size_t *size, size_t *longest)
 {
     fframe_t *stack = malloc(st->n * sizeof *stack);
     if (stack == NULL) return ERR_NOMEM;
-    size_t sp = 0, n = 0;
+    size_t sp = 0, n = 0, most = 0;
     stack[sp++] = (fframe_t){0, 0};
     while (sp > 0 && n <= max) {
         fframe_t f = stack[--sp];
         if (f.depth > 0)
             plen[f.depth] = plen[f.depth - 1] + (f.depth > 1) + strlen(st->name[f.node]);
+        if (f.depth > 0 && plen[f.depth] > most) most = plen[f.depth];
         n += line_len(st, left, f.node, f.depth ? plen[f.depth] : strlen("total"));
         for (uint32_t k = st->off[f.node + 1]; k > st->off[f.node]; k--)
             stack[sp++] = (fframe_t){st->kids[k - 1], f.depth + 1};
     }
     free(stack);
     *size = n;
+    *longest = most;
     return 0;
+}
+
+/* Writes the measured answer (size bytes) into out, as it always was. */
+static int write_whole(const sorted_tree_t *st, const int64_t *left, size_t *plen, size_t size,
+                       size_t room, buf_t *out)
+{
+    int rc = 0;
+    /* an answer past the buffer's max fails as it is written, as it always
+     * did; an empty one allocates nothing, as before */
+    if (size > 0 && size <= room) rc = buf_reserve_exact(out, size);
+    buf_t path;
+    buf_beside_t link = {out, 0};
+    buf_init(&path, out->max);
+    buf_charge(&path, buf_beside_grows, &link);
+    fframe_t *stack = rc == 0 ? malloc(st->n * sizeof *stack) : NULL;
+    if (rc == 0 && stack == NULL) rc = ERR_NOMEM;
+    if (rc == 0) {
+        fwalk_t w = {st, left, plen, stack, 1, &path};
+        stack[0] = (fframe_t){0, 0};
+        rc = walk_folded(&w, out, SIZE_MAX);
+    }
+    free(stack);
+    buf_free(&path);
+    buf_beside_give(out, link.held);
+    return rc;
+}
+
+/* The walk's own memory beside a sorted tree of n nodes: plen and stack. */
+static size_t walk_bytes(size_t n)
+{
+    return (n + 1) * sizeof(size_t) + n * sizeof(fframe_t);
 }
 
 int query_folded_write(const sorted_tree_t *st, const int64_t *left_self, buf_t *out)
 {
     /* plen, the walk's stack and the path (as it grows) held beside the answer */
-    size_t work = (st->n + 1) * sizeof(size_t) + st->n * sizeof(fframe_t);
+    size_t work = walk_bytes(st->n);
     int rc = buf_beside_take(out, work);
     if (rc != 0) return rc;
     /* plen[d]: length of the path text up to depth d; depth < node count. */
@@ -127,20 +174,119 @@ int query_folded_write(const sorted_tree_t *st, const int64_t *left_self, buf_t 
         buf_beside_give(out, work);
         return ERR_NOMEM;
     }
-    size_t size, room = out->max > out->len ? out->max - out->len : 0;
-    rc = measure_folded(st, left_self, plen, room, &size);
-    /* an answer past the buffer's max fails as it is written, as it always
-     * did; an empty one allocates nothing, as before */
-    if (rc == 0 && size > 0 && size <= room) rc = buf_reserve_exact(out, size);
-    buf_t path;
-    buf_beside_t link = {out, 0};
-    buf_init(&path, out->max);
-    buf_charge(&path, buf_beside_grows, &link);
-    if (rc == 0) rc = walk_folded(st, left_self, &path, plen, out);
-    buf_free(&path);
-    buf_beside_give(out, link.held);
+    size_t size, longest, room = out->max > out->len ? out->max - out->len : 0;
+    rc = measure_folded(st, left_self, plen, room, &size, &longest);
+    if (rc == 0) rc = write_whole(st, left_self, plen, size, room, out);
     free(plen);
     buf_beside_give(out, work);
+    return rc;
+}
+
+/* ---- the answer as a stream ---- */
+
+struct query_stream {
+    calltree_t *tree; /* owned, with syms: what st reads */
+    symtab_t *syms;
+    sorted_tree_t st;
+    size_t *plen;
+    buf_t path;
+    fwalk_t w;
+    uint64_t length, produced;
+    size_t bytes;
+};
+
+uint64_t query_stream_length(const query_stream_t *s)
+{
+    return s->length;
+}
+
+size_t query_stream_bytes(const query_stream_t *s)
+{
+    return s->bytes;
+}
+
+int query_stream_next(query_stream_t *s, buf_t *out, size_t want, int *done)
+{
+    size_t before = out->len;
+    int rc = walk_folded(&s->w, out, out->len + want);
+    s->produced += out->len - before;
+    *done = s->w.sp == 0;
+    if (rc == 0 && (s->produced > s->length || (*done && s->produced != s->length)))
+        rc = ERR_INTERNAL;
+    return rc;
+}
+
+void query_stream_free(query_stream_t *s)
+{
+    if (s == NULL) return;
+    free(s->w.stack);
+    free(s->plen);
+    buf_free(&s->path);
+    query_sorted_tree_free(&s->st);
+    calltree_free(s->tree);
+    symtab_free(s->syms);
+    free(s);
+}
+
+/* Moves the sorted tree, plen and the tree and names into a stream of size
+ * bytes whose paths are at most longest bytes. */
+static int stream_new(sorted_tree_t *st, size_t *plen, size_t size, size_t longest, calltree_t **t,
+                      symtab_t **syms, query_stream_t **out)
+{
+    query_stream_t *s = calloc(1, sizeof *s);
+    if (s == NULL) return ERR_NOMEM;
+    buf_init(&s->path, BUF_UNLIMITED);
+    fframe_t *stack = malloc(st->n * sizeof *stack);
+    int rc = stack == NULL ? ERR_NOMEM : buf_reserve_exact(&s->path, longest + 1);
+    if (rc != 0) {
+        free(stack);
+        buf_free(&s->path);
+        free(s);
+        return rc;
+    }
+    size_t sorted = st->held;
+    buf_beside_give(st->out, st->held); /* the stream counts it from here */
+    st->out = NULL;
+    st->held = 0;
+    s->st = *st;
+    s->plen = plen;
+    s->tree = *t;
+    s->syms = *syms;
+    *t = NULL;
+    *syms = NULL;
+    s->length = size;
+    s->w = (fwalk_t){&s->st, NULL, plen, stack, 1, &s->path};
+    stack[0] = (fframe_t){0, 0};
+    s->bytes = sizeof *s + sorted + walk_bytes(s->st.n) + s->path.cap +
+               calltree_mem_bytes_read(s->tree) + symtab_mem_bytes(s->syms);
+    *out = s;
+    return 0;
+}
+
+int query_folded_open(calltree_t **t, symtab_t **syms, size_t min_bytes, buf_t *out,
+                      query_stream_t **stream)
+{
+    *stream = NULL;
+    sorted_tree_t st;
+    int rc = query_sorted_tree_build(&st, *t, *syms, out);
+    if (rc != 0) return rc;
+    size_t work = walk_bytes(st.n);
+    size_t *plen = NULL;
+    int taken = (rc = buf_beside_take(out, work)) == 0;
+    if (taken && (plen = calloc(st.n + 1, sizeof *plen)) == NULL) rc = ERR_NOMEM;
+    size_t size = 0, longest = 0, room = out->max > out->len ? out->max - out->len : 0;
+    if (rc == 0) rc = measure_folded(&st, NULL, plen, room, &size, &longest);
+    if (rc == 0 && size >= min_bytes && size <= room && out->len == 0) {
+        rc = stream_new(&st, plen, size, longest, t, syms, stream);
+        if (rc == 0) {
+            buf_beside_give(out, work);
+            return 0;
+        }
+    }
+    if (rc == 0) rc = write_whole(&st, NULL, plen, size, room, out);
+    free(plen);
+    if (taken) buf_beside_give(out, work);
+    query_sorted_tree_free(&st);
     return rc;
 }
 

@@ -696,6 +696,16 @@ static const char *svg_note(const char *partial_json)
     return "(partial: span trees left some profiles out)";
 }
 
+/* A large folded answer as a stream: it takes the tree and the names, and
+ * holds them (charged beside the gather) until its last byte is read. */
+static int encode_folded_stream(query_gather_t *g, query_result_t *out, errmsg_t *em)
+{
+    int rc =
+        query_folded_open(&g->tree, &g->syms, g->lim.stream_min_bytes, &out->body, &out->stream);
+    if (rc != 0 || out->stream == NULL) return rc;
+    return gather_hold(g, query_stream_bytes(out->stream), em);
+}
+
 static int encode(query_gather_t *g, const char *partial_json, query_result_t *out, errmsg_t *em)
 {
     const query_spec_t *s = g->spec;
@@ -719,6 +729,8 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
         return rc;
     case QUERY_FORMAT_FOLDED:
         out->content_type = "text/plain; charset=utf-8";
+        if (s->stream && s->max_nodes == 0 && g->lim.stream_min_bytes > 0)
+            return encode_folded_stream(g, out, em);
         return query_encode_folded(g->tree, g->syms, &out->body);
     case QUERY_FORMAT_TREE:
         out->content_type = "application/x-flamedb-tree";
@@ -891,8 +903,13 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
     buf_charge(&out->body, NULL, NULL);         /* the owner counts it from here */
     g->answer_em = NULL;
     /* the answer beside what it was encoded from (charged as it grew) */
-    if (rc == 0) rc = gather_hold(g, out->body.cap, em);
-    if (rc != 0) buf_reset(&out->body);
+    size_t streamed = out->stream != NULL ? query_stream_bytes(out->stream) : 0;
+    if (rc == 0) rc = gather_hold(g, out->body.cap + streamed, em);
+    if (rc != 0) {
+        buf_reset(&out->body);
+        query_stream_free(out->stream);
+        out->stream = NULL;
+    }
     return rc;
 }
 

@@ -20,6 +20,7 @@ void query_limits_default(query_limits_t *l)
     l->max_tree_nodes = 4u << 20;
     l->max_series = 10000;
     l->max_output_bytes = 64u << 20;
+    l->stream_min_bytes = 0;
     for (int i = 0; i < STORAGE_RESOLUTION_COUNT; i++)
         l->retention_seconds[i] = so.retention_seconds[i];
 }
@@ -29,11 +30,14 @@ void query_result_init(query_result_t *r)
     buf_init(&r->body, 0);
     r->content_type = NULL;
     r->content_encoding = NULL;
+    r->stream = NULL;
 }
 
 void query_result_free(query_result_t *r)
 {
     buf_free(&r->body);
+    query_stream_free(r->stream);
+    r->stream = NULL;
 }
 
 int query_parse_format(const char *s, query_format_t *f, errmsg_t *em)
@@ -147,6 +151,7 @@ static int parse_render(const query_params_t *p, const query_limits_t *lim, int6
         s->format = QUERY_FORMAT_TREE;
         s->max_nodes = 0;
     } else {
+        s->stream = p->stream;
         if (rc == 0) rc = query_parse_format(p->format, &s->format, em);
         if (rc == 0) rc = query_parse_max_nodes(p->max_nodes, s->format, lim, &s->max_nodes, em);
         if (rc == 0 && s->format == QUERY_FORMAT_TOP) rc = parse_top(p, s, em);

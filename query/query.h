@@ -9,7 +9,9 @@
  *
  * Threads: every function is reentrant; call from worker threads.
  * Ownership: the caller owns the query_result_t and frees it with
- * query_result_free(); parameters are borrowed for the call.
+ * query_result_free() (its stream too, unless taken: a query_stream_t owns
+ * the tree and names it writes from, freed with query_stream_free());
+ * parameters are borrowed for the call.
  */
 #ifndef FLAMEDB_QUERY_QUERY_H
 #define FLAMEDB_QUERY_QUERY_H
@@ -44,6 +46,9 @@ typedef struct query_params {
      * "groups":{"VALUE":{timeline},...} a render with groupBy=LABEL adds
      * (values in strcmp order, no partial members: the caller shows those). */
     int groups;
+    /* Not a request parameter: a large folded render may be answered as a
+     * stream (query_result_t.stream, query_limits_t.stream_min_bytes). */
+    int stream;
 } query_params_t;
 
 typedef struct query_limits {
@@ -51,6 +56,10 @@ typedef struct query_limits {
     size_t max_tree_nodes;   /* nodes a merged tree may hold before refusing */
     size_t max_series;       /* series one query may touch */
     size_t max_output_bytes; /* response body cap */
+    /* A folded render without maxNodes whose answer is at least this many
+     * bytes is answered as a stream (query_result_t.stream) when its caller
+     * asks for one (query_params_t.stream); 0: never. */
+    size_t stream_min_bytes;
     /* Retention per resolution (seconds, 0 = forever), as the storage was
      * opened with; the plan avoids windows that retention already dropped. */
     int64_t retention_seconds[STORAGE_RESOLUTION_COUNT];
@@ -61,10 +70,28 @@ typedef struct query_limits {
  * max_output_bytes 64 MiB, retention from storage_options_default(). */
 void query_limits_default(query_limits_t *l);
 
+/* An answer produced in slices as its reader takes them, instead of whole
+ * in memory: it owns what it is produced from (a folded render's merged
+ * tree and names) and frees it with query_stream_free. One thread at a
+ * time (the node's loop: each slice is a short walk). */
+typedef struct query_stream query_stream_t;
+/* The exact number of bytes the stream produces in all. */
+uint64_t query_stream_length(const query_stream_t *s);
+/* About the heap bytes s holds, for memory budgets (constant for its life). */
+size_t query_stream_bytes(const query_stream_t *s);
+/* Appends the next bytes of the answer to out: whole lines, at least want
+ * bytes unless the answer ends first (*done is then 1). ERR_INTERNAL if
+ * more or fewer bytes than query_stream_length would come. */
+int query_stream_next(query_stream_t *s, buf_t *out, size_t want, int *done);
+/* NULL is a no-op. */
+void query_stream_free(query_stream_t *s);
+
 typedef struct query_result {
     buf_t body;
     const char *content_type;     /* static string */
     const char *content_encoding; /* NULL or "gzip" (never set for pprof: it is a gzip file) */
+    /* NULL, or the answer (body then empty), owned: query_result_free frees it */
+    query_stream_t *stream;
 } query_result_t;
 
 void query_result_init(query_result_t *r);
@@ -646,6 +673,7 @@ typedef struct query_spec {
     int top_by_total;      /* top: sorted by total (else by self) */
     char *top_search;      /* top: the search (query_top_opts_t), or NULL for none */
     int groups;            /* label shares: answer as a render's "groups" (query_params_t) */
+    int stream;            /* render: may answer as a stream (query_params_t) */
     uint64_t
         profile_token; /* profile: the placement token of its series (only its owners hold it) */
 } query_spec_t;

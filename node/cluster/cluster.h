@@ -187,6 +187,12 @@ typedef struct cluster_answer {
     errmsg_t em;
     query_result_t result;
     char partial_header[CLUSTER_PARTIAL_HEADER_MAX];
+    /* With result.stream (asked with query_params_t.stream): its bytes, kept
+     * on query-memory-bytes for the callee, which takes the stream (sets
+     * the field NULL) and gives them back with cluster_query_release once
+     * done with it. A stream left in place is freed, and its bytes given
+     * back, when the callee returns. */
+    size_t stream_held;
 } cluster_answer_t;
 
 /* Called once on the loop thread; ans is borrowed for the call. */

@@ -272,7 +272,17 @@ void scatter_q_answer(scatter_q_t *q, cluster_answer_t *a)
     q->answered = 1;
     unlink_query(q);
     if (a->rc == 0 && a->partial_header[0] != 0) q->s->stats.partial_answers++;
+    a->stream_held = 0;
+    if (a->result.stream != NULL) { /* the callee holds them from here; the query's go below */
+        a->stream_held = query_stream_bytes(a->result.stream);
+        alloc_budget_force(&q->s->mem, a->stream_held);
+    }
     q->done(q->arg, a);
+    if (a->result.stream != NULL) { /* not taken */
+        query_stream_free(a->result.stream);
+        a->result.stream = NULL;
+        alloc_budget_give(&q->s->mem, a->stream_held);
+    }
     stop_parts(q);
     release_held(q);
     if (q->timer_open) {

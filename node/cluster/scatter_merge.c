@@ -128,6 +128,10 @@ static void finished(scatter_q_t *q, int status)
     if (status != 0 && q->ans.rc == 0)
         q->ans.rc = errmsg_set(&q->ans.em, ERR_UNAVAILABLE, "cancelled: the node is stopping");
     q->answer_bytes = q->ans.result.body.len; /* over the budget: 503 instead */
+    if (q->ans.result.stream != NULL) {       /* it took the tree and names from the gather */
+        q->answer_bytes += query_stream_bytes(q->ans.result.stream);
+        q->gather_bytes = query_gather_bytes(q->gather);
+    }
     scatter_q_charge(q);
     if (q->rc == 0) scatter_q_answer(q, &q->ans);
 }
@@ -204,9 +208,13 @@ static void local_work(workq_job_t *w)
             query_gather_charge(q->gather, NULL, 0);
             alloc_charge_done(&fin);
             held += q->ans.result.body.len;
+            if (q->ans.result.stream != NULL) /* the tree and names it took: counted once */
+                held = query_gather_bytes(q->gather) + query_partial_bytes(&it->local) +
+                       query_stream_bytes(q->ans.result.stream);
             if (q->ans.rc == 0 && local_hold(q, &work, held, "answer", &q->ans.em) != 0) {
                 q->ans.rc = ERR_UNAVAILABLE;
                 query_result_free(&q->ans.result);
+                query_result_init(&q->ans.result);
             }
         }
     }

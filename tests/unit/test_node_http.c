@@ -21,12 +21,14 @@
 typedef struct fixture {
     uv_loop_t loop;
     uv_async_t stop;
-    uv_timer_t later;         /* answers /slow */
-    http_exchange_t *slow_ex; /* pending /slow exchange */
-    atomic_int slow_seen;     /* /slow requests received (read by the test thread) */
-    atomic_int slow_answered; /* /slow responses sent */
-    atomic_int held;          /* /gone requests held (answered only when their client goes) */
-    atomic_int gone;          /* gone callbacks run */
+    uv_timer_t later;             /* answers /slow */
+    http_exchange_t *slow_ex;     /* pending /slow exchange */
+    atomic_int slow_seen;         /* /slow requests received (read by the test thread) */
+    atomic_int slow_answered;     /* /slow responses sent */
+    atomic_int held;              /* /gone requests held (answered only when their client goes) */
+    atomic_int gone;              /* gone callbacks run */
+    atomic_int streams_released;  /* /stream producers released */
+    atomic_int streams_completed; /* ... of which completed */
     http_server_t *srv;
     pthread_t thread;
     int port;
@@ -64,6 +66,42 @@ static void on_gone(void *arg)
     free(h);
 }
 
+/* The body of /stream: byte i is 'a' + i % 26, n bytes produced in slices of
+ * at most the size asked, length announced (n, or more when it lies). */
+typedef struct stream_body {
+    fixture_t *f;
+    size_t n, at;
+} stream_body_t;
+
+static int stream_produce(void *arg, buf_t *out, size_t want, int *done)
+{
+    stream_body_t *b = arg;
+    for (size_t k = 0; k < want && b->at < b->n; k++, b->at++)
+        if (buf_append_byte(out, (uint8_t)('a' + b->at % 26)) != 0) return ERR_NOMEM;
+    *done = b->at == b->n;
+    return 0;
+}
+
+static void stream_release(void *arg, int completed)
+{
+    stream_body_t *b = arg;
+    atomic_fetch_add(&b->f->streams_completed, completed);
+    atomic_fetch_add(&b->f->streams_released, 1);
+    free(b);
+}
+
+static void respond_stream(fixture_t *f, http_exchange_t *ex, const http_request_t *r)
+{
+    stream_body_t *b = malloc(sizeof *b);
+    const char *lie = http_request_param(r, "lie");
+    *b = (stream_body_t){f, (size_t)atol(http_request_param(r, "n")), 0};
+    http_response_t head = {.status = 200, .content_type = "text/plain"};
+    buf_init(&head.body, 0);
+    http_body_producer_t p = {b->n + (lie ? (size_t)atol(lie) : 0), stream_produce, stream_release,
+                              b};
+    http_respond_stream(ex, &head, &p);
+}
+
 static void handler(void *ctx, http_exchange_t *ex)
 {
     fixture_t *f = ctx;
@@ -80,6 +118,10 @@ static void handler(void *ctx, http_exchange_t *ex)
         f->slow_ex = ex; /* answered later, from a timer */
         atomic_fetch_add(&f->slow_seen, 1);
         uv_timer_start(&f->later, on_later, 300, 0);
+        return;
+    }
+    if (strcmp(r->path, "/stream") == 0) {
+        respond_stream(f, ex, r);
         return;
     }
     if (strcmp(r->path, "/big") == 0) { /* a response of n bytes */
@@ -491,6 +533,87 @@ static void test_drain(fixture_t *f)
     CHECK(uv_loop_close(&f->loop) == 0);
 }
 
+/* Waits (bounded) until the server released n producers. */
+static void wait_released(fixture_t *f, int n)
+{
+    for (int i = 0; i < 500 && atomic_load(&f->streams_released) < n; i++)
+        usleep(10 * 1000);
+    CHECK_EQ_INT(atomic_load(&f->streams_released), n);
+}
+
+/* Reads until EOF (bounded): the bytes received. */
+static size_t read_to_eof(int fd, buf_t *into)
+{
+    char tmp[65536];
+    for (int i = 0; i < 100000; i++) {
+        ssize_t r = recv(fd, tmp, sizeof tmp, 0);
+        if (r <= 0) break;
+        buf_append(into, tmp, (size_t)r);
+    }
+    return into->len;
+}
+
+static void test_streamed_bodies(fixture_t *f)
+{
+    /* a body many slices long, then the same connection serves the next request */
+    size_t n = 5 * HTTP_STREAM_SLICE_BYTES + 123; /* 1310843 */
+    int fd = dial(f->port);
+    char req[256];
+    snprintf(req, sizeof req, "GET /stream?n=%zu HTTP/1.1\r\n\r\nGET /next HTTP/1.1\r\n\r\n", n);
+    send_all(fd, req, strlen(req));
+    buf_t carry;
+    buf_init(&carry, BUF_UNLIMITED);
+    char *out = malloc(n + 4096);
+    CHECK_EQ_INT(read_response(fd, out, n + 4096, &carry), 200);
+    const char *body = body_of(out);
+    CHECK(strlen(body) == n);
+    int same = 1;
+    for (size_t i = 0; i < n; i++)
+        same &= body[i] == 'a' + (char)(i % 26);
+    CHECK(same);
+    CHECK_EQ_INT(read_response(fd, out, n + 4096, &carry), 200);
+    CHECK_EQ_STR(body_of(out), "GET /next a=- b=- h=- len=0");
+    close(fd);
+    wait_released(f, 1);
+    CHECK_EQ_INT(atomic_load(&f->streams_completed), 1);
+
+    /* a producer that ends short of its Content-Length: the connection is cut */
+    fd = dial(f->port);
+    snprintf(req, sizeof req, "GET /stream?n=%zu&lie=7 HTTP/1.1\r\n\r\n", n);
+    send_all(fd, req, strlen(req));
+    buf_reset(&carry);
+    size_t got = read_to_eof(fd, &carry);
+    const char *end = got > 0 ? strstr((const char *)carry.data, "\r\n\r\n") : NULL;
+    CHECK(end != NULL && strstr((const char *)carry.data, "Content-Length: 1310850") != NULL);
+    /* the body stops short of what was announced: a client sees it cut */
+    CHECK(end != NULL && got - (size_t)(end + 4 - (const char *)carry.data) < n + 7);
+    close(fd);
+    wait_released(f, 2);
+    CHECK_EQ_INT(atomic_load(&f->streams_completed), 1);
+
+    /* a client that resets the connection after the head */
+    n = 200 * HTTP_STREAM_SLICE_BYTES;
+    fd = dial(f->port);
+    snprintf(req, sizeof req, "GET /stream?n=%zu HTTP/1.1\r\n\r\n", n);
+    send_all(fd, req, strlen(req));
+    char tmp[4096];
+    CHECK(recv(fd, tmp, sizeof tmp, 0) > 0);
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+    wait_released(f, 3);
+    CHECK_EQ_INT(atomic_load(&f->streams_completed), 1);
+
+    /* a client that stops reading: cut at request-timeout */
+    fd = dial(f->port);
+    send_all(fd, req, strlen(req));
+    wait_released(f, 4);
+    CHECK_EQ_INT(atomic_load(&f->streams_completed), 1);
+    close(fd);
+    buf_free(&carry);
+    free(out);
+}
+
 int main(void)
 {
     http_server_limits_t lim = {
@@ -510,6 +633,7 @@ int main(void)
     test_timeouts(&f);
     test_deferred_and_fairness(&f);
     test_client_gone(&f);
+    test_streamed_bodies(&f);
     fixture_stop(&f);
     CHECK(f.observed > 10);
 

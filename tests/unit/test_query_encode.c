@@ -10,6 +10,7 @@
 
 #include "common/proto/pprof.pb-c.h"
 #include "query/query.h"
+#include "query/query_int.h"
 #include "tests/unit/check.h"
 
 /* ---- a minimal JSON reader, enough to decode what the encoder writes ---- */
@@ -601,6 +602,74 @@ static void test_folded_edges(void)
     symtab_free(s);
 }
 
+/* The folded text of t read from a stream in slices of `slice` bytes. */
+static char *streamed_folded(calltree_t *t, symtab_t *s, size_t slice, size_t *length)
+{
+    buf_t b, out;
+    buf_init(&b, BUF_UNLIMITED);
+    buf_init(&out, BUF_UNLIMITED);
+    query_stream_t *st = NULL;
+    CHECK_EQ_INT(query_folded_open(&t, &s, 1, &b, &st), 0);
+    CHECK(st != NULL && t == NULL && s == NULL && b.len == 0);
+    if (st == NULL) return NULL;
+    *length = (size_t)query_stream_length(st);
+    CHECK(query_stream_bytes(st) > 0);
+    int done = 0;
+    for (size_t i = 0; i < 1000000 && !done; i++) {
+        size_t before = out.len;
+        CHECK_EQ_INT(query_stream_next(st, &out, slice, &done), 0);
+        CHECK(done || out.len - before >= slice); /* at least what was asked */
+    }
+    CHECK(done);
+    query_stream_free(st);
+    buf_free(&b);
+    buf_append(&out, "", 0);
+    return (char *)out.data;
+}
+
+/* A stream writes the same bytes as the whole answer, in any slices; a
+ * small answer (under min_bytes) and one past the buffer's max are written
+ * (or refused) whole, as before. */
+static void test_folded_stream(void)
+{
+    for (int round = 0; round < 20; round++) {
+        calltree_t *t = calltree_new(0);
+        symtab_t *s = symtab_new();
+        if (round % 2) CHECK_EQ_INT(calltree_add_stack(t, NULL, 0, 3), 0); /* `total` */
+        int n = 1 + (int)(check_rng() % 300);
+        for (int i = 0; i < n; i++) {
+            char stack[256];
+            snprintf(stack, sizeof stack, "main;mod%d;fn%d\nline;leaf%d", (int)(check_rng() % 5),
+                     (int)(check_rng() % 40), (int)(check_rng() % 90));
+            add(t, s, stack, 1 + (int64_t)(check_rng() % 1000));
+        }
+        char *whole = folded_of(t, s);
+        size_t slice = 1 + check_rng() % 2000, length = 0;
+        char *got = streamed_folded(t, s, slice, &length); /* takes t and s */
+        CHECK(got != NULL && strcmp(got, whole) == 0);
+        CHECK_EQ_INT((int)length, (int)strlen(whole));
+        free(got);
+        free(whole);
+    }
+    calltree_t *t = calltree_new(0);
+    symtab_t *s = symtab_new();
+    add(t, s, "a;b;c", 5);
+    buf_t b;
+    buf_init(&b, BUF_UNLIMITED);
+    query_stream_t *st = NULL;
+    CHECK_EQ_INT(query_folded_open(&t, &s, 1000, &b, &st), 0); /* 8 bytes: written whole */
+    CHECK(st == NULL && t != NULL && s != NULL);
+    b.data[b.len] = 0;
+    CHECK_EQ_STR((char *)b.data, "a;b;c 5\n");
+    buf_free(&b);
+    buf_init(&b, 4); /* past the buffer's max: refused as it always was */
+    CHECK_EQ_INT(query_folded_open(&t, &s, 1, &b, &st), ERR_TOO_LARGE);
+    CHECK(st == NULL && t != NULL);
+    buf_free(&b);
+    calltree_free(t);
+    symtab_free(s);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -612,5 +681,6 @@ int main(int argc, char **argv)
     test_output_cap();
     test_pprof();
     test_folded_edges();
+    test_folded_stream();
     return check_exit();
 }
