@@ -82,6 +82,8 @@ int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_
         if (g->tree == NULL || g->syms == NULL) rc = ERR_NOMEM;
         if (rc == 0 && spec->format == QUERY_FORMAT_JSON && spec->kind == QUERY_KIND_RENDER)
             rc = query_timeline_init(&spec->plan, &g->tl, &res);
+        if (rc == 0 && g->tl.n > 0 && query_type_average(query_selector_type(spec->sel)))
+            rc = query_timeline_average(&g->tl);
     } else if (spec->kind == QUERY_KIND_LABEL_SHARES) {
         int res; /* the shape of every value's timeline */
         rc = query_timeline_init(&spec->plan, &g->tl, &res);
@@ -399,6 +401,19 @@ int query_gather_add_total(query_gather_t *g, int64_t bucket_start_s, int64_t va
     return 0;
 }
 
+int query_gather_add_count(query_gather_t *g, int64_t bucket_start_s, int64_t count, errmsg_t *em)
+{
+    const query_timeline_t *tl = &g->tl;
+    if (tl->counts == NULL || count == 0) return 0; /* a summed type, or a JSON-less answer */
+    int64_t off = bucket_start_s - tl->start_s;
+    if (count < 0 || off < 0 || off % tl->step_s != 0 || off / tl->step_s >= (int64_t)tl->n)
+        return errmsg_set(em, ERR_CORRUPT, "partial timeline: count of bucket %lld is bad",
+                          (long long)bucket_start_s);
+    tl->counts[off / tl->step_s] += count;
+    g->tl.profiles += count;
+    return 0;
+}
+
 /* Parses a signed decimal integer of s[0..n) into *out. */
 static int parse_i64(const char *s, size_t n, int64_t *out)
 {
@@ -641,6 +656,10 @@ static int add_render(query_gather_t *g, query_partial_t *p, errmsg_t *em)
         return errmsg_set(em, ERR_INTERNAL, "partial timeline has another shape");
     for (size_t i = 0; i < g->tl.n; i++)
         g->tl.samples[i] += p->tl.samples[i];
+    if (g->tl.counts == NULL || p->tl.counts == NULL) return 0;
+    for (size_t i = 0; i < g->tl.n; i++) /* exact counts add; averages never do */
+        g->tl.counts[i] += p->tl.counts[i];
+    g->tl.profiles += p->tl.profiles;
     return 0;
 }
 

@@ -164,11 +164,14 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     if (query_selector_type(sel) == NULL)
         rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'query': a profile type is required");
     else if ((rc = query_selector_take_spans("query", sel, &sp, em)) == 0) {
-        /* a whole service: its aggregates, a few blocks instead of one per series */
-        rc = sp.kind == 0 ? query_aggregate_select(st, tenant, sel, rs, &ser, em) : 0;
+        /* a whole service: its aggregates, a few blocks instead of one per series
+         * (not for an averaged type, which counts the profiles of each series) */
+        int avg = query_type_average(query_selector_type(sel));
+        rc = sp.kind == 0 && !avg ? query_aggregate_select(st, tenant, sel, rs, &ser, em) : 0;
         if (rc == 0) rc = query_series_select_in(st, tenant, sel, rs, lim, &ser, em);
         if (rc == 1) rc = 0;
     }
+    int average = rc == 0 && sp.kind == 0 && query_type_average(query_selector_type(sel));
     query_selector_free(sel);
     if (rc != 0) return rc;
     out->nseries = ser.n;
@@ -178,6 +181,8 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     out->syms = symtab_new();
     if (out->tree == NULL || out->syms == NULL) rc = ERR_NOMEM;
     if (rc == 0) rc = render_tree(st, tenant, a, &sp, &ser, &plan, out, em);
+    if (rc == 0 && average && out->tl.n > 0 && (rc = query_timeline_average(&out->tl)) == 0)
+        rc = query_timeline_count(st, tenant, &ser, &plan, &out->tl, em);
     if (rc == 0) rc = query_load_symbols(st, tenant, out->tree, out->syms);
     if (rc == 0 && out->kept != NULL)
         rc = query_load_symbols_kept(st, tenant, out->kept, out->syms);
