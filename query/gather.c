@@ -80,10 +80,10 @@ int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_
         g->tree = calltree_new(lim->max_tree_nodes);
         g->syms = symtab_new();
         if (g->tree == NULL || g->syms == NULL) rc = ERR_NOMEM;
-        if (rc == 0 && spec->format == QUERY_FORMAT_JSON && spec->kind == QUERY_KIND_RENDER)
+        int avg = spec->kind == QUERY_KIND_RENDER && query_type_average(query_selector_type(spec->sel));
+        if (rc == 0 && ((spec->format == QUERY_FORMAT_JSON && spec->kind == QUERY_KIND_RENDER) || avg))
             rc = query_timeline_init(&spec->plan, &g->tl, &res);
-        if (rc == 0 && g->tl.n > 0 && query_type_average(query_selector_type(spec->sel)))
-            rc = query_timeline_average(&g->tl);
+        if (rc == 0 && g->tl.n > 0 && avg) rc = query_timeline_average(&g->tl);
     } else if (spec->kind == QUERY_KIND_LABEL_SHARES) {
         int res; /* the shape of every value's timeline */
         rc = query_timeline_init(&spec->plan, &g->tl, &res);
@@ -715,6 +715,29 @@ static const char *svg_note(const char *partial_json)
     return "(partial: span trees left some profiles out)";
 }
 
+
+/* An averaged type in a format other than the JSON flame graph (which
+ * divides each node's total and self as it writes them): each stack's self
+ * value divided by the profiles counted, rounded down. */
+static int average_selves(query_gather_t *g)
+{
+    int64_t n = g->tl.profiles;
+    if (g->tl.counts == NULL || n <= 1) return 0;
+    size_t nn = calltree_node_count(g->tree);
+    uint32_t *nodes = malloc(nn * sizeof *nodes);
+    int64_t *vals = malloc(nn * sizeof *vals);
+    int rc = nodes == NULL || vals == NULL ? ERR_NOMEM : 0;
+    for (size_t i = 0; rc == 0 && i < nn; i++) {
+        int64_t v = calltree_self(g->tree, (uint32_t)i);
+        nodes[i] = (uint32_t)i;
+        vals[i] = v / n - v; /* to v / n */
+    }
+    if (rc == 0) rc = calltree_add_selves(g->tree, nodes, vals, nn);
+    free(nodes);
+    free(vals);
+    return rc;
+}
+
 static int encode(query_gather_t *g, const char *partial_json, query_result_t *out, errmsg_t *em)
 {
     const query_spec_t *s = g->spec;
@@ -729,6 +752,7 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     int rc = load_due_names(g); /* only the kept nodes' */
     if (rc != 0) return rc;
     if ((rc = gather_hold(g, 0, em)) != 0) return rc;
+    if (s->format != QUERY_FORMAT_JSON && (rc = average_selves(g)) != 0) return rc;
     switch (s->format) {
     case QUERY_FORMAT_JSON:
         out->content_type = "application/json";

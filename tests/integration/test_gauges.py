@@ -88,6 +88,22 @@ def check(node, svc, data):
     assert j["timeline"]["samples"] == tl, (j["timeline"]["samples"], tl)
     assert j["flamebearer"]["numTicks"] == ticks, (j["flamebearer"]["numTicks"], ticks)
     assert node_total(j["flamebearer"], "cache.Put") == put
+    # other formats divide each stack's self value by the profiles
+    want = {}
+    for _, t, stacks in data:
+        for stack, v in stacks.items():
+            want[stack] = want.get(stack, 0) + v[1]
+    n = len([d for d in data if frm <= d[1] < until])
+    r = node.render(INUSE + "{service_name=\"%s\"}" % svc, frm=frm, until=until, fmt="folded")
+    assert r.status == 200, r
+    got = {tuple(line.rsplit(" ", 1)[0].split(";")): int(line.rsplit(" ", 1)[1])
+           for line in r.body.decode().splitlines() if line}
+    assert got == {k: v // n for k, v in want.items()}, (got, want, n)
+    r = node.query("/api/top", query=INUSE + "{service_name=\"%s\"}" % svc, **{"from": frm},
+                   until=until)
+    assert r.status == 200, r
+    top = {f["name"]: f["self"] for f in r.json()["functions"]}
+    assert top["cache.Put"] == want[("main", "cache.Put")] // n, (top, n)
     # one pod alone: its own average
     one = [d for d in data if d[0] == "p2"]
     r = node.render(INUSE + "{service_name=\"%s\",pod=\"p2\"}" % svc, frm=frm, until=until)
