@@ -7,6 +7,8 @@ graph the average profile of the range, with `aggregationType` "average"
 in the metadata, while `alloc_space` of the same pushes still sums. The
 same answers from one node, and from every node of a 3-node cluster (RF 2)
 whose partials carry sums and counts, never averages."""
+import os
+import subprocess
 import time
 
 from cluster import FAST_FORMATION, Cluster
@@ -104,6 +106,15 @@ def check(node, svc, data):
     assert r.status == 200, r
     top = {f["name"]: f["self"] for f in r.json()["functions"]}
     assert top["cache.Put"] == want[("main", "cache.Put")] // n, (top, n)
+    # flamectl says the values are the average profile in use, not a total
+    ctl = os.environ.get("FLAMECTL_BIN")
+    if ctl and os.access(ctl, os.X_OK):
+        out = subprocess.run([ctl, "--url", "http://127.0.0.1:%d" % node.port, "query",
+                              INUSE + "{service_name=\"%s\"}" % svc, "--from", str(frm),
+                              "--until", str(until)], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        last = out.stdout.splitlines()[-1]
+        assert last.startswith("in use ") and "average profile" in last, out.stdout
     # one pod alone: its own average
     one = [d for d in data if d[0] == "p2"]
     r = node.render(INUSE + "{service_name=\"%s\",pod=\"p2\"}" % svc, frm=frm, until=until)
