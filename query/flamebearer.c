@@ -28,7 +28,7 @@ typedef struct fb {
     size_t nlv, caplv;
     size_t bytes, max_bytes; /* all level text together stays under the body cap */
     int64_t max_self;
-    int64_t div; /* an averaged type: every value / the profiles (rounded down); else 1 */
+    int64_t div;   /* an averaged type: every value / the profiles (rounded down); else 1 */
     buf_t *out;    /* the answer: this working memory is held beside it (buf_beside_take) */
     size_t held;   /* taken beside out */
     size_t tables; /* of held: the name maps and the level array, as last measured */
@@ -334,7 +334,8 @@ static int write_timeline(buf_t *out, const query_timeline_t *tl)
 {
     if (tl == NULL) return buf_append_str(out, "\"timeline\":null");
     int rc = buf_append_str(out, "\"timeline\":");
-    if (rc != 0 || tl->counts == NULL) return rc != 0 ? rc : query_write_timeline(out, tl, tl->samples);
+    if (rc != 0 || tl->counts == NULL)
+        return rc != 0 ? rc : query_write_timeline(out, tl, tl->samples);
     /* an averaged type: each bucket's profiles averaged, from exact sums and counts */
     int64_t *avg = malloc((tl->n ? tl->n : 1) * sizeof *avg);
     if (avg == NULL) return ERR_NOMEM;

@@ -80,8 +80,10 @@ int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_
         g->tree = calltree_new(lim->max_tree_nodes);
         g->syms = symtab_new();
         if (g->tree == NULL || g->syms == NULL) rc = ERR_NOMEM;
-        int avg = spec->kind == QUERY_KIND_RENDER && query_type_average(query_selector_type(spec->sel));
-        if (rc == 0 && ((spec->format == QUERY_FORMAT_JSON && spec->kind == QUERY_KIND_RENDER) || avg))
+        int avg =
+            spec->kind == QUERY_KIND_RENDER && query_type_average(query_selector_type(spec->sel));
+        if (rc == 0 &&
+            ((spec->format == QUERY_FORMAT_JSON && spec->kind == QUERY_KIND_RENDER) || avg))
             rc = query_timeline_init(&spec->plan, &g->tl, &res);
         if (rc == 0 && g->tl.n > 0 && avg) rc = query_timeline_average(&g->tl);
     } else if (spec->kind == QUERY_KIND_LABEL_SHARES) {
@@ -714,7 +716,6 @@ static const char *svg_note(const char *partial_json)
         return "(partial: some token ranges did not answer)";
     return "(partial: span trees left some profiles out)";
 }
-
 
 /* An averaged type in a format other than the JSON flame graph (which
  * divides each node's total and self as it writes them): each stack's self

@@ -306,7 +306,8 @@ void query_spec_args(const query_spec_t *s, query_partial_args_t *a)
     a->min_res = s->plan.min_res;
     int json = s->kind == QUERY_KIND_RENDER && s->format == QUERY_FORMAT_JSON;
     /* an averaged type needs the profile counts (with the timeline) in every format */
-    a->timeline = json || (s->kind == QUERY_KIND_RENDER && query_type_average(query_selector_type(s->sel)));
+    a->timeline =
+        json || (s->kind == QUERY_KIND_RENDER && query_type_average(query_selector_type(s->sel)));
     a->kept = json; /* used only with final_max_nodes */
     if (s->kind == QUERY_KIND_PROFILES) a->limit = s->top_limit;
 }

@@ -1,7 +1,7 @@
 /* test_query_encode.c — the encoders: flamebearer JSON (Pyroscope's own
- * example reproduced, its average for in-use types, and random trees decoded back to the same tree), folded
- * text, and gzipped pprof re-parsed with protobuf-c (and opened with
- * `go tool pprof` when Go is installed). Prints its seed; argv[1] replays. */
+ * example reproduced, its average for in-use types, and random trees decoded back to the same
+ * tree), folded text, and gzipped pprof re-parsed with protobuf-c (and opened with `go tool pprof`
+ * when Go is installed). Prints its seed; argv[1] replays. */
 #include <libdeflate.h>
 #include <stdlib.h>
 #include <string.h>
@@ -323,9 +323,8 @@ static void test_average(void)
                            .samples = (int64_t[]){1000, 0, 7},
                            .counts = (int64_t[]){3, 0, 2},
                            .profiles = 5};
-    CHECK_EQ_INT(query_encode_flamebearer(t, s, "memory:inuse_space:bytes:space:bytes", NULL, &tl,
-                                          &out),
-                 0);
+    CHECK_EQ_INT(
+        query_encode_flamebearer(t, s, "memory:inuse_space:bytes:space:bytes", NULL, &tl, &out), 0);
     const char *j = (const char *)out.data;
     CHECK(strstr(j, "\"levels\":[[0,197,0,0],[0,197,0,1],[0,42,0,2,0,0,0,4,0,154,0,5],"
                     "[0,42,42,3,0,0,0,2,0,154,154,3]],\"numTicks\":197,\"maxSelf\":154}") != NULL);
@@ -333,9 +332,8 @@ static void test_average(void)
     CHECK(strstr(j, "\"samples\":[333,0,3],\"durationDelta\":10") != NULL);
     buf_reset(&out);
     tl.counts = NULL; /* the same values of a summed type */
-    CHECK_EQ_INT(query_encode_flamebearer(t, s, "memory:alloc_space:bytes:space:bytes", NULL, &tl,
-                                          &out),
-                 0);
+    CHECK_EQ_INT(
+        query_encode_flamebearer(t, s, "memory:alloc_space:bytes:space:bytes", NULL, &tl, &out), 0);
     j = (const char *)out.data;
     CHECK(strstr(j, "\"numTicks\":988,") != NULL && strstr(j, "[1000,0,7]") != NULL);
     CHECK(strstr(j, "\"aggregationType\":\"sum\"}") != NULL);
