@@ -334,7 +334,8 @@ static int write_timeline(buf_t *out, const query_timeline_t *tl)
 {
     if (tl == NULL) return buf_append_str(out, "\"timeline\":null");
     int rc = buf_append_str(out, "\"timeline\":");
-    if (rc != 0 || tl->counts == NULL)
+    /* no profile counted (a span selection, which keeps no counts): sums */
+    if (rc != 0 || tl->counts == NULL || tl->profiles == 0)
         return rc != 0 ? rc : query_write_timeline(out, tl, tl->samples);
     /* an averaged type: each bucket's profiles averaged, from exact sums and counts */
     int64_t *avg = malloc((tl->n ? tl->n : 1) * sizeof *avg);

@@ -115,6 +115,13 @@ def check(node, svc, data):
         assert out.returncode == 0, out.stderr
         last = out.stdout.splitlines()[-1]
         assert last.startswith("in use ") and "average profile" in last, out.stdout
+    # a diff compares the average profiles of its two ranges
+    q = INUSE + "{service_name=\"%s\"}" % svc
+    r = node.query("/pyroscope/render-diff", leftQuery=q, rightQuery=q, leftFrom=frm,
+                   leftUntil=until, rightFrom=frm, rightUntil=frm + 30)
+    assert r.status == 200, r
+    assert r.json()["leftTicks"] == ticks, (r.json()["leftTicks"], ticks)
+    assert r.json()["rightTicks"] == expected(data, frm, frm + 30, 10)[1]
     # one pod alone: its own average
     one = [d for d in data if d[0] == "p2"]
     r = node.render(INUSE + "{service_name=\"%s\",pod=\"p2\"}" % svc, frm=frm, until=until)
