@@ -717,6 +717,21 @@ static const char *svg_note(const char *partial_json)
     return "(partial: span trees left some profiles out)";
 }
 
+/* An averaged type whose timeline has buckets with values and no profile
+ * counted (profiles past seen-retention, or a span selection): the answer
+ * says how many, as those buckets and the flame graph could not be averaged
+ * over them ("uncountedBuckets", docs/api.md). */
+static int add_uncounted(const query_gather_t *g, buf_t *body)
+{
+    size_t n = 0;
+    for (size_t i = 0; g->tl.counts != NULL && i < g->tl.n; i++)
+        n += g->tl.samples[i] != 0 && g->tl.counts[i] == 0;
+    if (n == 0) return 0;
+    char m[48];
+    snprintf(m, sizeof m, "\"uncountedBuckets\":%zu", n);
+    return query_add_json_members(body, m);
+}
+
 /* An averaged type in a format other than the JSON flame graph (which
  * divides each node's total and self as it writes them): each stack's self
  * value divided by the profiles counted, rounded down. */
@@ -759,6 +774,7 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
         out->content_type = "application/json";
         rc = query_encode_flamebearer(g->tree, g->syms, type, g->spy_name, one ? NULL : &g->tl,
                                       &out->body);
+        if (rc == 0 && !one) rc = add_uncounted(g, &out->body);
         if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
         return rc;
     case QUERY_FORMAT_FOLDED:
@@ -836,6 +852,7 @@ static int encode_kept(query_gather_t *g, const char *partial_json, query_result
     out->content_type = "application/json";
     int rc = query_encode_flamebearer_kept(g->kept, g->syms, query_selector_type(g->spec->sel),
                                            g->spy_name, &g->tl, &out->body);
+    if (rc == 0) rc = add_uncounted(g, &out->body);
     if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
     return rc;
 }

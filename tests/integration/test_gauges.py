@@ -152,6 +152,30 @@ def test_one_node_averages_in_use_memory():
     node.stop()
 
 
+def test_uncounted_buckets_are_flagged():
+    """A span selection keeps no profile counts (nor do profiles older than
+    seen-retention): its buckets show sums, and the answer says how many
+    buckets hold values it could not average."""
+    node = Node(name="gaugespan").start()
+    svc = unique("gaugespan")
+    span = "00000000cafef00d"
+    for k in range(3):
+        p = Pprof(TYPES, period_type=("space", "bytes"), period=524288)
+        p.add(["main", "cache.Put"], [1, 10, 1, 1000 * (k + 1)], {"span_id": span})
+        r = node.ingest(p.encode_gz(), name=svc, format="pprof", **{"from": T0 + 10 * k})
+        assert r.status == 200, r
+    r = node.render(INUSE + "{service_name=\"%s\",span_id=\"%s\"}" % (svc, span), frm=T0,
+                    until=T0 + 60)
+    assert r.status == 200, r
+    j = r.json()
+    assert j.get("uncountedBuckets") == 3, j.get("uncountedBuckets")
+    assert j["timeline"]["samples"] == [1000, 2000, 3000, 0, 0, 0], j["timeline"]
+    assert j["flamebearer"]["numTicks"] == 6000
+    r = node.render(INUSE + "{service_name=\"%s\"}" % svc, frm=T0, until=T0 + 60)
+    assert "uncountedBuckets" not in r.json() and r.json()["flamebearer"]["numTicks"] == 2000
+    node.stop()
+
+
 def test_cluster_averages_from_exact_sums_and_counts():
     with Cluster(3, rf=2, args=FAST_FORMATION) as c:
         svc = unique("gaugec")
