@@ -718,7 +718,7 @@ static const char *svg_note(const char *partial_json)
 }
 
 /* An averaged type whose timeline has buckets with values and no profile
- * counted (profiles past seen-retention, or a span selection): the answer
+ * counted (profiles past profile-retention, or a span selection): the answer
  * says how many, as those buckets and the flame graph could not be averaged
  * over them ("uncountedBuckets", docs/api.md). */
 static int add_uncounted(const query_gather_t *g, buf_t *body)

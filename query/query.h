@@ -286,7 +286,9 @@ int query_type_average(const char *profile_type);
 int query_timeline_average(query_timeline_t *tl);
 /* Counts into tl->counts and tl->profiles the stored profiles of the series
  * of ser (real series, not service aggregates) whose time lies in the
- * plan's range, each in the bucket of its 10 s window. */
+ * plan's range, each in the bucket of its 10 s window: their profile_trees
+ * entries (one per counted profile, kept tree or not, in time order, so the
+ * scan reads only the range's), within profile-retention. */
 int query_timeline_count(storage_t *st, const char *tenant, const query_series_t *ser,
                          const query_plan_t *plan, query_timeline_t *tl, errmsg_t *em);
 /* step = range/1500 rounded up to a multiple of the coarsest resolution

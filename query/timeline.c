@@ -101,10 +101,12 @@ int query_timeline_average(query_timeline_t *tl)
     return tl->counts == NULL ? ERR_NOMEM : 0;
 }
 
-static int count_fn(void *ctx, const uint8_t profile_id[16], int64_t time_ns, int64_t total)
+static int count_fn(void *ctx, int64_t time_ns, const uint8_t profile_id[16], int64_t total,
+                    int tree_kept)
 {
     (void)profile_id;
     (void)total;
+    (void)tree_kept; /* a profile whose tree was too large to keep counts too */
     query_timeline_t *tl = ctx;
     int64_t t = time_ns / 1000000000LL;
     if (time_ns < 0 && time_ns % 1000000000LL != 0) t--;
@@ -122,8 +124,8 @@ int query_timeline_count(storage_t *st, const char *tenant, const query_series_t
         if (ser->aggregate != NULL && ser->aggregate[i]) continue;
         int rc = query_stop_check(plan->stop, em);
         if (rc != 0) return rc; /* cancelled or past its deadline */
-        rc = storage_scan_profiles(st, tenant, ser->token[i], ser->series_id[i], plan->from_s,
-                                   plan->until_s, count_fn, tl);
+        rc = storage_scan_profile_trees(st, tenant, ser->token[i], ser->series_id[i],
+                                        plan->from_s, plan->until_s, SIZE_MAX, count_fn, tl);
         if (rc != 0) return errmsg_set(em, rc, "counting profiles: %s", err_message(rc));
     }
     return 0;

@@ -174,6 +174,18 @@ def test_uncounted_buckets_are_flagged():
     r = node.render(INUSE + "{service_name=\"%s\"}" % svc, frm=T0, until=T0 + 60)
     assert "uncountedBuckets" not in r.json() and r.json()["flamebearer"]["numTicks"] == 2000
     node.stop()
+    # profiles two hours old with a profile-retention of one hour: none counted
+    node = Node(name="gaugeold", args=["--profile-retention", "1h"]).start()
+    data = pushes()
+    for pod, t, stacks in data:
+        push(node, svc, pod, t, stacks)
+    r = node.render(INUSE + "{service_name=\"%s\"}" % svc, frm=T0, until=T0 + 60)
+    assert r.status == 200, r
+    j = r.json()
+    assert j.get("uncountedBuckets") == 6, j.get("uncountedBuckets")
+    assert j["flamebearer"]["numTicks"] == sum(
+        sum(v[1] for v in st.values()) for _, _, st in data)  # the sum: nothing counted
+    node.stop()
 
 
 def test_cluster_averages_from_exact_sums_and_counts():
