@@ -124,8 +124,8 @@ int query_timeline_count(storage_t *st, const char *tenant, const query_series_t
         if (ser->aggregate != NULL && ser->aggregate[i]) continue;
         int rc = query_stop_check(plan->stop, em);
         if (rc != 0) return rc; /* cancelled or past its deadline */
-        rc = storage_scan_profile_trees(st, tenant, ser->token[i], ser->series_id[i],
-                                        plan->from_s, plan->until_s, SIZE_MAX, count_fn, tl);
+        rc = storage_scan_profile_trees(st, tenant, ser->token[i], ser->series_id[i], plan->from_s,
+                                        plan->until_s, SIZE_MAX, count_fn, tl);
         if (rc != 0) return errmsg_set(em, rc, "counting profiles: %s", err_message(rc));
     }
     return 0;
