@@ -206,7 +206,11 @@ static void print_top(const flamedb__top_t *t, int requests)
         printf("  %s\n", r->name);
     }
     format_value(total, sizeof total, t->sum, t->unit);
-    printf("total %s in %" PRId64 " functions", total, t->functions);
+    if (t->average) /* a gauge: the values are the average profile, not a sum over time */
+        printf("in use %s (the average profile of the range) in %" PRId64 " functions", total,
+               t->functions);
+    else
+        printf("total %s in %" PRId64 " functions", total, t->functions);
     if (t->matches >= 0) printf(", %" PRId64 " matching the search", t->matches);
     printf(" (%zu shown)", t->count);
     if (cores) printf("; %.4f cores over %" PRId64 "s", t->cores, t->range_s);

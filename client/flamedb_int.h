@@ -147,6 +147,7 @@ typedef struct flamedb__top {
     int64_t range_s;   /* seconds the query covered */
     double cores;      /* sum in CPU-seconds per second, when has_cores */
     int has_cores;     /* a CPU type */
+    int average;       /* aggregationType "average": values are the average profile (a gauge) */
     int partial;       /* the server flagged the answer partial */
     char unit[32];     /* sample unit, e.g. nanoseconds, bytes, count */
 } flamedb__top_t;

@@ -55,6 +55,12 @@ static int top_member(json_t *j, const char *key, void *ctx)
         return rc;
     }
     if (strcmp(key, "partial") == 0) return flamedb__json_bool(j, &t->partial);
+    if (strcmp(key, "aggregationType") == 0) {
+        char agg[16];
+        int rc = json_string_to(j, agg, sizeof agg);
+        t->average = rc == 0 && strcmp(agg, "average") == 0;
+        return rc;
+    }
     return json_skip(j);
 }
 

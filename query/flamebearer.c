@@ -28,6 +28,7 @@ typedef struct fb {
     size_t nlv, caplv;
     size_t bytes, max_bytes; /* all level text together stays under the body cap */
     int64_t max_self;
+    int64_t div;   /* an averaged type: every value / the profiles (rounded down); else 1 */
     buf_t *out;    /* the answer: this working memory is held beside it (buf_beside_take) */
     size_t held;   /* taken beside out */
     size_t tables; /* of held: the name maps and the level array, as last measured */
@@ -218,7 +219,7 @@ static inline int has_room(const buf_t *b, size_t n)
 
 static int emit(fb_t *fb, const frame_t *f)
 {
-    int64_t total = fb->totals[f->node], self = fb->selves[f->node];
+    int64_t total = fb->totals[f->node] / fb->div, self = fb->selves[f->node] / fb->div;
     uint32_t idx;
     level_t *lv;
     int rc = name_index(fb, f->node, &idx);
@@ -269,13 +270,13 @@ static int walk(fb_t *fb)
         frame_t f = stack[--sp];
         rc = emit(fb, &f);
         /* child x offsets, computed left to right, pushed right to left */
-        int64_t x = f.x + fb->selves[f.node];
+        int64_t x = f.x + fb->selves[f.node] / fb->div;
         uint32_t a = st->off[f.node], b = st->off[f.node + 1];
         for (uint32_t k = a; k < b; k++)
-            x += fb->totals[st->kids[k]];
+            x += fb->totals[st->kids[k]] / fb->div;
         for (uint32_t k = b; k > a; k--) {
             uint32_t c = st->kids[k - 1];
-            x -= fb->totals[c];
+            x -= fb->totals[c] / fb->div;
             stack[sp++] = (frame_t){c, f.depth + 1, x};
         }
     }
@@ -312,6 +313,9 @@ int query_write_metadata(buf_t *out, const char *format, const char *profile_typ
     if (rc == 0) rc = buf_append_json_string(out, units, strlen(units));
     if (rc == 0) rc = buf_append_str(out, ",\"name\":");
     if (rc == 0) rc = buf_append_json_string(out, name, strlen(name));
+    if (rc == 0)
+        rc = buf_printf(out, ",\"aggregationType\":\"%s\"",
+                        query_type_average(profile_type) ? "average" : "sum");
     return rc != 0 ? rc : buf_append_byte(out, '}');
 }
 
@@ -330,7 +334,17 @@ static int write_timeline(buf_t *out, const query_timeline_t *tl)
 {
     if (tl == NULL) return buf_append_str(out, "\"timeline\":null");
     int rc = buf_append_str(out, "\"timeline\":");
-    return rc != 0 ? rc : query_write_timeline(out, tl, tl->samples);
+    /* no profile counted (a span selection, which keeps no counts): sums */
+    if (rc != 0 || tl->counts == NULL || tl->profiles == 0)
+        return rc != 0 ? rc : query_write_timeline(out, tl, tl->samples);
+    /* an averaged type: each bucket's profiles averaged, from exact sums and counts */
+    int64_t *avg = malloc((tl->n ? tl->n : 1) * sizeof *avg);
+    if (avg == NULL) return ERR_NOMEM;
+    for (size_t i = 0; i < tl->n; i++)
+        avg[i] = tl->counts[i] > 0 ? tl->samples[i] / tl->counts[i] : 0;
+    rc = query_write_timeline(out, tl, avg);
+    free(avg);
+    return rc;
 }
 
 int query_write_flamebearer(buf_t *out, const strmap_t *names, const void *levels, size_t nlevels,
@@ -369,6 +383,8 @@ static int encode(fb_t *fb, int64_t num_ticks, const char *profile_type, const c
 {
     fb->max_bytes = out->max;
     fb->out = out;
+    fb->div = tl != NULL && tl->counts != NULL && tl->profiles > 1 ? tl->profiles : 1;
+    num_ticks /= fb->div;
     strmap_init(&fb->names);
     int rc = u64map_init(&fb->name_of, 1024);
     if (rc == 0) rc = fb_tables(fb);

@@ -80,8 +80,12 @@ int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_
         g->tree = calltree_new(lim->max_tree_nodes);
         g->syms = symtab_new();
         if (g->tree == NULL || g->syms == NULL) rc = ERR_NOMEM;
-        if (rc == 0 && spec->format == QUERY_FORMAT_JSON && spec->kind == QUERY_KIND_RENDER)
+        int avg =
+            spec->kind == QUERY_KIND_RENDER && query_type_average(query_selector_type(spec->sel));
+        if (rc == 0 &&
+            ((spec->format == QUERY_FORMAT_JSON && spec->kind == QUERY_KIND_RENDER) || avg))
             rc = query_timeline_init(&spec->plan, &g->tl, &res);
+        if (rc == 0 && g->tl.n > 0 && avg) rc = query_timeline_average(&g->tl);
     } else if (spec->kind == QUERY_KIND_LABEL_SHARES) {
         int res; /* the shape of every value's timeline */
         rc = query_timeline_init(&spec->plan, &g->tl, &res);
@@ -399,6 +403,19 @@ int query_gather_add_total(query_gather_t *g, int64_t bucket_start_s, int64_t va
     return 0;
 }
 
+int query_gather_add_count(query_gather_t *g, int64_t bucket_start_s, int64_t count, errmsg_t *em)
+{
+    const query_timeline_t *tl = &g->tl;
+    if (tl->counts == NULL || count == 0) return 0; /* a summed type, or a JSON-less answer */
+    int64_t off = bucket_start_s - tl->start_s;
+    if (count < 0 || off < 0 || off % tl->step_s != 0 || off / tl->step_s >= (int64_t)tl->n)
+        return errmsg_set(em, ERR_CORRUPT, "partial timeline: count of bucket %lld is bad",
+                          (long long)bucket_start_s);
+    tl->counts[off / tl->step_s] += count;
+    g->tl.profiles += count;
+    return 0;
+}
+
 /* Parses a signed decimal integer of s[0..n) into *out. */
 static int parse_i64(const char *s, size_t n, int64_t *out)
 {
@@ -641,6 +658,10 @@ static int add_render(query_gather_t *g, query_partial_t *p, errmsg_t *em)
         return errmsg_set(em, ERR_INTERNAL, "partial timeline has another shape");
     for (size_t i = 0; i < g->tl.n; i++)
         g->tl.samples[i] += p->tl.samples[i];
+    if (g->tl.counts == NULL || p->tl.counts == NULL) return 0;
+    for (size_t i = 0; i < g->tl.n; i++) /* exact counts add; averages never do */
+        g->tl.counts[i] += p->tl.counts[i];
+    g->tl.profiles += p->tl.profiles;
     return 0;
 }
 
@@ -706,6 +727,43 @@ static int encode_folded_stream(query_gather_t *g, query_result_t *out, errmsg_t
     return gather_hold(g, query_stream_bytes(out->stream), em);
 }
 
+/* An averaged type whose timeline has buckets with values and no profile
+ * counted (profiles past profile-retention, or a span selection): the answer
+ * says how many, as those buckets and the flame graph could not be averaged
+ * over them ("uncountedBuckets", docs/api.md). */
+static int add_uncounted(const query_gather_t *g, buf_t *body)
+{
+    size_t n = 0;
+    for (size_t i = 0; g->tl.counts != NULL && i < g->tl.n; i++)
+        n += g->tl.samples[i] != 0 && g->tl.counts[i] == 0;
+    if (n == 0) return 0;
+    char m[48];
+    snprintf(m, sizeof m, "\"uncountedBuckets\":%zu", n);
+    return query_add_json_members(body, m);
+}
+
+/* An averaged type in a format other than the JSON flame graph (which
+ * divides each node's total and self as it writes them): each stack's self
+ * value divided by the profiles counted, rounded down. */
+static int average_selves(query_gather_t *g)
+{
+    int64_t n = g->tl.profiles;
+    if (g->tl.counts == NULL || n <= 1) return 0;
+    size_t nn = calltree_node_count(g->tree);
+    uint32_t *nodes = malloc(nn * sizeof *nodes);
+    int64_t *vals = malloc(nn * sizeof *vals);
+    int rc = nodes == NULL || vals == NULL ? ERR_NOMEM : 0;
+    for (size_t i = 0; rc == 0 && i < nn; i++) {
+        int64_t v = calltree_self(g->tree, (uint32_t)i);
+        nodes[i] = (uint32_t)i;
+        vals[i] = v / n - v; /* to v / n */
+    }
+    if (rc == 0) rc = calltree_add_selves(g->tree, nodes, vals, nn);
+    free(nodes);
+    free(vals);
+    return rc;
+}
+
 static int encode(query_gather_t *g, const char *partial_json, query_result_t *out, errmsg_t *em)
 {
     const query_spec_t *s = g->spec;
@@ -720,11 +778,13 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     int rc = load_due_names(g); /* only the kept nodes' */
     if (rc != 0) return rc;
     if ((rc = gather_hold(g, 0, em)) != 0) return rc;
+    if (s->format != QUERY_FORMAT_JSON && (rc = average_selves(g)) != 0) return rc;
     switch (s->format) {
     case QUERY_FORMAT_JSON:
         out->content_type = "application/json";
         rc = query_encode_flamebearer(g->tree, g->syms, type, g->spy_name, one ? NULL : &g->tl,
                                       &out->body);
+        if (rc == 0 && !one) rc = add_uncounted(g, &out->body);
         if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
         return rc;
     case QUERY_FORMAT_FOLDED:
@@ -804,6 +864,7 @@ static int encode_kept(query_gather_t *g, const char *partial_json, query_result
     out->content_type = "application/json";
     int rc = query_encode_flamebearer_kept(g->kept, g->syms, query_selector_type(g->spec->sel),
                                            g->spy_name, &g->tl, &out->body);
+    if (rc == 0) rc = add_uncounted(g, &out->body);
     if (rc == 0 && partial_json != NULL) rc = query_add_json_members(&out->body, partial_json);
     return rc;
 }

@@ -146,6 +146,25 @@ static int render_tree(storage_t *st, const char *tenant, const query_partial_ar
     return rc;
 }
 
+/* The series a render reads into *ser (a whole service: its aggregates, a
+ * few blocks instead of one per series) and, for an averaged type read
+ * through aggregates (which keep no profile counts), its member series into
+ * *cnt, whose profiles the timeline counts (else *cnt stays empty). */
+static int select_render_series(storage_t *st, const char *tenant, const query_selector_t *sel,
+                                const rangeset_t *rs, const query_limits_t *lim,
+                                const query_span_sel_t *sp, int average, query_series_t *ser,
+                                query_series_t *cnt, errmsg_t *em)
+{
+    int rc = sp->kind == 0 ? query_aggregate_select(st, tenant, sel, rs, ser, em) : 0;
+    if (rc == 0) return query_series_select_in(st, tenant, sel, rs, lim, ser, em);
+    if (rc != 1) return rc;
+    if (average && (rc = query_series_select_in(st, tenant, sel, rs, lim, cnt, em)) != 0) {
+        query_series_free(ser);
+        return rc;
+    }
+    return 0;
+}
+
 static int render_partial(storage_t *st, const char *tenant, const query_partial_args_t *a,
                           const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
                           errmsg_t *em)
@@ -160,14 +179,13 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     plan.stop = a->stop;
     plan.charge = a->charge;
     query_span_sel_t sp;
-    query_series_t ser;
+    query_series_t ser, cnt = {0};
+    int average = 0;
     if (query_selector_type(sel) == NULL)
         rc = errmsg_set(em, ERR_INVALID_ARGUMENT, "parameter 'query': a profile type is required");
     else if ((rc = query_selector_take_spans("query", sel, &sp, em)) == 0) {
-        /* a whole service: its aggregates, a few blocks instead of one per series */
-        rc = sp.kind == 0 ? query_aggregate_select(st, tenant, sel, rs, &ser, em) : 0;
-        if (rc == 0) rc = query_series_select_in(st, tenant, sel, rs, lim, &ser, em);
-        if (rc == 1) rc = 0;
+        average = sp.kind == 0 && query_type_average(query_selector_type(sel));
+        rc = select_render_series(st, tenant, sel, rs, lim, &sp, average, &ser, &cnt, em);
     }
     query_selector_free(sel);
     if (rc != 0) return rc;
@@ -178,6 +196,9 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     out->syms = symtab_new();
     if (out->tree == NULL || out->syms == NULL) rc = ERR_NOMEM;
     if (rc == 0) rc = render_tree(st, tenant, a, &sp, &ser, &plan, out, em);
+    if (rc == 0 && average && out->tl.n > 0 && (rc = query_timeline_average(&out->tl)) == 0)
+        rc = query_timeline_count(st, tenant, cnt.series_id != NULL ? &cnt : &ser, &plan, &out->tl,
+                                  em);
     if (rc == 0) rc = query_load_symbols(st, tenant, out->tree, out->syms);
     if (rc == 0 && out->kept != NULL)
         rc = query_load_symbols_kept(st, tenant, out->kept, out->syms);
@@ -186,6 +207,7 @@ static int render_partial(storage_t *st, const char *tenant, const query_partial
     else if (rc == 0 && out->tabs != NULL)
         rc = query_load_symbols_tabs(st, tenant, out->tabs, out->ntabs, out->syms);
     query_series_free(&ser);
+    query_series_free(&cnt);
     return rc;
 }
 

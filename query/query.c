@@ -309,8 +309,11 @@ void query_spec_args(const query_spec_t *s, query_partial_args_t *a)
     a->from_s = s->plan.from_s;
     a->until_s = s->plan.until_s;
     a->min_res = s->plan.min_res;
-    a->timeline = s->kind == QUERY_KIND_RENDER && s->format == QUERY_FORMAT_JSON;
-    a->kept = a->timeline; /* used only with final_max_nodes */
+    int json = s->kind == QUERY_KIND_RENDER && s->format == QUERY_FORMAT_JSON;
+    /* an averaged type needs the profile counts (with the timeline) in every format */
+    a->timeline =
+        json || (s->kind == QUERY_KIND_RENDER && query_type_average(query_selector_type(s->sel)));
+    a->kept = json; /* used only with final_max_nodes */
     if (s->kind == QUERY_KIND_PROFILES) a->limit = s->top_limit;
 }
 

@@ -295,7 +295,29 @@ typedef struct query_timeline {
     int64_t step_s;
     size_t n;
     int64_t *samples; /* owned; free with query_timeline_free */
+    /* An averaged type (query_type_average): counts[i] is the number of
+     * profiles (one per series and push) in bucket i, and profiles their sum
+     * over the plan; the timeline shows samples[i] / counts[i] and the flame
+     * graph every value / profiles (both rounded down). counts is owned and
+     * NULL for a summed type. */
+    int64_t *counts;
+    int64_t profiles;
 } query_timeline_t;
+/* 1 when the profile type is a gauge, a snapshot of what is held at one
+ * time, which Pyroscope aggregates with "average" (in-use memory
+ * `inuse_space`/`inuse_objects`, `goroutine(s)`): its timeline averages the
+ * profiles of each bucket and its flame graph the profiles of the range.
+ * 0 for every other type (summed), and for NULL. */
+int query_type_average(const char *profile_type);
+/* Gives tl (shaped, counts NULL) its zeroed counts array. */
+int query_timeline_average(query_timeline_t *tl);
+/* Counts into tl->counts and tl->profiles the stored profiles of the series
+ * of ser (real series, not service aggregates) whose time lies in the
+ * plan's range, each in the bucket of its 10 s window: their profile_trees
+ * entries (one per counted profile, kept tree or not, in time order, so the
+ * scan reads only the range's), within profile-retention. */
+int query_timeline_count(storage_t *st, const char *tenant, const query_series_t *ser,
+                         const query_plan_t *plan, query_timeline_t *tl, errmsg_t *em);
 /* step = range/1500 rounded up to a multiple of the coarsest resolution
  * not above it (so always a multiple of 10 s, at least 10 s); buckets are
  * aligned to multiples of the step, so the first may start before the plan;
@@ -862,6 +884,9 @@ int query_gather_add_series(query_gather_t *g, size_t nseries, const char *spy_n
  * not on the spec's timeline grid is ERR_CORRUPT. Ignored for answers that
  * show no timeline (folded, pprof). */
 int query_gather_add_total(query_gather_t *g, int64_t bucket_start_s, int64_t value, errmsg_t *em);
+/* Adds count profiles to that bucket of an averaged type's timeline (and to
+ * the profiles its flame graph is divided by); same errors. */
+int query_gather_add_count(query_gather_t *g, int64_t bucket_start_s, int64_t count, errmsg_t *em);
 int query_gather_add_value(query_gather_t *g, const char *s, size_t n);
 /* n more span trees that may leave profiles out (a share's partial_spans). */
 void query_gather_add_partial_spans(query_gather_t *g, uint64_t n);

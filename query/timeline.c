@@ -82,8 +82,58 @@ int query_timeline_build(storage_t *st, const char *tenant, const query_series_t
     return 0;
 }
 
+/* ---- averaged types (gauges) ---- */
+
+int query_type_average(const char *profile_type)
+{
+    ptype_t pt;
+    if (profile_type == NULL || query_ptype_parse(profile_type, &pt) != 0) return 0;
+    static const char *gauges[] = {"inuse_space", "inuse_objects", "goroutine", "goroutines"};
+    for (size_t i = 0; i < sizeof gauges / sizeof *gauges; i++)
+        if (strcmp(pt.sample_type, gauges[i]) == 0) return 1;
+    return 0;
+}
+
+int query_timeline_average(query_timeline_t *tl)
+{
+    tl->counts = calloc(tl->n ? tl->n : 1, sizeof *tl->counts);
+    tl->profiles = 0;
+    return tl->counts == NULL ? ERR_NOMEM : 0;
+}
+
+static int count_fn(void *ctx, int64_t time_ns, const uint8_t profile_id[16], int64_t total,
+                    int tree_kept)
+{
+    (void)profile_id;
+    (void)total;
+    (void)tree_kept; /* a profile whose tree was too large to keep counts too */
+    query_timeline_t *tl = ctx;
+    int64_t t = time_ns / 1000000000LL;
+    if (time_ns < 0 && time_ns % 1000000000LL != 0) t--;
+    t = floor_to(t, 10); /* its 10 s window, which lies in one bucket */
+    int64_t i = (t - tl->start_s) / tl->step_s;
+    if (t >= tl->start_s && i < (int64_t)tl->n) tl->counts[i]++;
+    tl->profiles++;
+    return 0;
+}
+
+int query_timeline_count(storage_t *st, const char *tenant, const query_series_t *ser,
+                         const query_plan_t *plan, query_timeline_t *tl, errmsg_t *em)
+{
+    for (size_t i = 0; i < ser->n; i++) {
+        if (ser->aggregate != NULL && ser->aggregate[i]) continue;
+        int rc = query_stop_check(plan->stop, em);
+        if (rc != 0) return rc; /* cancelled or past its deadline */
+        rc = storage_scan_profile_trees(st, tenant, ser->token[i], ser->series_id[i], plan->from_s,
+                                        plan->until_s, SIZE_MAX, count_fn, tl);
+        if (rc != 0) return errmsg_set(em, rc, "counting profiles: %s", err_message(rc));
+    }
+    return 0;
+}
+
 void query_timeline_free(query_timeline_t *tl)
 {
+    free(tl->counts);
     free(tl->samples);
     memset(tl, 0, sizeof *tl);
 }

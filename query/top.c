@@ -208,6 +208,9 @@ static int write_top(buf_t *out, const top_t *tp, const char *profile_type,
                         (long long)range_s);
     if (rc == 0 && cpu) rc = buf_printf(out, ",\"cores\":%.15g", cores(total, range_s));
     if (rc == 0 && !cpu) rc = buf_append_str(out, ",\"cores\":null");
+    if (rc == 0) /* average: the values are the average profile of the range (a gauge) */
+        rc = buf_printf(out, ",\"aggregationType\":\"%s\"",
+                        query_type_average(profile_type) ? "average" : "sum");
     if (rc == 0) rc = buf_printf(out, ",\"functionCount\":%zu", tp->count);
     if (rc == 0 && o->search != NULL && o->search[0] != 0)
         rc = buf_printf(out, ",\"matchCount\":%zu", tp->nfns);

@@ -364,7 +364,10 @@ static int send_ask(scatter_q_t *q, const ask_t *a)
     m.until_ms = sp->plan.until_s * 1000;
     /* the finest windows the plan reads, so every node plans alike */
     m.min_resolution = (uint32_t)sp->plan.min_res;
-    m.timeline = sp->format == QUERY_FORMAT_JSON;
+    /* an averaged type's profile counts come with the timeline, in every format */
+    m.timeline =
+        sp->format == QUERY_FORMAT_JSON ||
+        (sp->kind == QUERY_KIND_RENDER && query_type_average(query_selector_type(sp->sel)));
     m.max_nodes = (uint32_t)(sp->max_nodes > UINT32_MAX ? UINT32_MAX : sp->max_nodes);
     m.forests = sp->kind == QUERY_KIND_RENDER && query_spec_forests(sp);
     m.forest_version = m.forests ? QUERY_FOREST_V4 : 0;

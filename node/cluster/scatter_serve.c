@@ -111,16 +111,18 @@ static int add_totals(serve_job_t *j)
     const query_timeline_t *tl = &j->part.tl;
     size_t n = 0;
     for (size_t i = 0; i < tl->n; i++)
-        n += tl->samples[i] != 0;
+        n += tl->samples[i] != 0 || (tl->counts != NULL && tl->counts[i] != 0);
     j->tp = calloc(n ? n : 1, sizeof *j->tp);
     j->tpp = calloc(n ? n : 1, sizeof *j->tpp);
     if (j->tp == NULL || j->tpp == NULL) return ERR_NOMEM;
     size_t k = 0;
     for (size_t i = 0; i < tl->n; i++) {
-        if (tl->samples[i] == 0) continue;
+        int64_t count = tl->counts != NULL ? tl->counts[i] : 0;
+        if (tl->samples[i] == 0 && count == 0) continue;
         flamedb__cluster__totals_point__init(&j->tp[k]);
         j->tp[k].time_ms = (tl->start_s + (int64_t)i * tl->step_s) * 1000;
         j->tp[k].value = tl->samples[i];
+        j->tp[k].count = count;
         j->tpp[k] = &j->tp[k];
         k++;
     }

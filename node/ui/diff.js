@@ -166,7 +166,7 @@ export class DiffView {
     this.timeline.set([
       { timeline: lt.timeline, color: cs.getPropertyValue('--baseline').trim() },
       { timeline: overlay(rt.timeline, lt.timeline), color: cs.getPropertyValue('--comparison').trim() },
-    ], this.unit, fmt.isCPU(type));
+    ], this.unit, fmt.isCPU(type), !!(lt.metadata && lt.metadata.aggregationType === 'average'));
     const sig = rep.functions.filter((f) => f.significant).length;
     this.table.setRows(rep.functions,
       `${sig} significant of ${rep.tested} tested (Welch's t, Holm, α=${rep.alpha}; ★ = significant)`);

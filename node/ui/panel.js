@@ -164,7 +164,8 @@ export class Panel {
     this.coresPer = rate && secs ? (v) => v / 1e9 / secs : null;
     const maxNodes = state.maxNodes || 8192;
     this.graph.setTree(this.tree, { unit: this.unit, coresPer: this.coresPer, maxNodes });
-    this.timeline.set([{ timeline: r.timeline }], this.unit, this.cpu);
+    const gauge = !!(r.metadata && r.metadata.aggregationType === 'average');
+    this.timeline.set([{ timeline: r.timeline }], this.unit, this.cpu, gauge);
     this.q('.timeline-box').hidden = !!id; /* one stored profile has no timeline */
     this.maxSelf = Math.max(0, ...t.functions.map((f) => f.self));
     this.table.opts.columns = this.columns(rate);
@@ -173,6 +174,7 @@ export class Panel {
     if (rate && t.cores != null) note += ` · ${fmt.cores(t.cores)} on average`;
     this.table.setRows(t.functions, note);
     let foot = `total ${fmt.value(r.flamebearer.numTicks, this.unit)} over ${secs} s`;
+    if (gauge) foot = `in use: ${fmt.value(r.flamebearer.numTicks, this.unit)}, the average profile over ${secs} s`;
     if (this.name === 'spans') foot = `${this.cpu ? 'CPU time' : 'total'} of the samples with this id: ${fmt.value(r.flamebearer.numTicks, this.unit)}`;
     if (this.hasOther()) foot += ` · "other" frames (hatched) fold what maxNodes=${maxNodes} cut; their totals are exact`;
     if (!r.flamebearer.numTicks) foot = 'no samples match this selection in this range: widen the range or change the selector';

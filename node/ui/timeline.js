@@ -22,16 +22,21 @@ export class Timeline {
     new ResizeObserver(() => this.draw()).observe(container);
   }
 
-  // series: [{timeline: {startTime, samples, durationDelta}, color}]; unit, cpu
-  set(series, unit, cpu) {
+  // series: [{timeline: {startTime, samples, durationDelta}, color}]; unit, cpu;
+  // gauge: the render's metadata.aggregationType is "average" (in-use memory):
+  // each bucket is already the average profile of the bucket, drawn as is
+  set(series, unit, cpu, gauge) {
     this.series = series.filter((s) => s.timeline && s.timeline.samples);
     this.unit = unit;
     this.cpu = cpu;
+    this.gauge = !!gauge;
     this.draw();
   }
 
-  // value per bucket in what the caption says (cores, or unit per second)
+  // value per bucket in what the caption says (cores, unit per second, or
+  // for a gauge the unit itself: a snapshot is not a rate)
   perSecond(v, dt) {
+    if (this.gauge) return v;
     return this.cpu ? v / 1e9 / dt : v / dt;
   }
 
@@ -90,8 +95,12 @@ export class Timeline {
     ctx.fillText(fmt.time(b.t0), 2, plotH + 3);
     const end = fmt.time(b.t1);
     ctx.fillText(end, W - ctx.measureText(end).width - 2, plotH + 3);
-    const what = this.cpu ? 'cores' : `${this.unit || 'value'} / s`;
-    const top = this.cpu ? fmt.cores(b.max) : `${fmt.value(b.max, this.unit)} / s`;
+    let what = this.cpu ? 'cores' : `${this.unit || 'value'} / s`;
+    let top = this.cpu ? fmt.cores(b.max) : `${fmt.value(b.max, this.unit)} / s`;
+    if (this.gauge) {
+      what = `${this.unit || 'value'} in use (average of each bucket's profiles)`;
+      top = fmt.value(b.max, this.unit);
+    }
     this.caption.textContent = `${what} over time (max ${top}); drag to zoom into a range`;
     if (this.drag && this.drag.x1 !== undefined) {
       ctx.fillStyle = 'rgba(80,140,255,0.25)';

@@ -562,6 +562,9 @@ int cmd_query(int argc, char **argv)
         return 1;
     }
     qctx_t q = {.expect = expected_total(&set, type_unit)};
+    /* an in-use type renders the average profile (docs/api.md, averaged
+     * types): every profile of the set is one profile of the series */
+    if (q.expect >= 0 && query_type_average(type)) q.expect /= (int64_t)set.n;
     char svc[128];
     snprintf(svc, sizeof svc, "%.*s", (int)strcspn(set.p[0].name, "{"), set.p[0].name);
     if (service != NULL && service[0] == '\0') /* --service '': the whole fleet */

@@ -772,6 +772,30 @@ def test_empty_selection():
         shot(b, "empty")
 
 
+def test_gauge_caption():
+    """In-use memory is a gauge: its timeline reads in bytes (each bucket's
+    average profile), never "bytes / s", and the footnote names the average
+    profile in use rather than a total over the range."""
+    svc = unique("uigauge")
+    for k, t in enumerate((NOW - 300, NOW - 290, NOW - 120)):
+        p = Pprof([("inuse_objects", "count"), ("inuse_space", "bytes")],
+                  period_type=("space", "bytes"), period=524288)
+        p.add(["main", "cache.Put"], [1, (k + 1) << 20])
+        r = NODE.ingest(p.encode_gz(), name="%s{pod=a}" % svc, format="pprof", **{"from": t})
+        assert r.status == 200, r
+    query = 'memory:inuse_space:bytes:space:bytes{service_name="%s"}' % svc
+    with need_browser() as b:
+        s = open_page(b, page(query=query), "a gauge")
+        assert s["numTicks"] == (1 + 2 + 3 << 20) // 3, s["numTicks"]  # the average of three
+        got = b.js("const v = document.getElementById('view-single');"
+                   "return [v.querySelector('.timeline-caption').textContent,"
+                   "        v.querySelector('.footnote').textContent]")
+        assert "/ s" not in got[0] and got[0].startswith("bytes in use"), got
+        assert "(max 5 MiB)" in got[0], got  # 3 MiB alone in its bucket, on 1-2-5 steps
+        assert got[1].startswith("in use: 2 MiB, the average profile"), got
+        shot(b, "gauge")
+
+
 def test_errors_theme_and_defaults():
     with need_browser() as b:
         b.get(page(query=CPU + '{service_name=~"("}'))

@@ -1,7 +1,7 @@
 /* test_query_encode.c — the encoders: flamebearer JSON (Pyroscope's own
- * example reproduced, and random trees decoded back to the same tree), folded
- * text, and gzipped pprof re-parsed with protobuf-c (and opened with
- * `go tool pprof` when Go is installed). Prints its seed; argv[1] replays. */
+ * example reproduced, its average for in-use types, and random trees decoded back to the same
+ * tree), folded text, and gzipped pprof re-parsed with protobuf-c (and opened with `go tool pprof`
+ * when Go is installed). Prints its seed; argv[1] replays. */
 #include <libdeflate.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,7 +274,8 @@ static void test_pyroscope_example(void)
         "\"main.work\",\"main.main\",\"main.slowFunction\"],\"levels\":[[0,988,0,0],[0,988,0,1],"
         "[0,214,0,2,0,3,2,4,0,771,0,5],[0,214,214,3,2,1,1,2,0,771,771,3]],\"numTicks\":988,"
         "\"maxSelf\":771},\"metadata\":{\"format\":\"single\",\"spyName\":\"gospy\","
-        "\"sampleRate\":1000000000,\"units\":\"samples\",\"name\":\"cpu\"},\"timeline\":"
+        "\"sampleRate\":1000000000,\"units\":\"samples\",\"name\":\"cpu\",\"aggregationType\":"
+        "\"sum\"},\"timeline\":"
         "{\"startTime\":1632335270,\"samples\":[988],\"durationDelta\":10}}";
     CHECK_EQ_STR((const char *)out.data, want);
     char *f = folded_of(t, s);
@@ -292,6 +293,51 @@ static void test_pyroscope_example(void)
     buf_reset(&out);
     query_encode_flamebearer(t, s, "memory:inuse_space:bytes:space:bytes", NULL, NULL, &out);
     CHECK(strstr((char *)out.data, "\"units\":\"bytes\",\"name\":\"inuse_space\"") != NULL);
+    buf_free(&out);
+    calltree_free(t);
+    symtab_free(s);
+}
+
+/* An averaged type (in-use memory): the flame graph is the sum divided by
+ * the profiles, each node's total and self rounded down; each timeline
+ * bucket its sum divided by its own count; a summed type is untouched. */
+static void test_average(void)
+{
+    CHECK_EQ_INT(query_type_average("memory:inuse_space:bytes:space:bytes"), 1);
+    CHECK_EQ_INT(query_type_average("memory:inuse_objects:count:space:bytes"), 1);
+    CHECK_EQ_INT(query_type_average("goroutine:goroutine:count:goroutine:count"), 1);
+    CHECK_EQ_INT(query_type_average("memory:alloc_space:bytes:space:bytes"), 0);
+    CHECK_EQ_INT(query_type_average("process_cpu:cpu:nanoseconds:cpu:nanoseconds"), 0);
+    CHECK_EQ_INT(query_type_average("inuse_space"), 0); /* not a type id */
+    CHECK_EQ_INT(query_type_average(NULL), 0);
+    calltree_t *t = calltree_new(0);
+    symtab_t *s = symtab_new();
+    add(t, s, "runtime.main;main.fastFunction;main.work", 214);
+    add(t, s, "runtime.main;main.main", 2);
+    add(t, s, "runtime.main;main.main;main.fastFunction", 1);
+    add(t, s, "runtime.main;main.slowFunction;main.work", 771);
+    buf_t out;
+    buf_init(&out, 1 << 20);
+    query_timeline_t tl = {.start_s = 100,
+                           .step_s = 10,
+                           .n = 3,
+                           .samples = (int64_t[]){1000, 0, 7},
+                           .counts = (int64_t[]){3, 0, 2},
+                           .profiles = 5};
+    CHECK_EQ_INT(
+        query_encode_flamebearer(t, s, "memory:inuse_space:bytes:space:bytes", NULL, &tl, &out), 0);
+    const char *j = (const char *)out.data;
+    CHECK(strstr(j, "\"levels\":[[0,197,0,0],[0,197,0,1],[0,42,0,2,0,0,0,4,0,154,0,5],"
+                    "[0,42,42,3,0,0,0,2,0,154,154,3]],\"numTicks\":197,\"maxSelf\":154}") != NULL);
+    CHECK(strstr(j, "\"name\":\"inuse_space\",\"aggregationType\":\"average\"}") != NULL);
+    CHECK(strstr(j, "\"samples\":[333,0,3],\"durationDelta\":10") != NULL);
+    buf_reset(&out);
+    tl.counts = NULL; /* the same values of a summed type */
+    CHECK_EQ_INT(
+        query_encode_flamebearer(t, s, "memory:alloc_space:bytes:space:bytes", NULL, &tl, &out), 0);
+    j = (const char *)out.data;
+    CHECK(strstr(j, "\"numTicks\":988,") != NULL && strstr(j, "[1000,0,7]") != NULL);
+    CHECK(strstr(j, "\"aggregationType\":\"sum\"}") != NULL);
     buf_free(&out);
     calltree_free(t);
     symtab_free(s);
@@ -676,6 +722,7 @@ int main(int argc, char **argv)
     check_rng_state = seed ? seed : 1;
     fprintf(stderr, "test_query_encode seed %llu\n", (unsigned long long)seed);
     test_pyroscope_example();
+    test_average();
     test_flamebearer_roundtrip();
     test_flamebearer_numbers();
     test_output_cap();
