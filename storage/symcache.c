@@ -66,8 +66,8 @@ static struct symcache_shard *shard_of(symcache_t *c, uint64_t th, uint64_t id, 
  * a batch overlap instead of following one another, then each hit's blob,
  * then the hits are copied out. */
 static int shard_get_many(struct symcache_shard *sh, uint64_t th, const uint64_t *ids,
-                          const uint64_t *h, const uint16_t *idx, size_t m,
-                          symcache_hit_t *hits, buf_t *names)
+                          const uint64_t *h, const uint16_t *idx, size_t m, symcache_hit_t *hits,
+                          buf_t *names)
 {
     const sc_entry_t *found[SYMCACHE_BATCH];
     size_t mask = sh->nslots - 1;
@@ -121,8 +121,8 @@ int storage_symcache_get_many(symcache_t *c, uint64_t tenant_hash, const uint64_
         struct symcache_shard *sh = &c->shards[k];
         pthread_mutex_lock(&sh->mu);
         if (sh->nslots > 0)
-            rc = shard_get_many(sh, tenant_hash, ids, h, idx + per[k], per[k + 1] - per[k],
-                                hits, names);
+            rc = shard_get_many(sh, tenant_hash, ids, h, idx + per[k], per[k + 1] - per[k], hits,
+                                names);
         pthread_mutex_unlock(&sh->mu);
     }
     return rc;

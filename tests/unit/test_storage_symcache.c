@@ -17,7 +17,8 @@
 static void put(symcache_t *c, uint64_t th, uint64_t id)
 {
     char name[32], file[32];
-    int nn = snprintf(name, sizeof name, "%s%llu", th == TENANT_A ? "fn" : "b", (unsigned long long)id);
+    int nn =
+        snprintf(name, sizeof name, "%s%llu", th == TENANT_A ? "fn" : "b", (unsigned long long)id);
     int fn = snprintf(file, sizeof file, "f%llu.go", (unsigned long long)(id * 7));
     storage_symcache_put(c, th, id, name, (size_t)nn, file, (size_t)fn);
 }
