@@ -494,6 +494,30 @@ static int load_batch(storage_t *s, const char *tenant, uint64_t tenant_hash, co
     return rc;
 }
 
+/* The ids of one batch: those the cache holds copied into dst, the others
+ * gathered in miss (*nmiss of them) and loaded SYMBOL_BATCH at a time, in
+ * the order of ids as one lookup per id would. */
+static int load_chunk(storage_t *s, const char *tenant, uint64_t th, const uint64_t *ids, size_t n,
+                      uint64_t *miss, size_t *nmiss, buf_t *names, symtab_t *dst)
+{
+    symcache_hit_t hits[SYMCACHE_BATCH];
+    int rc = storage_symcache_get_many(&s->symcache, th, ids, n, hits, names);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (hits[i].hit) {
+            const char *name = (const char *)names->data + hits[i].off;
+            rc = symtab_put(dst, ids[i], name, hits[i].name_len, name + hits[i].name_len + 1,
+                            hits[i].file_len);
+            continue;
+        }
+        miss[(*nmiss)++] = ids[i];
+        if (*nmiss == SYMBOL_BATCH) {
+            rc = load_batch(s, tenant, th, miss, *nmiss, dst);
+            *nmiss = 0;
+        }
+    }
+    return rc;
+}
+
 int storage_load_symbols(storage_t *s, const char *tenant, const uint64_t *ids, size_t n,
                          symtab_t *dst)
 {
@@ -502,16 +526,13 @@ int storage_load_symbols(storage_t *s, const char *tenant, const uint64_t *ids, 
     uint64_t th = hash_bytes64(tenant, strlen(tenant));
     uint64_t miss[SYMBOL_BATCH];
     size_t nmiss = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        int hit = storage_symcache_get(&s->symcache, th, ids[i], dst);
-        if (hit < 0) return hit;
-        if (hit) continue;
-        miss[nmiss++] = ids[i];
-        if (nmiss == SYMBOL_BATCH) {
-            rc = load_batch(s, tenant, th, miss, nmiss, dst);
-            nmiss = 0;
-        }
+    buf_t names; /* a batch's cached symbols: at most SYMCACHE_BATCH names and files */
+    buf_init(&names, BUF_UNLIMITED);
+    for (size_t i = 0; rc == 0 && i < n; i += SYMCACHE_BATCH) {
+        size_t m = n - i < SYMCACHE_BATCH ? n - i : SYMCACHE_BATCH;
+        rc = load_chunk(s, tenant, th, ids + i, m, miss, &nmiss, &names, dst);
     }
+    buf_free(&names);
     if (rc == 0 && nmiss > 0) rc = load_batch(s, tenant, th, miss, nmiss, dst);
     return rc;
 }

@@ -785,8 +785,18 @@ uint64_t storage_nodetab_token(const nodetab_t *t);
 
 int storage_symcache_init(symcache_t *c, size_t max_bytes);
 void storage_symcache_free(symcache_t *c);
-/* 1 and the symbol copied into dst if cached, 0 if not, or a negative error. */
-int storage_symcache_get(symcache_t *c, uint64_t tenant_hash, uint64_t id, symtab_t *dst);
+/* A batch lookup's answer for one id: hit 1 and the symbol at names->data +
+ * off (name, NUL, file, NUL), or hit 0 when it is not cached. */
+typedef struct symcache_hit {
+    uint32_t off, name_len, file_len, hit;
+} symcache_hit_t;
+#define SYMCACHE_BATCH 256
+/* Looks up n <= SYMCACHE_BATCH ids at once, each shard locked once and the
+ * misses of its probes overlapped; the symbols found are copied into names
+ * (reset first; the caller's, with its own maximum), hits[i] says where.
+ * 0, ERR_INVALID_ARGUMENT (n too large), ERR_NOMEM or ERR_TOO_LARGE. */
+int storage_symcache_get_many(symcache_t *c, uint64_t tenant_hash, const uint64_t *ids, size_t n,
+                              symcache_hit_t *hits, buf_t *names);
 void storage_symcache_put(symcache_t *c, uint64_t tenant_hash, uint64_t id, const char *name,
                           size_t name_len, const char *file, size_t file_len);
 

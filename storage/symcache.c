@@ -61,22 +61,70 @@ static struct symcache_shard *shard_of(symcache_t *c, uint64_t th, uint64_t id, 
     return &c->shards[*h % SYMCACHE_SHARDS];
 }
 
-int storage_symcache_get(symcache_t *c, uint64_t tenant_hash, uint64_t id, symtab_t *dst)
+/* Looks up ids[i] (one shard's, listed in idx) in shard sh, whose lock is
+ * held: every slot the probes start at is fetched first, so the misses of
+ * a batch overlap instead of following one another, then each hit's blob,
+ * then the hits are copied out. */
+static int shard_get_many(struct symcache_shard *sh, uint64_t th, const uint64_t *ids,
+                          const uint64_t *h, const uint16_t *idx, size_t m, symcache_hit_t *hits,
+                          buf_t *names)
 {
-    uint64_t h;
-    struct symcache_shard *sh = shard_of(c, tenant_hash, id, &h);
-    int rc = 0;
-    pthread_mutex_lock(&sh->mu);
-    for (size_t i = sh->nslots ? (h >> 8) & (sh->nslots - 1) : 0; sh->nslots && sh->v[i].id != 0;
-         i = (i + 1) & (sh->nslots - 1)) {
-        const sc_entry_t *e = &sh->v[i];
-        if (e->id == id && e->tenant_hash == tenant_hash) {
-            rc = symtab_put(dst, id, e->blob, e->name_len, e->blob + e->name_len + 1, e->file_len);
-            rc = rc == 0 ? 1 : rc;
-            break;
+    const sc_entry_t *found[SYMCACHE_BATCH];
+    size_t mask = sh->nslots - 1;
+    for (size_t j = 0; j < m; j++)
+        __builtin_prefetch(&sh->v[(h[idx[j]] >> 8) & mask]);
+    for (size_t j = 0; j < m; j++) {
+        found[j] = NULL;
+        uint64_t id = ids[idx[j]];
+        for (size_t i = (h[idx[j]] >> 8) & mask; sh->v[i].id != 0; i = (i + 1) & mask) {
+            if (sh->v[i].id == id && sh->v[i].tenant_hash == th) {
+                found[j] = &sh->v[i];
+                __builtin_prefetch(found[j]->blob);
+                break;
+            }
         }
     }
-    pthread_mutex_unlock(&sh->mu);
+    for (size_t j = 0; j < m; j++) {
+        const sc_entry_t *e = found[j];
+        if (e == NULL) continue;
+        size_t len = (size_t)e->name_len + e->file_len + 2;
+        if (names->len > UINT32_MAX - len) return ERR_TOO_LARGE;
+        hits[idx[j]] = (symcache_hit_t){(uint32_t)names->len, e->name_len, e->file_len, 1};
+        int rc = buf_append(names, e->blob, len);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+int storage_symcache_get_many(symcache_t *c, uint64_t tenant_hash, const uint64_t *ids, size_t n,
+                              symcache_hit_t *hits, buf_t *names)
+{
+    if (n > SYMCACHE_BATCH) return ERR_INVALID_ARGUMENT;
+    uint64_t h[SYMCACHE_BATCH];
+    uint16_t idx[SYMCACHE_BATCH];
+    size_t per[SYMCACHE_SHARDS + 1] = {0};
+    buf_reset(names);
+    for (size_t i = 0; i < n; i++) {
+        (void)shard_of(c, tenant_hash, ids[i], &h[i]);
+        hits[i] = (symcache_hit_t){0, 0, 0, 0};
+        per[h[i] % SYMCACHE_SHARDS + 1]++;
+    }
+    for (size_t k = 0; k < SYMCACHE_SHARDS; k++) /* per[k]: where shard k's ids start */
+        per[k + 1] += per[k];
+    size_t fill[SYMCACHE_SHARDS];
+    memcpy(fill, per, sizeof fill);
+    for (size_t i = 0; i < n; i++)
+        idx[fill[h[i] % SYMCACHE_SHARDS]++] = (uint16_t)i;
+    int rc = 0;
+    for (size_t k = 0; k < SYMCACHE_SHARDS && rc == 0; k++) {
+        if (per[k + 1] == per[k]) continue;
+        struct symcache_shard *sh = &c->shards[k];
+        pthread_mutex_lock(&sh->mu);
+        if (sh->nslots > 0)
+            rc = shard_get_many(sh, tenant_hash, ids, h, idx + per[k], per[k + 1] - per[k], hits,
+                                names);
+        pthread_mutex_unlock(&sh->mu);
+    }
     return rc;
 }
 
