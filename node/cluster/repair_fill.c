@@ -13,7 +13,11 @@
  * it, so that no resolution of the series says more than another.
  *
  * Streaming is repair_stream.c's walk (STREAM answers, windows in parts put
- * together); this module decides, per window, what the walk stores.
+ * together); this module decides, per window, what the walk stores. The
+ * store looks again whether this node holds the window, under the lock a
+ * write holds until it commits (storage_stream_window_t.only_absent): a
+ * write that lands between this module's look and the store keeps the copy
+ * out rather than being counted twice.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -121,7 +125,10 @@ int repair_fill_wanted(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
                                    m->window_s, &total);
     if (has < 0) return errmsg_set(em, has, "window total lookup failed");
     if (ss->fill_probe) return has ? fill_probe(r, m, ss, st, whole, total, em) : 0;
-    if (has) return 0;
+    if (has) { /* alike at the probe, or absent then: a write landed since */
+        ss->fill_left += total != m->total;
+        return 0;
+    }
     if (whole && m->n_kept > 0) {
         ss->fill_left++;
         return 0;
