@@ -624,8 +624,8 @@ int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *a
  * seen without being counted (one already seen here: its total is taken off
  * the residual total), and the marker. *stored is 1 when written, 0 when the
  * marker was there (or, w->only_absent, the window: a write added to it
- * since the caller looked, and the copy would count that write twice). Call only once every kept profile is stored here (a
- * window stored before that would lack them). Borrowed arguments. */
+ * since the caller looked, and the copy would count that write twice). Call only once every kept
+ * profile is stored here (a window stored before that would lack them). Borrowed arguments. */
 int storage_stream_store(storage_t *s, const storage_stream_window_t *w, const labels_t *labels,
                          const symtab_t *symbols, int *stored, errmsg_t *em);
 /* The same; *bytes (may be NULL) gets the size of the committed write batch

@@ -290,8 +290,8 @@ static uint64_t stripe_of(const uint8_t id[16])
 static int still_absent(storage_t *s, const storage_stream_window_t *w, errmsg_t *em)
 {
     int64_t total = 0;
-    int has = storage_window_total(s, w->tenant, w->token, w->series_id, w->res, w->window_s,
-                                   &total);
+    int has =
+        storage_window_total(s, w->tenant, w->token, w->series_id, w->res, w->window_s, &total);
     if (has < 0) return errmsg_set(em, has, "window total lookup failed");
     return !has;
 }
