@@ -88,6 +88,39 @@ static int same_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m)
     return rc != 0 ? rc : a == b;
 }
 
+/* Window m, held differently here and on ss->fill_peer, named in
+ * st->inexact (whole or not at all: past REPAIR_SUMMARY_MAX the list ends;
+ * st->wc_inexact still counts it). */
+static int note_inexact(const Flamedb__Cluster__StreamWindow *m, const repair_stream_state_t *ss,
+                        repair_stats_t *st)
+{
+    labels_t *lb = NULL;
+    buf_t one;
+    buf_init(&one, REPAIR_SUMMARY_MAX);
+    int rc = labels_decode(m->labels.data, m->labels.len, &lb);
+    if (rc == 0) rc = buf_append_str(&one, st->inexact.len > 0 ? ",{\"tenant\":" : "{\"tenant\":");
+    if (rc == 0) rc = buf_append_json_string(&one, m->tenant, strlen(m->tenant));
+    if (rc == 0)
+        rc = buf_printf(&one,
+                        ",\"series\":\"%016llx\",\"labels\":", (unsigned long long)m->series_id);
+    buf_t lt;
+    buf_init(&lt, REPAIR_SUMMARY_MAX);
+    if (rc == 0) rc = labels_format(lb, &lt);
+    if (rc == 0) rc = buf_append_json_string(&one, (const char *)lt.data, lt.len);
+    if (rc == 0)
+        rc = buf_printf(&one, ",\"resolution_s\":%llu,\"window_s\":%lld,\"peer\":",
+                        (unsigned long long)storage_resolutions[m->res], (long long)m->window_s);
+    const char *peer = ss->fill_peer != NULL ? ss->fill_peer : "";
+    if (rc == 0) rc = buf_append_json_string(&one, peer, strlen(peer));
+    if (rc == 0) rc = buf_append_byte(&one, '}');
+    if (rc == 0 && st->inexact.len + one.len <= st->inexact.max)
+        rc = buf_append(&st->inexact, one.data, one.len);
+    buf_free(&lt);
+    buf_free(&one);
+    labels_free(lb);
+    return rc == ERR_TOO_LARGE ? 0 : rc; /* one past the bound: counted, not named */
+}
+
 /* A probe's look at window m, which this node holds with `total`: its
  * series goes into ss->fill_skip unless the two are alike (counted inexact
  * when they differ; left when m's kept profiles, which its residual leaves
@@ -102,10 +135,13 @@ static int fill_probe(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
         if (same < 0) return errmsg_set(em, same, "window compare: %s", err_message(same));
         if (same) return 0;
     }
-    if (comparable)
+    if (comparable) {
         st->wc_inexact++;
-    else
+        int rc = note_inexact(m, ss, st);
+        if (rc != 0) return errmsg_set(em, rc, "window check: %s", err_message(rc));
+    } else {
         ss->fill_left++;
+    }
     uint32_t v;
     if (u64map_get_or_put(ss->fill_skip, series_key(m), 0, &v) < 0)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
@@ -147,6 +183,7 @@ int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi
     ss->fill_until = until_s != 0 ? until_s : -1;
     ss->fill_skip = &skip;
     ss->fill_probe = 1;
+    ss->fill_peer = peer;
     int rc = repair_stream_walk(r, peer, ss, st, NULL, em);
     int probed = rc == 0 && ss->done && !r->closing;
     ss->fill_probe = 0;

@@ -118,10 +118,15 @@ def alone(c, i, other, services, frm, until):
 
 def repair(c):
     """flamectl cluster repair through n0; its time."""
+    return repair_printed(c)[0]
+
+
+def repair_printed(c):
+    """flamectl cluster repair through n0; its time and what it printed."""
     p, took = ctl(c, 0, "cluster", "repair", timeout=240)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "converged" in p.stdout, p.stdout
-    return took
+    return took, p.stdout
 
 
 def push_failing(c, via, stopped, services, seed, now, at=None, hold=0.0):
@@ -391,7 +396,9 @@ def mixed_past_profile_retention(c, now):
     UTC day: their 1-day windows are one window both nodes hold with
     different totals, whose union the rolled-up blocks cannot tell. That
     series is left as it is on both (counted inexact), and neither node
-    takes the other's copy over it: each still answers its own push."""
+    takes the other's copy over it: each still answers its own push.
+    flamectl names that series' windows (which it held differently, from
+    which replica), and only those."""
     svc, same_day = harness.unique("mxold"), harness.unique("mxday")
     day = (now - 4 * 86400) // 86400 * 86400
     pushed, own = [], []
@@ -404,7 +411,11 @@ def mixed_past_profile_retention(c, now):
         c.wait_state(stopped, "active", observers=[via], timeout=30)
         time.sleep(1.2)  # past the write timeout: the miss is marked by then
         no_marks(c)
-    took = repair(c)
+    took, printed = repair_printed(c)
+    named = [ln.strip() for ln in printed.splitlines() if "held otherwise by" in ln]
+    print("    flamectl named %d window(s) held differently, e.g. %r"
+          % (len(named), named[0] if named else None))
+    assert named and all(same_day in ln for ln in named), printed
     filled = [metric(c, i, "flamedb_repair_window_windows_filled_total") for i in (0, 1)]
     inexact = [metric(c, i, "flamedb_repair_window_windows_inexact_total") for i in (0, 1)]
     print("    past the profile retention: flamectl cluster repair took %.2f s; windows "
