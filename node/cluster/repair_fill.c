@@ -64,13 +64,11 @@ int repair_tree_digest(const calltree_t *t, uint64_t *out)
     return 0;
 }
 
-/* 1 when this node's window of m holds the same stacks and values as m's
- * residual (whole, no kept profiles: the peer's whole window), 0 when
- * not, or a negative error. */
-static int same_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m)
+/* This node's window of m into mine, and m's residual (whole, no kept
+ * profiles: the peer's whole window) into theirs. */
+static int both_windows(repair_t *r, const Flamedb__Cluster__StreamWindow *m, calltree_t *mine,
+                        calltree_t *theirs)
 {
-    calltree_t *mine = calltree_new(r->o.write.max_tree_nodes);
-    calltree_t *theirs = calltree_new(r->o.write.max_tree_nodes);
     storage_merger_t *g = NULL;
     errmsg_t em = {{0}};
     int64_t w = m->window_s, end = w + (int64_t)storage_resolutions[m->res];
@@ -79,13 +77,66 @@ static int same_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m)
     if (rc == 0) rc = storage_merger_new(r->storage, m->tenant, &g);
     if (rc == 0) rc = storage_merger_add(g, m->token, m->series_id, (int)m->res, w, end);
     if (rc == 0) rc = storage_merger_finish(g, mine, &em);
+    storage_merger_free(g);
+    return rc;
+}
+
+/* 1 when this node's window of m holds the same stacks and values as m's
+ * residual, 0 when not, or a negative error. */
+static int same_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m)
+{
+    calltree_t *mine = calltree_new(r->o.write.max_tree_nodes);
+    calltree_t *theirs = calltree_new(r->o.write.max_tree_nodes);
+    int rc = both_windows(r, m, mine, theirs);
     uint64_t a = 0, b = 0;
     if (rc == 0) rc = repair_tree_digest(mine, &a);
     if (rc == 0) rc = repair_tree_digest(theirs, &b);
-    storage_merger_free(g);
     calltree_free(mine);
     calltree_free(theirs);
     return rc != 0 ? rc : a == b;
+}
+
+/* theirs less mine, path by path (into theirs); 1 when no self value is
+ * left negative, 0 when one is (or mine has a path theirs has no room
+ * for), or a negative error. */
+static int tree_holds(calltree_t *theirs, const calltree_t *mine)
+{
+    size_t n = calltree_node_count(mine);
+    uint32_t *map = malloc((n ? n : 1) * sizeof *map);
+    if (map == NULL) return ERR_NOMEM;
+    const calltree_node_t *nodes = calltree_nodes(mine);
+    const uint64_t *syms = calltree_syms(mine);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) { /* a parent precedes its children */
+        uint32_t p = nodes[i].parent;
+        map[i] = 0;
+        if (p != CALLTREE_NONE)
+            rc = calltree_child(theirs, map[p], syms[nodes[i].sym_index], &map[i]);
+        if (rc == 0) calltree_add_self(theirs, map[i], -calltree_self(mine, (uint32_t)i));
+    }
+    free(map);
+    if (rc == ERR_LIMIT) return 0;
+    const int64_t *self = calltree_selves(theirs);
+    for (size_t i = 0; rc == 0 && i < calltree_node_count(theirs); i++)
+        if (self[i] < 0) return 0;
+    return rc != 0 ? rc : 1;
+}
+
+/* A holds probe's look at window m, which this node holds: counted in
+ * ss->fill_short when m's does not hold it stack by stack. */
+static int holds_probe(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
+                       repair_stream_state_t *ss, int whole, errmsg_t *em)
+{
+    if (!whole || m->n_kept > 0) return 0; /* not comparable: the sums decide, as before */
+    calltree_t *mine = calltree_new(r->o.write.max_tree_nodes);
+    calltree_t *theirs = calltree_new(r->o.write.max_tree_nodes);
+    int rc = both_windows(r, m, mine, theirs);
+    if (rc == 0) rc = tree_holds(theirs, mine);
+    calltree_free(mine);
+    calltree_free(theirs);
+    if (rc < 0) return errmsg_set(em, rc, "window compare: %s", err_message(rc));
+    ss->fill_short += rc == 0;
+    return 0;
 }
 
 /* Window m, held differently here and on ss->fill_peer, named in
@@ -160,6 +211,9 @@ int repair_fill_wanted(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
     int has = storage_window_total(r->storage, m->tenant, m->token, m->series_id, (int)m->res,
                                    m->window_s, &total);
     if (has < 0) return errmsg_set(em, has, "window total lookup failed");
+    if (ss->fill_probe && ss->fill_holds && has)
+        ss->fill_matched[m->res] = (int64_t)((uint64_t)ss->fill_matched[m->res] + (uint64_t)total);
+    if (ss->fill_probe && ss->fill_holds) return has ? holds_probe(r, m, ss, whole, em) : 0;
     if (ss->fill_probe) return has ? fill_probe(r, m, ss, st, whole, total, em) : 0;
     if (has) { /* alike at the probe, or absent then: a write landed since */
         ss->fill_left += total != m->total;
@@ -198,6 +252,31 @@ int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi
                  "kept, or came in parts that cannot be compared, or changed while sent "
                  "(compared again by the next check)",
                  (unsigned long long)lo, (unsigned long long)hi, peer, (unsigned long long)left);
+    u64map_free(&skip);
+    free(ss);
+    return rc;
+}
+
+int repair_fill_holds_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi,
+                               int64_t until_s, repair_stats_t *st, uint64_t *short_out,
+                               int64_t matched[STORAGE_RESOLUTION_COUNT], errmsg_t *em)
+{
+    repair_stream_state_t *ss = calloc(1, sizeof *ss);
+    u64map_t skip = {0};
+    if (ss == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    ss->lo = lo;
+    ss->hi = hi;
+    ss->fill_until = until_s != 0 ? until_s : -1;
+    ss->fill_skip = &skip;
+    ss->fill_probe = 1;
+    ss->fill_holds = 1;
+    ss->fill_peer = peer;
+    int rc = repair_stream_walk(r, peer, ss, st, NULL, em);
+    if (rc == 0 && (!ss->done || r->closing))
+        rc = errmsg_set(em, ERR_INTERNAL, "the walk of %s's windows did not end", peer);
+    *short_out = ss->fill_short;
+    for (int i = 0; i < STORAGE_RESOLUTION_COUNT; i++)
+        matched[i] = (int64_t)((uint64_t)matched[i] + (uint64_t)ss->fill_matched[i]);
     u64map_free(&skip);
     free(ss);
     return rc;

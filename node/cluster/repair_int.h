@@ -349,7 +349,13 @@ typedef struct repair_stream_state {
     int fill_probe;
     u64map_t *fill_skip;   /* borrowed: series_id ^ the tenant's hash */
     const char *fill_peer; /* borrowed: the replica filled from (named in st->inexact) */
-    uint64_t fill_left;    /* windows of the fill left out: kept profiles, or a parts restart */
+    /* A holds probe (repair_fill_holds_interval; fill_probe set too): stores
+     * nothing, notes nothing; fill_short counts the windows this node holds
+     * that the peer's does not hold stack by stack. */
+    int fill_holds;
+    uint64_t fill_short;
+    int64_t fill_matched[STORAGE_RESOLUTION_COUNT]; /* this node's totals of the windows seen */
+    uint64_t fill_left; /* windows of the fill left out: kept profiles, or a parts restart */
 } repair_stream_state_t;
 
 /* The streams of a move, by interval (repair thread). */
@@ -399,6 +405,18 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
  * them. No span trees, no totals check (the window check compares again). */
 int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t until_s,
                          repair_stats_t *st, errmsg_t *em);
+/* Repair thread: before a copy whose sums hold this node's is taken whole
+ * (the regain), its windows of [lo, hi] that end by until_s, each against
+ * this node's where it holds one: *short_out counts those where this node
+ * holds more on some stack (the sums were fooled: two profiles in one
+ * bucket). Windows that cannot be compared (in parts, naming kept
+ * profiles) are left to the sums. matched[res] gets this node's totals of
+ * the windows the peer's walk named (added to): less than this node's sums
+ * means a window of this node's the peer does not hold at all. 0, or a
+ * negative error (nothing known). */
+int repair_fill_holds_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi,
+                               int64_t until_s, repair_stats_t *st, uint64_t *short_out,
+                               int64_t matched[STORAGE_RESOLUTION_COUNT], errmsg_t *em);
 /* repair_fill.c: what a fill's walk does with window m (whole: its kept
  * profiles are all known, not only a first part's): 1 to store it, 0 to
  * leave it, or a negative error (the walk stops). */
