@@ -31,6 +31,9 @@
  * holds and this node does not hold at all are copied here (fill,
  * repair_fill.c): each is the union there, exactly; a series with a
  * window both hold differently is left as it is (no union can be told).
+ * Before a copy whose sums hold this node's is taken whole, its old
+ * windows are compared with this node's stack by stack (holds_old): the
+ * sums of one bucket cannot tell whose profiles a window holds.
  */
 #include <stdlib.h>
 #include <string.h>
