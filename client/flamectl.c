@@ -872,7 +872,47 @@ typedef struct rp_sum {
     char unreached[CS_FIELD], failed[CS_FIELD];
     char wcheck[CS_FIELD], wranges[CS_FIELD], wdiffer[CS_FIELD], wmixed[CS_FIELD];
     char wfetched[CS_FIELD], wfilled[CS_FIELD], winexact[CS_FIELD];
+    buf_t inexact; /* a line per old window held differently, CS_MAX_ROWS at most */
+    size_t ninexact;
 } rp_sum_t;
+
+typedef struct rp_window {
+    char tenant[CS_FIELD], series[CS_FIELD], labels[CS_FIELD], res[CS_FIELD], at[CS_FIELD];
+    char peer[CS_FIELD];
+} rp_window_t;
+
+static int rp_window_field(json_t *r, void *ctx, const char *key)
+{
+    rp_window_t *w = ctx;
+    char *dst = strcmp(key, "tenant") == 0         ? w->tenant
+                : strcmp(key, "series") == 0       ? w->series
+                : strcmp(key, "labels") == 0       ? w->labels
+                : strcmp(key, "resolution_s") == 0 ? w->res
+                : strcmp(key, "window_s") == 0     ? w->at
+                : strcmp(key, "peer") == 0         ? w->peer
+                                                   : NULL;
+    return dst ? cs_scalar(r, dst) : cs_skip(r);
+}
+
+/* One member of "window_inexact": a line in m->inexact (past CS_MAX_ROWS
+ * only counted: the summary line gives the number). */
+static int rp_window_item(json_t *r, void *ctx, const char *key)
+{
+    (void)key;
+    rp_sum_t *m = ctx;
+    rp_window_t w = {{0}};
+    if (cs_each(r, 1, rp_window_field, &w) != 0) return -1;
+    if (m->ninexact++ >= CS_MAX_ROWS) return 0;
+    time_t t = (time_t)atoll(w.at);
+    struct tm tm;
+    char when[32] = "?";
+    if (gmtime_r(&t, &tm) != NULL) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf_printf(&m->inexact,
+                      "tenant %s series %s %s: %s s window at %s, held otherwise by %s\n", w.tenant,
+                      w.series, w.labels, w.res, when, w.peer) == 0
+               ? 0
+               : -1;
+}
 
 static int rp_failed_field(json_t *r, void *ctx, const char *key)
 {
@@ -898,6 +938,7 @@ static int rp_item(json_t *r, void *ctx, const char *key)
     rp_sum_t *m = ctx;
     if (strcmp(key, "unreached") == 0) return cs_each(r, 0, cs_hint_item, m->unreached);
     if (strcmp(key, "failed") == 0) return cs_each(r, 0, rp_failed_item, m->failed);
+    if (strcmp(key, "window_inexact") == 0) return cs_each(r, 0, rp_window_item, m);
     char *dst = strcmp(key, "complete") == 0                  ? m->complete
                 : strcmp(key, "series_streamed") == 0         ? m->streamed
                 : strcmp(key, "missing") == 0                 ? m->missing
@@ -931,6 +972,21 @@ static flamedb_client_t *client_for(const args_t *a, const char *url)
     return c;
 }
 
+/* The old windows m's pass found held differently, a line each (reads of
+ * their series depend on the replica read: docs/operations.md). */
+static void print_inexact(const rp_sum_t *m, int wid)
+{
+    const char *p = (const char *)m->inexact.data, *end = p + m->inexact.len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
+        printf("  %-*s      %.*s\n", wid, "", (int)n, p);
+        p += n + 1;
+    }
+    if (m->ninexact > CS_MAX_ROWS)
+        printf("  %-*s      (%zu more not listed)\n", wid, "", m->ninexact - CS_MAX_ROWS);
+}
+
 /* One node's pass: prints its line; *streamed gets its series streamed,
  * *handed the token ranges its window check hands to its regain (cleared
  * and streamed whole from a replica holding more), *filled the old windows
@@ -952,11 +1008,13 @@ static int repair_node(const args_t *a, const cs_row_t *w, int wid, long long *s
     }
     json_t rd;
     json_init(&rd, r.body, r.len, cs_json);
+    buf_init(&m.inexact, (size_t)CS_MAX_ROWS * 8 * CS_FIELD);
     int bad = cs_each(&rd, 1, rp_item, &m) != 0;
     flamedb_response_free(&r);
     flamedb_client_free(c);
     if (bad) {
         printf("  %-*s  the answer is not the expected JSON\n", wid, w->id);
+        buf_free(&m.inexact);
         return 1;
     }
     *streamed = atoll(m.streamed);
@@ -982,6 +1040,8 @@ static int repair_node(const args_t *a, const cs_row_t *w, int wid, long long *s
         printf("  %-*s    window check: %s old window(s) another replica held alone copied, "
                "%s held by both with different contents (left as they are)\n",
                wid, "", m.wfilled[0] ? m.wfilled : "0", m.winexact[0] ? m.winexact : "0");
+    print_inexact(&m, wid);
+    buf_free(&m.inexact);
     if (m.unreached[0]) printf("  %-*s    unreached: %s\n", wid, "", m.unreached);
     if (m.failed[0]) printf("  %-*s    failed: %s\n", wid, "", m.failed);
     return complete ? 0 : 1;

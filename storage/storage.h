@@ -598,6 +598,11 @@ typedef struct storage_stream_window {
     int64_t total;
     const storage_stream_profile_t *kept, *untreed;
     size_t nkept, nuntreed;
+    /* storage_stream_store only: 1 for a fill (docs/cluster.md, "Old windows
+     * no profile id names"): stored only while this store holds no `totals`
+     * key of the window, looked up under the stack-node table lock that
+     * every writer of the series' windows holds until its batch commits */
+    int only_absent;
 } storage_stream_window_t;
 
 /* Calls fn, in key order, for every window alive (not past retention) of
@@ -618,8 +623,9 @@ int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *a
  * residual references must be in symbols), each untreed profile recorded as
  * seen without being counted (one already seen here: its total is taken off
  * the residual total), and the marker. *stored is 1 when written, 0 when the
- * marker was there. Call only once every kept profile is stored here (a
- * window stored before that would lack them). Borrowed arguments. */
+ * marker was there (or, w->only_absent, the window: a write added to it
+ * since the caller looked, and the copy would count that write twice). Call only once every kept
+ * profile is stored here (a window stored before that would lack them). Borrowed arguments. */
 int storage_stream_store(storage_t *s, const storage_stream_window_t *w, const labels_t *labels,
                          const symtab_t *symbols, int *stored, errmsg_t *em);
 /* The same; *bytes (may be NULL) gets the size of the committed write batch

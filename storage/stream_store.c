@@ -8,7 +8,10 @@
  * of the untreed profile ids, so a window is added once, and a live write of
  * one of those profiles either sees its seen entry (and skips) or is seen
  * here (and its total comes off the residual, its tree too: a live write
- * into a range being received keeps it, storage_range_clear).
+ * into a range being received keeps it, storage_range_clear). A fill's
+ * window (only_absent) is looked up again under the stack-node table lock,
+ * the one a write holds until its batch commits: one that landed since the
+ * fill looked keeps the copy out.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +283,19 @@ static uint64_t stripe_of(const uint8_t id[16])
     return storage_mix64(be64_get(id) ^ be64_get(id + 8)) % STORAGE_STRIPES;
 }
 
+/* For a fill (w->only_absent), with the series' stack-node table held:
+ * every write of a window of the series commits under that lock (write.c,
+ * build_and_commit here), so a window absent now stays so until this store
+ * commits. 1 when absent, 0 when held, or a negative error. */
+static int still_absent(storage_t *s, const storage_stream_window_t *w, errmsg_t *em)
+{
+    int64_t total = 0;
+    int has =
+        storage_window_total(s, w->tenant, w->token, w->series_id, w->res, w->window_s, &total);
+    if (has < 0) return errmsg_set(em, has, "window total lookup failed");
+    return !has;
+}
+
 int storage_stream_store(storage_t *s, const storage_stream_window_t *w, const labels_t *labels,
                          const symtab_t *symbols, int *stored, errmsg_t *em)
 {
@@ -314,7 +330,11 @@ int storage_stream_store_sized(storage_t *s, const storage_stream_window_t *w,
         x.wb = rocksdb_writebatch_create();
         pthread_rwlock_rdlock(&s->symgc.lock); /* no symbol sweep step meanwhile (write.c) */
         rc = storage_nodetab_acquire_append(s, w->token, w->tenant, &x.tab, em);
-        if (rc == 0) {
+        int take = rc == 0 && w->only_absent ? still_absent(s, w, em) : 1;
+        if (rc == 0 && take <= 0) {
+            rc = take;
+            storage_nodetab_release(s, x.tab, 0);
+        } else if (rc == 0) {
             rc = build_and_commit(&x, labels);
             if (rc == 0 && bytes != NULL) rocksdb_writebatch_data(x.wb, bytes);
             storage_nodetab_release(s, x.tab, rc != 0);
@@ -325,9 +345,9 @@ int storage_stream_store_sized(storage_t *s, const storage_stream_window_t *w,
         storage_sparse_free(&x.minus);
         storage_sparse_free(&x.one);
         storage_sparse_free(&x.sum);
-        if (rc == 0 && w->residual != NULL)
+        if (rc == 0 && take > 0 && w->residual != NULL)
             rc = calltree_for_each_symbol(w->residual, cache_symbol, &x);
-        if (rc == 0) *stored = 1;
+        if (rc == 0 && take > 0) *stored = 1;
     } else if (rc == 1) {
         rc = 0;
     }

@@ -13,7 +13,11 @@
  * it, so that no resolution of the series says more than another.
  *
  * Streaming is repair_stream.c's walk (STREAM answers, windows in parts put
- * together); this module decides, per window, what the walk stores.
+ * together); this module decides, per window, what the walk stores. The
+ * store looks again whether this node holds the window, under the lock a
+ * write holds until it commits (storage_stream_window_t.only_absent): a
+ * write that lands between this module's look and the store keeps the copy
+ * out rather than being counted twice.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -60,13 +64,11 @@ int repair_tree_digest(const calltree_t *t, uint64_t *out)
     return 0;
 }
 
-/* 1 when this node's window of m holds the same stacks and values as m's
- * residual (whole, no kept profiles: the peer's whole window), 0 when
- * not, or a negative error. */
-static int same_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m)
+/* This node's window of m into mine, and m's residual (whole, no kept
+ * profiles: the peer's whole window) into theirs. */
+static int both_windows(repair_t *r, const Flamedb__Cluster__StreamWindow *m, calltree_t *mine,
+                        calltree_t *theirs)
 {
-    calltree_t *mine = calltree_new(r->o.write.max_tree_nodes);
-    calltree_t *theirs = calltree_new(r->o.write.max_tree_nodes);
     storage_merger_t *g = NULL;
     errmsg_t em = {{0}};
     int64_t w = m->window_s, end = w + (int64_t)storage_resolutions[m->res];
@@ -75,13 +77,99 @@ static int same_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m)
     if (rc == 0) rc = storage_merger_new(r->storage, m->tenant, &g);
     if (rc == 0) rc = storage_merger_add(g, m->token, m->series_id, (int)m->res, w, end);
     if (rc == 0) rc = storage_merger_finish(g, mine, &em);
+    storage_merger_free(g);
+    return rc;
+}
+
+/* 1 when this node's window of m holds the same stacks and values as m's
+ * residual, 0 when not, or a negative error. */
+static int same_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m)
+{
+    calltree_t *mine = calltree_new(r->o.write.max_tree_nodes);
+    calltree_t *theirs = calltree_new(r->o.write.max_tree_nodes);
+    int rc = both_windows(r, m, mine, theirs);
     uint64_t a = 0, b = 0;
     if (rc == 0) rc = repair_tree_digest(mine, &a);
     if (rc == 0) rc = repair_tree_digest(theirs, &b);
-    storage_merger_free(g);
     calltree_free(mine);
     calltree_free(theirs);
     return rc != 0 ? rc : a == b;
+}
+
+/* theirs less mine, path by path (into theirs); 1 when no self value is
+ * left negative, 0 when one is (or mine has a path theirs has no room
+ * for), or a negative error. */
+static int tree_holds(calltree_t *theirs, const calltree_t *mine)
+{
+    size_t n = calltree_node_count(mine);
+    uint32_t *map = malloc((n ? n : 1) * sizeof *map);
+    if (map == NULL) return ERR_NOMEM;
+    const calltree_node_t *nodes = calltree_nodes(mine);
+    const uint64_t *syms = calltree_syms(mine);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) { /* a parent precedes its children */
+        uint32_t p = nodes[i].parent;
+        map[i] = 0;
+        if (p != CALLTREE_NONE)
+            rc = calltree_child(theirs, map[p], syms[nodes[i].sym_index], &map[i]);
+        if (rc == 0) calltree_add_self(theirs, map[i], -calltree_self(mine, (uint32_t)i));
+    }
+    free(map);
+    if (rc == ERR_LIMIT) return 0;
+    const int64_t *self = calltree_selves(theirs);
+    for (size_t i = 0; rc == 0 && i < calltree_node_count(theirs); i++)
+        if (self[i] < 0) return 0;
+    return rc != 0 ? rc : 1;
+}
+
+/* A holds probe's look at window m, which this node holds: counted in
+ * ss->fill_short when m's does not hold it stack by stack. */
+static int holds_probe(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
+                       repair_stream_state_t *ss, int whole, errmsg_t *em)
+{
+    if (!whole || m->n_kept > 0) return 0; /* not comparable: the sums decide, as before */
+    calltree_t *mine = calltree_new(r->o.write.max_tree_nodes);
+    calltree_t *theirs = calltree_new(r->o.write.max_tree_nodes);
+    int rc = both_windows(r, m, mine, theirs);
+    if (rc == 0) rc = tree_holds(theirs, mine);
+    calltree_free(mine);
+    calltree_free(theirs);
+    if (rc < 0) return errmsg_set(em, rc, "window compare: %s", err_message(rc));
+    ss->fill_short += rc == 0;
+    return 0;
+}
+
+/* Window m, held differently here and on ss->fill_peer, named in
+ * st->inexact (whole or not at all: past REPAIR_SUMMARY_MAX the list ends;
+ * st->wc_inexact still counts it). */
+static int note_inexact(const Flamedb__Cluster__StreamWindow *m, const repair_stream_state_t *ss,
+                        repair_stats_t *st)
+{
+    labels_t *lb = NULL;
+    buf_t one;
+    buf_init(&one, REPAIR_SUMMARY_MAX);
+    int rc = labels_decode(m->labels.data, m->labels.len, &lb);
+    if (rc == 0) rc = buf_append_str(&one, st->inexact.len > 0 ? ",{\"tenant\":" : "{\"tenant\":");
+    if (rc == 0) rc = buf_append_json_string(&one, m->tenant, strlen(m->tenant));
+    if (rc == 0)
+        rc = buf_printf(&one,
+                        ",\"series\":\"%016llx\",\"labels\":", (unsigned long long)m->series_id);
+    buf_t lt;
+    buf_init(&lt, REPAIR_SUMMARY_MAX);
+    if (rc == 0) rc = labels_format(lb, &lt);
+    if (rc == 0) rc = buf_append_json_string(&one, (const char *)lt.data, lt.len);
+    if (rc == 0)
+        rc = buf_printf(&one, ",\"resolution_s\":%llu,\"window_s\":%lld,\"peer\":",
+                        (unsigned long long)storage_resolutions[m->res], (long long)m->window_s);
+    const char *peer = ss->fill_peer != NULL ? ss->fill_peer : "";
+    if (rc == 0) rc = buf_append_json_string(&one, peer, strlen(peer));
+    if (rc == 0) rc = buf_append_byte(&one, '}');
+    if (rc == 0 && st->inexact.len + one.len <= st->inexact.max)
+        rc = buf_append(&st->inexact, one.data, one.len);
+    buf_free(&lt);
+    buf_free(&one);
+    labels_free(lb);
+    return rc == ERR_TOO_LARGE ? 0 : rc; /* one past the bound: counted, not named */
 }
 
 /* A probe's look at window m, which this node holds with `total`: its
@@ -98,10 +186,13 @@ static int fill_probe(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
         if (same < 0) return errmsg_set(em, same, "window compare: %s", err_message(same));
         if (same) return 0;
     }
-    if (comparable)
+    if (comparable) {
         st->wc_inexact++;
-    else
+        int rc = note_inexact(m, ss, st);
+        if (rc != 0) return errmsg_set(em, rc, "window check: %s", err_message(rc));
+    } else {
         ss->fill_left++;
+    }
     uint32_t v;
     if (u64map_get_or_put(ss->fill_skip, series_key(m), 0, &v) < 0)
         return errmsg_set(em, ERR_NOMEM, "out of memory");
@@ -120,8 +211,14 @@ int repair_fill_wanted(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
     int has = storage_window_total(r->storage, m->tenant, m->token, m->series_id, (int)m->res,
                                    m->window_s, &total);
     if (has < 0) return errmsg_set(em, has, "window total lookup failed");
+    if (ss->fill_probe && ss->fill_holds && has)
+        ss->fill_matched[m->res] = (int64_t)((uint64_t)ss->fill_matched[m->res] + (uint64_t)total);
+    if (ss->fill_probe && ss->fill_holds) return has ? holds_probe(r, m, ss, whole, em) : 0;
     if (ss->fill_probe) return has ? fill_probe(r, m, ss, st, whole, total, em) : 0;
-    if (has) return 0;
+    if (has) { /* alike at the probe, or absent then: a write landed since */
+        ss->fill_left += total != m->total;
+        return 0;
+    }
     if (whole && m->n_kept > 0) {
         ss->fill_left++;
         return 0;
@@ -140,6 +237,7 @@ int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi
     ss->fill_until = until_s != 0 ? until_s : -1;
     ss->fill_skip = &skip;
     ss->fill_probe = 1;
+    ss->fill_peer = peer;
     int rc = repair_stream_walk(r, peer, ss, st, NULL, em);
     int probed = rc == 0 && ss->done && !r->closing;
     ss->fill_probe = 0;
@@ -154,6 +252,31 @@ int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi
                  "kept, or came in parts that cannot be compared, or changed while sent "
                  "(compared again by the next check)",
                  (unsigned long long)lo, (unsigned long long)hi, peer, (unsigned long long)left);
+    u64map_free(&skip);
+    free(ss);
+    return rc;
+}
+
+int repair_fill_holds_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi,
+                               int64_t until_s, repair_stats_t *st, uint64_t *short_out,
+                               int64_t matched[STORAGE_RESOLUTION_COUNT], errmsg_t *em)
+{
+    repair_stream_state_t *ss = calloc(1, sizeof *ss);
+    u64map_t skip = {0};
+    if (ss == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    ss->lo = lo;
+    ss->hi = hi;
+    ss->fill_until = until_s != 0 ? until_s : -1;
+    ss->fill_skip = &skip;
+    ss->fill_probe = 1;
+    ss->fill_holds = 1;
+    ss->fill_peer = peer;
+    int rc = repair_stream_walk(r, peer, ss, st, NULL, em);
+    if (rc == 0 && (!ss->done || r->closing))
+        rc = errmsg_set(em, ERR_INTERNAL, "the walk of %s's windows did not end", peer);
+    *short_out = ss->fill_short;
+    for (int i = 0; i < STORAGE_RESOLUTION_COUNT; i++)
+        matched[i] = (int64_t)((uint64_t)matched[i] + (uint64_t)ss->fill_matched[i]);
     u64map_free(&skip);
     free(ss);
     return rc;

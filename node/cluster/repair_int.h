@@ -31,15 +31,16 @@
 #include "ring/ring.h"
 #include "storage/storage.h"
 
-#define REPAIR_BUCKET_S 3600          /* width of a digest's time bucket */
-#define REPAIR_IDS_PAGE 4096          /* entries per id-list answer */
-#define REPAIR_FETCH_BATCH 256        /* profiles asked per fetch */
-#define REPAIR_WANT_MAX 4096          /* missing entries gathered before they are fetched */
-#define REPAIR_SERVE_MAX 4            /* requests of peers served at once; more: unavailable */
-#define REPAIR_MARGIN_S 3600          /* kept off the seen retention's edge (clocks, pass time) */
-#define REPAIR_SUMMARY_MAX (1u << 20) /* bytes of a pass's lists of unreached and failed peers */
-#define REPAIR_WINDOW_BUCKETS 64      /* the window check's sums per resolution and range */
-#define REPAIR_FULL_LOG_EVERY 60      /* full-repair passes with the same outcome per log line */
+#define REPAIR_BUCKET_S 3600   /* width of a digest's time bucket */
+#define REPAIR_IDS_PAGE 4096   /* entries per id-list answer */
+#define REPAIR_FETCH_BATCH 256 /* profiles asked per fetch */
+#define REPAIR_WANT_MAX 4096   /* missing entries gathered before they are fetched */
+#define REPAIR_SERVE_MAX 4     /* requests of peers served at once; more: unavailable */
+#define REPAIR_MARGIN_S 3600   /* kept off the seen retention's edge (clocks, pass time) */
+#define REPAIR_SUMMARY_MAX                                                                         \
+    (1u << 20)                   /* bytes of each of a pass's lists (unreached, failed, inexact) */
+#define REPAIR_WINDOW_BUCKETS 64 /* the window check's sums per resolution and range */
+#define REPAIR_FULL_LOG_EVERY 60 /* full-repair passes with the same outcome per log line */
 /* The status of a refusal by a node whose own copy of the interval asked
  * about is not to be trusted (cluster_copy_untrusted): not a source, ask
  * another replica. */
@@ -287,6 +288,10 @@ typedef struct repair_stats {
     uint64_t fetched;        /* bytes of those of them fetched as missing profiles */
     int moving;              /* the pass streams ranges this node gains (a join or leave) */
     buf_t unreached, failed; /* JSON array members */
+    /* JSON array members: the old windows counted in wc_inexact, each
+     * {tenant, series, labels, resolution_s, window_s, peer}, as many as
+     * REPAIR_SUMMARY_MAX bytes hold (wc_inexact counts them all) */
+    buf_t inexact;
 } repair_stats_t;
 
 /* Stores the writes of one fetch answer (any thread; r's storage and write
@@ -342,8 +347,15 @@ typedef struct repair_stream_state {
      * in fill_skip every series with a window both hold differently. */
     int64_t fill_until;
     int fill_probe;
-    u64map_t *fill_skip; /* borrowed: series_id ^ the tenant's hash */
-    uint64_t fill_left;  /* windows of the fill left out: kept profiles, or a parts restart */
+    u64map_t *fill_skip;   /* borrowed: series_id ^ the tenant's hash */
+    const char *fill_peer; /* borrowed: the replica filled from (named in st->inexact) */
+    /* A holds probe (repair_fill_holds_interval; fill_probe set too): stores
+     * nothing, notes nothing; fill_short counts the windows this node holds
+     * that the peer's does not hold stack by stack. */
+    int fill_holds;
+    uint64_t fill_short;
+    int64_t fill_matched[STORAGE_RESOLUTION_COUNT]; /* this node's totals of the windows seen */
+    uint64_t fill_left; /* windows of the fill left out: kept profiles, or a parts restart */
 } repair_stream_state_t;
 
 /* The streams of a move, by interval (repair thread). */
@@ -393,6 +405,18 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
  * them. No span trees, no totals check (the window check compares again). */
 int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t until_s,
                          repair_stats_t *st, errmsg_t *em);
+/* Repair thread: before a copy whose sums hold this node's is taken whole
+ * (the regain), its windows of [lo, hi] that end by until_s, each against
+ * this node's where it holds one: *short_out counts those where this node
+ * holds more on some stack (the sums were fooled: two profiles in one
+ * bucket). Windows that cannot be compared (in parts, naming kept
+ * profiles) are left to the sums. matched[res] gets this node's totals of
+ * the windows the peer's walk named (added to): less than this node's sums
+ * means a window of this node's the peer does not hold at all. 0, or a
+ * negative error (nothing known). */
+int repair_fill_holds_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi,
+                               int64_t until_s, repair_stats_t *st, uint64_t *short_out,
+                               int64_t matched[STORAGE_RESOLUTION_COUNT], errmsg_t *em);
 /* repair_fill.c: what a fill's walk does with window m (whole: its kept
  * profiles are all known, not only a first part's): 1 to store it, 0 to
  * leave it, or a negative error (the walk stops). */

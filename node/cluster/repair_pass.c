@@ -345,7 +345,8 @@ static void pass_json(repair_t *r, const repair_stats_t *st, int complete, uint6
                "\"windows_streamed\":%llu,\"window_check\":%s,\"window_ranges\":%llu,"
                "\"window_ranges_differing\":%llu,\"window_ranges_mixed\":%llu,"
                "\"window_profiles_fetched\":%llu,\"window_windows_filled\":%llu,"
-               "\"window_windows_inexact\":%llu,\"window_check_ms\":%llu,"
+               "\"window_windows_inexact\":%llu,\"window_inexact\":[%.*s],"
+               "\"window_check_ms\":%llu,"
                "\"unreached\":[%.*s],\"failed\":[%.*s],\"complete\":%s,\"duration_ms\":%llu}",
                cluster_self_id(r->c), (unsigned long long)st->peers, (unsigned long long)st->ranges,
                (unsigned long long)st->buckets, (unsigned long long)st->differing,
@@ -356,9 +357,9 @@ static void pass_json(repair_t *r, const repair_stats_t *st, int complete, uint6
                (unsigned long long)st->wc_ranges, (unsigned long long)st->wc_differing,
                (unsigned long long)st->wc_mixed, (unsigned long long)st->wc_fetched,
                (unsigned long long)st->wc_filled, (unsigned long long)st->wc_inexact,
-               (unsigned long long)st->wc_ms, (int)st->unreached.len,
-               (const char *)st->unreached.data, (int)st->failed.len, (const char *)st->failed.data,
-               complete ? "true" : "false", (unsigned long long)ms);
+               (int)st->inexact.len, (const char *)st->inexact.data, (unsigned long long)st->wc_ms,
+               (int)st->unreached.len, (const char *)st->unreached.data, (int)st->failed.len,
+               (const char *)st->failed.data, complete ? "true" : "false", (unsigned long long)ms);
 }
 
 /* One DONE to peer: a complete pass of this node started at t0. */
@@ -612,6 +613,7 @@ int repair_pass_run(repair_t *r, buf_t *out)
     st.moving = v->ring != NULL && ((v->self < 0 && in_pending(v)) || gains(v));
     buf_init(&st.unreached, REPAIR_SUMMARY_MAX);
     buf_init(&st.failed, REPAIR_SUMMARY_MAX);
+    buf_init(&st.inexact, REPAIR_SUMMARY_MAX);
     uint32_t nn = v->ring ? ring_node_count(v->ring) : 0;
     ring_ranges_t *per = calloc(nn ? nn : 1, sizeof *per);
     uint8_t *bad = calloc(nn ? nn : 1, 1);
@@ -660,6 +662,7 @@ int repair_pass_run(repair_t *r, buf_t *out)
                  (unsigned long long)st.unavailable, complete ? "complete" : "incomplete");
     buf_free(&st.unreached);
     buf_free(&st.failed);
+    buf_free(&st.inexact);
     return rc;
 }
 

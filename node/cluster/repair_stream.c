@@ -629,9 +629,11 @@ static int fetch_kept(repair_t *r, const char *peer, const Flamedb__Cluster__Str
 }
 
 /* The residual of m (or whole, its parts put together) stored with its
- * marker (unless marked already). */
+ * marker (unless marked already; a fill's, only_absent: unless this node
+ * holds the window by then, a write landed in it since the fill looked). */
 static int store_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m, calltree_t *whole,
-                        const symtab_t *syms, int *stored, repair_stats_t *st, errmsg_t *em)
+                        const symtab_t *syms, int only_absent, int *stored, repair_stats_t *st,
+                        errmsg_t *em)
 {
     labels_t *lb = NULL;
     calltree_t *t = whole != NULL ? whole : calltree_new(r->o.write.max_tree_nodes);
@@ -655,7 +657,8 @@ static int store_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m, ca
                                  .residual = t,
                                  .total = m->total,
                                  .untreed = u,
-                                 .nuntreed = m->n_untreed};
+                                 .nuntreed = m->n_untreed,
+                                 .only_absent = only_absent};
     size_t bytes = 0;
     if (rc == 0) rc = storage_stream_store_sized(r->storage, &w, lb, syms, stored, &bytes, em);
     st->stored += bytes;
@@ -694,11 +697,14 @@ static int take_window(repair_t *r, const char *peer, const Flamedb__Cluster__St
         ss->failed = 1; /* walked again by the next pass */
         return 0;
     }
-    if (rc == 0) rc = store_window(r, m, whole, syms, &stored, st, em);
-    if (ss->fill_until != 0)
+    int fill = ss->fill_until != 0;
+    if (rc == 0) rc = store_window(r, m, whole, syms, fill, &stored, st, em);
+    if (fill) {
         st->wc_filled += stored;
-    else
+        ss->fill_left += rc == 0 && !stored; /* written here meanwhile: the next check compares */
+    } else {
         st->windows += stored;
+    }
     return rc;
 }
 

@@ -31,6 +31,9 @@
  * holds and this node does not hold at all are copied here (fill,
  * repair_fill.c): each is the union there, exactly; a series with a
  * window both hold differently is left as it is (no union can be told).
+ * Before a copy whose sums hold this node's is taken whole, its old
+ * windows are compared with this node's stack by stack (holds_old): the
+ * sums of one bucket cannot tell whose profiles a window holds.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -309,6 +312,48 @@ static void fill(repair_t *r, ring_range_t f, int64_t from_s, int64_t until_s, c
         c->lacks_mine = 1; /* not taken whole: the next check compares again */
 }
 
+/* Copy c's sums hold this node's and it names every profile this node's
+ * names: before it is taken whole, each old window this node holds is
+ * compared with c's stack by stack (two profiles in one bucket fool the
+ * sums: one of 5 samples "holds" another of 3 on other stacks). One c does
+ * not hold, or a walk that did not end, makes c a mixed copy (filled from,
+ * never taken whole). */
+static void holds_old(repair_t *r, ring_range_t f, int64_t from_s, int64_t until_s, copy_t *c,
+                      repair_stats_t *st)
+{
+    int64_t by = from_s < until_s ? from_s : until_s;
+    if (by <= 0) return;
+    uint64_t lo[2], hi[2], shorter = 0;
+    int64_t matched[STORAGE_RESOLUTION_COUNT] = {0};
+    int k = ring_range_intervals(f, lo, hi), rc = 0;
+    errmsg_t em = {{0}};
+    for (int q = 0; q < k && rc == 0 && !r->closing; q++) {
+        uint64_t n = 0;
+        rc = repair_fill_holds_interval(r, c->id, lo[q], hi[q], by, st, &n, matched, &em);
+        shorter += n;
+    }
+    sums_t mine;
+    if (rc == 0) rc = local_sums(r, f, by, mine);
+    for (int res = 0; rc == 0 && res < STORAGE_RESOLUTION_COUNT; res++) {
+        int64_t held = 0; /* this node's windows the walk did not name: c lacks them */
+        for (int b = 0; b < REPAIR_WINDOW_BUCKETS; b++)
+            held = (int64_t)((uint64_t)held + (uint64_t)mine[b * STORAGE_RESOLUTION_COUNT + res]);
+        shorter += held != matched[res];
+    }
+    if (rc == 0 && shorter == 0 && !r->closing) return;
+    c->lacks_mine = 1;
+    if (rc != 0)
+        log_info("repair", "window check of (%016llx, %016llx]: windows of %s: %s",
+                 (unsigned long long)f.start, (unsigned long long)f.end, c->id,
+                 errmsg_text(&em, rc));
+    else if (shorter > 0)
+        log_info("repair",
+                 "window check of (%016llx, %016llx]: %s holds more by the sums, but %llu old "
+                 "window(s) of this node's hold more on some stack than its: not taken whole",
+                 (unsigned long long)f.start, (unsigned long long)f.end, c->id,
+                 (unsigned long long)shorter);
+}
+
 /* 1 when peer holds every profile this node holds of range f within the
  * seen span (by digest), so clearing this copy loses nothing recent. */
 static int holds_recent(repair_t *r, const char *peer, ring_range_t f)
@@ -371,6 +416,7 @@ static uint32_t compare(repair_t *r, const cluster_view_t *v, ring_range_t f, co
         if (mine.known && c->ids.known && (c->ids.count != mine.count || c->ids.hash != mine.hash))
             merge_ids(r, f, from, until_s, c, &mine, msums, st);
         int d = dominance(c->sums, msums);
+        if (d == 1 && !c->lacks_mine) holds_old(r, f, mine.known ? from : until_s, until_s, c, st);
         if (d == 2 || (d == 1 && c->lacks_mine))
             fill(r, f, mine.known ? from : until_s, until_s, c, msums, st);
     }

@@ -118,10 +118,15 @@ def alone(c, i, other, services, frm, until):
 
 def repair(c):
     """flamectl cluster repair through n0; its time."""
+    return repair_printed(c)[0]
+
+
+def repair_printed(c):
+    """flamectl cluster repair through n0; its time and what it printed."""
     p, took = ctl(c, 0, "cluster", "repair", timeout=240)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "converged" in p.stdout, p.stdout
-    return took
+    return took, p.stdout
 
 
 def push_failing(c, via, stopped, services, seed, now, at=None, hold=0.0):
@@ -391,20 +396,37 @@ def mixed_past_profile_retention(c, now):
     UTC day: their 1-day windows are one window both nodes hold with
     different totals, whose union the rolled-up blocks cannot tell. That
     series is left as it is on both (counted inexact), and neither node
-    takes the other's copy over it: each still answers its own push."""
+    takes the other's copy over it: each still answers its own push.
+    flamectl names that series' windows (which it held differently, from
+    which replica), and only those.
+
+    A third one gets its two failed pushes at the same second: one window
+    at every resolution, the larger push's copy holding the other's by the
+    sums (one bucket). Where the range holds no other difference, the
+    larger copy was taken whole by the other node, which lost its own
+    push; its windows are compared stack by stack now, and each node keeps
+    its own."""
     svc, same_day = harness.unique("mxold"), harness.unique("mxday")
+    same_win = harness.unique("mxwin")
     day = (now - 4 * 86400) // 86400 * 86400
-    pushed, own = [], []
+    pushed, own, own_win = [], [], []
     for k, (stopped, via) in enumerate(((1, 0), (0, 1))):
         t = now - (3 + 2 * k) * 86400
-        failed, _ = push_failing(c, via, [stopped], [svc, same_day], 6800 + 300 * k, now,
-                                 at={svc: t, same_day: day + 7200 + 10800 * k}, hold=0.5)
+        failed, _ = push_failing(c, via, [stopped], [svc, same_day, same_win], 6800 + 301 * k,
+                                 now, at={svc: t, same_day: day + 7200 + 10800 * k,
+                                          same_win: day + 40000}, hold=0.5)
         pushed.append(failed[svc])
         own.append(failed[same_day])
+        own_win.append(failed[same_win])
         c.wait_state(stopped, "active", observers=[via], timeout=30)
         time.sleep(1.2)  # past the write timeout: the miss is marked by then
         no_marks(c)
-    took = repair(c)
+    took, printed = repair_printed(c)
+    named = [ln.strip() for ln in printed.splitlines() if "held otherwise by" in ln]
+    print("    flamectl named %d window(s) held differently, e.g. %r"
+          % (len(named), named[0] if named else None))
+    assert named and all(same_day in ln or same_win in ln for ln in named), printed
+    assert own_win[0] != own_win[1], "the one-second pushes differ: %r" % own_win
     filled = [metric(c, i, "flamedb_repair_window_windows_filled_total") for i in (0, 1)]
     inexact = [metric(c, i, "flamedb_repair_window_windows_inexact_total") for i in (0, 1)]
     print("    past the profile retention: flamectl cluster repair took %.2f s; windows "
@@ -419,6 +441,11 @@ def mixed_past_profile_retention(c, now):
         print("    n%d alone, pushes on one day: %d (its own push %d)" % (i, kept, own[i]))
         assert kept == own[i], "n%d alone answers %d of the one-day pushes, its own was %d" % (
             i, kept, own[i])
+        mine = alone(c, i, other, [same_win], frm, until)[same_win]
+        print("    n%d alone, pushes in one second: %d (its own push %d)" % (i, mine, own_win[i]))
+        assert mine == own_win[i], \
+            "n%d alone answers %d of the one-second pushes, its own was %d" % (
+                i, mine, own_win[i])
     # the copies were mixed: one node copied the other's windows (the other
     # may then find its copy held and take it whole, which is the same union)
     assert sum(filled) > 0 and sum(inexact) > 0, (filled, inexact)

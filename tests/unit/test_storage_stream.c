@@ -27,7 +27,9 @@
  * retention but not their 10 s window's (kept, read and streamed in the
  * residual) or the other way round, leave source and receiver exact; a
  * window whose profile lists pass stream_window_max_profiles is refused
- * on the source, never handed with a list cut short. */
+ * on the source, never handed with a list cut short; a fill's window
+ * (stored only where the receiver holds none) that a write reached between
+ * the fill's look and its store stays out, the write counted once. */
 #include "test_storage_fixture.h"
 
 #define T0 1700000000LL
@@ -258,6 +260,53 @@ static void test_window_total_and_bytes(fixture_t *a, const labels_t *l)
     int64_t t = 0;
     CHECK_EQ_INT(storage_window_total(b.s, "st", 0, 0, STORAGE_RESOLUTION_COUNT, 0, &t),
                  ERR_INVALID_ARGUMENT);
+    fx_done(&b);
+}
+
+/* A fill's store (only_absent) with a write injected between the fill's
+ * look (the window absent here) and its store: profile 1 lands in its
+ * window on the receiver as a late replicated write, and the source's copy
+ * of that window, as an old one no profile id names (untreed left out),
+ * holds it too. The copy must stay out: stored, it would count profile 1
+ * twice. A window nothing wrote to meanwhile is stored as before. */
+static int raced_window(void *ctx, const storage_stream_window_t *w)
+{
+    rx_t *x = ctx;
+    int old = w->window_s == (T0 - 7200) / 10 * 10, lone = w->window_s == (T0 - 50) / 10 * 10;
+    if (w->res != 0 || !(old || lone)) return 0;
+    storage_t *to = x->to->s;
+    int64_t t = -1;
+    CHECK_EQ_INT(
+        storage_window_total(to, w->tenant, w->token, w->series_id, w->res, w->window_s, &t), 0);
+    if (old) write_id(x->to, x->l, 1, NULL); /* after the look, before the store */
+    storage_stream_window_t fill = *w;
+    fill.untreed = NULL;
+    fill.nuntreed = 0;
+    fill.only_absent = 1;
+    int stored = -1;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_stream_store(to, &fill, x->l, ST, &stored, &em), 0);
+    CHECK_EQ_INT(stored, old ? 0 : 1);
+    CHECK_EQ_INT(
+        storage_window_total(to, w->tenant, w->token, w->series_id, w->res, w->window_s, &t), 1);
+    CHECK_EQ_INT(t, old ? calltree_root_total(TREES[1]) : w->total);
+    CHECK_EQ_INT(storage_stream_marked(to, w->tenant, w->token, w->series_id, w->res, w->window_s),
+                 old ? 0 : 1);
+    x->stored += stored;
+    x->seen++;
+    return 0;
+}
+
+static void test_fill_raced_by_a_write(fixture_t *a, const labels_t *l)
+{
+    fixture_t b;
+    if (open_store(&b) != 0) return;
+    rx_t x = {.to = &b, .l = l};
+    CHECK_EQ_INT(storage_stream_scan(a->s, 0, UINT64_MAX, NULL, 0, raced_window, &x), 0);
+    CHECK_EQ_INT(x.seen, 2);
+    CHECK_EQ_INT(x.stored, 1);
+    CHECK_EQ_INT(fx_totals(b.s, "st", l, 0, FROM, UNTIL, NULL),
+                 calltree_root_total(TREES[1]) + calltree_root_total(TREES[4]));
     fx_done(&b);
 }
 
@@ -1040,6 +1089,7 @@ int main(void)
     test_exact_and_idempotent(&a, l);
     test_split_sums(&a, l);
     test_window_total_and_bytes(&a, l);
+    test_fill_raced_by_a_write(&a, l);
     test_resume(&a, l);
     test_untreed_known(&a, l);
     test_backfill_known(&a, l);
