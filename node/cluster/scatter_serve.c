@@ -51,10 +51,10 @@ typedef struct serve_job {
     /* the answer, pointing into part and the arrays below */
     Flamedb__Cluster__PartialResult msg;
     buf_t tree;
-    buf_t forests;      /* the forests' encodings, one after another */
+    buf_t forests;       /* the forests' encodings, one after another */
     size_t forests_held; /* charged for it and its encoder while they are written */
-    int forest_version; /* theirs: the newest the coordinator reads */
-    uint64_t *known;    /* symbols whose names the coordinator holds: not sent */
+    int forest_version;  /* theirs: the newest the coordinator reads */
+    uint64_t *known;     /* symbols whose names the coordinator holds: not sent */
     size_t nknown;
     ProtobufCBinaryData *fdata; /* each, pointing into forests */
     Flamedb__Cluster__Symbol *syms, **symp;
