@@ -732,7 +732,8 @@ static inline size_t ulen(uint64_t v)
 
 static inline unsigned v4_tag(int64_t self, int64_t total)
 {
-    return self == 0 ? V4_SELF_ZERO : self == total ? V4_SELF_TOTAL : V4_SELF_GIVEN;
+    /* 0, 1 or 2 without a branch: (self != 0) shifted by (self != total) */
+    return (unsigned)(self != 0) << (self != total);
 }
 
 /* Bytes of node i's record, its descendants' bytes being desc. */
@@ -749,8 +750,9 @@ static inline size_t v4_record_len(uint32_t idx, int64_t self, int64_t total, ui
  * care), kept in idx only when the dictionary has no slots to find it
  * again (idx NULL otherwise): children come after their parents, so one
  * backward pass. ERR_INVALID_ARGUMENT past 4 GiB of records. */
-static int v4_sizes(const storage_merged_tab_t *f, const uint32_t *restrict parent, dict_t *d,
-                    uint32_t *restrict desc, uint32_t *restrict idx, uint32_t *root_rec)
+static inline __attribute__((always_inline)) int
+v4_sizes_loop(const storage_merged_tab_t *f, const uint32_t *restrict parent, dict_t *d,
+              uint32_t *restrict desc, uint32_t *restrict idx, uint32_t *root_rec)
 {
     /* locals: nothing is stored through a byte pointer here, but f's and
      * d's fields are loaded once all the same */
@@ -781,6 +783,13 @@ static int v4_sizes(const storage_merged_tab_t *f, const uint32_t *restrict pare
     return desc[0] + (uint64_t)*root_rec > UINT32_MAX ? ERR_INVALID_ARGUMENT : 0;
 }
 
+static int v4_sizes(const storage_merged_tab_t *f, const uint32_t *restrict parent, dict_t *d,
+                    uint32_t *restrict desc, uint32_t *restrict idx, uint32_t *root_rec)
+{
+    return idx != NULL ? v4_sizes_loop(f, parent, d, desc, idx, root_rec)
+                       : v4_sizes_loop(f, parent, d, desc, NULL, root_rec);
+}
+
 /* The records in pre-order (a node, then each kid's subtree, kids in
  * ascending id order as the kid lists are), written in one ascending pass
  * over the ids: a node's record goes where its parent's cursor stands (the
@@ -789,14 +798,11 @@ static int v4_sizes(const storage_merged_tab_t *f, const uint32_t *restrict pare
  * bytes are read once, when its record is written, and its cursor (where
  * its first kid goes) takes their place; a parent's comes before its kids.
  * Each index from idx, or else from the dictionary's slots. */
-static int v4_put_nodes(const storage_merged_tab_t *f, const uint32_t *restrict parent,
-                        const uint32_t *restrict idx, const uint32_t *restrict slot,
-                        uint32_t *restrict desc, uint32_t root_rec, buf_t *out)
+static inline __attribute__((always_inline)) void
+v4_put_loop(const storage_merged_tab_t *f, const uint32_t *restrict parent,
+            const uint32_t *restrict idx, const uint32_t *restrict slot, uint32_t *restrict desc,
+            uint8_t *base)
 {
-    size_t bytes = (size_t)desc[0] + root_rec;
-    int rc = buf_reserve(out, bytes);
-    if (rc != 0) return rc;
-    uint8_t *base = out->data + out->len;
     const int64_t *restrict self = f->self, *restrict total = f->total;
     const uint32_t *restrict symno = f->symno;
     const size_t n = f->n;
@@ -815,6 +821,20 @@ static int v4_put_nodes(const storage_merged_tab_t *f, const uint32_t *restrict 
         desc[i] = mine;
         if (i > 0) desc[parent[i]] = mine + below; /* its next kid: after this subtree */
     }
+}
+
+static int v4_put_nodes(const storage_merged_tab_t *f, const uint32_t *restrict parent,
+                        const uint32_t *restrict idx, const uint32_t *restrict slot,
+                        uint32_t *restrict desc, uint32_t root_rec, buf_t *out)
+{
+    size_t bytes = (size_t)desc[0] + root_rec;
+    int rc = buf_reserve(out, bytes);
+    if (rc != 0) return rc;
+    uint8_t *base = out->data + out->len;
+    if (idx != NULL) /* two copies of the loop, neither testing which it is per node */
+        v4_put_loop(f, parent, idx, NULL, desc, base);
+    else
+        v4_put_loop(f, parent, NULL, slot, desc, base);
     out->len += bytes;
     out->data[out->len] = 0;
     return 0;
