@@ -732,7 +732,8 @@ static inline size_t ulen(uint64_t v)
 
 static inline unsigned v4_tag(int64_t self, int64_t total)
 {
-    return self == 0 ? V4_SELF_ZERO : self == total ? V4_SELF_TOTAL : V4_SELF_GIVEN;
+    /* 0, 1 or 2 without a branch: (self != 0) shifted by (self != total) */
+    return (unsigned)(self != 0) << (self != total);
 }
 
 /* Bytes of node i's record, its descendants' bytes being desc. */
@@ -743,88 +744,120 @@ static inline size_t v4_record_len(uint32_t idx, int64_t self, int64_t total, ui
            (tag == V4_SELF_GIVEN ? ulen((uint64_t)self) : 0);
 }
 
-/* Each forest node's dictionary index (idx, numbered in descending id
- * order of first use: the reader does not care), the bytes of its
- * descendants' records (desc) and of its own record (rec): children come
- * after their parents, so one backward pass. ERR_INVALID_ARGUMENT past
- * 4 GiB of records. */
-static int v4_sizes(const storage_merged_tab_t *f, const uint32_t *restrict parent, dict_t *d,
-                    uint32_t *restrict idx, uint32_t *restrict desc, uint8_t *restrict rec)
+/* Each forest node's descendants' record bytes (desc, per id) and the
+ * root's own record bytes (*root_rec), its dictionary index found or added
+ * (numbered in descending id order of first use: the reader does not
+ * care), kept in idx only when the dictionary has no slots to find it
+ * again (idx NULL otherwise): children come after their parents, so one
+ * backward pass. ERR_INVALID_ARGUMENT past 4 GiB of records. */
+static inline __attribute__((always_inline)) int
+v4_sizes_loop(const storage_merged_tab_t *f, const uint32_t *restrict parent, dict_t *d,
+              uint32_t *restrict desc, uint32_t *restrict idx, uint32_t *root_rec)
 {
-    /* locals: rec is stored through a uint8_t pointer, which may alias
-     * anything, so f's and d's fields would be loaded again per node */
+    /* locals: nothing is stored through a byte pointer here, but f's and
+     * d's fields are loaded once all the same */
     const int64_t *restrict self = f->self, *restrict total = f->total;
     const uint32_t *restrict symno = f->symno;
-    uint32_t *restrict slot = d->slot;
+    const uint32_t *slot = d->slot; /* set once by dict_init: stays put */
     memset(desc, 0, f->n * sizeof *desc);
     for (size_t i = f->n; i-- > 0;) {
-        if (i > 0 && total[i] == 0) continue; /* not a forest node */
+        int64_t t = total[i];
+        if (i > 0 && t == 0) continue; /* not a forest node */
+        uint32_t x;
         if (slot != NULL && slot[symno[i]] != 0) {
-            idx[i] = slot[symno[i]] - 1;
+            x = slot[symno[i]] - 1;
         } else {
-            int rc = dict_index(d, f, i, &idx[i]);
+            int rc = dict_index(d, f, i, &x);
             if (rc != 0) return rc;
         }
-        uint32_t r = (uint32_t)v4_record_len(idx[i], self[i], total[i], desc[i]);
-        rec[i] = (uint8_t)r;
-        if (i == 0) break;
+        if (idx != NULL) idx[i] = x;
+        uint64_t r = v4_record_len(x, self[i], t, desc[i]);
+        if (i == 0) {
+            *root_rec = (uint32_t)r;
+            break;
+        }
         uint64_t sub = (uint64_t)desc[parent[i]] + r + desc[i];
         if (sub > UINT32_MAX) return ERR_INVALID_ARGUMENT;
         desc[parent[i]] = (uint32_t)sub;
     }
-    return desc[0] + (uint64_t)rec[0] > UINT32_MAX ? ERR_INVALID_ARGUMENT : 0;
+    return desc[0] + (uint64_t)*root_rec > UINT32_MAX ? ERR_INVALID_ARGUMENT : 0;
+}
+
+static int v4_sizes(const storage_merged_tab_t *f, const uint32_t *restrict parent, dict_t *d,
+                    uint32_t *restrict desc, uint32_t *restrict idx, uint32_t *root_rec)
+{
+    return idx != NULL ? v4_sizes_loop(f, parent, d, desc, idx, root_rec)
+                       : v4_sizes_loop(f, parent, d, desc, NULL, root_rec);
 }
 
 /* The records in pre-order (a node, then each kid's subtree, kids in
  * ascending id order as the kid lists are), written in one ascending pass
  * over the ids: a node's record goes where its parent's cursor stands (the
  * parent's record, then the subtrees of its kids before it), so no walk of
- * the tree and no stack. cur is per id. */
-static int v4_put_nodes(const storage_merged_tab_t *f, const uint32_t *restrict parent,
-                        const uint32_t *restrict idx, const uint32_t *restrict desc,
-                        const uint8_t *restrict rec, uint32_t *restrict cur, buf_t *out)
+ * the tree and no stack. The cursors live in desc: a node's descendants'
+ * bytes are read once, when its record is written, and its cursor (where
+ * its first kid goes) takes their place; a parent's comes before its kids.
+ * Each index from idx, or else from the dictionary's slots. */
+static inline __attribute__((always_inline)) void
+v4_put_loop(const storage_merged_tab_t *f, const uint32_t *restrict parent,
+            const uint32_t *restrict idx, const uint32_t *restrict slot, uint32_t *restrict desc,
+            uint8_t *base)
 {
-    size_t bytes = (size_t)desc[0] + rec[0];
+    const int64_t *restrict self = f->self, *restrict total = f->total;
+    const uint32_t *restrict symno = f->symno;
+    const size_t n = f->n;
+    for (size_t i = 0; i < n; i++) {
+        int64_t t = total[i];
+        if (i > 0 && t == 0) continue; /* not a forest node */
+        uint32_t at = i > 0 ? desc[parent[i]] : 0, below = desc[i];
+        uint32_t x = idx != NULL ? idx[i] : slot[symno[i]] - 1;
+        unsigned tag = v4_tag(self[i], t);
+        uint8_t *p = base + at;
+        p += varint_put_u(p, x);
+        p += varint_put_u(p, (uint64_t)t);
+        p += varint_put_u(p, (uint64_t)below << 2 | tag);
+        if (tag == V4_SELF_GIVEN) p += varint_put_u(p, (uint64_t)self[i]);
+        uint32_t mine = (uint32_t)(p - base); /* where its first kid goes */
+        desc[i] = mine;
+        if (i > 0) desc[parent[i]] = mine + below; /* its next kid: after this subtree */
+    }
+}
+
+static int v4_put_nodes(const storage_merged_tab_t *f, const uint32_t *restrict parent,
+                        const uint32_t *restrict idx, const uint32_t *restrict slot,
+                        uint32_t *restrict desc, uint32_t root_rec, buf_t *out)
+{
+    size_t bytes = (size_t)desc[0] + root_rec;
     int rc = buf_reserve(out, bytes);
     if (rc != 0) return rc;
     uint8_t *base = out->data + out->len;
-    const int64_t *restrict self = f->self, *restrict total = f->total;
-    const size_t n = f->n;
-    cur[0] = rec[0];
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0 && total[i] == 0) continue; /* not a forest node */
-        uint32_t at = 0;
-        if (i > 0) {
-            at = cur[parent[i]];
-            cur[parent[i]] = at + rec[i] + desc[i];
-            cur[i] = at + rec[i];
-        }
-        unsigned tag = v4_tag(self[i], total[i]);
-        uint8_t *p = base + at;
-        p += varint_put_u(p, idx[i]);
-        p += varint_put_u(p, (uint64_t)total[i]);
-        p += varint_put_u(p, (uint64_t)desc[i] << 2 | tag);
-        if (tag == V4_SELF_GIVEN) varint_put_u(p, (uint64_t)self[i]);
-    }
+    if (idx != NULL) /* two copies of the loop, neither testing which it is per node */
+        v4_put_loop(f, parent, idx, NULL, desc, base);
+    else
+        v4_put_loop(f, parent, NULL, slot, desc, base);
     out->len += bytes;
     out->data[out->len] = 0;
     return 0;
 }
 
 /* Encoding 4 of f after its version byte and node count: the records,
- * then the dictionary. */
+ * then the dictionary. Its working memory (4 bytes an id, 8 when the
+ * forest has no symbol numbers) is held beside out (buf_beside_take), so
+ * a budget that charges out charges it too. */
 static int encode_v4(const storage_merged_tab_t *f, const uint32_t *parent, struct dict *d,
                      buf_t *out)
 {
-    uint32_t *idx = malloc(f->n * sizeof *idx);
-    uint32_t *desc = malloc(f->n * sizeof *desc), *cur = malloc(f->n * sizeof *cur);
-    uint8_t *rec = malloc(f->n);
-    int rc = idx && desc && cur && rec ? v4_sizes(f, parent, d, idx, desc, rec) : ERR_NOMEM;
-    if (rc == 0) rc = v4_put_nodes(f, parent, idx, desc, rec, cur, out);
-    free(idx);
+    size_t held = f->n * sizeof(uint32_t) * (d->slot != NULL ? 1 : 2);
+    int rc = buf_beside_take(out, held);
+    if (rc != 0) return rc;
+    uint32_t *desc = malloc(f->n * sizeof *desc), *idx = NULL, root_rec = 0;
+    if (d->slot == NULL) idx = malloc(f->n * sizeof *idx);
+    rc = desc != NULL && (d->slot != NULL || idx != NULL) ? 0 : ERR_NOMEM;
+    if (rc == 0) rc = v4_sizes(f, parent, d, desc, idx, &root_rec);
+    if (rc == 0) rc = v4_put_nodes(f, parent, idx, d->slot, desc, root_rec, out);
     free(desc);
-    free(cur);
-    free(rec);
+    free(idx);
+    buf_beside_give(out, held);
     return rc;
 }
 

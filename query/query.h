@@ -814,7 +814,10 @@ int query_partial_merge_forests(query_partial_t *p, errmsg_t *em);
 int query_forest_encode(const storage_merged_tab_t *f, buf_t *out);
 /* query_forest_encode in the given version (QUERY_FOREST_V2, V3 or V4), handing
  * over the forest's symbol dictionary too: its distinct symbols (SYM_ROOT
- * among them), *ndict of them in *dict_ids (caller frees; NULL on error). */
+ * among them), *ndict of them in *dict_ids (caller frees; NULL on error).
+ * V4's working memory (4 bytes an id of f) is held beside out while it is
+ * written (buf_beside_take): out's charge hook sees it, and its refusal is
+ * returned. */
 int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *out,
                              uint64_t **dict_ids, size_t *ndict);
 /* Loads the names of ids (repeats allowed, each loaded once; SYM_ROOT and

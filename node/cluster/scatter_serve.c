@@ -51,9 +51,10 @@ typedef struct serve_job {
     /* the answer, pointing into part and the arrays below */
     Flamedb__Cluster__PartialResult msg;
     buf_t tree;
-    buf_t forests;      /* the forests' encodings, one after another */
-    int forest_version; /* theirs: the newest the coordinator reads */
-    uint64_t *known;    /* symbols whose names the coordinator holds: not sent */
+    buf_t forests;       /* the forests' encodings, one after another */
+    size_t forests_held; /* charged for it and its encoder while they are written */
+    int forest_version;  /* theirs: the newest the coordinator reads */
+    uint64_t *known;     /* symbols whose names the coordinator holds: not sent */
     size_t nknown;
     ProtobufCBinaryData *fdata; /* each, pointing into forests */
     Flamedb__Cluster__Symbol *syms, **symp;
@@ -212,15 +213,38 @@ static int too_large(serve_job_t *j, size_t size, size_t max_bytes)
                       size, max_bytes);
 }
 
+static int charge(serve_job_t *j, size_t n, const char *what);
+
+/* The forests' buffer grows, or their encoder takes working memory beside
+ * it (buf_charge): what both hold is charged while they are written; the
+ * encoded answer is charged whole once built (serve_work). */
+static int forests_hold(void *ctx, size_t held)
+{
+    serve_job_t *j = ctx;
+    if (held <= j->forests_held) {
+        alloc_charge_sub(&j->mem, j->forests_held - held);
+        j->forests_held = held;
+        return 0;
+    }
+    int rc = charge(j, held - j->forests_held, "forests' encoding");
+    if (rc == 0) j->forests_held = held;
+    return rc;
+}
+
 static int build_answer(serve_job_t *j, size_t max_bytes)
 {
     buf_init(&j->tree, max_bytes);
     buf_init(&j->forests, max_bytes);
+    buf_charge(&j->forests, forests_hold, j);
     int rc;
     if (j->args.kind == QUERY_KIND_PROFILE) /* a tree and its description */
         rc = (rc = build_render(j)) != 0 ? rc : build_labels(j);
     else
         rc = j->args.kind == QUERY_KIND_RENDER ? build_render(j) : build_labels(j);
+    buf_charge(&j->forests, NULL, NULL); /* charged whole with the answer from here */
+    alloc_charge_sub(&j->mem, j->forests_held);
+    j->forests_held = 0;
+    if (rc != 0 && j->mem_refused) return rc; /* em says why */
     if (rc == ERR_TOO_LARGE) return too_large(j, j->tree.len + j->forests.len, max_bytes);
     if (rc != 0) return errmsg_set(&j->em, rc, "building the partial answer: %s", err_message(rc));
     size_t size = flamedb__cluster__partial_result__get_packed_size(&j->msg);

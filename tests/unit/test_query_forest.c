@@ -681,7 +681,7 @@ static void test_symnos_same_bytes(void)
             CHECK(k < NSYMS || f.sym[i] == SYM_ROOT);
             symno[i] = no_of[k];
         }
-        for (int version = QUERY_FOREST_V2; version <= QUERY_FOREST_V3; version++) {
+        for (int version = QUERY_FOREST_V2; version <= QUERY_FOREST_V4; version++) {
             buf_t a, b;
             buf_init(&a, BUF_UNLIMITED);
             buf_init(&b, BUF_UNLIMITED);
@@ -784,6 +784,60 @@ static void test_light_everywhere(void)
     }
 }
 
+/* A budget's hook on the buffer encoding 4 is written to: held is what the
+ * buffer and its encoder hold together; above limit it refuses. */
+typedef struct held_hook {
+    size_t limit, peak, last;
+} held_hook_t;
+
+static int held_grows(void *ctx, size_t held)
+{
+    held_hook_t *h = ctx;
+    if (held > h->limit) return ERR_UNAVAILABLE;
+    h->peak = held > h->peak ? held : h->peak;
+    h->last = held;
+    return 0;
+}
+
+/* Encoding 4's working memory (its per-id arrays) is held beside the
+ * answer's buffer: a budget with room for the buffer alone refuses it,
+ * one with room for both sees it and has it back at the end. */
+static void test_v4_working_memory_charged(void)
+{
+    for (int round = 0; round < 20; round++) {
+        calltree_t *t = gen_tree(20 + check_rng() % 200, 5, 0);
+        storage_merged_tab_t f;
+        CHECK_EQ_INT(query_forest_of_tree(t, &f), 0);
+        uint64_t *dict;
+        size_t nd;
+        buf_t a;
+        buf_init(&a, BUF_UNLIMITED);
+        CHECK_EQ_INT(query_forest_encode_dict(&f, QUERY_FOREST_V4, &a, &dict, &nd), 0);
+        free(dict);
+        for (int room = 0; room < 2; room++) {
+            buf_t b;
+            buf_init(&b, BUF_UNLIMITED);
+            CHECK_EQ_INT(buf_reserve(&b, 2 * a.len + 64), 0); /* no growth while encoding */
+            held_hook_t h = {b.cap + (room ? f.n * sizeof(uint32_t) * 2 : 0), 0, 0};
+            buf_charge(&b, held_grows, &h);
+            int rc = query_forest_encode_dict(&f, QUERY_FOREST_V4, &b, &dict, &nd);
+            free(dict);
+            if (room) {
+                CHECK_EQ_INT(rc, 0);
+                CHECK(same_bytes(&a, &b));
+                CHECK(h.peak >= b.cap + f.n * sizeof(uint32_t)); /* the arrays were seen */
+                CHECK_EQ_INT(h.last, b.cap);                     /* and given back */
+            } else {
+                CHECK_EQ_INT(rc, ERR_UNAVAILABLE);
+            }
+            buf_free(&b);
+        }
+        buf_free(&a);
+        query_forest_free(&f);
+        calltree_free(t);
+    }
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -801,6 +855,7 @@ int main(int argc, char **argv)
     test_decode_root_symbol();
     test_symnos_same_bytes();
     test_light_everywhere();
+    test_v4_working_memory_charged();
     symtab_free(syms);
     return check_exit();
 }
