@@ -90,5 +90,17 @@ int u64map_put(u64map_t *m, uint64_t key, uint32_t val);
 /* Looks key up and, when absent, inserts key -> val. Returns 1 when inserted,
  * 0 when present (*out = the value found, or val when inserted), or ERR_NOMEM. */
 int u64map_get_or_put(u64map_t *m, uint64_t key, uint32_t val, uint32_t *out);
+/* Sets key -> val, inserting key or replacing its value. ERR_NOMEM. */
+static inline int u64map_set(u64map_t *m, uint64_t key, uint32_t val)
+{
+    uint32_t old;
+    int rc = u64map_get_or_put(m, key, val, &old);
+    if (rc != 0) return rc < 0 ? rc : 0;
+    for (size_t i = u64map_slot_(m, key);; i = (i + 1) & (m->cap - 1))
+        if (m->slots[i].val != U64MAP_EMPTY && m->slots[i].key == key) {
+            m->slots[i].val = val;
+            return 0;
+        }
+}
 
 #endif

@@ -41,14 +41,16 @@
  * node. Nothing of it is stored: the chunks stay as they are. It counts in
  * the cache's bytes with its table.
  *
- * Tables are cached in memory (bounded by node_cache_bytes, least recently
- * used first out). A writer holds a table's lock from the first new id until
- * its WriteBatch (which carries the new chunks and index entries) committed,
- * so no other thread ever sees an id whose entry is not durable. If the batch
- * fails, the table is emptied IN PLACE and stays in the cache: the next holder
- * of its lock reloads it from disk. (Dropping it from the cache instead let a
- * thread already waiting on the lock keep using the old object while a
- * newcomer loaded a second copy: both then gave the same next id to different
+ * Tables are cached in memory, bounded by node_cache_bytes. Past the bound
+ * the cache evicts by reuse distance (evict_rank), not least recently used
+ * first: services push in turn, and when a full round of their tables does
+ * not fit, least-recently-used eviction drops every table just before its
+ * next use and gets no hit at all; this keeps a stable subset resident. A writer holds a table's
+ * lock from the first new id until its WriteBatch (which carries the new chunks and index entries)
+ * committed, so no other thread ever sees an id whose entry is not durable. If the batch fails, the
+ * table is emptied IN PLACE and stays in the cache: the next holder of its lock reloads it from
+ * disk. (Dropping it from the cache instead let a thread already waiting on the lock keep using the
+ * old object while a newcomer loaded a second copy: both then gave the same next id to different
  * stacks, and values landed on the wrong stacks.) There is at most one table
  * object per (token, tenant) at any time, whole or partial.
  */
@@ -104,6 +106,8 @@ struct nodetab {
     int valid;             /* 0: dropped from the cache, freed at the last release */
     size_t cached_bytes;   /* what the cache accounts for it */
     list_node_t lru;       /* in the cache's LRU list, most recent first */
+    uint64_t last;         /* the cache's tick at its last acquire (guarded by its mutex) */
+    uint64_t reuse;        /* ticks between its last two uses; 0: used once */
     struct nodetab *hnext; /* hash chain */
     /* The symbol index of a whole table (storage_nodetab_symnos): ids below
      * numbered have their symbol's number in symno; symnums maps each
@@ -563,10 +567,18 @@ static int node_sym(storage_t *s, const nodetab_t *t, uint32_t id, uint64_t *sym
 }
 
 #define NODETAB_BUCKETS 4096
+/* Tables dropped whose last use the cache remembers (to know a table's
+ * reuse distance when it comes back); all forgotten when full. */
+#define NODETAB_GHOSTS 4096
+
+static uint64_t key_of(uint64_t token, const char *tenant)
+{
+    return storage_mix64(token ^ hash_bytes64(tenant, strlen(tenant)));
+}
 
 static size_t bucket_of(uint64_t token, const char *tenant)
 {
-    return (size_t)(storage_mix64(token ^ hash_bytes64(tenant, strlen(tenant))) % NODETAB_BUCKETS);
+    return (size_t)(key_of(token, tenant) % NODETAB_BUCKETS);
 }
 
 int storage_nodetab_cache_init(storage_t *s, size_t max_bytes)
@@ -589,6 +601,7 @@ void storage_nodetab_cache_free(storage_t *s)
         tab_free(t);
     }
     free(c->buckets);
+    u64map_free(&c->ghosts);
     memset(c, 0, sizeof *c);
 }
 
@@ -602,20 +615,68 @@ static void drop(nodetab_cache_t *c, nodetab_t *t)
     list_remove(&t->lru);
     c->bytes -= t->cached_bytes;
     t->valid = 0;
+    if (c->ghosts.len >= NODETAB_GHOSTS) u64map_clear(&c->ghosts);
+    uint32_t last = (uint32_t)t->last == UINT32_MAX ? 0 : (uint32_t)t->last;
+    if (u64map_set(&c->ghosts, key_of(t->token, t->tenant), last) != 0) {
+        /* out of memory: the table counts as used once when it comes back */
+    }
 }
 
-/* Frees unreferenced tables from the cold end while over budget, never the
- * most recently used one. Mutex held. */
+/* Counts a use of t (cache mutex held): a tick when the previous acquire was
+ * of another table, and t's reuse distance when it was used before, in the
+ * cache or before it was dropped (fresh: just created). A distance under a
+ * quarter of the one known is a use within a burst (the pods of a service
+ * pushing to its shards in turn) and leaves it: the distance that matters is
+ * the one to the next burst. A table used that often for good is dropped
+ * once, and its distance from the ghost is then the short one. */
+static void note_use(nodetab_cache_t *c, nodetab_t *t, int fresh)
+{
+    uint64_t key = key_of(t->token, t->tenant);
+    if (key != c->last_key) c->tick++;
+    c->last_key = key;
+    uint32_t ghost;
+    uint64_t d = c->tick - t->last;
+    if (fresh && u64map_get(&c->ghosts, key, &ghost))
+        t->reuse = (uint32_t)((uint32_t)c->tick - ghost);
+    else if (!fresh && d > 0 && (t->reuse == 0 || d >= t->reuse / 4))
+        t->reuse = d;
+    t->last = c->tick;
+}
+
+/* How much evicting t costs least (the larger, the sooner it goes): a table
+ * used once, or not used for more than twice its reuse distance (its pattern
+ * changed), goes first, the least recently used of them first; then the one
+ * whose next use, predicted as its last plus its reuse distance, lies
+ * furthest ahead. On a cycle over more tables than fit that is the most
+ * recently used, so a stable subset stays resident and hits on every round
+ * where least-recently-used eviction drops each table just before its reuse;
+ * a table used often stays whatever the cycles around it. */
+static uint64_t evict_rank(const nodetab_cache_t *c, const nodetab_t *t)
+{
+    uint64_t age = c->tick - t->last;
+    if (t->reuse == 0 || age > 2 * t->reuse) return ((uint64_t)1 << 63) | age;
+    return t->last + t->reuse; /* below 2^63: ticks are counted one at a time */
+}
+
+/* Frees unreferenced tables while over budget, by evict_rank (ties: the
+ * least recently used), never the most recently used one. Mutex held. */
 static void evict(nodetab_cache_t *c)
 {
-    nodetab_t *prev, *hot = LIST_ENTRY(list_first(&c->lru), nodetab_t, lru);
-    for (nodetab_t *t = LIST_ENTRY(list_last(&c->lru), nodetab_t, lru);
-         t != NULL && t != hot && c->bytes > c->max_bytes; t = prev) {
-        prev = LIST_ENTRY(list_prev(&c->lru, &t->lru), nodetab_t, lru);
-        if (t->refs == 0) {
-            drop(c, t);
-            tab_free(t);
+    nodetab_t *hot = LIST_ENTRY(list_first(&c->lru), nodetab_t, lru);
+    while (c->bytes > c->max_bytes) {
+        nodetab_t *victim = NULL;
+        uint64_t best = 0;
+        for (nodetab_t *t = LIST_ENTRY(list_last(&c->lru), nodetab_t, lru); t != NULL && t != hot;
+             t = LIST_ENTRY(list_prev(&c->lru, &t->lru), nodetab_t, lru)) {
+            uint64_t r = evict_rank(c, t);
+            if (t->refs == 0 && (victim == NULL || r > best)) {
+                victim = t;
+                best = r;
+            }
         }
+        if (victim == NULL) return;
+        drop(c, victim);
+        tab_free(victim);
     }
 }
 
@@ -664,6 +725,7 @@ static int acquire(storage_t *s, uint64_t token, const char *tenant, int whole, 
         list_remove(&t->lru);
         list_push_front(&c->lru, &t->lru);
     }
+    note_use(c, t, fresh);
     t->refs++;
     pthread_mutex_unlock(&c->mu);
     if (!fresh) pthread_mutex_lock(&t->lock);
@@ -671,6 +733,7 @@ static int acquire(storage_t *s, uint64_t token, const char *tenant, int whole, 
      * dropped and read again whole */
     if (whole && t->base != 0) tab_clear(t);
     if (t->count == 0) { /* new, shed, or a previous load or batch failed */
+        atomic_fetch_add(&s->counters.nodetab_misses, 1);
         int rc = tab_fill(s, t, whole, em);
         if (rc != 0) {
             storage_nodetab_release(s, t, 1);

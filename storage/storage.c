@@ -557,6 +557,8 @@ int storage_stats(storage_t *s, storage_stats_t *out)
     wal_counts(s, &out->wal_writes, &out->wal_syncs);
     out->gc_series = atomic_load(&s->counters.gc_series);
     out->node_table_loads = atomic_load(&s->counters.nodetab_loads);
+    out->node_table_misses = atomic_load(&s->counters.nodetab_misses);
+    out->node_table_index_reads = atomic_load(&s->counters.nodetab_index_reads);
     out->gc_nodetabs = atomic_load(&s->counters.gc_nodetabs);
     out->gc_symbols = atomic_load(&s->counters.gc_symbols);
     out->folded_windows = atomic_load(&s->counters.folded_windows);

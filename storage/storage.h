@@ -453,9 +453,11 @@ typedef struct storage_stats {
     uint64_t wal_syncs;         /* fsyncs of the WAL since open (sync_writes) */
     uint64_t gc_series;         /* empty series deleted since open */
     uint64_t node_table_loads;  /* stack-node tables read whole from disk (cache misses) */
-    uint64_t gc_nodetabs;       /* unused stack-node tables deleted since open */
-    uint64_t gc_symbols;        /* unreferenced symbols deleted since open */
-    uint64_t folded_windows;    /* block windows whose operands a fold put back as one value */
+    uint64_t node_table_misses; /* acquires of a table not in memory (read whole or its tail) */
+    uint64_t node_table_index_reads; /* reads of the tables' edge index (a Get or a MultiGet) */
+    uint64_t gc_nodetabs;            /* unused stack-node tables deleted since open */
+    uint64_t gc_symbols;             /* unreferenced symbols deleted since open */
+    uint64_t folded_windows;         /* block windows whose operands a fold put back as one value */
 } storage_stats_t;
 int storage_stats(storage_t *s, storage_stats_t *out);
 /* Fills out[0..*n) with the SST bytes of each column family (at most cap). */

@@ -170,6 +170,7 @@ typedef struct storage_counters {
     atomic_uint_fast64_t gc_series;     /* empty series deleted by gc.c */
     atomic_uint_fast64_t nodetab_loads; /* stack-node tables loaded from disk (nodetab.c) */
     atomic_uint_fast64_t nodetab_index_reads; /* reads of the edge index (a Get or a MultiGet) */
+    atomic_uint_fast64_t nodetab_misses;      /* acquires finding no table in memory */
     atomic_uint_fast64_t gc_nodetabs;         /* unused stack-node tables deleted by gc.c */
     atomic_uint_fast64_t gc_symbols;          /* unreferenced symbols deleted by gc_symbols.c */
     atomic_uint_fast64_t folded_windows;      /* block windows folded by fold.c */
@@ -205,6 +206,11 @@ typedef struct nodetab_cache {
     nodetab_t **buckets;
     list_t lru; /* nodetab_t.lru, most recently used first */
     size_t bytes, max_bytes;
+    /* The eviction policy's clock: one tick per acquire of a table other
+     * than the one acquired before (a burst of pushes to one table is one
+     * use), and the key (nodetab.c key_of) of that one. */
+    uint64_t tick, last_key;
+    u64map_t ghosts; /* key of a table dropped -> its last tick (low 32 bits) */
 } nodetab_cache_t;
 
 /* tseries.c: series per tenant on this node, for tenant_max_series. */

@@ -13,6 +13,13 @@ int main(void)
     CHECK_EQ_INT(u64map_put(&m, 0, 7), ERR_OK); /* key 0 is a key like any other */
     CHECK_EQ_INT(u64map_get(&m, 0, &v), 1);
     CHECK_EQ_INT(v, 7);
+    CHECK_EQ_INT(u64map_set(&m, 0, 9), ERR_OK); /* replaces */
+    CHECK_EQ_INT(u64map_set(&m, 5, 3), ERR_OK); /* inserts */
+    CHECK_EQ_INT(u64map_get(&m, 0, &v), 1);
+    CHECK_EQ_INT(v, 9);
+    CHECK_EQ_INT(u64map_get(&m, 5, &v), 1);
+    CHECK_EQ_INT(v, 3);
+    CHECK_EQ_INT((int)m.len, 2);
     u64map_free(&m);
 
     enum { N = 20000 };
