@@ -226,18 +226,28 @@ int repair_fill_wanted(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
     return 1;
 }
 
-int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t until_s,
-                         repair_stats_t *st, errmsg_t *em)
+/* A walk of peer's old windows in [lo, hi] that stores nothing yet (a
+ * probe), skipping the series in skip; NULL when out of memory. */
+static repair_stream_state_t *probe_state(const char *peer, uint64_t lo, uint64_t hi,
+                                          int64_t until_s, u64map_t *skip)
 {
     repair_stream_state_t *ss = calloc(1, sizeof *ss);
-    u64map_t skip = {0};
-    if (ss == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (ss == NULL) return NULL;
     ss->lo = lo;
     ss->hi = hi;
     ss->fill_until = until_s != 0 ? until_s : -1;
-    ss->fill_skip = &skip;
+    ss->fill_skip = skip;
     ss->fill_probe = 1;
     ss->fill_peer = peer;
+    return ss;
+}
+
+int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t until_s,
+                         repair_stats_t *st, errmsg_t *em)
+{
+    u64map_t skip = {0};
+    repair_stream_state_t *ss = probe_state(peer, lo, hi, until_s, &skip);
+    if (ss == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     int rc = repair_stream_walk(r, peer, ss, st, NULL, em);
     int probed = rc == 0 && ss->done && !r->closing;
     ss->fill_probe = 0;
@@ -261,16 +271,10 @@ int repair_fill_holds_interval(repair_t *r, const char *peer, uint64_t lo, uint6
                                int64_t until_s, repair_stats_t *st, uint64_t *short_out,
                                int64_t matched[STORAGE_RESOLUTION_COUNT], errmsg_t *em)
 {
-    repair_stream_state_t *ss = calloc(1, sizeof *ss);
     u64map_t skip = {0};
+    repair_stream_state_t *ss = probe_state(peer, lo, hi, until_s, &skip);
     if (ss == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
-    ss->lo = lo;
-    ss->hi = hi;
-    ss->fill_until = until_s != 0 ? until_s : -1;
-    ss->fill_skip = &skip;
-    ss->fill_probe = 1;
     ss->fill_holds = 1;
-    ss->fill_peer = peer;
     int rc = repair_stream_walk(r, peer, ss, st, NULL, em);
     if (rc == 0 && (!ss->done || r->closing))
         rc = errmsg_set(em, ERR_INTERNAL, "the walk of %s's windows did not end", peer);
