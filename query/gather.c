@@ -139,10 +139,11 @@ void query_gather_free(query_gather_t *g)
 size_t query_gather_bytes(const query_gather_t *g)
 {
     if (g == NULL) return 0;
-    size_t n = sizeof *g + g->value_bytes + g->values.n * 2 * sizeof(void *) +
-               (g->shares_cap + g->share_tls_cap + g->share_counts_cap + g->share_tlc_cap + g->tl.n) *
-                   sizeof(int64_t) + g->forest_bytes +
-               query_kept_bytes(g->kept);
+    size_t n =
+        sizeof *g + g->value_bytes + g->values.n * 2 * sizeof(void *) +
+        (g->shares_cap + g->share_tls_cap + g->share_counts_cap + g->share_tlc_cap + g->tl.n) *
+            sizeof(int64_t) +
+        g->forest_bytes + query_kept_bytes(g->kept);
     if (g->tree != NULL) n += calltree_mem_bytes_read(g->tree);
     if (g->syms != NULL) n += symtab_mem_bytes(g->syms);
     return n;
@@ -981,8 +982,7 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
         rc = finish_profile(g, partial_json, out, em);
     } else if (g->spec->kind == QUERY_KIND_LABEL_SHARES) {
         out->content_type = "application/json";
-        query_shares_t sh = {g->share_avg, g->shares, g->share_tls, g->share_counts,
-                             g->share_tlc};
+        query_shares_t sh = {g->share_avg, g->shares, g->share_tls, g->share_counts, g->share_tlc};
         if (g->spec->groups) { /* a member for a render: its caller */
             rc = query_shares_write_groups(&g->values, &g->tl, &sh, &out->body);
         } else { /* shows partial answers */

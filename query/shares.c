@@ -30,8 +30,8 @@ typedef struct group {
     size_t nb;    /* timeline buckets per value */
     int64_t *tls; /* value i's buckets at tls[i * nb] */
     size_t tls_cap;
-    int average;   /* an averaged type: the counts below are kept */
-    int64_t *cnt;  /* value i's profiles (indexed like totals) */
+    int average;  /* an averaged type: the counts below are kept */
+    int64_t *cnt; /* value i's profiles (indexed like totals) */
     size_t cnt_cap;
     int64_t *tlc; /* value i's profiles per bucket at tlc[i * nb] */
     size_t tlc_cap;
