@@ -110,6 +110,11 @@ def check_shares(node, svc, data, frm, until):
         den = sum(t for t, _ in want.values())
         for v in j["values"]:
             assert abs(v["share"] - v["total"] / den) < 1e-5, (v, den)
+        # a groupBy render's groups are the same averaged timelines
+        r = node.render(q, frm=frm, until=until, groupBy=label)
+        assert r.status == 200, r
+        groups = {k: v["samples"] for k, v in r.json()["groups"].items()}
+        assert groups == {k: v[1] for k, v in want.items()}, (groups, want)
     # p2 pushed at T0, T0+20, T0+40: (22003 + 24031 + 26059) / 3
     r = node.query("/api/label-shares", query=q, label="pod", **{"from": frm}, until=until)
     p2 = [v for v in r.json()["values"] if v["value"] == "p2"][0]
