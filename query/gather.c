@@ -39,6 +39,11 @@ struct query_gather {
     size_t shares_cap;
     int64_t *share_tls; /* label shares: value i's timeline at [i * tl.n] */
     size_t share_tls_cap;
+    int share_avg;         /* label shares of an averaged type: the counts below are kept */
+    int64_t *share_counts; /* value i's profiles */
+    size_t share_counts_cap;
+    int64_t *share_tlc; /* value i's profiles per bucket at [i * tl.n] */
+    size_t share_tlc_cap;
     query_plist_t plist; /* profiles: the entries kept so far */
     int64_t p_time_ns;   /* profile: its time, from the partial that holds it */
     char *p_type;        /* profile: its profile type (that series' label), or NULL */
@@ -89,6 +94,7 @@ int query_gather_new(const query_spec_t *spec, const query_limits_t *lim, query_
     } else if (spec->kind == QUERY_KIND_LABEL_SHARES) {
         int res; /* the shape of every value's timeline */
         rc = query_timeline_init(&spec->plan, &g->tl, &res);
+        g->share_avg = query_type_average(query_selector_type(spec->sel));
     }
     if (rc != 0) {
         query_gather_free(g);
@@ -121,6 +127,8 @@ void query_gather_free(query_gather_t *g)
     query_timeline_free(&g->tl);
     free(g->shares);
     free(g->share_tls);
+    free(g->share_counts);
+    free(g->share_tlc);
     query_plist_free(&g->plist);
     for (size_t i = 0; i < g->values.n; i++)
         free((char *)g->values.strs[i]);
@@ -131,9 +139,11 @@ void query_gather_free(query_gather_t *g)
 size_t query_gather_bytes(const query_gather_t *g)
 {
     if (g == NULL) return 0;
-    size_t n = sizeof *g + g->value_bytes + g->values.n * 2 * sizeof(void *) +
-               (g->shares_cap + g->share_tls_cap + g->tl.n) * sizeof(int64_t) + g->forest_bytes +
-               query_kept_bytes(g->kept);
+    size_t n =
+        sizeof *g + g->value_bytes + g->values.n * 2 * sizeof(void *) +
+        (g->shares_cap + g->share_tls_cap + g->share_counts_cap + g->share_tlc_cap + g->tl.n) *
+            sizeof(int64_t) +
+        g->forest_bytes + query_kept_bytes(g->kept);
     if (g->tree != NULL) n += calltree_mem_bytes_read(g->tree);
     if (g->syms != NULL) n += symtab_mem_bytes(g->syms);
     return n;
@@ -430,15 +440,28 @@ static int parse_i64(const char *s, size_t n, int64_t *out)
     return 0;
 }
 
-/* Parses the comma-separated buckets s[0..n) into out: exactly nb of them,
- * else ERR_CORRUPT. */
-static int parse_buckets(const char *s, size_t n, size_t nb, int64_t *out)
+/* Parses "SUM" or "SUM/COUNT" (an averaged type's, count >= 0) of s[0..n);
+ * *count 0 without one. */
+static int parse_sum(const char *s, size_t n, int64_t *sum, int64_t *count)
+{
+    const char *sl = memchr(s, '/', n);
+    *count = 0;
+    if (sl == NULL) return parse_i64(s, n, sum);
+    size_t k = (size_t)(sl - s);
+    if (parse_i64(s, k, sum) != 0 || parse_i64(sl + 1, n - k - 1, count) != 0 || *count < 0)
+        return ERR_CORRUPT;
+    return 0;
+}
+
+/* Parses the comma-separated buckets s[0..n) into out (their counts into
+ * cnt): exactly nb of them, else ERR_CORRUPT. */
+static int parse_buckets(const char *s, size_t n, size_t nb, int64_t *out, int64_t *cnt)
 {
     size_t k = 0, at = 0;
     while (at < n) {
         const char *c = memchr(s + at, ',', n - at);
         size_t end = c != NULL ? (size_t)(c - s) : n;
-        if (k >= nb || parse_i64(s + at, end - at, &out[k]) != 0) return ERR_CORRUPT;
+        if (k >= nb || parse_sum(s + at, end - at, &out[k], &cnt[k]) != 0) return ERR_CORRUPT;
         k++;
         at = end + 1;
         if (c != NULL && at == n) return ERR_CORRUPT; /* a trailing comma */
@@ -467,28 +490,43 @@ static int share_slot(query_gather_t *g, const char *s, size_t n, uint32_t *idx)
         rc = GROW(g->share_tls, g->share_tls_cap, g->values.n * g->tl.n, GROW_UNLIMITED);
     if (rc == 0 && g->tl.n > 0)
         memset(g->share_tls + (size_t)*idx * g->tl.n, 0, g->tl.n * sizeof *g->share_tls);
+    if (rc != 0 || !g->share_avg) return rc;
+    rc = GROW(g->share_counts, g->share_counts_cap, g->values.n, GROW_UNLIMITED);
+    if (rc == 0) g->share_counts[*idx] = 0;
+    if (rc == 0 && g->tl.n > 0)
+        rc = GROW(g->share_tlc, g->share_tlc_cap, g->values.n * g->tl.n, GROW_UNLIMITED);
+    if (rc == 0 && g->tl.n > 0)
+        memset(g->share_tlc + (size_t)*idx * g->tl.n, 0, g->tl.n * sizeof *g->share_tlc);
     return rc;
 }
 
 /* A label-shares entry "TOTAL S1,...,Sn VALUE": the value's total and its
- * timeline buckets are summed. The entry is checked whole before anything
- * is added. */
+ * timeline buckets are summed; an averaged type's "TOTAL/COUNT S1/C1,..."
+ * adds its exact counts too (a summed type's gather takes none). The entry
+ * is checked whole before anything is added. */
 int query_gather_add_share(query_gather_t *g, const char *s, size_t n)
 {
     if (memchr(s, 0, n) != NULL) return ERR_CORRUPT;
     const char *sp1 = memchr(s, ' ', n);
     const char *sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', n - (size_t)(sp1 + 1 - s)) : NULL;
     if (sp2 == NULL) return ERR_CORRUPT;
-    int64_t total;
-    int64_t *b = malloc((g->tl.n ? g->tl.n : 1) * sizeof *b);
+    int64_t total, count;
+    size_t nb = g->tl.n;
+    int64_t *b = malloc((nb ? 2 * nb : 1) * sizeof *b); /* the buckets, then their counts */
     if (b == NULL) return ERR_NOMEM;
-    int rc = parse_i64(s, (size_t)(sp1 - s), &total);
-    if (rc == 0) rc = parse_buckets(sp1 + 1, (size_t)(sp2 - sp1 - 1), g->tl.n, b);
+    int rc = parse_sum(s, (size_t)(sp1 - s), &total, &count);
+    if (rc == 0) rc = parse_buckets(sp1 + 1, (size_t)(sp2 - sp1 - 1), nb, b, b + nb);
+    for (size_t k = 0; rc == 0 && !g->share_avg && k < nb; k++)
+        if (b[nb + k] != 0) rc = ERR_CORRUPT;
+    if (rc == 0 && !g->share_avg && count != 0) rc = ERR_CORRUPT;
     uint32_t idx;
     if (rc == 0) rc = share_slot(g, sp2 + 1, n - (size_t)(sp2 + 1 - s), &idx);
     if (rc == 0) g->shares[idx] += total;
-    for (size_t k = 0; rc == 0 && k < g->tl.n; k++)
-        g->share_tls[(size_t)idx * g->tl.n + k] += b[k];
+    for (size_t k = 0; rc == 0 && k < nb; k++)
+        g->share_tls[(size_t)idx * nb + k] += b[k];
+    if (rc == 0 && g->share_avg) g->share_counts[idx] += count;
+    for (size_t k = 0; rc == 0 && g->share_avg && k < nb; k++)
+        g->share_tlc[(size_t)idx * nb + k] += b[nb + k];
     free(b);
     return rc;
 }
@@ -944,11 +982,11 @@ int query_gather_finish(query_gather_t *g, const char *partial_json, query_resul
         rc = finish_profile(g, partial_json, out, em);
     } else if (g->spec->kind == QUERY_KIND_LABEL_SHARES) {
         out->content_type = "application/json";
+        query_shares_t sh = {g->share_avg, g->shares, g->share_tls, g->share_counts, g->share_tlc};
         if (g->spec->groups) { /* a member for a render: its caller */
-            rc = query_shares_write_groups(&g->values, &g->tl, g->share_tls, &out->body);
+            rc = query_shares_write_groups(&g->values, &g->tl, &sh, &out->body);
         } else { /* shows partial answers */
-            rc = query_shares_write(g->spec->label, &g->values, g->shares, &g->tl, g->share_tls,
-                                    &out->body);
+            rc = query_shares_write(g->spec->label, &g->values, &g->tl, &sh, &out->body);
             if (rc == 0 && partial_json != NULL)
                 rc = query_add_json_members(&out->body, partial_json);
         }

@@ -342,16 +342,29 @@ int query_shares_partial(storage_t *st, const char *tenant, const query_partial_
                          const rangeset_t *rs, const query_limits_t *lim, query_partial_t *out,
                          errmsg_t *em);
 /* Adds one "TOTAL S1,...,Sn VALUE" entry of a partial to a label-shares
- * gather; ERR_CORRUPT unless it has exactly the gather's n buckets. */
+ * gather (an averaged type's "TOTAL/COUNT S1/C1,...,Sn/Cn VALUE", whose
+ * counts add up too; one without counts, from an older node, leaves them
+ * 0); ERR_CORRUPT unless it has exactly the gather's n buckets. */
 int query_gather_add_share(query_gather_t *g, const char *s, size_t n);
-/* The label-shares answer of the gathered entries (shares.c); value i's
- * timeline is tls[i * shape->n ...] on shape's grid. */
-int query_shares_write(const char *label, const strmap_t *values, const int64_t *totals,
-                       const query_timeline_t *shape, const int64_t *tls, buf_t *out);
+/* The gathered label shares, all borrowed and indexed like the values:
+ * value i's total and timeline (tls[i * n ...], n the shape's buckets),
+ * and for an averaged type (average 1) its profiles and their counts per
+ * bucket (NULL while there is no value; unused for a summed type). */
+typedef struct query_shares {
+    int average;
+    const int64_t *totals;
+    const int64_t *tls;
+    const int64_t *counts;
+    const int64_t *tl_counts;
+} query_shares_t;
+/* The label-shares answer of the gathered entries (shares.c), averaged from
+ * the exact sums and counts for an averaged type; timelines on shape's grid. */
+int query_shares_write(const char *label, const strmap_t *values, const query_timeline_t *shape,
+                       const query_shares_t *sh, buf_t *out);
 /* The render's groupBy member "groups":{"VALUE":{timeline},...} of the same
- * entries, values in strcmp order (shares.c). */
+ * entries (averaged the same way), values in strcmp order (shares.c). */
 int query_shares_write_groups(const strmap_t *values, const query_timeline_t *shape,
-                              const int64_t *tls, buf_t *out);
+                              const query_shares_t *sh, buf_t *out);
 /* A list of (profile, series) entries kept bounded (profiles.c): at most
  * 2 * keep are held; query_plist_cut sorts them (time descending, id,
  * labels) and keeps the first keep. */

@@ -9,6 +9,11 @@
  * strings (n: the plan's bucket count, at most ~1500, so an entry stays far
  * below the wire's string limit); the gather sums them per value, so every
  * series is counted by the one node that answers for its range.
+ *
+ * An averaged type (query_type_average) also counts each value's profiles
+ * (query_timeline_count over each series): its entries are
+ * "TOTAL/COUNT S1/C1,...,Sn/Cn VALUE", exact sums and counts that the gather
+ * adds before it divides, never averages.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -25,6 +30,11 @@ typedef struct group {
     size_t nb;    /* timeline buckets per value */
     int64_t *tls; /* value i's buckets at tls[i * nb] */
     size_t tls_cap;
+    int average;  /* an averaged type: the counts below are kept */
+    int64_t *cnt; /* value i's profiles (indexed like totals) */
+    size_t cnt_cap;
+    int64_t *tlc; /* value i's profiles per bucket at tlc[i * nb] */
+    size_t tlc_cap;
     alloc_charge_t *charge; /* the share's working memory is charged here; NULL: not charged */
     size_t charged;
 } group_t;
@@ -32,6 +42,8 @@ typedef struct group {
 /* What one more value costs here besides its name: its total, its timeline
  * and its place in the map. */
 #define GROUP_VALUE_BYTES(nb) ((nb) * sizeof(int64_t) + sizeof(int64_t) + 32)
+/* An averaged type's value also holds its counts. */
+#define GROUP_COUNT_BYTES(nb) (((nb) + 1) * sizeof(int64_t))
 
 /* Charges n more bytes of the share's working memory (values x buckets can
  * reach query-max-series x ~1,500: far more than the partial a render
@@ -53,16 +65,32 @@ static void group_free(group_t *g)
     strmap_free(&g->names);
     free(g->totals);
     free(g->tls);
+    free(g->cnt);
+    free(g->tlc);
     if (g->charge != NULL) alloc_charge_sub(g->charge, g->charged);
     g->charged = 0;
 }
 
-static int group_add(group_t *g, const char *value, size_t len, int64_t total,
-                     const int64_t *samples)
+/* Gives a new value idx its zeroed counts (an averaged type). */
+static int group_counts_slot(group_t *g, uint32_t idx)
 {
+    int rc = GROW(g->cnt, g->cnt_cap, g->names.n, GROW_UNLIMITED);
+    if (rc == 0) g->cnt[idx] = 0;
+    if (rc == 0 && g->nb > 0) rc = GROW(g->tlc, g->tlc_cap, g->names.n * g->nb, GROW_UNLIMITED);
+    if (rc == 0 && g->nb > 0) memset(g->tlc + (size_t)idx * g->nb, 0, g->nb * sizeof *g->tlc);
+    return rc;
+}
+
+/* Adds one series' total and timeline (tl: its samples, and its counts for
+ * an averaged type) under value. */
+static int group_add(group_t *g, const char *value, size_t len, int64_t total,
+                     const query_timeline_t *tl)
+{
+    const int64_t *samples = tl->samples;
     uint32_t known;
     if (!strmap_find(&g->names, value, len, &known)) {
-        int rc = group_charge(g, GROUP_VALUE_BYTES(g->nb) + len + 1);
+        size_t more = GROUP_VALUE_BYTES(g->nb) + (g->average ? GROUP_COUNT_BYTES(g->nb) : 0);
+        int rc = group_charge(g, more + len + 1);
         if (rc != 0) return rc;
     }
     char *copy = malloc(len + 1);
@@ -80,11 +108,16 @@ static int group_add(group_t *g, const char *value, size_t len, int64_t total,
         g->cap = cap;
         if (rc == 0 && g->nb > 0) rc = GROW(g->tls, g->tls_cap, g->names.n * g->nb, GROW_UNLIMITED);
         if (rc == 0 && g->nb > 0) memset(g->tls + (size_t)idx * g->nb, 0, g->nb * sizeof *g->tls);
+        if (rc == 0 && g->average) rc = group_counts_slot(g, idx);
     }
     if (rc == 0) g->totals[idx] += total;
     for (size_t k = 0; rc == 0 && k < g->nb; k++)
         g->tls[(size_t)idx * g->nb + k] += samples[k];
-    return rc;
+    if (rc != 0 || !g->average || tl->counts == NULL) return rc;
+    g->cnt[idx] += tl->profiles;
+    for (size_t k = 0; k < g->nb; k++)
+        g->tlc[(size_t)idx * g->nb + k] += tl->counts[k];
+    return 0;
 }
 
 static int sum_fn(void *ctx, int64_t window_start, int64_t total)
@@ -133,22 +166,29 @@ static int collect(storage_t *st, const char *tenant, const query_partial_args_t
         query_timeline_t tl = {0};
         if (rc == 0) rc = query_timeline_build(st, tenant, &one, plan, &tl, em);
         if (rc == 0 && tl.n != g->nb) rc = ERR_INTERNAL;
+        if (rc == 0 && g->average && (rc = query_timeline_average(&tl)) == 0)
+            rc = query_timeline_count(st, tenant, &one, plan, &tl, em);
         const char *v = rc == 0 ? value_of(lb, a->label) : NULL;
-        if (rc == 0) rc = group_add(g, v, strlen(v), total, tl.samples);
+        if (rc == 0) rc = group_add(g, v, strlen(v), total, &tl);
         query_timeline_free(&tl);
         labels_free(lb);
     }
     return rc;
 }
 
-/* "TOTAL S1,...,Sn VALUE" (n == 0: "TOTAL  VALUE"). */
+/* "TOTAL S1,...,Sn VALUE" (n == 0: "TOTAL  VALUE"); an averaged type's
+ * "TOTAL/COUNT S1/C1,...,Sn/Cn VALUE". */
 static int entry_of(const group_t *g, size_t i, char **out)
 {
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
-    int rc = buf_printf(&b, "%" PRId64 " ", g->totals[i]);
-    for (size_t k = 0; rc == 0 && k < g->nb; k++)
+    int rc = buf_printf(&b, "%" PRId64, g->totals[i]);
+    if (rc == 0 && g->average) rc = buf_printf(&b, "/%" PRId64, g->cnt[i]);
+    if (rc == 0) rc = buf_append_byte(&b, ' ');
+    for (size_t k = 0; rc == 0 && k < g->nb; k++) {
         rc = buf_printf(&b, k ? ",%" PRId64 : "%" PRId64, g->tls[i * g->nb + k]);
+        if (rc == 0 && g->average) rc = buf_printf(&b, "/%" PRId64, g->tlc[i * g->nb + k]);
+    }
     if (rc == 0) rc = buf_append_byte(&b, ' ');
     if (rc == 0) rc = buf_append(&b, g->names.strs[i], g->names.lens[i]);
     size_t len;
@@ -178,8 +218,13 @@ int query_shares_partial(storage_t *st, const char *tenant, const query_partial_
 {
     if (a->label == NULL || a->label[0] == 0 || a->selector == NULL)
         return errmsg_set(em, ERR_INVALID_ARGUMENT, "label shares: label and query required");
+    query_selector_t *sel;
+    int rc = query_selector_parse("query", a->selector, strlen(a->selector), &sel, em);
+    if (rc != 0) return rc;
+    int average = query_type_average(query_selector_type(sel));
+    query_selector_free(sel);
     query_series_t ser;
-    int rc = query_series_select_text(st, tenant, "query", a->selector, rs, lim, &ser, em);
+    rc = query_series_select_text(st, tenant, "query", a->selector, rs, lim, &ser, em);
     if (rc != 0) return rc;
     query_plan_t plan;
     query_plan_range(a->from_s, a->until_s, a->min_res, STORAGE_RESOLUTION_COUNT - 1, &plan);
@@ -187,6 +232,7 @@ int query_shares_partial(storage_t *st, const char *tenant, const query_partial_
     memset(&g, 0, sizeof g);
     strmap_init(&g.names);
     g.charge = a->charge;
+    g.average = average;
     query_timeline_t shape;
     int res;
     rc = query_timeline_init(&plan, &shape, &res);
@@ -239,18 +285,54 @@ static row_t *rows_of(const strmap_t *values, const int64_t *totals, const query
     return rows;
 }
 
-int query_shares_write(const char *label, const strmap_t *values, const int64_t *totals,
-                       const query_timeline_t *shape, const int64_t *tls, buf_t *out)
+/* An averaged type's values as the render's timeline shows them: each
+ * value's total its profiles' sum / their number, each bucket its sum / its
+ * profiles (0 without any), rounded down; a value with no profile counted
+ * (past profile-retention) keeps its sums. *whole: the selection's sum / all
+ * its profiles (the render's numTicks). Caller frees *tot and *avg. */
+static int average_of(size_t n, const query_timeline_t *shape, const query_shares_t *sh,
+                      int64_t **tot, int64_t **avg, int64_t *whole)
+{
+    size_t nb = shape->n;
+    *tot = malloc((n ? n : 1) * sizeof **tot);
+    *avg = malloc((n * nb > 0 ? n * nb : 1) * sizeof **avg);
+    if (*tot == NULL || *avg == NULL) return ERR_NOMEM;
+    int64_t sum = 0, count = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t c = sh->counts[i];
+        sum += sh->totals[i];
+        count += c;
+        (*tot)[i] = c > 0 ? sh->totals[i] / c : sh->totals[i];
+        for (size_t k = 0; k < nb; k++) {
+            int64_t bc = sh->tl_counts[i * nb + k], v = sh->tls[i * nb + k];
+            (*avg)[i * nb + k] = c == 0 ? v : bc > 0 ? v / bc : 0;
+        }
+    }
+    *whole = count > 0 ? sum / count : sum;
+    return 0;
+}
+
+int query_shares_write(const char *label, const strmap_t *values, const query_timeline_t *shape,
+                       const query_shares_t *sh, buf_t *out)
 {
     size_t n = values->n;
-    row_t *rows = rows_of(values, totals, shape, tls, row_cmp); /* by total, then value */
-    if (rows == NULL) return ERR_NOMEM;
+    int64_t *tot = NULL, *avg = NULL, whole = 0;
+    int avg_type = sh->average;
+    if (avg_type && average_of(n, shape, sh, &tot, &avg, &whole) != 0) {
+        free(tot);
+        free(avg);
+        return ERR_NOMEM;
+    }
+    row_t *rows = rows_of(values, avg_type ? tot : sh->totals, shape, avg_type ? avg : sh->tls,
+                          row_cmp); /* by total, then value */
     int64_t sum = 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; rows != NULL && i < n; i++)
         sum += rows[i].total;
-    int rc = buf_append_str(out, "{\"label\":");
+    int rc = rows == NULL ? ERR_NOMEM : buf_append_str(out, "{\"label\":");
     if (rc == 0) rc = buf_append_json_string(out, label, strlen(label));
-    if (rc == 0) rc = buf_printf(out, ",\"total\":%" PRId64 ",\"values\":[", sum);
+    if (rc == 0)
+        rc = buf_printf(out, ",\"aggregationType\":\"%s\",\"total\":%" PRId64 ",\"values\":[",
+                        avg_type ? "average" : "sum", avg_type ? whole : sum);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         rc = buf_append_str(out, i ? ",{\"value\":" : "{\"value\":");
         if (rc == 0) rc = buf_append_json_string(out, rows[i].value, strlen(rows[i].value));
@@ -263,15 +345,23 @@ int query_shares_write(const char *label, const strmap_t *values, const int64_t 
     }
     if (rc == 0) rc = buf_append_str(out, "]}");
     free(rows);
+    free(tot);
+    free(avg);
     return rc;
 }
 
 int query_shares_write_groups(const strmap_t *values, const query_timeline_t *shape,
-                              const int64_t *tls, buf_t *out)
+                              const query_shares_t *sh, buf_t *out)
 {
-    row_t *rows = rows_of(values, NULL, shape, tls, row_value_cmp);
-    if (rows == NULL) return ERR_NOMEM;
-    int rc = buf_append_str(out, "\"groups\":{");
+    int64_t *tot = NULL, *avg = NULL, whole;
+    if (sh->average && average_of(values->n, shape, sh, &tot, &avg, &whole) != 0) {
+        free(tot);
+        free(avg);
+        return ERR_NOMEM;
+    }
+    row_t *rows = rows_of(values, NULL, shape, avg != NULL ? avg : sh->tls, row_value_cmp);
+    free(tot);
+    int rc = rows == NULL ? ERR_NOMEM : buf_append_str(out, "\"groups\":{");
     for (size_t i = 0; rc == 0 && i < values->n; i++) {
         if (i) rc = buf_append_byte(out, ',');
         if (rc == 0) rc = buf_append_json_string(out, rows[i].value, strlen(rows[i].value));
@@ -280,6 +370,7 @@ int query_shares_write_groups(const strmap_t *values, const query_timeline_t *sh
     }
     if (rc == 0) rc = buf_append_byte(out, '}');
     free(rows);
+    free(avg);
     return rc;
 }
 

@@ -6,7 +6,9 @@ profile (exact sum / exact count of profiles, rounded down) and its flame
 graph the average profile of the range, with `aggregationType` "average"
 in the metadata, while `alloc_space` of the same pushes still sums. The
 same answers from one node, and from every node of a 3-node cluster (RF 2)
-whose partials carry sums and counts, never averages."""
+whose partials carry sums and counts, never averages. /api/label-shares of
+an in-use type averages each label value's profiles the same way, per
+bucket and over the range."""
 import os
 import subprocess
 import time
@@ -21,6 +23,7 @@ INUSE = "memory:inuse_space:bytes:space:bytes"
 ALLOC = "memory:alloc_space:bytes:space:bytes"
 T0 = (int(time.time()) - 7200) // 600 * 600  # a 10-minute boundary, two hours ago
 PODS = ["p0", "p1", "p2"]
+ZONES = {"p0": "a", "p1": "a", "p2": "b"}  # zone a: two series, whose profiles average together
 
 
 def pushes():
@@ -43,7 +46,8 @@ def push(node, svc, pod, t, stacks):
     p = Pprof(TYPES, period_type=("space", "bytes"), period=524288)
     for stack, (alloc, inuse) in stacks.items():
         p.add(list(stack), [1, alloc, 1, inuse])
-    r = node.ingest(p.encode_gz(), name="%s{pod=%s}" % (svc, pod), format="pprof",
+    r = node.ingest(p.encode_gz(), name="%s{pod=%s,zone=%s}" % (svc, pod, ZONES[pod]),
+                    format="pprof",
                     **{"from": t, "until": t + 10})
     assert r.status == 200, r
 
@@ -69,6 +73,59 @@ def expected(data, frm, until, step):
     return tl, tot_in // n, put_in // n, tot_alloc
 
 
+def shares_expected(data, frm, until, step, key):
+    """Hand-computed label shares of inuse_space: per value of key(pod), its
+    profiles' sum / their number over the range and per bucket (rounded
+    down); the selection's total is all profiles' sum / their number; a
+    value's share its average over the sum of the values' averages."""
+    per = {}
+    nb = (until - frm + step - 1) // step
+    all_sum = all_n = 0
+    for pod, t, stacks in data:
+        if not frm <= t < until:
+            continue
+        inuse = sum(v[1] for v in stacks.values())
+        v = per.setdefault(key(pod), {"sum": 0, "n": 0, "b": [[0, 0] for _ in range(nb)]})
+        v["sum"] += inuse
+        v["n"] += 1
+        v["b"][(t - frm) // step][0] += inuse
+        v["b"][(t - frm) // step][1] += 1
+        all_sum += inuse
+        all_n += 1
+    out = {k: (v["sum"] // v["n"], [s // c if c else 0 for s, c in v["b"]]) for k, v in per.items()}
+    return all_sum // all_n, out
+
+
+def check_shares(node, svc, data, frm, until):
+    q = INUSE + "{service_name=\"%s\"}" % svc
+    for label, key in (("pod", lambda p: p), ("zone", lambda p: ZONES[p])):
+        r = node.query("/api/label-shares", query=q, label=label, **{"from": frm}, until=until)
+        assert r.status == 200, r
+        j = r.json()
+        whole, want = shares_expected(data, frm, until, 10, key)
+        assert j["aggregationType"] == "average" and j["total"] == whole, (j["total"], whole)
+        got = {v["value"]: (v["total"], v["timeline"]["samples"]) for v in j["values"]}
+        assert got == want, (label, got, want)
+        assert [v["total"] for v in j["values"]] == sorted(got[k][0] for k in got)[::-1]
+        den = sum(t for t, _ in want.values())
+        for v in j["values"]:
+            assert abs(v["share"] - v["total"] / den) < 1e-5, (v, den)
+        # a groupBy render's groups are the same averaged timelines
+        r = node.render(q, frm=frm, until=until, groupBy=label)
+        assert r.status == 200, r
+        groups = {k: v["samples"] for k, v in r.json()["groups"].items()}
+        assert groups == {k: v[1] for k, v in want.items()}, (groups, want)
+    # p2 pushed at T0, T0+20, T0+40: (22003 + 24031 + 26059) / 3
+    r = node.query("/api/label-shares", query=q, label="pod", **{"from": frm}, until=until)
+    p2 = [v for v in r.json()["values"] if v["value"] == "p2"][0]
+    assert p2["total"] == 24031 and p2["timeline"]["samples"] == [22003, 0, 24031, 0, 26059, 0]
+    # the allocations of the same pushes still sum per value
+    r = node.query("/api/label-shares", query=ALLOC + "{service_name=\"%s\"}" % svc,
+                   label="zone", **{"from": frm}, until=until)
+    j = r.json()
+    assert j["aggregationType"] == "sum" and j["total"] == expected(data, frm, until, 10)[3], j
+
+
 def node_total(fb, name):
     """Total of the first node named name in a flamebearer."""
     idx = fb["names"].index(name)
@@ -90,6 +147,7 @@ def check(node, svc, data):
     assert j["timeline"]["samples"] == tl, (j["timeline"]["samples"], tl)
     assert j["flamebearer"]["numTicks"] == ticks, (j["flamebearer"]["numTicks"], ticks)
     assert node_total(j["flamebearer"], "cache.Put") == put
+    check_shares(node, svc, data, frm, until)
     # other formats divide each stack's self value by the profiles
     want = {}
     for _, t, stacks in data:

@@ -794,6 +794,16 @@ def test_gauge_caption():
         assert "(max 5 MiB)" in got[0], got  # 3 MiB alone in its bucket, on 1-2-5 steps
         assert got[1].startswith("in use: 2 MiB, the average profile"), got
         shot(b, "gauge")
+        # the tag explorer: pod a's average profile, in bytes, no "/ s" either
+        s = open_page(b, page(view="tags", query=query, label="pod"), "a gauge's tags")
+        assert [(v["value"], v["total"]) for v in s["values"]] == [("a", (1 + 2 + 3 << 20) // 3)]
+        got = b.js("const v = document.getElementById('view-tags');"
+                   "return [v.querySelector('.timeline-caption').textContent,"
+                   "        v.querySelector('.tags-total').textContent,"
+                   "        v.querySelector('th[data-key=total]').textContent]")
+        assert "/ s" not in got[0] and got[0].startswith("bytes in use"), got
+        assert got[1] == "1 values of pod, average profile in use 2 MiB", got
+        assert got[2].startswith("Average in use"), got
 
 
 def test_errors_theme_and_defaults():

@@ -545,7 +545,7 @@ static void test_share_entries(void)
     CHECK_EQ_INT(query_gather_finish(g, NULL, &r, &em), 0);
     char want[512];
     snprintf(want, sizeof want,
-             "{\"label\":\"env\",\"total\":13,\"values\":["
+             "{\"label\":\"env\",\"aggregationType\":\"sum\",\"total\":13,\"values\":["
              "{\"value\":\"prod\",\"total\":7,\"share\":0.538462,\"timeline\":"
              "{\"startTime\":%lld,\"samples\":[2,2,3],\"durationDelta\":10}},"
              "{\"value\":\"dev\",\"total\":4,\"share\":0.307692,\"timeline\":"
