@@ -465,7 +465,11 @@ static void print_shares(const flamedb__shares_t *t, const char *label, const ch
         printf("%12s %6.2f%%  %s\n", total, r->share * 100, r->value[0] ? r->value : "(none)");
     }
     format_value(total, sizeof total, t->total, unit);
-    printf("total %s in %zu values of %s\n", total, t->count, label);
+    if (t->average) /* in-use types: each value's average profile over the range */
+        printf("in use %s (the average profile of the range) in %zu values of %s\n", total,
+               t->count, label);
+    else
+        printf("total %s in %zu values of %s\n", total, t->count, label);
 }
 
 /* GET /api/label-shares: the server sums each value from the window totals. */

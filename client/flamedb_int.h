@@ -198,6 +198,7 @@ typedef struct flamedb__shares {
     size_t count;
     int64_t total; /* the selection's total */
     int partial;
+    int average; /* aggregationType "average": totals are the average profile's (in use) */
 } flamedb__shares_t;
 
 /* Reads the JSON answer of GET /api/label-shares. Caller owns *out (free

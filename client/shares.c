@@ -42,6 +42,13 @@ static int shares_member(json_t *j, const char *key, void *ctx)
     if (strcmp(key, "total") == 0) return flamedb__json_int(j, &t->total);
     if (strcmp(key, "values") == 0) return parse_rows(j, t);
     if (strcmp(key, "partial") == 0) return flamedb__json_bool(j, &t->partial);
+    if (strcmp(key, "aggregationType") == 0) {
+        char *type = NULL;
+        int rc = flamedb__json_dup(j, &type);
+        if (rc == ERR_OK) t->average = strcmp(type, "average") == 0;
+        free(type);
+        return rc;
+    }
     return json_skip(j); /* label, missing ranges, ... */
 }
 

@@ -173,6 +173,12 @@ def check(node, svc, data):
         assert out.returncode == 0, out.stderr
         last = out.stdout.splitlines()[-1]
         assert last.startswith("in use ") and "average profile" in last, out.stdout
+        out = subprocess.run([ctl, "--url", "http://127.0.0.1:%d" % node.port, "shares",
+                              INUSE + "{service_name=\"%s\"}" % svc, "pod", "--from", str(frm),
+                              "--until", str(until)], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        last = out.stdout.splitlines()[-1]
+        assert last.startswith("in use ") and "average profile" in last, out.stdout
     # a diff compares the average profiles of its two ranges
     q = INUSE + "{service_name=\"%s\"}" % svc
     r = node.query("/pyroscope/render-diff", leftQuery=q, rightQuery=q, leftFrom=frm,
