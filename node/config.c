@@ -272,7 +272,9 @@ static const opt_t options[] = {
      "used table stays even when it alone is larger (a warning says so; "
      "flamedb_storage_node_table_loads_total counts the loads); a push to a table that is not "
      "cached reads only its last chunk and the index entries of the stacks it sends, once the "
-     "table is indexed (node-index-min-nodes)."},
+     "table is indexed (node-index-min-nodes). flamedb_storage_node_cache_hits_total, "
+     "_misses_total, _evictions_total and _bytes show whether it is large enough "
+     "(docs/operations.md, section 8)."},
     {"retention-10s", OPT_SECONDS, FIELD(storage.retention_seconds[0], int64_t), NULL, 0, 0,
      100 * YEAR_S, "Retention of 10-second blocks (0 = forever)."},
     {"retention-1m", OPT_SECONDS, FIELD(storage.retention_seconds[1], int64_t), NULL, 0, 0,

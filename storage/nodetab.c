@@ -592,6 +592,17 @@ int storage_nodetab_cache_init(storage_t *s, size_t max_bytes)
     return pthread_mutex_init(&c->mu, NULL) == 0 ? 0 : ERR_INTERNAL;
 }
 
+void storage_nodetab_cache_stats(storage_t *s, uint64_t *bytes, uint64_t *max_bytes,
+                                 uint64_t *evictions)
+{
+    nodetab_cache_t *c = &s->nodetabs;
+    pthread_mutex_lock(&c->mu);
+    *bytes = c->bytes;
+    *max_bytes = c->max_bytes;
+    *evictions = c->evictions;
+    pthread_mutex_unlock(&c->mu);
+}
+
 void storage_nodetab_cache_free(storage_t *s)
 {
     nodetab_cache_t *c = &s->nodetabs;
@@ -675,6 +686,7 @@ static void evict(nodetab_cache_t *c)
             }
         }
         if (victim == NULL) return;
+        c->evictions++;
         drop(c, victim);
         tab_free(victim);
     }
@@ -732,6 +744,7 @@ static int acquire(storage_t *s, uint64_t token, const char *tenant, int whole, 
     /* between holders memory matches the disk: a partial table can be
      * dropped and read again whole */
     if (whole && t->base != 0) tab_clear(t);
+    if (t->count != 0) atomic_fetch_add(&s->counters.nodetab_hits, 1);
     if (t->count == 0) { /* new, shed, or a previous load or batch failed */
         atomic_fetch_add(&s->counters.nodetab_misses, 1);
         int rc = tab_fill(s, t, whole, em);

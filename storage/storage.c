@@ -559,6 +559,9 @@ int storage_stats(storage_t *s, storage_stats_t *out)
     out->node_table_loads = atomic_load(&s->counters.nodetab_loads);
     out->node_table_misses = atomic_load(&s->counters.nodetab_misses);
     out->node_table_index_reads = atomic_load(&s->counters.nodetab_index_reads);
+    out->node_table_hits = atomic_load(&s->counters.nodetab_hits);
+    storage_nodetab_cache_stats(s, &out->node_cache_bytes, &out->node_cache_limit,
+                                &out->node_table_evictions);
     out->gc_nodetabs = atomic_load(&s->counters.gc_nodetabs);
     out->gc_symbols = atomic_load(&s->counters.gc_symbols);
     out->folded_windows = atomic_load(&s->counters.folded_windows);
@@ -623,6 +626,28 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
         METRICS_U64_DEF(storage_stats_t, node_table_loads, "flamedb_storage_node_table_loads_total",
                         "Stack-node tables read whole from disk: cache misses (node-cache-bytes) "
                         "of reads; a push reads only the chunks and index entries it needs."),
+        METRICS_U64_DEF(storage_stats_t, node_table_hits, "flamedb_storage_node_cache_hits_total",
+                        "Uses of a stack-node table (a push or a read) that found it in memory."),
+        METRICS_U64_DEF(storage_stats_t, node_table_misses,
+                        "flamedb_storage_node_cache_misses_total",
+                        "Uses of a stack-node table that did not find it in memory and read it "
+                        "from disk, whole or (a push) its last chunk; a first push of a service "
+                        "shard counts too. Misses over hits plus misses above a few percent in "
+                        "steady state: raise node-cache-bytes."),
+        METRICS_U64_DEF(storage_stats_t, node_table_evictions,
+                        "flamedb_storage_node_cache_evictions_total",
+                        "Stack-node tables dropped from memory to stay within node-cache-bytes."),
+        METRICS_U64_DEF(storage_stats_t, node_table_index_reads,
+                        "flamedb_storage_node_index_reads_total",
+                        "Reads of the stack-node tables' edge index (a Get or a MultiGet) by "
+                        "pushes to tables not whole in memory."),
+        {"flamedb_storage_node_cache_bytes",
+         "Bytes the stack-node tables cached in memory take (their symbol indexes included).",
+         METRICS_GAUGE, offsetof(storage_stats_t, node_cache_bytes)},
+        {"flamedb_storage_node_cache_limit_bytes",
+         "The stack-node table cache's bound: three quarters of node-cache-bytes (the other "
+         "quarter caches symbol names).",
+         METRICS_GAUGE, offsetof(storage_stats_t, node_cache_limit)},
         METRICS_U64_DEF(storage_stats_t, gc_series, "flamedb_storage_gc_series_total",
                         "Series (with their postings) deleted because retention emptied them."),
         METRICS_U64_DEF(storage_stats_t, gc_nodetabs, "flamedb_storage_gc_node_tables_total",

@@ -455,6 +455,10 @@ typedef struct storage_stats {
     uint64_t node_table_loads;  /* stack-node tables read whole from disk (cache misses) */
     uint64_t node_table_misses; /* acquires of a table not in memory (read whole or its tail) */
     uint64_t node_table_index_reads; /* reads of the tables' edge index (a Get or a MultiGet) */
+    uint64_t node_table_hits;        /* acquires served by the table in memory */
+    uint64_t node_table_evictions;   /* tables evicted to stay within the cache's bound */
+    uint64_t node_cache_bytes;       /* bytes the stack-node table cache holds */
+    uint64_t node_cache_limit;       /* its bound: three quarters of node_cache_bytes */
     uint64_t gc_nodetabs;            /* unused stack-node tables deleted since open */
     uint64_t gc_symbols;             /* unreferenced symbols deleted since open */
     uint64_t folded_windows;         /* block windows whose operands a fold put back as one value */

@@ -171,6 +171,7 @@ typedef struct storage_counters {
     atomic_uint_fast64_t nodetab_loads; /* stack-node tables loaded from disk (nodetab.c) */
     atomic_uint_fast64_t nodetab_index_reads; /* reads of the edge index (a Get or a MultiGet) */
     atomic_uint_fast64_t nodetab_misses;      /* acquires finding no table in memory */
+    atomic_uint_fast64_t nodetab_hits;        /* acquires served by the table in memory */
     atomic_uint_fast64_t gc_nodetabs;         /* unused stack-node tables deleted by gc.c */
     atomic_uint_fast64_t gc_symbols;          /* unreferenced symbols deleted by gc_symbols.c */
     atomic_uint_fast64_t folded_windows;      /* block windows folded by fold.c */
@@ -210,7 +211,8 @@ typedef struct nodetab_cache {
      * than the one acquired before (a burst of pushes to one table is one
      * use), and the key (nodetab.c key_of) of that one. */
     uint64_t tick, last_key;
-    u64map_t ghosts; /* key of a table dropped -> its last tick (low 32 bits) */
+    u64map_t ghosts;    /* key of a table dropped -> its last tick (low 32 bits) */
+    uint64_t evictions; /* tables dropped to stay within max_bytes */
 } nodetab_cache_t;
 
 /* tseries.c: series per tenant on this node, for tenant_max_series. */
@@ -722,6 +724,10 @@ void storage_key_node_edge(skey_t *k, uint64_t token, const char *tenant, uint32
                            uint64_t sym);
 int storage_nodetab_cache_init(storage_t *s, size_t max_bytes);
 void storage_nodetab_cache_free(storage_t *s);
+/* The cache's bytes held, its bound and the tables evicted so far (a
+ * snapshot, under its mutex), for storage_stats. */
+void storage_nodetab_cache_stats(storage_t *s, uint64_t *bytes, uint64_t *max_bytes,
+                                 uint64_t *evictions);
 /* The WHOLE table of (token, tenant) (every id's parent and symbol in
  * memory, for readers), loaded on a miss, returned LOCKED with a reference;
  * every acquire is paired with one storage_nodetab_release. Writers that

@@ -19,6 +19,13 @@ static uint64_t loads(fixture_t *f)
     return st.node_table_loads;
 }
 
+static storage_stats_t stats(fixture_t *f)
+{
+    storage_stats_t st;
+    CHECK_EQ_INT(storage_stats(f->s, &st), 0);
+    return st;
+}
+
 static void write_tree(fixture_t *f, const labels_t *l, symtab_t *st, int from, int n, uint64_t id)
 {
     calltree_t *t = calltree_new(0);
@@ -42,19 +49,29 @@ int main(void)
     symtab_t *st = symtab_new();
     write_tree(&f, big, st, 0, WIDE, 1);
     uint64_t first = loads(&f);
-    CHECK_EQ_INT(first, 0);      /* a new table is not read from disk whole */
+    CHECK_EQ_INT(first, 0); /* a new table is not read from disk whole */
+    storage_stats_t warm = stats(&f);
+    CHECK_EQ_INT(warm.node_cache_limit, 48 << 10);
+    CHECK(warm.node_cache_bytes > warm.node_cache_limit); /* the big table alone */
     for (int i = 0; i < 10; i++) /* pushes of known stacks, and of a new one */
         write_tree(&f, big, st, i * 7, i == 9 ? 2 : 50, 100 + (uint64_t)i);
     write_tree(&f, big, st, WIDE, 1, 200);
     CHECK_EQ_INT(fx_block_total(f.s, "t", big, 0, f.now - 60, f.now + 10, NULL),
                  WIDE + 9 * 50 + 2 + 1);
-    CHECK_EQ_INT(loads(&f), first); /* no reload: it stayed */
+    CHECK_EQ_INT(loads(&f), first);  /* no reload: it stayed */
+    storage_stats_t hot = stats(&f); /* eleven pushes and a read, all hits */
+    CHECK_EQ_INT(hot.node_table_misses, warm.node_table_misses);
+    CHECK(hot.node_table_hits >= warm.node_table_hits + 12);
+    CHECK_EQ_INT(hot.node_table_evictions, warm.node_table_evictions);
 
     /* another service becomes the most recent: the big table leaves (the
      * cache is over its bound); a push to it reads what it needs, a read of
      * it loads it whole again */
     write_tree(&f, small, st, 0, 3, 300);
+    CHECK_EQ_INT(stats(&f).node_table_evictions, hot.node_table_evictions + 1);
+    CHECK_EQ_INT(stats(&f).node_table_misses, hot.node_table_misses + 1); /* new table */
     write_tree(&f, big, st, 0, 1, 301);
+    CHECK_EQ_INT(stats(&f).node_table_misses, hot.node_table_misses + 2); /* evicted */
     write_tree(&f, small, st, 0, 3, 302);
     write_tree(&f, big, st, WIDE + 1, 1, 303);
     CHECK_EQ_INT(loads(&f), first);

@@ -1,0 +1,62 @@
+"""test_node_cache_metrics.py — the stack-node table cache (--node-cache-bytes)
+seen through /metrics: pushes to more services than the cache holds count
+misses and evictions and keep the bytes held within the bound; pushes and
+renders over a set that fits count hits and no further miss or eviction."""
+import time
+
+from harness import CPU, Node, run_tests, unique
+from profiles import Pprof
+
+# 1 MiB: the tables get 768 KiB; one shard per service, so a service is one table
+NODE = Node(name="nodecache", args=["--node-cache-bytes", "1MiB",
+                                    "--shards-per-service", "1"]).start()
+NOW = int(time.time())
+WIDE = 3000  # distinct stacks of depth 3 per big service: 6,001 nodes, ~150 KiB or more
+
+
+def counters():
+    names = ("hits_total", "misses_total", "evictions_total", "bytes", "limit_bytes")
+    return {n: NODE.metric("flamedb_storage_node_cache_" + n) for n in names}
+
+
+def push(svc, stacks, at):
+    p = Pprof([("cpu", "nanoseconds")])
+    for k in range(stacks):
+        p.add(["main", "h%d" % k, "w%d" % k], [k + 1])
+    r = NODE.ingest(p.encode(), name=svc, format="pprof", **{"from": at})
+    assert r.status == 200, (svc, r)
+    return stacks * (stacks + 1) // 2
+
+
+def test_too_many_services_miss_and_evict():
+    before = counters()
+    assert before["limit_bytes"] == 768 * 1024, before
+    svcs = [unique("big%d" % i) for i in range(10)]  # ten tables of ~150 KiB: past 768 KiB
+    for i, svc in enumerate(svcs):
+        push(svc, WIDE, NOW - 300 + i)
+    for svc in svcs:  # a render reads a table whole: those evicted are read again
+        assert NODE.total(CPU + '{service_name="%s"}' % svc) == WIDE * (WIDE + 1) // 2
+    after = counters()
+    # each new table is a miss, and at most five fit: the renders read some again
+    assert after["misses_total"] >= before["misses_total"] + len(svcs) + 1, (before, after)
+    assert after["evictions_total"] >= before["evictions_total"] + len(svcs) - 5, (before, after)
+    assert 0 < after["bytes"] <= after["limit_bytes"], after
+
+
+def test_fitting_set_hits_without_misses():
+    svcs = [unique("small%d" % i) for i in range(3)]
+    want = {svc: 0 for svc in svcs}
+    for i, svc in enumerate(svcs):  # first pushes: new tables, each a miss
+        want[svc] += push(svc, 50, NOW - 200 + i)
+    warm = counters()
+    for rnd in range(3):  # the three tables (a few KiB) fit: every use is a hit
+        for i, svc in enumerate(svcs):
+            want[svc] += push(svc, 50, NOW - 100 + rnd * 10 + i)
+            assert NODE.total(CPU + '{service_name="%s"}' % svc) == want[svc]
+    after = counters()
+    assert after["misses_total"] == warm["misses_total"], (warm, after)
+    assert after["evictions_total"] == warm["evictions_total"], (warm, after)
+    assert after["hits_total"] >= warm["hits_total"] + 2 * 3 * len(svcs), (warm, after)
+
+
+run_tests(globals())
