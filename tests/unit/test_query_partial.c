@@ -1096,9 +1096,8 @@ static void check_gauge_gather(const char *const *entries, size_t n, const char 
     snprintf(until, sizeof until, "%lld", (long long)T0 + 30);
     query_params_t qp = {.query = INUSE "{}", .from = from, .until = until, .label = "pod"};
     query_spec_t spec;
-    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_LABEL_SHARES, &qp, &lim, (T0 + 3600) * 1000, &spec,
-                                  &em),
-                 0);
+    CHECK_EQ_INT(
+        query_spec_parse(QUERY_KIND_LABEL_SHARES, &qp, &lim, (T0 + 3600) * 1000, &spec, &em), 0);
     query_gather_t *g;
     CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
     for (size_t i = 0; i < n; i++)
