@@ -748,6 +748,10 @@ typedef struct query_partial_args {
                                     table's symbol number (storage_merged_tab_t.symno): a share
                                     that encodes them numbers each forest's dictionary through
                                     an array instead of a hash lookup per node */
+    int counts;                  /* label shares of an averaged type: each entry also carries
+                                    its profile counts ("TOTAL/COUNT S1/C1,..."), which the
+                                    gather needs to average; 0: the summed "TOTAL S1,..." a
+                                    coordinator without QueryRequest.share_counts reads */
 } query_partial_args_t;
 
 /* Fills a from s (ranges left empty, timeline and kept set for JSON). Pointers into s. */

@@ -11,9 +11,11 @@
  * series is counted by the one node that answers for its range.
  *
  * An averaged type (query_type_average) also counts each value's profiles
- * (query_timeline_count over each series): its entries are
- * "TOTAL/COUNT S1/C1,...,Sn/Cn VALUE", exact sums and counts that the gather
- * adds before it divides, never averages.
+ * (query_timeline_count over each series) when the coordinator reads counts
+ * (query_partial_args_t.counts, QueryRequest.share_counts): its entries are
+ * then "TOTAL/COUNT S1/C1,...,Sn/Cn VALUE", exact sums and counts that the
+ * gather adds before it divides, never averages. Without it (an older
+ * coordinator) they are the summed "TOTAL S1,...,Sn VALUE" that one reads.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -221,7 +223,8 @@ int query_shares_partial(storage_t *st, const char *tenant, const query_partial_
     query_selector_t *sel;
     int rc = query_selector_parse("query", a->selector, strlen(a->selector), &sel, em);
     if (rc != 0) return rc;
-    int average = query_type_average(query_selector_type(sel));
+    /* a coordinator that reads no counts gets the summed entries it reads */
+    int average = a->counts && query_type_average(query_selector_type(sel));
     query_selector_free(sel);
     query_series_t ser;
     rc = query_series_select_text(st, tenant, "query", a->selector, rs, lim, &ser, em);

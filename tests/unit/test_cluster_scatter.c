@@ -13,7 +13,9 @@
  * live replica give a partial answer naming them (JSON members and header);
  * deadlines bound every query; oversized partials and bad parameters are
  * refused with reasons; a cancelled query stops its shares, also one whose
- * QUERY its CANCEL overtakes. Prints its seed; argv[1] replays.
+ * QUERY its CANCEL overtakes; label shares of an in-use type are counted
+ * only for a coordinator that asks (QueryRequest.share_counts). Prints its
+ * seed; argv[1] replays.
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -87,6 +89,9 @@ static size_t forests_seen[5];
  * is dropped on delivery. names_sent counts the symbols answered. */
 static int old_names;
 static size_t names_sent;
+/* A coordinator from before QueryRequest.share_counts: the field is
+ * dropped on delivery. */
+static int old_share_counts;
 
 static void deliver(uv_timer_t *t)
 {
@@ -107,6 +112,7 @@ static void deliver(uv_timer_t *t)
                 n->cancels += q->kind == Q_KIND(CANCEL);
                 if (old_coordinator) q->forest_version = old_coordinator == 1 ? 0 : 3;
                 if (old_names) q->n_known_symbols = 0;
+                if (old_share_counts) q->share_counts = 0;
                 scatter_on_query(n->sc, &msg);
             }
         } else {
@@ -957,6 +963,71 @@ static void test_memory_budget(void)
     mem_budget = 0;
 }
 
+#define INUSE "memory:inuse_space:bytes:space:bytes"
+
+/* Label shares of an in-use type by pod: every node answers what one
+ * storage holding everything answers (values averaged from the shares'
+ * counted entries). To a coordinator that does not set
+ * QueryRequest.share_counts the remote shares answer summed entries, which
+ * it reads as uncounted: each pod has two profiles of 100 and 300, so a pod
+ * a remote share answers shows 400 where the averaged answer shows 200. */
+static void test_share_counts(void)
+{
+    static const char *svc[] = {"api", "db", "web"};
+    for (int i = 0; i < 12; i++) {
+        labels_t *l = labels_new();
+        char pod[16];
+        snprintf(pod, sizeof pod, "gauge-%d", i);
+        labels_set_str(l, LABEL_NAME, "memory");
+        labels_set_str(l, LABEL_PROFILE_TYPE, INUSE);
+        labels_set_str(l, LABEL_SERVICE_NAME, svc[i % 3]);
+        labels_set_str(l, "pod", pod);
+        uint64_t id = labels_hash(l);
+        uint64_t tok = ring_placement_token(TENANT, svc[i % 3],
+                                            ring_series_shard(id, RING_DEFAULT_SHARDS_PER_SERVICE));
+        uint32_t reps[RING_MAX_RF];
+        uint32_t nr = ring_replicas(ring, tok, 2, reps);
+        for (int k = 0; k < 2; k++) {
+            calltree_t *t = calltree_new(0);
+            calltree_add_stack(t, &sym_ids[0], 1, k ? 300 : 100);
+            uint64_t pid = 100000 + (uint64_t)(i * 2 + k);
+            int64_t when = T0 + 600 + 1200 * k;
+            for (uint32_t r = 0; r < nr; r++)
+                write_to(nodes[reps[r]].st, l, tok, id, when, t, pid);
+            write_to(all, l, tok, id, when, t, pid);
+            calltree_free(t);
+        }
+        labels_free(l);
+    }
+    query_params_t p = {.query = INUSE "{}", .label = "pod", .from = "now-2h"};
+    query_limits_t lim;
+    query_limits_default(&lim);
+    for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++)
+        lim.retention_seconds[r] = 0;
+    errmsg_t em = {{0}};
+    query_result_t ref;
+    query_result_init(&ref);
+    CHECK_EQ_INT(query_label_shares(all, TENANT, &p, &lim, now_ms, &ref, &em), 0);
+    CHECK(strstr((const char *)ref.body.data, "\"aggregationType\":\"average\"") != NULL);
+    CHECK(strstr((const char *)ref.body.data, "\"total\":200,") != NULL);
+    CHECK(strstr((const char *)ref.body.data, "\"total\":400,") == NULL);
+    for (int old = 0; old < 2; old++) {
+        old_share_counts = old;
+        make_scatters(30000, 64u << 20);
+        for (int from = 0; from < nn; from++) {
+            outcome_t o;
+            ask(from, QUERY_KIND_LABEL_SHARES, &p, &o);
+            CHECK_EQ_INT(o.rc, 0);
+            if (!old) CHECK(same(&o, &ref));
+            if (old) CHECK(o.body.len > 0 && strstr((char *)o.body.data, "\"total\":400,") != NULL);
+            buf_free(&o.body);
+        }
+        free_scatters();
+    }
+    old_share_counts = 0;
+    query_result_free(&ref);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -981,6 +1052,7 @@ int main(int argc, char **argv)
     test_cancel();
     test_cancel_before_query();
     test_memory_budget();
+    test_share_counts();
     drain_loop();
     uv_loop_close(&loop);
     char cmd[256];

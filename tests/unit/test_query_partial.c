@@ -1026,6 +1026,127 @@ static void test_shares_charged(storage_t *st)
     CHECK_EQ_INT((int)alloc_budget_used(&b), 0);
 }
 
+/* ---- label shares of an averaged type: counted or summed entries ---- */
+
+#define INUSE "memory:inuse_space:bytes:space:bytes"
+#define GAUGE_TENANT "gauge"
+
+/* One in-use profile of `total` bytes for pod at T0 + at s. */
+static void write_gauge(storage_t *st, const char *pod, int64_t at, int64_t total, uint64_t pid)
+{
+    labels_t *l = labels_new();
+    labels_set_str(l, LABEL_NAME, "memory");
+    labels_set_str(l, LABEL_PROFILE_TYPE, INUSE);
+    labels_set_str(l, LABEL_SERVICE_NAME, "api");
+    labels_set_str(l, "pod", pod);
+    uint64_t id = labels_hash(l);
+    uint64_t token = ring_placement_token(GAUGE_TENANT, "api",
+                                          ring_series_shard(id, RING_DEFAULT_SHARDS_PER_SERVICE));
+    calltree_t *tree = calltree_new(0);
+    calltree_add_stack(tree, &sym_ids[0], 1, total);
+    storage_series_write_t sw = {.labels = l, .token = token, .series_id = id, .tree = tree};
+    storage_profile_write_t pw = {.tenant = GAUGE_TENANT,
+                                  .time_ns = (T0 + at) * 1000000000LL,
+                                  .series = &sw,
+                                  .nseries = 1,
+                                  .symbols = syms};
+    memcpy(pw.profile_id, &pid, 8);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(st, &pw, NULL, &em), 0);
+    calltree_free(tree);
+    labels_free(l);
+}
+
+/* The share's entries (counts: as QueryRequest.share_counts says) hold
+ * exactly want[] (in any order). */
+static void check_gauge_entries(storage_t *st, int counts, const char *const *want, size_t n)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_partial_args_t a = {.kind = QUERY_KIND_LABEL_SHARES,
+                              .selector = INUSE "{}",
+                              .label = "pod",
+                              .from_s = T0,
+                              .until_s = T0 + 30,
+                              .min_res = 0,
+                              .counts = counts};
+    errmsg_t em = {{0}};
+    query_partial_t p;
+    CHECK_EQ_INT(query_partial_run(st, GAUGE_TENANT, &a, &lim, &p, &em), 0);
+    CHECK_EQ_INT((int)p.nvalues, (int)n);
+    for (size_t i = 0; i < n; i++) {
+        int found = 0;
+        for (size_t k = 0; k < p.nvalues; k++)
+            found += strcmp(p.values[k], want[i]) == 0;
+        if (!found) fprintf(stderr, "missing entry \"%s\"\n", want[i]);
+        CHECK_EQ_INT(found, 1);
+    }
+    query_partial_free(&p);
+}
+
+/* A gather of label shares by pod of the in-use type over 3 buckets of
+ * 10 s takes entries and answers want. */
+static void check_gauge_gather(const char *const *entries, size_t n, const char *want_fmt)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    errmsg_t em = {{0}};
+    char from[32], until[32];
+    snprintf(from, sizeof from, "%lld", (long long)T0);
+    snprintf(until, sizeof until, "%lld", (long long)T0 + 30);
+    query_params_t qp = {.query = INUSE "{}", .from = from, .until = until, .label = "pod"};
+    query_spec_t spec;
+    CHECK_EQ_INT(
+        query_spec_parse(QUERY_KIND_LABEL_SHARES, &qp, &lim, (T0 + 3600) * 1000, &spec, &em), 0);
+    query_gather_t *g;
+    CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ_INT(query_gather_add_value(g, entries[i], strlen(entries[i])), 0);
+    query_result_t r;
+    query_result_init(&r);
+    CHECK_EQ_INT(query_gather_finish(g, NULL, &r, &em), 0);
+    char want[1024];
+    snprintf(want, sizeof want, want_fmt, (long long)T0, (long long)T0);
+    CHECK_EQ_STR((const char *)r.body.data, want);
+    query_result_free(&r);
+    query_gather_free(g);
+    query_spec_free(&spec);
+}
+
+/* A share sends an averaged type's counted entries only to a coordinator
+ * that asks for them (QueryRequest.share_counts); to an older coordinator
+ * the summed entries it reads, as shares sent them before counts. A
+ * coordinator reads both: summed entries (an older share's) count as
+ * uncounted values, which keep their sums. */
+static void test_share_counts(storage_t *st)
+{
+    write_gauge(st, "a", 5, 100, 9001);
+    write_gauge(st, "a", 15, 300, 9002);
+    write_gauge(st, "a", 17, 500, 9003);
+    write_gauge(st, "b", 25, 60, 9004);
+    const char *counted[] = {"900/3 100/1,800/2,0/0 a", "60/1 0/0,0/0,60/1 b"};
+    const char *summed[] = {"900 100,800,0 a", "60 0,0,60 b"};
+    check_gauge_entries(st, 1, counted, 2);
+    check_gauge_entries(st, 0, summed, 2);
+    /* a new coordinator: every share counted; a: 900 / 3, buckets 100, 400 */
+    check_gauge_gather(
+        counted, 2,
+        "{\"label\":\"pod\",\"aggregationType\":\"average\",\"total\":240,\"values\":["
+        "{\"value\":\"a\",\"total\":300,\"share\":0.833333,\"timeline\":"
+        "{\"startTime\":%lld,\"samples\":[100,400,0],\"durationDelta\":10}},"
+        "{\"value\":\"b\",\"total\":60,\"share\":0.166667,\"timeline\":"
+        "{\"startTime\":%lld,\"samples\":[0,0,60],\"durationDelta\":10}}]}");
+    /* a counted share and an older one (b summed, uncounted: its sums) */
+    const char *mixed[] = {counted[0], summed[1]};
+    check_gauge_gather(
+        mixed, 2,
+        "{\"label\":\"pod\",\"aggregationType\":\"average\",\"total\":320,\"values\":["
+        "{\"value\":\"a\",\"total\":300,\"share\":0.833333,\"timeline\":"
+        "{\"startTime\":%lld,\"samples\":[100,400,0],\"durationDelta\":10}},"
+        "{\"value\":\"b\",\"total\":60,\"share\":0.166667,\"timeline\":"
+        "{\"startTime\":%lld,\"samples\":[0,0,60],\"durationDelta\":10}}]}");
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -1057,6 +1178,7 @@ int main(int argc, char **argv)
     test_spec_and_members(st);
     test_hostile(st);
     test_shares_charged(st);
+    test_share_counts(st);
     storage_close(st);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
