@@ -783,23 +783,20 @@ static int add_uncounted(const query_gather_t *g, buf_t *body)
 /* An averaged type in a format other than the JSON flame graph (which
  * divides each node's total and self as it writes them): each stack's self
  * value divided by the profiles counted, rounded down. */
-static int average_selves(query_gather_t *g)
+static int average_selves(query_gather_t *g, errmsg_t *em)
 {
     int64_t n = g->tl.profiles;
     if (g->tl.counts == NULL || n <= 1) return 0;
     size_t nn = calltree_node_count(g->tree);
-    uint32_t *nodes = malloc(nn * sizeof *nodes);
-    int64_t *vals = malloc(nn * sizeof *vals);
-    int rc = nodes == NULL || vals == NULL ? ERR_NOMEM : 0;
+    /* in place: a tree whose values are another's (scaled, or a shape
+     * shared) is given its own first, charged before they are made */
+    int rc = gather_hold(g, nn * sizeof(int64_t), em);
+    if (rc == 0) rc = calltree_add_selves(g->tree, NULL, NULL, 0);
     for (size_t i = 0; rc == 0 && i < nn; i++) {
         int64_t v = calltree_self(g->tree, (uint32_t)i);
-        nodes[i] = (uint32_t)i;
-        vals[i] = v / n - v; /* to v / n */
+        calltree_add_self(g->tree, (uint32_t)i, v / n - v); /* to v / n */
     }
-    if (rc == 0) rc = calltree_add_selves(g->tree, nodes, vals, nn);
-    free(nodes);
-    free(vals);
-    return rc;
+    return rc == 0 ? gather_hold(g, 0, em) : rc;
 }
 
 static int encode(query_gather_t *g, const char *partial_json, query_result_t *out, errmsg_t *em)
@@ -816,7 +813,7 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     int rc = load_due_names(g); /* only the kept nodes' */
     if (rc != 0) return rc;
     if ((rc = gather_hold(g, 0, em)) != 0) return rc;
-    if (s->format != QUERY_FORMAT_JSON && (rc = average_selves(g)) != 0) return rc;
+    if (s->format != QUERY_FORMAT_JSON && (rc = average_selves(g, em)) != 0) return rc;
     switch (s->format) {
     case QUERY_FORMAT_JSON:
         out->content_type = "application/json";

@@ -211,8 +211,15 @@ typedef struct query_fn {
     int64_t self, total;
     const char *name, *file;
 } query_fn_t;
-/* Every function of t, in first-seen order. *out: caller owns (free()). */
-int query_fns_collect(const calltree_t *t, query_fn_t **out, size_t *n);
+/* Every function of t, in first-seen order. *out: caller owns (free()).
+ * charge (NULL, or its take NULL: nothing charged) is asked before memory
+ * is made: the working tables' bound while they are made (given back
+ * before it returns), the function table as it grows (a take refusing
+ * fails with what take returned, everything given back). On success *held
+ * bytes of the table stay taken: the caller gives them back once it frees
+ * *out. */
+int query_fns_collect(const calltree_t *t, const query_report_charge_t *charge, query_fn_t **out,
+                      size_t *n, size_t *held);
 
 /* ---- the name search of the function lists (search.c) ---- */
 /* search= of /api/top and /api/diff: NULL or "" is none; else at most

@@ -114,7 +114,27 @@ typedef struct acc {
     sample_t *s;
     size_t ns, caps;
     uint8_t *used; /* per column: the bucket is non-empty */
+    /* charged the rows, samples and a bucket's function table before they
+     * are made (take NULL: nothing charged) */
+    query_report_charge_t charge;
 } acc_t;
+
+/* Grows an array of *cap elements of elem bytes (p: its address) to hold
+ * need, charged first: the new block beside the old while realloc copies,
+ * then the old one given back. */
+static int acc_grow(acc_t *a, void *p, size_t *cap, size_t need, size_t elem, size_t min_cap)
+{
+    if (need <= *cap) return 0;
+    size_t was = *cap, n = was > 0 ? was : min_cap;
+    while (n < need)
+        n *= 2;
+    int charged = a->charge.take != NULL;
+    if (charged && a->charge.take(a->charge.ctx, n * elem) != 0) return ERR_UNAVAILABLE;
+    int rc = grow_array(p, cap, n, elem, GROW_UNLIMITED, min_cap);
+    if (charged && a->charge.give != NULL)
+        a->charge.give(a->charge.ctx, rc == 0 ? was * elem : n * elem);
+    return rc;
+}
 
 static int row_of(acc_t *a, uint64_t sym, uint32_t *row)
 {
@@ -122,7 +142,7 @@ static int row_of(acc_t *a, uint64_t sym, uint32_t *row)
     int put = u64map_get_or_put(&a->map, sym, (uint32_t)r->nrows, row);
     if (put < 0) return put;
     if (put == 1) {
-        int rc = GROW_FROM(r->rows, a->caprows, r->nrows + 1, GROW_UNLIMITED, 256);
+        int rc = acc_grow(a, &r->rows, &a->caprows, r->nrows + 1, sizeof *r->rows, 256);
         if (rc != 0) return rc;
         r->rows[r->nrows++] = (query_report_row_t){.sym = sym, .p = 1.0};
     }
@@ -132,9 +152,9 @@ static int row_of(acc_t *a, uint64_t sym, uint32_t *row)
 static int add_bucket(acc_t *a, const calltree_t *t, int side, uint32_t col)
 {
     query_fn_t *fns = NULL;
-    size_t n = 0;
+    size_t n = 0, held = 0;
     int64_t ticks = calltree_root_total(t);
-    int rc = query_fns_collect(t, &fns, &n);
+    int rc = query_fns_collect(t, &a->charge, &fns, &n, &held);
     a->r->ticks[side] += ticks;
     a->used[col] = ticks > 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -145,10 +165,11 @@ static int add_bucket(acc_t *a, const calltree_t *t, int side, uint32_t col)
         w->self[side] += fns[i].self;
         w->total[side] += fns[i].total;
         if (ticks <= 0) continue;
-        rc = GROW_FROM(a->s, a->caps, a->ns + 1, GROW_UNLIMITED, 1024);
+        rc = acc_grow(a, &a->s, &a->caps, a->ns + 1, sizeof *a->s, 1024);
         if (rc == 0) a->s[a->ns++] = (sample_t){row, col, (double)fns[i].total / (double)ticks};
     }
     free(fns);
+    if (held > 0 && a->charge.give != NULL) a->charge.give(a->charge.ctx, held);
     return rc;
 }
 
@@ -245,12 +266,41 @@ static int acc_add(acc_t *a, const size_t n[2], const calltree_t *t, int s, size
     return rc;
 }
 
-/* Tests and names the rows (when rc is 0) and frees a; the report is freed on failure. */
+/* Takes n bytes from a's charge (none: nothing). */
+static int acc_take(acc_t *a, size_t n)
+{
+    if (a->charge.take == NULL || n == 0) return 0;
+    return a->charge.take(a->charge.ctx, n) != 0 ? ERR_UNAVAILABLE : 0;
+}
+
+static void acc_give(acc_t *a, size_t n)
+{
+    if (a->charge.take != NULL && a->charge.give != NULL && n > 0) a->charge.give(a->charge.ctx, n);
+}
+
+/* Tests and names the rows (when rc is 0) and frees a; the report is freed
+ * on failure. What each step allocates is charged before and given back
+ * after: the tests' matrix of shares, Holm's order, then the sort's copy of
+ * the rows and the names of unknown symbols (the caller charges those
+ * with the report). */
 static int acc_end(acc_t *a, int rc, const size_t n[2], const symtab_t *syms)
 {
-    if (rc == 0) rc = test_rows(a, n[0] + n[1], n[0]);
-    if (rc == 0) rc = holm(a->r);
-    if (rc == 0) rc = finish_rows(a->r, syms);
+    size_t ncol = n[0] + n[1], nrows = a->r->nrows;
+    size_t work = (nrows * ncol + 1 + ncol + 1) * sizeof(double);
+    if (rc == 0 && (rc = acc_take(a, work)) == 0) {
+        rc = test_rows(a, ncol, n[0]);
+        acc_give(a, work);
+    }
+    work = (a->r->tested + 1) * sizeof(query_report_row_t *);
+    if (rc == 0 && (rc = acc_take(a, work)) == 0) {
+        rc = holm(a->r);
+        acc_give(a, work);
+    }
+    work = nrows * (sizeof *a->r->rows + 32);
+    if (rc == 0 && (rc = acc_take(a, work)) == 0) {
+        rc = finish_rows(a->r, syms);
+        acc_give(a, work);
+    }
     u64map_free(&a->map);
     free(a->s);
     free(a->used);
@@ -258,17 +308,11 @@ static int acc_end(acc_t *a, int rc, const size_t n[2], const symtab_t *syms)
     return rc;
 }
 
-/* Bytes a's samples hold while a report is built. */
-static size_t acc_bytes(const acc_t *a)
-{
-    return a->caps * sizeof *a->s + a->caprows * sizeof *a->r->rows;
-}
-
 int query_report_compute(const calltree_t *const *trees[2], const size_t n[2], const symtab_t *syms,
                          query_report_t *out)
 {
     acc_t a;
-    int rc = acc_begin(&a, out, n);
+    int rc = acc_begin(&a, out, n); /* nothing charged (a.charge) */
     for (int s = 0; s < 2; s++)
         for (size_t b = 0; rc == 0 && b < n[s]; b++)
             rc = acc_add(&a, n, trees[s][b], s, b);
@@ -503,6 +547,17 @@ static void held_give(held_t *h)
     h->bytes = 0;
 }
 
+/* held_take and held_sub as a charge (a bucket's function table). */
+static int held_take_fn(void *ctx, size_t n)
+{
+    return held_take(ctx, n);
+}
+
+static void held_sub_fn(void *ctx, size_t n)
+{
+    held_sub(ctx, n);
+}
+
 /* The answer's buffer grows (buf_charge): what it holds while it does is
  * charged first. */
 static int answer_grows(void *ctx, size_t now)
@@ -515,14 +570,16 @@ static int answer_grows(void *ctx, size_t now)
 }
 
 /* Builds the report one bucket at a time: each bucket's tree is decoded,
- * charged (as it will be read), added and freed before the next, so the
- * report holds one decoded tree at a time rather than up to 60. */
+ * charged (as it will be read), added (its function table charged as it
+ * is collected) and freed before the next, so the report holds one
+ * decoded tree at a time rather than up to 60. */
 static int build_report(const query_report_plan_t *plan, const query_limits_t *lim,
                         const uint8_t *const *body[2], const size_t *len[2], symtab_t *syms,
                         held_t *held, query_report_t *r)
 {
     acc_t a;
     int rc = acc_begin(&a, r, plan->nbuckets);
+    a.charge = (query_report_charge_t){held_take_fn, held_sub_fn, held};
     for (int s = 0; s < 2; s++)
         for (size_t b = 0; rc == 0 && b < plan->nbuckets[s]; b++) {
             calltree_t *t = calltree_new(lim->max_tree_nodes);
@@ -532,9 +589,6 @@ static int build_report(const query_report_plan_t *plan, const query_limits_t *l
             if (rc == 0) rc = acc_add(&a, plan->nbuckets, t, s, b);
             calltree_free(t);
             if (rc == 0) held_sub(held, tree_bytes);
-            /* what the samples and rows grew to: charged as they stand */
-            if (rc == 0 && acc_bytes(&a) > held->bytes)
-                rc = held_take(held, acc_bytes(&a) - held->bytes);
         }
     return acc_end(&a, rc, plan->nbuckets, syms);
 }

@@ -31,21 +31,34 @@ typedef struct top {
     uint32_t *fn_of;  /* per node: index into fns (root unused) */
     uint32_t *active; /* per function: ancestors of the walk's node in it */
     char *unk;        /* names of unknown symbols: 32 bytes per function, or NULL */
-    buf_t *out;       /* when set, fns is held beside this answer as it grows */
-    size_t fns_held;  /* the bytes of fns taken beside out */
+    const query_report_charge_t *charge; /* or NULL: fns is charged to it as it grows */
+    size_t fns_held;                     /* the bytes of fns taken from charge */
 } top_t;
 
-/* Makes room for one more function; with tp->out, the table's growth is
- * taken beside the answer first (a table this large is grown in place by
- * the allocator's remapping, not beside a copy). */
+/* Takes n bytes from tp's charge (none: nothing); a refusal is what take returned. */
+static int top_take(const top_t *tp, size_t n)
+{
+    if (tp->charge == NULL || tp->charge->take == NULL || n == 0) return 0;
+    return tp->charge->take(tp->charge->ctx, n);
+}
+
+static void top_give(const top_t *tp, size_t n)
+{
+    if (tp->charge != NULL && tp->charge->take != NULL && tp->charge->give != NULL && n > 0)
+        tp->charge->give(tp->charge->ctx, n);
+}
+
+/* Makes room for one more function; the table's growth is taken from the
+ * charge first (a table this large is grown in place by the allocator's
+ * remapping, not beside a copy). */
 static int fns_room(top_t *tp)
 {
     if (tp->nfns < tp->capfns) return 0;
     size_t was = tp->capfns, cap = was > 0 ? was * 2 : 256;
-    size_t take = tp->out != NULL ? (cap - was) * sizeof *tp->fns : 0;
-    int rc = take > 0 ? buf_beside_take(tp->out, take) : 0;
+    size_t take = (cap - was) * sizeof *tp->fns;
+    int rc = top_take(tp, take);
     if (rc != 0) return rc;
-    tp->fns_held += take;
+    if (tp->charge != NULL && tp->charge->take != NULL) tp->fns_held += take;
     return GROW_FROM(tp->fns, tp->capfns, tp->nfns + 1, GROW_UNLIMITED, 256);
 }
 
@@ -234,43 +247,67 @@ static int collect(top_t *tp)
     return rc;
 }
 
-int query_fns_collect(const calltree_t *t, query_fn_t **out, size_t *n)
-{
-    top_t tp = {.t = t};
-    int rc = collect(&tp);
-    if (rc != 0) {
-        free(tp.fns);
-        return rc;
-    }
-    *out = tp.fns;
-    *n = tp.nfns;
-    return 0;
-}
-
 /* What collect holds for a tree of n nodes besides its function table
- * (charged as it grows): the symbol map (sized for n), fn_of and active
- * (one per function, at most n). */
+ * (charged as it grows): the symbol map (sized for n) and fn_of, then
+ * fn_of and active (one per function, at most n: less than the map it
+ * follows). */
 static size_t collect_bound(size_t n)
 {
     size_t cap = 16;
     while (cap < n * 2)
         cap <<= 1;
-    return cap * sizeof(u64map_slot_t) + (2 * n + 1) * sizeof(uint32_t);
+    return cap * sizeof(u64map_slot_t) + (n + 1) * sizeof(uint32_t);
+}
+
+/* collect with its working tables taken from tp's charge while they are
+ * made (the function table is taken as it grows and stays taken). */
+static int collect_charged(top_t *tp)
+{
+    size_t work = collect_bound(calltree_node_count(tp->t));
+    int rc = top_take(tp, work);
+    if (rc != 0) return rc;
+    rc = collect(tp);
+    top_give(tp, work);
+    return rc;
+}
+
+int query_fns_collect(const calltree_t *t, const query_report_charge_t *charge, query_fn_t **out,
+                      size_t *n, size_t *held)
+{
+    top_t tp = {.t = t, .charge = charge};
+    int rc = collect_charged(&tp);
+    if (rc != 0) {
+        free(tp.fns);
+        top_give(&tp, tp.fns_held);
+        return rc;
+    }
+    *out = tp.fns;
+    *n = tp.nfns;
+    *held = tp.fns_held;
+    return 0;
+}
+
+/* A charge that takes beside the answer ctx (buf_beside_take). */
+static int beside_take(void *ctx, size_t n)
+{
+    return buf_beside_take(ctx, n);
+}
+
+static void beside_give(void *ctx, size_t n)
+{
+    buf_beside_give(ctx, n);
 }
 
 int query_encode_top(const calltree_t *t, const symtab_t *syms, const char *profile_type,
                      const query_top_opts_t *o, buf_t *out)
 {
-    top_t tp = {.t = t, .out = out};
+    query_report_charge_t beside = {beside_take, beside_give, out};
+    top_t tp = {.t = t, .charge = &beside};
     /* the tables are held beside the answer (buf_beside_take): their bound
      * while they are made, the function table as it grows, then beside it
      * the sort's copy and the names of unknown symbols */
-    size_t work = collect_bound(calltree_node_count(t));
-    int rc = buf_beside_take(out, work);
-    if (rc != 0) return rc;
-    rc = collect(&tp);
-    buf_beside_give(out, work);
-    work = tp.nfns * (sizeof(fn_t) + 32);
+    int rc = collect_charged(&tp);
+    size_t work = tp.nfns * (sizeof(fn_t) + 32);
     if (rc == 0) rc = buf_beside_take(out, work);
     if (rc != 0) work = 0;
     if (rc == 0) rc = resolve_names(&tp, syms);

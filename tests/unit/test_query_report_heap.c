@@ -1,0 +1,143 @@
+/* test_query_report_heap.c — what the regression report (GET /api/diff,
+ * query_report_run) allocates while it reads its buckets is what it
+ * charges to query-memory-bytes while it runs.
+ *
+ * Each bucket's decoded tree is charged as it is read; the function table
+ * collected from it (query_fns_collect: a symbol map, per-node indexes and
+ * the table itself, the working memory as large as the tree) must be too.
+ * malloc, calloc, realloc and free are replaced (test_heap_count.h) to
+ * follow the bytes in use, and the highest heap use of a report over
+ * buckets of FNS^3 stacks each is compared with the peak it charged; a budget below that peak
+ * refuses it with ERR_UNAVAILABLE. Skipped under AddressSanitizer, which replaces the allocator
+ * itself.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "check.h"
+#include "common/calltree.h"
+#include "common/symtab.h"
+#include "query/query.h"
+
+#include "test_budget.h"
+#include "test_heap_count.h"
+
+#define FNS 50
+#define CPU "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+
+/* A bucket's body as a share answers it (a render with merged_tree): every
+ * stack main;fnA;fnB;fnC of FNS functions, FNS^3 leaves: a tree of many
+ * nodes and few functions, whose function table's working memory (sized by
+ * its nodes) outweighs the report's rows (one per function). */
+static void bucket_body(query_result_t *out)
+{
+    calltree_t *t = calltree_new(0);
+    symtab_t *st = symtab_new();
+    CHECK(t != NULL && st != NULL);
+    uint64_t fn[FNS], stack[4];
+    char name[32];
+    CHECK_EQ_INT(symtab_intern(st, "main", 4, "m.c", 3, &stack[0]), 0);
+    for (int i = 0; i < FNS; i++) {
+        int n = snprintf(name, sizeof name, "fn%d", i);
+        CHECK_EQ_INT(symtab_intern(st, name, (size_t)n, "f.c", 3, &fn[i]), 0);
+    }
+    for (int i = 0; i < FNS * FNS * FNS; i++) {
+        stack[1] = fn[i % FNS];
+        stack[2] = fn[i / FNS % FNS];
+        stack[3] = fn[i / FNS / FNS];
+        CHECK_EQ_INT(calltree_add_stack(t, stack, 4, 1 + i % 7), 0);
+    }
+    buf_t enc;
+    buf_init(&enc, BUF_UNLIMITED);
+    CHECK_EQ_INT(calltree_encode(t, &enc), 0);
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_params_t p = {.query = CPU "{}", .from = "now-1h", .until = "now", .merged_tree = 1};
+    query_spec_t spec;
+    memset(&spec, 0, sizeof spec);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_spec_parse(QUERY_KIND_RENDER, &p, &lim, 1700000000000, &spec, &em), 0);
+    query_gather_t *g;
+    CHECK_EQ_INT(query_gather_new(&spec, &lim, &g), 0);
+    const uint8_t *e = enc.data;
+    size_t len = enc.len;
+    CHECK_EQ_INT(query_gather_add_trees(g, &e, &len, 1, &em), 0);
+    for (size_t i = 0; i < symtab_count(st); i++) {
+        uint64_t id = symtab_id_at(st, i);
+        const char *nm, *file;
+        CHECK(symtab_get(st, id, &nm, &file));
+        CHECK_EQ_INT(query_gather_add_symbol(g, id, nm, strlen(nm), file, strlen(file)), 0);
+    }
+    CHECK_EQ_INT(query_gather_add_series(g, 1, NULL, &em), 0);
+    query_result_init(out);
+    CHECK_EQ_INT(query_gather_finish(g, NULL, out, &em), 0);
+    query_gather_free(g);
+    query_spec_free(&spec);
+    buf_free(&enc);
+    calltree_free(t);
+    symtab_free(st);
+}
+
+/* The report over the same bucket body on both sides, on a budget of
+ * limit bytes (0: none): its status, *most the peak it charged. */
+static int report(const query_result_t *bucket, size_t limit, size_t *most, errmsg_t *em)
+{
+    query_limits_t lim;
+    query_limits_default(&lim);
+    query_diff_params_t d = {0};
+    d.left = (query_params_t){.query = CPU "{}", .from = "1700000000", .until = "1700000010"};
+    d.right = (query_params_t){.query = CPU "{}", .from = "1700000010", .until = "1700000020"};
+    query_report_plan_t p;
+    CHECK_EQ_INT(query_report_plan(&d, "1", NULL, &lim, 1700004000000LL, &p, em), 0);
+    const uint8_t *bodies[2][QUERY_REPORT_MAX_BUCKETS];
+    size_t lens[2][QUERY_REPORT_MAX_BUCKETS];
+    for (int s = 0; s < 2; s++)
+        for (size_t b = 0; b < p.nbuckets[s]; b++) {
+            bodies[s][b] = bucket->body.data;
+            lens[s][b] = bucket->body.len;
+        }
+    const uint8_t *const *body[2] = {bodies[0], bodies[1]};
+    const size_t *len[2] = {lens[0], lens[1]};
+    budget_t b = {.limit = limit};
+    query_report_charge_t charge = {budget_take, budget_give, &b};
+    query_result_t out;
+    query_result_init(&out);
+    int rc = query_report_run(&p, &lim, body, len, NULL, NULL, &charge, NULL, NULL, &out, em);
+    CHECK_EQ_INT(b.used, 0); /* everything given back */
+    query_result_free(&out);
+    *most = b.most;
+    return rc;
+}
+
+int main(void)
+{
+    if (!HEAP_COUNTED) fprintf(stderr, "SKIP heap counts: the allocator is AddressSanitizer's\n");
+    query_result_t bucket;
+    bucket_body(&bucket);
+    size_t peak;
+    errmsg_t em = {{0}};
+    heap_start();
+    int rc = report(&bucket, 0, &peak, &em);
+    long most = heap_stop();
+    if (rc != 0) fprintf(stderr, "report: %s\n", em.text);
+    CHECK_EQ_INT(rc, 0);
+    fprintf(stderr, "report over buckets of %d^3 stacks: charged peak %zu B, heap peak %ld B\n",
+            FNS, peak, most);
+    CHECK(peak > 0);
+    /* what it allocated and did not count: the plan's symbols, allocator
+     * rounding (the trees, the function tables and their working memory,
+     * the report and the answer count before they are made) */
+    if (HEAP_COUNTED) CHECK((size_t)most <= peak + peak / 64 + (256u << 10));
+    /* and what it counts is about what it takes, not a multiple (a decoded
+     * tree is charged as it will be read, its totals included, beside the
+     * table's working memory, freed before the totals are made) */
+    if (HEAP_COUNTED) CHECK(peak <= (size_t)most + (size_t)most / 4);
+    /* a budget below that peak: refused, nothing kept */
+    size_t ignored;
+    em = (errmsg_t){{0}};
+    rc = report(&bucket, peak / 2, &ignored, &em);
+    CHECK_EQ_INT(rc, ERR_UNAVAILABLE);
+    CHECK(strstr(em.text, "query-memory-bytes") != NULL);
+    query_result_free(&bucket);
+    return check_exit();
+}
