@@ -622,8 +622,8 @@ static const opt_t options[] = {
      "tenant-ingest-rate; a single push larger than it gets 413. 0: the larger of "
      "tenant-ingest-rate and max-body-bytes."},
     {"tenant-max-queries", OPT_COUNT, FIELD(tenant_max_queries, size_t), "0", 0, 0, 100000,
-     "Queries one tenant may have running at once on a node; more get 429 with Retry-After. 0: "
-     "no limit."},
+     "Queries one tenant may have running at once on a node (a streamed answer counts until its "
+     "last byte is sent); more get 429 with Retry-After. 0: no limit."},
     {"max-query-range", OPT_MS, FIELD(max_query_range_ms, uint64_t), "0", 0, 0, 100 * YEAR_S * 1000,
      "Longest until - from a query may ask for (each side of a diff); longer gets 400. "
      "A query without from/until covers the last hour. 0: no limit."},

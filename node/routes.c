@@ -659,6 +659,7 @@ typedef struct query_body {
     node_t *node;
     query_stream_t *stream;
     size_t held;
+    char *slot; /* the tenant whose query slot it holds until released, or NULL */
 } query_body_t;
 
 static int query_body_produce(void *arg, buf_t *out, size_t want, int *done)
@@ -673,6 +674,8 @@ static void query_body_release(void *arg, int completed)
     (void)completed;
     query_stream_free(b->stream);
     cluster_query_release(b->node->cluster, b->held);
+    if (b->slot != NULL) routes_limit_query_done(b->node, b->slot);
+    free(b->slot);
     free(b);
 }
 
@@ -685,7 +688,19 @@ static void respond_stream(node_t *n, http_exchange_t *ex, http_response_t *resp
         routes_respond_error(n, ex, ERR_NOMEM, NULL);
         return; /* the stream is freed, its bytes given back, by the query */
     }
-    *b = (query_body_t){n, a->result.stream, a->stream_held};
+    *b = (query_body_t){n, a->result.stream, a->stream_held, NULL};
+    /* the tenant's query slot (tenant-max-queries) is held until the last
+     * byte is sent, not given back when the response starts */
+    int tag = http_exchange_tag(ex);
+    if (tag & ROUTES_TAG_QUERY_SLOT) {
+        b->slot = strdup(http_exchange_principal(ex));
+        if (b->slot == NULL) {
+            free(b);
+            routes_respond_error(n, ex, ERR_NOMEM, NULL);
+            return;
+        }
+        http_exchange_set_tag(ex, tag & ~ROUTES_TAG_QUERY_SLOT);
+    }
     a->result.stream = NULL;
     http_body_producer_t p = {query_stream_length(b->stream), query_body_produce,
                               query_body_release, b};

@@ -185,6 +185,30 @@ def test_slow_stalled_and_leaving_readers():
         assert n.alive()
 
 
+def test_stream_holds_its_tenant_query_slot():
+    """With tenant-max-queries 1, a query of the tenant is refused (429)
+    while its streamed answer is still being sent, and admitted after."""
+    with Node(args=["--query-memory-bytes", "4MiB", "--tenant-max-queries", "1"]) as n:
+        push(n)
+        s = open_render(n, rcvbuf=4096)
+        status, hdrs, body = read_head(s)
+        assert status == 200, (status, hdrs)
+        length = int(hdrs["content-length"])
+        r = n.get("/pyroscope/label-names")
+        assert r.status == 429, (r.status, r.body[:200])
+        got = len(body)
+        for _ in range(100000):
+            if got >= length:
+                break
+            c = s.recv(256 * 1024)
+            assert c, "closed after %d of %d bytes" % (got, length)
+            got += len(c)
+        s.close()
+        all_given_back(n)
+        wait_for("the slot given back", lambda: n.get("/pyroscope/label-names").status == 200,
+                 timeout=10)
+
+
 def test_stop_while_a_reader_stalls():
     """SIGTERM while a streamed answer waits on a client that does not read:
     the connection is cut at shutdown-timeout and the node exits cleanly."""
