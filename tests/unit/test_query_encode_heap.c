@@ -24,6 +24,7 @@
 #include "common/symtab.h"
 #include "query/query.h"
 
+#include "test_folded_stack.h"
 #include "test_heap_count.h"
 
 #define STACKS 40000
@@ -46,15 +47,7 @@ static int held_fn(void *ctx, size_t held)
 
 static void add_stack(calltree_t *t, symtab_t *st, const char *folded)
 {
-    uint64_t stack[8];
-    size_t depth = 0;
-    for (const char *p = folded; *p != '\0' && depth < 8;) {
-        const char *e = strchr(p, ';');
-        size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
-        CHECK_EQ_INT(symtab_intern(st, p, n, "file.c", 6, &stack[depth++]), 0);
-        p += n + (e != NULL);
-    }
-    CHECK_EQ_INT(calltree_add_stack(t, stack, depth, (int64_t)(strlen(folded) % 7) + 1), 0);
+    folded_stack_add(t, st, folded, (int64_t)(strlen(folded) % 7) + 1);
 }
 
 enum { F_JSON, F_FOLDED, F_SVG, F_SPEEDSCOPE, F_TOP, F_PPROF, F_COUNT };
