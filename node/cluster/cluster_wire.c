@@ -255,6 +255,13 @@ static int check_write(const Flamedb__Cluster__WriteRequest *w, const cluster_wi
                           l->max_series);
     for (size_t i = 0; i < w->n_series; i++)
         if ((rc = check_series(w->series[i], i, em)) < 0) return rc;
+    if (w->n_missed_by > RING_MAX_RF)
+        return errmsg_set(em, ERR_TOO_LARGE, "write: %zu replicas missed, at most %d",
+                          w->n_missed_by, RING_MAX_RF);
+    for (size_t i = 0; i < w->n_missed_by; i++)
+        if (w->missed_by[i][0] == 0 || strlen(w->missed_by[i]) > RING_NODE_ID_MAX)
+            return errmsg_set(em, ERR_INVALID_ARGUMENT, "write: missed replica %zu: bad node id",
+                              i);
     return check_symbols(w->symbols, w->n_symbols, l, em);
 }
 

@@ -400,6 +400,40 @@ static void packer_free(packer_t *pk)
 /* Envelope fields around a body: version, type, names, deadline, tags. */
 #define ENVELOPE_OVERHEAD (64 + 2 * RING_NODE_ID_MAX + RING_ADDR_MAX)
 
+/* 1 when target t is a natural replica of one of its series. */
+static int natural_somewhere(const rtarget_t *t)
+{
+    for (uint32_t k = 0; k < t->nseries; k++)
+        if (t->natural[k]) return 1;
+    return 0;
+}
+
+/* With hinted handoff off, a natural replica the view shows down misses
+ * this write and gets a mark, not a hint. Every reachable replica's request
+ * names it (missed_by), and each stores a mark of its own before it
+ * acknowledges: the miss is then known on the quorum, not only here, should
+ * this node die before its own mark was gossiped (replicate_replica.c). */
+static int name_missed(replicate_write_t *rw)
+{
+    if (rw->r->o.hints_max_bytes != 0) return 0;
+    char **ids = NULL;
+    size_t n = 0;
+    for (uint32_t ti = 0; ti < rw->nt && n < RING_MAX_RF; ti++) {
+        rtarget_t *t = &rw->t[ti];
+        if (t->self || t->reachable || !natural_somewhere(t)) continue;
+        if (ids == NULL && (ids = arena_zalloc(&rw->arena, RING_MAX_RF * sizeof *ids)) == NULL)
+            return ERR_NOMEM;
+        ids[n++] = t->id;
+    }
+    for (uint32_t ti = 0; n > 0 && ti < rw->nt; ti++) {
+        rtarget_t *t = &rw->t[ti];
+        if (t->self || !t->reachable) continue;
+        t->req.missed_by = ids;
+        t->req.n_missed_by = n;
+    }
+    return 0;
+}
+
 static int pack_remotes(replicate_write_t *rw, const cluster_view_t *v,
                         const storage_profile_write_t *w, errmsg_t *em)
 {
@@ -421,6 +455,8 @@ static int pack_remotes(replicate_write_t *rw, const cluster_view_t *v,
             errmsg_set(em, rc, "cannot pack the write for replica %s", rw->t[ti].id);
     }
     packer_free(&pk);
+    if (rc == 0 && name_missed(rw) != 0)
+        rc = errmsg_set(em, ERR_NOMEM, "out of memory");
     return rc;
 }
 

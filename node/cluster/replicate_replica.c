@@ -31,6 +31,9 @@ typedef struct replica_job {
     int status;
     errmsg_t em;
     size_t nseries, written;
+    /* the replicas the write names as missing it, marked here too */
+    char self[RING_NODE_ID_MAX + 1];
+    uint64_t marked_ms[RING_MAX_RF]; /* per missed_by entry: its stamp (0: none) */
 } replica_job_t;
 
 /* What a decoded request owns. */
@@ -176,12 +179,43 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
     return rc;
 }
 
+/* The replicas q names as missing the write (its coordinator knows them
+ * down, with no hint kept): marked here, durably, before the write is
+ * stored and acknowledged, so the miss is known on every replica that
+ * acknowledged it, not only on the coordinator, which may die before its
+ * own mark is gossiped (docs/replication.md, "A mark shared with the
+ * write"). A hint replay names none. */
+static int mark_missed(replica_job_t *j, const Flamedb__Cluster__WriteRequest *q)
+{
+    if (q->hint_replay) return 0;
+    int64_t time_s = q->time_ns > 0 ? (int64_t)(q->time_ns / 1000000000LL) : 0;
+    for (size_t i = 0; i < q->n_missed_by && i < RING_MAX_RF; i++) {
+        if (strcmp(q->missed_by[i], j->self) == 0 || strcmp(q->missed_by[i], j->sender) == 0)
+            continue;
+        if (replicate_mark_stamp(j->r, q->missed_by[i], time_s, &j->marked_ms[i]) != 0)
+            return errmsg_set(&j->em, ERR_UNAVAILABLE, "cannot store the repair mark of %s",
+                              q->missed_by[i]);
+    }
+    return 0;
+}
+
 static void replica_work(workq_job_t *wk)
 {
     replica_job_t *j = wk->data;
     const Flamedb__Cluster__WriteRequest *q = (const void *)j->msg.body;
     j->nseries = q->n_series;
-    j->status = replicate_store_request(&j->r->o, j->r->storage, q, &j->written, NULL, &j->em);
+    j->status = mark_missed(j, q);
+    if (j->status == 0)
+        j->status = replicate_store_request(&j->r->o, j->r->storage, q, &j->written, NULL, &j->em);
+}
+
+/* Loop: the stamps of mark_missed, noted (each once; a stamp whose store
+ * failed counts as well: it was stamped). */
+static void note_missed(replica_job_t *j)
+{
+    const Flamedb__Cluster__WriteRequest *q = (const void *)j->msg.body;
+    for (size_t i = 0; i < q->n_missed_by && i < RING_MAX_RF; i++)
+        if (j->marked_ms[i] != 0) replicate_marks_dropped(j->r, q->missed_by[i], j->marked_ms[i], 1);
 }
 
 static void send_ack(replicate_t *r, const char *to, const char *tenant, uint64_t request_id,
@@ -208,6 +242,7 @@ static void replica_after(workq_job_t *wk, int status)
     replicate_t *r = j->r;
     r->jobs--;
     r->replica_bytes -= j->len;
+    note_missed(j); /* whatever the status: every stamp is noted once */
     if (status != 0 && j->status == 0)
         j->status = errmsg_set(&j->em, ERR_UNAVAILABLE, "the replica is stopping");
     if (j->status == 0)
@@ -249,6 +284,11 @@ void replicate_on_write(void *ctx, cluster_msg_t *msg)
     j->deadline_ms = q->deadline_unix_ms;
     j->request_id = q->request_id;
     memcpy(j->profile_id, q->profile_id.data, 16);
+    if (q->n_missed_by > 0) {
+        const cluster_view_t *v = r->ops.view_acquire(r->ops.ctx);
+        if (v != NULL && v->self_id != NULL) snprintf(j->self, sizeof j->self, "%s", v->self_id);
+        if (v != NULL) r->ops.view_release(v);
+    }
     j->work.data = j;
     j->msg = *msg; /* taken before the job can run: the cluster must not free it */
     memset(msg, 0, sizeof *msg);
