@@ -455,8 +455,7 @@ static int pack_remotes(replicate_write_t *rw, const cluster_view_t *v,
             errmsg_set(em, rc, "cannot pack the write for replica %s", rw->t[ti].id);
     }
     packer_free(&pk);
-    if (rc == 0 && name_missed(rw) != 0)
-        rc = errmsg_set(em, ERR_NOMEM, "out of memory");
+    if (rc == 0 && name_missed(rw) != 0) rc = errmsg_set(em, ERR_NOMEM, "out of memory");
     return rc;
 }
 

@@ -215,7 +215,8 @@ static void note_missed(replica_job_t *j)
 {
     const Flamedb__Cluster__WriteRequest *q = (const void *)j->msg.body;
     for (size_t i = 0; i < q->n_missed_by && i < RING_MAX_RF; i++)
-        if (j->marked_ms[i] != 0) replicate_marks_dropped(j->r, q->missed_by[i], j->marked_ms[i], 1);
+        if (j->marked_ms[i] != 0)
+            replicate_marks_dropped(j->r, q->missed_by[i], j->marked_ms[i], 1);
 }
 
 static void send_ack(replicate_t *r, const char *to, const char *tenant, uint64_t request_id,
