@@ -409,6 +409,9 @@ static int add_window(void *ctx, const storage_stream_window_t *w)
 {
     serve_t *x = ctx;
     Flamedb__Cluster__RepairAnswer *a = x->a;
+    if (x->q->until_s > 0 && /* a fill's walk: the windows ending by until_s only */
+        w->window_s + (int64_t)storage_resolutions[w->res] > x->q->until_s)
+        return 0;
     if (a->n_windows > 0 &&
         (strcmp(x->tenant, w->tenant) != 0 || x->bytes >= x->cap ||
          a->n_windows == CLUSTER_REPAIR_MAX_ENTRIES || x->nsyms >= STREAM_MAX_SYMBOLS)) {
@@ -884,6 +887,9 @@ int repair_stream_walk(repair_t *r, const char *peer, repair_stream_state_t *ss,
         repair_request_init(&q, RK(STREAM), 0, 0);
         q.lo = ss->lo;
         q.hi = ss->hi;
+        /* a fill wants the old windows only: the source leaves out the rest
+         * (an older source sends them and repair_fill_wanted skips them) */
+        if (ss->fill_until > 0) q.until_s = ss->fill_until;
         q.after_key = (ProtobufCBinaryData){ss->after_len, ss->after};
         q.window_part = parts.next + 1;
         q.profile_slices = 1;

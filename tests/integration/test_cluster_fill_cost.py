@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""What the window check's fill of old windows costs on a large mixed range,
+with real processes (issue #10, docs/cluster.md "Old windows no profile id
+names", docs/benchmarks.md).
+
+2 nodes RF 2 write quorum 2, hinted handoff off, --profile-retention 4h, so
+no profile id names profiles days old: only their windows are left. Every
+range holds, for N services (FLAMEDB_FILL_SERVICES, 96 by default):
+
+- shared: acknowledged pushes 3 to 6 days old and recent ones, held alike
+  by both nodes (the recent ones are past what a fill copies);
+- one failed push (503, stored on its coordinator alone) of each of N/2
+  services through n0 while n1 is stopped, and of N/2 others through n1
+  while n0 is stopped: series only one node holds;
+- one failed push of every shared service, 10 days old through n0 and 12
+  days old through n1: series both hold, with windows only one holds.
+
+Neither copy holds the other, so each node's window check fills from the
+other every window it lacks. `flamectl cluster repair` is timed, with the
+bytes each node received and stored and the windows it copied; then each
+node alone answers every push, each counted once.
+"""
+import os
+import time
+
+import harness
+from cluster import Cluster
+from test_cluster_join import big_body, metric
+from test_cluster_old_windows import (ARGS, alone, no_marks, push_failing, push_ok,
+                                      repair_printed)
+
+DAY = 86400
+
+
+def shared_pushes(c, svcs, now):
+    """Per service four pushes 3 to 6 days old and four recent ones, both
+    nodes up (acknowledged); {service: samples}."""
+    jobs = [(k, svc, d) for k, svc in enumerate(svcs) for d in range(8)]
+
+    def push(job):
+        k, svc, d = job
+        t = now - (3 + d) * DAY + 37 * k if d < 4 else now - 600 * (d - 3) + k
+        body, v = big_body(k * 8 + d, lines=8)
+        push_ok(c, 0, body, svc, t)
+        return svc, v
+    want = {svc: 0 for svc in svcs}
+    for svc, v in harness.at_once(push, jobs):
+        want[svc] += v
+    return want
+
+
+def counters(c):
+    names = ("flamedb_repair_bytes_streamed_total", "flamedb_repair_bytes_stored_total",
+             "flamedb_repair_window_windows_filled_total",
+             "flamedb_repair_window_windows_inexact_total")
+    return [[metric(c, i, n) for n in names] for i in (0, 1)]
+
+
+def test_fill_of_a_large_mixed_range():
+    n = int(os.environ.get("FLAMEDB_FILL_SERVICES", "96"))
+    now = int(time.time())
+    frm, until = now - 14 * DAY, now + 60
+    args = ARGS + ["--profile-retention", "4h", "--repair-windows-interval", "0"]
+    with Cluster(2, rf=2, write_quorum=2, args=args) as c:
+        shared = [harness.unique("fsh%d" % k) for k in range(n)]
+        only = [[harness.unique("fo%d_%d" % (side, k)) for k in range(n // 2)]
+                for side in (0, 1)]
+        t0 = time.monotonic()
+        want = shared_pushes(c, shared, now)
+        no_marks(c)
+        for side, (stopped, via) in enumerate(((1, 0), (0, 1))):
+            at = {svc: now - (10 + 2 * side) * DAY + 53 * k for k, svc in enumerate(shared)}
+            at.update({svc: now - (4 + side) * DAY + 61 * k for k, svc in enumerate(only[side])})
+            failed, _ = push_failing(c, via, [stopped], shared + only[side], 8000 + 1000 * side,
+                                     now, at=at, hold=1.2)
+            for svc, v in failed.items():
+                want[svc] = want.get(svc, 0) + v
+            c.wait_state(stopped, "active", observers=[via], timeout=30)
+            time.sleep(1.2)  # past the write timeout: the miss is marked by then
+            no_marks(c)
+        print("    %d services, %d series only one node holds; loaded in %.1f s"
+              % (len(want), len(only[0]) + len(only[1]), time.monotonic() - t0))
+        before = counters(c)
+        took, _ = repair_printed(c)
+        after = counters(c)
+        d = [[a - b for a, b in zip(after[i], before[i])] for i in (0, 1)]
+        print("    flamectl cluster repair took %.2f s" % took)
+        for i in (0, 1):
+            print("    n%d: received %d bytes, stored %d bytes, %d window(s) copied, %d inexact"
+                  % (i, d[i][0], d[i][1], d[i][2], d[i][3]))
+        assert d[0][2] + d[1][2] > 0, d  # one fills; the other may then take its copy whole
+        for i, other in ((0, 1), (1, 0)):
+            got = alone(c, i, other, sorted(want), frm, until)
+            wrong = sorted((s, got[s], want[s]) for s in want if got[s] != want[s])
+            print("    n%d alone: %s" % (i, "exact" if not wrong else wrong[:4]))
+            assert not wrong, "n%d alone answers %r" % (i, wrong[:10])
+
+
+if __name__ == "__main__":
+    harness.run_tests(globals())
