@@ -432,6 +432,41 @@ static void test_unreachable(void)
     fx_done(&f);
 }
 
+/* With hinted handoff off, a natural replica the view shows down is named
+ * in the requests of the reachable ones (missed_by), so each marks it too;
+ * with hints kept, none is named. */
+static void test_missed_by_named(void)
+{
+    fx_t f;
+    fx_init(&f, 3, 3, 2, "n0");
+    prof_t p;
+    prof_init(&p, 3, 9);
+    errmsg_t em = {{0}};
+    replicate_write_t *rw = NULL;
+    f.reachable[2] = 0;
+    CHECK_EQ_INT(replicate_prepare(f.r, &f.view, &p.w, &rw, NULL, &em), 0);
+    for (uint32_t ti = 0; ti < rw->nt; ti++)
+        CHECK_EQ_INT(rw->t[ti].req.n_missed_by, 0);
+    replicate_write_free(rw);
+    f.r->o.hints_max_bytes = 0;
+    CHECK_EQ_INT(replicate_prepare(f.r, &f.view, &p.w, &rw, NULL, &em), 0);
+    int named = 0;
+    for (uint32_t ti = 0; ti < rw->nt; ti++) {
+        const rtarget_t *t = &rw->t[ti];
+        if (t->self || !t->reachable) {
+            CHECK_EQ_INT(t->req.n_missed_by, 0);
+            continue;
+        }
+        CHECK_EQ_INT(t->req.n_missed_by, 1);
+        if (t->req.n_missed_by == 1) CHECK_EQ_STR(t->req.missed_by[0], "n2");
+        named++;
+    }
+    CHECK_EQ_INT(named, 1); /* n1 */
+    replicate_write_free(rw);
+    prof_free(&p);
+    fx_done(&f);
+}
+
 /* A replica that never answers: the write is decided when the injected
  * clock passes its deadline (not before), and the silent replica gets a
  * hint stamped with that clock. */
@@ -1141,6 +1176,7 @@ int main(void)
     test_quorum_accounting();
     test_grouping();
     test_unreachable();
+    test_missed_by_named();
     test_deadline_by_clock();
     test_hint_before_answer();
     test_pending_replica_not_waited_for();

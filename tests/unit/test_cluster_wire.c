@@ -93,8 +93,21 @@ static void test_write_roundtrip(void)
         CHECK(w->series[0]->spans[0]->id == 0xabcdef);
         CHECK(w->n_symbols == 1 && w->symbols[0]->name.len == 4);
         CHECK(w->time_ns == 123456789 && w->request_id == 77);
+        CHECK(w->n_missed_by == 0);
         cluster_msg_free(&m);
     }
+    /* the replicas the coordinator knows miss the write travel with it */
+    char *down[2] = {"n02", "n03"};
+    f.w.missed_by = down;
+    f.w.n_missed_by = 2;
+    CHECK_EQ_INT(roundtrip(T(WRITE), &f.w.base, "c1", f.w.deadline_unix_ms, &m, &em), 0);
+    if (m.body) {
+        Flamedb__Cluster__WriteRequest *w = (void *)m.body;
+        CHECK(w->n_missed_by == 2 && strcmp(w->missed_by[1], "n03") == 0);
+        cluster_msg_free(&m);
+    }
+    f.w.missed_by = NULL;
+    f.w.n_missed_by = 0;
     /* a repair fetch's span whose member is unknown: by kind and id alone */
     f.span.unknown = 1;
     f.span.calltree.len = 0;
@@ -127,13 +140,28 @@ static void test_write_roundtrip(void)
         const char *what;
         int want;
     } cases[] = {
-        {"no tenant", ERR_INVALID_ARGUMENT},    {"long tenant", ERR_INVALID_ARGUMENT},
-        {"short id", ERR_INVALID_ARGUMENT},     {"no series", ERR_TOO_LARGE},
-        {"id not hash", ERR_INVALID_ARGUMENT},  {"bad span", ERR_INVALID_ARGUMENT},
-        {"no deadline", ERR_INVALID_ARGUMENT},  {"late", ERR_TIMEOUT},
-        {"bad labels", ERR_INVALID_ARGUMENT},   {"empty tree", ERR_INVALID_ARGUMENT},
-        {"span no tree", ERR_INVALID_ARGUMENT}, {"unknown span with a tree", ERR_INVALID_ARGUMENT},
+        {"no tenant", ERR_INVALID_ARGUMENT},
+        {"long tenant", ERR_INVALID_ARGUMENT},
+        {"short id", ERR_INVALID_ARGUMENT},
+        {"no series", ERR_TOO_LARGE},
+        {"id not hash", ERR_INVALID_ARGUMENT},
+        {"bad span", ERR_INVALID_ARGUMENT},
+        {"no deadline", ERR_INVALID_ARGUMENT},
+        {"late", ERR_TIMEOUT},
+        {"bad labels", ERR_INVALID_ARGUMENT},
+        {"empty tree", ERR_INVALID_ARGUMENT},
+        {"span no tree", ERR_INVALID_ARGUMENT},
+        {"unknown span with a tree", ERR_INVALID_ARGUMENT},
+        {"empty missed id", ERR_INVALID_ARGUMENT},
+        {"long missed id", ERR_INVALID_ARGUMENT},
+        {"too many missed", ERR_TOO_LARGE},
     };
+    char longid[RING_NODE_ID_MAX + 2];
+    memset(longid, 'n', sizeof longid - 1);
+    longid[sizeof longid - 1] = 0;
+    char *missed[RING_MAX_RF + 1];
+    for (size_t i = 0; i < RING_MAX_RF + 1; i++)
+        missed[i] = "n02";
     buf_free(&f.labels);
     char longt[RING_TENANT_MAX + 2];
     memset(longt, 't', sizeof longt - 1);
@@ -181,6 +209,21 @@ static void test_write_roundtrip(void)
             break;
         case 11:
             f.span.unknown = 1; /* a repair fetch's unknown tree goes without one */
+            break;
+        case 12:
+            missed[0] = "";
+            f.w.missed_by = missed;
+            f.w.n_missed_by = 1;
+            break;
+        case 13:
+            missed[0] = longid;
+            f.w.missed_by = missed;
+            f.w.n_missed_by = 1;
+            break;
+        case 14:
+            missed[0] = "n02";
+            f.w.missed_by = missed;
+            f.w.n_missed_by = RING_MAX_RF + 1;
             break;
         }
         int rc = roundtrip(T(WRITE), &f.w.base, "c1", env_deadline, &m, &em);
