@@ -409,10 +409,15 @@ static int natural_somewhere(const rtarget_t *t)
 }
 
 /* With hinted handoff off, a natural replica the view shows down misses
- * this write and gets a mark, not a hint. Every reachable replica's request
- * names it (missed_by), and each stores a mark of its own before it
- * acknowledges: the miss is then known on the quorum, not only here, should
- * this node die before its own mark was gossiped (replicate_replica.c). */
+ * this write and gets a mark, not a hint. The request of every reachable
+ * natural replica names it (missed_by), and each stores a mark of its own
+ * before it acknowledges: the miss is then known on the quorum, not only
+ * here, should this node die before its own mark was gossiped
+ * (replicate_replica.c). A pending replica (joining, or taking over a
+ * leaving node's ranges) counts for no quorum and is not asked: its
+ * failed pushes would mark an old owner, maybe the only whole source of
+ * its range, for a full repair (docs/cluster.md, "Read correctness and
+ * older writes"). */
 static int name_missed(replicate_write_t *rw)
 {
     if (rw->r->o.hints_max_bytes != 0) return 0;
@@ -427,7 +432,7 @@ static int name_missed(replicate_write_t *rw)
     }
     for (uint32_t ti = 0; n > 0 && ti < rw->nt; ti++) {
         rtarget_t *t = &rw->t[ti];
-        if (t->self || !t->reachable) continue;
+        if (t->self || !t->reachable || !natural_somewhere(t)) continue;
         t->req.missed_by = ids;
         t->req.n_missed_by = n;
     }
