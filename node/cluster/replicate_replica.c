@@ -2,6 +2,8 @@
  * handler decodes a WriteRequest on the pool into a storage write, checks
  * every series (its id is the hash of its labels, its token is where those
  * labels are placed), stores it and answers WRITE_ACK (replicate_int.h).
+ * A write that names replicas missing it (missed_by: down, hinted handoff
+ * off) has them marked for repair here first, as its coordinator marks them.
  *
  * The handler takes the decoded message from the cluster (cluster_int.h), so
  * the pool job works on what the dispatcher's cluster_wire_decode_body
