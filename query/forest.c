@@ -29,9 +29,15 @@
  *         each { uvarint dictionary index, uvarint total, uvarint (bytes
  *         of its descendants' records << 2 | self tag), with tag 2 uvarint
  *         self }; tag 0: self 0, tag 1: self = total
+ *   version 5: as 4, each record { uvarint (dictionary index << 3 | last
+ *         << 2 | self tag), unless last: uvarint total, uvarint bytes of
+ *         its descendants' records; with tag 2 uvarint self }; a last kid
+ *         (never the root) has the total its parent leaves (its total
+ *         less its self and its other kids') and its bytes run to its
+ *         parent's end
  *   uvarint nsyms, then nsyms x u64 little-endian symbol ids
- * Node 0 is the root. Version 4 is what a coordinator that reads it asks
- * for: it does not decode it but reads it where it lies (query_packed_t,
+ * Node 0 is the root. Version 5 (or 4) is what a coordinator that reads it
+ * asks for: it does not decode it but reads it where it lies (query_packed_t,
  * below): a node's kids are found from its record without reading what
  * lies below them, so keep.c's selection reads only the nodes it expands
  * and their kids. Version 3 is the one a share sends when its

@@ -244,6 +244,37 @@ static __attribute__((noinline)) int encode_v5(const query_partial_t *part, buf_
     return encode_all(part, QUERY_FOREST_V5, b, end);
 }
 
+/* The coordinator's part: the n encodings added to g and its answer
+ * made; one function per version, as encode_all (noipa: identical
+ * bodies would otherwise be folded into one). */
+static int gather_all(query_gather_t *g, const uint8_t **enc, const size_t *len, size_t n,
+                      query_result_t *res, errmsg_t *em)
+{
+    int rc = query_gather_add_trees(g, enc, len, n, em);
+    return rc == 0 ? query_gather_finish(g, NULL, res, em) : rc;
+}
+
+static __attribute__((noipa)) int gather_v3(query_gather_t *g, const uint8_t **enc,
+                                               const size_t *len, size_t n, query_result_t *res,
+                                               errmsg_t *em)
+{
+    return gather_all(g, enc, len, n, res, em);
+}
+
+static __attribute__((noipa)) int gather_v4(query_gather_t *g, const uint8_t **enc,
+                                               const size_t *len, size_t n, query_result_t *res,
+                                               errmsg_t *em)
+{
+    return gather_all(g, enc, len, n, res, em);
+}
+
+static __attribute__((noipa)) int gather_v5(query_gather_t *g, const uint8_t **enc,
+                                               const size_t *len, size_t n, query_result_t *res,
+                                               errmsg_t *em)
+{
+    return gather_all(g, enc, len, n, res, em);
+}
+
 /* One gather of the forests of part shipped in version v: the CPU of
  * query_gather_add_trees and query_gather_finish (the selection over
  * them, and the answer), and the bytes shipped. */
@@ -273,8 +304,10 @@ static double gather_once(const query_partial_t *part, const query_spec_t *spec,
     query_result_init(&res);
     if (rc == 0) rc = query_gather_new(spec, lim, &g);
     double t0 = clock_thread();
-    if (rc == 0) rc = query_gather_add_trees(g, enc, len, n, &em);
-    if (rc == 0) rc = query_gather_finish(g, NULL, &res, &em);
+    if (rc == 0)
+        rc = v == QUERY_FOREST_V3   ? gather_v3(g, enc, len, n, &res, &em)
+             : v == QUERY_FOREST_V4 ? gather_v4(g, enc, len, n, &res, &em)
+                                    : gather_v5(g, enc, len, n, &res, &em);
     double t = clock_thread() - t0;
     if (rc != 0) fprintf(stderr, "gather: %s\n", errmsg_text(&em, rc));
     query_result_free(&res);
