@@ -130,8 +130,8 @@ static int forest_build(size_t n, const uint32_t *parent, const uint64_t *sym, c
 static int decode_v4(int v5, const uint8_t *p, const uint8_t *end, size_t max_nodes,
                      storage_merged_tab_t *out);
 struct dict;
-static int encode_v4(int v5, const storage_merged_tab_t *f, const uint32_t *parent,
-                     struct dict *d, buf_t *out);
+static int encode_v4(int v5, const storage_merged_tab_t *f, const uint32_t *parent, struct dict *d,
+                     buf_t *out);
 
 /* The forest of a calltree_encode encoding. */
 static int decode_tree(const uint8_t *enc, size_t len, size_t max_nodes, storage_merged_tab_t *out)
@@ -467,8 +467,10 @@ int query_forest_decode(const uint8_t *enc, size_t len, size_t max_nodes, storag
         return decode_forest(0, enc + 1, enc + len, max_nodes, out);
     if (len > 0 && enc[0] == QUERY_FOREST_V3)
         return decode_forest(1, enc + 1, enc + len, max_nodes, out);
-    if (len > 0 && enc[0] == QUERY_FOREST_V4) return decode_v4(0, enc + 1, enc + len, max_nodes, out);
-    if (len > 0 && enc[0] == QUERY_FOREST_V5) return decode_v4(1, enc + 1, enc + len, max_nodes, out);
+    if (len > 0 && enc[0] == QUERY_FOREST_V4)
+        return decode_v4(0, enc + 1, enc + len, max_nodes, out);
+    if (len > 0 && enc[0] == QUERY_FOREST_V5)
+        return decode_v4(1, enc + 1, enc + len, max_nodes, out);
     return decode_tree(enc, len, max_nodes, out);
 }
 
@@ -884,8 +886,8 @@ static int v4_put_nodes(int v5, const storage_merged_tab_t *f, const uint32_t *r
  * records, then the dictionary. Its working memory (4 bytes an id, 8 when the
  * forest has no symbol numbers) is held beside out (buf_beside_take), so
  * a budget that charges out charges it too. */
-static int encode_v4(int v5, const storage_merged_tab_t *f, const uint32_t *parent,
-                     struct dict *d, buf_t *out)
+static int encode_v4(int v5, const storage_merged_tab_t *f, const uint32_t *parent, struct dict *d,
+                     buf_t *out)
 {
     size_t held = f->n * sizeof(uint32_t) * (d->slot != NULL ? 1 : 2);
     int rc = buf_beside_take(out, held);
@@ -984,15 +986,14 @@ query_pkid_t query_packed_root(const query_packed_t *pk)
     return (query_pkid_t){SYM_ROOT, pk->root_total, pk->root_self, 0, (uint32_t)pk->len};
 }
 
-int query_packed_kids(const query_packed_t *pk, query_pkid_t node, query_pkid_t **kids,
-                      size_t *cap, size_t *n)
+int query_packed_kids(const query_packed_t *pk, query_pkid_t node, query_pkid_t **kids, size_t *cap,
+                      size_t *n)
 {
     int v5 = pk->version == QUERY_FOREST_V5;
     if (node.off >= node.end || node.end > pk->len) return ERR_CORRUPT;
     const uint8_t *p = pk->own + node.off, *end = pk->own + node.end;
     uint64_t idx, total, self, desc;
-    if (!get_rec(v5, &p, end, (uint64_t)node.total, &idx, &total, &self, &desc) ||
-        p + desc != end)
+    if (!get_rec(v5, &p, end, (uint64_t)node.total, &idx, &total, &self, &desc) || p + desc != end)
         return ERR_CORRUPT;
     uint64_t sum = 0, left = (uint64_t)(node.total - node.self);
     while (p < end) {

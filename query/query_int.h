@@ -142,8 +142,8 @@ query_pkid_t query_packed_root(const query_packed_t *pk);
  * *kids (*n of *cap used; grown), in their order. Each one's bytes lie
  * within the node's, its total is > 0 and the node's self plus its kids'
  * totals is the node's total, else ERR_CORRUPT. */
-int query_packed_kids(const query_packed_t *pk, query_pkid_t node, query_pkid_t **kids,
-                      size_t *cap, size_t *n);
+int query_packed_kids(const query_packed_t *pk, query_pkid_t node, query_pkid_t **kids, size_t *cap,
+                      size_t *n);
 /* The whole forest of pk, as query_forest_decode makes of its encoding
  * (every node checked). */
 int query_packed_decode(const query_packed_t *pk, storage_merged_tab_t *out);

@@ -255,22 +255,22 @@ static int gather_all(query_gather_t *g, const uint8_t **enc, const size_t *len,
 }
 
 static __attribute__((noipa)) int gather_v3(query_gather_t *g, const uint8_t **enc,
-                                               const size_t *len, size_t n, query_result_t *res,
-                                               errmsg_t *em)
+                                            const size_t *len, size_t n, query_result_t *res,
+                                            errmsg_t *em)
 {
     return gather_all(g, enc, len, n, res, em);
 }
 
 static __attribute__((noipa)) int gather_v4(query_gather_t *g, const uint8_t **enc,
-                                               const size_t *len, size_t n, query_result_t *res,
-                                               errmsg_t *em)
+                                            const size_t *len, size_t n, query_result_t *res,
+                                            errmsg_t *em)
 {
     return gather_all(g, enc, len, n, res, em);
 }
 
 static __attribute__((noipa)) int gather_v5(query_gather_t *g, const uint8_t **enc,
-                                               const size_t *len, size_t n, query_result_t *res,
-                                               errmsg_t *em)
+                                            const size_t *len, size_t n, query_result_t *res,
+                                            errmsg_t *em)
 {
     return gather_all(g, enc, len, n, res, em);
 }

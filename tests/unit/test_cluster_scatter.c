@@ -734,8 +734,8 @@ static void test_forest_versions(void)
     query_result_t ref;
     query_result_init(&ref);
     CHECK_EQ_INT(reference(QUERY_KIND_RENDER, &p, &ref), 0);
-    static const int want[5] = {QUERY_FOREST_V5, QUERY_FOREST_V2, QUERY_FOREST_V3,
-                                QUERY_FOREST_V4, QUERY_FOREST_V5};
+    static const int want[5] = {QUERY_FOREST_V5, QUERY_FOREST_V2, QUERY_FOREST_V3, QUERY_FOREST_V4,
+                                QUERY_FOREST_V5};
     for (int old = 0; old < 5; old++) {
         old_coordinator = old;
         memset(forests_seen, 0, sizeof forests_seen);
