@@ -29,9 +29,15 @@
  *         each { uvarint dictionary index, uvarint total, uvarint (bytes
  *         of its descendants' records << 2 | self tag), with tag 2 uvarint
  *         self }; tag 0: self 0, tag 1: self = total
+ *   version 5: as 4, each record { uvarint (dictionary index << 3 | last
+ *         << 2 | self tag), unless last: uvarint total, uvarint bytes of
+ *         its descendants' records; with tag 2 uvarint self }; a last kid
+ *         (never the root) has the total its parent leaves (its total
+ *         less its self and its other kids') and its bytes run to its
+ *         parent's end
  *   uvarint nsyms, then nsyms x u64 little-endian symbol ids
- * Node 0 is the root. Version 4 is what a coordinator that reads it asks
- * for: it does not decode it but reads it where it lies (query_packed_t,
+ * Node 0 is the root. Version 5 (or 4) is what a coordinator that reads it
+ * asks for: it does not decode it but reads it where it lies (query_packed_t,
  * below): a node's kids are found from its record without reading what
  * lies below them, so keep.c's selection reads only the nodes it expands
  * and their kids. Version 3 is the one a share sends when its
@@ -121,10 +127,10 @@ static int forest_build(size_t n, const uint32_t *parent, const uint64_t *sym, c
     return rc;
 }
 
-static int decode_v4(const uint8_t *p, const uint8_t *end, size_t max_nodes,
+static int decode_v4(int v5, const uint8_t *p, const uint8_t *end, size_t max_nodes,
                      storage_merged_tab_t *out);
 struct dict;
-static int encode_v4(const storage_merged_tab_t *f, const uint32_t *parent, struct dict *d,
+static int encode_v4(int v5, const storage_merged_tab_t *f, const uint32_t *parent, struct dict *d,
                      buf_t *out);
 
 /* The forest of a calltree_encode encoding. */
@@ -461,7 +467,10 @@ int query_forest_decode(const uint8_t *enc, size_t len, size_t max_nodes, storag
         return decode_forest(0, enc + 1, enc + len, max_nodes, out);
     if (len > 0 && enc[0] == QUERY_FOREST_V3)
         return decode_forest(1, enc + 1, enc + len, max_nodes, out);
-    if (len > 0 && enc[0] == QUERY_FOREST_V4) return decode_v4(enc + 1, enc + len, max_nodes, out);
+    if (len > 0 && enc[0] == QUERY_FOREST_V4)
+        return decode_v4(0, enc + 1, enc + len, max_nodes, out);
+    if (len > 0 && enc[0] == QUERY_FOREST_V5)
+        return decode_v4(1, enc + 1, enc + len, max_nodes, out);
     return decode_tree(enc, len, max_nodes, out);
 }
 
@@ -670,7 +679,8 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *
     *dict_ids = NULL;
     *ndict = 0;
     if (f->n == 0 || !f->nonneg ||
-        (version != QUERY_FOREST_V2 && version != QUERY_FOREST_V3 && version != QUERY_FOREST_V4))
+        (version != QUERY_FOREST_V2 && version != QUERY_FOREST_V3 && version != QUERY_FOREST_V4 &&
+         version != QUERY_FOREST_V5))
         return ERR_INVALID_ARGUMENT;
     dict_t dict = {0};
     uint32_t *map = malloc(f->n * sizeof *map), *own = NULL;
@@ -684,14 +694,15 @@ int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *
         free(own);
         return rc;
     }
-    if (version != QUERY_FOREST_V4) number_nodes(f, map); /* 4 numbers none */
+    int packed = version == QUERY_FOREST_V4 || version == QUERY_FOREST_V5;
+    if (!packed) number_nodes(f, map); /* 4 and 5 number none */
     rc = buf_reserve(out, 16 + 6 * f->nodes);
     if (rc == 0) rc = buf_append_byte(out, (uint8_t)version);
     if (rc == 0) rc = buf_append_uvarint(out, f->nodes);
     int numbered = version == QUERY_FOREST_V3 && dict.slot != NULL;
     if (rc == 0 && numbered) rc = put_nodes_v3_numbered(f, map, parent, &dict, out);
-    if (rc == 0 && version == QUERY_FOREST_V4) rc = encode_v4(f, parent, &dict, out);
-    for (size_t i = 0; rc == 0 && !numbered && version != QUERY_FOREST_V4 && i < f->n; i++) {
+    if (rc == 0 && packed) rc = encode_v4(version == QUERY_FOREST_V5, f, parent, &dict, out);
+    for (size_t i = 0; rc == 0 && !numbered && !packed && i < f->n; i++) {
         if (map[i] == UINT32_MAX) continue; /* not a forest node */
         uint32_t idx;
         rc = dict_index(&dict, f, i, &idx);
@@ -736,22 +747,33 @@ static inline unsigned v4_tag(int64_t self, int64_t total)
     return (unsigned)(self != 0) << (self != total);
 }
 
-/* Bytes of node i's record, its descendants' bytes being desc. */
-static inline size_t v4_record_len(uint32_t idx, int64_t self, int64_t total, uint64_t desc)
+/* Bytes of node i's record, its descendants' bytes being desc: in
+ * encoding 4, or in 5 where a last kid (last) leaves out its total and
+ * its descendants' bytes. */
+static inline size_t v4_record_len(int v5, int last, uint32_t idx, int64_t self, int64_t total,
+                                   uint64_t desc)
 {
     unsigned tag = v4_tag(self, total);
-    return ulen(idx) + ulen((uint64_t)total) + ulen(desc << 2 | tag) +
-           (tag == V4_SELF_GIVEN ? ulen((uint64_t)self) : 0);
+    size_t given = tag == V4_SELF_GIVEN ? ulen((uint64_t)self) : 0;
+    if (!v5) return ulen(idx) + ulen((uint64_t)total) + ulen(desc << 2 | tag) + given;
+    return ulen((uint64_t)idx << 3 | (unsigned)last << 2 | tag) +
+           (last ? 0 : ulen((uint64_t)total) + ulen(desc)) + given;
 }
+
+/* In encoding 5, the bit of desc[i] that marks node i as its parent's
+ * last kid (so its records are kept under 2 GiB). */
+#define V5_LAST 0x80000000u
 
 /* Each forest node's descendants' record bytes (desc, per id) and the
  * root's own record bytes (*root_rec), its dictionary index found or added
  * (numbered in descending id order of first use: the reader does not
  * care), kept in idx only when the dictionary has no slots to find it
  * again (idx NULL otherwise): children come after their parents, so one
- * backward pass. ERR_INVALID_ARGUMENT past 4 GiB of records. */
+ * backward pass. In encoding 5 (v5) the first kid met of a parent, which
+ * is its last (kids ascend by id), has V5_LAST set in its desc. Past 4 GiB
+ * of records (2 GiB in encoding 5), ERR_INVALID_ARGUMENT. */
 static inline __attribute__((always_inline)) int
-v4_sizes_loop(const storage_merged_tab_t *f, const uint32_t *restrict parent, dict_t *d,
+v4_sizes_loop(int v5, const storage_merged_tab_t *f, const uint32_t *restrict parent, dict_t *d,
               uint32_t *restrict desc, uint32_t *restrict idx, uint32_t *root_rec)
 {
     /* locals: nothing is stored through a byte pointer here, but f's and
@@ -759,6 +781,7 @@ v4_sizes_loop(const storage_merged_tab_t *f, const uint32_t *restrict parent, di
     const int64_t *restrict self = f->self, *restrict total = f->total;
     const uint32_t *restrict symno = f->symno;
     const uint32_t *slot = d->slot; /* set once by dict_init: stays put */
+    const uint64_t most = v5 ? V5_LAST - 1 : UINT32_MAX;
     memset(desc, 0, f->n * sizeof *desc);
     for (size_t i = f->n; i-- > 0;) {
         int64_t t = total[i];
@@ -771,23 +794,28 @@ v4_sizes_loop(const storage_merged_tab_t *f, const uint32_t *restrict parent, di
             if (rc != 0) return rc;
         }
         if (idx != NULL) idx[i] = x;
-        uint64_t r = v4_record_len(x, self[i], t, desc[i]);
+        int last = v5 && i > 0 && desc[parent[i]] == 0; /* every record is >= 1 byte */
+        uint64_t r = v4_record_len(v5, last, x, self[i], t, desc[i]);
         if (i == 0) {
             *root_rec = (uint32_t)r;
             break;
         }
         uint64_t sub = (uint64_t)desc[parent[i]] + r + desc[i];
-        if (sub > UINT32_MAX) return ERR_INVALID_ARGUMENT;
+        if (sub > most) return ERR_INVALID_ARGUMENT;
         desc[parent[i]] = (uint32_t)sub;
+        if (last) desc[i] |= V5_LAST;
     }
-    return desc[0] + (uint64_t)*root_rec > UINT32_MAX ? ERR_INVALID_ARGUMENT : 0;
+    return desc[0] + (uint64_t)*root_rec > most ? ERR_INVALID_ARGUMENT : 0;
 }
 
-static int v4_sizes(const storage_merged_tab_t *f, const uint32_t *restrict parent, dict_t *d,
-                    uint32_t *restrict desc, uint32_t *restrict idx, uint32_t *root_rec)
+static int v4_sizes(int v5, const storage_merged_tab_t *f, const uint32_t *restrict parent,
+                    dict_t *d, uint32_t *restrict desc, uint32_t *restrict idx, uint32_t *root_rec)
 {
-    return idx != NULL ? v4_sizes_loop(f, parent, d, desc, idx, root_rec)
-                       : v4_sizes_loop(f, parent, d, desc, NULL, root_rec);
+    if (v5)
+        return idx != NULL ? v4_sizes_loop(1, f, parent, d, desc, idx, root_rec)
+                           : v4_sizes_loop(1, f, parent, d, desc, NULL, root_rec);
+    return idx != NULL ? v4_sizes_loop(0, f, parent, d, desc, idx, root_rec)
+                       : v4_sizes_loop(0, f, parent, d, desc, NULL, root_rec);
 }
 
 /* The records in pre-order (a node, then each kid's subtree, kids in
@@ -797,9 +825,10 @@ static int v4_sizes(const storage_merged_tab_t *f, const uint32_t *restrict pare
  * the tree and no stack. The cursors live in desc: a node's descendants'
  * bytes are read once, when its record is written, and its cursor (where
  * its first kid goes) takes their place; a parent's comes before its kids.
- * Each index from idx, or else from the dictionary's slots. */
+ * Each index from idx, or else from the dictionary's slots. In encoding 5
+ * (v5) a last kid (V5_LAST in desc) writes neither total nor length. */
 static inline __attribute__((always_inline)) void
-v4_put_loop(const storage_merged_tab_t *f, const uint32_t *restrict parent,
+v4_put_loop(int v5, const storage_merged_tab_t *f, const uint32_t *restrict parent,
             const uint32_t *restrict idx, const uint32_t *restrict slot, uint32_t *restrict desc,
             uint8_t *base)
 {
@@ -809,13 +838,21 @@ v4_put_loop(const storage_merged_tab_t *f, const uint32_t *restrict parent,
     for (size_t i = 0; i < n; i++) {
         int64_t t = total[i];
         if (i > 0 && t == 0) continue; /* not a forest node */
-        uint32_t at = i > 0 ? desc[parent[i]] : 0, below = desc[i];
+        uint32_t at = i > 0 ? desc[parent[i]] : 0, below = desc[i] & (v5 ? ~V5_LAST : ~0u);
         uint32_t x = idx != NULL ? idx[i] : slot[symno[i]] - 1;
         unsigned tag = v4_tag(self[i], t);
         uint8_t *p = base + at;
-        p += varint_put_u(p, x);
-        p += varint_put_u(p, (uint64_t)t);
-        p += varint_put_u(p, (uint64_t)below << 2 | tag);
+        if (!v5) {
+            p += varint_put_u(p, x);
+            p += varint_put_u(p, (uint64_t)t);
+            p += varint_put_u(p, (uint64_t)below << 2 | tag);
+        } else if (desc[i] & V5_LAST) {
+            p += varint_put_u(p, (uint64_t)x << 3 | 4u | tag);
+        } else {
+            p += varint_put_u(p, (uint64_t)x << 3 | tag);
+            p += varint_put_u(p, (uint64_t)t);
+            p += varint_put_u(p, below);
+        }
         if (tag == V4_SELF_GIVEN) p += varint_put_u(p, (uint64_t)self[i]);
         uint32_t mine = (uint32_t)(p - base); /* where its first kid goes */
         desc[i] = mine;
@@ -823,28 +860,33 @@ v4_put_loop(const storage_merged_tab_t *f, const uint32_t *restrict parent,
     }
 }
 
-static int v4_put_nodes(const storage_merged_tab_t *f, const uint32_t *restrict parent,
+static int v4_put_nodes(int v5, const storage_merged_tab_t *f, const uint32_t *restrict parent,
                         const uint32_t *restrict idx, const uint32_t *restrict slot,
                         uint32_t *restrict desc, uint32_t root_rec, buf_t *out)
 {
-    size_t bytes = (size_t)desc[0] + root_rec;
+    size_t bytes = (size_t)(desc[0] & (v5 ? ~V5_LAST : ~0u)) + root_rec;
     int rc = buf_reserve(out, bytes);
     if (rc != 0) return rc;
     uint8_t *base = out->data + out->len;
-    if (idx != NULL) /* two copies of the loop, neither testing which it is per node */
-        v4_put_loop(f, parent, idx, NULL, desc, base);
+    /* four copies of the loop, none testing which it is per node */
+    if (v5 && idx != NULL)
+        v4_put_loop(1, f, parent, idx, NULL, desc, base);
+    else if (v5)
+        v4_put_loop(1, f, parent, NULL, slot, desc, base);
+    else if (idx != NULL)
+        v4_put_loop(0, f, parent, idx, NULL, desc, base);
     else
-        v4_put_loop(f, parent, NULL, slot, desc, base);
+        v4_put_loop(0, f, parent, NULL, slot, desc, base);
     out->len += bytes;
     out->data[out->len] = 0;
     return 0;
 }
 
-/* Encoding 4 of f after its version byte and node count: the records,
- * then the dictionary. Its working memory (4 bytes an id, 8 when the
+/* Encoding 4 (or 5, v5) of f after its version byte and node count: the
+ * records, then the dictionary. Its working memory (4 bytes an id, 8 when the
  * forest has no symbol numbers) is held beside out (buf_beside_take), so
  * a budget that charges out charges it too. */
-static int encode_v4(const storage_merged_tab_t *f, const uint32_t *parent, struct dict *d,
+static int encode_v4(int v5, const storage_merged_tab_t *f, const uint32_t *parent, struct dict *d,
                      buf_t *out)
 {
     size_t held = f->n * sizeof(uint32_t) * (d->slot != NULL ? 1 : 2);
@@ -853,35 +895,57 @@ static int encode_v4(const storage_merged_tab_t *f, const uint32_t *parent, stru
     uint32_t *desc = malloc(f->n * sizeof *desc), *idx = NULL, root_rec = 0;
     if (d->slot == NULL) idx = malloc(f->n * sizeof *idx);
     rc = desc != NULL && (d->slot != NULL || idx != NULL) ? 0 : ERR_NOMEM;
-    if (rc == 0) rc = v4_sizes(f, parent, d, desc, idx, &root_rec);
-    if (rc == 0) rc = v4_put_nodes(f, parent, idx, d->slot, desc, root_rec, out);
+    if (rc == 0) rc = v4_sizes(v5, f, parent, d, desc, idx, &root_rec);
+    if (rc == 0) rc = v4_put_nodes(v5, f, parent, idx, d->slot, desc, root_rec, out);
     free(desc);
     free(idx);
     buf_beside_give(out, held);
     return rc;
 }
 
-/* One record of encoding 4 read at *p (before end): dictionary index,
- * total, self, and the bytes of its descendants, which follow it. The
- * self and total are checked against each other (self <= total, and a
- * node has descendants exactly when its self is short of its total). */
-static inline int get_v4(const uint8_t **p, const uint8_t *end, uint64_t *idx, uint64_t *total,
-                         uint64_t *self, uint64_t *desc)
+/* One record of encoding 4, or of 5 (v5), read at *p (before end):
+ * dictionary index, total, self, and the bytes of its descendants, which
+ * follow it. A last kid of encoding 5 takes as its total what its parent
+ * leaves it (left; 0 where no record may be one: the root) and as its
+ * descendants' bytes all up to end. The self and total are checked
+ * against each other (self <= total, and a node has descendants exactly
+ * when its self is short of its total). */
+static inline int get_rec(int v5, const uint8_t **p, const uint8_t *end, uint64_t left,
+                          uint64_t *idx, uint64_t *total, uint64_t *self, uint64_t *desc)
 {
-    uint64_t td;
-    if (!get_u(p, end, idx) || !get_u(p, end, total) || !get_u(p, end, &td) ||
-        *total > (uint64_t)INT64_MAX)
-        return 0;
-    unsigned tag = (unsigned)(td & 3);
-    *desc = td >> 2;
+    uint64_t h;
+    int last = 0;
+    *desc = 0;
+    if (!get_u(p, end, &h)) return 0;
+    if (!v5) { /* index, total, descendants' bytes << 2 | tag */
+        *idx = h;
+        if (!get_u(p, end, total) || !get_u(p, end, &h)) return 0;
+        *desc = h >> 2;
+    } else { /* index << 3 | last << 2 | tag, then unless last: total, bytes */
+        *idx = h >> 3;
+        last = (h >> 2) & 1;
+        if (last && left == 0) return 0;
+        if (last)
+            *total = left;
+        else if (!get_u(p, end, total) || !get_u(p, end, desc))
+            return 0;
+    }
+    unsigned tag = (unsigned)(h & 3);
+    if (*total > (uint64_t)INT64_MAX) return 0;
     if (tag == V4_SELF_ZERO)
         *self = 0;
     else if (tag == V4_SELF_TOTAL)
         *self = *total;
     else if (tag != V4_SELF_GIVEN || !get_u(p, end, self) || *self > *total)
         return 0;
+    if (last) *desc = (uint64_t)(end - *p);
     if ((*desc == 0) != (*self == *total) || *desc > (uint64_t)(end - *p)) return 0;
     return 1;
+}
+
+static int packed_version(uint8_t v)
+{
+    return v == QUERY_FOREST_V4 || v == QUERY_FOREST_V5;
 }
 
 int query_packed_open(const uint8_t *enc, size_t len, size_t max_nodes, query_packed_t *out)
@@ -889,12 +953,15 @@ int query_packed_open(const uint8_t *enc, size_t len, size_t max_nodes, query_pa
     memset(out, 0, sizeof *out);
     const uint8_t *p = enc + 1, *end = enc + len;
     uint64_t n, idx, total, self, desc;
-    if (len == 0 || enc[0] != QUERY_FOREST_V4) return ERR_INVALID_ARGUMENT;
-    if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / 3 || n > UINT32_MAX)
+    if (len == 0 || !packed_version(enc[0])) return ERR_INVALID_ARGUMENT;
+    int v5 = enc[0] == QUERY_FOREST_V5;
+    if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / (v5 ? 1 : 3) ||
+        n > UINT32_MAX)
         return ERR_CORRUPT;
     if (max_nodes != 0 && n > max_nodes) return ERR_LIMIT;
     const uint8_t *nodes = p;
-    if (!get_v4(&p, end, &idx, &total, &self, &desc) || (size_t)(p - nodes) + desc > UINT32_MAX)
+    if (!get_rec(v5, &p, end, 0, &idx, &total, &self, &desc) ||
+        (size_t)(p - nodes) + desc > UINT32_MAX)
         return ERR_CORRUPT;
     p += desc; /* the records end: the dictionary follows */
     out->len = (size_t)(p - nodes);
@@ -907,31 +974,41 @@ int query_packed_open(const uint8_t *enc, size_t len, size_t max_nodes, query_pa
         return rc;
     }
     memcpy(out->own, nodes, out->len);
+    out->version = enc[0];
     out->nodes = (size_t)n;
     out->root_total = (int64_t)total;
     out->root_self = (int64_t)self;
     return 0;
 }
 
-int query_packed_kids(const query_packed_t *pk, uint32_t off, query_pkid_t **kids, size_t *cap,
+query_pkid_t query_packed_root(const query_packed_t *pk)
+{
+    return (query_pkid_t){SYM_ROOT, pk->root_total, pk->root_self, 0, (uint32_t)pk->len};
+}
+
+int query_packed_kids(const query_packed_t *pk, query_pkid_t node, query_pkid_t **kids, size_t *cap,
                       size_t *n)
 {
-    const uint8_t *p = pk->own + off, *end = pk->own + pk->len;
+    int v5 = pk->version == QUERY_FOREST_V5;
+    if (node.off >= node.end || node.end > pk->len) return ERR_CORRUPT;
+    const uint8_t *p = pk->own + node.off, *end = pk->own + node.end;
     uint64_t idx, total, self, desc;
-    if (!get_v4(&p, end, &idx, &total, &self, &desc)) return ERR_CORRUPT;
-    const uint8_t *kend = p + desc;
-    uint64_t sum = 0;
-    while (p < kend) {
+    if (!get_rec(v5, &p, end, (uint64_t)node.total, &idx, &total, &self, &desc) || p + desc != end)
+        return ERR_CORRUPT;
+    uint64_t sum = 0, left = (uint64_t)(node.total - node.self);
+    while (p < end) {
         uint32_t koff = (uint32_t)(p - pk->own);
         uint64_t ki, kt, ks, kd;
-        if (!get_v4(&p, kend, &ki, &kt, &ks, &kd) || kt == 0 || ki >= pk->nsyms) return ERR_CORRUPT;
+        if (!get_rec(v5, &p, end, left - sum, &ki, &kt, &ks, &kd) || kt == 0 || ki >= pk->nsyms)
+            return ERR_CORRUPT;
         if (*n == *cap && GROW_FROM(*kids, *cap, *n + 1, GROW_UNLIMITED, 64) != 0) return ERR_NOMEM;
-        (*kids)[(*n)++] = (query_pkid_t){pk->dict[ki], (int64_t)kt, (int64_t)ks, koff};
-        sum += kt; /* each at most INT64_MAX, and checked below the node's: no wrap */
-        if (sum > total - self) return ERR_CORRUPT;
         p += kd;
+        (*kids)[(*n)++] =
+            (query_pkid_t){pk->dict[ki], (int64_t)kt, (int64_t)ks, koff, (uint32_t)(p - pk->own)};
+        sum += kt; /* each at most INT64_MAX, and checked below the node's: no wrap */
+        if (sum > left) return ERR_CORRUPT;
     }
-    return sum == total - self ? 0 : ERR_CORRUPT;
+    return sum == left ? 0 : ERR_CORRUPT;
 }
 
 void query_packed_free(query_packed_t *pk)
@@ -946,13 +1023,13 @@ size_t query_packed_bytes(const query_packed_t *pk)
     return pk->len + pk->nsyms * sizeof *pk->dict;
 }
 
-/* The records of an encoding-4 forest into f (f->n of them, from p to the
+/* The records of an encoding-4 (or 5, v5) forest into f (f->n of them, from p to the
  * end of the root's bytes, *pp after): a node's id is its place in
  * pre-order, its parent the innermost open node whose bytes hold it (a
  * stack of at most CALLTREE_MAX_DEPTH), and each node's shipped total is
  * checked to be its self plus its kids' (kidsum). sym[] holds dictionary
  * indices until v4_link. */
-static int read_nodes_v4(const uint8_t **pp, const uint8_t *end, storage_merged_tab_t *f,
+static int read_nodes_v4(int v5, const uint8_t **pp, const uint8_t *end, storage_merged_tab_t *f,
                          uint32_t *stk, const uint8_t **stk_end, uint64_t *kidsum)
 {
     const uint8_t *p = *pp;
@@ -963,14 +1040,15 @@ static int read_nodes_v4(const uint8_t **pp, const uint8_t *end, storage_merged_
             top--;
         if (i > 0 && top == 0) return ERR_CORRUPT; /* nodes past the root's bytes */
         const uint8_t *lim = top > 0 ? stk_end[top - 1] : end;
-        if (!get_v4(&p, lim, &idx, &total, &self, &desc) || (i > 0 && total == 0))
+        uint32_t par = top > 0 ? stk[top - 1] : 0;
+        uint64_t left = i > 0 ? (uint64_t)(f->total[par] - f->self[par]) - kidsum[par] : 0;
+        if (!get_rec(v5, &p, lim, left, &idx, &total, &self, &desc) || (i > 0 && total == 0))
             return ERR_CORRUPT;
         f->sym[i] = idx;
         f->self[i] = (int64_t)self;
         f->total[i] = (int64_t)total;
         kidsum[i] = 0;
         if (i > 0) {
-            uint32_t par = stk[top - 1];
             f->parent[i] = par;
             kidsum[par] += total; /* checked below: no wrap */
             if (kidsum[par] > (uint64_t)(f->total[par] - f->self[par])) return ERR_CORRUPT;
@@ -1006,9 +1084,10 @@ static int v4_link(storage_merged_tab_t *f, const uint64_t *dict, size_t nsyms)
     return f->sym[0] != SYM_ROOT ? ERR_CORRUPT : 0;
 }
 
-/* The n records of an encoding-4 forest at *pp into out (allocated; the
- * caller frees it on error), *pp after them. */
-static int v4_records(const uint8_t **pp, const uint8_t *end, size_t n, storage_merged_tab_t *out)
+/* The n records of an encoding-4 (or 5, v5) forest at *pp into out
+ * (allocated; the caller frees it on error), *pp after them. */
+static int v4_records(int v5, const uint8_t **pp, const uint8_t *end, size_t n,
+                      storage_merged_tab_t *out)
 {
     size_t deep = n < CALLTREE_MAX_DEPTH ? n : CALLTREE_MAX_DEPTH;
     uint32_t *stk = malloc(deep * sizeof *stk);
@@ -1016,24 +1095,25 @@ static int v4_records(const uint8_t **pp, const uint8_t *end, size_t n, storage_
     uint64_t *kidsum = malloc(n * sizeof *kidsum);
     int rc = forest_alloc(out, n);
     if (rc == 0 && (stk == NULL || stk_end == NULL || kidsum == NULL)) rc = ERR_NOMEM;
-    if (rc == 0) rc = read_nodes_v4(pp, end, out, stk, stk_end, kidsum);
+    if (rc == 0) rc = read_nodes_v4(v5, pp, end, out, stk, stk_end, kidsum);
     free(stk);
     free(stk_end);
     free(kidsum);
     return rc;
 }
 
-/* A whole forest of encoding 4 (p after its version byte). */
-static int decode_v4(const uint8_t *p, const uint8_t *end, size_t max_nodes,
+/* A whole forest of encoding 4 (or 5, v5; p after its version byte). */
+static int decode_v4(int v5, const uint8_t *p, const uint8_t *end, size_t max_nodes,
                      storage_merged_tab_t *out)
 {
     uint64_t n;
-    if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / 3 || n > UINT32_MAX)
+    if (!varint_read_u(&p, end, &n) || n == 0 || n > (uint64_t)(end - p) / (v5 ? 1 : 3) ||
+        n > UINT32_MAX)
         return ERR_CORRUPT;
     if (max_nodes != 0 && n > max_nodes) return ERR_LIMIT;
     uint64_t *dict = NULL;
     size_t nsyms = 0;
-    int rc = v4_records(&p, end, (size_t)n, out);
+    int rc = v4_records(v5, &p, end, (size_t)n, out);
     if (rc == 0) rc = read_dict_ids(p, end, &dict, &nsyms);
     if (rc == 0) rc = v4_link(out, dict, nsyms);
     free(dict);
@@ -1046,7 +1126,7 @@ int query_packed_decode(const query_packed_t *pk, storage_merged_tab_t *out)
 {
     memset(out, 0, sizeof *out);
     const uint8_t *p = pk->own, *end = pk->own + pk->len;
-    int rc = v4_records(&p, end, pk->nodes, out);
+    int rc = v4_records(pk->version == QUERY_FOREST_V5, &p, end, pk->nodes, out);
     if (rc == 0 && p != end) rc = ERR_CORRUPT; /* fewer nodes than the header said */
     if (rc == 0) rc = v4_link(out, pk->dict, pk->nsyms);
     if (rc != 0) query_forest_free(out);

@@ -331,9 +331,10 @@ int query_gather_add_trees(query_gather_t *g, const uint8_t *const *enc, const s
     int rc = 0, all_nonneg = 1;
     size_t max = calltree_max_nodes(g->tree);
     /* every encoding is checked before any is added; one of encoding 4
-     * only as far as it is opened: the selection reads the rest */
+     * or 5 only as far as it is opened: the selection reads the rest */
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (g->forests_on && len[i] > 0 && enc[i][0] == QUERY_FOREST_V4) {
+        if (g->forests_on && len[i] > 0 &&
+            (enc[i][0] == QUERY_FOREST_V4 || enc[i][0] == QUERY_FOREST_V5)) {
             rc = query_packed_open(enc[i], len[i], max, &pk[i]);
             continue;
         }

@@ -18,10 +18,11 @@
  * nodes (total 0) are exactly the stack nodes no token has a value under.
  * Otherwise the caller builds the whole tree and uses query_truncate.
  *
- * A coordinator's shares' forests of encoding 4 join the selection as they
- * lie (query_packed_t, forest.c): a member there is its record's offset,
- * and its kids are read (and checked) when its merged node is expanded,
- * so what lies below the kept nodes' children is never read.
+ * A coordinator's shares' forests of encoding 4 or 5 join the selection as
+ * they lie (query_packed_t, forest.c): a member there is its node's entry
+ * in sel_t.kv (its record's offset and end, its total and self), and its
+ * kids are read (and checked) when its merged node is expanded, so what
+ * lies below the kept nodes' children is never read.
  *
  * The choice comes out as flat arrays (query_kept_t), which the flamebearer
  * encoder writes straight from when one partial is the whole JSON answer;
@@ -58,9 +59,8 @@ typedef struct mnode {
 #define KEPT_TREE_NODE_BYTES 43
 typedef struct member {
     uint32_t tab, local; /* local: the member's stack-node id in its token's forest; in a packed
-                            forest (tab >= ntabs), its record's offset */
-    uint32_t next;       /* the node's next member, or NO_MEMBER; while an expansion files a
-                            packed member, its values' index in sel_t.kv */
+                            forest (tab >= ntabs), its node's index in sel_t.kv */
+    uint32_t next;       /* the node's next member, or NO_MEMBER */
 } member_t;
 
 /* A frontier entry carries its node's total, so the heap orders by it
@@ -83,7 +83,7 @@ typedef struct sel {
     const storage_merged_tab_t *tabs;
     size_t ntabs;
     const query_packed_t *packed; /* members of tab ntabs + k are in packed[k] */
-    query_pkid_t *kv;             /* per expansion: the packed member children's values */
+    query_pkid_t *kv;             /* every packed member's node: its values and bytes */
     size_t nkv, capkv;
     mnode_t *nd;
     size_t nn, capn;
@@ -267,13 +267,14 @@ static int frontier_add(sel_t *s, size_t first)
 }
 
 /* Files the kids of node p's packed member m in s->mem from s->nm + *n on
- * (*n counts them), their values in s->kv. A packed forest is read only
+ * (*n counts them), their nodes in s->kv. A packed forest is read only
  * here, a node's kids when the node is expanded; its depth is bounded as
  * a decoded forest's. */
 static int packed_children(sel_t *s, uint32_t p, member_t m, size_t *n)
 {
     size_t from = s->nkv, capkv = s->capkv;
-    int rc = query_packed_kids(&s->packed[m.tab - s->ntabs], m.local, &s->kv, &s->capkv, &s->nkv);
+    query_pkid_t node = s->kv[m.local]; /* a copy: kv may move as it grows */
+    int rc = query_packed_kids(&s->packed[m.tab - s->ntabs], node, &s->kv, &s->capkv, &s->nkv);
     if (rc != 0) return rc;
     if (s->capkv != capkv && sel_charge(s) != 0) return ERR_UNAVAILABLE;
     if (s->nkv > from && s->nd[p].depth >= CALLTREE_MAX_DEPTH) return ERR_CORRUPT;
@@ -284,7 +285,7 @@ static int packed_children(sel_t *s, uint32_t p, member_t m, size_t *n)
                 return ERR_NOMEM;
             if (sel_charge(s) != 0) return ERR_UNAVAILABLE;
         }
-        s->mem[s->nm + (*n)++] = (member_t){m.tab, s->kv[j].off, (uint32_t)j};
+        s->mem[s->nm + (*n)++] = (member_t){m.tab, (uint32_t)j, NO_MEMBER};
     }
     return 0;
 }
@@ -302,7 +303,6 @@ static int member_children(sel_t *s, uint32_t p, size_t *nkids)
         const storage_merged_tab_t *t = &s->tabs[s->mem[k].tab];
         __builtin_prefetch(&t->first_kid[s->mem[k].local]);
     }
-    s->nkv = 0;
     for (uint32_t k = s->nd[p].mem; k != NO_MEMBER; k = s->mem[k].next) {
         member_t m = s->mem[k];
         if (m.tab >= s->ntabs) {
@@ -346,7 +346,7 @@ static int expand(sel_t *s, uint32_t p)
             c = &s->nd[child_for(s, p, t->sym[m->local], &ntouched)];
             c->total += t->total[m->local]; /* no overflow: bounded by the root total */
         } else {                            /* a packed record's self is read with it */
-            const query_pkid_t *v = &s->kv[m->next];
+            const query_pkid_t *v = &s->kv[m->local];
             c = &s->nd[child_for(s, p, v->sym, &ntouched)];
             c->total += v->total;
             c->self += v->self;
@@ -519,7 +519,13 @@ static int root_of(sel_t *s, size_t npacked, size_t max_nodes)
         total += (uint64_t)(pk ? pk->root_total : s->tabs[i].total[0]);
         if (total > (uint64_t)INT64_MAX) return ERR_INVALID_ARGUMENT;
         s->nd[0].self += pk ? pk->root_self : s->tabs[i].self[0];
-        s->mem[i] = (member_t){(uint32_t)i, 0, i + 1 < ntabs ? (uint32_t)i + 1 : NO_MEMBER};
+        uint32_t local = 0;
+        if (pk != NULL) { /* a packed member is its node's entry in kv */
+            if (GROW_FROM(s->kv, s->capkv, s->nkv + 1, GROW_UNLIMITED, 64) != 0) return ERR_NOMEM;
+            local = (uint32_t)s->nkv;
+            s->kv[s->nkv++] = query_packed_root(pk);
+        }
+        s->mem[i] = (member_t){(uint32_t)i, local, i + 1 < ntabs ? (uint32_t)i + 1 : NO_MEMBER};
     }
     s->nd[0].total = (int64_t)total;
     s->nn = 1;

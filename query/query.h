@@ -806,20 +806,23 @@ int query_partial_merge_forests(query_partial_t *p, errmsg_t *em);
  * QueryRequest.forest_version 3 reads; older ones read only 2), version 4
  * the nodes in pre-order with each one's total and the length of its
  * subtree's bytes (QueryRequest.forest_version 4: the coordinator reads
- * only the nodes its selection looks at). query_forest_decode reads all
- * three whole. */
+ * only the nodes its selection looks at), version 5 the same with a last
+ * kid's total and length left out (its parent implies them;
+ * QueryRequest.forest_version 5). query_forest_decode reads all four
+ * whole. */
 #define QUERY_FOREST_V2 2
 #define QUERY_FOREST_V3 3
 #define QUERY_FOREST_V4 4
+#define QUERY_FOREST_V5 5
 /* Appends the forest encoding (query/forest.c, QUERY_FOREST_V3) of one
  * forest of a partial (p->tabs[i], nonneg) to out: how a share ships them.
  * query_gather_add_trees reads it. ERR_INVALID_ARGUMENT for an empty or not
  * nonneg forest. */
 int query_forest_encode(const storage_merged_tab_t *f, buf_t *out);
-/* query_forest_encode in the given version (QUERY_FOREST_V2, V3 or V4), handing
+/* query_forest_encode in the given version (QUERY_FOREST_V2 to V5), handing
  * over the forest's symbol dictionary too: its distinct symbols (SYM_ROOT
  * among them), *ndict of them in *dict_ids (caller frees; NULL on error).
- * V4's working memory (4 bytes an id of f) is held beside out while it is
+ * V4's and V5's working memory (4 bytes an id of f) is held beside out while it is
  * written (buf_beside_take): out's charge hook sees it, and its refusal is
  * returned. */
 int query_forest_encode_dict(const storage_merged_tab_t *f, int version, buf_t *out,

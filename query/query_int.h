@@ -109,8 +109,8 @@ int query_merge_series_kept(storage_t *st, const char *tenant, const query_serie
  * distinct symbols (k->sid). */
 int query_load_symbols_kept(storage_t *st, const char *tenant, query_kept_t *k, symtab_t *dst);
 
-/* ---- forests read where they lie (forest.c, encoding 4) ---- */
-/* A forest of encoding 4 held as its bytes: keep.c reads a node's kids
+/* ---- forests read where they lie (forest.c, encodings 4 and 5) ---- */
+/* A forest of encoding 4 or 5 held as its bytes: keep.c reads a node's kids
  * only when its selection expands the node, so the nodes it never looks at
  * (the subtrees below what it keeps and their frontier) are never read. A
  * node is the offset of its record in own. */
@@ -119,25 +119,30 @@ typedef struct query_packed {
     size_t len;     /* their bytes */
     uint64_t *dict; /* the dictionary's symbol ids (owned) */
     size_t nsyms;
+    int version;                   /* QUERY_FOREST_V4 or V5 */
     size_t nodes;                  /* the forest's nodes, as its header says */
     int64_t root_total, root_self; /* the root's record (offset 0) */
 } query_packed_t;
-/* One kid of a packed node: its symbol, total, self and record's offset. */
+/* One node of a packed forest: its symbol, total, self, and where its
+ * record starts (off) and its subtree's bytes end (end), which encoding 5
+ * does not write for a last kid: it is known only from its parent. */
 typedef struct query_pkid {
     uint64_t sym;
     int64_t total, self;
-    uint32_t off;
+    uint32_t off, end;
 } query_pkid_t;
-/* Opens an encoding of QUERY_FOREST_V4 (len bytes at enc, copied; out is
+/* Opens an encoding of QUERY_FOREST_V4 or V5 (len bytes at enc, copied; out is
  * the caller's, query_packed_free): its header, its root's record and its
  * dictionary are checked. ERR_CORRUPT for a malformed one, ERR_LIMIT past
  * max_nodes (0: none). */
 int query_packed_open(const uint8_t *enc, size_t len, size_t max_nodes, query_packed_t *out);
-/* Appends the kids of the node at off (an offset query_packed_kids gave,
- * or 0, the root) to *kids (*n of *cap used; grown), in their order. Each
- * one's bytes lie within the node's, its total is > 0 and the node's self
- * plus its kids' totals is the node's total, else ERR_CORRUPT. */
-int query_packed_kids(const query_packed_t *pk, uint32_t off, query_pkid_t **kids, size_t *cap,
+/* The root of pk, as query_packed_kids takes it. */
+query_pkid_t query_packed_root(const query_packed_t *pk);
+/* Appends the kids of node (one query_packed_kids gave, or the root) to
+ * *kids (*n of *cap used; grown), in their order. Each one's bytes lie
+ * within the node's, its total is > 0 and the node's self plus its kids'
+ * totals is the node's total, else ERR_CORRUPT. */
+int query_packed_kids(const query_packed_t *pk, query_pkid_t node, query_pkid_t **kids, size_t *cap,
                       size_t *n);
 /* The whole forest of pk, as query_forest_decode makes of its encoding
  * (every node checked). */

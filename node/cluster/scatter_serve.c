@@ -426,7 +426,8 @@ static int job_from(serve_job_t *j, const cluster_msg_t *msg)
     j->args.forests = j->args.kind == QUERY_KIND_RENDER && q->forests;
     j->args.names_later = j->args.forests; /* loaded from the forests' dictionaries */
     /* the newest both read: a newer coordinator's version is read as this node's newest */
-    j->forest_version = q->forest_version >= QUERY_FOREST_V4   ? QUERY_FOREST_V4
+    j->forest_version = q->forest_version >= QUERY_FOREST_V5   ? QUERY_FOREST_V5
+                        : q->forest_version >= QUERY_FOREST_V4 ? QUERY_FOREST_V4
                         : q->forest_version >= QUERY_FOREST_V3 ? QUERY_FOREST_V3
                                                                : QUERY_FOREST_V2;
     j->args.parents = j->args.forests && j->forest_version != QUERY_FOREST_V2;

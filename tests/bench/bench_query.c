@@ -213,6 +213,68 @@ static int share_figures(const qctx_t *q, const query_spec_t *spec, const query_
     return len[0] == len[1] ? 0 : 1;
 }
 
+/* Every forest of part encoded in version v into b, end[i] where the
+ * i-th ends; one function per version (not inlined), so that a profiler
+ * counts each version's encoding apart. */
+static int encode_all(const query_partial_t *part, int v, buf_t *b, size_t *end)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < part->ntabs; i++) {
+        uint64_t *dict;
+        size_t nd;
+        rc = query_forest_encode_dict(&part->tabs[i], v, b, &dict, &nd);
+        free(dict);
+        end[i] = b->len;
+    }
+    return rc;
+}
+
+static __attribute__((noinline)) int encode_v3(const query_partial_t *part, buf_t *b, size_t *end)
+{
+    return encode_all(part, QUERY_FOREST_V3, b, end);
+}
+
+static __attribute__((noinline)) int encode_v4(const query_partial_t *part, buf_t *b, size_t *end)
+{
+    return encode_all(part, QUERY_FOREST_V4, b, end);
+}
+
+static __attribute__((noinline)) int encode_v5(const query_partial_t *part, buf_t *b, size_t *end)
+{
+    return encode_all(part, QUERY_FOREST_V5, b, end);
+}
+
+/* The coordinator's part: the n encodings added to g and its answer
+ * made; one function per version, as encode_all (noipa: identical
+ * bodies would otherwise be folded into one). */
+static int gather_all(query_gather_t *g, const uint8_t **enc, const size_t *len, size_t n,
+                      query_result_t *res, errmsg_t *em)
+{
+    int rc = query_gather_add_trees(g, enc, len, n, em);
+    return rc == 0 ? query_gather_finish(g, NULL, res, em) : rc;
+}
+
+static __attribute__((noipa)) int gather_v3(query_gather_t *g, const uint8_t **enc,
+                                            const size_t *len, size_t n, query_result_t *res,
+                                            errmsg_t *em)
+{
+    return gather_all(g, enc, len, n, res, em);
+}
+
+static __attribute__((noipa)) int gather_v4(query_gather_t *g, const uint8_t **enc,
+                                            const size_t *len, size_t n, query_result_t *res,
+                                            errmsg_t *em)
+{
+    return gather_all(g, enc, len, n, res, em);
+}
+
+static __attribute__((noipa)) int gather_v5(query_gather_t *g, const uint8_t **enc,
+                                            const size_t *len, size_t n, query_result_t *res,
+                                            errmsg_t *em)
+{
+    return gather_all(g, enc, len, n, res, em);
+}
+
 /* One gather of the forests of part shipped in version v: the CPU of
  * query_gather_add_trees and query_gather_finish (the selection over
  * them, and the answer), and the bytes shipped. */
@@ -226,13 +288,10 @@ static double gather_once(const query_partial_t *part, const query_spec_t *spec,
     size_t *len = calloc(n ? n : 1, sizeof *len), *end = calloc(n ? n : 1, sizeof *end);
     int rc = enc && len && end ? 0 : ERR_NOMEM;
     double te = clock_thread();
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        uint64_t *dict;
-        size_t nd;
-        rc = query_forest_encode_dict(&part->tabs[i], v, &b, &dict, &nd);
-        free(dict);
-        end[i] = b.len;
-    }
+    if (rc == 0)
+        rc = v == QUERY_FOREST_V3   ? encode_v3(part, &b, end)
+             : v == QUERY_FOREST_V4 ? encode_v4(part, &b, end)
+                                    : encode_v5(part, &b, end);
     for (size_t i = 0; i < n && rc == 0; i++) {
         enc[i] = b.data + (i ? end[i - 1] : 0);
         len[i] = end[i] - (i ? end[i - 1] : 0);
@@ -245,8 +304,10 @@ static double gather_once(const query_partial_t *part, const query_spec_t *spec,
     query_result_init(&res);
     if (rc == 0) rc = query_gather_new(spec, lim, &g);
     double t0 = clock_thread();
-    if (rc == 0) rc = query_gather_add_trees(g, enc, len, n, &em);
-    if (rc == 0) rc = query_gather_finish(g, NULL, &res, &em);
+    if (rc == 0)
+        rc = v == QUERY_FOREST_V3   ? gather_v3(g, enc, len, n, &res, &em)
+             : v == QUERY_FOREST_V4 ? gather_v4(g, enc, len, n, &res, &em)
+                                    : gather_v5(g, enc, len, n, &res, &em);
     double t = clock_thread() - t0;
     if (rc != 0) fprintf(stderr, "gather: %s\n", errmsg_text(&em, rc));
     query_result_free(&res);
@@ -259,31 +320,33 @@ static double gather_once(const query_partial_t *part, const query_spec_t *spec,
 }
 
 /* The coordinator's part of a truncated render over the forests shipped
- * in encoding 3 (decoded whole) and 4 (read where the selection looks),
- * alternated: medians of FOREST_ROUNDS. */
+ * in encoding 3 (decoded whole), 4 and 5 (read where the selection
+ * looks), in turn: medians of FOREST_ROUNDS. */
 static int gather_figures(const query_partial_t *part, const query_spec_t *spec,
                           const query_limits_t *lim)
 {
-    double t[2][FOREST_ROUNDS], e[2][FOREST_ROUNDS];
-    size_t bytes[2] = {0, 0};
+    enum { NV = 3 };
+    double t[NV][FOREST_ROUNDS], e[NV][FOREST_ROUNDS];
+    size_t bytes[NV] = {0, 0, 0};
     for (int r = 0; r < FOREST_ROUNDS; r++)
-        for (int k = 0; k < 2; k++) {
-            int v = (r + k) % 2 ? QUERY_FOREST_V4 : QUERY_FOREST_V3;
-            t[v - QUERY_FOREST_V3][r] = gather_once(part, spec, lim, v, &bytes[v - QUERY_FOREST_V3],
-                                                    &e[v - QUERY_FOREST_V3][r]);
-            if (t[v - QUERY_FOREST_V3][r] < 0) return 1;
+        for (int k = 0; k < NV; k++) {
+            int j = (r + k) % NV; /* which goes first turns */
+            t[j][r] = gather_once(part, spec, lim, QUERY_FOREST_V3 + j, &bytes[j], &e[j][r]);
+            if (t[j][r] < 0) return 1;
         }
-    qsort(t[0], FOREST_ROUNDS, sizeof t[0][0], cmp_double);
-    qsort(t[1], FOREST_ROUNDS, sizeof t[1][0], cmp_double);
-    qsort(e[0], FOREST_ROUNDS, sizeof e[0][0], cmp_double);
-    qsort(e[1], FOREST_ROUNDS, sizeof e[1][0], cmp_double);
-    printf("query_forests_encode_v_ms: %.3f in encoding 3, %.3f in encoding 4 (every forest, "
-           "medians of %d alternated)\n",
-           e[0][FOREST_ROUNDS / 2] * 1e3, e[1][FOREST_ROUNDS / 2] * 1e3, FOREST_ROUNDS);
-    printf("query_forests_gather_ms: %.3f in encoding 3, %.3f in encoding 4 (add_trees and "
-           "finish, CPU of the thread, medians of %d alternated; %zu / %zu bytes)\n",
-           t[0][FOREST_ROUNDS / 2] * 1e3, t[1][FOREST_ROUNDS / 2] * 1e3, FOREST_ROUNDS, bytes[0],
-           bytes[1]);
+    for (int j = 0; j < NV; j++) {
+        qsort(t[j], FOREST_ROUNDS, sizeof t[j][0], cmp_double);
+        qsort(e[j], FOREST_ROUNDS, sizeof e[j][0], cmp_double);
+    }
+    printf("query_forests_encode_v_ms: %.3f in encoding 3, %.3f in encoding 4, %.3f in encoding 5 "
+           "(every forest, medians of %d in turn)\n",
+           e[0][FOREST_ROUNDS / 2] * 1e3, e[1][FOREST_ROUNDS / 2] * 1e3,
+           e[2][FOREST_ROUNDS / 2] * 1e3, FOREST_ROUNDS);
+    printf("query_forests_gather_ms: %.3f in encoding 3, %.3f in encoding 4, %.3f in encoding 5 "
+           "(add_trees and finish, CPU of the thread, medians of %d in turn; %zu / %zu / %zu "
+           "bytes)\n",
+           t[0][FOREST_ROUNDS / 2] * 1e3, t[1][FOREST_ROUNDS / 2] * 1e3,
+           t[2][FOREST_ROUNDS / 2] * 1e3, FOREST_ROUNDS, bytes[0], bytes[1], bytes[2]);
     return 0;
 }
 

@@ -131,11 +131,11 @@ static void check_packed(const uint8_t *enc, size_t len, const storage_merged_ta
     query_packed_free(&pk);
 }
 
-/* f encoded in version 4 (pre-order: ids renumbered) decodes to a forest
- * g of the same total and node count, which reads where it lies as
- * decoded; g itself (already in pre-order) re-encodes in version 4 to
+/* f encoded in version 4 or 5 (pre-order: ids renumbered) decodes to a
+ * forest g of the same total and node count, which reads where it lies as
+ * decoded; g itself (already in pre-order) re-encodes in that version to
  * bytes that decode to g and re-encode to the same bytes. */
-static void check_v4(const storage_merged_tab_t *f)
+static void check_v4(const storage_merged_tab_t *f, int version)
 {
     buf_t a, b, c;
     buf_init(&a, BUF_UNLIMITED);
@@ -143,18 +143,18 @@ static void check_v4(const storage_merged_tab_t *f)
     buf_init(&c, BUF_UNLIMITED);
     uint64_t *dict;
     size_t nd;
-    if (query_forest_encode_dict(f, QUERY_FOREST_V4, &a, &dict, &nd) != 0) abort();
+    if (query_forest_encode_dict(f, version, &a, &dict, &nd) != 0) abort();
     free(dict);
     storage_merged_tab_t g, h;
     if (query_forest_decode(a.data, a.len, f->n, &g) != 0) abort();
     check_forest(&g);
     if (g.n != f->n || g.total[0] != f->total[0]) abort();
     check_packed(a.data, a.len, &g);
-    if (query_forest_encode_dict(&g, QUERY_FOREST_V4, &b, &dict, &nd) != 0) abort();
+    if (query_forest_encode_dict(&g, version, &b, &dict, &nd) != 0) abort();
     free(dict);
     if (query_forest_decode(b.data, b.len, 0, &h) != 0) abort();
     check_same(&g, &h);
-    if (query_forest_encode_dict(&h, QUERY_FOREST_V4, &c, &dict, &nd) != 0) abort();
+    if (query_forest_encode_dict(&h, version, &c, &dict, &nd) != 0) abort();
     free(dict);
     if (!same_bytes(&b, &c)) abort();
     query_forest_free(&g);
@@ -166,7 +166,8 @@ static void check_v4(const storage_merged_tab_t *f)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size > 0 && data[0] == QUERY_FOREST_V4) check_packed(data, size, NULL);
+    if (size > 0 && (data[0] == QUERY_FOREST_V4 || data[0] == QUERY_FOREST_V5))
+        check_packed(data, size, NULL);
     storage_merged_tab_t f;
     int rc = query_forest_decode(data, size, MAX_NODES, &f);
     if (rc != 0) {
@@ -180,7 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     check_forest(&f);
     int forest = size > 0 && (data[0] == QUERY_FOREST_V2 || data[0] == QUERY_FOREST_V3 ||
-                              data[0] == QUERY_FOREST_V4);
+                              data[0] == QUERY_FOREST_V4 || data[0] == QUERY_FOREST_V5);
     if (forest && f.n > 1) {
         storage_merged_tab_t g;
         if (query_forest_decode(data, size, f.n - 1, &g) != ERR_LIMIT) abort();
@@ -188,7 +189,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     check_reencode(&f, QUERY_FOREST_V2);
     check_reencode(&f, QUERY_FOREST_V3);
-    check_v4(&f);
+    check_v4(&f, QUERY_FOREST_V4);
+    check_v4(&f, QUERY_FOREST_V5);
     calltree_t *t = calltree_new(0);
     if (t == NULL || query_forest_merge(t, &f) != 0) abort();
     if (calltree_root_total(t) != f.total[0]) abort();

@@ -29,12 +29,12 @@ static int write_file(const char *dir, const char *name, const buf_t *b)
     return w == b->len && rc == 0 ? 0 : -1;
 }
 
-/* Writes t as NAME.v2, NAME.v3 and NAME.v4 (forest encodings), and NAME.tree when tree. */
+/* Writes t as NAME.v2 to NAME.v5 (forest encodings), and NAME.tree when tree. */
 static int write_tree(const char *dir, const char *name, const calltree_t *t, int tree)
 {
     storage_merged_tab_t f;
     int rc = query_forest_of_tree(t, &f);
-    for (int version = QUERY_FOREST_V2; rc == 0 && version <= QUERY_FOREST_V4; version++) {
+    for (int version = QUERY_FOREST_V2; rc == 0 && version <= QUERY_FOREST_V5; version++) {
         buf_t b;
         buf_init(&b, BUF_UNLIMITED);
         uint64_t *dict;

@@ -10,12 +10,15 @@ exact answers, or partial ones that say what is missing):
   are down the answers stay exact; then they are flagged partial
   ("partial": true, "missing", X-Flamedb-Partial) and never silently short;
 - one node stopped with SIGSTOP (slow, not yet seen down): the query still
-  finishes by the query timeout, re-planned (exact) or flagged partial.
+  finishes by the query timeout, re-planned (exact) or flagged partial;
+- with FLAMEDB_OLD_BIN, a node of an older binary beside two new ones: the
+  same answers whichever node coordinates (forest encodings negotiated).
 
 Every wait is bounded; the seed is printed (cluster.py) and replayed with
 FLAMEDB_TEST_SEED.
 """
 import json
+import os
 import signal
 import time
 
@@ -224,6 +227,35 @@ def test_service_shard_override_rf1():
                                                          want)
         assert len(bodies) == 1
         print("    search over 16 shards, RF 1: exact and identical from every node")
+
+
+def test_old_node_beside_new():
+    """A node of an older binary (FLAMEDB_OLD_BIN: one that reads forest
+    encodings up to 4; skipped when unset) beside two of this build, RF 1:
+    every answer, truncated renders over the shares' forests among them, is
+    the same bytes from every node and from a single node, whichever node
+    coordinates (the new ones ask for encoding 5 and read the old node's 4;
+    the old one asks for 4 and gets it)."""
+    if not os.environ.get("FLAMEDB_OLD_BIN"):
+        raise harness.Skip("FLAMEDB_OLD_BIN (a flamedb of an older forest encoding) not set")
+    t0 = int(time.time()) - 1800
+    frm, until = str(t0 - 600), str(t0 + 1200)
+    data = dataset(96, t0)
+    reference = single_node_reference(data, frm, until)
+    with Cluster(0, rf=1, args=ARGS, start=False) as c:
+        new_bin = harness.FLAMEDB_BIN
+        try:
+            harness.FLAMEDB_BIN = os.environ["FLAMEDB_OLD_BIN"]
+            c.add_node()
+        finally:
+            harness.FLAMEDB_BIN = new_bin
+        c.add_node()
+        c.add_node()
+        c.wait_converged(timeout=30)
+        push_all(c.nodes, data)
+        check_identical(c, range(3), reference, data, frm, until)
+        print("    old node + 2 new, RF 1: %d answers identical from every node and to one node"
+              % len(reference))
 
 
 def test_slow_node_bounded_by_deadline():

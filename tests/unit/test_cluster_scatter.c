@@ -81,10 +81,12 @@ static uint64_t wall_ms(void)
 
 /* An older coordinator: 1, from before QueryRequest.forest_version (the
  * field is dropped on delivery); 2, one that reads forest encodings up to
- * 3 (the field says 3). forests_seen counts the forest encodings answered,
- * by their version byte. */
+ * 3 (the field says 3); 3, up to 4. 4: the field says 4 to node 1 only, so
+ * its forests come as a share that knows only encoding 4 answers them,
+ * beside the others' of encoding 5. forests_seen counts the forest
+ * encodings answered, by their version byte. */
 static int old_coordinator;
-static size_t forests_seen[5];
+static size_t forests_seen[6];
 /* A share or coordinator from before QueryRequest.known_symbols: the field
  * is dropped on delivery. names_sent counts the symbols answered. */
 static int old_names;
@@ -110,7 +112,10 @@ static void deliver(uv_timer_t *t)
             if (cluster_wire_decode_body(&msg, &lim, wall_ms(), &em) == 0) {
                 Flamedb__Cluster__QueryRequest *q = (void *)msg.body;
                 n->cancels += q->kind == Q_KIND(CANCEL);
-                if (old_coordinator) q->forest_version = old_coordinator == 1 ? 0 : 3;
+                if (old_coordinator == 1 || old_coordinator == 2)
+                    q->forest_version = old_coordinator == 1 ? 0 : 3;
+                if (old_coordinator == 3 || (old_coordinator == 4 && d->to == 1))
+                    q->forest_version = 4;
                 if (old_names) q->n_known_symbols = 0;
                 if (old_share_counts) q->share_counts = 0;
                 scatter_on_query(n->sc, &msg);
@@ -147,7 +152,7 @@ static int t_send(void *ctx, const char *node_id, Flamedb__Cluster__MsgType type
     if (type == MSG(PARTIAL)) {
         const Flamedb__Cluster__PartialResult *pr = (const void *)body;
         for (size_t i = 0; i < pr->n_forests; i++)
-            if (pr->forests[i].len > 0 && pr->forests[i].data[0] < 5)
+            if (pr->forests[i].len > 0 && pr->forests[i].data[0] < 6)
                 forests_seen[pr->forests[i].data[0]]++;
         names_sent += pr->n_symbols;
     }
@@ -718,18 +723,20 @@ static void test_forests_too_large(void)
 }
 
 /* A share answers its forests in the newest encoding its coordinator
- * reads: version 4 when the QueryRequest says forest_version 4 (the
- * coordinator reads them where they lie), 3 when it says 3, version 2
- * (what older coordinators read) when it has no forest_version; the answer
- * is the same bytes every way. */
+ * reads: version 5 when the QueryRequest says forest_version 5 (the
+ * coordinator reads them where they lie), 4 when it says 4, 3 when it says
+ * 3, version 2 (what older coordinators read) when it has no
+ * forest_version; a coordinator reads encodings 4 and 5 of its shares
+ * side by side; the answer is the same bytes every way. */
 static void test_forest_versions(void)
 {
     query_params_t p = {.query = CPU "{}", .from = "now-2h", .format = "folded", .max_nodes = "40"};
     query_result_t ref;
     query_result_init(&ref);
     CHECK_EQ_INT(reference(QUERY_KIND_RENDER, &p, &ref), 0);
-    static const int want[3] = {QUERY_FOREST_V4, QUERY_FOREST_V2, QUERY_FOREST_V3};
-    for (int old = 0; old < 3; old++) {
+    static const int want[5] = {QUERY_FOREST_V5, QUERY_FOREST_V2, QUERY_FOREST_V3, QUERY_FOREST_V4,
+                                QUERY_FOREST_V5};
+    for (int old = 0; old < 5; old++) {
         old_coordinator = old;
         memset(forests_seen, 0, sizeof forests_seen);
         make_scatters(30000, 64u << 20);
@@ -739,9 +746,10 @@ static void test_forest_versions(void)
         buf_free(&o.body);
         free_scatters();
         size_t other = 0;
-        for (int v = QUERY_FOREST_V2; v <= QUERY_FOREST_V4; v++)
-            other += v != want[old] ? forests_seen[v] : 0;
+        for (int v = QUERY_FOREST_V2; v <= QUERY_FOREST_V5; v++)
+            other += v != want[old] && (old != 4 || v != QUERY_FOREST_V4) ? forests_seen[v] : 0;
         CHECK(forests_seen[want[old]] > 0);
+        CHECK(old != 4 || forests_seen[QUERY_FOREST_V4] > 0); /* and node 1's */
         CHECK_EQ_INT(other, 0);
     }
     old_coordinator = 0;

@@ -160,7 +160,7 @@ static int add_share(query_gather_t *g, const query_spec_t *spec, calltree_t *t,
         size_t len[5], end[5];
         CHECK_EQ_INT(calltree_encode(empty, &b), 0);
         end[0] = b.len;
-        int version = check_rng() % 2 ? QUERY_FOREST_V4 : QUERY_FOREST_V3;
+        int version = QUERY_FOREST_V3 + (int)(check_rng() % 3); /* 3, 4 or 5 */
         for (size_t k = 0; k < np; k++) {
             storage_merged_tab_t f;
             CHECK_EQ_INT(query_forest_of_tree(piece[k], &f), 0);
@@ -257,8 +257,8 @@ static void same_forest(const storage_merged_tab_t *a, const storage_merged_tab_
     }
 }
 
-/* An encoding-4 forest opened where it lies reads as its decoding: the
- * root's values, and each node's kids (symbol, total, self) in order. */
+/* An encoding-4 or 5 forest opened where it lies reads as its decoding:
+ * the root's values, and each node's kids (symbol, total, self) in order. */
 static void packed_same(const buf_t *b, const storage_merged_tab_t *dec)
 {
     query_packed_t pk;
@@ -266,19 +266,20 @@ static void packed_same(const buf_t *b, const storage_merged_tab_t *dec)
     CHECK_EQ_INT(pk.nodes, dec->nodes);
     CHECK_EQ_INT(pk.root_total, dec->total[0]);
     CHECK_EQ_INT(pk.root_self, dec->self[0]);
-    /* pre-order: walk both, node i of the decoding at offset off[i] */
-    uint32_t *off = calloc(dec->n, sizeof *off);
+    /* pre-order: walk both, node i of the decoding read as node[i] */
+    query_pkid_t *node = calloc(dec->n, sizeof *node);
+    node[0] = query_packed_root(&pk);
     query_pkid_t *kids = NULL;
     size_t cap = 0;
     for (size_t i = 0; i < dec->n; i++) {
         size_t nk = 0;
-        CHECK_EQ_INT(query_packed_kids(&pk, off[i], &kids, &cap, &nk), 0);
+        CHECK_EQ_INT(query_packed_kids(&pk, node[i], &kids, &cap, &nk), 0);
         size_t k = 0;
         for (uint32_t c = dec->first_kid[i]; c != STORAGE_NO_KID && k < nk; c = dec->next_sib[c]) {
             CHECK_EQ_INT(kids[k].sym, dec->sym[c]);
             CHECK_EQ_INT(kids[k].total, dec->total[c]);
             CHECK_EQ_INT(kids[k].self, dec->self[c]);
-            off[c] = kids[k++].off;
+            node[c] = kids[k++];
         }
         size_t want = 0;
         for (uint32_t c = dec->first_kid[i]; c != STORAGE_NO_KID; c = dec->next_sib[c])
@@ -290,11 +291,11 @@ static void packed_same(const buf_t *b, const storage_merged_tab_t *dec)
     same_forest(dec, &whole);
     query_forest_free(&whole);
     free(kids);
-    free(off);
+    free(node);
     query_packed_free(&pk);
 }
 
-/* A damaged encoding-4 forest is refused when opened, or its selection
+/* A damaged encoding-4 or 5 forest is refused when opened, or its selection
  * (every node read, maxNodes past its size) fails or keeps a tree whose
  * totals add up: never a read outside it. */
 static void packed_damaged(const buf_t *b)
@@ -320,10 +321,12 @@ static void test_roundtrip(void)
         CHECK(f.nonneg);
         /* each version, and version 3 of a forest without parents (as a
          * tab made by hand: they come from the kid lists) */
-        int version = round % 4 == 0   ? QUERY_FOREST_V2
-                      : round % 4 == 3 ? QUERY_FOREST_V4
+        int version = round % 5 == 0   ? QUERY_FOREST_V2
+                      : round % 5 == 3 ? QUERY_FOREST_V4
+                      : round % 5 == 4 ? QUERY_FOREST_V5
                                        : QUERY_FOREST_V3;
-        if (round % 4 == 2) {
+        int packed = version == QUERY_FOREST_V4 || version == QUERY_FOREST_V5;
+        if (round % 5 == 2) {
             free(f.parent);
             f.parent = NULL;
         }
@@ -335,8 +338,8 @@ static void test_roundtrip(void)
         free(dict);
         CHECK_EQ_INT(b.data[0], version);
         CHECK_EQ_INT(query_forest_decode(b.data, b.len, 0, &back), 0);
-        if (version != QUERY_FOREST_V4) same_forest(&f, &back); /* 4: pre-order ids */
-        if (version == QUERY_FOREST_V4) packed_same(&b, &back);
+        if (!packed) same_forest(&f, &back); /* 4 and 5: pre-order ids */
+        if (packed) packed_same(&b, &back);
         CHECK_EQ_INT(back.n, f.n);
         CHECK_EQ_INT(back.total[0], calltree_root_total(t));
         calltree_t *u = calltree_new(0);
@@ -358,7 +361,7 @@ static void test_roundtrip(void)
             uint8_t save = b.data[at];
             b.data[at] ^= (uint8_t)(1 + check_rng() % 255);
             storage_merged_tab_t c;
-            if (version == QUERY_FOREST_V4) packed_damaged(&b);
+            if (packed) packed_damaged(&b);
             if (query_forest_decode(b.data, b.len, 0, &c) == 0) {
                 for (size_t i = 0; i < c.n; i++) {
                     int64_t sum = c.self[i];
@@ -681,7 +684,7 @@ static void test_symnos_same_bytes(void)
             CHECK(k < NSYMS || f.sym[i] == SYM_ROOT);
             symno[i] = no_of[k];
         }
-        for (int version = QUERY_FOREST_V2; version <= QUERY_FOREST_V4; version++) {
+        for (int version = QUERY_FOREST_V2; version <= QUERY_FOREST_V5; version++) {
             buf_t a, b;
             buf_init(&a, BUF_UNLIMITED);
             buf_init(&b, BUF_UNLIMITED);
