@@ -355,11 +355,18 @@ void query_report_free(query_report_t *r)
     memset(r, 0, sizeof *r);
 }
 
-int query_report_own_names(query_report_t *r)
+/* Bytes of the rows' names and files, each with its NUL. */
+static size_t names_len(const query_report_t *r)
 {
     size_t n = 0;
     for (size_t i = 0; i < r->nrows; i++)
         n += strlen(r->rows[i].name) + strlen(r->rows[i].file) + 2;
+    return n;
+}
+
+int query_report_own_names(query_report_t *r)
+{
+    size_t n = names_len(r);
     char *names = malloc(n + 1), *o = names;
     if (names == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < r->nrows; i++) {
@@ -440,8 +447,10 @@ int query_report_encode(const query_report_t *r, const char *profile_type, size_
     int rates = seconds[0] != seconds[1];
     int searched = search != NULL && search[0] != 0;
     size_t matched = 0;
+    int rc = buf_beside_take(out, r->nrows + 1); /* the rows' flags, beside the answer */
+    if (rc != 0) return rc;
     uint8_t *hit = malloc(r->nrows + 1);
-    int rc = hit != NULL ? match_rows(r, search, hit, &matched) : ERR_NOMEM;
+    rc = hit != NULL ? match_rows(r, search, hit, &matched) : ERR_NOMEM;
     if (rc == 0)
         rc = buf_printf(out,
                         "{\"leftTicks\":%lld,\"rightTicks\":%lld,\"unit\":", (long long)r->ticks[0],
@@ -463,6 +472,7 @@ int query_report_encode(const query_report_t *r, const char *profile_type, size_
         if (rc == 0) rc = write_row(out, &r->rows[i], seconds, rates);
     }
     free(hit);
+    buf_beside_give(out, r->nrows + 1);
     if (rc == 0) rc = buf_append_byte(out, ']');
     if (rc == 0 && partial_json != NULL) rc = buf_append_byte(out, ',');
     if (rc == 0 && partial_json != NULL) rc = buf_append_str(out, partial_json);
@@ -654,7 +664,9 @@ int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
                    "query-memory-bytes leaves now; retry later or narrow the query");
     if (rc != 0 && em->text[0] == 0) rc = query_out_err(rc, &out->body, em);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "diff report: %s", err_message(rc));
-    if (rc == 0 && keep != NULL && query_report_own_names(&r) == 0) { /* else simply not kept */
+    /* the names a kept report copies (it is charged again by the cache) */
+    int named = rc == 0 && keep != NULL && held_take(&held, names_len(&r) + 1) == 0;
+    if (named && query_report_own_names(&r) == 0) { /* else simply not kept */
         *keep = r;
         memset(&r, 0, sizeof r);
     }
