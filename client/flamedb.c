@@ -125,6 +125,11 @@ void flamedb_client_free(flamedb_client_t *c)
     free(c);
 }
 
+flamedb__conn_t *flamedb__client_conn(flamedb_client_t *c)
+{
+    return &c->conn;
+}
+
 const char *flamedb_errmsg(const flamedb_client_t *c)
 {
     return c->err.text;

@@ -62,6 +62,12 @@ typedef struct flamedb__conn {
     size_t rpos, rlen;
     size_t resp_bytes; /* bytes received for the current response */
     int stale;         /* the peer closed before any byte of the response */
+    /* Giving up early (the sampler's stop, flamedb_sampler.h): while
+     * cancel_fd (-1: none) is readable every wait fails at once, and no
+     * wait lasts past deadline_ns (CLOCK_MONOTONIC; 0: none); both with
+     * ERR_TIMEOUT. Set by the connection's one user, between calls. */
+    int cancel_fd;
+    int64_t deadline_ns;
 } flamedb__conn_t;
 
 typedef struct flamedb__request {
@@ -83,6 +89,9 @@ typedef struct flamedb__response {
 } flamedb__response_t;
 
 void flamedb__conn_init(flamedb__conn_t *c, int connect_timeout_ms, int io_timeout_ms);
+/* The client's connection (flamedb.c): the sampler sets its cancel_fd and
+ * deadline_ns for the pushes it makes. */
+flamedb__conn_t *flamedb__client_conn(flamedb_client_t *c);
 void flamedb__conn_close(flamedb__conn_t *c);
 /* Sends req and reads one complete response into resp (resp->body is
  * initialised here with max_body as its limit; caller frees it with

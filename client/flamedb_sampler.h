@@ -91,6 +91,10 @@ typedef struct flamedb_sampler_opts {
      * dropped first); 0: 4 MiB; at most 1 GiB. */
     size_t max_pending_bytes;
     int retry_max_ms; /* longest wait between retries; 0: 60000; at least 1000 */
+    /* Longest flamedb_sampler_stop() waits for pushes (the one in flight
+     * and the last ones), in ms; 0: 5000; 1 to 600000. A push still
+     * waiting then is abandoned and its profile counted as lost. */
+    int stop_timeout_ms;
 } flamedb_sampler_opts_t;
 
 /* Counters since start; totals of sample weights (one weight = one period of
@@ -119,8 +123,13 @@ FLAMEDB_API int flamedb_sampler_start(flamedb_client_t *client, const flamedb_sa
 /* Stops the timer, restores SIGPROF, joins the thread, pushes what was
  * sampled since the last push and the pending profiles (once each, whatever
  * the backoff, stopping at the first failure worth a retry: what is left is
- * lost) and frees the sampler. Returns 0, or the error of the last push tried
- * (also counted and reported like any failed push). NULL: 0. */
+ * lost) and frees the sampler. It returns within stop_timeout_ms (plus the
+ * time to encode the last profile) whatever the node does: a push in
+ * flight then, on the sampler's thread or in stop, is abandoned
+ * (FLAMEDB_ERR_TIMEOUT; the connection is closed) and its profile is lost.
+ * Only resolving the node's host name is not bounded by it: use an address
+ * or a name the resolver answers at once. Returns 0, or the error of the last
+ * push tried (also counted and reported like any failed push). NULL: 0. */
 FLAMEDB_API int flamedb_sampler_stop(flamedb_sampler_t *s);
 /* Current counters. */
 FLAMEDB_API void flamedb_sampler_stats(const flamedb_sampler_t *s, flamedb_sampler_stats_t *out);

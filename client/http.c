@@ -1,7 +1,8 @@
 /* http.c — one blocking HTTP/1.1 connection of libflamedb (flamedb_int.h).
  *
  * The socket stays non-blocking and every wait is a poll() bounded by the
- * connect or I/O timeout, so no call can hang on a silent server. Responses
+ * connect or I/O timeout, so no call can hang on a silent server; the
+ * connection's cancel_fd and deadline_ns end any wait early. Responses
  * are parsed here with fixed limits (header line, header total, header count,
  * body maximum) because the bytes come from the network.
  */
@@ -15,6 +16,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client/flamedb_int.h"
@@ -27,6 +29,8 @@ void flamedb__conn_init(flamedb__conn_t *c, int connect_timeout_ms, int io_timeo
     c->rpos = c->rlen = 0;
     c->resp_bytes = 0;
     c->stale = 0;
+    c->cancel_fd = -1;
+    c->deadline_ns = 0;
 }
 
 void flamedb__conn_close(flamedb__conn_t *c)
@@ -36,22 +40,51 @@ void flamedb__conn_close(flamedb__conn_t *c)
     c->rpos = c->rlen = 0;
 }
 
-/* Waits until fd is ready for events or timeout_ms passed. */
-static int wait_fd(int fd, short events, int timeout_ms, const char *what, errmsg_t *em)
+/* timeout_ms, or less when c's deadline comes first (0 when it passed). */
+static int clip_timeout(const flamedb__conn_t *c, int timeout_ms)
 {
-    struct pollfd pfd = {.fd = fd, .events = events};
+    if (c->deadline_ns == 0) return timeout_ms;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t left = c->deadline_ns - ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+    if (left <= 0) return 0;
+    int64_t ms = (left + 999999) / 1000000;
+    return ms < timeout_ms ? (int)ms : timeout_ms;
+}
+
+/* Polls fd for events and c's cancel_fd for input, at most timeout_ms
+ * (clipped to c's deadline). 1: fd is ready; 0: the time passed or the
+ * wait was cancelled (*cancelled set); -1: poll failed (errno). */
+static int poll_fd(const flamedb__conn_t *c, int fd, short events, int timeout_ms, int *cancelled)
+{
+    struct pollfd pfd[2] = {{.fd = fd, .events = events}, {.fd = c->cancel_fd, .events = POLLIN}};
+    *cancelled = 0;
     for (;;) {
-        int n = poll(&pfd, 1, timeout_ms);
-        if (n > 0) return ERR_OK;
-        if (n == 0)
-            return errmsg_set(em, ERR_TIMEOUT, "timed out after %d ms waiting to %s", timeout_ms,
-                              what);
-        if (errno != EINTR) return errmsg_set(em, ERR_IO, "poll: %s", strerror(errno));
+        int n = poll(pfd, c->cancel_fd >= 0 ? 2 : 1, clip_timeout(c, timeout_ms));
+        if (n < 0 && errno == EINTR) continue;
+        if (n > 0 && c->cancel_fd >= 0 && pfd[1].revents != 0) {
+            *cancelled = 1;
+            return 0;
+        }
+        *cancelled = n == 0 && clip_timeout(c, timeout_ms) < timeout_ms; /* the deadline */
+        return n > 0 ? 1 : n;
     }
 }
 
+/* Waits until c's socket is ready for events or timeout_ms passed. */
+static int wait_fd(const flamedb__conn_t *c, short events, int timeout_ms, const char *what,
+                   errmsg_t *em)
+{
+    int cancelled, n = poll_fd(c, c->fd, events, timeout_ms, &cancelled);
+    if (n > 0) return ERR_OK;
+    if (n < 0) return errmsg_set(em, ERR_IO, "poll: %s", strerror(errno));
+    if (cancelled) return errmsg_set(em, ERR_TIMEOUT, "gave up waiting to %s: stopping", what);
+    return errmsg_set(em, ERR_TIMEOUT, "timed out after %d ms waiting to %s", timeout_ms, what);
+}
+
 /* Connects one address; returns 0 or an errno value (ETIMEDOUT on timeout). */
-static int connect_addr(const struct addrinfo *ai, int timeout_ms, int *fd_out)
+static int connect_addr(const flamedb__conn_t *c, const struct addrinfo *ai, int timeout_ms,
+                        int *fd_out)
 {
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return errno;
@@ -59,11 +92,7 @@ static int connect_addr(const struct addrinfo *ai, int timeout_ms, int *fd_out)
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
         e = errno;
         if (e == EINPROGRESS) {
-            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-            int n;
-            do
-                n = poll(&pfd, 1, timeout_ms);
-            while (n < 0 && errno == EINTR);
+            int cancelled, n = poll_fd(c, fd, POLLOUT, timeout_ms, &cancelled);
             socklen_t len = sizeof e;
             if (n == 0)
                 e = ETIMEDOUT;
@@ -90,7 +119,7 @@ static int conn_open(flamedb__conn_t *c, const flamedb__url_t *u, errmsg_t *em)
     if (g != 0) return errmsg_set(em, ERR_UNAVAILABLE, "resolve %s: %s", u->host, gai_strerror(g));
     int e = ENOENT;
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-        e = connect_addr(ai, c->connect_timeout_ms, &c->fd);
+        e = connect_addr(c, ai, c->connect_timeout_ms, &c->fd);
         if (e == 0) break;
     }
     freeaddrinfo(res);
@@ -121,7 +150,7 @@ static int send_all(flamedb__conn_t *c, struct iovec *iov, int iovcnt, errmsg_t 
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                int rc = wait_fd(c->fd, POLLOUT, c->io_timeout_ms, "send the request", em);
+                int rc = wait_fd(c, POLLOUT, c->io_timeout_ms, "send the request", em);
                 if (rc != ERR_OK) return rc;
                 continue;
             }
@@ -166,7 +195,7 @@ static int fill(flamedb__conn_t *c, errmsg_t *em)
             c->stale = c->resp_bytes == 0 && errno == ECONNRESET;
             return errmsg_set(em, ERR_IO, "receive: %s", strerror(errno));
         }
-        int rc = wait_fd(c->fd, POLLIN, c->io_timeout_ms, "receive the response", em);
+        int rc = wait_fd(c, POLLIN, c->io_timeout_ms, "receive the response", em);
         if (rc != ERR_OK) return rc;
     }
 }

@@ -10,6 +10,7 @@
 
 #define UNW_LOCAL_ONLY
 #include <errno.h>
+#include <fcntl.h>
 #include <libunwind.h>
 #include <pthread.h>
 #include <signal.h>
@@ -19,7 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "client/flamedb_int.h"
 #include "client/sampler_pending.h"
 #include "client/sampler_profile.h"
 #include "client/sampler_ring.h"
@@ -41,6 +44,8 @@
 #define SAMPLER_MAX_PENDING ((size_t)1 << 30)
 #define SAMPLER_RETRY_FIRST_MS 1000
 #define SAMPLER_DEFAULT_RETRY_MAX_MS 60000
+#define SAMPLER_DEFAULT_STOP_MS 5000
+#define SAMPLER_MAX_STOP_MS 600000
 
 struct flamedb_sampler {
     flamedb_client_t *client;
@@ -64,6 +69,8 @@ struct flamedb_sampler {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stopping;
+    int stop_timeout_ms;
+    int cancel[2]; /* a pipe: a byte written ends the client's waits (stop) */
     _Atomic uint64_t samples, pushes, push_failures;
     /* the queue's figures, copied by the thread for flamedb_sampler_stats() */
     _Atomic uint64_t pending_count, pending_bytes, lost_profiles, lost_samples;
@@ -335,6 +342,10 @@ static int sampler_configure(flamedb_sampler_t *s, const flamedb_sampler_opts_t 
         return fail(eb, el, FLAMEDB_ERR_INVALID_ARGUMENT,
                     "max_pending_bytes at most %zu, retry_max_ms at least %d", SAMPLER_MAX_PENDING,
                     SAMPLER_RETRY_FIRST_MS);
+    s->stop_timeout_ms = o->stop_timeout_ms ? o->stop_timeout_ms : SAMPLER_DEFAULT_STOP_MS;
+    if (s->stop_timeout_ms < 1 || s->stop_timeout_ms > SAMPLER_MAX_STOP_MS)
+        return fail(eb, el, FLAMEDB_ERR_INVALID_ARGUMENT, "stop_timeout_ms: 1 to %d",
+                    SAMPLER_MAX_STOP_MS);
     s->backoff_ms = SAMPLER_RETRY_FIRST_MS;
     s->on_push_error = o->on_push_error;
     s->on_push_error_arg = o->on_push_error_arg;
@@ -346,20 +357,50 @@ static int sampler_configure(flamedb_sampler_t *s, const flamedb_sampler_opts_t 
     s->pending = flamedb_sampler_pending_new(pending);
     if (!s->name || !s->ring || !s->prof || !s->scratch || !s->pending)
         return fail(eb, el, FLAMEDB_ERR_NOMEM, "out of memory");
+    if (pipe2(s->cancel, O_CLOEXEC | O_NONBLOCK) != 0) {
+        s->cancel[0] = s->cancel[1] = -1;
+        return fail(eb, el, FLAMEDB_ERR_IO, "pipe: %s", strerror(errno));
+    }
     sprintf(s->name, "%s{%s}", app, labels);
     return 0;
 }
 
+/* Ends every wait of the client's connection at once: the push in flight
+ * fails (FLAMEDB_ERR_TIMEOUT) and so does any later one. 0, or -1 when
+ * the byte could not be written (EAGAIN: one is there already). */
+static int sampler_cancel(flamedb_sampler_t *s)
+{
+    char b = 1;
+    return write(s->cancel[1], &b, 1) == 1 || errno == EAGAIN ? 0 : -1;
+}
+
+/* Joins the thread by deadline (CLOCK_MONOTONIC ns, 0: no limit); past
+ * it, the push it waits on is cancelled (counted as failed, its profile
+ * stays queued) and the thread, whose every wait then ends, is joined. */
+static void sampler_join(flamedb_sampler_t *s, int64_t deadline)
+{
+    if (deadline != 0) {
+        int64_t left = deadline - clock_ns(CLOCK_MONOTONIC);
+        struct timespec at;
+        clock_gettime(CLOCK_REALTIME, &at);
+        ts_add_ms(&at, left > 0 ? (int)((left + 999999) / 1000000) : 0);
+        if (pthread_timedjoin_np(s->thread, NULL, &at) == 0) return;
+        if (sampler_cancel(s) != 0) /* then the client's I/O timeout ends the push */
+            fprintf(stderr, "flamedb sampler: cannot cancel the push: %s\n", strerror(errno));
+    }
+    pthread_join(s->thread, NULL);
+}
+
 /* Stops what start set going, in reverse: after it no handler touches s and
- * the thread is gone. */
-static void sampler_quiesce(flamedb_sampler_t *s)
+ * the thread is gone (waited for until deadline, sampler_join). */
+static void sampler_quiesce(flamedb_sampler_t *s, int64_t deadline)
 {
     if (s->thread_made) { /* first: it arms the timers of new threads */
         pthread_mutex_lock(&s->mu);
         s->stopping = 1;
         pthread_cond_signal(&s->cv);
         pthread_mutex_unlock(&s->mu);
-        pthread_join(s->thread, NULL);
+        sampler_join(s, deadline);
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
     }
@@ -386,6 +427,8 @@ static void sampler_free(flamedb_sampler_t *s)
     flamedb_sampler_ring_free(s->ring);
     flamedb_sampler_profile_free(s->prof);
     flamedb_sampler_pending_free(s->pending);
+    if (s->cancel[0] >= 0) close(s->cancel[0]);
+    if (s->cancel[1] >= 0) close(s->cancel[1]);
     free(s->scratch);
     free(s->name);
     free(s);
@@ -464,6 +507,7 @@ FLAMEDB_API int flamedb_sampler_start(flamedb_client_t *client, const flamedb_sa
     flamedb_sampler_t *s = calloc(1, sizeof *s);
     if (!s) return fail(errbuf, errbuf_len, FLAMEDB_ERR_NOMEM, "out of memory");
     s->client = client;
+    s->cancel[0] = s->cancel[1] = -1;
     int rc = sampler_configure(s, opts, errbuf, errbuf_len);
     flamedb_sampler_t *expected = NULL;
     if (rc == 0 && !atomic_compare_exchange_strong(&active, &expected, s))
@@ -479,10 +523,11 @@ FLAMEDB_API int flamedb_sampler_start(flamedb_client_t *client, const flamedb_sa
     if (rc == 0 && sampler_start_thread(s))
         rc = fail(errbuf, errbuf_len, FLAMEDB_ERR_IO, "cannot start the sampler thread");
     if (rc) {
-        sampler_quiesce(s);
+        sampler_quiesce(s, 0);
         sampler_free(s);
         return rc;
     }
+    flamedb__client_conn(client)->cancel_fd = s->cancel[0];
     *out = s;
     return 0;
 }
@@ -490,13 +535,19 @@ FLAMEDB_API int flamedb_sampler_start(flamedb_client_t *client, const flamedb_sa
 FLAMEDB_API int flamedb_sampler_stop(flamedb_sampler_t *s)
 {
     if (!s) return 0;
-    sampler_quiesce(s);
+    int64_t deadline = clock_ns(CLOCK_MONOTONIC) + (int64_t)s->stop_timeout_ms * 1000000;
+    sampler_quiesce(s, deadline);
+    flamedb__conn_t *conn = flamedb__client_conn(s->client);
+    conn->deadline_ns = deadline; /* the last pushes end by it too */
     sampler_drain(s);
     int rc = sampler_close_interval(s);
     int last = sampler_flush(s); /* one try, whatever the backoff */
     if (last) rc = last;
     while (flamedb_sampler_pending_count(s->pending) > 0) /* the node is still away */
         flamedb_sampler_pending_pop(s->pending, 1);
+    conn->deadline_ns = 0;
+    conn->cancel_fd = -1;
+    flamedb__conn_close(conn); /* a cancelled exchange leaves it half done */
     sampler_free(s);
     return rc;
 }

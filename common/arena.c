@@ -71,6 +71,11 @@ void *arena_memdup(arena_t *a, const void *p, size_t n)
     return d;
 }
 
+size_t arena_room(const arena_t *a)
+{
+    return a->head != NULL ? a->head->cap - a->head->used : 0;
+}
+
 void *arena_alloc_packed(arena_t *a, size_t n)
 {
     return take(a, n, 1);

@@ -40,6 +40,9 @@ void *arena_zalloc(arena_t *a, size_t n);
 void *arena_memdup(arena_t *a, const void *p, size_t n);
 /* n bytes with no alignment (packed strings). */
 void *arena_alloc_packed(arena_t *a, size_t n);
+/* Bytes the current chunk still has for arena_alloc_packed: a larger
+ * allocation starts a new chunk (of max(n, chunk_size) bytes). */
+size_t arena_room(const arena_t *a);
 /* A NUL-terminated copy of p[0..n) (p may be NULL when n is 0). */
 char *arena_strndup(arena_t *a, const char *p, size_t n);
 

@@ -1189,6 +1189,14 @@ static int read_header(const uint8_t **p, const uint8_t *end, uint64_t *nsyms, c
     return ERR_OK;
 }
 
+size_t calltree_decode_scratch_bytes(size_t nsyms, size_t nnodes)
+{
+    if (nnodes == 0) return 0;
+    size_t stack_len = (nnodes < CALLTREE_MAX_DEPTH ? nnodes : CALLTREE_MAX_DEPTH) + 2;
+    return nnodes * (2 * sizeof(uint32_t) + sizeof(int64_t)) +
+           (nsyms ? nsyms : 1) * sizeof(uint32_t) + stack_len * sizeof(uint32_t);
+}
+
 int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n)
 {
     if (n == 0) return ERR_CORRUPT; /* also p NULL (an absent field): no p + n */

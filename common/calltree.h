@@ -196,6 +196,10 @@ size_t calltree_encode_scratch_bytes(const calltree_t *t);
  * bytes, ERR_LIMIT past dst's max_nodes. On error no value of dst changes (on
  * ERR_LIMIT some zero-valued nodes may have been created). */
 int calltree_decode_merge(calltree_t *dst, const uint8_t *p, size_t n);
+/* What calltree_decode_merge of an encoding of nnodes records over nsyms
+ * symbols (calltree_encoded_header) allocates beside dst's own growth,
+ * until it returns. */
+size_t calltree_decode_scratch_bytes(size_t nsyms, size_t nnodes);
 
 /* The header of an encoding (calltree_encode) p[0..n), read without
  * decoding it: *syms points at its dictionary inside p (*nsyms symbol ids,

@@ -277,6 +277,41 @@ size_t symtab_mem_bytes(const symtab_t *s)
            s->strings.total;
 }
 
+/* The rise of an array of elem-byte items grown (first to min_cap, then
+ * by half again) from cap to hold need, the old block held beside the
+ * new one while it is copied. */
+static size_t grow_rise(size_t cap, size_t need, size_t min_cap, size_t elem)
+{
+    if (need <= cap) return 0;
+    size_t c = cap < min_cap ? min_cap : cap + cap / 2;
+    return (c < need ? need : c) * elem; /* grown one step: c >= need */
+}
+
+/* Chunk bytes the string arena adds for an item of n bytes when *room are
+ * left in its current chunk (updated). */
+static size_t chunk_rise(size_t n, size_t *room)
+{
+    if (n <= *room) {
+        *room -= n;
+        return 0;
+    }
+    size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+    *room = cap - n;
+    return cap;
+}
+
+size_t symtab_put_bytes(const symtab_t *s, size_t name_len, size_t file_len)
+{
+    size_t files = s->nfiles ? s->nfiles : 1, room = arena_room(&s->strings);
+    /* a new file name (it may be), then the name, its NUL and file index */
+    size_t rise = grow_rise(s->cap, s->count + 1, 256, sizeof(sym_entry_t)) +
+                  grow_rise(s->nslots, ((s->count + 1) * 3 + 1) / 2, 256, sizeof *s->slots) +
+                  grow_rise(s->fcap, files + 1, 16, sizeof *s->files + sizeof *s->fhash) +
+                  grow_rise(s->nfslots, ((files + 1) * 3 + 1) / 2, 32, sizeof *s->fslots);
+    if (file_len > 0) rise += chunk_rise(file_len + 1, &room);
+    return rise + chunk_rise(name_len + 1 + 5, &room);
+}
+
 int symtab_index(const symtab_t *s, uint64_t id, uint32_t *index)
 {
     int64_t at = find(s, id);

@@ -44,6 +44,11 @@ int symtab_get(const symtab_t *s, uint64_t id, const char **name, const char **f
 size_t symtab_count(const symtab_t *s);
 /* Heap bytes the table holds (entries, index, packed strings). */
 size_t symtab_mem_bytes(const symtab_t *s);
+/* The most symtab_mem_bytes(s) rises, counting an old table held while
+ * a grown one is filled, while one symbol of a name_len-byte name and a
+ * file_len-byte file name is put (memory accounting: charged before,
+ * what it did not grow by given back after). */
+size_t symtab_put_bytes(const symtab_t *s, size_t name_len, size_t file_len);
 /* Iteration in insertion order: i < symtab_count(). */
 uint64_t symtab_id_at(const symtab_t *s, size_t i);
 /* Returns 1 and id's place in that order in *index (symtab_id_at(s,

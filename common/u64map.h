@@ -85,6 +85,22 @@ static inline int u64map_reserve(u64map_t *m, size_t n)
 {
     return m->cap != 0 && n * 2 <= m->cap ? 0 : u64map_grow_(m, n);
 }
+/* Bytes of the table u64map_init(m, expected) allocates, and of the one
+ * u64map_reserve(m, n) would (the old one is freed after its keys move
+ * over; 0 when it has room). */
+static inline size_t u64map_init_bytes(size_t expected)
+{
+    size_t cap = 16;
+    while (cap < expected * 2)
+        cap <<= 1;
+    return cap * sizeof(u64map_slot_t);
+}
+
+static inline size_t u64map_reserve_bytes(const u64map_t *m, size_t n)
+{
+    if (m->cap != 0 && n * 2 <= m->cap) return 0;
+    return u64map_init_bytes(n > 8 ? n * 2 : 16);
+}
 /* Inserts key -> val; key must be absent (check with u64map_get). ERR_NOMEM. */
 int u64map_put(u64map_t *m, uint64_t key, uint32_t val);
 /* Looks key up and, when absent, inserts key -> val. Returns 1 when inserted,

@@ -99,15 +99,55 @@ static int get_bytes(const uint8_t **p, const uint8_t *end, const uint8_t **s, s
     return 0;
 }
 
-/* Decodes one side into t (merged) and its symbols into syms. */
-int query_tree_decode(const uint8_t *p, size_t n, calltree_t *t, symtab_t *syms)
+static int charge_take(const query_report_charge_t *c, size_t n)
+{
+    if (c == NULL || c->take == NULL || n == 0) return 0;
+    return c->take(c->ctx, n) != 0 ? ERR_UNAVAILABLE : 0;
+}
+
+static void charge_give(const query_report_charge_t *c, size_t n)
+{
+    if (c != NULL && c->take != NULL && c->give != NULL && n > 0) c->give(c->ctx, n);
+}
+
+/* Merges the encoded tree p[0..n) into t, its decoder's scratch charged. */
+static int decode_tree(const uint8_t *p, size_t n, calltree_t *t,
+                       const query_report_charge_t *charge)
+{
+    const uint8_t *dict;
+    size_t ndict, nnodes;
+    int rc = calltree_encoded_header(p, n, &dict, &ndict, &nnodes);
+    size_t scratch = rc == 0 ? calltree_decode_scratch_bytes(ndict, nnodes) : 0;
+    if (rc == 0) rc = charge_take(charge, scratch);
+    if (rc != 0) return rc;
+    rc = calltree_decode_merge(t, p, n);
+    charge_give(charge, scratch);
+    return rc;
+}
+
+/* Puts one symbol into syms, what syms may grow by charged before and
+ * what it did not grow by given back after. */
+static int put_symbol(symtab_t *syms, uint64_t id, const uint8_t *name, size_t nl,
+                      const uint8_t *file, size_t fl, const query_report_charge_t *charge)
+{
+    size_t was = symtab_mem_bytes(syms), rise = charge != NULL ? symtab_put_bytes(syms, nl, fl) : 0;
+    int rc = charge_take(charge, rise);
+    if (rc != 0) return rc;
+    rc = symtab_put(syms, id, (const char *)name, nl, (const char *)file, fl);
+    size_t grew = symtab_mem_bytes(syms) - was;
+    charge_give(charge, rise > grew ? rise - grew : 0);
+    return rc;
+}
+
+int query_tree_decode_charged(const uint8_t *p, size_t n, calltree_t *t, symtab_t *syms,
+                              const query_report_charge_t *charge)
 {
     const uint8_t *end = p + n, *tree;
     size_t tlen;
     if (n < 4 || memcmp(p, TREE_MAGIC, 4) != 0) return ERR_CORRUPT;
     p += 4;
     int rc = get_bytes(&p, end, &tree, &tlen);
-    if (rc == 0) rc = calltree_decode_merge(t, tree, tlen);
+    if (rc == 0) rc = decode_tree(tree, tlen, t, charge);
     uint64_t nsyms;
     if (rc == 0 && !varint_read_u(&p, end, &nsyms)) rc = ERR_CORRUPT;
     for (uint64_t i = 0; rc == 0 && i < nsyms; i++) {
@@ -121,9 +161,15 @@ int query_tree_decode(const uint8_t *p, size_t n, calltree_t *t, symtab_t *syms)
         rc = get_bytes(&p, end, &name, &nl);
         if (rc == 0) rc = get_bytes(&p, end, &file, &fl);
         if (rc == 0 && id != SYM_ROOT && id != SYM_OTHER)
-            rc = symtab_put(syms, id, (const char *)name, nl, (const char *)file, fl);
+            rc = put_symbol(syms, id, name, nl, file, fl, charge);
     }
     return rc;
+}
+
+/* Decodes one side into t (merged) and its symbols into syms. */
+int query_tree_decode(const uint8_t *p, size_t n, calltree_t *t, symtab_t *syms)
+{
+    return query_tree_decode_charged(p, n, t, syms, NULL);
 }
 
 /* ---------- the union of both trees ---------- */

@@ -8,9 +8,11 @@
  * otherwise: the stored blocks do not keep the original period.
  */
 #define _GNU_SOURCE /* qsort_r */
-#include <libdeflate.h>
+#include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "common/proto/pprof.pb-c.h"
 #include "query/query_int.h"
@@ -219,36 +221,140 @@ static int make_samples(pp_t *p, size_t max_bytes)
     return rc;
 }
 
-/* libdeflate's compressor at level 6, about (its hash chains and
- * buffers; allocated once per answer). */
-#define PP_COMPRESSOR_BYTES (600u << 10)
+/* The gzip stream: zlib's deflate at level 6, fed by protobuf-c as it
+ * packs the profile (no packed copy is made), writing into the answer a
+ * chunk at a time. Every block zlib allocates (its state, window, hash
+ * chains and pending buffer: about 270 KB at this level) is taken beside
+ * the answer before it is made and given back when freed; the answer's
+ * buffer is charged as it grows (buf_charge). */
+#define PP_GZIP_LEVEL 1
+#define PP_GZIP_WINDOW (15 + 16) /* 32 KiB window, gzip wrapper */
+#define PP_GZIP_MEM 8
+#define PP_GZIP_CHUNK ((size_t)64 << 10) /* output room asked per deflate call */
+#define PP_GZIP_STAGE ((size_t)64 << 10) /* packed bytes gathered per deflate call */
+
+typedef struct gz {
+    ProtobufCBuffer base; /* first: protobuf-c calls base.append */
+    z_stream z;
+    buf_t *out;
+    uint8_t *stage; /* PP_GZIP_STAGE bytes: protobuf-c appends a few at a time */
+    size_t staged;
+    int rc; /* the first error; later appends do nothing */
+} gz_t;
+
+/* A block of zlib's, its size in front (zfree is not told it). */
+typedef union gz_block {
+    size_t n;
+    max_align_t align;
+} gz_block_t;
+
+static voidpf gz_alloc(voidpf opaque, uInt items, uInt size)
+{
+    gz_t *g = opaque;
+    size_t n = sizeof(gz_block_t) + (size_t)items * size;
+    if (buf_beside_take(g->out, n) != 0) {
+        g->rc = ERR_UNAVAILABLE;
+        return Z_NULL;
+    }
+    gz_block_t *b = malloc(n);
+    if (b == NULL) {
+        buf_beside_give(g->out, n);
+        return Z_NULL;
+    }
+    b->n = n;
+    return b + 1;
+}
+
+static void gz_free(voidpf opaque, voidpf p)
+{
+    gz_t *g = opaque;
+    if (p == Z_NULL) return;
+    gz_block_t *b = (gz_block_t *)p - 1;
+    buf_beside_give(g->out, b->n);
+    free(b);
+}
+
+/* Deflates z's input into the answer (flush: Z_NO_FLUSH until the input
+ * is taken, Z_FINISH until the stream ends), asking for room a chunk at a
+ * time. */
+static int gz_deflate(gz_t *g, int flush)
+{
+    buf_t *out = g->out;
+    for (;;) {
+        size_t room = out->max - out->len < PP_GZIP_CHUNK ? out->max - out->len : PP_GZIP_CHUNK;
+        int rc = room > 0 ? buf_reserve(out, room) : ERR_TOO_LARGE;
+        if (rc != 0) return rc;
+        room = out->cap - out->len - 1; /* the NUL stays */
+        g->z.next_out = out->data + out->len;
+        g->z.avail_out = room > UINT_MAX ? UINT_MAX : (uInt)room;
+        uInt before = g->z.avail_out;
+        int zr = deflate(&g->z, flush);
+        out->len += before - g->z.avail_out;
+        out->data[out->len] = 0;
+        if (zr == Z_STREAM_END) return 0;
+        if (zr != Z_OK && zr != Z_BUF_ERROR) return ERR_INTERNAL;
+        if (flush == Z_NO_FLUSH && g->z.avail_in == 0 && g->z.avail_out > 0) return 0;
+    }
+}
+
+/* Deflates n bytes at p (Z_NO_FLUSH). */
+static int gz_feed(gz_t *g, const uint8_t *p, size_t n)
+{
+    int rc = 0;
+    while (rc == 0 && n > 0) {
+        uInt k = n > UINT_MAX ? UINT_MAX : (uInt)n;
+        g->z.next_in = (Bytef *)p;
+        g->z.avail_in = k;
+        rc = gz_deflate(g, Z_NO_FLUSH);
+        p += k;
+        n -= k;
+    }
+    return rc;
+}
+
+/* Gathers the packed bytes into the stage, deflated when it fills (a
+ * large piece goes straight through). */
+static void gz_append(ProtobufCBuffer *base, size_t len, const uint8_t *data)
+{
+    gz_t *g = (gz_t *)base;
+    if (g->rc != 0) return;
+    if (g->staged + len > PP_GZIP_STAGE) {
+        g->rc = gz_feed(g, g->stage, g->staged);
+        g->staged = 0;
+    }
+    if (g->rc == 0 && len >= PP_GZIP_STAGE) {
+        g->rc = gz_feed(g, data, len);
+    } else if (g->rc == 0) {
+        memcpy(g->stage + g->staged, data, len);
+        g->staged += len;
+    }
+}
 
 static int pack_gzip(const Perftools__Profiles__Profile *prof, buf_t *out)
 {
-    size_t n = perftools__profiles__profile__get_packed_size(prof);
-    if (n > out->max) return ERR_TOO_LARGE;
-    /* the packed profile and the compressor, beside the answer */
-    int rc = buf_beside_take(out, (n ? n : 1) + PP_COMPRESSOR_BYTES);
+    gz_t g = {.base = {gz_append}, .out = out};
+    int rc = buf_beside_take(out, PP_GZIP_STAGE);
     if (rc != 0) return rc;
-    uint8_t *raw = malloc(n ? n : 1);
-    if (raw == NULL) {
-        buf_beside_give(out, (n ? n : 1) + PP_COMPRESSOR_BYTES);
+    if ((g.stage = malloc(PP_GZIP_STAGE)) == NULL) {
+        buf_beside_give(out, PP_GZIP_STAGE);
         return ERR_NOMEM;
     }
-    perftools__profiles__profile__pack(prof, raw);
-    struct libdeflate_compressor *c = libdeflate_alloc_compressor(6);
-    size_t bound = c ? libdeflate_gzip_compress_bound(c, n) : 0;
-    rc = c ? buf_reserve(out, bound) : ERR_NOMEM;
-    if (rc == 0) {
-        size_t z = libdeflate_gzip_compress(c, raw, n, out->data + out->len, bound);
-        rc = z == 0 ? ERR_INTERNAL : 0;
-        out->len += z;
-        out->data[out->len] = 0;
+    g.z.zalloc = gz_alloc;
+    g.z.zfree = gz_free;
+    g.z.opaque = &g;
+    int zr = deflateInit2(&g.z, PP_GZIP_LEVEL, Z_DEFLATED, PP_GZIP_WINDOW, PP_GZIP_MEM,
+                          Z_DEFAULT_STRATEGY);
+    if (zr == Z_OK) {
+        perftools__profiles__profile__pack_to_buffer(prof, &g.base);
+        if (g.rc == 0) g.rc = gz_feed(&g, g.stage, g.staged);
+        if (g.rc == 0) g.rc = gz_deflate(&g, Z_FINISH);
+        deflateEnd(&g.z);   /* gives back every block */
+    } else if (g.rc == 0) { /* zlib freed what it had made */
+        g.rc = ERR_NOMEM;
     }
-    libdeflate_free_compressor(c);
-    free(raw);
-    buf_beside_give(out, (n ? n : 1) + PP_COMPRESSOR_BYTES);
-    return rc;
+    free(g.stage);
+    buf_beside_give(out, PP_GZIP_STAGE);
+    return g.rc;
 }
 
 static int make_header(pp_t *p, const char *profile_type, Perftools__Profiles__ValueType *vt,

@@ -71,6 +71,13 @@ int query_encode_tree(const calltree_t *t, const symtab_t *syms, buf_t *out);
 /* Decodes a query_encode_tree body: merges its tree into t and its symbols
  * into syms. ERR_CORRUPT on damaged input. */
 int query_tree_decode(const uint8_t *p, size_t n, calltree_t *t, symtab_t *syms);
+/* query_tree_decode with what it allocates besides t's growth charged
+ * before it is made (charge may be NULL: nothing charged): the tree
+ * decoder's scratch, taken and given back, and each symbol's growth of
+ * syms, which stays taken (the caller gives it back with syms). A charge
+ * refused: ERR_UNAVAILABLE. */
+int query_tree_decode_charged(const uint8_t *p, size_t n, calltree_t *t, symtab_t *syms,
+                              const query_report_charge_t *charge);
 
 /* ---- forests (forest.c): trees laid out for keep.c's selection ---- */
 /* The forest of an encoded forest (query_forest_encode) or tree

@@ -109,15 +109,28 @@ typedef struct sample {
 
 typedef struct acc {
     query_report_t *r;
-    u64map_t map; /* sym -> row */
+    u64map_t map; /* sym -> row, charged before it grows */
     size_t caprows;
     sample_t *s;
     size_t ns, caps;
     uint8_t *used; /* per column: the bucket is non-empty */
-    /* charged the rows, samples and a bucket's function table before they
-     * are made (take NULL: nothing charged) */
+    size_t ncol;
+    /* charged the map, rows, samples and a bucket's function table before
+     * they are made (take NULL: nothing charged) */
     query_report_charge_t charge;
 } acc_t;
+
+/* Takes n bytes from a's charge (none: nothing). */
+static int acc_take(acc_t *a, size_t n)
+{
+    if (a->charge.take == NULL || n == 0) return 0;
+    return a->charge.take(a->charge.ctx, n) != 0 ? ERR_UNAVAILABLE : 0;
+}
+
+static void acc_give(acc_t *a, size_t n)
+{
+    if (a->charge.take != NULL && a->charge.give != NULL && n > 0) a->charge.give(a->charge.ctx, n);
+}
 
 /* Grows an array of *cap elements of elem bytes (p: its address) to hold
  * need, charged first: the new block beside the old while realloc copies,
@@ -136,9 +149,24 @@ static int acc_grow(acc_t *a, void *p, size_t *cap, size_t need, size_t elem, si
     return rc;
 }
 
+/* Room in the map for one more symbol: a grown table is charged before it
+ * is made, the old one given back once its keys moved over. */
+static int map_room(acc_t *a)
+{
+    size_t grown = u64map_reserve_bytes(&a->map, a->map.len + 1), was = u64map_bytes(&a->map);
+    if (grown == 0) return 0;
+    int rc = acc_take(a, grown);
+    if (rc != 0) return rc;
+    rc = u64map_reserve(&a->map, a->map.len + 1);
+    acc_give(a, rc == 0 ? was : grown);
+    return rc;
+}
+
 static int row_of(acc_t *a, uint64_t sym, uint32_t *row)
 {
     query_report_t *r = a->r;
+    int rc = map_room(a);
+    if (rc != 0) return rc;
     int put = u64map_get_or_put(&a->map, sym, (uint32_t)r->nrows, row);
     if (put < 0) return put;
     if (put == 1) {
@@ -245,15 +273,26 @@ static int finish_rows(query_report_t *r, const symtab_t *syms)
     return 0;
 }
 
+#define ACC_MAP_START 1024 /* symbols the map is first sized for */
+
 /* A report built one bucket at a time (acc_add), so a caller may free each
- * bucket's tree once it is added. */
-static int acc_begin(acc_t *a, query_report_t *out, const size_t n[2])
+ * bucket's tree once it is added; charge (may be NULL) is taken for the
+ * map and the columns' flags before they are made, given back by acc_end. */
+static int acc_begin(acc_t *a, query_report_t *out, const size_t n[2],
+                     const query_report_charge_t *charge)
 {
     memset(out, 0, sizeof *out);
     memset(a, 0, sizeof *a);
     a->r = out;
-    int rc = u64map_init(&a->map, 1024);
-    if (rc == 0 && (a->used = calloc(n[0] + n[1] + 1, 1)) == NULL) rc = ERR_NOMEM;
+    if (charge != NULL) a->charge = *charge;
+    a->ncol = n[0] + n[1];
+    int rc = acc_take(a, u64map_init_bytes(ACC_MAP_START) + a->ncol + 1);
+    if (rc != 0) {
+        a->charge = (query_report_charge_t){0}; /* nothing held to give back */
+        return rc;
+    }
+    rc = u64map_init(&a->map, ACC_MAP_START);
+    if ((a->used = calloc(a->ncol + 1, 1)) == NULL) rc = ERR_NOMEM;
     return rc;
 }
 
@@ -264,18 +303,6 @@ static int acc_add(acc_t *a, const size_t n[2], const calltree_t *t, int s, size
     int rc = add_bucket(a, t, s, col);
     a->r->buckets[s] += a->used[col];
     return rc;
-}
-
-/* Takes n bytes from a's charge (none: nothing). */
-static int acc_take(acc_t *a, size_t n)
-{
-    if (a->charge.take == NULL || n == 0) return 0;
-    return a->charge.take(a->charge.ctx, n) != 0 ? ERR_UNAVAILABLE : 0;
-}
-
-static void acc_give(acc_t *a, size_t n)
-{
-    if (a->charge.take != NULL && a->charge.give != NULL && n > 0) a->charge.give(a->charge.ctx, n);
 }
 
 /* Tests and names the rows (when rc is 0) and frees a; the report is freed
@@ -301,6 +328,7 @@ static int acc_end(acc_t *a, int rc, const size_t n[2], const symtab_t *syms)
         rc = finish_rows(a->r, syms);
         acc_give(a, work);
     }
+    acc_give(a, u64map_bytes(&a->map) + a->ncol + 1);
     u64map_free(&a->map);
     free(a->s);
     free(a->used);
@@ -312,7 +340,7 @@ int query_report_compute(const calltree_t *const *trees[2], const size_t n[2], c
                          query_report_t *out)
 {
     acc_t a;
-    int rc = acc_begin(&a, out, n); /* nothing charged (a.charge) */
+    int rc = acc_begin(&a, out, n, NULL); /* nothing charged */
     for (int s = 0; s < 2; s++)
         for (size_t b = 0; rc == 0 && b < n[s]; b++)
             rc = acc_add(&a, n, trees[s][b], s, b);
@@ -327,11 +355,18 @@ void query_report_free(query_report_t *r)
     memset(r, 0, sizeof *r);
 }
 
-int query_report_own_names(query_report_t *r)
+/* Bytes of the rows' names and files, each with its NUL. */
+static size_t names_len(const query_report_t *r)
 {
     size_t n = 0;
     for (size_t i = 0; i < r->nrows; i++)
         n += strlen(r->rows[i].name) + strlen(r->rows[i].file) + 2;
+    return n;
+}
+
+int query_report_own_names(query_report_t *r)
+{
+    size_t n = names_len(r);
     char *names = malloc(n + 1), *o = names;
     if (names == NULL) return ERR_NOMEM;
     for (size_t i = 0; i < r->nrows; i++) {
@@ -412,8 +447,10 @@ int query_report_encode(const query_report_t *r, const char *profile_type, size_
     int rates = seconds[0] != seconds[1];
     int searched = search != NULL && search[0] != 0;
     size_t matched = 0;
+    int rc = buf_beside_take(out, r->nrows + 1); /* the rows' flags, beside the answer */
+    if (rc != 0) return rc;
     uint8_t *hit = malloc(r->nrows + 1);
-    int rc = hit != NULL ? match_rows(r, search, hit, &matched) : ERR_NOMEM;
+    rc = hit != NULL ? match_rows(r, search, hit, &matched) : ERR_NOMEM;
     if (rc == 0)
         rc = buf_printf(out,
                         "{\"leftTicks\":%lld,\"rightTicks\":%lld,\"unit\":", (long long)r->ticks[0],
@@ -435,6 +472,7 @@ int query_report_encode(const query_report_t *r, const char *profile_type, size_
         if (rc == 0) rc = write_row(out, &r->rows[i], seconds, rates);
     }
     free(hit);
+    buf_beside_give(out, r->nrows + 1);
     if (rc == 0) rc = buf_append_byte(out, ']');
     if (rc == 0 && partial_json != NULL) rc = buf_append_byte(out, ',');
     if (rc == 0 && partial_json != NULL) rc = buf_append_str(out, partial_json);
@@ -578,12 +616,13 @@ static int build_report(const query_report_plan_t *plan, const query_limits_t *l
                         held_t *held, query_report_t *r)
 {
     acc_t a;
-    int rc = acc_begin(&a, r, plan->nbuckets);
-    a.charge = (query_report_charge_t){held_take_fn, held_sub_fn, held};
+    query_report_charge_t charge = {held_take_fn, held_sub_fn, held};
+    int rc = acc_begin(&a, r, plan->nbuckets, &charge);
     for (int s = 0; s < 2; s++)
         for (size_t b = 0; rc == 0 && b < plan->nbuckets[s]; b++) {
             calltree_t *t = calltree_new(lim->max_tree_nodes);
-            rc = t == NULL ? ERR_NOMEM : query_tree_decode(body[s][b], len[s][b], t, syms);
+            rc = t == NULL ? ERR_NOMEM
+                           : query_tree_decode_charged(body[s][b], len[s][b], t, syms, &charge);
             size_t tree_bytes = rc == 0 ? calltree_mem_bytes_read(t) : 0;
             if (rc == 0) rc = held_take(held, tree_bytes);
             if (rc == 0) rc = acc_add(&a, plan->nbuckets, t, s, b);
@@ -599,10 +638,11 @@ int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
                      query_report_t *keep, query_result_t *out, errmsg_t *em)
 {
     if (charged != NULL) *charged = 0;
-    symtab_t *syms = symtab_new();
     query_report_t r = {0};
     held_t held = {charge, 0, 0};
-    int rc = syms != NULL ? build_report(plan, lim, body, len, syms, &held, &r) : ERR_NOMEM;
+    symtab_t *syms = symtab_new(); /* charged before it grows (query_tree_decode_charged) */
+    int rc = syms != NULL ? held_take(&held, symtab_mem_bytes(syms)) : ERR_NOMEM;
+    if (rc == 0) rc = build_report(plan, lim, body, len, syms, &held, &r);
     if (rc == ERR_CORRUPT) errmsg_set(em, rc, "diff report: a bucket's merged tree is damaged");
     if (rc == 0) rc = held_take(&held, query_report_bytes(&r));
     if (rc == ERR_UNAVAILABLE) /* a decoded bucket and the report passed the budget */
@@ -624,7 +664,9 @@ int query_report_run(const query_report_plan_t *plan, const query_limits_t *lim,
                    "query-memory-bytes leaves now; retry later or narrow the query");
     if (rc != 0 && em->text[0] == 0) rc = query_out_err(rc, &out->body, em);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "diff report: %s", err_message(rc));
-    if (rc == 0 && keep != NULL && query_report_own_names(&r) == 0) { /* else simply not kept */
+    /* the names a kept report copies (it is charged again by the cache) */
+    int named = rc == 0 && keep != NULL && held_take(&held, names_len(&r) + 1) == 0;
+    if (named && query_report_own_names(&r) == 0) { /* else simply not kept */
         *keep = r;
         memset(&r, 0, sizeof r);
     }

@@ -315,15 +315,28 @@ static int average_of(size_t n, const query_timeline_t *shape, const query_share
     return 0;
 }
 
+/* What the writers hold beside the answer while they write it (taken
+ * before it is made, buf_beside_take): the sorted rows and, for an
+ * averaged type, each value's averaged total and timeline. */
+static size_t write_work(size_t n, const query_timeline_t *shape, int average)
+{
+    size_t work = (n ? n : 1) * sizeof(row_t);
+    if (average) work += ((n ? n : 1) + (n * shape->n > 0 ? n * shape->n : 1)) * sizeof(int64_t);
+    return work;
+}
+
 int query_shares_write(const char *label, const strmap_t *values, const query_timeline_t *shape,
                        const query_shares_t *sh, buf_t *out)
 {
-    size_t n = values->n;
+    size_t n = values->n, work = write_work(n, shape, sh->average);
     int64_t *tot = NULL, *avg = NULL, whole = 0;
     int avg_type = sh->average;
+    int rc = buf_beside_take(out, work);
+    if (rc != 0) return rc;
     if (avg_type && average_of(n, shape, sh, &tot, &avg, &whole) != 0) {
         free(tot);
         free(avg);
+        buf_beside_give(out, work);
         return ERR_NOMEM;
     }
     row_t *rows = rows_of(values, avg_type ? tot : sh->totals, shape, avg_type ? avg : sh->tls,
@@ -331,7 +344,7 @@ int query_shares_write(const char *label, const strmap_t *values, const query_ti
     int64_t sum = 0;
     for (size_t i = 0; rows != NULL && i < n; i++)
         sum += rows[i].total;
-    int rc = rows == NULL ? ERR_NOMEM : buf_append_str(out, "{\"label\":");
+    rc = rows == NULL ? ERR_NOMEM : buf_append_str(out, "{\"label\":");
     if (rc == 0) rc = buf_append_json_string(out, label, strlen(label));
     if (rc == 0)
         rc = buf_printf(out, ",\"aggregationType\":\"%s\",\"total\":%" PRId64 ",\"values\":[",
@@ -350,6 +363,7 @@ int query_shares_write(const char *label, const strmap_t *values, const query_ti
     free(rows);
     free(tot);
     free(avg);
+    buf_beside_give(out, work);
     return rc;
 }
 
@@ -357,14 +371,18 @@ int query_shares_write_groups(const strmap_t *values, const query_timeline_t *sh
                               const query_shares_t *sh, buf_t *out)
 {
     int64_t *tot = NULL, *avg = NULL, whole;
+    size_t work = write_work(values->n, shape, sh->average);
+    int rc = buf_beside_take(out, work);
+    if (rc != 0) return rc;
     if (sh->average && average_of(values->n, shape, sh, &tot, &avg, &whole) != 0) {
         free(tot);
         free(avg);
+        buf_beside_give(out, work);
         return ERR_NOMEM;
     }
     row_t *rows = rows_of(values, NULL, shape, avg != NULL ? avg : sh->tls, row_value_cmp);
     free(tot);
-    int rc = rows == NULL ? ERR_NOMEM : buf_append_str(out, "\"groups\":{");
+    rc = rows == NULL ? ERR_NOMEM : buf_append_str(out, "\"groups\":{");
     for (size_t i = 0; rc == 0 && i < values->n; i++) {
         if (i) rc = buf_append_byte(out, ',');
         if (rc == 0) rc = buf_append_json_string(out, rows[i].value, strlen(rows[i].value));
@@ -374,6 +392,7 @@ int query_shares_write_groups(const strmap_t *values, const query_timeline_t *sh
     if (rc == 0) rc = buf_append_byte(out, '}');
     free(rows);
     free(avg);
+    buf_beside_give(out, work);
     return rc;
 }
 
