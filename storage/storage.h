@@ -632,6 +632,12 @@ typedef struct storage_stream_window {
     int64_t total;
     const storage_stream_profile_t *kept, *untreed;
     size_t nkept, nuntreed;
+    /* The residual's window profiles (window_profiles value, format 14:
+     * the window's less the kept profiles); wprof_len 0: the window is not
+     * counted exactly there (or an older source sent none), and the
+     * receiver's copy is not counted either */
+    const uint8_t *wprof;
+    size_t wprof_len;
     /* storage_stream_store only: 1 for a fill (docs/cluster.md, "Old windows
      * no profile id names"): stored only while this store holds no `totals`
      * key of the window, looked up under the stack-node table lock that

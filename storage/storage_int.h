@@ -735,6 +735,28 @@ void storage_wprof_add(storage_t *s, rocksdb_writebatch_t *wb, const char *tenan
                        uint64_t series_id, int res, int64_t window, const uint8_t id[16],
                        int64_t total);
 rocksdb_mergeoperator_t *storage_merge_wprof_new(storage_counters_t *c);
+/* A window's profiles being taken apart (a stream's residual): ok 0 once
+ * what was removed was not in it (the rest then says nothing). */
+typedef struct storage_wprof_edit {
+    int ok, listed;
+    int64_t count, total;
+    uint64_t hash;
+    uint8_t *ids; /* owned */
+    size_t nids;
+} storage_wprof_edit_t;
+int storage_wprof_edit_init(storage_wprof_edit_t *e, const uint8_t *v, size_t n);
+void storage_wprof_edit_remove(storage_wprof_edit_t *e, const uint8_t id[16], int64_t total);
+/* out (reset) gets the value, or nothing when !e->ok. */
+int storage_wprof_edit_encode(const storage_wprof_edit_t *e, buf_t *out);
+void storage_wprof_edit_free(storage_wprof_edit_t *e);
+/* The stream sender's residual of window key's profiles into out (reset):
+ * the window's value less the kept profiles (their trees travel on their
+ * own), when the window is counted exactly (window_total) and what is left
+ * adds up to the residual's total; else out stays empty (the receiver's
+ * window is then not counted, as before format 14). */
+int storage_wprof_residual(storage_t *s, const rocksdb_readoptions_t *ro, const uint8_t *key,
+                           size_t key_len, int64_t window_total, const storage_stream_profile_t *kept,
+                           size_t nkept, int64_t residual_total, buf_t *out);
 
 /* Calls fn for each value of cf (blocks or totals) of one series at
  * resolution res with window start in [from_s, until_s), in window order. */

@@ -32,6 +32,9 @@ typedef struct sctx {
     /* the negated trees of untreed profiles this store counted and kept:
      * taken off the residual block (put_untreed) */
     sparse_vec_t minus, one, sum;
+    /* the residual's window profiles less the untreed ones this store
+     * counted on its own (ok 0: none sent, or they do not add up) */
+    storage_wprof_edit_t wp;
 } sctx_t;
 
 /* The key of (tenant, symbol) in the symbol cache and the symbol sweep. */
@@ -195,6 +198,7 @@ static int put_untreed(sctx_t *x, int64_t *total)
         int how = 0, rc = known(x, p, &how);
         if (rc != 0) return rc;
         if (how == 1) *total = (int64_t)((uint64_t)*total - (uint64_t)p->total);
+        if (how == 1 && x->wp.ok) storage_wprof_edit_remove(&x->wp, p->profile_id, p->total);
         if (how != 0) continue;
         skey_t k;
         uint8_t pv[STORAGE_PROFILE_VALUE_LEN], hdr[PTREE_HEADER_LEN];
@@ -226,6 +230,22 @@ static int residual_minus(sctx_t *x, buf_t *enc)
     return rc != 0 ? errmsg_set(x->em, rc, "stream: residual block: %s", err_message(rc)) : 0;
 }
 
+/* The residual's window profiles onto the window (k), which then counts
+ * what the source's did: the kept profiles, stored before, counted their
+ * own. */
+static int put_wprof(sctx_t *x, const skey_t *k)
+{
+    if (storage_filter_expired(x->s, CF_WPROFILES, k->b, k->n, NULL, 0)) return 0;
+    buf_t v;
+    buf_init(&v, STORAGE_VALUE_MAX);
+    int rc = storage_wprof_edit_encode(&x->wp, &v);
+    if (rc == 0 && v.len > 0)
+        rocksdb_writebatch_merge_cf(x->wb, x->s->cf[CF_WPROFILES], (const char *)k->b, k->n,
+                                    (const char *)v.data, v.len);
+    buf_free(&v);
+    return rc != 0 ? errmsg_set(x->em, rc, "out of memory") : 0;
+}
+
 /* Everything of the window into the batch, then commit. Table held. */
 static int build_and_commit(sctx_t *x, const labels_t *labels)
 {
@@ -237,6 +257,9 @@ static int build_and_commit(sctx_t *x, const labels_t *labels)
     if (rc != 0) errmsg_set(x->em, rc, "stream: residual block: %s", err_message(rc));
     if (rc == 0 && w->residual != NULL) rc = calltree_for_each_symbol(w->residual, put_symbol, x);
     if (rc == 0) rc = put_series(x, labels, &is_new);
+    if (rc == 0 && w->wprof_len > 0 &&
+        storage_wprof_edit_init(&x->wp, w->wprof, w->wprof_len) == ERR_NOMEM)
+        rc = errmsg_set(x->em, ERR_NOMEM, "out of memory");
     if (rc == 0) rc = put_untreed(x, &total);
     if (rc == 0 && x->minus.n > 0) rc = residual_minus(x, &enc);
     skey_t k;
@@ -254,6 +277,8 @@ static int build_and_commit(sctx_t *x, const labels_t *labels)
     if (rc == 0 && (enc.len > 0 || total != 0))
         storage_window_merge(x->s, x->wb, w->tenant, w->token, w->series_id, agg, w->res,
                              w->window_s, enc.data, enc.len, total, 0);
+    if (rc == 0 && x->wp.ok && x->wp.total == total) rc = put_wprof(x, &k);
+    storage_wprof_edit_free(&x->wp);
     if (rc == 0)
         rocksdb_writebatch_put_cf(x->wb, x->s->cf[CF_STREAMED], (const char *)k.b, k.n,
                                   (const char *)mv, sizeof mv);

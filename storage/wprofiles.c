@@ -286,3 +286,81 @@ int storage_scan_window_profiles(storage_t *s, const char *tenant, uint64_t toke
     wlist_free(&x.l);
     return rc;
 }
+
+/* --- a window's profiles less some of them (streams) ---------------------- */
+
+int storage_wprof_edit_init(storage_wprof_edit_t *e, const uint8_t *v, size_t n)
+{
+    memset(e, 0, sizeof *e);
+    storage_wprof_t d;
+    if (storage_wprof_decode(v, n, &d) != 0) return ERR_CORRUPT;
+    e->count = d.count;
+    e->total = d.total;
+    e->hash = d.id_hash;
+    e->listed = d.listed;
+    e->ok = 1;
+    if (d.nids == 0) return 0;
+    e->ids = malloc(16 * d.nids);
+    if (e->ids == NULL) return ERR_NOMEM;
+    memcpy(e->ids, d.ids, 16 * d.nids);
+    e->nids = d.nids;
+    return 0;
+}
+
+void storage_wprof_edit_remove(storage_wprof_edit_t *e, const uint8_t id[16], int64_t total)
+{
+    e->count--;
+    e->total = (int64_t)((uint64_t)e->total - (uint64_t)total);
+    e->hash -= storage_wprof_id_hash(id);
+    if (e->count < 0) e->ok = 0;
+    if (!e->listed) return;
+    uint8_t *at = e->nids > 0 ? bsearch(id, e->ids, e->nids, 16, id_cmp) : NULL;
+    if (at == NULL) { /* not a profile of the window: the rest says nothing */
+        e->ok = 0;
+        return;
+    }
+    memmove(at, at + 16, (size_t)(e->ids + 16 * e->nids - (at + 16)));
+    e->nids--;
+}
+
+int storage_wprof_edit_encode(const storage_wprof_edit_t *e, buf_t *out)
+{
+    buf_reset(out);
+    if (!e->ok) return 0;
+    uint8_t h[WPROF_HEADER_LEN];
+    storage_wprof_header(h, e->count, e->total, e->hash, e->listed);
+    int rc = buf_append(out, h, sizeof h);
+    if (rc == 0 && e->listed && e->nids > 0) rc = buf_append(out, e->ids, 16 * e->nids);
+    return rc;
+}
+
+void storage_wprof_edit_free(storage_wprof_edit_t *e)
+{
+    free(e->ids);
+    memset(e, 0, sizeof *e);
+}
+
+int storage_wprof_residual(storage_t *s, const rocksdb_readoptions_t *ro, const uint8_t *key,
+                           size_t key_len, int64_t window_total, const storage_stream_profile_t *kept,
+                           size_t nkept, int64_t residual_total, buf_t *out)
+{
+    buf_reset(out);
+    char *err = NULL;
+    rocksdb_pinnableslice_t *v =
+        rocksdb_get_pinned_cf(s->db, ro, s->cf[CF_WPROFILES], (const char *)key, key_len, &err);
+    int rc = storage_rocks_err(err, NULL, "stream: window profiles");
+    if (rc != 0 || v == NULL) return rc;
+    size_t n;
+    const uint8_t *b = (const uint8_t *)rocksdb_pinnableslice_value(v, &n);
+    storage_wprof_edit_t e;
+    rc = storage_wprof_edit_init(&e, b, n);
+    rocksdb_pinnableslice_destroy(v);
+    if (rc == ERR_CORRUPT) return 0; /* not counted: sent without */
+    if (rc == 0 && e.total == window_total && e.count > 0) {
+        for (size_t i = 0; i < nkept; i++)
+            storage_wprof_edit_remove(&e, kept[i].profile_id, kept[i].total);
+        if (e.total == residual_total) rc = storage_wprof_edit_encode(&e, out);
+    }
+    storage_wprof_edit_free(&e);
+    return rc;
+}

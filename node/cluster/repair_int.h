@@ -579,6 +579,8 @@ typedef struct repair_window {
     symtab_t *names;  /* its symbols' names and files */
     storage_stream_profile_t *kept, *untreed;
     size_t nkept, nuntreed;
+    uint8_t *wprof; /* the residual's window profiles (storage_stream_window_t) */
+    size_t wprof_len;
     repair_parts_t plan;
     uint64_t digest;
     uint64_t used_ms;
