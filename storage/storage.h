@@ -372,6 +372,28 @@ int storage_scan_window_profiles(storage_t *s, const char *tenant, uint64_t toke
                                  uint64_t series_id, int res, int64_t from_s, int64_t until_s,
                                  storage_wprofiles_fn fn, void *ctx);
 
+/* One window's window_profiles value into out (reset), when the window is
+ * counted exactly (its counted total is its total: *total): 1; 0 when not
+ * (no value, or written in part before format 14), or a negative error. */
+int storage_window_profiles_value(storage_t *s, const char *tenant, uint64_t token,
+                                  uint64_t series_id, int res, int64_t window_s, buf_t *out,
+                                  int64_t *total);
+/* How two window_profiles values a and b (each of a copy counted exactly)
+ * relate: */
+enum storage_wprof_rel {
+    STORAGE_WPROF_UNKNOWN = 0, /* a value does not parse, or the sets differ and a list is cut */
+    STORAGE_WPROF_EQUAL,       /* the same profiles (same count and id hash; the same lists) */
+    STORAGE_WPROF_A_HOLDS_B,   /* a holds every profile of b and more */
+    STORAGE_WPROF_B_HOLDS_A,
+    STORAGE_WPROF_MIXED, /* each holds a profile the other lacks */
+};
+/* The relation; only_a and only_b (may be NULL; reset) get the 16-byte ids
+ * only a, resp. only b, lists (when both are listed), and delta (may be
+ * NULL; reset) the value of a less b when a holds b. */
+enum storage_wprof_rel storage_window_profiles_relate(const uint8_t *a, size_t an, const uint8_t *b,
+                                                      size_t bn, buf_t *only_a, buf_t *only_b,
+                                                      buf_t *delta);
+
 /* The stored profiles of one series (the seen index): each one whose time
  * t (unix seconds, floor of time_ns / 1e9) satisfies from_s <= t < until_s,
  * with its id and this series' root total, in profile id order (not time
@@ -643,6 +665,13 @@ typedef struct storage_stream_window {
      * key of the window, looked up under the stack-node table lock that
      * every writer of the series' windows holds until its batch commits */
     int only_absent;
+    /* storage_stream_store only, a window this store holds: the residual is
+     * what the source's copy holds beyond this store's (the profiles only
+     * it holds, by id), added to the window only while its window_profiles
+     * value is still these bytes (looked up under the same lock), without a
+     * marker. NULL: a window stored whole (once, by its marker). */
+    const uint8_t *add_to;
+    size_t add_to_len;
 } storage_stream_window_t;
 
 /* Calls fn, in key order, for every window alive (not past retention) of

@@ -279,7 +279,7 @@ static int build_and_commit(sctx_t *x, const labels_t *labels)
                              w->window_s, enc.data, enc.len, total, 0);
     if (rc == 0 && x->wp.ok && x->wp.total == total) rc = put_wprof(x, &k);
     storage_wprof_edit_free(&x->wp);
-    if (rc == 0)
+    if (rc == 0 && w->add_to == NULL) /* an addition to a window marks nothing */
         rocksdb_writebatch_put_cf(x->wb, x->s->cf[CF_STREAMED], (const char *)k.b, k.n,
                                   (const char *)mv, sizeof mv);
     if (rc == 0 && (rc = storage_nodetab_stage(x->s, x->tab, x->wb, &x->tmp)) != 0)
@@ -306,6 +306,21 @@ static int cache_symbol(void *ctx, uint64_t sym)
 static uint64_t stripe_of(const uint8_t id[16])
 {
     return storage_mix64(be64_get(id) ^ be64_get(id + 8)) % STORAGE_STRIPES;
+}
+
+/* For an addition (w->add_to), with the series' stack-node table held:
+ * 1 when the window's window_profiles value is still w->add_to, 0 when
+ * not (a write landed since the caller compared), or a negative error. */
+static int still_same(storage_t *s, const storage_stream_window_t *w, errmsg_t *em)
+{
+    buf_t v;
+    buf_init(&v, STORAGE_VALUE_MAX);
+    int64_t total = 0;
+    int rc = storage_window_profiles_value(s, w->tenant, w->token, w->series_id, w->res,
+                                           w->window_s, &v, &total);
+    int same = rc == 1 && v.len == w->add_to_len && memcmp(v.data, w->add_to, v.len) == 0;
+    buf_free(&v);
+    return rc < 0 ? errmsg_set(em, rc, "window profiles lookup failed") : same;
 }
 
 /* For a fill (w->only_absent), with the series' stack-node table held:
@@ -343,7 +358,9 @@ int storage_stream_store_sized(storage_t *s, const storage_stream_window_t *w,
         held[stripe_of(w->untreed[i].profile_id)] = 1;
     for (int i = 0; i < STORAGE_STRIPES; i++)
         if (held[i]) pthread_mutex_lock(&s->stripes[i]);
-    rc = storage_stream_marked(s, w->tenant, w->token, w->series_id, w->res, w->window_s);
+    rc = w->add_to != NULL
+             ? 0
+             : storage_stream_marked(s, w->tenant, w->token, w->series_id, w->res, w->window_s);
     if (rc < 0) errmsg_set(em, rc, "stream marker lookup failed");
     if (rc == 0) {
         sctx_t x = {.s = s, .w = w, .symbols = symbols, .em = em};
@@ -355,7 +372,10 @@ int storage_stream_store_sized(storage_t *s, const storage_stream_window_t *w,
         x.wb = rocksdb_writebatch_create();
         pthread_rwlock_rdlock(&s->symgc.lock); /* no symbol sweep step meanwhile (write.c) */
         rc = storage_nodetab_acquire_append(s, w->token, w->tenant, &x.tab, em);
-        int take = rc == 0 && w->only_absent ? still_absent(s, w, em) : 1;
+        int take = rc != 0          ? 1
+                   : w->add_to != NULL ? still_same(s, w, em)
+                   : w->only_absent    ? still_absent(s, w, em)
+                                       : 1;
         if (rc == 0 && take <= 0) {
             rc = take;
             storage_nodetab_release(s, x.tab, 0);

@@ -364,3 +364,104 @@ int storage_wprof_residual(storage_t *s, const rocksdb_readoptions_t *ro, const 
     storage_wprof_edit_free(&e);
     return rc;
 }
+
+/* --- one window, and two copies compared (the window check) --------------- */
+
+typedef struct one_value {
+    buf_t *out;
+    int64_t *total;
+    int exact;
+} one_value_t;
+
+static int one_value_fn(void *ctx, int64_t window, const uint8_t *v, size_t n)
+{
+    (void)window;
+    one_value_t *o = ctx;
+    buf_reset(o->out);
+    return buf_append(o->out, v, n);
+}
+
+int storage_window_profiles_value(storage_t *s, const char *tenant, uint64_t token,
+                                  uint64_t series_id, int res, int64_t window_s, buf_t *out,
+                                  int64_t *total)
+{
+    buf_reset(out);
+    *total = 0;
+    if (res < 0 || res >= STORAGE_RESOLUTION_COUNT) return ERR_INVALID_ARGUMENT;
+    int has = storage_window_total(s, tenant, token, series_id, res, window_s, total);
+    if (has <= 0) return has;
+    one_value_t o = {.out = out, .total = total};
+    int64_t end = window_s + (int64_t)storage_resolutions[res];
+    int rc = storage_scan_window_values(s, CF_WPROFILES, tenant, token, series_id, res, window_s,
+                                        end, one_value_fn, &o);
+    if (rc != 0) return rc;
+    storage_wprof_t d;
+    if (out->len == 0 || storage_wprof_decode(out->data, out->len, &d) != 0 || d.count <= 0 ||
+        d.total != *total) {
+        buf_reset(out);
+        return 0;
+    }
+    return 1;
+}
+
+/* Walks two sorted id lists: ids only in a into only_a, only in b into
+ * only_b (either may be NULL); *na, *nb how many. */
+static int diff_ids(const storage_wprof_t *a, const storage_wprof_t *b, buf_t *only_a,
+                    buf_t *only_b, size_t *na, size_t *nb)
+{
+    size_t i = 0, j = 0;
+    int rc = 0;
+    *na = *nb = 0;
+    while (rc == 0 && (i < a->nids || j < b->nids)) {
+        int c = i == a->nids ? 1 : j == b->nids ? -1 : memcmp(a->ids + 16 * i, b->ids + 16 * j, 16);
+        if (c < 0) {
+            (*na)++;
+            if (only_a != NULL) rc = buf_append(only_a, a->ids + 16 * i, 16);
+            i++;
+        } else if (c > 0) {
+            (*nb)++;
+            if (only_b != NULL) rc = buf_append(only_b, b->ids + 16 * j, 16);
+            j++;
+        } else {
+            i++;
+            j++;
+        }
+    }
+    return rc;
+}
+
+enum storage_wprof_rel storage_window_profiles_relate(const uint8_t *a, size_t an, const uint8_t *b,
+                                                      size_t bn, buf_t *only_a, buf_t *only_b,
+                                                      buf_t *delta)
+{
+    storage_wprof_t x, y;
+    if (only_a != NULL) buf_reset(only_a);
+    if (only_b != NULL) buf_reset(only_b);
+    if (delta != NULL) buf_reset(delta);
+    if (storage_wprof_decode(a, an, &x) != 0 || storage_wprof_decode(b, bn, &y) != 0)
+        return STORAGE_WPROF_UNKNOWN;
+    if (!x.listed || !y.listed) /* a count and a hash: equal or not, nothing more */
+        return x.count == y.count && x.id_hash == y.id_hash && x.total == y.total
+                   ? STORAGE_WPROF_EQUAL
+                   : STORAGE_WPROF_UNKNOWN;
+    size_t na, nb;
+    if (diff_ids(&x, &y, only_a, only_b, &na, &nb) != 0) return STORAGE_WPROF_UNKNOWN;
+    if (na == 0 && nb == 0) return STORAGE_WPROF_EQUAL;
+    if (na > 0 && nb > 0) return STORAGE_WPROF_MIXED;
+    if (na > 0 && delta != NULL) { /* a less b: the ids only a lists */
+        buf_t ids;
+        buf_init(&ids, STORAGE_VALUE_MAX);
+        uint64_t hash = 0;
+        int rc = diff_ids(&x, &y, &ids, NULL, &na, &nb);
+        for (size_t i = 0; rc == 0 && i < na; i++)
+            hash += storage_wprof_id_hash(ids.data + 16 * i);
+        uint8_t h[WPROF_HEADER_LEN];
+        storage_wprof_header(h, (int64_t)na, (int64_t)((uint64_t)x.total - (uint64_t)y.total),
+                             hash, 1);
+        if (rc == 0) rc = buf_append(delta, h, sizeof h);
+        if (rc == 0) rc = buf_append(delta, ids.data, ids.len);
+        buf_free(&ids);
+        if (rc != 0) return STORAGE_WPROF_UNKNOWN;
+    }
+    return na > 0 ? STORAGE_WPROF_A_HOLDS_B : STORAGE_WPROF_B_HOLDS_A;
+}

@@ -691,6 +691,7 @@ static int take_window(repair_t *r, const char *peer, const Flamedb__Cluster__St
 {
     if (ss->fill_until != 0) {
         int want = repair_fill_wanted(r, m, ss, st, 1, em);
+        if (want == 2) return repair_fill_add(r, m, whole, syms, ss, st, em);
         if (want <= 0) return want;
     }
     int marked = window_marked(r, m, em);
