@@ -1,8 +1,10 @@
 /* test_storage_window_profiles.c — the profiles each series window holds
  * (window_profiles, format 14) on a real RocksDB: counted exactly at every
  * resolution, with their ids while they fit window_profile_ids, kept past
- * profile retention, dropped with their window and by a range clear, and a
- * format-13 directory whose windows read as not counted. */
+ * profile retention, dropped with their window and by a range clear, a
+ * format-13 directory whose windows read as not counted, two copies
+ * compared by their ids and an addition of what one holds beyond the
+ * other. */
 #include "test_storage_fixture.h"
 
 #define T0 1700006400LL /* a multiple of a day */
@@ -192,6 +194,104 @@ static void test_upgrade(fixture_t *f)
     labels_free(l);
 }
 
+/* Two copies compared by the ids their windows list: equal, one holding
+ * the other (with the value of what it holds beyond), mixed (naming the
+ * ids each lacks); an addition (add_to) lands only on the window compared
+ * and leaves it counting the union. */
+static void test_relate_and_add(fixture_t *f)
+{
+    labels_t *l = fx_labels("wp-rel", NULL);
+    symtab_t *st = symtab_new();
+    fx_push(f->s, l, st, 81, 0, (T0 + 20) * NS, 400);
+    buf_t a, b, x, y, d;
+    buf_init(&a, BUF_UNLIMITED);
+    buf_init(&b, BUF_UNLIMITED);
+    buf_init(&x, BUF_UNLIMITED);
+    buf_init(&y, BUF_UNLIMITED);
+    buf_init(&d, BUF_UNLIMITED);
+    int64_t ta = 0, tb = 0;
+    CHECK_EQ_INT(storage_window_profiles_value(f->s, "t", 81, labels_hash(l), 4, T0, &b, &tb), 1);
+    fx_push(f->s, l, st, 81, 1, (T0 + 30) * NS, 401);
+    CHECK_EQ_INT(storage_window_profiles_value(f->s, "t", 81, labels_hash(l), 4, T0, &a, &ta), 1);
+    CHECK(ta > tb);
+    CHECK_EQ_INT(storage_window_profiles_relate(a.data, a.len, a.data, a.len, &x, &y, NULL),
+                 STORAGE_WPROF_EQUAL);
+    CHECK_EQ_INT(storage_window_profiles_relate(a.data, a.len, b.data, b.len, &x, &y, &d),
+                 STORAGE_WPROF_A_HOLDS_B);
+    CHECK_EQ_INT(x.len, 16);
+    CHECK_EQ_INT(y.len, 0);
+    storage_wprof_t w;
+    CHECK_EQ_INT(storage_wprof_decode(d.data, d.len, &w), 0);
+    CHECK_EQ_INT(w.count, 1);
+    CHECK_EQ_INT(w.total, ta - tb);
+    uint8_t id[16];
+    fx_id(id, 401);
+    CHECK(w.nids == 1 && memcmp(w.ids, id, 16) == 0);
+    CHECK_EQ_INT(storage_window_profiles_relate(b.data, b.len, a.data, a.len, NULL, NULL, NULL),
+                 STORAGE_WPROF_B_HOLDS_A);
+    /* a third copy: 400 and 402 (mixed with a's 400 and 401) */
+    uint8_t v[WPROF_HEADER_LEN + 32];
+    uint8_t i400[16], i402[16];
+    fx_id(i400, 400);
+    fx_id(i402, 402);
+    storage_wprof_header(v, 2, 100, storage_wprof_id_hash(i400) + storage_wprof_id_hash(i402), 1);
+    memcpy(v + WPROF_HEADER_LEN, i400, 16);
+    memcpy(v + WPROF_HEADER_LEN + 16, i402, 16);
+    CHECK_EQ_INT(storage_window_profiles_relate(a.data, a.len, v, sizeof v, &x, &y, NULL),
+                 STORAGE_WPROF_MIXED);
+    CHECK(x.len == 16 && memcmp(x.data, id, 16) == 0);
+    CHECK(y.len == 16 && memcmp(y.data, i402, 16) == 0);
+    /* unlisted: only equal or not */
+    storage_wprof_header(v, 2, 100, 5, 0);
+    CHECK_EQ_INT(storage_window_profiles_relate(v, WPROF_HEADER_LEN, v, WPROF_HEADER_LEN, NULL,
+                                                NULL, NULL),
+                 STORAGE_WPROF_EQUAL);
+    CHECK_EQ_INT(storage_window_profiles_relate(a.data, a.len, v, WPROF_HEADER_LEN, NULL, NULL,
+                                                NULL),
+                 STORAGE_WPROF_UNKNOWN);
+    /* an addition to the day window of 402 (total 7 on one stack): taken
+     * while the window is a's, refused once it changed */
+    calltree_t *t = calltree_new(0);
+    fx_add(t, st, "main;f1;g1", 7);
+    storage_wprof_header(v, 1, 7, storage_wprof_id_hash(i402), 1);
+    memcpy(v + WPROF_HEADER_LEN, i402, 16);
+    storage_stream_window_t sw = {.tenant = "t",
+                                  .token = 81,
+                                  .series_id = labels_hash(l),
+                                  .res = 4,
+                                  .window_s = T0,
+                                  .residual = t,
+                                  .total = 7,
+                                  .wprof = v,
+                                  .wprof_len = WPROF_HEADER_LEN + 16,
+                                  .add_to = b.data,
+                                  .add_to_len = b.len};
+    int stored = 1;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_stream_store(f->s, &sw, l, st, &stored, &em), 0);
+    CHECK_EQ_INT(stored, 0); /* b is no longer the window's */
+    sw.add_to = a.data;
+    sw.add_to_len = a.len;
+    CHECK_EQ_INT(storage_stream_store(f->s, &sw, l, st, &stored, &em), 0);
+    CHECK_EQ_INT(stored, 1);
+    wsum_t s4 = scan(f, l, 81, 4, T0, T0 + 86400);
+    CHECK_EQ_INT(s4.exact, 1);
+    CHECK_EQ_INT(s4.count, 3);
+    CHECK_EQ_INT(s4.total, ta + 7);
+    CHECK_EQ_INT(s4.nids, 3);
+    CHECK_EQ_INT(storage_window_profiles_value(f->s, "t", 81, labels_hash(l), 4, T0, &x, &ta), 1);
+    CHECK_EQ_INT(storage_window_profiles_relate(x.data, x.len, a.data, a.len, NULL, NULL, NULL),
+                 STORAGE_WPROF_A_HOLDS_B);
+    calltree_free(t);
+    buf_free(&a);
+    buf_free(&b);
+    buf_free(&x);
+    buf_free(&y);
+    buf_free(&d);
+    symtab_free(st);
+    labels_free(l);
+}
+
 int main(void)
 {
     fixture_t f;
@@ -206,6 +306,7 @@ int main(void)
     f.opts.window_profile_ids = 16;
     if (fx_reopen(&f) != 0) return 1;
     test_counts(&f);
+    test_relate_and_add(&f);
     fx_done(&f);
     return check_exit();
 }
