@@ -356,8 +356,7 @@ static const opt_t options[] = {
      "answered flagged partial (X-Flamedb-Partial: span_members=N). Each listed profile costs 17 "
      "bytes and "
      "its own tree (trees of one key are not shared); 0 = none listed."},
-    {"window-profile-ids", OPT_COUNT, FIELD(storage.window_profile_ids, size_t), NULL, 0, 0,
-     65536,
+    {"window-profile-ids", OPT_COUNT, FIELD(storage.window_profile_ids, size_t), NULL, 0, 0, 65536,
      "Profile ids one window of a series lists (format 14): every window also keeps how many "
      "profiles it holds, the sum of their totals and a hash of their ids, so averaged types "
      "(in-use memory, goroutines) stay exact past profile-retention and the window check of "

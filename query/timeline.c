@@ -163,8 +163,7 @@ static int count_series(storage_t *st, const char *tenant, uint64_t token, uint6
     for (size_t k = 0; rc == 0 && k < tp->n; k++) {
         c.res_s = storage_resolutions[tp->piece[k].res];
         rc = storage_scan_window_profiles(st, tenant, token, series_id, tp->piece[k].res,
-                                          tp->piece[k].from_s, tp->piece[k].until_s, wcount_fn,
-                                          &c);
+                                          tp->piece[k].from_s, tp->piece[k].until_s, wcount_fn, &c);
     }
     for (size_t i = 0; rc == 0 && i < c.n; i++)
         rc = storage_scan_profile_trees(st, tenant, token, series_id, c.lo[i], c.hi[i], SIZE_MAX,

@@ -221,9 +221,9 @@ static rocksdb_options_t *cf_options(storage_t *s, enum storage_cf cf)
                : sp->merge == MERGE_WPROF  ? storage_merge_wprof_new(&s->counters)
                                            : storage_merge_i64_new(&s->counters));
         rocksdb_options_set_max_successive_merges(
-            o, cf == CF_BLOCKS   ? s->opts.window_successive_merges
+            o, cf == CF_BLOCKS                         ? s->opts.window_successive_merges
                : cf == CF_TOTALS || cf == CF_WPROFILES ? s->opts.total_successive_merges
-                                 : MAX_SUCCESSIVE_MERGES);
+                                                       : MAX_SUCCESSIVE_MERGES);
     }
     s->filters[cf] = storage_filter_new(s, cf);
     if (s->filters[cf] != NULL) rocksdb_options_set_compaction_filter(o, s->filters[cf]);

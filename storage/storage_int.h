@@ -755,8 +755,9 @@ void storage_wprof_edit_free(storage_wprof_edit_t *e);
  * adds up to the residual's total; else out stays empty (the receiver's
  * window is then not counted, as before format 14). */
 int storage_wprof_residual(storage_t *s, const rocksdb_readoptions_t *ro, const uint8_t *key,
-                           size_t key_len, int64_t window_total, const storage_stream_profile_t *kept,
-                           size_t nkept, int64_t residual_total, buf_t *out);
+                           size_t key_len, int64_t window_total,
+                           const storage_stream_profile_t *kept, size_t nkept,
+                           int64_t residual_total, buf_t *out);
 
 /* Calls fn for each value of cf (blocks or totals) of one series at
  * resolution res with window start in [from_s, until_s), in window order. */

@@ -372,7 +372,7 @@ int storage_stream_store_sized(storage_t *s, const storage_stream_window_t *w,
         x.wb = rocksdb_writebatch_create();
         pthread_rwlock_rdlock(&s->symgc.lock); /* no symbol sweep step meanwhile (write.c) */
         rc = storage_nodetab_acquire_append(s, w->token, w->tenant, &x.tab, em);
-        int take = rc != 0          ? 1
+        int take = rc != 0             ? 1
                    : w->add_to != NULL ? still_same(s, w, em)
                    : w->only_absent    ? still_absent(s, w, em)
                                        : 1;

@@ -167,8 +167,7 @@ static char *full_merge(void *state, const char *key, size_t key_len, const char
 }
 
 static char *partial_merge(void *state, const char *key, size_t key_len, const char *const *ops,
-                           const size_t *op_lens, int nops, unsigned char *success,
-                           size_t *new_len)
+                           const size_t *op_lens, int nops, unsigned char *success, size_t *new_len)
 {
     (void)key;
     (void)key_len;
@@ -341,8 +340,9 @@ void storage_wprof_edit_free(storage_wprof_edit_t *e)
 }
 
 int storage_wprof_residual(storage_t *s, const rocksdb_readoptions_t *ro, const uint8_t *key,
-                           size_t key_len, int64_t window_total, const storage_stream_profile_t *kept,
-                           size_t nkept, int64_t residual_total, buf_t *out)
+                           size_t key_len, int64_t window_total,
+                           const storage_stream_profile_t *kept, size_t nkept,
+                           int64_t residual_total, buf_t *out)
 {
     buf_reset(out);
     char *err = NULL;
@@ -456,8 +456,8 @@ enum storage_wprof_rel storage_window_profiles_relate(const uint8_t *a, size_t a
         for (size_t i = 0; rc == 0 && i < na; i++)
             hash += storage_wprof_id_hash(ids.data + 16 * i);
         uint8_t h[WPROF_HEADER_LEN];
-        storage_wprof_header(h, (int64_t)na, (int64_t)((uint64_t)x.total - (uint64_t)y.total),
-                             hash, 1);
+        storage_wprof_header(h, (int64_t)na, (int64_t)((uint64_t)x.total - (uint64_t)y.total), hash,
+                             1);
         if (rc == 0) rc = buf_append(delta, h, sizeof h);
         if (rc == 0) rc = buf_append(delta, ids.data, ids.len);
         buf_free(&ids);

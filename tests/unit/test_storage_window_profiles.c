@@ -171,8 +171,8 @@ static void test_upgrade(fixture_t *f)
     hi = lo;
     hi.n = storage_prefix_successor(hi.b, hi.n);
     char *err = NULL;
-    rocksdb_delete_range_cf(f->s->db, f->s->wopts, f->s->cf[CF_WPROFILES], (const char *)lo.b,
-                            lo.n, (const char *)hi.b, hi.n, &err);
+    rocksdb_delete_range_cf(f->s->db, f->s->wopts, f->s->cf[CF_WPROFILES], (const char *)lo.b, lo.n,
+                            (const char *)hi.b, hi.n, &err);
     CHECK(err == NULL);
     free(err);
     fx_put_version(f, STORAGE_FORMAT_V13);
@@ -243,12 +243,12 @@ static void test_relate_and_add(fixture_t *f)
     CHECK(y.len == 16 && memcmp(y.data, i402, 16) == 0);
     /* unlisted: only equal or not */
     storage_wprof_header(v, 2, 100, 5, 0);
-    CHECK_EQ_INT(storage_window_profiles_relate(v, WPROF_HEADER_LEN, v, WPROF_HEADER_LEN, NULL,
-                                                NULL, NULL),
-                 STORAGE_WPROF_EQUAL);
-    CHECK_EQ_INT(storage_window_profiles_relate(a.data, a.len, v, WPROF_HEADER_LEN, NULL, NULL,
-                                                NULL),
-                 STORAGE_WPROF_UNKNOWN);
+    CHECK_EQ_INT(
+        storage_window_profiles_relate(v, WPROF_HEADER_LEN, v, WPROF_HEADER_LEN, NULL, NULL, NULL),
+        STORAGE_WPROF_EQUAL);
+    CHECK_EQ_INT(
+        storage_window_profiles_relate(a.data, a.len, v, WPROF_HEADER_LEN, NULL, NULL, NULL),
+        STORAGE_WPROF_UNKNOWN);
     /* an addition to the day window of 402 (total 7 on one stack): taken
      * while the window is a's, refused once it changed */
     calltree_t *t = calltree_new(0);
