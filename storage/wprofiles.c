@@ -367,18 +367,13 @@ int storage_wprof_residual(storage_t *s, const rocksdb_readoptions_t *ro, const 
 
 /* --- one window, and two copies compared (the window check) --------------- */
 
-typedef struct one_value {
-    buf_t *out;
-    int64_t *total;
-    int exact;
-} one_value_t;
-
+/* The one value of a window's scan, copied into ctx (a buf_t). */
 static int one_value_fn(void *ctx, int64_t window, const uint8_t *v, size_t n)
 {
     (void)window;
-    one_value_t *o = ctx;
-    buf_reset(o->out);
-    return buf_append(o->out, v, n);
+    buf_t *out = ctx;
+    buf_reset(out);
+    return buf_append(out, v, n);
 }
 
 int storage_window_profiles_value(storage_t *s, const char *tenant, uint64_t token,
@@ -390,10 +385,9 @@ int storage_window_profiles_value(storage_t *s, const char *tenant, uint64_t tok
     if (res < 0 || res >= STORAGE_RESOLUTION_COUNT) return ERR_INVALID_ARGUMENT;
     int has = storage_window_total(s, tenant, token, series_id, res, window_s, total);
     if (has <= 0) return has;
-    one_value_t o = {.out = out, .total = total};
     int64_t end = window_s + (int64_t)storage_resolutions[res];
     int rc = storage_scan_window_values(s, CF_WPROFILES, tenant, token, series_id, res, window_s,
-                                        end, one_value_fn, &o);
+                                        end, one_value_fn, out);
     if (rc != 0) return rc;
     storage_wprof_t d;
     if (out->len == 0 || storage_wprof_decode(out->data, out->len, &d) != 0 || d.count <= 0 ||

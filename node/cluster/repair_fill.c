@@ -290,6 +290,8 @@ int repair_fill_wanted(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
         int rel = relate(r, m, NULL, NULL, NULL, NULL, NULL);
         if (rel < 0) return errmsg_set(em, rel, "window profiles: %s", err_message(rel));
         if (rel == STORAGE_WPROF_A_HOLDS_B) return 2; /* add what the peer's holds beyond */
+        if (rel == STORAGE_WPROF_EQUAL || rel == STORAGE_WPROF_B_HOLDS_A)
+            return 0; /* nothing to add here (the peer's check adds to its copy) */
     }
     if (has) { /* alike at the probe, or absent then: a write landed since */
         ss->fill_left += total != m->total;
