@@ -426,6 +426,8 @@ def mixed_past_profile_retention(c, now):
     print("    flamectl named %d window(s) held differently, e.g. %r"
           % (len(named), named[0] if named else None))
     assert named and all(same_day in ln or same_win in ln for ln in named), printed
+    # each such window names its profiles (storage format 14): one only on each node
+    assert all("(1 profile(s) only here, 1 only there)" in ln for ln in named), named
     assert own_win[0] != own_win[1], "the one-second pushes differ: %r" % own_win
     filled = [metric(c, i, "flamedb_repair_window_windows_filled_total") for i in (0, 1)]
     inexact = [metric(c, i, "flamedb_repair_window_windows_inexact_total") for i in (0, 1)]
