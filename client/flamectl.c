@@ -883,18 +883,21 @@ typedef struct rp_sum {
 typedef struct rp_window {
     char tenant[CS_FIELD], series[CS_FIELD], labels[CS_FIELD], res[CS_FIELD], at[CS_FIELD];
     char peer[CS_FIELD];
+    char here[CS_FIELD], there[CS_FIELD]; /* profiles each copy holds alone, by id */
 } rp_window_t;
 
 static int rp_window_field(json_t *r, void *ctx, const char *key)
 {
     rp_window_t *w = ctx;
-    char *dst = strcmp(key, "tenant") == 0         ? w->tenant
-                : strcmp(key, "series") == 0       ? w->series
-                : strcmp(key, "labels") == 0       ? w->labels
-                : strcmp(key, "resolution_s") == 0 ? w->res
-                : strcmp(key, "window_s") == 0     ? w->at
-                : strcmp(key, "peer") == 0         ? w->peer
-                                                   : NULL;
+    char *dst = strcmp(key, "tenant") == 0             ? w->tenant
+                : strcmp(key, "series") == 0           ? w->series
+                : strcmp(key, "labels") == 0           ? w->labels
+                : strcmp(key, "resolution_s") == 0     ? w->res
+                : strcmp(key, "window_s") == 0         ? w->at
+                : strcmp(key, "peer") == 0             ? w->peer
+                : strcmp(key, "only_here_count") == 0  ? w->here
+                : strcmp(key, "only_there_count") == 0 ? w->there
+                                                       : NULL;
     return dst ? cs_scalar(r, dst) : cs_skip(r);
 }
 
@@ -911,11 +914,12 @@ static int rp_window_item(json_t *r, void *ctx, const char *key)
     struct tm tm;
     char when[32] = "?";
     if (gmtime_r(&t, &tm) != NULL) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf_printf(&m->inexact,
-                      "tenant %s series %s %s: %s s window at %s, held otherwise by %s\n", w.tenant,
-                      w.series, w.labels, w.res, when, w.peer) == 0
-               ? 0
-               : -1;
+    int rc =
+        buf_printf(&m->inexact, "tenant %s series %s %s: %s s window at %s, held otherwise by %s",
+                   w.tenant, w.series, w.labels, w.res, when, w.peer);
+    if (rc == 0 && w.here[0] != 0) /* named by id (storage format 14) */
+        rc = buf_printf(&m->inexact, " (%s profile(s) only here, %s only there)", w.here, w.there);
+    return rc == 0 && buf_append_byte(&m->inexact, '\n') == 0 ? 0 : -1;
 }
 
 static int rp_failed_field(json_t *r, void *ctx, const char *key)

@@ -117,15 +117,74 @@ static int count_fn(void *ctx, int64_t time_ns, const uint8_t profile_id[16], in
     return 0;
 }
 
+/* Counting one series: windows whose profiles are counted exactly
+ * (window_profiles) add their count; the others are noted, adjacent ones
+ * joined, and their profiles counted from profile_trees. */
+typedef struct wcount {
+    query_timeline_t *tl;
+    int64_t res_s;
+    int64_t *lo, *hi; /* uncounted spans [lo, hi) */
+    size_t n, cap;
+} wcount_t;
+
+static int wcount_fn(void *ctx, const storage_window_profiles_t *w)
+{
+    wcount_t *c = ctx;
+    query_timeline_t *tl = c->tl;
+    if (w->exact) {
+        int64_t i = (w->window - tl->start_s) / tl->step_s;
+        if (w->window >= tl->start_s && i < (int64_t)tl->n) tl->counts[i] += w->count;
+        tl->profiles += w->count;
+        return 0;
+    }
+    if (c->n > 0 && c->hi[c->n - 1] == w->window) {
+        c->hi[c->n - 1] += c->res_s;
+        return 0;
+    }
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 16;
+        int64_t *lo = realloc(c->lo, cap * sizeof *lo);
+        if (lo != NULL) c->lo = lo;
+        int64_t *hi = realloc(c->hi, cap * sizeof *hi);
+        if (hi != NULL) c->hi = hi;
+        if (lo == NULL || hi == NULL) return ERR_NOMEM;
+        c->cap = cap;
+    }
+    c->lo[c->n] = w->window;
+    c->hi[c->n++] = w->window + c->res_s;
+    return 0;
+}
+
+static int count_series(storage_t *st, const char *tenant, uint64_t token, uint64_t series_id,
+                        const query_plan_t *tp, query_timeline_t *tl)
+{
+    wcount_t c = {.tl = tl};
+    int rc = 0;
+    for (size_t k = 0; rc == 0 && k < tp->n; k++) {
+        c.res_s = storage_resolutions[tp->piece[k].res];
+        rc = storage_scan_window_profiles(st, tenant, token, series_id, tp->piece[k].res,
+                                          tp->piece[k].from_s, tp->piece[k].until_s, wcount_fn, &c);
+    }
+    for (size_t i = 0; rc == 0 && i < c.n; i++)
+        rc = storage_scan_profile_trees(st, tenant, token, series_id, c.lo[i], c.hi[i], SIZE_MAX,
+                                        count_fn, tl);
+    free(c.lo);
+    free(c.hi);
+    return rc;
+}
+
 int query_timeline_count(storage_t *st, const char *tenant, const query_series_t *ser,
                          const query_plan_t *plan, query_timeline_t *tl, errmsg_t *em)
 {
+    int res = plan->min_res;
+    if (plan->until_s > plan->from_s) pick_step(plan->until_s - plan->from_s, plan->min_res, &res);
+    query_plan_t tp; /* the timeline's windows: each lies in one bucket */
+    query_plan_range(plan->from_s, plan->until_s, plan->min_res, res, &tp);
     for (size_t i = 0; i < ser->n; i++) {
         if (ser->aggregate != NULL && ser->aggregate[i]) continue;
         int rc = query_stop_check(plan->stop, em);
         if (rc != 0) return rc; /* cancelled or past its deadline */
-        rc = storage_scan_profile_trees(st, tenant, ser->token[i], ser->series_id[i], plan->from_s,
-                                        plan->until_s, SIZE_MAX, count_fn, tl);
+        rc = count_series(st, tenant, ser->token[i], ser->series_id[i], &tp, tl);
         if (rc != 0) return errmsg_set(em, rc, "counting profiles: %s", err_message(rc));
     }
     return 0;

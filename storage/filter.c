@@ -124,7 +124,8 @@ int storage_filter_expired(storage_t *s, enum storage_cf cf, const uint8_t *key,
     switch (cf) {
     case CF_BLOCKS:
     case CF_TOTALS:
-    case CF_STREAMED: /* a marker goes with its window */
+    case CF_WPROFILES: /* a window's profiles go with it */
+    case CF_STREAMED:  /* a marker goes with its window */
         return window_expired(s, key, klen);
     case CF_PROFILES:
         return seen_expired(s, val, vlen);
@@ -175,7 +176,8 @@ static void no_destructor(void *state) {}
 rocksdb_compactionfilter_t *storage_filter_new(storage_t *s, enum storage_cf cf)
 {
     if (cf != CF_BLOCKS && cf != CF_TOTALS && cf != CF_PROFILES && cf != CF_SPANS &&
-        cf != CF_PTREES && cf != CF_STREAMED && cf != CF_SPAN_INDEX && cf != CF_PSPAN_INDEX)
+        cf != CF_PTREES && cf != CF_STREAMED && cf != CF_SPAN_INDEX && cf != CF_PSPAN_INDEX &&
+        cf != CF_WPROFILES)
         return NULL;
     s->filter_state[cf].s = s;
     s->filter_state[cf].cf = cf;

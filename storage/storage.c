@@ -21,7 +21,7 @@
 
 const uint32_t storage_resolutions[STORAGE_RESOLUTION_COUNT] = {10, 60, 600, 3600, 86400};
 
-enum merge_kind { MERGE_NONE, MERGE_SPANS, MERGE_I64, MERGE_SPARSE };
+enum merge_kind { MERGE_NONE, MERGE_SPANS, MERGE_I64, MERGE_SPARSE, MERGE_WPROF };
 
 /* How each column family is tuned. weight: share of the memtable budget
  * (0 = the 1 MiB minimum). bloom: point lookups happen there. */
@@ -48,6 +48,7 @@ static const struct cf_spec {
     [CF_SPAN_INDEX] = {"span_index", rocksdb_lz4_compression, 0, MERGE_NONE, 1},
     [CF_ANCHORS] = {"anchors", rocksdb_lz4_compression, 1, MERGE_NONE, 0},
     [CF_PSPAN_INDEX] = {"profile_span_index", rocksdb_lz4_compression, 0, MERGE_NONE, 1},
+    [CF_WPROFILES] = {"window_profiles", rocksdb_lz4_compression, 0, MERGE_WPROF, 1},
 };
 
 #define MIB ((size_t)1 << 20)
@@ -85,6 +86,7 @@ void storage_options_default(storage_options_t *o)
     o->aggregate_anchors = STORAGE_AGGREGATE_ANCHORS;
     o->max_span_nodes = 65536;
     o->max_span_members = STORAGE_MAX_SPAN_MEMBERS;
+    o->window_profile_ids = STORAGE_WINDOW_PROFILE_IDS;
     o->series_gc_interval_seconds = 3600;
 }
 
@@ -216,11 +218,12 @@ static rocksdb_options_t *cf_options(storage_t *s, enum storage_cf cf)
         rocksdb_options_set_merge_operator(
             o, sp->merge == MERGE_SPANS    ? storage_merge_spans_new(&s->counters)
                : sp->merge == MERGE_SPARSE ? storage_merge_sparse_new(&s->counters)
+               : sp->merge == MERGE_WPROF  ? storage_merge_wprof_new(&s->counters)
                                            : storage_merge_i64_new(&s->counters));
         rocksdb_options_set_max_successive_merges(
-            o, cf == CF_BLOCKS   ? s->opts.window_successive_merges
-               : cf == CF_TOTALS ? s->opts.total_successive_merges
-                                 : MAX_SUCCESSIVE_MERGES);
+            o, cf == CF_BLOCKS                         ? s->opts.window_successive_merges
+               : cf == CF_TOTALS || cf == CF_WPROFILES ? s->opts.total_successive_merges
+                                                       : MAX_SUCCESSIVE_MERGES);
     }
     s->filters[cf] = storage_filter_new(s, cf);
     if (s->filters[cf] != NULL) rocksdb_options_set_compaction_filter(o, s->filters[cf]);
@@ -310,17 +313,21 @@ static int check_format(storage_t *s, errmsg_t *em)
     int pre12 =
         pre10 || is_version(v, len, STORAGE_FORMAT_V10) || is_version(v, len, STORAGE_FORMAT_V11);
     /* 12 -> 13 needs nothing: a format-12 anchors value is a list of 0 or 1 */
-    int older = pre12 || is_version(v, len, STORAGE_FORMAT_V12);
+    int pre14 = pre12 || is_version(v, len, STORAGE_FORMAT_V12);
+    /* 13 -> 14 needs nothing: a format-13 window has no window_profiles
+     * value and reads as not counted (wprofiles.c) */
+    int older = pre14 || is_version(v, len, STORAGE_FORMAT_V13);
     if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
     /* 6 -> 7 needs nothing here: a table without an edge index is read
      * whole and indexed by its next write (nodetab.c) */
     if (rc == 0 && older)
-        log_info("storage",
-                 "upgrading storage format %.*s to %s (span trees indexed by token and "
-                 "by profile; stack-node tables are indexed at their next write)",
-                 (int)len, v, STORAGE_FORMAT_VERSION);
+        log_info("storage", "upgrading storage format %.*s to %s (%s)", (int)len, v,
+                 STORAGE_FORMAT_VERSION,
+                 pre12 ? "span trees indexed by token and by profile; stack-node tables are "
+                         "indexed at their next write; windows count their profiles from now on"
+                       : "windows count their profiles from now on");
     if (rc == 0 && pre6) {
         log_info("storage", "rebuilding the service aggregates");
         rc = storage_aggregate_rebuild(s, em);
@@ -362,6 +369,7 @@ static storage_t *storage_alloc(const storage_options_t *o)
     s->opts = *o;
     s->counters.span_max_nodes = o->max_span_nodes; /* read by the spans merge operator */
     s->counters.span_max_members = o->max_span_members;
+    s->counters.wprof_max_ids = o->window_profile_ids;
     s->path = strdup(o->path);
     storage_set_clock(s, NULL);
     for (int i = 0; i < STORAGE_STRIPES; i++)

@@ -65,6 +65,9 @@ extern const uint32_t storage_resolutions[STORAGE_RESOLUTION_COUNT]; /* 10,60,60
 #define STORAGE_STREAM_WINDOW_MAX_PROFILES 250000
 /* Default of storage_options_t.max_span_members. */
 #define STORAGE_MAX_SPAN_MEMBERS 16
+/* Default of storage_options_t.window_profile_ids: an hour of a series
+ * pushed every 15 s (240 profiles) is listed; 16 bytes an id. */
+#define STORAGE_WINDOW_PROFILE_IDS 256
 
 typedef struct storage storage_t;
 
@@ -91,6 +94,10 @@ typedef struct storage_options {
      * streamed tree and a live one unite without counting a profile twice
      * (spanval.c); past it they fold into one anonymous rest. 0: none. */
     size_t max_span_members;
+    /* Profile ids one series window lists (window_profiles, format 14);
+     * past it the window keeps only their count, total and hash. 0: none
+     * listed. */
+    size_t window_profile_ids;
     uint32_t max_stack_nodes; /* stack nodes per placement token (service shard); past it new
                                * stacks fold into "other" nodes (nodetab.c) */
     /* Nodes from which a stack-node table keeps its edge index (nodetab.c);
@@ -343,6 +350,49 @@ int storage_merged_tabs_own(storage_merged_tab_t *tabs, size_t n);
 typedef int (*storage_total_fn)(void *ctx, int64_t window_start, int64_t total);
 int storage_scan_totals(storage_t *s, const char *tenant, uint64_t token, uint64_t series_id,
                         int res, int64_t from_s, int64_t until_s, storage_total_fn fn, void *ctx);
+
+/* The windows of one series at resolution res with start in [from_s,
+ * until_s), in window order, each with the profiles it holds
+ * (window_profiles, format 14): one call per window with a total. exact
+ * is 1 when count covers every profile added to the window (the sum of
+ * their totals is the window's total); 0 for a window written in part
+ * before format 14 or added to by what counts nothing, whose count says
+ * nothing. ids (count x 16 bytes, ascending; borrowed for the call) when
+ * the window lists them (at most window_profile_ids), else NULL. */
+typedef struct storage_window_profiles {
+    int64_t window, total;
+    int64_t count, counted_total;
+    uint64_t id_hash; /* sum of XXH3-64 of each counted id */
+    int exact;
+    const uint8_t *ids;
+    size_t nids;
+} storage_window_profiles_t;
+typedef int (*storage_wprofiles_fn)(void *ctx, const storage_window_profiles_t *w);
+int storage_scan_window_profiles(storage_t *s, const char *tenant, uint64_t token,
+                                 uint64_t series_id, int res, int64_t from_s, int64_t until_s,
+                                 storage_wprofiles_fn fn, void *ctx);
+
+/* One window's window_profiles value into out (reset), when the window is
+ * counted exactly (its counted total is its total: *total): 1; 0 when not
+ * (no value, or written in part before format 14), or a negative error. */
+int storage_window_profiles_value(storage_t *s, const char *tenant, uint64_t token,
+                                  uint64_t series_id, int res, int64_t window_s, buf_t *out,
+                                  int64_t *total);
+/* How two window_profiles values a and b (each of a copy counted exactly)
+ * relate: */
+enum storage_wprof_rel {
+    STORAGE_WPROF_UNKNOWN = 0, /* a value does not parse, or the sets differ and a list is cut */
+    STORAGE_WPROF_EQUAL,       /* the same profiles (same count and id hash; the same lists) */
+    STORAGE_WPROF_A_HOLDS_B,   /* a holds every profile of b and more */
+    STORAGE_WPROF_B_HOLDS_A,
+    STORAGE_WPROF_MIXED, /* each holds a profile the other lacks */
+};
+/* The relation; only_a and only_b (may be NULL; reset) get the 16-byte ids
+ * only a, resp. only b, lists (when both are listed), and delta (may be
+ * NULL; reset) the value of a less b when a holds b. */
+enum storage_wprof_rel storage_window_profiles_relate(const uint8_t *a, size_t an, const uint8_t *b,
+                                                      size_t bn, buf_t *only_a, buf_t *only_b,
+                                                      buf_t *delta);
 
 /* The stored profiles of one series (the seen index): each one whose time
  * t (unix seconds, floor of time_ns / 1e9) satisfies from_s <= t < until_s,
@@ -604,11 +654,24 @@ typedef struct storage_stream_window {
     int64_t total;
     const storage_stream_profile_t *kept, *untreed;
     size_t nkept, nuntreed;
+    /* The residual's window profiles (window_profiles value, format 14:
+     * the window's less the kept profiles); wprof_len 0: the window is not
+     * counted exactly there (or an older source sent none), and the
+     * receiver's copy is not counted either */
+    const uint8_t *wprof;
+    size_t wprof_len;
     /* storage_stream_store only: 1 for a fill (docs/cluster.md, "Old windows
      * no profile id names"): stored only while this store holds no `totals`
      * key of the window, looked up under the stack-node table lock that
      * every writer of the series' windows holds until its batch commits */
     int only_absent;
+    /* storage_stream_store only, a window this store holds: the residual is
+     * what the source's copy holds beyond this store's (the profiles only
+     * it holds, by id), added to the window only while its window_profiles
+     * value is still these bytes (looked up under the same lock), without a
+     * marker. NULL: a window stored whole (once, by its marker). */
+    const uint8_t *add_to;
+    size_t add_to_len;
 } storage_stream_window_t;
 
 /* Calls fn, in key order, for every window alive (not past retention) of
@@ -725,8 +788,9 @@ typedef struct storage_clear_stats {
 
 /* Deletes everything this store holds of the tokens in the n closed
  * intervals [lo[i], hi[i]], in ONE WriteBatch: series and their postings,
- * blocks and totals (service aggregates included), seen entries, profile
- * trees, stream markers and span trees; node tables and symbols stay. For a
+ * blocks and totals (service aggregates included), window profiles, seen
+ * entries, profile trees, stream markers and span trees; node tables and
+ * symbols stay. For a
  * node about to receive the ranges whole (stream_clear.c): an old copy
  * would otherwise count twice. The series come off tenant-max-series.
  * The intervals are then being received: until storage_range_received, a

@@ -45,12 +45,13 @@ enum storage_cf {
     CF_SPAN_INDEX,  /* the `spans` keys in token order (stream_spans.c) */
     CF_ANCHORS,     /* each service aggregate's anchor member (aggregate.c) */
     CF_PSPAN_INDEX, /* the span trees of each profile (pspan_index.c) */
+    CF_WPROFILES,   /* the profiles each series window holds (wprofiles.c) */
     CF_COUNT
 };
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "13"
+#define STORAGE_FORMAT_VERSION "14"
 /* Earlier versions upgraded in place at open: version 5 only added the
  * profile_trees column family (which open creates), version 6 the service
  * aggregates (rebuilt from the stored series by storage_aggregate_rebuild),
@@ -82,6 +83,11 @@ enum storage_cf {
  * a list of series ids); a format-12 value holds none or one, which reads
  * as such a list, so the upgrade only rewrites the marker. */
 #define STORAGE_FORMAT_V12 "12"
+/* Version 14 added `window_profiles` (the profiles each series window
+ * holds, wprofiles.c), which open creates; a format-13 window has none and
+ * reads as not counted, as before, so the upgrade only rewrites the marker.
+ * A change that bumps the format again adds its step after this one. */
+#define STORAGE_FORMAT_V13 "13"
 
 /* Block values (sparse.c): version byte of the sparse self-value vector. */
 #define SPARSE_VERSION 2
@@ -166,6 +172,7 @@ typedef struct storage_counters {
     atomic_uint_fast64_t capped_spans;   /* span trees folded to max_span_nodes */
     size_t span_max_nodes;   /* the option, for the spans merge operator (its state is this) */
     size_t span_max_members; /* max_span_members, for the same */
+    size_t wprof_max_ids;    /* window_profile_ids, for the window_profiles operator */
     atomic_uint_fast64_t span_dropped;  /* profiles left out of a span tree, never to count twice */
     atomic_uint_fast64_t gc_series;     /* empty series deleted by gc.c */
     atomic_uint_fast64_t nodetab_loads; /* stack-node tables loaded from disk (nodetab.c) */
@@ -702,6 +709,55 @@ void storage_merge_defer(int on);
 #define STORAGE_MERGE_PROBE 2
 /* Counts and (thinned) logs a corrupt merge operand. */
 void storage_log_corrupt(storage_counters_t *c, const char *what, int i, int rc);
+
+/* --- window profiles (wprofiles.c) ------------------------------------------ */
+
+/* window_profiles value: version, flags, count, counted total, id hash
+ * (each 8 bytes LE), then when listed count x 16-byte ids, ascending. */
+#define WPROF_VERSION 1
+#define WPROF_FLAG_LISTED 1
+#define WPROF_HEADER_LEN 26
+typedef struct storage_wprof {
+    int64_t count, total;
+    uint64_t id_hash;
+    int listed;
+    const uint8_t *ids; /* borrowed from the decoded value; nids == count when listed */
+    size_t nids;
+} storage_wprof_t;
+int storage_wprof_decode(const uint8_t *v, size_t n, storage_wprof_t *out);
+void storage_wprof_header(uint8_t out[WPROF_HEADER_LEN], int64_t count, int64_t total,
+                          uint64_t id_hash, int listed);
+uint64_t storage_wprof_id_hash(const uint8_t id[16]);
+/* Puts into wb the operand adding one profile (id, its series' total) to
+ * the series' window (res index, start), unless that window is past
+ * retention. Series only: an aggregate's windows count nothing. */
+void storage_wprof_add(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant, uint64_t token,
+                       uint64_t series_id, int res, int64_t window, const uint8_t id[16],
+                       int64_t total);
+rocksdb_mergeoperator_t *storage_merge_wprof_new(storage_counters_t *c);
+/* A window's profiles being taken apart (a stream's residual): ok 0 once
+ * what was removed was not in it (the rest then says nothing). */
+typedef struct storage_wprof_edit {
+    int ok, listed;
+    int64_t count, total;
+    uint64_t hash;
+    uint8_t *ids; /* owned */
+    size_t nids;
+} storage_wprof_edit_t;
+int storage_wprof_edit_init(storage_wprof_edit_t *e, const uint8_t *v, size_t n);
+void storage_wprof_edit_remove(storage_wprof_edit_t *e, const uint8_t id[16], int64_t total);
+/* out (reset) gets the value, or nothing when !e->ok. */
+int storage_wprof_edit_encode(const storage_wprof_edit_t *e, buf_t *out);
+void storage_wprof_edit_free(storage_wprof_edit_t *e);
+/* The stream sender's residual of window key's profiles into out (reset):
+ * the window's value less the kept profiles (their trees travel on their
+ * own), when the window is counted exactly (window_total) and what is left
+ * adds up to the residual's total; else out stays empty (the receiver's
+ * window is then not counted, as before format 14). */
+int storage_wprof_residual(storage_t *s, const rocksdb_readoptions_t *ro, const uint8_t *key,
+                           size_t key_len, int64_t window_total,
+                           const storage_stream_profile_t *kept, size_t nkept,
+                           int64_t residual_total, buf_t *out);
 
 /* Calls fn for each value of cf (blocks or totals) of one series at
  * resolution res with window start in [from_s, until_s), in window order. */

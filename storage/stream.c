@@ -77,6 +77,7 @@ typedef struct wscan {
     /* entries the four lists above may hold together
      * (storage_options_t.stream_window_max_profiles) */
     size_t max_profiles;
+    buf_t wprof; /* the residual's window profiles (wprofiles.c) */
 } wscan_t;
 
 /* profs_add into one of x's lists, ERR_LIMIT once the lists of the window
@@ -314,9 +315,14 @@ static int one_window(wscan_t *x, const uint8_t *k, size_t kn, const uint8_t *tv
     calltree_t *t = rc == 0 ? calltree_new(0) : NULL;
     if (rc == 0 && t == NULL) rc = ERR_NOMEM;
     if (rc == 0) rc = residual_tree(x->s, tenant, w.token, &x->acc, t);
+    if (rc == 0)
+        rc = storage_wprof_residual(x->s, x->ro, k, kn, tn == 8 ? storage_i64_get(tv) : 0,
+                                    x->kept.v, x->kept.n, x->total, &x->wprof);
     if (rc == 0) {
         w.residual = t;
         w.total = x->total;
+        w.wprof = x->wprof.data;
+        w.wprof_len = x->wprof.len;
         w.kept = x->kept.v;
         w.nkept = x->kept.n;
         w.untreed = x->untreed.v;
@@ -400,6 +406,7 @@ int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *a
     if (use_after) rocksdb_iter_seek(it, (const char *)after, after_len);
     wscan_t x = {
         .s = s, .snap = snap, .ro = ro, .max_profiles = s->opts.stream_window_max_profiles};
+    buf_init(&x.wprof, STORAGE_VALUE_MAX);
     storage_sparse_init(&x.acc);
     storage_sparse_init(&x.one);
     storage_sparse_init(&x.tmp);
@@ -416,6 +423,7 @@ int storage_stream_scan(storage_t *s, uint64_t lo, uint64_t hi, const uint8_t *a
     rc = walk_close(&w, rc, "stream: windows");
     rocksdb_readoptions_destroy(ro);
     rocksdb_release_snapshot(s->db, snap);
+    buf_free(&x.wprof);
     storage_sparse_free(&x.acc);
     storage_sparse_free(&x.one);
     storage_sparse_free(&x.tmp);

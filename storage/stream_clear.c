@@ -33,8 +33,8 @@
 #include "storage/storage_int.h"
 
 /* Column families keyed token | ... cleared by range. */
-static const enum storage_cf token_cfs[] = {CF_SERIES,   CF_BLOCKS, CF_TOTALS,
-                                            CF_PROFILES, CF_PTREES, CF_STREAMED};
+static const enum storage_cf token_cfs[] = {CF_SERIES, CF_BLOCKS,   CF_TOTALS,   CF_PROFILES,
+                                            CF_PTREES, CF_STREAMED, CF_WPROFILES};
 
 /* [lo, hi] as the key range [start, end): hi + 1 as 8 bytes, or past every
  * key of token UINT64_MAX (its next byte, a tenant length, is at most

@@ -32,6 +32,9 @@ typedef struct sctx {
     /* the negated trees of untreed profiles this store counted and kept:
      * taken off the residual block (put_untreed) */
     sparse_vec_t minus, one, sum;
+    /* the residual's window profiles less the untreed ones this store
+     * counted on its own (ok 0: none sent, or they do not add up) */
+    storage_wprof_edit_t wp;
 } sctx_t;
 
 /* The key of (tenant, symbol) in the symbol cache and the symbol sweep. */
@@ -195,6 +198,7 @@ static int put_untreed(sctx_t *x, int64_t *total)
         int how = 0, rc = known(x, p, &how);
         if (rc != 0) return rc;
         if (how == 1) *total = (int64_t)((uint64_t)*total - (uint64_t)p->total);
+        if (how == 1 && x->wp.ok) storage_wprof_edit_remove(&x->wp, p->profile_id, p->total);
         if (how != 0) continue;
         skey_t k;
         uint8_t pv[STORAGE_PROFILE_VALUE_LEN], hdr[PTREE_HEADER_LEN];
@@ -226,6 +230,22 @@ static int residual_minus(sctx_t *x, buf_t *enc)
     return rc != 0 ? errmsg_set(x->em, rc, "stream: residual block: %s", err_message(rc)) : 0;
 }
 
+/* The residual's window profiles onto the window (k), which then counts
+ * what the source's did: the kept profiles, stored before, counted their
+ * own. */
+static int put_wprof(sctx_t *x, const skey_t *k)
+{
+    if (storage_filter_expired(x->s, CF_WPROFILES, k->b, k->n, NULL, 0)) return 0;
+    buf_t v;
+    buf_init(&v, STORAGE_VALUE_MAX);
+    int rc = storage_wprof_edit_encode(&x->wp, &v);
+    if (rc == 0 && v.len > 0)
+        rocksdb_writebatch_merge_cf(x->wb, x->s->cf[CF_WPROFILES], (const char *)k->b, k->n,
+                                    (const char *)v.data, v.len);
+    buf_free(&v);
+    return rc != 0 ? errmsg_set(x->em, rc, "out of memory") : 0;
+}
+
 /* Everything of the window into the batch, then commit. Table held. */
 static int build_and_commit(sctx_t *x, const labels_t *labels)
 {
@@ -237,6 +257,9 @@ static int build_and_commit(sctx_t *x, const labels_t *labels)
     if (rc != 0) errmsg_set(x->em, rc, "stream: residual block: %s", err_message(rc));
     if (rc == 0 && w->residual != NULL) rc = calltree_for_each_symbol(w->residual, put_symbol, x);
     if (rc == 0) rc = put_series(x, labels, &is_new);
+    if (rc == 0 && w->wprof_len > 0 &&
+        storage_wprof_edit_init(&x->wp, w->wprof, w->wprof_len) == ERR_NOMEM)
+        rc = errmsg_set(x->em, ERR_NOMEM, "out of memory");
     if (rc == 0) rc = put_untreed(x, &total);
     if (rc == 0 && x->minus.n > 0) rc = residual_minus(x, &enc);
     skey_t k;
@@ -254,7 +277,9 @@ static int build_and_commit(sctx_t *x, const labels_t *labels)
     if (rc == 0 && (enc.len > 0 || total != 0))
         storage_window_merge(x->s, x->wb, w->tenant, w->token, w->series_id, agg, w->res,
                              w->window_s, enc.data, enc.len, total, 0);
-    if (rc == 0)
+    if (rc == 0 && x->wp.ok && x->wp.total == total) rc = put_wprof(x, &k);
+    storage_wprof_edit_free(&x->wp);
+    if (rc == 0 && w->add_to == NULL) /* an addition to a window marks nothing */
         rocksdb_writebatch_put_cf(x->wb, x->s->cf[CF_STREAMED], (const char *)k.b, k.n,
                                   (const char *)mv, sizeof mv);
     if (rc == 0 && (rc = storage_nodetab_stage(x->s, x->tab, x->wb, &x->tmp)) != 0)
@@ -281,6 +306,21 @@ static int cache_symbol(void *ctx, uint64_t sym)
 static uint64_t stripe_of(const uint8_t id[16])
 {
     return storage_mix64(be64_get(id) ^ be64_get(id + 8)) % STORAGE_STRIPES;
+}
+
+/* For an addition (w->add_to), with the series' stack-node table held:
+ * 1 when the window's window_profiles value is still w->add_to, 0 when
+ * not (a write landed since the caller compared), or a negative error. */
+static int still_same(storage_t *s, const storage_stream_window_t *w, errmsg_t *em)
+{
+    buf_t v;
+    buf_init(&v, STORAGE_VALUE_MAX);
+    int64_t total = 0;
+    int rc = storage_window_profiles_value(s, w->tenant, w->token, w->series_id, w->res,
+                                           w->window_s, &v, &total);
+    int same = rc == 1 && v.len == w->add_to_len && memcmp(v.data, w->add_to, v.len) == 0;
+    buf_free(&v);
+    return rc < 0 ? errmsg_set(em, rc, "window profiles lookup failed") : same;
 }
 
 /* For a fill (w->only_absent), with the series' stack-node table held:
@@ -318,7 +358,9 @@ int storage_stream_store_sized(storage_t *s, const storage_stream_window_t *w,
         held[stripe_of(w->untreed[i].profile_id)] = 1;
     for (int i = 0; i < STORAGE_STRIPES; i++)
         if (held[i]) pthread_mutex_lock(&s->stripes[i]);
-    rc = storage_stream_marked(s, w->tenant, w->token, w->series_id, w->res, w->window_s);
+    rc = w->add_to != NULL
+             ? 0
+             : storage_stream_marked(s, w->tenant, w->token, w->series_id, w->res, w->window_s);
     if (rc < 0) errmsg_set(em, rc, "stream marker lookup failed");
     if (rc == 0) {
         sctx_t x = {.s = s, .w = w, .symbols = symbols, .em = em};
@@ -330,7 +372,10 @@ int storage_stream_store_sized(storage_t *s, const storage_stream_window_t *w,
         x.wb = rocksdb_writebatch_create();
         pthread_rwlock_rdlock(&s->symgc.lock); /* no symbol sweep step meanwhile (write.c) */
         rc = storage_nodetab_acquire_append(s, w->token, w->tenant, &x.tab, em);
-        int take = rc == 0 && w->only_absent ? still_absent(s, w, em) : 1;
+        int take = rc != 0             ? 1
+                   : w->add_to != NULL ? still_same(s, w, em)
+                   : w->only_absent    ? still_absent(s, w, em)
+                                       : 1;
         if (rc == 0 && take <= 0) {
             rc = take;
             storage_nodetab_release(s, x.tab, 0);

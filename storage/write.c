@@ -421,7 +421,8 @@ static int encode_block(wctx_t *w, const storage_series_write_t *sw, bool same_s
  * operands on the same window, so the aggregate and its anchor add up to
  * the sum of the members at every resolution. A series whose tree put_ptree
  * kept gets no block operand at resolution 0 (its total, and the
- * aggregate's block, still): that window reads the kept tree. */
+ * aggregate's block, still): that window reads the kept tree. Each window
+ * of the series also counts the profile (window_profiles, wprofiles.c). */
 static int put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t total)
 {
     uint64_t agg;
@@ -433,6 +434,8 @@ static int put_windows(wctx_t *w, const storage_series_write_t *sw, int64_t tota
         storage_window_merge(w->s, w->wb, w->p->tenant, sw->token, sw->series_id, agg, r,
                              floor_div(w->t_s, res) * res, w->enc.data, w->enc.len, total,
                              r == 0 && w->unblocked);
+        storage_wprof_add(w->s, w->wb, w->p->tenant, sw->token, sw->series_id, r,
+                          floor_div(w->t_s, res) * res, w->p->profile_id, total);
     }
     return 0;
 }

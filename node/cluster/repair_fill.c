@@ -122,12 +122,43 @@ static int tree_holds(calltree_t *theirs, const calltree_t *mine)
     return rc != 0 ? rc : 1;
 }
 
+/* How the peer's window m (its whole residual, no kept profiles) relates
+ * to this node's by the profiles each holds (window_profiles, storage
+ * format 14): STORAGE_WPROF_A_HOLDS_B when the peer's holds this node's
+ * and more. UNKNOWN when either is not counted exactly (written before
+ * format 14, or an older peer). mine (may be NULL) gets this node's value,
+ * delta, only_there and only_here as storage_window_profiles_relate. */
+static int relate(repair_t *r, const Flamedb__Cluster__StreamWindow *m, buf_t *mine,
+                  int64_t *my_total, buf_t *only_there, buf_t *only_here, buf_t *delta)
+{
+    if (m->window_profiles.len == 0) return STORAGE_WPROF_UNKNOWN;
+    buf_t v;
+    buf_init(&v, BUF_UNLIMITED);
+    buf_t *b = mine != NULL ? mine : &v;
+    int64_t total = 0;
+    int rc = storage_window_profiles_value(r->storage, m->tenant, m->token, m->series_id,
+                                           (int)m->res, m->window_s, b, &total);
+    int rel = rc < 0 ? rc : STORAGE_WPROF_UNKNOWN;
+    if (rc == 1)
+        rel = (int)storage_window_profiles_relate(m->window_profiles.data, m->window_profiles.len,
+                                                  b->data, b->len, only_there, only_here, delta);
+    if (my_total != NULL) *my_total = total;
+    buf_free(&v);
+    return rel;
+}
+
 /* A holds probe's look at window m, which this node holds: counted in
  * ss->fill_short when m's does not hold it stack by stack. */
 static int holds_probe(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
                        repair_stream_state_t *ss, int whole, errmsg_t *em)
 {
     if (!whole || m->n_kept > 0) return 0; /* not comparable: the sums decide, as before */
+    int rel = relate(r, m, NULL, NULL, NULL, NULL, NULL);
+    if (rel < 0) return errmsg_set(em, rel, "window profiles: %s", err_message(rel));
+    if (rel != STORAGE_WPROF_UNKNOWN) { /* by id: exact */
+        ss->fill_short += rel != STORAGE_WPROF_EQUAL && rel != STORAGE_WPROF_A_HOLDS_B;
+        return 0;
+    }
     calltree_t *mine = calltree_new(r->o.write.max_tree_nodes);
     calltree_t *theirs = calltree_new(r->o.write.max_tree_nodes);
     int rc = both_windows(r, m, mine, theirs);
@@ -142,8 +173,24 @@ static int holds_probe(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
 /* Window m, held differently here and on ss->fill_peer, named in
  * st->inexact (whole or not at all: past REPAIR_SUMMARY_MAX the list ends;
  * st->wc_inexact still counts it). */
+/* ,"NAME":["id",...] of the 16-byte ids in ids (at most NOTE_IDS named),
+ * and ,"NAME_count":N. */
+#define NOTE_IDS 16
+static int note_ids(buf_t *one, const char *name, const buf_t *ids)
+{
+    size_t n = ids->len / 16;
+    int rc = buf_printf(one, ",\"%s_count\":%zu,\"%s\":[", name, n, name);
+    for (size_t i = 0; rc == 0 && i < n && i < NOTE_IDS; i++) {
+        rc = buf_append_str(one, i > 0 ? ",\"" : "\"");
+        for (size_t k = 0; rc == 0 && k < 16; k++)
+            rc = buf_printf(one, "%02x", ids->data[16 * i + k]);
+        if (rc == 0) rc = buf_append_byte(one, '"');
+    }
+    return rc == 0 ? buf_append_byte(one, ']') : rc;
+}
+
 static int note_inexact(const Flamedb__Cluster__StreamWindow *m, const repair_stream_state_t *ss,
-                        repair_stats_t *st)
+                        repair_stats_t *st, const buf_t *only_here, const buf_t *only_there)
 {
     labels_t *lb = NULL;
     buf_t one;
@@ -163,6 +210,10 @@ static int note_inexact(const Flamedb__Cluster__StreamWindow *m, const repair_st
                         (unsigned long long)storage_resolutions[m->res], (long long)m->window_s);
     const char *peer = ss->fill_peer != NULL ? ss->fill_peer : "";
     if (rc == 0) rc = buf_append_json_string(&one, peer, strlen(peer));
+    if (rc == 0 && only_here != NULL && only_here->len + only_there->len > 0) {
+        rc = note_ids(&one, "only_here", only_here);
+        if (rc == 0) rc = note_ids(&one, "only_there", only_there);
+    }
     if (rc == 0) rc = buf_append_byte(&one, '}');
     if (rc == 0 && st->inexact.len + one.len <= st->inexact.max)
         rc = buf_append(&st->inexact, one.data, one.len);
@@ -181,16 +232,36 @@ static int fill_probe(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
                       errmsg_t *em)
 {
     int comparable = whole && m->n_kept == 0, same = 0;
-    if (comparable && total == m->total) {
+    buf_t here, there;
+    buf_init(&here, BUF_UNLIMITED);
+    buf_init(&there, BUF_UNLIMITED);
+    int rel = comparable ? relate(r, m, NULL, NULL, &there, &here, NULL) : STORAGE_WPROF_UNKNOWN;
+    if (rel != STORAGE_WPROF_UNKNOWN && rel != STORAGE_WPROF_MIXED) {
+        buf_free(&here);
+        buf_free(&there);
+        if (rel < 0) return errmsg_set(em, rel, "window profiles: %s", err_message(rel));
+        /* by id: the same profiles, or one copy holds the other's (the
+         * fill's second walk adds what the peer's holds beyond) */
+        return 0;
+    }
+    if (rel == STORAGE_WPROF_UNKNOWN && comparable && total == m->total) {
         same = same_window(r, m);
+        if (same != 0) {
+            buf_free(&here);
+            buf_free(&there);
+        }
         if (same < 0) return errmsg_set(em, same, "window compare: %s", err_message(same));
         if (same) return 0;
     }
     if (comparable) {
         st->wc_inexact++;
-        int rc = note_inexact(m, ss, st);
+        int rc = note_inexact(m, ss, st, &here, &there);
+        buf_free(&here);
+        buf_free(&there);
         if (rc != 0) return errmsg_set(em, rc, "window check: %s", err_message(rc));
     } else {
+        buf_free(&here);
+        buf_free(&there);
         ss->fill_left++;
     }
     uint32_t v;
@@ -215,6 +286,13 @@ int repair_fill_wanted(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
         ss->fill_matched[m->res] = (int64_t)((uint64_t)ss->fill_matched[m->res] + (uint64_t)total);
     if (ss->fill_probe && ss->fill_holds) return has ? holds_probe(r, m, ss, whole, em) : 0;
     if (ss->fill_probe) return has ? fill_probe(r, m, ss, st, whole, total, em) : 0;
+    if (has && whole && m->n_kept == 0) {
+        int rel = relate(r, m, NULL, NULL, NULL, NULL, NULL);
+        if (rel < 0) return errmsg_set(em, rel, "window profiles: %s", err_message(rel));
+        if (rel == STORAGE_WPROF_A_HOLDS_B) return 2; /* add what the peer's holds beyond */
+        if (rel == STORAGE_WPROF_EQUAL || rel == STORAGE_WPROF_B_HOLDS_A)
+            return 0; /* nothing to add here (the peer's check adds to its copy) */
+    }
     if (has) { /* alike at the probe, or absent then: a write landed since */
         ss->fill_left += total != m->total;
         return 0;
@@ -284,4 +362,53 @@ int repair_fill_holds_interval(repair_t *r, const char *peer, uint64_t lo, uint6
     u64map_free(&skip);
     free(ss);
     return rc;
+}
+
+int repair_fill_add(repair_t *r, const Flamedb__Cluster__StreamWindow *m, const calltree_t *whole,
+                    const symtab_t *syms, repair_stream_state_t *ss, repair_stats_t *st,
+                    errmsg_t *em)
+{
+    buf_t mine_v, delta;
+    buf_init(&mine_v, BUF_UNLIMITED);
+    buf_init(&delta, BUF_UNLIMITED);
+    int64_t my_total = 0;
+    int rel = relate(r, m, &mine_v, &my_total, NULL, NULL, &delta);
+    calltree_t *mine = calltree_new(r->o.write.max_tree_nodes);
+    calltree_t *theirs = calltree_new(r->o.write.max_tree_nodes);
+    labels_t *lb = NULL;
+    int rc = rel < 0 ? rel : mine != NULL && theirs != NULL ? 0 : ERR_NOMEM;
+    int holds = rc == 0 && rel == STORAGE_WPROF_A_HOLDS_B;
+    if (holds) rc = both_windows(r, m, mine, theirs);
+    if (holds && rc == 0 && whole != NULL) { /* put together from parts */
+        if ((rc = calltree_clear(theirs)) == 0) rc = calltree_merge(theirs, whole);
+    }
+    if (holds && rc == 0) rc = holds = tree_holds(theirs, mine); /* theirs less mine */
+    if (holds > 0 && rc >= 0) rc = labels_decode(m->labels.data, m->labels.len, &lb);
+    int stored = 0;
+    if (holds > 0 && rc == 0) {
+        storage_stream_window_t w = {.tenant = m->tenant,
+                                     .token = m->token,
+                                     .series_id = m->series_id,
+                                     .res = (int)m->res,
+                                     .window_s = m->window_s,
+                                     .residual = theirs,
+                                     .total = (int64_t)((uint64_t)m->total - (uint64_t)my_total),
+                                     .wprof = delta.data,
+                                     .wprof_len = delta.len,
+                                     .add_to = mine_v.data,
+                                     .add_to_len = mine_v.len};
+        size_t bytes = 0;
+        rc = storage_stream_store_sized(r->storage, &w, lb, syms, &stored, &bytes, em);
+        st->stored += bytes;
+    } else if (rc > 0) {
+        rc = 0;
+    }
+    st->wc_filled += stored;
+    ss->fill_left += rc == 0 && !stored; /* written here meanwhile: the next check compares */
+    labels_free(lb);
+    calltree_free(mine);
+    calltree_free(theirs);
+    buf_free(&mine_v);
+    buf_free(&delta);
+    return rc < 0 ? rc : 0;
 }

@@ -418,10 +418,21 @@ int repair_fill_holds_interval(repair_t *r, const char *peer, uint64_t lo, uint6
                                int64_t until_s, repair_stats_t *st, uint64_t *short_out,
                                int64_t matched[STORAGE_RESOLUTION_COUNT], errmsg_t *em);
 /* repair_fill.c: what a fill's walk does with window m (whole: its kept
- * profiles are all known, not only a first part's): 1 to store it, 0 to
- * leave it, or a negative error (the walk stops). */
+ * profiles are all known, not only a first part's): 1 to store it, 2 to
+ * add to this node's window what the peer's holds beyond it (by profile
+ * id: repair_fill_add), 0 to leave it, or a negative error (the walk
+ * stops). */
 int repair_fill_wanted(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
                        repair_stream_state_t *ss, repair_stats_t *st, int whole, errmsg_t *em);
+/* repair_fill.c: adds to this node's window of m the profiles the peer's
+ * holds beyond it (m's residual, or whole when put together from parts,
+ * less this node's window, stack by stack; their ids and count), stored
+ * only while this node's window still holds what it was compared with
+ * (storage_stream_window_t.add_to); counted in st->wc_filled, or in
+ * ss->fill_left when it changed meanwhile. syms: the residual's names. */
+int repair_fill_add(repair_t *r, const Flamedb__Cluster__StreamWindow *m, const calltree_t *whole,
+                    const symtab_t *syms, repair_stream_state_t *ss, repair_stats_t *st,
+                    errmsg_t *em);
 /* repair_fill.c: what t holds, whatever its node order: the sum (mod 2^64)
  * over its nodes with a self value of a hash of (the path of symbols from
  * the root, the self value). Children are unique by symbol, so a path
@@ -579,6 +590,8 @@ typedef struct repair_window {
     symtab_t *names;  /* its symbols' names and files */
     storage_stream_profile_t *kept, *untreed;
     size_t nkept, nuntreed;
+    uint8_t *wprof; /* the residual's window profiles (storage_stream_window_t) */
+    size_t wprof_len;
     repair_parts_t plan;
     uint64_t digest;
     uint64_t used_ms;

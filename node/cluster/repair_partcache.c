@@ -42,6 +42,7 @@ void repair_window_free(repair_window_t *w)
     symtab_free(w->names);
     free(w->kept);
     free(w->untreed);
+    free(w->wprof);
     repair_parts_free(&w->plan);
     free(w);
 }
@@ -72,9 +73,13 @@ int repair_window_snapshot(const storage_stream_window_t *w, const uint8_t *afte
     x->nkept = w->nkept;
     x->untreed = dup_bytes(w->untreed, w->nuntreed * sizeof *w->untreed);
     x->nuntreed = w->nuntreed;
+    x->wprof = dup_bytes(w->wprof, w->wprof_len);
+    x->wprof_len = w->wprof_len;
     x->tree = calltree_new(0);
     x->names = symtab_new();
-    int rc = x->after && x->key && x->kept && x->untreed && x->tree && x->names ? 0 : ERR_NOMEM;
+    int rc = x->after && x->key && x->kept && x->untreed && x->wprof && x->tree && x->names
+                 ? 0
+                 : ERR_NOMEM;
     if (rc == 0) rc = calltree_merge(x->tree, w->residual);
     if (rc != 0) {
         repair_window_free(x);

@@ -314,6 +314,7 @@ static int emit_part(serve_t *x, repair_window_t *w, uint32_t k)
     m->res = (uint32_t)w->res;
     m->window_s = w->window_s;
     m->total = w->total;
+    if (w->wprof_len > 0) m->window_profiles = bytes_of(x->arena, w->wprof, w->wprof_len);
     m->part = k;
     m->parts = w->plan.nparts;
     m->anchor_depth = w->plan.anchor[k];
@@ -450,6 +451,7 @@ static int add_window(void *ctx, const storage_stream_window_t *w)
     m->window_s = w->window_s;
     m->total = w->total;
     m->key = bytes_of(x->arena, w->key, w->key_len);
+    if (w->wprof_len > 0) m->window_profiles = bytes_of(x->arena, w->wprof, w->wprof_len);
     m->kept = entries(x, w->token, w->series_id, w->kept, w->nkept);
     m->untreed = entries(x, w->token, w->series_id, w->untreed, w->nuntreed);
     m->untreed_totals = arena_zalloc(x->arena, (w->nuntreed ? w->nuntreed : 1) * sizeof(int64_t));
@@ -661,6 +663,8 @@ static int store_window(repair_t *r, const Flamedb__Cluster__StreamWindow *m, ca
                                  .total = m->total,
                                  .untreed = u,
                                  .nuntreed = m->n_untreed,
+                                 .wprof = m->window_profiles.data,
+                                 .wprof_len = m->window_profiles.len,
                                  .only_absent = only_absent};
     size_t bytes = 0;
     if (rc == 0) rc = storage_stream_store_sized(r->storage, &w, lb, syms, stored, &bytes, em);
@@ -690,6 +694,7 @@ static int take_window(repair_t *r, const char *peer, const Flamedb__Cluster__St
 {
     if (ss->fill_until != 0) {
         int want = repair_fill_wanted(r, m, ss, st, 1, em);
+        if (want == 2) return repair_fill_add(r, m, whole, syms, ss, st, em);
         if (want <= 0) return want;
     }
     int marked = window_marked(r, m, em);

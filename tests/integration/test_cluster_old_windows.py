@@ -426,6 +426,8 @@ def mixed_past_profile_retention(c, now):
     print("    flamectl named %d window(s) held differently, e.g. %r"
           % (len(named), named[0] if named else None))
     assert named and all(same_day in ln or same_win in ln for ln in named), printed
+    # each such window names its profiles (storage format 14): one only on each node
+    assert all("(1 profile(s) only here, 1 only there)" in ln for ln in named), named
     assert own_win[0] != own_win[1], "the one-second pushes differ: %r" % own_win
     filled = [metric(c, i, "flamedb_repair_window_windows_filled_total") for i in (0, 1)]
     inexact = [metric(c, i, "flamedb_repair_window_windows_inexact_total") for i in (0, 1)]
@@ -449,6 +451,52 @@ def mixed_past_profile_retention(c, now):
     # the copies were mixed: one node copied the other's windows (the other
     # may then find its copy held and take it whole, which is the same union)
     assert sum(filled) > 0 and sum(inexact) > 0, (filled, inexact)
+
+
+def test_superset_window_past_profile_retention():
+    """A window one replica holds a superset of, past --profile-retention
+    (4h; no profile id names its profiles but the window's own list,
+    storage format 14). One service: an acknowledged push A on both nodes
+    4 days ago; a failed push B through n1 (n0 stopped) 3 hours later on
+    the same UTC day; a failed push C through n0 (n1 stopped) 6 days ago.
+    By the sums neither copy holds the other (mixed), and both hold the
+    day window of A and B with different totals. Before, that window was
+    held differently with no union the blocks could tell: the series was
+    left as it was, n0 answering A + C and n1 A + B for good. Now the
+    window's profile ids show n1's day holds n0's and B beyond it: n0 adds
+    B there, and after flamectl cluster repair each node alone answers
+    A + B + C."""
+    now = int(time.time())
+    args = ARGS + ["--profile-retention", "4h", "--repair-windows-interval", "0"]
+    with Cluster(2, rf=2, write_quorum=2, args=args) as c:
+        svc = harness.unique("super")
+        day = (now - 4 * 86400) // 86400 * 86400
+        body, a = big_body(7100, lines=8)
+        push_ok(c, 0, body, svc, day + 7200)
+        no_marks(c)
+        pushed = {"A": a}
+        for name, stopped, via, t, seed in (("B", 0, 1, day + 18000, 7200),
+                                            ("C", 1, 0, now - 6 * 86400, 7300)):
+            failed, _ = push_failing(c, via, [stopped], [svc], seed, now, at={svc: t},
+                                     hold=0.5)
+            pushed[name] = failed[svc]
+            c.wait_state(stopped, "active", observers=[via], timeout=30)
+            time.sleep(1.2)  # past the write timeout: the miss is marked by then
+            no_marks(c)
+        took, printed = repair_printed(c)
+        filled = [metric(c, i, "flamedb_repair_window_windows_filled_total") for i in (0, 1)]
+        inexact = [metric(c, i, "flamedb_repair_window_windows_inexact_total") for i in (0, 1)]
+        print("    flamectl cluster repair took %.2f s; windows copied or added %r, inexact %r"
+              % (took, filled, inexact))
+        assert svc not in printed, printed  # no window of it held differently
+        frm, until = now - 7 * 86400, now + 60
+        want = pushed["A"] + pushed["B"] + pushed["C"]
+        for i, other in ((0, 1), (1, 0)):
+            got = alone(c, i, other, [svc], frm, until)[svc]
+            print("    n%d alone: %d (A %d, B %d, C %d)"
+                  % (i, got, pushed["A"], pushed["B"], pushed["C"]))
+            assert got == want, "n%d alone answers %d, want A + B + C = %d" % (i, got, want)
+        assert sum(inexact) == 0, inexact
 
 
 def test_three_mixed_copies_end_in_the_union():

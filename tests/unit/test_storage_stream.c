@@ -29,7 +29,9 @@
  * window whose profile lists pass stream_window_max_profiles is refused
  * on the source, never handed with a list cut short; a fill's window
  * (stored only where the receiver holds none) that a write reached between
- * the fill's look and its store stays out, the write counted once. */
+ * the fill's look and its store stays out, the write counted once; the
+ * receiver's windows count their profiles (window_profiles) as the
+ * source's do. */
 #include "test_storage_fixture.h"
 
 #define T0 1700000000LL
@@ -190,6 +192,56 @@ static int64_t pushed_total(void)
     return sum;
 }
 
+/* The window profiles (format 14) of every window of b at every
+ * resolution, as a's: all counted exactly, the same counts, hashes and ids. */
+typedef struct wp_list {
+    int n, exact;
+    int64_t count[64];
+    uint64_t hash[64];
+    size_t nids[64];
+    uint8_t ids[64][16 * 8];
+} wp_list_t;
+
+static int wp_fn(void *ctx, const storage_window_profiles_t *w)
+{
+    wp_list_t *x = ctx;
+    if (x->n == 64) return 0;
+    x->exact += w->exact;
+    x->count[x->n] = w->count;
+    x->hash[x->n] = w->id_hash;
+    x->nids[x->n] = w->nids;
+    if (w->nids <= 8) memcpy(x->ids[x->n], w->ids, 16 * w->nids);
+    x->n++;
+    return 0;
+}
+
+static void check_counts(fixture_t *a, fixture_t *b, const labels_t *l)
+{
+    uint64_t id = labels_hash(l);
+    for (int res = 0; res < STORAGE_RESOLUTION_COUNT; res++) {
+        wp_list_t *x = calloc(2, sizeof *x);
+        CHECK(x != NULL);
+        if (x == NULL) return;
+        CHECK_EQ_INT(
+            storage_scan_window_profiles(a->s, "st", id >> 1, id, res, FROM, UNTIL, wp_fn, &x[0]),
+            0);
+        CHECK_EQ_INT(
+            storage_scan_window_profiles(b->s, "st", id >> 1, id, res, FROM, UNTIL, wp_fn, &x[1]),
+            0);
+        CHECK(x[0].n > 0);
+        CHECK_EQ_INT(x[0].exact, x[0].n);
+        CHECK_EQ_INT(x[1].n, x[0].n);
+        CHECK_EQ_INT(x[1].exact, x[0].exact);
+        for (int i = 0; i < x[0].n && i < x[1].n; i++) {
+            CHECK_EQ_INT(x[1].count[i], x[0].count[i]);
+            CHECK(x[1].hash[i] == x[0].hash[i]);
+            CHECK_EQ_INT(x[1].nids[i], x[0].nids[i]);
+            CHECK(memcmp(x[1].ids[i], x[0].ids[i], 16 * 8) == 0);
+        }
+        free(x);
+    }
+}
+
 /* A receiver holding profile 2 already; residuals as expected; exact; a
  * second stream stores nothing; a later write of the untreed one is
  * skipped. */
@@ -202,6 +254,7 @@ static void test_exact_and_idempotent(fixture_t *a, const labels_t *l)
     CHECK(x.saw_old && x.saw_pair && x.saw_untreed);
     CHECK(x.stored > 0);
     check_equal(a, &b, l, 1);
+    check_counts(a, &b, l); /* the windows count their profiles there too */
     CHECK_EQ_INT(fx_totals(b.s, "st", l, 4, FROM, UNTIL, NULL), pushed_total());
     int64_t sa[STORAGE_RESOLUTION_COUNT], sb[STORAGE_RESOLUTION_COUNT];
     CHECK_EQ_INT(storage_stream_sums(a->s, 0, UINT64_MAX, UNTIL, sa), 0);
@@ -221,6 +274,7 @@ static void test_exact_and_idempotent(fixture_t *a, const labels_t *l)
     write_id(&b, l, 1, &written); /* so is the one whose tree went past retention */
     CHECK_EQ_INT(written, 0);
     check_equal(a, &b, l, 1);
+    check_counts(a, &b, l);
     fx_done(&b);
 }
 

@@ -1,0 +1,461 @@
+/* wprofiles.c — the profiles each series window holds (format 14,
+ * `window_profiles`, docs/storage-format.md).
+ *
+ * Beside every series window of `blocks`/`totals` (same key), a value
+ * says how many profiles were added to the window, the sum of their
+ * totals, an order-free hash of their ids (the sum of XXH3-64 of each
+ * 16-byte id) and, while there are at most window_profile_ids of them,
+ * the ids themselves, sorted. Every write adds one operand per resolution
+ * (write.c); the merge operator adds counts, totals and hashes and unites
+ * the lists. A window whose counted total is its `totals` value is
+ * counted exactly (every profile added to it was counted here); one
+ * written in part before format 14, or added to by a path that counts
+ * nothing, is not, and readers fall back to what they did before.
+ *
+ * Owns: the value codec, the merge operator and the read of a series'
+ * windows with their counts. Nothing here allocates what a caller frees.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/hash.h"
+#include "storage/storage_int.h"
+
+#define WPROF_NAME "flamedb.window_profiles.v1"
+
+static uint64_t u64_get(const uint8_t *p)
+{
+    return (uint64_t)storage_i64_get(p);
+}
+
+int storage_wprof_decode(const uint8_t *v, size_t n, storage_wprof_t *out)
+{
+    if (n < WPROF_HEADER_LEN || v[0] != WPROF_VERSION || (v[1] & ~WPROF_FLAG_LISTED) != 0)
+        return ERR_CORRUPT;
+    out->count = storage_i64_get(v + 2);
+    out->total = storage_i64_get(v + 10);
+    out->id_hash = u64_get(v + 18);
+    out->listed = (v[1] & WPROF_FLAG_LISTED) != 0;
+    out->ids = NULL;
+    out->nids = 0;
+    if (!out->listed) return n == WPROF_HEADER_LEN ? 0 : ERR_CORRUPT;
+    if (out->count < 0 || (n - WPROF_HEADER_LEN) % 16 != 0 ||
+        (uint64_t)(n - WPROF_HEADER_LEN) / 16 != (uint64_t)out->count)
+        return ERR_CORRUPT;
+    out->ids = v + WPROF_HEADER_LEN;
+    out->nids = (size_t)out->count;
+    for (size_t i = 1; i < out->nids; i++) /* strictly ascending */
+        if (memcmp(out->ids + 16 * (i - 1), out->ids + 16 * i, 16) >= 0) return ERR_CORRUPT;
+    return 0;
+}
+
+void storage_wprof_header(uint8_t out[WPROF_HEADER_LEN], int64_t count, int64_t total,
+                          uint64_t id_hash, int listed)
+{
+    out[0] = WPROF_VERSION;
+    out[1] = listed ? WPROF_FLAG_LISTED : 0;
+    storage_i64_put(out + 2, count);
+    storage_i64_put(out + 10, total);
+    storage_i64_put(out + 18, (int64_t)id_hash);
+}
+
+uint64_t storage_wprof_id_hash(const uint8_t id[16])
+{
+    return hash_bytes64(id, 16);
+}
+
+void storage_wprof_add(storage_t *s, rocksdb_writebatch_t *wb, const char *tenant, uint64_t token,
+                       uint64_t series_id, int res, int64_t window, const uint8_t id[16],
+                       int64_t total)
+{
+    skey_t k;
+    storage_key_window(&k, token, tenant, series_id, res, window);
+    if (storage_filter_expired(s, CF_WPROFILES, k.b, k.n, NULL, 0)) return;
+    uint8_t v[WPROF_HEADER_LEN + 16];
+    int listed = s->opts.window_profile_ids > 0;
+    storage_wprof_header(v, 1, total, storage_wprof_id_hash(id), listed);
+    if (listed) memcpy(v + WPROF_HEADER_LEN, id, 16);
+    rocksdb_writebatch_merge_cf(wb, s->cf[CF_WPROFILES], (const char *)k.b, k.n, (const char *)v,
+                                listed ? sizeof v : WPROF_HEADER_LEN);
+}
+
+/* --- the merge operator ------------------------------------------------------ */
+
+static int id_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+/* Sums parts (corrupt ones skipped and counted) into one value: the ids
+ * united while every part lists its own and the sum stays within max. */
+static int wprof_fold(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
+                      buf_t *out)
+{
+    uint64_t count = 0, total = 0, hash = 0;
+    int listed = 1;
+    for (int i = 0; i < n; i++) {
+        storage_wprof_t w;
+        if (storage_wprof_decode((const uint8_t *)parts[i], lens[i], &w) != 0) {
+            storage_log_corrupt(c, "window profiles", i, ERR_CORRUPT);
+            listed = 0; /* the count no longer says what the list holds */
+            continue;
+        }
+        count += (uint64_t)w.count;
+        total += (uint64_t)w.total;
+        hash += w.id_hash;
+        listed &= w.listed;
+    }
+    if (count > c->wprof_max_ids) listed = 0;
+    uint8_t h[WPROF_HEADER_LEN];
+    size_t at = out->len;
+    int rc = buf_append(out, h, sizeof h);
+    for (int i = 0; rc == 0 && listed && i < n; i++) {
+        storage_wprof_t w;
+        if (storage_wprof_decode((const uint8_t *)parts[i], lens[i], &w) == 0)
+            rc = buf_append(out, w.ids, 16 * w.nids);
+    }
+    if (rc != 0) return rc;
+    uint8_t *ids = out->data + at + WPROF_HEADER_LEN;
+    size_t nids = listed ? (size_t)count : 0;
+    if (nids > 1) qsort(ids, nids, 16, id_cmp);
+    for (size_t i = 1; i < nids && listed; i++) /* a profile added twice: no list */
+        listed = memcmp(ids + 16 * (i - 1), ids + 16 * i, 16) != 0;
+    if (!listed) out->len = at + WPROF_HEADER_LEN;
+    storage_wprof_header(out->data + at, (int64_t)count, (int64_t)total, hash, listed);
+    return 0;
+}
+
+static char *fold_result(storage_counters_t *c, const char *const *parts, const size_t *lens, int n,
+                         unsigned char *success, size_t *new_len)
+{
+    buf_t out;
+    buf_init(&out, STORAGE_VALUE_MAX);
+    if (wprof_fold(c, parts, lens, n, &out) != 0) {
+        buf_free(&out);
+        *success = 0;
+        *new_len = 0;
+        return malloc(1); /* RocksDB copies 0 bytes from it, then frees it */
+    }
+    *success = 1;
+    return (char *)buf_steal(&out, new_len);
+}
+
+static char *full_merge(void *state, const char *key, size_t key_len, const char *existing,
+                        size_t existing_len, const char *const *ops, const size_t *op_lens,
+                        int nops, unsigned char *success, size_t *new_len)
+{
+    (void)key;
+    (void)key_len;
+    if (existing == NULL) return fold_result(state, ops, op_lens, nops, success, new_len);
+    const char **parts = malloc(((size_t)nops + 1) * sizeof *parts);
+    size_t *lens = malloc(((size_t)nops + 1) * sizeof *lens);
+    char *r = NULL;
+    if (parts != NULL && lens != NULL) {
+        parts[0] = existing;
+        lens[0] = existing_len;
+        memcpy(parts + 1, ops, (size_t)nops * sizeof *parts);
+        memcpy(lens + 1, op_lens, (size_t)nops * sizeof *lens);
+        r = fold_result(state, parts, lens, nops + 1, success, new_len);
+    } else {
+        *success = 0;
+        *new_len = 0;
+        r = malloc(1);
+    }
+    free(parts);
+    free(lens);
+    return r;
+}
+
+static char *partial_merge(void *state, const char *key, size_t key_len, const char *const *ops,
+                           const size_t *op_lens, int nops, unsigned char *success, size_t *new_len)
+{
+    (void)key;
+    (void)key_len;
+    return fold_result(state, ops, op_lens, nops, success, new_len);
+}
+
+static void delete_value(void *state, const char *value, size_t len)
+{
+    (void)state;
+    (void)len;
+    free((void *)value);
+}
+
+static void no_destructor(void *state)
+{
+    (void)state;
+}
+
+static const char *wprof_name(void *state)
+{
+    (void)state;
+    return WPROF_NAME;
+}
+
+rocksdb_mergeoperator_t *storage_merge_wprof_new(storage_counters_t *c)
+{
+    return rocksdb_mergeoperator_create(c, no_destructor, full_merge, partial_merge, delete_value,
+                                        wprof_name);
+}
+
+/* --- reads ---------------------------------------------------------------- */
+
+/* The window_profiles values of one series' windows, copied in window order. */
+typedef struct wlist {
+    int64_t *window;
+    uint8_t **val;
+    size_t *len;
+    size_t n, cap;
+} wlist_t;
+
+static void wlist_free(wlist_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->val[i]);
+    free(l->window);
+    free(l->val);
+    free(l->len);
+    memset(l, 0, sizeof *l);
+}
+
+static int wlist_add(void *ctx, int64_t window, const uint8_t *v, size_t n)
+{
+    wlist_t *l = ctx;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        int64_t *w = realloc(l->window, cap * sizeof *w);
+        if (w != NULL) l->window = w;
+        uint8_t **vv = realloc(l->val, cap * sizeof *vv);
+        if (vv != NULL) l->val = vv;
+        size_t *ln = realloc(l->len, cap * sizeof *ln);
+        if (ln != NULL) l->len = ln;
+        if (w == NULL || vv == NULL || ln == NULL) return ERR_NOMEM;
+        l->cap = cap;
+    }
+    uint8_t *copy = malloc(n ? n : 1);
+    if (copy == NULL) return ERR_NOMEM;
+    memcpy(copy, v, n);
+    l->window[l->n] = window;
+    l->val[l->n] = copy;
+    l->len[l->n++] = n;
+    return 0;
+}
+
+typedef struct wscan {
+    storage_t *s;
+    wlist_t l;
+    size_t next;
+    storage_wprofiles_fn fn;
+    void *ctx;
+} wscan_t;
+
+static int wscan_total(void *ctx, int64_t window, const uint8_t *v, size_t n)
+{
+    wscan_t *x = ctx;
+    if (n != 8) return 0; /* a corrupt total: not a window to count */
+    storage_window_profiles_t w = {.window = window, .total = storage_i64_get(v)};
+    while (x->next < x->l.n && x->l.window[x->next] < window)
+        x->next++;
+    if (x->next < x->l.n && x->l.window[x->next] == window) {
+        storage_wprof_t d;
+        if (storage_wprof_decode(x->l.val[x->next], x->l.len[x->next], &d) == 0) {
+            w.count = d.count;
+            w.counted_total = d.total;
+            w.id_hash = d.id_hash;
+            w.exact = d.count > 0 && d.total == w.total;
+            w.ids = d.ids;
+            w.nids = d.nids;
+        } else {
+            storage_log_corrupt(&x->s->counters, "window profiles", 0, ERR_CORRUPT);
+        }
+    }
+    return x->fn(x->ctx, &w);
+}
+
+int storage_scan_window_profiles(storage_t *s, const char *tenant, uint64_t token,
+                                 uint64_t series_id, int res, int64_t from_s, int64_t until_s,
+                                 storage_wprofiles_fn fn, void *ctx)
+{
+    wscan_t x = {.s = s, .fn = fn, .ctx = ctx};
+    int rc = storage_scan_window_values(s, CF_WPROFILES, tenant, token, series_id, res, from_s,
+                                        until_s, wlist_add, &x.l);
+    if (rc == 0)
+        rc = storage_scan_window_values(s, CF_TOTALS, tenant, token, series_id, res, from_s,
+                                        until_s, wscan_total, &x);
+    wlist_free(&x.l);
+    return rc;
+}
+
+/* --- a window's profiles less some of them (streams) ---------------------- */
+
+int storage_wprof_edit_init(storage_wprof_edit_t *e, const uint8_t *v, size_t n)
+{
+    memset(e, 0, sizeof *e);
+    storage_wprof_t d;
+    if (storage_wprof_decode(v, n, &d) != 0) return ERR_CORRUPT;
+    e->count = d.count;
+    e->total = d.total;
+    e->hash = d.id_hash;
+    e->listed = d.listed;
+    e->ok = 1;
+    if (d.nids == 0) return 0;
+    e->ids = malloc(16 * d.nids);
+    if (e->ids == NULL) return ERR_NOMEM;
+    memcpy(e->ids, d.ids, 16 * d.nids);
+    e->nids = d.nids;
+    return 0;
+}
+
+void storage_wprof_edit_remove(storage_wprof_edit_t *e, const uint8_t id[16], int64_t total)
+{
+    e->count--;
+    e->total = (int64_t)((uint64_t)e->total - (uint64_t)total);
+    e->hash -= storage_wprof_id_hash(id);
+    if (e->count < 0) e->ok = 0;
+    if (!e->listed) return;
+    uint8_t *at = e->nids > 0 ? bsearch(id, e->ids, e->nids, 16, id_cmp) : NULL;
+    if (at == NULL) { /* not a profile of the window: the rest says nothing */
+        e->ok = 0;
+        return;
+    }
+    memmove(at, at + 16, (size_t)(e->ids + 16 * e->nids - (at + 16)));
+    e->nids--;
+}
+
+int storage_wprof_edit_encode(const storage_wprof_edit_t *e, buf_t *out)
+{
+    buf_reset(out);
+    if (!e->ok) return 0;
+    uint8_t h[WPROF_HEADER_LEN];
+    storage_wprof_header(h, e->count, e->total, e->hash, e->listed);
+    int rc = buf_append(out, h, sizeof h);
+    if (rc == 0 && e->listed && e->nids > 0) rc = buf_append(out, e->ids, 16 * e->nids);
+    return rc;
+}
+
+void storage_wprof_edit_free(storage_wprof_edit_t *e)
+{
+    free(e->ids);
+    memset(e, 0, sizeof *e);
+}
+
+int storage_wprof_residual(storage_t *s, const rocksdb_readoptions_t *ro, const uint8_t *key,
+                           size_t key_len, int64_t window_total,
+                           const storage_stream_profile_t *kept, size_t nkept,
+                           int64_t residual_total, buf_t *out)
+{
+    buf_reset(out);
+    char *err = NULL;
+    rocksdb_pinnableslice_t *v =
+        rocksdb_get_pinned_cf(s->db, ro, s->cf[CF_WPROFILES], (const char *)key, key_len, &err);
+    int rc = storage_rocks_err(err, NULL, "stream: window profiles");
+    if (rc != 0 || v == NULL) return rc;
+    size_t n;
+    const uint8_t *b = (const uint8_t *)rocksdb_pinnableslice_value(v, &n);
+    storage_wprof_edit_t e;
+    rc = storage_wprof_edit_init(&e, b, n);
+    rocksdb_pinnableslice_destroy(v);
+    if (rc == ERR_CORRUPT) return 0; /* not counted: sent without */
+    if (rc == 0 && e.total == window_total && e.count > 0) {
+        for (size_t i = 0; i < nkept; i++)
+            storage_wprof_edit_remove(&e, kept[i].profile_id, kept[i].total);
+        if (e.total == residual_total) rc = storage_wprof_edit_encode(&e, out);
+    }
+    storage_wprof_edit_free(&e);
+    return rc;
+}
+
+/* --- one window, and two copies compared (the window check) --------------- */
+
+/* The one value of a window's scan, copied into ctx (a buf_t). */
+static int one_value_fn(void *ctx, int64_t window, const uint8_t *v, size_t n)
+{
+    (void)window;
+    buf_t *out = ctx;
+    buf_reset(out);
+    return buf_append(out, v, n);
+}
+
+int storage_window_profiles_value(storage_t *s, const char *tenant, uint64_t token,
+                                  uint64_t series_id, int res, int64_t window_s, buf_t *out,
+                                  int64_t *total)
+{
+    buf_reset(out);
+    *total = 0;
+    if (res < 0 || res >= STORAGE_RESOLUTION_COUNT) return ERR_INVALID_ARGUMENT;
+    int has = storage_window_total(s, tenant, token, series_id, res, window_s, total);
+    if (has <= 0) return has;
+    int64_t end = window_s + (int64_t)storage_resolutions[res];
+    int rc = storage_scan_window_values(s, CF_WPROFILES, tenant, token, series_id, res, window_s,
+                                        end, one_value_fn, out);
+    if (rc != 0) return rc;
+    storage_wprof_t d;
+    if (out->len == 0 || storage_wprof_decode(out->data, out->len, &d) != 0 || d.count <= 0 ||
+        d.total != *total) {
+        buf_reset(out);
+        return 0;
+    }
+    return 1;
+}
+
+/* Walks two sorted id lists: ids only in a into only_a, only in b into
+ * only_b (either may be NULL); *na, *nb how many. */
+static int diff_ids(const storage_wprof_t *a, const storage_wprof_t *b, buf_t *only_a,
+                    buf_t *only_b, size_t *na, size_t *nb)
+{
+    size_t i = 0, j = 0;
+    int rc = 0;
+    *na = *nb = 0;
+    while (rc == 0 && (i < a->nids || j < b->nids)) {
+        int c = i == a->nids ? 1 : j == b->nids ? -1 : memcmp(a->ids + 16 * i, b->ids + 16 * j, 16);
+        if (c < 0) {
+            (*na)++;
+            if (only_a != NULL) rc = buf_append(only_a, a->ids + 16 * i, 16);
+            i++;
+        } else if (c > 0) {
+            (*nb)++;
+            if (only_b != NULL) rc = buf_append(only_b, b->ids + 16 * j, 16);
+            j++;
+        } else {
+            i++;
+            j++;
+        }
+    }
+    return rc;
+}
+
+enum storage_wprof_rel storage_window_profiles_relate(const uint8_t *a, size_t an, const uint8_t *b,
+                                                      size_t bn, buf_t *only_a, buf_t *only_b,
+                                                      buf_t *delta)
+{
+    storage_wprof_t x, y;
+    if (only_a != NULL) buf_reset(only_a);
+    if (only_b != NULL) buf_reset(only_b);
+    if (delta != NULL) buf_reset(delta);
+    if (storage_wprof_decode(a, an, &x) != 0 || storage_wprof_decode(b, bn, &y) != 0)
+        return STORAGE_WPROF_UNKNOWN;
+    if (!x.listed || !y.listed) /* a count and a hash: equal or not, nothing more */
+        return x.count == y.count && x.id_hash == y.id_hash && x.total == y.total
+                   ? STORAGE_WPROF_EQUAL
+                   : STORAGE_WPROF_UNKNOWN;
+    size_t na, nb;
+    if (diff_ids(&x, &y, only_a, only_b, &na, &nb) != 0) return STORAGE_WPROF_UNKNOWN;
+    if (na == 0 && nb == 0) return STORAGE_WPROF_EQUAL;
+    if (na > 0 && nb > 0) return STORAGE_WPROF_MIXED;
+    if (na > 0 && delta != NULL) { /* a less b: the ids only a lists */
+        buf_t ids;
+        buf_init(&ids, STORAGE_VALUE_MAX);
+        uint64_t hash = 0;
+        int rc = diff_ids(&x, &y, &ids, NULL, &na, &nb);
+        for (size_t i = 0; rc == 0 && i < na; i++)
+            hash += storage_wprof_id_hash(ids.data + 16 * i);
+        uint8_t h[WPROF_HEADER_LEN];
+        storage_wprof_header(h, (int64_t)na, (int64_t)((uint64_t)x.total - (uint64_t)y.total), hash,
+                             1);
+        if (rc == 0) rc = buf_append(delta, h, sizeof h);
+        if (rc == 0) rc = buf_append(delta, ids.data, ids.len);
+        buf_free(&ids);
+        if (rc != 0) return STORAGE_WPROF_UNKNOWN;
+    }
+    return na > 0 ? STORAGE_WPROF_A_HOLDS_B : STORAGE_WPROF_B_HOLDS_A;
+}

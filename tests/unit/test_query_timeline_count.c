@@ -1,0 +1,77 @@
+/* test_query_timeline_count.c — the profiles of an averaged type counted
+ * per timeline bucket (query_timeline_count) on a real RocksDB: from each
+ * window's own count (window_profiles, storage format 14), which outlives
+ * profile retention, and from profile_trees only for a window not counted
+ * exactly (written before format 14), which past profile retention counts
+ * nothing, as before. */
+#include "test_storage_fixture.h"
+
+#include "query/query_int.h"
+
+#define T0 1700006400LL
+
+static void counts(fixture_t *f, uint64_t token, uint64_t series, int64_t out[6], int64_t *all)
+{
+    query_plan_t plan;
+    query_plan_range(T0, T0 + 60, 0, STORAGE_RESOLUTION_COUNT - 1, &plan);
+    query_timeline_t tl;
+    int res;
+    CHECK_EQ_INT(query_timeline_init(&plan, &tl, &res), 0);
+    CHECK_EQ_INT(tl.n, 6);
+    CHECK_EQ_INT(query_timeline_average(&tl), 0);
+    query_series_t ser = {1, &token, &series, NULL, NULL};
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(query_timeline_count(f->s, "t", &ser, &plan, &tl, &em), 0);
+    for (size_t i = 0; i < 6 && i < tl.n; i++)
+        out[i] = tl.counts[i];
+    *all = tl.profiles;
+    query_timeline_free(&tl);
+}
+
+int main(void)
+{
+    fixture_t f;
+    if (fx_init(&f) != 0) return 1;
+    f.opts.profile_retention_seconds = 300;
+    f.now = T0 + 60;
+    if (fx_reopen(&f) != 0) return 1;
+    labels_t *l = fx_labels("tc", NULL);
+    uint64_t sid = labels_hash(l), token = 90;
+    symtab_t *st = symtab_new();
+    /* three profiles in the first 10 s window, written "before format 14":
+     * their window profiles deleted, as a format-13 release left them */
+    for (int i = 0; i < 3; i++)
+        fx_push(f.s, l, st, token, i, (T0 + 1 + i) * NS, 10 + (uint64_t)i);
+    skey_t lo, hi;
+    storage_key_series(&lo, token, "t", sid);
+    hi = lo;
+    hi.n = storage_prefix_successor(hi.b, hi.n);
+    char *err = NULL;
+    rocksdb_delete_range_cf(f.s->db, f.s->wopts, f.s->cf[CF_WPROFILES], (const char *)lo.b, lo.n,
+                            (const char *)hi.b, hi.n, &err);
+    CHECK(err == NULL);
+    free(err);
+    /* two in the third window, one in the sixth: counted by their windows */
+    fx_push(f.s, l, st, token, 3, (T0 + 21) * NS, 20);
+    fx_push(f.s, l, st, token, 4, (T0 + 25) * NS, 21);
+    fx_push(f.s, l, st, token, 5, (T0 + 55) * NS, 22);
+    int64_t c[6], all;
+    counts(&f, token, sid, c, &all);
+    const int64_t want[6] = {3, 0, 2, 0, 0, 1};
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ_INT(c[i], want[i]);
+    CHECK_EQ_INT(all, 6);
+    /* past profile retention (the 10 s windows are still kept): the trees
+     * are gone; the windows counted by themselves still count */
+    f.now = T0 + 3600;
+    CHECK_EQ_INT(storage_compact(f.s), 0);
+    counts(&f, token, sid, c, &all);
+    const int64_t later[6] = {0, 0, 2, 0, 0, 1};
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ_INT(c[i], later[i]);
+    CHECK_EQ_INT(all, 3);
+    symtab_free(st);
+    labels_free(l);
+    fx_done(&f);
+    return check_exit();
+}

@@ -1,0 +1,312 @@
+/* test_storage_window_profiles.c — the profiles each series window holds
+ * (window_profiles, format 14) on a real RocksDB: counted exactly at every
+ * resolution, with their ids while they fit window_profile_ids, kept past
+ * profile retention, dropped with their window and by a range clear, a
+ * format-13 directory whose windows read as not counted, two copies
+ * compared by their ids and an addition of what one holds beyond the
+ * other. */
+#include "test_storage_fixture.h"
+
+#define T0 1700006400LL /* a multiple of a day */
+#define HOUR 3600
+
+typedef struct wsum {
+    int windows, exact;
+    int64_t count, total, window;
+    uint64_t hash;
+    size_t nids;
+    uint8_t ids[16 * 16];
+} wsum_t;
+
+static int wsum_fn(void *ctx, const storage_window_profiles_t *w)
+{
+    wsum_t *x = ctx;
+    x->windows++;
+    x->exact += w->exact;
+    x->count += w->count;
+    x->total += w->total;
+    x->hash = w->id_hash;
+    x->window = w->window;
+    x->nids = w->nids;
+    if (w->nids <= 16 && w->ids != NULL) memcpy(x->ids, w->ids, 16 * w->nids);
+    return 0;
+}
+
+static wsum_t scan(fixture_t *f, const labels_t *l, uint64_t token, int res, int64_t from,
+                   int64_t until)
+{
+    wsum_t x = {0};
+    CHECK_EQ_INT(storage_scan_window_profiles(f->s, "t", token, labels_hash(l), res, from, until,
+                                              wsum_fn, &x),
+                 0);
+    return x;
+}
+
+static int ptree_count_fn(void *ctx, int64_t t, const uint8_t id[16], int64_t total, int kept)
+{
+    (void)t;
+    (void)id;
+    (void)total;
+    (void)kept;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static int ptrees(fixture_t *f, const labels_t *l, uint64_t token)
+{
+    int n = 0;
+    CHECK_EQ_INT(storage_scan_profile_trees(f->s, "t", token, labels_hash(l), T0 - 86400,
+                                            T0 + 86400, SIZE_MAX, ptree_count_fn, &n),
+                 0);
+    return n;
+}
+
+/* Five profiles of one series in one 10 s window, written out of id order
+ * and one of them twice: every resolution counts five, exactly, lists
+ * their ids in order, and keeps that past profile retention. */
+static void test_counts(fixture_t *f)
+{
+    labels_t *l = fx_labels("wp", NULL);
+    symtab_t *st = symtab_new();
+    const uint64_t ids[] = {9, 3, 7, 1, 5, 3};
+    uint64_t hash = 0;
+    for (int i = 0; i < 6; i++) {
+        fx_push(f->s, l, st, 77, i, (T0 + 2) * NS + i, ids[i]);
+        uint8_t id[16];
+        fx_id(id, ids[i]);
+        if (i < 5) hash += hash_bytes64(id, 16);
+    }
+    fx_scan_t sc = {0};
+    CHECK_EQ_INT(
+        storage_scan_totals(f->s, "t", 77, labels_hash(l), 0, T0, T0 + 10, fx_total_cb, &sc), 0);
+    int64_t total = sc.total;
+    CHECK(total > 0);
+    for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++) {
+        wsum_t x = scan(f, l, 77, r, T0 - 86400, T0 + 86400);
+        CHECK_EQ_INT(x.windows, 1);
+        CHECK_EQ_INT(x.exact, 1);
+        CHECK_EQ_INT(x.count, 5);
+        CHECK_EQ_INT(x.total, total);
+        CHECK(x.hash == hash);
+        CHECK_EQ_INT(x.nids, 5);
+        for (size_t k = 0; k < x.nids; k++) {
+            uint8_t id[16];
+            fx_id(id, 1 + 2 * k); /* 1, 3, 5, 7, 9 */
+            CHECK(memcmp(x.ids + 16 * k, id, 16) == 0);
+        }
+    }
+    CHECK_EQ_INT(ptrees(f, l, 77), 5);
+    /* past profile retention (300 s) and the 10 s / 1 min windows' own */
+    f->now = T0 + 2 * 86400;
+    CHECK_EQ_INT(storage_compact(f->s), 0);
+    CHECK_EQ_INT(ptrees(f, l, 77), 0);
+    wsum_t x = scan(f, l, 77, 0, T0 - 86400, T0 + 86400);
+    CHECK_EQ_INT(x.windows, 0); /* the 10 s window expired with its count */
+    for (int r = 3; r < STORAGE_RESOLUTION_COUNT; r++) {
+        x = scan(f, l, 77, r, T0 - 86400, T0 + 86400);
+        CHECK_EQ_INT(x.exact, 1);
+        CHECK_EQ_INT(x.count, 5);
+        CHECK_EQ_INT(x.nids, 5);
+    }
+    f->now = T0;
+    symtab_free(st);
+    labels_free(l);
+}
+
+/* Past window_profile_ids (3 here) a window keeps only its count, total
+ * and hash, also once its operands are folded into one value. */
+static void test_cap(fixture_t *f)
+{
+    labels_t *l = fx_labels("wp-cap", NULL);
+    symtab_t *st = symtab_new();
+    for (int i = 0; i < 4; i++)
+        fx_push(f->s, l, st, 78, i, (T0 + 10 * i) * NS, 100 + i);
+    wsum_t x = scan(f, l, 78, 0, T0, T0 + 60); /* one profile per 10 s window */
+    CHECK_EQ_INT(x.windows, 4);
+    CHECK_EQ_INT(x.exact, 4);
+    CHECK_EQ_INT(x.nids, 1);
+    for (int pass = 0; pass < 2; pass++) {
+        x = scan(f, l, 78, 1, T0, T0 + 60);
+        CHECK_EQ_INT(x.windows, 1);
+        CHECK_EQ_INT(x.exact, 1);
+        CHECK_EQ_INT(x.count, 4);
+        CHECK_EQ_INT(x.nids, 0);
+        CHECK_EQ_INT(storage_compact(f->s), 0);
+    }
+    symtab_free(st);
+    labels_free(l);
+}
+
+/* A range clear drops a token's window profiles with its windows. */
+static void test_clear(fixture_t *f)
+{
+    labels_t *l = fx_labels("wp-clear", NULL);
+    symtab_t *st = symtab_new();
+    fx_push(f->s, l, st, 79, 0, T0 * NS, 200);
+    CHECK_EQ_INT(scan(f, l, 79, 2, T0 - 600, T0 + 600).count, 1);
+    uint64_t lo = 79, hi = 79;
+    errmsg_t em = {{0}};
+    storage_clear_stats_t cs = {0};
+    CHECK_EQ_INT(storage_range_clear(f->s, &lo, &hi, 1, &cs, &em), 0);
+    storage_range_received(f->s);
+    fx_push(f->s, l, st, 79, 0, T0 * NS, 201);
+    wsum_t x = scan(f, l, 79, 2, T0 - 600, T0 + 600);
+    CHECK_EQ_INT(x.count, 1); /* the new profile alone */
+    CHECK_EQ_INT(x.exact, 1);
+    symtab_free(st);
+    labels_free(l);
+}
+
+/* A format-13 directory has no window profiles: its windows read as not
+ * counted, also once a later profile adds to them; new windows count. */
+static void test_upgrade(fixture_t *f)
+{
+    labels_t *l = fx_labels("wp-old", NULL);
+    symtab_t *st = symtab_new();
+    fx_push(f->s, l, st, 80, 0, (T0 + HOUR) * NS, 300);
+    fx_push(f->s, l, st, 80, 1, (T0 + HOUR + 1) * NS, 301);
+    /* what a format-13 release left: the same windows, no counts */
+    skey_t lo, hi;
+    storage_key_series(&lo, 80, "t", labels_hash(l));
+    hi = lo;
+    hi.n = storage_prefix_successor(hi.b, hi.n);
+    char *err = NULL;
+    rocksdb_delete_range_cf(f->s->db, f->s->wopts, f->s->cf[CF_WPROFILES], (const char *)lo.b, lo.n,
+                            (const char *)hi.b, hi.n, &err);
+    CHECK(err == NULL);
+    free(err);
+    fx_put_version(f, STORAGE_FORMAT_V13);
+    CHECK_EQ_INT(fx_reopen(f), 0);
+    fx_check_version(f);
+    wsum_t x = scan(f, l, 80, 3, T0, T0 + 86400);
+    CHECK_EQ_INT(x.windows, 1);
+    CHECK_EQ_INT(x.exact, 0);
+    CHECK_EQ_INT(x.count, 0);
+    fx_push(f->s, l, st, 80, 2, (T0 + HOUR + 2) * NS, 302);
+    x = scan(f, l, 80, 3, T0, T0 + 86400);
+    CHECK_EQ_INT(x.count, 1);
+    CHECK_EQ_INT(x.exact, 0); /* the two older profiles are not in it */
+    fx_push(f->s, l, st, 80, 3, (T0 + 2 * HOUR) * NS, 303);
+    x = scan(f, l, 80, 3, T0 + 2 * HOUR, T0 + 3 * HOUR);
+    CHECK_EQ_INT(x.exact, 1);
+    CHECK_EQ_INT(x.count, 1);
+    symtab_free(st);
+    labels_free(l);
+}
+
+/* Two copies compared by the ids their windows list: equal, one holding
+ * the other (with the value of what it holds beyond), mixed (naming the
+ * ids each lacks); an addition (add_to) lands only on the window compared
+ * and leaves it counting the union. */
+static void test_relate_and_add(fixture_t *f)
+{
+    labels_t *l = fx_labels("wp-rel", NULL);
+    symtab_t *st = symtab_new();
+    fx_push(f->s, l, st, 81, 0, (T0 + 20) * NS, 400);
+    buf_t a, b, x, y, d;
+    buf_init(&a, BUF_UNLIMITED);
+    buf_init(&b, BUF_UNLIMITED);
+    buf_init(&x, BUF_UNLIMITED);
+    buf_init(&y, BUF_UNLIMITED);
+    buf_init(&d, BUF_UNLIMITED);
+    int64_t ta = 0, tb = 0;
+    CHECK_EQ_INT(storage_window_profiles_value(f->s, "t", 81, labels_hash(l), 4, T0, &b, &tb), 1);
+    fx_push(f->s, l, st, 81, 1, (T0 + 30) * NS, 401);
+    CHECK_EQ_INT(storage_window_profiles_value(f->s, "t", 81, labels_hash(l), 4, T0, &a, &ta), 1);
+    CHECK(ta > tb);
+    CHECK_EQ_INT(storage_window_profiles_relate(a.data, a.len, a.data, a.len, &x, &y, NULL),
+                 STORAGE_WPROF_EQUAL);
+    CHECK_EQ_INT(storage_window_profiles_relate(a.data, a.len, b.data, b.len, &x, &y, &d),
+                 STORAGE_WPROF_A_HOLDS_B);
+    CHECK_EQ_INT(x.len, 16);
+    CHECK_EQ_INT(y.len, 0);
+    storage_wprof_t w;
+    CHECK_EQ_INT(storage_wprof_decode(d.data, d.len, &w), 0);
+    CHECK_EQ_INT(w.count, 1);
+    CHECK_EQ_INT(w.total, ta - tb);
+    uint8_t id[16];
+    fx_id(id, 401);
+    CHECK(w.nids == 1 && memcmp(w.ids, id, 16) == 0);
+    CHECK_EQ_INT(storage_window_profiles_relate(b.data, b.len, a.data, a.len, NULL, NULL, NULL),
+                 STORAGE_WPROF_B_HOLDS_A);
+    /* a third copy: 400 and 402 (mixed with a's 400 and 401) */
+    uint8_t v[WPROF_HEADER_LEN + 32];
+    uint8_t i400[16], i402[16];
+    fx_id(i400, 400);
+    fx_id(i402, 402);
+    storage_wprof_header(v, 2, 100, storage_wprof_id_hash(i400) + storage_wprof_id_hash(i402), 1);
+    memcpy(v + WPROF_HEADER_LEN, i400, 16);
+    memcpy(v + WPROF_HEADER_LEN + 16, i402, 16);
+    CHECK_EQ_INT(storage_window_profiles_relate(a.data, a.len, v, sizeof v, &x, &y, NULL),
+                 STORAGE_WPROF_MIXED);
+    CHECK(x.len == 16 && memcmp(x.data, id, 16) == 0);
+    CHECK(y.len == 16 && memcmp(y.data, i402, 16) == 0);
+    /* unlisted: only equal or not */
+    storage_wprof_header(v, 2, 100, 5, 0);
+    CHECK_EQ_INT(
+        storage_window_profiles_relate(v, WPROF_HEADER_LEN, v, WPROF_HEADER_LEN, NULL, NULL, NULL),
+        STORAGE_WPROF_EQUAL);
+    CHECK_EQ_INT(
+        storage_window_profiles_relate(a.data, a.len, v, WPROF_HEADER_LEN, NULL, NULL, NULL),
+        STORAGE_WPROF_UNKNOWN);
+    /* an addition to the day window of 402 (total 7 on one stack): taken
+     * while the window is a's, refused once it changed */
+    calltree_t *t = calltree_new(0);
+    fx_add(t, st, "main;f1;g1", 7);
+    storage_wprof_header(v, 1, 7, storage_wprof_id_hash(i402), 1);
+    memcpy(v + WPROF_HEADER_LEN, i402, 16);
+    storage_stream_window_t sw = {.tenant = "t",
+                                  .token = 81,
+                                  .series_id = labels_hash(l),
+                                  .res = 4,
+                                  .window_s = T0,
+                                  .residual = t,
+                                  .total = 7,
+                                  .wprof = v,
+                                  .wprof_len = WPROF_HEADER_LEN + 16,
+                                  .add_to = b.data,
+                                  .add_to_len = b.len};
+    int stored = 1;
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_stream_store(f->s, &sw, l, st, &stored, &em), 0);
+    CHECK_EQ_INT(stored, 0); /* b is no longer the window's */
+    sw.add_to = a.data;
+    sw.add_to_len = a.len;
+    CHECK_EQ_INT(storage_stream_store(f->s, &sw, l, st, &stored, &em), 0);
+    CHECK_EQ_INT(stored, 1);
+    wsum_t s4 = scan(f, l, 81, 4, T0, T0 + 86400);
+    CHECK_EQ_INT(s4.exact, 1);
+    CHECK_EQ_INT(s4.count, 3);
+    CHECK_EQ_INT(s4.total, ta + 7);
+    CHECK_EQ_INT(s4.nids, 3);
+    CHECK_EQ_INT(storage_window_profiles_value(f->s, "t", 81, labels_hash(l), 4, T0, &x, &ta), 1);
+    CHECK_EQ_INT(storage_window_profiles_relate(x.data, x.len, a.data, a.len, NULL, NULL, NULL),
+                 STORAGE_WPROF_A_HOLDS_B);
+    calltree_free(t);
+    buf_free(&a);
+    buf_free(&b);
+    buf_free(&x);
+    buf_free(&y);
+    buf_free(&d);
+    symtab_free(st);
+    labels_free(l);
+}
+
+int main(void)
+{
+    fixture_t f;
+    if (fx_init(&f) != 0) return 1;
+    f.opts.profile_retention_seconds = 300;
+    f.opts.window_profile_ids = 3;
+    f.now = T0;
+    if (fx_reopen(&f) != 0) return 1;
+    test_cap(&f);
+    test_clear(&f);
+    test_upgrade(&f);
+    f.opts.window_profile_ids = 16;
+    if (fx_reopen(&f) != 0) return 1;
+    test_counts(&f);
+    test_relate_and_add(&f);
+    fx_done(&f);
+    return check_exit();
+}
