@@ -702,8 +702,9 @@ static void respond_stream(node_t *n, http_exchange_t *ex, http_response_t *resp
         http_exchange_set_tag(ex, tag & ~ROUTES_TAG_QUERY_SLOT);
     }
     a->result.stream = NULL;
-    http_body_producer_t p = {query_stream_length(b->stream), query_body_produce,
-                              query_body_release, b};
+    uint64_t length = query_stream_length(b->stream);
+    if (length == QUERY_STREAM_LENGTH_UNKNOWN) length = HTTP_LENGTH_UNKNOWN; /* chunked */
+    http_body_producer_t p = {length, query_body_produce, query_body_release, b};
     http_respond_stream(ex, resp, &p);
 }
 
@@ -760,8 +761,8 @@ static void run_query(query_req_t *q, query_kind_t kind, const char *tenant,
 
 /* Starts a query of the request's parameters, with format (when not NULL:
  * an endpoint that is a render in one fixed format) and id (GET
- * /api/profiles/ID) replacing the request's own; stream: a large folded
- * answer may be sent as it is written (query-stream-bytes). */
+ * /api/profiles/ID) replacing the request's own; stream: a large folded,
+ * SVG or pprof answer may be sent as it is written (query-stream-bytes). */
 static void start_query_with(node_t *n, http_exchange_t *ex, const http_request_t *r,
                              query_kind_t kind, const char *format, const char *id, int stream)
 {
@@ -828,7 +829,7 @@ static void route_profiles(node_t *n, http_exchange_t *ex, const http_request_t 
  * the token its id carries (query/profile.c). */
 static void route_profile(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    start_query_with(n, ex, r, QUERY_KIND_PROFILE, NULL, r->path + strlen("/api/profiles/"), 0);
+    start_query_with(n, ex, r, QUERY_KIND_PROFILE, NULL, r->path + strlen("/api/profiles/"), 1);
 }
 
 /* GET /api/top: the render of the selection, answered as its top functions

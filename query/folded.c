@@ -184,41 +184,26 @@ int query_folded_write(const sorted_tree_t *st, const int64_t *left_self, buf_t 
 
 /* ---- the answer as a stream ---- */
 
-struct query_stream {
+typedef struct folded_stream {
     calltree_t *tree; /* owned, with syms: what st reads */
     symtab_t *syms;
     sorted_tree_t st;
     size_t *plen;
     buf_t path;
     fwalk_t w;
-    uint64_t length, produced;
-    size_t bytes;
-};
+} folded_stream_t;
 
-uint64_t query_stream_length(const query_stream_t *s)
+static int folded_next(void *impl, buf_t *out, size_t want, int *done)
 {
-    return s->length;
-}
-
-size_t query_stream_bytes(const query_stream_t *s)
-{
-    return s->bytes;
-}
-
-int query_stream_next(query_stream_t *s, buf_t *out, size_t want, int *done)
-{
-    size_t before = out->len;
+    folded_stream_t *s = impl;
     int rc = walk_folded(&s->w, out, out->len + want);
-    s->produced += out->len - before;
     *done = s->w.sp == 0;
-    if (rc == 0 && (s->produced > s->length || (*done && s->produced != s->length)))
-        rc = ERR_INTERNAL;
     return rc;
 }
 
-void query_stream_free(query_stream_t *s)
+static void folded_free(void *impl)
 {
-    if (s == NULL) return;
+    folded_stream_t *s = impl;
     free(s->w.stack);
     free(s->plen);
     buf_free(&s->path);
@@ -228,12 +213,15 @@ void query_stream_free(query_stream_t *s)
     free(s);
 }
 
+static const query_stream_ops_t folded_ops = {folded_next, folded_free};
+
 /* Moves the sorted tree, plen and the tree and names into a stream of size
- * bytes whose paths are at most longest bytes. */
-static int stream_new(sorted_tree_t *st, size_t *plen, size_t size, size_t longest, calltree_t **t,
-                      symtab_t **syms, query_stream_t **out)
+ * bytes whose paths are at most longest bytes (*st zeroed and *plen NULL
+ * once moved, even when the stream could not be made then). */
+static int stream_new(sorted_tree_t *st, size_t **plenp, size_t size, size_t longest,
+                      calltree_t **t, symtab_t **syms, query_stream_t **out)
 {
-    query_stream_t *s = calloc(1, sizeof *s);
+    folded_stream_t *s = calloc(1, sizeof *s);
     if (s == NULL) return ERR_NOMEM;
     buf_init(&s->path, BUF_UNLIMITED);
     fframe_t *stack = malloc(st->n * sizeof *stack);
@@ -248,19 +236,20 @@ static int stream_new(sorted_tree_t *st, size_t *plen, size_t size, size_t longe
     buf_beside_give(st->out, st->held); /* the stream counts it from here */
     st->out = NULL;
     st->held = 0;
+    size_t *plen = *plenp;
     s->st = *st;
+    memset(st, 0, sizeof *st);
+    *plenp = NULL;
     s->plen = plen;
     s->tree = *t;
     s->syms = *syms;
     *t = NULL;
     *syms = NULL;
-    s->length = size;
     s->w = (fwalk_t){&s->st, NULL, plen, stack, 1, &s->path};
     stack[0] = (fframe_t){0, 0};
-    s->bytes = sizeof *s + sorted + walk_bytes(s->st.n) + s->path.cap +
-               calltree_mem_bytes_read(s->tree) + symtab_mem_bytes(s->syms);
-    *out = s;
-    return 0;
+    size_t bytes = sizeof *s + sorted + walk_bytes(s->st.n) + s->path.cap +
+                   calltree_mem_bytes_read(s->tree) + symtab_mem_bytes(s->syms);
+    return query_stream_new(&folded_ops, s, size, bytes, out);
 }
 
 int query_folded_open(calltree_t **t, symtab_t **syms, size_t min_bytes, buf_t *out,
@@ -277,7 +266,7 @@ int query_folded_open(calltree_t **t, symtab_t **syms, size_t min_bytes, buf_t *
     size_t size = 0, longest = 0, room = out->max > out->len ? out->max - out->len : 0;
     if (rc == 0) rc = measure_folded(&st, NULL, plen, room, &size, &longest);
     if (rc == 0 && size >= min_bytes && size <= room && out->len == 0) {
-        rc = stream_new(&st, plen, size, longest, t, syms, stream);
+        rc = stream_new(&st, &plen, size, longest, t, syms, stream);
         if (rc == 0) {
             buf_beside_give(out, work);
             return 0;

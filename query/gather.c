@@ -755,14 +755,39 @@ static const char *svg_note(const char *partial_json)
     return "(partial: span trees left some profiles out)";
 }
 
-/* A large folded answer as a stream: it takes the tree and the names, and
- * holds them (charged beside the gather) until its last byte is read. */
-static int encode_folded_stream(query_gather_t *g, query_result_t *out, errmsg_t *em)
+/* A large answer as a stream: it took the tree and the names, and holds
+ * them (charged beside the gather) until its last byte is read. rc: what
+ * opening it returned. */
+static int hold_stream(query_gather_t *g, int rc, query_result_t *out, errmsg_t *em)
 {
-    int rc =
-        query_folded_open(&g->tree, &g->syms, g->lim.stream_min_bytes, &out->body, &out->stream);
     if (rc != 0 || out->stream == NULL) return rc;
     return gather_hold(g, query_stream_bytes(out->stream), em);
+}
+
+/* 1 when this answer may be a stream (query-stream-bytes). */
+static int may_stream(const query_gather_t *g)
+{
+    return g->spec->stream && g->lim.stream_min_bytes > 0;
+}
+
+/* The SVG: a stream when large (query_svg_open), else whole. */
+static int encode_svg(query_gather_t *g, const char *type, const char *title, const char *note,
+                      query_result_t *out, errmsg_t *em)
+{
+    if (!may_stream(g)) return query_encode_svg(g->tree, g->syms, type, title, note, &out->body);
+    int rc = query_svg_open(&g->tree, &g->syms, type, title, note, g->lim.stream_min_bytes,
+                            &out->body, &out->stream);
+    return hold_stream(g, rc, out, em);
+}
+
+/* The gzipped pprof: a stream when large (query_pprof_open), else whole. */
+static int encode_pprof(query_gather_t *g, const char *type, int64_t t0, int64_t dur,
+                        query_result_t *out, errmsg_t *em)
+{
+    if (!may_stream(g)) return query_encode_pprof(g->tree, g->syms, type, t0, dur, &out->body);
+    int rc = query_pprof_open(&g->tree, &g->syms, type, t0, dur, g->lim.stream_min_bytes,
+                              &out->body, &out->stream);
+    return hold_stream(g, rc, out, em);
 }
 
 /* An averaged type whose timeline has buckets with values and no profile
@@ -824,8 +849,11 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
         return rc;
     case QUERY_FORMAT_FOLDED:
         out->content_type = "text/plain; charset=utf-8";
-        if (s->stream && s->max_nodes == 0 && g->lim.stream_min_bytes > 0)
-            return encode_folded_stream(g, out, em);
+        if (may_stream(g) && s->max_nodes == 0)
+            return hold_stream(g,
+                               query_folded_open(&g->tree, &g->syms, g->lim.stream_min_bytes,
+                                                 &out->body, &out->stream),
+                               out, em);
         return query_encode_folded(g->tree, g->syms, &out->body);
     case QUERY_FORMAT_TREE:
         out->content_type = "application/x-flamedb-tree";
@@ -840,7 +868,7 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     }
     case QUERY_FORMAT_SVG:
         out->content_type = "image/svg+xml";
-        return query_encode_svg(g->tree, g->syms, type, title, svg_note(partial_json), &out->body);
+        return encode_svg(g, type, title, svg_note(partial_json), out, em);
     case QUERY_FORMAT_SPEEDSCOPE:
         out->content_type = "application/json";
         rc = query_encode_speedscope(g->tree, g->syms, type, title, &out->body);
@@ -848,7 +876,7 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
         return rc;
     default:
         out->content_type = "application/octet-stream";
-        return query_encode_pprof(g->tree, g->syms, type, t0, dur, &out->body);
+        return encode_pprof(g, type, t0, dur, out, em);
     }
 }
 

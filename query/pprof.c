@@ -222,6 +222,24 @@ static int make_samples(pp_t *p, size_t max_bytes)
 /* libdeflate's compressor at level 6, about (its hash chains and
  * buffers; allocated once per answer). */
 #define PP_COMPRESSOR_BYTES (600u << 10)
+/* The packed profile is compressed in gzip members of this many bytes (the
+ * last one shorter): a file of concatenated members is one gzip file (RFC
+ * 1952 2.2), and a stream compresses each member as soon as it is packed,
+ * so the whole answer and its stream are the same bytes. */
+#define PP_MEMBER_BYTES (256u << 10)
+
+/* Appends n bytes of raw compressed as one gzip member to out. */
+static int gzip_member(struct libdeflate_compressor *c, const uint8_t *raw, size_t n, buf_t *out)
+{
+    size_t bound = libdeflate_gzip_compress_bound(c, n);
+    int rc = buf_reserve(out, bound);
+    if (rc != 0) return rc;
+    size_t z = libdeflate_gzip_compress(c, raw, n, out->data + out->len, bound);
+    if (z == 0) return ERR_INTERNAL;
+    out->len += z;
+    out->data[out->len] = 0;
+    return 0;
+}
 
 static int pack_gzip(const Perftools__Profiles__Profile *prof, buf_t *out)
 {
@@ -237,14 +255,9 @@ static int pack_gzip(const Perftools__Profiles__Profile *prof, buf_t *out)
     }
     perftools__profiles__profile__pack(prof, raw);
     struct libdeflate_compressor *c = libdeflate_alloc_compressor(6);
-    size_t bound = c ? libdeflate_gzip_compress_bound(c, n) : 0;
-    rc = c ? buf_reserve(out, bound) : ERR_NOMEM;
-    if (rc == 0) {
-        size_t z = libdeflate_gzip_compress(c, raw, n, out->data + out->len, bound);
-        rc = z == 0 ? ERR_INTERNAL : 0;
-        out->len += z;
-        out->data[out->len] = 0;
-    }
+    rc = c ? 0 : ERR_NOMEM;
+    for (size_t off = 0; rc == 0 && (off < n || off == 0); off += PP_MEMBER_BYTES)
+        rc = gzip_member(c, raw + off, n - off < PP_MEMBER_BYTES ? n - off : PP_MEMBER_BYTES, out);
     libdeflate_free_compressor(c);
     free(raw);
     buf_beside_give(out, (n ? n : 1) + PP_COMPRESSOR_BYTES);
@@ -267,38 +280,86 @@ static int make_header(pp_t *p, const char *profile_type, Perftools__Profiles__V
     return rc;
 }
 
+/* The string table of p, as the profile's bytes fields. */
+static int make_table(pp_t *p)
+{
+    int rc = pp_tables(p);
+    if (rc == 0) rc = pp_take(p, p->strs.n * sizeof *p->table);
+    if (rc == 0 && (p->table = calloc(p->strs.n, sizeof *p->table)) == NULL) rc = ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < p->strs.n; i++)
+        p->table[i] =
+            (ProtobufCBinaryData){.len = p->strs.lens[i], .data = (uint8_t *)p->strs.strs[i]};
+    return rc;
+}
+
+/* What every form of the profile holds besides its samples: the sample
+ * and period types, the functions and locations, the string table. */
+typedef struct pp_frame {
+    Perftools__Profiles__ValueType vt, per;
+    Perftools__Profiles__ValueType *vtp;
+    int64_t period, time_ns, duration_ns;
+} pp_frame_t;
+
+static int make_frame(pp_t *p, const char *profile_type, pp_frame_t *f)
+{
+    perftools__profiles__value_type__init(&f->vt);
+    perftools__profiles__value_type__init(&f->per);
+    f->vtp = &f->vt;
+    int64_t empty;
+    int rc = str_idx(p, "", &empty); /* string_table[0] must be "" */
+    if (rc == 0) rc = make_header(p, profile_type, &f->vt, &f->per, &f->period);
+    if (rc == 0) rc = make_functions(p);
+    return rc;
+}
+
+/* prof with every field of f and p but the samples. */
+static void frame_profile(pp_t *p, pp_frame_t *f, Perftools__Profiles__Profile *prof)
+{
+    perftools__profiles__profile__init(prof);
+    prof->n_sample_type = 1;
+    prof->sample_type = &f->vtp;
+    prof->period_type = &f->per;
+    prof->period = f->period;
+    prof->n_location = prof->n_function = p->nfunc;
+    prof->location = p->locp;
+    prof->function = p->funcp;
+    prof->n_string_table = p->strs.n;
+    prof->string_table = p->table;
+    prof->time_nanos = f->time_ns;
+    prof->duration_nanos = f->duration_ns;
+}
+
 static int build_and_pack(pp_t *p, const char *profile_type, int64_t time_ns, int64_t duration_ns,
                           buf_t *out)
 {
-    Perftools__Profiles__ValueType vt = PERFTOOLS__PROFILES__VALUE_TYPE__INIT;
-    Perftools__Profiles__ValueType per = PERFTOOLS__PROFILES__VALUE_TYPE__INIT;
-    Perftools__Profiles__ValueType *vtp = &vt;
-    Perftools__Profiles__Profile prof = PERFTOOLS__PROFILES__PROFILE__INIT;
-    int64_t empty;
-    int rc = str_idx(p, "", &empty); /* string_table[0] must be "" */
-    if (rc == 0) rc = make_header(p, profile_type, &vt, &per, &prof.period);
-    if (rc == 0) rc = make_functions(p);
+    pp_frame_t f = {.time_ns = time_ns, .duration_ns = duration_ns};
+    int rc = make_frame(p, profile_type, &f);
     if (rc == 0) rc = make_samples(p, out->max);
-    if (rc == 0) rc = pp_tables(p);
-    if (rc == 0) rc = pp_take(p, p->strs.n * sizeof *p->table);
-    if (rc == 0 && (p->table = calloc(p->strs.n, sizeof *p->table)) == NULL) rc = ERR_NOMEM;
+    if (rc == 0) rc = make_table(p);
     if (rc != 0) return rc;
-    for (size_t i = 0; i < p->strs.n; i++)
-        p->table[i] =
-            (ProtobufCBinaryData){.len = p->strs.lens[i], .data = (uint8_t *)p->strs.strs[i]};
-    prof.n_sample_type = 1;
-    prof.sample_type = &vtp;
-    prof.period_type = &per;
+    Perftools__Profiles__Profile prof;
+    frame_profile(p, &f, &prof);
     prof.n_sample = p->nsamples;
     prof.sample = p->samplep;
-    prof.n_location = prof.n_function = p->nfunc;
-    prof.location = p->locp;
-    prof.function = p->funcp;
-    prof.n_string_table = p->strs.n;
-    prof.string_table = p->table;
-    prof.time_nanos = time_ns;
-    prof.duration_nanos = duration_ns;
     return pack_gzip(&prof, out);
+}
+
+static void pp_free(pp_t *p)
+{
+    free(p->func_of);
+    free(p->funcs);
+    free(p->funcp);
+    free(p->locs);
+    free(p->locp);
+    free(p->lines);
+    free(p->linep);
+    free(p->samples);
+    free(p->samplep);
+    free(p->loc_pool);
+    free(p->val_pool);
+    free(p->table);
+    strmap_free(&p->strs);
+    pp_give(p, p->held); /* all of it freed */
 }
 
 int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *profile_type,
@@ -310,20 +371,247 @@ int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *pr
     pp_t p = {.st = &st, .out = out};
     strmap_init(&p.strs);
     rc = build_and_pack(&p, profile_type, time_ns, duration_ns, out);
-    free(p.func_of);
-    free(p.funcs);
-    free(p.funcp);
-    free(p.locs);
-    free(p.locp);
-    free(p.lines);
-    free(p.linep);
-    free(p.samples);
-    free(p.samplep);
-    free(p.loc_pool);
-    free(p.val_pool);
-    free(p.table);
-    strmap_free(&p.strs);
-    pp_give(&p, p.held); /* all of it freed */
+    pp_free(&p);
     query_sorted_tree_free(&st);
+    return rc;
+}
+
+/* ---- the answer as a stream ---- */
+
+/* Locations, functions or strings packed at a time. */
+#define PP_BATCH 256
+
+enum { PP_HEAD, PP_SAMPLES, PP_LOCATIONS, PP_FUNCTIONS, PP_STRINGS, PP_TAIL, PP_LAST, PP_DONE };
+
+typedef struct pp_stream {
+    calltree_t *tree; /* owned, with syms: what st reads */
+    symtab_t *syms;
+    sorted_tree_t st;
+    pp_t p; /* functions, locations and strings; no samples */
+    pp_frame_t f;
+    uint32_t *stack; /* the samples' preorder walk */
+    size_t sp;
+    uint64_t *locs; /* one sample's stack, leaf first */
+    int phase;      /* PP_* */
+    size_t next;    /* the phase's next entry */
+    buf_t raw;      /* packed, not yet compressed (less than a member and a part) */
+    struct libdeflate_compressor *c;
+} pp_stream_t;
+
+/* Appends prof packed to raw: a part of a profile packed in field order is
+ * exactly the bytes those fields make in the whole profile. */
+static int pack_part(const Perftools__Profiles__Profile *prof, buf_t *raw)
+{
+    size_t n = perftools__profiles__profile__get_packed_size(prof);
+    int rc = buf_reserve(raw, n);
+    if (rc != 0) return rc;
+    raw->len += perftools__profiles__profile__pack(prof, raw->data + raw->len);
+    return 0;
+}
+
+/* The next sample of the preorder walk, or the end of the samples. */
+static int pp_next_sample(pp_stream_t *v, Perftools__Profiles__Profile *prof)
+{
+    const sorted_tree_t *st = &v->st;
+    while (v->sp > 0) {
+        uint32_t i = v->stack[--v->sp];
+        for (uint32_t k = st->off[i + 1]; k > st->off[i]; k--)
+            v->stack[v->sp++] = st->kids[k - 1];
+        int64_t val = calltree_self(st->t, i);
+        if (val == 0) continue;
+        size_t k = 0;
+        for (uint32_t j = i; j != 0; j = calltree_parent(st->t, j))
+            v->locs[k++] = v->p.func_of[j] + 1; /* location id == function id */
+        Perftools__Profiles__Sample s = PERFTOOLS__PROFILES__SAMPLE__INIT;
+        Perftools__Profiles__Sample *sp = &s;
+        s.n_location_id = k;
+        s.location_id = v->locs;
+        s.n_value = 1;
+        s.value = &val;
+        prof->n_sample = 1;
+        prof->sample = &sp;
+        return pack_part(prof, &v->raw);
+    }
+    v->phase = PP_LOCATIONS;
+    return 0;
+}
+
+/* The next batch of entries of the phase (total of them), moving on after
+ * the last. */
+static size_t pp_batch(pp_stream_t *v, size_t total, size_t *first)
+{
+    size_t n = total - v->next < PP_BATCH ? total - v->next : PP_BATCH;
+    *first = v->next;
+    v->next += n;
+    if (v->next == total) {
+        v->phase++;
+        v->next = 0;
+    }
+    return n;
+}
+
+/* Packs the next part of the profile into raw. */
+static int pp_step(pp_stream_t *v)
+{
+    Perftools__Profiles__Profile prof = PERFTOOLS__PROFILES__PROFILE__INIT;
+    pp_t *p = &v->p;
+    size_t i;
+    switch (v->phase) {
+    case PP_HEAD:
+        prof.n_sample_type = 1;
+        prof.sample_type = &v->f.vtp;
+        v->phase = PP_SAMPLES;
+        break;
+    case PP_SAMPLES:
+        return pp_next_sample(v, &prof);
+    case PP_LOCATIONS:
+        prof.n_location = pp_batch(v, p->nfunc, &i);
+        prof.location = p->locp + i;
+        break;
+    case PP_FUNCTIONS:
+        prof.n_function = pp_batch(v, p->nfunc, &i);
+        prof.function = p->funcp + i;
+        break;
+    case PP_STRINGS:
+        prof.n_string_table = pp_batch(v, p->strs.n, &i);
+        prof.string_table = p->table + i;
+        break;
+    default: /* PP_TAIL */
+        prof.time_nanos = v->f.time_ns;
+        prof.duration_nanos = v->f.duration_ns;
+        prof.period_type = &v->f.per;
+        prof.period = v->f.period;
+        v->phase = PP_LAST;
+        break;
+    }
+    return pack_part(&prof, &v->raw);
+}
+
+/* Compresses each whole member of raw into out (and the rest, when last). */
+static int pp_flush(pp_stream_t *v, buf_t *out, int last)
+{
+    buf_t *raw = &v->raw;
+    size_t off = 0;
+    int rc = 0;
+    while (rc == 0 && raw->len - off >= PP_MEMBER_BYTES) {
+        rc = gzip_member(v->c, raw->data + off, PP_MEMBER_BYTES, out);
+        off += PP_MEMBER_BYTES;
+    }
+    if (rc == 0 && last && raw->len > off) {
+        rc = gzip_member(v->c, raw->data + off, raw->len - off, out);
+        off = raw->len;
+    }
+    memmove(raw->data, raw->data + off, raw->len - off);
+    raw->len -= off;
+    return rc;
+}
+
+static int pp_stream_next(void *impl, buf_t *out, size_t want, int *done)
+{
+    pp_stream_t *v = impl;
+    size_t until = out->len + want;
+    int rc = 0;
+    while (rc == 0 && v->phase != PP_DONE && out->len < until) {
+        if (v->phase == PP_LAST) {
+            rc = pp_flush(v, out, 1);
+            v->phase = PP_DONE;
+            continue;
+        }
+        for (int k = 0; rc == 0 && k < 64 && v->phase < PP_LAST; k++)
+            rc = pp_step(v);
+        if (rc == 0) rc = pp_flush(v, out, 0);
+    }
+    *done = v->phase == PP_DONE;
+    return rc;
+}
+
+static void pp_stream_free(void *impl)
+{
+    pp_stream_t *v = impl;
+    pp_free(&v->p);
+    free(v->stack);
+    free(v->locs);
+    buf_free(&v->raw);
+    libdeflate_free_compressor(v->c);
+    query_sorted_tree_free(&v->st);
+    calltree_free(v->tree);
+    symtab_free(v->syms);
+    free(v);
+}
+
+static const query_stream_ops_t pp_stream_ops = {pp_stream_next, pp_stream_free};
+
+/* A lower bound of the packed samples' bytes (a byte per stack entry and two
+ * per sample) and the deepest sample's depth. */
+static int pp_estimate(pp_t *p, size_t *bytes, uint32_t *max_depth)
+{
+    uint32_t *depth = malloc(p->st->n * sizeof *depth);
+    if (depth == NULL) return ERR_NOMEM;
+    size_t ns, nl;
+    int rc = count_samples(p, SIZE_MAX, &ns, &nl, depth);
+    *max_depth = 0;
+    for (size_t i = 0; i < p->st->n; i++)
+        if (depth[i] > *max_depth) *max_depth = depth[i];
+    free(depth);
+    *bytes = nl + 2 * ns;
+    return rc;
+}
+
+/* Makes v's frame, string table and walk, then moves the tree and names in
+ * and counts what v holds on the stream instead of beside out. */
+static int pp_stream_start(pp_stream_t *v, const char *profile_type, uint32_t max_depth,
+                           calltree_t **t, symtab_t **syms, buf_t *out, query_stream_t **stream)
+{
+    int rc = make_frame(&v->p, profile_type, &v->f);
+    if (rc == 0) rc = make_table(&v->p);
+    size_t walk = v->st.n * sizeof *v->stack + (max_depth + 1) * sizeof *v->locs;
+    if (rc == 0) rc = pp_take(&v->p, walk + 2 * PP_MEMBER_BYTES + PP_COMPRESSOR_BYTES);
+    if (rc != 0) return rc;
+    v->stack = malloc(v->st.n * sizeof *v->stack);
+    v->locs = malloc((max_depth + 1) * sizeof *v->locs);
+    v->c = libdeflate_alloc_compressor(6);
+    buf_init(&v->raw, BUF_UNLIMITED);
+    if (v->stack == NULL || v->locs == NULL || v->c == NULL ||
+        buf_reserve(&v->raw, PP_MEMBER_BYTES) != 0)
+        return ERR_NOMEM;
+    v->stack[0] = 0;
+    v->sp = 1;
+    size_t bytes =
+        sizeof *v + v->p.held + v->st.held + calltree_mem_bytes_read(*t) + symtab_mem_bytes(*syms);
+    buf_beside_give(out, v->p.held + v->st.held); /* the stream counts it from here */
+    v->p.out = v->st.out = NULL;
+    v->p.held = v->st.held = 0;
+    v->tree = *t;
+    v->syms = *syms;
+    *t = NULL;
+    *syms = NULL;
+    return query_stream_new(&pp_stream_ops, v, QUERY_STREAM_LENGTH_UNKNOWN, bytes, stream);
+}
+
+int query_pprof_open(calltree_t **t, symtab_t **syms, const char *profile_type, int64_t time_ns,
+                     int64_t duration_ns, size_t min_bytes, buf_t *out, query_stream_t **stream)
+{
+    *stream = NULL;
+    pp_stream_t *v = calloc(1, sizeof *v);
+    if (v == NULL) return ERR_NOMEM;
+    int rc = query_sorted_tree_build(&v->st, *t, *syms, out);
+    if (rc != 0) {
+        free(v);
+        return rc;
+    }
+    v->p = (pp_t){.st = &v->st, .out = out};
+    v->f = (pp_frame_t){.time_ns = time_ns, .duration_ns = duration_ns};
+    strmap_init(&v->p.strs);
+    size_t bytes = 0;
+    uint32_t max_depth = 0;
+    rc = pp_estimate(&v->p, &bytes, &max_depth);
+    /* a lower bound past out's max fails whole, as it always did */
+    if (rc == 0 && min_bytes > 0 && bytes >= min_bytes && bytes <= out->max && out->len == 0) {
+        rc = pp_stream_start(v, profile_type, max_depth, t, syms, out, stream);
+        if (*t == NULL) return rc; /* moved: v belongs to the stream (freed with it on failure) */
+    } else if (rc == 0) {
+        rc = build_and_pack(&v->p, profile_type, time_ns, duration_ns, out);
+    }
+    pp_stream_free(v); /* the tree and names not taken */
     return rc;
 }

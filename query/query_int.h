@@ -256,6 +256,32 @@ int query_folded_write(const sorted_tree_t *st, const int64_t *left_self, buf_t 
 int query_folded_open(calltree_t **t, symtab_t **syms, size_t min_bytes, buf_t *out,
                       query_stream_t **stream);
 
+/* ---- answers as streams (stream.c) ---- */
+/* What a format's stream does: next appends at least want bytes of the
+ * answer to out unless it ends (*done 1); free releases impl. */
+typedef struct query_stream_ops {
+    int (*next)(void *impl, buf_t *out, size_t want, int *done);
+    void (*free)(void *impl);
+} query_stream_ops_t;
+/* A stream of impl (taken: freed with the stream, also when this fails)
+ * producing length bytes (or QUERY_STREAM_LENGTH_UNKNOWN), holding about
+ * bytes of heap. */
+int query_stream_new(const query_stream_ops_t *ops, void *impl, uint64_t length, size_t bytes,
+                     query_stream_t **out);
+
+/* The SVG of *t as query_encode_svg writes it (title and note borrowed for
+ * the call), as a stream (*stream, caller owns; taking *t and *syms, both
+ * set to NULL) when its frames alone make at least min_bytes, else into
+ * out. Its length is not known before it is written. */
+int query_svg_open(calltree_t **t, symtab_t **syms, const char *profile_type, const char *title,
+                   const char *note, size_t min_bytes, buf_t *out, query_stream_t **stream);
+/* The gzipped pprof of *t as query_encode_pprof writes it, as a stream
+ * (same terms) when its stacks alone make at least min_bytes of the
+ * uncompressed profile, else into out. Its length is not known before it
+ * is written. */
+int query_pprof_open(calltree_t **t, symtab_t **syms, const char *profile_type, int64_t time_ns,
+                     int64_t duration_ns, size_t min_bytes, buf_t *out, query_stream_t **stream);
+
 /* Appends the members (`"a":1,"b":2`) inside body's closing brace: a partial
  * answer's flags on a JSON body (gather.c). */
 int query_add_json_members(buf_t *body, const char *members);
