@@ -851,7 +851,7 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
         out->content_type = "text/plain; charset=utf-8";
         if (may_stream(g) && s->max_nodes == 0)
             return hold_stream(g,
-                               query_folded_open(&g->tree, &g->syms, g->lim.stream_min_bytes,
+                               query_folded_open(&g->tree, &g->syms, NULL, g->lim.stream_min_bytes,
                                                  &out->body, &out->stream),
                                out, em);
         return query_encode_folded(g->tree, g->syms, &out->body);

@@ -415,6 +415,9 @@ typedef struct query_diff_params {
     query_params_t left, right; /* query, from, until of each side */
     const char *max_nodes;
     const char *format; /* json (default), svg, speedscope or folded; others refused */
+    /* Not a request parameter: a folded answer without maxNodes of at least
+     * query_limits_t.stream_min_bytes is a stream (query_result_t.stream). */
+    int stream;
 } query_diff_params_t;
 
 /* Reads leftQuery, leftFrom, ... into d from a parameter getter (the HTTP

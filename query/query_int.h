@@ -249,11 +249,14 @@ int query_parse_max_nodes(const char *s, query_format_t f, const query_limits_t 
  * render-diff, `stack left right` per node with a non-zero self on either
  * side, the tree's own selves being the right side. */
 int query_folded_write(const sorted_tree_t *st, const int64_t *left_self, buf_t *out);
-/* The folded text of *t as query_encode_folded writes it: into out when it
- * is shorter than min_bytes or does not fit out's max, else as a stream of
- * exactly its measured size (*stream, caller owns) that takes *t and *syms
- * (both set to NULL). Working memory is held beside out while it runs. */
-int query_folded_open(calltree_t **t, symtab_t **syms, size_t min_bytes, buf_t *out,
+/* The folded text of *t as query_encode_folded writes it (with *left, the
+ * left side's self per node of *t, as query_folded_write writes a
+ * render-diff; left NULL or *left NULL: a plain one): into out when it is
+ * shorter than min_bytes or does not fit out's max, else as a stream of
+ * exactly its measured size (*stream, caller owns) that takes *t, *syms and
+ * *left (all set to NULL; *left is freed with the stream). Working memory
+ * is held beside out while it runs. */
+int query_folded_open(calltree_t **t, symtab_t **syms, int64_t **left, size_t min_bytes, buf_t *out,
                       query_stream_t **stream);
 
 /* ---- answers as streams (stream.c) ---- */

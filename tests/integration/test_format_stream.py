@@ -1,31 +1,31 @@
-"""test_format_stream.py — large SVG and pprof renders and large answers of
-one stored profile are sent as they are written.
+"""test_format_stream.py — large SVG and pprof renders, large answers of one
+stored profile and a large folded render-diff are sent as they are written.
 
 Two services: "deep" is one push of LEAVES stacks through a chain of DEPTH
-frames (a small tree, but a pprof of about 600,000 stack entries and a
-folded text of about 3 MB), "wide" is WIDE leaves with long names under a
-few frames (an SVG of about 5 MB). With a small query-memory-bytes the
-trees fit and the answers do not: written whole into memory
-(query-stream-bytes 0) each is refused naming query-memory-bytes; streamed
-each answers 200 with exactly the bytes a node with room for the whole
-answer sends: the folded text with its Content-Length, the SVG and the
+frames (a small tree, but a pprof of 2,000,000 stack entries and a folded
+text of about 10 MB, as its render-diff with itself), "wide" is WIDE leaves
+with long names under a few frames (an SVG of about 4 MB). With a small
+query-memory-bytes the trees fit and the answers do not: written whole into
+memory (query-stream-bytes 0) each is refused naming query-memory-bytes;
+streamed each answers 200 with exactly the bytes a node with room for the
+whole answer sends: folded texts with their Content-Length, the SVG and the
 gzipped pprof (gzip members, one per 256 KiB of the packed profile) in
 chunks. The streamed pprof decompresses with gzip and ingests back as the
 same stacks.
 
-A client that resets the connection in the middle of a chunked answer gives
-its tree back to the budget (flamedb_scatter_memory_bytes back to 0); an
-HTTP/1.0 client, which cannot read chunks, gets the same bytes ended by the
-connection's close."""
+A client of each answer that resets the connection after its first bytes
+gives the answer's tree back to the budget (flamedb_scatter_memory_bytes
+back to 0); chunks are framed as HTTP/1.1 says; an HTTP/1.0 client, which
+cannot read chunks, gets the same bytes ended by the connection's close."""
 import gzip
-import json
 import socket
 import time
+import urllib.parse
 
 from cluster import wait_for
 from harness import CPU, Node, run_tests
 
-DEPTH, LEAVES = 800, 2000
+DEPTH, LEAVES = 1000, 2000
 WIDE, WIDE_BATCH = 20000, 5000
 T0 = int(time.time()) - 300
 DEEP_Q = CPU + '{service_name="deep"}'
@@ -65,6 +65,10 @@ def answers(node, pid):
                        dict(query=WIDE_Q, format="svg", maxNodes="65536", **window())),
         "profile folded": ("/api/profiles/" + pid, dict(format="folded")),
         "profile pprof": ("/api/profiles/" + pid, dict(format="pprof")),
+        "render-diff folded": ("/pyroscope/render-diff", dict(
+            leftQuery=DEEP_Q, leftFrom=str(T0 - 60), leftUntil=str(T0 + 60),
+            rightQuery=DEEP_Q, rightFrom=str(T0 - 60), rightUntil=str(T0 + 1),
+            format="folded")),
     }
 
 
@@ -197,6 +201,52 @@ def unchunk(data):
         assert data[pos + size:pos + size + 2] == b"\r\n"
         pos += size + 2
     raise AssertionError("too many chunks")
+
+
+def raw_request(node, what, version="1.1", rcvbuf=16384):
+    """A socket that asked for what (path, params) and reads slowly."""
+    path, params = what
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(30)
+    s.connect(("127.0.0.1", node.port))
+    s.sendall(("GET %s?%s HTTP/%s\r\nHost: x\r\nConnection: close\r\n\r\n"
+               % (path, urllib.parse.urlencode(params), version)).encode())
+    return s
+
+
+def reset(s):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.close()
+
+
+def test_reset_mid_stream_gives_back():
+    """A client of each streamed answer that resets the connection after its
+    first bytes: the answer's tree goes back to the budget; the node answers
+    the same bytes after."""
+    with Node(args=["--query-memory-bytes", SMALL]) as n:
+        push(n)
+        todo = answers(n, profile_id(n))
+        for name, what in todo.items():
+            ref = fetch(n, what)
+            assert ref.status == 200, (name, ref)
+            all_given_back(n)
+            s = raw_request(n, what, rcvbuf=4096)
+            status, _, body = read_head(s)
+            assert status == 200, name
+            if len(ref.body) > 4 * 1024 * 1024:  # more than the sockets hold: still being sent
+                assert held(n) > 0, "%s: the streamed answer's tree is not counted" % name
+            got = len(body)
+            while got < min(256 * 1024, len(ref.body) // 2):
+                c = s.recv(65536)
+                assert c, name
+                got += len(c)
+            reset(s)
+            all_given_back(n)
+            again = fetch(n, what)
+            assert again.status == 200 and again.body == ref.body, name
+            all_given_back(n)
+        assert n.alive()
 
 
 def test_chunked_readers():

@@ -655,7 +655,7 @@ static char *streamed_folded(calltree_t *t, symtab_t *s, size_t slice, size_t *l
     buf_init(&b, BUF_UNLIMITED);
     buf_init(&out, BUF_UNLIMITED);
     query_stream_t *st = NULL;
-    CHECK_EQ_INT(query_folded_open(&t, &s, 1, &b, &st), 0);
+    CHECK_EQ_INT(query_folded_open(&t, &s, NULL, 1, &b, &st), 0);
     CHECK(st != NULL && t == NULL && s == NULL && b.len == 0);
     if (st == NULL) return NULL;
     *length = (size_t)query_stream_length(st);
@@ -703,13 +703,13 @@ static void test_folded_stream(void)
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
     query_stream_t *st = NULL;
-    CHECK_EQ_INT(query_folded_open(&t, &s, 1000, &b, &st), 0); /* 8 bytes: written whole */
+    CHECK_EQ_INT(query_folded_open(&t, &s, NULL, 1000, &b, &st), 0); /* 8 bytes: written whole */
     CHECK(st == NULL && t != NULL && s != NULL);
     b.data[b.len] = 0;
     CHECK_EQ_STR((char *)b.data, "a;b;c 5\n");
     buf_free(&b);
     buf_init(&b, 4); /* past the buffer's max: refused as it always was */
-    CHECK_EQ_INT(query_folded_open(&t, &s, 1, &b, &st), ERR_TOO_LARGE);
+    CHECK_EQ_INT(query_folded_open(&t, &s, NULL, 1, &b, &st), ERR_TOO_LARGE);
     CHECK(st == NULL && t != NULL);
     buf_free(&b);
     calltree_free(t);
