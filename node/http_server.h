@@ -203,8 +203,9 @@ void http_respond(http_exchange_t *ex, http_response_t *resp);
 typedef struct http_body_producer {
     uint64_t length; /* Content-Length: exactly the bytes produce appends in all;
                         HTTP_LENGTH_UNKNOWN: sent in chunks */
-    /* Appends at least want bytes of the body to out (fewer only at its end,
-     * *done then 1). An error, or more or fewer bytes than length in all,
+    /* Appends want bytes or more of the body to out (fewer at its end, *done
+     * then 1; or some, never none, when a slice would cost more work than
+     * a loop wakeup should). An error, or more or fewer bytes than length in all,
      * cuts the connection (the client sees a short body). */
     int (*produce)(void *arg, buf_t *out, size_t want, int *done);
     /* Called exactly once on the loop thread, to release arg: completed 1

@@ -519,7 +519,12 @@ static int pp_stream_next(void *impl, buf_t *out, size_t want, int *done)
         }
         for (int k = 0; rc == 0 && k < 64 && v->phase < PP_LAST; k++)
             rc = pp_step(v);
+        size_t before = out->len;
         if (rc == 0) rc = pp_flush(v, out, 0);
+        /* a member compressed: the slice ends there, whatever its size, so
+         * a slice costs the loop thread one member (a very compressible
+         * profile would otherwise pack and compress megabytes per slice) */
+        if (out->len > before) break;
     }
     *done = v->phase == PP_DONE;
     return rc;

@@ -90,6 +90,8 @@ uint64_t query_stream_length(const query_stream_t *s);
 size_t query_stream_bytes(const query_stream_t *s);
 /* Appends the next bytes of the answer to out: at least want bytes unless
  * the answer ends first (*done is then 1); a folded answer in whole lines.
+ * A gzipped pprof ends a slice after one gzip member instead (some bytes,
+ * maybe fewer than want: each slice compresses at most 256 KiB).
  * ERR_INTERNAL if more or fewer bytes than a known query_stream_length
  * would come. */
 int query_stream_next(query_stream_t *s, buf_t *out, size_t want, int *done);

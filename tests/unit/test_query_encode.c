@@ -734,14 +734,17 @@ static void test_folded_stream(void)
 }
 
 /* Drains st in slices of 1 .. 300,000 bytes; each slice at least what was
- * asked unless it ended. */
-static void drain_in_slices(query_stream_t *st, buf_t *out)
+ * asked unless it ended (a pprof's: some bytes, at most one gzip member
+ * compressed). */
+static void drain_in_slices(query_stream_t *st, int pprof, buf_t *out)
 {
     int done = 0;
     for (size_t i = 0; i < 10000000 && !done; i++) {
         size_t before = out->len, want = 1 + check_rng() % (check_rng() % 2 ? 300000 : 2000);
         CHECK_EQ_INT(query_stream_next(st, out, want, &done), 0);
-        CHECK(done || out->len - before >= want);
+        CHECK(done || out->len - before >= (pprof ? 1 : want));
+        if (pprof && !done && out->len - before < want) /* a member ended it */
+            CHECK(out->len - before > 18 && out->data[before] == 0x1f);
     }
     CHECK(done);
 }
@@ -788,7 +791,7 @@ static void test_svg_pprof_stream(void)
         if (st == NULL) continue;
         CHECK(query_stream_length(st) == QUERY_STREAM_LENGTH_UNKNOWN);
         CHECK(query_stream_bytes(st) > 0);
-        drain_in_slices(st, &got);
+        drain_in_slices(st, pprof, &got);
         query_stream_free(st);
         CHECK_EQ_INT(got.len, whole.len);
         CHECK(got.len == whole.len && memcmp(got.data, whole.data, got.len) == 0);
