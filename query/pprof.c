@@ -550,14 +550,21 @@ static const query_stream_ops_t pp_stream_ops = {pp_stream_next, pp_stream_free}
  * per sample) and the deepest sample's depth. */
 static int pp_estimate(pp_t *p, size_t *bytes, uint32_t *max_depth)
 {
+    size_t work = 2 * p->st->n * sizeof(uint32_t); /* depth, and count_samples' queue */
+    int rc = pp_take(p, work);
+    if (rc != 0) return rc;
     uint32_t *depth = malloc(p->st->n * sizeof *depth);
-    if (depth == NULL) return ERR_NOMEM;
+    if (depth == NULL) {
+        pp_give(p, work);
+        return ERR_NOMEM;
+    }
     size_t ns, nl;
-    int rc = count_samples(p, SIZE_MAX, &ns, &nl, depth);
+    rc = count_samples(p, SIZE_MAX, &ns, &nl, depth);
     *max_depth = 0;
     for (size_t i = 0; i < p->st->n; i++)
         if (depth[i] > *max_depth) *max_depth = depth[i];
     free(depth);
+    pp_give(p, work);
     *bytes = nl + 2 * ns;
     return rc;
 }
