@@ -794,15 +794,43 @@ static int encode_pprof(query_gather_t *g, const char *type, int64_t t0, int64_t
  * counted (profiles past profile-retention, or a span selection): the answer
  * says how many, as those buckets and the flame graph could not be averaged
  * over them ("uncountedBuckets", docs/api.md). */
-static int add_uncounted(const query_gather_t *g, buf_t *body)
+static size_t uncounted_buckets(const query_gather_t *g)
 {
     size_t n = 0;
     for (size_t i = 0; g->tl.counts != NULL && i < g->tl.n; i++)
         n += g->tl.samples[i] != 0 && g->tl.counts[i] == 0;
+    return n;
+}
+
+static int add_uncounted(const query_gather_t *g, buf_t *body)
+{
+    size_t n = uncounted_buckets(g);
     if (n == 0) return 0;
     char m[48];
     snprintf(m, sizeof m, "\"uncountedBuckets\":%zu", n);
     return query_add_json_members(body, m);
+}
+
+/* A flamebearer answer (the kept nodes' when kept, else the tree's) as a
+ * stream when large (query_flamebearer_open), with the members the whole
+ * answer gets: uncountedBuckets (a render), then partial_json. */
+static int encode_flamebearer_open(query_gather_t *g, int kept, const char *type, int one,
+                                   const char *partial_json, query_result_t *out, errmsg_t *em)
+{
+    char m[48 + 1] = "";
+    size_t n = one ? 0 : uncounted_buckets(g);
+    if (n > 0) snprintf(m, sizeof m, "\"uncountedBuckets\":%zu", n);
+    buf_t members;
+    buf_init(&members, BUF_UNLIMITED);
+    int rc = buf_append_str(&members, m);
+    if (rc == 0 && partial_json != NULL && m[0] != 0) rc = buf_append_byte(&members, ',');
+    if (rc == 0 && partial_json != NULL) rc = buf_append_str(&members, partial_json);
+    if (rc == 0)
+        rc = query_flamebearer_open(&g->tree, kept ? &g->kept : NULL, &g->syms, type, g->spy_name,
+                                    one ? NULL : &g->tl, members.len ? (char *)members.data : NULL,
+                                    g->lim.stream_min_bytes, &out->body, &out->stream);
+    buf_free(&members);
+    return hold_stream(g, rc, out, em);
 }
 
 /* An averaged type in a format other than the JSON flame graph (which
@@ -842,6 +870,7 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     switch (s->format) {
     case QUERY_FORMAT_JSON:
         out->content_type = "application/json";
+        if (may_stream(g)) return encode_flamebearer_open(g, 0, type, one, partial_json, out, em);
         rc = query_encode_flamebearer(g->tree, g->syms, type, g->spy_name, one ? NULL : &g->tl,
                                       &out->body);
         if (rc == 0 && !one) rc = add_uncounted(g, &out->body);
@@ -922,9 +951,13 @@ static int finish_forests(query_gather_t *g, errmsg_t *em)
 }
 
 /* The flamebearer JSON of the kept nodes, as encode writes it of their tree. */
-static int encode_kept(query_gather_t *g, const char *partial_json, query_result_t *out)
+static int encode_kept(query_gather_t *g, const char *partial_json, query_result_t *out,
+                       errmsg_t *em)
 {
     out->content_type = "application/json";
+    if (may_stream(g))
+        return encode_flamebearer_open(g, 1, query_selector_type(g->spec->sel), 0, partial_json,
+                                       out, em);
     int rc = query_encode_flamebearer_kept(g->kept, g->syms, query_selector_type(g->spec->sel),
                                            g->spy_name, &g->tl, &out->body);
     if (rc == 0) rc = add_uncounted(g, &out->body);
@@ -939,7 +972,7 @@ static int finish_render(query_gather_t *g, const char *partial_json, query_resu
     if (g->kept != NULL && g->spec->kind == QUERY_KIND_RENDER &&
         g->spec->format == QUERY_FORMAT_JSON && g->nforests == 0 && g->npacked == 0 &&
         calltree_node_count(g->tree) == 1 && calltree_self(g->tree, 0) == 0)
-        return encode_kept(g, partial_json, out);
+        return encode_kept(g, partial_json, out, em);
     int krc = kept_to_tree(g->tree, &g->kept);
     if (krc != 0) return errmsg_set(em, krc, "building the flame graph: %s", err_message(krc));
     if ((krc = gather_hold(g, 0, em)) != 0) return krc;

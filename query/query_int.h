@@ -285,6 +285,17 @@ int query_svg_open(calltree_t **t, symtab_t **syms, const char *profile_type, co
 int query_pprof_open(calltree_t **t, symtab_t **syms, const char *profile_type, int64_t time_ns,
                      int64_t duration_ns, size_t min_bytes, buf_t *out, query_stream_t **stream);
 
+/* The flamebearer JSON of *kept (when kept and *kept are not NULL) or else
+ * of *t, as query_encode_flamebearer(_kept) writes it, with members (NULL:
+ * none) added as query_add_json_members adds them: as a stream (*stream,
+ * caller owns; taking *syms and *kept or *t, set to NULL) when its nodes'
+ * level entries alone make at least min_bytes, else into out. Its length is
+ * not known before it is written. */
+int query_flamebearer_open(calltree_t **t, query_kept_t **kept, symtab_t **syms,
+                           const char *profile_type, const char *spy_name,
+                           const query_timeline_t *tl, const char *members, size_t min_bytes,
+                           buf_t *out, query_stream_t **stream);
+
 /* Appends the members (`"a":1,"b":2`) inside body's closing brace: a partial
  * answer's flags on a JSON body (gather.c). */
 int query_add_json_members(buf_t *body, const char *members);

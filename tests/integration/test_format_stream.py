@@ -1,15 +1,17 @@
-"""test_format_stream.py — large SVG and pprof renders, large answers of one
-stored profile and a large folded render-diff are sent as they are written.
+"""test_format_stream.py — large SVG, pprof and JSON renders, large answers
+of one stored profile and a large folded render-diff are sent as they are
+written.
 
 Two services: "deep" is one push of LEAVES stacks through a chain of DEPTH
 frames (a small tree, but a pprof of 2,000,000 stack entries and a folded
 text of about 10 MB, as its render-diff with itself), "wide" is WIDE leaves
-with long names under a few frames (an SVG of about 4 MB). With a small
-query-memory-bytes the trees fit and the answers do not: written whole into
-memory (query-stream-bytes 0) each is refused naming query-memory-bytes;
-streamed each answers 200 with exactly the bytes a node with room for the
-whole answer sends: folded texts with their Content-Length, the SVG and the
-gzipped pprof (gzip members, one per 256 KiB of the packed profile) in
+with long names under a few frames (an SVG of about 4 MB, a JSON flame
+graph of 2.2 MB at maxNodes=65536). With a small query-memory-bytes the
+trees fit and the answers do not: written whole into memory
+(query-stream-bytes 0) each is refused naming query-memory-bytes; streamed
+each answers 200 with exactly the bytes a node with room for the whole
+answer sends: folded texts with their Content-Length, the SVG, the JSON and
+the gzipped pprof (gzip members, one per 256 KiB of the packed profile) in
 chunks. The streamed pprof decompresses with gzip and ingests back as the
 same stacks.
 
@@ -31,6 +33,7 @@ T0 = int(time.time()) - 300
 DEEP_Q = CPU + '{service_name="deep"}'
 WIDE_Q = CPU + '{service_name="wide"}'
 BIG, SMALL = "64MiB", "8MiB"
+STREAM = "256KiB"  # the JSON answer (2.2 MB) streams from a lower bound of 0.5 MB
 
 
 def push(node):
@@ -63,6 +66,8 @@ def answers(node, pid):
         "render pprof": ("/pyroscope/render", dict(query=DEEP_Q, format="pprof", **window())),
         "render svg": ("/pyroscope/render",
                        dict(query=WIDE_Q, format="svg", maxNodes="65536", **window())),
+        "render json": ("/pyroscope/render",
+                        dict(query=WIDE_Q, format="json", maxNodes="65536", **window())),
         "profile folded": ("/api/profiles/" + pid, dict(format="folded")),
         "profile pprof": ("/api/profiles/" + pid, dict(format="pprof")),
         "render-diff folded": ("/pyroscope/render-diff", dict(
@@ -120,7 +125,7 @@ def test_large_answers_past_the_budget():
             assert b"query-memory-bytes" in r.body, (name, r.body)
             all_given_back(n)
 
-        restart(n, ["--query-memory-bytes", SMALL])  # streamed by default (1 MiB)
+        restart(n, ["--query-memory-bytes", SMALL, "--query-stream-bytes", STREAM])
         for name, what in todo.items():
             r = fetch(n, what)
             assert r.status == 200, (name, r)
@@ -224,7 +229,7 @@ def test_reset_mid_stream_gives_back():
     """A client of each streamed answer that resets the connection after its
     first bytes: the answer's tree goes back to the budget; the node answers
     the same bytes after."""
-    with Node(args=["--query-memory-bytes", SMALL]) as n:
+    with Node(args=["--query-memory-bytes", SMALL, "--query-stream-bytes", STREAM]) as n:
         push(n)
         todo = answers(n, profile_id(n))
         for name, what in todo.items():

@@ -830,6 +830,63 @@ static void test_svg_pprof_stream(void)
     symtab_free(s);
 }
 
+/* The flamebearer JSON as a stream (summed, and averaged over 3 profiles,
+ * with members) is the whole answer's bytes, in any slices. */
+static void test_flamebearer_stream(void)
+{
+    for (int round = 0; round < 10; round++) {
+        calltree_t *t = calltree_new(0);
+        symtab_t *s = symtab_new();
+        stream_tree(t, s, round == 0);
+        int64_t samples[3] = {7, 0, 9}, counts[3] = {1, 0, 2};
+        query_timeline_t tl = {.start_s = 100, .step_s = 10, .n = 3, .samples = samples};
+        if (round % 2) {
+            tl.counts = counts;
+            tl.profiles = 3;
+        }
+        const char *type = round % 2 ? "memory:inuse_space:bytes:space:bytes"
+                                     : "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+        const char *members = round % 3 ? "\"partial\":true" : NULL;
+        buf_t whole, b, got;
+        buf_init(&whole, BUF_UNLIMITED);
+        buf_init(&b, BUF_UNLIMITED);
+        buf_init(&got, BUF_UNLIMITED);
+        CHECK_EQ_INT(query_encode_flamebearer(t, s, type, "gospy", &tl, &whole), 0);
+        if (members != NULL) CHECK_EQ_INT(query_add_json_members(&whole, members), 0);
+        query_stream_t *st = NULL;
+        CHECK_EQ_INT(query_flamebearer_open(&t, NULL, &s, type, "gospy", &tl, members, 1, &b, &st),
+                     0);
+        CHECK(st != NULL && t == NULL && s == NULL && b.len == 0);
+        if (st != NULL) {
+            drain_in_slices(st, 0, &got);
+            query_stream_free(st);
+        }
+        CHECK(got.len == whole.len && memcmp(got.data, whole.data, got.len) == 0);
+        buf_free(&whole);
+        buf_free(&b);
+        buf_free(&got);
+    }
+    /* under min_bytes: written whole, with the members, the tree not taken */
+    calltree_t *t = calltree_new(0);
+    symtab_t *s = symtab_new();
+    add(t, s, "a;b;c", 5);
+    buf_t b, whole;
+    buf_init(&b, BUF_UNLIMITED);
+    buf_init(&whole, BUF_UNLIMITED);
+    query_stream_t *st = NULL;
+    CHECK_EQ_INT(query_encode_flamebearer(t, s, "a:b:c:d:e", NULL, NULL, &whole), 0);
+    CHECK_EQ_INT(query_add_json_members(&whole, "\"x\":1"), 0);
+    CHECK_EQ_INT(
+        query_flamebearer_open(&t, NULL, &s, "a:b:c:d:e", NULL, NULL, "\"x\":1", 1 << 20, &b, &st),
+        0);
+    CHECK(st == NULL && t != NULL && s != NULL);
+    CHECK(b.len == whole.len && memcmp(b.data, whole.data, b.len) == 0);
+    buf_free(&b);
+    buf_free(&whole);
+    calltree_free(t);
+    symtab_free(s);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10) : (uint64_t)time(NULL);
@@ -844,5 +901,6 @@ int main(int argc, char **argv)
     test_folded_edges();
     test_folded_stream();
     test_svg_pprof_stream();
+    test_flamebearer_stream();
     return check_exit();
 }
