@@ -769,7 +769,8 @@ static void run_query(query_req_t *q, query_kind_t kind, const char *tenant,
 /* Starts a query of the request's parameters, with format (when not NULL:
  * an endpoint that is a render in one fixed format) and id (GET
  * /api/profiles/ID) replacing the request's own; stream: a large folded,
- * SVG or pprof answer may be sent as it is written (query-stream-bytes). */
+ * SVG, JSON or pprof answer may be sent as it is written
+ * (query-stream-bytes). */
 static void start_query_with(node_t *n, http_exchange_t *ex, const http_request_t *r,
                              query_kind_t kind, const char *format, const char *id, int stream)
 {

@@ -46,8 +46,8 @@ typedef struct query_params {
      * "groups":{"VALUE":{timeline},...} a render with groupBy=LABEL adds
      * (values in strcmp order, no partial members: the caller shows those). */
     int groups;
-    /* Not a request parameter: a large folded, SVG or pprof render (or
-     * one stored profile) may be answered as a stream
+    /* Not a request parameter: a large folded, SVG, JSON or pprof render
+     * (or one stored profile) may be answered as a stream
      * (query_result_t.stream, query_limits_t.stream_min_bytes). */
     int stream;
 } query_params_t;
@@ -60,8 +60,9 @@ typedef struct query_limits {
     /* An answer of at least this many bytes is a stream
      * (query_result_t.stream) when its caller asks for one
      * (query_params_t.stream): a folded render without maxNodes (its exact
-     * size), an SVG or a pprof (from a lower bound of its size: each frame's
-     * or stack entry's least bytes); 0: never. */
+     * size), an SVG, a JSON flame graph or a pprof (from a lower bound of
+     * its size: each frame's, level entry's or stack entry's least bytes);
+     * 0: never. */
     size_t stream_min_bytes;
     /* Retention per resolution (seconds, 0 = forever), as the storage was
      * opened with; the plan avoids windows that retention already dropped. */

@@ -1,6 +1,7 @@
 /* stream.c — an answer produced in slices (query_stream_t): the length
- * checks common to every format; the formats (folded.c, svg.c, pprof.c)
- * bring the walk that writes each slice and what it reads from.
+ * checks common to every format; the formats (folded.c, svg.c, pprof.c,
+ * flamebearer.c) bring the walk that writes each slice and what it reads
+ * from.
  */
 #include <stdlib.h>
 
