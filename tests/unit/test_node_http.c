@@ -673,7 +673,8 @@ static void test_chunked_bodies(fixture_t *f)
         CHECK(text != NULL && strstr(text, "Content-Length") == NULL);
         CHECK(text != NULL && unchunk(text, raw.len, &body));
         CHECK(is_letters(&body, sizes[k]));
-        send_all(fd, "GET /next HTTP/1.1\r\n\r\n", 24); /* kept alive */
+        const char *next = "GET /next HTTP/1.1\r\n\r\n"; /* kept alive */
+        send_all(fd, next, strlen(next));
         buf_t carry;
         buf_init(&carry, BUF_UNLIMITED);
         char out[4096];
