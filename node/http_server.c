@@ -101,6 +101,7 @@ struct http_exchange {
     /* a streamed body (http_respond_stream): producing until released */
     http_body_producer_t prod;
     int producing, prod_done;
+    int chunked; /* its slices framed as chunks (HTTP_LENGTH_UNKNOWN to an HTTP/1.1 client) */
     uint64_t prod_sent;
 };
 
@@ -707,20 +708,50 @@ static void stream_end(conn_t *c, int completed)
 
 static void on_written(uv_write_t *req, int status);
 
+/* The chunk header of a slice, its size in fixed-width hex (leading zeros
+ * are allowed, RFC 9112 7.1): written once the slice's size is known. */
+#define CHUNK_HEAD "00000000\r\n"
+#define CHUNK_HEAD_LEN 10
+
+/* Produces the next slice of a streamed body into out_body (framed as a
+ * chunk, and the last chunk after it once done, when chunked): 0, or an
+ * error (more or fewer bytes than announced, or the producer's). */
+static int stream_produce(conn_t *c)
+{
+    buf_t *b = &c->out_body;
+    b->len = 0;
+    size_t start = c->chunked ? CHUNK_HEAD_LEN : 0;
+    int rc = c->chunked ? buf_append(b, CHUNK_HEAD, CHUNK_HEAD_LEN) : 0;
+    int done = 0;
+    if (rc == 0) rc = c->prod.produce(c->prod.arg, b, HTTP_STREAM_SLICE_BYTES, &done);
+    if (rc != 0) return rc;
+    size_t n = b->len - start;
+    c->prod_sent += n;
+    if (c->prod.length != HTTP_LENGTH_UNKNOWN &&
+        (c->prod_sent > c->prod.length || (done && c->prod_sent != c->prod.length)))
+        return ERR_INTERNAL;
+    if (n == 0 && !done) return ERR_INTERNAL; /* it would never end */
+    c->prod_done = done;
+    if (!c->chunked) return 0;
+    if (n == 0) {
+        b->len = 0;
+    } else {
+        static const char hex[] = "0123456789abcdef";
+        if (n > 0xffffffffu) return ERR_INTERNAL;
+        for (int i = 0; i < 8; i++)
+            b->data[7 - i] = (uint8_t)hex[(n >> (4 * i)) & 15];
+        rc = buf_append(b, "\r\n", 2);
+    }
+    return rc == 0 && done ? buf_append(b, "0\r\n\r\n", 5) : rc;
+}
+
 /* Produces the next slice of a streamed body into out_body and writes it:
  * 0 when written, 1 when the body had ended (nothing written), else an
  * error (more or fewer bytes than announced, or the producer's). */
 static int stream_write_next(conn_t *c)
 {
-    c->out_body.len = 0;
-    int done = 0;
-    int rc = c->prod.produce(c->prod.arg, &c->out_body, HTTP_STREAM_SLICE_BYTES, &done);
+    int rc = stream_produce(c);
     if (rc != 0) return rc;
-    c->prod_sent += c->out_body.len;
-    if (c->prod_sent > c->prod.length || (done && c->prod_sent != c->prod.length))
-        return ERR_INTERNAL;
-    if (c->out_body.len == 0 && !done) return ERR_INTERNAL; /* it would never end */
-    c->prod_done = done;
     if (c->out_body.len == 0) return 1;
     c->out_charged = c->out_body.len; /* produced and unsent */
     c->srv->stats.buffered_bytes += c->out_charged;
@@ -854,13 +885,17 @@ static void conn_free_mem(conn_t *c)
     free(c);
 }
 
-/* The status line and headers of resp, for a body of length bytes. */
+/* The status line and headers of resp, for a body of length bytes
+ * (HTTP_LENGTH_UNKNOWN: chunked when c->chunked, else ended by closing). */
 static int build_head(conn_t *c, const http_response_t *resp, uint64_t length)
 {
     buf_init(&c->out_head, 4096 + (resp->extra_headers ? strlen(resp->extra_headers) : 0));
-    int rc =
-        buf_printf(&c->out_head, "HTTP/1.1 %d %s\r\nServer: flamedb\r\nContent-Length: %llu\r\n",
-                   resp->status, reason(resp->status), (unsigned long long)length);
+    int rc = buf_printf(&c->out_head, "HTTP/1.1 %d %s\r\nServer: flamedb\r\n", resp->status,
+                        reason(resp->status));
+    if (rc == ERR_OK && length != HTTP_LENGTH_UNKNOWN)
+        rc = buf_printf(&c->out_head, "Content-Length: %llu\r\n", (unsigned long long)length);
+    else if (rc == ERR_OK && c->chunked)
+        rc = buf_append_str(&c->out_head, "Transfer-Encoding: chunked\r\n");
     if (rc == ERR_OK && resp->content_type)
         rc = buf_printf(&c->out_head, "Content-Type: %s\r\n", resp->content_type);
     if (rc == ERR_OK && resp->content_encoding)
@@ -974,26 +1009,24 @@ static void conn_reply_stream(conn_t *c, http_response_t *resp, const http_body_
     c->producing = 1;
     c->prod_done = 0;
     c->prod_sent = 0;
+    /* a body of unknown length: chunks for HTTP/1.1, else it ends with the
+     * connection (HTTP/1.0 has no chunks) */
+    int unknown = p->length == HTTP_LENGTH_UNKNOWN;
+    c->chunked = unknown && (c->parser.http_major > 1 ||
+                             (c->parser.http_major == 1 && c->parser.http_minor >= 1));
+    if (unknown && !c->chunked) c->keep_alive = 0;
     buf_init(&c->out_body, BUF_UNLIMITED);
     if (build_head(c, resp, p->length) != ERR_OK) {
         stream_end(c, 0);
         conn_drop(c);
         return;
     }
-    int rc = 1;
-    if (c->parser.method != HTTP_HEAD) {
-        int done = 0;
-        rc = p->produce(p->arg, &c->out_body, HTTP_STREAM_SLICE_BYTES, &done);
-        c->prod_sent = c->out_body.len;
-        c->prod_done = done;
-        if (rc == 0 && (c->prod_sent > p->length || (done && c->prod_sent != p->length) ||
-                        (!done && c->out_body.len == 0)))
-            rc = ERR_INTERNAL;
-        if (rc == 0) rc = 1; /* written with the head */
-    } else {
+    int rc = 0;
+    if (c->parser.method != HTTP_HEAD)
+        rc = stream_produce(c); /* the first slice goes with the head */
+    else
         c->prod_done = 1; /* HEAD: headers only */
-    }
-    if (rc != 1) {
+    if (rc != 0) {
         stream_end(c, 0);
         conn_drop(c);
         return;

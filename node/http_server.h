@@ -34,11 +34,13 @@
  * the drain deadline may still answer until then). Request fields are
  * borrowed until http_respond().
  *
- * Streamed bodies: http_respond_stream() sends a body of known length that a
- * producer writes a slice at a time, each once the previous one has been
- * written; the server calls its release exactly once, when the last byte is
- * written or the connection ends first (the producer owns what it writes
- * from until then).
+ * Streamed bodies: http_respond_stream() sends a body that a producer
+ * writes a slice at a time, each once the previous one has been written,
+ * with its Content-Length when known, else in chunks (Transfer-Encoding:
+ * chunked; to an HTTP/1.0 client, ended by closing the connection); the
+ * server calls its release exactly once, when the last byte is written or
+ * the connection ends first (the producer owns what it writes from until
+ * then).
  */
 #ifndef FLAMEDB_NODE_HTTP_SERVER_H
 #define FLAMEDB_NODE_HTTP_SERVER_H
@@ -195,11 +197,15 @@ void http_respond(http_exchange_t *ex, http_response_t *resp);
 /* A response body produced in slices as the client reads it, so a large
  * answer is never held whole: the next slice is produced when the last one
  * has been written to the socket (one write in flight, at most about
- * HTTP_STREAM_SLICE_BYTES produced and unsent). */
+ * HTTP_STREAM_SLICE_BYTES produced and unsent). length HTTP_LENGTH_UNKNOWN:
+ * a body whose size is not known up front. */
+#define HTTP_LENGTH_UNKNOWN UINT64_MAX
 typedef struct http_body_producer {
-    uint64_t length; /* Content-Length: exactly the bytes produce appends in all */
-    /* Appends at least want bytes of the body to out (fewer only at its end,
-     * *done then 1). An error, or more or fewer bytes than length in all,
+    uint64_t length; /* Content-Length: exactly the bytes produce appends in all;
+                        HTTP_LENGTH_UNKNOWN: sent in chunks */
+    /* Appends want bytes or more of the body to out (fewer at its end, *done
+     * then 1; or some, never none, when a slice would cost more work than
+     * a loop wakeup should). An error, or more or fewer bytes than length in all,
      * cuts the connection (the client sees a short body). */
     int (*produce)(void *arg, buf_t *out, size_t want, int *done);
     /* Called exactly once on the loop thread, to release arg: completed 1
@@ -212,9 +218,10 @@ typedef struct http_body_producer {
     void *arg;
 } http_body_producer_t;
 /* As http_respond, with the body of p instead of resp->body (which must be
- * empty): status, headers and Content-Length are sent first, then the body
- * slice by slice. The whole answer must be read within request-timeout, as
- * any response. A response to HEAD sends no body (released completed). */
+ * empty): status, headers and Content-Length (or Transfer-Encoding:
+ * chunked) are sent first, then the body slice by slice. The whole answer
+ * must be read within request-timeout, as any response. A response to HEAD
+ * sends no body (released completed). */
 void http_respond_stream(http_exchange_t *ex, http_response_t *resp, const http_body_producer_t *p);
 /* Sends {"code": err_code_name(err), "message": errmsg_text(em, err)} with
  * status err_http_status(err) (status overrides when non-zero). */

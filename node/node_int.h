@@ -80,6 +80,13 @@ int routes_query_error(int rc);
 /* Answers a cancelled request (the connection closes, nothing is written);
  * not counted as an error. */
 void routes_respond_cancelled(http_exchange_t *ex, const errmsg_t *em);
+/* Answers resp with the body of stream (taken), sent as the client reads
+ * it: held bytes of query-memory-bytes and the request's tenant query slot
+ * stay taken until its last byte is sent or the client goes, then are
+ * given back and done(arg) runs (done may be NULL); also when it cannot be
+ * sent at all. */
+void routes_respond_stream(node_t *n, http_exchange_t *ex, http_response_t *resp,
+                           query_stream_t *stream, size_t held, void (*done)(void *arg), void *arg);
 /* The request's tenant, or NULL after answering 400. */
 const char *routes_tenant_of(node_t *n, http_exchange_t *ex, const http_request_t *r);
 /* ---- one answer from several cluster queries (routes_fanout.c) ---- */

@@ -660,6 +660,8 @@ typedef struct query_body {
     query_stream_t *stream;
     size_t held;
     char *slot; /* the tenant whose query slot it holds until released, or NULL */
+    void (*done)(void *arg);
+    void *done_arg;
 } query_body_t;
 
 static int query_body_produce(void *arg, buf_t *out, size_t want, int *done)
@@ -675,35 +677,38 @@ static void query_body_release(void *arg, int completed)
     query_stream_free(b->stream);
     cluster_query_release(b->node->cluster, b->held);
     if (b->slot != NULL) routes_limit_query_done(b->node, b->slot);
+    if (b->done != NULL) b->done(b->done_arg);
     free(b->slot);
     free(b);
 }
 
-/* Sends resp with the body of a's stream (taken). */
-static void respond_stream(node_t *n, http_exchange_t *ex, http_response_t *resp,
-                           cluster_answer_t *a)
+void routes_respond_stream(node_t *n, http_exchange_t *ex, http_response_t *resp,
+                           query_stream_t *stream, size_t held, void (*done)(void *arg), void *arg)
 {
-    query_body_t *b = malloc(sizeof *b);
+    query_body_t *b = calloc(1, sizeof *b);
     if (b == NULL) {
+        query_stream_free(stream);
+        cluster_query_release(n->cluster, held);
+        if (done != NULL) done(arg);
         routes_respond_error(n, ex, ERR_NOMEM, NULL);
-        return; /* the stream is freed, its bytes given back, by the query */
+        return;
     }
-    *b = (query_body_t){n, a->result.stream, a->stream_held, NULL};
+    *b = (query_body_t){n, stream, held, NULL, done, arg};
     /* the tenant's query slot (tenant-max-queries) is held until the last
      * byte is sent, not given back when the response starts */
     int tag = http_exchange_tag(ex);
     if (tag & ROUTES_TAG_QUERY_SLOT) {
         b->slot = strdup(http_exchange_principal(ex));
         if (b->slot == NULL) {
-            free(b);
+            query_body_release(b, 0);
             routes_respond_error(n, ex, ERR_NOMEM, NULL);
             return;
         }
         http_exchange_set_tag(ex, tag & ~ROUTES_TAG_QUERY_SLOT);
     }
-    a->result.stream = NULL;
-    http_body_producer_t p = {query_stream_length(b->stream), query_body_produce,
-                              query_body_release, b};
+    uint64_t length = query_stream_length(stream);
+    if (length == QUERY_STREAM_LENGTH_UNKNOWN) length = HTTP_LENGTH_UNKNOWN; /* chunked */
+    http_body_producer_t p = {length, query_body_produce, query_body_release, b};
     http_respond_stream(ex, resp, &p);
 }
 
@@ -733,10 +738,13 @@ static void query_answered(void *arg, cluster_answer_t *a)
         resp.extra_headers = extra;
     }
     buf_init(&a->result.body, 0);
-    if (streamed)
-        respond_stream(q->node, q->ex, &resp, a);
-    else
+    if (streamed) {
+        query_stream_t *stream = a->result.stream;
+        a->result.stream = NULL; /* its bytes given back when it is released */
+        routes_respond_stream(q->node, q->ex, &resp, stream, a->stream_held, NULL, NULL);
+    } else {
         http_respond(q->ex, &resp);
+    }
     free(q);
 }
 
@@ -760,8 +768,9 @@ static void run_query(query_req_t *q, query_kind_t kind, const char *tenant,
 
 /* Starts a query of the request's parameters, with format (when not NULL:
  * an endpoint that is a render in one fixed format) and id (GET
- * /api/profiles/ID) replacing the request's own; stream: a large folded
- * answer may be sent as it is written (query-stream-bytes). */
+ * /api/profiles/ID) replacing the request's own; stream: a large folded,
+ * SVG, JSON or pprof answer may be sent as it is written
+ * (query-stream-bytes). */
 static void start_query_with(node_t *n, http_exchange_t *ex, const http_request_t *r,
                              query_kind_t kind, const char *format, const char *id, int stream)
 {
@@ -828,7 +837,7 @@ static void route_profiles(node_t *n, http_exchange_t *ex, const http_request_t 
  * the token its id carries (query/profile.c). */
 static void route_profile(node_t *n, http_exchange_t *ex, const http_request_t *r)
 {
-    start_query_with(n, ex, r, QUERY_KIND_PROFILE, NULL, r->path + strlen("/api/profiles/"), 0);
+    start_query_with(n, ex, r, QUERY_KIND_PROFILE, NULL, r->path + strlen("/api/profiles/"), 1);
 }
 
 /* GET /api/top: the render of the selection, answered as its top functions

@@ -29,7 +29,8 @@ static void diff_give(void *cluster, size_t n)
     cluster_query_release(cluster, n);
 }
 
-/* The answer counts until it is sent. */
+/* The answer (or what a streamed one is written from) counts until it is
+ * sent. */
 static void diff_free(void *ctx)
 {
     diff_ctx_t *d = ctx;
@@ -65,6 +66,7 @@ void routes_render_diff(node_t *n, http_exchange_t *ex, const http_request_t *r)
     d->lim = &n->cfg.query;
     d->charge = (query_report_charge_t){diff_take, diff_give, n->cluster};
     query_diff_params_read(&d->params, param_of, r);
+    d->params.stream = 1; /* a large folded answer is sent as it is written */
     errmsg_t em = {{0}};
     int rc = query_diff_check(&d->params, &n->cfg.query, &em);
     if (rc != 0) {

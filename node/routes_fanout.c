@@ -125,7 +125,16 @@ static void join_done(workq_job_t *w, int status)
         resp.extra_headers = extra;
     }
     buf_init(&f->result.body, 0);
-    http_respond(f->ex, &resp);
+    if (f->result.stream != NULL) { /* the join's ctx lives until the last byte is sent */
+        query_stream_t *stream = f->result.stream;
+        void (*done)(void *) = f->spec.ctx_free;
+        void *arg = f->spec.ctx;
+        f->result.stream = NULL;
+        f->spec.ctx_free = NULL;
+        routes_respond_stream(f->node, f->ex, &resp, stream, 0, done, arg);
+    } else {
+        http_respond(f->ex, &resp);
+    }
     fanout_free(f);
 }
 

@@ -619,8 +619,9 @@ typedef struct join {
     uint8_t *keep;
     const query_report_charge_t *charge; /* may be NULL */
     size_t charged;
-    size_t early;  /* of charged: lt, rt, u, s and keep, given back before encoding */
-    size_t answer; /* of charged: the answer's buffer, charged before it grows */
+    size_t early;    /* of charged: lt, rt, u, s and keep, given back before encoding */
+    size_t answer;   /* of charged: the answer's buffer, charged before it grows */
+    size_t streamed; /* of charged: what a streamed answer holds (query_stream_bytes) */
 } join_t;
 
 /* Charges n bytes the join holds to its charge (ERR_UNAVAILABLE past it). */
@@ -664,11 +665,31 @@ static size_t sides_bytes(const sides_t *s)
     return s->cap * 4 * sizeof(int64_t);
 }
 
+/* The folded lines of the shape as a stream (query_folded_open) when
+ * large: it takes the shape, the names and a copy of the left side's
+ * selves (charged first); a small answer is written into out. */
+static int encode_folded_open(join_t *j, size_t min_bytes, query_result_t *out)
+{
+    size_t n = calltree_node_count(j->shape);
+    int rc = join_take(j, n * sizeof(int64_t));
+    if (rc != 0) return rc;
+    int64_t *left = malloc(n * sizeof *left);
+    if (left == NULL) return ERR_NOMEM;
+    memcpy(left, j->ds.ls, n * sizeof *left);
+    out->content_type = "text/plain; charset=utf-8";
+    rc = query_folded_open(&j->shape, &j->syms, &left, min_bytes, &out->body, &out->stream);
+    free(left); /* NULL when the stream took it */
+    if (out->stream == NULL) join_give(j, n * sizeof(int64_t));
+    return rc;
+}
+
 /* svg, speedscope or folded: the shape with the right side's selves as its own (svg.c
  * and folded.c read widths and values from the tree), the left side's
- * values passed beside it. */
+ * values passed beside it. A folded answer of at least min_bytes (0:
+ * never) is a stream. */
 static int encode_beside(join_t *j, const query_diff_params_t *dp, query_format_t f,
-                         const char *profile_type, const char *partial_json, query_result_t *out)
+                         const char *profile_type, const char *partial_json, size_t min_bytes,
+                         query_result_t *out)
 {
     calltree_t *d = j->shape;
     const sides_t *s = &j->ds;
@@ -680,6 +701,8 @@ static int encode_beside(join_t *j, const query_diff_params_t *dp, query_format_
         ids[i] = i;
     int rc = calltree_add_selves(d, ids, s->rs, n);
     free(ids);
+    if (rc == 0 && f == QUERY_FORMAT_FOLDED && min_bytes > 0)
+        return encode_folded_open(j, min_bytes, out);
     sorted_tree_t st; /* held beside the answer, charged with it */
     if (rc == 0) rc = query_sorted_tree_build(&st, d, syms, &out->body);
     if (rc != 0) return rc;
@@ -850,6 +873,24 @@ static int join(join_t *j, const query_limits_t *lim, size_t max_nodes, const ui
     return rc;
 }
 
+/* A streamed answer holds the shape, names and left side it took: they
+ * stay charged (j->streamed) until it is sent; the budget's refusal fails
+ * the answer. */
+static int keep_stream(join_t *j, query_result_t *out, errmsg_t *em)
+{
+    size_t want = j->answer + query_stream_bytes(out->stream);
+    int rc = j->charged < want ? join_take(j, want - j->charged) : 0;
+    if (rc == 0) {
+        j->streamed = want - j->answer;
+        return 0;
+    }
+    query_stream_free(out->stream);
+    out->stream = NULL;
+    return errmsg_set(em, rc,
+                      "server busy: the diff's answer needs more memory than query-memory-bytes "
+                      "leaves now; retry later or narrow the query");
+}
+
 int query_diff_render(const query_diff_params_t *d, const query_limits_t *lim, const uint8_t *left,
                       size_t left_len, const uint8_t *right, size_t right_len,
                       const char *partial_json, query_result_t *out, errmsg_t *em)
@@ -884,7 +925,8 @@ int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t
     if (rc == 0 && f == QUERY_FORMAT_JSON) {
         rc = encode_double(j.shape, &j.ds, j.syms, type, partial_json, &out->body);
     } else if (rc == 0) {
-        rc = encode_beside(&j, d, f, type, partial_json, out);
+        size_t min_bytes = d->stream && max_nodes == 0 ? lim->stream_min_bytes : 0;
+        rc = encode_beside(&j, d, f, type, partial_json, min_bytes, out);
     }
     buf_charge(&out->body, NULL, NULL);
     if (joined && rc == ERR_UNAVAILABLE)
@@ -893,9 +935,10 @@ int query_diff_render_charged(const query_diff_params_t *d, const query_limits_t
                    "leaves now; retry later or narrow the query");
     if (rc != 0 && em->text[0] == 0) rc = query_out_err(rc, &out->body, em);
     if (rc != 0 && em->text[0] == 0) errmsg_set(em, rc, "render-diff: %s", err_message(rc));
-    if (rc == 0 && charged != NULL && j.answer <= j.charged) { /* taken until it is sent */
-        *charged = j.answer;
-        j.charged -= j.answer;
+    if (rc == 0 && out->stream != NULL) rc = keep_stream(&j, out, em);
+    if (rc == 0 && charged != NULL && j.answer + j.streamed <= j.charged) {
+        *charged = j.answer + j.streamed; /* taken until it is sent */
+        j.charged -= *charged;
     }
     join_free(&j);
     return rc;

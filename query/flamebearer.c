@@ -445,3 +445,264 @@ int query_encode_flamebearer_kept(const query_kept_t *k, const symtab_t *syms,
     fb_t fb = {.st = &st, .sym = k->sym, .selves = k->self, .totals = k->total};
     return encode(&fb, k->total[0], profile_type, spy_name, tl, out);
 }
+
+/* ---- the answer as a stream ---- */
+
+enum { FB_HEAD, FB_NAMES, FB_LEVELS_HEAD, FB_LEVELS, FB_TAIL, FB_DONE };
+
+typedef struct fb_stream {
+    calltree_t *tree;   /* owned, or NULL: then kept; with syms, what st reads */
+    query_kept_t *kept; /* owned, or NULL */
+    symtab_t *syms;
+    sorted_tree_t st;
+    fb_t fb;              /* the names (interned in the walk's order) and values */
+    int64_t *x;           /* per node: its x, as the walk gives it */
+    uint32_t *idx;        /* per node: its name's index */
+    uint32_t *cur, *next; /* a level's nodes left to right, and the next level's */
+    size_t ncur, nnext, at, name_at;
+    int64_t prev_end;
+    int phase;  /* FB_* */
+    buf_t tail; /* numTicks, maxSelf, metadata, timeline and the members */
+} fb_stream_t;
+
+/* The walk of encode without the levels' text: each node's name index
+ * (interned in the same order) and x, and maxSelf. */
+static int fb_index(fb_stream_t *v)
+{
+    fb_t *fb = &v->fb;
+    const sorted_tree_t *st = &v->st;
+    frame_t *stack = malloc(st->n * sizeof *stack);
+    if (stack == NULL) return ERR_NOMEM;
+    size_t sp = 0;
+    int rc = 0;
+    stack[sp++] = (frame_t){0, 0, 0};
+    while (sp > 0 && rc == 0) {
+        frame_t f = stack[--sp];
+        rc = name_index(fb, f.node, &v->idx[f.node]);
+        v->x[f.node] = f.x;
+        int64_t self = fb->selves[f.node] / fb->div;
+        if (self > fb->max_self) fb->max_self = self;
+        int64_t x = f.x + self;
+        uint32_t a = st->off[f.node], b = st->off[f.node + 1];
+        for (uint32_t k = a; k < b; k++)
+            x += fb->totals[st->kids[k]] / fb->div;
+        for (uint32_t k = b; k > a; k--) {
+            uint32_t c = st->kids[k - 1];
+            x -= fb->totals[c] / fb->div;
+            stack[sp++] = (frame_t){c, f.depth + 1, x};
+        }
+    }
+    free(stack);
+    return rc;
+}
+
+/* One node's level entry, its children queued for the next level. */
+static int fb_entry(fb_stream_t *v, buf_t *out)
+{
+    fb_t *fb = &v->fb;
+    uint32_t node = v->cur[v->at++];
+    int64_t total = fb->totals[node] / fb->div;
+    int rc = v->at > 1 ? buf_append_byte(out, ',') : 0;
+    if (rc == 0) rc = buf_append_i64(out, v->x[node] - v->prev_end);
+    if (rc == 0) rc = buf_append_byte(out, ',');
+    if (rc == 0) rc = buf_append_i64(out, total);
+    if (rc == 0) rc = buf_append_byte(out, ',');
+    if (rc == 0) rc = buf_append_i64(out, fb->selves[node] / fb->div);
+    if (rc == 0) rc = buf_append_byte(out, ',');
+    if (rc == 0) rc = buf_append_i64(out, v->idx[node]);
+    v->prev_end = v->x[node] + total;
+    for (uint32_t k = v->st.off[node]; k < v->st.off[node + 1]; k++)
+        v->next[v->nnext++] = v->st.kids[k];
+    return rc;
+}
+
+/* The end of a level: the next one starts, or the levels end. */
+static int fb_level_end(fb_stream_t *v, buf_t *out)
+{
+    uint32_t *t = v->cur;
+    v->cur = v->next;
+    v->next = t;
+    v->ncur = v->nnext;
+    v->nnext = v->at = 0;
+    v->prev_end = 0;
+    if (v->ncur == 0) v->phase = FB_TAIL;
+    return buf_append_str(out, v->ncur ? "],[" : "]");
+}
+
+static int fb_next(void *impl, buf_t *out, size_t want, int *done)
+{
+    fb_stream_t *v = impl;
+    const strmap_t *names = &v->fb.names;
+    size_t until = out->len + want;
+    int rc = 0;
+    while (rc == 0 && v->phase != FB_DONE && out->len < until) {
+        if (v->phase == FB_HEAD) {
+            rc = buf_append_str(out, "{\"version\":1,\"flamebearer\":{\"names\":[");
+            v->phase = FB_NAMES;
+        } else if (v->phase == FB_NAMES && v->name_at < names->n) {
+            size_t i = v->name_at++;
+            if (i > 0) rc = buf_append_byte(out, ',');
+            if (rc == 0) rc = buf_append_json_string(out, names->strs[i], names->lens[i]);
+        } else if (v->phase == FB_NAMES) {
+            v->phase = FB_LEVELS_HEAD;
+        } else if (v->phase == FB_LEVELS_HEAD) {
+            rc = buf_append_str(out, "],\"levels\":[[");
+            v->cur[0] = 0;
+            v->ncur = 1;
+            v->phase = FB_LEVELS;
+        } else if (v->phase == FB_LEVELS) {
+            rc = v->at < v->ncur ? fb_entry(v, out) : fb_level_end(v, out);
+        } else {
+            rc = buf_append(out, v->tail.data, v->tail.len);
+            v->phase = FB_DONE;
+        }
+    }
+    *done = v->phase == FB_DONE;
+    return rc;
+}
+
+static void fb_stream_free(void *impl)
+{
+    fb_stream_t *v = impl;
+    strmap_free(&v->fb.names);
+    u64map_free(&v->fb.name_of);
+    free(v->fb.name_of_sid);
+    free(v->x);
+    free(v->idx);
+    free(v->cur);
+    free(v->next);
+    buf_free(&v->tail);
+    query_sorted_tree_free(&v->st);
+    calltree_free(v->tree);
+    query_kept_free(v->kept);
+    symtab_free(v->syms);
+    free(v);
+}
+
+static const query_stream_ops_t fb_stream_ops = {fb_next, fb_stream_free};
+
+/* What follows the levels, as encode writes it, with members added. */
+static int fb_tail(fb_stream_t *v, int64_t num_ticks, const char *profile_type,
+                   const char *spy_name, const query_timeline_t *tl, const char *members)
+{
+    buf_t *b = &v->tail;
+    int rc = buf_printf(b, "],\"numTicks\":%lld,\"maxSelf\":%lld},", (long long)num_ticks,
+                        (long long)v->fb.max_self);
+    if (rc == 0) rc = query_write_metadata(b, "single", profile_type, spy_name);
+    if (rc == 0) rc = buf_append_byte(b, ',');
+    if (rc == 0) rc = write_timeline(b, tl);
+    if (rc == 0) rc = buf_append_byte(b, '}');
+    if (rc == 0 && members != NULL) rc = query_add_json_members(b, members);
+    return rc;
+}
+
+/* Sets v's values and name maps (as encode does) and indexes its nodes;
+ * its working memory held beside out, as encode's is. */
+static int fb_stream_fill(fb_stream_t *v, int64_t num_ticks, const char *profile_type,
+                          const char *spy_name, const query_timeline_t *tl, const char *members,
+                          buf_t *out)
+{
+    fb_t *fb = &v->fb;
+    size_t n = v->st.n;
+    fb->st = &v->st;
+    fb->max_bytes = out->max;
+    fb->out = out;
+    strmap_init(&fb->names);
+    buf_init(&v->tail, BUF_UNLIMITED);
+    int rc = u64map_init(&fb->name_of, 1024);
+    if (rc == 0) rc = fb_take(fb, n * (sizeof *v->x + 3 * sizeof(uint32_t)));
+    if (rc == 0 && fb->st->sid != NULL)
+        rc = fb_take(fb, (fb->st->nsid ? fb->st->nsid : 1) * sizeof *fb->name_of_sid);
+    if (rc == 0 && fb->st->sid != NULL) {
+        fb->name_of_sid = malloc((fb->st->nsid ? fb->st->nsid : 1) * sizeof *fb->name_of_sid);
+        if (fb->name_of_sid == NULL) rc = ERR_NOMEM;
+        for (size_t i = 0; rc == 0 && i < fb->st->nsid; i++)
+            fb->name_of_sid[i] = UINT32_MAX;
+    }
+    v->x = malloc(n * sizeof *v->x);
+    v->idx = malloc(n * sizeof *v->idx);
+    v->cur = malloc(n * sizeof *v->cur);
+    v->next = malloc(n * sizeof *v->next);
+    if (rc == 0 && (!v->x || !v->idx || !v->cur || !v->next)) rc = ERR_NOMEM;
+    if (rc == 0) rc = fb_tables(fb);
+    if (rc == 0) rc = fb_index(v);
+    if (rc == 0) rc = fb_tail(v, num_ticks / fb->div, profile_type, spy_name, tl, members);
+    return rc;
+}
+
+/* Decimal digits of v, its sign included. */
+static size_t i64_digits(int64_t v)
+{
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    return (v < 0) + (u == 0 ? 1 : decimal_len(u));
+}
+
+/* A lower bound of the levels' text: each node's total and self exactly,
+ * its x offset and name index at one digit, three commas and a separator. */
+static size_t fb_least_bytes(const fb_t *fb, size_t n)
+{
+    size_t least = 0;
+    for (size_t i = 0; i < n; i++)
+        least += i64_digits(fb->totals[i] / fb->div) + i64_digits(fb->selves[i] / fb->div) + 6;
+    return least;
+}
+
+/* The values of *t or *kept, as query_encode_flamebearer(_kept) reads them. */
+static int fb_values(fb_t *fb, calltree_t *t, const query_kept_t *kept, const query_timeline_t *tl)
+{
+    if (kept != NULL) {
+        *fb = (fb_t){.sym = kept->sym, .selves = kept->self, .totals = kept->total};
+    } else {
+        *fb = (fb_t){.nodes = calltree_nodes(t),
+                     .tsyms = calltree_syms(t),
+                     .selves = calltree_selves(t),
+                     .totals = calltree_totals(t)};
+        if (fb->totals == NULL || fb->selves == NULL) return ERR_NOMEM;
+    }
+    fb->div = tl != NULL && tl->counts != NULL && tl->profiles > 1 ? tl->profiles : 1;
+    return 0;
+}
+
+int query_flamebearer_open(calltree_t **t, query_kept_t **kept, symtab_t **syms,
+                           const char *profile_type, const char *spy_name,
+                           const query_timeline_t *tl, const char *members, size_t min_bytes,
+                           buf_t *out, query_stream_t **stream)
+{
+    *stream = NULL;
+    const query_kept_t *k = kept != NULL ? *kept : NULL;
+    fb_stream_t *v = calloc(1, sizeof *v);
+    if (v == NULL) return ERR_NOMEM;
+    int rc = fb_values(&v->fb, k ? NULL : *t, k, tl);
+    size_t n = k ? k->n : (*t ? calltree_node_count(*t) : 0);
+    size_t least = rc == 0 ? fb_least_bytes(&v->fb, n) : 0;
+    if (rc == 0 && (min_bytes == 0 || least < min_bytes || least > out->max || out->len != 0)) {
+        free(v);
+        rc = k ? query_encode_flamebearer_kept(k, *syms, profile_type, spy_name, tl, out)
+               : query_encode_flamebearer(*t, *syms, profile_type, spy_name, tl, out);
+        return rc == 0 && members != NULL ? query_add_json_members(out, members) : rc;
+    }
+    if (rc == 0)
+        rc = k ? query_sorted_tree_build_kept(&v->st, k, *syms, out)
+               : query_sorted_tree_build(&v->st, *t, *syms, out);
+    int64_t num_ticks = k ? k->total[0] : calltree_root_total(*t);
+    if (rc == 0) rc = fb_stream_fill(v, num_ticks, profile_type, spy_name, tl, members, out);
+    size_t bytes = sizeof *v + v->fb.held + v->st.held + v->tail.cap + symtab_mem_bytes(*syms) +
+                   (k ? query_kept_bytes(k) : calltree_mem_bytes_read(*t));
+    buf_beside_give(out, v->fb.held + v->st.held); /* the stream counts it from here */
+    v->fb.out = v->st.out = NULL;
+    v->fb.held = v->st.held = 0;
+    if (rc != 0) {
+        fb_stream_free(v); /* the tree, kept nodes and names not taken */
+        return rc;
+    }
+    v->syms = *syms;
+    *syms = NULL;
+    if (k != NULL) {
+        v->kept = *kept;
+        *kept = NULL;
+    } else {
+        v->tree = *t;
+        *t = NULL;
+    }
+    return query_stream_new(&fb_stream_ops, v, QUERY_STREAM_LENGTH_UNKNOWN, bytes, stream);
+}

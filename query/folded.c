@@ -184,43 +184,30 @@ int query_folded_write(const sorted_tree_t *st, const int64_t *left_self, buf_t 
 
 /* ---- the answer as a stream ---- */
 
-struct query_stream {
+typedef struct folded_stream {
     calltree_t *tree; /* owned, with syms: what st reads */
     symtab_t *syms;
+    int64_t *left; /* owned, or NULL: the left side's selves of a render-diff */
     sorted_tree_t st;
     size_t *plen;
     buf_t path;
     fwalk_t w;
-    uint64_t length, produced;
-    size_t bytes;
-};
+} folded_stream_t;
 
-uint64_t query_stream_length(const query_stream_t *s)
+static int folded_next(void *impl, buf_t *out, size_t want, int *done)
 {
-    return s->length;
-}
-
-size_t query_stream_bytes(const query_stream_t *s)
-{
-    return s->bytes;
-}
-
-int query_stream_next(query_stream_t *s, buf_t *out, size_t want, int *done)
-{
-    size_t before = out->len;
+    folded_stream_t *s = impl;
     int rc = walk_folded(&s->w, out, out->len + want);
-    s->produced += out->len - before;
     *done = s->w.sp == 0;
-    if (rc == 0 && (s->produced > s->length || (*done && s->produced != s->length)))
-        rc = ERR_INTERNAL;
     return rc;
 }
 
-void query_stream_free(query_stream_t *s)
+static void folded_free(void *impl)
 {
-    if (s == NULL) return;
+    folded_stream_t *s = impl;
     free(s->w.stack);
     free(s->plen);
+    free(s->left);
     buf_free(&s->path);
     query_sorted_tree_free(&s->st);
     calltree_free(s->tree);
@@ -228,12 +215,16 @@ void query_stream_free(query_stream_t *s)
     free(s);
 }
 
-/* Moves the sorted tree, plen and the tree and names into a stream of size
- * bytes whose paths are at most longest bytes. */
-static int stream_new(sorted_tree_t *st, size_t *plen, size_t size, size_t longest, calltree_t **t,
-                      symtab_t **syms, query_stream_t **out)
+static const query_stream_ops_t folded_ops = {folded_next, folded_free};
+
+/* Moves the sorted tree, plen, the tree and names and the left side into a
+ * stream of size bytes whose paths are at most longest bytes (*st zeroed,
+ * *plenp and *left NULL once moved, even when the stream could not be made
+ * then). */
+static int stream_new(sorted_tree_t *st, size_t **plenp, size_t size, size_t longest,
+                      calltree_t **t, symtab_t **syms, int64_t **left, query_stream_t **out)
 {
-    query_stream_t *s = calloc(1, sizeof *s);
+    folded_stream_t *s = calloc(1, sizeof *s);
     if (s == NULL) return ERR_NOMEM;
     buf_init(&s->path, BUF_UNLIMITED);
     fframe_t *stack = malloc(st->n * sizeof *stack);
@@ -248,24 +239,30 @@ static int stream_new(sorted_tree_t *st, size_t *plen, size_t size, size_t longe
     buf_beside_give(st->out, st->held); /* the stream counts it from here */
     st->out = NULL;
     st->held = 0;
+    size_t *plen = *plenp;
     s->st = *st;
+    memset(st, 0, sizeof *st);
+    *plenp = NULL;
     s->plen = plen;
     s->tree = *t;
     s->syms = *syms;
+    s->left = *left;
     *t = NULL;
     *syms = NULL;
-    s->length = size;
-    s->w = (fwalk_t){&s->st, NULL, plen, stack, 1, &s->path};
+    *left = NULL;
+    s->w = (fwalk_t){&s->st, s->left, plen, stack, 1, &s->path};
     stack[0] = (fframe_t){0, 0};
-    s->bytes = sizeof *s + sorted + walk_bytes(s->st.n) + s->path.cap +
-               calltree_mem_bytes_read(s->tree) + symtab_mem_bytes(s->syms);
-    *out = s;
-    return 0;
+    size_t bytes = sizeof *s + sorted + walk_bytes(s->st.n) + s->path.cap +
+                   calltree_mem_bytes_read(s->tree) + symtab_mem_bytes(s->syms) +
+                   (s->left != NULL ? s->st.n * sizeof *s->left : 0);
+    return query_stream_new(&folded_ops, s, size, bytes, out);
 }
 
-int query_folded_open(calltree_t **t, symtab_t **syms, size_t min_bytes, buf_t *out,
+int query_folded_open(calltree_t **t, symtab_t **syms, int64_t **left, size_t min_bytes, buf_t *out,
                       query_stream_t **stream)
 {
+    int64_t *no_left = NULL;
+    if (left == NULL) left = &no_left;
     *stream = NULL;
     sorted_tree_t st;
     int rc = query_sorted_tree_build(&st, *t, *syms, out);
@@ -275,15 +272,15 @@ int query_folded_open(calltree_t **t, symtab_t **syms, size_t min_bytes, buf_t *
     int taken = (rc = buf_beside_take(out, work)) == 0;
     if (taken && (plen = calloc(st.n + 1, sizeof *plen)) == NULL) rc = ERR_NOMEM;
     size_t size = 0, longest = 0, room = out->max > out->len ? out->max - out->len : 0;
-    if (rc == 0) rc = measure_folded(&st, NULL, plen, room, &size, &longest);
+    if (rc == 0) rc = measure_folded(&st, *left, plen, room, &size, &longest);
     if (rc == 0 && size >= min_bytes && size <= room && out->len == 0) {
-        rc = stream_new(&st, plen, size, longest, t, syms, stream);
+        rc = stream_new(&st, &plen, size, longest, t, syms, left, stream);
         if (rc == 0) {
             buf_beside_give(out, work);
             return 0;
         }
     }
-    if (rc == 0) rc = write_whole(&st, NULL, plen, size, room, out);
+    if (rc == 0) rc = write_whole(&st, *left, plen, size, room, out);
     free(plen);
     if (taken) buf_beside_give(out, work);
     query_sorted_tree_free(&st);

@@ -756,29 +756,82 @@ static const char *svg_note(const char *partial_json)
     return "(partial: span trees left some profiles out)";
 }
 
-/* A large folded answer as a stream: it takes the tree and the names, and
- * holds them (charged beside the gather) until its last byte is read. */
-static int encode_folded_stream(query_gather_t *g, query_result_t *out, errmsg_t *em)
+/* A large answer as a stream: it took the tree and the names, and holds
+ * them (charged beside the gather) until its last byte is read. rc: what
+ * opening it returned. */
+static int hold_stream(query_gather_t *g, int rc, query_result_t *out, errmsg_t *em)
 {
-    int rc =
-        query_folded_open(&g->tree, &g->syms, g->lim.stream_min_bytes, &out->body, &out->stream);
     if (rc != 0 || out->stream == NULL) return rc;
     return gather_hold(g, query_stream_bytes(out->stream), em);
+}
+
+/* 1 when this answer may be a stream (query-stream-bytes). */
+static int may_stream(const query_gather_t *g)
+{
+    return g->spec->stream && g->lim.stream_min_bytes > 0;
+}
+
+/* The SVG: a stream when large (query_svg_open), else whole. */
+static int encode_svg(query_gather_t *g, const char *type, const char *title, const char *note,
+                      query_result_t *out, errmsg_t *em)
+{
+    if (!may_stream(g)) return query_encode_svg(g->tree, g->syms, type, title, note, &out->body);
+    int rc = query_svg_open(&g->tree, &g->syms, type, title, note, g->lim.stream_min_bytes,
+                            &out->body, &out->stream);
+    return hold_stream(g, rc, out, em);
+}
+
+/* The gzipped pprof: a stream when large (query_pprof_open), else whole. */
+static int encode_pprof(query_gather_t *g, const char *type, int64_t t0, int64_t dur,
+                        query_result_t *out, errmsg_t *em)
+{
+    if (!may_stream(g)) return query_encode_pprof(g->tree, g->syms, type, t0, dur, &out->body);
+    int rc = query_pprof_open(&g->tree, &g->syms, type, t0, dur, g->lim.stream_min_bytes,
+                              &out->body, &out->stream);
+    return hold_stream(g, rc, out, em);
 }
 
 /* An averaged type whose timeline has buckets with values and no profile
  * counted (profiles past profile-retention, or a span selection): the answer
  * says how many, as those buckets and the flame graph could not be averaged
  * over them ("uncountedBuckets", docs/api.md). */
-static int add_uncounted(const query_gather_t *g, buf_t *body)
+static size_t uncounted_buckets(const query_gather_t *g)
 {
     size_t n = 0;
     for (size_t i = 0; g->tl.counts != NULL && i < g->tl.n; i++)
         n += g->tl.samples[i] != 0 && g->tl.counts[i] == 0;
+    return n;
+}
+
+static int add_uncounted(const query_gather_t *g, buf_t *body)
+{
+    size_t n = uncounted_buckets(g);
     if (n == 0) return 0;
     char m[48];
     snprintf(m, sizeof m, "\"uncountedBuckets\":%zu", n);
     return query_add_json_members(body, m);
+}
+
+/* A flamebearer answer (the kept nodes' when kept, else the tree's) as a
+ * stream when large (query_flamebearer_open), with the members the whole
+ * answer gets: uncountedBuckets (a render), then partial_json. */
+static int encode_flamebearer_open(query_gather_t *g, int kept, const char *type, int one,
+                                   const char *partial_json, query_result_t *out, errmsg_t *em)
+{
+    char m[48 + 1] = "";
+    size_t n = one ? 0 : uncounted_buckets(g);
+    if (n > 0) snprintf(m, sizeof m, "\"uncountedBuckets\":%zu", n);
+    buf_t members;
+    buf_init(&members, BUF_UNLIMITED);
+    int rc = buf_append_str(&members, m);
+    if (rc == 0 && partial_json != NULL && m[0] != 0) rc = buf_append_byte(&members, ',');
+    if (rc == 0 && partial_json != NULL) rc = buf_append_str(&members, partial_json);
+    if (rc == 0)
+        rc = query_flamebearer_open(&g->tree, kept ? &g->kept : NULL, &g->syms, type, g->spy_name,
+                                    one ? NULL : &g->tl, members.len ? (char *)members.data : NULL,
+                                    g->lim.stream_min_bytes, &out->body, &out->stream);
+    buf_free(&members);
+    return hold_stream(g, rc, out, em);
 }
 
 /* An averaged type in a format other than the JSON flame graph (which
@@ -818,6 +871,7 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     switch (s->format) {
     case QUERY_FORMAT_JSON:
         out->content_type = "application/json";
+        if (may_stream(g)) return encode_flamebearer_open(g, 0, type, one, partial_json, out, em);
         rc = query_encode_flamebearer(g->tree, g->syms, type, g->spy_name, one ? NULL : &g->tl,
                                       &out->body);
         if (rc == 0 && !one) rc = add_uncounted(g, &out->body);
@@ -825,8 +879,11 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
         return rc;
     case QUERY_FORMAT_FOLDED:
         out->content_type = "text/plain; charset=utf-8";
-        if (s->stream && s->max_nodes == 0 && g->lim.stream_min_bytes > 0)
-            return encode_folded_stream(g, out, em);
+        if (may_stream(g) && s->max_nodes == 0)
+            return hold_stream(g,
+                               query_folded_open(&g->tree, &g->syms, NULL, g->lim.stream_min_bytes,
+                                                 &out->body, &out->stream),
+                               out, em);
         return query_encode_folded(g->tree, g->syms, &out->body);
     case QUERY_FORMAT_TREE:
         out->content_type = "application/x-flamedb-tree";
@@ -841,7 +898,7 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
     }
     case QUERY_FORMAT_SVG:
         out->content_type = "image/svg+xml";
-        return query_encode_svg(g->tree, g->syms, type, title, svg_note(partial_json), &out->body);
+        return encode_svg(g, type, title, svg_note(partial_json), out, em);
     case QUERY_FORMAT_SPEEDSCOPE:
         out->content_type = "application/json";
         rc = query_encode_speedscope(g->tree, g->syms, type, title, &out->body);
@@ -849,7 +906,7 @@ static int encode(query_gather_t *g, const char *partial_json, query_result_t *o
         return rc;
     default:
         out->content_type = "application/octet-stream";
-        return query_encode_pprof(g->tree, g->syms, type, t0, dur, &out->body);
+        return encode_pprof(g, type, t0, dur, out, em);
     }
 }
 
@@ -895,9 +952,13 @@ static int finish_forests(query_gather_t *g, errmsg_t *em)
 }
 
 /* The flamebearer JSON of the kept nodes, as encode writes it of their tree. */
-static int encode_kept(query_gather_t *g, const char *partial_json, query_result_t *out)
+static int encode_kept(query_gather_t *g, const char *partial_json, query_result_t *out,
+                       errmsg_t *em)
 {
     out->content_type = "application/json";
+    if (may_stream(g))
+        return encode_flamebearer_open(g, 1, query_selector_type(g->spec->sel), 0, partial_json,
+                                       out, em);
     int rc = query_encode_flamebearer_kept(g->kept, g->syms, query_selector_type(g->spec->sel),
                                            g->spy_name, &g->tl, &out->body);
     if (rc == 0) rc = add_uncounted(g, &out->body);
@@ -912,7 +973,7 @@ static int finish_render(query_gather_t *g, const char *partial_json, query_resu
     if (g->kept != NULL && g->spec->kind == QUERY_KIND_RENDER &&
         g->spec->format == QUERY_FORMAT_JSON && g->nforests == 0 && g->npacked == 0 &&
         calltree_node_count(g->tree) == 1 && calltree_self(g->tree, 0) == 0)
-        return encode_kept(g, partial_json, out);
+        return encode_kept(g, partial_json, out, em);
     int krc = kept_to_tree(g->tree, &g->kept);
     if (krc != 0) return errmsg_set(em, krc, "building the flame graph: %s", err_message(krc));
     if ((krc = gather_hold(g, 0, em)) != 0) return krc;

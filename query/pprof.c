@@ -8,7 +8,6 @@
  * otherwise: the stored blocks do not keep the original period.
  */
 #define _GNU_SOURCE /* qsort_r */
-#include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,140 +220,121 @@ static int make_samples(pp_t *p, size_t max_bytes)
     return rc;
 }
 
-/* The gzip stream: zlib's deflate at level 6, fed by protobuf-c as it
- * packs the profile (no packed copy is made), writing into the answer a
- * chunk at a time. Every block zlib allocates (its state, window, hash
- * chains and pending buffer: about 270 KB at this level) is taken beside
- * the answer before it is made and given back when freed; the answer's
- * buffer is charged as it grows (buf_charge). */
+/* The packed profile is compressed in gzip members of this many bytes (the
+ * last one shorter): a file of concatenated members is one gzip file (RFC
+ * 1952 2.2), and a stream compresses each member as soon as it is packed,
+ * so the whole answer and its stream are the same bytes. */
+#define PP_MEMBER_BYTES (256u << 10)
+/* zlib's deflate at level 1 (level 6 doubled the encode's time for 1 %
+ * fewer bytes), 32 KiB window, gzip wrapper. */
 #define PP_GZIP_LEVEL 1
-#define PP_GZIP_WINDOW (15 + 16) /* 32 KiB window, gzip wrapper */
+#define PP_GZIP_WINDOW (15 + 16)
 #define PP_GZIP_MEM 8
-#define PP_GZIP_CHUNK ((size_t)64 << 10) /* output room asked per deflate call */
-#define PP_GZIP_STAGE ((size_t)64 << 10) /* packed bytes gathered per deflate call */
 
-typedef struct gz {
-    ProtobufCBuffer base; /* first: protobuf-c calls base.append */
+/* One deflate stream, reset for each member. Every block zlib allocates (its
+ * state, window, hash chains and pending buffer, about 270 KB, all made by
+ * pp_gz_open) is taken beside charge before it is made and given back when
+ * freed; held is their sum. A stream that takes its blocks over sets charge
+ * to NULL: they are then counted by the stream. */
+typedef struct pp_gz {
     z_stream z;
-    buf_t *out;
-    uint8_t *stage; /* PP_GZIP_STAGE bytes: protobuf-c appends a few at a time */
-    size_t staged;
-    int rc; /* the first error; later appends do nothing */
-} gz_t;
+    buf_t *charge;
+    size_t held;
+    int refused; /* a block the budget did not allow */
+    int open;
+} pp_gz_t;
 
 /* A block of zlib's, its size in front (zfree is not told it). */
-typedef union gz_block {
+typedef union pp_gz_block {
     size_t n;
     max_align_t align;
-} gz_block_t;
+} pp_gz_block_t;
 
-static voidpf gz_alloc(voidpf opaque, uInt items, uInt size)
+static voidpf pp_gz_alloc(voidpf opaque, uInt items, uInt size)
 {
-    gz_t *g = opaque;
-    size_t n = sizeof(gz_block_t) + (size_t)items * size;
-    if (buf_beside_take(g->out, n) != 0) {
-        g->rc = ERR_UNAVAILABLE;
+    pp_gz_t *g = opaque;
+    size_t n = sizeof(pp_gz_block_t) + (size_t)items * size;
+    if (g->charge != NULL && buf_beside_take(g->charge, n) != 0) {
+        g->refused = 1;
         return Z_NULL;
     }
-    gz_block_t *b = malloc(n);
+    pp_gz_block_t *b = malloc(n);
     if (b == NULL) {
-        buf_beside_give(g->out, n);
+        if (g->charge != NULL) buf_beside_give(g->charge, n);
         return Z_NULL;
     }
     b->n = n;
+    g->held += n;
     return b + 1;
 }
 
-static void gz_free(voidpf opaque, voidpf p)
+static void pp_gz_free(voidpf opaque, voidpf p)
 {
-    gz_t *g = opaque;
+    pp_gz_t *g = opaque;
     if (p == Z_NULL) return;
-    gz_block_t *b = (gz_block_t *)p - 1;
-    buf_beside_give(g->out, b->n);
+    pp_gz_block_t *b = (pp_gz_block_t *)p - 1;
+    g->held -= b->n;
+    if (g->charge != NULL) buf_beside_give(g->charge, b->n);
     free(b);
 }
 
-/* Deflates z's input into the answer (flush: Z_NO_FLUSH until the input
- * is taken, Z_FINISH until the stream ends), asking for room a chunk at a
- * time. */
-static int gz_deflate(gz_t *g, int flush)
+static int pp_gz_open(pp_gz_t *g, buf_t *charge)
 {
-    buf_t *out = g->out;
-    for (;;) {
-        size_t room = out->max - out->len < PP_GZIP_CHUNK ? out->max - out->len : PP_GZIP_CHUNK;
-        int rc = room > 0 ? buf_reserve(out, room) : ERR_TOO_LARGE;
-        if (rc != 0) return rc;
-        room = out->cap - out->len - 1; /* the NUL stays */
-        g->z.next_out = out->data + out->len;
-        g->z.avail_out = room > UINT_MAX ? UINT_MAX : (uInt)room;
-        uInt before = g->z.avail_out;
-        int zr = deflate(&g->z, flush);
-        out->len += before - g->z.avail_out;
-        out->data[out->len] = 0;
-        if (zr == Z_STREAM_END) return 0;
-        if (zr != Z_OK && zr != Z_BUF_ERROR) return ERR_INTERNAL;
-        if (flush == Z_NO_FLUSH && g->z.avail_in == 0 && g->z.avail_out > 0) return 0;
-    }
+    *g = (pp_gz_t){.charge = charge};
+    g->z.zalloc = pp_gz_alloc;
+    g->z.zfree = pp_gz_free;
+    g->z.opaque = g;
+    int zr = deflateInit2(&g->z, PP_GZIP_LEVEL, Z_DEFLATED, PP_GZIP_WINDOW, PP_GZIP_MEM,
+                          Z_DEFAULT_STRATEGY);
+    if (zr != Z_OK) return g->refused ? ERR_UNAVAILABLE : ERR_NOMEM; /* zlib freed its blocks */
+    g->open = 1;
+    return 0;
 }
 
-/* Deflates n bytes at p (Z_NO_FLUSH). */
-static int gz_feed(gz_t *g, const uint8_t *p, size_t n)
+static void pp_gz_close(pp_gz_t *g)
 {
-    int rc = 0;
-    while (rc == 0 && n > 0) {
-        uInt k = n > UINT_MAX ? UINT_MAX : (uInt)n;
-        g->z.next_in = (Bytef *)p;
-        g->z.avail_in = k;
-        rc = gz_deflate(g, Z_NO_FLUSH);
-        p += k;
-        n -= k;
-    }
-    return rc;
+    if (g->open) deflateEnd(&g->z); /* gives back every block */
+    g->open = 0;
 }
 
-/* Gathers the packed bytes into the stage, deflated when it fills (a
- * large piece goes straight through). */
-static void gz_append(ProtobufCBuffer *base, size_t len, const uint8_t *data)
+/* Appends n (at most PP_MEMBER_BYTES) bytes of raw compressed as one gzip
+ * member to out. */
+static int gzip_member(pp_gz_t *g, const uint8_t *raw, size_t n, buf_t *out)
 {
-    gz_t *g = (gz_t *)base;
-    if (g->rc != 0) return;
-    if (g->staged + len > PP_GZIP_STAGE) {
-        g->rc = gz_feed(g, g->stage, g->staged);
-        g->staged = 0;
-    }
-    if (g->rc == 0 && len >= PP_GZIP_STAGE) {
-        g->rc = gz_feed(g, data, len);
-    } else if (g->rc == 0) {
-        memcpy(g->stage + g->staged, data, len);
-        g->staged += len;
-    }
+    if (deflateReset(&g->z) != Z_OK) return ERR_INTERNAL;
+    size_t bound = deflateBound(&g->z, (uLong)n);
+    int rc = buf_reserve(out, bound);
+    if (rc != 0) return rc;
+    g->z.next_in = (Bytef *)raw;
+    g->z.avail_in = (uInt)n;
+    g->z.next_out = out->data + out->len;
+    g->z.avail_out = (uInt)bound;
+    if (deflate(&g->z, Z_FINISH) != Z_STREAM_END) return ERR_INTERNAL;
+    out->len += bound - g->z.avail_out;
+    out->data[out->len] = 0;
+    return 0;
 }
 
 static int pack_gzip(const Perftools__Profiles__Profile *prof, buf_t *out)
 {
-    gz_t g = {.base = {gz_append}, .out = out};
-    int rc = buf_beside_take(out, PP_GZIP_STAGE);
+    size_t n = perftools__profiles__profile__get_packed_size(prof);
+    if (n > out->max) return ERR_TOO_LARGE;
+    /* the packed profile beside the answer; the compressor's blocks too */
+    int rc = buf_beside_take(out, n ? n : 1);
     if (rc != 0) return rc;
-    if ((g.stage = malloc(PP_GZIP_STAGE)) == NULL) {
-        buf_beside_give(out, PP_GZIP_STAGE);
-        return ERR_NOMEM;
+    uint8_t *raw = malloc(n ? n : 1);
+    pp_gz_t g;
+    rc = raw != NULL ? pp_gz_open(&g, out) : ERR_NOMEM;
+    if (rc == 0) {
+        perftools__profiles__profile__pack(prof, raw);
+        for (size_t off = 0; rc == 0 && (off < n || off == 0); off += PP_MEMBER_BYTES)
+            rc = gzip_member(&g, raw + off, n - off < PP_MEMBER_BYTES ? n - off : PP_MEMBER_BYTES,
+                             out);
+        pp_gz_close(&g);
     }
-    g.z.zalloc = gz_alloc;
-    g.z.zfree = gz_free;
-    g.z.opaque = &g;
-    int zr = deflateInit2(&g.z, PP_GZIP_LEVEL, Z_DEFLATED, PP_GZIP_WINDOW, PP_GZIP_MEM,
-                          Z_DEFAULT_STRATEGY);
-    if (zr == Z_OK) {
-        perftools__profiles__profile__pack_to_buffer(prof, &g.base);
-        if (g.rc == 0) g.rc = gz_feed(&g, g.stage, g.staged);
-        if (g.rc == 0) g.rc = gz_deflate(&g, Z_FINISH);
-        deflateEnd(&g.z);   /* gives back every block */
-    } else if (g.rc == 0) { /* zlib freed what it had made */
-        g.rc = ERR_NOMEM;
-    }
-    free(g.stage);
-    buf_beside_give(out, PP_GZIP_STAGE);
-    return g.rc;
+    free(raw);
+    buf_beside_give(out, n ? n : 1);
+    return rc;
 }
 
 static int make_header(pp_t *p, const char *profile_type, Perftools__Profiles__ValueType *vt,
@@ -373,38 +353,86 @@ static int make_header(pp_t *p, const char *profile_type, Perftools__Profiles__V
     return rc;
 }
 
+/* The string table of p, as the profile's bytes fields. */
+static int make_table(pp_t *p)
+{
+    int rc = pp_tables(p);
+    if (rc == 0) rc = pp_take(p, p->strs.n * sizeof *p->table);
+    if (rc == 0 && (p->table = calloc(p->strs.n, sizeof *p->table)) == NULL) rc = ERR_NOMEM;
+    for (size_t i = 0; rc == 0 && i < p->strs.n; i++)
+        p->table[i] =
+            (ProtobufCBinaryData){.len = p->strs.lens[i], .data = (uint8_t *)p->strs.strs[i]};
+    return rc;
+}
+
+/* What every form of the profile holds besides its samples: the sample
+ * and period types, the functions and locations, the string table. */
+typedef struct pp_frame {
+    Perftools__Profiles__ValueType vt, per;
+    Perftools__Profiles__ValueType *vtp;
+    int64_t period, time_ns, duration_ns;
+} pp_frame_t;
+
+static int make_frame(pp_t *p, const char *profile_type, pp_frame_t *f)
+{
+    perftools__profiles__value_type__init(&f->vt);
+    perftools__profiles__value_type__init(&f->per);
+    f->vtp = &f->vt;
+    int64_t empty;
+    int rc = str_idx(p, "", &empty); /* string_table[0] must be "" */
+    if (rc == 0) rc = make_header(p, profile_type, &f->vt, &f->per, &f->period);
+    if (rc == 0) rc = make_functions(p);
+    return rc;
+}
+
+/* prof with every field of f and p but the samples. */
+static void frame_profile(pp_t *p, pp_frame_t *f, Perftools__Profiles__Profile *prof)
+{
+    perftools__profiles__profile__init(prof);
+    prof->n_sample_type = 1;
+    prof->sample_type = &f->vtp;
+    prof->period_type = &f->per;
+    prof->period = f->period;
+    prof->n_location = prof->n_function = p->nfunc;
+    prof->location = p->locp;
+    prof->function = p->funcp;
+    prof->n_string_table = p->strs.n;
+    prof->string_table = p->table;
+    prof->time_nanos = f->time_ns;
+    prof->duration_nanos = f->duration_ns;
+}
+
 static int build_and_pack(pp_t *p, const char *profile_type, int64_t time_ns, int64_t duration_ns,
                           buf_t *out)
 {
-    Perftools__Profiles__ValueType vt = PERFTOOLS__PROFILES__VALUE_TYPE__INIT;
-    Perftools__Profiles__ValueType per = PERFTOOLS__PROFILES__VALUE_TYPE__INIT;
-    Perftools__Profiles__ValueType *vtp = &vt;
-    Perftools__Profiles__Profile prof = PERFTOOLS__PROFILES__PROFILE__INIT;
-    int64_t empty;
-    int rc = str_idx(p, "", &empty); /* string_table[0] must be "" */
-    if (rc == 0) rc = make_header(p, profile_type, &vt, &per, &prof.period);
-    if (rc == 0) rc = make_functions(p);
+    pp_frame_t f = {.time_ns = time_ns, .duration_ns = duration_ns};
+    int rc = make_frame(p, profile_type, &f);
     if (rc == 0) rc = make_samples(p, out->max);
-    if (rc == 0) rc = pp_tables(p);
-    if (rc == 0) rc = pp_take(p, p->strs.n * sizeof *p->table);
-    if (rc == 0 && (p->table = calloc(p->strs.n, sizeof *p->table)) == NULL) rc = ERR_NOMEM;
+    if (rc == 0) rc = make_table(p);
     if (rc != 0) return rc;
-    for (size_t i = 0; i < p->strs.n; i++)
-        p->table[i] =
-            (ProtobufCBinaryData){.len = p->strs.lens[i], .data = (uint8_t *)p->strs.strs[i]};
-    prof.n_sample_type = 1;
-    prof.sample_type = &vtp;
-    prof.period_type = &per;
+    Perftools__Profiles__Profile prof;
+    frame_profile(p, &f, &prof);
     prof.n_sample = p->nsamples;
     prof.sample = p->samplep;
-    prof.n_location = prof.n_function = p->nfunc;
-    prof.location = p->locp;
-    prof.function = p->funcp;
-    prof.n_string_table = p->strs.n;
-    prof.string_table = p->table;
-    prof.time_nanos = time_ns;
-    prof.duration_nanos = duration_ns;
     return pack_gzip(&prof, out);
+}
+
+static void pp_free(pp_t *p)
+{
+    free(p->func_of);
+    free(p->funcs);
+    free(p->funcp);
+    free(p->locs);
+    free(p->locp);
+    free(p->lines);
+    free(p->linep);
+    free(p->samples);
+    free(p->samplep);
+    free(p->loc_pool);
+    free(p->val_pool);
+    free(p->table);
+    strmap_free(&p->strs);
+    pp_give(p, p->held); /* all of it freed */
 }
 
 int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *profile_type,
@@ -416,20 +444,261 @@ int query_encode_pprof(const calltree_t *t, const symtab_t *syms, const char *pr
     pp_t p = {.st = &st, .out = out};
     strmap_init(&p.strs);
     rc = build_and_pack(&p, profile_type, time_ns, duration_ns, out);
-    free(p.func_of);
-    free(p.funcs);
-    free(p.funcp);
-    free(p.locs);
-    free(p.locp);
-    free(p.lines);
-    free(p.linep);
-    free(p.samples);
-    free(p.samplep);
-    free(p.loc_pool);
-    free(p.val_pool);
-    free(p.table);
-    strmap_free(&p.strs);
-    pp_give(&p, p.held); /* all of it freed */
+    pp_free(&p);
     query_sorted_tree_free(&st);
+    return rc;
+}
+
+/* ---- the answer as a stream ---- */
+
+/* Locations, functions or strings packed at a time. */
+#define PP_BATCH 256
+
+enum { PP_HEAD, PP_SAMPLES, PP_LOCATIONS, PP_FUNCTIONS, PP_STRINGS, PP_TAIL, PP_LAST, PP_DONE };
+
+typedef struct pp_stream {
+    calltree_t *tree; /* owned, with syms: what st reads */
+    symtab_t *syms;
+    sorted_tree_t st;
+    pp_t p; /* functions, locations and strings; no samples */
+    pp_frame_t f;
+    uint32_t *stack; /* the samples' preorder walk */
+    size_t sp;
+    uint64_t *locs; /* one sample's stack, leaf first */
+    int phase;      /* PP_* */
+    size_t next;    /* the phase's next entry */
+    buf_t raw;      /* packed, not yet compressed (less than a member and a part) */
+    pp_gz_t gz;     /* its blocks counted by the stream */
+} pp_stream_t;
+
+/* Appends prof packed to raw: a part of a profile packed in field order is
+ * exactly the bytes those fields make in the whole profile. */
+static int pack_part(const Perftools__Profiles__Profile *prof, buf_t *raw)
+{
+    size_t n = perftools__profiles__profile__get_packed_size(prof);
+    int rc = buf_reserve(raw, n);
+    if (rc != 0) return rc;
+    raw->len += perftools__profiles__profile__pack(prof, raw->data + raw->len);
+    return 0;
+}
+
+/* The next sample of the preorder walk, or the end of the samples. */
+static int pp_next_sample(pp_stream_t *v, Perftools__Profiles__Profile *prof)
+{
+    const sorted_tree_t *st = &v->st;
+    while (v->sp > 0) {
+        uint32_t i = v->stack[--v->sp];
+        for (uint32_t k = st->off[i + 1]; k > st->off[i]; k--)
+            v->stack[v->sp++] = st->kids[k - 1];
+        int64_t val = calltree_self(st->t, i);
+        if (val == 0) continue;
+        size_t k = 0;
+        for (uint32_t j = i; j != 0; j = calltree_parent(st->t, j))
+            v->locs[k++] = v->p.func_of[j] + 1; /* location id == function id */
+        Perftools__Profiles__Sample s = PERFTOOLS__PROFILES__SAMPLE__INIT;
+        Perftools__Profiles__Sample *sp = &s;
+        s.n_location_id = k;
+        s.location_id = v->locs;
+        s.n_value = 1;
+        s.value = &val;
+        prof->n_sample = 1;
+        prof->sample = &sp;
+        return pack_part(prof, &v->raw);
+    }
+    v->phase = PP_LOCATIONS;
+    return 0;
+}
+
+/* The next batch of entries of the phase (total of them), moving on after
+ * the last. */
+static size_t pp_batch(pp_stream_t *v, size_t total, size_t *first)
+{
+    size_t n = total - v->next < PP_BATCH ? total - v->next : PP_BATCH;
+    *first = v->next;
+    v->next += n;
+    if (v->next == total) {
+        v->phase++;
+        v->next = 0;
+    }
+    return n;
+}
+
+/* Packs the next part of the profile into raw. */
+static int pp_step(pp_stream_t *v)
+{
+    Perftools__Profiles__Profile prof = PERFTOOLS__PROFILES__PROFILE__INIT;
+    pp_t *p = &v->p;
+    size_t i;
+    switch (v->phase) {
+    case PP_HEAD:
+        prof.n_sample_type = 1;
+        prof.sample_type = &v->f.vtp;
+        v->phase = PP_SAMPLES;
+        break;
+    case PP_SAMPLES:
+        return pp_next_sample(v, &prof);
+    case PP_LOCATIONS:
+        prof.n_location = pp_batch(v, p->nfunc, &i);
+        prof.location = p->locp + i;
+        break;
+    case PP_FUNCTIONS:
+        prof.n_function = pp_batch(v, p->nfunc, &i);
+        prof.function = p->funcp + i;
+        break;
+    case PP_STRINGS:
+        prof.n_string_table = pp_batch(v, p->strs.n, &i);
+        prof.string_table = p->table + i;
+        break;
+    default: /* PP_TAIL */
+        prof.time_nanos = v->f.time_ns;
+        prof.duration_nanos = v->f.duration_ns;
+        prof.period_type = &v->f.per;
+        prof.period = v->f.period;
+        v->phase = PP_LAST;
+        break;
+    }
+    return pack_part(&prof, &v->raw);
+}
+
+/* Compresses each whole member of raw into out (and the rest, when last). */
+static int pp_flush(pp_stream_t *v, buf_t *out, int last)
+{
+    buf_t *raw = &v->raw;
+    size_t off = 0;
+    int rc = 0;
+    while (rc == 0 && raw->len - off >= PP_MEMBER_BYTES) {
+        rc = gzip_member(&v->gz, raw->data + off, PP_MEMBER_BYTES, out);
+        off += PP_MEMBER_BYTES;
+    }
+    if (rc == 0 && last && raw->len > off) {
+        rc = gzip_member(&v->gz, raw->data + off, raw->len - off, out);
+        off = raw->len;
+    }
+    memmove(raw->data, raw->data + off, raw->len - off);
+    raw->len -= off;
+    return rc;
+}
+
+static int pp_stream_next(void *impl, buf_t *out, size_t want, int *done)
+{
+    pp_stream_t *v = impl;
+    size_t until = out->len + want;
+    int rc = 0;
+    while (rc == 0 && v->phase != PP_DONE && out->len < until) {
+        if (v->phase == PP_LAST) {
+            rc = pp_flush(v, out, 1);
+            v->phase = PP_DONE;
+            continue;
+        }
+        for (int k = 0; rc == 0 && k < 64 && v->phase < PP_LAST; k++)
+            rc = pp_step(v);
+        size_t before = out->len;
+        if (rc == 0) rc = pp_flush(v, out, 0);
+        /* a member compressed: the slice ends there, whatever its size, so
+         * a slice costs the loop thread one member (a very compressible
+         * profile would otherwise pack and compress megabytes per slice) */
+        if (out->len > before) break;
+    }
+    *done = v->phase == PP_DONE;
+    return rc;
+}
+
+static void pp_stream_free(void *impl)
+{
+    pp_stream_t *v = impl;
+    pp_free(&v->p);
+    free(v->stack);
+    free(v->locs);
+    buf_free(&v->raw);
+    pp_gz_close(&v->gz);
+    query_sorted_tree_free(&v->st);
+    calltree_free(v->tree);
+    symtab_free(v->syms);
+    free(v);
+}
+
+static const query_stream_ops_t pp_stream_ops = {pp_stream_next, pp_stream_free};
+
+/* A lower bound of the packed samples' bytes (a byte per stack entry and two
+ * per sample) and the deepest sample's depth. */
+static int pp_estimate(pp_t *p, size_t *bytes, uint32_t *max_depth)
+{
+    size_t work = 2 * p->st->n * sizeof(uint32_t); /* depth, and count_samples' queue */
+    int rc = pp_take(p, work);
+    if (rc != 0) return rc;
+    uint32_t *depth = malloc(p->st->n * sizeof *depth);
+    if (depth == NULL) {
+        pp_give(p, work);
+        return ERR_NOMEM;
+    }
+    size_t ns, nl;
+    rc = count_samples(p, SIZE_MAX, &ns, &nl, depth);
+    *max_depth = 0;
+    for (size_t i = 0; i < p->st->n; i++)
+        if (depth[i] > *max_depth) *max_depth = depth[i];
+    free(depth);
+    pp_give(p, work);
+    *bytes = nl + 2 * ns;
+    return rc;
+}
+
+/* Makes v's frame, string table and walk, then moves the tree and names in
+ * and counts what v holds on the stream instead of beside out. */
+static int pp_stream_start(pp_stream_t *v, const char *profile_type, uint32_t max_depth,
+                           calltree_t **t, symtab_t **syms, buf_t *out, query_stream_t **stream)
+{
+    int rc = make_frame(&v->p, profile_type, &v->f);
+    if (rc == 0) rc = make_table(&v->p);
+    size_t walk = v->st.n * sizeof *v->stack + (max_depth + 1) * sizeof *v->locs;
+    if (rc == 0) rc = pp_take(&v->p, walk + 2 * PP_MEMBER_BYTES);
+    if (rc != 0) return rc;
+    v->stack = malloc(v->st.n * sizeof *v->stack);
+    v->locs = malloc((max_depth + 1) * sizeof *v->locs);
+    buf_init(&v->raw, BUF_UNLIMITED);
+    if (v->stack == NULL || v->locs == NULL || buf_reserve(&v->raw, PP_MEMBER_BYTES) != 0)
+        return ERR_NOMEM;
+    rc = pp_gz_open(&v->gz, out);
+    if (rc != 0) return rc;
+    v->stack[0] = 0;
+    v->sp = 1;
+    size_t bytes = sizeof *v + v->p.held + v->st.held + v->gz.held + calltree_mem_bytes_read(*t) +
+                   symtab_mem_bytes(*syms);
+    /* the stream counts it from here */
+    buf_beside_give(out, v->p.held + v->st.held + v->gz.held);
+    v->gz.charge = NULL;
+    v->p.out = v->st.out = NULL;
+    v->p.held = v->st.held = 0;
+    v->tree = *t;
+    v->syms = *syms;
+    *t = NULL;
+    *syms = NULL;
+    return query_stream_new(&pp_stream_ops, v, QUERY_STREAM_LENGTH_UNKNOWN, bytes, stream);
+}
+
+int query_pprof_open(calltree_t **t, symtab_t **syms, const char *profile_type, int64_t time_ns,
+                     int64_t duration_ns, size_t min_bytes, buf_t *out, query_stream_t **stream)
+{
+    *stream = NULL;
+    pp_stream_t *v = calloc(1, sizeof *v);
+    if (v == NULL) return ERR_NOMEM;
+    int rc = query_sorted_tree_build(&v->st, *t, *syms, out);
+    if (rc != 0) {
+        free(v);
+        return rc;
+    }
+    v->p = (pp_t){.st = &v->st, .out = out};
+    v->f = (pp_frame_t){.time_ns = time_ns, .duration_ns = duration_ns};
+    strmap_init(&v->p.strs);
+    size_t bytes = 0;
+    uint32_t max_depth = 0;
+    rc = pp_estimate(&v->p, &bytes, &max_depth);
+    /* a lower bound past out's max fails whole, as it always did */
+    if (rc == 0 && min_bytes > 0 && bytes >= min_bytes && bytes <= out->max && out->len == 0) {
+        rc = pp_stream_start(v, profile_type, max_depth, t, syms, out, stream);
+        if (*t == NULL) return rc; /* moved: v belongs to the stream (freed with it on failure) */
+    } else if (rc == 0) {
+        rc = build_and_pack(&v->p, profile_type, time_ns, duration_ns, out);
+    }
+    pp_stream_free(v); /* the tree and names not taken */
     return rc;
 }

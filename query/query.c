@@ -247,6 +247,7 @@ static int parse_profile(const query_params_t *p, const query_limits_t *lim, que
     s->profile_token = ref.token;
     if ((s->label = malloc(QUERY_PROFILE_ID_HEX + 1)) == NULL) return ERR_NOMEM;
     query_profile_ref_write(&ref, s->label);
+    s->stream = p->stream;
     int rc = query_parse_format(p->format, &s->format, em);
     if (rc == 0 && s->format == QUERY_FORMAT_TOP)
         rc = errmsg_set(em, ERR_INVALID_ARGUMENT,

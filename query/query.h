@@ -46,8 +46,9 @@ typedef struct query_params {
      * "groups":{"VALUE":{timeline},...} a render with groupBy=LABEL adds
      * (values in strcmp order, no partial members: the caller shows those). */
     int groups;
-    /* Not a request parameter: a large folded render may be answered as a
-     * stream (query_result_t.stream, query_limits_t.stream_min_bytes). */
+    /* Not a request parameter: a large folded, SVG, JSON or pprof render
+     * (or one stored profile) may be answered as a stream
+     * (query_result_t.stream, query_limits_t.stream_min_bytes). */
     int stream;
 } query_params_t;
 
@@ -56,9 +57,12 @@ typedef struct query_limits {
     size_t max_tree_nodes;   /* nodes a merged tree may hold before refusing */
     size_t max_series;       /* series one query may touch */
     size_t max_output_bytes; /* response body cap */
-    /* A folded render without maxNodes whose answer is at least this many
-     * bytes is answered as a stream (query_result_t.stream) when its caller
-     * asks for one (query_params_t.stream); 0: never. */
+    /* An answer of at least this many bytes is a stream
+     * (query_result_t.stream) when its caller asks for one
+     * (query_params_t.stream): a folded render without maxNodes (its exact
+     * size), an SVG, a JSON flame graph or a pprof (from a lower bound of
+     * its size: each frame's, level entry's or stack entry's least bytes);
+     * 0: never. */
     size_t stream_min_bytes;
     /* Retention per resolution (seconds, 0 = forever), as the storage was
      * opened with; the plan avoids windows that retention already dropped. */
@@ -71,18 +75,29 @@ typedef struct query_limits {
 void query_limits_default(query_limits_t *l);
 
 /* An answer produced in slices as its reader takes them, instead of whole
- * in memory: it owns what it is produced from (a folded render's merged
- * tree and names) and frees it with query_stream_free. One thread at a
- * time (the node's loop: each slice is a short walk). */
+ * in memory: it owns what it is produced from (a render's merged tree and
+ * names) and frees it with query_stream_free. One thread at a time (the
+ * node's loop: each slice is a short walk). */
 typedef struct query_stream query_stream_t;
-/* The exact number of bytes the stream produces in all. */
+/* query_stream_length of an answer whose size is not known before it is
+ * written (an SVG, a gzipped pprof): sent with chunked transfer encoding. */
+#define QUERY_STREAM_LENGTH_UNKNOWN UINT64_MAX
+/* Bytes a stream is asked for at a time when drained whole. */
+#define QUERY_STREAM_SLICE_BYTES (256 * 1024)
+/* The exact number of bytes the stream produces in all, or
+ * QUERY_STREAM_LENGTH_UNKNOWN. */
 uint64_t query_stream_length(const query_stream_t *s);
 /* About the heap bytes s holds, for memory budgets (constant for its life). */
 size_t query_stream_bytes(const query_stream_t *s);
-/* Appends the next bytes of the answer to out: whole lines, at least want
- * bytes unless the answer ends first (*done is then 1). ERR_INTERNAL if
- * more or fewer bytes than query_stream_length would come. */
+/* Appends the next bytes of the answer to out: at least want bytes unless
+ * the answer ends first (*done is then 1); a folded answer in whole lines.
+ * A gzipped pprof ends a slice after one gzip member instead (some bytes,
+ * maybe fewer than want: each slice compresses at most 256 KiB).
+ * ERR_INTERNAL if more or fewer bytes than a known query_stream_length
+ * would come. */
 int query_stream_next(query_stream_t *s, buf_t *out, size_t want, int *done);
+/* Appends the rest of the answer to out (the same bytes the slices make). */
+int query_stream_drain(query_stream_t *s, buf_t *out);
 /* NULL is a no-op. */
 void query_stream_free(query_stream_t *s);
 
@@ -403,6 +418,9 @@ typedef struct query_diff_params {
     query_params_t left, right; /* query, from, until of each side */
     const char *max_nodes;
     const char *format; /* json (default), svg, speedscope or folded; others refused */
+    /* Not a request parameter: a folded answer without maxNodes of at least
+     * query_limits_t.stream_min_bytes is a stream (query_result_t.stream). */
+    int stream;
 } query_diff_params_t;
 
 /* Reads leftQuery, leftFrom, ... into d from a parameter getter (the HTTP
@@ -695,7 +713,7 @@ typedef struct query_spec {
     int top_by_total;      /* top: sorted by total (else by self) */
     char *top_search;      /* top: the search (query_top_opts_t), or NULL for none */
     int groups;            /* label shares: answer as a render's "groups" (query_params_t) */
-    int stream;            /* render: may answer as a stream (query_params_t) */
+    int stream;            /* render, profile: may answer as a stream (query_params_t) */
     uint64_t
         profile_token; /* profile: the placement token of its series (only its owners hold it) */
 } query_spec_t;

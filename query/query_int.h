@@ -261,12 +261,52 @@ int query_parse_max_nodes(const char *s, query_format_t f, const query_limits_t 
  * render-diff, `stack left right` per node with a non-zero self on either
  * side, the tree's own selves being the right side. */
 int query_folded_write(const sorted_tree_t *st, const int64_t *left_self, buf_t *out);
-/* The folded text of *t as query_encode_folded writes it: into out when it
- * is shorter than min_bytes or does not fit out's max, else as a stream of
- * exactly its measured size (*stream, caller owns) that takes *t and *syms
- * (both set to NULL). Working memory is held beside out while it runs. */
-int query_folded_open(calltree_t **t, symtab_t **syms, size_t min_bytes, buf_t *out,
+/* The folded text of *t as query_encode_folded writes it (with *left, the
+ * left side's self per node of *t, as query_folded_write writes a
+ * render-diff; left NULL or *left NULL: a plain one): into out when it is
+ * shorter than min_bytes or does not fit out's max, else as a stream of
+ * exactly its measured size (*stream, caller owns) that takes *t, *syms and
+ * *left (all set to NULL; *left is freed with the stream). Working memory
+ * is held beside out while it runs. */
+int query_folded_open(calltree_t **t, symtab_t **syms, int64_t **left, size_t min_bytes, buf_t *out,
                       query_stream_t **stream);
+
+/* ---- answers as streams (stream.c) ---- */
+/* What a format's stream does: next appends at least want bytes of the
+ * answer to out unless it ends (*done 1); free releases impl. */
+typedef struct query_stream_ops {
+    int (*next)(void *impl, buf_t *out, size_t want, int *done);
+    void (*free)(void *impl);
+} query_stream_ops_t;
+/* A stream of impl (taken: freed with the stream, also when this fails)
+ * producing length bytes (or QUERY_STREAM_LENGTH_UNKNOWN), holding about
+ * bytes of heap. */
+int query_stream_new(const query_stream_ops_t *ops, void *impl, uint64_t length, size_t bytes,
+                     query_stream_t **out);
+
+/* The SVG of *t as query_encode_svg writes it (title and note borrowed for
+ * the call), as a stream (*stream, caller owns; taking *t and *syms, both
+ * set to NULL) when its frames alone make at least min_bytes, else into
+ * out. Its length is not known before it is written. */
+int query_svg_open(calltree_t **t, symtab_t **syms, const char *profile_type, const char *title,
+                   const char *note, size_t min_bytes, buf_t *out, query_stream_t **stream);
+/* The gzipped pprof of *t as query_encode_pprof writes it, as a stream
+ * (same terms) when its stacks alone make at least min_bytes of the
+ * uncompressed profile, else into out. Its length is not known before it
+ * is written. */
+int query_pprof_open(calltree_t **t, symtab_t **syms, const char *profile_type, int64_t time_ns,
+                     int64_t duration_ns, size_t min_bytes, buf_t *out, query_stream_t **stream);
+
+/* The flamebearer JSON of *kept (when kept and *kept are not NULL) or else
+ * of *t, as query_encode_flamebearer(_kept) writes it, with members (NULL:
+ * none) added as query_add_json_members adds them: as a stream (*stream,
+ * caller owns; taking *syms and *kept or *t, set to NULL) when its nodes'
+ * level entries alone make at least min_bytes, else into out. Its length is
+ * not known before it is written. */
+int query_flamebearer_open(calltree_t **t, query_kept_t **kept, symtab_t **syms,
+                           const char *profile_type, const char *spy_name,
+                           const query_timeline_t *tl, const char *members, size_t min_bytes,
+                           buf_t *out, query_stream_t **stream);
 
 /* Appends the members (`"a":1,"b":2`) inside body's closing brace: a partial
  * answer's flags on a JSON body (gather.c). */

@@ -335,25 +335,26 @@ static int write_frame(buf_t *b, const svg_t *s, vframe_t f)
     return rc != 0 ? rc : buf_append_str(b, "</g>\n");
 }
 
-/* Preorder, children left to right from their parent's left edge. */
-static int write_frames(svg_t *s, buf_t *b, buf_t *out)
+/* The preorder walk, resumable: frames still to visit. */
+typedef struct svg_walk {
+    vframe_t *stack;
+    size_t sp;
+} svg_walk_t;
+
+/* Writes frames into b until it holds at least until bytes or the walk
+ * ends (w->sp == 0); children left to right from their parent's left edge. */
+static int walk_frames(svg_t *s, svg_walk_t *w, buf_t *b, size_t until)
 {
     const sorted_tree_t *st = s->st;
-    size_t stack_bytes = st->n * sizeof(vframe_t);
-    int rc = buf_beside_take(out, stack_bytes); /* held beside the answer */
-    if (rc != 0) return rc;
-    vframe_t *stack = malloc(st->n * sizeof *stack);
-    if (stack == NULL) {
-        buf_beside_give(out, stack_bytes);
-        return ERR_NOMEM;
-    }
-    size_t sp = 0;
-    stack[sp++] = (vframe_t){0, 0, 0};
-    while (sp > 0 && rc == 0) {
-        vframe_t f = stack[--sp];
+    int rc = 0;
+    while (w->sp > 0 && rc == 0 && b->len < until) {
+        vframe_t f = w->stack[--w->sp];
         if (f.depth > s->max_depth) s->max_depth = f.depth;
         rc = write_frame(b, s, f);
-        if (s->total <= 0) break; /* nothing has a width */
+        if (s->total <= 0) { /* nothing has a width */
+            w->sp = 0;
+            break;
+        }
         int64_t x = f.x;
         uint32_t a = st->off[f.node], e = st->off[f.node + 1];
         for (uint32_t k = a; k < e; k++) {
@@ -363,10 +364,26 @@ static int write_frames(svg_t *s, buf_t *b, buf_t *out)
         for (uint32_t k = e; k > a; k--) {
             int64_t t = calltree_total(st->t, st->kids[k - 1]);
             x -= t > 0 ? t : 0;
-            stack[sp++] = (vframe_t){st->kids[k - 1], f.depth + 1, x};
+            w->stack[w->sp++] = (vframe_t){st->kids[k - 1], f.depth + 1, x};
         }
     }
-    free(stack);
+    return rc;
+}
+
+static int write_frames(svg_t *s, buf_t *b, buf_t *out)
+{
+    const sorted_tree_t *st = s->st;
+    size_t stack_bytes = st->n * sizeof(vframe_t);
+    int rc = buf_beside_take(out, stack_bytes); /* held beside the answer */
+    if (rc != 0) return rc;
+    svg_walk_t w = {malloc(st->n * sizeof *w.stack), 1};
+    if (w.stack == NULL) {
+        buf_beside_give(out, stack_bytes);
+        return ERR_NOMEM;
+    }
+    w.stack[0] = (vframe_t){0, 0, 0};
+    rc = walk_frames(s, &w, b, SIZE_MAX);
+    free(w.stack);
     buf_beside_give(out, stack_bytes);
     return rc;
 }
@@ -429,6 +446,143 @@ int query_encode_svg(const calltree_t *t, const symtab_t *syms, const char *prof
     sorted_tree_t st;
     int rc = query_sorted_tree_build(&st, t, syms, out);
     if (rc != 0) return rc;
+    query_svg_style_t style = {.title = title, .profile_type = profile_type, .note = note};
+    rc = query_svg_write(&st, &style, out);
+    query_sorted_tree_free(&st);
+    return rc;
+}
+
+/* ---- the answer as a stream ---- */
+
+/* Least bytes write_frame writes for one frame: the stream's size estimate
+ * (query_svg_open) counts frames at this. */
+#define SVG_FRAME_MIN_BYTES 80
+
+typedef struct svg_stream {
+    calltree_t *tree; /* owned, with syms: what st reads */
+    symtab_t *syms;
+    sorted_tree_t st;
+    char *title, *profile_type, *note; /* owned copies */
+    query_svg_style_t style;
+    svg_t s;
+    svg_walk_t w;
+    int phase; /* 0: header next, 1: frames, 2: the closing tag, 3: done */
+} svg_stream_t;
+
+static int svg_next(void *impl, buf_t *out, size_t want, int *done)
+{
+    svg_stream_t *v = impl;
+    size_t until = out->len + want;
+    int rc = 0;
+    while (rc == 0 && v->phase < 3 && out->len < until) {
+        if (v->phase == 0) {
+            rc = write_header(out, &v->s);
+            v->phase = 1;
+        } else if (v->phase == 1) {
+            rc = walk_frames(&v->s, &v->w, out, until);
+            if (v->w.sp == 0) v->phase = 2;
+        } else {
+            rc = buf_append_str(out, "</svg>\n");
+            v->phase = 3;
+        }
+    }
+    *done = v->phase == 3;
+    return rc;
+}
+
+static void svg_free(void *impl)
+{
+    svg_stream_t *v = impl;
+    free(v->w.stack);
+    free(v->title);
+    free(v->profile_type);
+    free(v->note);
+    query_sorted_tree_free(&v->st);
+    calltree_free(v->tree);
+    symtab_free(v->syms);
+    free(v);
+}
+
+static const query_stream_ops_t svg_ops = {svg_next, svg_free};
+
+/* The deepest frame the walk writes (the header's height needs it first):
+ * every node's depth, or only the root's when nothing has a width. */
+static uint32_t svg_max_depth(const svg_t *s, vframe_t *stack)
+{
+    const sorted_tree_t *st = s->st;
+    uint32_t most = 0;
+    size_t sp = 0;
+    if (s->total > 0) stack[sp++] = (vframe_t){0, 0, 0};
+    while (sp > 0) {
+        vframe_t f = stack[--sp];
+        if (f.depth > most) most = f.depth;
+        for (uint32_t k = st->off[f.node]; k < st->off[f.node + 1]; k++)
+            stack[sp++] = (vframe_t){st->kids[k], f.depth + 1, 0};
+    }
+    return most;
+}
+
+static int dup_or_null(const char *s, char **out)
+{
+    *out = NULL;
+    if (s != NULL && (*out = strdup(s)) == NULL) return ERR_NOMEM;
+    return 0;
+}
+
+/* Moves *st and the tree and names into a stream (*st zeroed once moved). */
+static int svg_stream_new(sorted_tree_t *st, const char *profile_type, const char *title,
+                          const char *note, calltree_t **t, symtab_t **syms, query_stream_t **out)
+{
+    svg_stream_t *v = calloc(1, sizeof *v);
+    if (v == NULL) return ERR_NOMEM;
+    int rc = dup_or_null(title, &v->title);
+    if (rc == 0) rc = dup_or_null(profile_type, &v->profile_type);
+    if (rc == 0) rc = dup_or_null(note, &v->note);
+    if (rc == 0 && (v->w.stack = malloc(st->n * sizeof *v->w.stack)) == NULL) rc = ERR_NOMEM;
+    if (rc != 0) {
+        svg_free(v); /* nothing moved yet */
+        return rc;
+    }
+    size_t sorted = st->held;
+    buf_beside_give(st->out, st->held); /* the stream counts it from here */
+    st->out = NULL;
+    st->held = 0;
+    v->st = *st;
+    memset(st, 0, sizeof *st);
+    v->tree = *t;
+    v->syms = *syms;
+    *t = NULL;
+    *syms = NULL;
+    v->style = (query_svg_style_t){.title = v->title,
+                                   .profile_type = v->profile_type,
+                                   .note = v->note,
+                                   .color = query_svg_color_package};
+    v->s = (svg_t){.st = &v->st, .style = &v->style, .total = calltree_root_total(v->tree)};
+    v->s.has_pt = v->profile_type && query_ptype_parse(v->profile_type, &v->s.pt) == 0;
+    v->s.max_depth = svg_max_depth(&v->s, v->w.stack);
+    v->w.stack[0] = (vframe_t){0, 0, 0};
+    v->w.sp = 1;
+    size_t bytes = sizeof *v + sorted + v->st.n * sizeof(vframe_t) +
+                   calltree_mem_bytes_read(v->tree) + symtab_mem_bytes(v->syms);
+    return query_stream_new(&svg_ops, v, QUERY_STREAM_LENGTH_UNKNOWN, bytes, out);
+}
+
+int query_svg_open(calltree_t **t, symtab_t **syms, const char *profile_type, const char *title,
+                   const char *note, size_t min_bytes, buf_t *out, query_stream_t **stream)
+{
+    *stream = NULL;
+    sorted_tree_t st;
+    int rc = query_sorted_tree_build(&st, *t, *syms, out);
+    if (rc != 0) return rc;
+    /* every frame is written when the root has a width, else the root alone */
+    size_t frames = calltree_root_total(*t) > 0 ? st.n : 1;
+    /* a lower bound past out's max fails whole, as it always did (422) */
+    size_t least = frames * SVG_FRAME_MIN_BYTES;
+    if (min_bytes > 0 && least >= min_bytes && least <= out->max && out->len == 0) {
+        rc = svg_stream_new(&st, profile_type, title, note, t, syms, stream);
+        query_sorted_tree_free(&st); /* zeroed when moved */
+        return rc;
+    }
     query_svg_style_t style = {.title = title, .profile_type = profile_type, .note = note};
     rc = query_svg_write(&st, &style, out);
     query_sorted_tree_free(&st);

@@ -71,11 +71,13 @@ static void on_gone(void *arg)
 typedef struct stream_body {
     fixture_t *f;
     size_t n, at;
+    int fewer; /* slices of a third of what is asked (a producer may give fewer) */
 } stream_body_t;
 
 static int stream_produce(void *arg, buf_t *out, size_t want, int *done)
 {
     stream_body_t *b = arg;
+    if (b->fewer) want = want / 3 + 1;
     for (size_t k = 0; k < want && b->at < b->n; k++, b->at++)
         if (buf_append_byte(out, (uint8_t)('a' + b->at % 26)) != 0) return ERR_NOMEM;
     *done = b->at == b->n;
@@ -94,11 +96,12 @@ static void respond_stream(fixture_t *f, http_exchange_t *ex, const http_request
 {
     stream_body_t *b = malloc(sizeof *b);
     const char *lie = http_request_param(r, "lie");
-    *b = (stream_body_t){f, (size_t)atol(http_request_param(r, "n")), 0};
+    int unknown = http_request_param(r, "unknown") != NULL;
+    *b = (stream_body_t){f, (size_t)atol(http_request_param(r, "n")), 0, unknown};
     http_response_t head = {.status = 200, .content_type = "text/plain"};
     buf_init(&head.body, 0);
-    http_body_producer_t p = {b->n + (lie ? (size_t)atol(lie) : 0), stream_produce, stream_release,
-                              b};
+    uint64_t length = unknown ? HTTP_LENGTH_UNKNOWN : b->n + (lie ? (size_t)atol(lie) : 0);
+    http_body_producer_t p = {length, stream_produce, stream_release, b};
     http_respond_stream(ex, &head, &p);
 }
 
@@ -614,6 +617,99 @@ static void test_streamed_bodies(fixture_t *f)
     free(out);
 }
 
+/* The body of a chunked response (data from its head on): 1 when its
+ * chunks are well framed and end with the last chunk, its bytes in body. */
+static int unchunk(const char *data, size_t n, buf_t *body)
+{
+    const char *p = strstr(data, "\r\n\r\n"), *end = data + n;
+    if (p == NULL) return 0;
+    p += 4;
+    for (int i = 0; i < 100000 && p < end; i++) {
+        char *eol;
+        unsigned long size = strtoul(p, &eol, 16);
+        if (eol + 2 > end || eol[0] != '\r' || eol[1] != '\n') return 0;
+        p = eol + 2;
+        if (size == 0) return p + 2 == end && p[0] == '\r' && p[1] == '\n';
+        if (p + size + 2 > end || p[size] != '\r' || p[size + 1] != '\n') return 0;
+        buf_append(body, p, size);
+        p += size + 2;
+    }
+    return 0;
+}
+
+static int is_letters(const buf_t *b, size_t n)
+{
+    int same = b->len == n;
+    for (size_t i = 0; same && i < n; i++)
+        same &= b->data[i] == 'a' + (char)(i % 26);
+    return same;
+}
+
+/* A body of unknown length: chunks to an HTTP/1.1 client (the connection
+ * then serves the next request), ended by closing to an HTTP/1.0 one. */
+static void test_chunked_bodies(fixture_t *f)
+{
+    int released = atomic_load(&f->streams_released);
+    int completed = atomic_load(&f->streams_completed);
+    size_t sizes[] = {3 * HTTP_STREAM_SLICE_BYTES + 17, 0, 5};
+    for (size_t k = 0; k < 3; k++) {
+        int fd = dial(f->port);
+        char req[256];
+        snprintf(req, sizeof req, "GET /stream?n=%zu&unknown=1 HTTP/1.1\r\n\r\n", sizes[k]);
+        send_all(fd, req, strlen(req));
+        buf_t raw, body;
+        buf_init(&raw, BUF_UNLIMITED);
+        buf_init(&body, BUF_UNLIMITED);
+        char tmp[65536];
+        for (int i = 0; i < 100000; i++) { /* up to the last chunk */
+            if (raw.len >= 5 && memcmp(raw.data + raw.len - 5, "0\r\n\r\n", 5) == 0) break;
+            ssize_t got = recv(fd, tmp, sizeof tmp, 0);
+            if (got <= 0) break;
+            buf_append(&raw, tmp, (size_t)got);
+        }
+        buf_append(&raw, "", 0);
+        const char *text = (const char *)raw.data;
+        CHECK(text != NULL && strstr(text, "Transfer-Encoding: chunked\r\n") != NULL);
+        CHECK(text != NULL && strstr(text, "Content-Length") == NULL);
+        CHECK(text != NULL && unchunk(text, raw.len, &body));
+        CHECK(is_letters(&body, sizes[k]));
+        const char *next = "GET /next HTTP/1.1\r\n\r\n"; /* kept alive */
+        send_all(fd, next, strlen(next));
+        buf_t carry;
+        buf_init(&carry, BUF_UNLIMITED);
+        char out[4096];
+        CHECK_EQ_INT(read_response(fd, out, sizeof out, &carry), 200);
+        CHECK_EQ_STR(body_of(out), "GET /next a=- b=- h=- len=0");
+        close(fd);
+        buf_free(&carry);
+        buf_free(&raw);
+        buf_free(&body);
+        wait_released(f, released + (int)k + 1);
+    }
+    /* HTTP/1.0: no chunks, no length, the body ends with the connection */
+    int fd = dial(f->port);
+    char req[256];
+    size_t n = 2 * HTTP_STREAM_SLICE_BYTES + 3;
+    snprintf(req, sizeof req, "GET /stream?n=%zu&unknown=1 HTTP/1.0\r\n\r\n", n);
+    send_all(fd, req, strlen(req));
+    buf_t raw, body;
+    buf_init(&raw, BUF_UNLIMITED);
+    buf_init(&body, BUF_UNLIMITED);
+    read_to_eof(fd, &raw);
+    buf_append(&raw, "", 0);
+    const char *text = (const char *)raw.data;
+    const char *end = text != NULL ? strstr(text, "\r\n\r\n") : NULL;
+    CHECK(end != NULL && strstr(text, "Transfer-Encoding") == NULL &&
+          strstr(text, "Content-Length") == NULL && strstr(text, "Connection: close") != NULL);
+    if (end != NULL) buf_append(&body, end + 4, raw.len - (size_t)(end + 4 - text));
+    CHECK(is_letters(&body, n));
+    close(fd);
+    buf_free(&raw);
+    buf_free(&body);
+    wait_released(f, released + 4);
+    CHECK_EQ_INT(atomic_load(&f->streams_completed), completed + 4);
+}
+
 int main(void)
 {
     http_server_limits_t lim = {
@@ -634,6 +730,7 @@ int main(void)
     test_deferred_and_fairness(&f);
     test_client_gone(&f);
     test_streamed_bodies(&f);
+    test_chunked_bodies(&f);
     fixture_stop(&f);
     CHECK(f.observed > 10);
 

@@ -471,17 +471,34 @@ static void test_output_cap(void)
 }
 
 /* ---- pprof ---- */
-static Perftools__Profiles__Profile *gunzip_unpack(const buf_t *gz)
+/* The bytes of every gzip member of gz, in order (*members of them). */
+static uint8_t *gunzip_members(const buf_t *gz, size_t *len, size_t *members)
 {
     CHECK(gz->len > 18 && gz->data[0] == 0x1f && gz->data[1] == 0x8b);
-    const uint8_t *e = gz->data + gz->len - 4;
-    size_t raw_len = (size_t)e[0] | (size_t)e[1] << 8 | (size_t)e[2] << 16 | (size_t)e[3] << 24;
-    uint8_t *raw = malloc(raw_len + 1);
     struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
-    size_t got = 0;
-    CHECK_EQ_INT(libdeflate_gzip_decompress(d, gz->data, gz->len, raw, raw_len, &got),
-                 LIBDEFLATE_SUCCESS);
+    buf_t raw;
+    buf_init(&raw, BUF_UNLIMITED);
+    size_t off = 0;
+    *members = 0;
+    while (off < gz->len) {
+        size_t room = 16u << 20, used = 0, got = 0;
+        CHECK_EQ_INT(buf_reserve(&raw, room), 0);
+        enum libdeflate_result r = libdeflate_gzip_decompress_ex(
+            d, gz->data + off, gz->len - off, raw.data + raw.len, room, &used, &got);
+        CHECK_EQ_INT(r, LIBDEFLATE_SUCCESS);
+        if (r != LIBDEFLATE_SUCCESS) break;
+        raw.len += got;
+        off += used;
+        (*members)++;
+    }
     libdeflate_free_decompressor(d);
+    return buf_steal(&raw, len);
+}
+
+static Perftools__Profiles__Profile *gunzip_unpack(const buf_t *gz)
+{
+    size_t got = 0, members = 0;
+    uint8_t *raw = gunzip_members(gz, &got, &members);
     Perftools__Profiles__Profile *p = perftools__profiles__profile__unpack(NULL, got, raw);
     free(raw);
     CHECK(p != NULL);
@@ -655,7 +672,7 @@ static char *streamed_folded(calltree_t *t, symtab_t *s, size_t slice, size_t *l
     buf_init(&b, BUF_UNLIMITED);
     buf_init(&out, BUF_UNLIMITED);
     query_stream_t *st = NULL;
-    CHECK_EQ_INT(query_folded_open(&t, &s, 1, &b, &st), 0);
+    CHECK_EQ_INT(query_folded_open(&t, &s, NULL, 1, &b, &st), 0);
     CHECK(st != NULL && t == NULL && s == NULL && b.len == 0);
     if (st == NULL) return NULL;
     *length = (size_t)query_stream_length(st);
@@ -703,15 +720,169 @@ static void test_folded_stream(void)
     buf_t b;
     buf_init(&b, BUF_UNLIMITED);
     query_stream_t *st = NULL;
-    CHECK_EQ_INT(query_folded_open(&t, &s, 1000, &b, &st), 0); /* 8 bytes: written whole */
+    CHECK_EQ_INT(query_folded_open(&t, &s, NULL, 1000, &b, &st), 0); /* 8 bytes: written whole */
     CHECK(st == NULL && t != NULL && s != NULL);
     b.data[b.len] = 0;
     CHECK_EQ_STR((char *)b.data, "a;b;c 5\n");
     buf_free(&b);
     buf_init(&b, 4); /* past the buffer's max: refused as it always was */
-    CHECK_EQ_INT(query_folded_open(&t, &s, 1, &b, &st), ERR_TOO_LARGE);
+    CHECK_EQ_INT(query_folded_open(&t, &s, NULL, 1, &b, &st), ERR_TOO_LARGE);
     CHECK(st == NULL && t != NULL);
     buf_free(&b);
+    calltree_free(t);
+    symtab_free(s);
+}
+
+/* Drains st in slices of 1 .. 300,000 bytes; each slice at least what was
+ * asked unless it ended (a pprof's: some bytes, at most one gzip member
+ * compressed). */
+static void drain_in_slices(query_stream_t *st, int pprof, buf_t *out)
+{
+    int done = 0;
+    for (size_t i = 0; i < 10000000 && !done; i++) {
+        size_t before = out->len, want = 1 + check_rng() % (check_rng() % 2 ? 300000 : 2000);
+        CHECK_EQ_INT(query_stream_next(st, out, want, &done), 0);
+        CHECK(done || out->len - before >= (pprof ? 1 : want));
+        if (pprof && !done && out->len - before < want) /* a member ended it */
+            CHECK(out->len - before > 18 && out->data[before] == 0x1f);
+    }
+    CHECK(done);
+}
+
+/* A tree of random stacks; wide: many long distinct names (a packed pprof
+ * of several 256 KiB gzip members). */
+static void stream_tree(calltree_t *t, symtab_t *s, int wide)
+{
+    if (check_rng() % 2) CHECK_EQ_INT(calltree_add_stack(t, NULL, 0, 3), 0); /* root self */
+    random_tree(t, s, 1 + check_rng() % 300);
+    for (int i = 0; wide && i < 20000; i++) {
+        char stack[256];
+        snprintf(stack, sizeof stack,
+                 "main;github.com/acme/widget/internal/handlers/v%05d.(*Server).Handle;leaf%d", i,
+                 (int)(check_rng() % 3));
+        add(t, s, stack, 1 + (int64_t)(check_rng() % 1000));
+    }
+}
+
+/* The SVG and the pprof as streams are the same bytes as written whole, in
+ * any slices; under min_bytes they are written whole, the tree not taken. */
+static void test_svg_pprof_stream(void)
+{
+    const char *type = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+    for (int round = 0; round < 8; round++) {
+        int wide = round < 2, pprof = round % 2;
+        calltree_t *t = calltree_new(0);
+        symtab_t *s = symtab_new();
+        stream_tree(t, s, wide);
+        buf_t whole, b, got;
+        buf_init(&whole, BUF_UNLIMITED);
+        buf_init(&b, BUF_UNLIMITED);
+        buf_init(&got, BUF_UNLIMITED);
+        int64_t t0 = 1700000000000000000LL, dur = 3600000000000LL;
+        query_stream_t *st = NULL;
+        if (pprof) {
+            CHECK_EQ_INT(query_encode_pprof(t, s, type, t0, dur, &whole), 0);
+            CHECK_EQ_INT(query_pprof_open(&t, &s, type, t0, dur, 1, &b, &st), 0);
+        } else {
+            CHECK_EQ_INT(query_encode_svg(t, s, type, "a <title>", "note", &whole), 0);
+            CHECK_EQ_INT(query_svg_open(&t, &s, type, "a <title>", "note", 1, &b, &st), 0);
+        }
+        CHECK(st != NULL && t == NULL && s == NULL && b.len == 0);
+        if (st == NULL) continue;
+        CHECK(query_stream_length(st) == QUERY_STREAM_LENGTH_UNKNOWN);
+        CHECK(query_stream_bytes(st) > 0);
+        drain_in_slices(st, pprof, &got);
+        query_stream_free(st);
+        CHECK_EQ_INT(got.len, whole.len);
+        CHECK(got.len == whole.len && memcmp(got.data, whole.data, got.len) == 0);
+        if (pprof && wide) { /* several members, one gzip file */
+            size_t len = 0, members = 0;
+            free(gunzip_members(&whole, &len, &members));
+            CHECK(members >= 2 && len > 256 * 1024);
+            Perftools__Profiles__Profile *p = gunzip_unpack(&whole);
+            CHECK(p != NULL && p->n_sample > 20000);
+            if (p != NULL) perftools__profiles__profile__free_unpacked(p, NULL);
+        }
+        buf_free(&whole);
+        buf_free(&b);
+        buf_free(&got);
+    }
+    calltree_t *t = calltree_new(0);
+    symtab_t *s = symtab_new();
+    add(t, s, "a;b;c", 5);
+    buf_t b, whole;
+    buf_init(&b, BUF_UNLIMITED);
+    buf_init(&whole, BUF_UNLIMITED);
+    query_stream_t *st = NULL;
+    CHECK_EQ_INT(query_encode_pprof(t, s, type, 1, 2, &whole), 0);
+    CHECK_EQ_INT(query_pprof_open(&t, &s, type, 1, 2, 1 << 20, &b, &st), 0); /* small: whole */
+    CHECK(st == NULL && t != NULL && s != NULL);
+    CHECK(b.len == whole.len && memcmp(b.data, whole.data, b.len) == 0);
+    buf_reset(&b);
+    buf_reset(&whole);
+    CHECK_EQ_INT(query_encode_svg(t, s, type, NULL, NULL, &whole), 0);
+    CHECK_EQ_INT(query_svg_open(&t, &s, type, NULL, NULL, 1 << 20, &b, &st), 0);
+    CHECK(st == NULL && t != NULL && s != NULL);
+    CHECK(b.len == whole.len && memcmp(b.data, whole.data, b.len) == 0);
+    buf_free(&b);
+    buf_free(&whole);
+    calltree_free(t);
+    symtab_free(s);
+}
+
+/* The flamebearer JSON as a stream (summed, and averaged over 3 profiles,
+ * with members) is the whole answer's bytes, in any slices. */
+static void test_flamebearer_stream(void)
+{
+    for (int round = 0; round < 10; round++) {
+        calltree_t *t = calltree_new(0);
+        symtab_t *s = symtab_new();
+        stream_tree(t, s, round == 0);
+        int64_t samples[3] = {7, 0, 9}, counts[3] = {1, 0, 2};
+        query_timeline_t tl = {.start_s = 100, .step_s = 10, .n = 3, .samples = samples};
+        if (round % 2) {
+            tl.counts = counts;
+            tl.profiles = 3;
+        }
+        const char *type = round % 2 ? "memory:inuse_space:bytes:space:bytes"
+                                     : "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+        const char *members = round % 3 ? "\"partial\":true" : NULL;
+        buf_t whole, b, got;
+        buf_init(&whole, BUF_UNLIMITED);
+        buf_init(&b, BUF_UNLIMITED);
+        buf_init(&got, BUF_UNLIMITED);
+        CHECK_EQ_INT(query_encode_flamebearer(t, s, type, "gospy", &tl, &whole), 0);
+        if (members != NULL) CHECK_EQ_INT(query_add_json_members(&whole, members), 0);
+        query_stream_t *st = NULL;
+        CHECK_EQ_INT(query_flamebearer_open(&t, NULL, &s, type, "gospy", &tl, members, 1, &b, &st),
+                     0);
+        CHECK(st != NULL && t == NULL && s == NULL && b.len == 0);
+        if (st != NULL) {
+            drain_in_slices(st, 0, &got);
+            query_stream_free(st);
+        }
+        CHECK(got.len == whole.len && memcmp(got.data, whole.data, got.len) == 0);
+        buf_free(&whole);
+        buf_free(&b);
+        buf_free(&got);
+    }
+    /* under min_bytes: written whole, with the members, the tree not taken */
+    calltree_t *t = calltree_new(0);
+    symtab_t *s = symtab_new();
+    add(t, s, "a;b;c", 5);
+    buf_t b, whole;
+    buf_init(&b, BUF_UNLIMITED);
+    buf_init(&whole, BUF_UNLIMITED);
+    query_stream_t *st = NULL;
+    CHECK_EQ_INT(query_encode_flamebearer(t, s, "a:b:c:d:e", NULL, NULL, &whole), 0);
+    CHECK_EQ_INT(query_add_json_members(&whole, "\"x\":1"), 0);
+    CHECK_EQ_INT(
+        query_flamebearer_open(&t, NULL, &s, "a:b:c:d:e", NULL, NULL, "\"x\":1", 1 << 20, &b, &st),
+        0);
+    CHECK(st == NULL && t != NULL && s != NULL);
+    CHECK(b.len == whole.len && memcmp(b.data, whole.data, b.len) == 0);
+    buf_free(&b);
+    buf_free(&whole);
     calltree_free(t);
     symtab_free(s);
 }
@@ -729,5 +900,7 @@ int main(int argc, char **argv)
     test_pprof();
     test_folded_edges();
     test_folded_stream();
+    test_svg_pprof_stream();
+    test_flamebearer_stream();
     return check_exit();
 }

@@ -88,6 +88,30 @@ static char *fb_kept(const storage_merged_tab_t *tabs, size_t ntok, size_t max)
     buf_t b;
     buf_init(&b, (size_t)1 << 30);
     CHECK_EQ_INT(query_encode_flamebearer_kept(k, NULL, TYPE, NULL, NULL, &b), 0);
+    /* as a stream (taking k and the names): the same bytes, in any slices */
+    symtab_t *syms = symtab_new();
+    buf_t none, got;
+    buf_init(&none, (size_t)1 << 30);
+    buf_init(&got, BUF_UNLIMITED);
+    query_stream_t *st = NULL;
+    CHECK_EQ_INT(
+        query_flamebearer_open(NULL, &k, &syms, TYPE, NULL, NULL, "\"m\":1", 1, &none, &st), 0);
+    CHECK(st != NULL && k == NULL && syms == NULL && none.len == 0);
+    int done = 0;
+    for (int i = 0; st != NULL && i < 10000000 && !done; i++) {
+        size_t want = 1 + check_rng() % 5000, before = got.len;
+        CHECK_EQ_INT(query_stream_next(st, &got, want, &done), 0);
+        CHECK(done || got.len - before >= want);
+    }
+    CHECK(done);
+    query_stream_free(st);
+    CHECK_EQ_INT(query_add_json_members(&b, "\"m\":1"), 0);
+    CHECK(got.len == b.len && memcmp(got.data, b.data, b.len) == 0);
+    b.len -= strlen(",\"m\":1}") - 1; /* the answer without the member */
+    b.data[b.len - 1] = '}';
+    buf_free(&none);
+    buf_free(&got);
+    symtab_free(syms);
     CHECK_EQ_INT(buf_append_byte(&b, 0), 0);
     query_kept_free(k);
     return (char *)b.data;

@@ -1,0 +1,304 @@
+"""test_format_stream.py — large SVG, pprof and JSON renders, large answers
+of one stored profile and a large folded render-diff are sent as they are
+written.
+
+Two services: "deep" is one push of LEAVES stacks through a chain of DEPTH
+frames (a small tree, but a pprof of 2,000,000 stack entries and a folded
+text of about 10 MB, as its render-diff with itself), "wide" is WIDE leaves
+with long names under a few frames (an SVG of about 4 MB, a JSON flame
+graph of 2.2 MB at maxNodes=65536). With a small query-memory-bytes the
+trees fit and the answers do not: written whole into memory
+(query-stream-bytes 0) each is refused naming query-memory-bytes; streamed
+each answers 200 with exactly the bytes a node with room for the whole
+answer sends: folded texts with their Content-Length, the SVG, the JSON and
+the gzipped pprof (gzip members, one per 256 KiB of the packed profile) in
+chunks. The streamed pprof decompresses with gzip and ingests back as the
+same stacks.
+
+A client of each answer that resets the connection after its first bytes
+gives the answer's tree back to the budget (flamedb_scatter_memory_bytes
+back to 0); chunks are framed as HTTP/1.1 says; an HTTP/1.0 client, which
+cannot read chunks, gets the same bytes ended by the connection's close."""
+import gzip
+import socket
+import time
+import urllib.parse
+
+from cluster import wait_for
+from harness import CPU, Node, run_tests
+
+DEPTH, LEAVES = 1000, 2000
+WIDE, WIDE_BATCH = 20000, 5000
+T0 = int(time.time()) - 300
+DEEP_Q = CPU + '{service_name="deep"}'
+WIDE_Q = CPU + '{service_name="wide"}'
+BIG, SMALL = "64MiB", "8MiB"
+STREAM = "256KiB"  # the JSON answer (2.2 MB) streams from a lower bound of 0.5 MB
+
+
+def push(node):
+    chain = ";".join("c%03d" % d for d in range(DEPTH))
+    lines = ["%s;leaf%05d %d\n" % (chain, i, 1 + i % 5) for i in range(LEAVES)]
+    r = node.ingest("".join(lines).encode(), name="deep.cpu", **{"from": T0})
+    assert r.status == 200, r
+    for b in range(0, WIDE, WIDE_BATCH):
+        lines = ["main;serve;github.com/acme/widget/internal/handlers/v%05d.(*Server).Handle"
+                 "RequestWithRetries %d\n" % (i, 1 + i % 3) for i in range(b, b + WIDE_BATCH)]
+        r = node.ingest("".join(lines).encode(), name="wide.cpu", **{"from": T0})
+        assert r.status == 200, r
+
+
+def window():
+    return {"from": str(T0 - 60), "until": str(T0 + 60)}
+
+
+def profile_id(node):
+    r = node.query("/api/profiles", query=DEEP_Q, **window())
+    assert r.status == 200, r
+    profiles = r.json()["profiles"]
+    assert len(profiles) == 1, profiles
+    return profiles[0]["id"]
+
+
+def answers(node, pid):
+    """name -> (path, params) of each large answer."""
+    return {
+        "render pprof": ("/pyroscope/render", dict(query=DEEP_Q, format="pprof", **window())),
+        "render svg": ("/pyroscope/render",
+                       dict(query=WIDE_Q, format="svg", maxNodes="65536", **window())),
+        "render json": ("/pyroscope/render",
+                        dict(query=WIDE_Q, format="json", maxNodes="65536", **window())),
+        "profile folded": ("/api/profiles/" + pid, dict(format="folded")),
+        "profile pprof": ("/api/profiles/" + pid, dict(format="pprof")),
+        "render-diff folded": ("/pyroscope/render-diff", dict(
+            leftQuery=DEEP_Q, leftFrom=str(T0 - 60), leftUntil=str(T0 + 60),
+            rightQuery=DEEP_Q, rightFrom=str(T0 - 60), rightUntil=str(T0 + 1),
+            format="folded")),
+    }
+
+
+def fetch(node, what):
+    path, params = what
+    return node.query(path, **params)
+
+
+def restart(node, args):
+    node.stop()
+    node.args = list(args)
+    node.port = None
+    node.start()
+
+
+def held(node):
+    return node.metric("flamedb_scatter_memory_bytes")
+
+
+def all_given_back(node):
+    wait_for("the query budget back at 0", lambda: held(node) == 0, timeout=20)
+    wait_for("no response bytes held",
+             lambda: node.metric("flamedb_http_buffered_body_bytes") == 0, timeout=20)
+
+
+def folded_lines(body):
+    return sorted(body.decode().splitlines())
+
+
+def test_large_answers_past_the_budget():
+    with Node(args=["--query-memory-bytes", BIG, "--query-stream-bytes", "0"]) as n:
+        push(n)
+        pid = profile_id(n)
+        todo = answers(n, pid)
+        ref = {}
+        for name, what in todo.items():
+            r = fetch(n, what)
+            assert r.status == 200, (name, r)
+            assert "transfer-encoding" not in r.headers, (name, r.headers)
+            assert int(r.headers["content-length"]) == len(r.body)
+            assert len(r.body) > 1024 * 1024 or name.endswith("pprof"), (name, len(r.body))
+            ref[name] = r
+        all_given_back(n)
+
+        restart(n, ["--query-memory-bytes", SMALL, "--query-stream-bytes", "0"])
+        for name, what in todo.items():
+            r = fetch(n, what)
+            assert r.status in (413, 503), (name, r)
+            assert b"query-memory-bytes" in r.body, (name, r.body)
+            all_given_back(n)
+
+        restart(n, ["--query-memory-bytes", SMALL, "--query-stream-bytes", STREAM])
+        for name, what in todo.items():
+            r = fetch(n, what)
+            assert r.status == 200, (name, r)
+            assert r.headers.get("content-type") == ref[name].headers.get("content-type")
+            if name.endswith("folded"):
+                assert int(r.headers["content-length"]) == len(ref[name].body)
+            else:
+                assert r.headers.get("transfer-encoding") == "chunked", (name, r.headers)
+                assert "content-length" not in r.headers, (name, r.headers)
+            assert r.body == ref[name].body, "%s: the streamed answer differs" % name
+            all_given_back(n)
+
+        # the pprof: several gzip members (a gzip file), the profile's stacks
+        raw = gzip.decompress(ref["profile pprof"].body)
+        assert len(raw) > 256 * 1024, len(raw)
+        assert ref["profile pprof"].body.count(b"\x1f\x8b\x08") >= 2
+        r = n.ingest(ref["profile pprof"].body, name="again.cpu", format="pprof",
+                     **{"from": T0})
+        assert r.status == 200, r
+        want = fetch(n, todo["profile folded"])
+        got = n.render(CPU + '{service_name="again"}', str(T0 - 60), str(T0 + 60), fmt="folded")
+        assert got.status == 200 and want.status == 200, (got, want)
+        assert folded_lines(got.body) == folded_lines(want.body)
+        all_given_back(n)
+
+
+def svg_request(version="1.1", keep_alive=False):
+    q = "&".join("%s=%s" % kv for kv in [("query", WIDE_Q.replace(":", "%3A").replace(
+        "{", "%7B").replace("}", "%7D").replace('"', "%22").replace("=", "%3D")),
+        ("format", "svg"), ("maxNodes", "65536")] + sorted(window().items()))
+    return ("GET /pyroscope/render?%s HTTP/%s\r\nHost: x\r\n%s\r\n"
+            % (q, version, "" if keep_alive else "Connection: close\r\n")).encode()
+
+
+def open_svg(node, version="1.1", rcvbuf=16384):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(30)
+    s.connect(("127.0.0.1", node.port))
+    s.sendall(svg_request(version))
+    return s
+
+
+def read_head(s):
+    data = b""
+    for _ in range(1000):
+        if b"\r\n\r\n" in data:
+            break
+        c = s.recv(4096)
+        assert c, "closed before the headers"
+        data += c
+    head, rest = data.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    hdrs = dict((k.lower(), v.strip()) for k, v in (l.split(":", 1) for l in lines[1:]))
+    return int(lines[0].split()[1]), hdrs, rest
+
+
+def read_all(s, data):
+    for _ in range(1000000):
+        c = s.recv(256 * 1024)
+        if not c:
+            return data
+        data += c
+    raise AssertionError("the answer never ended")
+
+
+def unchunk(data):
+    """The body of chunked data, asserting its framing and its last chunk."""
+    body, pos = b"", 0
+    for _ in range(1000000):
+        eol = data.index(b"\r\n", pos)
+        size = int(data[pos:eol], 16)
+        pos = eol + 2
+        if size == 0:
+            assert data[pos:] == b"\r\n", data[pos:pos + 40]
+            return body
+        body += data[pos:pos + size]
+        assert data[pos + size:pos + size + 2] == b"\r\n"
+        pos += size + 2
+    raise AssertionError("too many chunks")
+
+
+def raw_request(node, what, version="1.1", rcvbuf=16384):
+    """A socket that asked for what (path, params) and reads slowly."""
+    path, params = what
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(30)
+    s.connect(("127.0.0.1", node.port))
+    s.sendall(("GET %s?%s HTTP/%s\r\nHost: x\r\nConnection: close\r\n\r\n"
+               % (path, urllib.parse.urlencode(params), version)).encode())
+    return s
+
+
+def reset(s):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.close()
+
+
+def test_reset_mid_stream_gives_back():
+    """A client of each streamed answer that resets the connection after its
+    first bytes: the answer's tree goes back to the budget; the node answers
+    the same bytes after."""
+    with Node(args=["--query-memory-bytes", SMALL, "--query-stream-bytes", STREAM]) as n:
+        push(n)
+        todo = answers(n, profile_id(n))
+        for name, what in todo.items():
+            ref = fetch(n, what)
+            assert ref.status == 200, (name, ref)
+            all_given_back(n)
+            s = raw_request(n, what, rcvbuf=4096)
+            status, _, body = read_head(s)
+            assert status == 200, name
+            if len(ref.body) > 4 * 1024 * 1024:  # more than the sockets hold: still being sent
+                assert held(n) > 0, "%s: the streamed answer's tree is not counted" % name
+            got = len(body)
+            while got < min(256 * 1024, len(ref.body) // 2):
+                c = s.recv(65536)
+                assert c, name
+                got += len(c)
+            reset(s)
+            all_given_back(n)
+            again = fetch(n, what)
+            assert again.status == 200 and again.body == ref.body, name
+            all_given_back(n)
+        assert n.alive()
+
+
+def test_chunked_readers():
+    with Node(args=["--query-memory-bytes", SMALL]) as n:
+        push(n)
+        ref = n.render(WIDE_Q, str(T0 - 60), str(T0 + 60), fmt="svg", maxNodes="65536")
+        assert ref.status == 200 and len(ref.body) > 2 * 1024 * 1024, ref
+        assert ref.headers.get("transfer-encoding") == "chunked"
+        assert ref.body.startswith(b"<?xml") and ref.body.endswith(b"</svg>\n")
+        all_given_back(n)
+
+        # read as the raw bytes: chunks, then the last chunk
+        s = open_svg(n)
+        status, hdrs, body = read_head(s)
+        assert status == 200 and hdrs.get("transfer-encoding") == "chunked", hdrs
+        assert unchunk(read_all(s, body)) == ref.body
+        s.close()
+        all_given_back(n)
+
+        # HTTP/1.0 has no chunks: the body ends when the connection closes
+        s = open_svg(n, version="1.0")
+        status, hdrs, body = read_head(s)
+        assert status == 200, hdrs
+        assert "transfer-encoding" not in hdrs and "content-length" not in hdrs, hdrs
+        assert read_all(s, body) == ref.body
+        s.close()
+        all_given_back(n)
+
+        # a client that resets the connection in the middle of the chunks
+        s = open_svg(n, rcvbuf=4096)
+        status, _, body = read_head(s)
+        assert status == 200
+        got = len(body)
+        while got < 512 * 1024:
+            c = s.recv(65536)
+            assert c
+            got += len(c)
+        assert held(n) > 0, "the streamed answer's tree is not counted"
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()  # a reset
+        all_given_back(n)
+
+        again = n.render(WIDE_Q, str(T0 - 60), str(T0 + 60), fmt="svg", maxNodes="65536")
+        assert again.status == 200 and again.body == ref.body
+        all_given_back(n)
+        assert n.alive()
+
+
+if __name__ == "__main__":
+    run_tests(globals())
