@@ -271,7 +271,8 @@ static const opt_t options[] = {
      "services pushing in turn keep a stable subset cached. The most recently "
      "used table stays even when it alone is larger (a warning says so; "
      "flamedb_storage_node_table_loads_total counts the loads); a push to a table that is not "
-     "cached reads only its last chunk and the index entries of the stacks it sends, once the "
+     "cached reads it whole when it fits node-whole-read-percent of the tables' part, else "
+     "only its last chunk and the index entries of the stacks it sends, once the "
      "table is indexed (node-index-min-nodes). flamedb_storage_node_cache_hits_total, "
      "_misses_total, _evictions_total and _bytes show whether it is large enough "
      "(docs/operations.md, section 8)."},

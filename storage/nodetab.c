@@ -22,7 +22,9 @@
  * in memory is one point lookup in the index (bloom-filtered when absent).
  * Readers, which walk every id, load the table whole (storage_nodetab_acquire);
  * writers take what is cached, or on a miss a partial table when it is
- * indexed (else the whole one)
+ * indexed and larger than node_whole_read_percent of the cache's bound (else
+ * the whole one: one sequential read costs less than a large push's index
+ * lookups, and the table then serves the next pushes from memory)
  * (storage_nodetab_acquire_append), so a push costs what it touches however
  * large its service's table grew. A partial table that outgrows the cache
  * after a write is shed to nothing (the next writer reads the last chunk
@@ -442,8 +444,8 @@ static int tab_load_tail(storage_t *s, nodetab_t *t, errmsg_t *em)
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
         chunk = kn == lo.n ? (uint32_t)be64_get(k + kn - 8) & 0xffffffffu : 0;
-        if (chunk > 0 && !chunk_unindexed(v, vn)) {
-            whole = 0;
+        if (chunk > 0 && !chunk_is_old(v, vn)) { /* the table's size, read whole or not */
+            whole = chunk_unindexed(v, vn);
             cb = malloc(sizeof *cb);
             rc = cb == NULL ? ERR_NOMEM : chunk_parse(chunk, v, vn, NULL, cb);
         }
@@ -453,9 +455,8 @@ static int tab_load_tail(storage_t *s, nodetab_t *t, errmsg_t *em)
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
     if (rc == 0) rc = storage_rocks_err(err, em, "load node table");
-    uint32_t hint = 0;
-    if (rc == 0 && !whole && read_whole(s, chunk_first(chunk) + cb->n)) {
-        hint = chunk_first(chunk) + cb->n;
+    uint32_t hint = rc == 0 && cb != NULL ? chunk_first(chunk) + cb->n : 0; /* its ids */
+    if (rc == 0 && !whole && read_whole(s, hint)) {
         whole = 1;
         atomic_fetch_add(&s->counters.nodetab_whole_reads, 1);
     }
