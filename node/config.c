@@ -276,7 +276,8 @@ static const opt_t options[] = {
      "services pushing in turn keep a stable subset cached. The most recently "
      "used table stays even when it alone is larger (a warning says so; "
      "flamedb_storage_node_table_loads_total counts the loads); a push to a table that is not "
-     "cached reads only its last chunk and the index entries of the stacks it sends, once the "
+     "cached reads it whole when it fits node-whole-read-percent of the tables' part, else "
+     "only its last chunk and the index entries of the stacks it sends, once the "
      "table is indexed (node-index-min-nodes). flamedb_storage_node_cache_hits_total, "
      "_misses_total, _evictions_total and _bytes show whether it is large enough "
      "(docs/operations.md, section 8)."},
@@ -383,6 +384,15 @@ static const opt_t options[] = {
      "every node. A table that would take more than a quarter of the table part of "
      "node-cache-bytes (counted at 100 bytes a node) is indexed whatever the setting; 1 indexes "
      "every table."},
+    {"node-whole-read-percent", OPT_U32, FIELD(storage.node_whole_read_percent, uint32_t), NULL, 0,
+     0, 100,
+     "A push that finds an indexed stack-node table not in memory reads it whole (one "
+     "sequential read of its chunks; it then stays cached like any other) when it takes at most "
+     "this percent of the table part of node-cache-bytes, else only its last chunk and the "
+     "index entries of the stacks it sends (a point lookup each, batched). A fleet whose "
+     "tables do not all fit and whose services push in turn then maps a push through memory. "
+     "0 never reads a table whole for a push; flamedb_storage_node_table_whole_reads_total "
+     "counts the whole reads."},
     {"window-successive-merges", OPT_U32, FIELD(storage.window_successive_merges, uint32_t), NULL,
      0, 0, 1u << 20,
      "Merge operands a block window keeps in memory before the next push to it folds them into "

@@ -22,7 +22,9 @@
  * in memory is one point lookup in the index (bloom-filtered when absent).
  * Readers, which walk every id, load the table whole (storage_nodetab_acquire);
  * writers take what is cached, or on a miss a partial table when it is
- * indexed (else the whole one)
+ * indexed and larger than node_whole_read_percent of the cache's bound (else
+ * the whole one: one sequential read costs less than a large push's index
+ * lookups, and the table then serves the next pushes from memory)
  * (storage_nodetab_acquire_append), so a push costs what it touches however
  * large its service's table grew. A partial table that outgrows the cache
  * after a write is shed to nothing (the next writer reads the last chunk
@@ -352,14 +354,28 @@ static int corrupt_chunk(const nodetab_t *t, uint32_t chunk, errmsg_t *em)
                       (unsigned long long)t->token, chunk);
 }
 
-/* Reads the whole table from disk; ids must be dense 1..n in key order. */
-static int tab_load(storage_t *s, nodetab_t *t, errmsg_t *em)
+/* Room for n ids at once: a load that knows the table's size grows its
+ * arrays and edge map once instead of doubling (and rehashing) its way up. */
+static int tab_reserve(nodetab_t *t, uint32_t n)
+{
+    size_t c1 = t->cap, c2 = t->cap;
+    if (GROW_FROM(t->parent, c1, n, UINT32_MAX, 256) != 0 ||
+        GROW_FROM(t->sym, c2, n, UINT32_MAX, 256) != 0)
+        return ERR_NOMEM;
+    t->cap = (uint32_t)c1;
+    return edgemap_reserve(&t->edges, n) != 0 ? ERR_NOMEM : 0;
+}
+
+/* Reads the whole table from disk; ids must be dense 1..n in key order.
+ * hint: the number of ids, when known (0: not). */
+static int tab_load(storage_t *s, nodetab_t *t, uint32_t hint, errmsg_t *em)
 {
     skey_t lo, hi;
     chunk_range(t, &lo, &hi);
     chunkbuf_t *cb = malloc(sizeof *cb);
     olddict_t od = {0};
-    int rc = cb == NULL ? ERR_NOMEM : tab_append(t, 0, SYM_ROOT, STORAGE_HARD_STACK_NODES);
+    int rc = cb == NULL ? ERR_NOMEM : hint > 1 ? tab_reserve(t, hint) : 0;
+    if (rc == 0) rc = tab_append(t, 0, SYM_ROOT, STORAGE_HARD_STACK_NODES);
     t->unindexed = 1; /* no chunk yet: a new table starts small */
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi.b, hi.n);
@@ -388,8 +404,30 @@ static int tab_load(storage_t *s, nodetab_t *t, errmsg_t *em)
     return rc;
 }
 
+/* Bytes a whole table of n ids takes in memory (tab_bytes once loaded with
+ * its size known, the symbol index aside). */
+static size_t whole_bytes(uint32_t n)
+{
+    size_t slots = 16;
+    while (slots < (size_t)n * 2)
+        slots *= 2;
+    return sizeof(nodetab_t) + (size_t)n * (sizeof(uint32_t) + sizeof(uint64_t)) +
+           slots * sizeof(edgemap_slot_t);
+}
+
+/* Whether a writer that misses an indexed table of n ids reads it whole:
+ * when it takes at most node_whole_read_percent of the cache's bound. One
+ * sequential read of its chunks then costs less than the index entries
+ * of a large push (a MultiGet of point lookups each), and the table stays
+ * to serve the next pushes from memory. */
+static int read_whole(const storage_t *s, uint32_t n)
+{
+    return whole_bytes(n) <= s->nodetabs.max_bytes / 100 * s->opts.node_whole_read_percent;
+}
+
 /* Reads the last chunk only (a partial table), or the whole table when it
- * has one chunk or keeps no edge index (format 6, or a small table). */
+ * has one chunk, keeps no edge index (format 6, or a small table) or fits
+ * the cache's share for a whole read (read_whole). */
 static int tab_load_tail(storage_t *s, nodetab_t *t, errmsg_t *em)
 {
     skey_t lo, hi;
@@ -406,8 +444,8 @@ static int tab_load_tail(storage_t *s, nodetab_t *t, errmsg_t *em)
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
         const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vn);
         chunk = kn == lo.n ? (uint32_t)be64_get(k + kn - 8) & 0xffffffffu : 0;
-        if (chunk > 0 && !chunk_unindexed(v, vn)) {
-            whole = 0;
+        if (chunk > 0 && !chunk_is_old(v, vn)) { /* the table's size, read whole or not */
+            whole = chunk_unindexed(v, vn);
             cb = malloc(sizeof *cb);
             rc = cb == NULL ? ERR_NOMEM : chunk_parse(chunk, v, vn, NULL, cb);
         }
@@ -417,6 +455,11 @@ static int tab_load_tail(storage_t *s, nodetab_t *t, errmsg_t *em)
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
     if (rc == 0) rc = storage_rocks_err(err, em, "load node table");
+    uint32_t hint = rc == 0 && cb != NULL ? chunk_first(chunk) + cb->n : 0; /* its ids */
+    if (rc == 0 && !whole && read_whole(s, hint)) {
+        whole = 1;
+        atomic_fetch_add(&s->counters.nodetab_whole_reads, 1);
+    }
     if (rc == 0 && !whole) {
         t->base = t->count = chunk_first(chunk);
         rc = append_chunk(t, chunk, cb);
@@ -424,7 +467,7 @@ static int tab_load_tail(storage_t *s, nodetab_t *t, errmsg_t *em)
     }
     free(cb);
     if (rc == ERR_CORRUPT) return corrupt_chunk(t, chunk, em);
-    return rc == 0 && whole ? tab_load(s, t, em) : rc;
+    return rc == 0 && whole ? tab_load(s, t, hint, em) : rc;
 }
 
 /* What the index says of (parent, sym), cached in t's edges: 1 and *id
@@ -695,7 +738,7 @@ static void evict(nodetab_cache_t *c)
 /* Loads t (lock held, count 0): whole, or for a writer what a push needs. */
 static int tab_fill(storage_t *s, nodetab_t *t, int whole, errmsg_t *em)
 {
-    int rc = whole ? tab_load(s, t, em) : tab_load_tail(s, t, em);
+    int rc = whole ? tab_load(s, t, 0, em) : tab_load_tail(s, t, em);
     /* counted: reads of a whole table; a writer's read of a table of one
      * chunk is its read of the last chunk */
     if (rc != 0 || t->base != 0 || t->count <= 1 || !(whole || t->unindexed)) return rc;

@@ -79,6 +79,7 @@ void storage_options_default(storage_options_t *o)
     o->rocksdb_log_level = STORAGE_ROCKSDB_LOG_HEADER;
     o->max_stack_nodes = STORAGE_MAX_STACK_NODES;
     o->node_index_min_nodes = STORAGE_NODE_INDEX_MIN_NODES;
+    o->node_whole_read_percent = STORAGE_NODE_WHOLE_READ_PERCENT;
     o->window_successive_merges = STORAGE_WINDOW_SUCCESSIVE_MERGES;
     o->total_successive_merges = STORAGE_TOTAL_SUCCESSIVE_MERGES;
     o->window_fold_interval_seconds = STORAGE_WINDOW_FOLD_INTERVAL;
@@ -567,6 +568,7 @@ int storage_stats(storage_t *s, storage_stats_t *out)
     out->node_table_loads = atomic_load(&s->counters.nodetab_loads);
     out->node_table_misses = atomic_load(&s->counters.nodetab_misses);
     out->node_table_index_reads = atomic_load(&s->counters.nodetab_index_reads);
+    out->node_table_whole_reads = atomic_load(&s->counters.nodetab_whole_reads);
     out->node_table_hits = atomic_load(&s->counters.nodetab_hits);
     storage_nodetab_cache_stats(s, &out->node_cache_bytes, &out->node_cache_limit,
                                 &out->node_table_evictions);
@@ -649,6 +651,10 @@ void storage_stats_register(metrics_registry_t *r, const storage_stats_t *st)
                         "flamedb_storage_node_index_reads_total",
                         "Reads of the stack-node tables' edge index (a Get or a MultiGet) by "
                         "pushes to tables not whole in memory."),
+        METRICS_U64_DEF(storage_stats_t, node_table_whole_reads,
+                        "flamedb_storage_node_table_whole_reads_total",
+                        "Pushes that did not find an indexed stack-node table in memory and read "
+                        "it whole, as it fits node-whole-read-percent of the cache's bound."),
         {"flamedb_storage_node_cache_bytes",
          "Bytes the stack-node tables cached in memory take (their symbol indexes included).",
          METRICS_GAUGE, offsetof(storage_stats_t, node_cache_bytes)},

@@ -103,6 +103,11 @@ typedef struct storage_options {
     /* Nodes from which a stack-node table keeps its edge index (nodetab.c);
      * 1: every table. */
     uint32_t node_index_min_nodes;
+    /* A push that finds an indexed stack-node table not in memory reads it
+     * whole when it takes at most this percent of the tables' cache bound
+     * (three quarters of node_cache_bytes), else its last chunk and the
+     * index entries of its stacks (nodetab.c); 0: never whole. */
+    uint32_t node_whole_read_percent;
     /* Merge operands a block window keeps in a memtable before the next
      * write to it folds them into one value (RocksDB's
      * max_successive_merges of the blocks column family; 0: never at
@@ -505,6 +510,7 @@ typedef struct storage_stats {
     uint64_t node_table_loads;  /* stack-node tables read whole from disk (cache misses) */
     uint64_t node_table_misses; /* acquires of a table not in memory (read whole or its tail) */
     uint64_t node_table_index_reads; /* reads of the tables' edge index (a Get or a MultiGet) */
+    uint64_t node_table_whole_reads; /* pushes' misses of indexed tables read whole */
     uint64_t node_table_hits;        /* acquires served by the table in memory */
     uint64_t node_table_evictions;   /* tables evicted to stay within the cache's bound */
     uint64_t node_cache_bytes;       /* bytes the stack-node table cache holds */

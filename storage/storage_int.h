@@ -101,6 +101,8 @@ enum storage_cf {
  * large whole takes 5-14 ms, one of 16,384 nodes about 2 ms
  * (docs/benchmarks.md). */
 #define STORAGE_NODE_INDEX_MIN_NODES (1u << 16)
+/* Default of storage_options_t.node_whole_read_percent. */
+#define STORAGE_NODE_WHOLE_READ_PERCENT 25
 /* Default of storage_options_t.window_successive_merges. A render of an
  * hour as ingested adds every memtable operand of its windows as a part;
  * folding at write every this many merges costs a push a read and a fold
@@ -178,6 +180,7 @@ typedef struct storage_counters {
     atomic_uint_fast64_t nodetab_loads; /* stack-node tables loaded from disk (nodetab.c) */
     atomic_uint_fast64_t nodetab_index_reads; /* reads of the edge index (a Get or a MultiGet) */
     atomic_uint_fast64_t nodetab_misses;      /* acquires finding no table in memory */
+    atomic_uint_fast64_t nodetab_whole_reads; /* a writer's misses read whole (read_whole) */
     atomic_uint_fast64_t nodetab_hits;        /* acquires served by the table in memory */
     atomic_uint_fast64_t gc_nodetabs;         /* unused stack-node tables deleted by gc.c */
     atomic_uint_fast64_t gc_symbols;          /* unreferenced symbols deleted by gc_symbols.c */

@@ -203,10 +203,11 @@ class Node:
             out[group] += seconds
         return out
 
-    def rss_kib(self):
+    def rss_kib(self, field="VmRSS:"):
+        """The node's resident set (VmHWM: its peak so far), KiB."""
         with open("/proc/%d/status" % self.proc.pid) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1])
         return 0
 
@@ -453,6 +454,7 @@ def bench_http(a, tool, node_bin, work, index=None, what=""):
         failures = push_all(node, rows)
         wall = time.time() - w0
         cpu1, th1 = node.cpu_seconds(), node.thread_cpu_seconds()
+        peak_kib = node.rss_kib("VmHWM:")
         time.sleep(2)
         cpu2 = node.cpu_seconds()
         folded = None
@@ -472,12 +474,14 @@ def bench_http(a, tool, node_bin, work, index=None, what=""):
     log("http_node_cpu_per_profile_us: %.1f (+%.1f in the 2 s after the last ack)" % (
         per * 1e6, (cpu2 - cpu1) / len(rows) * 1e6))
     th = {k: (th1[k] - th0[k]) / len(rows) * 1e6 for k in th0}
+    log("http_node_peak_rss_mib: %.0f (--memory-limit %s)" % (peak_kib / 1024, a.memory_limit))
     log("http_loop_cpu_per_profile_us: %.1f\nhttp_pool_cpu_per_profile_us: %.1f\n"
         "http_rocksdb_cpu_per_profile_us: %.1f" % (th["loop"], th["pool"], th["rocksdb"]))
     RESULTS.append(("ingest over HTTP: node CPU / decode-only CPU" + what,
                     "%.2f" % (per / per_decode),
                     "<= 2", "%.0f us vs %.0f us per profile (event loop %.0f us), %.0f profiles/s, "
-                    "2 connections" % (per * 1e6, per_decode * 1e6, th["loop"], len(rows) / wall)))
+                    "2 connections, peak RSS %.0f MiB" % (per * 1e6, per_decode * 1e6, th["loop"],
+                                                         len(rows) / wall, peak_kib / 1024)))
 
 
 def time_go_pprof(files):
