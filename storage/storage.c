@@ -279,7 +279,8 @@ static int make_dirs(const char *path, errmsg_t *em)
  * version 11 lacks the profile span index, built from the stored span trees
  * before the marker is written; version 12 only lacks aggregates with more
  * than one anchor, and its anchor values (empty or one id) read as lists of
- * anchors. */
+ * anchors; version 13 wrote blocks in sparse version 2, which every reader
+ * still takes. */
 static int put_format(storage_t *s, const char *key, size_t klen, errmsg_t *em)
 {
     char *err = NULL;
@@ -309,8 +310,10 @@ static int check_format(storage_t *s, errmsg_t *em)
      * window's block holds it */
     int pre12 =
         pre10 || is_version(v, len, STORAGE_FORMAT_V10) || is_version(v, len, STORAGE_FORMAT_V11);
-    /* 12 -> 13 needs nothing: a format-12 anchors value is a list of 0 or 1 */
-    int older = pre12 || is_version(v, len, STORAGE_FORMAT_V12);
+    /* 12 -> 13 and 13 -> 14 need nothing: a format-12 anchors value is a
+     * list of 0 or 1; a format-13 block (sparse version 2) still reads */
+    int older = pre12 || is_version(v, len, STORAGE_FORMAT_V12) ||
+                is_version(v, len, STORAGE_FORMAT_V13);
     if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);
