@@ -77,8 +77,10 @@ static void shape_of(const storage_cols_src_t *src, cols_shape_t *s)
         uint64_t a = abs_u64(v);
         scale = scale == 1 ? 1 : gcd_u64(a, scale); /* 1 stays 1 */
         if (a > maxabs) maxabs = a;
-        if (s->n == 0) s->first = id;
-        else if (id - prev - 1 > maxgap) maxgap = id - prev - 1;
+        if (s->n == 0)
+            s->first = id;
+        else if (id - prev - 1 > maxgap)
+            maxgap = id - prev - 1;
         prev = id;
         s->n++;
     }
@@ -196,8 +198,8 @@ int storage_cols_parse(const uint8_t *p, size_t len, storage_cols_t *c)
     c->wv = *p++ >> 4;
     uint64_t rest = (uint64_t)(end - p);
     /* distinct ascending ids: n - 1 <= span; each pair takes >= 1 byte */
-    if (c->first > UINT32_MAX || span > UINT32_MAX - c->first || c->n - 1 > span ||
-        c->n > rest || c->wi > 4 || c->wv < 1 || c->wv > 8)
+    if (c->first > UINT32_MAX || span > UINT32_MAX - c->first || c->n - 1 > span || c->n > rest ||
+        c->wi > 4 || c->wv < 1 || c->wv > 8)
         return ERR_CORRUPT;
     if (rest != (c->n - 1) * c->wi + c->n * c->wv) return ERR_CORRUPT;
     c->gaps = p;

@@ -312,8 +312,8 @@ static int check_format(storage_t *s, errmsg_t *em)
         pre10 || is_version(v, len, STORAGE_FORMAT_V10) || is_version(v, len, STORAGE_FORMAT_V11);
     /* 12 -> 13 and 13 -> 14 need nothing: a format-12 anchors value is a
      * list of 0 or 1; a format-13 block (sparse version 2) still reads */
-    int older = pre12 || is_version(v, len, STORAGE_FORMAT_V12) ||
-                is_version(v, len, STORAGE_FORMAT_V13);
+    int older =
+        pre12 || is_version(v, len, STORAGE_FORMAT_V12) || is_version(v, len, STORAGE_FORMAT_V13);
     if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);

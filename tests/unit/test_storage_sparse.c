@@ -33,8 +33,10 @@ static void break_in_place(buf_t *b)
         return;
     }
     uint8_t *gaps = b->data + (c.gaps - b->data);
-    if (c.n > 1 && c.wi > 0 && gaps[0] < 0xff) gaps[0]++;
-    else gaps[-1] = 0x05 | (uint8_t)(c.wv << 4); /* the widths byte: 5-byte gaps */
+    if (c.n > 1 && c.wi > 0 && gaps[0] < 0xff)
+        gaps[0]++;
+    else
+        gaps[-1] = 0x05 | (uint8_t)(c.wv << 4); /* the widths byte: 5-byte gaps */
 }
 
 /* A value whose varint takes one to ten bytes, each length about as
@@ -85,7 +87,8 @@ static void test_dense(void)
         buf_reset(&b);
         CHECK_EQ_INT(encode(&v, &b), 0);
         CHECK_EQ_INT(storage_sparse_decode(b.data, b.len, &d), 0);
-        CHECK_EQ_INT(b.data[0], encode == storage_sparse_encode ? SPARSE_VERSION : SPARSE_VERSION_V2);
+        CHECK_EQ_INT(b.data[0],
+                     encode == storage_sparse_encode ? SPARSE_VERSION : SPARSE_VERSION_V2);
         add_decoded(want, &d);
         for (size_t i = 0; i < d.n; i++) /* one past the largest id added so far */
             want_used = d.id[i] >= want_used ? d.id[i] + 1 : want_used;
@@ -426,7 +429,8 @@ static void cols_round_trip(size_t n, const uint32_t *id, const int64_t *val, un
     if (n > 0) CHECK(c.wi == wi && c.wv == wv && c.first == id[0] && c.last == id[n - 1]);
     CHECK_EQ_INT(storage_sparse_decode(b.data, b.len, &d), 0);
     CHECK_EQ_INT(d.n, n);
-    CHECK(n == 0 || (memcmp(d.id, id, n * sizeof *id) == 0 && memcmp(d.val, val, n * sizeof *val) == 0));
+    CHECK(n == 0 ||
+          (memcmp(d.id, id, n * sizeof *id) == 0 && memcmp(d.val, val, n * sizeof *val) == 0));
     /* the dense addition, where the ids fit a small vector */
     if (n > 0 && id[n - 1] < 1u << 20) {
         int64_t *dense = NULL;
@@ -494,9 +498,12 @@ static int cols_bytes_ok(const uint8_t *p, size_t len)
     int a = storage_cols_parse(p, len, &c), b = storage_sparse_decode(p, len, &d),
         e = storage_sparse_add_dense(p, len, &dense, &cap, &used, IDS);
     CHECK_EQ_INT(a, b);
-    if (a != 0) CHECK(e != 0);
-    else if (c.n == 0 || c.last < IDS) CHECK_EQ_INT(e, 0);
-    else CHECK_EQ_INT(e, ERR_CORRUPT); /* valid, but past the vector's bound */
+    if (a != 0)
+        CHECK(e != 0);
+    else if (c.n == 0 || c.last < IDS)
+        CHECK_EQ_INT(e, 0);
+    else
+        CHECK_EQ_INT(e, ERR_CORRUPT); /* valid, but past the vector's bound */
     if (e != 0) CHECK_EQ_INT(used, 0);
     free(dense);
     storage_sparse_free(&d);

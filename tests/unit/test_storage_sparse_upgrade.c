@@ -45,8 +45,7 @@ static int rewrite_v2(fixture_t *f, enum storage_cf cf)
 static void ptree_sums(fixture_t *f, int64_t *sum, size_t cap)
 {
     memset(sum, 0, cap * sizeof *sum);
-    rocksdb_iterator_t *it =
-        rocksdb_create_iterator_cf(f->s->db, f->s->ropts, f->s->cf[CF_PTREES]);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(f->s->db, f->s->ropts, f->s->cf[CF_PTREES]);
     sparse_vec_t v;
     storage_sparse_init(&v);
     for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
