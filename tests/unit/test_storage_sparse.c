@@ -21,15 +21,23 @@
 /* The encoder under test: storage_sparse_encode (version 3) or
  * storage_sparse_encode_v2. */
 static int (*encode)(const sparse_vec_t *v, buf_t *out) = storage_sparse_encode;
+/* 1: random_block picks either encoding for each block (a window whose
+ * parts were written by both formats). */
+static int mixed;
 
-/* Breaks a valid non-empty block so that its bytes keep their length: the
- * last varint made endless (version 2); an id's gap one more, so the ids
- * pass the block's last, or widths out of range (version 3). */
+/* Breaks a valid block, its length kept where it can be: the last varint
+ * made endless (version 2); an id's gap one more, so the ids pass the
+ * block's last, or widths out of range (version 3); a version-3 block of
+ * no pairs gets a byte too many. */
 static void break_in_place(buf_t *b)
 {
     storage_cols_t c;
     if (b->data[0] != SPARSE_VERSION || storage_cols_parse(b->data, b->len, &c) != 0) {
         b->data[b->len - 1] = 0x80;
+        return;
+    }
+    if (c.n == 0) { /* every value zero: nothing but the header */
+        CHECK_EQ_INT(buf_append_byte(b, 0), 0);
         return;
     }
     uint8_t *gaps = b->data + (c.gaps - b->data);
@@ -307,7 +315,10 @@ static void random_block(buf_t *b, sparse_vec_t *v)
     random_vec(v, (int)(check_rng() % 3));
     if (check_rng() % 8 == 0) v->n = 0;
     buf_reset(b);
-    CHECK_EQ_INT(encode(v, b), 0);
+    if (mixed)
+        CHECK_EQ_INT((check_rng() % 2 ? storage_sparse_encode_v2 : storage_sparse_encode)(v, b), 0);
+    else
+        CHECK_EQ_INT(encode(v, b), 0);
     switch (check_rng() % 8) {
     case 0:
         b->len = 1 + check_rng() % (b->len - 1 ? b->len - 1 : 1);
@@ -577,6 +588,8 @@ int main(int argc, char **argv)
         test_dense_two();
         test_fold();
     }
+    mixed = 1;
+    test_dense_two();
     test_fold_mixed();
     test_cols_round_trip();
     test_cols_corrupt();
