@@ -20,6 +20,7 @@
  */
 #include <string.h>
 
+#include "common/assert.h"
 #include "common/varint.h"
 #include "storage/storage_int.h"
 
@@ -77,6 +78,8 @@ static void shape_of(const storage_cols_src_t *src, cols_shape_t *s)
         uint64_t a = abs_u64(v);
         scale = scale == 1 ? 1 : gcd_u64(a, scale); /* 1 stays 1 */
         if (a > maxabs) maxabs = a;
+        /* ids are stored as gaps: they must ascend (a reader refuses the rest) */
+        ASSERT_ALWAYS(s->n == 0 || id > prev);
         if (s->n == 0)
             s->first = id;
         else if (id - prev - 1 > maxgap)
