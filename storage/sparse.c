@@ -2,7 +2,9 @@
  *
  * A block of a series holds, for every stack node of its token's node table
  * (nodetab.c) with a non-zero self value in the window, the pair (node id,
- * self). Encoding (block value version 2, docs/storage-format.md):
+ * self). Blocks are written in version 3 (fixed-width columns,
+ * sparse_cols.c); every reader here also takes version 2, which format 13
+ * and earlier wrote (docs/storage-format.md):
  *   u8      0x02
  *   uvarint scale            (>= 1; every value is a multiple of it)
  *   uvarint n
@@ -72,7 +74,7 @@ static int block_begin(buf_t *out, uint64_t scale, size_t n, uint8_t **at)
     int rc = buf_reserve(out, 1 + 10 + 10 + n * 15);
     if (rc != 0) return rc;
     uint8_t *p = out->data + out->len;
-    *p++ = SPARSE_VERSION;
+    *p++ = SPARSE_VERSION_V2;
     p += varint_put_u(p, scale == 0 ? 1 : scale);
     p += varint_put_u(p, n);
     *at = p;
@@ -95,6 +97,12 @@ static void block_end(buf_t *out, uint8_t *p)
 }
 
 int storage_sparse_encode(const sparse_vec_t *v, buf_t *out)
+{
+    storage_cols_src_t src = {.id = v->id, .val = v->val, .n = v->n};
+    return storage_cols_encode(&src, out);
+}
+
+int storage_sparse_encode_v2(const sparse_vec_t *v, buf_t *out)
 {
     uint64_t scale = 0;
     size_t n = 0;
@@ -275,6 +283,18 @@ static inline int read_pair(const uint8_t **p, const uint8_t *end, uint64_t *d, 
     return read_u(p, end, d) && read_u(p, end, zz);
 }
 
+/* decode_at for a version-3 block. */
+static int decode_cols(const uint8_t *p, size_t len, sparse_vec_t *out, size_t at)
+{
+    storage_cols_t c;
+    int rc = storage_cols_parse(p, len, &c);
+    if (rc == 0) rc = storage_sparse_reserve(out, at + (size_t)c.n);
+    if (rc != 0) return rc;
+    storage_cols_decode(&c, out->id + at, out->val + at);
+    out->n = at + (size_t)c.n;
+    return 0;
+}
+
 /* Decodes a block into out's entries from index at on (out->n: at + its
  * pairs; at again when it is corrupt), so a fold can gather its operands in
  * one list without a copy per operand. */
@@ -283,7 +303,8 @@ static int decode_at(const uint8_t *p, size_t len, sparse_vec_t *out, size_t at)
     const uint8_t *end = p + len;
     uint64_t scale, n;
     out->n = at;
-    if (len < 1 || *p++ != SPARSE_VERSION) return ERR_CORRUPT;
+    if (len >= 1 && *p == SPARSE_VERSION) return decode_cols(p, len, out, at);
+    if (len < 1 || *p++ != SPARSE_VERSION_V2) return ERR_CORRUPT;
     if (!varint_read_u(&p, end, &scale) || scale == 0 || !varint_read_u(&p, end, &n))
         return ERR_CORRUPT;
     if (n > (uint64_t)(end - p) / 2) return ERR_CORRUPT; /* every pair takes >= 2 bytes */
@@ -348,7 +369,7 @@ static int run_start(dense_run_t *r, const uint8_t *p, size_t len)
 {
     const uint8_t *end = p + len;
     uint64_t scale, n;
-    if (len < 1 || *p++ != SPARSE_VERSION) return ERR_CORRUPT;
+    if (len < 1 || *p++ != SPARSE_VERSION_V2) return ERR_CORRUPT;
     if (!varint_read_u(&p, end, &scale) || scale == 0 || !varint_read_u(&p, end, &n))
         return ERR_CORRUPT;
     if (n > (uint64_t)(end - p) / 2) return ERR_CORRUPT; /* every pair takes >= 2 bytes */
@@ -426,9 +447,24 @@ static int run_finish(dense_run_t *r, int64_t **val, size_t *cap, size_t *used, 
     return rc;
 }
 
+/* storage_sparse_add_dense for a version-3 block: checked whole first, so
+ * a corrupt one adds nothing and a valid one is added without checks. */
+static int add_cols(const uint8_t *p, size_t len, int64_t **val, size_t *cap, size_t *used,
+                    size_t max_ids)
+{
+    storage_cols_t c;
+    int rc = storage_cols_parse(p, len, &c);
+    if (rc != 0 || c.n == 0) return rc;
+    if (c.last >= *cap && (rc = dense_room(val, cap, c.last + 1, max_ids)) != 0) return rc;
+    storage_cols_add(&c, *val);
+    if (c.last >= *used) *used = (size_t)c.last + 1;
+    return 0;
+}
+
 int storage_sparse_add_dense(const uint8_t *p, size_t len, int64_t **val, size_t *cap, size_t *used,
                              size_t max_ids)
 {
+    if (len >= 1 && *p == SPARSE_VERSION) return add_cols(p, len, val, cap, used, max_ids);
     dense_run_t r;
     int rc = run_start(&r, p, len);
     if (rc != 0) return rc == 1 ? 0 : rc;
@@ -488,6 +524,12 @@ static void runs_in_step(dense_run_t *a, dense_run_t *b, int64_t *v, size_t vcap
 int storage_sparse_add_dense2(const uint8_t *pa, size_t la, const uint8_t *pb, size_t lb,
                               int64_t **val, size_t *cap, size_t *used, size_t max_ids, int *rcb)
 {
+    if ((la >= 1 && *pa == SPARSE_VERSION) || (lb >= 1 && *pb == SPARSE_VERSION)) {
+        /* a version-3 block has no chain of reads to overlap */
+        int ra = storage_sparse_add_dense(pa, la, val, cap, used, max_ids);
+        *rcb = storage_sparse_add_dense(pb, lb, val, cap, used, max_ids);
+        return ra;
+    }
     dense_run_t a, b;
     int ra = run_start(&a, pa, la), rb = run_start(&b, pb, lb);
     if ((ra == 0 || rb == 0) && *cap == 0) {
@@ -533,24 +575,8 @@ int storage_sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *t
  * storage_sparse_encode makes of the same pairs, without building them. */
 static int encode_dense(const int64_t *dense, uint32_t max_id, buf_t *out)
 {
-    uint64_t scale = 0;
-    size_t n = 0;
-    for (uint32_t id = 0; id <= max_id; id++) {
-        if (dense[id] == 0) continue;
-        scale = scale_add(scale, dense[id]);
-        n++;
-    }
-    uint8_t *p = NULL;
-    int rc = block_begin(out, scale, n, &p);
-    if (rc != 0) return rc;
-    uint32_t prev = 0;
-    for (uint32_t id = 0; id <= max_id; id++) {
-        if (dense[id] == 0) continue;
-        p = block_pair(p, id - prev, dense[id], scale); /* ascending by construction */
-        prev = id;
-    }
-    block_end(out, p);
-    return 0;
+    storage_cols_src_t src = {.id = NULL, .val = dense, .n = (size_t)max_id + 1};
+    return storage_cols_encode(&src, out);
 }
 
 /* out = the encoded sum of the pairs of all through a dense array over ids

@@ -283,7 +283,8 @@ static int make_dirs(const char *path, errmsg_t *em)
  * version 11 lacks the profile span index, built from the stored span trees
  * before the marker is written; version 12 only lacks aggregates with more
  * than one anchor, and its anchor values (empty or one id) read as lists of
- * anchors. */
+ * anchors; version 13 wrote blocks in sparse version 2, which every reader
+ * still takes. */
 static int put_format(storage_t *s, const char *key, size_t klen, errmsg_t *em)
 {
     char *err = NULL;
@@ -317,7 +318,10 @@ static int check_format(storage_t *s, errmsg_t *em)
     int pre14 = pre12 || is_version(v, len, STORAGE_FORMAT_V12);
     /* 13 -> 14 needs nothing: a format-13 window has no window_profiles
      * value and reads as not counted (wprofiles.c) */
-    int older = pre14 || is_version(v, len, STORAGE_FORMAT_V13);
+    int pre15 = pre14 || is_version(v, len, STORAGE_FORMAT_V13);
+    /* 14 -> 15 needs nothing: a format-14 block (sparse version 2) still
+     * reads */
+    int older = pre15 || is_version(v, len, STORAGE_FORMAT_V14);
     if (rc == 0 && v != NULL && !older && !is_version(v, len, STORAGE_FORMAT_VERSION))
         rc = errmsg_set(em, ERR_UNSUPPORTED, "data directory has storage format %.*s, expected %s",
                         (int)(len < 16 ? len : 16), v, STORAGE_FORMAT_VERSION);

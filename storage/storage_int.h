@@ -51,7 +51,7 @@ enum storage_cf {
 
 /* Stored format version (meta key "format_version"). Bump on any change to a
  * key or value layout that old data would be misread under. */
-#define STORAGE_FORMAT_VERSION "14"
+#define STORAGE_FORMAT_VERSION "15"
 /* Earlier versions upgraded in place at open: version 5 only added the
  * profile_trees column family (which open creates), version 6 the service
  * aggregates (rebuilt from the stored series by storage_aggregate_rebuild),
@@ -88,9 +88,18 @@ enum storage_cf {
  * reads as not counted, as before, so the upgrade only rewrites the marker.
  * A change that bumps the format again adds its step after this one. */
 #define STORAGE_FORMAT_V13 "13"
+/* Version 15 writes blocks and profile trees in sparse block version 3
+ * (fixed-width columns, sparse_cols.c), which a format-14 binary cannot
+ * read; every reader still takes version 2, so the upgrade only rewrites
+ * the marker and old values are rewritten as merges and compactions meet
+ * them. */
+#define STORAGE_FORMAT_V14 "14"
 
-/* Block values (sparse.c): version byte of the sparse self-value vector. */
-#define SPARSE_VERSION 2
+/* Block values (sparse.c): version byte of the sparse self-value vector
+ * written (fixed-width columns, sparse_cols.c); version 2 (varint pairs)
+ * is still read. */
+#define SPARSE_VERSION 3
+#define SPARSE_VERSION_V2 2
 /* First byte of a merge result that is never stored: the unfolded parts of a
  * block handed to a merger's scan (merge.c, storage_merge_defer). */
 #define SPARSE_PARTS 0xfe
@@ -686,6 +695,9 @@ int storage_sparse_factor(const sparse_vec_t *a, const sparse_vec_t *b, int64_t 
  * block: ERR_CORRUPT (nothing added) for an id past max_ids, ERR_NOMEM. */
 int storage_sparse_add_dense_vec(const sparse_vec_t *v, int64_t **val, size_t *cap, size_t *used,
                                  size_t max_ids);
+/* Appends the version-2 encoding of v (varint pairs; what format 13 and
+ * earlier wrote, kept to test their reading). */
+int storage_sparse_encode_v2(const sparse_vec_t *v, buf_t *out);
 /* acc += b, using tmp as scratch (contents swapped). */
 int storage_sparse_add(sparse_vec_t *acc, const sparse_vec_t *b, sparse_vec_t *tmp);
 /* Sums block encodings parts[0..n) into out, skipping (and counting) corrupt ones. */
@@ -768,6 +780,33 @@ int storage_scan_window_values(storage_t *s, enum storage_cf cf, const char *ten
                                uint64_t series_id, int res, int64_t from_s, int64_t until_s,
                                int (*fn)(void *ctx, int64_t window, const uint8_t *v, size_t n),
                                void *ctx);
+
+/* --- block values, version 3: fixed-width columns (sparse_cols.c) --------- */
+
+/* Pairs to encode: (id[i], val[i]) for i < n, ids ascending; with id NULL,
+ * a dense vector (val[i] is id i's). Zero values are left out. */
+typedef struct storage_cols_src {
+    const uint32_t *id;
+    const int64_t *val;
+    size_t n;
+} storage_cols_src_t;
+/* A checked version-3 block: its header, and its columns (borrowed from
+ * the block's bytes). */
+typedef struct storage_cols {
+    uint64_t scale, n, first, last;
+    unsigned wi, wv;
+    const uint8_t *gaps, *vals;
+} storage_cols_t;
+/* Appends the version-3 encoding of src's non-zero pairs. */
+int storage_cols_encode(const storage_cols_src_t *src, buf_t *out);
+/* Checks a whole version-3 block (header, exact length, ids that ascend
+ * from first to last); 0 and c filled, or ERR_CORRUPT. */
+int storage_cols_parse(const uint8_t *p, size_t len, storage_cols_t *c);
+/* dense[id] += value for every pair of a parsed block (dense holds at
+ * least c->last + 1 entries). */
+void storage_cols_add(const storage_cols_t *c, int64_t *dense);
+/* The pairs of a parsed block into ids[0..n) and vals[0..n). */
+void storage_cols_decode(const storage_cols_t *c, uint32_t *ids, int64_t *vals);
 
 /* --- stack-node tables (nodetab.c) ------------------------------------------ */
 

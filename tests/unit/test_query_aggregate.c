@@ -340,7 +340,7 @@ int main(int argc, char **argv)
     so.write_buffer_bytes = 16 << 20;
     /* some trees over it (in their 10 s block), the others kept in no
      * block (format 11), the samples ones mostly scaled */
-    so.max_profile_tree_bytes = 10;
+    so.max_profile_tree_bytes = 14; /* blocks of one to about three stacks fit */
     /* svc's aggregates (10 pods a shard) hold some members, not all */
     so.aggregate_anchors = 3;
     storage_t *st;

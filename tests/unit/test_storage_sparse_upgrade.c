@@ -1,0 +1,125 @@
+/* test_storage_sparse_upgrade.c — format 14 to 15: a directory whose
+ * blocks and profile trees hold sparse version 2 (what formats 13 and 14 wrote)
+ * opens as format 15 and reads the same flame graphs; new pushes merge
+ * version-3 operands onto the old values, and a compaction sums both. */
+#include "tests/unit/test_storage_fixture.h"
+
+#define PUSHES 24
+
+/* Rewrites every value of cf as version 2 (blocks whole; profile trees
+ * after their header, unless scaled or without a tree). Returns how many
+ * values it rewrote. */
+static int rewrite_v2(fixture_t *f, enum storage_cf cf)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(f->s->db, f->s->ropts, f->s->cf[cf]);
+    size_t head = cf == CF_PTREES ? PTREE_HEADER_LEN : 0;
+    sparse_vec_t v;
+    storage_sparse_init(&v);
+    buf_t b;
+    buf_init(&b, (size_t)1 << 26);
+    int count = 0;
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kn, n;
+        const char *k = rocksdb_iter_key(it, &kn);
+        const uint8_t *val = (const uint8_t *)rocksdb_iter_value(it, &n);
+        if (n <= head || (head && (val[1] & (PTREE_FLAG_NO_TREE | PTREE_FLAG_SCALED)))) continue;
+        CHECK_EQ_INT(val[head], SPARSE_VERSION); /* what this format writes */
+        CHECK_EQ_INT(storage_sparse_decode(val + head, n - head, &v), 0);
+        buf_reset(&b);
+        CHECK_EQ_INT(buf_append(&b, val, head), 0);
+        CHECK_EQ_INT(storage_sparse_encode_v2(&v, &b), 0);
+        char *err = NULL;
+        rocksdb_put_cf(f->s->db, f->s->wopts, f->s->cf[cf], k, kn, (const char *)b.data, b.len,
+                       &err);
+        CHECK(err == NULL);
+        free(err);
+        count++;
+    }
+    rocksdb_iter_destroy(it);
+    buf_free(&b);
+    storage_sparse_free(&v);
+    return count;
+}
+
+/* The profile trees of cf, each decoded, summed into one dense vector. */
+static void ptree_sums(fixture_t *f, int64_t *sum, size_t cap)
+{
+    memset(sum, 0, cap * sizeof *sum);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(f->s->db, f->s->ropts, f->s->cf[CF_PTREES]);
+    sparse_vec_t v;
+    storage_sparse_init(&v);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kn, n;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kn);
+        const uint8_t *val = (const uint8_t *)rocksdb_iter_value(it, &n);
+        int rc = storage_ptree_vec(f->s, f->s->ropts, k, kn, val, n, &v);
+        if (rc == ERR_NOT_FOUND) continue;
+        CHECK_EQ_INT(rc, 0);
+        for (size_t i = 0; i < v.n; i++)
+            if (v.id[i] < cap) sum[v.id[i]] += v.val[i];
+    }
+    rocksdb_iter_destroy(it);
+    storage_sparse_free(&v);
+}
+
+int main(void)
+{
+    fixture_t f;
+    if (fx_init(&f) != 0) return 1;
+    labels_t *l = fx_labels("upgrade", NULL);
+    symtab_t *st = symtab_new();
+    uint64_t token = labels_hash(l) >> 1;
+    int64_t t0 = f.now - 2000;
+    for (int i = 0; i < PUSHES; i++)
+        fx_push(f.s, l, st, token, i, (t0 + 10 * i) * NS, (uint64_t)i + 1);
+    enum { CAP = 4096 };
+    static int64_t trees_before[CAP], trees_after[CAP];
+    ptree_sums(&f, trees_before, CAP);
+    calltree_t *before[2];
+    int64_t total[2];
+    for (int res = 0; res < 2; res++) {
+        fx_scan_t sc = fx_blocks(f.s, "t", l, res, t0 - 3600, f.now + 3600);
+        before[res] = sc.acc;
+        total[res] = calltree_root_total(sc.acc);
+        CHECK(total[res] > 0);
+    }
+
+    /* as format 14 left it: every block and tree in version 2 */
+    CHECK(rewrite_v2(&f, CF_BLOCKS) > 0);
+    CHECK(rewrite_v2(&f, CF_PTREES) > 0);
+    fx_put_version(&f, STORAGE_FORMAT_V14);
+    CHECK_EQ_INT(fx_reopen(&f), 0);
+    fx_check_version(&f);
+    ptree_sums(&f, trees_after, CAP);
+    CHECK_EQ_INT(memcmp(trees_before, trees_after, sizeof trees_before), 0);
+    for (int res = 0; res < 2; res++) {
+        fx_scan_t sc = fx_blocks(f.s, "t", l, res, t0 - 3600, f.now + 3600);
+        CHECK_EQ_INT(fx_tree_diff(before[res], sc.acc), 0);
+        calltree_free(sc.acc);
+    }
+
+    /* the same pushes again (new profile ids): version-3 operands on
+     * version-2 values, read unfolded and after a compaction */
+    for (int i = 0; i < PUSHES; i++)
+        fx_push(f.s, l, st, token, i, (t0 + 10 * i + 1) * NS, (uint64_t)(PUSHES + i + 1));
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) CHECK_EQ_INT(storage_compact(f.s), 0);
+        for (int res = 0; res < 2; res++) {
+            fx_scan_t sc = fx_blocks(f.s, "t", l, res, t0 - 3600, f.now + 3600);
+            CHECK_EQ_INT(calltree_root_total(sc.acc), 2 * total[res]);
+            calltree_t *twice = calltree_new(0);
+            CHECK_EQ_INT(calltree_merge(twice, before[res]), 0);
+            CHECK_EQ_INT(calltree_merge(twice, before[res]), 0);
+            CHECK_EQ_INT(fx_tree_diff(twice, sc.acc), 0);
+            calltree_free(twice);
+            calltree_free(sc.acc);
+        }
+    }
+    CHECK_EQ_INT(f.s->counters.corrupt_operands, 0);
+    for (int res = 0; res < 2; res++)
+        calltree_free(before[res]);
+    symtab_free(st);
+    labels_free(l);
+    fx_done(&f);
+    return check_exit();
+}
