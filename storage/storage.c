@@ -206,11 +206,12 @@ static size_t memtable_size(const storage_options_t *o, unsigned weight)
 
 /* The bottommost level's zstd dictionary of dict_bytes, trained on up to
  * STORAGE_DICT_TRAIN_FACTOR times as many bytes of the file's data blocks,
- * which the compaction buffers (and no more) before it writes them. */
+ * which the compaction buffers (and no more) before it writes them; zstd
+ * level STORAGE_DICT_ZSTD_LEVEL (the training costs more than the level). */
 static void set_dictionary(rocksdb_options_t *o, size_t dict_bytes)
 {
     size_t train = dict_bytes * STORAGE_DICT_TRAIN_FACTOR;
-    rocksdb_options_set_bottommost_compression_options(o, -14, 32767 /* zstd's default */, 0,
+    rocksdb_options_set_bottommost_compression_options(o, -14, STORAGE_DICT_ZSTD_LEVEL, 0,
                                                        (int)dict_bytes, 1);
     rocksdb_options_set_bottommost_compression_options_zstd_max_train_bytes(o, (int)train, 1);
     rocksdb_options_set_bottommost_compression_options_max_dict_buffer_bytes(o, train, 1);
