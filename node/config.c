@@ -429,6 +429,14 @@ static const opt_t options[] = {
      "profile type) stores their windows once instead of twice; each anchor is one more series "
      "such a query reads. Raising it takes effect for series new to their token; lowering it "
      "keeps the anchors recorded (docs/storage-format.md, docs/benchmarks.md)."},
+    {"node-table-dict-bytes", OPT_SIZE, FIELD(storage.node_table_dict_bytes, size_t), NULL, 0, 0,
+     256 * KiB,
+     "zstd dictionary of the stack-node tables' files on RocksDB's bottommost level (where "
+     "compaction leaves most of the data): the symbol ids a table lists repeat across its "
+     "chunks and across the shards of a service, which blocks compressed alone cannot use. "
+     "A compaction writing such a file buffers up to 64 times this of it to train the "
+     "dictionary, stored once per file; 0: none. Changing it rewrites nothing: files keep "
+     "the dictionary they were written with (docs/benchmarks.md)."},
     SECTION("Cluster"),
     {"node-id", OPT_TEXT, FIELD(cluster.node_id, char[NODE_PATH_MAX]), "", 0, 0, 64,
      "This node's id. Empty: generated on first start and kept in the data dir; a restarted "

@@ -24,31 +24,40 @@ const uint32_t storage_resolutions[STORAGE_RESOLUTION_COUNT] = {10, 60, 600, 360
 enum merge_kind { MERGE_NONE, MERGE_SPANS, MERGE_I64, MERGE_SPARSE, MERGE_WPROF };
 
 /* How each column family is tuned. weight: share of the memtable budget
- * (0 = the 1 MiB minimum). bloom: point lookups happen there. */
+ * (0 = the 1 MiB minimum). bloom: point lookups happen there. block_kib:
+ * RocksDB data block size; larger blocks let zstd compress a value against
+ * its neighbours (a series' consecutive windows, its profiles' trees) at
+ * the price of more bytes decompressed per block read (docs/benchmarks.md).
+ * dict: the bottommost level is compressed with a zstd dictionary of
+ * node-table-dict-bytes (node tables: the 8-byte symbol ids a chunk lists
+ * repeat across chunks and across the shards of a service). */
 static const struct cf_spec {
     const char *name;
     int compression;
     int bloom;
     enum merge_kind merge;
     unsigned weight;
+    unsigned block_kib;
+    int dict;
 } cf_specs[CF_COUNT] = {
-    [CF_DEFAULT] = {"default", rocksdb_no_compression, 0, MERGE_NONE, 0},
-    [CF_SERIES] = {"series", rocksdb_lz4_compression, 1, MERGE_NONE, 1},
-    [CF_POSTINGS] = {"postings", rocksdb_lz4_compression, 0, MERGE_NONE, 1},
-    [CF_BLOCKS] = {"blocks", rocksdb_zstd_compression, 0, MERGE_SPARSE, 4},
-    [CF_TOTALS] = {"totals", rocksdb_lz4_compression, 0, MERGE_I64, 1},
-    [CF_SYMBOLS] = {"symbols", rocksdb_zstd_compression, 1, MERGE_NONE, 1},
-    [CF_SPANS] = {"spans", rocksdb_zstd_compression, 0, MERGE_SPANS, 2},
-    [CF_PROFILES] = {"profiles", rocksdb_lz4_compression, 1, MERGE_NONE, 1},
-    [CF_META] = {"meta", rocksdb_no_compression, 0, MERGE_NONE, 0},
-    [CF_HINTS] = {"hints", rocksdb_lz4_compression, 0, MERGE_NONE, 0},
-    [CF_NODES] = {"nodes", rocksdb_zstd_compression, 1, MERGE_NONE, 1}, /* bloom: index misses */
-    [CF_PTREES] = {"profile_trees", rocksdb_zstd_compression, 1, MERGE_NONE, 1},
-    [CF_STREAMED] = {"streamed", rocksdb_lz4_compression, 1, MERGE_NONE, 0},
-    [CF_SPAN_INDEX] = {"span_index", rocksdb_lz4_compression, 0, MERGE_NONE, 1},
-    [CF_ANCHORS] = {"anchors", rocksdb_lz4_compression, 1, MERGE_NONE, 0},
-    [CF_PSPAN_INDEX] = {"profile_span_index", rocksdb_lz4_compression, 0, MERGE_NONE, 1},
-    [CF_WPROFILES] = {"window_profiles", rocksdb_lz4_compression, 0, MERGE_WPROF, 1},
+    [CF_DEFAULT] = {"default", rocksdb_no_compression, 0, MERGE_NONE, 0, 16, 0},
+    [CF_SERIES] = {"series", rocksdb_lz4_compression, 1, MERGE_NONE, 1, 16, 0},
+    [CF_POSTINGS] = {"postings", rocksdb_lz4_compression, 0, MERGE_NONE, 1, 16, 0},
+    [CF_BLOCKS] = {"blocks", rocksdb_zstd_compression, 0, MERGE_SPARSE, 4, 128, 0},
+    [CF_TOTALS] = {"totals", rocksdb_lz4_compression, 0, MERGE_I64, 1, 16, 0},
+    [CF_SYMBOLS] = {"symbols", rocksdb_zstd_compression, 1, MERGE_NONE, 1, 32, 0},
+    [CF_SPANS] = {"spans", rocksdb_zstd_compression, 0, MERGE_SPANS, 2, 16, 0},
+    [CF_PROFILES] = {"profiles", rocksdb_lz4_compression, 1, MERGE_NONE, 1, 16, 0},
+    [CF_META] = {"meta", rocksdb_no_compression, 0, MERGE_NONE, 0, 16, 0},
+    [CF_HINTS] = {"hints", rocksdb_lz4_compression, 0, MERGE_NONE, 0, 16, 0},
+    /* bloom: index misses */
+    [CF_NODES] = {"nodes", rocksdb_zstd_compression, 1, MERGE_NONE, 1, 16, 1},
+    [CF_PTREES] = {"profile_trees", rocksdb_zstd_compression, 1, MERGE_NONE, 1, 32, 0},
+    [CF_STREAMED] = {"streamed", rocksdb_lz4_compression, 1, MERGE_NONE, 0, 16, 0},
+    [CF_SPAN_INDEX] = {"span_index", rocksdb_lz4_compression, 0, MERGE_NONE, 1, 16, 0},
+    [CF_ANCHORS] = {"anchors", rocksdb_lz4_compression, 1, MERGE_NONE, 0, 16, 0},
+    [CF_PSPAN_INDEX] = {"profile_span_index", rocksdb_lz4_compression, 0, MERGE_NONE, 1, 16, 0},
+    [CF_WPROFILES] = {"window_profiles", rocksdb_lz4_compression, 0, MERGE_WPROF, 1, 16, 0},
 };
 
 #define MIB ((size_t)1 << 20)
@@ -85,6 +94,7 @@ void storage_options_default(storage_options_t *o)
     o->window_fold_interval_seconds = STORAGE_WINDOW_FOLD_INTERVAL;
     o->window_fold_batch_bytes = STORAGE_FOLD_BATCH_BYTES;
     o->aggregate_anchors = STORAGE_AGGREGATE_ANCHORS;
+    o->node_table_dict_bytes = STORAGE_NODE_TABLE_DICT_BYTES;
     o->max_span_nodes = 65536;
     o->max_span_members = STORAGE_MAX_SPAN_MEMBERS;
     o->window_profile_ids = STORAGE_WINDOW_PROFILE_IDS;
@@ -180,11 +190,7 @@ static rocksdb_block_based_table_options_t *table_options(storage_t *s, const st
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
     rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
     rocksdb_block_based_options_set_format_version(t, 5);
-    /* Blocks: consecutive windows of a series are adjacent keys with nearly
-     * the same node ids, so a larger data block lets zstd compress one window
-     * against the previous ones. */
-    rocksdb_block_based_options_set_block_size(t,
-                                               sp->merge == MERGE_SPARSE ? 64 * 1024 : 16 * 1024);
+    rocksdb_block_based_options_set_block_size(t, (size_t)sp->block_kib * 1024);
     if (sp->bloom) /* the table options take ownership of the policy */
         rocksdb_block_based_options_set_filter_policy(t,
                                                       rocksdb_filterpolicy_create_bloom_full(10));
@@ -201,6 +207,19 @@ static size_t memtable_size(const storage_options_t *o, unsigned weight)
     return n < MIB ? MIB : n;
 }
 
+/* The bottommost level's zstd dictionary of dict_bytes, trained on up to
+ * STORAGE_DICT_TRAIN_FACTOR times as many bytes of the file's data blocks,
+ * which the compaction buffers (and no more) before it writes them; zstd
+ * level STORAGE_DICT_ZSTD_LEVEL (the training costs more than the level). */
+static void set_dictionary(rocksdb_options_t *o, size_t dict_bytes)
+{
+    size_t train = dict_bytes * STORAGE_DICT_TRAIN_FACTOR;
+    rocksdb_options_set_bottommost_compression_options(o, -14, STORAGE_DICT_ZSTD_LEVEL, 0,
+                                                       (int)dict_bytes, 1);
+    rocksdb_options_set_bottommost_compression_options_zstd_max_train_bytes(o, (int)train, 1);
+    rocksdb_options_set_bottommost_compression_options_max_dict_buffer_bytes(o, train, 1);
+}
+
 static rocksdb_options_t *cf_options(storage_t *s, enum storage_cf cf)
 {
     const struct cf_spec *sp = &cf_specs[cf];
@@ -212,6 +231,8 @@ static rocksdb_options_t *cf_options(storage_t *s, enum storage_cf cf)
     rocksdb_options_set_bottommost_compression(o, sp->compression == rocksdb_no_compression
                                                       ? rocksdb_no_compression
                                                       : rocksdb_zstd_compression);
+    if (sp->dict && s->opts.node_table_dict_bytes > 0)
+        set_dictionary(o, s->opts.node_table_dict_bytes);
     rocksdb_options_set_write_buffer_size(o, memtable_size(&s->opts, sp->weight));
     rocksdb_options_set_max_write_buffer_number(o, MEMTABLES_PER_CF);
     rocksdb_options_set_level_compaction_dynamic_level_bytes(o, 1);

@@ -132,6 +132,11 @@ typedef struct storage_options {
      * stores their windows once; each anchor is one more series such a
      * query reads. */
     uint32_t aggregate_anchors;
+    /* zstd dictionary of the stack-node tables' bottommost SST files
+     * (RocksDB max_dict_bytes of the nodes column family; 0: none). A
+     * compaction writing such a file buffers up to 64 times this of its
+     * data blocks to train it. */
+    size_t node_table_dict_bytes;
     int max_background_jobs;
     /* SST files RocksDB keeps open at once (its table cache, each open file
      * with its index and filter blocks); others are opened as they are read

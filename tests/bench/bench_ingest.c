@@ -36,6 +36,7 @@ typedef struct ingest_mode {
     uint32_t anchors;          /* aggregate-anchors, or 0: the default */
     uint64_t node_cache;       /* node-cache-bytes, or 0: the default */
     int64_t whole_read;        /* node-whole-read-percent, or -1: the default */
+    int64_t dict_bytes;        /* node-table-dict-bytes, or -1: the default */
 } ingest_mode_t;
 
 static int64_t now_ns(void)
@@ -112,6 +113,7 @@ static int open_store(const char *dir, const ingest_mode_t *mode, storage_t **st
     if (mode->anchors > 0) o.aggregate_anchors = mode->anchors;
     if (mode->node_cache > 0) o.node_cache_bytes = mode->node_cache;
     if (mode->whole_read >= 0) o.node_whole_read_percent = (uint32_t)mode->whole_read;
+    if (mode->dict_bytes >= 0) o.node_table_dict_bytes = (size_t)mode->dict_bytes;
     if (mode->real)
         for (int r = 0; r < STORAGE_RESOLUTION_COUNT; r++)
             o.retention_seconds[r] = 0;
@@ -284,7 +286,7 @@ int cmd_ingest(int argc, char **argv)
     gen_options_default(&o, GEN_CPU);
     const char *index = NULL, *data = NULL, *real = NULL;
     uint64_t rounds = 3, keep = 0, merges = UINT64_MAX, total_merges = UINT64_MAX, by_profile = 0,
-             anchors = 0, node_cache = 0, whole_read = UINT64_MAX;
+             anchors = 0, node_cache = 0, whole_read = UINT64_MAX, dict_bytes = UINT64_MAX;
     for (int i = 0; i < argc; i++) {
         if (gen_flag(argc, argv, &i, &o) || flag_str(argc, argv, &i, "--index", &index) ||
             flag_str(argc, argv, &i, "--real", &real) ||
@@ -296,7 +298,8 @@ int cmd_ingest(int argc, char **argv)
             flag_u64(argc, argv, &i, "--shard-by-profile", &by_profile) ||
             flag_u64(argc, argv, &i, "--aggregate-anchors", &anchors) ||
             flag_u64(argc, argv, &i, "--node-cache-bytes", &node_cache) ||
-            flag_u64(argc, argv, &i, "--node-whole-read-percent", &whole_read))
+            flag_u64(argc, argv, &i, "--node-whole-read-percent", &whole_read) ||
+            flag_u64(argc, argv, &i, "--node-table-dict-bytes", &dict_bytes))
             continue;
         fprintf(stderr, "ingest: unknown flag %s\n", argv[i]);
         return 2;
@@ -307,7 +310,8 @@ int cmd_ingest(int argc, char **argv)
                           .by_profile = by_profile != 0,
                           .anchors = anchors > UINT32_MAX ? UINT32_MAX : (uint32_t)anchors,
                           .node_cache = node_cache,
-                          .whole_read = whole_read <= 100 ? (int64_t)whole_read : -1};
+                          .whole_read = whole_read <= 100 ? (int64_t)whole_read : -1,
+                          .dict_bytes = dict_bytes <= SIZE_MAX / 2 ? (int64_t)dict_bytes : -1};
     if (o.spans > 0 && index == NULL && real == NULL) {
         if (o.start_s == 0)
             o.start_s = ((int64_t)time(NULL) - (int64_t)o.profiles * o.step_s - 60) / 10 * 10;

@@ -4,6 +4,7 @@
  *   flamedb-bench decode --index F [--rounds N]        decode-only CPU per profile
  *   flamedb-bench ingest (--index F | generator flags) decode-only vs ingest+store CPU,
  *                                                      bytes on disk vs gzipped bytes
+ *                       [--node-table-dict-bytes B]    (0: node tables without a dictionary)
  *   flamedb-bench ingest --spans N [generator flags] [--rounds R]  the same fleet without
  *                                                      and with span_id labels (N per
  *                                                      profile): CPU of each, ratio

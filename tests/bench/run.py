@@ -727,6 +727,29 @@ def parse_size(s):
                                      "t": 1 << 40}[m.group(2)])
 
 
+RSS_METRICS = (("memtables", "flamedb_storage_memtable_bytes"),
+               ("block_cache", "flamedb_storage_block_cache_bytes"),
+               ("node_cache", "flamedb_storage_node_cache_bytes"),
+               ("report_cache", "flamedb_report_cache_bytes"),
+               ("ingest_inflight", "flamedb_ingest_inflight_bytes"),
+               ("sst", "flamedb_storage_sst_bytes"))
+
+
+def node_memory_mib(node):
+    """The node's own accounting of its memory from /metrics, MiB per part
+    (a metric with labels summed over them); sst is on disk, for scale."""
+    try:
+        st, body = node.get("/metrics")
+    except (OSError, http.client.HTTPException):
+        return {}
+    out = {}
+    for name, metric in RSS_METRICS:
+        vals = re.findall(rb"^%s(?:\{[^}]*\})? (\S+)$" % metric.encode(), body, re.M)
+        if st == 200 and vals:
+            out[name] = sum(float(v) for v in vals) / (1 << 20)
+    return out
+
+
 def bench_rss(a, tool, node_bin, work):
     seconds = a.rss_seconds or (600 if a.soak else 60)
     pool_dir = os.path.join(work, "pool")
@@ -792,20 +815,25 @@ def bench_rss(a, tool, node_bin, work):
 
     threads = [threading.Thread(target=pusher, args=(k,)) for k in range(2)]
     threads.append(threading.Thread(target=querier))
-    samples = []
+    samples, mem = [], []
     try:
         for t in threads:
             t.start()
         t0 = time.time()
+        next_mem = 0.0
         while time.time() - t0 < seconds:
             samples.append((time.time() - t0, node.rss_kib()))
             if node.proc.poll() is not None:
                 raise RuntimeError("node died during the RSS run (log %s)" % node.log.name)
+            if samples[-1][0] >= next_mem:  # the memory the node accounts for, every minute
+                mem.append((samples[-1][0], samples[-1][1], node_memory_mib(node)))
+                next_mem += 60
             time.sleep(1)
         stop.set()
         for t in threads:
             t.join()
         samples.append((time.time() - t0, node.rss_kib()))
+        mem.append((samples[-1][0], samples[-1][1], node_memory_mib(node)))
     finally:
         stop.set()
         node.stop()
@@ -817,6 +845,9 @@ def bench_rss(a, tool, node_bin, work):
         max(rss[half:]) / 1024))
     marks = [samples[min(len(samples) - 1, k * (len(samples) - 1) // 10)] for k in range(11)]
     log("rss_trajectory_mib: " + ", ".join("%ds %.0f" % (t, r / 1024) for t, r in marks))
+    for t, r, m in mem:
+        log("rss_series: %4ds rss %4.0f MiB; %s" % (
+            t, r / 1024, ", ".join("%s %.0f" % kv for kv in m.items())))
     qt = sorted(stats["qtimes"]) or [0]
     log("rss_pushed: %d (%.0f/s), failed %d; queries %d (failed %d), p50 %.1f ms, p99 %.1f ms" % (
         stats["pushed"], stats["pushed"] / seconds, stats["failed"], stats["queries"],
