@@ -178,9 +178,8 @@ void replicate_witness_tick(replicate_t *r)
     for (size_t i = 0; i < r->nwit;) {
         replicate_witness_t *w = &r->wit[i];
         uint64_t inc = 0, hb = 0;
-        int up = r->ops.member_beat != NULL
-                     ? r->ops.member_beat(r->ops.ctx, w->coord, &inc, &hb)
-                     : ERR_NOT_FOUND;
+        int up = r->ops.member_beat != NULL ? r->ops.member_beat(r->ops.ctx, w->coord, &inc, &hb)
+                                            : ERR_NOT_FOUND;
         if (!w->marking && up >= 0 && beat_reached(w, inc, hb)) {
             witness_remove(r, i); /* the coordinator's hints_for speaks for it */
             lifted = 1;
