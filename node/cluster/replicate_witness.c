@@ -92,7 +92,7 @@ int replicate_witness_add(replicate_t *r, const char *coord,
         }
         r->st.hint_witnesses++;
         added |= created;
-        if (created || !beat_reached(w, q->coordinator_incarnation, q->coordinator_heartbeat)) {
+        if (created || beat_reached(w, q->coordinator_incarnation, q->coordinator_heartbeat)) {
             w->incarnation = q->coordinator_incarnation;
             w->heartbeat = q->coordinator_heartbeat;
         }
@@ -141,13 +141,19 @@ static void mark_after(workq_job_t *w, int status)
     witness_job_t *j = w->data;
     replicate_t *r = j->r;
     r->jobs--;
-    for (size_t i = 0; i < r->nwit; i++)
-        if (strcmp(r->wit[i].target, j->target) == 0 && strcmp(r->wit[i].coord, j->coord) == 0) {
+    for (size_t i = 0; i < r->nwit; i++) {
+        if (strcmp(r->wit[i].target, j->target) != 0 || strcmp(r->wit[i].coord, j->coord) != 0)
+            continue;
+        if (j->ms == 0) /* the job did not run (stopping): the next tick tries again */
+            r->wit[i].marking = 0;
+        else
             witness_remove(r, i); /* a later write's witness of it is marked too */
-            break;
-        }
-    r->st.hint_witnesses_marked++;
-    replicate_marks_dropped(r, j->target, j->ms, 1); /* listed by the mark from here on */
+        break;
+    }
+    if (j->ms != 0) {
+        r->st.hint_witnesses_marked++;
+        replicate_marks_dropped(r, j->target, j->ms, 1); /* listed by the mark from here on */
+    }
     free(j);
 }
 

@@ -525,6 +525,11 @@ static void test_hint_witnessed(void)
     /* again, and the coordinator goes down before its word arrives */
     q.coordinator_heartbeat = 150;
     CHECK_EQ_INT(replicate_witness_add(f.r, "n1", &q), 0);
+    q.coordinator_heartbeat = 120; /* an older write arriving late: the latest beat holds */
+    CHECK_EQ_INT(replicate_witness_add(f.r, "n1", &q), 0);
+    beat_hb = 130;
+    replicate_witness_tick(f.r);
+    CHECK_EQ_INT(replicate_witness_targets(f.r, held, 4), 1);
     beat_up = 0;
     replicate_witness_tick(f.r);
     RUN_UNTIL(&f, f.r->nwit == 0);
