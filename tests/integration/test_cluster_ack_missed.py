@@ -9,7 +9,8 @@ restarted with an empty data dir) the mark goes with it, and nothing but
 anti-entropy can tell the replica is short. Profiles two hours old are
 older than the seen span (--seen-retention 60s), so only the window check
 (per range, a count and order-free hash of the profile tree entries) finds
-them. Hinted handoff is off (--hints-max-bytes 0).
+them. Hinted handoff is off (--hints-max-bytes 0), except in the two
+tests of a hint witnessed by the write (HINTS_ON).
 
 - test_acknowledged_misses_coordinators_removed: 4 nodes RF 4 write
   quorum 2; n3 misses old profiles acknowledged through n0, n0 is killed
