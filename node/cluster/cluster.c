@@ -693,9 +693,19 @@ static int ops_member_left(void *ctx, const char *id)
     return ring_members_find(c->members, id, &m) == ERR_OK && m.life == RING_LEFT;
 }
 
+static int ops_member_beat(void *ctx, const char *id, uint64_t *incarnation, uint64_t *heartbeat)
+{
+    cluster_t *c = ctx;
+    ring_member_t m;
+    if (ring_members_find(c->members, id, &m) != ERR_OK) return ERR_NOT_FOUND;
+    *incarnation = m.incarnation;
+    *heartbeat = m.heartbeat;
+    return m.state != RING_DOWN && m.life != RING_LEFT;
+}
+
 void cluster_ops_of(cluster_t *c, cluster_ops_t *ops)
 {
     *ops = (cluster_ops_t){ops_view_acquire, cluster_view_retain,  cluster_view_release,
                            ops_send,         ops_set_hint_targets, c,
-                           ops_member_left};
+                           ops_member_left,  ops_member_beat};
 }

@@ -105,6 +105,11 @@ typedef struct cluster_ops {
     /* 1 when id left the cluster for good (removed or decommissioned: its
      * ranges have other owners); NULL answers 0 (the write path's) */
     int (*member_left)(void *ctx, const char *id);
+    /* id's member entry as this node holds it (this node's own included):
+     * its incarnation and heartbeat, and 1 while it is up, 0 when it is
+     * down or left; ERR_NOT_FOUND when unknown. NULL: writes name no
+     * hinted replica to their other replicas (the write path's) */
+    int (*member_beat)(void *ctx, const char *id, uint64_t *incarnation, uint64_t *heartbeat);
 } cluster_ops_t;
 
 /* ops calling c's functions. */

@@ -216,7 +216,8 @@ void replicate_start(replicate_t *r, replicate_write_t *rw, cluster_write_done_f
     r->st.inflight_writes++;
     r->st.inflight_bytes += rw->bytes;
     if (rw->hints_stored > 0) replicate_publish_hint_targets(r);
-    rw->outstanding = 1; /* held while sending, so nothing finishes early */
+    replicate_witness_sign(r, rw); /* after the publish: that beat lists them */
+    rw->outstanding = 1;           /* held while sending, so nothing finishes early */
     for (uint32_t ti = 0; ti < rw->nt; ti++)
         if (rw->t[ti].state == TS_PENDING && !rw->t[ti].self) send_target(r, rw, ti);
     target_resolved(r, rw);
@@ -394,6 +395,7 @@ void replicate_free(replicate_t *r)
     }
     free(r->rt);
     free(r->marks);
+    free(r->wit);
     replicate_past_free(r);
     free(r->slow);
     workq_free(r->own_workq);

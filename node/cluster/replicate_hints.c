@@ -56,8 +56,10 @@ void replicate_publish_hint_targets(replicate_t *r)
 {
     idlist_t l = {.sig = 1469598103934665603ULL};
     int rc = storage_hint_targets(r->storage, collect_id, &l);
-    const char *marked[RING_MAX_NODES];
+    const char *marked[2 * RING_MAX_NODES];
     size_t nm = replicate_marks_active(r, marked, RING_MAX_NODES);
+    /* and those another coordinator's hint misses, until its word arrives */
+    nm += replicate_witness_targets(r, marked + nm, RING_MAX_NODES);
     for (size_t i = 0; rc == 0 && i < nm; i++) { /* short replicas: not read from either */
         int known = 0;
         for (size_t k = 0; k < l.n && !known; k++)
@@ -558,4 +560,5 @@ void replicate_replay_tick(uv_timer_t *t)
     storage_hint_targets(r->storage, offer, a);
     replicate_marks_tick(r, v);
     r->ops.view_release(v);
+    replicate_witness_tick(r);
 }

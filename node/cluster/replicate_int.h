@@ -170,6 +170,12 @@ void replicate_on_ack(void *ctx, cluster_msg_t *msg);
     X(marks_lifted_late_ack, "flamedb_repair_marks_lifted_late_ack_total",                         \
       "Repair marks lifted by a late acknowledgement (the replica stored every write it was "      \
       "marked for) instead of by a repair pass.")                                                  \
+    X(hint_witnesses, "flamedb_hint_witnesses_total",                                              \
+      "Replicas a stored write named as missing it, hinted by its coordinator: held unread here "  \
+      "until the coordinator's own word on them arrives.")                                         \
+    X(hint_witnesses_marked, "flamedb_hint_witnesses_marked_total",                                \
+      "Such holds turned into repair marks of this node: the coordinator was seen down or gone "   \
+      "before its word arrived.")                                                                  \
     X(replica_writes, "flamedb_replica_writes_total", "WRITE messages stored as a replica.")       \
     X(replica_failures, "flamedb_replica_write_failures_total",                                    \
       "WRITE messages refused or failed as a replica.")
@@ -376,6 +382,18 @@ typedef struct replicate_past {
     uint64_t repaired_ms; /* the mark's lift as the loop last set it */
 } replicate_past_t;
 
+/* A replica that a write stored here named as missing it, whose
+ * coordinator keeps a hint for it (replicate_witness.c): not read from
+ * until this node holds the coordinator's member entry at or past the beat
+ * the write carried, or marked here if the coordinator is seen down first. */
+typedef struct replicate_witness {
+    char target[RING_NODE_ID_MAX + 1];
+    char coord[RING_NODE_ID_MAX + 1];
+    uint64_t incarnation, heartbeat; /* the latest write's: the coordinator's word covers it */
+    int64_t oldest_s;                /* oldest profile time of the writes held */
+    int marking;                     /* its mark is being stored on the pool */
+} replicate_witness_t;
+
 struct replicate {
     uv_loop_t *loop;
     workq_t *workq;     /* o.workq, or own_workq */
@@ -397,6 +415,8 @@ struct replicate {
     uint64_t hint_sig; /* signature of the advertised hint targets */
     replicate_mark_t *marks;
     size_t nmarks, marks_cap;
+    replicate_witness_t *wit; /* hints of other coordinators witnessed here */
+    size_t nwit, wit_cap;
     replicate_slow_t *slow; /* replicas whose last ack came after the grace */
     size_t nslow, slow_cap;
     uint32_t jobs; /* pool jobs not yet finished */
@@ -508,6 +528,24 @@ void replicate_marks_rejoined(void *ctx, const char *id);
 /* Asks the reachable marked replicas of view v to run a repair pass
  * (naming the oldest profile time each one's mark holds). */
 void replicate_marks_tick(replicate_t *r, const cluster_view_t *v);
+
+/* Hints witnessed by the write (replicate_witness.c), loop thread.
+ * Coordinator: with hinted handoff on, sets this node's (incarnation,
+ * heartbeat) on the requests of rw that name missed replicas (after the
+ * hints were published: the entry at that beat lists them). */
+void replicate_witness_sign(replicate_t *r, replicate_write_t *rw);
+/* Replica: q from coord, stored here, names hinted replicas missing it:
+ * each ring node among them other than this node and coord is held unread
+ * (listed in this node's hints_for) until coord's word on it arrives.
+ * 0 or ERR_NOMEM. */
+int replicate_witness_add(replicate_t *r, const char *coord,
+                          const Flamedb__Cluster__WriteRequest *q);
+/* Ids of the replicas held so (borrowed until the witnesses change), at
+ * most cap. */
+size_t replicate_witness_targets(const replicate_t *r, const char **ids, size_t cap);
+/* Ends the witnesses whose coordinator's word arrived; marks for repair
+ * (on the pool) those whose coordinator is down or gone. */
+void replicate_witness_tick(replicate_t *r);
 
 /* replicate_past.c. 0, or an error (the lock could not be made). */
 int replicate_past_init(replicate_t *r);

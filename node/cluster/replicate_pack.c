@@ -408,19 +408,22 @@ static int natural_somewhere(const rtarget_t *t)
     return 0;
 }
 
-/* With hinted handoff off, a natural replica the view shows down misses
- * this write and gets a mark, not a hint. The request of every reachable
+/* A natural replica the view shows down misses this write: with hinted
+ * handoff off it gets a mark, not a hint. The request of every reachable
  * natural replica names it (missed_by), and each stores a mark of its own
  * before it acknowledges: the miss is then known on the quorum, not only
  * here, should this node die before its own mark was gossiped
- * (replicate_replica.c). A pending replica (joining, or taking over a
+ * (replicate_replica.c). With hinted handoff on it gets a hint, and each
+ * such replica holds it unread until this node's word on the hint arrives
+ * (replicate_witness.c; the requests carry this node's beat, set on the
+ * loop once the hint is listed). A pending replica (joining, or taking over a
  * leaving node's ranges) counts for no quorum and is not asked: its
  * failed pushes would mark an old owner, maybe the only whole source of
  * its range, for a full repair (docs/cluster.md, "Read correctness and
  * older writes"). */
 static int name_missed(replicate_write_t *rw)
 {
-    if (rw->r->o.hints_max_bytes != 0) return 0;
+    if (rw->r->o.hints_max_bytes != 0 && rw->r->ops.member_beat == NULL) return 0;
     char **ids = NULL;
     size_t n = 0;
     for (uint32_t ti = 0; ti < rw->nt && n < RING_MAX_RF; ti++) {

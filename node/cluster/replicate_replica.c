@@ -2,8 +2,10 @@
  * handler decodes a WriteRequest on the pool into a storage write, checks
  * every series (its id is the hash of its labels, its token is where those
  * labels are placed), stores it and answers WRITE_ACK (replicate_int.h).
- * A write that names replicas missing it (missed_by: down, hinted handoff
- * off) has them marked for repair here first, as its coordinator marks them.
+ * A write that names replicas missing it (missed_by: down) has them marked
+ * for repair here first, as its coordinator marks them (hinted handoff off),
+ * or held unread until its coordinator's word on their hints arrives
+ * (hinted handoff on: replicate_witness.c), before it is acknowledged.
  *
  * The handler takes the decoded message from the cluster (cluster_int.h), so
  * the pool job works on what the dispatcher's cluster_wire_decode_body
@@ -189,7 +191,7 @@ int replicate_store_request(const replicate_options_t *o, storage_t *s,
  * write"). A hint replay names none. */
 static int mark_missed(replica_job_t *j, const Flamedb__Cluster__WriteRequest *q)
 {
-    if (q->hint_replay) return 0;
+    if (q->hint_replay || q->coordinator_heartbeat != 0) return 0; /* hinted: witnessed */
     int64_t time_s = q->time_ns > 0 ? (int64_t)(q->time_ns / 1000000000LL) : 0;
     for (size_t i = 0; i < q->n_missed_by && i < RING_MAX_RF; i++) {
         if (strcmp(q->missed_by[i], j->self) == 0 || strcmp(q->missed_by[i], j->sender) == 0)
@@ -248,6 +250,8 @@ static void replica_after(workq_job_t *wk, int status)
     note_missed(j); /* whatever the status: every stamp is noted once */
     if (status != 0 && j->status == 0)
         j->status = errmsg_set(&j->em, ERR_UNAVAILABLE, "the replica is stopping");
+    if (j->status == 0 && replicate_witness_add(r, j->sender, (const void *)j->msg.body) != 0)
+        j->status = errmsg_set(&j->em, ERR_UNAVAILABLE, "out of memory");
     if (j->status == 0)
         r->st.replica_writes++;
     else {

@@ -9,7 +9,8 @@ restarted with an empty data dir) the mark goes with it, and nothing but
 anti-entropy can tell the replica is short. Profiles two hours old are
 older than the seen span (--seen-retention 60s), so only the window check
 (per range, a count and order-free hash of the profile tree entries) finds
-them. Hinted handoff is off (--hints-max-bytes 0).
+them. Hinted handoff is off (--hints-max-bytes 0), except in the two
+tests of a hint witnessed by the write (HINTS_ON).
 
 - test_acknowledged_misses_coordinators_removed: 4 nodes RF 4 write
   quorum 2; n3 misses old profiles acknowledged through n0, n0 is killed
@@ -43,6 +44,16 @@ them. Hinted handoff is off (--hints-max-bytes 0).
   round carries the mark; n1, which acknowledged the write, marked n2 too
   (the write named n2 as missing it), so n2 alone answers flagged partial,
   never short and unflagged, and exactly once it repaired itself;
+- test_hint_outlives_its_coordinator: the same with hinted handoff on (the
+  defaults): n0 holds a hint for n2, not a mark, and is killed before a
+  gossip round carries its hints_for; n1, which acknowledged the write,
+  holds n2 unread until n0's word arrives, and marks n2 itself once it sees
+  n0 down first, so n2 alone answers flagged partial, never short and
+  unflagged, and exactly once it repaired itself;
+- test_hint_witness_lifted_by_its_coordinator: hinted handoff on, n2 down
+  for a batch of pushes through n0, which survives: n1's hold on n2 ends
+  with n0's word, no mark and no repair pass, and n2 is read again once
+  n0's hints are delivered, exact alone;
 - test_replica_restarts_empty: n2 loses its data dir (kill -9, wiped) and
   restarts with the same id: every answer through every node, polled all
   along, is exact, flagged partial or refused, never short and unflagged,
@@ -449,6 +460,105 @@ def test_mark_outlives_its_coordinator():
               % (time.monotonic() - t0))
         watch_until_exact(c, [1, 2], want, frm, until, 2)
         alone_exact(c, [1, 2], want, frm, until)
+
+
+HINTS_ON = [a for a in ARGS if a not in ("--hints-max-bytes", "0")]
+assert len(HINTS_ON) == len(ARGS) - 2
+
+
+def test_hint_outlives_its_coordinator():
+    """As test_mark_outlives_its_coordinator, with hinted handoff on (the
+    default): n0 stores a hint for n2 (down), not a mark, and lists n2 in
+    its hints_for; killed (-9) right after the push, before a gossip round
+    carries that list, its hint waits on the dead node and nobody else knew
+    n2 missed the write. n1 acknowledged the write, which named n2 as
+    missing it: n1 holds n2 unread until n0's own word (its entry at or past
+    the heartbeat the write carried) arrives, and seeing n0 down first, it
+    marks n2 for repair itself. So with n1 stopped, n2, the only replica up,
+    answers flagged partial, never short and unflagged; once n1 runs again
+    n2 repairs itself and each alone answers exactly. Before, every answer
+    through n2 for the service that missed the write was short and
+    unflagged (until the window check after n0's loss)."""
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    args = HINTS_ON + ["--repair-windows-interval", "0"]
+    with Cluster(3, rf=3, write_quorum=2, args=args) as c:
+        want = preload(c, 0, "hdc", now, 12, 3)
+        wait_no_marks(c, [0, 1, 2])
+        svc = sorted(want)[0]
+        body, v = big_body(9800, lines=8)
+        c.nodes[2].proc.send_signal(signal.SIGSTOP)
+        try:
+            c.wait_state(2, "down", observers=[0, 1], timeout=60)
+            push_ok(c, 0, body, svc, now - 7100)
+            c.kill(0)
+            heard = mark_on(c, 1, 0, 2)
+        finally:
+            c.nodes[2].proc.send_signal(signal.SIGCONT)
+        want[svc] += v
+        print("    n0 killed right after the push; its hint for n2 reached n1's view: %s" % heard)
+        c.wait_state(0, "down", observers=[1, 2], timeout=60)
+        c.wait_state(2, "active", observers=[1], timeout=60)
+        time.sleep(0.5)  # a few gossip rounds: n2 hears n1's entry
+        c.nodes[1].proc.send_signal(signal.SIGSTOP)
+        try:
+            c.wait_state(1, "down", observers=[2], timeout=60)
+            bad, seen = watch(c, 2, want, frm, until, 5)
+        finally:
+            c.nodes[1].proc.send_signal(signal.SIGCONT)
+        print("    n0 dead, n1 stopped, 5 s: %d answers through n2 flagged partial, %d refused, "
+              "of %d; %d short and unflagged%s"
+              % (seen[0], seen[1], seen[2], len(bad), (": %r" % bad[:4]) if bad else ""))
+        assert not bad, "n2 answered short, unflagged: %r" % bad[:10]
+        c.wait_state(1, "active", observers=[2], timeout=30)
+        t0 = time.monotonic()
+        wait_for("n2 read again", lambda: not any(mark_on(c, i, h, 2)
+                                                  for i in (1, 2) for h in (1, 2)), timeout=120)
+        print("    n2 repaired and read again %.1f s after n1 ran again; n1 marked n2 %d time(s)"
+              % (time.monotonic() - t0, metric(c, 1, "flamedb_hint_witnesses_marked_total")))
+        watch_until_exact(c, [1, 2], want, frm, until, 2)
+        alone_exact(c, [1, 2], want, frm, until)
+
+
+def test_hint_witness_lifted_by_its_coordinator():
+    """Hinted handoff on, n2 down (SIGSTOP) for a batch of pushes through
+    n0, which survives. n1 acknowledges each and holds n2 unread until n0's
+    word arrives: n0 lists n2 itself, so that costs nothing, and it must
+    not cost the recovery anything either: no mark on n1 (no repair pass of
+    n2), n1's hold gone while n2 is still away, and n2 read again once n0
+    delivered its hints, exact alone."""
+    now = int(time.time())
+    frm, until = now - 8000, now + 60
+    with Cluster(3, rf=3, write_quorum=2, args=HINTS_ON) as c:
+        want = preload(c, 0, "hwl", now, 12, 3)
+        wait_no_marks(c, [0, 1, 2])
+        passes = metric(c, 2, "flamedb_repair_passes_total")
+        c.nodes[2].proc.send_signal(signal.SIGSTOP)
+        try:
+            c.wait_state(2, "down", observers=[0, 1], timeout=60)
+            for k, svc in enumerate(sorted(want)):
+                body, v = big_body(9900 + k, lines=8)
+                push_ok(c, 0, body, svc, now - 300 + k)  # preload's times end at now - 589
+                want[svc] += v
+            held = metric(c, 1, "flamedb_hint_witnesses_total")
+            t_hold = time.monotonic()
+            wait_for("n1's hold on n2 ends", lambda: not mark_on(c, 1, 1, 2), timeout=30)
+            hold = time.monotonic() - t_hold
+            assert mark_on(c, 1, 0, 2), "n0 does not list n2 while its hints wait"
+        finally:
+            c.nodes[2].proc.send_signal(signal.SIGCONT)
+        t0 = time.monotonic()
+        c.wait_state(2, "active", observers=[0, 1], timeout=60)
+        wait_no_marks(c, [0, 1, 2])
+        print("    n1 held n2 for %d write(s), ended %.1f s after the last one; n2 read again "
+              "%.1f s after it ran again; n1 marked n2 %d time(s); n2 ran %d repair pass(es) "
+              "meanwhile" % (held, hold, time.monotonic() - t0,
+                             metric(c, 1, "flamedb_hint_witnesses_marked_total"),
+                             metric(c, 2, "flamedb_repair_passes_total") - passes))
+        assert held == len(want), held
+        assert metric(c, 1, "flamedb_hint_witnesses_marked_total") == 0
+        watch_until_exact(c, [0, 1, 2], want, frm, until, 2)
+        alone_exact(c, [2], want, frm, until)
 
 
 def test_replica_restarts_empty():

@@ -4,9 +4,9 @@
  * its series and only the symbols they reference), the local replica's write,
  * refusal before writing when too few replicas are reachable, hint records
  * for unreachable replicas (durable, decodable, replayable as is), the
- * message size limit, hints before the answer, and the repair marks of
+ * message size limit, hints before the answer, the repair marks of
  * hinted handoff off: which misses a late ack cancels and which wait for a
- * pass. */
+ * pass, and the hints a write's other replicas witness. */
 #define _GNU_SOURCE
 #include <ftw.h>
 #include <stdio.h>
@@ -462,6 +462,88 @@ static void test_missed_by_named(void)
         named++;
     }
     CHECK_EQ_INT(named, 1); /* n1 */
+    replicate_write_free(rw);
+    prof_free(&p);
+    fx_done(&f);
+}
+
+/* The member entries member_beat reports: the coordinator's beat, and
+ * whether it is up. */
+static uint64_t beat_inc = 5, beat_hb = 100;
+static int beat_up = 1;
+static int member_beat(void *ctx, const char *id, uint64_t *inc, uint64_t *hb)
+{
+    *inc = beat_inc;
+    *hb = beat_hb;
+    return beat_up;
+}
+
+/* With hinted handoff on, the write names the hinted replica with this
+ * node's beat; a replica that stores it holds the target unread until the
+ * coordinator's entry reaches that beat (no mark), or marks it when the
+ * coordinator is down first. */
+static void test_hint_witnessed(void)
+{
+    fx_t f;
+    fx_init(&f, 3, 3, 2, "n0");
+    f.r->ops.member_beat = member_beat;
+    prof_t p;
+    prof_init(&p, 3, 11);
+    errmsg_t em = {{0}};
+    replicate_write_t *rw = NULL;
+    f.reachable[2] = 0;
+    CHECK_EQ_INT(replicate_prepare(f.r, &f.view, &p.w, &rw, NULL, &em), 0);
+    replicate_witness_sign(f.r, rw);
+    uint32_t named = UINT32_MAX;
+    for (uint32_t ti = 0; ti < rw->nt; ti++) {
+        const rtarget_t *t = &rw->t[ti];
+        if (t->self || !t->reachable) continue;
+        CHECK_EQ_INT(t->req.n_missed_by, 1);
+        CHECK_EQ_INT(t->req.coordinator_incarnation, 5);
+        CHECK_EQ_INT(t->req.coordinator_heartbeat, 100);
+        named = ti;
+    }
+    CHECK(named != UINT32_MAX);
+    /* n0 as the replica of a write coordinated by n1 that names n2 */
+    Flamedb__Cluster__WriteRequest q = rw->t[named].req;
+    char *ids[1] = {"n2"};
+    q.missed_by = ids;
+    q.n_missed_by = 1;
+    targets_set = 0;
+    CHECK_EQ_INT(replicate_witness_add(f.r, "n1", &q), 0);
+    const char *held[4];
+    CHECK_EQ_INT(replicate_witness_targets(f.r, held, 4), 1);
+    CHECK_EQ_INT(targets_set, 1); /* its own hint for n2 and the witness: one id listed */
+    beat_hb = 99;                 /* the coordinator's word not here yet */
+    replicate_witness_tick(f.r);
+    CHECK_EQ_INT(replicate_witness_targets(f.r, held, 4), 1);
+    beat_hb = 100;
+    replicate_witness_tick(f.r);
+    CHECK_EQ_INT(replicate_witness_targets(f.r, held, 4), 0);
+    const char *marked[4];
+    CHECK_EQ_INT(replicate_marks_active(f.r, marked, 4), 0);
+    /* again, and the coordinator goes down before its word arrives */
+    q.coordinator_heartbeat = 150;
+    CHECK_EQ_INT(replicate_witness_add(f.r, "n1", &q), 0);
+    q.coordinator_heartbeat = 120; /* an older write arriving late: the latest beat holds */
+    CHECK_EQ_INT(replicate_witness_add(f.r, "n1", &q), 0);
+    beat_hb = 130;
+    replicate_witness_tick(f.r);
+    CHECK_EQ_INT(replicate_witness_targets(f.r, held, 4), 1);
+    beat_up = 0;
+    replicate_witness_tick(f.r);
+    RUN_UNTIL(&f, f.r->nwit == 0);
+    CHECK_EQ_INT(f.r->nwit, 0);
+    CHECK_EQ_INT(replicate_marks_active(f.r, marked, 4), 1);
+    CHECK_EQ_INT(f.r->st.hint_witnesses_marked, 1);
+    /* a hint replay, or a write without a beat (hinted handoff off), holds none */
+    beat_up = 1;
+    q.hint_replay = 1;
+    CHECK_EQ_INT(replicate_witness_add(f.r, "n1", &q), 0);
+    q.hint_replay = 0;
+    q.coordinator_heartbeat = 0;
+    CHECK_EQ_INT(replicate_witness_add(f.r, "n1", &q), 0);
+    CHECK_EQ_INT(f.r->nwit, 0);
     replicate_write_free(rw);
     prof_free(&p);
     fx_done(&f);
@@ -1177,6 +1259,7 @@ int main(void)
     test_grouping();
     test_unreachable();
     test_missed_by_named();
+    test_hint_witnessed();
     test_deadline_by_clock();
     test_hint_before_answer();
     test_pending_replica_not_waited_for();
