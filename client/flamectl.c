@@ -466,10 +466,11 @@ static void print_shares(const flamedb__shares_t *t, const char *label, const ch
     }
     format_value(total, sizeof total, t->total, unit);
     if (t->average) /* in-use types: each value's average profile over the range */
-        printf("in use %s (the average profile of the range) in %zu values of %s\n", total,
-               t->count, label);
+        printf("in use %s (the average profile of the range) in %zu %s of %s\n", total,
+               t->count, t->count == 1 ? "value" : "values", label);
     else
-        printf("total %s in %zu values of %s\n", total, t->count, label);
+        printf("total %s in %zu %s of %s\n", total, t->count, t->count == 1 ? "value" : "values",
+               label);
 }
 
 /* GET /api/label-shares: the server sums each value from the window totals. */
@@ -844,6 +845,8 @@ static int cmd_cluster_status(flamedb_client_t *c, const args_t *a)
 {
     flamedb_response_t r;
     cs_doc_t d;
+    if (a->output != NULL && strcmp(a->output, "table") != 0 && strcmp(a->output, "json") != 0)
+        return usage_error("cluster status: --output must be table or json, not '%s'", a->output);
     if (a->output != NULL && strcmp(a->output, "json") == 0) {
         int rc = flamedb_get(c, "/cluster/status", &r);
         if (rc != 0) return request_failed(c, "cluster status", rc);

@@ -70,7 +70,7 @@ export class TagsView {
     // a gauge (in-use memory): each value is its average profile, not a total
     const gauge = ans.aggregationType === 'average';
     const whole = gauge ? 'average profile in use' : 'total';
-    this.q('.tags-total').textContent = `${ans.values.length} values of ${label}, ${whole} ${fmt.value(ans.total, this.unit)}`;
+    this.q('.tags-total').textContent = `${fmt.count(ans.values.length, 'value')} of ${label}, ${whole} ${fmt.value(ans.total, this.unit)}`;
     this.timeline.set(ans.values.slice(0, COLORS.length).map((v) => ({ timeline: v.timeline, color: v.color })),
       this.unit, fmt.isCPU(type), gauge);
     this.table.opts.columns.find((c) => c.key === 'total').title = gauge ? 'Average in use' : 'Total';

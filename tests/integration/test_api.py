@@ -47,6 +47,13 @@ def test_small_endpoints():
                    "flamedb_http_connections_open", "flamedb_ingest_profiles_total",
                    "flamedb_http_requests_in_flight", "flamedb_ready 1"):
         assert family in text, family
+    # flamectl cluster status: a node of its own is a cluster of one; an
+    # --output it does not have is bad usage (2), not a table printed anyway
+    got = flamectl("cluster", "status", "--output", "json")
+    if got is not None:
+        assert got[0] == 0 and json.loads(got[1])["nodes"], got
+        rc, text = flamectl("cluster", "status", "--output", "yaml")
+        assert rc == 2 and "--output must be table or json, not 'yaml'" in text, (rc, text)
 
 
 def metric(name):
@@ -155,6 +162,9 @@ def test_label_shares():
         assert rc == 0 and json.loads(text) == doc, text
         rc, text = flamectl("shares", '{service_name="%s"}' % svc, "env")
         assert rc == 1 and "profile type" in text, text  # the node's reason
+        # one value is "1 value", not "1 values"
+        rc, text = flamectl("shares", sel(svc, env="b"), "env")
+        assert rc == 0 and text.endswith("total 0.04s in 1 value of env\n"), text
     r = NODE.query("/api/label-shares", query=sel(svc))
     assert r.status == 400 and "label" in r.json()["message"], r
     r = NODE.query("/api/label-shares", query='{service_name="%s"}' % svc, label="env")

@@ -593,6 +593,24 @@ def test_narrow_window():
             shot(b, "narrow-" + view)
 
 
+def test_diff_controls_phone_width():
+    """At 600 px the baseline's query (one long word of a selector) ran past
+    the diff controls' box and the page scrolled sideways: it wraps inside
+    the box, as the comparison's input does."""
+    with need_browser() as b:
+        b.set_window(600, 800)
+        open_page(b, page(view="diff", query=sel(version="v1"), rightQuery=sel(version="v2")),
+                  "the diff view at 600 px")
+        m = b.js("""
+          const box = document.querySelector('#view-diff .diff-controls').getBoundingClientRect();
+          const q = document.querySelector('#view-diff .left-q').getBoundingClientRect();
+          return {box: box.right, q: q.right, page: document.documentElement.scrollWidth,
+                  inner: window.innerWidth};""")
+        assert m["q"] <= m["box"] + 0.5, ("the baseline query runs past its box at 600 px", m)
+        assert m["page"] <= m["inner"], ("the page scrolls sideways at 600 px", m)
+        shot(b, "narrow-diff-600")
+
+
 def test_diff_report_search():
     """A report of more functions than the 200 the diff view loads: its
     table's search asks the node (/api/diff?search=) and finds functions
@@ -802,7 +820,7 @@ def test_gauge_caption():
                    "        v.querySelector('.tags-total').textContent,"
                    "        v.querySelector('th[data-key=total]').textContent]")
         assert "/ s" not in got[0] and got[0].startswith("bytes in use"), got
-        assert got[1] == "1 values of pod, average profile in use 2 MiB", got
+        assert got[1] == "1 value of pod, average profile in use 2 MiB", got  # not "1 values"
         assert got[2].startswith("Average in use"), got
 
 
