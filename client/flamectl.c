@@ -466,8 +466,8 @@ static void print_shares(const flamedb__shares_t *t, const char *label, const ch
     }
     format_value(total, sizeof total, t->total, unit);
     if (t->average) /* in-use types: each value's average profile over the range */
-        printf("in use %s (the average profile of the range) in %zu %s of %s\n", total,
-               t->count, t->count == 1 ? "value" : "values", label);
+        printf("in use %s (the average profile of the range) in %zu %s of %s\n", total, t->count,
+               t->count == 1 ? "value" : "values", label);
     else
         printf("total %s in %zu %s of %s\n", total, t->count, t->count == 1 ? "value" : "values",
                label);
