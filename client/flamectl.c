@@ -35,6 +35,9 @@ typedef struct args {
     int help;
     const char *pos[4]; /* positional arguments after the command */
     int npos;
+    const char *given[48]; /* the command's options as typed ("--limit", "-o"), to check
+                            * against its usage */
+    int ngiven;
 } args_t;
 
 typedef struct command {
@@ -1685,14 +1688,19 @@ static int parse_args(int argc, char **argv, args_t *a, const char **cmd)
     a->tenant = getenv("FLAMEDB_TENANT");
     a->token = getenv("FLAMEDB_TOKEN");
     *cmd = NULL;
-    int opt;
+    int opt, idx = -1;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":ho:", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":ho:", options, &idx)) != -1) {
         if (opt == '?' || opt == ':') {
             option_error(opt, argv);
             return -1;
         }
         if (set_option(a, opt, optarg) != 0) return -1;
+        if (opt >= OPT_NAME && idx >= 0 && a->ngiven < (int)(sizeof a->given / sizeof a->given[0]))
+            a->given[a->ngiven++] = options[idx].name;
+        else if (opt == 'o' && a->ngiven < (int)(sizeof a->given / sizeof a->given[0]))
+            a->given[a->ngiven++] = "o";
+        idx = -1;
     }
     for (int i = optind; i < argc; i++) {
         if (*cmd == NULL)
@@ -1705,6 +1713,45 @@ static int parse_args(int argc, char **argv, args_t *a, const char **cmd)
         }
     }
     if (a->url == NULL || a->url[0] == '\0') a->url = FLAMEDB_DEFAULT_URL;
+    return 0;
+}
+
+/* The usage line a command's options are checked against: for cluster, the
+ * line of its subcommand ("cluster remove --node ID"); else all of it. */
+static void usage_for(const command_t *cmd, const args_t *a, char *out, size_t cap)
+{
+    const char *u = cmd->usage, *line = NULL;
+    char head[64];
+    if (strcmp(cmd->name, "cluster") == 0 && a->npos > 0) {
+        snprintf(head, sizeof head, "cluster %s", a->pos[0]);
+        line = strstr(u, head);
+    }
+    if (line == NULL) {
+        snprintf(out, cap, "%s", u);
+        return;
+    }
+    size_t n = strcspn(line, "\n");
+    snprintf(out, cap, "%.*s", (int)n, line);
+}
+
+/* An option the command does not take (labels --output json) is bad usage,
+ * not ignored: the user would read the default output as what was asked. */
+static int check_options(const command_t *cmd, const args_t *a)
+{
+    char usage[1024], opt[40];
+    usage_for(cmd, a, usage, sizeof usage);
+    for (int i = 0; i < a->ngiven; i++) {
+        snprintf(opt, sizeof opt, "%s%s", strcmp(a->given[i], "o") == 0 ? "-" : "--", a->given[i]);
+        const char *p = usage;
+        size_t n = strlen(opt);
+        while ((p = strstr(p, opt)) != NULL && p[n] != ' ' && p[n] != ']' && p[n] != '\0')
+            p += n;
+        if (p != NULL) continue;
+        fprintf(stderr, "flamectl: %s%s%s takes no %s option\nusage: flamectl %s\n", cmd->name,
+                a->npos > 0 && strcmp(cmd->name, "cluster") == 0 ? " " : "",
+                strcmp(cmd->name, "cluster") == 0 && a->npos > 0 ? a->pos[0] : "", opt, usage);
+        return EXIT_USAGE;
+    }
     return 0;
 }
 
@@ -1756,5 +1803,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "flamectl: wrong number of arguments\nusage: flamectl %s\n", cmd->usage);
         return EXIT_USAGE;
     }
+    if (check_options(cmd, &a) != 0) return EXIT_USAGE;
     return run(cmd, &a);
 }

@@ -54,6 +54,17 @@ def test_small_endpoints():
         assert got[0] == 0 and json.loads(got[1])["nodes"], got
         rc, text = flamectl("cluster", "status", "--output", "yaml")
         assert rc == 2 and "--output must be table or json, not 'yaml'" in text, (rc, text)
+        # an option the command does not take is bad usage, not ignored (labels
+        # printed its plain list for --output json, exit 0)
+        for args, opt in ((["labels", "--output", "json"], "labels takes no --output"),
+                          (["ready", "--limit", "5"], "ready takes no --limit"),
+                          (["cluster", "repair", "--output", "json"], "cluster repair takes no --output"),
+                          (["cluster", "status", "--node", "x"], "cluster status takes no --node"),
+                          (["query", CPU + "{}", "--left-from", "now-2h"], "query takes no --left-from")):
+            rc, text = flamectl(*args)
+            assert rc == 2 and opt in text and "usage: flamectl" in text, (args, rc, text)
+        rc, text = flamectl("labels", "__profile_type__", "--match", "{}", "--from", "now-1h", "--until", "now")
+        assert rc == 0, (rc, text)
 
 
 def metric(name):
