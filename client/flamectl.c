@@ -32,7 +32,7 @@ typedef struct args {
     const char *group_by;                                          /* query --output json */
     const char *node;                                              /* cluster remove */
     int max_nodes, limit, sample_rate;
-    int help;
+    int help, version;
     const char *pos[4]; /* positional arguments after the command */
     int npos;
     const char *given[48]; /* the command's options as typed ("--limit", "-o"), to check
@@ -976,7 +976,7 @@ static flamedb_client_t *client_for(const args_t *a, const char *url)
 {
     flamedb_opts_t o = {.tenant = a->tenant,
                         .bearer_token = a->token,
-                        .user_agent = "flamectl",
+                        .user_agent = "flamectl/" FLAMEDB_VERSION_STRING,
                         .connect_timeout_ms = a->timeout_ms,
                         .io_timeout_ms = a->timeout_ms ? a->timeout_ms : 600000};
     flamedb_client_t *c = NULL;
@@ -1540,6 +1540,7 @@ static const struct option options[] = {
     {"group-by", required_argument, NULL, OPT_GROUP_BY},
     {"node", required_argument, NULL, OPT_NODE},
     {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
 
@@ -1560,6 +1561,7 @@ static void print_help(FILE *f)
             "                  wait up to 600000 for each node's pass, cluster status\n"
             "                  5000 for each member)\n"
             "  -h, --help      this help; 'flamectl COMMAND --help' explains a command\n"
+            "  --version       print flamectl's version\n"
             "\nexit status: 0 ok, 1 the request failed, 2 bad usage\n",
             FLAMEDB_DEFAULT_URL);
 }
@@ -1662,6 +1664,9 @@ static int set_option(args_t *a, int opt, const char *v)
         return 0;
     case 'h':
         a->help = 1;
+        return 0;
+    case 'V':
+        a->version = 1;
         return 0;
     default:
         return -1; /* parse_args printed why */
@@ -1766,7 +1771,7 @@ static int run(const command_t *cmd, const args_t *a)
 {
     flamedb_opts_t o = {.tenant = a->tenant,
                         .bearer_token = a->token,
-                        .user_agent = "flamectl",
+                        .user_agent = "flamectl/" FLAMEDB_VERSION_STRING,
                         .connect_timeout_ms = a->timeout_ms,
                         .io_timeout_ms = a->timeout_ms};
     flamedb_client_t *c;
@@ -1785,6 +1790,10 @@ int main(int argc, char **argv)
     args_t a;
     const char *name;
     if (parse_args(argc, argv, &a, &name) != 0) return EXIT_USAGE;
+    if (a.version) {
+        printf("flamectl %s\n", FLAMEDB_VERSION_STRING);
+        return 0;
+    }
     if (name != NULL && strcmp(name, "help") == 0) {
         name = a.npos > 0 ? a.pos[0] : NULL;
         a.help = 1;

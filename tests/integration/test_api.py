@@ -65,6 +65,11 @@ def test_small_endpoints():
             assert rc == 2 and opt in text and "usage: flamectl" in text, (args, rc, text)
         rc, text = flamectl("labels", "__profile_type__", "--match", "{}", "--from", "now-1h", "--until", "now")
         assert rc == 0, (rc, text)
+        # --version, as flamedb has (it was an unknown option)
+        rc, text = flamectl("--version")
+        node_version = subprocess.run([harness.FLAMEDB_BIN, "--version"], capture_output=True,
+                                      text=True, timeout=30).stdout.split()[-1]
+        assert rc == 0 and text == "flamectl %s\n" % node_version, (rc, text, node_version)
 
 
 def metric(name):
