@@ -102,11 +102,38 @@ static const char *detect_format(const uint8_t *p, size_t n)
     return "folded";
 }
 
+/* "now-90m": seconds before now, as query times are written (s, m, h, d,
+ * w); -1 when s is not that. */
+static long long before_now(const char *s)
+{
+    static const struct {
+        char unit;
+        long long secs;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 604800}};
+    if (strcmp(s, "now") == 0) return 0;
+    if (strncmp(s, "now-", 4) != 0 || s[4] < '0' || s[4] > '9') return -1;
+    char *end;
+    errno = 0;
+    long long n = strtoll(s + 4, &end, 10);
+    if (errno != 0 || end[0] == '\0' || end[1] != '\0') return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (units[i].unit == end[0] && n <= 100LL * 366 * 86400 / units[i].secs)
+            return n * units[i].secs;
+    return -1;
+}
+
+/* A push's --from/--until: unix seconds, or now / now-1h resolved here
+ * (the node's ingest takes unix times only). */
 static int parse_seconds(const char *s, const char *what, int64_t *out)
 {
     char *end;
     if (s == NULL) {
         *out = 0;
+        return 0;
+    }
+    long long ago = before_now(s);
+    if (ago >= 0) {
+        *out = (int64_t)time(NULL) - ago;
         return 0;
     }
     errno = 0;
@@ -121,8 +148,8 @@ static int cmd_push(flamedb_client_t *c, const args_t *a)
     int64_t from, until;
     if (a->name == NULL)
         return usage_error("push: --name is required (e.g. --name 'app.cpu{env=prod}')%s", "");
-    if (parse_seconds(a->from, "push: --from '%s' is not unix seconds", &from) ||
-        parse_seconds(a->until, "push: --until '%s' is not unix seconds", &until))
+    if (parse_seconds(a->from, "push: --from '%s' is not unix seconds, now or now-1h", &from) ||
+        parse_seconds(a->until, "push: --until '%s' is not unix seconds, now or now-1h", &until))
         return EXIT_USAGE;
     if (a->format && strcmp(a->format, "pprof") != 0 && strcmp(a->format, "folded") != 0)
         return usage_error("push: --format must be pprof or folded, not '%s'", a->format);
@@ -1394,11 +1421,12 @@ static int cmd_cluster(flamedb_client_t *c, const args_t *a)
 static const command_t commands[] = {
     {"push", 1, 1, cmd_push,
      "push FILE --name 'APP{k=v,...}' [--format pprof|folded]\n"
-     "          [--from S] [--until S] [--sample-rate HZ] [--spy-name NAME]",
+     "          [--from T] [--until T] [--sample-rate HZ] [--spy-name NAME]",
      "Sends one profile to POST /ingest. FILE is a pprof (gzipped or raw) or folded\n"
      "stacks ('a;b;c 12' lines), '-' reads stdin. Without --format, gzip or binary\n"
      "content is pprof and text is folded. Folded names carry the type as a suffix:\n"
-     "'app.cpu{env=prod}'. --from/--until are unix seconds (default: now). A retry\n"
+     "'app.cpu{env=prod}'. --from/--until are unix seconds, now or now-N{s,m,h,d,w}\n"
+     "(default: now; a pprof's own time_nanos, when set, is its time). A retry\n"
      "with the same --from and --until counts once; without them every push is a\n"
      "new profile."},
     {"query", 1, 1, cmd_query,

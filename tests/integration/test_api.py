@@ -4,6 +4,7 @@ ranges, tenants, retries counted once, and the small endpoints."""
 import json
 import os
 import subprocess
+import tempfile
 import time
 from xml.etree import ElementTree
 
@@ -65,6 +66,19 @@ def test_small_endpoints():
             assert rc == 2 and opt in text and "usage: flamectl" in text, (args, rc, text)
         rc, text = flamectl("labels", "__profile_type__", "--match", "{}", "--from", "now-1h", "--until", "now")
         assert rc == 0, (rc, text)
+        # push --from takes now-N as query --from does (it took unix seconds only)
+        svc = unique("pushrel")
+        f = tempfile.NamedTemporaryFile("w", suffix=".folded", delete=False)
+        f.write("main;work 3\n")
+        f.close()
+        path = f.name
+        rc, text = flamectl("push", path, "--name", svc + ".cpu", "--from", "now-2h", "--until", "now-2h")
+        assert rc == 0, (rc, text)
+        r = NODE.render(sel(svc), frm="now-3h", until="now-90m", fmt="folded")
+        assert r.status == 200 and r.body.decode() == "main;work %d\n" % (3 * SCALE), r.body
+        rc, text = flamectl("push", path, "--name", svc + ".cpu", "--from", "now-2x")
+        assert rc == 2 and "not unix seconds, now or now-1h" in text, (rc, text)
+        os.unlink(path)
         # --version, as flamedb has (it was an unknown option)
         rc, text = flamectl("--version")
         node_version = subprocess.run([harness.FLAMEDB_BIN, "--version"], capture_output=True,
