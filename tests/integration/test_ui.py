@@ -835,6 +835,14 @@ def test_errors_theme_and_defaults():
                      ".filter((e) => e.getClientRects().length).map((e) => e.className)")
         assert shown == [], ("parts of the view shown under the error", shown)
         assert "no data" not in b.js("return document.querySelector('main').innerText"), "no data"
+        # the selector the node refused stays in the bar as written: a missing
+        # '}' showed as {service_name="..."}, a selector that would work
+        for bad in ('{service_name="%s"' % SVC, '{service_name=="%s"}' % SVC):
+            b.get(page(query=CPU + bad))
+            b.wait_js("return document.body.dataset.ready === 'true'", what="error " + bad)
+            assert snap(b)["error"], bad
+            got = b.js("return document.getElementById('q-selector').value")
+            assert got == bad, ("the bar does not show the selector that failed", bad, got)
         # in the diff view the forms that change the comparison stay
         b.get(page(view="diff", query=sel(version="v1"), rightQuery=CPU + '{service_name=~"("}'))
         b.wait_js("return document.body.dataset.ready === 'true'", what="diff error")
