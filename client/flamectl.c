@@ -487,15 +487,25 @@ static void query_unit(const char *q, char *unit, size_t cap)
 
 static void print_shares(const flamedb__shares_t *t, const char *label, const char *unit)
 {
-    char total[32];
-    printf("%12s %7s  %s\n", "TOTAL", "SHARE", "VALUE");
+    char total[32], sum[32];
+    int64_t values_sum = 0;
+    printf("%12s %7s  %s\n", t->average ? "AVG IN USE" : "TOTAL", "SHARE", "VALUE");
     for (size_t i = 0; i < t->count; i++) {
         const flamedb__share_row_t *r = &t->rows[i];
         format_value(total, sizeof total, r->total, unit);
         printf("%12s %6.2f%%  %s\n", total, r->share * 100, r->value[0] ? r->value : "(none)");
+        values_sum += r->total;
     }
     format_value(total, sizeof total, t->total, unit);
-    if (t->average) /* in-use types: each value's average profile over the range */
+    format_value(sum, sizeof sum, values_sum, unit);
+    /* in-use types: each value's average profile over the range, its share
+     * one of the values' averages together (not of the selection's average
+     * profile, which the two pods of 405 and 401 MiB read as 403 MiB) */
+    if (t->average && t->count > 1)
+        printf("in use %s (the average profile of the range) in %zu values of %s; shares of "
+               "the values' averages, %s together\n",
+               total, t->count, label, sum);
+    else if (t->average)
         printf("in use %s (the average profile of the range) in %zu %s of %s\n", total, t->count,
                t->count == 1 ? "value" : "values", label);
     else

@@ -822,6 +822,22 @@ def test_gauge_caption():
         assert "/ s" not in got[0] and got[0].startswith("bytes in use"), got
         assert got[1] == "1 value of pod, average profile in use 2 MiB", got  # not "1 values"
         assert got[2].startswith("Average in use"), got
+        # two pods: the selection's average profile is 4 MiB, each pod's share
+        # is of the pods' averages together (8 MiB), which the caption says
+        two = unique("uigauge2")
+        for pod, mib in (("a", 2), ("b", 6)):
+            p = Pprof([("inuse_objects", "count"), ("inuse_space", "bytes")],
+                      period_type=("space", "bytes"), period=524288)
+            p.add(["main", "cache.Put"], [1, mib << 20])
+            r = NODE.ingest(p.encode_gz(), name="%s{pod=%s}" % (two, pod), format="pprof", **{"from": NOW - 200})
+            assert r.status == 200, r
+        q2 = 'memory:inuse_space:bytes:space:bytes{service_name="%s"}' % two
+        s = open_page(b, page(view="tags", query=q2, label="pod"), "a gauge's tags, two pods")
+        assert [(v["value"], v["total"]) for v in s["values"]] == [("b", 6 << 20), ("a", 2 << 20)], s["values"]
+        got = b.js("return document.querySelector('#view-tags .tags-total').textContent")
+        assert got == ("2 values of pod, average profile in use 4 MiB; "
+                       "shares of the values' averages, 8 MiB together"), got
+        shot(b, "gauge-tags")
 
 
 def test_errors_theme_and_defaults():
