@@ -438,7 +438,20 @@ static int cmd_query(flamedb_client_t *c, const args_t *a)
         return usage_error("query: --group-by needs --output json (the groups are timelines "
                            "of the JSON answer), not --output %s",
                            out);
-    if (strcmp(out, "top") == 0) return query_top(c, a);
+    int top = strcmp(out, "top") == 0;
+    if (top && a->outfile != NULL)
+        return usage_error("query: -o writes folded, json, pprof, svg or speedscope; the top "
+                           "table goes to stdout (redirect it: > %s)",
+                           a->outfile);
+    if (top && a->max_nodes > 0)
+        return usage_error("query: --max-nodes truncates a flame graph; the top table is of "
+                           "every function (--limit)%s",
+                           "");
+    if (!top && (a->limit > 0 || a->by != NULL))
+        return usage_error("query: --limit and --by order the top table: they need --output "
+                           "top, not --output %s",
+                           out);
+    if (top) return query_top(c, a);
     if (strcmp(out, "folded") == 0)
         f = FLAMEDB_FORMAT_FOLDED;
     else if (strcmp(out, "json") == 0)

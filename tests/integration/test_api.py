@@ -64,6 +64,14 @@ def test_small_endpoints():
                           (["query", CPU + "{}", "--left-from", "now-2h"], "query takes no --left-from")):
             rc, text = flamectl(*args)
             assert rc == 2 and opt in text and "usage: flamectl" in text, (args, rc, text)
+        # and so is one of query's that the output asked for does not use
+        # (-o with the top table wrote nothing to the file, exit 0)
+        for args, why in ((["-o", os.devnull], "the top table goes to stdout"),
+                          (["--max-nodes", "5"], "--max-nodes truncates a flame graph"),
+                          (["--output", "folded", "--limit", "3"], "need --output top, not --output folded"),
+                          (["--output", "json", "--by", "total"], "need --output top, not --output json")):
+            rc, text = flamectl("query", CPU + "{}", *args)
+            assert rc == 2 and why in text, (args, rc, text)
         rc, text = flamectl("labels", "__profile_type__", "--match", "{}", "--from", "now-1h", "--until", "now")
         assert rc == 0, (rc, text)
         # push --from takes now-N as query --from does (it took unix seconds only)
