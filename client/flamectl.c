@@ -839,11 +839,13 @@ static void cs_print(const cs_doc_t *d)
 }
 
 /* GET /cluster/status into d (rows allocated here; free d->rows). */
+/* Every cluster command starts here: a failure names the status read, not
+ * "cluster status", which read as the wrong command after cluster repair. */
 static int cs_load(flamedb_client_t *c, cs_doc_t *d, flamedb_response_t *r)
 {
     memset(d, 0, sizeof *d);
     int rc = flamedb_get(c, "/cluster/status", r);
-    if (rc != 0) return request_failed(c, "cluster status", rc);
+    if (rc != 0) return request_failed(c, "reading the cluster's status (GET /cluster/status)", rc);
     d->rows = calloc(CS_MAX_ROWS, sizeof(cs_row_t));
     json_t rd;
     json_init(&rd, r->body, r->len, cs_json);

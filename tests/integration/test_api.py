@@ -87,6 +87,12 @@ def test_small_endpoints():
         rc, text = flamectl("push", path, "--name", svc + ".cpu", "--from", "now-2x")
         assert rc == 2 and "not unix seconds, now or now-1h" in text, (rc, text)
         os.unlink(path)
+        # a node that does not answer: the reason names what failed, not
+        # another command ("cluster status failed" after cluster repair)
+        out = subprocess.run([CTL, "--url", "http://127.0.0.1:1", "cluster", "repair"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 1 and "cluster status failed" not in out.stderr, out.stderr
+        assert "reading the cluster's status (GET /cluster/status) failed: connect" in out.stderr, out.stderr
         # --version, as flamedb has (it was an unknown option)
         rc, text = flamectl("--version")
         node_version = subprocess.run([harness.FLAMEDB_BIN, "--version"], capture_output=True,
