@@ -32,9 +32,12 @@ typedef struct args {
     const char *group_by;                                          /* query --output json */
     const char *node;                                              /* cluster remove */
     int max_nodes, limit, sample_rate;
-    int help;
+    int help, version;
     const char *pos[4]; /* positional arguments after the command */
     int npos;
+    const char *given[48]; /* the command's options as typed ("--limit", "-o"), to check
+                            * against its usage */
+    int ngiven;
 } args_t;
 
 typedef struct command {
@@ -99,11 +102,38 @@ static const char *detect_format(const uint8_t *p, size_t n)
     return "folded";
 }
 
+/* "now-90m": seconds before now, as query times are written (s, m, h, d,
+ * w); -1 when s is not that. */
+static long long before_now(const char *s)
+{
+    static const struct {
+        char unit;
+        long long secs;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 604800}};
+    if (strcmp(s, "now") == 0) return 0;
+    if (strncmp(s, "now-", 4) != 0 || s[4] < '0' || s[4] > '9') return -1;
+    char *end;
+    errno = 0;
+    long long n = strtoll(s + 4, &end, 10);
+    if (errno != 0 || end[0] == '\0' || end[1] != '\0') return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (units[i].unit == end[0] && n <= 100LL * 366 * 86400 / units[i].secs)
+            return n * units[i].secs;
+    return -1;
+}
+
+/* A push's --from/--until: unix seconds, or now / now-1h resolved here
+ * (the node's ingest takes unix times only). */
 static int parse_seconds(const char *s, const char *what, int64_t *out)
 {
     char *end;
     if (s == NULL) {
         *out = 0;
+        return 0;
+    }
+    long long ago = before_now(s);
+    if (ago >= 0) {
+        *out = (int64_t)time(NULL) - ago;
         return 0;
     }
     errno = 0;
@@ -118,8 +148,8 @@ static int cmd_push(flamedb_client_t *c, const args_t *a)
     int64_t from, until;
     if (a->name == NULL)
         return usage_error("push: --name is required (e.g. --name 'app.cpu{env=prod}')%s", "");
-    if (parse_seconds(a->from, "push: --from '%s' is not unix seconds", &from) ||
-        parse_seconds(a->until, "push: --until '%s' is not unix seconds", &until))
+    if (parse_seconds(a->from, "push: --from '%s' is not unix seconds, now or now-1h", &from) ||
+        parse_seconds(a->until, "push: --until '%s' is not unix seconds, now or now-1h", &until))
         return EXIT_USAGE;
     if (a->format && strcmp(a->format, "pprof") != 0 && strcmp(a->format, "folded") != 0)
         return usage_error("push: --format must be pprof or folded, not '%s'", a->format);
@@ -408,7 +438,20 @@ static int cmd_query(flamedb_client_t *c, const args_t *a)
         return usage_error("query: --group-by needs --output json (the groups are timelines "
                            "of the JSON answer), not --output %s",
                            out);
-    if (strcmp(out, "top") == 0) return query_top(c, a);
+    int top = strcmp(out, "top") == 0;
+    if (top && a->outfile != NULL)
+        return usage_error("query: -o writes folded, json, pprof, svg or speedscope; the top "
+                           "table goes to stdout (redirect it: > %s)",
+                           a->outfile);
+    if (top && a->max_nodes > 0)
+        return usage_error("query: --max-nodes truncates a flame graph; the top table is of "
+                           "every function (--limit)%s",
+                           "");
+    if (!top && (a->limit > 0 || a->by != NULL))
+        return usage_error("query: --limit and --by order the top table: they need --output "
+                           "top, not --output %s",
+                           out);
+    if (top) return query_top(c, a);
     if (strcmp(out, "folded") == 0)
         f = FLAMEDB_FORMAT_FOLDED;
     else if (strcmp(out, "json") == 0)
@@ -457,19 +500,30 @@ static void query_unit(const char *q, char *unit, size_t cap)
 
 static void print_shares(const flamedb__shares_t *t, const char *label, const char *unit)
 {
-    char total[32];
-    printf("%12s %7s  %s\n", "TOTAL", "SHARE", "VALUE");
+    char total[32], sum[32];
+    int64_t values_sum = 0;
+    printf("%12s %7s  %s\n", t->average ? "AVG IN USE" : "TOTAL", "SHARE", "VALUE");
     for (size_t i = 0; i < t->count; i++) {
         const flamedb__share_row_t *r = &t->rows[i];
         format_value(total, sizeof total, r->total, unit);
         printf("%12s %6.2f%%  %s\n", total, r->share * 100, r->value[0] ? r->value : "(none)");
+        values_sum += r->total;
     }
     format_value(total, sizeof total, t->total, unit);
-    if (t->average) /* in-use types: each value's average profile over the range */
-        printf("in use %s (the average profile of the range) in %zu values of %s\n", total,
-               t->count, label);
+    format_value(sum, sizeof sum, values_sum, unit);
+    /* in-use types: each value's average profile over the range, its share
+     * one of the values' averages together (not of the selection's average
+     * profile, which the two pods of 405 and 401 MiB read as 403 MiB) */
+    if (t->average && t->count > 1)
+        printf("in use %s (the average profile of the range) in %zu values of %s; shares of "
+               "the values' averages, %s together\n",
+               total, t->count, label, sum);
+    else if (t->average)
+        printf("in use %s (the average profile of the range) in %zu %s of %s\n", total, t->count,
+               t->count == 1 ? "value" : "values", label);
     else
-        printf("total %s in %zu values of %s\n", total, t->count, label);
+        printf("total %s in %zu %s of %s\n", total, t->count, t->count == 1 ? "value" : "values",
+               label);
 }
 
 /* GET /api/label-shares: the server sums each value from the window totals. */
@@ -785,11 +839,13 @@ static void cs_print(const cs_doc_t *d)
 }
 
 /* GET /cluster/status into d (rows allocated here; free d->rows). */
+/* Every cluster command starts here: a failure names the status read, not
+ * "cluster status", which read as the wrong command after cluster repair. */
 static int cs_load(flamedb_client_t *c, cs_doc_t *d, flamedb_response_t *r)
 {
     memset(d, 0, sizeof *d);
     int rc = flamedb_get(c, "/cluster/status", r);
-    if (rc != 0) return request_failed(c, "cluster status", rc);
+    if (rc != 0) return request_failed(c, "reading the cluster's status (GET /cluster/status)", rc);
     d->rows = calloc(CS_MAX_ROWS, sizeof(cs_row_t));
     json_t rd;
     json_init(&rd, r->body, r->len, cs_json);
@@ -844,6 +900,8 @@ static int cmd_cluster_status(flamedb_client_t *c, const args_t *a)
 {
     flamedb_response_t r;
     cs_doc_t d;
+    if (a->output != NULL && strcmp(a->output, "table") != 0 && strcmp(a->output, "json") != 0)
+        return usage_error("cluster status: --output must be table or json, not '%s'", a->output);
     if (a->output != NULL && strcmp(a->output, "json") == 0) {
         int rc = flamedb_get(c, "/cluster/status", &r);
         if (rc != 0) return request_failed(c, "cluster status", rc);
@@ -970,7 +1028,7 @@ static flamedb_client_t *client_for(const args_t *a, const char *url)
 {
     flamedb_opts_t o = {.tenant = a->tenant,
                         .bearer_token = a->token,
-                        .user_agent = "flamectl",
+                        .user_agent = "flamectl/" FLAMEDB_VERSION_STRING,
                         .connect_timeout_ms = a->timeout_ms,
                         .io_timeout_ms = a->timeout_ms ? a->timeout_ms : 600000};
     flamedb_client_t *c = NULL;
@@ -1388,11 +1446,12 @@ static int cmd_cluster(flamedb_client_t *c, const args_t *a)
 static const command_t commands[] = {
     {"push", 1, 1, cmd_push,
      "push FILE --name 'APP{k=v,...}' [--format pprof|folded]\n"
-     "          [--from S] [--until S] [--sample-rate HZ] [--spy-name NAME]",
+     "          [--from T] [--until T] [--sample-rate HZ] [--spy-name NAME]",
      "Sends one profile to POST /ingest. FILE is a pprof (gzipped or raw) or folded\n"
      "stacks ('a;b;c 12' lines), '-' reads stdin. Without --format, gzip or binary\n"
      "content is pprof and text is folded. Folded names carry the type as a suffix:\n"
-     "'app.cpu{env=prod}'. --from/--until are unix seconds (default: now). A retry\n"
+     "'app.cpu{env=prod}'. --from/--until are unix seconds, now or now-N{s,m,h,d,w}\n"
+     "(default: now; a pprof's own time_nanos, when set, is its time). A retry\n"
      "with the same --from and --until counts once; without them every push is a\n"
      "new profile."},
     {"query", 1, 1, cmd_query,
@@ -1534,6 +1593,7 @@ static const struct option options[] = {
     {"group-by", required_argument, NULL, OPT_GROUP_BY},
     {"node", required_argument, NULL, OPT_NODE},
     {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
 
@@ -1554,6 +1614,7 @@ static void print_help(FILE *f)
             "                  wait up to 600000 for each node's pass, cluster status\n"
             "                  5000 for each member)\n"
             "  -h, --help      this help; 'flamectl COMMAND --help' explains a command\n"
+            "  --version       print flamectl's version\n"
             "\nexit status: 0 ok, 1 the request failed, 2 bad usage\n",
             FLAMEDB_DEFAULT_URL);
 }
@@ -1657,6 +1718,9 @@ static int set_option(args_t *a, int opt, const char *v)
     case 'h':
         a->help = 1;
         return 0;
+    case 'V':
+        a->version = 1;
+        return 0;
     default:
         return -1; /* parse_args printed why */
     }
@@ -1682,14 +1746,19 @@ static int parse_args(int argc, char **argv, args_t *a, const char **cmd)
     a->tenant = getenv("FLAMEDB_TENANT");
     a->token = getenv("FLAMEDB_TOKEN");
     *cmd = NULL;
-    int opt;
+    int opt, idx = -1;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":ho:", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":ho:", options, &idx)) != -1) {
         if (opt == '?' || opt == ':') {
             option_error(opt, argv);
             return -1;
         }
         if (set_option(a, opt, optarg) != 0) return -1;
+        if (opt >= OPT_NAME && idx >= 0 && a->ngiven < (int)(sizeof a->given / sizeof a->given[0]))
+            a->given[a->ngiven++] = options[idx].name;
+        else if (opt == 'o' && a->ngiven < (int)(sizeof a->given / sizeof a->given[0]))
+            a->given[a->ngiven++] = "o";
+        idx = -1;
     }
     for (int i = optind; i < argc; i++) {
         if (*cmd == NULL)
@@ -1705,6 +1774,45 @@ static int parse_args(int argc, char **argv, args_t *a, const char **cmd)
     return 0;
 }
 
+/* The usage line a command's options are checked against: for cluster, the
+ * line of its subcommand ("cluster remove --node ID"); else all of it. */
+static void usage_for(const command_t *cmd, const args_t *a, char *out, size_t cap)
+{
+    const char *u = cmd->usage, *line = NULL;
+    char head[64];
+    if (strcmp(cmd->name, "cluster") == 0 && a->npos > 0) {
+        snprintf(head, sizeof head, "cluster %s", a->pos[0]);
+        line = strstr(u, head);
+    }
+    if (line == NULL) {
+        snprintf(out, cap, "%s", u);
+        return;
+    }
+    size_t n = strcspn(line, "\n");
+    snprintf(out, cap, "%.*s", (int)n, line);
+}
+
+/* An option the command does not take (labels --output json) is bad usage,
+ * not ignored: the user would read the default output as what was asked. */
+static int check_options(const command_t *cmd, const args_t *a)
+{
+    char usage[1024], opt[40];
+    usage_for(cmd, a, usage, sizeof usage);
+    for (int i = 0; i < a->ngiven; i++) {
+        snprintf(opt, sizeof opt, "%s%s", strcmp(a->given[i], "o") == 0 ? "-" : "--", a->given[i]);
+        const char *p = usage;
+        size_t n = strlen(opt);
+        while ((p = strstr(p, opt)) != NULL && p[n] != ' ' && p[n] != ']' && p[n] != '\0')
+            p += n;
+        if (p != NULL) continue;
+        fprintf(stderr, "flamectl: %s%s%s takes no %s option\nusage: flamectl %s\n", cmd->name,
+                a->npos > 0 && strcmp(cmd->name, "cluster") == 0 ? " " : "",
+                strcmp(cmd->name, "cluster") == 0 && a->npos > 0 ? a->pos[0] : "", opt, usage);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
 static const command_t *find_command(const char *name)
 {
     for (size_t i = 0; i < NCOMMANDS; i++)
@@ -1716,7 +1824,7 @@ static int run(const command_t *cmd, const args_t *a)
 {
     flamedb_opts_t o = {.tenant = a->tenant,
                         .bearer_token = a->token,
-                        .user_agent = "flamectl",
+                        .user_agent = "flamectl/" FLAMEDB_VERSION_STRING,
                         .connect_timeout_ms = a->timeout_ms,
                         .io_timeout_ms = a->timeout_ms};
     flamedb_client_t *c;
@@ -1735,6 +1843,10 @@ int main(int argc, char **argv)
     args_t a;
     const char *name;
     if (parse_args(argc, argv, &a, &name) != 0) return EXIT_USAGE;
+    if (a.version) {
+        printf("flamectl %s\n", FLAMEDB_VERSION_STRING);
+        return 0;
+    }
     if (name != NULL && strcmp(name, "help") == 0) {
         name = a.npos > 0 ? a.pos[0] : NULL;
         a.help = 1;
@@ -1753,5 +1865,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "flamectl: wrong number of arguments\nusage: flamectl %s\n", cmd->usage);
         return EXIT_USAGE;
     }
+    if (check_options(cmd, &a) != 0) return EXIT_USAGE;
     return run(cmd, &a);
 }

@@ -240,6 +240,11 @@ static int parse_profile(const query_params_t *p, const query_limits_t *lim, que
     query_profile_ref_t ref;
     size_t n = p->id != NULL ? strlen(p->id) : 0;
     if (n == 0) return errmsg_set(em, ERR_INVALID_ARGUMENT, "profile id: required");
+    if (n == 32 && strspn(p->id, "0123456789abcdefABCDEF") == n)
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "profile id \"%s\": that is a profile_id; open the profile by the id "
+                          "GET /api/profiles lists beside it (%d hex digits, flamectl profiles)",
+                          p->id, QUERY_PROFILE_ID_HEX);
     if (query_profile_ref_parse(p->id, n, &ref) != 0)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
                           "profile id \"%.100s\": not an id of GET /api/profiles (%d hex digits)",

@@ -144,17 +144,21 @@ static int parse_folded(ingest_profile_t *p, const payload_t *pl, const ingest_p
     return rc < 0 ? rc : ingest_folded(pl->data, pl->len, &ctx, em);
 }
 
-static int check_time(int64_t t, int64_t now, const ingest_limits_t *lim, errmsg_t *em)
+/* A profile time outside max-past/max-future. own: the time is the
+ * pprof's time_nanos, which wins over from= (a saved pprof pushed later
+ * keeps its capture time): the reason says so, since from= cannot help. */
+static int check_time(int64_t t, int64_t now, int own, const ingest_limits_t *lim, errmsg_t *em)
 {
+    const char *whose =
+        own ? "the pprof's own time (time_nanos, which from= does not change) " : "profile time ";
     if (t < now - lim->max_past_seconds * 1000000000LL)
         return errmsg_set(em, ERR_INVALID_ARGUMENT,
-                          "profile time %lld s is more than %lld s in the past (setting max-past)",
+                          "%s%lld s is more than %lld s in the past (setting max-past)", whose,
                           (long long)(t / 1000000000LL), (long long)lim->max_past_seconds);
     if (t > now + lim->max_future_seconds * 1000000000LL)
-        return errmsg_set(
-            em, ERR_INVALID_ARGUMENT,
-            "profile time %lld s is more than %lld s in the future (setting max-future)",
-            (long long)(t / 1000000000LL), (long long)lim->max_future_seconds);
+        return errmsg_set(em, ERR_INVALID_ARGUMENT,
+                          "%s%lld s is more than %lld s in the future (setting max-future)", whose,
+                          (long long)(t / 1000000000LL), (long long)lim->max_future_seconds);
     return 0;
 }
 
@@ -243,8 +247,9 @@ static int run(const ingest_request_t *req, const ingest_limits_t *lim, ingest_p
     pl.owned = NULL;
     ingest_uncharge(&p->ss, charged);
     if (rc == 0) rc = ingest_series_finish(&p->ss, p->symtab, em);
+    int own_time = time_ns != 0;
     if (time_ns == 0) time_ns = pa.from_ns ? pa.from_ns : now;
-    if (rc == 0) rc = check_time(time_ns, now, lim, em);
+    if (rc == 0) rc = check_time(time_ns, now, own_time, lim, em);
     if (rc == 0) {
         id_window_t win = {pa.from_ns ? pa.from_ns : now, pa.until_ns, time_ns};
         profile_id(req, p->tenant, &win, pl.hash, p->w.profile_id);

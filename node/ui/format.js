@@ -21,6 +21,11 @@ export function value(v, unit) {
   return String(v);
 }
 
+// "1 value", "2 values": a count with its noun, singular for one.
+export function count(n, noun) {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 export function percent(part, whole) {
   if (!whole) return '0%';
   const p = (100 * part) / whole;

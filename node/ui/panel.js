@@ -170,7 +170,7 @@ export class Panel {
     this.maxSelf = Math.max(0, ...t.functions.map((f) => f.self));
     this.table.opts.columns = this.columns(rate);
     let note = t.functionCount > t.functions.length
-      ? `the top ${t.functions.length} of ${t.functionCount} functions` : `${t.functionCount} functions`;
+      ? `the top ${t.functions.length} of ${t.functionCount} functions` : fmt.count(t.functionCount, 'function');
     if (rate && t.cores != null) note += ` · ${fmt.cores(t.cores)} on average`;
     this.table.setRows(t.functions, note);
     let foot = `total ${fmt.value(r.flamebearer.numTicks, this.unit)} over ${secs} s`;

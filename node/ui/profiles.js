@@ -41,7 +41,7 @@ export class ProfilesView {
       this.rows = ans.profiles;
       this.table.setRows(ans.profiles, ans.truncated ? `more than ${LIMIT}: narrow the range to see older ones` : '');
       this.q('.profiles-note').textContent =
-        `${ans.profiles.length}${ans.truncated ? '+' : ''} profiles in the range; click an id to open that profile`;
+        `${ans.profiles.length}${ans.truncated ? '+ profiles' : ans.profiles.length === 1 ? ' profile' : ' profiles'} in the range; click an id to open that profile`;
     }
     this.q('.profile-open').hidden = !state.profile;
     // the list keeps room for an opened profile below it, else takes the page

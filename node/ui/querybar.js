@@ -235,8 +235,12 @@ export class QueryBar {
 }
 
 // The selector part of a query ("{...}").
+// The selector as the query holds it, not rebuilt from what parses: a
+// typo the node refuses (a missing '}', an unknown operator) stays in view
+// beside its error instead of showing as a selector that would work.
 function selectorOf(q) {
-  return selectorText(parseQuery(q).matchers);
+  const i = (q || '').indexOf('{');
+  return i < 0 ? selectorText([]) : q.slice(i).trim();
 }
 
 function fillSelect(sel, values, current, emptyLabel, label = (v) => v) {

@@ -70,7 +70,11 @@ export class TagsView {
     // a gauge (in-use memory): each value is its average profile, not a total
     const gauge = ans.aggregationType === 'average';
     const whole = gauge ? 'average profile in use' : 'total';
-    this.q('.tags-total').textContent = `${ans.values.length} values of ${label}, ${whole} ${fmt.value(ans.total, this.unit)}`;
+    // a gauge's shares are of the values' averages together, not of the
+    // selection's average profile (two pods of 405 and 401 MiB: 403 MiB)
+    const sum = ans.values.reduce((a, v) => a + v.total, 0);
+    const of = gauge && ans.values.length > 1 ? `; shares of the values' averages, ${fmt.value(sum, this.unit)} together` : '';
+    this.q('.tags-total').textContent = `${fmt.count(ans.values.length, 'value')} of ${label}, ${whole} ${fmt.value(ans.total, this.unit)}${of}`;
     this.timeline.set(ans.values.slice(0, COLORS.length).map((v) => ({ timeline: v.timeline, color: v.color })),
       this.unit, fmt.isCPU(type), gauge);
     this.table.opts.columns.find((c) => c.key === 'total').title = gauge ? 'Average in use' : 'Total';

@@ -4,6 +4,7 @@ ranges, tenants, retries counted once, and the small endpoints."""
 import json
 import os
 import subprocess
+import tempfile
 import time
 from xml.etree import ElementTree
 
@@ -47,6 +48,56 @@ def test_small_endpoints():
                    "flamedb_http_connections_open", "flamedb_ingest_profiles_total",
                    "flamedb_http_requests_in_flight", "flamedb_ready 1"):
         assert family in text, family
+    # flamectl cluster status: a node of its own is a cluster of one; an
+    # --output it does not have is bad usage (2), not a table printed anyway
+    got = flamectl("cluster", "status", "--output", "json")
+    if got is not None:
+        assert got[0] == 0 and json.loads(got[1])["nodes"], got
+        rc, text = flamectl("cluster", "status", "--output", "yaml")
+        assert rc == 2 and "--output must be table or json, not 'yaml'" in text, (rc, text)
+        # an option the command does not take is bad usage, not ignored (labels
+        # printed its plain list for --output json, exit 0)
+        for args, opt in ((["labels", "--output", "json"], "labels takes no --output"),
+                          (["ready", "--limit", "5"], "ready takes no --limit"),
+                          (["cluster", "repair", "--output", "json"], "cluster repair takes no --output"),
+                          (["cluster", "status", "--node", "x"], "cluster status takes no --node"),
+                          (["query", CPU + "{}", "--left-from", "now-2h"], "query takes no --left-from")):
+            rc, text = flamectl(*args)
+            assert rc == 2 and opt in text and "usage: flamectl" in text, (args, rc, text)
+        # and so is one of query's that the output asked for does not use
+        # (-o with the top table wrote nothing to the file, exit 0)
+        for args, why in ((["-o", os.devnull], "the top table goes to stdout"),
+                          (["--max-nodes", "5"], "--max-nodes truncates a flame graph"),
+                          (["--output", "folded", "--limit", "3"], "need --output top, not --output folded"),
+                          (["--output", "json", "--by", "total"], "need --output top, not --output json")):
+            rc, text = flamectl("query", CPU + "{}", *args)
+            assert rc == 2 and why in text, (args, rc, text)
+        rc, text = flamectl("labels", "__profile_type__", "--match", "{}", "--from", "now-1h", "--until", "now")
+        assert rc == 0, (rc, text)
+        # push --from takes now-N as query --from does (it took unix seconds only)
+        svc = unique("pushrel")
+        f = tempfile.NamedTemporaryFile("w", suffix=".folded", delete=False)
+        f.write("main;work 3\n")
+        f.close()
+        path = f.name
+        rc, text = flamectl("push", path, "--name", svc + ".cpu", "--from", "now-2h", "--until", "now-2h")
+        assert rc == 0, (rc, text)
+        r = NODE.render(sel(svc), frm="now-3h", until="now-90m", fmt="folded")
+        assert r.status == 200 and r.body.decode() == "main;work %d\n" % (3 * SCALE), r.body
+        rc, text = flamectl("push", path, "--name", svc + ".cpu", "--from", "now-2x")
+        assert rc == 2 and "not unix seconds, now or now-1h" in text, (rc, text)
+        os.unlink(path)
+        # a node that does not answer: the reason names what failed, not
+        # another command ("cluster status failed" after cluster repair)
+        out = subprocess.run([CTL, "--url", "http://127.0.0.1:1", "cluster", "repair"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 1 and "cluster status failed" not in out.stderr, out.stderr
+        assert "reading the cluster's status (GET /cluster/status) failed: connect" in out.stderr, out.stderr
+        # --version, as flamedb has (it was an unknown option)
+        rc, text = flamectl("--version")
+        node_version = subprocess.run([harness.FLAMEDB_BIN, "--version"], capture_output=True,
+                                      text=True, timeout=30).stdout.split()[-1]
+        assert rc == 0 and text == "flamectl %s\n" % node_version, (rc, text, node_version)
 
 
 def metric(name):
@@ -155,6 +206,9 @@ def test_label_shares():
         assert rc == 0 and json.loads(text) == doc, text
         rc, text = flamectl("shares", '{service_name="%s"}' % svc, "env")
         assert rc == 1 and "profile type" in text, text  # the node's reason
+        # one value is "1 value", not "1 values"
+        rc, text = flamectl("shares", sel(svc, env="b"), "env")
+        assert rc == 0 and text.endswith("total 0.04s in 1 value of env\n"), text
     r = NODE.query("/api/label-shares", query=sel(svc))
     assert r.status == 400 and "label" in r.json()["message"], r
     r = NODE.query("/api/label-shares", query='{service_name="%s"}' % svc, label="env")

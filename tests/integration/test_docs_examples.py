@@ -24,7 +24,7 @@ import tempfile
 import time
 import urllib.parse
 
-from harness import CPU, ROOT, Node, Skip, run_tests
+from harness import CPU, FLAMEDB_BIN, ROOT, Node, Skip, run_tests
 from profiles import Pprof
 
 CTL = os.environ.get("FLAMECTL_BIN", os.path.join(ROOT, "build", "bin", "flamectl"))
@@ -157,6 +157,44 @@ def test_demo_flags_documented():
     assert not missing, ("flags of deploy/demo.sh missing in operations.md section 9", missing)
     missing = sorted(f for f in flags if f not in usage)
     assert not missing, ("flags of deploy/demo.sh missing in its --help", missing)
+
+
+# The documents an operator or user reads (the testing and benchmark notes
+# name the options of the test and benchmark scripts instead), and the few
+# options of other programs they show in a code span (chromium's).
+USER_DOCS = ["README.md"] + [os.path.join("docs", f) for f in (
+    "api.md", "architecture.md", "client.md", "cluster-protocol.md", "cluster.md", "common.md",
+    "configuration.md", "internals.md", "operations.md", "query.md", "replication.md",
+    "scatter-gather.md", "storage-format.md", "ui.md")]
+OTHER_PROGRAMS_OPTIONS = {"--headless"}
+
+
+def help_options(argv):
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    return set(re.findall(r"--[a-z][a-z0-9-]*", out.stdout + out.stderr))
+
+
+def test_documented_options_exist():
+    """Every option the user documents show in a code span (`--name ...`) is
+    one of flamedb, flamectl, flamedb-demo or deploy/demo.sh (their --help):
+    cluster.md named `--max-tree-nodes`, which no program has."""
+    bins = os.path.dirname(FLAMEDB_BIN)
+    known = OTHER_PROGRAMS_OPTIONS.copy()
+    for argv in ([FLAMEDB_BIN, "--help"], [CTL, "--help"],
+                 [os.path.join(bins, "flamedb-demo"), "--help"],
+                 ["bash", os.path.join(ROOT, "deploy", "demo.sh"), "--help"]):
+        got = help_options(argv)
+        assert len(got) > 3, ("no options in the help of", argv)
+        known |= got
+    bad, seen = [], 0
+    for doc in USER_DOCS:
+        for i, line in enumerate(open(os.path.join(ROOT, doc), encoding="utf-8"), 1):
+            for m in re.finditer(r"`(--[a-z][a-z0-9-]*)", line):
+                seen += 1
+                if m.group(1) not in known:
+                    bad.append("%s:%d %s" % (doc, i, m.group(1)))
+    assert seen > 100, ("few options found: the pattern no longer matches the documents", seen)
+    assert not bad, ("options no program has", bad)
 
 
 # The options of Brendan Gregg's flamegraph.pl (its --help). A folded file

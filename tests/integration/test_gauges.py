@@ -179,6 +179,14 @@ def check(node, svc, data):
         assert out.returncode == 0, out.stderr
         last = out.stdout.splitlines()[-1]
         assert last.startswith("in use ") and "average profile" in last, out.stdout
+        # the shares are of the values' averages together, which it prints
+        r = node.query("/api/label-shares", query=INUSE + "{service_name=\"%s\"}" % svc, label="pod",
+                       **{"from": frm}, until=until)
+        values = r.json()["values"]
+        assert len(values) > 1, values
+        together = sum(v["total"] for v in values)
+        assert last.endswith("; shares of the values' averages, %s together" % mib(together)), (last, together)
+        assert out.stdout.startswith("  AVG IN USE   SHARE  VALUE\n"), out.stdout
     # a diff compares the average profiles of its two ranges
     q = INUSE + "{service_name=\"%s\"}" % svc
     r = node.query("/pyroscope/render-diff", leftQuery=q, rightQuery=q, leftFrom=frm,
@@ -204,6 +212,14 @@ def check(node, svc, data):
     assert j["metadata"]["aggregationType"] == "sum", j["metadata"]
     assert j["flamebearer"]["numTicks"] == tot_alloc
     assert sum(j["timeline"]["samples"]) == tot_alloc
+
+
+def mib(v):
+    """Bytes as flamectl prints them (1024-based, one decimal past B)."""
+    units, d, i = ["B", "KiB", "MiB", "GiB", "TiB"], float(v), 0
+    while d >= 1024 and i < 4:
+        d, i = d / 1024, i + 1
+    return ("%.1f %s" if i else "%.0f %s") % (d, units[i])
 
 
 def test_one_node_averages_in_use_memory():

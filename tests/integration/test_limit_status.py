@@ -58,6 +58,14 @@ def test_bad_request_limits_are_400():
     refused_400("max-label-value-len", svc + ".cpu{k=" + "v" * 50 + "}", NOW - 60)
     refused_400("max-past", svc + ".cpu", NOW - 2 * 3600)
     refused_400("max-future", svc + ".cpu", NOW + 3600)
+    # a pprof's own time_nanos wins over from=: the reason says whose time it
+    # is (a saved pprof pushed with a recent from= was refused naming only a
+    # 'profile time' the user had not given)
+    p = Pprof([("cpu", "nanoseconds")], time_ns=(NOW - 2 * 3600) * 10**9)
+    p.add(["main", "f"], [10])
+    r = NODE.ingest(p.encode_gz(), name=svc, format="pprof", **{"from": NOW - 60})
+    assert r.status == 400 and "max-past" in r.json()["message"], r
+    assert "time_nanos" in r.json()["message"], r.json()
 
 
 def test_query_limits_are_422():

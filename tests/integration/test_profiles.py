@@ -117,6 +117,10 @@ def check_bad_ids(node, pid):
         assert r.status == 400 and b"profile id" in r.body, (bad, r)
     r = open_profile(node, pid, "top")
     assert r.status == 400, r
+    # the listing's profile_id (its last 32 digits, what the web UI's list
+    # shows) is not the id to open: the reason says which one is
+    r = open_profile(node, pid[-32:])
+    assert r.status == 400 and b"profile_id" in r.body and b"80 hex digits" in r.body, r.body
 
 
 def ctl(node, *args):

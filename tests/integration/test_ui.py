@@ -593,6 +593,24 @@ def test_narrow_window():
             shot(b, "narrow-" + view)
 
 
+def test_diff_controls_phone_width():
+    """At 600 px the baseline's query (one long word of a selector) ran past
+    the diff controls' box and the page scrolled sideways: it wraps inside
+    the box, as the comparison's input does."""
+    with need_browser() as b:
+        b.set_window(600, 800)
+        open_page(b, page(view="diff", query=sel(version="v1"), rightQuery=sel(version="v2")),
+                  "the diff view at 600 px")
+        m = b.js("""
+          const box = document.querySelector('#view-diff .diff-controls').getBoundingClientRect();
+          const q = document.querySelector('#view-diff .left-q').getBoundingClientRect();
+          return {box: box.right, q: q.right, page: document.documentElement.scrollWidth,
+                  inner: window.innerWidth};""")
+        assert m["q"] <= m["box"] + 0.5, ("the baseline query runs past its box at 600 px", m)
+        assert m["page"] <= m["inner"], ("the page scrolls sideways at 600 px", m)
+        shot(b, "narrow-diff-600")
+
+
 def test_diff_report_search():
     """A report of more functions than the 200 the diff view loads: its
     table's search asks the node (/api/diff?search=) and finds functions
@@ -802,8 +820,24 @@ def test_gauge_caption():
                    "        v.querySelector('.tags-total').textContent,"
                    "        v.querySelector('th[data-key=total]').textContent]")
         assert "/ s" not in got[0] and got[0].startswith("bytes in use"), got
-        assert got[1] == "1 values of pod, average profile in use 2 MiB", got
+        assert got[1] == "1 value of pod, average profile in use 2 MiB", got  # not "1 values"
         assert got[2].startswith("Average in use"), got
+        # two pods: the selection's average profile is 4 MiB, each pod's share
+        # is of the pods' averages together (8 MiB), which the caption says
+        two = unique("uigauge2")
+        for pod, mib in (("a", 2), ("b", 6)):
+            p = Pprof([("inuse_objects", "count"), ("inuse_space", "bytes")],
+                      period_type=("space", "bytes"), period=524288)
+            p.add(["main", "cache.Put"], [1, mib << 20])
+            r = NODE.ingest(p.encode_gz(), name="%s{pod=%s}" % (two, pod), format="pprof", **{"from": NOW - 200})
+            assert r.status == 200, r
+        q2 = 'memory:inuse_space:bytes:space:bytes{service_name="%s"}' % two
+        s = open_page(b, page(view="tags", query=q2, label="pod"), "a gauge's tags, two pods")
+        assert [(v["value"], v["total"]) for v in s["values"]] == [("b", 6 << 20), ("a", 2 << 20)], s["values"]
+        got = b.js("return document.querySelector('#view-tags .tags-total').textContent")
+        assert got == ("2 values of pod, average profile in use 4 MiB; "
+                       "shares of the values' averages, 8 MiB together"), got
+        shot(b, "gauge-tags")
 
 
 def test_errors_theme_and_defaults():
@@ -817,6 +851,14 @@ def test_errors_theme_and_defaults():
                      ".filter((e) => e.getClientRects().length).map((e) => e.className)")
         assert shown == [], ("parts of the view shown under the error", shown)
         assert "no data" not in b.js("return document.querySelector('main').innerText"), "no data"
+        # the selector the node refused stays in the bar as written: a missing
+        # '}' showed as {service_name="..."}, a selector that would work
+        for bad in ('{service_name="%s"' % SVC, '{service_name=="%s"}' % SVC):
+            b.get(page(query=CPU + bad))
+            b.wait_js("return document.body.dataset.ready === 'true'", what="error " + bad)
+            assert snap(b)["error"], bad
+            got = b.js("return document.getElementById('q-selector').value")
+            assert got == bad, ("the bar does not show the selector that failed", bad, got)
         # in the diff view the forms that change the comparison stay
         b.get(page(view="diff", query=sel(version="v1"), rightQuery=CPU + '{service_name=~"("}'))
         b.wait_js("return document.body.dataset.ready === 'true'", what="diff error")
