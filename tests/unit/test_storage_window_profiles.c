@@ -292,6 +292,41 @@ static void test_relate_and_add(fixture_t *f)
     labels_free(l);
 }
 
+/* One profile split by its samples' labels into two series of one type,
+ * beside a second type of one series: the split pieces do not count the
+ * profile (each would count it once: an average over both would divide by
+ * two profiles), the lone type's series counts it. */
+static void test_split_pieces_uncounted(fixture_t *f)
+{
+    labels_t *a = fx_labels("split", "a"), *b = fx_labels("split", "b");
+    labels_t *other = fx_labels("split", NULL);
+    labels_set_str(other, LABEL_PROFILE_TYPE, "memory:inuse_space:bytes:space:bytes");
+    symtab_t *st = symtab_new();
+    calltree_t *t = calltree_new(0);
+    fx_add(t, st, "main;f;g", 7);
+    storage_series_write_t sw[3] = {
+        {.labels = a, .series_id = labels_hash(a), .tree = t, .token = 5},
+        {.labels = b, .series_id = labels_hash(b), .tree = t, .token = 5},
+        {.labels = other, .series_id = labels_hash(other), .tree = t, .token = 5},
+    };
+    storage_profile_write_t p = {
+        .tenant = "t", .time_ns = (T0 + 40) * NS, .series = sw, .nseries = 3, .symbols = st};
+    fx_id(p.profile_id, 4242);
+    errmsg_t em = {{0}};
+    CHECK_EQ_INT(storage_write_profile(f->s, &p, NULL, &em), 0);
+    wsum_t xa = scan(f, a, 5, 0, T0, T0 + 60), xb = scan(f, b, 5, 0, T0, T0 + 60);
+    wsum_t xo = scan(f, other, 5, 0, T0, T0 + 60);
+    CHECK_EQ_INT(xa.exact + xb.exact, 0);
+    CHECK_EQ_INT(xa.count + xb.count, 0);
+    CHECK_EQ_INT(xo.exact, 1);
+    CHECK_EQ_INT(xo.count, 1);
+    calltree_free(t);
+    symtab_free(st);
+    labels_free(a);
+    labels_free(b);
+    labels_free(other);
+}
+
 int main(void)
 {
     fixture_t f;
@@ -307,6 +342,7 @@ int main(void)
     if (fx_reopen(&f) != 0) return 1;
     test_counts(&f);
     test_relate_and_add(&f);
+    test_split_pieces_uncounted(&f);
     fx_done(&f);
     return check_exit();
 }
