@@ -706,8 +706,8 @@ typedef struct storage_key_ref {
  * read by point lookups; a key this store does not hold (or past
  * retention, or not a window key) is skipped. */
 int storage_stream_scan_keys(storage_t *s, uint64_t lo, uint64_t hi, const storage_key_ref_t *keys,
-                             size_t n, const uint8_t *after, size_t after_len,
-                             storage_stream_fn fn, void *ctx);
+                             size_t n, const uint8_t *after, size_t after_len, storage_stream_fn fn,
+                             void *ctx);
 /* One window as storage_stream_summaries names it, borrowed for the call:
  * its key, its whole total, and its window_profiles value when the window
  * is counted exactly (its counted total is its total; wprof_len 0: not). */

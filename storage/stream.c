@@ -469,8 +469,8 @@ static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 }
 
 int storage_stream_scan_keys(storage_t *s, uint64_t lo, uint64_t hi, const storage_key_ref_t *keys,
-                             size_t n, const uint8_t *after, size_t after_len,
-                             storage_stream_fn fn, void *ctx)
+                             size_t n, const uint8_t *after, size_t after_len, storage_stream_fn fn,
+                             void *ctx)
 {
     if (lo > hi) return ERR_INVALID_ARGUMENT;
     wscan_t x;

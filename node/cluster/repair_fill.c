@@ -369,7 +369,7 @@ int repair_fill_summary(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
     int rel = relate(r, m, NULL, NULL, &there, &here, NULL), rc = 0;
     if (rel < 0) rc = errmsg_set(em, rel, "window profiles: %s", err_message(rel));
     if (rel == STORAGE_WPROF_A_HOLDS_B) rc = keys_put(ss->fill_want, m, em); /* add the rest */
-    if (rel == STORAGE_WPROF_UNKNOWN) rc = keys_put(ss->fill_look, m, em); /* by stacks */
+    if (rel == STORAGE_WPROF_UNKNOWN) rc = keys_put(ss->fill_look, m, em);   /* by stacks */
     if (rel == STORAGE_WPROF_MIXED) {
         st->wc_inexact++;
         rc = note_inexact(r, m, ss, st, &here, &there);
@@ -415,8 +415,8 @@ static int walk_again(repair_t *r, const char *peer, repair_stream_state_t *ss,
  * probe), as each kind of source allows: 1 when the looks walked to the
  * end, 0 when not, or a negative error. On an older source (no summaries)
  * the probe walks every window, and want is left empty. */
-static int first_looks(repair_t *r, const char *peer, repair_stream_state_t *ss,
-                       repair_stats_t *st, errmsg_t *em)
+static int first_looks(repair_t *r, const char *peer, repair_stream_state_t *ss, repair_stats_t *st,
+                       errmsg_t *em)
 {
     ss->fill_summary = 1;
     int rc = repair_stream_walk(r, peer, ss, st, NULL, em);

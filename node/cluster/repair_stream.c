@@ -947,7 +947,8 @@ static void fill_keys_request(const repair_stream_state_t *ss, ProtobufCBinaryDa
     size_t i = ss->fill_key_next, n = 0;
     uint32_t dummy;
     for (; i < k->n && n < FILL_KEYS_BATCH; i++) {
-        if (!ss->fill_probe && ss->fill_skip != NULL && u64map_get(ss->fill_skip, k->series[i], &dummy))
+        if (!ss->fill_probe && ss->fill_skip != NULL &&
+            u64map_get(ss->fill_skip, k->series[i], &dummy))
             continue;
         size_t from = i > 0 ? k->end[i - 1] : 0;
         v[n++] = (ProtobufCBinaryData){k->end[i] - from, k->b.data + from};
@@ -957,15 +958,76 @@ static void fill_keys_request(const repair_stream_state_t *ss, ProtobufCBinaryDa
     *used = i - ss->fill_key_next;
 }
 
+/* The windows of answer a (syms: its symbols) taken, ss->after moved past
+ * each; a fill's first look hands each summary to repair_fill_summary. */
+static int take_answer(repair_t *r, const char *peer, const Flamedb__Cluster__RepairAnswer *a,
+                       const symtab_t *syms, repair_partsin_t *parts, repair_stream_state_t *ss,
+                       repair_stats_t *st, errmsg_t *em)
+{
+    int rc = 0;
+    if (ss->fill_summary && a->n_windows > 0 && !a->window_summaries)
+        ss->fill_old = 1; /* whole windows: a source that sends no summaries */
+    for (size_t i = 0; rc == 0 && i < a->n_windows && !r->closing && !ss->fill_old; i++) {
+        const Flamedb__Cluster__StreamWindow *m = a->windows[i];
+        int advance = 1;
+        if (ss->fill_summary) {
+            rc = repair_fill_summary(r, m, ss, st, em);
+        } else if (m->parts > 1) {
+            rc = take_part(r, peer, m, a, parts, ss, st, &advance, em);
+        } else {
+            repair_partsin_drop(parts); /* the source sends it whole now */
+            rc = take_window(r, peer, m, NULL, syms, ss, st, em);
+        }
+        if (rc == 0 && advance) { /* resume after it, also after a restart of the source */
+            memcpy(ss->after, m->key.data, m->key.len);
+            ss->after_len = m->key.len;
+        }
+    }
+    return rc;
+}
+
+/* A batch of keys q asked for is answered (the source's page did not stop
+ * early): past its last key, `used` entries of ss->fill_keys on; whether
+ * keys are left to ask for. */
+static int fill_keys_answered(repair_stream_state_t *ss, const Flamedb__Cluster__RepairRequest *q,
+                              size_t used)
+{
+    if (q->n_keys > 0) {
+        const ProtobufCBinaryData *l = &q->keys[q->n_keys - 1];
+        memcpy(ss->after, l->data, l->len);
+        ss->after_len = l->len;
+    }
+    ss->fill_key_next += used;
+    return ss->fill_key_next < ss->fill_keys->n;
+}
+
+/* STREAM of ss's interval from where it stands into q (kv: room for a
+ * fill's keys, or NULL); *used: the keys of ss->fill_keys it took. */
+static void stream_request(const repair_stream_state_t *ss, const repair_partsin_t *parts,
+                           ProtobufCBinaryData *kv, Flamedb__Cluster__RepairRequest *q,
+                           size_t *used)
+{
+    repair_request_init(q, RK(STREAM), 0, 0);
+    q->lo = ss->lo;
+    q->hi = ss->hi;
+    /* a fill wants the old windows only: the source leaves out the rest
+     * (an older source sends them and repair_fill_wanted skips them) */
+    if (ss->fill_until > 0) q->until_s = ss->fill_until;
+    q->window_summaries = ss->fill_summary;
+    *used = 0;
+    if (kv != NULL) fill_keys_request(ss, kv, q, used);
+    q->after_key = (ProtobufCBinaryData){ss->after_len, (uint8_t *)ss->after};
+    q->window_part = parts->next + 1;
+    q->profile_slices = 1;
+    q->symbol_pieces = 1;
+    q->path_anchors = 1;
+}
+
 int repair_stream_walk(repair_t *r, const char *peer, repair_stream_state_t *ss, repair_stats_t *st,
                        repair_stream_page_fn page, errmsg_t *em)
 {
     ProtobufCBinaryData *kv = NULL;
     if (ss->fill_keys != NULL) {
-        if (ss->fill_key_next >= ss->fill_keys->n) { /* nothing to ask for */
-            ss->done = 1;
-            return 0;
-        }
         kv = malloc(FILL_KEYS_BATCH * sizeof *kv);
         if (kv == NULL) return errmsg_set(em, ERR_NOMEM, "out of memory");
     }
@@ -973,63 +1035,32 @@ int repair_stream_walk(repair_t *r, const char *peer, repair_stream_state_t *ss,
     repair_partsin_t parts = {0};
     while (rc == 0 && more && !r->closing) {
         Flamedb__Cluster__RepairRequest q;
-        repair_request_init(&q, RK(STREAM), 0, 0);
-        q.lo = ss->lo;
-        q.hi = ss->hi;
-        /* a fill wants the old windows only: the source leaves out the rest
-         * (an older source sends them and repair_fill_wanted skips them) */
-        if (ss->fill_until > 0) q.until_s = ss->fill_until;
-        q.window_summaries = ss->fill_summary;
-        size_t used = 0;
-        if (kv != NULL) fill_keys_request(ss, kv, &q, &used);
-        q.after_key = (ProtobufCBinaryData){ss->after_len, ss->after};
-        q.window_part = parts.next + 1;
-        q.profile_slices = 1;
-        q.symbol_pieces = 1;
-        q.path_anchors = 1;
+        size_t used;
+        stream_request(ss, &parts, kv, &q, &used);
         cluster_msg_t ans = {0};
-        if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) break;
-        const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
-        symtab_t *syms = symtab_new();
-        rc = syms != NULL ? repair_symbols_put(a, syms) : ERR_NOMEM;
-        uint64_t before = st->windows;
-        if (ss->fill_summary && a->n_windows > 0 && !a->window_summaries)
-            ss->fill_old = 1; /* whole windows: a source that sends no summaries */
-        for (size_t i = 0; rc == 0 && i < a->n_windows && !r->closing && !ss->fill_old; i++) {
-            const Flamedb__Cluster__StreamWindow *m = a->windows[i];
-            int advance = 1;
-            if (ss->fill_summary) {
-                rc = repair_fill_summary(r, m, ss, st, em);
-            } else if (m->parts > 1) {
-                rc = take_part(r, peer, m, a, &parts, ss, st, &advance, em);
-            } else {
-                repair_partsin_drop(&parts); /* the source sends it whole now */
-                rc = take_window(r, peer, m, NULL, syms, ss, st, em);
-            }
-            if (rc == 0 && advance) { /* resume after it, also after a restart of the source */
-                memcpy(ss->after, m->key.data, m->key.len);
-                ss->after_len = m->key.len;
-            }
+        if (kv != NULL && q.n_keys == 0) { /* no key left to ask for: no request */
+            ss->fill_key_next = ss->fill_keys->n;
+            more = 0;
+        } else if ((rc = repair_call(r, peer, &q, &ans, em)) != 0) {
+            break;
+        } else {
+            const Flamedb__Cluster__RepairAnswer *a = (const void *)ans.body;
+            symtab_t *syms = symtab_new();
+            rc = syms != NULL ? repair_symbols_put(a, syms) : ERR_NOMEM;
+            uint64_t before = st->windows;
+            if (rc == 0) rc = take_answer(r, peer, a, syms, &parts, ss, st, em);
+            size_t got = protobuf_c_message_get_packed_size(ans.body);
+            st->bytes += got;
+            uv_mutex_lock(&r->mu);
+            r->counters.windows += st->windows - before;
+            r->counters.bytes += got;
+            uv_mutex_unlock(&r->mu);
+            more = a->more && a->n_windows > 0 && !ss->fill_old;
+            if (kv != NULL && rc == 0 && !more) more = fill_keys_answered(ss, &q, used);
+            symtab_free(syms);
+            cluster_msg_free(&ans);
         }
-        size_t got = protobuf_c_message_get_packed_size(ans.body);
-        st->bytes += got;
-        uv_mutex_lock(&r->mu);
-        r->counters.windows += st->windows - before;
-        r->counters.bytes += got;
-        uv_mutex_unlock(&r->mu);
-        more = a->more && a->n_windows > 0 && !ss->fill_old;
-        if (kv != NULL && rc == 0 && !more && q.n_keys > 0) { /* this batch answered */
-            const ProtobufCBinaryData *l = &q.keys[q.n_keys - 1];
-            memcpy(ss->after, l->data, l->len);
-            ss->after_len = l->len;
-        }
-        if (kv != NULL && rc == 0 && !more) {
-            ss->fill_key_next += used;
-            more = ss->fill_key_next < ss->fill_keys->n;
-        }
-        symtab_free(syms);
-        cluster_msg_free(&ans);
-        if (rc == 0 && ss->fill_old) break; /* the caller walks as before */
+        if (rc == 0 && ss->fill_old) break;    /* the caller walks as before */
         if (rc == 0 && !more && !r->closing) { /* walked to the end */
             ss->done = !ss->failed;
             ss->failed = 0;

@@ -1225,9 +1225,9 @@ static int summary_window(void *ctx, const storage_window_summary_t *w)
 {
     sums_seen_t *x = ctx;
     int64_t total = 0;
-    CHECK_EQ_INT(storage_window_total(x->s, w->tenant, w->token, w->series_id, w->res, w->window_s,
-                                      &total),
-                 1);
+    CHECK_EQ_INT(
+        storage_window_total(x->s, w->tenant, w->token, w->series_id, w->res, w->window_s, &total),
+        1);
     CHECK_EQ_INT(w->total, total);
     buf_t v;
     buf_init(&v, BUF_UNLIMITED);
