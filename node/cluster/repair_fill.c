@@ -14,6 +14,9 @@
  *
  * Streaming is repair_stream.c's walk (STREAM answers, windows in parts put
  * together); this module decides, per window, what the walk stores. The
+ * first look is at summaries (each window's key, whole total and whole
+ * window_profiles): compared by id, every window the fill will store is
+ * then asked for by key, and only those. The
  * store looks again whether this node holds the window, under the lock a
  * write holds until it commits (storage_stream_window_t.only_absent): a
  * write that lands between this module's look and the store keeps the copy
@@ -244,7 +247,7 @@ static int fill_probe(repair_t *r, const Flamedb__Cluster__StreamWindow *m,
         buf_free(&there);
         if (rel < 0) return errmsg_set(em, rel, "window profiles: %s", err_message(rel));
         /* by id: the same profiles, or one copy holds the other's (the
-         * fill's second walk adds what the peer's holds beyond) */
+         * fill's last look adds what the peer's holds beyond) */
         return 0;
     }
     if (rel == STORAGE_WPROF_UNKNOWN && comparable && total == m->total) {

@@ -416,15 +416,17 @@ typedef void (*repair_stream_page_fn)(repair_t *r);
 int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t *ss,
                            repair_stats_t *st, repair_stream_page_fn page, errmsg_t *em);
 /* Repair thread: the window check's fill of [lo, hi] from peer (docs/cluster.md,
- * "Old windows no profile id names"). A first walk of the peer's windows
- * that end by until_s (STREAM) stores nothing: it finds the series with a
- * window both copies hold differently (totals, then stacks; counted in
- * st->wc_inexact: their union cannot be told) or naming kept profiles;
- * those series are left whole as they are. A second walk stores each
- * window of the other series that this node does not hold at all (no
- * `totals` key): this node holds no profile of that series, resolution
- * and window, so the peer's is the union, exactly; st->wc_filled counts
- * them. No span trees, no totals check (the window check compares again). */
+ * "Old windows no profile id names"). A first look at the summaries of
+ * the peer's windows that end by until_s (STREAM window_summaries), then at
+ * the windows that need their stacks compared (by key), stores nothing: it
+ * finds the series with a window both copies hold differently (by id;
+ * else totals, then stacks; counted in st->wc_inexact: their union cannot
+ * be told); those series are left whole as they are. Then the windows of
+ * the other series that this node does not hold at all (no `totals` key:
+ * this node holds no profile of that series, resolution and window, so the
+ * peer's is the union, exactly), or holds fewer profiles of by id, are
+ * asked for by key and stored or added to; st->wc_filled counts them. A
+ * source that sends no summaries is walked twice whole, as before. No span trees, no totals check (the window check compares again). */
 int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t until_s,
                          repair_stats_t *st, errmsg_t *em);
 /* Repair thread: before a copy whose sums hold this node's is taken whole
