@@ -426,8 +426,8 @@ int repair_stream_interval(repair_t *r, const char *peer, repair_stream_state_t 
  * this node holds no profile of that series, resolution and window, so the
  * peer's is the union, exactly), or holds fewer profiles of by id, are
  * asked for by key and stored or added to; st->wc_filled counts them. A
- * source that sends no summaries is walked twice whole, as before. No span trees, no totals check
- * (the window check compares again). */
+ * source that sends no summaries is walked twice whole, as before. No
+ * span trees, no totals check (the window check compares again). */
 int repair_fill_interval(repair_t *r, const char *peer, uint64_t lo, uint64_t hi, int64_t until_s,
                          repair_stats_t *st, errmsg_t *em);
 /* Repair thread: before a copy whose sums hold this node's is taken whole
